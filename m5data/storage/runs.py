@@ -1,0 +1,58 @@
+"""Stage accounting: every stage counts what went in, out and failed (by reason) into ``runs``."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+
+@dataclass
+class StageStats:
+    """What one stage run did. Stages return it; ``Store`` records it in the ``runs`` table."""
+
+    stage: str
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    n_in: int = 0
+    n_out: int = 0
+    n_failed: int = 0
+    bytes: int = 0
+    failures: Counter = field(default_factory=Counter)
+    status: str = "ok"
+    started: float = field(default_factory=time.time)
+    ended: float | None = None
+
+    def fail(self, reason: str, n: int = 1) -> None:
+        self.n_failed += n
+        self.failures[reason] += n
+
+    @property
+    def seconds(self) -> float:
+        return (self.ended or time.time()) - self.started
+
+    def finish(self, status: str = "ok") -> StageStats:
+        self.status = status
+        self.ended = time.time()
+        return self
+
+    def row(self, config: dict | None = None) -> dict:
+        def ts(t: float | None):
+            return datetime.fromtimestamp(t, tz=timezone.utc) if t is not None else None
+
+        return {
+            "run_id": self.run_id, "stage": self.stage, "started_at": ts(self.started),
+            "ended_at": ts(self.ended), "status": self.status, "n_in": self.n_in, "n_out": self.n_out,
+            "n_failed": self.n_failed, "bytes": self.bytes, "seconds": round(self.seconds, 3),
+            "failures": json.dumps(dict(self.failures), ensure_ascii=False, sort_keys=True),
+            "config": json.dumps(config or {}, ensure_ascii=False, sort_keys=True, default=str),
+        }
+
+
+def record_run(store, stats: StageStats, config: dict | None = None) -> None:
+    """Write one row to ``runs`` (the stage's ended time is set if it was not yet)."""
+    if stats.ended is None:
+        stats.finish(stats.status)
+    store.write("runs", [stats.row(config)])

@@ -1,0 +1,194 @@
+"""Every table of the store, each with one pyarrow schema, its key and its schema version.
+
+This module is the only place that defines table layouts; ``docs/store.md`` documents each column.
+
+Keys: a write is an *upsert* by key. Rows are never updated in place; a later write of the same key
+wins when the table is read (last write wins), and ``compact`` drops the older copies for good.
+``replace_by`` names the columns whose latest write replaces all earlier rows of that group: a
+product's spec table is replaced whole when the product is crawled again, so a property that
+disappeared from the page disappears from the store too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+SEQ_COLUMN = "_seq"  # write sequence (ns since epoch of the write); not part of a table's public schema
+
+_ts = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    schema: pa.Schema
+    key: tuple[str, ...]
+    version: int
+    replace_by: tuple[str, ...] = ()
+    doc: str = ""
+
+    @property
+    def group(self) -> tuple[str, ...]:
+        """Columns whose latest write wins as a whole (the key unless ``replace_by`` says otherwise)."""
+        return self.replace_by or self.key
+
+
+def _spec(name: str, doc: str, key: tuple[str, ...], version: int, cols: list[tuple[str, pa.DataType]],
+          replace_by: tuple[str, ...] = ()) -> TableSpec:
+    schema = pa.schema([pa.field(n, t, nullable=n not in key) for n, t in cols])
+    return TableSpec(name, schema, key, version, replace_by, doc)
+
+
+PRODUCTS = _spec("products", "one row per product page", ("product_id",), 1, [
+    ("product_id", pa.string()),  # platform:source_id
+    ("platform", pa.string()),
+    ("source_id", pa.string()),
+    ("url", pa.string()),
+    ("merchant_id", pa.string()),
+    ("title", pa.string()),
+    ("price", pa.float64()),
+    ("currency", pa.string()),
+    ("category_path", pa.list_(pa.string())),  # raw breadcrumb, top level first
+    ("description", pa.string()),
+    ("crawled_at", _ts),
+    ("content_hash", pa.string()),  # sha256 of the normalised item, for duplicate pages
+    ("has_image", pa.bool_()),
+    ("has_video", pa.bool_()),
+    ("has_caption", pa.bool_()),
+    ("has_specs", pa.bool_()),
+    ("run_id", pa.string()),
+])
+
+SPECS = _spec("specs", "one row per property value of a product (long form)", ("product_id", "position"), 1, [
+    ("product_id", pa.string()),
+    ("position", pa.int32()),  # order on the page, from 0
+    ("property", pa.string()),
+    ("value", pa.string()),
+], replace_by=("product_id",))
+
+MEDIA = _spec("media", "one row per media object, downloaded or derived", ("media_id",), 1, [
+    ("media_id", pa.string()),  # sha1 of product_id|kind|url (downloaded) or of source media_id|kind (derived)
+    ("product_id", pa.string()),
+    ("kind", pa.string()),  # image, video, audio, frames, mfcc
+    ("role", pa.string()),  # main, gallery, video, derived
+    ("position", pa.int32()),
+    ("url", pa.string()),
+    ("source_media_id", pa.string()),  # for derived media: the media it came from
+    ("blob", pa.string()),  # path relative to the store root (blobs/ab/<sha256>.<ext> or derived/...)
+    ("sha256", pa.string()),
+    ("mime", pa.string()),
+    ("bytes", pa.int64()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("duration", pa.float64()),  # seconds
+    ("fps", pa.float64()),
+    ("codec", pa.string()),
+    ("has_audio", pa.bool_()),
+    ("frame_count", pa.int32()),
+    ("quality_tier", pa.int8()),  # image quality group by original size: 1 (high), 2, 3 (low)
+    ("phash", pa.string()),  # perceptual hash, hex
+    ("status", pa.string()),  # pending, ok, failed, too_large, not_media, corrupt, absent
+    ("http_status", pa.int32()),
+    ("error", pa.string()),
+    ("attempts", pa.int32()),
+    ("meta", pa.string()),  # JSON: kind-specific details (frame timestamps, MFCC shape, ...)
+    ("updated_at", _ts),
+])
+
+CAPTIONS = _spec("captions", "one row per product: cleaned caption and its tokens", ("product_id",), 1, [
+    ("product_id", pa.string()),
+    ("text", pa.string()),  # cleaned caption
+    ("tokens", pa.list_(pa.string())),  # jieba segmentation
+    ("n_chars", pa.int32()),
+    ("lang", pa.string()),
+    ("status", pa.string()),  # ok, empty
+    ("updated_at", _ts),
+])
+
+CRAWL_ERRORS = _spec("crawl_errors", "one row per page that could not be parsed fully", ("url",), 1, [
+    ("url", pa.string()),
+    ("platform", pa.string()),
+    ("reason", pa.string()),
+    ("http_status", pa.int32()),
+    ("run_id", pa.string()),
+    ("seen_at", _ts),
+])
+
+TAXONOMY = _spec("taxonomy", "one row per unified label (class, sub-class or subsub-class)", ("level", "label_id"), 1, [
+    ("level", pa.int8()),  # 1 class, 2 sub-class, 3 subsub-class
+    ("label_id", pa.int32()),
+    ("name", pa.string()),
+    ("parent_id", pa.int32()),  # label_id of the parent level (null for level 1)
+    ("class_id", pa.int32()),
+    ("sub_class_id", pa.int32()),
+    ("subsub_class_id", pa.int32()),
+])
+
+LABEL_MAP = _spec("label_map", "one row per raw platform category path", ("platform", "raw_path"), 1, [
+    ("platform", pa.string()),
+    ("raw_path", pa.string()),  # the breadcrumb joined by ' > '
+    ("raw_level1", pa.string()),
+    ("raw_level2", pa.string()),
+    ("raw_level3", pa.string()),
+    ("class_id", pa.int32()),
+    ("sub_class_id", pa.int32()),
+    ("subsub_class_id", pa.int32()),  # 0 when the sub-class has no level-3 children
+    ("method", pa.string()),  # identical, merged, own, review, unmapped
+])
+
+ANNOTATIONS = _spec("annotations", "one row per worker judgement of a query/candidate pair",
+                    ("query_id", "candidate_id", "worker_id"), 1, [
+    ("query_id", pa.string()),
+    ("candidate_id", pa.string()),
+    ("worker_id", pa.string()),
+    ("label", pa.int8()),  # 1 match, 0 no match
+    ("is_gold", pa.bool_()),
+    ("created_at", _ts),
+])
+
+SPLITS = _spec("splits", "one row per product in a split version", ("product_id", "version"), 1, [
+    ("product_id", pa.string()),
+    ("split", pa.string()),  # train, query-c, gallery-c, query-fg, gallery-fg, cls-train, cls-test, subset
+    ("version", pa.string()),
+])
+
+RUNS = _spec("runs", "one row per stage run", ("run_id",), 1, [
+    ("run_id", pa.string()),
+    ("stage", pa.string()),
+    ("started_at", _ts),
+    ("ended_at", _ts),
+    ("status", pa.string()),  # ok, failed, interrupted
+    ("n_in", pa.int64()),
+    ("n_out", pa.int64()),
+    ("n_failed", pa.int64()),
+    ("bytes", pa.int64()),
+    ("seconds", pa.float64()),
+    ("failures", pa.string()),  # JSON object: reason -> count
+    ("config", pa.string()),  # JSON of the effective settings
+])
+
+TABLES: dict[str, TableSpec] = {t.name: t for t in (
+    PRODUCTS, SPECS, MEDIA, CAPTIONS, CRAWL_ERRORS, TAXONOMY, LABEL_MAP, ANNOTATIONS, SPLITS, RUNS,
+)}
+
+
+def table_spec(name: str) -> TableSpec:
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise KeyError(f"unknown table {name!r} (tables: {', '.join(TABLES)})") from None
+
+
+_DUCKDB_TYPES = {
+    pa.string(): "VARCHAR", pa.int8(): "TINYINT", pa.int32(): "INTEGER", pa.int64(): "BIGINT",
+    pa.float32(): "FLOAT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN", _ts: "TIMESTAMPTZ",
+}
+
+
+def duckdb_type(t: pa.DataType) -> str:
+    """The DuckDB SQL type of a pyarrow type used in these schemas."""
+    if pa.types.is_list(t):
+        return duckdb_type(t.value_type) + "[]"
+    return _DUCKDB_TYPES[t]

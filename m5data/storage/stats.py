@@ -1,0 +1,57 @@
+"""What is in a store: counts per table, modality completeness, top categories and properties."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .schema import TABLES
+from .store import Store
+
+# A product "has" a modality when the store holds it usably (not merely when the page linked it).
+MODALITY_SQL = {
+    "image": "EXISTS (SELECT 1 FROM media m WHERE m.product_id = p.product_id AND m.kind = 'image' AND m.status = 'ok')",
+    "caption": "coalesce(length(trim(p.title)), 0) > 0",
+    "video": "EXISTS (SELECT 1 FROM media m WHERE m.product_id = p.product_id AND m.kind = 'video' AND m.status = 'ok')",
+    "audio": "EXISTS (SELECT 1 FROM media m WHERE m.product_id = p.product_id AND m.kind = 'audio' AND m.status = 'ok')",
+    "specs": "EXISTS (SELECT 1 FROM specs s WHERE s.product_id = p.product_id)",
+}
+
+
+@dataclass
+class StoreStats:
+    counts: dict[str, int]
+    parts: dict[str, int]
+    products: int
+    completeness: dict[str, int]  # modality (and "all five") -> products that have it
+    top_categories: list[tuple[str, int]]
+    top_properties: list[tuple[str, int, int]]  # property, rows, distinct values
+    media_status: list[tuple[str, str, int]]  # kind, status, count
+
+
+def store_stats(store: Store, top: int = 10) -> StoreStats:
+    con = store.connect()
+    try:
+        counts = {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in TABLES}
+        parts = {name: len(store.parts(name)) for name in TABLES}
+        flags = ", ".join(f"({sql}) AS {name}" for name, sql in MODALITY_SQL.items())
+        all_five = " AND ".join(MODALITY_SQL)
+        row = con.execute(
+            f"WITH f AS (SELECT {flags} FROM products p) SELECT count(*), "
+            + ", ".join(f"count(*) FILTER (WHERE {m})" for m in MODALITY_SQL)
+            + f", count(*) FILTER (WHERE {all_five}) FROM f"
+        ).fetchone()
+        completeness = dict(zip([*MODALITY_SQL, "all five"], row[1:]))
+        categories = con.execute(
+            "SELECT array_to_string(category_path, ' > ') AS c, count(*) AS n FROM products "
+            "WHERE len(category_path) > 0 GROUP BY 1 ORDER BY n DESC, c LIMIT ?", [top]
+        ).fetchall()
+        properties = con.execute(
+            "SELECT property, count(*) AS n, count(DISTINCT value) FROM specs GROUP BY 1 ORDER BY n DESC, property LIMIT ?",
+            [top],
+        ).fetchall()
+        media_status = con.execute(
+            "SELECT kind, status, count(*) FROM media GROUP BY 1, 2 ORDER BY 1, 3 DESC"
+        ).fetchall()
+        return StoreStats(counts, parts, row[0], completeness, categories, properties, media_status)
+    finally:
+        con.close()
