@@ -86,6 +86,11 @@ class ExtractSettings:
     max_image_pixels: int = 89_478_485  # Pillow's decompression-bomb limit
     strip_brackets: bool = False  # strip 【...】 marketing brackets from captions
     max_caption_chars: int = 512
+    image_tier_high: int = 600  # quality tier 1 (high): original's shorter side >= this many pixels
+    image_tier_medium: int = 300  # tier 2 (medium) >= this; tier 3 (low) below
+    image_roles: str = "main"  # comma-separated media roles whose images are normalised ("main,gallery")
+    mp3_bitrate: str = "128k"  # bitrate of the extracted mp3
+    jieba_user_dict: str = ""  # jieba user dictionary file (brand names), "" = none
 
 
 @dataclass
@@ -93,6 +98,12 @@ class AlignSettings:
     label_threshold: float = 0.50  # S_label >= this (MEP-3M)
     content_threshold: float = 0.75  # S_content > this (MEP-3M)
     content_chars: int = 22_000  # characters of concatenated titles per sub-class (MEP-3M)
+    mapping: str = ""  # level-1 mapping file (TOML/YAML); required by `m5data align` unless --mapping
+    engine: str = "bulk"  # S_content engine: bulk (sparse matrix) or simtext (the library, pair by pair)
+    weighting: str = "binary"  # binary (simtext's Sim_Cosine) or counts (the paper's term frequencies)
+    merge_empty_by_name: bool = False  # merge identically named sub-classes even when one has no titles
+    workers: int = 1  # processes for jieba segmentation; 0 = number of cores
+    review_file: str = ""  # review file written by align; "" = <store>/derived/align/review.csv
 
 
 @dataclass

@@ -1,0 +1,254 @@
+"""Benchmark: m5data download vs img2dataset on the same 2,000 JPEGs served from 127.0.0.1.
+
+Both tools fetch every image, resize it to a longest side of 256 (aspect kept), re-encode it as
+JPEG quality 90 and write it out: ours into the store's content-addressed blobs plus a status row
+per URL, img2dataset into WebDataset shards (``--resize_mode keep_ratio_largest``). Both get two
+worker processes. Each run is a subprocess (start-up included, like a user's command) and its
+peak RSS is the largest sum of RSS over its process tree, sampled every 50 ms. The server runs in
+its own process, restarted for each run.
+
+Then both run again with 5% injected faults (500-then-200, 404, 2 s slow, truncated) and the
+final status counts are printed.
+
+img2dataset is installed into its own venv (``--venv``, default /tmp/img2dataset-venv) with
+``python -m venv`` + ``pip install img2dataset`` unless it is already there.
+
+    python benchmarks/bench_download.py [--n 2000] [--fault-rate 0.05] [--skip-img2dataset]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import io
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def make_images(folder: Path, n: int, noise: float = 24) -> int:
+    """``n`` distinct photo-like 640x480 JPEGs: gradient, shapes and Gaussian sensor noise of
+    standard deviation ``noise`` (24: about 107 KB a file, busy like a real photo; 0: about 25 KB)."""
+    from PIL import Image, ImageChops, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if len(list(folder.glob("img*.jpg"))) == n:
+        return sum(p.stat().st_size for p in folder.glob("img*.jpg"))
+    grain = [Image.effect_noise((640, 480), noise).convert("RGB") for _ in range(4)] if noise else None
+    total = 0
+    for i in range(n):
+        rng = random.Random(i)
+        im = Image.linear_gradient("L").resize((640, 480)).convert("RGB")
+        draw = ImageDraw.Draw(im)
+        for _ in range(20):
+            x, y = rng.randrange(640), rng.randrange(480)
+            box = [x, y, x + rng.randrange(20, 300), y + rng.randrange(20, 200)]
+            colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
+        if grain:
+            im = ImageChops.add(im, grain[i % 4], scale=1.0, offset=-128)
+        out = io.BytesIO()
+        im.save(out, "JPEG", quality=85)
+        (folder / f"img{i}.jpg").write_bytes(out.getvalue())
+        total += len(out.getvalue())
+    return total
+
+
+class Server:
+    """The test media server (m5data.crawler.download.testing) in its own process."""
+
+    def __init__(self, folder: Path, tmp: Path):
+        self.port_file = tmp / f"port-{time.monotonic_ns()}"
+        self.proc = subprocess.Popen([PY, "-m", "m5data.crawler.download.testing", "--dir", str(folder),
+                                      "--port-file", str(self.port_file)], cwd=ROOT)
+        deadline = time.time() + 60
+        while not self.port_file.exists():
+            if time.time() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("media server did not start")
+            time.sleep(0.05)
+        self.base = f"http://127.0.0.1:{self.port_file.read_text()}"
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def url_paths(n: int, fault_rate: float, seed: int = 0) -> tuple[list[str], dict[str, str]]:
+    """URL paths for ``n`` images; a ``fault_rate`` share spread evenly over four faults."""
+    rng = random.Random(seed)
+    faulted = set(rng.sample(range(n), round(n * fault_rate)))
+    kinds = ["flaky", "dead", "slow", "truncated"]
+    paths, fault = [], {}
+    for k, i in enumerate(sorted(faulted)):
+        fault[i] = kinds[k % 4]
+    for i in range(n):
+        f = fault.get(i)
+        paths.append({None: f"/f/img{i}.jpg", "flaky": f"/flaky/1/img{i}.jpg", "dead": f"/status/404/{i}",
+                      "slow": f"/slow/2000/img{i}.jpg", "truncated": f"/truncated/img{i}.jpg"}[f])
+    return paths, {paths[i]: f for i, f in fault.items()}
+
+
+def measure(cmd: list[str], env: dict | None = None, log: Path | None = None) -> tuple[float, int, int, float]:
+    """Run ``cmd``; return (wall s, peak RSS of its process tree in bytes, exit code, CPU s of the tree).
+
+    CPU seconds (user + system of the command and every descendant, from RUSAGE_CHILDREN) are what
+    to compare on a busy machine, where wall time depends on what else runs.
+    """
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    out = open(log, "wb") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    root, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            procs = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if log:
+        out.close()
+    return wall, peak, proc.returncode, cpu
+
+
+def run_ours(urls: list[str], tmp: Path, tag: str) -> dict:
+    store = tmp / f"store-{tag}"
+    shutil.rmtree(store, ignore_errors=True)
+    subprocess.run([PY, "-m", "m5data.cli", "--store", str(store), "init"], check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL)
+    lst = tmp / f"urls-{tag}.txt"
+    lst.write_text("\n".join(urls) + "\n")
+    cmd = [PY, "-m", "m5data.cli", "--store", str(store), "--set", "download.allow_private=true",
+           "--set", "download.jpeg_quality=90", "--set", "download.retries=2", "--set", "download.backoff=0.2",
+           "download", str(lst), "--no-progress", "--image-max-side", "256", "--workers", "2",
+           "--concurrency", "64", "--per-host", "64", "--max-failure-rate", "1"]
+    wall, peak, rc, cpu = measure(cmd, log=tmp / f"ours-{tag}.log")
+    sys.path.insert(0, str(ROOT))
+    from m5data.storage import Store
+
+    st = Store.open(store)
+    con = st.connect()
+    try:
+        statuses = dict(con.sql("SELECT status, count(*) FROM media GROUP BY 1 ORDER BY 1").fetchall())
+        run = con.sql("SELECT seconds, failures FROM runs ORDER BY ended_at DESC LIMIT 1").fetchall()[0]
+        ok_paths = {r[0] for r in con.sql("SELECT url FROM media WHERE status = 'ok'").fetchall()}
+    finally:
+        con.close()
+    blobs = list(st.blobs.iter_paths())
+    bad = sum(not st.blobs.verify(b) for b in blobs)
+    return {"wall": wall, "peak": peak, "rc": rc, "cpu": cpu, "ok": statuses.get("ok", 0), "statuses": statuses,
+            "inner": run[0], "failures": json.loads(run[1]), "ok_urls": ok_paths, "blobs": len(blobs), "bad_blobs": bad}
+
+
+def ensure_img2dataset(venv: Path) -> Path | None:
+    exe = venv / "bin" / "img2dataset"
+    if exe.exists():
+        return exe
+    print(f"installing img2dataset into {venv} ...", flush=True)
+    try:
+        subprocess.run([PY, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "img2dataset"], check=True)
+    except subprocess.CalledProcessError as exc:
+        print(f"img2dataset could not be installed: {exc}")
+        return None
+    return exe if exe.exists() else None
+
+
+def run_img2dataset(exe: Path, urls: list[str], tmp: Path, tag: str, retries: int) -> dict:
+    out = tmp / f"i2d-{tag}"
+    shutil.rmtree(out, ignore_errors=True)
+    lst = tmp / f"urls-{tag}.txt"
+    lst.write_text("\n".join(urls) + "\n")
+    cmd = [str(exe), "--url_list", str(lst), "--output_folder", str(out), "--output_format", "webdataset",
+           "--image_size", "256", "--resize_mode", "keep_ratio_largest", "--processes_count", "2",
+           "--thread_count", "64", "--number_sample_per_shard", "500", "--encode_quality", "90",
+           "--timeout", "10", "--retries", str(retries)]
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    wall, peak, rc, cpu = measure(cmd, env=env, log=tmp / f"i2d-{tag}.log")
+    stats = [json.loads(Path(p).read_text()) for p in glob.glob(str(out / "*_stats.json"))]
+    errors: dict[str, int] = {}
+    for s in stats:
+        for k, v in s.get("status_dict", {}).items():
+            errors[k] = errors.get(k, 0) + v
+    return {"wall": wall, "peak": peak, "rc": rc, "cpu": cpu, "ok": sum(s.get("successes", 0) for s in stats),
+            "failed": sum(s.get("failed_to_download", 0) + s.get("failed_to_resize", 0) for s in stats),
+            # shards run two at a time (one per process): their summed durations / 2 is the time inside
+            "inner": sum(s.get("duration", 0) for s in stats) / 2, "statuses": errors}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--fault-rate", type=float, default=0.05)
+    parser.add_argument("--noise", type=float, default=24, help="sensor noise of the generated JPEGs (0 = smooth, small files)")
+    parser.add_argument("--venv", type=Path, default=Path("/tmp/img2dataset-venv"))
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "m5data-bench-download")
+    parser.add_argument("--skip-img2dataset", action="store_true")
+    args = parser.parse_args()
+    tmp = args.work
+    tmp.mkdir(parents=True, exist_ok=True)
+    images = tmp / f"images-{args.n}-noise{args.noise:g}"
+    size = make_images(images, args.n, args.noise)
+    print(f"{args.n} JPEGs 640x480 (noise {args.noise:g}), {size / args.n / 1000:.0f} KB on average; "
+          f"{os.cpu_count()} cores")
+    exe = None if args.skip_img2dataset else ensure_img2dataset(args.venv)
+
+    results = {}
+    for phase, rate in (("clean", 0.0), ("faults", args.fault_rate)):
+        paths, faults = url_paths(args.n, rate)
+        for tool in ("ours", "img2dataset"):
+            if tool == "img2dataset" and exe is None:
+                continue
+            server = Server(images, tmp)
+            try:
+                urls = [server.base + p for p in paths]
+                res = run_ours(urls, tmp, phase) if tool == "ours" else \
+                    run_img2dataset(exe, urls, tmp, phase, retries=2)
+            finally:
+                server.close()
+            results[(phase, tool)] = res
+            print(f"[{phase}] {tool:11s} {res['ok']:5d} ok of {args.n}  wall {res['wall']:6.2f} s  "
+                  f"{res['ok'] / res['wall']:7.1f} samples/s end to end  "
+                  f"({res['ok'] / res['inner']:.1f}/s inside the run)  CPU {res['cpu']:.1f} s "
+                  f"({res['ok'] / res['cpu']:.0f} samples per CPU-second)  peak RSS {res['peak'] / 2**20:.0f} MiB  "
+                  f"exit {res['rc']}  load {os.getloadavg()[0]:.1f}", flush=True)
+            if tool == "ours":
+                print(f"    blobs {res['blobs']} (failing their sha256: {res['bad_blobs']}); statuses {res['statuses']}")
+                if faults:
+                    reachable = {server.base + p for p in paths if faults.get(p) not in ("dead", "truncated")}
+                    missing = reachable - res["ok_urls"]
+                    print(f"    reachable {len(reachable)}, stored ok {len(reachable & res['ok_urls'])}, "
+                          f"missing {len(missing)}; failure reasons {res['failures']}")
+                    by_fault: dict[str, int] = {}
+                    for p in paths:
+                        f = faults.get(p)
+                        if f and server.base + p in res["ok_urls"]:
+                            by_fault[f] = by_fault.get(f, 0) + 1
+                    print(f"    ok by injected fault: {by_fault} (of {len(faults) // 4} each)")
+            else:
+                print(f"    failed {res['failed']}; errors {res['statuses']}")
+        if (phase, "ours") in results and (phase, "img2dataset") in results:
+            a, b = results[(phase, "ours")], results[(phase, "img2dataset")]
+            print(f"[{phase}] ratio ours/img2dataset: {(a['ok'] / a['wall']) / (b['ok'] / b['wall']):.2f} samples/s "
+                  f"end to end, {(a['ok'] / a['inner']) / (b['ok'] / b['inner']):.2f} inside the runs, "
+                  f"{(a['ok'] / a['cpu']) / (b['ok'] / b['cpu']):.2f} samples per CPU-second")
+
+
+if __name__ == "__main__":
+    main()

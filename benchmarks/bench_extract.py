@@ -1,0 +1,264 @@
+"""Extract stage throughput against its baselines, on generated 24-fps videos with audio.
+
+    python benchmarks/bench_extract.py                # 50 videos of 10-60 s (the full run)
+    python benchmarks/bench_extract.py --videos 10    # a quick run
+
+Frames (every video, one after the other, the two fast ones interleaved per video):
+  (a) ours: ffprobe + our single ffmpeg pass (select 1 fps -> showinfo -> JPEG quality 90),
+  (b) the bare command `ffmpeg -i IN -vf fps=1 OUT/%06d.jpg`,
+  (c) a naive moviepy loop: VideoFileClip(IN).get_frame(t) for each second, saved with Pillow.
+  Prints ours/(b) (target <= 1.2) and (c)/ours.
+Audio: seconds of audio per second of compute for mp3 (moviepy) + MFCC, and our MFCC step
+(ffmpeg decode to 22,050 Hz mono + per-second MFCC blocks) against the floor,
+`librosa.feature.mfcc` directly on the preloaded samples.
+Memory: the whole stage (`extract.run.run`, inline worker) on the first few videos and on all of
+them, each in a fresh process: peak RSS should not grow with the number of videos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
+
+from m5data.extract.video import ffmpeg_exe  # noqa: E402
+
+
+def generate(work: Path, n: int, lo: float, hi: float, size: str, seed: int) -> list[tuple[Path, float]]:
+    """N test videos (testsrc2 pattern + a tone with noise), 24 fps, H.264 + AAC; reused when present."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        seconds = round(rng.uniform(lo, hi), 2)
+        path = work / "videos" / f"v{i:03d}_{seconds:05.2f}s_{size}.mp4"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.mp4")
+            subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=s={size}:r=24:d={seconds}",
+                            "-f", "lavfi", "-i", f"sine=frequency={220 + 20 * i}:sample_rate=44100:duration={seconds}",
+                            "-f", "lavfi", "-i", f"anoisesrc=a=0.05:r=44100:d={seconds}",
+                            "-filter_complex", "[1:a][2:a]amix=inputs=2[a]", "-map", "0:v", "-map", "[a]",
+                            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-ac", "2",
+                            str(tmp)], check=True)
+            tmp.replace(path)
+        out.append((path, seconds))
+    return out
+
+
+def ours(video: Path, out: Path) -> int:
+    """What the stage's video job does for frames: ffprobe started beside the single ffmpeg pass."""
+    from m5data.extract.video import Probe, extract_frames
+
+    return extract_frames(video, out, Probe(video)).count
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (ffmpeg, ffprobe)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def bare(video: Path, out: Path) -> int:
+    out.mkdir(parents=True)
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(video), "-vf", "fps=1", str(out / "%06d.jpg")],
+                   check=True)
+    return len(list(out.glob("*.jpg")))
+
+
+def naive_moviepy(video: Path, out: Path) -> int:
+    from moviepy import VideoFileClip
+    from PIL import Image
+
+    out.mkdir(parents=True)
+    with VideoFileClip(str(video), audio=False) as clip:
+        n = math.ceil(clip.duration)
+        for k in range(n):
+            Image.fromarray(clip.get_frame(k)).save(out / f"{k + 1:06d}.jpg", quality=90)
+    return n
+
+
+def bench_frames(videos, scratch: Path, moviepy_limit: int) -> dict:
+    import ffmpeg  # noqa: F401  (imports outside the clock)
+    import moviepy  # noqa: F401
+    from PIL import Image  # noqa: F401
+
+    times = {"ours": 0.0, "bare": 0.0, "moviepy": 0.0}
+    cpu = {"ours": 0.0, "bare": 0.0, "moviepy": 0.0}
+    frames = {"ours": 0, "bare": 0, "moviepy": 0}
+
+    def timed(name, fn, video, out):
+        t, c = time.perf_counter(), cpu_seconds()
+        frames[name] += fn(video, out)
+        times[name] += time.perf_counter() - t
+        cpu[name] += cpu_seconds() - c
+        shutil.rmtree(out)
+
+    for i, (video, _) in enumerate(videos):
+        video.read_bytes()  # page cache warm for both
+        order = [("ours", ours), ("bare", bare)] if i % 2 == 0 else [("bare", bare), ("ours", ours)]
+        for name, fn in order:
+            timed(name, fn, video, scratch / f"{name}-{i}")
+    mp_seconds = 0.0
+    for i, (video, seconds) in enumerate(videos[:moviepy_limit]):
+        timed("moviepy", naive_moviepy, video, scratch / f"moviepy-{i}")
+        mp_seconds += seconds
+    total_seconds = sum(s for _, s in videos)
+    return {"times": times, "cpu": cpu, "frames": frames, "video_seconds": total_seconds,
+            "moviepy_video_seconds": mp_seconds}
+
+
+def bench_audio(videos, scratch: Path) -> dict:
+    import librosa
+    import numpy as np
+
+    from m5data.extract.audio import load_samples, mfcc_blocks, write_mp3
+    from m5data.extract.video import probe
+
+    sr = 22050
+    warm = load_samples(videos[0][0], sr, channels=2, max_duration=2)
+    mfcc_blocks(warm, 1, sample_rate=sr)  # numba compile / cache load outside the clock
+    librosa.feature.mfcc(y=warm, sr=sr, n_mfcc=40, n_fft=1024, hop_length=256)
+    wall = dict.fromkeys(("mp3", "decode", "blocks", "floor"), 0.0)
+    cpu = dict(wall)
+    audio_seconds = 0.0
+
+    def timed(name, fn):
+        t, c = time.perf_counter(), cpu_seconds()
+        out = fn()
+        wall[name] += time.perf_counter() - t
+        cpu[name] += cpu_seconds() - c
+        return out
+
+    for i, (video, seconds) in enumerate(videos):
+        info = probe(video)
+        timed("mp3", lambda: write_mp3(video, scratch / f"a{i}.mp3"))
+        y = timed("decode", lambda: load_samples(video, sr, channels=info.audio_channels))
+        timed("blocks", lambda: mfcc_blocks(y, math.ceil(seconds), sample_rate=sr))
+        y = np.ascontiguousarray(y)
+        timed("floor", lambda: librosa.feature.mfcc(y=y, sr=sr, n_mfcc=40, n_fft=1024, hop_length=256))
+        audio_seconds += len(y) / sr
+        (scratch / f"a{i}.mp3").unlink()
+    return {"audio_seconds": audio_seconds, "wall": wall, "cpu": cpu}
+
+
+RSS_CHILD = """
+import json, resource, sys, hashlib
+from pathlib import Path
+from m5data.config import load
+from m5data.extract.run import run
+from m5data.storage import Store
+store = Store.init(sys.argv[1])
+rows = []
+for i, p in enumerate(json.loads(sys.argv[2])):
+    ref = store.blobs.put_file(Path(p), "mp4")
+    rows.append({"media_id": hashlib.sha1(p.encode()).hexdigest(), "product_id": f"bench:{i}", "kind": "video",
+                 "role": "video", "blob": ref.path, "sha256": ref.sha256, "bytes": ref.bytes, "status": "ok"})
+store.write("media", rows)
+s = load(overrides={"extract.workers": 1}, environ={})
+st = run(store, s, kinds="video,audio", progress=False)
+self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"n_out": st.n_out, "n_failed": st.n_failed, "self_mb": self_mb,
+                  "seconds": st.seconds}))
+"""
+
+
+def bench_rss(videos, scratch: Path, sizes: list[int]) -> list[dict]:
+    out = []
+    for n in sizes:
+        paths = json.dumps([str(v) for v, _ in videos[:n]])
+        proc = subprocess.run([sys.executable, "-c", RSS_CHILD, str(scratch / f"store-{n}"), paths],
+                              capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode != 0:
+            raise SystemExit(f"stage run on {n} videos failed:\n{proc.stderr[-3000:]}")
+        out.append({"videos": n, **json.loads(proc.stdout.strip().splitlines()[-1])})
+        shutil.rmtree(scratch / f"store-{n}")
+    return out
+
+
+def report_frames(videos, scratch: Path, args) -> None:
+    f = bench_frames(videos, scratch, args.moviepy_videos if args.moviepy_videos is not None else len(videos))
+    tt, cc, fr = f["times"], f["cpu"], f["frames"]
+    share = f["moviepy_video_seconds"] / f["video_seconds"]  # (c) may run on the first videos only
+    print("\nframes (1 per second)             wall       CPU   frames  video-s per wall-s")
+    for key, label in (("ours", "(a) ours"), ("bare", "(b) bare ffmpeg"), ("moviepy", "(c) moviepy loop")):
+        seconds = f["video_seconds"] * (share if key == "moviepy" else 1)
+        rate = seconds / tt[key] if tt[key] else float("nan")
+        print(f"  {label:<18} {tt[key]:9.2f} s {cc[key]:8.2f} s  {fr[key]:6d}  {rate:8.1f}")
+    print(f"  ours / (b)  = {tt['ours'] / tt['bare']:.2f} wall, {cc['ours'] / cc['bare']:.2f} CPU  (target <= 1.20)")
+    if tt["moviepy"]:
+        print(f"  (c) / ours  = {tt['moviepy'] / (tt['ours'] * share):.2f} wall, "
+              f"{cc['moviepy'] / (cc['ours'] * share):.2f} CPU  (per second of video)")
+
+
+def report_audio(videos, scratch: Path) -> None:
+    a = bench_audio(videos, scratch)
+    secs = a["audio_seconds"]
+    print("\naudio (mp3 via moviepy + MFCC n_fft 1024 hop 256, 40 coefficients, 22,050 Hz)   wall      CPU")
+    for key, label in (("mp3", "mp3 (moviepy)"), ("decode", "decode to 22,050 Hz mono"), ("blocks", "MFCC blocks"),
+                       ("floor", "floor: librosa.feature.mfcc")):
+        print(f"  {label:<28} {a['wall'][key]:8.2f} s {a['cpu'][key]:8.2f} s")
+    for unit in ("wall", "cpu"):
+        t = a[unit]
+        step = t["decode"] + t["blocks"]
+        print(f"  [{unit}] mp3 + MFCC: {secs / (t['mp3'] + step):6.1f} audio-s per compute-s; "
+              f"our MFCC step (decode + blocks) / floor = {step / t['floor']:.2f}; blocks alone / floor = "
+              f"{t['blocks'] / t['floor']:.2f}")
+
+
+def report_rss(videos, scratch: Path, args) -> None:
+    sizes = sorted({min(args.rss_small, len(videos)), len(videos)})
+    print("\npeak RSS of the whole stage (video + audio, inline worker), fresh process each")
+    for r in bench_rss(videos, scratch, sizes):
+        print(f"  {r['videos']:3d} videos: peak RSS {r['self_mb']:6.0f} MB, {r['seconds']:.0f} s, "
+              f"{r['n_out']} ok, {r['n_failed']} failed")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--videos", type=int, default=50)
+    ap.add_argument("--min-seconds", type=float, default=10.0)
+    ap.add_argument("--max-seconds", type=float, default=60.0)
+    ap.add_argument("--size", default="640x360", help="frame size of the generated videos")
+    ap.add_argument("--moviepy-videos", type=int, default=None, help="run the slow moviepy loop on the first N only")
+    ap.add_argument("--rss-small", type=int, default=5, help="videos in the small stage run of the memory check")
+    ap.add_argument("--workdir", type=Path, default=None, help="keep generated videos here (reused across runs)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--parts", default="frames,audio,rss", help="which measurements to run (comma-separated)")
+    args = ap.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-extract-"))
+    scratch = work / "scratch"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    t = time.perf_counter()
+    videos = generate(work, args.videos, args.min_seconds, args.max_seconds, args.size, args.seed)
+    total = sum(s for _, s in videos)
+    print(f"{len(videos)} videos, {total:.0f} s of 24-fps {args.size} video with audio "
+          f"(ready in {time.perf_counter() - t:.0f} s) in {work}; {os.cpu_count()} cores")
+
+    parts = {p.strip() for p in args.parts.split(",")}
+    if "frames" in parts:
+        report_frames(videos, scratch, args)
+    if "audio" in parts:
+        report_audio(videos, scratch)
+    if "rss" in parts:
+        report_rss(videos, scratch, args)
+    shutil.rmtree(scratch, ignore_errors=True)
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

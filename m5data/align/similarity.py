@@ -1,0 +1,263 @@
+"""S_label and S_content, the two scores of MEP-3M's level-2 alignment (section 3.1).
+
+``S_label`` is difflib's ``SequenceMatcher.ratio()`` of two sub-class names (2.0*M/T).
+
+``S_content`` is the cosine of the term vectors of two sub-classes' title texts, computed exactly as
+simtext 1.2's ``similarity().compute(a, b)['Sim_Cosine']``:
+
+* when the FIRST text contains a CJK character (U+4E00..U+9FFF), both texts are segmented with
+  ``jieba.lcut`` and re-joined with spaces; otherwise both stay as they are;
+* scikit-learn's ``CountVectorizer(binary=True)`` with its defaults (lower-casing, token pattern
+  ``(?u)\\b\\w\\w+\\b``, so one-character tokens are dropped) turns each text into a presence vector;
+* the cosine is sklearn's: rows L2-normalised, then a dot product; a text without tokens gives 0.
+
+The bulk engine tokenises every text once, builds one sparse matrix over a shared vocabulary and
+computes the cosines of many pairs with sparse products. A vocabulary shared by all texts gives the
+same cosine as simtext's per-pair vocabulary, because a term absent from both texts adds nothing to
+the dot product or the norms. ``weighting="counts"`` uses term counts instead of presence: the
+paper's literal term-frequency formula (simtext itself has no such mode).
+
+The simtext engine calls the library pair by pair (slow: about 2.6 s per pair of 22,000-character
+texts) for audits on small sets. Importing simtext installs ``warnings.filterwarnings('ignore')``
+for the whole process; :func:`simtext_similarity` undoes that.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+WEIGHTINGS = ("binary", "counts")
+ENGINES = ("bulk", "simtext")
+
+
+def label_similarity(a: str, b: str) -> float:
+    """S_label: difflib's ratio 2.0*M/T of two sub-class names (1.0 when identical)."""
+    return difflib.SequenceMatcher(None, a, b).ratio()
+
+
+def contains_cjk(text: str) -> bool:
+    """simtext's ``check_contain_chinese``: any character in U+4E00..U+9FFF."""
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+def content_text(titles: Iterable[str], chars: int) -> str:
+    """A sub-class's text for S_content: its titles joined by newlines, cut to the first ``chars`` characters."""
+    out: list[str] = []
+    size = 0
+    for title in titles:
+        if not title:
+            continue
+        out.append(title)
+        size += len(title) + 1
+        if size >= chars:
+            break
+    return "\n".join(out)[:chars]
+
+
+_ANALYZER = None
+
+
+def _analyzer():
+    global _ANALYZER
+    if _ANALYZER is None:
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        _ANALYZER = CountVectorizer(binary=True).build_analyzer()
+    return _ANALYZER
+
+
+def tokens(text: str, segment: bool) -> list[str]:
+    """The tokens simtext's vectoriser sees for ``text`` (jieba-segmented first when ``segment``)."""
+    if segment:
+        import jieba
+
+        text = " ".join(jieba.lcut(text))
+    return _analyzer()(text)
+
+
+def _segment_worker(texts: list[str]) -> list[list[str]]:
+    return [tokens(t, True) for t in texts]
+
+
+class TermMatrix:
+    """Row-normalised term vectors of many texts over one shared vocabulary (scipy CSR)."""
+
+    def __init__(self, token_lists: Sequence[Sequence[str]], weighting: str = "binary"):
+        from scipy import sparse
+
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, not {weighting!r}")
+        vocab: dict[str, int] = {}
+        indptr = [0]
+        indices: list[int] = []
+        data: list[float] = []
+        for toks in token_lists:
+            counts: dict[int, int] = {}
+            for tok in toks:
+                j = vocab.setdefault(tok, len(vocab))
+                counts[j] = counts.get(j, 0) + 1
+            cols = sorted(counts)
+            indices.extend(cols)
+            data.extend(1.0 if weighting == "binary" else float(counts[j]) for j in cols)
+            indptr.append(len(indices))
+        matrix = sparse.csr_matrix(
+            (np.asarray(data, dtype=np.float64), np.asarray(indices, dtype=np.int64), np.asarray(indptr, dtype=np.int64)),
+            shape=(len(token_lists), max(len(vocab), 1)),
+        )
+        # sklearn.preprocessing.normalize (what cosine_similarity does): divide each row by its L2 norm.
+        norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+        norms[norms == 0.0] = 1.0
+        self.matrix = sparse.diags(1.0 / norms) @ matrix
+        self.matrix = self.matrix.tocsr()
+        self.n_terms = np.diff(matrix.indptr)  # distinct terms per text
+        self.vocabulary_size = len(vocab)
+
+    def block(self, rows_a: Sequence[int], rows_b: Sequence[int]) -> np.ndarray:
+        """Dense cosines of every row in ``rows_a`` against every row in ``rows_b``."""
+        a = self.matrix[np.asarray(rows_a, dtype=np.int64)]
+        b = self.matrix[np.asarray(rows_b, dtype=np.int64)]
+        return np.asarray((a @ b.T).todense())
+
+    def pairs(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray:
+        """Cosines of the row pairs (left[k], right[k])."""
+        if not len(left):
+            return np.zeros(0)
+        a = self.matrix[np.asarray(left, dtype=np.int64)]
+        b = self.matrix[np.asarray(right, dtype=np.int64)]
+        return np.asarray(a.multiply(b).sum(axis=1)).ravel()
+
+
+class ContentVectors:
+    """Term vectors of many texts, ready for bulk S_content of any pairs among them.
+
+    Args:
+        texts: one text per sub-class (see :func:`content_text`).
+        weighting: ``binary`` (simtext's presence vectors) or ``counts`` (term frequencies).
+        workers: processes for jieba segmentation (1 = in this process).
+        progress: optional callable ``progress(n_done)`` called as texts are segmented.
+    """
+
+    def __init__(self, texts: Sequence[str], weighting: str = "binary", workers: int = 1, progress=None):
+        self.texts = list(texts)
+        self.weighting = weighting
+        self.cjk = np.array([contains_cjk(t) for t in self.texts], dtype=bool)
+        segmented = _segment_all(self.texts, workers, progress)
+        self.segmented = TermMatrix(segmented, weighting)
+        # Pairs whose first text has no CJK use simtext's "raw" mode: tokens without jieba.
+        self._raw: TermMatrix | None = None
+
+    def _raw_matrix(self) -> TermMatrix:
+        if self._raw is None:
+            self._raw = TermMatrix([tokens(t, False) for t in self.texts], self.weighting)
+        return self._raw
+
+    def has_terms(self) -> np.ndarray:
+        """True for texts with at least one token under jieba segmentation."""
+        return self.segmented.n_terms > 0
+
+    def similarity(self, first: Sequence[int], second: Sequence[int]) -> np.ndarray:
+        """S_content of the pairs (first[k], second[k]); simtext's mode depends on the first text."""
+        first = np.asarray(first, dtype=np.int64)
+        second = np.asarray(second, dtype=np.int64)
+        out = np.zeros(len(first))
+        if not len(first):
+            return out
+        seg = self.cjk[first]
+        if seg.any():
+            out[seg] = self.segmented.pairs(first[seg], second[seg])
+        if (~seg).any():
+            out[~seg] = self._raw_matrix().pairs(first[~seg], second[~seg])
+        return out
+
+    def block(self, rows_a: Sequence[int], rows_b: Sequence[int]) -> np.ndarray:
+        """S_content of every (a, b), a first; rows whose text has no CJK fall back to the pair path."""
+        rows_a = np.asarray(rows_a, dtype=np.int64)
+        rows_b = np.asarray(rows_b, dtype=np.int64)
+        out = self.segmented.block(rows_a, rows_b)
+        raw_rows = np.flatnonzero(~self.cjk[rows_a])
+        if len(raw_rows) and len(rows_b):
+            out[raw_rows] = self._raw_matrix().block(rows_a[raw_rows], rows_b)
+        return out
+
+    def containment(self, rows_a: Sequence[int], rows_b: Sequence[int]) -> np.ndarray:
+        """Share of each a's distinct terms that also occur in b (segmented), for every (a, b)."""
+        from scipy import sparse
+
+        m = self.segmented.matrix
+        a = (m[np.asarray(rows_a, dtype=np.int64)] != 0).astype(np.float64)
+        b = (m[np.asarray(rows_b, dtype=np.int64)] != 0).astype(np.float64)
+        shared = np.asarray(sparse.csr_matrix(a @ b.T).todense())
+        n_a = np.maximum(self.segmented.n_terms[np.asarray(rows_a, dtype=np.int64)], 1)
+        return shared / n_a[:, None]
+
+
+def _segment_all(texts: list[str], workers: int, progress) -> list[list[str]]:
+    if workers <= 1 or len(texts) < 2 * workers:
+        out = []
+        for i, text in enumerate(texts):
+            out.append(tokens(text, True))
+            if progress is not None:
+                progress(i + 1)
+        return out
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    size = max(1, min(64, len(texts) // (workers * 4)))
+    chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
+    out = []
+    # spawn, not fork: the caller may run threads (rich's progress refresh, Prefect), and a forked
+    # child can inherit a lock one of them held. Each worker pays ~3 s of imports once.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        for chunk in pool.map(_segment_worker, chunks):
+            out.extend(chunk)
+            if progress is not None:
+                progress(len(out))
+    return out
+
+
+_SIMTEXT = None
+
+
+def _simtext():
+    """simtext's ``similarity`` object, imported once with the process-wide warning filters restored."""
+    global _SIMTEXT
+    if _SIMTEXT is None:
+        # Import what simtext imports first, so that the restore below drops only simtext's own
+        # filterwarnings('ignore'), not filters that sklearn or numpy install when first imported.
+        import jieba  # noqa: F401
+        import sklearn.feature_extraction.text  # noqa: F401
+        import sklearn.metrics  # noqa: F401
+        import sklearn.metrics.pairwise  # noqa: F401
+
+        saved = list(warnings.filters)
+        try:
+            from simtext import similarity
+        finally:
+            warnings.filters[:] = saved
+            warnings._filters_mutated()  # invalidate the per-module "already warned" caches
+        _SIMTEXT = similarity()
+    return _SIMTEXT
+
+
+def simtext_similarity(a: str, b: str, full: bool = False) -> float:
+    """S_content of one pair computed by simtext itself; 0.0 when neither text has a token.
+
+    By default this runs the library's own ``transform`` and ``cosine_similarity`` methods, which is
+    exactly how ``compute()`` obtains ``Sim_Cosine``; ``full=True`` calls ``compute()`` itself, which
+    also runs the edit-distance measures MEP-3M's tool computed (the slow part, ~2.6 s per long pair).
+    """
+    sim = _simtext()
+    try:
+        if full:
+            return float(sim.compute(a, b)["Sim_Cosine"])
+        _, _, vec1, vec2 = sim.transform(a, b)
+        return float(sim.cosine_similarity(vec1, vec2))
+    except ValueError as exc:  # sklearn: "empty vocabulary" when neither text has a token
+        if "empty vocabulary" in str(exc):
+            return 0.0
+        raise

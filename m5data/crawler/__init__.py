@@ -1,0 +1,15 @@
+"""Crawl product pages into the store (Scrapy), and download their media (aiohttp, ``download/``).
+
+The crawl half, one module per job:
+
+- ``items``: the item types a page parses into, text normalisation, product identity;
+- ``extraction``: the generic layer (schema.org Product via extruct, OpenGraph, charset detection);
+- ``adapters``: one small class per site for what a page does not publish as structured data;
+- ``spider``: the Scrapy spider (start pages, sitemaps, pagination, scope, errors);
+- ``pipeline``: the item pipeline that batches rows into ``products``, ``specs``, ``media``, ``crawl_errors``;
+- ``crawl``: the stage function ``run(store, settings, ...)`` that runs Scrapy in a subprocess;
+- ``cli``: the ``m5data crawl`` verb.
+
+Scrapy is imported only inside ``spider``, ``pipeline`` and the subprocess entry point, so that
+importing this package (and ``m5data --help``) stays instant.
+"""

@@ -1,0 +1,37 @@
+"""``m5data crawl``: crawl product pages into the store (mounted by ``m5data/cli.py``)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+
+def crawl(
+    ctx: typer.Context,
+    start_url: list[str] = typer.Option(..., "--start-url", help="Listing page, sitemap (.xml/.xml.gz) or robots.txt to start from (repeatable). Only their hosts are crawled."),
+    site: Optional[str] = typer.Option(None, "--site", help="Site adapter for every page (amazon, aliexpress, generic, ...). Default: chosen per page by host or template, else generic schema.org."),
+    refresh: bool = typer.Option(False, "--refresh", help="Fetch product pages already in the store again (default: skip them, so a re-run resumes)."),
+    max_pages: Optional[int] = typer.Option(None, "--max-pages", help="Stop after this many pages (crawl.max_pages; 0 = no limit)."),
+    max_depth: Optional[int] = typer.Option(None, "--max-depth", help="Follow links this many hops from a start URL (crawl.max_depth; 0 = no limit)."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Requests in flight (crawl.concurrency)."),
+    per_domain: Optional[int] = typer.Option(None, "--per-domain", help="Requests in flight per domain (crawl.per_domain)."),
+    delay: Optional[float] = typer.Option(None, "--delay", help="Seconds between requests to one domain (crawl.download_delay)."),
+) -> None:
+    """Crawl product pages from start URLs into products, specs, media (pending) and crawl_errors."""
+    from ..cli import open_store
+    from ..console import console, fail, stage_summary
+    from .adapters import UnknownSite
+    from .crawl import CrawlFailed, run
+
+    store, s = open_store(ctx, **{"crawl.max_pages": max_pages, "crawl.max_depth": max_depth,
+                                  "crawl.concurrency": concurrency, "crawl.per_domain": per_domain,
+                                  "crawl.download_delay": delay})
+    try:
+        stats = run(store, s, start_urls=start_url, site=site, refresh=refresh, progress=console.is_terminal)
+    except (ValueError, UnknownSite) as exc:
+        fail(str(exc), code=2)
+    except CrawlFailed as exc:
+        console.print(stage_summary(exc.stats))
+        fail(str(exc))
+    console.print(stage_summary(stats))

@@ -1,0 +1,214 @@
+"""The crawl stage: ``run(store, settings, start_urls=...) -> StageStats``.
+
+Scrapy's Twisted reactor cannot start twice in one process, and a crawl that fails still exits
+0, so each crawl runs in a subprocess (``python -m m5data.crawler.crawl JOB.json``) that writes
+its Scrapy stats to JSON when it ends; this parent reads them, decides whether the crawl worked,
+and records the ``runs`` row. Logs and stats of a run stay in ``<store>/logs/crawl/<run_id>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .. import config as cfg
+from ..storage import StageStats, record_run
+
+OK_FINISH = {"finished", "closespider_pagecount", "closespider_itemcount", "closespider_timeout"}
+STOP_SIGNALS = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT}
+
+
+class CrawlFailed(RuntimeError):
+    """A crawl that did not work (subprocess died, nothing fetched, store not writable); names the log."""
+
+    def __init__(self, message: str, stats: StageStats):
+        super().__init__(message)
+        self.stats = stats
+
+
+def check_start_urls(urls: list[str]) -> list[str]:
+    """Reject start URLs that are not absolute http(s) URLs, before any work starts."""
+    if not urls:
+        raise ValueError("give at least one --start-url")
+    out = []
+    for url in urls:
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"start URL must be an absolute http(s) URL, got {url!r}")
+        out.append(url.strip())
+    return out
+
+
+def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, run_id: str, resume: bool,
+                   log_file: str) -> dict:
+    """Scrapy settings for one crawl, from the ``[crawl]`` section."""
+    return {
+        "BOT_NAME": "m5data",
+        "USER_AGENT": cs.user_agent,
+        "ROBOTSTXT_OBEY": cs.obey_robots,
+        "CONCURRENT_REQUESTS": cs.concurrency,
+        "CONCURRENT_REQUESTS_PER_DOMAIN": cs.per_domain,
+        "DOWNLOAD_DELAY": cs.download_delay,
+        "AUTOTHROTTLE_ENABLED": cs.autothrottle,
+        "AUTOTHROTTLE_START_DELAY": max(cs.download_delay, 0.1),
+        "AUTOTHROTTLE_TARGET_CONCURRENCY": float(cs.per_domain),
+        "CLOSESPIDER_PAGECOUNT": cs.max_pages,
+        "DEPTH_LIMIT": cs.max_depth,
+        "DOWNLOAD_TIMEOUT": cs.timeout,
+        "TELNETCONSOLE_ENABLED": False,
+        "REMOTE_CONTROL_ENABLED": False,  # Scrapy 2.19's code-execution HTTP endpoint: never in a data pipeline
+        "LOG_FILE": log_file,
+        "LOG_LEVEL": "INFO",
+        "ITEM_PIPELINES": {"m5data.crawler.pipeline.StorePipeline": 300},
+        # process_response runs from high to low numbers: 120 sees the body after decompression (590)
+        "DOWNLOADER_MIDDLEWARES": {"m5data.crawler.spider.CharsetMiddleware": 120},
+        "EXTENSIONS": {"m5data.crawler.spider.ProgressReporter": 500},
+        "M5DATA_STORE": store_path,
+        "M5DATA_STORE_COMPRESSION": compression,
+        "M5DATA_RUN_ID": run_id,
+        "M5DATA_RESUME": resume,
+        "M5DATA_BATCH_ROWS": cs.batch_rows,
+    }
+
+
+def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | None = None, refresh: bool = False,
+        progress: bool = False) -> StageStats:
+    """Crawl from ``start_urls`` into ``store``; raises :class:`CrawlFailed` after recording a failed run.
+
+    Args:
+        start_urls: listing pages, sitemaps (``.xml``/``.xml.gz``) or a ``robots.txt``; their hosts
+            are the only ones crawled.
+        site: adapter forced on every page (default: by host; generic schema.org otherwise).
+        refresh: fetch product pages already in the store again (default: skip them: resume).
+        progress: show a rich progress line.
+    """
+    from .adapters import get_adapter
+
+    urls = check_start_urls(start_urls)
+    if site:
+        get_adapter(site)  # UnknownSite before any work
+    stats = StageStats("crawl")
+    rundir = store.root / "logs" / "crawl" / stats.run_id
+    rundir.mkdir(parents=True, exist_ok=True)
+    stats_file, log_file = rundir / "stats.json", rundir / "crawl.log"
+    job = {
+        "store": str(store.root), "start_urls": urls, "site": site, "stats_file": str(stats_file),
+        "parent_pid": os.getpid(),
+        "scrapy_settings": build_settings(settings.crawl, store_path=str(store.root), compression=store.compression,
+                                          run_id=stats.run_id, resume=not refresh, log_file=str(log_file)),
+    }
+    job_file = rundir / "job.json"
+    job_file.write_text(json.dumps(job, indent=2))
+    with open(rundir / "stderr.txt", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "m5data.crawler.crawl", str(job_file)],
+                                stdout=subprocess.PIPE, stderr=err, text=True)
+        _follow(proc, progress)
+        code = proc.wait()
+    crawl_stats = json.loads(stats_file.read_text()) if stats_file.is_file() else None
+    problem = _judge(code, crawl_stats, stats, log_file)
+    config = {**cfg.as_dict(settings), "job": {"start_urls": urls, "site": site, "refresh": refresh, "log": str(log_file)}}
+    status = "ok" if problem is None else ("interrupted" if code < 0 and -code in STOP_SIGNALS else "failed")
+    record_run(store, stats.finish(status), config)
+    store.refresh_catalog(quiet=True)
+    if problem is not None:
+        raise CrawlFailed(problem, stats)
+    return stats
+
+
+def _follow(proc: subprocess.Popen, progress: bool) -> None:
+    """Read the subprocess's progress lines (and show them when ``progress``)."""
+    bar = task = None
+    if progress:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        from ..console import console
+
+        bar = Progress(SpinnerColumn(), TextColumn("crawl: {task.fields[pages]} pages, {task.fields[products]} products, "
+                                                   "{task.fields[errors]} errors"), TimeElapsedColumn(), console=console)
+        task = bar.add_task("crawl", total=None, pages=0, products=0, errors=0)
+        bar.start()
+    try:
+        for line in proc.stdout:
+            if bar is not None and line.startswith('{"progress"'):
+                try:
+                    bar.update(task, **json.loads(line)["progress"])
+                except (ValueError, KeyError):
+                    pass
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def _judge(code: int, crawl: dict | None, stats: StageStats, log_file: Path) -> str | None:
+    """Fill ``stats`` from the crawl's own stats; return why the crawl failed, or None if it worked."""
+    if crawl is not None:
+        stats.n_in = int(crawl.get("response_received_count", 0))
+        stats.n_out = int(crawl.get("m5data/products_stored", 0))
+        stats.bytes = int(crawl.get("downloader/response_bytes", 0))
+        for key, n in crawl.items():
+            if key.startswith("m5data/errors/"):
+                stats.fail(key.removeprefix("m5data/errors/"), int(n))
+            elif key.startswith("spider_exceptions/"):
+                stats.fail(f"spider exception: {key.removeprefix('spider_exceptions/')}", int(n))
+    if code != 0:
+        how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        return f"crawl subprocess {how}; see {log_file}"
+    if crawl is None:
+        return f"crawl wrote no stats; see {log_file}"
+    if crawl.get("m5data/store_write_failed"):
+        return f"store writes failed; see {log_file}"
+    if crawl.get("m5data/pipeline_errors"):
+        return f"{crawl['m5data/pipeline_errors']} items could not be stored; see {log_file}"
+    reason = crawl.get("finish_reason")
+    if reason not in OK_FINISH:
+        return f"crawl ended with {reason!r}; see {log_file}"
+    if stats.n_in == 0:
+        return f"no page could be fetched ({stats.n_failed} errors); see {log_file}"
+    return None
+
+
+# ------------------------------------------------------------------------------ subprocess side
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to send SIGTERM (a clean Scrapy shutdown) to this process when its parent dies."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        raise SystemExit(3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Subprocess entry: run one crawl described by a job file, then write its stats JSON."""
+    args = sys.argv[1:] if argv is None else argv
+    job = json.loads(Path(args[0]).read_text())
+    _die_with_parent(job["parent_pid"])
+    from scrapy.crawler import CrawlerProcess
+
+    from ..storage import Store
+    from .pipeline import stored_products
+    from .spider import ProductSpider
+
+    settings = job["scrapy_settings"]
+    done = stored_products(Store.open(job["store"]))[2] if settings["M5DATA_RESUME"] else set()
+    process = CrawlerProcess(settings=settings)
+    crawler = process.create_crawler(ProductSpider)
+    process.crawl(crawler, start_urls=job["start_urls"], site=job["site"], done_urls=done)
+    process.start()
+    out = Path(job["stats_file"])
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(crawler.stats.get_stats(), indent=2, sort_keys=True, default=str))
+    os.replace(tmp, out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

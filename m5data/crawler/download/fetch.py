@@ -1,0 +1,273 @@
+"""One media URL -> one :class:`Outcome`: the aiohttp client with limits, retries and deadlines.
+
+For each URL the :class:`Fetcher`
+
+* checks the URL and every redirect target (:mod:`.safety`) and follows at most
+  ``download.max_redirects`` redirects itself;
+* bounds each attempt by ``download.request_deadline`` (connect, redirects and body together) and
+  by the connect and per-chunk read timeouts;
+* retries 5xx, 408, 429, timeouts, dropped connections and truncated bodies up to
+  ``download.retries`` times with exponential backoff and jitter, waiting at least what a
+  ``Retry-After`` header asks (capped at :data:`MAX_RETRY_DELAY`); 404, 410 and other 4xx are final;
+* streams the body, aborting past the kind's size limit, sniffs the first bytes (:mod:`.sniff`),
+  hashes while streaming and commits the blob atomically to its content address; with
+  ``download.image_max_side`` set, images are re-encoded in the process pool (:mod:`.resize`)
+  before they are stored.
+
+Nothing here touches the ``media`` table: :mod:`.run` turns outcomes into status rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from .resize import ImageDecodeError, ImagePool, ImageTooLarge, image_size
+from .safety import GuardedResolver, UnsafeURL, check_url
+from .sniff import SNIFF_BYTES, sniff
+
+CHUNK = 1 << 16
+ONE_READ_BYTES = 1 << 20  # re-encoded images up to this size are read in one call, not chunk by chunk
+MAX_RETRY_DELAY = 60.0  # seconds: the longest single wait before a retry, Retry-After included
+REDIRECTS = {301, 302, 303, 307, 308}
+TRANSIENT_STATUS = {408, 429}  # plus every 5xx
+
+
+@dataclass
+class Outcome:
+    """What became of one URL. ``status`` is a media status; ``reason`` a short key for stats."""
+
+    status: str  # ok, failed, too_large, not_media, corrupt
+    reason: str = "ok"
+    error: str | None = None
+    http_status: int | None = None
+    attempts: int = 0
+    blob: str | None = None
+    sha256: str | None = None
+    mime: str | None = None
+    bytes: int | None = None
+    width: int | None = None
+    height: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    transient: bool = False  # worth another attempt
+    retry_after: float | None = None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time()) if when is not None else None
+
+
+def backoff_delay(attempt: int, base: float, retry_after: float | None = None) -> float:
+    """Wait before attempt ``attempt + 1``: base * 2^(attempt-1) with jitter, at least Retry-After."""
+    delay = base * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return min(delay, MAX_RETRY_DELAY)
+
+
+class Fetcher:
+    """An aiohttp session plus the download policy; use as ``async with Fetcher(...) as f``.
+
+    Args:
+        store: the store whose blob area receives the bodies.
+        opts: the ``download`` settings section.
+        pool: an :class:`ImagePool` when images are re-encoded, else None.
+        on_bytes: called with each received chunk's length (progress and the watchdog).
+        on_activity: called when a retry wait starts and ends (the watchdog).
+        user_agent: the User-Agent header.
+    """
+
+    def __init__(self, store, opts, pool: ImagePool | None = None,
+                 on_bytes: Callable[[int], None] | None = None,
+                 on_activity: Callable[[], None] | None = None, user_agent: str = "m5data-download"):
+        self.store = store
+        self.opts = opts
+        self.pool = pool
+        self.on_bytes = on_bytes or (lambda n: None)
+        self.on_activity = on_activity or (lambda: None)
+        self.user_agent = user_agent
+        self.session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Fetcher:
+        connector = aiohttp.TCPConnector(
+            limit=self.opts.concurrency, limit_per_host=0,  # run.py enforces per-host slots before the deadline starts
+            resolver=GuardedResolver(self.opts.allow_private), ttl_dns_cache=300,
+        )
+        self.session = aiohttp.ClientSession(
+            connector=connector, headers={"User-Agent": self.user_agent},
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.opts.connect_timeout,
+                                          sock_read=self.opts.read_timeout),
+        )
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    # ------------------------------------------------------------------ one URL, all attempts
+    async def fetch(self, url: str, kind: str) -> Outcome:
+        """Fetch ``url`` (a media row of ``kind`` image or video) with retries; never raises."""
+        attempt = 0
+        while True:
+            attempt += 1
+            deadline = asyncio.timeout(self.opts.request_deadline)
+            try:
+                async with deadline:
+                    outcome = await self._attempt(url, kind)
+            except Exception as exc:  # noqa: BLE001  every error becomes a status row, never a crash
+                if isinstance(exc, TimeoutError) and deadline.expired():
+                    outcome = Outcome("failed", "timeout", f"no complete response within the "
+                                      f"{self.opts.request_deadline:g} s request deadline", transient=True)
+                else:
+                    outcome = _from_exception(exc, self.opts)
+            if outcome.transient and attempt <= self.opts.retries:
+                # a scheduled wait is not a stall: tell the watchdog before and after it
+                self.on_activity()
+                await asyncio.sleep(backoff_delay(attempt, self.opts.backoff, outcome.retry_after))
+                self.on_activity()
+                continue
+            outcome.attempts = attempt
+            if outcome.transient and attempt > 1:
+                outcome.error = f"{outcome.error} (after {attempt} attempts)"
+            return outcome
+
+    # ------------------------------------------------------------------ one attempt
+    async def _attempt(self, url: str, kind: str) -> Outcome:
+        target = check_url(url, self.opts.allow_private)
+        for hop in range(self.opts.max_redirects + 1):
+            async with self.session.get(target, allow_redirects=False) as resp:
+                if resp.status in REDIRECTS:
+                    location = resp.headers.get("Location")
+                    if not location:
+                        return Outcome("failed", "bad_redirect", f"HTTP {resp.status} without a Location header",
+                                       http_status=resp.status)
+                    target = check_url(target.join(URL(location)), self.opts.allow_private)
+                    continue
+                outcome = await self._response(resp, kind)
+                if outcome.status == "ok" and hop:
+                    outcome.meta["final_url"] = str(target)
+                return outcome
+        return Outcome("failed", "redirects", f"more than {self.opts.max_redirects} redirects (last: {target})")
+
+    async def _response(self, resp: aiohttp.ClientResponse, kind: str) -> Outcome:
+        status = resp.status
+        if status >= 500 or status in TRANSIENT_STATUS:
+            return Outcome("failed", f"http_{status}", f"HTTP {status}", http_status=status, transient=True,
+                           retry_after=_retry_after(resp.headers.get("Retry-After")))
+        if not 200 <= status < 300:
+            return Outcome("failed", f"http_{status}", f"HTTP {status}", http_status=status)
+        limit = self.opts.max_image_bytes if kind == "image" else self.opts.max_video_bytes
+        if resp.content_length is not None and resp.content_length > limit:
+            return Outcome("too_large", "too_large", f"Content-Length {resp.content_length:,} exceeds the "
+                           f"{kind} limit of {limit:,} bytes", http_status=status)
+        outcome = await self._body(resp, kind, limit)
+        outcome.http_status = status
+        return outcome
+
+    async def _body(self, resp: aiohttp.ClientResponse, kind: str, limit: int) -> Outcome:
+        buffered = kind == "image" and self.pool is not None
+        chunks = None
+        if buffered and resp.content_length is not None and resp.content_length <= ONE_READ_BYTES:
+            # one read: Content-Length is within the limit (checked) and aiohttp reads no byte past it;
+            # only for small bodies, so that a big slow one still reports progress chunk by chunk
+            head = await resp.read()
+            self.on_bytes(len(head))
+        else:
+            chunks = resp.content.iter_chunked(CHUNK)
+            head = bytearray()
+            async for chunk in chunks:
+                self.on_bytes(len(chunk))
+                head += chunk
+                if len(head) >= SNIFF_BYTES:
+                    break
+        if not head:
+            return Outcome("not_media", "empty", "empty body (0 bytes)")
+        sniffed = sniff(bytes(head[:SNIFF_BYTES]))
+        if sniffed is None:
+            return Outcome("not_media", "not_media", f"body is no known {kind} format "
+                           f"(declared {resp.content_type or 'no type'}; starts {bytes(head[:12])!r})")
+        if sniffed.kind != kind:
+            return Outcome("not_media", "not_media", f"expected {kind}, body is {sniffed.mime}")
+        if len(head) > limit:
+            return Outcome("too_large", "too_large", f"body exceeds the {kind} limit of {limit:,} bytes")
+        if buffered:
+            return await self._reencoded(head, chunks, limit, sniffed)
+        with self.store.blobs.writer(sniffed.ext) as writer:
+            writer.write(bytes(head))
+            async for chunk in chunks:
+                self.on_bytes(len(chunk))
+                if writer.bytes + len(chunk) > limit:
+                    return Outcome("too_large", "too_large", f"body exceeds the {kind} limit of {limit:,} bytes")
+                writer.write(chunk)
+            # fsync + rename off the event loop; shielded so a deadline cannot cut a publish in half
+            ref = await asyncio.shield(asyncio.to_thread(writer.commit))
+        out = Outcome("ok", blob=ref.path, sha256=ref.sha256, mime=sniffed.mime, bytes=ref.bytes)
+        if kind == "image":
+            size = await asyncio.to_thread(image_size, str(self.store.blobs.path(ref.path)))
+            if size is not None:
+                out.width, out.height = size
+        return out
+
+    async def _reencoded(self, head: bytes | bytearray, chunks, limit: int, sniffed) -> Outcome:
+        # The body is needed whole for decoding, so it is buffered (images are small; the limit
+        # still applies while reading). The stored blob's sha256 is computed when it is written.
+        body = head
+        if chunks is not None:
+            async for chunk in chunks:
+                self.on_bytes(len(chunk))
+                if len(body) + len(chunk) > limit:
+                    return Outcome("too_large", "too_large", f"body exceeds the image limit of {limit:,} bytes")
+                body += chunk
+        try:
+            image = await self.pool.reencode(body)
+        except ImageDecodeError as exc:
+            return Outcome("corrupt", "corrupt", f"{sniffed.mime} does not decode: {exc}", mime=sniffed.mime,
+                           bytes=len(body))
+        except ImageTooLarge as exc:
+            return Outcome("too_large", "too_large", str(exc))
+        ref = await asyncio.shield(asyncio.to_thread(self.store.blobs.put_bytes, image.data, "jpg"))
+        return Outcome("ok", blob=ref.path, sha256=ref.sha256, mime="image/jpeg", bytes=ref.bytes,
+                       width=image.width, height=image.height,
+                       meta={"reencoded": {"mime": sniffed.mime, "bytes": len(body), "mode": image.orig_mode,
+                                           "width": image.orig_width, "height": image.orig_height}})
+
+
+def _from_exception(exc: Exception, opts) -> Outcome:
+    """Map a client error to an outcome; transient ones are retried by :meth:`Fetcher.fetch`."""
+    if isinstance(exc, UnsafeURL):
+        return Outcome("failed", "unsafe_url", str(exc))
+    if isinstance(exc, aiohttp.InvalidURL):
+        return Outcome("failed", "bad_url", f"invalid URL: {exc}")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return Outcome("failed", "truncated", f"body cut short: {exc}", transient=True)
+    if isinstance(exc, (aiohttp.ServerTimeoutError, aiohttp.ConnectionTimeoutError, TimeoutError)):
+        which = "connect" if isinstance(exc, aiohttp.ConnectionTimeoutError) else "read"
+        limit = opts.connect_timeout if which == "connect" else opts.read_timeout
+        return Outcome("failed", "timeout", f"{which} timeout ({limit:g} s)", transient=True)
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return Outcome("failed", "dns", f"host not found: {exc}")
+    if isinstance(exc, (aiohttp.ClientConnectionError, ConnectionError)):
+        return Outcome("failed", "connection", f"{type(exc).__name__}: {exc}", transient=True)
+    if isinstance(exc, aiohttp.ClientError):
+        return Outcome("failed", "client_error", f"{type(exc).__name__}: {exc}", transient=True)
+    if isinstance(exc, OSError):  # the blob area: disk full, permissions
+        return Outcome("failed", "store_error", f"{type(exc).__name__}: {exc}")
+    return Outcome("failed", "error", f"{type(exc).__name__}: {exc}")

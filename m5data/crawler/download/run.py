@@ -1,0 +1,305 @@
+"""The download stage: pending media rows -> blobs + one status row per URL.
+
+``run(store, settings)`` selects ``media`` rows of kind image or video with status ``pending``
+(``retry_failed=True``: status ``failed`` only), fetches them concurrently (:mod:`.fetch`) and
+writes each row back with its final status. ``source=`` first registers the URLs of a text,
+CSV or Parquet file as pending media rows (:mod:`.sources`) and then downloads only those.
+
+Scheduling: a per-host slot is taken before a global slot, and the request deadline starts only
+once both are held, so a queue for one busy host never times out waiting and never starves other
+hosts. Status rows are buffered and written in atomic Parquet parts every :data:`FLUSH_ROWS` rows or
+:data:`FLUSH_SECONDS` seconds: a run killed at any point loses at most the statuses of that buffer,
+and those URLs are still ``pending`` and fetched again by the next run (their blobs, if already
+committed, are content-addressed and so stored once).
+
+A watchdog ends the run when nothing progressed (no byte received, no URL finished, no retry wait
+begun or ended) for ``download.stall_timeout`` seconds: the URLs in flight are written as
+``failed`` with reason ``stalled``, the rest stay ``pending``, and the run is recorded as
+``interrupted``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from yarl import URL
+
+from ... import config as cfg
+from ...storage import StageStats, record_run
+from .fetch import Fetcher, Outcome
+from .resize import ImagePool
+from .sources import register_source
+
+STAGE = "download"
+KINDS = ("image", "video")
+FLUSH_ROWS = 200
+FLUSH_SECONDS = 2.0
+READ_BATCH = 1000
+
+
+class DownloadError(Exception):
+    """A download run that cannot start (bad option, unreadable source); the message says why."""
+
+
+class ProgressSink(Protocol):
+    """What the run reports to a progress display (the CLI's rich bar)."""
+
+    def start(self, total: int) -> None: ...
+
+    def update(self, done: int, ok: int, failed: int, nbytes: int) -> None: ...
+
+
+@dataclass
+class Job:
+    row: dict[str, Any]  # the full media row, written back with its new status
+
+    @property
+    def url(self) -> str:
+        return self.row["url"] or ""
+
+    @property
+    def host(self) -> str:
+        try:
+            u = URL(self.url)
+            return f"{u.host}:{u.port}"
+        except (ValueError, TypeError):
+            return ""
+
+
+@dataclass
+class DownloadStats(StageStats):
+    """StageStats plus what the CLI prints: statuses, URLs left pending, stuck URLs."""
+
+    statuses: Counter = field(default_factory=Counter)
+    selected: int = 0
+    stalled: list[str] = field(default_factory=list)
+
+    @property
+    def failure_rate(self) -> float:
+        return self.n_failed / self.n_in if self.n_in else 0.0
+
+    @property
+    def pending_left(self) -> int:
+        return self.selected - self.n_in
+
+
+def check_options(opts) -> None:
+    """Reject download settings config.py does not check itself (this stage's own fields)."""
+    if opts.workers < 0:
+        raise DownloadError(f"download.workers must be >= 0, got {opts.workers}")
+    if opts.stall_timeout <= 0:
+        raise DownloadError(f"download.stall_timeout must be > 0, got {opts.stall_timeout}")
+
+
+def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retry_failed: bool = False,
+        kind: str = "image", url_column: str = "url", product_column: str | None = None,
+        progress: ProgressSink | None = None) -> DownloadStats:
+    """Download the selected media rows; returns the run's stats (also recorded in ``runs``).
+
+    Args:
+        store: the store.
+        settings: effective settings (the ``download`` section is used, plus ``crawl.user_agent``).
+        source: optional URL list (.txt), CSV/TSV or Parquet file to register and download.
+        retry_failed: fetch rows whose status is ``failed`` instead of ``pending``.
+        kind: media kind for source rows without a ``kind`` column (image or video).
+        url_column: the source column holding URLs.
+        product_column: the source column holding product ids (default: ``product_id`` if present,
+            else an id derived from the URL).
+        progress: optional progress display.
+    """
+    opts = settings.download
+    check_options(opts)
+    stats = DownloadStats(STAGE)
+    wanted = None
+    if source is not None:
+        try:
+            wanted = register_source(store, Path(source), kind=kind, url_column=url_column,
+                                     product_column=product_column)
+        except (OSError, ValueError) as exc:
+            raise DownloadError(str(exc)) from None
+    status = "failed" if retry_failed else "pending"
+    con = store.connect()
+    try:
+        where = f"m.status = '{status}' AND m.kind IN ('image', 'video')"
+        sql = "FROM media m"
+        if wanted is not None:
+            con.register("wanted", wanted)
+            sql += " JOIN wanted w USING (media_id)"
+        stats.selected = con.sql(f"SELECT count(*) AS n {sql} WHERE {where}").to_arrow_table()["n"][0].as_py()
+        reader = con.sql(f"SELECT m.* {sql} WHERE {where} ORDER BY m.media_id").to_arrow_reader(READ_BATCH)
+        jobs = (Job(row) for batch in reader for row in batch.to_pylist())
+        if progress is not None:
+            progress.start(stats.selected)
+        try:
+            asyncio.run(_Download(store, settings, stats, progress).run(jobs))
+        except KeyboardInterrupt:
+            stats.finish("interrupted")
+    finally:
+        con.close()
+    if stats.ended is None:
+        stalled = bool(stats.stalled)
+        over = stats.failure_rate > opts.max_failure_rate
+        stats.finish("interrupted" if stalled else "failed" if over else "ok")
+    record_run(store, stats, cfg.as_dict(settings))
+    return stats
+
+
+def status_row(row: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    """The media row ``row`` updated with ``outcome`` (the whole row: writes are upserts by key)."""
+    meta = {}
+    if row.get("meta"):
+        with contextlib.suppress(ValueError, TypeError):
+            meta = json.loads(row["meta"])
+    if not isinstance(meta, dict):
+        meta = {"previous": meta}
+    meta.pop("download", None)
+    if outcome.meta:
+        meta["download"] = outcome.meta
+    return {**row, "status": outcome.status, "http_status": outcome.http_status, "error": outcome.error,
+            "attempts": (row.get("attempts") or 0) + outcome.attempts, "blob": outcome.blob,
+            "sha256": outcome.sha256, "mime": outcome.mime, "bytes": outcome.bytes, "width": outcome.width,
+            "height": outcome.height, "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True) if meta else None,
+            "updated_at": datetime.now(timezone.utc)}
+
+
+class _HostSlots:
+    """One semaphore per host, dropped when unused so a million hosts do not pile up."""
+
+    def __init__(self, per_host: int):
+        self.per_host = per_host
+        self._slots: dict[str, list] = {}  # host -> [semaphore, users]
+
+    @contextlib.asynccontextmanager
+    async def hold(self, host: str):
+        entry = self._slots.setdefault(host, [asyncio.Semaphore(self.per_host), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._slots[host]
+
+
+class _Download:
+    def __init__(self, store, settings: cfg.Settings, stats: DownloadStats, progress: ProgressSink | None):
+        self.store = store
+        self.settings = settings
+        self.opts = settings.download
+        self.stats = stats
+        self.progress = progress
+        self.buffer: list[dict] = []
+        self.last_flush = time.monotonic()
+        self.last_progress = time.monotonic()
+        self.inflight: dict[str, Job] = {}
+        self.flush_lock: asyncio.Lock | None = None
+
+    # ------------------------------------------------------------------ progress bookkeeping
+    def _touch(self) -> None:
+        self.last_progress = time.monotonic()
+
+    def _on_bytes(self, n: int) -> None:
+        self.stats.bytes += n
+        self.last_progress = time.monotonic()
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            s = self.stats
+            self.progress.update(s.n_in, s.n_out, s.n_failed, s.bytes)
+
+    def _record(self, job: Job, outcome: Outcome) -> None:
+        self.stats.n_in += 1
+        self.stats.statuses[outcome.status] += 1
+        if outcome.status == "ok":
+            self.stats.n_out += 1
+        else:
+            reason = outcome.status if outcome.reason == outcome.status else f"{outcome.status}/{outcome.reason}"
+            self.stats.fail(reason)
+        self.buffer.append(status_row(job.row, outcome))
+        self._touch()
+        self._report()
+
+    async def _flush(self, force: bool = False) -> None:
+        if not self.buffer or (not force and len(self.buffer) < FLUSH_ROWS
+                               and time.monotonic() - self.last_flush < FLUSH_SECONDS):
+            return
+        async with self.flush_lock:
+            if not force and len(self.buffer) < FLUSH_ROWS and time.monotonic() - self.last_flush < FLUSH_SECONDS:
+                return  # another task flushed while this one waited for the lock
+            rows, self.buffer = self.buffer, []
+            if rows:
+                # shielded: once started, a part is written whole even if the run is being cancelled
+                await asyncio.shield(asyncio.to_thread(self.store.write, "media", rows))
+            self.last_flush = time.monotonic()
+
+    # ------------------------------------------------------------------ the run
+    async def run(self, jobs) -> None:
+        self.flush_lock = asyncio.Lock()
+        opts = self.opts
+        pool = ImagePool(opts.workers, opts.image_max_side, opts.jpeg_quality) if opts.image_max_side > 0 else None
+        try:
+            async with Fetcher(self.store, opts, pool, on_bytes=self._on_bytes, on_activity=self._touch,
+                               user_agent=self.settings.crawl.user_agent) as fetcher:
+                main = asyncio.create_task(self._schedule(fetcher, jobs))
+                watch = asyncio.create_task(self._watchdog())
+                try:
+                    await asyncio.wait({main, watch}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for task in (main, watch):
+                        task.cancel()
+                    await asyncio.gather(main, watch, return_exceptions=True)
+                if watch.done() and not watch.cancelled() and watch.exception() is None and watch.result():
+                    self._record_stalled(list(self.inflight.values()))
+                elif main.done() and not main.cancelled() and main.exception() is not None:
+                    raise main.exception()
+        finally:
+            await self._flush(force=True)
+            if pool is not None:
+                pool.close(kill=bool(self.stats.stalled))
+            self._report()
+
+    async def _schedule(self, fetcher: Fetcher, jobs) -> None:
+        hosts = _HostSlots(self.opts.per_host)
+        slots = asyncio.Semaphore(self.opts.concurrency)
+        window = asyncio.Semaphore(self.opts.concurrency * 4)  # tasks alive at once: bounded memory
+
+        async def one(job: Job) -> None:
+            try:
+                async with hosts.hold(job.host), slots:
+                    self.inflight[job.row["media_id"]] = job
+                    outcome = await fetcher.fetch(job.url, job.row["kind"])
+                    # not popped on cancellation: what is left in flight after a stall is what got stuck
+                    self.inflight.pop(job.row["media_id"], None)
+                self._record(job, outcome)
+                await self._flush()
+            finally:
+                window.release()
+
+        async with asyncio.TaskGroup() as group:
+            for job in jobs:
+                await window.acquire()
+                group.create_task(one(job))
+
+    async def _watchdog(self) -> bool:
+        """Return True once URLs are in flight and nothing progressed for ``stall_timeout`` seconds."""
+        tick = min(0.25, self.opts.stall_timeout / 4)
+        while True:
+            await asyncio.sleep(tick)
+            self._report()
+            if self.inflight and time.monotonic() - self.last_progress > self.opts.stall_timeout:
+                return True
+
+    def _record_stalled(self, stuck: list[Job]) -> None:
+        for job in stuck:
+            self.stats.stalled.append(job.url)
+            self._record(job, Outcome("failed", "stalled", f"stalled: no progress for {self.opts.stall_timeout:g} s; "
+                                      "the watchdog ended the run", attempts=1))

@@ -1,0 +1,172 @@
+"""The item pipeline: normalise items and write them to the store in batches.
+
+Per batch of ``crawl.batch_rows`` products, the writes go ``specs`` -> ``media`` -> ``products``:
+a product row is the commit mark of its page, so a crash between the writes leaves a product
+without its row (crawled again on resume) but never a product row without its specs and media.
+``crawl_errors`` rows are written with each batch. Everything buffered is flushed when the
+spider closes.
+
+Duplicates: a page whose product id, or whose content hash, was already stored (in this crawl,
+or - when resuming - in the store) is counted and not stored again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+
+from .items import PageError, ProductItem, media_id
+
+log = logging.getLogger(__name__)
+
+
+def stored_products(store) -> tuple[set[str], set[str], set[str]]:
+    """(product ids, content hashes, canonical URLs) of the products already in the store."""
+    from w3lib.url import canonicalize_url
+
+    con = store.connect()
+    try:
+        rows = con.sql("SELECT product_id, content_hash, url FROM products").fetchall()
+    finally:
+        con.close()
+    return ({r[0] for r in rows}, {r[1] for r in rows if r[1]}, {canonicalize_url(r[2]) for r in rows if r[2]})
+
+
+def product_rows(item: ProductItem, run_id: str, now: datetime, content_hash: str) -> tuple[dict, list[dict], list[dict]]:
+    """The ``products`` row, ``specs`` rows and ``media`` rows (status pending) of a normalised item."""
+    pid = item.product_id
+    product = {
+        "product_id": pid, "platform": item.platform, "source_id": item.source_id, "url": item.url,
+        "merchant_id": item.merchant_id, "title": item.title, "price": item.price, "currency": item.currency,
+        "category_path": item.category_path, "description": item.description, "crawled_at": now,
+        "content_hash": content_hash, "has_image": bool(item.images), "has_video": bool(item.videos),
+        "has_caption": bool(item.title), "has_specs": bool(item.specs), "run_id": run_id,
+    }
+    specs = [{"product_id": pid, "position": i, "property": p, "value": v} for i, (p, v) in enumerate(item.specs)]
+    media = []
+    for kind, urls in (("image", item.images), ("video", item.videos)):
+        for i, url in enumerate(urls):
+            role = "video" if kind == "video" else ("main" if i == 0 else "gallery")
+            meta = item.media_meta.get(url)
+            media.append({
+                "media_id": media_id(pid, kind, url), "product_id": pid, "kind": kind, "role": role,
+                "position": i, "url": url, "status": "pending", "attempts": 0,
+                "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True) if meta else None, "updated_at": now,
+            })
+    return product, specs, media
+
+
+class StorePipeline:
+    """Scrapy item pipeline into an m5data store (settings ``M5DATA_STORE``, ``M5DATA_RUN_ID``, ...)."""
+
+    def __init__(self, crawler):
+        self.crawler = crawler
+        self.stats = crawler.stats
+        s = crawler.settings
+        self.store_path = s.get("M5DATA_STORE")
+        self.compression = s.get("M5DATA_STORE_COMPRESSION", "zstd")
+        self.run_id = s.get("M5DATA_RUN_ID", "")
+        self.batch_rows = s.getint("M5DATA_BATCH_ROWS", 500)
+        self.resume = s.getbool("M5DATA_RESUME", True)
+        self.store = None
+        self.closing = False
+        self.seen_ids: set[str] = set()
+        self.seen_hashes: set[str] = set()
+        self._reset()
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler)
+
+    def _reset(self) -> None:
+        self.products: list[dict] = []
+        self.specs: list[dict] = []
+        self.media: list[dict] = []
+        self.errors: dict[str, dict] = {}
+
+    def open_spider(self) -> None:
+        from ..storage import Store
+
+        self.store = Store.open(self.store_path, compression=self.compression)
+        if self.resume:
+            self.seen_ids, self.seen_hashes, _ = stored_products(self.store)
+
+    def process_item(self, item):
+        try:
+            return self._process(item)
+        except Exception as exc:  # a bug must not lose the page silently: count it, record it, fail the run
+            log.exception("cannot store item from %s", getattr(item, "url", "?"))
+            self.stats.inc_value("m5data/pipeline_errors")
+            url = getattr(item, "url", None)
+            if url:
+                self._error(url, getattr(item, "platform", None), f"pipeline error: {type(exc).__name__}: {str(exc)[:200]}",
+                            None, datetime.now(timezone.utc))
+            return item
+
+    def _process(self, item):
+        now = datetime.now(timezone.utc)
+        if isinstance(item, PageError):
+            self._error(item.url, item.platform, item.reason, item.http_status, now)
+            return item
+        if not isinstance(item, ProductItem):
+            return item
+        item = item.normalised()
+        if not (item.title or item.images or item.price is not None):
+            self._error(item.url, item.platform, "no product data: no title, image or price", None, now)
+            return item
+        if item.problems:
+            self._error(item.url, item.platform, "; ".join(dict.fromkeys(item.problems))[:1000], None, now)
+        digest = item.content_hash()
+        if item.product_id in self.seen_ids:
+            self.stats.inc_value("m5data/duplicates/product_id")
+            return item
+        if digest in self.seen_hashes:
+            self.stats.inc_value("m5data/duplicates/content")
+            return item
+        self.seen_ids.add(item.product_id)
+        self.seen_hashes.add(digest)
+        product, specs, media = product_rows(item, self.run_id, now, digest)
+        self.products.append(product)
+        self.specs.extend(specs)
+        self.media.extend(media)
+        if len(self.products) >= self.batch_rows:
+            self.flush()
+        return item
+
+    def _error(self, url, platform, reason, http_status, now) -> None:
+        self.errors[url] = {"url": url, "platform": platform, "reason": reason, "http_status": http_status,
+                            "run_id": self.run_id, "seen_at": now}
+        self.stats.inc_value("m5data/error_rows")
+        self.stats.inc_value(f"m5data/errors/{PageError(url, platform, reason).kind}")
+        if len(self.errors) >= self.batch_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is buffered: specs, media (only new keys), then products; then errors."""
+        try:
+            if self.specs:
+                self.store.write("specs", self.specs)
+            if self.media:
+                self.stats.inc_value("m5data/media_rows", self.store.write("media", self.media, if_absent=True))
+            if self.products:
+                self.store.write("products", self.products)
+            if self.errors:
+                self.store.write("crawl_errors", list(self.errors.values()))
+        except Exception as exc:  # the store cannot take rows: stop the crawl rather than lose pages silently
+            log.error("store write failed in %s: %s: %s", self.store_path, type(exc).__name__, exc)
+            self.stats.inc_value("m5data/store_write_failed")
+            if not self.closing and self.crawler.engine is not None:
+                from scrapy.utils.defer import deferred_from_coro
+
+                self.closing = True
+                deferred_from_coro(self.crawler.engine.close_spider_async(reason="store_write_failed"))
+            raise
+        self.stats.inc_value("m5data/products_stored", len(self.products))
+        self.stats.inc_value("m5data/spec_rows", len(self.specs))
+        self._reset()
+
+    def close_spider(self) -> None:
+        self.closing = True
+        if self.store is not None:
+            self.flush()

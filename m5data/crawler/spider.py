@@ -1,0 +1,213 @@
+"""The Scrapy spider: start pages or sitemaps -> listing pages -> product pages -> items.
+
+Scope: only hosts of the start URLs (``allowed_domains`` derives from them; Scrapy's
+``OffsiteMiddleware`` checks again), only http(s). Robots.txt, depth, page limits and throttling
+are Scrapy settings (``crawl.build_settings``). Resume: product pages whose product is already in
+the store are not requested again (see ``docs/crawl.md``). A page that cannot be read becomes a
+:class:`PageError` item, never an exception out of a callback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from urllib.parse import urlsplit
+
+import scrapy
+from scrapy import signals
+from scrapy.exceptions import IgnoreRequest
+from scrapy.http import HtmlResponse, TextResponse
+from scrapy.spidermiddlewares.httperror import HttpError
+from w3lib.url import canonicalize_url
+
+from .adapters import AdapterChooser
+from .extraction import declared_encoding, detect_encoding, read_page
+from .items import PageError, host_platform
+
+log = logging.getLogger(__name__)
+_SITEMAP = re.compile(rb"<(?:\w+:)?(urlset|sitemapindex)\b")
+
+
+def host_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def in_scope(url: str, domains: set[str]) -> bool:
+    """http(s) on one of ``domains`` or a sub-domain of one."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return parts.scheme in ("http", "https") and any(host == d or host.endswith("." + d) for d in domains)
+
+
+class ProductSpider(scrapy.Spider):
+    """Crawls from ``start_urls`` (pages, sitemaps or a robots.txt listing sitemaps).
+
+    Args:
+        start_urls: where to start; their hosts are the crawl's allowed domains.
+        site: an adapter name forced on every page (default: chosen per URL by host).
+        done_urls: canonical URLs of product pages already stored (not requested again).
+    """
+
+    name = "m5data"
+
+    def __init__(self, start_urls: list[str], site: str | None = None, done_urls: set[str] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.start_urls = list(start_urls)
+        self.allowed_domains = sorted({host_of(u) for u in self.start_urls if host_of(u)})
+        self._domains = set(self.allowed_domains)
+        self.choose = AdapterChooser(site)
+        self.done_urls = done_urls or set()
+
+    # ------------------------------------------------------------------ requests
+    def request(self, url: str, *, dont_filter: bool = False) -> scrapy.Request | None:
+        if not in_scope(url, self._domains):
+            self.crawler.stats.inc_value("m5data/offsite_links")
+            return None
+        try:
+            if canonicalize_url(url) in self.done_urls:
+                self.crawler.stats.inc_value("m5data/skipped_done")
+                return None
+            return scrapy.Request(url, callback=self.parse, errback=self.on_error, dont_filter=dont_filter)
+        except ValueError:  # a malformed href (bad IPv6 literal, bad port): skip the link, keep the page
+            self.crawler.stats.inc_value("m5data/bad_links")
+            return None
+
+    async def start(self):
+        for url in self.start_urls:
+            if (req := self.request(url, dont_filter=True)) is not None:
+                yield req
+
+    # ------------------------------------------------------------------ responses
+    def parse(self, response):
+        if response.body[:2] == b"\x1f\x8b":  # a gzipped sitemap (sitemap.xml.gz)
+            from scrapy.utils.gz import gunzip
+
+            try:
+                yield from self._sitemap(response, gunzip(response.body, max_size=50 * 2**20))
+            except Exception as exc:
+                yield PageError(response.url, None, f"bad sitemap: {type(exc).__name__}: {exc}", response.status)
+            return
+        if not isinstance(response, TextResponse):
+            self.crawler.stats.inc_value("m5data/non_text_pages")
+            return
+        if self._is_sitemap(response.body):
+            yield from self._sitemap(response, response.body)
+            return
+        if urlsplit(response.url).path.endswith("/robots.txt"):
+            for line in response.text.splitlines():
+                if line.lower().startswith("sitemap:"):
+                    if (req := self.request(response.urljoin(line.split(":", 1)[1].strip()))) is not None:
+                        yield req
+            return
+        adapter = self.choose(response.url, response)
+        page = None
+        try:
+            if isinstance(response, HtmlResponse) or response.text.lstrip()[:1] == "<":
+                page = read_page(response.text, response.url)
+            if adapter.is_product_page(response, page):
+                item = adapter.product(response, page)
+                yield item
+        except Exception as exc:  # a page must never stop the crawl
+            log.warning("cannot parse %s: %s: %s", response.url, type(exc).__name__, exc)
+            yield PageError(response.url, adapter.platform or host_platform(response.url),
+                            f"parse error: {type(exc).__name__}: {str(exc)[:200]}", response.status)
+        try:
+            links = list(adapter.links(response, page))
+        except Exception as exc:
+            log.warning("cannot read links of %s: %s", response.url, exc)
+            links = []
+        for url in links:
+            if (req := self.request(url)) is not None:
+                yield req
+
+    @staticmethod
+    def _is_sitemap(body: bytes) -> bool:
+        head = body[:4096].lstrip()
+        return bool(_SITEMAP.search(head)) and not head[:300].lower().startswith((b"<!doctype html", b"<html"))
+
+    def _sitemap(self, response, body: bytes):
+        from scrapy.utils.sitemap import Sitemap
+
+        try:
+            sitemap = Sitemap(body)
+        except Exception as exc:
+            yield PageError(response.url, None, f"bad sitemap: {type(exc).__name__}: {exc}", response.status)
+            return
+        for entry in sitemap:
+            loc = entry.get("loc")
+            if loc and (req := self.request(response.urljoin(loc.strip()))) is not None:
+                yield req
+
+    def on_error(self, failure):
+        request = failure.request
+        platform = self.choose(request.url).platform or host_platform(request.url)
+        if failure.check(IgnoreRequest) and not failure.check(HttpError):
+            self.crawler.stats.inc_value("m5data/ignored_requests")  # robots.txt or off-site: policy, not failure
+            return
+        if failure.check(HttpError):
+            status = failure.value.response.status
+            yield PageError(request.url, platform, f"http {status}", status)
+            return
+        yield PageError(request.url, platform, f"download error: {type(failure.value).__name__}: {str(failure.value)[:200]}")
+
+
+class CharsetMiddleware:
+    """Downloader middleware: re-decode a page whose declared charset does not fit its bytes."""
+
+    def __init__(self, crawler):
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler)
+
+    def process_response(self, request, response, spider=None):
+        if not isinstance(response, TextResponse) or not response.body or response.body.isascii():
+            return response  # every ASCII-compatible charset reads ASCII bytes alike
+        declared = declared_encoding(response.headers.get("Content-Type", b"").decode("latin-1"), response.body)
+        encoding = detect_encoding(response.body, declared)
+        current = response.encoding
+        import codecs
+
+        try:
+            same = codecs.lookup(encoding).name == codecs.lookup(current).name
+        except LookupError:
+            same = False
+        if same:
+            return response
+        self.crawler.stats.inc_value("m5data/charset_redetected")
+        log.info("charset of %s: declared %s, decoded as %s", response.url, declared, encoding)
+        return response.replace(encoding=encoding)
+
+
+class ProgressReporter:
+    """Extension: one JSON line of counts on stdout every second, for the parent's progress bar."""
+
+    def __init__(self, crawler):
+        self.crawler = crawler
+        self.loop = None
+        crawler.signals.connect(self.opened, signal=signals.spider_opened)
+        crawler.signals.connect(self.closed, signal=signals.spider_closed)
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler)
+
+    def opened(self, spider=None):
+        from twisted.internet import task
+
+        self.loop = task.LoopingCall(self.report)
+        self.loop.start(1.0, now=True)
+
+    def closed(self, spider=None, reason=None):
+        if self.loop is not None and self.loop.running:
+            self.loop.stop()
+        self.report()
+
+    def report(self):
+        stats = self.crawler.stats
+        line = {"pages": stats.get_value("response_received_count", 0),
+                "products": stats.get_value("m5data/products_stored", 0),
+                "errors": stats.get_value("m5data/error_rows", 0)}
+        print(json.dumps({"progress": line}), flush=True)

@@ -1,0 +1,203 @@
+"""Serve a generated demo shop over HTTP on 127.0.0.1 with aiohttp.
+
+Files stream from ``<out>/site`` through ``web.FileResponse`` (Content-Length, ETag,
+Last-Modified, range requests). ``<out>/serve.json`` adds the faults: URLs that answer 500 once
+and then succeed, URLs that answer after ``slow_seconds``, product pages sent without a charset.
+The disallowed cart/login/search paths answer 200, so only the request log tells whether a
+crawler obeyed robots.txt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import json
+import socket
+import threading
+from pathlib import Path
+
+from aiohttp import web
+
+from .site import BASE, listing_file, listing_url
+
+HOST = "127.0.0.1"
+TRAPS = ("/cart", "/login", "/shopa/cart", "/shopa/login", "/shopa/search", "/shopb/cart",
+         "/shopb/login", "/shopb/search")
+CONTENT_TYPES = {".html": "text/html", ".jpg": "image/jpeg", ".png": "image/png",
+                 ".gif": "image/gif", ".mp4": "video/mp4", ".xml": "application/xml; charset=utf-8",
+                 ".txt": "text/plain; charset=utf-8"}
+
+
+class ShopServer:
+    """The request handling of one served shop: files, faults and the request log.
+
+    Args:
+        shop_dir: a folder written by ``generate`` (holding ``site/`` and ``serve.json``).
+        slow_seconds: how long a "slow" URL waits before answering.
+        log_requests: keep ``requests``, the (method, path_qs, status) log (off for the CLI's
+            long-running server, whose log would only grow).
+    """
+
+    def __init__(self, shop_dir: str | Path, slow_seconds: float = 2.0, log_requests: bool = True):
+        self.out_dir = Path(shop_dir).resolve()
+        self.site_dir = self.out_dir / "site"
+        if not (self.site_dir / "robots.txt").exists():
+            raise FileNotFoundError(f"{self.out_dir} holds no generated demo shop (site/robots.txt)")
+        config_path = self.out_dir / "serve.json"
+        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.exists() else {}
+        self.transient = frozenset(config.get("transient_500", []))
+        self.slow = frozenset(config.get("slow", []))
+        self.no_charset = frozenset(config.get("no_charset", []))
+        self.charset = config.get("charset", {"shopa": "utf-8", "shopb": "gbk"})
+        self.slow_seconds = slow_seconds
+        self.log_requests = log_requests
+        self.requests: list[tuple[str, str, int]] = []
+        self._failed_once: set[str] = set()
+
+    def clear_requests(self) -> None:
+        """Forget the request log."""
+        self.requests.clear()
+
+    def reset_faults(self) -> None:
+        """Re-arm the answer-500-once URLs."""
+        self._failed_once.clear()
+
+    def app(self) -> web.Application:
+        """The aiohttp application."""
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.on_response_prepare.append(self._on_prepare)
+        return app
+
+    async def _on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        # Logged when the status is final (FileResponse decides 200/206/304/416 only here).
+        response.headers["Server"] = "m5data-demo-shop"
+        if self.log_requests:
+            self.requests.append((request.method, request.path_qs, response.status))
+
+    def _resolve(self, request: web.Request) -> tuple[str, Path | None]:
+        """The fault key (canonical URL) and the file behind a request, if any."""
+        path = request.path
+        if path == "/shopb/list.html":
+            cat, page = request.query.get("cat", ""), request.query.get("page", "1")
+            if not cat.replace(",", "").isdigit() or not page.isdigit() or int(page) < 1:
+                return path, None
+            return listing_url("shopb", cat, int(page)), self.site_dir / listing_file("shopb", cat, int(page))
+        if ".." in path.split("/"):
+            return path, None
+        target = self.site_dir / path.lstrip("/")
+        if target.is_dir():
+            target = target / "index.html"
+        return path, target
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD"):
+            raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
+        if request.path.startswith(TRAPS):
+            return web.Response(text="<html><body><h1>请登录</h1></body></html>",
+                                content_type="text/html", charset="utf-8")
+        key, target = self._resolve(request)
+        if key in self.transient and key not in self._failed_once:
+            self._failed_once.add(key)
+            raise web.HTTPInternalServerError(text="500 Internal Server Error (transient)")
+        if key in self.slow:
+            await asyncio.sleep(self.slow_seconds)
+        if target is None or not target.is_file():
+            raise web.HTTPNotFound(text="404 Not Found")
+        suffix = target.suffix.lower()
+        if target.name in ("robots.txt", "sitemap.xml"):
+            base = f"{request.scheme}://{request.host}"
+            body = target.read_text(encoding="utf-8").replace(BASE, base).encode("utf-8")
+            response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPES[suffix]})
+            response.etag = hashlib.sha1(body).hexdigest()[:16]
+            return response
+        content_type = CONTENT_TYPES.get(suffix, "application/octet-stream")
+        if suffix == ".html" and key not in self.no_charset:
+            platform = request.path.split("/")[1]
+            content_type += f"; charset={self.charset.get(platform, 'utf-8')}"
+        return web.FileResponse(target, headers={"Content-Type": content_type,
+                                                 "Cache-Control": "max-age=300"})
+
+
+def serve(shop_dir: str | Path, port: int = 8000, slow_seconds: float = 2.0) -> None:
+    """Serve a shop on 127.0.0.1:``port`` until interrupted (the ``serve`` CLI command)."""
+    server = ShopServer(shop_dir, slow_seconds, log_requests=False)
+    web.run_app(server.app(), host=HOST, port=port, access_log=None,
+                print=lambda _: print(f"demo shop on http://{HOST}:{port}/ (Ctrl-C stops)"))
+
+
+class RunningShop:
+    """A shop served from a background thread; also a context manager that stops it.
+
+    Attributes: ``url`` (base URL, no trailing slash), ``port``, ``out_dir``, ``site_dir``,
+    ``truth_dir``, ``truth`` (loaded lazily), ``server`` (the ShopServer), ``requests`` (list of
+    (method, path_qs, status), in the order the responses started).
+    """
+
+    def __init__(self, shop_dir: str | Path, port: int = 0, slow_seconds: float = 2.0):
+        self.server = ShopServer(shop_dir, slow_seconds)
+        self.out_dir, self.site_dir = self.server.out_dir, self.server.site_dir
+        self.truth_dir = self.out_dir / "truth"
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((HOST, port))
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://{HOST}:{self.port}"
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"demo-shop-{self.port}", daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise RuntimeError("demo shop server failed to start") from self._error
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        runner = web.AppRunner(self.server.app(), access_log=None)
+        try:
+            self._loop.run_until_complete(runner.setup())
+            self._loop.run_until_complete(web.SockSite(runner, self._sock).start())
+        except BaseException as exc:  # surfaced to the starting thread
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(runner.cleanup())
+        self._loop.close()
+
+    @property
+    def requests(self) -> list[tuple[str, str, int]]:
+        return self.server.requests
+
+    @functools.cached_property
+    def truth(self):
+        """The shop's ground truth (``m5data.demo.truth.Truth``), loaded on first use."""
+        from .truth import load_truth
+
+        return load_truth(self.out_dir)
+
+    def clear_requests(self) -> None:
+        self.server.clear_requests()
+
+    def reset_faults(self) -> None:
+        self.server.reset_faults()
+
+    def stop(self) -> None:
+        """Stop serving and join the thread."""
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(30)
+
+    def __enter__(self) -> "RunningShop":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve_in_thread(shop_dir: str | Path, port: int = 0, slow_seconds: float = 2.0) -> RunningShop:
+    """Start serving ``shop_dir`` on 127.0.0.1 (port 0: a free one); ``with`` it to stop it."""
+    return RunningShop(shop_dir, port, slow_seconds)

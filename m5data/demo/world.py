@@ -1,0 +1,332 @@
+"""The demo shop's world: instances, product listings, merchants and media, all from one seed.
+
+``build_world(WorldConfig(products=300, seed=0))`` is pure and deterministic: it touches no files,
+draws every choice from one ``random.Random(seed)`` and never iterates a set or hashes a string.
+Rendering (``site.py``, ``media.py``) and the truth (``truth.py``) only read the result.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import random
+from dataclasses import dataclass, field
+
+from . import text, vocab
+from .taxonomy import PLATFORMS, Category, SubClass, Taxonomy
+
+GENERATOR_VERSION = "1.0"
+IMAGE_SIZES = {"shopa": [(800, 800)] * 6 + [(750, 750), (640, 640), (430, 430)],
+               "shopb": [(800, 800)] * 5 + [(750, 750), (500, 500), (350, 350), (220, 220)]}
+VIDEO_SIZE = {"shopa": (256, 256), "shopb": (320, 180)}
+VIDEO_FPS = 24
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Sizes and fault rates of a demo world; the defaults follow the papers' rates.
+
+    Args:
+        products: number of product listings over both platforms (at least 10).
+        seed: the one seed every choice derives from.
+        subclasses: unified level-2 classes; None picks about ``min(products // 3, 200 + products // 10)``
+            (at least 14, one per level-1 class, where products allow).
+        video_rate / audio_rate: share of products with a video, share of videos with audio.
+        duplicate_rate: share of instances listed by several merchants (cosmetics_duplicate_rate in class 6).
+        mismatch_rate: share of products whose title describes another product.
+        dead_image_rate, corrupt_image_rate, dead_video_rate, corrupt_video_rate: media faults.
+        transient_rate, slow_rate: URLs that answer 500 once, or answer slowly.
+        page_fault_rate: product pages with a missing field, broken HTML or a wrong charset.
+        force_faults: guarantee every fault kind at least once (from 30 products on), for tests.
+        page_size_shopa / page_size_shopb: products per listing page (Tmall 20, JD 30; tests use less).
+    """
+
+    products: int = 300
+    seed: int = 0
+    subclasses: int | None = None
+    video_rate: float = 0.85
+    audio_rate: float = 0.97
+    duplicate_rate: float = 0.06
+    cosmetics_duplicate_rate: float = 0.35
+    mismatch_rate: float = 0.03
+    no_image_rate: float = 0.004
+    dead_image_rate: float = 0.013
+    corrupt_image_rate: float = 0.006
+    dead_video_rate: float = 0.005
+    corrupt_video_rate: float = 0.015
+    transient_rate: float = 0.01
+    slow_rate: float = 0.005
+    page_fault_rate: float = 0.04
+    force_faults: bool = True
+    page_size_shopa: int = 20
+    page_size_shopb: int = 30
+
+    def page_size(self, platform: str) -> int:
+        """Products per listing page of a platform."""
+        return self.page_size_shopa if platform == "shopa" else self.page_size_shopb
+
+    def n_subclasses(self) -> int:
+        """The number of unified level-2 classes this world has."""
+        if self.subclasses is not None:
+            return self.subclasses
+        return max(min(14, self.products // 2), min(self.products // 3, 200 + self.products // 10))
+
+    def validate(self) -> None:
+        """Reject sizes that cannot make a world: every sub-class needs products on its platforms."""
+        if self.products < 10:
+            raise ValueError("a demo world needs at least 10 products")
+        if not 1 <= self.n_subclasses() <= self.products // 2:
+            raise ValueError(f"subclasses must be between 1 and products // 2 ({self.products // 2})")
+        if min(self.page_size_shopa, self.page_size_shopb) < 1:
+            raise ValueError("page sizes must be at least 1")
+
+
+@dataclass
+class Media:
+    """One media URL of a product page and how to render (or break) the file behind it."""
+
+    kind: str
+    role: str
+    position: int
+    url: str
+    width: int
+    height: int
+    render: dict
+    fault: str = "none"
+    duration_s: float = 0.0
+    fps: int = 0
+    has_audio: bool = False
+
+
+@dataclass
+class Instance:
+    """A physical product; several merchants may list it (ground truth for dedup and instance retrieval)."""
+
+    instance_id: str
+    sub: SubClass
+    subsub: tuple[int, str] | None
+    brand: str
+    model: str
+    noun: str
+    color: str
+    specs: list[tuple[str, str]]
+    base_price: float
+    visual: dict
+    listings: list["Product"] = field(default_factory=list)
+
+
+@dataclass
+class Product:
+    """One product page: a listing of an instance by a merchant on a platform."""
+
+    platform: str
+    source_id: str
+    instance: Instance
+    category: Category
+    seed: int
+    price: float = 0.0
+    merchant_id: str = ""
+    shop_name: str = ""
+    title: str = ""
+    caption_instance: Instance | None = None
+    specs: list[tuple[str, str]] = field(default_factory=list)
+    images: list[Media] = field(default_factory=list)
+    video: Media | None = None
+    template: str = ""
+    page_fault: str = "none"
+    http_fault: str = "none"
+    rank: float = 0.0
+
+    @property
+    def product_id(self) -> str:
+        return f"{self.platform}:{self.source_id}"
+
+    @property
+    def url(self) -> str:
+        return f"/{self.platform}/item/{self.source_id}.html"
+
+    @property
+    def caption_mismatched(self) -> bool:
+        return self.caption_instance is not None
+
+
+@dataclass
+class World:
+    """Everything generated from one config: taxonomy, instances and products (sorted by product_id)."""
+
+    config: WorldConfig
+    taxonomy: Taxonomy
+    instances: list[Instance]
+    products: list[Product]
+
+
+def _rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
+    r, g, b = colorsys.hsv_to_rgb((h % 360) / 360, s, v)
+    return round(r * 255), round(g * 255), round(b * 255)
+
+
+def _zipf_counts(rng: random.Random, n_items: int, total: int, s: float = 0.9) -> list[int]:
+    """Split ``total`` draws over ``n_items`` ranks with Zipf-like weights 1 / rank**s."""
+    cum, acc = [], 0.0
+    for r in range(n_items):
+        acc += 1.0 / (r + 1) ** s
+        cum.append(acc)
+    counts = [0] * n_items
+    for i in rng.choices(range(n_items), cum_weights=cum, k=total):
+        counts[i] += 1
+    return counts
+
+
+def _allocate(rng: random.Random, subs: list[SubClass], products: int) -> dict[int, dict[str, int]]:
+    """Products per sub-class and platform: long-tailed, at least one per platform it is on."""
+    showcase, rest = list(subs[:14]), list(subs[14:])  # Taxonomy lists the showcase ones first
+    rng.shuffle(rest)
+    ranked: list[SubClass] = []
+    while showcase or rest:  # showcase sub-classes sit near the head so both platforms list them
+        for part in (showcase, rest):
+            if part:
+                ranked.append(part.pop(0))
+    minimum = sum(len(s.presence) for s in ranked)
+    extra = _zipf_counts(rng, len(ranked), products - minimum)
+    out: dict[int, dict[str, int]] = {}
+    for sub, n in zip(ranked, extra):
+        if len(sub.presence) == 1:
+            out[sub.sub_id] = {sub.presence[0]: 1 + n}
+        else:
+            n_a = 1 + sum(rng.random() < 0.5 for _ in range(n))
+            out[sub.sub_id] = {"shopa": n_a, "shopb": 2 + n - n_a}
+    return out
+
+
+def _instances_of(rng: random.Random, cfg: WorldConfig, sub: SubClass, slots: list[str],
+                  next_id: int, force_dup: bool) -> list[tuple[Instance, list[str]]]:
+    """Group a sub-class's listing slots into instances, some listed several times.
+
+    With ``force_dup`` the first instance is listed up to three times, on both platforms if the
+    sub-class is on both, so that even a small world has duplicate listings to find.
+    """
+    rng.shuffle(slots)
+    if force_dup and all(p in slots for p in PLATFORMS):
+        first = [slots.index(p) for p in PLATFORMS]
+        slots[:] = list(PLATFORMS) + [s for i, s in enumerate(slots) if i not in first]
+    dup_rate = cfg.cosmetics_duplicate_rate if sub.class_id == 6 else cfg.duplicate_rate
+    style = vocab.CLASS_STYLE[sub.class_id]
+    children = list(sub.children)
+    rng.shuffle(children)
+    out = []
+    while slots:
+        size = rng.randint(2, 4) if rng.random() < dup_rate else 1
+        if force_dup and not out:
+            size = 3
+        group, slots = slots[:size], slots[size:]
+        subsub = None
+        if children:  # level-3 classes are long-tailed too
+            subsub = rng.choices(children, weights=[1 / (i + 1) for i in range(len(children))])[0]
+        noun = rng.choice(sub.child_nouns[subsub[0]]) if subsub else rng.choice(sub.nouns)
+        brand, model = rng.choice(sub.brands), text.model_code(rng)
+        color = rng.choice(sub.colors)
+        low, high = style[3]
+        price = round(low * (high / low) ** (rng.random() ** 1.5), 0)
+        visual = {
+            "bg": _rgb(style[0] + rng.uniform(-12, 12), 0.18, 0.96),
+            "fg": _rgb(sub.sub_id * 47, 0.65, 0.75),
+            "shape": sub.sub_id % 8,
+            "stripes": (subsub[0] % 5 + 1) if subsub else 0,
+            "accent": _rgb(rng.uniform(0, 360), 0.85, 0.9),
+            "seed": rng.getrandbits(31),
+            "label": model[:12],
+            "tone": 180 + (sub.sub_id * 37) % 500,
+            "tone2": 200 + rng.randint(0, 600),
+            "tremolo": round(rng.uniform(1.0, 8.0), 2),
+        }
+        inst = Instance(f"I{next_id + len(out):06d}", sub, subsub, brand, model, noun, color,
+                        text.instance_specs(rng, sub.class_id, brand, model, color), price, visual)
+        out.append((inst, group))
+    return out
+
+
+def _assign_merchants(rng: random.Random, products: list[Product]) -> None:
+    """Give each platform's products to merchants of 1-10 listings, never two of one instance."""
+    for platform in PLATFORMS:
+        items = [p for p in products if p.platform == platform]
+        rng.shuffle(items)
+        merchants: list[list[Product]] = []
+        while items:
+            size = rng.choices(range(1, 11), weights=[30, 18, 12, 9, 7, 6, 5, 5, 4, 4])[0]
+            merchants.append(items[:size])
+            items = items[size:]
+        for group in list(merchants):  # a merchant lists an instance once: move repeats elsewhere
+            seen: set[str] = set()
+            for p in list(group):
+                iid = p.instance.instance_id
+                if iid in seen:
+                    group.remove(p)
+                    target = next((g for g in merchants
+                                   if all(q.instance.instance_id != iid for q in g)), None)
+                    if target is None:
+                        target = []
+                        merchants.append(target)
+                    target.append(p)
+                seen.add(iid)
+        ids = rng.sample(range(10**9, 10**10) if platform == "shopa" else range(10**5, 10**8),
+                         len(merchants))
+        suffixes = (["旗舰店", "专营店", "专卖店", "官方旗舰店", "企业店"] if platform == "shopa"
+                    else ["京东自营旗舰店", "官方旗舰店", "专营店", "自营店"])
+        for mid, group in zip(ids, merchants):
+            name = (rng.choice(vocab.BRAND_HEAD) + rng.choice(vocab.BRAND_TAIL) +
+                    rng.choice(vocab.BRAND_TAIL) + rng.choice(suffixes))
+            for p in group:
+                p.merchant_id, p.shop_name = str(mid), name
+
+
+def build_world(cfg: WorldConfig) -> World:
+    """Generate the whole world (no files): taxonomy, instances, products, media plans, faults."""
+    from . import faults, media_plan
+
+    cfg.validate()
+    rng = random.Random(cfg.seed)
+    tax = Taxonomy(random.Random(rng.getrandbits(64)), cfg.n_subclasses())
+    counts = _allocate(rng, tax.subs, cfg.products)
+    instances: list[Instance] = []
+    products: list[Product] = []
+    used_ids: set[str] = set()
+    biggest = sorted(tax.subs, key=lambda s: -sum(counts[s.sub_id].values()))[:3]
+    forced = {s.sub_id for s in biggest} if cfg.force_faults and cfg.products >= 30 else set()
+    for sub in tax.subs:
+        slots = [p for p in PLATFORMS for _ in range(counts[sub.sub_id].get(p, 0))]
+        for inst, platforms in _instances_of(rng, cfg, sub, slots, len(instances) + 1,
+                                             sub.sub_id in forced):
+            instances.append(inst)
+            for platform in platforms:
+                while True:
+                    digits = 12 if platform == "shopa" or rng.random() < 0.5 else 11
+                    sid = str(rng.randrange(6 * 10 ** (digits - 1), 10**digits))
+                    if sid not in used_ids:
+                        used_ids.add(sid)
+                        break
+                p = Product(platform, sid, inst, tax.category(platform, sub, inst.subsub),
+                            rng.getrandbits(32), rank=rng.random())
+                inst.listings.append(p)
+                products.append(p)
+    _assign_merchants(rng, products)
+    for p in products:
+        _describe(rng, cfg, p, instances)
+        media_plan.plan_media(rng, cfg, p)
+    products.sort(key=lambda p: p.product_id)
+    faults.assign_faults(rng, cfg, products)
+    return World(cfg, tax, instances, products)
+
+
+def _describe(rng: random.Random, cfg: WorldConfig, p: Product, instances: list[Instance]) -> None:
+    """Title, price, specs and page template of one listing."""
+    inst = p.instance
+    if rng.random() < cfg.mismatch_rate:
+        others = [i for i in instances if i.sub.sub_id != inst.sub.sub_id]
+        p.caption_instance = rng.choice(others) if others else None
+    p.title = text.title(rng, p.platform, p.caption_instance or inst)
+    p.price = max(1.0, round(inst.base_price * rng.uniform(0.85, 1.15), 0) - rng.choice([0, 0.1, 0.01]))
+    p.price = round(p.price, 2)
+    p.specs = text.listing_specs(rng, inst.specs)
+    if p.platform == "shopb":
+        p.template = "shopb"
+    else:
+        p.template = "shopa-table" if rng.random() < 0.7 else "shopa-dl"

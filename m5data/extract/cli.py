@@ -1,0 +1,46 @@
+"""``m5data extract``: the extract verb (mounted by m5data/cli.py). Heavy imports stay inside."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+
+def extract(
+    ctx: typer.Context,
+    kinds: str = typer.Option("video,audio,image,text", "--kinds",
+                              help="What to extract, comma-separated: video (frames), audio (mp3 + MFCC), image, text."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=0, help="At most N items per kind (default: all)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0,
+                                          help="Worker processes (extract.workers; 0 = one per core)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed",
+                                      help="Also redo items whose derived rows failed (timeouts, worker crashes)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Extract 1-fps frames, mp3 + MFCC, normalised images and segmented captions for media not done yet."""
+    from rich.table import Table
+
+    from ..cli import open_store
+    from ..console import console, fail, stage_summary
+    from .run import ExtractError, parse_kinds, run
+
+    try:
+        wanted = parse_kinds(kinds)
+    except ExtractError as exc:
+        fail(str(exc))
+    store, s = open_store(ctx, **{"extract.workers": workers})
+    try:
+        stats = run(store, s, kinds=wanted, limit=limit, retry_failed=retry_failed, progress=progress)
+    except ExtractError as exc:
+        fail(str(exc))
+    table = Table(title="extract by kind")
+    for col in ("kind", "status", "items"):
+        table.add_column(col, justify="right" if col == "items" else "left")
+    for (kind, status), n in sorted(stats.by_kind.items()):
+        table.add_row(kind, status, f"{n:,}")
+    if stats.by_kind:
+        console.print(table)
+    else:
+        console.print("nothing to extract: every selected item is done")
+    console.print(stage_summary(stats))

@@ -1,0 +1,330 @@
+"""Per-item extract jobs: one video (frames + audio), one image, or a batch of captions.
+
+A job runs in a worker process, writes derived files (atomically) and returns the rows for the
+main process to write; it never writes tables itself. Every input problem becomes a status on a
+row (corrupt / too_large / absent / failed, with the reason in ``error``), never an exception.
+
+Derived media rows (``role = 'derived'``, ``media_id = sha1(source_media_id|kind)``):
+
+| kind | from | blob |
+|---|---|---|
+| frames | video | ``derived/frames/<sha[:2]>/<sha256 of the video>/`` (``000001.jpg`` ... + ``frames.json``) |
+| audio | video | ``blobs/<sha[:2]>/<sha256>.mp3`` (content-addressed, like any downloaded blob) |
+| mfcc | video | ``derived/mfcc/<sha[:2]>/<sha256 of the video>.npy`` (float32, see audio.py) |
+| image_norm | image | ``derived/images/<sha[:2]>/<sha256 of the original>.jpg`` |
+
+Derived files are keyed by the source's content hash, not by product_id (which holds ':' and
+may list the same video as another merchant's duplicate listing): identical media are extracted once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..config import ExtractSettings
+from .video import MediaError, expected_frames
+
+KINDS = ("video", "audio", "image", "text")
+DERIVED_KINDS = ("frames", "audio", "mfcc", "image_norm")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every job needs: the store folder and the extract settings."""
+
+    store_root: str
+    settings: ExtractSettings
+
+
+@dataclass
+class Outcome:
+    kind: str  # video, audio, image, text
+    status: str  # ok, absent, corrupt, too_large, failed, empty
+    reason: str = ""
+
+
+@dataclass
+class JobResult:
+    """Rows to write and what happened, per kind."""
+
+    media: list[dict] = field(default_factory=list)
+    captions: list[dict] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    bytes: int = 0
+
+
+_CTX: Context | None = None
+
+
+def init_worker(ctx: Context) -> None:
+    """Process initializer: remember the context, load the jieba user dictionary."""
+    global _CTX
+    import warnings
+
+    _CTX = ctx
+    warnings.filterwarnings("ignore", category=UserWarning, module="moviepy")
+    from .text import tokenizer
+
+    tokenizer(ctx.settings.jieba_user_dict)  # load the dictionary once per worker, not per batch
+
+
+def _ctx() -> Context:
+    if _CTX is None:
+        raise RuntimeError("extract worker used before init_worker()")
+    return _CTX
+
+
+def derived_id(source_media_id: str, kind: str) -> str:
+    return hashlib.sha1(f"{source_media_id}|{kind}".encode()).hexdigest()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def blob_sha(row: dict) -> str:
+    """The source's content hash: the row's sha256, else the content-addressed blob name."""
+    return row.get("sha256") or Path(row["blob"]).name.split(".")[0]
+
+
+def _merge_meta(meta: str | None, extra: dict) -> str:
+    try:
+        base = json.loads(meta) if meta else {}
+    except ValueError:
+        base = {"_unparsed": meta}
+    if not isinstance(base, dict):
+        base = {"_value": base}
+    base.update(extra)
+    return json.dumps(base, ensure_ascii=False, sort_keys=True)
+
+
+def _derived(src: dict, kind: str, now: datetime, **cols) -> dict:
+    row = {"media_id": derived_id(src["media_id"], kind), "product_id": src["product_id"], "kind": kind,
+           "role": "derived", "position": src.get("position"), "source_media_id": src["media_id"],
+           "updated_at": now}
+    meta = cols.pop("meta", {})
+    row.update(cols)
+    row["meta"] = json.dumps({"source_blob": src["blob"], **meta}, ensure_ascii=False, sort_keys=True)
+    return row
+
+
+def _failed_rows(src: dict, kinds: list[str], exc: MediaError | str, now: datetime) -> list[dict]:
+    error = str(exc)
+    return [_derived(src, k, now, status="failed", error=error) for k in kinds]
+
+
+def _sub(kind_dir: str, sha: str) -> str:
+    return f"derived/{kind_dir}/{sha[:2]}/{sha}"
+
+
+# ---------------------------------------------------------------------------------------------- video
+def run_video(payload: dict) -> JobResult:
+    """Probe one video, then extract its frames and/or its audio (mp3 + MFCC), as ``payload`` asks.
+
+    ``payload``: ``row`` (the video's media row), ``frames`` / ``audio`` (bool: what to do),
+    ``frame_count`` (frames already extracted earlier, to align MFCC blocks when only audio runs).
+    """
+    from .video import Probe, extract_frames
+
+    ctx = _ctx()
+    s = ctx.settings
+    root = Path(ctx.store_root)
+    src = dict(payload["row"])
+    do_frames, do_audio = payload["frames"], payload["audio"]
+    wanted = [k for k, on in (("video", do_frames), ("audio", do_audio)) if on]
+    derived_of = {"video": ["frames"], "audio": ["audio", "mfcc"]}
+    now = _now()
+    result = JobResult()
+    path = root / src["blob"]
+    if not path.is_file():
+        err = MediaError("blob missing", f"{src['blob']} is not in the store", status="failed")
+        result.media = _failed_rows(src, [d for k in wanted for d in derived_of[k]], err, now)
+        result.outcomes = [Outcome(k, "failed", err.reason) for k in wanted]
+        return result
+
+    def broken(exc: MediaError) -> JobResult:
+        src.update(status="corrupt", error=f"{src['blob']}: {exc}", updated_at=now)
+        result.media.append(src)
+        result.outcomes.extend(Outcome(k, "corrupt", exc.reason) for k in wanted if k not in
+                               {o.kind for o in result.outcomes})
+        return result
+
+    pending = Probe(path, timeout=max(10.0, min(60.0, s.video_timeout)))  # headers only: quick or stuck
+    frames = None
+    try:
+        if do_frames:
+            sha = blob_sha(src)
+            try:
+                frames = extract_frames(path, root / _sub("frames", sha), pending, fps=s.frame_fps,
+                                        max_side=s.frame_max_side, quality=s.jpeg_quality, max_frames=s.max_frames,
+                                        max_duration=s.max_duration, timeout=s.video_timeout)
+            except MediaError as exc:
+                if exc.status == "corrupt":
+                    return broken(exc)
+                try:
+                    pending.result()
+                except MediaError as probe_exc:  # ffprobe itself failed (not corrupt): nothing more to do
+                    exc = probe_exc
+                result.media += _failed_rows(src, ["frames"], exc, now)
+                result.outcomes.append(Outcome("video", exc.status, exc.reason))
+        info = pending.result()
+    except MediaError as exc:
+        if exc.status == "corrupt":
+            return broken(exc)
+        kinds = [k for k in wanted if k not in {o.kind for o in result.outcomes}]
+        result.media += _failed_rows(src, [d for k in kinds for d in derived_of[k]], exc, now)
+        result.outcomes += [Outcome(k, exc.status, exc.reason) for k in kinds]
+        return result
+    finally:
+        pending.close()
+    src.update(duration=info.duration, fps=info.fps, width=info.width, height=info.height, codec=info.codec,
+               has_audio=info.has_audio, updated_at=now,
+               meta=_merge_meta(src.get("meta"), {"format": info.format_name, "start_time": info.start,
+                                                  "audio_codec": info.audio_codec,
+                                                  "audio_channels": info.audio_channels}))
+    frame_count = payload.get("frame_count")
+    if frames is not None:
+        frame_count = frames.count
+        result.media.append(_derived(
+            src, "frames", now, blob=_sub("frames", blob_sha(src)), mime="image/jpeg", bytes=frames.bytes,
+            width=frames.width, height=frames.height, duration=info.duration, fps=s.frame_fps,
+            frame_count=frames.count, status="ok",
+            meta={"timestamps": frames.timestamps, "pattern": "%06d.jpg", "jpeg_quality": s.jpeg_quality,
+                  "max_side": s.frame_max_side, "truncated": frames.truncated, "reused": frames.reused}))
+        result.bytes += 0 if frames.reused else frames.bytes
+        result.outcomes.append(Outcome("video", "ok"))
+    result.media.append(src)
+    if do_audio:
+        if frame_count is None:
+            frame_count = expected_frames(info.duration, s.frame_fps, s.max_frames, s.max_duration) or 0
+        _audio(result, src, path, info, frame_count, ctx, now)
+    return result
+
+
+def _audio(result: JobResult, src: dict, path: Path, info, n_blocks: int, ctx: Context, now: datetime) -> None:
+    from .audio import block_samples, load_samples, mfcc_blocks, save_npy, write_mp3
+
+    s = ctx.settings
+    if not info.has_audio:
+        result.media += [_derived(src, k, now, status="absent", error="video has no audio stream")
+                         for k in ("audio", "mfcc")]
+        result.outcomes.append(Outcome("audio", "absent"))
+        return
+    root = Path(ctx.store_root)
+    from ..storage import Store
+
+    store = Store(root)
+    store.blobs.tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = store.blobs.tmp_dir / f"{uuid.uuid4().hex}.mp3"
+    try:
+        seconds = write_mp3(path, tmp, bitrate=s.mp3_bitrate, max_duration=s.max_duration)
+        ref = store.blobs.put_file(tmp, "mp3")
+        samples = load_samples(path, s.sample_rate, channels=info.audio_channels, max_duration=s.max_duration,
+                               timeout=s.video_timeout)
+        if not n_blocks:
+            raise MediaError("no audio blocks", "video has no sampled frames to align MFCC with")
+        mfcc = mfcc_blocks(samples, n_blocks, sample_rate=s.sample_rate, fps=s.frame_fps, n_mfcc=s.n_mfcc,
+                           n_fft=s.n_fft, hop_length=s.hop_length)
+        rel = _sub("mfcc", blob_sha(src)) + ".npy"
+        size = save_npy(mfcc, root / rel)
+    except MediaError as exc:
+        result.media += [_derived(src, k, now, status=exc.status, error=f"{src['blob']}: {exc}")
+                         for k in ("audio", "mfcc")]
+        result.outcomes.append(Outcome("audio", exc.status, exc.reason))
+        return
+    finally:
+        tmp.unlink(missing_ok=True)
+    audio_seconds = len(samples) / s.sample_rate
+    result.media.append(_derived(
+        src, "audio", now, blob=ref.path, sha256=ref.sha256, mime="audio/mpeg", bytes=ref.bytes,
+        duration=round(seconds, 6), codec="mp3", status="ok",
+        meta={"sample_rate": 44_100, "bitrate": s.mp3_bitrate, "source_codec": info.audio_codec}))
+    result.media.append(_derived(
+        src, "mfcc", now, blob=rel, mime="application/x-npy", bytes=size, duration=round(audio_seconds, 6),
+        fps=s.frame_fps, frame_count=n_blocks, status="ok",
+        meta={"shape": list(mfcc.shape), "dtype": "float32", "layout": "blocks x n_mfcc x frames",
+              "sample_rate": s.sample_rate, "n_mfcc": s.n_mfcc, "n_fft": s.n_fft, "hop_length": s.hop_length,
+              "block_samples": block_samples(s.sample_rate, s.frame_fps)}))
+    result.bytes += ref.bytes + size
+    result.outcomes.append(Outcome("audio", "ok"))
+
+
+# ---------------------------------------------------------------------------------------------- image
+def run_image(row: dict) -> JobResult:
+    """Normalise one image (see image.py); the source row gets its size, tier and phash, or its error."""
+    from .image import normalise_image
+
+    ctx = _ctx()
+    s = ctx.settings
+    root = Path(ctx.store_root)
+    src = dict(row)
+    now = _now()
+    result = JobResult()
+    path = root / src["blob"]
+    if not path.is_file():
+        err = MediaError("blob missing", f"{src['blob']} is not in the store", status="failed")
+        result.media = _failed_rows(src, ["image_norm"], err, now)
+        result.outcomes = [Outcome("image", "failed", err.reason)]
+        return result
+    rel = _sub("images", blob_sha(src)) + ".jpg"
+    try:
+        n = normalise_image(path, root / rel, max_side=s.image_max_side, quality=s.jpeg_quality,
+                            max_pixels=s.max_image_pixels, tier_high=s.image_tier_high,
+                            tier_medium=s.image_tier_medium)
+    except MediaError as exc:
+        src.update(status=exc.status, error=f"{src['blob']}: {exc}", updated_at=now)
+        result.media.append(src)
+        result.outcomes.append(Outcome("image", exc.status, exc.reason))
+        return result
+    src.update(width=n.orig_width, height=n.orig_height, quality_tier=n.tier, phash=n.phash, updated_at=now,
+               bytes=src.get("bytes") or path.stat().st_size)
+    digest = hashlib.sha256(n.path.read_bytes()).hexdigest()
+    result.media += [src, _derived(
+        src, "image_norm", now, blob=rel, sha256=digest, mime="image/jpeg", bytes=n.bytes, width=n.width,
+        height=n.height, quality_tier=n.tier, phash=n.phash, status="ok",
+        meta={"orig_width": n.orig_width, "orig_height": n.orig_height, "orig_format": n.orig_format,
+              "orig_mode": n.orig_mode, "orig_frames": n.frames, "exif_orientation": n.orientation,
+              "max_side": s.image_max_side, "jpeg_quality": s.jpeg_quality})]
+    result.bytes += n.bytes
+    result.outcomes.append(Outcome("image", "ok"))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- text
+def run_text(batch: list[dict]) -> JobResult:
+    """Clean and segment a batch of product titles (``product_id``, ``title``) into captions rows."""
+    from .text import caption_row
+
+    s = _ctx().settings
+    now = _now()
+    result = JobResult()
+    for item in batch:
+        row = caption_row(item["product_id"], item.get("title"), strip_brackets=s.strip_brackets,
+                          max_chars=s.max_caption_chars, user_dict=s.jieba_user_dict)
+        row["updated_at"] = now
+        result.captions.append(row)
+        result.outcomes.append(Outcome("text", row["status"], "no title text" if row["status"] == "empty" else ""))
+    return result
+
+
+def crashed(kind: str, payload, error: str) -> JobResult:
+    """The result for a job whose worker raised or died: its derived rows become ``failed``."""
+    now = _now()
+    result = JobResult()
+    if kind == "text":
+        result.outcomes = [Outcome("text", "failed", "worker error") for _ in payload]
+        return result
+    row = payload["row"] if kind == "video" else payload
+    if kind == "video":
+        derived = (["frames"] if payload["frames"] else []) + (["audio", "mfcc"] if payload["audio"] else [])
+        kinds = [k for k, on in (("video", payload["frames"]), ("audio", payload["audio"])) if on]
+    else:
+        derived, kinds = ["image_norm"], ["image"]
+    result.media = _failed_rows(row, derived, f"{row['blob']}: worker error: {error}", now)
+    result.outcomes = [Outcome(k, "failed", "worker error") for k in kinds]
+    return result

@@ -1,0 +1,360 @@
+"""The extract stage: pick what is not extracted yet, run the jobs in a process pool, write rows.
+
+Work selection (idempotent: a re-run picks only what is missing):
+
+- video (frames): media rows ``kind = 'video'``, ``status = 'ok'`` without a ``frames`` row, or whose
+  frames row was made from another blob (the video was downloaded again);
+- audio (mp3 + MFCC): the same videos without an ``mfcc`` row (``absent`` counts as done);
+- image: ``kind = 'image'`` rows of the roles in ``extract.image_roles`` without an ``image_norm`` row;
+- text: products without a ``captions`` row, or crawled again after their caption was made.
+
+``retry_failed`` also re-selects derived rows with status ``failed`` (timeouts, worker crashes).
+Inputs found broken are marked on their own row (``corrupt`` / ``too_large``) and so leave the
+``status = 'ok'`` selection for good.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+from ..config import Settings, as_dict
+from ..storage import StageStats, Store, record_run
+from .jobs import KINDS, Context, JobResult, crashed, init_worker, run_image, run_text, run_video
+
+TEXT_BATCH = 256  # titles per text job
+FLUSH_ROWS = 500  # rows buffered before a table write
+FLUSH_SECONDS = 30.0
+OUT_STATUSES = {"ok", "absent", "empty"}
+
+
+class ExtractError(ValueError):
+    """Bad extract arguments or settings, found before any work starts."""
+
+
+@dataclass
+class ExtractStats(StageStats):
+    """StageStats plus a count per (kind, status) for the end-of-run table."""
+
+    by_kind: Counter = field(default_factory=Counter)
+
+
+def parse_kinds(kinds: str | Iterable[str] | None) -> tuple[str, ...]:
+    """``"video,audio"`` -> ("video", "audio"); unknown kinds are an ExtractError."""
+    if kinds is None:
+        return KINDS
+    items = [k.strip().lower() for k in (kinds.split(",") if isinstance(kinds, str) else kinds) if k.strip()]
+    unknown = [k for k in items if k not in KINDS]
+    if unknown or not items:
+        raise ExtractError(f"unknown extract kind(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(KINDS)}")
+    return tuple(k for k in KINDS if k in items)
+
+
+def check_settings(settings: Settings, kinds: tuple[str, ...]) -> None:
+    """Reject bad extract settings (the fields config.validate does not know) before any work."""
+    import re
+    import shutil
+
+    ex = settings.extract
+    if not 0 < ex.image_tier_medium < ex.image_tier_high:
+        raise ExtractError(f"extract.image_tier_medium ({ex.image_tier_medium}) must be > 0 and below "
+                           f"extract.image_tier_high ({ex.image_tier_high})")
+    if not re.fullmatch(r"[1-9][0-9]{1,3}k", ex.mp3_bitrate):
+        raise ExtractError(f"extract.mp3_bitrate must look like '128k', got {ex.mp3_bitrate!r}")
+    if not [r for r in ex.image_roles.split(",") if r.strip()]:
+        raise ExtractError("extract.image_roles must name at least one media role (e.g. 'main')")
+    if ex.jieba_user_dict and not os.path.isfile(ex.jieba_user_dict):
+        raise ExtractError(f"extract.jieba_user_dict: file not found: {ex.jieba_user_dict}")
+    if ex.frame_max_side and ex.frame_max_side < 16:
+        raise ExtractError(f"extract.frame_max_side must be 0 or >= 16, got {ex.frame_max_side}")
+    if {"video", "audio"} & set(kinds) and not shutil.which("ffprobe"):
+        raise ExtractError("ffprobe not found on PATH: video and audio extraction need it (apt-get install ffmpeg)")
+
+
+def _sql_list(values: Iterable[str]) -> str:
+    return ", ".join("'" + v.strip().replace("'", "''") + "'" for v in values if v.strip())
+
+
+def video_sql(frames: bool, audio: bool, retry: bool) -> str:
+    def need(alias: str) -> str:
+        retry_sql = f" OR {alias}.status = 'failed'" if retry else ""
+        return (f"({alias}.media_id IS NULL OR json_extract_string({alias}.meta, '$.source_blob') "
+                f"IS DISTINCT FROM m.blob{retry_sql})")
+
+    return f"""
+        SELECT * FROM (
+          SELECT m.*, f.frame_count AS _frames_done, f.status AS _frames_status,
+                 {need('f') if frames else 'false'} AS _need_frames,
+                 {need('a') if audio else 'false'} AS _need_audio
+          FROM media m
+          LEFT JOIN media f ON f.source_media_id = m.media_id AND f.kind = 'frames'
+          LEFT JOIN media a ON a.source_media_id = m.media_id AND a.kind = 'mfcc'
+          WHERE m.kind = 'video' AND m.status = 'ok' AND m.blob IS NOT NULL
+        ) WHERE _need_frames OR _need_audio ORDER BY media_id"""
+
+
+def image_sql(roles: str, retry: bool) -> str:
+    retry_sql = " OR d.status = 'failed'" if retry else ""
+    return f"""
+        SELECT m.* FROM media m
+        LEFT JOIN media d ON d.source_media_id = m.media_id AND d.kind = 'image_norm'
+        WHERE m.kind = 'image' AND m.status = 'ok' AND m.blob IS NOT NULL
+          AND coalesce(m.role, 'main') IN ({_sql_list(roles.split(','))})
+          AND (d.media_id IS NULL OR json_extract_string(d.meta, '$.source_blob') IS DISTINCT FROM m.blob{retry_sql})
+        ORDER BY m.media_id"""
+
+
+TEXT_SQL = """
+    SELECT p.product_id, p.title FROM products p LEFT JOIN captions c ON c.product_id = p.product_id
+    WHERE c.product_id IS NULL OR c.updated_at < p.crawled_at ORDER BY p.product_id"""
+
+
+class _Sink:
+    """Buffers result rows and writes them in batches (one Parquet part per flush)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.media: dict[str, dict] = {}
+        self.captions: dict[str, dict] = {}
+        self.last = time.monotonic()
+
+    def add(self, result: JobResult) -> None:
+        for row in result.media:
+            self.media[row["media_id"]] = row
+        for row in result.captions:
+            self.captions[row["product_id"]] = row
+        if len(self.media) + len(self.captions) >= FLUSH_ROWS or time.monotonic() - self.last > FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.media:
+            self.store.write("media", list(self.media.values()))
+            self.media.clear()
+        if self.captions:
+            self.store.write("captions", list(self.captions.values()))
+            self.captions.clear()
+        self.last = time.monotonic()
+
+
+class _Pool:
+    """A process pool fed from an iterator with a bounded window (workers == 1 runs inline)."""
+
+    def __init__(self, workers: int, ctx: Context):
+        self.workers = workers
+        self.ctx = ctx
+        self.executor: ProcessPoolExecutor | None = None
+        if workers == 1:
+            init_worker(ctx)
+        else:
+            self._start()
+
+    def _start(self) -> None:
+        import multiprocessing
+
+        # spawn, not fork: the parent holds DuckDB and rich threads that a forked child must not inherit
+        self.executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=init_worker, initargs=(self.ctx,))
+
+    def imap(self, kind: str, fn: Callable, items: Iterable) -> Iterator[tuple[object, JobResult]]:
+        if self.executor is None:
+            for item in items:
+                try:
+                    yield item, fn(item)
+                except Exception as exc:  # a bug or an unexpected library error: that item fails, the run goes on
+                    yield item, crashed(kind, item, f"{type(exc).__name__}: {exc}")
+            return
+        source = iter(items)
+        pending: dict = {}
+
+        def fill() -> None:
+            while len(pending) < self.workers * 4:
+                try:
+                    item = next(source)
+                except StopIteration:
+                    return
+                pending[self.executor.submit(fn, item)] = item
+
+        fill()
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            broken = False
+            for fut in done:
+                item = pending.pop(fut)
+                try:
+                    yield item, fut.result()
+                except BrokenProcessPool:
+                    broken = True
+                    yield item, crashed(kind, item, "worker process died")
+                except Exception as exc:
+                    yield item, crashed(kind, item, f"{type(exc).__name__}: {exc}")
+            if broken:  # every job still in the dead pool fails the same way; start a fresh pool
+                for fut, item in list(pending.items()):
+                    yield item, crashed(kind, item, "worker process died")
+                pending.clear()
+                self.executor.shutdown(wait=False, cancel_futures=True)
+                self._start()
+            fill()
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def _bars(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from ..console import console
+
+    progress = Progress(TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not enabled)
+    with progress:
+        yield progress
+
+
+def sweep_temp(store: Store, older_than: float = 3600.0) -> int:
+    """Remove temp files and folders a killed run left under derived/ (frames, mfcc, images).
+
+    Only entries older than ``older_than`` seconds go, so a run beside this one keeps its own.
+    """
+    import shutil
+
+    cutoff = time.time() - older_than
+    removed = 0
+    for kind in ("frames", "mfcc", "images"):
+        folder = store.root / "derived" / kind
+        for entry in [*folder.glob("*/.tmp-*"), *folder.glob("*/.old-*")]:
+            try:
+                if entry.lstat().st_mtime < cutoff:
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    return removed
+
+
+def _rows(con, sql: str, limit: int | None) -> Iterator[dict]:
+    if limit is not None:
+        sql = f"SELECT * FROM ({sql}) LIMIT {int(limit)}"
+    for batch in con.sql(sql).to_arrow_reader(256):
+        yield from batch.to_pylist()
+
+
+def _count(con, sql: str, limit: int | None) -> int:
+    n = con.execute(f"SELECT count(*) FROM ({sql})").fetchall()[0][0]
+    return min(n, limit) if limit is not None else n
+
+
+def _batches(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:
+    batch: list[dict] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _video_payload(row: dict) -> dict:
+    extra = {k: row.pop(k) for k in ("_frames_done", "_frames_status", "_need_frames", "_need_audio")}
+    done = extra["_frames_done"] if extra["_frames_status"] == "ok" else None
+    return {"row": row, "frames": bool(extra["_need_frames"]), "audio": bool(extra["_need_audio"]),
+            "frame_count": None if extra["_need_frames"] else done}
+
+
+def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None = None, limit: int | None = None,
+        retry_failed: bool = False, progress: bool = True) -> ExtractStats:
+    """Extract frames, audio + MFCC, normalised images and captions for everything not done yet.
+
+    Args:
+        store: the store to read inputs from and write rows and derived files into.
+        settings: effective settings (``settings.extract`` is used).
+        kinds: any of video, audio, image, text (default: all).
+        limit: at most this many items per kind.
+        retry_failed: also redo items whose derived rows have status ``failed``.
+        progress: show rich progress bars (one per kind).
+
+    Returns:
+        ExtractStats, also recorded in the ``runs`` table.
+    """
+    wanted = parse_kinds(kinds)
+    if limit is not None and limit < 0:
+        raise ExtractError(f"--limit must be >= 0, got {limit}")
+    check_settings(settings, wanted)
+    sweep_temp(store)
+    ex = settings.extract
+    stats = ExtractStats("extract")
+    workers = ex.workers or os.cpu_count() or 1
+    ctx = Context(str(store.root), ex)
+    sink = _Sink(store)
+    con = store.connect()
+    pool = None
+
+    def take(result: JobResult) -> None:
+        sink.add(result)
+        stats.bytes += result.bytes
+        stats.n_in += len(result.outcomes)  # one per item and kind: a video asked for frames and audio counts 2
+        for o in result.outcomes:
+            stats.by_kind[(o.kind, o.status)] += 1
+            if o.status in OUT_STATUSES:
+                stats.n_out += 1
+            else:
+                stats.fail(f"{o.kind} {o.status}: {o.reason}" if o.reason else f"{o.kind} {o.status}")
+
+    try:
+        phases = []
+        if {"video", "audio"} & set(wanted):
+            vsql = video_sql("video" in wanted, "audio" in wanted, retry_failed)
+            limited = vsql if limit is None else f"SELECT * FROM ({vsql}) LIMIT {int(limit)}"
+            counts = con.execute(f"SELECT count(*) FILTER (WHERE _need_frames), count(*) FILTER (WHERE _need_audio) "
+                                 f"FROM ({limited})").fetchall()[0]
+            phases.append(("video", vsql, counts))
+        if "image" in wanted:
+            phases.append(("image", image_sql(ex.image_roles, retry_failed), None))
+        if "text" in wanted:
+            phases.append(("text", TEXT_SQL, None))
+        pool = _Pool(workers, ctx)
+        with _bars(progress) as bars:
+            tasks = {}
+            for kind, sql, counts in phases:
+                if kind == "video":
+                    if "video" in wanted:
+                        tasks["video"] = bars.add_task("video", total=counts[0])
+                    if "audio" in wanted:
+                        tasks["audio"] = bars.add_task("audio", total=counts[1])
+                else:
+                    tasks[kind] = bars.add_task("images" if kind == "image" else "captions",
+                                                total=_count(con, sql, limit))
+            for kind, sql, _ in phases:
+                rows = _rows(con, sql, limit)
+                if kind == "video":
+                    items, fn = (_video_payload(r) for r in rows), run_video
+                elif kind == "image":
+                    items, fn = rows, run_image
+                else:
+                    items, fn = _batches(rows, TEXT_BATCH), run_text
+                for _item, result in pool.imap(kind, fn, items):
+                    take(result)
+                    for o in result.outcomes:
+                        bars.advance(tasks[o.kind])
+        sink.flush()
+    except BaseException as exc:
+        try:  # rows of finished jobs are good: keep them, so a re-run resumes after them
+            sink.flush()
+        finally:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            record_run(store, stats.finish(status), as_dict(settings))
+        raise
+    finally:
+        con.close()
+        if pool is not None:
+            pool.close()
+    record_run(store, stats.finish("ok"), as_dict(settings))
+    return stats

@@ -1,0 +1,331 @@
+"""Video: ffprobe metadata and one-frame-per-second JPEG extraction in a single ffmpeg pass.
+
+The frame pass is one ffmpeg process per video, built with ffmpeg-python:
+
+    setpts=PTS-STARTPTS -> fps=1:round=up -> [scale to max side] -> showinfo -> JPEG files
+
+``setpts`` counts time from the first frame (a stream may start at 0.003 s or, in MPEG-TS, at
+1.4 s). ``fps`` with ``round=up`` puts each source frame on the first output tick at or after it,
+so tick k shows the frame on screen at t = k/fps (the first frame of second k in constant-rate
+video; a frame held over several seconds of variable-rate video is repeated, as a viewer sees it),
+and the end of the stream is rounded up too: a video of D seconds gives ceil(D * fps) frames
+(9.5 s -> 10, fire2.mp4's 2.38 s -> 3; the default ``round=near`` would drop that last partial
+second). ``showinfo`` prints each written frame's time, which becomes the recorded timestamps
+(seconds from the first frame). ffprobe runs beside the pass (see :class:`Probe`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+FRAME_PATTERN = "%06d.jpg"
+MANIFEST = "frames.json"
+STDERR_TAIL = 800  # characters of ffmpeg's stderr kept in the error column
+
+# ffprobe format names that are still images, not videos (a JPEG probes as a one-frame "video")
+_IMAGE_FORMATS = re.compile(r"(^|,)(image2|\w+_pipe|gif|webp|apng|png|bmp|tiff?)($|,)")
+_PTS_TIME = re.compile(r"\bn:\s*\d+\s+pts:\s*-?\d+\s+pts_time:(-?[0-9.]+)")
+
+
+class MediaError(Exception):
+    """A broken or unusable input. ``status`` is the media status it earns; ``reason`` a short category."""
+
+    def __init__(self, reason: str, detail: str = "", status: str = "corrupt"):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.status = status
+
+
+def ffmpeg_exe() -> str:
+    """``ffmpeg`` on PATH, else the static binary that imageio-ffmpeg ships."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def ffprobe_exe() -> str:
+    """``ffprobe`` on PATH; it is required (imageio-ffmpeg ships no ffprobe)."""
+    found = shutil.which("ffprobe")
+    if not found:
+        raise RuntimeError("ffprobe not found on PATH (install ffmpeg, e.g. apt-get install ffmpeg)")
+    return found
+
+
+def tail(text: str | bytes, limit: int = STDERR_TAIL) -> str:
+    """The last ``limit`` characters of a process's output, on one line per message."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    # showinfo's per-frame lines and the stats line are noise next to the real error messages
+    lines = [ln.strip() for ln in text.strip().splitlines()
+             if ln.strip() and "Parsed_showinfo" not in ln and not ln.lstrip().startswith("frame=")]
+    return " | ".join(lines)[-limit:]
+
+
+@dataclass
+class VideoInfo:
+    """What ffprobe says about one video file."""
+
+    duration: float | None  # seconds (video stream, else container)
+    fps: float | None
+    width: int | None
+    height: int | None
+    codec: str | None
+    has_audio: bool
+    start: float = 0.0  # video stream start time, seconds
+    audio_codec: str | None = None
+    audio_channels: int | None = None
+    format_name: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _rate(text: str | None) -> float | None:
+    try:
+        value = float(Fraction(text)) if text else 0.0
+    except (ValueError, ZeroDivisionError):
+        return None
+    return value if 0 < value <= 1000 else None
+
+
+def _seconds(value) -> float | None:
+    if value in (None, "", "N/A"):
+        return None
+    if isinstance(value, str) and ":" in value:  # Matroska stream tag DURATION "00:00:30.003000000"
+        h, m, s = value.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(s)
+    try:
+        out = float(value)
+    except ValueError:
+        return None
+    return out if math.isfinite(out) and out >= 0 else None
+
+
+class Probe:
+    """ffprobe on one file, started at once so that it runs beside the frame pass.
+
+    ``result()`` waits for it and returns the :class:`VideoInfo`, or raises :class:`MediaError`
+    for empty, unreadable or non-video files (the same error on every call).
+    """
+
+    def __init__(self, path: Path, timeout: float = 60.0):
+        self.path = path
+        self.timeout = timeout
+        self._info: VideoInfo | None = None
+        self._error: MediaError | None = None
+        self._proc = None
+        if path.stat().st_size == 0:
+            self._error = MediaError("zero-length file", "0 bytes")
+            return
+        cmd = [ffprobe_exe(), "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+    def result(self) -> VideoInfo:
+        if self._proc is not None:
+            proc, self._proc = self._proc, None
+            try:
+                out, err = proc.communicate(timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                self._error = MediaError("ffprobe timeout", f"no answer in {self.timeout:.0f} s", status="failed")
+            else:
+                try:
+                    self._info = _parse_probe(proc.returncode, out, err)
+                except MediaError as exc:
+                    self._error = exc
+        if self._error is not None:
+            raise self._error
+        return self._info
+
+    def close(self) -> None:
+        """Stop ffprobe if its answer is no longer wanted."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.communicate()
+            self._proc = None
+            self._error = MediaError("ffprobe stopped", "its answer was not awaited", status="failed")
+
+
+def probe(path: Path, timeout: float = 60.0) -> VideoInfo:
+    """Run ffprobe on a video; raise :class:`MediaError` for empty, unreadable or non-video files."""
+    return Probe(path, timeout).result()
+
+
+def _parse_probe(returncode: int, stdout: bytes, stderr: bytes) -> VideoInfo:
+    if returncode != 0:
+        raise MediaError("unreadable video", f"ffprobe: {tail(stderr) or 'exit ' + str(returncode)}")
+    data = json.loads(stdout or b"{}")
+    fmt = data.get("format", {})
+    streams = data.get("streams", [])
+    video = next((s for s in streams if s.get("codec_type") == "video"
+                  and not s.get("disposition", {}).get("attached_pic")), None)
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    format_name = fmt.get("format_name", "")
+    if video is None:
+        raise MediaError("no video stream", f"format {format_name or 'unknown'}")
+    if _IMAGE_FORMATS.search(format_name):
+        raise MediaError("not a video", f"ffprobe format {format_name}")
+    duration = (_seconds(video.get("duration")) or _seconds(video.get("tags", {}).get("DURATION"))
+                or _seconds(fmt.get("duration")))
+    return VideoInfo(
+        duration=duration,
+        fps=_rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate")),
+        width=video.get("width"),
+        height=video.get("height"),
+        codec=video.get("codec_name"),
+        has_audio=audio is not None,
+        start=_seconds(video.get("start_time")) or 0.0,
+        audio_codec=audio.get("codec_name") if audio else None,
+        audio_channels=audio.get("channels") if audio else None,
+        format_name=format_name,
+        extra={"bit_rate": fmt.get("bit_rate"), "container_duration": _seconds(fmt.get("duration"))},
+    )
+
+
+def jpeg_qscale(quality: int) -> int:
+    """ffmpeg's mjpeg ``-q:v`` (1 best .. 31) for a libjpeg-style quality 1..100.
+
+    libjpeg scales its tables by 5000/Q % (Q < 50) or 200 - 2Q % (Q >= 50); ffmpeg's q:v scales
+    them by about 12.5 % per step (measured: q:v 2 ~ quality 90, 4 ~ 77, 8 ~ 55, 16 ~ 28).
+    """
+    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
+    return max(1, min(31, round(scale / 12.5)))
+
+
+def expected_frames(duration: float | None, fps: float, max_frames: int, max_duration: float) -> int | None:
+    """How many frames a video of ``duration`` seconds should give: ceil(D * fps), within the limits."""
+    if duration is None:
+        return None
+    return min(max_frames, math.ceil(min(duration, max_duration) * fps - 1e-6))
+
+
+@dataclass
+class Frames:
+    """The frames of one video: a folder of JPEGs and when each was taken."""
+
+    folder: Path
+    timestamps: list[float]
+    width: int | None
+    height: int | None
+    bytes: int
+    truncated: bool  # the video was longer than max_duration / max_frames allowed
+    reused: bool = False
+
+    @property
+    def count(self) -> int:
+        return len(self.timestamps)
+
+
+def _manifest_params(fps: float, max_side: int, quality: int, max_frames: int, max_duration: float) -> dict:
+    return {"fps": fps, "max_side": max_side, "jpeg_quality": quality, "max_frames": max_frames,
+            "max_duration": max_duration}
+
+
+def read_manifest(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: float = 1.0, max_side: int = 0,
+                   quality: int = 90, max_frames: int = 600, max_duration: float = 600.0,
+                   timeout: float = 300.0) -> Frames:
+    """Decode ``path`` once and write one JPEG per ``1/fps`` seconds into ``out_dir``.
+
+    The folder appears complete or not at all: frames go to a temp folder beside it, then a
+    ``frames.json`` manifest, then one rename. A finished folder made with the same parameters is
+    reused (a duplicate video, or a crash after the frames but before the table write).
+    ``info`` may be a running :class:`Probe`: the pass does not need its answer to start, so
+    ffprobe and ffmpeg run side by side; a probe that finds the file broken wins over ffmpeg's error.
+
+    Raises:
+        MediaError: ffmpeg failed (status corrupt, ffmpeg's stderr tail as detail), timed out
+            (status failed) or decoded clearly fewer frames than the duration promises (truncated).
+    """
+    params = _manifest_params(fps, max_side, quality, max_frames, max_duration)
+    old = read_manifest(out_dir)
+    if old is not None and old.get("params") == params:
+        _resolve(info)
+        return Frames(out_dir, old["timestamps"], old.get("width"), old.get("height"), old.get("bytes", 0),
+                      old.get("truncated", False), reused=True)
+    import ffmpeg
+
+    tmp = out_dir.with_name(f".tmp-{out_dir.name}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    try:
+        stream = ffmpeg.input(str(path), t=max_duration)
+        v = stream.video.filter("setpts", "PTS-STARTPTS").filter("fps", fps=fps, round="up")
+        if max_side:
+            v = v.filter("scale", w=f"if(gte(iw,ih),min({max_side},iw),-2)", h=f"if(gte(iw,ih),-2,min({max_side},ih))")
+        v = v.filter("showinfo")
+        out = v.output(str(tmp / FRAME_PATTERN), **{"q:v": jpeg_qscale(quality), "qmin": 1,
+                                                   "fps_mode": "passthrough", "frames:v": max_frames})
+        args = ffmpeg.compile(out, cmd=ffmpeg_exe())
+        args = [args[0], "-nostdin", "-hide_banner", "-loglevel", "info", *args[1:]]
+        try:
+            proc = subprocess.run(args, capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            _resolve(info)  # a broken file is corrupt rather than slow
+            raise MediaError("ffmpeg timeout", f"frame pass over {timeout:g} s; {tail(exc.stderr or b'')}",
+                             status="failed") from None
+        info = _resolve(info)
+        stderr = proc.stderr.decode("utf-8", "replace")
+        files = sorted(tmp.glob("*.jpg"))
+        if proc.returncode != 0:
+            raise MediaError("ffmpeg failed", f"exit {proc.returncode}: {tail(stderr)}")
+        if not files:
+            raise MediaError("no frames decoded", tail(stderr))
+        stamps = [round(float(t), 6) for t in _PTS_TIME.findall(stderr)]
+        if len(stamps) != len(files):  # showinfo lines lost (should not happen): fall back to the grid
+            stamps = [round(k / fps, 6) for k in range(len(files))]
+        want = expected_frames(info.duration, fps, max_frames, max_duration)
+        if want is not None and len(files) < want - 1:
+            raise MediaError("truncated video", f"decoded {len(files)} frames, duration {info.duration:.2f} s "
+                             f"promises {want}; {tail(stderr, 300)}")
+        from PIL import Image
+
+        with Image.open(files[0]) as first:
+            width, height = first.size
+        size = sum(f.stat().st_size for f in files)
+        full = math.ceil((info.duration or 0) * fps - 1e-6)
+        truncated = bool((info.duration or 0) > max_duration or full > max_frames)
+        manifest = {"params": params, "timestamps": stamps, "width": width, "height": height, "bytes": size,
+                    "truncated": truncated, "pattern": FRAME_PATTERN}
+        (tmp / MANIFEST).write_text(json.dumps(manifest))
+        again = read_manifest(out_dir)
+        if again is None or again.get("params") != params:  # else a twin video finished it meanwhile
+            _publish_dir(tmp, out_dir)
+        return Frames(out_dir, stamps, width, height, size, truncated)
+    finally:
+        if isinstance(info, Probe):
+            info.close()
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _resolve(info: VideoInfo | Probe) -> VideoInfo:
+    return info.result() if isinstance(info, Probe) else info
+
+
+def _publish_dir(tmp: Path, final: Path) -> None:
+    """Move a finished folder into place; an older folder there (other parameters) is swapped out."""
+    if final.exists():
+        trash = final.with_name(f".old-{final.name}-{uuid.uuid4().hex[:8]}")
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)

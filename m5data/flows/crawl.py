@@ -1,0 +1,37 @@
+"""Prefect task (and a one-task flow) for the crawl stage: thin wrappers over crawler.crawl.run.
+
+Each crawl runs Scrapy in a subprocess, so the task can run many times in one worker process
+(Twisted's reactor cannot restart in-process) and from a worker thread (Scrapy installs signal
+handlers only in a main thread).
+"""
+
+from __future__ import annotations
+
+from prefect import flow, task
+
+
+@task(name="crawl", retries=1, retry_delay_seconds=30)
+def crawl_task(store_path: str, start_urls: list[str], site: str | None = None, refresh: bool = False,
+               overrides: dict | None = None, config_file: str | None = None) -> dict:
+    """Crawl ``start_urls`` into the store at ``store_path``; returns the run's ``runs`` row.
+
+    Raises ``CrawlFailed`` when the crawl subprocess died, fetched nothing or could not write
+    the store, so that Prefect retries it; a retry resumes (pages already stored are skipped).
+    """
+    from ..config import load
+    from ..crawler.crawl import run
+    from ..storage import Store
+
+    settings = load(config_file, {**(overrides or {}), "store.path": store_path})
+    store = Store.from_settings(settings, create=True)
+    stats = run(store, settings, start_urls=start_urls, site=site, refresh=refresh, progress=False)
+    row = stats.row()
+    row["failures"] = dict(stats.failures)
+    return row
+
+
+@flow(name="m5data-crawl")
+def crawl_flow(store_path: str, start_urls: list[str], site: str | None = None, refresh: bool = False,
+               overrides: dict | None = None) -> dict:
+    """Crawl one set of start URLs into one store."""
+    return crawl_task(store_path, start_urls, site, refresh, overrides)

@@ -1,0 +1,127 @@
+"""Content sniffing (magic bytes) and image re-encoding, on files made by real encoders."""
+
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from m5data.crawler.download.resize import ImageDecodeError, ImageTooLarge, reencode
+from m5data.crawler.download.sniff import SNIFF_BYTES, sniff
+
+MEDIA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "media"
+
+
+def _pillow(fmt: str, mode: str = "RGB", size=(32, 24)) -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size, (10, 200, 30) if mode == "RGB" else None).save(out, fmt)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt, mime, ext", [
+    ("JPEG", "image/jpeg", "jpg"), ("PNG", "image/png", "png"), ("GIF", "image/gif", "gif"),
+    ("WEBP", "image/webp", "webp"), ("BMP", "image/bmp", "bmp"), ("TIFF", "image/tiff", "tif"),
+])
+def test_images_are_sniffed(fmt, mime, ext):
+    got = sniff(_pillow(fmt)[:SNIFF_BYTES])
+    assert (got.kind, got.mime, got.ext) == ("image", mime, ext)
+
+
+def test_big_endian_tiff_is_sniffed():
+    out = io.BytesIO()
+    Image.new("L", (8, 8)).save(out, "TIFF")
+    little = out.getvalue()
+    assert little[:4] == b"II*\x00" and sniff(b"MM\x00*" + little[4:]).ext == "tif"
+
+
+@pytest.mark.parametrize("name, mime, ext", [
+    ("video/chaplin.mp4", "video/mp4", "mp4"), ("video/example.mp4", "video/mp4", "mp4"),
+    ("video/big_buck_bunny_432_433.webm", "video/webm", "webm"),
+])
+def test_real_videos_are_sniffed(name, mime, ext):
+    path = MEDIA / name
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    got = sniff(path.read_bytes()[:SNIFF_BYTES])
+    assert (got.kind, got.mime, got.ext) == ("video", mime, ext)
+
+
+@pytest.mark.parametrize("container, mime, ext", [
+    ("mov", "video/quicktime", "mov"), ("matroska", "video/x-matroska", "mkv"), ("avi", "video/x-msvideo", "avi"),
+    ("flv", "video/x-flv", "flv"), ("mpegts", "video/mp2t", "ts"), ("mp4", "video/mp4", "mp4"),
+])
+def test_ffmpeg_containers_are_sniffed(tmp_path, container, mime, ext):
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not on PATH")
+    out = tmp_path / f"clip.{ext}"
+    codec = ["-c:v", "flv1"] if container == "flv" else ["-c:v", "mpeg4"]
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=5", "-t", "0.4",
+                    *codec, "-f", container, str(out)], check=True, timeout=60)
+    got = sniff(out.read_bytes()[:SNIFF_BYTES])
+    assert (got.kind, got.mime, got.ext) == ("video", mime, ext)
+
+
+@pytest.mark.parametrize("head", [
+    b"", b"\xff\xd8", b"<!DOCTYPE html><html>", b'{"error": "not found"}', b"BM but just text " * 4,
+    b"RIFF\x10\x00\x00\x00WAVEfmt ", b"\x00\x00\x00\x20ftypheic\x00\x00\x00\x00",
+    b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00", b"GIF90a", b"\x47" + b"\x00" * 400,
+])
+def test_non_media_is_not_sniffed(head):
+    assert sniff(head) is None
+
+
+def test_reencode_keeps_aspect_and_never_upscales():
+    small = reencode(_pillow("PNG", size=(100, 50)), max_side=256, quality=80)
+    assert (small.width, small.height) == (100, 50)
+    big = reencode(_pillow("JPEG", size=(1000, 400)), max_side=256, quality=80)
+    assert (big.width, big.height, big.orig_width, big.orig_height) == (256, 102, 1000, 400)
+    with Image.open(io.BytesIO(big.data)) as im:
+        assert im.format == "JPEG" and im.size == (256, 102)
+
+
+def test_reencode_flattens_alpha_on_white_and_converts_cmyk():
+    rgba = Image.new("RGBA", (40, 40), (255, 0, 0, 0))  # fully transparent red
+    out = io.BytesIO()
+    rgba.save(out, "PNG")
+    flat = reencode(out.getvalue(), max_side=0, quality=90)
+    with Image.open(io.BytesIO(flat.data)) as im:
+        assert im.mode == "RGB" and min(im.getpixel((20, 20))) > 245  # white, not black or red
+    cmyk_path = MEDIA / "images" / "pil_sample_cmyk.jpg"
+    if cmyk_path.is_file():
+        res = reencode(cmyk_path.read_bytes(), max_side=64, quality=90)
+        assert res.orig_mode == "CMYK" and max(res.width, res.height) == 64
+        with Image.open(io.BytesIO(res.data)) as im:
+            assert im.mode == "RGB"
+
+
+def test_reencode_applies_exif_orientation():
+    path = MEDIA / "images" / "hopper_orientation_6.jpg"
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    with Image.open(path) as im:
+        from PIL import ImageOps
+
+        expected = ImageOps.exif_transpose(im).convert("RGB")
+    res = reencode(path.read_bytes(), max_side=0, quality=95)
+    with Image.open(io.BytesIO(res.data)) as im:
+        assert im.getexif().get(0x0112, 1) == 1
+        # same picture as Pillow's own exif_transpose (within JPEG re-encoding error)
+        a, b = im.convert("RGB").resize((16, 16)), expected.resize((16, 16))
+        diff = sum(abs(x - y) for p, q in zip(a.getdata(), b.getdata()) for x, y in zip(p, q)) / (16 * 16 * 3)
+        assert diff < 8
+
+
+def test_reencode_rejects_undecodable_and_oversized_images():
+    path = MEDIA / "broken" / "truncated_jpeg.jpg"
+    if path.is_file():
+        with pytest.raises(ImageDecodeError, match="truncated"):
+            reencode(path.read_bytes(), max_side=256, quality=80)
+    with pytest.raises(ImageDecodeError):
+        reencode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, max_side=256, quality=80)
+    # 12000 x 16000 = 192 Mpx: over twice Pillow's bomb limit, refused before decoding (cheap: PNG of one colour)
+    bomb = io.BytesIO()
+    Image.new("1", (12000, 16000)).save(bomb, "PNG")
+    with pytest.raises(ImageTooLarge):
+        reencode(bomb.getvalue(), max_side=256, quality=80)
