@@ -79,7 +79,7 @@ def phase_duckdb(args, out):
     import duckdb
 
     schema = next(batches(1, args.properties, args.batch)).schema
-    reader = pa.RecordBatchReader.from_batches(schema, batches(args.products, args.properties, args.batch))
+    reader = pa.RecordBatchReader.from_batches(schema, batches(args.products, args.properties, args.batch))  # noqa: F841 (DuckDB scans it by name)
     con = duckdb.connect()
     t = time.perf_counter()
     con.execute(f"COPY (SELECT * FROM reader) TO '{args.work}/duckdb.parquet' (FORMAT parquet, COMPRESSION zstd)")

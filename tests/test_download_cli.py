@@ -104,7 +104,7 @@ def test_url_lists_become_media_rows(server, store, tmp_path):
     csv.write_text(f"url,kind\n{b},video\n")
     server.clear()
     assert m5(store, str(csv), "--max-failure-rate", "1").exit_code == 0
-    row = store.read("media", where=f"kind = 'video'").to_pylist()[0]
+    row = store.read("media", where="kind = 'video'").to_pylist()[0]
     assert row["status"] == "not_media" and "expected video, body is image/jpeg" in row["error"]
 
     server.clear()  # a list run again: everything is done, nothing is fetched

@@ -183,7 +183,7 @@ def _index_page(world: World, platform: str, keys: list, cats: dict, by_cat: dic
     for key in keys:
         cat = cats[key]
         tree[cat.class_id][cat.path[1]].append(cat)
-    out = [f'<div id="J_Category" class="category-tab">\n']
+    out = ['<div id="J_Category" class="category-tab">\n']
     for class_id in sorted(tree):
         first = next(iter(tree[class_id].values()))[0]
         out.append(f'<dl class="cat" id="{level1_anchor(platform, class_id)}"><dt>{e(first.path[0])}</dt><dd>\n')

@@ -48,6 +48,7 @@ class SubClass:
     marketing: list[str] = field(default_factory=list)
     colors: list[str] = field(default_factory=list)
     brands: list[str] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
     child_nouns: dict[int, list[str]] = field(default_factory=dict)
 
 
@@ -156,9 +157,10 @@ class Taxonomy:
             sub.nouns = nouns_of(sub.name, sub.class_id)
             sub.signature = rng.sample(words, 4)
             sub.class_words = rng.sample([w for w in words if w not in sub.signature], 3)
-            sub.marketing = [text.fill(w, rng) for w in rng.sample(vocab.MARKETING, 6)]
+            sub.marketing = [text.fill(w, rng) for w in rng.sample(vocab.MARKETING, 5)]
             sub.colors = rng.sample(vocab.PROPERTY_VALUES["颜色"], 4)
-            sub.brands = rng.sample(brand_pools[sub.class_id], rng.randint(3, 6))
+            sub.prefixes = rng.sample(vocab.PREFIXES, 3)  # one category runs the same few campaigns
+            sub.brands = rng.sample(brand_pools[sub.class_id], rng.randint(2, 4))
             sub.child_nouns = {cid: nouns_of(cn, sub.class_id) for cid, cn in sub.children}
         self.by_id = {s.sub_id: s for s in self.subs}
         self._codes_rng = random.Random(rng.random())
@@ -191,10 +193,12 @@ class Taxonomy:
         if kind is None:
             if sub.children:
                 kind = "finer"
-            elif sub.name in vocab.DIFFERENT_NAMES and rng.random() < 0.7:
+            # Platforms share most category names (both follow common industry trees): renamed
+            # sub-classes are the exception, as in MEP-3M where most pairs were identical.
+            elif sub.name in vocab.DIFFERENT_NAMES and rng.random() < 0.2:
                 kind = "different"
             else:
-                kind = "exact" if rng.random() < 0.7 else "near"
+                kind = "exact" if rng.random() < 0.94 else "near"
         shopb = sub.name
         table3 = dict(vocab.TABLE3_PAIRS)
         if kind == "different":

@@ -70,11 +70,11 @@ def title(rng: random.Random, platform: str, inst) -> str:
     """
     sub = inst.sub
     brand_shown = inst.brand if rng.random() < 0.7 else inst.brand.split("(")[0]
-    words = rng.sample(sub.signature, rng.randint(1, 3))
+    words = rng.sample(sub.signature, rng.randint(2, 4))
     extra = [rng.choice(sub.class_words)] if rng.random() < 0.5 else []
     marketing = rng.sample(sub.marketing, rng.randint(1, 3))
     core = [brand_shown] + words + [inst.noun]
-    attrs = [inst.model] if rng.random() < 0.35 else []
+    attrs = [inst.model] if rng.random() < 0.1 else []
     if rng.random() < 0.5:
         attrs.append(inst.color)
     parent = sub.nouns[0] if inst.subsub else None
@@ -82,7 +82,7 @@ def title(rng: random.Random, platform: str, inst) -> str:
         attrs.append(rng.choice(["新鲜", "精选", "优质", "时尚", ""]) + parent)
     if rng.random() < 0.75:
         attrs.append(inst.noun)  # real titles repeat the product noun for search ranking
-    prefix = [rng.choice(vocab.PREFIXES)] if rng.random() < 0.35 else []
+    prefix = [rng.choice(sub.prefixes)] if rng.random() < 0.35 else []
     segments: list[str] = []
     for seg in prefix + core + extra + attrs + marketing:
         if seg and (seg not in segments or seg == inst.noun):

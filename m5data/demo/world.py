@@ -28,7 +28,7 @@ class WorldConfig:
     Args:
         products: number of product listings over both platforms (at least 10).
         seed: the one seed every choice derives from.
-        subclasses: unified level-2 classes; None picks about ``min(products // 3, 200 + products // 10)``
+        subclasses: unified level-2 classes; None picks about ``min(products // 4, 200 + products // 10)``
             (at least 14, one per level-1 class, where products allow).
         video_rate / audio_rate: share of products with a video, share of videos with audio.
         duplicate_rate: share of instances listed by several merchants (cosmetics_duplicate_rate in class 6).
@@ -68,7 +68,7 @@ class WorldConfig:
         """The number of unified level-2 classes this world has."""
         if self.subclasses is not None:
             return self.subclasses
-        return max(min(14, self.products // 2), min(self.products // 3, 200 + self.products // 10))
+        return max(min(14, self.products // 2), min(self.products // 4, 200 + self.products // 10))
 
     def validate(self) -> None:
         """Reject sizes that cannot make a world: every sub-class needs products on its platforms."""
@@ -176,8 +176,17 @@ def _zipf_counts(rng: random.Random, n_items: int, total: int, s: float = 0.9) -
     return counts
 
 
+RENAMED_TITLES_PER_PLATFORM = 8  # titles a renamed sub-class gets per platform when the budget allows
+
+
 def _allocate(rng: random.Random, subs: list[SubClass], products: int) -> dict[int, dict[str, int]]:
-    """Products per sub-class and platform: long-tailed, at least one per platform it is on."""
+    """Products per sub-class and platform: long-tailed, at least one per platform it is on.
+
+    Sub-classes that the two platforms name slightly differently (``near``) head the ranking and
+    get a floor of titles per platform, as far as the budget allows: their alignment rests on
+    title content (MEP-3M's sub-classes averaged hundreds of titles), while identically named ones
+    align by name whatever their size.
+    """
     showcase, rest = list(subs[:14]), list(subs[14:])  # Taxonomy lists the showcase ones first
     rng.shuffle(rest)
     ranked: list[SubClass] = []
@@ -185,15 +194,21 @@ def _allocate(rng: random.Random, subs: list[SubClass], products: int) -> dict[i
         for part in (showcase, rest):
             if part:
                 ranked.append(part.pop(0))
+    # only near pairs need content: different names never pass S_label >= 0.50 and finer labels
+    # come from the breadcrumb, so the title budget goes to near pairs first
+    renamed = [s for s in ranked if len(s.presence) == 2 and s.kind == "near"]
+    ranked = renamed + [s for s in ranked if s not in renamed]
     minimum = sum(len(s.presence) for s in ranked)
-    extra = _zipf_counts(rng, len(ranked), products - minimum)
+    floor = min(RENAMED_TITLES_PER_PLATFORM - 1, (products - minimum) // (2 * len(renamed) or 1))
+    extra = _zipf_counts(rng, len(ranked), products - minimum - 2 * floor * len(renamed))
     out: dict[int, dict[str, int]] = {}
     for sub, n in zip(ranked, extra):
         if len(sub.presence) == 1:
             out[sub.sub_id] = {sub.presence[0]: 1 + n}
         else:
-            n_a = 1 + sum(rng.random() < 0.5 for _ in range(n))
-            out[sub.sub_id] = {"shopa": n_a, "shopb": 2 + n - n_a}
+            base = 1 + (floor if sub in renamed else 0)
+            n_a = base + sum(rng.random() < 0.5 for _ in range(n))
+            out[sub.sub_id] = {"shopa": n_a, "shopb": 2 * base + n - n_a}
     return out
 
 

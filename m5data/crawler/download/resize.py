@@ -65,7 +65,7 @@ def _flatten(im):
 
 def reencode(data: bytes | bytearray, max_side: int, quality: int) -> Reencoded:
     """Decode ``data`` fully and return it re-encoded as a JPEG (see the module docstring)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     try:
         im = Image.open(io.BytesIO(data))
