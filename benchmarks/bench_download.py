@@ -127,6 +127,9 @@ def measure(cmd: list[str], env: dict | None = None, log: Path | None = None) ->
     return wall, peak, proc.returncode, cpu
 
 
+POOL = "process"  # set from --pool
+
+
 def run_ours(urls: list[str], tmp: Path, tag: str) -> dict:
     store = tmp / f"store-{tag}"
     shutil.rmtree(store, ignore_errors=True)
@@ -135,7 +138,7 @@ def run_ours(urls: list[str], tmp: Path, tag: str) -> dict:
     lst = tmp / f"urls-{tag}.txt"
     lst.write_text("\n".join(urls) + "\n")
     cmd = [PY, "-m", "m5data.cli", "--store", str(store), "--set", "download.allow_private=true",
-           "--set", "download.jpeg_quality=90", "--set", "download.retries=2", "--set", "download.backoff=0.2",
+           "--set", "download.jpeg_quality=90", "--set", "download.retries=2", "--set", "download.backoff=0.2", "--set", f"download.pool={POOL}",
            "download", str(lst), "--no-progress", "--image-max-side", "256", "--workers", "2",
            "--concurrency", "64", "--per-host", "64", "--max-failure-rate", "1"]
     wall, peak, rc, cpu = measure(cmd, log=tmp / f"ours-{tag}.log")
@@ -200,7 +203,11 @@ def main() -> None:
     parser.add_argument("--venv", type=Path, default=Path("/tmp/img2dataset-venv"))
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "m5data-bench-download")
     parser.add_argument("--skip-img2dataset", action="store_true")
+    parser.add_argument("--pool", choices=["process", "thread"], default="process",
+                        help="where our downloader re-encodes images (download.pool)")
     args = parser.parse_args()
+    global POOL
+    POOL = args.pool
     tmp = args.work
     tmp.mkdir(parents=True, exist_ok=True)
     images = tmp / f"images-{args.n}-noise{args.noise:g}"

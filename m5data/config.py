@@ -67,6 +67,7 @@ class DownloadSettings:
     max_failure_rate: float = 0.2  # exit non-zero when more than this share of URLs failed
     stall_timeout: float = 120.0  # watchdog: end the run when nothing finished for this many seconds
     workers: int = 0  # processes that re-encode images (when image_max_side > 0); 0 = number of cores
+    pool: str = "process"  # re-encode in a "process" pool, or a "thread" pool (Pillow releases the GIL: less CPU)
 
 
 @dataclass

@@ -158,12 +158,14 @@ def test_a_second_run_fetches_nothing(faulted, server):
     assert stats.selected == 0 and server.requests == []
 
 
-def test_reencoding_resizes_orients_and_marks_undecodable_images_corrupt(server, store, tmp_path):
+@pytest.mark.parametrize("pool", ["process", "thread"])
+def test_reencoding_resizes_orients_and_marks_undecodable_images_corrupt(server, store, tmp_path, pool):
     oriented = _oriented_jpeg()
     server.files["oriented.jpg"] = oriented
     paths = ["/f/a.jpg", "/f/truncated.jpg", "/f/oriented.jpg"]
     store.write("media", media_rows([server.url(p) for p in paths]))
-    stats = run(store, settings(tmp_path, download__image_max_side=256, download__workers=1, download__jpeg_quality=80))
+    stats = run(store, settings(tmp_path, download__image_max_side=256, download__workers=1, download__jpeg_quality=80,
+                                download__pool=pool))
     rows = _by_path(store, server)
     a, bad, rot = rows["/f/a.jpg"], rows["/f/truncated.jpg"], rows["/f/oriented.jpg"]
     assert (a["status"], a["width"], a["height"], a["mime"]) == ("ok", 256, 192, "image/jpeg")

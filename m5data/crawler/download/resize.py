@@ -14,7 +14,7 @@ import asyncio
 import io
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 
@@ -127,14 +127,22 @@ def _init_worker() -> None:
 
 
 class ImagePool:
-    """A process pool for :func:`reencode`; ``await pool.reencode(data)`` from the event loop."""
+    """A worker pool for :func:`reencode`; ``await pool.reencode(data)`` from the event loop.
 
-    def __init__(self, workers: int, max_side: int, quality: int):
+    ``kind="process"`` (default) isolates decoding in spawned processes; ``kind="thread"`` keeps it in
+    this process, where Pillow releases the GIL while it decodes, resizes and encodes, which saves
+    the cost of shipping every image to another process (benchmarks/bench_download.py --pool).
+    """
+
+    def __init__(self, workers: int, max_side: int, quality: int, kind: str = "process"):
         self.workers = clamp_workers(workers)
         self.max_side = max_side
         self.quality = quality
-        self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_init_worker)
+        if kind == "thread":
+            self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="m5data-reencode")
+        else:
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_init_worker)
 
     async def reencode(self, data: bytes) -> Reencoded:
         loop = asyncio.get_running_loop()

@@ -95,6 +95,8 @@ def check_options(opts) -> None:
     """Reject download settings config.py does not check itself (this stage's own fields)."""
     if opts.workers < 0:
         raise DownloadError(f"download.workers must be >= 0, got {opts.workers}")
+    if opts.pool not in ("process", "thread"):
+        raise DownloadError(f"download.pool must be process or thread, got {opts.pool!r}")
     if opts.stall_timeout <= 0:
         raise DownloadError(f"download.stall_timeout must be > 0, got {opts.stall_timeout}")
 
@@ -245,7 +247,7 @@ class _Download:
     async def run(self, jobs) -> None:
         self.flush_lock = asyncio.Lock()
         opts = self.opts
-        pool = ImagePool(opts.workers, opts.image_max_side, opts.jpeg_quality) if opts.image_max_side > 0 else None
+        pool = ImagePool(opts.workers, opts.image_max_side, opts.jpeg_quality, opts.pool) if opts.image_max_side > 0 else None
         try:
             async with Fetcher(self.store, opts, pool, on_bytes=self._on_bytes, on_activity=self._touch,
                                user_agent=self.settings.crawl.user_agent) as fetcher:
