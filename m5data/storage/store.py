@@ -205,12 +205,17 @@ class Store:
             writer = None
             try:
                 for batch in reader:
-                    if writer is None:
-                        writer = PartWriter(directory, spec, next_seq(), self.compression)
-                    writer.write(pa.Table.from_batches([batch]).cast(spec.schema))
-                    if writer.rows >= self.part_rows:
-                        new.append(writer.commit())
-                        writer = None
+                    table = pa.Table.from_batches([batch]).cast(spec.schema)
+                    # the reader's batch size is a hint, not a bound: cut parts at part_rows ourselves
+                    while len(table):
+                        if writer is None:
+                            writer = PartWriter(directory, spec, next_seq(), self.compression)
+                        take = self.part_rows - writer.rows
+                        writer.write(table.slice(0, take))
+                        table = table.slice(take)
+                        if writer.rows >= self.part_rows:
+                            new.append(writer.commit())
+                            writer = None
                 if writer is not None:
                     new.append(writer.commit())
             except BaseException:
