@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from .. import config as cfg
 from ..storage import StageStats, record_run
+from ..storage.files import write_atomic
 
 OK_FINISH = {"finished", "closespider_pagecount", "closespider_itemcount", "closespider_timeout"}
 STOP_SIGNALS = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT}
@@ -203,10 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     crawler = process.create_crawler(ProductSpider)
     process.crawl(crawler, start_urls=job["start_urls"], site=job["site"], done_urls=done)
     process.start()
-    out = Path(job["stats_file"])
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(crawler.stats.get_stats(), indent=2, sort_keys=True, default=str))
-    os.replace(tmp, out)
+    write_atomic(Path(job["stats_file"]),
+                 json.dumps(crawler.stats.get_stats(), indent=2, sort_keys=True, default=str).encode())
     return 0
 
 

@@ -10,14 +10,15 @@ video's frame count, so ``mfcc[k]`` is the sound around ``frames/00000{k+1}.jpg`
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from ..storage.files import temp_path, write_atomic
 from .video import MediaError, ffmpeg_exe, tail
 
 MP3_RATE = 44_100  # Hz of the stored mp3 (moviepy's default)
@@ -33,7 +34,7 @@ def write_mp3(video: Path, out: Path, *, bitrate: str = "128k", max_duration: fl
     """
     from moviepy import AudioFileClip
 
-    tmp = out.with_name(f".tmp-{uuid.uuid4().hex}.mp3")
+    tmp = temp_path(out)
     clip = None
     error = None
     with _quiet_unraisable():
@@ -130,9 +131,6 @@ def mfcc_blocks(samples: np.ndarray, n_blocks: int, *, sample_rate: int, fps: fl
 
 def save_npy(array: np.ndarray, out: Path) -> int:
     """Write ``array`` to ``out`` atomically (temp name, then rename); returns the file size."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{uuid.uuid4().hex}.npy")
-    with open(tmp, "wb") as fh:
-        np.save(fh, array)
-    tmp.replace(out)
-    return out.stat().st_size
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return write_atomic(out, buf.getvalue())

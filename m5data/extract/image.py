@@ -14,11 +14,11 @@ tier 1 (high) >= ``image_tier_high`` px, tier 2 (medium) >= ``image_tier_medium`
 from __future__ import annotations
 
 import io
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..storage.files import write_atomic
 from .video import MediaError
 
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
@@ -122,10 +122,7 @@ def normalise_image(src: Path, out: Path, *, max_side: int = 800, quality: int =
     buf = io.BytesIO()
     rgb.save(buf, "JPEG", quality=quality)
     data = buf.getvalue()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{uuid.uuid4().hex}.jpg")
-    tmp.write_bytes(data)
-    tmp.replace(out)
+    write_atomic(out, data)
     return NormalisedImage(
         path=out, width=rgb.width, height=rgb.height, bytes=len(data), orig_width=w, orig_height=h,
         orig_format=fmt, orig_mode=mode, frames=frames, orientation=orientation,
