@@ -10,7 +10,9 @@ For each URL the :class:`Fetcher`
   ``download.retries`` times with exponential backoff and jitter, waiting at least what a
   ``Retry-After`` header asks (capped at :data:`MAX_RETRY_DELAY`); 404, 410 and other 4xx are final;
 * streams the body, aborting past the kind's size limit, sniffs the first bytes (:mod:`.sniff`),
-  hashes while streaming and commits the blob atomically to its content address; with
+  hashes while streaming and commits the blob atomically to its content address, without an
+  fsync of its own (the caller syncs the blob area once per batch of outcomes, before it records
+  them: :meth:`m5data.storage.blobs.BlobStore.sync`); with
   ``download.image_max_side`` set, images are re-encoded in the process pool (:mod:`.resize`)
   before they are stored.
 
@@ -210,14 +212,14 @@ class Fetcher:
             return Outcome("too_large", "too_large", f"body exceeds the {kind} limit of {limit:,} bytes")
         if buffered:
             return await self._reencoded(head, chunks, limit, sniffed)
-        with self.store.blobs.writer(sniffed.ext) as writer:
+        with self.store.blobs.writer(sniffed.ext, sync=False) as writer:
             writer.write(bytes(head))
             async for chunk in chunks:
                 self.on_bytes(len(chunk))
                 if writer.bytes + len(chunk) > limit:
                     return Outcome("too_large", "too_large", f"body exceeds the {kind} limit of {limit:,} bytes")
                 writer.write(chunk)
-            # fsync + rename off the event loop; shielded so a deadline cannot cut a publish in half
+            # rename off the event loop; shielded so a deadline cannot cut a publish in half
             ref = await asyncio.shield(asyncio.to_thread(writer.commit))
         out = Outcome("ok", blob=ref.path, sha256=ref.sha256, mime=sniffed.mime, bytes=ref.bytes)
         if kind == "image":
@@ -243,7 +245,7 @@ class Fetcher:
                            bytes=len(body))
         except ImageTooLarge as exc:
             return Outcome("too_large", "too_large", str(exc))
-        ref = await asyncio.shield(asyncio.to_thread(self.store.blobs.put_bytes, image.data, "jpg"))
+        ref = await asyncio.shield(asyncio.to_thread(self.store.blobs.put_bytes, image.data, "jpg", sync=False))
         return Outcome("ok", blob=ref.path, sha256=ref.sha256, mime="image/jpeg", bytes=ref.bytes,
                        width=image.width, height=image.height,
                        meta={"reencoded": {"mime": sniffed.mime, "bytes": len(body), "mode": image.orig_mode,

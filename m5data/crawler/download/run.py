@@ -8,9 +8,10 @@ CSV or Parquet file as pending media rows (:mod:`.sources`) and then downloads o
 Scheduling: a per-host slot is taken before a global slot, and the request deadline starts only
 once both are held, so a queue for one busy host never times out waiting and never starves other
 hosts. Status rows are buffered and written in atomic Parquet parts every :data:`FLUSH_ROWS` rows or
-:data:`FLUSH_SECONDS` seconds: a run killed at any point loses at most the statuses of that buffer,
-and those URLs are still ``pending`` and fetched again by the next run (their blobs, if already
-committed, are content-addressed and so stored once).
+:data:`FLUSH_SECONDS` seconds, each part after one sync of the blob area that makes its blobs
+durable: a run killed at any point loses at most the statuses of that buffer, and those URLs are
+still ``pending`` and fetched again by the next run (their blobs, if already committed, are
+content-addressed and so stored once).
 
 A watchdog ends the run when nothing progressed (no byte received, no URL finished, no retry wait
 begun or ended) for ``download.stall_timeout`` seconds: the URLs in flight are written as
@@ -240,8 +241,15 @@ class _Download:
             rows, self.buffer = self.buffer, []
             if rows:
                 # shielded: once started, a part is written whole even if the run is being cancelled
-                await asyncio.shield(asyncio.to_thread(self.store.write, "media", rows))
+                await asyncio.shield(asyncio.to_thread(self._commit, rows))
             self.last_flush = time.monotonic()
+
+    def _commit(self, rows: list[dict]) -> None:
+        """Make the rows' blobs durable (written without an fsync each), then record the rows: a
+        status ``ok`` is never stored before its blob."""
+        if any(row["blob"] for row in rows):
+            self.store.blobs.sync()
+        self.store.write("media", rows)
 
     # ------------------------------------------------------------------ the run
     async def run(self, jobs) -> None:
