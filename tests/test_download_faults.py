@@ -251,3 +251,77 @@ def test_blobs_are_synced_before_their_status_rows_are_written(server, store, tm
         else:
             assert synced or not blobs, events
             synced = False
+
+
+def test_a_killed_reencode_worker_costs_no_image(server, store, tmp_path):
+    """A re-encoding process that dies (OOM killer, a decoder crash) breaks its pool; the images
+    in flight are re-encoded again and the run goes on with a new pool."""
+    import os
+    import signal
+
+    import psutil
+
+    class KillOneWorker:
+        killed: list[int] = []
+
+        def start(self, total):
+            pass
+
+        def update(self, done, ok, failed, nbytes):
+            if done >= 5 and not self.killed:
+                workers = [p for p in psutil.Process().children(recursive=True)
+                           if "spawn_main" in " ".join(p.cmdline())]
+                assert workers, "no re-encoding process found"
+                os.kill(workers[0].pid, signal.SIGKILL)
+                self.killed.append(workers[0].pid)
+
+    urls = [server.url(f"/slow/100/a.jpg?copy={i}") for i in range(60)]
+    store.write("media", media_rows(urls))
+    sink = KillOneWorker()
+    stats = run(store, settings(tmp_path, download__image_max_side=128, download__workers=2,
+                                download__pool="process"), progress=sink)
+    assert sink.killed
+    assert stats.statuses == {"ok": 60}, stats.failures
+    assert stats.pool_restarts == 1
+
+
+def test_an_image_that_kills_every_process_it_meets_is_marked_corrupt_alone():
+    """When the quarantine process dies too, the image is the culprit: ImageDecodeError, no hang."""
+    import asyncio
+    import os
+    import signal
+    import threading
+
+    import psutil
+
+    from m5data.crawler.download.resize import ImageDecodeError, ImagePool
+
+    stop = threading.Event()
+
+    def kill_every_worker():  # what a decoder crash does to each process that decodes the image
+        me = psutil.Process()
+        while not stop.is_set():
+            for p in me.children(recursive=True):
+                try:
+                    if "spawn_main" in " ".join(p.cmdline()):
+                        os.kill(p.pid, signal.SIGKILL)
+                except (psutil.Error, ProcessLookupError):
+                    pass
+            stop.wait(0.005)
+
+    async def main():
+        pool = ImagePool(1, 128, 90, "process")
+        try:
+            with pytest.raises(ImageDecodeError, match="died on this image"):
+                await asyncio.wait_for(pool.reencode(JPEG), 60)
+            assert pool.restarts == 1
+        finally:
+            pool.close(kill=True)
+
+    killer = threading.Thread(target=kill_every_worker, daemon=True)
+    killer.start()
+    try:
+        asyncio.run(main())
+    finally:
+        stop.set()
+        killer.join(5)

@@ -124,6 +124,9 @@ def download(
         fail(str(exc))
     console.print(stage_summary(stats))
     console.print(status_table(stats))
+    if stats.pool_restarts:
+        console.print(f"[yellow]note:[/] a re-encoding process died; the pool was replaced {stats.pool_restarts} "
+                      "time(s) and the images in it re-encoded one by one (see docs/download.md)")
     if stats.stalled:
         shown = stats.stalled[:20]
         console.print(f"[bold red]stalled:[/] no progress for {s.download.stall_timeout:g} s; "

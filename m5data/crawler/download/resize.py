@@ -23,6 +23,7 @@ import io
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 
@@ -202,33 +203,72 @@ class ImagePool:
     """A worker pool for :func:`reencode`; ``await pool.reencode(data)`` from the event loop.
 
     ``kind="process"`` (default) isolates decoding in spawned processes; ``kind="thread"`` keeps it in
-    this process, where Pillow releases the GIL while it decodes, resizes and encodes, which saves
+    this process, where simplejpeg, OpenCV and Pillow release the GIL while they work, which saves
     the cost of shipping every image to another process (benchmarks/bench_download.py --pool).
+
+    A worker process that dies (the OOM killer, a decoder crash) breaks a process pool and fails
+    every image in it. The pool is then replaced, and each of those images is re-encoded again,
+    one at a time, in a one-process quarantine pool: an image that kills that process too is the
+    culprit and raises :class:`ImageDecodeError`; the others come back as if nothing happened.
     """
 
     def __init__(self, workers: int, max_side: int, quality: int, kind: str = "process"):
         self.workers = clamp_workers(workers)
         self.max_side = max_side
         self.quality = quality
+        self.kind = kind
+        self.restarts = 0  # process pools replaced after a worker died
         if kind == "thread":
             _prepare()
-            self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="m5data-reencode")
-        else:
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_init_worker)
+        self._executor = self._new_executor(self.workers)
+        self._generation = 0
+        self._quarantine: ProcessPoolExecutor | None = None
+        self._quarantine_lock = asyncio.Lock()
+
+    def _new_executor(self, workers: int):
+        if self.kind == "thread":
+            return ThreadPoolExecutor(workers, thread_name_prefix="m5data-reencode")
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker)
 
     async def reencode(self, data: bytes) -> Reencoded:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, reencode, data, self.max_side, self.quality)
+        generation = self._generation
+        try:
+            return await loop.run_in_executor(self._executor, reencode, data, self.max_side, self.quality)
+        except BrokenProcessPool:
+            if generation == self._generation:  # the first image to see this pool broken replaces it
+                broken, self._executor = self._executor, self._new_executor(self.workers)
+                self._generation += 1
+                self.restarts += 1
+                broken.shutdown(wait=False, cancel_futures=True)
+        return await self._reencode_alone(data)
+
+    async def _reencode_alone(self, data: bytes) -> Reencoded:
+        """Re-encode ``data`` with no other image in flight: if the process dies, this image did it."""
+        loop = asyncio.get_running_loop()
+        async with self._quarantine_lock:
+            if self._quarantine is None:
+                self._quarantine = self._new_executor(1)
+            try:
+                return await loop.run_in_executor(self._quarantine, reencode, data, self.max_side, self.quality)
+            except BrokenProcessPool:
+                self._quarantine.shutdown(wait=False, cancel_futures=True)
+                self._quarantine = None
+                raise ImageDecodeError("the re-encoding process died on this image (crashed or killed), "
+                                       "alone in its pool") from None
 
     def close(self, kill: bool = False) -> None:
         """Shut the pool down; ``kill`` terminates workers at once (a stalled run must not wait)."""
-        processes = list((getattr(self._executor, "_processes", None) or {}).values())
-        self._executor.shutdown(wait=not kill, cancel_futures=True)
-        if kill:
-            for proc in processes:
-                if proc.is_alive():
-                    proc.terminate()
+        for executor in (self._executor, self._quarantine):
+            if executor is None:
+                continue
+            processes = list((getattr(executor, "_processes", None) or {}).values())
+            executor.shutdown(wait=not kill, cancel_futures=True)
+            if kill:
+                for proc in processes:
+                    if proc.is_alive():
+                        proc.terminate()
 
 
 def clamp_workers(workers: int) -> int:

@@ -82,6 +82,7 @@ class DownloadStats(StageStats):
     statuses: Counter = field(default_factory=Counter)
     selected: int = 0
     stalled: list[str] = field(default_factory=list)
+    pool_restarts: int = 0  # re-encoding pools replaced after a worker process died
 
     @property
     def failure_rate(self) -> float:
@@ -274,6 +275,7 @@ class _Download:
         finally:
             await self._flush(force=True)
             if pool is not None:
+                self.stats.pool_restarts = pool.restarts
                 pool.close(kill=bool(self.stats.stalled))
             self._report()
 
