@@ -19,7 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch pinned: this exact version is a local CPU wheel; any other spec pulls GBs of CUDA packages.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,train]'
+	# setuptools' notes about editable installs are not for users of the project: keep the output short
+	PYTHONWARNINGS=ignore $(BIN)/pip install -q -e '.[dev,train]'
 	touch $@
 
 demo: setup
