@@ -29,7 +29,10 @@ def settings(**over):
 
 
 def rows_by(store, where):
-    return {(r["product_id"], r["kind"]): r for r in store.read("media", where=where).to_pylist()}
+    """Media rows by (product, kind); a product's main image wins over its gallery images (the
+    row order of a read is not fixed)."""
+    rows = sorted(store.read("media", where=where).to_pylist(), key=lambda r: r.get("role") == "main")
+    return {(r["product_id"], r["kind"]): r for r in rows}
 
 
 def test_real_files_end_to_end(store, realdata):
@@ -87,6 +90,8 @@ def test_real_files_end_to_end(store, realdata):
         assert src["status"] == norm["status"] == "ok" and src["phash"] == norm["phash"] and src["quality_tier"] in (1, 2, 3)
         assert (store.root / norm["blob"]).is_file() and norm["source_media_id"] == src["media_id"]
     assert got[("shopb:jd", "image")]["quality_tier"] == 1 and got[("shopb:hopper", "image")]["quality_tier"] == 3
+    gallery = store.read("media", where="product_id = 'shopb:jd' AND role = 'gallery'").to_pylist()
+    assert [(r["status"], r["phash"]) for r in gallery] == [("ok", None)]  # gallery images are not normalised
     for name, reason in (("trunc", "truncated image"), ("badpng", "corrupt image data")):
         row = got[(f"shopb:{name}", "image")]
         assert row["status"] == "corrupt" and reason in row["error"] and (f"shopb:{name}", "image_norm") not in got
