@@ -253,3 +253,43 @@ def test_leftovers_of_a_killed_run_are_swept(store):
         os.utime(p, (old, old))
     assert sweep_temp(store) == 2
     assert not stale.exists() and not half_npy.exists() and fresh.exists() and done.exists()
+
+
+def test_a_killed_worker_costs_no_job(store, tmp_path):
+    """A worker process that dies (OOM killer, a native crash) breaks the pool; the jobs that were
+    in it run again one by one in a quarantine process and end ok, and the run goes on."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    for i in range(8):
+        add_media(store, make_video(tmp_path / f"v{i}.mp4", 3), f"shopa:{i}", "video")
+    killed, stop = [], threading.Event()
+
+    def kill_one_busy_worker():
+        me = psutil.Process()
+        while not stop.is_set() and not killed:
+            for p in me.children(recursive=True):
+                try:
+                    busy = "spawn_main" in " ".join(p.cmdline()) and p.children()  # running ffmpeg: in a job
+                    if busy:
+                        os.kill(p.pid, signal.SIGKILL)
+                        killed.append(p.pid)
+                        break
+                except (psutil.Error, ProcessLookupError):
+                    continue
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_one_busy_worker, daemon=True)
+    killer.start()
+    try:
+        stats = run(store, settings(workers=2), kinds="video", progress=False)
+    finally:
+        stop.set()
+        killer.join(5)
+    assert killed and stats.pool_restarts == 1
+    assert stats.by_kind == {("video", "ok"): 8}, stats.failures
+    assert sorted(r["frame_count"] for r in store.read("media", where="kind = 'frames'").to_pylist()) == [3] * 8

@@ -43,4 +43,7 @@ def extract(
         console.print(table)
     else:
         console.print("nothing to extract: every selected item is done")
+    if stats.pool_restarts:
+        console.print(f"[yellow]note:[/] a worker process died; the pool was replaced {stats.pool_restarts} time(s) "
+                      "and the jobs in it run again one by one (see docs/extract.md)")
     console.print(stage_summary(stats))

@@ -43,6 +43,7 @@ class ExtractStats(StageStats):
     """StageStats plus a count per (kind, status) for the end-of-run table."""
 
     by_kind: Counter = field(default_factory=Counter)
+    pool_restarts: int = 0  # worker pools replaced after a worker process died
 
 
 def parse_kinds(kinds: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -143,23 +144,44 @@ class _Sink:
 
 
 class _Pool:
-    """A process pool fed from an iterator with a bounded window (workers == 1 runs inline)."""
+    """A process pool fed from an iterator with a bounded window (workers == 1 runs inline).
+
+    A worker that dies (the OOM killer, a crash in a native library) breaks the pool and every job
+    in it. The pool is replaced, and those jobs run again one at a time in a one-process quarantine
+    pool: a job that kills that process too is the culprit and fails ("worker process died");
+    the others end as if nothing happened.
+    """
 
     def __init__(self, workers: int, ctx: Context):
         self.workers = workers
         self.ctx = ctx
         self.executor: ProcessPoolExecutor | None = None
+        self.quarantine: ProcessPoolExecutor | None = None
+        self.restarts = 0
         if workers == 1:
             init_worker(ctx)
         else:
-            self._start()
+            self.executor = self._new(self.workers)
 
-    def _start(self) -> None:
+    def _new(self, workers: int) -> ProcessPoolExecutor:
         import multiprocessing
 
         # spawn, not fork: the parent holds DuckDB and rich threads that a forked child must not inherit
-        self.executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=init_worker, initargs=(self.ctx,))
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=init_worker, initargs=(self.ctx,))
+
+    def _alone(self, kind: str, fn: Callable, item) -> JobResult:
+        """Run one job with no other job in its process: if the process dies, this job killed it."""
+        if self.quarantine is None:
+            self.quarantine = self._new(1)
+        try:
+            return self.quarantine.submit(fn, item).result()
+        except BrokenProcessPool:
+            self.quarantine.shutdown(wait=False, cancel_futures=True)
+            self.quarantine = None
+            return crashed(kind, item, "worker process died on this item, alone in its pool")
+        except Exception as exc:
+            return crashed(kind, item, f"{type(exc).__name__}: {exc}")
 
     def imap(self, kind: str, fn: Callable, items: Iterable) -> Iterator[tuple[object, JobResult]]:
         if self.executor is None:
@@ -183,27 +205,29 @@ class _Pool:
         fill()
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            broken = False
+            suspects = []
             for fut in done:
                 item = pending.pop(fut)
                 try:
                     yield item, fut.result()
                 except BrokenProcessPool:
-                    broken = True
-                    yield item, crashed(kind, item, "worker process died")
+                    suspects.append(item)
                 except Exception as exc:
                     yield item, crashed(kind, item, f"{type(exc).__name__}: {exc}")
-            if broken:  # every job still in the dead pool fails the same way; start a fresh pool
-                for fut, item in list(pending.items()):
-                    yield item, crashed(kind, item, "worker process died")
+            if suspects:  # the pool died with these jobs and every job still in it: replace it
+                suspects += pending.values()
                 pending.clear()
                 self.executor.shutdown(wait=False, cancel_futures=True)
-                self._start()
+                self.executor = self._new(self.workers)
+                self.restarts += 1
+                for item in suspects:
+                    yield item, self._alone(kind, fn, item)
             fill()
 
     def close(self) -> None:
-        if self.executor is not None:
-            self.executor.shutdown(wait=True, cancel_futures=True)
+        for executor in (self.executor, self.quarantine):
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
 
 
 @contextmanager
@@ -355,6 +379,7 @@ def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None =
     finally:
         con.close()
         if pool is not None:
+            stats.pool_restarts = pool.restarts
             pool.close()
     record_run(store, stats.finish("ok"), as_dict(settings))
     return stats
