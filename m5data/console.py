@@ -9,16 +9,54 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def arrow_table(result, title: str | None = None, max_rows: int = 200) -> Table:
-    """A rich table of an Arrow table's first ``max_rows`` rows."""
-    table = Table(title=title, show_lines=False)
-    for name in result.column_names:
-        table.add_column(name, overflow="fold")
-    for row in result.slice(0, max_rows).to_pylist():
-        table.add_row(*("" if v is None else str(v) for v in row.values()))
-    if result.num_rows > max_rows:
-        table.caption = f"{max_rows} of {result.num_rows} rows shown; use --format csv --output FILE for all"
-    return table
+COLUMN_FLOOR = 24  # a column narrower than its header or this many cells is unreadable when folded
+
+
+def arrow_table(result, title: str | None = None, max_rows: int = 200, width: int | None = None,
+                records: bool | None = None):
+    """The first ``max_rows`` rows of an Arrow table, for the terminal.
+
+    A table of columns when it fits ``width`` (default: the console's); otherwise one block per
+    row, a line per column (psql's expanded display), so that a wide row is never folded into
+    columns one character wide. ``records`` forces one or the other.
+    """
+    from rich.cells import cell_len
+
+    rows = [["" if v is None else str(v) for v in row.values()] for row in result.slice(0, max_rows).to_pylist()]
+    names = result.column_names
+    caption = (f"{max_rows} of {result.num_rows} rows shown; use --format csv --output FILE for all"
+               if result.num_rows > max_rows else None)
+    if records is None:
+        need = sum(max([cell_len(name)] + [min(cell_len(r[i]), COLUMN_FLOOR) for r in rows]) + 3
+                   for i, name in enumerate(names)) + 1
+        records = len(names) > 1 and need > (width or console.width)
+    if not records:
+        table = Table(title=title, show_lines=False, caption=caption)
+        for name in names:
+            table.add_column(name, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        return table
+    return _records(names, rows, title, caption)
+
+
+def _records(names: list[str], rows: list[list[str]], title: str | None, caption: str | None):
+    from rich.console import Group
+    from rich.rule import Rule
+    from rich.text import Text
+
+    parts = [Text(title, style="bold")] if title else []
+    for n, row in enumerate(rows, 1):
+        parts.append(Rule(f"row {n}", align="left", style="dim"))
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold cyan", no_wrap=True)
+        grid.add_column(overflow="fold")
+        for name, value in zip(names, row):
+            grid.add_row(name, value)
+        parts.append(grid)
+    if caption:
+        parts.append(Text(caption, style="dim"))
+    return Group(*parts) if parts else Text("(no rows)")
 
 
 def stage_summary(stats) -> Table:

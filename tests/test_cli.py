@@ -45,6 +45,28 @@ def test_sql_prints_a_table_and_writes_files(filled, tmp_path):
     assert result.output.splitlines()[0].strip('"') == "product_id" and len(result.output.splitlines()) == 3
 
 
+def test_sql_shows_wide_rows_as_records_and_narrow_ones_as_a_table(filled):
+    import io
+
+    from rich.console import Console
+
+    from m5data.console import arrow_table
+
+    wide = m5(filled, "sql", "SELECT * FROM products ORDER BY product_id LIMIT 2")
+    assert wide.exit_code == 0, wide.output
+    lines = wide.output.splitlines()
+    assert [line.split()[:2] for line in lines if line.startswith("row ")] == [["row", "1"], ["row", "2"]]
+    for column in ("product_id", "title", "crawled_at", "content_hash"):  # one line per column and row
+        assert sum(line.startswith(column + " ") for line in lines) == 2
+    assert max(len(line) for line in lines) <= 80 + 2  # nothing folded into one-character columns
+    narrow = m5(filled, "sql", "SELECT platform, count(*) AS n FROM products GROUP BY 1")
+    assert "┃ platform" in narrow.output and "row 1" not in narrow.output
+    table = filled.connect().sql("SELECT * FROM products LIMIT 1").to_arrow_table()
+    wide_terminal = Console(width=400, file=io.StringIO())  # the same wide row has room for columns at 400 cells
+    wide_terminal.print(arrow_table(table, width=400))
+    assert "row 1" not in wide_terminal.file.getvalue() and "┃ product_id" in wide_terminal.file.getvalue()
+
+
 REFUSED = [
     "INSERT INTO products (product_id) VALUES ('x:1')",
     "UPDATE products SET title = 'x'",
