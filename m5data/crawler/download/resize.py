@@ -135,7 +135,7 @@ def _reencode_jpeg(data: bytes | bytearray, im, max_side: int, quality: int) -> 
         # pixel; area averaging is the right filter for larger ones
         pixels = cv2.resize(pixels, target, interpolation=cv2.INTER_LINEAR if factor < 2 else cv2.INTER_AREA)
     if orientation != 1:
-        pixels = _orient_array(pixels, orientation, np)
+        pixels = _orient_array(pixels, orientation)
     if pixels.ndim == 2:  # cv2.resize drops a greyscale image's channel axis
         pixels = pixels[:, :, None]
     encoded = simplejpeg.encode_jpeg(np.ascontiguousarray(pixels), quality,
@@ -144,8 +144,10 @@ def _reencode_jpeg(data: bytes | bytearray, im, max_side: int, quality: int) -> 
     return Reencoded(encoded, pixels.shape[1], pixels.shape[0], ow, oh, im.mode)
 
 
-def _orient_array(pixels, orientation: int, np):
+def _orient_array(pixels, orientation: int):
     """``pixels`` (rows, columns[, channels]) turned upright for an EXIF orientation of 2..8."""
+    import numpy as np
+
     if orientation in (5, 6, 7, 8):
         pixels = np.swapaxes(pixels, 0, 1)  # transpose: orientation 5 itself
         orientation = {5: 1, 6: 2, 7: 3, 8: 4}[orientation]  # what is left after the transpose
