@@ -7,6 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export NUMBA_CACHE_DIR := $(CURDIR)/.cache/numba
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 
 .PHONY: setup demo test bench-store clean
 
@@ -15,6 +16,9 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || \
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq ffmpeg; }
+	# the crawl's --render path drives Debian's chromium (CJK fonts for Chinese pages); no browser download
+	@[ -x /usr/bin/chromium ] || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium fonts-noto-cjk; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch pinned: this exact version is a local CPU wheel; any other spec pulls GBs of CUDA packages.
@@ -27,7 +31,8 @@ demo: setup
 	$(BIN)/m5data demo
 
 test: setup
-	$(BIN)/python -m pytest -q
+	# two workers: much of the suite waits on subprocesses and local servers (15 min serial, 11 min so)
+	$(BIN)/python -m pytest -q -n 2
 
 bench-store: setup
 	$(BIN)/python benchmarks/bench_store.py

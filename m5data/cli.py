@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -10,6 +11,12 @@ import typer
 
 from . import config as cfg
 from .console import arrow_table, console, fail
+
+# Before any verb imports Prefect (ENVIRONMENT.md): its temporary API server gets 20 s to start by
+# default, too tight on a busy 2-core machine; and no telemetry from a dataset tool.
+for _key, _value in (("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90"), ("DO_NOT_TRACK", "1"),
+                     ("PREFECT_SERVER_ANALYTICS_ENABLED", "false")):
+    os.environ.setdefault(_key, _value)
 
 app = typer.Typer(
     help="Build M5Product-style five-modality e-commerce datasets: crawl, download, extract, align, split, export.",
@@ -36,7 +43,15 @@ def settings(ctx: typer.Context, **flags) -> cfg.Settings:
     root = ctx.find_root().obj or {}
     overrides = dict(root.get("overrides", {}))
     overrides.update({k: v for k, v in flags.items() if v is not None})
-    return cfg.load(root.get("config"), overrides)
+    loaded = cfg.load(root.get("config"), overrides)
+    if not root.get("warned"):  # once per command, however many times a verb asks for its settings
+        from .console import err_console
+
+        for warning in loaded.warnings:
+            err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        if ctx.find_root().obj is not None:
+            ctx.find_root().obj["warned"] = True
+    return loaded
 
 
 def open_store(ctx: typer.Context, create: bool = False, **flags):
@@ -77,41 +92,46 @@ def sql(
     query: str = typer.Argument(..., help="One or more read-only statements (SELECT, EXPLAIN, DESCRIBE, SHOW, read-only PRAGMA)."),
     fmt: str = typer.Option("table", "--format", help="table (rich, to the terminal), csv, json or parquet."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the result to FILE (needs --format csv|json|parquet)."),
+    unsafe: bool = typer.Option(False, "--unsafe", help="Lift the sandbox: let SQL read any file or URL and load DuckDB extensions."),
 ) -> None:
-    """Run read-only SQL over the store's tables (products, specs, media, ...). Writes are refused (exit 2)."""
-    from .storage.sql import FORMATS, RefusedStatement, run_query
+    """Run read-only SQL over the store's tables (products, specs, media, ...). Writes are refused (exit 2).
+
+    Sandboxed by default: the SQL can read the store's files only and cannot install or load extensions.
+    """
+    from .storage.sql import FORMATS, RefusedStatement, run_query, write_csv
 
     if fmt not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if output is not None and fmt == "table":
         fail("--output needs --format csv, json or parquet")
+    if output is None and fmt == "parquet":
+        fail("--format parquet needs --output FILE")
     store, _ = open_store(ctx)
     try:
-        result = run_query(store, query, fmt, output)
+        result = run_query(store, query, fmt, output, unsafe=unsafe)
     except RefusedStatement as exc:
         fail(str(exc), code=2)
     except ValueError as exc:
         fail(str(exc))
-    except Exception as exc:  # DuckDB's binder/catalog/parser errors: one line, the first of its message
+    except Exception as exc:  # DuckDB's binder/catalog/parser/permission errors: one line, the first of its message
         if type(exc).__module__.startswith(("duckdb", "_duckdb")):
-            fail(f"SQL error: {str(exc).splitlines()[0]}")
+            hint = " (m5data sql reads the store only; --unsafe lifts that)" if "PermissionException" in type(exc).__name__ else ""
+            fail(f"SQL error: {str(exc).splitlines()[0]}{hint}")
         raise
     if output is not None:
         console.print(f"wrote {output}")
     elif fmt == "table":
         console.print(arrow_table(result))
     elif fmt == "csv":
-        import pyarrow.csv as pacsv
         import sys
 
-        pacsv.write_csv(result, sys.stdout.buffer)
-    elif fmt == "json":
+        write_csv([result], sys.stdout.buffer, result.column_names)
+        sys.stdout.buffer.flush()
+    else:
         import json
 
         for row in result.to_pylist():
             typer.echo(json.dumps(row, ensure_ascii=False, default=str))
-    else:
-        fail("--format parquet needs --output FILE")
 
 
 @app.command()
@@ -119,6 +139,8 @@ def stats(ctx: typer.Context, top: int = typer.Option(10, help="How many top cat
     """Counts per table, modality completeness, top categories and top properties."""
     from rich.table import Table
 
+    from .console import err_console
+    from .storage.doctor import missing_blobs
     from .storage.stats import store_stats
 
     store, _ = open_store(ctx)
@@ -154,24 +176,43 @@ def stats(ctx: typer.Context, top: int = typer.Option(10, help="How many top cat
         for row in rows:
             t.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row))
         console.print(t)
+    missing = missing_blobs(store)
+    if missing:
+        first = missing[0]
+        err_console.print(f"[bold yellow]warning:[/] {len(missing):,} media row(s) with status ok have no file "
+                          f"on disk (e.g. {first['kind']} {first['media_id']}: {first['blob']}); "
+                          f"run `m5data doctor --repair` to fetch or extract them again", highlight=False, soft_wrap=True)
 
 
 @app.command()
 def compact(ctx: typer.Context, table: Optional[list[str]] = typer.Argument(None, help="Tables to compact (default: all).")) -> None:
     """Merge each table's small Parquet parts into deduplicated large ones."""
-    from .storage import TABLES
+    from .console import err_console
+    from .storage import TABLES, StoreError
 
     store, _ = open_store(ctx)
-    for name in table or list(TABLES):
-        before, after = store.compact(name)
-        console.print(f"{name}: {before} part(s) -> {after}")
-    store.refresh_catalog()
+    failed = 0
+    with store.stage_lock("compact"):
+        for name in table or list(TABLES):
+            try:
+                before, after = store.compact(name)
+            except StoreError as exc:  # a corrupt part or a busy table: say so, compact the others
+                err_console.print(f"[bold red]error:[/] {name}: {exc}", highlight=False, soft_wrap=True)
+                failed += 1
+                continue
+            console.print(f"{name}: {before} part(s) -> {after}")
+        store.refresh_catalog(quiet=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 # Stage verbs live in their own packages; each module keeps its heavy imports inside the functions.
 # A module that is not there yet (a stage still being built) is skipped.
 GROUPS: list[tuple[str, str, str]] = [  # verb, module with a typer ``app``, help
     ("demo-shop", "m5data.demo.cli", "Generate and serve the demo shop (a synthetic two-platform store on 127.0.0.1)."),
+    ("annotate", "m5data.annotate.cli", "Curation: duplicate groups, caption match levels, candidate pools, crowd labels."),
+    ("import", "m5data.export.importer", "Read a dataset in another layout (M5Product) into the store."),
+    ("server", "m5data.flows.server", "Start, stop or check the local Prefect server used for schedules."),
 ]
 COMMANDS: list[tuple[str, str, str]] = [  # verb, module, function
     ("demo", "m5data.demo.run", "demo"),
@@ -179,6 +220,17 @@ COMMANDS: list[tuple[str, str, str]] = [  # verb, module, function
     ("download", "m5data.crawler.download.cli", "download"),
     ("extract", "m5data.extract.cli", "extract"),
     ("align", "m5data.align.cli", "align"),
+    ("doctor", "m5data.storage.doctor_cli", "doctor"),
+    ("build-splits", "m5data.splits.cli", "build_splits"),
+    ("check-splits", "m5data.splits.cli", "check_splits"),
+    ("export", "m5data.export.cli", "export"),
+    ("check-shards", "m5data.export.cli", "check_shards"),
+    ("train", "m5data.train.cli", "train"),
+    ("evaluate", "m5data.train.cli", "evaluate"),
+    ("report", "m5data.report.cli", "report"),
+    ("run", "m5data.flows.cli", "run"),
+    ("serve", "m5data.flows.cli", "serve"),
+    ("deploy", "m5data.flows.cli", "deploy"),
 ]
 
 

@@ -14,6 +14,8 @@ Every value is type-checked and range-checked by :func:`validate` before any wor
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -47,6 +49,9 @@ class CrawlSettings:
     max_depth: int = 0  # Scrapy DEPTH_LIMIT; 0 = no limit
     timeout: float = 30.0  # seconds per page request
     batch_rows: int = 500  # items buffered before a store write
+    allow_private: bool = False  # crawl hosts on loopback / private / link-local addresses (the demo shop needs it)
+    render: bool = False  # re-fetch pages whose product data scripts fill in through headless Chromium (scrapy-playwright)
+    render_timeout: float = 30.0  # seconds a rendered page may take (navigation until the network is idle)
 
 
 @dataclass
@@ -56,6 +61,9 @@ class DownloadSettings:
     connect_timeout: float = 10.0  # seconds
     read_timeout: float = 30.0  # seconds between two chunks
     request_deadline: float = 300.0  # seconds for one whole request, body included
+    url_deadline: float = 600.0  # seconds for one URL, all attempts and retry waits together (bounds the run)
+    min_rate: int = 1024  # bytes/s a transfer must keep over every rate_window (slow-loris guard); 0 = off
+    rate_window: float = 30.0  # seconds over which min_rate is measured
     retries: int = 3  # extra attempts for 5xx / 429 / timeouts
     backoff: float = 0.5  # first backoff in seconds; doubles each attempt, with jitter
     max_redirects: int = 5
@@ -108,6 +116,158 @@ class AlignSettings:
 
 
 @dataclass
+class AnnotateSettings:
+    """Curation jobs (docs/annotate.md): dedup, caption match level, candidate pools, crowd labels."""
+
+    seed: int = 0  # every random choice of the annotate jobs (simulated workers, gold sampling)
+    # --- dedup (docs/annotate.md "Duplicate groups") ---
+    dedup_phash_threshold: int = 6  # near-duplicate main images: pHash Hamming distance <= this (of 64 bits)
+    dedup_phash_bands: int = 4  # pHash multi-index: bands of the 64 bits; probes within threshold // bands bits per band
+    dedup_shingle: int = 3  # characters per title shingle (Chinese is shingled by character, not by word)
+    dedup_num_perm: int = 128  # MinHash permutations (title and spec sets)
+    dedup_minhash_threshold: float = 0.7  # near-duplicate titles: estimated Jaccard of shingle sets >= this
+    dedup_spec_lsh_threshold: float = 0.2  # spec candidates: LSH over 'property=value' sets at this Jaccard
+    dedup_spec_min_shared: int = 2  # spec rule: >= this many properties besides the brand on both pages ...
+    dedup_spec_min_agreement: float = 1.0  # ... with equal values on >= this share of them, and the same brand
+    dedup_spec_veto: bool = True  # phash/minhash pairs are rejected when the brands or spec values disagree
+    dedup_brand_property: str = "品牌"  # the spec property that names the brand
+    dedup_bucket_cap: int = 200  # an index bucket with more rows links them to its first row only (not all pairs)
+    # --- match-level (docs/annotate.md "Caption match level") ---
+    match_folds: int = 5  # cross-fitting folds of the caption classifier (no product scores itself)
+    match_model: str = "sgd"  # caption classifier: sgd (logistic loss by SGD) or lbfgs (LogisticRegression, slower)
+    match_alpha: float = 0.0001  # regularisation of the sgd model
+    match_c: float = 10.0  # inverse regularisation of the lbfgs model
+    match_spec_hits: float = 2.0  # spec_score = min(1, spec values found in the caption / this)
+    match_image_k: int = 10  # nearest products by image descriptor that vote for the image's class
+    match_weight_category: float = 0.6  # weight of category agreement in the score
+    match_weight_spec: float = 0.25  # weight of spec-value overlap
+    match_weight_image: float = 0.15  # weight of caption-image agreement
+    match_well: float = 0.6  # level well at score >= this
+    match_partial: float = 0.3  # level partial at score >= this (and < match_well); poor below
+    # --- pools (m5data annotate pools; docs/annotate.md "Query candidate pools")
+    pool_queries: float = 0.1  # queries without --split-version: a share of products (<= 1; 1 = all) or a count (> 1), seeded stable sample
+    pool_k: int = 500  # candidates kept per query (the papers' 500)
+    pool_text_dim: int = 128  # SVD components of the TF-IDF text embedding
+    pool_text_model: str = ""  # local sentence-transformers model folder for the text block; "" = TF-IDF + SVD
+    pool_image: str = "descriptor"  # image embedder: descriptor (colour, layout, gradients, pHash) or none
+    pool_text_weight: float = 1.0  # weight of the text block in the concatenated vector
+    pool_image_weight: float = 1.0  # weight of the image block in the concatenated vector
+    pool_search: str = "exact"  # exact (blocked matmul), faiss-flat (IndexFlatIP) or faiss-hnsw (approximate)
+    pool_block: int = 2048  # queries per search block (memory: block x 16,384 float32 scores) and per resume marker
+    # --- crowd labels (m5data annotate import / simulate / aggregate; docs/annotate.md "Crowd labels and GLAD")
+    crowd_method: str = "glad"  # aggregation: glad, majority or dawid_skene
+    crowd_accept: float = 0.5  # a pair is an accepted match when its probability of match is >= this
+    crowd_max_iter: int = 200  # EM iterations at most (GLAD, Dawid-Skene)
+    crowd_tol: float = 1e-6  # EM stops when the log-likelihood gains less than this (relative)
+    crowd_uncertain: str = "skip"  # an "uncertain" judgement is skipped, or counted as "mismatch"
+    crowd_workers_per_pair: int = 5  # simulate: judgements per pair (the papers' 5)
+    crowd_workers: int = 40  # simulate: size of the simulated worker pool
+    crowd_spammers: float = 0.15  # simulate: share of the workers who answer at random
+    crowd_gold: float = 0.05  # simulate: share of pairs used as gold questions
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SplitsSettings:
+    """``m5data build-splits`` (docs/splits.md): proportions follow the papers unless set here."""
+
+    seed: int = 0  # seed of the split assignment (hash salt)
+    version: str = "v1"  # split version built / checked when --version is not given
+    # Sizes: a count ("24410"), a fraction of the store's products ("0.003867") or, for train, "rest".
+    # Defaults are the paper's sizes over its 6,313,067 products (supplementary D).
+    train: str = "rest"  # rest = every product not in an evaluation split (the paper's 4,423,160 = 0.7006)
+    query_c: str = "0.003867"  # coarse queries: 24,410
+    gallery_c: str = "0.189751"  # coarse gallery: 1,197,905 (249,614 matched + 948,291 distractors)
+    query_fg: str = "0.000315"  # fine-grained (instance) queries: 1,991
+    gallery_fg: str = "0.018669"  # fine-grained gallery: 117,858
+    min_queries: int = 10  # floor for query-c and query-fg on small stores (when the pools allow)
+    coarse_level: int = 3  # unified label level of a coarse match: 1 class, 2 sub-class, 3 subsub-class
+    fg_classes: str = "6"  # level-1 class ids (comma-separated) of the fine-grained domain; 6 = cosmetics (MEP-3M)
+    cls_classes: str = "0.2896"  # classification categories: 1,805 of the paper's 6,232 (count or share of eligible ones)
+    cls_products: str = "0.003668"  # classification products: 23,158 (18,526 train + 4,632 test)
+    cls_test: float = 0.2  # share of classification products in cls-test (4,632 / 23,158)
+    cls_min_per_class: int = 5  # a category is eligible for classification with at least this many products
+    cls_level: int = 3  # unified label level of a classification category
+    subset: str = "0"  # products of train also in the smaller `subset` split (count or fraction of train); 0 = none
+    memory_limit: str = "2GB"  # DuckDB memory limit while building (it spills to <store>/derived/splits/tmp beyond)
+    threads: int = 0  # DuckDB threads; 0 = number of cores
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExportSettings:
+    """``m5data export`` (docs/export.md): WebDataset, Hugging Face Parquet and M5Product layouts."""
+
+    shard_size: int = 1000  # samples per shard (unless shard_bytes is set)
+    shard_bytes: int = 0  # cut shards at about this many bytes of media instead; 0 = by shard_size
+    workers: int = 0  # processes writing shards in parallel; 0 = one per core, 1 = inline
+    format: str = "webdataset"  # default layout of `m5data export`: webdataset, parquet, m5product
+    mp3: bool = True  # include the mp3 soundtrack (WebDataset `mp3`, Parquet `mp3`, M5Product audios/)
+    video: bool = True  # M5Product layout: copy the original video to videos/<id>.mp4
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainSettings:
+    """``m5data train`` / ``evaluate`` (docs/train.md): the thin SCALE model."""
+
+    seed: int = 0
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReportSettings:
+    """``m5data report`` (docs/report.md): the static HTML report."""
+
+    samples_per_category: int = 3  # products per top category in the sample gallery (0 = no gallery)
+    top: int = 15  # rows of the "top" tables (properties, alignment pairs)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FlowSettings:
+    """``m5data run`` / ``serve`` (docs/flows.md): Prefect flows and task runners."""
+
+    # what `m5data run` / `serve` / `deploy` run (flags override each)
+    start_urls: str = ""  # crawl start URLs, comma-separated; "" = give --start-url (needed when crawl runs)
+    stages: str = "crawl,download,extract,align,annotate,splits,export,report"  # stages run, always in this order (add train)
+    mapping: str = ""  # align's level-1 mapping file; "" = align.mapping (needed when align runs)
+    kinds: str = "video,audio,image,text"  # what the extract stage produces
+    refresh: bool = False  # crawl stored product pages again, so changed products are picked up
+    annotate_jobs: str = "dedup,match_level,pools"  # annotate jobs run by the annotate stage, in order
+    export_format: str = "webdataset"  # format of the export stage (see docs/export.md)
+    export_split: str = "all"  # split exported by the export stage
+    report_out: str = ""  # folder of the report stage's HTML report; "" = m5data-report beside the store
+    train_shards: str = ""  # WebDataset folder the train stage reads; "" = what the export stage wrote
+    train_out: str = ""  # run folder of the train stage; "" = m5data-train beside the store
+    train_config: str = "small"  # train stage model: small, paper or a TOML file (docs/train.md)
+    train_epochs: int = 1  # train stage epochs
+    train_max_steps: int = 0  # train stage: stop after this many steps (0 = no limit)
+    # scale-out: the per-item work of download and extract, in shards of the pending rows
+    runner: str = "local"  # local (one process, no shards), dask or ray (shards fanned out to workers)
+    shards: int = 0  # shards per sharded stage under dask/ray; 0 = one per worker (dask_workers)
+    dask_address: str = ""  # a running Dask scheduler (tcp://host:8786); "" = a LocalCluster of dask_workers
+    dask_workers: int = 2  # worker processes of the LocalCluster (one thread each)
+    ray_address: str = ""  # a running Ray cluster (ray://host:10001); "" = a local Ray
+    retry_delay: float = 30.0  # seconds before a transient failure (network, ffmpeg timeout) is retried once
+    # `m5data server` / `serve` / `deploy`
+    server_host: str = "127.0.0.1"  # address `m5data server start` binds
+    server_port: int = 4200  # its port
+    server_home: str = ""  # its PREFECT_HOME (SQLite database, logs, PID file); "" = <store>/prefect
+    deployment: str = "m5data-pipeline"  # deployment name used by serve and deploy
+
+
+@dataclass
 class RunSettings:
     seed: int = 0
 
@@ -120,7 +280,14 @@ class Settings:
     extract: ExtractSettings = field(default_factory=ExtractSettings)
     align: AlignSettings = field(default_factory=AlignSettings)
     run: RunSettings = field(default_factory=RunSettings)
+    annotate: AnnotateSettings = field(default_factory=AnnotateSettings)
+    splits: SplitsSettings = field(default_factory=SplitsSettings)
+    export: ExportSettings = field(default_factory=ExportSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    report: ReportSettings = field(default_factory=ReportSettings)
+    flows: FlowSettings = field(default_factory=FlowSettings)
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    warnings: list[str] = field(default_factory=list, repr=False, compare=False)  # e.g. a mistyped M5DATA_* variable
 
     def source(self, key: str) -> str:
         """Where the value of ``section.key`` came from: default, a file path, env VAR, or flag."""
@@ -137,7 +304,7 @@ class Settings:
 
     def set(self, key: str, value: Any, source: str) -> None:
         """Set ``section.key`` from a raw value (str from env/flags, or a TOML value), type-checked."""
-        section, name = _split_key(key)
+        section, name = _split_key(key, source if source != "flag" else "")
         obj = getattr(self, section)
         typ = get_type_hints(type(obj))[name]
         setattr(obj, name, _coerce(key, value, typ))
@@ -149,16 +316,24 @@ class Settings:
 
 
 def _sections() -> list[str]:
-    return [f.name for f in fields(Settings) if f.name != "sources"]
+    return [f.name for f in fields(Settings) if f.name not in ("sources", "warnings")]
 
 
-def _split_key(key: str) -> tuple[str, str]:
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _split_key(key: str, origin: str = "") -> tuple[str, str]:
     section, _, name = key.partition(".")
+    where = f" in {origin}" if origin else ""
     if section not in _sections():
-        raise ConfigError(f"unknown config section {section!r} in {key!r} (known: {', '.join(_sections())})")
+        raise ConfigError(f"unknown config section [{section}] in {key!r}{where}{_did_you_mean(section, _sections())} "
+                          f"(known sections: {', '.join(_sections())})")
     names = [f.name for f in fields(getattr(Settings(), section))]
     if name not in names:
-        raise ConfigError(f"unknown config key {key!r} (known in [{section}]: {', '.join(names)})")
+        raise ConfigError(f"unknown config key {key!r}: no key {name!r} in section [{section}]{where}"
+                          f"{_did_you_mean(name, names)} (known in [{section}]: {', '.join(names)})")
     return section, name
 
 
@@ -180,9 +355,14 @@ def _coerce(key: str, value: Any, typ: type) -> Any:
         if typ is float:
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):  # nan/inf would pass every range check (nan < 0 is False)
+                raise ConfigError(f"config {key}: expected a finite number, got {value!r}")
+            return number
         return str(value)
-    except (TypeError, ValueError):
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"config {key}: expected {typ.__name__}, got {value!r}") from None
 
 
@@ -229,6 +409,9 @@ def validate(settings: Settings) -> Settings:
     return settings
 
 
+ENV_OTHER: set[str] = set()  # M5DATA_* variables that are not settings (none yet): never warned about
+
+
 def env_name(key: str) -> str:
     """The environment variable that sets ``section.key``."""
     return ENV_PREFIX + key.replace(".", "_").upper()
@@ -261,10 +444,16 @@ def load(
                 raise ConfigError(f"config file {path}: {section!r} must be a [section] table")
             for name, value in table.items():
                 settings.set(f"{section}.{name}", value, str(path))
+    known = {env_name(key): key for key, _ in settings.items()}
     for key, _ in settings.items():
         var = env_name(key)
         if var in environ:
             settings.set(key, environ[var], f"env {var}")
+    for var in sorted(environ):
+        if var.startswith(ENV_PREFIX) and var not in known and var not in ENV_OTHER:
+            close = difflib.get_close_matches(var, list(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]} ({known[close[0]]})?" if close else ""
+            settings.warnings.append(f"environment variable {var} is not an m5data setting and is ignored{hint}")
     for key, value in (overrides or {}).items():
         if value is not None:
             settings.set(key, value, "flag")

@@ -46,3 +46,48 @@ def test_unknown_keys_and_bad_toml(tmp_path):
     bad.write_text("[download\n")
     with pytest.raises(cfg.ConfigError, match="not valid TOML"):
         cfg.load(bad, environ={})
+
+
+# ------------------------------------------------------------------ issue 10, defect 11
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN", "1e999"])
+def test_non_finite_floats_are_rejected(value):
+    for key in ("download.backoff", "download.request_deadline", "extract.max_duration"):
+        with pytest.raises(cfg.ConfigError, match=f"config {key}: expected a finite number"):
+            cfg.load(environ={}, overrides={key: value})
+
+
+def test_non_finite_float_in_a_toml_file_is_rejected(tmp_path):
+    path = tmp_path / "m5data.toml"
+    path.write_text("[download]\nbackoff = nan\n")
+    with pytest.raises(cfg.ConfigError, match="download.backoff: expected a finite number"):
+        cfg.load(path, environ={})
+
+
+def test_mistyped_env_variable_warns_naming_the_closest_setting():
+    s = cfg.load(environ={"M5DATA_DOWNLOAD_CONCURENCY": "8", "M5DATA_DOWNLOAD_RETRIES": "2", "PATH": "/bin"})
+    assert s.download.retries == 2 and s.download.concurrency == 64
+    assert len(s.warnings) == 1
+    assert "M5DATA_DOWNLOAD_CONCURENCY" in s.warnings[0] and "M5DATA_DOWNLOAD_CONCURRENCY" in s.warnings[0]
+    assert "download.concurrency" in s.warnings[0]
+
+
+def test_mistyped_env_variable_is_shown_by_the_cli(tmp_path):
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path), "M5DATA_STORE_PART_ROW": "5"}
+    proc = subprocess.run([sys.executable, "-m", "m5data", "config", "show"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path)
+    assert proc.returncode == 0
+    assert "M5DATA_STORE_PART_ROW" in proc.stderr and "M5DATA_STORE_PART_ROWS" in proc.stderr
+
+
+def test_unknown_key_message_names_the_section_and_the_file(tmp_path):
+    path = tmp_path / "m5data.toml"
+    path.write_text("[download]\nconcurency = 3\n")
+    with pytest.raises(cfg.ConfigError) as info:
+        cfg.load(path, environ={})
+    message = str(info.value)
+    assert "section [download]" in message and str(path) in message and "did you mean 'concurrency'" in message
+    with pytest.raises(cfg.ConfigError, match=r"section \[crawl\]"):
+        cfg.parse_assignments(["crawl.delay=1"])

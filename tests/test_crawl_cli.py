@@ -12,6 +12,7 @@ from m5data.crawler.crawl import CrawlFailed, run
 from m5data.storage import Store
 
 runner = CliRunner()
+LOOPBACK = {"crawl.allow_private": True}  # the test servers are on 127.0.0.1
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def shop():
 
 
 def invoke(store, *args):
-    return runner.invoke(app, ["--store", str(store.root), "crawl", *args])
+    return runner.invoke(app, ["--store", str(store.root), "--set", "crawl.allow_private=true", "crawl", *args])
 
 
 def test_bad_arguments_are_refused_before_any_work(store):
@@ -59,7 +60,7 @@ def test_cli_crawl_limits_and_summary(store, shop):
 
 def test_rerun_resumes_and_refresh_refetches(store, shop):
     server, skus = shop
-    settings = load(environ={})
+    settings = load(overrides=LOOPBACK, environ={})
     start = [server.url + "/list/1.html"]
     first = run(store, settings, start_urls=start)
     assert first.n_out == len(skus)
@@ -84,7 +85,7 @@ def test_store_that_cannot_be_written_fails_the_crawl(tmp_path, shop):
     specs.rmdir()
     specs.symlink_to("/proc/self")  # a folder where no file can be created, even by root
     with pytest.raises(CrawlFailed, match="store writes failed"):
-        run(store, load(environ={}), start_urls=[server.url + "/list/1.html"])
+        run(store, load(overrides=LOOPBACK, environ={}), start_urls=[server.url + "/list/1.html"])
     specs.unlink()
     specs.mkdir()
     assert store.read("runs").to_pylist()[0]["status"] == "failed"
@@ -95,8 +96,8 @@ def test_prefect_task_runs_two_crawls_in_one_process(tmp_path, shop, prefect_har
     from m5data.flows.crawl import crawl_flow
 
     server, skus = shop
-    first = crawl_flow(str(tmp_path / "a"), [server.url + "/list/1.html"])
-    second = crawl_flow(str(tmp_path / "b"), [server.url + "/list/2.html"], overrides={"crawl.max_depth": 1})
+    first = crawl_flow(str(tmp_path / "a"), [server.url + "/list/1.html"], overrides=LOOPBACK)
+    second = crawl_flow(str(tmp_path / "b"), [server.url + "/list/2.html"], overrides={"crawl.max_depth": 1, **LOOPBACK})
     assert first["status"] == second["status"] == "ok"
     assert first["n_out"] == len(skus)
     assert second["n_out"] == 10  # page 2's products; max_depth 1 stops at page 3's link

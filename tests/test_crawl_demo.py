@@ -20,7 +20,7 @@ def crawl(shop, store_dir, start: str, **overrides):
     shop.clear_requests()
     shop.reset_faults()
     store = Store.init(store_dir)
-    stats = run(store, load(overrides=overrides, environ={}), start_urls=[shop.url + start])
+    stats = run(store, load(overrides={"crawl.allow_private": True, **overrides}, environ={}), start_urls=[shop.url + start])
     return store, stats, list(shop.requests)
 
 
@@ -127,7 +127,7 @@ def test_generic_layer_alone_reads_title_images_price_of_shopb(demo_shop, tmp_pa
     demo_shop.clear_requests()
     demo_shop.reset_faults()
     store = Store.init(tmp_path / "store")
-    run(store, load(environ={}), start_urls=[demo_shop.url + "/shopb/"], site="generic")
+    run(store, load(overrides={"crawl.allow_private": True}, environ={}), start_urls=[demo_shop.url + "/shopb/"], site="generic")
     stored = {r["product_id"]: r for r in store.read("products").to_pylist()}
     con = store.connect()
     try:

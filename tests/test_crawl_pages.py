@@ -75,7 +75,7 @@ def crawled(tmp_path_factory):
     server = SiteServer({})
     build_site(server)
     store = Store.init(tmp_path_factory.mktemp("crawl") / "store")
-    settings = load(overrides={"crawl.max_depth": 1}, environ={})
+    settings = load(overrides={"crawl.max_depth": 1, "crawl.allow_private": True}, environ={})
     with server:
         stats = run(store, settings, start_urls=[server.url + "/"])
     con = store.connect()

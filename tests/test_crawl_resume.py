@@ -21,7 +21,7 @@ N_PRODUCTS = 60
 
 def crawl_cli(store_path, start_url) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "m5data.cli", "--store", str(store_path), "--set", "crawl.batch_rows=5",
-           "--set", "crawl.concurrency=1", "--set", "crawl.per_domain=1", "crawl", "--start-url", start_url]
+           "--set", "crawl.allow_private=true", "--set", "crawl.concurrency=1", "--set", "crawl.per_domain=1", "crawl", "--start-url", start_url]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -45,7 +45,7 @@ def test_sigkill_mid_crawl_then_resume_matches_uninterrupted(tmp_path):
     with server:
         start = server.url + "/list/1.html"
         reference = Store.init(tmp_path / "reference")
-        run(reference, load(environ={}), start_urls=[start])
+        run(reference, load(overrides={"crawl.allow_private": True}, environ={}), start_urls=[start])
 
         store = Store.init(tmp_path / "store")
         server.delay = 0.1  # slow enough to kill the crawl part-way

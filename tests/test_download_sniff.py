@@ -10,6 +10,7 @@ from PIL import Image
 
 from m5data.crawler.download.resize import ImageDecodeError, ImageTooLarge, reencode
 from m5data.crawler.download.sniff import SNIFF_BYTES, sniff
+from media_samples import SAMPLES, make_sample
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "media"
 
@@ -65,11 +66,22 @@ def test_ffmpeg_containers_are_sniffed(tmp_path, container, mime, ext):
 
 @pytest.mark.parametrize("head", [
     b"", b"\xff\xd8", b"<!DOCTYPE html><html>", b'{"error": "not found"}', b"BM but just text " * 4,
-    b"RIFF\x10\x00\x00\x00WAVEfmt ", b"\x00\x00\x00\x20ftypheic\x00\x00\x00\x00",
-    b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00", b"GIF90a", b"\x47" + b"\x00" * 400,
+    b"RIFF\x10\x00\x00\x00WAVX", b"\x00\x00\x00\x20ftypheic\x00\x00\x00\x00",
+    b"GIF90a", b"\x47" + b"\x00" * 400,
+    b"\xff\xfeh\x00e\x00l\x00l\x00o\x00", b"\xff\xfb\xff\xff" + b"\x00" * 100,  # UTF-16 text; a bad MPEG header
+    b"OggS\x00\x02" + b"\x00" * 40, b"ID3\x09 not a tag",
 ])
 def test_non_media_is_not_sniffed(head):
     assert sniff(head) is None
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_audio_formats_and_ogg_video_are_sniffed(tmp_path, name):
+    """mp3 (with and without ID3), AAC/ADTS, M4A, Ogg Vorbis/Opus, FLAC, WAV, Ogg Theora; audio-only
+    MP4/WebM containers stay video (extract takes their audio and records the picture absent)."""
+    *_, kind, mime, ext = SAMPLES[name]
+    got = sniff(make_sample(tmp_path, name).read_bytes()[:SNIFF_BYTES])
+    assert got is not None and (got.kind, got.mime, got.ext) == (kind, mime, ext)
 
 
 def test_reencode_keeps_aspect_and_never_upscales():

@@ -11,9 +11,11 @@ def test_pipeline_flow_builds_a_store_from_the_demo_shop(demo_shop, prefect_harn
     from m5data.flows.pipeline import pipeline_flow
 
     store_path = str(tmp_path / "store")
-    runs = pipeline_flow(store_path, [f"{demo_shop.url}/"], mapping=str(demo_shop.truth_dir / "level1_mapping.toml"),
-                         kinds="image,text", overrides={"download.allow_private": True})
-    assert set(runs) == {"crawl", "download", "extract", "align"}
+    runs = pipeline_flow(store_path, [f"{demo_shop.url}/"], stages=["crawl", "download", "extract", "align"],
+                         mapping=str(demo_shop.truth_dir / "level1_mapping.toml"),
+                         kinds="image,text", overrides={"download.allow_private": True, "crawl.allow_private": True})
+    assert list(runs) == ["crawl", "download", "extract", "align"]
+    assert {e["status"] for e in runs.values()} == {"ok"}
     store = Store.open(store_path)
     truth = pq.read_table(demo_shop.truth_dir / "products.parquet").to_pylist()
     reachable = {p["product_id"] for p in truth if p["reachable"]}
@@ -35,17 +37,23 @@ def test_pipeline_flow_builds_a_store_from_the_demo_shop(demo_shop, prefect_harn
         assert labelled == with_path >= len(crawled) - 5  # a few pages lack a breadcrumb on purpose
     finally:
         con.close()
-    # the flow resumes: a second run adds no product and fetches nothing again
-    again = pipeline_flow(store_path, [f"{demo_shop.url}/"], kinds="image,text", overrides={"download.allow_private": True})
+    # the flow resumes: a second run adds no product, fetches nothing again and changes no table
+    from store_compare import TABLES, table_rows
+
+    before = {name: table_rows(store, name) for name in TABLES}
+    again = pipeline_flow(store_path, [f"{demo_shop.url}/"], stages=["crawl", "download", "extract"], kinds="image,text",
+                          overrides={"download.allow_private": True, "crawl.allow_private": True})
     assert again["download"]["n_in"] == 0
     assert Store.open(store_path).count("products") == len(crawled)
+    assert {name: table_rows(Store.open(store_path), name) for name in TABLES} == before
 
 
 def test_demo_command_runs_every_stage(tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(app, ["demo", "--products", "24", "--seed", "3", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    for title in ("demo shop", "crawl", "download", "extract", "align", "stats"):
+    for title in ("demo shop", "pipeline flow", "crawl", "download", "extract", "align", "report", "Completed",
+                  "m5data --store"):
         assert title in result.output
     store = Store.open(out / "store")
     con = store.connect()
@@ -53,6 +61,24 @@ def test_demo_command_runs_every_stage(tmp_path):
         stages = dict(con.execute("SELECT stage, status FROM runs").fetchall())
     finally:
         con.close()
-    assert stages == {"crawl": "ok", "download": "ok", "extract": "ok", "align": "ok"}
+    # the stages up to align always run; annotate, splits and export join when they are installed
+    assert {"crawl": "ok", "download": "ok", "extract": "ok", "align": "ok"}.items() <= stages.items()
+    assert set(stages.values()) == {"ok"}
     truth = pq.read_table(out / "shop" / "truth" / "products.parquet").to_pylist()
     assert store.count("products") == sum(p["reachable"] for p in truth) > 0
+
+
+def test_demo_store_fixture_holds_every_stage_up_to_align(demo_store_factory, tmp_path):
+    from m5data.demo.fixtures import copy_store
+
+    cached = demo_store_factory(products=24, seed=3, kinds="image,text")
+    assert demo_store_factory(products=24, seed=3, kinds="image,text") == cached  # built once
+    store = Store.open(copy_store(cached, tmp_path))
+    con = store.connect()
+    try:
+        stages = {r[0] for r in con.execute("SELECT stage FROM runs").fetchall()}
+        labelled = con.execute("SELECT count(*) FROM label_map WHERE class_id IS NOT NULL").fetchone()[0]
+    finally:
+        con.close()
+    assert stages == {"crawl", "download", "extract", "align"}
+    assert labelled > 0 and store.count("captions") == store.count("products") > 0

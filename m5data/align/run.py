@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import config as cfg
 from ..storage import StageStats, record_run
+from ..storage.locks import stage_lock
 from . import review as review_file
 from .candidates import candidate_pairs, decide, pair_key, score_pairs
 from .inventory import Inventory, read_inventory
@@ -71,6 +72,7 @@ def run(store, settings: cfg.Settings, **kwargs) -> StageStats:
     return align(store, settings, **kwargs).stats
 
 
+@stage_lock("align")  # one align per store
 def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, review: str | Path | None = None,
           review_out: str | Path | None = None, renumber: bool = False, progress: Progress | None = None) -> AlignReport:
     """Build the taxonomy and label map from ``products`` and write them and the review file.

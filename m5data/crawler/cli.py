@@ -17,6 +17,8 @@ def crawl(
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Requests in flight (crawl.concurrency)."),
     per_domain: Optional[int] = typer.Option(None, "--per-domain", help="Requests in flight per domain (crawl.per_domain)."),
     delay: Optional[float] = typer.Option(None, "--delay", help="Seconds between requests to one domain (crawl.download_delay)."),
+    allow_private: Optional[bool] = typer.Option(None, "--allow-private/--no-allow-private", help="Crawl hosts on loopback/private/link-local addresses (crawl.allow_private; off by default)."),
+    render: Optional[bool] = typer.Option(None, "--render/--no-render", help="Fetch pages whose product data scripts fill in again through headless Chromium (crawl.render; needs /usr/bin/chromium)."),
 ) -> None:
     """Crawl product pages from start URLs into products, specs, media (pending) and crawl_errors."""
     from ..cli import open_store
@@ -26,7 +28,8 @@ def crawl(
 
     store, s = open_store(ctx, **{"crawl.max_pages": max_pages, "crawl.max_depth": max_depth,
                                   "crawl.concurrency": concurrency, "crawl.per_domain": per_domain,
-                                  "crawl.download_delay": delay})
+                                  "crawl.download_delay": delay, "crawl.allow_private": allow_private,
+                                  "crawl.render": render})
     try:
         stats = run(store, s, start_urls=start_url, site=site, refresh=refresh, progress=console.is_terminal)
     except (ValueError, UnknownSite) as exc:

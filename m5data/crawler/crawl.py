@@ -17,7 +17,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .. import config as cfg
+from .render import check_browser, playwright_settings
 from ..storage import StageStats, record_run
+from ..storage.locks import stage_lock
 from ..storage.files import write_atomic
 
 OK_FINISH = {"finished", "closespider_pagecount", "closespider_itemcount", "closespider_timeout"}
@@ -66,17 +68,25 @@ def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, 
         "LOG_FILE": log_file,
         "LOG_LEVEL": "INFO",
         "ITEM_PIPELINES": {"m5data.crawler.pipeline.StorePipeline": 300},
-        # process_response runs from high to low numbers: 120 sees the body after decompression (590)
-        "DOWNLOADER_MIDDLEWARES": {"m5data.crawler.spider.CharsetMiddleware": 120},
+        # process_request runs from low to high numbers: 45 refuses unsafe requests (redirect hops
+        # included) before robots.txt (100) is fetched for them; process_response runs from high to
+        # low: 120 sees the body after decompression (590)
+        "DOWNLOADER_MIDDLEWARES": {"m5data.crawler.safety.SafetyMiddleware": 45,
+                                   "m5data.crawler.spider.CharsetMiddleware": 120},
         "EXTENSIONS": {"m5data.crawler.spider.ProgressReporter": 500},
         "M5DATA_STORE": store_path,
         "M5DATA_STORE_COMPRESSION": compression,
         "M5DATA_RUN_ID": run_id,
         "M5DATA_RESUME": resume,
         "M5DATA_BATCH_ROWS": cs.batch_rows,
+        "M5DATA_ALLOW_PRIVATE": cs.allow_private,
+        "M5DATA_RENDER": cs.render,
+        "M5DATA_RENDER_TIMEOUT": cs.render_timeout,
+        **(playwright_settings(cs.render_timeout) if cs.render else {}),
     }
 
 
+@stage_lock("crawl")  # one crawl per store; sweeps dead runs' temp files
 def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | None = None, refresh: bool = False,
         progress: bool = False) -> StageStats:
     """Crawl from ``start_urls`` into ``store``; raises :class:`CrawlFailed` after recording a failed run.
@@ -93,6 +103,10 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
     urls = check_start_urls(start_urls)
     if site:
         get_adapter(site)  # UnknownSite before any work
+    if settings.crawl.render and (why := check_browser()):
+        raise ValueError(why)
+    if not settings.crawl.render_timeout > 0:
+        raise ValueError(f"crawl.render_timeout must be > 0, got {settings.crawl.render_timeout}")
     stats = StageStats("crawl")
     rundir = store.root / "logs" / "crawl" / stats.run_id
     rundir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +125,7 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
         _follow(proc, progress)
         code = proc.wait()
     crawl_stats = json.loads(stats_file.read_text()) if stats_file.is_file() else None
-    problem = _judge(code, crawl_stats, stats, log_file)
+    problem = _judge(code, crawl_stats, stats, log_file, n_start=len(set(urls)))
     config = {**cfg.as_dict(settings), "job": {"start_urls": urls, "site": site, "refresh": refresh, "log": str(log_file)}}
     status = "ok" if problem is None else ("interrupted" if code < 0 and -code in STOP_SIGNALS else "failed")
     record_run(store, stats.finish(status), config)
@@ -145,7 +159,7 @@ def _follow(proc: subprocess.Popen, progress: bool) -> None:
             bar.stop()
 
 
-def _judge(code: int, crawl: dict | None, stats: StageStats, log_file: Path) -> str | None:
+def _judge(code: int, crawl: dict | None, stats: StageStats, log_file: Path, n_start: int = 1) -> str | None:
     """Fill ``stats`` from the crawl's own stats; return why the crawl failed, or None if it worked."""
     if crawl is not None:
         stats.n_in = int(crawl.get("response_received_count", 0))
@@ -170,6 +184,9 @@ def _judge(code: int, crawl: dict | None, stats: StageStats, log_file: Path) -> 
         return f"crawl ended with {reason!r}; see {log_file}"
     if stats.n_in == 0:
         return f"no page could be fetched ({stats.n_failed} errors); see {log_file}"
+    if int(crawl.get("m5data/start_urls_empty", 0)) >= n_start and stats.n_out == 0:
+        return (f"no product found: none of the {n_start} start URL(s) gave a product or a link to follow "
+                f"(reasons in crawl_errors); see {log_file}")
     return None
 
 
@@ -202,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     done = stored_products(Store.open(job["store"]))[2] if settings["M5DATA_RESUME"] else set()
     process = CrawlerProcess(settings=settings)
     crawler = process.create_crawler(ProductSpider)
-    process.crawl(crawler, start_urls=job["start_urls"], site=job["site"], done_urls=done)
+    process.crawl(crawler, start_urls=job["start_urls"], site=job["site"], done_urls=done,
+                  render=bool(settings.get("M5DATA_RENDER")), render_timeout=float(settings.get("M5DATA_RENDER_TIMEOUT", 30.0)))
     process.start()
     write_atomic(Path(job["stats_file"]),
                  json.dumps(crawler.stats.get_stats(), indent=2, sort_keys=True, default=str).encode())

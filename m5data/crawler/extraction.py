@@ -9,74 +9,16 @@ over a declared charset that does not fit them.
 
 from __future__ import annotations
 
-import codecs
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
+from .charset import declared_encoding, detect_encoding  # noqa: F401 (importable from here too)
 from .items import ProductItem, host_platform, url_id
+from .spectables import clean_title, spec_pairs, strip_hidden, visible_text
 
 PRODUCT_TYPES = {"Product", "ProductGroup", "IndividualProduct", "ProductModel", "SomeProducts", "Vehicle", "Book"}
 _ID_KEYS = ("sku", "productID", "mpn", "gtin13", "gtin12", "gtin14", "gtin8", "gtin")
-_MULTIBYTE = {"gb2312", "gbk", "gb18030", "big5", "big5hkscs", "shift_jis", "cp932", "euc_jp", "euc_kr",
-              "cp949", "iso2022_jp", "hz", "cp950"}
-
-
-# ---------------------------------------------------------------------------------------- charset
-def _codec(name: str | None) -> str | None:
-    if not name:
-        return None
-    try:
-        return codecs.lookup(name.strip().strip("'\"")).name
-    except LookupError:
-        return None
-
-
-def detect_encoding(body: bytes, declared: str | None) -> str:
-    """The encoding of an HTML body, trusting its bytes over a wrong declared charset.
-
-    Order: a BOM; valid UTF-8 (non-ASCII UTF-8 that decodes strictly is almost never another
-    charset); the declared charset when the bytes decode strictly and it is a multi-byte CJK
-    charset (which rejects most foreign bytes); otherwise charset-normalizer's best guess from the
-    bytes, falling back to the declared charset or cp1252 when it has none.
-    """
-    from w3lib.encoding import read_bom
-
-    bom, _ = read_bom(body)
-    if bom:
-        return _codec(bom) or "utf-8"
-    declared = _codec(declared)
-    try:
-        body.decode("ascii")
-        return declared or "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        body.decode("utf-8")
-        return "utf-8"
-    except UnicodeDecodeError:
-        pass
-    if declared and declared != "utf-8":
-        try:
-            body.decode(declared)
-            if declared in _MULTIBYTE:
-                return declared
-        except UnicodeDecodeError:
-            declared = None
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(body).best()
-    guess = _codec(best.encoding) if best is not None else None
-    if guess and (declared is None or guess in _MULTIBYTE or guess == "gb18030"):
-        return guess
-    return declared or guess or "cp1252"
-
-
-def declared_encoding(content_type: str | None, body: bytes) -> str | None:
-    """The charset a page declares: the HTTP header first, then a ``<meta>`` in the body."""
-    from w3lib.encoding import html_body_declared_encoding, http_content_type_encoding
-
-    return http_content_type_encoding(content_type) or html_body_declared_encoding(body)
 
 
 # ---------------------------------------------------------------------------------------- page data
@@ -91,6 +33,7 @@ class PageData:
     opengraph: dict[str, list[str]] = field(default_factory=dict)
     canonical: str | None = None
     title_tag: str | None = None
+    h1: str | None = None  # visible text of the page's first <h1> (hidden spans dropped)
     problems: list[str] = field(default_factory=list)
 
     def og(self, *keys: str) -> str | None:
@@ -122,6 +65,7 @@ def read_page(text: str, url: str) -> PageData:
         page.problems.append(f"unparseable HTML: {type(exc).__name__}: {exc}")
         return page
     page = PageData(url=url, tree=tree)
+    strip_hidden(tree)  # "Details about" and other visually hidden text inside titles
     nodes: list[dict] = []
     jsonld = JsonLdExtractor()
     for i, script in enumerate(tree.xpath('//script[@type="application/ld+json"]'), 1):
@@ -148,7 +92,30 @@ def read_page(text: str, url: str) -> PageData:
         page.problems.append(f"invalid OpenGraph: {type(exc).__name__}: {str(exc)[:120]}")
     page.canonical = _first(tree.xpath('//link[@rel="canonical"]/@href'))
     page.title_tag = _first(tree.xpath("//title//text()"))
+    h1 = tree.xpath("(//h1)[1]")
+    if h1:
+        text = visible_text(h1[0])
+        page.h1 = text if 0 < len(text) <= 400 else None
     return page
+
+
+def html_breadcrumb(page: PageData) -> list[str]:
+    """A breadcrumb trail marked up in plain HTML (``nav[aria-label=breadcrumb]``, ``.breadcrumb``)."""
+    if page.tree is None:
+        return []
+    for xp in _CRUMB_XPATHS:
+        found = [t for t in (visible_text(a) for a in page.tree.xpath(xp)[:12]) if t and t not in ">/›»|"]
+        if found:
+            return found
+    return []
+
+
+# plain-HTML breadcrumb trails (only used when the page has no schema.org breadcrumb or category)
+_CRUMB_XPATHS = (
+    "//nav[contains(translate(@aria-label, 'B', 'b'), 'breadcrumb')]//a",
+    "//*[contains(concat(' ', normalize-space(@class), ' '), ' breadcrumb ') or contains(concat(' ', normalize-space(@class), ' '), ' breadcrumbs ') or @id='breadcrumb' or @id='breadcrumbs']//a",
+    "//*[contains(@class, 'seo-breadcrumb') or contains(@class, 'breadcrumbs__')]//a",
+)
 
 
 def _top(nodes: list) -> list[dict]:
@@ -311,7 +278,7 @@ def generic_product(page: PageData, url: str, platform: str | None = None) -> Pr
     if products and item.title is None:
         item.problems.append("partial: schema.org Product has no name")
     if item.title is None:
-        item.title = page.og("og:title", "twitter:title") or page.title_tag
+        item.title = page_title(page)
     item.description = _text(pick("description")) or page.og("og:description")
     item.images = _image_urls(pick("image"), url)
     if not item.images:
@@ -341,6 +308,8 @@ def generic_product(page: PageData, url: str, platform: str | None = None) -> Pr
     elif (category := pick("category")) is not None:
         cats = [_text(c) for c in _as_list(category)]
         item.category_path = [c.strip() for c in re.split(r"\s*[>/›»|]\s*", cats[0])] if len(cats) == 1 and cats[0] else [c for c in cats if c]
+    if not item.category_path:
+        item.category_path = html_breadcrumb(page)
     if item.merchant_id is None:
         item.merchant_id = _text(pick("seller"))
     for key in _ID_KEYS:
@@ -351,3 +320,46 @@ def generic_product(page: PageData, url: str, platform: str | None = None) -> Pr
         canonical = page.canonical or page.og("og:url") or _text(pick("url"))
         item.source_id = url_id(urljoin(url, canonical) if canonical else url)
     return item
+
+
+def page_title(page: PageData) -> str | None:
+    """The product name of a page without a schema.org name: its visible ``<h1>`` when the page
+    title / og:title contains it (they often add prices, discounts or the site name), else og:title
+    or ``<title>`` without price and discount prefixes and the site-name suffix."""
+    site = page.og("og:site_name")
+    titles = [clean_title(t, site) for t in (page.og("og:title", "twitter:title"), page.title_tag) if t]
+    titles = [t for t in titles if t]
+    if page.h1:
+        h1 = " ".join(page.h1.split()).lower()
+        for t in titles:
+            if h1 in " ".join(t.split()).lower() and len(h1) >= 0.5 * len(t):
+                return page.h1
+    return titles[0] if titles else None
+
+
+def html_specs(page: PageData | None) -> list[tuple[str, str]]:
+    """Spec pairs from the page's plain-HTML spec tables and lists (see ``spectables``)."""
+    return spec_pairs(page.tree) if page is not None and page.tree is not None else []
+
+
+_SCHEMA_SPECS = (("brand", "Brand"), ("mpn", "MPN"), ("color", "Color"), ("material", "Material"))
+
+
+def schema_specs(page: PageData | None) -> list[tuple[str, str]]:
+    """The schema.org Product's ``brand``, ``mpn``, ``color`` and ``material`` as spec pairs."""
+    out = []
+    for key, label in _SCHEMA_SPECS:
+        for product in page.products if page is not None else []:
+            if (value := _text(product.get(key))) is not None:
+                out.append((label, value))
+                break
+    return out
+
+
+def add_generic_specs(item: ProductItem, page: PageData | None) -> None:
+    """Specs for a page whose schema.org data and adapter gave none: its plain-HTML spec blocks;
+    then the schema.org brand/mpn/color/material pairs whose property is not there yet."""
+    if not item.specs:
+        item.specs = html_specs(page)
+    have = {p.strip(":： ").lower() for p, _ in item.specs}
+    item.specs.extend((k, v) for k, v in schema_specs(page) if k.lower() not in have)

@@ -1,7 +1,7 @@
 """The Scrapy spider: start pages or sitemaps -> listing pages -> product pages -> items.
 
-Scope: only hosts of the start URLs (``allowed_domains`` derives from them; Scrapy's
-``OffsiteMiddleware`` checks again), only http(s). Robots.txt, depth, page limits and throttling
+Scope: only the hosts and ports of the start URLs, only http(s) (:mod:`.safety`; its downloader
+middleware checks every request again, redirects included, with the private-address policy). Robots.txt, depth, page limits and throttling
 are Scrapy settings (``crawl.build_settings``). Resume: product pages whose product is already in
 the store are not requested again (see ``docs/crawl.md``). A page that cannot be read becomes a
 :class:`PageError` item, never an exception out of a callback.
@@ -17,13 +17,16 @@ from urllib.parse import urlsplit
 import scrapy
 from scrapy import signals
 from scrapy.exceptions import IgnoreRequest
-from scrapy.http import HtmlResponse, TextResponse
+from scrapy.http import TextResponse
 from scrapy.spidermiddlewares.httperror import HttpError
 from w3lib.url import canonicalize_url
 
 from .adapters import AdapterChooser
+from .adapters.base import is_html
 from .extraction import declared_encoding, detect_encoding, read_page
-from .items import PageError, host_platform
+from .items import PageError, ProductItem, host_platform
+from .render import as_text_response, needs_render, no_product_reason, render_meta
+from .safety import RefusedRequest, crawl_scope, in_scope
 
 log = logging.getLogger(__name__)
 _SITEMAP = re.compile(rb"<(?:\w+:)?(urlset|sitemapindex)\b")
@@ -33,13 +36,6 @@ def host_of(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
 
-def in_scope(url: str, domains: set[str]) -> bool:
-    """http(s) on one of ``domains`` or a sub-domain of one."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    return parts.scheme in ("http", "https") and any(host == d or host.endswith("." + d) for d in domains)
-
-
 class ProductSpider(scrapy.Spider):
     """Crawls from ``start_urls`` (pages, sitemaps or a robots.txt listing sitemaps).
 
@@ -47,21 +43,27 @@ class ProductSpider(scrapy.Spider):
         start_urls: where to start; their hosts are the crawl's allowed domains.
         site: an adapter name forced on every page (default: chosen per URL by host).
         done_urls: canonical URLs of product pages already stored (not requested again).
+        render: render pages that need it (script-filled product data) in headless Chromium.
+        render_timeout: seconds a rendered page may take.
     """
 
     name = "m5data"
 
-    def __init__(self, start_urls: list[str], site: str | None = None, done_urls: set[str] | None = None, **kwargs):
+    def __init__(self, start_urls: list[str], site: str | None = None, done_urls: set[str] | None = None,
+                 render: bool = False, render_timeout: float = 30.0, **kwargs):
         super().__init__(**kwargs)
+        self.render = render  # re-fetch pages that need it through a headless browser (scrapy-playwright)
+        self.render_timeout = render_timeout
+        self.empty_starts: set[str] = set()  # start URLs that yielded no product and no link
         self.start_urls = list(start_urls)
         self.allowed_domains = sorted({host_of(u) for u in self.start_urls if host_of(u)})
-        self._domains = set(self.allowed_domains)
+        self.scope = crawl_scope(self.start_urls)  # (host, port) pairs; SafetyMiddleware reads it too
         self.choose = AdapterChooser(site)
         self.done_urls = done_urls or set()
 
     # ------------------------------------------------------------------ requests
     def request(self, url: str, *, dont_filter: bool = False) -> scrapy.Request | None:
-        if not in_scope(url, self._domains):
+        if not in_scope(url, self.scope):
             self.crawler.stats.inc_value("m5data/offsite_links")
             return None
         try:
@@ -80,21 +82,54 @@ class ProductSpider(scrapy.Spider):
 
     # ------------------------------------------------------------------ responses
     def parse(self, response):
+        """Items and requests of one response; a start URL that yields neither gets a
+        ``no product found: <why>`` row (and counts towards an empty crawl)."""
+        start = response.meta.get("depth", 0) == 0
+        done_before = self.crawler.stats.get_value("m5data/skipped_done", 0)
+        why = ["the page is not a product page and links no in-scope page"]
+        fruitful = recorded = False
+        for out in self._parse(response, why):
+            if isinstance(out, scrapy.Request):
+                fruitful = True
+            elif isinstance(out, ProductItem):
+                fruitful = fruitful or bool(out.title or out.images or out.price is not None)
+                recorded = True
+            elif isinstance(out, PageError):
+                recorded = True
+            yield out
+        if start and not fruitful and why[0] is not None and self.crawler.stats.get_value("m5data/skipped_done", 0) == done_before:
+            self._empty_start(response.meta.get("redirect_urls", [response.url])[0])
+            if not recorded:
+                adapter = self.choose(response.url)
+                yield PageError(response.url, adapter.platform or host_platform(response.url),
+                                f"no product found: {why[0]}", response.status)
+
+    def _empty_start(self, url: str) -> None:
+        self.empty_starts.add(url)
+        self.crawler.stats.set_value("m5data/start_urls_empty", len(self.empty_starts))
+
+    def _parse(self, response, why: list[str]):
         if response.body[:2] == b"\x1f\x8b":  # a gzipped sitemap (sitemap.xml.gz)
             from scrapy.utils.gz import gunzip
 
+            why[0] = "the gzipped sitemap lists no in-scope URL"
             try:
                 yield from self._sitemap(response, gunzip(response.body, max_size=50 * 2**20))
             except Exception as exc:
                 yield PageError(response.url, None, f"bad sitemap: {type(exc).__name__}: {exc}", response.status)
             return
         if not isinstance(response, TextResponse):
-            self.crawler.stats.inc_value("m5data/non_text_pages")
-            return
+            response = as_text_response(response)
+            if response is None:
+                self.crawler.stats.inc_value("m5data/non_text_pages")
+                why[0] = "the response is not text (no page or payload to read)"
+                return
         if self._is_sitemap(response.body):
+            why[0] = "the sitemap lists no in-scope URL"
             yield from self._sitemap(response, response.body)
             return
         if urlsplit(response.url).path.endswith("/robots.txt"):
+            why[0] = "robots.txt names no sitemap"
             for line in response.text.splitlines():
                 if line.lower().startswith("sitemap:"):
                     if (req := self.request(response.urljoin(line.split(":", 1)[1].strip()))) is not None:
@@ -102,16 +137,26 @@ class ProductSpider(scrapy.Spider):
             return
         adapter = self.choose(response.url, response)
         page = None
+        item = None
         try:
-            if isinstance(response, HtmlResponse) or response.text.lstrip()[:1] == "<":
+            if is_html(response):
                 page = read_page(response.text, response.url)
             if adapter.is_product_page(response, page):
                 item = adapter.product(response, page)
-                yield item
         except Exception as exc:  # a page must never stop the crawl
             log.warning("cannot parse %s: %s: %s", response.url, type(exc).__name__, exc)
             yield PageError(response.url, adapter.platform or host_platform(response.url),
                             f"parse error: {type(exc).__name__}: {str(exc)[:200]}", response.status)
+        if self.render and not response.meta.get("m5data_rendered") and needs_render(response, page, item):
+            self.crawler.stats.inc_value("m5data/render_requests")
+            # straight to the engine: the same page again, not a link hop (DepthMiddleware would count
+            # it one level deeper and drop it at the depth limit)
+            meta = {**response.meta, **render_meta(self.render_timeout), "m5data_fallback": item}
+            self.crawler.engine.crawl(response.request.replace(dont_filter=True, meta=meta))
+            why[0] = None  # decided by the rendered page
+            return
+        if item is not None:
+            yield item
         try:
             links = list(adapter.links(response, page))
         except Exception as exc:
@@ -120,6 +165,8 @@ class ProductSpider(scrapy.Spider):
         for url in links:
             if (req := self.request(url)) is not None:
                 yield req
+        if item is None and response.meta.get("depth", 0) == 0:  # only a start URL's reason is ever written
+            why[0] = no_product_reason(response, page, adapter, rendered=bool(response.meta.get("m5data_rendered")))
 
     @staticmethod
     def _is_sitemap(body: bytes) -> bool:
@@ -142,8 +189,21 @@ class ProductSpider(scrapy.Spider):
     def on_error(self, failure):
         request = failure.request
         platform = self.choose(request.url).platform or host_platform(request.url)
+        if isinstance(fallback := request.meta.get("m5data_fallback"), ProductItem):
+            # rendering a partly read product failed: keep what the plain fetch gave, say why it is partial
+            fallback.problems.append(f"render failed: {type(failure.value).__name__}: {str(failure.value)[:160]}")
+            yield fallback
+            return
+        if request.meta.get("depth", 0) == 0:  # a start URL that could not be fetched yields nothing
+            self._empty_start(request.meta.get("redirect_urls", [request.url])[0])
+        if failure.check(RefusedRequest):  # the safety policy (off-site redirect, private address)
+            yield PageError(request.url, platform, f"refused: {failure.value}")
+            return
         if failure.check(IgnoreRequest) and not failure.check(HttpError):
             self.crawler.stats.inc_value("m5data/ignored_requests")  # robots.txt or off-site: policy, not failure
+            if request.meta.get("depth", 0) == 0:
+                yield PageError(request.url, platform, f"no product found: the start URL was not fetched "
+                                                       f"({type(failure.value).__name__}: {str(failure.value)[:120] or 'ignored'})")
             return
         if failure.check(HttpError):
             status = failure.value.response.status

@@ -8,6 +8,11 @@
   ``.clear_requests()``, ``.reset_faults()`` (re-arm the answer-500-once URLs).
 - ``demo_shop_factory``: ``make(products=40, seed=1, **world_config) -> RunningShop`` for tests
   that need another world; each is generated once (cached) and served until the session ends.
+- ``demo_store_factory``: ``make(products=60, seed=0, kinds="video,audio,image,text", **world_config)
+  -> Path`` of a store built from that shop by crawl, download, extract and align (the input of the
+  stages after align: annotate, splits, export, train, report). Built once and cached on disk,
+  keyed by the config and the source of the stages that build it. Treat it as read-only: a test
+  that writes copies it first (``copy_store(path, tmp_path)``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import pytest
 DEMO_SHOP_CONFIG = {"products": 60, "seed": 0, "subclasses": 14, "page_size_shopa": 3, "page_size_shopb": 3}
 SLOW_SECONDS = 0.3
 
-__all__ = ["demo_shop_dir", "demo_shop", "demo_shop_factory", "DEMO_SHOP_CONFIG", "cached_shop"]
+__all__ = ["demo_shop_dir", "demo_shop", "demo_shop_factory", "demo_store_factory", "DEMO_SHOP_CONFIG",
+           "cached_shop", "build_demo_store", "copy_store"]
 
 
 def _fingerprint(config: dict) -> str:
@@ -59,7 +65,7 @@ def cached_shop(cache_root: Path, **config) -> Path:
 def _prune(cache_root: Path, keep: Path, max_age_s: float = 3600) -> None:
     """Drop shops (and half-written ones) of older code that no session has touched for an hour."""
     now = time.time()
-    for old in cache_root.glob("shop-*"):
+    for old in [*cache_root.glob("shop-*"), *cache_root.glob("store-*")]:
         if old != keep and now - old.stat().st_mtime > max_age_s:
             shutil.rmtree(old, ignore_errors=True)
 
@@ -103,3 +109,82 @@ def demo_shop_factory(request, tmp_path_factory):
     yield make
     for shop in running.values():
         shop.stop()
+
+
+_STORE_SOURCES = ("storage", "crawler", "extract", "align", "demo")
+
+
+def _store_fingerprint(config: dict, kinds: str) -> str:
+    """Digest of a store's inputs: the shop config, the extract kinds and the code of every stage that builds it."""
+    pkg = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256(json.dumps({"config": config, "kinds": kinds}, sort_keys=True).encode())
+    for path in sorted([pkg / "config.py", *(p for sub in _STORE_SOURCES for p in (pkg / sub).rglob("*.py"))]):
+        digest.update(str(path.relative_to(pkg)).encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def build_demo_store(shop_dir: Path, store_dir: Path, kinds: str = "video,audio,image,text") -> Path:
+    """Serve ``shop_dir`` on loopback and run crawl, download, extract and align into ``store_dir``."""
+    from ..align.run import align
+    from ..config import load
+    from ..crawler.crawl import run as crawl
+    from ..crawler.download.run import run as download
+    from ..extract.run import run as extract
+    from ..storage import Store
+    from .server import serve_in_thread
+
+    settings = load(None, {"store.path": str(store_dir), "download.allow_private": True,
+                               "crawl.allow_private": True}, environ={})
+    store = Store.init(store_dir)
+    with serve_in_thread(shop_dir) as running:
+        crawl(store, settings, start_urls=[f"{running.url}/"], progress=False)
+        download(store, settings)
+    extract(store, settings, kinds=kinds, progress=False)
+    align(store, settings, mapping=shop_dir / "truth" / "level1_mapping.toml")
+    return store_dir
+
+
+def copy_store(src: Path, dst_parent: Path, name: str = "store") -> Path:
+    """A private, writable copy of a cached store (blobs hard-linked: they are never modified)."""
+    dst = Path(dst_parent) / name
+    shutil.copytree(src, dst, copy_function=_link_or_copy)
+    return dst
+
+
+def _link_or_copy(src, dst):
+    if "/blobs/" in str(src):
+        try:
+            os.link(src, dst)
+            return dst
+        except OSError:
+            pass
+    return shutil.copy2(src, dst)
+
+
+@pytest.fixture(scope="session")
+def demo_store_factory(request, tmp_path_factory):
+    """``make(products=60, seed=0, kinds=..., **world_config)`` -> Path of a crawled, downloaded,
+    extracted and aligned store (cached on disk; read-only: copy it with ``copy_store`` to write)."""
+    built: dict[str, Path] = {}
+
+    def make(products: int = 60, seed: int = 0, kinds: str = "video,audio,image,text", **config) -> Path:
+        config = {"products": products, "seed": seed, **config}
+        key = _store_fingerprint(config, kinds)
+        if key in built:
+            return built[key]
+        root = _cache_root(request, tmp_path_factory)
+        out = root / f"store-{key}"
+        if not (out / ".complete").exists():
+            shop = cached_shop(root, **config)
+            tmp = root / f"{out.name}.tmp-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            build_demo_store(shop, tmp, kinds)
+            (tmp / ".complete").touch()
+            try:
+                tmp.rename(out)
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+        built[key] = out
+        return out
+
+    return make

@@ -1,7 +1,10 @@
-"""``m5data demo``: generate the demo shop, serve it on 127.0.0.1 and run every stage against it.
+"""``m5data demo``: generate the demo shop, serve it on 127.0.0.1 and run the pipeline flow against it.
 
-Each stage runs through its own CLI verb in this process, so the demo prints exactly what a user
-running the verbs by hand would see: progress bars, each stage's summary, and ``m5data stats``.
+One command, no network: the shop is generated (or reused), served on a free loopback port, and the
+``pipeline`` Prefect flow (m5data/flows/pipeline.py) runs every stage over ``<out>/store``: crawl,
+download, extract, align, then annotate, splits and export when those stages are installed. The
+flow prints what ``m5data run`` prints (progress, a summary per stage, the flow run's id and
+state); the demo then prints a final report of the store and three SQL queries to try.
 """
 
 from __future__ import annotations
@@ -25,33 +28,25 @@ def _shop_matches(shop: Path, products: int, seed: int) -> bool:
     return config.get("seed") == seed and config.get("products") == products
 
 
-def _verb(args: list[str]) -> int:
-    """Run ``m5data ARGS`` in this process; returns its exit code."""
-    from m5data.cli import app
-
-    command = typer.main.get_command(app)
-    try:
-        result = command.main(args=args, prog_name="m5data", standalone_mode=False)
-    except typer.Exit as exc:
-        return exc.exit_code
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return result if isinstance(result, int) else 0
-
-
 def demo(
     ctx: typer.Context,
     out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for the generated shop and the store."),
     products: int = typer.Option(300, "--products", help="Products in the generated shop."),
     seed: int = typer.Option(0, "--seed", help="World seed (same seed, same shop)."),
     serve: bool = typer.Option(False, "--serve/--no-serve", help="Keep serving the shop after the run (Ctrl-C ends)."),
+    train: bool = typer.Option(False, "--train/--no-train", help="Also train the small SCALE model on the shards (about a "
+                                                                  "minute) and print its evaluation table."),
 ) -> None:
-    """Generate the demo shop, serve it on 127.0.0.1, then crawl, download, extract, align and show stats."""
+    """Generate the demo shop, serve it on 127.0.0.1, run the pipeline flow end to end and report."""
+    from m5data import config as cfg
     from m5data.console import console, fail
+    from m5data.flows.launch import print_outcome, run_pipeline
+    from m5data.flows.pipeline import PipelineError, check_plan
 
     from .generate import generate
     from .server import serve_in_thread
 
+    started = time.perf_counter()
     out = out.absolute()
     shop, store = out / "shop", out / "store"
     console.rule("[bold]1. demo shop")
@@ -63,32 +58,35 @@ def demo(
             generate(shop, products=products, seed=seed)
         console.print(f"generated {shop} in {time.perf_counter() - t:.1f} s")
 
+    root = ctx.find_root().obj or {}
+    config_file = root.get("config")
+    # the demo shop is on loopback, which download refuses unless allowed
+    overrides = {**{k: v for k, v in root.get("overrides", {}).items() if v is not None and k != "store.path"},
+                 "download.allow_private": True, "crawl.allow_private": True}
     with serve_in_thread(shop) as running:
         console.print(f"serving on [bold]{running.url}[/] (127.0.0.1 only)")
-        root = ctx.find_root().params
-        base = ["--store", str(store), "--set", "download.allow_private=true"]
-        if root.get("config"):
-            base = ["--config", str(root["config"]), *base]
-        for item in root.get("set_") or []:
-            base += ["--set", item]
-        steps = [
-            ("2. store", ["init"]),
-            ("3. crawl (Scrapy)", ["crawl", "--start-url", f"{running.url}/"]),
-            ("4. download (aiohttp)", ["download"]),
-            ("5. extract (ffmpeg, moviepy, librosa, Pillow, jieba)", ["extract"]),
-            ("6. align (difflib + term-frequency cosine)",
-             ["align", "--mapping", str(shop / "truth" / "level1_mapping.toml"), "--score-against", str(shop / "truth")]),
-        ]
-        for title, args in steps:
-            console.rule(f"[bold]{title}")
-            code = _verb([*base, *args])
-            # download exits 1 when its failure rate passes the threshold: the demo shop's faults are
-            # deliberate, so only a crash-level failure of another stage stops the demo.
-            if code != 0 and args[0] != "download":
-                fail(f"demo stopped: `m5data {' '.join(args)}` exited with {code}")
-        console.rule("[bold]7. stats")
-        _verb([*base, "stats"])
-        console.print(f"\nstore: [bold]{store}[/]   try: m5data --store {store} sql \"SELECT property, count(*) FROM specs GROUP BY 1 ORDER BY 2 DESC LIMIT 10\"")
+        try:
+            if "flows.report_out" not in overrides:
+                overrides["flows.report_out"] = str(out / "report")
+            if train:
+                overrides.setdefault("flows.train_out", str(out / "train"))
+                overrides.setdefault("flows.train_epochs", 20)
+                overrides.setdefault("flows.train_max_steps", 40)  # about a minute on a quiet 2-core machine
+            settings = cfg.load(config_file, {**overrides, "store.path": str(store)})
+            stages = settings.flows.stages + (",train" if train and "train" not in settings.flows.stages else "")
+            plan = check_plan(settings, start_urls=[f"{running.url}/"], stages=stages,
+                              mapping=str(shop / "truth" / "level1_mapping.toml"))
+        except (PipelineError, cfg.ConfigError) as exc:
+            fail(str(exc))
+        console.rule(f"[bold]2. pipeline flow: {', '.join(plan.stages)}")
+        outcome = run_pipeline(plan, settings, overrides, str(Path(config_file).absolute()) if config_file else None,
+                               progress=settings.flows.runner == "local")
+        print_outcome(outcome)
+        console.rule("[bold]3. report")
+        report(store, outcome)
+        console.print(f"\ndemo took {time.perf_counter() - started:.0f} s")
+        if not outcome.ok:
+            fail(f"demo stopped: the pipeline flow ended {outcome.state} ({outcome.fatal or outcome.message})")
         if serve:
             console.print(f"serving {running.url} until Ctrl-C")
             try:
@@ -96,3 +94,97 @@ def demo(
                     time.sleep(3600)
             except KeyboardInterrupt:
                 pass
+
+
+QUERIES = (
+    ("products per top category",
+     "SELECT category_path[1] AS category, count(*) AS products FROM products GROUP BY 1 ORDER BY 2 DESC LIMIT 10"),
+    ("the most common properties",
+     "SELECT property, count(*) AS n, count(DISTINCT value) AS distinct_values FROM specs GROUP BY 1 ORDER BY 2 DESC LIMIT 10"),
+    ("products with all five modalities",
+     "SELECT count(*) FROM products WHERE has_image AND has_video AND has_caption AND has_specs"),
+)
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def report(store_path: Path, outcome) -> None:
+    """The demo's final report: products, media ok/failed, specs, taxonomy, splits, shards, queries to try."""
+    from rich.table import Table
+
+    from m5data.console import console
+    from m5data.storage import Store
+
+    store = Store.open(store_path)
+    con = store.connect()
+    try:
+        one = lambda sql: con.execute(sql).fetchone()  # noqa: E731
+        products, platforms = one("SELECT count(*), count(DISTINCT platform) FROM products")
+        media = con.execute("SELECT kind, count(*) FILTER (WHERE status = 'ok'), count(*) FILTER (WHERE status <> 'ok') "
+                            "FROM media GROUP BY 1 ORDER BY 1").fetchall()
+        specs, properties = one("SELECT count(*), count(DISTINCT property) FROM specs")
+        levels = dict(con.execute("SELECT level, count(*) FROM taxonomy GROUP BY 1").fetchall())
+        labelled = one("SELECT count(*) FROM products p JOIN label_map l ON l.platform = p.platform "
+                       "AND l.raw_path = array_to_string(p.category_path, ' > ') WHERE l.class_id IS NOT NULL")[0]
+        splits = con.execute("SELECT split, count(*) FROM splits WHERE version = (SELECT max(version) FROM splits) "
+                             "GROUP BY 1 ORDER BY 1").fetchall()
+        version = one("SELECT max(version) FROM splits")[0]
+    finally:
+        con.close()
+    table = Table(title=f"store {store.root}", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_column("note")
+    table.add_row("products", f"{products:,}", f"{platforms} platforms")
+    for kind, ok, bad in media:
+        table.add_row(f"media {kind}", f"{ok:,} ok", f"{bad:,} failed or missing" if bad else "")
+    table.add_row("spec rows", f"{specs:,}", f"{properties:,} distinct properties")
+    table.add_row("taxonomy", " / ".join(f"{levels.get(n, 0):,}" for n in (1, 2, 3)),
+                  f"classes / sub-classes / subsub-classes; {labelled:,} products labelled")
+    if splits:
+        table.add_row(f"splits {version}", f"{sum(n for _, n in splits):,}", ", ".join(f"{s} {n:,}" for s, n in splits))
+    else:
+        table.add_row("splits", "-", "not built (the splits stage is not installed)")
+    shards = (outcome.results.get("export") or {}).get("details", {}) if outcome else {}
+    where = next((str(v) for k, v in shards.items() if k in ("out", "out_dir", "path", "dir", "root")), None)
+    table.add_row("shards", "-" if not where else "", where or "not exported (the export stage is not installed)")
+    console.print(table)
+    console.print("try:", style="bold")
+    for title, sql in QUERIES:
+        console.print(f"  # {title}\n  m5data --store {store.root} sql \"{sql}\"", highlight=False, soft_wrap=True)
+    page = ((outcome.results.get("report") or {}).get("details", {}) if outcome else {}).get("index")
+    if page:
+        console.print(f"the HTML report: [bold]{Path(page).resolve().as_uri()}[/]  (or: m5data --store {store.root} "
+                      f"report --out {Path(page).parent} --open)", highlight=False, soft_wrap=True)
+    elif _installed("m5data.report.cli"):
+        console.print(f"  # the HTML report\n  m5data --store {store.root} report --open", highlight=False)
+    trained = (outcome.results.get("train") or {}).get("details", {}) if outcome else {}
+    if trained.get("metrics"):
+        _print_metrics(trained)
+
+
+def _print_metrics(trained: dict) -> None:
+    """The trained model's evaluation table, beside the random and text-only baselines."""
+    from rich.table import Table
+
+    from m5data.console import console
+    from m5data.train.evaluate import COLUMNS
+
+    rows = trained["metrics"]
+    cols = [c for c in COLUMNS if any(c in r for r in rows)]
+    table = Table(title=f"thin SCALE after {trained.get('steps')} steps ({trained.get('run')})")
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("model", "modalities") else "right")
+    for r in rows:
+        table.add_row(*(("" if r.get(c) is None else (f"{100 * r[c]:.2f}" if isinstance(r[c], float) else str(r[c]))) for c in cols))
+    console.print(table)
+    first, last = trained.get("first", {}), trained.get("last", {})
+    if first:
+        console.print("losses, first -> last steps: " + ", ".join(f"{k} {first[k]:.3f} -> {last[k]:.3f}" for k in first))

@@ -13,12 +13,11 @@ import asyncio
 import functools
 import hashlib
 import json
-import socket
-import threading
 from pathlib import Path
 
 from aiohttp import web
 
+from ..threaded_app import ThreadedApp
 from .site import BASE, listing_file, listing_url
 
 HOST = "127.0.0.1"
@@ -127,7 +126,7 @@ def serve(shop_dir: str | Path, port: int = 8000, slow_seconds: float = 2.0) -> 
                 print=lambda _: print(f"demo shop on http://{HOST}:{port}/ (Ctrl-C stops)"))
 
 
-class RunningShop:
+class RunningShop(ThreadedApp):
     """A shop served from a background thread; also a context manager that stops it.
 
     Attributes: ``url`` (base URL, no trailing slash), ``port``, ``out_dir``, ``site_dir``,
@@ -139,34 +138,7 @@ class RunningShop:
         self.server = ShopServer(shop_dir, slow_seconds)
         self.out_dir, self.site_dir = self.server.out_dir, self.server.site_dir
         self.truth_dir = self.out_dir / "truth"
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((HOST, port))
-        self.port = self._sock.getsockname()[1]
-        self.url = f"http://{HOST}:{self.port}"
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"demo-shop-{self.port}", daemon=True)
-        self._thread.start()
-        self._ready.wait(30)
-        if self._error is not None:
-            raise RuntimeError("demo shop server failed to start") from self._error
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        runner = web.AppRunner(self.server.app(), access_log=None)
-        try:
-            self._loop.run_until_complete(runner.setup())
-            self._loop.run_until_complete(web.SockSite(runner, self._sock).start())
-        except BaseException as exc:  # surfaced to the starting thread
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(runner.cleanup())
-        self._loop.close()
+        super().__init__(self.server.app, HOST, port, "demo shop server")
 
     @property
     def requests(self) -> list[tuple[str, str, int]]:
@@ -184,18 +156,6 @@ class RunningShop:
 
     def reset_faults(self) -> None:
         self.server.reset_faults()
-
-    def stop(self) -> None:
-        """Stop serving and join the thread."""
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(30)
-
-    def __enter__(self) -> "RunningShop":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def serve_in_thread(shop_dir: str | Path, port: int = 0, slow_seconds: float = 2.0) -> RunningShop:

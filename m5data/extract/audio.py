@@ -1,4 +1,4 @@
-"""Audio: the soundtrack as mp3 (moviepy, as the papers did) and MFCC blocks aligned to the frames.
+"""Audio: the soundtrack as mp3 and MFCC blocks aligned to the frames (one ffmpeg pass gives both).
 
 MFCC layout: one block per sampled second. Block k holds the MFCC of the audio samples in
 ``[k/fps, (k+1)/fps)`` (zero-padded past the end of the track), computed by
@@ -11,9 +11,8 @@ video's frame count, so ``mfcc[k]`` is the sound around ``frames/00000{k+1}.jpg`
 from __future__ import annotations
 
 import io
+import math
 import subprocess
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,57 +20,67 @@ import numpy as np
 from ..storage.files import temp_path, write_atomic
 from .video import MediaError, ffmpeg_exe, tail
 
-MP3_RATE = 44_100  # Hz of the stored mp3 (moviepy's default)
+MP3_RATE = 44_100  # Hz of the stored mp3 (moviepy's default, which the papers used)
 _CHUNK_BLOCKS = 64  # MFCC blocks computed per librosa call: bounds memory for long videos
 _TOP_DB = 80.0  # librosa.feature.mfcc's default dynamic range (power_to_db top_db)
 
 
-def write_mp3(video: Path, out: Path, *, bitrate: str = "128k", max_duration: float = 600.0) -> float:
-    """Extract the audio track of ``video`` with moviepy into ``out`` (mp3); returns its duration.
+def extract_audio(path: Path, mp3: Path, *, sample_rate: int, bitrate: str = "128k", channels: int | None = None,
+                  max_duration: float = 600.0, timeout: float = 300.0) -> np.ndarray:
+    """Decode the first audio stream of ``path`` once: write it to ``mp3`` and return its samples.
+
+    One ffmpeg process with two outputs: the mp3 (libmp3lame, 44,100 Hz, ``bitrate``; written to a
+    temp name, renamed when whole) and mono float32 samples at ``sample_rate`` (channels averaged,
+    as ``librosa.to_mono``) on a pipe. Nothing depends on a duration in the container: ffmpeg reads
+    until the stream ends (or ``max_duration``), so a WebM written without durations works too.
 
     Raises:
-        MediaError: moviepy/ffmpeg could not read or encode the track (status corrupt).
+        MediaError: no audio could be decoded (status corrupt), or ffmpeg ran past ``timeout``
+            (status failed).
     """
-    from moviepy import AudioFileClip
-
-    tmp = temp_path(out)
-    clip = None
-    error = None
-    with _quiet_unraisable():
-        try:
-            clip = AudioFileClip(str(video), fps=MP3_RATE)
-            part = clip.subclipped(0, max_duration) if clip.duration and clip.duration > max_duration else clip
-            part.write_audiofile(str(tmp), fps=MP3_RATE, codec="libmp3lame", bitrate=bitrate, logger=None)
-            duration = float(part.duration or 0.0)
-        except Exception as exc:  # moviepy raises bare OSError/IOError/ValueError/KeyError for bad tracks
-            error = f"moviepy: {tail(str(exc), 400)}"
-        finally:
-            if clip is not None:
-                clip.close()
-        if error is not None:
-            import gc
-
-            gc.collect()
-    if error is not None:
-        tmp.unlink(missing_ok=True)
-        raise MediaError("audio extraction failed", error)
-    if not tmp.is_file() or tmp.stat().st_size == 0:
-        tmp.unlink(missing_ok=True)
-        raise MediaError("audio extraction failed", "moviepy wrote no mp3")
-    tmp.replace(out)
-    return duration
-
-
-@contextmanager
-def _quiet_unraisable():
-    """Silence "Exception ignored in ..." while moviepy runs: when it fails to open a track, the
-    reader it half-built raises again in ``__del__`` (AttributeError: no ``proc``)."""
-    hook = sys.unraisablehook
-    sys.unraisablehook = lambda _unraisable: None
+    tmp = temp_path(mp3)
+    args = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-t", f"{max_duration:g}", "-i", str(path),
+            "-map", "0:a:0", "-vn", "-c:a", "libmp3lame", "-b:a", bitrate, "-ar", str(MP3_RATE), "-f", "mp3", str(tmp),
+            "-map", "0:a:0", "-vn", "-f", "f32le", "-ar", str(sample_rate), "pipe:1"]
     try:
-        yield
+        try:
+            proc = subprocess.run(args, capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise MediaError("ffmpeg timeout", f"audio pass over {timeout:g} s", status="failed") from None
+        if proc.returncode != 0:
+            raise MediaError("audio extraction failed", f"ffmpeg exit {proc.returncode}: {tail(proc.stderr)}")
+        samples = np.frombuffer(proc.stdout, dtype="<f4")
+        if not tmp.is_file() or tmp.stat().st_size == 0 or not len(samples):
+            raise MediaError("audio extraction failed", f"ffmpeg decoded no sound; {tail(proc.stderr) or 'no message'}")
+        tmp.replace(mp3)
     finally:
-        sys.unraisablehook = hook
+        tmp.unlink(missing_ok=True)
+    return _mono(samples, channels)
+
+
+def _mono(samples: np.ndarray, channels: int | None) -> np.ndarray:
+    ch = channels or 1
+    if ch > 1:
+        samples = samples[: len(samples) // ch * ch].reshape(-1, ch).mean(axis=1)
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def write_mp3(video: Path, out: Path, *, bitrate: str = "128k", max_duration: float = 600.0,
+              timeout: float = 300.0) -> float:
+    """Extract the audio track of ``video`` into ``out`` (mp3, 44,100 Hz); returns its duration in seconds.
+
+    Raises:
+        MediaError: ffmpeg could not read or encode the track (status corrupt).
+    """
+    from .video import probe
+
+    try:
+        channels = probe(video).audio_channels
+    except MediaError:
+        channels = None  # ffmpeg's own error below says what is wrong
+    rate = 8000  # the samples only measure the duration here
+    return len(extract_audio(video, out, sample_rate=rate, bitrate=bitrate, channels=channels,
+                             max_duration=max_duration, timeout=timeout)) / rate
 
 
 def load_samples(path: Path, sample_rate: int, *, channels: int | None = None, max_duration: float = 600.0,
@@ -88,11 +97,15 @@ def load_samples(path: Path, sample_rate: int, *, channels: int | None = None, m
         raise MediaError("ffmpeg timeout", f"audio decode over {timeout:g} s", status="failed") from None
     if proc.returncode != 0:
         raise MediaError("audio decode failed", f"exit {proc.returncode}: {tail(proc.stderr)}")
-    samples = np.frombuffer(proc.stdout, dtype="<f4")
-    ch = channels or 1
-    if ch > 1:
-        samples = samples[: len(samples) // ch * ch].reshape(-1, ch).mean(axis=1)
-    return np.ascontiguousarray(samples, dtype=np.float32)
+    return _mono(np.frombuffer(proc.stdout, dtype="<f4"), channels)
+
+
+def blocks_for(seconds: float, fps: float, max_frames: int) -> int:
+    """MFCC blocks for ``seconds`` of decoded sound: ceil(seconds * fps), within ``max_frames``.
+
+    Encoders pad a stream's end (AAC, mp3: up to ~50 ms), so the last 50 ms do not add a block.
+    """
+    return max(0, min(max_frames, math.ceil(seconds * fps - 0.05 * fps)))
 
 
 def block_samples(sample_rate: int, fps: float) -> int:

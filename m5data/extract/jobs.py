@@ -1,4 +1,4 @@
-"""Per-item extract jobs: one video (frames + audio), one image, or a batch of captions.
+"""Per-item extract jobs: one video (frames + audio), one audio input, one image, or a batch of captions.
 
 A job runs in a worker process, writes derived files (atomically) and returns the rows for the
 main process to write; it never writes tables itself. Every input problem becomes a status on a
@@ -9,8 +9,8 @@ Derived media rows (``role = 'derived'``, ``media_id = sha1(source_media_id|kind
 | kind | from | blob |
 |---|---|---|
 | frames | video | ``derived/frames/<sha[:2]>/<sha256 of the video>/`` (``000001.jpg`` ... + ``frames.json``) |
-| audio | video | ``blobs/<sha[:2]>/<sha256>.mp3`` (content-addressed, like any downloaded blob) |
-| mfcc | video | ``derived/mfcc/<sha[:2]>/<sha256 of the video>.npy`` (float32, see audio.py) |
+| audio | video or audio input | ``blobs/<sha[:2]>/<sha256>.mp3`` (content-addressed, like any downloaded blob) |
+| mfcc | video or audio input | ``derived/mfcc/<sha[:2]>/<sha256 of the source>.npy`` (float32, see audio.py) |
 | image_norm | image | ``derived/images/<sha[:2]>/<sha256 of the original>.jpg`` |
 
 Derived files are keyed by the source's content hash, not by product_id (which holds ':' and
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -166,12 +165,16 @@ def run_video(payload: dict) -> JobResult:
             except MediaError as exc:
                 if exc.status == "corrupt":
                     return broken(exc)
-                try:
-                    pending.result()
-                except MediaError as probe_exc:  # ffprobe itself failed (not corrupt): nothing more to do
-                    exc = probe_exc
-                result.media += _failed_rows(src, ["frames"], exc, now)
-                result.outcomes.append(Outcome("video", exc.status, exc.reason))
+                if exc.status == "absent":  # sound only: no picture to sample, the audio is still wanted
+                    result.media.append(_derived(src, "frames", now, status="absent", error=str(exc)))
+                    result.outcomes.append(Outcome("video", "absent", exc.reason))
+                else:
+                    try:
+                        pending.result()
+                    except MediaError as probe_exc:  # ffprobe itself failed (not corrupt): nothing more to do
+                        exc = probe_exc
+                    result.media += _failed_rows(src, ["frames"], exc, now)
+                    result.outcomes.append(Outcome("video", exc.status, exc.reason))
         info = pending.result()
     except MediaError as exc:
         if exc.status == "corrupt":
@@ -200,14 +203,15 @@ def run_video(payload: dict) -> JobResult:
         result.outcomes.append(Outcome("video", "ok"))
     result.media.append(src)
     if do_audio:
-        if frame_count is None:
-            frame_count = expected_frames(info.duration, s.frame_fps, s.max_frames, s.max_duration) or 0
+        if frame_count is None and info.has_video:  # else the decoded sound decides (no duration needed)
+            frame_count = expected_frames(info.duration, s.frame_fps, s.max_frames, s.max_duration)
         _audio(result, src, path, info, frame_count, ctx, now)
     return result
 
 
-def _audio(result: JobResult, src: dict, path: Path, info, n_blocks: int, ctx: Context, now: datetime) -> None:
-    from .audio import block_samples, load_samples, mfcc_blocks, save_npy, write_mp3
+def _audio(result: JobResult, src: dict, path: Path, info, n_blocks: int | None, ctx: Context, now: datetime) -> None:
+    """mp3 + MFCC of ``src``'s first audio stream; ``n_blocks`` None: one block per second of sound decoded."""
+    from .audio import blocks_for, block_samples, extract_audio, mfcc_blocks, save_npy
 
     s = ctx.settings
     if not info.has_audio:
@@ -219,15 +223,16 @@ def _audio(result: JobResult, src: dict, path: Path, info, n_blocks: int, ctx: C
     from ..storage import Store
 
     store = Store(root)
-    store.blobs.tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = store.blobs.tmp_dir / f"{uuid.uuid4().hex}.mp3"
+    tmp = store.blobs.temp_path(".mp3")  # <pid>-<random>.mp3: swept once this worker is dead
     try:
-        seconds = write_mp3(path, tmp, bitrate=s.mp3_bitrate, max_duration=s.max_duration)
+        samples = extract_audio(path, tmp, sample_rate=s.sample_rate, bitrate=s.mp3_bitrate,
+                                channels=info.audio_channels, max_duration=s.max_duration, timeout=s.video_timeout)
         ref = store.blobs.put_file(tmp, "mp3")
-        samples = load_samples(path, s.sample_rate, channels=info.audio_channels, max_duration=s.max_duration,
-                               timeout=s.video_timeout)
+        audio_seconds = len(samples) / s.sample_rate
+        if n_blocks is None:  # no frames to align with: the decoded sound decides, never a container duration
+            n_blocks = blocks_for(audio_seconds, s.frame_fps, s.max_frames)
         if not n_blocks:
-            raise MediaError("no audio blocks", "video has no sampled frames to align MFCC with")
+            raise MediaError("no audio blocks", "no sampled frames and no sound to align MFCC with")
         mfcc = mfcc_blocks(samples, n_blocks, sample_rate=s.sample_rate, fps=s.frame_fps, n_mfcc=s.n_mfcc,
                            n_fft=s.n_fft, hop_length=s.hop_length)
         rel = _sub("mfcc", blob_sha(src)) + ".npy"
@@ -239,10 +244,9 @@ def _audio(result: JobResult, src: dict, path: Path, info, n_blocks: int, ctx: C
         return
     finally:
         tmp.unlink(missing_ok=True)
-    audio_seconds = len(samples) / s.sample_rate
     result.media.append(_derived(
         src, "audio", now, blob=ref.path, sha256=ref.sha256, mime="audio/mpeg", bytes=ref.bytes,
-        duration=round(seconds, 6), codec="mp3", status="ok",
+        duration=round(audio_seconds, 6), codec="mp3", status="ok",
         meta={"sample_rate": 44_100, "bitrate": s.mp3_bitrate, "source_codec": info.audio_codec}))
     result.media.append(_derived(
         src, "mfcc", now, blob=rel, mime="application/x-npy", bytes=size, duration=round(audio_seconds, 6),
@@ -252,6 +256,44 @@ def _audio(result: JobResult, src: dict, path: Path, info, n_blocks: int, ctx: C
               "block_samples": block_samples(s.sample_rate, s.frame_fps)}))
     result.bytes += ref.bytes + size
     result.outcomes.append(Outcome("audio", "ok"))
+
+
+def run_audio(row: dict) -> JobResult:
+    """mp3 + MFCC of one audio input (a media row of kind audio); no frames. The source row gets
+    its duration and codec, or ``corrupt`` when it holds no decodable sound."""
+    from .video import probe
+
+    ctx = _ctx()
+    s = ctx.settings
+    src = dict(row)
+    now = _now()
+    result = JobResult()
+    path = Path(ctx.store_root) / src["blob"]
+    if not path.is_file():
+        err = MediaError("blob missing", f"{src['blob']} is not in the store", status="failed")
+        result.media = _failed_rows(src, ["audio", "mfcc"], err, now)
+        result.outcomes = [Outcome("audio", "failed", err.reason)]
+        return result
+    try:
+        info = probe(path, timeout=max(10.0, min(60.0, s.video_timeout)))
+        if not info.has_audio:
+            raise MediaError("no audio stream", f"format {info.format_name}")
+    except MediaError as exc:
+        if exc.status != "corrupt":
+            result.media = _failed_rows(src, ["audio", "mfcc"], exc, now)
+        else:
+            src.update(status="corrupt", error=f"{src['blob']}: {exc}", updated_at=now)
+            result.media = [src]
+        result.outcomes = [Outcome("audio", exc.status, exc.reason)]
+        return result
+    src.update(duration=info.duration, codec=info.audio_codec, has_audio=True, updated_at=now,
+               meta=_merge_meta(src.get("meta"), {"format": info.format_name, "audio_codec": info.audio_codec,
+                                                  "audio_channels": info.audio_channels}))
+    result.media.append(src)
+    _audio(result, src, path, info, None, ctx, now)
+    if result.outcomes[-1].status == "corrupt":  # no sound could be decoded: the input is to blame
+        src.update(status="corrupt", error=next(r["error"] for r in result.media if r.get("kind") == "mfcc"))
+    return result
 
 
 # ---------------------------------------------------------------------------------------------- image
@@ -320,7 +362,9 @@ def crashed(kind: str, payload, error: str) -> JobResult:
         result.outcomes = [Outcome("text", "failed", "worker error") for _ in payload]
         return result
     row = payload["row"] if kind == "video" else payload
-    if kind == "video":
+    if kind == "audio":
+        derived, kinds = ["audio", "mfcc"], ["audio"]
+    elif kind == "video":
         derived = (["frames"] if payload["frames"] else []) + (["audio", "mfcc"] if payload["audio"] else [])
         kinds = [k for k, on in (("video", payload["frames"]), ("audio", payload["audio"])) if on]
     else:

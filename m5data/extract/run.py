@@ -4,7 +4,8 @@ Work selection (idempotent: a re-run picks only what is missing):
 
 - video (frames): media rows ``kind = 'video'``, ``status = 'ok'`` without a ``frames`` row, or whose
   frames row was made from another blob (the video was downloaded again);
-- audio (mp3 + MFCC): the same videos without an ``mfcc`` row (``absent`` counts as done);
+- audio (mp3 + MFCC): the same videos without an ``mfcc`` row (``absent`` counts as done), and
+  audio inputs (``kind = 'audio'`` rows that are not extract's own mp3) without one;
 - image: ``kind = 'image'`` rows of the roles in ``extract.image_roles`` without an ``image_norm`` row;
 - text: products without a ``captions`` row, or crawled again after their caption was made.
 
@@ -26,11 +27,12 @@ from typing import Callable, Iterable, Iterator
 
 from ..config import Settings, as_dict
 from ..storage import StageStats, Store, record_run
-from .jobs import KINDS, Context, JobResult, crashed, init_worker, run_image, run_text, run_video
+from ..storage.locks import stage_lock
+from .jobs import KINDS, Context, JobResult, crashed, init_worker, run_audio, run_image, run_text, run_video
 
 TEXT_BATCH = 256  # titles per text job
-FLUSH_ROWS = 500  # rows buffered before a table write
-FLUSH_SECONDS = 30.0
+FLUSH_ROWS = 200  # rows buffered before a table write
+FLUSH_SECONDS = 2.0  # a finished item's rows are written at most this long after it ended
 OUT_STATUSES = {"ok", "absent", "empty"}
 
 
@@ -100,6 +102,17 @@ def video_sql(frames: bool, audio: bool, retry: bool) -> str:
         ) WHERE _need_frames OR _need_audio ORDER BY media_id"""
 
 
+def audio_sql(retry: bool) -> str:
+    """Audio inputs (kind audio, not extract's own mp3 rows) without an MFCC made from their blob."""
+    retry_sql = " OR a.status = 'failed'" if retry else ""
+    return f"""
+        SELECT m.* FROM media m
+        LEFT JOIN media a ON a.source_media_id = m.media_id AND a.kind = 'mfcc'
+        WHERE m.kind = 'audio' AND m.source_media_id IS NULL AND m.status = 'ok' AND m.blob IS NOT NULL
+          AND (a.media_id IS NULL OR json_extract_string(a.meta, '$.source_blob') IS DISTINCT FROM m.blob{retry_sql})
+        ORDER BY m.media_id"""
+
+
 def image_sql(roles: str, retry: bool) -> str:
     retry_sql = " OR d.status = 'failed'" if retry else ""
     return f"""
@@ -117,30 +130,73 @@ TEXT_SQL = """
 
 
 class _Sink:
-    """Buffers result rows and writes them in batches (one Parquet part per flush)."""
+    """Buffers result rows and writes them in small batches (one Parquet part per flush).
 
-    def __init__(self, store: Store):
+    A batch is written when it holds FLUSH_ROWS rows, or FLUSH_SECONDS after its first row, by a
+    timer thread: a finished item's rows wait at most a few seconds whatever the next item costs
+    (a long video, a stuck ffmpeg), so a killed run loses at most that much work. Flushes hold one
+    lock, so batches are written one at a time, in order.
+    """
+
+    def __init__(self, store: Store, seconds: float = FLUSH_SECONDS, rows: int = FLUSH_ROWS):
+        import threading
+
         self.store = store
+        self.seconds = seconds
+        self.rows = rows
         self.media: dict[str, dict] = {}
         self.captions: dict[str, dict] = {}
-        self.last = time.monotonic()
+        self.oldest: float | None = None  # when the first row of the current batch came
+        self.lock = threading.RLock()
+        self.error: BaseException | None = None  # a write the timer thread could not make
+        self._stop = threading.Event()
+        self._timer = threading.Thread(target=self._tick, name="extract-flush", daemon=True)
+        self._timer.start()
 
     def add(self, result: JobResult) -> None:
-        for row in result.media:
-            self.media[row["media_id"]] = row
-        for row in result.captions:
-            self.captions[row["product_id"]] = row
-        if len(self.media) + len(self.captions) >= FLUSH_ROWS or time.monotonic() - self.last > FLUSH_SECONDS:
+        self._raise()
+        with self.lock:
+            for row in result.media:
+                self.media[row["media_id"]] = row
+            for row in result.captions:
+                self.captions[row["product_id"]] = row
+            if self.oldest is None and (self.media or self.captions):
+                self.oldest = time.monotonic()
+            full = len(self.media) + len(self.captions) >= self.rows
+        if full:
             self.flush()
 
     def flush(self) -> None:
-        if self.media:
-            self.store.write("media", list(self.media.values()))
-            self.media.clear()
-        if self.captions:
-            self.store.write("captions", list(self.captions.values()))
-            self.captions.clear()
-        self.last = time.monotonic()
+        with self.lock:
+            if self.media:
+                self.store.write("media", list(self.media.values()))
+                self.media.clear()
+            if self.captions:
+                self.store.write("captions", list(self.captions.values()))
+                self.captions.clear()
+            self.oldest = None
+
+    def close(self) -> None:
+        """Stop the timer and write what is left."""
+        self._stop.set()
+        self._timer.join()
+        self.flush()
+        self._raise()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(min(0.5, self.seconds / 4)):
+            oldest = self.oldest
+            if oldest is not None and time.monotonic() - oldest >= self.seconds:
+                try:
+                    self.flush()
+                except BaseException as exc:  # noqa: BLE001  handed to the main thread at its next add()
+                    self.error = exc
+                    return
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
 
 
 class _Pool:
@@ -286,6 +342,13 @@ def _batches(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:
         yield batch
 
 
+def _sharded(sql: str, key: str, shard: tuple[int, int] | None) -> str:
+    """``sql`` restricted to shard ``(i, n)`` of its rows by ``hash(key)``; unchanged when ``shard`` is None."""
+    if shard is None:
+        return sql
+    return f"SELECT * FROM ({sql}) WHERE hash({key}) % {int(shard[1])} = {int(shard[0])} ORDER BY {key}"
+
+
 def _video_payload(row: dict) -> dict:
     extra = {k: row.pop(k) for k in ("_frames_done", "_frames_status", "_need_frames", "_need_audio")}
     done = extra["_frames_done"] if extra["_frames_status"] == "ok" else None
@@ -293,8 +356,9 @@ def _video_payload(row: dict) -> dict:
             "frame_count": None if extra["_need_frames"] else done}
 
 
+@stage_lock("extract")  # one extract per store; sweeps dead runs' temp files
 def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None = None, limit: int | None = None,
-        retry_failed: bool = False, progress: bool = True) -> ExtractStats:
+        retry_failed: bool = False, progress: bool = True, shard: tuple[int, int] | None = None) -> ExtractStats:
     """Extract frames, audio + MFCC, normalised images and captions for everything not done yet.
 
     Args:
@@ -304,6 +368,8 @@ def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None =
         limit: at most this many items per kind.
         retry_failed: also redo items whose derived rows have status ``failed``.
         progress: show rich progress bars (one per kind).
+        shard: ``(i, n)``: only the items with ``hash(media_id)`` (text: ``hash(product_id)``)
+            ``% n == i`` (the flows' task runners fan the n shards out to workers; docs/flows.md).
 
     Returns:
         ExtractStats, also recorded in the ``runs`` table.
@@ -335,15 +401,18 @@ def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None =
     try:
         phases = []
         if {"video", "audio"} & set(wanted):
-            vsql = video_sql("video" in wanted, "audio" in wanted, retry_failed)
+            vsql = _sharded(video_sql("video" in wanted, "audio" in wanted, retry_failed), "media_id", shard)
             limited = vsql if limit is None else f"SELECT * FROM ({vsql}) LIMIT {int(limit)}"
             counts = con.execute(f"SELECT count(*) FILTER (WHERE _need_frames), count(*) FILTER (WHERE _need_audio) "
                                  f"FROM ({limited})").fetchall()[0]
             phases.append(("video", vsql, counts))
+        if "audio" in wanted:
+            asql = audio_sql(retry_failed)
+            phases.append(("audio", asql, (0, _count(con, asql, limit))))
         if "image" in wanted:
-            phases.append(("image", image_sql(ex.image_roles, retry_failed), None))
+            phases.append(("image", _sharded(image_sql(ex.image_roles, retry_failed), "media_id", shard), None))
         if "text" in wanted:
-            phases.append(("text", TEXT_SQL, None))
+            phases.append(("text", _sharded(TEXT_SQL, "product_id", shard), None))
         pool = _Pool(workers, ctx)
         with _bars(progress) as bars:
             tasks = {}
@@ -351,8 +420,11 @@ def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None =
                 if kind == "video":
                     if "video" in wanted:
                         tasks["video"] = bars.add_task("video", total=counts[0])
-                    if "audio" in wanted:
-                        tasks["audio"] = bars.add_task("audio", total=counts[1])
+                    if "audio" in wanted:  # the videos' soundtracks and the audio inputs: one bar
+                        tasks["audio"] = bars.add_task("audio", total=counts[1] + sum(
+                            c[1] for k, _, c in phases if k == "audio"))
+                elif kind == "audio":
+                    pass
                 else:
                     tasks[kind] = bars.add_task("images" if kind == "image" else "captions",
                                                 total=_count(con, sql, limit))
@@ -360,6 +432,8 @@ def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None =
                 rows = _rows(con, sql, limit)
                 if kind == "video":
                     items, fn = (_video_payload(r) for r in rows), run_video
+                elif kind == "audio":
+                    items, fn = rows, run_audio
                 elif kind == "image":
                     items, fn = rows, run_image
                 else:
@@ -368,10 +442,10 @@ def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None =
                     take(result)
                     for o in result.outcomes:
                         bars.advance(tasks[o.kind])
-        sink.flush()
+        sink.close()
     except BaseException as exc:
         try:  # rows of finished jobs are good: keep them, so a re-run resumes after them
-            sink.flush()
+            sink.close()
         finally:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             record_run(store, stats.finish(status), as_dict(settings))

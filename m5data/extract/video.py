@@ -88,6 +88,7 @@ class VideoInfo:
     audio_channels: int | None = None
     format_name: str = ""
     extra: dict = field(default_factory=dict)
+    has_video: bool = True  # False: a container with sound only (its picture is recorded absent)
 
 
 def _rate(text: str | None) -> float | None:
@@ -172,8 +173,17 @@ def _parse_probe(returncode: int, stdout: bytes, stderr: bytes) -> VideoInfo:
                   and not s.get("disposition", {}).get("attached_pic")), None)
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
     format_name = fmt.get("format_name", "")
-    if video is None:
-        raise MediaError("no video stream", f"format {format_name or 'unknown'}")
+    if video is None and audio is None:
+        raise MediaError("no video stream", f"no audio stream either; format {format_name or 'unknown'}")
+    if video is None:  # sound only (an mp3, an audio-only MP4 or WebM): the caller records the picture absent
+        return VideoInfo(
+            duration=(_seconds(audio.get("duration")) or _seconds(audio.get("tags", {}).get("DURATION"))
+                      or _seconds(fmt.get("duration"))),
+            fps=None, width=None, height=None, codec=None, has_audio=True,
+            start=_seconds(audio.get("start_time")) or 0.0, audio_codec=audio.get("codec_name"),
+            audio_channels=audio.get("channels"), format_name=format_name,
+            extra={"bit_rate": fmt.get("bit_rate"), "container_duration": _seconds(fmt.get("duration"))},
+            has_video=False)
     if _IMAGE_FORMATS.search(format_name):
         raise MediaError("not a video", f"ffprobe format {format_name}")
     duration = (_seconds(video.get("duration")) or _seconds(video.get("tags", {}).get("DURATION"))
@@ -252,7 +262,8 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
 
     Raises:
         MediaError: ffmpeg failed (status corrupt, ffmpeg's stderr tail as detail), timed out
-            (status failed) or decoded clearly fewer frames than the duration promises (truncated).
+            (status failed) or decoded clearly fewer frames than the duration promises (truncated);
+            the file has sound but no picture (status absent).
     """
     params = _manifest_params(fps, max_side, quality, max_frames, max_duration)
     old = read_manifest(out_dir)
@@ -262,7 +273,7 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
                       old.get("truncated", False), reused=True)
     import ffmpeg
 
-    tmp = out_dir.with_name(f".tmp-{out_dir.name}-{uuid.uuid4().hex[:8]}")
+    tmp = out_dir.with_name(f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{out_dir.name}")  # owner pid: swept once dead
     tmp.mkdir(parents=True)
     try:
         stream = ffmpeg.input(str(path), t=max_duration)
@@ -281,6 +292,8 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
             raise MediaError("ffmpeg timeout", f"frame pass over {timeout:g} s; {tail(exc.stderr or b'')}",
                              status="failed") from None
         info = _resolve(info)
+        if not info.has_video:
+            raise MediaError("no video stream", f"sound only (format {info.format_name})", status="absent")
         stderr = proc.stderr.decode("utf-8", "replace")
         files = sorted(tmp.glob("*.jpg"))
         if proc.returncode != 0:

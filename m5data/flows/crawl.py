@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from prefect import flow, task
 
+from .retry import transient
 
-@task(name="crawl", retries=1, retry_delay_seconds=30)
+
+@task(name="crawl", retries=1, retry_delay_seconds=30, retry_condition_fn=transient)
 def crawl_task(store_path: str, start_urls: list[str], site: str | None = None, refresh: bool = False,
-               overrides: dict | None = None, config_file: str | None = None) -> dict:
+               overrides: dict | None = None, config_file: str | None = None, progress: bool = False) -> dict:
     """Crawl ``start_urls`` into the store at ``store_path``; returns the run's ``runs`` row.
 
     Raises ``CrawlFailed`` when the crawl subprocess died, fetched nothing or could not write
-    the store, so that Prefect retries it; a retry resumes (pages already stored are skipped).
+    the store; Prefect retries it once unless the store could not be written (``retry.transient``);
+    a retry resumes (pages already stored are skipped). ``progress`` shows the crawl's progress line.
     """
     from ..config import load
     from ..crawler.crawl import run
@@ -24,7 +27,7 @@ def crawl_task(store_path: str, start_urls: list[str], site: str | None = None, 
 
     settings = load(config_file, {**(overrides or {}), "store.path": store_path})
     store = Store.from_settings(settings, create=True)
-    stats = run(store, settings, start_urls=start_urls, site=site, refresh=refresh, progress=False)
+    stats = run(store, settings, start_urls=start_urls, site=site, refresh=refresh, progress=progress)
     row = stats.row()
     row["failures"] = dict(stats.failures)
     return row

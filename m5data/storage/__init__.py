@@ -3,6 +3,6 @@
 from .blobs import BlobRef, BlobStore
 from .runs import StageStats, record_run
 from .schema import TABLES, TableSpec, table_spec
-from .store import Store, StoreError
+from .store import CorruptPart, Store, StoreBusy, StoreError
 
-__all__ = ["BlobRef", "BlobStore", "StageStats", "Store", "StoreError", "TABLES", "TableSpec", "record_run", "table_spec"]
+__all__ = ["BlobRef", "BlobStore", "StageStats", "CorruptPart", "Store", "StoreBusy", "StoreError", "TABLES", "TableSpec", "record_run", "table_spec"]

@@ -16,11 +16,11 @@ import ctypes
 import hashlib
 import os
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from .parts import fsync_dir
+from .temps import temp_name
 
 _EXT = re.compile(r"^[a-z0-9]{1,8}$")
 
@@ -53,7 +53,7 @@ class BlobWriter:
         self.store = store
         self.ext = _check_ext(ext)
         self.sync = sync
-        self.tmp = store.tmp_dir / f"{uuid.uuid4().hex}.part"
+        self.tmp = store.tmp_dir / temp_name(".part", prefix="")  # <pid>-<random>.part: swept once the pid is dead
         self._fh = open(self.tmp, "wb")
         self._hash = hashlib.sha256()
         self.bytes = 0
@@ -106,6 +106,11 @@ class BlobStore:
         """A streaming writer; ``sync=False`` leaves durability to a later :meth:`sync`."""
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         return BlobWriter(self, ext, sync)
+
+    def temp_path(self, suffix: str) -> Path:
+        """A temp file in ``blobs/.tmp`` owned by this process (for a tool that writes a file itself)."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        return self.tmp_dir / temp_name(suffix, prefix="")
 
     def put_bytes(self, data: bytes, ext: str, *, sync: bool = True) -> BlobRef:
         with self.writer(ext, sync=sync) as w:

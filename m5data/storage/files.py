@@ -1,18 +1,20 @@
 """Atomic files outside the tables: write under a hidden temp name, then rename into place.
 
 Readers never see a half-written file under the final name; a killed writer leaves only a
-``.tmp-*`` file (the extract stage sweeps old ones). Used for derived files and run logs.
+``.tmp-<pid>-*`` file, removed by the next stage start or ``m5data doctor --repair`` once its
+process is dead (see ``temps.py``). Used for derived files and run logs.
 """
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
+
+from .temps import temp_name
 
 
 def temp_path(final: Path) -> Path:
     """A hidden sibling of ``final`` with the same suffix, for a tool that writes to a path itself."""
-    return final.with_name(f".tmp-{uuid.uuid4().hex}{final.suffix}")
+    return final.with_name(temp_name(final.suffix))
 
 
 def write_atomic(final: Path, data: bytes) -> int:

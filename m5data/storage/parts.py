@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .schema import SEQ_COLUMN, TableSpec
+from .temps import TMP_PREFIX, temp_name
 
 PART_GLOB = "part-*.parquet"
-TMP_PREFIX = ".tmp-"
 
 _seq_lock = threading.Lock()
 _last_seq = 0
@@ -94,18 +94,23 @@ class PartWriter:
     Args:
         directory: the table's folder.
         spec: the table.
-        seq: the write sequence stamped on every row.
+        seq: the write sequence stamped on every row, and the part's place in the name order.
         compression: Parquet codec.
         tag: extra text in the part name (a content hash, to make identical writes idempotent).
+        keep_seq: rows come with their own ``_seq`` column (compaction: a row keeps the identity of
+            the write that made it, so reads resolve "latest write" exactly as before compacting).
     """
 
-    def __init__(self, directory: Path, spec: TableSpec, seq: int, compression: str = "zstd", tag: str | None = None):
+    def __init__(self, directory: Path, spec: TableSpec, seq: int, compression: str = "zstd", tag: str | None = None,
+                 keep_seq: bool = False):
         self.directory = directory
         self.spec = spec
         self.seq = seq
+        self.keep_seq = keep_seq
         self.rows = 0
         self.final = directory / f"part-{seq:020d}-{tag or uuid.uuid4().hex[:16]}.parquet"
-        self.tmp = directory / f"{TMP_PREFIX}{uuid.uuid4().hex}.parquet"
+        # the temp name carries this process's id: a sweeper removes it only once this process is dead
+        self.tmp = directory / temp_name(".parquet", prefix=TMP_PREFIX)
         schema = spec.schema.append(pa.field(SEQ_COLUMN, pa.int64(), nullable=False))
         schema = schema.with_metadata(part_metadata(spec))
         self._writer = pq.ParquetWriter(
@@ -114,7 +119,9 @@ class PartWriter:
         self._schema = schema
 
     def write(self, table: pa.Table) -> None:
-        self._writer.write_table(with_seq(table, self.seq).cast(self._schema))
+        if not self.keep_seq:
+            table = with_seq(table, self.seq)
+        self._writer.write_table(table.cast(self._schema))
         self.rows += len(table)
 
     def commit(self) -> Path:

@@ -139,19 +139,72 @@ LABEL_MAP = _spec("label_map", "one row per raw platform category path", ("platf
 ])
 
 ANNOTATIONS = _spec("annotations", "one row per worker judgement of a query/candidate pair",
-                    ("query_id", "candidate_id", "worker_id"), 1, [
+                    ("query_id", "candidate_id", "worker_id"), 2, [
     ("query_id", pa.string()),
     ("candidate_id", pa.string()),
     ("worker_id", pa.string()),
-    ("label", pa.int8()),  # 1 match, 0 no match
+    ("label", pa.string()),  # match, mismatch, uncertain
     ("is_gold", pa.bool_()),
+    ("source", pa.string()),  # import, simulate, ui
     ("created_at", _ts),
 ])
 
-SPLITS = _spec("splits", "one row per product in a split version", ("product_id", "version"), 1, [
+SPLITS = _spec("splits", "one row per product in a split of a split version", ("version", "split", "product_id"), 2, [
     ("product_id", pa.string()),
     ("split", pa.string()),  # train, query-c, gallery-c, query-fg, gallery-fg, cls-train, cls-test, subset
     ("version", pa.string()),
+], replace_by=("version",))
+
+DEDUP = _spec("dedup", "one row per product: its duplicate group (annotate dedup)", ("product_id",), 1, [
+    ("product_id", pa.string()),
+    ("group_id", pa.string()),  # the smallest product_id of the group (a product alone is its own group)
+    ("rule", pa.string()),  # evidence that joined it: exact_image, exact_title, phash, minhash, spec; null when alone
+    ("matched_id", pa.string()),  # the product it was joined to by that rule
+    ("distance", pa.float64()),  # Hamming distance (phash) or 1 - Jaccard estimate (minhash); 0 for exact rules
+    ("reason", pa.string()),  # evidence the product lacks (no main image, empty title, no specs); null when none
+    ("run_id", pa.string()),
+])
+
+CAPTION_MATCH = _spec("caption_match", "one row per product: how well its caption matches it (annotate match-level)",
+                      ("product_id",), 1, [
+    ("product_id", pa.string()),
+    ("score", pa.float64()),  # 0 (poor) .. 1 (well matched)
+    ("level", pa.string()),  # well, partial, poor; null when no evidence (see reason)
+    ("category_score", pa.float64()),  # agreement with the unified category (cross-fitted classifier)
+    ("spec_score", pa.float64()),  # overlap of caption tokens with spec values
+    ("image_score", pa.float64()),  # agreement with the image, where image evidence exists
+    ("reason", pa.string()),  # why a score is missing (empty caption, no label, ...)
+    ("run_id", pa.string()),
+])
+
+POOLS = _spec("pools", "one row per (query, candidate) of a query's candidate pool (annotate pools)",
+              ("query_id", "candidate_id"), 1, [
+    ("query_id", pa.string()),
+    ("candidate_id", pa.string()),
+    ("rank", pa.int32()),  # 1 = most similar
+    ("score", pa.float64()),  # cosine of the concatenated embeddings
+    ("embedder", pa.string()),
+    ("run_id", pa.string()),
+], replace_by=("query_id",))
+
+MATCHES = _spec("matches", "one row per judged pair: aggregated crowd labels (annotate aggregate)",
+                ("query_id", "candidate_id"), 1, [
+    ("query_id", pa.string()),
+    ("candidate_id", pa.string()),
+    ("prob", pa.float64()),  # probability of match
+    ("accepted", pa.bool_()),  # prob >= the acceptance threshold
+    ("method", pa.string()),  # glad, majority, dawid_skene
+    ("n_judgements", pa.int32()),
+    ("run_id", pa.string()),
+])
+
+WORKERS = _spec("workers", "one row per annotator: estimated ability (annotate aggregate)", ("worker_id",), 1, [
+    ("worker_id", pa.string()),
+    ("ability", pa.float64()),  # GLAD alpha (higher = more reliable; negative = adversarial)
+    ("gold_accuracy", pa.float64()),  # share of gold questions answered right; null without gold
+    ("n_judgements", pa.int64()),
+    ("method", pa.string()),
+    ("run_id", pa.string()),
 ])
 
 RUNS = _spec("runs", "one row per stage run", ("run_id",), 1, [
@@ -171,6 +224,7 @@ RUNS = _spec("runs", "one row per stage run", ("run_id",), 1, [
 
 TABLES: dict[str, TableSpec] = {t.name: t for t in (
     PRODUCTS, SPECS, MEDIA, CAPTIONS, CRAWL_ERRORS, TAXONOMY, LABEL_MAP, ANNOTATIONS, SPLITS, RUNS,
+    DEDUP, CAPTION_MATCH, POOLS, MATCHES, WORKERS,
 )}
 
 

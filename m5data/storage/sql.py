@@ -53,37 +53,109 @@ def check_read_only(sql: str) -> list[str]:
         con.close()
 
 
-def run_query(store: Store, sql: str, fmt: str = "table", output: Path | None = None):
-    """Run read-only ``sql`` on the catalog. With ``output`` the result goes to a file in ``fmt``;
-    otherwise returns an Arrow table of the last statement's result."""
+def check_output(store: Store, output: Path) -> Path:
+    """The real path of ``--output`` (symlinks and ``..`` resolved); refused when inside the store."""
+    out = Path(output).expanduser().resolve()
+    root = store.root.resolve()
+    if out == root or out.is_relative_to(root):
+        raise RefusedStatement(f"refused: --output {output} is inside the store ({out}); m5data sql never writes there")
+    return out
+
+
+def run_query(store: Store, sql: str, fmt: str = "table", output: Path | None = None, *, unsafe: bool = False):
+    """Run read-only ``sql`` over the store's views. With ``output`` the result goes to a file in
+    ``fmt``; otherwise returns an Arrow table of the last statement's result.
+
+    The connection is in memory (no catalog file, no lock: any number of readers run at once) and,
+    unless ``unsafe``, sandboxed: it can read files under the store only, never installs or loads
+    a DuckDB extension, and its configuration is locked. A read that raced with a compaction
+    removing the parts it had listed is run again.
+    """
     import duckdb
 
     statements = check_read_only(sql)
-    if output is not None:
-        out = Path(output).absolute()
-        if out.is_relative_to(store.root):
-            raise RefusedStatement(f"refused: --output {out} is inside the store; m5data sql never writes there")
-    store.refresh_catalog()
+    out = check_output(store, output) if output is not None else None
+    if out is not None and fmt not in ("csv", "json", "parquet"):
+        raise ValueError(f"--output needs --format csv, json or parquet, not {fmt!r}")
+    for attempt in range(4):
+        con = store.connect(need=(), sandbox=not unsafe)
+        try:
+            for text in statements[:-1]:
+                con.execute(text)
+            rel = con.sql(statements[-1])
+            if rel is None:  # a statement without a result (PRAGMA ...)
+                return None if out is not None else _empty()
+            if out is None:
+                return rel.to_arrow_table()
+            write_result(rel.to_arrow_reader(65_536), fmt, out)
+            return None
+        except duckdb.IOException as exc:
+            if attempt == 3 or not any(v in str(exc).lower() for v in ("no files found", "cannot open", "no such file")):
+                raise
+        finally:
+            con.close()
+    raise AssertionError("unreachable")
+
+
+def _empty():
+    import pyarrow as pa
+
+    return pa.table({})
+
+
+def _jsonable(table):
+    """A table whose list/struct/map columns are JSON text (CSV has no nested values)."""
+    import json
+
+    import pyarrow as pa
+
+    cols = []
+    for name, col in zip(table.column_names, table.columns):
+        t = col.type
+        if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_struct(t) or pa.types.is_map(t) \
+                or pa.types.is_fixed_size_list(t):
+            col = pa.array([None if v is None else json.dumps(v, ensure_ascii=False, default=str)
+                            for v in col.to_pylist()], pa.string())
+        cols.append(col)
+    return pa.table(cols, names=table.column_names)
+
+
+def write_csv(tables, sink, names: list[str]) -> None:
+    """CSV with a header row to a binary ``sink``; list columns are written as JSON arrays."""
+    import pyarrow.csv as pacsv
+
+    header = True
+    for table in tables:
+        pacsv.write_csv(_jsonable(table), sink, pacsv.WriteOptions(include_header=header))
+        header = False
+    if header:  # no rows: the header alone
+        sink.write((",".join('"' + n.replace('"', '""') + '"' for n in names) + "\n").encode())
+
+
+def write_result(reader, fmt: str, out: Path) -> None:
+    """Write an Arrow batch reader to ``out`` as csv, json lines or parquet (atomically)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .files import temp_path
+
+    tmp = temp_path(out)
     try:
-        con = duckdb.connect(str(store.catalog_path), read_only=True)
-    except duckdb.Error as exc:
-        raise StoreError(f"cannot open catalog {store.catalog_path}: {exc}") from None
-    try:
-        for text in statements[:-1]:
-            con.execute(text)
-        last = statements[-1]
-        if output is None:
-            return con.sql(last).to_arrow_table()
-        rel = con.sql(last)
-        if fmt == "csv":
-            rel.write_csv(str(output), header=True)
-        elif fmt == "parquet":
-            rel.write_parquet(str(output))
-        elif fmt == "json":
-            path = str(output).replace("'", "''")
-            con.execute(f"COPY ({last.rstrip(';')}) TO '{path}' (FORMAT json)")
+        if fmt == "parquet":
+            with pq.ParquetWriter(tmp, reader.schema) as writer:
+                for batch in reader:
+                    writer.write_batch(batch)
+        elif fmt == "csv":
+            with open(tmp, "wb") as fh:
+                write_csv((pa.Table.from_batches([b]) for b in reader), fh, reader.schema.names)
         else:
-            raise ValueError(f"--output needs --format csv, json or parquet, not {fmt!r}")
-        return None
-    finally:
-        con.close()
+            with open(tmp, "w", encoding="utf-8") as fh:
+                for batch in reader:
+                    for row in batch.to_pylist():
+                        fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

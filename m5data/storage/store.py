@@ -9,7 +9,10 @@ Layout::
     <root>/derived/...                 frames, MFCC arrays, normalised images
     <root>/catalog.duckdb              views over the Parquet parts (derivable: deleting it loses nothing)
 
-Writes append parts; reads see the latest row per key (see ``schema.py``). Single writer per table.
+Writes append parts; reads see the latest row per key (see ``schema.py``). Every row carries the
+sequence number of the write that made it (``_seq``); compaction keeps it, so what a table reads
+never depends on how its parts were compacted. Appends need no lock; ``compact`` and ``replace``
+hold the table's lock, stages hold their stage lock (``locks.py``); readers never lock.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import locks
 from .blobs import BlobStore
-from .parts import PART_GLOB, TMP_PREFIX, PartWriter, conform, content_hash, fsync_dir, next_seq
+from .parts import PART_GLOB, PartWriter, conform, content_hash, fsync_dir, next_seq
 from .schema import SEQ_COLUMN, TABLES, TableSpec, duckdb_type, table_spec
+from .temps import TMP_PREFIX, owner_pid, pid_alive, sweep_temps, temp_name
 
 STORE_FORMAT = 1
 MARKER = "store.json"
@@ -35,6 +40,34 @@ COMPACTED = "_compacted"
 
 class StoreError(Exception):
     """A store that is missing or unusable; the message names the path."""
+
+
+class StoreBusy(StoreError, locks.LockHeld):
+    """Another process holds the lock this operation needs; the message names its PID."""
+
+
+class CorruptPart(StoreError):
+    """A Parquet part that cannot be read; the message names the part."""
+
+    def __init__(self, table: str, part: Path, reason: str):
+        self.table, self.part, self.reason = table, part, reason
+        super().__init__(f"corrupt Parquet part {part} (table {table}): {reason}; "
+                         f"run `m5data doctor --repair` to move it aside")
+
+
+# DuckDB errors of a read that raced with a compaction removing the parts it had listed
+_VANISHED = ("no files found", "cannot open file", "no such file", "could not open file")
+# A sandboxed connection (m5data sql): reads the store only, never installs or loads extensions.
+_SANDBOX = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+def part_problem(path: Path) -> str | None:
+    """Why a part's footer cannot be read (None when it can)."""
+    try:
+        pq.ParquetFile(path).metadata
+    except (pa.ArrowInvalid, OSError) as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
 
 
 def _sql_str(value: str) -> str:
@@ -108,9 +141,10 @@ class Store:
     def write(self, name: str, data: pa.Table | pa.RecordBatch | list[dict], *, if_absent: bool = False) -> int:
         """Append rows to a table atomically; returns the number of rows written.
 
-        Rows are upserted by the table's key (the newest write wins when read). Writing a batch
-        identical to one already stored is a no-op. With ``if_absent`` only rows whose key is not
-        yet in the table are written (e.g. a re-crawl must not reset a downloaded media row).
+        Rows are upserted by the table's key (the newest write wins when read); one write holds each
+        key once. Writing a batch identical to the table's newest write is a no-op (a retried write
+        stores nothing twice). With ``if_absent`` only rows whose key is not yet in the table are
+        written (e.g. a re-crawl must not reset a downloaded media row).
         """
         spec = table_spec(name)
         table = conform(spec, data)
@@ -120,7 +154,9 @@ class Store:
             return 0
         tag = content_hash(table)[:16]
         directory = self.table_dir(name)
-        if any(p.name.endswith(f"-{tag}.parquet") for p in directory.glob(PART_GLOB)):
+        parts = self.parts(name)
+        # a repeat of the newest write changes nothing; a repeat of an older one is a new write (it wins)
+        if parts and parts[-1].name.endswith(f"-{tag}.parquet"):
             return 0
         writer = PartWriter(directory, spec, next_seq(), self.compression, tag)
         try:
@@ -142,27 +178,47 @@ class Store:
             raise
         stream.close()
 
+    # ------------------------------------------------------------------ locks
+    def stage_lock(self, stage: str):
+        """Hold ``stage``'s lock (one run per store) and the store lock shared; sweep dead runs' temps.
+
+        Raises StoreBusy naming the PID of a run of the same stage (or of ``doctor --repair``).
+        """
+        return self._stage_lock(stage)
+
+    @contextlib.contextmanager
+    def _stage_lock(self, stage: str):
+        with locks.hold(self.root, locks.STORE_LOCK, stage, shared=True, error=StoreBusy), \
+                locks.hold(self.root, stage, stage, error=StoreBusy):
+            sweep_temps(self.root)
+            yield
+
+    def table_lock(self, name: str, what: str, wait: float = 600.0):
+        """Hold the lock of writers that rewrite table ``name`` whole (compact, replace)."""
+        return locks.hold(self.root, f"table-{table_spec(name).name}", what, wait=wait, error=StoreBusy)
+
     def replace(self, name: str, data: pa.Table | list[dict]) -> int:
         """Make ``data`` the whole content of a table (used by global jobs: align, splits)."""
         spec = table_spec(name)
         table = conform(spec, data)
-        old = self.parts(name)
-        writer = PartWriter(self.table_dir(name), spec, next_seq(), self.compression)
-        try:
-            writer.write(table)
-            new = writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
-        self._mark_compacted(name, [new])
-        for part in old:
-            part.unlink(missing_ok=True)
+        with self.table_lock(name, f"replace {name}"):
+            old = self.parts(name)
+            writer = PartWriter(self.table_dir(name), spec, next_seq(), self.compression)
+            try:
+                writer.write(table)
+                new = writer.commit()
+            except BaseException:
+                writer.abort()
+                raise
+            self._mark_compacted(name, [new])
+            for part in old:
+                part.unlink(missing_ok=True)
         return len(table)
 
     def _drop_existing(self, spec: TableSpec, table: pa.Table) -> pa.Table:
         if not self.parts(spec.name):
             return table
-        con = self.connect()
+        con = self.connect(need=(spec.name,), only=(spec.name,))
         try:
             con.register("incoming", table)
             keys = " AND ".join(f"t.{k} = i.{k}" for k in spec.key)
@@ -174,7 +230,7 @@ class Store:
 
     def _mark_compacted(self, name: str, parts: list[Path]) -> None:
         marker = self.table_dir(name) / COMPACTED
-        tmp = marker.with_name(TMP_PREFIX + COMPACTED)
+        tmp = marker.with_name(temp_name(prefix=TMP_PREFIX))
         tmp.write_text("\n".join(sorted(p.name for p in parts)) + "\n")
         os.replace(tmp, marker)
         fsync_dir(marker.parent)
@@ -189,57 +245,91 @@ class Store:
             return False
         return sorted(p.name for p in parts) == sorted(marker.read_text().split())
 
-    def compact(self, name: str) -> tuple[int, int]:
-        """Merge a table's parts into deduplicated parts of ``part_rows`` rows; returns (parts before, after)."""
+    def compact(self, name: str, wait: float = 600.0) -> tuple[int, int]:
+        """Merge a table's parts into deduplicated parts of ``part_rows`` rows; returns (parts before, after).
+
+        Each row keeps the ``_seq`` of the write that made it, so a compacted table reads exactly as
+        before and resolves later writes the same way (a product whose spec rows end up in two parts
+        is still one write). Parts appended while compacting are left alone. Holds the table's lock
+        (waiting up to ``wait`` seconds for another compact/replace of it).
+        """
         spec = table_spec(name)
         directory = self.table_dir(name)
-        for stale in directory.glob(TMP_PREFIX + "*"):
-            stale.unlink(missing_ok=True)
-        old = self.parts(name)
-        if self.is_compacted(name):
-            return len(old), len(old)
-        con = self.connect()
-        try:
-            reader = con.sql(self.view_sql(spec)).to_arrow_reader(self.part_rows)
-            new: list[Path] = []
-            writer = None
+        with self.table_lock(name, f"compact {name}", wait):
+            for stale in directory.glob(TMP_PREFIX + "*"):
+                pid = owner_pid(stale.name)
+                if pid is not None and not pid_alive(pid):  # a killed writer's; a live one's is in use
+                    stale.unlink(missing_ok=True)
+            old = self.parts(name)
+            if self.is_compacted(name):
+                return len(old), len(old)
+            con = self.connect(need=())
             try:
-                for batch in reader:
-                    table = pa.Table.from_batches([batch]).cast(spec.schema)
-                    # the reader's batch size is a hint, not a bound: cut parts at part_rows ourselves
-                    while len(table):
-                        if writer is None:
-                            writer = PartWriter(directory, spec, next_seq(), self.compression)
-                        take = self.part_rows - writer.rows
-                        writer.write(table.slice(0, take))
-                        table = table.slice(take)
-                        if writer.rows >= self.part_rows:
-                            new.append(writer.commit())
-                            writer = None
-                if writer is not None:
-                    new.append(writer.commit())
-            except BaseException:
-                if writer is not None:
-                    writer.abort()
-                raise
-        finally:
-            con.close()
-        self._mark_compacted(name, new)
-        for part in old:
-            part.unlink(missing_ok=True)
+                reader = self._scan(con, spec, self.view_sql(spec, parts=old, with_seq=True))
+                new: list[Path] = []
+                writer = None
+                schema = spec.schema.append(pa.field(SEQ_COLUMN, pa.int64(), nullable=False))
+                try:
+                    for batch in reader:
+                        table = pa.Table.from_batches([batch]).cast(schema)
+                        # the reader's batch size is a hint, not a bound: cut parts at part_rows ourselves
+                        while len(table):
+                            if writer is None:
+                                writer = PartWriter(directory, spec, next_seq(), self.compression, keep_seq=True)
+                            take = self.part_rows - writer.rows
+                            writer.write(table.slice(0, take))
+                            table = table.slice(take)
+                            if writer.rows >= self.part_rows:
+                                new.append(writer.commit())
+                                writer = None
+                    if writer is not None:
+                        new.append(writer.commit())
+                except BaseException:
+                    if writer is not None:
+                        writer.abort()
+                    for part in new:
+                        part.unlink(missing_ok=True)
+                    raise
+            finally:
+                con.close()
+            self._mark_compacted(name, new)
+            for part in old:
+                part.unlink(missing_ok=True)
         self.refresh_catalog(quiet=True)
         return len(old), len(new)
 
+    def _scan(self, con, spec: TableSpec, sql: str):
+        """Arrow batches of ``sql``; a DuckDB error naming a part becomes a one-line CorruptPart."""
+        import duckdb
+
+        try:
+            return con.sql(sql).to_arrow_reader(self.part_rows)
+        except duckdb.Error as exc:
+            raise self._explain(spec.name, exc) from None
+
+    def _explain(self, name: str, exc: Exception) -> StoreError:
+        """The StoreError for a failed read of table ``name``: the corrupt part if one is, else the error."""
+        for part in self.parts(name):
+            problem = part_problem(part)
+            if problem is not None:
+                return CorruptPart(name, part, problem)
+        return StoreError(f"cannot read table {name} in {self.root}: {str(exc).splitlines()[0]}")
+
     # ------------------------------------------------------------------ reading
-    def view_sql(self, spec: TableSpec) -> str:
-        """SQL of a table's view: the latest row per key over all parts."""
-        cols = ", ".join(spec.schema.names)
-        parts = self.parts(spec.name)
+    def view_sql(self, spec: TableSpec, parts: list[Path] | None = None, with_seq: bool = False) -> str:
+        """SQL of a table's view: the latest row per key over all parts (or over ``parts``)."""
+        cols = ", ".join(spec.schema.names + ([SEQ_COLUMN] if with_seq else []))
+        listed = parts is not None
+        parts = self.parts(spec.name) if parts is None else parts
         if not parts:
             nulls = ", ".join(f"CAST(NULL AS {duckdb_type(f.type)}) AS {f.name}" for f in spec.schema)
-            return f"SELECT {nulls} WHERE false"
-        source = f"read_parquet({_sql_str(str(self.table_dir(spec.name) / PART_GLOB))}, union_by_name = true)"
-        if self.is_compacted(spec.name):
+            return f"SELECT {nulls}{', CAST(NULL AS BIGINT) AS ' + SEQ_COLUMN if with_seq else ''} WHERE false"
+        if listed:
+            files = "[" + ", ".join(_sql_str(str(p)) for p in parts) + "]"
+        else:
+            files = _sql_str(str(self.table_dir(spec.name) / PART_GLOB))
+        source = f"read_parquet({files}, union_by_name = true)"
+        if not listed and self.is_compacted(spec.name):
             return f"SELECT {cols} FROM {source}"
         keys = ", ".join(spec.key)
         if spec.replace_by:
@@ -251,32 +341,90 @@ class Store:
             )
         return f"SELECT {cols} FROM {source} QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ_COLUMN} DESC) = 1"
 
-    def connect(self):
-        """An in-memory DuckDB connection with one view per table (no file lock on the catalog)."""
+    def _error_view_sql(self, spec: TableSpec, message: str) -> str:
+        """A view with the table's columns that raises ``message`` when read (DESCRIBE still works)."""
+        nulls = ", ".join(f"CAST(NULL AS {duckdb_type(f.type)}) AS {f.name}" for f in spec.schema)
+        return f"SELECT {nulls} FROM range(1) WHERE error({_sql_str(message)}) IS NULL"
+
+    def connect(self, need: tuple[str, ...] | None = None, sandbox: bool = False,
+                only: tuple[str, ...] | None = None):
+        """An in-memory DuckDB connection with one view per table (no file lock, no catalog file).
+
+        Args:
+            need: tables the caller reads (default: all). A corrupt part of one of them raises
+                CorruptPart; the view of any other table with a corrupt part raises that same
+                message only when it is queried, so the other tables stay readable.
+            sandbox: a connection that can read the store's files only, never installs or loads
+                extensions, and cannot be reconfigured (``m5data sql``).
+            only: create the views of these tables only (a read of one table binds one view).
+        """
         import duckdb
 
-        con = duckdb.connect()
-        for spec in TABLES.values():
+        need = tuple(TABLES) if need is None else need
+        for attempt in range(4):
+            con = duckdb.connect(config=dict(_SANDBOX) if sandbox else {})
+            try:
+                if sandbox:
+                    con.execute(f"SET allowed_directories = [{_sql_str(str(self.root) + os.sep)}]")
+                    con.execute("SET enable_external_access = false")
+                    con.execute("SET lock_configuration = true")
+                for spec in TABLES.values():
+                    if only is None or spec.name in only:
+                        self._create_view(con, spec, spec.name in need)
+                return con
+            except _Vanished:
+                con.close()
+                if attempt == 3:
+                    raise StoreError(f"the parts of {self.root} keep changing while being read; try again") from None
+            except BaseException:
+                con.close()
+                raise
+        raise AssertionError("unreachable")
+
+    def _create_view(self, con, spec: TableSpec, strict: bool) -> None:
+        import duckdb
+
+        try:
             con.execute(f"CREATE VIEW {spec.name} AS {self.view_sql(spec)}")
-        return con
+            return
+        except duckdb.Error as exc:
+            error = self._explain(spec.name, exc)
+            if not isinstance(error, CorruptPart) and any(v in str(exc).lower() for v in _VANISHED):
+                raise _Vanished() from None  # a compaction removed parts between glob and read: retry
+        if strict:
+            raise error
+        con.execute(f"CREATE VIEW {spec.name} AS {self._error_view_sql(spec, str(error))}")
 
     def read(self, name: str, where: str | None = None, columns: list[str] | None = None) -> pa.Table:
-        """A table's current rows as Arrow (for small tables or filtered reads)."""
+        """A table's current rows as Arrow (for small tables or filtered reads); ``where`` may name
+        the table's own columns only.
+
+        Raises CorruptPart naming an unreadable part of the table, StoreError for other read errors.
+        """
+        import duckdb
+
         spec = table_spec(name)
-        con = self.connect()
+        con = self.connect(need=(spec.name,), only=(spec.name,))
         try:
             sql = f"SELECT {', '.join(columns) if columns else '*'} FROM {name}"
             if where:
                 sql += f" WHERE {where}"
-            result = con.sql(sql).to_arrow_table()
+            try:
+                result = con.sql(sql).to_arrow_table()
+            except duckdb.Error as exc:  # a damaged part (or a bad `where`): one StoreError
+                raise self._explain(spec.name, exc) from None
             return result.cast(spec.schema) if not columns else result
         finally:
             con.close()
 
     def count(self, name: str) -> int:
-        con = self.connect()
+        import duckdb
+
+        con = self.connect(need=(table_spec(name).name,), only=(table_spec(name).name,))
         try:
             return con.execute(f"SELECT count(*) FROM {table_spec(name).name}").fetchone()[0]
+        except duckdb.Error as exc:  # a damaged part (or a bad `where`): one StoreError
+            raise self._explain(name, exc) from None
         finally:
             con.close()
 
@@ -286,59 +434,89 @@ class Store:
         return self.root / CATALOG
 
     def refresh_catalog(self, quiet: bool = False) -> bool:
-        """Make ``catalog.duckdb`` hold the current views; rebuild it when missing or corrupt.
+        """Make ``catalog.duckdb`` hold the current views; rebuild it when missing, stale or corrupt.
 
-        Writes only when a view changed, so reading the store leaves its files untouched.
-        Returns False when the catalog was locked by another process (``quiet``) .
+        Writes only when a view changed, so reading the store leaves its files untouched. A rebuild
+        happens under the catalog lock into a temp file renamed into place: a process reading the
+        old catalog keeps reading it, and a refresh never waits for another process. Returns False
+        when another process was rebuilding it meanwhile, or (``quiet``) when it could not be written.
         """
         import duckdb
 
         wanted = {spec.name: self.view_sql(spec) for spec in TABLES.values()}
-        if self.catalog_path.exists():
-            try:
-                con = duckdb.connect(str(self.catalog_path), read_only=True)
+        if self._catalog_views() == wanted:
+            return True
+        tmp = self.root / temp_name(".duckdb")
+        try:
+            with locks.hold(self.root, "catalog", "catalog refresh", error=StoreBusy):
+                if self._catalog_views() == wanted:  # another process rebuilt it while we waited
+                    return True
+                con = duckdb.connect(str(tmp))
                 try:
-                    have = dict(con.execute("SELECT name, sql FROM _m5data_views").fetchall())
+                    con.execute("CREATE TABLE _m5data_views (name VARCHAR, sql VARCHAR)")
+                    for spec in TABLES.values():
+                        try:
+                            con.execute(f"CREATE VIEW {spec.name} AS {wanted[spec.name]}")
+                        except duckdb.Error as exc:  # a corrupt part: the view says so when read
+                            con.execute(f"CREATE OR REPLACE VIEW {spec.name} AS "
+                                        f"{self._error_view_sql(spec, str(self._explain(spec.name, exc)))}")
+                        con.execute("INSERT INTO _m5data_views VALUES (?, ?)", [spec.name, wanted[spec.name]])
+                    con.execute("CHECKPOINT")
                 finally:
                     con.close()
-                if have == wanted:
-                    return True
-            except duckdb.IOException as exc:
-                if "lock" in str(exc).lower():
-                    if quiet:
-                        return False
-                    raise StoreError(f"catalog {self.catalog_path} is locked by another process: {exc}") from None
-                self._drop_catalog()
-            except duckdb.Error:
-                self._drop_catalog()  # not a DuckDB file or an old layout: it is derivable, rebuild it
-        try:
-            con = duckdb.connect(str(self.catalog_path))
-        except duckdb.Error as exc:
+                os.replace(tmp, self.catalog_path)
+                Path(str(self.catalog_path) + ".wal").unlink(missing_ok=True)
+                fsync_dir(self.root)
+            return True
+        except StoreBusy:
+            return False
+        except (duckdb.Error, OSError) as exc:
             if quiet:
                 return False
-            raise StoreError(f"cannot open catalog {self.catalog_path}: {exc}") from None
+            raise StoreError(f"cannot write catalog {self.catalog_path}: {str(exc).splitlines()[0]}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+            Path(str(tmp) + ".wal").unlink(missing_ok=True)
+
+    def _catalog_views(self) -> dict | None:
+        """The views the catalog file holds (None when it is missing, unreadable or busy)."""
+        import duckdb
+
+        if not self.catalog_path.is_file():
+            return None
         try:
-            con.execute("CREATE OR REPLACE TABLE _m5data_views (name VARCHAR, sql VARCHAR)")
-            for name, sql in wanted.items():
-                con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
-                con.execute("INSERT INTO _m5data_views VALUES (?, ?)", [name, sql])
-            con.execute("CHECKPOINT")
+            con = duckdb.connect(str(self.catalog_path), read_only=True)
+        except duckdb.Error:
+            return None
+        try:
+            return dict(con.execute("SELECT name, sql FROM _m5data_views").fetchall())
+        except duckdb.Error:
+            return None
         finally:
             con.close()
-        return True
 
     def _drop_catalog(self) -> None:
         self.catalog_path.unlink(missing_ok=True)
         Path(str(self.catalog_path) + ".wal").unlink(missing_ok=True)
 
-    def check_parts(self) -> None:
-        """Open every part's footer; raise StoreError naming the first unreadable part."""
+    def bad_parts(self) -> list[tuple[str, Path, str]]:
+        """``(table, part, reason)`` for every part whose footer cannot be read."""
+        out = []
         for name in TABLES:
             for part in self.parts(name):
-                try:
-                    pq.ParquetFile(part).metadata
-                except (pa.ArrowInvalid, OSError) as exc:
-                    raise StoreError(f"corrupt Parquet part {part}: {exc}") from None
+                problem = part_problem(part)
+                if problem is not None:
+                    out.append((name, part, problem))
+        return out
+
+    def check_parts(self) -> None:
+        """Open every part's footer; raise StoreError naming the first unreadable part."""
+        for name, part, problem in self.bad_parts():
+            raise CorruptPart(name, part, problem)
+
+
+class _Vanished(Exception):
+    """A part listed by a read was removed before it was opened (a compaction finished meanwhile)."""
 
 
 class _StreamingWriter:

@@ -6,14 +6,19 @@ Adding a site: subclass :class:`SiteAdapter` in a module of this package, add it
 
 from __future__ import annotations
 
+from .alibaba import TaobaoAdapter, TmallAdapter
 from .aliexpress import AliExpressAdapter
 from .amazon import AmazonAdapter
 from .base import SiteAdapter
+from .jd import JDAdapter
 from .shopa import ShopAAdapter
 from .shopb import ShopBAdapter
 
+# order matters for template recognition: the demo shop's platforms (whose templates imitate Tmall
+# and JD) are recognised by their own markers before the real platforms' adapters look
 ADAPTERS: dict[str, type[SiteAdapter]] = {
-    cls.name: cls for cls in (SiteAdapter, AmazonAdapter, AliExpressAdapter, ShopAAdapter, ShopBAdapter)
+    cls.name: cls for cls in (SiteAdapter, AmazonAdapter, AliExpressAdapter, ShopAAdapter, ShopBAdapter,
+                              TmallAdapter, TaobaoAdapter, JDAdapter)
 }
 
 

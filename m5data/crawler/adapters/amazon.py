@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from ..extraction import parse_price
@@ -25,6 +26,13 @@ from .base import SiteAdapter, script_json
 _NOT_SPECS = {"customer reviews", "best sellers rank"}
 _SYMBOLS = {"$": "USD", "US$": "USD", "£": "GBP", "€": "EUR", "¥": "JPY", "₹": "INR", "CA$": "CAD", "C$": "CAD", "A$": "AUD"}
 _VISIBLE = ".//text()[not(ancestor::script) and not(ancestor::style)]"
+
+
+def _area(size) -> float:
+    try:
+        return float(size[0]) * float(size[1])
+    except (TypeError, ValueError, IndexError):
+        return 0.0
 
 
 def _visible_text(sel) -> str:
@@ -94,10 +102,24 @@ class AmazonAdapter(SiteAdapter):
         for entry in entries or []:
             if isinstance(entry, dict) and (url := entry.get("hiRes") or entry.get("large")):
                 urls.append(url)
-        if not urls:
-            hires = response.css("#landingImage::attr(data-old-hires), #imgBlkFront::attr(src), #landingImage::attr(src)").get()
-            urls = [hires] if hires else []
-        return urls
+        if not urls:  # the landing image's own attributes; its src is often an inline data: placeholder
+            for img in response.css("#landingImage, #imgBlkFront, #imgTagWrapperId img"):
+                dynamic = img.attrib.get("data-a-dynamic-image")
+                try:
+                    sizes = json.loads(dynamic) if dynamic else {}
+                except ValueError:
+                    sizes = {}
+                if isinstance(sizes, dict) and sizes:  # {"url": [width, height], ...}: the largest first
+                    urls = sorted(sizes, key=lambda u: -_area(sizes[u]))
+                    break
+                for attr in ("data-old-hires", "src"):
+                    value = (img.attrib.get(attr) or "").strip()
+                    if value and not value.startswith("data:"):
+                        urls = [value]
+                        break
+                if urls:
+                    break
+        return [u for u in urls if isinstance(u, str) and not u.strip().startswith("data:")]
 
     def _specs(self, response) -> list[tuple[str, str]]:
         specs = []

@@ -12,8 +12,9 @@ from collections.abc import Iterable
 from typing import ClassVar
 from urllib.parse import urlsplit
 
-from ..extraction import PageData, generic_product
+from ..extraction import PageData, add_generic_specs, generic_product
 from ..items import ProductItem, host_platform, url_id
+from ..jsobject import js_assignments, loads_lenient
 
 
 class SiteAdapter:
@@ -26,6 +27,9 @@ class SiteAdapter:
 
     name: ClassVar[str] = "generic"
     host_pattern: ClassVar[str | None] = None  # regex a host must match (full match), e.g. r"(.+\.)?amazon\.com"
+    # fill specs from plain-HTML spec tables (and schema.org brand/mpn/color/material) when the
+    # page and the adapter gave none; off for adapters that know exactly where a site's specs are
+    generic_specs: ClassVar[bool] = True
 
     def matches(self, url: str) -> bool:
         """Whether this adapter claims ``url`` (used when the crawl names no ``--site``)."""
@@ -53,6 +57,11 @@ class SiteAdapter:
             item = ProductItem(platform=self.platform or host_platform(response.url),
                                source_id=url_id(response.url), url=response.url)
         self.parse(response, page, item)
+        if self.generic_specs:
+            add_generic_specs(item, page)
+        # an inline placeholder (data:, blob:) is never a media file to download
+        item.images = [u for u in item.images if isinstance(u, str) and not _INLINE.match(u)]
+        item.videos = [u for u in item.videos if isinstance(u, str) and not _INLINE.match(u)]
         if not (item.title or "").strip():  # says more than "Product has no name"
             item.problems = [p for p in item.problems if not p.startswith("partial: schema.org Product has no name")]
             item.problems.append("missing title")
@@ -67,6 +76,104 @@ class SiteAdapter:
             return []
         hrefs = response.css("a::attr(href), link[rel=next]::attr(href)").getall()
         return [response.urljoin(h.strip()) for h in hrefs if h and not h.strip().startswith(("#", "javascript:", "mailto:", "tel:"))]
+
+
+_INLINE = re.compile(r"\s*(data|blob|javascript|about):", re.I)
+_SCRIPT = re.compile(r"<script\b([^>]*)>(.*?)</script\s*>", re.I | re.S)
+
+
+def is_html(response) -> bool:
+    """Whether a response is an HTML page (not a JSON or JavaScript payload)."""
+    from scrapy.http import HtmlResponse
+
+    if isinstance(response, HtmlResponse):
+        return True
+    head = response.text.lstrip("\ufeff \t\r\n")[:1]
+    return head == "<"
+
+
+class _NoHTML:
+    """What ``css`` finds in a JSON or JavaScript response: nothing (parsel refuses css on JSON)."""
+
+    @staticmethod
+    def css(query: str):
+        from parsel import SelectorList
+
+        return SelectorList([])
+
+
+def html_of(response):
+    """``response`` for CSS selectors when it is HTML, else an object whose ``css`` finds nothing."""
+    return response if is_html(response) else _NoHTML()
+
+
+def script_text(response) -> str:
+    """The page's inline scripts (JSON-LD left out), joined; the whole text for a JSON/JS response."""
+    text = response.text
+    if not is_html(response):
+        return text
+    return "\n;\n".join(body for attrs, body in _SCRIPT.findall(text) if "ld+json" not in attrs.lower() and body.strip())
+
+
+_PAYLOADS: list = [None, None]  # (response, payloads) of the last page asked: adapters ask for one page several times
+
+
+def payloads(response) -> list[tuple[str, object]]:
+    """(name, value) of the data payloads of a response: the objects its scripts assign or pass to
+    calls (``var _DATA_Detail = {...}``, ``TShop.Setup({...})``), or, for a JSON or JavaScript
+    response, its value (name "") or its assignments. Cached for the last response."""
+    if _PAYLOADS[0] is response:
+        return _PAYLOADS[1]
+    out: list[tuple[str, object]] = []
+    if is_html(response):
+        out = list(js_assignments(script_text(response)))
+    else:
+        text = response.text.lstrip("\ufeff \t\r\n")
+        if text[:1] in "{[":  # JSON (or a bare JS object literal)
+            value = loads_lenient(text)
+            out = [("", value)] if value is not None else []
+        else:  # a script: its assignments, or a JSONP call `cb({...})`
+            out = list(js_assignments(text))
+    _PAYLOADS[0], _PAYLOADS[1] = response, out
+    return out
+
+
+def walk(value, max_depth: int = 12):
+    """Every dict inside ``value`` (depth first, page order), JSON strings holding objects decoded."""
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            continue
+        if isinstance(node, dict):
+            yield node
+            stack.extend((v, depth + 1) for v in reversed(list(node.values())))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in reversed(node))
+        elif isinstance(node, str) and len(node) > 40 and node[:1] == "{" and node[-1:] == "}":
+            try:  # mtop responses nest JSON as strings (apiStack[].value, mockData)
+                stack.append((json.loads(node), depth + 1))
+            except ValueError:
+                pass
+
+
+def find(values, key: str, test=None):
+    """The first value under ``key`` (in any dict inside ``values``) that passes ``test``."""
+    for value in values:
+        for node in walk(value):
+            if key in node and node[key] not in (None, "", [], {}) and (test is None or test(node[key])):
+                return node[key]
+    return None
+
+
+def absolute(response, url) -> str | None:
+    """An absolute media URL (protocol-relative ``//cdn/...`` as https)."""
+    if not isinstance(url, str) or not url.strip():
+        return None
+    url = url.strip()
+    if url.startswith("//"):
+        return "https:" + url
+    return response.urljoin(url)
 
 
 def script_json(text: str, marker: str):

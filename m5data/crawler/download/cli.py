@@ -84,7 +84,7 @@ def download(
         None, help="Optional URL list: .txt (one URL a line), .csv/.tsv or .parquet with a url column. "
                    "Without it, the store's pending media rows are fetched."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Fetch only rows whose status is failed."),
-    kind: str = typer.Option("image", help="Kind of the listed URLs when the file has no kind column: image or video."),
+    kind: str = typer.Option("image", help="Kind of the listed URLs when the file has no kind column: image, video or audio."),
     url_col: str = typer.Option("url", "--url-col", help="URL column of a CSV/Parquet list."),
     product_col: Optional[str] = typer.Option(None, "--product-col",
                                               help="Product id column (default: product_id if present, else derived from the URL)."),
@@ -101,7 +101,7 @@ def download(
                                                   help="Watchdog: end the run after this many seconds without progress."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
-    """Download media (images, videos) into the store's blobs: one status per URL, resumable."""
+    """Download media (images, videos, audio) into the store's blobs: one status per URL, resumable."""
     from ...cli import open_store
     from ...console import console, fail, stage_summary
     from .run import DownloadError, run

@@ -4,8 +4,10 @@ For each URL the :class:`Fetcher`
 
 * checks the URL and every redirect target (:mod:`.safety`) and follows at most
   ``download.max_redirects`` redirects itself;
-* bounds each attempt by ``download.request_deadline`` (connect, redirects and body together) and
-  by the connect and per-chunk read timeouts;
+* bounds each attempt by ``download.request_deadline`` (connect, redirects and body together), by
+  the connect and per-chunk read timeouts and by a minimum transfer rate (``download.min_rate``
+  bytes/s over every ``download.rate_window`` seconds, :class:`_Pace`), and all attempts and retry
+  waits of one URL together by ``download.url_deadline``;
 * retries 5xx, 408, 429, timeouts, dropped connections and truncated bodies up to
   ``download.retries`` times with exponential backoff and jitter, waiting at least what a
   ``Retry-After`` header asks (capped at :data:`MAX_RETRY_DELAY`); 404, 410 and other 4xx are final;
@@ -26,6 +28,7 @@ import email.utils
 import random
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +44,10 @@ ONE_READ_BYTES = 1 << 20  # re-encoded images up to this size are read in one ca
 MAX_RETRY_DELAY = 60.0  # seconds: the longest single wait before a retry, Retry-After included
 REDIRECTS = {301, 302, 303, 307, 308}
 TRANSIENT_STATUS = {408, 429}  # plus every 5xx
+# sniffed kinds a row of each kind takes: a container sniffed as video may hold sound only (an
+# audio row of a WebM); a product video that is only a soundtrack is kept (extract takes its
+# audio and records the picture absent)
+ACCEPTS = {"image": {"image"}, "video": {"video", "audio"}, "audio": {"audio", "video"}}
 
 
 @dataclass
@@ -85,6 +92,45 @@ def backoff_delay(attempt: int, base: float, retry_after: float | None = None) -
     return min(delay, MAX_RETRY_DELAY)
 
 
+class _Pace:
+    """The minimum transfer rate of one attempt: at least ``min_rate * window`` bytes must arrive
+    within ``window`` seconds of the attempt's start and of every point where the last quota was met.
+
+    A slow-loris server (one byte every few seconds) keeps a connection alive and the watchdog
+    content, but fails this after one window. The check costs one comparison per chunk; the timer
+    (an ``asyncio.timeout``) is moved only when a quota is met.
+    """
+
+    def __init__(self, min_rate: float, window: float):
+        self.window = window
+        self.quota = min_rate * window
+        self.timer = None  # the asyncio.timeout this guard moves
+        self.loop = None
+        self.mark = 0
+        self.total = 0
+
+    def start(self, loop) -> None:
+        self.loop = loop
+        self.timer.reschedule(loop.time() + self.window)
+
+    def feed(self, n: int) -> None:
+        self.total += n
+        if self.total - self.mark >= self.quota and self.timer is not None and self.loop is not None:
+            self.mark = self.total
+            self.timer.reschedule(self.loop.time() + self.window)
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.reschedule(None)
+
+    @property
+    def window_bytes(self) -> int:
+        return self.total - self.mark
+
+
+_PACE: ContextVar[_Pace | None] = ContextVar("m5data_download_pace", default=None)
+
+
 class Fetcher:
     """An aiohttp session plus the download policy; use as ``async with Fetcher(...) as f``.
 
@@ -126,30 +172,74 @@ class Fetcher:
 
     # ------------------------------------------------------------------ one URL, all attempts
     async def fetch(self, url: str, kind: str) -> Outcome:
-        """Fetch ``url`` (a media row of ``kind`` image or video) with retries; never raises."""
+        """Fetch ``url`` (a media row of ``kind`` image, video or audio) with retries; never raises.
+
+        All attempts and retry waits together end within ``download.url_deadline`` seconds: an
+        attempt gets at most what is left of it, and a retry whose wait would pass it is not made.
+        """
+        opts = self.opts
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + opts.url_deadline
         attempt = 0
         while True:
             attempt += 1
-            deadline = asyncio.timeout(self.opts.request_deadline)
+            left = give_up_at - loop.time()
+            cut = left < opts.request_deadline  # this attempt is bounded by the URL's deadline
+            deadline = asyncio.timeout(max(left, 0.0) if cut else opts.request_deadline)
+            pace = _Pace(opts.min_rate, opts.rate_window) if opts.min_rate > 0 else None
+            token = _PACE.set(pace)
             try:
                 async with deadline:
-                    outcome = await self._attempt(url, kind)
+                    if pace is None:
+                        outcome = await self._attempt(url, kind)
+                    else:
+                        async with asyncio.timeout(None) as pace.timer:
+                            pace.start(loop)
+                            outcome = await self._attempt(url, kind)
             except Exception as exc:  # noqa: BLE001  every error becomes a status row, never a crash
                 if isinstance(exc, TimeoutError) and deadline.expired():
-                    outcome = Outcome("failed", "timeout", f"no complete response within the "
-                                      f"{self.opts.request_deadline:g} s request deadline", transient=True)
+                    outcome = (Outcome("failed", "deadline", f"no complete response within the "
+                                       f"{opts.url_deadline:g} s URL deadline")
+                               if cut else
+                               Outcome("failed", "timeout", f"no complete response within the "
+                                       f"{opts.request_deadline:g} s request deadline", transient=True))
+                elif isinstance(exc, TimeoutError) and pace is not None and pace.timer.expired():
+                    outcome = Outcome("failed", "too_slow", f"transfer slower than {opts.min_rate:,} B/s: "
+                                      f"{pace.window_bytes:,} bytes in {opts.rate_window:g} s", transient=True)
                 else:
-                    outcome = _from_exception(exc, self.opts)
-            if outcome.transient and attempt <= self.opts.retries:
-                # a scheduled wait is not a stall: tell the watchdog before and after it
-                self.on_activity()
-                await asyncio.sleep(backoff_delay(attempt, self.opts.backoff, outcome.retry_after))
-                self.on_activity()
-                continue
+                    outcome = _from_exception(exc, opts)
+            finally:
+                _PACE.reset(token)
+            if outcome.transient and attempt <= opts.retries:
+                delay = backoff_delay(attempt, opts.backoff, outcome.retry_after)
+                if loop.time() + delay < give_up_at:
+                    # a scheduled wait is not a stall: tell the watchdog before and after it
+                    self.on_activity()
+                    await asyncio.sleep(delay)
+                    self.on_activity()
+                    continue
+                outcome.error = f"{outcome.error} (after {attempt} attempts; the next would pass the " \
+                                f"{opts.url_deadline:g} s URL deadline)"
+                outcome.attempts = attempt
+                return outcome
             outcome.attempts = attempt
-            if outcome.transient and attempt > 1:
+            if (outcome.transient or outcome.reason == "deadline") and attempt > 1:
                 outcome.error = f"{outcome.error} (after {attempt} attempts)"
             return outcome
+
+    def _received(self, n: int) -> None:
+        """Count ``n`` body bytes: for progress and the watchdog, and for this attempt's rate guard."""
+        self.on_bytes(n)
+        pace = _PACE.get()
+        if pace is not None:
+            pace.feed(n)
+
+    @staticmethod
+    def _body_done() -> None:
+        """The whole body is in: re-encoding or committing it is not a transfer, the rate guard stops."""
+        pace = _PACE.get()
+        if pace is not None:
+            pace.stop()
 
     # ------------------------------------------------------------------ one attempt
     async def _attempt(self, url: str, kind: str) -> Outcome:
@@ -191,12 +281,12 @@ class Fetcher:
             # one read: Content-Length is within the limit (checked) and aiohttp reads no byte past it;
             # only for small bodies, so that a big slow one still reports progress chunk by chunk
             head = await resp.read()
-            self.on_bytes(len(head))
+            self._received(len(head))
         else:
             chunks = resp.content.iter_chunked(CHUNK)
             head = bytearray()
             async for chunk in chunks:
-                self.on_bytes(len(chunk))
+                self._received(len(chunk))
                 head += chunk
                 if len(head) >= SNIFF_BYTES:
                     break
@@ -206,7 +296,7 @@ class Fetcher:
         if sniffed is None:
             return Outcome("not_media", "not_media", f"body is no known {kind} format "
                            f"(declared {resp.content_type or 'no type'}; starts {bytes(head[:12])!r})")
-        if sniffed.kind != kind:
+        if sniffed.kind not in ACCEPTS[kind]:
             return Outcome("not_media", "not_media", f"expected {kind}, body is {sniffed.mime}")
         if len(head) > limit:
             return Outcome("too_large", "too_large", f"body exceeds the {kind} limit of {limit:,} bytes")
@@ -215,10 +305,11 @@ class Fetcher:
         with self.store.blobs.writer(sniffed.ext, sync=False) as writer:
             writer.write(bytes(head))
             async for chunk in chunks:
-                self.on_bytes(len(chunk))
+                self._received(len(chunk))
                 if writer.bytes + len(chunk) > limit:
                     return Outcome("too_large", "too_large", f"body exceeds the {kind} limit of {limit:,} bytes")
                 writer.write(chunk)
+            self._body_done()
             # rename off the event loop; shielded so a deadline cannot cut a publish in half
             ref = await asyncio.shield(asyncio.to_thread(writer.commit))
         out = Outcome("ok", blob=ref.path, sha256=ref.sha256, mime=sniffed.mime, bytes=ref.bytes)
@@ -234,10 +325,11 @@ class Fetcher:
         body = head
         if chunks is not None:
             async for chunk in chunks:
-                self.on_bytes(len(chunk))
+                self._received(len(chunk))
                 if len(body) + len(chunk) > limit:
                     return Outcome("too_large", "too_large", f"body exceeds the image limit of {limit:,} bytes")
                 body += chunk
+        self._body_done()
         try:
             image = await self.pool.reencode(body)
         except ImageDecodeError as exc:

@@ -1,15 +1,17 @@
 """The download stage: pending media rows -> blobs + one status row per URL.
 
-``run(store, settings)`` selects ``media`` rows of kind image or video with status ``pending``
-(``retry_failed=True``: status ``failed`` only), fetches them concurrently (:mod:`.fetch`) and
-writes each row back with its final status. ``source=`` first registers the URLs of a text,
+``run(store, settings)`` selects ``media`` rows of kind image, video or audio (not derived ones)
+with status ``pending`` (``retry_failed=True``: status ``failed`` only), fetches them
+concurrently (:mod:`.fetch`) and writes each row back with its final status. ``source=`` first registers the URLs of a text,
 CSV or Parquet file as pending media rows (:mod:`.sources`) and then downloads only those.
 
 Scheduling: a per-host slot is taken before a global slot, and the request deadline starts only
 once both are held, so a queue for one busy host never times out waiting and never starves other
-hosts. Status rows are buffered and written in atomic Parquet parts every :data:`FLUSH_ROWS` rows or
-:data:`FLUSH_SECONDS` seconds, each part after one sync of the blob area that makes its blobs
-durable: a run killed at any point loses at most the statuses of that buffer, and those URLs are
+hosts. Every URL ends within ``download.url_deadline`` of taking its slots, so a run ends within
+:func:`run_bound`. Status rows are buffered and written in atomic Parquet parts every
+:data:`FLUSH_ROWS` rows, and by a timer every :data:`FLUSH_SECONDS` seconds whatever the URLs in
+flight do (a hung URL never holds a finished one's status back), each part after one sync of the
+blob area that makes its blobs durable: a run killed at any point loses at most the statuses of that buffer, and those URLs are
 still ``pending`` and fetched again by the next run (their blobs, if already committed, are
 content-addressed and so stored once).
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,12 +38,13 @@ from yarl import URL
 
 from ... import config as cfg
 from ...storage import StageStats, record_run
+from ...storage.locks import stage_lock
 from .fetch import Fetcher, Outcome
 from .resize import ImagePool
 from .sources import register_source
 
 STAGE = "download"
-KINDS = ("image", "video")
+KINDS = ("image", "video", "audio")
 FLUSH_ROWS = 200
 FLUSH_SECONDS = 2.0
 READ_BATCH = 1000
@@ -101,11 +105,30 @@ def check_options(opts) -> None:
         raise DownloadError(f"download.pool must be process or thread, got {opts.pool!r}")
     if opts.stall_timeout <= 0:
         raise DownloadError(f"download.stall_timeout must be > 0, got {opts.stall_timeout}")
+    for key in ("url_deadline", "rate_window"):
+        value = getattr(opts, key)
+        if not (math.isfinite(value) and value > 0):
+            raise DownloadError(f"download.{key} must be a finite number > 0, got {value}")
+    if not (math.isfinite(opts.min_rate) and opts.min_rate >= 0):
+        raise DownloadError(f"download.min_rate must be >= 0 (bytes/s; 0 = off), got {opts.min_rate}")
 
 
+def run_bound(opts, n_urls: int) -> float:
+    """Seconds within which fetching ``n_urls`` URLs ends, whatever the servers do.
+
+    ``ceil(n_urls / min(per_host, concurrency)) * url_deadline``: while URLs are left, at least
+    ``min(per_host, concurrency)`` of them are in flight (a host's queue holds its own slots only),
+    and each ends within ``url_deadline`` of taking its slots; so every ``url_deadline`` seconds at
+    least that many finish. Start-up and the last status write come on top (seconds).
+    """
+    lanes = max(1, min(opts.per_host, opts.concurrency))
+    return math.ceil(n_urls / lanes) * opts.url_deadline
+
+
+@stage_lock("download")  # one download per store; sweeps dead runs' temp files
 def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retry_failed: bool = False,
         kind: str = "image", url_column: str = "url", product_column: str | None = None,
-        progress: ProgressSink | None = None) -> DownloadStats:
+        progress: ProgressSink | None = None, shard: tuple[int, int] | None = None) -> DownloadStats:
     """Download the selected media rows; returns the run's stats (also recorded in ``runs``).
 
     Args:
@@ -113,11 +136,13 @@ def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retr
         settings: effective settings (the ``download`` section is used, plus ``crawl.user_agent``).
         source: optional URL list (.txt), CSV/TSV or Parquet file to register and download.
         retry_failed: fetch rows whose status is ``failed`` instead of ``pending``.
-        kind: media kind for source rows without a ``kind`` column (image or video).
+        kind: media kind for source rows without a ``kind`` column (image, video or audio).
         url_column: the source column holding URLs.
         product_column: the source column holding product ids (default: ``product_id`` if present,
             else an id derived from the URL).
         progress: optional progress display.
+        shard: ``(i, n)``: only the selected rows with ``hash(media_id) % n == i`` (the flows'
+            task runners fan the n shards out to workers; see docs/flows.md).
     """
     opts = settings.download
     check_options(opts)
@@ -132,7 +157,10 @@ def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retr
     status = "failed" if retry_failed else "pending"
     con = store.connect()
     try:
-        where = f"m.status = '{status}' AND m.kind IN ('image', 'video')"
+        # source_media_id: a derived row (extract's mp3 is kind audio too) is never fetched
+        where = f"m.status = '{status}' AND m.kind IN {KINDS} AND m.source_media_id IS NULL"
+        if shard is not None:
+            where += f" AND hash(m.media_id) % {int(shard[1])} = {int(shard[0])}"
         sql = "FROM media m"
         if wanted is not None:
             con.register("wanted", wanted)
@@ -262,16 +290,19 @@ class _Download:
                                user_agent=self.settings.crawl.user_agent) as fetcher:
                 main = asyncio.create_task(self._schedule(fetcher, jobs))
                 watch = asyncio.create_task(self._watchdog())
+                flusher = asyncio.create_task(self._flush_timer())
                 try:
-                    await asyncio.wait({main, watch}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait({main, watch, flusher}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
-                    for task in (main, watch):
+                    for task in (main, watch, flusher):
                         task.cancel()
-                    await asyncio.gather(main, watch, return_exceptions=True)
+                    await asyncio.gather(main, watch, flusher, return_exceptions=True)
                 if watch.done() and not watch.cancelled() and watch.exception() is None and watch.result():
                     self._record_stalled(list(self.inflight.values()))
                 elif main.done() and not main.cancelled() and main.exception() is not None:
                     raise main.exception()
+                elif flusher.done() and not flusher.cancelled() and flusher.exception() is not None:
+                    raise flusher.exception()  # the store could not be written
         finally:
             await self._flush(force=True)
             if pool is not None:
@@ -300,6 +331,13 @@ class _Download:
             for job in jobs:
                 await window.acquire()
                 group.create_task(one(job))
+
+    async def _flush_timer(self) -> None:
+        """Write buffered statuses at least every FLUSH_SECONDS, even while no other URL finishes
+        (one hung URL must not hold the finished ones back: a kill would lose their statuses)."""
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS / 4)
+            await self._flush()
 
     async def _watchdog(self) -> bool:
         """Return True once URLs are in flight and nothing progressed for ``stall_timeout`` seconds."""

@@ -7,7 +7,7 @@ Formats, by file extension:
 * ``.parquet``: the URL column as above.
 
 Optional columns: ``product_id`` (or the column named by ``product_column``) and ``kind``
-(image or video; otherwise the ``kind`` argument). Rows without a product id get a stable one
+(image, video or audio; otherwise the ``kind`` argument). Rows without a product id get a stable one
 derived from the URL: ``url:<first 16 hex digits of sha1(url)>`` (so listing the same URL again
 gives the same product and the same media row). ``media_id`` is sha1 of ``product_id|kind|url``,
 as for crawled media. Rows are written with ``if_absent``: a URL already in the store keeps its
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-KINDS = ("image", "video")
+KINDS = ("image", "video", "audio")
 BATCH = 10_000
+ROLES = {"image": "main", "video": "video", "audio": "audio"}  # media.role of a listed URL, by kind
 
 
 def media_id(product_id: str, kind: str, url: str) -> str:
@@ -87,7 +88,7 @@ def register_source(store, path: Path, *, kind: str = "image", url_column: str =
                     product_column: str | None = None) -> pa.Table:
     """Write the file's URLs as pending media rows (if absent); return their ``media_id`` column."""
     if kind not in KINDS:
-        raise ValueError(f"kind must be image or video, not {kind!r}")
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     if not path.is_file():
         raise ValueError(f"URL list not found: {path}")
     ids: list[pa.Array] = []
@@ -99,11 +100,11 @@ def register_source(store, path: Path, *, kind: str = "image", url_column: str =
                 continue
             row_kind = (item.get("kind") or kind).strip().lower()
             if row_kind not in KINDS:
-                raise ValueError(f"{path}: kind must be image or video, not {row_kind!r} (URL {url})")
+                raise ValueError(f"{path}: kind must be one of {', '.join(KINDS)}, not {row_kind!r} (URL {url})")
             product = item.get("product_id") or url_product_id(url)
             mid = media_id(product, row_kind, url)
             rows[mid] = {"media_id": mid, "product_id": product, "kind": row_kind, "url": url,
-                         "role": "video" if row_kind == "video" else "main", "status": "pending"}
+                         "role": ROLES[row_kind], "status": "pending"}
         if rows:
             store.write("media", list(rows.values()), if_absent=True)
             ids.append(pa.array(list(rows), pa.string()))

@@ -11,6 +11,7 @@ Routes (``name`` is a key of the ``files`` dict; ``key`` is any string that make
 ``/truncated/<name>``             Content-Length of the whole file, half of it sent, connection closed
 ``/slow/<ms>/<name>``             the file after ``ms`` milliseconds
 ``/drip/<ms>/<name>``             the file in 1 KiB pieces, ``ms`` milliseconds apart
+``/loris/<ms>/<name>``            slow-loris: the file one byte at a time, ``ms`` milliseconds apart
 ``/hang/<key>``                   never answers
 ``/redirect/<n>/<name>``          ``n`` redirects, then the file
 ``/redirect-to?to=<url>``         one redirect to ``url`` (any scheme)
@@ -55,6 +56,7 @@ class MediaServer:
         app.router.add_get("/truncated/{name}", self._truncated)
         app.router.add_get("/slow/{ms}/{name}", self._slow)
         app.router.add_get("/drip/{ms}/{name}", self._drip)
+        app.router.add_get("/loris/{ms}/{name}", self._loris)
         app.router.add_get("/hang/{key}", self._hang)
         app.router.add_get("/redirect/{n}/{name}", self._redirect)
         app.router.add_get("/redirect-to", self._redirect_to)
@@ -184,6 +186,20 @@ class MediaServer:
             await resp.write(data[i:i + 1024])
             await asyncio.sleep(int(request.match_info["ms"]) / 1000)
         await resp.write_eof()
+        return resp
+
+    async def _loris(self, request: web.Request) -> web.StreamResponse:
+        self._log(request)
+        data = self._data(request)
+        resp = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
+        resp.content_length = len(data)
+        await resp.prepare(request)
+        try:
+            for i in range(len(data)):
+                await resp.write(data[i:i + 1])
+                await asyncio.sleep(int(request.match_info["ms"]) / 1000)
+        except (ConnectionError, RuntimeError):  # the client gave up: what slow-loris tests expect
+            pass
         return resp
 
     async def _hang(self, request: web.Request) -> web.Response:

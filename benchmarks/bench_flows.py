@@ -1,0 +1,128 @@
+"""Download + extract of a demo world through the pipeline flow: the local runner vs Dask (2 workers).
+
+    python benchmarks/bench_flows.py                          # 1,000 products, every kind (the full run)
+    python benchmarks/bench_flows.py --products 100 --kinds image,text   # a quick run
+
+The shop is generated once into --out (reused while products and seed match), served on
+127.0.0.1 and crawled once; each runner then gets a copy of that crawled store and runs the flow's
+download and extract stages over it (runner local: one task per stage, extract's own process pool;
+runner dask: a LocalCluster of --workers processes, one shard per worker). Both share one Prefect
+API. Prints seconds per runner, the ratio dask/local, and the peak RSS of the whole process tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+
+
+class TreeRSS:
+    """Peak resident memory of this process and all its descendants, sampled every 0.2 s."""
+
+    def __init__(self):
+        import psutil
+
+        self.me = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        import psutil
+
+        while not self._stop.is_set():
+            total = 0
+            for proc in [self.me, *self.me.children(recursive=True)]:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            time.sleep(0.2)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--products", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kinds", default="video,audio,image,text")
+    parser.add_argument("--workers", type=int, default=2, help="Dask LocalCluster workers")
+    parser.add_argument("--out", type=Path, default=ROOT / ".cache" / "bench-flows")
+    args = parser.parse_args()
+
+    from m5data.config import load
+    from m5data.crawler.crawl import run as crawl
+    from m5data.demo.generate import generate
+    from m5data.demo.server import serve_in_thread
+    from m5data.flows.launch import run_pipeline
+    from m5data.flows.pipeline import check_plan
+    from m5data.flows.runners import api_for_workers
+    from m5data.storage import Store
+
+    shop, crawled = args.out / f"shop-{args.products}-{args.seed}", args.out / f"crawled-{args.products}-{args.seed}"
+    if not (shop / "truth" / "manifest.json").is_file():
+        shutil.rmtree(shop, ignore_errors=True)
+        t = time.perf_counter()
+        generate(shop, products=args.products, seed=args.seed)
+        print(f"generated {args.products} products in {time.perf_counter() - t:.1f} s", flush=True)
+    overrides = {"download.allow_private": True, "crawl.allow_private": True, "flows.kinds": args.kinds, "flows.dask_workers": args.workers}
+    results = {}
+    # the crawled store's media URLs name the port: a reused crawl is served on the port it was crawled from
+    port_file = crawled / "bench-port.txt"
+    port = int(port_file.read_text()) if port_file.is_file() and (crawled / "store.json").is_file() else 0
+    with serve_in_thread(shop, port=port, slow_seconds=0.0) as running:
+        if not port:
+            shutil.rmtree(crawled, ignore_errors=True)
+            t = time.perf_counter()
+            crawl(Store.init(crawled), load(None, {"store.path": str(crawled)}, environ={}),
+                  start_urls=[f"{running.url}/"])
+            port_file.write_text(str(running.port))
+            print(f"crawled once in {time.perf_counter() - t:.1f} s", flush=True)
+        # both runners talk to the same Prefect API (the one the Dask workers need)
+        with api_for_workers("dask"):
+            for runner in ("local", "dask"):
+                path = args.out / f"run-{runner}"
+                shutil.rmtree(path, ignore_errors=True)
+                shutil.copytree(crawled, path)
+                running.reset_faults()  # the same transient faults for both runners
+                settings = load(None, {**overrides, "store.path": str(path), "flows.runner": runner}, environ={})
+                plan = check_plan(settings, stages="download,extract")
+                with TreeRSS() as rss:
+                    t = time.perf_counter()
+                    outcome = run_pipeline(plan, settings, overrides)
+                    seconds = time.perf_counter() - t
+                counts = {s: (e["n_in"], e["n_out"], e["n_failed"]) for s, e in outcome.results.items()}
+                results[runner] = {"seconds": round(seconds, 1), "peak_rss_mb": round(rss.peak / 2**20),
+                                   "state": outcome.state, "shards": plan.shards, "in/out/failed": counts}
+                print(f"{runner:>5}: {seconds:7.1f} s  peak RSS (process tree) {rss.peak / 2**20:6.0f} MB  "
+                      f"{outcome.state}  shards {plan.shards}  {counts}", flush=True)
+    ratio = results["dask"]["seconds"] / results["local"]["seconds"]
+    print(f"dask ({args.workers} workers) / local = {ratio:.2f}x the time "
+          f"({args.products} products, kinds {args.kinds}, {os.cpu_count()} cores)")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Benchmark the pools' exact top-k search against faiss ``IndexFlatIP`` on the same vectors.
+
+    .venv/bin/python benchmarks/bench_pools.py [--queries 25000] [--gallery 250000] [--dim 256] [--k 500]
+
+The paper's 25k queries x 1.2M gallery scaled by 1/5. Vectors are L2-normalised, random or
+clustered (``--clustered``: gallery around 5,000 centres, so that top-500 lists are not noise).
+Prints, for our blocked exact search (m5data.annotate.search.exact_search: torch matmul + topk when
+torch imports, else numpy) and for faiss IndexFlatIP searched in the same query blocks:
+
+* wall seconds, and the ratio ours / faiss (target <= 1.1);
+* peak RSS above the vectors (sampled every 20 ms), and the bound the block sizes give
+  (block x gallery_block float32 scores);
+* agreement of the two top-k lists on the first block (share of identical neighbours).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+
+
+class PeakRSS:
+    """Highest RSS of this process while the context is open (a sampling thread)."""
+
+    def __init__(self, every: float = 0.02):
+        import psutil
+
+        self.proc = psutil.Process()
+        self.every = every
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self.start_rss = self.proc.memory_info().rss
+        self.peak = self.start_rss
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+
+def vectors(n: int, dim: int, rng, centres=None, spread: float = 0.35):
+    import numpy as np
+
+    out = np.empty((n, dim), np.float32)
+    for s in range(0, n, 50_000):  # in chunks: no float64 copy of the whole matrix
+        m = min(50_000, n - s)
+        x = rng.standard_normal((m, dim), dtype=np.float32)
+        if centres is not None:
+            x = centres[rng.integers(0, len(centres), m)] + spread * x / np.sqrt(dim)
+        out[s:s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--queries", type=int, default=25_000)
+    parser.add_argument("--gallery", type=int, default=250_000)
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--k", type=int, default=500)
+    parser.add_argument("--block", type=int, default=2048, help="queries per block (both searches)")
+    parser.add_argument("--gallery-block", type=int, default=16384, help="gallery rows per chunk (ours)")
+    parser.add_argument("--backend", default="auto", help="ours: torch, numpy or auto")
+    parser.add_argument("--clustered", action="store_true", help="gallery around 5,000 centres (else uniform random)")
+    parser.add_argument("--skip-faiss", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    import numpy as np
+    import psutil
+
+    from m5data.annotate.search import exact_search, faiss_search, torch_available
+
+    rng = np.random.default_rng(args.seed)
+    centres = vectors(5000, args.dim, rng) if args.clustered else None
+    t0 = time.perf_counter()
+    gallery = vectors(args.gallery, args.dim, rng, centres)
+    queries = vectors(args.queries, args.dim, rng, centres)
+    base = psutil.Process().memory_info().rss
+    backend = args.backend if args.backend != "auto" else ("torch" if torch_available() else "numpy")
+    print(f"vectors: {args.queries:,} queries x {args.gallery:,} gallery, dim {args.dim}, top-{args.k}, "
+          f"{'clustered' if args.clustered else 'random'}; {(gallery.nbytes + queries.nbytes) / 2**20:,.0f} MiB "
+          f"(made in {time.perf_counter() - t0:.1f} s); {os.cpu_count()} cores; RSS {base / 2**20:,.0f} MiB")
+
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        first_ours = None
+        n = 0
+        for hits in exact_search(queries, gallery, args.k, block=args.block, gallery_block=args.gallery_block,
+                                 backend=backend):
+            if first_ours is None:
+                first_ours = hits.index
+            n += len(hits.index)
+        ours = time.perf_counter() - t0
+    bound = args.block * min(args.gallery_block, args.gallery) * 4
+    print(f"ours exact ({backend}, block {args.block} x {args.gallery_block}): {ours:.1f} s, "
+          f"{n / ours:,.0f} queries/s; peak RSS {mem.peak / 2**20:,.0f} MiB "
+          f"(+{(mem.peak - base) / 2**20:,.0f} MiB over the vectors; score block {bound / 2**20:,.0f} MiB)")
+    if args.skip_faiss:
+        return 0
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        first_faiss = None
+        for hits in faiss_search(queries, gallery, args.k, kind="flat", block=args.block):
+            if first_faiss is None:
+                first_faiss = hits.index
+        theirs = time.perf_counter() - t0
+    print(f"faiss IndexFlatIP (same blocks): {theirs:.1f} s, {args.queries / theirs:,.0f} queries/s; "
+          f"peak RSS {mem.peak / 2**20:,.0f} MiB (+{(mem.peak - base) / 2**20:,.0f} MiB over the vectors, index copy included)")
+    same = np.mean([len(np.intersect1d(a, b)) / len(a) for a, b in zip(first_ours, first_faiss)])
+    print(f"ratio ours / faiss: {ours / theirs:.3f} (target <= 1.1); identical neighbours on the first block: {same:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""Chaos run: SIGKILL every stage at random points, finish, and compare with an uninterrupted run.
+
+    python benchmarks/chaos.py [--products 40] [--seed 0] [--kills 5] [--video-rate 0.2] [--max-delay 15]
+                               [--workdir DIR] [--keep]
+
+A seeded demo world (``--products`` products) is generated and served on 127.0.0.1. A reference
+store is built by running crawl, download, extract, align and ``doctor --repair`` once each, every
+stage as its own ``python -m m5data`` process. A second store is built from the same shop where
+every stage is first started and SIGKILLed (the whole process group, workers included) ``--kills``
+times after a random delay (uniform in [0.2 s, min(0.9 x the stage's reference time, --max-delay)]),
+then run to completion (each killed run resumes the previous one's work, so the kills land at
+different points of the stage's work). Then every table (sorted rows, without timestamps and run ids; ``runs`` excepted),
+every blob and every derived file is compared with the reference (``normalise`` and
+``SKIP_COLUMNS`` list what is left out of the comparison, and why). Prints kills, mismatched rows,
+bad blobs, duplicate keys and leftover temp files; exits 1 when any is not 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+STAGES = ["crawl", "download", "extract", "align", "doctor"]
+# Columns that record how the work went, not what it produced (plus every timestamp column):
+# run ids; a URL's fetch attempts (an attempt of a killed run is counted only if it was recorded,
+# e.g. a "500 once" answer the killed run got and the reference run retried).
+SKIP_COLUMNS = {"run_id", "attempts"}
+_POINTER = re.compile(r"0x[0-9a-f]{6,}")  # ffmpeg's log prefixes carry heap addresses
+
+
+def normalise(name: str, row: dict, root: Path) -> dict:
+    """A row without what differs between two correct runs: the store's own path in error texts,
+    heap addresses in ffmpeg messages, and meta.reused (frames made by a killed run and reused)."""
+    if row.get("error"):
+        row["error"] = _POINTER.sub("0x?", row["error"].replace(str(root), "<store>"))
+    if name == "media" and row.get("meta"):
+        try:
+            meta = json.loads(row["meta"])
+        except ValueError:
+            meta = None
+        if isinstance(meta, dict):
+            meta.pop("reused", None)
+            row["meta"] = json.dumps(meta, sort_keys=True, ensure_ascii=False)
+    return row
+
+
+def stage_args(stage: str, url: str, shop: Path) -> list[str]:
+    return {
+        "crawl": ["crawl", "--start-url", f"{url}/"],
+        "download": ["download", "--no-progress"],
+        "extract": ["extract", "--no-progress"],
+        "align": ["align", "--mapping", str(shop / "truth" / "level1_mapping.toml")],
+        "doctor": ["doctor", "--repair"],
+    }[stage]
+
+
+def global_args(store: Path) -> list[str]:
+    from m5data import config as cfg
+
+    args = ["--store", str(store), "--set", "download.allow_private=true"]
+    if hasattr(cfg.CrawlSettings(), "allow_private"):  # the crawler's private-address policy, where it exists
+        args += ["--set", "crawl.allow_private=true"]
+    return args
+
+
+_live: list[subprocess.Popen] = []  # the stage process running now (killed if this script is stopped)
+
+
+def start(store: Path, stage: str, url: str, shop: Path, cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DO_NOT_TRACK": "1"}
+    env.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
+    # own session: the kill reaches the stage's workers (extract pool, Scrapy subprocess) too
+    proc = subprocess.Popen([sys.executable, "-m", "m5data", *global_args(store), *stage_args(stage, url, shop)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd, env=env,
+                            start_new_session=True)
+    _live[:] = [proc]
+    return proc
+
+
+def finish(proc: subprocess.Popen, what: str) -> tuple[int, float]:
+    t = time.monotonic()
+    err = proc.stderr.read().decode(errors="replace")
+    code = proc.wait()
+    if code not in (0,):
+        print(f"  {what}: exit {code}: {err.strip().splitlines()[-1] if err.strip() else ''}", flush=True)
+    return code, time.monotonic() - t
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    proc.stderr.close()
+
+
+# ------------------------------------------------------------------------------------ comparison
+def table_rows(store, name: str) -> Counter:
+    import pyarrow as pa
+
+    t = store.read(name)
+    keep = [f.name for f in t.schema if f.name not in SKIP_COLUMNS and not pa.types.is_timestamp(f.type)]
+    return Counter(json.dumps(normalise(name, row, store.root), sort_keys=True, default=str, ensure_ascii=False)
+                   for row in t.select(keep).to_pylist())
+
+
+def explain(name: str, only_ref: list[str], only_got: list[str], show: int = 3) -> None:
+    """Print which columns differ for a few mismatched keys (what to look at)."""
+    from m5data.storage import TABLES
+
+    key = TABLES[name].key
+    ref = {tuple(json.loads(r)[k] for k in key): json.loads(r) for r in only_ref}
+    got = {tuple(json.loads(r)[k] for k in key): json.loads(r) for r in only_got}
+    for k in sorted(set(ref) | set(got), key=str)[:show]:
+        a, b = ref.get(k), got.get(k)
+        if a is None or b is None:
+            print(f"  {name} {k}: only in the {'chaos' if a is None else 'reference'} store")
+            continue
+        cols = {c: (a[c], b[c]) for c in a if a[c] != b.get(c)}
+        print(f"  {name} {k}: " + "; ".join(f"{c}: reference {x!r} / chaos {y!r}" for c, (x, y) in cols.items()))
+
+
+def duplicate_keys(store, name: str) -> int:
+    from m5data.storage import TABLES
+
+    keys = ", ".join(TABLES[name].key)
+    con = store.connect()
+    try:
+        return con.execute(f"SELECT count(*) - count(DISTINCT ({keys})) FROM {name}").fetchone()[0]
+    finally:
+        con.close()
+
+
+def file_digests(root: Path, sub: str) -> dict[str, str]:
+    out = {}
+    base = root / sub
+    if not base.exists():
+        return out
+    for path in sorted(base.rglob("*")):
+        rel = path.relative_to(root)
+        if path.is_file() and not any(p.startswith(".") for p in rel.parts):
+            out[str(rel)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def compare(ref_root: Path, got_root: Path) -> dict:
+    from m5data.storage import TABLES, Store
+    from m5data.storage.temps import find_temps
+
+    ref, got = Store.open(ref_root), Store.open(got_root)
+    mismatched = {}
+    dups = {}
+    for name in TABLES:
+        if name == "runs":
+            continue
+        a, b = table_rows(ref, name), table_rows(got, name)
+        diff = sum(((a - b) + (b - a)).values())
+        if diff:
+            mismatched[name] = diff
+            explain(name, list((a - b).elements()), list((b - a).elements()))
+        d = duplicate_keys(got, name)
+        if d:
+            dups[name] = d
+    ref_blobs, got_blobs = file_digests(ref_root, "blobs"), file_digests(got_root, "blobs")
+    bad_blobs = sum(1 for rel, digest in got_blobs.items() if Path(rel).name.split(".")[0] != digest)
+    blob_diff = len(set(ref_blobs) ^ set(got_blobs))
+    ref_derived, got_derived = file_digests(ref_root, "derived"), file_digests(got_root, "derived")
+    derived_diff = sum(1 for rel in set(ref_derived) | set(got_derived) if ref_derived.get(rel) != got_derived.get(rel))
+    temps = find_temps(got_root)
+    return {"mismatched": mismatched, "dups": dups, "bad_blobs": bad_blobs, "blob_diff": blob_diff,
+            "blobs": len(got_blobs), "derived_diff": derived_diff, "derived": len(got_derived), "temps": temps,
+            "rows": {name: sum(table_rows(got, name).values()) for name in ("products", "specs", "media", "captions")}}
+
+
+# ------------------------------------------------------------------------------------------ main
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--products", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kills", type=int, default=5, help="SIGKILLs per stage before it is run to completion")
+    parser.add_argument("--video-rate", type=float, default=0.2,
+                        help="share of products with a video (extract's frames and audio are the slow part)")
+    parser.add_argument("--max-delay", type=float, default=15.0, help="latest kill, in seconds after a stage starts")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args()
+
+    from m5data.demo.fixtures import cached_shop
+    from m5data.demo.server import serve_in_thread
+    from m5data.storage import Store
+
+    rng = random.Random(args.seed)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="m5data-chaos-"))
+    work.mkdir(parents=True, exist_ok=True)
+    shop = cached_shop(work / "shops", products=args.products, seed=args.seed, video_rate=args.video_rate)
+    ref_root, got_root = work / "reference", work / "chaos"
+    for root in (ref_root, got_root):
+        shutil.rmtree(root, ignore_errors=True)
+        Store.init(root)
+    t0 = time.monotonic()
+    print(f"chaos: seed {args.seed}, {args.products} products (video rate {args.video_rate}), "
+          f"{args.kills} kills per stage, work {work}", flush=True)
+    kills: Counter = Counter()
+    runs: Counter = Counter()
+    ref_seconds: dict[str, float] = {}
+    with serve_in_thread(shop, slow_seconds=0.3) as running:
+        running.reset_faults()
+        for stage in STAGES:  # the reference: each stage once, uninterrupted
+            t = time.monotonic()
+            code, _ = finish(start(ref_root, stage, running.url, shop, work), f"reference {stage}")
+            ref_seconds[stage] = time.monotonic() - t
+            if code != 0:
+                print(f"reference {stage} failed (exit {code}); stopping", flush=True)
+                return 1
+        running.reset_faults()
+        for stage in STAGES:
+            upper = max(0.5, min(0.9 * ref_seconds[stage], args.max_delay))
+            while kills[stage] < args.kills:
+                proc = start(got_root, stage, running.url, shop, work)
+                runs[stage] += 1
+                delay = rng.uniform(0.2, upper)
+                deadline = time.monotonic() + delay
+                while time.monotonic() < deadline and proc.poll() is None:
+                    time.sleep(0.01)
+                if proc.poll() is None:
+                    kill_group(proc)
+                    kills[stage] += 1
+                else:  # it finished before the kill: the next try kills sooner
+                    finish(proc, f"{stage} (not killed)")
+                    upper = max(0.3, upper * 0.7)
+            code, _ = finish(start(got_root, stage, running.url, shop, work), f"{stage} to completion")
+            runs[stage] += 1
+            if code != 0:
+                print(f"{stage}: the run after the kills failed (exit {code})", flush=True)
+    result = compare(ref_root, got_root)
+    print(f"{'stage':<10}{'kills':>6}{'runs':>6}{'reference s':>13}")
+    for stage in STAGES:
+        print(f"{stage:<10}{kills[stage]:>6}{runs[stage]:>6}{ref_seconds[stage]:>13.1f}")
+    print(f"store: {', '.join(f'{n} {v:,} rows' for n, v in result['rows'].items())}, "
+          f"{result['blobs']} blobs, {result['derived']} derived files")
+    print(f"kills: {sum(kills.values())}")
+    print(f"mismatched rows: {sum(result['mismatched'].values())}"
+          + (f" ({', '.join(f'{k} {v}' for k, v in result['mismatched'].items())})" if result["mismatched"] else ""))
+    print(f"bad blobs: {result['bad_blobs']} (blob files differing from the reference: {result['blob_diff']})")
+    print(f"derived files differing from the reference: {result['derived_diff']}")
+    print(f"duplicate keys: {sum(result['dups'].values())}")
+    print(f"leftover temp files: {len(result['temps'])}"
+          + (f" ({', '.join(str(t.path.relative_to(got_root)) for t in result['temps'][:5])})" if result["temps"] else ""))
+    print(f"wall time: {time.monotonic() - t0:.0f} s")
+    bad = (sum(result["mismatched"].values()) + result["bad_blobs"] + result["blob_diff"] + result["derived_diff"]
+           + sum(result["dups"].values()) + len(result["temps"]))
+    if not args.keep and not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        sys.exit(main())
+    finally:
+        for p in _live:
+            if p.poll() is None:
+                kill_group(p)

@@ -1,0 +1,103 @@
+"""``m5data annotate import | simulate | aggregate``: crowd judgements -> accepted matches.
+
+Exit codes: 0 done; 1 a bad option, file or truth folder, or no pools / judgements to work on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def import_judgements(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="CSV or JSONL: query_id, candidate_id, worker_id, label (match/mismatch/uncertain), is_gold, [gold_label]."),
+) -> None:
+    """Import worker judgements into annotations (bad rows are skipped with a reason and line number)."""
+    from ..cli import open_store
+    from ..config import ConfigError
+    from ..console import console, fail, stage_summary
+    from .crowd import CrowdError, import_judgements as run_import
+
+    store, s = open_store(ctx)
+    try:
+        report = run_import(store, s, file)
+    except (CrowdError, ConfigError) as exc:
+        fail(str(exc))
+    console.print(stage_summary(report.stats))
+    console.print(f"{report.n_rows:,} rows read; {report.stats.n_out:,} judgements kept "
+                  f"({report.n_written:,} new or changed), {report.n_gold_answers:,} gold answers")
+    for line, reason in report.rejects:
+        console.print(f"  [yellow]line {line}[/]: {reason}", highlight=False)
+
+
+def simulate(
+    ctx: typer.Context,
+    truth: Path = typer.Option(..., "--truth", help="Demo shop folder (or its truth folder): true instances of the products."),
+    top: int = typer.Option(0, "--top", help="Simulate the top N candidates of each pool only (0 = all pairs)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Simulated worker pool (default 40)."),
+    per_pair: Optional[int] = typer.Option(None, "--per-pair", help="Judgements per pair (default 5, as the papers)."),
+    gold: Optional[float] = typer.Option(None, "--gold", help="Share of pairs used as gold questions (default 0.05)."),
+) -> None:
+    """Write synthetic judgements of the pools' pairs (mixed reliability, spammers, one adversarial, gold)."""
+    from ..cli import open_store
+    from ..config import ConfigError
+    from ..console import console, fail, stage_summary
+    from .crowd import CrowdError
+    from .simulate import simulate as run_simulate
+
+    store, s = open_store(ctx, **{"annotate.crowd_workers": workers, "annotate.crowd_workers_per_pair": per_pair,
+                                  "annotate.crowd_gold": gold})
+    try:
+        report = run_simulate(store, s, truth, top=top)
+    except (CrowdError, ConfigError) as exc:
+        fail(str(exc))
+    console.print(stage_summary(report.stats))
+    kinds: dict[str, int] = {}
+    for w in report.workers.values():
+        kinds[w["kind"]] = kinds.get(w["kind"], 0) + 1
+    console.print(f"{report.n_judgements:,} judgements of {report.n_pairs:,} pairs ({report.n_true_matches:,} true matches, "
+                  f"{report.n_gold:,} gold) by {len(report.workers)} workers: "
+                  + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+    console.print(f"simulated abilities: [bold]{report.truth_file}[/]")
+
+
+def aggregate(
+    ctx: typer.Context,
+    method: Optional[str] = typer.Option(None, "--method", help="glad (default: weighted GLAD with gold), majority or dawid_skene."),
+    accept: Optional[float] = typer.Option(None, "--accept", help="Accept a pair when P(match) >= this (default 0.5)."),
+    score_against: Optional[Path] = typer.Option(None, "--score-against", help="Demo shop (or truth folder): print accuracy of every method, and the Spearman of abilities with the simulated ones."),
+) -> None:
+    """Aggregate the judgements into matches (P(match), accepted) and workers (ability)."""
+    from rich.table import Table
+
+    from ..cli import open_store
+    from ..config import ConfigError
+    from ..console import console, fail, stage_summary
+    from .crowd import CrowdError, aggregate as run_aggregate, score_methods
+
+    store, s = open_store(ctx, **{"annotate.crowd_method": method, "annotate.crowd_accept": accept})
+    try:
+        report = run_aggregate(store, s)
+    except (CrowdError, ConfigError) as exc:
+        fail(str(exc))
+    console.print(stage_summary(report.stats))
+    console.print(f"{report.method}: {report.n_pairs:,} pairs, {report.n_judgements:,} judgements, "
+                  f"{report.n_workers:,} workers, {report.n_gold:,} gold pairs, {report.n_uncertain:,} uncertain; "
+                  f"{report.n_accepted:,} accepted matches ({report.iterations} iterations, {report.seconds:.2f} s, "
+                  f"prior {report.prior:.3f})")
+    if score_against is not None:
+        try:
+            scores = score_methods(store, s, score_against)
+        except (CrowdError, FileNotFoundError) as exc:
+            fail(str(exc))
+        t = Table(title=f"against the truth ({next(iter(scores.values()))['pairs']:,} non-gold pairs)")
+        for col in ("method", "accuracy", "match precision", "match recall", "ability Spearman", "seconds"):
+            t.add_column(col, justify="right" if col != "method" else "left")
+        for m, r in scores.items():
+            sp = r.get("ability_spearman")
+            t.add_row(m, f"{r['accuracy']:.4f}", f"{r['precision']:.4f}", f"{r['recall']:.4f}",
+                      "" if sp is None else f"{sp:.4f}", f"{r['seconds']:.2f}")
+        console.print(t)

@@ -1,0 +1,178 @@
+"""Embedders of the candidate pools: text and image vectors that need no download.
+
+- text ``tfidf-svd`` (default): TF-IDF over the jieba tokens of the caption plus TF-IDF over its
+  character 2-3-grams, reduced with TruncatedSVD (seeded); ``st:<path>`` a sentence-transformers
+  model from a local folder (``annotate.pool_text_model``).
+- image ``descriptor`` (default): a compact descriptor of the stored normalised image: HSV colour
+  histogram (square-rooted: Hellinger), a mirror-symmetric 4x4 colour layout, a histogram of
+  gradient orientations folded so that a mirrored copy gives the same histogram, gradient
+  statistics, and the 64 pHash bits; ``none`` leaves the image block out.
+
+Each embedder returns a float32 matrix, one row per product, with an all-zero row where the product
+has no input (empty caption, missing or unreadable image) and a reason for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+TEXT_EMBEDDERS = ("tfidf-svd", "st:<path>", "none")
+IMAGE_EMBEDDERS = ("descriptor", "none")
+IMAGE_DESCRIPTOR_VERSION = 1  # bump when the descriptor changes (it is part of the pools' fingerprint)
+
+Progress = Callable[[str, int, int], None]
+
+
+def l2_normalise(x: np.ndarray, center: bool = False) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero); ``center`` subtracts the mean of non-zero rows first."""
+    x = np.asarray(x, dtype=np.float32)
+    nonzero = np.abs(x).sum(axis=1) > 0
+    if center and nonzero.sum() > 1:
+        x = x.copy()
+        x[nonzero] -= x[nonzero].mean(axis=0, keepdims=True)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.where(norms > 0, x / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------- text
+def _identity(tokens):
+    return tokens
+
+
+def tfidf_svd(tokens: list[list[str]], texts: list[str], dim: int = 128, seed: int = 0) -> np.ndarray:
+    """TF-IDF of word tokens and of char 2-3-grams, concatenated and reduced to ``dim`` with SVD.
+
+    Args:
+        tokens: jieba tokens per product (``captions.tokens``); empty for a product without caption.
+        texts: caption text per product (for the character n-grams).
+        dim: SVD components (capped by the corpus size).
+        seed: SVD seed.
+    """
+    from scipy import sparse
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    n = len(texts)
+    out = np.zeros((n, dim), np.float32)
+    have = [i for i in range(n) if texts[i] or tokens[i]]
+    if len(have) < 2:
+        return out
+    words = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, dtype=np.float32)
+    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 3), sublinear_tf=True, dtype=np.float32)
+    # lower-cased tokens, whitespace dropped: "Pro" and "pro", "XL " and "XL" are one token
+    tok = [[t.strip().lower() for t in tokens[i] if t.strip()] or ["<empty>"] for i in have]
+    m = sparse.hstack([words.fit_transform(tok), chars.fit_transform([texts[i] or " " for i in have])]).tocsr()
+    k = min(dim, m.shape[0] - 1, m.shape[1] - 1)
+    if k < 1:
+        return out
+    red = TruncatedSVD(n_components=k, random_state=seed, algorithm="randomized", n_iter=7).fit_transform(m)
+    out[np.asarray(have), :k] = red.astype(np.float32)
+    return out
+
+
+def sentence_transformer(texts: list[str], model_path: str, batch_size: int = 64) -> np.ndarray:
+    """Embed texts with a sentence-transformers model from a local folder (nothing is downloaded)."""
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise RuntimeError("annotate.pool_text_model needs sentence-transformers "
+                           "(pip install sentence-transformers)") from None
+    path = Path(model_path)
+    if not path.is_dir():
+        raise RuntimeError(f"sentence-transformers model folder not found: {path}")
+    model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    vec = model.encode([t or "" for t in texts], batch_size=batch_size, normalize_embeddings=True,
+                       show_progress_bar=False)
+    vec = np.asarray(vec, np.float32)
+    vec[[not t for t in texts]] = 0.0
+    return vec
+
+
+# ------------------------------------------------------------------------------------------ image
+_HUE, _SAT, _VAL = 18, 3, 3  # HSV histogram bins
+_ORIENT = 8  # folded gradient orientation bins over [0, pi/2]
+IMAGE_DIM = _HUE * _SAT * _VAL + 48 + _ORIENT + 4 + 64
+
+
+def phash_bits(phash: str | None) -> np.ndarray:
+    """The 64 bits of a hex pHash as +-1 (zeros when there is none)."""
+    if not phash:
+        return np.zeros(64, np.float32)
+    bits = np.unpackbits(np.frombuffer(bytes.fromhex(phash.rjust(16, "0")[-16:]), np.uint8))
+    return bits.astype(np.float32) * 2 - 1
+
+
+def image_descriptor(path: str | Path, phash: str | None = None, size: int = 96) -> np.ndarray:
+    """The descriptor of one image file (raises OSError / ValueError for an unreadable one)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.draft("RGB", (size * 2, size * 2))  # JPEG: decode at a reduced DCT scale
+        im = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        hsv = np.asarray(im.convert("HSV"), np.float32) / 256.0
+        rgb = np.asarray(im, np.float32) / 255.0
+    h = np.minimum((hsv[..., 0] * _HUE).astype(int), _HUE - 1)
+    s = np.minimum((hsv[..., 1] * _SAT).astype(int), _SAT - 1)
+    v = np.minimum((hsv[..., 2] * _VAL).astype(int), _VAL - 1)
+    hist = np.bincount((((h * _SAT) + s) * _VAL + v).ravel(), minlength=_HUE * _SAT * _VAL).astype(np.float32)
+    hist = np.sqrt(hist / hist.sum())
+    # 4x4 mean colour layout, averaged with its mirror image (listings of one product are mirrored)
+    grid = rgb.reshape(4, size // 4, 4, size // 4, 3).mean(axis=(1, 3))
+    layout = ((grid + grid[:, ::-1]) / 2).ravel()
+    grey = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+    gy, gx = np.gradient(grey)
+    mag = np.hypot(gx, gy)
+    theta = np.mod(np.arctan2(gy, gx), np.pi)
+    folded = np.minimum(theta, np.pi - theta)  # a horizontal mirror maps theta to pi - theta
+    orient = np.bincount(np.minimum((folded / (np.pi / 2) * _ORIENT).astype(int), _ORIENT - 1).ravel(),
+                         weights=mag.ravel(), minlength=_ORIENT).astype(np.float32)
+    orient /= max(orient.sum(), 1e-6)
+    stats = np.array([mag.mean(), mag.std(), (mag > 0.1).mean(), grey.std()], np.float32)
+    parts = [(hist, 1.0), (layout, 0.8), (orient, 0.5), (stats, 0.3), (phash_bits(phash), 0.5)]
+    return np.concatenate([w * p / max(np.linalg.norm(p), 1e-6) for p, w in parts]).astype(np.float32)
+
+
+def image_descriptors(paths: list[str | None], phashes: list[str | None], workers: int = 0,
+                      progress: Progress | None = None) -> tuple[np.ndarray, list[str | None]]:
+    """Descriptors of many images (threads: Pillow releases the GIL while decoding).
+
+    Returns the (n, IMAGE_DIM) matrix and a reason per row (None when the image was read).
+    """
+    import os
+
+    n = len(paths)
+    out = np.zeros((n, IMAGE_DIM), np.float32)
+    reasons: list[str | None] = [None] * n
+
+    def one(i: int):
+        if not paths[i]:
+            return i, None, "no image"
+        try:
+            return i, image_descriptor(paths[i], phashes[i]), None
+        except FileNotFoundError:
+            return i, None, "image file missing"
+        except (OSError, ValueError) as exc:
+            return i, None, f"unreadable image: {type(exc).__name__}"
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        for done, (i, vec, reason) in enumerate(pool.map(one, range(n)), 1):
+            if vec is not None:
+                out[i] = vec
+            reasons[i] = reason
+            if progress and (done % 500 == 0 or done == n):
+                progress("image descriptors", done, n)
+    return out, reasons
+
+
+def fingerprint(*parts) -> str:
+    """A short digest of the inputs and settings that determine the vectors."""
+    digest = hashlib.sha256()
+    for p in parts:
+        digest.update(repr(p).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]

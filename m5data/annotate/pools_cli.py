@@ -1,0 +1,121 @@
+"""``m5data annotate pools`` and ``m5data annotate tasks``: candidate pools and their labelling tasks.
+
+Exit codes: 0 done; 1 a bad option, split version or truth folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+class _RichProgress:
+    def __init__(self, console):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("[bold]pools[/] {task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        if step not in self.tasks:
+            self.tasks[step] = self.progress.add_task(step, total=total)
+        self.progress.update(self.tasks[step], completed=done, total=total)
+
+
+def pools(
+    ctx: typer.Context,
+    split_version: Optional[str] = typer.Option(None, "--split-version", help="Queries from this split version's query splits (default: a seeded sample, annotate.pool_queries)."),
+    queries: Optional[float] = typer.Option(None, "--queries", help="Query sample: a share of products (<= 1; 1 = all) or a count (> 1); default 0.1."),
+    k: Optional[int] = typer.Option(None, "-k", "--k", help="Candidates per query (default 500)."),
+    search: Optional[str] = typer.Option(None, "--search", help="exact (blocked matmul, default), faiss-flat or faiss-hnsw (approximate; recall against exact printed)."),
+    text_model: Optional[str] = typer.Option(None, "--text-model", help="Local sentence-transformers model folder for the text block (default TF-IDF + SVD)."),
+    image: Optional[str] = typer.Option(None, "--image", help="Image embedder: descriptor (default) or none."),
+    block: Optional[int] = typer.Option(None, "--block", help="Queries per search block (memory and resume unit; default 2048)."),
+    ann_check: int = typer.Option(0, "--ann-check", help="Also search this many queries with faiss HNSW and print its recall against exact."),
+    fresh: bool = typer.Option(False, "--fresh", help="Ignore finished blocks of an interrupted run with the same inputs."),
+    score_against: Optional[Path] = typer.Option(None, "--score-against", help="Demo shop (or its truth folder): print recall of true instance matches at k = 10, 50 and K."),
+) -> None:
+    """Build each query's candidate pool: top-K gallery products by cosine of image + text embeddings -> pools."""
+    import logging
+
+    import jieba
+
+    from ..cli import open_store
+    from ..config import ConfigError
+    from ..console import console, fail, stage_summary
+    from .pools import PoolsError, build_pools
+
+    jieba.setLogLevel(logging.WARNING)
+    store, s = open_store(ctx, **{
+        "annotate.pool_queries": queries, "annotate.pool_k": k, "annotate.pool_search": search,
+        "annotate.pool_text_model": text_model, "annotate.pool_image": image, "annotate.pool_block": block,
+    })
+    if search and search != "exact" and not ann_check:
+        ann_check = min(s.annotate.pool_block, 1000)  # an approximate search always reports its recall
+    try:
+        with _RichProgress(console) as progress:
+            report = build_pools(store, s, split_version=split_version, fresh=fresh, ann_check=ann_check,
+                                 progress=progress)
+    except (PoolsError, ConfigError, RuntimeError) as exc:
+        fail(str(exc))
+    console.print(stage_summary(report.stats))
+    console.print(summary_table(report, s))
+    if score_against is not None:
+        from .pools import score_pools
+
+        try:
+            score = score_pools(store, score_against, ks=tuple(sorted({10, 50, s.annotate.pool_k})))
+        except (FileNotFoundError, ValueError) as exc:
+            fail(str(exc))
+        for kk, r in score["recall"].items():
+            console.print(f"recall@{kk} of true instance matches: [bold]{r:.4f}[/] "
+                          f"({score['pairs']} true pairs of {score['queries']} queries)")
+
+
+def summary_table(report, s):
+    from rich.table import Table
+
+    t = Table(title="candidate pools")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    for name, value in [("embedder", report.embedder), ("search", s.annotate.pool_search),
+                        ("K", f"{s.annotate.pool_k:,}"), ("products", f"{report.n_products:,}"),
+                        ("queries", f"{report.n_queries:,}"), ("gallery", f"{report.n_gallery:,}"),
+                        ("blocks", f"{report.n_blocks:,}"), ("blocks resumed", f"{report.n_resumed:,}"),
+                        ("stale pools dropped", f"{report.dropped_queries:,}")]:
+        t.add_row(name, str(value))
+    for reason, n in sorted(report.gaps.items()):
+        t.add_row(f"  {reason}", f"{n:,}")
+    if report.ann_recall is not None:
+        t.add_row("approximate search recall vs exact", f"{report.ann_recall:.4f}")
+    return t
+
+
+def tasks(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="Folder for tasks.jsonl, tasks.json, tasks.csv and label_config.xml."),
+    top: int = typer.Option(0, "--top", help="Candidates per query (0 = the whole pool)."),
+    queries: int = typer.Option(0, "--queries", help="Only the first N queries by id (0 = all)."),
+    image_prefix: Optional[str] = typer.Option(None, "--image-prefix", help="Prefix for image paths relative to the store (e.g. a URL); default absolute paths."),
+) -> None:
+    """Export labelling tasks (query + candidate, images and captions) as JSONL, JSON and CSV for labelling tools."""
+    from ..cli import open_store
+    from ..console import console
+    from .tasks import export_tasks
+
+    store, _ = open_store(ctx)
+    report = export_tasks(store, out, top=top, queries=queries, image_prefix=image_prefix)
+    console.print(f"{report.n_tasks:,} tasks of {report.n_queries:,} queries -> [bold]{report.out_dir}[/] "
+                  "(tasks.jsonl, tasks.json, tasks.csv, label_config.xml)")
+    if report.no_image or report.empty_caption:
+        console.print(f"  sides without an image: {report.no_image:,}; with an empty caption: {report.empty_caption:,}")

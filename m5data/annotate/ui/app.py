@@ -1,0 +1,256 @@
+"""The labelling web app: one query and one candidate of its pool side by side, match / mismatch / uncertain.
+
+The papers' matching task (M5Product Figures 7-8) on a local aiohttp server. The task list is the
+``pools`` table (the first ``per_query`` candidates of each query) with gold questions mixed in;
+every click is one row of ``annotations`` (key query, candidate, worker: a re-click updates it),
+written atomically by the store. Safety: bound to 127.0.0.1 by default, every product text goes to
+the page as JSON and is shown with ``textContent`` (captions are untrusted HTML), writes need the
+session's CSRF token and name a pair of the task list, and every asset is served from this package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hmac
+import json
+import mimetypes
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from aiohttp import web
+
+from ...threaded_app import ThreadedApp
+
+STATIC = Path(__file__).parent / "static"
+LABELS = ("match", "mismatch", "uncertain")
+HOST = "127.0.0.1"
+
+
+class UiError(ValueError):
+    """The UI cannot start (no pools, a bad gold file); one line for the user."""
+
+
+@dataclass(frozen=True)
+class Task:
+    query_id: str
+    candidate_id: str
+    is_gold: bool = False
+    gold_label: str | None = None  # never sent to the page
+
+
+@dataclass
+class Session:
+    worker: str
+    tasks: list[Task]
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+
+    def __post_init__(self):
+        self.by_pair = {(t.query_id, t.candidate_id): t for t in self.tasks}
+
+
+def read_gold(path: str | Path) -> list[Task]:
+    """Gold questions from a CSV or JSONL file with query_id, candidate_id, label (match or mismatch)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise UiError(f"cannot read gold file {path}: {exc}") from None
+    if path.suffix.lower() in (".jsonl", ".json"):
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        rows = list(csv.DictReader(text.splitlines()))
+    out = []
+    for k, row in enumerate(rows, 1):
+        label = str(row.get("label", "")).strip().lower()
+        if not row.get("query_id") or not row.get("candidate_id") or label not in ("match", "mismatch"):
+            raise UiError(f"gold file {path}, row {k}: needs query_id, candidate_id and label match|mismatch")
+        out.append(Task(str(row["query_id"]), str(row["candidate_id"]), True, label))
+    return out
+
+
+def build_tasks(store, per_query: int, gold: list[Task] | None = None, gold_every: int = 5) -> list[Task]:
+    """The worker's task list: the top ``per_query`` candidates of every query's pool, a gold question every
+    ``gold_every`` tasks. Without a gold file, the store's own gold judgements (``is_gold``) are used."""
+    con = store.connect()
+    try:
+        pairs = con.execute("SELECT query_id, candidate_id FROM pools WHERE rank <= ? ORDER BY query_id, rank, candidate_id",
+                            [per_query]).fetchall()
+        if gold is None:
+            gold = [Task(q, c, True, lbl) for q, c, lbl in con.execute(
+                "SELECT query_id, candidate_id, any_value(label) FROM annotations WHERE is_gold AND label IN ('match', 'mismatch') "
+                "GROUP BY 1, 2 ORDER BY 1, 2").fetchall()]
+        known = {r[0] for r in con.execute("SELECT product_id FROM products").fetchall()}
+    finally:
+        con.close()
+    if not pairs:
+        raise UiError("no candidate pools in the store: run `m5data annotate pools` first")
+    gold = [g for g in gold if g.query_id in known and g.candidate_id in known]
+    plain = [Task(q, c) for q, c in pairs]
+    gold_pairs = {(g.query_id, g.candidate_id) for g in gold}
+    plain = [t for t in plain if (t.query_id, t.candidate_id) not in gold_pairs]
+    tasks: list[Task] = []
+    pending_gold = list(gold)
+    for k, task in enumerate(plain, 1):
+        tasks.append(task)
+        if gold_every and k % gold_every == 0 and pending_gold:
+            tasks.append(pending_gold.pop(0))
+    tasks.extend(pending_gold)
+    return tasks
+
+
+class LabellingApp:
+    """The aiohttp application over one store and one worker session."""
+
+    def __init__(self, store, session: Session):
+        self.store = store
+        self.session = session
+        self.products = self._load_products()
+        self.lock = asyncio.Lock()
+
+    def _load_products(self) -> dict[str, dict]:
+        ids = sorted({p for t in self.session.tasks for p in (t.query_id, t.candidate_id)})
+        con = self.store.connect()
+        try:
+            con.register("wanted", __import__("pyarrow").table({"product_id": ids}))
+            rows = con.execute("SELECT p.product_id, p.title, p.platform, p.price, p.currency, array_to_string(p.category_path, ' > ') "
+                               "FROM products p JOIN wanted USING (product_id)").fetchall()
+            specs = con.execute("SELECT s.product_id, s.property, s.value FROM specs s JOIN wanted USING (product_id) "
+                                "ORDER BY s.product_id, s.position").fetchall()
+            images = con.execute("""
+                SELECT m.product_id, coalesce(d.blob, m.blob) FROM media m JOIN wanted USING (product_id)
+                LEFT JOIN media d ON d.source_media_id = m.media_id AND d.kind = 'image_norm' AND d.status = 'ok'
+                WHERE m.kind = 'image' AND m.status = 'ok'
+                QUALIFY row_number() OVER (PARTITION BY m.product_id ORDER BY CASE m.role WHEN 'main' THEN 0 ELSE 1 END, m.position) = 1
+            """).fetchall()
+        finally:
+            con.close()
+        out = {pid: {"product_id": pid, "title": title or "", "platform": platform, "price": price, "currency": currency,
+                     "category": category or "", "specs": [], "image": None} for pid, title, platform, price, currency, category in rows}
+        for pid, prop, value in specs:
+            out[pid]["specs"].append([prop, value])
+        for pid, blob in images:
+            out[pid]["image"] = blob
+        return out
+
+    # ------------------------------------------------------------------ routes
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024, middlewares=[_security_headers])
+        app.router.add_get("/", self.index)
+        app.router.add_get("/static/{name}", self.static)
+        app.router.add_get("/favicon.ico", self.favicon)
+        app.router.add_get("/api/tasks", self.tasks)
+        app.router.add_get("/api/product/{product_id}", self.product)
+        app.router.add_get("/image/{product_id}", self.image)
+        app.router.add_post("/api/judge", self.judge)
+        app.router.add_get("/api/summary", self.summary)
+        return app
+
+    async def index(self, request: web.Request) -> web.Response:
+        html = (STATIC / "index.html").read_text(encoding="utf-8")
+        html = html.replace("{{csrf}}", self.session.token).replace("{{worker}}", _attr(self.session.worker))
+        return web.Response(text=html, content_type="text/html", charset="utf-8")
+
+    async def static(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        path = STATIC / name
+        if "/" in name or name.startswith(".") or not path.is_file() or name == "index.html":
+            raise web.HTTPNotFound()
+        ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        return web.Response(body=path.read_bytes(), content_type=ctype)
+
+    async def favicon(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound("/static/favicon.svg")
+
+    async def tasks(self, request: web.Request) -> web.Response:
+        done = self._labels()
+        return web.json_response({"worker": self.session.worker, "tasks": [
+            {"index": k, "query_id": t.query_id, "candidate_id": t.candidate_id, "label": done.get((t.query_id, t.candidate_id))}
+            for k, t in enumerate(self.session.tasks)]})
+
+    async def product(self, request: web.Request) -> web.Response:
+        product = self.products.get(request.match_info["product_id"])
+        if product is None:
+            raise web.HTTPNotFound(text="unknown product")
+        return web.json_response({**product, "image": f"/image/{product['product_id']}" if product["image"] else None})
+
+    async def image(self, request: web.Request) -> web.StreamResponse:
+        product = self.products.get(request.match_info["product_id"])
+        if product is None or not product["image"]:
+            raise web.HTTPNotFound()
+        path = (self.store.root / product["image"]).resolve()
+        if not path.is_relative_to(self.store.root.resolve()) or not path.is_file():
+            raise web.HTTPNotFound()
+        return web.FileResponse(path)
+
+    async def judge(self, request: web.Request) -> web.Response:
+        if not hmac.compare_digest(request.headers.get("X-CSRF-Token", ""), self.session.token):
+            raise web.HTTPForbidden(text="missing or wrong CSRF token")
+        try:
+            body = await request.json()
+            pair = (str(body["query_id"]), str(body["candidate_id"]))
+            label = str(body["label"])
+        except (ValueError, KeyError, TypeError):
+            raise web.HTTPBadRequest(text="expected JSON with query_id, candidate_id, label") from None
+        task = self.session.by_pair.get(pair)
+        if task is None:
+            raise web.HTTPBadRequest(text=f"unknown query/candidate pair {pair[0]} / {pair[1]}")
+        if label not in LABELS:
+            raise web.HTTPBadRequest(text=f"label must be one of {', '.join(LABELS)}")
+        row = {"query_id": pair[0], "candidate_id": pair[1], "worker_id": self.session.worker, "label": label,
+               "is_gold": task.is_gold, "source": "ui", "created_at": datetime.now(timezone.utc)}
+        async with self.lock:  # one writer of the table at a time; the store write itself is atomic
+            await asyncio.get_running_loop().run_in_executor(None, self.store.write, "annotations", [row])
+        return web.json_response({"ok": True, **self._progress()})
+
+    async def summary(self, request: web.Request) -> web.Response:
+        return web.json_response(self._progress())
+
+    # ------------------------------------------------------------------ state
+    def _labels(self) -> dict[tuple[str, str], str]:
+        con = self.store.connect()
+        try:
+            rows = con.execute("SELECT query_id, candidate_id, label FROM annotations WHERE worker_id = ?",
+                               [self.session.worker]).fetchall()
+        finally:
+            con.close()
+        return {(q, c): lbl for q, c, lbl in rows}
+
+    def _progress(self) -> dict:
+        done = self._labels()
+        tasks = self.session.tasks
+        reviewed = sum((t.query_id, t.candidate_id) in done for t in tasks)
+        gold = [t for t in tasks if t.is_gold]
+        answered = [t for t in gold if (t.query_id, t.candidate_id) in done]
+        right = sum(done[(t.query_id, t.candidate_id)] == t.gold_label for t in answered)
+        return {"reviewed": reviewed, "total": len(tasks), "gold_answered": len(answered), "gold_total": len(gold),
+                "gold_correct": right, "gold_accuracy": right / len(answered) if answered else None}
+
+
+def _attr(text: str) -> str:
+    from html import escape
+
+    return escape(text, quote=True)
+
+
+@web.middleware
+async def _security_headers(request: web.Request, handler):
+    response = await handler(request)
+    # everything the page needs comes from this server: no inline script, no other origin
+    response.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self'; script-src 'self'; "
+                                                   "style-src 'self'; connect-src 'self'; frame-ancestors 'none'")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+class RunningUi(ThreadedApp):
+    """The app served on ``host:port`` (0: a free port) in a background thread; ``with`` it to stop it."""
+
+    def __init__(self, store, session: Session, host: str = HOST, port: int = 0):
+        self.app = LabellingApp(store, session)
+        try:
+            super().__init__(self.app.app, host, port, "annotation UI")
+        except RuntimeError as exc:
+            raise UiError(str(exc)) from None

@@ -1,0 +1,76 @@
+"""``m5data export`` and ``m5data check-shards``.
+
+Exit codes: export 0 done, 1 a bad option, no splits, or an output folder of another export;
+check-shards 0 every indexed shard has its size and sha256, 1 a shard is missing, truncated or
+altered (each named), or no index was found.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def export(
+    ctx: typer.Context,
+    split: str = typer.Option("all", "--split", help="A split name (train, query-c, ...) or all."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="webdataset (default), parquet or m5product."),
+    out: Path = typer.Option(..., "--out", help="Output folder (an export there is resumed)."),
+    shard_size: Optional[int] = typer.Option(None, "--shard-size", help="Products per shard (default 1000)."),
+    shard_bytes: Optional[int] = typer.Option(None, "--shard-bytes", help="Cut shards at about this many bytes of media instead."),
+    version: Optional[str] = typer.Option(None, "--version", help="Split version (default: the latest written)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes writing shards (0 = one per core, 1 = inline)."),
+) -> None:
+    """Export a split (or all) as WebDataset shards, Hugging Face Parquet or the M5Product layout; resumable."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from ..cli import open_store
+    from ..config import ConfigError
+    from ..console import console, fail, stage_summary
+    from .run import export as run_export
+    from .samples import ExportError
+
+    store, s = open_store(ctx, **{"export.shard_size": shard_size, "export.shard_bytes": shard_bytes,
+                                  "export.workers": workers, "export.format": fmt})
+    try:
+        with Progress(TextColumn("[bold]export[/] shards"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as bar:
+            task = bar.add_task("shards", total=None)
+            report = run_export(store, s, out=out, split=split, version=version,
+                                progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except (ExportError, ConfigError) as exc:
+        fail(str(exc))
+    console.print(stage_summary(report.stats))
+    t = Table(title=f"{report.fmt} export of version {report.version} -> {report.out}")
+    t.add_column("split")
+    t.add_column("products", justify="right")
+    for name, n in report.splits.items():
+        t.add_row(name, f"{n:,}")
+    console.print(t)
+    console.print(f"shards: {report.shards} ({report.shards_written} written, {report.shards_skipped} already finished)")
+
+
+def check_shards(
+    folder: Path = typer.Argument(..., help="An export folder (WebDataset or Parquet)."),
+    no_hash: bool = typer.Option(False, "--no-hash", help="Compare sizes only (fast)."),
+) -> None:
+    """Verify exported shards against their index: missing, truncated or altered shards (exit 1)."""
+    from rich.table import Table
+
+    from ..console import console, fail
+    from .check import check_shards as run_check
+
+    report = run_check(folder, hash_files=not no_hash)
+    if report.problems:
+        t = Table(title=f"{len(report.problems)} bad shard(s) in {folder}")
+        t.add_column("shard")
+        t.add_column("problem")
+        for p in report.problems:
+            t.add_row(p.path, p.problem)
+        console.print(t)
+        fail(f"{len(report.problems)} of {report.checked} shard(s) failed: "
+             + ", ".join(p.path for p in report.problems[:10]))
+    console.print(f"{report.checked} shard(s) ok: {report.samples:,} samples, {report.bytes:,} bytes")

@@ -1,0 +1,235 @@
+"""Hugging Face Parquet layout: ``data/<split>-00000-of-0000N.parquet`` and a ``README.md`` dataset card.
+
+Split names use underscores (``query-c`` -> ``query_c``: ``datasets`` refuses hyphens). Columns:
+ids, texts, the spec table as ``list<struct<property, value>>``, unified labels, the duplicate
+group, the main image as an ``Image`` feature (``struct<bytes: binary, path: string>`` plus the
+``huggingface`` schema metadata), the 1-fps frames as a list of images, the MFCC array as nested
+``float32`` lists of shape ``(frames, n_mfcc, steps)``, the mp3 bytes and the modalities present.
+A missing modality is a null, never placeholder bytes. The card's YAML ``configs`` names every
+split (the automatic loader only knows train/validation/test) and ``dataset_info`` describes the
+features and split sizes, so ``datasets.load_dataset(DIR)`` reads every split offline.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+
+from .samples import Sample, frame_files, hf_split_name
+
+MEDIA_KINDS = ("image_norm", "frames", "mfcc", "audio")
+ROW_GROUP_ROWS = 64  # rows per Parquet row group: a few MB of images each, so readers can stream
+
+_IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+SCHEMA = pa.schema([
+    ("product_id", pa.string()), ("key", pa.string()), ("platform", pa.string()), ("source_id", pa.string()),
+    ("title", pa.string()), ("caption", pa.string()),
+    ("specs", pa.list_(pa.struct([("property", pa.string()), ("value", pa.string())]))),
+    ("class_id", pa.int32()), ("class_name", pa.string()), ("sub_class_id", pa.int32()), ("sub_class_name", pa.string()),
+    ("subsub_class_id", pa.int32()), ("subsub_class_name", pa.string()), ("group_id", pa.string()),
+    ("split", pa.string()), ("modalities", pa.list_(pa.string())),
+    ("image", _IMAGE), ("frames", pa.list_(_IMAGE)), ("mfcc", pa.list_(pa.list_(pa.list_(pa.float32())))),
+    ("mp3", pa.binary()),
+])
+
+# datasets' own JSON for these features (what ``Features(...).arrow_schema.metadata`` holds)
+_STR, _I32 = {"dtype": "string", "_type": "Value"}, {"dtype": "int32", "_type": "Value"}
+HF_FEATURES = {
+    "product_id": _STR, "key": _STR, "platform": _STR, "source_id": _STR, "title": _STR, "caption": _STR,
+    "specs": {"feature": {"property": _STR, "value": _STR}, "_type": "List"},
+    "class_id": _I32, "class_name": _STR, "sub_class_id": _I32, "sub_class_name": _STR,
+    "subsub_class_id": _I32, "subsub_class_name": _STR, "group_id": _STR, "split": _STR,
+    "modalities": {"feature": _STR, "_type": "List"},
+    "image": {"_type": "Image"}, "frames": {"feature": {"_type": "Image"}, "_type": "List"},
+    "mfcc": {"feature": {"feature": {"feature": {"dtype": "float32", "_type": "Value"}, "_type": "List"},
+                         "_type": "List"}, "_type": "List"},
+    "mp3": {"dtype": "binary", "_type": "Value"},
+}
+# the same features in the dataset card's YAML form
+_CARD_FEATURES = (
+    [{"name": n, "dtype": "string"} for n in ("product_id", "key", "platform", "source_id", "title", "caption")]
+    + [{"name": "specs", "list": [{"name": "property", "dtype": "string"}, {"name": "value", "dtype": "string"}]}]
+    + [{"name": n, "dtype": t} for n, t in (("class_id", "int32"), ("class_name", "string"), ("sub_class_id", "int32"),
+                                            ("sub_class_name", "string"), ("subsub_class_id", "int32"),
+                                            ("subsub_class_name", "string"), ("group_id", "string"), ("split", "string"))]
+    + [{"name": "modalities", "list": "string"}, {"name": "image", "dtype": "image"}, {"name": "frames", "list": "image"},
+       {"name": "mfcc", "list": {"list": {"list": "float32"}}}, {"name": "mp3", "dtype": "binary"}]
+)
+
+
+def schema() -> pa.Schema:
+    return SCHEMA.with_metadata({"huggingface": json.dumps({"info": {"features": HF_FEATURES}})})
+
+
+def shard_path(split: str, index: int, count: int) -> str:
+    return f"data/{hf_split_name(split)}-{index:05d}-of-{count:05d}.parquet"
+
+
+def stats_path(out: Path, shard) -> Path:
+    # not under data/: the card's `data/<split>-*` patterns must match Parquet files only
+    return out / "_shards" / f"{hf_split_name(shard.split)}-{shard.index:05d}.stats.json"
+
+
+def _read(store_root: Path, sample: Sample, attr: str, what: str, failures: Counter) -> bytes | None:
+    """A media blob's bytes; a missing file is counted and cleared from ``sample`` (its modality goes)."""
+    rel = getattr(sample, attr)
+    if not rel:
+        return None
+    try:
+        return (store_root / rel).read_bytes()
+    except OSError:
+        failures[f"missing {what} blob"] += 1
+        setattr(sample, attr, None)
+        return None
+
+
+def _mfcc_list(data: bytes | None, failures: Counter):
+    if data is None:
+        return None
+    import numpy as np
+
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError:
+        failures["unreadable mfcc array"] += 1
+        return None
+    if arr.ndim != 3:
+        failures["mfcc array not 3-d"] += 1
+        return None
+    return arr.astype("float32", copy=False)
+
+
+def _nested(arrays: list) -> pa.Array:
+    """A ``list<list<list<float32>>>`` array from 3-d numpy arrays (or None) without Python float lists."""
+    import numpy as np
+
+    outer, middle, inner, values, valid = [0], [0], [0], [], []
+    for arr in arrays:
+        valid.append(arr is not None)
+        if arr is not None:
+            a, b, c = arr.shape
+            m0, i0 = middle[-1], inner[-1]
+            middle.extend(m0 + b * (i + 1) for i in range(a))
+            inner.extend(i0 + c * (i + 1) for i in range(a * b))
+            values.append(arr.reshape(-1))
+        outer.append(outer[-1] + (arr.shape[0] if arr is not None else 0))
+    flat = pa.array(np.concatenate(values) if values else np.zeros(0, "float32"), pa.float32())
+    level3 = pa.ListArray.from_arrays(pa.array(inner, pa.int32()), flat)
+    level2 = pa.ListArray.from_arrays(pa.array(middle, pa.int32()), level3)
+    mask = pa.array([not v for v in valid])
+    return pa.ListArray.from_arrays(pa.array(outer, pa.int32()), level2, mask=mask)
+
+
+def sample_row(store_root: Path, sample: Sample, split: str, options: dict, failures: Counter) -> dict:
+    """One product's row (the mfcc column as a numpy array, turned into lists by :func:`_nested`)."""
+    image = _read(store_root, sample, "image", "image", failures)
+    frames = None
+    if sample.frames:
+        frames = []
+        for p in frame_files(store_root, sample.frames):
+            try:
+                frames.append({"bytes": p.read_bytes(), "path": f"{sample.key}/{p.name}"})
+            except OSError:
+                failures["missing frame file"] += 1
+        if not frames:
+            failures["missing frames folder"] += 1
+            frames = sample.frames = None
+    if not options.get("mp3", True):
+        sample.mp3 = None
+    mp3 = _read(store_root, sample, "mp3", "mp3", failures)
+    mfcc = _mfcc_list(_read(store_root, sample, "mfcc", "mfcc", failures), failures)
+    if mfcc is None:
+        sample.mfcc = None
+    return {
+        "product_id": sample.product_id, "key": sample.key, "platform": sample.platform, "source_id": sample.source_id,
+        "title": sample.title, "caption": sample.caption,
+        "specs": [{"property": p, "value": v} for p, v in sample.specs],
+        "class_id": sample.class_id, "class_name": sample.class_name, "sub_class_id": sample.sub_class_id,
+        "sub_class_name": sample.sub_class_name, "subsub_class_id": sample.subsub_class_id,
+        "subsub_class_name": sample.subsub_class_name, "group_id": sample.group_id, "split": split,
+        "modalities": sample.modalities(),
+        "image": {"bytes": image, "path": f"{sample.key}.jpg"} if image is not None else None,
+        "frames": frames, "mfcc": mfcc,
+        "mp3": mp3,
+    }
+
+
+def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], options: dict) -> dict:
+    """Write one Parquet file (temp name, rename), then its stats file (the completion marker)."""
+    import pyarrow.parquet as pq
+
+    from .run import write_json_atomic
+
+    rel = shard_path(shard.split, shard.index, shard.count)
+    target = out / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".tmp-{target.name}")
+    failures: Counter = Counter()
+    modalities: Counter = Counter()
+    sch = schema()
+    with pq.ParquetWriter(tmp, sch, compression="zstd") as writer:
+        for start in range(0, len(samples), ROW_GROUP_ROWS):
+            rows = [sample_row(store_root, s, shard.split, options, failures) for s in samples[start:start + ROW_GROUP_ROWS]]
+            for s in samples[start:start + ROW_GROUP_ROWS]:
+                modalities.update(s.modalities())
+            mfcc = _nested([r.pop("mfcc") for r in rows])
+            cols = {f.name: (mfcc if f.name == "mfcc" else pa.array([r[f.name] for r in rows], f.type)) for f in sch}
+            writer.write_table(pa.table(cols, schema=sch))
+        if not samples:
+            writer.write_table(sch.empty_table())
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    from .check import file_sha256
+
+    size = target.stat().st_size
+    stats = {"shard": target.name, "path": rel, "split": shard.split, "index": shard.index, "count": shard.count,
+             "nsamples": len(samples), "size": size, "sha256": file_sha256(target),
+             "first_key": samples[0].key if samples else None, "last_key": samples[-1].key if samples else None,
+             "modalities": dict(sorted(modalities.items())), "failures": dict(sorted(failures.items()))}
+    write_json_atomic(stats_path(out, shard), stats)
+    return stats
+
+
+def dataset_card(version: str, splits: dict[str, dict]) -> str:
+    """``README.md``: YAML front matter (``configs`` naming every split, ``dataset_info``) and a short body."""
+    import yaml
+
+    meta = {
+        "configs": [{"config_name": "default", "data_files": [
+            {"split": hf_split_name(s), "path": f"data/{hf_split_name(s)}-*"} for s in splits]}],
+        "dataset_info": {"features": _CARD_FEATURES, "splits": [
+            {"name": hf_split_name(s), "num_bytes": v["bytes"], "num_examples": v["nsamples"]} for s, v in splits.items()]},
+    }
+    lines = [f"| {hf_split_name(s)} | {s} | {v['nsamples']:,} | {v['shards']} |" for s, v in splits.items()]
+    return ("---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n"
+            "# M5Product-style five-modality products (m5data export)\n\n"
+            f"Split version `{version}`. One row per product: image, caption, spec table, 1-fps video frames "
+            "and MFCC audio features, unified category labels. Missing modalities are nulls.\n\n"
+            "| split | m5data split | products | files |\n|---|---|---|---|\n" + "\n".join(lines) + "\n\n"
+            "```python\nfrom datasets import load_dataset\nds = load_dataset(\"path/to/this/folder\")\n```\n")
+
+
+def finish(store, out: Path, version: str, members: dict[str, list[str]], shards: list[dict], options: dict) -> None:
+    """Write the dataset card and ``_stats.json``."""
+    from .run import write_json_atomic
+
+    splits: dict[str, dict] = {}
+    for st in shards:
+        agg = splits.setdefault(st["split"], {"nsamples": 0, "bytes": 0, "shards": 0, "files": [], "modalities": Counter()})
+        agg["nsamples"] += st["nsamples"]
+        agg["bytes"] += st["size"]
+        agg["shards"] += 1
+        agg["files"].append({"path": st["path"], "nsamples": st["nsamples"], "size": st["size"], "sha256": st["sha256"]})
+        agg["modalities"].update(st["modalities"])
+    tmp = out / ".tmp-README.md"
+    tmp.write_text(dataset_card(version, splits), encoding="utf-8")
+    os.replace(tmp, out / "README.md")
+    for agg in splits.values():
+        agg["modalities"] = dict(sorted(agg["modalities"].items()))
+    write_json_atomic(out / "_stats.json", {"version": version, "format": "parquet", "splits": splits})

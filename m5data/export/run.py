@@ -1,0 +1,288 @@
+"""The export stage: plan shards, write them in a process pool, resume, finish the layout's index.
+
+Every format cuts each split's sorted product ids into shards (``export.shard_size`` products, or
+about ``export.shard_bytes`` bytes of media each), so the assignment is the same on every run of
+the same store and version. A shard is written to a temp name, renamed, and then its stats file is
+written: the stats file is the shard's completion marker. A re-run (after a kill, or of a finished
+export) skips every shard whose stats file exists and whose output still has the recorded size;
+a finished shard is never rewritten. The plan (``_export.json``) is written first; an output
+folder holding another plan (other version, format, sizes or products) is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from .. import config as cfg
+from ..storage.runs import StageStats, record_run
+from .samples import ExportError, split_members
+
+FORMATS = {"webdataset": "m5data.export.webdataset", "parquet": "m5data.export.hf_parquet",
+           "m5product": "m5data.export.m5product"}
+PLAN_FILE = "_export.json"
+
+Progress = Callable[[int, int], None]  # (shards done, shards in all)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One shard of one split: its position, the count of shards of its split and its products."""
+
+    split: str
+    index: int
+    count: int
+    product_ids: tuple[str, ...]
+
+
+@dataclass
+class ExportReport:
+    """What one export run did."""
+
+    stats: StageStats
+    out: Path
+    fmt: str
+    version: str
+    splits: dict[str, int]  # split -> samples
+    shards: int
+    shards_written: int
+    shards_skipped: int
+
+
+def check_settings(s: cfg.Settings) -> None:
+    """Reject bad ``[export]`` values before any work."""
+    e = s.export
+    if e.shard_size < 1:
+        raise cfg.ConfigError(f"config export.shard_size must be >= 1, got {e.shard_size!r}")
+    if e.shard_bytes < 0:
+        raise cfg.ConfigError(f"config export.shard_bytes must be >= 0 (0 = cut by shard_size), got {e.shard_bytes!r}")
+    if e.workers < 0:
+        raise cfg.ConfigError(f"config export.workers must be >= 0 (0 = one per core), got {e.workers!r}")
+    if e.format not in FORMATS:
+        raise cfg.ConfigError(f"config export.format must be one of {', '.join(FORMATS)}, got {e.format!r}")
+
+
+def format_module(fmt: str):
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r} (formats: {', '.join(FORMATS)})")
+    return importlib.import_module(FORMATS[fmt])
+
+
+def plan_shards(members: dict[str, list[str]], shard_size: int, shard_bytes: int = 0,
+                sizes: dict[str, int] | None = None) -> list[Shard]:
+    """Cut each split's sorted ids into shards of ``shard_size`` products or about ``shard_bytes`` bytes.
+
+    Args:
+        members: split -> product ids.
+        shard_size: products per shard (used when ``shard_bytes`` is 0).
+        shard_bytes: estimated bytes per shard; a shard closes once it reaches this size.
+        sizes: estimated bytes per product (needed with ``shard_bytes``).
+    """
+    shards: list[Shard] = []
+    for split, ids in members.items():
+        ids = sorted(ids)
+        groups: list[list[str]] = []
+        if shard_bytes:
+            current: list[str] = []
+            total = 0
+            for pid in ids:
+                current.append(pid)
+                total += (sizes or {}).get(pid, 0) + 1024  # + headers and text
+                if total >= shard_bytes:
+                    groups.append(current)
+                    current, total = [], 0
+            if current:
+                groups.append(current)
+        else:
+            groups = [ids[i:i + shard_size] for i in range(0, len(ids), shard_size)]
+        shards += [Shard(split, i, len(groups), tuple(g)) for i, g in enumerate(groups)]
+    return shards
+
+
+def media_sizes(store, ids: list[str], kinds: tuple[str, ...]) -> dict[str, int]:
+    """Bytes of each product's exported media (by the ``media.bytes`` column), for ``--shard-bytes``."""
+    from .samples import use_ids
+
+    con = store.connect()
+    try:
+        use_ids(con, ids)
+        rows = con.execute(
+            "SELECT product_id, sum(coalesce(bytes, 0)) FROM media JOIN wanted USING (product_id) "
+            f"WHERE status = 'ok' AND kind IN ({', '.join('?' * len(kinds))}) GROUP BY product_id", list(kinds)).fetchall()
+    finally:
+        con.close()
+    return {pid: int(n) for pid, n in rows}
+
+
+def _plan_record(fmt: str, version: str, shards: list[Shard], settings: cfg.Settings) -> dict:
+    digest = hashlib.sha256()
+    for sh in shards:
+        digest.update(f"{sh.split}\t{sh.index}\t".encode() + "\n".join(sh.product_ids).encode() + b"\n")
+    per_split = Counter()
+    for sh in shards:
+        per_split[sh.split] += len(sh.product_ids)
+    return {"format": fmt, "version": version, "shard_size": settings.export.shard_size,
+            "shard_bytes": settings.export.shard_bytes, "splits": dict(per_split),
+            "shards": {sp: sum(1 for sh in shards if sh.split == sp) for sp in per_split},
+            "options": _format_options(settings), "products_sha256": digest.hexdigest()}
+
+
+def _format_options(settings: cfg.Settings) -> dict:
+    return {"mp3": settings.export.mp3, "video": settings.export.video}
+
+
+def write_json_atomic(path: Path, data, **dump) -> None:
+    """Write JSON to ``path`` through a temp file and a rename (sorted keys: byte-stable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, sort_keys=True, indent=1, **dump) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+_worker: dict = {}  # per process: the store and one DuckDB connection, opened once by _init_worker
+
+
+def _init_worker(store_root: str) -> None:
+    """Pool initializer: open the store and one connection for all the shards this process writes."""
+    from ..storage import Store
+
+    store = Store.open(store_root)
+    con = store.connect()
+    con.execute("SET threads = 1")  # parallelism is across shards; one thread per worker process
+    _worker.update(store=store, con=con)
+
+
+def _run_shard(fmt: str, out: str, shard: dict, options: dict, store=None, con=None) -> dict:
+    """Write one shard: assemble its samples and hand them to the format (top level: picklable)."""
+    from .samples import load_samples
+
+    store = store or _worker["store"]
+    con = con or _worker["con"]
+    sh = Shard(**{**shard, "product_ids": tuple(shard["product_ids"])})
+    samples = load_samples(con, list(sh.product_ids))
+    return format_module(fmt).write_shard(store.root, Path(out), sh, samples, options)
+
+
+def shard_done(mod, out: Path, shard: Shard) -> dict | None:
+    """The stats of a finished shard (its marker exists and its output has the recorded size), else None."""
+    marker = mod.stats_path(out, shard)
+    if not marker.is_file():
+        return None
+    try:
+        stats = json.loads(marker.read_text())
+    except ValueError:
+        return None
+    target = out / stats.get("path", "")
+    if not stats.get("path") or not target.exists() or (target.is_file() and target.stat().st_size != stats.get("size")):
+        return None
+    return stats
+
+
+def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all", fmt: str | None = None,
+           version: str | None = None, progress: Progress | None = None) -> ExportReport:
+    """Export one split (or ``all``) of a split version in one layout; resumable.
+
+    Args:
+        store: the store to read.
+        settings: effective settings (``[export]``: shard size/bytes, workers, mp3, video).
+        out: the output folder (created; a folder of another export plan is refused).
+        split: a split name or ``all``.
+        fmt: ``webdataset``, ``parquet`` or ``m5product`` (default ``export.format``).
+        version: the split version (default: the latest written).
+        progress: called with (shards done, shards in all) after each shard.
+
+    Raises:
+        ExportError: no splits, unknown version/split/format, or ``out`` holds another plan.
+    """
+    check_settings(settings)
+    fmt = fmt or settings.export.format
+    mod = format_module(fmt)
+    out = Path(out).absolute()
+    stats = StageStats("export")
+    config = {"format": fmt, "split": split, "out": str(out), **asdict(settings.export)}
+    try:
+        version, members = split_members(store, version, split)
+        config["version"] = version
+        sizes = None
+        if settings.export.shard_bytes:
+            sizes = media_sizes(store, [p for ids in members.values() for p in ids], mod.MEDIA_KINDS)
+        shards = plan_shards(members, settings.export.shard_size, settings.export.shard_bytes, sizes)
+        plan = _plan_record(fmt, version, shards, settings)
+        plan_path = out / PLAN_FILE
+        if plan_path.is_file():
+            old = json.loads(plan_path.read_text())
+            if old != plan:
+                diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
+                raise ExportError(f"{out} holds another export ({', '.join(diff)} differ): use an empty --out folder")
+        elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
+            raise ExportError(f"{out} is not empty and holds no m5data export: use an empty --out folder")
+        write_json_atomic(plan_path, plan)
+        stats.n_in = sum(len(sh.product_ids) for sh in shards)
+        done: dict[tuple[str, int], dict] = {}
+        todo = []
+        for sh in shards:
+            st = shard_done(mod, out, sh)
+            if st is not None:
+                done[(sh.split, sh.index)] = st
+            else:
+                todo.append(sh)
+        skipped = len(done)
+        if progress:
+            progress(len(done), len(shards))
+        options = _format_options(settings)
+        if hasattr(mod, "prepare"):  # a decision over the whole export (M5Product item ids)
+            options = mod.prepare(store, members, options)
+        workers = settings.export.workers or os.cpu_count() or 1
+        results = []
+        if workers == 1 or len(todo) <= 1:
+            con = store.connect()
+            try:
+                for sh in todo:
+                    results.append(_run_shard(fmt, str(out), asdict(sh), options, store, con))
+                    _account(stats, results[-1])
+                    if progress:
+                        progress(len(done) + len(results), len(shards))
+            finally:
+                con.close()
+        else:
+            import multiprocessing as mp
+
+            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn"),
+                                     initializer=_init_worker, initargs=(str(store.root),)) as pool:
+                futures = [pool.submit(_run_shard, fmt, str(out), asdict(sh), options) for sh in todo]
+                for fut in as_completed(futures):
+                    results.append(fut.result())
+                    _account(stats, results[-1])
+                    if progress:
+                        progress(len(done) + len(results), len(shards))
+        for st in results:
+            done[(st["split"], st["index"])] = st
+        ordered = [done[(sh.split, sh.index)] for sh in shards]
+        mod.finish(store, out, version, members, ordered, options)
+        stats.finish("ok")
+    except BaseException as exc:
+        stats.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+        record_run(store, stats, config)
+        raise
+    record_run(store, stats, config)
+    return ExportReport(stats, out, fmt, version, {s: len(ids) for s, ids in members.items()}, len(shards),
+                        len(shards) - skipped, skipped)
+
+
+def _account(stats: StageStats, shard_stats: dict) -> None:
+    stats.n_out += shard_stats["nsamples"]
+    stats.bytes += shard_stats.get("bytes_written", shard_stats.get("size", 0))
+    for reason, n in shard_stats.get("failures", {}).items():
+        stats.fail(reason, n)
+
+
+def run(store, settings: cfg.Settings, **kwargs) -> StageStats:
+    """Stage contract: see :func:`export` for the arguments."""
+    return export(store, settings, **kwargs).stats

@@ -1,0 +1,258 @@
+"""Assemble export samples from the store: one :class:`Sample` per product of a split.
+
+A sample holds what every layout needs: the product's text (title, cleaned caption, spec table),
+its unified labels and duplicate group, and the paths of its media (normalised main image, 1-fps
+frames, MFCC array, mp3, the original video). Layouts read the bytes themselves, so nothing
+larger than one shard's rows is held at a time.
+
+Which split version: the one named, or the latest written (highest write sequence of its rows;
+ties broken by the larger name).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+SPLIT_NAMES = ("train", "query-c", "gallery-c", "query-fg", "gallery-fg", "cls-train", "cls-test", "subset")
+
+
+class ExportError(Exception):
+    """An export that cannot run (no split version, an unknown split, a foreign output folder ...)."""
+
+
+# ---------------------------------------------------------------------------------------------- keys
+
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+def safe_key(product_id: str) -> str:
+    """A tar-safe, file-safe, reversible form of a product id: no dots, slashes or colons.
+
+    Every character outside ``[A-Za-z0-9_-]`` becomes ``~XX`` per UTF-8 byte (``shopa:123`` ->
+    ``shopa~3A123``), so the key never contains the dot that ends a WebDataset key.
+    """
+    out = []
+    for ch in product_id:
+        if ch in _SAFE:
+            out.append(ch)
+        else:
+            out.extend(f"~{b:02X}" for b in ch.encode("utf-8"))
+    return "".join(out)
+
+
+def product_id_from_key(key: str) -> str:
+    """The inverse of :func:`safe_key`."""
+    raw = bytearray()
+    i = 0
+    while i < len(key):
+        if key[i] == "~":
+            raw.append(int(key[i + 1:i + 3], 16))
+            i += 3
+        else:
+            raw.extend(key[i].encode())
+            i += 1
+    return raw.decode("utf-8")
+
+
+def hf_split_name(split: str) -> str:
+    """Split name as Hugging Face ``datasets`` accepts it (``^\\w+(\\.\\w+)*$``): ``query-c`` -> ``query_c``."""
+    return split.replace("-", "_")
+
+
+# ---------------------------------------------------------------------------------------------- versions
+
+
+def latest_version(store, con=None) -> str | None:
+    """The split version written last (highest write sequence; ties by name), or None without splits."""
+    from ..storage.schema import SEQ_COLUMN
+
+    parts = store.parts("splits")
+    if not parts:
+        return None
+    own = con is None
+    con = con or store.connect()
+    try:
+        row = con.execute(
+            f"SELECT version FROM read_parquet(?, union_by_name = true) WHERE version IN (SELECT version FROM splits) "
+            f"GROUP BY version ORDER BY max({SEQ_COLUMN}) DESC, version DESC LIMIT 1", [[str(p) for p in parts]]).fetchone()
+    finally:
+        if own:
+            con.close()
+    return row[0] if row else None
+
+
+def split_members(store, version: str | None = None, split: str = "all") -> tuple[str, dict[str, list[str]]]:
+    """``(version, {split: sorted product ids})`` for one split or ``all`` splits of a version.
+
+    Raises:
+        ExportError: no splits at all, an unknown version, or a split with no products.
+    """
+    con = store.connect()
+    try:
+        version = version or latest_version(store, con)
+        if version is None:
+            raise ExportError(f"the store {store.root} has no splits: run `m5data build-splits` first")
+        rows = con.execute("SELECT split, product_id FROM splits WHERE version = ? ORDER BY split, product_id",
+                           [version]).fetchall()
+        versions = [r[0] for r in con.execute("SELECT DISTINCT version FROM splits ORDER BY 1").fetchall()]
+    finally:
+        con.close()
+    if not rows:
+        raise ExportError(f"no split version {version!r} in {store.root} (versions: {', '.join(versions) or 'none'})")
+    members: dict[str, list[str]] = {}
+    for name, pid in rows:
+        members.setdefault(name, []).append(pid)
+    if split != "all":
+        if split not in members:
+            raise ExportError(f"split {split!r} is not in version {version!r} (splits: {', '.join(sorted(members))})")
+        members = {split: members[split]}
+    return version, {name: sorted(ids) for name, ids in sorted(members.items(), key=lambda kv: _split_order(kv[0]))}
+
+
+def _split_order(name: str) -> tuple[int, str]:
+    return (SPLIT_NAMES.index(name) if name in SPLIT_NAMES else len(SPLIT_NAMES), name)
+
+
+# ---------------------------------------------------------------------------------------------- samples
+
+
+@dataclass
+class Sample:
+    """One product's export sample. Media are paths relative to the store root, None when missing."""
+
+    product_id: str
+    platform: str | None
+    source_id: str | None
+    title: str | None
+    caption: str | None  # cleaned caption (extract), else the title
+    specs: list[tuple[str, str]] = field(default_factory=list)
+    class_id: int | None = None
+    class_name: str | None = None
+    sub_class_id: int | None = None
+    sub_class_name: str | None = None
+    subsub_class_id: int | None = None
+    subsub_class_name: str | None = None
+    group_id: str | None = None  # duplicate group (annotate dedup), when present
+    image: str | None = None  # normalised main image (JPEG)
+    frames: str | None = None  # folder of 000001.jpg ...
+    mfcc: str | None = None  # .npy
+    mp3: str | None = None
+    video: str | None = None  # the original video (M5Product layout)
+
+    @property
+    def key(self) -> str:
+        return safe_key(self.product_id)
+
+    def modalities(self) -> list[str]:
+        """Modalities present, in the papers' order (image, caption, table, video, audio)."""
+        present = [("image", self.image), ("caption", self.caption), ("table", self.specs),
+                   ("video", self.frames or self.video), ("audio", self.mfcc or self.mp3)]
+        return [name for name, value in present if value]
+
+    def meta(self, split: str) -> dict:
+        """The sample's JSON record (WebDataset ``json``)."""
+        out = {
+            "product_id": self.product_id, "platform": self.platform, "source_id": self.source_id,
+            "title": self.title, "specs": [[p, v] for p, v in self.specs],
+            "class_id": self.class_id, "class_name": self.class_name,
+            "sub_class_id": self.sub_class_id, "sub_class_name": self.sub_class_name,
+            "subsub_class_id": self.subsub_class_id, "subsub_class_name": self.subsub_class_name,
+            "split": split, "modalities": self.modalities(),
+        }
+        if self.group_id is not None:
+            out["group_id"] = self.group_id
+        return out
+
+
+def use_ids(con, product_ids) -> None:
+    """(Re)create the temp table ``wanted(product_id)`` on ``con`` (a list parameter: no pandas, no Arrow)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE wanted AS SELECT DISTINCT unnest(?::VARCHAR[]) AS product_id",
+                [list(product_ids)])
+
+
+_SAMPLE_SQL = """
+WITH ids AS (SELECT product_id FROM wanted)
+SELECT p.product_id, p.platform, p.source_id, p.title, c.text AS caption,
+       l.class_id, t1.name AS class_name, l.sub_class_id, t2.name AS sub_class_name,
+       l.subsub_class_id, t3.name AS subsub_class_name, d.group_id
+FROM ids JOIN products p USING (product_id)
+LEFT JOIN captions c ON c.product_id = p.product_id AND c.status = 'ok'
+LEFT JOIN label_map l ON l.platform = p.platform AND l.raw_path = array_to_string(p.category_path, ' > ')
+LEFT JOIN taxonomy t1 ON t1.level = 1 AND t1.label_id = l.class_id
+LEFT JOIN taxonomy t2 ON t2.level = 2 AND t2.label_id = l.sub_class_id
+LEFT JOIN taxonomy t3 ON t3.level = 3 AND t3.label_id = l.subsub_class_id AND l.subsub_class_id <> 0
+LEFT JOIN dedup d ON d.product_id = p.product_id
+ORDER BY p.product_id
+"""
+
+_MEDIA_SQL = """
+SELECT product_id, kind, blob, coalesce(position, 0) AS position, media_id, mime
+FROM media JOIN wanted USING (product_id)
+WHERE status = 'ok' AND blob IS NOT NULL AND kind IN ('image', 'image_norm', 'frames', 'mfcc', 'audio', 'video')
+  AND (kind <> 'image' OR coalesce(role, 'main') = 'main')
+ORDER BY product_id, kind, position, media_id
+"""
+
+
+def load_samples(con, product_ids: list[str]) -> list[Sample]:
+    """The samples of ``product_ids`` (sorted by product id; unknown ids are skipped).
+
+    Args:
+        con: a connection from ``store.connect()`` (views over every table).
+        product_ids: the products to assemble.
+    """
+    use_ids(con, product_ids)
+    try:
+        rows = con.execute(_SAMPLE_SQL).fetchall()
+        cols = [d[0] for d in con.description]
+        specs: dict[str, list[tuple[str, str]]] = {}
+        for pid, prop, value in con.execute(
+                "SELECT product_id, property, value FROM specs JOIN wanted USING (product_id) "
+                "ORDER BY product_id, position").fetchall():
+            specs.setdefault(pid, []).append((prop or "", value or ""))
+        media: dict[str, dict[str, str]] = {}
+        for pid, kind, blob, _pos, _mid, mime in con.execute(_MEDIA_SQL).fetchall():
+            if kind == "image" and mime not in (None, "image/jpeg"):
+                continue  # only a JPEG original can stand in for a missing normalised image
+            media.setdefault(pid, {}).setdefault(kind, blob)  # first by position: the main one
+    finally:
+        con.execute("DROP TABLE IF EXISTS wanted")
+    samples = []
+    for row in rows:
+        r = dict(zip(cols, row))
+        m = media.get(r["product_id"], {})
+        sub3 = r["subsub_class_id"]
+        samples.append(Sample(
+            product_id=r["product_id"], platform=r["platform"], source_id=r["source_id"], title=r["title"],
+            caption=r["caption"] or r["title"] or None, specs=specs.get(r["product_id"], []),
+            class_id=r["class_id"], class_name=r["class_name"], sub_class_id=r["sub_class_id"],
+            sub_class_name=r["sub_class_name"], subsub_class_id=sub3 if sub3 else None,
+            subsub_class_name=r["subsub_class_name"], group_id=r["group_id"],
+            image=m.get("image_norm") or m.get("image"), frames=m.get("frames"), mfcc=m.get("mfcc"),
+            mp3=m.get("audio"), video=m.get("video"),
+        ))
+    return samples
+
+
+def frame_files(store_root: Path, frames_blob: str) -> list[Path]:
+    """The JPEG frames of a frames folder, in time order (``000001.jpg`` ...); [] when the folder is gone."""
+    folder = store_root / frames_blob
+    if not folder.is_dir():
+        return []
+    listing = folder / "frames.json"
+    if listing.is_file():
+        try:
+            names = json.loads(listing.read_text()).get("files")
+            if names:
+                return [folder / n for n in names]
+        except (ValueError, AttributeError):
+            pass
+    return sorted(folder.glob("*.jpg"))
+
+
+def frame_field(index: int, total: int) -> str:
+    """WebDataset field of frame ``index`` (0-based, aligned with ``mfcc[index]``): ``frame000.jpg``."""
+    return f"frame{index:0{max(3, len(str(total - 1)))}d}.jpg"

@@ -1,0 +1,242 @@
+"""WebDataset layout: ``<split>-000000.tar`` shards, per-shard stats, a ``wids`` index per split.
+
+One sample per product, its members named ``<key>.<field>`` with the key from
+:func:`~m5data.export.samples.safe_key` (no dots) and the fields, in sorted order:
+
+- ``frame000.jpg`` ... 1-fps frames (``frameNNN`` aligned with ``mfcc.npy[NNN]``)
+- ``jpg`` the normalised main image, ``json`` the record (id, title, specs, labels, group, split,
+  modalities), ``mfcc.npy`` the MFCC array, ``mp3`` the soundtrack, ``txt`` the caption.
+
+A missing modality is a missing member, never placeholder bytes. Tar headers are fixed (mtime 0,
+uid/gid 0, empty user/group names, mode 0444, GNU format), so the same store and version give
+byte-identical shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+from .samples import Sample, frame_field, frame_files
+
+MEDIA_KINDS = ("image_norm", "frames", "mfcc", "audio")  # what --shard-bytes counts
+INDEX_SUFFIX = ".index.json"
+
+
+def shard_name(split: str, index: int) -> str:
+    return f"{split}-{index:06d}.tar"
+
+
+def stats_path(out: Path, shard) -> Path:
+    return out / f"{shard.split}-{shard.index:06d}.stats.json"
+
+
+def index_path(out: Path, split: str) -> Path:
+    return out / f"{split}{INDEX_SUFFIX}"
+
+
+class _BlockWriter:
+    """Writes and hashes blocks in a background thread, in order, while the caller reads the next
+    sample (``hashlib`` and file writes release the GIL). The file is fsynced before ``close`` returns."""
+
+    def __init__(self, path: Path, depth: int = 8):
+        import queue
+        import threading
+
+        self.fh = open(path, "wb")
+        self.sha = hashlib.sha256()
+        self.queued = 0
+        self.error: BaseException | None = None
+        self.blocks: queue.Queue = queue.Queue(depth)
+        self.thread = threading.Thread(target=self._run, name="shard-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (block := self.blocks.get()) is not None:
+            if self.error is None:
+                try:
+                    self.fh.write(block)
+                    self.sha.update(block)
+                except BaseException as exc:  # reported by put/close in the caller's thread
+                    self.error = exc
+
+    def put(self, block: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.blocks.put(block)
+        self.queued += len(block)
+
+    def close(self) -> tuple[int, str]:
+        """Wait for the writes, fsync, close; returns (bytes, sha256)."""
+        self.blocks.put(None)
+        self.thread.join()
+        if self.error is not None:
+            self.fh.close()
+            raise self.error
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        return self.queued, self.sha.hexdigest()
+
+    def abort(self) -> None:
+        self.error = self.error or RuntimeError("aborted")
+        self.blocks.put(None)
+        self.thread.join()
+        self.fh.close()
+
+
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.mode = 0o444
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.type = tarfile.REGTYPE
+    return info
+
+
+def sample_members(store_root: Path, sample: Sample, split: str, options: dict, failures: Counter) -> list[tuple[str, bytes]]:
+    """The ``(field, bytes)`` members of one sample, sorted by field; missing media are left out.
+
+    A blob missing from the store is counted in ``failures`` and cleared from ``sample``, so the
+    ``json`` record's ``modalities`` (built last) lists what the sample really holds.
+    """
+    def read(attr: str, what: str) -> bytes | None:
+        rel = getattr(sample, attr)
+        if not rel:
+            return None
+        try:
+            return (store_root / rel).read_bytes()
+        except OSError:
+            failures[f"missing {what} blob"] += 1
+            setattr(sample, attr, None)
+            return None
+
+    fields: dict[str, bytes] = {}
+    if (image := read("image", "image")) is not None:
+        fields["jpg"] = image
+    if sample.caption:
+        fields["txt"] = sample.caption.encode("utf-8")
+    if sample.frames:
+        files = frame_files(store_root, sample.frames)
+        if not files:
+            failures["missing frames folder"] += 1
+            sample.frames = None
+        for i, path in enumerate(files):
+            try:
+                fields[frame_field(i, len(files))] = path.read_bytes()
+            except OSError:
+                failures["missing frame file"] += 1
+    if (mfcc := read("mfcc", "mfcc")) is not None:
+        fields["mfcc.npy"] = mfcc
+    if not options.get("mp3", True):
+        sample.mp3 = None
+    elif (mp3 := read("mp3", "mp3")) is not None:
+        fields["mp3"] = mp3
+    fields["json"] = json.dumps(sample.meta(split), ensure_ascii=False, sort_keys=True).encode("utf-8")
+    return sorted(fields.items())
+
+
+_TEMPLATE = bytearray(_tarinfo("", 0).tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"))
+_TEMPLATE[148:156] = b" " * 8  # the checksum is computed with its own field as spaces
+_TEMPLATE_SUM = sum(_TEMPLATE)
+
+
+def _header(name: str, size: int) -> bytes:
+    """The tar header ``tarfile`` writes for ``_tarinfo(name, size)`` in GNU format, built by patching
+    a template (5x faster than ``TarInfo.tobuf``; equal bytes, tested). Long or non-ASCII names
+    and sizes over 8 GiB go through ``tobuf`` (a ././@LongLink entry, base-256 sizes)."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) >= 100 or not name.isascii() or size >= 8 ** 11:
+        return _tarinfo(name, size).tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+    head = bytearray(_TEMPLATE)
+    head[0:len(raw)] = raw
+    head[124:136] = b"%011o\0" % size
+    chksum = _TEMPLATE_SUM + sum(raw) + sum(head[124:136]) - sum(_TEMPLATE[124:136])
+    head[148:156] = b"%06o\0 " % chksum
+    return bytes(head)
+
+
+def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], options: dict) -> dict:
+    """Write one tar shard (temp name, rename), then its stats file (the completion marker).
+
+    Headers are the bytes ``tarfile`` writes (:func:`_header`); each sample goes to a background
+    thread as one block that is written and hashed there while the next sample is read; the end
+    is tarfile's: two zero blocks, padded to a 10,240-byte record.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    name = shard_name(shard.split, shard.index)
+    tmp = out / f".tmp-{name}"
+    failures: Counter = Counter()
+    field_counts: Counter = Counter()
+    field_bytes: Counter = Counter()
+    modalities: Counter = Counter()
+    writer = _BlockWriter(tmp)
+    try:
+        for sample in samples:
+            chunks = []
+            for field, data in sample_members(store_root, sample, shard.split, options, failures):
+                chunks.append(_header(f"{sample.key}.{field}", len(data)))
+                chunks.append(data)
+                if len(data) % tarfile.BLOCKSIZE:
+                    chunks.append(tarfile.NUL * (tarfile.BLOCKSIZE - len(data) % tarfile.BLOCKSIZE))
+                group = "frames" if field.startswith("frame") else field
+                field_counts[group] += 1
+                field_bytes[group] += len(data)
+            modalities.update(sample.modalities())
+            writer.put(b"".join(chunks))
+        end = tarfile.NUL * (2 * tarfile.BLOCKSIZE)
+        writer.put(end + tarfile.NUL * (-(writer.queued + len(end)) % tarfile.RECORDSIZE))
+        size, digest = writer.close()
+    except BaseException:
+        writer.abort()
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, out / name)
+    from .run import write_json_atomic
+
+    stats = {
+        "shard": name, "path": name, "split": shard.split, "index": shard.index, "count": shard.count,
+        "nsamples": len(samples), "size": size, "sha256": digest,
+        "first_key": samples[0].key if samples else None, "last_key": samples[-1].key if samples else None,
+        "fields": dict(sorted(field_counts.items())), "field_bytes": dict(sorted(field_bytes.items())),
+        "modalities": dict(sorted(modalities.items())), "failures": dict(sorted(failures.items())),
+    }
+    write_json_atomic(stats_path(out, shard), stats)
+    return stats
+
+
+def finish(store, out: Path, version: str, members: dict[str, list[str]], shards: list[dict], options: dict) -> None:
+    """Write one ``wids`` index per split and ``_stats.json`` (all shards, per split totals)."""
+    from .run import write_json_atomic
+
+    by_split: dict[str, list[dict]] = {}
+    for st in shards:
+        by_split.setdefault(st["split"], []).append(st)
+    summary = {"version": version, "format": "webdataset", "splits": {}}
+    for split, sts in by_split.items():
+        index = {
+            "__kind__": "wids-shard-index-v1", "wids_version": 1, "name": split,
+            "shardlist": [{"url": st["path"], "nsamples": st["nsamples"], "filesize": st["size"], "sha256": st["sha256"]}
+                          for st in sts],
+        }
+        write_json_atomic(index_path(out, split), index)
+        modalities: Counter = Counter()
+        for st in sts:
+            modalities.update(st["modalities"])
+        summary["splits"][split] = {
+            "shards": len(sts), "nsamples": sum(st["nsamples"] for st in sts), "bytes": sum(st["size"] for st in sts),
+            "modalities": dict(sorted(modalities.items())), "index": index_path(out, split).name,
+            "shard_stats": [stats_path(out, _Ref(st["split"], st["index"])).name for st in sts],
+        }
+    write_json_atomic(out / "_stats.json", summary)
+
+
+class _Ref:
+    def __init__(self, split: str, index: int):
+        self.split, self.index = split, index

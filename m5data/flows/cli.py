@@ -1,0 +1,163 @@
+"""``m5data run`` / ``serve`` / ``deploy``: the pipeline flow from the command line (mounted by m5data/cli.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+_START_URL = typer.Option([], "--start-url", help="Crawl start URL (repeatable; default flows.start_urls).")
+_STAGES = typer.Option(None, "--stages", help="Comma-separated stages, run in pipeline order: crawl,download,extract,"
+                                              "align,annotate,splits,export (default flows.stages).")
+_RUNNER = typer.Option(None, "--runner", help="Task runner of download/extract shards: local, dask or ray (flows.runner).")
+_MAPPING = typer.Option(None, "--mapping", help="Level-1 mapping file for align (flows.mapping / align.mapping).")
+_SHARDS = typer.Option(None, "--shards", min=1, help="Shards of download/extract under dask/ray (default: one per worker).")
+_KINDS = typer.Option(None, "--kinds", help="What extract produces: video,audio,image,text (flows.kinds).")
+_CONFIG = typer.Option(None, "--config", help="TOML config file (same as the global --config).")
+
+
+def _prepare(ctx: typer.Context, config: Optional[Path], start_url: list[str], stages: Optional[str],
+             runner: Optional[str], mapping: Optional[Path], shards: Optional[int], kinds: Optional[str]):
+    """Effective settings, the checked plan, the overrides and config file every task gets."""
+    from .. import config as cfg
+    from ..console import fail
+    from .pipeline import PipelineError, check_plan
+
+    root = ctx.find_root().obj or {}
+    config_file = config or root.get("config")
+    overrides = {k: v for k, v in root.get("overrides", {}).items() if v is not None}
+    overrides.update({k: v for k, v in {"flows.runner": runner, "flows.kinds": kinds}.items() if v is not None})
+    try:
+        settings = cfg.load(config_file, overrides)
+        plan = check_plan(settings, start_urls=start_url or None, stages=stages,
+                          mapping=str(mapping) if mapping else None, shards=shards)
+    except (PipelineError, cfg.ConfigError) as exc:
+        fail(str(exc))
+    overrides.pop("store.path", None)  # the plan carries the store path
+    return settings, plan, overrides, (str(Path(config_file).absolute()) if config_file else None)
+
+
+def run(
+    ctx: typer.Context,
+    start_url: list[str] = _START_URL,
+    stages: Optional[str] = _STAGES,
+    runner: Optional[str] = _RUNNER,
+    mapping: Optional[Path] = _MAPPING,
+    shards: Optional[int] = _SHARDS,
+    kinds: Optional[str] = _KINDS,
+    config: Optional[Path] = _CONFIG,
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the stages' progress bars."),
+) -> None:
+    """Run the pipeline flow over one store: crawl, download, extract, align, annotate, splits, export, report (and train).
+
+    Exit code 1 when a stage is fatal (docs/flows.md says which), 0 otherwise.
+    """
+    from ..console import console
+    from .launch import print_outcome, run_pipeline
+
+    settings, plan, overrides, config_file = _prepare(ctx, config, start_url, stages, runner, mapping, shards, kinds)
+    console.print(f"pipeline over [bold]{plan.store_path}[/]: {', '.join(plan.stages)} "
+                  f"(runner {settings.flows.runner}{f', {plan.shards} shards' if plan.shards > 1 else ''})",
+                  highlight=False)
+    outcome = run_pipeline(plan, settings, overrides, config_file, progress=progress and settings.flows.runner == "local")
+    print_outcome(outcome)
+    if not outcome.ok:
+        raise typer.Exit(1)
+
+
+def serve(
+    ctx: typer.Context,
+    cron: Optional[str] = typer.Option(None, "--cron", help='Cron schedule, e.g. "0 3 * * *".'),
+    interval: Optional[float] = typer.Option(None, "--interval", min=1, help="Seconds between runs."),
+    name: Optional[str] = typer.Option(None, "--name", help="Deployment name (flows.deployment)."),
+    start_url: list[str] = _START_URL,
+    stages: Optional[str] = _STAGES,
+    runner: Optional[str] = _RUNNER,
+    mapping: Optional[Path] = _MAPPING,
+    shards: Optional[int] = _SHARDS,
+    kinds: Optional[str] = _KINDS,
+    config: Optional[Path] = _CONFIG,
+) -> None:
+    """Serve the pipeline flow on a schedule against a real Prefect server (`m5data server start`)."""
+    from ..console import console, fail
+    from prefect.deployments.runner import EntrypointType
+
+    from .pipeline import pipeline_flow
+    from .schedule import EPHEMERAL_HELP, end_children, resolve_api, tidy, use_api
+
+    if (cron is None) == (interval is None):
+        fail("give exactly one of --cron \"0 3 * * *\" or --interval SECONDS")
+    settings, plan, overrides, config_file = _prepare(ctx, config, start_url, stages, runner, mapping, shards, kinds)
+    url = resolve_api(settings)
+    if not url:
+        fail(f"serve needs a real Prefect server. {EPHEMERAL_HELP}")
+    deployment = name or settings.flows.deployment
+    if cron is not None:
+        from prefect.client.schemas.schedules import CronSchedule
+
+        try:
+            CronSchedule(cron=cron)
+        except ValueError as exc:
+            fail(f"--cron {cron!r}: {str(exc).splitlines()[-1]}")
+    with use_api(url):
+        resumed, ended = tidy(deployment, "crashed", "its serve process is gone (found on the next serve start)")
+        if resumed or ended:
+            console.print(f"deployment {deployment}: {'resumed; ' if resumed else ''}{ended} stale run(s) marked crashed")
+        console.print(f"serving {deployment} against {url} ({'cron ' + cron if cron else f'every {interval:g} s'}); "
+                      "Ctrl-C or SIGTERM stops it")
+        try:  # by module path: the runs' processes import m5data.flows.pipeline, whatever their directory
+            pipeline_flow.serve(name=deployment, cron=cron, interval=interval,
+                                parameters=plan.parameters(overrides, config_file), pause_on_shutdown=False, limit=1,
+                                print_starting_message=False, entrypoint_type=EntrypointType.MODULE_PATH)
+        finally:
+            # the Runner does not wait for its flow-run processes: end them, then their runs
+            stopped = end_children()
+            resumed, ended = tidy(deployment, "cancelled", "m5data serve was stopped during this run")
+            console.print(f"serve stopped: {stopped} process(es) ended, {ended} run(s) cancelled"
+                          + (", deployment resumed" if resumed else ""))
+
+
+def deploy(
+    ctx: typer.Context,
+    pool: str = typer.Option(..., "--pool", help="Work pool the deployment runs on (a process pool is created if missing)."),
+    cron: Optional[str] = typer.Option(None, "--cron", help='Cron schedule, e.g. "0 3 * * *" (default: none, run on demand).'),
+    interval: Optional[float] = typer.Option(None, "--interval", min=1, help="Seconds between runs."),
+    name: Optional[str] = typer.Option(None, "--name", help="Deployment name (flows.deployment)."),
+    start_url: list[str] = _START_URL,
+    stages: Optional[str] = _STAGES,
+    runner: Optional[str] = _RUNNER,
+    mapping: Optional[Path] = _MAPPING,
+    shards: Optional[int] = _SHARDS,
+    kinds: Optional[str] = _KINDS,
+    config: Optional[Path] = _CONFIG,
+) -> None:
+    """Write a deployment of the pipeline flow for a work pool (its workers run it: `prefect worker start --pool NAME`)."""
+    from ..console import console, fail
+    from .schedule import EPHEMERAL_HELP, ensure_pool, resolve_api, use_api
+
+    if cron is not None and interval is not None:
+        fail("give at most one of --cron or --interval")
+    settings, plan, overrides, config_file = _prepare(ctx, config, start_url, stages, runner, mapping, shards, kinds)
+    url = resolve_api(settings)
+    if not url:
+        fail(f"deploy needs a real Prefect server. {EPHEMERAL_HELP}")
+    deployment = name or settings.flows.deployment
+    with use_api(url):
+        from prefect import deploy as prefect_deploy
+        from prefect.deployments.runner import EntrypointType
+
+        from .pipeline import pipeline_flow
+
+        if ensure_pool(pool):
+            console.print(f"created work pool {pool!r} (type process)")
+        # by module path: a worker imports m5data.flows.pipeline from its own installed m5data
+        runner_dep = pipeline_flow.to_deployment(name=deployment, cron=cron, interval=interval,
+                                                 parameters=plan.parameters(overrides, config_file),
+                                                 entrypoint_type=EntrypointType.MODULE_PATH)
+        dep_ids = prefect_deploy(runner_dep, work_pool_name=pool, build=False, push=False,
+                                 print_next_steps_message=False, ignore_warnings=True)
+        dep_id = dep_ids[0] if dep_ids else "?"
+    console.print(f"deployment m5data-pipeline/{deployment} ({dep_id}) on work pool {pool!r} at {url}")
+    console.print(f"  run its work: PREFECT_API_URL={url} prefect worker start --pool {pool}", highlight=False)
+    console.print(f"  start a run now: prefect deployment run 'm5data-pipeline/{deployment}'", highlight=False)

@@ -1,0 +1,100 @@
+"""Task runners for ``flows.runner``: local (in-process), dask (prefect-dask) or ray (prefect-ray).
+
+Only the sharded stages (download, extract) are submitted to the task runner; every other stage
+runs in the flow's own process. Workers of a Dask or Ray cluster run Prefect tasks, so they must
+reach the same Prefect API as the flow: with no ``PREFECT_API_URL`` each Dask worker would start a
+temporary Prefect server of its own (ENVIRONMENT.md). :func:`api_for_workers` makes sure there is
+one API and that the workers inherit its URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+from collections.abc import Iterator
+
+RUNNERS = ("local", "dask", "ray")
+
+
+def check_runner(settings) -> None:
+    """Reject an unknown runner, or one whose package is not installed, before any work."""
+    from .pipeline import PipelineError
+
+    fl = settings.flows
+    if fl.runner not in RUNNERS:
+        raise PipelineError(f"unknown runner {fl.runner!r}; choose from {', '.join(RUNNERS)}")
+    if fl.runner == "dask" and importlib.util.find_spec("prefect_dask") is None:
+        raise PipelineError("runner dask needs prefect-dask: pip install prefect-dask")
+    if fl.runner == "ray" and (importlib.util.find_spec("prefect_ray") is None or importlib.util.find_spec("ray") is None):
+        raise PipelineError("runner ray needs prefect-ray and ray, which are not installed: "
+                            "pip install prefect-ray (it brings ray, about 300 MB); see docs/flows.md")
+    if fl.dask_workers < 1:
+        raise PipelineError(f"flows.dask_workers must be >= 1, got {fl.dask_workers}")
+    if fl.shards < 0:
+        raise PipelineError(f"flows.shards must be >= 0, got {fl.shards}")
+
+
+def shard_count(settings) -> int:
+    """Shards of the pending rows per sharded stage: 1 for the local runner, else flows.shards or one per worker."""
+    fl = settings.flows
+    if fl.runner == "local":
+        return 1
+    return fl.shards or fl.dask_workers
+
+
+def task_runner(settings):
+    """The Prefect task runner for ``flows.runner`` (None: the flow's default thread pool)."""
+    fl = settings.flows
+    if fl.runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if fl.dask_address:
+            return DaskTaskRunner(address=fl.dask_address)
+        # one thread per worker process: the stages hold the GIL for long stretches (jieba, Pillow)
+        return DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                              cluster_kwargs={"n_workers": fl.dask_workers, "threads_per_worker": 1,
+                                              "processes": True, "dashboard_address": None})
+    if fl.runner == "ray":
+        from prefect_ray import RayTaskRunner
+
+        return RayTaskRunner(address=fl.ray_address or None)
+    return None
+
+
+def api_url() -> str | None:
+    """The Prefect API this process talks to, or None for the ephemeral one."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or None
+
+
+@contextlib.contextmanager
+def api_for_workers(runner: str) -> Iterator[str | None]:
+    """For dask/ray: make sure a real Prefect API runs and put its URL in the environment workers inherit.
+
+    Without ``PREFECT_API_URL`` this starts Prefect's local API server in a subprocess (what the
+    ephemeral mode starts anyway, but shared with the workers) for the rest of this process.
+    """
+    if runner == "local":
+        yield api_url()
+        return
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
+
+    url = api_url()
+    if not url:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        server = SubprocessASGIServer()
+        server.start(timeout=PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
+        url = server.api_url
+    before = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = url
+    try:
+        with temporary_settings({PREFECT_API_URL: url}):
+            yield url
+    finally:
+        if before is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = before

@@ -1,0 +1,286 @@
+"""What the report shows, computed by SQL over the store: one function per section, no drawing here.
+
+Every function returns plain Python values (lists of tuples, dicts), so a test can compare the
+numbers written into the page with the same SQL. A section whose tables are empty returns empty
+values; the page then says which command fills it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..storage.stats import MODALITY_SQL
+
+# The papers' five modalities, in their order, under the names the report uses.
+MODALITIES = {"image": "image", "caption": "caption", "table": "specs", "video": "video", "audio": "audio"}
+LEVELS = {1: "class", 2: "sub-class", 3: "subsub-class"}
+
+# A product's unified labels: its breadcrumb joined by ' > ' is a label_map row of its platform.
+LABELLED = """
+    SELECT p.product_id, p.merchant_id, l.class_id, l.sub_class_id, nullif(l.subsub_class_id, 0) AS subsub_class_id
+    FROM products p JOIN label_map l ON l.platform = p.platform AND l.raw_path = array_to_string(p.category_path, ' > ')
+    WHERE l.class_id IS NOT NULL
+"""
+
+
+def _rows(con, sql: str, params: list | None = None) -> list[tuple]:
+    return con.execute(sql, params or []).fetchall()
+
+
+def one(con, sql: str, params: list | None = None):
+    return con.execute(sql, params or []).fetchone()[0]
+
+
+@dataclass
+class Overview:
+    products: int
+    specs: int
+    media: int
+    platforms: list[tuple[str, int]]
+    merchants: int
+    tables: dict[str, int]
+
+
+def overview(con, tables: list[str]) -> Overview:
+    return Overview(
+        products=one(con, "SELECT count(*) FROM products"),
+        specs=one(con, "SELECT count(*) FROM specs"),
+        media=one(con, "SELECT count(*) FROM media"),
+        platforms=_rows(con, "SELECT platform, count(*) FROM products GROUP BY 1 ORDER BY 2 DESC, 1"),
+        merchants=one(con, "SELECT count(DISTINCT merchant_id) FROM products"),
+        tables={t: one(con, f"SELECT count(*) FROM {t}") for t in tables},
+    )
+
+
+def long_tail(con) -> dict[int, list[tuple[str, int]]]:
+    """Per taxonomy level: (label name, products) sorted by products, largest first (the papers' Figure 3)."""
+    out: dict[int, list[tuple[str, int]]] = {}
+    for level, column in ((1, "class_id"), (2, "sub_class_id"), (3, "subsub_class_id")):
+        out[level] = _rows(con, f"""
+            SELECT coalesce(t.name, CAST(x.{column} AS VARCHAR)) AS name, count(*) AS n
+            FROM ({LABELLED}) x LEFT JOIN taxonomy t ON t.level = {level} AND t.label_id = x.{column}
+            WHERE x.{column} IS NOT NULL GROUP BY x.{column}, t.name ORDER BY n DESC, name""")
+    return out
+
+
+def raw_categories(con) -> list[tuple[str, int]]:
+    """Products per raw breadcrumb (when the store is not aligned yet)."""
+    return _rows(con, "SELECT array_to_string(category_path, ' > ') AS c, count(*) AS n FROM products "
+                      "WHERE len(category_path) > 0 GROUP BY 1 ORDER BY n DESC, c")
+
+
+@dataclass
+class Completeness:
+    products: int
+    single: dict[str, int]  # modality -> products that have it
+    combos: list[tuple[tuple[str, ...], int]]  # exact set of modalities present -> products, largest first
+    image_text: int
+    image_text_table: int
+    all_five: int
+
+
+def completeness(con) -> Completeness:
+    """Modality completeness like supplementary F: each modality, each exact combination, and the cumulative sets."""
+    flags = ", ".join(f"({MODALITY_SQL[src]}) AS m_{name}" for name, src in MODALITIES.items())
+    cols = ", ".join(f"m_{m}" for m in MODALITIES)
+    rows = _rows(con, f"SELECT {cols}, count(*) FROM (SELECT {flags} FROM products p) GROUP BY ALL")
+    single = dict.fromkeys(MODALITIES, 0)
+    combos: dict[tuple[str, ...], int] = {}
+    total = image_text = image_text_table = all_five = 0
+    for *present, n in rows:
+        names = tuple(m for m, has in zip(MODALITIES, present) if has)
+        combos[names] = combos.get(names, 0) + n
+        total += n
+        for m in names:
+            single[m] += n
+        s = set(names)
+        image_text += n if {"image", "caption"} <= s else 0
+        image_text_table += n if {"image", "caption", "table"} <= s else 0
+        all_five += n if len(s) == len(MODALITIES) else 0
+    ordered = sorted(combos.items(), key=lambda kv: (-kv[1], kv[0]))
+    return Completeness(total, single, ordered, image_text, image_text_table, all_five)
+
+
+@dataclass
+class Distributions:
+    video_seconds: list[float]
+    caption_chars: list[int]
+    merchant_products: list[int]
+
+
+def distributions(con) -> Distributions:
+    """Video duration, caption length and products per merchant (supplementary Figure 9)."""
+    return Distributions(
+        video_seconds=[r[0] for r in _rows(con, "SELECT duration FROM media WHERE kind = 'video' AND status = 'ok' "
+                                                "AND duration IS NOT NULL ORDER BY 1")],
+        caption_chars=[r[0] for r in _rows(con, "SELECT length(title) FROM products WHERE length(trim(title)) > 0 ORDER BY 1")],
+        merchant_products=[r[0] for r in _rows(con, "SELECT count(*) FROM products WHERE merchant_id IS NOT NULL "
+                                                    "GROUP BY merchant_id ORDER BY 1")],
+    )
+
+
+def top_properties(con, top: int) -> list[tuple[str, int, int, str]]:
+    """(property, rows, distinct values, three most common values) for the most used properties."""
+    return _rows(con, """
+        WITH v AS (SELECT property, value, count(*) AS n FROM specs GROUP BY 1, 2),
+             r AS (SELECT property, value, n, row_number() OVER (PARTITION BY property ORDER BY n DESC, value) AS k FROM v)
+        SELECT property, sum(n)::BIGINT AS rows, count(*) AS distinct_values,
+               string_agg(value, ' / ' ORDER BY k) FILTER (WHERE k <= 3) AS common
+        FROM r GROUP BY property ORDER BY rows DESC, property LIMIT ?""", [top])
+
+
+def image_tiers(con) -> list[tuple[str, int]]:
+    rows = _rows(con, "SELECT quality_tier, count(*) FROM media WHERE kind = 'image' AND status = 'ok' "
+                      "AND quality_tier IS NOT NULL GROUP BY 1 ORDER BY 1")
+    names = {1: "1 (high)", 2: "2 (medium)", 3: "3 (low)"}
+    return [(names.get(t, str(t)), n) for t, n in rows]
+
+
+def media_failures(con) -> list[tuple[str, str, str, int]]:
+    """(kind, status, reason, media) for every media row that is not ok or pending."""
+    return _rows(con, """
+        SELECT kind, status, coalesce(regexp_replace(split_part(error, ':', 1), '\\s+', ' ', 'g'), '') AS reason, count(*) AS n
+        FROM media WHERE status NOT IN ('ok', 'pending') GROUP BY 1, 2, 3 ORDER BY n DESC, 1, 2, 3""")
+
+
+def media_status(con) -> list[tuple[str, str, int]]:
+    return _rows(con, "SELECT kind, status, count(*) FROM media GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2")
+
+
+def match_levels(con) -> list[tuple[str, int]]:
+    return _rows(con, "SELECT coalesce(level, 'no evidence') AS lv, count(*) FROM caption_match GROUP BY 1 "
+                      "ORDER BY CASE lv WHEN 'well' THEN 1 WHEN 'partial' THEN 2 WHEN 'poor' THEN 3 ELSE 4 END, lv")
+
+
+@dataclass
+class Duplicates:
+    products: int  # products in the dedup table
+    groups: int  # groups of two or more products
+    grouped: int  # products in such groups
+    sizes: list[tuple[int, int]]  # group size -> groups
+    rules: list[tuple[str, int]]  # rule -> products joined by it
+
+
+def duplicates(con) -> Duplicates:
+    sizes = _rows(con, "SELECT n, count(*) FROM (SELECT group_id, count(*) AS n FROM dedup GROUP BY 1) "
+                       "WHERE n > 1 GROUP BY 1 ORDER BY 1")
+    return Duplicates(
+        products=one(con, "SELECT count(*) FROM dedup"),
+        groups=sum(g for _, g in sizes),
+        grouped=sum(n * g for n, g in sizes),
+        sizes=sizes,
+        rules=_rows(con, "SELECT rule, count(*) FROM dedup WHERE rule IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1"),
+    )
+
+
+@dataclass
+class Alignment:
+    methods: list[tuple[str, int]]  # label_map method -> raw paths
+    unified: dict[int, int]  # level -> unified labels
+    borderline: list[dict] = field(default_factory=list)  # review-file pairs closest to the thresholds
+    merged: list[dict] = field(default_factory=list)  # pairs align merged
+    review_file: str | None = None
+
+
+def alignment(con, review_path: Path, top: int) -> Alignment:
+    out = Alignment(
+        methods=_rows(con, "SELECT method, count(*) FROM label_map GROUP BY 1 ORDER BY 2 DESC, 1"),
+        unified=dict(_rows(con, "SELECT level, count(*) FROM taxonomy GROUP BY 1 ORDER BY 1")),
+    )
+    if review_path.is_file():
+        out.review_file = str(review_path)
+        with review_path.open(encoding="utf-8-sig", newline="") as fh:
+            pairs = list(csv.DictReader(fh))  # sorted by |margin|: the borderline pairs come first
+        out.borderline = pairs[:top]
+        out.merged = [p for p in pairs if p.get("final") in ("merge", "merged", "accept", "True", "true", "1")][:top]
+    return out
+
+
+@dataclass
+class SplitInfo:
+    version: str | None
+    sizes: list[tuple[str, int, int]]  # split, products, classes
+    completeness: list[tuple]  # split, image, caption, table, video, audio, all five
+    manifest: dict | None
+
+
+def splits(con, store_root: Path) -> SplitInfo:
+    version = one(con, "SELECT max(version) FROM splits")
+    if version is None:
+        return SplitInfo(None, [], [], None)
+    sizes = _rows(con, f"""
+        SELECT s.split, count(*), count(DISTINCT x.sub_class_id)
+        FROM splits s LEFT JOIN ({LABELLED}) x USING (product_id)
+        WHERE s.version = ? GROUP BY 1 ORDER BY 1""", [version])
+    flags = ", ".join(f"({MODALITY_SQL[src]}) AS m_{name}" for name, src in MODALITIES.items())
+    comp = _rows(con, f"""
+        SELECT s.split, {', '.join(f'count(*) FILTER (WHERE f.m_{m})' for m in MODALITIES)},
+               count(*) FILTER (WHERE {' AND '.join('f.m_' + m for m in MODALITIES)})
+        FROM splits s JOIN (SELECT p.product_id, {flags} FROM products p) f USING (product_id)
+        WHERE s.version = ? GROUP BY 1 ORDER BY 1""", [version])
+    manifest = None
+    path = store_root / "derived" / "splits" / version / "manifest.json"
+    if path.is_file():
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            manifest = None
+    return SplitInfo(version, sizes, comp, manifest)
+
+
+def training_metrics(run_dir: Path | None) -> dict | None:
+    """The metrics table a training run's evaluation wrote (``metrics.json`` in the run folder), if any."""
+    if run_dir is None:
+        return None
+    for name in ("metrics.json", "eval.json", "evaluation.json"):
+        path = Path(run_dir) / name
+        if path.is_file():
+            try:
+                return json.loads(path.read_text(encoding="utf-8"))
+            except ValueError:
+                return None
+    return None
+
+
+@dataclass
+class Sample:
+    product_id: str
+    title: str
+    category: str
+    image: str | None  # blob path relative to the store
+    specs: list[tuple[str, str]]
+    frames: list[str]  # up to four frame files relative to the store
+
+
+def gallery(con, store_root: Path, per_category: int, categories: int = 6) -> list[Sample]:
+    """A few products of each top category, with their image, caption, spec table and 4 video frames."""
+    picked = _rows(con, """
+        WITH c AS (SELECT array_to_string(category_path, ' > ') AS cat, product_id, title,
+                          row_number() OVER (PARTITION BY array_to_string(category_path, ' > ') ORDER BY product_id) AS k
+                   FROM products WHERE len(category_path) > 0 AND EXISTS (
+                       SELECT 1 FROM media m WHERE m.product_id = products.product_id AND m.kind = 'image' AND m.status = 'ok')),
+             top AS (SELECT cat, count(*) AS n FROM c GROUP BY 1 ORDER BY n DESC, cat LIMIT ?)
+        SELECT c.product_id, c.title, c.cat FROM c JOIN top USING (cat) WHERE c.k <= ? ORDER BY top.n DESC, c.cat, c.k""",
+        [categories, per_category])
+    out = []
+    for pid, title, cat in picked:
+        image = _rows(con, """
+            SELECT coalesce(d.blob, m.blob) FROM media m
+            LEFT JOIN media d ON d.source_media_id = m.media_id AND d.kind = 'image_norm' AND d.status = 'ok'
+            WHERE m.product_id = ? AND m.kind = 'image' AND m.status = 'ok'
+            ORDER BY CASE m.role WHEN 'main' THEN 0 ELSE 1 END, m.position LIMIT 1""", [pid])
+        specs = _rows(con, "SELECT property, value FROM specs WHERE product_id = ? ORDER BY position LIMIT 12", [pid])
+        frames_row = _rows(con, "SELECT blob, meta FROM media WHERE product_id = ? AND kind = 'frames' AND status = 'ok' "
+                                "ORDER BY position LIMIT 1", [pid])
+        frames: list[str] = []
+        if frames_row:
+            folder = store_root / frames_row[0][0]
+            files = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
+            if files:
+                step = max(1, len(files) // 4)
+                frames = [str(f.relative_to(store_root)) for f in files[::step][:4]]
+        out.append(Sample(pid, title or "", cat, image[0][0] if image else None, specs, frames))
+    return out

@@ -1,0 +1,354 @@
+"""``build-splits``: assign every product of the store to the splits of one version, in DuckDB SQL.
+
+How a product is placed (docs/splits.md):
+
+1. its *group* (duplicate group from ``dedup`` / accepted ``matches``, else the product itself) is
+   hashed with the seed: ``md5(seed:group)`` gives four independent uniform numbers, compared with
+   the plan's thresholds to pick the group's *pool*: fine-grained (domain groups only),
+   classification (sampled categories), coarse (labelled groups), train, or held out;
+2. inside a pool, bits 96-127 of ``md5(seed:product_id)`` pick the product's *role* (query or gallery,
+   cls-test or cls-train); a product already in this version keeps its role (stability), and the
+   one data-dependent rule, "every query has a match in its gallery", demotes a new query to the
+   gallery when its category (coarse) or group (fine) would have no gallery product.
+
+Nothing is looped over in Python: the store's size only changes the SQL's input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import config as cfg
+from ..storage import StageStats, record_run
+from .groups import GROUP_TABLE, GroupSource, load_groups
+from .manifest import read_manifest, split_stats, write_manifest
+from .plan import Plan, PlanCounts, check_settings, fg_class_ids, make_plan, plan_params
+
+Progress = Callable[[str], None]
+PATH_SEP = " > "  # products.category_path joined like label_map.raw_path
+POOL_OF = {"train": "train", "query-c": "coarse", "gallery-c": "coarse", "query-fg": "fine",
+           "gallery-fg": "fine", "cls-train": "cls", "cls-test": "cls"}
+
+
+class SplitsError(ValueError):
+    """build-splits cannot start (empty store, a version built with other settings); one line for the user."""
+
+
+@dataclass
+class BuildReport:
+    """What one build did, beyond the stage counts."""
+
+    stats: StageStats
+    version: str
+    plan: Plan
+    groups: GroupSource
+    splits: dict = field(default_factory=dict)  # split -> manifest entry
+    held_out: int = 0  # products in no split (train set to less than the rest)
+    excluded: dict = field(default_factory=dict)  # reason -> products left out of an evaluation split
+    moved: int = 0  # products of the previous build of this version now in another split (0 unless groups changed)
+    reused_plan: bool = False
+    manifest: Path | None = None
+
+
+def cat_key_sql(level: int, alias: str = "") -> str:
+    """A BIGINT key of a product's unified label at ``level`` (null when unlabelled)."""
+    a = f"{alias}." if alias else ""
+    key = f"({a}class_id::BIGINT << 42)"
+    if level >= 2:
+        key += f" | (coalesce({a}sub_class_id, 0)::BIGINT << 21)"
+    if level >= 3:
+        key += f" | coalesce({a}subsub_class_id, 0)::BIGINT"
+    return f"CASE WHEN {a}class_id IS NULL THEN NULL ELSE {key} END"
+
+
+def cat_name_sql(col: str) -> str:
+    """``class/sub/subsub`` text of a key made by :func:`cat_key_sql`."""
+    return (f"({col} >> 42)::VARCHAR || '/' || (({col} >> 21) & 2097151)::VARCHAR || '/' || "
+            f"({col} & 2097151)::VARCHAR")
+
+
+def cat_key_of(name: str) -> int:
+    c, s, ss = (int(x) for x in name.split("/"))
+    return (c << 42) | (s << 21) | ss
+
+
+def _u(i: int) -> str:
+    """The i-th (0..3) uniform number in [0, 1) of the group hash (bits 32i .. 32i + 31 of the md5)."""
+    return f"(b.u{i}::DOUBLE / 4294967296.0)"
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def open_connection(store, settings: cfg.Settings):
+    """A store connection with the memory limit and spill folder of ``[splits]``."""
+    con = store.connect()
+    s = settings.splits
+    con.execute(f"SET memory_limit = {_q(s.memory_limit)}")
+    con.execute(f"SET temp_directory = {_q(str(store.derived_dir('splits', 'tmp')))}")
+    con.execute("SET preserve_insertion_order = false")
+    if s.threads:
+        con.execute(f"SET threads = {int(s.threads)}")
+    return con
+
+
+def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True) -> None:
+    """Temp table ``split_base``: one row per product with its labels, its group and the group's hash.
+
+    ``grouped`` False (no duplicate groups) takes a single pass without the group joins.
+    """
+    s = settings.splits
+    fg = ", ".join(str(i) for i in fg_class_ids(s)) or "NULL"
+    # the group hash's four 32-bit limbs are kept apart, so that later steps need no 128-bit arithmetic
+    limbs = ", ".join(f"((h >> {32 * i}) & 4294967295)::UINTEGER AS u{i}" for i in range(4))
+    if not grouped:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE split_base AS SELECT * EXCLUDE (h), {limbs} FROM (
+            SELECT p.product_id, l.class_id, {cat_key_sql(s.coarse_level, 'l')} AS cat_c,
+                   {cat_key_sql(s.cls_level, 'l')} AS cat_k, NULL::VARCHAR AS grp,
+                   coalesce(l.class_id IN ({fg}), false) AS g_fg, l.class_id IS NOT NULL AS g_lab,
+                   {cat_key_sql(s.cls_level, 'l')} AS g_cat, 1 AS g_n,
+                   md5_number('{seed}:' || p.product_id) AS h
+            FROM products p
+            LEFT JOIN label_map l
+              ON l.platform = coalesce(p.platform, '')
+             AND l.raw_path = coalesce(array_to_string(p.category_path, '{PATH_SEP}'), '')
+            )
+        """)
+        return
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE split_base AS SELECT * EXCLUDE (h), {limbs} FROM (
+        WITH lab AS (
+            SELECT p.product_id, l.class_id, l.sub_class_id, l.subsub_class_id
+            FROM products p
+            LEFT JOIN label_map l
+              ON l.platform = coalesce(p.platform, '')
+             AND l.raw_path = coalesce(array_to_string(p.category_path, '{PATH_SEP}'), '')
+        ), b AS (
+            SELECT lab.product_id, lab.class_id,
+                   {cat_key_sql(s.coarse_level, 'lab')} AS cat_c,
+                   {cat_key_sql(s.cls_level, 'lab')} AS cat_k,
+                   g.grp
+            FROM lab LEFT JOIN {GROUP_TABLE} g ON g.product_id = lab.product_id
+        ), ga AS (
+            SELECT grp, bool_or(coalesce(class_id IN ({fg}), false)) AS g_fg,
+                   bool_and(class_id IS NOT NULL) AS g_lab, min(cat_k) AS g_cat, count(*) AS g_n
+            FROM b WHERE grp IS NOT NULL GROUP BY grp
+        )
+        SELECT b.product_id, b.class_id, b.cat_c, b.cat_k, b.grp,
+               coalesce(ga.g_fg, coalesce(b.class_id IN ({fg}), false)) AS g_fg,
+               coalesce(ga.g_lab, b.class_id IS NOT NULL) AS g_lab,
+               coalesce(ga.g_cat, b.cat_k) AS g_cat, coalesce(ga.g_n, 1) AS g_n,
+               md5_number('{seed}:' || coalesce(b.grp, b.product_id)) AS h
+        FROM b LEFT JOIN ga ON ga.grp = b.grp  -- grp is null for a product alone: it is its own group
+        )
+    """)
+
+
+def plan_counts(con, settings: cfg.Settings, seed: int) -> tuple[PlanCounts, list[str]]:
+    """The counts a plan is made from, and the eligible classification categories in seeded order."""
+    s = settings.splits
+    products, labeled, domain, domain_multi = con.execute("""
+        SELECT count(*), count(*) FILTER (WHERE class_id IS NOT NULL), count(*) FILTER (WHERE g_fg),
+               count(*) FILTER (WHERE g_fg AND grp IS NOT NULL)
+        FROM split_base
+    """).fetchall()[0]
+    rows = con.execute(f"""
+        SELECT {cat_name_sql('cat_k')} AS name, count(*) AS n FROM split_base
+        WHERE cat_k IS NOT NULL GROUP BY cat_k
+        ORDER BY md5_number('{seed}:cls-class:' || name), name
+    """).fetchall()
+    categories = {name: n for name, n in rows}
+    order = [name for name, n in rows if n >= s.cls_min_per_class]
+    return PlanCounts(products, labeled, domain, domain_multi, categories), order
+
+
+def assign(con, plan: Plan, settings: cfg.Settings, version: str, keep_previous: bool = True) -> None:
+    """Views ``split_pooled`` (every product's pool) and ``split_assigned`` (product_id, split, cat), and
+    the temp table ``split_roles`` (the evaluation pools' products, a fifth of the store, with roles).
+
+    With ``keep_previous`` a product already in ``version`` keeps its role while its pool is unchanged.
+    """
+    s = settings.splits
+    con.execute("CREATE OR REPLACE TEMP TABLE split_cls (cat_k BIGINT, rate DOUBLE)")
+    if plan.cls_rates:
+        con.executemany("INSERT INTO split_cls VALUES (?, ?)", [[cat_key_of(k), r] for k, r in plan.cls_rates.items()])
+    pools = " ".join(f"WHEN {_q(k)} THEN {_q(v)}" for k, v in POOL_OF.items())
+    if keep_previous:
+        prev = (f"SELECT product_id, split AS prev_split, CASE split {pools} END AS prev_pool "
+                f"FROM splits WHERE version = {_q(version)} AND split <> 'subset'")
+    else:  # not even a filtered read: the splits view is a window over every version's rows
+        prev = "SELECT NULL::VARCHAR AS product_id, NULL::VARCHAR AS prev_split, NULL::VARCHAR AS prev_pool WHERE false"
+    # pools are pure arithmetic on the group hash: a view, never a copy of the store's rows.
+    # c0..c3: limbs of the product's own md5(seed:product_id): the checksum's terms, and c3 the role
+    # uniform v; for a product alone it is the group hash (its limb 3 decides only train, never a
+    # role), so only grouped products are hashed twice
+    own = ", ".join(f"CASE WHEN b.grp IS NULL THEN b.u{i} ELSE ((md5_number('{int(s.seed)}:' || b.product_id) "
+                    f">> {32 * i}) & 4294967295)::UINTEGER END AS c{i}" for i in range(4))
+    con.execute(f"""
+        CREATE OR REPLACE TEMP VIEW split_pooled AS
+        SELECT b.product_id, b.cat_c, b.cat_k, b.grp, b.g_n,
+               CASE
+                 WHEN b.g_fg AND {_u(0)} < CASE WHEN b.g_n >= 2 THEN {plan.r_fine!r}
+                                                ELSE {plan.r_fine_single!r} END THEN 'fine'
+                 WHEN c.rate IS NOT NULL AND {_u(1)} < c.rate THEN 'cls'
+                 WHEN b.g_lab AND {_u(2)} < {plan.r_coarse!r} THEN 'coarse'
+                 WHEN {_u(3)} < {plan.r_train!r} THEN 'train'
+               END AS pool,
+               {_u(3)} < {plan.r_train * plan.r_subset!r} AS in_subset, {own}
+        FROM split_base b LEFT JOIN split_cls c ON c.cat_k = b.g_cat
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE split_roles AS
+        WITH prev AS ({prev}), kept AS (
+            SELECT p.product_id, p.cat_c, p.cat_k, p.grp, p.g_n, p.pool, p.c0, p.c1, p.c2, p.c3, prev.prev_split,
+                   prev.prev_pool = p.pool AS kept,
+                   p.c3::DOUBLE / 4294967296.0 AS v
+            FROM split_pooled p LEFT JOIN prev ON prev.product_id = p.product_id
+            WHERE p.pool IN ('coarse', 'fine', 'cls')
+        )
+        SELECT *,
+               pool = 'cls' AND cat_k NOT IN (SELECT cat_k FROM split_cls) AS excluded,
+               CASE
+                 WHEN kept AND pool IN ('coarse', 'fine') THEN prev_split IN ('query-c', 'query-fg')
+                 WHEN pool = 'coarse' THEN v < {plan.q_coarse!r}
+                 WHEN pool = 'fine' THEN g_n >= 2 AND v < {plan.q_fine!r}
+                 WHEN pool = 'cls' AND kept THEN prev_split = 'cls-test'
+                 WHEN pool = 'cls' THEN v < {s.cls_test!r}
+                 ELSE false
+               END AS query
+        FROM kept
+    """)
+    # every query needs a match in its gallery: where a category (coarse) or group (fine) would have
+    # queries only, its new product with the largest role hash goes to the gallery instead
+    for pool, by in (("coarse", "cat_c"), ("fine", "coalesce(grp, product_id)")):
+        con.execute(f"""
+            UPDATE split_roles SET query = false WHERE product_id IN (
+                SELECT arg_max(product_id, (NOT coalesce(kept, false))::INT + v) FROM split_roles
+                WHERE pool = '{pool}' GROUP BY {by} HAVING bool_and(query)
+            )
+        """)
+    # classification: a category with two or more products gets a test and a train product
+    # (chosen among its new products, so that an existing product never moves)
+    for want, pick in ((True, "arg_min(product_id, v)"), (False, "arg_max(product_id, v)")):
+        con.execute(f"""
+            UPDATE split_roles SET query = {str(want).lower()} WHERE product_id IN (
+                SELECT {pick} FILTER (WHERE NOT coalesce(kept, false)) FROM split_roles
+                WHERE pool = 'cls' AND NOT excluded GROUP BY cat_k
+                HAVING count(*) >= 2 AND NOT bool_or(query = {str(want).lower()})
+                   AND count(*) FILTER (WHERE NOT coalesce(kept, false)) > 0
+            )
+        """)
+    subset = ("UNION ALL SELECT product_id, 'subset', cat_c, c0, c1, c2, c3 FROM split_pooled "
+              "WHERE pool = 'train' AND in_subset") if plan.r_subset > 0 else ""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP VIEW split_assigned AS
+        SELECT product_id, 'train' AS split, cat_c AS cat, c0, c1, c2, c3 FROM split_pooled WHERE pool = 'train'
+        UNION ALL
+        SELECT product_id, CASE pool
+                 WHEN 'coarse' THEN CASE WHEN query THEN 'query-c' ELSE 'gallery-c' END
+                 WHEN 'fine' THEN CASE WHEN query THEN 'query-fg' ELSE 'gallery-fg' END
+                 WHEN 'cls' THEN CASE WHEN query THEN 'cls-test' ELSE 'cls-train' END
+               END, cat_c, c0, c1, c2, c3
+        FROM split_roles WHERE NOT excluded
+        {subset}
+    """)
+
+
+def _plan_for(store, settings: cfg.Settings, version: str, seed: int, con, replace: bool) -> tuple[Plan, bool]:
+    """The version's stored plan when it was built before with the same settings, else a new one."""
+    params = plan_params(settings.splits) | {"seed": seed}
+    old = read_manifest(store, version)
+    if old is not None and not replace:
+        stored = Plan.from_json(old["plan"])
+        if stored.params != params:
+            diff = sorted(k for k in params if stored.params.get(k) != params[k])
+            raise SplitsError(
+                f"split version {version!r} was built with other settings ({', '.join(diff)}); build a new "
+                f"--version, or pass --replace to rebuild {version!r} from scratch (its products may move)")
+        return stored, True
+    counts, order = plan_counts(con, settings, seed)
+    if counts.products == 0:
+        raise SplitsError(f"store {store.root} has no products: crawl (or import) products first")
+    return make_plan(version, settings.splits, counts, order), False
+
+
+def run(store, settings: cfg.Settings, *, version: str | None = None, seed: int | None = None,
+        progress: Progress | None = None) -> StageStats:
+    """Stage contract: build the splits of one version; see :func:`build`."""
+    return build(store, settings, version=version, seed=seed, progress=progress).stats
+
+
+def build(store, settings: cfg.Settings, *, version: str | None = None, seed: int | None = None,
+          replace: bool = False, progress: Progress | None = None) -> BuildReport:
+    """Write the ``splits`` rows of one version and its manifest.
+
+    Args:
+        version: split version name (default ``splits.version``).
+        seed: hash salt (default ``splits.seed``).
+        replace: rebuild an existing version with new settings (its stored plan is dropped).
+        progress: ``progress(step)`` callback, called as each step starts.
+    """
+    if version is not None:
+        settings.splits.version = version
+    if seed is not None:
+        settings.splits.seed = seed
+    check_settings(settings)
+    version, seed = settings.splits.version, settings.splits.seed
+    say = progress or (lambda step: None)
+    stats = StageStats("splits")
+    con = open_connection(store, settings)
+    try:
+        say("groups")
+        groups = load_groups(con)
+        say("labels and hashes")
+        create_base(con, settings, seed, grouped=groups.grouped_products > 0)
+        plan, reused = _plan_for(store, settings, version, seed, con, replace)
+        say("assignment")
+        # a first build has no previous rows to keep (and need not scan the splits of other versions)
+        assign(con, plan, settings, version, keep_previous=reused)
+        report = BuildReport(stats, version, plan, groups, reused_plan=reused)
+        stats.n_in = con.execute("SELECT count(*) FROM split_base").fetchall()[0][0]
+        report.excluded = {"classification group member outside the sampled categories": con.execute(
+            "SELECT count(*) FROM split_roles WHERE excluded").fetchall()[0][0]}
+        if reused:
+            report.moved = con.execute(f"""
+                SELECT count(*) FROM splits p LEFT JOIN split_assigned a
+                  ON a.product_id = p.product_id AND a.split <> 'subset'
+                WHERE p.version = {_q(version)} AND p.split <> 'subset' AND a.split IS DISTINCT FROM p.split
+            """).fetchall()[0][0]
+        say("manifest")
+        report.splits = split_stats(con, "split_assigned")
+        placed = sum(e["products"] for name, e in report.splits.items() if name != "subset")
+        report.held_out = stats.n_in - placed - sum(report.excluded.values())
+        say("writing")
+        stats.n_out = _write(store, con, version)
+    finally:
+        con.close()
+    stats.finish()
+    report.manifest = write_manifest(store, version, {
+        "version": version, "seed": seed, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "run_id": stats.run_id, "products": stats.n_in, "held_out": report.held_out, "excluded": report.excluded,
+        "moved_from_previous_build": report.moved, "reused_plan": reused, "groups": groups.to_json(),
+        "plan": plan.to_json(), "splits": report.splits,
+    })
+    record_run(store, stats, {**cfg.as_dict(settings), "splits_run": {
+        "version": version, "seed": seed, "replace": replace, "manifest": str(report.manifest)}})
+    return report
+
+
+def _write(store, con, version: str) -> int:
+    """Stream the version's rows into the store (one write sequence: the version is replaced whole)."""
+    import pyarrow as pa
+
+    reader = con.sql("SELECT product_id, split FROM split_assigned").to_arrow_reader(1_000_000)
+    with store.writer("splits") as out:
+        for batch in reader:
+            out.write(pa.table({"product_id": batch.column(0), "split": batch.column(1),
+                                "version": pa.repeat(version, batch.num_rows)}))
+        rows = out.rows
+    return rows

@@ -1,0 +1,98 @@
+"""``m5data build-splits`` and ``m5data check-splits``.
+
+Exit codes: build-splits 0 done, 1 a bad option or a version built with other settings;
+check-splits 0 every invariant holds, 1 a bad option or no such version, 2 a violated invariant.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+_VERSION = typer.Option(None, "--version", help="Split version name (default splits.version, v1).")
+
+
+def build_splits(
+    ctx: typer.Context,
+    version: Optional[str] = _VERSION,
+    seed: Optional[int] = typer.Option(None, "--seed", help="Hash salt of the assignment (default splits.seed)."),
+    replace: bool = typer.Option(False, "--replace", help="Rebuild an existing version with new settings (its products may move)."),
+) -> None:
+    """Assign products to train / query-c / gallery-c / query-fg / gallery-fg / cls-train / cls-test / subset; write the manifest."""
+    from ..cli import open_store
+    from ..config import ConfigError
+    from ..console import console, fail, stage_summary
+    from .build import SplitsError, build
+
+    store, s = open_store(ctx)
+    try:
+        with console.status("[bold]splits[/] ...") as status:
+            report = build(store, s, version=version, seed=seed, replace=replace,
+                           progress=lambda step: status.update(f"[bold]splits[/] {step}"))
+    except (SplitsError, ConfigError) as exc:
+        fail(str(exc))
+    console.print(stage_summary(report.stats))
+    console.print(manifest_table(report.version, report.splits, report.plan.targets))
+    console.print(f"groups: {report.groups.describe()}", highlight=False, soft_wrap=True)
+    if report.reused_plan:
+        console.print(f"version {report.version!r} existed: its stored plan was reused, "
+                      f"{report.moved:,} product(s) moved split", highlight=False)
+    if report.held_out:
+        console.print(f"held out (in no split, splits.train below the rest): {report.held_out:,}")
+    for reason, n in report.excluded.items():
+        if n:
+            console.print(f"[yellow]excluded[/] {reason}: {n:,}")
+    console.print(f"manifest: [bold]{report.manifest}[/]")
+
+
+def manifest_table(version: str, splits: dict, targets: dict | None = None):
+    """The rich summary of a manifest's splits: sizes, then modality completeness (two narrow tables)."""
+    from rich.console import Group
+    from rich.table import Table
+
+    sizes = Table(title=f"splits {version}")
+    for col in ("split", "products", "target", "classes", "checksum"):
+        sizes.add_column(col, justify="left" if col in ("split", "checksum") else "right", no_wrap=True)
+    modal = Table(title=f"splits {version}: modality completeness (products with it)")
+    for col in ("split", "image", "caption", "table", "video", "audio", "all five"):
+        modal.add_column(col, justify="left" if col == "split" else "right", no_wrap=True)
+    for name, e in splits.items():
+        m = e["modalities"]
+        target = (targets or {}).get(name)
+        sizes.add_row(name, f"{e['products']:,}", "" if target is None else f"{target:,.0f}", f"{e['classes']:,}",
+                      e["checksum"][:16])
+        modal.add_row(name, *(f"{m[k]:,}" for k in ("image", "caption", "table", "video", "audio", "all_five")))
+    return Group(sizes, modal)
+
+
+def check_splits(
+    ctx: typer.Context,
+    version: Optional[str] = _VERSION,
+) -> None:
+    """Check a split version: no group across boundaries, a match for every query, the manifest equal to the store."""
+    from rich.table import Table
+
+    from ..cli import open_store
+    from ..config import ConfigError
+    from ..console import console, fail
+    from .build import SplitsError
+    from .check import check
+
+    store, s = open_store(ctx)
+    try:
+        report = check(store, s, version=version)
+    except (SplitsError, ConfigError, ValueError) as exc:
+        fail(str(exc))
+    t = Table(title=f"check-splits {report.version}")
+    t.add_column("invariant")
+    t.add_column("violations", justify="right")
+    for rule, n in report.rules:
+        t.add_row(rule, f"[red]{n:,}[/]" if n else "0")
+    console.print(t)
+    console.print(f"groups: {report.groups.describe()}", highlight=False, soft_wrap=True)
+    for v in report.violations:
+        console.print(f"[red]violated[/] {v.rule}: {v.count:,}, e.g. {'; '.join(v.examples)}", highlight=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(2)
+    console.print("[green]all invariants hold[/]")

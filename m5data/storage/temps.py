@@ -1,0 +1,114 @@
+"""Temp files that name their owner: ``<prefix><pid>-<random>[suffix]``.
+
+Every temp file the store and the stages write (parts being written, blobs being downloaded, mp3s
+being encoded, derived files before their rename, a catalog being rebuilt) carries the id of the
+process that writes it. A temp file whose process is dead belongs to a killed run and can go; one
+whose process is alive is in use and is never touched, so a sweep is safe while other runs write.
+Temp files from before this naming (no owner in the name) go once they are an hour old.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+TMP_PREFIX = ".tmp-"
+LEGACY_AGE = 3600.0  # seconds: an unowned temp file this old is from a dead run
+_OWNER = re.compile(r"^(?:\.tmp-|\.old-)?(\d+)-[0-9a-f]{6,}")
+
+
+def temp_name(suffix: str = "", prefix: str = TMP_PREFIX) -> str:
+    """A fresh temp file name owned by this process, e.g. ``.tmp-4711-3f2a....parquet``."""
+    return f"{prefix}{os.getpid()}-{uuid.uuid4().hex}{suffix}"
+
+
+def owner_pid(name: str) -> int | None:
+    """The process id a temp name was made by, or None for a name without one."""
+    m = _OWNER.match(name)
+    return int(m.group(1)) if m else None
+
+
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie, killed but not yet reaped, is dead: it writes nothing)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    try:  # Linux: the state letter follows the parenthesised command name
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] not in "ZX"
+    except (OSError, ValueError, IndexError):
+        return True
+
+
+@dataclass(frozen=True)
+class TempFile:
+    path: Path
+    pid: int | None  # owner, when the name says
+    alive: bool  # the owner is running (or an unowned file is younger than LEGACY_AGE)
+    bytes: int
+
+
+def _size(path: Path) -> int:
+    try:
+        if path.is_dir() and not path.is_symlink():
+            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        return path.lstat().st_size
+    except OSError:
+        return 0
+
+
+def _candidates(root: Path):
+    """Where temp files live: table folders, blobs/.tmp, derived/<kind>[/<xx>], logs, the root."""
+    yield from root.glob(TMP_PREFIX + "*")  # catalog rebuilds
+    yield from (root / "tables").glob(f"*/{TMP_PREFIX}*")
+    tmp = root / "blobs" / ".tmp"
+    if tmp.is_dir():
+        yield from tmp.iterdir()
+    derived = root / "derived"
+    yield from derived.glob(f"*/{TMP_PREFIX}*")
+    yield from derived.glob(f"*/*/{TMP_PREFIX}*")
+    yield from (root / "logs").glob(f"*/*/{TMP_PREFIX}*")
+
+
+def find_temps(root: Path, now: float | None = None) -> list[TempFile]:
+    """Every temp file under a store, each with its owner and whether that owner still runs."""
+    now = time.time() if now is None else now
+    out = []
+    for path in _candidates(Path(root)):
+        pid = owner_pid(path.name)
+        if pid is not None:
+            alive = pid_alive(pid)
+        else:
+            try:
+                alive = now - path.lstat().st_mtime < LEGACY_AGE
+            except FileNotFoundError:
+                continue
+        out.append(TempFile(path, pid, alive, _size(path)))
+    return out
+
+
+def sweep_temps(root: Path) -> list[TempFile]:
+    """Remove the temp files of dead runs under a store; returns what was removed."""
+    removed = []
+    for temp in find_temps(root):
+        if temp.alive:
+            continue
+        try:
+            if temp.path.is_dir() and not temp.path.is_symlink():
+                shutil.rmtree(temp.path)
+            else:
+                temp.path.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(temp)
+    return removed

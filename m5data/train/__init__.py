@@ -1,0 +1,1 @@
+"""Thin SCALE (docs/train.md): train on the exported WebDataset shards, evaluate with the papers' protocol."""

@@ -1,0 +1,102 @@
+"""``m5data train`` and ``m5data evaluate``: thin wrappers over train.loop and train.evaluate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def train(
+    ctx: typer.Context,
+    shards: Path = typer.Option(..., "--shards", help="Export folder with the train split's WebDataset shards (train-*.tar)."),
+    config: str = typer.Option("small", "--config", help="small, paper, or a TOML file ([model], [train], base = small|paper)."),
+    epochs: int = typer.Option(1, "--epochs", min=1, help="Passes over the train split."),
+    out: Path = typer.Option(..., "--out", help="Run folder: log.jsonl, checkpoint.pt, model.pt (resumed when it has a checkpoint)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda when available)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many steps in total."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of everything (default: the config's)."),
+) -> None:
+    """Train the thin SCALE model on exported shards; every loss and the modality weights are logged."""
+    from rich.live import Live
+    from rich.table import Table
+
+    from m5data.console import console, fail
+
+    from .config import TrainConfigError, load_config
+    from .data import ShardError
+    from .loop import train as run_training
+
+    try:
+        cfg = load_config(config)
+    except TrainConfigError as exc:
+        fail(str(exc))
+    if seed is not None:
+        cfg.train.seed = seed
+
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+        def show(rec: dict) -> None:
+            parts = " ".join(f"{k}={v:.3f}" for k, v in rec.items() if k.startswith("cl:") or k in ("mlm", "mrp", "mem", "mfp", "mam"))
+            live.update(f"epoch {rec['epoch'] + 1}/{epochs} step {rec['step']} loss {rec['loss']:.3f} "
+                        f"{rec['samples_per_s']:.1f} samples/s  {parts}")
+
+        try:
+            result = run_training(shards, out, cfg, epochs, device=device, max_steps=max_steps, progress=show)
+        except (ShardError, ValueError, FileNotFoundError) as exc:
+            fail(str(exc))
+    if result.resumed_from:
+        console.print(f"resumed from step {result.resumed_from} (checkpoint in {out})", soft_wrap=True)
+    table = Table(title=f"train {out} ({result.steps} steps)")
+    for col in ("loss", "first steps", "last steps"):
+        table.add_column(col, justify="right" if col != "loss" else "left")
+    for key in result.first:
+        table.add_row(key, f"{result.first[key]:.4f}", f"{result.last[key]:.4f}")
+    console.print(table)
+    if result.weights:
+        console.print("modality weights: " + ", ".join(f"{k} {v:.3f}" for k, v in result.weights.items()))
+    console.print(f"{result.samples_per_s:.1f} samples/s; log {out / 'log.jsonl'}; model {out / 'model.pt'}")
+
+
+def evaluate(
+    ctx: typer.Context,
+    run: Path = typer.Option(..., "--run", help="A run folder written by `m5data train`."),
+    shards: Path = typer.Option(..., "--shards", help="Export folder with query-c, gallery-c, query-fg, gallery-fg, cls-train, cls-test shards."),
+    modalities: Optional[list[str]] = typer.Option(None, "--modalities", help="A combination such as image,text (repeatable: one row each)."),
+    device: Optional[str] = typer.Option(None, "--device"),
+    features_out: Optional[Path] = typer.Option(None, "--features-out", help="Also write fused features as CSV lines item_id,f1,f2,... (the authors' format)."),
+) -> None:
+    """The papers' table: retrieval mAP/Prec@1,5,10, linear-probe accuracy, k-means NMI/purity; with baselines."""
+    from rich.table import Table
+
+    from m5data.console import console, fail
+
+    from .config import MODALITIES
+    from .data import ShardError
+    from .evaluate import evaluate as run_eval
+    from .evaluate import write_features
+
+    combos = None
+    if modalities:
+        combos = []
+        for spec in modalities:
+            names = tuple(m.strip() for m in spec.split(",") if m.strip())
+            bad = [m for m in names if m not in MODALITIES]
+            if bad or not names:
+                fail(f"--modalities: unknown {', '.join(bad) or spec!r} (known: {', '.join(MODALITIES)})")
+            combos.append(names)
+    try:
+        result = run_eval(run, shards, combos=combos, device=device)
+        if features_out:
+            n = write_features(run, shards, features_out, device=device)
+            console.print(f"wrote {n} feature lines to {features_out}")
+    except (ShardError, FileNotFoundError) as exc:
+        fail(str(exc))
+    cols = [c for c in result["columns"] if any(c in r for r in result["rows"])]
+    table = Table(title=f"evaluation of {run}")
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("model", "modalities") else "right")
+    for r in result["rows"]:
+        table.add_row(*(("" if r.get(c) is None else (f"{100 * r[c]:.2f}" if isinstance(r[c], float) else str(r[c]))) for c in cols))
+    console.print(table)
+    console.print(f"split sizes: {result['counts']}; written {run / 'metrics.json'} and {run / 'metrics.md'}")

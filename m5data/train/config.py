@@ -1,0 +1,113 @@
+"""Model and training configurations: ``small`` (default, CPU-friendly), ``paper`` (the papers' sizes) or a TOML file."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+MODALITIES = ("text", "image", "table", "video", "audio")
+
+
+class TrainConfigError(ValueError):
+    """A training configuration that cannot be used; the message names the key or file."""
+
+
+@dataclass
+class ModelConfig:
+    dim: int = 128  # hidden size of every transformer (paper: 768)
+    heads: int = 4
+    modality_layers: int = 1  # transformer layers of each modality encoder (paper: 6)
+    joint_layers: int = 2  # layers of the joint co-transformer (paper: 6)
+    dropout: float = 0.1
+    text_len: int = 36  # caption tokens (paper: 36)
+    text_vocab: int = 8192  # hashed character vocabulary (ids 0 pad, 1 mask, 2.. characters)
+    table_len: int = 64  # property/value entities (paper: 64)
+    table_vocab: int = 16384  # hashed entity vocabulary
+    image_size: int = 64  # the normalised image is resized to this square (paper-sized: 224)
+    patch: int = 16  # patch side: (image_size / patch)^2 patch tokens
+    video_len: int = 16  # frames (1 fps) at most
+    frame_size: int = 16  # a frame's feature: its pixels at frame_size x frame_size
+    audio_len: int = 16  # MFCC blocks (1 per second) at most
+    n_mfcc: int = 40  # MFCC coefficients per block (extract.n_mfcc)
+    temperature: float = 0.07  # SIMCL's tau
+    mask_rate: float = 0.15  # masked tasks (the papers: 15%)
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 32  # paper: 64
+    lr: float = 3e-4  # paper: 1e-4 with warm-up
+    warmup_steps: int = 20
+    weight_decay: float = 0.01
+    workers: int = 2  # DataLoader workers
+    checkpoint_every: int = 50  # steps
+    log_every: int = 1  # steps
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    model: ModelConfig
+    train: TrainConfig
+    name: str = "small"
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "model": dataclasses.asdict(self.model), "train": dataclasses.asdict(self.train)}
+
+
+PRESETS = {
+    "small": {},
+    "paper": {"model": {"dim": 768, "heads": 12, "modality_layers": 6, "joint_layers": 6, "image_size": 224, "patch": 32,
+                        "video_len": 36, "audio_len": 36, "text_vocab": 30522},
+              "train": {"batch_size": 64, "lr": 1e-4, "warmup_steps": 1000}},
+}
+
+
+def load_config(spec: str | Path) -> Config:
+    """``small``, ``paper``, or a TOML file with ``[model]`` / ``[train]`` tables (and ``base = "small"|"paper"``)."""
+    spec = str(spec)
+    if spec in PRESETS:
+        values, name = PRESETS[spec], spec
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise TrainConfigError(f"--config must be small, paper or a TOML file; {spec!r} is none of these")
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise TrainConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        base = PRESETS.get(raw.pop("base", "small"))
+        if base is None:
+            raise TrainConfigError(f"config file {path}: base must be small or paper")
+        values = {k: {**base.get(k, {}), **raw.get(k, {})} for k in ("model", "train")}
+        unknown = set(raw) - {"model", "train"}
+        if unknown:
+            raise TrainConfigError(f"config file {path}: unknown tables {sorted(unknown)} (known: model, train)")
+        name = path.stem
+    model, train = ModelConfig(), TrainConfig()
+    for obj, section in ((model, "model"), (train, "train")):
+        for key, value in values.get(section, {}).items():
+            if not hasattr(obj, key):
+                names = ", ".join(f.name for f in dataclasses.fields(obj))
+                raise TrainConfigError(f"unknown key {section}.{key} (known in [{section}]: {names})")
+            setattr(obj, key, type(getattr(obj, key))(value))
+    cfg = Config(model, train, name)
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: Config) -> None:
+    m, t = cfg.model, cfg.train
+    if m.dim % m.heads:
+        raise TrainConfigError(f"model.dim ({m.dim}) must be a multiple of model.heads ({m.heads})")
+    if m.image_size % m.patch:
+        raise TrainConfigError(f"model.image_size ({m.image_size}) must be a multiple of model.patch ({m.patch})")
+    if not 0 < m.mask_rate < 1 or m.temperature <= 0:
+        raise TrainConfigError("model.mask_rate must be in (0, 1) and model.temperature > 0")
+    for key in ("batch_size", "checkpoint_every", "log_every"):
+        if getattr(t, key) < 1:
+            raise TrainConfigError(f"train.{key} must be >= 1")
+    if t.batch_size < 2:
+        raise TrainConfigError("train.batch_size must be >= 2 (contrastive pairs need negatives)")

@@ -1,0 +1,102 @@
+"""Streaming the exported WebDataset shards into padded batches (webdataset + a torch DataLoader).
+
+A batch is a dict of tensors, one group per modality: ``<m>`` the token features (or ids), ``<m>_mask``
+True where a token is real, ``<m>_present`` True where the sample has that modality at all.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import numpy as np
+
+from .config import MODALITIES, ModelConfig
+from .features import PAD, sample_arrays
+
+
+class ShardError(ValueError):
+    """No shards for a split, or an unreadable shard; the message names the folder or file."""
+
+
+def shard_urls(shards: str | Path, split: str) -> list[str]:
+    """The tar shards of one split in an export folder (``<split>-000000.tar`` ...), sorted."""
+    root = Path(shards)
+    if not root.is_dir():
+        raise ShardError(f"shard folder {root} does not exist")
+    urls = sorted(glob.glob(str(root / f"{split}-*.tar")))
+    if not urls:
+        raise ShardError(f"no shards for split {split!r} in {root} (expected {split}-000000.tar ...; run `m5data export`)")
+    return urls
+
+
+def lengths(cfg: ModelConfig) -> dict[str, int]:
+    g = cfg.image_size // cfg.patch
+    return {"text": cfg.text_len, "image": g * g, "table": cfg.table_len, "video": cfg.video_len, "audio": cfg.audio_len}
+
+
+def feature_dims(cfg: ModelConfig) -> dict[str, int]:
+    return {"image": cfg.patch * cfg.patch * 3, "video": cfg.frame_size * cfg.frame_size * 3, "audio": 2 * cfg.n_mfcc}
+
+
+def collate(items: list[dict], cfg: ModelConfig) -> dict:
+    """Pad a list of :func:`sample_arrays` dicts to the configured lengths and stack them."""
+    import torch
+
+    size = lengths(cfg)
+    dims = feature_dims(cfg)
+    batch: dict = {}
+    n = len(items)
+    for m in MODALITIES:
+        length = size[m]
+        mask = np.zeros((n, length), dtype=bool)
+        if m in ("text", "table"):
+            values = np.full((n, length), PAD, dtype=np.int64)
+        else:
+            values = np.zeros((n, length, dims[m]), dtype=np.float32)
+        for i, item in enumerate(items):
+            arr = item[m][:length]
+            values[i, : len(arr)] = arr
+            mask[i, : len(arr)] = True
+        batch[m] = torch.from_numpy(values)
+        batch[f"{m}_mask"] = torch.from_numpy(mask)
+        batch[f"{m}_present"] = torch.from_numpy(mask.any(axis=1))
+    batch["product_id"] = [it["product_id"] for it in items]
+    batch["category"] = [it["category"] for it in items]
+    batch["instance"] = [it["instance"] for it in items]
+    batch["caption"] = [it["caption"] for it in items]
+    return batch
+
+
+def _decode(cfg: ModelConfig):
+    def decode(sample: dict) -> dict:
+        return sample_arrays(sample, cfg)
+
+    return decode
+
+
+def loader(shards: str | Path, split: str, cfg: ModelConfig, *, batch_size: int, workers: int = 0,
+           shuffle: bool = False, seed: int = 0, epoch: int = 0):
+    """A DataLoader over a split's shards: shards are split across workers; optional seeded shuffling.
+
+    Args:
+        shuffle: shuffle shard order and samples (a buffer of 256) with ``seed + epoch``.
+        workers: DataLoader worker processes (0: decode in this process).
+    """
+    import functools
+
+    import torch
+    import webdataset as wds
+
+    urls = shard_urls(shards, split)
+    pipeline = [wds.SimpleShardList(urls)]
+    if shuffle:
+        pipeline.append(wds.detshuffle(len(urls), len(urls), seed=seed, epoch=epoch))
+    pipeline += [wds.split_by_worker, wds.tarfile_to_samples(handler=wds.reraise_exception)]
+    if shuffle:
+        pipeline.append(wds.detshuffle(256, 64, seed=seed + 1, epoch=epoch))
+    pipeline.append(wds.map(_decode(cfg)))
+    dataset = wds.DataPipeline(*pipeline)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, num_workers=min(workers, len(urls)),
+        collate_fn=functools.partial(collate, cfg=cfg), persistent_workers=False)

@@ -1,0 +1,194 @@
+"""``m5data train``: stream the train split's shards, optimise SCALE, log every loss, checkpoint, resume.
+
+The run folder holds ``config.json``, ``log.jsonl`` (one line per step: every loss and the learned
+modality weights), ``checkpoint.pt`` (model, optimiser, position; written atomically every
+``checkpoint_every`` steps and at each epoch's end) and ``model.pt`` (the final weights). Started
+again on the same folder, a run resumes from its checkpoint: it skips the batches of the current
+epoch already done (the data order is a function of the seed and the epoch) and goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import MODALITIES, Config
+
+Progress = Callable[[dict], None]
+
+
+@dataclass
+class TrainResult:
+    run: Path
+    steps: int
+    epochs: int
+    resumed_from: int  # step of the checkpoint the run resumed from (0: a fresh run)
+    first: dict[str, float] = field(default_factory=dict)  # each loss, mean of the first steps
+    last: dict[str, float] = field(default_factory=dict)  # each loss, mean of the last steps
+    samples_per_s: float = 0.0
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def device_of(name: str | None = None):
+    import torch
+
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def weight_names() -> list[tuple[int, int, str]]:
+    out = []
+    for i, a in enumerate(MODALITIES):
+        for j in range(i, len(MODALITIES)):
+            out.append((i, j, a if i == j else f"{a}-{MODALITIES[j]}"))
+    return out
+
+
+def _save(path: Path, obj) -> None:
+    import torch
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(shards: str | Path, run: str | Path, cfg: Config, epochs: int, *, device: str | None = None,
+          max_steps: int | None = None, progress: Progress | None = None) -> TrainResult:
+    """Train (or resume) a run.
+
+    Args:
+        shards: the export folder holding ``train-*.tar``.
+        run: the run folder (created; resumed when it holds a checkpoint).
+        cfg: model and training configuration (``load_config``).
+        epochs: passes over the train split.
+        device: ``cpu``, ``cuda``, ``cuda:1`` ...; default cuda when available.
+        max_steps: stop after this many steps in total (for short runs and tests).
+        progress: called with each step's log record.
+    """
+    import torch
+
+    from .data import loader
+    from .model import Scale, losses
+
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.train.seed)
+    dev = device_of(device)
+    model = Scale(cfg.model).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.train.warmup_steps)))
+    step, epoch0, skip, resumed = 0, 0, 0, 0
+    ckpt_path = run / "checkpoint.pt"
+    if ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=dev, weights_only=False)
+        if state.get("config") != cfg.as_dict():
+            raise ValueError(f"run {run} was started with another configuration; use a new --out folder")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, epoch0, skip = state["step"], state["epoch"], state["batch"]
+        resumed = step
+        torch.set_rng_state(state["rng"])
+    (run / "config.json").write_text(json.dumps({**cfg.as_dict(), "shards": str(shards), "epochs": epochs}, indent=2))
+    generator = torch.Generator().manual_seed(cfg.train.seed * 1000 + step)
+    log = (run / "log.jsonl").open("a", encoding="utf-8")
+    history: list[dict] = []
+    seen, t0 = 0, time.perf_counter()
+
+    def checkpoint(epoch: int, batch: int) -> None:
+        _save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                          "step": step, "epoch": epoch, "batch": batch, "rng": torch.get_rng_state(), "config": cfg.as_dict()})
+
+    try:
+        for epoch in range(epoch0, epochs):
+            model.train()
+            batches = loader(shards, "train", cfg.model, batch_size=cfg.train.batch_size, workers=cfg.train.workers,
+                             shuffle=True, seed=cfg.train.seed, epoch=epoch)
+            done_in_epoch = 0
+            for b, batch in enumerate(batches):
+                if epoch == epoch0 and b < skip:
+                    continue  # resumed: this batch was trained before the checkpoint
+                total, parts = losses(model, batch, generator)
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                step += 1
+                done_in_epoch = b + 1
+                seen += len(batch["product_id"])
+                w = model.weights().detach().cpu()
+                record = {"step": step, "epoch": epoch, "batch": b, "loss": float(total.detach()), **parts,
+                          "weights": {name: round(float(w[i, j]), 6) for i, j, name in weight_names()},
+                          "lr": sched.get_last_lr()[0], "samples_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
+                history.append(record)
+                if step % cfg.train.log_every == 0:
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                if progress:
+                    progress(record)
+                if step % cfg.train.checkpoint_every == 0:
+                    checkpoint(epoch, b + 1)
+                if max_steps and step >= max_steps:
+                    break
+            if max_steps and step >= max_steps:
+                checkpoint(epoch, done_in_epoch)
+                break
+            checkpoint(epoch + 1, 0)
+            skip = 0
+    finally:
+        log.close()
+    _save(run / "model.pt", {"model": model.state_dict(), "config": cfg.as_dict(), "step": step})
+    return _summary(run, history, step, epochs, resumed)
+
+
+def _summary(run: Path, history: list[dict], steps: int, epochs: int, resumed: int) -> TrainResult:
+    result = TrainResult(run, steps, epochs, resumed)
+    if not history:
+        return result
+    keys = sorted({k for r in history for k in r if k == "loss" or k.startswith("cl:") or k in ("mlm", "mrp", "mem", "mfp", "mam")})
+    n = max(1, len(history) // 5)
+    for key in keys:
+        first = [r[key] for r in history[:n] if key in r]
+        last = [r[key] for r in history[-n:] if key in r]
+        if first and last:
+            result.first[key], result.last[key] = float(np.mean(first)), float(np.mean(last))
+    result.samples_per_s = history[-1]["samples_per_s"]
+    result.weights = history[-1]["weights"]
+    return result
+
+
+def load_model(run: str | Path, device: str | None = None):
+    """The trained model of a run folder (``model.pt``, else its last checkpoint) and its configuration."""
+    import torch
+
+    from .config import Config, ModelConfig, TrainConfig
+    from .model import Scale
+
+    run = Path(run)
+    path = run / "model.pt" if (run / "model.pt").is_file() else run / "checkpoint.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no model.pt or checkpoint.pt in {run} (train first: m5data train --out {run})")
+    state = torch.load(path, map_location=device_of(device), weights_only=False)
+    raw = state["config"]
+    cfg = Config(ModelConfig(**raw["model"]), TrainConfig(**raw["train"]), raw.get("name", "small"))
+    model = Scale(cfg.model).to(device_of(device))
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, cfg

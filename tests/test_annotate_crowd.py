@@ -1,0 +1,160 @@
+"""Crowd labels: GLAD against crowd-kit's, GLAD against majority vote on simulated judgements of the
+default demo world (accuracy and recovered abilities), import of judgements with bad rows, reruns."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from m5data.annotate.crowd import aggregate, import_judgements, score_methods
+from m5data.annotate.glad import dawid_skene, glad, majority
+from m5data.annotate.pools import build_pools
+from m5data.annotate.simulate import simulate
+from m5data.cli import app
+from m5data.config import load
+from m5data.demo.fixtures import copy_store
+from m5data.storage import Store
+
+runner = CliRunner()
+
+
+def glad_world(n_tasks=300, n_workers=15, seed=0):
+    """Judgements drawn from GLAD's own model: 5 distinct workers per task, two spammers, one adversary."""
+    rng = np.random.default_rng(seed)
+    alpha = np.concatenate([rng.uniform(0.5, 3.0, n_workers - 3), [0.0, 0.0, -1.5]])
+    beta = np.exp(rng.normal(0.3, 0.5, n_tasks))
+    z = (rng.random(n_tasks) < 0.3).astype(int)
+    who = np.argsort(rng.random((n_tasks, n_workers)), axis=1)[:, :5]
+    task, worker = np.repeat(np.arange(n_tasks), 5), who.ravel()
+    right = rng.random(len(task)) < 1 / (1 + np.exp(-alpha[worker] * beta[task]))
+    return task, worker, np.where(right, z[task], 1 - z[task]), z, alpha
+
+
+@pytest.mark.filterwarnings("ignore")  # crowd-kit 1.4.2 warns on every pandas call under pandas 3
+def test_glad_agrees_with_crowdkit_without_gold():
+    pd = pytest.importorskip("pandas")
+    crowdkit = pytest.importorskip("crowdkit.aggregation")
+    task, worker, label, z, _ = glad_world()
+    ours = glad(task, worker, label, 300, 15, prior=0.5)  # crowd-kit: uniform label prior, alpha ~ N(1,1), log beta ~ N(1,1)
+    ck = crowdkit.GLAD(n_iter=100).fit(pd.DataFrame({"task": task, "worker": worker, "label": label}))
+    theirs = ck.probas_[1].reindex(range(300)).to_numpy()
+    assert np.abs(theirs - ours.prob).max() < 0.02
+    assert ((theirs > 0.5) == (ours.prob > 0.5)).mean() >= 0.99
+    assert np.corrcoef(ck.alphas_.reindex(range(15)).to_numpy(), ours.ability)[0, 1] > 0.99
+
+
+def test_gold_clamping_and_other_methods():
+    task, worker, label, z, alpha = glad_world(seed=1)
+    gold = np.full(300, -1)
+    gold[:30] = z[:30]
+    res = glad(task, worker, label, 300, 15, gold=gold)
+    assert (res.prob[:30] == z[:30]).all()  # gold questions keep their known label
+    assert res.ability[-1] < 0  # the adversary is found
+    mv = majority(task, worker, label, 300, 15)
+    ds = dawid_skene(task, worker, label, 300, 15)
+    acc = lambda p: ((p > 0.5) == z)[30:].mean()
+    assert acc(res.prob) > acc(mv.prob)
+    assert acc(ds.prob) > acc(mv.prob)
+
+
+@pytest.fixture(scope="module")
+def judged(demo_store_factory, demo_shop_factory, tmp_path_factory):
+    """Default demo world: pools for every product, simulated judgements of each pool's top 20."""
+    store = Store.open(copy_store(demo_store_factory(products=300, seed=0, kinds="image,text"),
+                                  tmp_path_factory.mktemp("crowd")))
+    truth = demo_shop_factory(products=300, seed=0).truth_dir
+    s = load(None, {"store.path": str(store.root), "annotate.pool_queries": 1.0}, environ={})
+    build_pools(store, s)
+    report = simulate(store, s, truth, top=20)
+    return store, truth, s, report
+
+
+def test_glad_beats_majority_and_recovers_abilities(judged):
+    store, truth, s, sim = judged
+    assert sim.n_pairs == 300 * 20 and sim.n_judgements == 5 * sim.n_pairs
+    assert sim.n_true_matches >= 50 and sim.n_gold >= 100
+    kinds = [w["kind"] for w in sim.workers.values()]
+    assert kinds.count("adversarial") == 1 and kinds.count("spammer") >= 3
+    scores = score_methods(store, s, truth)
+    assert scores["glad"]["accuracy"] > scores["majority"]["accuracy"] + 0.005
+    assert scores["glad"]["ability_spearman"] > 0.9
+    report = aggregate(store, s)
+    matches = store.read("matches").to_pydict()
+    assert len(matches["query_id"]) == sim.n_pairs and set(matches["method"]) == {"glad"}
+    workers = store.read("workers").to_pydict()
+    assert len(workers["worker_id"]) == 40 and "@gold" not in workers["worker_id"]
+    assert all(g is not None for g in workers["gold_accuracy"])  # every worker met gold questions
+    assert report.n_accepted == sum(matches["accepted"])
+
+
+def test_reruns_leave_the_same_tables(judged):
+    store, truth, s, _ = judged
+    before = store.read("annotations").sort_by([("query_id", "ascending"), ("candidate_id", "ascending"),
+                                                ("worker_id", "ascending")])
+    simulate(store, s, truth, top=20)
+    after = store.read("annotations").sort_by([("query_id", "ascending"), ("candidate_id", "ascending"),
+                                               ("worker_id", "ascending")])
+    assert after.equals(before)
+    cols = ["query_id", "candidate_id", "prob", "accepted"]
+    aggregate(store, s)
+    one = store.read("matches", columns=cols).sort_by([("query_id", "ascending"), ("candidate_id", "ascending")])
+    aggregate(store, s)
+    two = store.read("matches", columns=cols).sort_by([("query_id", "ascending"), ("candidate_id", "ascending")])
+    assert one.equals(two)
+
+
+def test_cli_aggregate_prints_every_method(judged):
+    store, truth, _, _ = judged
+    result = runner.invoke(app, ["--store", str(store.root), "annotate", "aggregate", "--method", "majority",
+                                 "--score-against", str(truth)])
+    assert result.exit_code == 0, result.output
+    rows = dict(re.findall(r"│ (glad|majority|dawid_skene)\s*│\s*([0-9.]+)", result.output))
+    assert set(rows) == {"glad", "majority", "dawid_skene"}
+    assert set(store.read("matches").column("method").to_pylist()) == {"majority"}
+
+
+def test_import_keeps_good_rows_and_names_bad_ones(store, tmp_path):
+    s = load(None, {"store.path": str(store.root)}, environ={})
+    csv_file = tmp_path / "judgements.csv"
+    csv_file.write_text(
+        "query_id,candidate_id,worker_id,label,is_gold\n"
+        "q1,c1,w1,match,false\n"
+        "q1,c1,w2,Mismatch,0\n"
+        "q1,c2,w1,uncertain,\n"
+        "q1,c2,,match,false\n"
+        "q1,q1,w1,match,false\n"
+        "q1,c3,w1,maybe,false\n"
+        "q1,c3,w2,match,perhaps\n", encoding="utf-8")
+    report = import_judgements(store, s, csv_file)
+    assert report.n_rows == 7 and report.stats.n_out == 3
+    assert dict(report.rejects) == {5: "missing worker_id", 6: "query_id equals candidate_id",
+                                    7: "unknown label 'maybe' (match, mismatch, uncertain)",
+                                    8: "is_gold is not a boolean: 'perhaps'"}
+    jsonl = tmp_path / "more.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r) for r in [
+        {"query_id": "q2", "candidate_id": "c9", "worker_id": "w1", "label": "match", "is_gold": True, "gold_label": "match"},
+        {"data": {"query_id": "q2", "candidate_id": "c8", "worker_id": "w1"}, "label": "no"},
+    ]) + "\n{not json\n", encoding="utf-8")
+    report = import_judgements(store, s, jsonl)
+    assert report.stats.n_out == 3 and report.n_gold_answers == 1  # two judgements + the @gold answer
+    assert report.rejects[0][0] == 3 and report.rejects[0][1].startswith("not JSON")
+    import_judgements(store, s, csv_file)  # re-import: same keys, nothing added
+    rows = store.read("annotations").to_pydict()
+    assert len(rows["query_id"]) == 6
+    assert set(rows["source"]) == {"import"}
+    agg = aggregate(store, s)
+    assert agg.n_gold == 1 and agg.n_pairs == 4  # q1|c2 has only an "uncertain": kept, counted
+    assert agg.stats.failures["pair with only uncertain judgements"] == 1
+
+
+def test_prefect_task_runs_the_crowd_and_pools_jobs(judged):
+    from m5data.flows.annotate import annotate_task
+
+    store, _, _, _ = judged
+    row = annotate_task.fn(str(store.root), "crowd", options={"method": "dawid_skene"})
+    assert row["stage"] == "annotate-aggregate" and row["status"] == "ok"
+    assert set(store.read("matches").column("method").to_pylist()) == {"dawid_skene"}
+    row = annotate_task.fn(str(store.root), "pools", overrides={"annotate.pool_queries": "1.0"})
+    assert row["stage"] == "annotate-pools" and row["n_out"] == 300

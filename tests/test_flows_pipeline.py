@@ -1,0 +1,137 @@
+"""The pipeline flow's machinery: parameter checks, retries of transient failures only, fatal stages, artifacts."""
+
+import socket
+import threading
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from m5data.cli import app
+from m5data.config import load
+from m5data.flows.pipeline import PipelineError, check_plan, parse_stages
+
+
+def _settings(tmp_path, **overrides):
+    return load(None, {"store.path": str(tmp_path / "store"), **overrides}, environ={}, cwd=tmp_path)
+
+
+def test_check_plan_rejects_bad_parameters_before_any_work(tmp_path):
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text("")
+    s = _settings(tmp_path)
+    assert parse_stages("export, crawl") == ["crawl", "export"]  # always pipeline order
+    with pytest.raises(PipelineError, match="unknown stage.*bogus"):
+        check_plan(s, ["http://127.0.0.1:9/"], stages="crawl,bogus")
+    with pytest.raises(PipelineError, match="start-url"):
+        check_plan(s, stages="crawl,download")
+    with pytest.raises(PipelineError, match="--mapping"):
+        check_plan(s, ["http://127.0.0.1:9/"], stages="crawl,align")
+    with pytest.raises(PipelineError, match="no store"):
+        check_plan(s, stages="download")
+    with pytest.raises(PipelineError, match="unknown runner"):
+        check_plan(_settings(tmp_path, **{"flows.runner": "spark"}), ["http://127.0.0.1:9/"], stages="crawl")
+    plan = check_plan(s, ["http://127.0.0.1:9/"], stages="crawl,align", mapping=str(mapping))
+    assert plan.stages == ["crawl", "align"] and plan.shards == 1 and plan.mapping == str(mapping.absolute())
+    dask = check_plan(_settings(tmp_path, **{"flows.runner": "dask", "flows.start_urls": "http://a.example/"}),
+                      stages="crawl")
+    assert dask.shards == 2 and dask.start_urls == ["http://a.example/"]  # one shard per LocalCluster worker
+
+
+def test_ray_runner_fails_clearly_when_ray_is_missing(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("prefect_ray") and importlib.util.find_spec("ray"):
+        pytest.skip("prefect-ray is installed here")
+    with pytest.raises(PipelineError, match="pip install prefect-ray"):
+        check_plan(_settings(tmp_path, **{"flows.runner": "ray"}), ["http://127.0.0.1:9/"], stages="crawl")
+
+
+def test_run_verb_gives_one_line_errors(tmp_path):
+    result = CliRunner().invoke(app, ["--store", str(tmp_path / "s"), "run", "--stages", "crawl,bogus",
+                                      "--start-url", "http://127.0.0.1:9/"])
+    assert result.exit_code == 1
+    assert "unknown stage(s) bogus" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["--store", str(tmp_path / "s"), "run", "--stages", "crawl"])
+    assert result.exit_code == 1 and "give at least one --start-url" in result.output
+
+
+def test_only_transient_failures_are_retried():
+    from m5data.crawler.crawl import CrawlFailed
+    from m5data.flows.download import DownloadFailed
+    from m5data.flows.retry import TransientFailure, is_transient
+    from m5data.storage import StageStats, StoreError
+
+    stats = StageStats("crawl")
+    assert is_transient(CrawlFailed("no page could be fetched (3 errors); see log", stats))
+    assert not is_transient(CrawlFailed("store writes failed; see log", stats))
+    assert is_transient(DownloadFailed("stalled")) and is_transient(TransientFailure("ffmpeg timeout"))
+    assert is_transient(ConnectionResetError()) and is_transient(TimeoutError())
+    assert not is_transient(ValueError("bad mapping")) and not is_transient(StoreError("no store"))
+    assert not is_transient(OSError(28, "No space left on device"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_transient_crawl_failure_is_retried_and_the_run_reports_it(demo_shop_dir, prefect_harness, tmp_path):
+    """The shop is down for the first crawl attempt and up for Prefect's retry."""
+    from m5data.demo.server import serve_in_thread
+    from m5data.flows.pipeline import ARTIFACT_KEY, pipeline_flow
+    from m5data.storage import Store
+
+    port = _free_port()
+    store_path = tmp_path / "store"
+    served = []
+
+    def bring_the_shop_up():  # once the first attempt recorded its failure
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            try:
+                failed = Store.open(store_path).read("runs", where="stage = 'crawl' AND status = 'failed'").num_rows
+            except Exception:
+                failed = 0
+            if failed:
+                served.append(serve_in_thread(demo_shop_dir, port=port, slow_seconds=0.0))
+                return
+            time.sleep(0.5)
+
+    waiter = threading.Thread(target=bring_the_shop_up, daemon=True)
+    waiter.start()
+    try:
+        runs = pipeline_flow(str(store_path), [f"http://127.0.0.1:{port}/"], stages=["crawl"],
+                             overrides={"flows.retry_delay": 8, "crawl.max_pages": 20, "crawl.allow_private": True})
+    finally:
+        waiter.join(timeout=1)
+        for shop in served:
+            shop.stop()
+    assert served, "the first crawl attempt never recorded its failure"
+    assert runs["crawl"]["status"] == "ok" and runs["crawl"]["n_out"] > 0
+    statuses = [r["status"] for r in Store.open(store_path).read("runs").sort_by("started_at").to_pylist()]
+    assert statuses == ["failed", "ok"]
+
+    import asyncio
+
+    from prefect import get_client
+
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async def artifacts():
+        async with get_client() as client:
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])))
+
+    assert any("| crawl | ok |" in a.data and str(store_path) in a.data for a in asyncio.run(artifacts()))
+
+
+def test_a_fatal_stage_fails_the_run_with_exit_1_and_skips_the_rest(store, prefect_harness, tmp_path):
+    bad = tmp_path / "mapping.toml"
+    bad.write_text("this is [not toml")
+    result = CliRunner().invoke(app, ["--store", str(store.root), "run", "--stages", "align,annotate,splits",
+                                      "--mapping", str(bad), "--no-progress"])
+    assert result.exit_code == 1, result.output
+    assert "Failed" in result.output and "fatal" in result.output and "not run" in result.output
+    # align is not retried: one failed attempt, recorded once
+    assert store.read("runs", where="stage = 'align'").num_rows <= 1

@@ -1,0 +1,169 @@
+"""The HTML report: every section present, figures drawn, the numbers beside them equal to SQL."""
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+from typer.testing import CliRunner
+
+from m5data.cli import app
+from m5data.config import load
+from m5data.demo.fixtures import copy_store
+from m5data.report.build import ReportError, build
+from m5data.storage import Store
+from m5data.storage.stats import MODALITY_SQL
+
+SECTIONS = ["overview", "long-tail", "completeness", "distributions", "specs", "images", "failures",
+            "match-levels", "duplicates", "alignment", "splits", "training", "gallery"]
+
+
+class _Page(HTMLParser):
+    """Collects tagged numbers, section ids, image sources and text of a report page."""
+
+    def __init__(self):
+        super().__init__()
+        self.numbers: dict[str, str] = {}
+        self.sections: list[str] = []
+        self.images: list[str] = []
+        self.text: list[str] = []
+        self.scripts = 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "span" and "data-key" in a:
+            self.numbers[a["data-key"]] = a["data-value"]
+        if tag == "section":
+            self.sections.append(a["id"])
+        if tag == "img":
+            self.images.append(a["src"])
+        if tag == "script":
+            self.scripts += 1
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def _parse(path) -> _Page:
+    page = _Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    return page
+
+
+@pytest.fixture(scope="module")
+def demo_report(demo_store_factory, tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    store = Store.open(copy_store(demo_store_factory(products=60, seed=0), root))
+    # a caption with markup: the page must show it as text
+    store.write("products", [{**store.read("products", where="product_id = (SELECT min(product_id) FROM products)").to_pylist()[0],
+                              "title": "<script>alert('x')</script> 面霜 & <b>bold</b>"}])
+    settings = load(None, {"store.path": str(store.root)}, environ={})
+    result = build(store, settings, out=root / "report")
+    return store, result
+
+
+def test_every_section_is_present_and_figures_are_real_svg(demo_report):
+    store, result = demo_report
+    page = _parse(result.index)
+    assert page.sections == SECTIONS
+    assert page.scripts == 0  # no script at all: nothing to fail, nothing to fetch
+    # a crawled, extracted, aligned store fills everything but the later stages' sections
+    assert set(result.empty_sections) == {"match-levels", "duplicates", "splits", "training"}
+    assert {"long_tail_level1.svg", "long_tail_level2.svg", "completeness_upset.svg", "video_duration.svg",
+            "caption_length.svg", "merchant_products.svg", "image_tiers.svg"} <= set(result.figures)
+    for name in result.figures:
+        svg = (result.index.parent / "figures" / name).read_text()
+        assert svg.lstrip().startswith("<?xml") and "<svg" in svg and ("<path" in svg or "<rect" in svg)
+    for src in page.images:  # every image is a local file beside the page
+        assert not re.match(r"^[a-z]+://", src) and (result.index.parent / src).is_file()
+    text = " ".join(page.text)
+    for command in ("m5data annotate match-level", "m5data annotate dedup", "m5data build-splits"):
+        assert command in text
+
+
+def test_numbers_beside_the_charts_equal_sql(demo_report):
+    store, result = demo_report
+    numbers = _parse(result.index).numbers
+    con = store.connect()
+    try:
+        def q(sql):
+            return con.execute(sql).fetchone()[0]
+
+        assert int(numbers["products"]) == q("SELECT count(*) FROM products")
+        assert int(numbers["completeness.products"]) == q("SELECT count(*) FROM products")
+        for name, src in [("image", "image"), ("caption", "caption"), ("table", "specs"), ("video", "video"), ("audio", "audio")]:
+            assert int(numbers[f"completeness.{name}"]) == q(f"SELECT count(*) FROM products p WHERE {MODALITY_SQL[src]}")
+        all_five = " AND ".join(f"({s})" for s in MODALITY_SQL.values())
+        assert int(numbers["completeness.all_five"]) == q(f"SELECT count(*) FROM products p WHERE {all_five}")
+        assert int(numbers["videos"]) == q("SELECT count(*) FROM media WHERE kind = 'video' AND status = 'ok' AND duration IS NOT NULL")
+        assert int(numbers["merchants.count"]) == q("SELECT count(DISTINCT merchant_id) FROM products")
+        assert int(numbers["long_tail.1.labels"]) == q("SELECT count(*) FROM taxonomy WHERE level = 1 AND label_id IN "
+                                                       "(SELECT class_id FROM label_map)")
+        top_property, rows = con.execute("SELECT property, count(*) FROM specs GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1").fetchone()
+        assert int(numbers[f"specs.rows.{top_property}"]) == rows
+        for kind, status, n in con.execute("SELECT kind, status, count(*) FROM media GROUP BY 1, 2").fetchall():
+            assert int(numbers[f"media.{kind}.{status}"]) == n
+    finally:
+        con.close()
+
+
+def test_untrusted_caption_is_escaped(demo_report):
+    _, result = demo_report
+    html = result.index.read_text(encoding="utf-8")
+    assert "<script>alert" not in html and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    assert "<b>bold</b>" not in html
+
+
+def test_filled_sections_with_curation_tables(demo_report, tmp_path):
+    store, _ = demo_report
+    ids = [r[0] for r in store.connect().execute("SELECT product_id FROM products ORDER BY 1 LIMIT 6").fetchall()]
+    store2 = Store.open(copy_store(store.root, tmp_path))
+    store2.write("dedup", [{"product_id": p, "group_id": ids[0] if k < 3 else p, "rule": "phash" if 0 < k < 3 else None}
+                           for k, p in enumerate(ids)])
+    store2.write("caption_match", [{"product_id": p, "score": 0.9, "level": "well" if k else "poor"} for k, p in enumerate(ids)])
+    store2.write("splits", [{"product_id": p, "split": "train" if k < 4 else "query-c", "version": "v1"} for k, p in enumerate(ids)])
+    settings = load(None, {"store.path": str(store2.root)}, environ={})
+    result = build(store2, settings, out=tmp_path / "r")
+    numbers = _parse(result.index).numbers
+    assert set(result.empty_sections) == {"training"}
+    assert numbers["dedup.groups"] == "1" and numbers["dedup.grouped"] == "3" and numbers["dedup.rule.phash"] == "2"
+    assert numbers["match_level.well"] == "5" and numbers["match_level.poor"] == "1"
+    assert numbers["split.train"] == "4" and numbers["split.query-c"] == "2"
+
+
+def test_empty_store_renders_with_guidance(tmp_path):
+    store = Store.init(tmp_path / "store")
+    result = CliRunner().invoke(app, ["--store", str(store.root), "report", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    page = _parse(tmp_path / "r" / "index.html")
+    assert page.sections == SECTIONS
+    text = " ".join(page.text)
+    assert "m5data crawl" in text and "m5data build-splits" in text
+    assert "file://" in result.output
+    con = store.connect()
+    try:
+        assert con.execute("SELECT stage, status FROM runs").fetchall() == [("report", "ok")]
+    finally:
+        con.close()
+
+
+def test_report_folder_inside_the_store_is_refused(tmp_path):
+    store = Store.init(tmp_path / "store")
+    with pytest.raises(ReportError, match="inside the store"):
+        build(store, load(None, {"store.path": str(store.root)}, environ={}), out=store.root / "derived" / "report")
+
+
+def test_report_page_loads_in_a_browser_offline(demo_report, tmp_path):
+    from browser import chromium_page
+
+    _, result = demo_report
+    with chromium_page() as page:
+        errors, outside = [], []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith("file://") else None)
+        page.goto(result.index.resolve().as_uri())
+        page.wait_for_load_state("load")
+        broken = page.evaluate("[...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    assert not errors and not outside and not broken
+    assert (tmp_path / "report.png").stat().st_size > 50_000

@@ -1,0 +1,67 @@
+"""``m5data build-splits`` / ``check-splits``: tables, exit codes, one-line errors; the Prefect task."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from m5data.cli import app
+from m5data.splits.manifest import manifest_path
+from m5data.splits.synthetic import write_synthetic
+from m5data.storage import Store
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = Store.init(tmp_path / "store")
+    write_synthetic(store, 2000, n_categories=80)
+    return store
+
+
+def m5(store, *args):
+    return runner.invoke(app, ["--store", str(store.root), *args])
+
+
+def test_build_then_check(store):
+    result = m5(store, "--set", "splits.subset=0.2", "build-splits", "--version", "base", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    for text in ("splits base", "query-c", "gallery-c", "cls-test", "subset", "no duplicate groups", "manifest:"):
+        assert text in result.output
+    manifest = json.loads(manifest_path(store, "base").read_text())
+    assert manifest["seed"] == 3 and manifest["splits"]["train"]["products"] > 1000
+    result = m5(store, "check-splits", "--version", "base")
+    assert result.exit_code == 0, result.output
+    assert "all invariants hold" in result.output
+
+
+def test_check_exits_2_on_a_violation_and_1_on_an_unknown_version(store):
+    assert m5(store, "build-splits").exit_code == 0
+    path = manifest_path(store, "v1")
+    manifest = json.loads(path.read_text())
+    manifest["splits"]["query-c"]["checksum"] = "0" * 32
+    path.write_text(json.dumps(manifest))
+    result = m5(store, "check-splits")
+    assert result.exit_code == 2 and "violated" in result.output and "query-c: checksum" in result.output
+    result = m5(store, "check-splits", "--version", "v9")
+    assert result.exit_code == 1 and "no split version 'v9'" in result.output
+
+
+def test_bad_size_and_changed_settings_are_one_line_errors(store):
+    result = m5(store, "--set", "splits.query_c=lots", "build-splits")
+    assert result.exit_code == 1 and "splits.query_c" in result.output
+    assert m5(store, "build-splits").exit_code == 0
+    result = m5(store, "build-splits", "--seed", "9")
+    assert result.exit_code == 1 and "--replace" in result.output
+    result = m5(store, "build-splits", "--seed", "9", "--replace")
+    assert result.exit_code == 0, result.output
+
+
+def test_splits_task_returns_the_runs_row_and_split_sizes(store):
+    from m5data.flows.splits import splits_task
+
+    # the task's own function (the pipeline flow runs it under Prefect; its test harness starts a server)
+    row = splits_task.fn(str(store.root), version="flow", seed=1, overrides={"splits.query_c": "40"})
+    assert row["stage"] == "splits" and row["status"] == "ok" and row["version"] == "flow"
+    assert row["splits"]["query-c"] <= 40 and sum(row["splits"].values()) == store.count("splits")

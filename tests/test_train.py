@@ -1,0 +1,166 @@
+"""Thin SCALE: metrics against hand-computed and library values, training, resume after a kill, evaluation."""
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from m5data.train.config import MODALITIES, TrainConfigError, load_config
+from m5data.train.metrics import cluster_accuracy, purity, retrieval, retrieval_scores
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------------------ metrics
+def test_retrieval_hand_computed():
+    # query 1: relevant at ranks 1 and 3; query 2: relevant at rank 2 only
+    rel = np.array([[1, 0, 1, 0, 0], [0, 1, 0, 0, 0]], dtype=bool)
+    m = retrieval(rel, ks=(1, 3, 5))
+    assert m["mAP@1"] == pytest.approx((1 + 0) / 2) == m["Prec@1"]
+    # AP@3: q1 (1/1 + 2/3) / 2 = 0.8333, q2 (1/2) / 1 = 0.5
+    assert m["mAP@3"] == pytest.approx((5 / 6 + 0.5) / 2)
+    assert m["Prec@3"] == pytest.approx((2 / 3 + 1 / 3) / 2)
+    assert m["Prec@5"] == pytest.approx((2 / 5 + 1 / 5) / 2)
+
+
+def test_retrieval_equals_brute_force():
+    rng = np.random.default_rng(1)
+    q, g = rng.normal(size=(20, 8)), rng.normal(size=(60, 8))
+    ql, gl = rng.integers(0, 4, 20).tolist(), rng.integers(0, 4, 60).tolist()
+    got = retrieval_scores(q, ql, g, gl, ks=(1, 5, 10))
+    for k in (1, 5, 10):
+        aps, precs = [], []
+        for i in range(20):
+            sims = [(-(q[i] @ g[j]) / (np.linalg.norm(q[i]) * np.linalg.norm(g[j])), j) for j in range(60)]
+            top = [j for _, j in sorted(sims)][:k]
+            hits, ap = 0, 0.0
+            for r, j in enumerate(top, 1):
+                if gl[j] == ql[i]:
+                    hits += 1
+                    ap += hits / r
+            aps.append(ap / hits if hits else 0.0)
+            precs.append(hits / k)
+        assert got[f"mAP@{k}"] == pytest.approx(np.mean(aps))
+        assert got[f"Prec@{k}"] == pytest.approx(np.mean(precs))
+
+
+def test_clustering_metrics_against_sklearn_and_brute_force():
+    from sklearn.metrics import accuracy_score, normalized_mutual_info_score
+
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 3, 40)
+    clusters = np.where(rng.random(40) < 0.7, (labels + 1) % 3, rng.integers(0, 3, 40))
+    best = max(accuracy_score(labels, [p[c] for c in clusters]) for p in itertools.permutations(range(3)))
+    assert cluster_accuracy(labels.tolist(), clusters) == pytest.approx(best)
+    majority = sum(np.bincount(labels[clusters == c]).max() for c in np.unique(clusters)) / 40
+    assert purity(labels.tolist(), clusters) == pytest.approx(majority)
+    from m5data.train.metrics import clustering
+
+    x = np.eye(3)[labels] + rng.normal(0, 0.01, (40, 3))
+    m = clustering(x, labels.tolist())
+    assert m["NMI"] == pytest.approx(1.0) and m["purity"] == pytest.approx(1.0) and m["cluster_acc"] == pytest.approx(1.0)
+    assert normalized_mutual_info_score(labels, clusters) < 1
+
+
+def test_config_presets_and_errors(tmp_path):
+    assert load_config("small").model.dim == 128
+    paper = load_config("paper")
+    assert (paper.model.dim, paper.model.modality_layers, paper.model.joint_layers, paper.model.text_len,
+            paper.model.table_len, paper.train.batch_size) == (768, 6, 6, 36, 64, 64)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model]\ndimm = 3\n")
+    with pytest.raises(TrainConfigError, match="model.dimm"):
+        load_config(bad)
+    with pytest.raises(TrainConfigError, match="small, paper"):
+        load_config("nope")
+
+
+# ------------------------------------------------------------------------------------------ model
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    from m5data.train.synthetic import write_shards
+
+    return write_shards(tmp_path_factory.mktemp("shards"))
+
+
+def test_batches_zero_impute_missing_modalities(shards):
+    from m5data.train.data import loader
+
+    cfg = load_config("small").model
+    batch = next(iter(loader(shards, "train", cfg, batch_size=32)))
+    assert batch["text"].shape == (32, 36) and batch["image"].shape == (32, 16, 768)
+    assert batch["audio"].shape == (32, 16, 80) and batch["table"].shape == (32, 64)
+    assert bool(batch["image_present"].all())
+    assert not bool(batch["video_present"].all()) and bool(batch["video_present"].any())
+    missing = ~batch["video_present"]
+    assert float(batch["video"][missing].abs().sum()) == 0.0
+
+
+def test_simcl_weights_start_at_one_and_losses_cover_every_pair(shards):
+    import torch
+
+    from m5data.train.data import loader
+    from m5data.train.model import Scale, losses
+
+    cfg = load_config("small").model
+    model = Scale(cfg)
+    w = model.weights()
+    assert torch.allclose(torch.triu(w), torch.triu(torch.ones(5, 5))) and float(torch.tril(w, -1).abs().sum()) == 0
+    batch = next(iter(loader(shards, "train", cfg, batch_size=32)))
+    total, parts = losses(model, batch, torch.Generator().manual_seed(0))
+    assert total.requires_grad
+    assert {f"cl:{a}-{b}" for a, b in itertools.combinations(MODALITIES, 2)} <= set(parts)
+    assert {"mlm", "mrp", "mem", "mfp", "mam"} <= set(parts)
+
+
+def test_training_lowers_every_loss_beats_random_and_prints_the_text_baseline(shards, tmp_path):
+    from m5data.train.evaluate import evaluate
+    from m5data.train.loop import train
+
+    cfg = load_config("small")
+    cfg.train.workers = 0
+    cfg.train.checkpoint_every = 1000
+    result = train(shards, tmp_path / "run", cfg, epochs=8)
+    assert result.steps == 8 * 3
+    for key in ("loss", "cl:text-image", "cl:image-table", "mlm", "mrp", "mem"):
+        assert result.last[key] < result.first[key], (key, result.first[key], result.last[key])
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 24 and set(log[-1]["weights"]) >= {"text", "text-image", "video-audio"}
+    assert any(abs(v - 1.0) > 1e-6 for v in log[-1]["weights"].values())  # the weights are learned
+    out = evaluate(tmp_path / "run", shards)
+    rows = {r["model"]: r for r in out["rows"]}
+    ours, rnd = rows["SCALE (thin)"], rows["random"]
+    assert ours["coarse mAP@10"] > rnd["coarse mAP@10"] and ours["accuracy"] > rnd["accuracy"]
+    assert "TF-IDF" in rows and (tmp_path / "run" / "metrics.md").read_text().startswith("| model")
+
+
+def test_resume_after_sigkill(shards, tmp_path):
+    conf = tmp_path / "tiny.toml"
+    conf.write_text("[train]\ncheckpoint_every = 2\nworkers = 0\nbatch_size = 16\n")
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "m5data", "train", "--shards", str(shards), "--config", str(conf), "--epochs", "2", "--out", str(run)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run / "checkpoint.pt").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    import torch
+
+    killed_at = torch.load(run / "checkpoint.pt", weights_only=False)["step"]
+    assert killed_at >= 2 and not (run / "model.pt").exists()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resumed from step" in done.stdout
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps[-1] == 2 * 6 and set(range(1, 13)) <= set(steps)  # every step trained, the last ones once more at most
+    assert torch.load(run / "model.pt", weights_only=False)["step"] == 12
