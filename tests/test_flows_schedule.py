@@ -74,6 +74,12 @@ def test_server_serve_runs_twice_on_a_schedule_and_stops_clean(demo_shop, tmp_pa
             assert not [r for r in runs if r.state_type.value in ("FAILED", "CRASHED")], \
                 (tmp_path / "serve.log").read_text()[-3000:]
         assert len(completed) >= 2, (tmp_path / "serve.log").read_text()[-3000:]
+        # stop it while a run is in flight: the Runner would wait for that run, serve ends it first
+        while time.monotonic() < deadline:
+            _, runs = asyncio.run(_runs(state["api_url"], "every10"))
+            if [r for r in runs if r.state_type.value == "RUNNING"]:
+                break
+            time.sleep(0.5)
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=60) == 0
         dep, runs = asyncio.run(_runs(state["api_url"], "every10"))

@@ -66,6 +66,9 @@ def run(
         raise typer.Exit(1)
 
 
+STOP_GRACE = 30.0  # seconds from SIGTERM to a forced exit of `m5data serve`
+
+
 def serve(
     ctx: typer.Context,
     cron: Optional[str] = typer.Option(None, "--cron", help='Cron schedule, e.g. "0 3 * * *".'),
@@ -80,8 +83,15 @@ def serve(
     config: Optional[Path] = _CONFIG,
 ) -> None:
     """Serve the pipeline flow on a schedule against a real Prefect server (`m5data server start`)."""
-    from ..console import console, fail
+    import asyncio
+    import os
+    import threading
+    import time
+
     from prefect.deployments.runner import EntrypointType
+    from prefect.runner import Runner
+
+    from ..console import console, fail
 
     from .pipeline import pipeline_flow
     from .schedule import EPHEMERAL_HELP, end_children, resolve_api, tidy, use_api
@@ -106,13 +116,38 @@ def serve(
             console.print(f"deployment {deployment}: {'resumed; ' if resumed else ''}{ended} stale run(s) marked crashed")
         console.print(f"serving {deployment} against {url} ({'cron ' + cron if cron else f'every {interval:g} s'}); "
                       "Ctrl-C or SIGTERM stops it")
-        try:  # by module path: the runs' processes import m5data.flows.pipeline, whatever their directory
-            pipeline_flow.serve(name=deployment, cron=cron, interval=interval,
-                                parameters=plan.parameters(overrides, config_file), pause_on_shutdown=False, limit=1,
-                                print_starting_message=False, entrypoint_type=EntrypointType.MODULE_PATH)
+        # flow.serve's Runner, built here so that SIGTERM ends the flow-run processes first: Prefect's
+        # handler stops the Runner, which then waits for a run in flight (a crawl can take minutes)
+        served = Runner(name=deployment, pause_on_shutdown=False, limit=1)
+        served.add_flow(pipeline_flow, name=deployment, cron=cron, interval=interval,  # by module path: the runs'
+                        parameters=plan.parameters(overrides, config_file),  # processes import m5data.flows.pipeline
+                        entrypoint_type=EntrypointType.MODULE_PATH)
+        prefect_sigterm = served.handle_sigterm
+        ended_on_signal = []
+
+        def on_sigterm(*args) -> None:
+            ended_on_signal.append(end_children())
+            threading.Thread(target=leave_if_stuck, daemon=True).start()
+            prefect_sigterm(*args)
+
+        def leave_if_stuck() -> None:
+            # Prefect's shutdown runs from the signal handler and was seen to hang once (a loaded CI
+            # machine); whatever happens there, a SIGTERM ends this process within STOP_GRACE seconds
+            time.sleep(STOP_GRACE)
+            with use_api(url):
+                _, ended = tidy(deployment, "cancelled", "m5data serve was stopped during this run")
+            console.print(f"serve stopped (forced after {STOP_GRACE:g} s): {sum(ended_on_signal)} process(es) ended, "
+                          f"{ended} run(s) cancelled")
+            os._exit(0)
+
+        served.handle_sigterm = on_sigterm  # Runner.start installs self.handle_sigterm
+        try:
+            asyncio.run(served.start())
+        except KeyboardInterrupt:
+            pass
         finally:
-            # the Runner does not wait for its flow-run processes: end them, then their runs
-            stopped = end_children()
+            # flow-run processes still there (Ctrl-C): end them, then mark their runs
+            stopped = end_children() + sum(ended_on_signal)
             resumed, ended = tidy(deployment, "cancelled", "m5data serve was stopped during this run")
             console.print(f"serve stopped: {stopped} process(es) ended, {ended} run(s) cancelled"
                           + (", deployment resumed" if resumed else ""))
