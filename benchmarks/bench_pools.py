@@ -4,8 +4,9 @@
 
 The paper's 25k queries x 1.2M gallery scaled by 1/5. Vectors are L2-normalised, random or
 clustered (``--clustered``: gallery around 5,000 centres, so that top-500 lists are not noise).
-Prints, for our blocked exact search (m5data.annotate.search.exact_search: torch matmul + topk when
-torch imports, else numpy) and for faiss IndexFlatIP searched in the same query blocks:
+Prints, for our blocked exact search (m5data.annotate.search.exact_search: matmul + a numba-compiled
+per-row reservoir by default; ``--backend torch`` for matmul + topk, ``numpy`` for argpartition) and
+for faiss IndexFlatIP searched in the same query blocks:
 
 * wall seconds, and the ratio ours / faiss (target <= 1.1);
 * peak RSS above the vectors (sampled every 20 ms), and the bound the block sizes give
@@ -71,8 +72,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--k", type=int, default=500)
     parser.add_argument("--block", type=int, default=2048, help="queries per block (both searches)")
-    parser.add_argument("--gallery-block", type=int, default=16384, help="gallery rows per chunk (ours)")
-    parser.add_argument("--backend", default="auto", help="ours: torch, numpy or auto")
+    parser.add_argument("--gallery-block", type=int, default=None, help="gallery rows per chunk (ours; default per backend)")
+    parser.add_argument("--backend", default="auto", help="ours: reservoir, torch, numpy or auto")
     parser.add_argument("--clustered", action="store_true", help="gallery around 5,000 centres (else uniform random)")
     parser.add_argument("--skip-faiss", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
     import numpy as np
     import psutil
 
-    from m5data.annotate.search import exact_search, faiss_search, torch_available
+    from m5data.annotate.search import default_backend, exact_search, faiss_search
 
     rng = np.random.default_rng(args.seed)
     centres = vectors(5000, args.dim, rng) if args.clustered else None
@@ -89,7 +90,10 @@ def main(argv=None) -> int:
     gallery = vectors(args.gallery, args.dim, rng, centres)
     queries = vectors(args.queries, args.dim, rng, centres)
     base = psutil.Process().memory_info().rss
-    backend = args.backend if args.backend != "auto" else ("torch" if torch_available() else "numpy")
+    backend = args.backend if args.backend != "auto" else default_backend()
+    if args.backend == "reservoir" or backend == "reservoir":  # compile the kernels outside the timing
+        list(exact_search(queries[:4], gallery[:600], 5, backend="reservoir"))
+    args.gallery_block = args.gallery_block or (4096 if backend == "reservoir" else 16384)
     print(f"vectors: {args.queries:,} queries x {args.gallery:,} gallery, dim {args.dim}, top-{args.k}, "
           f"{'clustered' if args.clustered else 'random'}; {(gallery.nbytes + queries.nbytes) / 2**20:,.0f} MiB "
           f"(made in {time.perf_counter() - t0:.1f} s); {os.cpu_count()} cores; RSS {base / 2**20:,.0f} MiB")

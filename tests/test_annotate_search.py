@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from m5data.annotate.search import exact_search, faiss_search, recall_against
+from m5data.annotate.search import exact_search, faiss_search, quantise, recall_against
 
 
 def _brute(q, g, k, own):
@@ -13,7 +13,8 @@ def _brute(q, g, k, own):
         row = s[r].astype(np.float32).copy()
         if own[r] >= 0:
             row[own[r]] = -np.inf
-        order = np.lexsort((np.arange(len(row)), -row))[:k]
+        # ties as the search defines them: equal to TIE_DECIMALS decimals, then by index
+        order = np.lexsort((np.arange(len(row)), -quantise(row)))[:k]
         out_s.append(row[order])
         out_i.append(order)
     return np.array(out_s), np.array(out_i)
@@ -23,7 +24,7 @@ def _unit(x):
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-@pytest.mark.parametrize("backend", ["torch", "numpy"])
+@pytest.mark.parametrize("backend", ["reservoir", "torch", "numpy"])
 def test_blocked_search_equals_brute_force_with_ties(backend):
     rng = np.random.default_rng(0)
     # few distinct vectors with entries 0 or 0.5 (dot products exact in float32): long runs of
@@ -62,3 +63,19 @@ def test_faiss_flat_agrees_with_exact_and_recall_is_measured():
     hn = np.concatenate([h.index for h in faiss_search(q, g, 100, kind="hnsw", self_index=own)])
     assert recall_against(ex, fl) == 1.0
     assert 0.5 < recall_against(ex, hn) <= 1.0
+
+
+@pytest.mark.parametrize("gallery_block", [777, 4096])
+def test_reservoir_equals_brute_force_on_continuous_scores(gallery_block):
+    # enough gallery per row that the reservoir fills and reselects many times, a short last chunk,
+    # queries in and out of the gallery
+    rng = np.random.default_rng(3)
+    g = _unit(rng.normal(size=(5000, 24)))
+    q = np.concatenate([g[:20], _unit(rng.normal(size=(17, 24)))])
+    own = np.concatenate([np.arange(20), -np.ones(17, np.int64)])
+    hits = list(exact_search(q, g, 100, block=16, gallery_block=gallery_block, self_index=own, backend="reservoir"))
+    assert [h.start for h in hits] == [0, 16, 32]
+    idx = np.concatenate([h.index for h in hits])
+    bs, bi = _brute(q, g, 100, own)
+    assert (idx == bi).all()
+    assert np.allclose(np.concatenate([h.scores for h in hits]), bs, atol=1e-5)

@@ -2,8 +2,13 @@
 
 Exact search walks the queries in blocks of ``block`` rows and the gallery in chunks of
 ``gallery_block`` rows, so the score matrix in memory is ``block x gallery_block`` whatever the
-gallery's size; each chunk's top ``k + pad`` is merged into the running top of the block. The
-backend is torch (matmul + topk) when torch imports, else numpy (matmul + argpartition).
+gallery's size. Backends (``auto`` takes the first that imports):
+
+* ``reservoir``: matmul (torch, else numpy), then each score block goes through a per-row
+  reservoir compiled with numba (:mod:`.reservoir`, faiss's method for large k): about 1.05x
+  faiss ``IndexFlatIP``'s time at 25k x 250k, top-500;
+* ``torch``: matmul + ``topk`` per chunk, merged into the running top of the block (1.8x faiss);
+* ``numpy``: matmul + ``argpartition``.
 
 Ties are broken by gallery index (callers sort the gallery by product_id, so by product_id): each
 row's candidates are re-sorted by (score desc, index asc), and a row whose ``k``-th score is tied
@@ -83,8 +88,17 @@ def _fix_ties(queries, gallery, scores, index, k, self_index, start) -> tuple[np
     return sc, ix
 
 
+BACKENDS = ("reservoir", "torch", "numpy")
+
+
+def default_backend() -> str:
+    from . import reservoir
+
+    return "reservoir" if reservoir.available() else ("torch" if torch_available() else "numpy")
+
+
 def exact_search(queries: np.ndarray, gallery: np.ndarray, k: int, *, block: int = 2048,
-                 gallery_block: int = 16384, self_index: np.ndarray | None = None, backend: str = "auto",
+                 gallery_block: int | None = None, self_index: np.ndarray | None = None, backend: str = "auto",
                  skip: Callable[[int], bool] | None = None) -> Iterator[Hits]:
     """Yield the exact top-k of each block of queries (rows sorted by score desc, then index asc).
 
@@ -93,14 +107,18 @@ def exact_search(queries: np.ndarray, gallery: np.ndarray, k: int, *, block: int
         gallery: (ng, d) float32, L2-normalised.
         k: results per query (at most ng, or ng - 1 when the query is in the gallery).
         block: query rows per block (memory: block x gallery_block float32 scores).
-        gallery_block: gallery rows per chunk.
+        gallery_block: gallery rows per chunk (default 4096 for the reservoir, 16384 for topk).
         self_index: gallery row of each query (-1 when not in the gallery); never returned.
-        backend: "torch", "numpy" or "auto" (torch when importable).
+        backend: "reservoir", "torch", "numpy" or "auto" (the first of these that imports).
         skip: ``skip(start)`` true for a block already done (resume): it is not computed.
     """
+    gallery = np.ascontiguousarray(gallery, dtype=np.float32)
     nq, ng = len(queries), len(gallery)
     if backend == "auto":
-        backend = "torch" if torch_available() else "numpy"
+        backend = default_backend()
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown exact-search backend {backend!r} ({', '.join(BACKENDS)})")
+    gallery_block = gallery_block or (4096 if backend == "reservoir" else 16384)
     k = min(k, ng - (1 if self_index is not None and (self_index >= 0).any() else 0))
     if k <= 0:
         for start in range(0, nq, block):
@@ -109,7 +127,8 @@ def exact_search(queries: np.ndarray, gallery: np.ndarray, k: int, *, block: int
                 yield Hits(start, np.zeros((b, 0), np.float32), np.zeros((b, 0), np.int64))
         return
     kp = min(k + TIE_PAD, ng)
-    if backend == "torch":
+    gal_t = None
+    if backend in ("torch", "reservoir") and torch_available():
         import torch
 
         gal_t = torch.from_numpy(np.ascontiguousarray(gallery, dtype=np.float32))
@@ -119,7 +138,9 @@ def exact_search(queries: np.ndarray, gallery: np.ndarray, k: int, *, block: int
         stop = min(start + block, nq)
         q = np.ascontiguousarray(queries[start:stop], dtype=np.float32)
         own = self_index[start:stop] if self_index is not None else None
-        if backend == "torch":
+        if backend == "reservoir":
+            best_s, best_i = _reservoir_block(q, gallery, gal_t, own, kp, gallery_block)
+        elif backend == "torch":
             best_s, best_i = _torch_block(torch, torch.from_numpy(q), gal_t, own, kp, gallery_block)
         else:
             best_s, best_i = _numpy_block(q, gallery, own, kp, gallery_block)
@@ -159,6 +180,36 @@ def _torch_block(torch, q, gal_t, own, kp, gallery_block):
             best_s, sel = torch.topk(ms, min(kp, ms.shape[1]), dim=1, sorted=False)
             best_i = torch.gather(mi, 1, sel)
     return best_s.numpy(), best_i.numpy().astype(np.int64)
+
+
+def _reservoir_block(q, gallery, gal_t, own, kp, gallery_block):
+    """Top-kp of one query block: matmul per gallery chunk into one reused buffer, then the reservoir."""
+    from .reservoir import Reservoir
+
+    ng = len(gallery)
+    res = Reservoir(len(q), kp)
+    width = min(gallery_block, ng)
+    if gal_t is not None:
+        import torch
+
+        q_t = torch.from_numpy(q)
+        buf = torch.empty((len(q), width), dtype=torch.float32)
+    else:
+        buf = np.empty((len(q), width), np.float32)
+    for gs in range(0, ng, gallery_block):
+        ge = min(gs + gallery_block, ng)
+        if ge - gs != width:  # the last, shorter chunk: a buffer of its own, C-contiguous like the others
+            width = ge - gs
+            buf = torch.empty((len(q), width), dtype=torch.float32) if gal_t is not None else np.empty((len(q), width), np.float32)
+        if gal_t is not None:
+            torch.mm(q_t, gal_t[gs:ge].T, out=buf)
+            s = buf.numpy()
+        else:
+            np.matmul(q, gallery[gs:ge].T, out=buf)
+            s = buf
+        _mask_self(s, own, gs, ge, np.inf)
+        res.push(s, gs)
+    return res.result()
 
 
 def _numpy_block(q, gallery, own, kp, gallery_block):
