@@ -164,3 +164,63 @@ def test_resume_after_sigkill(shards, tmp_path):
     steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert steps[-1] == 2 * 6 and set(range(1, 13)) <= set(steps)  # every step trained, the last ones once more at most
     assert torch.load(run / "model.pt", weights_only=False)["step"] == 12
+
+
+def test_torchrun_ddp_shares_the_split_and_writes_one_model(shards, tmp_path):
+    """Two processes under torchrun (gloo on the CPU): each trains on half of the train split."""
+    conf = tmp_path / "ddp.toml"
+    conf.write_text("[train]\nworkers = 0\nbatch_size = 16\ncheckpoint_every = 1000\n")
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "m5data",
+           "train", "--shards", str(shards), "--config", str(conf), "--epochs", "1", "--out", str(run), "--device", "cpu"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    # 96 train samples, 48 per process, batches of 16: 3 steps (one process alone takes 6)
+    assert [r["step"] for r in log] == [1, 2, 3] and {r["world_size"] for r in log} == {2}
+    assert done.stdout.count("modality weights") == 1  # rank 0 alone reports
+    import torch
+
+    state = torch.load(run / "model.pt", weights_only=False)
+    assert state["step"] == 3 and not any(k.startswith("module.") for k in state["model"])
+    assert json.loads((run / "config.json").read_text())["world_size"] == 2
+
+
+def test_a_local_torchscript_image_backbone_gives_the_image_tokens(shards, tmp_path):
+    import torch
+
+    from m5data.train.data import loader
+    from m5data.train.loop import train
+
+    class Tiny(torch.nn.Module):  # stands in for a torchvision/open_clip backbone saved with torch.jit
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 24, kernel_size=8, stride=8)
+
+        def forward(self, x):
+            return torch.relu(self.conv(x))  # (B, 24, 4, 4) on a 32 x 32 image
+
+    program = torch.export.export(Tiny().eval(), (torch.zeros(1, 3, 32, 32),))
+    torch.export.save(program, tmp_path / "tiny.pt2")
+    conf = tmp_path / "bb.toml"
+    conf.write_text('[model]\nimage_backbone = "tiny.pt2"\nimage_size = 32\n[train]\nworkers = 0\nbatch_size = 16\n')
+    cfg = load_config(conf)
+    assert cfg.model.image_backbone == str(tmp_path / "tiny.pt2")  # relative to the config file
+    batch = next(iter(loader(shards, "train", cfg.model, batch_size=4)))
+    assert batch["image"].shape == (4, 16, 24) and bool(batch["image_present"].all())
+    result = train(shards, tmp_path / "run", cfg, epochs=1, max_steps=2)
+    assert result.steps == 2 and "mrp" in result.last
+
+    with pytest.warns(DeprecationWarning):  # TorchScript files load too
+        torch.jit.save(torch.jit.script(Tiny()), tmp_path / "tiny.pt")
+    conf.write_text('[model]\nimage_backbone = "tiny.pt"\nimage_size = 32\n')
+    assert load_config(conf).model.image_backbone.endswith("tiny.pt")
+
+    (tmp_path / "broken.pt").write_bytes(b"not a model")
+    conf.write_text('[model]\nimage_backbone = "broken.pt"\n')
+    with pytest.raises(TrainConfigError, match="broken.pt"):
+        load_config(conf)
+    conf.write_text('[model]\nimage_backbone = "missing.pt"\n')
+    with pytest.raises(TrainConfigError, match="missing.pt: no such file"):
+        load_config(conf)

@@ -18,7 +18,10 @@ def train(
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many steps in total."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of everything (default: the config's)."),
 ) -> None:
-    """Train the thin SCALE model on exported shards; every loss and the modality weights are logged."""
+    """Train the thin SCALE model on exported shards; every loss and the modality weights are logged.
+
+    Several processes (GPUs, or CPU processes over gloo): torchrun --nproc-per-node N -m m5data train ...
+    """
     from rich.live import Live
     from rich.table import Table
 
@@ -35,6 +38,14 @@ def train(
     if seed is not None:
         cfg.train.seed = seed
 
+    from .loop import distributed_from_env
+
+    if not distributed_from_env().main:  # under torchrun, rank 0 alone reports
+        try:
+            run_training(shards, out, cfg, epochs, device=device, max_steps=max_steps)
+        except (ShardError, ValueError, FileNotFoundError) as exc:
+            fail(str(exc))
+        return
     with Live(console=console, refresh_per_second=4, transient=False) as live:
         def show(rec: dict) -> None:
             parts = " ".join(f"{k}={v:.3f}" for k, v in rec.items() if k.startswith("cl:") or k in ("mlm", "mrp", "mem", "mfp", "mam"))

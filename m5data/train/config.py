@@ -27,6 +27,10 @@ class ModelConfig:
     table_vocab: int = 16384  # hashed entity vocabulary
     image_size: int = 64  # the normalised image is resized to this square (paper-sized: 224)
     patch: int = 16  # patch side: (image_size / patch)^2 patch tokens
+    # a local image backbone: a torch.export program (.pt2) or a TorchScript file, e.g. a torchvision
+    # ResNet or an open_clip visual tower exported elsewhere; its output on the ImageNet-normalised
+    # image becomes the image tokens. Empty: raw pixel patches. Nothing is downloaded.
+    image_backbone: str = ""
     video_len: int = 16  # frames (1 fps) at most
     frame_size: int = 16  # a frame's feature: its pixels at frame_size x frame_size
     audio_len: int = 16  # MFCC blocks (1 per second) at most
@@ -93,6 +97,8 @@ def load_config(spec: str | Path) -> Config:
                 names = ", ".join(f.name for f in dataclasses.fields(obj))
                 raise TrainConfigError(f"unknown key {section}.{key} (known in [{section}]: {names})")
             setattr(obj, key, type(getattr(obj, key))(value))
+    if model.image_backbone and spec not in PRESETS:  # relative to the config file, kept absolute in the run
+        model.image_backbone = str((Path(spec).parent / Path(model.image_backbone).expanduser()).resolve())
     cfg = Config(model, train, name)
     _validate(cfg)
     return cfg
@@ -100,6 +106,13 @@ def load_config(spec: str | Path) -> Config:
 
 def _validate(cfg: Config) -> None:
     m, t = cfg.model, cfg.train
+    if m.image_backbone:
+        from .features import BackboneError, backbone_shape
+
+        try:
+            backbone_shape(m)  # a missing or unusable file is refused here, naming it
+        except BackboneError as exc:
+            raise TrainConfigError(str(exc)) from None
     if m.dim % m.heads:
         raise TrainConfigError(f"model.dim ({m.dim}) must be a multiple of model.heads ({m.heads})")
     if m.image_size % m.patch:

@@ -30,13 +30,22 @@ def shard_urls(shards: str | Path, split: str) -> list[str]:
     return urls
 
 
-def lengths(cfg: ModelConfig) -> dict[str, int]:
+def _image_shape(cfg: ModelConfig) -> tuple[int, int]:
+    if cfg.image_backbone:
+        from .features import backbone_shape
+
+        return backbone_shape(cfg)
     g = cfg.image_size // cfg.patch
-    return {"text": cfg.text_len, "image": g * g, "table": cfg.table_len, "video": cfg.video_len, "audio": cfg.audio_len}
+    return g * g, cfg.patch * cfg.patch * 3
+
+
+def lengths(cfg: ModelConfig) -> dict[str, int]:
+    return {"text": cfg.text_len, "image": _image_shape(cfg)[0], "table": cfg.table_len, "video": cfg.video_len,
+            "audio": cfg.audio_len}
 
 
 def feature_dims(cfg: ModelConfig) -> dict[str, int]:
-    return {"image": cfg.patch * cfg.patch * 3, "video": cfg.frame_size * cfg.frame_size * 3, "audio": 2 * cfg.n_mfcc}
+    return {"image": _image_shape(cfg)[1], "video": cfg.frame_size * cfg.frame_size * 3, "audio": 2 * cfg.n_mfcc}
 
 
 def collate(items: list[dict], cfg: ModelConfig) -> dict:
@@ -75,13 +84,28 @@ def _decode(cfg: ModelConfig):
     return decode
 
 
+class _EveryNth:
+    """Keep samples ``rank``, ``rank + world``, ... of a stream (one DDP process's share)."""
+
+    def __init__(self, rank: int, world: int):
+        self.rank, self.world = rank, world
+
+    def __call__(self, samples):
+        for i, sample in enumerate(samples):
+            if i % self.world == self.rank:
+                yield sample
+
+
 def loader(shards: str | Path, split: str, cfg: ModelConfig, *, batch_size: int, workers: int = 0,
-           shuffle: bool = False, seed: int = 0, epoch: int = 0):
+           shuffle: bool = False, seed: int = 0, epoch: int = 0, rank: int = 0, world: int = 1):
     """A DataLoader over a split's shards: shards are split across workers; optional seeded shuffling.
 
     Args:
         shuffle: shuffle shard order and samples (a buffer of 256) with ``seed + epoch``.
         workers: DataLoader worker processes (0: decode in this process).
+        rank, world: under DDP, this process's rank and the number of processes: every process reads
+            the same seeded stream and keeps every ``world``-th sample from its ``rank`` on, so the
+            processes share the split without overlap however few shards there are.
     """
     import functools
 
@@ -95,6 +119,8 @@ def loader(shards: str | Path, split: str, cfg: ModelConfig, *, batch_size: int,
     pipeline += [wds.split_by_worker, wds.tarfile_to_samples(handler=wds.reraise_exception)]
     if shuffle:
         pipeline.append(wds.detshuffle(256, 64, seed=seed + 1, epoch=epoch))
+    if world > 1:
+        pipeline.append(_EveryNth(rank, world))
     pipeline.append(wds.map(_decode(cfg)))
     dataset = wds.DataPipeline(*pipeline)
     return torch.utils.data.DataLoader(

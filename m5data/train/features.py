@@ -1,7 +1,8 @@
 """One exported sample (WebDataset keys: jpg, txt, json, frameNNN.jpg, mfcc.npy) -> the model's input arrays.
 
 No downloaded backbone: text is hashed characters, the table hashed property:value entities, the
-image a grid of raw pixel patches of the stored normalised image, the video one small pixel vector
+image a grid of raw pixel patches of the stored normalised image (or, with ``image_backbone``, the
+output of a local TorchScript backbone), the video one small pixel vector
 per 1-fps frame, the audio the mean and spread of each per-second MFCC block. A missing modality
 gives an empty array and ``present = False``; the model zero-imputes and masks it.
 """
@@ -45,9 +46,88 @@ def _rgb(data: bytes, size: int) -> np.ndarray | None:
         return None
 
 
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # what torchvision / timm backbones expect
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+_BACKBONES: dict[str, object] = {}  # path -> loaded module, one per process (DataLoader workers load their own)
+
+
+class BackboneError(ValueError):
+    """An image backbone file that cannot be loaded or run; the message names the file."""
+
+
+def _backbone(path: str):
+    """A ``torch.export`` program (``.pt2``, torch.export.save) or a TorchScript file (torch.jit.save)."""
+    import warnings
+
+    import torch
+
+    if path not in _BACKBONES:
+        try:
+            if path.endswith(".pt2"):
+                module = torch.export.load(path).module()
+            else:
+                with warnings.catch_warnings():  # TorchScript is deprecated in favour of torch.export, not gone
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    module = torch.jit.load(path, map_location="cpu")
+                module.eval()
+        except Exception as exc:  # torch raises RuntimeError, ValueError, zipfile errors ... on a bad file
+            raise BackboneError(f"model.image_backbone {path}: not a torch.export (.pt2) or TorchScript file torch "
+                                f"can load ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})") from None
+        _BACKBONES[path] = module
+    return _BACKBONES[path]
+
+
+def _backbone_tokens(rgb: np.ndarray, cfg: ModelConfig) -> np.ndarray:
+    """The backbone's output on one (H, W, 3) image in [0, 1]: (C, h, w) maps become h*w tokens of C,
+    (N, C) token sequences stay, a (C,) vector is one token."""
+    import torch
+
+    x = torch.from_numpy(((rgb - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1).copy())[None]
+    try:
+        with torch.no_grad():
+            out = _backbone(cfg.image_backbone)(x)
+    except BackboneError:
+        raise
+    except Exception as exc:  # a scripted module raises what its code raises
+        raise BackboneError(f"model.image_backbone {cfg.image_backbone}: failed on a {cfg.image_size}x{cfg.image_size} "
+                            f"image: {str(exc).splitlines()[0][:200]}") from None
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    out = out[0].float()
+    if out.dim() == 3:
+        out = out.flatten(1).T
+    elif out.dim() == 1:
+        out = out[None]
+    if out.dim() != 2:
+        raise BackboneError(f"model.image_backbone {cfg.image_backbone}: output of shape {tuple(out.shape)}; "
+                            "expected (C, h, w), (N, C) or (C,) per image")
+    return out.numpy().astype(np.float32)
+
+
+_SHAPES: dict[tuple[str, int], tuple[int, int]] = {}
+
+
+def backbone_shape(cfg: ModelConfig) -> tuple[int, int]:
+    """(tokens, features) of the configured backbone, found once by running it on a grey image."""
+    from pathlib import Path
+
+    key = (cfg.image_backbone, cfg.image_size)
+    if key not in _SHAPES:
+        if not Path(cfg.image_backbone).is_file():
+            raise BackboneError(f"model.image_backbone {cfg.image_backbone}: no such file")
+        tokens = _backbone_tokens(np.full((cfg.image_size, cfg.image_size, 3), 0.5, np.float32), cfg)
+        _SHAPES[key] = tokens.shape
+    return _SHAPES[key]
+
+
 def image_patches(data: bytes, cfg: ModelConfig) -> np.ndarray:
-    """(patches, patch*patch*3) pixel patches in raster order; empty when the image does not decode."""
+    """(patches, patch*patch*3) pixel patches in raster order, or the backbone's tokens; empty when the
+    image does not decode."""
     rgb = _rgb(data, cfg.image_size)
+    if cfg.image_backbone:
+        if rgb is None:
+            return np.zeros((0, backbone_shape(cfg)[1]), np.float32)
+        return _backbone_tokens(rgb, cfg)
     if rgb is None:
         return np.zeros((0, cfg.patch * cfg.patch * 3), np.float32)
     g = cfg.image_size // cfg.patch

@@ -52,6 +52,27 @@ def device_of(name: str | None = None):
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@dataclass
+class Distributed:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 outside one)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def distributed_from_env() -> Distributed:
+    """torchrun sets WORLD_SIZE, RANK and LOCAL_RANK in every process it starts."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed()
+    return Distributed(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
 def weight_names() -> list[tuple[int, int, str]]:
     out = []
     for i, a in enumerate(MODALITIES):
@@ -84,13 +105,29 @@ def train(shards: str | Path, run: str | Path, cfg: Config, epochs: int, *, devi
     import torch
 
     from .data import loader
-    from .model import Scale, losses
+    from .model import Objective, Scale, losses
 
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.train.seed)
+    dist = distributed_from_env()
     dev = device_of(device)
+    if dist.world > 1:
+        import torch.distributed as tdist
+
+        if dev.type == "cuda":  # one GPU per process: torchrun's LOCAL_RANK picks it
+            dev = torch.device("cuda", dist.local_rank)
+            torch.cuda.set_device(dev)
+        if not tdist.is_initialized():
+            tdist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     model = Scale(cfg.model).to(dev)
+    objective = Objective(model)
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # find_unused_parameters: a batch without some modality pair or masked position leaves parts unused
+        objective = DistributedDataParallel(objective, device_ids=[dev.index] if dev.type == "cuda" else None,
+                                            find_unused_parameters=True)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.train.warmup_steps)))
     step, epoch0, skip, resumed = 0, 0, 0, 0
@@ -105,13 +142,17 @@ def train(shards: str | Path, run: str | Path, cfg: Config, epochs: int, *, devi
         step, epoch0, skip = state["step"], state["epoch"], state["batch"]
         resumed = step
         torch.set_rng_state(state["rng"])
-    (run / "config.json").write_text(json.dumps({**cfg.as_dict(), "shards": str(shards), "epochs": epochs}, indent=2))
-    generator = torch.Generator().manual_seed(cfg.train.seed * 1000 + step)
-    log = (run / "log.jsonl").open("a", encoding="utf-8")
+    if dist.main:
+        (run / "config.json").write_text(json.dumps({**cfg.as_dict(), "shards": str(shards), "epochs": epochs,
+                                                    "world_size": dist.world}, indent=2))
+    generator = torch.Generator().manual_seed(cfg.train.seed * 1000 + step + 7919 * dist.rank)
+    log = (run / "log.jsonl").open("a", encoding="utf-8") if dist.main else None
     history: list[dict] = []
     seen, t0 = 0, time.perf_counter()
 
     def checkpoint(epoch: int, batch: int) -> None:
+        if not dist.main:  # DDP keeps every process's weights equal: rank 0 writes them
+            return
         _save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                           "step": step, "epoch": epoch, "batch": batch, "rng": torch.get_rng_state(), "config": cfg.as_dict()})
 
@@ -119,12 +160,12 @@ def train(shards: str | Path, run: str | Path, cfg: Config, epochs: int, *, devi
         for epoch in range(epoch0, epochs):
             model.train()
             batches = loader(shards, "train", cfg.model, batch_size=cfg.train.batch_size, workers=cfg.train.workers,
-                             shuffle=True, seed=cfg.train.seed, epoch=epoch)
+                             shuffle=True, seed=cfg.train.seed, epoch=epoch, rank=dist.rank, world=dist.world)
             done_in_epoch = 0
-            for b, batch in enumerate(batches):
+            for b, batch in enumerate(_even(batches, dist)):
                 if epoch == epoch0 and b < skip:
                     continue  # resumed: this batch was trained before the checkpoint
-                total, parts = losses(model, batch, generator)
+                total, parts = losses(objective, batch, generator)
                 opt.zero_grad(set_to_none=True)
                 total.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -132,16 +173,17 @@ def train(shards: str | Path, run: str | Path, cfg: Config, epochs: int, *, devi
                 sched.step()
                 step += 1
                 done_in_epoch = b + 1
-                seen += len(batch["product_id"])
+                seen += len(batch["product_id"]) * dist.world
                 w = model.weights().detach().cpu()
                 record = {"step": step, "epoch": epoch, "batch": b, "loss": float(total.detach()), **parts,
                           "weights": {name: round(float(w[i, j]), 6) for i, j, name in weight_names()},
-                          "lr": sched.get_last_lr()[0], "samples_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
+                          "lr": sched.get_last_lr()[0], "samples_per_s": seen / max(time.perf_counter() - t0, 1e-9),
+                          "world_size": dist.world}
                 history.append(record)
-                if step % cfg.train.log_every == 0:
+                if log is not None and step % cfg.train.log_every == 0:
                     log.write(json.dumps(record) + "\n")
                     log.flush()
-                if progress:
+                if progress and dist.main:
                     progress(record)
                 if step % cfg.train.checkpoint_every == 0:
                     checkpoint(epoch, b + 1)
@@ -153,9 +195,37 @@ def train(shards: str | Path, run: str | Path, cfg: Config, epochs: int, *, devi
             checkpoint(epoch + 1, 0)
             skip = 0
     finally:
-        log.close()
-    _save(run / "model.pt", {"model": model.state_dict(), "config": cfg.as_dict(), "step": step})
+        if log is not None:
+            log.close()
+    if dist.main:
+        _save(run / "model.pt", {"model": model.state_dict(), "config": cfg.as_dict(), "step": step})
+    if dist.world > 1:
+        import torch.distributed as tdist
+
+        tdist.barrier()
+        tdist.destroy_process_group()
     return _summary(run, history, step, epochs, resumed)
+
+
+def _even(batches, dist: Distributed):
+    """Under DDP, stop every process at the same batch: the processes' shares of a split differ by
+    at most one sample, so one may have a batch more; before each batch they agree (all-reduce MIN
+    of "I have one") and all stop when any has run out, or DDP would wait for a peer forever."""
+    if dist.world == 1:
+        yield from batches
+        return
+    import torch
+    import torch.distributed as tdist
+
+    it = iter(batches)
+    device = torch.device("cuda", torch.cuda.current_device()) if tdist.get_backend() == "nccl" else torch.device("cpu")
+    while True:
+        batch = next(it, None)
+        have = torch.tensor([0 if batch is None else 1], device=device)
+        tdist.all_reduce(have, op=tdist.ReduceOp.MIN)
+        if not int(have.item()):
+            return
+        yield batch
 
 
 def _summary(run: Path, history: list[dict], steps: int, epochs: int, resumed: int) -> TrainResult:

@@ -136,36 +136,58 @@ def contrastive(a: torch.Tensor, b: torch.Tensor, tau: float) -> torch.Tensor:
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
-def losses(model: Scale, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
-    """SIMCL total (Eq. 3) and every component loss (``cl:text-image`` ..., ``mlm``, ``mrp``, ``mem``, ``mfp``, ``mam``)."""
-    cfg = model.cfg
-    masked, targets = mask_batch(batch, cfg, generator)
-    emb, out = model(masked)
-    weights = model.weights()
-    device = emb.device
-    total = torch.zeros((), device=device)
-    parts: dict[str, float] = {}
-    present = {m: batch[f"{m}_present"].to(device) for m in MODALITIES}
-    for i, mi in enumerate(MODALITIES):
-        for j in range(i + 1, len(MODALITIES)):
-            mj = MODALITIES[j]
-            both = present[mi] & present[mj]
-            if int(both.sum()) < 2:
+class Objective(nn.Module):
+    """SIMCL's total loss as a module's forward, so that every parameter it trains (the heads and S
+    included) is used inside ``forward``: DistributedDataParallel syncs the gradients of what the
+    forward pass uses."""
+
+    def __init__(self, model: Scale):
+        super().__init__()
+        self.model = model
+
+    def forward(self, masked: dict, targets: dict, present: dict) -> tuple[torch.Tensor, dict]:
+        model = self.model
+        cfg = model.cfg
+        emb, out = model(masked)
+        weights = model.weights()
+        device = emb.device
+        total = torch.zeros((), device=device)
+        parts: dict[str, float] = {}
+        present = {m: present[m].to(device) for m in MODALITIES}
+        for i, mi in enumerate(MODALITIES):
+            for j in range(i + 1, len(MODALITIES)):
+                mj = MODALITIES[j]
+                both = present[mi] & present[mj]
+                if int(both.sum()) < 2:
+                    continue
+                loss = contrastive(emb[both, i], emb[both, j], cfg.temperature)
+                total = total + weights[i, j] * loss
+                parts[f"cl:{mi}-{mj}"] = float(loss.detach())
+        names = {"text": "mlm", "image": "mrp", "table": "mem", "video": "mfp", "audio": "mam"}
+        for i, m in enumerate(MODALITIES):
+            pick, original = targets[m]
+            pick = pick.to(device)
+            if not bool(pick.any()):
                 continue
-            loss = contrastive(emb[both, i], emb[both, j], cfg.temperature)
-            total = total + weights[i, j] * loss
-            parts[f"cl:{mi}-{mj}"] = float(loss.detach())
-    names = {"text": "mlm", "image": "mrp", "table": "mem", "video": "mfp", "audio": "mam"}
-    for i, m in enumerate(MODALITIES):
-        pick, original = targets[m]
-        pick = pick.to(device)
-        if not bool(pick.any()):
-            continue
-        pred = model.heads[m](out[m][pick])
-        if m in TOKEN:
-            loss = F.cross_entropy(pred, original.to(device)[pick])
-        else:
-            loss = F.mse_loss(pred, original.to(device)[pick])
-        total = total + weights[i, i] * loss
-        parts[names[m]] = float(loss.detach())
-    return total, parts
+            pred = model.heads[m](out[m][pick])
+            if m in TOKEN:
+                loss = F.cross_entropy(pred, original.to(device)[pick])
+            else:
+                loss = F.mse_loss(pred, original.to(device)[pick])
+            total = total + weights[i, i] * loss
+            parts[names[m]] = float(loss.detach())
+        return total, parts
+
+
+def losses(objective: nn.Module, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+    """SIMCL total (Eq. 3) and every component loss (``cl:text-image`` ..., ``mlm``, ``mrp``, ``mem``, ``mfp``, ``mam``).
+
+    ``objective`` is an :class:`Objective`, or the same wrapped in DistributedDataParallel; a bare
+    :class:`Scale` is wrapped here.
+    """
+    if isinstance(objective, Scale):
+        objective = Objective(objective)
+    core = getattr(objective, "module", objective).model
+    masked, targets = mask_batch(batch, core.cfg, generator)
+    present = {m: batch[f"{m}_present"] for m in MODALITIES}
+    return objective(masked, targets, present)
