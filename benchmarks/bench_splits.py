@@ -4,7 +4,8 @@ Prints the wall time and peak RSS of a full build (plan, assignment, manifest wi
 writing the ``splits`` rows) against the floor: a plain DuckDB scan over the same store that reads
 the same columns (product_id, platform, category_path) and hashes them with the same md5, once per
 product. Targets: build within 3x of the floor, peak RSS < 3 GiB. Each measured step runs in a
-fresh process so that its peak RSS is its own (generating the store is not measured).
+fresh process so that its peak RSS is its own (generating the store is not measured); one-time
+imports are paid before the clock starts in both steps.
 
     python benchmarks/bench_splits.py                       # 6,313,067 products
     python benchmarks/bench_splits.py --products 200000     # a quick run
@@ -40,6 +41,20 @@ def _settings(store_root: str, threads: int):
     return cfg.load(None, {"store.path": store_root, "splits.threads": threads or None}, environ={})
 
 
+def _warm_imports() -> None:
+    """Pay the one-time imports before the clock starts, in both phases: the first Parquet write
+    imports pandas through pyarrow (about 300 modules, 0.3 s), a cost that does not grow with the store."""
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with tempfile.TemporaryDirectory() as tmp:
+        table = pa.table({"a": ["x"]})
+        with pq.ParquetWriter(f"{tmp}/warm.parquet", table.schema.with_metadata({"k": "v"})) as writer:
+            writer.write_table(table)
+
+
 def phase(kind: str, store_root: str, threads: int) -> dict:
     """One measured step, run in a child process: ``floor`` or ``build``."""
     from m5data.splits import build
@@ -48,6 +63,7 @@ def phase(kind: str, store_root: str, threads: int) -> dict:
 
     settings = _settings(store_root, threads)
     store = Store.from_settings(settings)
+    _warm_imports()
     t0 = time.perf_counter()
     if kind == "floor":
         con = open_connection(store, settings)
@@ -133,6 +149,8 @@ def main() -> None:
               f"peak RSS {built['peak_rss'] / gib:.2f} GiB, {built['rows']:,} split rows")
         print("splits: " + ", ".join(f"{k} {v:,}" for k, v in built["splits"].items()))
         ratio = built["seconds"] / floor["seconds"]
+        print(f"ratio of wall times (process start to exit, interpreter and imports included): "
+              f"{built['wall'] / floor['wall']:.2f}x")
         print(f"ratio build / floor: {ratio:.2f}x (target <= 3x): {'ok' if ratio <= 3 else 'MISSED'}; "
               f"peak RSS {built['peak_rss'] / gib:.2f} GiB (target < 3 GiB): "
               f"{'ok' if built['peak_rss'] < 3 * gib else 'MISSED'}")

@@ -176,7 +176,9 @@ def assign(con, plan: Plan, settings: cfg.Settings, version: str, keep_previous:
     s = settings.splits
     con.execute("CREATE OR REPLACE TEMP TABLE split_cls (cat_k BIGINT, rate DOUBLE)")
     if plan.cls_rates:
-        con.executemany("INSERT INTO split_cls VALUES (?, ?)", [[cat_key_of(k), r] for k, r in plan.cls_rates.items()])
+        # one statement: executemany runs one INSERT per category (1,805 of them took 0.3 s)
+        keys, rates = zip(*((cat_key_of(k), float(r)) for k, r in plan.cls_rates.items()))
+        con.execute("INSERT INTO split_cls SELECT unnest(?::BIGINT[]), unnest(?::DOUBLE[])", [list(keys), list(rates)])
     pools = " ".join(f"WHEN {_q(k)} THEN {_q(v)}" for k, v in POOL_OF.items())
     if keep_previous:
         prev = (f"SELECT product_id, split AS prev_split, CASE split {pools} END AS prev_pool "
