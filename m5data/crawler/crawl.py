@@ -71,7 +71,11 @@ def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, 
         # process_request runs from low to high numbers: 45 refuses unsafe requests (redirect hops
         # included) before robots.txt (100) is fetched for them; process_response runs from high to
         # low: 120 sees the body after decompression (590)
+        # Scrapy's OffsiteMiddleware is off: it drops a link's redirect to another host when the
+        # redirect is scheduled, with no errback and so no crawl_errors row; the spider keeps links in
+        # scope itself and SafetyMiddleware refuses an off-scope redirect hop with its reason
         "DOWNLOADER_MIDDLEWARES": {"m5data.crawler.safety.SafetyMiddleware": 45,
+                                   "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
                                    "m5data.crawler.spider.CharsetMiddleware": 120},
         "EXTENSIONS": {"m5data.crawler.spider.ProgressReporter": 500},
         "M5DATA_STORE": store_path,
