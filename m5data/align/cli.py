@@ -12,29 +12,6 @@ from typing import Optional
 import typer
 
 
-class _RichProgress:
-    """One rich progress bar per long step (segmenting titles, cosines, simtext pairs)."""
-
-    def __init__(self, console):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(TextColumn("[bold]align[/] {task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), console=console)
-        self.tasks: dict[str, int] = {}
-
-    def __enter__(self):
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.progress.stop()
-
-    def __call__(self, step: str, done: int, total: int) -> None:
-        if step not in self.tasks:
-            self.tasks[step] = self.progress.add_task(step, total=total)
-        self.progress.update(self.tasks[step], completed=done, total=total)
-
-
 def align(
     ctx: typer.Context,
     mapping: Optional[Path] = typer.Option(None, "--mapping", help="Level-1 mapping file (TOML/YAML); default align.mapping."),
@@ -52,7 +29,7 @@ def align(
     """Align the platforms' category labels into one 3-level taxonomy (MEP-3M method): taxonomy, label_map, review file."""
     from ..cli import open_store
     from ..config import ConfigError
-    from ..console import console, fail, stage_summary
+    from ..console import StepProgress, console, fail, stage_summary
     from .mapping import MappingError
     from .review import ReviewError
     from .run import AlignError, align as run_align
@@ -68,7 +45,7 @@ def align(
         "align.content_chars": content_chars, "align.workers": workers,
     })
     try:
-        with _RichProgress(console) as progress:
+        with StepProgress("align") as progress:
             report = run_align(store, s, review=review, review_out=review_out, renumber=renumber, progress=progress)
     except (AlignError, ConfigError, MappingError, ReviewError) as exc:
         fail(str(exc))

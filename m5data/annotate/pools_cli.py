@@ -11,27 +11,6 @@ from typing import Optional
 import typer
 
 
-class _RichProgress:
-    def __init__(self, console):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(TextColumn("[bold]pools[/] {task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
-        self.tasks: dict[str, int] = {}
-
-    def __enter__(self):
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.progress.stop()
-
-    def __call__(self, step: str, done: int, total: int) -> None:
-        if step not in self.tasks:
-            self.tasks[step] = self.progress.add_task(step, total=total)
-        self.progress.update(self.tasks[step], completed=done, total=total)
-
-
 def pools(
     ctx: typer.Context,
     split_version: Optional[str] = typer.Option(None, "--split-version", help="Queries from this split version's query splits (default: a seeded sample, annotate.pool_queries)."),
@@ -52,7 +31,7 @@ def pools(
 
     from ..cli import open_store
     from ..config import ConfigError
-    from ..console import console, fail, stage_summary
+    from ..console import StepProgress, console, fail, stage_summary
     from .pools import PoolsError, build_pools
 
     jieba.setLogLevel(logging.WARNING)
@@ -63,7 +42,7 @@ def pools(
     if search and search != "exact" and not ann_check:
         ann_check = min(s.annotate.pool_block, 1000)  # an approximate search always reports its recall
     try:
-        with _RichProgress(console) as progress:
+        with StepProgress("pools", transient=True) as progress:
             report = build_pools(store, s, split_version=split_version, fresh=fresh, ann_check=ann_check,
                                  progress=progress)
     except (PoolsError, ConfigError, RuntimeError) as exc:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .samples import Sample, frame_files, hf_split_name
+from .samples import Sample, frame_files, hf_split_name, read_blob
 
 MEDIA_KINDS = ("image_norm", "frames", "mfcc", "audio")
 ROW_GROUP_ROWS = 64  # rows per Parquet row group: a few MB of images each, so readers can stream
@@ -75,19 +75,6 @@ def stats_path(out: Path, shard) -> Path:
     return out / "_shards" / f"{hf_split_name(shard.split)}-{shard.index:05d}.stats.json"
 
 
-def _read(store_root: Path, sample: Sample, attr: str, what: str, failures: Counter) -> bytes | None:
-    """A media blob's bytes; a missing file is counted and cleared from ``sample`` (its modality goes)."""
-    rel = getattr(sample, attr)
-    if not rel:
-        return None
-    try:
-        return (store_root / rel).read_bytes()
-    except OSError:
-        failures[f"missing {what} blob"] += 1
-        setattr(sample, attr, None)
-        return None
-
-
 def _mfcc_list(data: bytes | None, failures: Counter):
     if data is None:
         return None
@@ -127,7 +114,7 @@ def _nested(arrays: list) -> pa.Array:
 
 def sample_row(store_root: Path, sample: Sample, split: str, options: dict, failures: Counter) -> dict:
     """One product's row (the mfcc column as a numpy array, turned into lists by :func:`_nested`)."""
-    image = _read(store_root, sample, "image", "image", failures)
+    image = read_blob(store_root, sample, "image", "image", failures)
     frames = None
     if sample.frames:
         frames = []
@@ -141,8 +128,8 @@ def sample_row(store_root: Path, sample: Sample, split: str, options: dict, fail
             frames = sample.frames = None
     if not options.get("mp3", True):
         sample.mp3 = None
-    mp3 = _read(store_root, sample, "mp3", "mp3", failures)
-    mfcc = _mfcc_list(_read(store_root, sample, "mfcc", "mfcc", failures), failures)
+    mp3 = read_blob(store_root, sample, "mp3", "mp3", failures)
+    mfcc = _mfcc_list(read_blob(store_root, sample, "mfcc", "mfcc", failures), failures)
     if mfcc is None:
         sample.mfcc = None
     return {

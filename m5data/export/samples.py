@@ -237,6 +237,20 @@ def load_samples(con, product_ids: list[str]) -> list[Sample]:
     return samples
 
 
+def read_blob(store_root: Path, sample: Sample, attr: str, what: str, failures) -> bytes | None:
+    """The bytes of the sample's ``attr`` blob; a file missing from the store is counted in
+    ``failures`` (``missing <what> blob``) and cleared from ``sample``, so its modality goes."""
+    rel = getattr(sample, attr)
+    if not rel:
+        return None
+    try:
+        return (store_root / rel).read_bytes()
+    except OSError:
+        failures[f"missing {what} blob"] += 1
+        setattr(sample, attr, None)
+        return None
+
+
 def frame_files(store_root: Path, frames_blob: str) -> list[Path]:
     """The JPEG frames of a frames folder, in time order (``000001.jpg`` ...); [] when the folder is gone."""
     folder = store_root / frames_blob

@@ -21,7 +21,7 @@ import tarfile
 from collections import Counter
 from pathlib import Path
 
-from .samples import Sample, frame_field, frame_files
+from .samples import Sample, frame_field, frame_files, read_blob
 
 MEDIA_KINDS = ("image_norm", "frames", "mfcc", "audio")  # what --shard-bytes counts
 INDEX_SUFFIX = ".index.json"
@@ -106,19 +106,8 @@ def sample_members(store_root: Path, sample: Sample, split: str, options: dict, 
     A blob missing from the store is counted in ``failures`` and cleared from ``sample``, so the
     ``json`` record's ``modalities`` (built last) lists what the sample really holds.
     """
-    def read(attr: str, what: str) -> bytes | None:
-        rel = getattr(sample, attr)
-        if not rel:
-            return None
-        try:
-            return (store_root / rel).read_bytes()
-        except OSError:
-            failures[f"missing {what} blob"] += 1
-            setattr(sample, attr, None)
-            return None
-
     fields: dict[str, bytes] = {}
-    if (image := read("image", "image")) is not None:
+    if (image := read_blob(store_root, sample, "image", "image", failures)) is not None:
         fields["jpg"] = image
     if sample.caption:
         fields["txt"] = sample.caption.encode("utf-8")
@@ -132,11 +121,11 @@ def sample_members(store_root: Path, sample: Sample, split: str, options: dict, 
                 fields[frame_field(i, len(files))] = path.read_bytes()
             except OSError:
                 failures["missing frame file"] += 1
-    if (mfcc := read("mfcc", "mfcc")) is not None:
+    if (mfcc := read_blob(store_root, sample, "mfcc", "mfcc", failures)) is not None:
         fields["mfcc.npy"] = mfcc
     if not options.get("mp3", True):
         sample.mp3 = None
-    elif (mp3 := read("mp3", "mp3")) is not None:
+    elif (mp3 := read_blob(store_root, sample, "mp3", "mp3", failures)) is not None:
         fields["mp3"] = mp3
     fields["json"] = json.dumps(sample.meta(split), ensure_ascii=False, sort_keys=True).encode("utf-8")
     return sorted(fields.items())
