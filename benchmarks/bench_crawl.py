@@ -30,7 +30,10 @@ from m5data.crawler.crawl import run
 from m5data.storage import Store
 store = Store.init(sys.argv[1])
 start = time.perf_counter()
-stats = run(store, load(environ={}), start_urls=[sys.argv[2] + "/"])
+settings = load(environ={})
+if hasattr(settings.crawl, "allow_private"):  # the shop is on 127.0.0.1; older checkouts had no such policy
+    settings.crawl.allow_private = True
+stats = run(store, settings, start_urls=[sys.argv[2] + "/"])
 wall = time.perf_counter() - start
 kids = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"wall_s": wall, "cpu_s": kids.ru_utime + kids.ru_stime, "products": stats.n_out, "pages": stats.n_in,
