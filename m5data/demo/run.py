@@ -71,7 +71,7 @@ def demo(
             if train:
                 overrides.setdefault("flows.train_out", str(out / "train"))
                 overrides.setdefault("flows.train_epochs", 20)
-                overrides.setdefault("flows.train_max_steps", 40)  # about a minute on a quiet 2-core machine
+                overrides.setdefault("flows.train_max_steps", 80)  # about a minute on a quiet 2-core machine
             settings = cfg.load(config_file, {**overrides, "store.path": str(store)})
             stages = settings.flows.stages + (",train" if train and "train" not in settings.flows.stages else "")
             plan = check_plan(settings, start_urls=[f"{running.url}/"], stages=stages,

@@ -37,6 +37,8 @@ class ModelConfig:
     n_mfcc: int = 40  # MFCC coefficients per block (extract.n_mfcc)
     temperature: float = 0.07  # SIMCL's tau
     mask_rate: float = 0.15  # masked tasks (the papers: 15%)
+    pool: str = "mean"  # a modality's embedding: "mean" of its token outputs, or its "cls" output
+    feature: str = "encoders"  # the product feature: the modality "encoders'" embeddings, or the "joint" co-transformer's
 
 
 @dataclass
@@ -117,6 +119,10 @@ def _validate(cfg: Config) -> None:
         raise TrainConfigError(f"model.dim ({m.dim}) must be a multiple of model.heads ({m.heads})")
     if m.image_size % m.patch:
         raise TrainConfigError(f"model.image_size ({m.image_size}) must be a multiple of model.patch ({m.patch})")
+    if m.pool not in ("mean", "cls"):
+        raise TrainConfigError(f"model.pool must be mean or cls, not {m.pool!r}")
+    if m.feature not in ("encoders", "joint"):
+        raise TrainConfigError(f"model.feature must be encoders or joint, not {m.feature!r}")
     if not 0 < m.mask_rate < 1 or m.temperature <= 0:
         raise TrainConfigError("model.mask_rate must be in (0, 1) and model.temperature > 0")
     for key in ("batch_size", "checkpoint_every", "log_every"):

@@ -19,6 +19,8 @@ from .config import MODALITIES
 from .data import ShardError, loader
 from .metrics import clustering, linear_probe, retrieval_scores
 
+# the default rows, like the papers' Table 4: each modality added in turn (text and image alone first)
+DEFAULT_COMBOS = [("text",), ("image",), ("text", "image"), ("text", "image", "table"), MODALITIES]
 RETRIEVAL = {"coarse": ("query-c", "gallery-c", "category"), "fine": ("query-fg", "gallery-fg", "instance")}
 COLUMNS = ["model", "modalities", "accuracy", "coarse mAP@1", "coarse mAP@5", "coarse mAP@10", "coarse Prec@5",
            "coarse Prec@10", "fine mAP@1", "fine mAP@5", "fine mAP@10", "NMI", "purity", "cluster_acc"]
@@ -89,7 +91,8 @@ def evaluate(run: str | Path, shards: str | Path, *, combos: list[tuple[str, ...
     """Evaluate a run; returns ``{"rows": [...], "columns": [...]}`` and writes metrics.json / metrics.md.
 
     Args:
-        combos: modality combinations, one row each (default: all five together).
+        combos: modality combinations, one row each (default: ``DEFAULT_COMBOS``: text, image,
+            text+image, text+image+table, all five).
     """
     from .loop import load_model
 
@@ -97,7 +100,7 @@ def evaluate(run: str | Path, shards: str | Path, *, combos: list[tuple[str, ...
     names = ["query-c", "gallery-c", "query-fg", "gallery-fg", "cls-train", "cls-test"]
     rows = []
     base_splits: dict[str, SplitFeatures] | None = None
-    for use in combos or [MODALITIES]:
+    for use in combos or DEFAULT_COMBOS:
         splits = {s: extract(model, shards, s, use) for s in names}
         if base_splits is None:
             base_splits = splits

@@ -7,12 +7,18 @@ Papers: M5Product / SCALE (../shared/papers/002, sections 3-4). Reading of the p
   concatenated and go through the joint co-transformer (JCT, ``joint_layers``). A missing modality
   is zero-imputed and masked out of attention (its [CLS] stays visible so that every row attends
   to something), so incomplete products train.
-- The JCT output at each modality's [CLS] is that modality's embedding f_m; the fused product
-  feature is the mean of the present modalities' embeddings.
+- A modality's embedding f_m is its encoder's output pooled over its real tokens (``pool = "mean"``,
+  or the encoder's [CLS] with ``pool = "cls"``), before the JCT. The fused product feature is the
+  mean of the present modalities' L2-normalised f_m (``feature = "encoders"``), or of the JCT's
+  outputs pooled the same way per modality (``feature = "joint"``, the papers' JCT features).
 - SIMCL (Eq. 2): for every pair of modalities (i, j), the contrastive loss between f_i and f_j over
   the samples of the batch that have both, cosine similarity over temperature tau. We read Eq. 2
   with the positive pair in the denominator (the InfoNCE form): as printed the denominator holds
   negatives only, which makes the loss unbounded below and the learned weights below diverge.
+  The paper does not say where f_m is taken. We take it before the JCT (as ALBEF's image-text
+  contrastive loss is): after the JCT every modality's output attends to every other modality's
+  tokens, so two outputs can agree by copying the same instance detail, and the contrastive losses
+  then fall to ~0 without aligning anything (measured: coarse retrieval no better than untrained).
 - The modality alignment score matrix S (M x M, initialised at zero, a free parameter) becomes
   weights through ``S * softmax(S)`` (Eq. 3; softmax over the entries used: the upper triangle and
   the diagonal). We read the weights as ``1 + S * softmax(S)``: at initialisation every loss has
@@ -28,6 +34,8 @@ Papers: M5Product / SCALE (../shared/papers/002, sections 3-4). Reading of the p
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,6 +43,27 @@ from torch import nn
 from .config import MODALITIES, ModelConfig
 from .data import feature_dims, lengths
 from .features import MASK, PAD
+
+
+class Encoded(NamedTuple):
+    """What :meth:`Scale.forward` returns."""
+
+    unimodal: torch.Tensor  # [B, M, D] each modality encoder's pooled output (SIMCL's f_m)
+    joint: torch.Tensor  # [B, M, D] the JCT's output pooled per modality
+    tokens: dict  # modality -> [B, L, D] the JCT's outputs at that modality's tokens (the masked tasks' input)
+
+
+def _pool(h: torch.Tensor, valid: torch.Tensor, how: str) -> torch.Tensor:
+    """[B, 1 + L, D] with [CLS] first -> [B, D]: the [CLS] output, or the mean over the real tokens
+    (the [CLS] output when there is none)."""
+    if how == "cls":
+        return h[:, 0]
+    w = valid.float().clone()
+    w[:, 0] = 0
+    none = w.sum(1) == 0
+    w[none, 0] = 1
+    return (h * (w / w.sum(1, keepdim=True))[..., None]).sum(1)
+
 
 TOKEN = {"text", "table"}  # modalities of discrete ids; the others are feature vectors
 
@@ -45,7 +74,7 @@ def _encoder(cfg: ModelConfig, layers: int) -> nn.TransformerEncoder:
 
 
 class Scale(nn.Module):
-    """The model; ``forward(batch)`` returns (modality embeddings [B, M, D], token outputs per modality)."""
+    """The model; ``forward(batch)`` returns an :class:`Encoded`."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -79,8 +108,8 @@ class Scale(nn.Module):
         soft[used] = torch.softmax(self.S[used], dim=0)
         return torch.where(used, 1 + self.S * soft, torch.zeros_like(self.S))
 
-    def forward(self, batch: dict, use: tuple[str, ...] = MODALITIES) -> tuple[torch.Tensor, dict]:
-        tokens, masks, spans = [], [], {}
+    def forward(self, batch: dict, use: tuple[str, ...] = MODALITIES) -> Encoded:
+        tokens, masks, spans, unimodal = [], [], {}, []
         start = 0
         device = self.S.device
         for k, m in enumerate(MODALITIES):
@@ -93,19 +122,22 @@ class Scale(nn.Module):
             h = torch.cat([self.cls[m].expand(b, -1, -1), h], dim=1) + self.position[m][:, : h.shape[1] + 1]
             valid = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=device), mask & present[:, None]], dim=1)
             h = self.encoders[m](h, src_key_padding_mask=~valid)
+            unimodal.append(_pool(h, valid, self.cfg.pool))
             tokens.append(h + self.modality_type[k])
             # in the JCT a missing modality's tokens are masked; its [CLS] stays so no row is all-masked
             masks.append(valid)
             spans[m] = (start, start + h.shape[1])
             start += h.shape[1]
         joint = self.norm(self.joint(torch.cat(tokens, dim=1), src_key_padding_mask=~torch.cat(masks, dim=1)))
-        embeddings = torch.stack([joint[:, spans[m][0]] for m in MODALITIES], dim=1)
+        pooled = torch.stack([_pool(joint[:, a:b], valid, self.cfg.pool) for (a, b), valid in zip(spans.values(), masks)], dim=1)
         outputs = {m: joint[:, spans[m][0] + 1: spans[m][1]] for m in MODALITIES}
-        return embeddings, outputs
+        return Encoded(torch.stack(unimodal, dim=1), pooled, outputs)
 
     def fused(self, batch: dict, use: tuple[str, ...] = MODALITIES) -> torch.Tensor:
-        """The product feature: mean of the present modalities' L2-normalised embeddings."""
-        emb, _ = self.forward(batch, use)
+        """The product feature: mean of the present modalities' L2-normalised embeddings (the
+        encoders' or the JCT's, by ``feature``)."""
+        encoded = self.forward(batch, use)
+        emb = encoded.unimodal if self.cfg.feature == "encoders" else encoded.joint
         present = torch.stack([batch[f"{m}_present"].to(emb.device) & (m in use) for m in MODALITIES], dim=1).float()
         emb = F.normalize(emb, dim=-1) * present[..., None]
         return F.normalize(emb.sum(1) / present.sum(1, keepdim=True).clamp(min=1), dim=-1)
@@ -148,7 +180,7 @@ class Objective(nn.Module):
     def forward(self, masked: dict, targets: dict, present: dict) -> tuple[torch.Tensor, dict]:
         model = self.model
         cfg = model.cfg
-        emb, out = model(masked)
+        emb, _, out = model(masked)
         weights = model.weights()
         device = emb.device
         total = torch.zeros((), device=device)
