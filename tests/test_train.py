@@ -307,3 +307,20 @@ def test_on_the_default_demo_world_scale_beats_tfidf_on_coarse_retrieval(demo_st
     for k in ("coarse mAP@5", "coarse mAP@10"):
         assert ours[k] > tfidf[k] > rnd[k], (k, ours[k], tfidf[k])
     assert ours["coarse mAP@1"] >= tfidf["coarse mAP@1"]
+
+
+def test_training_inside_a_prefect_flow_survives_the_epoch_ends(shards, tmp_path, prefect_harness):
+    """The pipeline's train stage runs in a Prefect task. The DataLoader workers are forks of that
+    process; each epoch's workers must exit cleanly (they once inherited Prefect's thread exit hooks,
+    exited with code 1, and the run died at the end of the first epoch)."""
+    from prefect import flow
+
+    from m5data.flows.train import train_task
+
+    @flow
+    def train_flow() -> dict:
+        return train_task(str(shards), str(tmp_path / "run"), config="small", epochs=3)
+
+    row = train_flow()
+    assert row["steps"] == 9 and row["status"] == "ok"
+    assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 9

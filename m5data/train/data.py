@@ -125,4 +125,17 @@ def loader(shards: str | Path, split: str, cfg: ModelConfig, *, batch_size: int,
     dataset = wds.DataPipeline(*pipeline)
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, num_workers=min(workers, len(urls)),
-        collate_fn=functools.partial(collate, cfg=cfg), persistent_workers=False)
+        collate_fn=functools.partial(collate, cfg=cfg), persistent_workers=False, worker_init_fn=_forked_worker_init)
+
+
+def _forked_worker_init(_worker_id: int) -> None:
+    """A DataLoader worker is a fork of the training process, which may be inside a Prefect flow
+    (``m5data run``, ``m5data demo --train``). Prefect registers threading exit hooks that drain its
+    service threads; in the child those threads do not exist, the hooks fail an assertion when the
+    worker exits, the worker exits with code 1, and the DataLoader aborts the run at the end of the
+    first epoch. The child has none of the parent's threads, so it runs none of their exit hooks."""
+    import threading
+
+    hooks = getattr(threading, "_threading_atexits", None)  # CPython's list behind threading._register_atexit
+    if isinstance(hooks, list):
+        hooks.clear()
