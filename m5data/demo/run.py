@@ -171,20 +171,26 @@ def report(store_path: Path, outcome) -> None:
 
 
 def _print_metrics(trained: dict) -> None:
-    """The trained model's evaluation table, beside the random and text-only baselines."""
+    """The trained model's coarse retrieval and probe accuracy, beside the random and text-only
+    baselines (the full table is the run's metrics.md)."""
     from rich.table import Table
 
     from m5data.console import console
-    from m5data.train.evaluate import COLUMNS
+    from m5data.train.config import MODALITIES
 
     rows = trained["metrics"]
-    cols = [c for c in COLUMNS if any(c in r for r in rows)]
-    table = Table(title=f"thin SCALE after {trained.get('steps')} steps ({trained.get('run')})")
+    cols = [c for c in ("coarse mAP@1", "coarse mAP@5", "coarse mAP@10", "accuracy") if any(c in r for r in rows)]
+    table = Table(title=f"thin SCALE after {trained.get('steps')} steps: coarse retrieval and linear probe")
+    table.add_column("model", no_wrap=True)
+    table.add_column("modalities", overflow="fold")
     for c in cols:
-        table.add_column(c, justify="left" if c in ("model", "modalities") else "right")
+        table.add_column(c.replace("coarse ", ""), justify="right", no_wrap=True)
     for r in rows:
-        table.add_row(*(("" if r.get(c) is None else (f"{100 * r[c]:.2f}" if isinstance(r[c], float) else str(r[c]))) for c in cols))
+        names = "all five" if r["modalities"] == "+".join(MODALITIES) else r["modalities"]
+        table.add_row(r["model"], names, *("" if r.get(c) is None else f"{100 * r[c]:.1f}" for c in cols))
     console.print(table)
+    console.print(f"all metrics (fine-grained retrieval, NMI, purity ...): {Path(trained.get('run', '.')) / 'metrics.md'}",
+                  highlight=False, soft_wrap=True)
     first, last = trained.get("first", {}), trained.get("last", {})
     if first:
         console.print("losses, first -> last steps: " + ", ".join(f"{k} {first[k]:.3f} -> {last[k]:.3f}" for k in first))
