@@ -324,3 +324,21 @@ def test_training_inside_a_prefect_flow_survives_the_epoch_ends(shards, tmp_path
     row = train_flow()
     assert row["steps"] == 9 and row["status"] == "ok"
     assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 9
+
+
+def test_a_run_from_before_pooling_loads_with_the_features_it_was_trained_for(tmp_path):
+    """model.pt files written before ``pool`` / ``feature`` existed used the JCT's [CLS] outputs."""
+    import dataclasses
+
+    import torch
+
+    from m5data.train.loop import load_model
+    from m5data.train.model import Scale
+
+    cfg = load_config("small")
+    raw = cfg.as_dict()
+    old = {k: v for k, v in raw["model"].items() if k not in ("pool", "feature")}
+    torch.save({"model": Scale(cfg.model).state_dict(), "config": {**raw, "model": old}, "step": 1}, tmp_path / "model.pt")
+    _, loaded = load_model(tmp_path, "cpu")
+    assert (loaded.model.pool, loaded.model.feature) == ("cls", "joint")
+    assert dataclasses.replace(loaded.model, pool="mean", feature="encoders") == cfg.model
