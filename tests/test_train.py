@@ -96,7 +96,7 @@ def test_batches_zero_impute_missing_modalities(shards):
     cfg = load_config("small").model
     batch = next(iter(loader(shards, "train", cfg, batch_size=32)))
     assert batch["text"].shape == (32, 36) and batch["image"].shape == (32, 16, 768)
-    assert batch["audio"].shape == (32, 16, 80) and batch["table"].shape == (32, 64)
+    assert batch["audio"].shape == (32, 16, 80) and batch["table"].shape == (32, 64, 2)
     assert bool(batch["image_present"].all())
     assert not bool(batch["video_present"].all()) and bool(batch["video_present"].any())
     missing = ~batch["video_present"]
@@ -337,8 +337,18 @@ def test_a_run_from_before_pooling_loads_with_the_features_it_was_trained_for(tm
 
     cfg = load_config("small")
     raw = cfg.as_dict()
-    old = {k: v for k, v in raw["model"].items() if k not in ("pool", "feature")}
+    old = {k: v for k, v in raw["model"].items() if k not in ("pool", "feature", "table_property")}
     torch.save({"model": Scale(cfg.model).state_dict(), "config": {**raw, "model": old}, "step": 1}, tmp_path / "model.pt")
     _, loaded = load_model(tmp_path, "cpu")
-    assert (loaded.model.pool, loaded.model.feature) == ("cls", "joint")
-    assert dataclasses.replace(loaded.model, pool="mean", feature="encoders") == cfg.model
+    assert (loaded.model.pool, loaded.model.feature, loaded.model.table_property) == ("cls", "joint", False)
+    assert dataclasses.replace(loaded.model, pool="mean", feature="encoders", table_property=True) == cfg.model
+
+
+def test_table_entities_carry_their_property():
+    from m5data.train.features import table_ids
+
+    cfg = load_config("small").model
+    ids = table_ids([["品牌", "森邦邦"], ["品牌", "卓丽"], ["颜色", "粉色"]], cfg)
+    assert ids.shape == (3, 2) and len(set(ids[:, 0].tolist())) == 3
+    assert ids[0, 1] == ids[1, 1] != ids[2, 1]  # one property, one property id
+    assert table_ids([], cfg).shape == (0, 2)

@@ -37,6 +37,7 @@ class ModelConfig:
     n_mfcc: int = 40  # MFCC coefficients per block (extract.n_mfcc)
     temperature: float = 0.07  # SIMCL's tau
     mask_rate: float = 0.15  # masked tasks (the papers: 15%)
+    table_property: bool = True  # a table entity's token adds its property's embedding to its property:value one
     pool: str = "mean"  # a modality's embedding: "mean" of its token outputs, or its "cls" output
     feature: str = "encoders"  # the product feature: the modality "encoders'" embeddings, or the "joint" co-transformer's
 

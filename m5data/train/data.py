@@ -59,8 +59,10 @@ def collate(items: list[dict], cfg: ModelConfig) -> dict:
     for m in MODALITIES:
         length = size[m]
         mask = np.zeros((n, length), dtype=bool)
-        if m in ("text", "table"):
+        if m == "text":
             values = np.full((n, length), PAD, dtype=np.int64)
+        elif m == "table":
+            values = np.full((n, length, 2), PAD, dtype=np.int64)
         else:
             values = np.zeros((n, length, dims[m]), dtype=np.float32)
         for i, item in enumerate(items):

@@ -1,6 +1,7 @@
 """One exported sample (WebDataset keys: jpg, txt, json, frameNNN.jpg, mfcc.npy) -> the model's input arrays.
 
-No downloaded backbone: text is hashed characters, the table hashed property:value entities, the
+No downloaded backbone: text is hashed characters, the table hashed property:value entities (each
+with its property's id, so that entities of one property share part of their token), the
 image a grid of raw pixel patches of the stored normalised image (or, with ``image_backbone``, the
 output of a local TorchScript backbone), the video one small pixel vector
 per 1-fps frame, the audio the mean and spread of each per-second MFCC block. A missing modality
@@ -31,8 +32,9 @@ def text_ids(text: str, cfg: ModelConfig) -> np.ndarray:
 
 
 def table_ids(specs: list, cfg: ModelConfig) -> np.ndarray:
-    ents = [f"{p}:{v}" for p, v in specs[: cfg.table_len]]
-    return np.array([hashed_id(e, cfg.table_vocab) for e in ents], dtype=np.int64)
+    """(entities, 2): each property:value entity's id and its property's id (one vocabulary)."""
+    rows = [(hashed_id(f"{p}:{v}", cfg.table_vocab), hashed_id(f"{p}\x00", cfg.table_vocab)) for p, v in specs[: cfg.table_len]]
+    return np.array(rows, dtype=np.int64).reshape(-1, 2)
 
 
 def _rgb(data: bytes, size: int) -> np.ndarray | None:

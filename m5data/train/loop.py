@@ -257,8 +257,8 @@ def load_model(run: str | Path, device: str | None = None):
         raise FileNotFoundError(f"no model.pt or checkpoint.pt in {run} (train first: m5data train --out {run})")
     state = torch.load(path, map_location=device_of(device), weights_only=False)
     raw = state["config"]
-    if "pool" not in raw["model"]:  # trained before pooling and encoder-level SIMCL: its features were the JCT's [CLS]
-        raw["model"] = {**raw["model"], "pool": "cls", "feature": "joint"}
+    if "pool" not in raw["model"]:  # trained before pooling, encoder-level SIMCL and property tokens
+        raw["model"] = {**raw["model"], "pool": "cls", "feature": "joint", "table_property": False}
     cfg = Config(ModelConfig(**raw["model"]), TrainConfig(**raw["train"]), raw.get("name", "small"))
     model = Scale(cfg.model).to(device_of(device))
     model.load_state_dict(state["model"])

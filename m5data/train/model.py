@@ -27,7 +27,7 @@ Papers: M5Product / SCALE (../shared/papers/002, sections 3-4). Reading of the p
   off by the optimiser. The upper triangle weights the pairwise contrastive losses, the diagonal
   the masked-task loss of each modality.
 - Masked tasks at ``mask_rate`` (15%): MLM (text characters -> ids), MRP (image patches -> their
-  pixel features), MEM (whole table entities -> entity ids), MFP (frames -> their features), MAM
+  pixel features), MEM (whole table entities, property included -> entity ids), MFP (frames -> their features), MAM
   (MFCC blocks -> their features). Masked inputs are replaced by a [MASK] id or zero features; the
   regression targets are the original features (MSE), the token targets their ids (cross-entropy).
 """
@@ -117,6 +117,8 @@ class Scale(nn.Module):
             mask = batch[f"{m}_mask"].to(device)
             present = batch[f"{m}_present"].to(device) & (m in use)
             h = self.embed[m](x)
+            if m == "table":  # an entity's token: its property:value embedding plus its property's
+                h = h[:, :, 0] + h[:, :, 1] if self.cfg.table_property else h[:, :, 0]
             h = torch.where(present[:, None, None], h, torch.zeros_like(h))  # zero imputation of a missing modality
             b = h.shape[0]
             h = torch.cat([self.cls[m].expand(b, -1, -1), h], dim=1) + self.position[m][:, : h.shape[1] + 1]
@@ -152,11 +154,11 @@ def mask_batch(batch: dict, cfg: ModelConfig, generator: torch.Generator) -> tup
         real = batch[f"{m}_mask"]
         pick = (torch.rand(real.shape, generator=generator) < cfg.mask_rate) & real
         x = batch[m]
-        if m in TOKEN:
+        if m == "text":
             masked[m] = torch.where(pick, torch.full_like(x, MASK), x)
-        else:
-            masked[m] = torch.where(pick[..., None], torch.zeros_like(x), x)
-        targets[m] = (pick, x)
+        else:  # a table entity is masked whole (its property too); features become zeros
+            masked[m] = torch.where(pick[..., None], torch.full_like(x, MASK if m in TOKEN else 0), x)
+        targets[m] = (pick, x[..., 0] if m == "table" else x)
     return masked, targets
 
 
