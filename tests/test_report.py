@@ -130,6 +130,27 @@ def test_filled_sections_with_curation_tables(demo_report, tmp_path):
     assert numbers["split.train"] == "4" and numbers["split.query-c"] == "2"
 
 
+def test_training_section_shows_the_evaluation_in_percent(tmp_path):
+    import json
+
+    store = Store.init(tmp_path / "store")
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"model": "SCALE (thin)", "modalities": "text+image", "coarse mAP@1": 0.9615384, "accuracy": 0.75},
+            {"model": "TF-IDF", "modalities": "text", "coarse mAP@1": 0.8846154, "accuracy": 0.5}]
+    (run / "metrics.json").write_text(json.dumps({"columns": ["model", "modalities", "accuracy", "coarse mAP@1", "NMI"],
+                                                  "rows": rows}))
+    settings = load(None, {"store.path": str(store.root)}, environ={})
+    result = build(store, settings, out=tmp_path / "r", train_run=run)
+    assert "training" not in result.empty_sections
+    html = result.index.read_text(encoding="utf-8")
+    section = html[html.index('id="training"'):]
+    section = section[: section.index("</section>")]
+    assert "<th>accuracy</th><th>coarse mAP@1</th>" in section and "NMI" not in section  # the run's column order
+    assert '<td class="r">96.15</td>' in section and '<td class="r">88.46</td>' in section
+    assert "0.96" not in section
+
+
 def test_empty_store_renders_with_guidance(tmp_path):
     store = Store.init(tmp_path / "store")
     result = CliRunner().invoke(app, ["--store", str(store.root), "report", "--out", str(tmp_path / "r")])
