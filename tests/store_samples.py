@@ -32,6 +32,12 @@ def as_map(store, table, key, value) -> dict:
     return {r[key]: r[value] for r in store.read(table, columns=[key, value]).to_pylist()}
 
 
+def query(store, sql: str) -> list[tuple]:
+    """The rows of one SQL query over a store's views."""
+    with store.connect() as con:
+        return con.execute(sql).fetchall()
+
+
 def sample_rows(name: str, n: int = 3, start: int = 0) -> list[dict]:
     return [{f.name: sample_value(f, i) for f in TABLES[name].schema} for i in range(start, start + n)]
 

@@ -15,6 +15,7 @@ from m5data.cli import app
 from m5data.export.m5product import parse_pv, pv_string
 from m5data.export.run import export
 from m5data.storage import Store
+from store_samples import query
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +25,6 @@ def exported(demo_store_factory, tmp_path_factory):
     report = export(store, settings_for(store, **{"export.shard_size": 16, "export.workers": 2}),
                     out=root / "out", fmt="m5product")
     return store, root, report
-
-
-def _query(store, sql):
-    con = store.connect()
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_pv_strings_follow_the_toolkit():
@@ -47,14 +40,14 @@ def test_layout_holds_the_authors_files(exported):
     captions = json.loads((out / "captions.json").read_text())
     items = json.loads((out / "m5data_items.json").read_text())
     assert items["item_ids"] == "source_id"  # the demo's platform ids are unique and file-safe
-    products = {pid: (title, source) for pid, title, source in _query(store, "SELECT product_id, title, source_id FROM products")}
-    exported_ids = {r[0] for r in _query(store, "SELECT DISTINCT product_id FROM splits")}
+    products = {pid: (title, source) for pid, title, source in query(store, "SELECT product_id, title, source_id FROM products")}
+    exported_ids = {r[0] for r in query(store, "SELECT DISTINCT product_id FROM splits")}
     assert len(captions) == len(exported_ids)
     for iid, rec in captions.items():
         pid = items["items"][iid]["product_id"]
         assert set(rec) == {"title", "pv"} and rec["title"] == (products[pid][0] or "") and iid == products[pid][1]
     specs = {}
-    for pid, prop, value in _query(store, "SELECT product_id, property, value FROM specs ORDER BY product_id, position"):
+    for pid, prop, value in query(store, "SELECT product_id, property, value FROM specs ORDER BY product_id, position"):
         specs.setdefault(pid, []).append((prop, value))
     with_specs = [i for i in captions if captions[i]["pv"]]
     assert with_specs
@@ -65,7 +58,7 @@ def test_layout_holds_the_authors_files(exported):
     assert labels and all(" > " in name for name in labels)
     for iid, label in id_label.items():
         assert labels[label].endswith(items["items"][iid]["sub_class_name"])
-    norm = dict(_query(store, "SELECT product_id, blob FROM media WHERE kind = 'image_norm' AND status = 'ok'"))
+    norm = dict(query(store, "SELECT product_id, blob FROM media WHERE kind = 'image_norm' AND status = 'ok'"))
     images = sorted(p.stem for p in (out / "images").glob("*.jpg"))
     assert images and all(items["items"][i]["product_id"] in norm for i in images)
     assert sorted(p.stem for p in (out / "videos").iterdir()) and sorted(p.stem for p in (out / "audios").glob("*.mp3"))
@@ -84,32 +77,32 @@ def test_round_trip_through_import(exported, tmp_path):
     result = runner.invoke(app, ["--store", str(target), "import", "m5product", str(root / "out")])
     assert result.exit_code == 0, result.output
     new = Store.open(target)
-    ids = [r[0] for r in _query(store, "SELECT DISTINCT product_id FROM splits")]
-    old_titles = {pid: t for pid, t in _query(store, "SELECT product_id, title FROM products")}
-    new_titles = dict(_query(new, "SELECT product_id, title FROM products"))
+    ids = [r[0] for r in query(store, "SELECT DISTINCT product_id FROM splits")]
+    old_titles = {pid: t for pid, t in query(store, "SELECT product_id, title FROM products")}
+    new_titles = dict(query(new, "SELECT product_id, title FROM products"))
     assert set(new_titles) == set(ids)
     assert all(new_titles[p] == old_titles[p] for p in ids)
-    old_specs = _query(store, "SELECT product_id, position, property, value FROM specs ORDER BY ALL")
-    assert _query(new, "SELECT product_id, position, property, value FROM specs ORDER BY ALL") == \
+    old_specs = query(store, "SELECT product_id, position, property, value FROM specs ORDER BY ALL")
+    assert query(new, "SELECT product_id, position, property, value FROM specs ORDER BY ALL") == \
         [r for r in old_specs if r[0] in set(ids)]
-    old_images = dict(_query(store, "SELECT product_id, sha256 FROM media WHERE kind = 'image_norm' AND status = 'ok'"))
-    new_images = {pid: (sha, blob) for pid, sha, blob in _query(new, "SELECT product_id, sha256, blob FROM media WHERE kind = 'image'")}
+    old_images = dict(query(store, "SELECT product_id, sha256 FROM media WHERE kind = 'image_norm' AND status = 'ok'"))
+    new_images = {pid: (sha, blob) for pid, sha, blob in query(new, "SELECT product_id, sha256, blob FROM media WHERE kind = 'image'")}
     assert set(new_images) == set(old_images) & set(ids)
     for pid, (sha, blob) in new_images.items():
         assert sha == old_images[pid] == hashlib.sha256((target / blob).read_bytes()).hexdigest()
-    old_videos = dict(_query(store, "SELECT product_id, sha256 FROM media WHERE kind = 'video' AND status = 'ok'"))
-    new_videos = dict(_query(new, "SELECT product_id, sha256 FROM media WHERE kind = 'video'"))
+    old_videos = dict(query(store, "SELECT product_id, sha256 FROM media WHERE kind = 'video' AND status = 'ok'"))
+    new_videos = dict(query(new, "SELECT product_id, sha256 FROM media WHERE kind = 'video'"))
     assert new_videos and all(new_videos[p] == old_videos[p] for p in new_videos)
     # category paths come back at the unified level the layout carries (class > sub-class)
-    paths = dict(_query(new, "SELECT product_id, category_path FROM products"))
-    labelled = _query(store, "SELECT p.product_id, t1.name, t2.name FROM products p JOIN label_map l ON l.platform = p.platform "
+    paths = dict(query(new, "SELECT product_id, category_path FROM products"))
+    labelled = query(store, "SELECT p.product_id, t1.name, t2.name FROM products p JOIN label_map l ON l.platform = p.platform "
                              "AND l.raw_path = array_to_string(p.category_path, ' > ') JOIN taxonomy t1 ON t1.level = 1 "
                              "AND t1.label_id = l.class_id JOIN taxonomy t2 ON t2.level = 2 AND t2.label_id = l.sub_class_id")
     assert labelled and all(paths[p] == [c, s] for p, c, s in labelled if p in paths)
     # the split lists come back as a split version
-    assert sorted(_query(new, "SELECT split, product_id FROM splits WHERE version = 'imported'")) == \
-        sorted(_query(store, "SELECT split, product_id FROM splits WHERE version = 'v1'"))
-    runs = _query(new, "SELECT stage, status, n_out FROM runs")
+    assert sorted(query(new, "SELECT split, product_id FROM splits WHERE version = 'imported'")) == \
+        sorted(query(store, "SELECT split, product_id FROM splits WHERE version = 'v1'"))
+    runs = query(new, "SELECT stage, status, n_out FROM runs")
     assert runs == [("import", "ok", len(ids))]
     n_media = new.count("media")
     again = runner.invoke(app, ["--store", str(target), "import", "m5product", str(root / "out")])
@@ -126,7 +119,7 @@ def test_import_of_the_authors_layout_uses_the_platform_name(exported, tmp_path)
     result = runner.invoke(app, ["--store", str(tmp_path / "s"), "import", "m5product", str(plain), "--platform", "taobao"])
     assert result.exit_code == 0, result.output
     new = Store.open(tmp_path / "s")
-    rows = _query(new, "SELECT product_id, platform, source_id FROM products")
+    rows = query(new, "SELECT product_id, platform, source_id FROM products")
     assert rows and all(pid == f"taobao:{src}" and plat == "taobao" for pid, plat, src in rows)
     bad = runner.invoke(app, ["--store", str(tmp_path / "s2"), "import", "m5product", str(tmp_path / "nothing")])
     assert bad.exit_code == 1 and "no such folder" in bad.output

@@ -310,9 +310,11 @@ def _training(train_run) -> tuple[str, bool]:
         return empty("No training run given.", "m5data train ... && m5data evaluate ..., then m5data report --train-run RUN"), True
     rows = metrics.get("rows") if isinstance(metrics, dict) else metrics
     if isinstance(rows, list) and rows and isinstance(rows[0], dict):
+        from m5data.train.evaluate import format_cell, shown_columns
+
         order = metrics.get("columns") if isinstance(metrics, dict) and metrics.get("columns") else list(rows[0])
-        header = [c for c in order if any(c in r for r in rows)]
-        cells = [[f"{100 * v:.2f}" if isinstance(v, float) else v for v in (r.get(h) for h in header)] for r in rows]
+        header = shown_columns(order, rows)
+        cells = [[format_cell(r.get(h)) for h in header] for r in rows]
         note = '<p class="muted">Retrieval, accuracy and clustering figures in percent.</p>'
         return note + table(header, cells, {i for i, h in enumerate(header) if h not in ("model", "modalities")}), False
     items = sorted(metrics.items()) if isinstance(metrics, dict) else []

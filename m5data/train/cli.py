@@ -85,7 +85,7 @@ def evaluate(
     from .config import MODALITIES
     from .data import ShardError
     from .evaluate import evaluate as run_eval
-    from .evaluate import write_features
+    from .evaluate import format_cell, shown_columns, write_features
 
     combos = None
     if modalities:
@@ -103,11 +103,11 @@ def evaluate(
             console.print(f"wrote {n} feature lines to {features_out}")
     except (ShardError, FileNotFoundError) as exc:
         fail(str(exc))
-    cols = [c for c in result["columns"] if any(c in r for r in result["rows"])]
+    cols = shown_columns(result["columns"], result["rows"])
     table = Table(title=f"evaluation of {run}")
     for c in cols:
         table.add_column(c, justify="left" if c in ("model", "modalities") else "right")
     for r in result["rows"]:
-        table.add_row(*(("" if r.get(c) is None else (f"{100 * r[c]:.2f}" if isinstance(r[c], float) else str(r[c]))) for c in cols))
+        table.add_row(*(format_cell(r.get(c)) for c in cols))
     console.print(table)
     console.print(f"split sizes: {result['counts']}; written {run / 'metrics.json'} and {run / 'metrics.md'}")

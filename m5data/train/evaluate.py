@@ -118,15 +118,21 @@ def evaluate(run: str | Path, shards: str | Path, *, combos: list[tuple[str, ...
     return out
 
 
+def shown_columns(columns: list[str], rows: list[dict]) -> list[str]:
+    """The columns, in order, that at least one row fills."""
+    return [c for c in columns if any(c in r for r in rows)]
+
+
 def markdown(result: dict) -> str:
-    cols = [c for c in result["columns"] if any(c in r for r in result["rows"])]
+    cols = shown_columns(result["columns"], result["rows"])
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in result["rows"]:
-        lines.append("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
+        lines.append("| " + " | ".join(format_cell(r.get(c)) for c in cols) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _fmt(v) -> str:
+def format_cell(v) -> str:
+    """A metrics table cell: a float (a fraction) in percent with two decimals, empty for None."""
     if v is None:
         return ""
     if isinstance(v, float):

@@ -65,6 +65,19 @@ def _pool(h: torch.Tensor, valid: torch.Tensor, how: str) -> torch.Tensor:
     return (h * (w / w.sum(1, keepdim=True))[..., None]).sum(1)
 
 
+class EntityEmbedding(nn.Embedding):
+    """The table's tokens: ids [B, L, 2] of each entity (``property:value``) and of its property ->
+    [B, L, D], the entity's embedding plus, with ``with_property``, its property's (one table)."""
+
+    def __init__(self, vocab: int, dim: int, with_property: bool):
+        super().__init__(vocab, dim, padding_idx=PAD)
+        self.with_property = with_property
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = super().forward(ids)
+        return h[:, :, 0] + h[:, :, 1] if self.with_property else h[:, :, 0]
+
+
 TOKEN = {"text", "table"}  # modalities of discrete ids; the others are feature vectors
 
 
@@ -84,7 +97,7 @@ class Scale(nn.Module):
         d = cfg.dim
         self.embed = nn.ModuleDict({
             "text": nn.Embedding(cfg.text_vocab, d, padding_idx=PAD),
-            "table": nn.Embedding(cfg.table_vocab, d, padding_idx=PAD),
+            "table": EntityEmbedding(cfg.table_vocab, d, cfg.table_property),
             **{m: nn.Sequential(nn.LayerNorm(dims[m]), nn.Linear(dims[m], d)) for m in ("image", "video", "audio")},
         })
         self.position = nn.ParameterDict({m: nn.Parameter(torch.zeros(1, self.lengths[m] + 1, d)) for m in MODALITIES})
@@ -117,8 +130,6 @@ class Scale(nn.Module):
             mask = batch[f"{m}_mask"].to(device)
             present = batch[f"{m}_present"].to(device) & (m in use)
             h = self.embed[m](x)
-            if m == "table":  # an entity's token: its property:value embedding plus its property's
-                h = h[:, :, 0] + h[:, :, 1] if self.cfg.table_property else h[:, :, 0]
             h = torch.where(present[:, None, None], h, torch.zeros_like(h))  # zero imputation of a missing modality
             b = h.shape[0]
             h = torch.cat([self.cls[m].expand(b, -1, -1), h], dim=1) + self.position[m][:, : h.shape[1] + 1]
