@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..storage.blobs import BlobPathError, resolve_blob
 
 SPLIT_NAMES = ("train", "query-c", "gallery-c", "query-fg", "gallery-fg", "cls-train", "cls-test", "subset")
 
@@ -244,7 +245,11 @@ def read_blob(store_root: Path, sample: Sample, attr: str, what: str, failures) 
     if not rel:
         return None
     try:
-        return (store_root / rel).read_bytes()
+        return resolve_blob(store_root, rel).read_bytes()
+    except BlobPathError:
+        failures[f"{what} blob path outside the store"] += 1
+        setattr(sample, attr, None)
+        return None
     except OSError:
         failures[f"missing {what} blob"] += 1
         setattr(sample, attr, None)
@@ -253,7 +258,10 @@ def read_blob(store_root: Path, sample: Sample, attr: str, what: str, failures) 
 
 def frame_files(store_root: Path, frames_blob: str) -> list[Path]:
     """The JPEG frames of a frames folder, in time order (``000001.jpg`` ...); [] when the folder is gone."""
-    folder = store_root / frames_blob
+    try:
+        folder = resolve_blob(store_root, frames_blob)
+    except BlobPathError:
+        return []
     if not folder.is_dir():
         return []
     listing = folder / "frames.json"

@@ -39,6 +39,31 @@ def _find_syncfs():
 _SYNCFS = _find_syncfs()
 
 
+# the folders of the store that hold blobs (downloaded media) and derived files (frames, MFCC, ...)
+BLOB_AREAS = ("blobs", "derived")
+
+
+class BlobPathError(ValueError):
+    """A blob path from a table that does not name a file inside the store's blob or derived area."""
+
+
+def resolve_blob(store_root: Path, rel: str | os.PathLike) -> Path:
+    """The absolute path of a blob path read from a table (``blobs/ab/abcd.jpg``, ``derived/...``).
+
+    Table rows are data, and a store may come from someone else: a path that is absolute, climbs
+    out with ``..`` or leads out through a symlink is refused with :class:`BlobPathError`, so no
+    reader of a blob ever opens a file outside ``<store>/blobs`` or ``<store>/derived``.
+    """
+    text = os.fspath(rel)
+    if not text or "\x00" in text or os.path.isabs(text):
+        raise BlobPathError(f"blob path {text!r} is not a path inside the store")
+    root = Path(store_root).resolve()
+    path = (root / text).resolve()
+    if not any(path.is_relative_to(root / area) and path != root / area for area in BLOB_AREAS):
+        raise BlobPathError(f"blob path {text!r} leads outside the store's {' and '.join(BLOB_AREAS)} folders")
+    return path
+
+
 @dataclass(frozen=True)
 class BlobRef:
     sha256: str

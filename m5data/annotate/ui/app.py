@@ -22,6 +22,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ...storage.blobs import BlobPathError, resolve_blob
 from ...threaded_app import ThreadedApp
 
 STATIC = Path(__file__).parent / "static"
@@ -180,8 +181,11 @@ class LabellingApp:
         product = self.products.get(request.match_info["product_id"])
         if product is None or not product["image"]:
             raise web.HTTPNotFound()
-        path = (self.store.root / product["image"]).resolve()
-        if not path.is_relative_to(self.store.root.resolve()) or not path.is_file():
+        try:
+            path = resolve_blob(self.store.root, product["image"])
+        except BlobPathError:
+            raise web.HTTPNotFound() from None
+        if not path.is_file():
             raise web.HTTPNotFound()
         return web.FileResponse(path)
 
