@@ -52,6 +52,19 @@ class CrawlSettings:
     allow_private: bool = False  # crawl hosts on loopback / private / link-local addresses (the demo shop needs it)
     render: bool = False  # re-fetch pages whose product data scripts fill in through headless Chromium (scrapy-playwright)
     render_timeout: float = 30.0  # seconds a rendered page may take (navigation until the network is idle)
+    # caps on what one page may store (a hostile page's 5 MB title, 60,000 spec rows); a cut leaves a
+    # "capped: ..." crawl_errors row and the product is still stored. The saved real pages (Amazon,
+    # AliExpress, JSON-LD shops) reach at most: title 186, spec property 35, value 69, 22 spec rows,
+    # 6 images, 10 videos, URL 158, 4 category levels, id 17: the defaults leave ample room.
+    max_title_chars: int = 1000  # title
+    max_description_chars: int = 20_000  # description (schema.org / og:description)
+    max_property_chars: int = 200  # a spec property name; a category label
+    max_value_chars: int = 2000  # a spec value; a media detail (media.meta) string
+    max_id_chars: int = 200  # source id, merchant id, currency; a longer id is cut and ends with a hash of the whole id
+    max_url_chars: int = 2083  # a media URL (a longer one is dropped, not cut), the page URL (longer: not stored), links followed
+    max_specs: int = 500  # spec rows per product (the first ones are kept)
+    max_media: int = 200  # image URLs, and video URLs, per product
+    max_crumbs: int = 20  # category levels per product
 
 
 @dataclass
@@ -367,7 +380,9 @@ def _coerce(key: str, value: Any, typ: type) -> Any:
 
 
 _POSITIVE = {
-    "crawl.concurrency", "crawl.per_domain", "crawl.timeout", "crawl.batch_rows",
+    "crawl.concurrency", "crawl.per_domain", "crawl.timeout", "crawl.batch_rows", "crawl.max_title_chars",
+    "crawl.max_description_chars", "crawl.max_property_chars", "crawl.max_value_chars", "crawl.max_id_chars",
+    "crawl.max_url_chars", "crawl.max_specs", "crawl.max_media", "crawl.max_crumbs",
     "download.concurrency", "download.per_host", "download.connect_timeout", "download.read_timeout",
     "download.request_deadline", "download.max_image_bytes", "download.max_video_bytes",
     "download.stall_timeout", "extract.frame_fps", "extract.max_duration", "extract.max_frames",

@@ -8,6 +8,7 @@ and records the ``runs`` row. Logs and stats of a run stay in ``<store>/logs/cra
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .. import config as cfg
+from .items import Caps
 from .render import check_browser, playwright_settings
 from ..storage import StageStats, record_run
 from ..storage.locks import stage_lock
@@ -83,6 +85,8 @@ def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, 
         "M5DATA_RUN_ID": run_id,
         "M5DATA_RESUME": resume,
         "M5DATA_BATCH_ROWS": cs.batch_rows,
+        "M5DATA_CAPS": dataclasses.asdict(Caps.from_settings(cs)),
+        "URLLENGTH_LIMIT": cs.max_url_chars,  # links longer than a stored URL may be are not followed
         "M5DATA_ALLOW_PRIVATE": cs.allow_private,
         "M5DATA_RENDER": cs.render,
         "M5DATA_RENDER_TIMEOUT": cs.render_timeout,

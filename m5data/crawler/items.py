@@ -18,17 +18,20 @@ import html
 import json
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from urllib.parse import urlsplit
 
 _SPACE = re.compile(r"\s+")
+# the control characters (Unicode Cc) that \s does not match: the others are whitespace, collapsed
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
 _PROPERTY_EDGES = ":：-–—•·|*"  # colons and list bullets around a property name ("Brand:", "• Size")
 # A breadcrumb's leading link to the home page is not a category level.
 HOME_CRUMBS = {"首页", "主页", "home", "home page", "homepage", "inicio", "accueil", "startseite", "ホーム", "홈"}
 
 
 def clean_text(value, nfkc: bool = True) -> str | None:
-    """NFKC, HTML entities decoded, format characters (LRM, ZWSP, BOM) dropped, whitespace collapsed.
+    """NFKC, HTML entities decoded, control characters (NUL, ESC...) and format characters (LRM,
+    ZWSP, BOM) dropped, whitespace collapsed.
 
     Returns None for None or text that is empty after cleaning. ``nfkc=False`` keeps the
     characters as the page wrote them (for breadcrumb labels, which stay raw).
@@ -40,7 +43,9 @@ def clean_text(value, nfkc: bool = True) -> str | None:
         text = html.unescape(text)
     if nfkc:
         text = unicodedata.normalize("NFKC", text)
-    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    text = _CONTROL.sub("", text)  # NUL, BEL, ESC... (control characters that are not whitespace)
+    if not text.isascii():
+        text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
     text = _SPACE.sub(" ", text).strip()
     return text or None
 
@@ -65,6 +70,26 @@ def host_platform(url: str) -> str:
     """The platform name of a site without an adapter: its host, without ``www.`` and port."""
     host = (urlsplit(url).hostname or "unknown").lower()
     return host[4:] if host.startswith("www.") else host
+
+
+@dataclass(frozen=True)
+class Caps:
+    """Upper bounds on what one page may store: the ``crawl.max_*`` settings (defaults in config.py)."""
+
+    title_chars: int
+    description_chars: int
+    property_chars: int
+    value_chars: int
+    id_chars: int
+    url_chars: int
+    specs: int
+    media: int
+    crumbs: int
+
+    @classmethod
+    def from_settings(cls, crawl) -> Caps:
+        """The caps of a ``CrawlSettings`` (``max_title_chars`` -> ``title_chars``, ...)."""
+        return cls(**{f.name: getattr(crawl, "max_" + f.name) for f in fields(cls)})
 
 
 @dataclass
@@ -96,32 +121,38 @@ class ProductItem:
     def product_id(self) -> str:
         return f"{self.platform}:{self.source_id}"
 
-    def normalised(self) -> ProductItem:
-        """A copy with text normalised, spec pairs cleaned (empty ones dropped), media de-duplicated.
+    def normalised(self, caps: Caps | None = None) -> ProductItem:
+        """A copy with text normalised, spec pairs cleaned (empty ones dropped), media de-duplicated,
+        and, given ``caps``, every field within them (what they cut: one ``capped:`` problem).
 
         The breadcrumb keeps the platform's own spelling (no NFKC: it is the raw label that the
         align stage maps), and loses a leading home link (首页, Home, Inicio...) and a last crumb
-        that repeats the product title: neither is a category level.
+        that repeats the product title: neither is a category level. Ids lose control characters
+        and surrounding whitespace; an id empty after that stays empty (the pipeline refuses it).
         """
-        specs = []
-        for prop, value in self.specs:
-            p, v = clean_property(prop), clean_text(value)
-            if p and v:
-                specs.append((p, v))
-        path = [c for c in (clean_text(x, nfkc=False) for x in self.category_path) if c]
+        fit = _Fit(caps)
+        source_id = fit.ident(self.source_id, "source id") or ""
+        merchant_id = fit.ident(self.merchant_id, "merchant id")
+        title = fit.text(self.title, "title_chars", "title")
+        description = fit.text(self.description, "description_chars", "description")
+        currency = fit.text(self.currency, "id_chars", "currency")
+        path = fit.crumbs(self.category_path)
         while path and unicodedata.normalize("NFKC", path[0]).lower() in HOME_CRUMBS:
             path = path[1:]
-        title = clean_text(self.title)
         if path and title and unicodedata.normalize("NFKC", path[-1]) == title:  # a breadcrumb ending with the product itself
             path = path[:-1]
-        return ProductItem(
-            platform=self.platform, source_id=clean_text(self.source_id) or self.source_id, url=self.url,
-            title=title, price=self.price, currency=clean_text(self.currency),
-            category_path=path, merchant_id=clean_text(self.merchant_id),
-            description=clean_text(self.description), images=_unique(self.images),
-            videos=_unique(self.videos), specs=specs, media_meta=dict(self.media_meta),
+        specs = fit.specs(self.specs)
+        images, videos = fit.urls(self.images, "image"), fit.urls(self.videos, "video")
+        meta = {url: fit.meta(self.media_meta[url]) for url in images + videos if url in self.media_meta}
+        item = ProductItem(
+            platform=self.platform, source_id=source_id, url=self.url, title=title, price=self.price,
+            currency=currency, category_path=path, merchant_id=merchant_id, description=description,
+            images=images, videos=videos, specs=specs, media_meta={u: m for u, m in meta.items() if m},
             problems=list(self.problems),
         )
+        if fit.notes or fit.counts:
+            item.problems.append(f"capped: {item.product_id}: {fit.note()}")
+        return item
 
     def content_hash(self) -> str:
         """sha256 of the page's content (everything but its URL and ids): equal for mirrored pages."""
@@ -143,6 +174,109 @@ class PageError:
     def kind(self) -> str:
         """The reason's first word(s) before a colon: the key failures are counted by."""
         return self.reason.split(":", 1)[0].strip()
+
+
+_PLURALS = {"spec property": "spec properties"}
+_URL_BREAKS = re.compile("[\t\n\r]")  # what a browser's URL parser removes from a URL
+
+
+class _Fit:
+    """Normalises the fields of one item within ``caps`` (None: no caps) and words what it cut."""
+
+    def __init__(self, caps: Caps | None):
+        self.caps = caps
+        self.notes: list[str] = []  # one per cut field, in field order
+        self.counts: dict[tuple[str, str], int] = {}  # (thing, reason) -> how many were cut or dropped
+
+    def count(self, thing: str, reason: str, n: int = 1) -> None:
+        self.counts[(thing, reason)] = self.counts.get((thing, reason), 0) + n
+
+    def note(self) -> str:
+        counted = [f"{n} {_PLURALS.get(thing, thing + 's') if n > 1 else thing} {reason}" for (thing, reason), n in self.counts.items()]
+        return ", ".join(self.notes + counted)
+
+    def text(self, value, cap: str, what: str | None = None, clean=clean_text, **kw) -> str | None:
+        """``clean(value)`` within ``caps.<cap>`` characters; a cut is noted for ``what`` (a field)
+        or counted under ``kw['thing']``."""
+        if value is None:
+            return None
+        raw = str(value)
+        thing = kw.pop("thing", None)
+        limit = getattr(self.caps, cap, None)
+        if limit is None:
+            return clean(raw, **kw)
+        bound = 4 * limit + 256  # cleaning a 5 MB title takes seconds: only what can be kept is cleaned
+        text = clean(raw[:bound], **kw)
+        if text is not None and (len(text) > limit or len(raw) > bound):
+            text = text[:limit].rstrip() or None
+            if what:
+                self.notes.append(f"{what} cut from {len(raw)} to {limit} characters (crawl.max_{cap})")
+            else:
+                self.count(thing or cap, f"cut (crawl.max_{cap})")
+        return text
+
+    def ident(self, value, what: str) -> str | None:
+        """An id without control characters and edge whitespace; one over ``caps.id_chars`` is cut
+        and ends with ``~`` + 16 hex digits of sha1 of the whole id, so that long ids stay apart."""
+        if value is None:
+            return None
+        raw = str(value)
+        limit = self.caps.id_chars if self.caps else None
+        if limit is None or len(raw) <= limit:
+            return clean_text(raw)
+        text = clean_text(raw[:4 * limit + 256]) or ""
+        if len(text) <= limit and len(raw) <= 4 * limit + 256:
+            return text or None
+        digest = hashlib.sha1(raw.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        self.notes.append(f"{what} cut from {len(raw)} to {limit} characters (crawl.max_id_chars)")
+        return text[:limit - 17] + "~" + digest
+
+    def crumbs(self, path: list) -> list[str]:
+        limit = self.caps.crumbs if self.caps else len(path)
+        labels = [c for c in (self.text(x, "property_chars", thing="category label", nfkc=False) for x in path[:limit * 2]) if c]
+        if len(labels) > limit or len(path) > limit * 2:
+            self.notes.append(f"{len(path) - limit} of {len(path)} category levels dropped (crawl.max_crumbs)")
+        return labels[:limit]
+
+    def specs(self, pairs: list) -> list[tuple[str, str]]:
+        limit = self.caps.specs if self.caps else None
+        out: list[tuple[str, str]] = []
+        for i, (prop, value) in enumerate(pairs):
+            if limit is not None and len(out) >= limit:
+                self.notes.append(f"{len(pairs) - i} of {len(pairs)} spec rows dropped (crawl.max_specs)")
+                break
+            p = self.text(prop, "property_chars", thing="spec property", clean=clean_property)
+            v = self.text(value, "value_chars", thing="spec value")
+            if p and v:
+                out.append((p, v))
+        return out
+
+    def urls(self, urls: list, kind: str) -> list[str]:
+        """Media URLs: de-duplicated in page order, tabs and newlines removed; one holding another
+        control character, or longer than ``caps.url_chars``, is dropped (a cut URL is another URL)."""
+        out = []
+        for url in _unique([_URL_BREAKS.sub("", u) for u in urls if isinstance(u, str)]):
+            if any(ord(c) < 32 or 127 <= ord(c) <= 159 for c in url):
+                self.count("media URL", "dropped (control characters)")
+            elif self.caps and len(url) > self.caps.url_chars:
+                self.count("media URL", "dropped (crawl.max_url_chars)")
+            else:
+                out.append(url)
+        if self.caps and len(out) > self.caps.media:
+            self.count(f"{kind} URL", "dropped (crawl.max_media)", len(out) - self.caps.media)
+            out = out[:self.caps.media]
+        return out
+
+    def meta(self, meta: dict) -> dict:
+        """A media URL's details, without string values over ``caps.value_chars``."""
+        limit = self.caps.value_chars if self.caps else None
+        out = {}
+        for key, value in (meta or {}).items():
+            if limit is not None and isinstance(value, str) and len(value) > limit:
+                self.count("media detail", "dropped (crawl.max_value_chars)")
+            else:
+                out[key] = value
+        return out
 
 
 def _unique(urls: list[str]) -> list[str]:

@@ -16,7 +16,8 @@ import json
 import logging
 from datetime import datetime, timezone
 
-from .items import PageError, ProductItem, media_id
+from ..config import CrawlSettings
+from .items import Caps, PageError, ProductItem, media_id
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ class StorePipeline:
         self.run_id = s.get("M5DATA_RUN_ID", "")
         self.batch_rows = s.getint("M5DATA_BATCH_ROWS", 500)
         self.resume = s.getbool("M5DATA_RESUME", True)
+        caps = s.getdict("M5DATA_CAPS")
+        self.caps = Caps(**caps) if caps else Caps.from_settings(CrawlSettings())
         self.store = None
         self.closing = False
         self.seen_ids: set[str] = set()
@@ -111,7 +114,15 @@ class StorePipeline:
             return item
         if not isinstance(item, ProductItem):
             return item
-        item = item.normalised()
+        if len(item.url) > self.caps.url_chars:  # a redirect can land on a URL no link would be followed to
+            self._error(item.url[:self.caps.url_chars], item.platform, f"url too long: {len(item.url)} characters, "
+                        f"over crawl.max_url_chars ({self.caps.url_chars}); not stored", None, now)
+            return item
+        item = item.normalised(self.caps)
+        if not item.source_id:
+            self._error(item.url, item.platform, "bad id: the page's product id is empty once control characters "
+                        "and whitespace are removed; not stored", None, now)
+            return item
         if not (item.title or item.images or item.price is not None):
             self._error(item.url, item.platform, "no product data: no title, image or price", None, now)
             return item
