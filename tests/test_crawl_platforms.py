@@ -229,3 +229,43 @@ def test_taobao_html_thumbnails_and_booth_without_the_payload():
 def test_tmall_attr_list_without_the_pro_group_payload():
     item = html_only("tmall/item_pc.html", "https://detail.tmall.com/item.htm?id=640123456789", ("var itemProps", "};\n"))
     assert item.specs == [("品牌", "Philips/飞利浦"), ("飞利浦型号", "HD9651/91"), ("容量", "6.2L"), ("功率", "2000W")]
+
+
+# ------------------------------------------------------------------ Amazon detail bullets, recommendation carousels
+BOOK_SPECS = [("Publisher", "O'Reilly Media; 1st edition (March 3, 2020)"), ("Language", "English"),
+              ("Paperback", "412 pages"), ("ISBN-10", "1000000012"), ("ISBN-13", "978-1000000019"),
+              ("Item Weight", "1.4 pounds"), ("Dimensions", "7 x 0.9 x 9.2 inches")]
+
+
+def book_page(url: str, site: str | None = None, edit=lambda text: text) -> ProductItem:
+    text = edit((PAGES / "amazon/book_detail_bullets.html").read_text(encoding="utf-8"))
+    response = HtmlResponse(url, body=text.encode(), encoding="utf-8")
+    page = read_page(response.text, url)
+    return AdapterChooser(site)(url, response).product(response, page).normalised()
+
+
+@pytest.mark.parametrize("url", ["https://www.amazon.com/dp/1000000012", "http://127.0.0.1:8000/saved/book.html"])
+def test_amazon_book_detail_bullets_are_the_specs(url):
+    item = book_page(url)
+    assert item.product_id == "amazon:1000000012" and item.title == "Learning Web Scraping: Patterns for Messy Pages"
+    assert item.specs == BOOK_SPECS  # marks (&rlm; &lrm;) and colons gone; rank and review bullets left out
+
+
+def test_generic_spec_reader_never_reads_recommendation_carousels():
+    """The carousel's "JavaScript: The Good Parts Douglas Crockford 4.1 out of 5 stars" reads like a
+    key: value item; so does a sponsored list under its heading. Neither is a spec of this product."""
+    item = book_page("http://shop.test/book", "generic",
+                     lambda t: t.replace("<head>", '<head><meta property="og:type" content="product">'))
+    assert item.specs == BOOK_SPECS
+
+
+def test_amazon_tech_spec_table_without_its_class_then_bullets_the_table_lacks():
+    table = ('<table id="productDetails_techSpec_section_1" class="a-keyvalue"><tr><th> Reading age </th><td> 18 years and up </td></tr>'
+             "<tr><th> Publisher </th><td> O'Reilly Media </td></tr></table>")
+    item = book_page("https://www.amazon.com/dp/1000000012", edit=lambda t: t.replace('<div id="detailBulletsWrapper_feature_div"', table + '<div id="detailBulletsWrapper_feature_div"'))
+    assert item.specs == [("Reading age", "18 years and up"), ("Publisher", "O'Reilly Media")] + BOOK_SPECS[1:]
+
+
+def test_amazon_page_without_details_gets_no_carousel_specs():
+    cut = lambda t: t[:t.index('<div id="detailBulletsWrapper_feature_div"')] + "</div></div></body></html>"  # noqa: E731
+    assert book_page("https://www.amazon.com/dp/1000000012", edit=cut).specs == []

@@ -13,7 +13,8 @@ Guards: a block counts only with at least two pairs making up most of its rows (
 one ``Sale: 20%`` item is not a spec list); keys are short (<= 40 characters) and not sentences;
 blocks inside ``nav``, ``header``, ``footer``, ``aside``, ARIA navigation/banner/contentinfo or
 an element whose id/class names navigation, menus, footers, breadcrumbs, carts, accounts,
-reviews, related products, shipping, returns or payment are ignored; when the page marks a main
+reviews, related products, shipping, returns or payment are ignored, and so are recommendation
+widgets (carousels, sponsored or similar items, a block under a "Customers who bought..." heading); when the page marks a main
 content area (``main``, ``[role=main]``, ``#main``, ``#content``, a schema.org Product element),
 only blocks inside it count. Property names are de-duplicated (first wins).
 """
@@ -29,9 +30,15 @@ _SENTENCE = re.compile(r"[.!?。！？]\s|https?://|[.!?。！？]$")
 # id/class words of blocks that hold no specs: long words anywhere in a name ("glbfooter"), short
 # ones as a whole dash/underscore-separated part ("main-nav", "nav_bar" but not "canvas")
 _BAD_WORDS = re.compile(r"footer|header|breadcrumb|sidebar|cookie|newsletter|pagination|recommend|related|navigation|"
-                        r"masthead|shipping|delivery|payment|review|comment|megamenu|sitemap", re.I)
+                        r"masthead|shipping|delivery|payment|review|comment|megamenu|sitemap|carousel|sponsored|similarit|"
+                        r"also-?bought|also-?viewed", re.I)
 _BAD_PARTS = {"nav", "navbar", "menu", "cart", "basket", "foot", "share", "social", "login", "account", "returns", "return",
-              "rating", "ratings", "similar", "recently", "pager", "toolbar", "crumb", "crumbs", "filters", "filter", "bc", "gh"}
+              "rating", "ratings", "similar", "recently", "pager", "toolbar", "crumb", "crumbs", "filters", "filter", "bc", "gh",
+              "sims", "p13n"}
+# headings of recommendation widgets: their product lists read like "Title: Subtitle Author 4.1 out of 5 stars"
+_RECOMMENDS = re.compile(r"customers (?:who )?(?:also|bought|viewed)|also (?:bought|viewed|like)|sponsored|similar (?:items|products)|"
+                         r"related to this item|frequently bought|recommended for you|猜你喜欢|看了又看|为你推荐|相似商品|大家都在买", re.I)
+_HEADING = "preceding::*[self::h1 or self::h2 or self::h3 or self::h4 or self::h5 or self::h6][1]"
 _BAD_TAGS = {"nav", "header", "footer", "aside", "form", "select", "script", "style", "noscript", "template"}
 _BAD_ROLES = {"navigation", "banner", "contentinfo", "menu", "menubar", "search"}
 _MAIN = ("//main", "//*[@role='main']", "//*[@id='main']", "//*[@id='content']", "//*[@id='maincontent']",
@@ -91,8 +98,24 @@ def _guarded(el) -> bool:
         names = f"{get('id') or ''} {get('class') or ''}".strip()
         if names and (_BAD_WORDS.search(names) or any(p.lower() in _BAD_PARTS for p in re.split(r"[\s_-]+", names))):
             return True
+        if "data-a-carousel-options" in node.attrib or _RECOMMENDS.search(get("aria-label") or ""):
+            return True
         node = node.getparent()
-    return False
+    return _under_recommendation_heading(el)
+
+
+def _under_recommendation_heading(el, levels: int = 3) -> bool:
+    """Whether the nearest heading before ``el``, within its ``levels`` nearest ancestors, names a
+    recommendation widget ("Customers who bought this item also bought", "Sponsored products...")."""
+    scope = el
+    for _ in range(levels):
+        if scope.getparent() is None:
+            break
+        scope = scope.getparent()
+    heading = el.xpath(_HEADING)
+    if not heading or scope not in heading[0].iterancestors():
+        return False
+    return bool(_RECOMMENDS.search(heading[0].text_content()))
 
 
 def _cell(el) -> str:

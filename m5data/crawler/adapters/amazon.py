@@ -5,9 +5,11 @@
 - images: the ``colorImages.initial`` list of the ``ImageBlockATF`` script (``hiRes``, else
   ``large``), else the landing image;
 - breadcrumb: ``#wayfinding-breadcrumbs_feature_div``;
-- specs: the rows of the ``prodDetTable`` tables (Technical details / Additional information),
-  else the ``#detailBullets`` list, else the ``#productOverview`` table; review and rank rows
-  are left out (they describe sales, not the product);
+- specs: the rows of the product-details tables (``prodDetTable``, ``#productDetails_techSpec_section_1``,
+  ``#productDetails_detailBullets_sections1``), then the ``#detailBullets_feature_div`` list
+  (books: ``Publisher &rlm; : &lrm; O'Reilly``, marks and colon stripped) for properties the
+  tables lack, else the ``#productOverview`` table; review and rank rows are left out (they
+  describe sales, not the product); recommendation carousels are never specs;
 - videos: the "Videos for this product" carousel items whose ``data-product-asin`` is this
   ASIN. Their player URL is an HLS playlist, which is not one downloadable file, so the media
   URL is the item's MP4 rendition (``data-video-previews``) and the playlist goes in
@@ -26,6 +28,9 @@ from .base import SiteAdapter, script_json
 _NOT_SPECS = {"customer reviews", "best sellers rank"}
 _SYMBOLS = {"$": "USD", "US$": "USD", "£": "GBP", "€": "EUR", "¥": "JPY", "₹": "INR", "CA$": "CAD", "C$": "CAD", "A$": "AUD"}
 _VISIBLE = ".//text()[not(ancestor::script) and not(ancestor::style)]"
+# the product-details tables (technical details, additional information), with or without the class
+_TABLES = ("table.prodDetTable, table#productDetails_techSpec_section_1, table#productDetails_techSpec_section_2, "
+           "table#productDetails_detailBullets_sections1")
 
 
 def _area(size) -> float:
@@ -33,6 +38,11 @@ def _area(size) -> float:
         return float(size[0]) * float(size[1])
     except (TypeError, ValueError, IndexError):
         return 0.0
+
+
+def _key(text: str) -> str:
+    """A detail label without Amazon's direction marks and colon (``Publisher &rlm; : &lrm;``)."""
+    return text.replace("\u200f", " ").replace("\u200e", " ").strip().rstrip(":：").strip()
 
 
 def _visible_text(sel) -> str:
@@ -122,17 +132,21 @@ class AmazonAdapter(SiteAdapter):
         return [u for u in urls if isinstance(u, str) and not u.strip().startswith("data:")]
 
     def _specs(self, response) -> list[tuple[str, str]]:
+        """The product-details tables, then the detail bullets for properties the tables lack; the
+        overview table only when both are missing. Carousels ("Customers who bought...", sponsored
+        products) are never read: their entries are other products."""
         specs = []
-        for row in response.css("table.prodDetTable tr"):
+        for row in response.css(_TABLES).xpath("./tr|./tbody/tr"):
             prop = _visible_text(row.css("th"))
             value = _visible_text(row.css("td"))
-            if prop and value and prop.strip(" :").lower() not in _NOT_SPECS:
+            if prop and value and _key(prop).lower() not in _NOT_SPECS:
                 specs.append((prop, value))
-        if not specs:
-            for li in response.css("#detailBullets_feature_div li"):
-                parts = [t for t in (x.strip() for x in li.xpath(_VISIBLE).getall()) if t and t not in {":", "\u200f", "\u200e"}]
-                if len(parts) >= 2 and parts[0].strip(" :\u200f\u200e").lower() not in _NOT_SPECS:
-                    specs.append((parts[0], " ".join(parts[1:])))
+        have = {_key(p).lower() for p, _ in specs}
+        for li in response.css("#detailBullets_feature_div li"):
+            parts = [t for t in (_key(x) if i == 0 else x.strip() for i, x in enumerate(li.xpath(_VISIBLE).getall())) if t]
+            if len(parts) >= 2 and parts[0].lower() not in _NOT_SPECS | have:
+                have.add(parts[0].lower())
+                specs.append((parts[0], " ".join(parts[1:])))
         if not specs:
             for row in response.css("#productOverview_feature_div tr"):
                 cells = row.css("td")
