@@ -6,6 +6,7 @@ breadcrumb, video) and the platform id. The crawl of the same pages over HTTP (p
 as JSON and JavaScript, CJK charsets) is in test_crawl_payloads.py.
 """
 
+import json
 from pathlib import Path
 
 import pytest
@@ -269,3 +270,25 @@ def test_amazon_tech_spec_table_without_its_class_then_bullets_the_table_lacks()
 def test_amazon_page_without_details_gets_no_carousel_specs():
     cut = lambda t: t[:t.index('<div id="detailBulletsWrapper_feature_div"')] + "</div></div></body></html>"  # noqa: E731
     assert book_page("https://www.amazon.com/dp/1000000012", edit=cut).specs == []
+
+
+# ------------------------------------------------------------------ 2015-era Tmall itemDO.mainPic
+def tmall_2015(main_pic: str, url: str = "https://detail.tmall.com/item.htm?id=45012345678") -> ProductItem:
+    setup = {"itemDO": {"itemId": "45012345678", "title": "Apple/苹果 iPhone 6s 全网通", "userId": "1917047079",
+                        "reservePrice": "5288.00", "mainPic": main_pic},
+             "newProGroup": [{"groupName": "基本信息", "attrs": [{"name": "品牌", "value": "Apple/苹果"}, {"name": "型号", "value": "iPhone 6s"}]}]}
+    body = (f'<html><head><meta charset="utf-8"></head><body><div id="J_DetailMeta" class="tm-detail-meta"></div>'
+            f"<script>TShop.Setup({json.dumps(setup, ensure_ascii=False)});</script></body></html>")
+    response = HtmlResponse(url, body=body.encode(), encoding="utf-8")
+    return AdapterChooser()(url, response).product(response, read_page(response.text, url)).normalised()
+
+
+@pytest.mark.parametrize("main_pic, image", [
+    ("TB1aBcDeFgHiJkL.jpg", "https://img.alicdn.com/bao/uploaded/TB1aBcDeFgHiJkL.jpg"),
+    ("i1/1917047079/TB2xYz_!!1917047079.jpg", "https://img.alicdn.com/bao/uploaded/i1/1917047079/TB2xYz_!!1917047079.jpg"),
+    ("//img.alicdn.com/bao/uploaded/i4/1917047079/TB1q.jpg_430x430q90.jpg", "https://img.alicdn.com/bao/uploaded/i4/1917047079/TB1q.jpg"),
+])
+def test_tmall_2015_item_do_main_pic_is_the_main_image(main_pic, image):
+    item = tmall_2015(main_pic)
+    assert item.product_id == "tmall:45012345678" and item.specs == [("品牌", "Apple/苹果"), ("型号", "iPhone 6s")]
+    assert item.images == [image]

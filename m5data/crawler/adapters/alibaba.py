@@ -9,7 +9,8 @@ What a page or response carries, in the order read (the first that gives a field
   - H5 detail: ``item`` (``itemId``, ``title``, ``images``, ``videos``), ``props.groupProps``
     (``[{"基本信息": [{"品牌": "X"}, ...]}]``), ``seller`` (``userId``, ``shopType``), the price's
     ``priceText``;
-  - older Tmall PC: ``itemDO`` (``itemId``, ``title``, ``reservePrice``, ``userId``),
+  - older Tmall PC: ``itemDO`` (``itemId``, ``title``, ``reservePrice``, ``userId``, ``mainPic``:
+    the main image, a bare image id such as ``i1/123/TB1x.jpg`` on ``img.alicdn.com/bao/uploaded/``),
     ``newProGroup`` (``[{groupName, attrs: [{name, value}]}]``), ``propertyPics.default``,
     ``valItemInfo.skuMap`` prices, ``imgVedioUrl`` / ``imgVedioID``;
   - older Taobao PC: ``g_config.idata.item`` (``id``, ``title``, ``pic``, ``auctionImages``);
@@ -35,11 +36,24 @@ from .base import SiteAdapter, absolute, find, html_of, payloads, walk
 _SIZE_SUFFIX = re.compile(r"(\.(?:jpe?g|png|gif|webp))_[^/?#]+$", re.I)
 _VIDEO_URL = re.compile(r"\.(?:mp4|m3u8|swf)(?:\?|$)", re.I)
 _SEP = re.compile(r"\s*[:：]\s*")
+IMAGE_HOST = "https://img.alicdn.com/bao/uploaded/"  # where a payload's bare image ids live
+_BARE_IMAGE = re.compile(r"^(?:i\d+/\d+/)?[\w!~.-]+\.(?:jpe?g|png|gif|webp)$", re.I)
 _TMALL_MARKERS = ("TShop.Setup(", 'id="J_AttrUL"', 'class="tm-price"', '"itemDO"', "newProGroup", "detail.tmall.com",
                   '"isTmall":true', "isTmall: true", "tm-detail-meta")
 _TAOBAO_MARKERS = ("g_config", "tb-main-title", "attributes-list", "J_UlThumb", "_DATA_Detail", "mtop.taobao.detail",
                    '"groupProps"', "item.taobao.com")
 _VISIBLE = "normalize-space(string(.))"
+
+
+def payload_image(response, url) -> str | None:
+    """A payload's image as a URL: a bare image id (``TB1x.jpg``, ``i1/123/TB1x.jpg``, as older
+    payloads write ``mainPic``) on Taobao's image host, ``//`` as https, else against the page."""
+    if not isinstance(url, str) or not url.strip():
+        return None
+    url = url.strip()
+    if _BARE_IMAGE.match(url):
+        return IMAGE_HOST + url
+    return absolute(response, url)
 
 
 def full_size(url: str) -> str:
@@ -172,8 +186,9 @@ class TaobaoAdapter(SiteAdapter):
         pics = find(values, "propertyPics", lambda v: isinstance(v, dict) and v.get("default"))
         for source in (images, (pics or {}).get("default"), [data.get("pic")] if data.get("pic") else None):
             if source:
-                urls = [u for u in source if isinstance(u, str)]
+                urls = [payload_image(response, u) for u in source if isinstance(u, str)]
                 break
+        urls = [u for u in urls if u]
         if not urls:
             urls = [img.attrib.get("data-src") or img.attrib.get("src") for img in html_of(response).css("#J_UlThumb img, ul.tb-thumb img")]
             urls = [u for u in urls if u]
@@ -181,7 +196,9 @@ class TaobaoAdapter(SiteAdapter):
             booth = booth[0].attrib.get("data-src") or booth[0].attrib.get("src") if booth else None
             if booth and (not urls or full_size(booth) != full_size(urls[0])):
                 urls.insert(0, booth)
-        found = [full_size(a) for a in (absolute(response, u) for u in urls) if a]
+        if data.get("mainPic"):  # the 2015-era itemDO's main image (a bare image id or a // URL)
+            urls.insert(0, payload_image(response, data["mainPic"]))
+        found = [full_size(a) for a in (absolute(response, u) for u in urls if u) if a]
         if found:
             item.images = found
 
