@@ -292,3 +292,23 @@ def test_tmall_2015_item_do_main_pic_is_the_main_image(main_pic, image):
     item = tmall_2015(main_pic)
     assert item.product_id == "tmall:45012345678" and item.specs == [("品牌", "Apple/苹果"), ("型号", "iPhone 6s")]
     assert item.images == [image]
+
+
+# ------------------------------------------------------------------ full-width colons in spec lists
+@pytest.mark.parametrize("li", [
+    '<li title="Apple/苹果 iPhone 11">产品名称：Apple/苹果 iPhone 11</li>',
+    "<li>产品名称&nbsp;：&nbsp;Apple/苹果 iPhone 11</li>",
+    '<li title="&nbsp;Apple/苹果 iPhone 11"><span>产品名称：</span>Apple/苹果&nbsp;iPhone&nbsp;11</li>',
+])
+@pytest.mark.parametrize("url, site, wrap", [
+    ("https://detail.tmall.com/item.htm?id=601234567890", None, '<ul id="J_AttrUL">{}</ul>'),  # Tmall's list
+    ("http://shop.test/p/1", "generic", "<ul>{}</ul>"),  # a plain-HTML spec list
+    ("https://item.jd.com/100012345678.html", None, '<ul class="parameter2">{}</ul>'),  # JD's list
+])
+def test_full_width_colon_items_are_split_like_ascii_ones(li, url, site, wrap):
+    items = f'<li title="&nbsp;Apple/苹果">品牌:&nbsp;Apple/苹果</li>{li}<li title="&nbsp;iPhone 11">型号:&nbsp;iPhone 11</li>'
+    body = ('<html><head><meta property="og:type" content="product"><title>iPhone 11</title></head><body>'
+            f'<div class="tb-detail-hd"><h1>iPhone 11</h1></div><div class="sku-name">iPhone 11</div>{wrap.format(items)}</body></html>')
+    response = HtmlResponse(url, body=body.encode(), encoding="utf-8")
+    item = AdapterChooser(site)(url, response).product(response, read_page(response.text, url)).normalised()
+    assert item.specs == [("品牌", "Apple/苹果"), ("产品名称", "Apple/苹果 iPhone 11"), ("型号", "iPhone 11")]
