@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from . import config as cfg
-from .console import arrow_table, console, fail
+from .console import arrow_table, console, esc, fail
 
 # Before any verb imports Prefect (ENVIRONMENT.md): its temporary API server gets 20 s to start by
 # default, too tight on a busy 2-core machine; and no telemetry from a dataset tool.
@@ -45,10 +45,10 @@ def settings(ctx: typer.Context, **flags) -> cfg.Settings:
     overrides.update({k: v for k, v in flags.items() if v is not None})
     loaded = cfg.load(root.get("config"), overrides)
     if not root.get("warned"):  # once per command, however many times a verb asks for its settings
-        from .console import err_console
+        from .console import warn
 
         for warning in loaded.warnings:
-            err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+            warn(warning)
         if ctx.find_root().obj is not None:
             ctx.find_root().obj["warned"] = True
     return loaded
@@ -64,7 +64,7 @@ def open_store(ctx: typer.Context, create: bool = False, **flags):
 @config_app.command("show")
 def config_show(ctx: typer.Context) -> None:
     """Print every setting, its value and where it came from (default, file, env or flag)."""
-    from rich.table import Table
+    from .console import Table
 
     s = settings(ctx)
     table = Table(title="m5data config")
@@ -83,7 +83,7 @@ def init(ctx: typer.Context) -> None:
 
     s = settings(ctx)
     store = Store.init(s.store_path, compression=s.store.compression, part_rows=s.store.part_rows)
-    console.print(f"store ready at [bold]{store.root}[/]")
+    console.print(f"store ready at [bold]{esc(str(store.root))}[/]")
 
 
 @app.command()
@@ -119,7 +119,7 @@ def sql(
             fail(f"SQL error: {str(exc).splitlines()[0]}{hint}")
         raise
     if output is not None:
-        console.print(f"wrote {output}")
+        console.print(f"wrote {esc(str(output))}")
     elif fmt == "table":
         console.print(arrow_table(result))
     elif fmt == "csv":
@@ -137,9 +137,7 @@ def sql(
 @app.command()
 def stats(ctx: typer.Context, top: int = typer.Option(10, help="How many top categories and properties to list.")) -> None:
     """Counts per table, modality completeness, top categories and top properties."""
-    from rich.table import Table
-
-    from .console import err_console
+    from .console import Table, warn
     from .storage.doctor import missing_blobs
     from .storage.stats import store_stats
 
@@ -179,15 +177,14 @@ def stats(ctx: typer.Context, top: int = typer.Option(10, help="How many top cat
     missing = missing_blobs(store)
     if missing:
         first = missing[0]
-        err_console.print(f"[bold yellow]warning:[/] {len(missing):,} media row(s) with status ok have no file "
-                          f"on disk (e.g. {first['kind']} {first['media_id']}: {first['blob']}); "
-                          f"run `m5data doctor --repair` to fetch or extract them again", highlight=False, soft_wrap=True)
+        warn(f"{len(missing):,} media row(s) with status ok have no file on disk (e.g. {first['kind']} "
+             f"{first['media_id']}: {first['blob']}); run `m5data doctor --repair` to fetch or extract them again")
 
 
 @app.command()
 def compact(ctx: typer.Context, table: Optional[list[str]] = typer.Argument(None, help="Tables to compact (default: all).")) -> None:
     """Merge each table's small Parquet parts into deduplicated large ones."""
-    from .console import err_console
+    from .console import error
     from .storage import TABLES, StoreError
 
     store, _ = open_store(ctx)
@@ -197,7 +194,7 @@ def compact(ctx: typer.Context, table: Optional[list[str]] = typer.Argument(None
             try:
                 before, after = store.compact(name)
             except StoreError as exc:  # a corrupt part or a busy table: say so, compact the others
-                err_console.print(f"[bold red]error:[/] {name}: {exc}", highlight=False, soft_wrap=True)
+                error(f"{name}: {exc}")
                 failed += 1
                 continue
             console.print(f"{name}: {before} part(s) -> {after}")
@@ -262,9 +259,9 @@ def main() -> None:
     try:
         app()
     except (ConfigError, StoreError) as exc:
-        from .console import err_console
+        from .console import error
 
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        error(str(exc))
         raise SystemExit(1) from None
 
 

@@ -1,12 +1,125 @@
-"""Rich output shared by the CLI verbs: tables of rows, stage summaries, one-line errors."""
+"""Rich output shared by the CLI verbs: tables of rows, stage summaries, one-line errors.
+
+Two rules hold for everything the verbs print:
+
+- **Data is never markup.** A spec value ``[annotate]``, a path or a URL is shown as it is: cells
+  and titles of :class:`Table` are plain text, :func:`fail` and :func:`warn` print their message as
+  plain text, and a verb that puts data into a markup string passes it through :func:`esc`.
+- **Numbers are never cut.** :func:`show` prints a table that does not fit the console (an 80-column
+  terminal, or a log file: rich takes 80 columns when stdout is not a terminal) in blocks of
+  columns, each repeating the row's key columns, or one block per row when even that does not fit.
+"""
 
 from __future__ import annotations
 
+import rich.table
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape as esc  # noqa: F401  (re-exported: the verbs escape data with it)
+from rich.text import Text
 
-console = Console()
-err_console = Console(stderr=True)
+class _Console(Console):
+    """A rich console whose ``print`` of a single table goes through :func:`show`."""
+
+    def print(self, *objects, **kwargs) -> None:
+        if len(objects) == 1 and isinstance(objects[0], rich.table.Table) and not kwargs:
+            show(objects[0], out=self)
+        else:
+            super().print(*objects, **kwargs)
+
+
+console = _Console()
+err_console = _Console(stderr=True)
+
+
+class Table(rich.table.Table):
+    """A rich table whose string cells, title and caption are plain text, never markup (a cell
+    that must be styled is passed as a :class:`rich.text.Text`)."""
+
+    def __init__(self, *headers, title=None, caption=None, **kwargs):
+        super().__init__(*headers, title=_plain(title, "table.title"), caption=_plain(caption, "table.caption"),
+                         **kwargs)
+
+    def add_row(self, *renderables, **kwargs) -> None:
+        super().add_row(*(Text(r) if isinstance(r, str) else r for r in renderables), **kwargs)
+
+
+def _plain(text, style: str):
+    return Text(text, style=style) if isinstance(text, str) else text
+
+
+def show(table, out: Console | None = None) -> None:
+    """Print ``table`` so that no cell is ever cut: as it is when it renders whole at the console's
+    width, else in blocks of columns (the row's key columns repeated in each), else one block per row."""
+    out = out or console
+    emit = lambda renderable: Console.print(out, renderable)  # noqa: E731  (never back through show)
+    if not isinstance(table, rich.table.Table) or _whole(table, out):
+        emit(table)
+        return
+    names = [_text_of(c.header) for c in table.columns]
+    rows = [list(r) for r in zip(*([_text_of(cell) for cell in c.cells] for c in table.columns))]
+    title = _text_of(table.title) if table.title else None
+    caption = _text_of(table.caption) if table.caption else None
+    blocks = _column_blocks(table, names, rows, out) if len(rows) > 1 else None
+    if blocks is None:
+        emit(_records(names, rows, title, caption))
+        return
+    for n, block in enumerate(blocks):
+        if n == 0 and title:
+            block.title = Text(title, style="table.title")
+        emit(block)
+    if caption:
+        emit(Text(caption, style="dim"))
+
+
+def _whole(table, out: Console) -> bool:
+    """True when ``table`` printed at ``out``'s width cuts no cell (rich marks a cut with '…')."""
+    import io
+
+    probe = Console(file=io.StringIO(), width=out.width, color_system=None, legacy_windows=False)
+    probe.print(table)
+    cut = probe.file.getvalue().count("…")
+    own = sum(_text_of(cell).count("…") for column in table.columns for cell in [column.header, *column.cells])
+    return cut <= own + _text_of(table.title).count("…") + _text_of(table.caption).count("…")
+
+
+def _text_of(cell) -> str:
+    if cell is None:
+        return ""
+    if isinstance(cell, Text):
+        return cell.plain
+    return str(cell)
+
+
+def _column_blocks(table, names, rows, out: Console):
+    """Sub-tables of the row's key columns plus as many further columns as print whole, or None
+    when the key and one more column do not. The key is the first column, or the first two or
+    three when fewer do not tell the rows apart (``model`` + ``modalities`` in evaluate's table)."""
+    key = [0]
+    while len(key) < min(3, len(names) - 1) and len({tuple(r[i] for i in key) for r in rows}) < len(rows):
+        key.append(len(key))
+
+    def build(cols):
+        t = Table(box=table.box, show_lines=table.show_lines)
+        for i in cols:
+            src = table.columns[i]
+            t.add_column(names[i], justify=src.justify, no_wrap=src.no_wrap)
+        for row in rows:
+            t.add_row(*(row[i] for i in cols))
+        return t
+
+    blocks, current = [], list(key)
+    for i in range(len(key), len(names)):
+        if _whole(build(current + [i]), out):
+            current.append(i)
+        elif len(current) == len(key):
+            return None
+        else:
+            blocks.append(build(current))
+            current = key + [i]
+            if not _whole(build(current), out):
+                return None
+    blocks.append(build(current))
+    return blocks
 
 
 COLUMN_FLOOR = 24  # a column narrower than its header or this many cells is unreadable when folded
@@ -76,8 +189,18 @@ def fail(message: str, code: int = 1):
     """Print a one-line error and exit with ``code``."""
     import typer
 
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    error(message)
     raise typer.Exit(code)
+
+
+def error(message: str) -> None:
+    """Print a one-line error (plain text: data in it is never read as markup)."""
+    err_console.print(Text.assemble(("error:", "bold red"), " ", str(message)), highlight=False, soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    """Print a one-line warning (plain text: data in it is never read as markup)."""
+    err_console.print(Text.assemble(("warning:", "bold yellow"), " ", str(message)), highlight=False, soft_wrap=True)
 
 
 class StepProgress:

@@ -6,6 +6,7 @@ mapping file, review file or truth file.
 
 from __future__ import annotations
 
+from rich.markup import escape as esc
 from pathlib import Path
 from typing import Optional
 
@@ -53,7 +54,7 @@ def align(
     console.print(summary_table(report))
     for title, table in warning_tables(report):
         console.print(table)
-    console.print(f"review file: [bold]{report.review_path}[/] (borderline pairs first)")
+    console.print(f"review file: [bold]{esc(str(report.review_path))}[/] (borderline pairs first)")
     if score_against is not None:
         from .score import score_against as run_score
 
@@ -65,7 +66,7 @@ def align(
 
 
 def summary_table(report):
-    from rich.table import Table
+    from ..console import Table
 
     t = Table(title="alignment")
     t.add_column("measure")
@@ -85,7 +86,7 @@ def summary_table(report):
 
 def warning_tables(report):
     """Tables for what a person must look at: unmapped level-1 names, untitled sub-classes, problems."""
-    from rich.table import Table
+    from ..console import Table
 
     out = []
     if report.unmapped:
@@ -114,7 +115,7 @@ def warning_tables(report):
 
 
 def score_table(score, truth):
-    from rich.table import Table
+    from ..console import Table
 
     t = Table(title=f"score against {truth}")
     t.add_column("measure")

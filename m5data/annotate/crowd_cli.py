@@ -5,6 +5,7 @@ Exit codes: 0 done; 1 a bad option, file or truth folder, or no pools / judgemen
 
 from __future__ import annotations
 
+from rich.markup import escape as esc
 from pathlib import Path
 from typing import Optional
 
@@ -30,7 +31,7 @@ def import_judgements(
     console.print(f"{report.n_rows:,} rows read; {report.stats.n_out:,} judgements kept "
                   f"({report.n_written:,} new or changed), {report.n_gold_answers:,} gold answers")
     for line, reason in report.rejects:
-        console.print(f"  [yellow]line {line}[/]: {reason}", highlight=False)
+        console.print(f"  [yellow]line {line}[/]: {esc(str(reason))}", highlight=False)
 
 
 def simulate(
@@ -61,7 +62,7 @@ def simulate(
     console.print(f"{report.n_judgements:,} judgements of {report.n_pairs:,} pairs ({report.n_true_matches:,} true matches, "
                   f"{report.n_gold:,} gold) by {len(report.workers)} workers: "
                   + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
-    console.print(f"simulated abilities: [bold]{report.truth_file}[/]")
+    console.print(f"simulated abilities: [bold]{esc(str(report.truth_file))}[/]")
 
 
 def aggregate(
@@ -71,7 +72,7 @@ def aggregate(
     score_against: Optional[Path] = typer.Option(None, "--score-against", help="Demo shop (or truth folder): print accuracy of every method, and the Spearman of abilities with the simulated ones."),
 ) -> None:
     """Aggregate the judgements into matches (P(match), accepted) and workers (ability)."""
-    from rich.table import Table
+    from ..console import Table
 
     from ..cli import open_store
     from ..config import ConfigError

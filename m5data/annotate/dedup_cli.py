@@ -51,7 +51,7 @@ def dedup(
 
 
 def summary_table(report):
-    from rich.table import Table
+    from ..console import Table
 
     t = Table(title="duplicate groups")
     t.add_column("measure")
@@ -68,7 +68,7 @@ def summary_table(report):
 
 
 def score_table(score, truth):
-    from rich.table import Table
+    from ..console import Table
 
     t = Table(title=f"score against {truth}")
     t.add_column("measure")

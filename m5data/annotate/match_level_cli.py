@@ -57,7 +57,7 @@ def match_level(
 
 
 def summary_table(report):
-    from rich.table import Table
+    from ..console import Table
 
     t = Table(title="caption match levels")
     t.add_column("measure")
@@ -70,7 +70,7 @@ def summary_table(report):
 
 
 def score_table(score, truth):
-    from rich.table import Table
+    from ..console import Table
 
     t = Table(title=f"score against {truth}: rows truth, columns predicted")
     t.add_column("truth \\ predicted")

@@ -5,6 +5,7 @@ Exit codes: 0 done; 1 a bad option, split version or truth folder.
 
 from __future__ import annotations
 
+from rich.markup import escape as esc
 from pathlib import Path
 from typing import Optional
 
@@ -62,7 +63,7 @@ def pools(
 
 
 def summary_table(report, s):
-    from rich.table import Table
+    from ..console import Table
 
     t = Table(title="candidate pools")
     t.add_column("measure")
@@ -94,7 +95,7 @@ def tasks(
 
     store, _ = open_store(ctx)
     report = export_tasks(store, out, top=top, queries=queries, image_prefix=image_prefix)
-    console.print(f"{report.n_tasks:,} tasks of {report.n_queries:,} queries -> [bold]{report.out_dir}[/] "
+    console.print(f"{report.n_tasks:,} tasks of {report.n_queries:,} queries -> [bold]{esc(str(report.out_dir))}[/] "
                   "(tasks.jsonl, tasks.json, tasks.csv, label_config.xml)")
     if report.no_image or report.empty_caption:
         console.print(f"  sides without an image: {report.no_image:,}; with an empty caption: {report.empty_caption:,}")

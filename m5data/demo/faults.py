@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from .world import Media, Product, WorldConfig
+from .entities import Media, Product, WorldConfig
 
 IMAGE_FAULTS = ["dead_404", "corrupt_truncated", "corrupt_not_image", "corrupt_zero_bytes",
                 "transient_500", "slow"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import string
 
-from .world import IMAGE_SIZES, VIDEO_FPS, VIDEO_SIZE, Media, Product, WorldConfig
+from .entities import IMAGE_SIZES, VIDEO_FPS, VIDEO_SIZE, Media, Product, WorldConfig
 
 _ALNUM = string.ascii_letters + string.digits
 GALLERY_VIEWS = ["detail", "angle", "swatch", "scene"]

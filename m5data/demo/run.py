@@ -9,6 +9,7 @@ state); the demo then prints a final report of the store and three SQL queries t
 
 from __future__ import annotations
 
+from rich.markup import escape as esc
 import json
 import time
 from pathlib import Path
@@ -51,12 +52,12 @@ def demo(
     shop, store = out / "shop", out / "store"
     console.rule("[bold]1. demo shop")
     if _shop_matches(shop, products, seed):
-        console.print(f"reusing the shop in {shop} ({products} products, seed {seed})")
+        console.print(f"reusing the shop in {esc(str(shop))} ({products} products, seed {seed})")
     else:
         t = time.perf_counter()
         with console.status(f"generating {products} products (seed {seed}) into {shop} ..."):
             generate(shop, products=products, seed=seed)
-        console.print(f"generated {shop} in {time.perf_counter() - t:.1f} s")
+        console.print(f"generated {esc(str(shop))} in {time.perf_counter() - t:.1f} s")
 
     root = ctx.find_root().obj or {}
     config_file = root.get("config")
@@ -64,7 +65,7 @@ def demo(
     overrides = {**{k: v for k, v in root.get("overrides", {}).items() if v is not None and k != "store.path"},
                  "download.allow_private": True, "crawl.allow_private": True}
     with serve_in_thread(shop) as running:
-        console.print(f"serving on [bold]{running.url}[/] (127.0.0.1 only)")
+        console.print(f"serving on [bold]{esc(running.url)}[/] (127.0.0.1 only)")
         try:
             if "flows.report_out" not in overrides:
                 overrides["flows.report_out"] = str(out / "report")
@@ -88,7 +89,7 @@ def demo(
         if not outcome.ok:
             fail(f"demo stopped: the pipeline flow ended {outcome.state} ({outcome.fatal or outcome.message})")
         if serve:
-            console.print(f"serving {running.url} until Ctrl-C")
+            console.print(f"serving {esc(running.url)} until Ctrl-C")
             try:
                 while True:
                     time.sleep(3600)
@@ -117,7 +118,7 @@ def _installed(module: str) -> bool:
 
 def report(store_path: Path, outcome) -> None:
     """The demo's final report: products, media ok/failed, specs, taxonomy, splits, shards, queries to try."""
-    from rich.table import Table
+    from ..console import Table
 
     from m5data.console import console
     from m5data.storage import Store
@@ -158,11 +159,11 @@ def report(store_path: Path, outcome) -> None:
     console.print(table)
     console.print("try:", style="bold")
     for title, sql in QUERIES:
-        console.print(f"  # {title}\n  m5data --store {store.root} sql \"{sql}\"", highlight=False, soft_wrap=True)
+        console.print(f"  # {title}\n  m5data --store {esc(str(store.root))} sql \"{esc(sql)}\"", highlight=False, soft_wrap=True)
     page = ((outcome.results.get("report") or {}).get("details", {}) if outcome else {}).get("index")
     if page:
-        console.print(f"the HTML report: [bold]{Path(page).resolve().as_uri()}[/]  (or: m5data --store {store.root} "
-                      f"report --out {Path(page).parent} --open)", highlight=False, soft_wrap=True)
+        console.print(f"the HTML report: [bold]{esc(Path(page).resolve().as_uri())}[/]  (or: m5data --store {esc(str(store.root))} "
+                      f"report --out {esc(str(Path(page).parent))} --open)", highlight=False, soft_wrap=True)
     elif _installed("m5data.report.cli"):
         console.print(f"  # the HTML report\n  m5data --store {store.root} report --open", highlight=False)
     trained = (outcome.results.get("train") or {}).get("details", {}) if outcome else {}
@@ -173,7 +174,7 @@ def report(store_path: Path, outcome) -> None:
 def _print_metrics(trained: dict) -> None:
     """The trained model's coarse retrieval and probe accuracy, beside the random and text-only
     baselines (the full table is the run's metrics.md)."""
-    from rich.table import Table
+    from ..console import Table
 
     from m5data.console import console
     from m5data.train.config import MODALITIES

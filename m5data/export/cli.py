@@ -25,7 +25,7 @@ def export(
 ) -> None:
     """Export a split (or all) as WebDataset shards, Hugging Face Parquet or the M5Product layout; resumable."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
+    from ..console import Table
 
     from ..cli import open_store
     from ..config import ConfigError
@@ -58,7 +58,7 @@ def check_shards(
     no_hash: bool = typer.Option(False, "--no-hash", help="Compare sizes only (fast)."),
 ) -> None:
     """Verify exported shards against their index: missing, truncated or altered shards (exit 1)."""
-    from rich.table import Table
+    from ..console import Table
 
     from ..console import console, fail
     from .check import check_shards as run_check

@@ -191,7 +191,7 @@ def m5product(
     split_version: str = typer.Option("imported", "--split-version", help="Split version for train.txt, query.txt ... lists."),
 ) -> None:
     """Read an M5Product-layout folder into the store (products, specs, media blobs, category paths, split lists)."""
-    from rich.table import Table
+    from ..console import Table
 
     from ..cli import open_store
     from ..console import console, fail, stage_summary

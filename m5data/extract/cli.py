@@ -19,7 +19,7 @@ def extract(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Extract 1-fps frames, mp3 + MFCC, normalised images and segmented captions for media not done yet."""
-    from rich.table import Table
+    from ..console import Table
 
     from ..cli import open_store
     from ..console import console, fail, stage_summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape as esc
 from pathlib import Path
 from typing import Optional
 
@@ -57,7 +58,7 @@ def run(
     from .launch import print_outcome, run_pipeline
 
     settings, plan, overrides, config_file = _prepare(ctx, config, start_url, stages, runner, mapping, shards, kinds)
-    console.print(f"pipeline over [bold]{plan.store_path}[/]: {', '.join(plan.stages)} "
+    console.print(f"pipeline over [bold]{esc(str(plan.store_path))}[/]: {', '.join(plan.stages)} "
                   f"(runner {settings.flows.runner}{f', {plan.shards} shards' if plan.shards > 1 else ''})",
                   highlight=False)
     outcome = run_pipeline(plan, settings, overrides, config_file, progress=progress and settings.flows.runner == "local")
@@ -113,8 +114,8 @@ def serve(
     with use_api(url):
         resumed, ended = tidy(deployment, "crashed", "its serve process is gone (found on the next serve start)")
         if resumed or ended:
-            console.print(f"deployment {deployment}: {'resumed; ' if resumed else ''}{ended} stale run(s) marked crashed")
-        console.print(f"serving {deployment} against {url} ({'cron ' + cron if cron else f'every {interval:g} s'}); "
+            console.print(f"deployment {esc(deployment)}: {'resumed; ' if resumed else ''}{ended} stale run(s) marked crashed")
+        console.print(f"serving {esc(deployment)} against {esc(str(url))} ({'cron ' + cron if cron else f'every {interval:g} s'}); "
                       "Ctrl-C or SIGTERM stops it")
         # flow.serve's Runner, built here so that SIGTERM ends the flow-run processes first: Prefect's
         # handler stops the Runner, which then waits for a run in flight (a crawl can take minutes)
@@ -185,7 +186,7 @@ def deploy(
         from .pipeline import pipeline_flow
 
         if ensure_pool(pool):
-            console.print(f"created work pool {pool!r} (type process)")
+            console.print(f"created work pool {esc(repr(pool))} (type process)")
         # by module path: a worker imports m5data.flows.pipeline from its own installed m5data
         runner_dep = pipeline_flow.to_deployment(name=deployment, cron=cron, interval=interval,
                                                  parameters=plan.parameters(overrides, config_file),
@@ -193,6 +194,6 @@ def deploy(
         dep_ids = prefect_deploy(runner_dep, work_pool_name=pool, build=False, push=False,
                                  print_next_steps_message=False, ignore_warnings=True)
         dep_id = dep_ids[0] if dep_ids else "?"
-    console.print(f"deployment m5data-pipeline/{deployment} ({dep_id}) on work pool {pool!r} at {url}")
-    console.print(f"  run its work: PREFECT_API_URL={url} prefect worker start --pool {pool}", highlight=False)
-    console.print(f"  start a run now: prefect deployment run 'm5data-pipeline/{deployment}'", highlight=False)
+    console.print(f"deployment m5data-pipeline/{esc(deployment)} ({dep_id}) on work pool {esc(repr(pool))} at {esc(str(url))}")
+    console.print(f"  run its work: PREFECT_API_URL={esc(str(url))} prefect worker start --pool {esc(pool)}", highlight=False)
+    console.print(f"  start a run now: prefect deployment run 'm5data-pipeline/{esc(deployment)}'", highlight=False)

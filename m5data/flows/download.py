@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from prefect import flow, task
 
-from .retry import transient
-
-
-class DownloadFailed(RuntimeError):
-    """The download run stalled or failed more URLs than ``download.max_failure_rate`` allows."""
+from .retry import DownloadFailed, transient
 
 
 @task(name="download", retries=1, retry_delay_seconds=30, retry_condition_fn=transient)

@@ -51,7 +51,9 @@ def run_pipeline(plan, settings, overrides: dict | None = None, config_file: str
 
 def summary_table(outcome: Outcome):
     """The per-stage summary of a run: status, in / out / failed, seconds, top failure reasons."""
-    from rich.table import Table
+    from rich.text import Text
+
+    from ..console import Table
 
     table = Table(title=f"flow run {outcome.flow_run_id}: {outcome.state}")
     for col, justify in [("stage", "left"), ("status", "left"), ("in", "right"), ("out", "right"),
@@ -62,7 +64,7 @@ def summary_table(outcome: Outcome):
         reasons = ", ".join(f"{r}: {n}" for r, n in top[:4]) + (f", ... ({len(top) - 4} more)" if len(top) > 4 else "")
         note = "; ".join(x for x in (reasons, e.get("message", "")) if x)
         style = STATUS_STYLE.get(e["status"], "")
-        table.add_row(stage, f"[{style}]{e['status']}[/]" if style else e["status"], f"{e.get('n_in', 0):,}",
+        table.add_row(stage, Text(e["status"], style=style), f"{e.get('n_in', 0):,}",
                       f"{e.get('n_out', 0):,}", f"{e.get('n_failed', 0):,}", f"{e.get('seconds', 0):.1f}", note)
     return table
 

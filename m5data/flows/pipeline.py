@@ -26,13 +26,11 @@ from pathlib import Path
 
 from prefect import flow
 
+from .runners import PipelineError
+
 STAGES = ("crawl", "download", "extract", "align", "annotate", "splits", "export", "report", "train")
 SHARDED = ("download", "extract")  # the per-item stages a task runner fans out in shards
 ARTIFACT_KEY = "m5data-pipeline"
-
-
-class PipelineError(ValueError):
-    """Pipeline parameters that cannot work (unknown stage, no start URL, no mapping); one line."""
 
 
 @dataclass

@@ -17,10 +17,13 @@ class TransientFailure(RuntimeError):
     """A stage result worth one more try (e.g. extract items that timed out); the retry redoes only them."""
 
 
+class DownloadFailed(RuntimeError):
+    """The download run stalled or failed more URLs than ``download.max_failure_rate`` allows."""
+
+
 def is_transient(exc: BaseException | None) -> bool:
     """True when ``exc`` is a failure that may go away on its own."""
     from ..crawler.crawl import CrawlFailed
-    from .download import DownloadFailed
 
     if exc is None:
         return False

@@ -17,10 +17,12 @@ from collections.abc import Iterator
 RUNNERS = ("local", "dask", "ray")
 
 
+class PipelineError(ValueError):
+    """Pipeline parameters that cannot work (unknown stage, no start URL, no mapping); one line."""
+
+
 def check_runner(settings) -> None:
     """Reject an unknown runner, or one whose package is not installed, before any work."""
-    from .pipeline import PipelineError
-
     fl = settings.flows
     if fl.runner not in RUNNERS:
         raise PipelineError(f"unknown runner {fl.runner!r}; choose from {', '.join(RUNNERS)}")

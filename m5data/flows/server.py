@@ -11,6 +11,7 @@ when ``PREFECT_API_URL`` is not set.
 
 from __future__ import annotations
 
+from rich.markup import escape as esc
 import json
 import os
 import signal
@@ -176,15 +177,15 @@ def start(
             state = start_server(home, s.flows.server_host, s.flows.server_port, wait)
     except RuntimeError as exc:
         fail(str(exc))
-    console.print(f"prefect server running (pid {state['pid']}), database {state['database']}")
+    console.print(f"prefect server running (pid {state['pid']}), database {esc(str(state['database']))}")
     _print_state(state)
 
 
 def _print_state(state: dict) -> None:
     from ..console import console
 
-    console.print(f"  export PREFECT_API_URL={state['api_url']}", highlight=False, soft_wrap=True)
-    console.print(f"  UI: {state['ui_url']}   log: {state['log']}", highlight=False, soft_wrap=True)
+    console.print(f"  export PREFECT_API_URL={esc(str(state['api_url']))}", highlight=False, soft_wrap=True)
+    console.print(f"  UI: {esc(str(state['ui_url']))}   log: {esc(str(state['log']))}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -195,7 +196,7 @@ def stop(ctx: typer.Context) -> None:
 
     home = server_home(settings(ctx))
     state = stop_server(home)
-    console.print(f"stopped prefect server (pid {state['pid']})" if state else f"no server running for {home}")
+    console.print(f"stopped prefect server (pid {state['pid']})" if state else f"no server running for {esc(str(home))}")
 
 
 @app.command()
@@ -207,7 +208,7 @@ def status(ctx: typer.Context) -> None:
     home = server_home(settings(ctx))
     state = read_state(home)
     if state is None:
-        console.print(f"no server running for {home}")
+        console.print(f"no server running for {esc(str(home))}")
         raise typer.Exit(1)
     ok = healthy(state["api_url"])
     console.print(f"prefect server pid {state['pid']}: {'healthy' if ok else 'NOT answering'}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape as esc
 from pathlib import Path
 from typing import Optional
 
@@ -31,9 +32,9 @@ def report(
     filled = len(result.sections) - len(result.empty_sections)
     console.print(f"report: {filled} of {len(result.sections)} sections filled, {len(result.figures)} figures")
     if result.empty_sections:
-        console.print(f"empty (the page says what fills them): {', '.join(result.empty_sections)}")
+        console.print(f"empty (the page says what fills them): {esc(', '.join(result.empty_sections))}")
     uri = result.index.resolve().as_uri()
-    console.print(f"open [bold]{uri}[/]")
+    console.print(f"open [bold]{esc(uri)}[/]")
     if open_:
         import webbrowser
 

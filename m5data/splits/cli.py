@@ -6,6 +6,7 @@ check-splits 0 every invariant holds, 1 a bad option or no such version, 2 a vio
 
 from __future__ import annotations
 
+from rich.markup import escape as esc
 from typing import Optional
 
 import typer
@@ -34,22 +35,22 @@ def build_splits(
         fail(str(exc))
     console.print(stage_summary(report.stats))
     console.print(manifest_table(report.version, report.splits, report.plan.targets))
-    console.print(f"groups: {report.groups.describe()}", highlight=False, soft_wrap=True)
+    console.print(f"groups: {esc(report.groups.describe())}", highlight=False, soft_wrap=True)
     if report.reused_plan:
-        console.print(f"version {report.version!r} existed: its stored plan was reused, "
+        console.print(f"version {esc(repr(report.version))} existed: its stored plan was reused, "
                       f"{report.moved:,} product(s) moved split", highlight=False)
     if report.held_out:
         console.print(f"held out (in no split, splits.train below the rest): {report.held_out:,}")
     for reason, n in report.excluded.items():
         if n:
-            console.print(f"[yellow]excluded[/] {reason}: {n:,}")
-    console.print(f"manifest: [bold]{report.manifest}[/]")
+            console.print(f"[yellow]excluded[/] {esc(str(reason))}: {n:,}")
+    console.print(f"manifest: [bold]{esc(str(report.manifest))}[/]")
 
 
 def manifest_table(version: str, splits: dict, targets: dict | None = None):
     """The rich summary of a manifest's splits: sizes, then modality completeness (two narrow tables)."""
     from rich.console import Group
-    from rich.table import Table
+    from ..console import Table
 
     sizes = Table(title=f"splits {version}")
     for col in ("split", "products", "target", "classes", "checksum"):
@@ -71,8 +72,9 @@ def check_splits(
     version: Optional[str] = _VERSION,
 ) -> None:
     """Check a split version: no group across boundaries, a match for every query, the manifest equal to the store."""
-    from rich.table import Table
+    from rich.text import Text
 
+    from ..console import Table
     from ..cli import open_store
     from ..config import ConfigError
     from ..console import console, fail
@@ -88,11 +90,11 @@ def check_splits(
     t.add_column("invariant")
     t.add_column("violations", justify="right")
     for rule, n in report.rules:
-        t.add_row(rule, f"[red]{n:,}[/]" if n else "0")
+        t.add_row(rule, Text(f"{n:,}", style="red") if n else "0")
     console.print(t)
-    console.print(f"groups: {report.groups.describe()}", highlight=False, soft_wrap=True)
+    console.print(f"groups: {esc(report.groups.describe())}", highlight=False, soft_wrap=True)
     for v in report.violations:
-        console.print(f"[red]violated[/] {v.rule}: {v.count:,}, e.g. {'; '.join(v.examples)}", highlight=False, soft_wrap=True)
+        console.print(f"[red]violated[/] {v.rule}: {v.count:,}, e.g. {esc('; '.join(v.examples))}", highlight=False, soft_wrap=True)
     if not report.ok:
         raise typer.Exit(2)
     console.print("[green]all invariants hold[/]")

@@ -18,8 +18,7 @@ def doctor(
 ) -> None:
     """Check a store after a crash or a disk problem (parts, blobs, derived files, temp files, catalog)."""
     from ..cli import open_store
-    from ..console import arrow_table, console, err_console
-    from ..console import fail
+    from ..console import arrow_table, console, err_console, error, fail
     from .doctor import INFO, run
     from .store import StoreBusy
 
@@ -50,7 +49,7 @@ def doctor(
                       "run `m5data download` / `m5data extract` to fetch and make again what was reset")
         return
     hint = "" if repair else "; `m5data doctor --repair` fixes them"
-    err_console.print(f"[bold red]error:[/] {len(left)} problem(s) in {store.root}{hint}", highlight=False)
+    error(f"{len(left)} problem(s) in {store.root}{hint}")
     raise typer.Exit(1)
 
 

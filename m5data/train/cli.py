@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape as esc
 from pathlib import Path
 from typing import Optional
 
@@ -23,7 +24,7 @@ def train(
     Several processes (GPUs, or CPU processes over gloo): torchrun --nproc-per-node N -m m5data train ...
     """
     from rich.live import Live
-    from rich.table import Table
+    from ..console import Table
 
     from m5data.console import console, fail
 
@@ -57,7 +58,7 @@ def train(
         except (ShardError, ValueError, FileNotFoundError) as exc:
             fail(str(exc))
     if result.resumed_from:
-        console.print(f"resumed from step {result.resumed_from} (checkpoint in {out})", soft_wrap=True)
+        console.print(f"resumed from step {result.resumed_from} (checkpoint in {esc(str(out))})", soft_wrap=True)
     table = Table(title=f"train {out} ({result.steps} steps)")
     for col in ("loss", "first steps", "last steps"):
         table.add_column(col, justify="right" if col != "loss" else "left")
@@ -66,7 +67,7 @@ def train(
     console.print(table)
     if result.weights:
         console.print("modality weights: " + ", ".join(f"{k} {v:.3f}" for k, v in result.weights.items()))
-    console.print(f"{result.samples_per_s:.1f} samples/s; log {out / 'log.jsonl'}; model {out / 'model.pt'}")
+    console.print(f"{result.samples_per_s:.1f} samples/s; log {esc(str(out / 'log.jsonl'))}; model {esc(str(out / 'model.pt'))}")
 
 
 def evaluate(
@@ -78,7 +79,7 @@ def evaluate(
     features_out: Optional[Path] = typer.Option(None, "--features-out", help="Also write fused features as CSV lines item_id,f1,f2,... (the authors' format)."),
 ) -> None:
     """The papers' table: retrieval mAP/Prec@1,5,10, linear-probe accuracy, k-means NMI/purity; with baselines."""
-    from rich.table import Table
+    from ..console import Table
 
     from m5data.console import console, fail
 
@@ -100,7 +101,7 @@ def evaluate(
         result = run_eval(run, shards, combos=combos, device=device)
         if features_out:
             n = write_features(run, shards, features_out, device=device)
-            console.print(f"wrote {n} feature lines to {features_out}")
+            console.print(f"wrote {n} feature lines to {esc(str(features_out))}")
     except (ShardError, FileNotFoundError) as exc:
         fail(str(exc))
     cols = shown_columns(result["columns"], result["rows"])
@@ -110,4 +111,4 @@ def evaluate(
     for r in result["rows"]:
         table.add_row(*(format_cell(r.get(c)) for c in cols))
     console.print(table)
-    console.print(f"split sizes: {result['counts']}; written {run / 'metrics.json'} and {run / 'metrics.md'}")
+    console.print(f"split sizes: {result['counts']}; written {esc(str(run / 'metrics.json'))} and {esc(str(run / 'metrics.md'))}")

@@ -6,6 +6,7 @@ Exit codes: 0 done; 1 the failure rate passed ``download.max_failure_rate`` (or 
 
 from __future__ import annotations
 
+from rich.markup import escape as esc
 import time
 from pathlib import Path
 from typing import Optional
@@ -62,7 +63,7 @@ def _human(n: float) -> str:
 
 def status_table(stats):
     """A rich table of this run's URLs by final status, failures broken down by reason."""
-    from rich.table import Table
+    from ...console import Table
 
     table = Table(title="media statuses (this run)")
     table.add_column("status")
@@ -132,7 +133,7 @@ def download(
         console.print(f"[bold red]stalled:[/] no progress for {s.download.stall_timeout:g} s; "
                       f"{len(stats.stalled)} URL(s) in flight recorded as failed (reason stalled):")
         for url in shown:
-            console.print(f"  {url}", highlight=False, soft_wrap=True)
+            console.print(f"  {esc(url)}", highlight=False, soft_wrap=True)
         if len(stats.stalled) > len(shown):
             console.print(f"  ... and {len(stats.stalled) - len(shown)} more (m5data sql \"SELECT url FROM media "
                           "WHERE error LIKE 'stalled%'\")")

@@ -1,0 +1,141 @@
+"""What the verbs print stays readable in a log: no table cut to '1…' at 80 columns with stdout
+piped, and no user data eaten as rich markup."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from m5data.console import Table, fail, show
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = ["model", "modalities", "accuracy", "coarse mAP@1", "coarse mAP@5", "coarse mAP@10", "coarse Prec@5",
+           "fine mAP@1", "fine mAP@5", "fine mAP@10", "fine Prec@5", "NMI", "purity", "probe"]
+
+
+def _print(table, width: int = 80) -> str:
+    out = Console(file=io.StringIO(), width=width, color_system=None)
+    show(table, out=out)
+    return out.file.getvalue()
+
+
+def test_a_wide_table_prints_in_blocks_that_keep_every_figure_and_the_row_keys():
+    t = Table(title="metrics")
+    for name in METRICS:
+        t.add_column(name, justify="right")
+    rows = [["SCALE (thin)", mods] + [f"{10 + i + r / 7:.4f}" for i in range(len(METRICS) - 2)]
+            for r, mods in enumerate(["text", "text+image", "text+image+table"])]
+    for row in rows:
+        t.add_row(*row)
+    text = _print(t)
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for row in rows:
+        for cell in row[2:]:
+            assert cell in text
+    # every block repeats the columns that tell the rows apart (model alone does not)
+    assert text.count("text+image+table") >= 3
+
+
+def test_a_table_too_wide_for_blocks_prints_one_block_per_row():
+    t = Table()
+    t.add_column("key")
+    t.add_column("a value that is long")
+    t.add_row("x" * 70, "z" * 70)
+    text = _print(t, width=60)
+    assert "…" not in text and text.count("x") == 70 and text.count("z") == 70
+    assert text.startswith("row 1")
+
+
+def test_table_cells_and_titles_are_data_not_markup():
+    t = Table(title="section [annotate]")
+    t.add_column("key")
+    t.add_row("[bold]not bold[/]")
+    text = _print(t)
+    assert "section [annotate]" in text and "[bold]not bold[/]" in text
+
+
+def test_error_messages_keep_bracketed_text(capsys):
+    import typer
+
+    with pytest.raises(typer.Exit):
+        fail("no key 'x' in section [annotate]; known in [annotate]: seed")
+    err = capsys.readouterr().err
+    assert "section [annotate];" in err and "known in [annotate]:" in err
+
+
+def _cli(*args, cwd=None, timeout=600):
+    env = {**os.environ, "COLUMNS": "80", "PYTHONPATH": str(ROOT), "TERM": "dumb"}
+    env.pop("FORCE_COLOR", None)
+    return subprocess.run([sys.executable, "-m", "m5data", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=timeout)
+
+
+def test_unknown_config_key_names_its_section():
+    done = _cli("--set", "annotate.dedup_minhash_thresh=0.5", "stats")
+    assert done.returncode != 0
+    assert "in section [annotate]" in done.stderr and "(known in [annotate]:" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def demo_copy(demo_store_factory, tmp_path_factory):
+    from m5data.demo.fixtures import copy_store
+
+    return copy_store(demo_store_factory(products=60, seed=0), tmp_path_factory.mktemp("cli80"))
+
+
+def _readable(*args, cwd):
+    done = _cli(*args, cwd=cwd)
+    shown = done.stdout + done.stderr
+    assert done.returncode == 0, (args, shown[-3000:])
+    assert "…" not in shown, (args, shown)
+    return done
+
+
+def test_the_store_verbs_are_readable_at_80_columns_piped(demo_copy, tmp_path):
+    """stats, doctor, annotate *, build-splits, check-splits, export, check-shards and report, each
+    as a user runs it with its output going to a log file."""
+    store = ["--store", str(demo_copy)]
+    shards = tmp_path / "shards"
+    for args in [
+        [*store, "stats"],
+        [*store, "doctor", "--quick"],
+        [*store, "annotate", "dedup"],
+        [*store, "annotate", "match-level"],
+        [*store, "--set", "annotate.pool_queries=10", "annotate", "pools"],
+        [*store, "--set", "splits.min_queries=2", "build-splits", "--version", "v1"],
+        [*store, "check-splits", "--version", "v1"],
+        [*store, "export", "--split", "all", "--out", str(shards)],
+        ["check-shards", str(shards)],
+        [*store, "report", "--out", str(tmp_path / "report")],
+    ]:
+        _readable(*args, cwd=tmp_path)
+
+
+def test_train_and_evaluate_are_readable_at_80_columns_piped(tmp_path):
+    """evaluate's 14-column table printed every cell as '1…' in a log before."""
+    from m5data.train.evaluate import format_cell
+    from m5data.train.synthetic import write_shards
+
+    shards = write_shards(tmp_path / "shards")
+    conf = tmp_path / "tiny.toml"
+    conf.write_text("[train]\nworkers = 0\nbatch_size = 8\ncheckpoint_every = 1000\n")
+    run = tmp_path / "run"
+    _readable("train", "--shards", str(shards), "--config", str(conf), "--max-steps", "2", "--out", str(run), cwd=tmp_path)
+    shown = _readable("evaluate", "--run", str(run), "--shards", str(shards), cwd=tmp_path).stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    for row in metrics["rows"]:
+        assert row["model"] in shown
+        figures = [format_cell(v) for v in row.values() if isinstance(v, float) and v == v]
+        assert figures and all(f in shown for f in figures), (row, shown)
+
+
+def test_run_is_readable_at_80_columns_piped(demo_copy, tmp_path):
+    _readable("--store", str(demo_copy), "run", "--stages", "align", "--no-progress", cwd=tmp_path)
