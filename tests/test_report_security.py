@@ -305,3 +305,34 @@ def test_blob_paths_outside_the_store_are_skipped_and_counted(tmp_path):
     html = result.index.read_text(encoding="utf-8")
     assert "5 media paths outside the store" in html
     assert all(pid in html for pid in bad)  # the products still show, without their image
+
+
+# ---------------------------------------------------------------------------------------------- the page's markup type
+
+def test_a_cell_that_looks_like_markup_is_text():
+    """The old pass-through: any cell starting with '<span' went into the page as is."""
+    from m5data.report.page import n, table
+
+    page = table(["a", "b"], [["<span onmouseover=x>hi</span>", n("k", 3)]])
+    assert "<span onmouseover" not in page and "&lt;span onmouseover=x&gt;hi&lt;/span&gt;" in page
+    assert '<span class="n" data-key="k" data-value="3">3</span>' in page  # the page's own span stays markup
+
+
+def test_plain_strings_joined_to_markup_are_escaped():
+    from m5data.report.page import Html, html, join
+
+    made = html("<p>{}</p>", '"><b>x</b>')
+    assert made == "<p>&quot;&gt;&lt;b&gt;x&lt;/b&gt;</p>" and isinstance(made, Html)
+    assert "<i>" + made == "&lt;i&gt;" + str(made) and made + "<i>" == str(made) + "&lt;i&gt;"
+    assert join(["<a>", made], "<br>") == "&lt;a&gt;&lt;br&gt;" + str(made)
+
+
+def test_only_the_page_module_makes_markup():
+    """Html(...) is called only in page.py: every other module builds markup through its builders."""
+    from pathlib import Path
+
+    import m5data.report
+
+    folder = Path(m5data.report.__file__).parent
+    makers = [p.name for p in folder.glob("*.py") if p.name != "page.py" and "Html(" in p.read_text(encoding="utf-8")]
+    assert makers == []
