@@ -30,7 +30,10 @@ class Charts:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.rc = {"svg.hashsalt": "m5data-report", "font.family": "sans-serif", "font.sans-serif": FONTS,
-                   "axes.unicode_minus": False, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
+                   "axes.unicode_minus": False,
+                   # labels are store data: a '$' in a category or failure reason is text, not TeX
+                   # (mathtext would fail the whole figure, and the report, on an unknown macro)
+                   "text.parse_math": False, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
 
     def _save(self, fig, name: str) -> str:
         import warnings

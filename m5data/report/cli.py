@@ -11,16 +11,19 @@ import typer
 
 def report(
     ctx: typer.Context,
-    out: Path = typer.Option(Path("m5data-report"), "--out", help="Folder for index.html, figures/ and assets/."),
+    out: Path = typer.Option(Path("m5data-report"), "--out",
+                             help="Folder for index.html, figures/ and assets/: new, empty or an earlier report's (it is replaced)."),
     open_: bool = typer.Option(False, "--open", help="Print the page's path and open it in a browser when one is available."),
     truth: Optional[Path] = typer.Option(None, "--truth", help="A demo shop's truth/ folder: show align's scores against it."),
     train_run: Optional[Path] = typer.Option(None, "--train-run", help="A training run folder whose metrics.json fills the training section."),
 ) -> None:
     """Write a static HTML report of the store (figures beside it; opens from disk, offline)."""
+    from rich.markup import escape
+
     from m5data.cli import open_store
     from m5data.console import console, fail
 
-    from .build import ReportError, build
+    from .build import BAD_BLOB, ReportError, build
 
     store, settings = open_store(ctx)
     try:
@@ -28,9 +31,11 @@ def report(
             result = build(store, settings, out=out, truth=truth, train_run=train_run,
                            progress=lambda section: status.update(f"report: {section} ..."))
     except ReportError as exc:
-        fail(str(exc))
+        fail(escape(str(exc)))  # the message holds paths: '[x]' in them is text
     filled = len(result.sections) - len(result.empty_sections)
     console.print(f"report: {filled} of {len(result.sections)} sections filled, {len(result.figures)} figures")
+    if result.stats.failures[BAD_BLOB]:
+        console.print(f"skipped {result.stats.failures[BAD_BLOB]} media paths outside the store's blobs/ and derived/")
     if result.empty_sections:
         console.print(f"empty (the page says what fills them): {esc(', '.join(result.empty_sections))}")
     uri = result.index.resolve().as_uri()

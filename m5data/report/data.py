@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..storage.blobs import BlobPathError, resolve_blob
 from ..storage.stats import MODALITY_SQL
 
 # The papers' five modalities, in their order, under the names the report uses.
@@ -222,8 +223,11 @@ def splits(con, store_root: Path) -> SplitInfo:
         FROM splits s JOIN (SELECT p.product_id, {flags} FROM products p) f USING (product_id)
         WHERE s.version = ? GROUP BY 1 ORDER BY 1""", [version])
     manifest = None
-    path = store_root / "derived" / "splits" / version / "manifest.json"
-    if path.is_file():
+    try:  # the version is a table value: it must not lead the path out of the store
+        path = resolve_blob(store_root, f"derived/splits/{version}/manifest.json")
+    except BlobPathError:
+        path = None
+    if path is not None and path.is_file():
         try:
             manifest = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
@@ -252,11 +256,14 @@ class Sample:
     category: str
     image: str | None  # blob path relative to the store
     specs: list[tuple[str, str]]
-    frames: list[str]  # up to four frame files relative to the store
+    frames: str | None  # the frames folder (blob path relative to the store), if any
 
 
-def gallery(con, store_root: Path, per_category: int, categories: int = 6) -> list[Sample]:
-    """A few products of each top category, with their image, caption, spec table and 4 video frames."""
+def gallery(con, per_category: int, categories: int = 6) -> list[Sample]:
+    """A few products of each top category, with their image, caption, spec table and frames folder.
+
+    Blob paths are returned as the tables hold them: the caller resolves them (they are untrusted).
+    """
     picked = _rows(con, """
         WITH c AS (SELECT array_to_string(category_path, ' > ') AS cat, product_id, title,
                           row_number() OVER (PARTITION BY array_to_string(category_path, ' > ') ORDER BY product_id) AS k
@@ -273,14 +280,7 @@ def gallery(con, store_root: Path, per_category: int, categories: int = 6) -> li
             WHERE m.product_id = ? AND m.kind = 'image' AND m.status = 'ok'
             ORDER BY CASE m.role WHEN 'main' THEN 0 ELSE 1 END, m.position LIMIT 1""", [pid])
         specs = _rows(con, "SELECT property, value FROM specs WHERE product_id = ? ORDER BY position LIMIT 12", [pid])
-        frames_row = _rows(con, "SELECT blob, meta FROM media WHERE product_id = ? AND kind = 'frames' AND status = 'ok' "
-                                "ORDER BY position LIMIT 1", [pid])
-        frames: list[str] = []
-        if frames_row:
-            folder = store_root / frames_row[0][0]
-            files = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
-            if files:
-                step = max(1, len(files) // 4)
-                frames = [str(f.relative_to(store_root)) for f in files[::step][:4]]
-        out.append(Sample(pid, title or "", cat, image[0][0] if image else None, specs, frames))
+        frames = _rows(con, "SELECT blob FROM media WHERE product_id = ? AND kind = 'frames' AND status = 'ok' "
+                            "ORDER BY position LIMIT 1", [pid])
+        out.append(Sample(pid, title or "", cat, image[0][0] if image else None, specs, frames[0][0] if frames else None))
     return out

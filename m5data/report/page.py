@@ -1,13 +1,19 @@
 """HTML of the report: escaped text, figures as <img> of local SVG files, numbers as tagged spans.
 
 Every number the page states about the store is written as ``<span class="n" data-key=KEY
-data-value=RAW>`` so that a test (or a reader's script) can check it against SQL. Product text is
-untrusted (captions come from web pages): everything is escaped with :func:`html.escape`.
+data-value=RAW>`` so that a test (or a reader's script) can check it against SQL.
+
+Everything the page shows from the store, a review file or a run folder is untrusted (captions come
+from web pages, a store or run folder may come from someone else). Markup is therefore a type of
+its own, :class:`Html`, made only by this module's builders; any other value put into a page is
+text and is escaped (:func:`text`), whatever it starts with.
 """
 
 from __future__ import annotations
 
-from html import escape
+import re
+from collections.abc import Iterable
+from html import escape, unescape
 
 CSS = """
 body{font-family:"Noto Sans CJK SC","Noto Sans",system-ui,sans-serif;margin:0;color:#1d1d1f;background:#fafafa}
@@ -26,51 +32,89 @@ td.r{text-align:right}.cards{display:flex;flex-wrap:wrap;gap:12px}.card{width:32
 """
 
 
-def n(key: str, value: int | float, fmt: str | None = None) -> str:
+class Html(str):
+    """Markup this module made. Joined with anything that is not Html, the other side is escaped."""
+
+    __slots__ = ()
+
+    def __add__(self, other) -> Html:
+        return Html(str.__add__(self, text(other)))
+
+    def __radd__(self, other) -> Html:
+        return Html(str.__add__(text(other), self))
+
+
+def text(value) -> Html:
+    """A value as page text: Html as it is, anything else (None as empty) escaped, quotes included."""
+    if isinstance(value, Html):
+        return value
+    return Html(escape("" if value is None else str(value), quote=True))
+
+
+def html(template: str, *args, **kwargs) -> Html:
+    """``template`` (the report's own markup, never data) filled with escaped arguments."""
+    return Html(template.format(*(text(a) for a in args), **{k: text(v) for k, v in kwargs.items()}))
+
+
+def join(parts: Iterable, sep: str | Html = "") -> Html:
+    """Parts joined by ``sep``; every part and the separator that is not Html is escaped."""
+    return Html(text(sep).join(text(p) for p in parts))
+
+
+def n(key: str, value: int | float, fmt: str | None = None) -> Html:
     """A number the page states, tagged with its key and raw value."""
-    text = format(value, fmt) if fmt else (f"{value:,}" if isinstance(value, int) else f"{value:,.3f}")
-    return f'<span class="n" data-key="{escape(key)}" data-value="{escape(str(value))}">{text}</span>'
+    shown = format(value, fmt) if fmt else (f"{value:,}" if isinstance(value, int) else f"{value:,.3f}")
+    return html('<span class="n" data-key="{}" data-value="{}">{}</span>', key, value, shown)
 
 
 def pct(part: int, whole: int) -> str:
     return f"{part / whole:.1%}" if whole else "-"
 
 
-def empty(message: str, command: str) -> str:
+def empty(message: str, command: str) -> Html:
     """Guidance for a section whose tables are empty: what fills it."""
-    return f'<p class="empty">{escape(message)} Run <code>{escape(command)}</code> to fill this section.</p>'
+    return html('<p class="empty">{} Run <code>{}</code> to fill this section.</p>', message, command)
 
 
-def figure(src: str | None, caption: str) -> str:
+def figure(src: str | None, caption: str | Html) -> Html:
+    """A local SVG figure with its caption (text, or Html made here for tagged numbers)."""
     if not src:
-        return ""
-    return f'<figure><img src="figures/{escape(src)}" alt="{escape(caption, quote=True)}"><figcaption>{caption}</figcaption></figure>'
+        return Html()
+    return html('<figure><img src="figures/{}" alt="{}"><figcaption>{}</figcaption></figure>',
+                src, _plain(caption), caption)
 
 
-def table(header: list[str], rows: list[list], numeric: set[int] | None = None) -> str:
+def _plain(value: str | Html) -> str:
+    """The text of a caption for an ``alt`` attribute (markup stripped; numbers keep their shown text)."""
+    return unescape(re.sub(r"<[^>]*>", "", value)) if isinstance(value, Html) else value
+
+
+def cell(value) -> Html:
+    """A table cell's content: Html as it is; an int with thousands separators; anything else as text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return text(f"{value:,}")
+    return text(value)
+
+
+def table(header: list[str], rows: list[list], numeric: set[int] | None = None) -> Html:
     numeric = numeric or set()
-    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
-    body = []
-    for row in rows:
-        cells = []
-        for i, value in enumerate(row):
-            raw = value if isinstance(value, str) and value.startswith("<span") else escape("" if value is None else
-                                                                                           (f"{value:,}" if isinstance(value, int) else str(value)))
-            cells.append(f'<td class="r">{raw}</td>' if i in numeric else f"<td>{raw}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    head = join(html("<th>{}</th>", h) for h in header)
+    body = join(html("<tr>{}</tr>", join(html('<td class="r">{}</td>' if i in numeric else "<td>{}</td>", cell(v))
+                                          for i, v in enumerate(row)))
+                for row in rows)
+    return html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, body)
 
 
-def section(anchor: str, title: str, body: str) -> str:
-    return f'<section id="{escape(anchor)}"><h2>{escape(title)}</h2>{body}</section>'
+def section(anchor: str, title: str, body: Html) -> Html:
+    return html('<section id="{}"><h2>{}</h2>{}</section>', anchor, title, body)
 
 
-def document(title: str, subtitle: str, sections: list[tuple[str, str, str]]) -> str:
-    nav = "".join(f'<a href="#{escape(a)}">{escape(t)}</a>' for a, t, _ in sections)
-    body = "".join(section(a, t, b) for a, t, b in sections)
-    return (
-        "<!DOCTYPE html>\n<html lang=\"zh\"><head><meta charset=\"utf-8\">"
-        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{escape(title)}</title>"
-        f"<style>{CSS}</style></head><body><header><h1>{escape(title)}</h1><p>{escape(subtitle)}</p></header>"
-        f"<nav>{nav}</nav><main>{body}</main></body></html>\n"
-    )
+def document(title: str, subtitle: str, sections: list[tuple[str, str, Html]]) -> Html:
+    nav = join(html('<a href="#{}">{}</a>', a, t) for a, t, _ in sections)
+    body = join(section(a, t, b) for a, t, b in sections)
+    return html(
+        '<!DOCTYPE html>\n<html lang="zh"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>'
+        "<style>{css}</style></head><body><header><h1>{title}</h1><p>{subtitle}</p></header>"
+        "<nav>{nav}</nav><main>{body}</main></body></html>\n",
+        title=title, subtitle=subtitle, nav=nav, body=body, css=Html(CSS))
