@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from rich.markup import escape as esc
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape as esc
 
 
 def report(
@@ -18,8 +18,6 @@ def report(
     train_run: Optional[Path] = typer.Option(None, "--train-run", help="A training run folder whose metrics.json fills the training section."),
 ) -> None:
     """Write a static HTML report of the store (figures beside it; opens from disk, offline)."""
-    from rich.markup import escape
-
     from m5data.cli import open_store
     from m5data.console import console, fail
 
@@ -31,7 +29,7 @@ def report(
             result = build(store, settings, out=out, truth=truth, train_run=train_run,
                            progress=lambda section: status.update(f"report: {section} ..."))
     except ReportError as exc:
-        fail(escape(str(exc)))  # the message holds paths: '[x]' in them is text
+        fail(str(exc))  # plain text: '[x]' in a path stays
     filled = len(result.sections) - len(result.empty_sections)
     console.print(f"report: {filled} of {len(result.sections)} sections filled, {len(result.figures)} figures")
     if result.stats.failures[BAD_BLOB]:
