@@ -87,6 +87,28 @@ def test_bad_settings_are_rejected_before_work(small):
     assert small.count("dedup") == 0
 
 
+def _rows(store) -> dict[str, dict]:
+    return {r["product_id"]: r for r in store.read("dedup").to_pylist()}
+
+
+def test_a_missing_merchant_is_unknown_not_one_merchant(store):
+    """Same title, no seller id (null, empty, whitespace): not ``exact_title``; the vetoed ``minhash`` decides."""
+    title = "无线蓝牙耳机运动跑步入耳式降噪超长续航"
+    store.write("products", [
+        _product("c:1", None, title), _product("c:2", "", title), _product("c:3", "  ", title),
+        _product("c:4", None, title), _product("d:1", "m1", "同店同名的商品甲乙"), _product("d:2", "m1", "同店同名的商品甲乙"),
+    ])
+    store.write("specs", _specs("c:1", [("品牌", "甲牌")]) + _specs("c:2", [("品牌", "乙牌")])
+                + _specs("c:3", [("品牌", "丙牌")]) + _specs("c:4", [("品牌", "甲牌")]))
+    report = dedup(store, _settings(store.root))
+    rows = _rows(store)
+    assert report.pairs["exact_title"] == 1  # only the known merchant's pair
+    assert rows["d:2"]["group_id"] == "d:1" and rows["d:2"]["rule"] == "exact_title"
+    assert rows["c:4"]["group_id"] == "c:1" and rows["c:4"]["rule"] == "minhash"  # no brand conflict
+    assert rows["c:2"]["group_id"] == "c:2" and rows["c:3"]["group_id"] == "c:3"  # brands differ: vetoed
+    assert report.vetoed["minhash"] == 5
+
+
 @pytest.fixture(scope="module")
 def demo300(demo_store_factory):
     path = demo_store_factory(products=300, seed=0, kinds="image,text")

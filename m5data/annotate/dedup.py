@@ -3,7 +3,9 @@
 Rules, strongest first (each accepted pair is one edge; groups are the connected components):
 
 - ``exact_image``: the same main-image blob (sha256).
-- ``exact_title``: the same normalised title (NFKC, lower case, no whitespace) from the same merchant.
+- ``exact_title``: the same normalised title (NFKC, lower case, no whitespace) from the same merchant;
+  a missing merchant (null, empty, whitespace) is unknown, never "the same", so such products need
+  another rule's evidence.
 - ``phash``: main images within ``dedup_phash_threshold`` bits of pHash (found by a multi-index).
 - ``minhash``: title shingle sets with estimated Jaccard >= ``dedup_minhash_threshold`` (MinHash/LSH).
 - ``spec``: the same brand and equal values on every property both pages list (at least
@@ -62,7 +64,7 @@ class Inputs:
     """What dedup reads, one entry per product, products sorted by product_id."""
 
     ids: list[str]
-    merchants: list[str | None]
+    merchants: list[str | None]  # stripped; None when missing (null, empty, whitespace)
     titles: list[str]  # normalised
     sha256: list[str | None]  # main image blob
     phash: list[str | None]
@@ -106,7 +108,7 @@ def read_inputs(store) -> Inputs:
     for pid, prop, value in spec_rows:
         if prop and value:
             specs.setdefault(pid, {}).setdefault(_norm_value(prop), _norm_value(value))
-    return Inputs(ids=[r[0] for r in rows], merchants=[r[1] for r in rows],
+    return Inputs(ids=[r[0] for r in rows], merchants=[(r[1] or "").strip() or None for r in rows],
                   titles=[near.normalise_title(r[2]) for r in rows], sha256=[r[3] for r in rows],
                   phash=[r[4] for r in rows], specs=[specs.get(r[0], {}) for r in rows])
 
@@ -154,7 +156,8 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None) ->
     _exact(edges, blob_keys, has_blob, a.dedup_bucket_cap, "exact_image")
     title_keys = np.array([f"{m or ''}\x1f{t}" for m, t in zip(inp.merchants, inp.titles)], dtype=object)
     has_title = np.array([bool(t) for t in inp.titles])
-    _exact(edges, title_keys, has_title, a.dedup_bucket_cap, "exact_title")
+    has_merchant = np.array([m is not None for m in inp.merchants])  # unknown merchants are not one merchant
+    _exact(edges, title_keys, has_title & has_merchant, a.dedup_bucket_cap, "exact_title")
     step("exact")
 
     hashes, has_hash = near.parse_phash(inp.phash)
