@@ -251,3 +251,19 @@ def test_prefect_task_runs_the_job(small):
     row = annotate_task.fn(str(small.root), "dedup")
     assert row["stage"] == "dedup" and row["n_in"] == 12 and row["status"] == "ok"
     assert small.count("dedup") == 12
+
+
+def test_cli_prints_ids_and_paths_as_text_not_rich_markup(small, tmp_path):
+    """Product ids and paths come from pages and users: ``[red]`` in them is printed, not eaten."""
+    from rich.console import Console
+
+    from m5data.annotate.dedup import PairScore
+    from m5data.annotate.dedup_cli import score_table
+
+    score = PairScore(examples_false=[("a:[red]1", "b:[/]2")], examples_missed=[("c:[bold]3", "d:4")])
+    console = Console(record=True, width=200)
+    console.print(score_table(score, tmp_path / "[bold]truth"))
+    text = console.export_text()
+    assert "a:[red]1 ~ b:[/]2" in text and "c:[bold]3 ~ d:4" in text and "[bold]truth" in text
+    bad = runner.invoke(app, ["--store", str(small.root), "annotate", "dedup", "--score-against", str(tmp_path / "[red]nope")])
+    assert bad.exit_code == 1 and "[red]nope" in bad.output

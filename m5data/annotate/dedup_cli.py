@@ -20,6 +20,8 @@ def dedup(
     score_against: Optional[Path] = typer.Option(None, "--score-against", help="Truth folder of a demo shop (products.parquet with instance_id): print pair precision/recall."),
 ) -> None:
     """Group exact and near-duplicate listings (same image, title, pHash, MinHash, spec values) into the dedup table."""
+    from rich.markup import escape
+
     from ..cli import open_store
     from ..config import ConfigError
     from ..console import console, fail, stage_summary
@@ -36,12 +38,12 @@ def dedup(
         try:
             truth = read_truth_products(score_against)
         except (FileNotFoundError, ValueError) as exc:
-            fail(str(exc))
+            fail(escape(str(exc)))  # the path is the user's, the message may quote the file
     try:
         with console.status("[bold]dedup[/] finding duplicate groups"):
             report = run_dedup(store, s)
     except ConfigError as exc:
-        fail(str(exc))
+        fail(escape(str(exc)))
     console.print(stage_summary(report.stats))
     console.print(summary_table(report))
     if truth is not None:
@@ -68,9 +70,11 @@ def summary_table(report):
 
 
 def score_table(score, truth):
+    """Pair precision/recall; product ids (from crawled pages) and the truth path printed as text."""
+    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=f"score against {truth}")
+    t = Table(title=f"score against {escape(str(truth))}")
     t.add_column("measure")
     t.add_column("value", justify="right")
     t.add_row("pair precision", f"{score.precision:.4f}")
@@ -79,7 +83,7 @@ def score_table(score, truth):
     t.add_row("pairs predicted / true / both", f"{score.predicted_pairs:,} / {score.true_pairs:,} / {score.correct_pairs:,}")
     t.add_row("products scored", f"{score.products:,}")
     for a, b in score.examples_false:
-        t.add_row("  false pair", f"{a} ~ {b}")
+        t.add_row("  false pair", escape(f"{a} ~ {b}"))
     for a, b in score.examples_missed:
-        t.add_row("  missed pair", f"{a} ~ {b}")
+        t.add_row("  missed pair", escape(f"{a} ~ {b}"))
     return t
