@@ -1,11 +1,12 @@
 """``annotate dedup``: rules on a hand-made store, scores on the default demo world, idempotence, the CLI."""
 
+import json
 import re
 
 import pytest
 from typer.testing import CliRunner
 
-from m5data.annotate.dedup import dedup, read_truth_products, run, score_groups
+from m5data.annotate.dedup import brand_spellings, dedup, noisy_value, read_truth_products, run, score_groups
 from m5data.cli import app
 from m5data.config import ConfigError, load
 from m5data.demo.fixtures import cached_shop, copy_store
@@ -87,6 +88,121 @@ def test_bad_settings_are_rejected_before_work(small):
     assert small.count("dedup") == 0
 
 
+def _rows(store) -> dict[str, dict]:
+    return {r["product_id"]: r for r in store.read("dedup").to_pylist()}
+
+
+def test_a_missing_merchant_is_unknown_not_one_merchant(store):
+    """Same title, no seller id (null, empty, whitespace): not ``exact_title``; the vetoed ``minhash`` decides."""
+    title = "无线蓝牙耳机运动跑步入耳式降噪超长续航"
+    store.write("products", [
+        _product("c:1", None, title), _product("c:2", "", title), _product("c:3", "  ", title),
+        _product("c:4", None, title), _product("d:1", "m1", "同店同名的商品甲乙"), _product("d:2", "m1", "同店同名的商品甲乙"),
+    ])
+    store.write("specs", _specs("c:1", [("品牌", "甲牌")]) + _specs("c:2", [("品牌", "乙牌")])
+                + _specs("c:3", [("品牌", "丙牌")]) + _specs("c:4", [("品牌", "甲牌")]))
+    report = dedup(store, _settings(store.root))
+    rows = _rows(store)
+    assert report.pairs["exact_title"] == 1  # only the known merchant's pair
+    assert rows["d:2"]["group_id"] == "d:1" and rows["d:2"]["rule"] == "exact_title"
+    assert rows["c:4"]["group_id"] == "c:1" and rows["c:4"]["rule"] == "minhash"  # no brand conflict
+    assert rows["c:2"]["group_id"] == "c:2" and rows["c:3"]["group_id"] == "c:3"  # brands differ: vetoed
+    assert report.vetoed["minhash"] == 5
+
+
+KEYBOARD = "乐达无线机械键盘RGB背光游戏办公两用键盘"
+
+
+def test_every_value_of_a_repeated_property_is_compared(store):
+    """A page listing 颜色 five times agrees with a page listing one of those colours; a model still differs."""
+    store.write("products", [_product("e:1", "m1", KEYBOARD), _product("e:2", "m2", KEYBOARD + "包邮"),
+                             _product("e:3", "m3", KEYBOARD + "正品"),
+                             _product("f:1", "m4", "北欧实木书架落地置物架"), _product("f:2", "m5", "简约收纳柜客厅储物")])
+    colours = [("颜色", c) for c in ("黑色", "白色", "红色", "蓝色", "灰色")]
+    store.write("specs", _specs("e:1", [("品牌", "乐达"), *colours, ("型号", "K-100")])
+                + _specs("e:2", [("品牌", "乐达"), ("颜色", " 红色 "), ("型号", "Ｋ-100")])
+                + _specs("e:3", [("品牌", "乐达"), ("颜色", "黑色"), ("型号", "K-200")])
+                + _specs("f:1", [("品牌", "森宜"), *colours, ("型号", "S-9")])  # the spec rule alone: titles differ
+                + _specs("f:2", [("品牌", "森宜"), ("颜色", "蓝色"), ("型号", "S-9")]))
+    report = dedup(store, _settings(store.root))
+    rows = _rows(store)
+    assert rows["e:2"]["group_id"] == "e:1" and rows["e:2"]["rule"] == "minhash"
+    assert rows["e:3"]["group_id"] == "e:3"  # 型号 K-200 against K-100: vetoed
+    assert report.vetoed["minhash"] == 2
+    assert rows["f:2"]["group_id"] == "f:1" and rows["f:2"]["rule"] == "spec" and rows["f:2"]["distance"] == 0
+
+
+@pytest.mark.parametrize("value, noisy", [
+    # real values (Amazon, AliExpress tables) and the demo shop's shapes
+    ("VHF 136~174MHz UHF 400~520MHz", True), ("3km-5km", True), ("2019-2020", True), ("0-6个月", True),
+    ("6岁以上", True), ("December 2, 2013", True), ("2019年春季", True), ("2015-3", True), ("2013/12/02", True),
+    ("Within 1-2 Days After Payment", True), ('12.2"D x 13.38"W x 12.48"H', True),
+    ("112-0170-01", False), ("KF-35GW", False), ("ADP-330AB D", False), ("19,5 V", False), ("Ｘ７ Ｐｒｏ", False),
+    ("9787111234567", False), ("810028585201", False), ("国妆备进字J2019123456", False), ("20191234", False),
+    ("Red/Black/Blue/Transparent", False), ("11.8 Pounds", False), ("20x30x10cm", False), ("黑色", False),
+])
+def test_noisy_values_are_ranges_dates_and_free_text_not_model_numbers(value, noisy):
+    assert noisy_value(value) is noisy
+
+
+def test_brand_spellings():
+    assert brand_spellings("美的(midea)") & brand_spellings("midea/美的") == {"美的", "midea"}
+    assert not brand_spellings("美的(midea)") & brand_spellings("格力(gree)")
+
+
+def _real_item(url: str, body):
+    from scrapy.http import HtmlResponse
+
+    from m5data.crawler.adapters import AdapterChooser
+    from m5data.crawler.extraction import read_page
+
+    response = HtmlResponse(url, body=body.encode() if isinstance(body, str) else body, encoding="utf-8")
+    return AdapterChooser()(url, response).product(response, read_page(response.text, url)).normalised()
+
+
+def _write_real(store, items: list[tuple[str, str | None, str, list[tuple[str, str]]]], media=()):
+    store.write("products", [_product(pid, merchant, title) for pid, merchant, title, _ in items])
+    store.write("specs", [row for pid, _, _, specs in items for row in _specs(pid, specs)])
+    if media:
+        store.write("media", list(media))
+
+
+def test_the_veto_ignores_dates_and_free_text_of_a_real_spec_table(store, realdata):
+    """The real Amazon table (Item Weight listed twice) on two listings whose listing dates differ."""
+    item = _real_item("https://www.amazon.com/dp/B00FLYWNYQ",
+                      (realdata / "pages/amazon/amazon_instant_pot_duo.html").read_bytes())
+    specs = item.specs
+    assert [k for k, _ in specs].count("Item Weight") == 2 and ("Date First Available", "December 2, 2013") in specs
+    # the second listing: its own date, the box spelled another way, Item Weight listed once
+    changed = {"Date First Available": "March 5, 2019", "Product Dimensions": "13.38 x 12.2 x 12.48 inches"}
+    other = [(k, changed.get(k, v)) for k, v in specs if (k, v) != ("Item Weight", "11.8 pounds")]
+    _write_real(store, [(item.product_id, item.merchant_id, item.title, specs),
+                        ("shopb:77", "seller-77", item.title + " (Renewed)", other)])
+    report = dedup(store, _settings(store.root, **{"annotate.dedup_brand_property": "Brand"}))
+    rows = _rows(store)
+    assert rows["shopb:77"]["group_id"] == item.product_id and rows["shopb:77"]["rule"] == "minhash"
+    assert report.vetoed["minhash"] == 0 and report.pairs["spec"] == 1
+
+
+def test_the_veto_still_rejects_real_look_alikes_that_differ(store, realdata):
+    """Two real AliExpress cables of one brand and shop (USB A 2.4 A, USB-C 5 A) with look-alike photos."""
+    items = []
+    for n in ("1005005709028962", "1005005714394639"):
+        raw = json.loads((realdata / f"pages/aliexpress/item-{n}.json").read_text(encoding="utf-8"))
+        body = f"<html><body><script>window.runParams = {{data: {json.dumps(raw['data'])}}};</script></body></html>"
+        it = _real_item(f"http://127.0.0.1/item/{n}.html", body)
+        items.append((it.product_id, it.merchant_id, it.title, it.specs))
+    _write_real(store, items, media=[_image(items[0][0], "s1", "aaaa5555aaaa5555"),
+                                     _image(items[1][0], "s2", "aaaa5555aaaa5557")])
+    settings = _settings(store.root, **{"annotate.dedup_brand_property": "Nombre de la marca"})
+    report = dedup(store, settings)
+    rows = _rows(store)
+    assert rows[items[1][0]]["group_id"] == items[1][0] and report.vetoed["phash"] == 1
+    dedup(store, _settings(store.root, **{"annotate.dedup_brand_property": "Nombre de la marca",
+                                          "annotate.dedup_spec_veto": "false"}))
+    assert _rows(store)[items[1][0]]["group_id"] == items[0][0]  # the photos alone would join them
+
+
 @pytest.fixture(scope="module")
 def demo300(demo_store_factory):
     path = demo_store_factory(products=300, seed=0, kinds="image,text")
@@ -135,3 +251,19 @@ def test_prefect_task_runs_the_job(small):
     row = annotate_task.fn(str(small.root), "dedup")
     assert row["stage"] == "dedup" and row["n_in"] == 12 and row["status"] == "ok"
     assert small.count("dedup") == 12
+
+
+def test_cli_prints_ids_and_paths_as_text_not_rich_markup(small, tmp_path):
+    """Product ids and paths come from pages and users: ``[red]`` in them is printed, not eaten."""
+    from rich.console import Console
+
+    from m5data.annotate.dedup import PairScore
+    from m5data.annotate.dedup_cli import score_table
+
+    score = PairScore(examples_false=[("a:[red]1", "b:[/]2")], examples_missed=[("c:[bold]3", "d:4")])
+    console = Console(record=True, width=200)
+    console.print(score_table(score, tmp_path / "[bold]truth"))
+    text = console.export_text()
+    assert "a:[red]1 ~ b:[/]2" in text and "c:[bold]3 ~ d:4" in text and "[bold]truth" in text
+    bad = runner.invoke(app, ["--store", str(small.root), "annotate", "dedup", "--score-against", str(tmp_path / "[red]nope")])
+    assert bad.exit_code == 1 and "[red]nope" in bad.output

@@ -3,15 +3,24 @@
 Rules, strongest first (each accepted pair is one edge; groups are the connected components):
 
 - ``exact_image``: the same main-image blob (sha256).
-- ``exact_title``: the same normalised title (NFKC, lower case, no whitespace) from the same merchant.
+- ``exact_title``: the same normalised title (NFKC, lower case, no whitespace) from the same merchant;
+  a missing merchant (null, empty, whitespace) is unknown, never "the same", so such products need
+  another rule's evidence.
 - ``phash``: main images within ``dedup_phash_threshold`` bits of pHash (found by a multi-index).
 - ``minhash``: title shingle sets with estimated Jaccard >= ``dedup_minhash_threshold`` (MinHash/LSH).
-- ``spec``: the same brand and equal values on every property both pages list (at least
+- ``spec``: the same brand and agreeing values on every property both pages list (at least
   ``dedup_spec_min_shared`` besides the brand); candidates from MinHash/LSH over ``property=value`` sets.
 
 With ``dedup_spec_veto`` a ``phash`` or ``minhash`` pair whose pages name different brands, or
 disagree on their shared properties, is rejected: look-alike photos of one sub-class and
 boilerplate titles are common, a different brand or model number is not a duplicate.
+
+Spec values as compared (:func:`read_inputs`): NFKC, lower case, no whitespace; a page may list a
+property several times, so a property holds the set of all its values, and two pages agree on it
+when the sets intersect (one lists the colour it sells, the other all five). Values that look like
+ranges, dates or free text (:func:`noisy_value`) are not compared: on real tables they differ
+between listings of one product (date first available, "3km-5km", shipping notes) and would veto
+every match. The brand is compared with its spellings: ``美的(Midea)`` and ``Midea/美的`` agree.
 
 Each product's row names the strongest accepted pair that touches it (rule, the other product,
 distance); ``group_id`` is the smallest product_id of its group, so ids survive re-runs and new
@@ -21,10 +30,12 @@ previous table, and a re-run computes the same rows.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -62,11 +73,12 @@ class Inputs:
     """What dedup reads, one entry per product, products sorted by product_id."""
 
     ids: list[str]
-    merchants: list[str | None]
+    merchants: list[str | None]  # stripped; None when missing (null, empty, whitespace)
     titles: list[str]  # normalised
     sha256: list[str | None]  # main image blob
     phash: list[str | None]
-    specs: list[dict[str, str]]  # property -> normalised value
+    specs: list[dict[str, frozenset[str]]]  # property -> its comparable normalised values (see read_inputs)
+    n_spec_rows: list[int] = field(default_factory=list)  # spec rows with a value, noisy ones included
 
 
 @dataclass
@@ -87,8 +99,41 @@ def _norm_value(v: str | None) -> str:
     return "".join(unicodedata.normalize("NFKC", v or "").lower().split())
 
 
-def read_inputs(store) -> Inputs:
-    """Products, their main image (sha256, pHash) and spec values, from the store."""
+# Shapes of spec values that differ between listings of one product on real tables. Matched on the
+# NFKC, lower-cased value with its whitespace runs kept as one space.
+_RANGE = re.compile(r"\d\s*(?:~|〜|–|—|至|到)\s*\d|以上|以下|以内"  # 136~174mhz, 3至6岁, 6岁以上
+                    r"|^\d{1,4}(?:[.,]\d+)?\s*[^\d\s.,~-]*\s*-\s*\d{1,4}(?:[.,]\d+)?\s*[^\d\s.,~-]*$")  # 3km-5km, one dash
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+_DATE = re.compile(r"(?:19|20)\d\d\s*(?:年|[-/.]\s*\d{1,2}(?!\d))"  # 2019年春季, 2015-3, 2013/12/02
+                   rf"|(?<![a-z]){_MONTH}\s+\d{{1,2}},?\s+(?:19|20)\d\d"  # december 2, 2013
+                   rf"|\d{{1,2}}\s+{_MONTH}\s+(?:19|20)\d\d")  # 2 dec 2013
+FREE_TEXT_WORDS, FREE_TEXT_CHARS = 5, 32
+
+
+def noisy_value(value: str) -> bool:
+    """A spec value that is a range, a date or free text (5+ words or 32+ characters): not compared."""
+    v = " ".join(unicodedata.normalize("NFKC", value).lower().split())
+    return (len(v.split()) >= FREE_TEXT_WORDS or len(v.replace(" ", "")) >= FREE_TEXT_CHARS
+            or bool(_RANGE.search(v) or _DATE.search(v)))
+
+
+def brand_spellings(value: str) -> set[str]:
+    """A normalised brand and its parts: ``美的(midea)`` and ``midea/美的`` are also ``美的`` and ``midea``."""
+    parts = {p for p in re.split(r"[()/]", value) if p}
+    return {value, *parts}
+
+
+@lru_cache(maxsize=65536)
+def _spelled(values: frozenset[str]) -> frozenset[str]:
+    return frozenset(s for v in values for s in brand_spellings(v))
+
+
+def read_inputs(store, brand: str = "") -> Inputs:
+    """Products, their main image (sha256, pHash) and comparable spec values, from the store.
+
+    Values of ``brand`` (a normalised property name) are all kept; values of other properties that
+    are ranges, dates or free text (:func:`noisy_value`) are dropped.
+    """
     con = store.connect()
     try:
         rows = con.sql("""
@@ -102,20 +147,32 @@ def read_inputs(store) -> Inputs:
         spec_rows = con.sql("SELECT product_id, property, value FROM specs ORDER BY product_id, position").fetchall()
     finally:
         con.close()
-    specs: dict[str, dict[str, str]] = {}
+    specs: dict[str, dict[str, set[str]]] = {}
+    n_rows: Counter = Counter()
     for pid, prop, value in spec_rows:
-        if prop and value:
-            specs.setdefault(pid, {}).setdefault(_norm_value(prop), _norm_value(value))
-    return Inputs(ids=[r[0] for r in rows], merchants=[r[1] for r in rows],
+        key, norm = _norm_value(prop), _norm_value(value)
+        if not (key and norm):
+            continue
+        n_rows[pid] += 1
+        if key == brand or not noisy_value(value):  # every value of a repeated property, not only the first
+            specs.setdefault(pid, {}).setdefault(key, set()).add(norm)
+    return Inputs(ids=[r[0] for r in rows], merchants=[(r[1] or "").strip() or None for r in rows],
                   titles=[near.normalise_title(r[2]) for r in rows], sha256=[r[3] for r in rows],
-                  phash=[r[4] for r in rows], specs=[specs.get(r[0], {}) for r in rows])
+                  phash=[r[4] for r in rows],
+                  specs=[{k: frozenset(v) for k, v in specs.get(r[0], {}).items()} for r in rows],
+                  n_spec_rows=[n_rows[r[0]] for r in rows])
 
 
-def spec_agreement(a: dict[str, str], b: dict[str, str], brand: str) -> tuple[bool | None, int, int]:
-    """``(same brand or None when a side lacks it, properties both list besides the brand, equal ones)``."""
-    same_brand = (a[brand] == b[brand]) if brand in a and brand in b else None
+def spec_agreement(a: dict[str, frozenset[str]], b: dict[str, frozenset[str]],
+                   brand: str) -> tuple[bool | None, int, int]:
+    """``(same brand or None when a side lacks it, properties both list besides the brand, agreeing ones)``.
+
+    A property agrees when the two pages share one of its values (the sets intersect); brands agree
+    when they share a spelling (:func:`brand_spellings`).
+    """
+    same_brand = bool(_spelled(a[brand]) & _spelled(b[brand])) if brand in a and brand in b else None
     shared = [k for k in a if k in b and k != brand]
-    return same_brand, len(shared), sum(a[k] == b[k] for k in shared)
+    return same_brand, len(shared), sum(bool(a[k] & b[k]) for k in shared)
 
 
 def run(store, settings: cfg.Settings, *, progress: Progress | None = None) -> StageStats:
@@ -141,11 +198,11 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None) ->
         if progress:
             progress("dedup", steps.index(name) + 1, len(steps))
 
-    inp = read_inputs(store)
+    brand = _norm_value(a.dedup_brand_property)
+    inp = read_inputs(store, brand)
     n = len(inp.ids)
     report.n_products = stats.n_in = n
     step("read")
-    brand = _norm_value(a.dedup_brand_property)
     edges: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []  # left, right, distance, rule
 
     # exact rules: equal keys, pairs off the sorted runs
@@ -154,7 +211,8 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None) ->
     _exact(edges, blob_keys, has_blob, a.dedup_bucket_cap, "exact_image")
     title_keys = np.array([f"{m or ''}\x1f{t}" for m, t in zip(inp.merchants, inp.titles)], dtype=object)
     has_title = np.array([bool(t) for t in inp.titles])
-    _exact(edges, title_keys, has_title, a.dedup_bucket_cap, "exact_title")
+    has_merchant = np.array([m is not None for m in inp.merchants])  # unknown merchants are not one merchant
+    _exact(edges, title_keys, has_title & has_merchant, a.dedup_bucket_cap, "exact_title")
     step("exact")
 
     hashes, has_hash = near.parse_phash(inp.phash)
@@ -172,7 +230,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None) ->
     step("minhash")
 
     has_specs = np.array([len(s) > 0 for s in inp.specs])
-    values, offsets = near.token_hashes([[f"{k}={v}" for k, v in s.items()] for s in inp.specs])
+    values, offsets = near.token_hashes([[f"{k}={v}" for k, vs in s.items() for v in sorted(vs)] for s in inp.specs])
     left, right, _ = near.lsh_pairs(values, offsets, a.dedup_spec_lsh_threshold, a.dedup_num_perm, has_specs,
                                     a.dedup_bucket_cap)
     report.candidates["spec"] = len(left)
@@ -191,9 +249,9 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None) ->
     rows = _groups(inp, edges, report)
     for i, row in enumerate(rows):
         missing = [what for what, ok in (("no main image", inp.sha256[i]), ("no pHash", inp.phash[i]),
-                                         ("empty title", inp.titles[i]), ("no specs", inp.specs[i])) if not ok]
+                                         ("empty title", inp.titles[i]), ("no specs", inp.n_spec_rows[i])) if not ok]
         row["reason"] = "; ".join(missing) or None
-        if not (inp.phash[i] or inp.sha256[i] or inp.titles[i] or inp.specs[i]):
+        if not (inp.phash[i] or inp.sha256[i] or inp.titles[i] or inp.n_spec_rows[i]):
             stats.fail("no evidence (no image, title or specs)")
         row["run_id"] = stats.run_id
     step("groups")

@@ -36,7 +36,7 @@ def dedup(
         try:
             truth = read_truth_products(score_against)
         except (FileNotFoundError, ValueError) as exc:
-            fail(str(exc))
+            fail(str(exc))  # plain text: the path is the user's, the message may quote the file
     try:
         with console.status("[bold]dedup[/] finding duplicate groups"):
             report = run_dedup(store, s)
@@ -68,6 +68,8 @@ def summary_table(report):
 
 
 def score_table(score, truth):
+    """Pair precision/recall; product ids (from crawled pages) and the truth path printed as text
+    (the console's Table never reads a cell or title as markup)."""
     from ..console import Table
 
     t = Table(title=f"score against {truth}")
