@@ -133,6 +133,8 @@ def image_descriptors(store_root, blobs: list[str | None], phashes: list[str | N
     """
     from PIL import Image
 
+    from ..storage.blobs import BlobPathError, resolve_blob
+
     out = np.zeros((len(blobs), 64 + 64), dtype=np.float32)
     reasons: list[str | None] = []
     for i, blob in enumerate(blobs):
@@ -140,8 +142,11 @@ def image_descriptors(store_root, blobs: list[str | None], phashes: list[str | N
             reasons.append("no image")
             continue
         try:
-            with Image.open(store_root / blob) as im:
+            with Image.open(resolve_blob(store_root, blob)) as im:
                 px = np.asarray(im.convert("RGB").resize((32, 32), Image.Resampling.BILINEAR)).reshape(-1, 3)
+        except BlobPathError:  # a media row naming a file outside the store: never opened
+            reasons.append("image blob path outside the store")
+            continue
         except (OSError, ValueError) as exc:
             reasons.append(f"image unreadable ({type(exc).__name__})")
             continue

@@ -111,6 +111,22 @@ def read_products(store) -> list[dict]:
         con.close()
 
 
+def image_paths(store_root, blobs: list[str | None]) -> tuple[list[str | None], list[int]]:
+    """The files of image blob paths read from ``media`` (None where there is none), and the
+    positions whose path leads outside the store's blob areas (left as None: never opened)."""
+    from ..storage.blobs import BlobPathError, resolve_blob
+
+    paths: list[str | None] = []
+    outside: list[int] = []
+    for i, blob in enumerate(blobs):
+        try:
+            paths.append(str(resolve_blob(store_root, blob)) if blob else None)
+        except BlobPathError:
+            paths.append(None)
+            outside.append(i)
+    return paths, outside
+
+
 def split_members(store, version: str) -> tuple[list[str], list[str]]:
     """(queries, gallery) of a split version: its query splits and its gallery splits (or the rest but train)."""
     rows = store.read("splits", where=f"version = '{version.replace(chr(39), chr(39) * 2)}'").to_pylist()
@@ -153,8 +169,10 @@ def embed_products(store, rows: list[dict], s: cfg.Settings, progress: Progress 
     blocks = [(text, a.pool_text_weight)]
     has_image = np.zeros(len(rows), bool)
     if a.pool_image == "descriptor":
-        paths = [str(store.root / r["blob"]) if r["blob"] else None for r in rows]
+        paths, outside = image_paths(store.root, [r["blob"] for r in rows])
         image, reasons = embed.image_descriptors(paths, [r["phash"] for r in rows], progress=progress)
+        for i in outside:
+            reasons[i] = "image blob path outside the store"
         has_image = np.array([r is None for r in reasons])
         for r in reasons:
             if r:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,16 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def inside_folder(folder: Path, rel) -> Path | None:
+    """``folder / rel`` when ``rel`` (a path read from an index or stats file) names something inside
+    ``folder``, else None: an absolute path, a ``..`` or a symlink out is never checked or trusted."""
+    if not isinstance(rel, str) or not rel or "\x00" in rel or os.path.isabs(rel):
+        return None
+    root = Path(folder).resolve()
+    path = (root / rel).resolve()
+    return path if path.is_relative_to(root) and path != root else None
 
 
 def listed_files(folder: Path) -> list[dict]:
@@ -78,9 +89,11 @@ def check_shards(folder: str | Path, hash_files: bool = True, progress=None) -> 
         report.problems.append(ShardProblem(str(folder), "no shard index (*.index.json or _stats.json) found"))
         return report
     for n, entry in enumerate(entries, 1):
-        path = folder / entry["path"]
+        path = inside_folder(folder, entry["path"])
         report.checked += 1
-        if not path.is_file():
+        if path is None:
+            report.problems.append(ShardProblem(str(entry["path"]), "path outside the export folder (not checked)"))
+        elif not path.is_file():
             report.problems.append(ShardProblem(entry["path"], "missing"))
         else:
             size = path.stat().st_size

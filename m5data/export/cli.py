@@ -24,6 +24,7 @@ def export(
     workers: Optional[int] = typer.Option(None, "--workers", help="Processes writing shards (0 = one per core, 1 = inline)."),
 ) -> None:
     """Export a split (or all) as WebDataset shards, Hugging Face Parquet or the M5Product layout; resumable."""
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from ..console import Table
 
@@ -42,13 +43,16 @@ def export(
             report = run_export(store, s, out=out, split=split, version=version,
                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
     except (ExportError, ConfigError) as exc:
-        fail(str(exc))
+        fail(escape(str(exc)))
     console.print(stage_summary(report.stats))
-    t = Table(title=f"{report.fmt} export of version {report.version} -> {report.out}")
+    for name, why in report.skipped_splits.items():
+        console.print(f"[yellow]skipped[/] split {escape(repr(name))}: not a plain name ({escape(why)}); "
+                      "nothing of it was written", highlight=False, soft_wrap=True)
+    t = Table(title=escape(f"{report.fmt} export of version {report.version} -> {report.out}"))
     t.add_column("split")
     t.add_column("products", justify="right")
     for name, n in report.splits.items():
-        t.add_row(name, f"{n:,}")
+        t.add_row(escape(name), f"{n:,}")
     console.print(t)
     console.print(f"shards: {report.shards} ({report.shards_written} written, {report.shards_skipped} already finished)")
 
@@ -58,6 +62,7 @@ def check_shards(
     no_hash: bool = typer.Option(False, "--no-hash", help="Compare sizes only (fast)."),
 ) -> None:
     """Verify exported shards against their index: missing, truncated or altered shards (exit 1)."""
+    from rich.markup import escape
     from ..console import Table
 
     from ..console import console, fail
@@ -65,12 +70,12 @@ def check_shards(
 
     report = run_check(folder, hash_files=not no_hash)
     if report.problems:
-        t = Table(title=f"{len(report.problems)} bad shard(s) in {folder}")
+        t = Table(title=escape(f"{len(report.problems)} bad shard(s) in {folder}"))
         t.add_column("shard")
         t.add_column("problem")
-        for p in report.problems:
-            t.add_row(p.path, p.problem)
+        for p in report.problems:  # paths come from index files: data, escaped
+            t.add_row(escape(p.path), escape(p.problem))
         console.print(t)
-        fail(f"{len(report.problems)} of {report.checked} shard(s) failed: "
-             + ", ".join(p.path for p in report.problems[:10]))
+        fail(escape(f"{len(report.problems)} of {report.checked} shard(s) failed: "
+                    + ", ".join(p.path for p in report.problems[:10])))
     console.print(f"{report.checked} shard(s) ok: {report.samples:,} samples, {report.bytes:,} bytes")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .samples import Sample, frame_files, hf_split_name, read_blob
+from .samples import Sample, drop_outside_blobs, frame_files, hf_split_name, read_blob
 
 MEDIA_KINDS = ("image_norm", "frames", "mfcc", "audio")
 ROW_GROUP_ROWS = 64  # rows per Parquet row group: a few MB of images each, so readers can stream
@@ -114,11 +114,12 @@ def _nested(arrays: list) -> pa.Array:
 
 def sample_row(store_root: Path, sample: Sample, split: str, options: dict, failures: Counter) -> dict:
     """One product's row (the mfcc column as a numpy array, turned into lists by :func:`_nested`)."""
+    drop_outside_blobs(store_root, sample, failures)
     image = read_blob(store_root, sample, "image", "image", failures)
     frames = None
     if sample.frames:
         frames = []
-        for p in frame_files(store_root, sample.frames):
+        for p in frame_files(store_root, sample.frames, failures):
             try:
                 frames.append({"bytes": p.read_bytes(), "path": f"{sample.key}/{p.name}"})
             except OSError:

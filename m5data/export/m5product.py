@@ -20,13 +20,15 @@ point it at ``retrieval/coarse`` (gallery-c / query-c) or ``retrieval/fine`` (ga
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 from collections import Counter
 from pathlib import Path
 
-from .samples import Sample, safe_key
+from ..storage.blobs import resolve_blob
+from .samples import Sample, drop_outside_blobs, safe_key
 
 MEDIA_KINDS = ("image_norm", "audio", "video")
 CAPTIONS = "captions.json"
@@ -40,6 +42,7 @@ LIST_FILES = {"train": "train.txt", "query-c": "query.txt", "gallery-c": "galler
               "subset": "subset.txt"}
 RETRIEVAL = {"coarse": ("query-c", "gallery-c"), "fine": ("query-fg", "gallery-fg")}
 _FILE_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ITEM_ID_MAX = 120  # characters of an item id (a file name: images/<item_id>.jpg, .tmp-<pid>-<item_id>.mp4)
 
 
 def list_file(split: str) -> str:
@@ -88,18 +91,48 @@ def prepare(store, members: dict[str, list[str]], options: dict) -> dict:
 
 
 def item_id(sample: Sample, options: dict) -> str:
-    return sample.source_id if options.get("item_ids") == "source_id" else safe_key(sample.product_id)
+    return sample.source_id if options.get("item_ids") == "source_id" else key_item_id(sample.product_id)
 
 
-def _copy(src: Path, dst: Path) -> int:
-    """Copy a blob to ``dst`` atomically (unique temp name: two shards may write the same item)."""
-    if dst.is_file() and dst.stat().st_size == src.stat().st_size:
-        return 0
-    dst.parent.mkdir(parents=True, exist_ok=True)
+def key_item_id(product_id: str) -> str:
+    """The item id of a product in ``key`` mode: its safe key, or for a key over ``ITEM_ID_MAX``
+    characters the key cut to 100 + ``~~`` + 16 hex digits of the product id's sha256.
+
+    Item ids are file names (``images/<item_id>.jpg``): a 300-character id would make the file
+    system refuse the file (ENAMETOOLONG). ``~~`` never occurs in a safe key (``~`` is always
+    followed by two hex digits), so a cut id cannot equal another product's full key;
+    ``m5data_items.json`` maps every item id back to its product id (the importer reads it there).
+    """
+    key = safe_key(product_id)
+    if len(key) <= ITEM_ID_MAX:
+        return key
+    return f"{key[:100]}~~{hashlib.sha256(product_id.encode('utf-8')).hexdigest()[:16]}"
+
+
+def _copy(src: Path, dst: Path, what: str, failures: Counter) -> int | None:
+    """Copy a blob to ``dst`` atomically (unique temp name: two shards may write the same item);
+    the bytes written, or None with the reason counted: ``missing <what> blob`` when the blob
+    cannot be read, ``cannot write <what> file: <strerror>`` when ``dst`` cannot be written."""
+    try:
+        size = src.stat().st_size
+        if dst.is_file() and dst.stat().st_size == size:
+            return 0
+        data = src.read_bytes()
+    except OSError:
+        failures[f"missing {what} blob"] += 1
+        return None
     tmp = dst.with_name(f".tmp-{os.getpid()}-{dst.name}")
-    data = src.read_bytes()
-    tmp.write_bytes(data)
-    os.replace(tmp, dst)
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, dst)
+    except OSError as exc:
+        failures[f"cannot write {what} file: {exc.strerror or type(exc).__name__}"] += 1
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        return None
     return len(data)
 
 
@@ -114,18 +147,20 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
     records = {}
     for s in samples:
         iid = item_id(s, options)
-        media = [("image", s.image, f"images/{iid}.jpg")]
-        if options.get("video", True) and s.video:
-            media.append(("video", s.video, f"videos/{iid}{_video_ext(s.video)}"))
+        drop_outside_blobs(store_root, s, failures)
+        media = [("image", "image", f"images/{iid}.jpg")]
+        if options.get("video", True):
+            media.append(("video", "video", f"videos/{iid}{_video_ext(s.video)}"))
         if options.get("mp3", True):
-            media.append(("mp3", s.mp3, f"audios/{iid}.mp3"))
-        for what, rel, target in media:
-            if not rel:
+            media.append(("mp3", "mp3", f"audios/{iid}.mp3"))
+        for what, attr, target in media:
+            if not getattr(s, attr):
                 continue
-            try:
-                written += _copy(store_root / rel, out / target)
-            except OSError:
-                failures[f"missing {what} blob"] += 1
+            n = _copy(resolve_blob(store_root, getattr(s, attr)), out / target, what, failures)
+            if n is None:  # not in the layout: not a modality of the item either
+                setattr(s, attr, None)
+            else:
+                written += n
         modalities.update(s.modalities())
         records[iid] = {
             "title": s.title or "", "pv": pv_string(s.specs), "product_id": s.product_id,
@@ -143,8 +178,8 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
     return stats
 
 
-def _video_ext(rel: str) -> str:
-    ext = Path(rel).suffix.lower()
+def _video_ext(rel: str | None) -> str:
+    ext = Path(rel or "").suffix.lower()
     return ".mp4" if ext in ("", ".mp4", ".m4v") else ext
 
 

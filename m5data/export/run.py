@@ -17,17 +17,19 @@ import json
 import os
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from .. import config as cfg
+from ..splits.names import shown
 from ..storage.runs import StageStats, record_run
-from .samples import ExportError, split_members
+from .samples import ExportError, bad_split_names, plain_name, split_members
 
 FORMATS = {"webdataset": "m5data.export.webdataset", "parquet": "m5data.export.hf_parquet",
            "m5product": "m5data.export.m5product"}
 PLAN_FILE = "_export.json"
+SKIPPED_SPLIT = "split with a bad name (skipped)"  # failure reason, one per split of the version
 
 Progress = Callable[[int, int], None]  # (shards done, shards in all)
 
@@ -40,6 +42,9 @@ class Shard:
     index: int
     count: int
     product_ids: tuple[str, ...]
+
+    def __post_init__(self):  # every layout builds file names from the split: never one that leads elsewhere
+        plain_name("split", self.split)
 
 
 @dataclass
@@ -54,6 +59,7 @@ class ExportReport:
     shards: int
     shards_written: int
     shards_skipped: int
+    skipped_splits: dict[str, str] = field(default_factory=dict)  # split -> why its name was refused
 
 
 def check_settings(s: cfg.Settings) -> None:
@@ -179,8 +185,10 @@ def shard_done(mod, out: Path, shard: Shard) -> dict | None:
         stats = json.loads(marker.read_text())
     except ValueError:
         return None
-    target = out / stats.get("path", "")
-    if not stats.get("path") or not target.exists() or (target.is_file() and target.stat().st_size != stats.get("size")):
+    from .check import inside_folder
+
+    target = inside_folder(out, stats.get("path"))
+    if target is None or not target.exists() or (target.is_file() and target.stat().st_size != stats.get("size")):
         return None
     return stats
 
@@ -210,6 +218,13 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
     try:
         version, members = split_members(store, version, split)
         config["version"] = version
+        skipped_splits = bad_split_names(members)
+        for name in skipped_splits:  # a split name becomes file names: one that is not plain is skipped
+            del members[name]
+            stats.fail(SKIPPED_SPLIT)
+        if not members:
+            raise ExportError(f"no split of version {version!r} has a plain name (skipped: "
+                              f"{', '.join(shown(n) for n in skipped_splits)}); rebuild the splits")
         sizes = None
         if settings.export.shard_bytes:
             sizes = media_sizes(store, [p for ids in members.values() for p in ids], mod.MEDIA_KINDS)
@@ -273,7 +288,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
         raise
     record_run(store, stats, config)
     return ExportReport(stats, out, fmt, version, {s: len(ids) for s, ids in members.items()}, len(shards),
-                        len(shards) - skipped, skipped)
+                        len(shards) - skipped, skipped, skipped_splits)
 
 
 def _account(stats: StageStats, shard_stats: dict) -> None:

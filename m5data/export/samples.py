@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..splits.names import BadNameError, check_name, name_problem, shown
 from ..storage.blobs import BlobPathError, resolve_blob
 
 SPLIT_NAMES = ("train", "query-c", "gallery-c", "query-fg", "gallery-fg", "cls-train", "cls-test", "subset")
@@ -89,7 +90,8 @@ def split_members(store, version: str | None = None, split: str = "all") -> tupl
     """``(version, {split: sorted product ids})`` for one split or ``all`` splits of a version.
 
     Raises:
-        ExportError: no splits at all, an unknown version, or a split with no products.
+        ExportError: no splits at all, an unknown version, a split with no products, or a version
+            or asked split that is not a plain name (``splits.names``: names become file names).
     """
     con = store.connect()
     try:
@@ -102,15 +104,30 @@ def split_members(store, version: str | None = None, split: str = "all") -> tupl
     finally:
         con.close()
     if not rows:
-        raise ExportError(f"no split version {version!r} in {store.root} (versions: {', '.join(versions) or 'none'})")
+        raise ExportError(f"no split version {shown(version)} in {store.root} (versions: {', '.join(versions) or 'none'})")
+    plain_name("split version", version)
     members: dict[str, list[str]] = {}
     for name, pid in rows:
         members.setdefault(name, []).append(pid)
     if split != "all":
+        plain_name("split", split)
         if split not in members:
             raise ExportError(f"split {split!r} is not in version {version!r} (splits: {', '.join(sorted(members))})")
         members = {split: members[split]}
     return version, {name: sorted(ids) for name, ids in sorted(members.items(), key=lambda kv: _split_order(kv[0]))}
+
+
+def plain_name(kind: str, name: str) -> str:
+    """``name`` when it is a plain split/version name (it becomes part of file names), else ExportError."""
+    try:
+        return check_name(kind, name)
+    except BadNameError as exc:
+        raise ExportError(str(exc)) from None
+
+
+def bad_split_names(members: dict[str, list[str]]) -> dict[str, str]:
+    """``{split: why}`` for the splits of ``members`` whose names are not plain names (the export skips them)."""
+    return {name: problem for name in members if (problem := name_problem(name)) is not None}
 
 
 def _split_order(name: str) -> tuple[int, str]:
@@ -256,23 +273,57 @@ def read_blob(store_root: Path, sample: Sample, attr: str, what: str, failures) 
         return None
 
 
-def frame_files(store_root: Path, frames_blob: str) -> list[Path]:
-    """The JPEG frames of a frames folder, in time order (``000001.jpg`` ...); [] when the folder is gone."""
+MEDIA_ATTRS = ("image", "frames", "mfcc", "mp3", "video")  # the Sample fields that hold blob paths
+
+
+def drop_outside_blobs(store_root: Path, sample: Sample, failures) -> None:
+    """Clear each media path of ``sample`` that leads outside the store's blob areas (absolute,
+    ``..``, a symlink out: :func:`~m5data.storage.blobs.resolve_blob`), counting ``<field> blob
+    path outside the store``: no layout ever reads or names a file the store does not hold."""
+    for attr in MEDIA_ATTRS:
+        rel = getattr(sample, attr)
+        if not rel:
+            continue
+        try:
+            resolve_blob(store_root, rel)
+        except BlobPathError:
+            failures[f"{attr} blob path outside the store"] += 1
+            setattr(sample, attr, None)
+
+
+def frame_files(store_root: Path, frames_blob: str, failures=None) -> list[Path]:
+    """The JPEG frames of a frames folder, in time order (``000001.jpg`` ...); [] when the folder is gone.
+
+    A file the folder's ``frames.json`` names outside the folder, or a frame that is a symlink
+    leading out of it, is left out (counted in ``failures`` as ``frame file outside its frames folder``).
+    """
     try:
         folder = resolve_blob(store_root, frames_blob)
     except BlobPathError:
         return []
     if not folder.is_dir():
         return []
+    paths = None
     listing = folder / "frames.json"
     if listing.is_file():
         try:
             names = json.loads(listing.read_text()).get("files")
             if names:
-                return [folder / n for n in names]
-        except (ValueError, AttributeError):
+                paths = [folder / str(n) for n in names]
+        except (ValueError, AttributeError, OSError):
             pass
-    return sorted(folder.glob("*.jpg"))
+    if paths is None:
+        paths = sorted(folder.glob("*.jpg"))
+    inside = []
+    for path in paths:
+        # folder is resolved: a name with a slash or '..', an absolute one or a symlink out is not in it
+        # (one lstat a frame; only a symlink is resolved)
+        if (path.parent == folder and path.name not in (".", "..")
+                and (not path.is_symlink() or path.resolve().parent == folder)):
+            inside.append(path)
+        elif failures is not None:
+            failures["frame file outside its frames folder"] += 1
+    return inside
 
 
 def frame_field(index: int, total: int) -> str:

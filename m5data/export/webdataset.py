@@ -21,7 +21,7 @@ import tarfile
 from collections import Counter
 from pathlib import Path
 
-from .samples import Sample, frame_field, frame_files, read_blob
+from .samples import Sample, drop_outside_blobs, frame_field, frame_files, read_blob
 
 MEDIA_KINDS = ("image_norm", "frames", "mfcc", "audio")  # what --shard-bytes counts
 INDEX_SUFFIX = ".index.json"
@@ -103,16 +103,18 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
 def sample_members(store_root: Path, sample: Sample, split: str, options: dict, failures: Counter) -> list[tuple[str, bytes]]:
     """The ``(field, bytes)`` members of one sample, sorted by field; missing media are left out.
 
-    A blob missing from the store is counted in ``failures`` and cleared from ``sample``, so the
-    ``json`` record's ``modalities`` (built last) lists what the sample really holds.
+    A blob missing from the store, or whose path leads outside it, is counted in ``failures`` and
+    cleared from ``sample``, so the ``json`` record's ``modalities`` (built last) lists what the
+    sample really holds.
     """
     fields: dict[str, bytes] = {}
+    drop_outside_blobs(store_root, sample, failures)
     if (image := read_blob(store_root, sample, "image", "image", failures)) is not None:
         fields["jpg"] = image
     if sample.caption:
         fields["txt"] = sample.caption.encode("utf-8")
     if sample.frames:
-        files = frame_files(store_root, sample.frames)
+        files = frame_files(store_root, sample.frames, failures)
         if not files:
             failures["missing frames folder"] += 1
             sample.frames = None

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..config import ExtractSettings
+from ..storage.blobs import BlobPathError, resolve_blob
 from .video import MediaError, expected_frames
 
 KINDS = ("video", "audio", "image", "text")
@@ -86,9 +88,32 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+_HASH = re.compile(r"[0-9a-fA-F]{16,128}")
+
+
 def blob_sha(row: dict) -> str:
-    """The source's content hash: the row's sha256, else the content-addressed blob name."""
-    return row.get("sha256") or Path(row["blob"]).name.split(".")[0]
+    """The source's content hash: the row's sha256, else the content-addressed blob name.
+
+    It names derived files (``derived/frames/<sha[:2]>/<sha>``), so a value that is not a hex
+    hash (a row's ``sha256`` of ``../../x``) is never used: the hash of the blob path stands in.
+    """
+    for candidate in (row.get("sha256"), Path(row["blob"]).name.split(".")[0]):
+        if candidate and _HASH.fullmatch(candidate):
+            return candidate
+    return hashlib.sha256(str(row["blob"]).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def source_file(root: Path, src: dict) -> tuple[Path | None, MediaError | None]:
+    """The file of a source media row, inside the store's blob areas
+    (:func:`~m5data.storage.blobs.resolve_blob`), or the error that fails its item: a path that
+    leads outside the store (absolute, ``..``, a symlink out) or a file that is gone."""
+    try:
+        path = resolve_blob(root, src["blob"])
+    except BlobPathError as exc:
+        return None, MediaError("blob path outside the store", str(exc), status="failed")
+    if not path.is_file():
+        return None, MediaError("blob missing", f"{src['blob']} is not in the store", status="failed")
+    return path, None
 
 
 def _merge_meta(meta: str | None, extra: dict) -> str:
@@ -139,9 +164,8 @@ def run_video(payload: dict) -> JobResult:
     derived_of = {"video": ["frames"], "audio": ["audio", "mfcc"]}
     now = _now()
     result = JobResult()
-    path = root / src["blob"]
-    if not path.is_file():
-        err = MediaError("blob missing", f"{src['blob']} is not in the store", status="failed")
+    path, err = source_file(root, src)
+    if err is not None:
         result.media = _failed_rows(src, [d for k in wanted for d in derived_of[k]], err, now)
         result.outcomes = [Outcome(k, "failed", err.reason) for k in wanted]
         return result
@@ -268,9 +292,8 @@ def run_audio(row: dict) -> JobResult:
     src = dict(row)
     now = _now()
     result = JobResult()
-    path = Path(ctx.store_root) / src["blob"]
-    if not path.is_file():
-        err = MediaError("blob missing", f"{src['blob']} is not in the store", status="failed")
+    path, err = source_file(Path(ctx.store_root), src)
+    if err is not None:
         result.media = _failed_rows(src, ["audio", "mfcc"], err, now)
         result.outcomes = [Outcome("audio", "failed", err.reason)]
         return result
@@ -307,9 +330,8 @@ def run_image(row: dict) -> JobResult:
     src = dict(row)
     now = _now()
     result = JobResult()
-    path = root / src["blob"]
-    if not path.is_file():
-        err = MediaError("blob missing", f"{src['blob']} is not in the store", status="failed")
+    path, err = source_file(root, src)
+    if err is not None:
         result.media = _failed_rows(src, ["image_norm"], err, now)
         result.outcomes = [Outcome("image", "failed", err.reason)]
         return result

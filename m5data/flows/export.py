@@ -32,7 +32,12 @@ def export_task(store_path: str, split: str = "all", fmt: str = "webdataset", ou
     if out is None:  # one folder per version, format and split: a new split version never meets an old plan
         from ..export.samples import latest_version
 
+        from ..export.samples import plain_name
+
         version = version or latest_version(store)
+        if version is not None:  # both become a folder name: never one that leads out of exports/
+            plain_name("split version", version)
+        plain_name("split", split)
         out = str(Path(store.root) / "exports" / f"{version}-{fmt}-{split}")
     report = export(store, settings, out=out, split=split, fmt=fmt, version=version)
     row = report.stats.row()

@@ -42,7 +42,10 @@ def incremental_version(store, default: str) -> str:
 
     con = store.connect()
     try:
-        versions = [r[0] for r in con.execute("SELECT DISTINCT version FROM splits").fetchall()]
+        from ..splits.names import name_problem
+
+        # a version name is a folder name (derived/splits/<version>/): one that is not plain is ignored
+        versions = [r[0] for r in con.execute("SELECT DISTINCT version FROM splits").fetchall() if not name_problem(r[0])]
         products, newest = con.execute("SELECT count(*), max(crawled_at) FROM products").fetchone()
     finally:
         con.close()

@@ -20,6 +20,7 @@ import json
 import os
 from pathlib import Path
 
+from .names import check_name
 from .plan import SPLITS
 
 MODALITIES = ("image", "caption", "table", "video", "audio")
@@ -27,7 +28,8 @@ MANIFEST = "manifest.json"
 
 
 def manifest_path(store, version: str) -> Path:
-    return store.root / "derived" / "splits" / version / MANIFEST
+    """``<store>/derived/splits/<version>/manifest.json``; BadNameError for a version that is not a plain name."""
+    return store.root / "derived" / "splits" / check_name("split version", version) / MANIFEST
 
 
 def read_manifest(store, version: str) -> dict | None:

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from .. import config as cfg
+from .names import name_problem, shown
 
 PAPER_PRODUCTS = 6_313_067  # M5Product's products; the default fractions are the paper's counts over it
 SIZE_KEYS = ("train", "query_c", "gallery_c", "query_fg", "gallery_fg", "cls_products", "subset")
@@ -87,8 +88,8 @@ def check_settings(settings: cfg.Settings) -> None:
     if s.cls_min_per_class < 2:
         raise cfg.ConfigError(f"config splits.cls_min_per_class must be >= 2 (one train and one test product), "
                               f"got {s.cls_min_per_class!r}")
-    if not s.version or any(c in s.version for c in "/\\'\"") or s.version.startswith("."):
-        raise cfg.ConfigError(f"config splits.version must be a plain name (no slashes or quotes), got {s.version!r}")
+    if (problem := name_problem(s.version)) is not None:  # it names a folder: derived/splits/<version>/
+        raise cfg.ConfigError(f"config splits.version must be a plain name ({problem}), got {shown(s.version)}")
 
 
 def plan_params(s: cfg.SplitsSettings) -> dict:

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import locks
+from .blobs import BlobPathError, resolve_blob
 from .runs import StageStats, record_run
 from .schema import SEQ_COLUMN, TABLES
 from .store import Store, StoreBusy
@@ -166,12 +167,12 @@ def _ok_rows(store: Store) -> list[dict] | None:
 def blob_problem(store: Store, row: dict, verify: bool, cache: dict) -> str | None:
     """What is wrong with an ok media row's file (None when nothing is)."""
     rel = row["blob"]
-    path = store.root / rel
     key = (rel, row.get("sha256") if verify else None)
     if key in cache:
         return cache[key]
     problem = None
-    if ".." in Path(rel).parts or Path(rel).is_absolute():
+    path = blob_file(store, rel)
+    if path is None:  # absolute, '..' or a symlink out: never read, hashed or moved
         problem = f"blob path {rel!r} is outside the store"
     elif not path.exists():
         problem = "file missing"
@@ -188,10 +189,19 @@ def blob_problem(store: Store, row: dict, verify: bool, cache: dict) -> str | No
     return problem
 
 
+def blob_file(store: Store, rel: str) -> Path | None:
+    """The file of a blob path read from ``media`` (:func:`resolve_blob`), None when it leads outside the store."""
+    try:
+        return resolve_blob(store.root, rel)
+    except BlobPathError:
+        return None
+
+
 def missing_blobs(store: Store) -> list[dict]:
-    """Media rows with status ok whose file is not on disk (cheap: presence only; for ``stats``)."""
+    """Media rows with status ok whose file is not on disk, or whose path leads outside the store
+    (cheap: presence only; for ``stats``)."""
     rows = _ok_rows(store) or []
-    return [r for r in rows if not (store.root / r["blob"]).exists()]
+    return [r for r in rows if (path := blob_file(store, r["blob"])) is None or not path.exists()]
 
 
 def _is_downloaded(row: dict) -> bool:
@@ -236,8 +246,9 @@ def _check_blobs(store: Store, report: DoctorReport, repair: bool, verify: bool,
                   else "back to pending: `m5data extract` makes it again")
         finding = Finding(check, ERROR, row["blob"], f"{row['kind']} {row['media_id']} (status ok): {problem}", action)
         if repair:
-            path = store.root / row["blob"]
-            if problem.startswith("content") and row["blob"] not in moved and path.is_file():
+            # the row's own path (a symlink is moved, not what it points at), once it is known to lead inside
+            path = store.root / row["blob"] if blob_file(store, row["blob"]) is not None else None
+            if problem.startswith("content") and row["blob"] not in moved and path is not None and path.is_file():
                 dest = _quarantine_dir(store, stamp) / row["blob"]
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(path, dest)
