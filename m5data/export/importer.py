@@ -6,6 +6,11 @@ status ok) and, when the split lists are there, ``splits`` rows of one version. 
 from ``m5data_items.json`` when the folder is an m5data export, else ``<platform>:<item id>``.
 Run ``m5data extract`` afterwards for frames, MFCC and normalised images, and ``m5data align``
 for unified labels.
+
+The folder is untrusted (a downloaded dataset): it is read through :class:`.layout_folder.LayoutFolder`
+(listed once, regular files inside it only, no path or glob built from an id), item and product ids
+are checked, media are sniffed like downloads (:func:`m5data.crawler.download.sniff.sniff`). A bad
+item fails alone, with its reason, before any of its blobs is written.
 """
 
 from __future__ import annotations
@@ -13,19 +18,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import typer
 
+from .layout_folder import (ITEM_ID, PLATFORM, FolderMedia, ItemError, LayoutError, LayoutFolder, MediaFile,
+                            check_item_id, check_product_id)
 from .m5product import CAPTIONS, ID_LABEL, ITEMS, LABEL_LIST, LIST_FILES, parse_pv
 
 app = typer.Typer(help="Read a dataset in another layout into the store.", no_args_is_help=True)
-
-
-class LayoutError(Exception):
-    """A folder that is not in the expected layout; the message names the file."""
 
 
 @dataclass
@@ -36,29 +39,49 @@ class ImportReport:
     media: Counter
     splits: dict[str, int]
     split_version: str | None
+    failed: list[str] = field(default_factory=list)  # one line per failed item or list line, naming it
 
 
-def find_captions(folder: Path) -> Path:
-    """The caption JSON: ``captions.json``, else the one top-level JSON object whose values have a ``title``."""
-    if (folder / CAPTIONS).is_file():
-        return folder / CAPTIONS
-    for path in sorted(folder.glob("*.json")):
+JSON_TYPES = {dict: "object", list: "array"}
+SHOW_FAILED = 20  # failed items named in the CLI's output (all are counted in the runs row)
+
+
+def find_captions(folder: LayoutFolder) -> str:
+    """The caption JSON's name: ``captions.json``, else the one top-level JSON object whose values have a ``title``."""
+    if CAPTIONS in folder.names:
+        return CAPTIONS
+    for name in sorted(n for n, kind in folder.names.items() if kind == "file" and n.endswith(".json")):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):
+            data = json.loads(folder.read_bytes(name).decode("utf-8"))
+        except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
             continue
         if isinstance(data, dict) and data and all(isinstance(v, dict) and "title" in v for v in list(data.values())[:20]):
-            return path
-    raise LayoutError(f"no caption JSON in {folder} (captions.json, or a JSON object of {{id: {{title, pv}}}})")
+            return name
+    raise LayoutError(f"no caption JSON in {folder.root} (captions.json, or a JSON object of {{id: {{title, pv}}}})")
 
 
-def _load(path: Path, default):
-    if not path.is_file():
+def _load(folder: LayoutFolder, name: str, default, kind: type):
+    """The JSON value of the top-level file ``name`` (``default`` when absent); :class:`LayoutError`
+    naming the file when it is no regular file, not UTF-8, not JSON, or not a JSON ``kind``."""
+    if name not in folder.names:
         return default
+    data = _read_text(folder, name)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(data)
     except ValueError as exc:
-        raise LayoutError(f"{path} is not valid JSON: {exc}") from None
+        raise LayoutError(f"{folder.root / name} is not valid JSON: {exc}") from None
+    if not isinstance(value, kind):
+        raise LayoutError(f"{folder.root / name} is not a JSON {JSON_TYPES[kind]}")
+    return value
+
+
+def _read_text(folder: LayoutFolder, name: str) -> str:
+    try:
+        return folder.read_bytes(name).decode("utf-8")
+    except OSError as exc:
+        raise LayoutError(f"{folder.root / name}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise LayoutError(f"{folder.root / name} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def _media_row(product_id: str, kind: str, role: str, rel: str, ref, mime: str, source: str | None = None,
@@ -70,27 +93,78 @@ def _media_row(product_id: str, kind: str, role: str, rel: str, ref, mime: str, 
             "meta": json.dumps({"imported_from": rel}), "updated_at": now}
 
 
-def _put(store, path: Path, ext: str):
-    """Copy a file into the blob store without a per-blob fsync (one ``blobs.sync()`` before the rows)."""
-    with store.blobs.writer(ext, sync=False) as w, open(path, "rb") as fh:
+def _put(store, fh, ext: str):
+    """Copy an open file into the blob store without a per-blob fsync (one ``blobs.sync()`` before the rows)."""
+    fh.seek(0)
+    with store.blobs.writer(ext, sync=False) as w:
         while chunk := fh.read(1 << 20):
             w.write(chunk)
         return w.commit()
 
 
-def _image_size(path: Path) -> tuple[int | None, int | None, str]:
+def _image_size(path: Path) -> tuple[int | None, int | None]:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            return im.width, im.height, Image.MIME.get(im.format, "image/jpeg")
+            return im.width, im.height
     except (UnidentifiedImageError, OSError):
-        return None, None, "application/octet-stream"
+        return None, None
+
+
+def _check_caption(iid: str, rec) -> None:
+    """:class:`ItemError` unless the caption entry is an object with text (or no) title and pv."""
+    if not isinstance(rec, dict):
+        raise ItemError("caption entry not an object", f"item {iid!r}: caption entry is not an object")
+    if not all(isinstance(rec.get(k), (str, type(None))) for k in ("title", "pv")):
+        raise ItemError("caption entry: title or pv not text", f"item {iid!r}: title or pv is not a string")
+    try:
+        json.dumps(rec, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (\ud800): valid JSON, no valid text
+        raise ItemError("caption entry not valid Unicode", f"item {iid!r}: caption holds a lone surrogate") from None
+
+
+def _category_path(iid: str, label, labels: list[str]) -> list[str]:
+    if label is None:
+        return []
+    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(labels):
+        raise ItemError("label not an index into the label list",
+                        f"item {iid!r}: label {label!r} is not an index into {LABEL_LIST} ({len(labels)} labels)")
+    return labels[label].split(" > ")
+
+
+def _split_rows(data: bytes, pid_of: dict[str, str], captions: dict, platform: str) -> tuple[list[str], int]:
+    """The product ids of a split list's lines, and how many lines were no item id (not UTF-8, or not
+    the pattern). A failed item's lines go with it; an id with no caption entry becomes
+    ``<platform>:<id>``."""
+    pids, bad = [], 0
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            iid = line.strip().decode("utf-8")
+        except UnicodeDecodeError:
+            bad += 1
+            continue
+        if iid in pid_of:
+            pids.append(pid_of[iid])
+        elif iid in captions:
+            continue  # a failed item, counted once as such
+        elif ITEM_ID.match(iid):
+            pids.append(f"{platform}:{iid}")
+        else:
+            bad += 1
+    return pids, bad
 
 
 def import_m5product(store, folder: str | Path, platform: str = "m5product", split_version: str = "imported",
                      progress=None) -> ImportReport:
     """Read an M5Product-layout folder into ``store``.
+
+    The folder is untrusted: only regular files inside it are read (:class:`LayoutFolder`), ids are
+    checked (:func:`check_item_id`, :func:`check_product_id`), media are sniffed; a bad item is
+    counted as failed with its reason and the run goes on; a file of the wrong shape is a
+    :class:`LayoutError` raised before anything is written.
 
     Args:
         store: the target store (rows are upserted: importing twice changes nothing).
@@ -99,71 +173,70 @@ def import_m5product(store, folder: str | Path, platform: str = "m5product", spl
         split_version: version name for the split lists found (train.txt, query.txt, ...).
         progress: called with (items done, items in all).
     """
+    if not PLATFORM.match(platform):
+        raise LayoutError(f"platform {platform!r} is not a platform name (letters, digits, '.', '_', '-')")
+    with LayoutFolder(folder) as layout:
+        return _import(store, layout, platform, split_version, progress)
+
+
+def _import(store, folder: LayoutFolder, platform: str, split_version: str, progress) -> ImportReport:
     from ..storage.runs import StageStats, record_run
 
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise LayoutError(f"no such folder {folder}")
     stats = StageStats("import")
-    captions = _load(find_captions(folder), {})
-    labels = _load(folder / LABEL_LIST, [])
-    id_label = _load(folder / ID_LABEL, {})
-    items = _load(folder / ITEMS, {}).get("items", {})
+    # every file of the layout is read and checked before the first blob is written
+    captions = _load(folder, find_captions(folder), {}, dict)
+    labels = _load(folder, LABEL_LIST, [], list)
+    if not all(isinstance(name, str) for name in labels):
+        raise LayoutError(f"{folder.root / LABEL_LIST} is not a JSON array of strings")
+    id_label = _load(folder, ID_LABEL, {}, dict)
+    items = _load(folder, ITEMS, {}, dict).get("items", {})
+    if not isinstance(items, dict):
+        raise LayoutError(f"{folder.root / ITEMS}: 'items' is not a JSON object")
+    lists = {split: _split_bytes(folder, name) for split, name in LIST_FILES.items() if name in folder.names}
+    media_files = FolderMedia(folder)
     now = datetime.now(timezone.utc)
-    products, specs, media = [], [], []
+    products, specs, media, failed = [], [], [], []
     media_counts: Counter = Counter()
     pid_of: dict[str, str] = {}
+    item_of: dict[str, str] = {}
     stats.n_in = len(captions)
     for n, (iid, rec) in enumerate(sorted(captions.items()), 1):
-        iid = str(iid)
-        if not isinstance(rec, dict):
-            stats.fail("caption entry not an object")
-            continue
-        pid = (items.get(iid) or {}).get("product_id") or f"{platform}:{iid}"
-        pid_of[iid] = pid
-        plat, _, source = pid.partition(":")
-        label = id_label.get(iid)
-        path = labels[label].split(" > ") if isinstance(label, int) and 0 <= label < len(labels) else []
-        pairs = parse_pv(rec.get("pv"))
-        specs += [{"product_id": pid, "position": i, "property": p, "value": v} for i, (p, v) in enumerate(pairs)]
-        found = {}
-        image = folder / "images" / f"{iid}.jpg"
-        if image.is_file():
-            ref = _put(store, image, "jpg")
-            w, h, mime = _image_size(image)
-            found["image"] = _media_row(pid, "image", "main", f"images/{iid}.jpg", ref, mime, width=w, height=h, now=now)
-        videos = sorted((folder / "videos").glob(f"{iid}.*")) if (folder / "videos").is_dir() else []
-        if videos:
-            ext = videos[0].suffix.lstrip(".").lower() or "mp4"
-            ref = _put(store, videos[0], ext)
-            found["video"] = _media_row(pid, "video", "video", f"videos/{videos[0].name}", ref, f"video/{ext}", now=now)
-        audio = folder / "audios" / f"{iid}.mp3"
-        if audio.is_file():
-            ref = _put(store, audio, "mp3")
-            source_id = found["video"]["media_id"] if "video" in found else None
-            found["audio"] = _media_row(pid, "audio", "derived", f"audios/{iid}.mp3", ref, "audio/mpeg", source_id, now=now)
-        for kind, row in found.items():
-            media.append(row)
-            media_counts[kind] += 1
-        title = rec.get("title") or None
-        products.append({
-            "product_id": pid, "platform": plat if source else platform, "source_id": source or iid, "title": title,
-            "category_path": path, "crawled_at": now,
-            "content_hash": hashlib.sha256(json.dumps(rec, ensure_ascii=False, sort_keys=True).encode()).hexdigest(),
-            "has_image": "image" in found, "has_video": "video" in found, "has_caption": bool(title),
-            "has_specs": bool(pairs), "run_id": stats.run_id,
-        })
+        try:
+            pid, path, opened = _check_item(iid, rec, items, id_label, labels, platform, item_of, media_files)
+        except ItemError as exc:
+            stats.fail(exc.reason)
+            failed.append(exc.detail)
+        else:
+            pid_of[iid] = pid
+            plat, _, source = pid.partition(":")
+            pairs = parse_pv(rec.get("pv"))
+            specs += [{"product_id": pid, "position": i, "property": p, "value": v} for i, (p, v) in enumerate(pairs)]
+            found = _store_media(store, pid, opened, now)
+            for kind, row in found.items():
+                media.append(row)
+                media_counts[kind] += 1
+            title = rec.get("title") or None
+            products.append({
+                "product_id": pid, "platform": plat, "source_id": source, "title": title,
+                "category_path": path, "crawled_at": now,
+                "content_hash": hashlib.sha256(json.dumps(rec, ensure_ascii=False, sort_keys=True).encode()).hexdigest(),
+                "has_image": "image" in found, "has_video": "video" in found, "has_caption": bool(title),
+                "has_specs": bool(pairs), "run_id": stats.run_id,
+            })
         if progress:
             progress(n, len(captions))
     splits = {}
     rows = []
-    for split, name in LIST_FILES.items():
-        path = folder / name
-        if path.is_file():
-            ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            rows += [{"product_id": pid_of.get(i, f"{platform}:{i}"), "split": split, "version": split_version} for i in ids]
-            splits[split] = len(ids)
+    for split, data in lists.items():
+        name = LIST_FILES[split]
+        kept, bad = _split_rows(data, pid_of, captions, platform)
+        if bad:
+            stats.fail(f"{name}: line not a valid item id", bad)
+            failed.append(f"{name}: {bad} line(s) not an item id")
+        rows += [{"product_id": pid, "split": split, "version": split_version} for pid in kept]
+        splits[split] = len(kept)
     store.blobs.sync()
+    config = {"folder": str(folder.root), "platform": platform}
     try:
         store.write("products", products)
         if specs:
@@ -177,10 +250,52 @@ def import_m5product(store, folder: str | Path, platform: str = "m5product", spl
         stats.finish("ok")
     except BaseException:
         stats.finish("failed")
-        record_run(store, stats, {"folder": str(folder), "platform": platform})
+        record_run(store, stats, config)
         raise
-    record_run(store, stats, {"folder": str(folder), "platform": platform, "split_version": split_version})
-    return ImportReport(stats, len(products), len(specs), media_counts, splits, split_version if rows else None)
+    record_run(store, stats, {**config, "split_version": split_version})
+    return ImportReport(stats, len(products), len(specs), media_counts, splits, split_version if rows else None, failed)
+
+
+def _split_bytes(folder: LayoutFolder, name: str) -> bytes:
+    try:
+        return folder.read_bytes(name)
+    except OSError as exc:
+        raise LayoutError(f"{folder.root / name}: {exc}") from None
+
+
+def _check_item(iid: str, rec, items: dict, id_label: dict, labels: list[str], platform: str,
+                item_of: dict[str, str], media_files: FolderMedia) -> tuple[str, list[str], list[MediaFile]]:
+    """Everything about one item that can be wrong, checked before anything is stored:
+    its product id, category path and open, sniffed media files (:class:`ItemError` if one is bad)."""
+    check_item_id(iid)
+    _check_caption(iid, rec)
+    pid = check_product_id(iid, items.get(iid), platform)
+    if pid in item_of:
+        raise ItemError("product id taken by another item", f"item {iid!r}: {pid!r} is item {item_of[pid]!r}'s product id")
+    path = _category_path(iid, id_label.get(iid), labels)
+    opened = media_files.open(iid)
+    item_of[pid] = iid
+    return pid, path, opened
+
+
+def _store_media(store, pid: str, opened: list[MediaFile], now) -> dict[str, dict]:
+    """Copy the item's checked files into the blob store; its ``media`` rows by kind."""
+    found = {}
+    try:
+        for f in opened:
+            ref = _put(store, f.fh, f.sniffed.ext)
+            if f.kind == "image":
+                w, h = _image_size(store.blobs.path(ref.path))
+                found["image"] = _media_row(pid, "image", "main", f.rel, ref, f.sniffed.mime, width=w, height=h, now=now)
+            elif f.kind == "video":
+                found["video"] = _media_row(pid, "video", "video", f.rel, ref, f.sniffed.mime, now=now)
+            else:
+                source_id = found["video"]["media_id"] if "video" in found else None
+                found["audio"] = _media_row(pid, "audio", "derived", f.rel, ref, f.sniffed.mime, source_id, now=now)
+    finally:
+        for f in opened:
+            f.fh.close()
+    return found
 
 
 @app.command("m5product")
@@ -191,6 +306,7 @@ def m5product(
     split_version: str = typer.Option("imported", "--split-version", help="Split version for train.txt, query.txt ... lists."),
 ) -> None:
     """Read an M5Product-layout folder into the store (products, specs, media blobs, category paths, split lists)."""
+    from rich.markup import escape
     from ..console import Table
 
     from ..cli import open_store
@@ -200,9 +316,13 @@ def m5product(
     try:
         report = import_m5product(store, folder, platform=platform, split_version=split_version)
     except LayoutError as exc:
-        fail(str(exc))
+        fail(escape(str(exc)))
     console.print(stage_summary(report.stats))
-    t = Table(title=f"imported {folder}")
+    for line in report.failed[:SHOW_FAILED]:
+        console.print(f"[yellow]failed:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    if len(report.failed) > SHOW_FAILED:
+        console.print(f"[yellow]failed:[/] ... and {len(report.failed) - SHOW_FAILED:,} more", highlight=False)
+    t = Table(title=f"imported {escape(str(folder))}")
     t.add_column("rows")
     t.add_column("count", justify="right")
     t.add_row("products", f"{report.products:,}")
