@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 import tempfile
 from pathlib import Path
 
@@ -125,9 +126,9 @@ def load_weights(path: Path, device=None) -> dict:
 def _why(exc: Exception) -> str:
     text = str(exc)
     if "Weights only load failed" in text or "Unsupported global" in text:
-        glob = next((line.strip() for line in text.splitlines() if "Unsupported global" in line), "")
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)  # torch's advice after it does not apply here
         return ("it holds Python objects beyond tensors, numbers and strings, and loading them could run code"
-                + (f" ({glob[:200]})" if glob else ""))
+                + (f" (it names {found.group(1)[:120]})" if found else ""))
     return f"not a torch weight file torch can read ({(text.splitlines() or [type(exc).__name__])[0][:200]})"
 
 
