@@ -156,14 +156,14 @@ def test_resume_after_sigkill(shards, tmp_path):
     proc.wait()
     import torch
 
-    killed_at = torch.load(run / "checkpoint.pt", weights_only=False)["step"]
+    killed_at = torch.load(run / "checkpoint.pt", weights_only=True)["step"]
     assert killed_at >= 2 and not (run / "model.pt").exists()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "resumed from step" in done.stdout
     steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert steps[-1] == 2 * 6 and set(range(1, 13)) <= set(steps)  # every step trained, the last ones once more at most
-    assert torch.load(run / "model.pt", weights_only=False)["step"] == 12
+    assert torch.load(run / "model.pt", weights_only=True)["step"] == 12
 
 
 def test_torchrun_ddp_shares_the_split_and_writes_one_model(shards, tmp_path):

@@ -17,14 +17,16 @@ def train_task(shards: str, out: str, config: str = "small", epochs: int = 1, ma
     from ..train.loop import train
 
     stats = StageStats("train")
-    result = train(shards, out, load_config(config), epochs, max_steps=max_steps)
+    cfg = load_config(config)
+    result = train(shards, out, cfg, epochs, max_steps=max_steps)
     stats.n_in, stats.n_out = result.steps, 1
     row = {"run": str(result.run), "steps": result.steps, "first": result.first, "last": result.last,
            "samples_per_s": result.samples_per_s, "weights": result.weights}
     if evaluate:
         from ..train.evaluate import evaluate as run_eval
 
-        row["metrics"] = run_eval(out, shards)["rows"]
+        # the backbone of the config this task was given, not the one the run folder names
+        row["metrics"] = run_eval(out, shards, image_backbone=cfg.model.image_backbone or None)["rows"]
     stats.finish("ok")
     if store_path:
         record_run(Store.open(store_path), stats, {"shards": shards, "out": out, "config": config, "epochs": epochs})

@@ -24,6 +24,7 @@ def train(
     Several processes (GPUs, or CPU processes over gloo): torchrun --nproc-per-node N -m m5data train ...
     """
     from rich.live import Live
+    from rich.markup import escape
     from ..console import Table
 
     from m5data.console import console, fail
@@ -35,7 +36,7 @@ def train(
     try:
         cfg = load_config(config)
     except TrainConfigError as exc:
-        fail(str(exc))
+        fail(escape(str(exc)))
     if seed is not None:
         cfg.train.seed = seed
 
@@ -44,8 +45,8 @@ def train(
     if not distributed_from_env().main:  # under torchrun, rank 0 alone reports
         try:
             run_training(shards, out, cfg, epochs, device=device, max_steps=max_steps)
-        except (ShardError, ValueError, FileNotFoundError) as exc:
-            fail(str(exc))
+        except (ShardError, ValueError, FileNotFoundError) as exc:  # RunFolderError is a ValueError
+            fail(escape(str(exc)))
         return
     with Live(console=console, refresh_per_second=4, transient=False) as live:
         def show(rec: dict) -> None:
@@ -55,10 +56,10 @@ def train(
 
         try:
             result = run_training(shards, out, cfg, epochs, device=device, max_steps=max_steps, progress=show)
-        except (ShardError, ValueError, FileNotFoundError) as exc:
-            fail(str(exc))
+        except (ShardError, ValueError, FileNotFoundError) as exc:  # RunFolderError is a ValueError
+            fail(escape(str(exc)))
     if result.resumed_from:
-        console.print(f"resumed from step {result.resumed_from} (checkpoint in {esc(str(out))})", soft_wrap=True)
+        console.print(f"resumed from step {result.resumed_from} (checkpoint in {escape(str(out))})", soft_wrap=True)
     table = Table(title=f"train {out} ({result.steps} steps)")
     for col in ("loss", "first steps", "last steps"):
         table.add_column(col, justify="right" if col != "loss" else "left")
@@ -67,7 +68,8 @@ def train(
     console.print(table)
     if result.weights:
         console.print("modality weights: " + ", ".join(f"{k} {v:.3f}" for k, v in result.weights.items()))
-    console.print(f"{result.samples_per_s:.1f} samples/s; log {esc(str(out / 'log.jsonl'))}; model {esc(str(out / 'model.pt'))}")
+    console.print(f"{result.samples_per_s:.1f} samples/s; log {escape(str(out / 'log.jsonl'))}; "
+                  f"model {escape(str(out / 'model.pt'))}")
 
 
 def evaluate(
@@ -77,8 +79,10 @@ def evaluate(
     modalities: Optional[list[str]] = typer.Option(None, "--modalities", help="A combination such as image,text (repeatable: one row each; default: text, image, text+image, text+image+table, all five)."),
     device: Optional[str] = typer.Option(None, "--device"),
     features_out: Optional[Path] = typer.Option(None, "--features-out", help="Also write fused features as CSV lines item_id,f1,f2,... (the authors' format)."),
+    image_backbone: Optional[Path] = typer.Option(None, "--image-backbone", help="The image backbone file of a run trained with one (never taken from the run folder: it is code)."),
 ) -> None:
     """The papers' table: retrieval mAP/Prec@1,5,10, linear-probe accuracy, k-means NMI/purity; with baselines."""
+    from rich.markup import escape
     from ..console import Table
 
     from m5data.console import console, fail
@@ -87,6 +91,7 @@ def evaluate(
     from .data import ShardError
     from .evaluate import evaluate as run_eval
     from .evaluate import format_cell, shown_columns, write_features
+    from .runfolder import RunFolderError
 
     combos = None
     if modalities:
@@ -95,20 +100,21 @@ def evaluate(
             names = tuple(m.strip() for m in spec.split(",") if m.strip())
             bad = [m for m in names if m not in MODALITIES]
             if bad or not names:
-                fail(f"--modalities: unknown {', '.join(bad) or spec!r} (known: {', '.join(MODALITIES)})")
+                fail(escape(f"--modalities: unknown {', '.join(bad) or spec!r} (known: {', '.join(MODALITIES)})"))
             combos.append(names)
     try:
-        result = run_eval(run, shards, combos=combos, device=device)
+        result = run_eval(run, shards, combos=combos, device=device, image_backbone=image_backbone)
         if features_out:
-            n = write_features(run, shards, features_out, device=device)
-            console.print(f"wrote {n} feature lines to {esc(str(features_out))}")
-    except (ShardError, FileNotFoundError) as exc:
-        fail(str(exc))
+            n = write_features(run, shards, features_out, device=device, image_backbone=image_backbone)
+            console.print(f"wrote {n} feature lines to {escape(str(features_out))}")
+    except (ShardError, RunFolderError, FileNotFoundError) as exc:
+        fail(escape(str(exc)))
     cols = shown_columns(result["columns"], result["rows"])
-    table = Table(title=f"evaluation of {run}")
+    table = Table(title=f"evaluation of {escape(str(run))}")
     for c in cols:
         table.add_column(c, justify="left" if c in ("model", "modalities") else "right")
     for r in result["rows"]:
         table.add_row(*(format_cell(r.get(c)) for c in cols))
     console.print(table)
-    console.print(f"split sizes: {result['counts']}; written {esc(str(run / 'metrics.json'))} and {esc(str(run / 'metrics.md'))}")
+    console.print(f"split sizes: {result['counts']}; written {escape(str(run / 'metrics.json'))} and "
+                  f"{escape(str(run / 'metrics.md'))}")

@@ -107,9 +107,46 @@ def load_config(spec: str | Path) -> Config:
     return cfg
 
 
-def _validate(cfg: Config) -> None:
+def config_from_dict(raw, source: str) -> Config:
+    """The configuration a run folder holds (``as_dict``'s layout), checked key by key and type by type:
+    a run folder may come from someone else. Keys it lacks (older runs) take their defaults; the
+    caller fills those whose default changed since."""
+    if not isinstance(raw, dict) or not all(isinstance(raw.get(k), dict) for k in ("model", "train")):
+        raise TrainConfigError(f"{source}: its config must be an object with model and train objects")
+    name = raw.get("name", "small")
+    if not isinstance(name, str):
+        raise TrainConfigError(f"{source}: its config's name must be a string")
+    model, train = ModelConfig(), TrainConfig()
+    for obj, section in ((model, "model"), (train, "train")):
+        for key, value in raw[section].items():
+            if not hasattr(obj, key):
+                shown = key if str(key).isidentifier() else repr(key)
+                raise TrainConfigError(f"{source}: unknown key {section}.{shown}"[:300])
+            default = getattr(obj, key)
+            if not _same_kind(value, default):
+                raise TrainConfigError(f"{source}: {section}.{key} must be of type {type(default).__name__}, not {value!r}"[:300])
+            setattr(obj, key, type(default)(value))
+    cfg = Config(model, train, name)
+    _validate(cfg, backbone=False)  # a backbone file is a program: never loaded because a run folder names it
+    return cfg
+
+
+def _same_kind(value, default) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
+def _validate(cfg: Config, backbone: bool = True) -> None:
+    """Refuse a configuration that cannot train; ``backbone``: also load and run the image backbone once."""
     m, t = cfg.model, cfg.train
-    if m.image_backbone:
+    for key in ("dim", "heads", "text_len", "text_vocab", "table_len", "table_vocab",
+                "image_size", "patch", "video_len", "frame_size", "audio_len", "n_mfcc"):
+        if getattr(m, key) < 1 or (key in ("text_vocab", "table_vocab") and getattr(m, key) < 3):
+            raise TrainConfigError(f"model.{key} must be >= 1 (the vocabularies >= 3), not {getattr(m, key)}")
+    if m.image_backbone and backbone:
         from .features import BackboneError, backbone_shape
 
         try:

@@ -87,16 +87,18 @@ def _row(name: str, modalities: str, feats: dict[str, np.ndarray], splits: dict[
 
 
 def evaluate(run: str | Path, shards: str | Path, *, combos: list[tuple[str, ...]] | None = None,
-             device: str | None = None, seed: int = 0) -> dict:
+             device: str | None = None, seed: int = 0, image_backbone: str | Path | None = None) -> dict:
     """Evaluate a run; returns ``{"rows": [...], "columns": [...]}`` and writes metrics.json / metrics.md.
 
     Args:
         combos: modality combinations, one row each (default: ``DEFAULT_COMBOS``: text, image,
             text+image, text+image+table, all five).
+        image_backbone: the backbone file of a run trained with one (never taken from the run folder).
     """
     from .loop import load_model
+    from .runfolder import write_file
 
-    model, _ = load_model(run, device)
+    model, _ = load_model(run, device, image_backbone)
     names = ["query-c", "gallery-c", "query-fg", "gallery-fg", "cls-train", "cls-test"]
     rows = []
     base_splits: dict[str, SplitFeatures] | None = None
@@ -113,8 +115,8 @@ def evaluate(run: str | Path, shards: str | Path, *, combos: list[tuple[str, ...
     rows.append(_row("TF-IDF", "text", _text_features(base_splits), base_splits, seed))
     out = {"columns": COLUMNS, "rows": rows, "counts": {s: (len(f.x) if f is not None else 0) for s, f in base_splits.items()}}
     run = Path(run)
-    (run / "metrics.json").write_text(json.dumps(out, indent=2))
-    (run / "metrics.md").write_text(markdown(out))
+    write_file(run / "metrics.json", json.dumps(out, indent=2))  # replaced whole: a link planted there is not followed
+    write_file(run / "metrics.md", markdown(out))
     return out
 
 
@@ -141,18 +143,25 @@ def format_cell(v) -> str:
 
 
 def write_features(run: str | Path, shards: str | Path, out: str | Path, splits: tuple[str, ...] = ("query-c", "gallery-c", "query-fg", "gallery-fg", "cls-train", "cls-test"),
-                   device: str | None = None) -> int:
-    """Fused features as CSV lines ``item_id,f1,f2,...`` (the authors' evaluation toolkit's format); returns lines."""
+                   device: str | None = None, image_backbone: str | Path | None = None) -> int:
+    """Fused features as CSV lines ``item_id,f1,f2,...`` (the authors' evaluation toolkit's format); returns lines.
+
+    Written with the csv module: an id holding a comma, a quote or a line break is quoted, so every
+    line reads back as one id and ``dim`` features.
+    """
+    import csv
+
     from .loop import load_model
 
-    model, _ = load_model(run, device)
+    model, _ = load_model(run, device, image_backbone)
     n = 0
-    with Path(out).open("w", encoding="utf-8") as fh:
+    with Path(out).open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
         for split in splits:
             feats = extract(model, shards, split, MODALITIES)
             if feats is None:
                 continue
             for pid, row in zip(feats.ids, feats.x):
-                fh.write(pid + "," + ",".join(f"{v:.6f}" for v in row) + "\n")
+                writer.writerow([str(pid), *(f"{v:.6f}" for v in row)])
                 n += 1
     return n

@@ -1,7 +1,7 @@
 """``m5data train``: stream the train split's shards, optimise SCALE, log every loss, checkpoint, resume.
 
-The run folder holds ``config.json``, ``log.jsonl`` (one line per step: every loss and the learned
-modality weights), ``checkpoint.pt`` (model, optimiser, position; written atomically every
+The run folder holds the marker ``m5data-run.json``, ``config.json``, ``log.jsonl`` (one line per
+step: every loss and the learned modality weights), ``checkpoint.pt`` (model, optimiser, position; written atomically every
 ``checkpoint_every`` steps and at each epoch's end) and ``model.pt`` (the final weights). Started
 again on the same folder, a run resumes from its checkpoint: it skips the batches of the current
 epoch already done (the data order is a function of the seed and the epoch) and goes on.
@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from .config import MODALITIES, Config
+from .runfolder import (RunFolderError, check_fits, claim, integer, load_weights, open_log, restore_rng, rng_state,
+                        save_torch, write_file)
 
 Progress = Callable[[dict], None]
 
@@ -81,21 +83,14 @@ def weight_names() -> list[tuple[int, int, str]]:
     return out
 
 
-def _save(path: Path, obj) -> None:
-    import torch
-
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def train(shards: str | Path, run: str | Path, cfg: Config, epochs: int, *, device: str | None = None,
           max_steps: int | None = None, progress: Progress | None = None) -> TrainResult:
     """Train (or resume) a run.
 
     Args:
         shards: the export folder holding ``train-*.tar``.
-        run: the run folder (created; resumed when it holds a checkpoint).
+        run: the run folder (created; resumed when it holds a checkpoint). A folder that is not
+            empty and not a run folder is refused (``runfolder.claim``) before anything is written.
         cfg: model and training configuration (``load_config``).
         epochs: passes over the train split.
         device: ``cpu``, ``cuda``, ``cuda:1`` ...; default cuda when available.
@@ -108,9 +103,9 @@ def train(shards: str | Path, run: str | Path, cfg: Config, epochs: int, *, devi
     from .model import Objective, Scale, losses
 
     run = Path(run)
-    run.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.train.seed)
     dist = distributed_from_env()
+    claim(run, write=dist.main)
+    seed_everything(cfg.train.seed)
     dev = device_of(device)
     if dist.world > 1:
         import torch.distributed as tdist
@@ -132,29 +127,26 @@ def train(shards: str | Path, run: str | Path, cfg: Config, epochs: int, *, devi
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.train.warmup_steps)))
     step, epoch0, skip, resumed = 0, 0, 0, 0
     ckpt_path = run / "checkpoint.pt"
-    if ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=dev, weights_only=False)
-        if state.get("config") != cfg.as_dict():
-            raise ValueError(f"run {run} was started with another configuration; use a new --out folder")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        step, epoch0, skip = state["step"], state["epoch"], state["batch"]
+    if ckpt_path.exists():
+        step, epoch0, skip = _resume(ckpt_path, cfg, model, opt, sched, dev)
         resumed = step
-        torch.set_rng_state(state["rng"])
+    log = open_log(run / "log.jsonl") if dist.main else None  # first: a planted link refuses the run, nothing written
     if dist.main:
-        (run / "config.json").write_text(json.dumps({**cfg.as_dict(), "shards": str(shards), "epochs": epochs,
-                                                    "world_size": dist.world}, indent=2))
+        try:
+            write_file(run / "config.json", json.dumps({**cfg.as_dict(), "shards": str(shards), "epochs": epochs,
+                                                        "world_size": dist.world}, indent=2))
+        except BaseException:
+            log.close()
+            raise
     generator = torch.Generator().manual_seed(cfg.train.seed * 1000 + step + 7919 * dist.rank)
-    log = (run / "log.jsonl").open("a", encoding="utf-8") if dist.main else None
     history: list[dict] = []
     seen, t0 = 0, time.perf_counter()
 
     def checkpoint(epoch: int, batch: int) -> None:
         if not dist.main:  # DDP keeps every process's weights equal: rank 0 writes them
             return
-        _save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                          "step": step, "epoch": epoch, "batch": batch, "rng": torch.get_rng_state(), "config": cfg.as_dict()})
+        save_torch(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                               "step": step, "epoch": epoch, "batch": batch, "rng": rng_state(), "config": cfg.as_dict()})
 
     try:
         for epoch in range(epoch0, epochs):
@@ -198,13 +190,35 @@ def train(shards: str | Path, run: str | Path, cfg: Config, epochs: int, *, devi
         if log is not None:
             log.close()
     if dist.main:
-        _save(run / "model.pt", {"model": model.state_dict(), "config": cfg.as_dict(), "step": step})
+        save_torch(run / "model.pt", {"model": model.state_dict(), "config": cfg.as_dict(), "step": step})
     if dist.world > 1:
         import torch.distributed as tdist
 
         tdist.barrier()
         tdist.destroy_process_group()
     return _summary(run, history, step, epochs, resumed)
+
+
+def _resume(path: Path, cfg: Config, model, opt, sched, dev) -> tuple[int, int, int]:
+    """Load a checkpoint (weights only, checked) into the model, optimiser and scheduler; returns
+    (step, epoch, batch) to go on from."""
+    state = load_weights(path, dev)
+    if state["config"] != cfg.as_dict():
+        raise RunFolderError(f"run {path.parent} was started with another configuration; use a new --out folder")
+    for key in ("optimizer", "scheduler"):
+        if not isinstance(state.get(key), dict):
+            raise RunFolderError(f"{path}: no {key} state")
+    check_fits(model, state["model"], path)
+    position = tuple(integer(state, key, path) for key in ("step", "epoch", "batch"))
+    try:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise RunFolderError(f"{path}: unusable optimiser or scheduler state ({str(exc).splitlines()[0][:200]})") from None
+    if "rng" in state:
+        restore_rng(state["rng"], path)
+    return position
 
 
 def _even(batches, dist: Distributed):
@@ -244,23 +258,50 @@ def _summary(run: Path, history: list[dict], steps: int, epochs: int, resumed: i
     return result
 
 
-def load_model(run: str | Path, device: str | None = None):
-    """The trained model of a run folder (``model.pt``, else its last checkpoint) and its configuration."""
+def load_model(run: str | Path, device: str | None = None, image_backbone: str | Path | None = None):
+    """The trained model of a run folder (``model.pt``, else its last checkpoint) and its configuration.
+
+    The weight file is read as weights only and its config checked (``config_from_dict``). A run
+    whose model used an image backbone needs ``image_backbone``: the backbone file is a program,
+    so it is never loaded because a run folder names it, only when the caller names it.
+    """
     import torch
 
-    from .config import Config, ModelConfig, TrainConfig
+    from .config import TrainConfigError, config_from_dict
     from .model import Scale
 
     run = Path(run)
-    path = run / "model.pt" if (run / "model.pt").is_file() else run / "checkpoint.pt"
-    if not path.is_file():
+    path = run / "model.pt" if (run / "model.pt").exists() else run / "checkpoint.pt"
+    if not path.exists():
         raise FileNotFoundError(f"no model.pt or checkpoint.pt in {run} (train first: m5data train --out {run})")
-    state = torch.load(path, map_location=device_of(device), weights_only=False)
+    state = load_weights(path, device_of(device))
     raw = state["config"]
-    if "pool" not in raw["model"]:  # trained before pooling, encoder-level SIMCL and property tokens
+    if isinstance(raw, dict) and isinstance(raw.get("model"), dict) and "pool" not in raw["model"]:
+        # trained before pooling, encoder-level SIMCL and property tokens
         raw["model"] = {**raw["model"], "pool": "cls", "feature": "joint", "table_property": False}
-    cfg = Config(ModelConfig(**raw["model"]), TrainConfig(**raw["train"]), raw.get("name", "small"))
+    try:
+        cfg = config_from_dict(raw, str(path))
+    except TrainConfigError as exc:
+        raise RunFolderError(str(exc)) from None
+    if cfg.model.image_backbone:
+        _use_backbone(cfg, path, image_backbone)
+    with torch.device("meta"):  # the shapes its config implies, before allocating anything
+        check_fits(Scale(cfg.model), state["model"], path)
     model = Scale(cfg.model).to(device_of(device))
     model.load_state_dict(state["model"])
     model.eval()
     return model, cfg
+
+
+def _use_backbone(cfg: Config, path: Path, image_backbone: str | Path | None) -> None:
+    from .features import BackboneError, backbone_shape
+
+    if not image_backbone:
+        raise RunFolderError(f"{path}: its model used the image backbone {cfg.model.image_backbone}; a backbone file "
+                             "is a program that runs when loaded, so it is not taken from a run folder: pass "
+                             "--image-backbone FILE naming the backbone you trust")
+    cfg.model.image_backbone = str(Path(image_backbone).expanduser().resolve())
+    try:
+        backbone_shape(cfg.model)
+    except BackboneError as exc:
+        raise RunFolderError(str(exc)) from None
