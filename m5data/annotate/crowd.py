@@ -219,7 +219,7 @@ def import_judgements(store, settings: cfg.Settings, path: str | Path, *, source
             reject(line, "query_id equals candidate_id")
             continue
         if is_reserved_worker(w):
-            reject(line, f"worker_id {w[:40]!r} is reserved: ids starting with @ belong to the store "
+            reject(line, f"reserved worker_id: ids starting with @ belong to the store "
                          f"({GOLD_WORKER} holds gold answers: use the gold_label column)")
             continue
         label = normalise_label(rec.get("label"))

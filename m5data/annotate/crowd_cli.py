@@ -35,9 +35,9 @@ def import_judgements(
     for line, reason in report.rejects:
         console.print(f"  [yellow]line {line}[/]: {escape(reason)}", highlight=False, soft_wrap=True)
     for c in report.conflicts:
-        what = "gold_label values" if c.kind == "gold_label" else "labels"
+        what, kept = ("gold_label values", "no known answer kept") if c.kind == "gold_label" else ("labels", "none kept")
         console.print(f"  [yellow]conflict[/] {escape(c.key)}: lines {', '.join(map(str, c.lines))} give different {what} "
-                      f"({escape(', '.join(c.labels))}): none kept", highlight=False, soft_wrap=True)
+                      f"({escape(', '.join(c.labels))}): {kept}", highlight=False, soft_wrap=True)
 
 
 def simulate(
