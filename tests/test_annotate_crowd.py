@@ -158,3 +158,65 @@ def test_prefect_task_runs_the_crowd_and_pools_jobs(judged):
     assert set(store.read("matches").column("method").to_pylist()) == {"dawid_skene"}
     row = annotate_task.fn(str(store.root), "pools", overrides={"annotate.pool_queries": "1.0"})
     assert row["stage"] == "annotate-pools" and row["n_out"] == 300
+
+
+def test_import_of_a_latin1_file_and_an_oversized_field_rejects_those_rows(store, tmp_path):
+    s = load(None, {"store.path": str(store.root)}, environ={})
+    csv_file = tmp_path / "judgements.csv"
+    csv_file.write_bytes(
+        b"query_id,candidate_id,worker_id,label\n"
+        b"q1,c1,w1,match\n"
+        b"q1,c2,w\xe9ronique,match\n"  # latin-1, not UTF-8
+        b"q1,c3,w1," + b"m" * 140_000 + b"\n"  # over the csv module's 128 KB field limit
+        b"q1,c4,w1,mismatch\n")
+    report = import_judgements(store, s, csv_file)
+    assert report.n_rows == 4 and report.stats.n_out == 2
+    reasons = dict(report.rejects)
+    assert set(reasons) == {3, 4}
+    assert "UTF-8" in reasons[3] and "field" in reasons[4]
+    jsonl = tmp_path / "judgements.jsonl"
+    jsonl.write_bytes(b'{"query_id": "q2", "candidate_id": "c1", "worker_id": "w1", "label": "match"}\n'
+                      b'{"query_id": "q2", "candidate_id": "c2", "worker_id": "w\xe9", "label": "match"}\n'
+                      b'{"query_id": "q2", "candidate_id": "c3", "worker_id": "' + b"w" * 2000 + b'", "label": "match"}\n')
+    report = import_judgements(store, s, jsonl)
+    assert report.stats.n_out == 1 and [line for line, _ in report.rejects] == [2, 3]
+    assert "UTF-8" in report.rejects[0][1] and "longer than" in report.rejects[1][1]
+    assert sorted(store.read("annotations").column("candidate_id").to_pylist()) == ["c1", "c1", "c4"]
+
+
+def test_import_drops_conflicting_duplicates_and_names_them(store, tmp_path):
+    s = load(None, {"store.path": str(store.root)}, environ={})
+    csv_file = tmp_path / "judgements.csv"
+    csv_file.write_text(
+        "query_id,candidate_id,worker_id,label,is_gold,gold_label\n"
+        "q1,c1,w1,match,,\n"
+        "q1,c1,w2,match,,\n"
+        "q1,c1,w1,mismatch,,\n"  # w1 said both: neither is kept
+        "q1,c1,w2,yes,,\n"  # the same judgement twice: kept once
+        "q1,c2,w1,match,true,match\n"
+        "q1,c2,w2,match,true,mismatch\n"  # two known answers for one gold pair: no answer is kept
+        "q1,c3,w1,match,true,match\n"
+        "q1,c3,w2,mismatch,true,match\n", encoding="utf-8")
+    report = import_judgements(store, s, csv_file)
+    assert report.n_rows == 8
+    assert report.stats.failures == {"conflicting labels of one worker for one pair": 2,
+                                     "conflicting gold_label for one pair": 2}
+    assert [(c.key, c.lines) for c in report.conflicts] == [("q1 / c1 / w1", [2, 4]), ("q1 / c2", [6, 7])]
+    assert report.n_gold_answers == 1
+    rows = {(r["query_id"], r["candidate_id"], r["worker_id"]): r["label"] for r in store.read("annotations").to_pylist()}
+    assert rows == {("q1", "c1", "w2"): "match", ("q1", "c2", "w1"): "match", ("q1", "c2", "w2"): "match",
+                    ("q1", "c3", "w1"): "match", ("q1", "c3", "w2"): "mismatch", ("q1", "c3", "@gold"): "match"}
+    result = runner.invoke(app, ["--store", str(store.root), "annotate", "import", str(csv_file)])
+    assert result.exit_code == 0, result.output
+    assert "conflict" in result.output and "q1 / c1 / w1" in result.output and "lines 2, 4" in result.output
+
+
+@pytest.mark.parametrize("worker", ["@gold", "@GOLD", " @Gold ", "\uff20gold", "@admin"])
+def test_import_refuses_reserved_worker_ids(store, tmp_path, worker):
+    s = load(None, {"store.path": str(store.root)}, environ={})
+    jsonl = tmp_path / "judgements.jsonl"
+    jsonl.write_text(json.dumps({"query_id": "q1", "candidate_id": "c1", "worker_id": worker, "label": "match"}) + "\n",
+                     encoding="utf-8")
+    report = import_judgements(store, s, jsonl)
+    assert report.stats.n_out == 0 and "reserved" in report.rejects[0][1]
+    assert store.count("annotations") == 0

@@ -1,8 +1,11 @@
 """Crowd labels (``m5data annotate import | simulate | aggregate``): judgements -> accepted matches.
 
 - ``import_judgements``: worker judgements from CSV or JSONL (query_id, candidate_id, worker_id,
-  label, is_gold, optional gold_label) -> ``annotations`` (source ``import``); a bad row is skipped
-  with a reason and its line number, never a crash.
+  label, is_gold, optional gold_label) -> ``annotations`` (source ``import``); a bad row (not UTF-8,
+  an unreadable CSV record, an id over 1,024 characters, a reserved worker id ...) is skipped with a
+  reason and its line number, never a crash. Conflicts within the file are dropped, not resolved:
+  one worker's two different labels of one pair keep neither, and a pair given two different
+  ``gold_label`` values gets no known answer; both are counted and named with their lines.
 - ``simulate`` (simulate.py): synthetic judgements of the pools' pairs from a demo world's truth
   (source ``simulate``).
 - ``aggregate`` (``run``): GLAD with gold clamping (default), majority vote or Dawid-Skene
@@ -10,12 +13,16 @@
 
 Gold questions: a pair's known answer is stored as one more ``annotations`` row by the reserved
 worker ``@gold`` (is_gold true); the workers' judgements of a gold pair carry ``is_gold`` true too.
+Every worker id starting with ``@`` (after NFKC folding: ``＠GOLD`` too) is reserved for the store,
+so no imported or UI worker can write or pass for a known answer.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +35,8 @@ from ..storage import StageStats, record_run
 from .glad import METHODS, aggregate as aggregate_labels
 
 GOLD_WORKER = "@gold"
+MAX_ID = 1024  # characters of a query, candidate or worker id: longer is not an id
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by surrogateescape
 LABELS = ("match", "mismatch", "uncertain")
 _SYNONYMS = {
     "match": "match", "matched": "match", "1": "match", "yes": "match", "true": "match", "same": "match",
@@ -69,6 +78,12 @@ def normalise_label(value) -> str | None:
     return _SYNONYMS.get(str(value if value is not None else "").strip().lower())
 
 
+def is_reserved_worker(worker_id: str) -> bool:
+    """True for worker ids the store keeps for itself: ``@gold`` and anything else starting with ``@``
+    (compared after NFKC folding and stripping, so ``@GOLD`` and ``＠gold`` are reserved too)."""
+    return unicodedata.normalize("NFKC", str(worker_id)).strip().startswith("@")
+
+
 def _truthy(value) -> bool | None:
     if isinstance(value, bool):
         return value
@@ -94,19 +109,40 @@ def true_instances(truth_dir: str | Path) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------ import
 @dataclass
+class Conflict:
+    """Rows of one file that disagree: ``key`` "query / candidate / worker" (or "query / candidate" for
+    gold answers), the lines and the labels they gave. None of the disagreeing labels is kept."""
+
+    key: str
+    lines: list[int]
+    labels: list[str]
+    kind: str = "label"  # label, or gold_label
+
+
+@dataclass
 class ImportReport:
     stats: StageStats
     n_rows: int = 0
     n_written: int = 0
     n_gold_answers: int = 0
     rejects: list[tuple[int, str]] = field(default_factory=list)  # (line, reason), the first 20
+    conflicts: list[Conflict] = field(default_factory=list)  # in line order, the first 20
+
+
+NOT_UTF8 = "not UTF-8 text (save the file as UTF-8)"
 
 
 def _read_rows(path: Path):
-    """(line number, dict) per record of a CSV or JSONL file."""
+    """(line number, dict or ValueError) per record of a CSV or JSONL file; a record that cannot be
+    read (not UTF-8, bad JSON or CSV) is a ValueError with the reason, and the reading goes on."""
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        with path.open(encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
+        with path.open("rb") as fh:
+            for n, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+                except UnicodeDecodeError:
+                    yield n, ValueError(NOT_UTF8)
+                    continue
                 if not line.strip():
                     continue
                 try:
@@ -120,9 +156,26 @@ def _read_rows(path: Path):
                 data = rec.get("data")  # a Label Studio-style task: fields under "data"
                 yield n, ({**data, **{k: v for k, v in rec.items() if k != "data"}} if isinstance(data, dict) else rec)
     else:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            for n, rec in enumerate(csv.DictReader(fh), 2):
-                yield n, rec
+        # surrogateescape: a line in another encoding is one bad record, not the end of the file
+        with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+            reader = csv.DictReader(fh)
+            try:
+                reader.fieldnames  # reads the header: line numbers count from it
+            except csv.Error as exc:
+                raise CrowdError(f"{path}, line 1: unreadable CSV header ({exc})") from None
+            while True:
+                start = reader.line_num + 1
+                try:
+                    rec = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:  # e.g. a field over the csv module's 128 KB limit
+                    yield start, ValueError(f"unreadable CSV record: {exc}")
+                    continue
+                if any(_NOT_UTF8.search(str(v)) for kv in rec.items() for v in kv):
+                    yield start, ValueError(NOT_UTF8)
+                    continue
+                yield start, rec
 
 
 def import_judgements(store, settings: cfg.Settings, path: str | Path, *, source: str = "import") -> ImportReport:
@@ -139,7 +192,8 @@ def import_judgements(store, settings: cfg.Settings, path: str | Path, *, source
     report = ImportReport(stats)
     now = datetime.now(timezone.utc)
     rows: dict[tuple[str, str, str], dict] = {}
-    gold: dict[tuple[str, str], str] = {}
+    seen: dict[tuple[str, str, str], list[tuple[int, str]]] = {}  # every (line, label) of a key
+    gold: dict[tuple[str, str], list[tuple[int, str]]] = {}  # every (line, gold_label) of a pair
 
     def reject(line: int, reason: str) -> None:
         stats.fail(reason)
@@ -157,11 +211,16 @@ def import_judgements(store, settings: cfg.Settings, path: str | Path, *, source
         if missing:
             reject(line, f"missing {', '.join(missing)}")
             continue
+        long = [k for k, v in (("query_id", q), ("candidate_id", c), ("worker_id", w)) if len(v) > MAX_ID]
+        if long:
+            reject(line, f"{', '.join(long)} longer than {MAX_ID} characters")
+            continue
         if q == c:
             reject(line, "query_id equals candidate_id")
             continue
-        if w == GOLD_WORKER:
-            reject(line, f"worker_id {GOLD_WORKER} is reserved for gold answers (use the gold_label column)")
+        if is_reserved_worker(w):
+            reject(line, f"reserved worker_id: ids starting with @ belong to the store "
+                         f"({GOLD_WORKER} holds gold answers: use the gold_label column)")
             continue
         label = normalise_label(rec.get("label"))
         if label is None:
@@ -176,14 +235,31 @@ def import_judgements(store, settings: cfg.Settings, path: str | Path, *, source
             if known not in ("match", "mismatch"):
                 reject(line, f"gold_label must be match or mismatch, got {str(rec.get('gold_label'))[:40]!r}")
                 continue
-            gold[(q, c)] = known
+            gold.setdefault((q, c), []).append((line, known))
             is_gold = True
-        rows[(q, c, w)] = {"query_id": q, "candidate_id": c, "worker_id": w, "label": label,
-                           "is_gold": is_gold, "source": source, "created_at": now}
-    for (q, c), known in gold.items():
+        key = (q, c, w)
+        seen.setdefault(key, []).append((line, label))
+        is_gold = is_gold or (key in rows and rows[key]["is_gold"])
+        rows[key] = {"query_id": q, "candidate_id": c, "worker_id": w, "label": label,
+                     "is_gold": is_gold, "source": source, "created_at": now}
+    conflicts = []
+    for key, said in seen.items():
+        if len({lbl for _, lbl in said}) > 1:  # which one the worker meant is unknown: keep neither
+            del rows[key]
+            stats.fail("conflicting labels of one worker for one pair", len(said))
+            conflicts.append(Conflict(" / ".join(key), [n for n, _ in said], [lbl for _, lbl in said]))
+    answers = {}
+    for (q, c), said in gold.items():
+        if len({lbl for _, lbl in said}) > 1:
+            stats.fail("conflicting gold_label for one pair", len(said))
+            conflicts.append(Conflict(f"{q} / {c}", [n for n, _ in said], [lbl for _, lbl in said], "gold_label"))
+        else:
+            answers[(q, c)] = said[0][1]
+    report.conflicts = sorted(conflicts, key=lambda x: x.lines)[:20]
+    for (q, c), known in answers.items():
         rows[(q, c, GOLD_WORKER)] = {"query_id": q, "candidate_id": c, "worker_id": GOLD_WORKER, "label": known,
                                      "is_gold": True, "source": source, "created_at": now}
-    report.n_gold_answers = len(gold)
+    report.n_gold_answers = len(answers)
     if rows:
         report.n_written = store.write("annotations", list(rows.values()))
     stats.n_out = len(rows)

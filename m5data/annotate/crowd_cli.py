@@ -16,7 +16,10 @@ def import_judgements(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="CSV or JSONL: query_id, candidate_id, worker_id, label (match/mismatch/uncertain), is_gold, [gold_label]."),
 ) -> None:
-    """Import worker judgements into annotations (bad rows are skipped with a reason and line number)."""
+    """Import worker judgements into annotations (bad rows are skipped with a reason and line number;
+    one worker's two different labels of a pair, or two gold_label values of a pair, keep neither)."""
+    from rich.markup import escape
+
     from ..cli import open_store
     from ..config import ConfigError
     from ..console import console, fail, stage_summary
@@ -26,12 +29,16 @@ def import_judgements(
     try:
         report = run_import(store, s, file)
     except (CrowdError, ConfigError) as exc:
-        fail(str(exc))
+        fail(escape(str(exc)))
     console.print(stage_summary(report.stats))
     console.print(f"{report.n_rows:,} rows read; {report.stats.n_out:,} judgements kept "
                   f"({report.n_written:,} new or changed), {report.n_gold_answers:,} gold answers")
     for line, reason in report.rejects:
-        console.print(f"  [yellow]line {line}[/]: {esc(str(reason))}", highlight=False)
+        console.print(f"  [yellow]line {line}[/]: {escape(str(reason))}", highlight=False, soft_wrap=True)
+    for c in report.conflicts:
+        what, kept = ("gold_label values", "no known answer kept") if c.kind == "gold_label" else ("labels", "none kept")
+        console.print(f"  [yellow]conflict[/] {escape(c.key)}: lines {', '.join(map(str, c.lines))} give different {what} "
+                      f"({escape(', '.join(c.labels))}): {kept}", highlight=False, soft_wrap=True)
 
 
 def simulate(

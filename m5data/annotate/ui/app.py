@@ -3,27 +3,32 @@
 The papers' matching task (M5Product Figures 7-8) on a local aiohttp server. The task list is the
 ``pools`` table (the first ``per_query`` candidates of each query) with gold questions mixed in;
 every click is one row of ``annotations`` (key query, candidate, worker: a re-click updates it),
-written atomically by the store. Safety: bound to 127.0.0.1 by default, every product text goes to
-the page as JSON and is shown with ``textContent`` (captions are untrusted HTML), writes need the
-session's CSRF token and name a pair of the task list, and every asset is served from this package.
+written atomically by the store. Safety: bound to 127.0.0.1 by default; every request passes the
+network guard (guard.py: the Host and Origin headers, and the worker's secret token when bound to
+anything but loopback); every product text goes to the page as JSON and is shown with
+``textContent`` (captions are untrusted HTML); writes need the session's CSRF token and name a pair
+of the task list; every asset is served from this package.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
-import hmac
+import io
 import json
 import mimetypes
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 from aiohttp import web
 
 from ...storage.blobs import BlobPathError, resolve_blob
 from ...threaded_app import ThreadedApp
+from .guard import WILDCARD, Guard, cookie_name, is_loopback, same_secret
 
 STATIC = Path(__file__).parent / "static"
 LABELS = ("match", "mismatch", "uncertain")
@@ -44,32 +49,72 @@ class Task:
 
 @dataclass
 class Session:
+    """One worker's session: the task list, the page's CSRF token and the secret access token (the
+    one printed at start; required on every request when the server is not on loopback)."""
+
     worker: str
     tasks: list[Task]
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    access_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     def __post_init__(self):
         self.by_pair = {(t.query_id, t.candidate_id): t for t in self.tasks}
 
 
 def read_gold(path: str | Path) -> list[Task]:
-    """Gold questions from a CSV or JSONL file with query_id, candidate_id, label (match or mismatch)."""
+    """Gold questions from a CSV or JSONL file with query_id, candidate_id, label (match or mismatch).
+
+    Any flaw (not UTF-8, bad JSON or CSV, a missing field, another label) is a UiError naming the
+    file and its line: the UI does not start on half a gold set.
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except OSError as exc:
         raise UiError(f"cannot read gold file {path}: {exc}") from None
-    if path.suffix.lower() in (".jsonl", ".json"):
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    else:
-        rows = list(csv.DictReader(text.splitlines()))
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise UiError(f"gold file {path}, line {line}: not UTF-8 text (save it as UTF-8)") from None
+    records = _jsonl_records(path, text) if path.suffix.lower() in (".jsonl", ".json") else _csv_records(path, text)
     out = []
-    for k, row in enumerate(rows, 1):
-        label = str(row.get("label", "")).strip().lower()
+    for line, row in records:
+        label = str(row.get("label") or "").strip().lower()
         if not row.get("query_id") or not row.get("candidate_id") or label not in ("match", "mismatch"):
-            raise UiError(f"gold file {path}, row {k}: needs query_id, candidate_id and label match|mismatch")
+            raise UiError(f"gold file {path}, line {line}: needs query_id, candidate_id and label match|mismatch")
         out.append(Task(str(row["query_id"]), str(row["candidate_id"]), True, label))
     return out
+
+
+def _jsonl_records(path: Path, text: str) -> Iterable[tuple[int, dict]]:
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as exc:
+            raise UiError(f"gold file {path}, line {n}: not JSON ({getattr(exc, 'msg', exc)})") from None
+        if not isinstance(rec, dict):
+            raise UiError(f"gold file {path}, line {n}: not a JSON object")
+        yield n, rec
+
+
+def _csv_records(path: Path, text: str) -> Iterable[tuple[int, dict]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        reader.fieldnames  # reads the header: line numbers count from it
+    except csv.Error as exc:
+        raise UiError(f"gold file {path}, line 1: unreadable CSV header ({exc})") from None
+    while True:
+        start = reader.line_num + 1
+        try:
+            rec = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. a field over the csv module's 128 KB limit
+            raise UiError(f"gold file {path}, line {start}: unreadable CSV ({exc})") from None
+        yield start, rec
 
 
 def build_tasks(store, per_query: int, gold: list[Task] | None = None, gold_every: int = 5) -> list[Task]:
@@ -137,14 +182,16 @@ class LabellingApp:
         return out
 
     # ------------------------------------------------------------------ routes
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024, middlewares=[_security_headers])
+    def app(self, guard: Guard) -> web.Application:
+        """The routes behind ``guard`` (Host, Origin, token), every answer with the security headers."""
+        app = web.Application(client_max_size=64 * 1024, middlewares=[_security_headers, guard.middleware])
         app.router.add_get("/", self.index)
         app.router.add_get("/static/{name}", self.static)
         app.router.add_get("/favicon.ico", self.favicon)
         app.router.add_get("/api/tasks", self.tasks)
-        app.router.add_get("/api/product/{product_id}", self.product)
-        app.router.add_get("/image/{product_id}", self.image)
+        # product ids are store text: any characters, "/" included (sent percent-encoded)
+        app.router.add_get("/api/product/{product_id:.+}", self.product)
+        app.router.add_get("/image/{product_id:.+}", self.image)
         app.router.add_post("/api/judge", self.judge)
         app.router.add_get("/api/summary", self.summary)
         return app
@@ -175,7 +222,9 @@ class LabellingApp:
         product = self.products.get(request.match_info["product_id"])
         if product is None:
             raise web.HTTPNotFound(text="unknown product")
-        return web.json_response({**product, "image": f"/image/{product['product_id']}" if product["image"] else None})
+        # the id is store text (any characters): one quoted path segment
+        image = "/image/" + quote(product["product_id"], safe="") if product["image"] else None
+        return web.json_response({**product, "image": image})
 
     async def image(self, request: web.Request) -> web.StreamResponse:
         product = self.products.get(request.match_info["product_id"])
@@ -190,7 +239,7 @@ class LabellingApp:
         return web.FileResponse(path)
 
     async def judge(self, request: web.Request) -> web.Response:
-        if not hmac.compare_digest(request.headers.get("X-CSRF-Token", ""), self.session.token):
+        if not same_secret(request.headers.get("X-CSRF-Token"), self.session.token):
             raise web.HTTPForbidden(text="missing or wrong CSRF token")
         try:
             body = await request.json()
@@ -239,22 +288,59 @@ def _attr(text: str) -> str:
     return escape(text, quote=True)
 
 
+SECURITY_HEADERS = {
+    # everything the page needs comes from this server: no inline script, no other origin
+    "Content-Security-Policy": ("default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; "
+                                "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",  # no other site embeds our images or scripts
+    "Cache-Control": "no-store",  # the page holds the CSRF token
+}
+
+
 @web.middleware
 async def _security_headers(request: web.Request, handler):
-    response = await handler(request)
-    # everything the page needs comes from this server: no inline script, no other origin
-    response.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self'; script-src 'self'; "
-                                                   "style-src 'self'; connect-src 'self'; frame-ancestors 'none'")
-    response.headers["X-Content-Type-Options"] = "nosniff"
+    """The same headers on every answer, refusals (421, 403, 401, 404) included."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers.update(SECURITY_HEADERS)
+        raise
+    response.headers.update(SECURITY_HEADERS)
     return response
 
 
 class RunningUi(ThreadedApp):
-    """The app served on ``host:port`` (0: a free port) in a background thread; ``with`` it to stop it."""
+    """The app served on ``host:port`` (0: a free port) in a background thread; ``with`` it to stop it.
 
-    def __init__(self, store, session: Session, host: str = HOST, port: int = 0):
+    Args:
+        require_token: want the session's access token on every request; default: when ``host`` is
+            not loopback.
+        allow_hosts: more names the Host header may carry (e.g. this machine's DNS name on a LAN).
+
+    Attributes: ``url`` (loopback for a wildcard bind), ``login_url`` (with ``?token=`` when one is
+    required), ``requires_token``, ``cookie_name``.
+    """
+
+    def __init__(self, store, session: Session, host: str = HOST, port: int = 0, *,
+                 require_token: bool | None = None, allow_hosts: Iterable[str] = ()):
         self.app = LabellingApp(store, session)
-        try:
-            super().__init__(self.app.app, host, port, "annotation UI")
+        self.requires_token = not is_loopback(host) if require_token is None else require_token
+        self._bound, self._allow = host, tuple(allow_hosts)
+        try:  # the app is made in the server thread, after the bind: the guard knows the port
+            super().__init__(self._make_app, host, port, "annotation UI")
         except RuntimeError as exc:
             raise UiError(str(exc)) from None
+        self.cookie_name = cookie_name(self.port)
+        if host.strip() in WILDCARD:
+            self.url = f"http://127.0.0.1:{self.port}"
+
+    def _make_app(self) -> web.Application:
+        token = self.app.session.access_token if self.requires_token else None
+        return self.app.app(Guard.make(self._bound, self.port, token, self._allow))
+
+    @property
+    def login_url(self) -> str:
+        """The URL to open: with the access token as ``?token=`` when one is required."""
+        return f"{self.url}/?token={self.app.session.access_token}" if self.requires_token else self.url + "/"

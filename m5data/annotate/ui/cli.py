@@ -1,10 +1,10 @@
-"""``m5data annotate serve``: the labelling web app on 127.0.0.1."""
+"""``m5data annotate serve``: the labelling web app on 127.0.0.1 (elsewhere only behind a secret token)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -12,29 +12,50 @@ import typer
 def serve(
     ctx: typer.Context,
     port: int = typer.Option(8765, "--port", help="Port to listen on (0: a free one)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; anything but loopback exposes the store's products."),
-    worker: str = typer.Option("worker-1", "--worker", help="The annotator's id, stored with every judgement."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. Anything but loopback exposes the store's products "
+                                                         "to the network: every request then needs the worker's secret token "
+                                                         "(printed at start as ?token= in the URL, then kept in a cookie)."),
+    worker: str = typer.Option("worker-1", "--worker", help="The annotator's id, stored with every judgement (ids starting with @ are reserved)."),
     per_query: int = typer.Option(10, "--per-query", help="Candidates of each query's pool to review (top ranks first)."),
     gold: Optional[Path] = typer.Option(None, "--gold", help="Gold questions (CSV/JSONL: query_id, candidate_id, label); "
                                                             "default: the store's gold judgements."),
     gold_every: int = typer.Option(5, "--gold-every", help="Mix in one gold question after this many tasks."),
+    require_token: bool = typer.Option(False, "--require-token", help="Want the secret token on loopback too (other users of this machine)."),
+    allow_host: Optional[List[str]] = typer.Option(None, "--allow-host", help="A name the Host header may carry besides the bound "
+                                                                             "address (e.g. this machine's DNS name); repeatable."),
 ) -> None:
-    """Serve the match-annotation UI: query and candidate side by side; keys 1/2/3 and arrows."""
+    """Serve the match-annotation UI: query and candidate side by side; keys 1/2/3 and arrows.
+
+    Requests whose Host header is not the bound address (or localhost on loopback) are refused (421),
+    and so are those from another Origin (403): a web page cannot reach the UI through DNS rebinding.
+    """
+    from rich.markup import escape
+
+    from m5data.annotate.crowd import is_reserved_worker
     from m5data.cli import open_store
     from m5data.console import console, fail
 
     from .app import RunningUi, Session, UiError, build_tasks, read_gold
 
-    store, _ = open_store(ctx)
-    if not worker.strip() or per_query < 1 or gold_every < 0:
+    worker = worker.strip()
+    if not worker or per_query < 1 or gold_every < 0:
         fail("--worker must be non-empty, --per-query >= 1 and --gold-every >= 0")
+    if is_reserved_worker(worker):
+        fail(escape(f"--worker {worker!r} is reserved: ids starting with @ belong to the store (@gold holds gold answers)"))
+    store, _ = open_store(ctx)
     try:
         tasks = build_tasks(store, per_query, read_gold(gold) if gold else None, gold_every)
-        ui = RunningUi(store, Session(worker.strip(), tasks), host=host, port=port)
+        ui = RunningUi(store, Session(worker, tasks), host=host, port=port,
+                       require_token=True if require_token else None, allow_hosts=allow_host or ())
     except (UiError, OSError) as exc:
-        fail(str(exc))
+        fail(escape(str(exc)))
     gold_n = sum(t.is_gold for t in tasks)
-    console.print(f"annotation UI for [bold]{worker}[/]: {len(tasks)} pairs ({gold_n} gold) at [bold]{ui.url}/[/]  (Ctrl-C stops)")
+    console.print(f"annotation UI for [bold]{escape(worker)}[/]: {len(tasks)} pairs ({gold_n} gold) at "
+                  f"[bold]{escape(ui.login_url)}[/]  (Ctrl-C stops)", highlight=False, soft_wrap=True)
+    if ui.requires_token:
+        console.print("every request needs the token of that URL (then kept in a cookie): keep it secret; from another "
+                      f"machine use this machine's address (or an --allow-host name) with port {ui.port} and the same ?token=",
+                      highlight=False, soft_wrap=True)
     try:
         while True:
             time.sleep(3600)
