@@ -4,7 +4,6 @@ Sound shorter than the ~50 ms an encoder may pad at the end still gets one zero-
 and what the store holds for it goes through export and the training features like any other audio.
 """
 
-import io
 import subprocess
 import tarfile
 
