@@ -56,6 +56,7 @@ class PoolsReport:
     gaps: Counter = field(default_factory=Counter)  # "zero image block: no image" -> products, ...
     ann_recall: float | None = None  # recall of a faiss-hnsw search against exact on a sample of queries
     dropped_queries: int = 0  # stale pools removed (products no longer queries)
+    from_titles: int = 0  # products without a captions row whose raw title was embedded (extract not run)
     fingerprint: str = ""
 
 
@@ -93,7 +94,8 @@ def sample_queries(product_ids: list[str], share_or_count: float, seed: int) -> 
 
 
 def read_products(store) -> list[dict]:
-    """Every product with its caption and its main image's normalised copy (sorted by product_id)."""
+    """Every product with its title, its caption (``has_caption``: a captions row exists) and its
+    main image's normalised copy (sorted by product_id)."""
     con = store.connect()
     try:
         return con.sql("""
@@ -102,8 +104,8 @@ def read_products(store) -> list[dict]:
                        row_number() OVER (PARTITION BY s.product_id ORDER BY s.role <> 'main', s.position, s.media_id) AS rn
                 FROM media s JOIN media d ON d.source_media_id = s.media_id
                 WHERE s.kind = 'image' AND d.kind = 'image_norm' AND d.status = 'ok' AND d.blob IS NOT NULL)
-            SELECT p.product_id, coalesce(c.text, '') AS text, coalesce(c.tokens, []) AS tokens,
-                   img.blob, img.phash, img.sha256
+            SELECT p.product_id, p.title, c.product_id IS NOT NULL AS has_caption,
+                   coalesce(c.text, '') AS text, coalesce(c.tokens, []) AS tokens, img.blob, img.phash, img.sha256
             FROM products p LEFT JOIN captions c USING (product_id)
             LEFT JOIN img ON img.product_id = p.product_id AND img.rn = 1
             ORDER BY p.product_id""").to_arrow_table().to_pylist()
@@ -125,6 +127,34 @@ def image_paths(store_root, blobs: list[str | None]) -> tuple[list[str | None], 
             paths.append(None)
             outside.append(i)
     return paths, outside
+
+
+def titles_as_captions(rows: list[dict], s: cfg.Settings) -> int:
+    """Give each product without a captions row the caption extract would make of its title.
+
+    Cleaned and tokenised by extract's own caption function with the ``[extract]`` settings, so
+    the text block is the same before and after ``m5data extract`` (and so is the fingerprint: a
+    later run resumes). Products with a captions row keep it, ``empty`` ones included. Returns how
+    many products got a non-empty caption this way.
+    """
+    import os
+
+    # one definition of a caption for both stages: a second cleaner here would drift from extract's
+    from ..extract.text import caption_row
+
+    ex = s.extract
+    if ex.jieba_user_dict and not os.path.isfile(ex.jieba_user_dict):
+        raise PoolsError(f"extract.jieba_user_dict: file not found: {ex.jieba_user_dict} "
+                         "(pools tokenise the titles of products extract has not captioned)")
+    n = 0
+    for r in rows:
+        if r["has_caption"] or not r["title"]:
+            continue
+        c = caption_row(r["product_id"], r["title"], strip_brackets=ex.strip_brackets,
+                        max_chars=ex.max_caption_chars, user_dict=ex.jieba_user_dict)
+        r["text"], r["tokens"] = c["text"], c["tokens"]
+        n += bool(c["text"])
+    return n
 
 
 def split_members(store, version: str) -> tuple[list[str], list[str]]:
@@ -211,9 +241,14 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
     if not rows:
         raise PoolsError(f"no products in the store at {store.root}")
     report.n_products = len(rows)
+    report.from_titles = titles_as_captions(rows, settings)
     vec, report.gaps, missing = embed_products(store, rows, settings, progress)
     ids = [r["product_id"] for r in rows]
     usable = {ids[i] for i in range(len(ids)) if missing[i] is None}
+    if not usable:  # an empty result would look like a finished run
+        raise PoolsError(f"none of the {len(rows):,} products has a caption, a title or a normalised image to "
+                         "embed: run `m5data extract` first (captions and normalised images), after a crawl "
+                         "that found titles or images")
     for reason in missing:
         if reason:
             stats.fail(reason)

@@ -29,6 +29,7 @@ def pools(
     import logging
 
     import jieba
+    from rich.markup import escape
 
     from ..cli import open_store
     from ..config import ConfigError
@@ -47,7 +48,7 @@ def pools(
             report = build_pools(store, s, split_version=split_version, fresh=fresh, ann_check=ann_check,
                                  progress=progress)
     except (PoolsError, ConfigError, RuntimeError) as exc:
-        fail(str(exc))
+        fail(escape(str(exc)))  # paths and product text may hold [brackets]
     console.print(stage_summary(report.stats))
     console.print(summary_table(report, s))
     if score_against is not None:
@@ -72,7 +73,8 @@ def summary_table(report, s):
                         ("K", f"{s.annotate.pool_k:,}"), ("products", f"{report.n_products:,}"),
                         ("queries", f"{report.n_queries:,}"), ("gallery", f"{report.n_gallery:,}"),
                         ("blocks", f"{report.n_blocks:,}"), ("blocks resumed", f"{report.n_resumed:,}"),
-                        ("stale pools dropped", f"{report.dropped_queries:,}")]:
+                        ("stale pools dropped", f"{report.dropped_queries:,}"),
+                        ("captions made from titles (extract not run)", f"{report.from_titles:,}")]:
         t.add_row(name, str(value))
     for reason, n in sorted(report.gaps.items()):
         t.add_row(f"  {reason}", f"{n:,}")

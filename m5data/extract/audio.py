@@ -101,11 +101,16 @@ def load_samples(path: Path, sample_rate: int, *, channels: int | None = None, m
 
 
 def blocks_for(seconds: float, fps: float, max_frames: int) -> int:
-    """MFCC blocks for ``seconds`` of decoded sound: ceil(seconds * fps), within ``max_frames``.
+    """MFCC blocks for ``seconds`` of decoded sound: ceil(seconds * fps), within ``max_frames``;
+    at least one block whenever any sound was decoded, none for none.
 
-    Encoders pad a stream's end (AAC, mp3: up to ~50 ms), so the last 50 ms do not add a block.
+    Encoders pad a stream's end (AAC, mp3: up to ~50 ms), so the last 50 ms do not add a block;
+    they never take away the first one: sound shorter than 50 ms (0.047 s of AAC) is one block,
+    zero-padded, not "no sound".
     """
-    return max(0, min(max_frames, math.ceil(seconds * fps - 0.05 * fps)))
+    if seconds <= 0:
+        return 0
+    return max(1, min(max_frames, math.ceil(seconds * fps - 0.05 * fps)))
 
 
 def block_samples(sample_rate: int, fps: float) -> int:

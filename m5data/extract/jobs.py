@@ -253,10 +253,8 @@ def _audio(result: JobResult, src: dict, path: Path, info, n_blocks: int | None,
                                 channels=info.audio_channels, max_duration=s.max_duration, timeout=s.video_timeout)
         ref = store.blobs.put_file(tmp, "mp3")
         audio_seconds = len(samples) / s.sample_rate
-        if n_blocks is None:  # no frames to align with: the decoded sound decides, never a container duration
-            n_blocks = blocks_for(audio_seconds, s.frame_fps, s.max_frames)
-        if not n_blocks:
-            raise MediaError("no audio blocks", "no sampled frames and no sound to align MFCC with")
+        if not n_blocks:  # no frames to align with: the decoded sound decides, never a container duration
+            n_blocks = blocks_for(audio_seconds, s.frame_fps, s.max_frames)  # >= 1: sound was decoded
         mfcc = mfcc_blocks(samples, n_blocks, sample_rate=s.sample_rate, fps=s.frame_fps, n_mfcc=s.n_mfcc,
                            n_fft=s.n_fft, hop_length=s.hop_length)
         rel = _sub("mfcc", blob_sha(src)) + ".npy"
