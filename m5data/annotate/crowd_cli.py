@@ -29,7 +29,7 @@ def import_judgements(
     try:
         report = run_import(store, s, file)
     except (CrowdError, ConfigError) as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     console.print(stage_summary(report.stats))
     console.print(f"{report.n_rows:,} rows read; {report.stats.n_out:,} judgements kept "
                   f"({report.n_written:,} new or changed), {report.n_gold_answers:,} gold answers")

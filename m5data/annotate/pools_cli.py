@@ -29,8 +29,6 @@ def pools(
     import logging
 
     import jieba
-    from rich.markup import escape
-
     from ..cli import open_store
     from ..config import ConfigError
     from ..console import StepProgress, console, fail, stage_summary
@@ -48,7 +46,7 @@ def pools(
             report = build_pools(store, s, split_version=split_version, fresh=fresh, ann_check=ann_check,
                                  progress=progress)
     except (PoolsError, ConfigError, RuntimeError) as exc:
-        fail(escape(str(exc)))  # paths and product text may hold [brackets]
+        fail(str(exc))
     console.print(stage_summary(report.stats))
     console.print(summary_table(report, s))
     if score_against is not None:

@@ -43,7 +43,7 @@ def export(
             report = run_export(store, s, out=out, split=split, version=version,
                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
     except (ExportError, ConfigError) as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     console.print(stage_summary(report.stats))
     for name, why in report.skipped_splits.items():
         console.print(f"[yellow]skipped[/] split {escape(repr(name))}: not a plain name ({escape(why)}); "
@@ -76,6 +76,6 @@ def check_shards(
         for p in report.problems:  # paths come from index files: data, escaped
             t.add_row(escape(p.path), escape(p.problem))
         console.print(t)
-        fail(escape(f"{len(report.problems)} of {report.checked} shard(s) failed: "
-                    + ", ".join(p.path for p in report.problems[:10])))
+        fail(f"{len(report.problems)} of {report.checked} shard(s) failed: "
+                    + ", ".join(p.path for p in report.problems[:10]))
     console.print(f"{report.checked} shard(s) ok: {report.samples:,} samples, {report.bytes:,} bytes")

@@ -316,7 +316,7 @@ def m5product(
     try:
         report = import_m5product(store, folder, platform=platform, split_version=split_version)
     except LayoutError as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     console.print(stage_summary(report.stats))
     for line in report.failed[:SHOW_FAILED]:
         console.print(f"[yellow]failed:[/] {escape(line)}", highlight=False, soft_wrap=True)

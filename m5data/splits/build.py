@@ -24,11 +24,11 @@ from pathlib import Path
 from .. import config as cfg
 from ..storage import StageStats, record_run
 from .groups import GROUP_TABLE, GroupSource, load_groups
+from .labels import PATH_SEP, cat_key_of, cat_key_sql, cat_name_sql  # noqa: F401 (re-exported)
 from .manifest import read_manifest, split_stats, write_manifest
 from .plan import Plan, PlanCounts, check_settings, fg_class_ids, make_plan, plan_params
 
 Progress = Callable[[str], None]
-PATH_SEP = " > "  # products.category_path joined like label_map.raw_path
 POOL_OF = {"train": "train", "query-c": "coarse", "gallery-c": "coarse", "query-fg": "fine",
            "gallery-fg": "fine", "cls-train": "cls", "cls-test": "cls"}
 
@@ -51,28 +51,6 @@ class BuildReport:
     moved: int = 0  # products of the previous build of this version now in another split (0 unless groups changed)
     reused_plan: bool = False
     manifest: Path | None = None
-
-
-def cat_key_sql(level: int, alias: str = "") -> str:
-    """A BIGINT key of a product's unified label at ``level`` (null when unlabelled)."""
-    a = f"{alias}." if alias else ""
-    key = f"({a}class_id::BIGINT << 42)"
-    if level >= 2:
-        key += f" | (coalesce({a}sub_class_id, 0)::BIGINT << 21)"
-    if level >= 3:
-        key += f" | coalesce({a}subsub_class_id, 0)::BIGINT"
-    return f"CASE WHEN {a}class_id IS NULL THEN NULL ELSE {key} END"
-
-
-def cat_name_sql(col: str) -> str:
-    """``class/sub/subsub`` text of a key made by :func:`cat_key_sql`."""
-    return (f"({col} >> 42)::VARCHAR || '/' || (({col} >> 21) & 2097151)::VARCHAR || '/' || "
-            f"({col} & 2097151)::VARCHAR")
-
-
-def cat_key_of(name: str) -> int:
-    c, s, ss = (int(x) for x in name.split("/"))
-    return (c << 42) | (s << 21) | ss
 
 
 def _u(i: int) -> str:

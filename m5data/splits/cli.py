@@ -21,8 +21,6 @@ def build_splits(
     replace: bool = typer.Option(False, "--replace", help="Rebuild an existing version with new settings (its products may move)."),
 ) -> None:
     """Assign products to train / query-c / gallery-c / query-fg / gallery-fg / cls-train / cls-test / subset; write the manifest."""
-    from rich.markup import escape
-
     from ..cli import open_store
     from ..config import ConfigError
     from ..console import console, fail, stage_summary
@@ -34,7 +32,7 @@ def build_splits(
             report = build(store, s, version=version, seed=seed, replace=replace,
                            progress=lambda step: status.update(f"[bold]splits[/] {step}"))
     except (SplitsError, ConfigError) as exc:
-        fail(escape(str(exc)))  # names in the message are data
+        fail(str(exc))
     console.print(stage_summary(report.stats))
     console.print(manifest_table(report.version, report.splits, report.plan.targets))
     console.print(f"groups: {esc(report.groups.describe())}", highlight=False, soft_wrap=True)
@@ -74,7 +72,6 @@ def check_splits(
     version: Optional[str] = _VERSION,
 ) -> None:
     """Check a split version: no group across boundaries, a match for every query, the manifest equal to the store."""
-    from rich.markup import escape
     from rich.text import Text
 
     from ..console import Table
@@ -88,7 +85,7 @@ def check_splits(
     try:
         report = check(store, s, version=version)
     except (SplitsError, ConfigError, ValueError) as exc:
-        fail(escape(str(exc)))  # names in the message are data
+        fail(str(exc))
     t = Table(title=f"check-splits {report.version}")
     t.add_column("invariant")
     t.add_column("violations", justify="right")

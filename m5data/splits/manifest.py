@@ -20,6 +20,7 @@ import json
 import os
 from pathlib import Path
 
+from .labels import PATH_SEP, cat_key_sql
 from .names import check_name
 from .plan import SPLITS
 
@@ -54,8 +55,6 @@ def write_manifest(store, version: str, data: dict) -> Path:
 
 def label_sql(level: int) -> str:
     """SQL of (product_id, cat): each product's unified label key at ``level`` (null when unlabelled)."""
-    from .build import PATH_SEP, cat_key_sql
-
     return f"""
         SELECT p.product_id, {cat_key_sql(level, 'l')} AS cat
         FROM products p LEFT JOIN label_map l

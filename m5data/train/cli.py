@@ -36,7 +36,7 @@ def train(
     try:
         cfg = load_config(config)
     except TrainConfigError as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     if seed is not None:
         cfg.train.seed = seed
 
@@ -46,7 +46,7 @@ def train(
         try:
             run_training(shards, out, cfg, epochs, device=device, max_steps=max_steps)
         except (ShardError, ValueError, FileNotFoundError) as exc:  # RunFolderError is a ValueError
-            fail(escape(str(exc)))
+            fail(str(exc))
         return
     with Live(console=console, refresh_per_second=4, transient=False) as live:
         def show(rec: dict) -> None:
@@ -57,7 +57,7 @@ def train(
         try:
             result = run_training(shards, out, cfg, epochs, device=device, max_steps=max_steps, progress=show)
         except (ShardError, ValueError, FileNotFoundError) as exc:  # RunFolderError is a ValueError
-            fail(escape(str(exc)))
+            fail(str(exc))
     if result.resumed_from:
         console.print(f"resumed from step {result.resumed_from} (checkpoint in {escape(str(out))})", soft_wrap=True)
     table = Table(title=f"train {out} ({result.steps} steps)")
@@ -100,7 +100,7 @@ def evaluate(
             names = tuple(m.strip() for m in spec.split(",") if m.strip())
             bad = [m for m in names if m not in MODALITIES]
             if bad or not names:
-                fail(escape(f"--modalities: unknown {', '.join(bad) or spec!r} (known: {', '.join(MODALITIES)})"))
+                fail(f"--modalities: unknown {', '.join(bad) or spec!r} (known: {', '.join(MODALITIES)})")
             combos.append(names)
     try:
         result = run_eval(run, shards, combos=combos, device=device, image_backbone=image_backbone)
@@ -108,7 +108,7 @@ def evaluate(
             n = write_features(run, shards, features_out, device=device, image_backbone=image_backbone)
             console.print(f"wrote {n} feature lines to {escape(str(features_out))}")
     except (ShardError, RunFolderError, FileNotFoundError) as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     cols = shown_columns(result["columns"], result["rows"])
     table = Table(title=f"evaluation of {escape(str(run))}")
     for c in cols:

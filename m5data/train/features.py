@@ -13,10 +13,13 @@ from __future__ import annotations
 import io
 import json
 import zlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import ModelConfig
+if TYPE_CHECKING:  # a type only: config.py asks this module to probe a backbone
+    from .config import ModelConfig
+
 
 PAD, MASK = 0, 1  # reserved ids of the text and table vocabularies
 

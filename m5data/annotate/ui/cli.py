@@ -41,14 +41,14 @@ def serve(
     if not worker or per_query < 1 or gold_every < 0:
         fail("--worker must be non-empty, --per-query >= 1 and --gold-every >= 0")
     if is_reserved_worker(worker):
-        fail(escape(f"--worker {worker!r} is reserved: ids starting with @ belong to the store (@gold holds gold answers)"))
+        fail(f"--worker {worker!r} is reserved: ids starting with @ belong to the store (@gold holds gold answers)")
     store, _ = open_store(ctx)
     try:
         tasks = build_tasks(store, per_query, read_gold(gold) if gold else None, gold_every)
         ui = RunningUi(store, Session(worker, tasks), host=host, port=port,
                        require_token=True if require_token else None, allow_hosts=allow_host or ())
     except (UiError, OSError) as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     gold_n = sum(t.is_gold for t in tasks)
     console.print(f"annotation UI for [bold]{escape(worker)}[/]: {len(tasks)} pairs ({gold_n} gold) at "
                   f"[bold]{escape(ui.login_url)}[/]  (Ctrl-C stops)", highlight=False, soft_wrap=True)
