@@ -61,7 +61,10 @@ def show(table, out: Console | None = None) -> None:
     caption = _text_of(table.caption) if table.caption else None
     blocks = _column_blocks(table, names, rows, out) if len(rows) > 1 else None
     if blocks is None:
-        emit(_records(names, rows, title, caption))
+        if _fold_long_words(table, out):  # a long path or list in one column: wrap it, keep the rows
+            emit(table)
+        else:
+            emit(_records(names, rows, title, caption))
         return
     for n, block in enumerate(blocks):
         if n == 0 and title:
@@ -80,6 +83,25 @@ def _whole(table, out: Console) -> bool:
     cut = probe.file.getvalue().count("…")
     own = sum(_text_of(cell).count("…") for column in table.columns for cell in [column.header, *column.cells])
     return cut <= own + _text_of(table.title).count("…") + _text_of(table.caption).count("…")
+
+
+FOLD_FLOOR = 12  # a folded column narrower than this (or than its widest cell) is unreadable
+
+
+def _fold_long_words(table, out: Console) -> bool:
+    """Let every column fold a word too long for it (nothing is cut, a long word wraps), when each
+    column still gets at least ``FOLD_FLOOR`` cells or its widest cell: True when that holds."""
+    import io
+
+    probe = Console(file=io.StringIO(), width=out.width, color_system=None, legacy_windows=False)
+    try:  # rich's own column sizing; a rich without it prints one block per row instead
+        natural = [table._measure_column(probe, probe.options.update_width(1 << 20), c).maximum for c in table.columns]
+        for column in table.columns:
+            column.overflow = "fold"
+        widths = table._calculate_column_widths(probe, probe.options)
+    except (AttributeError, TypeError):
+        return False
+    return all(w >= min(n, FOLD_FLOOR) for w, n in zip(widths, natural))
 
 
 def _text_of(cell) -> str:

@@ -77,5 +77,10 @@ def test_reservoir_equals_brute_force_on_continuous_scores(gallery_block):
     assert [h.start for h in hits] == [0, 16, 32]
     idx = np.concatenate([h.index for h in hits])
     bs, bi = _brute(q, g, 100, own)
-    assert (idx == bi).all()
+    # the same neighbours in the same order, except where two scores differ by float32 rounding
+    # alone (the BLAS behind numpy and the search may round the 7th digit differently)
+    rows, cols = np.nonzero(idx != bi)
+    exact = np.einsum("rd,rd->r", q[rows].astype(np.float64), g[idx[rows, cols]].astype(np.float64))
+    brute = np.einsum("rd,rd->r", q[rows].astype(np.float64), g[bi[rows, cols]].astype(np.float64))
+    assert len(rows) <= 0.01 * idx.size and np.allclose(exact, brute, atol=1e-5), (rows, cols, exact - brute)
     assert np.allclose(np.concatenate([h.scores for h in hits]), bs, atol=1e-5)

@@ -44,14 +44,23 @@ def test_a_wide_table_prints_in_blocks_that_keep_every_figure_and_the_row_keys()
     assert text.count("text+image+table") >= 3
 
 
-def test_a_table_too_wide_for_blocks_prints_one_block_per_row():
+def test_a_long_word_wraps_in_its_column_instead_of_being_cut():
     t = Table()
     t.add_column("key")
     t.add_column("a value that is long")
     t.add_row("x" * 70, "z" * 70)
     text = _print(t, width=60)
     assert "…" not in text and text.count("x") == 70 and text.count("z") == 70
-    assert text.startswith("row 1")
+
+
+def test_a_table_too_narrow_even_to_wrap_prints_one_block_per_row():
+    t = Table()
+    for name in ("alpha", "beta", "gamma", "delta", "epsilon", "zeta"):
+        t.add_column(name)
+    t.add_row(*(f"{name}-{'v' * 14}" for name in ("a", "b", "c", "d", "e", "f")))
+    text = _print(t, width=40)
+    assert text.startswith("row 1") and "…" not in text
+    assert all(f"{name}-{'v' * 14}" in text for name in ("a", "b", "c", "d", "e", "f"))
 
 
 def test_table_cells_and_titles_are_data_not_markup():

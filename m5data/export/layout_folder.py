@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..crawler.download.sniff import SNIFF_BYTES, Sniffed, sniff
+from .m5product import key_item_id
 from .samples import safe_key
 
 # An item id is a file name stem: the platforms' ids, or the safe keys an m5data export writes.
 ITEM_ID = re.compile(r"^[A-Za-z0-9_~-]{1,200}$")
 # A platform name: an adapter's name or a host name (letters, digits, dots, dashes, underscores).
 PLATFORM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-MAX_SOURCE_ID = 200
+MAX_SOURCE_ID = 1000
 # the sniffed kinds a file of each media folder may be: the download stage's rule (a container that
 # sniffs as video may carry sound only; an audio file may be such a container)
 ACCEPTS = {"image": {"image"}, "video": {"video", "audio"}, "audio": {"audio", "video"}}
@@ -55,16 +56,17 @@ def check_item_id(iid) -> str:
 
 
 def valid_source_id(source: str) -> bool:
-    """A platform's own id: printable text without slashes, outer spaces or control characters."""
-    return (0 < len(source) <= MAX_SOURCE_ID and source.isprintable() and source == source.strip()
-            and "/" not in source and "\\" not in source)
+    """A platform's own id: printable text without outer spaces or control characters. It may hold
+    any other character (``/`` included): a product id is never a path (exports name files by
+    ``safe_key`` / ``key_item_id``)."""
+    return 0 < len(source) <= MAX_SOURCE_ID and source.isprintable() and source == source.strip()
 
 
 def check_product_id(iid: str, entry, platform: str) -> str:
     """The product id of item ``iid``: from its ``m5data_items.json`` ``entry``, else ``<platform>:<iid>``.
 
     An entry's product id must be ``<platform>:<source id>`` with both parts valid, and must belong
-    to the item: the item id is its source id or its safe key (what an m5data export writes), so a
+    to the item: the item id is its source id, or its safe key or key item id (what an m5data export writes), so a
     folder cannot file an item under another product's id.
     """
     if entry is None or (isinstance(entry, dict) and entry.get("product_id") is None):
@@ -75,7 +77,7 @@ def check_product_id(iid: str, entry, platform: str) -> str:
     plat, sep, source = pid.partition(":")
     if not sep or not PLATFORM.match(plat) or not valid_source_id(source):
         raise ItemError("bad product id in m5data_items.json", f"item {iid!r}: {pid!r} is not <platform>:<source id>")
-    if iid not in (source, safe_key(pid)):
+    if iid not in (source, safe_key(pid), key_item_id(pid)):
         raise ItemError("bad product id in m5data_items.json", f"item {iid!r}: {pid!r} is not this item's product id")
     return pid
 
