@@ -23,6 +23,7 @@ import csv
 import json
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -158,24 +159,38 @@ def _read_rows(path: Path):
     else:
         # surrogateescape: a line in another encoding is one bad record, not the end of the file
         with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
-            reader = csv.DictReader(fh)
             try:
-                reader.fieldnames  # reads the header: line numbers count from it
+                records = csv_records(fh)
             except csv.Error as exc:
                 raise CrowdError(f"{path}, line 1: unreadable CSV header ({exc})") from None
-            while True:
-                start = reader.line_num + 1
-                try:
-                    rec = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as exc:  # e.g. a field over the csv module's 128 KB limit
-                    yield start, ValueError(f"unreadable CSV record: {exc}")
+            for start, rec in records:
+                if isinstance(rec, csv.Error):
+                    yield start, ValueError(f"unreadable CSV record: {rec}")
                     continue
                 if any(_NOT_UTF8.search(str(v)) for kv in rec.items() for v in kv):
                     yield start, ValueError(NOT_UTF8)
                     continue
                 yield start, rec
+
+
+def csv_records(fh) -> Iterator[tuple[int, dict | csv.Error]]:
+    """``(line, record)`` of each CSV record after the header, or ``(line, csv.Error)`` for one the
+    csv module cannot read (e.g. a field over its 128 KB limit): one bad record, not the file's end.
+    An unreadable header raises :class:`csv.Error` here, before the first record."""
+    reader = csv.DictReader(fh)
+    reader.fieldnames  # reads the header now: line numbers count from it
+
+    def records():
+        while True:
+            start = reader.line_num + 1
+            try:
+                yield start, next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield start, exc
+
+    return records()
 
 
 def import_judgements(store, settings: cfg.Settings, path: str | Path, *, source: str = "import") -> ImportReport:

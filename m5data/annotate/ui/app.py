@@ -101,19 +101,15 @@ def _jsonl_records(path: Path, text: str) -> Iterable[tuple[int, dict]]:
 
 
 def _csv_records(path: Path, text: str) -> Iterable[tuple[int, dict]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    from ..crowd import csv_records
+
     try:
-        reader.fieldnames  # reads the header: line numbers count from it
+        records = csv_records(io.StringIO(text, newline=""))
     except csv.Error as exc:
         raise UiError(f"gold file {path}, line 1: unreadable CSV header ({exc})") from None
-    while True:
-        start = reader.line_num + 1
-        try:
-            rec = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:  # e.g. a field over the csv module's 128 KB limit
-            raise UiError(f"gold file {path}, line {start}: unreadable CSV ({exc})") from None
+    for start, rec in records:
+        if isinstance(rec, csv.Error):  # e.g. a field over the csv module's 128 KB limit
+            raise UiError(f"gold file {path}, line {start}: unreadable CSV ({rec})")
         yield start, rec
 
 
