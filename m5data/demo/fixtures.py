@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -47,19 +48,33 @@ def cached_shop(cache_root: Path, **config) -> Path:
     from .world import WorldConfig
 
     out = cache_root / f"shop-{_fingerprint(config)}"
-    if (out / ".complete").exists():
-        os.utime(out)  # marks it as in use for _prune
-        return out
-    tmp = cache_root / f"{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    generate(tmp, config=WorldConfig(**config))
-    (tmp / ".complete").touch()
-    try:
-        tmp.rename(out)  # atomic: parallel test workers never see half a shop
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)  # another worker won the race
+    with _building(out):
+        if (out / ".complete").exists():
+            os.utime(out)  # marks it as in use for _prune
+            return out
+        tmp = cache_root / f"{out.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        generate(tmp, config=WorldConfig(**config))
+        (tmp / ".complete").touch()
+        tmp.rename(out)  # atomic: a reader without the lock never sees half a shop
     _prune(cache_root, keep=out)
     return out
+
+
+@contextlib.contextmanager
+def _building(out: Path):
+    """Hold ``<out>.lock`` while ``out`` is checked and built: the test workers (pytest-xdist) that
+    need the same shop or store wait for the one building it instead of building it again (on a
+    fresh clone two workers used to build every shared store twice, side by side)."""
+    import fcntl
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f"{out.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _prune(cache_root: Path, keep: Path, max_age_s: float = 3600) -> None:
@@ -174,16 +189,14 @@ def demo_store_factory(request, tmp_path_factory):
             return built[key]
         root = _cache_root(request, tmp_path_factory)
         out = root / f"store-{key}"
-        if not (out / ".complete").exists():
-            shop = cached_shop(root, **config)
-            tmp = root / f"{out.name}.tmp-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            build_demo_store(shop, tmp, kinds)
-            (tmp / ".complete").touch()
-            try:
-                tmp.rename(out)
-            except OSError:
+        with _building(out):
+            if not (out / ".complete").exists():
+                shop = cached_shop(root, **config)
+                tmp = root / f"{out.name}.tmp-{os.getpid()}"
                 shutil.rmtree(tmp, ignore_errors=True)
+                build_demo_store(shop, tmp, kinds)
+                (tmp / ".complete").touch()
+                tmp.rename(out)
         built[key] = out
         return out
 
