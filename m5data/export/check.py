@@ -3,7 +3,8 @@
 Reads every WebDataset ``<split>.index.json`` (the ``wids`` descriptor with our ``filesize`` and
 ``sha256`` fields) in the folder, or the ``_stats.json`` of a Parquet export, and checks each
 listed file: missing, a size other than the indexed one (a truncated or appended shard; no hashing
-needed), or a sha256 other than the indexed one (same size, other bytes).
+needed), or a sha256 other than the indexed one (same size, other bytes). The folder may be a URL
+(``s3://bucket/prefix``): one listing gives the sizes, the hashes stream the objects.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .remote import OutsideFolder, RemoteFolder, is_remote
+
 
 @dataclass
 class ShardProblem:
@@ -23,7 +26,7 @@ class ShardProblem:
 
 @dataclass
 class CheckReport:
-    folder: Path
+    folder: Path | str
     checked: int = 0
     samples: int = 0
     bytes: int = 0
@@ -52,19 +55,54 @@ def inside_folder(folder: Path, rel) -> Path | None:
     return path if path.is_relative_to(root) and path != root else None
 
 
-def listed_files(folder: Path) -> list[dict]:
+class _LocalFolder:
+    """An export folder on this machine, read by relative paths that must stay inside it."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def exists(self) -> bool:
+        return self.folder.is_dir()
+
+    def glob(self, pattern: str) -> list[str]:
+        return [p.name for p in sorted(self.folder.glob(pattern))]
+
+    def read_text(self, rel: str) -> str:
+        return (self.folder / rel).read_text()
+
+    def _inside(self, rel) -> Path:
+        path = inside_folder(self.folder, rel)
+        if path is None:
+            raise OutsideFolder(rel)
+        return path
+
+    def size(self, rel: str) -> int | None:
+        """The size of the file ``rel`` names; None when it is missing."""
+        path = self._inside(rel)
+        return path.stat().st_size if path.is_file() else None
+
+    def sha256(self, rel: str) -> str:
+        return file_sha256(self._inside(rel))
+
+
+def reader_of(folder):
+    """The reader of an export folder, or of a URL (``remote.RemoteFolder``: the same methods)."""
+    return RemoteFolder(folder) if is_remote(folder) else _LocalFolder(Path(folder))
+
+
+def listed_files(folder) -> list[dict]:
     """``[{path, nsamples, size, sha256}]`` of every shard the folder's index files list."""
+    reader = reader_of(folder) if isinstance(folder, (str, Path)) else folder
     entries: list[dict] = []
-    for index in sorted(folder.glob("*.index.json")):
-        data = json.loads(index.read_text())
+    for index in reader.glob("*.index.json"):
+        data = json.loads(reader.read_text(index))
         if data.get("__kind__") != "wids-shard-index-v1":
             continue
         for sh in data.get("shardlist", []):
             entries.append({"path": sh["url"], "nsamples": sh.get("nsamples"), "size": sh.get("filesize"),
                             "sha256": sh.get("sha256")})
-    stats = folder / "_stats.json"
-    if not entries and stats.is_file():
-        data = json.loads(stats.read_text())
+    if not entries and reader.glob("_stats.json"):
+        data = json.loads(reader.read_text("_stats.json"))
         for split in data.get("splits", {}).values():
             entries += [{"path": f["path"], "nsamples": f.get("nsamples"), "size": f.get("size"), "sha256": f.get("sha256")}
                         for f in split.get("files", [])]
@@ -75,36 +113,44 @@ def check_shards(folder: str | Path, hash_files: bool = True, progress=None) -> 
     """Check every indexed shard of an export folder.
 
     Args:
-        folder: the export's ``--out`` folder.
+        folder: the export's ``--out`` folder, or its URL (``s3://bucket/prefix``).
         hash_files: also compare sha256 (sizes are always compared).
         progress: called with (files checked, files in all).
+
+    Raises:
+        RemoteError: a URL whose bucket, credentials or endpoint cannot be used.
     """
-    folder = Path(folder)
-    report = CheckReport(folder)
-    if not folder.is_dir():
+    reader = reader_of(folder)
+    report = CheckReport(folder if is_remote(folder) else Path(folder))
+    if not reader.exists():
         report.problems.append(ShardProblem(str(folder), "no such folder"))
         return report
-    entries = listed_files(folder)
+    entries = listed_files(reader)
     if not entries:
         report.problems.append(ShardProblem(str(folder), "no shard index (*.index.json or _stats.json) found"))
         return report
     for n, entry in enumerate(entries, 1):
-        path = inside_folder(folder, entry["path"])
-        report.checked += 1
-        if path is None:
-            report.problems.append(ShardProblem(str(entry["path"]), "path outside the export folder (not checked)"))
-        elif not path.is_file():
-            report.problems.append(ShardProblem(entry["path"], "missing"))
-        else:
-            size = path.stat().st_size
-            if entry["size"] is not None and size != entry["size"]:
-                kind = "truncated" if size < entry["size"] else "larger than indexed"
-                report.problems.append(ShardProblem(entry["path"], f"{kind}: {size:,} bytes, index says {entry['size']:,}"))
-            elif hash_files and entry["sha256"] and file_sha256(path) != entry["sha256"]:
-                report.problems.append(ShardProblem(entry["path"], "sha256 differs from the index (same size, other bytes)"))
-            else:
-                report.samples += entry["nsamples"] or 0
-                report.bytes += size
+        _check_entry(reader, entry, hash_files, report)
         if progress:
             progress(n, len(entries))
     return report
+
+
+def _check_entry(reader, entry: dict, hash_files: bool, report: CheckReport) -> None:
+    """Check one indexed file: inside the folder, present, of the indexed size, of the indexed sha256."""
+    report.checked += 1
+    try:
+        size = reader.size(entry["path"])
+    except OutsideFolder:
+        report.problems.append(ShardProblem(str(entry["path"]), "path outside the export folder (not checked)"))
+        return
+    if size is None:
+        report.problems.append(ShardProblem(entry["path"], "missing"))
+    elif entry["size"] is not None and size != entry["size"]:
+        kind = "truncated" if size < entry["size"] else "larger than indexed"
+        report.problems.append(ShardProblem(entry["path"], f"{kind}: {size:,} bytes, index says {entry['size']:,}"))
+    elif hash_files and entry["sha256"] and reader.sha256(entry["path"]) != entry["sha256"]:
+        report.problems.append(ShardProblem(entry["path"], "sha256 differs from the index (same size, other bytes)"))
+    else:
+        report.samples += entry["nsamples"] or 0
+        report.bytes += size

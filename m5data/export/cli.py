@@ -1,8 +1,9 @@
 """``m5data export`` and ``m5data check-shards``.
 
-Exit codes: export 0 done, 1 a bad option, no splits, or an output folder of another export;
-check-shards 0 every indexed shard has its size and sha256, 1 a shard is missing, truncated or
-altered (each named), or no index was found.
+Exit codes: export 0 done, 1 a bad option, no splits, an output folder of another export, or
+object storage that cannot be used; check-shards 0 every indexed shard has its size and sha256,
+1 a shard is missing, truncated or altered (each named), no index was found, or the storage
+cannot be used. ``--out`` and the folder may be URLs (``s3://bucket/prefix``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ def export(
     ctx: typer.Context,
     split: str = typer.Option("all", "--split", help="A split name (train, query-c, ...) or all."),
     fmt: Optional[str] = typer.Option(None, "--format", help="webdataset (default), parquet or m5product."),
-    out: Path = typer.Option(..., "--out", help="Output folder (an export there is resumed)."),
+    out: str = typer.Option(..., "--out", help="Output folder or URL such as s3://bucket/prefix (an export there is resumed)."),
     shard_size: Optional[int] = typer.Option(None, "--shard-size", help="Products per shard (default 1000)."),
     shard_bytes: Optional[int] = typer.Option(None, "--shard-bytes", help="Cut shards at about this many bytes of media instead."),
     version: Optional[str] = typer.Option(None, "--version", help="Split version (default: the latest written)."),
@@ -31,6 +32,7 @@ def export(
     from ..cli import open_store
     from ..config import ConfigError
     from ..console import console, fail, stage_summary
+    from .remote import RemoteError, is_remote
     from .run import export as run_export
     from .samples import ExportError
 
@@ -40,9 +42,9 @@ def export(
         with Progress(TextColumn("[bold]export[/] shards"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console) as bar:
             task = bar.add_task("shards", total=None)
-            report = run_export(store, s, out=out, split=split, version=version,
+            report = run_export(store, s, out=out if is_remote(out) else Path(out), split=split, version=version,
                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
-    except (ExportError, ConfigError) as exc:
+    except (ExportError, ConfigError, RemoteError) as exc:
         fail(str(exc))
     console.print(stage_summary(report.stats))
     for name, why in report.skipped_splits.items():
@@ -58,7 +60,7 @@ def export(
 
 
 def check_shards(
-    folder: Path = typer.Argument(..., help="An export folder (WebDataset or Parquet)."),
+    folder: str = typer.Argument(..., help="An export folder (WebDataset or Parquet), or its URL (s3://bucket/prefix)."),
     no_hash: bool = typer.Option(False, "--no-hash", help="Compare sizes only (fast)."),
 ) -> None:
     """Verify exported shards against their index: missing, truncated or altered shards (exit 1)."""
@@ -67,8 +69,12 @@ def check_shards(
 
     from ..console import console, fail
     from .check import check_shards as run_check
+    from .remote import RemoteError
 
-    report = run_check(folder, hash_files=not no_hash)
+    try:
+        report = run_check(folder, hash_files=not no_hash)
+    except RemoteError as exc:
+        fail(str(exc))
     if report.problems:
         t = Table(title=escape(f"{len(report.problems)} bad shard(s) in {folder}"))
         t.add_column("shard")

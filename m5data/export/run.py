@@ -6,7 +6,9 @@ the same store and version. A shard is written to a temp name, renamed, and then
 written: the stats file is the shard's completion marker. A re-run (after a kill, or of a finished
 export) skips every shard whose stats file exists and whose output still has the recorded size;
 a finished shard is never rewritten. The plan (``_export.json``) is written first; an output
-folder holding another plan (other version, format, sizes or products) is refused.
+folder holding another plan (other version, format, sizes or products) is refused. An ``--out``
+URL (``s3://bucket/prefix``) writes each shard into a local staging folder and uploads it, marker
+last (``remote.py``).
 """
 
 from __future__ import annotations
@@ -15,15 +17,19 @@ import hashlib
 import importlib
 import json
 import os
+import shutil
+import tempfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 from .. import config as cfg
 from ..splits.names import shown
 from ..storage.runs import StageStats, record_run
+from .remote import FINISH_READS_SHARD_FILES, RemoteOut, is_remote
 from .samples import ExportError, bad_split_names, plain_name, split_members
 
 FORMATS = {"webdataset": "m5data.export.webdataset", "parquet": "m5data.export.hf_parquet",
@@ -52,7 +58,7 @@ class ExportReport:
     """What one export run did."""
 
     stats: StageStats
-    out: Path
+    out: Path | str  # a folder, or the URL of a remote export
     fmt: str
     version: str
     splits: dict[str, int]  # split -> samples
@@ -176,6 +182,31 @@ def _run_shard(fmt: str, out: str, shard: dict, options: dict, store=None, con=N
     return format_module(fmt).write_shard(store.root, Path(out), sh, samples, options)
 
 
+def _run_remote_shard(fmt: str, url: str, shard: dict, options: dict, store=None, con=None, *, staging: str) -> dict:
+    """Write one shard into its own local staging folder, upload its files (the stats file, the
+    marker, last), then drop the staging copy."""
+    sh = Shard(**{**shard, "product_ids": tuple(shard["product_ids"])})
+    folder = Path(staging) / f"{sh.split}-{sh.index:06d}"
+    try:
+        stats = _run_shard(fmt, str(folder), shard, options, store, con)
+        remote = _worker.setdefault(("remote", url, staging), RemoteOut(url))  # one filesystem per process and export run
+        remote.upload_folder(folder, last=format_module(fmt).stats_path(Path(), sh).as_posix())
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return stats
+
+
+def _finish_remote(mod, fmt: str, remote: RemoteOut, staging: Path, store, version: str, members: dict,
+                   ordered: list[dict], options: dict) -> None:
+    """Write the layout's index files into staging (fetching the shard files ``finish`` reads) and upload them."""
+    folder = staging / "_finish"
+    folder.mkdir()
+    fetched = [st["path"] for st in ordered] if fmt in FINISH_READS_SHARD_FILES else []
+    remote.fetch(fetched, folder)
+    mod.finish(store, folder, version, members, ordered, options)
+    remote.upload_folder(folder, skip=set(fetched))
+
+
 def shard_done(mod, out: Path, shard: Shard) -> dict | None:
     """The stats of a finished shard (its marker exists and its output has the recorded size), else None."""
     marker = mod.stats_path(out, shard)
@@ -200,7 +231,8 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
     Args:
         store: the store to read.
         settings: effective settings (``[export]``: shard size/bytes, workers, mp3, video).
-        out: the output folder (created; a folder of another export plan is refused).
+        out: the output folder (created; a folder of another export plan is refused), or an fsspec
+            URL (``s3://bucket/prefix``; endpoint and credentials from the AWS environment).
         split: a split name or ``all``.
         fmt: ``webdataset``, ``parquet`` or ``m5product`` (default ``export.format``).
         version: the split version (default: the latest written).
@@ -208,11 +240,14 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
 
     Raises:
         ExportError: no splits, unknown version/split/format, or ``out`` holds another plan.
+        RemoteError: a remote ``out`` whose bucket, credentials or endpoint cannot be used.
     """
     check_settings(settings)
     fmt = fmt or settings.export.format
     mod = format_module(fmt)
-    out = Path(out).absolute()
+    remote = RemoteOut(out) if is_remote(out) else None
+    out = remote.url if remote else Path(out).absolute()
+    staging = Path(tempfile.mkdtemp(prefix="m5data-export-")) if remote else None
     stats = StageStats("export")
     config = {"format": fmt, "split": split, "out": str(out), **asdict(settings.export)}
     try:
@@ -230,24 +265,30 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
             sizes = media_sizes(store, [p for ids in members.values() for p in ids], mod.MEDIA_KINDS)
         shards = plan_shards(members, settings.export.shard_size, settings.export.shard_bytes, sizes)
         plan = _plan_record(fmt, version, shards, settings)
-        plan_path = out / PLAN_FILE
-        if plan_path.is_file():
-            old = json.loads(plan_path.read_text())
-            if old != plan:
-                diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
-                raise ExportError(f"{out} holds another export ({', '.join(diff)} differ): use an empty --out folder")
-        elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
-            raise ExportError(f"{out} is not empty and holds no m5data export: use an empty --out folder")
-        write_json_atomic(plan_path, plan)
+        if remote:
+            listing = remote.claim(plan, PLAN_FILE)
+            write_json_atomic(staging / PLAN_FILE, plan)
+            remote.put(staging / PLAN_FILE, PLAN_FILE)
+        else:
+            plan_path = out / PLAN_FILE
+            if plan_path.is_file():
+                old = json.loads(plan_path.read_text())
+                if old != plan:
+                    diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
+                    raise ExportError(f"{out} holds another export ({', '.join(diff)} differ): use an empty --out folder")
+            elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
+                raise ExportError(f"{out} is not empty and holds no m5data export: use an empty --out folder")
+            write_json_atomic(plan_path, plan)
         stats.n_in = sum(len(sh.product_ids) for sh in shards)
         done: dict[tuple[str, int], dict] = {}
-        todo = []
-        for sh in shards:
-            st = shard_done(mod, out, sh)
-            if st is not None:
-                done[(sh.split, sh.index)] = st
-            else:
-                todo.append(sh)
+        if remote:  # one listing of the prefix, then the markers read in one batch
+            done = remote.finished({(sh.split, sh.index): mod.stats_path(Path(), sh).as_posix() for sh in shards},
+                                   listing)
+        else:
+            for sh in shards:
+                if (st := shard_done(mod, out, sh)) is not None:
+                    done[(sh.split, sh.index)] = st
+        todo = [sh for sh in shards if (sh.split, sh.index) not in done]
         skipped = len(done)
         if progress:
             progress(len(done), len(shards))
@@ -255,12 +296,15 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
         if hasattr(mod, "prepare"):  # a decision over the whole export (M5Product item ids)
             options = mod.prepare(store, members, options)
         workers = settings.export.workers or os.cpu_count() or 1
+        write = partial(_run_remote_shard, staging=str(staging)) if remote else _run_shard
+        if remote:  # inline writes upload through this filesystem (a client costs about 0.3 s to create)
+            _worker[("remote", str(out), str(staging))] = remote
         results = []
         if workers == 1 or len(todo) <= 1:
             con = store.connect()
             try:
                 for sh in todo:
-                    results.append(_run_shard(fmt, str(out), asdict(sh), options, store, con))
+                    results.append(write(fmt, str(out), asdict(sh), options, store, con))
                     _account(stats, results[-1])
                     if progress:
                         progress(len(done) + len(results), len(shards))
@@ -271,7 +315,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
 
             with ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn"),
                                      initializer=_init_worker, initargs=(str(store.root),)) as pool:
-                futures = [pool.submit(_run_shard, fmt, str(out), asdict(sh), options) for sh in todo]
+                futures = [pool.submit(write, fmt, str(out), asdict(sh), options) for sh in todo]
                 for fut in as_completed(futures):
                     results.append(fut.result())
                     _account(stats, results[-1])
@@ -280,12 +324,19 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
         for st in results:
             done[(st["split"], st["index"])] = st
         ordered = [done[(sh.split, sh.index)] for sh in shards]
-        mod.finish(store, out, version, members, ordered, options)
+        if remote:
+            _finish_remote(mod, fmt, remote, staging, store, version, members, ordered, options)
+        else:
+            mod.finish(store, out, version, members, ordered, options)
         stats.finish("ok")
     except BaseException as exc:
         stats.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
         record_run(store, stats, config)
         raise
+    finally:
+        if staging:
+            shutil.rmtree(staging, ignore_errors=True)
+            _worker.pop(("remote", str(out), str(staging)), None)  # the inline writes' filesystem
     record_run(store, stats, config)
     return ExportReport(stats, out, fmt, version, {s: len(ids) for s, ids in members.items()}, len(shards),
                         len(shards) - skipped, skipped, skipped_splits)

@@ -11,7 +11,7 @@ import typer
 
 def train(
     ctx: typer.Context,
-    shards: Path = typer.Option(..., "--shards", help="Export folder with the train split's WebDataset shards (train-*.tar)."),
+    shards: str = typer.Option(..., "--shards", help="Export folder or URL (s3://bucket/prefix) with the train split's WebDataset shards (train-*.tar)."),
     config: str = typer.Option("small", "--config", help="small, paper, or a TOML file (\\[model], \\[train], base = small|paper)."),
     epochs: int = typer.Option(1, "--epochs", min=1, help="Passes over the train split."),
     out: Path = typer.Option(..., "--out", help="Run folder: log.jsonl, checkpoint.pt, model.pt (resumed when it has a checkpoint)."),
@@ -75,7 +75,7 @@ def train(
 def evaluate(
     ctx: typer.Context,
     run: Path = typer.Option(..., "--run", help="A run folder written by `m5data train`."),
-    shards: Path = typer.Option(..., "--shards", help="Export folder with query-c, gallery-c, query-fg, gallery-fg, cls-train, cls-test shards."),
+    shards: str = typer.Option(..., "--shards", help="Export folder or URL with query-c, gallery-c, query-fg, gallery-fg, cls-train, cls-test shards."),
     modalities: Optional[list[str]] = typer.Option(None, "--modalities", help="A combination such as image,text (repeatable: one row each; default: text, image, text+image, text+image+table, all five)."),
     device: Optional[str] = typer.Option(None, "--device"),
     features_out: Optional[Path] = typer.Option(None, "--features-out", help="Also write fused features as CSV lines item_id,f1,f2,... (the authors' format)."),

@@ -2,6 +2,7 @@
 
 A batch is a dict of tensors, one group per modality: ``<m>`` the token features (or ids), ``<m>_mask``
 True where a token is real, ``<m>_present`` True where the sample has that modality at all.
+Shards are local files or objects under a URL (``s3://bucket/prefix``), streamed through fsspec.
 """
 
 from __future__ import annotations
@@ -20,7 +21,19 @@ class ShardError(ValueError):
 
 
 def shard_urls(shards: str | Path, split: str) -> list[str]:
-    """The tar shards of one split in an export folder (``<split>-000000.tar`` ...), sorted."""
+    """The tar shards of one split in an export folder or under an export URL (``<split>-000000.tar`` ...), sorted."""
+    from m5data.export.remote import RemoteError, RemoteFolder, is_remote
+
+    if is_remote(shards):
+        folder = RemoteFolder(shards)
+        try:
+            names = folder.glob(f"{split}-*.tar")
+        except RemoteError as exc:
+            raise ShardError(str(exc)) from None
+        if not names:
+            raise ShardError(f"no shards for split {split!r} under {folder.url} (expected {split}-000000.tar ...; "
+                             "run `m5data export`)")
+        return [folder.full_url(n) for n in names]
     root = Path(shards)
     if not root.is_dir():
         raise ShardError(f"shard folder {root} does not exist")
@@ -86,6 +99,39 @@ def _decode(cfg: ModelConfig):
     return decode
 
 
+def _is_remote(shards) -> bool:
+    from m5data.export.remote import is_remote
+
+    return is_remote(shards)
+
+
+class _RemoteTarSamples:
+    """Pipeline stage: stream each shard URL through fsspec and expand it into samples, as
+    ``wds.tarfile_to_samples`` does for files (webdataset's own opener has no ``s3://`` handler).
+    Each process (a DataLoader worker too) opens its own filesystem."""
+
+    def __init__(self, shards: str):
+        from m5data.export.remote import RemoteFolder
+
+        self.folder = RemoteFolder(shards)
+
+    def _streams(self, sources):
+        from m5data.export.remote import RemoteError
+
+        for source in sources:
+            rel = source["url"][len(self.folder.url) + 1:]
+            try:
+                yield {**source, "stream": self.folder.open(rel)}
+            except RemoteError as exc:
+                raise ShardError(str(exc)) from None
+
+    def __call__(self, sources):
+        from webdataset.tariterators import group_by_keys, tar_file_expander
+        from webdataset.handlers import reraise_exception
+
+        return group_by_keys(tar_file_expander(self._streams(sources), handler=reraise_exception), handler=reraise_exception)
+
+
 class _EveryNth:
     """Keep samples ``rank``, ``rank + world``, ... of a stream (one DDP process's share)."""
 
@@ -118,7 +164,8 @@ def loader(shards: str | Path, split: str, cfg: ModelConfig, *, batch_size: int,
     pipeline = [wds.SimpleShardList(urls)]
     if shuffle:
         pipeline.append(wds.detshuffle(len(urls), len(urls), seed=seed, epoch=epoch))
-    pipeline += [wds.split_by_worker, wds.tarfile_to_samples(handler=wds.reraise_exception)]
+    pipeline.append(wds.split_by_worker)
+    pipeline.append(_RemoteTarSamples(shards) if _is_remote(shards) else wds.tarfile_to_samples(handler=wds.reraise_exception))
     if shuffle:
         pipeline.append(wds.detshuffle(256, 64, seed=seed + 1, epoch=epoch))
     if world > 1:
