@@ -166,7 +166,8 @@ class AnnotateSettings:
     pool_text_weight: float = 1.0  # weight of the text block in the concatenated vector
     pool_image_weight: float = 1.0  # weight of the image block in the concatenated vector
     pool_search: str = "exact"  # exact (blocked matmul), faiss-flat (IndexFlatIP) or faiss-hnsw (approximate)
-    pool_block: int = 2048  # queries per search block (memory: block x 16,384 float32 scores) and per resume marker
+    pool_block: int = 2048  # queries per search block (memory: block x 4,096 float32 scores) and per resume marker
+    pool_fit_sample: int = 100_000  # above 65,536 products: captions the TF-IDF vocabulary and SVD are fitted on (seeded sample)
     # --- crowd labels (m5data annotate import / simulate / aggregate; docs/annotate.md "Crowd labels and GLAD")
     crowd_method: str = "glad"  # aggregation: glad, majority or dawid_skene
     crowd_accept: float = 0.5  # a pair is an accepted match when its probability of match is >= this

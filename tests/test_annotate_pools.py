@@ -200,3 +200,82 @@ def test_pools_with_nothing_to_embed_name_the_stage_to_run(tmp_path):
     assert result.exit_code == 1, result.output
     assert "m5data extract" in result.output and "3 products" in result.output
     assert bare.read("pools").num_rows == 0
+
+
+def test_rerun_maps_the_cached_vectors_and_reads_no_part_twice(world, tmp_path):
+    """Issue 21: a re-run whose blocks are done embeds nothing (the vectors of the same inputs are
+    mapped from derived/pools) and the stale step reads no pools part it has read before."""
+    store, _ = world
+    copy = Store.open(copy_store(store.root, tmp_path))
+    s = settings(copy, pool_queries=30)
+    work = copy.root / "derived" / "pools"
+    for f in work.glob("vectors-*"):  # embedded by the tests before (vectors do not depend on the queries)
+        f.unlink()
+    first = build_pools(copy, s, fresh=True)
+    vectors = sorted(work.glob("vectors-*.npy"))
+    assert len(vectors) == 2  # the matrix and its usable flags; other input states' files are gone
+    index = json.loads((work / "parts.json").read_text())
+    assert set(index) == {p.name for p in copy.parts("pools")}
+    parts_before = sorted(p.name for p in copy.parts("pools"))
+    again = build_pools(copy, s)
+    assert again.vectors_reused and not first.vectors_reused
+    assert again.n_resumed == again.n_blocks and again.gaps == first.gaps
+    assert sorted(p.name for p in copy.parts("pools")) == parts_before  # nothing rewritten
+    assert json.loads((work / "parts.json").read_text()) == index
+    # new inputs (one caption changed): the vectors are embedded again, the old file removed
+    cap = copy.read("captions", where="status = 'ok'").slice(0, 1).to_pylist()[0]
+    cap["text"] = cap["text"] + " 新"
+    copy.write("captions", [cap])
+    third = build_pools(copy, s)
+    assert not third.vectors_reused and third.fingerprint != first.fingerprint
+    assert vectors[0] not in set(work.glob("vectors-*.npy"))
+
+
+def test_stale_pools_are_dropped_by_a_streamed_rewrite(world, tmp_path):
+    """The stale step rewrites the table from a stream in parts of at most part_rows rows; the
+    kept pools read exactly as before, and the parts index follows the new parts."""
+    store, _ = world
+    copy = Store.open(copy_store(store.root, tmp_path))
+    build_pools(copy, settings(copy, pool_queries=40, pool_k=50))
+    keep = sorted(set(copy.read("pools").column("query_id").to_pylist()))[:]
+    small = Store.open(copy.root, part_rows=500)
+    report = build_pools(small, settings(small, pool_queries=20, pool_k=50))
+    queries = sorted(set(small.read("pools").column("query_id").to_pylist()))
+    assert report.dropped_queries == len(set(keep) - set(queries)) > 0
+    assert len(queries) == report.n_queries == 20
+    assert small.read("pools").num_rows == 20 * 50
+    parts = small.parts("pools")
+    assert len(parts) == 2 and small.is_compacted("pools")  # 1,000 rows in parts of 500
+    index = json.loads((small.root / "derived" / "pools" / "parts.json").read_text())
+    assert set(index) == {p.name for p in parts} and sorted({q for qs in index.values() for q in qs}) == queries
+
+
+def test_chunked_vectors_match_the_in_memory_ones(world, tmp_path, monkeypatch):
+    """Above IN_MEMORY_ROWS products the vectors are embedded in chunks (TF-IDF + SVD fitted on a
+    sample, centring over the memory-map); with the sample holding every caption they are the
+    in-memory vectors up to float rounding, and with a smaller sample the pools keep their recall."""
+    from m5data.annotate import pool_vectors as pv
+
+    store, truth = world
+    copy = Store.open(copy_store(store.root, tmp_path))
+    s = settings(copy, pool_queries=1.0)
+    catalog = pv.read_catalog(copy)
+    pv.titles_as_captions(catalog, s)
+    whole = pv.product_vectors(copy, catalog, s)
+    monkeypatch.setattr(pv, "IN_MEMORY_ROWS", 50)
+    monkeypatch.setattr(pv, "CHUNK", 64)  # 300 products: five chunks, the last one short
+    # every term kept, as in memory: the same TF-IDF, so only the chunking and the SVD's split fit differ
+    monkeypatch.setattr(pv.embed.TfidfSvd, "MIN_DF", 1)
+    monkeypatch.setattr(pv.embed.TfidfSvd, "MAX_TERMS", None)
+    chunked = pv.product_vectors(copy, catalog, s)
+    monkeypatch.undo()
+    monkeypatch.setattr(pv, "IN_MEMORY_ROWS", 50)
+    assert not chunked.reused and chunked.fingerprint != whole.fingerprint  # the fit sample is an input
+    assert chunked.matrix.shape == whole.matrix.shape
+    assert (chunked.usable == whole.usable).all() and chunked.gaps == whole.gaps
+    cos = (np.asarray(chunked.matrix) * np.asarray(whole.matrix)).sum(axis=1)
+    assert cos[whole.usable].min() > 0.999, cos.min()
+    sampled = settings(copy, pool_queries=1.0, pool_fit_sample=150)
+    build_pools(copy, sampled)
+    score = score_pools(copy, truth, ks=(10, 50))
+    assert score["recall"][50] >= 0.9 and score["recall"][10] >= 0.7  # in memory: 1.0 and 0.88

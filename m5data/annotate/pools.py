@@ -10,18 +10,23 @@ sample of the products (``annotate.pool_queries``: a share up to 1, a count abov
 product in the gallery. A product is a query when ``sha1(seed:product_id)`` falls under the share,
 so adding products never changes which old products are queries.
 
-Resumable: vectors and one marker per finished block of queries live in
-``derived/pools/<fingerprint>/``, where the fingerprint covers the inputs (products, captions,
-image hashes) and the settings; a re-run with the same fingerprint skips finished blocks, and a
-run with another fingerprint starts afresh. Pools of products that are no longer queries are
-dropped at the end, so a re-run leaves the same table.
+Resumable: the vectors live in a memory-map ``derived/pools/vectors-<fingerprint>.npy`` keyed by
+the inputs they depend on (products, captions, image hashes, embedder settings; module
+:mod:`.pool_vectors`), so a re-run with the same inputs embeds nothing; one marker per finished
+block of queries lives in ``derived/pools/<fingerprint>/``, where that fingerprint adds the
+queries, the gallery and the search settings; a re-run with the same fingerprint skips finished
+blocks, and a run with another fingerprint starts afresh. Pools of products that are no longer
+queries are dropped at the end (reading each part's query ids once), so a re-run leaves the same
+table.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +38,7 @@ import pyarrow as pa
 from .. import config as cfg
 from ..storage import StageStats, record_run
 from . import embed
+from .pool_vectors import NO_VECTOR, CatalogError, embedder_name, image_paths, product_vectors, read_catalog, titles_as_captions
 from .search import SEARCHES, exact_search, faiss_search, recall_against, search
 
 Progress = Callable[[str, int, int], None]
@@ -58,6 +64,8 @@ class PoolsReport:
     dropped_queries: int = 0  # stale pools removed (products no longer queries)
     from_titles: int = 0  # products without a captions row whose raw title was embedded (extract not run)
     fingerprint: str = ""
+    vectors_reused: bool = False  # the vectors of these inputs were mapped from derived/pools, not embedded
+    timings: dict = field(default_factory=dict)  # seconds per phase: read, embed, search, stale
 
 
 def check_settings(s: cfg.Settings) -> None:
@@ -93,127 +101,48 @@ def sample_queries(product_ids: list[str], share_or_count: float, seed: int) -> 
     return sorted(chosen)
 
 
-def read_products(store) -> list[dict]:
-    """Every product with its title, its caption (``has_caption``: a captions row exists) and its
-    main image's normalised copy (sorted by product_id)."""
-    con = store.connect()
-    try:
-        return con.sql("""
-            WITH img AS (
-                SELECT s.product_id, d.blob, d.phash, d.sha256,
-                       row_number() OVER (PARTITION BY s.product_id ORDER BY s.role <> 'main', s.position, s.media_id) AS rn
-                FROM media s JOIN media d ON d.source_media_id = s.media_id
-                WHERE s.kind = 'image' AND d.kind = 'image_norm' AND d.status = 'ok' AND d.blob IS NOT NULL)
-            SELECT p.product_id, p.title, c.product_id IS NOT NULL AS has_caption,
-                   coalesce(c.text, '') AS text, coalesce(c.tokens, []) AS tokens, img.blob, img.phash, img.sha256
-            FROM products p LEFT JOIN captions c USING (product_id)
-            LEFT JOIN img ON img.product_id = p.product_id AND img.rn = 1
-            ORDER BY p.product_id""").to_arrow_table().to_pylist()
-    finally:
-        con.close()
-
-
-def image_paths(store_root, blobs: list[str | None]) -> tuple[list[str | None], list[int]]:
-    """The files of image blob paths read from ``media`` (None where there is none), and the
-    positions whose path leads outside the store's blob areas (left as None: never opened)."""
-    from ..storage.blobs import BlobPathError, resolve_blob
-
-    paths: list[str | None] = []
-    outside: list[int] = []
-    for i, blob in enumerate(blobs):
-        try:
-            paths.append(str(resolve_blob(store_root, blob)) if blob else None)
-        except BlobPathError:
-            paths.append(None)
-            outside.append(i)
-    return paths, outside
-
-
-def titles_as_captions(rows: list[dict], s: cfg.Settings) -> int:
-    """Give each product without a captions row the caption extract would make of its title.
-
-    Cleaned and tokenised by extract's own caption function with the ``[extract]`` settings, so
-    the text block is the same before and after ``m5data extract`` (and so is the fingerprint: a
-    later run resumes). Products with a captions row keep it, ``empty`` ones included. Returns how
-    many products got a non-empty caption this way.
-    """
-    import os
-
-    # one definition of a caption for both stages: a second cleaner here would drift from extract's
-    from ..extract.text import caption_row
-
-    ex = s.extract
-    if ex.jieba_user_dict and not os.path.isfile(ex.jieba_user_dict):
-        raise PoolsError(f"extract.jieba_user_dict: file not found: {ex.jieba_user_dict} "
-                         "(pools tokenise the titles of products extract has not captioned)")
-    n = 0
-    for r in rows:
-        if r["has_caption"] or not r["title"]:
-            continue
-        c = caption_row(r["product_id"], r["title"], strip_brackets=ex.strip_brackets,
-                        max_chars=ex.max_caption_chars, user_dict=ex.jieba_user_dict)
-        r["text"], r["tokens"] = c["text"], c["tokens"]
-        n += bool(c["text"])
-    return n
-
-
 def split_members(store, version: str) -> tuple[list[str], list[str]]:
     """(queries, gallery) of a split version: its query splits and its gallery splits (or the rest but train)."""
-    rows = store.read("splits", where=f"version = '{version.replace(chr(39), chr(39) * 2)}'").to_pylist()
-    if not rows:
+    t = store.read("splits", where=f"version = '{version.replace(chr(39), chr(39) * 2)}'",
+                   columns=["product_id", "split"])
+    if not t.num_rows:
         raise PoolsError(f"no split version {version!r} in the store (build one with `m5data build-splits`)")
-    queries = sorted({r["product_id"] for r in rows if r["split"].startswith("query")})
-    gallery = {r["product_id"] for r in rows if r["split"].startswith("gallery")}
+    ids, splits = t.column("product_id").to_pylist(), t.column("split").to_pylist()
+    queries = sorted({p for p, s in zip(ids, splits) if s.startswith("query")})
+    gallery = {p for p, s in zip(ids, splits) if s.startswith("gallery")}
     if not gallery:
-        train = {r["product_id"] for r in rows if r["split"] == "train"}
-        gallery = {r["product_id"] for r in rows} - train - set(queries)
+        train = {p for p, s in zip(ids, splits) if s == "train"}
+        gallery = set(ids) - train - set(queries)
     if not queries:
         raise PoolsError(f"split version {version!r} has no query split")
     return queries, sorted(gallery)
 
 
-def embedder_name(s: cfg.Settings) -> str:
-    a = s.annotate
-    text = f"st:{Path(a.pool_text_model).name}" if a.pool_text_model else f"tfidf-svd{a.pool_text_dim}"
-    return f"{text}+{a.pool_image}" if a.pool_image != "none" else text
+class Rows:
+    """Rows ``rows`` of a matrix, gathered slice by slice (a block of queries is read when searched)."""
+
+    def __init__(self, matrix: np.ndarray, rows: np.ndarray):
+        self.matrix, self.rows = matrix, rows
+        self.shape = (len(rows), matrix.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        return np.asarray(self.matrix[self.rows[key]], np.float32)
 
 
-def embed_products(store, rows: list[dict], s: cfg.Settings, progress: Progress | None = None
-                   ) -> tuple[np.ndarray, Counter, list[str | None]]:
-    """Concatenated, L2-normalised (text, image) vectors, one row per product; gaps by reason.
-
-    Returns the vectors, a Counter of gaps, and per product the reason it has no vector at all
-    (no caption and no image) or None.
-    """
-    a = s.annotate
-    gaps: Counter = Counter()
-    texts = [r["text"] for r in rows]
-    if a.pool_text_model:
-        text = embed.sentence_transformer(texts, a.pool_text_model)
-    else:
-        text = embed.tfidf_svd([list(r["tokens"]) for r in rows], texts, dim=a.pool_text_dim, seed=a.seed)
-    text = embed.l2_normalise(text, center=True)
-    has_text = np.array([bool(t) for t in texts])
-    text[~has_text] = 0.0
-    gaps["zero text block: empty caption"] = int((~has_text).sum())
-    blocks = [(text, a.pool_text_weight)]
-    has_image = np.zeros(len(rows), bool)
-    if a.pool_image == "descriptor":
-        paths, outside = image_paths(store.root, [r["blob"] for r in rows])
-        image, reasons = embed.image_descriptors(paths, [r["phash"] for r in rows], progress=progress)
-        for i in outside:
-            reasons[i] = "image blob path outside the store"
-        has_image = np.array([r is None for r in reasons])
-        for r in reasons:
-            if r:
-                gaps[f"zero image block: {r}"] += 1
-        image = embed.l2_normalise(image, center=True)
-        image[~has_image] = 0.0
-        blocks.append((image, a.pool_image_weight))
-    vec = np.concatenate([np.sqrt(w) * b for b, w in blocks], axis=1)
-    vec = embed.l2_normalise(vec)
-    missing = [None if (has_text[i] or has_image[i]) else "no caption and no image" for i in range(len(rows))]
-    return vec, +gaps, missing
+def gallery_matrix(vectors: np.ndarray, g_rows: np.ndarray, work: Path) -> np.ndarray:
+    """The gallery's vectors: the memory-map itself when the gallery is every product, else its rows
+    copied chunk by chunk into a memory-map of their own (never the whole gallery in memory)."""
+    if len(g_rows) == len(vectors) and (len(g_rows) == 0 or (g_rows == np.arange(len(vectors))).all()):
+        return vectors
+    path = work / "gallery.npy"
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(g_rows), vectors.shape[1]))
+    for s in range(0, len(g_rows), 32_768):
+        out[s:s + 32_768] = vectors[g_rows[s:s + 32_768]]
+    out.flush()
+    return out
 
 
 def run(store, settings: cfg.Settings, **kwargs) -> StageStats:
@@ -237,40 +166,48 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
     a = settings.annotate
     stats = StageStats("annotate-pools")
     report = PoolsReport(stats, embedder=embedder_name(settings))
-    rows = read_products(store)
-    if not rows:
+    clock = _Clock(report.timings)
+    catalog = read_catalog(store)
+    if not len(catalog):
         raise PoolsError(f"no products in the store at {store.root}")
-    report.n_products = len(rows)
-    report.from_titles = titles_as_captions(rows, settings)
-    vec, report.gaps, missing = embed_products(store, rows, settings, progress)
-    ids = [r["product_id"] for r in rows]
-    usable = {ids[i] for i in range(len(ids)) if missing[i] is None}
-    if not usable:  # an empty result would look like a finished run
-        raise PoolsError(f"none of the {len(rows):,} products has a caption, a title or a normalised image to "
+    report.n_products = len(catalog)
+    try:
+        report.from_titles = titles_as_captions(catalog, settings)
+    except CatalogError as exc:
+        raise PoolsError(str(exc)) from None
+    clock("read")
+    vectors = product_vectors(store, catalog, settings, progress)
+    report.gaps, report.vectors_reused = vectors.gaps, vectors.reused
+    clock("embed")
+    ids = catalog.column("product_id")
+    del catalog  # the titles, captions and tokens are no longer needed: only ids and vectors
+    usable = vectors.usable
+    if not usable.any():  # an empty result would look like a finished run
+        raise PoolsError(f"none of the {len(ids):,} products has a caption, a title or a normalised image to "
                          "embed: run `m5data extract` first (captions and normalised images), after a crawl "
                          "that found titles or images")
-    for reason in missing:
-        if reason:
-            stats.fail(reason)
+    if not usable.all():
+        stats.fail(NO_VECTOR, int((~usable).sum()))
+    row_of = {p: i for i, p in enumerate(ids)}
     if split_version:
         queries, gallery_ids = split_members(store, split_version)
+        queries = [q for q in queries if q in row_of and usable[row_of[q]]]
+        gallery_ids = [g for g in gallery_ids if g in row_of and usable[row_of[g]]]  # sorted: ids are
+        g_rows = np.array([row_of[g] for g in gallery_ids], np.int64)
     else:
-        queries = sample_queries(ids, a.pool_queries, a.seed)
-        gallery_ids = ids
-    queries = [q for q in queries if q in usable]
-    gallery_ids = sorted(g for g in gallery_ids if g in usable)
-    row_of = {p: i for i, p in enumerate(ids)}
-    g_rows = np.array([row_of[g] for g in gallery_ids], np.int64)
+        queries = [q for q in sample_queries(ids, a.pool_queries, a.seed) if usable[row_of[q]]]
+        g_rows = np.flatnonzero(usable).astype(np.int64)
+        gallery_ids = [ids[i] for i in g_rows]
     q_rows = np.array([row_of[q] for q in queries], np.int64)
-    gal_pos = {g: i for i, g in enumerate(gallery_ids)}
-    self_index = np.array([gal_pos.get(q, -1) for q in queries], np.int64)
+    gal_pos = np.full(len(ids), -1, np.int64)
+    gal_pos[g_rows] = np.arange(len(g_rows))
+    self_index = gal_pos[q_rows] if len(q_rows) else np.zeros(0, np.int64)
+    del row_of
     report.n_queries, report.n_gallery = len(queries), len(gallery_ids)
     stats.n_in = len(queries)
 
-    fp = embed.fingerprint(
-        "pools-v1", embed.IMAGE_DESCRIPTOR_VERSION, report.embedder, a.pool_text_weight, a.pool_image_weight,
-        a.pool_k, a.pool_search, a.pool_block, a.seed, queries, gallery_ids,
-        [(r["product_id"], r["text"], r["sha256"], r["phash"]) for r in rows])
+    fp = embed.fingerprint("pools-v2", vectors.fingerprint, a.pool_k, a.pool_search, a.pool_block,
+                           _digest(queries), _digest(gallery_ids))
     report.fingerprint = fp
     work = store.derived_dir("pools")
     for old in work.iterdir():  # another fingerprint's checkpoints: inputs or settings changed
@@ -282,60 +219,135 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
     ckpt.mkdir(parents=True, exist_ok=True)
     done = {int(p.stem.split("-")[1]) for p in ckpt.glob("block-*.done")}
 
-    qv, gv = vec[q_rows], vec[g_rows]
     nblocks = -(-len(queries) // a.pool_block)
     report.n_blocks = nblocks
     report.n_resumed = sum(1 for b in range(nblocks) if b * a.pool_block in done)
     finished = report.n_resumed
-    for hits in search(qv, gv, a.pool_k, method=a.pool_search, block=a.pool_block, self_index=self_index,
-                       skip=lambda start: start in done):
-        out = _pool_rows(hits, queries, gallery_ids, report.embedder, stats.run_id)
-        store.write("pools", pa.table(out))
+    qv = Rows(vectors.matrix, q_rows)
+    if finished < nblocks or ann_check:
+        gv = gallery_matrix(vectors.matrix, g_rows, ckpt)
+        q_ids, g_ids = pa.array(queries, pa.string()), pa.array(gallery_ids, pa.string())
+    for hits in (search(qv, gv, a.pool_k, method=a.pool_search, block=a.pool_block, self_index=self_index,
+                        skip=lambda start: start in done) if finished < nblocks else ()):
+        out = _pool_rows(hits, q_ids, g_ids, report.embedder, stats.run_id)
+        store.write("pools", out)
         stats.n_out += hits.scores.shape[0]
-        (ckpt / f"block-{hits.start}.done").write_text(json.dumps({"run_id": stats.run_id, "rows": len(out["rank"])}))
+        (ckpt / f"block-{hits.start}.done").write_text(json.dumps({"run_id": stats.run_id, "rows": out.num_rows}))
         finished += 1
         if progress:
             progress("search", finished, nblocks)
     stats.n_out += sum(min(a.pool_block, len(queries) - b * a.pool_block) for b in range(nblocks)
                        if b * a.pool_block in done)
-    report.dropped_queries = _drop_stale(store, set(queries))
+    clock("search")
+    report.dropped_queries = _drop_stale(store, queries, work)
+    clock("stale")
     if ann_check and len(queries):
         report.ann_recall = ann_recall(qv, gv, a.pool_k, self_index, a.pool_search, ann_check)
+        clock("ann check")
+    (ckpt / "gallery.npy").unlink(missing_ok=True)
     record_run(store, stats.finish(), {"annotate": cfg.as_dict(settings)["annotate"],
                                        "split_version": split_version, "fingerprint": fp})
     return report
 
 
-def _pool_rows(hits, queries, gallery_ids, embedder_label: str, run_id: str) -> dict:
+class _Clock:
+    """Adds the seconds since the previous call to ``timings[phase]``."""
+
+    def __init__(self, timings: dict):
+        self.timings, self.last = timings, time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.timings[phase] = round(self.timings.get(phase, 0.0) + now - self.last, 3)
+        self.last = now
+
+
+def _digest(ids: list[str]) -> str:
+    """sha256 of a list of product ids (a fingerprint part that is not the whole list's repr)."""
+    h = hashlib.sha256()
+    for s in range(0, len(ids), 65_536):
+        h.update("\x1f".join(ids[s:s + 65_536]).encode())
+        h.update(b"\x1e")
+    return h.hexdigest()
+
+
+def _pool_rows(hits, q_ids: pa.Array, g_ids: pa.Array, embedder_label: str, run_id: str) -> pa.Table:
+    """The pools rows of one block of hits, built column-wise in Arrow (no Python object per row)."""
     b, k = hits.scores.shape
     valid = np.isfinite(hits.scores)
-    qi = np.repeat(np.arange(b) + hits.start, k).reshape(b, k)[valid]
+    qi = np.repeat(np.arange(b, dtype=np.int64) + hits.start, k).reshape(b, k)[valid]
     ranks = np.tile(np.arange(1, k + 1, dtype=np.int32), (b, 1))[valid]
-    cand = hits.index[valid]
-    return {
-        "query_id": [queries[i] for i in qi], "candidate_id": [gallery_ids[j] for j in cand],
-        "rank": ranks.tolist(), "score": hits.scores[valid].astype(np.float64).round(6).tolist(),
-        "embedder": [embedder_label] * len(qi), "run_id": [run_id] * len(qi),
-    }
+    n = len(qi)
+    return pa.table({
+        "query_id": q_ids.take(pa.array(qi)), "candidate_id": g_ids.take(pa.array(hits.index[valid])),
+        "rank": pa.array(ranks, pa.int32()), "score": pa.array(hits.scores[valid].astype(np.float64).round(6)),
+        "embedder": pa.repeat(pa.scalar(embedder_label), n) if n else pa.array([], pa.string()),
+        "run_id": pa.repeat(pa.scalar(run_id), n) if n else pa.array([], pa.string()),
+    })
 
 
-def _drop_stale(store, queries: set[str]) -> int:
-    """Remove the pools of products that are no longer queries; returns how many queries went."""
-    con = store.connect()
+def _drop_stale(store, queries: list[str], work: Path) -> int:
+    """Remove the pools of products that are no longer queries; returns how many queries went.
+
+    Reads only the ``query_id`` column of each part, once per part: parts are immutable and named
+    by their write, so the distinct query ids of a part are kept in ``derived/pools/parts.json``
+    and a re-run reads none of them again. The table is rewritten (streamed, with DuckDB's memory
+    capped and spilling to ``derived/pools``) only when some query is stale.
+    """
+    present = pool_queries_present(store, work)
+    keep = set(queries)
+    stale = present - keep
+    if not stale:
+        return 0
+    con = store.connect(need=("pools",), only=("pools",))
     try:
-        present = [r[0] for r in con.execute("SELECT DISTINCT query_id FROM pools").fetchall()]
-        stale = [q for q in present if q not in queries]
-        if not stale:
-            return 0
-        con.register("keep", pa.table({"query_id": sorted(queries)}))
-        kept = con.sql("SELECT pools.* FROM pools JOIN keep USING (query_id)").to_arrow_table()
+        spill = work / "spill"
+        spill.mkdir(exist_ok=True)
+        con.execute("SET memory_limit = '1GB'")
+        con.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
+        con.execute("SET preserve_insertion_order = false")
+        con.register("keep", pa.table({"query_id": pa.array(queries, pa.string())}))
+        reader = con.sql("SELECT pools.* FROM pools SEMI JOIN keep USING (query_id)").to_arrow_reader(262_144)
+        store.replace("pools", reader)
     finally:
         con.close()
-    store.replace("pools", kept)
+        shutil.rmtree(work / "spill", ignore_errors=True)
+    pool_queries_present(store, work)  # index the new parts now: the next run reads none of them
     return len(stale)
 
 
-def ann_recall(qv: np.ndarray, gv: np.ndarray, k: int, self_index: np.ndarray, method: str, n: int) -> float:
+def pool_queries_present(store, work: Path) -> set[str]:
+    """The distinct query ids in the pools table's parts (each part read once, its ids cached)."""
+    index_path = work / "parts.json"
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, ValueError):
+        index = {}
+    parts = store.parts("pools")
+    names = {p.name for p in parts}
+    new = [p for p in parts if p.name not in index]
+    if new:
+        import duckdb
+
+        files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in new) + "]"
+        con = duckdb.connect()
+        try:
+            rows = con.execute(f"SELECT DISTINCT filename, query_id FROM read_parquet({files}, filename = true)").fetchall()
+        finally:
+            con.close()
+        for p in new:
+            index[p.name] = []
+        by_path = {str(p): p.name for p in new}
+        for f, q in rows:
+            index[by_path.get(f, Path(f).name)].append(q)
+    index = {name: qs for name, qs in index.items() if name in names}  # parts compacted or replaced away
+    tmp = index_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(index))
+    os.replace(tmp, index_path)
+    return {q for qs in index.values() for q in qs}
+
+
+def ann_recall(qv, gv: np.ndarray, k: int, self_index: np.ndarray, method: str, n: int) -> float:
     """Recall of an approximate search against exact on the first ``n`` queries (faiss HNSW when exact is the method)."""
     n = min(n, len(qv))
     q, own = qv[:n], self_index[:n]

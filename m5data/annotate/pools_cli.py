@@ -70,6 +70,7 @@ def summary_table(report, s):
     for name, value in [("embedder", report.embedder), ("search", s.annotate.pool_search),
                         ("K", f"{s.annotate.pool_k:,}"), ("products", f"{report.n_products:,}"),
                         ("queries", f"{report.n_queries:,}"), ("gallery", f"{report.n_gallery:,}"),
+                        ("vectors", "reused (same inputs)" if report.vectors_reused else "embedded"),
                         ("blocks", f"{report.n_blocks:,}"), ("blocks resumed", f"{report.n_resumed:,}"),
                         ("stale pools dropped", f"{report.dropped_queries:,}"),
                         ("captions made from titles (extract not run)", f"{report.from_titles:,}")]:

@@ -197,9 +197,30 @@ class Store:
         """Hold the lock of writers that rewrite table ``name`` whole (compact, replace)."""
         return locks.hold(self.root, f"table-{table_spec(name).name}", what, wait=wait, error=StoreBusy)
 
-    def replace(self, name: str, data: pa.Table | list[dict]) -> int:
-        """Make ``data`` the whole content of a table (used by global jobs: align, splits)."""
+    def replace(self, name: str, data: pa.Table | list[dict] | pa.RecordBatchReader) -> int:
+        """Make ``data`` the whole content of a table (used by global jobs: align, splits).
+
+        A ``RecordBatchReader`` is streamed into parts of at most ``part_rows`` rows (one write:
+        all or nothing), so a large table is never held in memory.
+        """
         spec = table_spec(name)
+        if isinstance(data, pa.RecordBatchReader):
+            with self.table_lock(name, f"replace {name}"):
+                old = self.parts(name)
+                stream = _StreamingWriter(self, spec)
+                try:
+                    for batch in data:
+                        stream.write(batch)
+                    if not stream.rows:
+                        stream.write(spec.schema.empty_table())
+                    stream.close()
+                except BaseException:
+                    stream.abort()
+                    raise
+                self._mark_compacted(name, stream._done)
+                for part in old:
+                    part.unlink(missing_ok=True)
+            return stream.rows
         table = conform(spec, data)
         with self.table_lock(name, f"replace {name}"):
             old = self.parts(name)
