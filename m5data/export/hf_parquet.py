@@ -203,7 +203,7 @@ def dataset_card(version: str, splits: dict[str, dict]) -> str:
             "```python\nfrom datasets import load_dataset\nds = load_dataset(\"path/to/this/folder\")\n```\n")
 
 
-def finish(store, out: Path, version: str, members: dict[str, list[str]], shards: list[dict], options: dict) -> None:
+def finish(store, out: Path, version: str, members, shards: list[dict], options: dict) -> None:
     """Write the dataset card and ``_stats.json``."""
     from .run import write_json_atomic
 

@@ -74,20 +74,30 @@ def parse_pv(pv: str | None) -> list[tuple[str, str]]:
     return out
 
 
-def prepare(store, members: dict[str, list[str]], options: dict) -> dict:
-    """Decide the item ids for the whole export: platform ids when unique and file-safe, else safe keys."""
-    from .samples import use_ids
+def prepare(store, members, options: dict) -> dict:
+    """Decide the item ids for the whole export: platform ids when unique and file-safe, else safe keys.
 
-    ids = sorted({p for v in members.values() for p in v})
+    ``members`` is the export's :class:`~m5data.export.members.Members`; the ids are counted in SQL
+    and the source ids checked in streamed batches (never a list of every product).
+    """
     con = store.connect()
     try:
-        use_ids(con, ids)
-        sources = [r[0] for r in con.execute(
-            "SELECT source_id FROM products JOIN wanted USING (product_id)").fetchall()]
+        ids = f"SELECT DISTINCT product_id FROM ({members.sql()})"
+        n_ids, n_sources, n_distinct = con.execute(
+            f"SELECT (SELECT count(*) FROM ({ids})), count(*), count(DISTINCT source_id) "
+            f"FROM products WHERE product_id IN ({ids})").fetchall()[0]
+        # a null source id is not counted as distinct: it makes the ids non-unique, as in Python
+        unique = n_sources == n_ids and n_distinct == n_sources
+        safe = unique
+        if unique:
+            reader = con.sql(f"SELECT source_id FROM products WHERE product_id IN ({ids})").to_arrow_reader(65_536)
+            for batch in reader:
+                if not all(s and _FILE_SAFE.match(s) for s in batch.column(0).to_pylist()):
+                    safe = False
+                    break
     finally:
         con.close()
-    unique = len(sources) == len(ids) and len(set(sources)) == len(sources)
-    return {**options, "item_ids": "source_id" if unique and all(s and _FILE_SAFE.match(s) for s in sources) else "key"}
+    return {**options, "item_ids": "source_id" if safe else "key"}
 
 
 def item_id(sample: Sample, options: dict) -> str:
@@ -183,20 +193,17 @@ def _video_ext(rel: str | None) -> str:
     return ".mp4" if ext in ("", ".mp4", ".m4v") else ext
 
 
-def finish(store, out: Path, version: str, members: dict[str, list[str]], shards: list[dict], options: dict) -> None:
+def finish(store, out: Path, version: str, members, shards: list[dict], options: dict) -> None:
     """Merge the shards' records into the caption JSON, label files, split lists and ``m5data_items.json``."""
     from .run import write_json_atomic
 
     records: dict[str, dict] = {}
     split_ids: dict[str, list[str]] = {}
-    by_product: dict[str, str] = {}
-    for st in shards:
+    for st in shards:  # in plan order: each split's shards in turn, each shard's products in id order
         part = json.loads((out / st["path"]).read_text(encoding="utf-8"))
-        for iid, rec in part.items():
-            records[iid] = rec
-            by_product[rec["product_id"]] = iid
-    for split, ids in members.items():
-        split_ids[split] = [by_product[p] for p in ids if p in by_product]
+        records.update(part)
+        ids = split_ids.setdefault(st["split"], [])
+        ids += sorted(part, key=lambda iid: part[iid]["product_id"])
     order = sorted(records)
     write_json_atomic(out / CAPTIONS, {i: {"title": records[i]["title"], "pv": records[i]["pv"]} for i in order})
     labels = sorted({(r["class_id"], r["sub_class_id"], f"{r['class_name']} > {r['sub_class_name']}")

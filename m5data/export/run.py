@@ -9,6 +9,11 @@ a finished shard is never rewritten. The plan (``_export.json``) is written firs
 folder holding another plan (other version, format, sizes or products) is refused. An ``--out``
 URL (``s3://bucket/prefix``) writes each shard into a local staging folder and uploads it, marker
 last (``remote.py``).
+
+Cost is linear in products and memory is bounded by a shard: the plan is cut from one ordered
+stream of the split's ids (only each shard's last id is kept), and the samples come from one ordered
+pass over the store (:func:`~m5data.export.members.stream_samples`) that hands each shard's samples
+to a writer (inline, or a process pool with at most two shards in flight per worker).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import os
 import shutil
 import tempfile
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -29,25 +34,33 @@ from typing import Callable
 from .. import config as cfg
 from ..splits.names import shown
 from ..storage.runs import StageStats, record_run
+from .members import Members, member_batches, split_counts, stream_samples
 from .remote import FINISH_READS_SHARD_FILES, RemoteOut, is_remote
-from .samples import ExportError, bad_split_names, plain_name, split_members
+from .samples import ExportError, bad_split_names, plain_name
 
 FORMATS = {"webdataset": "m5data.export.webdataset", "parquet": "m5data.export.hf_parquet",
            "m5product": "m5data.export.m5product"}
 PLAN_FILE = "_export.json"
 SKIPPED_SPLIT = "split with a bad name (skipped)"  # failure reason, one per split of the version
+STREAM_MEMORY = "2GB"  # DuckDB's memory limit for the ordered sample stream (it spills past it)
 
 Progress = Callable[[int, int], None]  # (shards done, shards in all)
 
 
 @dataclass(frozen=True)
 class Shard:
-    """One shard of one split: its position, the count of shards of its split and its products."""
+    """One shard of one split: its position, the count of shards of its split and its products.
+
+    A planned shard names its products by range (``size`` rows of its split, the last one ``last``);
+    ``product_ids`` is filled only by :func:`plan_shards` (lists in memory, for small callers).
+    """
 
     split: str
     index: int
     count: int
-    product_ids: tuple[str, ...]
+    product_ids: tuple[str, ...] = ()
+    last: str = ""
+    size: int = 0
 
     def __post_init__(self):  # every layout builds file names from the split: never one that leads elsewhere
         plain_name("split", self.split)
@@ -133,17 +146,86 @@ def media_sizes(store, ids: list[str], kinds: tuple[str, ...]) -> dict[str, int]
     return {pid: int(n) for pid, n in rows}
 
 
-def _plan_record(fmt: str, version: str, shards: list[Shard], settings: cfg.Settings) -> dict:
-    digest = hashlib.sha256()
-    for sh in shards:
-        digest.update(f"{sh.split}\t{sh.index}\t".encode() + "\n".join(sh.product_ids).encode() + b"\n")
+class ShardPlan:
+    """Cuts shards from the export-ordered stream of (split, product_id, bytes) and hashes the plan.
+
+    The cut is :func:`plan_shards`'s (``shard_size`` products, or a shard closes once its estimated
+    bytes reach ``shard_bytes``) and so is ``products_sha256``; only each shard's last id is kept.
+    """
+
+    def __init__(self, shard_size: int, shard_bytes: int = 0):
+        self.shard_size, self.shard_bytes = shard_size, shard_bytes
+        self.digest = hashlib.sha256()
+        self.cut: list[tuple[str, int, int, str]] = []  # (split, index, size, last id)
+        self.split: str | None = None
+        self.index = -1
+        self.n = self.total = 0
+        self.last = ""
+
+    def add(self, split: str, ids, sizes=None) -> None:
+        """Add a run of ids of one split (``sizes``: their media bytes, with ``shard_bytes``)."""
+        if split != self.split:
+            self._close()
+            self.split, self.index = split, -1
+        for k, pid in enumerate(ids):
+            if not self.n:
+                self.index += 1
+                self.digest.update(f"{split}\t{self.index}\t".encode())
+            self.digest.update(pid.encode() + b"\n")
+            self.n += 1
+            self.last = pid
+            if self.shard_bytes:
+                self.total += (sizes[k] if sizes is not None else 0) + 1024  # + headers and text
+                if self.total >= self.shard_bytes:
+                    self._close()
+            elif self.n >= self.shard_size:
+                self._close()
+
+    def _close(self) -> None:
+        if self.n:
+            self.cut.append((self.split, self.index, self.n, self.last))
+            self.n = self.total = 0
+
+    def shards(self) -> list[Shard]:
+        self._close()
+        count = Counter(split for split, *_ in self.cut)
+        return [Shard(split, index, count[split], last=last, size=size) for split, index, size, last in self.cut]
+
+
+def plan_export(store, members: Members, shard_size: int, shard_bytes: int = 0,
+                kinds: tuple[str, ...] = ()) -> tuple[list[Shard], str]:
+    """The shards of ``members`` and the plan's ``products_sha256``, from one stream of their ids."""
+    plan = ShardPlan(shard_size, shard_bytes)
+    con = store.connect()
+    try:
+        for batch in member_batches(con, members, kinds if shard_bytes else None):
+            splits = batch.column(0).to_pylist()
+            ids = batch.column(1).to_pylist()
+            sizes = batch.column(2).to_pylist() if shard_bytes else None
+            start = 0
+            for k in range(1, len(ids) + 1):  # runs of one split (a batch may hold the end of one)
+                if k == len(ids) or splits[k] != splits[start]:
+                    plan.add(splits[start], ids[start:k], sizes[start:k] if sizes is not None else None)
+                    start = k
+    finally:
+        con.close()
+    shards = plan.shards()
+    return shards, plan.digest.hexdigest()
+
+
+def _plan_record(fmt: str, version: str, shards: list[Shard], settings: cfg.Settings, digest: str | None = None) -> dict:
+    if digest is None:  # shards from plan_shards, ids in memory
+        hashed = hashlib.sha256()
+        for sh in shards:
+            hashed.update(f"{sh.split}\t{sh.index}\t".encode() + "\n".join(sh.product_ids).encode() + b"\n")
+        digest = hashed.hexdigest()
     per_split = Counter()
     for sh in shards:
-        per_split[sh.split] += len(sh.product_ids)
+        per_split[sh.split] += sh.size or len(sh.product_ids)
     return {"format": fmt, "version": version, "shard_size": settings.export.shard_size,
             "shard_bytes": settings.export.shard_bytes, "splits": dict(per_split),
             "shards": {sp: sum(1 for sh in shards if sh.split == sp) for sp in per_split},
-            "options": _format_options(settings), "products_sha256": digest.hexdigest()}
+            "options": _format_options(settings), "products_sha256": digest}
 
 
 def _format_options(settings: cfg.Settings) -> dict:
@@ -158,37 +240,46 @@ def write_json_atomic(path: Path, data, **dump) -> None:
     os.replace(tmp, path)
 
 
-_worker: dict = {}  # per process: the store and one DuckDB connection, opened once by _init_worker
-
-
-def _init_worker(store_root: str) -> None:
-    """Pool initializer: open the store and one connection for all the shards this process writes."""
-    from ..storage import Store
-
-    store = Store.open(store_root)
-    con = store.connect()
-    con.execute("SET threads = 1")  # parallelism is across shards; one thread per worker process
-    _worker.update(store=store, con=con)
-
-
-def _run_shard(fmt: str, out: str, shard: dict, options: dict, store=None, con=None) -> dict:
-    """Write one shard: assemble its samples and hand them to the format (top level: picklable)."""
-    from .samples import load_samples
-
-    store = store or _worker["store"]
-    con = con or _worker["con"]
+def _run_shard(fmt: str, out: str, shard: dict, options: dict, samples: list, store_root: str) -> dict:
+    """Write one shard's samples in its format (top level: picklable for the process pool)."""
     sh = Shard(**{**shard, "product_ids": tuple(shard["product_ids"])})
-    samples = load_samples(con, list(sh.product_ids))
-    return format_module(fmt).write_shard(store.root, Path(out), sh, samples, options)
+    return format_module(fmt).write_shard(Path(store_root), Path(out), sh, samples, options)
 
 
-def _run_remote_shard(fmt: str, url: str, shard: dict, options: dict, store=None, con=None, *, staging: str) -> dict:
+def shard_samples(rows, shards: list[Shard]):
+    """``(shard, samples)`` for each planned shard, cut from the ordered ``(split, id, sample)`` rows:
+    a shard takes its split's rows up to its last id (a member missing from ``products`` has no sample)."""
+    rows = iter(rows)
+    row = next(rows, None)
+    for sh in shards:
+        ids, samples = [], []
+        while row is not None and row[0] == sh.split and row[1] <= sh.last:
+            ids.append(row[1])
+            if row[2] is not None:
+                samples.append(row[2])
+            row = next(rows, None)
+        yield Shard(sh.split, sh.index, sh.count, tuple(ids), sh.last, sh.size), samples
+
+
+def _stream_connection(store):
+    con = store.connect()
+    con.execute(f"SET memory_limit = '{STREAM_MEMORY}'")
+    tmp = str(store.derived_dir("export", "tmp")).replace("'", "''")
+    con.execute(f"SET temp_directory = '{tmp}'")
+    return con
+
+
+_worker: dict = {}  # per process: the remote filesystem of an export run (one client per process)
+
+
+def _run_remote_shard(fmt: str, url: str, shard: dict, options: dict, samples: list, store_root: str, *,
+                      staging: str) -> dict:
     """Write one shard into its own local staging folder, upload its files (the stats file, the
     marker, last), then drop the staging copy."""
     sh = Shard(**{**shard, "product_ids": tuple(shard["product_ids"])})
     folder = Path(staging) / f"{sh.split}-{sh.index:06d}"
     try:
-        stats = _run_shard(fmt, str(folder), shard, options, store, con)
+        stats = _run_shard(fmt, str(folder), shard, options, samples, store_root)
         remote = _worker.setdefault(("remote", url, staging), RemoteOut(url))  # one filesystem per process and export run
         remote.upload_folder(folder, last=format_module(fmt).stats_path(Path(), sh).as_posix())
     finally:
@@ -196,7 +287,7 @@ def _run_remote_shard(fmt: str, url: str, shard: dict, options: dict, store=None
     return stats
 
 
-def _finish_remote(mod, fmt: str, remote: RemoteOut, staging: Path, store, version: str, members: dict,
+def _finish_remote(mod, fmt: str, remote: RemoteOut, staging: Path, store, version: str, members: Members,
                    ordered: list[dict], options: dict) -> None:
     """Write the layout's index files into staging (fetching the shard files ``finish`` reads) and upload them."""
     folder = staging / "_finish"
@@ -251,20 +342,19 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
     stats = StageStats("export")
     config = {"format": fmt, "split": split, "out": str(out), **asdict(settings.export)}
     try:
-        version, members = split_members(store, version, split)
+        members = split_counts(store, version, split)
+        version = members.version
         config["version"] = version
-        skipped_splits = bad_split_names(members)
+        skipped_splits = bad_split_names(members.counts)
         for name in skipped_splits:  # a split name becomes file names: one that is not plain is skipped
-            del members[name]
             stats.fail(SKIPPED_SPLIT)
-        if not members:
+        members = members.without(skipped_splits)
+        if not members.counts:
             raise ExportError(f"no split of version {version!r} has a plain name (skipped: "
                               f"{', '.join(shown(n) for n in skipped_splits)}); rebuild the splits")
-        sizes = None
-        if settings.export.shard_bytes:
-            sizes = media_sizes(store, [p for ids in members.values() for p in ids], mod.MEDIA_KINDS)
-        shards = plan_shards(members, settings.export.shard_size, settings.export.shard_bytes, sizes)
-        plan = _plan_record(fmt, version, shards, settings)
+        shards, digest = plan_export(store, members, settings.export.shard_size, settings.export.shard_bytes,
+                                     mod.MEDIA_KINDS)
+        plan = _plan_record(fmt, version, shards, settings, digest)
         if remote:
             listing = remote.claim(plan, PLAN_FILE)
             write_json_atomic(staging / PLAN_FILE, plan)
@@ -279,7 +369,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
             elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
                 raise ExportError(f"{out} is not empty and holds no m5data export: use an empty --out folder")
             write_json_atomic(plan_path, plan)
-        stats.n_in = sum(len(sh.product_ids) for sh in shards)
+        stats.n_in = sum(sh.size for sh in shards)
         done: dict[tuple[str, int], dict] = {}
         if remote:  # one listing of the prefix, then the markers read in one batch
             done = remote.finished({(sh.split, sh.index): mod.stats_path(Path(), sh).as_posix() for sh in shards},
@@ -288,8 +378,8 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
             for sh in shards:
                 if (st := shard_done(mod, out, sh)) is not None:
                     done[(sh.split, sh.index)] = st
-        todo = [sh for sh in shards if (sh.split, sh.index) not in done]
         skipped = len(done)
+        todo = len(shards) - skipped
         if progress:
             progress(len(done), len(shards))
         options = _format_options(settings)
@@ -300,27 +390,41 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
         if remote:  # inline writes upload through this filesystem (a client costs about 0.3 s to create)
             _worker[("remote", str(out), str(staging))] = remote
         results = []
-        if workers == 1 or len(todo) <= 1:
-            con = store.connect()
-            try:
-                for sh in todo:
-                    results.append(write(fmt, str(out), asdict(sh), options, store, con))
-                    _account(stats, results[-1])
-                    if progress:
-                        progress(len(done) + len(results), len(shards))
-            finally:
-                con.close()
-        else:
-            import multiprocessing as mp
 
-            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn"),
-                                     initializer=_init_worker, initargs=(str(store.root),)) as pool:
-                futures = [pool.submit(write, fmt, str(out), asdict(sh), options) for sh in todo]
-                for fut in as_completed(futures):
-                    results.append(fut.result())
-                    _account(stats, results[-1])
-                    if progress:
-                        progress(len(done) + len(results), len(shards))
+        def finished(st: dict) -> None:
+            results.append(st)
+            _account(stats, st)
+            if progress:
+                progress(len(done) + len(results), len(shards))
+
+        if todo:
+            con = _stream_connection(store)
+            pool = None
+            try:
+                if workers > 1 and todo > 1:
+                    import multiprocessing as mp
+
+                    workers = min(workers, todo)
+                    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+                running: set = set()
+                for sh, samples in shard_samples(stream_samples(con, members), shards):
+                    if (sh.split, sh.index) in done:
+                        continue
+                    if pool is None:
+                        finished(write(fmt, str(out), asdict(sh), options, samples, str(store.root)))
+                        continue
+                    # at most two shards per worker wait in the pool: memory stays a few shards
+                    while len(running) >= 2 * workers:
+                        ready, running = wait(running, return_when=FIRST_COMPLETED)
+                        for fut in ready:
+                            finished(fut.result())
+                    running.add(pool.submit(write, fmt, str(out), asdict(sh), options, samples, str(store.root)))
+                for fut in wait(running).done:
+                    finished(fut.result())
+            finally:
+                if pool is not None:
+                    pool.shutdown(cancel_futures=True)
+                con.close()
         for st in results:
             done[(st["split"], st["index"])] = st
         ordered = [done[(sh.split, sh.index)] for sh in shards]
@@ -338,7 +442,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
             shutil.rmtree(staging, ignore_errors=True)
             _worker.pop(("remote", str(out), str(staging)), None)  # the inline writes' filesystem
     record_run(store, stats, config)
-    return ExportReport(stats, out, fmt, version, {s: len(ids) for s, ids in members.items()}, len(shards),
+    return ExportReport(stats, out, fmt, version, dict(members.counts), len(shards),
                         len(shards) - skipped, skipped, skipped_splits)
 
 

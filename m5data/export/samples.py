@@ -191,6 +191,28 @@ def use_ids(con, product_ids) -> None:
                 [list(product_ids)])
 
 
+def first_media(rows) -> dict[str, str]:
+    media: dict[str, str] = {}
+    for x in rows:
+        if x["k"] == "image" and x["m"] not in (None, "image/jpeg"):
+            continue  # only a JPEG original can stand in for a missing normalised image
+        media.setdefault(x["k"], x["b"])  # first by position: the main one
+    return media
+
+
+def sample_from_row(r: dict, specs: list[tuple[str, str]], m: dict[str, str]) -> Sample:
+    sub3 = r["subsub_class_id"]
+    return Sample(
+        product_id=r["product_id"], platform=r["platform"], source_id=r["source_id"], title=r["title"],
+        caption=r["caption"] or r["title"] or None, specs=specs,
+        class_id=r["class_id"], class_name=r["class_name"], sub_class_id=r["sub_class_id"],
+        sub_class_name=r["sub_class_name"], subsub_class_id=sub3 if sub3 else None,
+        subsub_class_name=r["subsub_class_name"], group_id=r["group_id"],
+        image=m.get("image_norm") or m.get("image"), frames=m.get("frames"), mfcc=m.get("mfcc"),
+        mp3=m.get("audio"), video=m.get("video"),
+    )
+
+
 _SAMPLE_SQL = """
 WITH ids AS (SELECT product_id FROM wanted)
 SELECT p.product_id, p.platform, p.source_id, p.title, c.text AS caption,
@@ -241,17 +263,7 @@ def load_samples(con, product_ids: list[str]) -> list[Sample]:
     samples = []
     for row in rows:
         r = dict(zip(cols, row))
-        m = media.get(r["product_id"], {})
-        sub3 = r["subsub_class_id"]
-        samples.append(Sample(
-            product_id=r["product_id"], platform=r["platform"], source_id=r["source_id"], title=r["title"],
-            caption=r["caption"] or r["title"] or None, specs=specs.get(r["product_id"], []),
-            class_id=r["class_id"], class_name=r["class_name"], sub_class_id=r["sub_class_id"],
-            sub_class_name=r["sub_class_name"], subsub_class_id=sub3 if sub3 else None,
-            subsub_class_name=r["subsub_class_name"], group_id=r["group_id"],
-            image=m.get("image_norm") or m.get("image"), frames=m.get("frames"), mfcc=m.get("mfcc"),
-            mp3=m.get("audio"), video=m.get("video"),
-        ))
+        samples.append(sample_from_row(r, specs.get(r["product_id"], []), media.get(r["product_id"], {})))
     return samples
 
 

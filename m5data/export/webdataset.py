@@ -202,7 +202,7 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
     return stats
 
 
-def finish(store, out: Path, version: str, members: dict[str, list[str]], shards: list[dict], options: dict) -> None:
+def finish(store, out: Path, version: str, members, shards: list[dict], options: dict) -> None:
     """Write one ``wids`` index per split and ``_stats.json`` (all shards, per split totals)."""
     from .run import write_json_atomic
 

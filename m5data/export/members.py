@@ -1,0 +1,145 @@
+"""What an export writes, read as streams: the members of a split version and their samples.
+
+An export of 6.3M products never holds their ids in a Python list: :class:`Members` is a query over
+the ``splits`` table, :func:`member_batches` streams its ids in export order (the shard plan is cut
+from that stream) and :func:`stream_samples` assembles every sample in one ordered pass over the
+store (one scan of ``products``, ``specs`` and ``media``, not one per shard).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..splits.names import shown
+from .samples import SPLIT_NAMES, ExportError, _split_order, first_media, latest_version, plain_name, sample_from_row
+
+
+@dataclass(frozen=True)
+class Members:
+    """The products an export writes: some splits of one version, read from the ``splits`` table as
+    a query (never a Python list of every product id: 6.3M ids would be ~1 GiB of strings).
+
+    Attributes:
+        version: the split version.
+        counts: split -> rows, in the export's split order.
+    """
+
+    version: str
+    counts: dict
+
+    def sql(self) -> str:
+        """SQL of the members' (split, product_id) rows."""
+        names = ", ".join(_sql_str(s) for s in self.counts)
+        return f"SELECT split, product_id FROM splits WHERE version = {_sql_str(self.version)} AND split IN ({names})"
+
+    def order_sql(self, split: str = "split", product_id: str = "product_id") -> str:
+        """ORDER BY terms of the export order: splits in :data:`SPLIT_NAMES` order, then product id
+        (DuckDB compares VARCHARs by UTF-8 bytes: the code-point order of Python's ``sorted``)."""
+        cases = " ".join(f"WHEN {_sql_str(s)} THEN {i}" for i, s in enumerate(SPLIT_NAMES))
+        return f"CASE {split} {cases} ELSE {len(SPLIT_NAMES)} END, {split}, {product_id}"
+
+    def without(self, names) -> Members:
+        return Members(self.version, {s: n for s, n in self.counts.items() if s not in names})
+
+    def only(self, name: str) -> Members:
+        return Members(self.version, {name: self.counts[name]})
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def split_counts(store, version: str | None = None, split: str = "all") -> Members:
+    """The :class:`Members` of one split or ``all`` splits of a version: the same checks and errors
+    as :func:`split_members`, without reading the product ids."""
+    con = store.connect()
+    try:
+        version = version or latest_version(store, con)
+        if version is None:
+            raise ExportError(f"the store {store.root} has no splits: run `m5data build-splits` first")
+        rows = con.execute("SELECT split, count(*) FROM splits WHERE version = ? GROUP BY split", [version]).fetchall()
+        versions = [r[0] for r in con.execute("SELECT DISTINCT version FROM splits ORDER BY 1").fetchall()]
+    finally:
+        con.close()
+    if not rows:
+        raise ExportError(f"no split version {shown(version)} in {store.root} (versions: {', '.join(versions) or 'none'})")
+    plain_name("split version", version)
+    counts = dict(rows)
+    if split != "all":
+        plain_name("split", split)
+        if split not in counts:
+            raise ExportError(f"split {split!r} is not in version {version!r} (splits: {', '.join(sorted(counts))})")
+        counts = {split: counts[split]}
+    return Members(version, {name: counts[name] for name in sorted(counts, key=_split_order)})
+
+
+def member_batches(con, members: Members, sizes_of: tuple[str, ...] | None = None, batch: int = 65_536):
+    """Arrow batches of the members' (split, product_id[, bytes]) in export order.
+
+    Args:
+        sizes_of: media kinds whose ``media.bytes`` are summed per product (the ``bytes`` column),
+            for ``--shard-bytes``; None: no sizes.
+    """
+    if sizes_of is None:
+        sql = f"SELECT split, product_id FROM ({members.sql()}) ORDER BY {members.order_sql()}"
+    else:
+        kinds = ", ".join(_sql_str(k) for k in sizes_of)
+        sql = f"""
+            WITH m AS ({members.sql()}),
+            b AS (SELECT product_id, sum(coalesce(bytes, 0)) AS bytes FROM media
+                  WHERE status = 'ok' AND kind IN ({kinds}) AND product_id IN (SELECT product_id FROM m)
+                  GROUP BY product_id)
+            SELECT m.split, m.product_id, coalesce(b.bytes, 0)::BIGINT AS bytes FROM m LEFT JOIN b USING (product_id)
+            ORDER BY {members.order_sql('m.split', 'm.product_id')}"""
+    return con.sql(sql).to_arrow_reader(batch)
+
+
+# the store's part of every sample column, in one query: specs and media gathered per product by
+# DuckDB (lists in the same order load_samples reads them), so one shard's rows arrive together
+_STREAM_SQL = """
+WITH m AS ({members}),
+ids AS (SELECT DISTINCT product_id FROM m),
+s AS (
+    SELECT p.product_id, p.platform, p.source_id, p.title, c.text AS caption,
+           l.class_id, t1.name AS class_name, l.sub_class_id, t2.name AS sub_class_name,
+           l.subsub_class_id, t3.name AS subsub_class_name, d.group_id
+    FROM ids JOIN products p USING (product_id)
+    LEFT JOIN captions c ON c.product_id = p.product_id AND c.status = 'ok'
+    LEFT JOIN label_map l ON l.platform = p.platform AND l.raw_path = array_to_string(p.category_path, ' > ')
+    LEFT JOIN taxonomy t1 ON t1.level = 1 AND t1.label_id = l.class_id
+    LEFT JOIN taxonomy t2 ON t2.level = 2 AND t2.label_id = l.sub_class_id
+    LEFT JOIN taxonomy t3 ON t3.level = 3 AND t3.label_id = l.subsub_class_id AND l.subsub_class_id <> 0
+    LEFT JOIN dedup d ON d.product_id = p.product_id
+), sp AS (
+    SELECT product_id, list(struct_pack(p := coalesce(property, ''), v := coalesce(value, '')) ORDER BY position) AS specs
+    FROM specs WHERE product_id IN (SELECT product_id FROM ids) GROUP BY product_id
+), md AS (
+    SELECT product_id, list(struct_pack(k := kind, b := blob, m := mime) ORDER BY kind, position, media_id) AS media
+    FROM media
+    WHERE status = 'ok' AND blob IS NOT NULL AND kind IN ('image', 'image_norm', 'frames', 'mfcc', 'audio', 'video')
+      AND (kind <> 'image' OR coalesce(role, 'main') = 'main') AND product_id IN (SELECT product_id FROM ids)
+    GROUP BY product_id
+)
+SELECT m.split, m.product_id AS member_id, s.*, sp.specs, md.media
+FROM m LEFT JOIN s ON s.product_id = m.product_id
+LEFT JOIN sp ON sp.product_id = m.product_id
+LEFT JOIN md ON md.product_id = m.product_id
+ORDER BY {order}
+"""
+
+
+def stream_samples(con, members: Members, batch: int = 4096):
+    """``(split, product_id, Sample | None)`` of every member in export order, one pass over the store.
+
+    None for a member that is not in ``products`` (skipped, as :func:`load_samples` skips it).
+    DuckDB sorts (spilling to its temp folder past its memory limit); Python holds one batch.
+    """
+    sql = _STREAM_SQL.format(members=members.sql(), order=members.order_sql("m.split", "m.product_id"))
+    reader = con.sql(sql).to_arrow_reader(batch)
+    for rb in reader:
+        for r in rb.to_pylist():
+            if r["product_id"] is None:
+                yield r["split"], r["member_id"], None
+                continue
+            yield r["split"], r["member_id"], sample_from_row(r, [(x["p"], x["v"]) for x in r["specs"] or ()],
+                                                      first_media(r["media"] or ()))
