@@ -1,7 +1,7 @@
 """Advisory locks on a store: ``<store>/locks/<name>.lock``, POSIX record locks (``fcntl.lockf``).
 
 - A *stage lock* (``download``, ``extract``, ``crawl``, ``align``, ``compact``, ``doctor`` ...) is
-  exclusive: a second run of the same stage on the same store is refused with a message naming the
+  exclusive (a shard of a run on a cluster holds it shared plus ``<stage>.shard-i-of-n`` exclusively): a second run of the same stage on the same store is refused with a message naming the
   PID that holds it. Every stage lock also holds the *store lock* shared; ``m5data doctor --repair``
   takes the store lock exclusively, so it never repairs under a running stage.
 - A *table lock* (``table-<name>``) serialises the writers that rewrite a whole table
@@ -174,13 +174,16 @@ def _getlk(fd: int) -> int:
 def stage_lock(name: str):
     """Decorator for a stage's ``run(store, ...)``: one run of ``name`` per store at a time.
 
-    Takes the store lock shared and the stage's own lock exclusively, then removes the temp files
-    that dead runs left in the store (their owners' PIDs are gone), and runs the stage.
+    Takes the store lock shared and the stage's own lock exclusively (shared plus the shard's own
+    lock when the call has ``shard=(i, n)``: the shards of one run on cluster workers), then
+    removes the temp files that dead runs left in the store (their owners' PIDs are gone), and runs
+    the stage.
     """
     def decorate(fn):
         @functools.wraps(fn)
         def wrapper(store, *args, **kwargs):
-            with store.stage_lock(name):
+            shard = kwargs.get("shard")
+            with store.stage_lock(name, tuple(shard) if shard else None):
                 return fn(store, *args, **kwargs)
         return wrapper
     return decorate
