@@ -41,12 +41,13 @@ def cluster(prefect_harness, tmp_path_factory):
         yield running
 
 
-def run(path, runner, stages, start_urls=(), mapping=None, address="", retry_delay=0):
+def run(path, runner, stages, start_urls=(), mapping=None, address="", retry_delay=0, ray_address=""):
     from m5data.flows.launch import run_pipeline
     from m5data.flows.pipeline import check_plan
 
     overrides = {**LOOPBACK, "store.path": str(path), "flows.runner": runner, "flows.kinds": "image,text",
-                 "flows.dask_address": address, "flows.retry_delay": retry_delay}
+                 "flows.dask_address": address, "flows.ray_address": ray_address, "flows.retry_delay": retry_delay,
+                 "flows.dask_workers": 2}
     settings = load(None, overrides, environ={})
     plan = check_plan(settings, start_urls=list(start_urls), stages=stages, mapping=mapping)
     return run_pipeline(plan, settings, {k: v for k, v in overrides.items() if k != "store.path"})
@@ -112,3 +113,30 @@ def test_a_worker_killed_mid_download_has_its_shard_run_again(demo_shop, cluster
     assert differences(Store.open(local), Store.open(dask)) == {}
     rows = Store.open(dask).read("runs", where="stage = 'download'").to_pylist()
     assert sorted(r["status"] for r in rows) == ["ok", "ok"]  # one row per shard; the killed attempt wrote none
+
+
+def test_shards_of_one_run_share_the_stage_lock_and_a_second_run_is_refused(store):
+    """Locks are per process: the other shard and the other runs are tried from a second process."""
+    import subprocess
+    import sys
+
+    probe = """
+import sys
+from m5data.storage import Store
+from m5data.storage.store import StoreBusy
+store = Store.open(sys.argv[1])
+for shard in ((1, 2), None, (0, 2)):
+    try:
+        with store.stage_lock("download", shard):
+            print(shard, "ok")
+    except StoreBusy as exc:
+        print(shard, "busy", "PID" in str(exc))
+"""
+    with store.stage_lock("download", (0, 2)):
+        out = subprocess.run([sys.executable, "-c", probe, str(store.root)], capture_output=True, text=True,
+                             env=worker_env(), timeout=120)
+    assert out.stdout.splitlines() == ["(1, 2) ok", "None busy True", "(0, 2) busy True"], out.stderr[-2000:]
+    with store.stage_lock("download"):  # a whole-stage run excludes every shard
+        out = subprocess.run([sys.executable, "-c", probe, str(store.root)], capture_output=True, text=True,
+                             env=worker_env(), timeout=120)
+    assert out.stdout.splitlines() == ["(1, 2) busy True", "None busy True", "(0, 2) busy True"], out.stderr[-2000:]

@@ -47,7 +47,7 @@ class DaskCluster:
         from distributed import Client
 
         with Client(self.address, timeout=30) as client:
-            return {addr: info["pid"] for addr, info in client.scheduler_info(n_workers=-1)["workers"].items()}
+            return client.run(os.getpid)
 
     def processing(self) -> dict[str, list[str]]:
         """Worker address -> keys of the tasks it runs or has queued now."""

@@ -109,10 +109,13 @@ def hold(root: Path, name: str, what: str, *, shared: bool = False, wait: float 
                 os.close(fd)
                 raise
             if not ok:
+                live = _getlk(fd)  # a shared holder (a shard) writes nothing in the file: ask the kernel
                 os.close(fd)  # we hold nothing on it: closing drops nothing
                 holder = read_holder(path)
-                if holder and not pid_alive(int(holder.get("pid") or 0)):
-                    holder = None  # the file names a dead process; the live holder is unknown
+                if holder and (not pid_alive(int(holder.get("pid") or 0)) or (live > 0 and holder.get("pid") != live)):
+                    holder = None  # the file names a dead (or an older) holder
+                if holder is None and live > 0:
+                    holder = {"pid": live, "what": name, "since": None}
                 raise error(f"{what}: the store {Path(root)} is in use by {describe(holder)}"
                             f"{' (waited ' + format(wait, 'g') + ' s)' if wait else ''}; "
                             f"wait for it to finish or stop it (lock {path})")
