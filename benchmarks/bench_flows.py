@@ -106,7 +106,7 @@ def main() -> None:
         if not port:
             shutil.rmtree(crawled, ignore_errors=True)
             t = time.perf_counter()
-            crawl(Store.init(crawled), load(None, {"store.path": str(crawled)}, environ={}),
+            crawl(Store.init(crawled), load(None, {"store.path": str(crawled), "crawl.allow_private": True}, environ={}),
                   start_urls=[f"{running.url}/"])
             port_file.write_text(str(running.port))
             print(f"crawled once in {time.perf_counter() - t:.1f} s", flush=True)
