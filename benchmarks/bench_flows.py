@@ -2,6 +2,15 @@
 
     python benchmarks/bench_flows.py                          # 1,000 products, every kind (the full run)
     python benchmarks/bench_flows.py --products 100 --kinds image,text   # a quick run
+    python benchmarks/bench_flows.py --cluster --products 200 --kinds image,text
+        # a real scheduler (dask scheduler + dask worker processes on 127.0.0.1): 1 worker vs 2 workers
+
+--cluster: the same crawled store run by a separately started `dask scheduler` with 1 worker, then
+with 2 workers (2 shards each time, so the work per shard is the same), each worker a
+`dask worker --nthreads 1` process with its own working directory and TMPDIR. Prints both times, the
+ratio 1 worker / 2 workers (target for download + extract: >= 1.6x), and the overhead per shard:
+the same run again over the finished store (nothing pending: every shard task only starts, finds no
+work and records its runs row), its wall time divided by the number of shard tasks.
 
 The shop is generated once into --out (reused while products and seed match), served on
 127.0.0.1 and crawled once; each runner then gets a copy of that crawled store and runs the flow's
@@ -70,6 +79,7 @@ def main() -> None:
     parser.add_argument("--kinds", default="video,audio,image,text")
     parser.add_argument("--workers", type=int, default=2, help="Dask LocalCluster workers")
     parser.add_argument("--out", type=Path, default=ROOT / ".cache" / "bench-flows")
+    parser.add_argument("--cluster", action="store_true", help="real dask scheduler: 1 worker vs 2 workers")
     args = parser.parse_args()
 
     from m5data.config import load
@@ -96,12 +106,14 @@ def main() -> None:
         if not port:
             shutil.rmtree(crawled, ignore_errors=True)
             t = time.perf_counter()
-            crawl(Store.init(crawled), load(None, {"store.path": str(crawled)}, environ={}),
+            crawl(Store.init(crawled), load(None, {"store.path": str(crawled), "crawl.allow_private": True}, environ={}),
                   start_urls=[f"{running.url}/"])
             port_file.write_text(str(running.port))
             print(f"crawled once in {time.perf_counter() - t:.1f} s", flush=True)
         # both runners talk to the same Prefect API (the one the Dask workers need)
         with api_for_workers("dask"):
+            if args.cluster:
+                return cluster_mode(args, crawled, running, overrides)
             for runner in ("local", "dask"):
                 path = args.out / f"run-{runner}"
                 shutil.rmtree(path, ignore_errors=True)
@@ -122,6 +134,48 @@ def main() -> None:
     print(f"dask ({args.workers} workers) / local = {ratio:.2f}x the time "
           f"({args.products} products, kinds {args.kinds}, {os.cpu_count()} cores)")
     print(json.dumps(results))
+
+
+def cluster_mode(args, crawled: Path, running, overrides: dict) -> None:
+    """1 worker vs 2 workers of a separately started scheduler; then the per-shard overhead on empty work."""
+    from m5data.config import load
+    from m5data.flows.launch import run_pipeline
+    from m5data.flows.loopback import dask_cluster
+    from m5data.flows.pipeline import check_plan
+
+    results = {}
+    for n_workers in (1, 2):
+        path = args.out / f"run-cluster-{n_workers}"
+        shutil.rmtree(path, ignore_errors=True)
+        shutil.copytree(crawled, path)
+        with dask_cluster(args.out / f"cluster-{n_workers}", n_workers=n_workers) as cluster:
+            runs = {}
+            for what in ("work", "empty"):  # empty: the same run again, nothing pending
+                running.reset_faults()
+                sets = {**overrides, "store.path": str(path), "flows.runner": "dask", "flows.shards": 2,
+                        "flows.dask_address": cluster.address}
+                settings = load(None, sets, environ={})
+                plan = check_plan(settings, stages="download,extract")
+                with TreeRSS() as rss:
+                    t = time.perf_counter()
+                    outcome = run_pipeline(plan, settings, {k: v for k, v in sets.items() if k != "store.path"})
+                    seconds = time.perf_counter() - t
+                counts = {s: (e["n_in"], e["n_out"], e["n_failed"]) for s, e in outcome.results.items()}
+                stage_s = {s: round(e["seconds"], 1) for s, e in outcome.results.items()}
+                runs[what] = {"seconds": round(seconds, 1), "stage_seconds": stage_s, "state": outcome.state,
+                              "peak_rss_mb": round(rss.peak / 2**20), "in/out/failed": counts}
+                print(f"{n_workers} worker(s), {what:>5}: {seconds:7.1f} s  stages {stage_s}  peak RSS (this "
+                      f"process tree, workers not included) {rss.peak / 2**20:5.0f} MB  {outcome.state}  {counts}",
+                      flush=True)
+        results[n_workers] = runs
+    one, two = results[1]["work"]["seconds"], results[2]["work"]["seconds"]
+    tasks = 2 * 2  # 2 stages x 2 shards
+    per_shard = [results[n]["empty"]["seconds"] / tasks for n in (1, 2)]
+    print(f"1 worker / 2 workers = {one / two:.2f}x faster with 2 ({args.products} products, kinds {args.kinds}, "
+          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
+    print(f"overhead per shard task (run with nothing pending / {tasks} tasks): "
+          f"{per_shard[0]:.2f} s (1 worker), {per_shard[1]:.2f} s (2 workers)")
+    print(json.dumps({str(k): v for k, v in results.items()}))
 
 
 if __name__ == "__main__":

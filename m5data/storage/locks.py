@@ -1,7 +1,7 @@
 """Advisory locks on a store: ``<store>/locks/<name>.lock``, POSIX record locks (``fcntl.lockf``).
 
 - A *stage lock* (``download``, ``extract``, ``crawl``, ``align``, ``compact``, ``doctor`` ...) is
-  exclusive: a second run of the same stage on the same store is refused with a message naming the
+  exclusive (a shard of a run on a cluster holds it shared plus ``<stage>.shard-i-of-n`` exclusively): a second run of the same stage on the same store is refused with a message naming the
   PID that holds it. Every stage lock also holds the *store lock* shared; ``m5data doctor --repair``
   takes the store lock exclusively, so it never repairs under a running stage.
 - A *table lock* (``table-<name>``) serialises the writers that rewrite a whole table
@@ -109,10 +109,13 @@ def hold(root: Path, name: str, what: str, *, shared: bool = False, wait: float 
                 os.close(fd)
                 raise
             if not ok:
+                live = _getlk(fd)  # a shared holder (a shard) writes nothing in the file: ask the kernel
                 os.close(fd)  # we hold nothing on it: closing drops nothing
                 holder = read_holder(path)
-                if holder and not pid_alive(int(holder.get("pid") or 0)):
-                    holder = None  # the file names a dead process; the live holder is unknown
+                if holder and (not pid_alive(int(holder.get("pid") or 0)) or (live > 0 and holder.get("pid") != live)):
+                    holder = None  # the file names a dead (or an older) holder
+                if holder is None and live > 0:
+                    holder = {"pid": live, "what": name, "since": None}
                 raise error(f"{what}: the store {Path(root)} is in use by {describe(holder)}"
                             f"{' (waited ' + format(wait, 'g') + ' s)' if wait else ''}; "
                             f"wait for it to finish or stop it (lock {path})")
@@ -174,13 +177,16 @@ def _getlk(fd: int) -> int:
 def stage_lock(name: str):
     """Decorator for a stage's ``run(store, ...)``: one run of ``name`` per store at a time.
 
-    Takes the store lock shared and the stage's own lock exclusively, then removes the temp files
-    that dead runs left in the store (their owners' PIDs are gone), and runs the stage.
+    Takes the store lock shared and the stage's own lock exclusively (shared plus the shard's own
+    lock when the call has ``shard=(i, n)``: the shards of one run on cluster workers), then
+    removes the temp files that dead runs left in the store (their owners' PIDs are gone), and runs
+    the stage.
     """
     def decorate(fn):
         @functools.wraps(fn)
         def wrapper(store, *args, **kwargs):
-            with store.stage_lock(name):
+            shard = kwargs.get("shard")
+            with store.stage_lock(name, tuple(shard) if shard else None):
                 return fn(store, *args, **kwargs)
         return wrapper
     return decorate

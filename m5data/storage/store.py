@@ -179,18 +179,29 @@ class Store:
         stream.close()
 
     # ------------------------------------------------------------------ locks
-    def stage_lock(self, stage: str):
+    def stage_lock(self, stage: str, shard: tuple[int, int] | None = None):
         """Hold ``stage``'s lock (one run per store) and the store lock shared; sweep dead runs' temps.
+
+        ``shard=(i, n)``: shard i of n of one run (a task on a cluster worker). The shards of a run
+        work side by side: each holds the stage lock *shared* and its own ``<stage>.shard-i-of-n``
+        lock exclusively, so two runs of the same shard exclude each other, and a run of the whole
+        stage (exclusive stage lock) excludes every shard and is excluded by them.
 
         Raises StoreBusy naming the PID of a run of the same stage (or of ``doctor --repair``).
         """
-        return self._stage_lock(stage)
+        return self._stage_lock(stage, shard)
 
     @contextlib.contextmanager
-    def _stage_lock(self, stage: str):
-        with locks.hold(self.root, locks.STORE_LOCK, stage, shared=True, error=StoreBusy), \
-                locks.hold(self.root, stage, stage, error=StoreBusy):
-            sweep_temps(self.root)
+    def _stage_lock(self, stage: str, shard: tuple[int, int] | None = None):
+        with contextlib.ExitStack() as held:
+            held.enter_context(locks.hold(self.root, locks.STORE_LOCK, stage, shared=True, error=StoreBusy))
+            held.enter_context(locks.hold(self.root, stage, stage, shared=shard is not None, error=StoreBusy))
+            if shard is not None:
+                i, n = (int(x) for x in shard)
+                name = f"{stage}.shard-{i}-of-{n}"
+                held.enter_context(locks.hold(self.root, name, name, error=StoreBusy))
+            else:  # a shard never sweeps: "dead" is judged by PID, and other shards may run on other machines
+                sweep_temps(self.root)
             yield
 
     def table_lock(self, name: str, what: str, wait: float = 600.0):

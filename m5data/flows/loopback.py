@@ -1,0 +1,174 @@
+"""A real Dask or Ray cluster on 127.0.0.1, started as separate processes (tests, benchmarks, trying it out).
+
+Not a LocalCluster: ``dask scheduler`` and ``dask worker ... --nthreads 1`` (or ``ray start --head``
+plus a second ``ray start --address``) run as their own process groups, each worker with its own
+working directory and ``TMPDIR`` as on separate machines; they share only what the caller shares
+(the store folder and the Prefect API given in ``env``). docs/flows.md shows the same commands for
+a real cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bin(name: str) -> str:
+    """The console script ``name`` of this interpreter's environment (dask, ray)."""
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else name
+
+
+@dataclass
+class DaskCluster:
+    """A scheduler and its workers, each a process group of its own."""
+
+    address: str
+    scheduler: subprocess.Popen
+    workers: list[subprocess.Popen] = field(default_factory=list)
+    folder: Path | None = None
+
+    def worker_pids(self) -> dict[str, int]:
+        """Scheduler's view: worker address -> PID of the process that runs tasks."""
+        from distributed import Client
+
+        with Client(self.address, timeout=30) as client:
+            return client.run(os.getpid)
+
+    def processing(self) -> dict[str, list[str]]:
+        """Worker address -> keys of the tasks it runs or has queued now."""
+        from distributed import Client
+
+        with Client(self.address, timeout=30) as client:
+            return {addr: list(keys) for addr, keys in client.processing().items()}
+
+    def stop_scheduler(self) -> None:
+        _stop(self.scheduler)
+
+
+def _stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM the process group, SIGKILL after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _spawn(cmd: list[str], cwd: Path, env: dict) -> subprocess.Popen:
+    cwd.mkdir(parents=True, exist_ok=True)
+    (cwd / "tmp").mkdir(exist_ok=True)
+    log = open(cwd / "log.txt", "ab")
+    try:
+        return subprocess.Popen(cmd, cwd=cwd, env={**env, "TMPDIR": str(cwd / "tmp")}, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        log.close()
+
+
+def _wait_workers(address: str, n: int, timeout: float) -> None:
+    from distributed import Client
+
+    with Client(address, timeout=timeout) as client:
+        client.wait_for_workers(n, timeout=timeout)
+
+
+@contextlib.contextmanager
+def dask_cluster(folder: Path, n_workers: int = 2, env: dict | None = None, nanny: bool = True,
+                 timeout: float = 120.0) -> Iterator[DaskCluster]:
+    """Start ``dask scheduler`` and ``n_workers`` ``dask worker --nthreads 1`` on 127.0.0.1; stop them after.
+
+    Args:
+        folder: each process gets a working directory under it (``scheduler/``, ``worker-i/``) with its log.
+        env: the workers' environment (default: this process's); give PYTHONPATH and PREFECT_API_URL here.
+        nanny: run each worker under a nanny (dask's default, which restarts a worker that died).
+    """
+    env = dict(os.environ if env is None else env)
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = _spawn([_bin("dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                       Path(folder) / "scheduler", env)
+    cluster = DaskCluster(address, scheduler, folder=Path(folder))
+    try:
+        for i in range(n_workers):
+            cluster.workers.append(_spawn(
+                [_bin("dask"), "worker", address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1",
+                 "--name", f"worker-{i}", *([] if nanny else ["--no-nanny"])],
+                Path(folder) / f"worker-{i}", env))
+        _wait_workers(address, n_workers, timeout)
+        yield cluster
+    finally:
+        for proc in [*cluster.workers, scheduler]:
+            _stop(proc)
+
+
+@dataclass
+class RayCluster:
+    address: str
+    nodes: list[subprocess.Popen] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def ray_cluster(folder: Path, n_nodes: int = 2, env: dict | None = None, timeout: float = 180.0) -> Iterator[RayCluster]:
+    """``ray start --head --block`` plus ``n_nodes - 1`` ``ray start --address --block`` nodes, one CPU each.
+
+    Each node is a process group of its own (its raylet and workers included), stopped by PID after;
+    every node has its own ``TMPDIR`` and working directory, as on separate machines.
+    """
+    env = dict(os.environ if env is None else env)
+    folder = Path(folder)
+    port = free_port()
+    cluster = RayCluster(f"127.0.0.1:{port}")
+    try:
+        for i in range(n_nodes):
+            node_env = {**env, "RAY_USAGE_STATS_ENABLED": "0"}
+            where = ["--head", "--port", str(port), "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
+                     "--temp-dir", str(folder / "ray")] if i == 0 else ["--address", cluster.address]
+            cluster.nodes.append(_spawn([_bin("ray"), "start", *where, "--num-cpus", "1", "--block",
+                                         "--disable-usage-stats"], folder / f"node-{i}", node_env))
+            wait_until(lambda: _ray_nodes(cluster.address, env) >= i + 1, timeout, step=1.0, what=f"ray node {i}")
+        yield cluster
+    finally:
+        for proc in reversed(cluster.nodes):
+            _stop(proc, grace=20)
+
+
+def _ray_nodes(address: str, env: dict) -> int:
+    """Alive nodes of the Ray cluster at ``address`` (0 while it does not answer)."""
+    code = ("import ray,sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
+            "print(sum(n['Alive'] for n in ray.nodes()))")
+    try:
+        out = subprocess.run([sys.executable, "-c", code, address], env=env, capture_output=True, text=True, timeout=60)
+        return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else 0
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        return 0
+
+
+def wait_until(predicate, timeout: float, step: float = 0.2, what: str = "condition"):
+    """Poll ``predicate()`` until it returns something truthy; TimeoutError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise TimeoutError(f"{what}: not reached in {timeout:g} s")

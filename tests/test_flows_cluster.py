@@ -1,0 +1,142 @@
+"""`--runner dask` on a real cluster: a scheduler and 2 workers started on their own (not a LocalCluster),
+each worker with its own working directory and TMPDIR, sharing only the store folder and the Prefect API.
+
+- crawl -> export gives the store of `--runner local`, row for row (run ids and timestamps aside),
+  with one `runs` row per shard;
+- a worker SIGKILLed mid-download: its shard runs again on the other worker and the store is the same;
+- the scheduler going away: the run fails with a one-line message and the next run resumes the store.
+"""
+
+import os
+import shutil
+import signal
+
+import pytest
+
+from m5data.config import load
+from m5data.storage import Store
+
+from store_compare import TABLES, differences
+
+pytest.importorskip("prefect_dask")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOOPBACK = {"download.allow_private": True, "crawl.allow_private": True}
+ALL = "crawl,download,extract,align,annotate,splits,export"
+
+
+def worker_env() -> dict:
+    """The workers' environment: this checkout first on the path, the test session's Prefect API."""
+    from m5data.flows.runners import api_url
+
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p),
+            "PREFECT_API_URL": api_url() or ""}
+
+
+@pytest.fixture
+def cluster(prefect_harness, tmp_path_factory):
+    from m5data.flows.loopback import dask_cluster
+
+    with dask_cluster(tmp_path_factory.mktemp("dask"), n_workers=2, env=worker_env()) as running:
+        yield running
+
+
+def run(path, runner, stages, start_urls=(), mapping=None, address="", retry_delay=0, ray_address=""):
+    from m5data.flows.launch import run_pipeline
+    from m5data.flows.pipeline import check_plan
+
+    overrides = {**LOOPBACK, "store.path": str(path), "flows.runner": runner, "flows.kinds": "image,text",
+                 "flows.dask_address": address, "flows.ray_address": ray_address, "flows.retry_delay": retry_delay,
+                 "flows.dask_workers": 2}
+    settings = load(None, overrides, environ={})
+    plan = check_plan(settings, start_urls=list(start_urls), stages=stages, mapping=mapping)
+    return run_pipeline(plan, settings, {k: v for k, v in overrides.items() if k != "store.path"})
+
+
+def crawled_copy(demo_shop, tmp_path, names):
+    """One crawl of the demo shop, copied to one store per name."""
+    from m5data.crawler.crawl import run as crawl
+
+    crawled = tmp_path / "crawled"
+    crawl(Store.init(crawled), load(None, {"store.path": str(crawled), **LOOPBACK}, environ={}),
+          start_urls=[f"{demo_shop.url}/"])
+    for name in names:
+        shutil.copytree(crawled, tmp_path / name)
+    return [tmp_path / name for name in names]
+
+
+def test_download_shards_on_two_separate_workers_share_the_store(demo_shop, cluster, tmp_path, monkeypatch):
+    """The failure of issue 22: the second download shard found the first shard's lock (StoreBusy)."""
+    monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
+    local, dask = crawled_copy(demo_shop, tmp_path, ["local", "dask"])
+    demo_shop.reset_faults()
+    outcome_local = run(local, "local", "download,extract")
+    demo_shop.reset_faults()
+    outcome = run(dask, "dask", "download,extract", address=cluster.address)
+    assert outcome.ok, (outcome.message, {s: e["message"] for s, e in outcome.results.items()})
+    assert outcome_local.ok
+    assert differences(Store.open(local), Store.open(dask)) == {}
+    for stage in ("download", "extract"):
+        parts = outcome.results[stage]["parts"]
+        assert [p["shard"] for p in parts] == [0, 1] and all(p["n_in"] > 0 for p in parts)
+        assert len(Store.open(dask).read("runs", where=f"stage = '{stage}'")) == 2
+
+
+def _download_worker(cluster):
+    """(worker address, PID) of a worker running a download shard now, or None."""
+    busy = [addr for addr, keys in cluster.processing().items() if any("download" in str(k) for k in keys)]
+    return (busy[0], cluster.worker_pids()[busy[0]]) if busy else None
+
+
+def test_a_worker_killed_mid_download_has_its_shard_run_again(demo_shop, cluster, tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from m5data.flows.loopback import wait_until
+    from m5data.storage.locks import holders
+
+    monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
+    local, dask = crawled_copy(demo_shop, tmp_path, ["local", "dask"])
+    demo_shop.reset_faults()
+    assert run(local, "local", "download,extract").ok
+    demo_shop.reset_faults()
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(run, dask, "dask", "download,extract", address=cluster.address)
+        # a shard holds its lock and has fetched something, but has not finished (no runs row yet)
+        wait_until(lambda: any(name.startswith("download.shard-") for name, _ in holders(dask)), 300, what="a shard")
+        address, pid = wait_until(lambda: _download_worker(cluster), 60, what="a worker running download")
+        os.kill(pid, signal.SIGKILL)
+        killed_before_its_row = len(Store.open(dask).read("runs", where="stage = 'download'")) < 2
+        outcome = future.result(timeout=600)
+    assert killed_before_its_row
+    assert outcome.ok, (outcome.message, {s: e["message"] for s, e in outcome.results.items()})
+    assert pid not in cluster.worker_pids().values()  # that process is gone: the shard ran on another one
+    assert differences(Store.open(local), Store.open(dask)) == {}
+    rows = Store.open(dask).read("runs", where="stage = 'download'").to_pylist()
+    assert sorted(r["status"] for r in rows) == ["ok", "ok"]  # one row per shard; the killed attempt wrote none
+
+
+def test_shards_of_one_run_share_the_stage_lock_and_a_second_run_is_refused(store):
+    """Locks are per process: the other shard and the other runs are tried from a second process."""
+    import subprocess
+    import sys
+
+    probe = """
+import sys
+from m5data.storage import Store
+from m5data.storage.store import StoreBusy
+store = Store.open(sys.argv[1])
+for shard in ((1, 2), None, (0, 2)):
+    try:
+        with store.stage_lock("download", shard):
+            print(shard, "ok")
+    except StoreBusy as exc:
+        print(shard, "busy", "PID" in str(exc))
+"""
+    with store.stage_lock("download", (0, 2)):
+        out = subprocess.run([sys.executable, "-c", probe, str(store.root)], capture_output=True, text=True,
+                             env=worker_env(), timeout=120)
+    assert out.stdout.splitlines() == ["(1, 2) ok", "None busy True", "(0, 2) busy True"], out.stderr[-2000:]
+    with store.stage_lock("download"):  # a whole-stage run excludes every shard
+        out = subprocess.run([sys.executable, "-c", probe, str(store.root)], capture_output=True, text=True,
+                             env=worker_env(), timeout=120)
+    assert out.stdout.splitlines() == ["(1, 2) busy True", "None busy True", "(0, 2) busy True"], out.stderr[-2000:]
