@@ -147,9 +147,13 @@ class AnnotateSettings:
     dedup_bucket_cap: int = 200  # an index bucket with more rows links them to its first row only (not all pairs)
     # --- match-level (docs/annotate.md "Caption match level") ---
     match_folds: int = 5  # cross-fitting folds of the caption classifier (no product scores itself)
-    match_model: str = "sgd"  # caption classifier: sgd (logistic loss by SGD) or lbfgs (LogisticRegression, slower)
-    match_alpha: float = 0.0001  # regularisation of the sgd model
-    match_c: float = 10.0  # inverse regularisation of the lbfgs model
+    match_hash_bits: int = 20  # caption features hashed into 2**this columns (no vocabulary); sub-class weights 4x that
+    match_epochs: int = 3  # SGD passes over the training folds (more on a small store, see match_min_steps)
+    match_min_steps: int = 100000  # at least this many SGD updates per model (a small store takes more passes, at most 50)
+    match_lr: float = 0.5  # initial SGD learning rate of the caption classifier
+    match_alpha: float = 0.0001  # L2 regularisation of the caption classifier
+    match_batch: int = 8192  # products read, hashed and described per Arrow record batch
+    match_image_gallery: int = 50000  # image neighbours come from at most this many labelled products (a seeded sample)
     match_spec_hits: float = 2.0  # spec_score = min(1, spec values found in the caption / this)
     match_image_k: int = 10  # nearest products by image descriptor that vote for the image's class
     match_weight_category: float = 0.6  # weight of category agreement in the score

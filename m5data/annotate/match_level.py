@@ -50,24 +50,30 @@ def check_settings(s: cfg.Settings) -> None:
     weights = (a.match_weight_category, a.match_weight_spec, a.match_weight_image)
     if min(weights) < 0 or sum(weights) <= 0:
         raise cfg.ConfigError("config annotate.match_weight_* must be >= 0 and not all 0")
-    if a.match_model not in ("sgd", "lbfgs"):
-        raise cfg.ConfigError(f"config annotate.match_model must be sgd or lbfgs, got {a.match_model!r}")
-    if a.match_spec_hits <= 0 or a.match_image_k < 1 or a.match_c <= 0:
-        raise cfg.ConfigError("config annotate.match_spec_hits and match_c must be > 0, match_image_k >= 1")
+    if a.match_spec_hits <= 0 or a.match_image_k < 1 or a.match_lr <= 0 or a.match_alpha < 0:
+        raise cfg.ConfigError("config annotate.match_spec_hits and match_lr must be > 0, match_alpha >= 0, "
+                              "match_image_k >= 1")
+    if not 10 <= a.match_hash_bits <= 24:
+        raise cfg.ConfigError(f"config annotate.match_hash_bits must be in 10..24, got {a.match_hash_bits!r}")
+    if a.match_epochs < 1 or a.match_min_steps < 0 or a.match_batch < 1 or a.match_image_gallery < 0:
+        raise cfg.ConfigError("config annotate.match_epochs and match_batch must be >= 1, "
+                              "match_min_steps and match_image_gallery >= 0")
 
 
 @dataclass
 class Inputs:
-    """What match-level reads, one entry per product, sorted by product_id."""
+    """What match-level keeps per product, as compact arrays in product_id order."""
 
-    ids: list[str]
-    texts: list[str]  # cleaned caption ("" when empty or missing)
-    tokens: list[list[str]]
-    class_id: list[int | None]  # unified labels (None: no breadcrumb or unmapped)
-    sub_id: list[int | None]
-    specs: list[list[str]]  # spec values
-    image: list[str | None]  # normalised main image, relative to the store root
-    phash: list[str | None]
+    ids: object  # pyarrow string array
+    has_text: np.ndarray  # bool: a non-empty cleaned caption
+    class_id: np.ndarray  # int32 unified labels, -1: no breadcrumb or unmapped
+    sub_id: np.ndarray  # int32, -1: none
+    has_specs: np.ndarray  # bool
+    spec_hits: np.ndarray  # int32 spec values found in the caption
+    feats: object  # textclf.Features: hashed caption features
+    desc: np.ndarray  # (n, 128) float32 image descriptors (zeros without one)
+    img_reason: np.ndarray  # int16 index into img_reasons (0: the image was read)
+    img_reasons: list[str | None]
 
 
 @dataclass
@@ -77,39 +83,91 @@ class MatchReport:
     stats: StageStats
     levels: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
-    rows: list[dict] = field(default_factory=list)
+    table: object = None  # the caption_match rows as a pyarrow Table
+
+    @property
+    def rows(self) -> list[dict]:
+        """The rows as dicts (for scoring against a demo truth; at scale read ``table``)."""
+        return self.table.to_pylist() if self.table is not None else []
 
 
 def _norm(text: str | None) -> str:
     return "".join(unicodedata.normalize("NFKC", text or "").lower().split())
 
 
-def read_inputs(store) -> Inputs:
-    """Products with their caption, unified labels, spec values and normalised main image."""
-    con = store.connect()
+_INPUTS_SQL = """
+    SELECT p.product_id, c.text, c.tokens, l.class_id, l.sub_class_id, s.specs, img.blob, img.phash
+    FROM products p
+    LEFT JOIN captions c ON c.product_id = p.product_id AND c.status = 'ok'
+    LEFT JOIN label_map l ON l.platform = p.platform
+         AND l.raw_path = array_to_string(p.category_path, ' > ')
+    LEFT JOIN (SELECT product_id, list(value ORDER BY position) AS specs FROM specs
+               WHERE value IS NOT NULL AND value <> '' GROUP BY product_id) s ON s.product_id = p.product_id
+    LEFT JOIN (SELECT m.product_id, d.blob, m.phash,
+                      row_number() OVER (PARTITION BY m.product_id ORDER BY m.position, m.media_id) AS k
+               FROM media m JOIN media d ON d.source_media_id = m.media_id AND d.kind = 'image_norm'
+               WHERE m.kind = 'image' AND m.role = 'main' AND m.status = 'ok' AND d.status = 'ok') img
+         ON img.product_id = p.product_id AND img.k = 1
+    ORDER BY p.product_id"""
+
+
+def read_inputs(store, settings: cfg.Settings, progress: Progress | None = None) -> Inputs:
+    """Products with their caption features, unified labels, spec hits and image descriptor.
+
+    Read in Arrow record batches of ``annotate.match_batch`` products: each batch is hashed,
+    its spec values matched and its images described (in threads) before the next is read, so
+    what stays is a few arrays per product, never the captions, tokens or spec lists.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from . import textclf
+
+    a = settings.annotate
+    dim = 1 << a.match_hash_bits
+    con = store.connect(need=("products", "captions", "label_map", "specs", "media"))
     try:
-        rows = con.sql("""
-            SELECT p.product_id, c.text, c.tokens, l.class_id, l.sub_class_id, img.blob, img.phash
-            FROM products p
-            LEFT JOIN captions c ON c.product_id = p.product_id AND c.status = 'ok'
-            LEFT JOIN label_map l ON l.platform = p.platform
-                 AND l.raw_path = array_to_string(p.category_path, ' > ')
-            LEFT JOIN (SELECT m.product_id, d.blob, m.phash,
-                              row_number() OVER (PARTITION BY m.product_id ORDER BY m.position, m.media_id) AS k
-                       FROM media m JOIN media d ON d.source_media_id = m.media_id AND d.kind = 'image_norm'
-                       WHERE m.kind = 'image' AND m.role = 'main' AND m.status = 'ok' AND d.status = 'ok') img
-                 ON img.product_id = p.product_id AND img.k = 1
-            ORDER BY p.product_id""").fetchall()
-        spec_rows = con.sql("SELECT product_id, value FROM specs ORDER BY product_id, position").fetchall()
+        con.execute("SET threads = 2")
+        n = con.sql("SELECT count(*) FROM products").fetchall()[0][0]
+        out = Inputs(ids=None, has_text=np.zeros(n, bool), class_id=np.full(n, -1, np.int32),
+                     sub_id=np.full(n, -1, np.int32), has_specs=np.zeros(n, bool), spec_hits=np.zeros(n, np.int32),
+                     feats=textclf.Features(), desc=np.zeros((n, DESC_DIM), np.float32),
+                     img_reason=np.zeros(n, np.int16), img_reasons=[None])
+        ids = []
+        pos = 0
+        reader = con.sql(_INPUTS_SQL).to_arrow_reader(a.match_batch)
+        for batch in reader:
+            b = len(batch)
+            if pos + b > n:  # products grew while reading: keep what the count saw
+                batch, b = batch.slice(0, n - pos), n - pos
+            col = dict(zip(batch.schema.names, batch.columns))
+            ids.append(col["product_id"])
+            texts = pc.fill_null(col["text"], "")
+            out.has_text[pos:pos + b] = pc.greater(pc.utf8_length(texts), 0).to_numpy(zero_copy_only=False)
+            out.class_id[pos:pos + b] = pc.fill_null(col["class_id"], -1).to_numpy(zero_copy_only=False)
+            out.sub_id[pos:pos + b] = pc.fill_null(col["sub_class_id"], -1).to_numpy(zero_copy_only=False)
+            out.feats.append(*textclf.hash_batch(pc.utf8_lower(texts), col["tokens"], dim))
+            for i, (text, values) in enumerate(zip(texts.to_pylist(), col["specs"].to_pylist())):
+                if values:
+                    out.has_specs[pos + i] = True
+                    out.spec_hits[pos + i] = spec_hits(text, values) if text else 0
+            _describe(store.root, col["blob"].to_pylist(), col["phash"].to_pylist(), out, pos)
+            pos += b
+            if progress:
+                progress("read and describe products", pos, n)
+        out.ids = pa.concat_arrays([c.cast(pa.string()) for c in ids]) if ids else pa.array([], pa.string())
+        out.feats.close()
+        if pos < n:  # products shrank while reading
+            out = _truncate(out, pos)
+        return out
     finally:
         con.close()
-    specs: dict[str, list[str]] = {}
-    for pid, value in spec_rows:
-        if value:
-            specs.setdefault(pid, []).append(value)
-    return Inputs(ids=[r[0] for r in rows], texts=[r[1] or "" for r in rows], tokens=[list(r[2] or []) for r in rows],
-                  class_id=[r[3] for r in rows], sub_id=[r[4] for r in rows],
-                  specs=[specs.get(r[0], []) for r in rows], image=[r[5] for r in rows], phash=[r[6] for r in rows])
+
+
+def _truncate(inp: Inputs, n: int) -> Inputs:
+    for name in ("has_text", "class_id", "sub_id", "has_specs", "spec_hits", "desc", "img_reason"):
+        setattr(inp, name, getattr(inp, name)[:n])
+    return inp
 
 
 # ------------------------------------------------------------------ evidence
@@ -125,131 +183,171 @@ def spec_hits(caption: str, values: list[str]) -> int:
     return hits
 
 
-def image_descriptors(store_root, blobs: list[str | None], phashes: list[str | None]) -> tuple[np.ndarray, list[str | None]]:
-    """L2-normalised descriptors (4x4x4 colour histogram of the image at 32x32, pHash bits as +-1).
+DESC_DIM = 64 + 64
+_PHASH_WEIGHT = 0.5 / 8.0
 
-    Returns ``(descriptors, reasons)``: a row of zeros and a reason where the image is missing
-    or unreadable.
+
+def image_descriptor(path, phash: str | None) -> np.ndarray:
+    """L2-normalised descriptor of one image file: 4x4x4 colour histogram at 32x32, pHash bits as +-1.
+
+    Raises OSError / ValueError for an unreadable image.
     """
     from PIL import Image
 
+    with Image.open(path) as im:
+        px = np.asarray(im.convert("RGB").resize((32, 32), Image.Resampling.BILINEAR)).reshape(-1, 3)
+    out = np.zeros(DESC_DIM, np.float32)
+    q = (px // 64).astype(np.int64)
+    hist = np.bincount(q[:, 0] * 16 + q[:, 1] * 4 + q[:, 2], minlength=64).astype(np.float32)
+    out[:64] = hist / np.linalg.norm(hist)
+    try:
+        bits = int(phash or "", 16)
+        if bits >> 64:
+            raise ValueError("pHash longer than 64 bits")
+        raw = np.unpackbits(np.frombuffer(bits.to_bytes(8, "little"), np.uint8), bitorder="little")
+        out[64:] = (raw.astype(np.float32) * 2 - 1) * _PHASH_WEIGHT
+    except (ValueError, OverflowError):
+        pass
+    return out / np.linalg.norm(out)
+
+
+def _describe_one(store_root, blob: str | None, phash: str | None):
     from ..storage.blobs import BlobPathError, resolve_blob
 
-    out = np.zeros((len(blobs), 64 + 64), dtype=np.float32)
-    reasons: list[str | None] = []
-    for i, blob in enumerate(blobs):
-        if not blob:
-            reasons.append("no image")
-            continue
-        try:
-            with Image.open(resolve_blob(store_root, blob)) as im:
-                px = np.asarray(im.convert("RGB").resize((32, 32), Image.Resampling.BILINEAR)).reshape(-1, 3)
-        except BlobPathError:  # a media row naming a file outside the store: never opened
-            reasons.append("image blob path outside the store")
-            continue
-        except (OSError, ValueError) as exc:
-            reasons.append(f"image unreadable ({type(exc).__name__})")
-            continue
-        q = (px // 64).astype(np.int64)
-        hist = np.bincount(q[:, 0] * 16 + q[:, 1] * 4 + q[:, 2], minlength=64).astype(np.float32)
-        out[i, :64] = hist / np.linalg.norm(hist)
-        try:
-            bits = int(phashes[i] or "", 16)
-            out[i, 64:] = np.array([1.0 if bits >> b & 1 else -1.0 for b in range(64)]) / 8.0 * 0.5
-        except ValueError:
-            pass
-        out[i] /= np.linalg.norm(out[i])
-        reasons.append(None)
-    return out, reasons
+    if not blob:
+        return None, "no image"
+    try:
+        return image_descriptor(resolve_blob(store_root, blob), phash), None
+    except BlobPathError:  # a media row naming a file outside the store: never opened
+        return None, "image blob path outside the store"
+    except (OSError, ValueError) as exc:
+        return None, f"image unreadable ({type(exc).__name__})"
 
 
-def image_votes(desc: np.ndarray, has: np.ndarray, labels: list[int | None], k: int) -> dict[int, dict[int, float]]:
-    """For each product with an image: class votes of its ``k`` nearest other labelled products (cosine)."""
-    from sklearn.neighbors import NearestNeighbors
+def _describe(store_root, blobs: list, phashes: list, out: Inputs, pos: int) -> None:
+    """Descriptors of one batch's main images into ``out.desc[pos:]`` (threads: Pillow decodes without the GIL)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
 
-    pool = np.flatnonzero(has & np.array([lab is not None for lab in labels]))
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        for i, (vec, reason) in enumerate(pool.map(lambda bp: _describe_one(store_root, *bp), zip(blobs, phashes),
+                                                   chunksize=64)):
+            if vec is not None:
+                out.desc[pos + i] = vec
+            else:
+                if reason not in out.img_reasons:
+                    out.img_reasons.append(reason)
+                out.img_reason[pos + i] = out.img_reasons.index(reason)
+
+
+def image_descriptors(store_root, blobs: list[str | None], phashes: list[str | None]) -> tuple[np.ndarray, list[str | None]]:
+    """Descriptors of main images (a row of zeros where missing or unreadable) and a reason per row."""
+    inp = Inputs(ids=None, has_text=None, class_id=None, sub_id=None, has_specs=None, spec_hits=None, feats=None,
+                 desc=np.zeros((len(blobs), DESC_DIM), np.float32), img_reason=np.zeros(len(blobs), np.int16),
+                 img_reasons=[None])
+    _describe(store_root, blobs, phashes, inp, 0)
+    return inp.desc, [inp.img_reasons[r] for r in inp.img_reason]
+
+
+def image_votes(desc: np.ndarray, has: np.ndarray, labels: np.ndarray, k: int, *, gallery: int = 0,
+                seed: int = 0, block: int = 2048, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """For each product with an image: class votes of its ``k`` nearest other labelled products (cosine).
+
+    The neighbours come from the blocked exact search (:func:`.search.exact_search`), query block by
+    query block; the gallery is the labelled products with an image, or a seeded sample of
+    ``gallery`` of them when there are more (so a product's cost does not grow with the store).
+
+    Returns ``(label, weight)``, both (n, k): the neighbours' labels (-1: none) and their share
+    of the vote (cosine similarity, clipped at 0, over the row's total; 0 where none).
+    """
+    from .search import exact_search
+
+    n = len(desc)
+    vote_label = np.full((n, k), -1, np.int32)
+    vote_w = np.zeros((n, k), np.float32)
+    pool = np.flatnonzero(has & (labels >= 0))
     queries = np.flatnonzero(has)
     if len(pool) < 2 or not len(queries):
-        return {}
-    nn = NearestNeighbors(n_neighbors=min(k + 1, len(pool)), metric="cosine", algorithm="brute").fit(desc[pool])
-    dist, idx = nn.kneighbors(desc[queries])
-    votes: dict[int, dict[int, float]] = {}
-    for q, drow, irow in zip(queries.tolist(), dist, idx):
-        v: dict[int, float] = {}
-        taken = 0
-        for d, j in zip(drow.tolist(), irow.tolist()):
-            other = int(pool[j])
-            if other == q or taken >= k:
-                continue
-            taken += 1
-            v[labels[other]] = v.get(labels[other], 0.0) + max(0.0, 1.0 - d)
-        total = sum(v.values())
-        votes[q] = {c: w / total for c, w in v.items()} if total > 0 else {}
-    return votes
+        return vote_label, vote_w
+    if gallery and len(pool) > gallery:
+        pool = np.sort(np.random.default_rng(seed).choice(pool, gallery, replace=False))
+    where = np.full(n, -1, np.int64)
+    where[pool] = np.arange(len(pool))
+    gal = desc[pool]
+    step = block * 8
+    for qs in range(0, len(queries), step):
+        rows = queries[qs:qs + step]
+        for hits in exact_search(desc[rows], gal, k, block=block, self_index=where[rows]):
+            r = rows[hits.start:hits.start + len(hits.index)]
+            w = np.clip(hits.scores, 0.0, None).astype(np.float32)
+            w[~np.isfinite(hits.scores)] = 0.0
+            total = w.sum(axis=1, keepdims=True)
+            kk = hits.index.shape[1]
+            vote_label[r, :kk] = np.where(w > 0, labels[pool[hits.index]], -1)
+            vote_w[r, :kk] = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
+        if progress:
+            progress("image neighbours", min(qs + step, len(queries)), len(queries))
+    return vote_label, vote_w
 
 
-def _features(tokens, texts, train, test):
-    import scipy.sparse as sp
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    words = TfidfVectorizer(analyzer=lambda x: x, sublinear_tf=True)
-    chars = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True)
-    xa = sp.hstack([words.fit_transform([tokens[i] for i in train]), chars.fit_transform([texts[i] for i in train])]).tocsr()
-    xb = sp.hstack([words.transform([tokens[i] for i in test]), chars.transform([texts[i] for i in test])]).tocsr()
-    return xa, xb
+def _epochs(a, n_train: int) -> int:
+    """``match_epochs`` passes, more for a small store (at least ``match_min_steps`` updates, at most 50 passes)."""
+    return int(min(50, max(a.match_epochs, -(-a.match_min_steps // max(1, n_train)))))
 
 
-def _model(a):
-    """The linear classifier: logistic loss by SGD (``match_model = sgd``, ~50x faster) or by lbfgs (``lbfgs``)."""
-    from sklearn.linear_model import LogisticRegression, SGDClassifier
-
-    if a.match_model == "lbfgs":
-        return LogisticRegression(C=a.match_c, max_iter=2000)
-    return SGDClassifier(loss="log_loss", alpha=a.match_alpha, max_iter=50, tol=None, random_state=a.seed)
-
-
-def _agreement(model, proba: np.ndarray, own: int) -> float | None:
-    classes = list(model.classes_)
-    if own not in classes:
-        return None
-    return float(proba[classes.index(own)] / proba.max())
-
-
-def category_scores(inp: Inputs, settings: cfg.Settings, votes: dict[int, dict[int, float]],
-                    progress: Progress | None = None) -> tuple[dict[int, float], dict[int, float]]:
-    """Cross-fitted category agreement and caption-image agreement, by product index."""
+def category_scores(inp: Inputs, settings: cfg.Settings, votes: tuple[np.ndarray, np.ndarray],
+                    progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-fitted category agreement and caption-image agreement per product (nan: none)."""
     from sklearn.model_selection import KFold
 
+    from . import textclf
+
     a = settings.annotate
-    labelled = np.array([i for i in range(len(inp.ids)) if inp.texts[i] and inp.class_id[i] is not None])
-    unlabelled = np.array([i for i in range(len(inp.ids)) if inp.texts[i] and inp.class_id[i] is None])
-    cat: dict[int, float] = {}
-    img: dict[int, float] = {}
-    if len(labelled) < a.match_folds or len(set(inp.class_id[i] for i in labelled)) < 2:
+    n = len(inp.has_text)
+    cat = np.full(n, np.nan, np.float32)
+    img = np.full(n, np.nan, np.float32)
+    h = textclf.Hierarchy(np.where(inp.has_text, inp.class_id, -1), np.where(inp.has_text, inp.sub_id, -1))
+    labelled = np.flatnonzero(inp.has_text & (h.cls >= 0))
+    unlabelled = np.flatnonzero(inp.has_text & (h.cls < 0))
+    if len(labelled) < a.match_folds or h.n_class < 2:
         return cat, img
-    folds = list(KFold(a.match_folds, shuffle=True, random_state=a.seed).split(labelled))
+    fold = np.full(n, -1, np.int64)
+    for k, (_, te) in enumerate(KFold(a.match_folds, shuffle=True, random_state=a.seed).split(labelled)):
+        fold[labelled[te]] = k
+    dim = 1 << a.match_hash_bits
+    df = textclf.doc_freq(inp.feats, fold, a.match_folds, dim)
+    df_all = df.sum(axis=0)
+    # the neighbours' unified classes as the classifier's class indexes (-1: a class it does not know)
+    at = np.minimum(np.searchsorted(h.classes, votes[0]), max(0, h.n_class - 1))
+    vote_cls = np.where((votes[0] >= 0) & (h.classes[at] == votes[0]), at, -1).astype(np.int64)
     # products without a label are scored against the image only, by a model of all labelled ones
-    jobs = [(labelled[tr], labelled[te]) for tr, te in folds] + ([(labelled, unlabelled)] if len(unlabelled) else [])
-    for n, (train, test) in enumerate(jobs, 1):
-        xa, xb = _features(inp.tokens, inp.texts, train, test)
-        models = {}
-        for level, labels in (("class", inp.class_id), ("sub", inp.sub_id)):
-            y = np.array([labels[i] for i in train])
-            if len(set(y.tolist())) >= 2:
-                models[level] = (_model(a).fit(xa, y), labels)
-        probas = {level: m.predict_proba(xb) for level, (m, _) in models.items()}
-        for row, i in enumerate(test.tolist()):
-            if "class" in models and inp.class_id[i] is not None:
-                parts = [_agreement(models[level][0], probas[level][row], models[level][1][i]) for level in models]
-                parts = [p for p in parts if p is not None]
-                cat[i] = float(np.mean(parts)) if parts else 0.0
-            if i in votes and votes[i] and "class" in models:
-                model = models["class"][0]
-                p = probas["class"][row]
-                classes = list(model.classes_)
-                img[i] = float(sum(w * p[classes.index(c)] for c, w in votes[i].items() if c in classes) / p.max())
+    jobs = [(labelled[fold[labelled] != k], labelled[fold[labelled] == k], df_all - df[k]) for k in range(a.match_folds)]
+    if len(unlabelled):
+        jobs.append((labelled, unlabelled, df_all))
+    del df
+    for j, (train, test, dfk) in enumerate(jobs, 1):
+        seen_class = np.bincount(h.cls[train], minlength=h.n_class)
+        if (seen_class > 0).sum() >= 2:
+            seen_sub = np.zeros(max(1, h.n_sub), np.int64)
+            has_sub = h.sub[train] >= 0
+            np.add.at(seen_sub, h.child_base[h.cls[train][has_sub]] + h.sub[train][has_sub], 1)
+            model = textclf.Model(h, a.match_hash_bits, a.match_hash_bits + 2)
+            idf = textclf.idf(dfk, len(train))
+            model.fit(inp.feats, idf, train, h.sub, epochs=_epochs(a, len(train)), lr=a.match_lr,
+                      alpha=a.match_alpha, seed=a.seed + j)
+            # the sub-class level only where the product's sub-class was among the training rows
+            own_sub = h.sub.copy()
+            ok = own_sub >= 0
+            own_sub[ok] = np.where(seen_sub[h.child_base[h.cls[ok]] + own_sub[ok]] > 0, own_sub[ok], -1)
+            cls_s, sub_s, img_s = model.score(inp.feats, idf, test, own_sub, vote_cls[test], votes[1][test])
+            own = h.cls[test]
+            has_cls = own >= 0
+            both = np.where(np.isnan(sub_s), cls_s, (cls_s + sub_s) / 2)
+            cat[test[has_cls]] = np.where(seen_class[own[has_cls]] > 0, both[has_cls],
+                                          np.where(np.isnan(sub_s[has_cls]), 0.0, sub_s[has_cls]))
+            img[test] = img_s
         if progress:
-            progress("classifier folds", n, len(jobs))
+            progress("classifier folds", j, len(jobs))
     return cat, img
 
 
@@ -266,6 +364,13 @@ def level_of(score: float | None, well: float, partial: float) -> str | None:
     return "well" if score >= well else "partial" if score >= partial else "poor"
 
 
+def _round(x: np.ndarray):
+    import pyarrow as pa
+
+    x = np.round(x.astype(np.float64), 6)
+    return pa.array(x, pa.float64(), mask=np.isnan(x))
+
+
 def match_level(store, settings: cfg.Settings, *, progress: Progress | None = None) -> MatchReport:
     """Score each product's caption against its category, spec values and image; replace ``caption_match``.
 
@@ -274,58 +379,71 @@ def match_level(store, settings: cfg.Settings, *, progress: Progress | None = No
         settings: ``annotate.match_*`` folds, weights and cut points; ``annotate.seed`` seeds the folds.
         progress: ``progress(step, done, total)`` callback.
     """
+    import pyarrow as pa
+
     check_settings(settings)
     a = settings.annotate
     stats = StageStats("match_level")
     report = MatchReport(stats)
-    inp = read_inputs(store)
-    n = stats.n_in = len(inp.ids)
-    desc, img_reasons = image_descriptors(store.root, inp.image, inp.phash)
-    has_image = np.array([r is None for r in img_reasons], dtype=bool)
-    votes = image_votes(desc, has_image, inp.class_id, a.match_image_k)
-    if progress:
-        progress("image neighbours", 1, 1)
+    inp = read_inputs(store, settings, progress)
+    n = stats.n_in = len(inp.has_text)
+    has_image = inp.img_reason == 0
+    votes = image_votes(inp.desc, has_image, inp.class_id, a.match_image_k, gallery=a.match_image_gallery,
+                        seed=a.seed, progress=progress)
+    inp.desc = None  # the descriptors are done with: free them before the classifier
     cat, img = category_scores(inp, settings, votes, progress)
+    del votes
 
-    weights = {"category": a.match_weight_category, "spec": a.match_weight_spec, "image": a.match_weight_image}
-    rows = []
-    for i, pid in enumerate(inp.ids):
-        reasons = []
-        if not inp.texts[i]:
-            reasons.append("empty caption")
-        if inp.class_id[i] is None:
-            reasons.append("no label")
-        if not inp.specs[i]:
-            reasons.append("no specs")
-        if img_reasons[i]:
-            reasons.append(img_reasons[i])
-        row = {"product_id": pid, "score": None, "level": None, "category_score": None, "spec_score": None,
-               "image_score": None, "reason": "; ".join(reasons) or None, "run_id": stats.run_id}
-        if inp.texts[i]:
-            row["category_score"] = cat.get(i)
-            if inp.specs[i]:
-                row["spec_score"] = min(1.0, spec_hits(inp.texts[i], inp.specs[i]) / a.match_spec_hits)
-            row["image_score"] = img.get(i)
-            parts = [(weights[k], row[f"{k}_score"]) for k in weights if row[f"{k}_score"] is not None and weights[k] > 0]
-            if parts:
-                row["score"] = round(sum(w * v for w, v in parts) / sum(w for w, _ in parts), 6)
-                row["level"] = level_of(row["score"], a.match_well, a.match_partial)
-        for k in ("category_score", "spec_score", "image_score"):
-            if row[k] is not None:
-                row[k] = round(row[k], 6)
-        if row["level"] is None:
-            stats.fail(row["reason"] or "no evidence")
-        rows.append(row)
-    store.replace("caption_match", rows)
+    text = inp.has_text
+    spec = np.where(text & inp.has_specs, np.minimum(1.0, inp.spec_hits / a.match_spec_hits), np.nan).astype(np.float32)
+    cat = np.where(text, cat, np.nan)
+    img = np.where(text, img, np.nan)
+    num = np.zeros(n, np.float64)
+    den = np.zeros(n, np.float64)
+    for w, v in ((a.match_weight_category, cat), (a.match_weight_spec, spec), (a.match_weight_image, img)):
+        if w > 0:
+            ok = ~np.isnan(v)
+            num[ok] += w * v[ok].astype(np.float64)
+            den[ok] += w
+    score = np.where(den > 0, np.round(num / np.where(den > 0, den, 1), 6), np.nan)
+    level = np.where(score >= a.match_well, "well", np.where(score >= a.match_partial, "partial", "poor"))
+    level = pa.array(level, pa.string(), mask=np.isnan(score))
+    reason = _reasons(inp)
+    table = pa.table({"product_id": inp.ids, "score": _round(score), "level": level, "category_score": _round(cat),
+                      "spec_score": _round(spec), "image_score": _round(img), "reason": reason,
+                      "run_id": pa.array([stats.run_id] * n, pa.string())})
+    store.replace("caption_match", table)
+    failed = np.isnan(score)
+    for r, cnt in zip(*np.unique(np.array([x or "no evidence" for x in reason.filter(pa.array(failed)).to_pylist()],
+                                          dtype=object), return_counts=True)) if failed.any() else ():
+        stats.fail(r, int(cnt))
     stats.n_out = n - stats.n_failed
-    report.rows = rows
-    report.levels = {lvl: sum(r["level"] == lvl for r in rows) for lvl in LEVELS}
-    for r in rows:
-        for reason in (r["reason"] or "").split("; "):
-            if reason:
-                report.reasons[reason] = report.reasons.get(reason, 0) + 1
+    report.table = table
+    report.levels = {lvl: int(np.sum(level.to_numpy(zero_copy_only=False) == lvl)) for lvl in LEVELS}
+    for names, cnt in zip(*np.unique(np.array([x or "" for x in reason.to_pylist()], dtype=object),
+                                     return_counts=True)) if n else ():
+        for r in names.split("; "):
+            if r:
+                report.reasons[r] = report.reasons.get(r, 0) + int(cnt)
     record_run(store, stats.finish(), {**cfg.as_dict(settings), "match_level_run": {"levels": report.levels}})
     return report
+
+
+def _reasons(inp: Inputs):
+    """Why evidence is missing, per product ("; "-joined; null when nothing is missing)."""
+    import pyarrow as pa
+
+    # one code per combination of the four causes: a few distinct strings, not one per product
+    code = ((~inp.has_text).astype(np.int64) | (inp.class_id < 0).astype(np.int64) << 1
+            | (~inp.has_specs).astype(np.int64) << 2 | inp.img_reason.astype(np.int64) << 3)
+    uniq, back = np.unique(code, return_inverse=True)
+    text = []
+    for c in uniq.tolist():
+        parts = [name for bit, name in ((1, "empty caption"), (2, "no label"), (4, "no specs")) if c & bit]
+        if c >> 3:
+            parts.append(inp.img_reasons[c >> 3])
+        text.append("; ".join(parts) or None)
+    return pa.array(text, pa.string()).take(pa.array(back.astype(np.int64)))
 
 
 # ------------------------------------------------------------------ scoring against a truth
