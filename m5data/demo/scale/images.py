@@ -60,7 +60,7 @@ def listing_jpeg(visual: dict, variant: dict, size: tuple[int, int]) -> bytes:
 
     c = variant["crop"]
     pixels = instance_picture(visual)[c:_BASE - c, c:_BASE - c] * variant["brightness"]
-    img = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+    img = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     if img.size != size:
         img = img.resize(size, Image.Resampling.BILINEAR)
     buf = io.BytesIO()

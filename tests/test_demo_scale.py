@@ -1,0 +1,141 @@
+"""The scale world (m5data/demo/scale): determinism, the category long tail, and a store built from
+it that doctor accepts and the global stages run on."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from m5data.demo.scale import ScaleConfig
+from m5data.demo.scale.generate import generate_scale
+from m5data.demo.scale.store import build_scale_store
+from m5data.demo.scale.world import ScaleTaxonomy, build_chunk
+
+ROOT = Path(__file__).resolve().parents[1]
+N = 2000
+
+
+def _tree_digest(root: Path, *subdirs: str) -> dict[str, str]:
+    out = {}
+    for sub in subdirs:
+        for path in sorted((root / sub).rglob("*")):
+            if path.is_file():
+                out[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def m5data(store: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "m5data", "--store", str(store), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("scale") / "world"
+    generate_scale(out, ScaleConfig(products=N, seed=3, chunk_size=500, video_share=0.05), workers=2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def store(world) -> Path:
+    path = world.parent / "store"
+    build_scale_store(world, path, workers=2)
+    return path
+
+
+def test_same_seed_same_bytes_other_seed_other_world(tmp_path):
+    cfg = ScaleConfig(products=300, seed=5, chunk_size=100, video_share=0.0)
+    generate_scale(tmp_path / "a", cfg, workers=2)
+    generate_scale(tmp_path / "b", cfg, workers=1)  # chunk order and worker count do not matter
+    a = _tree_digest(tmp_path / "a", "site", "chunks", "truth")
+    assert a == _tree_digest(tmp_path / "b", "site", "chunks", "truth")
+    assert len([k for k in a if k.endswith(".jpg")]) == 300
+    other = ScaleConfig(products=300, seed=6, chunk_size=100, video_share=0.0)
+    assert [p.title for p in build_chunk(other, 0).products] != [p.title for p in build_chunk(cfg, 0).products]
+
+
+def test_long_tail_reaches_m5product_categories_at_1m():
+    assert ScaleConfig(products=1_000_000).n_leaf_categories() == 6232
+    big = ScaleTaxonomy(ScaleConfig(products=1_000_000))
+    assert abs(len(big.leaves) - 6232) <= 60  # level-3 children of the sampled real sub-classes vary a little
+
+
+def test_world_has_a_long_tail_duplicates_and_truth(world):
+    man = __import__("json").loads((world / "truth" / "manifest.json").read_text())
+    c = man["counts"]
+    assert c["products"] == N and c["images"] == N
+    assert c["leaf_categories_with_products"] >= 0.8 * ScaleConfig(products=N).n_leaf_categories()
+    assert c["leaves_with_at_most_5_products"] >= 0.3 * c["leaf_categories_with_products"]  # a long tail
+    assert c["products_per_leaf_top"] >= 5 * N / c["leaf_categories_with_products"]  # and a head
+    products = pq.read_table(world / "truth" / "products.parquet").to_pylist()
+    assert len({p["product_id"] for p in products}) == N
+    by_instance: dict[str, set[str]] = {}
+    for p in products:
+        by_instance.setdefault(p["instance_id"], set()).add(p["platform"])
+    assert sum(len(v) == 2 for v in by_instance.values()) >= 20  # duplicates across platforms
+    assert 0.01 < sum(p["caption_mismatched"] for p in products) / N < 0.06
+    assert any(p["merchant_id"] == "" for p in products)
+    assert (world / "truth" / "level1_mapping.toml").read_text().startswith("# Level-1 mapping")
+    assert pq.read_table(world / "truth" / "alignment.parquet").num_rows > 100
+
+
+def test_store_matches_the_world_and_passes_doctor(world, store):
+    from m5data.extract.text import caption_row
+    from m5data.storage import Store
+
+    s = Store.open(store)
+    con = s.connect()
+    try:
+        assert con.execute("SELECT count(*) FROM products").fetchone()[0] == N
+        assert con.execute("SELECT count(*) FROM specs").fetchone()[0] == pq.read_table(world / "truth" / "specs.parquet").num_rows
+        ok = con.execute("SELECT count(*) FROM media WHERE kind = 'image' AND role = 'main' AND status = 'ok' "
+                     "AND phash IS NOT NULL AND blob IS NOT NULL").fetchone()[0]
+        norm = con.execute("SELECT count(*) FROM media WHERE kind = 'image_norm' AND status = 'ok'").fetchone()[0]
+        videos = con.execute("SELECT count(*) FROM media WHERE kind = 'video' AND status = 'ok'").fetchone()[0]
+        pid, title, tokens = con.execute("SELECT c.product_id, p.title, c.tokens FROM captions c "
+                                     "JOIN products p USING (product_id) ORDER BY 1 LIMIT 1").fetchone()
+        stages = {r[0] for r in con.execute("SELECT stage FROM runs").fetchall()}
+    finally:
+        con.close()
+    assert ok == N and norm == N and videos > 0
+    assert tokens == caption_row(pid, title)["tokens"]  # what extract's text job writes
+    assert {"crawl", "download", "extract"} <= stages
+    done = m5data(store, "doctor")
+    assert done.returncode == 0, done.stdout + done.stderr
+    with pytest.raises(FileExistsError):
+        build_scale_store(world, store)
+
+
+def test_global_stages_run_on_the_scale_store(world, store, tmp_path):
+    steps = [["align", "--mapping", str(world / "truth" / "level1_mapping.toml"), "--review-out", str(tmp_path / "r.csv")],
+             ["annotate", "dedup", "--score-against", str(world / "truth")],
+             ["build-splits"],
+             ["export", "--split", "all", "--format", "parquet", "--out", str(tmp_path / "export")]]
+    for argv in steps:
+        done = m5data(store, *argv)
+        assert done.returncode == 0, f"{argv}: {done.stdout[-3000:]}{done.stderr[-3000:]}"
+    from m5data.storage import Store
+
+    con = Store.open(store).connect()
+    try:
+        assert con.execute("SELECT count(*) FROM label_map WHERE class_id IS NOT NULL").fetchone()[0] > 100
+        assert con.execute("SELECT count(DISTINCT group_id) FROM dedup").fetchone()[0] < N  # groups were found
+        assert con.execute("SELECT count(DISTINCT product_id) FROM splits").fetchone()[0] >= 0.95 * N  # splits may leave a few out
+    finally:
+        con.close()
+    assert any((tmp_path / "export").rglob("*.parquet"))
+
+
+def test_incomplete_world_is_refused(tmp_path):
+    cfg = ScaleConfig(products=200, chunk_size=100, video_share=0.0)
+    generate_scale(tmp_path / "w", cfg, workers=1)
+    (tmp_path / "w" / "chunks" / "chunk-00001.json").unlink()
+    with pytest.raises(ValueError, match="chunk-00001"):
+        build_scale_store(tmp_path / "w", tmp_path / "s")
