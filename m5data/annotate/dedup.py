@@ -31,6 +31,7 @@ previous table, and a re-run computes the same rows.
 from __future__ import annotations
 
 import re
+import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
@@ -82,6 +83,8 @@ class DedupReport:
     vetoed: Counter = field(default_factory=Counter)  # rule -> pairs rejected by the spec veto
     candidates: Counter = field(default_factory=Counter)  # index -> candidate pairs checked
     capped: Counter = field(default_factory=Counter)  # index -> pairs (checks) a bucket over dedup_bucket_cap skipped
+    seconds: Counter = field(default_factory=Counter)  # step -> wall seconds (title MinHash counted in minhash)
+    cpu_seconds: Counter = field(default_factory=Counter)  # step -> CPU seconds of this process, likewise
     table: pa.Table | None = None  # the rows written
 
     @property
@@ -170,8 +173,13 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None) ->
     stats = StageStats("dedup")
     report = DedupReport(stats)
     steps = ["read", "exact", "phash", "minhash", "spec", "groups", "write"]
+    clock = [time.perf_counter(), time.process_time()]
 
     def step(name: str) -> None:
+        now, cpu = time.perf_counter(), time.process_time()
+        report.seconds[name] += now - clock[0]
+        report.cpu_seconds[name] += cpu - clock[1]
+        clock[:] = [now, cpu]
         if progress:
             progress("dedup", steps.index(name) + 1, len(steps))
 
@@ -179,8 +187,12 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None) ->
     titles = near.LSHIndex(a.dedup_minhash_threshold, a.dedup_num_perm)
 
     def index_titles(batch: list[str]) -> None:  # each batch of titles is MinHashed, then dropped
+        t0, c0 = time.perf_counter(), time.process_time()
         values, offsets = near.title_hashes(batch, a.dedup_shingle)
         titles.add(values, offsets, np.fromiter(map(bool, batch), dtype=bool, count=len(batch)))
+        for clocks, spent in ((report.seconds, time.perf_counter() - t0), (report.cpu_seconds, time.process_time() - c0)):
+            clocks["minhash"] += spent  # the title rule's work, done while reading: counted as its own
+            clocks["read"] -= spent
 
     inp = read_inputs(store, brand, index_titles)
     n = len(inp)

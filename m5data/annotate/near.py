@@ -173,9 +173,10 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 def jaccard_estimate(sig: np.ndarray, left: np.ndarray, right: np.ndarray, batch: int = 200_000) -> np.ndarray:
     """Share of equal signature columns for each pair ``(left[i], right[i])``."""
+    from . import near_jit
+
     out = np.empty(len(left), dtype=np.float64)
-    for s in range(0, len(left), batch):
-        out[s:s + batch] = (sig[left[s:s + batch]] == sig[right[s:s + batch]]).mean(axis=1)
+    near_jit.equal_share(np.ascontiguousarray(sig), np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64), out)
     return out
 
 
@@ -318,13 +319,14 @@ class LSHIndex:
             at = np.repeat(b_off[idx], cnt) + _ragged_arange(cnt)
             idx = np.repeat(idx, cnt)
             mix = fmix64(codes[at].astype(np.uint64) + np.uint64(1))
-        found = [pairs_in_runs(keys[idx, j] if mix is None else keys[idx, j] ^ mix, idx, cap, capped)
-                 for j in range(self.bands)]
+        found = []
+        for j in range(self.bands):  # verified band by band: memory holds the kept pairs, not all candidates
+            packed = pairs_in_runs(keys[idx, j] if mix is None else keys[idx, j] ^ mix, idx, cap, capped)
+            left, right = unpack(packed)
+            found.append(packed[self.jaccard(left, right) >= self.threshold - 1e-12])
         packed = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
         left, right = unpack(packed)
-        jac = self.jaccard(left, right)
-        keep = jac >= self.threshold - 1e-12
-        return left[keep], right[keep], jac[keep]
+        return left, right, self.jaccard(left, right)
 
 
 def lsh_pairs(values: np.ndarray, offsets: np.ndarray, threshold: float, num_perm: int = 128,

@@ -215,3 +215,31 @@ def spec_agreement(left, right, offsets, keys, values, brand_offsets, brands, br
                             y += 1
                 a, b = a2, b2
     return same, shared, equal
+
+
+def warm_up() -> None:
+    """Compile every loop once on tiny inputs (or load it from numba's cache), e.g. before timing."""
+    v = np.zeros(2, dtype=np.uint32)
+    off = np.array([0, 2], dtype=np.int64)
+    sig = np.zeros((1, 2), dtype=np.uint32)
+    minhash(v, off, v, v, sig)
+    band_keys(sig, 1, 2, np.zeros((1, 1), dtype=np.uint64))
+    u = np.zeros(1, dtype=np.uint64)
+    phash_probe(u, np.zeros(1, dtype=np.int64), u, u, np.array([0, 1], dtype=np.int64), u, 6, 200)
+    z = np.zeros(1, dtype=np.int64)
+    i32 = np.zeros(0, dtype=np.int32)
+    spec_agreement(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1)
+    equal_share(np.zeros((1, 2), dtype=np.uint16), z, z, np.zeros(1))
+
+
+@numba.njit(cache=True, nogil=True)
+def equal_share(sig, left, right, out):  # pragma: no cover - compiled
+    """``out[k]``: share of equal columns of signature rows ``left[k]`` and ``right[k]``."""
+    cols = sig.shape[1]
+    for k in range(len(left)):
+        a, b = sig[left[k]], sig[right[k]]
+        same = 0
+        for c in range(cols):
+            if a[c] == b[c]:
+                same += 1
+        out[k] = same / cols
