@@ -3,6 +3,7 @@
 import json
 import re
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -267,3 +268,53 @@ def test_cli_prints_ids_and_paths_as_text_not_rich_markup(small, tmp_path):
     assert "a:[red]1 ~ b:[/]2" in text and "c:[bold]3 ~ d:4" in text and "[bold]truth" in text
     bad = runner.invoke(app, ["--store", str(small.root), "annotate", "dedup", "--score-against", str(tmp_path / "[red]nope")])
     assert bad.exit_code == 1 and "[red]nope" in bad.output
+
+
+def test_compiled_spec_agreement_equals_the_rule_on_dicts(store):
+    """Random spec tables (repeated properties, brand spellings, noisy values, blanks): the compiled
+    per-pair agreement of every pair equals ``spec_agreement`` on the pages' property -> values dicts."""
+    import random
+
+    from m5data.annotate.dedup import _norm_value, read_inputs, spec_agreement
+    from m5data.annotate.dedup_inputs import agreement
+
+    rng = random.Random(7)
+    choices = {"品牌": ["美的(Midea)", "Midea/美的", "格力", "美的", " 格力 "], "颜色": ["黑色", "白色", "红色"],
+               "型号": ["K-100", "Ｋ-100", "K-200"], "尺寸": ["3km-5km", "10cm", "2019年春季"], " ": ["x"], "材质": ["", "铝"]}
+    ids = [f"r:{i:03d}" for i in range(60)]
+    store.write("products", [_product(pid, "m", f"商品{pid}") for pid in ids])
+    rows = []
+    for pid in ids:
+        pairs = [(k, rng.choice(vs)) for k, vs in choices.items() for _ in range(rng.randint(0, 2))]
+        rng.shuffle(pairs)
+        rows += _specs(pid, pairs)
+    store.write("specs", rows)
+    brand = _norm_value("品牌")
+    inp = read_inputs(store, brand)
+    dicts = {pid: {} for pid in ids}
+    for r in store.read("specs").to_pylist():
+        key, value = _norm_value(r["property"]), _norm_value(r["value"])
+        if key and value and (key == brand or not noisy_value(r["value"])):
+            dicts[r["product_id"]].setdefault(key, set()).add(value)
+    dicts = {pid: {k: frozenset(v) for k, v in d.items()} for pid, d in dicts.items()}
+    left = np.array([i for i in range(60) for j in range(i + 1, 60)])
+    right = np.array([j for i in range(60) for j in range(i + 1, 60)])
+    same, shared, equal = agreement(inp.specs, left, right)
+    order = inp.ids.to_pylist()
+    expected = [spec_agreement(dicts[order[i]], dicts[order[j]], brand) for i, j in zip(left, right)]
+    got = [({1: True, 0: False, -1: None}[int(s)], int(n), int(e)) for s, n, e in zip(same, shared, equal)]
+    assert got == expected
+    assert {g[0] for g in got} == {True, False, None} and max(g[1] for g in got) >= 2
+
+
+def test_a_placeholder_photo_over_the_cap_is_one_star_and_counted(store):
+    """300 listings with one placeholder photo (pHash 0-1 bits apart), no specs: one group, capped pairs counted."""
+    ids = [f"p:{i:03d}" for i in range(300)]
+    store.write("products", [_product(pid, f"m{i}", f"商品编号{i}号独特名称{i * 7919}") for i, pid in enumerate(ids)])
+    base = 0x9A3C5E7F1B2D4C6E
+    store.write("media", [_image(pid, f"s{i}", f"{base ^ ((1 << (i % 64)) if i % 2 else 0):016x}")
+                          for i, pid in enumerate(ids)])
+    report = dedup(store, _settings(store.root, **{"annotate.dedup_bucket_cap": "20"}))
+    rows = _rows(store)
+    assert {r["group_id"] for r in rows.values()} == {"p:000"}
+    assert report.capped["phash"] > 0 and report.pairs["phash"] < 300 * 299 // 2

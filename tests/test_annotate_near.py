@@ -103,3 +103,37 @@ def test_parse_phash_marks_missing_and_bad_hashes():
     h, ok = near.parse_phash(["ff00ff00ff00ff00", None, "zz"])
     assert ok.tolist() == [True, False, False]
     assert int(h[0]) == 0xFF00FF00FF00FF00
+
+
+def test_phash_cap_links_a_placeholder_cluster_as_a_star_and_counts_what_it_skipped():
+    """1,000 copies of one placeholder photo (0-2 bits apart) among random hashes: one component, not 500k pairs."""
+    rng = np.random.default_rng(5)
+    base = np.uint64(0x9A3C5E7F1B2D4C6E)
+    cluster = np.array([base ^ (np.uint64(1) << np.uint64(rng.integers(64))) for _ in range(1000)], dtype=np.uint64)
+    h = np.concatenate([cluster, rng.integers(0, 2**63, 2000, dtype=np.int64).astype(np.uint64)])
+    capped = [0]
+    left, right, dist = near.phash_pairs(h, 6, 4, cap=50, capped=capped)
+    assert capped[0] > 0 and len(left) < 20_000 and (dist <= 6).all()
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    _, label = connected_components(coo_matrix((np.ones(len(left)), (left, right)), shape=(len(h), len(h))))
+    assert len(set(label[:1000].tolist())) == 1  # the cluster is still one group
+    # over the cap nothing is skipped: exactly the brute-force pairs
+    small = h[:300]
+    capped = [0]
+    left, right, dist = near.phash_pairs(small, 6, 4, cap=1000, capped=capped)
+    assert capped[0] == 0
+    assert set(zip(left.tolist(), right.tolist(), dist.tolist())) == set(near.brute_force_phash_pairs(small, 6))
+
+
+def test_lsh_blocks_pair_only_sets_that_share_a_block():
+    titles = ["欧星商务A4办公文仪LP-6232办公文仪工厂直销"] * 4
+    values, offsets = near.title_hashes(titles, 3)
+    index = near.LSHIndex(0.7, 128)
+    index.add(values, offsets)
+    blocks = (np.array([0, 1, 3, 4, 4]), np.array([7, 8, 7, 9]))  # rows 0,1 share 7; row 2: 9; row 3: none
+    left, right, _ = index.pairs(blocks=blocks)
+    assert set(zip(left.tolist(), right.tolist())) == {(0, 1)}
+    left, right, _ = index.pairs()
+    assert len(left) == 6

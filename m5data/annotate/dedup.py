@@ -31,6 +31,7 @@ previous table, and a re-run computes the same rows.
 from __future__ import annotations
 
 import re
+import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
@@ -39,10 +40,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from .. import config as cfg
 from ..storage import StageStats, record_run
-from . import near
+from . import dedup_inputs, near
+from .dedup_inputs import Inputs
 
 Progress = Callable[[str, int, int], None]
 RULES = ("exact_image", "exact_title", "phash", "minhash", "spec")  # strongest first
@@ -69,19 +72,6 @@ def check_settings(s: cfg.Settings) -> None:
 
 
 @dataclass
-class Inputs:
-    """What dedup reads, one entry per product, products sorted by product_id."""
-
-    ids: list[str]
-    merchants: list[str | None]  # stripped; None when missing (null, empty, whitespace)
-    titles: list[str]  # normalised
-    sha256: list[str | None]  # main image blob
-    phash: list[str | None]
-    specs: list[dict[str, frozenset[str]]]  # property -> its comparable normalised values (see read_inputs)
-    n_spec_rows: list[int] = field(default_factory=list)  # spec rows with a value, noisy ones included
-
-
-@dataclass
 class DedupReport:
     """What one dedup run found, beyond the stage counts."""
 
@@ -92,7 +82,15 @@ class DedupReport:
     pairs: Counter = field(default_factory=Counter)  # rule -> accepted pairs
     vetoed: Counter = field(default_factory=Counter)  # rule -> pairs rejected by the spec veto
     candidates: Counter = field(default_factory=Counter)  # index -> candidate pairs checked
-    rows: list[dict] = field(default_factory=list)
+    capped: Counter = field(default_factory=Counter)  # index -> pairs (checks) a bucket over dedup_bucket_cap skipped
+    seconds: Counter = field(default_factory=Counter)  # step -> wall seconds (title MinHash counted in minhash)
+    cpu_seconds: Counter = field(default_factory=Counter)  # step -> CPU seconds of this process, likewise
+    table: pa.Table | None = None  # the rows written
+
+    @property
+    def rows(self) -> list[dict]:
+        """The rows written, as dicts (small stores: scoring, tests)."""
+        return self.table.to_pylist() if self.table is not None else []
 
 
 def _norm_value(v: str | None) -> str:
@@ -128,39 +126,21 @@ def _spelled(values: frozenset[str]) -> frozenset[str]:
     return frozenset(s for v in values for s in brand_spellings(v))
 
 
-def read_inputs(store, brand: str = "") -> Inputs:
-    """Products, their main image (sha256, pHash) and comparable spec values, from the store.
+def read_inputs(store, brand: str = "", on_titles: Callable[[list[str]], None] | None = None) -> Inputs:
+    """Products (sorted by product_id), their main image (sha256, pHash) and comparable spec values.
 
     Values of ``brand`` (a normalised property name) are all kept; values of other properties that
-    are ranges, dates or free text (:func:`noisy_value`) are dropped.
+    are ranges, dates or free text (:func:`noisy_value`) are dropped. ``on_titles`` gets each batch
+    of normalised titles (they are not kept). See :mod:`dedup_inputs`.
     """
-    con = store.connect()
+    con = store.connect(need=("products", "media", "specs"), only=("products", "media", "specs"))
     try:
-        rows = con.sql("""
-            SELECT p.product_id, p.merchant_id, p.title, m.sha256, m.phash
-            FROM products p
-            LEFT JOIN (SELECT product_id, sha256, phash,
-                              row_number() OVER (PARTITION BY product_id ORDER BY position, media_id) AS k
-                       FROM media WHERE kind = 'image' AND role = 'main' AND status = 'ok') m
-              ON m.product_id = p.product_id AND m.k = 1
-            ORDER BY p.product_id""").fetchall()
-        spec_rows = con.sql("SELECT product_id, property, value FROM specs ORDER BY product_id, position").fetchall()
+        inp = dedup_inputs.read_products(con, on_titles)
+        inp.specs, inp.n_spec_rows = dedup_inputs.read_specs(con, len(inp), brand, _norm_value, noisy_value,
+                                                             brand_spellings)
     finally:
         con.close()
-    specs: dict[str, dict[str, set[str]]] = {}
-    n_rows: Counter = Counter()
-    for pid, prop, value in spec_rows:
-        key, norm = _norm_value(prop), _norm_value(value)
-        if not (key and norm):
-            continue
-        n_rows[pid] += 1
-        if key == brand or not noisy_value(value):  # every value of a repeated property, not only the first
-            specs.setdefault(pid, {}).setdefault(key, set()).add(norm)
-    return Inputs(ids=[r[0] for r in rows], merchants=[(r[1] or "").strip() or None for r in rows],
-                  titles=[near.normalise_title(r[2]) for r in rows], sha256=[r[3] for r in rows],
-                  phash=[r[4] for r in rows],
-                  specs=[{k: frozenset(v) for k, v in specs.get(r[0], {}).items()} for r in rows],
-                  n_spec_rows=[n_rows[r[0]] for r in rows])
+    return inp
 
 
 def spec_agreement(a: dict[str, frozenset[str]], b: dict[str, frozenset[str]],
@@ -193,133 +173,161 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None) ->
     stats = StageStats("dedup")
     report = DedupReport(stats)
     steps = ["read", "exact", "phash", "minhash", "spec", "groups", "write"]
+    clock = [time.perf_counter(), time.process_time()]
 
     def step(name: str) -> None:
+        now, cpu = time.perf_counter(), time.process_time()
+        report.seconds[name] += now - clock[0]
+        report.cpu_seconds[name] += cpu - clock[1]
+        clock[:] = [now, cpu]
         if progress:
             progress("dedup", steps.index(name) + 1, len(steps))
 
     brand = _norm_value(a.dedup_brand_property)
-    inp = read_inputs(store, brand)
-    n = len(inp.ids)
+    titles = near.LSHIndex(a.dedup_minhash_threshold, a.dedup_num_perm)
+
+    def index_titles(batch: list[str]) -> None:  # each batch of titles is MinHashed, then dropped
+        t0, c0 = time.perf_counter(), time.process_time()
+        values, offsets = near.title_hashes(batch, a.dedup_shingle)
+        titles.add(values, offsets, np.fromiter(map(bool, batch), dtype=bool, count=len(batch)))
+        for clocks, spent in ((report.seconds, time.perf_counter() - t0), (report.cpu_seconds, time.process_time() - c0)):
+            clocks["minhash"] += spent  # the title rule's work, done while reading: counted as its own
+            clocks["read"] -= spent
+
+    inp = read_inputs(store, brand, index_titles)
+    n = len(inp)
     report.n_products = stats.n_in = n
     step("read")
     edges: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []  # left, right, distance, rule
 
-    # exact rules: equal keys, pairs off the sorted runs
-    blob_keys = np.array([s or "" for s in inp.sha256], dtype=object)
-    has_blob = np.array([bool(s) for s in inp.sha256])
-    _exact(edges, blob_keys, has_blob, a.dedup_bucket_cap, "exact_image")
-    title_keys = np.array([f"{m or ''}\x1f{t}" for m, t in zip(inp.merchants, inp.titles)], dtype=object)
-    has_title = np.array([bool(t) for t in inp.titles])
-    has_merchant = np.array([m is not None for m in inp.merchants])  # unknown merchants are not one merchant
-    _exact(edges, title_keys, has_title & has_merchant, a.dedup_bucket_cap, "exact_title")
+    # exact rules: equal key codes, pairs off the sorted runs
+    _exact(report, edges, inp.blob, a.dedup_bucket_cap, "exact_image")
+    _exact(report, edges, inp.title_key, a.dedup_bucket_cap, "exact_title")  # -1: unknown merchant, empty title
     step("exact")
 
-    hashes, has_hash = near.parse_phash(inp.phash)
-    left, right, dist = near.phash_pairs(hashes, a.dedup_phash_threshold, a.dedup_phash_bands, has_hash,
-                                         a.dedup_bucket_cap)
+    capped = [0]
+    left, right, dist = near.phash_pairs(inp.phash, a.dedup_phash_threshold, a.dedup_phash_bands, inp.has_phash,
+                                         a.dedup_bucket_cap, capped)
     report.candidates["phash"] = len(left)
-    edges.append(_veto(report, inp, brand, a, left, right, dist.astype(float), "phash"))
+    report.capped["phash"] = capped[0]
+    edges.append(_veto(report, inp, a, left, right, dist.astype(float), "phash"))
     step("phash")
 
-    values, offsets = near.title_hashes(inp.titles, a.dedup_shingle)
-    left, right, jac = near.lsh_pairs(values, offsets, a.dedup_minhash_threshold, a.dedup_num_perm, has_title,
-                                      a.dedup_bucket_cap)
+    capped = [0]
+    left, right, jac = titles.pairs(a.dedup_bucket_cap, capped)
+    del titles
     report.candidates["minhash"] = len(left)
-    edges.append(_veto(report, inp, brand, a, left, right, 1.0 - jac, "minhash"))
+    report.capped["minhash"] = capped[0]
+    edges.append(_veto(report, inp, a, left, right, 1.0 - jac, "minhash"))
     step("minhash")
 
-    has_specs = np.array([len(s) > 0 for s in inp.specs])
-    values, offsets = near.token_hashes([[f"{k}={v}" for k, vs in s.items() for v in sorted(vs)] for s in inp.specs])
-    left, right, _ = near.lsh_pairs(values, offsets, a.dedup_spec_lsh_threshold, a.dedup_num_perm, has_specs,
-                                    a.dedup_bucket_cap)
-    report.candidates["spec"] = len(left)
-    keep, dist_spec = [], []
-    for i, j in zip(left.tolist(), right.tolist()):
-        same_brand, shared, equal = spec_agreement(inp.specs[i], inp.specs[j], brand)
-        if same_brand and shared >= a.dedup_spec_min_shared and equal >= a.dedup_spec_min_agreement * shared:
-            keep.append(True)
-            dist_spec.append(1.0 - equal / shared)
-        else:
-            keep.append(False)
-    mask = np.asarray(keep, dtype=bool)
-    edges.append((left[mask], right[mask], np.asarray(dist_spec, dtype=float), "spec"))
+    edges.append(_spec_rule(report, inp, a))
     step("spec")
 
-    rows = _groups(inp, edges, report)
-    for i, row in enumerate(rows):
-        missing = [what for what, ok in (("no main image", inp.sha256[i]), ("no pHash", inp.phash[i]),
-                                         ("empty title", inp.titles[i]), ("no specs", inp.n_spec_rows[i])) if not ok]
-        row["reason"] = "; ".join(missing) or None
-        if not (inp.phash[i] or inp.sha256[i] or inp.titles[i] or inp.n_spec_rows[i]):
-            stats.fail("no evidence (no image, title or specs)")
-        row["run_id"] = stats.run_id
+    table = _groups(inp, edges, report)
+    missing = np.stack([inp.blob < 0, ~inp.phash_given, ~inp.has_title, inp.n_spec_rows == 0], axis=1)
+    names = ("no main image", "no pHash", "empty title", "no specs")
+    combo = missing @ (1 << np.arange(4))  # the reasons as one code, then one string per code
+    text = pa.array(["; ".join(w for b, w in enumerate(names) if c >> b & 1) or None for c in range(16)], pa.string())
+    n_bad = int(missing.all(axis=1).sum())
+    if n_bad:
+        stats.fail("no evidence (no image, title or specs)", n_bad)
+    table = table.append_column("reason", text.take(pa.array(combo))).append_column(
+        "run_id", pa.array([stats.run_id] * n, pa.string()))
     step("groups")
-    report.rows = rows
-    store.replace("dedup", rows)
-    stats.n_out = len(rows) - stats.n_failed
+    report.table = table
+    store.replace("dedup", table)
+    stats.n_out = n - stats.n_failed
     step("write")
     record_run(store, stats.finish(), {**cfg.as_dict(settings), "dedup_run": {
         "pairs": dict(report.pairs), "vetoed": dict(report.vetoed), "candidates": dict(report.candidates),
-        "groups": report.n_groups}})
+        "capped": dict(report.capped), "groups": report.n_groups}})
     return report
 
 
-def _exact(edges: list, keys: np.ndarray, valid: np.ndarray, cap: int, rule: str) -> None:
-    idx = np.flatnonzero(valid)
-    packed = near.pairs_in_runs(keys[idx], idx, cap)
-    left, right = near.unpack(packed)
+def _exact(report: DedupReport, edges: list, codes: np.ndarray, cap: int, rule: str) -> None:
+    idx = np.flatnonzero(codes >= 0)
+    capped = [0]
+    left, right = near.unpack(near.pairs_in_runs(codes[idx], idx, cap, capped))
+    report.capped[rule] = capped[0]
     edges.append((left, right, np.zeros(len(left)), rule))
 
 
-def _veto(report: DedupReport, inp: Inputs, brand: str, a, left: np.ndarray, right: np.ndarray,
-          dist: np.ndarray, rule: str):
+def _veto(report: DedupReport, inp: Inputs, a, left: np.ndarray, right: np.ndarray, dist: np.ndarray, rule: str):
     """Drop near pairs whose specs contradict them (different brand, or disagreeing values)."""
     if a.dedup_spec_veto and len(left):
-        keep = np.ones(len(left), dtype=bool)
-        for k, (i, j) in enumerate(zip(left.tolist(), right.tolist())):
-            same_brand, shared, equal = spec_agreement(inp.specs[i], inp.specs[j], brand)
-            if same_brand is False or (shared and equal < a.dedup_spec_min_agreement * shared):
-                keep[k] = False
+        same, shared, equal = dedup_inputs.agreement(inp.specs, left, right)
+        keep = ~((same == 0) | ((shared > 0) & (equal < a.dedup_spec_min_agreement * shared)))
         report.vetoed[rule] += int((~keep).sum())
         left, right, dist = left[keep], right[keep], dist[keep]
     return left, right, dist, rule
 
 
-def _groups(inp: Inputs, edges: list, report: DedupReport) -> list[dict]:
-    """Connected components of the accepted pairs (union-find); each product's strongest pair."""
+def _spec_rule(report: DedupReport, inp: Inputs, a):
+    """Pairs of the same brand agreeing on enough shared properties; candidates from MinHash/LSH over
+    ``property=value`` sets, banded within each brand spelling (a pair must share one to pass)."""
+    sp = inp.specs
+    index = near.LSHIndex(a.dedup_spec_lsh_threshold, a.dedup_num_perm)
+    for s in range(0, len(inp), dedup_inputs.BATCH):
+        e = min(len(inp), s + dedup_inputs.BATCH)
+        lo, hi = int(sp.offsets[s]), int(sp.offsets[e])
+        index.add(sp.tokens[lo:hi], sp.offsets[s:e + 1] - lo, np.diff(sp.brand_offsets[s:e + 1]) > 0)
+    capped = [0]
+    left, right, _ = index.pairs(a.dedup_bucket_cap, capped, blocks=(sp.brand_offsets, sp.brands))
+    del index
+    report.candidates["spec"] = len(left)
+    report.capped["spec"] = capped[0]
+    same, shared, equal = dedup_inputs.agreement(sp, left, right)
+    keep = (same == 1) & (shared >= a.dedup_spec_min_shared) & (equal >= a.dedup_spec_min_agreement * shared)
+    return left[keep], right[keep], 1.0 - equal[keep] / shared[keep], "spec"
+
+
+def _groups(inp: Inputs, edges: list, report: DedupReport) -> pa.Table:
+    """Connected components of the accepted pairs; each product's strongest pair.
+
+    The strongest pair of a product is the smallest ``(rule rank, distance, other product_id)``:
+    row numbers follow product_id, so comparing them compares the ids.
+    """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    n = len(inp.ids)
-    best: dict[int, tuple] = {}  # product -> (rule rank, distance, other) of its strongest pair
-    all_left, all_right = [], []
-    for left, right, dist, rule in edges:
+    n = len(inp)
+    me, other, rank, dist = [], [], [], []
+    for left, right, d, rule in edges:
         report.pairs[rule] += len(left)
-        rank = RULES.index(rule)
-        for i, j, d in zip(left.tolist(), right.tolist(), dist.tolist()):
-            for me, other in ((i, j), (j, i)):
-                cand = (rank, round(d, 6), inp.ids[other])
-                if me not in best or cand < best[me][:3]:
-                    best[me] = (*cand, rule)
-        all_left.append(left)
-        all_right.append(right)
-    left = np.concatenate(all_left) if all_left else np.zeros(0, dtype=np.int64)
-    right = np.concatenate(all_right) if all_right else np.zeros(0, dtype=np.int64)
-    graph = coo_matrix((np.ones(len(left)), (left, right)), shape=(n, n))
+        r = np.full(2 * len(left), RULES.index(rule), dtype=np.int8)
+        me += [left, right]
+        other += [right, left]
+        rank.append(r)
+        dist += [np.round(d, 6)] * 2
+    cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dtype=dt))
+    me, other, rank, dist = cat(me, np.int64), cat(other, np.int64), cat(rank, np.int8), cat(dist, np.float64)
+    order = np.lexsort((other, dist, rank, me))
+    first = order[np.r_[True, me[order][1:] != me[order][:-1]]] if len(order) else order
+    best_rank = np.full(n, -1, dtype=np.int64)
+    best_other = np.full(n, -1, dtype=np.int64)
+    best_dist = np.full(n, np.nan)
+    best_rank[me[first]], best_other[me[first]], best_dist[me[first]] = rank[first], other[first], dist[first]
+    half = len(me) // 2  # each edge once (the first direction of each rule's block)
+    lefts = np.concatenate([e[0] for e in edges]) if edges else np.zeros(0, dtype=np.int64)
+    rights = np.concatenate([e[1] for e in edges]) if edges else np.zeros(0, dtype=np.int64)
+    assert len(lefts) == half
+    graph = coo_matrix((np.ones(len(lefts), dtype=np.int8), (lefts, rights)), shape=(n, n))
     _, label = connected_components(graph, directed=False)
     root = np.full(label.max() + 1 if n else 0, n, dtype=np.int64)
     np.minimum.at(root, label, np.arange(n))  # ids are sorted: the smallest index is the smallest product_id
     sizes = np.bincount(label) if n else np.zeros(0, dtype=np.int64)
     report.n_groups = int((sizes >= 2).sum())
     report.n_grouped = int(sizes[sizes >= 2].sum())
-    rows = []
-    for i, pid in enumerate(inp.ids):
-        ev = best.get(i)
-        rows.append({"product_id": pid, "group_id": inp.ids[root[label[i]]],
-                     "rule": ev[3] if ev else None, "matched_id": ev[2] if ev else None,
-                     "distance": float(ev[1]) if ev else None})
-    return rows
+    alone = best_rank < 0
+    rules = pa.array(list(RULES), pa.string())
+    return pa.table({
+        "product_id": inp.ids,
+        "group_id": inp.ids.take(pa.array(root[label] if n else np.zeros(0, dtype=np.int64))),
+        "rule": rules.take(pa.array(np.where(alone, 0, best_rank), mask=alone)),
+        "matched_id": inp.ids.take(pa.array(np.where(alone, 0, best_other), mask=alone)),
+        "distance": pa.array(best_dist, mask=alone, type=pa.float64()),
+    })
 
 
 # ------------------------------------------------------------------ scoring against a truth

@@ -86,15 +86,14 @@ def title_hashes(titles: list[str], k: int = 3) -> tuple[np.ndarray, np.ndarray]
     (with repeats; a minimum does not care). A title shorter than ``k`` is one padded shingle, an
     empty title has none. Chinese is shingled by character, so no word segmentation is needed.
     """
-    cps = [np.frombuffer(t.encode("utf-32-le"), dtype=np.uint32) for t in titles]
-    lengths = np.fromiter((len(c) for c in cps), dtype=np.int64, count=len(cps))
+    lengths = np.fromiter(map(len, titles), dtype=np.int64, count=len(titles))  # code points = utf-32 units
     n_sh = np.where(lengths >= k, lengths - k + 1, (lengths > 0).astype(np.int64))
     offsets = np.zeros(len(titles) + 1, dtype=np.int64)
     np.cumsum(n_sh, out=offsets[1:])
     total = int(offsets[-1])
     if total == 0:
         return np.zeros(0, dtype=np.uint32), offsets
-    flat = np.concatenate([c for c in cps if len(c)]).astype(np.uint64)
+    flat = np.frombuffer("".join(titles).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     starts = np.zeros(len(titles), dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])
     owner = np.repeat(np.arange(len(titles)), n_sh)
@@ -137,33 +136,22 @@ def minhash_signatures(values: np.ndarray, offsets: np.ndarray, perms: tuple[np.
     """MinHash signatures ``(n_sets, num_perm)`` uint32 of sets given as hash values in CSR form.
 
     Equal to ``datasketch.MinHash(num_perm, seed, hashfunc=...)`` updated with each value (affine32
-    scheme). An empty set keeps datasketch's empty value (all ``2**32 - 1``). Works through the
-    values in batches of about ``batch_values`` so the ``values x num_perm`` block stays small.
+    scheme). An empty set keeps datasketch's empty value (all ``2**32 - 1``). One compiled pass
+    (:func:`near_jit.minhash`): no ``values x num_perm`` temporary.
 
     Args:
         values: uint32 hash values of every set, concatenated.
         offsets: ``n_sets + 1`` offsets into ``values``.
         perms: from :func:`permutations`.
-        batch_values: hash values per block (memory: ``batch_values * num_perm * 4`` bytes).
+        batch_values: unused (kept for callers of the numpy version, which worked in blocks).
     """
+    from . import near_jit
+
     a, b = perms
     n = len(offsets) - 1
     sig = np.full((n, len(a)), np.uint32(0xFFFFFFFF), dtype=np.uint32)
-    lengths = np.diff(offsets)
-    i = 0
-    while i < n:
-        j = int(np.searchsorted(offsets, offsets[i] + batch_values, side="right")) - 1
-        j = min(max(j, i + 1), n)
-        lo, hi = int(offsets[i]), int(offsets[j])
-        if hi > lo:
-            x = fmix32(values[lo:hi])
-            block = np.multiply.outer(x, a)  # uint32: the wrap-around is the modulo 2**32
-            block += b
-            seg = offsets[i:j] - lo
-            nonempty = lengths[i:j] > 0
-            mins = np.minimum.reduceat(block, seg[nonempty], axis=0)
-            sig[i:j][nonempty] = mins
-        i = j
+    near_jit.minhash(np.ascontiguousarray(values, dtype=np.uint32), np.ascontiguousarray(offsets, dtype=np.int64),
+                     np.ascontiguousarray(a, dtype=np.uint32), np.ascontiguousarray(b, dtype=np.uint32), sig)
     return sig
 
 
@@ -176,20 +164,19 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
 
 def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """``(n, bands)`` uint64 keys: band ``j`` hashes signature columns ``j*rows .. (j+1)*rows``."""
+    from . import near_jit
+
     keys = np.empty((sig.shape[0], bands), dtype=np.uint64)
-    for j in range(bands):
-        h = np.full(sig.shape[0], np.uint64(j + 1), dtype=np.uint64)
-        for c in range(j * rows, (j + 1) * rows):
-            h = fmix64(h ^ sig[:, c].astype(np.uint64)) + np.uint64(c)
-        keys[:, j] = h
+    near_jit.band_keys(np.ascontiguousarray(sig), bands, rows, keys)
     return keys
 
 
 def jaccard_estimate(sig: np.ndarray, left: np.ndarray, right: np.ndarray, batch: int = 200_000) -> np.ndarray:
     """Share of equal signature columns for each pair ``(left[i], right[i])``."""
+    from . import near_jit
+
     out = np.empty(len(left), dtype=np.float64)
-    for s in range(0, len(left), batch):
-        out[s:s + batch] = (sig[left[s:s + batch]] == sig[right[s:s + batch]]).mean(axis=1)
+    near_jit.equal_share(np.ascontiguousarray(sig), np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64), out)
     return out
 
 
@@ -203,7 +190,8 @@ def _ragged_arange(counts: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) - np.repeat(ends - counts, counts)
 
 
-def pairs_in_runs(keys: np.ndarray, rows: np.ndarray | None = None, cap: int = 200) -> np.ndarray:
+def pairs_in_runs(keys: np.ndarray, rows: np.ndarray | None = None, cap: int = 200,
+                  capped: list[int] | None = None) -> np.ndarray:
     """Pairs of row indexes sharing a key, packed as ``lo << 32 | hi`` (uint64, lo < hi, unique).
 
     A run of more than ``cap`` rows with one key (a placeholder image, a boilerplate title) links
@@ -214,6 +202,7 @@ def pairs_in_runs(keys: np.ndarray, rows: np.ndarray | None = None, cap: int = 2
         keys: one key per row (any sortable dtype).
         rows: the row index of each key (default ``arange``).
         cap: the largest run whose pairs are all emitted.
+        capped: when given, ``capped[0]`` grows by the pairs a capped run did not emit.
     """
     rows = np.arange(len(keys), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
     if len(keys) < 2:
@@ -236,6 +225,8 @@ def pairs_in_runs(keys: np.ndarray, rows: np.ndarray | None = None, cap: int = 2
     big = sizes > cap
     if big.any():
         cnt = sizes[big] - 1
+        if capped is not None:
+            capped[0] += int((cnt * (cnt + 1) // 2 - cnt).sum())
         head = np.repeat(starts[big], cnt)
         parts.append((rows[order[head]], rows[order[head + 1 + _ragged_arange(cnt)]]))
     if not parts:
@@ -307,18 +298,35 @@ class LSHIndex:
             share = np.clip((share - chance) / (1 - chance), 0.0, 1.0)
         return share
 
-    def pairs(self, cap: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Pairs whose estimated Jaccard is ``>= threshold``: ``(left, right, jaccard)``, ``left < right``."""
+    def pairs(self, cap: int = 200, capped: list[int] | None = None,
+              blocks: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pairs whose estimated Jaccard is ``>= threshold``: ``(left, right, jaccard)``, ``left < right``.
+
+        Args:
+            cap, capped: see :func:`pairs_in_runs` (per band bucket).
+            blocks: ``(offsets, codes)``, each set's block codes in CSR form: only sets sharing a
+                block are paired (a set is banded once per block it is in: its band key mixed with
+                the block's code), so a common band of different blocks is never one bucket.
+        """
         keys = self._keys[0] if len(self._keys) == 1 else np.concatenate(self._keys)
         self._keys = [keys]
         valid = np.concatenate(self._valid) if self._valid else np.zeros(0, dtype=bool)
         idx = np.flatnonzero(valid)
-        found = [pairs_in_runs(keys[idx, j], idx, cap) for j in range(self.bands)]
+        mix = None
+        if blocks is not None:
+            b_off, codes = blocks
+            cnt = np.diff(b_off)[idx]
+            at = np.repeat(b_off[idx], cnt) + _ragged_arange(cnt)
+            idx = np.repeat(idx, cnt)
+            mix = fmix64(codes[at].astype(np.uint64) + np.uint64(1))
+        found = []
+        for j in range(self.bands):  # verified band by band: memory holds the kept pairs, not all candidates
+            packed = pairs_in_runs(keys[idx, j] if mix is None else keys[idx, j] ^ mix, idx, cap, capped)
+            left, right = unpack(packed)
+            found.append(packed[self.jaccard(left, right) >= self.threshold - 1e-12])
         packed = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
         left, right = unpack(packed)
-        jac = self.jaccard(left, right)
-        keep = jac >= self.threshold - 1e-12
-        return left[keep], right[keep], jac[keep]
+        return left, right, self.jaccard(left, right)
 
 
 def lsh_pairs(values: np.ndarray, offsets: np.ndarray, threshold: float, num_perm: int = 128,
@@ -375,61 +383,55 @@ def _band(hashes: np.ndarray, j: int, bands: int) -> tuple[np.ndarray, int]:
 
 
 def phash_pairs(hashes: np.ndarray, threshold: int, bands: int = 4, valid: np.ndarray | None = None,
-                cap: int = 200, chunk: int = 250_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                cap: int = 200, capped: list[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of 64-bit hashes within Hamming distance ``threshold``, via a multi-index.
 
     Band ``j`` of two hashes within ``threshold`` differs in at most ``threshold // bands`` bits for
     some ``j`` (pigeonhole), so for each band every row is looked up under its own band value and,
     when that radius is 1 or more, under each value one (or more) bit flips away. Every candidate
-    is checked on the full 64 bits.
+    is checked on the full 64 bits, in one compiled pass per band (:func:`near_jit.phash_probe`)
+    that keeps only the pairs within ``threshold``.
 
     Args:
         hashes: uint64 hashes.
         threshold: the largest Hamming distance kept.
         bands: bands the 64 bits are split into (4 = 16-bit bands; per-band radius ``threshold // bands``).
         valid: rows that take part; default all.
-        cap: see :func:`pairs_in_runs` (applies to exact band matches).
-        chunk: rows looked up at once for the radius >= 1 probes (memory bound).
+        cap: a bucket (rows sharing one band value) of more rows takes part through its first row
+            only: its other rows link to that row and probe nothing, and a probe landing on it
+            checks that row: thousands of near-identical photos (a placeholder) link as a star
+            instead of all their pairs, and each row's work stays bounded.
+        capped: when given, ``capped[0]`` grows by the candidate checks the cap skipped.
 
     Returns:
         ``(left, right, distance)`` with ``left < right``.
     """
     from itertools import combinations
 
+    from . import near_jit
+
     idx = np.arange(len(hashes), dtype=np.int64) if valid is None else np.flatnonzero(valid)
-    h = hashes[idx]
+    h = np.ascontiguousarray(hashes[idx], dtype=np.uint64)
     radius = threshold // bands
     found = []
     for j in range(bands):
         key, bits = _band(h, j, bands)
-        found.append(_verified(pairs_in_runs(key, idx, cap), hashes, threshold))
-        if radius == 0:
-            continue
         order = np.argsort(key, kind="stable")
         sk = key[order]
-        flips = [sum(1 << b for b in combo) for r in range(1, radius + 1) for combo in combinations(range(bits), r)]
-        for flip in flips:
-            for s in range(0, len(h), chunk):
-                q = key[s:s + chunk] ^ np.uint64(flip)
-                lo = np.searchsorted(sk, q, side="left")
-                hi = np.searchsorted(sk, q, side="right")
-                cnt = hi - lo
-                if not cnt.any():
-                    continue
-                me = np.repeat(np.arange(s, s + len(q)), cnt)
-                other = order[np.repeat(lo, cnt) + _ragged_arange(cnt)]
-                keep = me < other  # each pair is found from both ends
-                a, b = idx[me[keep]], idx[other[keep]]
-                close = hamming(hashes[a], hashes[b]) <= threshold  # check before sorting: few survive
-                found.append(pack(a[close], b[close]))
+        cut = np.flatnonzero(sk[1:] != sk[:-1]) + 1 if len(sk) else np.zeros(0, dtype=np.int64)
+        starts = np.r_[0, cut, len(sk)].astype(np.int64) if len(sk) else np.zeros(1, dtype=np.int64)
+        ukeys = sk[starts[:-1]]
+        flips = np.array([0] + [sum(1 << b for b in combo) for r in range(1, radius + 1)
+                                for combo in combinations(range(bits), r)], dtype=np.uint64)
+        packed, n_capped = near_jit.phash_probe(key, order.astype(np.int64), h[order], ukeys, starts, flips,
+                                                threshold, cap)
+        if capped is not None:
+            capped[0] += int(n_capped)
+        found.append(np.unique(packed))
     packed = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
     left, right = unpack(packed)
+    left, right = idx[left], idx[right]
     return left, right, hamming(hashes[left], hashes[right])
-
-
-def _verified(packed: np.ndarray, hashes: np.ndarray, threshold: int) -> np.ndarray:
-    left, right = unpack(packed)
-    return packed[hamming(hashes[left], hashes[right]) <= threshold]
 
 
 def brute_force_phash_pairs(hashes: np.ndarray, threshold: int, block: int = 2048) -> Iterator[tuple[int, int, int]]:

@@ -1,0 +1,176 @@
+"""What the dedup job reads, as arrays: products in Arrow batches, specs as integer codes.
+
+Nothing here holds a Python object per product: product ids stay an Arrow array, exact keys become
+integer codes (Arrow's hash of the strings, no collisions), titles are normalised one batch at a time
+and handed to a callback (the MinHash index) and then dropped, and specs become ``(property code,
+value code)`` pairs in CSR form. Spec strings are normalised and classified once per *distinct*
+property and value (a catalogue repeats 黑色 a million times), in Python, then joined back in DuckDB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import near
+
+BATCH = 100_000  # products per Arrow batch
+
+# products sorted by product_id (binary order: the order of Python's str comparison), main image joined
+_PRODUCTS = """
+    SELECT p.product_id, p.merchant_id, p.title, m.sha256, m.phash
+    FROM products p
+    LEFT JOIN (SELECT product_id, sha256, phash,
+                      row_number() OVER (PARTITION BY product_id ORDER BY position, media_id) AS k
+               FROM media WHERE kind = 'image' AND role = 'main' AND status = 'ok') m
+      ON m.product_id = p.product_id AND m.k = 1
+    ORDER BY p.product_id"""
+
+
+@dataclass
+class Inputs:
+    """What dedup reads, one entry per product, products sorted by product_id (row numbers = that order)."""
+
+    ids: pa.Array  # product_id strings
+    blob: np.ndarray  # int64 code of the main image's sha256; -1: none
+    title_key: np.ndarray  # int64 code of merchant + normalised title; -1: empty title or unknown merchant
+    has_title: np.ndarray  # bool: the normalised title is not empty
+    phash: np.ndarray  # uint64
+    has_phash: np.ndarray  # bool: a parseable pHash
+    phash_given: np.ndarray  # bool: a pHash string at all (its absence is a reason)
+    n_spec_rows: np.ndarray  # int64: spec rows with a property and value, noisy ones included
+    specs: Specs | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class Specs:
+    """Comparable spec values per product in CSR form: row ``i``'s are ``[offsets[i], offsets[i+1])``,
+    sorted by property code then value code, each ``(property, value)`` once."""
+
+    offsets: np.ndarray  # int64, n + 1
+    keys: np.ndarray  # int32 property codes
+    values: np.ndarray  # int32 value codes
+    tokens: np.ndarray  # uint32 hash of 'property=value' (near.token_hash), the spec LSH's set elements
+    brand_key: int  # the brand property's code; -1 when no row names it
+    brand_offsets: np.ndarray  # int64, n + 1: each row's brand spellings ...
+    brands: np.ndarray  # int32 ... as sorted codes (see dedup.brand_spellings)
+
+
+def _codes(chunks: list[pa.Array]) -> np.ndarray:
+    """An int64 code per string (equal strings, equal codes); null -> -1."""
+    arr = pa.chunked_array(chunks, type=pa.string())
+    codes = pc.index_in(arr, value_set=pc.unique(arr).drop_null())
+    return pc.fill_null(codes, -1).to_numpy().astype(np.int64)
+
+
+def read_products(con, on_titles: Callable[[list[str]], None] | None = None) -> Inputs:
+    """Products and their main image, in batches of :data:`BATCH`; ``on_titles(normalised titles)`` per batch."""
+    rel = con.sql(_PRODUCTS)
+    reader = rel.to_arrow_reader(BATCH) if hasattr(rel, "to_arrow_reader") else rel.fetch_record_batch(BATCH)
+    ids, shas, title_keys = [], [], []
+    phash, has_phash, given, has_title = [], [], [], []
+    for batch in reader:
+        ids.append(batch.column(0))
+        shas.append(pc.if_else(pc.equal(batch.column(3), ""), None, batch.column(3)))
+        titles = [near.normalise_title(t) for t in batch.column(2).to_pylist()]
+        merchants = [(m or "").strip() for m in batch.column(1).to_pylist()]
+        title_keys.append(pa.array([f"{m}\x1f{t}" if t and m else None for m, t in zip(merchants, titles)],
+                                   type=pa.string()))
+        has_title.append(np.fromiter(map(bool, titles), dtype=bool, count=len(titles)))
+        hashes = batch.column(4).to_pylist()
+        h, ok = near.parse_phash(hashes)
+        phash.append(h)
+        has_phash.append(ok)
+        given.append(np.fromiter(map(bool, hashes), dtype=bool, count=len(hashes)))
+        if on_titles is not None:
+            on_titles(titles)
+    cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dtype=dt))
+    return Inputs(ids=pa.chunked_array(ids, type=pa.string()).combine_chunks(), blob=_codes(shas),
+                  title_key=_codes(title_keys), has_title=cat(has_title, bool), phash=cat(phash, np.uint64),
+                  has_phash=cat(has_phash, bool), phash_given=cat(given, bool), n_spec_rows=np.zeros(0, np.int64))
+
+
+def read_specs(con, n: int, brand: str, norm: Callable[[str], str], noisy: Callable[[str], bool],
+               spellings: Callable[[str], set[str]]) -> tuple[Specs, np.ndarray]:
+    """Comparable spec values of the ``n`` products (as :func:`read_products` numbered them) and each
+    product's count of spec rows with a property and value.
+
+    ``norm`` normalises a property or value; values of other properties than ``brand`` for which
+    ``noisy`` holds are dropped; ``spellings`` gives a normalised brand's spellings.
+    """
+    props = con.sql("SELECT DISTINCT property FROM specs WHERE property IS NOT NULL").fetchnumpy()["property"]
+    vals = con.sql("SELECT DISTINCT value FROM specs WHERE value IS NOT NULL").fetchnumpy()["value"]
+    key_names: dict[str, int] = {}
+    pk = [key_names.setdefault(k, len(key_names)) if (k := norm(p)) else -1 for p in props.tolist()]
+    value_names: dict[str, int] = {}
+    vk, vnoisy = [], []
+    for v in vals.tolist():
+        nv = norm(v)
+        vk.append(value_names.setdefault(nv, len(value_names)) if nv else -1)
+        vnoisy.append(bool(nv) and noisy(v))
+    con.register("dedup_props", pa.table({"property": pa.array(props.tolist(), pa.string()),
+                                          "k": pa.array(pk, pa.int32())}))
+    con.register("dedup_values", pa.table({"value": pa.array(vals.tolist(), pa.string()),
+                                           "v": pa.array(vk, pa.int32()), "noisy": pa.array(vnoisy, pa.bool_())}))
+    t = con.sql("""
+        SELECT p.idx, dp.k, dv.v, dv.noisy
+        FROM specs s
+        JOIN (SELECT product_id, row_number() OVER (ORDER BY product_id) - 1 AS idx FROM products) p
+          ON p.product_id = s.product_id
+        JOIN dedup_props dp ON dp.property = s.property
+        JOIN dedup_values dv ON dv.value = s.value
+        WHERE dp.k >= 0 AND dv.v >= 0""").fetchnumpy()
+    idx = np.asarray(t["idx"], dtype=np.int64)
+    k = np.asarray(t["k"], dtype=np.int32)
+    v = np.asarray(t["v"], dtype=np.int32)
+    n_rows = np.bincount(idx, minlength=n).astype(np.int64)
+    brand_key = key_names.get(brand, -1)
+    keep = (k == brand_key) | ~np.asarray(t["noisy"], dtype=bool)  # every brand value; no noisy value of others
+    idx, k, v = idx[keep], k[keep], v[keep]
+    order = np.lexsort((v, k, idx))
+    idx, k, v = idx[order], k[order], v[order]
+    first = np.r_[True, (idx[1:] != idx[:-1]) | (k[1:] != k[:-1]) | (v[1:] != v[:-1])] if len(idx) else np.zeros(0, bool)
+    idx, k, v = idx[first], k[first], v[first]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(idx, minlength=n), out=offsets[1:])
+    # one hash per distinct (property, value): the token the spec LSH's sets are made of
+    key_list = list(key_names)
+    value_list = list(value_names)
+    combo, inverse = np.unique((k.astype(np.int64) << 32) | v.astype(np.int64), return_inverse=True)
+    token = np.array([near.token_hash(f"{key_list[c >> 32]}={value_list[c & 0xFFFFFFFF]}") for c in combo.tolist()],
+                     dtype=np.uint32)
+    tokens = token[inverse] if len(combo) else np.zeros(0, dtype=np.uint32)
+    # brand spellings: codes per distinct brand value, then per product
+    is_brand = k == brand_key
+    b_idx, b_val = idx[is_brand], v[is_brand]
+    spelling_names: dict[str, int] = {}
+    per_value = {val: sorted({spelling_names.setdefault(s, len(spelling_names)) for s in spellings(value_list[val])})
+                 for val in np.unique(b_val).tolist()}
+    counts = np.array([len(per_value[x]) for x in b_val.tolist()], dtype=np.int64)
+    sp_idx = np.repeat(b_idx, counts)
+    sp = np.array([c for x in b_val.tolist() for c in per_value[x]], dtype=np.int32)
+    order = np.lexsort((sp, sp_idx))
+    sp_idx, sp = sp_idx[order], sp[order]
+    first = np.r_[True, (sp_idx[1:] != sp_idx[:-1]) | (sp[1:] != sp[:-1])] if len(sp) else np.zeros(0, bool)
+    sp_idx, sp = sp_idx[first], sp[first]
+    brand_offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(sp_idx, minlength=n), out=brand_offsets[1:])
+    return Specs(offsets=offsets, keys=k, values=v, tokens=tokens, brand_key=brand_key,
+                 brand_offsets=brand_offsets, brands=sp), n_rows
+
+
+def agreement(specs: Specs, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pair: same brand (1, 0; -1 when a side names none), shared properties besides the brand,
+    agreeing ones (see :func:`dedup.spec_agreement`)."""
+    from . import near_jit
+
+    return near_jit.spec_agreement(np.ascontiguousarray(left, dtype=np.int64), np.ascontiguousarray(right, dtype=np.int64),
+                                   specs.offsets, specs.keys, specs.values, specs.brand_offsets, specs.brands,
+                                   specs.brand_key)

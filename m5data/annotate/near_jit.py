@@ -1,0 +1,245 @@
+"""The compiled loops of the dedup indexes (numba): MinHash, band keys, pHash probes, spec agreement.
+
+Each loop is the per-row or per-pair work that numpy would do through temporaries of
+``rows x permutations`` or ``rows x candidates``; compiled, it runs in one pass with no temporary.
+Callers are :mod:`near` and :mod:`dedup`; results equal the numpy code they replaced (tested).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_M32 = np.uint64(0xFFFFFFFF)
+
+
+@numba.njit(cache=True, nogil=True)
+def _fmix32(x):  # pragma: no cover - compiled
+    x = np.uint64(x) & _M32
+    x ^= x >> np.uint64(16)
+    x = (x * np.uint64(0x85EBCA6B)) & _M32
+    x ^= x >> np.uint64(13)
+    x = (x * np.uint64(0xC2B2AE35)) & _M32
+    x ^= x >> np.uint64(16)
+    return x
+
+
+@numba.njit(cache=True, nogil=True)
+def _fmix64(x):  # pragma: no cover - compiled
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xFF51AFD7ED558CCD)
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xC4CEB9FE1A85EC53)
+    x ^= x >> np.uint64(33)
+    return x
+
+
+@numba.njit(cache=True, nogil=True)
+def minhash(values, offsets, a, b, out):  # pragma: no cover - compiled
+    """``out[i, p] = min over set i of (a[p] * fmix32(v) + b[p]) mod 2**32``; empty sets keep ``out``."""
+    n = len(offsets) - 1
+    P = len(a)
+    a64 = a.astype(np.uint64)
+    b64 = b.astype(np.uint64)
+    row = np.empty(P, dtype=np.uint64)
+    for i in range(n):
+        lo, hi = offsets[i], offsets[i + 1]
+        if hi == lo:
+            continue
+        for p in range(P):
+            row[p] = _M32
+        for v in range(lo, hi):
+            x = _fmix32(values[v])
+            for p in range(P):
+                h = (a64[p] * x + b64[p]) & _M32
+                if h < row[p]:
+                    row[p] = h
+        for p in range(P):
+            out[i, p] = np.uint32(row[p])
+
+
+@numba.njit(cache=True, nogil=True)
+def band_keys(sig, bands, rows, out):  # pragma: no cover - compiled
+    """``out[i, j]``: band ``j`` of signature ``i`` hashed (see :func:`near.band_keys`)."""
+    for i in range(sig.shape[0]):
+        for j in range(bands):
+            h = np.uint64(j + 1)
+            for c in range(j * rows, (j + 1) * rows):
+                h = _fmix64(h ^ np.uint64(sig[i, c])) + np.uint64(c)
+            out[i, j] = h
+
+
+@numba.njit(cache=True, nogil=True)
+def _popcount(x):  # pragma: no cover - compiled
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
+
+
+@numba.njit(cache=True, nogil=True)
+def _bucket(ukeys, starts, q):  # pragma: no cover - compiled
+    """``(start, end)`` of key ``q`` in the sorted unique keys (binary search); empty when absent."""
+    lo, hi = 0, len(ukeys)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if ukeys[mid] < q:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < len(ukeys) and ukeys[lo] == q:
+        return starts[lo], starts[lo + 1]
+    return 0, 0
+
+
+@numba.njit(cache=True, nogil=True)
+def phash_probe(key, skey_rows, shash, ukeys, starts, flips, threshold, cap):  # pragma: no cover - compiled
+    """Pairs within ``threshold`` bits found by probing one band; returns ``(packed pairs, capped checks)``.
+
+    Args:
+        key: the band value of each row.
+        skey_rows: row numbers in key order (a bucket is a contiguous run).
+        shash: the full hash of each row, in key order.
+        ukeys, starts: the distinct band values and where each bucket starts (``len(ukeys) + 1``).
+        flips: masks probed (0 first: the row's own bucket).
+        threshold: the largest Hamming distance kept.
+        cap: a bucket of more rows takes part through its first row only: its other rows are
+            checked against that row and probe nothing; a probe that lands on it checks that row.
+
+    Pairs are packed ``lo << 32 | hi``, possibly repeated (the caller takes the unique ones).
+    """
+    out = np.empty(1024, dtype=np.uint64)
+    m = 0
+    capped = 0
+    n = len(key)
+    for t in range(n):
+        p = skey_rows[t]
+        hp = shash[t]
+        os_, oe = _bucket(ukeys, starts, key[p])
+        own_small = oe - os_ <= cap
+        if not own_small and skey_rows[os_] != p:
+            # a bucket over the cap takes part through its first row only: the others link to it
+            # and probe nothing (rows near them find that first row from their side)
+            capped += oe - os_ - 2
+            for f in flips[1:]:
+                st, en = _bucket(ukeys, starts, key[p] ^ f)
+                capped += en - st
+            first = skey_rows[os_]
+            if _popcount(hp ^ shash[os_]) <= threshold:
+                if m == len(out):
+                    grown = np.empty(2 * len(out), dtype=np.uint64)
+                    grown[:m] = out[:m]
+                    out = grown
+                lo, hi = (p, first) if p < first else (first, p)
+                out[m] = (np.uint64(lo) << np.uint64(32)) | np.uint64(hi)
+                m += 1
+            continue
+        for f in flips:
+            st, en = _bucket(ukeys, starts, key[p] ^ f)
+            small = en - st <= cap
+            if not small:
+                capped += en - st - 1
+                en = st + 1  # its first row only: groups still form, pairs stay linear
+            both_full = own_small and small  # then the other row finds this pair too: keep one end
+            for u in range(st, en):
+                o = skey_rows[u]
+                if o == p or (both_full and o < p):
+                    continue
+                if _popcount(hp ^ shash[u]) <= threshold:
+                    if m == len(out):
+                        grown = np.empty(2 * len(out), dtype=np.uint64)
+                        grown[:m] = out[:m]
+                        out = grown
+                    lo, hi = (p, o) if p < o else (o, p)
+                    out[m] = (np.uint64(lo) << np.uint64(32)) | np.uint64(hi)
+                    m += 1
+    return out[:m], capped
+
+
+@numba.njit(cache=True, nogil=True)
+def spec_agreement(left, right, offsets, keys, values, brand_offsets, brands, brand_key):  # pragma: no cover
+    """Per pair: ``same brand`` (1, 0, or -1 when a side has none), shared properties besides the
+    brand, and agreeing ones (their value sets intersect).
+
+    Args:
+        left, right: the pairs (row numbers).
+        offsets, keys, values: each row's comparable ``(property, value)`` codes, sorted by property
+            then value, in CSR form.
+        brand_offsets, brands: each row's brand spelling codes, sorted, in CSR form.
+        brand_key: the brand's property code (-1 when no row lists it).
+    """
+    n = len(left)
+    same = np.empty(n, dtype=np.int8)
+    shared = np.zeros(n, dtype=np.int32)
+    equal = np.zeros(n, dtype=np.int32)
+    for k in range(n):
+        i, j = left[k], right[k]
+        a, ae = brand_offsets[i], brand_offsets[i + 1]
+        b, be = brand_offsets[j], brand_offsets[j + 1]
+        if a == ae or b == be:
+            same[k] = -1
+        else:
+            same[k] = 0
+            while a < ae and b < be:
+                if brands[a] == brands[b]:
+                    same[k] = 1
+                    break
+                if brands[a] < brands[b]:
+                    a += 1
+                else:
+                    b += 1
+        a, ae = offsets[i], offsets[i + 1]
+        b, be = offsets[j], offsets[j + 1]
+        while a < ae and b < be:  # walk both sorted lists property by property
+            ka, kb = keys[a], keys[b]
+            if ka < kb:
+                a += 1
+            elif kb < ka:
+                b += 1
+            else:
+                a2, b2 = a, b
+                while a2 < ae and keys[a2] == ka:
+                    a2 += 1
+                while b2 < be and keys[b2] == ka:
+                    b2 += 1
+                if ka != brand_key:
+                    shared[k] += 1
+                    x, y = a, b
+                    while x < a2 and y < b2:
+                        if values[x] == values[y]:
+                            equal[k] += 1
+                            break
+                        if values[x] < values[y]:
+                            x += 1
+                        else:
+                            y += 1
+                a, b = a2, b2
+    return same, shared, equal
+
+
+def warm_up() -> None:
+    """Compile every loop once on tiny inputs (or load it from numba's cache), e.g. before timing."""
+    v = np.zeros(2, dtype=np.uint32)
+    off = np.array([0, 2], dtype=np.int64)
+    sig = np.zeros((1, 2), dtype=np.uint32)
+    minhash(v, off, v, v, sig)
+    band_keys(sig, 1, 2, np.zeros((1, 1), dtype=np.uint64))
+    u = np.zeros(1, dtype=np.uint64)
+    phash_probe(u, np.zeros(1, dtype=np.int64), u, u, np.array([0, 1], dtype=np.int64), u, 6, 200)
+    z = np.zeros(1, dtype=np.int64)
+    i32 = np.zeros(0, dtype=np.int32)
+    spec_agreement(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1)
+    equal_share(np.zeros((1, 2), dtype=np.uint16), z, z, np.zeros(1))
+
+
+@numba.njit(cache=True, nogil=True)
+def equal_share(sig, left, right, out):  # pragma: no cover - compiled
+    """``out[k]``: share of equal columns of signature rows ``left[k]`` and ``right[k]``."""
+    cols = sig.shape[1]
+    for k in range(len(left)):
+        a, b = sig[left[k]], sig[right[k]]
+        same = 0
+        for c in range(cols):
+            if a[c] == b[c]:
+                same += 1
+        out[k] = same / cols
