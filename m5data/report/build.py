@@ -197,23 +197,23 @@ def _completeness(con, charts: Charts) -> tuple[Html, bool]:
 def _distributions(con, charts: Charts) -> tuple[Html, bool]:
     d = data.distributions(con)
     parts = []
-    if d.video_seconds:
-        src = charts.histogram("video_duration", d.video_seconds, "video duration", "seconds")
-        mean = sum(d.video_seconds) / len(d.video_seconds)
-        parts.append(figure(src, html("{} videos; mean {} s, longest {} s.", n("videos", len(d.video_seconds)),
-                                      n("video.mean_seconds", round(mean, 1), ",.1f"),
-                                      n("video.max_seconds", round(d.video_seconds[-1], 1), ",.1f"))))
+    v, c, m = d.video_seconds, d.caption_chars, d.merchant_products
+    if v.count:
+        src = charts.histogram("video_duration", v.values, "video duration", "seconds")
+        parts.append(figure(src, html("{} videos; mean {} s, longest {} s.", n("videos", v.count),
+                                      n("video.mean_seconds", round(v.mean, 1), ",.1f"),
+                                      n("video.max_seconds", round(v.max, 1), ",.1f"))))
     else:
         parts.append(empty("No downloaded videos with a duration.", "m5data download && m5data extract"))
-    if d.caption_chars:
-        src = charts.histogram("caption_length", d.caption_chars, "caption length", "characters")
-        parts.append(figure(src, html("{} captions; median {} characters.", n("captions", len(d.caption_chars)),
-                                      n("caption.median_chars", d.caption_chars[len(d.caption_chars) // 2]))))
-    if d.merchant_products:
-        src = charts.histogram("merchant_products", d.merchant_products, "products per merchant", "products", log_y=True)
-        parts.append(figure(src, html("{} merchants; the largest lists {} products.", n("merchants.count", len(d.merchant_products)),
-                                      n("merchants.max_products", d.merchant_products[-1]))))
-    is_empty = not (d.video_seconds or d.caption_chars or d.merchant_products)
+    if c.count:
+        src = charts.histogram("caption_length", c.values, "caption length", "characters")
+        parts.append(figure(src, html("{} captions; median {} characters.", n("captions", c.count),
+                                      n("caption.median_chars", c.median))))
+    if m.count:
+        src = charts.histogram("merchant_products", m.values, "products per merchant", "products", log_y=True)
+        parts.append(figure(src, html("{} merchants; the largest lists {} products.", n("merchants.count", m.count),
+                                      n("merchants.max_products", m.max))))
+    is_empty = not (v.count or c.count or m.count)
     return html("<p>Like the papers' supplementary Figure 9.</p>") + join(parts), is_empty
 
 

@@ -23,7 +23,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -152,16 +153,37 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _ok_rows(store: Store) -> list[dict] | None:
-    """Media rows with status ok and a file (None when the media table cannot be read)."""
+_OK_COLUMNS = ["media_id", "product_id", "kind", "role", "url", "source_media_id", "blob", "sha256"]
+_OK_WHERE = "status = 'ok' AND blob IS NOT NULL"
+BATCH = 20_000  # media rows held in Python at a time
+
+
+def _ok_batches(store: Store) -> tuple[int, Iterator[list[dict]]] | None:
+    """``(rows, batches)`` of media rows with status ok and a file, streamed (never every row at once);
+    None when the media table cannot be read."""
+    import duckdb
+
     from .store import StoreError
 
     try:
-        return store.read("media", where="status = 'ok' AND blob IS NOT NULL",
-                          columns=["media_id", "product_id", "kind", "role", "url", "source_media_id", "blob",
-                                   "sha256"]).to_pylist()
+        con = store.connect(need=("media",), only=("media",))
     except StoreError:
         return None
+    try:
+        total = con.execute(f"SELECT count(*) FROM media WHERE {_OK_WHERE}").fetchall()[0][0]
+        reader = con.sql(f"SELECT {', '.join(_OK_COLUMNS)} FROM media WHERE {_OK_WHERE}").to_arrow_reader(BATCH)
+    except duckdb.Error:
+        con.close()
+        return None
+
+    def batches() -> Iterator[list[dict]]:
+        try:
+            for batch in reader:
+                yield batch.to_pylist()
+        finally:
+            con.close()
+
+    return total, batches()
 
 
 def blob_problem(store: Store, row: dict, verify: bool, cache: dict) -> str | None:
@@ -199,9 +221,12 @@ def blob_file(store: Store, rel: str) -> Path | None:
 
 def missing_blobs(store: Store) -> list[dict]:
     """Media rows with status ok whose file is not on disk, or whose path leads outside the store
-    (cheap: presence only; for ``stats``)."""
-    rows = _ok_rows(store) or []
-    return [r for r in rows if (path := blob_file(store, r["blob"])) is None or not path.exists()]
+    (cheap: presence only; for ``stats``). Streams the rows; returns only the missing ones."""
+    found = _ok_batches(store)
+    if found is None:
+        return []
+    return [r for batch in found[1] for r in batch
+            if (path := blob_file(store, r["blob"])) is None or not path.exists()]
 
 
 def _is_downloaded(row: dict) -> bool:
@@ -210,20 +235,25 @@ def _is_downloaded(row: dict) -> bool:
 
 def _check_blobs(store: Store, report: DoctorReport, repair: bool, verify: bool, stamp: str,
                  progress: Callable[[str, int, int], None] | None) -> None:
-    rows = _ok_rows(store)
-    if rows is None:
+    found = _ok_batches(store)
+    if found is None:
         report.findings.append(Finding("blob", ERROR, "tables/media", "media table unreadable: blobs not checked",
                                        "repair its parts first (--repair), then run doctor again"))
         return
+    total, batches = found
     cache: dict = {}
     bad: list[tuple[dict, str]] = []
-    for i, row in enumerate(rows):
-        problem = blob_problem(store, row, verify, cache)
-        if problem is not None:
-            bad.append((row, problem))
-        if progress is not None and (i % 200 == 0 or i == len(rows) - 1):
-            progress("blobs", i + 1, len(rows))
-    report.checked["media files"] = len(rows)
+    done = 0
+    # hashing reads files and releases the GIL: a few threads keep the disk and the cores busy
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        for rows in batches:
+            for row, problem in zip(rows, pool.map(lambda r: blob_problem(store, r, verify, cache), rows)):
+                if problem is not None:
+                    bad.append((row, problem))
+            done += len(rows)
+            if progress is not None:
+                progress("blobs", done, total)
+    report.checked["media files"] = done
     if not bad:
         return
     now = datetime.now(timezone.utc)

@@ -24,8 +24,12 @@ def doctor(
 
     store, settings = open_store(ctx)
     try:
-        with err_console.status("checking the store ...") if err_console.is_terminal else _Null():
-            report = run(store, settings, repair=repair, verify_blobs=not quick)
+        with err_console.status("checking the store ...") if err_console.is_terminal else _Null() as status:
+            def progress(step: str, done: int, total: int) -> None:
+                if status is not None and hasattr(status, "update"):
+                    status.update(f"checking {step}: {done:,} of {total:,}")
+
+            report = run(store, settings, repair=repair, verify_blobs=not quick, progress=progress)
     except StoreBusy as exc:
         fail(str(exc))
     shown = [f for f in report.findings if show_info or f.severity != INFO]

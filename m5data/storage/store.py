@@ -26,7 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import locks
+from . import keyindex, locks
 from .blobs import BlobStore
 from .parts import PART_GLOB, PartWriter, conform, content_hash, fsync_dir, next_seq
 from .schema import SEQ_COLUMN, TABLES, TableSpec, duckdb_type, table_spec
@@ -72,6 +72,23 @@ def part_problem(path: Path) -> str | None:
 
 def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def _files_sql(parts: list[Path]) -> str:
+    return "[" + ", ".join(_sql_str(str(p)) for p in parts) + "]"
+
+
+def _window_sql(spec: TableSpec, source: str, cols: str) -> str:
+    """The newest row per key of ``source`` (and, with ``replace_by``, only its group's newest write)."""
+    keys = ", ".join(spec.key)
+    if spec.replace_by:
+        group = ", ".join(spec.replace_by)
+        return (
+            f"SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ_COLUMN} DESC) AS _rn, "
+            f"max({SEQ_COLUMN}) OVER (PARTITION BY {group}) AS _gmax FROM {source}) "
+            f"WHERE _rn = 1 AND {SEQ_COLUMN} = _gmax"
+        )
+    return f"SELECT {cols} FROM {source} QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ_COLUMN} DESC) = 1"
 
 
 class Store:
@@ -245,6 +262,7 @@ class Store:
             self._mark_compacted(name, [new])
             for part in old:
                 part.unlink(missing_ok=True)
+            keyindex.sweep(self.table_dir(name), self.parts(name))
         return len(table)
 
     def _drop_existing(self, spec: TableSpec, table: pa.Table) -> pa.Table:
@@ -297,7 +315,7 @@ class Store:
                 return len(old), len(old)
             con = self.connect(need=())
             try:
-                reader = self._scan(con, spec, self.view_sql(spec, parts=old, with_seq=True))
+                reader = self._scan(con, spec, self.read_sql(con, spec, parts=old, with_seq=True))
                 new: list[Path] = []
                 writer = None
                 schema = spec.schema.append(pa.field(SEQ_COLUMN, pa.int64(), nullable=False))
@@ -327,6 +345,7 @@ class Store:
             self._mark_compacted(name, new)
             for part in old:
                 part.unlink(missing_ok=True)
+            keyindex.sweep(directory, self.parts(name))
         self.refresh_catalog(quiet=True)
         return len(old), len(new)
 
@@ -349,29 +368,65 @@ class Store:
 
     # ------------------------------------------------------------------ reading
     def view_sql(self, spec: TableSpec, parts: list[Path] | None = None, with_seq: bool = False) -> str:
-        """SQL of a table's view: the latest row per key over all parts (or over ``parts``)."""
+        """SQL of a table's view: the latest row per key over all parts (or over ``parts``).
+
+        This is the catalog's view (a glob: it stays valid as parts come and go); reads of this
+        process use :meth:`read_sql`, which gives the same rows without the window where it can.
+        """
         cols = ", ".join(spec.schema.names + ([SEQ_COLUMN] if with_seq else []))
         listed = parts is not None
         parts = self.parts(spec.name) if parts is None else parts
         if not parts:
-            nulls = ", ".join(f"CAST(NULL AS {duckdb_type(f.type)}) AS {f.name}" for f in spec.schema)
-            return f"SELECT {nulls}{', CAST(NULL AS BIGINT) AS ' + SEQ_COLUMN if with_seq else ''} WHERE false"
-        if listed:
-            files = "[" + ", ".join(_sql_str(str(p)) for p in parts) + "]"
-        else:
-            files = _sql_str(str(self.table_dir(spec.name) / PART_GLOB))
+            return self._empty_sql(spec, with_seq)
+        files = _files_sql(parts) if listed else _sql_str(str(self.table_dir(spec.name) / PART_GLOB))
         source = f"read_parquet({files}, union_by_name = true)"
         if not listed and self.is_compacted(spec.name):
             return f"SELECT {cols} FROM {source}"
-        keys = ", ".join(spec.key)
-        if spec.replace_by:
-            group = ", ".join(spec.replace_by)
-            return (
-                f"SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ_COLUMN} DESC) AS _rn, "
-                f"max({SEQ_COLUMN}) OVER (PARTITION BY {group}) AS _gmax FROM {source}) "
-                f"WHERE _rn = 1 AND {SEQ_COLUMN} = _gmax"
-            )
-        return f"SELECT {cols} FROM {source} QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ_COLUMN} DESC) = 1"
+        return _window_sql(spec, source, cols)
+
+    def read_sql(self, con, spec: TableSpec, parts: list[Path] | None = None, with_seq: bool = False) -> str:
+        """SQL of the latest row per key over the listed parts (all parts by default), for ``con`` only.
+
+        Returns exactly :meth:`view_sql`'s rows, but only the groups that more than one part holds
+        (or parts holding a key twice) go through the window; the rest are read as they are (see
+        ``keyindex.py``). Creates on ``con`` the temp table of the contested group hashes it refers to.
+        """
+        cols = ", ".join(spec.schema.names + ([SEQ_COLUMN] if with_seq else []))
+        parts_given = parts
+        compacted = parts is None and self.is_compacted(spec.name)
+        parts = self.parts(spec.name) if parts is None else parts
+        if not parts:
+            return self._empty_sql(spec, with_seq)
+        if compacted:  # the catalog's view: a glob, as before
+            return self.view_sql(spec)
+        plan = keyindex.plan(parts, spec)
+        h = keyindex.group_hash_sql(spec)
+        # The parts are globbed at every query (as the window view does), so parts written or removed
+        # after this connection opened are seen: the planned parts known as plain are named, any
+        # other part (a new one, a compaction's, one holding a key twice) goes through the window
+        # with every group it holds, wherever that group's other rows are.
+        table_glob = self.table_dir(spec.name) / PART_GLOB if parts_given is None else None
+        files = _sql_str(str(table_glob)) if table_glob else _files_sql(parts)
+        every = f"read_parquet({files}, union_by_name = true, filename = '_m5data_file')"
+        known = "[" + ", ".join(_sql_str(str(p)) for p in plan.plain) + "]"
+        other = f"(SELECT * FROM {every} WHERE NOT list_contains({known}, _m5data_file))"
+        moved = [f"{h} IN (SELECT {h} FROM {other})"]
+        if len(plan.contested):
+            contested = f"_m5data_contested_{spec.name}"
+            con.register("_m5data_hashes", pa.table({"h": pa.array(plan.contested, pa.uint64())}))
+            try:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {contested} AS SELECT h FROM _m5data_hashes")
+            finally:
+                con.unregister("_m5data_hashes")
+            moved.insert(0, f"{h} IN (SELECT h FROM {contested})")
+        mine = f"(SELECT * FROM {every} WHERE list_contains({known}, _m5data_file))"
+        plain = f"SELECT {cols} FROM {mine} WHERE NOT ({' OR '.join(moved)})"
+        window = _window_sql(spec, f"(SELECT * FROM {other} UNION ALL BY NAME SELECT * FROM {mine} WHERE {' OR '.join(moved)})", cols)
+        return f"({plain}) UNION ALL ({window})"
+
+    def _empty_sql(self, spec: TableSpec, with_seq: bool) -> str:
+        nulls = ", ".join(f"CAST(NULL AS {duckdb_type(f.type)}) AS {f.name}" for f in spec.schema)
+        return f"SELECT {nulls}{', CAST(NULL AS BIGINT) AS ' + SEQ_COLUMN if with_seq else ''} WHERE false"
 
     def _error_view_sql(self, spec: TableSpec, message: str) -> str:
         """A view with the table's columns that raises ``message`` when read (DESCRIBE still works)."""
@@ -396,13 +451,13 @@ class Store:
         for attempt in range(4):
             con = duckdb.connect(config=dict(_SANDBOX) if sandbox else {})
             try:
-                if sandbox:
-                    con.execute(f"SET allowed_directories = [{_sql_str(str(self.root) + os.sep)}]")
-                    con.execute("SET enable_external_access = false")
-                    con.execute("SET lock_configuration = true")
                 for spec in TABLES.values():
                     if only is None or spec.name in only:
                         self._create_view(con, spec, spec.name in need)
+                if sandbox:  # after the views: their temp tables of contested keys are made from Arrow
+                    con.execute(f"SET allowed_directories = [{_sql_str(str(self.root) + os.sep)}]")
+                    con.execute("SET enable_external_access = false")
+                    con.execute("SET lock_configuration = true")
                 return con
             except _Vanished:
                 con.close()
@@ -417,7 +472,7 @@ class Store:
         import duckdb
 
         try:
-            con.execute(f"CREATE VIEW {spec.name} AS {self.view_sql(spec)}")
+            con.execute(f"CREATE VIEW {spec.name} AS {self.read_sql(con, spec)}")
             return
         except duckdb.Error as exc:
             error = self._explain(spec.name, exc)

@@ -1,0 +1,152 @@
+"""Which parts of a table can be read without the newest-write-per-key window.
+
+Before compaction a table is read through a window that keeps, per key, the row of the newest write
+(see ``Store.view_sql``). Over tens of millions of spec rows that window costs minutes, although
+most groups (a product's spec rows) were written once: one crawl writes each product in one part.
+
+For each part a small *key sidecar* (``tables/<table>/_keys/<part>.npz``) says how many rows it has,
+whether it holds each key once, and the DuckDB ``hash`` of every group (``TableSpec.group``) in it.
+It is made by the first read that needs it (parts are immutable: a part's name never changes
+content) and is only a cache: a missing, stale or unreadable sidecar is made again, and a read-only
+store computes it in memory. From the sidecars a read splits the table (:func:`plan`):
+
+- a group whose hash is in one part only, a part holding each key once, is one write's rows: they
+  are read as they are (the window would keep every one of them);
+- every other group (its hash in two parts or more: a re-crawl, or a hash collision) and every row of
+  a part holding a key twice go through the window, exactly as before.
+
+A group is never split between the two ways, so the rows read are exactly the window's.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .schema import SEQ_COLUMN
+from .temps import TMP_PREFIX, temp_name
+
+KEYS_DIR = "_keys"
+_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class PartKeys:
+    rows: int
+    unique: bool  # every key appears once in the part, every group with one _seq
+    hashes: np.ndarray  # sorted distinct uint64 DuckDB hashes of the part's groups
+
+
+@dataclass(frozen=True)
+class Plan:
+    plain: list[Path]  # parts each holding its keys once (read as they are, outside ``contested``)
+    resolve: list[Path]  # parts holding a key twice: read whole through the window
+    contested: np.ndarray  # group hashes found in two parts or more: read through the window
+    mixed: list[Path]  # plain parts that hold contested groups too (their contested rows go to the window)
+
+
+def group_hash_sql(spec) -> str:
+    """The SQL of a row's group hash (the same expression in the sidecar and in the view)."""
+    return f"hash({', '.join(spec.group)})"
+
+
+def sidecar_path(part: Path) -> Path:
+    return part.parent / KEYS_DIR / (part.name + ".npz")
+
+
+def _version() -> str:
+    import duckdb
+
+    return duckdb.__version__  # hash() may change between DuckDB versions: a sidecar is made again then
+
+
+def _load(part: Path) -> PartKeys | None:
+    path = sidecar_path(part)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = z["meta"]
+            if (int(meta[0]) != _FORMAT or int(meta[1]) != part.stat().st_size
+                    or str(z["version"]) != _version()):
+                return None
+            return PartKeys(int(meta[2]), bool(meta[3]), z["hashes"].astype(np.uint64, copy=False))
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+
+
+def _save(part: Path, keys: PartKeys) -> None:
+    """Write the sidecar atomically; a store we cannot write to keeps it in memory only."""
+    folder = part.parent / KEYS_DIR
+    tmp = part.parent / temp_name(".npz", prefix=TMP_PREFIX)  # swept with the table's temp files if we die
+    try:
+        folder.mkdir(exist_ok=True)
+        with open(tmp, "wb") as fh:
+            np.savez(fh, meta=np.array([_FORMAT, part.stat().st_size, keys.rows, int(keys.unique)], np.int64),
+                     version=np.array(_version()), hashes=keys.hashes)
+        os.replace(tmp, sidecar_path(part))
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def compute(con, part: Path, spec) -> PartKeys:
+    """A part's keys, read by DuckDB (raises duckdb.Error when the part cannot be read)."""
+    src = "read_parquet(" + "'" + str(part).replace("'", "''") + "')"
+    keys, group = ", ".join(spec.key), ", ".join(spec.group)
+    # a part is plain when it holds each key once and each group from one write only (one _seq)
+    rows, distinct, groups, group_seqs = con.execute(
+        f"SELECT (SELECT count(*) FROM {src}), (SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {src})), "
+        f"(SELECT count(*) FROM (SELECT DISTINCT {group} FROM {src})), "
+        f"(SELECT count(*) FROM (SELECT DISTINCT {group}, {SEQ_COLUMN} FROM {src}))"
+    ).fetchall()[0]
+    hashes = con.execute(f"SELECT DISTINCT {group_hash_sql(spec)} AS h FROM {src}").fetchnumpy()["h"]
+    arr = np.sort(np.asarray(hashes, dtype=np.uint64))
+    return PartKeys(int(rows), rows == distinct and groups == group_seqs, arr)
+
+
+def part_keys(con, part: Path, spec) -> PartKeys | None:
+    """The part's keys from its sidecar, made when missing; None when the part cannot be read."""
+    import duckdb
+
+    keys = _load(part)
+    if keys is not None:
+        return keys
+    try:
+        keys = compute(con, part, spec)
+    except duckdb.Error:
+        return None
+    _save(part, keys)
+    return keys
+
+
+def plan(parts: list[Path], spec) -> Plan:
+    """Split ``parts`` into those read as they are and those read through the window (see the module)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        known = [(p, part_keys(con, p, spec)) for p in parts]
+    finally:
+        con.close()
+    plain = [(p, k) for p, k in known if k is not None and k.unique]
+    resolve = [p for p, k in known if k is None or not k.unique]
+    every = [k.hashes for _, k in known if k is not None]
+    if len(every) > 1:
+        values, counts = np.unique(np.concatenate(every), return_counts=True)
+        contested = values[counts > 1]
+    else:
+        contested = np.empty(0, np.uint64)
+    mixed = [p for p, k in plain if len(contested) and np.isin(k.hashes, contested, assume_unique=True).any()]
+    return Plan([p for p, _ in plain], resolve, contested, mixed)
+
+
+def sweep(directory: Path, parts: list[Path]) -> None:
+    """Remove the sidecars of parts that are gone (after a compaction or a replace)."""
+    folder = directory / KEYS_DIR
+    if not folder.is_dir():
+        return
+    live = {p.name + ".npz" for p in parts}
+    for path in folder.glob("*.npz"):
+        if path.name not in live:
+            path.unlink(missing_ok=True)

@@ -1,0 +1,132 @@
+"""The read view without the window (key sidecars, ``keyindex.py``) returns exactly the window view's
+rows: stores with overlapping and non-overlapping parts, replace_by tables, a part holding a key twice."""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from m5data.storage import TABLES, Store
+from m5data.storage.keyindex import plan, sidecar_path
+
+from store_samples import sample_value
+
+
+def _rows(name: str, groups: list[int], salt: int, per_group: int = 3) -> list[dict]:
+    """A write: ``per_group`` rows of each group (one row when the key is the group)."""
+    spec = TABLES[name]
+    out = []
+    for g in groups:
+        for pos in range(per_group if spec.replace_by else 1):
+            row = {f.name: sample_value(f, (salt + g + pos) % 100) for f in spec.schema}
+            for i, k in enumerate(spec.key):
+                field = spec.schema.field(k)
+                v = g if k in spec.group else pos + i
+                row[k] = v if pa.types.is_integer(field.type) else f"k{v:03d}"
+            out.append(row)
+    return out
+
+
+def _both(store: Store, name: str) -> tuple[list, list]:
+    """Rows of the window view and of the planned view, sorted (seq included)."""
+    spec = TABLES[name]
+    con = duckdb.connect()
+    try:
+        window = con.execute(f"SELECT * FROM ({store.view_sql(spec, parts=store.parts(name), with_seq=True)}) "
+                             f"ORDER BY ALL").fetchall()
+        planned = con.execute(f"SELECT * FROM ({store.read_sql(con, spec, parts=store.parts(name), with_seq=True)}) "
+                              f"ORDER BY ALL").fetchall()
+    finally:
+        con.close()
+    return window, planned
+
+
+TABLE_NAMES = ["products", "specs", "splits", "pools", "taxonomy"]
+writes = st.lists(st.lists(st.integers(0, 12), min_size=1, max_size=8, unique=True), min_size=1, max_size=6)
+
+
+@settings(max_examples=15, deadline=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+@given(name=st.sampled_from(TABLE_NAMES), batches=writes, shrink=st.integers(0, 3))
+def test_planned_view_reads_what_the_window_reads(name, batches, shrink):
+    """Any writes (groups written again or not, groups shrinking on re-write) read the same both ways."""
+    root = Path(tempfile.mkdtemp(prefix="m5-plan-"))
+    try:
+        store = Store.init(root / "s")
+        for i, groups in enumerate(batches):
+            store.write(name, _rows(name, groups, i, per_group=3 - (i + shrink) % 3))
+        window, planned = _both(store, name)
+        assert planned == window
+        assert len({r[-1] for r in planned}) >= 1
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_disjoint_parts_are_read_without_the_window(tmp_path):
+    """Parts of one crawl (disjoint products, interleaved ids) need no window; a re-crawl of some products does."""
+    store = Store.init(tmp_path / "s")
+    store.write("specs", _rows("specs", [0, 2, 4, 6], 0))
+    store.write("specs", _rows("specs", [1, 3, 5, 7], 1))
+    spec = TABLES["specs"]
+    first = plan(store.parts("specs"), spec)
+    assert len(first.plain) == 2 and not first.resolve and not len(first.contested)
+    assert all(sidecar_path(p).is_file() for p in store.parts("specs"))
+    store.write("specs", _rows("specs", [3], 2, per_group=1))  # product 3 crawled again, one property left
+    again = plan(store.parts("specs"), spec)
+    assert len(again.contested) == 1 and len(again.mixed) == 2  # the old part and the re-crawl hold product 3
+    window, planned = _both(store, "specs")
+    assert planned == window
+    assert [r[0] for r in planned].count("k003") == 1
+
+
+def test_a_part_holding_a_key_twice_goes_through_the_window(tmp_path):
+    """A write that holds a key twice reads as one row, like the window."""
+    store = Store.init(tmp_path / "s")
+    rows = _rows("products", [1, 2], 0)
+    store.write("products", rows + [{**rows[0], "title": "again"}])
+    assert plan(store.parts("products"), TABLES["products"]).resolve == store.parts("products")
+    window, planned = _both(store, "products")
+    assert len(planned) == len(window) == 2
+
+
+def test_compaction_drops_the_sidecars_of_removed_parts(tmp_path):
+    store = Store.init(tmp_path / "s", part_rows=5)
+    for i in range(3):
+        store.write("specs", _rows("specs", [i, i + 1], i))
+    before = store.read("specs").sort_by([("product_id", "ascending"), ("position", "ascending")])
+    store.compact("specs")
+    keys = {p.name for p in (store.table_dir("specs") / "_keys").glob("*.npz")}
+    assert keys <= {sidecar_path(p).name for p in store.parts("specs")}
+    store.write("specs", _rows("specs", [9], 5))
+    after = store.read("specs", where="product_id <> 'k009'").sort_by([("product_id", "ascending"), ("position", "ascending")])
+    assert after.to_pylist() == before.to_pylist()
+
+
+def test_a_connection_sees_parts_written_and_compacted_after_it_opened(tmp_path):
+    """Like the window view's glob: a part written after connect counts (its groups win), a compaction's too."""
+    store = Store.init(tmp_path / "s")
+    store.write("specs", _rows("specs", [1, 2], 0))
+    store.write("specs", _rows("specs", [3], 1))
+    con = store.connect(need=("specs",), only=("specs",))
+    try:
+        store.write("specs", _rows("specs", [2], 2, per_group=1))
+        rows = con.execute("SELECT product_id, count(*) FROM specs GROUP BY 1 ORDER BY 1").fetchall()
+        assert rows == [("k001", 3), ("k002", 1), ("k003", 3)]
+        store.compact("specs")
+        assert con.execute("SELECT product_id, count(*) FROM specs GROUP BY 1 ORDER BY 1").fetchall() == rows
+    finally:
+        con.close()
+
+
+def test_a_stale_or_broken_sidecar_is_made_again(tmp_path):
+    store = Store.init(tmp_path / "s")
+    store.write("products", _rows("products", [1, 2], 0))
+    store.write("products", _rows("products", [2, 3], 1))
+    store.read("products")
+    for p in store.parts("products"):
+        sidecar_path(p).write_bytes(b"not a sidecar")
+    window, planned = _both(store, "products")
+    assert planned == window and len(planned) == 3
