@@ -248,6 +248,7 @@ class Store:
                 self._mark_compacted(name, stream._done)
                 for part in old:
                     part.unlink(missing_ok=True)
+                keyindex.sweep(self.table_dir(name), self.parts(name))
             return stream.rows
         table = conform(spec, data)
         with self.table_lock(name, f"replace {name}"):
