@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -138,18 +140,31 @@ def ray_cluster(folder: Path, n_nodes: int = 2, env: dict | None = None, timeout
     folder = Path(folder)
     port = free_port()
     cluster = RayCluster(f"127.0.0.1:{port}")
+    # Ray puts its AF_UNIX sockets under --temp-dir, and such a path may not exceed 107 bytes: a folder
+    # under pytest's tmp_path is too deep, so the session lives in a short folder of its own.
+    ray_temp = tempfile.mkdtemp(prefix="m5ray-", dir="/tmp")
     try:
         for i in range(n_nodes):
             node_env = {**env, "RAY_USAGE_STATS_ENABLED": "0"}
             where = ["--head", "--port", str(port), "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
-                     "--temp-dir", str(folder / "ray")] if i == 0 else ["--address", cluster.address]
-            cluster.nodes.append(_spawn([_bin("ray"), "start", *where, "--num-cpus", "1", "--block",
-                                         "--disable-usage-stats"], folder / f"node-{i}", node_env))
-            wait_until(lambda: _ray_nodes(cluster.address, env) >= i + 1, timeout, step=1.0, what=f"ray node {i}")
+                     "--temp-dir", ray_temp] if i == 0 else ["--address", cluster.address]
+            node = _spawn([_bin("ray"), "start", *where, "--num-cpus", "1", "--block", "--disable-usage-stats"],
+                          folder / f"node-{i}", node_env)
+            cluster.nodes.append(node)
+
+            def up(i=i, node=node):
+                if node.poll() is not None:
+                    log = (folder / f"node-{i}" / "log.txt").read_text(errors="replace").strip().splitlines()
+                    raise RuntimeError(f"ray node {i} exited with {node.returncode}: {log[-1] if log else 'no output'}"
+                                       f" (log: {folder / f'node-{i}' / 'log.txt'})")
+                return _ray_nodes(cluster.address, env) >= i + 1
+
+            wait_until(up, timeout, step=1.0, what=f"ray node {i}")
         yield cluster
     finally:
         for proc in reversed(cluster.nodes):
             _stop(proc, grace=20)
+        shutil.rmtree(ray_temp, ignore_errors=True)
 
 
 def _ray_nodes(address: str, env: dict) -> int:
