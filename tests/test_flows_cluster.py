@@ -22,7 +22,7 @@ pytest.importorskip("prefect_dask")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOOPBACK = {"download.allow_private": True, "crawl.allow_private": True}
-ALL = "crawl,download,extract,align,annotate,splits,export"
+STAGES = "crawl,download,extract,align,splits,export"
 
 
 def worker_env() -> dict:
@@ -65,21 +65,37 @@ def crawled_copy(demo_shop, tmp_path, names):
     return [tmp_path / name for name in names]
 
 
-def test_download_shards_on_two_separate_workers_share_the_store(demo_shop, cluster, tmp_path, monkeypatch):
-    """The failure of issue 22: the second download shard found the first shard's lock (StoreBusy)."""
+def test_crawl_to_export_on_two_separate_workers_gives_the_store_of_the_local_runner(
+        demo_shop, demo_shop_factory, cluster, tmp_path, monkeypatch):
+    """Two shops on two hosts: crawl runs one shard per host, download and extract 2 shards each, on
+    the separately started workers; align, splits and export run in the flow (annotate too runs in
+    the flow's process whatever the runner: left out here for time). The failure of issue 22 was
+    here: the second download shard found the first shard's lock (StoreBusy)."""
     monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
-    local, dask = crawled_copy(demo_shop, tmp_path, ["local", "dask"])
-    demo_shop.reset_faults()
-    outcome_local = run(local, "local", "download,extract")
-    demo_shop.reset_faults()
-    outcome = run(dask, "dask", "download,extract", address=cluster.address)
-    assert outcome.ok, (outcome.message, {s: e["message"] for s, e in outcome.results.items()})
-    assert outcome_local.ok
-    assert differences(Store.open(local), Store.open(dask)) == {}
+    other = demo_shop_factory(products=20, seed=1)  # shared with test_flows_incremental
+    start = [f"{demo_shop.url}/", f"http://localhost:{other.port}/"]  # two host names: two crawl shards
+    mapping = str(demo_shop.truth_dir / "level1_mapping.toml")  # level-1 names are the same in every demo world
+    outcomes = {}
+    for runner in ("local", "dask"):
+        for shop in (demo_shop, other):
+            shop.reset_faults()
+        outcomes[runner] = run(tmp_path / runner, runner, STAGES, start_urls=start, mapping=mapping,
+                               address=cluster.address if runner == "dask" else "")
+        assert outcomes[runner].ok, (runner, outcomes[runner].message,
+                                     {s: e["message"] for s, e in outcomes[runner].results.items()})
+    local, dask = Store.open(tmp_path / "local"), Store.open(tmp_path / "dask")
+    hosts = {r["url"].split("/")[2].split(":")[0] for r in dask.read("products", columns=["url"]).to_pylist()}
+    assert hosts == {"127.0.0.1", "localhost"}
+    assert differences(local, dask, TABLES + ("splits",)) == {}
+    crawl = outcomes["dask"].results["crawl"]["parts"]
+    assert [p["shard"] for p in crawl] == [0, 1] and all(p["n_out"] > 0 for p in crawl)
+    for stage in ("crawl", "download", "extract"):
+        runs = dask.read("runs", where=f"stage = '{stage}'").to_pylist()
+        assert len(runs) == 2 and {r["status"] for r in runs} == {"ok"}, (stage, runs)
     for stage in ("download", "extract"):
-        parts = outcome.results[stage]["parts"]
+        parts = outcomes["dask"].results[stage]["parts"]
         assert [p["shard"] for p in parts] == [0, 1] and all(p["n_in"] > 0 for p in parts)
-        assert len(Store.open(dask).read("runs", where=f"stage = '{stage}'")) == 2
+    assert len(local.read("runs", where="stage = 'crawl'")) == 1  # the local runner: one crawl, both hosts
 
 
 def _download_worker(cluster):

@@ -49,6 +49,24 @@ def check_start_urls(urls: list[str]) -> list[str]:
     return out
 
 
+def shard_start_urls(urls: list[str], n: int) -> list[list[str]]:
+    """Start URLs split by host into at most ``n`` shards, for the crawl's shards on cluster workers.
+
+    The unit is the host: every start URL of a host lands in one shard, so one Scrapy process
+    holds that host's download slot and its politeness (delay, per-domain concurrency, robots.txt)
+    stays what one crawl would give. Hosts go, the largest first, to the shard with the fewest URLs
+    (ties: the lowest index), so the split depends only on the URLs; empty shards are left out:
+    one host is one shard, whatever ``n``.
+    """
+    by_host: dict[str, list[str]] = {}
+    for url in urls:
+        by_host.setdefault((urlsplit(url).hostname or "").lower(), []).append(url)
+    shards: list[list[str]] = [[] for _ in range(max(1, min(n, len(by_host))))]
+    for host in sorted(by_host, key=lambda h: (-len(by_host[h]), h)):
+        min(shards, key=len).extend(by_host[host])
+    return [group for group in shards if group]
+
+
 def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, run_id: str, resume: bool,
                    log_file: str) -> dict:
     """Scrapy settings for one crawl, from the ``[crawl]`` section."""
@@ -96,7 +114,7 @@ def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, 
 
 @stage_lock("crawl")  # one crawl per store; sweeps dead runs' temp files
 def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | None = None, refresh: bool = False,
-        progress: bool = False) -> StageStats:
+        progress: bool = False, shard: tuple[int, int] | None = None) -> StageStats:
     """Crawl from ``start_urls`` into ``store``; raises :class:`CrawlFailed` after recording a failed run.
 
     Args:
@@ -105,6 +123,8 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
         site: adapter forced on every page (default: by host; generic schema.org otherwise).
         refresh: fetch product pages already in the store again (default: skip them: resume).
         progress: show a rich progress line.
+        shard: ``(i, n)`` when this crawl is shard i of n of one run (the start URLs of its hosts,
+            from :func:`shard_start_urls`): the shards hold the crawl lock together.
     """
     from .adapters import get_adapter
 
@@ -134,7 +154,8 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
         code = proc.wait()
     crawl_stats = json.loads(stats_file.read_text()) if stats_file.is_file() else None
     problem = _judge(code, crawl_stats, stats, log_file, n_start=len(set(urls)))
-    config = {**cfg.as_dict(settings), "job": {"start_urls": urls, "site": site, "refresh": refresh, "log": str(log_file)}}
+    config = {**cfg.as_dict(settings), "job": {"start_urls": urls, "site": site, "refresh": refresh, "log": str(log_file),
+                                             **({"shard": list(shard)} if shard else {})}}
     status = "ok" if problem is None else ("interrupted" if code < 0 and -code in STOP_SIGNALS else "failed")
     record_run(store, stats.finish(status), config)
     store.refresh_catalog(quiet=True)

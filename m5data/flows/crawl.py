@@ -14,12 +14,14 @@ from .retry import transient
 
 @task(name="crawl", retries=1, retry_delay_seconds=30, retry_condition_fn=transient)
 def crawl_task(store_path: str, start_urls: list[str], site: str | None = None, refresh: bool = False,
-               overrides: dict | None = None, config_file: str | None = None, progress: bool = False) -> dict:
+               overrides: dict | None = None, config_file: str | None = None, progress: bool = False,
+               shard: list[int] | None = None) -> dict:
     """Crawl ``start_urls`` into the store at ``store_path``; returns the run's ``runs`` row.
 
     Raises ``CrawlFailed`` when the crawl subprocess died, fetched nothing or could not write
     the store; Prefect retries it once unless the store could not be written (``retry.transient``);
     a retry resumes (pages already stored are skipped). ``progress`` shows the crawl's progress line.
+    ``shard=[i, n]``: this is shard i of n of one run (``start_urls`` are its hosts' URLs).
     """
     from ..config import load
     from ..crawler.crawl import run
@@ -27,7 +29,8 @@ def crawl_task(store_path: str, start_urls: list[str], site: str | None = None, 
 
     settings = load(config_file, {**(overrides or {}), "store.path": store_path})
     store = Store.from_settings(settings, create=True)
-    stats = run(store, settings, start_urls=start_urls, site=site, refresh=refresh, progress=progress)
+    stats = run(store, settings, start_urls=start_urls, site=site, refresh=refresh, progress=progress,
+                shard=tuple(shard) if shard else None)
     row = stats.row()
     row["failures"] = dict(stats.failures)
     return row

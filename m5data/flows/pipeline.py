@@ -29,7 +29,7 @@ from prefect import flow
 from .runners import PipelineError
 
 STAGES = ("crawl", "download", "extract", "align", "annotate", "splits", "export", "report", "train")
-SHARDED = ("download", "extract")  # the per-item stages a task runner fans out in shards
+SHARDED = ("crawl", "download", "extract")  # the stages a task runner fans out in shards (crawl: by host)
 ARTIFACT_KEY = "m5data-pipeline"
 
 
@@ -202,8 +202,20 @@ def run_stage(stage: str, store_path: str, settings, *, start_urls: list[str], m
     common = {"overrides": overrides, "config_file": config_file}
     if stage == "crawl":
         task = crawl_task.with_options(retry_delay_seconds=delay)
-        return _from_state(stage, task(store_path, start_urls, refresh=refresh, progress=progress,
-                                       return_state=True, **common))
+        if shards <= 1:
+            return _from_state(stage, task(store_path, start_urls, refresh=refresh, progress=progress,
+                                           return_state=True, **common))
+        from prefect.futures import wait
+
+        from ..crawler.crawl import check_start_urls, shard_start_urls
+
+        # one Scrapy process per host group, each on a worker: a host's pages never in two shards
+        groups = shard_start_urls(check_start_urls(start_urls), shards)
+        futures = [task.with_options(task_run_name=f"crawl-shard-{i}-of-{len(groups)}")
+                   .submit(store_path, urls, refresh=refresh, shard=[i, len(groups)], **common)
+                   for i, urls in enumerate(groups)]
+        wait(futures)
+        return _merge(stage, [_from_state(stage, f.state, {"shard": i}) for i, f in enumerate(futures)])
     if stage in SHARDED:
         base = download_task if stage == "download" else extract_task
         task = base.with_options(retry_delay_seconds=delay)
@@ -276,8 +288,11 @@ def report_folder(settings) -> str:
 
 @flow(name="m5data-shards")
 def shards_flow(stages: list[str], store_path: str, kinds: str, shards: int, overrides: dict,
-                config_file: str | None = None) -> dict:
-    """Run the sharded stages (download, extract) in ``shards`` tasks each, through this flow's task runner.
+                config_file: str | None = None, start_urls: list[str] | None = None, refresh: bool = False) -> dict:
+    """Run the sharded stages in ``shards`` tasks each, through this flow's task runner.
+
+    Crawl: one task per group of hosts of ``start_urls`` (at most ``shards``); download and
+    extract: ``shards`` tasks over their pending rows.
 
     A subflow, so that the task runner of ``flows.runner`` (a Dask or Ray cluster) lives only while
     the per-item stages run, and comes from the settings the same way for ``m5data run``, a served
@@ -288,22 +303,24 @@ def shards_flow(stages: list[str], store_path: str, kinds: str, shards: int, ove
     settings = load(config_file, {**overrides, "store.path": store_path})
     out: dict[str, dict] = {}
     for stage in stages:
-        out[stage] = run_stage(stage, store_path, settings, start_urls=[], mapping=None, kinds=kinds, shards=shards,
-                               refresh=False, overrides=overrides, config_file=config_file, progress=False)
+        out[stage] = run_stage(stage, store_path, settings, start_urls=list(start_urls or []), mapping=None,
+                               kinds=kinds, shards=shards, refresh=refresh, overrides=overrides,
+                               config_file=config_file, progress=False)
         if out[stage]["status"] == "fatal":
             break
     return out
 
 
 def _run_sharded(stages: list[str], store_path: str, settings, kinds: str, shards: int, overrides: dict,
-                 config_file: str | None) -> dict:
+                 config_file: str | None, start_urls: list[str] | None = None, refresh: bool = False) -> dict:
     """``shards_flow`` with the task runner of ``flows.runner``, its workers pointed at this run's API."""
     from .runners import api_for_workers, task_runner
 
     runner = task_runner(settings)
     sub = shards_flow if runner is None else shards_flow.with_options(task_runner=runner)
     with api_for_workers(settings.flows.runner):
-        state = sub(stages, store_path, kinds, shards, overrides, config_file, return_state=True)
+        state = sub(stages, store_path, kinds, shards, overrides, config_file, start_urls=start_urls, refresh=refresh,
+                    return_state=True)
     if state.is_completed():
         return state.result()
     exc = state.result(raise_on_failure=False)  # the cluster did not start, a worker died ...
@@ -358,8 +375,9 @@ def pipeline_flow(store_path: str, start_urls: list[str] | None = None, stages: 
         stages: stages to run (default: ``flows.stages``); always run in pipeline order.
         mapping: the level-1 mapping file for align (needed when align runs).
         kinds: what extract produces (video, audio, image, text).
-        shards: split download and extract into this many shards of their pending rows, run as
-            concurrent tasks through the flow's task runner (1: run each stage in one task).
+        shards: split download and extract into this many shards of their pending rows, and crawl
+            into at most this many groups of hosts of ``start_urls``, run as concurrent tasks through
+            the flow's task runner (1: run each stage in one task).
         refresh: crawl product pages already stored again (changed products).
         overrides: settings as ``{"section.key": value}`` (a shop on loopback needs
             ``{"crawl.allow_private": True, "download.allow_private": True}``).
@@ -398,9 +416,10 @@ def pipeline_flow(store_path: str, start_urls: list[str] | None = None, stages: 
             logger.warning(f"{stage}: skipped: {why}")
             results[stage] = _entry(stage, "skipped", message=why)
             continue
-        if stage in SHARDED and shards > 1:  # download and extract together: one cluster for both
+        if stage in SHARDED and shards > 1:  # crawl, download and extract together: one cluster for all
             block = [s for s in wanted[i:i + len(SHARDED)] if s in SHARDED]
-            entries = _run_sharded(block, store_path, settings, kinds, shards, overrides, config_file)
+            entries = _run_sharded(block, store_path, settings, kinds, shards, overrides, config_file,
+                                   start_urls=list(start_urls or []), refresh=refresh)
         else:
             entries = {stage: run_stage(stage, store_path, settings, start_urls=list(start_urls or []), mapping=mapping,
                                         kinds=kinds, shards=shards, refresh=refresh, overrides=overrides,
