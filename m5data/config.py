@@ -277,6 +277,7 @@ class FlowSettings:
     dask_address: str = ""  # a running Dask scheduler (tcp://host:8786); "" = a LocalCluster of dask_workers
     dask_workers: int = 2  # worker processes of the LocalCluster (one thread each)
     ray_address: str = ""  # a running Ray cluster (ray://host:10001); "" = a local Ray
+    scheduler_timeout: float = 60.0  # seconds the Dask client waits for its scheduler (connect, answer) before the run fails
     retry_delay: float = 30.0  # seconds before a transient failure (network, ffmpeg timeout) is retried once
     # `m5data server` / `serve` / `deploy`
     server_host: str = "127.0.0.1"  # address `m5data server start` binds

@@ -4,7 +4,8 @@ each worker with its own working directory and TMPDIR, sharing only the store fo
 - crawl -> export gives the store of `--runner local`, row for row (run ids and timestamps aside),
   with one `runs` row per shard;
 - a worker SIGKILLed mid-download: its shard runs again on the other worker and the store is the same;
-- the scheduler going away: the run fails with a one-line message and the next run resumes the store.
+- the scheduler going away (killed, or hung past `flows.scheduler_timeout`): the run fails with a one-line
+  message naming it, and the next run resumes the store.
 """
 
 import os
@@ -41,13 +42,14 @@ def cluster(prefect_harness, tmp_path_factory):
         yield running
 
 
-def run(path, runner, stages, start_urls=(), mapping=None, address="", retry_delay=0, ray_address=""):
+def run(path, runner, stages, start_urls=(), mapping=None, address="", retry_delay=0, ray_address="",
+        scheduler_timeout=60):
     from m5data.flows.launch import run_pipeline
     from m5data.flows.pipeline import check_plan
 
     overrides = {**LOOPBACK, "store.path": str(path), "flows.runner": runner, "flows.kinds": "image,text",
                  "flows.dask_address": address, "flows.ray_address": ray_address, "flows.retry_delay": retry_delay,
-                 "flows.dask_workers": 2}
+                 "flows.dask_workers": 2, "flows.scheduler_timeout": scheduler_timeout}
     settings = load(None, overrides, environ={})
     plan = check_plan(settings, start_urls=list(start_urls), stages=stages, mapping=mapping)
     return run_pipeline(plan, settings, {k: v for k, v in overrides.items() if k != "store.path"})
@@ -156,3 +158,81 @@ for shard in ((1, 2), None, (0, 2)):
         out = subprocess.run([sys.executable, "-c", probe, str(store.root)], capture_output=True, text=True,
                              env=worker_env(), timeout=120)
     assert out.stdout.splitlines() == ["(1, 2) busy True", "None busy True", "(0, 2) busy True"], out.stderr[-2000:]
+
+
+def _in_thread(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` in a daemon thread, as a Future: a run that hangs cannot keep pytest alive."""
+    import threading
+    from concurrent.futures import Future
+
+    future: Future = Future()
+
+    def target():
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test through the future
+            future.set_exception(exc)
+
+    threading.Thread(target=target, daemon=True).start()
+    return future
+
+
+def test_the_scheduler_going_away_fails_the_run_and_the_next_run_resumes(demo_shop, cluster, tmp_path, monkeypatch):
+    from m5data.flows.loopback import wait_until
+    from m5data.storage.locks import holders
+    from m5data.storage.schema import TABLES as SPECS
+
+    monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
+    local, dask = crawled_copy(demo_shop, tmp_path, ["local", "dask"])
+    demo_shop.reset_faults()
+    assert run(local, "local", "download,extract").ok
+    demo_shop.reset_faults()
+    future = _in_thread(run, dask, "dask", "download,extract", address=cluster.address)
+    wait_until(lambda: any(name.startswith("download.shard-") for name, _ in holders(dask)), 300, what="a shard")
+    cluster.stop_scheduler(signal.SIGKILL)
+    outcome = future.result(timeout=240)  # bounded: the client gives up on the lost scheduler
+    assert not outcome.ok and outcome.fatal == "download"
+    message = outcome.results["download"]["message"]
+    assert "\n" not in message and len(message) < 400, message
+    assert f"scheduler {cluster.address}" in message and "went away during download" in message, message
+    assert outcome.results["extract"]["status"] == "not run"
+    # the workers lost their scheduler and may still run a shard: stop them; their locks go with them
+    cluster.stop()
+    assert holders(dask) == []
+    lost = Store.open(dask).read("runs", where="stage = 'download' AND status <> 'ok'").to_pylist()
+    assert any("went away" in r["failures"] for r in lost), lost  # the lost run's row, with its reason
+    resumed = run(dask, "local", "download,extract")
+    assert resumed.ok, (resumed.message, {s: e["message"] for s, e in resumed.results.items()})
+    store = Store.open(dask)
+    assert differences(Store.open(local), store) == {}
+    for name in TABLES:
+        keys = [tuple(r[k] for k in SPECS[name].key) for r in store.read(name).to_pylist()]
+        assert len(keys) == len(set(keys)), name
+
+
+def test_a_scheduler_that_stops_answering_fails_the_run_after_the_scheduler_timeout(demo_shop, cluster, tmp_path,
+                                                                                     monkeypatch):
+    """SIGSTOP: the scheduler's connections stay open, so only flows.scheduler_timeout ends the wait."""
+    from m5data.flows.loopback import wait_until
+    from m5data.storage.locks import holders
+
+    monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
+    local, dask = crawled_copy(demo_shop, tmp_path, ["local", "dask"])
+    demo_shop.reset_faults()
+    assert run(local, "local", "download,extract").ok
+    demo_shop.reset_faults()
+    future = _in_thread(run, dask, "dask", "download,extract", address=cluster.address, scheduler_timeout=10)
+    wait_until(lambda: any(name.startswith("download.shard-") for name, _ in holders(dask)), 300, what="a shard")
+    os.kill(cluster.scheduler.pid, signal.SIGSTOP)
+    try:
+        outcome = future.result(timeout=240)
+    finally:
+        os.kill(cluster.scheduler.pid, signal.SIGCONT)
+    assert not outcome.ok and outcome.fatal == "download"
+    message = outcome.results["download"]["message"]
+    assert "\n" not in message and f"scheduler {cluster.address} went away during download" in message, message
+    assert "did not answer for 10 s" in message, message
+    cluster.stop()  # the workers ran on without their scheduler; their locks go with them
+    assert holders(dask) == []
+    assert run(dask, "local", "download,extract").ok
+    assert differences(Store.open(local), Store.open(dask)) == {}

@@ -31,6 +31,8 @@ def test_check_plan_rejects_bad_parameters_before_any_work(tmp_path):
         check_plan(s, stages="download")
     with pytest.raises(PipelineError, match="unknown runner"):
         check_plan(_settings(tmp_path, **{"flows.runner": "spark"}), ["http://127.0.0.1:9/"], stages="crawl")
+    with pytest.raises(PipelineError, match="flows.scheduler_timeout must be > 0"):
+        check_plan(_settings(tmp_path, **{"flows.scheduler_timeout": 0}), ["http://127.0.0.1:9/"], stages="crawl")
     plan = check_plan(s, ["http://127.0.0.1:9/"], stages="crawl,align", mapping=str(mapping))
     assert plan.stages == ["crawl", "align"] and plan.shards == 1 and plan.mapping == str(mapping.absolute())
     dask = check_plan(_settings(tmp_path, **{"flows.runner": "dask", "flows.start_urls": "http://a.example/"}),

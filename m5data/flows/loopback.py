@@ -58,8 +58,19 @@ class DaskCluster:
         with Client(self.address, timeout=30) as client:
             return {addr: list(keys) for addr, keys in client.processing().items()}
 
-    def stop_scheduler(self) -> None:
+    def stop_scheduler(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the scheduler's process group: SIGTERM (SIGKILL after a grace), or at once with ``sig=SIGKILL``."""
+        if sig == signal.SIGKILL:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.scheduler.pid, signal.SIGKILL)
+            self.scheduler.wait()
+            return
         _stop(self.scheduler)
+
+    def stop(self) -> None:
+        """Stop every worker, then the scheduler (what leaving ``dask_cluster`` does)."""
+        for proc in [*self.workers, self.scheduler]:
+            _stop(proc)
 
 
 def _stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
@@ -119,8 +130,7 @@ def dask_cluster(folder: Path, n_workers: int = 2, env: dict | None = None, nann
         _wait_workers(address, n_workers, timeout)
         yield cluster
     finally:
-        for proc in [*cluster.workers, scheduler]:
-            _stop(proc)
+        cluster.stop()
 
 
 @dataclass

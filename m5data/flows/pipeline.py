@@ -205,16 +205,17 @@ def run_stage(stage: str, store_path: str, settings, *, start_urls: list[str], m
         if shards <= 1:
             return _from_state(stage, task(store_path, start_urls, refresh=refresh, progress=progress,
                                            return_state=True, **common))
-        from prefect.futures import wait
-
         from ..crawler.crawl import check_start_urls, shard_start_urls
+        from .faults import wait_shards
 
         # one Scrapy process per host group, each on a worker: a host's pages never in two shards
         groups = shard_start_urls(check_start_urls(start_urls), shards)
         futures = [task.with_options(task_run_name=f"crawl-shard-{i}-of-{len(groups)}")
                    .submit(store_path, urls, refresh=refresh, shard=[i, len(groups)], **common)
                    for i, urls in enumerate(groups)]
-        wait(futures)
+        lost = wait_shards(futures, stage, settings.flows.scheduler_timeout)
+        if lost:  # the shards' outcome is unknown: the stage is fatal, the store resumes (faults.py)
+            return _entry(stage, "fatal", message=lost[0], lost_shards=lost[1])
         return _merge(stage, [_from_state(stage, f.state, {"shard": i}) for i, f in enumerate(futures)])
     if stage in SHARDED:
         base = download_task if stage == "download" else extract_task
@@ -222,14 +223,16 @@ def run_stage(stage: str, store_path: str, settings, *, start_urls: list[str], m
         args = {"kinds": kinds} if stage == "extract" else {}
         if shards <= 1:
             return _from_state(stage, task(store_path, progress=progress, return_state=True, **args, **common))
-        from prefect.futures import wait
+        from .faults import wait_shards
 
         # one process per shard already: no pool of processes inside a worker (daemonic on Dask)
         shard_overrides = {**overrides, "extract.workers": 1, "download.pool": "thread"}
         futures = [task.with_options(task_run_name=f"{stage}-shard-{i}-of-{shards}")
                    .submit(store_path, shard=[i, shards], **args, overrides=shard_overrides, config_file=config_file)
                    for i in range(shards)]
-        wait(futures)
+        lost = wait_shards(futures, stage, settings.flows.scheduler_timeout)
+        if lost:  # the shards' outcome is unknown: the stage is fatal, the store resumes (faults.py)
+            return _entry(stage, "fatal", message=lost[0], lost_shards=lost[1])
         return _merge(stage, [_from_state(stage, f.state, {"shard": i}) for i, f in enumerate(futures)])
     if stage == "align":
         return _from_state(stage, align_task(store_path, mapping, return_state=True, **common))
@@ -314,15 +317,20 @@ def shards_flow(stages: list[str], store_path: str, kinds: str, shards: int, ove
 def _run_sharded(stages: list[str], store_path: str, settings, kinds: str, shards: int, overrides: dict,
                  config_file: str | None, start_urls: list[str] | None = None, refresh: bool = False) -> dict:
     """``shards_flow`` with the task runner of ``flows.runner``, its workers pointed at this run's API."""
+    from .faults import quiet_lost_client, record_lost_run
     from .runners import api_for_workers, task_runner
 
     runner = task_runner(settings)
     sub = shards_flow if runner is None else shards_flow.with_options(task_runner=runner)
-    with api_for_workers(settings.flows.runner):
+    with api_for_workers(settings.flows.runner), quiet_lost_client():
         state = sub(stages, store_path, kinds, shards, overrides, config_file, start_urls=start_urls, refresh=refresh,
                     return_state=True)
     if state.is_completed():
-        return state.result()
+        results = state.result()
+        for stage, entry in results.items():
+            if entry.get("lost_shards"):  # the flow's own runs row of the run it gave up on
+                record_lost_run(store_path, stage, entry["message"], len(entry["lost_shards"]), settings)
+        return results
     exc = state.result(raise_on_failure=False)  # the cluster did not start, a worker died ...
     message = f"{type(exc).__name__}: {exc}".splitlines()[0] if isinstance(exc, BaseException) else (state.message or "")
     return {stages[0]: _entry(stages[0], "fatal", message=f"{settings.flows.runner} runner: {message}")}

@@ -33,6 +33,8 @@ def check_runner(settings) -> None:
                             "pip install prefect-ray (it brings ray, about 300 MB); see docs/flows.md")
     if fl.dask_workers < 1:
         raise PipelineError(f"flows.dask_workers must be >= 1, got {fl.dask_workers}")
+    if fl.scheduler_timeout <= 0:
+        raise PipelineError(f"flows.scheduler_timeout must be > 0 seconds, got {fl.scheduler_timeout}")
     if fl.shards < 0:
         raise PipelineError(f"flows.shards must be >= 0, got {fl.shards}")
 
@@ -51,12 +53,15 @@ def task_runner(settings):
     if fl.runner == "dask":
         from prefect_dask import DaskTaskRunner
 
+        # the client's connect (and reconnect) timeout: a scheduler that is not there fails the run after it
+        client_kwargs = {"timeout": fl.scheduler_timeout}
         if fl.dask_address:
-            return DaskTaskRunner(address=fl.dask_address)
+            return DaskTaskRunner(address=fl.dask_address, client_kwargs=client_kwargs)
         # one thread per worker process: the stages hold the GIL for long stretches (jieba, Pillow)
         return DaskTaskRunner(cluster_class="distributed.LocalCluster",
                               cluster_kwargs={"n_workers": fl.dask_workers, "threads_per_worker": 1,
-                                              "processes": True, "dashboard_address": None})
+                                              "processes": True, "dashboard_address": None},
+                              client_kwargs=client_kwargs)
     if fl.runner == "ray":
         from prefect_ray import RayTaskRunner
 
