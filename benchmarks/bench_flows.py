@@ -7,7 +7,9 @@
 
 --cluster: the same crawled store run by a separately started `dask scheduler` with 1 worker, then
 with 2 workers (2 shards each time, so the work per shard is the same), each worker a
-`dask worker --nthreads 1` process with its own working directory and TMPDIR. Prints both times, the
+`dask worker --nthreads 1` process with its own working directory and TMPDIR, pinned to a core of its own
+(worker i on core i: a one-core machine each; unpinned, one worker's ffmpeg threads already take
+both cores of this machine and a second worker has nothing left to add). Prints both times, the
 ratio 1 worker / 2 workers (target for download + extract: >= 1.6x), and the overhead per shard:
 the same run again over the finished store (nothing pending: every shard task only starts, finds no
 work and records its runs row), its wall time divided by the number of shard tasks.
@@ -148,7 +150,7 @@ def cluster_mode(args, crawled: Path, running, overrides: dict) -> None:
         path = args.out / f"run-cluster-{n_workers}"
         shutil.rmtree(path, ignore_errors=True)
         shutil.copytree(crawled, path)
-        with dask_cluster(args.out / f"cluster-{n_workers}", n_workers=n_workers) as cluster:
+        with dask_cluster(args.out / f"cluster-{n_workers}", n_workers=n_workers, pin_cores=True) as cluster:
             runs = {}
             for what in ("work", "empty"):  # empty: the same run again, nothing pending
                 running.reset_faults()

@@ -87,13 +87,14 @@ def _stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
         proc.wait()
 
 
-def _spawn(cmd: list[str], cwd: Path, env: dict) -> subprocess.Popen:
+def _spawn(cmd: list[str], cwd: Path, env: dict, cpus: set[int] | None = None) -> subprocess.Popen:
     cwd.mkdir(parents=True, exist_ok=True)
     (cwd / "tmp").mkdir(exist_ok=True)
     log = open(cwd / "log.txt", "ab")
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None  # inherited by its children (ffmpeg)
     try:
         return subprocess.Popen(cmd, cwd=cwd, env={**env, "TMPDIR": str(cwd / "tmp")}, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=pin)
     finally:
         log.close()
 
@@ -107,13 +108,16 @@ def _wait_workers(address: str, n: int, timeout: float) -> None:
 
 @contextlib.contextmanager
 def dask_cluster(folder: Path, n_workers: int = 2, env: dict | None = None, nanny: bool = True,
-                 timeout: float = 120.0) -> Iterator[DaskCluster]:
+                 timeout: float = 120.0, pin_cores: bool = False) -> Iterator[DaskCluster]:
     """Start ``dask scheduler`` and ``n_workers`` ``dask worker --nthreads 1`` on 127.0.0.1; stop them after.
 
     Args:
         folder: each process gets a working directory under it (``scheduler/``, ``worker-i/``) with its log.
         env: the workers' environment (default: this process's); give PYTHONPATH and PREFECT_API_URL here.
         nanny: run each worker under a nanny (dask's default, which restarts a worker that died).
+        pin_cores: worker i (and every process it starts: ffmpeg, Scrapy) runs on CPU core
+            ``i % cores`` only, as if each worker were a one-core machine (for benchmarks: without it,
+            one worker's ffmpeg threads already use every core of this machine).
     """
     env = dict(os.environ if env is None else env)
     port = free_port()
@@ -126,7 +130,8 @@ def dask_cluster(folder: Path, n_workers: int = 2, env: dict | None = None, nann
             cluster.workers.append(_spawn(
                 [_bin("dask"), "worker", address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1",
                  "--name", f"worker-{i}", *([] if nanny else ["--no-nanny"])],
-                Path(folder) / f"worker-{i}", env))
+                Path(folder) / f"worker-{i}", env,
+                cpus={sorted(os.sched_getaffinity(0))[i % len(os.sched_getaffinity(0))]} if pin_cores else None))
         _wait_workers(address, n_workers, timeout)
         yield cluster
     finally:
