@@ -78,6 +78,24 @@ def test_streaming_writer_is_all_or_nothing(tmp_path):
     assert len(store.parts("specs")) == 3 and store.count("specs") == 30
 
 
+def test_a_batch_larger_than_a_part_is_cut_into_parts_of_part_rows(tmp_path):
+    """A stream's batch size is the caller's (DuckDB hands over what it likes): parts stay <= part_rows."""
+    import pyarrow.parquet as pq
+
+    store = Store.init(tmp_path / "s", part_rows=500)
+    rows = [{"product_id": f"p{i // 10}", "position": i % 10, "property": "k", "value": str(i)} for i in range(1_700)]
+    with store.writer("specs") as w:
+        w.write(rows[:300])
+        w.write(rows[300:1_500])  # fills the first part, one whole part, and starts a third
+        w.write(rows[1_500:])
+    sizes = sorted(pq.ParquetFile(p).metadata.num_rows for p in store.parts("specs"))
+    assert sizes == [200, 500, 500, 500] and store.count("specs") == 1_700
+    reader = store.read("specs").to_reader(max_chunksize=2_000)  # one batch of every row
+    assert store.replace("specs", reader) == 1_700
+    assert sorted(pq.ParquetFile(p).metadata.num_rows for p in store.parts("specs")) == [200, 500, 500, 500]
+    assert store.is_compacted("specs") and store.count("specs") == 1_700
+
+
 def test_compact_merges_parts_and_keeps_latest(tmp_path):
     store = Store.init(tmp_path / "s", part_rows=5)
     for i in range(12):

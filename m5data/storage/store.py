@@ -618,13 +618,19 @@ class _StreamingWriter:
 
     def write(self, data: pa.Table | pa.RecordBatch | list[dict]) -> None:
         table = conform(self.spec, data)
-        if self._current is None:
-            self._current = PartWriter(self.store.table_dir(self.spec.name), self.spec, self.seq, self.store.compression)
-        self._current.write(table)
-        self.rows += len(table)
-        if self._current.rows >= self.store.part_rows:
-            self._done.append(self._current.commit())
-            self._current = None
+        while True:  # a batch larger than the current part's room is cut: every part stays <= part_rows
+            if self._current is None:
+                self._current = PartWriter(self.store.table_dir(self.spec.name), self.spec, self.seq,
+                                           self.store.compression)
+            take = min(len(table), self.store.part_rows - self._current.rows)
+            self._current.write(table.slice(0, take))  # an empty table still gives a part its schema
+            self.rows += take
+            table = table.slice(take)
+            if self._current.rows >= self.store.part_rows:
+                self._done.append(self._current.commit())
+                self._current = None
+            if not len(table):
+                return
 
     def write_many(self, batches: Iterable[pa.Table | pa.RecordBatch]) -> None:
         for batch in batches:
