@@ -23,7 +23,7 @@ pytest.importorskip("prefect_dask")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOOPBACK = {"download.allow_private": True, "crawl.allow_private": True}
-STAGES = "crawl,download,extract,align,splits,export"
+STAGES = "crawl,download,extract,align,annotate,splits,export"
 
 
 def worker_env() -> dict:
@@ -70,8 +70,7 @@ def crawled_copy(demo_shop, tmp_path, names):
 def test_crawl_to_export_on_two_separate_workers_gives_the_store_of_the_local_runner(
         demo_shop, demo_shop_factory, cluster, tmp_path, monkeypatch):
     """Two shops on two hosts: crawl runs one shard per host, download and extract 2 shards each, on
-    the separately started workers; align, splits and export run in the flow (annotate too runs in
-    the flow's process whatever the runner: left out here for time). The failure of issue 22 was
+    the separately started workers; align, annotate, splits and export run in the flow. The failure of issue 22 was
     here: the second download shard found the first shard's lock (StoreBusy)."""
     monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
     other = demo_shop_factory(products=20, seed=1)  # shared with test_flows_incremental
@@ -88,7 +87,8 @@ def test_crawl_to_export_on_two_separate_workers_gives_the_store_of_the_local_ru
     local, dask = Store.open(tmp_path / "local"), Store.open(tmp_path / "dask")
     hosts = {r["url"].split("/")[2].split(":")[0] for r in dask.read("products", columns=["url"]).to_pylist()}
     assert hosts == {"127.0.0.1", "localhost"}
-    assert differences(local, dask, TABLES + ("splits",)) == {}
+    assert all(dask.read(t).num_rows for t in ("dedup", "caption_match", "pools", "splits"))  # annotate ran
+    assert differences(local, dask, TABLES + ("dedup", "caption_match", "pools", "splits")) == {}
     crawl = outcomes["dask"].results["crawl"]["parts"]
     assert [p["shard"] for p in crawl] == [0, 1] and all(p["n_out"] > 0 for p in crawl)
     for stage in ("crawl", "download", "extract"):
