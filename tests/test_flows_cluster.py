@@ -55,6 +55,33 @@ def run(path, runner, stages, start_urls=(), mapping=None, address="", retry_del
     return run_pipeline(plan, settings, {k: v for k, v in overrides.items() if k != "store.path"})
 
 
+@pytest.fixture(scope="module")
+def reference(demo_shop, prefect_harness, tmp_path_factory):
+    """(crawled store, the local runner's download + extract over a copy of it), made once per module;
+    each fault test copies the crawled store for its cluster run and compares with the local one."""
+    root = tmp_path_factory.mktemp("reference")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])  # the stages' subprocesses import this checkout
+        crawled_copy(demo_shop, root, ["local"])
+        demo_shop.reset_faults()
+        assert run(root / "local", "local", "download,extract").ok
+    return root / "crawled", root / "local"
+
+
+def dask_run_mid_download(reference, demo_shop, cluster, tmp_path, **options):
+    """(local store, dask store, future of the run): a copy of the crawled store run on the cluster in a
+    thread, returned once a download shard holds its lock (it has started, it has not finished)."""
+    from m5data.flows.loopback import wait_until
+    from m5data.storage.locks import holders
+
+    dask = tmp_path / "dask"
+    shutil.copytree(reference[0], dask)
+    demo_shop.reset_faults()
+    future = _in_thread(run, dask, "dask", "download,extract", address=cluster.address, **options)
+    wait_until(lambda: any(name.startswith("download.shard-") for name, _ in holders(dask)), 300, what="a shard")
+    return reference[1], dask, future
+
+
 def crawled_copy(demo_shop, tmp_path, names):
     """One crawl of the demo shop, copied to one store per name."""
     from m5data.crawler.crawl import run as crawl
@@ -106,25 +133,15 @@ def _download_worker(cluster):
     return (busy[0], cluster.worker_pids()[busy[0]]) if busy else None
 
 
-def test_a_worker_killed_mid_download_has_its_shard_run_again(demo_shop, cluster, tmp_path, monkeypatch):
-    from concurrent.futures import ThreadPoolExecutor
-
+def test_a_worker_killed_mid_download_has_its_shard_run_again(demo_shop, reference, cluster, tmp_path, monkeypatch):
     from m5data.flows.loopback import wait_until
-    from m5data.storage.locks import holders
 
     monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
-    local, dask = crawled_copy(demo_shop, tmp_path, ["local", "dask"])
-    demo_shop.reset_faults()
-    assert run(local, "local", "download,extract").ok
-    demo_shop.reset_faults()
-    with ThreadPoolExecutor(1) as pool:
-        future = pool.submit(run, dask, "dask", "download,extract", address=cluster.address)
-        # a shard holds its lock and has fetched something, but has not finished (no runs row yet)
-        wait_until(lambda: any(name.startswith("download.shard-") for name, _ in holders(dask)), 300, what="a shard")
-        address, pid = wait_until(lambda: _download_worker(cluster), 60, what="a worker running download")
-        os.kill(pid, signal.SIGKILL)
-        killed_before_its_row = len(Store.open(dask).read("runs", where="stage = 'download'")) < 2
-        outcome = future.result(timeout=600)
+    local, dask, future = dask_run_mid_download(reference, demo_shop, cluster, tmp_path)
+    address, pid = wait_until(lambda: _download_worker(cluster), 60, what="a worker running download")
+    os.kill(pid, signal.SIGKILL)
+    killed_before_its_row = len(Store.open(dask).read("runs", where="stage = 'download'")) < 2
+    outcome = future.result(timeout=600)
     assert killed_before_its_row
     assert outcome.ok, (outcome.message, {s: e["message"] for s, e in outcome.results.items()})
     assert pid not in cluster.worker_pids().values()  # that process is gone: the shard ran on another one
@@ -177,18 +194,13 @@ def _in_thread(fn, *args, **kwargs):
     return future
 
 
-def test_the_scheduler_going_away_fails_the_run_and_the_next_run_resumes(demo_shop, cluster, tmp_path, monkeypatch):
-    from m5data.flows.loopback import wait_until
+def test_the_scheduler_going_away_fails_the_run_and_the_next_run_resumes(demo_shop, reference, cluster, tmp_path,
+                                                                         monkeypatch):
     from m5data.storage.locks import holders
     from m5data.storage.schema import TABLES as SPECS
 
     monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
-    local, dask = crawled_copy(demo_shop, tmp_path, ["local", "dask"])
-    demo_shop.reset_faults()
-    assert run(local, "local", "download,extract").ok
-    demo_shop.reset_faults()
-    future = _in_thread(run, dask, "dask", "download,extract", address=cluster.address)
-    wait_until(lambda: any(name.startswith("download.shard-") for name, _ in holders(dask)), 300, what="a shard")
+    local, dask, future = dask_run_mid_download(reference, demo_shop, cluster, tmp_path)
     cluster.stop_scheduler(signal.SIGKILL)
     outcome = future.result(timeout=240)  # bounded: the client gives up on the lost scheduler
     assert not outcome.ok and outcome.fatal == "download"
@@ -210,19 +222,13 @@ def test_the_scheduler_going_away_fails_the_run_and_the_next_run_resumes(demo_sh
         assert len(keys) == len(set(keys)), name
 
 
-def test_a_scheduler_that_stops_answering_fails_the_run_after_the_scheduler_timeout(demo_shop, cluster, tmp_path,
-                                                                                     monkeypatch):
+def test_a_scheduler_that_stops_answering_fails_the_run_after_the_scheduler_timeout(demo_shop, reference, cluster,
+                                                                                     tmp_path, monkeypatch):
     """SIGSTOP: the scheduler's connections stay open, so only flows.scheduler_timeout ends the wait."""
-    from m5data.flows.loopback import wait_until
     from m5data.storage.locks import holders
 
     monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
-    local, dask = crawled_copy(demo_shop, tmp_path, ["local", "dask"])
-    demo_shop.reset_faults()
-    assert run(local, "local", "download,extract").ok
-    demo_shop.reset_faults()
-    future = _in_thread(run, dask, "dask", "download,extract", address=cluster.address, scheduler_timeout=10)
-    wait_until(lambda: any(name.startswith("download.shard-") for name, _ in holders(dask)), 300, what="a shard")
+    local, dask, future = dask_run_mid_download(reference, demo_shop, cluster, tmp_path, scheduler_timeout=10)
     os.kill(cluster.scheduler.pid, signal.SIGSTOP)
     try:
         outcome = future.result(timeout=240)

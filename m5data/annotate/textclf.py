@@ -178,6 +178,14 @@ def _longest(indptr):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
+def _scratch(indptr, n_class, n_child):  # pragma: no cover - compiled
+    """Scratch of one row's features (values, hashed rows, weight slots) and of the two softmaxes."""
+    width = _longest(indptr)
+    return (np.empty(width, np.float32), np.empty(width, np.int64), np.empty(width, np.int64),
+            np.empty(n_class, np.float64), np.empty(max(1, n_child.max()), np.float64))
+
+
+@numba.njit(cache=True)
 def _values(indptr, cols, tf, nword, idf_, r, x, row):  # pragma: no cover - compiled
     """Row r's columns into row and TF-IDF values into x (words and characters each L2-normalised);
     returns the row's length."""
@@ -246,12 +254,7 @@ def _softmax_step(cols, x, nnz, group, m, base, y, W, size, bias, z, slots, lr, 
 @numba.njit(cache=True)
 def _train(indptr, cols, tf, nword, idf_, order, y_class, y_sub, n_class, n_child, child_base,
            Wc, bc, Ws, bs, size_c, size_s, lr0, alpha, t0):  # pragma: no cover - compiled
-    width = _longest(indptr)
-    x = np.empty(width, np.float32)
-    row = np.empty(width, np.int64)
-    slots = np.empty(width, np.int64)
-    zc = np.empty(n_class, np.float64)
-    zs = np.empty(max(1, n_child.max()), np.float64)
+    x, row, slots, zc, zs = _scratch(indptr, n_class, n_child)
     t = t0
     for r in order:
         nnz = _values(indptr, cols, tf, nword, idf_, r, x, row)
@@ -268,12 +271,7 @@ def _train(indptr, cols, tf, nword, idf_, order, y_class, y_sub, n_class, n_chil
 @numba.njit(cache=True)
 def _predict(indptr, cols, tf, nword, idf_, rows, own_class, own_sub, n_class, n_child, child_base,
              Wc, bc, Ws, bs, size_c, size_s, vote_class, vote_w, cls_out, sub_out, img_out):  # pragma: no cover
-    width = _longest(indptr)
-    x = np.empty(width, np.float32)
-    row = np.empty(width, np.int64)
-    slots = np.empty(width, np.int64)
-    zc = np.empty(n_class, np.float64)
-    zs = np.empty(max(1, n_child.max()), np.float64)
+    x, row, slots, zc, zs = _scratch(indptr, n_class, n_child)
     for q in range(len(rows)):
         r = rows[q]
         nnz = _values(indptr, cols, tf, nword, idf_, r, x, row)

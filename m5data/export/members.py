@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..splits.names import shown
-from .samples import SPLIT_NAMES, ExportError, _split_order, first_media, latest_version, plain_name, sample_from_row
+from .samples import (SAMPLE_HEADER_SQL, SPLIT_NAMES, ExportError, _split_order, first_media, latest_version, plain_name,
+                      sample_from_row)
 
 
 @dataclass(frozen=True)
@@ -100,16 +101,7 @@ _STREAM_SQL = """
 WITH m AS ({members}),
 ids AS (SELECT DISTINCT product_id FROM m),
 s AS (
-    SELECT p.product_id, p.platform, p.source_id, p.title, c.text AS caption,
-           l.class_id, t1.name AS class_name, l.sub_class_id, t2.name AS sub_class_name,
-           l.subsub_class_id, t3.name AS subsub_class_name, d.group_id
-    FROM ids JOIN products p USING (product_id)
-    LEFT JOIN captions c ON c.product_id = p.product_id AND c.status = 'ok'
-    LEFT JOIN label_map l ON l.platform = p.platform AND l.raw_path = array_to_string(p.category_path, ' > ')
-    LEFT JOIN taxonomy t1 ON t1.level = 1 AND t1.label_id = l.class_id
-    LEFT JOIN taxonomy t2 ON t2.level = 2 AND t2.label_id = l.sub_class_id
-    LEFT JOIN taxonomy t3 ON t3.level = 3 AND t3.label_id = l.subsub_class_id AND l.subsub_class_id <> 0
-    LEFT JOIN dedup d ON d.product_id = p.product_id
+""" + SAMPLE_HEADER_SQL + """
 ), sp AS (
     SELECT product_id, list(struct_pack(p := coalesce(property, ''), v := coalesce(value, '')) ORDER BY position) AS specs
     FROM specs WHERE product_id IN (SELECT product_id FROM ids) GROUP BY product_id

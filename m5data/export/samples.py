@@ -213,9 +213,9 @@ def sample_from_row(r: dict, specs: list[tuple[str, str]], m: dict[str, str]) ->
     )
 
 
-_SAMPLE_SQL = """
-WITH ids AS (SELECT product_id FROM wanted)
-SELECT p.product_id, p.platform, p.source_id, p.title, c.text AS caption,
+# a sample's header columns and the joins that give them, for the products of ``ids`` (a product_id
+# column); also the ``s`` part of the export's one-pass stream (members.py)
+SAMPLE_HEADER_SQL = """SELECT p.product_id, p.platform, p.source_id, p.title, c.text AS caption,
        l.class_id, t1.name AS class_name, l.sub_class_id, t2.name AS sub_class_name,
        l.subsub_class_id, t3.name AS subsub_class_name, d.group_id
 FROM ids JOIN products p USING (product_id)
@@ -224,7 +224,11 @@ LEFT JOIN label_map l ON l.platform = p.platform AND l.raw_path = array_to_strin
 LEFT JOIN taxonomy t1 ON t1.level = 1 AND t1.label_id = l.class_id
 LEFT JOIN taxonomy t2 ON t2.level = 2 AND t2.label_id = l.sub_class_id
 LEFT JOIN taxonomy t3 ON t3.level = 3 AND t3.label_id = l.subsub_class_id AND l.subsub_class_id <> 0
-LEFT JOIN dedup d ON d.product_id = p.product_id
+LEFT JOIN dedup d ON d.product_id = p.product_id"""
+
+_SAMPLE_SQL = f"""
+WITH ids AS (SELECT product_id FROM wanted)
+{SAMPLE_HEADER_SQL}
 ORDER BY p.product_id
 """
 

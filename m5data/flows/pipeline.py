@@ -185,6 +185,16 @@ def _merge(stage: str, entries: list[dict]) -> dict:
     return merged
 
 
+def _shards_entry(stage: str, futures: list, settings) -> dict:
+    """Wait for a stage's shard tasks; their merged entry, or a fatal one when the scheduler went away."""
+    from .faults import wait_shards
+
+    lost = wait_shards(futures, stage, settings.flows.scheduler_timeout)
+    if lost:  # the shards' outcome is unknown: the stage is fatal, the store resumes (faults.py)
+        return _entry(stage, "fatal", message=lost[0], lost_shards=lost[1])
+    return _merge(stage, [_from_state(stage, f.state, {"shard": i}) for i, f in enumerate(futures)])
+
+
 def run_stage(stage: str, store_path: str, settings, *, start_urls: list[str], mapping: str | None, kinds: str,
               shards: int, refresh: bool, overrides: dict, config_file: str | None, progress: bool,
               previous: dict | None = None) -> dict:
@@ -206,34 +216,26 @@ def run_stage(stage: str, store_path: str, settings, *, start_urls: list[str], m
             return _from_state(stage, task(store_path, start_urls, refresh=refresh, progress=progress,
                                            return_state=True, **common))
         from ..crawler.crawl import check_start_urls, shard_start_urls
-        from .faults import wait_shards
 
         # one Scrapy process per host group, each on a worker: a host's pages never in two shards
         groups = shard_start_urls(check_start_urls(start_urls), shards)
         futures = [task.with_options(task_run_name=f"crawl-shard-{i}-of-{len(groups)}")
                    .submit(store_path, urls, refresh=refresh, shard=[i, len(groups)], **common)
                    for i, urls in enumerate(groups)]
-        lost = wait_shards(futures, stage, settings.flows.scheduler_timeout)
-        if lost:  # the shards' outcome is unknown: the stage is fatal, the store resumes (faults.py)
-            return _entry(stage, "fatal", message=lost[0], lost_shards=lost[1])
-        return _merge(stage, [_from_state(stage, f.state, {"shard": i}) for i, f in enumerate(futures)])
+        return _shards_entry(stage, futures, settings)
     if stage in SHARDED:
         base = download_task if stage == "download" else extract_task
         task = base.with_options(retry_delay_seconds=delay)
         args = {"kinds": kinds} if stage == "extract" else {}
         if shards <= 1:
             return _from_state(stage, task(store_path, progress=progress, return_state=True, **args, **common))
-        from .faults import wait_shards
 
         # one process per shard already: no pool of processes inside a worker (daemonic on Dask)
         shard_overrides = {**overrides, "extract.workers": 1, "download.pool": "thread"}
         futures = [task.with_options(task_run_name=f"{stage}-shard-{i}-of-{shards}")
                    .submit(store_path, shard=[i, shards], **args, overrides=shard_overrides, config_file=config_file)
                    for i in range(shards)]
-        lost = wait_shards(futures, stage, settings.flows.scheduler_timeout)
-        if lost:  # the shards' outcome is unknown: the stage is fatal, the store resumes (faults.py)
-            return _entry(stage, "fatal", message=lost[0], lost_shards=lost[1])
-        return _merge(stage, [_from_state(stage, f.state, {"shard": i}) for i, f in enumerate(futures)])
+        return _shards_entry(stage, futures, settings)
     if stage == "align":
         return _from_state(stage, align_task(store_path, mapping, return_state=True, **common))
     if stage == "annotate":
