@@ -13,6 +13,12 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("PREFECT_HOME", str(_CACHE / "prefect"))
+# One thread per OpenMP / BLAS / numba pool, here and in every subprocess a test starts: the suite
+# runs two pytest-xdist workers on two cores, and a pool of two threads spins at its barriers while
+# the other worker holds the core. Measured on the synthetic training test beside another worker:
+# 167 CPU-s and 348 s wall with two threads, 49 CPU-s and 113 s with one.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 
 SHARED = ROOT.parent / "shared"
@@ -43,8 +49,20 @@ except ModuleNotFoundError as exc:
 
 @pytest.fixture(scope="session")
 def prefect_harness():
-    """One Prefect test harness (temporary database, ephemeral API) for the whole session."""
+    """One Prefect API server (temporary database) per test worker for the whole session: the flows
+    run in this process, and in every subprocess a test starts after it (``PREFECT_API_URL`` is put in
+    the environment), report to it. Without an API each ``m5data run`` subprocess starts Prefect's
+    temporary server of its own: about 20 CPU-seconds each, the larger part of a small run's cost."""
+    from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+    with prefect_test_harness(server_startup_timeout=300):  # a ceiling: a loaded machine starts it slowly
+        before = os.environ.get("PREFECT_API_URL")
+        os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("PREFECT_API_URL", None)
+            else:
+                os.environ["PREFECT_API_URL"] = before

@@ -154,5 +154,5 @@ def test_train_and_evaluate_are_readable_at_80_columns_piped(tmp_path):
         assert figures and all(f in shown for f in figures), (row, shown)
 
 
-def test_run_is_readable_at_80_columns_piped(demo_copy, tmp_path):
+def test_run_is_readable_at_80_columns_piped(demo_copy, prefect_harness, tmp_path):
     _readable("--store", str(demo_copy), "run", "--stages", "report", "--no-progress", cwd=tmp_path)

@@ -45,7 +45,7 @@ def _uninterrupted(shop, store_path):
     return store
 
 
-def test_a_run_killed_mid_way_resumes_to_the_store_of_an_uninterrupted_run(demo_shop, tmp_path):
+def test_a_run_killed_mid_way_resumes_to_the_store_of_an_uninterrupted_run(demo_shop, prefect_harness, tmp_path):
     reference = _uninterrupted(demo_shop, tmp_path / "reference")
     store_path = tmp_path / "store"
     env = {**os.environ, "PYTHONPATH": ROOT}

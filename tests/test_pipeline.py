@@ -48,7 +48,7 @@ def test_pipeline_flow_builds_a_store_from_the_demo_shop(demo_shop, prefect_harn
     assert {name: table_rows(Store.open(store_path), name) for name in TABLES} == before
 
 
-def test_demo_command_runs_every_stage(tmp_path):
+def test_demo_command_runs_every_stage(prefect_harness, tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(app, ["demo", "--products", "24", "--seed", "3", "--out", str(out)])
     assert result.exit_code == 0, result.output

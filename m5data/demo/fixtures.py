@@ -77,8 +77,9 @@ def _building(out: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _prune(cache_root: Path, keep: Path, max_age_s: float = 3600) -> None:
-    """Drop shops (and half-written ones) of older code that no session has touched for an hour."""
+def _prune(cache_root: Path, keep: Path, max_age_s: float = 6 * 3600) -> None:
+    """Drop shops and stores (and half-written ones) of older code that no session has touched for
+    six hours (every use touches its entry: a long session's stores are never pruned under it)."""
     now = time.time()
     for old in [*cache_root.glob("shop-*"), *cache_root.glob("store-*")]:
         if old != keep and now - old.stat().st_mtime > max_age_s:
@@ -186,6 +187,7 @@ def demo_store_factory(request, tmp_path_factory):
         config = {"products": products, "seed": seed, **config}
         key = _store_fingerprint(config, kinds)
         if key in built:
+            os.utime(built[key])  # in use: see _prune
             return built[key]
         root = _cache_root(request, tmp_path_factory)
         out = root / f"store-{key}"
@@ -197,6 +199,7 @@ def demo_store_factory(request, tmp_path_factory):
                 build_demo_store(shop, tmp, kinds)
                 (tmp / ".complete").touch()
                 tmp.rename(out)
+            os.utime(out)  # in use: see _prune
         built[key] = out
         return out
 
