@@ -13,9 +13,9 @@ indent=1)``, written key by key, so an object of millions of entries never exist
         top.add("version", "v1")
         top.close()
 
-Each value that is not streamed is written by ``json.dumps`` itself (its lines shifted by the
-object's depth), so leaves (strings with quotes, backslashes, control characters, U+2028, floats)
-are exactly ``json.dumps``'s.
+Each value that is not streamed is written by :func:`encode`: ``json.dumps``'s layout, its
+strings through json's own C function, anything unusual (floats, subclasses) by ``json.dumps``
+itself, so leaves (quotes, backslashes, control characters, U+2028, floats) are json's bytes.
 """
 
 from __future__ import annotations
@@ -27,9 +27,48 @@ from pathlib import Path
 from typing import TextIO
 
 
+_string = json.encoder.encode_basestring  # json.dumps's own string form with ensure_ascii=False (C when built)
+
+
 def dumps(value) -> str:
     """The reference form every writer here reproduces."""
     return json.dumps(value, ensure_ascii=False, sort_keys=True, indent=1)
+
+
+def encode(value, level: int = 0) -> str:
+    """``dumps(value)`` with its lines shifted to depth ``level`` (its first line not indented).
+
+    ``json.dumps`` with ``indent`` runs the pure-Python encoder and builds it anew at every call
+    (about 30 us for a small record); this writes dicts of string keys, lists, strings, ints,
+    booleans and None directly (strings through the same C function json uses) and hands
+    anything else (floats, subclasses, other keys) to ``json.dumps`` itself.
+    """
+    kind = type(value)
+    if kind is str:
+        return _string(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if kind is int:
+        return int.__repr__(value)
+    if kind is dict and all(type(k) is str for k in value):
+        if not value:
+            return "{}"
+        inner = "\n" + " " * (level + 1)
+        return "{" + inner + ("," + inner).join(_string(k) + ": " + encode(value[k], level + 1) for k in sorted(value)) \
+            + "\n" + " " * level + "}"
+    if kind is list or kind is tuple:
+        if not value:
+            return "[]"
+        inner = "\n" + " " * (level + 1)
+        return "[" + inner + ("," + inner).join(encode(v, level + 1) for v in value) + "\n" + " " * level + "]"
+    text = dumps(value)
+    # json.dumps never writes a raw newline inside a string ("\n" is escaped), so every newline
+    # in ``text`` is a line break of its layout: shift those lines to this depth
+    return text.replace("\n", "\n" + " " * level) if level and "\n" in text else text
 
 
 class ObjectWriter:
@@ -52,16 +91,13 @@ class ObjectWriter:
             raise ValueError(f"keys out of order: {key!r} after {self._last!r}")
         # json.dumps with indent: "{" newline, entries joined by "," newline, each indented one more level
         self.fh.write(("{\n" if self._last is None else ",\n") + " " * (self.level + 1))
-        self.fh.write(json.dumps(key, ensure_ascii=False) + ": ")
+        self.fh.write(_string(key) + ": ")
         self._last = key
 
     def add(self, key: str, value) -> None:
         """Write ``key: value``; ``value`` is anything ``json.dumps`` takes."""
         self._key(key)
-        text = dumps(value)
-        # json.dumps never writes a raw newline inside a string ("\n" is escaped), so every newline
-        # in ``text`` is a line break of its layout: shift those lines to this depth
-        self.fh.write(text.replace("\n", "\n" + " " * (self.level + 1)) if "\n" in text else text)
+        self.fh.write(encode(value, self.level + 1))
 
     def open(self, key: str) -> ObjectWriter:
         """Start ``key: {...}`` as a nested streamed object; close it before the next key of this one."""

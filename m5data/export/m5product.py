@@ -44,7 +44,7 @@ LIST_FILES = {"train": "train.txt", "query-c": "query.txt", "gallery-c": "galler
               "subset": "subset.txt"}
 RETRIEVAL = {"coarse": ("query-c", "gallery-c"), "fine": ("query-fg", "gallery-fg")}
 _FILE_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-FINISH_MEMORY = "1GB"  # DuckDB's memory limit for finish's sort of the shards' records (it spills past it)
+FINISH_MEMORY = "256MB"  # DuckDB's memory limit for finish's sort of the shards' records (it spills past it)
 FINISH_BATCH = 8192  # sorted rows handed to Python at a time
 ITEM_ID_MAX = 120  # characters of an item id (a file name: images/<item_id>.jpg, .tmp-<pid>-<item_id>.mp4)
 
