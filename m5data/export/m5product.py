@@ -24,10 +24,12 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from collections import Counter
 from pathlib import Path
 
 from ..storage.blobs import resolve_blob
+from .json_stream import ObjectWriter, atomic_text
 from .samples import Sample, drop_outside_blobs, safe_key
 
 MEDIA_KINDS = ("image_norm", "audio", "video")
@@ -42,6 +44,8 @@ LIST_FILES = {"train": "train.txt", "query-c": "query.txt", "gallery-c": "galler
               "subset": "subset.txt"}
 RETRIEVAL = {"coarse": ("query-c", "gallery-c"), "fine": ("query-fg", "gallery-fg")}
 _FILE_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+FINISH_MEMORY = "256MB"  # DuckDB's memory limit for finish's sort of the shards' records (it spills past it)
+FINISH_BATCH = 8192  # sorted rows handed to Python at a time
 ITEM_ID_MAX = 120  # characters of an item id (a file name: images/<item_id>.jpg, .tmp-<pid>-<item_id>.mp4)
 
 
@@ -194,40 +198,126 @@ def _video_ext(rel: str | None) -> str:
 
 
 def finish(store, out: Path, version: str, members, shards: list[dict], options: dict) -> None:
-    """Merge the shards' records into the caption JSON, label files, split lists and ``m5data_items.json``."""
+    """Merge the shards' records into the caption JSON, label files, split lists and ``m5data_items.json``.
+
+    Memory is one shard's records plus the label list, at any export size: each shard's
+    ``_shards/*.part.json`` is read once, in plan order, its rows appended to one Parquet file and
+    its ids to its split's list (temp files under ``_shards/.finish``); DuckDB sorts the rows by
+    item id (spilling past ``FINISH_MEMORY``) and the JSON files are written from that sorted
+    stream by :class:`~m5data.export.json_stream.ObjectWriter`. One sort rather than a k-way merge
+    of the shards: 6,300 shards at M5Product's size would be 6,300 open files, past the usual
+    limit of 1,024. The files are byte for byte what ``json.dumps(..., sort_keys=True, indent=1)``
+    of the whole merge writes (an item in several shards keeps its last shard's record; tested).
+    """
     from .run import write_json_atomic
 
-    records: dict[str, dict] = {}
-    split_ids: dict[str, list[str]] = {}
-    for st in shards:  # in plan order: each split's shards in turn, each shard's products in id order
-        part = json.loads((out / st["path"]).read_text(encoding="utf-8"))
-        records.update(part)
-        ids = split_ids.setdefault(st["split"], [])
-        ids += sorted(part, key=lambda iid: part[iid]["product_id"])
-    order = sorted(records)
-    write_json_atomic(out / CAPTIONS, {i: {"title": records[i]["title"], "pv": records[i]["pv"]} for i in order})
-    labels = sorted({(r["class_id"], r["sub_class_id"], f"{r['class_name']} > {r['sub_class_name']}")
-                     for r in records.values() if r["sub_class_id"] is not None}, key=lambda t: (t[1], t[0]))
-    label_index = {(c, s): n for n, (c, s, _name) in enumerate(labels)}
-    write_json_atomic(out / LABEL_LIST, [name for _c, _s, name in labels])
-    write_json_atomic(out / ID_LABEL, {i: label_index[(records[i]["class_id"], records[i]["sub_class_id"])]
-                                       for i in order if records[i]["sub_class_id"] is not None})
-    splits_of: dict[str, list[str]] = {}
-    for split, ids in split_ids.items():
-        for iid in ids:
-            splits_of.setdefault(iid, []).append(split)
-        _write_lines(out / list_file(split), ids)
+    work = out / "_shards" / ".finish"
+    shutil.rmtree(work, ignore_errors=True)  # what a killed finish left
+    work.mkdir(parents=True)
+    try:
+        splits = _gather_parts(out, shards, work)
+        labels = _write_records(out, work, version, options, splits)
+        label_index = {(c, s): n for n, (c, s, _name) in enumerate(labels)}
+        write_json_atomic(out / LABEL_LIST, [name for _c, _s, name in labels])
+        with atomic_text(out / ID_LABEL) as fh, open(work / "labels.jsonl", encoding="utf-8") as lines:
+            id_label = ObjectWriter(fh)
+            for line in lines:
+                iid, class_id, sub_class_id = json.loads(line)
+                id_label.add(iid, label_index[(class_id, sub_class_id)])
+            id_label.close()
+            fh.write("\n")
+        _place_lists(out, work, splits)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _gather_parts(out: Path, shards: list[dict], work: Path) -> list[str]:
+    """Read each shard's records once, in plan order: its rows go to ``work/records.parquet``
+    (item id, split rank, shard number, the record as JSON), its ids (in product id order) to its
+    split's list ``work/list-<rank>.txt``. The splits, in the order they first appear."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("iid", pa.string()), ("split", pa.int32()), ("seq", pa.int32()), ("record", pa.string())])
+    splits: dict[str, int] = {}
+    with pq.ParquetWriter(work / "records.parquet", schema, compression="zstd") as writer:
+        for seq, st in enumerate(shards):  # plan order: each split's shards in turn, each shard's products in id order
+            part = json.loads((out / st["path"]).read_text(encoding="utf-8"))
+            rank = splits.setdefault(st["split"], len(splits))
+            with open(work / f"list-{rank}.txt", "a", encoding="utf-8") as fh:
+                fh.write("".join(f"{iid}\n" for iid in sorted(part, key=lambda iid: part[iid]["product_id"])))
+            if part:  # UTF-8 JSON (half the bytes of escaped CJK text): parts hold no lone surrogate, as the files do
+                records = [json.dumps(r, ensure_ascii=False) for r in part.values()]
+                writer.write_table(pa.table({"iid": list(part), "split": [rank] * len(part), "seq": [seq] * len(part),
+                                             "record": records}, schema=schema))
+    return list(splits)
+
+
+def _final_records(work: Path, splits: list[str]):
+    """``(item_id, record, splits)`` per item id in sorted order: the record of the item's last shard
+    in plan order (``dict.update`` of the shards in turn), its splits in plan order."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute(f"SET memory_limit = '{FINISH_MEMORY}'")
+        con.execute(f"SET temp_directory = '{_sql_text(work / 'spill')}'")
+        reader = con.sql(f"SELECT iid, split, seq, record FROM read_parquet('{_sql_text(work / 'records.parquet')}') "
+                         "ORDER BY iid, split, seq").to_arrow_reader(FINISH_BATCH)
+        iid, seq, record, its_splits = None, -1, "", []
+        for batch in reader:
+            for row_iid, rank, row_seq, row_record in zip(*(col.to_pylist() for col in batch.columns)):
+                if row_iid != iid:
+                    if iid is not None:
+                        yield iid, json.loads(record), its_splits
+                    iid, seq, record, its_splits = row_iid, row_seq, row_record, []
+                elif row_seq > seq:
+                    seq, record = row_seq, row_record
+                its_splits.append(splits[rank])
+        if iid is not None:
+            yield iid, json.loads(record), its_splits
+    finally:
+        con.close()
+
+
+def _write_records(out: Path, work: Path, version: str, options: dict, splits: list[str]) -> list[tuple]:
+    """Write ``captions.json`` and ``m5data_items.json`` from the sorted stream, each labelled item
+    to ``work/labels.jsonl``; the label list ``[(class_id, sub_class_id, name)]`` in label order."""
+    labels = set()
+    with atomic_text(out / CAPTIONS) as cap_fh, atomic_text(out / ITEMS) as items_fh, \
+            open(work / "labels.jsonl", "w", encoding="utf-8") as label_fh:
+        captions = ObjectWriter(cap_fh)
+        top = ObjectWriter(items_fh)
+        top.add("item_ids", options.get("item_ids"))
+        items = top.open("items")
+        for iid, r, its_splits in _final_records(work, splits):
+            captions.add(iid, {"title": r["title"], "pv": r["pv"]})
+            items.add(iid, {k: v for k, v in r.items() if k not in ("title", "pv")} | {"splits": its_splits})
+            if r["sub_class_id"] is not None:
+                labels.add((r["class_id"], r["sub_class_id"], f"{r['class_name']} > {r['sub_class_name']}"))
+                label_fh.write(json.dumps([iid, r["class_id"], r["sub_class_id"]]) + "\n")
+        captions.close()
+        cap_fh.write("\n")
+        items.close()
+        top.add("version", version)
+        top.close()
+        items_fh.write("\n")
+    return sorted(labels, key=lambda t: (t[1], t[0]))
+
+
+def _place_lists(out: Path, work: Path, splits: list[str]) -> None:
+    """Move each split's list into place, and copy SCALE's retrieval pairs from them."""
+    rank = {split: n for n, split in enumerate(splits)}
     for name, (query, gallery) in RETRIEVAL.items():
-        if query in split_ids and gallery in split_ids:
-            _write_lines(out / "retrieval" / name / "query.txt", split_ids[query])
-            _write_lines(out / "retrieval" / name / "train.txt", split_ids[gallery])
-    items = {i: {k: v for k, v in records[i].items() if k not in ("title", "pv")} | {"splits": splits_of.get(i, [])}
-             for i in order}
-    write_json_atomic(out / ITEMS, {"version": version, "item_ids": options.get("item_ids"), "items": items})
+        if query in rank and gallery in rank:
+            for split, target in ((query, "query.txt"), (gallery, "train.txt")):
+                path = out / "retrieval" / name / target
+                path.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(work / f"list-{rank[split]}.txt", path.with_name(f".tmp-{target}"))
+                os.replace(path.with_name(f".tmp-{target}"), path)
+    for split, n in rank.items():  # two splits with one list file name (cls-train, cls_train): the later wins
+        os.replace(work / f"list-{n}.txt", out / list_file(split))
 
 
-def _write_lines(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
+def _sql_text(path: Path) -> str:
+    return str(path).replace("'", "''")
