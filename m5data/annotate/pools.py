@@ -17,7 +17,9 @@ block of queries lives in ``derived/pools/<fingerprint>/``, where that fingerpri
 queries, the gallery and the search settings; a re-run with the same fingerprint skips finished
 blocks, and a run with another fingerprint starts afresh. Pools of products that are no longer
 queries are dropped at the end (reading each part's query ids once), so a re-run leaves the same
-table.
+table. A complete run saves its input state (module :mod:`.pool_inputs`): a re-run that finds the
+store, the settings and the pools as that run left them returns its report without reading the
+catalog.
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ import pyarrow as pa
 
 from .. import config as cfg
 from ..storage import StageStats, record_run
-from . import embed
+from . import embed, pool_inputs
 from .pool_vectors import NO_VECTOR, CatalogError, embedder_name, image_paths, product_vectors, read_catalog, titles_as_captions
 from .search import SEARCHES, exact_search, faiss_search, recall_against, search
 
 Progress = Callable[[str, int, int], None]
+RUN_VERSION = "pools-v2"  # bump when the pools of the same vectors and settings change
 
 
 class PoolsError(ValueError):
@@ -66,6 +69,7 @@ class PoolsReport:
     fingerprint: str = ""
     vectors_reused: bool = False  # the vectors of these inputs were mapped from derived/pools, not embedded
     timings: dict = field(default_factory=dict)  # seconds per phase: read, embed, search, stale
+    up_to_date: bool = False  # nothing changed since the last complete run: its report, nothing read
 
 
 def check_settings(s: cfg.Settings) -> None:
@@ -167,9 +171,20 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
     stats = StageStats("annotate-pools")
     report = PoolsReport(stats, embedder=embedder_name(settings))
     clock = _Clock(report.timings)
+    work = store.derived_dir("pools")
+    state = pool_inputs.snapshot(store, settings, split_version, RUN_VERSION)
+    if not fresh and not ann_check:
+        saved = pool_inputs.saved_report(store, work, state)
+        if saved is not None:
+            pool_inputs.restore(report, saved)
+            clock("check")
+            record_run(store, stats.finish(), _run_config(settings, split_version, report.fingerprint, up_to_date=True))
+            return report
+    pool_inputs.forget(work)  # this run may change the pools: the saved state is no longer theirs
     catalog = read_catalog(store)
     if not len(catalog):
         raise PoolsError(f"no products in the store at {store.root}")
+    state["image_dirs"] = pool_inputs.image_dirs(store.root, catalog.table.column("blob"))
     report.n_products = len(catalog)
     try:
         report.from_titles = titles_as_captions(catalog, settings)
@@ -206,10 +221,9 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
     report.n_queries, report.n_gallery = len(queries), len(gallery_ids)
     stats.n_in = len(queries)
 
-    fp = embed.fingerprint("pools-v2", vectors.fingerprint, a.pool_k, a.pool_search, a.pool_block,
+    fp = embed.fingerprint(RUN_VERSION, vectors.fingerprint, a.pool_k, a.pool_search, a.pool_block,
                            _digest(queries), _digest(gallery_ids))
     report.fingerprint = fp
-    work = store.derived_dir("pools")
     for old in work.iterdir():  # another fingerprint's checkpoints: inputs or settings changed
         if old.is_dir() and old.name != fp:
             shutil.rmtree(old, ignore_errors=True)
@@ -218,6 +232,7 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
         shutil.rmtree(ckpt, ignore_errors=True)
     ckpt.mkdir(parents=True, exist_ok=True)
     done = {int(p.stem.split("-")[1]) for p in ckpt.glob("block-*.done")}
+    done -= _blocks_without_pools(store, work, queries, self_index, len(gallery_ids), a.pool_block, done)
 
     nblocks = -(-len(queries) // a.pool_block)
     report.n_blocks = nblocks
@@ -245,9 +260,17 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
         report.ann_recall = ann_recall(qv, gv, a.pool_k, self_index, a.pool_search, ann_check)
         clock("ann check")
     (ckpt / "gallery.npy").unlink(missing_ok=True)
-    record_run(store, stats.finish(), {"annotate": cfg.as_dict(settings)["annotate"],
-                                       "split_version": split_version, "fingerprint": fp})
+    record_run(store, stats.finish(), _run_config(settings, split_version, fp))
+    pool_inputs.save(store, work, state, fp, report)  # last: only a complete run is up to date
     return report
+
+
+def _run_config(settings: cfg.Settings, split_version: str | None, fp: str, up_to_date: bool = False) -> dict:
+    """The ``config`` of a pools run's ``runs`` row."""
+    config = {"annotate": cfg.as_dict(settings)["annotate"], "split_version": split_version, "fingerprint": fp}
+    if up_to_date:
+        config["up_to_date"] = True
+    return config
 
 
 class _Clock:
@@ -269,6 +292,19 @@ def _digest(ids: list[str]) -> str:
         h.update("\x1f".join(ids[s:s + 65_536]).encode())
         h.update(b"\x1e")
     return h.hexdigest()
+
+
+def _blocks_without_pools(store, work: Path, queries: list[str], self_index: np.ndarray, n_gallery: int,
+                          block: int, done: set[int]) -> set[int]:
+    """The finished blocks some of whose queries have no rows in ``pools`` (a part deleted or the
+    table rewritten behind the run): searched again. A query has rows unless the gallery holds
+    nothing but itself. Reads the parts' query ids from the index the stale step keeps."""
+    if not done:
+        return set()
+    present = pool_queries_present(store, work)
+    has_pool = n_gallery - (self_index >= 0) > 0
+    return {start for start in done
+            if any(has_pool[i] and queries[i] not in present for i in range(start, min(start + block, len(queries))))}
 
 
 def _pool_rows(hits, q_ids: pa.Array, g_ids: pa.Array, embedder_label: str, run_id: str) -> pa.Table:

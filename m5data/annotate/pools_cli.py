@@ -47,6 +47,9 @@ def pools(
                                  progress=progress)
     except (PoolsError, ConfigError, RuntimeError) as exc:
         fail(str(exc))
+    if report.up_to_date:
+        console.print(f"pools up to date: nothing changed since the run that made them ({report.n_blocks:,} blocks "
+                      f"of {report.n_queries:,} queries, fingerprint {esc(report.fingerprint)}); --fresh searches again")
     console.print(stage_summary(report.stats))
     console.print(summary_table(report, s))
     if score_against is not None:
@@ -70,13 +73,14 @@ def summary_table(report, s):
     for name, value in [("embedder", report.embedder), ("search", s.annotate.pool_search),
                         ("K", f"{s.annotate.pool_k:,}"), ("products", f"{report.n_products:,}"),
                         ("queries", f"{report.n_queries:,}"), ("gallery", f"{report.n_gallery:,}"),
-                        ("vectors", "reused (same inputs)" if report.vectors_reused else "embedded"),
+                        ("vectors", "not read (pools up to date)" if report.up_to_date
+                         else "reused (same inputs)" if report.vectors_reused else "embedded"),
                         ("blocks", f"{report.n_blocks:,}"), ("blocks resumed", f"{report.n_resumed:,}"),
                         ("stale pools dropped", f"{report.dropped_queries:,}"),
                         ("captions made from titles (extract not run)", f"{report.from_titles:,}")]:
-        t.add_row(name, str(value))
+        t.add_row(name, esc(str(value)))  # the embedder names a model folder: user data
     for reason, n in sorted(report.gaps.items()):
-        t.add_row(f"  {reason}", f"{n:,}")
+        t.add_row(f"  {esc(reason)}", f"{n:,}")
     if report.ann_recall is not None:
         t.add_row("approximate search recall vs exact", f"{report.ann_recall:.4f}")
     return t
