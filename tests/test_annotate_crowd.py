@@ -62,7 +62,7 @@ def test_gold_clamping_and_other_methods():
 @pytest.fixture(scope="module")
 def judged(demo_store_factory, demo_shop_factory, tmp_path_factory):
     """Default demo world: pools for every product, simulated judgements of each pool's top 20."""
-    store = Store.open(copy_store(demo_store_factory(products=300, seed=0, kinds="image,text"),
+    store = Store.open(copy_store(demo_store_factory(products=300, seed=0),
                                   tmp_path_factory.mktemp("crowd")))
     truth = demo_shop_factory(products=300, seed=0).truth_dir
     s = load(None, {"store.path": str(store.root), "annotate.pool_queries": 1.0}, environ={})

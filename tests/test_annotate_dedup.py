@@ -206,7 +206,7 @@ def test_the_veto_still_rejects_real_look_alikes_that_differ(store, realdata):
 
 @pytest.fixture(scope="module")
 def demo300(demo_store_factory):
-    path = demo_store_factory(products=300, seed=0, kinds="image,text")
+    path = demo_store_factory(products=300, seed=0)
     return path, cached_shop(path.parent, products=300, seed=0) / "truth"
 
 

@@ -47,7 +47,7 @@ def test_bad_settings_are_rejected_before_work(store):
 
 @pytest.fixture(scope="module")
 def demo300(demo_store_factory):
-    path = demo_store_factory(products=300, seed=0, kinds="image,text")
+    path = demo_store_factory(products=300, seed=0)
     return path, cached_shop(path.parent, products=300, seed=0) / "truth"
 
 

@@ -22,7 +22,7 @@ QUERIES = 30
 @pytest.fixture(scope="module")
 def done(demo_store_factory, tmp_path_factory):
     """The default demo world's store (300 products, images and captions) after one complete pools run."""
-    src = demo_store_factory(products=300, seed=0, kinds="image,text")
+    src = demo_store_factory(products=300, seed=0)
     store = Store.open(copy_store(src, tmp_path_factory.mktemp("rerun")))
     shutil.rmtree(store.root / "derived" / "pools", ignore_errors=True)
     build_pools(store, settings(store), fresh=True)
