@@ -295,3 +295,22 @@ def test_features_out_quotes_a_product_id_with_commas(tiny, tmp_path):
     assert [r[0] for r in rows] == ids
     assert {len(r) for r in rows} == {1 + load_config(tiny).model.dim}
     assert all(float(v) == float(v) for r in rows for v in r[1:])
+
+
+def test_a_refused_out_folder_fails_before_torch_is_imported(tmp_path):
+    """Importing torch costs 3-4 CPU-seconds: a --out that is refused says so before that."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep")
+    code = ("import sys\n"
+            "from m5data.train.config import load_config\n"
+            "from m5data.train.loop import train\n"
+            "from m5data.train.runfolder import RunFolderError\n"
+            "try:\n"
+            f"    train({str(tmp_path / 'shards')!r}, {str(folder)!r}, load_config('small'), 1)\n"
+            "except RunFolderError as exc:\n"
+            "    print('refused:', exc)\n"
+            "print('torch imported:', 'torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert "refused: --out" in done.stdout and "torch imported: False" in done.stdout, done.stdout + done.stderr

@@ -97,14 +97,15 @@ def train(shards: str | Path, run: str | Path, cfg: Config, epochs: int, *, devi
         max_steps: stop after this many steps in total (for short runs and tests).
         progress: called with each step's log record.
     """
+    run = Path(run)
+    dist = distributed_from_env()
+    claim(run, write=dist.main)  # before torch (3-4 CPU-s to import): a refused --out fails at once
+
     import torch
 
     from .data import loader
     from .model import Objective, Scale, losses
 
-    run = Path(run)
-    dist = distributed_from_env()
-    claim(run, write=dist.main)
     seed_everything(cfg.train.seed)
     dev = device_of(device)
     if dist.world > 1:
