@@ -31,8 +31,9 @@ demo: setup
 	$(BIN)/m5data demo
 
 test: setup
-	# two workers: much of the suite waits on subprocesses and local servers (15 min serial, 11 min so)
-	$(BIN)/python -m pytest -q -n 2
+	# two workers (much of the suite waits on subprocesses and local servers); loadgroup: the tests
+	# marked xdist_group("demo300") run on one worker, so the other never waits for that store's build
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 bench-store: setup
 	$(BIN)/python benchmarks/bench_store.py

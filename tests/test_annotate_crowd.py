@@ -71,6 +71,7 @@ def judged(demo_store_factory, demo_shop_factory, tmp_path_factory):
     return store, truth, s, report
 
 
+@pytest.mark.xdist_group("demo300")  # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
 def test_glad_beats_majority_and_recovers_abilities(judged):
     store, truth, s, sim = judged
     assert sim.n_pairs == 300 * 20 and sim.n_judgements == 5 * sim.n_pairs
@@ -89,6 +90,7 @@ def test_glad_beats_majority_and_recovers_abilities(judged):
     assert report.n_accepted == sum(matches["accepted"])
 
 
+@pytest.mark.xdist_group("demo300")  # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
 def test_reruns_leave_the_same_tables(judged):
     store, truth, s, _ = judged
     before = store.read("annotations").sort_by([("query_id", "ascending"), ("candidate_id", "ascending"),
@@ -105,6 +107,7 @@ def test_reruns_leave_the_same_tables(judged):
     assert one.equals(two)
 
 
+@pytest.mark.xdist_group("demo300")  # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
 def test_cli_aggregate_prints_every_method(judged):
     store, truth, _, _ = judged
     result = runner.invoke(app, ["--store", str(store.root), "annotate", "aggregate", "--method", "majority",
@@ -149,6 +152,7 @@ def test_import_keeps_good_rows_and_names_bad_ones(store, tmp_path):
     assert agg.stats.failures["pair with only uncertain judgements"] == 1
 
 
+@pytest.mark.xdist_group("demo300")  # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
 def test_prefect_task_runs_the_crowd_and_pools_jobs(judged):
     from m5data.flows.annotate import annotate_task
 

@@ -210,6 +210,7 @@ def demo300(demo_store_factory):
     return path, cached_shop(path.parent, products=300, seed=0) / "truth"
 
 
+@pytest.mark.xdist_group("demo300")  # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
 def test_default_demo_world_pair_precision_and_recall(demo300, tmp_path):
     path, truth = demo300
     store_dir = copy_store(path, tmp_path)
@@ -234,6 +235,7 @@ def test_default_demo_world_pair_precision_and_recall(demo300, tmp_path):
     assert len(runs) == 2 and runs[0]["n_in"] == 300 and report.pairs["spec"] > 0
 
 
+@pytest.mark.xdist_group("demo300")  # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
 def test_cli_prints_the_score(demo300, tmp_path):
     path, truth = demo300
     store_dir = copy_store(path, tmp_path)

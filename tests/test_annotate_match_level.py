@@ -51,6 +51,7 @@ def demo300(demo_store_factory):
     return path, cached_shop(path.parent, products=300, seed=0) / "truth"
 
 
+@pytest.mark.xdist_group("demo300")  # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
 def test_default_demo_world_auc_reasons_and_idempotence(demo300, tmp_path):
     path, truth_dir = demo300
     store = Store.open(copy_store(path, tmp_path))
@@ -77,6 +78,7 @@ def test_default_demo_world_auc_reasons_and_idempotence(demo300, tmp_path):
     assert strip(store.read("caption_match").to_pylist()) == strip(rows)
 
 
+@pytest.mark.xdist_group("demo300")  # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
 def test_cli_prints_auc_and_confusion(demo300, tmp_path):
     path, truth_dir = demo300
     store_dir = copy_store(path, tmp_path)

@@ -15,6 +15,9 @@ from m5data.config import load
 from m5data.demo.fixtures import copy_store
 from m5data.storage import Store
 
+# one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("demo300")
+
 runner = CliRunner()
 QUERIES = 30
 

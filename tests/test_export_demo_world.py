@@ -19,6 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("demo300")  # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
 def test_default_demo_world_round_trips(demo_store_factory, tmp_path):
     import datasets
     import webdataset as wds

@@ -13,6 +13,9 @@ from m5data.splits.manifest import manifest_path
 from m5data.splits.synthetic import write_synthetic
 from m5data.storage import Store
 
+# one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("demo300")
+
 
 @pytest.fixture(scope="module")
 def demo(demo_store_factory, demo_shop_factory):

@@ -274,6 +274,7 @@ def test_pool_and_feature_settings(tmp_path, shards):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("demo300")  # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
 def test_on_the_default_demo_world_scale_beats_tfidf_on_coarse_retrieval(demo_store_factory, tmp_path):
     """The issue's measure: the default demo world (300 products, seed 0) split as `m5data demo` splits
     it (dedup groups), exported, the small config trained for the demo's 80 steps on the CPU, then the
