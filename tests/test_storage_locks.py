@@ -66,7 +66,9 @@ def test_a_second_download_is_refused_naming_the_first_ones_pid(tmp_path):
     store = Store.init(tmp_path / "s")
     files = {f"i{i}.jpg": jpeg_bytes(64, 64, seed=i) for i in range(4)}
     with MediaServer(files) as server:
-        store.write("media", media_rows([server.url(f"/slow/3000/i{i}.jpg") for i in range(4)]))
+        # held until the second run has been answered: the first holds the lock however slowly the
+        # second starts (a 3 s delay was not always enough under the suite's load)
+        store.write("media", media_rows([server.url(f"/held/i{i}.jpg") for i in range(4)]))
         args = ["--store", str(store.root), "--set", "download.allow_private=true", "download", "--no-progress"]
         first = m5data(*args)
         deadline = time.monotonic() + 60
@@ -76,6 +78,7 @@ def test_a_second_download_is_refused_naming_the_first_ones_pid(tmp_path):
         second = m5data(*args)
         code = second.wait(60)
         err = second.stderr.read()
+        server.release()
         assert first.wait(120) == 0, first.stderr.read()
     assert code == 1 and f"PID {first.pid}" in err and "download" in err, err
     assert len(err.strip().splitlines()) == 1

@@ -13,6 +13,8 @@ Routes (``name`` is a key of the ``files`` dict; ``key`` is any string that make
 ``/drip/<ms>/<name>``             the file in 1 KiB pieces, ``ms`` milliseconds apart
 ``/loris/<ms>/<name>``            slow-loris: the file one byte at a time, ``ms`` milliseconds apart
 ``/hang/<key>``                   never answers
+``/held/<name>``                  the file once ``server.release()`` is called (a run kept busy for
+                                  exactly as long as a test needs, whatever the machine's load)
 ``/redirect/<n>/<name>``          ``n`` redirects, then the file
 ``/redirect-to?to=<url>``         one redirect to ``url`` (any scheme)
 ================================  ============================================================
@@ -44,6 +46,7 @@ class MediaServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self._released = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
     def app(self) -> web.Application:
@@ -58,6 +61,7 @@ class MediaServer:
         app.router.add_get("/drip/{ms}/{name}", self._drip)
         app.router.add_get("/loris/{ms}/{name}", self._loris)
         app.router.add_get("/hang/{key}", self._hang)
+        app.router.add_get("/held/{name}", self._held)
         app.router.add_get("/redirect/{n}/{name}", self._redirect)
         app.router.add_get("/redirect-to", self._redirect_to)
         return app
@@ -111,6 +115,10 @@ class MediaServer:
         """How many requests asked for ``path`` (query string ignored) since the last ``clear``."""
         with self._lock:
             return self._hits[path]
+
+    def release(self) -> None:
+        """Let every ``/held/`` request, waiting or to come, have its file."""
+        self._released.set()
 
     def clear(self) -> None:
         with self._lock:
@@ -174,6 +182,12 @@ class MediaServer:
     async def _slow(self, request: web.Request) -> web.Response:
         self._log(request)
         await asyncio.sleep(int(request.match_info["ms"]) / 1000)
+        return web.Response(body=self._data(request), content_type="image/jpeg")
+
+    async def _held(self, request: web.Request) -> web.Response:
+        self._log(request)
+        while not self._released.is_set():
+            await asyncio.sleep(0.02)
         return web.Response(body=self._data(request), content_type="image/jpeg")
 
     async def _drip(self, request: web.Request) -> web.StreamResponse:
