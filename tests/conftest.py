@@ -66,3 +66,23 @@ def prefect_harness():
                 os.environ.pop("PREFECT_API_URL", None)
             else:
                 os.environ["PREFECT_API_URL"] = before
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """``--dist loadgroup`` (make test): pytest-xdist 3.8 groups tests by an ``@group`` suffix it writes
+    into ``item._nodeid``, which pytest 9.2 no longer reads (a node id is ``str(item._id)``), so the
+    ``xdist_group`` marks were ignored and both workers built the 300-product store. Write the suffix
+    where pytest reads it; a node id that has one (older pytest: xdist wrote it) is left alone."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:  # pytest before 9.2: xdist's own hook did it
+        return
+    for item in items:
+        mark = item.get_closest_marker("xdist_group")
+        if mark is None or not hasattr(item, "_id") or "@" in item.nodeid:
+            continue
+        name = mark.args[0] if mark.args else mark.kwargs.get("name", "default")
+        item._id = NodeId.parse(f"{item.nodeid}@{name}")
