@@ -274,7 +274,8 @@ def test_a_killed_worker_costs_no_job(store, tmp_path):
         while not stop.is_set() and not killed:
             for p in me.children(recursive=True):
                 try:
-                    busy = "spawn_main" in " ".join(p.cmdline()) and p.children()  # running ffmpeg: in a job
+                    # a worker in a job: its child is ffmpeg (workers are forked from the pool's fork server)
+                    busy = p.name().startswith("python") and any(c.name().startswith("ff") for c in p.children())
                     if busy:
                         os.kill(p.pid, signal.SIGKILL)
                         killed.append(p.pid)
@@ -293,3 +294,43 @@ def test_a_killed_worker_costs_no_job(store, tmp_path):
     assert killed and stats.pool_restarts == 1
     assert stats.by_kind == {("video", "ok"): 8}, stats.failures
     assert sorted(r["frame_count"] for r in store.read("media", where="kind = 'frames'").to_pylist()) == [3] * 8
+
+
+def test_the_workers_of_a_killed_extract_end_with_it(store, tmp_path):
+    """SIGKILL an `m5data extract` mid-run: its pool's workers (and the fork server and resource
+    tracker beside them) end within seconds instead of waiting for jobs forever."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    for i in range(12):
+        add_media(store, make_video(tmp_path / f"v{i}.mp4", 20), f"shopa:{i}", "video")
+    cmd = [sys.executable, "-m", "m5data", "--store", str(store.root), "extract", "--kinds", "video,audio",
+           "--workers", "2", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tree: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            tree = psutil.Process(proc.pid).children(recursive=True)
+            if any(p.name().startswith("ffmpeg") for p in tree if p.is_running()):  # a worker is in a job
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run ended before a worker was seen in a job"
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        workers = [p for p in tree if p.name().startswith("python")]
+        assert len(workers) >= 2
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        gone, alive = psutil.wait_procs(workers, timeout=30)
+        assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], [p.cmdline()[-1][:80] for p in alive]
+    finally:
+        for p in tree:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass

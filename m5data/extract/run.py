@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Iterator
 from ..config import Settings, as_dict
 from ..storage import StageStats, Store, record_run
 from ..storage.locks import stage_lock
-from .jobs import KINDS, Context, JobResult, crashed, init_worker, run_audio, run_image, run_text, run_video
+from .jobs import KINDS, Context, JobResult, crashed, init_pool_worker, init_worker, run_audio, run_image, run_text, run_video
 
 TEXT_BATCH = 256  # titles per text job
 FLUSH_ROWS = 200  # rows buffered before a table write
@@ -199,6 +199,23 @@ class _Sink:
             raise error
 
 
+def _context():
+    """Worker processes forked from a fork server that has imported the job code (``preload.py``).
+
+    Never a fork of this process: it holds DuckDB and rich threads that a forked child must not
+    inherit. The server is started once per process, with a clean interpreter, and lives while this
+    process does, so the librosa / numba / jieba start-up (~3 CPU-s) is paid once, not by every
+    worker of every run. Spawn where there is no fork server (Windows).
+    """
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["m5data.extract.preload"])  # read when the server starts
+    return context
+
+
 class _Pool:
     """A process pool fed from an iterator with a bounded window (workers == 1 runs inline).
 
@@ -220,11 +237,7 @@ class _Pool:
             self.executor = self._new(self.workers)
 
     def _new(self, workers: int) -> ProcessPoolExecutor:
-        import multiprocessing
-
-        # spawn, not fork: the parent holds DuckDB and rich threads that a forked child must not inherit
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=init_worker, initargs=(self.ctx,))
+        return ProcessPoolExecutor(workers, mp_context=_context(), initializer=init_pool_worker, initargs=(self.ctx,))
 
     def _alone(self, kind: str, fn: Callable, item) -> JobResult:
         """Run one job with no other job in its process: if the process dies, this job killed it."""
