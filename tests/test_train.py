@@ -187,6 +187,51 @@ def test_torchrun_ddp_shares_the_split_and_writes_one_model(shards, tmp_path):
     assert json.loads((run / "config.json").read_text())["world_size"] == 2
 
 
+def test_a_large_jpeg_decodes_at_a_reduced_scale_to_the_same_features(monkeypatch):
+    """Image and frame features of a large JPEG come from libjpeg's scaled decode (1/2 .. 1/8): the
+    same picture as a full decode resized, without decoding every pixel; grey and CMYK JPEGs give RGB."""
+    import io
+
+    from PIL import Image
+
+    from m5data.train.config import ModelConfig
+    from m5data.train.features import frame_features, image_patches
+
+    cfg = ModelConfig()
+    y, x = np.mgrid[0:768, 0:1024]
+    rgb = np.stack([x * 255 // 1023, y * 255 // 767, (x + y) * 255 // 1790], axis=-1).astype(np.uint8)
+    encoded = {}
+    for mode in ("RGB", "L", "CMYK"):
+        buf = io.BytesIO()
+        Image.fromarray(rgb).convert(mode).save(buf, "JPEG", quality=95)
+        encoded[mode] = buf.getvalue()
+    from PIL import JpegImagePlugin
+
+    decoded = []
+    draft = JpegImagePlugin.JpegImageFile.draft
+
+    def record(im, mode, size):  # the real draft, and the size libjpeg will decode at
+        out = draft(im, mode, size)
+        decoded.append(im.size)
+        return out
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", record)
+    full = Image.open(io.BytesIO(encoded["RGB"])).convert("RGB")
+    want = np.asarray(full.resize((cfg.image_size, cfg.image_size), Image.BILINEAR), np.float32) / 255.0
+    g = cfg.image_size // cfg.patch
+    got = image_patches(encoded["RGB"], cfg).reshape(g, g, cfg.patch, cfg.patch, 3).transpose(0, 2, 1, 3, 4)
+    assert np.abs(got.reshape(want.shape) - want).mean() < 0.01
+    assert decoded == [(128, 96)]  # 1/8 of 1024 x 768, still at least 64 x 64
+    for mode in ("L", "CMYK"):
+        feats = image_patches(encoded[mode], cfg)
+        assert feats.shape == (g * g, cfg.patch * cfg.patch * 3) and 0.2 < feats.mean() < 0.8
+    frames = frame_features([encoded["RGB"], encoded["L"]], cfg)
+    assert frames.shape == (2, cfg.frame_size * cfg.frame_size * 3)
+    small = np.asarray(full.resize((cfg.frame_size, cfg.frame_size), Image.BILINEAR), np.float32).reshape(-1) / 255.0
+    assert np.abs(frames[0] - small).mean() < 0.02
+    assert decoded[-2:] == [(128, 96)] * 2  # a 16 px frame feature: 1/8 is the smallest scale libjpeg has
+
+
 def test_a_local_torchscript_image_backbone_gives_the_image_tokens(shards, tmp_path):
     import torch
 

@@ -45,6 +45,9 @@ def _rgb(data: bytes, size: int) -> np.ndarray | None:
 
     try:
         with Image.open(io.BytesIO(data)) as im:
+            # a JPEG decodes at 1/2, 1/4 or 1/8 scale when that still covers ``size`` (libjpeg's DCT
+            # scaling): a 16 px frame feature from a 320 px frame no longer decodes every pixel
+            im.draft("RGB", (size, size))
             im = im.convert("RGB").resize((size, size), Image.BILINEAR)
             return np.asarray(im, dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError, ValueError):
