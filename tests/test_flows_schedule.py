@@ -59,7 +59,7 @@ def test_server_serve_runs_twice_on_a_schedule_and_stops_clean(demo_shop, tmp_pa
         log = open(tmp_path / "serve.log", "w")
         serve = subprocess.Popen(
             [sys.executable, "-m", "m5data", "--store", str(store), "--set", "download.allow_private=true", "--set", "crawl.allow_private=true",
-             "serve", "--interval", "10", "--name", "every10", "--start-url", f"{demo_shop.url}/",
+             "serve", "--interval", "5", "--name", "every5", "--start-url", f"{demo_shop.url}/",
              "--stages", "crawl,download"], stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=ROOT)
         deadline = time.monotonic() + 480
         completed = []
@@ -67,7 +67,7 @@ def test_server_serve_runs_twice_on_a_schedule_and_stops_clean(demo_shop, tmp_pa
             time.sleep(3)
             assert serve.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
             try:
-                _, runs = asyncio.run(_runs(state["api_url"], "every10"))
+                _, runs = asyncio.run(_runs(state["api_url"], "every5"))
             except Exception:  # the deployment is not registered yet
                 continue
             completed = [r for r in runs if r.state_type.value == "COMPLETED"]
@@ -76,13 +76,13 @@ def test_server_serve_runs_twice_on_a_schedule_and_stops_clean(demo_shop, tmp_pa
         assert len(completed) >= 2, (tmp_path / "serve.log").read_text()[-3000:]
         # stop it while a run is in flight: the Runner would wait for that run, serve ends it first
         while time.monotonic() < deadline:
-            _, runs = asyncio.run(_runs(state["api_url"], "every10"))
+            _, runs = asyncio.run(_runs(state["api_url"], "every5"))
             if [r for r in runs if r.state_type.value == "RUNNING"]:
                 break
             time.sleep(0.5)
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=60) == 0
-        dep, runs = asyncio.run(_runs(state["api_url"], "every10"))
+        dep, runs = asyncio.run(_runs(state["api_url"], "every5"))
         assert dep.paused is False  # Prefect's default pauses it on shutdown
         assert not [r for r in runs if r.state_type.value in ("RUNNING", "PENDING")]
         # the runs crawled the shop into the store: the first found every product, the later ones none new
