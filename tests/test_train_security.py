@@ -52,10 +52,21 @@ def tiny(tmp_path):
     return conf
 
 
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "m5data", *args], env=env, capture_output=True, text=True,
-                          timeout=600, cwd=cwd)
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """``m5data ARGS`` through the real CLI app, in this process: torch is imported once per test
+    worker instead of once per call (3-4 CPU-s each). An exception the CLI did not turn into an
+    error line comes back as a traceback on stderr, as it would from ``python -m m5data``."""
+    import traceback
+
+    from typer.testing import CliRunner
+
+    from m5data.cli import app
+
+    res = CliRunner().invoke(app, list(args))
+    stderr = res.stderr
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        stderr += "Traceback (most recent call last):\n" + "".join(traceback.format_exception(res.exception))
+    return subprocess.CompletedProcess(["m5data", *args], res.exit_code, res.stdout, stderr)
 
 
 def refused(done: subprocess.CompletedProcess, name: str) -> None:
