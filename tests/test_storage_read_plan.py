@@ -152,3 +152,62 @@ def test_a_plan_whose_sidecars_exist_opens_no_connection(tmp_path, monkeypatch):
     sidecar_path(parts[0]).unlink()
     with pytest.raises(AssertionError, match="opened a DuckDB connection"):
         plan(parts, spec)  # a missing sidecar is computed by DuckDB
+
+
+def test_reads_share_one_database_per_process_and_see_only_their_own_store(tmp_path):
+    """`Store.read` / `count` take a cursor on one in-memory database per process (not a new
+    database each, ~15 ms), with TEMP views that no other cursor sees: two stores read side by side
+    from threads always get their own rows."""
+    import threading
+
+    from m5data.storage import store as store_module
+
+    a, b = Store.init(tmp_path / "a"), Store.init(tmp_path / "b")
+    a.write("products", [{"product_id": f"a:{i}", "title": "a"} for i in range(3)])
+    b.write("products", [{"product_id": f"b:{i}", "title": "b"} for i in range(5)])
+    a.write("products", [{"product_id": "a:0", "title": "a2"}])  # two parts: a contested key's temp table too
+    assert a.count("products") == 3 and b.count("products") == 5
+    first = store_module._READS._db
+    assert first is not None
+    wrong = []
+
+    def reader(store, want):
+        for _ in range(40):
+            got = sorted(r["product_id"] for r in store.read("products").to_pylist())
+            if got != want:
+                wrong.append(got)
+
+    threads = [threading.Thread(target=reader, args=(s, want)) for s, want in
+               ((a, ["a:0", "a:1", "a:2"]), (b, [f"b:{i}" for i in range(5)])) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not wrong and store_module._READS._db is first
+    assert a.read("products", where="product_id = 'a:0'").to_pylist()[0]["title"] == "a2"
+
+
+def test_a_forked_child_reads_with_a_database_of_its_own(tmp_path):
+    """A fork (a DataLoader worker, a forked pool) never uses the parent's read database, whose
+    threads stay in the parent: the child makes its own and its reads answer."""
+    import multiprocessing
+
+    store = Store.init(tmp_path / "s")
+    store.write("products", [{"product_id": f"p{i}", "title": "t"} for i in range(4)])
+    assert store.count("products") == 4  # the parent's database exists before the fork
+
+    ctx = multiprocessing.get_context("fork")
+    child = ctx.Process(target=_count_and_exit, args=(str(store.root),))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 4
+    assert store.count("products") == 4
+
+
+def _count_and_exit(root: str) -> None:
+    import os
+
+    from m5data.storage import store as store_module
+
+    assert store_module._READS._db is None  # dropped before the fork
+    os._exit(Store.open(root).count("products"))
