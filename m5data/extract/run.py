@@ -200,7 +200,8 @@ class _Sink:
 
 
 def _context():
-    """Worker processes forked from a fork server that has imported the job code (``preload.py``).
+    """Worker processes forked from a fork server that has imported the job code (``preload.py``);
+    for runs with video or audio jobs (image and caption runs spawn theirs: they need no librosa).
 
     Never a fork of this process: it holds DuckDB and rich threads that a forked child must not
     inherit. The server is started once per process, with a clean interpreter, and lives while this
@@ -225,9 +226,10 @@ class _Pool:
     the others end as if nothing happened.
     """
 
-    def __init__(self, workers: int, ctx: Context):
+    def __init__(self, workers: int, ctx: Context, sound: bool = True):
         self.workers = workers
         self.ctx = ctx
+        self.sound = sound  # jobs decode sound (librosa): worth the fork server's preload
         self.executor: ProcessPoolExecutor | None = None
         self.quarantine: ProcessPoolExecutor | None = None
         self.restarts = 0
@@ -237,7 +239,10 @@ class _Pool:
             self.executor = self._new(self.workers)
 
     def _new(self, workers: int) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(workers, mp_context=_context(), initializer=init_pool_worker, initargs=(self.ctx,))
+        import multiprocessing
+
+        context = _context() if self.sound else multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(workers, mp_context=context, initializer=init_pool_worker, initargs=(self.ctx,))
 
     def _alone(self, kind: str, fn: Callable, item) -> JobResult:
         """Run one job with no other job in its process: if the process dies, this job killed it."""
@@ -426,7 +431,9 @@ def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None =
             phases.append(("image", _sharded(image_sql(ex.image_roles, retry_failed), "media_id", shard), None))
         if "text" in wanted:
             phases.append(("text", _sharded(TEXT_SQL, "product_id", shard), None))
-        pool = _Pool(workers, ctx)
+        # images and captions alone need neither librosa nor numba: spawned workers import less than
+        # the fork server's preload (a process that never ran a sound job never starts that server)
+        pool = _Pool(workers, ctx, sound=any(kind in ("video", "audio") for kind, _, _ in phases))
         with _bars(progress) as bars:
             tasks = {}
             for kind, sql, counts in phases:
