@@ -199,9 +199,10 @@ class _Sink:
             raise error
 
 
-def _context():
-    """Worker processes forked from a fork server that has imported the job code (``preload.py``);
-    for runs with video or audio jobs (image and caption runs spawn theirs: they need no librosa).
+def _context(sound: bool = True):
+    """Worker processes forked from a fork server that has imported the job code (``preload.py``),
+    for runs with ``sound`` (video or audio jobs); image and caption runs spawn theirs: they need
+    no librosa, and spawned workers import less than the server's preload.
 
     Never a fork of this process: it holds DuckDB and rich threads that a forked child must not
     inherit. The server is started once per process, with a clean interpreter, and lives while this
@@ -210,7 +211,7 @@ def _context():
     """
     import multiprocessing
 
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    if not sound or "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["m5data.extract.preload"])  # read when the server starts
@@ -239,10 +240,8 @@ class _Pool:
             self.executor = self._new(self.workers)
 
     def _new(self, workers: int) -> ProcessPoolExecutor:
-        import multiprocessing
-
-        context = _context() if self.sound else multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(workers, mp_context=context, initializer=init_pool_worker, initargs=(self.ctx,))
+        return ProcessPoolExecutor(workers, mp_context=_context(self.sound), initializer=init_pool_worker,
+                                   initargs=(self.ctx,))
 
     def _alone(self, kind: str, fn: Callable, item) -> JobResult:
         """Run one job with no other job in its process: if the process dies, this job killed it."""
@@ -431,8 +430,7 @@ def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None =
             phases.append(("image", _sharded(image_sql(ex.image_roles, retry_failed), "media_id", shard), None))
         if "text" in wanted:
             phases.append(("text", _sharded(TEXT_SQL, "product_id", shard), None))
-        # images and captions alone need neither librosa nor numba: spawned workers import less than
-        # the fork server's preload (a process that never ran a sound job never starts that server)
+        # a process that never runs a sound job never starts the fork server (see _context)
         pool = _Pool(workers, ctx, sound=any(kind in ("video", "audio") for kind, _, _ in phases))
         with _bars(progress) as bars:
             tasks = {}

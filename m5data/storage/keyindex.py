@@ -105,10 +105,10 @@ def compute(con, part: Path, spec) -> PartKeys:
     return PartKeys(int(rows), rows == distinct and groups == group_seqs, arr)
 
 
-def part_keys(con, part: Path, spec) -> PartKeys | None:
+def part_keys(connection, part: Path, spec) -> PartKeys | None:
     """The part's keys from its sidecar, made when missing; None when the part cannot be read.
 
-    ``con`` is a DuckDB connection, or a function returning one (called only when a sidecar is missing).
+    ``connection`` returns a DuckDB connection; it is called only when the sidecar is missing.
     """
     import duckdb
 
@@ -116,7 +116,7 @@ def part_keys(con, part: Path, spec) -> PartKeys | None:
     if keys is not None:
         return keys
     try:
-        keys = compute(con() if callable(con) else con, part, spec)
+        keys = compute(connection(), part, spec)
     except duckdb.Error:
         return None
     _save(part, keys)

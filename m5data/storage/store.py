@@ -73,7 +73,6 @@ class _ReadDatabase:
 
     def __init__(self):
         self._db = None
-        self._pid = None
         self._lock = threading.Lock()
         os.register_at_fork(before=self._drop, after_in_child=self._reset)
 
@@ -81,15 +80,15 @@ class _ReadDatabase:
         import duckdb
 
         with self._lock:
-            if self._db is None or self._pid != os.getpid():
-                self._db, self._pid = duckdb.connect(), os.getpid()
+            if self._db is None:
+                self._db = duckdb.connect()
             return self._db.cursor()
 
     def _drop(self) -> None:
         self._db = None  # cursors in use keep the database alive until they close
 
     def _reset(self) -> None:
-        self._db, self._pid, self._lock = None, None, threading.Lock()
+        self._db, self._lock = None, threading.Lock()
 
 
 _READS = _ReadDatabase()
