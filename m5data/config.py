@@ -139,7 +139,7 @@ class AnnotateSettings:
     dedup_shingle: int = 3  # characters per title shingle (Chinese is shingled by character, not by word)
     dedup_num_perm: int = 128  # MinHash permutations (title and spec sets)
     dedup_minhash_threshold: float = 0.7  # near-duplicate titles: estimated Jaccard of shingle sets >= this
-    dedup_spec_lsh_threshold: float = 0.2  # spec candidates: LSH over 'property=value' sets at this Jaccard
+    dedup_spec_lsh_threshold: float = 0.25  # spec rule: 'property=value' sets of exact Jaccard >= this (named when an LSH at 0.2 chose candidates)
     dedup_spec_min_shared: int = 2  # spec rule: >= this many properties besides the brand on both pages ...
     dedup_spec_min_agreement: float = 1.0  # ... with equal values on >= this share of them, and the same brand
     dedup_spec_veto: bool = True  # phash/minhash pairs are rejected when the brands or spec values disagree

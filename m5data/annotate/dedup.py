@@ -9,7 +9,9 @@ Rules, strongest first (each accepted pair is one edge; groups are the connected
 - ``phash``: main images within ``dedup_phash_threshold`` bits of pHash (found by a multi-index).
 - ``minhash``: title shingle sets with estimated Jaccard >= ``dedup_minhash_threshold`` (MinHash/LSH).
 - ``spec``: the same brand and agreeing values on every property both pages list (at least
-  ``dedup_spec_min_shared`` besides the brand); candidates from MinHash/LSH over ``property=value`` sets.
+  ``dedup_spec_min_shared`` besides the brand) and ``property=value`` sets of Jaccard >=
+  ``dedup_spec_lsh_threshold``; candidates from exact blocks (a brand spelling and two agreeing
+  properties), so their number grows with the products, not with their square.
 
 With ``dedup_spec_veto`` a ``phash`` or ``minhash`` pair whose pages name different brands, or
 disagree on their shared properties, is rejected: look-alike photos of one sub-class and
@@ -30,6 +32,7 @@ previous table, and a re-run computes the same rows.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 import unicodedata
@@ -263,23 +266,48 @@ def _veto(report: DedupReport, inp: Inputs, a, left: np.ndarray, right: np.ndarr
     return left, right, dist, rule
 
 
+SPEC_KEYS_PER_PART = 16_000_000  # spec block keys held at once (16 bytes each): parts of the key space beyond
+
+
 def _spec_rule(report: DedupReport, inp: Inputs, a):
-    """Pairs of the same brand agreeing on enough shared properties; candidates from MinHash/LSH over
-    ``property=value`` sets, banded within each brand spelling (a pair must share one to pass)."""
+    """Pairs of the same brand agreeing on enough shared properties, with ``property=value`` sets of
+    Jaccard >= ``dedup_spec_lsh_threshold``.
+
+    Candidates come from exact blocks, not from an index whose buckets grow with the catalogue: a
+    pair can only pass when it shares a brand spelling and agrees on at least ``need`` properties
+    (``ceil(min_agreement * min_shared)``, 1 or 2), so each product is keyed by every brand spelling
+    and every ``need`` of its entries (:func:`near_jit.spec_block_keys`), and only products sharing a
+    key are compared. A block over ``dedup_bucket_cap`` rows links its rows to its first one. The
+    keys are made and paired in parts of the key space, so memory stays bounded.
+    """
+    from . import near_jit
+
     sp = inp.specs
-    index = near.LSHIndex(a.dedup_spec_lsh_threshold, a.dedup_num_perm)
-    for s in range(0, len(inp), dedup_inputs.BATCH):
-        e = min(len(inp), s + dedup_inputs.BATCH)
-        lo, hi = int(sp.offsets[s]), int(sp.offsets[e])
-        index.add(sp.tokens[lo:hi], sp.offsets[s:e + 1] - lo, np.diff(sp.brand_offsets[s:e + 1]) > 0)
-    capped = [0]
-    left, right, _ = index.pairs(a.dedup_bucket_cap, capped, blocks=(sp.brand_offsets, sp.brands))
-    del index
-    report.candidates["spec"] = len(left)
+    need = max(1, min(2, math.ceil(a.dedup_spec_min_agreement * a.dedup_spec_min_shared - 1e-9)))
+    args = (sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, need)
+    empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+    total = near_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
+    parts = max(1, -(-total // SPEC_KEYS_PER_PART))
+    capped, found, checked = [0], [], 0
+    for part in range(parts):
+        n = total if parts == 1 else near_jit.spec_block_keys(*args, part, parts, empty_key, empty_row)
+        key, row = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.int64)
+        near_jit.spec_block_keys(*args, part, parts, key, row)
+        packed = near.pairs_in_runs(key, row, a.dedup_bucket_cap, capped)
+        del key, row
+        left, right = near.unpack(packed)
+        checked += len(left)
+        same, shared, equal = dedup_inputs.agreement(sp, left, right)
+        keep = (same == 1) & (shared >= a.dedup_spec_min_shared) & (equal >= a.dedup_spec_min_agreement * shared)
+        left, right = left[keep], right[keep]
+        jac = np.empty(len(left))
+        near_jit.entry_jaccard(left, right, sp.offsets, sp.keys, sp.values, jac)
+        found.append(packed[keep][jac >= a.dedup_spec_lsh_threshold - 1e-12])
+    report.candidates["spec"] = checked
     report.capped["spec"] = capped[0]
+    left, right = near.unpack(np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64))
     same, shared, equal = dedup_inputs.agreement(sp, left, right)
-    keep = (same == 1) & (shared >= a.dedup_spec_min_shared) & (equal >= a.dedup_spec_min_agreement * shared)
-    return left[keep], right[keep], 1.0 - equal[keep] / shared[keep], "spec"
+    return left, right, 1.0 - equal / np.maximum(shared, 1), "spec"
 
 
 def _groups(inp: Inputs, edges: list, report: DedupReport) -> pa.Table:

@@ -1,4 +1,5 @@
-"""The compiled loops of the dedup indexes (numba): MinHash, band keys, pHash probes, spec agreement.
+"""The compiled loops of the dedup indexes (numba): MinHash, band keys, pHash probes, spec block keys,
+spec agreement.
 
 Each loop is the per-row or per-pair work that numpy would do through temporaries of
 ``rows x permutations`` or ``rows x candidates``; compiled, it runs in one pass with no temporary.
@@ -217,6 +218,73 @@ def spec_agreement(left, right, offsets, keys, values, brand_offsets, brands, br
     return same, shared, equal
 
 
+@numba.njit(cache=True, nogil=True)
+def _spec_key(b, k1, v1, k2, v2):  # pragma: no cover - compiled
+    h = _fmix64(np.uint64(b) + np.uint64(0x9E3779B97F4A7C15))
+    h = _fmix64(h ^ ((np.uint64(k1) << np.uint64(32)) | np.uint64(v1)))
+    return _fmix64(h ^ ((np.uint64(k2) << np.uint64(32)) | np.uint64(v2)) ^ np.uint64(0xD6E8FEB86659FD93))
+
+
+@numba.njit(cache=True, nogil=True)
+def spec_block_keys(offsets, keys, values, brand_offsets, brands, brand_key, need, part, parts,
+                    out_key, out_row):  # pragma: no cover - compiled
+    """The spec rule's exact block keys: for each row, each brand spelling and each ``need`` (1 or 2)
+    of its non-brand ``(property, value)`` entries of different properties, one 64-bit key; two rows
+    that share a brand spelling and agree on ``need`` properties share a key. Only keys with
+    ``key % parts == part`` are written; with ``out_key`` of length 0, nothing is written and the
+    count is returned (the sizing pass).
+    """
+    m = 0
+    count_only = len(out_key) == 0
+    P = np.uint64(parts)
+    q = np.uint64(part)
+    for i in range(len(offsets) - 1):
+        lo, hi = offsets[i], offsets[i + 1]
+        for b in range(brand_offsets[i], brand_offsets[i + 1]):
+            for e1 in range(lo, hi):
+                if keys[e1] == brand_key:
+                    continue
+                if need == 1:
+                    h = _spec_key(brands[b], keys[e1], values[e1], 0xFFFFFFFF, 0)
+                    if h % P == q:
+                        if not count_only:
+                            out_key[m] = h
+                            out_row[m] = i
+                        m += 1
+                    continue
+                for e2 in range(e1 + 1, hi):
+                    if keys[e2] == brand_key or keys[e2] == keys[e1]:
+                        continue
+                    h = _spec_key(brands[b], keys[e1], values[e1], keys[e2], values[e2])
+                    if h % P == q:
+                        if not count_only:
+                            out_key[m] = h
+                            out_row[m] = i
+                        m += 1
+    return m
+
+
+@numba.njit(cache=True, nogil=True)
+def entry_jaccard(left, right, offsets, keys, values, out):  # pragma: no cover - compiled
+    """``out[k]``: Jaccard of the ``(property, value)`` entry sets of rows ``left[k]`` and ``right[k]``
+    (each sorted by property then value, in CSR form)."""
+    for k in range(len(left)):
+        a, ae = offsets[left[k]], offsets[left[k] + 1]
+        b, be = offsets[right[k]], offsets[right[k] + 1]
+        size = (ae - a) + (be - b)
+        common = 0
+        while a < ae and b < be:
+            if keys[a] == keys[b] and values[a] == values[b]:
+                common += 1
+                a += 1
+                b += 1
+            elif keys[a] < keys[b] or (keys[a] == keys[b] and values[a] < values[b]):
+                a += 1
+            else:
+                b += 1
+        out[k] = common / (size - common) if size > common else 0.0
+
+
 def warm_up() -> None:
     """Compile every loop once on tiny inputs (or load it from numba's cache), e.g. before timing."""
     v = np.zeros(2, dtype=np.uint32)
@@ -230,6 +298,9 @@ def warm_up() -> None:
     i32 = np.zeros(0, dtype=np.int32)
     spec_agreement(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1)
     equal_share(np.zeros((1, 2), dtype=np.uint16), z, z, np.zeros(1))
+    u0 = np.zeros(0, dtype=np.uint64)
+    spec_block_keys(np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, 2, 0, 1, u0, z[:0])
+    entry_jaccard(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(1))
 
 
 @numba.njit(cache=True, nogil=True)
