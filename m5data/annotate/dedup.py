@@ -10,8 +10,8 @@ Rules, strongest first (each accepted pair is one edge; groups are the connected
 - ``minhash``: title shingle sets with estimated Jaccard >= ``dedup_minhash_threshold`` (MinHash/LSH).
 - ``spec``: the same brand and agreeing values on every property both pages list (at least
   ``dedup_spec_min_shared`` besides the brand) and ``property=value`` sets of Jaccard >=
-  ``dedup_spec_lsh_threshold``; candidates from exact blocks (a brand spelling and two agreeing
-  properties), so their number grows with the products, not with their square.
+  ``dedup_spec_lsh_threshold``; candidates from exact blocks (a brand spelling and two of a
+  product's rarest values), so their number grows with the products, not with their square.
 
 With ``dedup_spec_veto`` a ``phash`` or ``minhash`` pair whose pages name different brands, or
 disagree on their shared properties, is rejected: look-alike photos of one sub-class and
@@ -266,6 +266,7 @@ def _veto(report: DedupReport, inp: Inputs, a, left: np.ndarray, right: np.ndarr
     return left, right, dist, rule
 
 
+SPEC_KEY_ENTRIES = 8  # a product's block keys are made of its this many rarest non-brand entries
 SPEC_KEYS_PER_PART = 16_000_000  # spec block keys held at once (16 bytes each): parts of the key space beyond
 
 
@@ -276,15 +277,19 @@ def _spec_rule(report: DedupReport, inp: Inputs, a):
     Candidates come from exact blocks, not from an index whose buckets grow with the catalogue: a
     pair can only pass when it shares a brand spelling and agrees on at least ``need`` properties
     (``ceil(min_agreement * min_shared)``, 1 or 2), so each product is keyed by every brand spelling
-    and every ``need`` of its entries (:func:`near_jit.spec_block_keys`), and only products sharing a
-    key are compared. A block over ``dedup_bucket_cap`` rows links its rows to its first one. The
-    keys are made and paired in parts of the key space, so memory stays bounded.
+    and every ``need`` of its :data:`SPEC_KEY_ENTRIES` rarest non-brand entries
+    (:func:`near_jit.spec_block_keys`), and only products sharing a key are compared: two listings
+    of one product share their rare values (a model number), while values every listing of a
+    sub-class carries (after-sales terms, "imported: yes") would make blocks of a whole brand. A
+    block over ``dedup_bucket_cap`` rows links its rows to its first one. The keys are made and
+    paired in parts of the key space, so memory stays bounded.
     """
     from . import near_jit
 
     sp = inp.specs
     need = max(1, min(2, math.ceil(a.dedup_spec_min_agreement * a.dedup_spec_min_shared - 1e-9)))
-    args = (sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, need)
+    offsets, keys, values = _rarest_entries(sp, SPEC_KEY_ENTRIES)
+    args = (offsets, keys, values, sp.brand_offsets, sp.brands, sp.brand_key, need)
     empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
     total = near_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
     parts = max(1, -(-total // SPEC_KEYS_PER_PART))
@@ -308,6 +313,29 @@ def _spec_rule(report: DedupReport, inp: Inputs, a):
     left, right = near.unpack(np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64))
     same, shared, equal = dedup_inputs.agreement(sp, left, right)
     return left, right, 1.0 - equal / np.maximum(shared, 1), "spec"
+
+
+def _rarest_entries(sp, keep: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each product's ``keep`` rarest non-brand ``(property, value)`` entries (fewest products list
+    them; ties by code), in CSR form sorted by property then value."""
+    n = len(sp.offsets) - 1
+    row = np.repeat(np.arange(n, dtype=np.int64), np.diff(sp.offsets))
+    combo = (sp.keys.astype(np.int64) << 32) | sp.values.astype(np.int64)
+    _, inverse, counts = np.unique(combo, return_inverse=True, return_counts=True)
+    freq = counts[inverse]
+    other = sp.keys != sp.brand_key
+    row, freq, k, v = row[other], freq[other], sp.keys[other], sp.values[other]
+    order = np.lexsort((v, k, freq, row))
+    row, k, v = row[order], k[order], v[order]
+    starts = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row, minlength=n), out=starts[1:])
+    rank = np.arange(len(row)) - starts[row]
+    chosen = rank < keep
+    row, k, v = row[chosen], k[chosen], v[chosen]
+    order = np.lexsort((v, k, row))
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row, minlength=n), out=offsets[1:])
+    return offsets, k[order], v[order]
 
 
 def _groups(inp: Inputs, edges: list, report: DedupReport) -> pa.Table:
