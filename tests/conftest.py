@@ -86,29 +86,3 @@ def pytest_collection_modifyitems(config, items):
             continue
         name = mark.args[0] if mark.args else mark.kwargs.get("name", "default")
         item._id = NodeId.parse(f"{item.nodeid}@{name}")
-
-
-_WARM = {  # what compiles numba kernels into NUMBA_CACHE_DIR, one process each (both cores)
-    "librosa": "import m5data.extract.preload",  # the extract workers' MFCC kernels (~21 CPU-s cold)
-    "dedup": "from m5data.annotate import near_jit; near_jit.warm_up()",  # ~8 CPU-s cold
-}
-
-
-def pytest_configure(config):
-    """Before the test workers of ``make test`` start, compile the numba kernels into the checkout's
-    cache once when it is cold (a fresh clone, as CI runs it). Else every process that extracts sound
-    or runs dedup in the first minutes compiled the same kernels side by side: a fresh clone's suite
-    used ~120 CPU-s more machine time than the same suite right after ``make demo`` (1,405 against
-    1,285 busy CPU-s, measured)."""
-    import subprocess
-    import sys
-
-    if hasattr(config, "workerinput") or not config.getoption("numprocesses", default=None):
-        return  # a worker (the controller warmed) or a run without workers
-    cache = Path(os.environ["NUMBA_CACHE_DIR"])
-    if any(cache.rglob("*.nbi")):
-        return  # warm already: a later run, or a checkout that ran the demo
-    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL) for code in _WARM.values()]
-    for proc in procs:
-        proc.wait(timeout=600)
