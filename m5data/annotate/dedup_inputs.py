@@ -57,7 +57,6 @@ class Specs:
     offsets: np.ndarray  # int64, n + 1
     keys: np.ndarray  # int32 property codes
     values: np.ndarray  # int32 value codes
-    tokens: np.ndarray  # uint32 hash of 'property=value' (near.token_hash), the spec LSH's set elements
     brand_key: int  # the brand property's code; -1 when no row names it
     brand_offsets: np.ndarray  # int64, n + 1: each row's brand spellings ...
     brands: np.ndarray  # int32 ... as sorted codes (see dedup.brand_spellings)
@@ -140,13 +139,7 @@ def read_specs(con, n: int, brand: str, norm: Callable[[str], str], noisy: Calla
     idx, k, v = idx[first], k[first], v[first]
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(idx, minlength=n), out=offsets[1:])
-    # one hash per distinct (property, value): the token the spec LSH's sets are made of
-    key_list = list(key_names)
     value_list = list(value_names)
-    combo, inverse = np.unique((k.astype(np.int64) << 32) | v.astype(np.int64), return_inverse=True)
-    token = np.array([near.token_hash(f"{key_list[c >> 32]}={value_list[c & 0xFFFFFFFF]}") for c in combo.tolist()],
-                     dtype=np.uint32)
-    tokens = token[inverse] if len(combo) else np.zeros(0, dtype=np.uint32)
     # brand spellings: codes per distinct brand value, then per product
     is_brand = k == brand_key
     b_idx, b_val = idx[is_brand], v[is_brand]
@@ -162,7 +155,7 @@ def read_specs(con, n: int, brand: str, norm: Callable[[str], str], noisy: Calla
     sp_idx, sp = sp_idx[first], sp[first]
     brand_offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(sp_idx, minlength=n), out=brand_offsets[1:])
-    return Specs(offsets=offsets, keys=k, values=v, tokens=tokens, brand_key=brand_key,
+    return Specs(offsets=offsets, keys=k, values=v, brand_key=brand_key,
                  brand_offsets=brand_offsets, brands=sp), n_rows
 
 
