@@ -15,6 +15,8 @@ from rich.console import Console
 
 from m5data.console import Table, fail, show
 
+from cli_inprocess import invoke
+
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["model", "modalities", "accuracy", "coarse mAP@1", "coarse mAP@5", "coarse mAP@10", "coarse Prec@5",
            "fine mAP@1", "fine mAP@5", "fine mAP@10", "fine Prec@5", "NMI", "purity", "probe"]
@@ -101,26 +103,9 @@ def demo_copy(demo_store_factory, tmp_path_factory):
 
 
 def _in_process(*args, cwd) -> subprocess.CompletedProcess:
-    """``m5data ARGS`` through the CLI app in this process, its output captured as a pipe would be
-    (not a terminal) with ``COLUMNS=80``: the verbs' modules (torch, DuckDB, ...) are imported once
-    per test worker instead of once per call. ``test_run_is_readable_at_80_columns_piped`` keeps a
-    real pipe to a real process."""
-    import traceback
-
-    from typer.testing import CliRunner
-
-    from m5data.cli import app
-
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        res = CliRunner().invoke(app, list(args), env={"COLUMNS": "80", "TERM": "dumb", "FORCE_COLOR": None})
-    finally:
-        os.chdir(old)
-    stderr = res.stderr
-    if res.exception is not None and not isinstance(res.exception, SystemExit):
-        stderr += "Traceback (most recent call last):\n" + "".join(traceback.format_exception(res.exception))
-    return subprocess.CompletedProcess(["m5data", *args], res.exit_code, res.stdout, stderr)
+    """In this process (tests/cli_inprocess.py) with ``COLUMNS=80``; ``test_run_is_readable_at_80_columns_piped``
+    keeps a real pipe to a real process."""
+    return invoke(*args, env={"COLUMNS": "80", "TERM": "dumb", "FORCE_COLOR": None}, cwd=cwd)
 
 
 def _readable(*args, cwd, real_pipe: bool = False):

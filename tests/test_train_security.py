@@ -13,6 +13,8 @@ import pytest
 
 from m5data.train.config import load_config
 
+from cli_inprocess import invoke
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = """[model]
 dim = 32
@@ -53,20 +55,8 @@ def tiny(tmp_path):
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    """``m5data ARGS`` through the real CLI app, in this process: torch is imported once per test
-    worker instead of once per call (3-4 CPU-s each). An exception the CLI did not turn into an
-    error line comes back as a traceback on stderr, as it would from ``python -m m5data``."""
-    import traceback
-
-    from typer.testing import CliRunner
-
-    from m5data.cli import app
-
-    res = CliRunner().invoke(app, list(args))
-    stderr = res.stderr
-    if res.exception is not None and not isinstance(res.exception, SystemExit):
-        stderr += "Traceback (most recent call last):\n" + "".join(traceback.format_exception(res.exception))
-    return subprocess.CompletedProcess(["m5data", *args], res.exit_code, res.stdout, stderr)
+    """``m5data ARGS`` in this process (tests/cli_inprocess.py): torch is imported once per test worker."""
+    return invoke(*args)
 
 
 def refused(done: subprocess.CompletedProcess, name: str) -> None:
