@@ -142,6 +142,7 @@ class AnnotateSettings:
     dedup_spec_lsh_threshold: float = 0.25  # spec rule: 'property=value' sets of exact Jaccard >= this (named when an LSH at 0.2 chose candidates)
     dedup_spec_min_shared: int = 2  # spec rule: >= this many properties besides the brand on both pages ...
     dedup_spec_min_agreement: float = 1.0  # ... with equal values on >= this share of them, and the same brand
+    dedup_spec_chance: float = 0.05  # spec rule: <= this many other products of the brand expected to agree as much by chance
     dedup_spec_veto: bool = True  # phash/minhash pairs are rejected when the brands or spec values disagree
     dedup_brand_property: str = "品牌"  # the spec property that names the brand
     dedup_bucket_cap: int = 200  # an index bucket with more rows links them to its first row only (not all pairs)

@@ -322,6 +322,44 @@ def test_a_placeholder_photo_over_the_cap_is_one_star_and_counted(store):
     assert report.capped["phash"] > 0 and report.pairs["phash"] < 300 * 299 // 2
 
 
+def test_spec_pairs_must_be_unlikely_by_chance_in_their_brand(tmp_path):
+    """One brand of 1,200 products whose specs are drawn from small pools (4 colours, 3 audiences,
+    imported or not): any two with the same three values agree on every property they list (Jaccard
+    1.0), and by that alone chained the brand into 24 groups of ~50. Only the 6 pairs of listings
+    that also share a model number no other product lists are duplicates."""
+    import random
+
+    from m5data.storage import Store
+
+    rng = random.Random(7)
+    store = Store.init(tmp_path / "store")
+    n = 1200
+    store.write("products", [_product(f"p:{i:05d}", f"m{i}", f"t{i}") for i in range(n)])
+    values = [(rng.randrange(4), rng.randrange(3), rng.randrange(2)) for _ in range(n)]
+    twins = {2 * k: 2 * k + 1 for k in range(6)}  # listings 0-1, 2-3, ...: one product each
+    for a, b in twins.items():
+        values[b] = values[a]
+    rows = []
+    for i in range(n):
+        c, who, imported = values[i]
+        rows += [{"product_id": f"p:{i:05d}", "position": 0, "property": "品牌", "value": "牌子"},
+                 {"product_id": f"p:{i:05d}", "position": 1, "property": "颜色", "value": f"色{c}"},
+                 {"product_id": f"p:{i:05d}", "position": 2, "property": "适用人群", "value": f"人{who}"},
+                 {"product_id": f"p:{i:05d}", "position": 3, "property": "是否进口", "value": "是否"[imported]}]
+        if i < 2 * len(twins):
+            rows.append({"product_id": f"p:{i:05d}", "position": 4, "property": "型号", "value": f"X-{i // 2}"})
+    store.write("specs", rows)
+    report = dedup(store, _settings(store.root))
+    groups: dict[str, set[str]] = {}
+    for r in _rows(store).values():
+        groups.setdefault(r["group_id"], set()).add(r["product_id"])
+    assert sorted(g for g in groups.values() if len(g) > 1) == [{f"p:{a:05d}", f"p:{b:05d}"} for a, b in twins.items()]
+    assert report.pairs["spec"] == len(twins) and report.vetoed["spec"] > 1000
+    # with the chance bound off, the common values alone make duplicates of most of the brand
+    loose = dedup(store, _settings(store.root, **{"annotate.dedup_spec_chance": 1e9}))
+    assert loose.n_grouped > n // 2
+
+
 def test_spec_candidates_grow_with_the_products_not_their_square(tmp_path):
     """One brand, 3,000 products, each with its own model number and one of 12 colours and 30
     materials: the spec rule compares only products that share the brand and two agreeing values

@@ -11,7 +11,10 @@ Rules, strongest first (each accepted pair is one edge; groups are the connected
 - ``spec``: the same brand and agreeing values on every property both pages list (at least
   ``dedup_spec_min_shared`` besides the brand) and ``property=value`` sets of Jaccard >=
   ``dedup_spec_lsh_threshold``; candidates from exact blocks (a brand spelling and two of a
-  product's rarest values), so their number grows with the products, not with their square.
+  product's rarest values), so their number grows with the products, not with their square. The
+  agreement must also be unlikely by chance: at most ``dedup_spec_chance`` other products of the
+  brand expected to agree as much at the brand's own value frequencies (a shared model number
+  passes; two values every listing of a sub-class carries, in a brand of thousands, do not).
 
 With ``dedup_spec_veto`` a ``phash`` or ``minhash`` pair whose pages name different brands, or
 disagree on their shared properties, is rejected: look-alike photos of one sub-class and
@@ -70,6 +73,8 @@ def check_settings(s: cfg.Settings) -> None:
         v = getattr(a, key)
         if not 0.0 < v <= 1.0:
             raise cfg.ConfigError(f"config annotate.{key} must be in (0, 1], got {v!r}")
+    if not a.dedup_spec_chance >= 0.0:
+        raise cfg.ConfigError(f"config annotate.dedup_spec_chance must be >= 0, got {a.dedup_spec_chance!r}")
     if a.dedup_spec_min_shared < 1:
         raise cfg.ConfigError(f"config annotate.dedup_spec_min_shared must be >= 1, got {a.dedup_spec_min_shared!r}")
 
@@ -83,7 +88,7 @@ class DedupReport:
     n_groups: int = 0  # groups of 2 or more
     n_grouped: int = 0  # products in such groups
     pairs: Counter = field(default_factory=Counter)  # rule -> accepted pairs
-    vetoed: Counter = field(default_factory=Counter)  # rule -> pairs rejected by the spec veto
+    vetoed: Counter = field(default_factory=Counter)  # rule -> pairs rejected by the spec veto (spec: by chance)
     candidates: Counter = field(default_factory=Counter)  # index -> candidate pairs checked
     capped: Counter = field(default_factory=Counter)  # index -> pairs (checks) a bucket over dedup_bucket_cap skipped
     seconds: Counter = field(default_factory=Counter)  # step -> wall seconds (title MinHash counted in minhash)
@@ -267,6 +272,7 @@ def _veto(report: DedupReport, inp: Inputs, a, left: np.ndarray, right: np.ndarr
 
 
 SPEC_KEY_ENTRIES = 8  # a product's block keys are made of its this many rarest non-brand entries
+SPEC_CHANCE_PRIOR = 5.0  # rows of the whole catalogue's value frequency a brand's own frequency is shrunk with
 SPEC_KEYS_PER_PART = 16_000_000  # spec block keys held at once (16 bytes each): parts of the key space beyond
 
 
@@ -311,8 +317,40 @@ def _spec_rule(report: DedupReport, inp: Inputs, a):
     report.candidates["spec"] = checked
     report.capped["spec"] = capped[0]
     left, right = near.unpack(np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64))
+    chance = _spec_chance(sp, left, right)
+    likely = chance > a.dedup_spec_chance + 1e-12
+    report.vetoed["spec"] += int(likely.sum())
+    left, right = left[~likely], right[~likely]
     same, shared, equal = dedup_inputs.agreement(sp, left, right)
     return left, right, 1.0 - equal / np.maximum(shared, 1), "spec"
+
+
+def _spec_chance(sp, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Per pair, the rows of its brand expected to agree as much by chance (:func:`near_jit.spec_chance`).
+
+    Counts rows per brand spelling and per ``(spelling, property, value)``: one key per row, spelling
+    and non-brand entry, sorted and counted once (a pass over the specs, no per-product objects).
+    """
+    from . import near_jit
+
+    out = np.zeros(len(left))
+    if not len(left):
+        return out
+    args = (sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, 1)
+    empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+    total = near_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
+    key, row = np.empty(total, dtype=np.uint64), np.empty(total, dtype=np.int64)
+    near_jit.spec_block_keys(*args, 0, 1, key, row)
+    del row
+    ukeys, counts = np.unique(key, return_counts=True)
+    del key
+    spelling_rows = np.bincount(sp.brands, minlength=1).astype(np.int64)
+    gkeys, gcounts = np.unique((sp.keys.astype(np.uint64) << np.uint64(32)) | sp.values.astype(np.uint64),
+                               return_counts=True)
+    near_jit.spec_chance(left, right, sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key,
+                         spelling_rows, ukeys, counts.astype(np.int64), gkeys, gcounts.astype(np.int64),
+                         len(sp.offsets) - 1, SPEC_CHANCE_PRIOR, out)
+    return out
 
 
 def _rarest_entries(sp, keep: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

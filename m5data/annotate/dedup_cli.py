@@ -63,7 +63,8 @@ def summary_table(report):
     for index, n in report.candidates.items():
         t.add_row(f"  candidates checked: {index}", f"{n:,}")
     for rule, n in report.vetoed.items():
-        t.add_row(f"  rejected by the spec veto: {rule}", f"{n:,}")
+        why = "as likely by chance" if rule == "spec" else "by the spec veto"
+        t.add_row(f"  rejected {why}: {rule}", f"{n:,}")
     return t
 
 

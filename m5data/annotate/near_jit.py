@@ -1,5 +1,5 @@
 """The compiled loops of the dedup indexes (numba): MinHash, band keys, pHash probes, spec block keys,
-spec agreement.
+spec agreement and the chance of a spec agreement.
 
 Each loop is the per-row or per-pair work that numpy would do through temporaries of
 ``rows x permutations`` or ``rows x candidates``; compiled, it runs in one pass with no temporary.
@@ -285,6 +285,80 @@ def entry_jaccard(left, right, offsets, keys, values, out):  # pragma: no cover 
         out[k] = common / (size - common) if size > common else 0.0
 
 
+@numba.njit(cache=True, nogil=True)
+def _count_of(ukeys, counts, h):  # pragma: no cover - compiled
+    i = np.searchsorted(ukeys, h)
+    return counts[i] if i < len(ukeys) and ukeys[i] == h else 0
+
+
+@numba.njit(cache=True, nogil=True)
+def spec_chance(left, right, offsets, keys, values, brand_offsets, brands, brand_key, spelling_rows,
+                ukeys, counts, gkeys, gcounts, n_rows, prior, out):  # pragma: no cover - compiled
+    """``out[k]``: how many other rows of the pair's brand would agree with row ``left[k]`` on every
+    property it agrees on with ``right[k]`` if values were drawn at the brand's own frequencies:
+    ``(n - 2) * prod(p)`` over the agreeing properties, ``p`` the share of the brand's other rows
+    (the pair left out) listing the property's rarest shared value.
+
+    The brand is the pair's shared spelling with the most rows (``spelling_rows``); a value's rows
+    within a spelling are ``counts`` at ``ukeys`` (sorted keys of :func:`spec_block_keys` with
+    ``need=1``). A model number only these two rows list gives 0; two values every listing of a
+    sub-class carries, in a brand of thousands, give hundreds.
+    """
+    for k in range(len(left)):
+        i, j = left[k], right[k]
+        a, ae = brand_offsets[i], brand_offsets[i + 1]
+        b, be = brand_offsets[j], brand_offsets[j + 1]
+        spelling, n = -1, 0
+        while a < ae and b < be:
+            if brands[a] == brands[b]:
+                if spelling_rows[brands[a]] > n:
+                    spelling, n = brands[a], spelling_rows[brands[a]]
+                a += 1
+                b += 1
+            elif brands[a] < brands[b]:
+                a += 1
+            else:
+                b += 1
+        if spelling < 0 or n <= 2:
+            out[k] = 0.0
+            continue
+        chance = float(n - 2)
+        a, ae = offsets[i], offsets[i + 1]
+        b, be = offsets[j], offsets[j + 1]
+        while a < ae and b < be and chance > 0.0:
+            ka, kb = keys[a], keys[b]
+            if ka < kb:
+                a += 1
+            elif kb < ka:
+                b += 1
+            else:
+                a2, b2 = a, b
+                while a2 < ae and keys[a2] == ka:
+                    a2 += 1
+                while b2 < be and keys[b2] == ka:
+                    b2 += 1
+                if ka != brand_key:
+                    rarest = -1.0
+                    x, y = a, b
+                    while x < a2 and y < b2:
+                        if values[x] == values[y]:
+                            c = _count_of(ukeys, counts, _spec_key(spelling, ka, values[x], 0xFFFFFFFF, 0))
+                            g = _count_of(gkeys, gcounts, (np.uint64(ka) << np.uint64(32)) | np.uint64(values[x]))
+                            q = (max(c - 2, 0) + prior * g / n_rows) / (n - 2 + prior)
+                            if rarest < 0 or q < rarest:
+                                rarest = q
+                            x += 1
+                            y += 1
+                        elif values[x] < values[y]:
+                            x += 1
+                        else:
+                            y += 1
+                    if rarest >= 0:
+                        chance *= rarest
+                a, b = a2, b2
+        out[k] = chance
+
+
 def warm_up() -> None:
     """Compile every loop once on tiny inputs (or load it from numba's cache), e.g. before timing."""
     v = np.zeros(2, dtype=np.uint32)
@@ -301,6 +375,8 @@ def warm_up() -> None:
     u0 = np.zeros(0, dtype=np.uint64)
     spec_block_keys(np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, 2, 0, 1, u0, z[:0])
     entry_jaccard(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(1))
+    spec_chance(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, z, u0,
+                z, u0, z, 1, 5.0, np.zeros(1))
 
 
 @numba.njit(cache=True, nogil=True)
