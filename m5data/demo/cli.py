@@ -23,6 +23,8 @@ def generate(
                                      "per product, shared video clips, up to millions of products)."),
     video_share: float = typer.Option(0.05, "--video-share", help="scale: share of products with a video."),
     chunk_size: int = typer.Option(10_000, "--chunk-size", help="scale: products per chunk (unit of parallel work)."),
+    site: bool = typer.Option(False, "--site", help="scale: also write the HTML pages (product, listing, index, "
+                                                     "sitemaps: ~10 KB a product) so `serve` can serve it to a crawl."),
 ) -> None:
     """Write a demo shop: HTML, media, robots.txt, sitemaps and the ground truth."""
     import time
@@ -36,7 +38,7 @@ def generate(
         Console(stderr=True).print(f"error: unknown --profile {profile!r} (demo or scale)", markup=False)
         raise typer.Exit(2)
     if profile == "scale":
-        _generate_scale(out, products, seed, video_share, chunk_size, workers)
+        _generate_scale(out, products, seed, video_share, chunk_size, workers, site)
         return
     started, timings = time.perf_counter(), {}
     try:
@@ -53,7 +55,7 @@ def generate(
 
 
 def _generate_scale(out: Path, products: int, seed: int, video_share: float, chunk_size: int,
-                    workers: Optional[int]) -> None:
+                    workers: Optional[int], site: bool) -> None:
     import time
 
     from rich.console import Console
@@ -65,13 +67,21 @@ def _generate_scale(out: Path, products: int, seed: int, video_share: float, chu
     try:
         man = generate_scale(out, ScaleConfig(products=products, seed=seed, video_share=video_share,
                                               chunk_size=chunk_size), workers=workers, timings=timings)
+        if site:
+            from .scale.site import write_scale_site
+
+            clock = time.perf_counter()
+            pages = write_scale_site(out, workers=workers)
+            timings["site"] = round(time.perf_counter() - clock, 3)
+            man["counts"].update(pages)
     except (ValueError, FileExistsError) as exc:
         Console(stderr=True).print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None
     c, seconds = man["counts"], time.perf_counter() - started
     Console().print(
         f"scale world in {out}: {c['products']:,} products ({c['products_by_platform']}), {c['images']:,} images, "
-        f"{c['videos']:,} videos, {c['leaf_categories_with_products']:,} leaf categories with products; "
+        f"{c['videos']:,} videos, {c['leaf_categories_with_products']:,} leaf categories with products"
+        + (f", {c['product_pages']:,} product and {c['listing_pages']:,} listing pages" if site else "") + "; "
         f"{seconds:.1f} s ({c['products'] / max(seconds, 1e-9):,.0f} products/s) {timings}", markup=False)
 
 

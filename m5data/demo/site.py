@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .pages import AD_HOST, e, page_charsets, shopa_page, shopb_page
-from .taxonomy import PLATFORMS, Category
+from .taxonomy import PLATFORMS, Category, Taxonomy
 from .world import Product, World
 
 BASE = "__BASE__"
@@ -60,11 +60,11 @@ def listing_file(platform: str, code: str, page: int) -> str:
     return f"{platform}/list/{code.replace(',', '-')}/{page}.html"
 
 
-def category_links(world: World, cat: Category) -> list[tuple[str, str]]:
+def category_links(taxonomy: Taxonomy, cat: Category) -> list[tuple[str, str]]:
     """Breadcrumb (name, href) pairs: level 1 and inner nodes link the index, the leaf its listing."""
     links = [(cat.path[0], f"/{cat.platform}/#{level1_anchor(cat.platform, cat.class_id)}")]
     if len(cat.path) == 3:
-        links.append((cat.path[1], f"/{cat.platform}/#c{world.taxonomy.code(cat.platform, cat.sub_id)}"))
+        links.append((cat.path[1], f"/{cat.platform}/#c{taxonomy.code(cat.platform, cat.sub_id)}"))
     links.append((cat.path[-1], listing_url(cat.platform, cat.code)))
     return links
 
@@ -86,7 +86,8 @@ def _html(platform: str, title: str, body: str) -> str:
             f"<title>{e(title)}</title>\n</head>\n<body>\n{_nav(platform)}{body}</body>\n</html>\n")
 
 
-def _listing_item(p: Product) -> str:
+def listing_item(p: Product) -> str:
+    """One product's entry on a listing page."""
     main = e(p.images[0].url) if p.images else ""
     title = "" if p.page_fault == "missing_title" else e(p.title)
     if p.platform == "shopa":
@@ -131,10 +132,7 @@ def write_site(world: World, site: Path) -> tuple[list[dict], dict]:
     for p in world.products:
         by_cat[(p.platform, p.category.code)].append(p)
         cats[(p.platform, p.category.code)] = p.category
-        links = category_links(world, p.category)
-        html = shopa_page(p, links) if p.platform == "shopa" else shopb_page(p, links)
-        declared, actual = page_charsets(p)
-        _write(site / p.url.lstrip("/"), html, actual)
+        declared, actual = write_product_page(site, world.taxonomy, p)
         if declared != actual:
             faults["no_charset"].append(p.url)
         if p.http_fault != "none":
@@ -149,39 +147,54 @@ def write_site(world: World, site: Path) -> tuple[list[dict], dict]:
             cat, items = cats[key], sorted(by_cat[key], key=lambda p: (p.rank, p.source_id))
             size = world.config.page_size(platform)
             n_pages = (len(items) + size - 1) // size
-            crumb = " &gt; ".join(f'<a href="{e(h)}">{e(n)}</a>' for n, h in category_links(world, cat))
             for page in range(1, n_pages + 1):
                 chunk = items[(page - 1) * size: page * size]
-                wrap = ('<div id="J_ItemList" class="view">\n{}</div>\n' if platform == "shopa" else
-                        '<div id="J_goodsList" class="goods-list-v2"><ul class="gl-warp clearfix">\n{}</ul></div>\n')
-                body = (f'<div class="crumb">{crumb}</div>\n' +
-                        wrap.format("".join(_listing_item(p) for p in chunk)) +
-                        _pager(platform, cat.code, page, n_pages))
                 url = listing_url(platform, cat.code, page)
                 fault = "none"
                 if (world.config.force_faults and len(world.products) >= 30 and key == biggest
                         and page == min(2, n_pages)):
                     fault = "transient_500"  # one listing page per platform flakes once
                     faults["transient_500"].append(url)
-                _write(site / listing_file(platform, cat.code, page),
-                       _html(platform, f"{cat.path[-1]}-{PLATFORM_NAMES[platform]}", body),
-                       PAGE_CHARSET[platform])
+                write_listing_page(site, world.taxonomy, cat, [listing_item(p) for p in chunk], page, n_pages)
                 pages.append({"url": url, "platform": platform, "kind": "listing",
                               "category_code": cat.code, "page": page, "n_products": len(chunk),
                               "http_fault": fault})
-        _write(site / platform / "index.html", _index_page(world, platform, keys, cats, by_cat),
+        _write(site / platform / "index.html", index_page(world.taxonomy, platform, [cats[k] for k in keys]),
                PAGE_CHARSET[platform])
         pages.append({"url": f"/{platform}/", "platform": platform, "kind": "index",
                       "category_code": "", "page": 0, "n_products": 0, "http_fault": "none"})
-    _write_root(site, pages)
+    order = {"index": 0, "listing": 1, "product": 2}
+    write_root(site, {platform: [p["url"] for p in sorted(pages, key=lambda p: order[p["kind"]])
+                                 if p["platform"] == platform] for platform in PLATFORMS})
     return pages, faults
 
 
-def _index_page(world: World, platform: str, keys: list, cats: dict, by_cat: dict) -> str:
+def write_product_page(site: Path, taxonomy: Taxonomy, p: Product) -> tuple[str, str]:
+    """Write ``p``'s product page; return its (declared, actual) charsets."""
+    links = category_links(taxonomy, p.category)
+    html = shopa_page(p, links) if p.platform == "shopa" else shopb_page(p, links)
+    declared, actual = page_charsets(p)
+    _write(site / p.url.lstrip("/"), html, actual)
+    return declared, actual
+
+
+def write_listing_page(site: Path, taxonomy: Taxonomy, cat: Category, items: list[str], page: int,
+                       n_pages: int) -> None:
+    """Write page ``page`` of ``n_pages`` of ``cat``'s listing, ``items`` its products' listing entries."""
+    platform = cat.platform
+    crumb = " &gt; ".join(f'<a href="{e(h)}">{e(n)}</a>' for n, h in category_links(taxonomy, cat))
+    wrap = ('<div id="J_ItemList" class="view">\n{}</div>\n' if platform == "shopa" else
+            '<div id="J_goodsList" class="goods-list-v2"><ul class="gl-warp clearfix">\n{}</ul></div>\n')
+    body = (f'<div class="crumb">{crumb}</div>\n' + wrap.format("".join(items)) +
+            _pager(platform, cat.code, page, n_pages))
+    _write(site / listing_file(platform, cat.code, page),
+           _html(platform, f"{cat.path[-1]}-{PLATFORM_NAMES[platform]}", body), PAGE_CHARSET[platform])
+
+
+def index_page(taxonomy: Taxonomy, platform: str, categories: list[Category]) -> str:
     """The category index: level 1 -> level 2 (-> level 3) links to each leaf's first listing page."""
     tree: dict[int, dict[str, list[Category]]] = defaultdict(lambda: defaultdict(list))
-    for key in keys:
-        cat = cats[key]
+    for cat in categories:
         tree[cat.class_id][cat.path[1]].append(cat)
     out = ['<div id="J_Category" class="category-tab">\n']
     for class_id in sorted(tree):
@@ -192,7 +205,7 @@ def _index_page(world: World, platform: str, keys: list, cats: dict, by_cat: dic
             if len(leaves[0].path) == 2:
                 out.append(f'<a href="{e(listing_url(platform, leaves[0].code))}">{e(level2)}</a>\n')
                 continue
-            code = world.taxonomy.code(platform, leaves[0].sub_id)
+            code = taxonomy.code(platform, leaves[0].sub_id)
             out.append(f'<span class="sub" id="c{code}">{e(level2)}：' + " ".join(
                 f'<a href="{e(listing_url(platform, c.code))}">{e(c.path[2])}</a>' for c in leaves)
                 + "</span>\n")
@@ -201,8 +214,9 @@ def _index_page(world: World, platform: str, keys: list, cats: dict, by_cat: dic
     return _html(platform, PLATFORM_NAMES[platform], "".join(out))
 
 
-def _write_root(site: Path, pages: list[dict]) -> None:
-    """Home page, robots.txt, sitemap index and one urlset per platform, static blank.gif."""
+def write_root(site: Path, urls: dict) -> None:
+    """Home page, robots.txt, sitemap index and one urlset per platform (``urls[platform]``: its URLs
+    in sitemap order, any iterable: written as they come), static blank.gif."""
     body = "".join(f'<p><a href="/{p}/">{e(PLATFORM_NAMES[p])}</a></p>\n' for p in PLATFORMS)
     body += f'<p><a href="{AD_HOST}/x?home=1">合作推广</a> <a href="/login">登录</a> <a href="/cart">购物车</a></p>\n'
     _write(site / "index.html", _html("shopa", "m5data 演示商城", body))
@@ -212,11 +226,13 @@ def _write_root(site: Path, pages: list[dict]) -> None:
            "".join(f"<sitemap><loc>{BASE}/{p}/sitemap.xml</loc></sitemap>\n" for p in PLATFORMS) +
            "</sitemapindex>\n")
     for platform in PLATFORMS:
-        order = {"index": 0, "listing": 1, "product": 2}
-        urls = [p["url"] for p in sorted(pages, key=lambda p: order[p["kind"]]) if p["platform"] == platform]
-        _write(site / platform / "sitemap.xml", '<?xml version="1.0" encoding="UTF-8"?>\n'
-               '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n' +
-               "".join(f"<url><loc>{BASE}{e(u)}</loc></url>\n" for u in urls) + "</urlset>\n")
+        (site / platform).mkdir(parents=True, exist_ok=True)
+        with open(site / platform / "sitemap.xml", "w", encoding="utf-8", errors="xmlcharrefreplace") as out:
+            out.write('<?xml version="1.0" encoding="UTF-8"?>\n'
+                      '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n')
+            for u in urls[platform]:
+                out.write(f"<url><loc>{BASE}{e(u)}</loc></url>\n")
+            out.write("</urlset>\n")
         (site / platform / "static").mkdir(parents=True, exist_ok=True)
         (site / platform / "static" / "blank.gif").write_bytes(BLANK_GIF)
 
