@@ -188,3 +188,34 @@ def test_report_page_loads_in_a_browser_offline(demo_report, tmp_path):
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     assert not errors and not outside and not broken
     assert (tmp_path / "report.png").stat().st_size > 50_000
+
+
+def test_a_store_of_many_media_parts_gives_the_same_report_in_a_fixed_number_of_reads(demo_report, tmp_path,
+                                                                                     monkeypatch):
+    """A crawl's store holds hundreds of small media parts. The report holds the media columns it
+    reads once (past HOLD_MEDIA_PARTS parts) and reads the gallery's images, specs and frames in one
+    query each, not three per sample: the page is the same as read through the store's views."""
+    from m5data.report import build as report_build
+    from m5data.report import data as report_data
+
+    store, _ = demo_report
+    many = Store.open(copy_store(store.root, tmp_path))
+    media = many.read("media").to_pylist()
+    for k in range(0, len(media), 20):  # the same rows again, 20 a part: newest wins, nothing changes
+        many.write("media", media[k:k + 20])
+    monkeypatch.setattr(report_build, "HOLD_MEDIA_PARTS", 8)
+    assert len(many.parts("media")) > report_build.HOLD_MEDIA_PARTS
+    settings = load(None, {"store.path": str(many.root)}, environ={})
+    reads = []
+    real_rows = report_data._rows
+    monkeypatch.setattr(report_data, "_rows", lambda con, sql, params=None: reads.append(sql) or real_rows(con, sql, params))
+    held = build(many, settings, out=tmp_path / "held")
+    gallery_reads = len(reads) - sum("FROM media m\n" not in q and "specs WHERE list_contains" not in q
+                                     and "kind = 'frames'" not in q for q in reads)
+    assert gallery_reads == 3
+    monkeypatch.setattr(report_build, "HOLD_MEDIA_PARTS", 10**9)
+    plain = build(many, settings, out=tmp_path / "plain")
+    strip = lambda page: re.sub(r'written [0-9-]+ [0-9:]+ UTC|data-key="table.runs" data-value="\d+">\d+', "",
+                                page.read_text(encoding="utf-8"))
+    assert strip(held.index) == strip(plain.index)
+    assert len(_parse(held.index).images) > 5

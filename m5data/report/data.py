@@ -296,15 +296,30 @@ def gallery(con, per_category: int, categories: int = 6) -> list[Sample]:
              top AS (SELECT cat, count(*) AS n FROM c GROUP BY 1 ORDER BY n DESC, cat LIMIT ?)
         SELECT c.product_id, c.title, c.cat FROM c JOIN top USING (cat) WHERE c.k <= ? ORDER BY top.n DESC, c.cat, c.k""",
         [categories, per_category])
-    out = []
-    for pid, title, cat in picked:
-        image = _rows(con, """
-            SELECT coalesce(d.blob, m.blob) FROM media m
+    # one query per kind for all picked products (a query per product scanned the media table each
+    # time: 2 s apiece on a store of 600 uncompacted media parts, 150 s for a gallery of 24)
+    ids = [pid for pid, _, _ in picked]
+    image = dict(_rows(con, """
+        SELECT product_id, blob FROM (
+            SELECT m.product_id, coalesce(d.blob, m.blob) AS blob, row_number() OVER (
+                       PARTITION BY m.product_id
+                       ORDER BY CASE m.role WHEN 'main' THEN 0 ELSE 1 END, m.position, m.media_id, d.blob) AS k
+            FROM media m
             LEFT JOIN media d ON d.source_media_id = m.media_id AND d.kind = 'image_norm' AND d.status = 'ok'
-            WHERE m.product_id = ? AND m.kind = 'image' AND m.status = 'ok'
-            ORDER BY CASE m.role WHEN 'main' THEN 0 ELSE 1 END, m.position LIMIT 1""", [pid])
-        specs = _rows(con, "SELECT property, value FROM specs WHERE product_id = ? ORDER BY position LIMIT 12", [pid])
-        frames = _rows(con, "SELECT blob FROM media WHERE product_id = ? AND kind = 'frames' AND status = 'ok' "
-                            "ORDER BY position LIMIT 1", [pid])
-        out.append(Sample(pid, title or "", cat, image[0][0] if image else None, specs, frames[0][0] if frames else None))
-    return out
+            WHERE list_contains(?, m.product_id) AND m.kind = 'image' AND m.status = 'ok')
+        WHERE k = 1""", [ids]))
+    specs: dict[str, list[tuple[str, str]]] = {}
+    for pid, prop, value in _rows(con, """
+            SELECT product_id, property, value FROM (
+                SELECT product_id, property, value, position,
+                       row_number() OVER (PARTITION BY product_id ORDER BY position) AS k
+                FROM specs WHERE list_contains(?, product_id))
+            WHERE k <= 12 ORDER BY product_id, position""", [ids]):
+        specs.setdefault(pid, []).append((prop, value))
+    frames = dict(_rows(con, """
+        SELECT product_id, blob FROM (
+            SELECT product_id, blob, row_number() OVER (PARTITION BY product_id ORDER BY position, media_id) AS k
+            FROM media WHERE list_contains(?, product_id) AND kind = 'frames' AND status = 'ok')
+        WHERE k = 1""", [ids]))
+    return [Sample(pid, title or "", cat, image.get(pid), specs.get(pid, []), frames.get(pid))
+            for pid, title, cat in picked]
