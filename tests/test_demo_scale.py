@@ -152,13 +152,13 @@ def test_site_is_served_and_crawled_to_the_worlds_products(tmp_path):
     from m5data.storage import Store
 
     world = tmp_path / "world"
-    generate_scale(world, ScaleConfig(products=240, seed=4, chunk_size=120, video_share=0.05), workers=2)
+    generate_scale(world, ScaleConfig(products=200, seed=4, chunk_size=100, video_share=0.05), workers=2)
     counts = write_scale_site(world, workers=2)
     truth = pq.read_table(world / "truth" / "products.parquet").to_pylist()
     pages = pq.read_table(world / "truth" / "pages.parquet").to_pylist()
-    assert counts["product_pages"] == 240 == sum(p["kind"] == "product" for p in pages)
+    assert counts["product_pages"] == 200 == sum(p["kind"] == "product" for p in pages)
     assert counts["listing_pages"] == sum(p["kind"] == "listing" for p in pages) >= counts["categories"] > 10
-    assert sum(p["n_products"] for p in pages if p["kind"] == "listing") == 240
+    assert sum(p["n_products"] for p in pages if p["kind"] == "listing") == 200
     sitemap = (world / "site" / "shopa" / "sitemap.xml").read_text(encoding="utf-8")
     assert all(f"__BASE__{p['url']}</loc>" in sitemap for p in truth if p["platform"] == "shopa")
 
