@@ -158,6 +158,27 @@ def phash_probe(key, skey_rows, shash, ukeys, starts, flips, threshold, cap):  #
 
 
 @numba.njit(cache=True, nogil=True)
+def _next_shared_property(keys, a, ae, b, be):  # pragma: no cover - compiled
+    """From positions ``a`` and ``b`` of two rows' entries (sorted by property code), the next
+    property both list: ``(a, a2, b, b2)``, its runs ``[a, a2)`` and ``[b, b2)``; ``a == ae`` when
+    none is left."""
+    while a < ae and b < be:
+        ka, kb = keys[a], keys[b]
+        if ka < kb:
+            a += 1
+        elif kb < ka:
+            b += 1
+        else:
+            a2, b2 = a, b
+            while a2 < ae and keys[a2] == ka:
+                a2 += 1
+            while b2 < be and keys[b2] == ka:
+                b2 += 1
+            return a, a2, b, b2
+    return ae, ae, be, be
+
+
+@numba.njit(cache=True, nogil=True)
 def spec_agreement(left, right, offsets, keys, values, brand_offsets, brands, brand_key):  # pragma: no cover
     """Per pair: ``same brand`` (1, 0, or -1 when a side has none), shared properties besides the
     brand, and agreeing ones (their value sets intersect).
@@ -191,30 +212,22 @@ def spec_agreement(left, right, offsets, keys, values, brand_offsets, brands, br
                     b += 1
         a, ae = offsets[i], offsets[i + 1]
         b, be = offsets[j], offsets[j + 1]
-        while a < ae and b < be:  # walk both sorted lists property by property
-            ka, kb = keys[a], keys[b]
-            if ka < kb:
-                a += 1
-            elif kb < ka:
-                b += 1
-            else:
-                a2, b2 = a, b
-                while a2 < ae and keys[a2] == ka:
-                    a2 += 1
-                while b2 < be and keys[b2] == ka:
-                    b2 += 1
-                if ka != brand_key:
-                    shared[k] += 1
-                    x, y = a, b
-                    while x < a2 and y < b2:
-                        if values[x] == values[y]:
-                            equal[k] += 1
-                            break
-                        if values[x] < values[y]:
-                            x += 1
-                        else:
-                            y += 1
-                a, b = a2, b2
+        while True:  # walk both sorted lists property by property
+            a, a2, b, b2 = _next_shared_property(keys, a, ae, b, be)
+            if a >= ae:
+                break
+            if keys[a] != brand_key:
+                shared[k] += 1
+                x, y = a, b
+                while x < a2 and y < b2:
+                    if values[x] == values[y]:
+                        equal[k] += 1
+                        break
+                    if values[x] < values[y]:
+                        x += 1
+                    else:
+                        y += 1
+            a, b = a2, b2
     return same, shared, equal
 
 
@@ -325,37 +338,30 @@ def spec_chance(left, right, offsets, keys, values, brand_offsets, brands, brand
         chance = float(n - 2)
         a, ae = offsets[i], offsets[i + 1]
         b, be = offsets[j], offsets[j + 1]
-        while a < ae and b < be and chance > 0.0:
-            ka, kb = keys[a], keys[b]
-            if ka < kb:
-                a += 1
-            elif kb < ka:
-                b += 1
-            else:
-                a2, b2 = a, b
-                while a2 < ae and keys[a2] == ka:
-                    a2 += 1
-                while b2 < be and keys[b2] == ka:
-                    b2 += 1
-                if ka != brand_key:
-                    rarest = -1.0
-                    x, y = a, b
-                    while x < a2 and y < b2:
-                        if values[x] == values[y]:
-                            c = _count_of(ukeys, counts, _spec_key(spelling, ka, values[x], 0xFFFFFFFF, 0))
-                            g = _count_of(gkeys, gcounts, (np.uint64(ka) << np.uint64(32)) | np.uint64(values[x]))
-                            q = (max(c - 2, 0) + prior * g / n_rows) / (n - 2 + prior)
-                            if rarest < 0 or q < rarest:
-                                rarest = q
-                            x += 1
-                            y += 1
-                        elif values[x] < values[y]:
-                            x += 1
-                        else:
-                            y += 1
-                    if rarest >= 0:
-                        chance *= rarest
-                a, b = a2, b2
+        while chance > 0.0:
+            a, a2, b, b2 = _next_shared_property(keys, a, ae, b, be)
+            if a >= ae:
+                break
+            ka = keys[a]
+            if ka != brand_key:
+                rarest = -1.0
+                x, y = a, b
+                while x < a2 and y < b2:
+                    if values[x] == values[y]:
+                        c = _count_of(ukeys, counts, _spec_key(spelling, ka, values[x], 0xFFFFFFFF, 0))
+                        g = _count_of(gkeys, gcounts, (np.uint64(ka) << np.uint64(32)) | np.uint64(values[x]))
+                        q = (max(c - 2, 0) + prior * g / n_rows) / (n - 2 + prior)
+                        if rarest < 0 or q < rarest:
+                            rarest = q
+                        x += 1
+                        y += 1
+                    elif values[x] < values[y]:
+                        x += 1
+                    else:
+                        y += 1
+                if rarest >= 0:
+                    chance *= rarest
+            a, b = a2, b2
         out[k] = chance
 
 
