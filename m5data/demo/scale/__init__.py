@@ -2,8 +2,9 @@
 
 Made for size, not media fidelity: every product has one small main image, a share has a short
 video copied from a few shared clips. ``generate_scale`` writes the world chunk by chunk in
-parallel (bounded memory); ``build_scale_store`` writes the store a crawl, download and extract of
-it would have written, without crawling (``docs/demo-shop.md``, "Scale worlds").
+parallel (bounded memory); ``write_scale_site`` (opt-in, ``--site``) writes its HTML pages so a real
+crawl reads it; ``build_scale_store`` writes the store a crawl, download and extract of it would
+have written, without crawling (``docs/demo-shop.md``, "Scale worlds").
 """
 
 from __future__ import annotations
