@@ -294,7 +294,13 @@ def _spec_rule(report: DedupReport, inp: Inputs, a):
 
     sp = inp.specs
     need = max(1, min(2, math.ceil(a.dedup_spec_min_agreement * a.dedup_spec_min_shared - 1e-9)))
-    offsets, keys, values = _rarest_entries(sp, SPEC_KEY_ENTRIES)
+    # each (property, value) entry's code and the products listing it: the rarest-entry keys and the
+    # chance of an agreement both read these counts
+    entries, which, listed = np.unique((sp.keys.astype(np.uint64) << np.uint64(32)) | sp.values.astype(np.uint64),
+                                       return_inverse=True, return_counts=True)
+    listed = listed.astype(np.int64)
+    offsets, keys, values = _rarest_entries(sp, listed[which], SPEC_KEY_ENTRIES)
+    del which
     args = (offsets, keys, values, sp.brand_offsets, sp.brands, sp.brand_key, need)
     empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
     total = near_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
@@ -317,7 +323,7 @@ def _spec_rule(report: DedupReport, inp: Inputs, a):
     report.candidates["spec"] = checked
     report.capped["spec"] = capped[0]
     left, right = near.unpack(np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64))
-    chance = _spec_chance(sp, left, right)
+    chance = _spec_chance(sp, left, right, entries, listed)
     likely = chance > a.dedup_spec_chance + 1e-12
     report.vetoed["spec"] += int(likely.sum())
     left, right = left[~likely], right[~likely]
@@ -325,8 +331,10 @@ def _spec_rule(report: DedupReport, inp: Inputs, a):
     return left, right, 1.0 - equal / np.maximum(shared, 1), "spec"
 
 
-def _spec_chance(sp, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Per pair, the rows of its brand expected to agree as much by chance (:func:`near_jit.spec_chance`).
+def _spec_chance(sp, left: np.ndarray, right: np.ndarray, entries: np.ndarray, listed: np.ndarray) -> np.ndarray:
+    """Per pair, the rows of its brand expected to agree as much by chance (:func:`near_jit.spec_chance`);
+    ``entries`` (sorted ``property << 32 | value`` codes) and ``listed`` (rows listing each) are the
+    whole catalogue's counts.
 
     Counts rows per brand spelling and per ``(spelling, property, value)``: one key per row, spelling
     and non-brand entry, sorted and counted once (a pass over the specs, no per-product objects).
@@ -345,22 +353,17 @@ def _spec_chance(sp, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     ukeys, counts = np.unique(key, return_counts=True)
     del key
     spelling_rows = np.bincount(sp.brands, minlength=1).astype(np.int64)
-    gkeys, gcounts = np.unique((sp.keys.astype(np.uint64) << np.uint64(32)) | sp.values.astype(np.uint64),
-                               return_counts=True)
     near_jit.spec_chance(left, right, sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key,
-                         spelling_rows, ukeys, counts.astype(np.int64), gkeys, gcounts.astype(np.int64),
+                         spelling_rows, ukeys, counts.astype(np.int64), entries, listed,
                          len(sp.offsets) - 1, SPEC_CHANCE_PRIOR, out)
     return out
 
 
-def _rarest_entries(sp, keep: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each product's ``keep`` rarest non-brand ``(property, value)`` entries (fewest products list
-    them; ties by code), in CSR form sorted by property then value."""
+def _rarest_entries(sp, freq: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each product's ``keep`` rarest non-brand ``(property, value)`` entries (``freq``: products
+    listing each entry; fewest first, ties by code), in CSR form sorted by property then value."""
     n = len(sp.offsets) - 1
     row = np.repeat(np.arange(n, dtype=np.int64), np.diff(sp.offsets))
-    combo = (sp.keys.astype(np.int64) << 32) | sp.values.astype(np.int64)
-    _, inverse, counts = np.unique(combo, return_inverse=True, return_counts=True)
-    freq = counts[inverse]
     other = sp.keys != sp.brand_key
     row, freq, k, v = row[other], freq[other], sp.keys[other], sp.values[other]
     order = np.lexsort((v, k, freq, row))
