@@ -245,8 +245,11 @@ def test_browser_shows_every_payload_as_text_and_runs_none(ui_store):
                 assert box.locator("svg, script, iframe, object, embed").count() == 0
                 imgs = box.locator("img")
                 assert imgs.count() == 1 and imgs.get_attribute("alt") == "image of " + pid
-                loaded = page.evaluate("(img) => img.complete && img.naturalWidth", imgs.element_handle())
-                assert loaded and loaded > 0  # the image route takes the hostile id (quoted) and serves the file
+                # the image route takes the hostile id (quoted) and serves the file: once the browser is
+                # done with the image (loaded or broken), it has pixels (the text appears before the image)
+                img = imgs.element_handle()
+                page.wait_for_function("(img) => img.complete", arg=img)
+                assert page.evaluate("(img) => img.naturalWidth", img) > 0
             if k == 0:
                 page.keyboard.press("ArrowRight")
         assert page.evaluate("window.__xss") is None
