@@ -15,6 +15,7 @@ import pytest
 from m5data.demo.scale import ScaleConfig
 from m5data.demo.scale.generate import generate_scale
 from m5data.demo.scale.store import build_scale_store
+from m5data.demo.scale.workers import chunk_map
 from m5data.demo.scale.world import ScaleTaxonomy, build_chunk
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +40,9 @@ def m5data(store: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("scale") / "world"
-    generate_scale(out, ScaleConfig(products=N, seed=3, chunk_size=500, video_share=0.05), workers=2)
+    # 20 chunks on 2 workers: more than one pool's worth (2 x 8), so the workers are replaced mid-way
+    # (ProcessPoolExecutor's own max_tasks_per_child waited forever there: CPython gh-115634)
+    generate_scale(out, ScaleConfig(products=N, seed=3, chunk_size=100, video_share=0.05), workers=2)
     return out
 
 
@@ -131,6 +134,23 @@ def test_global_stages_run_on_the_scale_store(world, store, tmp_path):
     finally:
         con.close()
     assert any((tmp_path / "export").rglob("*.parquet"))
+
+
+def _task(i: int) -> tuple[int, int]:
+    return i * i, os.getpid()
+
+
+@pytest.mark.timeout(120)
+def test_chunk_workers_are_replaced_and_every_result_comes_back_in_order():
+    """Python 3.11's ``ProcessPoolExecutor(2, max_tasks_per_child=2)`` stops after four of twelve tasks
+    and waits forever; ``chunk_map`` replaces its processes by pools and returns all twelve."""
+    out = list(chunk_map(_task, [(i,) for i in range(12)], workers=2, per_worker=2))
+    assert [r for r, _ in out] == [i * i for i in range(12)]
+    pids = [pid for _, pid in out]
+    assert os.getpid() not in pids
+    # three pools of at most two processes, none serving tasks of another pool
+    assert len(set(pids)) >= 3 and not set(pids[:4]) & set(pids[4:])
+    assert list(chunk_map(_task, [(3,)], workers=1, per_worker=2)) == [(9, os.getpid())]
 
 
 def test_incomplete_world_is_refused(tmp_path):

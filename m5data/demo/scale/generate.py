@@ -22,9 +22,9 @@ import os
 import shutil
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from .workers import chunk_map
 from .world import CLIP_FRAMES, SCALE_VERSION, ScaleConfig, build_chunk, scale_taxonomy
 
 log = logging.getLogger(__name__)
@@ -244,13 +244,8 @@ def generate_scale(out_dir: str | Path, cfg: ScaleConfig, *, workers: int | None
     lap("clips")
     todo = [k for k in range(cfg.n_chunks()) if not (out / "chunks" / f"chunk-{k:05d}.json").exists()]
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
-    if workers == 1:
-        for k in todo:
-            write_chunk(cfg, str(out), k)
-    else:
-        with ProcessPoolExecutor(max_workers=workers, max_tasks_per_child=8) as pool:
-            for _ in pool.map(write_chunk, [cfg] * len(todo), [str(out)] * len(todo), todo):
-                pass
+    for _ in chunk_map(write_chunk, [(cfg, str(out), k) for k in todo], workers=workers, per_worker=8):
+        pass
     lap("chunks")
     merge_chunks(out, cfg)
     man = write_global_truth(out, cfg)

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from .workers import chunk_map
 from .world import ScaleConfig, build_chunk, scale_taxonomy
 
 LISTING_SIZE = {"shopa": 20, "shopb": 30}  # products per listing page (the demo shop's defaults)
@@ -83,13 +83,8 @@ def write_scale_site(world_dir: str | Path, *, workers: int | None = None) -> di
                          "run generate again to finish it")
     todo = [k for k in range(cfg.n_chunks()) if not (world / "chunks" / f"pages-{k:05d}.json").exists()]
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
-    if workers == 1:
-        for k in todo:
-            write_chunk_pages(cfg, str(world), k)
-    elif todo:
-        with ProcessPoolExecutor(max_workers=workers, max_tasks_per_child=8) as pool:
-            for _ in pool.map(write_chunk_pages, [cfg] * len(todo), [str(world)] * len(todo), todo):
-                pass
+    for _ in chunk_map(write_chunk_pages, [(cfg, str(world), k) for k in todo], workers=workers, per_worker=8):
+        pass
     no_charset, product_pages = [], 0
     for k in range(cfg.n_chunks()):
         marker = json.loads((world / "chunks" / f"pages-{k:05d}.json").read_text())

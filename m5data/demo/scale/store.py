@@ -23,12 +23,11 @@ import json
 import os
 import shutil
 import time
-from collections import deque
-from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .generate import chunk_file
+from .workers import chunk_map
 from .world import ScaleConfig
 
 STORE_TABLES = ("products", "specs", "media", "captions")
@@ -147,21 +146,6 @@ def store_chunk(world_dir: str, store_root: str, index: int, base_url: str, run_
             "images": sum(m["kind"] == "image" for m in media), "videos": sum(m["kind"] == "video" for m in media)}
 
 
-def _bounded_map(pool, fn, args: list[tuple], ahead: int):
-    """``pool.map`` in order with at most ``ahead`` tasks in flight (results never pile up)."""
-    pending: deque = deque()
-    it = iter(args)
-    for a in it:
-        pending.append(pool.submit(fn, *a))
-        if len(pending) >= ahead:
-            break
-    while pending:
-        yield pending.popleft().result()
-        for a in it:
-            pending.append(pool.submit(fn, *a))
-            break
-
-
 def build_scale_store(world_dir: str | Path, store_path: str | Path, *, workers: int | None = None,
                       base_url: str = "http://127.0.0.1:8000", progress=None) -> dict:
     """Write the crawl, download and extract tables of a scale world into a new store.
@@ -195,11 +179,10 @@ def build_scale_store(world_dir: str | Path, store_path: str | Path, *, workers:
     nbytes = {"download": 0, "extract": 0}
     workers = max(1, min(workers or os.cpu_count() or 1, cfg.n_chunks()))
     args = [(str(world), str(store.root), k, base_url, run_ids) for k in range(cfg.n_chunks())]
-    with ProcessPoolExecutor(max_workers=workers, max_tasks_per_child=16) as pool, \
-            store.writer("specs") as w_specs, store.writer("media") as w_media, \
+    with store.writer("specs") as w_specs, store.writer("media") as w_media, \
             store.writer("captions") as w_captions, store.writer("products") as w_products:
         writers = {"products": w_products, "specs": w_specs, "media": w_media, "captions": w_captions}
-        for done, result in enumerate(_bounded_map(pool, store_chunk, args, 2 * workers), 1):
+        for done, result in enumerate(chunk_map(store_chunk, args, workers=workers, per_worker=16), 1):
             for t in STORE_TABLES:
                 writers[t].write(result["tables"][t])
                 total[t] += result["counts"][t]
