@@ -388,3 +388,77 @@ def test_spec_candidates_grow_with_the_products_not_their_square(tmp_path):
     assert report.candidates["spec"] == same_values < 20_000
     # each such pair agrees on colour and material but its model numbers differ: never a duplicate
     assert report.pairs["spec"] == 0
+
+
+def test_spec_block_pairs_checks_the_same_candidates_as_pairs_in_runs():
+    """The compiled pass that checks each block's pairs as it makes them finds exactly the pairs that
+    the candidate list of ``pairs_in_runs`` (all pairs of a small block, a star over a capped one)
+    keeps after the same checks, counts every candidate check and capped pair, and goes on when a
+    capped block is longer than its buffer."""
+    from m5data.annotate import near, near_jit
+
+    rng = np.random.default_rng(11)
+    n, brand_key = 400, 0
+    lens = rng.integers(0, 7, n)
+    offsets = np.r_[0, np.cumsum(lens)].astype(np.int64)
+    keys, values = [], []
+    for ln in lens:  # properties 0 (the brand) .. 4, a few values each, sorted by property then value
+        entries = sorted({(int(rng.integers(0, 5)), int(rng.integers(0, 3))) for _ in range(ln)})
+        entries += [(9, 100 + k) for k in range(ln - len(entries))]  # keep the row's length
+        keys += [k for k, _ in sorted(entries)]
+        values += [v for _, v in sorted(entries)]
+    keys, values = np.array(keys, dtype=np.int32), np.array(values, dtype=np.int32)
+    blens = rng.integers(0, 3, n)
+    brand_offsets = np.r_[0, np.cumsum(blens)].astype(np.int64)
+    brands = np.concatenate([np.sort(rng.choice(3, b, replace=False)) for b in blens]).astype(np.int32)
+    row = rng.integers(0, n, 3000).astype(np.int64)
+    key = rng.integers(0, 120, 3000).astype(np.uint64)
+    key[:400] = 7  # one block far over the cap
+    cap, min_shared, min_agreement, min_jac = 30, 1, 0.5, 0.2
+
+    capped = [0]
+    left, right = near.unpack(near.pairs_in_runs(key, row, cap, capped))
+    same, shared, equal = near_jit.spec_agreement(left, right, offsets, keys, values, brand_offsets, brands, brand_key)
+    jac = np.empty(len(left))
+    near_jit.entry_jaccard(left, right, offsets, keys, values, jac)
+    ok = (same == 1) & (shared >= min_shared) & (equal >= min_agreement * shared) & (jac >= min_jac)
+    expected = set(zip(left[ok].tolist(), right[ok].tolist()))
+    assert 0 < len(expected) < len(left)  # the checks keep some candidates, not all
+
+    order = np.argsort(key, kind="stable")
+    skey, srow = key[order], row[order]
+    counts, found, pos = np.zeros(2, dtype=np.int64), [], 0
+    buf = np.empty(64, dtype=np.uint64)  # smaller than the capped block's 399 pairs: it must grow
+    while pos < len(skey):
+        pos2, m = near_jit.spec_block_pairs(skey, srow, pos, cap, offsets, keys, values, brand_offsets, brands,
+                                            brand_key, min_shared, min_agreement, min_jac, buf, counts)
+        if pos2 == pos:
+            buf = np.empty(2 * len(buf), dtype=np.uint64)
+            continue
+        found.append(buf[:m].copy())
+        pos = pos2
+    got_l, got_r = near.unpack(np.unique(np.concatenate(found)))
+    assert set(zip(got_l.tolist(), got_r.tolist())) == expected
+    assert len(buf) > 64 and counts[1] == capped[0] > 0
+    assert counts[0] >= len(left)  # every candidate once per key it shares
+
+
+def test_spec_codes_do_not_depend_on_the_order_rows_were_written(tmp_path):
+    """Property and value codes break the rarest-entry ties of the spec blocks, so they must not
+    follow the order DuckDB's DISTINCT happens to return: the same spec rows written in another
+    order and other parts give the same codes."""
+    from m5data.annotate.dedup import _norm_value, read_inputs
+    from m5data.storage import Store
+
+    ids = [f"q:{i:04d}" for i in range(2000)]
+    rows = [r for i, pid in enumerate(ids) for r in _specs(pid, [("品牌", f"牌{i % 7}"), (f"属性{i % 50}", f"值{i % 97}"),
+                                                                  ("颜色", f"色{i % 13}")])]
+    codes = []
+    for name, order in (("a", rows), ("b", rows[::-1])):
+        store = Store.init(tmp_path / name)
+        store.write("products", [_product(pid, "m", pid) for pid in ids])
+        for start in range(0, len(order), 1500):
+            store.write("specs", order[start:start + 1500])
+        sp = read_inputs(store, _norm_value("品牌")).specs
+        codes.append((sp.keys.tolist(), sp.values.tolist(), sp.brands.tolist()))
+    assert codes[0] == codes[1]

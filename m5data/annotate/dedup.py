@@ -274,6 +274,7 @@ def _veto(report: DedupReport, inp: Inputs, a, left: np.ndarray, right: np.ndarr
 SPEC_KEY_ENTRIES = 8  # a product's block keys are made of its this many rarest non-brand entries
 SPEC_CHANCE_PRIOR = 5.0  # rows of the whole catalogue's value frequency a brand's own frequency is shrunk with
 SPEC_KEYS_PER_PART = 16_000_000  # spec block keys held at once (16 bytes each): parts of the key space beyond
+SPEC_PAIRS_PER_PASS = 1 << 20  # passing spec pairs one compiled pass may write (8 bytes each)
 
 
 def _spec_rule(report: DedupReport, inp: Inputs, a):
@@ -287,8 +288,10 @@ def _spec_rule(report: DedupReport, inp: Inputs, a):
     (:func:`near_jit.spec_block_keys`), and only products sharing a key are compared: two listings
     of one product share their rare values (a model number), while values every listing of a
     sub-class carries (after-sales terms, "imported: yes") would make blocks of a whole brand. A
-    block over ``dedup_bucket_cap`` rows links its rows to its first one. The keys are made and
-    paired in parts of the key space, so memory stays bounded.
+    block over ``dedup_bucket_cap`` rows links its rows to its first one. The keys are made in parts
+    of the key space, and each block's pairs are checked as they are made
+    (:func:`near_jit.spec_block_pairs`): memory holds one part's keys and the pairs that passed,
+    never the candidates (230M of them in a 1M-product scale world).
     """
     from . import near_jit
 
@@ -305,21 +308,27 @@ def _spec_rule(report: DedupReport, inp: Inputs, a):
     empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
     total = near_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
     parts = max(1, -(-total // SPEC_KEYS_PER_PART))
-    capped, found, checked = [0], [], 0
+    counts, found = np.zeros(2, dtype=np.int64), []
+    buf = np.empty(SPEC_PAIRS_PER_PASS, dtype=np.uint64)
+    check = (sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, a.dedup_spec_min_shared,
+             float(a.dedup_spec_min_agreement), a.dedup_spec_lsh_threshold - 1e-12)
     for part in range(parts):
         n = total if parts == 1 else near_jit.spec_block_keys(*args, part, parts, empty_key, empty_row)
         key, row = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.int64)
         near_jit.spec_block_keys(*args, part, parts, key, row)
-        packed = near.pairs_in_runs(key, row, a.dedup_bucket_cap, capped)
+        order = np.argsort(key, kind="stable")
+        key, row = key[order], row[order]
+        del order
+        pos = 0
+        while pos < n:  # the pairs are checked as they are made: memory holds the keys and what passed
+            pos2, m = near_jit.spec_block_pairs(key, row, pos, a.dedup_bucket_cap, *check, buf, counts)
+            if pos2 == pos:  # one capped block longer than the buffer
+                buf = np.empty(2 * len(buf), dtype=np.uint64)
+                continue
+            found.append(np.unique(buf[:m]))
+            pos = pos2
         del key, row
-        left, right = near.unpack(packed)
-        checked += len(left)
-        same, shared, equal = dedup_inputs.agreement(sp, left, right)
-        keep = (same == 1) & (shared >= a.dedup_spec_min_shared) & (equal >= a.dedup_spec_min_agreement * shared)
-        left, right = left[keep], right[keep]
-        jac = np.empty(len(left))
-        near_jit.entry_jaccard(left, right, sp.offsets, sp.keys, sp.values, jac)
-        found.append(packed[keep][jac >= a.dedup_spec_lsh_threshold - 1e-12])
+    checked, capped = int(counts[0]), [int(counts[1])]
     report.candidates["spec"] = checked
     report.capped["spec"] = capped[0]
     left, right = near.unpack(np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64))

@@ -104,8 +104,10 @@ def read_specs(con, n: int, brand: str, norm: Callable[[str], str], noisy: Calla
     ``norm`` normalises a property or value; values of other properties than ``brand`` for which
     ``noisy`` holds are dropped; ``spellings`` gives a normalised brand's spellings.
     """
-    props = con.sql("SELECT DISTINCT property FROM specs WHERE property IS NOT NULL").fetchnumpy()["property"]
-    vals = con.sql("SELECT DISTINCT value FROM specs WHERE value IS NOT NULL").fetchnumpy()["value"]
+    # sorted, so the codes (and the rarest-entry keys' ties broken by code) are the same in every run:
+    # DuckDB's DISTINCT returns its groups in an order that varies with its threads
+    props = con.sql("SELECT DISTINCT property FROM specs WHERE property IS NOT NULL ORDER BY property").fetchnumpy()["property"]
+    vals = con.sql("SELECT DISTINCT value FROM specs WHERE value IS NOT NULL ORDER BY value").fetchnumpy()["value"]
     key_names: dict[str, int] = {}
     pk = [key_names.setdefault(k, len(key_names)) if (k := norm(p)) else -1 for p in props.tolist()]
     value_names: dict[str, int] = {}

@@ -179,6 +179,46 @@ def _next_shared_property(keys, a, ae, b, be):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def _agree(i, j, offsets, keys, values, brand_offsets, brands, brand_key):  # pragma: no cover - compiled
+    """Rows ``i`` and ``j``: ``(same brand, shared properties besides the brand, agreeing ones)``;
+    see :func:`spec_agreement`."""
+    a, ae = brand_offsets[i], brand_offsets[i + 1]
+    b, be = brand_offsets[j], brand_offsets[j + 1]
+    same = -1
+    if a < ae and b < be:
+        same = 0
+        while a < ae and b < be:
+            if brands[a] == brands[b]:
+                same = 1
+                break
+            if brands[a] < brands[b]:
+                a += 1
+            else:
+                b += 1
+    shared = 0
+    equal = 0
+    a, ae = offsets[i], offsets[i + 1]
+    b, be = offsets[j], offsets[j + 1]
+    while True:  # walk both sorted lists property by property
+        a, a2, b, b2 = _next_shared_property(keys, a, ae, b, be)
+        if a >= ae:
+            break
+        if keys[a] != brand_key:
+            shared += 1
+            x, y = a, b
+            while x < a2 and y < b2:
+                if values[x] == values[y]:
+                    equal += 1
+                    break
+                if values[x] < values[y]:
+                    x += 1
+                else:
+                    y += 1
+        a, b = a2, b2
+    return same, shared, equal
+
+
+@numba.njit(cache=True, nogil=True)
 def spec_agreement(left, right, offsets, keys, values, brand_offsets, brands, brand_key):  # pragma: no cover
     """Per pair: ``same brand`` (1, 0, or -1 when a side has none), shared properties besides the
     brand, and agreeing ones (their value sets intersect).
@@ -195,40 +235,65 @@ def spec_agreement(left, right, offsets, keys, values, brand_offsets, brands, br
     shared = np.zeros(n, dtype=np.int32)
     equal = np.zeros(n, dtype=np.int32)
     for k in range(n):
-        i, j = left[k], right[k]
-        a, ae = brand_offsets[i], brand_offsets[i + 1]
-        b, be = brand_offsets[j], brand_offsets[j + 1]
-        if a == ae or b == be:
-            same[k] = -1
-        else:
-            same[k] = 0
-            while a < ae and b < be:
-                if brands[a] == brands[b]:
-                    same[k] = 1
-                    break
-                if brands[a] < brands[b]:
-                    a += 1
-                else:
-                    b += 1
-        a, ae = offsets[i], offsets[i + 1]
-        b, be = offsets[j], offsets[j + 1]
-        while True:  # walk both sorted lists property by property
-            a, a2, b, b2 = _next_shared_property(keys, a, ae, b, be)
-            if a >= ae:
-                break
-            if keys[a] != brand_key:
-                shared[k] += 1
-                x, y = a, b
-                while x < a2 and y < b2:
-                    if values[x] == values[y]:
-                        equal[k] += 1
-                        break
-                    if values[x] < values[y]:
-                        x += 1
-                    else:
-                        y += 1
-            a, b = a2, b2
+        same[k], shared[k], equal[k] = _agree(left[k], right[k], offsets, keys, values, brand_offsets, brands,
+                                              brand_key)
     return same, shared, equal
+
+
+@numba.njit(cache=True, nogil=True)
+def _spec_pair(i, j, offsets, keys, values, brand_offsets, brands, brand_key, min_shared, min_agreement,
+               min_jaccard, out, m):  # pragma: no cover - compiled
+    """Writes rows ``i`` and ``j`` packed at ``out[m]`` when they pass the spec rule's checks; the next ``m``."""
+    if i == j:
+        return m
+    same, shared, equal = _agree(i, j, offsets, keys, values, brand_offsets, brands, brand_key)
+    if same != 1 or shared < min_shared or equal < min_agreement * shared:
+        return m
+    if _jaccard(i, j, offsets, keys, values) < min_jaccard:
+        return m
+    out[m] = (np.uint64(min(i, j)) << np.uint64(32)) | np.uint64(max(i, j))
+    return m + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def spec_block_pairs(skey, srow, pos, cap, offsets, keys, values, brand_offsets, brands, brand_key, min_shared,
+                     min_agreement, min_jaccard, out, counts):  # pragma: no cover - compiled
+    """The spec rule's candidates, checked as they are made: from position ``pos`` of the sorted
+    block keys ``skey`` (``srow``: each key's row, in a stable order), every pair of a run of equal
+    keys with at most ``cap`` rows (a longer run: its first row with each other one, as
+    :func:`near.pairs_in_runs`) whose rows have the same brand, ``min_shared`` shared properties
+    agreeing on at least ``min_agreement`` of them and entry sets of Jaccard >= ``min_jaccard``, is
+    written to ``out`` packed (``lo << 32 | hi``). Stops before a run whose pairs might not fit.
+
+    Returns ``(next position, pairs written)``; ``counts[0]`` grows by the pairs checked,
+    ``counts[1]`` by those a capped run skipped. A pair that shares several keys is checked (and
+    written) once per key: the caller keeps unique pairs.
+    """
+    n = len(skey)
+    m = 0
+    while pos < n:
+        end = pos + 1
+        while end < n and skey[end] == skey[pos]:
+            end += 1
+        size = end - pos
+        full = size <= cap
+        room = size * (size - 1) // 2 if full else size - 1
+        if m + room > len(out):
+            break
+        counts[0] += room
+        if not full:
+            counts[1] += room * (room + 1) // 2 - room
+        if full:
+            for x in range(pos, end - 1):
+                for y in range(x + 1, end):
+                    m = _spec_pair(srow[x], srow[y], offsets, keys, values, brand_offsets, brands, brand_key,
+                                   min_shared, min_agreement, min_jaccard, out, m)
+        else:  # the first row with every other one
+            for y in range(pos + 1, end):
+                m = _spec_pair(srow[pos], srow[y], offsets, keys, values, brand_offsets, brands, brand_key,
+                               min_shared, min_agreement, min_jaccard, out, m)
+        pos = end
+    return pos, m
 
 
 @numba.njit(cache=True, nogil=True)
@@ -278,24 +343,30 @@ def spec_block_keys(offsets, keys, values, brand_offsets, brands, brand_key, nee
 
 
 @numba.njit(cache=True, nogil=True)
+def _jaccard(i, j, offsets, keys, values):  # pragma: no cover - compiled
+    """Jaccard of the ``(property, value)`` entry sets of rows ``i`` and ``j``."""
+    a, ae = offsets[i], offsets[i + 1]
+    b, be = offsets[j], offsets[j + 1]
+    size = (ae - a) + (be - b)
+    common = 0
+    while a < ae and b < be:
+        if keys[a] == keys[b] and values[a] == values[b]:
+            common += 1
+            a += 1
+            b += 1
+        elif keys[a] < keys[b] or (keys[a] == keys[b] and values[a] < values[b]):
+            a += 1
+        else:
+            b += 1
+    return common / (size - common) if size > common else 0.0
+
+
+@numba.njit(cache=True, nogil=True)
 def entry_jaccard(left, right, offsets, keys, values, out):  # pragma: no cover - compiled
     """``out[k]``: Jaccard of the ``(property, value)`` entry sets of rows ``left[k]`` and ``right[k]``
     (each sorted by property then value, in CSR form)."""
     for k in range(len(left)):
-        a, ae = offsets[left[k]], offsets[left[k] + 1]
-        b, be = offsets[right[k]], offsets[right[k] + 1]
-        size = (ae - a) + (be - b)
-        common = 0
-        while a < ae and b < be:
-            if keys[a] == keys[b] and values[a] == values[b]:
-                common += 1
-                a += 1
-                b += 1
-            elif keys[a] < keys[b] or (keys[a] == keys[b] and values[a] < values[b]):
-                a += 1
-            else:
-                b += 1
-        out[k] = common / (size - common) if size > common else 0.0
+        out[k] = _jaccard(left[k], right[k], offsets, keys, values)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -381,6 +452,8 @@ def warm_up() -> None:
     u0 = np.zeros(0, dtype=np.uint64)
     spec_block_keys(np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, 2, 0, 1, u0, z[:0])
     entry_jaccard(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(1))
+    spec_block_pairs(u0, z[:0], 0, 200, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1,
+                     2, 1.0, 0.25, u0, np.zeros(2, dtype=np.int64))
     spec_chance(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, z, u0,
                 z, u0, z, 1, 5.0, np.zeros(1))
 
