@@ -178,6 +178,13 @@ def main() -> None:
     top = sizes[-1]
     rss_stage = max(stages, key=lambda s: results[(s, top)][2])
     rss = results[(rss_stage, top)][2] / 2**30
+    if len(sizes) > 2:  # the bound is on the whole range: smallest to largest size
+        a, b = sizes[0], sizes[-1]
+        span = {s: (results[(s, b)][0] / b) / (results[(s, a)][0] / a) for s in stages if not results[(s, b)][1]}
+        if span:
+            s_max = max(span, key=span.get)
+            print(f"growth {a} -> {b}: worst {span[s_max]:.2f}x per product ({s_max}); "
+                  + ", ".join(f"{s} {g:.2f}x" for s, g in span.items()))
     if len(sizes) > 1:
         print(f"scale: worst growth {worst[0]:.2f}x per product ({worst[1]}) from {worst[2]} to {worst[3]}; "
               f"peak RSS {rss:.1f} GiB ({rss_stage}) at {top}")

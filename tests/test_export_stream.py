@@ -103,3 +103,48 @@ def test_plan_export_reads_the_store_and_refuses_unknown_splits(small_store):
         split_counts(small_store, "v1", "gallery-fg")
     with pytest.raises(ExportError, match="no split version"):
         split_counts(small_store, "v9")
+
+
+def test_stream_samples_read_the_newest_rows_of_products_written_twice(small_store):
+    """Products whose specs and media were written again (their keys are in two parts, read through
+    the store's window): every cursor of the stream's connection reads the newest rows."""
+    small_store.write("specs", [{"product_id": "shop:1", "position": 0, "property": "p0", "value": "new"}])
+    small_store.write("media", [{"media_id": "shop:1|norm", "product_id": "shop:1", "kind": "image_norm",
+                                 "position": 0, "blob": "blobs/09/1.jpg", "status": "ok"}])
+    members = split_counts(small_store)
+    con = small_store.connect()
+    try:
+        rows = list(stream_samples(con, members, batch=3))
+        for split in members.counts:
+            ids = sorted(p for s, p, _ in rows if s == split)
+            assert [x for s, _, x in rows if s == split and x is not None] == load_samples(con, ids)
+    finally:
+        con.close()
+    sample = next(x for _, p, x in rows if p == "shop:1")
+    assert sample.specs == [("p0", "new")]  # a product's spec rows are replaced together
+    assert sample.image == "blobs/09/1.jpg"
+
+
+def test_stream_samples_spill_instead_of_running_out_of_memory(tmp_path):
+    """Specs many times larger than DuckDB's memory limit stream in order: the samples are sorted as
+    flat rows, which spill to the temp folder (lists of each product's specs, sorted whole, did not:
+    the export of a 1M-product store ran out of its 2 GB)."""
+    store = Store.init(tmp_path / "store")
+    ids = [f"shop:{n:05d}" for n in range(4000)]
+    store.write("products", [{"product_id": p, "platform": "shop", "source_id": p[5:], "title": f"t{p}"} for p in ids])
+    store.write("specs", [{"product_id": p, "position": k, "property": f"p{k}", "value": f"{p}-{k}-" + "x" * 300}
+                          for p in ids for k in range(40)])
+    store.write("splits", [{"product_id": p, "split": "train", "version": "v1"} for p in ids])
+    con = store.connect()
+    try:
+        con.execute("SET memory_limit = '96MB'")
+        con.execute(f"SET temp_directory = '{tmp_path / 'spill'}'")
+        con.execute("SET threads = 1")
+        n = 0
+        for split, pid, sample in stream_samples(con, split_counts(store)):
+            assert pid == ids[n] and len(sample.specs) == 40
+            assert sample.specs[39] == ("p39", f"{pid}-39-" + "x" * 300)
+            n += 1
+    finally:
+        con.close()
+    assert n == len(ids)

@@ -95,43 +95,77 @@ def member_batches(con, members: Members, sizes_of: tuple[str, ...] | None = Non
     return con.sql(sql).to_arrow_reader(batch)
 
 
-# the store's part of every sample column, in one query: specs and media gathered per product by
-# DuckDB (lists in the same order load_samples reads them), so one shard's rows arrive together
-_STREAM_SQL = """
+# the store's part of every sample column, as three streams in the export order: the sample headers
+# (one row per member), their spec rows and their media rows. Each is a flat sort that DuckDB spills
+# to disk past its memory limit; the lists of specs and media are assembled in Python, one member at
+# a time. (One query that aggregated each product's specs and media into lists and then sorted those
+# rows ran out of DuckDB's 2 GB at 1M products: a sort of nested lists.)
+_HEADER_SQL = """
 WITH m AS ({members}),
 ids AS (SELECT DISTINCT product_id FROM m),
 s AS (
 """ + SAMPLE_HEADER_SQL + """
-), sp AS (
-    SELECT product_id, list(struct_pack(p := coalesce(property, ''), v := coalesce(value, '')) ORDER BY position) AS specs
-    FROM specs WHERE product_id IN (SELECT product_id FROM ids) GROUP BY product_id
-), md AS (
-    SELECT product_id, list(struct_pack(k := kind, b := blob, m := mime) ORDER BY kind, position, media_id) AS media
-    FROM media
-    WHERE status = 'ok' AND blob IS NOT NULL AND kind IN ('image', 'image_norm', 'frames', 'mfcc', 'audio', 'video')
-      AND (kind <> 'image' OR coalesce(role, 'main') = 'main') AND product_id IN (SELECT product_id FROM ids)
-    GROUP BY product_id
 )
-SELECT m.split, m.product_id AS member_id, s.*, sp.specs, md.media
+SELECT m.split, m.product_id AS member_id, s.*
 FROM m LEFT JOIN s ON s.product_id = m.product_id
-LEFT JOIN sp ON sp.product_id = m.product_id
-LEFT JOIN md ON md.product_id = m.product_id
 ORDER BY {order}
 """
+
+_SPEC_STREAM_SQL = """
+WITH m AS ({members})
+SELECT m.split, m.product_id, coalesce(property, '') AS p, coalesce(value, '') AS v
+FROM specs JOIN m ON m.product_id = specs.product_id
+ORDER BY {order}, position
+"""
+
+_MEDIA_STREAM_SQL = """
+WITH m AS ({members})
+SELECT m.split, m.product_id, kind AS k, blob AS b, mime AS m
+FROM media JOIN m ON m.product_id = media.product_id
+WHERE status = 'ok' AND blob IS NOT NULL AND kind IN ('image', 'image_norm', 'frames', 'mfcc', 'audio', 'video')
+  AND (kind <> 'image' OR coalesce(role, 'main') = 'main')
+ORDER BY {order}, kind, position, media_id
+"""
+
+
+def _rows(con, sql: str, batch: int):
+    """The rows of ``sql`` as dicts, read one Arrow batch at a time."""
+    for rb in con.sql(sql).to_arrow_reader(batch):
+        yield from rb.to_pylist()
+
+
+class _Follower:
+    """The rows of an ordered stream that belong to one member after another (the stream is sorted
+    in the members' order, so a member's rows are the run of rows that carry its key)."""
+
+    def __init__(self, rows):
+        self._rows = rows
+        self._next = next(rows, None)
+
+    def take(self, split: str, product_id: str) -> list[dict]:
+        out = []
+        while self._next is not None and self._next["split"] == split and self._next["product_id"] == product_id:
+            out.append(self._next)
+            self._next = next(self._rows, None)
+        return out
 
 
 def stream_samples(con, members: Members, batch: int = 4096):
     """``(split, product_id, Sample | None)`` of every member in export order, one pass over the store.
 
     None for a member that is not in ``products`` (skipped, as :func:`load_samples` skips it).
-    DuckDB sorts (spilling to its temp folder past its memory limit); Python holds one batch.
+    Three sorted streams (headers, specs, media: each a cursor of ``con``) are merged member by
+    member; DuckDB sorts them, spilling to its temp folder past its memory limit, and Python holds
+    one batch of each.
     """
-    sql = _STREAM_SQL.format(members=members.sql(), order=members.order_sql("m.split", "m.product_id"))
-    reader = con.sql(sql).to_arrow_reader(batch)
-    for rb in reader:
-        for r in rb.to_pylist():
-            if r["product_id"] is None:
-                yield r["split"], r["member_id"], None
-                continue
-            yield r["split"], r["member_id"], sample_from_row(r, [(x["p"], x["v"]) for x in r["specs"] or ()],
-                                                      first_media(r["media"] or ()))
+    fmt = dict(members=members.sql(), order=members.order_sql("m.split", "m.product_id"))
+    specs = _Follower(_rows(con.cursor(), _SPEC_STREAM_SQL.format(**fmt), batch * 8))
+    media = _Follower(_rows(con.cursor(), _MEDIA_STREAM_SQL.format(**fmt), batch * 2))
+    for r in _rows(con.cursor(), _HEADER_SQL.format(**fmt), batch):
+        split, member = r["split"], r["member_id"]
+        sp = specs.take(split, member)
+        md = media.take(split, member)
+        if r["product_id"] is None:
+            yield split, member, None
+            continue
+        yield split, member, sample_from_row(r, [(x["p"], x["v"]) for x in sp], first_media(md))

@@ -418,12 +418,15 @@ class Store:
             return f"SELECT {cols} FROM {source}"
         return _window_sql(spec, source, cols)
 
-    def read_sql(self, con, spec: TableSpec, parts: list[Path] | None = None, with_seq: bool = False) -> str:
+    def read_sql(self, con, spec: TableSpec, parts: list[Path] | None = None, with_seq: bool = False,
+                 shared: bool = False) -> str:
         """SQL of the latest row per key over the listed parts (all parts by default), for ``con`` only.
 
         Returns exactly :meth:`view_sql`'s rows, but only the groups that more than one part holds
         (or parts holding a key twice) go through the window; the rest are read as they are (see
-        ``keyindex.py``). Creates on ``con`` the temp table of the contested group hashes it refers to.
+        ``keyindex.py``). Creates on ``con`` the table of the contested group hashes it refers to:
+        a temp table, or with ``shared`` a table of ``con``'s database, which its cursors see too
+        (``con`` must then be a database of its own, as :meth:`connect` makes).
         """
         cols = ", ".join(spec.schema.names + ([SEQ_COLUMN] if with_seq else []))
         parts_given = parts
@@ -449,7 +452,8 @@ class Store:
             contested = f"_m5data_contested_{spec.name}"
             con.register("_m5data_hashes", pa.table({"h": pa.array(plan.contested, pa.uint64())}))
             try:
-                con.execute(f"CREATE OR REPLACE TEMP TABLE {contested} AS SELECT h FROM _m5data_hashes")
+                temp = "" if shared else "TEMP "
+                con.execute(f"CREATE OR REPLACE {temp}TABLE {contested} AS SELECT h FROM _m5data_hashes")
             finally:
                 con.unregister("_m5data_hashes")
             moved.insert(0, f"{h} IN (SELECT h FROM {contested})")
@@ -469,7 +473,8 @@ class Store:
 
     def connect(self, need: tuple[str, ...] | None = None, sandbox: bool = False,
                 only: tuple[str, ...] | None = None, _read_cursor: bool = False):
-        """An in-memory DuckDB connection with one view per table (no file lock, no catalog file).
+        """An in-memory DuckDB connection with one view per table (no file lock, no catalog file);
+        its cursors (``con.cursor()``) read the same views.
 
         Args:
             need: tables the caller reads (default: all). A corrupt part of one of them raises
@@ -509,7 +514,7 @@ class Store:
 
         create = "CREATE TEMP VIEW" if temp else "CREATE VIEW"
         try:
-            con.execute(f"{create} {spec.name} AS {self.read_sql(con, spec)}")
+            con.execute(f"{create} {spec.name} AS {self.read_sql(con, spec, shared=not temp)}")
             return
         except duckdb.Error as exc:
             error = self._explain(spec.name, exc)
