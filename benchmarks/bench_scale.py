@@ -122,6 +122,11 @@ def prepare(n: int, seed: int, work: Path, workers: int, video_share: float, env
     return info
 
 
+def _size(n: int) -> str:
+    """A size as a column label: 10k, 1000k, 300."""
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="10000,100000")
@@ -157,7 +162,7 @@ def main() -> None:
                   + ("" if rc == 0 else f"  FAILED (exit {rc}, see {run / f'{stage}.log'})"), flush=True)
     print()
     head = f"{'stage':<18}" + "".join(f"{n:>26,}" for n in sizes) + "".join(
-        f"  growth {a // 1000}k->{b // 1000}k" for a, b in zip(sizes, sizes[1:]))
+        f"  growth {_size(a)}->{_size(b)}" for a, b in zip(sizes, sizes[1:]))
     print(head)
     print(" " * 18 + "".join(f"{'s   us/prod   GiB':>26}" for _ in sizes))
     worst = (0.0, "", 0, 0)
