@@ -328,9 +328,8 @@ def _spec_rule(report: DedupReport, inp: Inputs, a):
             found.append(np.unique(buf[:m]))
             pos = pos2
         del key, row
-    checked, capped = int(counts[0]), [int(counts[1])]
-    report.candidates["spec"] = checked
-    report.capped["spec"] = capped[0]
+    report.candidates["spec"] = int(counts[0])
+    report.capped["spec"] = int(counts[1])
     left, right = near.unpack(np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64))
     chance = _spec_chance(sp, left, right, entries, listed)
     likely = chance > a.dedup_spec_chance + 1e-12
