@@ -315,3 +315,34 @@ def test_a_refused_out_folder_fails_before_torch_is_imported(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert "refused: --out" in done.stdout and "torch imported: False" in done.stdout, done.stdout + done.stderr
+
+
+def test_evaluate_refuses_a_weight_file_whose_pickled_part_is_over_its_cap(shards, tiny, tmp_path):
+    """A 40 MB string in the config: the weights-only unpickler would hold it all; refused unread."""
+    import torch
+
+    from m5data.train import runfolder
+
+    run = tmp_path / "shared"
+    run.mkdir()
+    config = {**load_config(tiny).as_dict(), "padding": "x" * (40 << 20)}
+    torch.save({"model": {}, "config": config, "step": 1}, run / "model.pt")
+    done = cli("evaluate", "--run", str(run), "--shards", str(shards))
+    refused(done, "model.pt")
+    assert f"cap {runfolder.MAX_PICKLE_BYTES:,}" in done.stderr, done.stderr
+
+
+def test_evaluate_refuses_a_weight_file_over_the_size_cap(shards, tiny, tmp_path, monkeypatch):
+    import torch
+
+    from m5data.train import runfolder
+
+    run = tmp_path / "shared"
+    run.mkdir()
+    torch.save({"model": {"w": torch.zeros(1 << 20)}, "config": load_config(tiny).as_dict(), "step": 1},
+               run / "model.pt")
+    monkeypatch.setattr(runfolder, "MAX_WEIGHT_BYTES", 1 << 20)  # the file holds 4 MB of tensor
+    done = cli("evaluate", "--run", str(run), "--shards", str(shards))
+    refused(done, "model.pt")
+    assert "over the 1,048,576-byte cap" in done.stderr, done.stderr
+

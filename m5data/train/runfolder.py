@@ -2,7 +2,9 @@
 
 - Weight files (``model.pt``, ``checkpoint.pt``) are read with ``torch.load(weights_only=True)``:
   tensors and plain containers of numbers and strings; a file that needs any other object (a
-  pickle that would run code) is refused, naming it. Their shape is checked before use.
+  pickle that would run code) is refused, naming it. Their shape is checked before use. A file
+  is bounded before it is unpickled (:data:`MAX_WEIGHT_BYTES` in all, :data:`MAX_PICKLE_BYTES` for its
+  pickled part) and its tensors are memory-mapped (file pages the kernel can drop), not copied.
 - ``train --out`` writes only into a new or empty folder, one holding the run marker
   (``m5data-run.json``, written when a run starts) or a run folder from before the marker
   (recognised by its ``config.json`` of a run beside its ``log.jsonl`` or weights).
@@ -23,6 +25,12 @@ from pathlib import Path
 import numpy as np
 
 RUN_MARKER = "m5data-run.json"
+# A weight file of the thin SCALE model is a few MB to a few hundred MB (docs/train.md); a shared file
+# over this is refused before torch reads it.
+MAX_WEIGHT_BYTES = 4 << 30
+# The pickled part of a weight file (names, config, numbers; tensors live in records of their own) is
+# a few KB; the weights-only unpickler still holds every string and list it names in memory.
+MAX_PICKLE_BYTES = 16 << 20
 WEIGHT_FILES = ("model.pt", "checkpoint.pt")
 
 
@@ -112,8 +120,9 @@ def load_weights(path: Path, device=None) -> dict:
     """A weight file as weights only, or :class:`RunFolderError` naming it."""
     import torch
 
+    _check_size(path)
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location=device, weights_only=True, mmap=True)
     except Exception as exc:  # UnpicklingError for a forbidden object; RuntimeError, EOFError ... for a damaged file
         raise RunFolderError(f"{path}: refused: {_why(exc)}") from None
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or "config" not in state:
@@ -121,6 +130,25 @@ def load_weights(path: Path, device=None) -> dict:
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["model"].items()):
         raise RunFolderError(f"{path}: its model holds something other than named tensors")
     return state
+
+
+def _check_size(path: Path) -> None:
+    """Refuse a weight file, or its pickled part, over the caps before anything is unpickled."""
+    import zipfile
+
+    size = path.stat().st_size
+    if size > MAX_WEIGHT_BYTES:
+        raise RunFolderError(f"{path}: refused: {size:,} bytes is over the {MAX_WEIGHT_BYTES:,}-byte cap "
+                             "on a weight file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [i for i in archive.infolist() if i.filename.endswith(".pkl")]
+    except (zipfile.BadZipFile, OSError):
+        return  # not a zip archive: torch.load refuses it with its own reason
+    for info in pickles:
+        if info.file_size > MAX_PICKLE_BYTES or info.compress_type != zipfile.ZIP_STORED:
+            raise RunFolderError(f"{path}: refused: its pickled part {info.filename} is "
+                                 f"{info.file_size:,} bytes (cap {MAX_PICKLE_BYTES:,}, stored uncompressed)")
 
 
 def _why(exc: Exception) -> str:
