@@ -164,6 +164,12 @@ def test_a_malformed_gold_file_is_one_clear_error(tmp_path, name, text, where):
     assert str(path) in str(info.value) and where in str(info.value)
 
 
+@pytest.mark.parametrize("worker", ["@gold", "\u200b@gold", "\u202e@gold", "w\x001"])
+def test_a_session_refuses_reserved_or_invisible_worker_ids(worker):
+    with pytest.raises(UiError, match="reserved|control or format"):
+        Session(worker, [])
+
+
 def serve(store, *args):
     """``m5data annotate serve`` in a subprocess (a run that wrongly starts serving is killed after 60 s)."""
     cmd = [sys.executable, "-m", "m5data", "--store", str(store.root), "annotate", "serve", "--port", "0", *args]
@@ -181,9 +187,11 @@ def test_cli_serve_with_a_malformed_gold_file_exits_with_the_file_and_line(ui_st
 
 def test_cli_serve_refuses_the_reserved_gold_worker(ui_store):
     store, _, _ = ui_store
-    for name in ("@gold", "@GOLD", "\uff20gold"):
+    for name in ("@gold", "@GOLD", "\uff20gold", "\u200b@gold", "\u202e@gold", "\x01@gold"):
         result = serve(store, "--worker", name)
         assert result.returncode == 1 and "reserved" in result.stderr, result.stderr
+    result = serve(store, "--worker", "w\u200b1")
+    assert result.returncode == 1 and "control or format" in result.stderr, result.stderr
 
 
 # --------------------------------------------------------------------------------------------- XSS

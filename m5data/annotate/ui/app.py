@@ -58,6 +58,11 @@ class Session:
     access_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     def __post_init__(self):
+        from ..crowd import worker_id_problem
+
+        problem = worker_id_problem(self.worker)  # the id goes into every row of annotations
+        if problem:
+            raise UiError(f"worker {self.worker!r}: {problem}")
         self.by_pair = {(t.query_id, t.candidate_id): t for t in self.tasks}
 
 

@@ -31,7 +31,7 @@ def serve(
     """
     from rich.markup import escape
 
-    from m5data.annotate.crowd import is_reserved_worker
+    from m5data.annotate.crowd import worker_id_problem
     from m5data.cli import open_store
     from m5data.console import console, fail
 
@@ -40,8 +40,9 @@ def serve(
     worker = worker.strip()
     if not worker or per_query < 1 or gold_every < 0:
         fail("--worker must be non-empty, --per-query >= 1 and --gold-every >= 0")
-    if is_reserved_worker(worker):
-        fail(f"--worker {worker!r} is reserved: ids starting with @ belong to the store (@gold holds gold answers)")
+    problem = worker_id_problem(worker)
+    if problem:
+        fail(f"--worker {worker!r}: {problem}")
     store, _ = open_store(ctx)
     try:
         tasks = build_tasks(store, per_query, read_gold(gold) if gold else None, gold_every)
