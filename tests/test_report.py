@@ -286,3 +286,38 @@ def test_chart_text_from_data_is_literal_and_ticks_stay_numbers(tmp_path):
     lt = log_ticks(tmp_path / "lt.svg")
     assert [t for t, *_ in lt] == [rf"$\mathdefault{{10^{{{e}}}}}$" for e in range(4)]
     assert all(drawn == expected for _, drawn, expected in lt + log_ticks(tmp_path / "h.svg")), lt
+
+
+def test_failure_reasons_are_grouped_without_the_file_and_cut_at_a_word(tmp_path):
+    """Extract writes ``<blob>: <reason>: <detail>``, the downloader sizes and URLs: one bar per reason, not per
+    file (the chart had one bar per blob path), and a long reason is cut after a whole word, with an ellipsis."""
+    from m5data.report import data
+
+    store = Store.init(tmp_path / "store")
+    long_reason = "the container declares an audio stream whose sample format nobody here has ever heard of"
+    errors = ([("video", "corrupt", f"blobs/{k:02x}/{k:064x}.mp4: unreadable video: ffprobe: moov atom not found")
+               for k in range(5)]
+              + [("image", "too_large", f"Content-Length {n:,} exceeds the image limit of 10,485,760 bytes")
+                 for n in (20_000_000, 30_000_001, 123_456_789)]
+              + [("image", "failed", "HTTP 404")] * 2
+              + [("audio", "corrupt", f"blobs/aa/{k:064x}.m4a: {long_reason}: exit 1") for k in range(2)]
+              + [("image", "failed", f"https://shop.example/img/{k}.jpg: redirect loop") for k in range(2)])
+    store.write("media", [{"media_id": f"m{i}", "product_id": "shop:1", "kind": k, "role": "main", "position": i,
+                           "status": s, "error": e} for i, (k, s, e) in enumerate(errors)])
+    con = store.connect()
+    try:
+        fails = data.media_failures(con)
+    finally:
+        con.close()
+    assert fails == [("video", "corrupt", "unreadable video", 5),
+                     ("image", "too_large", "Content-Length N exceeds the image limit of N bytes", 3),
+                     ("audio", "corrupt", long_reason, 2),
+                     ("image", "failed", "HTTP 404", 2),
+                     ("image", "failed", "redirect loop", 2)]
+    settings = load(None, {"store.path": str(store.root)}, environ={})
+    result = build(store, settings, out=tmp_path / "report")
+    labels = [t for t, _ in svg_texts(result.index.parent / "figures" / "media_failures.svg") if ":" in t]
+    assert len(labels) == 5 and not any("blobs/" in t for t in labels), labels
+    cut = next(t for t in labels if t.startswith("audio corrupt: "))
+    assert cut.endswith("…") and len(cut) <= 60, cut
+    assert ("audio corrupt: " + long_reason).startswith(cut[:-1].rstrip() + " "), cut  # ends after a whole word
