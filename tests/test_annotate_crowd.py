@@ -215,7 +215,9 @@ def test_import_drops_conflicting_duplicates_and_names_them(store, tmp_path):
     assert "conflict" in result.output and "q1 / c1 / w1" in result.output and "lines 2, 4" in result.output
 
 
-@pytest.mark.parametrize("worker", ["@gold", "@GOLD", " @Gold ", "\uff20gold", "@admin"])
+@pytest.mark.parametrize("worker", ["@gold", "@GOLD", " @Gold ", "\uff20gold", "@admin",
+                                    # invisible control and format characters before the @ (Unicode Cc, Cf)
+                                    "\x00@gold", "\u200b@gold", "\u202e@gold", "\ufeff@gold", "\u2060 @gold"])
 def test_import_refuses_reserved_worker_ids(store, tmp_path, worker):
     s = load(None, {"store.path": str(store.root)}, environ={})
     jsonl = tmp_path / "judgements.jsonl"
@@ -224,3 +226,17 @@ def test_import_refuses_reserved_worker_ids(store, tmp_path, worker):
     report = import_judgements(store, s, jsonl)
     assert report.stats.n_out == 0 and "reserved" in report.rejects[0][1]
     assert store.count("annotations") == 0
+
+
+@pytest.mark.parametrize("worker", ["w\x001", "w\u200b1", "w1\u202e", "w\x1b[31m1", "\u00ad" + "w1"])
+def test_import_refuses_worker_ids_holding_control_or_format_characters(store, tmp_path, worker):
+    """An id with characters nobody sees would pass for another worker ("w1") in every table and chart."""
+    s = load(None, {"store.path": str(store.root)}, environ={})
+    jsonl = tmp_path / "judgements.jsonl"
+    rows = [{"query_id": "q1", "candidate_id": "c1", "worker_id": worker, "label": "match"},
+            {"query_id": "q1", "candidate_id": "c2", "worker_id": "w1", "label": "match"}]
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    report = import_judgements(store, s, jsonl)
+    assert report.stats.n_out == 1 and report.rejects[0][0] == 1
+    assert "control or format characters" in report.rejects[0][1]
+    assert [r["worker_id"] for r in store.read("annotations").to_pylist()] == ["w1"]

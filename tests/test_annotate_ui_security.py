@@ -103,43 +103,123 @@ def test_loopback_bind_needs_no_token(ui_store):
 
 
 def test_a_non_loopback_bind_needs_the_workers_token_on_every_route(ui_store):
-    """Bound to 0.0.0.0 (reached here through 127.0.0.1): nothing answers without the secret token."""
+    """Bound to 0.0.0.0 (reached here through 127.0.0.1): nothing answers without the secret token, and the UI
+    lives under a random path that a request without the token is not told."""
     store, queries, gallery = ui_store
     session = Session("w1", build_tasks(store, per_query=2, gold=[]))
     pair = {"query_id": queries[0], "candidate_id": gallery[0]}
     with RunningUi(store, session, host="0.0.0.0") as ui:
-        p, secret = ui.port, session.access_token
-        assert ui.requires_token and secret in ui.login_url
+        p, secret, base = ui.port, session.access_token, ui.base_path
+        assert ui.requires_token and secret in ui.login_url and ui.login_url.startswith(f"{ui.url}{base}/?token=")
+        assert len(base) > 16 and secret not in base
         routes = ["/", "/static/app.js", "/static/app.css", "/favicon.ico", "/api/tasks", "/api/summary",
                   f"/api/product/{queries[0]}", f"/image/{queries[0]}", "/nowhere"]
         wrong = ("x" if secret[0] != "x" else "y") + secret[1:]  # the same length, one character off
         cookie = f"{ui.cookie_name}={wrong}"
         for path in routes:
-            assert request(p, "GET", path)[0] == 401, path
-            assert request(p, "GET", path, Cookie=cookie)[0] == 401, path
-            assert request(p, "GET", path, Authorization=f"Bearer {wrong}")[0] == 401, path
-        assert request(p, "GET", f"/?token={wrong}")[0] == 401
-        assert request(p, "GET", "/?token=")[0] == 401
-        assert judge(ui, session, pair)[0] == 401
-        assert judge(ui, session, pair, Cookie=cookie)[0] == 401
+            assert request(p, "GET", base + path)[0] == 401, path
+            assert request(p, "GET", base + path, Cookie=cookie)[0] == 401, path
+            assert request(p, "GET", base + path, Authorization=f"Bearer {wrong}")[0] == 401, path
+        assert request(p, "GET", f"{base}/?token={wrong}")[0] == 401
+        assert request(p, "GET", f"{base}/?token=")[0] == 401
+        assert request(p, "POST", base + "/api/judge", body={**pair, "label": "match"}, X_CSRF_Token=session.token)[0] == 401
         assert store.count("annotations") == 0
 
-        # the printed URL: the token once in the query, then an HttpOnly SameSite=Strict cookie
-        status, headers, _ = request(p, "GET", f"/?token={secret}")
-        assert status == 303 and headers["Location"] == "/"
+        # the printed URL: the token once in the query, then an HttpOnly SameSite=Strict cookie scoped to the
+        # random path, holding a value bound to this server (not the token)
+        status, headers, _ = request(p, "GET", f"{base}/?token={secret}")
+        assert status == 303 and headers["Location"] == base + "/"
         set_cookie = headers["Set-Cookie"]
-        assert set_cookie.startswith(f"{ui.cookie_name}={secret};")
-        assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie
-        good = f"{ui.cookie_name}={secret}"
+        name, value = set_cookie.split(";", 1)[0].split("=", 1)
+        assert name == ui.cookie_name and value and secret not in set_cookie
+        assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie and f"Path={base}/" in set_cookie
+        good = f"{ui.cookie_name}={value}"
         for path in routes[:-1]:
-            status, _, body = request(p, "GET", path, Cookie=good)
+            status, _, body = request(p, "GET", base + path, Cookie=good)
             assert status == (302 if path == "/favicon.ico" else 200), (path, status)
-        assert request(p, "GET", "/nowhere", Cookie=good)[0] == 404
-        assert request(p, "GET", "/api/tasks", Authorization=f"Bearer {secret}")[0] == 200
-        assert judge(ui, session, pair, Cookie=good)[0] == 200
+        assert request(p, "GET", base + "/nowhere", Cookie=good)[0] == 404
+        assert request(p, "GET", base + "/api/tasks", Authorization=f"Bearer {secret}")[0] == 200
+        assert request(p, "POST", base + "/api/judge", body={**pair, "label": "match"}, X_CSRF_Token=session.token,
+                       Cookie=good)[0] == 200
+        # the cookie value is no token: as a bearer it opens nothing, and the token is no cookie
+        assert request(p, "GET", base + "/api/tasks", Authorization=f"Bearer {value}")[0] == 401
+        assert request(p, "GET", base + "/api/tasks", Cookie=f"{ui.cookie_name}={secret}")[0] == 401
+        # outside the random path nothing answers, the right token included, and no answer names the path
+        for path in routes:
+            for creds in ({"Cookie": good}, {"Authorization": f"Bearer {secret}"}, {}):
+                status, headers, body = request(p, "GET", path, **creds)
+                assert status == 401 and base not in body and base not in str(headers), (path, creds)
+        status, headers, body = request(p, "GET", f"/?token={secret}")
+        assert status == 401 and base not in body and "Set-Cookie" not in headers
         # the Host guard still holds with the token
-        assert request(p, "GET", "/", host=f"evil.example:{p}", Cookie=good)[0] == 421
+        assert request(p, "GET", base + "/", host=f"evil.example:{p}", Cookie=good)[0] == 421
     assert store.count("annotations") == 1
+
+
+class OtherServer:
+    """Another local service on another port of 127.0.0.1 (a notebook, a dev server): it records the
+    path and headers of every request the browser sends it."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        seen = self.requests = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append((self.path, dict(self.headers)))
+                body = b"<!DOCTYPE html><title>other</title><p>another local service</p>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_another_port_of_the_host_receives_nothing_that_opens_the_ui(ui_store):
+    """Browsers share cookies between the ports of one host: after opening the UI, Chromium visiting
+    another local service must send it no credential of the UI (the cookie is scoped to the UI's
+    random path, and holds a value bound to this server, not the printed token)."""
+    store, queries, _ = ui_store
+    session = Session("w1", build_tasks(store, per_query=2, gold=[]))
+    with RunningUi(store, session, require_token=True) as ui, OtherServer() as other, chromium_page() as page:
+        page.goto(ui.login_url)
+        page.wait_for_function("() => document.querySelector('#candidate .meta')?.textContent.length > 0")
+        img = page.locator("#query img").element_handle()
+        page.wait_for_function("(img) => img.complete", arg=img)
+        assert page.evaluate("(img) => img.naturalWidth", img) > 0  # images pass the guard through the cookie
+        page.keyboard.press("1")
+        page.wait_for_function("() => document.querySelector('#status').textContent === 'saved: match'")
+        assert store.count("annotations") == 1
+        assert session.access_token not in page.url  # the token left the address bar
+        # every path another service could think of (the UI's own routes, at the other port)
+        for path in ("/", "/api/tasks", "/static/app.js", "/favicon.ico", f"/image/{queries[0]}"):
+            page.goto(f"http://127.0.0.1:{other.port}{path}")
+        page.goto(f"http://localhost:{other.port}/")
+    assert len(other.requests) >= 6
+    received = [(path, h) for path, h in other.requests for k, h in h.items() if k.lower() in ("cookie", "authorization")]
+    assert not any(session.access_token in v for _, v in received), received
+    # whatever it got, replayed to the UI (cookies and all), opens nothing
+    for _, value in received:
+        assert request(ui.port, "GET", "/api/tasks", Cookie=value)[0] == 401, value
+        assert request(ui.port, "GET", ui.base_path + "/api/tasks", Cookie=value)[0] == 401, value
+    assert received == []
 
 
 def test_every_worker_gets_its_own_token(ui_store):
@@ -164,6 +244,12 @@ def test_a_malformed_gold_file_is_one_clear_error(tmp_path, name, text, where):
     assert str(path) in str(info.value) and where in str(info.value)
 
 
+@pytest.mark.parametrize("worker", ["@gold", "\u200b@gold", "\u202e@gold", "w\x001"])
+def test_a_session_refuses_reserved_or_invisible_worker_ids(worker):
+    with pytest.raises(UiError, match="reserved|control or format"):
+        Session(worker, [])
+
+
 def serve(store, *args):
     """``m5data annotate serve`` in a subprocess (a run that wrongly starts serving is killed after 60 s)."""
     cmd = [sys.executable, "-m", "m5data", "--store", str(store.root), "annotate", "serve", "--port", "0", *args]
@@ -181,9 +267,11 @@ def test_cli_serve_with_a_malformed_gold_file_exits_with_the_file_and_line(ui_st
 
 def test_cli_serve_refuses_the_reserved_gold_worker(ui_store):
     store, _, _ = ui_store
-    for name in ("@gold", "@GOLD", "\uff20gold"):
+    for name in ("@gold", "@GOLD", "\uff20gold", "\u200b@gold", "\u202e@gold", "\x01@gold"):
         result = serve(store, "--worker", name)
         assert result.returncode == 1 and "reserved" in result.stderr, result.stderr
+    result = serve(store, "--worker", "w\u200b1")
+    assert result.returncode == 1 and "control or format" in result.stderr, result.stderr
 
 
 # --------------------------------------------------------------------------------------------- XSS

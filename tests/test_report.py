@@ -219,3 +219,105 @@ def test_a_store_of_many_media_parts_gives_the_same_report_in_a_fixed_number_of_
                                 page.read_text(encoding="utf-8"))
     assert strip(held.index) == strip(plain.index)
     assert len(_parse(held.index).images) > 5
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+LOG_TICK = re.compile(r"\$\\mathdefault\{(?:(\d)\\times)?10\^\{(-?\d+)\}\}\$")  # 10^{2}, 2\times10^{0}
+
+
+def log_tick(text: str) -> tuple[int, int] | None:
+    """(exponent, glyphs mathtext draws for it) of a log axis' tick label, None for other text: 10² is 3
+    glyphs, 2×10⁰ is 5; drawn literally, the label would be its 22 or more characters."""
+    m = LOG_TICK.fullmatch(text)
+    return (int(m.group(2)), 2 + len(m.group(2)) + (2 if m.group(1) else 0)) if m else None
+
+
+def svg_texts(path) -> list[tuple[str, int]]:
+    """(text, glyphs drawn) of every text of a matplotlib SVG: the text is the comment matplotlib writes
+    before the glyphs (the string it was asked to draw), the glyphs are its ``<use>`` elements."""
+    from xml.etree import ElementTree
+
+    tree = ElementTree.parse(path, parser=ElementTree.XMLParser(target=ElementTree.TreeBuilder(insert_comments=True)))
+    out = []
+    for g in tree.iter(SVG + "g"):
+        if g.get("id", "").startswith("text_"):
+            comment = next((c.text.strip() for c in g if c.tag is ElementTree.Comment), "")
+            out.append((comment, sum(1 for _ in g.iter(SVG + "use"))))
+    return out
+
+
+def log_ticks(path) -> list[tuple[str, int, int]]:
+    """(label, glyphs drawn, glyphs expected) of the log tick labels of one SVG."""
+    return [(t, g, tick[1]) for t, g in svg_texts(path) if (tick := log_tick(t))]
+
+
+def test_log_axes_label_their_ticks_as_powers_of_ten(demo_report):
+    """The long-tail and merchant charts' log ticks are mathtext, drawn as 10 and a raised exponent (3 glyphs
+    for 10¹), not as the literal 22 characters of ``$\\mathdefault{10^{1}}$``; no chart draws a '$'."""
+    _, result = demo_report
+    folder = result.index.parent / "figures"
+    log_charts = [n for n in result.figures if n.startswith("long_tail") or n == "merchant_products.svg"]
+    assert {"long_tail_level1.svg", "merchant_products.svg"} <= set(log_charts)
+    for name in log_charts:
+        ticks = log_ticks(folder / name)
+        assert ticks and all(drawn == expected for _, drawn, expected in ticks), (name, ticks)
+    for name in result.figures:
+        for text, _ in svg_texts(folder / name):
+            assert "$" not in text or log_tick(text), (name, text)
+
+
+def test_chart_text_from_data_is_literal_and_ticks_stay_numbers(tmp_path):
+    """A category named ``$\\undefinedmacro$`` (mathtext would raise) and one with two dollar signs (mathtext would
+    draw 5and6 in italics) are drawn character for character, beside log ticks drawn as 10ⁿ."""
+    from m5data.report.charts import Charts
+
+    charts = Charts(tmp_path)
+    macro, dollars = r"$\undefinedmacro$", "a $5 and $6 b"
+    assert charts.bars("b", [macro, dollars], [3, 1], f"per {dollars}") == "b.svg"
+    assert charts.bars("v", [dollars, "x"], [3, 1], macro, horizontal=False, xlabel=dollars) == "v.svg"
+    assert charts.long_tail("lt", [1000, 100, 10, 1], f"products per {macro}") == "lt.svg"
+    assert charts.histogram("h", [1, 10, 100, 1000, 1000], dollars, macro, bins=3, log_y=True) == "h.svg"
+    for name in ("b", "v", "lt", "h"):
+        drawn = dict(svg_texts(tmp_path / f"{name}.svg"))
+        assert macro in drawn or f"products per {macro}" in drawn, (name, drawn)
+        for text in (dollars, f"per {dollars}"):
+            if text in drawn:  # every character, spaces and $ included
+                assert drawn[text] == len(text), (name, text, drawn[text])
+    lt = log_ticks(tmp_path / "lt.svg")
+    assert [t for t, *_ in lt] == [rf"$\mathdefault{{10^{{{e}}}}}$" for e in range(4)]
+    assert all(drawn == expected for _, drawn, expected in lt + log_ticks(tmp_path / "h.svg")), lt
+
+
+def test_failure_reasons_are_grouped_without_the_file_and_cut_at_a_word(tmp_path):
+    """Extract writes ``<blob>: <reason>: <detail>``, the downloader sizes and URLs: one bar per reason, not per
+    file (the chart had one bar per blob path), and a long reason is cut after a whole word, with an ellipsis."""
+    from m5data.report import data
+
+    store = Store.init(tmp_path / "store")
+    long_reason = "the container declares an audio stream whose sample format nobody here has ever heard of"
+    errors = ([("video", "corrupt", f"blobs/{k:02x}/{k:064x}.mp4: unreadable video: ffprobe: moov atom not found")
+               for k in range(5)]
+              + [("image", "too_large", f"Content-Length {n:,} exceeds the image limit of 10,485,760 bytes")
+                 for n in (20_000_000, 30_000_001, 123_456_789)]
+              + [("image", "failed", "HTTP 404")] * 2
+              + [("audio", "corrupt", f"blobs/aa/{k:064x}.m4a: {long_reason}: exit 1") for k in range(2)]
+              + [("image", "failed", f"https://shop.example/img/{k}.jpg: redirect loop") for k in range(2)])
+    store.write("media", [{"media_id": f"m{i}", "product_id": "shop:1", "kind": k, "role": "main", "position": i,
+                           "status": s, "error": e} for i, (k, s, e) in enumerate(errors)])
+    con = store.connect()
+    try:
+        fails = data.media_failures(con)
+    finally:
+        con.close()
+    assert fails == [("video", "corrupt", "unreadable video", 5),
+                     ("image", "too_large", "Content-Length N exceeds the image limit of N bytes", 3),
+                     ("audio", "corrupt", long_reason, 2),
+                     ("image", "failed", "HTTP 404", 2),
+                     ("image", "failed", "redirect loop", 2)]
+    settings = load(None, {"store.path": str(store.root)}, environ={})
+    result = build(store, settings, out=tmp_path / "report")
+    labels = [t for t, _ in svg_texts(result.index.parent / "figures" / "media_failures.svg") if ":" in t]
+    assert len(labels) == 5 and not any("blobs/" in t for t in labels), labels
+    cut = next(t for t in labels if t.startswith("audio corrupt: "))
+    assert cut.endswith("…") and len(cut) <= 60, cut
+    assert ("audio corrupt: " + long_reason).startswith(cut[:-1].rstrip() + " "), cut  # ends after a whole word

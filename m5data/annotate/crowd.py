@@ -13,8 +13,9 @@
 
 Gold questions: a pair's known answer is stored as one more ``annotations`` row by the reserved
 worker ``@gold`` (is_gold true); the workers' judgements of a gold pair carry ``is_gold`` true too.
-Every worker id starting with ``@`` (after NFKC folding: ``＠GOLD`` too) is reserved for the store,
-so no imported or UI worker can write or pass for a known answer.
+Every worker id starting with ``@`` (after NFKC folding and dropping invisible characters: ``＠GOLD``
+and ``\u200b@gold`` too) is reserved for the store, so no imported or UI worker can write or pass for
+a known answer; an id holding a control or format character (Unicode Cc, Cf) is refused as well.
 """
 
 from __future__ import annotations
@@ -79,10 +80,33 @@ def normalise_label(value) -> str | None:
     return _SYNONYMS.get(str(value if value is not None else "").strip().lower())
 
 
+def _invisible(ch: str) -> bool:
+    """Unicode "other" characters (Cc control, Cf format, Cs surrogate, Co private use, Cn unassigned):
+    nothing a reader sees, so a NUL, a zero-width space or a right-to-left override."""
+    return unicodedata.category(ch)[0] == "C"
+
+
 def is_reserved_worker(worker_id: str) -> bool:
     """True for worker ids the store keeps for itself: ``@gold`` and anything else starting with ``@``
-    (compared after NFKC folding and stripping, so ``@GOLD`` and ``＠gold`` are reserved too)."""
-    return unicodedata.normalize("NFKC", str(worker_id)).strip().startswith("@")
+    (compared after NFKC folding, dropping invisible characters and stripping, so ``@GOLD``, ``＠gold``
+    and ``\u200b@gold`` are reserved too)."""
+    folded = unicodedata.normalize("NFKC", str(worker_id))
+    return "".join(ch for ch in folded if not _invisible(ch)).strip().startswith("@")
+
+
+def worker_id_problem(worker_id: str) -> str | None:
+    """Why ``worker_id`` cannot name a worker (reserved, or holding invisible characters), or None.
+
+    An id with a control or format character would show as another worker's id ("w\u200b1" as "w1")
+    in every table and chart, so it is refused rather than cleaned: the file's author decides.
+    """
+    if is_reserved_worker(worker_id):
+        return (f"reserved worker_id: ids starting with @ belong to the store "
+                f"({GOLD_WORKER} holds the gold answers a file gives in its gold_label column)")
+    bad = sorted({f"U+{ord(ch):04X}" for ch in str(worker_id) if _invisible(ch)})
+    if bad:
+        return f"worker_id holds control or format characters ({', '.join(bad[:5])})"
+    return None
 
 
 def _truthy(value) -> bool | None:
@@ -233,9 +257,9 @@ def import_judgements(store, settings: cfg.Settings, path: str | Path, *, source
         if q == c:
             reject(line, "query_id equals candidate_id")
             continue
-        if is_reserved_worker(w):
-            reject(line, f"reserved worker_id: ids starting with @ belong to the store "
-                         f"({GOLD_WORKER} holds gold answers: use the gold_label column)")
+        problem = worker_id_problem(w)
+        if problem:
+            reject(line, problem)
             continue
         label = normalise_label(rec.get("label"))
         if label is None:

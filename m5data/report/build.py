@@ -262,13 +262,24 @@ def _failures(con, charts: Charts) -> tuple[Html, bool]:
     fails = data.media_failures(con)
     body = table(["kind", "status", "media"], [[k, s, n(f"media.{k}.{s}", c)] for k, s, c in status], {2})
     if fails:
-        labels = [f"{k} {s}: {r}"[:60] for k, s, r, _ in fails[:15]]
+        labels = [cut_at_word(f"{k} {s}: {r}", 60) for k, s, r, _ in fails[:15]]
         src = charts.bars("media_failures", labels, [c for *_, c in fails[:15]], "media that failed, by reason")
         body += figure(src, html("{} media rows are not ok ({} distinct kind/status/reason).",
                                  n("media.failed", sum(c for *_, c in fails)), len(fails)))
     else:
         body += html("<p>No media failed.</p>")
     return body, False
+
+
+def cut_at_word(text: str, limit: int) -> str:
+    """``text`` if it fits in ``limit`` characters, else cut after its last whole word that fits, with "…"
+    (mid-word only when the first word alone is too long)."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]  # one more than fits with the ellipsis: a space there means the word before is whole
+    space = head.rfind(" ")
+    kept = head[:space] if space > 0 else head[:limit - 1]
+    return kept.rstrip(" ,;:") + "…"
 
 
 def _match_levels(con, charts: Charts) -> tuple[Html, bool]:

@@ -14,6 +14,13 @@ COLOR = "#3b6ea8"
 ACCENT = "#d9822b"
 
 
+def literal(text) -> str:
+    """``text`` drawn as written: every ``$`` escaped, so a category or failure reason such as
+    ``$\\undefinedmacro$`` is not mathtext (which would fail the figure, and the report, on an
+    unknown macro). Matplotlib shows ``\\$`` as ``$`` in text that holds no unescaped ``$``."""
+    return str(text).replace("$", r"\$")
+
+
 class Charts:
     """Draws into ``folder``; one instance per report."""
 
@@ -29,11 +36,10 @@ class Charts:
         self.plt = plt
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        # mathtext stays on: the log axes' tick labels are mathtext ($\mathdefault{10^{2}}$ -> 10²);
+        # every text that comes from data goes through literal() instead
         self.rc = {"svg.hashsalt": "m5data-report", "font.family": "sans-serif", "font.sans-serif": FONTS,
-                   "axes.unicode_minus": False,
-                   # labels are store data: a '$' in a category or failure reason is text, not TeX
-                   # (mathtext would fail the whole figure, and the report, on an unknown macro)
-                   "text.parse_math": False, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
+                   "axes.unicode_minus": False, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
 
     def _save(self, fig, name: str) -> str:
         import warnings
@@ -58,7 +64,7 @@ class Charts:
             ax.set_yscale("log")
             ax.set_xlabel("category rank")
             ax.set_ylabel("products (log)")
-            ax.set_title(title)
+            ax.set_title(literal(title))
             return self._save(fig, name)
 
     def bars(self, name: str, labels: list[str], values: list[float], title: str, horizontal: bool = True,
@@ -70,14 +76,14 @@ class Charts:
             if horizontal:
                 y = list(range(len(values)))[::-1]
                 ax.barh(y, values, color=COLOR)
-                ax.set_yticks(y, labels)
-                ax.set_xlabel(xlabel)
+                ax.set_yticks(y, [literal(t) for t in labels])
+                ax.set_xlabel(literal(xlabel))
                 for yy, v in zip(y, values):
                     ax.text(v, yy, f" {v:,}", va="center", fontsize=8)
             else:
-                ax.bar(labels, values, color=COLOR)
-                ax.set_ylabel(xlabel)
-            ax.set_title(title)
+                ax.bar([literal(t) for t in labels], values, color=COLOR)
+                ax.set_ylabel(literal(xlabel))
+            ax.set_title(literal(title))
             return self._save(fig, name)
 
     def histogram(self, name: str, values: list[float], title: str, xlabel: str, bins: int = 30,
@@ -89,9 +95,9 @@ class Charts:
             ax.hist(values, bins=min(bins, max(1, len(set(values)))), color=COLOR)
             if log_y:
                 ax.set_yscale("log")
-            ax.set_xlabel(xlabel)
+            ax.set_xlabel(literal(xlabel))
             ax.set_ylabel("count")
-            ax.set_title(title)
+            ax.set_title(literal(title))
             return self._save(fig, name)
 
     def upset(self, name: str, modalities: list[str], combos: list[tuple[tuple[str, ...], int]],
@@ -121,13 +127,13 @@ class Charts:
                 if ys:
                     dots.scatter([xx] * len(ys), ys, s=22, color="#222222", zorder=2)
                     dots.plot([xx, xx], [min(ys), max(ys)], color="#222222", lw=1.2, zorder=2)
-            dots.set_yticks(rows, modalities)
+            dots.set_yticks(rows, [literal(m) for m in modalities])
             dots.tick_params(labelbottom=False, bottom=False, left=False, labelleft=False)
             for spine in dots.spines.values():
                 spine.set_visible(False)
             sizes = [singles[m] for m in modalities]
             sets.barh(rows, sizes, color=ACCENT)
-            sets.set_yticks(rows, modalities)
+            sets.set_yticks(rows, [literal(m) for m in modalities])
             sets.invert_xaxis()
             sets.set_xlabel("products")
             return self._save(fig, name)

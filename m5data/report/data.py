@@ -164,10 +164,25 @@ def image_tiers(con) -> list[tuple[str, int]]:
     return [(names.get(t, str(t)), n) for t, n in rows]
 
 
+# A failure's reason without what names its one file, so that a reason is one bar, not one per file:
+# URLs, blob paths and long hex hashes become placeholders, a leading "<path or URL>: " goes (extract
+# writes "blobs/21/ab….mp4: unreadable video: ffprobe: …"), sizes and counts of 4+ digits become N
+# ("Content-Length 20,000,000 exceeds …"), and the detail after the first ':' goes (ffmpeg's stderr).
+FAILURE_REASON = r"""trim(regexp_replace(split_part(
+    regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(coalesce(error, ''),
+        '[A-Za-z][A-Za-z0-9+.-]*://[^\s]*[^\s:;,.)]', '<url>', 'g'),  -- not its trailing ':'
+        '[^\s:]*(blobs|derived)/[^\s:]*', '<file>', 'g'),
+        '^\s*(<url>|<file>|[^\s:]*/[^\s:]*)\s*:\s*', ''),
+        '\b[0-9a-fA-F]{16,}\b', '<hash>', 'g'),
+        '\d{1,3}(,\d{3})+|\d{4,}', 'N', 'g'),
+    ':', 1), '\s+', ' ', 'g'))"""
+
+
 def media_failures(con) -> list[tuple[str, str, str, int]]:
-    """(kind, status, reason, media) for every media row that is not ok or pending."""
-    return _rows(con, """
-        SELECT kind, status, coalesce(regexp_replace(split_part(error, ':', 1), '\\s+', ' ', 'g'), '') AS reason, count(*) AS n
+    """(kind, status, reason, media) for every media row that is not ok or pending, one per reason
+    (``FAILURE_REASON``: the error without the file, URL or size it names)."""
+    return _rows(con, f"""
+        SELECT kind, status, {FAILURE_REASON} AS reason, count(*) AS n
         FROM media WHERE status NOT IN ('ok', 'pending') GROUP BY 1, 2, 3 ORDER BY n DESC, 1, 2, 3""")
 
 

@@ -58,6 +58,11 @@ class Session:
     access_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     def __post_init__(self):
+        from ..crowd import worker_id_problem
+
+        problem = worker_id_problem(self.worker)  # the id goes into every row of annotations
+        if problem:
+            raise UiError(f"worker {self.worker!r}: {problem}")
         self.by_pair = {(t.query_id, t.candidate_id): t for t in self.tasks}
 
 
@@ -149,6 +154,7 @@ class LabellingApp:
     def __init__(self, store, session: Session):
         self.store = store
         self.session = session
+        self.base = ""  # the path the routes are under (set by app())
         self.products = self._load_products()
         self.lock = asyncio.Lock()
 
@@ -179,17 +185,19 @@ class LabellingApp:
 
     # ------------------------------------------------------------------ routes
     def app(self, guard: Guard) -> web.Application:
-        """The routes behind ``guard`` (Host, Origin, token), every answer with the security headers."""
+        """The routes behind ``guard`` (Host, Origin, token), under its ``base`` path, every answer with the
+        security headers. The page's own URLs are relative, so it works under any base."""
+        self.base = base = guard.base
         app = web.Application(client_max_size=64 * 1024, middlewares=[_security_headers, guard.middleware])
-        app.router.add_get("/", self.index)
-        app.router.add_get("/static/{name}", self.static)
-        app.router.add_get("/favicon.ico", self.favicon)
-        app.router.add_get("/api/tasks", self.tasks)
+        app.router.add_get(base + "/", self.index)
+        app.router.add_get(base + "/static/{name}", self.static)
+        app.router.add_get(base + "/favicon.ico", self.favicon)
+        app.router.add_get(base + "/api/tasks", self.tasks)
         # product ids are store text: any characters, "/" included (sent percent-encoded)
-        app.router.add_get("/api/product/{product_id:.+}", self.product)
-        app.router.add_get("/image/{product_id:.+}", self.image)
-        app.router.add_post("/api/judge", self.judge)
-        app.router.add_get("/api/summary", self.summary)
+        app.router.add_get(base + "/api/product/{product_id:.+}", self.product)
+        app.router.add_get(base + "/image/{product_id:.+}", self.image)
+        app.router.add_post(base + "/api/judge", self.judge)
+        app.router.add_get(base + "/api/summary", self.summary)
         return app
 
     async def index(self, request: web.Request) -> web.Response:
@@ -206,7 +214,7 @@ class LabellingApp:
         return web.Response(body=path.read_bytes(), content_type=ctype)
 
     async def favicon(self, request: web.Request) -> web.Response:
-        raise web.HTTPFound("/static/favicon.svg")
+        raise web.HTTPFound(self.base + "/static/favicon.svg")
 
     async def tasks(self, request: web.Request) -> web.Response:
         done = self._labels()
@@ -219,7 +227,7 @@ class LabellingApp:
         if product is None:
             raise web.HTTPNotFound(text="unknown product")
         # the id is store text (any characters): one quoted path segment
-        image = "/image/" + quote(product["product_id"], safe="") if product["image"] else None
+        image = self.base + "/image/" + quote(product["product_id"], safe="") if product["image"] else None
         return web.json_response({**product, "image": image})
 
     async def image(self, request: web.Request) -> web.StreamResponse:
@@ -315,14 +323,17 @@ class RunningUi(ThreadedApp):
             not loopback.
         allow_hosts: more names the Host header may carry (e.g. this machine's DNS name on a LAN).
 
-    Attributes: ``url`` (loopback for a wildcard bind), ``login_url`` (with ``?token=`` when one is
-    required), ``requires_token``, ``cookie_name``.
+    Attributes: ``url`` (loopback for a wildcard bind), ``base_path`` (the random path the UI is served
+    under when a token is required, "" otherwise: see guard.py), ``login_url`` (``url`` + ``base_path``
+    + ``/``, with ``?token=`` when one is required), ``requires_token``, ``cookie_name``.
     """
 
     def __init__(self, store, session: Session, host: str = HOST, port: int = 0, *,
                  require_token: bool | None = None, allow_hosts: Iterable[str] = ()):
         self.app = LabellingApp(store, session)
         self.requires_token = not is_loopback(host) if require_token is None else require_token
+        # the token cookie's Path: browsers send it to no other service of this host (guard.py)
+        self.base_path = "/" + secrets.token_urlsafe(16) if self.requires_token else ""
         self._bound, self._allow = host, tuple(allow_hosts)
         try:  # the app is made in the server thread, after the bind: the guard knows the port
             super().__init__(self._make_app, host, port, "annotation UI")
@@ -334,9 +345,10 @@ class RunningUi(ThreadedApp):
 
     def _make_app(self) -> web.Application:
         token = self.app.session.access_token if self.requires_token else None
-        return self.app.app(Guard.make(self._bound, self.port, token, self._allow))
+        return self.app.app(Guard.make(self._bound, self.port, token, self._allow, self.base_path))
 
     @property
     def login_url(self) -> str:
         """The URL to open: with the access token as ``?token=`` when one is required."""
-        return f"{self.url}/?token={self.app.session.access_token}" if self.requires_token else self.url + "/"
+        root = f"{self.url}{self.base_path}/"
+        return f"{root}?token={self.app.session.access_token}" if self.requires_token else root

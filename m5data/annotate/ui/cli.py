@@ -14,7 +14,8 @@ def serve(
     port: int = typer.Option(8765, "--port", help="Port to listen on (0: a free one)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. Anything but loopback exposes the store's products "
                                                          "to the network: every request then needs the worker's secret token "
-                                                         "(printed at start as ?token= in the URL, then kept in a cookie)."),
+                                                         "(printed at start as ?token= in the URL, then kept in a cookie "
+                                                         "scoped to the URL's random path)."),
     worker: str = typer.Option("worker-1", "--worker", help="The annotator's id, stored with every judgement (ids starting with @ are reserved)."),
     per_query: int = typer.Option(10, "--per-query", help="Candidates of each query's pool to review (top ranks first)."),
     gold: Optional[Path] = typer.Option(None, "--gold", help="Gold questions (CSV/JSONL: query_id, candidate_id, label); "
@@ -31,7 +32,7 @@ def serve(
     """
     from rich.markup import escape
 
-    from m5data.annotate.crowd import is_reserved_worker
+    from m5data.annotate.crowd import worker_id_problem
     from m5data.cli import open_store
     from m5data.console import console, fail
 
@@ -40,8 +41,9 @@ def serve(
     worker = worker.strip()
     if not worker or per_query < 1 or gold_every < 0:
         fail("--worker must be non-empty, --per-query >= 1 and --gold-every >= 0")
-    if is_reserved_worker(worker):
-        fail(f"--worker {worker!r} is reserved: ids starting with @ belong to the store (@gold holds gold answers)")
+    problem = worker_id_problem(worker)
+    if problem:
+        fail(f"--worker {worker!r}: {problem}")
     store, _ = open_store(ctx)
     try:
         tasks = build_tasks(store, per_query, read_gold(gold) if gold else None, gold_every)
@@ -53,8 +55,9 @@ def serve(
     console.print(f"annotation UI for [bold]{escape(worker)}[/]: {len(tasks)} pairs ({gold_n} gold) at "
                   f"[bold]{escape(ui.login_url)}[/]  (Ctrl-C stops)", highlight=False, soft_wrap=True)
     if ui.requires_token:
-        console.print("every request needs the token of that URL (then kept in a cookie): keep it secret; from another "
-                      f"machine use this machine's address (or an --allow-host name) with port {ui.port} and the same ?token=",
+        console.print("every request needs the token of that URL (then kept in a cookie sent to its path only): keep it "
+                      f"secret; from another machine use this machine's address (or an --allow-host name) with port {ui.port} "
+                      "and the same path and ?token=",
                       highlight=False, soft_wrap=True)
     try:
         while True:

@@ -6,16 +6,27 @@
   of another site whose name was pointed at this machine: 421, before any route runs.
 - **Origin**: a request that carries an Origin header must come from the page's own origin
   (``http://`` + its Host): 403 otherwise, ``null`` included.
-- **Token**: a server bound to anything but loopback (or started with ``--require-token``) wants
-  the worker's secret token on every request, static files and images included: 401 without it.
-  It is given once as ``?token=`` in the URL that ``m5data annotate serve`` prints, answered by a
-  redirect that drops it from the address bar and sets an HttpOnly, SameSite=Strict cookie named
-  after the port; scripts may send ``Authorization: Bearer <token>`` instead. Every comparison is
+- **Token**: a server bound to anything but loopback (or started with ``--require-token``) serves
+  the UI only under a random path of its own (``/<22 random characters>/``, the server's ``base``)
+  and wants the worker's secret token on every request, static files and images included: 401
+  without it, and 401 for every path outside ``base``, so the path is never told to anyone. The
+  token is given once as ``?token=`` in the URL that ``m5data annotate serve`` prints, answered by a
+  redirect that drops it from the address bar and sets an HttpOnly, SameSite=Strict cookie whose
+  Path is ``base``; scripts may send ``Authorization: Bearer <token>`` instead. Every comparison is
   ``hmac.compare_digest`` over bytes.
+
+  Why the path: browsers do not scope cookies by port, so a cookie of 127.0.0.1 with Path=/ goes to
+  every other server on 127.0.0.1 the browser visits (a notebook, a dev server), which could then
+  open the UI. A cookie whose Path is an unguessable prefix is sent only to URLs under that prefix,
+  which no other service knows to ask for. Its value is not the printed token either but an HMAC of
+  it bound to this server's port and path (``cookie_value``): the browser never stores the secret
+  that opens the UI from scripts or another machine.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import ipaddress
 from collections.abc import Iterable
@@ -49,6 +60,13 @@ def cookie_name(port: int) -> str:
     return f"m5data_ui_{port}"
 
 
+def cookie_value(token: str, port: int, base: str) -> str:
+    """What the token cookie holds: an HMAC of the token bound to this server's port and path, so the
+    browser keeps a value that opens this server alone, never the printed token itself."""
+    mac = hmac.new(token.encode("utf-8"), f"m5data-ui-cookie\0{port}\0{base}".encode("utf-8"), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).decode("ascii").rstrip("=")
+
+
 def _host_and_port(value: str) -> tuple[str, int] | None:
     """(name, port) of a Host header value (port 80 when absent); None when it does not parse."""
     try:
@@ -63,16 +81,21 @@ def _host_and_port(value: str) -> tuple[str, int] | None:
 
 @dataclass(frozen=True)
 class Guard:
-    """The rules of one running server: where it is bound and which token (None: none) it wants."""
+    """The rules of one running server: where it is bound, which token (None: none) it wants, and the
+    path it serves under when it wants one (``base``, e.g. ``/Xy…``; "" without a token)."""
 
     bound_host: str
     port: int
     token: str | None = None
     extra_hosts: frozenset[str] = field(default_factory=frozenset)
+    base: str = ""
 
     @classmethod
-    def make(cls, bound_host: str, port: int, token: str | None, extra_hosts: Iterable[str] = ()) -> "Guard":
-        return cls(bound_host.strip().lower(), port, token, frozenset(h.strip().lower() for h in extra_hosts))
+    def make(cls, bound_host: str, port: int, token: str | None, extra_hosts: Iterable[str] = (),
+             base: str = "") -> "Guard":
+        if token is not None and not (base.startswith("/") and len(base) > 16 and "/" not in base[1:]):
+            raise ValueError("a server that wants a token serves under a random path: base='/<random>'")
+        return cls(bound_host.strip().lower(), port, token, frozenset(h.strip().lower() for h in extra_hosts), base)
 
     def allowed_names(self, local_ip: str | None) -> set[str]:
         """Host names this connection may use: the bound address (or the local one of a wildcard bind)."""
@@ -109,6 +132,8 @@ class Guard:
         """None when the request carries the token; a redirect that sets the cookie when it came as ``?token=``."""
         if self.token is None:
             return None
+        if not request.rel_url.raw_path.startswith(self.base + "/"):
+            raise _unauthorized()  # the same answer as a wrong token: the path is not told
         from_query = request.query.get("token")
         auth = request.headers.get("Authorization", "")
         bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
@@ -118,10 +143,14 @@ class Guard:
             if request.method in ("GET", "HEAD"):
                 rest = {k: v for k, v in request.query.items() if k != "token"}
                 response = web.Response(status=303, headers={"Location": str(request.rel_url.with_query(rest))})
-                response.set_cookie(cookie_name(self.port), self.token, httponly=True, samesite="Strict", path="/")
+                # Path: sent back to this server's base only, never to another port's service
+                response.set_cookie(cookie_name(self.port), cookie_value(self.token, self.port, self.base),
+                                    httponly=True, samesite="Strict", path=self.base + "/")
                 return response
             return None
-        if same_secret(bearer, self.token) or same_secret(request.cookies.get(cookie_name(self.port)), self.token):
+        if same_secret(bearer, self.token):
+            return None
+        if same_secret(request.cookies.get(cookie_name(self.port)), cookie_value(self.token, self.port, self.base)):
             return None
         raise _unauthorized()
 
@@ -137,5 +166,5 @@ class Guard:
 
 def _unauthorized() -> web.HTTPUnauthorized:
     return web.HTTPUnauthorized(
-        text="this annotation UI needs its access token: open the URL that `m5data annotate serve` printed (…/?token=…)\n",
+        text="this annotation UI needs its access token: open the URL that `m5data annotate serve` printed (…/<path>/?token=…)\n",
         headers={"WWW-Authenticate": 'Bearer realm="m5data annotation UI"'})

@@ -1,5 +1,6 @@
 // The labelling page: vanilla JS, no framework. Product text is set with textContent only (never innerHTML):
-// captions are untrusted HTML from web pages.
+// captions are untrusted HTML from web pages. URLs are relative: the server may serve the page under a random
+// path (guard.py), and the token cookie is sent under that path only.
 "use strict";
 (function () {
   const token = document.querySelector('meta[name="csrf-token"]').content;
@@ -17,7 +18,7 @@
 
   async function product(id) {
     if (!cache.has(id)) {
-      const res = await fetch("/api/product/" + encodeURIComponent(id));
+      const res = await fetch("api/product/" + encodeURIComponent(id));
       cache.set(id, res.ok ? await res.json() : { product_id: id, title: "(unknown product)", specs: [] });
     }
     return cache.get(id);
@@ -74,7 +75,7 @@
   async function judge(label) {
     const t = tasks[current];
     if (!t) return;
-    const res = await fetch("/api/judge", {
+    const res = await fetch("api/judge", {
       method: "POST",
       headers: { "Content-Type": "application/json", "X-CSRF-Token": token },
       body: JSON.stringify({ query_id: t.query_id, candidate_id: t.candidate_id, label: label }),
@@ -103,9 +104,9 @@
 
   async function start() {
     document.getElementById("worker").textContent = "worker: " + worker;
-    const res = await fetch("/api/tasks");
+    const res = await fetch("api/tasks");
     tasks = (await res.json()).tasks;
-    progress(await (await fetch("/api/summary")).json());
+    progress(await (await fetch("api/summary")).json());
     const first = tasks.findIndex((t) => !t.label);
     await show(first < 0 ? 0 : first);
   }
