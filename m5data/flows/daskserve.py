@@ -5,7 +5,7 @@ distributed starts an HTTP server in every scheduler and worker whatever the das
 still answers on 8787 (another port when taken) and each worker on a random port, to any Host
 header, with ``/metrics``, ``/json/identity.json``, ``/info/main/logs.html`` and the like
 (``distributed.node.ServerNode.start_http_server``; no option turns the listener off). The classes
-here start that server only when a dashboard address is asked for:
+here start that server only when a dashboard is asked for:
 
 - :class:`QuietLocalCluster`: the ``LocalCluster`` of ``--runner dask`` (its scheduler and its
   workers under their nannies; a nanny serves no HTTP).
@@ -15,6 +15,7 @@ here start that server only when a dashboard address is asked for:
 
 from __future__ import annotations
 
+import functools
 import sys
 
 from distributed import LocalCluster, Nanny, Scheduler, Worker
@@ -23,10 +24,12 @@ WORKER_CLASS = "m5data.flows.daskserve.QuietWorker"
 
 
 class _AskedForHttp:
-    """``start_http_server`` that listens only when a dashboard address was given."""
+    """``start_http_server`` that listens only when a dashboard was asked for (``self._http``)."""
+
+    _http = False
 
     def start_http_server(self, routes, dashboard_address, default_port=0, ssl_options=None):
-        if dashboard_address:
+        if self._http:
             return super().start_http_server(routes, dashboard_address, default_port, ssl_options)
         from distributed.http.routing import RoutingApplication
         from tornado.httpserver import HTTPServer
@@ -39,11 +42,22 @@ class _AskedForHttp:
 
 
 class QuietScheduler(_AskedForHttp, Scheduler):
-    """A Scheduler with an HTTP server only when ``dashboard_address`` is given."""
+    """A Scheduler with an HTTP server only when its dashboard is on (``dashboard=True``, or a
+    ``dashboard_address`` with ``dashboard`` unset: distributed's own rule); ``dask scheduler
+    --no-dashboard`` gives none."""
+
+    def __init__(self, *args, dashboard=None, dashboard_address=None, **kwargs):
+        self._http = bool(dashboard or (dashboard is None and dashboard_address))
+        super().__init__(*args, dashboard=dashboard, dashboard_address=dashboard_address, **kwargs)
 
 
 class QuietWorker(_AskedForHttp, Worker):
-    """A Worker with an HTTP server only when ``dashboard_address`` is given."""
+    """A Worker with an HTTP server only when ``dashboard=True``; ``dask worker --no-dashboard`` and
+    LocalCluster's workers (no ``worker_dashboard_address``) get none."""
+
+    def __init__(self, *args, dashboard=False, **kwargs):
+        self._http = bool(dashboard)
+        super().__init__(*args, dashboard=dashboard, **kwargs)
 
 
 class QuietLocalCluster(LocalCluster):
@@ -66,6 +80,30 @@ class QuietLocalCluster(LocalCluster):
             elif spec["cls"] is Worker:
                 spec["cls"] = QuietWorker
         return await super()._start()
+
+
+@functools.cache
+def task_runner_class():
+    """prefect-dask's ``DaskTaskRunner``, able to use a scheduler that advertises no dashboard.
+
+    ``distributed.Client.dashboard_link`` (which the runner logs once its client is up) looks up
+    the scheduler's ``dashboard`` service without a default, so a client connected by address to a
+    :class:`QuietScheduler` raised ``KeyError: 'dashboard'`` after connecting. The client is
+    there by then; this class returns it (and logs no link: there is none).
+    """
+    from prefect_dask import DaskTaskRunner
+
+    class QuietDaskTaskRunner(DaskTaskRunner):
+        @property
+        def client(self):
+            try:
+                return super().client
+            except KeyError as exc:
+                if exc.args != ("dashboard",) or self._client is None:
+                    raise
+                return self._client
+
+    return QuietDaskTaskRunner
 
 
 def main(argv: list[str]) -> None:

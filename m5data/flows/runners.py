@@ -86,8 +86,9 @@ def task_runner(settings):
     """The Prefect task runner for ``flows.runner`` (None: the flow's default thread pool)."""
     fl = settings.flows
     if fl.runner == "dask":
-        from prefect_dask import DaskTaskRunner
+        from .daskserve import task_runner_class
 
+        DaskTaskRunner = task_runner_class()
         # the client's connect (and reconnect) timeout: a scheduler that is not there fails the run after it
         client_kwargs = {"timeout": fl.scheduler_timeout}
         if fl.dask_address:
