@@ -279,6 +279,12 @@ class FlowSettings:
     dask_workers: int = 2  # worker processes of the LocalCluster (one thread each)
     ray_address: str = ""  # a running Ray cluster (ray://host:10001); "" = a local Ray
     scheduler_timeout: float = 60.0  # seconds the Dask client waits for its scheduler (connect, answer) before the run fails
+    # the Dask cluster's exposure (docs/security.md "The cluster"); TLS files are paths, never their contents
+    dask_dashboard: str = ""  # host:port of the LocalCluster scheduler's dashboard (127.0.0.1:8787); "" = no HTTP server at all
+    dask_local_tls: bool = True  # LocalCluster comms use TLS with a throwaway in-memory certificate: no other local user can connect
+    dask_tls_ca_file: str = ""  # PEM CA file for a tls:// dask_address: the scheduler's certificate must be signed by it
+    dask_tls_cert: str = ""  # PEM client certificate (signed by a CA the scheduler trusts) shown to a tls:// scheduler
+    dask_tls_key: str = ""  # PEM private key of dask_tls_cert
     retry_delay: float = 30.0  # seconds before a transient failure (network, ffmpeg timeout) is retried once
     # `m5data server` / `serve` / `deploy`
     server_host: str = "127.0.0.1"  # address `m5data server start` binds

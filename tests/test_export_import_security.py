@@ -307,3 +307,60 @@ def test_garbage_media_fail_their_item_and_leave_no_blob(world, media):
     assert_no_secret_in(target, secrets)
     assert_good_items(target)
     assert_nothing_outside(tmp_path, target, outside)
+
+
+def test_hard_links_fail_their_item_and_take_no_outside_byte(world):
+    """Issue 35: a hard link is a regular file inside the folder whose bytes may be a file the importing
+    user can read elsewhere; every media file with more than one name fails its item, with that reason."""
+    tmp_path, root, outside = world
+    for rel, target in (("images/hlinked.jpg", "secret.jpg"), ("videos/vhlinked.mp4", "stolen.mp4"),
+                        ("audios/ahlinked.mp3", "secret.mp3")):
+        add_item(root, Path(rel).stem)
+        os.link(outside / target, root / rel)
+    result, target = run_import(tmp_path, root)
+    assert result.exit_code == 0, result.output
+    assert failures(target) == {"media file is a hard link": 3}
+    assert "images/hlinked.jpg is a hard link (2 names" in result.output.replace("\n", "")
+    assert_good_items(target)
+    assert_nothing_outside(tmp_path, target, outside)
+
+
+def test_a_hard_linked_layout_file_is_a_clear_error(world):
+    tmp_path, root, outside = world
+    write_json(outside / "labels.json", ["家居 > 厨具"])
+    (root / "m5product_label_list.json").unlink()
+    os.link(outside / "labels.json", root / "m5product_label_list.json")
+    result, target = run_import(tmp_path, root)
+    assert result.exit_code == 1, result.output
+    output = result.output.replace("\n", "")
+    assert "m5product_label_list.json" in output and "hard link" in output and "Traceback" not in output
+    assert not (target / "blobs").exists() or not any((target / "blobs").rglob("*.*"))
+
+
+def test_media_files_over_the_download_caps_fail_their_item(world, media):
+    """Import folders' file sizes are capped per kind by download.max_image_bytes / max_video_bytes
+    (audio too); a larger file fails its item with the sizes named, and none of it is stored."""
+    tmp_path, root, outside = world
+    big_image = os.urandom(200_000)  # sniffs as JPEG: a real JPEG start, then noise
+    big_image = (media / "mine.jpg").read_bytes()[:-2] + big_image + b"\xff\xd9"
+    add_item(root, "bigimage")
+    (root / "images" / "bigimage.jpg").write_bytes(big_image)
+    add_item(root, "bigvideo")
+    video = make_sample(tmp_path, "audio_only.mp4", seconds=8, freq=500)
+    shutil.copy(video, root / "videos" / "bigvideo.mp4")
+    good = max((root / sub / f"{iid}.{ext}").stat().st_size
+               for iid in GOOD for sub, ext in (("images", "jpg"), ("videos", "mp4"), ("audios", "mp3")))
+    cap = 3 * good
+    assert video.stat().st_size > cap and len(big_image) > cap
+    store = tmp_path / "store"
+    result = CliRunner().invoke(app, ["--store", str(store), "--set", f"download.max_image_bytes={cap}",
+                                      "--set", f"download.max_video_bytes={cap}", "import", "m5product", str(root)])
+    assert result.exit_code == 0, result.output
+    assert failures(store) == {"media file too large": 2}
+    output = result.output.replace("\n", "")
+    assert f"images/bigimage.jpg is {len(big_image):,} bytes, over the image cap of {cap:,}" in output, output
+    assert "videos/bigvideo.mp4" in output
+    assert_good_items(store)
+    shas = {sha for (sha,) in query(Store.open(store), "SELECT sha256 FROM media")}
+    assert hashlib.sha256(big_image).hexdigest() not in shas
+    assert hashlib.sha256(video.read_bytes()).hexdigest() not in shas

@@ -17,6 +17,7 @@ import pytest
 from m5data.config import load
 from m5data.storage import Store
 
+from cluster_probe import answers_http, comm_ports, listening, port_of, refused, tree
 from store_compare import TABLES, differences
 
 pytest.importorskip("prefect_dask")
@@ -43,13 +44,16 @@ def cluster(prefect_harness, tmp_path_factory):
 
 
 def run(path, runner, stages, start_urls=(), mapping=None, address="", retry_delay=0, ray_address="",
-        scheduler_timeout=60):
+        scheduler_timeout=60, tls=None):
     from m5data.flows.launch import run_pipeline
     from m5data.flows.pipeline import check_plan
 
     overrides = {**LOOPBACK, "store.path": str(path), "flows.runner": runner, "flows.kinds": "image,text",
                  "flows.dask_address": address, "flows.ray_address": ray_address, "flows.retry_delay": retry_delay,
                  "flows.dask_workers": 2, "flows.scheduler_timeout": scheduler_timeout}
+    if tls:
+        overrides.update({"flows.dask_tls_ca_file": tls["ca"], "flows.dask_tls_cert": tls["cert"],
+                          "flows.dask_tls_key": tls["key"]})
     settings = load(None, overrides, environ={})
     plan = check_plan(settings, start_urls=list(start_urls), stages=stages, mapping=mapping)
     return run_pipeline(plan, settings, {k: v for k, v in overrides.items() if k != "store.path"})
@@ -242,3 +246,51 @@ def test_a_scheduler_that_stops_answering_fails_the_run_after_the_scheduler_time
     assert holders(dask) == []
     assert run(dask, "local", "download,extract").ok
     assert differences(Store.open(local), Store.open(dask)) == {}
+
+
+def test_a_tls_scheduler_runs_the_flow_and_refuses_what_holds_no_certificate_of_its_ca(
+        demo_shop, reference, tmp_path, monkeypatch):
+    """Issue 35, 7: a scheduler and a worker started with TLS files (``python -m m5data.flows.daskserve``, as
+    docs/flows.md shows) serve only their comm ports, no HTTP; the flow runs through them with
+    flows.dask_tls_* (m5data's own client certificate) and gives the store of the local runner; a client
+    with a certificate of another CA, or none, is refused; no key material reaches the store."""
+    from distributed import Client
+    from distributed.security import Security
+
+    from m5data.flows.loopback import dask_cluster
+    from m5data.flows.runners import PipelineError, check_runner
+
+    from tls_certs import issue, make_ca
+
+    monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
+    ca = make_ca(tmp_path / "pki")
+    nodes, client = issue(ca, tmp_path / "pki", "cluster"), issue(ca, tmp_path / "pki", "m5data")
+    stranger = issue(make_ca(tmp_path / "other", "another CA"), tmp_path / "other", "stranger")
+    with dask_cluster(tmp_path / "cluster", n_workers=1, env=worker_env(), tls=nodes) as cluster:
+        assert cluster.address.startswith("tls://127.0.0.1:")
+        with Client(cluster.address, timeout=60, security=cluster.security) as probe:
+            ports = comm_ports(probe)
+        opened = listening(tree(cluster.scheduler.pid, *(w.pid for w in cluster.workers)))
+        assert {port for _, port in opened} == ports and port_of(cluster.address) in ports, (opened, ports)
+        for _, port in opened:
+            assert not answers_http(port).startswith(b"HTTP/"), port
+        assert refused(cluster.address, Security(tls_ca_file=stranger["ca"], tls_client_cert=stranger["cert"],
+                                                 tls_client_key=stranger["key"], require_encryption=True))
+        assert refused(cluster.address.replace("tls://", "tcp://"))
+
+        dask = tmp_path / "dask"
+        shutil.copytree(reference[0], dask)
+        demo_shop.reset_faults()
+        outcome = run(dask, "dask", "download,extract", address=cluster.address, tls=client)
+        assert outcome.ok, (outcome.message, {s: e["message"] for s, e in outcome.results.items()})
+        assert differences(Store.open(reference[1]), Store.open(dask)) == {}
+        runs = str(Store.open(dask).read("runs").to_pylist())
+        assert "PRIVATE KEY" not in runs and "BEGIN" not in runs
+
+        # a tls:// scheduler without the files, or files for a plain one: refused before any work
+        for overrides in ({"flows.dask_address": cluster.address},
+                          {"flows.dask_address": "tcp://127.0.0.1:8786", "flows.dask_tls_ca_file": client["ca"]},
+                          {"flows.dask_address": cluster.address, "flows.dask_tls_ca_file": client["ca"],
+                           "flows.dask_tls_cert": client["cert"], "flows.dask_tls_key": str(tmp_path / "nothing")}):
+            with pytest.raises(PipelineError, match="flows.dask_"):
+                check_runner(load(None, {"store.path": str(dask), "flows.runner": "dask", **overrides}, environ={}))

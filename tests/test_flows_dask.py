@@ -6,6 +6,7 @@ import shutil
 from m5data.config import load
 from m5data.storage import Store
 
+from cluster_probe import answers_http, comm_ports, listening, refused, tree
 from store_compare import differences
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,3 +40,33 @@ def test_dask_runner_gives_the_same_store_as_the_local_runner(demo_shop, prefect
         assert [p["shard"] for p in parts] == [0, 1] and all(p["n_in"] > 0 for p in parts)
         assert sum(p["n_in"] for p in parts) == outcomes["local"].results[stage]["n_in"] > 0
         assert len(dask.read("runs", where=f"stage = '{stage}'")) == 2
+
+
+
+def test_the_dask_runner_serves_only_its_comm_ports(tmp_path, monkeypatch):
+    """Issue 35, 7: the LocalCluster of `--runner dask` (as `m5data run` builds it) listens on the scheduler's,
+    the workers' and the nannies' comm ports only: no HTTP server (was: the scheduler on 127.0.0.1:8787 and
+    every worker on a random port, /metrics, /json/identity.json and logs to any Host header); its comms
+    are TLS with the cluster's own certificate (flows.dask_local_tls), so a client without it is refused."""
+    from distributed.security import Security
+
+    from m5data.flows.runners import task_runner
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
+    settings = load(None, {"store.path": str(tmp_path / "s"), "flows.runner": "dask", "flows.dask_workers": 2},
+                    environ={})
+    before = listening(tree(os.getpid()))
+    dashboard_port_free = not answers_http(8787)  # another cluster on this machine may hold it
+    with task_runner(settings) as runner:
+        ports = comm_ports(runner.client)
+        opened = listening(tree(os.getpid())) - before
+        assert len(runner.client.scheduler_info()["workers"]) == 2
+        assert {port for _, port in opened} == ports, (opened, ports)
+        for _, port in opened:
+            assert not answers_http(port).startswith(b"HTTP/"), port
+        if dashboard_port_free:
+            assert not answers_http(8787)
+        assert "dashboard" not in runner.client.scheduler_info()["services"]
+        address = runner.client.scheduler.address
+        assert address.startswith("tls://127.0.0.1:"), address
+        assert refused(address, Security.temporary()) and refused(address.replace("tls://", "tcp://"))

@@ -506,12 +506,15 @@ def _media_row(product_id: str, kind: str, role: str, rel: str, ref, mime: str, 
             "meta": json.dumps({"imported_from": rel}), "updated_at": now}
 
 
-def _put(store, fh, ext: str):
-    """Copy an open file into the blob store without a per-blob fsync (one ``blobs.sync()`` before the rows)."""
+def _put(store, fh, ext: str, size: int):
+    """Copy the first ``size`` bytes of an open file (its checked size: a file that grew since is cut
+    there) into the blob store without a per-blob fsync (one ``blobs.sync()`` before the rows)."""
     fh.seek(0)
+    left = size
     with store.blobs.writer(ext, sync=False) as w:
-        while chunk := fh.read(1 << 20):
+        while left > 0 and (chunk := fh.read(min(1 << 20, left))):
             w.write(chunk)
+            left -= len(chunk)
         return w.commit()
 
 
@@ -560,7 +563,7 @@ class _Failures:
 
 
 def import_m5product(store, folder: str | Path, platform: str = "m5product", split_version: str = "imported",
-                     progress=None) -> ImportReport:
+                     progress=None, max_bytes: dict[str, int] | None = None) -> ImportReport:
     """Read an M5Product-layout folder into ``store``.
 
     The folder is untrusted: only regular files inside it are read (:class:`LayoutFolder`), ids are
@@ -576,14 +579,25 @@ def import_m5product(store, folder: str | Path, platform: str = "m5product", spl
         platform: platform name for item ids without an ``m5data_items.json`` entry.
         split_version: version name for the split lists found (train.txt, query.txt, ...).
         progress: called with (items done, items in all).
+        max_bytes: the largest media file of each kind imported (image, video, audio); None: the
+            download stage's defaults (``download.max_image_bytes``, ``max_video_bytes`` for both others).
     """
     if not PLATFORM.match(platform):
         raise LayoutError(f"platform {platform!r} is not a platform name (letters, digits, '.', '_', '-')")
     with LayoutFolder(folder) as layout:
-        return _import(store, layout, platform, split_version, progress)
+        return _import(store, layout, platform, split_version, progress, max_bytes or media_caps(None))
 
 
-def _import(store, folder: LayoutFolder, platform: str, split_version: str, progress) -> ImportReport:
+def media_caps(settings) -> dict[str, int]:
+    """The import's cap per media kind: the download stage's (settings None: their defaults)."""
+    from ..config import DownloadSettings
+
+    dl = settings.download if settings is not None else DownloadSettings()
+    return {"image": dl.max_image_bytes, "video": dl.max_video_bytes, "audio": dl.max_video_bytes}
+
+
+def _import(store, folder: LayoutFolder, platform: str, split_version: str, progress,
+            max_bytes: dict[str, int]) -> ImportReport:
     from ..storage.runs import StageStats, record_run
 
     stats = StageStats("import")
@@ -599,7 +613,7 @@ def _import(store, folder: LayoutFolder, platform: str, split_version: str, prog
         if ITEMS in folder.names:
             stage.json(folder, ITEMS, "items", "items")
         bad_lines = stage.lines(folder)
-        media_files = FolderMedia(folder)
+        media_files = FolderMedia(folder, max_bytes)
         failed = _Failures()
         out = {"products": 0, "specs": 0, "bytes": 0, "media": Counter()}
         config = {"folder": str(folder.root), "platform": platform}
@@ -737,7 +751,7 @@ def _store_media(store, pid: str, opened: list[MediaFile], now) -> dict[str, dic
     found = {}
     try:
         for f in opened:
-            ref = _put(store, f.fh, f.sniffed.ext)
+            ref = _put(store, f.fh, f.sniffed.ext, f.size)
             if f.kind == "image":
                 w, h = _image_size(store.blobs.path(ref.path))
                 found["image"] = _media_row(pid, "image", "main", f.rel, ref, f.sniffed.mime, width=w, height=h, now=now)
@@ -766,9 +780,10 @@ def m5product(
     from ..cli import open_store
     from ..console import console, fail, stage_summary
 
-    store, _ = open_store(ctx, create=True)
+    store, settings = open_store(ctx, create=True)
     try:
-        report = import_m5product(store, folder, platform=platform, split_version=split_version)
+        report = import_m5product(store, folder, platform=platform, split_version=split_version,
+                                  max_bytes=media_caps(settings))
     except LayoutError as exc:
         fail(str(exc))
     console.print(stage_summary(report.stats))

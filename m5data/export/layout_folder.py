@@ -5,6 +5,9 @@ and its media subfolders once, and answers name lookups from those listings (no 
 ever built from an item id); a file is opened through the folder's own descriptor, component by
 component, with ``O_NOFOLLOW``, and must be a regular file (``fstat``), so a symlink, a ``..`` or an
 absolute name cannot lead outside, even if the folder changes between the listing and the open.
+A file with more than one name (``st_nlink > 1``, a hard link) is refused as well: a hard link is a
+regular file inside the folder, but its bytes may be those of a file elsewhere that the importing
+user can read and the folder's author could never have shipped (a key, another user's data).
 Ids read from the folder are checked with :func:`check_item_id` and :func:`check_product_id`;
 :class:`FolderMedia` finds an item's image, video and audio by name and sniffs them before any is
 stored (:func:`m5data.crawler.download.sniff.sniff`, the download stage's content sniffer).
@@ -36,6 +39,10 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # NONB
 
 class LayoutError(Exception):
     """A folder that is not in the expected layout; the message names the file."""
+
+
+class HardLinkError(OSError):
+    """A file of the folder that has other names too (``st_nlink > 1``)."""
 
 
 class ItemError(Exception):
@@ -149,8 +156,12 @@ class LayoutFolder:
             raise OSError(f"{rel} is {'not there' if kind is None else 'a ' + kind} (only regular files are read)")
         fd = os.open(name, _OPEN_FLAGS, dir_fd=self._subfds[sub] if sub else self._fd)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 raise OSError(f"{rel} is not a regular file")
+            if st.st_nlink > 1:
+                raise HardLinkError(f"{rel} is a hard link ({st.st_nlink} names for one file): its bytes may be "
+                                    "a file from outside the folder (not read)")
             os.set_blocking(fd, True)
             return os.fdopen(fd, "rb")
         except BaseException:
@@ -169,14 +180,20 @@ class MediaFile:
     kind: str
     rel: str
     fh: BinaryIO
+    size: int = 0  # bytes when checked (fstat): the copy into the store stops there, if the file grows after
     sniffed: Sniffed | None = None  # set once the first bytes are checked
 
 
 class FolderMedia:
-    """An item's files in images/, videos/ and audios/, looked up by name in the folder's listings."""
+    """An item's files in images/, videos/ and audios/, looked up by name in the folder's listings.
 
-    def __init__(self, folder: LayoutFolder):
+    Args:
+        max_bytes: the largest file of each kind (image, video, audio) imported; a larger one fails its item.
+    """
+
+    def __init__(self, folder: LayoutFolder, max_bytes: dict[str, int] | None = None):
         self.folder = folder
+        self.max_bytes = dict(max_bytes or {})
         self.images = folder.listing("images")
         self.audios = folder.listing("audios")
         self.videos: dict[str, str] = {}  # item id -> the first name <id>.<ext>, as the layout's glob found it
@@ -203,9 +220,16 @@ class FolderMedia:
             for kind, rel in self.names(iid):
                 try:
                     fh = self.folder.open(rel)
+                except HardLinkError as exc:
+                    raise ItemError("media file is a hard link", f"item {iid!r}: {exc}") from None
                 except OSError as exc:
                     raise ItemError("media not a regular file inside the folder", f"item {iid!r}: {exc}") from None
-                files.append(MediaFile(kind, rel, fh))
+                size = os.fstat(fh.fileno()).st_size
+                files.append(MediaFile(kind, rel, fh, size))
+                cap = self.max_bytes.get(kind)
+                if cap is not None and size > cap:
+                    raise ItemError("media file too large",
+                                    f"item {iid!r}: {rel} is {size:,} bytes, over the {kind} cap of {cap:,}")
                 head = fh.read(SNIFF_BYTES)
                 sniffed = sniff(head)
                 if sniffed is None:

@@ -1,6 +1,7 @@
 """A real Dask or Ray cluster on 127.0.0.1, started as separate processes (tests, benchmarks, trying it out).
 
-Not a LocalCluster: ``dask scheduler`` and ``dask worker ... --nthreads 1`` (or ``ray start --head``
+Not a LocalCluster: ``dask scheduler`` and ``dask worker ... --nthreads 1`` (through
+:mod:`m5data.flows.daskserve`, so they serve no HTTP; with TLS when given certificates), or ``ray start --head``
 plus a second ``ray start --address``) run as their own process groups, each worker with its own
 working directory and ``TMPDIR`` as on separate machines; they share only what the caller shares
 (the store folder and the Prefect API given in ``env``). docs/flows.md shows the same commands for
@@ -43,19 +44,20 @@ class DaskCluster:
     scheduler: subprocess.Popen
     workers: list[subprocess.Popen] = field(default_factory=list)
     folder: Path | None = None
+    security: object = None  # the distributed.security.Security a client needs (TLS), or None
 
     def worker_pids(self) -> dict[str, int]:
         """Scheduler's view: worker address -> PID of the process that runs tasks."""
         from distributed import Client
 
-        with Client(self.address, timeout=30) as client:
+        with Client(self.address, timeout=30, security=self.security) as client:
             return client.run(os.getpid)
 
     def processing(self) -> dict[str, list[str]]:
         """Worker address -> keys of the tasks it runs or has queued now."""
         from distributed import Client
 
-        with Client(self.address, timeout=30) as client:
+        with Client(self.address, timeout=30, security=self.security) as client:
             return {addr: list(keys) for addr, keys in client.processing().items()}
 
     def stop_scheduler(self, sig: int = signal.SIGTERM) -> None:
@@ -99,17 +101,19 @@ def _spawn(cmd: list[str], cwd: Path, env: dict, cpus: set[int] | None = None) -
         log.close()
 
 
-def _wait_workers(address: str, n: int, timeout: float) -> None:
+def _wait_workers(address: str, n: int, timeout: float, security=None) -> None:
     from distributed import Client
 
-    with Client(address, timeout=timeout) as client:
+    with Client(address, timeout=timeout, security=security) as client:
         client.wait_for_workers(n, timeout=timeout)
 
 
 @contextlib.contextmanager
 def dask_cluster(folder: Path, n_workers: int = 2, env: dict | None = None, nanny: bool = True,
-                 timeout: float = 120.0, pin_cores: bool = False) -> Iterator[DaskCluster]:
+                 timeout: float = 120.0, pin_cores: bool = False, tls: dict | None = None) -> Iterator[DaskCluster]:
     """Start ``dask scheduler`` and ``n_workers`` ``dask worker --nthreads 1`` on 127.0.0.1; stop them after.
+
+    Both run through ``python -m m5data.flows.daskserve``: no HTTP server, only comm ports.
 
     Args:
         folder: each process gets a working directory under it (``scheduler/``, ``worker-i/``) with its log.
@@ -118,21 +122,32 @@ def dask_cluster(folder: Path, n_workers: int = 2, env: dict | None = None, nann
         pin_cores: worker i (and every process it starts: ffmpeg, Scrapy) runs on CPU core
             ``i % cores`` only, as if each worker were a one-core machine (for benchmarks: without it,
             one worker's ffmpeg threads already use every core of this machine).
+        tls: ``{"ca": PEM file, "cert": ..., "key": ...}`` for the scheduler and the workers: the
+            address is ``tls://`` and every comm needs a certificate signed by that CA
+            (``cluster.security`` is this process's client side, with the same files).
     """
     env = dict(os.environ if env is None else env)
     port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    scheduler = _spawn([_bin("dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+    address = f"{'tls' if tls else 'tcp'}://127.0.0.1:{port}"
+    serve = [sys.executable, "-m", "m5data.flows.daskserve"]
+    tls_args = ["--tls-ca-file", tls["ca"], "--tls-cert", tls["cert"], "--tls-key", tls["key"]] if tls else []
+    scheduler = _spawn([*serve, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard", *tls_args],
                        Path(folder) / "scheduler", env)
-    cluster = DaskCluster(address, scheduler, folder=Path(folder))
+    security = None
+    if tls:
+        from distributed.security import Security
+
+        security = Security(tls_ca_file=tls["ca"], tls_client_cert=tls["cert"], tls_client_key=tls["key"],
+                            require_encryption=True)
+    cluster = DaskCluster(address, scheduler, folder=Path(folder), security=security)
     try:
         for i in range(n_workers):
             cluster.workers.append(_spawn(
-                [_bin("dask"), "worker", address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1",
-                 "--name", f"worker-{i}", *([] if nanny else ["--no-nanny"])],
+                [*serve, "worker", address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1",
+                 "--name", f"worker-{i}", *tls_args, *([] if nanny else ["--no-nanny"])],
                 Path(folder) / f"worker-{i}", env,
                 cpus={sorted(os.sched_getaffinity(0))[i % len(os.sched_getaffinity(0))]} if pin_cores else None))
-        _wait_workers(address, n_workers, timeout)
+        _wait_workers(address, n_workers, timeout, security)
         yield cluster
     finally:
         cluster.stop()

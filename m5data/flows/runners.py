@@ -37,6 +37,41 @@ def check_runner(settings) -> None:
         raise PipelineError(f"flows.scheduler_timeout must be > 0 seconds, got {fl.scheduler_timeout}")
     if fl.shards < 0:
         raise PipelineError(f"flows.shards must be >= 0, got {fl.shards}")
+    if fl.runner == "dask":
+        check_tls(fl)
+
+
+TLS_FILES = ("dask_tls_ca_file", "dask_tls_cert", "dask_tls_key")
+
+
+def check_tls(fl) -> None:
+    """A ``tls://`` scheduler needs all three TLS files, and they are only for one: else one line naming the setting."""
+    given = [name for name in TLS_FILES if getattr(fl, name)]
+    tls = fl.dask_address.startswith("tls://")
+    if tls and len(given) < len(TLS_FILES):
+        missing = ", ".join(f"flows.{n}" for n in TLS_FILES if n not in given)
+        raise PipelineError(f"flows.dask_address {fl.dask_address} is a TLS scheduler: set {missing} (docs/flows.md)")
+    if given and not tls:
+        raise PipelineError(f"flows.{given[0]} is set but flows.dask_address {fl.dask_address or '(a LocalCluster)'} "
+                            "is not tls://host:port: the files would not be used")
+    for name in given:
+        path = getattr(fl, name)
+        if not os.path.isfile(path):
+            raise PipelineError(f"flows.{name}: no such file {path}")
+
+
+def dask_security(fl):
+    """The client's ``distributed.security.Security`` for a ``tls://`` scheduler (paths only), else None.
+
+    Encryption is required and the client shows its certificate: a scheduler started with
+    ``--tls-ca-file`` refuses clients and workers without one signed by its CA (docs/security.md).
+    """
+    if not fl.dask_address.startswith("tls://"):
+        return None
+    from distributed.security import Security
+
+    return Security(tls_ca_file=fl.dask_tls_ca_file, tls_client_cert=fl.dask_tls_cert,
+                    tls_client_key=fl.dask_tls_key, require_encryption=True)
 
 
 def shard_count(settings) -> int:
@@ -51,16 +86,23 @@ def task_runner(settings):
     """The Prefect task runner for ``flows.runner`` (None: the flow's default thread pool)."""
     fl = settings.flows
     if fl.runner == "dask":
-        from prefect_dask import DaskTaskRunner
+        from .daskserve import task_runner_class
 
+        DaskTaskRunner = task_runner_class()
         # the client's connect (and reconnect) timeout: a scheduler that is not there fails the run after it
         client_kwargs = {"timeout": fl.scheduler_timeout}
         if fl.dask_address:
-            return DaskTaskRunner(address=fl.dask_address, client_kwargs=client_kwargs)
-        # one thread per worker process: the stages hold the GIL for long stretches (jieba, Pillow)
-        return DaskTaskRunner(cluster_class="distributed.LocalCluster",
+            security = dask_security(fl)
+            return DaskTaskRunner(address=fl.dask_address,
+                                  client_kwargs={**client_kwargs, **({"security": security} if security else {})})
+        # one thread per worker process: the stages hold the GIL for long stretches (jieba, Pillow);
+        # QuietLocalCluster: no HTTP server unless flows.dask_dashboard asks for one; security=True: TLS
+        # with a certificate made for this cluster, held in memory (the client takes it from the cluster)
+        return DaskTaskRunner(cluster_class="m5data.flows.daskserve.QuietLocalCluster",
                               cluster_kwargs={"n_workers": fl.dask_workers, "threads_per_worker": 1,
-                                              "processes": True, "dashboard_address": None},
+                                              "processes": True, "host": "127.0.0.1",
+                                              "dashboard_address": fl.dask_dashboard or None,
+                                              "security": True if fl.dask_local_tls else None},
                               client_kwargs=client_kwargs)
     if fl.runner == "ray":
         from prefect_ray import RayTaskRunner
