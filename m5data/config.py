@@ -94,6 +94,7 @@ class DownloadSettings:
     stall_timeout: float = 120.0  # watchdog: end the run when nothing finished for this many seconds
     workers: int = 0  # processes that re-encode images (when image_max_side > 0); 0 = number of cores
     pool: str = "process"  # re-encode in a "process" pool, or a "thread" pool (Pillow releases the GIL: less CPU)
+    send_referer: bool = True  # send the product's page URL as Referer, as a browser would (CDNs that refuse hotlinking answer 403 without it)
 
 
 @dataclass
