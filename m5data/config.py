@@ -52,6 +52,11 @@ class CrawlSettings:
     allow_private: bool = False  # crawl hosts on loopback / private / link-local addresses (the demo shop needs it)
     render: bool = False  # re-fetch pages whose product data scripts fill in through headless Chromium (scrapy-playwright)
     render_timeout: float = 30.0  # seconds a rendered page may take (navigation until the network is idle)
+    # what a shop may ask of the crawl (docs/crawl.md, "What the crawl honours"): Retry-After on 429/503
+    # pauses the whole host, robots.txt's Crawl-delay spaces its requests; the caps bound what a shop can make us wait
+    max_retry_after: float = 60.0  # seconds: the longest pause a Retry-After gets (a longer one is cut to this)
+    max_crawl_delay: float = 30.0  # seconds: the longest Crawl-delay honoured (a longer one is cut to this)
+    crawl_delay: float = -1.0  # seconds between requests to a host whose robots.txt asks a Crawl-delay, instead of it; < 0 = robots.txt's value
     # caps on what one page may store (a hostile page's 5 MB title, 60,000 spec rows); a cut leaves a
     # "capped: ..." crawl_errors row and the product is still stored. The saved real pages (Amazon,
     # AliExpress, JSON-LD shops) reach at most: title 186, spec property 35, value 69, 22 spec rows,
@@ -89,6 +94,7 @@ class DownloadSettings:
     stall_timeout: float = 120.0  # watchdog: end the run when nothing finished for this many seconds
     workers: int = 0  # processes that re-encode images (when image_max_side > 0); 0 = number of cores
     pool: str = "process"  # re-encode in a "process" pool, or a "thread" pool (Pillow releases the GIL: less CPU)
+    send_referer: bool = True  # send the product's page URL as Referer, as a browser would (CDNs that refuse hotlinking answer 403 without it)
 
 
 @dataclass
@@ -406,6 +412,7 @@ _POSITIVE = {
 _NON_NEGATIVE = {
     "crawl.download_delay", "crawl.max_pages", "crawl.max_depth", "download.retries",
     "download.backoff", "download.max_redirects", "download.image_max_side", "extract.workers",
+    "crawl.max_retry_after", "crawl.max_crawl_delay",
     "extract.frame_max_side", "extract.image_max_side",
 }
 _UNIT_INTERVAL = {"align.label_threshold", "align.content_threshold", "download.max_failure_rate"}

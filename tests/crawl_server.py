@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -13,18 +15,23 @@ class Page:
     body: bytes
     content_type: str = "text/html; charset=utf-8"
     status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers (Retry-After, ...)
 
 
 class SiteServer:
-    """Serves ``routes`` (path -> Page | str | bytes) on 127.0.0.1; 404 for anything else.
+    """Serves ``routes`` (path -> Page | str | bytes, or a function of the path's hit number, 1 for
+    the first request, and the request's headers, returning one) on 127.0.0.1; 404 for anything else.
 
-    ``requests`` lists every requested path (with query) in order; ``delay`` slows each response.
+    ``requests`` lists every requested path (with query) in order, ``arrivals`` the same requests as
+    ``(time.monotonic(), path, headers)``; ``delay`` slows each response.
     """
 
-    def __init__(self, routes: dict[str, Page | str | bytes], delay: float = 0.0):
+    def __init__(self, routes: dict[str, Page | str | bytes | Callable[[int, dict[str, str]], Page]], delay: float = 0.0):
         self.routes = {p: self._page(v) for p, v in routes.items()}
         self.delay = delay
         self.requests: list[str] = []
+        self.arrivals: list[tuple[float, str, dict[str, str]]] = []
+        self._hits: Counter = Counter()
         self._lock = threading.Lock()
         server = self
 
@@ -32,12 +39,20 @@ class SiteServer:
             def do_GET(self):  # noqa: N802 (http.server API)
                 with server._lock:
                     server.requests.append(self.path)
+                    headers = dict(self.headers.items())
+                    server.arrivals.append((time.monotonic(), self.path, headers))
+                    server._hits[self.path] += 1
+                    hit = server._hits[self.path]
                 if server.delay:
                     time.sleep(server.delay)
                 page = server.routes.get(self.path) or Page(b"<html><body>not found</body></html>", status=404)
+                if callable(page):
+                    page = server._page(page(hit, headers))
                 try:
                     self.send_response(page.status)
                     self.send_header("Content-Type", page.content_type)
+                    for name, value in page.headers.items():
+                        self.send_header(name, value)
                     self.send_header("Content-Length", str(len(page.body)))
                     self.end_headers()
                     self.wfile.write(page.body)
@@ -52,12 +67,12 @@ class SiteServer:
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def add(self, path: str, value: Page | str | bytes) -> None:
+    def add(self, path: str, value: Page | str | bytes | Callable[[int, dict[str, str]], Page]) -> None:
         self.routes[path] = self._page(value)
 
     @staticmethod
     def _page(value) -> Page:
-        if isinstance(value, Page):
+        if isinstance(value, Page) or callable(value):
             return value
         return Page(value.encode("utf-8") if isinstance(value, str) else value)
 

@@ -35,6 +35,20 @@ def crawl(
     except (ValueError, UnknownSite) as exc:
         fail(str(exc), code=2)
     except CrawlFailed as exc:
-        console.print(stage_summary(exc.stats))
+        console.print(summary(stage_summary, exc.stats))
         fail(str(exc))
-    console.print(stage_summary(stats))
+    console.print(summary(stage_summary, stats))
+
+
+def summary(stage_summary, stats):
+    """The stage summary plus, per host, what the shop asked of the crawl (Retry-After, Crawl-delay)."""
+    table = stage_summary(stats)
+    for host, seen in sorted(getattr(stats, "throttle", {}).items()):
+        if seen.get("throttled"):
+            capped = f", {seen['retry_after_capped']} capped" if seen.get("retry_after_capped") else ""
+            table.add_row(f"  throttled (429/503): {host}",
+                          f"{seen['throttled']} ({seen.get('retry_after_s', 0):.1f} s Retry-After{capped})")
+        if seen.get("crawl_delay_s"):
+            asked = f" (asked {seen['crawl_delay_asked_s']:g} s)" if "crawl_delay_asked_s" in seen else ""
+            table.add_row(f"  Crawl-delay: {host}", f"{seen['crawl_delay_s']:g} s{asked}")
+    return table

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from .. import config as cfg
 from .items import Caps
+from .politeness import throttle_by_host
 from .render import check_browser, playwright_settings
 from ..storage import StageStats, record_run
 from ..storage.locks import stage_lock
@@ -26,6 +27,16 @@ from ..storage.files import write_atomic
 
 OK_FINISH = {"finished", "closespider_pagecount", "closespider_itemcount", "closespider_timeout"}
 STOP_SIGNALS = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT}
+
+
+@dataclasses.dataclass
+class CrawlStats(StageStats):
+    """StageStats plus what the shops asked of the crawl, per host (``host:port``): ``throttled``
+    (429/503 answers), ``retry_after_s`` (seconds paused for Retry-After), ``retry_after_capped``,
+    ``crawl_delay_s`` (and ``crawl_delay_asked_s`` when capped or replaced). Recorded in the ``runs``
+    row's ``config.job.throttle`` and printed by ``m5data crawl``."""
+
+    throttle: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
 
 class CrawlFailed(RuntimeError):
@@ -94,9 +105,12 @@ def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, 
         # Scrapy's OffsiteMiddleware is off: it drops a link's redirect to another host when the
         # redirect is scheduled, with no errback and so no crawl_errors row; the spider keeps links in
         # scope itself and SafetyMiddleware refuses an off-scope redirect hop with its reason
+        # 560: waits for its host's gate after robots.txt (100) and the retry middleware (550), so a
+        # retry waits too; sees a 429/503 before RetryMiddleware makes its retry (politeness.py)
         "DOWNLOADER_MIDDLEWARES": {"m5data.crawler.safety.SafetyMiddleware": 45,
                                    "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
-                                   "m5data.crawler.spider.CharsetMiddleware": 120},
+                                   "m5data.crawler.spider.CharsetMiddleware": 120,
+                                   "m5data.crawler.politeness.PolitenessMiddleware": 560},
         "EXTENSIONS": {"m5data.crawler.spider.ProgressReporter": 500},
         "M5DATA_STORE": store_path,
         "M5DATA_STORE_COMPRESSION": compression,
@@ -104,6 +118,8 @@ def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, 
         "M5DATA_RESUME": resume,
         "M5DATA_BATCH_ROWS": cs.batch_rows,
         "M5DATA_CAPS": dataclasses.asdict(Caps.from_settings(cs)),
+        "M5DATA_POLITENESS": {"max_retry_after": cs.max_retry_after, "max_crawl_delay": cs.max_crawl_delay,
+                              "crawl_delay": cs.crawl_delay},
         "URLLENGTH_LIMIT": cs.max_url_chars,  # links longer than a stored URL may be are not followed
         "M5DATA_ALLOW_PRIVATE": cs.allow_private,
         "M5DATA_RENDER": cs.render,
@@ -135,7 +151,7 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
         raise ValueError(why)
     if not settings.crawl.render_timeout > 0:
         raise ValueError(f"crawl.render_timeout must be > 0, got {settings.crawl.render_timeout}")
-    stats = StageStats("crawl")
+    stats = CrawlStats("crawl")
     rundir = store.root / "logs" / "crawl" / stats.run_id
     rundir.mkdir(parents=True, exist_ok=True)
     stats_file, log_file = rundir / "stats.json", rundir / "crawl.log"
@@ -155,7 +171,8 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
     crawl_stats = json.loads(stats_file.read_text()) if stats_file.is_file() else None
     problem = _judge(code, crawl_stats, stats, log_file, n_start=len(set(urls)))
     config = {**cfg.as_dict(settings), "job": {"start_urls": urls, "site": site, "refresh": refresh, "log": str(log_file),
-                                             **({"shard": list(shard)} if shard else {})}}
+                                             **({"shard": list(shard)} if shard else {}),
+                                             **({"throttle": stats.throttle} if stats.throttle else {})}}
     status = "ok" if problem is None else ("interrupted" if code < 0 and -code in STOP_SIGNALS else "failed")
     record_run(store, stats.finish(status), config)
     store.refresh_catalog(quiet=True)
@@ -191,6 +208,8 @@ def _follow(proc: subprocess.Popen, progress: bool) -> None:
 def _judge(code: int, crawl: dict | None, stats: StageStats, log_file: Path, n_start: int = 1) -> str | None:
     """Fill ``stats`` from the crawl's own stats; return why the crawl failed, or None if it worked."""
     if crawl is not None:
+        if isinstance(stats, CrawlStats):
+            stats.throttle = throttle_by_host(crawl)
         stats.n_in = int(crawl.get("response_received_count", 0))
         stats.n_out = int(crawl.get("m5data/products_stored", 0))
         stats.bytes = int(crawl.get("downloader/response_bytes", 0))

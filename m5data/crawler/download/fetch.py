@@ -84,6 +84,23 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time()) if when is not None else None
 
 
+def referer_for(page: str | None, target: str) -> str | None:
+    """The ``Referer`` a browser sends from ``page`` for ``target``: the page's http(s) URL without
+    its fragment and user info (RFC 9110 10.1.3), none from an https page to an http URL (a
+    downgrade) or from no page."""
+    if not page:
+        return None
+    try:
+        url = URL(page)
+    except (ValueError, TypeError):
+        return None
+    if url.scheme not in ("http", "https") or not url.host:
+        return None
+    if url.scheme == "https" and target.lower().startswith("http:"):
+        return None
+    return str(url.with_fragment(None).with_user(None))
+
+
 def backoff_delay(attempt: int, base: float, retry_after: float | None = None) -> float:
     """Wait before attempt ``attempt + 1``: base * 2^(attempt-1) with jitter, at least Retry-After."""
     delay = base * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
@@ -171,9 +188,11 @@ class Fetcher:
             await self.session.close()
 
     # ------------------------------------------------------------------ one URL, all attempts
-    async def fetch(self, url: str, kind: str) -> Outcome:
+    async def fetch(self, url: str, kind: str, referer: str | None = None) -> Outcome:
         """Fetch ``url`` (a media row of ``kind`` image, video or audio) with retries; never raises.
 
+        ``referer``: the URL of the page that shows the media (its product's page), sent as a
+        browser would (:func:`referer_for`): shop CDNs that refuse hotlinking answer 403 without it.
         All attempts and retry waits together end within ``download.url_deadline`` seconds: an
         attempt gets at most what is left of it, and a retry whose wait would pass it is not made.
         """
@@ -191,11 +210,11 @@ class Fetcher:
             try:
                 async with deadline:
                     if pace is None:
-                        outcome = await self._attempt(url, kind)
+                        outcome = await self._attempt(url, kind, referer)
                     else:
                         async with asyncio.timeout(None) as pace.timer:
                             pace.start(loop)
-                            outcome = await self._attempt(url, kind)
+                            outcome = await self._attempt(url, kind, referer)
             except Exception as exc:  # noqa: BLE001  every error becomes a status row, never a crash
                 if isinstance(exc, TimeoutError) and deadline.expired():
                     outcome = (Outcome("failed", "deadline", f"no complete response within the "
@@ -242,10 +261,12 @@ class Fetcher:
             pace.stop()
 
     # ------------------------------------------------------------------ one attempt
-    async def _attempt(self, url: str, kind: str) -> Outcome:
+    async def _attempt(self, url: str, kind: str, referer: str | None = None) -> Outcome:
         target = check_url(url, self.opts.allow_private)
         for hop in range(self.opts.max_redirects + 1):
-            async with self.session.get(target, allow_redirects=False) as resp:
+            sent = referer_for(referer, str(target))  # per hop: a redirect to http drops it
+            async with self.session.get(target, allow_redirects=False,
+                                        headers={"Referer": sent} if sent else None) as resp:
                 if resp.status in REDIRECTS:
                     location = resp.headers.get("Location")
                     if not location:

@@ -65,6 +65,7 @@ class ProgressSink(Protocol):
 @dataclass
 class Job:
     row: dict[str, Any]  # the full media row, written back with its new status
+    referer: str | None = None  # the page of the row's product (products.url): sent as Referer
 
     @property
     def url(self) -> str:
@@ -166,8 +167,13 @@ def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retr
             con.register("wanted", wanted)
             sql += " JOIN wanted w USING (media_id)"
         stats.selected = con.sql(f"SELECT count(*) AS n {sql} WHERE {where}").to_arrow_table()["n"][0].as_py()
-        reader = con.sql(f"SELECT m.* {sql} WHERE {where} ORDER BY m.media_id").to_arrow_reader(READ_BATCH)
-        jobs = (Job(row) for batch in reader for row in batch.to_pylist())
+        page = ", NULL AS __page_url"
+        if opts.send_referer:  # the product's page, sent as Referer (one row per product: no media row doubles)
+            sql += (" LEFT JOIN (SELECT product_id, any_value(url) AS __page_url FROM products GROUP BY product_id)"
+                    " p ON p.product_id = m.product_id")
+            page = ", p.__page_url"
+        reader = con.sql(f"SELECT m.*{page} {sql} WHERE {where} ORDER BY m.media_id").to_arrow_reader(READ_BATCH)
+        jobs = (Job(row, referer=row.pop("__page_url")) for batch in reader for row in batch.to_pylist())
         if progress is not None:
             progress.start(stats.selected)
         try:
@@ -319,7 +325,7 @@ class _Download:
             try:
                 async with hosts.hold(job.host), slots:
                     self.inflight[job.row["media_id"]] = job
-                    outcome = await fetcher.fetch(job.url, job.row["kind"])
+                    outcome = await fetcher.fetch(job.url, job.row["kind"], job.referer)
                     # not popped on cancellation: what is left in flight after a stall is what got stuck
                     self.inflight.pop(job.row["media_id"], None)
                 self._record(job, outcome)
