@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -13,6 +13,7 @@ class Page:
     body: bytes
     content_type: str = "text/html; charset=utf-8"
     status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. Location, Content-Encoding
 
 
 class SiteServer:
@@ -39,6 +40,8 @@ class SiteServer:
                     self.send_response(page.status)
                     self.send_header("Content-Type", page.content_type)
                     self.send_header("Content-Length", str(len(page.body)))
+                    for name, value in page.headers.items():
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(page.body)
                 except (BrokenPipeError, ConnectionResetError):  # the client was killed mid-response
