@@ -52,6 +52,10 @@ class CrawlSettings:
     allow_private: bool = False  # crawl hosts on loopback / private / link-local addresses (the demo shop needs it)
     render: bool = False  # re-fetch pages whose product data scripts fill in through headless Chromium (scrapy-playwright)
     render_timeout: float = 30.0  # seconds a rendered page may take (navigation until the network is idle)
+    # bytes of one page body, counted inflated (Scrapy's DOWNLOAD_MAXSIZE; its own default is 1 GiB): a
+    # page over it is refused with a "page too large" crawl_errors row. 16 pages may be in flight and a
+    # parsed page takes several times its size; the largest saved real product page (Amazon) is 2.3 MB
+    max_page_bytes: int = 20 * 2**20
     # caps on what one page may store (a hostile page's 5 MB title, 60,000 spec rows); a cut leaves a
     # "capped: ..." crawl_errors row and the product is still stored. The saved real pages (Amazon,
     # AliExpress, JSON-LD shops) reach at most: title 186, spec property 35, value 69, 22 spec rows,
@@ -389,7 +393,7 @@ def _coerce(key: str, value: Any, typ: type) -> Any:
 _POSITIVE = {
     "crawl.concurrency", "crawl.per_domain", "crawl.timeout", "crawl.batch_rows", "crawl.max_title_chars",
     "crawl.max_description_chars", "crawl.max_property_chars", "crawl.max_value_chars", "crawl.max_id_chars",
-    "crawl.max_url_chars", "crawl.max_specs", "crawl.max_media", "crawl.max_crumbs",
+    "crawl.max_url_chars", "crawl.max_specs", "crawl.max_media", "crawl.max_crumbs", "crawl.max_page_bytes",
     "download.concurrency", "download.per_host", "download.connect_timeout", "download.read_timeout",
     "download.request_deadline", "download.max_image_bytes", "download.max_video_bytes",
     "download.stall_timeout", "extract.frame_fps", "extract.max_duration", "extract.max_frames",
