@@ -57,6 +57,10 @@ class CrawlSettings:
     max_retry_after: float = 60.0  # seconds: the longest pause a Retry-After gets (a longer one is cut to this)
     max_crawl_delay: float = 30.0  # seconds: the longest Crawl-delay honoured (a longer one is cut to this)
     crawl_delay: float = -1.0  # seconds between requests to a host whose robots.txt asks a Crawl-delay, instead of it; < 0 = robots.txt's value
+    # bytes of one page body, counted inflated (Scrapy's DOWNLOAD_MAXSIZE; its own default is 1 GiB): a
+    # page over it is refused with a "page too large" crawl_errors row. 16 pages may be in flight and a
+    # parsed page takes several times its size; the largest saved real product page (Amazon) is 2.3 MB
+    max_page_bytes: int = 20 * 2**20
     # caps on what one page may store (a hostile page's 5 MB title, 60,000 spec rows); a cut leaves a
     # "capped: ..." crawl_errors row and the product is still stored. The saved real pages (Amazon,
     # AliExpress, JSON-LD shops) reach at most: title 186, spec property 35, value 69, 22 spec rows,
@@ -401,7 +405,7 @@ def _coerce(key: str, value: Any, typ: type) -> Any:
 _POSITIVE = {
     "crawl.concurrency", "crawl.per_domain", "crawl.timeout", "crawl.batch_rows", "crawl.max_title_chars",
     "crawl.max_description_chars", "crawl.max_property_chars", "crawl.max_value_chars", "crawl.max_id_chars",
-    "crawl.max_url_chars", "crawl.max_specs", "crawl.max_media", "crawl.max_crumbs",
+    "crawl.max_url_chars", "crawl.max_specs", "crawl.max_media", "crawl.max_crumbs", "crawl.max_page_bytes",
     "download.concurrency", "download.per_host", "download.connect_timeout", "download.read_timeout",
     "download.request_deadline", "download.max_image_bytes", "download.max_video_bytes",
     "download.stall_timeout", "extract.frame_fps", "extract.max_duration", "extract.max_frames",

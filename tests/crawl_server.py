@@ -15,7 +15,7 @@ class Page:
     body: bytes
     content_type: str = "text/html; charset=utf-8"
     status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)  # extra response headers (Retry-After, ...)
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers (Retry-After, Location, Content-Encoding, ...)
 
 
 class SiteServer:
@@ -54,6 +54,8 @@ class SiteServer:
                     for name, value in page.headers.items():
                         self.send_header(name, value)
                     self.send_header("Content-Length", str(len(page.body)))
+                    for name, value in page.headers.items():
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(page.body)
                 except (BrokenPipeError, ConnectionResetError):  # the client was killed mid-response

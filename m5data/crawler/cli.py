@@ -22,9 +22,10 @@ def crawl(
 ) -> None:
     """Crawl product pages from start URLs into products, specs, media (pending) and crawl_errors."""
     from ..cli import open_store
-    from ..console import console, fail, stage_summary
+    from ..console import console, fail, stage_summary, warn
     from .adapters import UnknownSite
     from .crawl import CrawlFailed, run
+    from .walls import walled_note
 
     store, s = open_store(ctx, **{"crawl.max_pages": max_pages, "crawl.max_depth": max_depth,
                                   "crawl.concurrency": concurrency, "crawl.per_domain": per_domain,
@@ -36,8 +37,12 @@ def crawl(
         fail(str(exc), code=2)
     except CrawlFailed as exc:
         console.print(summary(stage_summary, exc.stats))
+        if note := walled_note(exc.stats.failures):
+            warn(note)
         fail(str(exc))
     console.print(summary(stage_summary, stats))
+    if note := walled_note(stats.failures):
+        warn(note)
 
 
 def summary(stage_summary, stats):

@@ -94,6 +94,8 @@ def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, 
         "CLOSESPIDER_PAGECOUNT": cs.max_pages,
         "DEPTH_LIMIT": cs.max_depth,
         "DOWNLOAD_TIMEOUT": cs.timeout,
+        "DOWNLOAD_MAXSIZE": cs.max_page_bytes,  # inflated too (HttpCompressionMiddleware): "page too large" rows
+        "DOWNLOAD_WARNSIZE": cs.max_page_bytes // 2,
         "TELNETCONSOLE_ENABLED": False,
         "REMOTE_CONTROL_ENABLED": False,  # Scrapy 2.19's code-execution HTTP endpoint: never in a data pipeline
         "LOG_FILE": log_file,

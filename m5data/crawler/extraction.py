@@ -18,6 +18,10 @@ from .items import ProductItem, host_platform, url_id
 from .spectables import clean_title, spec_pairs, strip_hidden, visible_text
 
 PRODUCT_TYPES = {"Product", "ProductGroup", "IndividualProduct", "ProductModel", "SomeProducts", "Vehicle", "Book"}
+# JSON-LD nested deeper than this is not read (real pages nest under 15 levels): Python's json and the
+# walks below recurse, and a page nested ~900 deep inside a Scrapy callback hit the recursion limit
+JSONLD_MAX_DEPTH = 100
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _ID_KEYS = ("sku", "productID", "mpn", "gtin13", "gtin12", "gtin14", "gtin8", "gtin")
 
 
@@ -69,6 +73,9 @@ def read_page(text: str, url: str) -> PageData:
     nodes: list[dict] = []
     jsonld = JsonLdExtractor()
     for i, script in enumerate(tree.xpath('//script[@type="application/ld+json"]'), 1):
+        if json_depth("".join(script.itertext()), JSONLD_MAX_DEPTH) > JSONLD_MAX_DEPTH:
+            page.problems.append(f"invalid JSON-LD: block {i}: nested deeper than {JSONLD_MAX_DEPTH} levels; not read")
+            continue
         try:
             nodes.extend(n for n in jsonld.extract_items(script) if isinstance(n, dict))
         except Exception as exc:  # invalid JSON in one block: keep the others
@@ -97,6 +104,20 @@ def read_page(text: str, url: str) -> PageData:
         text = visible_text(h1[0])
         page.h1 = text if 0 < len(text) <= 400 else None
     return page
+
+
+def json_depth(text: str, limit: int) -> int:
+    """How deep arrays and objects nest in JSON ``text`` (strings skipped); stops counting past ``limit``."""
+    if text.count("{") + text.count("[") <= limit:  # cannot nest deeper: the usual case, at C speed
+        return 0
+    depth = deepest = 0
+    for m in re.finditer(r"[\[\]{}]", _JSON_STRING.sub("", text)):
+        depth += 1 if m.group(0) in "[{" else -1
+        if depth > deepest:
+            deepest = depth
+            if deepest > limit:
+                break
+    return deepest
 
 
 def html_breadcrumb(page: PageData) -> list[str]:

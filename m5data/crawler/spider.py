@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import traceback
 from urllib.parse import urlsplit
 
 import scrapy
@@ -27,9 +28,11 @@ from .extraction import declared_encoding, detect_encoding, read_page
 from .items import PageError, ProductItem, host_platform
 from .render import as_text_response, needs_render, no_product_reason, render_meta
 from .safety import RefusedRequest, crawl_scope, in_scope
+from .walls import WALLS, captcha, link_of, login_redirect, not_a_product, too_large
 
 log = logging.getLogger(__name__)
 _SITEMAP = re.compile(rb"<(?:\w+:)?(urlset|sitemapindex)\b")
+SITEMAP_MAX_BYTES = 50 * 2**20  # a sitemap may hold 50,000 URLs in 50 MB (sitemaps.org): its own cap, inflated
 
 
 def host_of(url: str) -> str:
@@ -61,8 +64,23 @@ class ProductSpider(scrapy.Spider):
         self.choose = AdapterChooser(site)
         self.done_urls = done_urls or set()
 
+    @property
+    def max_page_bytes(self) -> int:
+        """``crawl.max_page_bytes``: Scrapy's ``DOWNLOAD_MAXSIZE``."""
+        return self.crawler.settings.getint("DOWNLOAD_MAXSIZE")
+
+    @classmethod
+    def from_crawler(cls, crawler, *args, **kwargs):
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        crawler.signals.connect(spider._count_bytes, signal=signals.bytes_received)
+        return spider
+
+    def _count_bytes(self, data, request, spider=None) -> None:
+        """Bytes received per request: a body cut off at the size cap is cancelled without saying why."""
+        request.meta["m5data_bytes"] = request.meta.get("m5data_bytes", 0) + len(data)
+
     # ------------------------------------------------------------------ requests
-    def request(self, url: str, *, dont_filter: bool = False) -> scrapy.Request | None:
+    def request(self, url: str, *, dont_filter: bool = False, sitemap: bool = False) -> scrapy.Request | None:
         if not in_scope(url, self.scope):
             self.crawler.stats.inc_value("m5data/offsite_links")
             return None
@@ -70,14 +88,16 @@ class ProductSpider(scrapy.Spider):
             if canonicalize_url(url) in self.done_urls:
                 self.crawler.stats.inc_value("m5data/skipped_done")
                 return None
-            return scrapy.Request(url, callback=self.parse, errback=self.on_error, dont_filter=dont_filter)
+            meta = {"download_maxsize": max(SITEMAP_MAX_BYTES, self.max_page_bytes)} if sitemap else None
+            return scrapy.Request(url, callback=self.parse, errback=self.on_error, dont_filter=dont_filter, meta=meta)
         except ValueError:  # a malformed href (bad IPv6 literal, bad port): skip the link, keep the page
             self.crawler.stats.inc_value("m5data/bad_links")
             return None
 
     async def start(self):
         for url in self.start_urls:
-            if (req := self.request(url, dont_filter=True)) is not None:
+            sitemap = urlsplit(url).path.lower().endswith((".xml", ".xml.gz"))
+            if (req := self.request(url, dont_filter=True, sitemap=sitemap)) is not None:
                 yield req
 
     # ------------------------------------------------------------------ responses
@@ -114,7 +134,7 @@ class ProductSpider(scrapy.Spider):
 
             why[0] = "the gzipped sitemap lists no in-scope URL"
             try:
-                yield from self._sitemap(response, gunzip(response.body, max_size=50 * 2**20))
+                yield from self._sitemap(response, gunzip(response.body, max_size=SITEMAP_MAX_BYTES))
             except Exception as exc:
                 yield PageError(response.url, None, f"bad sitemap: {type(exc).__name__}: {exc}", response.status)
             return
@@ -132,12 +152,13 @@ class ProductSpider(scrapy.Spider):
             why[0] = "robots.txt names no sitemap"
             for line in response.text.splitlines():
                 if line.lower().startswith("sitemap:"):
-                    if (req := self.request(response.urljoin(line.split(":", 1)[1].strip()))) is not None:
+                    if (req := self.request(response.urljoin(line.split(":", 1)[1].strip()), sitemap=True)) is not None:
                         yield req
             return
         adapter = self.choose(response.url, response)
         page = None
         item = None
+        failed = False
         try:
             if is_html(response):
                 page = read_page(response.text, response.url)
@@ -145,6 +166,7 @@ class ProductSpider(scrapy.Spider):
                 item = adapter.product(response, page)
         except Exception as exc:  # a page must never stop the crawl
             log.warning("cannot parse %s: %s: %s", response.url, type(exc).__name__, exc)
+            failed = True
             yield PageError(response.url, adapter.platform or host_platform(response.url),
                             f"parse error: {type(exc).__name__}: {str(exc)[:200]}", response.status)
         if self.render and not response.meta.get("m5data_rendered") and needs_render(response, page, item):
@@ -157,6 +179,10 @@ class ProductSpider(scrapy.Spider):
             return
         if item is not None:
             yield item
+        elif not failed and (dropped := self._dropped(response, page, adapter)) is not None:
+            yield dropped
+            if dropped.kind in WALLS:  # a login or captcha page's links lead nowhere the crawl wants
+                return
         try:
             links = list(adapter.links(response, page))
         except Exception as exc:
@@ -167,6 +193,21 @@ class ProductSpider(scrapy.Spider):
                 yield req
         if item is None and response.meta.get("depth", 0) == 0:  # only a start URL's reason is ever written
             why[0] = no_product_reason(response, page, adapter, rendered=bool(response.meta.get("m5data_rendered")))
+
+    def _dropped(self, response, page, adapter) -> PageError | None:
+        """The row of a followed page that gave no product (see :mod:`.walls`): a login redirect or
+        captcha page (any page), a link followed as a product (not a start URL: those have their own
+        ``no product found`` row), or a page whose structured data could not be read."""
+        link = link_of(response)
+        reason = login_redirect(link, response.url) or captcha(response, page)
+        if reason is None and response.meta.get("depth", 0) > 0:
+            if self.choose(link).is_product_url(link):
+                reason = not_a_product(response, page, adapter, link)
+            elif page is not None and page.problems:
+                reason = "; ".join(dict.fromkeys(page.problems))
+        if reason is None:
+            return None
+        return PageError(link, adapter.platform or host_platform(link), reason[:1000], response.status)
 
     @staticmethod
     def _is_sitemap(body: bytes) -> bool:
@@ -183,7 +224,7 @@ class ProductSpider(scrapy.Spider):
             return
         for entry in sitemap:
             loc = entry.get("loc")
-            if loc and (req := self.request(response.urljoin(loc.strip()))) is not None:
+            if loc and (req := self.request(response.urljoin(loc.strip()), sitemap=sitemap.type == "sitemapindex")) is not None:
                 yield req
 
     def on_error(self, failure):
@@ -196,6 +237,18 @@ class ProductSpider(scrapy.Spider):
             return
         if request.meta.get("depth", 0) == 0:  # a start URL that could not be fetched yields nothing
             self._empty_start(request.meta.get("redirect_urls", [request.url])[0])
+        link = link_of(request)
+        # a body over crawl.max_page_bytes, or a redirect to a login page (refused off-site, disallowed by
+        # robots.txt, or answering an HTTP error): the row names the link followed
+        if reason := too_large(failure, self.max_page_bytes) or login_redirect(link, request.url):
+            for exc in (failure.value, failure.value.__cause__):
+                # the frames of Scrapy's gunzip hold the inflated body (up to the cap), those of the
+                # middleware the response, in a reference cycle: freed now, not at the next garbage
+                # collection (64 such pages: 1.3 GiB RSS, instead of 0.3)
+                if exc is not None and exc.__traceback__ is not None:
+                    traceback.clear_frames(exc.__traceback__)
+            yield PageError(link, self.choose(link).platform or host_platform(link), reason)
+            return
         if failure.check(RefusedRequest):  # the safety policy (off-site redirect, private address)
             yield PageError(request.url, platform, f"refused: {failure.value}")
             return

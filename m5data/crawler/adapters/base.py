@@ -31,6 +31,16 @@ class SiteAdapter:
     # page and the adapter gave none; off for adapters that know exactly where a site's specs are
     generic_specs: ClassVar[bool] = True
 
+    # a link whose URL looks like one of a product page: /p/SKU.html, /dp/ASIN, /products/handle,
+    # /item/123.html, item.htm?id=, /100012043978.html. Such a link that gives no product leaves a
+    # "not a product page" crawl_errors row; other links (listings, help pages) may give none silently
+    product_url_pattern: ClassVar[str] = (r"/(?:p|dp|gp/product|product|products|item|items|goods|offer|detail|pd)/[^/]+"
+                                          r"|/item\.html?$|/\d{5,}\.html?$")
+
+    def is_product_url(self, url: str) -> bool:
+        """Whether a link to ``url`` is followed as a product page (by its path)."""
+        return bool(re.search(self.product_url_pattern, urlsplit(url).path, re.I))
+
     def matches(self, url: str) -> bool:
         """Whether this adapter claims ``url`` (used when the crawl names no ``--site``)."""
         host = (urlsplit(url).hostname or "").lower()
