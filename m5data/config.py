@@ -105,10 +105,12 @@ class DownloadSettings:
 class ExtractSettings:
     workers: int = 0  # processes; 0 = number of cores
     frame_fps: float = 1.0  # frames sampled per second of video
-    frame_max_side: int = 0  # resize frames inside the ffmpeg pass; 0 = keep
+    frame_max_side: int = 720  # resize frames inside the ffmpeg pass to this longer side (never enlarged); 0 = keep
     jpeg_quality: int = 90
-    max_duration: float = 600.0  # seconds of video processed at most
-    max_frames: int = 600
+    max_duration: float = 300.0  # seconds of video (frames and sound) processed at most; the rest is cut
+    max_frames: int = 300  # frames per video at most (300 s at 1 fps); the rest is cut
+    max_item_bytes: int = 64_000_000  # bytes one item may write, all outputs together (frames, mp3, MFCC); past it frames are cut
+    max_video_pixels: int = 33_177_600  # width x height of a video frame (8K UHD); larger is refused from the probe, never decoded
     video_timeout: float = 300.0  # seconds for one video's ffmpeg pass
     sample_rate: int = 22050  # Hz for MFCC
     n_mfcc: int = 40

@@ -48,3 +48,21 @@ def webm_without_duration(folder: Path, seconds: float = 3.0) -> Path:
                           stdout=subprocess.PIPE, check=True, timeout=120)
     out.write_bytes(done.stdout)
     return out
+
+
+def amplifying_video(path: Path, *, seconds: int = 1200, size: str = "1920x1080") -> Path:
+    """Issue 35's frame amplifier: one frame of luma noise (MJPEG, ~1.5 MB at 1080p) in a Matroska
+    file whose single frame lasts ``seconds``; sampled at 1 fps it asks for one JPEG per second."""
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
+                    f"nullsrc=s={size}:r=1/{seconds}:d={seconds},geq=lum='random(1)*255':cb=128:cr=128",
+                    "-frames:v", "1", "-c:v", "mjpeg", "-q:v", "2", "-t", str(seconds), str(path)], check=True)
+    return path
+
+
+def huge_frame_video(path: Path, side: int = 14000) -> Path:
+    """One black ``side`` x ``side`` frame (PNG in Matroska, under 1 MB on disk for 14000); making
+    it takes ffmpeg about 600 MB for a moment."""
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
+                    f"color=c=black:s={side}x{side}:r=1:d=1,format=gray", "-frames:v", "1", "-c:v", "png",
+                    "-compression_level", "1", str(path)], check=True)
+    return path

@@ -92,3 +92,61 @@ def test_file_names_never_come_from_urls(server, store, tmp_path):
     row = store.read("media").to_pylist()[0]
     assert row["status"] == "ok" and row["blob"] == f"blobs/{row['sha256'][:2]}/{row['sha256']}.jpg"
     assert not list(tmp_path.rglob("*escape*"))
+
+
+# The download stage in its own process, so that its peak RSS (``os.wait4``: the process and the
+# re-encoding workers it waited for) is the stage's alone. argv: store, overrides (JSON).
+_MEASURED = """
+import json, sys
+from pathlib import Path
+from m5data.config import load
+from m5data.crawler.download.run import run
+from m5data.storage import Store
+stats = run(Store(sys.argv[1]), load(overrides=json.loads(sys.argv[2]), environ={}, cwd=Path(sys.argv[1])))
+print(json.dumps({"statuses": stats.statuses}))
+"""
+
+
+def _measured_download(store_root, overrides: dict) -> tuple[dict, int]:
+    """Run the stage in a child process: (its stats' statuses, its peak RSS in bytes)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                         os.environ.get("PYTHONPATH", "")]))
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-c", _MEASURED, str(store_root), json.dumps(overrides)],
+                                stdout=subprocess.PIPE, stderr=err, env=env)
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        assert proc.returncode == 0, err.read().decode()[-2000:]
+    return json.loads(out.decode().strip().splitlines()[-1])["statuses"], usage.ru_maxrss * 1024
+
+
+@pytest.mark.parametrize("image_max_side", [512, 0])  # the re-encode path (small bodies read at once), streaming
+def test_a_gzip_bomb_is_refused_while_it_inflates(tmp_path, image_max_side):
+    """Eight 1 MB gzip-encoded image bodies that inflate to 1 GiB each: every one is refused at the
+    image limit, counted in inflated bytes, and the stage never holds one whole (issue 35: 5.9 GB
+    peak with image_max_side=512, where a body under 1 MiB of Content-Length was read in one call)."""
+    from m5data.crawler.download.testing import gzip_bomb
+    from m5data.storage import Store
+
+    bomb = gzip_bomb(1 << 30)
+    assert len(bomb) < 1_100_000
+    store = Store.init(tmp_path / "store")
+    with MediaServer({"bomb.jpg": bomb}) as srv:
+        store.write("media", media_rows([srv.url(f"/gzip/bomb.jpg?copy={i}") for i in range(8)]))
+        statuses, peak = _measured_download(store.root, {
+            "download.allow_private": True, "download.retries": 0, "download.image_max_side": image_max_side,
+            "download.workers": 1})
+    rows = store.read("media").to_pylist()
+    assert peak < 1 << 30, f"peak RSS {peak / 2**20:,.0f} MiB; {statuses}; {rows[0]['error']}"
+    assert statuses == {"too_large": 8}
+    assert all("limit of 20,000,000 bytes" in r["error"] for r in rows), rows[0]["error"]
+    assert not list(store.blobs.iter_paths())

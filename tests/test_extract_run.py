@@ -334,3 +334,58 @@ def test_the_workers_of_a_killed_extract_end_with_it(store, tmp_path):
                 p.kill()
             except psutil.Error:
                 pass
+
+
+def _written(root: Path) -> int:
+    """Bytes of every file under a store's derived/ and blobs/ areas."""
+    return sum(p.stat().st_size for area in ("derived", "blobs") for p in (root / area).rglob("*") if p.is_file())
+
+
+def test_a_frame_amplifying_video_writes_a_bounded_number_of_bytes(store, tmp_path):
+    """Issue 35: one 1080p noise frame in a container claiming 1,200 s wrote 600 full-size JPEGs
+    (863 MB). With the default caps the item writes under 100 MB, and its row says it was cut."""
+    from media_samples import amplifying_video
+
+    row = add_media(store, amplifying_video(tmp_path / "amp.mkv"), "shopa:amp", "video")
+    before = _written(store.root)
+    s = load(overrides={"extract.workers": 1}, environ={}, cwd=Path(__file__).parent)  # the defaults
+    run(store, s, kinds="video", progress=False)
+    written = _written(store.root) - before
+    frames = rows_by(store, "true")[("shopa:amp", "frames")]
+    assert written < 100_000_000, f"{written:,} bytes written"
+    assert written <= s.extract.max_item_bytes
+    assert frames["status"] == "ok" and frames["frame_count"] <= s.extract.max_frames, frames
+    meta = json.loads(frames["meta"])
+    assert meta["truncated"] and meta["cut"], meta  # the reason the item was cut is on its row
+    assert rows_by(store, "true")[("shopa:amp", "video")]["media_id"] == row["media_id"]
+
+
+def test_a_huge_frame_video_is_refused_before_decoding(store, tmp_path):
+    """Issue 35: a 14000x14000 video was decoded by ffmpeg, then failed with 'worker error:
+    DecompressionBombError'. The probe's frame size refuses it first: corrupt, with the reason."""
+    from media_samples import huge_frame_video
+
+    add_media(store, huge_frame_video(tmp_path / "huge.mkv"), "shopa:huge", "video")
+    stats = run(store, settings(), kinds="video", progress=False)
+    got = rows_by(store, "true")
+    video = got[("shopa:huge", "video")]
+    assert video["status"] == "corrupt", video
+    assert "14000x14000" in video["error"] and "extract.max_video_pixels" in video["error"], video["error"]
+    assert ("shopa:huge", "frames") not in got
+    assert not (store.root / "derived" / "frames").exists() or not any((store.root / "derived" / "frames").rglob("*.jpg"))
+    assert stats.failures == {"video corrupt: frame too large": 1}, stats.failures
+
+
+def test_outputs_past_the_item_byte_cap_are_too_large_with_the_reason(store, tmp_path):
+    """max_item_bytes counts every output of an item: 60 s of sound needs ~1.8 MB of mp3 + MFCC,
+    over a 1 MB cap, so the sound is refused and its share leaves the frames no room either."""
+    add_media(store, make_video(tmp_path / "v.mp4", 60, size="64x48"), "shopa:long", "video")
+    stats = run(store, settings(max_item_bytes=1_000_000), kinds="video,audio", progress=False)
+    got = rows_by(store, "true")
+    assert got[("shopa:long", "video")]["status"] == "ok"
+    for kind in ("frames", "audio", "mfcc"):
+        row = got[("shopa:long", kind)]
+        assert row["status"] == "too_large" and "extract.max_item_bytes" in row["error"], row
+        assert row["blob"] is None
+    assert stats.failures == {"video too_large: too large": 1, "audio too_large: too large": 1}, stats.failures
+    assert not list((store.root / "derived").rglob("*.jpg")) and not list((store.root / "derived").rglob("*.npy"))

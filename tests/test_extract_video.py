@@ -168,3 +168,34 @@ def test_real_zero_length_webm_is_corrupt(realdata):
     with pytest.raises(MediaError) as err:
         probe(realdata / "media/broken/empty.webm")
     assert err.value.status == "corrupt" and err.value.reason == "zero-length file"
+
+
+def test_frames_stop_at_the_byte_cap_and_say_why(tmp_path):
+    """A frame pass that would write more than ``max_bytes`` is cut: the frames that fit are kept,
+    in order, with their timestamps, and the reason is recorded (issue 35)."""
+    from media_samples import amplifying_video
+
+    video = amplifying_video(tmp_path / "amp.mkv", seconds=60, size="640x360")
+    fr = frames_of(video, tmp_path / "f", max_bytes=2_000_000)
+    files = sorted((tmp_path / "f").glob("*.jpg"))
+    assert 0 < fr.count == len(files) < 60 and fr.truncated
+    assert fr.bytes == sum(f.stat().st_size for f in files) <= 2_000_000
+    assert "max_item_bytes" in fr.cut and fr.timestamps == pytest.approx([float(k) for k in range(fr.count)], abs=0.05)
+    assert read_manifest(tmp_path / "f")["cut"] == fr.cut
+    assert frames_of(video, tmp_path / "f", max_bytes=2_000_000).reused  # the same budget: the same folder
+    more = frames_of(video, tmp_path / "f", max_bytes=4_000_000)  # another budget: done again
+    assert not more.reused and more.count > fr.count
+    with pytest.raises(MediaError) as err:  # not even one frame fits: refused
+        frames_of(video, tmp_path / "g", max_bytes=1000)
+    assert err.value.status == "too_large" and "max_item_bytes" in str(err.value)
+    assert not (tmp_path / "g").exists()
+
+
+def test_a_frame_over_the_pixel_limit_is_refused_before_decoding(tmp_path):
+    from media_samples import huge_frame_video
+
+    video = huge_frame_video(tmp_path / "huge.mkv", side=4000)
+    with pytest.raises(MediaError) as err:
+        frames_of(video, tmp_path / "f", max_pixels=10_000_000)
+    assert err.value.status == "corrupt" and err.value.reason == "frame too large"
+    assert "4000x4000" in str(err.value) and not (tmp_path / "f").exists()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -209,26 +210,25 @@ def run_video(payload: dict) -> JobResult:
     pending = Probe(path, timeout=max(10.0, min(60.0, s.video_timeout)))  # headers only: quick or stuck
     frames = None
     try:
+        info = pending.result()  # before any decoding: a broken file or an oversized picture never reaches ffmpeg
         if do_frames:
             sha = blob_sha(src)
             try:
-                frames = extract_frames(path, root / _sub("frames", sha), pending, fps=s.frame_fps,
+                frames = extract_frames(path, root / _sub("frames", sha), info, fps=s.frame_fps,
                                         max_side=s.frame_max_side, quality=s.jpeg_quality, max_frames=s.max_frames,
-                                        max_duration=s.max_duration, timeout=s.video_timeout)
+                                        max_duration=s.max_duration, timeout=s.video_timeout,
+                                        max_pixels=s.max_video_pixels,
+                                        max_bytes=frame_budget(s, info))
             except MediaError as exc:
                 if exc.status == "corrupt":
                     return broken(exc)
-                if exc.status == "absent":  # sound only: no picture to sample, the audio is still wanted
-                    result.media.append(_derived(src, "frames", now, status="absent", error=str(exc)))
-                    result.outcomes.append(Outcome("video", "absent", exc.reason))
+                if exc.status in ("absent", "too_large"):  # sound only, or no frame fits: the audio is still wanted
+                    result.media.append(_derived(src, "frames", now, status=exc.status,
+                                                 error=str(exc) if exc.status == "absent" else f"{src['blob']}: {exc}"))
+                    result.outcomes.append(Outcome("video", exc.status, exc.reason))
                 else:
-                    try:
-                        pending.result()
-                    except MediaError as probe_exc:  # ffprobe itself failed (not corrupt): nothing more to do
-                        exc = probe_exc
                     result.media += _failed_rows(src, ["frames"], exc, now)
                     result.outcomes.append(Outcome("video", exc.status, exc.reason))
-        info = pending.result()
     except MediaError as exc:
         if exc.status == "corrupt":
             return broken(exc)
@@ -251,19 +251,45 @@ def run_video(payload: dict) -> JobResult:
             width=frames.width, height=frames.height, duration=info.duration, fps=s.frame_fps,
             frame_count=frames.count, status="ok",
             meta={"timestamps": frames.timestamps, "pattern": "%06d.jpg", "jpeg_quality": s.jpeg_quality,
-                  "max_side": s.frame_max_side, "truncated": frames.truncated, "reused": frames.reused}))
+                  "max_side": s.frame_max_side, "truncated": frames.truncated, "reused": frames.reused,
+                  **({"cut": frames.cut} if frames.cut else {})}))
         result.bytes += 0 if frames.reused else frames.bytes
         result.outcomes.append(Outcome("video", "ok"))
     result.media.append(src)
     if do_audio:
         if frame_count is None and info.has_video:  # else the decoded sound decides (no duration needed)
             frame_count = expected_frames(info.duration, s.frame_fps, s.max_frames, s.max_duration)
-        _audio(result, src, path, info, frame_count, ctx, now)
+        _audio(result, src, path, info, frame_count, ctx, now, spent=frames.bytes if frames is not None else 0)
     return result
 
 
-def _audio(result: JobResult, src: dict, path: Path, info, n_blocks: int | None, ctx: Context, now: datetime) -> None:
-    """mp3 + MFCC of ``src``'s first audio stream; ``n_blocks`` None: one block per second of sound decoded."""
+def sound_bytes(s: ExtractSettings, seconds: float | None) -> int:
+    """At most what the mp3 and the MFCC of ``seconds`` of sound take (both cut at ``max_duration``
+    and ``max_frames`` blocks): the share of ``max_item_bytes`` a video's frames leave to its sound."""
+    from .audio import block_samples
+
+    span = min(seconds or s.max_duration, s.max_duration)
+    mp3 = int(int(s.mp3_bitrate.rstrip("k")) * 1000 / 8 * span * 1.02) + 65_536  # CBR, plus tags and frame padding
+    blocks = min(s.max_frames, math.ceil(span * s.frame_fps))
+    mfcc = blocks * s.n_mfcc * (1 + block_samples(s.sample_rate, s.frame_fps) // s.hop_length) * 4 + 1024
+    return mp3 + mfcc
+
+
+def frame_budget(s: ExtractSettings, info) -> int:
+    """The bytes a video's frames may take: ``max_item_bytes``, less what its sound will need.
+
+    The share is kept whether or not this job extracts the sound (``--kinds video`` now,
+    ``--kinds audio`` later), so that frames and sound together stay within the cap either way."""
+    reserve = sound_bytes(s, info.duration) if info.has_audio else 0
+    return max(1, s.max_item_bytes - reserve)
+
+
+def _audio(result: JobResult, src: dict, path: Path, info, n_blocks: int | None, ctx: Context, now: datetime,
+           spent: int = 0) -> None:
+    """mp3 + MFCC of ``src``'s first audio stream; ``n_blocks`` None: one block per second of sound decoded.
+
+    ``spent``: bytes the item's frames took; mp3 and MFCC together must fit in what is left of
+    ``max_item_bytes``, or both are ``too_large`` (nothing stored)."""
     from .audio import blocks_for, block_samples, extract_audio, mfcc_blocks, save_npy
 
     s = ctx.settings
@@ -280,10 +306,15 @@ def _audio(result: JobResult, src: dict, path: Path, info, n_blocks: int | None,
     try:
         samples = extract_audio(path, tmp, sample_rate=s.sample_rate, bitrate=s.mp3_bitrate,
                                 channels=info.audio_channels, max_duration=s.max_duration, timeout=s.video_timeout)
-        ref = store.blobs.put_file(tmp, "mp3")
         audio_seconds = len(samples) / s.sample_rate
         if not n_blocks:  # no frames to align with: the decoded sound decides, never a container duration
             n_blocks = blocks_for(audio_seconds, s.frame_fps, s.max_frames)  # >= 1: sound was decoded
+        need = tmp.stat().st_size + n_blocks * s.n_mfcc * (1 + block_samples(s.sample_rate, s.frame_fps)
+                                                           // s.hop_length) * 4
+        if spent + need > s.max_item_bytes:
+            raise MediaError("too large", f"mp3 and MFCC ({need:,} bytes) would pass the extract.max_item_bytes "
+                             f"budget of {s.max_item_bytes:,} (frames took {spent:,})", status="too_large")
+        ref = store.blobs.put_file(tmp, "mp3")
         mfcc = mfcc_blocks(samples, n_blocks, sample_rate=s.sample_rate, fps=s.frame_fps, n_mfcc=s.n_mfcc,
                            n_fft=s.n_fft, hop_length=s.hop_length)
         rel = _sub("mfcc", blob_sha(src)) + ".npy"

@@ -74,6 +74,10 @@ def check_settings(settings: Settings, kinds: tuple[str, ...]) -> None:
         raise ExtractError("extract.image_roles must name at least one media role (e.g. 'main')")
     if ex.jieba_user_dict and not os.path.isfile(ex.jieba_user_dict):
         raise ExtractError(f"extract.jieba_user_dict: file not found: {ex.jieba_user_dict}")
+    if ex.max_item_bytes < 1_000_000:
+        raise ExtractError(f"extract.max_item_bytes must be at least 1,000,000 bytes, got {ex.max_item_bytes:,}")
+    if ex.max_video_pixels < 256:
+        raise ExtractError(f"extract.max_video_pixels must be at least 256 (16x16), got {ex.max_video_pixels:,}")
     if ex.frame_max_side and ex.frame_max_side < 16:
         raise ExtractError(f"extract.frame_max_side must be 0 or >= 16, got {ex.frame_max_side}")
     if {"video", "audio"} & set(kinds) and not shutil.which("ffprobe"):

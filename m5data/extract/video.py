@@ -11,7 +11,10 @@ video; a frame held over several seconds of variable-rate video is repeated, as 
 and the end of the stream is rounded up too: a video of D seconds gives ceil(D * fps) frames
 (9.5 s -> 10, fire2.mp4's 2.38 s -> 3; the default ``round=near`` would drop that last partial
 second). ``showinfo`` prints each written frame's time, which becomes the recorded timestamps
-(seconds from the first frame). ffprobe runs beside the pass (see :class:`Probe`).
+(seconds from the first frame). ffprobe answers before the pass starts (see :class:`Probe`), so a
+frame over ``max_pixels`` is refused without being decoded; the JPEGs written are summed while ffmpeg
+runs and the pass is stopped past ``max_bytes`` (issue 35: one noise frame claiming 1,200 s wrote
+600 full-size JPEGs, 863 MB).
 """
 
 from __future__ import annotations
@@ -113,7 +116,7 @@ def _seconds(value) -> float | None:
 
 
 class Probe:
-    """ffprobe on one file, started at once so that it runs beside the frame pass.
+    """ffprobe on one file, started at once (the caller may prepare other work meanwhile).
 
     ``result()`` waits for it and returns the :class:`VideoInfo`, or raises :class:`MediaError`
     for empty, unreadable or non-video files (the same error on every call).
@@ -229,8 +232,9 @@ class Frames:
     width: int | None
     height: int | None
     bytes: int
-    truncated: bool  # the video was longer than max_duration / max_frames allowed
+    truncated: bool  # the video was longer than max_duration / max_frames / max_bytes allowed
     reused: bool = False
+    cut: str | None = None  # the cap that dropped frames (max_bytes, max_frames, max_duration) and how many, else None
 
     @property
     def count(self) -> int:
@@ -242,6 +246,95 @@ def _manifest_params(fps: float, max_side: int, quality: int, max_frames: int, m
             "max_duration": max_duration}
 
 
+def _reusable(old: dict | None, params: dict, max_bytes: int) -> bool:
+    """A finished folder stands for this pass: same parameters, within the byte budget, and not
+    cut by a different budget (a folder made before the cap existed is reused when it fits)."""
+    if old is None or old.get("params") != params:
+        return False
+    if max_bytes and old.get("bytes", 0) > max_bytes:
+        return False
+    return not str(old.get("cut") or "").startswith("extract.max_item_bytes") or old.get("max_bytes") == max_bytes
+
+
+def check_frame_size(info: VideoInfo, max_pixels: int) -> None:
+    """Refuse a picture larger than ``max_pixels`` from the probe, before ffmpeg decodes a frame.
+
+    A 1 MB file can hold a 14000x14000 frame: decoding it costs ffmpeg hundreds of MB per frame
+    and gives JPEGs no reader opens (Pillow's bomb limit). Raises :class:`MediaError` (corrupt).
+    """
+    if max_pixels and info.width and info.height and info.width * info.height > max_pixels:
+        raise MediaError("frame too large", f"{info.width}x{info.height} = {info.width * info.height:,} pixels "
+                         f"per frame, over the extract.max_video_pixels limit of {max_pixels:,}; not decoded")
+
+
+def _frame_files(folder: Path) -> list[tuple[Path, int]]:
+    """The JPEGs ffmpeg has written so far, in frame order, with their sizes."""
+    found = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.endswith(".jpg"):
+                try:
+                    found.append((Path(entry.path), entry.stat().st_size))
+                except FileNotFoundError:
+                    pass
+    return sorted(found)
+
+
+def _run_capped(args: list[str], folder: Path, max_bytes: int, timeout: float, poll: float = 0.05):
+    """Run the frame pass, watching what it writes: stop ffmpeg once its JPEGs pass ``max_bytes``.
+
+    Returns (return code, stderr, stopped): ``stopped`` is True when the cap ended the pass; the
+    caller then keeps the frames that fit. ffmpeg's image muxer has no size limit of its own (``-fs``
+    counts a single output file), so the folder is summed every ``poll`` seconds: it holds at most
+    what ffmpeg writes in one poll past the cap, for that moment. Raises ``TimeoutExpired``
+    (with the stderr so far) past ``timeout``.
+    """
+    import tempfile
+    import time
+
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: no reader thread, nothing blocks ffmpeg
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        stopped = False
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=poll)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                if max_bytes and sum(size for _, size in _frame_files(folder)) > max_bytes:
+                    stopped = True
+                    proc.kill()
+                    proc.wait()
+                    break
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    proc.wait()
+                    err.seek(0)
+                    raise subprocess.TimeoutExpired(args, timeout, stderr=err.read())
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        err.seek(0)
+        return proc.returncode, err.read(), stopped
+
+
+def _keep_within(files: list[tuple[Path, int]], max_bytes: int) -> list[tuple[Path, int]]:
+    """After ffmpeg was stopped at the cap: drop its last file (it may be half written), then keep
+    the longest run of frames from the first whose sizes sum to at most ``max_bytes``."""
+    kept, total = [], 0
+    for path, size in files[:-1]:
+        if total + size > max_bytes:
+            break
+        kept.append((path, size))
+        total += size
+    for path, _ in files[len(kept):]:
+        path.unlink(missing_ok=True)
+    return kept
+
+
 def read_manifest(folder: Path) -> dict | None:
     try:
         return json.loads((folder / MANIFEST).read_text())
@@ -250,77 +343,105 @@ def read_manifest(folder: Path) -> dict | None:
 
 
 def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: float = 1.0, max_side: int = 0,
-                   quality: int = 90, max_frames: int = 600, max_duration: float = 600.0,
-                   timeout: float = 300.0) -> Frames:
+                   quality: int = 90, max_frames: int = 300, max_duration: float = 300.0,
+                   timeout: float = 300.0, max_pixels: int = 0, max_bytes: int = 0) -> Frames:
     """Decode ``path`` once and write one JPEG per ``1/fps`` seconds into ``out_dir``.
 
     The folder appears complete or not at all: frames go to a temp folder beside it, then a
     ``frames.json`` manifest, then one rename. A finished folder made with the same parameters is
     reused (a duplicate video, or a crash after the frames but before the table write).
-    ``info`` may be a running :class:`Probe`: the pass does not need its answer to start, so
-    ffprobe and ffmpeg run side by side; a probe that finds the file broken wins over ffmpeg's error.
+    ``info`` may be a running :class:`Probe`: its answer is awaited before ffmpeg starts, so that
+    a file the probe finds broken, without a picture or with frames over ``max_pixels`` is never
+    decoded. ``max_bytes`` (0 = no cap) bounds the JPEGs written: past it the pass is stopped and
+    the frames that fit are kept (``Frames.cut`` says so); when not even one fits, the video is refused.
 
     Raises:
-        MediaError: ffmpeg failed (status corrupt, ffmpeg's stderr tail as detail), timed out
-            (status failed) or decoded clearly fewer frames than the duration promises (truncated);
-            the file has sound but no picture (status absent).
+        MediaError: the probe's frame size is over ``max_pixels`` (status corrupt); ffmpeg failed
+            (status corrupt, ffmpeg's stderr tail as detail), timed out (status failed) or decoded
+            clearly fewer frames than the duration promises (truncated); the first frame alone is
+            over ``max_bytes`` (status too_large); the file has sound but no picture (status absent).
     """
     params = _manifest_params(fps, max_side, quality, max_frames, max_duration)
     old = read_manifest(out_dir)
-    if old is not None and old.get("params") == params:
+    if _reusable(old, params, max_bytes):
         _resolve(info)
         return Frames(out_dir, old["timestamps"], old.get("width"), old.get("height"), old.get("bytes", 0),
-                      old.get("truncated", False), reused=True)
+                      old.get("truncated", False), reused=True, cut=old.get("cut"))
+    info = _resolve(info)
+    if not info.has_video:
+        raise MediaError("no video stream", f"sound only (format {info.format_name})", status="absent")
+    check_frame_size(info, max_pixels)
     import ffmpeg
 
     tmp = out_dir.with_name(f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{out_dir.name}")  # owner pid: swept once dead
     tmp.mkdir(parents=True)
     try:
         stream = ffmpeg.input(str(path), t=max_duration)
-        v = stream.video.filter("setpts", "PTS-STARTPTS").filter("fps", fps=fps, round="up")
-        if max_side:
-            v = v.filter("scale", w=f"if(gte(iw,ih),min({max_side},iw),-2)", h=f"if(gte(iw,ih),-2,min({max_side},ih))")
+        v = stream.video.filter("setpts", "PTS-STARTPTS")
+        scale = {"w": f"if(gte(iw,ih),min({max_side},iw),-2)", "h": f"if(gte(iw,ih),-2,min({max_side},ih))"}
+        # Scaling after fps scales only the sampled frames (24x fewer at 24 fps). Where a source
+        # frame is repeated (a stream slower than the sampling: one frame held for 1,200 s), fps
+        # emits the copies in one burst that ffmpeg holds at full size: scale first (the same
+        # pixels) so that each copy is small: 300 copies of a 1080p frame, 618 -> 69 MB peak.
+        slow = max_side and info.fps is not None and info.fps < fps
+        if slow:
+            v = v.filter("scale", **scale)
+        v = v.filter("fps", fps=fps, round="up")
+        if max_side and not slow:
+            v = v.filter("scale", **scale)
         v = v.filter("showinfo")
         out = v.output(str(tmp / FRAME_PATTERN), **{"q:v": jpeg_qscale(quality), "qmin": 1,
                                                    "fps_mode": "passthrough", "frames:v": max_frames})
         args = ffmpeg.compile(out, cmd=ffmpeg_exe())
         args = [args[0], "-nostdin", "-hide_banner", "-loglevel", "info", *args[1:]]
         try:
-            proc = subprocess.run(args, capture_output=True, timeout=timeout)
+            returncode, err, stopped = _run_capped(args, tmp, max_bytes, timeout)
         except subprocess.TimeoutExpired as exc:
-            _resolve(info)  # a broken file is corrupt rather than slow
             raise MediaError("ffmpeg timeout", f"frame pass over {timeout:g} s; {tail(exc.stderr or b'')}",
                              status="failed") from None
-        info = _resolve(info)
-        if not info.has_video:
-            raise MediaError("no video stream", f"sound only (format {info.format_name})", status="absent")
-        stderr = proc.stderr.decode("utf-8", "replace")
-        files = sorted(tmp.glob("*.jpg"))
-        if proc.returncode != 0:
-            raise MediaError("ffmpeg failed", f"exit {proc.returncode}: {tail(stderr)}")
+        stderr = err.decode("utf-8", "replace")
+        found = _frame_files(tmp)
+        cut = None
+        if stopped:
+            found = _keep_within(found, max_bytes)
+            if not found:
+                raise MediaError("too large", f"the first frame alone is over the extract.max_item_bytes "
+                                 f"budget of {max_bytes:,} bytes", status="too_large")
+            cut = (f"extract.max_item_bytes: stopped after {len(found)} frames, "
+                   f"{sum(n for _, n in found):,} of a {max_bytes:,}-byte budget")
+        elif returncode != 0:
+            raise MediaError("ffmpeg failed", f"exit {returncode}: {tail(stderr)}")
+        files = [f for f, _ in found]
         if not files:
             raise MediaError("no frames decoded", tail(stderr))
-        stamps = [round(float(t), 6) for t in _PTS_TIME.findall(stderr)]
+        stamps = [round(float(t), 6) for t in _PTS_TIME.findall(stderr)][:len(files)]
         if len(stamps) != len(files):  # showinfo lines lost (should not happen): fall back to the grid
             stamps = [round(k / fps, 6) for k in range(len(files))]
         want = expected_frames(info.duration, fps, max_frames, max_duration)
-        if want is not None and len(files) < want - 1:
+        if cut is None and want is not None and len(files) < want - 1:
             raise MediaError("truncated video", f"decoded {len(files)} frames, duration {info.duration:.2f} s "
                              f"promises {want}; {tail(stderr, 300)}")
         from PIL import Image
 
-        with Image.open(files[0]) as first:
-            width, height = first.size
-        size = sum(f.stat().st_size for f in files)
+        try:
+            with Image.open(files[0]) as first:
+                width, height = first.size
+        except Image.DecompressionBombError as exc:  # the probe gave no size; ffmpeg wrote a bomb
+            raise MediaError("frame too large", str(exc)) from None
+        size = sum(n for _, n in found)
         full = math.ceil((info.duration or 0) * fps - 1e-6)
-        truncated = bool((info.duration or 0) > max_duration or full > max_frames)
+        if cut is None and full > max_frames:
+            cut = f"extract.max_frames: {len(files)} frames kept of the {full} that {info.duration:g} s give"
+        elif cut is None and (info.duration or 0) > max_duration:
+            cut = f"extract.max_duration: the first {max_duration:g} s of {info.duration:g} s"
+        truncated = cut is not None
         manifest = {"params": params, "timestamps": stamps, "width": width, "height": height, "bytes": size,
-                    "truncated": truncated, "pattern": FRAME_PATTERN}
+                    "truncated": truncated, "cut": cut, "max_bytes": max_bytes, "pattern": FRAME_PATTERN}
         (tmp / MANIFEST).write_text(json.dumps(manifest))
         again = read_manifest(out_dir)
-        if again is None or again.get("params") != params:  # else a twin video finished it meanwhile
+        if not _reusable(again, params, max_bytes):  # else a twin video finished it meanwhile
             _publish_dir(tmp, out_dir)
-        return Frames(out_dir, stamps, width, height, size, truncated)
+        return Frames(out_dir, stamps, width, height, size, truncated, cut=cut)
     finally:
         if isinstance(info, Probe):
             info.close()

@@ -298,9 +298,10 @@ class Fetcher:
     async def _body(self, resp: aiohttp.ClientResponse, kind: str, limit: int) -> Outcome:
         buffered = kind == "image" and self.pool is not None
         chunks = None
-        if buffered and resp.content_length is not None and resp.content_length <= ONE_READ_BYTES:
-            # one read: Content-Length is within the limit (checked) and aiohttp reads no byte past it;
-            # only for small bodies, so that a big slow one still reports progress chunk by chunk
+        if buffered and _plain(resp) and resp.content_length is not None and resp.content_length <= ONE_READ_BYTES:
+            # one read: Content-Length is within the limit (checked), the body is not content-encoded
+            # (Content-Length counts the bytes read) and aiohttp reads no byte past it; only for
+            # small bodies, so that a big slow one still reports progress chunk by chunk
             head = await resp.read()
             self._received(len(head))
         else:
@@ -363,6 +364,16 @@ class Fetcher:
                        width=image.width, height=image.height,
                        meta={"reencoded": {"mime": sniffed.mime, "bytes": len(body), "mode": image.orig_mode,
                                            "width": image.orig_width, "height": image.orig_height}})
+
+
+def _plain(resp: aiohttp.ClientResponse) -> bool:
+    """Whether the body arrives as sent: no Content-Encoding that aiohttp inflates.
+
+    An encoded body's Content-Length counts compressed bytes: 1 MB of gzip inflates to 1 GiB. Such
+    a body is only read chunk by chunk (aiohttp inflates it a bounded piece at a time as it is
+    read), so that the size limit counts inflated bytes and stops the body while it inflates.
+    """
+    return resp.headers.get("Content-Encoding", "identity").strip().lower() in ("", "identity")
 
 
 def _from_exception(exc: Exception, opts) -> Outcome:

@@ -17,6 +17,8 @@ Routes (``name`` is a key of the ``files`` dict; ``key`` is any string that make
                                   exactly as long as a test needs, whatever the machine's load)
 ``/redirect/<n>/<name>``          ``n`` redirects, then the file
 ``/redirect-to?to=<url>``         one redirect to ``url`` (any scheme)
+``/gzip/<name>``                  the file as it is, sent with ``Content-Encoding: gzip`` (the
+                                  file must be gzip data: :func:`gzip_bomb` makes one)
 ================================  ============================================================
 
 Every request's path is appended to ``server.requests``. Run in a background thread with its own
@@ -64,6 +66,7 @@ class MediaServer:
         app.router.add_get("/held/{name}", self._held)
         app.router.add_get("/redirect/{n}/{name}", self._redirect)
         app.router.add_get("/redirect-to", self._redirect_to)
+        app.router.add_get("/gzip/{name}", self._gzip)
         return app
 
     async def start_async(self) -> None:
@@ -230,6 +233,25 @@ class MediaServer:
     async def _redirect_to(self, request: web.Request) -> web.Response:
         self._log(request)
         raise web.HTTPFound(request.query["to"])
+
+    async def _gzip(self, request: web.Request) -> web.Response:
+        self._log(request)
+        return web.Response(body=self._data(request), content_type="image/jpeg", headers={"Content-Encoding": "gzip"})
+
+
+def gzip_bomb(inflated: int, head: bytes = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00") -> bytes:
+    """Gzip data that inflates to ``inflated`` bytes: ``head`` (a JPEG start, so the body sniffs
+    as an image) then zeros. About 1 MB per GiB inflated; built in 1 MiB steps (never held whole)."""
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: a gzip wrapper
+    out = [packer.compress(head)]
+    left, zeros = inflated - len(head), bytes(1 << 20)
+    while left > 0:
+        out.append(packer.compress(zeros[:min(left, len(zeros))]))
+        left -= len(zeros)
+    out.append(packer.flush())
+    return b"".join(out)
 
 
 def jpeg_bytes(width: int = 640, height: int = 480, seed: int = 0, quality: int = 85) -> bytes:
