@@ -52,6 +52,9 @@ class CrawlSettings:
     allow_private: bool = False  # crawl hosts on loopback / private / link-local addresses (the demo shop needs it)
     render: bool = False  # re-fetch pages whose product data scripts fill in through headless Chromium (scrapy-playwright)
     render_timeout: float = 30.0  # seconds a rendered page may take (navigation until the network is idle)
+    # a logged-in session (docs/crawl.md "Giving the crawl a session"); secrets: never stored, never logged
+    cookies_file: str = ""  # Netscape cookies.txt (curl -c, a browser's cookies.txt export) sent to the hosts of its cookies; "" = none
+    headers: str = ""  # request headers per host, JSON {"host" | "host:port" | ".domain": {"Header": "value"}}; "" = none
     # caps on what one page may store (a hostile page's 5 MB title, 60,000 spec rows); a cut leaves a
     # "capped: ..." crawl_errors row and the product is still stored. The saved real pages (Amazon,
     # AliExpress, JSON-LD shops) reach at most: title 186, spec property 35, value 69, 22 spec rows,
@@ -379,6 +382,10 @@ def _coerce(key: str, value: Any, typ: type) -> Any:
             if not math.isfinite(number):  # nan/inf would pass every range check (nan < 0 is False)
                 raise ConfigError(f"config {key}: expected a finite number, got {value!r}")
             return number
+        if isinstance(value, dict):  # a TOML table for a JSON-valued setting (crawl.headers)
+            import json
+
+            return json.dumps(value)
         return str(value)
     except ConfigError:
         raise

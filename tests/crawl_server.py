@@ -13,18 +13,24 @@ class Page:
     body: bytes
     content_type: str = "text/html; charset=utf-8"
     status: int = 200
+    extra_headers: tuple = ()  # (name, value) pairs sent besides Content-Type and Content-Length
 
 
 class SiteServer:
     """Serves ``routes`` (path -> Page | str | bytes) on 127.0.0.1; 404 for anything else.
 
-    ``requests`` lists every requested path (with query) in order; ``delay`` slows each response.
+    ``requests`` lists every requested path (with query) in order; ``delay`` slows each response;
+    ``headers`` lists each request's ``(path, headers)``; ``gate(path, headers)`` may answer a request
+    with its own Page instead (a login redirect, a 403) by returning one.
     """
 
-    def __init__(self, routes: dict[str, Page | str | bytes], delay: float = 0.0):
+    def __init__(self, routes: dict[str, Page | str | bytes], delay: float = 0.0, gate=None, host: str = "127.0.0.1"):
         self.routes = {p: self._page(v) for p, v in routes.items()}
         self.delay = delay
+        self.gate = gate
+        self.host = host
         self.requests: list[str] = []
+        self.headers: list[tuple[str, dict[str, str]]] = []
         self._lock = threading.Lock()
         server = self
 
@@ -32,11 +38,15 @@ class SiteServer:
             def do_GET(self):  # noqa: N802 (http.server API)
                 with server._lock:
                     server.requests.append(self.path)
+                    server.headers.append((self.path, dict(self.headers.items())))
                 if server.delay:
                     time.sleep(server.delay)
-                page = server.routes.get(self.path) or Page(b"<html><body>not found</body></html>", status=404)
+                page = (server.gate(self.path, self.headers) if server.gate else None) or server.routes.get(self.path) \
+                    or Page(b"<html><body>not found</body></html>", status=404)
                 try:
                     self.send_response(page.status)
+                    for name, value in page.extra_headers:
+                        self.send_header(name, value)
                     self.send_header("Content-Type", page.content_type)
                     self.send_header("Content-Length", str(len(page.body)))
                     self.end_headers()
@@ -63,7 +73,7 @@ class SiteServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def __enter__(self) -> SiteServer:
         self.thread.start()

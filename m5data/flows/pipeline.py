@@ -53,6 +53,33 @@ class Plan:
                 "overrides": overrides or {}, "config_file": config_file, "progress": progress}
 
 
+def secrets_out_of_band(plan: Plan, settings, overrides: dict, environ=None) -> bool:
+    """Keep the crawl's secrets out of the flow's parameters (Prefect stores them in its database).
+
+    A start URL's ``user:pass`` leaves the URL (it becomes its host's ``Authorization`` header) and a
+    ``crawl.headers`` flag leaves ``overrides``; the effective headers go to the tasks through
+    ``M5DATA_CRAWL_HEADERS`` in ``environ`` (this process's environment: the tasks run here, or in
+    workers and flow-run processes started from it). True when there was such a secret.
+    """
+    import json
+    import os
+
+    from ..crawler import session
+
+    environ = os.environ if environ is None else environ
+    plan.start_urls, url_auth = session.split_credentials(plan.start_urls)
+    flagged = overrides.pop("crawl.headers", None) is not None
+    if not (url_auth or flagged):
+        return False
+    try:
+        headers = session.merge(session.parse_headers(settings.crawl.headers), url_auth)
+    except session.SessionError as exc:
+        raise PipelineError(f"crawl: {exc}") from None
+    session.register_headers(headers)
+    environ["M5DATA_CRAWL_HEADERS"] = json.dumps(headers)
+    return True
+
+
 def parse_stages(stages: str | list[str] | None) -> list[str]:
     """``"crawl,download"`` -> ["crawl", "download"], in pipeline order; unknown names are a PipelineError."""
     if stages is None:
@@ -405,6 +432,9 @@ def pipeline_flow(store_path: str, start_urls: list[str] | None = None, stages: 
     from ..config import load
     from ..storage import Store
 
+    from ..redact import install_log_redaction
+
+    install_log_redaction()  # log rows go to Prefect's database: no credential in them
     logger = get_run_logger()
     _quiet_jieba()
     overrides = {k: v for k, v in (overrides or {}).items() if k != "store.path"}
