@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .. import config as cfg
+from ..redact import redact_url
 from .items import Caps
 from .render import check_browser, playwright_settings
 from ..storage import StageStats, record_run
@@ -44,7 +45,7 @@ def check_start_urls(urls: list[str]) -> list[str]:
     for url in urls:
         parts = urlsplit(url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"start URL must be an absolute http(s) URL, got {url!r}")
+            raise ValueError(f"start URL must be an absolute http(s) URL, got {redact_url(url)!r}")
         out.append(url.strip())
     return out
 
@@ -129,7 +130,7 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
     from .adapters import get_adapter
 
     from . import session
-    from ..redact import install_log_redaction, redact_url
+    from ..redact import install_log_redaction
 
     urls = check_start_urls(start_urls)
     # a start URL's user:pass becomes its host's Authorization header: the URL is crawled and kept without it

@@ -168,8 +168,10 @@ def missing_code(stage: str, annotate_jobs: list[str] | None = None) -> str | No
 # ------------------------------------------------------------------------------------ stage runs
 def _entry(stage: str, status: str, message: str = "", row: dict | None = None, **extra) -> dict:
     """One stage's summary: the counts of its ``runs`` row(s) plus the flow's verdict ``status``."""
-    row = dict(row or {})
-    out = {"stage": stage, "status": status, "message": message,
+    from ..redact import redact
+
+    row = dict(row or {})  # the message goes to Prefect's database (state, artifact, log rows): redacted
+    out = {"stage": stage, "status": status, "message": redact(message),
            "n_in": row.pop("n_in", 0) or 0, "n_out": row.pop("n_out", 0) or 0,
            "n_failed": row.pop("n_failed", 0) or 0, "bytes": row.pop("bytes", 0) or 0,
            "seconds": row.pop("seconds", 0.0) or 0.0, "failures": row.pop("failures", {}) or {}}
