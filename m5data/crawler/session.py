@@ -7,8 +7,8 @@ crawl is given that session three ways, each sent only to the host it belongs to
   browsers' cookies.txt export add-ons write), loaded into Scrapy's cookie jar, whose domain and
   path rules decide which request gets which cookie;
 - ``crawl.headers``: JSON ``{"host" | "host:port" | ".domain": {"Header": "value"}}`` (``.tmall.com``
-  also matches ``detail.tmall.com``), set on every request to that host by :class:`SessionMiddleware`
-  and removed from requests to any other host (a redirect copies a request's headers);
+  also matches ``detail.tmall.com``), set on every request to that host by
+  ``session_middleware.SessionMiddleware`` and removed from requests to any other host (a redirect copies a request's headers);
 - a start URL's userinfo (``http://user:pass@host/``): becomes that host and port's
   ``Authorization: Basic`` header; the URL is crawled and recorded without it.
 
@@ -25,8 +25,6 @@ import json
 import warnings
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
-
-from scrapy.downloadermiddlewares.cookies import CookiesMiddleware
 
 from .. import redact
 
@@ -173,50 +171,8 @@ def load_cookies(path: str | Path) -> list:
     return cookies
 
 
-class SessionCookiesMiddleware(CookiesMiddleware):
-    """Scrapy's cookie middleware, its jar filled from ``crawl.cookies_file`` (``M5DATA_COOKIES_FILE``)
-    first: the jar's own rules (domain, path, secure) send each cookie only where it belongs."""
-
-    @classmethod
-    def from_crawler(cls, crawler):
-        middleware = super().from_crawler(crawler)
-        path = crawler.settings.get("M5DATA_COOKIES_FILE")
-        if path:
-            cookies = load_cookies(path)
-            for cookie in cookies:
-                middleware.jars[None].set_cookie(cookie)
-            crawler.stats.set_value("m5data/session_cookies", len(cookies))
-        return middleware
-
-
 # ------------------------------------------------------------------------------------------ headers on requests
 SECRET_HEADERS: dict[str, dict[str, str]] = {}  # set by the crawl subprocess from its stdin (crawl.main)
-
-
-class SessionMiddleware:
-    """Downloader middleware: each request gets the ``crawl.headers`` of its host, and loses every
-    configured header name of other hosts (a redirect to another in-scope host copies headers)."""
-
-    def __init__(self, crawler, table: dict[str, dict[str, str]]):
-        self.crawler = crawler
-        self.table = table
-        self.names = {name.lower() for names in table.values() for name in names}
-
-    @classmethod
-    def from_crawler(cls, crawler):
-        return cls(crawler, SECRET_HEADERS)
-
-    def process_request(self, request, spider=None):
-        if not self.table:
-            return None
-        mine = headers_for(self.table, request.url)
-        for name in list(request.headers.keys()):
-            text = name.decode("latin-1").lower()
-            if text in self.names and text not in {k.lower() for k in mine}:
-                del request.headers[name]
-        for name, value in mine.items():
-            request.headers[name] = value
-        return None
 
 
 def add_settings(scrapy_settings: dict, cookies_file: str) -> dict:
@@ -224,9 +180,9 @@ def add_settings(scrapy_settings: dict, cookies_file: str) -> dict:
     the per-host headers just after the safety check (45), the cookie jar from ``cookies_file`` in place
     of Scrapy's own (700). Only the file's path is a setting: header values come on stdin."""
     middlewares = dict(scrapy_settings.get("DOWNLOADER_MIDDLEWARES") or {})
-    middlewares.update({"m5data.crawler.session.SessionMiddleware": 50,
+    middlewares.update({"m5data.crawler.session_middleware.SessionMiddleware": 50,
                         "scrapy.downloadermiddlewares.cookies.CookiesMiddleware": None,
-                        "m5data.crawler.session.SessionCookiesMiddleware": 700})
+                        "m5data.crawler.session_middleware.SessionCookiesMiddleware": 700})
     scrapy_settings["DOWNLOADER_MIDDLEWARES"] = middlewares
     scrapy_settings["M5DATA_COOKIES_FILE"] = cookies_file
     return scrapy_settings
