@@ -70,9 +70,11 @@ def config_show(ctx: typer.Context) -> None:
     table = Table(title="m5data config")
     for col in ("key", "value", "source", "env variable"):
         table.add_column(col)
+    from .redact import redact
+
     for key, value in s.items():
         source = s.source(key)
-        table.add_row(key, repr(value), source, cfg.env_name(key), style=None if source == "default" else "bold")
+        table.add_row(key, repr(redact({key: value})[key]), source, cfg.env_name(key), style=None if source == "default" else "bold")
     console.print(table)
 
 

@@ -61,6 +61,9 @@ class CrawlSettings:
     # page over it is refused with a "page too large" crawl_errors row. 16 pages may be in flight and a
     # parsed page takes several times its size; the largest saved real product page (Amazon) is 2.3 MB
     max_page_bytes: int = 20 * 2**20
+    # a logged-in session (docs/crawl.md "Giving the crawl a session"); secrets: never stored, never logged
+    cookies_file: str = ""  # Netscape cookies.txt (curl -c, a browser's cookies.txt export) sent to the hosts of its cookies; "" = none
+    headers: str = ""  # request headers per host, JSON {"host" | "host:port" | ".domain": {"Header": "value"}}; "" = none
     # caps on what one page may store (a hostile page's 5 MB title, 60,000 spec rows); a cut leaves a
     # "capped: ..." crawl_errors row and the product is still stored. The saved real pages (Amazon,
     # AliExpress, JSON-LD shops) reach at most: title 186, spec property 35, value 69, 22 spec rows,
@@ -397,6 +400,10 @@ def _coerce(key: str, value: Any, typ: type) -> Any:
             if not math.isfinite(number):  # nan/inf would pass every range check (nan < 0 is False)
                 raise ConfigError(f"config {key}: expected a finite number, got {value!r}")
             return number
+        if isinstance(value, dict):  # a TOML table for a JSON-valued setting (crawl.headers)
+            import json
+
+            return json.dumps(value)
         return str(value)
     except ConfigError:
         raise

@@ -16,6 +16,7 @@ class Page:
     content_type: str = "text/html; charset=utf-8"
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)  # extra response headers (Retry-After, Location, Content-Encoding, ...)
+    extra_headers: tuple = ()  # (name, value) pairs sent besides Content-Type and Content-Length
 
 
 class SiteServer:
@@ -23,15 +24,21 @@ class SiteServer:
     the first request, and the request's headers, returning one) on 127.0.0.1; 404 for anything else.
 
     ``requests`` lists every requested path (with query) in order, ``arrivals`` the same requests as
-    ``(time.monotonic(), path, headers)``; ``delay`` slows each response.
+    ``(time.monotonic(), path, headers)``; ``delay`` slows each response; ``headers`` lists each
+    request's ``(path, headers)``; ``gate(path, headers)`` may answer a request with its own Page
+    instead (a login redirect, a 403) by returning one.
     """
 
-    def __init__(self, routes: dict[str, Page | str | bytes | Callable[[int, dict[str, str]], Page]], delay: float = 0.0):
+    def __init__(self, routes: dict[str, Page | str | bytes | Callable[[int, dict[str, str]], Page]], delay: float = 0.0,
+                 gate=None, host: str = "127.0.0.1"):
         self.routes = {p: self._page(v) for p, v in routes.items()}
         self.delay = delay
+        self.gate = gate
+        self.host = host
         self.requests: list[str] = []
         self.arrivals: list[tuple[float, str, dict[str, str]]] = []
         self._hits: Counter = Counter()
+        self.headers: list[tuple[str, dict[str, str]]] = []
         self._lock = threading.Lock()
         server = self
 
@@ -41,21 +48,23 @@ class SiteServer:
                     server.requests.append(self.path)
                     headers = dict(self.headers.items())
                     server.arrivals.append((time.monotonic(), self.path, headers))
+                    server.headers.append((self.path, headers))
                     server._hits[self.path] += 1
                     hit = server._hits[self.path]
                 if server.delay:
                     time.sleep(server.delay)
-                page = server.routes.get(self.path) or Page(b"<html><body>not found</body></html>", status=404)
+                page = (server.gate(self.path, self.headers) if server.gate else None) or server.routes.get(self.path) \
+                    or Page(b"<html><body>not found</body></html>", status=404)
                 if callable(page):
                     page = server._page(page(hit, headers))
                 try:
                     self.send_response(page.status)
+                    for name, value in page.extra_headers:
+                        self.send_header(name, value)
                     self.send_header("Content-Type", page.content_type)
                     for name, value in page.headers.items():
                         self.send_header(name, value)
                     self.send_header("Content-Length", str(len(page.body)))
-                    for name, value in page.headers.items():
-                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(page.body)
                 except (BrokenPipeError, ConnectionResetError):  # the client was killed mid-response
@@ -80,7 +89,7 @@ class SiteServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def __enter__(self) -> SiteServer:
         self.thread.start()

@@ -19,6 +19,7 @@ def crawl(
     delay: Optional[float] = typer.Option(None, "--delay", help="Seconds between requests to one domain (crawl.download_delay)."),
     allow_private: Optional[bool] = typer.Option(None, "--allow-private/--no-allow-private", help="Crawl hosts on loopback/private/link-local addresses (crawl.allow_private; off by default)."),
     render: Optional[bool] = typer.Option(None, "--render/--no-render", help="Fetch pages whose product data scripts fill in again through headless Chromium (crawl.render; needs /usr/bin/chromium)."),
+    cookies: Optional[str] = typer.Option(None, "--cookies", help="Netscape cookies.txt (curl -c, a browser's cookies.txt export) of a logged-in session; each cookie goes only to its own host (crawl.cookies_file; never stored or logged)."),
 ) -> None:
     """Crawl product pages from start URLs into products, specs, media (pending) and crawl_errors."""
     from ..cli import open_store
@@ -30,7 +31,7 @@ def crawl(
     store, s = open_store(ctx, **{"crawl.max_pages": max_pages, "crawl.max_depth": max_depth,
                                   "crawl.concurrency": concurrency, "crawl.per_domain": per_domain,
                                   "crawl.download_delay": delay, "crawl.allow_private": allow_private,
-                                  "crawl.render": render})
+                                  "crawl.render": render, "crawl.cookies_file": cookies})
     try:
         stats = run(store, s, start_urls=start_url, site=site, refresh=refresh, progress=console.is_terminal)
     except (ValueError, UnknownSite) as exc:

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .. import config as cfg
+from ..redact import redact_url
 from .items import Caps
 from .politeness import throttle_by_host
 from .render import check_browser, playwright_settings
@@ -55,7 +56,7 @@ def check_start_urls(urls: list[str]) -> list[str]:
     for url in urls:
         parts = urlsplit(url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"start URL must be an absolute http(s) URL, got {url!r}")
+            raise ValueError(f"start URL must be an absolute http(s) URL, got {redact_url(url)!r}")
         out.append(url.strip())
     return out
 
@@ -146,7 +147,18 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
     """
     from .adapters import get_adapter
 
+    from . import session
+    from ..redact import install_log_redaction
+
     urls = check_start_urls(start_urls)
+    # a start URL's user:pass becomes its host's Authorization header: the URL is crawled and kept without it
+    urls, url_auth = session.split_credentials(urls)
+    secret_headers = session.merge(session.parse_headers(settings.crawl.headers), url_auth)
+    session.register_headers(secret_headers)
+    install_log_redaction()
+    cookies_file = str(Path(settings.crawl.cookies_file).expanduser().absolute()) if settings.crawl.cookies_file else ""
+    if cookies_file:
+        session.load_cookies(cookies_file)  # a missing or unreadable file is refused before any work
     if site:
         get_adapter(site)  # UnknownSite before any work
     if settings.crawl.render and (why := check_browser()):
@@ -163,16 +175,23 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
         "scrapy_settings": build_settings(settings.crawl, store_path=str(store.root), compression=store.compression,
                                           run_id=stats.run_id, resume=not refresh, log_file=str(log_file)),
     }
+    session.add_settings(job["scrapy_settings"], cookies_file)
     job_file = rundir / "job.json"
-    job_file.write_text(json.dumps(job, indent=2))
+    _write_private(job_file, json.dumps(job, indent=2))
     with open(rundir / "stderr.txt", "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "m5data.crawler.crawl", str(job_file)],
-                                stdout=subprocess.PIPE, stderr=err, text=True)
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
+        try:  # the secrets go on stdin, never into a file (the job file only names the cookies file)
+            proc.stdin.write(json.dumps({"headers": secret_headers}))
+            proc.stdin.close()
+        except BrokenPipeError:  # the subprocess died at once: _judge says so
+            pass
         _follow(proc, progress)
         code = proc.wait()
     crawl_stats = json.loads(stats_file.read_text()) if stats_file.is_file() else None
     problem = _judge(code, crawl_stats, stats, log_file, n_start=len(set(urls)))
-    config = {**cfg.as_dict(settings), "job": {"start_urls": urls, "site": site, "refresh": refresh, "log": str(log_file),
+    config = {**cfg.as_dict(settings), "job": {"start_urls": [redact_url(u) for u in start_urls], "site": site,
+                                             "refresh": refresh, "log": str(log_file),
                                              **({"shard": list(shard)} if shard else {}),
                                              **({"throttle": stats.throttle} if stats.throttle else {})}}
     status = "ok" if problem is None else ("interrupted" if code < 0 and -code in STOP_SIGNALS else "failed")
@@ -181,6 +200,14 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
     if problem is not None:
         raise CrawlFailed(problem, stats)
     return stats
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (0600, also when the file was there)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, 0o600)
+        f.write(text)
 
 
 def _follow(proc: subprocess.Popen, progress: bool) -> None:
@@ -258,16 +285,23 @@ def main(argv: list[str] | None = None) -> int:
     """Subprocess entry: run one crawl described by a job file, then write its stats JSON."""
     args = sys.argv[1:] if argv is None else argv
     job = json.loads(Path(args[0]).read_text())
+    secrets = json.loads(sys.stdin.read() or "{}") if sys.stdin and not sys.stdin.isatty() else {}
     _die_with_parent(job["parent_pid"])
     from scrapy.crawler import CrawlerProcess
 
+    from ..redact import install_log_redaction
     from ..storage import Store
+    from . import session
     from .pipeline import stored_products
     from .spider import ProductSpider
 
+    session.SECRET_HEADERS.update(secrets.get("headers") or {})
+    session.register_headers(session.SECRET_HEADERS)
+    session.register_proxy_credentials(os.environ)
     settings = job["scrapy_settings"]
     done = stored_products(Store.open(job["store"]))[2] if settings["M5DATA_RESUME"] else set()
     process = CrawlerProcess(settings=settings)
+    install_log_redaction()  # on the handler of Scrapy's log file, made just now
     crawler = process.create_crawler(ProductSpider)
     process.crawl(crawler, start_urls=job["start_urls"], site=job["site"], done_urls=done,
                   render=bool(settings.get("M5DATA_RENDER")), render_timeout=float(settings.get("M5DATA_RENDER_TIMEOUT", 30.0)))

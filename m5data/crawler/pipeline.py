@@ -17,6 +17,7 @@ import logging
 from datetime import datetime, timezone
 
 from ..config import CrawlSettings
+from ..redact import redact
 from .items import Caps, PageError, ProductItem, media_id
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,7 @@ class StorePipeline:
         return item
 
     def _error(self, url, platform, reason, http_status, now) -> None:
+        url, reason = redact(url), redact(reason)  # a URL's user:pass or a session secret is never stored
         self.errors[url] = {"url": url, "platform": platform, "reason": reason, "http_status": http_status,
                             "run_id": self.run_id, "seen_at": now}
         self.stats.inc_value("m5data/error_rows")

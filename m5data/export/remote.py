@@ -94,6 +94,12 @@ class _Location:
     """A URL prefix and its filesystem (created per process: fsspec's async filesystems are not fork-safe)."""
 
     def __init__(self, url: str):
+        from ..redact import refuse_credentials
+
+        try:  # s3fs ignores credentials in the URL, and the URL is stored with the run: refused
+            refuse_credentials(url, "object storage URL")
+        except ValueError as exc:
+            raise RemoteError(str(exc)) from None
         self.url = url.rstrip("/")
         self._fs = None
         self._pid = None

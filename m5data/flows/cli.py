@@ -19,11 +19,17 @@ _CONFIG = typer.Option(None, "--config", help="TOML config file (same as the glo
 
 
 def _prepare(ctx: typer.Context, config: Optional[Path], start_url: list[str], stages: Optional[str],
-             runner: Optional[str], mapping: Optional[Path], shards: Optional[int], kinds: Optional[str]):
-    """Effective settings, the checked plan, the overrides and config file every task gets."""
+             runner: Optional[str], mapping: Optional[Path], shards: Optional[int], kinds: Optional[str],
+             stored: bool = False):
+    """Effective settings, the checked plan, the overrides and config file every task gets.
+
+    The crawl's secrets (a start URL's user:pass, a ``crawl.headers`` flag) never become parameters:
+    they reach the tasks through this process's environment; ``stored``: the parameters are kept by
+    a server for other machines (deploy), where such secrets are refused.
+    """
     from .. import config as cfg
     from ..console import fail
-    from .pipeline import PipelineError, check_plan
+    from .pipeline import PipelineError, check_plan, secrets_out_of_band
 
     root = ctx.find_root().obj or {}
     config_file = config or root.get("config")
@@ -33,6 +39,10 @@ def _prepare(ctx: typer.Context, config: Optional[Path], start_url: list[str], s
         settings = cfg.load(config_file, overrides)
         plan = check_plan(settings, start_urls=start_url or None, stages=stages,
                           mapping=str(mapping) if mapping else None, shards=shards)
+        if secrets_out_of_band(plan, settings, overrides) and stored:
+            fail("deploy: a deployment's parameters are stored by the Prefect server: give crawl credentials "
+                 "(crawl.headers, a start URL's user:pass) to its workers through their environment "
+                 "(M5DATA_CRAWL_HEADERS) or config file, not as flags")
     except (PipelineError, cfg.ConfigError) as exc:
         fail(str(exc))
     overrides.pop("store.path", None)  # the plan carries the store path
@@ -174,7 +184,8 @@ def deploy(
 
     if cron is not None and interval is not None:
         fail("give at most one of --cron or --interval")
-    settings, plan, overrides, config_file = _prepare(ctx, config, start_url, stages, runner, mapping, shards, kinds)
+    settings, plan, overrides, config_file = _prepare(ctx, config, start_url, stages, runner, mapping, shards, kinds,
+                                                      stored=True)
     url = resolve_api(settings)
     if not url:
         fail(f"deploy needs a real Prefect server. {EPHEMERAL_HELP}")

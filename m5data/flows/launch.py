@@ -70,13 +70,15 @@ def summary_table(outcome: Outcome):
 
 
 def print_outcome(outcome: Outcome) -> None:
-    """Print the summary table and the final state line."""
-    from ..console import console
+    """Print the summary table and the final state line (its id, state and message are data: a path
+    with ``[/x]`` or a setting with ``[bold red]`` is printed as it is, never read as markup)."""
+    from ..console import console, esc
 
     console.print(summary_table(outcome))
     if outcome.ok:
-        console.print(f"flow run [bold]{outcome.flow_run_id}[/]: [green]{outcome.state}[/]")
+        console.print(f"flow run [bold]{esc(outcome.flow_run_id)}[/]: [green]{esc(outcome.state)}[/]",
+                      highlight=False, soft_wrap=True)
     else:
         why = outcome.message or (outcome.results.get(outcome.fatal, {}).get("message") if outcome.fatal else "")
-        console.print(f"flow run [bold]{outcome.flow_run_id}[/]: [bold red]{outcome.state}[/]"
-                      + (f": {why}" if why else ""), highlight=False, soft_wrap=True)
+        console.print(f"flow run [bold]{esc(outcome.flow_run_id)}[/]: [bold red]{esc(outcome.state)}[/]"
+                      + (f": {esc(why)}" if why else ""), highlight=False, soft_wrap=True)

@@ -53,6 +53,33 @@ class Plan:
                 "overrides": overrides or {}, "config_file": config_file, "progress": progress}
 
 
+def secrets_out_of_band(plan: Plan, settings, overrides: dict, environ=None) -> bool:
+    """Keep the crawl's secrets out of the flow's parameters (Prefect stores them in its database).
+
+    A start URL's ``user:pass`` leaves the URL (it becomes its host's ``Authorization`` header) and a
+    ``crawl.headers`` flag leaves ``overrides``; the effective headers go to the tasks through
+    ``M5DATA_CRAWL_HEADERS`` in ``environ`` (this process's environment: the tasks run here, or in
+    workers and flow-run processes started from it). True when there was such a secret.
+    """
+    import json
+    import os
+
+    from ..crawler import session
+
+    environ = os.environ if environ is None else environ
+    plan.start_urls, url_auth = session.split_credentials(plan.start_urls)
+    flagged = overrides.pop("crawl.headers", None) is not None
+    if not (url_auth or flagged):
+        return False
+    try:
+        headers = session.merge(session.parse_headers(settings.crawl.headers), url_auth)
+    except session.SessionError as exc:
+        raise PipelineError(f"crawl: {exc}") from None
+    session.register_headers(headers)
+    environ["M5DATA_CRAWL_HEADERS"] = json.dumps(headers)
+    return True
+
+
 def parse_stages(stages: str | list[str] | None) -> list[str]:
     """``"crawl,download"`` -> ["crawl", "download"], in pipeline order; unknown names are a PipelineError."""
     if stages is None:
@@ -141,8 +168,10 @@ def missing_code(stage: str, annotate_jobs: list[str] | None = None) -> str | No
 # ------------------------------------------------------------------------------------ stage runs
 def _entry(stage: str, status: str, message: str = "", row: dict | None = None, **extra) -> dict:
     """One stage's summary: the counts of its ``runs`` row(s) plus the flow's verdict ``status``."""
-    row = dict(row or {})
-    out = {"stage": stage, "status": status, "message": message,
+    from ..redact import redact
+
+    row = dict(row or {})  # the message goes to Prefect's database (state, artifact, log rows): redacted
+    out = {"stage": stage, "status": status, "message": redact(message),
            "n_in": row.pop("n_in", 0) or 0, "n_out": row.pop("n_out", 0) or 0,
            "n_failed": row.pop("n_failed", 0) or 0, "bytes": row.pop("bytes", 0) or 0,
            "seconds": row.pop("seconds", 0.0) or 0.0, "failures": row.pop("failures", {}) or {}}
@@ -405,6 +434,9 @@ def pipeline_flow(store_path: str, start_urls: list[str] | None = None, stages: 
     from ..config import load
     from ..storage import Store
 
+    from ..redact import install_log_redaction
+
+    install_log_redaction()  # log rows go to Prefect's database: no credential in them
     logger = get_run_logger()
     _quiet_jieba()
     overrides = {k: v for k, v in (overrides or {}).items() if k != "store.path"}

@@ -25,8 +25,8 @@ def shard_urls(shards: str | Path, split: str) -> list[str]:
     from m5data.export.remote import RemoteError, RemoteFolder, is_remote
 
     if is_remote(shards):
-        folder = RemoteFolder(shards)
         try:
+            folder = RemoteFolder(shards)
             names = folder.glob(f"{split}-*.tar")
         except RemoteError as exc:
             raise ShardError(str(exc)) from None
