@@ -240,3 +240,36 @@ def test_import_refuses_worker_ids_holding_control_or_format_characters(store, t
     assert report.stats.n_out == 1 and report.rejects[0][0] == 1
     assert "control or format characters" in report.rejects[0][1]
     assert [r["worker_id"] for r in store.read("annotations").to_pylist()] == ["w1"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_import_reads_a_giant_line_in_bounded_memory_and_rejects_it_alone(store, tmp_path, suffix):
+    """One 300 MB line (no newline inside) is one rejected record read in bounded memory, not 300 MB held;
+    a JSON record nested 100,000 deep is a rejected record, not a RecursionError."""
+    import resource
+
+    s = load(None, {"store.path": str(store.root)}, environ={})
+    path = tmp_path / f"judgements{suffix}"
+    good = (b'{"query_id": "q1", "candidate_id": "c%d", "worker_id": "w1", "label": "match"}\n' if suffix == ".jsonl"
+            else b"q1,c%d,w1,match\n")
+    with path.open("wb") as fh:
+        if suffix == ".csv":
+            fh.write(b"query_id,candidate_id,worker_id,label\n")
+        fh.write(good % 1)
+        for _ in range(300):
+            fh.write(b"x" * (1 << 20))
+        fh.write(b"\n")
+        fh.write(good % 2)
+        if suffix == ".jsonl":
+            fh.write(b"[" * 100_000 + b"]" * 100_000 + b"\n")
+        fh.write(good % 3)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    report = import_judgements(store, s, path)
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before  # KiB
+    assert report.stats.n_out == 3, report.rejects
+    reasons = dict(report.rejects)
+    first = 3 if suffix == ".csv" else 2
+    assert "longer than" in reasons[first], reasons
+    if suffix == ".jsonl":
+        assert "nested" in reasons[first + 2], reasons
+    assert grown < 100 << 10, f"peak RSS grew {grown} KiB over a 300 MB line"
