@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "tests")]  # tests/support: the shards
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
     from m5data.train.data import loader
     from m5data.train.loop import device_of, seed_everything
     from m5data.train.model import Scale, losses
-    from m5data.train.synthetic import write_shards
+    from support.train_shards import write_shards
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=512)

@@ -147,7 +147,7 @@ def test_the_split_export_and_report_verbs_are_readable_at_80_columns_piped(demo
 def test_train_and_evaluate_are_readable_at_80_columns_piped(tmp_path):
     """evaluate's 14-column table printed every cell as '1…' in a log before."""
     from m5data.train.evaluate import format_cell
-    from m5data.train.synthetic import write_shards
+    from support.train_shards import write_shards
 
     shards = write_shards(tmp_path / "shards")
     conf = tmp_path / "tiny.toml"

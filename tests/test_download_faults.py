@@ -9,7 +9,7 @@ from PIL import Image
 
 from m5data.config import load
 from m5data.crawler.download.run import run
-from m5data.crawler.download.testing import MediaServer, jpeg_bytes, media_rows
+from support.media_server import MediaServer, jpeg_bytes, media_rows
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "media"
 JPEG = jpeg_bytes(640, 480, seed=1)

@@ -85,7 +85,7 @@ def test_config_presets_and_errors(tmp_path):
 # ------------------------------------------------------------------------------------------ model
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    from m5data.train.synthetic import write_shards
+    from support.train_shards import write_shards
 
     return write_shards(tmp_path_factory.mktemp("shards"))
 

@@ -42,7 +42,7 @@ class Plant:
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    from m5data.train.synthetic import write_shards
+    from support.train_shards import write_shards
 
     return write_shards(tmp_path_factory.mktemp("shards"))
 
@@ -275,7 +275,7 @@ def test_features_out_quotes_a_product_id_with_commas(tiny, tmp_path):
     import numpy as np
 
     from m5data.train.evaluate import write_features
-    from m5data.train.synthetic import sample
+    from support.train_shards import sample
 
     shards = tmp_path / "shards"
     shards.mkdir()
