@@ -214,7 +214,7 @@ GROUPS: list[tuple[str, str, str]] = [  # verb, module with a typer ``app``, hel
 COMMANDS: list[tuple[str, str, str]] = [  # verb, module, function
     ("demo", "m5data.demo.run", "demo"),
     ("crawl", "m5data.crawler.cli", "crawl"),
-    ("download", "m5data.crawler.download.cli", "download"),
+    ("download", "m5data.download.cli", "download"),
     ("extract", "m5data.extract.cli", "extract"),
     ("align", "m5data.align.cli", "align"),
     ("doctor", "m5data.storage.doctor_cli", "doctor"),

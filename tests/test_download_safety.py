@@ -5,8 +5,8 @@ import asyncio
 import pytest
 
 from m5data.config import load
-from m5data.crawler.download.run import run
-from m5data.crawler.download.safety import GuardedResolver, UnsafeURL, check_url, is_public
+from m5data.download.run import run
+from m5data.download.safety import GuardedResolver, UnsafeURL, check_url, is_public
 from support.media_server import MediaServer, jpeg_bytes, media_rows
 
 
@@ -100,7 +100,7 @@ _MEASURED = """
 import json, sys
 from pathlib import Path
 from m5data.config import load
-from m5data.crawler.download.run import run
+from m5data.download.run import run
 from m5data.storage import Store
 stats = run(Store(sys.argv[1]), load(overrides=json.loads(sys.argv[2]), environ={}, cwd=Path(sys.argv[1])))
 print(json.dumps({"statuses": stats.statuses}))

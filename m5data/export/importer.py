@@ -9,7 +9,7 @@ for unified labels.
 
 The folder is untrusted (a downloaded dataset): it is read through :class:`.layout_folder.LayoutFolder`
 (listed once, regular files inside it only, no path or glob built from an id), item and product ids
-are checked, media are sniffed like downloads (:func:`m5data.crawler.download.sniff.sniff`). A bad
+are checked, media are sniffed like downloads (:func:`m5data.download.sniff.sniff`). A bad
 item fails alone, with its reason, before any of its blobs is written.
 
 Memory is bounded whatever the number of items (M5Product has 6.3M): the JSON files are parsed as
