@@ -153,7 +153,7 @@ def test_train_and_evaluate_are_readable_at_80_columns_piped(tmp_path):
     conf = tmp_path / "tiny.toml"
     conf.write_text("[train]\nworkers = 0\nbatch_size = 8\ncheckpoint_every = 1000\n")
     run = tmp_path / "run"
-    _readable("train", "--shards", str(shards), "--config", str(conf), "--max-steps", "2", "--out", str(run), cwd=tmp_path)
+    _readable("train", "--shards", str(shards), "--preset", str(conf), "--max-steps", "2", "--out", str(run), cwd=tmp_path)
     shown = _readable("evaluate", "--run", str(run), "--shards", str(shards), cwd=tmp_path).stdout
     metrics = json.loads((run / "metrics.json").read_text())
     for row in metrics["rows"]:

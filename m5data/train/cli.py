@@ -12,12 +12,13 @@ import typer
 def train(
     ctx: typer.Context,
     shards: str = typer.Option(..., "--shards", help="Export folder or URL (s3://bucket/prefix) with the train split's WebDataset shards (train-*.tar)."),
-    config: str = typer.Option("small", "--config", help="small, paper, or a TOML file (\\[model], \\[train], base = small|paper)."),
+    preset: str = typer.Option("small", "--preset", help="Model preset: small, paper, or a TOML file (\\[model], \\[train], base = small|paper)."),
+    old_preset: Optional[str] = typer.Option(None, "--config", hidden=True, help="Deprecated name of --preset."),
     epochs: int = typer.Option(1, "--epochs", min=1, help="Passes over the train split."),
     out: Path = typer.Option(..., "--out", help="Run folder: log.jsonl, checkpoint.pt, model.pt (resumed when it has a checkpoint)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda when available)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many steps in total."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of everything (default: the config's)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of everything (default: the preset's)."),
 ) -> None:
     """Train the thin SCALE model on exported shards; every loss and the modality weights are logged.
 
@@ -34,7 +35,7 @@ def train(
     from .loop import train as run_training
 
     try:
-        cfg = load_config(config)
+        cfg = load_config(old_preset or preset)
     except TrainConfigError as exc:
         fail(str(exc))
     if seed is not None:
