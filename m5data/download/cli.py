@@ -6,12 +6,13 @@ Exit codes: 0 done; 1 the failure rate passed ``download.max_failure_rate`` (or 
 
 from __future__ import annotations
 
-from rich.markup import escape as esc
 import time
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from ..console import esc
 
 EXIT_FAILURE_RATE = 1
 EXIT_STALLED = 3
