@@ -15,7 +15,8 @@ from .entities import (GENERATOR_VERSION, IMAGE_SIZES, VIDEO_FPS, VIDEO_SIZE, In
                        Product, World, WorldConfig)
 from .taxonomy import PLATFORMS, SubClass, Taxonomy
 
-def _rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
+def hsv_rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
+    """A 0-255 (r, g, b) colour from a hue in degrees (any, taken mod 360), a saturation and a value in 0..1."""
     r, g, b = colorsys.hsv_to_rgb((h % 360) / 360, s, v)
     return round(r * 255), round(g * 255), round(b * 255)
 
@@ -106,11 +107,11 @@ def make_instance(rng: random.Random, iid: str, sub: SubClass, subsub: tuple | N
     low, high = style[3]
     price = round(low * (high / low) ** (rng.random() ** 1.5), 0)
     visual = {
-        "bg": _rgb(style[0] + rng.uniform(-12, 12), 0.18, 0.96),
-        "fg": _rgb(sub.sub_id * 47, 0.65, 0.75),
+        "bg": hsv_rgb(style[0] + rng.uniform(-12, 12), 0.18, 0.96),
+        "fg": hsv_rgb(sub.sub_id * 47, 0.65, 0.75),
         "shape": sub.sub_id % 8,
         "stripes": (subsub[0] % 5 + 1) if subsub else 0,
-        "accent": _rgb(rng.uniform(0, 360), 0.85, 0.9),
+        "accent": hsv_rgb(rng.uniform(0, 360), 0.85, 0.9),
         "seed": rng.getrandbits(31),
         "label": model[:12],
     }
