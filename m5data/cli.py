@@ -12,8 +12,8 @@ import typer
 from . import config as cfg
 from .console import arrow_table, console, esc, fail
 
-# Before any verb imports Prefect (ENVIRONMENT.md): its temporary API server gets 20 s to start by
-# default, too tight on a busy 2-core machine; and no telemetry from a dataset tool.
+# Before any verb imports Prefect: with no PREFECT_API_URL it starts a temporary API server, given 20 s
+# by default, too tight on a busy 2-core machine (a fresh database's first flow run takes 15-20 s); and no telemetry from a dataset tool.
 for _key, _value in (("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90"), ("DO_NOT_TRACK", "1"),
                      ("PREFECT_SERVER_ANALYTICS_ENABLED", "false")):
     os.environ.setdefault(_key, _value)
@@ -216,7 +216,7 @@ GROUPS: list[tuple[str, str, str]] = [  # verb, module with a typer ``app``, hel
 COMMANDS: list[tuple[str, str, str]] = [  # verb, module, function
     ("demo", "m5data.demo.run", "demo"),
     ("crawl", "m5data.crawler.cli", "crawl"),
-    ("download", "m5data.crawler.download.cli", "download"),
+    ("download", "m5data.download.cli", "download"),
     ("extract", "m5data.extract.cli", "extract"),
     ("align", "m5data.align.cli", "align"),
     ("doctor", "m5data.storage.doctor_cli", "doctor"),

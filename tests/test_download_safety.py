@@ -5,9 +5,9 @@ import asyncio
 import pytest
 
 from m5data.config import load
-from m5data.crawler.download.run import run
-from m5data.crawler.download.safety import GuardedResolver, UnsafeURL, check_url, is_public
-from m5data.crawler.download.testing import MediaServer, jpeg_bytes, media_rows
+from m5data.download.run import run
+from m5data.download.safety import GuardedResolver, UnsafeURL, check_url, is_public
+from support.media_server import MediaServer, jpeg_bytes, media_rows
 
 
 def settings(tmp_path, allow_private: bool):
@@ -103,7 +103,7 @@ _MEASURED = """
 import json, resource, sys
 from pathlib import Path
 from m5data.config import load
-from m5data.crawler.download.run import run
+from m5data.download.run import run
 from m5data.storage import Store
 stats = run(Store(sys.argv[1]), load(overrides=json.loads(sys.argv[2]), environ={}, cwd=Path(sys.argv[1])))
 hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
@@ -134,7 +134,7 @@ def test_a_gzip_bomb_is_refused_while_it_inflates(tmp_path, image_max_side):
     """Eight 1 MB gzip-encoded image bodies that inflate to 1 GiB each: every one is refused at the
     image limit, counted in inflated bytes, and the stage never holds one whole (issue 35: 5.9 GB
     peak with image_max_side=512, where a body under 1 MiB of Content-Length was read in one call)."""
-    from m5data.crawler.download.testing import gzip_bomb
+    from support.media_server import gzip_bomb
     from m5data.storage import Store
 
     bomb = gzip_bomb(1 << 30)

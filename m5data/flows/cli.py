@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.markup import escape as esc
+from ..console import esc
 from pathlib import Path
 from typing import Optional
 

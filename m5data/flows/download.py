@@ -21,7 +21,7 @@ def download_task(store_path: str, source: str | None = None, retry_failed: bool
     from prefect.runtime import task_run
 
     from ..config import load
-    from ..crawler.download.run import run
+    from ..download.run import run
     from ..storage import Store
 
     settings = load(config_file, {**(overrides or {}), "store.path": store_path})
@@ -53,7 +53,7 @@ def _progress(enabled: bool):
     from ..console import console
 
     try:
-        from ..crawler.download.cli import RichProgress
+        from ..download.cli import RichProgress
     except ImportError:  # the verb's bar moved: run without one rather than fail the download
         return contextlib.nullcontext(None)
     return RichProgress(console)
