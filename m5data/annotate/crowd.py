@@ -16,15 +16,14 @@ worker ``@gold`` (is_gold true); the workers' judgements of a gold pair carry ``
 Every worker id starting with ``@`` (after NFKC folding and dropping invisible characters: ``＠GOLD``
 and ``\u200b@gold`` too) is reserved for the store, so no imported or UI worker can write or pass for
 a known answer; an id holding a control or format character (Unicode Cc, Cf) is refused as well.
+
+Reading a judgements file's records: :mod:`.judgement_files`; what a judgement's fields mean (labels,
+gold flags, worker ids): :mod:`.judgement_fields`.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import re
-import unicodedata
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,20 +34,15 @@ import pyarrow as pa
 from .. import config as cfg
 from ..storage import StageStats, record_run
 from .glad import METHODS, aggregate as aggregate_labels
+from .judgement_fields import (GOLD_WORKER, LABELS, MAX_ID, is_reserved_worker, normalise_label, truthy,
+                               worker_id_problem)
+from .judgement_files import MAX_LINE_BYTES, NOT_UTF8, csv_records, read_rows
 
-GOLD_WORKER = "@gold"
-MAX_ID = 1024  # characters of a query, candidate or worker id: longer is not an id
-# bytes of one line of a judgements file (a judgement is a few hundred bytes): a longer line is one
-# rejected record, read past in chunks and never held whole
-MAX_LINE_BYTES = 1 << 20
-_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by surrogateescape
-LABELS = ("match", "mismatch", "uncertain")
-_SYNONYMS = {
-    "match": "match", "matched": "match", "1": "match", "yes": "match", "true": "match", "same": "match",
-    "mismatch": "mismatch", "mismatched": "mismatch", "not matched": "mismatch", "not_matched": "mismatch",
-    "0": "mismatch", "no": "mismatch", "false": "mismatch", "different": "mismatch",
-    "uncertain": "uncertain", "unsure": "uncertain", "?": "uncertain", "skip": "uncertain",
-}
+__all__ = ["CrowdError", "check_settings", "true_instances", "Conflict", "ImportReport", "import_judgements",
+           "AggregateReport", "Judgements", "read_judgements", "run", "aggregate", "score_methods",
+           # a judgement's fields (.judgement_fields) and file records (.judgement_files), imported from here
+           "GOLD_WORKER", "LABELS", "MAX_ID", "is_reserved_worker", "normalise_label", "worker_id_problem",
+           "MAX_LINE_BYTES", "NOT_UTF8", "csv_records"]
 
 
 class CrowdError(ValueError):
@@ -74,53 +68,6 @@ def check_settings(s: cfg.Settings) -> None:
             raise cfg.ConfigError(f"config annotate.{key} must be in [0, 1), got {getattr(a, key)!r}")
     if a.crowd_tol <= 0:
         raise cfg.ConfigError(f"config annotate.crowd_tol must be > 0, got {a.crowd_tol!r}")
-
-
-def normalise_label(value) -> str | None:
-    """match / mismatch / uncertain from the usual spellings; None when it is none of them."""
-    if isinstance(value, bool):
-        return "match" if value else "mismatch"
-    return _SYNONYMS.get(str(value if value is not None else "").strip().lower())
-
-
-def _invisible(ch: str) -> bool:
-    """Unicode "other" characters (Cc control, Cf format, Cs surrogate, Co private use, Cn unassigned):
-    nothing a reader sees, so a NUL, a zero-width space or a right-to-left override."""
-    return unicodedata.category(ch)[0] == "C"
-
-
-def is_reserved_worker(worker_id: str) -> bool:
-    """True for worker ids the store keeps for itself: ``@gold`` and anything else starting with ``@``
-    (compared after NFKC folding, dropping invisible characters and stripping, so ``@GOLD``, ``＠gold``
-    and ``\u200b@gold`` are reserved too)."""
-    folded = unicodedata.normalize("NFKC", str(worker_id))
-    return "".join(ch for ch in folded if not _invisible(ch)).strip().startswith("@")
-
-
-def worker_id_problem(worker_id: str) -> str | None:
-    """Why ``worker_id`` cannot name a worker (reserved, or holding invisible characters), or None.
-
-    An id with a control or format character would show as another worker's id ("w\u200b1" as "w1")
-    in every table and chart, so it is refused rather than cleaned: the file's author decides.
-    """
-    if is_reserved_worker(worker_id):
-        return (f"reserved worker_id: ids starting with @ belong to the store "
-                f"({GOLD_WORKER} holds the gold answers a file gives in its gold_label column)")
-    bad = sorted({f"U+{ord(ch):04X}" for ch in str(worker_id) if _invisible(ch)})
-    if bad:
-        return f"worker_id holds control or format characters ({', '.join(bad[:5])})"
-    return None
-
-
-def _truthy(value) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    text = str(value if value is not None else "").strip().lower()
-    if text in ("", "0", "false", "no", "f", "n"):
-        return False
-    if text in ("1", "true", "yes", "t", "y"):
-        return True
-    return None
 
 
 def true_instances(truth_dir: str | Path) -> dict[str, str]:
@@ -157,111 +104,6 @@ class ImportReport:
     conflicts: list[Conflict] = field(default_factory=list)  # in line order, the first 20
 
 
-NOT_UTF8 = "not UTF-8 text (save the file as UTF-8)"
-
-
-def _bounded_lines(fh, limit: int = MAX_LINE_BYTES) -> Iterator[bytes | None]:
-    """Each line of a binary file, or None for a line over ``limit`` bytes (skipped in chunks)."""
-    while True:
-        line = fh.readline(limit + 1)
-        if not line:
-            return
-        if len(line) > limit and not line.endswith(b"\n"):
-            while (rest := fh.readline(1 << 16)) and not rest.endswith(b"\n"):
-                pass
-            yield None
-            continue
-        yield line
-
-
-def _too_long() -> ValueError:
-    return ValueError(f"line longer than {MAX_LINE_BYTES:,} bytes (not read)")
-
-
-def _read_rows(path: Path):
-    """(line number, dict or ValueError) per record of a CSV or JSONL file; a record that cannot be
-    read (not UTF-8, bad JSON or CSV, a line over :data:`MAX_LINE_BYTES`) is a ValueError with the
-    reason, and the reading goes on."""
-    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        with path.open("rb") as fh:
-            for n, raw in enumerate(_bounded_lines(fh), 1):
-                if raw is None:
-                    yield n, _too_long()
-                    continue
-                try:
-                    line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
-                except UnicodeDecodeError:
-                    yield n, ValueError(NOT_UTF8)
-                    continue
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield n, ValueError(f"not JSON: {exc.msg}")
-                    continue
-                except RecursionError:
-                    yield n, ValueError("not a judgement: JSON nested too deep")
-                    continue
-                if not isinstance(rec, dict):
-                    yield n, ValueError("not a JSON object")
-                    continue
-                data = rec.get("data")  # a Label Studio-style task: fields under "data"
-                yield n, ({**data, **{k: v for k, v in rec.items() if k != "data"}} if isinstance(data, dict) else rec)
-    else:
-        with path.open("rb") as fh:
-            too_long: list[int] = []  # line numbers of over-long lines, handed to the csv module as blank
-            try:
-                records = csv_records(_csv_text(fh, too_long))
-            except csv.Error as exc:
-                raise CrowdError(f"{path}, line 1: unreadable CSV header ({exc})") from None
-            for start, rec in records:
-                while too_long and too_long[0] < start:
-                    yield too_long.pop(0), _too_long()
-                if isinstance(rec, csv.Error):
-                    yield start, ValueError(f"unreadable CSV record: {rec}")
-                    continue
-                if any(_NOT_UTF8.search(str(v)) for kv in rec.items() for v in kv):
-                    yield start, ValueError(NOT_UTF8)
-                    continue
-                yield start, rec
-            for line in too_long:
-                yield line, _too_long()
-
-
-def _csv_text(fh, too_long: list[int]) -> Iterator[str]:
-    """The lines of a binary CSV file as text for the csv module (surrogateescape: a line in another
-    encoding is one bad record, not the end of the file); an over-long line is noted in ``too_long``
-    and given as a blank line, which the csv module skips."""
-    for n, raw in enumerate(_bounded_lines(fh), 1):
-        if raw is None:
-            too_long.append(n)
-            yield "\n"
-            continue
-        text = raw.decode("utf-8", errors="surrogateescape")
-        yield text.removeprefix("\ufeff") if n == 1 else text
-
-
-def csv_records(fh) -> Iterator[tuple[int, dict | csv.Error]]:
-    """``(line, record)`` of each CSV record after the header, or ``(line, csv.Error)`` for one the
-    csv module cannot read (e.g. a field over its 128 KB limit): one bad record, not the file's end.
-    An unreadable header raises :class:`csv.Error` here, before the first record."""
-    reader = csv.DictReader(fh)
-    reader.fieldnames  # reads the header now: line numbers count from it
-
-    def records():
-        while True:
-            start = reader.line_num + 1
-            try:
-                yield start, next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                yield start, exc
-
-    return records()
-
-
 def import_judgements(store, settings: cfg.Settings, path: str | Path, *, source: str = "import") -> ImportReport:
     """Read judgements from a CSV or JSONL file into ``annotations`` (upsert by query, candidate, worker).
 
@@ -284,7 +126,7 @@ def import_judgements(store, settings: cfg.Settings, path: str | Path, *, source
         if len(report.rejects) < 20:
             report.rejects.append((line, reason))
 
-    for line, rec in _read_rows(path):
+    for line, rec in read_rows(path, header_error=CrowdError):
         report.n_rows += 1
         stats.n_in += 1
         if isinstance(rec, Exception):
@@ -310,7 +152,7 @@ def import_judgements(store, settings: cfg.Settings, path: str | Path, *, source
         if label is None:
             reject(line, f"unknown label {str(rec.get('label'))[:40]!r} (match, mismatch, uncertain)")
             continue
-        is_gold = _truthy(rec.get("is_gold"))
+        is_gold = truthy(rec.get("is_gold"))
         if is_gold is None:
             reject(line, f"is_gold is not a boolean: {str(rec.get('is_gold'))[:20]!r}")
             continue
