@@ -110,9 +110,10 @@ def child(path: str) -> None:
     from m5data.config import load
     from m5data.storage import Store
 
-    from m5data.annotate import near_jit
+    from m5data.annotate import near_jit, spec_jit
 
     near_jit.warm_up()  # compiled (or loaded from numba's cache) before the clock starts
+    spec_jit.warm_up()
     cpu0 = time.process_time()
     store = Store.open(path)
     settings = load(None, {"store.path": path}, environ={})

@@ -395,7 +395,7 @@ def test_spec_block_pairs_checks_the_same_candidates_as_pairs_in_runs():
     the candidate list of ``pairs_in_runs`` (all pairs of a small block, a star over a capped one)
     keeps after the same checks, counts every candidate check and capped pair, and goes on when a
     capped block is longer than its buffer."""
-    from m5data.annotate import near, near_jit
+    from m5data.annotate import near, spec_jit
 
     rng = np.random.default_rng(11)
     n, brand_key = 400, 0
@@ -418,9 +418,9 @@ def test_spec_block_pairs_checks_the_same_candidates_as_pairs_in_runs():
 
     capped = [0]
     left, right = near.unpack(near.pairs_in_runs(key, row, cap, capped))
-    same, shared, equal = near_jit.spec_agreement(left, right, offsets, keys, values, brand_offsets, brands, brand_key)
+    same, shared, equal = spec_jit.spec_agreement(left, right, offsets, keys, values, brand_offsets, brands, brand_key)
     jac = np.empty(len(left))
-    near_jit.entry_jaccard(left, right, offsets, keys, values, jac)
+    spec_jit.entry_jaccard(left, right, offsets, keys, values, jac)
     ok = (same == 1) & (shared >= min_shared) & (equal >= min_agreement * shared) & (jac >= min_jac)
     expected = set(zip(left[ok].tolist(), right[ok].tolist()))
     assert 0 < len(expected) < len(left)  # the checks keep some candidates, not all
@@ -430,7 +430,7 @@ def test_spec_block_pairs_checks_the_same_candidates_as_pairs_in_runs():
     counts, found, pos = np.zeros(2, dtype=np.int64), [], 0
     buf = np.empty(64, dtype=np.uint64)  # smaller than the capped block's 399 pairs: it must grow
     while pos < len(skey):
-        pos2, m = near_jit.spec_block_pairs(skey, srow, pos, cap, offsets, keys, values, brand_offsets, brands,
+        pos2, m = spec_jit.spec_block_pairs(skey, srow, pos, cap, offsets, keys, values, brand_offsets, brands,
                                             brand_key, min_shared, min_agreement, min_jac, buf, counts)
         if pos2 == pos:
             buf = np.empty(2 * len(buf), dtype=np.uint64)

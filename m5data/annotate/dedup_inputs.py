@@ -164,8 +164,8 @@ def read_specs(con, n: int, brand: str, norm: Callable[[str], str], noisy: Calla
 def agreement(specs: Specs, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per pair: same brand (1, 0; -1 when a side names none), shared properties besides the brand,
     agreeing ones (see :func:`dedup.spec_agreement`)."""
-    from . import near_jit
+    from . import spec_jit
 
-    return near_jit.spec_agreement(np.ascontiguousarray(left, dtype=np.int64), np.ascontiguousarray(right, dtype=np.int64),
+    return spec_jit.spec_agreement(np.ascontiguousarray(left, dtype=np.int64), np.ascontiguousarray(right, dtype=np.int64),
                                    specs.offsets, specs.keys, specs.values, specs.brand_offsets, specs.brands,
                                    specs.brand_key)

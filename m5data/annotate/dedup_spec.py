@@ -1,7 +1,7 @@
 """The ``spec`` rule of dedup: pairs of the same brand agreeing on enough shared properties, found
 in exact blocks of rare spec values (never all pairs) and kept only when such an agreement is
 unlikely by chance within the brand. Called by :func:`.dedup.dedup`; the compiled loops are in
-:mod:`.near_jit`.
+:mod:`.spec_jit`.
 """
 
 from __future__ import annotations
@@ -32,15 +32,15 @@ def spec_rule(report: DedupReport, inp: Inputs, a):
     pair can only pass when it shares a brand spelling and agrees on at least ``need`` properties
     (``ceil(min_agreement * min_shared)``, 1 or 2), so each product is keyed by every brand spelling
     and every ``need`` of its :data:`SPEC_KEY_ENTRIES` rarest non-brand entries
-    (:func:`near_jit.spec_block_keys`), and only products sharing a key are compared: two listings
+    (:func:`spec_jit.spec_block_keys`), and only products sharing a key are compared: two listings
     of one product share their rare values (a model number), while values every listing of a
     sub-class carries (after-sales terms, "imported: yes") would make blocks of a whole brand. A
     block over ``dedup_bucket_cap`` rows links its rows to its first one. The keys are made in parts
     of the key space, and each block's pairs are checked as they are made
-    (:func:`near_jit.spec_block_pairs`): memory holds one part's keys and the pairs that passed,
+    (:func:`spec_jit.spec_block_pairs`): memory holds one part's keys and the pairs that passed,
     never the candidates (230M of them in a 1M-product scale world).
     """
-    from . import near_jit
+    from . import spec_jit
 
     sp = inp.specs
     need = max(1, min(2, math.ceil(a.dedup_spec_min_agreement * a.dedup_spec_min_shared - 1e-9)))
@@ -53,22 +53,22 @@ def spec_rule(report: DedupReport, inp: Inputs, a):
     del which
     args = (offsets, keys, values, sp.brand_offsets, sp.brands, sp.brand_key, need)
     empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
-    total = near_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
+    total = spec_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
     parts = max(1, -(-total // SPEC_KEYS_PER_PART))
     counts, found = np.zeros(2, dtype=np.int64), []
     buf = np.empty(SPEC_PAIRS_PER_PASS, dtype=np.uint64)
     check = (sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, a.dedup_spec_min_shared,
              float(a.dedup_spec_min_agreement), a.dedup_spec_lsh_threshold - 1e-12)
     for part in range(parts):
-        n = total if parts == 1 else near_jit.spec_block_keys(*args, part, parts, empty_key, empty_row)
+        n = total if parts == 1 else spec_jit.spec_block_keys(*args, part, parts, empty_key, empty_row)
         key, row = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.int64)
-        near_jit.spec_block_keys(*args, part, parts, key, row)
+        spec_jit.spec_block_keys(*args, part, parts, key, row)
         order = np.argsort(key, kind="stable")
         key, row = key[order], row[order]
         del order
         pos = 0
         while pos < n:  # the pairs are checked as they are made: memory holds the keys and what passed
-            pos2, m = near_jit.spec_block_pairs(key, row, pos, a.dedup_bucket_cap, *check, buf, counts)
+            pos2, m = spec_jit.spec_block_pairs(key, row, pos, a.dedup_bucket_cap, *check, buf, counts)
             if pos2 == pos:  # one capped block longer than the buffer
                 buf = np.empty(2 * len(buf), dtype=np.uint64)
                 continue
@@ -87,28 +87,28 @@ def spec_rule(report: DedupReport, inp: Inputs, a):
 
 
 def _spec_chance(sp, left: np.ndarray, right: np.ndarray, entries: np.ndarray, listed: np.ndarray) -> np.ndarray:
-    """Per pair, the rows of its brand expected to agree as much by chance (:func:`near_jit.spec_chance`);
+    """Per pair, the rows of its brand expected to agree as much by chance (:func:`spec_jit.spec_chance`);
     ``entries`` (sorted ``property << 32 | value`` codes) and ``listed`` (rows listing each) are the
     whole catalogue's counts.
 
     Counts rows per brand spelling and per ``(spelling, property, value)``: one key per row, spelling
     and non-brand entry, sorted and counted once (a pass over the specs, no per-product objects).
     """
-    from . import near_jit
+    from . import spec_jit
 
     out = np.zeros(len(left))
     if not len(left):
         return out
     args = (sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, 1)
     empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
-    total = near_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
+    total = spec_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
     key, row = np.empty(total, dtype=np.uint64), np.empty(total, dtype=np.int64)
-    near_jit.spec_block_keys(*args, 0, 1, key, row)
+    spec_jit.spec_block_keys(*args, 0, 1, key, row)
     del row
     ukeys, counts = np.unique(key, return_counts=True)
     del key
     spelling_rows = np.bincount(sp.brands, minlength=1).astype(np.int64)
-    near_jit.spec_chance(left, right, sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key,
+    spec_jit.spec_chance(left, right, sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key,
                          spelling_rows, ukeys, counts.astype(np.int64), entries, listed,
                          len(sp.offsets) - 1, SPEC_CHANCE_PRIOR, out)
     return out

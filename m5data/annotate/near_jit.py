@@ -1,9 +1,9 @@
-"""The compiled loops of the dedup indexes (numba): MinHash, band keys, pHash probes, spec block keys,
-spec agreement and the chance of a spec agreement.
+"""The compiled loops of the dedup indexes (numba): MinHash, band keys, pHash probes and the share of
+equal MinHash columns (the spec rule's loops are in :mod:`.spec_jit`).
 
 Each loop is the per-row or per-pair work that numpy would do through temporaries of
 ``rows x permutations`` or ``rows x candidates``; compiled, it runs in one pass with no temporary.
-Callers are :mod:`near` and :mod:`dedup`; results equal the numpy code they replaced (tested).
+Caller is :mod:`near`; results equal the numpy code they replaced (tested).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ def _fmix32(x):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _fmix64(x):  # pragma: no cover - compiled
+def mix64(x):  # pragma: no cover - compiled
+    """MurmurHash3's 64-bit finaliser of one value (also hashes the spec rule's block keys)."""
     x ^= x >> np.uint64(33)
     x *= np.uint64(0xFF51AFD7ED558CCD)
     x ^= x >> np.uint64(33)
@@ -66,7 +67,7 @@ def band_keys(sig, bands, rows, out):  # pragma: no cover - compiled
         for j in range(bands):
             h = np.uint64(j + 1)
             for c in range(j * rows, (j + 1) * rows):
-                h = _fmix64(h ^ np.uint64(sig[i, c])) + np.uint64(c)
+                h = mix64(h ^ np.uint64(sig[i, c])) + np.uint64(c)
             out[i, j] = h
 
 
@@ -157,287 +158,9 @@ def phash_probe(key, skey_rows, shash, ukeys, starts, flips, threshold, cap):  #
     return out[:m], capped
 
 
-@numba.njit(cache=True, nogil=True)
-def _next_shared_property(keys, a, ae, b, be):  # pragma: no cover - compiled
-    """From positions ``a`` and ``b`` of two rows' entries (sorted by property code), the next
-    property both list: ``(a, a2, b, b2)``, its runs ``[a, a2)`` and ``[b, b2)``; ``a == ae`` when
-    none is left."""
-    while a < ae and b < be:
-        ka, kb = keys[a], keys[b]
-        if ka < kb:
-            a += 1
-        elif kb < ka:
-            b += 1
-        else:
-            a2, b2 = a, b
-            while a2 < ae and keys[a2] == ka:
-                a2 += 1
-            while b2 < be and keys[b2] == ka:
-                b2 += 1
-            return a, a2, b, b2
-    return ae, ae, be, be
-
-
-@numba.njit(cache=True, nogil=True)
-def _agree(i, j, offsets, keys, values, brand_offsets, brands, brand_key):  # pragma: no cover - compiled
-    """Rows ``i`` and ``j``: ``(same brand, shared properties besides the brand, agreeing ones)``;
-    see :func:`spec_agreement`."""
-    a, ae = brand_offsets[i], brand_offsets[i + 1]
-    b, be = brand_offsets[j], brand_offsets[j + 1]
-    same = -1
-    if a < ae and b < be:
-        same = 0
-        while a < ae and b < be:
-            if brands[a] == brands[b]:
-                same = 1
-                break
-            if brands[a] < brands[b]:
-                a += 1
-            else:
-                b += 1
-    shared = 0
-    equal = 0
-    a, ae = offsets[i], offsets[i + 1]
-    b, be = offsets[j], offsets[j + 1]
-    while True:  # walk both sorted lists property by property
-        a, a2, b, b2 = _next_shared_property(keys, a, ae, b, be)
-        if a >= ae:
-            break
-        if keys[a] != brand_key:
-            shared += 1
-            x, y = a, b
-            while x < a2 and y < b2:
-                if values[x] == values[y]:
-                    equal += 1
-                    break
-                if values[x] < values[y]:
-                    x += 1
-                else:
-                    y += 1
-        a, b = a2, b2
-    return same, shared, equal
-
-
-@numba.njit(cache=True, nogil=True)
-def spec_agreement(left, right, offsets, keys, values, brand_offsets, brands, brand_key):  # pragma: no cover
-    """Per pair: ``same brand`` (1, 0, or -1 when a side has none), shared properties besides the
-    brand, and agreeing ones (their value sets intersect).
-
-    Args:
-        left, right: the pairs (row numbers).
-        offsets, keys, values: each row's comparable ``(property, value)`` codes, sorted by property
-            then value, in CSR form.
-        brand_offsets, brands: each row's brand spelling codes, sorted, in CSR form.
-        brand_key: the brand's property code (-1 when no row lists it).
-    """
-    n = len(left)
-    same = np.empty(n, dtype=np.int8)
-    shared = np.zeros(n, dtype=np.int32)
-    equal = np.zeros(n, dtype=np.int32)
-    for k in range(n):
-        same[k], shared[k], equal[k] = _agree(left[k], right[k], offsets, keys, values, brand_offsets, brands,
-                                              brand_key)
-    return same, shared, equal
-
-
-@numba.njit(cache=True, nogil=True)
-def _spec_pair(i, j, offsets, keys, values, brand_offsets, brands, brand_key, min_shared, min_agreement,
-               min_jaccard, out, m):  # pragma: no cover - compiled
-    """Writes rows ``i`` and ``j`` packed at ``out[m]`` when they pass the spec rule's checks; the next ``m``."""
-    if i == j:
-        return m
-    same, shared, equal = _agree(i, j, offsets, keys, values, brand_offsets, brands, brand_key)
-    if same != 1 or shared < min_shared or equal < min_agreement * shared:
-        return m
-    if _jaccard(i, j, offsets, keys, values) < min_jaccard:
-        return m
-    out[m] = (np.uint64(min(i, j)) << np.uint64(32)) | np.uint64(max(i, j))
-    return m + 1
-
-
-@numba.njit(cache=True, nogil=True)
-def spec_block_pairs(skey, srow, pos, cap, offsets, keys, values, brand_offsets, brands, brand_key, min_shared,
-                     min_agreement, min_jaccard, out, counts):  # pragma: no cover - compiled
-    """The spec rule's candidates, checked as they are made: from position ``pos`` of the sorted
-    block keys ``skey`` (``srow``: each key's row, in a stable order), every pair of a run of equal
-    keys with at most ``cap`` rows (a longer run: its first row with each other one, as
-    :func:`near.pairs_in_runs`) whose rows have the same brand, ``min_shared`` shared properties
-    agreeing on at least ``min_agreement`` of them and entry sets of Jaccard >= ``min_jaccard``, is
-    written to ``out`` packed (``lo << 32 | hi``). Stops before a run whose pairs might not fit.
-
-    Returns ``(next position, pairs written)``; ``counts[0]`` grows by the pairs checked,
-    ``counts[1]`` by those a capped run skipped. A pair that shares several keys is checked (and
-    written) once per key: the caller keeps unique pairs.
-    """
-    n = len(skey)
-    m = 0
-    while pos < n:
-        end = pos + 1
-        while end < n and skey[end] == skey[pos]:
-            end += 1
-        size = end - pos
-        full = size <= cap
-        room = size * (size - 1) // 2 if full else size - 1
-        if m + room > len(out):
-            break
-        counts[0] += room
-        if not full:
-            counts[1] += room * (room + 1) // 2 - room
-        if full:
-            for x in range(pos, end - 1):
-                for y in range(x + 1, end):
-                    m = _spec_pair(srow[x], srow[y], offsets, keys, values, brand_offsets, brands, brand_key,
-                                   min_shared, min_agreement, min_jaccard, out, m)
-        else:  # the first row with every other one
-            for y in range(pos + 1, end):
-                m = _spec_pair(srow[pos], srow[y], offsets, keys, values, brand_offsets, brands, brand_key,
-                               min_shared, min_agreement, min_jaccard, out, m)
-        pos = end
-    return pos, m
-
-
-@numba.njit(cache=True, nogil=True)
-def _spec_key(b, k1, v1, k2, v2):  # pragma: no cover - compiled
-    h = _fmix64(np.uint64(b) + np.uint64(0x9E3779B97F4A7C15))
-    h = _fmix64(h ^ ((np.uint64(k1) << np.uint64(32)) | np.uint64(v1)))
-    return _fmix64(h ^ ((np.uint64(k2) << np.uint64(32)) | np.uint64(v2)) ^ np.uint64(0xD6E8FEB86659FD93))
-
-
-@numba.njit(cache=True, nogil=True)
-def spec_block_keys(offsets, keys, values, brand_offsets, brands, brand_key, need, part, parts,
-                    out_key, out_row):  # pragma: no cover - compiled
-    """The spec rule's exact block keys: for each row, each brand spelling and each ``need`` (1 or 2)
-    of its non-brand ``(property, value)`` entries of different properties, one 64-bit key; two rows
-    that share a brand spelling and agree on ``need`` properties share a key. Only keys with
-    ``key % parts == part`` are written; with ``out_key`` of length 0, nothing is written and the
-    count is returned (the sizing pass).
-    """
-    m = 0
-    count_only = len(out_key) == 0
-    P = np.uint64(parts)
-    q = np.uint64(part)
-    for i in range(len(offsets) - 1):
-        lo, hi = offsets[i], offsets[i + 1]
-        for b in range(brand_offsets[i], brand_offsets[i + 1]):
-            for e1 in range(lo, hi):
-                if keys[e1] == brand_key:
-                    continue
-                if need == 1:
-                    h = _spec_key(brands[b], keys[e1], values[e1], 0xFFFFFFFF, 0)
-                    if h % P == q:
-                        if not count_only:
-                            out_key[m] = h
-                            out_row[m] = i
-                        m += 1
-                    continue
-                for e2 in range(e1 + 1, hi):
-                    if keys[e2] == brand_key or keys[e2] == keys[e1]:
-                        continue
-                    h = _spec_key(brands[b], keys[e1], values[e1], keys[e2], values[e2])
-                    if h % P == q:
-                        if not count_only:
-                            out_key[m] = h
-                            out_row[m] = i
-                        m += 1
-    return m
-
-
-@numba.njit(cache=True, nogil=True)
-def _jaccard(i, j, offsets, keys, values):  # pragma: no cover - compiled
-    """Jaccard of the ``(property, value)`` entry sets of rows ``i`` and ``j``."""
-    a, ae = offsets[i], offsets[i + 1]
-    b, be = offsets[j], offsets[j + 1]
-    size = (ae - a) + (be - b)
-    common = 0
-    while a < ae and b < be:
-        if keys[a] == keys[b] and values[a] == values[b]:
-            common += 1
-            a += 1
-            b += 1
-        elif keys[a] < keys[b] or (keys[a] == keys[b] and values[a] < values[b]):
-            a += 1
-        else:
-            b += 1
-    return common / (size - common) if size > common else 0.0
-
-
-@numba.njit(cache=True, nogil=True)
-def entry_jaccard(left, right, offsets, keys, values, out):  # pragma: no cover - compiled
-    """``out[k]``: Jaccard of the ``(property, value)`` entry sets of rows ``left[k]`` and ``right[k]``
-    (each sorted by property then value, in CSR form)."""
-    for k in range(len(left)):
-        out[k] = _jaccard(left[k], right[k], offsets, keys, values)
-
-
-@numba.njit(cache=True, nogil=True)
-def _count_of(ukeys, counts, h):  # pragma: no cover - compiled
-    i = np.searchsorted(ukeys, h)
-    return counts[i] if i < len(ukeys) and ukeys[i] == h else 0
-
-
-@numba.njit(cache=True, nogil=True)
-def spec_chance(left, right, offsets, keys, values, brand_offsets, brands, brand_key, spelling_rows,
-                ukeys, counts, gkeys, gcounts, n_rows, prior, out):  # pragma: no cover - compiled
-    """``out[k]``: how many other rows of the pair's brand would agree with row ``left[k]`` on every
-    property it agrees on with ``right[k]`` if values were drawn at the brand's own frequencies:
-    ``(n - 2) * prod(p)`` over the agreeing properties, ``p`` the share of the brand's other rows
-    (the pair left out) listing the property's rarest shared value.
-
-    The brand is the pair's shared spelling with the most rows (``spelling_rows``); a value's rows
-    within a spelling are ``counts`` at ``ukeys`` (sorted keys of :func:`spec_block_keys` with
-    ``need=1``). A model number only these two rows list gives 0; two values every listing of a
-    sub-class carries, in a brand of thousands, give hundreds.
-    """
-    for k in range(len(left)):
-        i, j = left[k], right[k]
-        a, ae = brand_offsets[i], brand_offsets[i + 1]
-        b, be = brand_offsets[j], brand_offsets[j + 1]
-        spelling, n = -1, 0
-        while a < ae and b < be:
-            if brands[a] == brands[b]:
-                if spelling_rows[brands[a]] > n:
-                    spelling, n = brands[a], spelling_rows[brands[a]]
-                a += 1
-                b += 1
-            elif brands[a] < brands[b]:
-                a += 1
-            else:
-                b += 1
-        if spelling < 0 or n <= 2:
-            out[k] = 0.0
-            continue
-        chance = float(n - 2)
-        a, ae = offsets[i], offsets[i + 1]
-        b, be = offsets[j], offsets[j + 1]
-        while chance > 0.0:
-            a, a2, b, b2 = _next_shared_property(keys, a, ae, b, be)
-            if a >= ae:
-                break
-            ka = keys[a]
-            if ka != brand_key:
-                rarest = -1.0
-                x, y = a, b
-                while x < a2 and y < b2:
-                    if values[x] == values[y]:
-                        c = _count_of(ukeys, counts, _spec_key(spelling, ka, values[x], 0xFFFFFFFF, 0))
-                        g = _count_of(gkeys, gcounts, (np.uint64(ka) << np.uint64(32)) | np.uint64(values[x]))
-                        q = (max(c - 2, 0) + prior * g / n_rows) / (n - 2 + prior)
-                        if rarest < 0 or q < rarest:
-                            rarest = q
-                        x += 1
-                        y += 1
-                    elif values[x] < values[y]:
-                        x += 1
-                    else:
-                        y += 1
-                if rarest >= 0:
-                    chance *= rarest
-            a, b = a2, b2
-        out[k] = chance
-
-
 def warm_up() -> None:
-    """Compile every loop once on tiny inputs (or load it from numba's cache), e.g. before timing."""
+    """Compile every index loop once on tiny inputs (or load it from numba's cache), e.g. before timing;
+    :func:`.spec_jit.warm_up` compiles the spec rule's."""
     v = np.zeros(2, dtype=np.uint32)
     off = np.array([0, 2], dtype=np.int64)
     sig = np.zeros((1, 2), dtype=np.uint32)
@@ -446,16 +169,7 @@ def warm_up() -> None:
     u = np.zeros(1, dtype=np.uint64)
     phash_probe(u, np.zeros(1, dtype=np.int64), u, u, np.array([0, 1], dtype=np.int64), u, 6, 200)
     z = np.zeros(1, dtype=np.int64)
-    i32 = np.zeros(0, dtype=np.int32)
-    spec_agreement(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1)
     equal_share(np.zeros((1, 2), dtype=np.uint16), z, z, np.zeros(1))
-    u0 = np.zeros(0, dtype=np.uint64)
-    spec_block_keys(np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, 2, 0, 1, u0, z[:0])
-    entry_jaccard(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(1))
-    spec_block_pairs(u0, z[:0], 0, 200, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1,
-                     2, 1.0, 0.25, u0, np.zeros(2, dtype=np.int64))
-    spec_chance(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, z, u0,
-                z, u0, z, 1, 5.0, np.zeros(1))
 
 
 @numba.njit(cache=True, nogil=True)
