@@ -14,6 +14,8 @@ pairs off runs of equal keys, so memory grows with the rows and the candidates, 
   a threshold; candidates are verified with the signatures' Jaccard estimate.
 - :func:`title_hashes` / :func:`token_hashes`: the sets (character shingles of a title, or string
   tokens such as ``property=value``) as uint32 hash values in CSR form (values, offsets).
+
+Both read their candidates off runs of equal keys with :mod:`.key_runs`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 
 import numpy as np
+
+from .key_runs import pack, pairs_in_runs, ragged_arange, unpack
+
+__all__ = ["fmix64", "fmix32", "shingle_hash", "normalise_title", "title_hashes", "token_hash", "token_hashes",
+           "permutations", "minhash_signatures", "lsh_params", "band_keys", "jaccard_estimate", "LSHIndex",
+           "lsh_pairs", "parse_phash", "popcount", "hamming", "phash_pairs", "brute_force_phash_pairs",
+           "pack", "pairs_in_runs", "unpack"]  # the last three from .key_runs, imported from here
 
 _M64 = (1 << 64) - 1
 _FNV = 0x100000001B3
@@ -180,75 +189,6 @@ def jaccard_estimate(sig: np.ndarray, left: np.ndarray, right: np.ndarray, batch
     return out
 
 
-# ------------------------------------------------------------------ pairs from sorted keys
-def _ragged_arange(counts: np.ndarray) -> np.ndarray:
-    """``concatenate([arange(c) for c in counts])`` without the loop."""
-    total = int(counts.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    ends = np.cumsum(counts)
-    return np.arange(total, dtype=np.int64) - np.repeat(ends - counts, counts)
-
-
-def pairs_in_runs(keys: np.ndarray, rows: np.ndarray | None = None, cap: int = 200,
-                  capped: list[int] | None = None) -> np.ndarray:
-    """Pairs of row indexes sharing a key, packed as ``lo << 32 | hi`` (uint64, lo < hi, unique).
-
-    A run of more than ``cap`` rows with one key (a placeholder image, a boilerplate title) links
-    every member to its first member only, instead of all its pairs: groups still form, and a
-    pathological key cannot make the pair list quadratic.
-
-    Args:
-        keys: one key per row (any sortable dtype).
-        rows: the row index of each key (default ``arange``).
-        cap: the largest run whose pairs are all emitted.
-        capped: when given, ``capped[0]`` grows by the pairs a capped run did not emit.
-    """
-    rows = np.arange(len(keys), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-    if len(keys) < 2:
-        return np.zeros(0, dtype=np.uint64)
-    order = np.argsort(keys, kind="stable")
-    ks = keys[order]
-    cut = np.flatnonzero(ks[1:] != ks[:-1]) + 1
-    starts = np.r_[0, cut]
-    sizes = np.diff(np.r_[starts, len(ks)])
-    parts = []
-    small = (sizes >= 2) & (sizes <= cap)
-    st, sz = starts[small], sizes[small]
-    for d in range(1, int(sz.max()) if len(sz) else 1):
-        sel = sz > d
-        if not sel.any():
-            break
-        cnt = sz[sel] - d
-        first = np.repeat(st[sel], cnt) + _ragged_arange(cnt)
-        parts.append((rows[order[first]], rows[order[first + d]]))
-    big = sizes > cap
-    if big.any():
-        cnt = sizes[big] - 1
-        if capped is not None:
-            capped[0] += int((cnt * (cnt + 1) // 2 - cnt).sum())
-        head = np.repeat(starts[big], cnt)
-        parts.append((rows[order[head]], rows[order[head + 1 + _ragged_arange(cnt)]]))
-    if not parts:
-        return np.zeros(0, dtype=np.uint64)
-    left = np.concatenate([p[0] for p in parts])
-    right = np.concatenate([p[1] for p in parts])
-    return pack(left, right)
-
-
-def pack(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Pairs as unique sorted uint64 ``min << 32 | max``."""
-    lo = np.minimum(left, right).astype(np.uint64)
-    hi = np.maximum(left, right).astype(np.uint64)
-    keep = lo != hi
-    return np.unique((lo[keep] << np.uint64(32)) | hi[keep])
-
-
-def unpack(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The ``(left, right)`` int64 row indexes of packed pairs."""
-    return ((packed >> np.uint64(32)).astype(np.int64), (packed & np.uint64(0xFFFFFFFF)).astype(np.int64))
-
-
 class LSHIndex:
     """MinHash/LSH over sets added in batches; memory per set: ``8 * bands + num_perm * bits / 8`` bytes.
 
@@ -316,7 +256,7 @@ class LSHIndex:
         if blocks is not None:
             b_off, codes = blocks
             cnt = np.diff(b_off)[idx]
-            at = np.repeat(b_off[idx], cnt) + _ragged_arange(cnt)
+            at = np.repeat(b_off[idx], cnt) + ragged_arange(cnt)
             idx = np.repeat(idx, cnt)
             mix = fmix64(codes[at].astype(np.uint64) + np.uint64(1))
         found = []
