@@ -29,7 +29,7 @@ import numpy as np
 
 from .key_runs import pack, pairs_in_runs, ragged_arange, unpack
 
-__all__ = ["fmix64", "fmix32", "shingle_hash", "normalise_title", "title_hashes", "token_hash", "token_hashes",
+__all__ = ["fmix64", "shingle_hash", "normalise_title", "title_hashes", "token_hash", "token_hashes",
            "permutations", "minhash_signatures", "lsh_params", "band_keys", "jaccard_estimate", "LSHIndex",
            "lsh_pairs", "parse_phash", "popcount", "hamming", "phash_pairs", "brute_force_phash_pairs",
            "pack", "pairs_in_runs", "unpack"]  # the last three from .key_runs, imported from here
@@ -48,17 +48,6 @@ def fmix64(x: np.ndarray) -> np.ndarray:
     x ^= x >> np.uint64(33)
     x *= np.uint64(0xC4CEB9FE1A85EC53)
     x ^= x >> np.uint64(33)
-    return x
-
-
-def fmix32(x: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 32-bit finalizer, element-wise on uint32 (datasketch's pre-mix)."""
-    x = x.astype(np.uint32, copy=True)
-    x ^= x >> np.uint32(16)
-    x *= np.uint32(0x85EBCA6B)
-    x ^= x >> np.uint32(13)
-    x *= np.uint32(0xC2B2AE35)
-    x ^= x >> np.uint32(16)
     return x
 
 

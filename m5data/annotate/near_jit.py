@@ -95,6 +95,18 @@ def _bucket(ukeys, starts, q):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def _put_pair(out, m, a, b):  # pragma: no cover - compiled
+    """``out`` with rows ``a``, ``b`` packed ``lo << 32 | hi`` at ``out[m]`` (a copy twice as long when full)."""
+    if m == len(out):
+        grown = np.empty(2 * len(out), dtype=np.uint64)
+        grown[:m] = out[:m]
+        out = grown
+    lo, hi = (a, b) if a < b else (b, a)
+    out[m] = (np.uint64(lo) << np.uint64(32)) | np.uint64(hi)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
 def phash_probe(key, skey_rows, shash, ukeys, starts, flips, threshold, cap):  # pragma: no cover - compiled
     """Pairs within ``threshold`` bits found by probing one band; returns ``(packed pairs, capped checks)``.
 
@@ -128,12 +140,7 @@ def phash_probe(key, skey_rows, shash, ukeys, starts, flips, threshold, cap):  #
                 capped += en - st
             first = skey_rows[os_]
             if _popcount(hp ^ shash[os_]) <= threshold:
-                if m == len(out):
-                    grown = np.empty(2 * len(out), dtype=np.uint64)
-                    grown[:m] = out[:m]
-                    out = grown
-                lo, hi = (p, first) if p < first else (first, p)
-                out[m] = (np.uint64(lo) << np.uint64(32)) | np.uint64(hi)
+                out = _put_pair(out, m, p, first)
                 m += 1
             continue
         for f in flips:
@@ -148,12 +155,7 @@ def phash_probe(key, skey_rows, shash, ukeys, starts, flips, threshold, cap):  #
                 if o == p or (both_full and o < p):
                     continue
                 if _popcount(hp ^ shash[u]) <= threshold:
-                    if m == len(out):
-                        grown = np.empty(2 * len(out), dtype=np.uint64)
-                        grown[:m] = out[:m]
-                        out = grown
-                    lo, hi = (p, o) if p < o else (o, p)
-                    out[m] = (np.uint64(lo) << np.uint64(32)) | np.uint64(hi)
+                    out = _put_pair(out, m, p, o)
                     m += 1
     return out[:m], capped
 
