@@ -234,6 +234,20 @@ def _count_of(ukeys, counts, h):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def _next_equal(arr, a, ae, b, be):  # pragma: no cover - compiled
+    """From positions ``a`` and ``b`` of two sorted runs ``arr[a:ae]``, ``arr[b:be]``, the next
+    positions holding one value: ``(a, b)``, or ``(ae, be)`` when the runs share no more values."""
+    while a < ae and b < be:
+        if arr[a] == arr[b]:
+            return a, b
+        if arr[a] < arr[b]:
+            a += 1
+        else:
+            b += 1
+    return ae, be
+
+
+@numba.njit(cache=True, nogil=True)
 def spec_chance(left, right, offsets, keys, values, brand_offsets, brands, brand_key, spelling_rows,
                 ukeys, counts, gkeys, gcounts, n_rows, prior, out):  # pragma: no cover - compiled
     """``out[k]``: how many other rows of the pair's brand would agree with row ``left[k]`` on every
@@ -251,16 +265,11 @@ def spec_chance(left, right, offsets, keys, values, brand_offsets, brands, brand
         a, ae = brand_offsets[i], brand_offsets[i + 1]
         b, be = brand_offsets[j], brand_offsets[j + 1]
         spelling, n = -1, 0
-        while a < ae and b < be:
-            if brands[a] == brands[b]:
-                if spelling_rows[brands[a]] > n:
-                    spelling, n = brands[a], spelling_rows[brands[a]]
-                a += 1
-                b += 1
-            elif brands[a] < brands[b]:
-                a += 1
-            else:
-                b += 1
+        a, b = _next_equal(brands, a, ae, b, be)
+        while a < ae:
+            if spelling_rows[brands[a]] > n:
+                spelling, n = brands[a], spelling_rows[brands[a]]
+            a, b = _next_equal(brands, a + 1, ae, b + 1, be)
         if spelling < 0 or n <= 2:
             out[k] = 0.0
             continue
@@ -274,20 +283,14 @@ def spec_chance(left, right, offsets, keys, values, brand_offsets, brands, brand
             ka = keys[a]
             if ka != brand_key:
                 rarest = -1.0
-                x, y = a, b
-                while x < a2 and y < b2:
-                    if values[x] == values[y]:
-                        c = _count_of(ukeys, counts, _spec_key(spelling, ka, values[x], 0xFFFFFFFF, 0))
-                        g = _count_of(gkeys, gcounts, (np.uint64(ka) << np.uint64(32)) | np.uint64(values[x]))
-                        q = (max(c - 2, 0) + prior * g / n_rows) / (n - 2 + prior)
-                        if rarest < 0 or q < rarest:
-                            rarest = q
-                        x += 1
-                        y += 1
-                    elif values[x] < values[y]:
-                        x += 1
-                    else:
-                        y += 1
+                x, y = _next_equal(values, a, a2, b, b2)
+                while x < a2:
+                    c = _count_of(ukeys, counts, _spec_key(spelling, ka, values[x], 0xFFFFFFFF, 0))
+                    g = _count_of(gkeys, gcounts, (np.uint64(ka) << np.uint64(32)) | np.uint64(values[x]))
+                    q = (max(c - 2, 0) + prior * g / n_rows) / (n - 2 + prior)
+                    if rarest < 0 or q < rarest:
+                        rarest = q
+                    x, y = _next_equal(values, x + 1, a2, y + 1, b2)
                 if rarest >= 0:
                     chance *= rarest
             a, b = a2, b2
