@@ -80,7 +80,7 @@ def build(folder: Path, n: int, n_labels: int) -> None:
 
 
 def child(side: str, folder: Path, store_path: Path) -> None:
-    from m5data.export.importer import import_m5product
+    from m5data.importer.run import import_m5product
     from m5data.storage import Store
 
     t0 = time.perf_counter()

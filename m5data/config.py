@@ -2,7 +2,7 @@
 
 Values are layered, later layers winning:
 
-1. defaults (the dataclasses below: the one place where defaults are documented),
+1. defaults (the section dataclasses in :mod:`m5data.config_sections`: the one place where defaults are documented),
 2. a TOML file (``m5data.toml`` in the working directory, or ``--config FILE``),
 3. environment variables ``M5DATA_<SECTION>_<KEY>`` (e.g. ``M5DATA_DOWNLOAD_CONCURRENCY=32``),
 4. flags (``--store``, ``--set section.key=value``, and a stage command's own options).
@@ -22,295 +22,35 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from .config_sections import (
+    AlignSettings,
+    AnnotateSettings,
+    CrawlSettings,
+    DownloadSettings,
+    ExportSettings,
+    ExtractSettings,
+    FlowSettings,
+    ReportSettings,
+    RunSettings,
+    SplitsSettings,
+    StoreSettings,
+    TrainSettings,
+)
+
+__all__ = [
+    "CONFIG_FILENAME", "ENV_OTHER", "ENV_PREFIX", "ConfigError", "Settings", "as_dict", "env_name", "load",
+    "parse_assignments", "validate",
+    # the sections, re-exported (``cfg.CrawlSettings`` etc.)
+    "AlignSettings", "AnnotateSettings", "CrawlSettings", "DownloadSettings", "ExportSettings", "ExtractSettings",
+    "FlowSettings", "ReportSettings", "RunSettings", "SplitsSettings", "StoreSettings", "TrainSettings",
+]
+
 CONFIG_FILENAME = "m5data.toml"
 ENV_PREFIX = "M5DATA_"
 
 
 class ConfigError(ValueError):
     """A config value or file that cannot be used; the message names the key or file."""
-
-
-@dataclass
-class StoreSettings:
-    path: str = "./m5data-store"  # the store folder: tables/, blobs/, derived/, catalog.duckdb
-    part_rows: int = 1_000_000  # rows per Parquet part when compacting
-    compression: str = "zstd"  # Parquet codec: zstd, snappy, gzip, none
-
-
-@dataclass
-class CrawlSettings:
-    user_agent: str = "m5data/0.1 (+dataset builder; respects robots.txt)"
-    obey_robots: bool = True
-    concurrency: int = 16  # Scrapy CONCURRENT_REQUESTS
-    per_domain: int = 8  # Scrapy CONCURRENT_REQUESTS_PER_DOMAIN
-    download_delay: float = 0.0  # seconds between requests to one domain (AutoThrottle adapts above it)
-    autothrottle: bool = True
-    max_pages: int = 0  # stop after this many pages; 0 = no limit
-    max_depth: int = 0  # Scrapy DEPTH_LIMIT; 0 = no limit
-    timeout: float = 30.0  # seconds per page request
-    batch_rows: int = 500  # items buffered before a store write
-    allow_private: bool = False  # crawl hosts on loopback / private / link-local addresses (the demo shop needs it)
-    render: bool = False  # re-fetch pages whose product data scripts fill in through headless Chromium (scrapy-playwright)
-    render_timeout: float = 30.0  # seconds a rendered page may take (navigation until the network is idle)
-    # what a shop may ask of the crawl (docs/crawl.md, "What the crawl honours"): Retry-After on 429/503
-    # pauses the whole host, robots.txt's Crawl-delay spaces its requests; the caps bound what a shop can make us wait
-    max_retry_after: float = 60.0  # seconds: the longest pause a Retry-After gets (a longer one is cut to this)
-    max_crawl_delay: float = 30.0  # seconds: the longest Crawl-delay honoured (a longer one is cut to this)
-    crawl_delay: float = -1.0  # seconds between requests to a host whose robots.txt asks a Crawl-delay, instead of it; < 0 = robots.txt's value
-    # bytes of one page body, counted inflated (Scrapy's DOWNLOAD_MAXSIZE; its own default is 1 GiB): a
-    # page over it is refused with a "page too large" crawl_errors row. 16 pages may be in flight and a
-    # parsed page takes several times its size; the largest saved real product page (Amazon) is 2.3 MB
-    max_page_bytes: int = 20 * 2**20
-    # a logged-in session (docs/crawl.md "Giving the crawl a session"); secrets: never stored, never logged
-    cookies_file: str = ""  # Netscape cookies.txt (curl -c, a browser's cookies.txt export) sent to the hosts of its cookies; "" = none
-    headers: str = ""  # request headers per host, JSON {"host" | "host:port" | ".domain": {"Header": "value"}}; "" = none
-    # caps on what one page may store (a hostile page's 5 MB title, 60,000 spec rows); a cut leaves a
-    # "capped: ..." crawl_errors row and the product is still stored. The saved real pages (Amazon,
-    # AliExpress, JSON-LD shops) reach at most: title 186, spec property 35, value 69, 22 spec rows,
-    # 6 images, 10 videos, URL 158, 4 category levels, id 17: the defaults leave ample room.
-    max_title_chars: int = 1000  # title
-    max_description_chars: int = 20_000  # description (schema.org / og:description)
-    max_property_chars: int = 200  # a spec property name; a category label
-    max_value_chars: int = 2000  # a spec value; a media detail (media.meta) string
-    max_id_chars: int = 200  # source id, merchant id, currency; a longer id is cut and ends with a hash of the whole id
-    max_url_chars: int = 2083  # a media URL (a longer one is dropped, not cut), the page URL (longer: not stored), links followed
-    max_specs: int = 500  # spec rows per product (the first ones are kept)
-    max_media: int = 200  # image URLs, and video URLs, per product
-    max_crumbs: int = 20  # category levels per product
-
-
-@dataclass
-class DownloadSettings:
-    concurrency: int = 64  # requests in flight, all hosts together
-    per_host: int = 16  # requests in flight to one host
-    connect_timeout: float = 10.0  # seconds
-    read_timeout: float = 30.0  # seconds between two chunks
-    request_deadline: float = 300.0  # seconds for one whole request, body included
-    url_deadline: float = 600.0  # seconds for one URL, all attempts and retry waits together (bounds the run)
-    min_rate: int = 1024  # bytes/s a transfer must keep over every rate_window (slow-loris guard); 0 = off
-    rate_window: float = 30.0  # seconds over which min_rate is measured
-    retries: int = 3  # extra attempts for 5xx / 429 / timeouts
-    backoff: float = 0.5  # first backoff in seconds; doubles each attempt, with jitter
-    max_redirects: int = 5
-    max_image_bytes: int = 20_000_000
-    max_video_bytes: int = 500_000_000
-    allow_private: bool = False  # allow hosts on loopback / private / link-local addresses
-    image_max_side: int = 0  # re-encode images to this max side on the way in; 0 = keep the original
-    jpeg_quality: int = 90
-    max_failure_rate: float = 0.2  # exit non-zero when more than this share of URLs failed
-    stall_timeout: float = 120.0  # watchdog: end the run when nothing finished for this many seconds
-    workers: int = 0  # processes that re-encode images (when image_max_side > 0); 0 = number of cores
-    pool: str = "process"  # re-encode in a "process" pool, or a "thread" pool (Pillow releases the GIL: less CPU)
-    send_referer: bool = True  # send the product's page URL as Referer, as a browser would (CDNs that refuse hotlinking answer 403 without it)
-
-
-@dataclass
-class ExtractSettings:
-    workers: int = 0  # processes; 0 = number of cores
-    frame_fps: float = 1.0  # frames sampled per second of video
-    frame_max_side: int = 720  # resize frames inside the ffmpeg pass to this longer side (never enlarged); 0 = keep
-    jpeg_quality: int = 90
-    max_duration: float = 300.0  # seconds of video (frames and sound) processed at most; the rest is cut
-    max_frames: int = 300  # frames per video at most (300 s at 1 fps); the rest is cut
-    max_item_bytes: int = 64_000_000  # bytes one item may write, all outputs together (frames, mp3, MFCC); past it frames are cut
-    max_video_pixels: int = 33_177_600  # width x height of a video frame (8K UHD); larger is refused from the probe, never decoded
-    video_timeout: float = 300.0  # seconds for one video's ffmpeg pass
-    sample_rate: int = 22050  # Hz for MFCC
-    n_mfcc: int = 40
-    n_fft: int = 1024  # MFCC frame size (M5Product)
-    hop_length: int = 256  # MFCC hop (M5Product)
-    image_max_side: int = 800
-    max_image_pixels: int = 89_478_485  # Pillow's decompression-bomb limit
-    strip_brackets: bool = False  # strip 【...】 marketing brackets from captions
-    max_caption_chars: int = 512
-    image_tier_high: int = 600  # quality tier 1 (high): original's shorter side >= this many pixels
-    image_tier_medium: int = 300  # tier 2 (medium) >= this; tier 3 (low) below
-    image_roles: str = "main"  # comma-separated media roles whose images are normalised ("main,gallery")
-    mp3_bitrate: str = "128k"  # bitrate of the extracted mp3
-    jieba_user_dict: str = ""  # jieba user dictionary file (brand names), "" = none
-
-
-@dataclass
-class AlignSettings:
-    label_threshold: float = 0.50  # S_label >= this (MEP-3M)
-    content_threshold: float = 0.75  # S_content > this (MEP-3M)
-    content_chars: int = 22_000  # characters of concatenated titles per sub-class (MEP-3M)
-    mapping: str = ""  # level-1 mapping file (TOML/YAML); required by `m5data align` unless --mapping
-    engine: str = "bulk"  # S_content engine: bulk (sparse matrix) or simtext (the library, pair by pair)
-    weighting: str = "binary"  # binary (simtext's Sim_Cosine) or counts (the paper's term frequencies)
-    merge_empty_by_name: bool = False  # merge identically named sub-classes even when one has no titles
-    workers: int = 1  # processes for jieba segmentation; 0 = number of cores
-    review_file: str = ""  # review file written by align; "" = <store>/derived/align/review.csv
-
-
-@dataclass
-class AnnotateSettings:
-    """Curation jobs (docs/annotate.md): dedup, caption match level, candidate pools, crowd labels."""
-
-    seed: int = 0  # every random choice of the annotate jobs (simulated workers, gold sampling)
-    # --- dedup (docs/annotate.md "Duplicate groups") ---
-    dedup_phash_threshold: int = 6  # near-duplicate main images: pHash Hamming distance <= this (of 64 bits)
-    dedup_phash_bands: int = 4  # pHash multi-index: bands of the 64 bits; probes within threshold // bands bits per band
-    dedup_shingle: int = 3  # characters per title shingle (Chinese is shingled by character, not by word)
-    dedup_num_perm: int = 128  # MinHash permutations (title and spec sets)
-    dedup_minhash_threshold: float = 0.7  # near-duplicate titles: estimated Jaccard of shingle sets >= this
-    dedup_spec_lsh_threshold: float = 0.25  # spec rule: 'property=value' sets of exact Jaccard >= this (named when an LSH at 0.2 chose candidates)
-    dedup_spec_min_shared: int = 2  # spec rule: >= this many properties besides the brand on both pages ...
-    dedup_spec_min_agreement: float = 1.0  # ... with equal values on >= this share of them, and the same brand
-    dedup_spec_chance: float = 0.05  # spec rule: <= this many other products of the brand expected to agree as much by chance
-    dedup_spec_veto: bool = True  # phash/minhash pairs are rejected when the brands or spec values disagree
-    dedup_brand_property: str = "品牌"  # the spec property that names the brand
-    dedup_bucket_cap: int = 200  # an index bucket with more rows links them to its first row only (not all pairs)
-    # --- match-level (docs/annotate.md "Caption match level") ---
-    match_folds: int = 5  # cross-fitting folds of the caption classifier (no product scores itself)
-    match_hash_bits: int = 20  # caption features hashed into 2**this columns (no vocabulary); sub-class weights 4x that
-    match_epochs: int = 3  # SGD passes over the training folds (more on a small store, see match_min_steps)
-    match_min_steps: int = 100000  # at least this many SGD updates per model (a small store takes more passes, at most 50)
-    match_lr: float = 0.5  # initial SGD learning rate of the caption classifier
-    match_alpha: float = 0.0001  # L2 regularisation of the caption classifier
-    match_batch: int = 8192  # products read, hashed and described per Arrow record batch
-    match_image_gallery: int = 50000  # image neighbours come from at most this many labelled products (a seeded sample)
-    match_spec_hits: float = 2.0  # spec_score = min(1, spec values found in the caption / this)
-    match_image_k: int = 10  # nearest products by image descriptor that vote for the image's class
-    match_weight_category: float = 0.6  # weight of category agreement in the score
-    match_weight_spec: float = 0.25  # weight of spec-value overlap
-    match_weight_image: float = 0.15  # weight of caption-image agreement
-    match_well: float = 0.6  # level well at score >= this
-    match_partial: float = 0.3  # level partial at score >= this (and < match_well); poor below
-    # --- pools (m5data annotate pools; docs/annotate.md "Query candidate pools")
-    pool_queries: float = 0.1  # queries without --split-version: a share of products (<= 1; 1 = all) or a count (> 1), seeded stable sample
-    pool_k: int = 500  # candidates kept per query (the papers' 500)
-    pool_text_dim: int = 128  # SVD components of the TF-IDF text embedding
-    pool_text_model: str = ""  # local sentence-transformers model folder for the text block; "" = TF-IDF + SVD
-    pool_image: str = "descriptor"  # image embedder: descriptor (colour, layout, gradients, pHash) or none
-    pool_text_weight: float = 1.0  # weight of the text block in the concatenated vector
-    pool_image_weight: float = 1.0  # weight of the image block in the concatenated vector
-    pool_search: str = "exact"  # exact (blocked matmul), faiss-flat (IndexFlatIP) or faiss-hnsw (approximate)
-    pool_block: int = 2048  # queries per search block (memory: block x 4,096 float32 scores) and per resume marker
-    pool_fit_sample: int = 100_000  # above 65,536 products: captions the TF-IDF vocabulary and SVD are fitted on (seeded sample)
-    # --- crowd labels (m5data annotate import / simulate / aggregate; docs/annotate.md "Crowd labels and GLAD")
-    crowd_method: str = "glad"  # aggregation: glad, majority or dawid_skene
-    crowd_accept: float = 0.5  # a pair is an accepted match when its probability of match is >= this
-    crowd_max_iter: int = 200  # EM iterations at most (GLAD, Dawid-Skene)
-    crowd_tol: float = 1e-6  # EM stops when the log-likelihood gains less than this (relative)
-    crowd_uncertain: str = "skip"  # an "uncertain" judgement is skipped, or counted as "mismatch"
-    crowd_workers_per_pair: int = 5  # simulate: judgements per pair (the papers' 5)
-    crowd_workers: int = 40  # simulate: size of the simulated worker pool
-    crowd_spammers: float = 0.15  # simulate: share of the workers who answer at random
-    crowd_gold: float = 0.05  # simulate: share of pairs used as gold questions
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class SplitsSettings:
-    """``m5data build-splits`` (docs/splits.md): proportions follow the papers unless set here."""
-
-    seed: int = 0  # seed of the split assignment (hash salt)
-    version: str = "v1"  # split version built / checked when --version is not given
-    # Sizes: a count ("24410"), a fraction of the store's products ("0.003867") or, for train, "rest".
-    # Defaults are the paper's sizes over its 6,313,067 products (supplementary D).
-    train: str = "rest"  # rest = every product not in an evaluation split (the paper's 4,423,160 = 0.7006)
-    query_c: str = "0.003867"  # coarse queries: 24,410
-    gallery_c: str = "0.189751"  # coarse gallery: 1,197,905 (249,614 matched + 948,291 distractors)
-    query_fg: str = "0.000315"  # fine-grained (instance) queries: 1,991
-    gallery_fg: str = "0.018669"  # fine-grained gallery: 117,858
-    min_queries: int = 10  # floor for query-c and query-fg on small stores (when the pools allow)
-    coarse_level: int = 3  # unified label level of a coarse match: 1 class, 2 sub-class, 3 subsub-class
-    fg_classes: str = "6"  # level-1 class ids (comma-separated) of the fine-grained domain; 6 = cosmetics (MEP-3M)
-    cls_classes: str = "0.2896"  # classification categories: 1,805 of the paper's 6,232 (count or share of eligible ones)
-    cls_products: str = "0.003668"  # classification products: 23,158 (18,526 train + 4,632 test)
-    cls_test: float = 0.2  # share of classification products in cls-test (4,632 / 23,158)
-    cls_min_per_class: int = 5  # a category is eligible for classification with at least this many products
-    cls_level: int = 3  # unified label level of a classification category
-    subset: str = "0"  # products of train also in the smaller `subset` split (count or fraction of train); 0 = none
-    memory_limit: str = "2GB"  # DuckDB memory limit while building (it spills to <store>/derived/splits/tmp beyond)
-    threads: int = 0  # DuckDB threads; 0 = number of cores
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ExportSettings:
-    """``m5data export`` (docs/export.md): WebDataset, Hugging Face Parquet and M5Product layouts."""
-
-    shard_size: int = 1000  # samples per shard (unless shard_bytes is set)
-    shard_bytes: int = 0  # cut shards at about this many bytes of media instead; 0 = by shard_size
-    workers: int = 0  # processes writing shards in parallel; 0 = one per core, 1 = inline
-    format: str = "webdataset"  # default layout of `m5data export`: webdataset, parquet, m5product
-    mp3: bool = True  # include the mp3 soundtrack (WebDataset `mp3`, Parquet `mp3`, M5Product audios/)
-    video: bool = True  # M5Product layout: copy the original video to videos/<id>.mp4
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class TrainSettings:
-    """``m5data train`` / ``evaluate`` (docs/train.md): the thin SCALE model."""
-
-    seed: int = 0
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ReportSettings:
-    """``m5data report`` (docs/report.md): the static HTML report."""
-
-    samples_per_category: int = 3  # products per top category in the sample gallery (0 = no gallery)
-    top: int = 15  # rows of the "top" tables (properties, alignment pairs)
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class FlowSettings:
-    """``m5data run`` / ``serve`` (docs/flows.md): Prefect flows and task runners."""
-
-    # what `m5data run` / `serve` / `deploy` run (flags override each)
-    start_urls: str = ""  # crawl start URLs, comma-separated; "" = give --start-url (needed when crawl runs)
-    stages: str = "crawl,download,extract,align,annotate,splits,export,report"  # stages run, always in this order (add train)
-    mapping: str = ""  # align's level-1 mapping file; "" = align.mapping (needed when align runs)
-    kinds: str = "video,audio,image,text"  # what the extract stage produces
-    refresh: bool = False  # crawl stored product pages again, so changed products are picked up
-    annotate_jobs: str = "dedup,match_level,pools"  # annotate jobs run by the annotate stage, in order
-    export_format: str = "webdataset"  # format of the export stage (see docs/export.md)
-    export_split: str = "all"  # split exported by the export stage
-    report_out: str = ""  # folder of the report stage's HTML report; "" = m5data-report beside the store
-    train_shards: str = ""  # WebDataset folder the train stage reads; "" = what the export stage wrote
-    train_out: str = ""  # run folder of the train stage; "" = m5data-train beside the store
-    train_config: str = "small"  # train stage model: small, paper or a TOML file (docs/train.md)
-    train_epochs: int = 1  # train stage epochs
-    train_max_steps: int = 0  # train stage: stop after this many steps (0 = no limit)
-    # scale-out: the per-item work of download and extract, in shards of the pending rows
-    runner: str = "local"  # local (one process, no shards), dask or ray (shards fanned out to workers)
-    shards: int = 0  # shards per sharded stage under dask/ray; 0 = one per worker (dask_workers)
-    dask_address: str = ""  # a running Dask scheduler (tcp://host:8786); "" = a LocalCluster of dask_workers
-    dask_workers: int = 2  # worker processes of the LocalCluster (one thread each)
-    ray_address: str = ""  # a running Ray cluster (ray://host:10001); "" = a local Ray
-    scheduler_timeout: float = 60.0  # seconds the Dask client waits for its scheduler (connect, answer) before the run fails
-    # the Dask cluster's exposure (docs/security.md "The cluster"); TLS files are paths, never their contents
-    dask_dashboard: str = ""  # host:port of the LocalCluster scheduler's dashboard (127.0.0.1:8787); "" = no HTTP server at all
-    dask_local_tls: bool = True  # LocalCluster comms use TLS with a throwaway in-memory certificate: no other local user can connect
-    dask_tls_ca_file: str = ""  # PEM CA file for a tls:// dask_address: the scheduler's certificate must be signed by it
-    dask_tls_cert: str = ""  # PEM client certificate (signed by a CA the scheduler trusts) shown to a tls:// scheduler
-    dask_tls_key: str = ""  # PEM private key of dask_tls_cert
-    retry_delay: float = 30.0  # seconds before a transient failure (network, ffmpeg timeout) is retried once
-    # `m5data server` / `serve` / `deploy`
-    server_host: str = "127.0.0.1"  # address `m5data server start` binds
-    server_port: int = 4200  # its port
-    server_home: str = ""  # its PREFECT_HOME (SQLite database, logs, PID file); "" = <store>/prefect
-    deployment: str = "m5data-pipeline"  # deployment name used by serve and deploy
-
-
-@dataclass
-class RunSettings:
-    seed: int = 0
 
 
 @dataclass

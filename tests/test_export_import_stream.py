@@ -15,9 +15,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from m5data.cli import app
-from m5data.export import importer
-from m5data.export.importer import import_m5product
-from m5data.export.layout_folder import LayoutError, LayoutFolder
+from m5data.importer import layout_files, limits, staging
+from m5data.importer.layout_folder import LayoutError, LayoutFolder
+from m5data.importer.run import import_m5product
 from m5data.storage import Store
 from m5data.storage.schema import TABLES
 from store_samples import query
@@ -120,8 +120,8 @@ def test_m5data_items_shapes(tmp_path, text, error):
 def test_small_batches_write_the_same_rows_and_keep_the_order_rules(layout, tmp_path, monkeypatch):
     whole = Store.init(tmp_path / "whole")
     expected = import_m5product(whole, layout)
-    monkeypatch.setattr(importer, "BATCH", 3)
-    monkeypatch.setattr(importer, "READ_BYTES", 5)
+    monkeypatch.setattr(limits, "BATCH", 3)
+    monkeypatch.setattr(limits, "READ_BYTES", 5)
     small = Store.init(tmp_path / "small")
     done = []
     report = import_m5product(small, layout, progress=lambda n, total: done.append((n, total)))
@@ -148,9 +148,9 @@ def test_small_batches_write_the_same_rows_and_keep_the_order_rules(layout, tmp_
 
 
 def test_split_lines_follow_their_items_across_batches(layout, tmp_path, monkeypatch):
-    monkeypatch.setattr(importer, "BATCH", 2)
-    monkeypatch.setattr(importer, "READ_BYTES", 7)
-    monkeypatch.setattr(importer, "MAX_LINE", 40)
+    monkeypatch.setattr(limits, "BATCH", 2)
+    monkeypatch.setattr(limits, "READ_BYTES", 7)
+    monkeypatch.setattr(limits, "MAX_LINE", 40)
     with open(layout / "query.txt", "ab") as fh:  # too long for an id; then spaces and an id
         fh.write(b"   " + b"x" * 300 + b"\r\n\n" + b" " * 100 + b"v1\n" + b"y" * 50 + b"\n" + b"a1")
     store = Store.init(tmp_path / "store")
@@ -170,8 +170,8 @@ def test_split_lines_follow_their_items_across_batches(layout, tmp_path, monkeyp
 
 
 def test_failure_lines_are_capped_and_counted(tmp_path, monkeypatch):
-    monkeypatch.setattr(importer, "MAX_FAILED", 5)
-    monkeypatch.setattr(importer, "BATCH", 4)
+    monkeypatch.setattr(limits, "MAX_FAILED", 5)
+    monkeypatch.setattr(limits, "BATCH", 4)
     root = tmp_path / "m5p"
     root.mkdir()
     ids = [f"bad{n:02d}" for n in range(30)] + ["good1", "good2"]
@@ -202,7 +202,7 @@ def test_not_utf8_is_named_at_its_byte_whatever_the_read_size(tmp_path, monkeypa
         except UnicodeDecodeError as exc:
             message = f"captions.json is not UTF-8 text ({exc.reason} at byte {exc.start})"
         for size in (1, 3, 7, 1 << 20):
-            monkeypatch.setattr(importer, "READ_BYTES", size)
+            monkeypatch.setattr(limits, "READ_BYTES", size)
             with pytest.raises(LayoutError) as info:
                 import_m5product(Store.init(tmp_path / "store"), root)
             assert str(info.value).endswith(message)
@@ -215,10 +215,10 @@ def test_find_captions_reads_only_the_start(tmp_path):
     (root / "b.json").write_text('{"x": {"title": "t"}, ' + ", ".join(f'"k{n}": {{"title": "t{n}"}}' for n in range(30))
                                  + ", broken", encoding="utf-8")  # its first 20 values are enough
     with LayoutFolder(root) as folder:
-        assert importer.find_captions(folder) == "b.json"
+        assert layout_files.find_captions(folder) == "b.json"
     (root / "b.json").write_text('{"x": {"title": "t"}, "y": ["title"]}', encoding="utf-8")
     with LayoutFolder(root) as folder, pytest.raises(LayoutError, match="no caption JSON"):
-        importer.find_captions(folder)
+        layout_files.find_captions(folder)
 
 
 TEXT = st.lists(st.sampled_from(["a", "中", "😀", "\ud800", "\udc00", "\ud83d", "\ude00", "\\", '"', "\\ud800",
@@ -235,7 +235,7 @@ VALUE = st.one_of(TEXT, st.integers(min_value=-(2 ** 70), max_value=2 ** 70), st
 def test_staged_entries_read_as_json_loads_reads_them(tmp_path, monkeypatch, entries, ascii_only, size):
     """Whatever the escapes (lone surrogates, pairs cut by a read), numbers and repeated keys: the
     entries come back as ``json.loads`` gives them, sorted, or the same error."""
-    monkeypatch.setattr(importer, "READ_BYTES", size)
+    monkeypatch.setattr(limits, "READ_BYTES", size)
     root = tmp_path / "m5p"
     root.mkdir(exist_ok=True)
     text = "{" + ", ".join(f"{json.dumps(k, ensure_ascii=ascii_only)}: {json.dumps(v, ensure_ascii=ascii_only)}"
@@ -247,7 +247,7 @@ def test_staged_entries_read_as_json_loads_reads_them(tmp_path, monkeypatch, ent
     except UnicodeDecodeError:
         expected = "UTF-8"
     store = Store.open(tmp_path / "store", create=True)
-    with LayoutFolder(root) as folder, importer._Staging(store) as stage:
+    with LayoutFolder(root) as folder, staging.Staging(store) as stage:
         try:
             stage.json(folder, "captions.json", "captions")
         except LayoutError as exc:

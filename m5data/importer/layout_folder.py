@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..download.sniff import SNIFF_BYTES, Sniffed, sniff
-from .m5product import key_item_id
-from .samples import safe_key
+from ..export.m5product import key_item_id
+from ..export.samples import safe_key
 
 # An item id is a file name stem: the platforms' ids, or the safe keys an m5data export writes.
 ITEM_ID = re.compile(r"^[A-Za-z0-9_~-]{1,200}$")

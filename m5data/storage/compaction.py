@@ -1,0 +1,135 @@
+"""Rewriting a table whole under its table lock: ``compact`` (merge parts, one row per key, each row
+keeping its ``_seq``) and ``replace`` (new content); both record the parts they made in ``_compacted``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+
+from . import keyindex
+from .parts import PartWriter, conform, fsync_dir, next_seq
+from .schema import SEQ_COLUMN, table_spec
+from .temps import TMP_PREFIX, owner_pid, pid_alive, temp_name
+from .writing import _StreamingWriter
+
+COMPACTED = "_compacted"
+
+
+class Compaction:
+    """The :class:`~m5data.storage.store.Store` methods that rewrite a table whole."""
+
+    def replace(self, name: str, data: pa.Table | list[dict] | pa.RecordBatchReader) -> int:
+        """Make ``data`` the whole content of a table (used by global jobs: align, splits).
+
+        A ``RecordBatchReader`` is streamed into parts of at most ``part_rows`` rows (one write:
+        all or nothing), so a large table is never held in memory.
+        """
+        spec = table_spec(name)
+        if isinstance(data, pa.RecordBatchReader):
+            with self.table_lock(name, f"replace {name}"):
+                old = self.parts(name)
+                stream = _StreamingWriter(self, spec)
+                try:
+                    for batch in data:
+                        stream.write(batch)
+                    if not stream.rows:
+                        stream.write(spec.schema.empty_table())
+                    stream.close()
+                except BaseException:
+                    stream.abort()
+                    raise
+                self._swap_parts(name, old, stream._done)
+            return stream.rows
+        table = conform(spec, data)
+        with self.table_lock(name, f"replace {name}"):
+            old = self.parts(name)
+            writer = PartWriter(self.table_dir(name), spec, next_seq(), self.compression)
+            try:
+                writer.write(table)
+                new = writer.commit()
+            except BaseException:
+                writer.abort()
+                raise
+            self._swap_parts(name, old, [new])
+        return len(table)
+
+    def _swap_parts(self, name: str, old: list[Path], new: list[Path]) -> None:
+        """Publish a rewrite (under the table lock): ``new`` are the table's compacted parts, ``old`` go.
+
+        The marker is written before the old parts are removed, so a crash in between leaves a table
+        that reads the same (old and new rows, resolved by ``_seq``) and is merely not compacted.
+        """
+        self._mark_compacted(name, new)
+        for part in old:
+            part.unlink(missing_ok=True)
+        keyindex.sweep(self.table_dir(name), self.parts(name))
+
+    def _mark_compacted(self, name: str, parts: list[Path]) -> None:
+        marker = self.table_dir(name) / COMPACTED
+        tmp = marker.with_name(temp_name(prefix=TMP_PREFIX))
+        tmp.write_text("\n".join(sorted(p.name for p in parts)) + "\n")
+        os.replace(tmp, marker)
+        fsync_dir(marker.parent)
+
+    def is_compacted(self, name: str) -> bool:
+        """True when the table's parts are exactly those of its last compaction (no duplicates)."""
+        parts = self.parts(name)
+        marker = self.table_dir(name) / COMPACTED
+        if not parts:
+            return True
+        if not marker.is_file():
+            return False
+        return sorted(p.name for p in parts) == sorted(marker.read_text().split())
+
+    def compact(self, name: str, wait: float = 600.0) -> tuple[int, int]:
+        """Merge a table's parts into deduplicated parts of ``part_rows`` rows; returns (parts before, after).
+
+        Each row keeps the ``_seq`` of the write that made it, so a compacted table reads exactly as
+        before and resolves later writes the same way (a product whose spec rows end up in two parts
+        is still one write). Parts appended while compacting are left alone. Holds the table's lock
+        (waiting up to ``wait`` seconds for another compact/replace of it).
+        """
+        spec = table_spec(name)
+        directory = self.table_dir(name)
+        with self.table_lock(name, f"compact {name}", wait):
+            for stale in directory.glob(TMP_PREFIX + "*"):
+                pid = owner_pid(stale.name)
+                if pid is not None and not pid_alive(pid):  # a killed writer's; a live one's is in use
+                    stale.unlink(missing_ok=True)
+            old = self.parts(name)
+            if self.is_compacted(name):
+                return len(old), len(old)
+            con = self.connect(need=())
+            try:
+                reader = self._scan(con, spec, self.read_sql(con, spec, parts=old, with_seq=True))
+                new: list[Path] = []
+                writer = None
+                schema = spec.schema.append(pa.field(SEQ_COLUMN, pa.int64(), nullable=False))
+                try:
+                    for batch in reader:
+                        table = pa.Table.from_batches([batch]).cast(schema)
+                        # the reader's batch size is a hint, not a bound: cut parts at part_rows ourselves
+                        while len(table):
+                            if writer is None:
+                                writer = PartWriter(directory, spec, next_seq(), self.compression, keep_seq=True)
+                            take = self.part_rows - writer.rows
+                            writer.write(table.slice(0, take))
+                            table = table.slice(take)
+                            if writer.rows >= self.part_rows:
+                                new.append(writer.commit())
+                                writer = None
+                    if writer is not None:
+                        new.append(writer.commit())
+                except BaseException:
+                    if writer is not None:
+                        writer.abort()
+                    for part in new:
+                        part.unlink(missing_ok=True)
+                    raise
+            finally:
+                con.close()
+            self._swap_parts(name, old, new)
+        self.refresh_catalog(quiet=True)
+        return len(old), len(new)

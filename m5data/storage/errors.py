@@ -1,0 +1,24 @@
+"""The store's exceptions, shared by every part of the store (and caught by every stage)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import locks
+
+
+class StoreError(Exception):
+    """A store that is missing or unusable; the message names the path."""
+
+
+class StoreBusy(StoreError, locks.LockHeld):
+    """Another process holds the lock this operation needs; the message names its PID."""
+
+
+class CorruptPart(StoreError):
+    """A Parquet part that cannot be read; the message names the part."""
+
+    def __init__(self, table: str, part: Path, reason: str):
+        self.table, self.part, self.reason = table, part, reason
+        super().__init__(f"corrupt Parquet part {part} (table {table}): {reason}; "
+                         f"run `m5data doctor --repair` to move it aside")

@@ -1,0 +1,187 @@
+"""Reading the store: in-memory DuckDB connections with one view per table, ``read`` and ``count``,
+and the one-line errors (the corrupt part named) that a failed read turns into."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import CorruptPart, StoreError
+from .schema import TABLES, TableSpec, table_spec
+from .views import _sql_str
+
+# DuckDB errors of a read that raced with a compaction removing the parts it had listed
+_VANISHED = ("no files found", "cannot open file", "no such file", "could not open file")
+# A sandboxed connection (m5data sql): reads the store only, never installs or loads extensions.
+_SANDBOX = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+class _ReadDatabase:
+    """One in-memory DuckDB database per process for :meth:`Store.read` / :meth:`Store.count`.
+
+    Each read takes a cursor on it (a connection of its own, ~0.6 ms) and creates its view as a
+    TEMP view, which only that cursor sees; a new database costs ~15 ms, and a stage makes hundreds
+    of small reads. Before a fork the process drops its reference (a child never uses a database
+    whose threads stayed in the parent) and the child makes its own on first use.
+    """
+
+    def __init__(self):
+        self._db = None
+        self._lock = threading.Lock()
+        os.register_at_fork(before=self._drop, after_in_child=self._reset)
+
+    def cursor(self):
+        import duckdb
+
+        with self._lock:
+            if self._db is None:
+                self._db = duckdb.connect()
+            return self._db.cursor()
+
+    def _drop(self) -> None:
+        self._db = None  # cursors in use keep the database alive until they close
+
+    def _reset(self) -> None:
+        self._db, self._lock = None, threading.Lock()
+
+
+_READS = _ReadDatabase()
+
+
+def part_problem(path: Path) -> str | None:
+    """Why a part's footer cannot be read (None when it can)."""
+    try:
+        pq.ParquetFile(path).metadata
+    except (pa.ArrowInvalid, OSError) as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
+
+
+class _Vanished(Exception):
+    """A part listed by a read was removed before it was opened (a compaction finished meanwhile)."""
+
+
+class Reading:
+    """The :class:`~m5data.storage.store.Store` methods that read tables and explain failed reads."""
+
+    def connect(self, need: tuple[str, ...] | None = None, sandbox: bool = False,
+                only: tuple[str, ...] | None = None, _read_cursor: bool = False):
+        """An in-memory DuckDB connection with one view per table (no file lock, no catalog file);
+        its cursors (``con.cursor()``) read the same views.
+
+        Args:
+            need: tables the caller reads (default: all). A corrupt part of one of them raises
+                CorruptPart; the view of any other table with a corrupt part raises that same
+                message only when it is queried, so the other tables stay readable.
+            sandbox: a connection that can read the store's files only, never installs or loads
+                extensions, and cannot be reconfigured (``m5data sql``).
+            only: create the views of these tables only (a read of one table binds one view).
+            _read_cursor: a cursor on the process's shared read database with TEMP views
+                (:class:`_ReadDatabase`; for :meth:`read` and :meth:`count`, never with ``sandbox``).
+        """
+        import duckdb
+
+        need = tuple(TABLES) if need is None else need
+        for attempt in range(4):
+            con = _READS.cursor() if _read_cursor and not sandbox else duckdb.connect(config=dict(_SANDBOX) if sandbox else {})
+            try:
+                for spec in TABLES.values():
+                    if only is None or spec.name in only:
+                        self._create_view(con, spec, spec.name in need, temp=_read_cursor)
+                if sandbox:  # after the views: their temp tables of contested keys are made from Arrow
+                    con.execute(f"SET allowed_directories = [{_sql_str(str(self.root) + os.sep)}]")
+                    con.execute("SET enable_external_access = false")
+                    con.execute("SET lock_configuration = true")
+                return con
+            except _Vanished:
+                con.close()
+                if attempt == 3:
+                    raise StoreError(f"the parts of {self.root} keep changing while being read; try again") from None
+            except BaseException:
+                con.close()
+                raise
+        raise AssertionError("unreachable")
+
+    def _create_view(self, con, spec: TableSpec, strict: bool, temp: bool = False) -> None:
+        import duckdb
+
+        create = "CREATE TEMP VIEW" if temp else "CREATE VIEW"
+        try:
+            con.execute(f"{create} {spec.name} AS {self.read_sql(con, spec, shared=not temp)}")
+            return
+        except duckdb.Error as exc:
+            error = self._explain(spec.name, exc)
+            if not isinstance(error, CorruptPart) and any(v in str(exc).lower() for v in _VANISHED):
+                raise _Vanished() from None  # a compaction removed parts between glob and read: retry
+        if strict:
+            raise error
+        con.execute(f"{create} {spec.name} AS {self._error_view_sql(spec, str(error))}")
+
+    def read(self, name: str, where: str | None = None, columns: list[str] | None = None) -> pa.Table:
+        """A table's current rows as Arrow (for small tables or filtered reads); ``where`` may name
+        the table's own columns only.
+
+        Raises CorruptPart naming an unreadable part of the table, StoreError for other read errors.
+        """
+        import duckdb
+
+        spec = table_spec(name)
+        con = self.connect(need=(spec.name,), only=(spec.name,), _read_cursor=True)
+        try:
+            sql = f"SELECT {', '.join(columns) if columns else '*'} FROM {name}"
+            if where:
+                sql += f" WHERE {where}"
+            try:
+                result = con.sql(sql).to_arrow_table()
+            except duckdb.Error as exc:  # a damaged part (or a bad `where`): one StoreError
+                raise self._explain(spec.name, exc) from None
+            return result.cast(spec.schema) if not columns else result
+        finally:
+            con.close()
+
+    def count(self, name: str) -> int:
+        import duckdb
+
+        con = self.connect(need=(table_spec(name).name,), only=(table_spec(name).name,), _read_cursor=True)
+        try:
+            return con.execute(f"SELECT count(*) FROM {table_spec(name).name}").fetchone()[0]
+        except duckdb.Error as exc:  # a damaged part (or a bad `where`): one StoreError
+            raise self._explain(name, exc) from None
+        finally:
+            con.close()
+
+    def _scan(self, con, spec: TableSpec, sql: str):
+        """Arrow batches of ``sql``; a DuckDB error naming a part becomes a one-line CorruptPart."""
+        import duckdb
+
+        try:
+            return con.sql(sql).to_arrow_reader(self.part_rows)
+        except duckdb.Error as exc:
+            raise self._explain(spec.name, exc) from None
+
+    def _explain(self, name: str, exc: Exception) -> StoreError:
+        """The StoreError for a failed read of table ``name``: the corrupt part if one is, else the error."""
+        for part in self.parts(name):
+            problem = part_problem(part)
+            if problem is not None:
+                return CorruptPart(name, part, problem)
+        return StoreError(f"cannot read table {name} in {self.root}: {str(exc).splitlines()[0]}")
+
+    def bad_parts(self) -> list[tuple[str, Path, str]]:
+        """``(table, part, reason)`` for every part whose footer cannot be read."""
+        out = []
+        for name in TABLES:
+            for part in self.parts(name):
+                problem = part_problem(part)
+                if problem is not None:
+                    out.append((name, part, problem))
+        return out
+
+    def check_parts(self) -> None:
+        """Open every part's footer; raise StoreError naming the first unreadable part."""
+        for name, part, problem in self.bad_parts():
+            raise CorruptPart(name, part, problem)

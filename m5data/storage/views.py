@@ -1,0 +1,114 @@
+"""The SQL of a table's view: the latest row per key over its Parquet parts.
+
+:meth:`TableViews.view_sql` is the catalog's view (a glob with a window); :meth:`TableViews.read_sql`
+gives the same rows to this process's reads, sending through the window only the key groups that
+more than one part holds (see ``keyindex.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from . import keyindex
+from .parts import PART_GLOB
+from .schema import SEQ_COLUMN, TableSpec, duckdb_type
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _files_sql(parts: list[Path]) -> str:
+    return "[" + ", ".join(_sql_str(str(p)) for p in parts) + "]"
+
+
+def _window_sql(spec: TableSpec, source: str, cols: str) -> str:
+    """The newest row per key of ``source`` (and, with ``replace_by``, only its group's newest write)."""
+    keys = ", ".join(spec.key)
+    if spec.replace_by:
+        group = ", ".join(spec.replace_by)
+        return (
+            f"SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ_COLUMN} DESC) AS _rn, "
+            f"max({SEQ_COLUMN}) OVER (PARTITION BY {group}) AS _gmax FROM {source}) "
+            f"WHERE _rn = 1 AND {SEQ_COLUMN} = _gmax"
+        )
+    return f"SELECT {cols} FROM {source} QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ_COLUMN} DESC) = 1"
+
+
+def _null_columns(spec: TableSpec) -> str:
+    """The table's columns as typed NULLs (a view that has its columns but no rows)."""
+    return ", ".join(f"CAST(NULL AS {duckdb_type(f.type)}) AS {f.name}" for f in spec.schema)
+
+
+class TableViews:
+    """The :class:`~m5data.storage.store.Store` methods that write a table's view SQL."""
+
+    def view_sql(self, spec: TableSpec, parts: list[Path] | None = None, with_seq: bool = False) -> str:
+        """SQL of a table's view: the latest row per key over all parts (or over ``parts``).
+
+        This is the catalog's view (a glob: it stays valid as parts come and go); reads of this
+        process use :meth:`read_sql`, which gives the same rows without the window where it can.
+        """
+        cols = ", ".join(spec.schema.names + ([SEQ_COLUMN] if with_seq else []))
+        listed = parts is not None
+        parts = self.parts(spec.name) if parts is None else parts
+        if not parts:
+            return self._empty_sql(spec, with_seq)
+        files = _files_sql(parts) if listed else _sql_str(str(self.table_dir(spec.name) / PART_GLOB))
+        source = f"read_parquet({files}, union_by_name = true)"
+        if not listed and self.is_compacted(spec.name):
+            return f"SELECT {cols} FROM {source}"
+        return _window_sql(spec, source, cols)
+
+    def read_sql(self, con, spec: TableSpec, parts: list[Path] | None = None, with_seq: bool = False,
+                 shared: bool = False) -> str:
+        """SQL of the latest row per key over the listed parts (all parts by default), for ``con`` only.
+
+        Returns exactly :meth:`view_sql`'s rows, but only the groups that more than one part holds
+        (or parts holding a key twice) go through the window; the rest are read as they are (see
+        ``keyindex.py``). Creates on ``con`` the table of the contested group hashes it refers to:
+        a temp table, or with ``shared`` a table of ``con``'s database, which its cursors see too
+        (``con`` must then be a database of its own, as :meth:`connect` makes).
+        """
+        cols = ", ".join(spec.schema.names + ([SEQ_COLUMN] if with_seq else []))
+        parts_given = parts
+        compacted = parts is None and self.is_compacted(spec.name)
+        parts = self.parts(spec.name) if parts is None else parts
+        if not parts:
+            return self._empty_sql(spec, with_seq)
+        if compacted:  # the catalog's view: a glob, as before
+            return self.view_sql(spec)
+        plan = keyindex.plan(parts, spec)
+        h = keyindex.group_hash_sql(spec)
+        # The parts are globbed at every query (as the window view does), so parts written or removed
+        # after this connection opened are seen: the planned parts known as plain are named, any
+        # other part (a new one, a compaction's, one holding a key twice) goes through the window
+        # with every group it holds, wherever that group's other rows are.
+        table_glob = self.table_dir(spec.name) / PART_GLOB if parts_given is None else None
+        files = _sql_str(str(table_glob)) if table_glob else _files_sql(parts)
+        every = f"read_parquet({files}, union_by_name = true, filename = '_m5data_file')"
+        known = "[" + ", ".join(_sql_str(str(p)) for p in plan.plain) + "]"
+        other = f"(SELECT * FROM {every} WHERE NOT list_contains({known}, _m5data_file))"
+        moved = [f"{h} IN (SELECT {h} FROM {other})"]
+        if len(plan.contested):
+            contested = f"_m5data_contested_{spec.name}"
+            con.register("_m5data_hashes", pa.table({"h": pa.array(plan.contested, pa.uint64())}))
+            try:
+                temp = "" if shared else "TEMP "
+                con.execute(f"CREATE OR REPLACE {temp}TABLE {contested} AS SELECT h FROM _m5data_hashes")
+            finally:
+                con.unregister("_m5data_hashes")
+            moved.insert(0, f"{h} IN (SELECT h FROM {contested})")
+        mine = f"(SELECT * FROM {every} WHERE list_contains({known}, _m5data_file))"
+        plain = f"SELECT {cols} FROM {mine} WHERE NOT ({' OR '.join(moved)})"
+        window = _window_sql(spec, f"(SELECT * FROM {other} UNION ALL BY NAME SELECT * FROM {mine} WHERE {' OR '.join(moved)})", cols)
+        return f"({plain}) UNION ALL ({window})"
+
+    def _empty_sql(self, spec: TableSpec, with_seq: bool) -> str:
+        return f"SELECT {_null_columns(spec)}{', CAST(NULL AS BIGINT) AS ' + SEQ_COLUMN if with_seq else ''} WHERE false"
+
+    def _error_view_sql(self, spec: TableSpec, message: str) -> str:
+        """A view with the table's columns that raises ``message`` when read (DESCRIBE still works)."""
+        return f"SELECT {_null_columns(spec)} FROM range(1) WHERE error({_sql_str(message)}) IS NULL"

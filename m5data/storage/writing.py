@@ -1,0 +1,113 @@
+"""Appending rows to a table: one atomic part per write, or a stream of parts of at most ``part_rows``
+rows published all or nothing. Appends need no lock."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from .parts import PartWriter, conform, content_hash, next_seq
+from .schema import TableSpec, table_spec
+
+if TYPE_CHECKING:
+    from .store import Store
+
+
+class Writing:
+    """The :class:`~m5data.storage.store.Store` methods that append rows."""
+
+    def write(self, name: str, data: pa.Table | pa.RecordBatch | list[dict], *, if_absent: bool = False) -> int:
+        """Append rows to a table atomically; returns the number of rows written.
+
+        Rows are upserted by the table's key (the newest write wins when read); one write holds each
+        key once. Writing a batch identical to the table's newest write is a no-op (a retried write
+        stores nothing twice). With ``if_absent`` only rows whose key is not yet in the table are
+        written (e.g. a re-crawl must not reset a downloaded media row).
+        """
+        spec = table_spec(name)
+        table = conform(spec, data)
+        if if_absent and len(table):
+            table = self._drop_existing(spec, table)
+        if not len(table):
+            return 0
+        tag = content_hash(table)[:16]
+        directory = self.table_dir(name)
+        parts = self.parts(name)
+        # a repeat of the newest write changes nothing; a repeat of an older one is a new write (it wins)
+        if parts and parts[-1].name.endswith(f"-{tag}.parquet"):
+            return 0
+        writer = PartWriter(directory, spec, next_seq(), self.compression, tag)
+        try:
+            writer.write(table)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        return len(table)
+
+    @contextlib.contextmanager
+    def writer(self, name: str) -> Iterator[_StreamingWriter]:
+        """Stream many batches into parts of at most ``part_rows`` rows; nothing is published on error."""
+        stream = _StreamingWriter(self, table_spec(name))
+        try:
+            yield stream
+        except BaseException:
+            stream.abort()
+            raise
+        stream.close()
+    def _drop_existing(self, spec: TableSpec, table: pa.Table) -> pa.Table:
+        if not self.parts(spec.name):
+            return table
+        con = self.connect(need=(spec.name,), only=(spec.name,))
+        try:
+            con.register("incoming", table)
+            keys = " AND ".join(f"t.{k} = i.{k}" for k in spec.key)
+            return con.sql(
+                f"SELECT i.* FROM incoming i WHERE NOT EXISTS (SELECT 1 FROM {spec.name} t WHERE {keys})"
+            ).to_arrow_table().cast(spec.schema)
+        finally:
+            con.close()
+
+
+class _StreamingWriter:
+    """Parts of at most ``part_rows`` rows of one write (one ``_seq``); ``abort`` removes every part it published."""
+
+    def __init__(self, store: Store, spec: TableSpec):
+        self.store = store
+        self.spec = spec
+        self.seq = next_seq()
+        self.rows = 0
+        self._current: PartWriter | None = None
+        self._done: list[Path] = []
+
+    def write(self, data: pa.Table | pa.RecordBatch | list[dict]) -> None:
+        table = conform(self.spec, data)
+        while True:  # a batch larger than the current part's room is cut: every part stays <= part_rows
+            if self._current is None:
+                self._current = PartWriter(self.store.table_dir(self.spec.name), self.spec, self.seq,
+                                           self.store.compression)
+            take = min(len(table), self.store.part_rows - self._current.rows)
+            self._current.write(table.slice(0, take))  # an empty table still gives a part its schema
+            self.rows += take
+            table = table.slice(take)
+            if self._current.rows >= self.store.part_rows:
+                self._done.append(self._current.commit())
+                self._current = None
+            if not len(table):
+                return
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._done.append(self._current.commit())
+            self._current = None
+
+    def abort(self) -> None:
+        if self._current is not None:
+            self._current.abort()
+            self._current = None
+        for part in self._done:  # all or nothing: parts already published by this writer go too
+            part.unlink(missing_ok=True)
