@@ -29,7 +29,8 @@ from pathlib import Path
 
 from ..config import ExtractSettings
 from ..storage.blobs import BlobPathError, resolve_blob
-from .video import MediaError, expected_frames
+from .ffmpeg import MediaError
+from .video import expected_frames
 
 KINDS = ("video", "audio", "image", "text")
 DERIVED_KINDS = ("frames", "audio", "mfcc", "image_norm")
@@ -183,7 +184,8 @@ def run_video(payload: dict) -> JobResult:
     ``payload``: ``row`` (the video's media row), ``frames`` / ``audio`` (bool: what to do),
     ``frame_count`` (frames already extracted earlier, to align MFCC blocks when only audio runs).
     """
-    from .video import Probe, extract_frames
+    from .probe import Probe
+    from .video import extract_frames
 
     ctx = _ctx()
     s = ctx.settings
@@ -343,7 +345,7 @@ def _audio(result: JobResult, src: dict, path: Path, info, n_blocks: int | None,
 def run_audio(row: dict) -> JobResult:
     """mp3 + MFCC of one audio input (a media row of kind audio); no frames. The source row gets
     its duration and codec, or ``corrupt`` when it holds no decodable sound."""
-    from .video import probe
+    from .probe import probe
 
     ctx = _ctx()
     s = ctx.settings
