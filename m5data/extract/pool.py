@@ -10,7 +10,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable, Iterator
 
-from .jobs import Context, JobResult, crashed, init_pool_worker, init_worker
+from .derived import JobResult, crashed
+from .worker import Context, init_pool_worker, init_worker
 
 __all__ = ["WorkerPool", "pool_context"]
 

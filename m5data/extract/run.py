@@ -26,7 +26,9 @@ from typing import Iterable, Iterator
 from ..config import Settings, as_dict
 from ..storage import StageStats, Store, record_run
 from ..storage.locks import stage_lock
-from .jobs import KINDS, Context, JobResult, run_audio, run_image, run_text, run_video
+from .derived import KINDS, JobResult
+from .jobs import run_audio, run_image, run_text, run_video
+from .worker import Context
 from .pool import WorkerPool
 
 TEXT_BATCH = 256  # titles per text job
