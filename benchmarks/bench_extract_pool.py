@@ -36,13 +36,14 @@ CHILD = r"""
 import hashlib, json, multiprocessing, sys, time
 from pathlib import Path
 from m5data.config import load
+import m5data.extract.pool as extract_pool
 import m5data.extract.run as extract_run
 from m5data.storage import Store
 
 def main():
     mode, scratch, groups = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
     if mode == "spawn":  # the pool as it was: every worker a fresh interpreter
-        extract_run._context = lambda sound=True: multiprocessing.get_context("spawn")
+        extract_pool.pool_context = lambda sound=True: multiprocessing.get_context("spawn")
     settings = load(overrides={"extract.workers": 2}, environ={})
     out = []
     for g, paths in enumerate(groups):

@@ -8,7 +8,8 @@ import random
 import pytest
 
 from m5data.export.members import split_counts, stream_samples
-from m5data.export.run import Shard, ShardPlan, _plan_record, plan_export, plan_shards, shard_samples
+from m5data.export.plan import plan_record as _plan_record
+from m5data.export.run import Shard, ShardPlan, plan_export, plan_shards, shard_samples
 from m5data.export.samples import ExportError, load_samples
 from m5data.storage import Store
 

@@ -1,4 +1,4 @@
-"""The export stage: plan shards, write them in a process pool, resume, finish the layout's index.
+"""The export stage: plan shards (plan.py), write them in a process pool, resume, finish the layout's index.
 
 Every format cuts each split's sorted product ids into shards (``export.shard_size`` products, or
 about ``export.shard_bytes`` bytes of media each), so the assignment is the same on every run of
@@ -18,13 +18,11 @@ to a writer (inline, or a process pool with at most two shards in flight per wor
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
 import shutil
 import tempfile
-from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -34,9 +32,13 @@ from typing import Callable
 from .. import config as cfg
 from ..splits.names import shown
 from ..storage.runs import StageStats, record_run
-from .members import Members, member_batches, split_counts, stream_samples
+from .members import Members, split_counts, stream_samples
+from .plan import Shard, ShardPlan, format_options, plan_export, plan_record, plan_shards, shard_samples
 from .remote import FINISH_READS_SHARD_FILES, RemoteOut, is_remote
-from .samples import ExportError, bad_split_names, plain_name
+from .samples import ExportError, bad_split_names
+
+__all__ = ["FORMATS", "PLAN_FILE", "ExportReport", "Progress", "Shard", "ShardPlan", "check_settings", "export",
+           "format_module", "plan_export", "plan_shards", "run", "shard_done", "shard_samples", "write_json_atomic"]
 
 FORMATS = {"webdataset": "m5data.export.webdataset", "parquet": "m5data.export.hf_parquet",
            "m5product": "m5data.export.m5product"}
@@ -45,25 +47,6 @@ SKIPPED_SPLIT = "split with a bad name (skipped)"  # failure reason, one per spl
 STREAM_MEMORY = "2GB"  # DuckDB's memory limit for the ordered sample stream (it spills past it)
 
 Progress = Callable[[int, int], None]  # (shards done, shards in all)
-
-
-@dataclass(frozen=True)
-class Shard:
-    """One shard of one split: its position, the count of shards of its split and its products.
-
-    A planned shard names its products by range (``size`` rows of its split, the last one ``last``);
-    ``product_ids`` is filled only by :func:`plan_shards` (lists in memory, for small callers).
-    """
-
-    split: str
-    index: int
-    count: int
-    product_ids: tuple[str, ...] = ()
-    last: str = ""
-    size: int = 0
-
-    def __post_init__(self):  # every layout builds file names from the split: never one that leads elsewhere
-        plain_name("split", self.split)
 
 
 @dataclass
@@ -100,123 +83,6 @@ def format_module(fmt: str):
     return importlib.import_module(FORMATS[fmt])
 
 
-def plan_shards(members: dict[str, list[str]], shard_size: int, shard_bytes: int = 0,
-                sizes: dict[str, int] | None = None) -> list[Shard]:
-    """Cut each split's sorted ids into shards of ``shard_size`` products or about ``shard_bytes`` bytes.
-
-    Args:
-        members: split -> product ids.
-        shard_size: products per shard (used when ``shard_bytes`` is 0).
-        shard_bytes: estimated bytes per shard; a shard closes once it reaches this size.
-        sizes: estimated bytes per product (needed with ``shard_bytes``).
-    """
-    shards: list[Shard] = []
-    for split, ids in members.items():
-        ids = sorted(ids)
-        groups: list[list[str]] = []
-        if shard_bytes:
-            current: list[str] = []
-            total = 0
-            for pid in ids:
-                current.append(pid)
-                total += (sizes or {}).get(pid, 0) + 1024  # + headers and text
-                if total >= shard_bytes:
-                    groups.append(current)
-                    current, total = [], 0
-            if current:
-                groups.append(current)
-        else:
-            groups = [ids[i:i + shard_size] for i in range(0, len(ids), shard_size)]
-        shards += [Shard(split, i, len(groups), tuple(g)) for i, g in enumerate(groups)]
-    return shards
-
-
-class ShardPlan:
-    """Cuts shards from the export-ordered stream of (split, product_id, bytes) and hashes the plan.
-
-    The cut is :func:`plan_shards`'s (``shard_size`` products, or a shard closes once its estimated
-    bytes reach ``shard_bytes``) and so is ``products_sha256``; only each shard's last id is kept.
-    """
-
-    def __init__(self, shard_size: int, shard_bytes: int = 0):
-        self.shard_size, self.shard_bytes = shard_size, shard_bytes
-        self.digest = hashlib.sha256()
-        self.cut: list[tuple[str, int, int, str]] = []  # (split, index, size, last id)
-        self.split: str | None = None
-        self.index = -1
-        self.n = self.total = 0
-        self.last = ""
-
-    def add(self, split: str, ids, sizes=None) -> None:
-        """Add a run of ids of one split (``sizes``: their media bytes, with ``shard_bytes``)."""
-        if split != self.split:
-            self._close()
-            self.split, self.index = split, -1
-        for k, pid in enumerate(ids):
-            if not self.n:
-                self.index += 1
-                self.digest.update(f"{split}\t{self.index}\t".encode())
-            self.digest.update(pid.encode() + b"\n")
-            self.n += 1
-            self.last = pid
-            if self.shard_bytes:
-                self.total += (sizes[k] if sizes is not None else 0) + 1024  # + headers and text
-                if self.total >= self.shard_bytes:
-                    self._close()
-            elif self.n >= self.shard_size:
-                self._close()
-
-    def _close(self) -> None:
-        if self.n:
-            self.cut.append((self.split, self.index, self.n, self.last))
-            self.n = self.total = 0
-
-    def shards(self) -> list[Shard]:
-        self._close()
-        count = Counter(split for split, *_ in self.cut)
-        return [Shard(split, index, count[split], last=last, size=size) for split, index, size, last in self.cut]
-
-
-def plan_export(store, members: Members, shard_size: int, shard_bytes: int = 0,
-                kinds: tuple[str, ...] = ()) -> tuple[list[Shard], str]:
-    """The shards of ``members`` and the plan's ``products_sha256``, from one stream of their ids."""
-    plan = ShardPlan(shard_size, shard_bytes)
-    con = store.connect()
-    try:
-        for batch in member_batches(con, members, kinds if shard_bytes else None):
-            splits = batch.column(0).to_pylist()
-            ids = batch.column(1).to_pylist()
-            sizes = batch.column(2).to_pylist() if shard_bytes else None
-            start = 0
-            for k in range(1, len(ids) + 1):  # runs of one split (a batch may hold the end of one)
-                if k == len(ids) or splits[k] != splits[start]:
-                    plan.add(splits[start], ids[start:k], sizes[start:k] if sizes is not None else None)
-                    start = k
-    finally:
-        con.close()
-    shards = plan.shards()
-    return shards, plan.digest.hexdigest()
-
-
-def _plan_record(fmt: str, version: str, shards: list[Shard], settings: cfg.Settings, digest: str | None = None) -> dict:
-    if digest is None:  # shards from plan_shards, ids in memory
-        hashed = hashlib.sha256()
-        for sh in shards:
-            hashed.update(f"{sh.split}\t{sh.index}\t".encode() + "\n".join(sh.product_ids).encode() + b"\n")
-        digest = hashed.hexdigest()
-    per_split = Counter()
-    for sh in shards:
-        per_split[sh.split] += sh.size or len(sh.product_ids)
-    return {"format": fmt, "version": version, "shard_size": settings.export.shard_size,
-            "shard_bytes": settings.export.shard_bytes, "splits": dict(per_split),
-            "shards": {sp: sum(1 for sh in shards if sh.split == sp) for sp in per_split},
-            "options": _format_options(settings), "products_sha256": digest}
-
-
-def _format_options(settings: cfg.Settings) -> dict:
-    return {"mp3": settings.export.mp3, "video": settings.export.video}
-
-
 def write_json_atomic(path: Path, data, **dump) -> None:
     """Write JSON to ``path`` through a temp file and a rename (sorted keys: byte-stable)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -229,21 +95,6 @@ def _run_shard(fmt: str, out: str, shard: dict, options: dict, samples: list, st
     """Write one shard's samples in its format (top level: picklable for the process pool)."""
     sh = Shard(**{**shard, "product_ids": tuple(shard["product_ids"])})
     return format_module(fmt).write_shard(Path(store_root), Path(out), sh, samples, options)
-
-
-def shard_samples(rows, shards: list[Shard]):
-    """``(shard, samples)`` for each planned shard, cut from the ordered ``(split, id, sample)`` rows:
-    a shard takes its split's rows up to its last id (a member missing from ``products`` has no sample)."""
-    rows = iter(rows)
-    row = next(rows, None)
-    for sh in shards:
-        ids, samples = [], []
-        while row is not None and row[0] == sh.split and row[1] <= sh.last:
-            ids.append(row[1])
-            if row[2] is not None:
-                samples.append(row[2])
-            row = next(rows, None)
-        yield Shard(sh.split, sh.index, sh.count, tuple(ids), sh.last, sh.size), samples
 
 
 def _stream_connection(store):
@@ -339,7 +190,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
                               f"{', '.join(shown(n) for n in skipped_splits)}); rebuild the splits")
         shards, digest = plan_export(store, members, settings.export.shard_size, settings.export.shard_bytes,
                                      mod.MEDIA_KINDS)
-        plan = _plan_record(fmt, version, shards, settings, digest)
+        plan = plan_record(fmt, version, shards, settings, digest)
         if remote:
             listing = remote.claim(plan, PLAN_FILE)
             write_json_atomic(staging / PLAN_FILE, plan)
@@ -367,7 +218,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
         todo = len(shards) - skipped
         if progress:
             progress(len(done), len(shards))
-        options = _format_options(settings)
+        options = format_options(settings)
         if hasattr(mod, "prepare"):  # a decision over the whole export (M5Product item ids)
             options = mod.prepare(store, members, options)
         workers = settings.export.workers or os.cpu_count() or 1

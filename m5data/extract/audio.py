@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..storage.files import temp_path, write_atomic
-from .video import MediaError, ffmpeg_exe, tail
+from .ffmpeg import MediaError, ffmpeg_exe, tail
 
 MP3_RATE = 44_100  # Hz of the stored mp3 (moviepy's default, which the papers used)
 _CHUNK_BLOCKS = 64  # MFCC blocks computed per librosa call: bounds memory for long videos
@@ -72,7 +72,7 @@ def write_mp3(video: Path, out: Path, *, bitrate: str = "128k", max_duration: fl
     Raises:
         MediaError: ffmpeg could not read or encode the track (status corrupt).
     """
-    from .video import probe
+    from .probe import probe
 
     try:
         channels = probe(video).audio_channels

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..storage.files import write_atomic
-from .video import MediaError
+from .ffmpeg import MediaError
 
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 

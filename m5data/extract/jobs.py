@@ -20,160 +20,20 @@ may list the same video as another merchant's duplicate listing): identical medi
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import re
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from ..config import ExtractSettings
-from ..storage.blobs import BlobPathError, resolve_blob
-from .video import MediaError, expected_frames
+from .derived import (DERIVED_KINDS, KINDS, JobResult, Outcome, blob_sha, crashed, derived_dir, derived_id, derived_row,
+                      failed_rows, merge_meta, now_utc, source_file)
+from .ffmpeg import MediaError
+from .video import expected_frames
+from .worker import Context, init_pool_worker, init_worker, worker_context
 
-KINDS = ("video", "audio", "image", "text")
-DERIVED_KINDS = ("frames", "audio", "mfcc", "image_norm")
-
-
-@dataclass(frozen=True)
-class Context:
-    """What every job needs: the store folder and the extract settings."""
-
-    store_root: str
-    settings: ExtractSettings
-
-
-@dataclass
-class Outcome:
-    kind: str  # video, audio, image, text
-    status: str  # ok, absent, corrupt, too_large, failed, empty
-    reason: str = ""
-
-
-@dataclass
-class JobResult:
-    """Rows to write and what happened, per kind."""
-
-    media: list[dict] = field(default_factory=list)
-    captions: list[dict] = field(default_factory=list)
-    outcomes: list[Outcome] = field(default_factory=list)
-    bytes: int = 0
-
-
-_CTX: Context | None = None
-
-
-def init_worker(ctx: Context) -> None:
-    """Process initializer: remember the context, load the jieba user dictionary."""
-    global _CTX
-    import warnings
-
-    _CTX = ctx
-    warnings.filterwarnings("ignore", category=UserWarning, module="moviepy")
-    from .text import tokenizer
-
-    tokenizer(ctx.settings.jieba_user_dict)  # load the dictionary once per worker, not per batch
-
-
-def init_pool_worker(ctx: Context) -> None:
-    """Initializer of a pool's worker process: :func:`init_worker`, and end with the parent."""
-    _exit_with_parent()
-    init_worker(ctx)
-
-
-def _exit_with_parent() -> None:
-    """End this worker when the process that started the pool dies (SIGKILL, the OOM killer).
-
-    A pool worker waits for its next job on a queue whose write end it holds itself, so it never
-    sees its parent go: it would wait forever, with the fork server and the resource tracker
-    beside it. A thread watches the parent's sentinel (a pipe the parent holds) instead.
-    """
-    import multiprocessing
-    import os
-    import threading
-    from multiprocessing.connection import wait
-
-    parent = multiprocessing.parent_process()
-    if parent is None or parent.sentinel is None:
-        return
-
-    def watch() -> None:
-        wait([parent.sentinel])
-        os._exit(1)
-
-    threading.Thread(target=watch, name="m5data-exit-with-parent", daemon=True).start()
-
-
-def _ctx() -> Context:
-    if _CTX is None:
-        raise RuntimeError("extract worker used before init_worker()")
-    return _CTX
-
-
-def derived_id(source_media_id: str, kind: str) -> str:
-    return hashlib.sha1(f"{source_media_id}|{kind}".encode()).hexdigest()
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-_HASH = re.compile(r"[0-9a-fA-F]{16,128}")
-
-
-def blob_sha(row: dict) -> str:
-    """The source's content hash: the row's sha256, else the content-addressed blob name.
-
-    It names derived files (``derived/frames/<sha[:2]>/<sha>``), so a value that is not a hex
-    hash (a row's ``sha256`` of ``../../x``) is never used: the hash of the blob path stands in.
-    """
-    for candidate in (row.get("sha256"), Path(row["blob"]).name.split(".")[0]):
-        if candidate and _HASH.fullmatch(candidate):
-            return candidate
-    return hashlib.sha256(str(row["blob"]).encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def source_file(root: Path, src: dict) -> tuple[Path | None, MediaError | None]:
-    """The file of a source media row, inside the store's blob areas
-    (:func:`~m5data.storage.blobs.resolve_blob`), or the error that fails its item: a path that
-    leads outside the store (absolute, ``..``, a symlink out) or a file that is gone."""
-    try:
-        path = resolve_blob(root, src["blob"])
-    except BlobPathError as exc:
-        return None, MediaError("blob path outside the store", str(exc), status="failed")
-    if not path.is_file():
-        return None, MediaError("blob missing", f"{src['blob']} is not in the store", status="failed")
-    return path, None
-
-
-def _merge_meta(meta: str | None, extra: dict) -> str:
-    try:
-        base = json.loads(meta) if meta else {}
-    except ValueError:
-        base = {"_unparsed": meta}
-    if not isinstance(base, dict):
-        base = {"_value": base}
-    base.update(extra)
-    return json.dumps(base, ensure_ascii=False, sort_keys=True)
-
-
-def _derived(src: dict, kind: str, now: datetime, **cols) -> dict:
-    row = {"media_id": derived_id(src["media_id"], kind), "product_id": src["product_id"], "kind": kind,
-           "role": "derived", "position": src.get("position"), "source_media_id": src["media_id"],
-           "updated_at": now}
-    meta = cols.pop("meta", {})
-    row.update(cols)
-    row["meta"] = json.dumps({"source_blob": src["blob"], **meta}, ensure_ascii=False, sort_keys=True)
-    return row
-
-
-def _failed_rows(src: dict, kinds: list[str], exc: MediaError | str, now: datetime) -> list[dict]:
-    error = str(exc)
-    return [_derived(src, k, now, status="failed", error=error) for k in kinds]
-
-
-def _sub(kind_dir: str, sha: str) -> str:
-    return f"derived/{kind_dir}/{sha[:2]}/{sha}"
+__all__ = ["DERIVED_KINDS", "KINDS", "Context", "JobResult", "Outcome", "blob_sha", "crashed", "derived_id",
+           "frame_budget", "init_pool_worker", "init_worker", "run_audio", "run_image", "run_text", "run_video",
+           "sound_bytes", "source_file"]
 
 
 # ---------------------------------------------------------------------------------------------- video
@@ -183,20 +43,21 @@ def run_video(payload: dict) -> JobResult:
     ``payload``: ``row`` (the video's media row), ``frames`` / ``audio`` (bool: what to do),
     ``frame_count`` (frames already extracted earlier, to align MFCC blocks when only audio runs).
     """
-    from .video import Probe, extract_frames
+    from .probe import Probe
+    from .video import extract_frames
 
-    ctx = _ctx()
+    ctx = worker_context()
     s = ctx.settings
     root = Path(ctx.store_root)
     src = dict(payload["row"])
     do_frames, do_audio = payload["frames"], payload["audio"]
     wanted = [k for k, on in (("video", do_frames), ("audio", do_audio)) if on]
     derived_of = {"video": ["frames"], "audio": ["audio", "mfcc"]}
-    now = _now()
+    now = now_utc()
     result = JobResult()
     path, err = source_file(root, src)
     if err is not None:
-        result.media = _failed_rows(src, [d for k in wanted for d in derived_of[k]], err, now)
+        result.media = failed_rows(src, [d for k in wanted for d in derived_of[k]], err, now)
         result.outcomes = [Outcome(k, "failed", err.reason) for k in wanted]
         return result
 
@@ -214,7 +75,7 @@ def run_video(payload: dict) -> JobResult:
         if do_frames:
             sha = blob_sha(src)
             try:
-                frames = extract_frames(path, root / _sub("frames", sha), info, fps=s.frame_fps,
+                frames = extract_frames(path, root / derived_dir("frames", sha), info, fps=s.frame_fps,
                                         max_side=s.frame_max_side, quality=s.jpeg_quality, max_frames=s.max_frames,
                                         max_duration=s.max_duration, timeout=s.video_timeout,
                                         max_pixels=s.max_video_pixels,
@@ -223,31 +84,31 @@ def run_video(payload: dict) -> JobResult:
                 if exc.status == "corrupt":
                     return broken(exc)
                 if exc.status in ("absent", "too_large"):  # sound only, or no frame fits: the audio is still wanted
-                    result.media.append(_derived(src, "frames", now, status=exc.status,
+                    result.media.append(derived_row(src, "frames", now, status=exc.status,
                                                  error=str(exc) if exc.status == "absent" else f"{src['blob']}: {exc}"))
                     result.outcomes.append(Outcome("video", exc.status, exc.reason))
                 else:
-                    result.media += _failed_rows(src, ["frames"], exc, now)
+                    result.media += failed_rows(src, ["frames"], exc, now)
                     result.outcomes.append(Outcome("video", exc.status, exc.reason))
     except MediaError as exc:
         if exc.status == "corrupt":
             return broken(exc)
         kinds = [k for k in wanted if k not in {o.kind for o in result.outcomes}]
-        result.media += _failed_rows(src, [d for k in kinds for d in derived_of[k]], exc, now)
+        result.media += failed_rows(src, [d for k in kinds for d in derived_of[k]], exc, now)
         result.outcomes += [Outcome(k, exc.status, exc.reason) for k in kinds]
         return result
     finally:
         pending.close()
     src.update(duration=info.duration, fps=info.fps, width=info.width, height=info.height, codec=info.codec,
                has_audio=info.has_audio, updated_at=now,
-               meta=_merge_meta(src.get("meta"), {"format": info.format_name, "start_time": info.start,
+               meta=merge_meta(src.get("meta"), {"format": info.format_name, "start_time": info.start,
                                                   "audio_codec": info.audio_codec,
                                                   "audio_channels": info.audio_channels}))
     frame_count = payload.get("frame_count")
     if frames is not None:
         frame_count = frames.count
-        result.media.append(_derived(
-            src, "frames", now, blob=_sub("frames", blob_sha(src)), mime="image/jpeg", bytes=frames.bytes,
+        result.media.append(derived_row(
+            src, "frames", now, blob=derived_dir("frames", blob_sha(src)), mime="image/jpeg", bytes=frames.bytes,
             width=frames.width, height=frames.height, duration=info.duration, fps=s.frame_fps,
             frame_count=frames.count, status="ok",
             meta={"timestamps": frames.timestamps, "pattern": "%06d.jpg", "jpeg_quality": s.jpeg_quality,
@@ -294,7 +155,7 @@ def _audio(result: JobResult, src: dict, path: Path, info, n_blocks: int | None,
 
     s = ctx.settings
     if not info.has_audio:
-        result.media += [_derived(src, k, now, status="absent", error="video has no audio stream")
+        result.media += [derived_row(src, k, now, status="absent", error="video has no audio stream")
                          for k in ("audio", "mfcc")]
         result.outcomes.append(Outcome("audio", "absent"))
         return
@@ -317,20 +178,20 @@ def _audio(result: JobResult, src: dict, path: Path, info, n_blocks: int | None,
         ref = store.blobs.put_file(tmp, "mp3")
         mfcc = mfcc_blocks(samples, n_blocks, sample_rate=s.sample_rate, fps=s.frame_fps, n_mfcc=s.n_mfcc,
                            n_fft=s.n_fft, hop_length=s.hop_length)
-        rel = _sub("mfcc", blob_sha(src)) + ".npy"
+        rel = derived_dir("mfcc", blob_sha(src)) + ".npy"
         size = save_npy(mfcc, root / rel)
     except MediaError as exc:
-        result.media += [_derived(src, k, now, status=exc.status, error=f"{src['blob']}: {exc}")
+        result.media += [derived_row(src, k, now, status=exc.status, error=f"{src['blob']}: {exc}")
                          for k in ("audio", "mfcc")]
         result.outcomes.append(Outcome("audio", exc.status, exc.reason))
         return
     finally:
         tmp.unlink(missing_ok=True)
-    result.media.append(_derived(
+    result.media.append(derived_row(
         src, "audio", now, blob=ref.path, sha256=ref.sha256, mime="audio/mpeg", bytes=ref.bytes,
         duration=round(audio_seconds, 6), codec="mp3", status="ok",
         meta={"sample_rate": 44_100, "bitrate": s.mp3_bitrate, "source_codec": info.audio_codec}))
-    result.media.append(_derived(
+    result.media.append(derived_row(
         src, "mfcc", now, blob=rel, mime="application/x-npy", bytes=size, duration=round(audio_seconds, 6),
         fps=s.frame_fps, frame_count=n_blocks, status="ok",
         meta={"shape": list(mfcc.shape), "dtype": "float32", "layout": "blocks x n_mfcc x frames",
@@ -343,16 +204,16 @@ def _audio(result: JobResult, src: dict, path: Path, info, n_blocks: int | None,
 def run_audio(row: dict) -> JobResult:
     """mp3 + MFCC of one audio input (a media row of kind audio); no frames. The source row gets
     its duration and codec, or ``corrupt`` when it holds no decodable sound."""
-    from .video import probe
+    from .probe import probe
 
-    ctx = _ctx()
+    ctx = worker_context()
     s = ctx.settings
     src = dict(row)
-    now = _now()
+    now = now_utc()
     result = JobResult()
     path, err = source_file(Path(ctx.store_root), src)
     if err is not None:
-        result.media = _failed_rows(src, ["audio", "mfcc"], err, now)
+        result.media = failed_rows(src, ["audio", "mfcc"], err, now)
         result.outcomes = [Outcome("audio", "failed", err.reason)]
         return result
     try:
@@ -361,14 +222,14 @@ def run_audio(row: dict) -> JobResult:
             raise MediaError("no audio stream", f"format {info.format_name}")
     except MediaError as exc:
         if exc.status != "corrupt":
-            result.media = _failed_rows(src, ["audio", "mfcc"], exc, now)
+            result.media = failed_rows(src, ["audio", "mfcc"], exc, now)
         else:
             src.update(status="corrupt", error=f"{src['blob']}: {exc}", updated_at=now)
             result.media = [src]
         result.outcomes = [Outcome("audio", exc.status, exc.reason)]
         return result
     src.update(duration=info.duration, codec=info.audio_codec, has_audio=True, updated_at=now,
-               meta=_merge_meta(src.get("meta"), {"format": info.format_name, "audio_codec": info.audio_codec,
+               meta=merge_meta(src.get("meta"), {"format": info.format_name, "audio_codec": info.audio_codec,
                                                   "audio_channels": info.audio_channels}))
     result.media.append(src)
     _audio(result, src, path, info, None, ctx, now)
@@ -382,18 +243,18 @@ def run_image(row: dict) -> JobResult:
     """Normalise one image (see image.py); the source row gets its size, tier and phash, or its error."""
     from .image import normalise_image
 
-    ctx = _ctx()
+    ctx = worker_context()
     s = ctx.settings
     root = Path(ctx.store_root)
     src = dict(row)
-    now = _now()
+    now = now_utc()
     result = JobResult()
     path, err = source_file(root, src)
     if err is not None:
-        result.media = _failed_rows(src, ["image_norm"], err, now)
+        result.media = failed_rows(src, ["image_norm"], err, now)
         result.outcomes = [Outcome("image", "failed", err.reason)]
         return result
-    rel = _sub("images", blob_sha(src)) + ".jpg"
+    rel = derived_dir("images", blob_sha(src)) + ".jpg"
     try:
         n = normalise_image(path, root / rel, max_side=s.image_max_side, quality=s.jpeg_quality,
                             max_pixels=s.max_image_pixels, tier_high=s.image_tier_high,
@@ -406,7 +267,7 @@ def run_image(row: dict) -> JobResult:
     src.update(width=n.orig_width, height=n.orig_height, quality_tier=n.tier, phash=n.phash, updated_at=now,
                bytes=src.get("bytes") or path.stat().st_size)
     digest = hashlib.sha256(n.path.read_bytes()).hexdigest()
-    result.media += [src, _derived(
+    result.media += [src, derived_row(
         src, "image_norm", now, blob=rel, sha256=digest, mime="image/jpeg", bytes=n.bytes, width=n.width,
         height=n.height, quality_tier=n.tier, phash=n.phash, status="ok",
         meta={"orig_width": n.orig_width, "orig_height": n.orig_height, "orig_format": n.orig_format,
@@ -422,8 +283,8 @@ def run_text(batch: list[dict]) -> JobResult:
     """Clean and segment a batch of product titles (``product_id``, ``title``) into captions rows."""
     from .text import caption_row
 
-    s = _ctx().settings
-    now = _now()
+    s = worker_context().settings
+    now = now_utc()
     result = JobResult()
     for item in batch:
         row = caption_row(item["product_id"], item.get("title"), strip_brackets=s.strip_brackets,
@@ -431,24 +292,4 @@ def run_text(batch: list[dict]) -> JobResult:
         row["updated_at"] = now
         result.captions.append(row)
         result.outcomes.append(Outcome("text", row["status"], "no title text" if row["status"] == "empty" else ""))
-    return result
-
-
-def crashed(kind: str, payload, error: str) -> JobResult:
-    """The result for a job whose worker raised or died: its derived rows become ``failed``."""
-    now = _now()
-    result = JobResult()
-    if kind == "text":
-        result.outcomes = [Outcome("text", "failed", "worker error") for _ in payload]
-        return result
-    row = payload["row"] if kind == "video" else payload
-    if kind == "audio":
-        derived, kinds = ["audio", "mfcc"], ["audio"]
-    elif kind == "video":
-        derived = (["frames"] if payload["frames"] else []) + (["audio", "mfcc"] if payload["audio"] else [])
-        kinds = [k for k, on in (("video", payload["frames"]), ("audio", payload["audio"])) if on]
-    else:
-        derived, kinds = ["image_norm"], ["image"]
-    result.media = _failed_rows(row, derived, f"{row['blob']}: worker error: {error}", now)
-    result.outcomes = [Outcome(k, "failed", "worker error") for k in kinds]
     return result

@@ -1,4 +1,4 @@
-"""What every extract worker imports, loaded once in the pool's fork server (see ``run._context``).
+"""What every extract worker imports, loaded once in the pool's fork server (see ``pool.pool_context``).
 
 Importing librosa's feature code loads numba-compiled kernels (about 2 CPU-s a process with a warm
 numba cache, 20 s with a cold one) and numpy, scipy, Pillow and jieba's dictionary add about a

@@ -19,16 +19,17 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 from ..config import Settings, as_dict
 from ..storage import StageStats, Store, record_run
 from ..storage.locks import stage_lock
-from .jobs import KINDS, Context, JobResult, crashed, init_pool_worker, init_worker, run_audio, run_image, run_text, run_video
+from .derived import KINDS, JobResult
+from .jobs import run_audio, run_image, run_text, run_video
+from .worker import Context
+from .pool import WorkerPool
 
 TEXT_BATCH = 256  # titles per text job
 FLUSH_ROWS = 200  # rows buffered before a table write
@@ -203,110 +204,6 @@ class _Sink:
             raise error
 
 
-def _context(sound: bool = True):
-    """Worker processes forked from a fork server that has imported the job code (``preload.py``),
-    for runs with ``sound`` (video or audio jobs); image and caption runs spawn theirs: they need
-    no librosa, and spawned workers import less than the server's preload.
-
-    Never a fork of this process: it holds DuckDB and rich threads that a forked child must not
-    inherit. The server is started once per process, with a clean interpreter, and lives while this
-    process does, so the librosa / numba / jieba start-up (~3 CPU-s) is paid once, not by every
-    worker of every run. Spawn where there is no fork server (Windows).
-    """
-    import multiprocessing
-
-    if not sound or "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["m5data.extract.preload"])  # read when the server starts
-    return context
-
-
-class _Pool:
-    """A process pool fed from an iterator with a bounded window (workers == 1 runs inline).
-
-    A worker that dies (the OOM killer, a crash in a native library) breaks the pool and every job
-    in it. The pool is replaced, and those jobs run again one at a time in a one-process quarantine
-    pool: a job that kills that process too is the culprit and fails ("worker process died");
-    the others end as if nothing happened.
-    """
-
-    def __init__(self, workers: int, ctx: Context, sound: bool = True):
-        self.workers = workers
-        self.ctx = ctx
-        self.sound = sound  # jobs decode sound (librosa): worth the fork server's preload
-        self.executor: ProcessPoolExecutor | None = None
-        self.quarantine: ProcessPoolExecutor | None = None
-        self.restarts = 0
-        if workers == 1:
-            init_worker(ctx)
-        else:
-            self.executor = self._new(self.workers)
-
-    def _new(self, workers: int) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(workers, mp_context=_context(self.sound), initializer=init_pool_worker,
-                                   initargs=(self.ctx,))
-
-    def _alone(self, kind: str, fn: Callable, item) -> JobResult:
-        """Run one job with no other job in its process: if the process dies, this job killed it."""
-        if self.quarantine is None:
-            self.quarantine = self._new(1)
-        try:
-            return self.quarantine.submit(fn, item).result()
-        except BrokenProcessPool:
-            self.quarantine.shutdown(wait=False, cancel_futures=True)
-            self.quarantine = None
-            return crashed(kind, item, "worker process died on this item, alone in its pool")
-        except Exception as exc:
-            return crashed(kind, item, f"{type(exc).__name__}: {exc}")
-
-    def imap(self, kind: str, fn: Callable, items: Iterable) -> Iterator[tuple[object, JobResult]]:
-        if self.executor is None:
-            for item in items:
-                try:
-                    yield item, fn(item)
-                except Exception as exc:  # a bug or an unexpected library error: that item fails, the run goes on
-                    yield item, crashed(kind, item, f"{type(exc).__name__}: {exc}")
-            return
-        source = iter(items)
-        pending: dict = {}
-
-        def fill() -> None:
-            while len(pending) < self.workers * 4:
-                try:
-                    item = next(source)
-                except StopIteration:
-                    return
-                pending[self.executor.submit(fn, item)] = item
-
-        fill()
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            suspects = []
-            for fut in done:
-                item = pending.pop(fut)
-                try:
-                    yield item, fut.result()
-                except BrokenProcessPool:
-                    suspects.append(item)
-                except Exception as exc:
-                    yield item, crashed(kind, item, f"{type(exc).__name__}: {exc}")
-            if suspects:  # the pool died with these jobs and every job still in it: replace it
-                suspects += pending.values()
-                pending.clear()
-                self.executor.shutdown(wait=False, cancel_futures=True)
-                self.executor = self._new(self.workers)
-                self.restarts += 1
-                for item in suspects:
-                    yield item, self._alone(kind, fn, item)
-            fill()
-
-    def close(self) -> None:
-        for executor in (self.executor, self.quarantine):
-            if executor is not None:
-                executor.shutdown(wait=True, cancel_futures=True)
-
-
 @contextmanager
 def _bars(enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -434,8 +331,8 @@ def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None =
             phases.append(("image", _sharded(image_sql(ex.image_roles, retry_failed), "media_id", shard), None))
         if "text" in wanted:
             phases.append(("text", _sharded(TEXT_SQL, "product_id", shard), None))
-        # a process that never runs a sound job never starts the fork server (see _context)
-        pool = _Pool(workers, ctx, sound=any(kind in ("video", "audio") for kind, _, _ in phases))
+        # a process that never runs a sound job never starts the fork server (see pool.pool_context)
+        pool = WorkerPool(workers, ctx, sound=any(kind in ("video", "audio") for kind, _, _ in phases))
         with _bars(progress) as bars:
             tasks = {}
             for kind, sql, counts in phases:

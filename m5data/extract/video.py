@@ -1,4 +1,4 @@
-"""Video: ffprobe metadata and one-frame-per-second JPEG extraction in a single ffmpeg pass.
+"""Video: one-frame-per-second JPEG extraction in a single ffmpeg pass (ffprobe answers first: probe.py).
 
 The frame pass is one ffmpeg process per video, built with ffmpeg-python:
 
@@ -26,184 +26,20 @@ import re
 import shutil
 import subprocess
 import uuid
-from dataclasses import dataclass, field
-from fractions import Fraction
+from dataclasses import dataclass
 from pathlib import Path
+
+from .ffmpeg import STDERR_TAIL, MediaError, ffmpeg_exe, ffprobe_exe, tail
+from .probe import Probe, VideoInfo, probe
+
+__all__ = ["FRAME_PATTERN", "MANIFEST", "STDERR_TAIL", "Frames", "MediaError", "Probe", "VideoInfo", "check_frame_size",
+           "expected_frames", "extract_frames", "ffmpeg_exe", "ffprobe_exe", "jpeg_qscale", "probe", "read_manifest",
+           "tail"]
 
 FRAME_PATTERN = "%06d.jpg"
 MANIFEST = "frames.json"
-STDERR_TAIL = 800  # characters of ffmpeg's stderr kept in the error column
 
-# ffprobe format names that are still images, not videos (a JPEG probes as a one-frame "video")
-_IMAGE_FORMATS = re.compile(r"(^|,)(image2|\w+_pipe|gif|webp|apng|png|bmp|tiff?)($|,)")
 _PTS_TIME = re.compile(r"\bn:\s*\d+\s+pts:\s*-?\d+\s+pts_time:(-?[0-9.]+)")
-
-
-class MediaError(Exception):
-    """A broken or unusable input. ``status`` is the media status it earns; ``reason`` a short category."""
-
-    def __init__(self, reason: str, detail: str = "", status: str = "corrupt"):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.status = status
-
-
-def ffmpeg_exe() -> str:
-    """``ffmpeg`` on PATH, else the static binary that imageio-ffmpeg ships."""
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def ffprobe_exe() -> str:
-    """``ffprobe`` on PATH; it is required (imageio-ffmpeg ships no ffprobe)."""
-    found = shutil.which("ffprobe")
-    if not found:
-        raise RuntimeError("ffprobe not found on PATH (install ffmpeg, e.g. apt-get install ffmpeg)")
-    return found
-
-
-def tail(text: str | bytes, limit: int = STDERR_TAIL) -> str:
-    """The last ``limit`` characters of a process's output, on one line per message."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    # showinfo's per-frame lines and the stats line are noise next to the real error messages
-    lines = [ln.strip() for ln in text.strip().splitlines()
-             if ln.strip() and "Parsed_showinfo" not in ln and not ln.lstrip().startswith("frame=")]
-    return " | ".join(lines)[-limit:]
-
-
-@dataclass
-class VideoInfo:
-    """What ffprobe says about one video file."""
-
-    duration: float | None  # seconds (video stream, else container)
-    fps: float | None
-    width: int | None
-    height: int | None
-    codec: str | None
-    has_audio: bool
-    start: float = 0.0  # video stream start time, seconds
-    audio_codec: str | None = None
-    audio_channels: int | None = None
-    format_name: str = ""
-    extra: dict = field(default_factory=dict)
-    has_video: bool = True  # False: a container with sound only (its picture is recorded absent)
-
-
-def _rate(text: str | None) -> float | None:
-    try:
-        value = float(Fraction(text)) if text else 0.0
-    except (ValueError, ZeroDivisionError):
-        return None
-    return value if 0 < value <= 1000 else None
-
-
-def _seconds(value) -> float | None:
-    if value in (None, "", "N/A"):
-        return None
-    if isinstance(value, str) and ":" in value:  # Matroska stream tag DURATION "00:00:30.003000000"
-        h, m, s = value.split(":")
-        return int(h) * 3600 + int(m) * 60 + float(s)
-    try:
-        out = float(value)
-    except ValueError:
-        return None
-    return out if math.isfinite(out) and out >= 0 else None
-
-
-class Probe:
-    """ffprobe on one file, started at once (the caller may prepare other work meanwhile).
-
-    ``result()`` waits for it and returns the :class:`VideoInfo`, or raises :class:`MediaError`
-    for empty, unreadable or non-video files (the same error on every call).
-    """
-
-    def __init__(self, path: Path, timeout: float = 60.0):
-        self.path = path
-        self.timeout = timeout
-        self._info: VideoInfo | None = None
-        self._error: MediaError | None = None
-        self._proc = None
-        if path.stat().st_size == 0:
-            self._error = MediaError("zero-length file", "0 bytes")
-            return
-        cmd = [ffprobe_exe(), "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)]
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-
-    def result(self) -> VideoInfo:
-        if self._proc is not None:
-            proc, self._proc = self._proc, None
-            try:
-                out, err = proc.communicate(timeout=self.timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
-                self._error = MediaError("ffprobe timeout", f"no answer in {self.timeout:.0f} s", status="failed")
-            else:
-                try:
-                    self._info = _parse_probe(proc.returncode, out, err)
-                except MediaError as exc:
-                    self._error = exc
-        if self._error is not None:
-            raise self._error
-        return self._info
-
-    def close(self) -> None:
-        """Stop ffprobe if its answer is no longer wanted."""
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.communicate()
-            self._proc = None
-            self._error = MediaError("ffprobe stopped", "its answer was not awaited", status="failed")
-
-
-def probe(path: Path, timeout: float = 60.0) -> VideoInfo:
-    """Run ffprobe on a video; raise :class:`MediaError` for empty, unreadable or non-video files."""
-    return Probe(path, timeout).result()
-
-
-def _parse_probe(returncode: int, stdout: bytes, stderr: bytes) -> VideoInfo:
-    if returncode != 0:
-        raise MediaError("unreadable video", f"ffprobe: {tail(stderr) or 'exit ' + str(returncode)}")
-    data = json.loads(stdout or b"{}")
-    fmt = data.get("format", {})
-    streams = data.get("streams", [])
-    video = next((s for s in streams if s.get("codec_type") == "video"
-                  and not s.get("disposition", {}).get("attached_pic")), None)
-    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
-    format_name = fmt.get("format_name", "")
-    if video is None and audio is None:
-        raise MediaError("no video stream", f"no audio stream either; format {format_name or 'unknown'}")
-    if video is None:  # sound only (an mp3, an audio-only MP4 or WebM): the caller records the picture absent
-        return VideoInfo(
-            duration=(_seconds(audio.get("duration")) or _seconds(audio.get("tags", {}).get("DURATION"))
-                      or _seconds(fmt.get("duration"))),
-            fps=None, width=None, height=None, codec=None, has_audio=True,
-            start=_seconds(audio.get("start_time")) or 0.0, audio_codec=audio.get("codec_name"),
-            audio_channels=audio.get("channels"), format_name=format_name,
-            extra={"bit_rate": fmt.get("bit_rate"), "container_duration": _seconds(fmt.get("duration"))},
-            has_video=False)
-    if _IMAGE_FORMATS.search(format_name):
-        raise MediaError("not a video", f"ffprobe format {format_name}")
-    duration = (_seconds(video.get("duration")) or _seconds(video.get("tags", {}).get("DURATION"))
-                or _seconds(fmt.get("duration")))
-    return VideoInfo(
-        duration=duration,
-        fps=_rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate")),
-        width=video.get("width"),
-        height=video.get("height"),
-        codec=video.get("codec_name"),
-        has_audio=audio is not None,
-        start=_seconds(video.get("start_time")) or 0.0,
-        audio_codec=audio.get("codec_name") if audio else None,
-        audio_channels=audio.get("channels") if audio else None,
-        format_name=format_name,
-        extra={"bit_rate": fmt.get("bit_rate"), "container_duration": _seconds(fmt.get("duration"))},
-    )
 
 
 def jpeg_qscale(quality: int) -> int:

@@ -1,0 +1,120 @@
+"""Extract's worker pool: jobs run in worker processes, and a worker that dies fails only the job that killed it.
+
+Workers fork from a fork server that has preloaded the job code (sound jobs) or are spawned (the
+rest); a pool broken by a dead worker is replaced and its jobs re-run one at a time in quarantine.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Callable, Iterable, Iterator
+
+from .derived import JobResult, crashed
+from .worker import Context, init_pool_worker, init_worker
+
+__all__ = ["WorkerPool", "pool_context"]
+
+
+def pool_context(sound: bool = True):
+    """Worker processes forked from a fork server that has imported the job code (``preload.py``),
+    for runs with ``sound`` (video or audio jobs); image and caption runs spawn theirs: they need
+    no librosa, and spawned workers import less than the server's preload.
+
+    Never a fork of this process: it holds DuckDB and rich threads that a forked child must not
+    inherit. The server is started once per process, with a clean interpreter, and lives while this
+    process does, so the librosa / numba / jieba start-up (~3 CPU-s) is paid once, not by every
+    worker of every run. Spawn where there is no fork server (Windows).
+    """
+    import multiprocessing
+
+    if not sound or "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["m5data.extract.preload"])  # read when the server starts
+    return context
+
+
+class WorkerPool:
+    """A process pool fed from an iterator with a bounded window (workers == 1 runs inline).
+
+    A worker that dies (the OOM killer, a crash in a native library) breaks the pool and every job
+    in it. The pool is replaced, and those jobs run again one at a time in a one-process quarantine
+    pool: a job that kills that process too is the culprit and fails ("worker process died");
+    the others end as if nothing happened.
+    """
+
+    def __init__(self, workers: int, ctx: Context, sound: bool = True):
+        self.workers = workers
+        self.ctx = ctx
+        self.sound = sound  # jobs decode sound (librosa): worth the fork server's preload
+        self.executor: ProcessPoolExecutor | None = None
+        self.quarantine: ProcessPoolExecutor | None = None
+        self.restarts = 0
+        if workers == 1:
+            init_worker(ctx)
+        else:
+            self.executor = self._new(self.workers)
+
+    def _new(self, workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(workers, mp_context=pool_context(self.sound), initializer=init_pool_worker,
+                                   initargs=(self.ctx,))
+
+    def _alone(self, kind: str, fn: Callable, item) -> JobResult:
+        """Run one job with no other job in its process: if the process dies, this job killed it."""
+        if self.quarantine is None:
+            self.quarantine = self._new(1)
+        try:
+            return self.quarantine.submit(fn, item).result()
+        except BrokenProcessPool:
+            self.quarantine.shutdown(wait=False, cancel_futures=True)
+            self.quarantine = None
+            return crashed(kind, item, "worker process died on this item, alone in its pool")
+        except Exception as exc:
+            return crashed(kind, item, f"{type(exc).__name__}: {exc}")
+
+    def imap(self, kind: str, fn: Callable, items: Iterable) -> Iterator[tuple[object, JobResult]]:
+        if self.executor is None:
+            for item in items:
+                try:
+                    yield item, fn(item)
+                except Exception as exc:  # a bug or an unexpected library error: that item fails, the run goes on
+                    yield item, crashed(kind, item, f"{type(exc).__name__}: {exc}")
+            return
+        source = iter(items)
+        pending: dict = {}
+
+        def fill() -> None:
+            while len(pending) < self.workers * 4:
+                try:
+                    item = next(source)
+                except StopIteration:
+                    return
+                pending[self.executor.submit(fn, item)] = item
+
+        fill()
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            suspects = []
+            for fut in done:
+                item = pending.pop(fut)
+                try:
+                    yield item, fut.result()
+                except BrokenProcessPool:
+                    suspects.append(item)
+                except Exception as exc:
+                    yield item, crashed(kind, item, f"{type(exc).__name__}: {exc}")
+            if suspects:  # the pool died with these jobs and every job still in it: replace it
+                suspects += pending.values()
+                pending.clear()
+                self.executor.shutdown(wait=False, cancel_futures=True)
+                self.executor = self._new(self.workers)
+                self.restarts += 1
+                for item in suspects:
+                    yield item, self._alone(kind, fn, item)
+            fill()
+
+    def close(self) -> None:
+        for executor in (self.executor, self.quarantine):
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,75 @@
+"""The report's sample gallery: a few products per large category, their main image and video frames
+copied beside the page. Blob paths are opened only through :func:`~m5data.storage.blobs.resolve_blob`;
+each refused one counts as a ``BAD_BLOB`` failure."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from pathlib import Path
+
+from ..storage import StageStats
+from ..storage.blobs import BlobPathError, resolve_blob
+from . import data
+from .page import Html, empty, html, join, table
+
+__all__ = ["BAD_BLOB", "gallery"]
+
+BAD_BLOB = "blob path outside the store"  # the failure reason counted for each refused blob path
+
+
+def gallery(con, store, assets: Path, per_category: int, stats: StageStats) -> tuple[Html, bool]:
+    samples = data.gallery(con, per_category) if per_category else []
+    if not samples:
+        return empty("No products with a downloaded image yet.", "m5data download && m5data extract"), True
+    refused = stats.failures[BAD_BLOB]
+    cards = []
+    for sample in samples:
+        img = _asset(store.root, sample.image, assets, stats)
+        frames = [f for f in (_asset(store.root, fr, assets, stats) for fr in _frames(store.root, sample.frames, stats)) if f]
+        specs = table(["property", "value"], [[p, v] for p, v in sample.specs]) if sample.specs else html('<p class="muted">no spec table</p>')
+        cards.append(html(
+            '<div class="card">{img}<div class="title">{title}</div><div class="cat">{pid} · {cat}</div>{frames}{specs}</div>',
+            img=html('<img class="main" src="assets/{}" alt="main image of {}">', img, sample.product_id) if img else "",
+            title=sample.title, pid=sample.product_id, cat=sample.category, specs=specs,
+            frames=html('<div class="frames">{}</div>', join(html('<img src="assets/{}" alt="video frame">', f) for f in frames))
+            if frames else ""))
+    refused = stats.failures[BAD_BLOB] - refused
+    note = html('<p class="muted">{} media paths outside the store were skipped.</p>', refused) if refused else ""
+    return html('<p>{} products from the largest categories.</p>{}<div class="cards">{}</div>', len(samples), note, join(cards)), False
+
+
+def _frames(root: Path, rel: str | None, stats: StageStats) -> list[str]:
+    """Up to four frame files (relative to the store) of a frames folder, evenly spaced."""
+    if not rel:
+        return []
+    try:
+        path = resolve_blob(root, rel)
+    except BlobPathError:
+        stats.fail(BAD_BLOB)
+        return []
+    files = sorted(path.glob("*.jpg")) if path.is_dir() else []
+    step = max(1, len(files) // 4)
+    # the listed names (not their link targets) go on to _asset, which checks each file again
+    return [f"{rel.rstrip('/')}/{f.name}" for f in files[::step][:4]]
+
+
+def _asset(root: Path, rel: str | None, assets: Path, stats: StageStats) -> str | None:
+    """Copy a store file beside the page under a name derived from its path; None when it is missing or refused."""
+    if not rel:
+        return None
+    try:
+        src = resolve_blob(root, rel)
+    except BlobPathError:
+        stats.fail(BAD_BLOB)
+        return None
+    if not src.is_file():
+        return None
+    suffix = src.suffix.lower()
+    # the name is ours: a hash and, only when it is a plain extension, the blob's (no quote or space can reach the page)
+    name = hashlib.sha1(rel.encode()).hexdigest()[:16] + (suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else "")
+    dst = assets / name
+    if not dst.exists():
+        shutil.copyfile(src, dst)
+    return name
