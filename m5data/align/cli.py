@@ -28,7 +28,7 @@ def align(
     score_against: Optional[Path] = typer.Option(None, "--score-against", help="Truth alignment (demo shop truth folder or file): print merge precision/recall."),
 ) -> None:
     """Align the platforms' category labels into one 3-level taxonomy (MEP-3M method): taxonomy, label_map, review file."""
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..config import ConfigError
     from ..console import StepProgress, console, fail, stage_summary
     from .mapping import MappingError

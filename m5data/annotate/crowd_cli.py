@@ -20,7 +20,7 @@ def import_judgements(
     one worker's two different labels of a pair, or two gold_label values of a pair, keep neither)."""
     from rich.markup import escape
 
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..config import ConfigError
     from ..console import console, fail, stage_summary
     from .crowd import CrowdError, import_judgements as run_import
@@ -50,7 +50,7 @@ def simulate(
     gold: Optional[float] = typer.Option(None, "--gold", help="Share of pairs used as gold questions (default 0.05)."),
 ) -> None:
     """Write synthetic judgements of the pools' pairs (mixed reliability, spammers, one adversarial, gold)."""
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..config import ConfigError
     from ..console import console, fail, stage_summary
     from .crowd import CrowdError
@@ -81,7 +81,7 @@ def aggregate(
     """Aggregate the judgements into matches (P(match), accepted) and workers (ability)."""
     from ..console import Table
 
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..config import ConfigError
     from ..console import console, fail, stage_summary
     from .crowd import CrowdError, aggregate as run_aggregate, score_methods

@@ -23,7 +23,7 @@ def match_level(
 
     import jieba
 
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..config import ConfigError
     from ..console import console, fail, stage_summary
     from .match_level import match_level as run_match_level

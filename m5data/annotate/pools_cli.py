@@ -29,7 +29,7 @@ def pools(
     import logging
 
     import jieba
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..config import ConfigError
     from ..console import StepProgress, console, fail, stage_summary
     from .pools import PoolsError, build_pools
@@ -94,7 +94,7 @@ def tasks(
     image_prefix: Optional[str] = typer.Option(None, "--image-prefix", help="Prefix for image paths relative to the store (e.g. a URL); default absolute paths."),
 ) -> None:
     """Export labelling tasks (query + candidate, images and captions) as JSONL, JSON and CSV for labelling tools."""
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..console import console
     from .tasks import export_tasks
 

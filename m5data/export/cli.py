@@ -29,7 +29,7 @@ def export(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from ..console import Table
 
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..config import ConfigError
     from ..console import console, fail, stage_summary
     from .remote import RemoteError, is_remote

@@ -777,7 +777,7 @@ def m5product(
     from rich.markup import escape
     from ..console import Table
 
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..console import console, fail, stage_summary
 
     store, settings = open_store(ctx, create=True)

@@ -21,7 +21,7 @@ def extract(
     """Extract 1-fps frames, mp3 + MFCC, normalised images and segmented captions for media not done yet."""
     from ..console import Table
 
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..console import console, fail, stage_summary
     from .run import ExtractError, parse_kinds, run
 

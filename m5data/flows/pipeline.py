@@ -1,8 +1,10 @@
 """The whole pipeline as one Prefect flow: crawl -> download -> extract -> align -> annotate -> splits -> export
 -> report (-> train, optional).
 
-Every task is a thin wrapper over its stage's run function (see the sibling modules), so a flow run
-does exactly what the CLI verbs do. Each stage resumes: running the flow again (on a schedule, or
+Every stage is declared once in m5data/stages.py (``REGISTRY``) and runs through one generic task,
+:func:`run_stage_task`, which calls the stage's ``run(ctx) -> StageStats`` with a ``RunContext``
+(the settings, built once per flow run; the store; the stage's options): a flow run does exactly
+what the CLI verbs do, and the flow knows no stage by name. Each stage resumes: running the flow again (on a schedule, or
 after a crash) crawls only new pages, fetches only media not yet ok, extracts only what has no
 derived output yet, and re-runs the global stages (align, annotate, splits, export) on the new state.
 
@@ -11,25 +13,28 @@ after it do not run, the flow run ends ``Failed`` and ``m5data run`` exits 1. Pe
 (a 404 image, a corrupt video) are counted in ``runs``, never fatal. docs/flows.md lists which
 failure of which stage is fatal and which is retried.
 
-Stages whose code is not installed (annotate, splits, export are optional modules) are skipped
-with a message. ``m5data run`` (m5data/flows/cli.py) validates everything with :func:`check_plan`
+An annotate job of ``flows.annotate_jobs`` whose module is not there is skipped with a message.
+``m5data run`` (m5data/flows/cli.py) validates everything with :func:`check_plan`
 before any work; the flow validates again, so a deployment's bad parameters fail at once too.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
+from ..stages import SHARDED, STAGES, RunContext, Stage, StageError, get
+from .retry import transient
 from .runners import PipelineError
 
-STAGES = ("crawl", "download", "extract", "align", "annotate", "splits", "export", "report", "train")
-SHARDED = ("crawl", "download", "extract")  # the stages a task runner fans out in shards (crawl: by host)
 ARTIFACT_KEY = "m5data-pipeline"
 
 
@@ -145,56 +150,76 @@ def check_plan(settings, start_urls: list[str] | None = None, stages: str | list
                 refresh=fl.refresh)
 
 
-def missing_code(stage: str, annotate_jobs: list[str] | None = None) -> str | None:
-    """Why ``stage`` cannot run here (its module is not installed), or None when it can."""
-    def absent(module: str) -> bool:
-        try:
-            return importlib.util.find_spec(module) is None
-        except ModuleNotFoundError:
-            return True
-
-    if stage == "annotate":
-        jobs = annotate_jobs or []
-        if not jobs or all(absent(f"m5data.annotate.{job}") for job in jobs):
-            return f"no annotate job of {', '.join(jobs) or '(none)'} is installed (m5data.annotate.<job>)"
+def missing_jobs(stage: Stage, settings) -> str | None:
+    """Why a stage run once per job (annotate) has nothing to run here, or None when it has."""
+    if not stage.jobs:
         return None
-    if stage in ("splits", "export", "report", "train"):
-        for module in (f"m5data.flows.{stage}", f"m5data.{stage}"):
-            if absent(module):
-                return f"module {module} is not installed"
+    jobs = _split(getattr(settings.flows, stage.jobs))
+    if not jobs or all(_job_missing(stage, job) for job in jobs):
+        return f"no {stage.name} job of {', '.join(jobs) or '(none)'} is installed ({stage.job_module.format(job='<job>')})"
     return None
 
 
+def _job_missing(stage: Stage, job: str) -> bool:
+    try:
+        return importlib.util.find_spec(stage.job_module.format(job=job)) is None
+    except (ModuleNotFoundError, ValueError):
+        return True
+
+
 # ------------------------------------------------------------------------------------ stage runs
-def _entry(stage: str, status: str, message: str = "", row: dict | None = None, **extra) -> dict:
-    """One stage's summary: the counts of its ``runs`` row(s) plus the flow's verdict ``status``."""
+@task(name="stage", retries=0, cache_policy=NO_CACHE)
+def run_stage_task(name: str, ctx: RunContext):
+    """The one task of every stage: the registry entry ``name``'s ``run(ctx)``; returns its StageStats.
+
+    Retries come from the entry (:func:`stage_task`); ``ctx.attempt`` tells the stage whether this
+    is Prefect's retry (download and extract then redo only what failed).
+    """
+    from prefect.runtime import task_run
+
+    ctx = RunContext(ctx.settings, ctx.run_id, ctx.progress, ctx.options, ctx.create, task_run.run_count or 1)
+    return get(name).load()(ctx)
+
+
+def stage_task(stage: Stage, settings, run_name: str | None = None):
+    """:func:`run_stage_task` with the stage's name and retries (``retry_delay`` None: ``flows.retry_delay``)."""
+    delay = settings.flows.retry_delay if stage.retry_delay is None else stage.retry_delay
+    options = {"name": stage.name, "retries": stage.retries, "retry_delay_seconds": delay}
+    if stage.transient_only:
+        options["retry_condition_fn"] = transient
+    if run_name:
+        options["task_run_name"] = run_name
+    return run_stage_task.with_options(**options)
+
+
+_PLAIN = (str, int, float, bool, dict, list, type(None))  # what of a stage's details the summary keeps
+
+
+def _entry(stage: str, status: str, message: str = "", stats=None, **extra) -> dict:
+    """One stage's summary: the counts of its StageStats plus the flow's verdict ``status``."""
     from ..redact import redact
 
-    row = dict(row or {})  # the message goes to Prefect's database (state, artifact, log rows): redacted
-    out = {"stage": stage, "status": status, "message": redact(message),
-           "n_in": row.pop("n_in", 0) or 0, "n_out": row.pop("n_out", 0) or 0,
-           "n_failed": row.pop("n_failed", 0) or 0, "bytes": row.pop("bytes", 0) or 0,
-           "seconds": row.pop("seconds", 0.0) or 0.0, "failures": row.pop("failures", {}) or {}}
-    if isinstance(out["failures"], str):
-        import json
-
-        out["failures"] = json.loads(out["failures"] or "{}")
-    out["run_status"] = row.pop("status", None)
-    out["run_id"] = row.pop("run_id", None)
-    for key in ("started_at", "ended_at", "config", "stage"):
-        row.pop(key, None)
-    out["details"] = {k: v for k, v in row.items() if isinstance(v, (str, int, float, bool, dict, list, type(None)))}
+    out = {"stage": stage, "status": status, "message": redact(message),  # it goes to Prefect's database: redacted
+           "n_in": 0, "n_out": 0, "n_failed": 0, "bytes": 0, "seconds": 0.0, "failures": {},
+           "run_status": None, "run_id": None, "details": {}}
+    if stats is not None:
+        out.update(n_in=stats.n_in or 0, n_out=stats.n_out or 0, n_failed=stats.n_failed or 0,
+                   bytes=stats.bytes or 0, seconds=round(stats.seconds, 3), failures=dict(stats.failures),
+                   run_status=stats.status, run_id=stats.run_id,
+                   details={k: v for k, v in stats.details.items() if isinstance(v, _PLAIN)})
     out.update(extra)
     return out
 
 
 def _from_state(stage: str, state, extra: dict | None = None) -> dict:
-    """A stage entry from a finished task state: ok with its row, or fatal with the exception's message."""
+    """A stage entry from a finished task state: ok with its StageStats, or fatal with the exception's message."""
     if state.is_completed():
-        result = state.result()
-        return _entry(stage, "ok", row=result if isinstance(result, dict) else {"result": result}, **(extra or {}))
+        return _entry(stage, "ok", stats=state.result(), **(extra or {}))
     exc = state.result(raise_on_failure=False)
-    message = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else (state.message or state.name)
+    if isinstance(exc, StageError):
+        message = str(exc)
+    else:
+        message = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else (state.message or state.name)
     return _entry(stage, "fatal", message=message.splitlines()[0] if message else "", **(extra or {}))
 
 
@@ -207,9 +232,9 @@ def _merge(stage: str, entries: list[dict]) -> dict:
         failures.update(e["failures"])
     bad = [e for e in entries if e["status"] == "fatal"]
     merged = _entry(stage, "fatal" if bad else "ok", message="; ".join(e["message"] for e in bad),
-                    row={"n_in": sum(e["n_in"] for e in entries), "n_out": sum(e["n_out"] for e in entries),
-                         "n_failed": sum(e["n_failed"] for e in entries), "bytes": sum(e["bytes"] for e in entries),
-                         "seconds": max((e["seconds"] for e in entries), default=0.0), "failures": dict(failures)})
+                    n_in=sum(e["n_in"] for e in entries), n_out=sum(e["n_out"] for e in entries),
+                    n_failed=sum(e["n_failed"] for e in entries), bytes=sum(e["bytes"] for e in entries),
+                    seconds=max((e["seconds"] for e in entries), default=0.0), failures=dict(failures))
     merged["parts"] = entries
     return merged
 
@@ -224,143 +249,134 @@ def _shards_entry(stage: str, futures: list, settings) -> dict:
     return _merge(stage, [_from_state(stage, f.state, {"shard": i}) for i, f in enumerate(futures)])
 
 
-def run_stage(stage: str, store_path: str, settings, *, start_urls: list[str], mapping: str | None, kinds: str,
-              shards: int, refresh: bool, overrides: dict, config_file: str | None, progress: bool,
-              previous: dict | None = None) -> dict:
+def stage_options(stage: Stage, values: dict, previous: dict | None) -> dict:
+    """What of the plan ``stage`` gets in ``ctx.options`` (``Stage.options``); ``previous``: the details so far."""
+    details = {name: e.get("details", {}) for name, e in (previous or {}).items()}
+    return {key: details if key == "previous" else values.get(key) for key in stage.options}
+
+
+def run_stage(name: str, ctx: RunContext, values: dict, shards: int = 1, previous: dict | None = None) -> dict:
     """Run one stage's task(s) and return its entry (``status`` ok or fatal); never raises for a task failure.
 
-    Retries: crawl, download and extract retry once after ``flows.retry_delay`` seconds when the
-    failure is transient (``retry.transient``); align, annotate, splits and export never retry.
+    Args:
+        name: a registry entry; its retries, sharding and options come from there.
+        ctx: the flow run's context (settings, run id, progress), without the stage's options.
+        values: the plan's values a stage may ask for (start_urls, refresh, mapping, kinds).
+        shards: shards of a sharded stage (1: one task).
+        previous: the entries of the stages run before it in this flow run.
     """
-    from .align import align_task
-    from .crawl import crawl_task
-    from .download import download_task
-    from .extract import extract_task
+    stage = get(name)
+    ctx = ctx.with_options(**stage_options(stage, values, previous))
+    if stage.jobs:
+        return _run_jobs(stage, ctx)
+    if not stage.sharded or shards <= 1:
+        ctx.create = stage.creates_store
+        return _from_state(name, stage_task(stage, ctx.settings)(name, ctx, return_state=True))
+    parts = _shard_contexts(stage, ctx, shards)
+    futures = [stage_task(stage, ctx.settings, f"{name}-shard-{i}-of-{len(parts)}").submit(name, part)
+               for i, part in enumerate(parts)]
+    return _shards_entry(name, futures, ctx.settings)
 
-    delay = settings.flows.retry_delay
-    common = {"overrides": overrides, "config_file": config_file}
-    if stage == "crawl":
-        task = crawl_task.with_options(retry_delay_seconds=delay)
-        if shards <= 1:
-            return _from_state(stage, task(store_path, start_urls, refresh=refresh, progress=progress,
-                                           return_state=True, **common))
+
+def _shard_contexts(stage: Stage, ctx: RunContext, shards: int) -> list[RunContext]:
+    """One context per shard: crawl by groups of hosts, the others by ``shard=[i, n]`` of their pending rows."""
+    if "start_urls" in stage.options:
         from ..crawler.crawl import check_start_urls, shard_start_urls
 
         # one Scrapy process per host group, each on a worker: a host's pages never in two shards
-        groups = shard_start_urls(check_start_urls(start_urls), shards)
-        futures = [task.with_options(task_run_name=f"crawl-shard-{i}-of-{len(groups)}")
-                   .submit(store_path, urls, refresh=refresh, shard=[i, len(groups)], **common)
-                   for i, urls in enumerate(groups)]
-        return _shards_entry(stage, futures, settings)
-    if stage in SHARDED:
-        base = download_task if stage == "download" else extract_task
-        task = base.with_options(retry_delay_seconds=delay)
-        args = {"kinds": kinds} if stage == "extract" else {}
-        if shards <= 1:
-            return _from_state(stage, task(store_path, progress=progress, return_state=True, **args, **common))
+        groups = shard_start_urls(check_start_urls(ctx.options.get("start_urls") or []), shards)
+        return [ctx.with_options(start_urls=urls, shard=[i, len(groups)]) for i, urls in enumerate(groups)]
+    # one process per shard already: no pool of processes inside a worker (daemonic on Dask)
+    settings = copy.deepcopy(ctx.settings)
+    settings.set("extract.workers", 1, "flag")
+    settings.set("download.pool", "thread", "flag")
+    one = RunContext(settings, ctx.run_id, False, ctx.options)
+    return [one.with_options(shard=[i, shards]) for i in range(shards)]
 
-        # one process per shard already: no pool of processes inside a worker (daemonic on Dask)
-        shard_overrides = {**overrides, "extract.workers": 1, "download.pool": "thread"}
-        futures = [task.with_options(task_run_name=f"{stage}-shard-{i}-of-{shards}")
-                   .submit(store_path, shard=[i, shards], **args, overrides=shard_overrides, config_file=config_file)
-                   for i in range(shards)]
-        return _shards_entry(stage, futures, settings)
-    if stage == "align":
-        return _from_state(stage, align_task(store_path, mapping, return_state=True, **common))
-    if stage == "annotate":
-        from .annotate import annotate_task
 
-        entries = []
-        for job in _split(settings.flows.annotate_jobs):
-            if missing_code("annotate", [job]):
-                entries.append(_entry(stage, "skipped", message=f"job {job}: m5data.annotate.{job} is not installed",
-                                      job=job))
-                continue
-            entries.append(_from_state(stage, annotate_task(store_path, job, return_state=True, **common), {"job": job}))
-            if entries[-1]["status"] == "fatal":
-                break  # the later jobs read what this one writes
-        merged = _merge(stage, [e for e in entries if e["status"] != "skipped"])
-        merged["parts"] = entries
-        return merged
-    if stage == "splits":
-        from ..storage import Store
-        from .splits import incremental_version, splits_task
+def _run_jobs(stage: Stage, ctx: RunContext) -> dict:
+    """A stage run once per job, in order (annotate); stops at the first fatal job."""
+    entries = []
+    for job in _split(getattr(ctx.settings.flows, stage.jobs)):
+        if _job_missing(stage, job):
+            entries.append(_entry(stage.name, "skipped", job=job,
+                                  message=f"job {job}: {stage.job_module.format(job=job)} is not installed"))
+            continue
+        state = stage_task(stage, ctx.settings, f"{stage.name}-{job}")(stage.name, ctx.with_options(job=job),
+                                                                        return_state=True)
+        entries.append(_from_state(stage.name, state, {"job": job}))
+        if entries[-1]["status"] == "fatal":
+            break  # the later jobs read what this one writes
+    merged = _merge(stage.name, [e for e in entries if e["status"] != "skipped"])
+    merged["parts"] = entries
+    return merged
 
-        # a later run on a grown store writes a new version and keeps the old ones intact
-        version = incremental_version(Store.open(store_path), settings.splits.version)
-        return _from_state(stage, splits_task(store_path, version=version, return_state=True, **common))
-    if stage == "export":
-        from .export import export_task
 
-        fl = settings.flows
-        return _from_state(stage, export_task(store_path, split=fl.export_split, fmt=fl.export_format,
-                                              return_state=True, **common))
-    if stage == "report":
-        from .report import report_task
+@flow(name="m5data-stage")
+def stage_flow(name: str, store_path: str, overrides: dict | None = None, config_file: str | None = None,
+               options: dict | None = None):
+    """One stage as a one-task flow, with its retries: its StageStats (a failure raises)."""
+    from ..config import load
 
-        return _from_state(stage, report_task(store_path, report_folder(settings), return_state=True, **common))
-    if stage == "train":
-        from .train import train_task
-
-        fl = settings.flows
-        exported = ((previous or {}).get("export") or {}).get("details", {})
-        shards_dir = fl.train_shards or exported.get("out")
-        if not shards_dir or (exported and exported.get("format", "webdataset") != "webdataset"):
-            return _entry(stage, "fatal", message="train needs WebDataset shards: run the export stage with "
-                                                  "flows.export_format = webdataset, or set flows.train_shards")
-        out = fl.train_out or str(Path(store_path).absolute().parent / "m5data-train")
-        return _from_state(stage, train_task(shards_dir, out, config=fl.train_config, epochs=fl.train_epochs,
-                                             max_steps=fl.train_max_steps or None, store_path=store_path,
-                                             evaluate=True, return_state=True))
-    raise PipelineError(f"unknown stage {stage!r}")
+    settings = load(config_file, {**(overrides or {}), "store.path": store_path})
+    stage = get(name)
+    ctx = RunContext(settings, options=dict(options or {}), create=stage.creates_store)
+    return stage_task(stage, settings)(name, ctx)
 
 
 def report_folder(settings) -> str:
     """Where the report stage writes the HTML report: ``flows.report_out``, else beside the store."""
-    return settings.flows.report_out or str(settings.store_path.absolute().parent / "m5data-report")
+    from ..report.stage import report_folder as folder
+
+    return folder(settings)
+
+
+# the sharded block's context, handed from the pipeline flow to its subflow in this process: a
+# subflow's parameters are stored by the Prefect server, and the settings may hold secrets
+_HANDOFF: dict[str, tuple[RunContext, dict]] = {}
 
 
 @flow(name="m5data-shards")
-def shards_flow(stages: list[str], store_path: str, kinds: str, shards: int, overrides: dict,
-                config_file: str | None = None, start_urls: list[str] | None = None, refresh: bool = False) -> dict:
+def shards_flow(stages: list[str], shards: int, handoff: str) -> dict:
     """Run the sharded stages in ``shards`` tasks each, through this flow's task runner.
 
-    Crawl: one task per group of hosts of ``start_urls`` (at most ``shards``); download and
+    Crawl: one task per group of hosts of the start URLs (at most ``shards``); download and
     extract: ``shards`` tasks over their pending rows.
 
     A subflow, so that the task runner of ``flows.runner`` (a Dask or Ray cluster) lives only while
     the per-item stages run, and comes from the settings the same way for ``m5data run``, a served
-    schedule and a work-pool deployment. Stops at the first fatal stage.
+    schedule and a work-pool deployment. Stops at the first fatal stage. ``handoff`` names the
+    pipeline flow's context and plan values (:data:`_HANDOFF`).
     """
-    from ..config import load
-
-    settings = load(config_file, {**overrides, "store.path": store_path})
+    ctx, values = _HANDOFF[handoff]
     out: dict[str, dict] = {}
     for stage in stages:
-        out[stage] = run_stage(stage, store_path, settings, start_urls=list(start_urls or []), mapping=None,
-                               kinds=kinds, shards=shards, refresh=refresh, overrides=overrides,
-                               config_file=config_file, progress=False)
+        out[stage] = run_stage(stage, RunContext(ctx.settings, ctx.run_id, False), values, shards=shards)
         if out[stage]["status"] == "fatal":
             break
     return out
 
 
-def _run_sharded(stages: list[str], store_path: str, settings, kinds: str, shards: int, overrides: dict,
-                 config_file: str | None, start_urls: list[str] | None = None, refresh: bool = False) -> dict:
+def _run_sharded(stages: list[str], ctx: RunContext, values: dict, shards: int) -> dict:
     """``shards_flow`` with the task runner of ``flows.runner``, its workers pointed at this run's API."""
     from .faults import quiet_lost_client, record_lost_run
     from .runners import api_for_workers, task_runner
 
+    settings = ctx.settings
     runner = task_runner(settings)
     sub = shards_flow if runner is None else shards_flow.with_options(task_runner=runner)
-    with api_for_workers(settings.flows.runner), quiet_lost_client():
-        state = sub(stages, store_path, kinds, shards, overrides, config_file, start_urls=start_urls, refresh=refresh,
-                    return_state=True)
+    handoff = uuid.uuid4().hex
+    _HANDOFF[handoff] = (ctx, values)
+    try:
+        with api_for_workers(settings.flows.runner), quiet_lost_client():
+            state = sub(stages, shards, handoff, return_state=True)
+    finally:
+        _HANDOFF.pop(handoff, None)
     if state.is_completed():
         results = state.result()
         for stage, entry in results.items():
             if entry.get("lost_shards"):  # the flow's own runs row of the run it gave up on
-                record_lost_run(store_path, stage, entry["message"], len(entry["lost_shards"]), settings)
+                record_lost_run(str(settings.store_path), stage, entry["message"], len(entry["lost_shards"]), settings)
         return results
     exc = state.result(raise_on_failure=False)  # the cluster did not start, a worker died ...
     message = f"{type(exc).__name__}: {exc}".splitlines()[0] if isinstance(exc, BaseException) else (state.message or "")
@@ -429,18 +445,20 @@ def pipeline_flow(store_path: str, start_urls: list[str] | None = None, stages: 
         ends Failed (with the same dict as its data) when a stage is fatal.
     """
     from prefect import get_run_logger
+    from prefect.runtime import flow_run
     from prefect.states import Failed
 
     from ..config import load
-    from ..storage import Store
-
     from ..redact import install_log_redaction
+    from ..storage import Store
 
     install_log_redaction()  # log rows go to Prefect's database: no credential in them
     logger = get_run_logger()
     _quiet_jieba()
     overrides = {k: v for k, v in (overrides or {}).items() if k != "store.path"}
-    settings = load(config_file, {**overrides, "store.path": store_path})
+    settings = load(config_file, {**overrides, "store.path": store_path})  # once: every task gets this object
+    ctx = RunContext(settings, run_id=str(flow_run.id or uuid.uuid4().hex), progress=progress)
+    values = {"start_urls": list(start_urls or []), "refresh": refresh, "mapping": mapping, "kinds": kinds}
     wanted = parse_stages(stages if stages is not None else settings.flows.stages)
     if "crawl" in wanted:
         Store.open(store_path, create=True)
@@ -453,19 +471,16 @@ def pipeline_flow(store_path: str, start_urls: list[str] | None = None, stages: 
         if fatal:
             results[stage] = _entry(stage, "not run", message=f"after fatal {fatal}")
             continue
-        why = missing_code(stage, _split(settings.flows.annotate_jobs))
+        why = missing_jobs(get(stage), settings)
         if why:
             logger.warning(f"{stage}: skipped: {why}")
             results[stage] = _entry(stage, "skipped", message=why)
             continue
         if stage in SHARDED and shards > 1:  # crawl, download and extract together: one cluster for all
             block = [s for s in wanted[i:i + len(SHARDED)] if s in SHARDED]
-            entries = _run_sharded(block, store_path, settings, kinds, shards, overrides, config_file,
-                                   start_urls=list(start_urls or []), refresh=refresh)
+            entries = _run_sharded(block, ctx, values, shards)
         else:
-            entries = {stage: run_stage(stage, store_path, settings, start_urls=list(start_urls or []), mapping=mapping,
-                                        kinds=kinds, shards=shards, refresh=refresh, overrides=overrides,
-                                        config_file=config_file, progress=progress, previous=results)}
+            entries = {stage: run_stage(stage, ctx, values, previous=results)}
         for name, entry in entries.items():
             results[name] = entry
             logger.info(f"{name}: {entry['status']}: in {entry['n_in']}, out {entry['n_out']}, "

@@ -21,7 +21,7 @@ def build_splits(
     replace: bool = typer.Option(False, "--replace", help="Rebuild an existing version with new settings (its products may move)."),
 ) -> None:
     """Assign products to train / query-c / gallery-c / query-fg / gallery-fg / cls-train / cls-test / subset; write the manifest."""
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..config import ConfigError
     from ..console import console, fail, stage_summary
     from .build import SplitsError, build
@@ -75,7 +75,7 @@ def check_splits(
     from rich.text import Text
 
     from ..console import Table
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..config import ConfigError
     from ..console import console, fail
     from .build import SplitsError

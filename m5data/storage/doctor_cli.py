@@ -17,7 +17,7 @@ def doctor(
     show_info: bool = typer.Option(False, "--all", help="Also list info findings (temp files of live runs, a stale catalog)."),
 ) -> None:
     """Check a store after a crash or a disk problem (parts, blobs, derived files, temp files, catalog)."""
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..console import arrow_table, console, err_console, error, fail
     from .doctor import INFO, run
     from .store import StoreBusy

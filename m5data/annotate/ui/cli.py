@@ -33,7 +33,7 @@ def serve(
     from rich.markup import escape
 
     from m5data.annotate.crowd import worker_id_problem
-    from m5data.cli import open_store
+    from m5data.verbs import open_store
     from m5data.console import console, fail
 
     from .app import RunningUi, Session, UiError, build_tasks, read_gold

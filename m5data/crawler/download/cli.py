@@ -103,7 +103,7 @@ def download(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Download media (images, videos, audio) into the store's blobs: one status per URL, resumable."""
-    from ...cli import open_store
+    from ...verbs import open_store
     from ...console import console, fail, stage_summary
     from .run import DownloadError, run
 
