@@ -6,6 +6,9 @@ them from the registry in m5data/stages.py).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import typer
 
 from . import config as cfg
@@ -33,3 +36,14 @@ def open_store(ctx: typer.Context, create: bool = False, **flags):
 
     s = settings(ctx, **flags)
     return Store.from_settings(s, create=create), s
+
+
+@contextlib.contextmanager
+def one_line_errors(*errors: type[BaseException]) -> Iterator[None]:
+    """A verb's expected errors (a bad option, a missing file, a store problem) as one line and exit 1, no traceback."""
+    from .console import fail
+
+    try:
+        yield
+    except errors as exc:
+        fail(str(exc))

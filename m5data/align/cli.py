@@ -12,6 +12,8 @@ from typing import Optional
 
 import typer
 
+from ..verbs import one_line_errors
+
 
 def align(
     ctx: typer.Context,
@@ -30,7 +32,7 @@ def align(
     """Align the platforms' category labels into one 3-level taxonomy (MEP-3M method): taxonomy, label_map, review file."""
     from ..verbs import open_store
     from ..config import ConfigError
-    from ..console import StepProgress, console, fail, stage_summary
+    from ..console import StepProgress, console, stage_summary
     from .mapping import MappingError
     from .review import ReviewError
     from .run import AlignError, align as run_align
@@ -45,11 +47,9 @@ def align(
         "align.label_threshold": label_threshold, "align.content_threshold": content_threshold,
         "align.content_chars": content_chars, "align.workers": workers,
     })
-    try:
+    with one_line_errors(AlignError, ConfigError, MappingError, ReviewError):
         with StepProgress("align") as progress:
             report = run_align(store, s, review=review, review_out=review_out, renumber=renumber, progress=progress)
-    except (AlignError, ConfigError, MappingError, ReviewError) as exc:
-        fail(str(exc))
     console.print(stage_summary(report.stats))
     console.print(summary_table(report))
     for title, table in warning_tables(report):
@@ -58,10 +58,8 @@ def align(
     if score_against is not None:
         from .score import score_against as run_score
 
-        try:
+        with one_line_errors(FileNotFoundError, ValueError):
             score = run_score(store, score_against)
-        except (FileNotFoundError, ValueError) as exc:
-            fail(str(exc))
         console.print(score_table(score, score_against))
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import typer
 
+from ..verbs import one_line_errors
 from .layout_folder import (ITEM_ID, PLATFORM, FolderMedia, ItemError, LayoutError, LayoutFolder, MediaFile,
                             check_item_id, check_product_id)
 from .m5product import CAPTIONS, ID_LABEL, ITEMS, LABEL_LIST, LIST_FILES, parse_pv
@@ -778,14 +779,12 @@ def m5product(
     from ..console import Table
 
     from ..verbs import open_store
-    from ..console import console, fail, stage_summary
+    from ..console import console, stage_summary
 
     store, settings = open_store(ctx, create=True)
-    try:
+    with one_line_errors(LayoutError):
         report = import_m5product(store, folder, platform=platform, split_version=split_version,
                                   max_bytes=media_caps(settings))
-    except LayoutError as exc:
-        fail(str(exc))
     console.print(stage_summary(report.stats))
     for line in report.failed[:SHOW_FAILED]:
         console.print(f"[yellow]failed:[/] {escape(line)}", highlight=False, soft_wrap=True)
