@@ -12,7 +12,8 @@ from ..storage import StageStats
 
 
 def run(ctx: RunContext) -> StageStats:
-    """Export a split version: ``flows.export_split`` in ``flows.export_format`` (or ``options`` split, fmt, out, version).
+    """Export a split version: ``flows.export_split`` in ``flows.export_format`` (or ``options``: split,
+    fmt, out, version).
 
     The folder defaults to ``<store>/exports/<version>-<fmt>-<split>``; the export's counts go into ``details``.
     """
@@ -32,7 +33,7 @@ def run(ctx: RunContext) -> StageStats:
 
 
 def default_out(store, split: str, fmt: str, version: str | None) -> tuple[str | None, str]:
-    """``(version, folder)``: one folder per version, format and split, so a new split version never meets an old plan."""
+    """``(version, folder)``: one folder per version, format and split (a new split version never meets an old plan)."""
     from .samples import latest_version, plain_name
 
     version = version or latest_version(store)

@@ -4,9 +4,10 @@
 Every stage is declared once in m5data/stages.py (``REGISTRY``) and runs through one generic task,
 :func:`run_stage_task`, which calls the stage's ``run(ctx) -> StageStats`` with a ``RunContext``
 (the settings, built once per flow run; the store; the stage's options): a flow run does exactly
-what the CLI verbs do, and the flow knows no stage by name. Each stage resumes: running the flow again (on a schedule, or
-after a crash) crawls only new pages, fetches only media not yet ok, extracts only what has no
-derived output yet, and re-runs the global stages (align, annotate, splits, export) on the new state.
+what the CLI verbs do, and the flow knows no stage by name. Each stage resumes: running the flow
+again (on a schedule, or after a crash) crawls only new pages, fetches only media not yet ok,
+extracts only what has no derived output yet, and re-runs the global stages (align, annotate,
+splits, export) on the new state.
 
 A stage is *fatal* when its task ends failed after its retries (see :func:`run_stage`): the stages
 after it do not run, the flow run ends ``Failed`` and ``m5data run`` exits 1. Per-item failures
@@ -156,7 +157,8 @@ def missing_jobs(stage: Stage, settings) -> str | None:
         return None
     jobs = _split(getattr(settings.flows, stage.jobs))
     if not jobs or all(_job_missing(stage, job) for job in jobs):
-        return f"no {stage.name} job of {', '.join(jobs) or '(none)'} is installed ({stage.job_module.format(job='<job>')})"
+        where = stage.job_module.format(job="<job>")
+        return f"no {stage.name} job of {', '.join(jobs) or '(none)'} is installed ({where})"
     return None
 
 
@@ -189,7 +191,11 @@ def stage_task(stage: Stage, settings, run_name: str | None = None):
         options["retry_condition_fn"] = transient
     if run_name:
         options["task_run_name"] = run_name
-    return run_stage_task.with_options(**options)
+    task_ = run_stage_task.with_options(**options)
+    # Dask names a submitted task's key after its __name__: "download_task-<hash>" says on the
+    # dashboard (and to the cluster tests) which stage a worker runs
+    task_.__name__ = f"{stage.name}_task"
+    return task_
 
 
 _PLAIN = (str, int, float, bool, dict, list, type(None))  # what of a stage's details the summary keeps

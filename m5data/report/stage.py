@@ -7,7 +7,7 @@ from ..storage import StageStats
 
 
 def run(ctx: RunContext) -> StageStats:
-    """Write the store's HTML report into :func:`report_folder` (or ``options["out"]``); the page goes into ``details``."""
+    """Write the store's HTML report into :func:`report_folder` (or ``options["out"]``); its page in ``details``."""
     from .build import build
 
     result = build(ctx.store, ctx.settings, out=ctx.options.get("out") or report_folder(ctx.settings),

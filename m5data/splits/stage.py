@@ -11,7 +11,7 @@ from ..storage import StageStats
 
 
 def run(ctx: RunContext) -> StageStats:
-    """Build the split version :func:`incremental_version` picks; the manifest's per-split products go into ``details``."""
+    """Build the split version :func:`incremental_version` picks; the per-split products go into ``details``."""
     from .build import build
 
     store, settings = ctx.store, ctx.settings
