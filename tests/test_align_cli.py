@@ -71,7 +71,7 @@ def test_missing_mapping_is_explained(shop):
 
 
 def test_align_task_runs_in_a_flow(shop, prefect_harness):
-    from m5data.flows.pipeline import stage_flow
+    from m5data.flows.executor import stage_flow
 
     root, store, mapping, _ = shop
     stats = stage_flow("align", str(store.root), overrides={"align.review_file": str(root / "flow.csv")},

@@ -93,7 +93,7 @@ def test_store_that_cannot_be_written_fails_the_crawl(tmp_path, shop):
 
 
 def test_prefect_task_runs_two_crawls_in_one_process(tmp_path, shop, prefect_harness):
-    from m5data.flows.pipeline import stage_flow
+    from m5data.flows.executor import stage_flow
 
     server, skus = shop
     first = stage_flow("crawl", str(tmp_path / "a"), overrides=LOOPBACK,

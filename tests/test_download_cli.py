@@ -121,7 +121,7 @@ def test_progress_bar_and_summary(server, store):
 
 
 def test_prefect_task_runs_the_stage(prefect_harness, server, store):
-    from m5data.flows.pipeline import stage_flow
+    from m5data.flows.executor import stage_flow
 
     store.write("media", media_rows([server.url("/f/a.jpg"), server.url("/f/b.jpg")]))
     stats = stage_flow("download", str(store.root), overrides={"download.allow_private": True})

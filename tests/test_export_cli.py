@@ -104,7 +104,7 @@ def test_a_killed_export_resumes_to_the_same_bytes(store, tmp_path):
 
 
 def test_prefect_task_exports_and_returns_the_run(store, tmp_path, prefect_harness):
-    from m5data.flows.pipeline import stage_flow
+    from m5data.flows.executor import stage_flow
 
     stats = stage_flow("export", str(store.root), overrides={"export.workers": 1},
                        options={"split": "gallery-c", "fmt": "parquet", "out": str(tmp_path / "p")})

@@ -208,7 +208,7 @@ def test_cli_extract(store, tmp_path):
 
 
 def test_prefect_task_in_a_flow(store, prefect_harness):
-    from m5data.flows.pipeline import stage_flow
+    from m5data.flows.executor import stage_flow
 
     store.write("products", [{"product_id": "shopa:1", "title": "<b>Instant Pot</b> 电压力锅"}])
     stats = stage_flow("extract", str(store.root), overrides={"extract.workers": 1}, options={"kinds": "text"})

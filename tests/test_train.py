@@ -359,7 +359,7 @@ def test_training_inside_a_prefect_flow_survives_the_epoch_ends(shards, tmp_path
     """The pipeline's train stage runs in a Prefect task. The DataLoader workers are forks of that
     process; each epoch's workers must exit cleanly (they once inherited Prefect's thread exit hooks,
     exited with code 1, and the run died at the end of the first epoch)."""
-    from m5data.flows.pipeline import stage_flow
+    from m5data.flows.executor import stage_flow
     from m5data.storage import Store
 
     Store.init(tmp_path / "store")
