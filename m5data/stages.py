@@ -53,7 +53,11 @@ class Stage:
         run: ``module:function``, the stage's ``run(ctx: RunContext) -> StageStats``.
         section: its settings section (``[crawl]``, ...), the one its ``run`` reads.
         sharded: the flow fans it out in ``plan.shards`` tasks through the task runner (each gets
-            ``options["shard"] = [i, n]``); crawl shards by host (``options["start_urls"]``).
+            ``options["shard"] = [i, n]``).
+        shard_by: ``rows`` (shard i of n of its pending rows) or ``hosts`` (groups of the start
+            URLs' hosts, in ``options["start_urls"]``: a host's pages never in two shards).
+        shard_settings: settings each shard runs with (one process per shard already: no pool
+            of processes inside a worker, which is daemonic on Dask).
         retries: Prefect retries of its task; ``retry_delay`` seconds between (None: ``flows.retry_delay``).
         transient_only: retry only a transient failure (``flows.retry.transient``).
         options: what of the plan its ``run`` gets in ``ctx.options`` (start_urls, refresh,
@@ -69,6 +73,8 @@ class Stage:
     run: str
     section: str
     sharded: bool = False
+    shard_by: str = "rows"
+    shard_settings: tuple[tuple[str, Any], ...] = ()
     retries: int = 0
     retry_delay: float | None = 0
     transient_only: bool = False
@@ -85,13 +91,13 @@ class Stage:
 
 # pipeline order: each stage reads what the ones before it wrote
 REGISTRY: tuple[Stage, ...] = (
-    Stage("crawl", "m5data.crawler.stage:run", "crawl", sharded=True, retries=1, retry_delay=None,
+    Stage("crawl", "m5data.crawler.stage:run", "crawl", sharded=True, shard_by="hosts", retries=1, retry_delay=None,
           transient_only=True, options=("start_urls", "refresh"), creates_store=True,
           verbs=(Verb("crawl", "m5data.crawler.cli:crawl"),)),
-    Stage("download", "m5data.crawler.download.stage:run", "download", sharded=True, retries=1, retry_delay=None,
-          transient_only=True, verbs=(Verb("download", "m5data.crawler.download.cli:download"),)),
-    Stage("extract", "m5data.extract.stage:run", "extract", sharded=True, retries=1, retry_delay=None,
-          transient_only=True, options=("kinds",), verbs=(Verb("extract", "m5data.extract.cli:extract"),)),
+    Stage("download", "m5data.crawler.download.stage:run", "download", sharded=True,
+          shard_settings=(("download.pool", "thread"),), retries=1, retry_delay=None, transient_only=True, verbs=(Verb("download", "m5data.crawler.download.cli:download"),)),
+    Stage("extract", "m5data.extract.stage:run", "extract", sharded=True, shard_settings=(("extract.workers", 1),),
+          retries=1, retry_delay=None, transient_only=True, options=("kinds",), verbs=(Verb("extract", "m5data.extract.cli:extract"),)),
     Stage("align", "m5data.align.stage:run", "align", options=("mapping",),
           verbs=(Verb("align", "m5data.align.cli:align"),)),
     Stage("annotate", "m5data.annotate.stage:run", "annotate", jobs="annotate_jobs",

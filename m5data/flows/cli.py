@@ -48,7 +48,7 @@ def plan_options(verb):
 def _prepare(ctx: typer.Context, config: Optional[Path], start_url: list[str], stages: Optional[str],
              runner: Optional[str], mapping: Optional[Path], shards: Optional[int], kinds: Optional[str],
              stored: bool = False):  # the PLAN_OPTIONS
-    """Effective settings, the checked plan, the overrides and config file every task gets.
+    """Effective settings, the checked plan, and the overrides and config file the flow builds its settings from.
 
     The crawl's secrets (a start URL's user:pass, a ``crawl.headers`` flag) never become parameters:
     they reach the tasks through this process's environment; ``stored``: the parameters are kept by

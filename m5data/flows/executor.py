@@ -161,17 +161,16 @@ def run_stage(name: str, ctx: RunContext, values: dict, shards: int = 1, previou
 
 
 def _shard_contexts(stage: Stage, ctx: RunContext, shards: int) -> list[RunContext]:
-    """One context per shard: crawl by groups of hosts, the others by ``shard=[i, n]`` of their pending rows."""
-    if "start_urls" in stage.options:
+    """One context per shard: by groups of hosts (crawl), or ``shard=[i, n]`` of the pending rows."""
+    if stage.shard_by == "hosts":
         from ..crawler.crawl import check_start_urls, shard_start_urls
 
         # one Scrapy process per host group, each on a worker: a host's pages never in two shards
         groups = shard_start_urls(check_start_urls(ctx.options.get("start_urls") or []), shards)
         return [ctx.with_options(start_urls=urls, shard=[i, len(groups)]) for i, urls in enumerate(groups)]
-    # one process per shard already: no pool of processes inside a worker (daemonic on Dask)
     settings = copy.deepcopy(ctx.settings)
-    settings.set("extract.workers", 1, "flag")
-    settings.set("download.pool", "thread", "flag")
+    for key, value in stage.shard_settings:
+        settings.set(key, value, "flag")
     one = RunContext(settings, ctx.run_id, False, ctx.options)
     return [one.with_options(shard=[i, shards]) for i in range(shards)]
 
@@ -182,7 +181,7 @@ def _run_jobs(stage: Stage, ctx: RunContext) -> dict:
     for job in split_list(getattr(ctx.settings.flows, stage.jobs)):
         if _job_missing(stage, job):
             entries.append(stage_entry(stage.name, "skipped", job=job,
-                                  message=f"job {job}: {stage.job_module.format(job=job)} is not installed"))
+                                       message=f"job {job}: {stage.job_module.format(job=job)} is not installed"))
             continue
         state = stage_task(stage, ctx.settings, f"{stage.name}-{job}")(stage.name, ctx.with_options(job=job),
                                                                         return_state=True)
