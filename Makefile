@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# librosa's numba JIT cache and Prefect's home stay inside the checkout (ENVIRONMENT.md: start-up costs).
+# librosa's numba JIT cache (about 17 s of compiling, once) and Prefect's home stay inside the checkout.
 export NUMBA_CACHE_DIR := $(CURDIR)/.cache/numba
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false

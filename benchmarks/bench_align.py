@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_align.py [--subclasses 3000] [--classes 14] [--sample 6]
 
-Builds a seeded synthetic catalogue (``m5data.align.synthetic``: jieba-dictionary words, Zipf
+Builds a seeded synthetic catalogue (``support.align_world``: jieba-dictionary words, Zipf
 word frequencies, brands, specs, marketing words) of ``--subclasses`` platform sub-classes on two
 platforms under ``--classes`` classes, each with ``--chars`` characters of titles (MEP-3M: 22,000).
 Candidate pairs are all cross-platform pairs inside a class. Prints:
@@ -22,6 +22,10 @@ import os
 import random
 import sys
 import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/support: the seeded catalogue
 
 
 def main(argv=None) -> int:
@@ -38,7 +42,7 @@ def main(argv=None) -> int:
     import numpy as np
 
     from m5data.align.similarity import ContentVectors, content_text, simtext_similarity
-    from m5data.align.synthetic import make_world
+    from support.align_world import make_world
 
     jieba.setLogLevel(logging.WARNING)
     jieba.initialize()

@@ -66,12 +66,13 @@ def make_images(folder: Path, n: int, noise: float = 24) -> int:
 
 
 class Server:
-    """The test media server (m5data.crawler.download.testing) in its own process."""
+    """The test media server (tests/support/media_server.py) in its own process."""
 
     def __init__(self, folder: Path, tmp: Path):
         self.port_file = tmp / f"port-{time.monotonic_ns()}"
-        self.proc = subprocess.Popen([PY, "-m", "m5data.crawler.download.testing", "--dir", str(folder),
-                                      "--port-file", str(self.port_file)], cwd=ROOT)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}  # tests/support
+        self.proc = subprocess.Popen([PY, "-m", "support.media_server", "--dir", str(folder),
+                                      "--port-file", str(self.port_file)], cwd=ROOT, env=env)
         deadline = time.time() + 60
         while not self.port_file.exists():
             if time.time() > deadline or self.proc.poll() is not None:

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/support: the loopback Dask cluster
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -142,7 +142,7 @@ def cluster_mode(args, crawled: Path, running, overrides: dict) -> None:
     """1 worker vs 2 workers of a separately started scheduler; then the per-shard overhead on empty work."""
     from m5data.config import load
     from m5data.flows.launch import run_pipeline
-    from m5data.flows.loopback import dask_cluster
+    from support.loopback import dask_cluster
     from m5data.flows.pipeline import check_plan
 
     results = {}

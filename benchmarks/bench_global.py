@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/support: the synthetic categories
 
 STAGES = ("align", "build-splits", "check-splits", "shard-query", "export-webdataset", "export-parquet", "export-m5product")
 PLATFORMS = ("pa", "pb")
@@ -56,7 +56,7 @@ def build_store(root: Path, n: int, n_categories: int, media_share: float, seed:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from m5data.splits.synthetic import categories
+    from support.splits_store import categories
     from m5data.storage import Store
 
     store = Store.init(root)

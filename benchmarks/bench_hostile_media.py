@@ -53,7 +53,7 @@ def child(stage: str, store_root: str, overrides: str) -> None:
     settings = load(overrides=json.loads(overrides), environ={}, cwd=Path(store_root))
     store = Store(store_root)
     if stage == "download":
-        from m5data.crawler.download.run import run
+        from m5data.download.run import run
 
         stats = run(store, settings)
     else:
@@ -68,7 +68,7 @@ def child(stage: str, store_root: str, overrides: str) -> None:
 
 # ------------------------------------------------------------------ the two measures
 def bench_download(n: int, inflated: int) -> None:
-    from m5data.crawler.download.testing import MediaServer, gzip_bomb, media_rows
+    from support.media_server import MediaServer, gzip_bomb, media_rows
     from m5data.storage import Store
 
     bomb = gzip_bomb(inflated)

@@ -3,7 +3,7 @@
     python benchmarks/bench_report_sql.py --sizes 10000 100000 1000000 [--specs 24] [--blob-files 20000]
         [--root /work/scratch/report/bench] [--keep]
 
-Per size, a store is built (``splits.synthetic.write_synthetic`` products, given titles and merchants
+Per size, a store is built (``tests/support/splits_store.write_synthetic`` products, given titles and merchants
 (one ``replace`` of the products table),
 their label_map rows; ``--specs`` spec rows per product written as a crawl would, in batches of
 40,000 products with ids in random order, so every part spans the whole key range; one image media
@@ -39,10 +39,10 @@ def build(root: Path, n: int, specs: int, blob_files: int) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).resolve().parents[1] / "tests")]  # tests/support
     from bench_store import PROPERTIES, VALUE_WORDS
 
-    from m5data.splits.synthetic import write_synthetic
+    from support.splits_store import write_synthetic
     from m5data.storage import Store
 
     store = Store.init(root)

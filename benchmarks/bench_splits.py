@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/support: the synthetic labelled store
 
 # read the columns the build reads and hash them (the same md5), nothing else
 FLOOR_SQL = """
@@ -124,7 +124,7 @@ def main() -> None:
         print(json.dumps(phase(args.phase, args.root, args.threads)))
         return
 
-    from m5data.splits.synthetic import write_synthetic
+    from support.splits_store import write_synthetic
     from m5data.storage import Store
 
     root = Path(args.root or tempfile.mkdtemp(prefix="bench-splits-")) / "store"

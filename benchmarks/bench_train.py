@@ -1,6 +1,6 @@
 """Is the data loader ever the bottleneck of training? Samples/s of the loader alone vs a training step.
 
-    python benchmarks/bench_train.py [--samples 512] [--workers 2] [--batch 32] [--config small] [--device cpu|cuda]
+    python benchmarks/bench_train.py [--samples 512] [--workers 2] [--batch 32] [--preset small] [--device cpu|cuda]
 
 Writes synthetic shards in the export's layout (JPEG image, caption, specs, 1-fps frames, MFCC),
 then measures in one process: (1) the DataLoader alone (decode + collate, ``--workers`` processes),
@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "tests")]  # tests/support: the shards
 
 
 def main() -> None:
@@ -27,17 +27,17 @@ def main() -> None:
     from m5data.train.data import loader
     from m5data.train.loop import device_of, seed_everything
     from m5data.train.model import Scale, losses
-    from m5data.train.synthetic import write_shards
+    from support.train_shards import write_shards
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=512)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--config", default="small")
+    ap.add_argument("--preset", default="small")
     ap.add_argument("--device", default=None)
     ap.add_argument("--steps", type=int, default=10)
     args = ap.parse_args()
-    cfg = load_config(args.config)
+    cfg = load_config(args.preset)
     seed_everything(0)
     dev = device_of(args.device)
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,8 +14,8 @@ from . import config as cfg
 from . import stages, verbs
 from .console import console, esc
 
-# Before any verb imports Prefect (ENVIRONMENT.md): its temporary API server gets 20 s to start by
-# default, too tight on a busy 2-core machine; and no telemetry from a dataset tool.
+# Before any verb imports Prefect: with no PREFECT_API_URL it starts a temporary API server, given 20 s
+# by default, too tight on a busy 2-core machine (a fresh database's first flow run takes 15-20 s); and no telemetry from a dataset tool.
 for _key, _value in (("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90"), ("DO_NOT_TRACK", "1"),
                      ("PREFECT_SERVER_ANALYTICS_ENABLED", "false")):
     os.environ.setdefault(_key, _value)

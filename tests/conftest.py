@@ -7,7 +7,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 _CACHE = ROOT / ".cache"
-# Set before any stage imports librosa/numba, jieba or prefect (ENVIRONMENT.md: start-up costs).
+# Set before any stage imports librosa/numba or prefect: numba's first compile of librosa costs about
+# 17 s, paid once when its cache persists; Prefect otherwise writes its database under ~/.prefect.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(_CACHE / "numba"))
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

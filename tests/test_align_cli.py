@@ -6,7 +6,7 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from m5data.align.synthetic import make_world
+from support.align_world import make_world
 from m5data.cli import app
 from m5data.storage import Store
 

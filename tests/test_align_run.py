@@ -1,6 +1,6 @@
 """The align stage over a store: tables, scores, stable ids, untitled and unmapped labels, review files.
 
-The catalogue is ``m5data.align.synthetic`` (seeded, two platforms, known alignment); products
+The catalogue is ``support.align_world`` (seeded, two platforms, known alignment); products
 are written into the store directly, without a crawl.
 """
 
@@ -15,7 +15,7 @@ from m5data import config as cfg
 from m5data.align.labels import product_labels
 from m5data.align.run import align
 from m5data.align.score import score_against
-from m5data.align.synthetic import make_world
+from support.align_world import make_world
 from m5data.storage import Store
 
 

@@ -147,13 +147,13 @@ def test_the_split_export_and_report_verbs_are_readable_at_80_columns_piped(demo
 def test_train_and_evaluate_are_readable_at_80_columns_piped(tmp_path):
     """evaluate's 14-column table printed every cell as '1…' in a log before."""
     from m5data.train.evaluate import format_cell
-    from m5data.train.synthetic import write_shards
+    from support.train_shards import write_shards
 
     shards = write_shards(tmp_path / "shards")
     conf = tmp_path / "tiny.toml"
     conf.write_text("[train]\nworkers = 0\nbatch_size = 8\ncheckpoint_every = 1000\n")
     run = tmp_path / "run"
-    _readable("train", "--shards", str(shards), "--config", str(conf), "--max-steps", "2", "--out", str(run), cwd=tmp_path)
+    _readable("train", "--shards", str(shards), "--preset", str(conf), "--max-steps", "2", "--out", str(run), cwd=tmp_path)
     shown = _readable("evaluate", "--run", str(run), "--shards", str(shards), cwd=tmp_path).stdout
     metrics = json.loads((run / "metrics.json").read_text())
     for row in metrics["rows"]:

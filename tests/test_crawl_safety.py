@@ -11,7 +11,7 @@ from scrapy.utils.test import get_crawler
 from crawl_server import SiteServer
 from m5data.config import load
 from m5data.crawler.crawl import CrawlFailed, run
-from m5data.crawler.download.testing import MediaServer
+from support.media_server import MediaServer
 from m5data.crawler.safety import RefusedRequest, SafetyMiddleware, crawl_scope, in_scope
 from m5data.crawler.spider import ProductSpider
 

@@ -4,7 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from m5data.cli import app
-from m5data.crawler.download.testing import MediaServer, jpeg_bytes, media_rows
+from support.media_server import MediaServer, jpeg_bytes, media_rows
 from media_samples import SAMPLES, make_sample
 
 runner = CliRunner()

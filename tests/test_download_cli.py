@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from m5data.cli import app
-from m5data.crawler.download.sources import media_id, url_product_id
-from m5data.crawler.download.testing import MediaServer, jpeg_bytes, media_rows
+from m5data.download.sources import media_id, url_product_id
+from support.media_server import MediaServer, jpeg_bytes, media_rows
 
 runner = CliRunner()
 JPEG = jpeg_bytes(320, 240, seed=3)

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from m5data.config import load
-from m5data.crawler.download.run import run
-from m5data.crawler.download.testing import MediaServer, jpeg_bytes, media_rows
+from m5data.download.run import run
+from support.media_server import MediaServer, jpeg_bytes, media_rows
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "media"
 JPEG = jpeg_bytes(640, 480, seed=1)
@@ -294,7 +294,7 @@ def test_an_image_that_kills_every_process_it_meets_is_marked_corrupt_alone():
 
     import psutil
 
-    from m5data.crawler.download.resize import ImageDecodeError, ImagePool
+    from m5data.download.resize import ImageDecodeError, ImagePool
 
     stop = threading.Event()
 

@@ -15,7 +15,7 @@ from collections import Counter
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from m5data.crawler.download.testing import MediaServer, jpeg_bytes, media_rows
+from support.media_server import MediaServer, jpeg_bytes, media_rows
 
 N_IMAGES = 60
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from m5data.crawler.download.resize import ImageDecodeError, ImageTooLarge, reencode
-from m5data.crawler.download.sniff import SNIFF_BYTES, sniff
+from m5data.download.resize import ImageDecodeError, ImageTooLarge, reencode
+from m5data.download.sniff import SNIFF_BYTES, sniff
 from media_samples import SAMPLES, make_sample
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "media"
@@ -161,7 +161,7 @@ def test_jpeg_fast_path_gives_the_pillow_paths_picture(mode, orientation):
     """simplejpeg + OpenCV (the fast path) and Pillow give the same upright, resized picture."""
     import numpy as np
 
-    from m5data.crawler.download.resize import _reencode_jpeg
+    from m5data.download.resize import _reencode_jpeg
 
     data = _test_photo(mode, orientation)
     with Image.open(io.BytesIO(data)) as header:
@@ -178,7 +178,7 @@ def test_jpeg_fast_path_gives_the_pillow_paths_picture(mode, orientation):
 
 def test_jpeg_fast_path_sends_truncated_streams_to_pillow():
     """A cut-off JPEG is not stored with grey rows: the fast path declines it and Pillow refuses it."""
-    from m5data.crawler.download.resize import _reencode_jpeg
+    from m5data.download.resize import _reencode_jpeg
 
     data = _test_photo("RGB", 1)
     cut = data[: len(data) * 2 // 3]

@@ -37,7 +37,7 @@ def worker_env() -> dict:
 
 @pytest.fixture
 def cluster(prefect_harness, tmp_path_factory):
-    from m5data.flows.loopback import dask_cluster
+    from support.loopback import dask_cluster
 
     with dask_cluster(tmp_path_factory.mktemp("dask"), n_workers=2, env=worker_env()) as running:
         yield running
@@ -75,7 +75,7 @@ def reference(demo_shop, prefect_harness, tmp_path_factory):
 def dask_run_mid_download(reference, demo_shop, cluster, tmp_path, **options):
     """(local store, dask store, future of the run): a copy of the crawled store run on the cluster in a
     thread, returned once a download shard holds its lock (it has started, it has not finished)."""
-    from m5data.flows.loopback import wait_until
+    from support.loopback import wait_until
     from m5data.storage.locks import holders
 
     dask = tmp_path / "dask"
@@ -138,7 +138,7 @@ def _download_worker(cluster):
 
 
 def test_a_worker_killed_mid_download_has_its_shard_run_again(demo_shop, reference, cluster, tmp_path, monkeypatch):
-    from m5data.flows.loopback import wait_until
+    from support.loopback import wait_until
 
     monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
     local, dask, future = dask_run_mid_download(reference, demo_shop, cluster, tmp_path)
@@ -257,7 +257,7 @@ def test_a_tls_scheduler_runs_the_flow_and_refuses_what_holds_no_certificate_of_
     from distributed import Client
     from distributed.security import Security
 
-    from m5data.flows.loopback import dask_cluster
+    from support.loopback import dask_cluster
     from m5data.flows.runners import PipelineError, check_runner
 
     from tls_certs import issue, make_ca

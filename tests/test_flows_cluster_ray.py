@@ -15,7 +15,7 @@ pytest.importorskip("prefect_ray")
 
 
 def test_ray_cluster_gives_the_store_of_the_local_runner(demo_shop, prefect_harness, tmp_path, monkeypatch):
-    from m5data.flows.loopback import ray_cluster
+    from support.loopback import ray_cluster
 
     env = worker_env()
     monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])

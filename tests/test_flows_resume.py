@@ -32,7 +32,7 @@ def _uninterrupted(shop, store_path):
     from m5data.align.run import align
     from m5data.config import load
     from m5data.crawler.crawl import run as crawl
-    from m5data.crawler.download.run import run as download
+    from m5data.download.run import run as download
     from m5data.extract.run import run as extract
 
     settings = load(None, {"store.path": str(store_path), "download.allow_private": True, "crawl.allow_private": True}, environ={})

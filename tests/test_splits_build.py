@@ -9,7 +9,7 @@ import pytest
 from m5data import config as cfg
 from m5data.splits import SplitsError, build, check
 from m5data.splits.manifest import checksum, manifest_path
-from m5data.splits.synthetic import write_synthetic
+from support.splits_store import write_synthetic
 from m5data.storage import Store
 
 N = 4000

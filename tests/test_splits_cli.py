@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from m5data.cli import app
 from m5data.splits.manifest import manifest_path
-from m5data.splits.synthetic import write_synthetic
+from support.splits_store import write_synthetic
 from m5data.storage import Store
 
 runner = CliRunner()

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from m5data.cli import app
 from m5data.config import load
-from m5data.crawler.download.run import run as download
-from m5data.crawler.download.testing import MediaServer, jpeg_bytes, media_rows
+from m5data.download.run import run as download
+from support.media_server import MediaServer, jpeg_bytes, media_rows
 from m5data.storage import Store
 
 from store_samples import sample_rows

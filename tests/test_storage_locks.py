@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from m5data.crawler.download.testing import MediaServer, jpeg_bytes, media_rows
+from support.media_server import MediaServer, jpeg_bytes, media_rows
 from m5data.storage import Store, StoreError
 
 from store_samples import sample_rows

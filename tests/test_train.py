@@ -82,10 +82,22 @@ def test_config_presets_and_errors(tmp_path):
         load_config("nope")
 
 
+@pytest.mark.parametrize("flag", ["--preset", "--config"])
+def test_train_takes_the_preset_as_preset_and_as_the_old_config_name(flag, tmp_path):
+    """``--preset`` names the model preset; ``--config``, its old name, still works (hidden from --help)."""
+    from cli_inprocess import invoke
+
+    done = invoke("train", "--shards", str(tmp_path), flag, "nope", "--out", str(tmp_path / "run"))
+    assert done.returncode != 0 and "--preset must be small, paper or a TOML file" in done.stdout + done.stderr
+    assert not (tmp_path / "run").exists()
+    shown = invoke("train", "--help")
+    assert "--preset" in shown.stdout and "--config" not in shown.stdout
+
+
 # ------------------------------------------------------------------------------------------ model
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    from m5data.train.synthetic import write_shards
+    from support.train_shards import write_shards
 
     return write_shards(tmp_path_factory.mktemp("shards"))
 
@@ -145,7 +157,7 @@ def test_resume_after_sigkill(shards, tmp_path):
     conf = tmp_path / "tiny.toml"
     conf.write_text("[train]\ncheckpoint_every = 2\nworkers = 0\nbatch_size = 16\n")
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "m5data", "train", "--shards", str(shards), "--config", str(conf), "--epochs", "2", "--out", str(run)]
+    cmd = [sys.executable, "-m", "m5data", "train", "--shards", str(shards), "--preset", str(conf), "--epochs", "2", "--out", str(run)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -173,7 +185,7 @@ def test_torchrun_ddp_shares_the_split_and_writes_one_model(shards, tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "m5data",
-           "train", "--shards", str(shards), "--config", str(conf), "--epochs", "1", "--out", str(run), "--device", "cpu"]
+           "train", "--shards", str(shards), "--preset", str(conf), "--epochs", "1", "--out", str(run), "--device", "cpu"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]

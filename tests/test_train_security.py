@@ -42,7 +42,7 @@ class Plant:
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    from m5data.train.synthetic import write_shards
+    from support.train_shards import write_shards
 
     return write_shards(tmp_path_factory.mktemp("shards"))
 
@@ -130,7 +130,7 @@ def test_train_resume_refuses_a_checkpoint_whose_pickle_runs_code(shards, tiny, 
     if marked:
         (run / "m5data-run.json").write_text("{}")
     log_before = (run / "log.jsonl").read_bytes()
-    done = cli("train", "--shards", str(shards), "--config", str(tiny), "--out", str(run), "--max-steps", "2")
+    done = cli("train", "--shards", str(shards), "--preset", str(tiny), "--out", str(run), "--max-steps", "2")
     refused(done, "checkpoint.pt")
     assert not marker.exists()
     assert (run / "log.jsonl").read_bytes() == log_before and not (run / "model.pt").exists()
@@ -148,7 +148,7 @@ def test_an_old_run_folder_evaluates_and_resumes(shards, tiny, tmp_path):
     model, cfg = load_model(run, "cpu")
     assert cfg.as_dict() == load_config(tiny).as_dict()
     assert torch.equal(model.state_dict()["embed.text.weight"], state["model"]["embed.text.weight"])
-    done = cli("train", "--shards", str(shards), "--config", str(tiny), "--out", str(run))
+    done = cli("train", "--shards", str(shards), "--preset", str(tiny), "--out", str(run))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "resumed from step 1" in done.stdout
     steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
@@ -187,22 +187,22 @@ def test_train_out_refuses_an_unrelated_folder_and_leaves_it_alone(shards, tiny,
     files = {"config.json": '{"lr": 0.1, "notes": "mine"}', "log.jsonl": '{"event": "mine"}\n', "notes.txt": "keep"}
     for name, text in files.items():
         (folder / name).write_text(text)
-    done = cli("train", "--shards", str(shards), "--config", str(tiny), "--out", str(folder), "--max-steps", "1")
+    done = cli("train", "--shards", str(shards), "--preset", str(tiny), "--out", str(folder), "--max-steps", "1")
     refused(done, str(folder.name))
     assert {p.name: p.read_text() for p in folder.iterdir()} == files
 
     (folder / "config.json").write_text("{not json")  # a malformed config.json: not a run folder either
-    done = cli("train", "--shards", str(shards), "--config", str(tiny), "--out", str(folder), "--max-steps", "1")
+    done = cli("train", "--shards", str(shards), "--preset", str(tiny), "--out", str(folder), "--max-steps", "1")
     refused(done, str(folder.name))
     assert sorted(p.name for p in folder.iterdir()) == sorted(files)
 
     empty, new = tmp_path / "empty", tmp_path / "new" / "run"
     empty.mkdir()
     for out in (empty, new):
-        done = cli("train", "--shards", str(shards), "--config", str(tiny), "--out", str(out), "--max-steps", "1")
+        done = cli("train", "--shards", str(shards), "--preset", str(tiny), "--out", str(out), "--max-steps", "1")
         assert done.returncode == 0, done.stdout + done.stderr
         assert (out / "m5data-run.json").is_file() and (out / "model.pt").is_file()
-    done = cli("train", "--shards", str(shards), "--config", str(tiny), "--out", str(new), "--max-steps", "2")
+    done = cli("train", "--shards", str(shards), "--preset", str(tiny), "--out", str(new), "--max-steps", "2")
     assert done.returncode == 0 and "resumed from step 1" in done.stdout, done.stdout + done.stderr
 
 
@@ -264,7 +264,7 @@ def test_train_appends_to_no_symlinked_log(shards, tiny, tmp_path):
     (run / "m5data-run.json").write_text("{}")
     victim.write_text("precious")
     (run / "log.jsonl").symlink_to(victim)
-    done = cli("train", "--shards", str(shards), "--config", str(tiny), "--out", str(run), "--max-steps", "1")
+    done = cli("train", "--shards", str(shards), "--preset", str(tiny), "--out", str(run), "--max-steps", "1")
     refused(done, "log.jsonl")
     assert victim.read_text() == "precious"
 
@@ -275,7 +275,7 @@ def test_features_out_quotes_a_product_id_with_commas(tiny, tmp_path):
     import numpy as np
 
     from m5data.train.evaluate import write_features
-    from m5data.train.synthetic import sample
+    from support.train_shards import sample
 
     shards = tmp_path / "shards"
     shards.mkdir()

@@ -7,7 +7,8 @@
 Modules: ``mapping`` (level-1 file), ``inventory`` (raw paths and sub-classes from products),
 ``similarity`` (S_label, S_content: bulk engine and simtext), ``candidates`` (pairs, decisions),
 ``merge`` (union-find, names, level 3, stable ids), ``review`` (review file), ``score`` (against a
-truth), ``labels`` (per-product labels), ``synthetic`` (a seeded world for tests and benchmarks).
+truth), ``labels`` (per-product labels). The tests' and benchmark's seeded world is
+``tests/support/align_world.py``.
 """
 
 from __future__ import annotations

@@ -6,12 +6,12 @@ mapping file, review file or truth file.
 
 from __future__ import annotations
 
-from rich.markup import escape as esc
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from ..console import esc
 from ..verbs import one_line_errors
 
 

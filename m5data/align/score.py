@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
+from ..scoring import PairRates, share
+
 _ALIASES = {"level1_name": "level1", "level2_name": "level2", "level3_name": "level3", "pair_kind": "kind"}
 
 
 @dataclass
-class Score:
+class Score(PairRates):
     units: int = 0  # truth level-2 units found in label_map
     missing: int = 0  # truth units align has not seen (not crawled)
     true_pairs: int = 0
@@ -38,19 +40,6 @@ class Score:
     level3_recall: float = 1.0
     false_merges: list[tuple[str, str]] = field(default_factory=list)
     missed_merges: list[tuple[str, str, str]] = field(default_factory=list)  # a, b, kind
-
-    @property
-    def precision(self) -> float:
-        return self.correct_pairs / self.predicted_pairs if self.predicted_pairs else 1.0
-
-    @property
-    def recall(self) -> float:
-        return self.correct_pairs / self.true_pairs if self.true_pairs else 1.0
-
-    @property
-    def f1(self) -> float:
-        p, r = self.precision, self.recall
-        return 2 * p * r / (p + r) if p + r else 0.0
 
     @property
     def class_accuracy(self) -> float:
@@ -142,6 +131,6 @@ def score_against(store, truth_path: str | Path, examples: int = 10) -> Score:
     units3 = {k for k in true3 if k in pred3}
     s.level3_units = len(units3)
     tp3, fp3, fn3, _, _ = _pairs(units3, true3, pred3)
-    s.level3_precision = tp3 / (tp3 + fp3) if tp3 + fp3 else 1.0
-    s.level3_recall = tp3 / (tp3 + fn3) if tp3 + fn3 else 1.0
+    s.level3_precision = share(tp3, tp3 + fp3)
+    s.level3_recall = share(tp3, tp3 + fn3)
     return s

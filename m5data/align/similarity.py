@@ -155,10 +155,6 @@ class ContentVectors:
             self._raw = TermMatrix([tokens(t, False) for t in self.texts], self.weighting)
         return self._raw
 
-    def has_terms(self) -> np.ndarray:
-        """True for texts with at least one token under jieba segmentation."""
-        return self.segmented.n_terms > 0
-
     def similarity(self, first: Sequence[int], second: Sequence[int]) -> np.ndarray:
         """S_content of the pairs (first[k], second[k]); simtext's mode depends on the first text."""
         first = np.asarray(first, dtype=np.int64)
@@ -182,17 +178,6 @@ class ContentVectors:
         if len(raw_rows) and len(rows_b):
             out[raw_rows] = self._raw_matrix().block(rows_a[raw_rows], rows_b)
         return out
-
-    def containment(self, rows_a: Sequence[int], rows_b: Sequence[int]) -> np.ndarray:
-        """Share of each a's distinct terms that also occur in b (segmented), for every (a, b)."""
-        from scipy import sparse
-
-        m = self.segmented.matrix
-        a = (m[np.asarray(rows_a, dtype=np.int64)] != 0).astype(np.float64)
-        b = (m[np.asarray(rows_b, dtype=np.int64)] != 0).astype(np.float64)
-        shared = np.asarray(sparse.csr_matrix(a @ b.T).todense())
-        n_a = np.maximum(self.segmented.n_terms[np.asarray(rows_a, dtype=np.int64)], 1)
-        return shared / n_a[:, None]
 
 
 def _segment_all(texts: list[str], workers: int, progress) -> list[list[str]]:

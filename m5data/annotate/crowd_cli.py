@@ -5,12 +5,12 @@ Exit codes: 0 done; 1 a bad option, file or truth folder, or no pools / judgemen
 
 from __future__ import annotations
 
-from rich.markup import escape as esc
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from ..console import esc
 from ..verbs import one_line_errors
 
 
@@ -20,7 +20,6 @@ def import_judgements(
 ) -> None:
     """Import worker judgements into annotations (bad rows are skipped with a reason and line number;
     one worker's two different labels of a pair, or two gold_label values of a pair, keep neither)."""
-    from rich.markup import escape
 
     from ..verbs import open_store
     from ..config import ConfigError
@@ -34,11 +33,11 @@ def import_judgements(
     console.print(f"{report.n_rows:,} rows read; {report.stats.n_out:,} judgements kept "
                   f"({report.n_written:,} new or changed), {report.n_gold_answers:,} gold answers")
     for line, reason in report.rejects:
-        console.print(f"  [yellow]line {line}[/]: {escape(str(reason))}", highlight=False, soft_wrap=True)
+        console.print(f"  [yellow]line {line}[/]: {esc(str(reason))}", highlight=False, soft_wrap=True)
     for c in report.conflicts:
         what, kept = ("gold_label values", "no known answer kept") if c.kind == "gold_label" else ("labels", "none kept")
-        console.print(f"  [yellow]conflict[/] {escape(c.key)}: lines {', '.join(map(str, c.lines))} give different {what} "
-                      f"({escape(', '.join(c.labels))}): {kept}", highlight=False, soft_wrap=True)
+        console.print(f"  [yellow]conflict[/] {esc(c.key)}: lines {', '.join(map(str, c.lines))} give different {what} "
+                      f"({esc(', '.join(c.labels))}): {kept}", highlight=False, soft_wrap=True)
 
 
 def simulate(

@@ -49,6 +49,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import config as cfg
+from ..scoring import PairRates
 from ..storage import StageStats, record_run
 from . import dedup_inputs, near
 from .dedup_inputs import Inputs
@@ -437,7 +438,7 @@ def _groups(inp: Inputs, edges: list, report: DedupReport) -> pa.Table:
 
 # ------------------------------------------------------------------ scoring against a truth
 @dataclass
-class PairScore:
+class PairScore(PairRates):
     """Pair precision / recall of "same group" against a truth's instances."""
 
     products: int = 0  # products scored (in both the store and the truth)
@@ -446,19 +447,6 @@ class PairScore:
     correct_pairs: int = 0
     examples_false: list[tuple[str, str]] = field(default_factory=list)
     examples_missed: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def precision(self) -> float:
-        return self.correct_pairs / self.predicted_pairs if self.predicted_pairs else 1.0
-
-    @property
-    def recall(self) -> float:
-        return self.correct_pairs / self.true_pairs if self.true_pairs else 1.0
-
-    @property
-    def f1(self) -> float:
-        p, r = self.precision, self.recall
-        return 2 * p * r / (p + r) if p + r else 0.0
 
 
 def read_truth_products(path: str | Path) -> list[dict]:

@@ -7,7 +7,7 @@ tables pools reads (products, captions, media; splits with a split version), the
 folder's mtime changes when a file in it is added, removed or replaced), the code versions of the
 vectors and, after the run, the ``pools`` table's parts and the run's block markers name one state.
 A complete run writes that state with its report to ``derived/pools/inputs.json`` (by rename,
-last); a later run that finds the same state returns the saved report at once (issue 21: the
+last); a later run that finds the same state returns the saved report at once (the
 catalog read, the vectors and the query sample cost tens of seconds at 1M products). Anything
 else (a new, deleted or compacted part, another setting, a lost image, a pools part rewritten, a
 block marker removed, an unreadable file) is not the same state and the full run goes on.

@@ -5,12 +5,12 @@ Exit codes: 0 done; 1 a bad option, split version or truth folder.
 
 from __future__ import annotations
 
-from rich.markup import escape as esc
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from ..console import esc
 from ..verbs import one_line_errors
 
 

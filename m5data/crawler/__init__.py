@@ -1,4 +1,4 @@
-"""Crawl product pages into the store (Scrapy), and download their media (aiohttp, ``download/``).
+"""Crawl product pages into the store (Scrapy); their media are downloaded by ``m5data.download`` (aiohttp).
 
 The crawl half, one module per job:
 

@@ -127,7 +127,7 @@ def demo_shop_factory(request, tmp_path_factory):
         shop.stop()
 
 
-_STORE_SOURCES = ("storage", "crawler", "extract", "align", "demo")
+_STORE_SOURCES = ("storage", "crawler", "download", "extract", "align", "demo")
 
 
 def _store_fingerprint(config: dict, kinds: str) -> str:
@@ -144,7 +144,7 @@ def build_demo_store(shop_dir: Path, store_dir: Path, kinds: str = "video,audio,
     from ..align.run import align
     from ..config import load
     from ..crawler.crawl import run as crawl
-    from ..crawler.download.run import run as download
+    from ..download.run import run as download
     from ..extract.run import run as extract
     from ..storage import Store
     from .server import serve_in_thread

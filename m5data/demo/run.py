@@ -9,12 +9,13 @@ state); the demo then prints a final report of the store and three SQL queries t
 
 from __future__ import annotations
 
-from rich.markup import escape as esc
 import json
 import time
 from pathlib import Path
 
 import typer
+
+from ..console import esc
 
 
 def _shop_matches(shop: Path, products: int, seed: int) -> bool:

@@ -15,7 +15,8 @@ from .entities import (GENERATOR_VERSION, IMAGE_SIZES, VIDEO_FPS, VIDEO_SIZE, In
                        Product, World, WorldConfig)
 from .taxonomy import PLATFORMS, SubClass, Taxonomy
 
-def _rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
+def hsv_rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
+    """A 0-255 (r, g, b) colour from a hue in degrees (any, taken mod 360), a saturation and a value in 0..1."""
     r, g, b = colorsys.hsv_to_rgb((h % 360) / 360, s, v)
     return round(r * 255), round(g * 255), round(b * 255)
 
@@ -80,7 +81,6 @@ def _instances_of(rng: random.Random, cfg: WorldConfig, sub: SubClass, slots: li
         first = [slots.index(p) for p in PLATFORMS]
         slots[:] = list(PLATFORMS) + [s for i, s in enumerate(slots) if i not in first]
     dup_rate = cfg.cosmetics_duplicate_rate if sub.class_id == 6 else cfg.duplicate_rate
-    style = vocab.CLASS_STYLE[sub.class_id]
     children = list(sub.children)
     rng.shuffle(children)
     out = []
@@ -92,27 +92,35 @@ def _instances_of(rng: random.Random, cfg: WorldConfig, sub: SubClass, slots: li
         subsub = None
         if children:  # level-3 classes are long-tailed too
             subsub = rng.choices(children, weights=[1 / (i + 1) for i in range(len(children))])[0]
-        noun = rng.choice(sub.child_nouns[subsub[0]]) if subsub else rng.choice(sub.nouns)
-        brand, model = rng.choice(sub.brands), text.model_code(rng)
-        color = rng.choice(sub.colors)
-        low, high = style[3]
-        price = round(low * (high / low) ** (rng.random() ** 1.5), 0)
-        visual = {
-            "bg": _rgb(style[0] + rng.uniform(-12, 12), 0.18, 0.96),
-            "fg": _rgb(sub.sub_id * 47, 0.65, 0.75),
-            "shape": sub.sub_id % 8,
-            "stripes": (subsub[0] % 5 + 1) if subsub else 0,
-            "accent": _rgb(rng.uniform(0, 360), 0.85, 0.9),
-            "seed": rng.getrandbits(31),
-            "label": model[:12],
-            "tone": 180 + (sub.sub_id * 37) % 500,
-            "tone2": 200 + rng.randint(0, 600),
-            "tremolo": round(rng.uniform(1.0, 8.0), 2),
-        }
-        inst = Instance(f"I{next_id + len(out):06d}", sub, subsub, brand, model, noun, color,
-                        text.instance_specs(rng, sub.class_id, brand, model, color), price, visual)
-        out.append((inst, group))
+        out.append((make_instance(rng, f"I{next_id + len(out):06d}", sub, subsub), group))
     return out
+
+
+def make_instance(rng: random.Random, iid: str, sub: SubClass, subsub: tuple | None, *, sound: bool = True) -> Instance:
+    """One product of ``sub`` (level-3 class ``subsub`` or None): noun, brand, model, colour, base
+    price, specs and the look of its media; ``sound`` adds its audio's tones (the scale world has no audio).
+    The scale world builds its instances here too, so both worlds' products are the same kind of thing."""
+    style = vocab.CLASS_STYLE[sub.class_id]
+    noun = rng.choice(sub.child_nouns[subsub[0]]) if subsub else rng.choice(sub.nouns)
+    brand, model = rng.choice(sub.brands), text.model_code(rng)
+    color = rng.choice(sub.colors)
+    low, high = style[3]
+    price = round(low * (high / low) ** (rng.random() ** 1.5), 0)
+    visual = {
+        "bg": hsv_rgb(style[0] + rng.uniform(-12, 12), 0.18, 0.96),
+        "fg": hsv_rgb(sub.sub_id * 47, 0.65, 0.75),
+        "shape": sub.sub_id % 8,
+        "stripes": (subsub[0] % 5 + 1) if subsub else 0,
+        "accent": hsv_rgb(rng.uniform(0, 360), 0.85, 0.9),
+        "seed": rng.getrandbits(31),
+        "label": model[:12],
+    }
+    if sound:  # drawn after the look, before the specs: the demo world's random stream as it always was
+        visual["tone"] = 180 + (sub.sub_id * 37) % 500
+        visual["tone2"] = 200 + rng.randint(0, 600)
+        visual["tremolo"] = round(rng.uniform(1.0, 8.0), 2)
+    return Instance(iid, sub, subsub, brand, model, noun, color,
+                    text.instance_specs(rng, sub.class_id, brand, model, color), price, visual)
 
 
 def _assign_merchants(rng: random.Random, products: list[Product]) -> None:
@@ -191,11 +199,15 @@ def _describe(rng: random.Random, cfg: WorldConfig, p: Product, instances: list[
     if rng.random() < cfg.mismatch_rate:
         others = [i for i in instances if i.sub.sub_id != inst.sub.sub_id]
         p.caption_instance = rng.choice(others) if others else None
+    describe_listing(rng, p)
+
+
+def describe_listing(rng: random.Random, p: Product) -> None:
+    """Title, price, specs and page template of listing ``p``, its caption instance already chosen
+    (the demo and the scale world both)."""
+    inst = p.instance
     p.title = text.title(rng, p.platform, p.caption_instance or inst)
-    p.price = max(1.0, round(inst.base_price * rng.uniform(0.85, 1.15), 0) - rng.choice([0, 0.1, 0.01]))
-    p.price = round(p.price, 2)
+    price = max(1.0, round(inst.base_price * rng.uniform(0.85, 1.15), 0) - rng.choice([0, 0.1, 0.01]))
+    p.price = round(price, 2)
     p.specs = text.listing_specs(rng, inst.specs)
-    if p.platform == "shopb":
-        p.template = "shopb"
-    else:
-        p.template = "shopa-table" if rng.random() < 0.7 else "shopa-dl"
+    p.template = "shopb" if p.platform == "shopb" else ("shopa-table" if rng.random() < 0.7 else "shopa-dl")

@@ -27,7 +27,7 @@ def export(
     workers: Optional[int] = typer.Option(None, "--workers", help="Processes writing shards (0 = one per core, 1 = inline)."),
 ) -> None:
     """Export a split (or all) as WebDataset shards, Hugging Face Parquet or the M5Product layout; resumable."""
-    from rich.markup import escape
+    from ..console import esc
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from ..console import Table
 
@@ -48,13 +48,13 @@ def export(
                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
     console.print(stage_summary(report.stats))
     for name, why in report.skipped_splits.items():
-        console.print(f"[yellow]skipped[/] split {escape(repr(name))}: not a plain name ({escape(why)}); "
+        console.print(f"[yellow]skipped[/] split {esc(repr(name))}: not a plain name ({esc(why)}); "
                       "nothing of it was written", highlight=False, soft_wrap=True)
-    t = Table(title=escape(f"{report.fmt} export of version {report.version} -> {report.out}"))
+    t = Table(title=esc(f"{report.fmt} export of version {report.version} -> {report.out}"))
     t.add_column("split")
     t.add_column("products", justify="right")
     for name, n in report.splits.items():
-        t.add_row(escape(name), f"{n:,}")
+        t.add_row(esc(name), f"{n:,}")
     console.print(t)
     console.print(f"shards: {report.shards} ({report.shards_written} written, {report.shards_skipped} already finished)")
 
@@ -64,8 +64,7 @@ def check_shards(
     no_hash: bool = typer.Option(False, "--no-hash", help="Compare sizes only (fast)."),
 ) -> None:
     """Verify exported shards against their index: missing, truncated or altered shards (exit 1)."""
-    from rich.markup import escape
-    from ..console import Table
+    from ..console import Table, esc
 
     from ..console import console, fail
     from .check import check_shards as run_check
@@ -74,11 +73,11 @@ def check_shards(
     with one_line_errors(RemoteError):
         report = run_check(folder, hash_files=not no_hash)
     if report.problems:
-        t = Table(title=escape(f"{len(report.problems)} bad shard(s) in {folder}"))
+        t = Table(title=esc(f"{len(report.problems)} bad shard(s) in {folder}"))
         t.add_column("shard")
         t.add_column("problem")
         for p in report.problems:  # paths come from index files: data, escaped
-            t.add_row(escape(p.path), escape(p.problem))
+            t.add_row(esc(p.path), esc(p.problem))
         console.print(t)
         fail(f"{len(report.problems)} of {report.checked} shard(s) failed: "
                     + ", ".join(p.path for p in report.problems[:10]))

@@ -9,7 +9,7 @@ for unified labels.
 
 The folder is untrusted (a downloaded dataset): it is read through :class:`.layout_folder.LayoutFolder`
 (listed once, regular files inside it only, no path or glob built from an id), item and product ids
-are checked, media are sniffed like downloads (:func:`m5data.crawler.download.sniff.sniff`). A bad
+are checked, media are sniffed like downloads (:func:`m5data.download.sniff.sniff`). A bad
 item fails alone, with its reason, before any of its blobs is written.
 
 Memory is bounded whatever the number of items (M5Product has 6.3M): the JSON files are parsed as
@@ -775,8 +775,7 @@ def m5product(
     split_version: str = typer.Option("imported", "--split-version", help="Split version for train.txt, query.txt ... lists."),
 ) -> None:
     """Read an M5Product-layout folder into the store (products, specs, media blobs, category paths, split lists)."""
-    from rich.markup import escape
-    from ..console import Table
+    from ..console import Table, esc
 
     from ..verbs import open_store
     from ..console import console, stage_summary
@@ -787,10 +786,10 @@ def m5product(
                                   max_bytes=media_caps(settings))
     console.print(stage_summary(report.stats))
     for line in report.failed[:SHOW_FAILED]:
-        console.print(f"[yellow]failed:[/] {escape(line)}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]failed:[/] {esc(line)}", highlight=False, soft_wrap=True)
     if report.failed_total > SHOW_FAILED:
         console.print(f"[yellow]failed:[/] ... and {report.failed_total - SHOW_FAILED:,} more", highlight=False)
-    t = Table(title=f"imported {escape(str(folder))}")
+    t = Table(title=f"imported {esc(str(folder))}")
     t.add_column("rows")
     t.add_column("count", justify="right")
     t.add_row("products", f"{report.products:,}")

@@ -10,7 +10,7 @@ regular file inside the folder, but its bytes may be those of a file elsewhere t
 user can read and the folder's author could never have shipped (a key, another user's data).
 Ids read from the folder are checked with :func:`check_item_id` and :func:`check_product_id`;
 :class:`FolderMedia` finds an item's image, video and audio by name and sniffs them before any is
-stored (:func:`m5data.crawler.download.sniff.sniff`, the download stage's content sniffer).
+stored (:func:`m5data.download.sniff.sniff`, the download stage's content sniffer).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from ..crawler.download.sniff import SNIFF_BYTES, Sniffed, sniff
+from ..download.sniff import SNIFF_BYTES, Sniffed, sniff
 from .m5product import key_item_id
 from .samples import safe_key
 

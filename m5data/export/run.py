@@ -131,21 +131,6 @@ def plan_shards(members: dict[str, list[str]], shard_size: int, shard_bytes: int
     return shards
 
 
-def media_sizes(store, ids: list[str], kinds: tuple[str, ...]) -> dict[str, int]:
-    """Bytes of each product's exported media (by the ``media.bytes`` column), for ``--shard-bytes``."""
-    from .samples import use_ids
-
-    con = store.connect()
-    try:
-        use_ids(con, ids)
-        rows = con.execute(
-            "SELECT product_id, sum(coalesce(bytes, 0)) FROM media JOIN wanted USING (product_id) "
-            f"WHERE status = 'ok' AND kind IN ({', '.join('?' * len(kinds))}) GROUP BY product_id", list(kinds)).fetchall()
-    finally:
-        con.close()
-    return {pid: int(n) for pid, n in rows}
-
-
 class ShardPlan:
     """Cuts shards from the export-ordered stream of (split, product_id, bytes) and hashes the plan.
 

@@ -13,8 +13,8 @@ and the end of the stream is rounded up too: a video of D seconds gives ceil(D *
 second). ``showinfo`` prints each written frame's time, which becomes the recorded timestamps
 (seconds from the first frame). ffprobe answers before the pass starts (see :class:`Probe`), so a
 frame over ``max_pixels`` is refused without being decoded; the JPEGs written are summed while ffmpeg
-runs and the pass is stopped past ``max_bytes`` (issue 35: one noise frame claiming 1,200 s wrote
-600 full-size JPEGs, 863 MB).
+runs and the pass is stopped past ``max_bytes`` (without the cap, one noise frame claiming
+1,200 s wrote 600 full-size JPEGs, 863 MB).
 """
 
 from __future__ import annotations

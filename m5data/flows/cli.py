@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape as esc
+
+from ..console import esc
 
 _START_URL = typer.Option([], "--start-url", help="Crawl start URL (repeatable; default flows.start_urls).")
 _STAGES = typer.Option(None, "--stages", help="Comma-separated stages, run in pipeline order: crawl,download,extract,"

@@ -1,4 +1,4 @@
-"""Dask scheduler and workers that serve nothing but their comm ports (issue 35, 7).
+"""Dask scheduler and workers that serve nothing but their comm ports.
 
 distributed starts an HTTP server in every scheduler and worker whatever the dashboard setting:
 ``dashboard_address=None`` / ``--no-dashboard`` only leave the Bokeh pages out, and the scheduler

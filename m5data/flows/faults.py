@@ -1,4 +1,4 @@
-"""A cluster's scheduler going away while the shards of a stage run (issue 22, "Faults on a cluster").
+"""A cluster's scheduler going away while the shards of a stage run.
 
 When the Dask client loses its scheduler (the process died, its machine went away, or it stopped
 answering), the shards it had submitted are lost to this run: distributed cancels every future of

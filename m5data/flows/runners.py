@@ -3,7 +3,7 @@
 Only the sharded stages (download, extract) are submitted to the task runner; every other stage
 runs in the flow's own process. Workers of a Dask or Ray cluster run Prefect tasks, so they must
 reach the same Prefect API as the flow: with no ``PREFECT_API_URL`` each Dask worker would start a
-temporary Prefect server of its own (ENVIRONMENT.md). :func:`api_for_workers` makes sure there is
+temporary Prefect server of its own (15-20 s each). :func:`api_for_workers` makes sure there is
 one API and that the workers inherit its URL.
 """
 

@@ -11,7 +11,7 @@ when ``PREFECT_API_URL`` is not set.
 
 from __future__ import annotations
 
-from rich.markup import escape as esc
+from ..console import esc
 import json
 import os
 import signal

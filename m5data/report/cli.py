@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape as esc
+
+from ..console import esc
 
 
 def report(

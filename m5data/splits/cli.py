@@ -6,11 +6,11 @@ check-splits 0 every invariant holds, 1 a bad option or no such version, 2 a vio
 
 from __future__ import annotations
 
-from rich.markup import escape as esc
 from typing import Optional
 
 import typer
 
+from ..console import esc
 from ..verbs import one_line_errors
 
 _VERSION = typer.Option(None, "--version", help="Split version name (default splits.version, v1).")

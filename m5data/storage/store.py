@@ -21,7 +21,7 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -624,10 +624,6 @@ class Store:
         finally:
             con.close()
 
-    def _drop_catalog(self) -> None:
-        self.catalog_path.unlink(missing_ok=True)
-        Path(str(self.catalog_path) + ".wal").unlink(missing_ok=True)
-
     def bad_parts(self) -> list[tuple[str, Path, str]]:
         """``(table, part, reason)`` for every part whose footer cannot be read."""
         out = []
@@ -672,10 +668,6 @@ class _StreamingWriter:
                 self._current = None
             if not len(table):
                 return
-
-    def write_many(self, batches: Iterable[pa.Table | pa.RecordBatch]) -> None:
-        for batch in batches:
-            self.write(batch)
 
     def close(self) -> None:
         if self._current is not None:

@@ -2,31 +2,31 @@
 
 from __future__ import annotations
 
-from rich.markup import escape as esc
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from ..console import esc
 from ..verbs import one_line_errors
 
 
 def train(
     ctx: typer.Context,
     shards: str = typer.Option(..., "--shards", help="Export folder or URL (s3://bucket/prefix) with the train split's WebDataset shards (train-*.tar)."),
-    config: str = typer.Option("small", "--config", help="small, paper, or a TOML file (\\[model], \\[train], base = small|paper)."),
+    preset: str = typer.Option("small", "--preset", help="Model preset: small, paper, or a TOML file (\\[model], \\[train], base = small|paper)."),
+    old_preset: Optional[str] = typer.Option(None, "--config", hidden=True, help="Deprecated name of --preset."),
     epochs: int = typer.Option(1, "--epochs", min=1, help="Passes over the train split."),
     out: Path = typer.Option(..., "--out", help="Run folder: log.jsonl, checkpoint.pt, model.pt (resumed when it has a checkpoint)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda when available)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many steps in total."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of everything (default: the config's)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of everything (default: the preset's)."),
 ) -> None:
     """Train the thin SCALE model on exported shards; every loss and the modality weights are logged.
 
     Several processes (GPUs, or CPU processes over gloo): torchrun --nproc-per-node N -m m5data train ...
     """
     from rich.live import Live
-    from rich.markup import escape
     from ..console import Table
 
     from m5data.console import console, fail
@@ -36,7 +36,7 @@ def train(
     from .loop import train as run_training
 
     with one_line_errors(TrainConfigError):
-        cfg = load_config(config)
+        cfg = load_config(old_preset or preset)
     if seed is not None:
         cfg.train.seed = seed
 
@@ -59,7 +59,7 @@ def train(
         except (ShardError, ValueError, FileNotFoundError) as exc:  # RunFolderError is a ValueError
             fail(str(exc))
     if result.resumed_from:
-        console.print(f"resumed from step {result.resumed_from} (checkpoint in {escape(str(out))})", soft_wrap=True)
+        console.print(f"resumed from step {result.resumed_from} (checkpoint in {esc(str(out))})", soft_wrap=True)
     table = Table(title=f"train {out} ({result.steps} steps)")
     for col in ("loss", "first steps", "last steps"):
         table.add_column(col, justify="right" if col != "loss" else "left")
@@ -68,8 +68,8 @@ def train(
     console.print(table)
     if result.weights:
         console.print("modality weights: " + ", ".join(f"{k} {v:.3f}" for k, v in result.weights.items()))
-    console.print(f"{result.samples_per_s:.1f} samples/s; log {escape(str(out / 'log.jsonl'))}; "
-                  f"model {escape(str(out / 'model.pt'))}")
+    console.print(f"{result.samples_per_s:.1f} samples/s; log {esc(str(out / 'log.jsonl'))}; "
+                  f"model {esc(str(out / 'model.pt'))}")
 
 
 def evaluate(
@@ -82,7 +82,6 @@ def evaluate(
     image_backbone: Optional[Path] = typer.Option(None, "--image-backbone", help="The image backbone file of a run trained with one (never taken from the run folder: it is code)."),
 ) -> None:
     """The papers' table: retrieval mAP/Prec@1,5,10, linear-probe accuracy, k-means NMI/purity; with baselines."""
-    from rich.markup import escape
     from ..console import Table
 
     from m5data.console import console, fail
@@ -106,13 +105,13 @@ def evaluate(
         result = run_eval(run, shards, combos=combos, device=device, image_backbone=image_backbone)
         if features_out:
             n = write_features(run, shards, features_out, device=device, image_backbone=image_backbone)
-            console.print(f"wrote {n} feature lines to {escape(str(features_out))}")
+            console.print(f"wrote {n} feature lines to {esc(str(features_out))}")
     cols = shown_columns(result["columns"], result["rows"])
-    table = Table(title=f"evaluation of {escape(str(run))}")
+    table = Table(title=f"evaluation of {esc(str(run))}")
     for c in cols:
         table.add_column(c, justify="left" if c in ("model", "modalities") else "right")
     for r in result["rows"]:
         table.add_row(*(format_cell(r.get(c)) for c in cols))
     console.print(table)
-    console.print(f"split sizes: {result['counts']}; written {escape(str(run / 'metrics.json'))} and "
-                  f"{escape(str(run / 'metrics.md'))}")
+    console.print(f"split sizes: {result['counts']}; written {esc(str(run / 'metrics.json'))} and "
+                  f"{esc(str(run / 'metrics.md'))}")

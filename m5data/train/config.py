@@ -80,7 +80,7 @@ def load_config(spec: str | Path) -> Config:
     else:
         path = Path(spec)
         if not path.is_file():
-            raise TrainConfigError(f"--config must be small, paper or a TOML file; {spec!r} is none of these")
+            raise TrainConfigError(f"--preset must be small, paper or a TOML file; {spec!r} is none of these")
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -32,7 +32,7 @@ def serve(
     Requests whose Host header is not the bound address (or localhost on loopback) are refused (421),
     and so are those from another Origin (403): a web page cannot reach the UI through DNS rebinding.
     """
-    from rich.markup import escape
+    from ...console import esc
 
     from m5data.annotate.crowd import worker_id_problem
     from m5data.verbs import open_store
@@ -52,8 +52,8 @@ def serve(
         ui = RunningUi(store, Session(worker, tasks), host=host, port=port,
                        require_token=True if require_token else None, allow_hosts=allow_host or ())
     gold_n = sum(t.is_gold for t in tasks)
-    console.print(f"annotation UI for [bold]{escape(worker)}[/]: {len(tasks)} pairs ({gold_n} gold) at "
-                  f"[bold]{escape(ui.login_url)}[/]  (Ctrl-C stops)", highlight=False, soft_wrap=True)
+    console.print(f"annotation UI for [bold]{esc(worker)}[/]: {len(tasks)} pairs ({gold_n} gold) at "
+                  f"[bold]{esc(ui.login_url)}[/]  (Ctrl-C stops)", highlight=False, soft_wrap=True)
     if ui.requires_token:
         console.print("every request needs the token of that URL (then kept in a cookie sent to its path only): keep it "
                       f"secret; from another machine use this machine's address (or an --allow-host name) with port {ui.port} "

@@ -182,7 +182,7 @@ def render_clips(cfg: ScaleConfig, site: Path) -> list[str]:
     from ..entities import VIDEO_FPS, VIDEO_SIZE
     from ..media import render_task
     from ..taxonomy import PLATFORMS
-    from .world import _rgb
+    from ..world import hsv_rgb
 
     if cfg.video_share <= 0:
         return []
@@ -192,8 +192,8 @@ def render_clips(cfg: ScaleConfig, site: Path) -> list[str]:
             url = f"/clips/{platform}-class{cid:02d}.mp4"
             if (site / url.lstrip("/")).exists():
                 continue
-            visual = {"bg": _rgb(cid * 25, 0.18, 0.96), "fg": _rgb(cid * 47, 0.65, 0.75), "shape": cid % 8,
-                      "stripes": cid % 4, "accent": _rgb(cid * 91, 0.85, 0.9), "label": f"class {cid}",
+            visual = {"bg": hsv_rgb(cid * 25, 0.18, 0.96), "fg": hsv_rgb(cid * 47, 0.65, 0.75), "shape": cid % 8,
+                      "stripes": cid % 4, "accent": hsv_rgb(cid * 91, 0.85, 0.9), "label": f"class {cid}",
                       "tone": 180 + cid * 37, "tone2": 300 + cid * 29, "tremolo": 2.0 + cid / 4}
             jobs.append({"site": str(site), "url": url, "fault": "none",
                          "render": {"type": "video", "visual": visual, "frames": CLIP_FRAMES, "fps": VIDEO_FPS,

@@ -12,16 +12,16 @@ children and level-3 classes): about ``6232 * sqrt(N / 1M)`` of them, M5Product'
 from __future__ import annotations
 
 import bisect
-import colorsys
 import math
 import random
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
-from .. import text, vocab
+from .. import vocab
 from ..entities import VIDEO_FPS, VIDEO_SIZE, Instance, Media, Product
 from ..media_plan import image_url, video_url
 from ..taxonomy import PLATFORMS, Category, SubClass, Taxonomy
+from ..world import describe_listing, make_instance
 
 SCALE_VERSION = "1.0"
 M5PRODUCT_CATEGORIES = 6232  # leaf categories of M5Product (6M products)
@@ -130,11 +130,6 @@ def scale_taxonomy(cfg: ScaleConfig) -> ScaleTaxonomy:
     return ScaleTaxonomy(cfg)
 
 
-def _rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
-    r, g, b = colorsys.hsv_to_rgb((h % 360) / 360, s, v)
-    return round(r * 255), round(g * 255), round(b * 255)
-
-
 def source_id(platform: str, g: int) -> str:
     """The page id of global product number ``g``: 12 digits on shopa, 11 on shopb, never repeated."""
     if platform == "shopa":
@@ -149,27 +144,6 @@ class Chunk:
     index: int
     instances: list[Instance]
     products: list[Product]
-
-
-def _instance(rng: random.Random, leaf: Leaf, iid: str) -> Instance:
-    sub, subsub = leaf.sub, leaf.subsub
-    style = vocab.CLASS_STYLE[sub.class_id]
-    noun = rng.choice(sub.child_nouns[subsub[0]]) if subsub else rng.choice(sub.nouns)
-    brand, model = rng.choice(sub.brands), text.model_code(rng)
-    color = rng.choice(sub.colors)
-    low, high = style[3]
-    price = round(low * (high / low) ** (rng.random() ** 1.5), 0)
-    visual = {
-        "bg": _rgb(style[0] + rng.uniform(-12, 12), 0.18, 0.96),
-        "fg": _rgb(sub.sub_id * 47, 0.65, 0.75),
-        "shape": sub.sub_id % 8,
-        "stripes": (subsub[0] % 5 + 1) if subsub else 0,
-        "accent": _rgb(rng.uniform(0, 360), 0.85, 0.9),
-        "seed": rng.getrandbits(31),
-        "label": model[:12],
-    }
-    return Instance(iid, sub, subsub, brand, model, noun, color,
-                    text.instance_specs(rng, sub.class_id, brand, model, color), price, visual)
 
 
 def _listing_platforms(rng: random.Random, sub: SubClass, size: int) -> list[str]:
@@ -220,7 +194,7 @@ def build_chunk(cfg: ScaleConfig, index: int) -> Chunk:
         leaf = st.draw(rng)
         rate = cfg.cosmetics_duplicate_rate if leaf.sub.class_id == 6 else cfg.duplicate_rate
         size = min(stop - g, rng.randint(2, 4) if rng.random() < rate else 1)
-        inst = _instance(rng, leaf, f"I{index:05d}{len(instances):06d}")
+        inst = make_instance(rng, f"I{index:05d}{len(instances):06d}", leaf.sub, leaf.subsub, sound=False)
         instances.append(inst)
         for platform in _listing_platforms(rng, leaf.sub, size):
             p = Product(platform, source_id(platform, g), inst, leaf.categories[platform],
@@ -236,7 +210,7 @@ def build_chunk(cfg: ScaleConfig, index: int) -> Chunk:
 
 
 def _describe(rng: random.Random, cfg: ScaleConfig, p: Product, instances: list[Instance]) -> None:
-    """Title, price, specs, template and media URLs of one listing (as the demo world's ``_describe``)."""
+    """Caption instance, title, price, specs, template (``describe_listing``) and media URLs of one listing."""
     inst = p.instance
     if rng.random() < cfg.mismatch_rate:
         for _ in range(8):  # another sub-class's instance of this chunk describes it
@@ -244,11 +218,7 @@ def _describe(rng: random.Random, cfg: ScaleConfig, p: Product, instances: list[
             if other.sub.sub_id != inst.sub.sub_id:
                 p.caption_instance = other
                 break
-    p.title = text.title(rng, p.platform, p.caption_instance or inst)
-    price = max(1.0, round(inst.base_price * rng.uniform(0.85, 1.15), 0) - rng.choice([0, 0.1, 0.01]))
-    p.price = round(price, 2)
-    p.specs = text.listing_specs(rng, inst.specs)
-    p.template = "shopb" if p.platform == "shopb" else ("shopa-table" if rng.random() < 0.7 else "shopa-dl")
+    describe_listing(rng, p)
     size = rng.randint(48, 64)
     variant = {"crop": rng.randint(0, 3), "quality": rng.randint(75, 95),
                "brightness": round(rng.uniform(0.95, 1.05), 3)}

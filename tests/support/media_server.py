@@ -23,7 +23,7 @@ Routes (``name`` is a key of the ``files`` dict; ``key`` is any string that make
 
 Every request's path is appended to ``server.requests``. Run in a background thread with its own
 event loop (``with MediaServer(files) as server: server.url("/f/a.jpg")``), or as a process:
-``python -m m5data.crawler.download.testing --dir FOLDER --port PORT`` serves the folder's files.
+``PYTHONPATH=tests python -m support.media_server --dir FOLDER --port PORT`` serves the folder's files.
 """
 
 from __future__ import annotations
@@ -275,7 +275,7 @@ def jpeg_bytes(width: int = 640, height: int = 480, seed: int = 0, quality: int 
 
 def media_rows(urls: list[str], kind: str = "image", product_id: str = "test:1") -> list[dict]:
     """Pending media rows for ``urls`` as the crawl writes them (media_id = sha1 of product|kind|url)."""
-    from .sources import media_id
+    from m5data.download.sources import media_id
 
     return [{"media_id": media_id(product_id, kind, u), "product_id": product_id, "kind": kind, "url": u,
              "role": "gallery", "position": i, "status": "pending"} for i, u in enumerate(urls)]

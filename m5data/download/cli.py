@@ -6,14 +6,14 @@ Exit codes: 0 done; 1 the failure rate passed ``download.max_failure_rate`` (or 
 
 from __future__ import annotations
 
-from rich.markup import escape as esc
 import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ...verbs import one_line_errors
+from ..console import esc
+from ..verbs import one_line_errors
 
 EXIT_FAILURE_RATE = 1
 EXIT_STALLED = 3
@@ -65,7 +65,7 @@ def _human(n: float) -> str:
 
 def status_table(stats):
     """A rich table of this run's URLs by final status, failures broken down by reason."""
-    from ...console import Table
+    from ..console import Table
 
     table = Table(title="media statuses (this run)")
     table.add_column("status")
@@ -105,8 +105,8 @@ def download(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Download media (images, videos, audio) into the store's blobs: one status per URL, resumable."""
-    from ...verbs import open_store
-    from ...console import console, fail, stage_summary
+    from ..verbs import open_store
+    from ..console import console, fail, stage_summary
     from .run import DownloadError, run
 
     store, s = open_store(ctx, **{

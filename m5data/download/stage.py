@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from ...stages import DownloadFailed, RunContext
+from ..stages import DownloadFailed, RunContext
 from .run import DownloadStats
 
 
@@ -40,7 +40,7 @@ def _progress(enabled: bool):
     """The download verb's rich progress bar, or a context that gives None."""
     if not enabled:
         return contextlib.nullcontext(None)
-    from ...console import console
+    from ..console import console
     from .cli import RichProgress
 
     return RichProgress(console)

@@ -36,9 +36,9 @@ from typing import Any, Protocol
 
 from yarl import URL
 
-from ... import config as cfg
-from ...storage import StageStats, record_run
-from ...storage.locks import stage_lock
+from .. import config as cfg
+from ..storage import StageStats, record_run
+from ..storage.locks import stage_lock
 from .fetch import Fetcher, Outcome
 from .resize import ImagePool
 from .sources import register_source
