@@ -71,10 +71,11 @@ def test_missing_mapping_is_explained(shop):
 
 
 def test_align_task_runs_in_a_flow(shop, prefect_harness):
-    from m5data.flows.align import align_flow
+    from m5data.flows.executor import stage_flow
 
     root, store, mapping, _ = shop
-    row = align_flow(str(store.root), str(mapping), overrides={"align.review_file": str(root / "flow.csv")})
-    assert row["stage"] == "align" and row["status"] == "ok"
-    assert row["unified_subclasses"] == store.read("taxonomy", where="level = 2").num_rows
+    stats = stage_flow("align", str(store.root), overrides={"align.review_file": str(root / "flow.csv")},
+                       options={"mapping": str(mapping)})
+    assert stats.stage == "align" and stats.status == "ok"
+    assert stats.details["unified_subclasses"] == store.read("taxonomy", where="level = 2").num_rows
     assert (root / "flow.csv").is_file()

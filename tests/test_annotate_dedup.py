@@ -249,10 +249,12 @@ def test_cli_prints_the_score(demo300, tmp_path):
 
 
 def test_prefect_task_runs_the_job(small):
-    from m5data.flows.annotate import annotate_task
+    from m5data.annotate.stage import run
+    from m5data.config import load
+    from m5data.stages import RunContext
 
-    row = annotate_task.fn(str(small.root), "dedup")
-    assert row["stage"] == "dedup" and row["n_in"] == 12 and row["status"] == "ok"
+    stats = run(RunContext(load(None, {"store.path": str(small.root)}), options={"job": "dedup"}))
+    assert stats.stage == "dedup" and stats.n_in == 12 and stats.status == "ok"
     assert small.count("dedup") == 12
 
 

@@ -93,12 +93,14 @@ def test_store_that_cannot_be_written_fails_the_crawl(tmp_path, shop):
 
 
 def test_prefect_task_runs_two_crawls_in_one_process(tmp_path, shop, prefect_harness):
-    from m5data.flows.crawl import crawl_flow
+    from m5data.flows.executor import stage_flow
 
     server, skus = shop
-    first = crawl_flow(str(tmp_path / "a"), [server.url + "/list/1.html"], overrides=LOOPBACK)
-    second = crawl_flow(str(tmp_path / "b"), [server.url + "/list/2.html"], overrides={"crawl.max_depth": 1, **LOOPBACK})
-    assert first["status"] == second["status"] == "ok"
-    assert first["n_out"] == len(skus)
-    assert second["n_out"] == 10  # page 2's products; max_depth 1 stops at page 3's link
+    first = stage_flow("crawl", str(tmp_path / "a"), overrides=LOOPBACK,
+                       options={"start_urls": [server.url + "/list/1.html"]})
+    second = stage_flow("crawl", str(tmp_path / "b"), overrides={"crawl.max_depth": 1, **LOOPBACK},
+                        options={"start_urls": [server.url + "/list/2.html"]})
+    assert first.status == second.status == "ok"
+    assert first.n_out == len(skus)
+    assert second.n_out == 10  # page 2's products; max_depth 1 stops at page 3's link
     assert Store.open(tmp_path / "b").count("products") == 10

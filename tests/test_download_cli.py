@@ -121,8 +121,8 @@ def test_progress_bar_and_summary(server, store):
 
 
 def test_prefect_task_runs_the_stage(prefect_harness, server, store):
-    from m5data.flows.download import download_flow
+    from m5data.flows.executor import stage_flow
 
     store.write("media", media_rows([server.url("/f/a.jpg"), server.url("/f/b.jpg")]))
-    row = download_flow(str(store.root), overrides={"download.allow_private": True})
-    assert row["stage"] == "download" and row["n_out"] == 2 and row["statuses"] == {"ok": 2}
+    stats = stage_flow("download", str(store.root), overrides={"download.allow_private": True})
+    assert stats.stage == "download" and stats.n_out == 2 and stats.details["statuses"] == {"ok": 2}

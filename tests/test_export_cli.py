@@ -104,10 +104,10 @@ def test_a_killed_export_resumes_to_the_same_bytes(store, tmp_path):
 
 
 def test_prefect_task_exports_and_returns_the_run(store, tmp_path, prefect_harness):
-    from m5data.flows.export import export_flow
+    from m5data.flows.executor import stage_flow
 
-    row = export_flow(str(store.root), split="gallery-c", fmt="parquet", out=str(tmp_path / "p"),
-                      overrides={"export.workers": 1})
-    assert row["stage"] == "export" and row["status"] == "ok" and row["version"] == "v1"
-    assert row["splits"] == {"gallery-c": 12} and row["n_out"] == 12
+    stats = stage_flow("export", str(store.root), overrides={"export.workers": 1},
+                       options={"split": "gallery-c", "fmt": "parquet", "out": str(tmp_path / "p")})
+    assert stats.stage == "export" and stats.status == "ok" and stats.details["version"] == "v1"
+    assert stats.details["splits"] == {"gallery-c": 12} and stats.n_out == 12
     assert (tmp_path / "p" / "data" / "gallery_c-00000-of-00001.parquet").is_file()

@@ -208,11 +208,11 @@ def test_cli_extract(store, tmp_path):
 
 
 def test_prefect_task_in_a_flow(store, prefect_harness):
-    from m5data.flows.extract import extract_flow
+    from m5data.flows.executor import stage_flow
 
     store.write("products", [{"product_id": "shopa:1", "title": "<b>Instant Pot</b> 电压力锅"}])
-    row = extract_flow(str(store.root), kinds="text", overrides={"extract.workers": 1})
-    assert row["stage"] == "extract" and row["n_out"] == 1 and row["by_kind"] == {"text/ok": 1}
+    stats = stage_flow("extract", str(store.root), overrides={"extract.workers": 1}, options={"kinds": "text"})
+    assert stats.stage == "extract" and stats.n_out == 1 and stats.details["by_kind"] == {"text/ok": 1}
     caption = store.read("captions").to_pylist()[0]
     assert caption["text"] == "Instant Pot 电压力锅" and caption["tokens"][:2] == ["Instant", "Pot"]
 

@@ -60,8 +60,8 @@ def test_run_verb_gives_one_line_errors(tmp_path):
 
 def test_only_transient_failures_are_retried():
     from m5data.crawler.crawl import CrawlFailed
-    from m5data.flows.download import DownloadFailed
-    from m5data.flows.retry import TransientFailure, is_transient
+    from m5data.flows.retry import is_transient
+    from m5data.stages import DownloadFailed, TransientFailure
     from m5data.storage import StageStats, StoreError
 
     stats = StageStats("crawl")

@@ -3,7 +3,7 @@
 import json
 from datetime import datetime, timedelta, timezone
 
-from m5data.flows.splits import incremental_version
+from m5data.splits.stage import incremental_version
 
 
 def _product(pid, when):

@@ -98,3 +98,26 @@ def test_the_graph_is_read():
 
 def test_no_modules_import_each_other():
     assert _cycles(_graph()) == []
+
+
+def test_only_the_entry_point_imports_the_cli():
+    """The verbs' shared services are in m5data.verbs: a stage importing m5data.cli climbs back up to the
+    module that mounts it (and, at module level, would be a loop the mounting hides)."""
+    graph = _graph()
+    importers = sorted(m for m, deps in graph.items() if "m5data.cli" in deps)
+    assert importers == ["m5data.__main__"]
+
+
+def test_every_stage_is_declared_once_and_has_no_wrapper_in_flows():
+    """The registry names each stage's run and verbs; the flow has no per-stage module of its own."""
+    from m5data import stages
+
+    names = [s.name for s in stages.REGISTRY]
+    assert len(names) == len(set(names))
+    for stage in stages.REGISTRY:
+        assert callable(stage.load()), stage.name
+        assert not (PACKAGE / "flows" / f"{stage.name}.py").exists(), stage.name
+    verbs = [v.name for v in stages.verbs()]
+    assert len(verbs) == len(set(verbs))
+    graph = _graph()
+    assert not any(m.startswith("m5data.flows") for m in graph["m5data.stages"])  # the registry is below the flow

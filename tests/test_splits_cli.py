@@ -59,9 +59,13 @@ def test_bad_size_and_changed_settings_are_one_line_errors(store):
 
 
 def test_splits_task_returns_the_runs_row_and_split_sizes(store):
-    from m5data.flows.splits import splits_task
+    from m5data.config import load
+    from m5data.splits.stage import run
+    from m5data.stages import RunContext
 
-    # the task's own function (the pipeline flow runs it under Prefect; its test harness starts a server)
-    row = splits_task.fn(str(store.root), version="flow", seed=1, overrides={"splits.query_c": "40"})
-    assert row["stage"] == "splits" and row["status"] == "ok" and row["version"] == "flow"
-    assert row["splits"]["query-c"] <= 40 and sum(row["splits"].values()) == store.count("splits")
+    # the stage's run (the pipeline flow runs it in its task under Prefect; its test harness starts a server)
+    settings = load(None, {"store.path": str(store.root), "splits.query_c": "40"})
+    stats = run(RunContext(settings, options={"version": "flow", "seed": 1}))
+    assert stats.stage == "splits" and stats.status == "ok" and stats.details["version"] == "flow"
+    splits = stats.details["splits"]
+    assert splits["query-c"] <= 40 and sum(splits.values()) == store.count("splits")

@@ -371,16 +371,14 @@ def test_training_inside_a_prefect_flow_survives_the_epoch_ends(shards, tmp_path
     """The pipeline's train stage runs in a Prefect task. The DataLoader workers are forks of that
     process; each epoch's workers must exit cleanly (they once inherited Prefect's thread exit hooks,
     exited with code 1, and the run died at the end of the first epoch)."""
-    from prefect import flow
+    from m5data.flows.executor import stage_flow
+    from m5data.storage import Store
 
-    from m5data.flows.train import train_task
-
-    @flow
-    def train_flow() -> dict:
-        return train_task(str(shards), str(tmp_path / "run"), config="small", epochs=3)
-
-    row = train_flow()
-    assert row["steps"] == 9 and row["status"] == "ok"
+    Store.init(tmp_path / "store")
+    stats = stage_flow("train", str(tmp_path / "store"), options={"evaluate": False},
+                       overrides={"flows.train_shards": str(shards), "flows.train_out": str(tmp_path / "run"),
+                                  "flows.train_config": "small", "flows.train_epochs": 3})
+    assert stats.details["steps"] == 9 and stats.status == "ok"
     assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 9
 
 

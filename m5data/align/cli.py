@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from ..console import esc
+from ..verbs import one_line_errors
 
 
 def align(
@@ -29,9 +30,9 @@ def align(
     score_against: Optional[Path] = typer.Option(None, "--score-against", help="Truth alignment (demo shop truth folder or file): print merge precision/recall."),
 ) -> None:
     """Align the platforms' category labels into one 3-level taxonomy (MEP-3M method): taxonomy, label_map, review file."""
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..config import ConfigError
-    from ..console import StepProgress, console, fail, stage_summary
+    from ..console import StepProgress, console, stage_summary
     from .mapping import MappingError
     from .review import ReviewError
     from .run import AlignError, align as run_align
@@ -46,11 +47,9 @@ def align(
         "align.label_threshold": label_threshold, "align.content_threshold": content_threshold,
         "align.content_chars": content_chars, "align.workers": workers,
     })
-    try:
+    with one_line_errors(AlignError, ConfigError, MappingError, ReviewError):
         with StepProgress("align") as progress:
             report = run_align(store, s, review=review, review_out=review_out, renumber=renumber, progress=progress)
-    except (AlignError, ConfigError, MappingError, ReviewError) as exc:
-        fail(str(exc))
     console.print(stage_summary(report.stats))
     console.print(summary_table(report))
     for title, table in warning_tables(report):
@@ -59,10 +58,8 @@ def align(
     if score_against is not None:
         from .score import score_against as run_score
 
-        try:
+        with one_line_errors(FileNotFoundError, ValueError):
             score = run_score(store, score_against)
-        except (FileNotFoundError, ValueError) as exc:
-            fail(str(exc))
         console.print(score_table(score, score_against))
 
 

@@ -1,23 +1,13 @@
 """``m5data annotate <job>``: one sub-command per curation job; each job's verb lives beside its module.
 
-A job module that is not there yet is skipped, like the stage verbs of ``m5data/cli.py``.
+A job module that fails to import is an error, as for the verbs of m5data/stages.py: never a verb that vanishes.
 """
 
 from __future__ import annotations
 
-import importlib
-
 import typer
 
-
-def _import(module: str):
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("m5data"):
-            return None
-        raise
-
+from ..stages import load
 
 app = typer.Typer(no_args_is_help=True, help="Curation jobs: dedup, match-level, pools, simulate, import, aggregate, tasks, serve.")
 
@@ -33,5 +23,4 @@ JOBS: list[tuple[str, str, str]] = [  # verb, module, function
 ]
 
 for _name, _module, _func in JOBS:
-    if (_mod := _import(_module)) is not None and hasattr(_mod, _func):
-        app.command(_name)(getattr(_mod, _func))
+    app.command(_name)(load(f"{_module}:{_func}"))

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from ..console import esc
+from ..verbs import one_line_errors
 
 
 def import_judgements(
@@ -20,16 +21,14 @@ def import_judgements(
     """Import worker judgements into annotations (bad rows are skipped with a reason and line number;
     one worker's two different labels of a pair, or two gold_label values of a pair, keep neither)."""
 
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..config import ConfigError
-    from ..console import console, fail, stage_summary
+    from ..console import console, stage_summary
     from .crowd import CrowdError, import_judgements as run_import
 
     store, s = open_store(ctx)
-    try:
+    with one_line_errors(CrowdError, ConfigError):
         report = run_import(store, s, file)
-    except (CrowdError, ConfigError) as exc:
-        fail(str(exc))
     console.print(stage_summary(report.stats))
     console.print(f"{report.n_rows:,} rows read; {report.stats.n_out:,} judgements kept "
                   f"({report.n_written:,} new or changed), {report.n_gold_answers:,} gold answers")
@@ -50,18 +49,16 @@ def simulate(
     gold: Optional[float] = typer.Option(None, "--gold", help="Share of pairs used as gold questions (default 0.05)."),
 ) -> None:
     """Write synthetic judgements of the pools' pairs (mixed reliability, spammers, one adversarial, gold)."""
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..config import ConfigError
-    from ..console import console, fail, stage_summary
+    from ..console import console, stage_summary
     from .crowd import CrowdError
     from .simulate import simulate as run_simulate
 
     store, s = open_store(ctx, **{"annotate.crowd_workers": workers, "annotate.crowd_workers_per_pair": per_pair,
                                   "annotate.crowd_gold": gold})
-    try:
+    with one_line_errors(CrowdError, ConfigError):
         report = run_simulate(store, s, truth, top=top)
-    except (CrowdError, ConfigError) as exc:
-        fail(str(exc))
     console.print(stage_summary(report.stats))
     kinds: dict[str, int] = {}
     for w in report.workers.values():
@@ -81,26 +78,22 @@ def aggregate(
     """Aggregate the judgements into matches (P(match), accepted) and workers (ability)."""
     from ..console import Table
 
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..config import ConfigError
-    from ..console import console, fail, stage_summary
+    from ..console import console, stage_summary
     from .crowd import CrowdError, aggregate as run_aggregate, score_methods
 
     store, s = open_store(ctx, **{"annotate.crowd_method": method, "annotate.crowd_accept": accept})
-    try:
+    with one_line_errors(CrowdError, ConfigError):
         report = run_aggregate(store, s)
-    except (CrowdError, ConfigError) as exc:
-        fail(str(exc))
     console.print(stage_summary(report.stats))
     console.print(f"{report.method}: {report.n_pairs:,} pairs, {report.n_judgements:,} judgements, "
                   f"{report.n_workers:,} workers, {report.n_gold:,} gold pairs, {report.n_uncertain:,} uncertain; "
                   f"{report.n_accepted:,} accepted matches ({report.iterations} iterations, {report.seconds:.2f} s, "
                   f"prior {report.prior:.3f})")
     if score_against is not None:
-        try:
+        with one_line_errors(CrowdError, FileNotFoundError):
             scores = score_methods(store, s, score_against)
-        except (CrowdError, FileNotFoundError) as exc:
-            fail(str(exc))
         t = Table(title=f"against the truth ({next(iter(scores.values()))['pairs']:,} non-gold pairs)")
         for col in ("method", "accuracy", "match precision", "match recall", "ability Spearman", "seconds"):
             t.add_column(col, justify="right" if col != "method" else "left")

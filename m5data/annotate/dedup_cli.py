@@ -10,6 +10,8 @@ from typing import Optional
 
 import typer
 
+from ..verbs import one_line_errors
+
 
 def dedup(
     ctx: typer.Context,
@@ -20,7 +22,7 @@ def dedup(
     score_against: Optional[Path] = typer.Option(None, "--score-against", help="Truth folder of a demo shop (products.parquet with instance_id): print pair precision/recall."),
 ) -> None:
     """Group exact and near-duplicate listings (same image, title, pHash, MinHash, spec values) into the dedup table."""
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..config import ConfigError
     from ..console import console, fail, stage_summary
     from .dedup import dedup as run_dedup
@@ -37,11 +39,9 @@ def dedup(
             truth = read_truth_products(score_against)
         except (FileNotFoundError, ValueError) as exc:
             fail(str(exc))  # plain text: the path is the user's, the message may quote the file
-    try:
+    with one_line_errors(ConfigError):
         with console.status("[bold]dedup[/] finding duplicate groups"):
             report = run_dedup(store, s)
-    except ConfigError as exc:
-        fail(str(exc))
     console.print(stage_summary(report.stats))
     console.print(summary_table(report))
     if truth is not None:

@@ -10,6 +10,8 @@ from typing import Optional
 
 import typer
 
+from ..verbs import one_line_errors
+
 
 def match_level(
     ctx: typer.Context,
@@ -23,9 +25,9 @@ def match_level(
 
     import jieba
 
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..config import ConfigError
-    from ..console import console, fail, stage_summary
+    from ..console import console, stage_summary
     from .match_level import match_level as run_match_level
 
     jieba.setLogLevel(logging.WARNING)
@@ -35,16 +37,12 @@ def match_level(
     if score_against is not None:
         from .dedup import read_truth_products
 
-        try:
+        with one_line_errors(FileNotFoundError, ValueError):
             truth = read_truth_products(score_against)
-        except (FileNotFoundError, ValueError) as exc:
-            fail(str(exc))
-    try:
+    with one_line_errors(ConfigError):
         with console.status("[bold]match-level[/] scoring captions") as status:
             report = run_match_level(store, s, progress=lambda step, done, total: status.update(
                 f"[bold]match-level[/] {step} {done}/{total}"))
-    except ConfigError as exc:
-        fail(str(exc))
     console.print(stage_summary(report.stats))
     console.print(summary_table(report))
     if truth is not None:

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from ..console import esc
+from ..verbs import one_line_errors
 
 
 def pools(
@@ -30,9 +31,9 @@ def pools(
     import logging
 
     import jieba
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..config import ConfigError
-    from ..console import StepProgress, console, fail, stage_summary
+    from ..console import StepProgress, console, stage_summary
     from .pools import PoolsError, build_pools
 
     jieba.setLogLevel(logging.WARNING)
@@ -42,12 +43,10 @@ def pools(
     })
     if search and search != "exact" and not ann_check:
         ann_check = min(s.annotate.pool_block, 1000)  # an approximate search always reports its recall
-    try:
+    with one_line_errors(PoolsError, ConfigError, RuntimeError):
         with StepProgress("pools", transient=True) as progress:
             report = build_pools(store, s, split_version=split_version, fresh=fresh, ann_check=ann_check,
                                  progress=progress)
-    except (PoolsError, ConfigError, RuntimeError) as exc:
-        fail(str(exc))
     if report.up_to_date:
         console.print(f"pools up to date: nothing changed since the run that made them ({report.n_blocks:,} blocks "
                       f"of {report.n_queries:,} queries, fingerprint {esc(report.fingerprint)}); --fresh searches again")
@@ -56,10 +55,8 @@ def pools(
     if score_against is not None:
         from .pools import score_pools
 
-        try:
+        with one_line_errors(FileNotFoundError, ValueError):
             score = score_pools(store, score_against, ks=tuple(sorted({10, 50, s.annotate.pool_k})))
-        except (FileNotFoundError, ValueError) as exc:
-            fail(str(exc))
         for kk, r in score["recall"].items():
             console.print(f"recall@{kk} of true instance matches: [bold]{r:.4f}[/] "
                           f"({score['pairs']} true pairs of {score['queries']} queries)")
@@ -95,7 +92,7 @@ def tasks(
     image_prefix: Optional[str] = typer.Option(None, "--image-prefix", help="Prefix for image paths relative to the store (e.g. a URL); default absolute paths."),
 ) -> None:
     """Export labelling tasks (query + candidate, images and captions) as JSONL, JSON and CSV for labelling tools."""
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..console import console
     from .tasks import export_tasks
 

@@ -22,7 +22,7 @@ def crawl(
     cookies: Optional[str] = typer.Option(None, "--cookies", help="Netscape cookies.txt (curl -c, a browser's cookies.txt export) of a logged-in session; each cookie goes only to its own host (crawl.cookies_file; never stored or logged)."),
 ) -> None:
     """Crawl product pages from start URLs into products, specs, media (pending) and crawl_errors."""
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..console import console, fail, stage_summary, warn
     from .adapters import UnknownSite
     from .crawl import CrawlFailed, run

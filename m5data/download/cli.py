@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from ..console import esc
+from ..verbs import one_line_errors
 
 EXIT_FAILURE_RATE = 1
 EXIT_STALLED = 3
@@ -104,7 +105,7 @@ def download(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Download media (images, videos, audio) into the store's blobs: one status per URL, resumable."""
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..console import console, fail, stage_summary
     from .run import DownloadError, run
 
@@ -114,7 +115,7 @@ def download(
         "download.allow_private": allow_private, "download.max_failure_rate": max_failure_rate,
         "download.stall_timeout": stall_timeout,
     })
-    try:
+    with one_line_errors(DownloadError):
         if progress:
             with RichProgress(console) as bar:
                 stats = run(store, s, source=source, retry_failed=retry_failed, kind=kind, url_column=url_col,
@@ -122,8 +123,6 @@ def download(
         else:
             stats = run(store, s, source=source, retry_failed=retry_failed, kind=kind, url_column=url_col,
                         product_column=product_col)
-    except DownloadError as exc:
-        fail(str(exc))
     console.print(stage_summary(stats))
     console.print(status_table(stats))
     if stats.pool_restarts:

@@ -13,6 +13,8 @@ from typing import Optional
 
 import typer
 
+from ..verbs import one_line_errors
+
 
 def export(
     ctx: typer.Context,
@@ -29,23 +31,21 @@ def export(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from ..console import Table
 
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..config import ConfigError
-    from ..console import console, fail, stage_summary
+    from ..console import console, stage_summary
     from .remote import RemoteError, is_remote
     from .run import export as run_export
     from .samples import ExportError
 
     store, s = open_store(ctx, **{"export.shard_size": shard_size, "export.shard_bytes": shard_bytes,
                                   "export.workers": workers, "export.format": fmt})
-    try:
+    with one_line_errors(ExportError, ConfigError, RemoteError):
         with Progress(TextColumn("[bold]export[/] shards"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console) as bar:
             task = bar.add_task("shards", total=None)
             report = run_export(store, s, out=out if is_remote(out) else Path(out), split=split, version=version,
                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
-    except (ExportError, ConfigError, RemoteError) as exc:
-        fail(str(exc))
     console.print(stage_summary(report.stats))
     for name, why in report.skipped_splits.items():
         console.print(f"[yellow]skipped[/] split {esc(repr(name))}: not a plain name ({esc(why)}); "
@@ -70,10 +70,8 @@ def check_shards(
     from .check import check_shards as run_check
     from .remote import RemoteError
 
-    try:
+    with one_line_errors(RemoteError):
         report = run_check(folder, hash_files=not no_hash)
-    except RemoteError as exc:
-        fail(str(exc))
     if report.problems:
         t = Table(title=esc(f"{len(report.problems)} bad shard(s) in {folder}"))
         t.add_column("shard")

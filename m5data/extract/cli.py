@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from ..verbs import one_line_errors
+
 
 def extract(
     ctx: typer.Context,
@@ -21,19 +23,15 @@ def extract(
     """Extract 1-fps frames, mp3 + MFCC, normalised images and segmented captions for media not done yet."""
     from ..console import Table
 
-    from ..cli import open_store
-    from ..console import console, fail, stage_summary
+    from ..verbs import open_store
+    from ..console import console, stage_summary
     from .run import ExtractError, parse_kinds, run
 
-    try:
+    with one_line_errors(ExtractError):
         wanted = parse_kinds(kinds)
-    except ExtractError as exc:
-        fail(str(exc))
     store, s = open_store(ctx, **{"extract.workers": workers})
-    try:
+    with one_line_errors(ExtractError):
         stats = run(store, s, kinds=wanted, limit=limit, retry_failed=retry_failed, progress=progress)
-    except ExtractError as exc:
-        fail(str(exc))
     table = Table(title="extract by kind")
     for col in ("kind", "status", "items"):
         table.add_column(col, justify="right" if col == "items" else "left")

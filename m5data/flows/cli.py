@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from ..console import esc
+import functools
+import inspect
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from ..console import esc
 
 _START_URL = typer.Option([], "--start-url", help="Crawl start URL (repeatable; default flows.start_urls).")
 _STAGES = typer.Option(None, "--stages", help="Comma-separated stages, run in pipeline order: crawl,download,extract,"
@@ -17,11 +20,36 @@ _SHARDS = typer.Option(None, "--shards", min=1, help="Shards of download/extract
 _KINDS = typer.Option(None, "--kinds", help="What extract produces: video,audio,image,text (flows.kinds).")
 _CONFIG = typer.Option(None, "--config", help="TOML config file (same as the global --config).")
 
+# the options of a pipeline run, shared by run, serve and deploy: (parameter, type, option)
+PLAN_OPTIONS = (("start_url", list[str], _START_URL), ("stages", Optional[str], _STAGES),
+                ("runner", Optional[str], _RUNNER), ("mapping", Optional[Path], _MAPPING),
+                ("shards", Optional[int], _SHARDS), ("kinds", Optional[str], _KINDS), ("config", Optional[Path], _CONFIG))
+
+
+def plan_options(verb):
+    """Give ``verb`` the options of :data:`PLAN_OPTIONS` after its own; it gets them as one dict ``plan``.
+
+    Typer reads a command's options from its signature: the wrapper's signature is the verb's
+    own parameters (less ``plan``) followed by the shared ones, so run, serve and deploy declare them once.
+    """
+    own = [p for p in inspect.signature(verb).parameters.values() if p.name != "plan"]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+              for name, kind, option in PLAN_OPTIONS]
+
+    @functools.wraps(verb)
+    def wrapper(*args, **kwargs):
+        plan = {name: kwargs.pop(name) for name, _, _ in PLAN_OPTIONS}
+        return verb(*args, plan=plan, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature([p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.name != "ctx"
+                                               else p for p in own] + shared)
+    return wrapper
+
 
 def _prepare(ctx: typer.Context, config: Optional[Path], start_url: list[str], stages: Optional[str],
              runner: Optional[str], mapping: Optional[Path], shards: Optional[int], kinds: Optional[str],
-             stored: bool = False):
-    """Effective settings, the checked plan, the overrides and config file every task gets.
+             stored: bool = False):  # the PLAN_OPTIONS
+    """Effective settings, the checked plan, and the overrides and config file the flow builds its settings from.
 
     The crawl's secrets (a start URL's user:pass, a ``crawl.headers`` flag) never become parameters:
     they reach the tasks through this process's environment; ``stored``: the parameters are kept by
@@ -80,18 +108,13 @@ def run(
 STOP_GRACE = 30.0  # seconds from SIGTERM to a forced exit of `m5data serve`
 
 
+@plan_options
 def serve(
     ctx: typer.Context,
     cron: Optional[str] = typer.Option(None, "--cron", help='Cron schedule, e.g. "0 3 * * *".'),
     interval: Optional[float] = typer.Option(None, "--interval", min=1, help="Seconds between runs."),
     name: Optional[str] = typer.Option(None, "--name", help="Deployment name (flows.deployment)."),
-    start_url: list[str] = _START_URL,
-    stages: Optional[str] = _STAGES,
-    runner: Optional[str] = _RUNNER,
-    mapping: Optional[Path] = _MAPPING,
-    shards: Optional[int] = _SHARDS,
-    kinds: Optional[str] = _KINDS,
-    config: Optional[Path] = _CONFIG,
+    plan: dict = None,
 ) -> None:
     """Serve the pipeline flow on a schedule against a real Prefect server (`m5data server start`)."""
     import asyncio
@@ -109,7 +132,7 @@ def serve(
 
     if (cron is None) == (interval is None):
         fail("give exactly one of --cron \"0 3 * * *\" or --interval SECONDS")
-    settings, plan, overrides, config_file = _prepare(ctx, config, start_url, stages, runner, mapping, shards, kinds)
+    settings, plan, overrides, config_file = _prepare(ctx, **plan)
     url = resolve_api(settings)
     if not url:
         fail(f"serve needs a real Prefect server. {EPHEMERAL_HELP}")
@@ -164,19 +187,14 @@ def serve(
                           + (", deployment resumed" if resumed else ""))
 
 
+@plan_options
 def deploy(
     ctx: typer.Context,
     pool: str = typer.Option(..., "--pool", help="Work pool the deployment runs on (a process pool is created if missing)."),
     cron: Optional[str] = typer.Option(None, "--cron", help='Cron schedule, e.g. "0 3 * * *" (default: none, run on demand).'),
     interval: Optional[float] = typer.Option(None, "--interval", min=1, help="Seconds between runs."),
     name: Optional[str] = typer.Option(None, "--name", help="Deployment name (flows.deployment)."),
-    start_url: list[str] = _START_URL,
-    stages: Optional[str] = _STAGES,
-    runner: Optional[str] = _RUNNER,
-    mapping: Optional[Path] = _MAPPING,
-    shards: Optional[int] = _SHARDS,
-    kinds: Optional[str] = _KINDS,
-    config: Optional[Path] = _CONFIG,
+    plan: dict = None,
 ) -> None:
     """Write a deployment of the pipeline flow for a work pool (its workers run it: `prefect worker start --pool NAME`)."""
     from ..console import console, fail
@@ -184,8 +202,7 @@ def deploy(
 
     if cron is not None and interval is not None:
         fail("give at most one of --cron or --interval")
-    settings, plan, overrides, config_file = _prepare(ctx, config, start_url, stages, runner, mapping, shards, kinds,
-                                                      stored=True)
+    settings, plan, overrides, config_file = _prepare(ctx, **plan, stored=True)
     url = resolve_api(settings)
     if not url:
         fail(f"deploy needs a real Prefect server. {EPHEMERAL_HELP}")

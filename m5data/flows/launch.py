@@ -32,8 +32,9 @@ def run_pipeline(plan, settings, overrides: dict | None = None, config_file: str
     Args:
         plan: from :func:`m5data.flows.pipeline.check_plan`.
         settings: the effective settings (the runner comes from ``flows``).
-        overrides: settings overrides passed on to every task (``{"section.key": value}``).
-        config_file: the TOML file every task loads.
+        overrides: settings overrides (``{"section.key": value}``): the flow builds its settings once
+            from them and ``config_file``, and hands that object to every task.
+        config_file: the TOML settings file.
         progress: show the verbs' progress bars.
     """
     from .pipeline import pipeline_flow

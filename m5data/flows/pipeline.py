@@ -1,35 +1,38 @@
 """The whole pipeline as one Prefect flow: crawl -> download -> extract -> align -> annotate -> splits -> export
 -> report (-> train, optional).
 
-Every task is a thin wrapper over its stage's run function (see the sibling modules), so a flow run
-does exactly what the CLI verbs do. Each stage resumes: running the flow again (on a schedule, or
-after a crash) crawls only new pages, fetches only media not yet ok, extracts only what has no
-derived output yet, and re-runs the global stages (align, annotate, splits, export) on the new state.
+Every stage is declared once in m5data/stages.py (``REGISTRY``) and runs through one generic task,
+``run_stage_task`` (m5data/flows/executor.py), which calls the stage's ``run(ctx) -> StageStats`` with a ``RunContext``
+(the settings, built once per flow run; the store; the stage's options): a flow run does exactly
+what the CLI verbs do, and the flow knows no stage by name. Each stage resumes: running the flow
+again (on a schedule, or after a crash) crawls only new pages, fetches only media not yet ok,
+extracts only what has no derived output yet, and re-runs the global stages (align, annotate,
+splits, export) on the new state.
 
-A stage is *fatal* when its task ends failed after its retries (see :func:`run_stage`): the stages
+A stage is *fatal* when its task ends failed after its retries (see ``executor.run_stage``): the stages
 after it do not run, the flow run ends ``Failed`` and ``m5data run`` exits 1. Per-item failures
 (a 404 image, a corrupt video) are counted in ``runs``, never fatal. docs/flows.md lists which
 failure of which stage is fatal and which is retried.
 
-Stages whose code is not installed (annotate, splits, export are optional modules) are skipped
-with a message. ``m5data run`` (m5data/flows/cli.py) validates everything with :func:`check_plan`
+An annotate job of ``flows.annotate_jobs`` whose module is not there is skipped with a message.
+``m5data run`` (m5data/flows/cli.py) validates everything with :func:`check_plan`
 before any work; the flow validates again, so a deployment's bad parameters fail at once too.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect import flow
 
+from ..stages import SHARDED, STAGES, RunContext, get
+from .executor import missing_jobs, run_sharded, run_stage, split_list, stage_entry
 from .runners import PipelineError
 
-STAGES = ("crawl", "download", "extract", "align", "annotate", "splits", "export", "report", "train")
-SHARDED = ("crawl", "download", "extract")  # the stages a task runner fans out in shards (crawl: by host)
 ARTIFACT_KEY = "m5data-pipeline"
 
 
@@ -93,10 +96,6 @@ def parse_stages(stages: str | list[str] | None) -> list[str]:
     return [s for s in STAGES if s in items]
 
 
-def _split(text: str) -> list[str]:
-    return [t.strip() for t in text.replace("\n", ",").split(",") if t.strip()]
-
-
 def check_plan(settings, start_urls: list[str] | None = None, stages: str | list[str] | None = None,
                mapping: str | None = None, shards: int | None = None) -> Plan:
     """Validate a pipeline run against ``settings`` (``[flows]`` gives every default); raise PipelineError.
@@ -114,7 +113,7 @@ def check_plan(settings, start_urls: list[str] | None = None, stages: str | list
 
     fl = settings.flows
     wanted = parse_stages(stages if stages is not None else fl.stages)
-    urls = list(start_urls) if start_urls else _split(fl.start_urls)
+    urls = list(start_urls) if start_urls else split_list(fl.start_urls)
     if "crawl" in wanted:
         try:
             urls = check_start_urls(urls)
@@ -143,228 +142,6 @@ def check_plan(settings, start_urls: list[str] | None = None, stages: str | list
     return Plan(store_path=str(settings.store_path.absolute()), stages=wanted, start_urls=urls,
                 mapping=str(Path(mapping).absolute()) if mapping else None, kinds=fl.kinds, shards=n,
                 refresh=fl.refresh)
-
-
-def missing_code(stage: str, annotate_jobs: list[str] | None = None) -> str | None:
-    """Why ``stage`` cannot run here (its module is not installed), or None when it can."""
-    def absent(module: str) -> bool:
-        try:
-            return importlib.util.find_spec(module) is None
-        except ModuleNotFoundError:
-            return True
-
-    if stage == "annotate":
-        jobs = annotate_jobs or []
-        if not jobs or all(absent(f"m5data.annotate.{job}") for job in jobs):
-            return f"no annotate job of {', '.join(jobs) or '(none)'} is installed (m5data.annotate.<job>)"
-        return None
-    if stage in ("splits", "export", "report", "train"):
-        for module in (f"m5data.flows.{stage}", f"m5data.{stage}"):
-            if absent(module):
-                return f"module {module} is not installed"
-    return None
-
-
-# ------------------------------------------------------------------------------------ stage runs
-def _entry(stage: str, status: str, message: str = "", row: dict | None = None, **extra) -> dict:
-    """One stage's summary: the counts of its ``runs`` row(s) plus the flow's verdict ``status``."""
-    from ..redact import redact
-
-    row = dict(row or {})  # the message goes to Prefect's database (state, artifact, log rows): redacted
-    out = {"stage": stage, "status": status, "message": redact(message),
-           "n_in": row.pop("n_in", 0) or 0, "n_out": row.pop("n_out", 0) or 0,
-           "n_failed": row.pop("n_failed", 0) or 0, "bytes": row.pop("bytes", 0) or 0,
-           "seconds": row.pop("seconds", 0.0) or 0.0, "failures": row.pop("failures", {}) or {}}
-    if isinstance(out["failures"], str):
-        import json
-
-        out["failures"] = json.loads(out["failures"] or "{}")
-    out["run_status"] = row.pop("status", None)
-    out["run_id"] = row.pop("run_id", None)
-    for key in ("started_at", "ended_at", "config", "stage"):
-        row.pop(key, None)
-    out["details"] = {k: v for k, v in row.items() if isinstance(v, (str, int, float, bool, dict, list, type(None)))}
-    out.update(extra)
-    return out
-
-
-def _from_state(stage: str, state, extra: dict | None = None) -> dict:
-    """A stage entry from a finished task state: ok with its row, or fatal with the exception's message."""
-    if state.is_completed():
-        result = state.result()
-        return _entry(stage, "ok", row=result if isinstance(result, dict) else {"result": result}, **(extra or {}))
-    exc = state.result(raise_on_failure=False)
-    message = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else (state.message or state.name)
-    return _entry(stage, "fatal", message=message.splitlines()[0] if message else "", **(extra or {}))
-
-
-def _merge(stage: str, entries: list[dict]) -> dict:
-    """Add up the entries of a stage run in shards (or of several annotate jobs)."""
-    from collections import Counter
-
-    failures: Counter = Counter()
-    for e in entries:
-        failures.update(e["failures"])
-    bad = [e for e in entries if e["status"] == "fatal"]
-    merged = _entry(stage, "fatal" if bad else "ok", message="; ".join(e["message"] for e in bad),
-                    row={"n_in": sum(e["n_in"] for e in entries), "n_out": sum(e["n_out"] for e in entries),
-                         "n_failed": sum(e["n_failed"] for e in entries), "bytes": sum(e["bytes"] for e in entries),
-                         "seconds": max((e["seconds"] for e in entries), default=0.0), "failures": dict(failures)})
-    merged["parts"] = entries
-    return merged
-
-
-def _shards_entry(stage: str, futures: list, settings) -> dict:
-    """Wait for a stage's shard tasks; their merged entry, or a fatal one when the scheduler went away."""
-    from .faults import wait_shards
-
-    lost = wait_shards(futures, stage, settings.flows.scheduler_timeout)
-    if lost:  # the shards' outcome is unknown: the stage is fatal, the store resumes (faults.py)
-        return _entry(stage, "fatal", message=lost[0], lost_shards=lost[1])
-    return _merge(stage, [_from_state(stage, f.state, {"shard": i}) for i, f in enumerate(futures)])
-
-
-def run_stage(stage: str, store_path: str, settings, *, start_urls: list[str], mapping: str | None, kinds: str,
-              shards: int, refresh: bool, overrides: dict, config_file: str | None, progress: bool,
-              previous: dict | None = None) -> dict:
-    """Run one stage's task(s) and return its entry (``status`` ok or fatal); never raises for a task failure.
-
-    Retries: crawl, download and extract retry once after ``flows.retry_delay`` seconds when the
-    failure is transient (``retry.transient``); align, annotate, splits and export never retry.
-    """
-    from .align import align_task
-    from .crawl import crawl_task
-    from .download import download_task
-    from .extract import extract_task
-
-    delay = settings.flows.retry_delay
-    common = {"overrides": overrides, "config_file": config_file}
-    if stage == "crawl":
-        task = crawl_task.with_options(retry_delay_seconds=delay)
-        if shards <= 1:
-            return _from_state(stage, task(store_path, start_urls, refresh=refresh, progress=progress,
-                                           return_state=True, **common))
-        from ..crawler.crawl import check_start_urls, shard_start_urls
-
-        # one Scrapy process per host group, each on a worker: a host's pages never in two shards
-        groups = shard_start_urls(check_start_urls(start_urls), shards)
-        futures = [task.with_options(task_run_name=f"crawl-shard-{i}-of-{len(groups)}")
-                   .submit(store_path, urls, refresh=refresh, shard=[i, len(groups)], **common)
-                   for i, urls in enumerate(groups)]
-        return _shards_entry(stage, futures, settings)
-    if stage in SHARDED:
-        base = download_task if stage == "download" else extract_task
-        task = base.with_options(retry_delay_seconds=delay)
-        args = {"kinds": kinds} if stage == "extract" else {}
-        if shards <= 1:
-            return _from_state(stage, task(store_path, progress=progress, return_state=True, **args, **common))
-
-        # one process per shard already: no pool of processes inside a worker (daemonic on Dask)
-        shard_overrides = {**overrides, "extract.workers": 1, "download.pool": "thread"}
-        futures = [task.with_options(task_run_name=f"{stage}-shard-{i}-of-{shards}")
-                   .submit(store_path, shard=[i, shards], **args, overrides=shard_overrides, config_file=config_file)
-                   for i in range(shards)]
-        return _shards_entry(stage, futures, settings)
-    if stage == "align":
-        return _from_state(stage, align_task(store_path, mapping, return_state=True, **common))
-    if stage == "annotate":
-        from .annotate import annotate_task
-
-        entries = []
-        for job in _split(settings.flows.annotate_jobs):
-            if missing_code("annotate", [job]):
-                entries.append(_entry(stage, "skipped", message=f"job {job}: m5data.annotate.{job} is not installed",
-                                      job=job))
-                continue
-            entries.append(_from_state(stage, annotate_task(store_path, job, return_state=True, **common), {"job": job}))
-            if entries[-1]["status"] == "fatal":
-                break  # the later jobs read what this one writes
-        merged = _merge(stage, [e for e in entries if e["status"] != "skipped"])
-        merged["parts"] = entries
-        return merged
-    if stage == "splits":
-        from ..storage import Store
-        from .splits import incremental_version, splits_task
-
-        # a later run on a grown store writes a new version and keeps the old ones intact
-        version = incremental_version(Store.open(store_path), settings.splits.version)
-        return _from_state(stage, splits_task(store_path, version=version, return_state=True, **common))
-    if stage == "export":
-        from .export import export_task
-
-        fl = settings.flows
-        return _from_state(stage, export_task(store_path, split=fl.export_split, fmt=fl.export_format,
-                                              return_state=True, **common))
-    if stage == "report":
-        from .report import report_task
-
-        return _from_state(stage, report_task(store_path, report_folder(settings), return_state=True, **common))
-    if stage == "train":
-        from .train import train_task
-
-        fl = settings.flows
-        exported = ((previous or {}).get("export") or {}).get("details", {})
-        shards_dir = fl.train_shards or exported.get("out")
-        if not shards_dir or (exported and exported.get("format", "webdataset") != "webdataset"):
-            return _entry(stage, "fatal", message="train needs WebDataset shards: run the export stage with "
-                                                  "flows.export_format = webdataset, or set flows.train_shards")
-        out = fl.train_out or str(Path(store_path).absolute().parent / "m5data-train")
-        return _from_state(stage, train_task(shards_dir, out, config=fl.train_config, epochs=fl.train_epochs,
-                                             max_steps=fl.train_max_steps or None, store_path=store_path,
-                                             evaluate=True, return_state=True))
-    raise PipelineError(f"unknown stage {stage!r}")
-
-
-def report_folder(settings) -> str:
-    """Where the report stage writes the HTML report: ``flows.report_out``, else beside the store."""
-    return settings.flows.report_out or str(settings.store_path.absolute().parent / "m5data-report")
-
-
-@flow(name="m5data-shards")
-def shards_flow(stages: list[str], store_path: str, kinds: str, shards: int, overrides: dict,
-                config_file: str | None = None, start_urls: list[str] | None = None, refresh: bool = False) -> dict:
-    """Run the sharded stages in ``shards`` tasks each, through this flow's task runner.
-
-    Crawl: one task per group of hosts of ``start_urls`` (at most ``shards``); download and
-    extract: ``shards`` tasks over their pending rows.
-
-    A subflow, so that the task runner of ``flows.runner`` (a Dask or Ray cluster) lives only while
-    the per-item stages run, and comes from the settings the same way for ``m5data run``, a served
-    schedule and a work-pool deployment. Stops at the first fatal stage.
-    """
-    from ..config import load
-
-    settings = load(config_file, {**overrides, "store.path": store_path})
-    out: dict[str, dict] = {}
-    for stage in stages:
-        out[stage] = run_stage(stage, store_path, settings, start_urls=list(start_urls or []), mapping=None,
-                               kinds=kinds, shards=shards, refresh=refresh, overrides=overrides,
-                               config_file=config_file, progress=False)
-        if out[stage]["status"] == "fatal":
-            break
-    return out
-
-
-def _run_sharded(stages: list[str], store_path: str, settings, kinds: str, shards: int, overrides: dict,
-                 config_file: str | None, start_urls: list[str] | None = None, refresh: bool = False) -> dict:
-    """``shards_flow`` with the task runner of ``flows.runner``, its workers pointed at this run's API."""
-    from .faults import quiet_lost_client, record_lost_run
-    from .runners import api_for_workers, task_runner
-
-    runner = task_runner(settings)
-    sub = shards_flow if runner is None else shards_flow.with_options(task_runner=runner)
-    with api_for_workers(settings.flows.runner), quiet_lost_client():
-        state = sub(stages, store_path, kinds, shards, overrides, config_file, start_urls=start_urls, refresh=refresh,
-                    return_state=True)
-    if state.is_completed():
-        results = state.result()
-        for stage, entry in results.items():
-            if entry.get("lost_shards"):  # the flow's own runs row of the run it gave up on
-                record_lost_run(store_path, stage, entry["message"], len(entry["lost_shards"]), settings)
-        return results
-    exc = state.result(raise_on_failure=False)  # the cluster did not start, a worker died ...
-    message = f"{type(exc).__name__}: {exc}".splitlines()[0] if isinstance(exc, BaseException) else (state.message or "")
-    return {stages[0]: _entry(stages[0], "fatal", message=f"{settings.flows.runner} runner: {message}")}
 
 
 def summary_markdown(store_path: str, results: dict, fatal: str | None) -> str:
@@ -429,18 +206,20 @@ def pipeline_flow(store_path: str, start_urls: list[str] | None = None, stages: 
         ends Failed (with the same dict as its data) when a stage is fatal.
     """
     from prefect import get_run_logger
+    from prefect.runtime import flow_run
     from prefect.states import Failed
 
     from ..config import load
-    from ..storage import Store
-
     from ..redact import install_log_redaction
+    from ..storage import Store
 
     install_log_redaction()  # log rows go to Prefect's database: no credential in them
     logger = get_run_logger()
     _quiet_jieba()
     overrides = {k: v for k, v in (overrides or {}).items() if k != "store.path"}
-    settings = load(config_file, {**overrides, "store.path": store_path})
+    settings = load(config_file, {**overrides, "store.path": store_path})  # once: every task gets this object
+    ctx = RunContext(settings, run_id=str(flow_run.id or uuid.uuid4().hex), progress=progress)
+    values = {"start_urls": list(start_urls or []), "refresh": refresh, "mapping": mapping, "kinds": kinds}
     wanted = parse_stages(stages if stages is not None else settings.flows.stages)
     if "crawl" in wanted:
         Store.open(store_path, create=True)
@@ -451,21 +230,18 @@ def pipeline_flow(store_path: str, start_urls: list[str] | None = None, stages: 
         if stage in results:  # done in a sharded block below
             continue
         if fatal:
-            results[stage] = _entry(stage, "not run", message=f"after fatal {fatal}")
+            results[stage] = stage_entry(stage, "not run", message=f"after fatal {fatal}")
             continue
-        why = missing_code(stage, _split(settings.flows.annotate_jobs))
+        why = missing_jobs(get(stage), settings)
         if why:
             logger.warning(f"{stage}: skipped: {why}")
-            results[stage] = _entry(stage, "skipped", message=why)
+            results[stage] = stage_entry(stage, "skipped", message=why)
             continue
         if stage in SHARDED and shards > 1:  # crawl, download and extract together: one cluster for all
             block = [s for s in wanted[i:i + len(SHARDED)] if s in SHARDED]
-            entries = _run_sharded(block, store_path, settings, kinds, shards, overrides, config_file,
-                                   start_urls=list(start_urls or []), refresh=refresh)
+            entries = run_sharded(block, ctx, values, shards)
         else:
-            entries = {stage: run_stage(stage, store_path, settings, start_urls=list(start_urls or []), mapping=mapping,
-                                        kinds=kinds, shards=shards, refresh=refresh, overrides=overrides,
-                                        config_file=config_file, progress=progress, previous=results)}
+            entries = {stage: run_stage(stage, ctx, values, previous=results)}
         for name, entry in entries.items():
             results[name] = entry
             logger.info(f"{name}: {entry['status']}: in {entry['n_in']}, out {entry['n_out']}, "

@@ -13,12 +13,9 @@ import errno
 _PERMANENT_CRAWL = ("store writes failed", "items could not be stored")
 
 
-class TransientFailure(RuntimeError):
-    """A stage result worth one more try (e.g. extract items that timed out); the retry redoes only them."""
+from ..stages import DownloadFailed, TransientFailure  # raised by the stages: defined below them
 
-
-class DownloadFailed(RuntimeError):
-    """The download run stalled or failed more URLs than ``download.max_failure_rate`` allows."""
+__all__ = ["DownloadFailed", "TransientFailure", "is_transient", "transient"]
 
 
 def is_transient(exc: BaseException | None) -> bool:

@@ -163,7 +163,7 @@ def start(
     wait: float = typer.Option(180.0, "--wait", help="Seconds to wait for the server to answer."),
 ) -> None:
     """Start a Prefect server in the background, its SQLite database inside the store folder."""
-    from ..cli import settings
+    from ..verbs import settings
     from ..console import console, fail
 
     s = settings(ctx, **{"flows.server_port": port, "flows.server_host": host})
@@ -191,7 +191,7 @@ def _print_state(state: dict) -> None:
 @app.command()
 def stop(ctx: typer.Context) -> None:
     """Stop the Prefect server started by `m5data server start` (by its PID)."""
-    from ..cli import settings
+    from ..verbs import settings
     from ..console import console
 
     home = server_home(settings(ctx))
@@ -202,7 +202,7 @@ def stop(ctx: typer.Context) -> None:
 @app.command()
 def status(ctx: typer.Context) -> None:
     """Say whether the store's Prefect server runs and answers (exit 1 when it does not)."""
-    from ..cli import settings
+    from ..verbs import settings
     from ..console import console
 
     home = server_home(settings(ctx))

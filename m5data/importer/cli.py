@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from ..verbs import one_line_errors
 from .layout_folder import LayoutError
 from .run import import_m5product, media_caps
 
@@ -25,15 +26,13 @@ def m5product(
     """Read an M5Product-layout folder into the store (products, specs, media blobs, category paths, split lists)."""
     from ..console import Table, esc
 
-    from ..cli import open_store
-    from ..console import console, fail, stage_summary
+    from ..console import console, stage_summary
+    from ..verbs import open_store
 
     store, settings = open_store(ctx, create=True)
-    try:
+    with one_line_errors(LayoutError):
         report = import_m5product(store, folder, platform=platform, split_version=split_version,
                                   max_bytes=media_caps(settings))
-    except LayoutError as exc:
-        fail(str(exc))
     console.print(stage_summary(report.stats))
     for line in report.failed[:SHOW_FAILED]:
         console.print(f"[yellow]failed:[/] {esc(line)}", highlight=False, soft_wrap=True)

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from ..console import esc
+from ..verbs import one_line_errors
 
 _VERSION = typer.Option(None, "--version", help="Split version name (default splits.version, v1).")
 
@@ -22,18 +23,16 @@ def build_splits(
     replace: bool = typer.Option(False, "--replace", help="Rebuild an existing version with new settings (its products may move)."),
 ) -> None:
     """Assign products to train / query-c / gallery-c / query-fg / gallery-fg / cls-train / cls-test / subset; write the manifest."""
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..config import ConfigError
-    from ..console import console, fail, stage_summary
+    from ..console import console, stage_summary
     from .build import SplitsError, build
 
     store, s = open_store(ctx)
-    try:
+    with one_line_errors(SplitsError, ConfigError):
         with console.status("[bold]splits[/] ...") as status:
             report = build(store, s, version=version, seed=seed, replace=replace,
                            progress=lambda step: status.update(f"[bold]splits[/] {step}"))
-    except (SplitsError, ConfigError) as exc:
-        fail(str(exc))
     console.print(stage_summary(report.stats))
     console.print(manifest_table(report.version, report.splits, report.plan.targets))
     console.print(f"groups: {esc(report.groups.describe())}", highlight=False, soft_wrap=True)
@@ -76,17 +75,15 @@ def check_splits(
     from rich.text import Text
 
     from ..console import Table
-    from ..cli import open_store
+    from ..verbs import open_store
     from ..config import ConfigError
-    from ..console import console, fail
+    from ..console import console
     from .build import SplitsError
     from .check import check
 
     store, s = open_store(ctx)
-    try:
+    with one_line_errors(SplitsError, ConfigError, ValueError):
         report = check(store, s, version=version)
-    except (SplitsError, ConfigError, ValueError) as exc:
-        fail(str(exc))
     t = Table(title=f"check-splits {report.version}")
     t.add_column("invariant")
     t.add_column("violations", justify="right")

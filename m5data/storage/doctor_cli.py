@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import typer
 
+from ..verbs import one_line_errors
+
 
 def doctor(
     ctx: typer.Context,
@@ -17,21 +19,19 @@ def doctor(
     show_info: bool = typer.Option(False, "--all", help="Also list info findings (temp files of live runs, a stale catalog)."),
 ) -> None:
     """Check a store after a crash or a disk problem (parts, blobs, derived files, temp files, catalog)."""
-    from ..cli import open_store
-    from ..console import arrow_table, console, err_console, error, fail
+    from ..verbs import open_store
+    from ..console import arrow_table, console, err_console, error
     from .doctor import INFO, run
     from .store import StoreBusy
 
     store, settings = open_store(ctx)
-    try:
+    with one_line_errors(StoreBusy):
         with err_console.status("checking the store ...") if err_console.is_terminal else _Null() as status:
             def progress(step: str, done: int, total: int) -> None:
                 if status is not None and hasattr(status, "update"):
                     status.update(f"checking {step}: {done:,} of {total:,}")
 
             report = run(store, settings, repair=repair, verify_blobs=not quick, progress=progress)
-    except StoreBusy as exc:
-        fail(str(exc))
     shown = [f for f in report.findings if show_info or f.severity != INFO]
     checked = ", ".join(f"{n:,} {what}" for what, n in report.checked.items())
     if shown:  # one table of findings (one block per finding when the terminal is too narrow)

@@ -26,6 +26,9 @@ class StageStats:
     status: str = "ok"
     started: float = field(default_factory=time.time)
     ended: float | None = None
+    # what the flow's summary shows beside the counts (align's merged pairs, export's folder, ...);
+    # never written to ``runs``
+    details: dict = field(default_factory=dict)
 
     def fail(self, reason: str, n: int = 1) -> None:
         self.n_failed += n

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ..console import esc
+from ..verbs import one_line_errors
 
 
 def train(
@@ -34,10 +35,8 @@ def train(
     from .data import ShardError
     from .loop import train as run_training
 
-    try:
+    with one_line_errors(TrainConfigError):
         cfg = load_config(old_preset or preset)
-    except TrainConfigError as exc:
-        fail(str(exc))
     if seed is not None:
         cfg.train.seed = seed
 
@@ -102,13 +101,11 @@ def evaluate(
             if bad or not names:
                 fail(f"--modalities: unknown {', '.join(bad) or spec!r} (known: {', '.join(MODALITIES)})")
             combos.append(names)
-    try:
+    with one_line_errors(ShardError, RunFolderError, FileNotFoundError):
         result = run_eval(run, shards, combos=combos, device=device, image_backbone=image_backbone)
         if features_out:
             n = write_features(run, shards, features_out, device=device, image_backbone=image_backbone)
             console.print(f"wrote {n} feature lines to {esc(str(features_out))}")
-    except (ShardError, RunFolderError, FileNotFoundError) as exc:
-        fail(str(exc))
     cols = shown_columns(result["columns"], result["rows"])
     table = Table(title=f"evaluation of {esc(str(run))}")
     for c in cols:

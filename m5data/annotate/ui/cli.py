@@ -8,6 +8,8 @@ from typing import List, Optional
 
 import typer
 
+from ...verbs import one_line_errors
+
 
 def serve(
     ctx: typer.Context,
@@ -33,7 +35,7 @@ def serve(
     from ...console import esc
 
     from m5data.annotate.crowd import worker_id_problem
-    from m5data.cli import open_store
+    from m5data.verbs import open_store
     from m5data.console import console, fail
 
     from .app import RunningUi, Session, UiError, build_tasks, read_gold
@@ -45,12 +47,10 @@ def serve(
     if problem:
         fail(f"--worker {worker!r}: {problem}")
     store, _ = open_store(ctx)
-    try:
+    with one_line_errors(UiError, OSError):
         tasks = build_tasks(store, per_query, read_gold(gold) if gold else None, gold_every)
         ui = RunningUi(store, Session(worker, tasks), host=host, port=port,
                        require_token=True if require_token else None, allow_hosts=allow_host or ())
-    except (UiError, OSError) as exc:
-        fail(str(exc))
     gold_n = sum(t.is_gold for t in tasks)
     console.print(f"annotation UI for [bold]{esc(worker)}[/]: {len(tasks)} pairs ({gold_n} gold) at "
                   f"[bold]{esc(ui.login_url)}[/]  (Ctrl-C stops)", highlight=False, soft_wrap=True)

@@ -1,31 +1,28 @@
-"""Prefect task (and a one-task flow) for the splits stage: a thin wrapper over ``m5data.splits.build``."""
+"""The splits stage's entry in the registry (m5data/stages.py): ``run(ctx) -> StageStats``.
+
+No retries: the assignment is a deterministic global job; a failure (a version built with other
+settings, an empty store) would fail again.
+"""
 
 from __future__ import annotations
 
-from prefect import flow, task
+from ..stages import RunContext
+from ..storage import StageStats
 
 
-@task(name="splits", retries=0)
-def splits_task(store_path: str, version: str | None = None, seed: int | None = None,
-                overrides: dict | None = None, config_file: str | None = None) -> dict:
-    """Build one split version; returns the run's ``runs`` row plus the manifest's per-split products.
+def run(ctx: RunContext) -> StageStats:
+    """Build the split version :func:`incremental_version` picks; the per-split products go into ``details``."""
+    from .build import build
 
-    No retries: the assignment is a deterministic global job; a failure (a version built with other
-    settings, an empty store) would fail again.
-    """
-    from ..config import load
-    from ..splits import build
-    from ..storage import Store
-
-    settings = load(config_file, {**(overrides or {}), "store.path": store_path})
-    store = Store.from_settings(settings)
-    report = build(store, settings, version=version, seed=seed)
-    row = report.stats.row()
-    row["failures"] = dict(report.stats.failures)
-    row.update(version=report.version, manifest=str(report.manifest), groups=report.groups.source,
-               splits={name: entry["products"] for name, entry in report.splits.items()},
-               held_out=report.held_out, moved=report.moved)
-    return row
+    store, settings = ctx.store, ctx.settings
+    # a later run on a grown store writes a new version and keeps the old ones intact
+    version = ctx.options.get("version") or incremental_version(store, settings.splits.version)
+    report = build(store, settings, version=version, seed=ctx.options.get("seed"))
+    report.stats.details.update(
+        version=report.version, manifest=str(report.manifest), groups=report.groups.source,
+        splits={name: entry["products"] for name, entry in report.splits.items()},
+        held_out=report.held_out, moved=report.moved)
+    return report.stats
 
 
 def incremental_version(store, default: str) -> str:
@@ -40,10 +37,10 @@ def incremental_version(store, default: str) -> str:
     import re
     from datetime import datetime
 
+    from .names import name_problem
+
     con = store.connect()
     try:
-        from ..splits.names import name_problem
-
         # a version name is a folder name (derived/splits/<version>/): one that is not plain is ignored
         versions = [r[0] for r in con.execute("SELECT DISTINCT version FROM splits").fetchall() if not name_problem(r[0])]
         products, newest = con.execute("SELECT count(*), max(crawled_at) FROM products").fetchone()
@@ -73,10 +70,3 @@ def incremental_version(store, default: str) -> str:
         n += 1
         candidate = f"{stem}{n + 1}"
     return candidate
-
-
-@flow(name="m5data-splits")
-def splits_flow(store_path: str, version: str | None = None, seed: int | None = None,
-                overrides: dict | None = None) -> dict:
-    """Build one split version of a store."""
-    return splits_task(store_path, version, seed, overrides)

@@ -1,0 +1,58 @@
+"""The download stage's entry in the registry (m5data/stages.py): ``run(ctx) -> StageStats``."""
+
+from __future__ import annotations
+
+import contextlib
+
+from ..stages import DownloadFailed, RunContext
+from .run import DownloadStats
+
+
+def run(ctx: RunContext) -> DownloadStats:
+    """Download the store's pending media (or ``options["source"]``'s URLs).
+
+    Raises :class:`DownloadFailed` when the run stalled or its failure rate passed
+    ``download.max_failure_rate``, so that the flow retries it; the retry (``ctx.attempt`` 2)
+    fetches only the URLs that failed, plus whatever a stall left pending. With
+    ``options["shard"] = [i, n]`` only shard i of n of the pending rows (docs/flows.md).
+    """
+    from .run import run as download
+
+    store, settings, part = ctx.store, ctx.settings, ctx.shard
+    source, retry_failed = ctx.options.get("source"), bool(ctx.options.get("retry_failed"))
+    is_retry = ctx.attempt > 1
+    if is_retry and not retry_failed:
+        download(store, settings, source=source, shard=part)  # what a stalled first attempt left pending
+    with _progress(ctx.progress) as bar:
+        stats = download(store, settings, source=source, retry_failed=retry_failed or is_retry, shard=part,
+                         progress=bar)
+    stats.details["statuses"] = dict(stats.statuses)
+    # a retry re-fetched only the failures: judge it by the share of all tried media still failed
+    failed = stats.status == "failed" if not is_retry else \
+        store_failure_rate(store, part) > settings.download.max_failure_rate
+    if stats.stalled or failed:
+        raise DownloadFailed(f"download run {stats.run_id}: {stats.status}, failure rate {stats.failure_rate:.1%} "
+                             f"({stats.n_failed} of {stats.n_in}); stalled URLs: {len(stats.stalled)}")
+    return stats
+
+
+def _progress(enabled: bool):
+    """The download verb's rich progress bar, or a context that gives None."""
+    if not enabled:
+        return contextlib.nullcontext(None)
+    from ..console import console
+    from .cli import RichProgress
+
+    return RichProgress(console)
+
+
+def store_failure_rate(store, shard: tuple[int, int] | None = None) -> float:
+    """Share of the store's (or shard's) tried image/video rows whose status is not ok."""
+    where = f" AND hash(media_id) % {int(shard[1])} = {int(shard[0])}" if shard else ""
+    con = store.connect()
+    try:
+        bad, tried = con.sql("SELECT count(*) FILTER (WHERE status <> 'ok'), count(*) FROM media "
+                             f"WHERE kind IN ('image', 'video') AND status <> 'pending'{where}").fetchall()[0]
+    finally:
+        con.close()
+    return bad / tried if tried else 0.0

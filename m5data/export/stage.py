@@ -1,0 +1,43 @@
+"""The export stage's entry in the registry (m5data/stages.py): ``run(ctx) -> StageStats``.
+
+Safe to retry: a re-run skips every finished shard.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..stages import RunContext
+from ..storage import StageStats
+
+
+def run(ctx: RunContext) -> StageStats:
+    """Export a split version: ``flows.export_split`` in ``flows.export_format`` (or ``options``: split,
+    fmt, out, version).
+
+    The folder defaults to ``<store>/exports/<version>-<fmt>-<split>``; the export's counts go into ``details``.
+    """
+    from .run import export
+
+    store, fl = ctx.store, ctx.settings.flows
+    split = ctx.options.get("split") or fl.export_split
+    fmt = ctx.options.get("fmt") or fl.export_format
+    version, out = ctx.options.get("version"), ctx.options.get("out")
+    if out is None:
+        version, out = default_out(store, split, fmt, version)
+    report = export(store, ctx.settings, out=out, split=split, fmt=fmt, version=version)
+    report.stats.details.update(
+        out=str(report.out), format=report.fmt, version=report.version, splits=report.splits, shards=report.shards,
+        shards_written=report.shards_written, shards_skipped=report.shards_skipped)
+    return report.stats
+
+
+def default_out(store, split: str, fmt: str, version: str | None) -> tuple[str | None, str]:
+    """``(version, folder)``: one folder per version, format and split (a new split version never meets an old plan)."""
+    from .samples import latest_version, plain_name
+
+    version = version or latest_version(store)
+    if version is not None:  # both become a folder name: never one that leads out of exports/
+        plain_name("split version", version)
+    plain_name("split", split)
+    return version, str(Path(store.root) / "exports" / f"{version}-{fmt}-{split}")

@@ -1,0 +1,30 @@
+"""The extract stage's entry in the registry (m5data/stages.py): ``run(ctx) -> StageStats``."""
+
+from __future__ import annotations
+
+from ..stages import RunContext, TransientFailure
+from .run import ExtractStats
+
+# failure reasons of extract items that may pass on a second try (extract/jobs.py words them)
+TRANSIENT_REASONS = ("timeout", "timed out", "worker process died")
+
+
+def run(ctx: RunContext) -> ExtractStats:
+    """Extract what has no derived output yet (``options["kinds"]``, default all four).
+
+    Items that failed transiently (an ffmpeg pass that timed out, a worker process that died)
+    make the first attempt raise :class:`TransientFailure`; the flow's retry (``ctx.attempt`` 2)
+    then redoes only the failed items. What still fails on the retry is recorded, not raised:
+    per-item failures never fail the stage. ``options["shard"] = [i, n]``: only shard i of n.
+    """
+    from .run import run as extract
+
+    is_retry = ctx.attempt > 1
+    stats = extract(ctx.store, ctx.settings, kinds=ctx.options.get("kinds") or "video,audio,image,text",
+                    limit=ctx.options.get("limit"), progress=ctx.progress, retry_failed=is_retry, shard=ctx.shard)
+    stats.details["by_kind"] = {f"{k}/{s}": n for (k, s), n in sorted(stats.by_kind.items())}
+    flaky = sum(n for reason, n in stats.failures.items() if any(t in reason.lower() for t in TRANSIENT_REASONS))
+    if flaky and not is_retry:
+        raise TransientFailure(f"extract run {stats.run_id}: {flaky} item(s) timed out or lost their worker; "
+                               "retrying those")
+    return stats

@@ -1,0 +1,216 @@
+"""The stage contract and the registry that the CLI and the pipeline flow are both built from.
+
+A stage is a package with a ``stage.py`` whose ``run(ctx: RunContext) -> StageStats`` does one
+stage run over the store: it reads what it needs from the context (the settings, built once; the
+store, opened lazily; its options: start URLs, a mapping, its shard) and returns its counts, with
+whatever else the flow's summary shows in ``StageStats.details``. It is declared once, below, in
+:data:`REGISTRY`: its name, where its ``run`` is, its settings section, whether the flow fans it
+out in shards, its retries and its verbs. ``m5data/cli.py`` mounts the verbs from here and
+``m5data/flows/pipeline.py`` runs every stage through one generic task that calls ``run(ctx)``
+(docs/architecture.md).
+
+Targets are ``"module:attribute"`` strings, imported when used: this module imports no stage, so
+any module may import it (a stage raises :class:`TransientFailure` from here), and ``m5data
+--help`` does not import Prefect, DuckDB or PyTorch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+class TransientFailure(RuntimeError):
+    """A stage result worth one more try (e.g. extract items that timed out); the retry redoes only them."""
+
+
+class DownloadFailed(RuntimeError):
+    """The download run stalled or failed more URLs than ``download.max_failure_rate`` allows."""
+
+
+class StageError(RuntimeError):
+    """A stage cannot run with what it was given (train without shards); the flow shows the message alone."""
+
+
+@dataclass(frozen=True)
+class Verb:
+    """One ``m5data`` verb: ``target`` is ``module:function`` (a command) or ``module:app`` (a group)."""
+
+    name: str
+    target: str
+    help: str | None = None  # a group's help (a command's is its docstring)
+    group: bool = False
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the pipeline, declared once.
+
+    Attributes:
+        name: the stage's name (``--stages``, the ``runs`` rows, the flow's summary and task names).
+        run: ``module:function``, the stage's ``run(ctx: RunContext) -> StageStats``.
+        section: its settings section (``[crawl]``, ...), the one its ``run`` reads.
+        sharded: the flow fans it out in ``plan.shards`` tasks through the task runner (each gets
+            ``options["shard"] = [i, n]``).
+        shard_by: ``rows`` (shard i of n of its pending rows) or ``hosts`` (groups of the start
+            URLs' hosts, in ``options["start_urls"]``: a host's pages never in two shards).
+        shard_settings: settings each shard runs with (one process per shard already: no pool
+            of processes inside a worker, which is daemonic on Dask).
+        retries: Prefect retries of its task; ``retry_delay`` seconds between (None: ``flows.retry_delay``).
+        transient_only: retry only a transient failure (``flows.retry.transient``).
+        options: what of the plan its ``run`` gets in ``ctx.options`` (start_urls, refresh,
+            mapping, kinds; ``previous``: the details of the stages run before it, by name).
+        jobs: the ``[flows]`` setting listing its jobs: the flow runs it once per job
+            (``options["job"]``), in order, stopping at the first fatal one (the later jobs read what
+            the earlier ones write); a job whose module (``job_module``) is not there is skipped.
+        creates_store: its run creates the store when it is missing (the crawl, the first stage).
+        verbs: its ``m5data`` verbs.
+    """
+
+    name: str
+    run: str
+    section: str
+    sharded: bool = False
+    shard_by: str = "rows"
+    shard_settings: tuple[tuple[str, Any], ...] = ()
+    retries: int = 0
+    retry_delay: float | None = 0
+    transient_only: bool = False
+    options: tuple[str, ...] = ()
+    jobs: str | None = None
+    job_module: str = ""
+    creates_store: bool = False
+    verbs: tuple[Verb, ...] = ()
+
+    def load(self) -> Callable[[RunContext], Any]:
+        """The stage's ``run`` function."""
+        return load(self.run)
+
+
+# pipeline order: each stage reads what the ones before it wrote
+REGISTRY: tuple[Stage, ...] = (
+    Stage("crawl", "m5data.crawler.stage:run", "crawl", sharded=True, shard_by="hosts", retries=1, retry_delay=None,
+          transient_only=True, options=("start_urls", "refresh"), creates_store=True,
+          verbs=(Verb("crawl", "m5data.crawler.cli:crawl"),)),
+    Stage("download", "m5data.download.stage:run", "download", sharded=True,
+          shard_settings=(("download.pool", "thread"),), retries=1, retry_delay=None, transient_only=True,
+          verbs=(Verb("download", "m5data.download.cli:download"),)),
+    Stage("extract", "m5data.extract.stage:run", "extract", sharded=True, shard_settings=(("extract.workers", 1),),
+          retries=1, retry_delay=None, transient_only=True, options=("kinds",),
+          verbs=(Verb("extract", "m5data.extract.cli:extract"),)),
+    Stage("align", "m5data.align.stage:run", "align", options=("mapping",),
+          verbs=(Verb("align", "m5data.align.cli:align"),)),
+    Stage("annotate", "m5data.annotate.stage:run", "annotate", jobs="annotate_jobs",
+          job_module="m5data.annotate.{job}",
+          verbs=(Verb("annotate", "m5data.annotate.cli:app", group=True,
+                      help="Curation: duplicate groups, caption match levels, candidate pools, crowd labels."),)),
+    Stage("splits", "m5data.splits.stage:run", "splits",
+          verbs=(Verb("build-splits", "m5data.splits.cli:build_splits"),
+                 Verb("check-splits", "m5data.splits.cli:check_splits"))),
+    Stage("export", "m5data.export.stage:run", "export", retries=1, retry_delay=10,
+          verbs=(Verb("export", "m5data.export.cli:export"), Verb("check-shards", "m5data.export.cli:check_shards"))),
+    Stage("report", "m5data.report.stage:run", "report", verbs=(Verb("report", "m5data.report.cli:report"),)),
+    Stage("train", "m5data.train.stage:run", "train", options=("previous",),
+          verbs=(Verb("train", "m5data.train.cli:train"), Verb("evaluate", "m5data.train.cli:evaluate"))),
+)
+
+# the verbs that are no stage: the store's own, the demo, the flow's
+TOOL_VERBS: tuple[Verb, ...] = (
+    Verb("sql", "m5data.storage.store_cli:sql"),
+    Verb("stats", "m5data.storage.store_cli:stats"),
+    Verb("compact", "m5data.storage.store_cli:compact"),
+    Verb("demo-shop", "m5data.demo.cli:app", group=True,
+         help="Generate and serve the demo shop (a synthetic two-platform store on 127.0.0.1)."),
+    Verb("import", "m5data.importer.cli:app", group=True,
+         help="Read a dataset in another layout (M5Product) into the store."),
+    Verb("server", "m5data.flows.server:app", group=True,
+         help="Start, stop or check the local Prefect server used for schedules."),
+    Verb("demo", "m5data.demo.run:demo"),
+    Verb("doctor", "m5data.storage.doctor_cli:doctor"),
+    Verb("run", "m5data.flows.cli:run"),
+    Verb("serve", "m5data.flows.cli:serve"),
+    Verb("deploy", "m5data.flows.cli:deploy"),
+)
+
+STAGES: tuple[str, ...] = tuple(s.name for s in REGISTRY)
+SHARDED: tuple[str, ...] = tuple(s.name for s in REGISTRY if s.sharded)
+
+
+def get(name: str) -> Stage:
+    """The registry entry of stage ``name`` (KeyError naming the stages when there is none)."""
+    for stage in REGISTRY:
+        if stage.name == name:
+            return stage
+    raise KeyError(f"unknown stage {name!r}; the stages are {', '.join(STAGES)}")
+
+
+def load(target: str) -> Any:
+    """Import ``module:attribute``; an import error is raised as it is (a broken module never goes unnoticed)."""
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+# where ``m5data --help`` lists each verb (typer lists the commands, then the groups); a verb not
+# named here comes after these
+HELP_ORDER = ("sql", "stats", "compact", "demo", "crawl", "download", "extract", "align", "doctor", "build-splits",
+              "check-splits", "export", "check-shards", "train", "evaluate", "report", "run", "serve", "deploy",
+              "demo-shop", "annotate", "import", "server")
+
+
+def verbs() -> list[Verb]:
+    """Every verb: the stages' and the tools', in :data:`HELP_ORDER`."""
+    everything = [v for s in REGISTRY for v in s.verbs] + list(TOOL_VERBS)
+    rank = {name: i for i, name in enumerate(HELP_ORDER)}
+    return sorted(everything, key=lambda v: rank.get(v.name, len(rank)))
+
+
+@dataclass
+class RunContext:
+    """What a stage's ``run`` receives, in the CLI as on a flow's worker.
+
+    Picklable: the dask and process task runners send it to their workers. The store is opened
+    from the settings on first use, where the stage runs (never pickled).
+
+    Attributes:
+        settings: the effective settings (``config.load``), built once per flow run or command.
+        run_id: the flow run's id (or a fresh one outside a flow): the run these stage runs belong to.
+        progress: show the stage's progress bars (a terminal; the local runner only).
+        options: the stage's own options (``Stage.options``, ``shard``, ``job``).
+        create: create the store when it is missing (the crawl, the first stage).
+        attempt: 1 for the first try, 2 for Prefect's retry (set by the flow's task).
+    """
+
+    settings: Any
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    progress: bool = False
+    options: dict = field(default_factory=dict)
+    create: bool = False
+    attempt: int = 1
+    _store: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def store(self):
+        """The store at ``settings.store_path``, opened once (created when ``create``)."""
+        if self._store is None:
+            from .storage import Store
+
+            self._store = Store.from_settings(self.settings, create=self.create)
+        return self._store
+
+    @property
+    def shard(self) -> tuple[int, int] | None:
+        """``(i, n)`` when this run is shard i of n of a stage run, else None."""
+        shard = self.options.get("shard")
+        return (int(shard[0]), int(shard[1])) if shard else None
+
+    def with_options(self, **options) -> RunContext:
+        """A copy with more options (a shard's, a job's); the store is opened again where it runs."""
+        return RunContext(self.settings, self.run_id, self.progress, {**self.options, **options}, self.create,
+                          self.attempt)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_store"] = None  # a Store holds locks and connections of this process
+        return state

@@ -1,0 +1,40 @@
+"""The stage registry and the RunContext a stage receives (m5data/stages.py)."""
+
+import pickle
+
+import pytest
+
+from m5data import stages
+from m5data.config import Settings, load
+from m5data.stages import RunContext
+
+
+def test_every_stage_names_a_settings_section_a_run_and_its_verbs():
+    for stage in stages.REGISTRY:
+        assert hasattr(Settings(), stage.section), stage.name
+        assert stage.load().__module__.endswith(".stage"), stage.name  # one stage.py per stage package
+    mounted = {v.name for v in stages.verbs()}
+    assert {v.name for s in stages.REGISTRY for v in s.verbs} <= mounted
+    assert stages.SHARDED == ("crawl", "download", "extract")
+
+
+def test_a_verb_module_that_fails_to_import_is_an_error_not_a_missing_verb():
+    with pytest.raises(ModuleNotFoundError):
+        stages.load("m5data.no_such_stage.cli:verb")
+    with pytest.raises(KeyError, match="the stages are crawl, download"):
+        stages.get("bogus")
+
+
+def test_the_context_pickles_without_its_store(tmp_path):
+    """The dask and process runners send the context to their workers: the settings go, the open store stays."""
+    from m5data.storage import Store
+
+    Store.init(tmp_path / "store")
+    settings = load(None, {"store.path": str(tmp_path / "store"), "download.concurrency": "70"}, environ={})
+    ctx = RunContext(settings, options={"shard": [1, 2]})
+    assert ctx.store.count("products") == 0 and ctx._store is not None
+    back = pickle.loads(pickle.dumps(ctx))
+    assert back._store is None and back.settings.download.concurrency == 70
+    assert back.settings.source("download.concurrency") == "flag" and back.shard == (1, 2)
+    assert back.store.count("products") == 0  # opened again where it runs
+    assert back.with_options(job="dedup").options == {"shard": [1, 2], "job": "dedup"}
