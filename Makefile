@@ -31,6 +31,8 @@ demo: setup
 	$(BIN)/m5data demo
 
 test: setup
+	# lint first (pyproject [tool.ruff]): a failure names the file and line, before minutes of tests
+	$(BIN)/ruff check m5data tests benchmarks
 	# two workers (much of the suite waits on subprocesses and local servers); loadgroup: the tests
 	# marked xdist_group("demo300") run on one worker, so the other never waits for that store's build
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
