@@ -40,9 +40,9 @@ def main(argv=None) -> int:
 
     import jieba
     import numpy as np
+    from support.align_world import make_world
 
     from m5data.align.similarity import ContentVectors, content_text, simtext_similarity
-    from support.align_world import make_world
 
     jieba.setLogLevel(logging.WARNING)
     jieba.initialize()

@@ -106,11 +106,10 @@ def child(path: str) -> None:
     """Run dedup on the store at ``path``; print one JSON line of step times and peak RSS."""
     import resource
 
+    from m5data.annotate import near_jit, spec_jit
     from m5data.annotate.dedup import dedup
     from m5data.config import load
     from m5data.storage import Store
-
-    from m5data.annotate import near_jit, spec_jit
 
     near_jit.warm_up()  # compiled (or loaded from numba's cache) before the clock starts
     spec_jit.warm_up()
@@ -172,7 +171,6 @@ def main(argv=None) -> int:
         print(f"  peak RSS {r['peak_rss_mib']:,.0f} MiB; groups of 2+ {r['groups']:,}; pairs {r['pairs']}; "
               f"candidates {r['candidates']}; vetoed {r['vetoed']}; capped {r['capped']}")
     if len(results) > 1:
-        first = results[0]
         def per(r, clock):
             rules = sum(r[clock][k] for k in ("exact", "phash", "minhash")) / r["n"]
             return rules, (r["total"] if clock == "times" else r["cpu"]) / r["n"]

@@ -15,7 +15,6 @@ Prints CPU-s and wall per case and the ratios ours / spawn.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random

@@ -140,9 +140,10 @@ def main() -> None:
 
 def cluster_mode(args, crawled: Path, running, overrides: dict) -> None:
     """1 worker vs 2 workers of a separately started scheduler; then the per-shard overhead on empty work."""
+    from support.loopback import dask_cluster
+
     from m5data.config import load
     from m5data.flows.launch import run_pipeline
-    from support.loopback import dask_cluster
     from m5data.flows.pipeline import check_plan
 
     results = {}

@@ -55,8 +55,8 @@ def build_store(root: Path, n: int, n_categories: int, media_share: float, seed:
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-
     from support.splits_store import categories
+
     from m5data.storage import Store
 
     store = Store.init(root)

@@ -69,6 +69,7 @@ def child(stage: str, store_root: str, overrides: str) -> None:
 # ------------------------------------------------------------------ the two measures
 def bench_download(n: int, inflated: int) -> None:
     from support.media_server import MediaServer, gzip_bomb, media_rows
+
     from m5data.storage import Store
 
     bomb = gzip_bomb(inflated)

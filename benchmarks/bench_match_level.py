@@ -43,7 +43,6 @@ def synthetic_store(path: Path, n: int, seed: int = 0, chunk: int = 50_000) -> N
     import io
 
     import numpy as np
-    import pyarrow as pa
     from PIL import Image
 
     from m5data.storage import Store
@@ -76,7 +75,6 @@ def synthetic_store(path: Path, n: int, seed: int = 0, chunk: int = 50_000) -> N
         (path / rel).parent.mkdir(parents=True, exist_ok=True)
         (path / rel).write_bytes(buf.getvalue())
         blobs.append(rel)
-    img_class = np.arange(n_img) % CLASSES
     with store.writer("products") as wp, store.writer("captions") as wc, store.writer("specs") as ws, \
             store.writer("media") as wm:
         for start in range(0, n, chunk):
@@ -124,10 +122,9 @@ def scale_store(path: Path, world: Path) -> None:
 
 def run_one(path: str) -> dict:
     """Run match-level on one store in this process; returns its figures."""
+    from m5data.annotate.match_level import match_level
     from m5data.config import load
     from m5data.storage import Store
-
-    from m5data.annotate.match_level import match_level
 
     store = Store.open(path)
     settings = load(None, {"store.path": path}, environ={})

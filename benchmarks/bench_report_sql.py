@@ -41,8 +41,8 @@ def build(root: Path, n: int, specs: int, blob_files: int) -> None:
 
     sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).resolve().parents[1] / "tests")]  # tests/support
     from bench_store import PROPERTIES, VALUE_WORDS
-
     from support.splits_store import write_synthetic
+
     from m5data.storage import Store
 
     store = Store.init(root)

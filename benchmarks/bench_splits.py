@@ -125,6 +125,7 @@ def main() -> None:
         return
 
     from support.splits_store import write_synthetic
+
     from m5data.storage import Store
 
     root = Path(args.root or tempfile.mkdtemp(prefix="bench-splits-")) / "store"

@@ -22,12 +22,12 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 def main() -> None:
     import psutil
     import torch
+    from support.train_shards import write_shards
 
     from m5data.train.config import load_config
     from m5data.train.data import loader
     from m5data.train.loop import device_of, seed_everything
     from m5data.train.model import Scale, losses
-    from support.train_shards import write_shards
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=512)

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape as esc  # noqa: F401  (re-exported: the verbs escape data with it)
 from rich.text import Text
 
+
 class _Console(Console):
     """A rich console whose ``print`` of a single table goes through :func:`show`."""
 

@@ -4,9 +4,9 @@ import csv
 import re
 
 import pytest
+from support.align_world import make_world
 from typer.testing import CliRunner
 
-from support.align_world import make_world
 from m5data.cli import app
 from m5data.storage import Store
 

@@ -10,12 +10,12 @@ import shutil
 from collections import defaultdict
 
 import pytest
+from support.align_world import make_world
 
 from m5data import config as cfg
 from m5data.align.labels import product_labels
 from m5data.align.run import align
 from m5data.align.score import score_against
-from support.align_world import make_world
 from m5data.storage import Store
 
 

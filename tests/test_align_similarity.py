@@ -6,8 +6,14 @@ import sys
 import numpy as np
 import pytest
 
-from m5data.align.similarity import (ContentVectors, content_text, contains_cjk, label_similarity,
-                                     simtext_similarity, tokens)
+from m5data.align.similarity import (
+    ContentVectors,
+    contains_cjk,
+    content_text,
+    label_similarity,
+    simtext_similarity,
+    tokens,
+)
 
 # MEP-3M Table 3: sub-class name, sub-class name, S_label (two decimals).
 TABLE3 = [

@@ -5,9 +5,9 @@ import urllib.error
 import urllib.request
 
 import pytest
+from browser import chromium_page
 from playwright.sync_api import expect
 
-from browser import chromium_page
 from m5data.annotate.ui.app import RunningUi, Session, Task, UiError, build_tasks
 from m5data.demo.fixtures import copy_store
 from m5data.storage import Store

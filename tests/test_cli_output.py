@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_inprocess import invoke
 from rich.console import Console
 
 from m5data.console import Table, fail, show
-
-from cli_inprocess import invoke
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["model", "modalities", "accuracy", "coarse mAP@1", "coarse mAP@5", "coarse mAP@10", "coarse Prec@5",
@@ -146,8 +145,9 @@ def test_the_split_export_and_report_verbs_are_readable_at_80_columns_piped(demo
 
 def test_train_and_evaluate_are_readable_at_80_columns_piped(tmp_path):
     """evaluate's 14-column table printed every cell as '1…' in a log before."""
-    from m5data.train.evaluate import format_cell
     from support.train_shards import write_shards
+
+    from m5data.train.evaluate import format_cell
 
     shards = write_shards(tmp_path / "shards")
     conf = tmp_path / "tiny.toml"

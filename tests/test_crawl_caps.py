@@ -10,8 +10,8 @@ for real (Scrapy subprocess, pages served on 127.0.0.1).
 import json
 
 import pytest
-
 from crawl_server import SiteServer
+
 from m5data.config import ConfigError, load
 from m5data.crawler.crawl import run
 from m5data.crawler.items import Caps, ProductItem, clean_text
@@ -87,7 +87,7 @@ def test_huge_title_and_60000_spec_rows_are_cut_and_the_product_kept(hostile):
 
 def test_control_characters_never_reach_ids_titles_or_specs(hostile):
     _, _, con, host = hostile
-    row = con.sql(f"SELECT product_id, source_id, title FROM products WHERE url LIKE '%/nul.html'").fetchall()[0]
+    row = con.sql("SELECT product_id, source_id, title FROM products WHERE url LIKE '%/nul.html'").fetchall()[0]
     assert row == (f"{host.split(':')[0]}:NUL-7", "NUL-7", "Cup with lid")
     specs = con.sql(f"SELECT property, value FROM specs WHERE product_id = '{row[0]}' ORDER BY position").fetchall()
     assert specs == [("Colour", "re d"), ("Size", "L")]

@@ -3,9 +3,9 @@
 import socket
 
 import pytest
+from crawl_server import SiteServer, jsonld_shop
 from typer.testing import CliRunner
 
-from crawl_server import SiteServer, jsonld_shop
 from m5data.cli import app
 from m5data.config import load
 from m5data.crawler.crawl import CrawlFailed, run

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from crawl_server import Page, SiteServer
+
 from m5data.config import load
 from m5data.crawler.adapters.aliexpress import VIDEO_URL
 from m5data.crawler.crawl import run

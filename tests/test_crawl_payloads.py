@@ -9,8 +9,8 @@ declaration sits deep in ``<head>`` are decoded right; a start URL that yields n
 from pathlib import Path
 
 import pytest
-
 from crawl_server import Page, SiteServer
+
 from m5data.config import load
 from m5data.crawler.crawl import CrawlFailed, run
 from m5data.storage import Store

@@ -12,9 +12,9 @@ import json
 import time
 
 import pytest
+from crawl_server import Page, SiteServer
 from typer.testing import CliRunner
 
-from crawl_server import Page, SiteServer
 from m5data.cli import app
 from m5data.config import load
 from m5data.crawler.crawl import run

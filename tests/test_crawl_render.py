@@ -12,8 +12,8 @@ import os
 import urllib.request
 
 import pytest
-
 from crawl_server import Page, SiteServer
+
 from m5data.config import load
 from m5data.crawler.crawl import CrawlFailed, run
 from m5data.crawler.render import CHROMIUM

@@ -10,8 +10,8 @@ import time
 
 import duckdb
 import psutil
-
 from crawl_server import SiteServer, jsonld_shop
+
 from m5data.config import load
 from m5data.crawler.crawl import run
 from m5data.storage import Store

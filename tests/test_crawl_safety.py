@@ -5,13 +5,13 @@ import asyncio
 from urllib.parse import quote
 
 import pytest
+from crawl_server import SiteServer
 from scrapy import Request
 from scrapy.utils.test import get_crawler
+from support.media_server import MediaServer
 
-from crawl_server import SiteServer
 from m5data.config import load
 from m5data.crawler.crawl import CrawlFailed, run
-from support.media_server import MediaServer
 from m5data.crawler.safety import RefusedRequest, SafetyMiddleware, crawl_scope, in_scope
 from m5data.crawler.spider import ProductSpider
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from urllib.request import ProxyHandler, Request, build_opener
 
 import pytest
+from crawl_server import Page, SiteServer, jsonld_shop
 from typer.testing import CliRunner
 
-from crawl_server import Page, SiteServer, jsonld_shop
 from m5data.cli import app
 from m5data.storage import Store
 

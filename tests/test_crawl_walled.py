@@ -14,8 +14,8 @@ import sys
 import zlib
 
 import pytest
-
 from crawl_server import Page, SiteServer
+
 from m5data.storage import Store
 
 MIB = 2**20

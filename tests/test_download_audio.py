@@ -1,11 +1,11 @@
 """Audio inputs: `download --kind audio` for URL lists, audio bodies sniffed and stored by format."""
 
 import pytest
+from media_samples import SAMPLES, make_sample
+from support.media_server import MediaServer, jpeg_bytes, media_rows
 from typer.testing import CliRunner
 
 from m5data.cli import app
-from support.media_server import MediaServer, jpeg_bytes, media_rows
-from media_samples import SAMPLES, make_sample
 
 runner = CliRunner()
 AUDIO = ["tone.mp3", "bare.mp3", "tone.aac", "tone.m4a", "tone.ogg", "tone.opus", "tone.flac", "tone.wav",

@@ -5,11 +5,11 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support.media_server import MediaServer, jpeg_bytes, media_rows
 from typer.testing import CliRunner
 
 from m5data.cli import app
 from m5data.download.sources import media_id, url_product_id
-from support.media_server import MediaServer, jpeg_bytes, media_rows
 
 runner = CliRunner()
 JPEG = jpeg_bytes(320, 240, seed=3)

@@ -5,10 +5,10 @@ import sys
 import time
 
 import pytest
+from support.media_server import MediaServer, jpeg_bytes, media_rows
 
 from m5data.config import ConfigError, load
 from m5data.download.run import DownloadError, run, run_bound
-from support.media_server import MediaServer, jpeg_bytes, media_rows
 
 JPEG = jpeg_bytes(320, 240, seed=3)
 

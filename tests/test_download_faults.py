@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from support.media_server import MediaServer, jpeg_bytes, media_rows
 
 from m5data.config import load
 from m5data.download.run import run
-from support.media_server import MediaServer, jpeg_bytes, media_rows
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "media"
 JPEG = jpeg_bytes(640, 480, seed=1)

@@ -6,12 +6,12 @@ the image's product, as such a CDN would; the product's page URL is in the ``pro
 """
 
 import pytest
-
 from crawl_server import Page, SiteServer
+from support.media_server import jpeg_bytes, media_rows
+
 from m5data.config import load
 from m5data.download.fetch import referer_for
 from m5data.download.run import run
-from support.media_server import jpeg_bytes, media_rows
 
 JPEG = jpeg_bytes(64, 48, seed=3)
 PAGES = {"shop:1": "http://shop.test/p/1.html?ref=list1", "shop:2": "http://shop.test/p/2.html"}

@@ -14,7 +14,6 @@ from collections import Counter
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-
 from support.media_server import MediaServer, jpeg_bytes, media_rows
 
 N_IMAGES = 60

@@ -3,11 +3,11 @@
 import asyncio
 
 import pytest
+from support.media_server import MediaServer, jpeg_bytes, media_rows
 
 from m5data.config import load
 from m5data.download.run import run
 from m5data.download.safety import GuardedResolver, UnsafeURL, check_url, is_public
-from support.media_server import MediaServer, jpeg_bytes, media_rows
 
 
 def settings(tmp_path, allow_private: bool):
@@ -135,6 +135,7 @@ def test_a_gzip_bomb_is_refused_while_it_inflates(tmp_path, image_max_side):
     image limit, counted in inflated bytes, and the stage never holds one whole (issue 35: 5.9 GB
     peak with image_max_side=512, where a body under 1 MiB of Content-Length was read in one call)."""
     from support.media_server import gzip_bomb
+
     from m5data.storage import Store
 
     bomb = gzip_bomb(1 << 30)

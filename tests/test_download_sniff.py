@@ -6,11 +6,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from media_samples import SAMPLES, make_sample
 from PIL import Image
 
 from m5data.download.resize import ImageDecodeError, ImageTooLarge, reencode
 from m5data.download.sniff import SNIFF_BYTES, sniff
-from media_samples import SAMPLES, make_sample
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "media"
 

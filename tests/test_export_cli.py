@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from export_helpers import settings_for, store_with_splits
 from typer.testing import CliRunner
 
-from export_helpers import settings_for, store_with_splits
 from m5data.cli import app
 from m5data.export.run import export
 

@@ -7,11 +7,11 @@ import json
 import os
 
 import pytest
-
 from export_helpers import settings_for, store_with_splits
-from m5data.importer.run import import_m5product
+
 from m5data.export.run import export
 from m5data.export.samples import product_id_from_key
+from m5data.importer.run import import_m5product
 from m5data.storage import Store
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -9,8 +9,8 @@ import os
 
 import numpy as np
 import pytest
-
 from export_helpers import settings_for, store_with_splits
+
 from m5data.export.run import export
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # nothing to fetch: the loader must work from the folder alone

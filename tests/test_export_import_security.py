@@ -17,15 +17,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-from PIL import Image
-from typer.testing import CliRunner
-
 from export_helpers import settings_for
 from media_samples import make_sample
+from PIL import Image
+from store_samples import query
+from typer.testing import CliRunner
+
 from m5data.cli import app
 from m5data.export.run import export
 from m5data.storage import Store
-from store_samples import query
 
 GOOD = ("good1", "good2")
 COLOURS = {"good1": (200, 30, 30), "good2": (30, 200, 30), "secret": (1, 2, 3), "stolen": (4, 5, 6), "mine": (9, 9, 90)}

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from store_samples import query
 from typer.testing import CliRunner
 
 from m5data.cli import app
@@ -20,7 +21,6 @@ from m5data.importer.layout_folder import LayoutError, LayoutFolder
 from m5data.importer.run import import_m5product
 from m5data.storage import Store
 from m5data.storage.schema import TABLES
-from store_samples import query
 
 # sorted: a1 a2 p1 | q1 q2 shop~3Ap1 | shop~3Aq1 shop~3Au1 u1 | v1 w1 (batches of 3)
 IDS = ["a1", "a2", "p1", "q1", "q2", "shop~3Ap1", "shop~3Aq1", "shop~3Au1", "u1", "v1", "w1"]

@@ -8,14 +8,14 @@ import json
 import shutil
 
 import pytest
+from export_helpers import settings_for, store_with_splits
+from store_samples import query
 from typer.testing import CliRunner
 
-from export_helpers import settings_for, store_with_splits
 from m5data.cli import app
 from m5data.export.m5product import parse_pv, pv_string
 from m5data.export.run import export
 from m5data.storage import Store
-from store_samples import query
 
 
 @pytest.fixture(scope="module")

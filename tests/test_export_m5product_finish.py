@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from m5product_reference import finish_in_memory
 
 from m5data.export import m5product
 from m5data.export.json_stream import ObjectWriter, atomic_text, dumps
 from m5data.export.run import write_json_atomic
-
-from m5product_reference import finish_in_memory
 
 # ------------------------------------------------------------------------------------------ exports
 
@@ -120,6 +119,7 @@ def test_finish_resumes_over_a_killed_finish(tmp_path):
 
 def test_demo_export_equals_the_in_memory_merge(demo_store_factory, tmp_path):
     from export_helpers import settings_for, store_with_splits
+
     from m5data.export.members import split_counts
     from m5data.export.run import export, plan_export
 

@@ -25,6 +25,7 @@ pytest.importorskip("s3fs")
 pytest.importorskip("moto")
 
 from export_helpers import settings_for, store_with_splits  # noqa: E402
+
 from m5data.cli import app  # noqa: E402
 from m5data.export.run import export  # noqa: E402
 
@@ -194,9 +195,9 @@ def test_train_streams_the_remote_export(aws, store, tmp_path):
     local_batches = list(loader(local, "train", cfg, batch_size=16))
     assert [b["product_id"] for b in remote_batches] == [b["product_id"] for b in local_batches]
     assert sum(len(b["product_id"]) for b in remote_batches) == 36
-    for r, l in zip(remote_batches, local_batches):
+    for remote, local_batch in zip(remote_batches, local_batches):
         for m in ("text", "image", "video", "audio", "table"):
-            assert bool((r[m] == l[m]).all()), m
+            assert bool((remote[m] == local_batch[m]).all()), m
     conf = tmp_path / "tiny.toml"
     conf.write_text("[train]\ncheckpoint_every = 2\nworkers = 0\nbatch_size = 16\n")
     result = runner.invoke(app, ["train", "--shards", f"s3://{BUCKET}/train-run", "--config", str(conf),

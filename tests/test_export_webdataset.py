@@ -6,13 +6,12 @@ from __future__ import annotations
 import io
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
+from export_helpers import settings_for, store_with_splits
 from typer.testing import CliRunner
 
-from export_helpers import settings_for, store_with_splits
 from m5data.cli import app
 from m5data.export.run import export
 from m5data.export.samples import ExportError, product_id_from_key, safe_key

@@ -6,10 +6,10 @@ import subprocess
 
 import numpy as np
 import pytest
-
-from m5data.extract.run import run
 from media_samples import make_sample, webm_without_duration
 from test_extract_run import add_media, rows_by, settings
+
+from m5data.extract.run import run
 
 AUDIO_FILES = ["tone.mp3", "bare.mp3", "tone.aac", "tone.m4a", "tone.ogg", "tone.opus", "tone.flac", "tone.wav"]
 

@@ -9,11 +9,11 @@ import tarfile
 
 import numpy as np
 import pytest
+from test_extract_run import add_media, rows_by, settings
 
 from m5data.extract.audio import blocks_for
 from m5data.extract.run import run
 from m5data.extract.video import ffmpeg_exe
-from test_extract_run import add_media, rows_by, settings
 
 TONE = "sine=frequency=440:sample_rate=44100:duration={s}"
 GREY = "color=c=gray:s=64x48:r=24:d={s}"

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_extract_video import make_video
 
 from m5data.config import load
 from m5data.extract.run import ExtractError, run
-from test_extract_video import make_video
 
 
 def add_media(store, path, pid, kind, role=None, ext=None):
@@ -186,9 +186,8 @@ def test_bad_arguments_are_refused_before_work(store):
 
 
 def test_cli_extract(store, tmp_path):
-    from typer.testing import CliRunner
-
     from PIL import Image
+    from typer.testing import CliRunner
 
     from m5data.cli import app
 

@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from m5data.extract.video import (MediaError, expected_frames, extract_frames, ffmpeg_exe, jpeg_qscale, probe,
-                                  read_manifest)
+from m5data.extract.video import (
+    MediaError,
+    expected_frames,
+    extract_frames,
+    ffmpeg_exe,
+    jpeg_qscale,
+    probe,
+    read_manifest,
+)
 
 
 def make_video(path: Path, seconds: float, *, fps: int = 24, audio: bool = True, size: str = "64x48",

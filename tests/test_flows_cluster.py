@@ -13,12 +13,11 @@ import shutil
 import signal
 
 import pytest
+from cluster_probe import answers_http, comm_ports, listening, port_of, refused, tree
+from store_compare import TABLES, differences
 
 from m5data.config import load
 from m5data.storage import Store
-
-from cluster_probe import answers_http, comm_ports, listening, port_of, refused, tree
-from store_compare import TABLES, differences
 
 pytest.importorskip("prefect_dask")
 
@@ -76,6 +75,7 @@ def dask_run_mid_download(reference, demo_shop, cluster, tmp_path, **options):
     """(local store, dask store, future of the run): a copy of the crawled store run on the cluster in a
     thread, returned once a download shard holds its lock (it has started, it has not finished)."""
     from support.loopback import wait_until
+
     from m5data.storage.locks import holders
 
     dask = tmp_path / "dask"
@@ -256,11 +256,10 @@ def test_a_tls_scheduler_runs_the_flow_and_refuses_what_holds_no_certificate_of_
     with a certificate of another CA, or none, is refused; no key material reaches the store."""
     from distributed import Client
     from distributed.security import Security
-
     from support.loopback import dask_cluster
-    from m5data.flows.runners import PipelineError, check_runner
-
     from tls_certs import issue, make_ca
+
+    from m5data.flows.runners import PipelineError, check_runner
 
     monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
     ca = make_ca(tmp_path / "pki")

@@ -4,11 +4,10 @@ Prefect API: download + extract in 2 shards give the store of `--runner local`, 
 Skipped when ray / prefect-ray are not installed (`pip install '.[ray]'`)."""
 
 import pytest
-
-from m5data.storage import Store
-
 from store_compare import differences
 from test_flows_cluster import crawled_copy, run, worker_env
+
+from m5data.storage import Store
 
 pytest.importorskip("ray")
 pytest.importorskip("prefect_ray")

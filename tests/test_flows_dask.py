@@ -3,11 +3,11 @@
 import os
 import shutil
 
-from m5data.config import load
-from m5data.storage import Store
-
 from cluster_probe import answers_http, comm_ports, listening, refused, tree
 from store_compare import differences
+
+from m5data.config import load
+from m5data.storage import Store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -3,9 +3,9 @@ downloads only their media, re-runs the global stages and writes a new split ver
 old one intact."""
 
 import pyarrow.parquet as pq
+from store_samples import query
 
 from m5data.storage import Store
-from store_samples import query
 
 STAGES = ["crawl", "download", "extract", "align", "annotate", "splits"]
 LOOPBACK = {"download.allow_private": True, "crawl.allow_private": True}

@@ -118,7 +118,6 @@ def test_a_transient_crawl_failure_is_retried_and_the_run_reports_it(demo_shop_d
     import asyncio
 
     from prefect import get_client
-
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     async def artifacts():

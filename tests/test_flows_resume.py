@@ -6,9 +6,9 @@ import subprocess
 import sys
 import time
 
-from m5data.storage import Store
-
 from store_compare import differences
+
+from m5data.storage import Store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = "crawl,download,extract,align"

@@ -1,14 +1,11 @@
 """Schedules on a real Prefect server: `m5data server start`, `m5data serve --interval`, `m5data deploy`, stop by PID."""
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-
-import pytest
 
 from m5data.flows.server import healthy, read_state
 

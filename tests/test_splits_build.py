@@ -3,13 +3,12 @@
 import hashlib
 import json
 
-import pyarrow as pa
 import pytest
+from support.splits_store import write_synthetic
 
 from m5data import config as cfg
 from m5data.splits import SplitsError, build, check
 from m5data.splits.manifest import checksum, manifest_path
-from support.splits_store import write_synthetic
 from m5data.storage import Store
 
 N = 4000

@@ -3,11 +3,11 @@
 import json
 
 import pytest
+from support.splits_store import write_synthetic
 from typer.testing import CliRunner
 
 from m5data.cli import app
 from m5data.splits.manifest import manifest_path
-from support.splits_store import write_synthetic
 from m5data.storage import Store
 
 runner = CliRunner()

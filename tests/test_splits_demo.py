@@ -5,12 +5,12 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+from support.splits_store import write_synthetic
 
 from m5data import config as cfg
 from m5data.demo.fixtures import copy_store
 from m5data.splits import build, check
 from m5data.splits.manifest import manifest_path
-from support.splits_store import write_synthetic
 from m5data.storage import Store
 
 # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)

@@ -7,11 +7,11 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
+from store_samples import as_map, file_hashes, sample_rows
 
 from m5data.storage import TABLES, Store, StoreError
 from m5data.storage.parts import TMP_PREFIX
 
-from store_samples import as_map, file_hashes, sample_rows
 
 @pytest.mark.parametrize("name", list(TABLES))
 def test_schema_round_trip(store, name):

@@ -9,10 +9,9 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from store_samples import sample_value
 
 from m5data.storage import TABLES, Store
-
-from store_samples import sample_value
 
 
 def _row(name: str, key_values: dict, salt: int) -> dict:

@@ -1,6 +1,5 @@
 """``m5data doctor [--repair]``: each finding and each repair (issue 10, defect 7 and "Also")."""
 
-import hashlib
 import json
 import os
 import subprocess
@@ -9,15 +8,14 @@ import sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from store_samples import sample_rows
+from support.media_server import MediaServer, jpeg_bytes, media_rows
 from typer.testing import CliRunner
 
 from m5data.cli import app
 from m5data.config import load
 from m5data.download.run import run as download
-from support.media_server import MediaServer, jpeg_bytes, media_rows
 from m5data.storage import Store
-
-from store_samples import sample_rows
 
 runner = CliRunner()
 

@@ -8,12 +8,11 @@ import sys
 
 import pyarrow.parquet as pq
 import pytest
+from store_samples import file_hashes, sample_rows
 from typer.testing import CliRunner
 
 from m5data.cli import app
 from m5data.storage import Store, StoreError
-
-from store_samples import file_hashes, sample_rows
 
 runner = CliRunner()
 

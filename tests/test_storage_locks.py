@@ -7,14 +7,12 @@ import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
-from support.media_server import MediaServer, jpeg_bytes, media_rows
-from m5data.storage import Store, StoreError
-
 from store_samples import sample_rows
+from support.media_server import MediaServer, jpeg_bytes, media_rows
+
+from m5data.storage import Store, StoreError
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 

@@ -10,11 +10,10 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from store_samples import sample_value
 
 from m5data.storage import TABLES, Store
 from m5data.storage.keyindex import plan, sidecar_path
-
-from store_samples import sample_value
 
 
 def _rows(name: str, groups: list[int], salt: int, per_group: int = 3) -> list[dict]:

@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_inprocess import invoke
 
 from m5data.train.config import load_config
-
-from cli_inprocess import invoke
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = """[model]
@@ -270,12 +269,11 @@ def test_train_appends_to_no_symlinked_log(shards, tiny, tmp_path):
 
 
 def test_features_out_quotes_a_product_id_with_commas(tiny, tmp_path):
-    import webdataset as wds
-
     import numpy as np
+    import webdataset as wds
+    from support.train_shards import sample
 
     from m5data.train.evaluate import write_features
-    from support.train_shards import sample
 
     shards = tmp_path / "shards"
     shards.mkdir()

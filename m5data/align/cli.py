@@ -30,16 +30,17 @@ def align(
     score_against: Optional[Path] = typer.Option(None, "--score-against", help="Truth alignment (demo shop truth folder or file): print merge precision/recall."),
 ) -> None:
     """Align the platforms' category labels into one 3-level taxonomy (MEP-3M method): taxonomy, label_map, review file."""
-    from ..verbs import open_store
-    from ..config import ConfigError
-    from ..console import StepProgress, console, stage_summary
-    from .mapping import MappingError
-    from .review import ReviewError
-    from .run import AlignError, align as run_align
-
     import logging
 
     import jieba
+
+    from ..config import ConfigError
+    from ..console import StepProgress, console, stage_summary
+    from ..verbs import open_store
+    from .mapping import MappingError
+    from .review import ReviewError
+    from .run import AlignError
+    from .run import align as run_align
 
     jieba.setLogLevel(logging.WARNING)  # its "Building prefix dict" lines would break the progress bars
     store, s = open_store(ctx, **{

@@ -33,9 +33,17 @@ import pyarrow as pa
 
 from .. import config as cfg
 from ..storage import StageStats, record_run
-from .glad import METHODS, aggregate as aggregate_labels
-from .judgement_fields import (GOLD_WORKER, LABELS, MAX_ID, is_reserved_worker, normalise_label, truthy,
-                               worker_id_problem)
+from .glad import METHODS
+from .glad import aggregate as aggregate_labels
+from .judgement_fields import (
+    GOLD_WORKER,
+    LABELS,
+    MAX_ID,
+    is_reserved_worker,
+    normalise_label,
+    truthy,
+    worker_id_problem,
+)
 from .judgement_files import MAX_LINE_BYTES, NOT_UTF8, csv_records, read_rows
 
 __all__ = ["CrowdError", "check_settings", "true_instances", "Conflict", "ImportReport", "import_judgements",

@@ -21,10 +21,11 @@ def import_judgements(
     """Import worker judgements into annotations (bad rows are skipped with a reason and line number;
     one worker's two different labels of a pair, or two gold_label values of a pair, keep neither)."""
 
-    from ..verbs import open_store
     from ..config import ConfigError
     from ..console import console, stage_summary
-    from .crowd import CrowdError, import_judgements as run_import
+    from ..verbs import open_store
+    from .crowd import CrowdError
+    from .crowd import import_judgements as run_import
 
     store, s = open_store(ctx)
     with one_line_errors(CrowdError, ConfigError):
@@ -49,9 +50,9 @@ def simulate(
     gold: Optional[float] = typer.Option(None, "--gold", help="Share of pairs used as gold questions (default 0.05)."),
 ) -> None:
     """Write synthetic judgements of the pools' pairs (mixed reliability, spammers, one adversarial, gold)."""
-    from ..verbs import open_store
     from ..config import ConfigError
     from ..console import console, stage_summary
+    from ..verbs import open_store
     from .crowd import CrowdError
     from .simulate import simulate as run_simulate
 
@@ -76,12 +77,11 @@ def aggregate(
     score_against: Optional[Path] = typer.Option(None, "--score-against", help="Demo shop (or truth folder): print accuracy of every method, and the Spearman of abilities with the simulated ones."),
 ) -> None:
     """Aggregate the judgements into matches (P(match), accepted) and workers (ability)."""
-    from ..console import Table
-
-    from ..verbs import open_store
     from ..config import ConfigError
-    from ..console import console, stage_summary
-    from .crowd import CrowdError, aggregate as run_aggregate, score_methods
+    from ..console import Table, console, stage_summary
+    from ..verbs import open_store
+    from .crowd import CrowdError, score_methods
+    from .crowd import aggregate as run_aggregate
 
     store, s = open_store(ctx, **{"annotate.crowd_method": method, "annotate.crowd_accept": accept})
     with one_line_errors(CrowdError, ConfigError):

@@ -226,7 +226,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None) ->
 
     capped = [0]
     left, right, jac = titles.pairs(a.dedup_bucket_cap, capped)
-    del titles
+    titles = None  # the MinHash bands are not needed past here: free them before the spec rule
     report.candidates["minhash"] = len(left)
     report.capped["minhash"] = capped[0]
     edges.append(_veto(report, inp, a, left, right, 1.0 - jac, "minhash"))

@@ -22,9 +22,9 @@ def dedup(
     score_against: Optional[Path] = typer.Option(None, "--score-against", help="Truth folder of a demo shop (products.parquet with instance_id): print pair precision/recall."),
 ) -> None:
     """Group exact and near-duplicate listings (same image, title, pHash, MinHash, spec values) into the dedup table."""
-    from ..verbs import open_store
     from ..config import ConfigError
     from ..console import console, fail, stage_summary
+    from ..verbs import open_store
     from .dedup import dedup as run_dedup
 
     store, s = open_store(ctx, **{

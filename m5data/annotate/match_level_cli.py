@@ -25,9 +25,9 @@ def match_level(
 
     import jieba
 
-    from ..verbs import open_store
     from ..config import ConfigError
     from ..console import console, stage_summary
+    from ..verbs import open_store
     from .match_level import match_level as run_match_level
 
     jieba.setLogLevel(logging.WARNING)

@@ -40,12 +40,12 @@ import pyarrow as pa
 from .. import config as cfg
 from ..storage import StageStats, record_run
 from . import embed, pool_inputs
-from .pool_vectors import NO_VECTOR, CatalogError, embedder_name, image_paths, product_vectors, read_catalog, titles_as_captions
+from .pool_vectors import NO_VECTOR, CatalogError, embedder_name, product_vectors, read_catalog, titles_as_captions
 from .pools_score import score_pools
 from .search import SEARCHES, exact_search, faiss_search, recall_against, search
 
 __all__ = ["RUN_VERSION", "PoolsError", "PoolsReport", "Rows", "ann_recall", "build_pools", "check_settings",
-           "gallery_matrix", "image_paths", "pool_queries_present", "run", "sample_queries", "split_members",
+           "gallery_matrix", "pool_queries_present", "run", "sample_queries", "split_members",
            "score_pools"]  # score_pools lives in .pools_score, image_paths in .pool_vectors
 
 Progress = Callable[[str, int, int], None]

@@ -31,9 +31,10 @@ def pools(
     import logging
 
     import jieba
-    from ..verbs import open_store
+
     from ..config import ConfigError
     from ..console import StepProgress, console, stage_summary
+    from ..verbs import open_store
     from .pools import PoolsError, build_pools
 
     jieba.setLogLevel(logging.WARNING)
@@ -92,8 +93,8 @@ def tasks(
     image_prefix: Optional[str] = typer.Option(None, "--image-prefix", help="Prefix for image paths relative to the store (e.g. a URL); default absolute paths."),
 ) -> None:
     """Export labelling tasks (query + candidate, images and captions) as JSONL, JSON and CSV for labelling tools."""
-    from ..verbs import open_store
     from ..console import console
+    from ..verbs import open_store
     from .tasks import export_tasks
 
     store, _ = open_store(ctx)

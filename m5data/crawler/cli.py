@@ -22,8 +22,8 @@ def crawl(
     cookies: Optional[str] = typer.Option(None, "--cookies", help="Netscape cookies.txt (curl -c, a browser's cookies.txt export) of a logged-in session; each cookie goes only to its own host (crawl.cookies_file; never stored or logged)."),
 ) -> None:
     """Crawl product pages from start URLs into products, specs, media (pending) and crawl_errors."""
-    from ..verbs import open_store
     from ..console import console, fail, stage_summary, warn
+    from ..verbs import open_store
     from .adapters import UnknownSite
     from .crawl import CrawlFailed, run
     from .walls import walled_note

@@ -19,12 +19,12 @@ from urllib.parse import urlsplit
 
 from .. import config as cfg
 from ..redact import redact_url
+from ..storage import StageStats, record_run
+from ..storage.files import write_atomic
+from ..storage.locks import stage_lock
 from .items import Caps
 from .politeness import throttle_by_host
 from .render import check_browser, playwright_settings
-from ..storage import StageStats, record_run
-from ..storage.locks import stage_lock
-from ..storage.files import write_atomic
 
 OK_FINISH = {"finished", "closespider_pagecount", "closespider_itemcount", "closespider_timeout"}
 STOP_SIGNALS = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT}
@@ -145,10 +145,9 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
         shard: ``(i, n)`` when this crawl is shard i of n of one run (the start URLs of its hosts,
             from :func:`shard_start_urls`): the shards hold the crawl lock together.
     """
-    from .adapters import get_adapter
-
-    from . import session
     from ..redact import install_log_redaction
+    from . import session
+    from .adapters import get_adapter
 
     urls = check_start_urls(start_urls)
     # a start URL's user:pass becomes its host's Authorization header: the URL is crawled and kept without it

@@ -119,10 +119,10 @@ def _installed(module: str) -> bool:
 
 def report(store_path: Path, outcome) -> None:
     """The demo's final report: products, media ok/failed, specs, taxonomy, splits, shards, queries to try."""
-    from ..console import Table
-
     from m5data.console import console
     from m5data.storage import Store
+
+    from ..console import Table
 
     store = Store.open(store_path)
     con = store.connect()
@@ -175,10 +175,10 @@ def report(store_path: Path, outcome) -> None:
 def _print_metrics(trained: dict) -> None:
     """The trained model's coarse retrieval and probe accuracy, beside the random and text-only
     baselines (the full table is the run's metrics.md)."""
-    from ..console import Table
-
     from m5data.console import console
     from m5data.train.config import MODALITIES
+
+    from ..console import Table
 
     rows = trained["metrics"]
     cols = [c for c in ("coarse mAP@1", "coarse mAP@5", "coarse mAP@10", "accuracy") if any(c in r for r in rows)]

@@ -11,9 +11,19 @@ import colorsys
 import random
 
 from . import faults, media_plan, text, vocab
-from .entities import (GENERATOR_VERSION, IMAGE_SIZES, VIDEO_FPS, VIDEO_SIZE, Instance, Media,  # noqa: F401 (re-exported)
-                       Product, World, WorldConfig)
+from .entities import (  # noqa: F401 (re-exported)
+    GENERATOR_VERSION,
+    IMAGE_SIZES,
+    VIDEO_FPS,
+    VIDEO_SIZE,
+    Instance,
+    Media,
+    Product,
+    World,
+    WorldConfig,
+)
 from .taxonomy import PLATFORMS, SubClass, Taxonomy
+
 
 def hsv_rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
     """A 0-255 (r, g, b) colour from a hue in degrees (any, taken mod 360), a saturation and a value in 0..1."""

@@ -24,8 +24,14 @@ class RichProgress:
     """The download progress bar: URLs done of total, ok, failed, bytes and bytes/s."""
 
     def __init__(self, console):
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(
             TextColumn("[bold]download"), BarColumn(), MofNCompleteColumn(),
@@ -105,8 +111,8 @@ def download(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Download media (images, videos, audio) into the store's blobs: one status per URL, resumable."""
-    from ..verbs import open_store
     from ..console import console, fail, stage_summary
+    from ..verbs import open_store
     from .run import DownloadError, run
 
     store, s = open_store(ctx, **{

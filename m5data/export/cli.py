@@ -27,13 +27,11 @@ def export(
     workers: Optional[int] = typer.Option(None, "--workers", help="Processes writing shards (0 = one per core, 1 = inline)."),
 ) -> None:
     """Export a split (or all) as WebDataset shards, Hugging Face Parquet or the M5Product layout; resumable."""
-    from ..console import esc
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from ..console import Table
 
-    from ..verbs import open_store
     from ..config import ConfigError
-    from ..console import console, stage_summary
+    from ..console import Table, console, esc, stage_summary
+    from ..verbs import open_store
     from .remote import RemoteError, is_remote
     from .run import export as run_export
     from .samples import ExportError
@@ -64,9 +62,7 @@ def check_shards(
     no_hash: bool = typer.Option(False, "--no-hash", help="Compare sizes only (fast)."),
 ) -> None:
     """Verify exported shards against their index: missing, truncated or altered shards (exit 1)."""
-    from ..console import Table, esc
-
-    from ..console import console, fail
+    from ..console import Table, console, esc, fail
     from .check import check_shards as run_check
     from .remote import RemoteError
 

@@ -26,7 +26,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-
 _string = json.encoder.encode_basestring  # json.dumps's own string form with ensure_ascii=False (C when built)
 
 

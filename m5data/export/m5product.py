@@ -152,8 +152,8 @@ def _copy(src: Path, dst: Path, what: str, failures: Counter) -> int | None:
 
 def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], options: dict) -> dict:
     """Copy each item's media, then write the shard's records (``_shards/*.part.json``) and its stats."""
-    from .run import write_json_atomic
     from .check import file_sha256
+    from .run import write_json_atomic
 
     failures: Counter = Counter()
     modalities: Counter = Counter()

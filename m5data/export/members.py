@@ -11,8 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..splits.names import shown
-from .samples import (SAMPLE_HEADER_SQL, SPLIT_NAMES, ExportError, _split_order, first_media, latest_version, plain_name,
-                      sample_from_row)
+from .samples import (
+    SAMPLE_HEADER_SQL,
+    SPLIT_NAMES,
+    ExportError,
+    _split_order,
+    first_media,
+    latest_version,
+    plain_name,
+    sample_from_row,
+)
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,8 @@ def extract(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Extract 1-fps frames, mp3 + MFCC, normalised images and segmented captions for media not done yet."""
-    from ..console import Table
-
+    from ..console import Table, console, stage_summary
     from ..verbs import open_store
-    from ..console import console, stage_summary
     from .run import ExtractError, parse_kinds, run
 
     with one_line_errors(ExtractError):

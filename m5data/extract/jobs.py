@@ -25,8 +25,21 @@ from datetime import datetime
 from pathlib import Path
 
 from ..config import ExtractSettings
-from .derived import (DERIVED_KINDS, KINDS, JobResult, Outcome, blob_sha, crashed, derived_dir, derived_id, derived_row,
-                      failed_rows, merge_meta, now_utc, source_file)
+from .derived import (
+    DERIVED_KINDS,
+    KINDS,
+    JobResult,
+    Outcome,
+    blob_sha,
+    crashed,
+    derived_dir,
+    derived_id,
+    derived_row,
+    failed_rows,
+    merge_meta,
+    now_utc,
+    source_file,
+)
 from .ffmpeg import MediaError
 from .video import expected_frames
 from .worker import Context, init_pool_worker, init_worker, worker_context
@@ -151,7 +164,7 @@ def _audio(result: JobResult, src: dict, path: Path, info, n_blocks: int | None,
 
     ``spent``: bytes the item's frames took; mp3 and MFCC together must fit in what is left of
     ``max_item_bytes``, or both are ``too_large`` (nothing stored)."""
-    from .audio import blocks_for, block_samples, extract_audio, mfcc_blocks, save_npy
+    from .audio import block_samples, blocks_for, extract_audio, mfcc_blocks, save_npy
 
     s = ctx.settings
     if not info.has_audio:

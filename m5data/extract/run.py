@@ -28,8 +28,8 @@ from ..storage import StageStats, Store, record_run
 from ..storage.locks import stage_lock
 from .derived import KINDS, JobResult
 from .jobs import run_audio, run_image, run_text, run_video
-from .worker import Context
 from .pool import WorkerPool
+from .worker import Context
 
 TEXT_BATCH = 256  # titles per text job
 FLUSH_ROWS = 200  # rows buffered before a table write
@@ -206,7 +206,14 @@ class _Sink:
 
 @contextmanager
 def _bars(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from ..console import console
 

@@ -126,7 +126,6 @@ def serve(
     from prefect.runner import Runner
 
     from ..console import console, fail
-
     from .pipeline import pipeline_flow
     from .schedule import EPHEMERAL_HELP, end_children, resolve_api, tidy, use_api
 

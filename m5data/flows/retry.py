@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import errno
 
+from ..stages import DownloadFailed, TransientFailure  # raised by the stages: defined below them
+
 # the messages of CrawlFailed (m5data/crawler/crawl.py) that are not worth a second try
 _PERMANENT_CRAWL = ("store writes failed", "items could not be stored")
-
-
-from ..stages import DownloadFailed, TransientFailure  # raised by the stages: defined below them
 
 __all__ = ["DownloadFailed", "TransientFailure", "is_transient", "transient"]
 

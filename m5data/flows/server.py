@@ -11,7 +11,6 @@ when ``PREFECT_API_URL`` is not set.
 
 from __future__ import annotations
 
-from ..console import esc
 import json
 import os
 import signal
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
+from ..console import esc
 
 app = typer.Typer(help="Start, stop or check the local Prefect server used for schedules.", no_args_is_help=True)
 
@@ -163,8 +164,8 @@ def start(
     wait: float = typer.Option(180.0, "--wait", help="Seconds to wait for the server to answer."),
 ) -> None:
     """Start a Prefect server in the background, its SQLite database inside the store folder."""
-    from ..verbs import settings
     from ..console import console, fail
+    from ..verbs import settings
 
     s = settings(ctx, **{"flows.server_port": port, "flows.server_host": host})
     home = server_home(s)
@@ -191,8 +192,8 @@ def _print_state(state: dict) -> None:
 @app.command()
 def stop(ctx: typer.Context) -> None:
     """Stop the Prefect server started by `m5data server start` (by its PID)."""
-    from ..verbs import settings
     from ..console import console
+    from ..verbs import settings
 
     home = server_home(settings(ctx))
     state = stop_server(home)
@@ -202,8 +203,8 @@ def stop(ctx: typer.Context) -> None:
 @app.command()
 def status(ctx: typer.Context) -> None:
     """Say whether the store's Prefect server runs and answers (exit 1 when it does not)."""
-    from ..verbs import settings
     from ..console import console
+    from ..verbs import settings
 
     home = server_home(settings(ctx))
     state = read_state(home)

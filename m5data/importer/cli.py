@@ -24,9 +24,7 @@ def m5product(
     split_version: str = typer.Option("imported", "--split-version", help="Split version for train.txt, query.txt ... lists."),
 ) -> None:
     """Read an M5Product-layout folder into the store (products, specs, media blobs, category paths, split lists)."""
-    from ..console import Table, esc
-
-    from ..console import console, stage_summary
+    from ..console import Table, console, esc, stage_summary
     from ..verbs import open_store
 
     store, settings = open_store(ctx, create=True)

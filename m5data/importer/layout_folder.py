@@ -18,8 +18,8 @@ from __future__ import annotations
 import os
 import re
 import stat
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 from ..download.sniff import SNIFF_BYTES, Sniffed, sniff

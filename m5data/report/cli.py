@@ -19,8 +19,8 @@ def report(
     train_run: Optional[Path] = typer.Option(None, "--train-run", help="A training run folder whose metrics.json fills the training section."),
 ) -> None:
     """Write a static HTML report of the store (figures beside it; opens from disk, offline)."""
-    from m5data.verbs import open_store
     from m5data.console import console, fail
+    from m5data.verbs import open_store
 
     from .build import BAD_BLOB, ReportError, build
 

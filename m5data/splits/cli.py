@@ -23,9 +23,9 @@ def build_splits(
     replace: bool = typer.Option(False, "--replace", help="Rebuild an existing version with new settings (its products may move)."),
 ) -> None:
     """Assign products to train / query-c / gallery-c / query-fg / gallery-fg / cls-train / cls-test / subset; write the manifest."""
-    from ..verbs import open_store
     from ..config import ConfigError
     from ..console import console, stage_summary
+    from ..verbs import open_store
     from .build import SplitsError, build
 
     store, s = open_store(ctx)
@@ -50,6 +50,7 @@ def build_splits(
 def manifest_table(version: str, splits: dict, targets: dict | None = None):
     """The rich summary of a manifest's splits: sizes, then modality completeness (two narrow tables)."""
     from rich.console import Group
+
     from ..console import Table
 
     sizes = Table(title=f"splits {version}")
@@ -74,10 +75,9 @@ def check_splits(
     """Check a split version: no group across boundaries, a match for every query, the manifest equal to the store."""
     from rich.text import Text
 
-    from ..console import Table
-    from ..verbs import open_store
     from ..config import ConfigError
-    from ..console import console
+    from ..console import Table, console
+    from ..verbs import open_store
     from .build import SplitsError
     from .check import check
 

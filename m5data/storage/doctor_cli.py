@@ -19,8 +19,8 @@ def doctor(
     show_info: bool = typer.Option(False, "--all", help="Also list info findings (temp files of live runs, a stale catalog)."),
 ) -> None:
     """Check a store after a crash or a disk problem (parts, blobs, derived files, temp files, catalog)."""
-    from ..verbs import open_store
     from ..console import arrow_table, console, err_console, error
+    from ..verbs import open_store
     from .doctor import INFO, run
     from .store import StoreBusy
 

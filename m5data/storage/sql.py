@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .store import Store, StoreError
+from .store import Store
 
 # PRAGMAs that only read (https://duckdb.org/docs/configuration/pragmas); every other one is refused.
 READ_PRAGMAS = {

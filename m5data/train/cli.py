@@ -27,10 +27,10 @@ def train(
     Several processes (GPUs, or CPU processes over gloo): torchrun --nproc-per-node N -m m5data train ...
     """
     from rich.live import Live
-    from ..console import Table
 
     from m5data.console import console, fail
 
+    from ..console import Table
     from .config import TrainConfigError, load_config
     from .data import ShardError
     from .loop import train as run_training
@@ -82,10 +82,9 @@ def evaluate(
     image_backbone: Optional[Path] = typer.Option(None, "--image-backbone", help="The image backbone file of a run trained with one (never taken from the run folder: it is code)."),
 ) -> None:
     """The papers' table: retrieval mAP/Prec@1,5,10, linear-probe accuracy, k-means NMI/purity; with baselines."""
-    from ..console import Table
-
     from m5data.console import console, fail
 
+    from ..console import Table
     from .config import MODALITIES
     from .data import ShardError
     from .evaluate import evaluate as run_eval

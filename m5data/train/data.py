@@ -126,8 +126,8 @@ class _RemoteTarSamples:
                 raise ShardError(str(exc)) from None
 
     def __call__(self, sources):
-        from webdataset.tariterators import group_by_keys, tar_file_expander
         from webdataset.handlers import reraise_exception
+        from webdataset.tariterators import group_by_keys, tar_file_expander
 
         return group_by_keys(tar_file_expander(self._streams(sources), handler=reraise_exception), handler=reraise_exception)
 

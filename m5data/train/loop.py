@@ -20,8 +20,18 @@ from pathlib import Path
 import numpy as np
 
 from .config import MODALITIES, Config
-from .runfolder import (RunFolderError, check_fits, claim, integer, load_weights, open_log, restore_rng, rng_state,
-                        save_torch, write_file)
+from .runfolder import (
+    RunFolderError,
+    check_fits,
+    claim,
+    integer,
+    load_weights,
+    open_log,
+    restore_rng,
+    rng_state,
+    save_torch,
+    write_file,
+)
 
 Progress = Callable[[dict], None]
 

@@ -32,12 +32,11 @@ def serve(
     Requests whose Host header is not the bound address (or localhost on loopback) are refused (421),
     and so are those from another Origin (403): a web page cannot reach the UI through DNS rebinding.
     """
-    from ...console import esc
-
     from m5data.annotate.crowd import worker_id_problem
-    from m5data.verbs import open_store
     from m5data.console import console, fail
+    from m5data.verbs import open_store
 
+    from ...console import esc
     from .app import RunningUi, Session, UiError, build_tasks, read_gold
 
     worker = worker.strip()
