@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/support: the demo shop fixtures
 CHILD = r"""
 import json, resource, sys, time
 from m5data.config import load
@@ -57,7 +58,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=ROOT / ".pytest_cache" / "d" / "m5data-demo-shop")
     args = parser.parse_args()
-    from m5data.demo.fixtures import SLOW_SECONDS, cached_shop
+    from support.demo_fixtures import SLOW_SECONDS, cached_shop
+
     from m5data.demo.server import serve_in_thread
 
     args.cache.mkdir(parents=True, exist_ok=True)

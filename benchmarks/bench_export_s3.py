@@ -25,13 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "tests")]  # tests/support
 
 
 def demo_store(work: Path, products: int):
     """The demo store with a split version ``v1`` (built once under ``work``)."""
+    from support.demo_fixtures import build_demo_store, cached_shop
+
     from m5data.config import load
-    from m5data.demo.fixtures import build_demo_store, cached_shop
     from m5data.splits.build import run as build_splits
     from m5data.storage import Store
 

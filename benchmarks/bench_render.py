@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/support: the demo shop fixtures
 
 
 def shell(html: bytes) -> bytes:
@@ -74,7 +75,8 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=20)
     parser.add_argument("--cache", type=Path, default=ROOT / ".pytest_cache" / "d" / "m5data-demo-shop")
     args = parser.parse_args()
-    from m5data.demo.fixtures import DEMO_SHOP_CONFIG, SLOW_SECONDS, cached_shop
+    from support.demo_fixtures import DEMO_SHOP_CONFIG, SLOW_SECONDS, cached_shop
+
     from m5data.demo.server import serve_in_thread
 
     args.cache.mkdir(parents=True, exist_ok=True)

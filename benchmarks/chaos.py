@@ -33,7 +33,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/support: the demo shop fixtures
 
 STAGES = ["crawl", "download", "extract", "align", "doctor"]
 # Columns that record how the work went, not what it produced (plus every timestamp column):
@@ -201,7 +201,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args()
 
-    from m5data.demo.fixtures import cached_shop
+    from support.demo_fixtures import cached_shop
+
     from m5data.demo.server import serve_in_thread
     from m5data.storage import Store
 

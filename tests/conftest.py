@@ -41,11 +41,7 @@ def store(tmp_path):
     return Store.init(tmp_path / "store")
 
 
-try:  # the demo shop's fixtures (demo_shop, ...), once that package exists
-    from m5data.demo.fixtures import *  # noqa: F401,F403
-except ModuleNotFoundError as exc:
-    if not (exc.name or "").startswith("m5data.demo"):
-        raise
+from support.demo_fixtures import *  # noqa: E402,F401,F403  (the demo shop's fixtures: demo_shop, ...)
 
 
 @pytest.fixture(scope="session")

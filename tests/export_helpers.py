@@ -25,7 +25,7 @@ def split_rows(product_ids: list[str], version: str = "v1") -> list[dict]:
 
 
 def store_with_splits(src: Path, dst_parent: Path, version: str = "v1") -> Store:
-    from m5data.demo.fixtures import copy_store
+    from support.demo_fixtures import copy_store
 
     store = Store.open(copy_store(src, dst_parent))
     ids = [r["product_id"] for r in store.read("products", columns=["product_id"]).to_pylist()]

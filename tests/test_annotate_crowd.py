@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+from support.demo_fixtures import copy_store
 from typer.testing import CliRunner
 
 from m5data.annotate.crowd import aggregate, import_judgements, score_methods
@@ -14,7 +15,6 @@ from m5data.annotate.pools import build_pools
 from m5data.annotate.simulate import simulate
 from m5data.cli import app
 from m5data.config import load
-from m5data.demo.fixtures import copy_store
 from m5data.storage import Store
 
 runner = CliRunner()

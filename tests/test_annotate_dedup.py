@@ -5,12 +5,12 @@ import re
 
 import numpy as np
 import pytest
+from support.demo_fixtures import cached_shop, copy_store
 from typer.testing import CliRunner
 
 from m5data.annotate.dedup import brand_spellings, dedup, noisy_value, read_truth_products, run, score_groups
 from m5data.cli import app
 from m5data.config import ConfigError, load
-from m5data.demo.fixtures import cached_shop, copy_store
 
 runner = CliRunner()
 

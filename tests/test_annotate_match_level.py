@@ -3,13 +3,13 @@
 import re
 
 import pytest
+from support.demo_fixtures import cached_shop, copy_store
 from typer.testing import CliRunner
 
 from m5data.annotate.dedup import read_truth_products
 from m5data.annotate.match_level import level_of, match_level, run, score_levels, spec_hits
 from m5data.cli import app
 from m5data.config import ConfigError, load
-from m5data.demo.fixtures import cached_shop, copy_store
 from m5data.storage import Store
 
 runner = CliRunner()

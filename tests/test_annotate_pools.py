@@ -7,13 +7,13 @@ import re
 
 import numpy as np
 import pytest
+from support.demo_fixtures import copy_store
 from typer.testing import CliRunner
 
 from m5data.annotate.pools import build_pools, sample_queries, score_pools
 from m5data.annotate.tasks import export_tasks
 from m5data.cli import app
 from m5data.config import load
-from m5data.demo.fixtures import copy_store
 from m5data.storage import Store
 
 # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)

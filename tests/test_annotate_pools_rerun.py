@@ -6,13 +6,13 @@ import json
 import shutil
 
 import pytest
+from support.demo_fixtures import copy_store
 from typer.testing import CliRunner
 
 from m5data.annotate import pools as pools_mod
 from m5data.annotate.pools import build_pools
 from m5data.cli import app
 from m5data.config import load
-from m5data.demo.fixtures import copy_store
 from m5data.storage import Store
 
 # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)

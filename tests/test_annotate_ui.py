@@ -7,9 +7,9 @@ import urllib.request
 import pytest
 from browser import chromium_page
 from playwright.sync_api import expect
+from support.demo_fixtures import copy_store
 
 from m5data.annotate.ui.app import RunningUi, Session, Task, UiError, build_tasks
-from m5data.demo.fixtures import copy_store
 from m5data.storage import Store
 
 XSS = "<script>window.__xss = 1</script><img src=x onerror=\"window.__xss=2\">面霜 50ml"

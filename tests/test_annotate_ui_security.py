@@ -10,9 +10,9 @@ import sys
 
 import pytest
 from browser import chromium_page
+from support.demo_fixtures import copy_store
 
 from m5data.annotate.ui.app import RunningUi, Session, UiError, build_tasks, read_gold
-from m5data.demo.fixtures import copy_store
 from m5data.storage import Store
 
 

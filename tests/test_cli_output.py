@@ -96,7 +96,7 @@ def test_unknown_config_key_names_its_section():
 
 @pytest.fixture(scope="module")
 def demo_copy(demo_store_factory, tmp_path_factory):
-    from m5data.demo.fixtures import copy_store
+    from support.demo_fixtures import copy_store
 
     return copy_store(demo_store_factory(products=60, seed=0), tmp_path_factory.mktemp("cli80"))
 
@@ -129,7 +129,7 @@ def test_the_store_and_annotate_verbs_are_readable_at_80_columns_piped(demo_copy
 
 
 def test_the_split_export_and_report_verbs_are_readable_at_80_columns_piped(demo_store_factory, tmp_path):
-    from m5data.demo.fixtures import copy_store
+    from support.demo_fixtures import copy_store
 
     store = ["--store", str(copy_store(demo_store_factory(products=60, seed=0), tmp_path))]
     shards = tmp_path / "shards"

@@ -69,7 +69,7 @@ def test_demo_command_runs_every_stage(prefect_harness, tmp_path):
 
 
 def test_demo_store_fixture_holds_every_stage_up_to_align(demo_store_factory, tmp_path):
-    from m5data.demo.fixtures import copy_store
+    from support.demo_fixtures import copy_store
 
     cached = demo_store_factory(products=24, seed=3, kinds="image,text")
     assert demo_store_factory(products=24, seed=3, kinds="image,text") == cached  # built once

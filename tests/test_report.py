@@ -4,11 +4,11 @@ import re
 from html.parser import HTMLParser
 
 import pytest
+from support.demo_fixtures import copy_store
 from typer.testing import CliRunner
 
 from m5data.cli import app
 from m5data.config import load
-from m5data.demo.fixtures import copy_store
 from m5data.report.build import ReportError, build
 from m5data.storage import Store
 from m5data.storage.stats import MODALITY_SQL

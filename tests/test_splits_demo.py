@@ -5,10 +5,10 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+from support.demo_fixtures import copy_store
 from support.splits_store import write_synthetic
 
 from m5data import config as cfg
-from m5data.demo.fixtures import copy_store
 from m5data.splits import build, check
 from m5data.splits.manifest import manifest_path
 from m5data.storage import Store

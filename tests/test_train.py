@@ -337,9 +337,10 @@ def test_on_the_default_demo_world_scale_beats_tfidf_on_coarse_retrieval(demo_st
     it (dedup groups), exported, the small config trained for the demo's 80 steps on the CPU, then the
     papers' table: every loss falls, and the fused text+image feature beats random and the text-only
     TF-IDF baseline on coarse retrieval."""
+    from support.demo_fixtures import copy_store
+
     from m5data import config as cfg
     from m5data.annotate import dedup
-    from m5data.demo.fixtures import copy_store
     from m5data.export.run import export
     from m5data.splits import build
     from m5data.storage import Store

@@ -1,4 +1,4 @@
-"""Pytest fixtures of the demo shop; ``tests/conftest.py`` does ``from m5data.demo.fixtures import *``.
+"""Pytest fixtures of the demo shop; ``tests/conftest.py`` does ``from support.demo_fixtures import *``.
 
 - ``demo_shop_dir``: a small generated shop (60 products in 14 sub-classes, seed 0, 3 products a
   listing page so that pagination shows), generated once and cached under pytest's cache folder,
@@ -27,8 +27,11 @@ from pathlib import Path
 
 import pytest
 
+import m5data.demo
+
 DEMO_SHOP_CONFIG = {"products": 60, "seed": 0, "subclasses": 14, "page_size_shopa": 3, "page_size_shopb": 3}
 SLOW_SECONDS = 0.3
+_DEMO = Path(m5data.demo.__file__).resolve().parent  # the demo package, whose code keys the caches
 
 __all__ = ["demo_shop_dir", "demo_shop", "demo_shop_factory", "demo_store_factory", "DEMO_SHOP_CONFIG",
            "cached_shop", "build_demo_store", "copy_store"]
@@ -37,15 +40,15 @@ __all__ = ["demo_shop_dir", "demo_shop", "demo_shop_factory", "demo_store_factor
 def _fingerprint(config: dict) -> str:
     """Digest of the demo package's source and a world config: the cache key of a generated shop."""
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    for path in sorted(_DEMO.glob("*.py")):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
 def cached_shop(cache_root: Path, **config) -> Path:
     """Generate a shop for ``config`` once under ``cache_root``; reuse it while the code is unchanged."""
-    from .generate import generate
-    from .world import WorldConfig
+    from m5data.demo.generate import generate
+    from m5data.demo.world import WorldConfig
 
     out = cache_root / f"shop-{_fingerprint(config)}"
     with _building(out):
@@ -101,7 +104,7 @@ def demo_shop_dir(request, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_shop(demo_shop_dir):
     """The small shop served on 127.0.0.1 for the session (a ``RunningShop``)."""
-    from .server import serve_in_thread
+    from m5data.demo.server import serve_in_thread
 
     with serve_in_thread(demo_shop_dir, slow_seconds=SLOW_SECONDS) as shop:
         yield shop
@@ -110,7 +113,7 @@ def demo_shop(demo_shop_dir):
 @pytest.fixture(scope="session")
 def demo_shop_factory(request, tmp_path_factory):
     """``make(products=40, seed=1, **world_config)`` -> a served ``RunningShop`` (cached per config)."""
-    from .server import serve_in_thread
+    from m5data.demo.server import serve_in_thread
 
     running: dict[str, object] = {}
 
@@ -132,22 +135,22 @@ _STORE_SOURCES = ("storage", "crawler", "download", "extract", "align", "demo")
 
 def _store_fingerprint(config: dict, kinds: str) -> str:
     """Digest of a store's inputs: the shop config, the extract kinds and the code of every stage that builds it."""
-    pkg = Path(__file__).resolve().parents[1]
+    pkg = _DEMO.parent
     digest = hashlib.sha256(json.dumps({"config": config, "kinds": kinds}, sort_keys=True).encode())
-    for path in sorted([pkg / "config.py", *(p for sub in _STORE_SOURCES for p in (pkg / sub).rglob("*.py"))]):
+    for path in sorted([pkg / "config.py", pkg / "config_sections.py", *(p for sub in _STORE_SOURCES for p in (pkg / sub).rglob("*.py"))]):
         digest.update(str(path.relative_to(pkg)).encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
 def build_demo_store(shop_dir: Path, store_dir: Path, kinds: str = "video,audio,image,text") -> Path:
     """Serve ``shop_dir`` on loopback and run crawl, download, extract and align into ``store_dir``."""
-    from ..align.run import align
-    from ..config import load
-    from ..crawler.crawl import run as crawl
-    from ..download.run import run as download
-    from ..extract.run import run as extract
-    from ..storage import Store
-    from .server import serve_in_thread
+    from m5data.align.run import align
+    from m5data.config import load
+    from m5data.crawler.crawl import run as crawl
+    from m5data.demo.server import serve_in_thread
+    from m5data.download.run import run as download
+    from m5data.extract.run import run as extract
+    from m5data.storage import Store
 
     settings = load(None, {"store.path": str(store_dir), "download.allow_private": True,
                                "crawl.allow_private": True}, environ={})
