@@ -43,6 +43,20 @@ def test_export_one_split(store, tmp_path):
     assert again.exit_code == 0 and "0 written, 3 already finished" in again.output
 
 
+def test_a_resumed_export_removes_what_a_killed_one_left_half_written(store, tmp_path):
+    out = tmp_path / "o"
+    args = ["export", "--split", "query-c", "--format", "m5product", "--out", str(out), "--shard-size", "4",
+            "--workers", "1"]
+    assert m5(store, *args).exit_code == 0
+    image = next((out / "images").iterdir())
+    stale = image.with_name(f".tmp-99999-{image.name}")  # a media copy of a killed process (its pid in the name)
+    stale.write_bytes(image.read_bytes()[:100])
+    os.utime(stale, (time.time() - 60, time.time() - 60))
+    again = m5(store, *args)
+    assert again.exit_code == 0 and "0 written, 3 already finished" in again.output
+    assert not stale.exists() and image.is_file()
+
+
 def test_shard_bytes_cuts_by_media_size(store, tmp_path):
     result = m5(store, "export", "--split", "train", "--out", str(tmp_path / "b"), "--shard-bytes", "2000000", "--workers", "1")
     assert result.exit_code == 0, result.output
@@ -82,12 +96,12 @@ def test_a_killed_export_resumes_to_the_same_bytes(store, tmp_path):
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 120
-        while time.time() < deadline and not list(out.glob("*.stats.json")) and proc.poll() is None:
+        while time.time() < deadline and not markers(out) and proc.poll() is None:
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
-    finished = {p.name for p in out.glob("*.stats.json")}
+    finished = markers(out)  # not the `.tmp-` file of the marker being written when the kill came
     assert finished and len(finished) < 18, "the export ended before it could be killed"
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")}
     result = m5(store, "export", "--split", "train", "--out", str(out), "--shard-size", "2", "--workers", "2")
@@ -101,6 +115,12 @@ def test_a_killed_export_resumes_to_the_same_bytes(store, tmp_path):
     assert clean.shards == 18
     for p in sorted((tmp_path / "clean").iterdir()):
         assert p.read_bytes() == (out / p.name).read_bytes(), p.name
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "clean").iterdir())
+
+
+def markers(out):
+    """The stats files of finished shards (a killed write leaves a `.tmp-` one: pathlib's `*` matches it)."""
+    return {p.name for p in out.glob("*.stats.json") if not p.name.startswith(".")}
 
 
 def test_prefect_task_exports_and_returns_the_run(store, tmp_path, prefect_harness):

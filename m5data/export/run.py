@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -134,6 +135,18 @@ def _finish_remote(mod, fmt: str, remote: RemoteOut, staging: Path, store, versi
     remote.upload_folder(folder, skip=set(fetched))
 
 
+def remove_stale_temps(out: Path, *, before: float) -> int:
+    """Remove the ``.tmp-*`` files a killed export left in ``out`` (older than this run); how many."""
+    removed = 0
+    for folder, _dirs, files in os.walk(out):
+        for name in files:
+            path = Path(folder) / name
+            if name.startswith(".tmp-") and path.stat().st_mtime < before:
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
 def shard_done(mod, out: Path, shard: Shard) -> dict | None:
     """The stats of a finished shard (its marker exists and its output has the recorded size), else None."""
     marker = mod.stats_path(out, shard)
@@ -176,6 +189,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
     out = remote.url if remote else Path(out).absolute()
     staging = Path(tempfile.mkdtemp(prefix="m5data-export-")) if remote else None
     stats = StageStats("export")
+    started = time.time()
     config = {"format": fmt, "split": split, "out": str(out), **asdict(settings.export)}
     try:
         members = split_counts(store, version, split)
@@ -197,7 +211,8 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
             remote.put(staging / PLAN_FILE, PLAN_FILE)
         else:
             plan_path = out / PLAN_FILE
-            if plan_path.is_file():
+            resumed = plan_path.is_file()
+            if resumed:
                 old = json.loads(plan_path.read_text())
                 if old != plan:
                     diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
@@ -268,6 +283,8 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
             _finish_remote(mod, fmt, remote, staging, store, version, members, ordered, options)
         else:
             mod.finish(store, out, version, members, ordered, options)
+            if resumed:
+                remove_stale_temps(out, before=started)
         stats.finish("ok")
     except BaseException as exc:
         stats.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
