@@ -31,7 +31,7 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 from ..extraction import parse_price
-from .base import SiteAdapter, absolute, find, html_of, payloads, walk
+from .base import SiteAdapter, absolute, find, html_of, merge_specs, payloads, walk
 
 _SIZE_SUFFIX = re.compile(r"(\.(?:jpe?g|png|gif|webp))_[^/?#]+$", re.I)
 _VIDEO_URL = re.compile(r"\.(?:mp4|m3u8|swf)(?:\?|$)", re.I)
@@ -87,10 +87,11 @@ def pro_group(value) -> list[tuple[str, str]]:
 class TaobaoAdapter(SiteAdapter):
     name = "taobao"
     host_pattern = r"(.+\.)?(taobao\.com|tb\.cn)"
+    markers: tuple[str, ...] = _TAOBAO_MARKERS  # what in a page's text names this platform's template
 
     def recognises(self, response) -> bool:
         text = response.text[:3_000_000]
-        return any(m in text for m in _TAOBAO_MARKERS) and self.is_product_page(response, None)
+        return any(m in text for m in self.markers) and self.is_product_page(response, None)
 
     def is_product_page(self, response, page) -> bool:
         return bool(self._item(response) or self._html_title(response) or (page is not None and page.is_product_page))
@@ -154,13 +155,9 @@ class TaobaoAdapter(SiteAdapter):
             or find(values, "sellerId", lambda v: isinstance(v, (str, int)))
         if merchant:
             item.merchant_id = str(merchant)
-        specs = self._specs(response, values)
-        if specs:
-            item.specs = specs
         crumbs = [t for t in (a.xpath(_VISIBLE).get() for a in html_of(response).css(
             "#J_Breadcrumb a, .tm-breadcrumb a, #J_CrumbSlideCon a, .breadcrumb a")) if t and t.strip()]
-        if crumbs:
-            item.category_path = crumbs
+        self.fill(item, specs=self._specs(response, values), category_path=crumbs)
         item.currency = item.currency or "CNY"
 
     def _price(self, response, values, data, item) -> None:
@@ -223,12 +220,24 @@ class TaobaoAdapter(SiteAdapter):
 
     @staticmethod
     def _specs(response, values) -> list[tuple[str, str]]:
+        """A payload's spec groups; else the page's attribute list and spec table, merged: a page
+        may carry both, each with facts the other lacks (产品名称 only in the list, 上市时间 only in
+        the table). The list's order, then the table's further properties in the table's order; a
+        property in both is kept once, at the list's place, with the table's value: the table is the
+        spec sheet, every value written out, while the list is a summary whose shown text Tmall cuts
+        short ("黑色 白色 红色...") and whose full value only an optional ``title`` keeps."""
         grouped = find(values, "groupProps", lambda v: isinstance(v, list))
         if grouped and (pairs := group_props(grouped)):
             return pairs
         pro = find(values, "newProGroup", lambda v: isinstance(v, list))
         if pro and (pairs := pro_group(pro)):
             return pairs
+        return merge_specs(TaobaoAdapter._attribute_list(response), TaobaoAdapter._spec_table(response), then_wins=True)
+
+    @staticmethod
+    def _attribute_list(response) -> list[tuple[str, str]]:
+        """``ul.attributes-list`` / ``#J_AttrUL`` items (``品牌:&nbsp;X``), the value from ``title``
+        when the item has one (the text is cut short with "..." where the value is long)."""
         lists = []
         for li in html_of(response).css("ul.attributes-list li, #J_AttrUL li"):
             text = (li.xpath("string(.)").get() or "").replace("\xa0", " ")
@@ -237,18 +246,20 @@ class TaobaoAdapter(SiteAdapter):
                 continue
             title = (li.attrib.get("title") or "").replace("\xa0", " ").strip()
             lists.append((parts[0], title or parts[1]))
+        return lists
+
+    @staticmethod
+    def _spec_table(response) -> list[tuple[str, str]]:
+        """``table.tm-tableAttr`` rows (``th``/``td``; a ``th colspan`` row is a group header)."""
         table = []
         for row in html_of(response).css("table.tm-tableAttr tr"):
             th, td = row.css("th"), row.css("td")
             if th and td and not th.attrib.get("colspan"):
                 table.append((th[0].xpath("string(.)").get(), td[0].xpath("string(.)").get()))
-        return table if len(table) > len(lists) else lists
+        return table
 
 
 class TmallAdapter(TaobaoAdapter):
     name = "tmall"
     host_pattern = r"(.+\.)?(tmall\.com|tmall\.hk)"
-
-    def recognises(self, response) -> bool:
-        text = response.text[:3_000_000]
-        return any(m in text for m in _TMALL_MARKERS) and self.is_product_page(response, None)
+    markers = _TMALL_MARKERS

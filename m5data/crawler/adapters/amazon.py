@@ -5,11 +5,18 @@
 - images: the ``colorImages.initial`` list of the ``ImageBlockATF`` script (``hiRes``, else
   ``large``), else the landing image;
 - breadcrumb: ``#wayfinding-breadcrumbs_feature_div``;
-- specs: the rows of the product-details tables (``prodDetTable``, ``#productDetails_techSpec_section_1``,
-  ``#productDetails_detailBullets_sections1``), then the ``#detailBullets_feature_div`` list
-  (books: ``Publisher &rlm; : &lrm; O'Reilly``, marks and colon stripped) for properties the
-  tables lack, else the ``#productOverview`` table; review and rank rows are left out (they
-  describe sales, not the product); recommendation carousels are never specs;
+- specs: the rows of the product-details tables, in page order (``prodDetTable``,
+  ``#productDetails_techSpec_section_*``, ``#productDetails_detailBullets_sections1``,
+  ``#technicalSpecifications_section_*``, and the older ``#prodDetails`` tables of
+  ``td.label``/``td.value`` rows), then the detail bullets for properties the tables lack:
+  ``#detailBullets_feature_div`` (``<span class="a-text-bold">Publisher &rlm; : &lrm;</span>``)
+  and the older ``#detail-bullets``, ``#productDetailsTable``, ``#detail_bullets_id`` and
+  ``#technical-data`` lists (``<li><b>ISBN-10:</b> 1937785734</li>``), label marks and colons
+  stripped; else the ``#productOverview`` table. Rows that are not facts about the product are
+  left out: the customer reviews (a stars widget and a count), the Best Sellers Rank (dropped,
+  not shortened: a sales position that changes daily, whose ladder of categories repeats the
+  breadcrumb), the feedback and shipping-policy rows; a "(View shipping rates and policies)"
+  link goes from a shipping weight. Recommendation carousels are never specs;
 - videos: the "Videos for this product" carousel items whose ``data-product-asin`` is this
   ASIN. Their player URL is an HLS playlist, which is not one downloadable file, so the media
   URL is the item's MP4 rendition (``data-video-previews``) and the playlist goes in
@@ -23,14 +30,22 @@ import json
 import re
 
 from ..extraction import parse_price
-from .base import SiteAdapter, script_json
+from .base import SiteAdapter, merge_specs, script_json
 
-_NOT_SPECS = {"customer reviews", "best sellers rank"}
+# labels of detail rows that are not facts about the product (see the module docstring)
+_NOT_SPECS = re.compile(r"customer reviews?|best ?sellers? rank|sales rank|^feedback$|(domestic|international) shipping", re.I)
 _SYMBOLS = {"$": "USD", "US$": "USD", "£": "GBP", "€": "EUR", "¥": "JPY", "₹": "INR", "CA$": "CAD", "C$": "CAD", "A$": "AUD"}
 _VISIBLE = ".//text()[not(ancestor::script) and not(ancestor::style)]"
 # the product-details tables (technical details, additional information), with or without the class
-_TABLES = ("table.prodDetTable, table#productDetails_techSpec_section_1, table#productDetails_techSpec_section_2, "
-           "table#productDetails_detailBullets_sections1")
+_TABLES = ("table.prodDetTable, table[id^='productDetails_techSpec_section_'], table#productDetails_detailBullets_sections1, "
+           "table[id^='technicalSpecifications_section_'], #prodDetails table")
+# the detail-bullet lists, newer (a-text-bold labels) and older (<b> labels) layouts
+_BULLETS = "#detailBullets_feature_div li, #detail-bullets li, #productDetailsTable li, #detail_bullets_id li, #technical-data li"
+_LABEL = "(.//b|.//strong|.//*[contains(concat(' ', normalize-space(@class), ' '), ' a-text-bold ')])[1]"
+_NO_TEXT = {"script", "style", "noscript", "template"}
+_SPACES = re.compile(r"[\s\u200e\u200f]+")  # Amazon's direction marks (&lrm; &rlm;) read as spaces
+_LINKS = re.compile(r"\s*\((?:View shipping rates and policies|See Top 100[^)]*|See all reviews)\)", re.I)
+_PAIR = re.compile(r"^([^:：]{1,40}?)\s*[:：]\s*(.+)$")
 
 
 def _area(size) -> float:
@@ -40,13 +55,49 @@ def _area(size) -> float:
         return 0.0
 
 
-def _key(text: str) -> str:
-    """A detail label without Amazon's direction marks and colon (``Publisher &rlm; : &lrm;``)."""
-    return text.replace("\u200f", " ").replace("\u200e", " ").strip().rstrip(":：").strip()
-
-
 def _visible_text(sel) -> str:
     return " ".join(t.strip() for t in sel.xpath(_VISIBLE).getall() if t.strip())
+
+
+def _text(el, skip=frozenset()) -> str:
+    """The text of an lxml element without scripts, styles and the elements in ``skip``; ``<br>``,
+    direction marks and runs of whitespace as one space."""
+    parts = [el.text or ""]
+    for child in el:
+        if child.tag == "br":
+            parts.append(" ")
+        elif isinstance(child.tag, str) and child.tag not in _NO_TEXT and child not in skip:
+            parts.append(_text(child, skip))
+        parts.append(child.tail or "")
+    return _SPACES.sub(" ", "".join(parts)).strip()
+
+
+def _fact(prop: str, value: str) -> tuple[str, str] | None:
+    """A detail row as a spec pair: label colons gone, Amazon's link texts gone from the value;
+    None for an empty row or one that is not a fact about the product."""
+    prop, value = prop.strip(" :："), _LINKS.sub("", value.lstrip(" :：")).strip()
+    return (prop, value) if prop and value and not _NOT_SPECS.search(prop) else None
+
+
+def _row(tr) -> tuple[str, str] | None:
+    """A details-table row: ``th``/``td``, or the older layout's ``td.label``/``td.value``."""
+    th, td = tr.xpath("./th"), tr.xpath("./td")
+    if th and td:
+        return _fact(" ".join(_text(c) for c in th), " ".join(_text(c) for c in td))
+    return _fact(_text(td[0]), _text(td[1])) if len(td) == 2 else None
+
+
+def _bullet(li) -> tuple[str, str] | None:
+    """A detail bullet: the label in its leading ``<b>``/``<strong>``/``.a-text-bold``, the rest of
+    the item the value (a nested list, such as the rank's ladder of categories, is not read);
+    without a label, the item's text split at its first colon."""
+    nested = set(li.xpath(".//ul|.//ol"))
+    text = _text(li, nested)
+    label = [el for el in li.xpath(_LABEL) if not any(n in el.iterancestors() for n in nested)][:1]
+    if label and text.startswith(_text(label[0]).rstrip(" :：")) and _text(label[0]):
+        return _fact(_text(label[0]), _text(li, nested | set(label)))
+    m = _PAIR.match(text)
+    return _fact(m.group(1), m.group(2)) if m else None
 
 
 class AmazonAdapter(SiteAdapter):
@@ -80,11 +131,7 @@ class AmazonAdapter(SiteAdapter):
         if images:
             item.images = images
         crumbs = [t.strip() for t in response.css("#wayfinding-breadcrumbs_feature_div li a::text").getall() if t.strip()]
-        if crumbs:
-            item.category_path = crumbs
-        specs = self._specs(response)
-        if specs:
-            item.specs = specs
+        self.fill(item, category_path=crumbs, specs=self._specs(response))
         self._videos(response, asin, item)
 
     def _price(self, response, item) -> None:
@@ -132,21 +179,16 @@ class AmazonAdapter(SiteAdapter):
         return [u for u in urls if isinstance(u, str) and not u.strip().startswith("data:")]
 
     def _specs(self, response) -> list[tuple[str, str]]:
-        """The product-details tables, then the detail bullets for properties the tables lack; the
-        overview table only when both are missing. Carousels ("Customers who bought...", sponsored
-        products) are never read: their entries are other products."""
-        specs = []
-        for row in response.css(_TABLES).xpath("./tr|./tbody/tr"):
-            prop = _visible_text(row.css("th"))
-            value = _visible_text(row.css("td"))
-            if prop and value and _key(prop).lower() not in _NOT_SPECS:
-                specs.append((prop, value))
-        have = {_key(p).lower() for p, _ in specs}
-        for li in response.css("#detailBullets_feature_div li"):
-            parts = [t for t in (_key(x) if i == 0 else x.strip() for i, x in enumerate(li.xpath(_VISIBLE).getall())) if t]
-            if len(parts) >= 2 and parts[0].lower() not in _NOT_SPECS | have:
-                have.add(parts[0].lower())
-                specs.append((parts[0], " ".join(parts[1:])))
+        """The product-details tables (every row, as the page lists it), then the detail bullets
+        for properties the tables lack; the overview table only when both are missing. Carousels
+        ("Customers who bought...", sponsored products) are never read: their entries are other
+        products, and only the named detail blocks are."""
+        rows = [_row(tr) for tr in (sel.root for sel in response.css(_TABLES).xpath("./tr|./tbody/tr"))]
+        lists = [sel.root for sel in response.css(_BULLETS)]
+        inner = set(lists)
+        # an item inside another (the rank's ladder of categories) is part of that item
+        bullets = [_bullet(li) for li in lists if not any(a in inner for a in li.iterancestors())]
+        specs = merge_specs([r for r in rows if r], [b for b in bullets if b])
         if not specs:
             for row in response.css("#productOverview_feature_div tr"):
                 cells = row.css("td")

@@ -80,6 +80,14 @@ class SiteAdapter:
     def parse(self, response, page: PageData | None, item: ProductItem) -> None:
         """Fill ``item`` with what the generic layer could not read (no-op for the generic adapter)."""
 
+    @staticmethod
+    def fill(item: ProductItem, **fields) -> None:
+        """Set the fields the page gave (``specs=``, ``category_path=``...): one it left empty keeps
+        the generic layer's value, so a page without a breadcrumb keeps the schema.org one."""
+        for name, value in fields.items():
+            if value:
+                setattr(item, name, value)
+
     def links(self, response, page: PageData | None) -> Iterable[str]:
         """URLs to follow from this page (default: every ``<a href>`` and ``rel=next`` of an HTML page)."""
         if page is None:  # not HTML (a JSON endpoint, plain text): no links to read
@@ -204,3 +212,30 @@ def script_json(text: str, marker: str):
         except ValueError:
             pos = text.find(marker, pos + len(marker))
     return None
+
+
+def spec_key(prop: str | None) -> str:
+    """A property name as two spec blocks of one page are matched: no spaces, colons, direction
+    marks or case (``品牌:`` in a list is ``品牌`` in a table; ``Publisher &rlm; :`` is ``Publisher``)."""
+    return re.sub(r"[\s:：\u200e\u200f]+", "", prop or "").lower()
+
+
+def merge_specs(first: list, then: list, then_wins: bool = False) -> list[tuple[str, str]]:
+    """Two spec blocks of one page as one: ``first``'s pairs as they are, in their order, then
+    ``then``'s pairs whose property ``first`` lacks, once each, in ``then``'s order. A property in
+    both stays at ``first``'s place, with ``then``'s value when ``then_wins`` (the adapter says why)."""
+    out = list(first)
+    at = {}
+    for i, (prop, _) in enumerate(first):
+        at.setdefault(spec_key(prop), i)
+    taken: set[str] = set()
+    for prop, value in then:
+        key = spec_key(prop)
+        if not key or key in taken or not str(value or "").replace("\xa0", " ").strip():
+            continue  # a blank value never replaces one
+        taken.add(key)
+        if key not in at:
+            out.append((prop, value))
+        elif then_wins:
+            out[at[key]] = (out[at[key]][0], value)
+    return out
