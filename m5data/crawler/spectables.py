@@ -130,59 +130,53 @@ def _good(key: str, value: str) -> bool:
             and any(c.isalnum() for c in key))
 
 
-def _table_pairs(table) -> tuple[list, int]:
-    pairs, rows = [], 0
+def _table_rows(table):
+    """Each row's candidate pairs: two cells, or four as two label/value pairs (eBay item
+    specifics); a group header row (one cell, ``colspan``) is no row."""
     for tr in table.xpath("./tr|./thead/tr|./tbody/tr|./tfoot/tr"):
         cells = tr.xpath("./th|./td")
         if len(cells) == 1 or any(c.get("colspan") not in (None, "1") for c in cells):
-            continue  # a group header row
-        rows += 1
-        texts = [_cell(c) for c in cells]
-        if len(texts) == 2:
-            candidates = [(texts[0], texts[1])]
-        elif len(texts) == 4:  # two label/value pairs a row (eBay item specifics)
-            candidates = [(texts[0], texts[1]), (texts[2], texts[3])]
-        else:
             continue
-        for k, v in candidates:
-            if _good(k.rstrip(":： "), v):
-                pairs.append((k, v))
-    return pairs, rows
+        texts = [_cell(c) for c in cells]
+        yield list(zip(texts[0::2], texts[1::2])) if len(texts) in (2, 4) else []
 
 
-def _dl_pairs(dl) -> tuple[list, int]:
-    pairs, rows = [], 0
+def _dl_rows(dl):
+    """Each ``dt`` and the last ``dd`` before the next ``dt`` that is not help text."""
     for dt in dl.xpath("./dt|./div/dt"):
-        rows += 1
-        dds = [dd for dd in dt.itersiblings() if isinstance(dd.tag, str)]
         value = None
-        for dd in dds:
+        for dd in (el for el in dt.itersiblings() if isinstance(el.tag, str)):
             if dd.tag == "dt":
                 break
             if dd.tag == "dd" and "Ptable-tips" not in (dd.get("class") or ""):
                 value = dd
-        if value is not None:
-            k, v = _cell(dt), _cell(value)
-            if _good(k.rstrip(":： "), v):
-                pairs.append((k, v))
-    return pairs, rows
+        yield [] if value is None else [(_cell(dt), _cell(value))]
 
 
-def _list_pairs(ul) -> tuple[list, int]:
-    pairs, rows = [], 0
+def _list_rows(ul):
+    """Each item reading ``key: value``, the value from the item's ``title`` when the text shows
+    a truncated form of it."""
     for li in ul.xpath("./li"):
-        rows += 1
         text = re.sub(r"\s+", " ", li.text_content().replace("\xa0", " ")).strip()
         m = _PAIR.match(text)
         if not m:
+            yield []
             continue
         key, value = m.group(1), m.group(2)
         title = re.sub(r"\s+", " ", (li.get("title") or "").replace("\xa0", " ")).strip()
         if title and len(title) > len(value) and (title.startswith(value.rstrip(".… ")) or value.endswith(("...", "…"))):
             value = title  # the item shows a truncated value; its title attribute holds all of it
-        if _good(key, value):
-            pairs.append((key, value))
-    return pairs, rows
+        yield [(key, value)]
+
+
+def _read(block, rows) -> tuple[list, int]:
+    """A block's good pairs and its row count (the share of rows that are pairs decides whether
+    the block is a spec block)."""
+    pairs, count = [], 0
+    for candidates in rows(block):
+        count += 1
+        pairs += [(k, v) for k, v in candidates if _good(k.rstrip(":： "), v)]
+    return pairs, count
 
 
 def _label_value_pairs(root) -> list:
@@ -205,8 +199,7 @@ def _blocks(roots) -> list[list[tuple[str, str]]]:
             seen.add(el)
             if el.xpath(_NESTED[el.tag]):  # an outer layout block (a menu of menus): its inner blocks count
                 continue
-            reader = {"table": _table_pairs, "dl": _dl_pairs}.get(el.tag, _list_pairs)
-            pairs, rows = reader(el)
+            pairs, rows = _read(el, {"table": _table_rows, "dl": _dl_rows}.get(el.tag, _list_rows))
             if len(pairs) >= 2 and len(pairs) >= 0.6 * rows and not _guarded(el):
                 blocks.append(pairs)
     return blocks

@@ -83,11 +83,7 @@ class JDAdapter(SiteAdapter):
             item.merchant_id = str(vendor)
         self._images(response, product, mobile, item)
         crumbs = [t for t in (a.xpath(_VISIBLE).get() for a in html_of(response).css(".crumb > .item > a")) if t and t.strip()]
-        if crumbs:
-            item.category_path = crumbs
-        specs = self._specs(response)
-        if specs:
-            item.specs = specs
+        self.fill(item, category_path=crumbs, specs=self._specs(response))
         self._videos(response, product, item)
 
     @staticmethod
