@@ -24,7 +24,9 @@ def edited_item(url: str, name: str, edit) -> object:
     from test_crawl_platforms import PAGES
     text = edit((PAGES / name).read_text(encoding="utf-8"))
     response = HtmlResponse(url, body=text.encode(), encoding="utf-8")
-    return AdapterChooser()(url, response).product(response, read_page(response.text, url)).normalised()
+    adapter, page = AdapterChooser()(url, response), read_page(response.text, url)
+    assert adapter.is_product_page(response, page), f"{name}: not a product page for {adapter.name}"
+    return adapter.product(response, page).normalised()
 
 
 # ------------------------------------------------------------------ Tmall: attribute list + spec table
@@ -108,3 +110,15 @@ def test_amazon_detail_bullet_containers_and_label_styles(container, label):
     response = HtmlResponse("https://www.amazon.com/dp/B0TESTJAC1", body=body.encode(), encoding="utf-8")
     item = AdapterChooser()(response.url, response).product(response, read_page(response.text, response.url)).normalised()
     assert item.specs == [("Item model number", "X-1"), ("Department", "Unisex")]
+
+
+def test_amazon_oldest_title_and_asin_input_still_give_the_product_and_its_facts():
+    """Pages older still name the product in ``#btAsinTitle`` and carry the ASIN in an input with a
+    name but no id: the page is still a product, with its title and its detail bullets."""
+    def older(text):
+        return (text.replace('<span id="productTitle" class="a-size-large">', '<span id="btAsinTitle">')
+                .replace('<input type="hidden" id="ASIN" name="ASIN"', '<input type="hidden" name="ASIN"'))
+    item = edited_item("https://www.amazon.com/gp/product/1000000039", "amazon/book_product_details_table.html", older)
+    assert item.product_id == "amazon:1000000039"
+    assert item.title == "Crawling in Practice: Scrapers That Survive Real Pages"
+    assert item.specs == BOOK

@@ -1,6 +1,6 @@
 """Amazon product pages (``/dp/<ASIN>``): no schema.org Product, so everything comes from the HTML.
 
-- title ``#productTitle``; id the ``ASIN`` input; seller the ``merchantID`` input;
+- title ``#productTitle`` (the oldest layout: ``#btAsinTitle``); id the ``ASIN`` input (by id or name); seller the ``merchantID`` input;
 - price: the core price block (``.a-offscreen``), else the ``priceAmount`` in the page JSON;
 - images: the ``colorImages.initial`` list of the ``ImageBlockATF`` script (``hiRes``, else
   ``large``), else the landing image;
@@ -36,6 +36,7 @@ from .base import SiteAdapter, merge_specs, script_json
 _NOT_SPECS = re.compile(r"customer reviews?|best ?sellers? rank|sales rank|^feedback$|(domestic|international) shipping", re.I)
 _SYMBOLS = {"$": "USD", "US$": "USD", "£": "GBP", "€": "EUR", "¥": "JPY", "₹": "INR", "CA$": "CAD", "C$": "CAD", "A$": "AUD"}
 _VISIBLE = ".//text()[not(ancestor::script) and not(ancestor::style)]"
+_TITLE = "#productTitle, #btAsinTitle"
 # the product-details tables (technical details, additional information), with or without the class
 _TABLES = ("table.prodDetTable, table[id^='productDetails_techSpec_section_'], table#productDetails_detailBullets_sections1, "
            "table[id^='technicalSpecifications_section_'], #prodDetails table")
@@ -105,11 +106,12 @@ class AmazonAdapter(SiteAdapter):
     host_pattern = r"(.+\.)?amazon\.(com|ca|co\.uk|de|fr|it|es|co\.jp|in|com\.au|com\.mx|com\.br|nl|se|pl|sg|ae|sa|com\.tr|cn)"
 
     def is_product_page(self, response, page) -> bool:
-        return bool(response.css("#productTitle") or response.css("input#ASIN"))
+        return bool(response.css(_TITLE) or response.css("input#ASIN, input[name=ASIN]"))
 
     def recognises(self, response) -> bool:
         text = response.text
-        return 'id="productTitle"' in text and ('id="ASIN"' in text or "ImageBlockATF" in text)
+        titled = 'id="productTitle"' in text or 'id="btAsinTitle"' in text
+        return titled and any(m in text for m in ('id="ASIN"', 'name="ASIN"', "ImageBlockATF"))
 
     def parse(self, response, page, item) -> None:
         asin = response.css("input#ASIN::attr(value), input[name=ASIN]::attr(value)").get()
@@ -118,7 +120,7 @@ class AmazonAdapter(SiteAdapter):
             asin = m.group(1) if m else None
         if asin:
             item.source_id = asin.strip()
-        title = _visible_text(response.css("#productTitle")) if response.css("#productTitle") else None
+        title = _visible_text(response.css(_TITLE)[:1]) if response.css(_TITLE) else None
         if title:
             item.title = title
         self._price(response, item)
