@@ -10,7 +10,7 @@
   ``#technicalSpecifications_section_*``, and the older ``#prodDetails`` tables of
   ``td.label``/``td.value`` rows), then the detail bullets for properties the tables lack:
   ``#detailBullets_feature_div`` (``<span class="a-text-bold">Publisher &rlm; : &lrm;</span>``)
-  and the older ``#detail-bullets``, ``#productDetailsTable``, ``#detail_bullets_id`` and
+  and the older ``#detail-bullets*``, ``#detail_bullets*``, ``#productDetailsTable`` and
   ``#technical-data`` lists (``<li><b>ISBN-10:</b> 1937785734</li>``), label marks and colons
   stripped; else the ``#productOverview`` table. Rows that are not facts about the product are
   left out: the customer reviews (a stars widget and a count), the Best Sellers Rank (dropped,
@@ -41,7 +41,8 @@ _TITLE = "#productTitle, #btAsinTitle"
 _TABLES = ("table.prodDetTable, table[id^='productDetails_techSpec_section_'], table#productDetails_detailBullets_sections1, "
            "table[id^='technicalSpecifications_section_'], #prodDetails table")
 # the detail-bullet lists, newer (a-text-bold labels) and older (<b> labels) layouts
-_BULLETS = "#detailBullets_feature_div li, #detail-bullets li, #productDetailsTable li, #detail_bullets_id li, #technical-data li"
+_BULLETS = ("#detailBullets_feature_div li, [id^='detail-bullets'] li, [id^='detail_bullets'] li, #productDetailsTable li, "
+            "#technical-data li")
 _LABEL = "(.//b|.//strong|.//*[contains(concat(' ', normalize-space(@class), ' '), ' a-text-bold ')])[1]"
 _NO_TEXT = {"script", "style", "noscript", "template"}
 _SPACES = re.compile(r"[\s\u200e\u200f]+")  # Amazon's direction marks (&lrm; &rlm;) read as spaces
