@@ -2,7 +2,7 @@
 
 A product page's 200 that was stored as a product leaves its ``ETag`` and ``Last-Modified`` in the
 ``page_validators`` table (keyed by the link the crawl followed). ``crawl --refresh`` sends them back
-as ``If-None-Match`` and ``If-Modified-Since`` (RFC 9110 section 13.1: a server that has both
+as ``If-None-Match`` and ``If-Modified-Since`` (RFC 9110 13.1.3, 13.2.2: a server that has both
 evaluates If-None-Match and ignores If-Modified-Since); a ``304 Not Modified`` is an unchanged product
 that costs the shop a header and writes nothing. A 200 whose content equals the stored product is
 unchanged too. Only validators and content of products whose rows are whole count: a product whose
