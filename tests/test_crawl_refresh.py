@@ -210,3 +210,19 @@ def test_demo_shop_answers_conditional_requests_and_refresh_counts_unchanged(dem
     assert again.details["changes"] == {"new": 0, "changed": 0, "unchanged": n}
     assert again.details["not_modified"] == n == sum(1 for _, _, status in demo_shop.requests if status == 304)
     assert parts(store) == {**before, "crawl_errors": parts(store)["crawl_errors"]}
+
+
+@pytest.mark.parametrize("shop", ["honour"], indirect=True)
+def test_flow_refresh_reports_the_changes(shop, prefect_harness, tmp_path):
+    """``flows.refresh``: the pipeline flow's crawl entry and its artifact say what changed."""
+    from m5data.flows.pipeline import pipeline_flow, summary_markdown
+
+    store_path = str(tmp_path / "store")
+    start, overrides = [shop.server.url + "/list/1.html"], {"crawl.allow_private": True}
+    first = pipeline_flow(store_path, start, stages=["crawl"], overrides=overrides)
+    assert first["crawl"]["message"] == f"new {N}, changed 0, unchanged 0"
+    shop.edit(2)
+    again = pipeline_flow(store_path, start, stages=["crawl"], refresh=True, overrides=overrides)
+    assert again["crawl"]["status"] == "ok" and again["crawl"]["n_out"] == 1
+    assert again["crawl"]["message"] == f"new 0, changed 1, unchanged {N - 1}"
+    assert f"new 0, changed 1, unchanged {N - 1} |" in summary_markdown(store_path, again, None)
