@@ -38,12 +38,16 @@ def refresh(store_dir: Path, url: str, revalidate: bool) -> dict:
             "not_modified": stats.details["not_modified"], "changes": stats.details["changes"]}
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--products", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--cache", type=Path, default=ROOT / ".pytest_cache" / "d" / "m5data-demo-shop")
-    args = parser.parse_args()
+    for flag, kind, default in (("--products", int, 300), ("--rounds", int, 2),
+                                ("--cache", Path, ROOT / ".pytest_cache" / "d" / "m5data-demo-shop")):
+        parser.add_argument(flag, type=kind, default=default)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
     from support.demo_fixtures import SLOW_SECONDS, cached_shop
 
     from m5data.config import load

@@ -1,7 +1,8 @@
 """The item pipeline: normalise items and write them to the store in batches.
 
-Per batch of ``crawl.batch_rows`` products, the writes go ``specs`` -> ``media`` -> ``products``:
-a product row is the commit mark of its page, so a crash between the writes leaves a product
+Per batch of ``crawl.batch_rows`` products, the writes go ``specs`` -> ``media`` ->
+``page_validators`` -> ``products``: a product row is the commit mark of its page, so a crash
+between the writes leaves a product
 without its row (crawled again on resume) but never a product row without its specs and media.
 ``crawl_errors`` rows are written with each batch. Everything buffered is flushed when the
 spider closes.
@@ -12,7 +13,8 @@ or - when resuming - in the store) is counted and not stored again.
 Changes (a refresh, ``revalidate.py``): each product is counted ``new`` (not in the store),
 ``changed`` (stored with other content or URL, or with rows missing: written again as before) or
 ``unchanged`` (a 304, or a 200 with the stored content: nothing written but, when they differ from the
-stored ones, the page's validators). ``page_validators`` rows are written after their products.
+stored ones, the page's validators). ``page_validators`` rows are written before the products
+rows (a killed crawl's resume writes both again); a refresh uses only those of stored products.
 """
 
 from __future__ import annotations
@@ -213,16 +215,16 @@ class StorePipeline:
             self.flush()
 
     def flush(self) -> None:
-        """Write what is buffered: specs, media (only new keys), then products; then errors."""
+        """Write what is buffered: specs, media (only new keys), validators, then products; then errors."""
         try:
             if self.specs:
                 self.store.write("specs", self.specs)
             if self.media:
                 self.stats.inc_value("m5data/media_rows", self.store.write("media", self.media, if_absent=True))
+            if self.validator_rows:  # before the products, their commit mark: a resume writes them again
+                self.store.write("page_validators", list(self.validator_rows.values()))
             if self.products:
                 self.store.write("products", self.products)
-            if self.validator_rows:  # after its product: a validator never stands for a product not stored
-                self.store.write("page_validators", list(self.validator_rows.values()))
             if self.errors:
                 self.store.write("crawl_errors", list(self.errors.values()))
         except Exception as exc:  # the store cannot take rows: stop the crawl rather than lose pages silently
