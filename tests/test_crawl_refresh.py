@@ -21,8 +21,8 @@ DATA_TABLES = ("products", "specs", "media", "crawl_errors", "page_validators")
 
 class Shop:
     """A schema.org shop whose product pages send validators (``mode``): ``honour`` answers a
-    matching If-None-Match (else If-Modified-Since) with 304, ``ignore`` always sends 200 with the
-    validators, ``none`` sends no validators. ``edit(i)`` changes product i's page (a new ETag)."""
+    matching If-None-Match (else If-Modified-Since) with 304, ``date`` the same with Last-Modified
+    only, ``ignore`` always sends 200 with the validators, ``none`` sends no validators. ``edit(i)`` changes product i's page (a new ETag)."""
 
     def __init__(self, mode: str):
         self.mode = mode
@@ -46,10 +46,10 @@ class Shop:
             if self.mode == "none":
                 return page
             etag = self.etag(path)
-            sent = {"ETag": etag, "Last-Modified": MODIFIED}
+            sent = {"Last-Modified": MODIFIED} if self.mode == "date" else {"ETag": etag, "Last-Modified": MODIFIED}
             asked = headers.get("If-None-Match")
             fresh = asked == etag if asked is not None else headers.get("If-Modified-Since") == MODIFIED
-            if self.mode == "honour" and fresh:
+            if self.mode in ("honour", "date") and fresh:
                 return Page(b"", status=304, headers=sent)
             return Page(page.body, page.content_type, headers=sent)
         return answer
@@ -138,6 +138,16 @@ def test_new_etag_same_content_is_unchanged_and_keeps_the_new_etag(store, shop):
     assert kept == {path: shop.etag(path) for path in shop.pages}
     third = crawl(store, shop, refresh=True)
     assert third.details["not_modified"] == N
+
+
+@pytest.mark.parametrize("shop", ["date"], indirect=True)
+def test_last_modified_alone_is_sent_as_if_modified_since(store, shop):
+    crawl(store, shop)
+    assert store.read("page_validators", where="etag IS NULL AND last_modified IS NOT NULL").num_rows == N
+    again = crawl(store, shop, refresh=True)
+    sent = [h for _, h in shop.product_requests()]
+    assert len(sent) == N and all(h.get("If-Modified-Since") == MODIFIED and "If-None-Match" not in h for h in sent)
+    assert again.details["changes"] == {"new": 0, "changed": 0, "unchanged": N} and again.details["not_modified"] == N
 
 
 @pytest.mark.parametrize("shop", ["ignore"], indirect=True)
