@@ -108,7 +108,9 @@ class StorePipeline:
             self.seen_ids, self.seen_hashes, _ = stored_products(self.store)
         else:  # a refresh: what is stored decides new / changed / unchanged
             self.versions = stored_versions(self.store)
-        self.validators = stored_validators(self.store)
+        # a refresh's spider holds the validators it sends (those of whole products): shared, not loaded
+        # twice (about 365 MB per million pages); other products' rows are written again anyway
+        self.validators = getattr(self.crawler.spider, "validators", None) or stored_validators(self.store)
 
     def process_item(self, item):
         try:
