@@ -29,6 +29,9 @@ class CrawlSettings:
     allow_private: bool = False  # crawl hosts on loopback / private / link-local addresses (the demo shop needs it)
     render: bool = False  # re-fetch pages whose product data scripts fill in through headless Chromium (scrapy-playwright)
     render_timeout: float = 30.0  # seconds a rendered page may take (navigation until the network is idle)
+    # a refresh (--refresh) sends each stored product page's ETag / Last-Modified back (If-None-Match /
+    # If-Modified-Since): a 304 is an unchanged product, no body sent, nothing written. false = plain GETs
+    revalidate: bool = True
     # what a shop may ask of the crawl (docs/crawl.md, "What the crawl honours"): Retry-After on 429/503
     # pauses the whole host, robots.txt's Crawl-delay spaces its requests; the caps bound what a shop can make us wait
     max_retry_after: float = 60.0  # seconds: the longest pause a Retry-After gets (a longer one is cut to this)

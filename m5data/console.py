@@ -203,6 +203,10 @@ def stage_summary(stats) -> Table:
     for name, value in [("in", stats.n_in), ("out", stats.n_out), ("failed", stats.n_failed),
                         ("bytes", f"{stats.bytes:,}"), ("seconds", f"{stats.seconds:.1f}")]:
         table.add_row(name, str(value))
+    from .storage.runs import changes_note
+
+    if note := changes_note(stats.details):
+        table.add_row("changes", note)
     for reason, n in sorted(stats.failures.items(), key=lambda kv: -kv[1]):
         table.add_row(f"  failed: {reason}", str(n))
     return table

@@ -42,6 +42,9 @@ def view(store, sql: str) -> list[tuple]:
 def test_sigkill_mid_crawl_then_resume_matches_uninterrupted(tmp_path):
     server = SiteServer({})
     skus = jsonld_shop(server, n_products=N_PRODUCTS, per_page=10)
+    for path, page in server.routes.items():  # product pages send an ETag: page_validators rows
+        if path.startswith("/p/"):
+            page.headers["ETag"] = f'"{path.split("/")[2].split(".")[0]}"'
     with server:
         start = server.url + "/list/1.html"
         reference = Store.init(tmp_path / "reference")
@@ -79,6 +82,8 @@ def test_sigkill_mid_crawl_then_resume_matches_uninterrupted(tmp_path):
         view(reference, "SELECT product_id, position, property, value FROM specs")
     assert view(store, "SELECT media_id, url, role, position, status FROM media") == \
         view(reference, "SELECT media_id, url, role, position, status FROM media")
+    validators = "SELECT url, product_id, etag, last_modified FROM page_validators"
+    assert len(view(store, validators)) == N_PRODUCTS and view(store, validators) == view(reference, validators)
     # the resumed run did not fetch again the product pages stored before the kill
     refetched = [p for p in server.requests if p.startswith("/p/") and f"127.0.0.1:{p[3:].split('.html')[0]}" in stored_before]
     assert refetched == []

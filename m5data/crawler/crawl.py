@@ -26,6 +26,7 @@ from .items import Caps
 from .politeness import throttle_by_host
 from .render import check_browser, playwright_settings
 
+CHANGES = ("new", "changed", "unchanged")  # a crawl's products against the store (pipeline.py)
 OK_FINISH = {"finished", "closespider_pagecount", "closespider_itemcount", "closespider_timeout"}
 STOP_SIGNALS = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT}
 
@@ -119,6 +120,7 @@ def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, 
         "M5DATA_STORE_COMPRESSION": compression,
         "M5DATA_RUN_ID": run_id,
         "M5DATA_RESUME": resume,
+        "M5DATA_REVALIDATE": cs.revalidate and not resume,  # conditional requests: a refresh only
         "M5DATA_BATCH_ROWS": cs.batch_rows,
         "M5DATA_CAPS": dataclasses.asdict(Caps.from_settings(cs)),
         "M5DATA_POLITENESS": {"max_retry_after": cs.max_retry_after, "max_crawl_delay": cs.max_crawl_delay,
@@ -241,6 +243,8 @@ def _judge(code: int, crawl: dict | None, stats: StageStats, log_file: Path, n_s
         stats.n_in = int(crawl.get("response_received_count", 0))
         stats.n_out = int(crawl.get("m5data/products_stored", 0))
         stats.bytes = int(crawl.get("downloader/response_bytes", 0))
+        stats.details["changes"] = {kind: int(crawl.get(f"m5data/changes/{kind}", 0)) for kind in CHANGES}
+        stats.details["not_modified"] = int(crawl.get("m5data/not_modified", 0))
         for key, n in crawl.items():
             if key.startswith("m5data/errors/"):
                 stats.fail(key.removeprefix("m5data/errors/"), int(n))
@@ -292,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..storage import Store
     from . import session
     from .pipeline import stored_products
+    from .revalidate import refresh_validators
     from .spider import ProductSpider
 
     session.SECRET_HEADERS.update(secrets.get("headers") or {})
@@ -299,10 +304,11 @@ def main(argv: list[str] | None = None) -> int:
     session.register_proxy_credentials(os.environ)
     settings = job["scrapy_settings"]
     done = stored_products(Store.open(job["store"]))[2] if settings["M5DATA_RESUME"] else set()
+    validators = refresh_validators(Store.open(job["store"])) if settings.get("M5DATA_REVALIDATE") else {}
     process = CrawlerProcess(settings=settings)
     install_log_redaction()  # on the handler of Scrapy's log file, made just now
     crawler = process.create_crawler(ProductSpider)
-    process.crawl(crawler, start_urls=job["start_urls"], site=job["site"], done_urls=done,
+    process.crawl(crawler, start_urls=job["start_urls"], site=job["site"], done_urls=done, validators=validators,
                   render=bool(settings.get("M5DATA_RENDER")), render_timeout=float(settings.get("M5DATA_RENDER_TIMEOUT", 30.0)))
     process.start()
     write_atomic(Path(job["stats_file"]),

@@ -116,6 +116,8 @@ class ProductItem:
     specs: list[tuple[str, str]] = field(default_factory=list)
     media_meta: dict[str, dict] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    # the page's HTTP validators (``revalidate.validators_of``): link, etag, last_modified; {} when none
+    validators: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def product_id(self) -> str:
@@ -148,7 +150,7 @@ class ProductItem:
             platform=self.platform, source_id=source_id, url=self.url, title=title, price=self.price,
             currency=currency, category_path=path, merchant_id=merchant_id, description=description,
             images=images, videos=videos, specs=specs, media_meta={u: m for u, m in meta.items() if m},
-            problems=list(self.problems),
+            problems=list(self.problems), validators=dict(self.validators),
         )
         if fit.notes or fit.counts:
             item.problems.append(f"capped: {item.product_id}: {fit.note()}")
@@ -159,6 +161,15 @@ class ProductItem:
         payload = [self.title, self.price, self.currency, self.category_path, self.merchant_id,
                    self.description, self.images, self.videos, [list(p) for p in self.specs]]
         return hashlib.sha256(json.dumps(payload, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+@dataclass
+class NotModified:
+    """A product page that answered ``304 Not Modified`` to a refresh's conditional request: its
+    product is unchanged and nothing of it is written (``revalidate.py``)."""
+
+    url: str
+    product_id: str
 
 
 @dataclass

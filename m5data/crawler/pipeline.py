@@ -1,13 +1,20 @@
 """The item pipeline: normalise items and write them to the store in batches.
 
-Per batch of ``crawl.batch_rows`` products, the writes go ``specs`` -> ``media`` -> ``products``:
-a product row is the commit mark of its page, so a crash between the writes leaves a product
+Per batch of ``crawl.batch_rows`` products, the writes go ``specs`` -> ``media`` ->
+``page_validators`` -> ``products``: a product row is the commit mark of its page, so a crash
+between the writes leaves a product
 without its row (crawled again on resume) but never a product row without its specs and media.
 ``crawl_errors`` rows are written with each batch. Everything buffered is flushed when the
 spider closes.
 
 Duplicates: a page whose product id, or whose content hash, was already stored (in this crawl,
 or - when resuming - in the store) is counted and not stored again.
+
+Changes (a refresh, ``revalidate.py``): each product is counted ``new`` (not in the store),
+``changed`` (stored with other content or URL, or with rows missing: written again as before) or
+``unchanged`` (a 304, or a 200 with the stored content: nothing written but, when they differ from the
+stored ones, the page's validators). ``page_validators`` rows are written before the products
+rows (a killed crawl's resume writes both again); a refresh uses only those of stored products.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ from datetime import datetime, timezone
 
 from ..config import CrawlSettings
 from ..redact import redact
-from .items import Caps, PageError, ProductItem, media_id
+from .items import Caps, NotModified, PageError, ProductItem, media_id
+from .revalidate import stored_validators, stored_versions
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +85,8 @@ class StorePipeline:
         self.closing = False
         self.seen_ids: set[str] = set()
         self.seen_hashes: set[str] = set()
+        self.versions: dict[str, tuple] = {}  # product_id -> (content_hash, url, whole) of stored products
+        self.validators: dict[str, tuple] = {}  # canonical link -> (product_id, etag, last_modified), stored
         self._reset()
 
     @classmethod
@@ -88,6 +98,7 @@ class StorePipeline:
         self.specs: list[dict] = []
         self.media: list[dict] = []
         self.errors: dict[str, dict] = {}
+        self.validator_rows: dict[str, dict] = {}
 
     def open_spider(self) -> None:
         from ..storage import Store
@@ -95,6 +106,11 @@ class StorePipeline:
         self.store = Store.open(self.store_path, compression=self.compression)
         if self.resume:
             self.seen_ids, self.seen_hashes, _ = stored_products(self.store)
+        else:  # a refresh: what is stored decides new / changed / unchanged
+            self.versions = stored_versions(self.store)
+        # a refresh's spider holds the validators it sends (those of whole products): shared, not loaded
+        # twice (about 365 MB per million pages); other products' rows are written again anyway
+        self.validators = getattr(self.crawler.spider, "validators", None) or stored_validators(self.store)
 
     def process_item(self, item):
         try:
@@ -113,6 +129,9 @@ class StorePipeline:
         if isinstance(item, PageError):
             self._error(item.url, item.platform, item.reason, item.http_status, now)
             return item
+        if isinstance(item, NotModified):
+            self._not_modified(item)
+            return item
         if not isinstance(item, ProductItem):
             return item
         if len(item.url) > self.caps.url_chars:  # a redirect can land on a URL no link would be followed to
@@ -127,9 +146,10 @@ class StorePipeline:
         if not (item.title or item.images or item.price is not None):
             self._error(item.url, item.platform, "no product data: no title, image or price", None, now)
             return item
-        if item.problems:
-            self._error(item.url, item.platform, "; ".join(dict.fromkeys(item.problems))[:1000], None, now)
         digest = item.content_hash()
+        change = self._change(item, digest)
+        if item.problems and change != "unchanged":  # an unchanged page's row is stored already
+            self._error(item.url, item.platform, "; ".join(dict.fromkeys(item.problems))[:1000], None, now)
         if item.product_id in self.seen_ids:
             self.stats.inc_value("m5data/duplicates/product_id")
             return item
@@ -138,13 +158,54 @@ class StorePipeline:
             return item
         self.seen_ids.add(item.product_id)
         self.seen_hashes.add(digest)
-        product, specs, media = product_rows(item, self.run_id, now, digest)
-        self.products.append(product)
-        self.specs.extend(specs)
-        self.media.extend(media)
-        if len(self.products) >= self.batch_rows:
+        self._keep_validators(item, now)
+        self.stats.inc_value(f"m5data/changes/{change}")
+        if change == "unchanged":
+            self.stats.inc_value("m5data/unchanged/same_content")
+        else:
+            product, specs, media = product_rows(item, self.run_id, now, digest)
+            self.products.append(product)
+            self.specs.extend(specs)
+            self.media.extend(media)
+        if max(len(self.products), len(self.validator_rows)) >= self.batch_rows:
             self.flush()
         return item
+
+    def _change(self, item: ProductItem, digest: str) -> str:
+        """``new``, ``changed`` or ``unchanged``: the item against the stored product (a refresh)."""
+        stored = self.versions.get(item.product_id)
+        if stored is None:
+            return "new"
+        content_hash, url, whole = stored
+        return "unchanged" if whole and (content_hash, url) == (digest, item.url) else "changed"
+
+    def _not_modified(self, item: NotModified) -> None:
+        """A 304: the product is unchanged (counted once, however many links lead to it)."""
+        if item.product_id in self.seen_ids:
+            self.stats.inc_value("m5data/duplicates/product_id")
+            return
+        self.seen_ids.add(item.product_id)
+        if (stored := self.versions.get(item.product_id)) and stored[0]:
+            self.seen_hashes.add(stored[0])
+        self.stats.inc_value("m5data/changes/unchanged")
+
+    def _keep_validators(self, item: ProductItem, now) -> None:
+        """Buffer the page's validators row when they differ from the stored ones of its link."""
+        from w3lib.url import canonicalize_url
+
+        found = item.validators or {}
+        link = redact(found.get("link") or item.url)  # a URL's user:pass or a session secret is never stored
+        try:
+            key = canonicalize_url(link)
+        except ValueError:
+            return
+        pid, etag, modified = item.product_id, found.get("etag"), found.get("last_modified")
+        stored = self.validators.get(key)
+        if (stored is None and etag is None and modified is None) or stored == (pid, etag, modified):
+            return
+        self.validators[key] = (pid, etag, modified)
+        self.validator_rows[key] = {"url": link, "product_id": pid, "etag": etag, "last_modified": modified,
+                                    "run_id": self.run_id, "seen_at": now}
 
     def _error(self, url, platform, reason, http_status, now) -> None:
         url, reason = redact(url), redact(reason)  # a URL's user:pass or a session secret is never stored
@@ -156,12 +217,14 @@ class StorePipeline:
             self.flush()
 
     def flush(self) -> None:
-        """Write what is buffered: specs, media (only new keys), then products; then errors."""
+        """Write what is buffered: specs, media (only new keys), validators, then products; then errors."""
         try:
             if self.specs:
                 self.store.write("specs", self.specs)
             if self.media:
                 self.stats.inc_value("m5data/media_rows", self.store.write("media", self.media, if_absent=True))
+            if self.validator_rows:  # before the products, their commit mark: a resume writes them again
+                self.store.write("page_validators", list(self.validator_rows.values()))
             if self.products:
                 self.store.write("products", self.products)
             if self.errors:

@@ -26,8 +26,9 @@ from ..redact import strip_userinfo
 from .adapters import AdapterChooser
 from .adapters.base import is_html
 from .extraction import declared_encoding, detect_encoding, read_page
-from .items import PageError, ProductItem, host_platform
+from .items import NotModified, PageError, ProductItem, host_platform
 from .render import as_text_response, needs_render, no_product_reason, render_meta
+from .revalidate import conditional_headers, validators_of
 from .safety import RefusedRequest, crawl_scope, in_scope
 from .walls import WALLS, captcha, link_of, login_redirect, not_a_product, too_large
 
@@ -47,6 +48,8 @@ class ProductSpider(scrapy.Spider):
         start_urls: where to start; their hosts are the crawl's allowed domains.
         site: an adapter name forced on every page (default: chosen per URL by host).
         done_urls: canonical URLs of product pages already stored (not requested again).
+        validators: canonical URL -> (product_id, etag, last_modified) of stored product pages
+            (a refresh): their requests are conditional, and a 304 is an unchanged product.
         render: render pages that need it (script-filled product data) in headless Chromium.
         render_timeout: seconds a rendered page may take.
     """
@@ -54,7 +57,8 @@ class ProductSpider(scrapy.Spider):
     name = "m5data"
 
     def __init__(self, start_urls: list[str], site: str | None = None, done_urls: set[str] | None = None,
-                 render: bool = False, render_timeout: float = 30.0, **kwargs):
+                 render: bool = False, render_timeout: float = 30.0,
+                 validators: dict[str, tuple[str, str | None, str | None]] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.render = render  # re-fetch pages that need it through a headless browser (scrapy-playwright)
         self.render_timeout = render_timeout
@@ -64,6 +68,7 @@ class ProductSpider(scrapy.Spider):
         self.scope = crawl_scope(self.start_urls)  # (host, port) pairs; SafetyMiddleware reads it too
         self.choose = AdapterChooser(site)
         self.done_urls = done_urls or set()
+        self.validators = validators or {}
 
     @property
     def max_page_bytes(self) -> int:
@@ -91,8 +96,15 @@ class ProductSpider(scrapy.Spider):
             if canonicalize_url(url) in self.done_urls:
                 self.crawler.stats.inc_value("m5data/skipped_done")
                 return None
-            meta = {"download_maxsize": max(SITEMAP_MAX_BYTES, self.max_page_bytes)} if sitemap else None
-            return scrapy.Request(url, callback=self.parse, errback=self.on_error, dont_filter=dont_filter, meta=meta)
+            meta = {"download_maxsize": max(SITEMAP_MAX_BYTES, self.max_page_bytes)} if sitemap else {}
+            headers = None
+            if (known := self.validators.get(canonicalize_url(url))) is not None:
+                # a conditional GET: its 304 reaches parse() (HttpErrorMiddleware lets it through, and
+                # neither RetryMiddleware nor RedirectMiddleware acts on a 304)
+                headers = conditional_headers(known[1], known[2])
+                meta.update(handle_httpstatus_list=[304], m5data_validated=known[0])
+            return scrapy.Request(url, callback=self.parse, errback=self.on_error, dont_filter=dont_filter,
+                                  meta=meta or None, headers=headers)
         except ValueError:  # a malformed href (bad IPv6 literal, bad port): skip the link, keep the page
             self.crawler.stats.inc_value("m5data/bad_links")
             return None
@@ -107,6 +119,10 @@ class ProductSpider(scrapy.Spider):
     def parse(self, response):
         """Items and requests of one response; a start URL that yields neither gets a
         ``no product found: <why>`` row (and counts towards an empty crawl)."""
+        if response.status == 304 and (pid := response.meta.get("m5data_validated")):
+            self.crawler.stats.inc_value("m5data/not_modified")
+            yield NotModified(link_of(response), pid)  # the stored product is current: nothing to read
+            return
         start = response.meta.get("depth", 0) == 0
         done_before = self.crawler.stats.get_value("m5data/skipped_done", 0)
         why = ["the page is not a product page and links no in-scope page"]
@@ -167,6 +183,7 @@ class ProductSpider(scrapy.Spider):
                 page = read_page(response.text, response.url)
             if adapter.is_product_page(response, page):
                 item = adapter.product(response, page)
+                item.validators = validators_of(response, link_of(response))
         except Exception as exc:  # a page must never stop the crawl
             log.warning("cannot parse %s: %s: %s", response.url, type(exc).__name__, exc)
             failed = True

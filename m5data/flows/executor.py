@@ -19,6 +19,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from ..stages import RunContext, Stage, StageError, get
+from ..storage.runs import changes_note
 from .retry import transient
 
 
@@ -90,6 +91,8 @@ def stage_entry(stage: str, status: str, message: str = "", stats=None, **extra)
                    run_status=stats.status, run_id=stats.run_id,
                    details={k: v for k, v in stats.details.items() if isinstance(v, _PLAIN)})
     out.update(extra)
+    if not out["message"]:  # the summary's note: new / changed / unchanged, where the stage counts them
+        out["message"] = changes_note(out["details"])
     return out
 
 
@@ -110,13 +113,16 @@ def _merge(stage: str, entries: list[dict]) -> dict:
     from collections import Counter
 
     failures: Counter = Counter()
+    changes: Counter = Counter()
     for e in entries:
         failures.update(e["failures"])
+        changes.update((e.get("details") or {}).get("changes") or {})
     bad = [e for e in entries if e["status"] == "fatal"]
     merged = stage_entry(stage, "fatal" if bad else "ok", message="; ".join(e["message"] for e in bad),
                     n_in=sum(e["n_in"] for e in entries), n_out=sum(e["n_out"] for e in entries),
                     n_failed=sum(e["n_failed"] for e in entries), bytes=sum(e["bytes"] for e in entries),
-                    seconds=max((e["seconds"] for e in entries), default=0.0), failures=dict(failures))
+                    seconds=max((e["seconds"] for e in entries), default=0.0), failures=dict(failures),
+                    **({"details": {"changes": dict(changes)}} if changes else {}))
     merged["parts"] = entries
     return merged
 

@@ -57,6 +57,15 @@ class StageStats:
         }
 
 
+def changes_note(details: dict) -> str:
+    """``new 3, changed 1, unchanged 36`` from a stage's ``details["changes"]`` (what its items were
+    against the store before it ran), or "" when the stage does not count them."""
+    changes = details.get("changes") if isinstance(details, dict) else None
+    if not isinstance(changes, dict) or not changes:
+        return ""
+    return ", ".join(f"{kind} {n:,}" for kind, n in changes.items())
+
+
 def record_run(store, stats: StageStats, config: dict | None = None) -> None:
     """Write one row to ``runs`` (the stage's ended time is set if it was not yet)."""
     if stats.ended is None:

@@ -116,6 +116,16 @@ CRAWL_ERRORS = _spec("crawl_errors", "one row per page that could not be parsed 
     ("seen_at", _ts),
 ])
 
+PAGE_VALIDATORS = _spec("page_validators", "one row per product page URL: the validators its last 200 sent",
+                        ("url",), 1, [
+    ("url", pa.string()),  # the page link the crawl followed (before redirects): what a refresh requests
+    ("product_id", pa.string()),  # the product the page gave
+    ("etag", pa.string()),  # the ETag header as sent (a weak one keeps its W/ prefix); null when none
+    ("last_modified", pa.string()),  # the Last-Modified header as sent (an HTTP date); null when none
+    ("run_id", pa.string()),
+    ("seen_at", _ts),
+])
+
 TAXONOMY = _spec("taxonomy", "one row per unified label (class, sub-class or subsub-class)", ("level", "label_id"), 1, [
     ("level", pa.int8()),  # 1 class, 2 sub-class, 3 subsub-class
     ("label_id", pa.int32()),
@@ -223,7 +233,7 @@ RUNS = _spec("runs", "one row per stage run", ("run_id",), 1, [
 ])
 
 TABLES: dict[str, TableSpec] = {t.name: t for t in (
-    PRODUCTS, SPECS, MEDIA, CAPTIONS, CRAWL_ERRORS, TAXONOMY, LABEL_MAP, ANNOTATIONS, SPLITS, RUNS,
+    PRODUCTS, SPECS, MEDIA, CAPTIONS, CRAWL_ERRORS, PAGE_VALIDATORS, TAXONOMY, LABEL_MAP, ANNOTATIONS, SPLITS, RUNS,
     DEDUP, CAPTION_MATCH, POOLS, MATCHES, WORKERS,
 )}
 
