@@ -153,13 +153,14 @@ def test_resume_rewrites_only_unfinished_shards(exported):
     lost.unlink()  # a shard the killed run had not finished: no tar ...
     (out / "train-000002.stats.json").unlink()  # ... and one whose stats (completion marker) were never written
     (out / ".tmp-train-000003.tar").write_bytes(b"half a shard")  # a killed writer's temp file
-    finished = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar") if p.name not in ("train-000002.tar",)}
+    finished = {p.name: p.stat().st_mtime_ns for p in out.glob("train-*.tar") if p.name != "train-000002.tar"}
     again = export(store, settings_for(store, **{"export.shard_size": SHARD, "export.workers": 1}), out=out)
     assert again.shards_written == 2 and again.shards_skipped == report.shards - 2
     assert lost.read_bytes() == lost_bytes
     for name, mtime in finished.items():
         assert (out / name).stat().st_mtime_ns == mtime, f"{name} was rewritten"
     assert (out / "train-000002.stats.json").is_file()
+    assert not (out / ".tmp-train-000003.tar").exists()  # the killed writer's temp file is gone
     nothing = export(store, settings_for(store, **{"export.shard_size": SHARD, "export.workers": 1}), out=out)
     assert nothing.shards_written == 0 and nothing.stats.n_out == 0
 
