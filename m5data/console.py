@@ -252,3 +252,19 @@ class StepProgress:
         if step not in self.tasks:
             self.tasks[step] = self.progress.add_task(step, total=total)
         self.progress.update(self.tasks[step], completed=done, total=total)
+
+
+def measures(title: str, rows) -> Table:
+    """A two-column table of ``(measure, value)`` rows, values right-aligned (a verb's summary or score)."""
+    table = Table(title=title)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def precision_recall(score, unit: str) -> list[tuple[str, str]]:
+    """The rows of ``score.precision``, ``.recall`` and ``.f1`` of ``unit`` (merge, pair), four decimals."""
+    return [(f"{unit} {name}", f"{getattr(score, attr):.4f}")
+            for name, attr in (("precision", "precision"), ("recall", "recall"), ("F1", "f1"))]

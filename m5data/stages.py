@@ -5,9 +5,10 @@ stage run over the store: it reads what it needs from the context (the settings,
 store, opened lazily; its options: start URLs, a mapping, its shard) and returns its counts, with
 whatever else the flow's summary shows in ``StageStats.details``. It is declared once, below, in
 :data:`REGISTRY`: its name, where its ``run`` is, its settings section, whether the flow fans it
-out in shards, its retries and its verbs. ``m5data/cli.py`` mounts the verbs from here and
-``m5data/flows/pipeline.py`` runs every stage through one generic task that calls ``run(ctx)``
-(docs/architecture.md).
+out in shards, its retries and its verbs. ``m5data/cli.py`` mounts the verbs from here; a
+stage's verb builds one context and calls the same ``run(ctx)`` (``verbs.stage_context``,
+``verbs.run_stage``), and ``m5data/flows/pipeline.py`` runs every stage through one generic task
+that calls ``run(ctx)`` (docs/architecture.md).
 
 Targets are ``"module:attribute"`` strings, imported when used: this module imports no stage, so
 any module may import it (a stage raises :class:`TransientFailure` from here), and ``m5data
@@ -23,10 +24,17 @@ from typing import Any, Callable
 
 
 class TransientFailure(RuntimeError):
-    """A stage result worth one more try (e.g. extract items that timed out); the retry redoes only them."""
+    """A stage result worth one more try (e.g. extract items that timed out); the retry redoes only them.
+
+    ``stats``: the run's StageStats, which a verb (no retry) prints as the result.
+    """
+
+    def __init__(self, message: str, stats=None):
+        super().__init__(message)
+        self.stats = stats
 
 
-class DownloadFailed(RuntimeError):
+class DownloadFailed(TransientFailure):
     """The download run stalled or failed more URLs than ``download.max_failure_rate`` allows."""
 
 

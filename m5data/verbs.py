@@ -1,7 +1,9 @@
-"""What every ``m5data`` verb shares: its effective settings and its store, from the global options.
+"""What every ``m5data`` verb shares: its effective settings and its store, from the global options,
+and for a stage's verb the :class:`~m5data.stages.RunContext` its stage's ``run`` gets.
 
 Below the CLI: the verbs' modules import this, never ``m5data.cli`` (the entry point, which mounts
-them from the registry in m5data/stages.py).
+them from the registry in m5data/stages.py). A stage's verb is its flags and its printing around
+:func:`run_stage`: the same ``run(ctx)`` the pipeline flow calls, with a context built here once.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 import typer
 
 from . import config as cfg
+from . import stages
 
 
 def settings(ctx: typer.Context, **flags) -> cfg.Settings:
@@ -47,3 +50,48 @@ def one_line_errors(*errors: type[BaseException]) -> Iterator[None]:
         yield
     except errors as exc:
         fail(str(exc))
+
+
+def stage_context(ctx: typer.Context, create: bool = False, options: dict | None = None,
+                  progress: bool | None = None, store: bool = True, **flags) -> stages.RunContext:
+    """The RunContext of a stage's verb: settings built once (with the verb's ``flags``), the store opened.
+
+    Args:
+        create: create the store when it is missing.
+        options: the verb's own options, which the stage's ``run`` reads from ``ctx.options``.
+        progress: show the stage's progress displays (default: when the console is a terminal).
+        store: open the store now (False: the verb works without one, as ``train`` does).
+        flags: the verb's setting flags (``{"crawl.max_pages": 10}``; None: not given).
+
+    The store is opened here, before the stage runs, so that a store error is the verb's one-line
+    error whatever the stage's own errors are.
+    """
+    from .console import console
+
+    rctx = stages.RunContext(settings(ctx, **flags), options=dict(options or {}), create=create,
+                             progress=console.is_terminal if progress is None else progress)
+    if store:
+        rctx.store  # noqa: B018  (opened now: see above)
+    return rctx
+
+
+def run_stage(name: str, rctx: stages.RunContext, *errors: type[BaseException], summary: bool = True):
+    """Run the registered stage ``name``'s ``run(rctx)`` for a verb; its StageStats.
+
+    ``errors``: the stage's expected errors, each one line and exit 1. A failure worth a retry in a
+    flow (:class:`~m5data.stages.TransientFailure`, with the run's stats) is the result here: a
+    verb does not retry, it prints what the run did and decides its exit code from it.
+    ``summary``: print the stage summary (in / out / failed by reason).
+    """
+    from .console import console, stage_summary
+
+    with one_line_errors(*errors):
+        try:
+            stats = stages.get(name).load()(rctx)
+        except stages.TransientFailure as exc:
+            if exc.stats is None:
+                raise
+            stats = exc.stats
+    if summary:
+        console.print(stage_summary(stats))
+    return stats

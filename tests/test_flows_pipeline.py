@@ -136,3 +136,24 @@ def test_a_fatal_stage_fails_the_run_with_exit_1_and_skips_the_rest(store, prefe
     assert "Failed" in result.output and "fatal" in result.output and "not run" in result.output
     # align is not retried: one failed attempt, recorded once
     assert store.read("runs", where="stage = 'align'").num_rows <= 1
+
+
+def test_run_loads_the_settings_once_and_hands_them_to_the_flow(store, prefect_harness, tmp_path, monkeypatch):
+    """``m5data run`` builds the settings once (flags, config file) and its flow and stages use that
+    object: the config is not loaded again in the flow."""
+    import m5data.config as cfg
+
+    calls = []
+    real = cfg.load
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cfg, "load", counting)
+    report = tmp_path / "report"
+    result = CliRunner().invoke(app, ["--store", str(store.root), "--set", f"flows.report_out={report}", "run",
+                                      "--stages", "report", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert (report / "index.html").is_file()  # the flow's report stage read flows.report_out from that object
+    assert len(calls) == 1, calls

@@ -38,3 +38,38 @@ def test_the_context_pickles_without_its_store(tmp_path):
     assert back.settings.source("download.concurrency") == "flag" and back.shard == (1, 2)
     assert back.store.count("products") == 0  # opened again where it runs
     assert back.with_options(job="dedup").options == {"shard": [1, 2], "job": "dedup"}
+
+
+def test_a_verb_runs_its_registered_stage_with_one_run_context(store, tmp_path, monkeypatch):
+    """``m5data export`` builds a RunContext (settings with its flags, its own options, the store) and
+    calls the registry's ``run`` with it: the verb prints what the returned StageStats say."""
+    from cli_inprocess import invoke
+
+    from m5data.storage import StageStats
+
+    seen: list[RunContext] = []
+
+    def run(ctx: RunContext) -> StageStats:
+        seen.append(ctx)
+        stats = StageStats("export")
+        stats.n_in = stats.n_out = 3
+        stats.details.update(out=str(ctx.options["out"]), format=ctx.options["fmt"], version="v9",
+                             splits={"train": 3}, shards=2, shards_written=1, shards_skipped=1, skipped_splits={})
+        stats.finish("ok")
+        return stats
+
+    class Entry:
+        load = staticmethod(lambda: run)
+
+    monkeypatch.setattr(stages, "get", lambda name: Entry if name == "export" else pytest.fail(name))
+    out = tmp_path / "out"
+    res = invoke("--store", str(store.root), "export", "--split", "train", "--out", str(out), "--version", "v9",
+                 "--shard-size", "7", "--format", "parquet")
+    assert res.returncode == 0, res.stderr
+    assert len(seen) == 1 and isinstance(seen[0], RunContext)
+    ctx = seen[0]
+    assert ctx.options == {"split": "train", "out": out, "version": "v9", "fmt": "parquet"}
+    assert ctx.settings.export.shard_size == 7 and ctx.settings.source("export.shard_size") == "flag"
+    assert ctx.store.root == store.root and not ctx.create
+    assert "shards: 2 (1 written, 1 already finished)" in res.stdout
+    assert "export run" in res.stdout and "measure" in res.stdout  # the stage summary of the returned stats

@@ -35,102 +35,84 @@ def align(
     import jieba
 
     from ..config import ConfigError
-    from ..console import StepProgress, console, stage_summary
-    from ..verbs import open_store
+    from ..console import console
+    from ..verbs import run_stage, stage_context
     from .mapping import MappingError
     from .review import ReviewError
     from .run import AlignError
-    from .run import align as run_align
 
     jieba.setLogLevel(logging.WARNING)  # its "Building prefix dict" lines would break the progress bars
-    store, s = open_store(ctx, **{
+    rctx = stage_context(ctx, progress=True, options={"review": review, "review_out": review_out, "renumber": renumber}, **{
         "align.mapping": str(mapping) if mapping else None, "align.engine": engine, "align.weighting": weighting,
         "align.label_threshold": label_threshold, "align.content_threshold": content_threshold,
         "align.content_chars": content_chars, "align.workers": workers,
     })
-    with one_line_errors(AlignError, ConfigError, MappingError, ReviewError):
-        with StepProgress("align") as progress:
-            report = run_align(store, s, review=review, review_out=review_out, renumber=renumber, progress=progress)
-    console.print(stage_summary(report.stats))
-    console.print(summary_table(report))
-    for title, table in warning_tables(report):
+    details = run_stage("align", rctx, AlignError, ConfigError, MappingError, ReviewError).details
+    console.print(summary_table(details))
+    for table in warning_tables(details):
         console.print(table)
-    console.print(f"review file: [bold]{esc(str(report.review_path))}[/] (borderline pairs first)")
+    console.print(f"review file: [bold]{esc(details['review_file'])}[/] (borderline pairs first)")
     if score_against is not None:
         from .score import score_against as run_score
 
         with one_line_errors(FileNotFoundError, ValueError):
-            score = run_score(store, score_against)
+            score = run_score(rctx.store, score_against)
         console.print(score_table(score, score_against))
 
 
-def summary_table(report):
-    from ..console import Table
+def summary_table(details: dict):
+    """Align's counts, from its stage run's ``details``."""
+    from ..console import measures
 
-    t = Table(title="alignment")
-    t.add_column("measure")
-    t.add_column("value", justify="right")
-    for name, value in [
-        ("platform sub-classes", report.n_subclasses), ("unified sub-classes", report.n_groups),
-        ("level-3 labels", report.n_children), ("candidate pairs", report.n_pairs),
-        ("pairs scored this run", report.n_scored), ("pairs from the review file", report.n_pairs - report.n_scored),
-    ]:
-        t.add_row(name, f"{value:,}")
-    for reason, n in sorted(report.merges.items()):
-        t.add_row(f"  merged: {reason}", f"{n:,}")
-    for kind, n in sorted(report.overrides.items()):
-        t.add_row(f"  review: {kind}", f"{n:,}")
-    return t
+    pairs, scored = details["candidate_pairs"], details["scored_pairs"]
+    rows = [("platform sub-classes", details["subclasses"]), ("unified sub-classes", details["unified_subclasses"]),
+            ("level-3 labels", details["level3_labels"]), ("candidate pairs", pairs),
+            ("pairs scored this run", scored), ("pairs from the review file", pairs - scored)]
+    rows += [(f"  merged: {reason}", n) for reason, n in sorted(details["merged_pairs"].items())]
+    rows += [(f"  review: {kind}", n) for kind, n in sorted(details["overrides"].items())]
+    return measures("alignment", [(name, f"{n:,}") for name, n in rows])
 
 
-def warning_tables(report):
+def warning_tables(details: dict):
     """Tables for what a person must look at: unmapped level-1 names, untitled sub-classes, problems."""
     from ..console import Table
 
     out = []
-    if report.unmapped:
+    if details["unmapped"]:
         t = Table(title="unmapped level-1 names (add them to the mapping file)", style="yellow")
         for col in ("platform", "level-1 name", "products"):
             t.add_column(col)
-        for (platform, name), n in sorted(report.unmapped.items(), key=lambda kv: -kv[1]):
+        for platform, name, n in details["unmapped"]:
             t.add_row(platform, name, f"{n:,}")
-        out.append(("unmapped", t))
-    if report.untitled:
+        out.append(t)
+    if details["untitled"]:
         t = Table(title="sub-classes without titles (not merged by name alone; align.merge_empty_by_name)", style="yellow")
         for col in ("platform", "level-1 name", "sub-class"):
             t.add_column(col)
-        for key in report.untitled[:50]:
+        for key in details["untitled"]:
             t.add_row(*key)
-        if len(report.untitled) > 50:
-            t.caption = f"50 of {len(report.untitled)} shown"
-        out.append(("untitled", t))
-    if report.problems:
+        if details["untitled_subclasses"] > len(details["untitled"]):
+            t.caption = f"{len(details['untitled'])} of {details['untitled_subclasses']} shown"
+        out.append(t)
+    if details["problems"]:
         t = Table(title="review file problems", style="yellow")
         t.add_column("problem")
-        for line in report.problems[:50]:
+        for line in details["problems"]:
             t.add_row(line)
-        out.append(("problems", t))
+        out.append(t)
     return out
 
 
 def score_table(score, truth):
-    from ..console import Table
+    from ..console import measures, precision_recall
 
-    t = Table(title=f"score against {truth}")
-    t.add_column("measure")
-    t.add_column("value", justify="right")
-    t.add_row("merge precision", f"{score.precision:.4f}")
-    t.add_row("merge recall", f"{score.recall:.4f}")
-    t.add_row("merge F1", f"{score.f1:.4f}")
-    t.add_row("pairs merged by align / by truth / both", f"{score.predicted_pairs:,} / {score.true_pairs:,} / {score.correct_pairs:,}")
-    t.add_row("level-1 class accuracy", f"{score.class_accuracy:.4f}")
-    t.add_row("merges across truth classes", f"{score.cross_class_merges:,}")
-    t.add_row("platform sub-classes scored / not in store", f"{score.units:,} / {score.missing:,}")
-    for kind, (found, total) in score.recall_by_kind.items():
-        t.add_row(f"  recall of {kind or '?'} pairs", f"{found:,} / {total:,}")
-    t.add_row("level-3 precision / recall", f"{score.level3_precision:.4f} / {score.level3_recall:.4f} ({score.level3_units:,} labels)")
-    for a, b in score.false_merges:
-        t.add_row("  false merge", f"{a}  ~  {b}")
-    for a, b, kind in score.missed_merges:
-        t.add_row(f"  missed ({kind})", f"{a}  ~  {b}")
-    return t
+    rows = precision_recall(score, "merge") + [
+        ("pairs merged by align / by truth / both", f"{score.predicted_pairs:,} / {score.true_pairs:,} / {score.correct_pairs:,}"),
+        ("level-1 class accuracy", f"{score.class_accuracy:.4f}"),
+        ("merges across truth classes", f"{score.cross_class_merges:,}"),
+        ("platform sub-classes scored / not in store", f"{score.units:,} / {score.missing:,}")]
+    rows += [(f"  recall of {kind or '?'} pairs", f"{found:,} / {total:,}") for kind, (found, total) in score.recall_by_kind.items()]
+    rows.append(("level-3 precision / recall", f"{score.level3_precision:.4f} / {score.level3_recall:.4f} ({score.level3_units:,} labels)"))
+    rows += [("  false merge", f"{a}  ~  {b}") for a, b in score.false_merges]
+    rows += [(f"  missed ({kind})", f"{a}  ~  {b}") for a, b, kind in score.missed_merges]
+    return measures(f"score against {truth}", rows)

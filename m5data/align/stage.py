@@ -9,14 +9,35 @@ from __future__ import annotations
 from ..stages import RunContext
 from ..storage import StageStats
 
+SHOWN = 50  # untitled sub-classes and review-file problems kept in ``details`` (the verb shows these)
+
 
 def run(ctx: RunContext) -> StageStats:
-    """Align the store's category labels with ``options["mapping"]``; align's counts go into ``details``."""
+    """Align the store's category labels with ``options["mapping"]`` (default ``align.mapping``).
+
+    Options: ``review`` (a reviewed file to re-apply), ``review_out``, ``renumber``. Align's counts
+    and what a person must look at (unmapped level-1 names, untitled sub-classes, review-file
+    problems) go into ``details``.
+    """
+    import contextlib
+
     from .run import align
 
-    report = align(ctx.store, ctx.settings, mapping=ctx.options.get("mapping"), review=ctx.options.get("review"))
+    o = ctx.options
+    with (_step_progress() if ctx.progress else contextlib.nullcontext(None)) as progress:
+        report = align(ctx.store, ctx.settings, mapping=o.get("mapping"), review=o.get("review"),
+                       review_out=o.get("review_out"), renumber=bool(o.get("renumber")), progress=progress)
     report.stats.details.update(
         subclasses=report.n_subclasses, unified_subclasses=report.n_groups, level3_labels=report.n_children,
-        merged_pairs=dict(report.merges), unmapped_level1=len(report.unmapped),
-        untitled_subclasses=len(report.untitled), review_file=str(report.review_path))
+        candidate_pairs=report.n_pairs, scored_pairs=report.n_scored,
+        merged_pairs=dict(report.merges), overrides=dict(report.overrides), unmapped_level1=len(report.unmapped),
+        unmapped=[[platform, name, n] for (platform, name), n in sorted(report.unmapped.items(), key=lambda kv: -kv[1])],
+        untitled_subclasses=len(report.untitled), untitled=[list(key) for key in report.untitled[:SHOWN]],
+        problems=report.problems[:SHOWN], review_file=str(report.review_path))
     return report.stats
+
+
+def _step_progress():
+    from ..console import StepProgress
+
+    return StepProgress("align")

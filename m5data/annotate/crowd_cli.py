@@ -78,19 +78,18 @@ def aggregate(
 ) -> None:
     """Aggregate the judgements into matches (P(match), accepted) and workers (ability)."""
     from ..config import ConfigError
-    from ..console import Table, console, stage_summary
-    from ..verbs import open_store
+    from ..console import Table, console
+    from ..verbs import run_stage, stage_context
     from .crowd import CrowdError, score_methods
-    from .crowd import aggregate as run_aggregate
 
-    store, s = open_store(ctx, **{"annotate.crowd_method": method, "annotate.crowd_accept": accept})
-    with one_line_errors(CrowdError, ConfigError):
-        report = run_aggregate(store, s)
-    console.print(stage_summary(report.stats))
-    console.print(f"{report.method}: {report.n_pairs:,} pairs, {report.n_judgements:,} judgements, "
-                  f"{report.n_workers:,} workers, {report.n_gold:,} gold pairs, {report.n_uncertain:,} uncertain; "
-                  f"{report.n_accepted:,} accepted matches ({report.iterations} iterations, {report.seconds:.2f} s, "
-                  f"prior {report.prior:.3f})")
+    rctx = stage_context(ctx, progress=True, options={"job": "crowd"},
+                         **{"annotate.crowd_method": method, "annotate.crowd_accept": accept})
+    store, s = rctx.store, rctx.settings
+    d = run_stage("annotate", rctx, CrowdError, ConfigError).details
+    console.print(f"{d['method']}: {d['n_pairs']:,} pairs, {d['n_judgements']:,} judgements, "
+                  f"{d['n_workers']:,} workers, {d['n_gold']:,} gold pairs, {d['n_uncertain']:,} uncertain; "
+                  f"{d['n_accepted']:,} accepted matches ({d['iterations']} iterations, {d['seconds']:.2f} s, "
+                  f"prior {d['prior']:.3f})")
     if score_against is not None:
         with one_line_errors(CrowdError, FileNotFoundError):
             scores = score_methods(store, s, score_against)

@@ -23,66 +23,54 @@ def dedup(
 ) -> None:
     """Group exact and near-duplicate listings (same image, title, pHash, MinHash, spec values) into the dedup table."""
     from ..config import ConfigError
-    from ..console import console, fail, stage_summary
-    from ..verbs import open_store
-    from .dedup import dedup as run_dedup
+    from ..console import console
+    from ..verbs import run_stage, stage_context
 
-    store, s = open_store(ctx, **{
+    rctx = stage_context(ctx, progress=True, options={"job": "dedup"}, **{
         "annotate.dedup_phash_threshold": phash_threshold, "annotate.dedup_minhash_threshold": minhash_threshold,
         "annotate.dedup_spec_min_shared": spec_min_shared, "annotate.dedup_spec_veto": False if no_spec_veto else None,
     })
-    truth = None
-    if score_against is not None:
-        from .dedup import read_truth_products
-
-        try:
-            truth = read_truth_products(score_against)
-        except (FileNotFoundError, ValueError) as exc:
-            fail(str(exc))  # plain text: the path is the user's, the message may quote the file
-    with one_line_errors(ConfigError):
-        with console.status("[bold]dedup[/] finding duplicate groups"):
-            report = run_dedup(store, s)
-    console.print(stage_summary(report.stats))
-    console.print(summary_table(report))
+    truth = read_truth(score_against)  # before the work: a wrong path fails at once
+    d = run_stage("annotate", rctx, ConfigError).details
+    console.print(summary_table(d))
     if truth is not None:
         from .dedup import score_groups
 
-        console.print(score_table(score_groups(report.rows, truth), score_against))
+        console.print(score_table(score_groups(rctx.store.read("dedup").to_pylist(), truth), score_against))
 
 
-def summary_table(report):
-    from ..console import Table
+def read_truth(path: Path | None) -> list[dict] | None:
+    """A demo shop's truth products (``--score-against``), or None without one; a bad path is one line, exit 1."""
+    if path is None:
+        return None
+    from .dedup import read_truth_products
 
-    t = Table(title="duplicate groups")
-    t.add_column("measure")
-    t.add_column("value", justify="right")
-    t.add_row("products", f"{report.n_products:,}")
-    t.add_row("groups of 2+ / products in them", f"{report.n_groups:,} / {report.n_grouped:,}")
-    for rule, n in report.pairs.items():
-        t.add_row(f"  pairs accepted: {rule}", f"{n:,}")
-    for index, n in report.candidates.items():
-        t.add_row(f"  candidates checked: {index}", f"{n:,}")
-    for rule, n in report.vetoed.items():
+    with one_line_errors(FileNotFoundError, ValueError):  # plain text: the path is the user's
+        return read_truth_products(path)
+
+
+def summary_table(details: dict):
+    """The duplicate groups a dedup run found, from its stage run's ``details``."""
+    from ..console import measures
+
+    rows = [("products", f"{details['n_products']:,}"),
+            ("groups of 2+ / products in them", f"{details['n_groups']:,} / {details['n_grouped']:,}")]
+    rows += [(f"  pairs accepted: {rule}", f"{n:,}") for rule, n in details["pairs"].items()]
+    rows += [(f"  candidates checked: {index}", f"{n:,}") for index, n in details["candidates"].items()]
+    for rule, n in details["vetoed"].items():
         why = "as likely by chance" if rule == "spec" else "by the spec veto"
-        t.add_row(f"  rejected {why}: {rule}", f"{n:,}")
-    return t
+        rows.append((f"  rejected {why}: {rule}", f"{n:,}"))
+    return measures("duplicate groups", rows)
 
 
 def score_table(score, truth):
     """Pair precision/recall; product ids (from crawled pages) and the truth path printed as text
     (the console's Table never reads a cell or title as markup)."""
-    from ..console import Table
+    from ..console import measures, precision_recall
 
-    t = Table(title=f"score against {truth}")
-    t.add_column("measure")
-    t.add_column("value", justify="right")
-    t.add_row("pair precision", f"{score.precision:.4f}")
-    t.add_row("pair recall", f"{score.recall:.4f}")
-    t.add_row("pair F1", f"{score.f1:.4f}")
-    t.add_row("pairs predicted / true / both", f"{score.predicted_pairs:,} / {score.true_pairs:,} / {score.correct_pairs:,}")
-    t.add_row("products scored", f"{score.products:,}")
-    for a, b in score.examples_false:
-        t.add_row("  false pair", f"{a} ~ {b}")
-    for a, b in score.examples_missed:
-        t.add_row("  missed pair", f"{a} ~ {b}")
-    return t
+    rows = precision_recall(score, "pair") + [
+        ("pairs predicted / true / both", f"{score.predicted_pairs:,} / {score.true_pairs:,} / {score.correct_pairs:,}"),
+        ("products scored", f"{score.products:,}")]
+    rows += [("  false pair", f"{a} ~ {b}") for a, b in score.examples_false]
+    rows += [("  missed pair", f"{a} ~ {b}") for a, b in score.examples_missed]
+    return measures(f"score against {truth}", rows)

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from ..verbs import one_line_errors
+from ..console import measures
 
 
 def match_level(
@@ -26,45 +26,25 @@ def match_level(
     import jieba
 
     from ..config import ConfigError
-    from ..console import console, stage_summary
-    from ..verbs import open_store
-    from .match_level import match_level as run_match_level
+    from ..console import console
+    from ..verbs import run_stage, stage_context
+    from .dedup_cli import read_truth
 
     jieba.setLogLevel(logging.WARNING)
-    store, s = open_store(ctx, **{"annotate.match_well": well, "annotate.match_partial": partial,
-                                  "annotate.match_folds": folds})
-    truth = None
-    if score_against is not None:
-        from .dedup import read_truth_products
-
-        with one_line_errors(FileNotFoundError, ValueError):
-            truth = read_truth_products(score_against)
-    with one_line_errors(ConfigError):
-        with console.status("[bold]match-level[/] scoring captions") as status:
-            report = run_match_level(store, s, progress=lambda step, done, total: status.update(
-                f"[bold]match-level[/] {step} {done}/{total}"))
-    console.print(stage_summary(report.stats))
-    console.print(summary_table(report))
+    rctx = stage_context(ctx, progress=True, options={"job": "match_level"},
+                         **{"annotate.match_well": well, "annotate.match_partial": partial, "annotate.match_folds": folds})
+    truth = read_truth(score_against)
+    d = run_stage("annotate", rctx, ConfigError).details
+    rows = [(f"level {level}", f"{n:,}") for level, n in d["levels"].items()]
+    rows += [(f"  missing evidence: {reason}", f"{n:,}") for reason, n in sorted(d["reasons"].items(), key=lambda kv: -kv[1])]
+    console.print(measures("caption match levels", rows))
     if truth is not None:
         from .match_level import score_levels
 
-        score = score_levels(report.rows, truth)
+        score = score_levels(rctx.store.read("caption_match").to_pylist(), truth)
         console.print(score_table(score, score_against))
         console.print(f"ROC AUC {score.auc:.4f} (mismatched captions: {score.positives:,} of {score.products:,} "
                       f"scored; {score.unscored_mismatched:,} without a score)", highlight=False)
-
-
-def summary_table(report):
-    from ..console import Table
-
-    t = Table(title="caption match levels")
-    t.add_column("measure")
-    t.add_column("value", justify="right")
-    for level, n in report.levels.items():
-        t.add_row(f"level {level}", f"{n:,}")
-    for reason, n in sorted(report.reasons.items(), key=lambda kv: -kv[1]):
-        t.add_row(f"  missing evidence: {reason}", f"{n:,}")
-    return t
 
 
 def score_table(score, truth):

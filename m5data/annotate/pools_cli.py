@@ -33,26 +33,26 @@ def pools(
     import jieba
 
     from ..config import ConfigError
-    from ..console import StepProgress, console, stage_summary
-    from ..verbs import open_store
-    from .pools import PoolsError, build_pools
+    from ..console import console, stage_summary
+    from ..verbs import run_stage, stage_context
+    from .pools import PoolsError
 
     jieba.setLogLevel(logging.WARNING)
-    store, s = open_store(ctx, **{
+    rctx = stage_context(ctx, progress=True, options={"job": "pools"}, **{
         "annotate.pool_queries": queries, "annotate.pool_k": k, "annotate.pool_search": search,
         "annotate.pool_text_model": text_model, "annotate.pool_image": image, "annotate.pool_block": block,
     })
+    store, s = rctx.store, rctx.settings
     if search and search != "exact" and not ann_check:
         ann_check = min(s.annotate.pool_block, 1000)  # an approximate search always reports its recall
-    with one_line_errors(PoolsError, ConfigError, RuntimeError):
-        with StepProgress("pools", transient=True) as progress:
-            report = build_pools(store, s, split_version=split_version, fresh=fresh, ann_check=ann_check,
-                                 progress=progress)
-    if report.up_to_date:
-        console.print(f"pools up to date: nothing changed since the run that made them ({report.n_blocks:,} blocks "
-                      f"of {report.n_queries:,} queries, fingerprint {esc(report.fingerprint)}); --fresh searches again")
-    console.print(stage_summary(report.stats))
-    console.print(summary_table(report, s))
+    rctx.options["job_options"] = {"split_version": split_version, "fresh": fresh, "ann_check": ann_check}
+    stats = run_stage("annotate", rctx, PoolsError, ConfigError, RuntimeError, summary=False)
+    d = stats.details
+    if d["up_to_date"]:
+        console.print(f"pools up to date: nothing changed since the run that made them ({d['n_blocks']:,} blocks "
+                      f"of {d['n_queries']:,} queries, fingerprint {esc(d['fingerprint'])}); --fresh searches again")
+    console.print(stage_summary(stats))
+    console.print(summary_table(d, s))
     if score_against is not None:
         from .pools import score_pools
 
@@ -63,25 +63,26 @@ def pools(
                           f"({score['pairs']} true pairs of {score['queries']} queries)")
 
 
-def summary_table(report, s):
+def summary_table(d: dict, s):
+    """The pools run's counts, from its stage run's ``details``, and the search settings ``s``."""
     from ..console import Table
 
     t = Table(title="candidate pools")
     t.add_column("measure")
     t.add_column("value", justify="right")
-    for name, value in [("embedder", report.embedder), ("search", s.annotate.pool_search),
-                        ("K", f"{s.annotate.pool_k:,}"), ("products", f"{report.n_products:,}"),
-                        ("queries", f"{report.n_queries:,}"), ("gallery", f"{report.n_gallery:,}"),
-                        ("vectors", "not read (pools up to date)" if report.up_to_date
-                         else "reused (same inputs)" if report.vectors_reused else "embedded"),
-                        ("blocks", f"{report.n_blocks:,}"), ("blocks resumed", f"{report.n_resumed:,}"),
-                        ("stale pools dropped", f"{report.dropped_queries:,}"),
-                        ("captions made from titles (extract not run)", f"{report.from_titles:,}")]:
+    for name, value in [("embedder", d["embedder"]), ("search", s.annotate.pool_search),
+                        ("K", f"{s.annotate.pool_k:,}"), ("products", f"{d['n_products']:,}"),
+                        ("queries", f"{d['n_queries']:,}"), ("gallery", f"{d['n_gallery']:,}"),
+                        ("vectors", "not read (pools up to date)" if d["up_to_date"]
+                         else "reused (same inputs)" if d["vectors_reused"] else "embedded"),
+                        ("blocks", f"{d['n_blocks']:,}"), ("blocks resumed", f"{d['n_resumed']:,}"),
+                        ("stale pools dropped", f"{d['dropped_queries']:,}"),
+                        ("captions made from titles (extract not run)", f"{d['from_titles']:,}")]:
         t.add_row(name, esc(str(value)))  # the embedder names a model folder: user data
-    for reason, n in sorted(report.gaps.items()):
+    for reason, n in sorted(d["gaps"].items()):
         t.add_row(f"  {esc(reason)}", f"{n:,}")
-    if report.ann_recall is not None:
-        t.add_row("approximate search recall vs exact", f"{report.ann_recall:.4f}")
+    if d["ann_recall"] is not None:
+        t.add_row("approximate search recall vs exact", f"{d['ann_recall']:.4f}")
     return t
 
 

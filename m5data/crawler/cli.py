@@ -23,17 +23,18 @@ def crawl(
 ) -> None:
     """Crawl product pages from start URLs into products, specs, media (pending) and crawl_errors."""
     from ..console import console, fail, stage_summary, warn
-    from ..verbs import open_store
+    from ..verbs import run_stage, stage_context
     from .adapters import UnknownSite
-    from .crawl import CrawlFailed, run
+    from .crawl import CrawlFailed
     from .walls import walled_note
 
-    store, s = open_store(ctx, **{"crawl.max_pages": max_pages, "crawl.max_depth": max_depth,
-                                  "crawl.concurrency": concurrency, "crawl.per_domain": per_domain,
-                                  "crawl.download_delay": delay, "crawl.allow_private": allow_private,
-                                  "crawl.render": render, "crawl.cookies_file": cookies})
+    rctx = stage_context(ctx, options={"start_urls": start_url, "site": site, "refresh": refresh},
+                         **{"crawl.max_pages": max_pages, "crawl.max_depth": max_depth,
+                            "crawl.concurrency": concurrency, "crawl.per_domain": per_domain,
+                            "crawl.download_delay": delay, "crawl.allow_private": allow_private,
+                            "crawl.render": render, "crawl.cookies_file": cookies})
     try:
-        stats = run(store, s, start_urls=start_url, site=site, refresh=refresh, progress=console.is_terminal)
+        stats = run_stage("crawl", rctx, summary=False)
     except (ValueError, UnknownSite) as exc:
         fail(str(exc), code=2)
     except CrawlFailed as exc:

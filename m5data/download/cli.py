@@ -13,7 +13,6 @@ from typing import Optional
 import typer
 
 from ..console import esc
-from ..verbs import one_line_errors
 
 EXIT_FAILURE_RATE = 1
 EXIT_STALLED = 3
@@ -24,19 +23,12 @@ class RichProgress:
     """The download progress bar: URLs done of total, ok, failed, bytes and bytes/s."""
 
     def __init__(self, console):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from rich import progress as rp
 
-        self.progress = Progress(
-            TextColumn("[bold]download"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("[green]{task.fields[ok]} ok"), TextColumn("[red]{task.fields[failed]} failed"),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        self.progress = rp.Progress(
+            rp.TextColumn("[bold]download"), rp.BarColumn(), rp.MofNCompleteColumn(),
+            rp.TextColumn("[green]{task.fields[ok]} ok"), rp.TextColumn("[red]{task.fields[failed]} failed"),
+            rp.TextColumn("{task.fields[rate]}"), rp.TimeElapsedColumn(), rp.TimeRemainingColumn(),
             console=console, transient=False,
         )
         self.task = None
@@ -111,25 +103,21 @@ def download(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Download media (images, videos, audio) into the store's blobs: one status per URL, resumable."""
-    from ..console import console, fail, stage_summary
-    from ..verbs import open_store
-    from .run import DownloadError, run
+    from ..console import console, fail
+    from ..verbs import run_stage, stage_context
+    from .run import DownloadError
 
-    store, s = open_store(ctx, **{
+    rctx = stage_context(ctx, progress=progress, options={
+        "source": source, "retry_failed": retry_failed, "kind": kind, "url_column": url_col,
+        "product_column": product_col,
+    }, **{
         "download.concurrency": concurrency, "download.per_host": per_host,
         "download.image_max_side": image_max_side, "download.workers": workers,
         "download.allow_private": allow_private, "download.max_failure_rate": max_failure_rate,
         "download.stall_timeout": stall_timeout,
     })
-    with one_line_errors(DownloadError):
-        if progress:
-            with RichProgress(console) as bar:
-                stats = run(store, s, source=source, retry_failed=retry_failed, kind=kind, url_column=url_col,
-                            product_column=product_col, progress=bar)
-        else:
-            stats = run(store, s, source=source, retry_failed=retry_failed, kind=kind, url_column=url_col,
-                        product_column=product_col)
-    console.print(stage_summary(stats))
+    s = rctx.settings
+    stats = run_stage("download", rctx, DownloadError)  # a stalled or failed run comes back: exit codes below
     console.print(status_table(stats))
     if stats.pool_restarts:
         console.print(f"[yellow]note:[/] a re-encoding process died; the pool was replaced {stats.pool_restarts} "

@@ -9,7 +9,8 @@ from .run import DownloadStats
 
 
 def run(ctx: RunContext) -> DownloadStats:
-    """Download the store's pending media (or ``options["source"]``'s URLs).
+    """Download the store's pending media (or ``options["source"]``'s URLs: ``kind``, ``url_column``,
+    ``product_column`` say how to read that list).
 
     Raises :class:`DownloadFailed` when the run stalled or its failure rate passed
     ``download.max_failure_rate``, so that the flow retries it; the retry (``ctx.attempt`` 2)
@@ -20,19 +21,20 @@ def run(ctx: RunContext) -> DownloadStats:
 
     store, settings, part = ctx.store, ctx.settings, ctx.shard
     source, retry_failed = ctx.options.get("source"), bool(ctx.options.get("retry_failed"))
+    listed = {key: ctx.options[key] for key in ("kind", "url_column", "product_column") if ctx.options.get(key)}
     is_retry = ctx.attempt > 1
     if is_retry and not retry_failed:
-        download(store, settings, source=source, shard=part)  # what a stalled first attempt left pending
+        download(store, settings, source=source, shard=part, **listed)  # what a stalled first attempt left pending
     with _progress(ctx.progress) as bar:
         stats = download(store, settings, source=source, retry_failed=retry_failed or is_retry, shard=part,
-                         progress=bar)
+                         progress=bar, **listed)
     stats.details["statuses"] = dict(stats.statuses)
     # a retry re-fetched only the failures: judge it by the share of all tried media still failed
     failed = stats.status == "failed" if not is_retry else \
         store_failure_rate(store, part) > settings.download.max_failure_rate
     if stats.stalled or failed:
         raise DownloadFailed(f"download run {stats.run_id}: {stats.status}, failure rate {stats.failure_rate:.1%} "
-                             f"({stats.n_failed} of {stats.n_in}); stalled URLs: {len(stats.stalled)}")
+                             f"({stats.n_failed} of {stats.n_in}); stalled URLs: {len(stats.stalled)}", stats)
     return stats
 
 

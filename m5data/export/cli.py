@@ -27,34 +27,28 @@ def export(
     workers: Optional[int] = typer.Option(None, "--workers", help="Processes writing shards (0 = one per core, 1 = inline)."),
 ) -> None:
     """Export a split (or all) as WebDataset shards, Hugging Face Parquet or the M5Product layout; resumable."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from ..config import ConfigError
-    from ..console import Table, console, esc, stage_summary
-    from ..verbs import open_store
+    from ..console import Table, console, esc
+    from ..verbs import run_stage, stage_context
     from .remote import RemoteError, is_remote
-    from .run import export as run_export
     from .samples import ExportError
 
-    store, s = open_store(ctx, **{"export.shard_size": shard_size, "export.shard_bytes": shard_bytes,
-                                  "export.workers": workers, "export.format": fmt})
-    with one_line_errors(ExportError, ConfigError, RemoteError):
-        with Progress(TextColumn("[bold]export[/] shards"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console) as bar:
-            task = bar.add_task("shards", total=None)
-            report = run_export(store, s, out=out if is_remote(out) else Path(out), split=split, version=version,
-                                progress=lambda done, total: bar.update(task, completed=done, total=total))
-    console.print(stage_summary(report.stats))
-    for name, why in report.skipped_splits.items():
+    rctx = stage_context(ctx, progress=True, options={"split": split, "out": out if is_remote(out) else Path(out),
+                                                      "version": version},
+                         **{"export.shard_size": shard_size, "export.shard_bytes": shard_bytes,
+                            "export.workers": workers, "export.format": fmt})
+    rctx.options["fmt"] = rctx.settings.export.format  # the verb's format is export.format, not flows.export_format
+    d = run_stage("export", rctx, ExportError, ConfigError, RemoteError).details
+    for name, why in d["skipped_splits"].items():
         console.print(f"[yellow]skipped[/] split {esc(repr(name))}: not a plain name ({esc(why)}); "
                       "nothing of it was written", highlight=False, soft_wrap=True)
-    t = Table(title=esc(f"{report.fmt} export of version {report.version} -> {report.out}"))
+    t = Table(title=esc(f"{d['format']} export of version {d['version']} -> {d['out']}"))
     t.add_column("split")
     t.add_column("products", justify="right")
-    for name, n in report.splits.items():
+    for name, n in d["splits"].items():
         t.add_row(esc(name), f"{n:,}")
     console.print(t)
-    console.print(f"shards: {report.shards} ({report.shards_written} written, {report.shards_skipped} already finished)")
+    console.print(f"shards: {d['shards']} ({d['shards_written']} written, {d['shards_skipped']} already finished)")
 
 
 def check_shards(

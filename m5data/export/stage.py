@@ -5,6 +5,7 @@ Safe to retry: a re-run skips every finished shard.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from ..stages import RunContext
@@ -16,7 +17,10 @@ def run(ctx: RunContext) -> StageStats:
     fmt, out, version).
 
     The folder defaults to ``<store>/exports/<version>-<fmt>-<split>``; the export's counts go into ``details``.
+    With ``ctx.progress`` a bar counts the shards.
     """
+    import contextlib
+
     from .run import export
 
     store, fl = ctx.store, ctx.settings.flows
@@ -25,11 +29,26 @@ def run(ctx: RunContext) -> StageStats:
     version, out = ctx.options.get("version"), ctx.options.get("out")
     if out is None:
         version, out = default_out(store, split, fmt, version)
-    report = export(store, ctx.settings, out=out, split=split, fmt=fmt, version=version)
+    with (_shard_bar() if ctx.progress else contextlib.nullcontext(None)) as progress:
+        report = export(store, ctx.settings, out=out, split=split, fmt=fmt, version=version, progress=progress)
     report.stats.details.update(
         out=str(report.out), format=report.fmt, version=report.version, splits=report.splits, shards=report.shards,
-        shards_written=report.shards_written, shards_skipped=report.shards_skipped)
+        shards_written=report.shards_written, shards_skipped=report.shards_skipped,
+        skipped_splits=dict(report.skipped_splits))
     return report.stats
+
+
+@contextlib.contextmanager
+def _shard_bar():
+    """A rich bar of the shards written (or found finished) of all the export's shards."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..console import console
+
+    with Progress(TextColumn("[bold]export[/] shards"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as bar:
+        task = bar.add_task("shards", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def default_out(store, split: str, fmt: str, version: str | None) -> tuple[str | None, str]:

@@ -22,14 +22,14 @@ def extract(
 ) -> None:
     """Extract 1-fps frames, mp3 + MFCC, normalised images and segmented captions for media not done yet."""
     from ..console import Table, console, stage_summary
-    from ..verbs import open_store
-    from .run import ExtractError, parse_kinds, run
+    from ..verbs import run_stage, stage_context
+    from .run import ExtractError, parse_kinds
 
     with one_line_errors(ExtractError):
         wanted = parse_kinds(kinds)
-    store, s = open_store(ctx, **{"extract.workers": workers})
-    with one_line_errors(ExtractError):
-        stats = run(store, s, kinds=wanted, limit=limit, retry_failed=retry_failed, progress=progress)
+    rctx = stage_context(ctx, progress=progress, options={"kinds": wanted, "limit": limit, "retry_failed": retry_failed},
+                         **{"extract.workers": workers})
+    stats = run_stage("extract", rctx, ExtractError, summary=False)
     table = Table(title="extract by kind")
     for col in ("kind", "status", "items"):
         table.add_column(col, justify="right" if col == "items" else "left")

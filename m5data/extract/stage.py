@@ -10,7 +10,8 @@ TRANSIENT_REASONS = ("timeout", "timed out", "worker process died")
 
 
 def run(ctx: RunContext) -> ExtractStats:
-    """Extract what has no derived output yet (``options["kinds"]``, default all four).
+    """Extract what has no derived output yet (``options["kinds"]``, default all four; ``limit``
+    items per kind; ``retry_failed``: also redo the failed ones).
 
     Items that failed transiently (an ffmpeg pass that timed out, a worker process that died)
     make the first attempt raise :class:`TransientFailure`; the flow's retry (``ctx.attempt`` 2)
@@ -21,10 +22,11 @@ def run(ctx: RunContext) -> ExtractStats:
 
     is_retry = ctx.attempt > 1
     stats = extract(ctx.store, ctx.settings, kinds=ctx.options.get("kinds") or "video,audio,image,text",
-                    limit=ctx.options.get("limit"), progress=ctx.progress, retry_failed=is_retry, shard=ctx.shard)
+                    limit=ctx.options.get("limit"), progress=ctx.progress, retry_failed=is_retry or bool(ctx.options.get("retry_failed")),
+                    shard=ctx.shard)
     stats.details["by_kind"] = {f"{k}/{s}": n for (k, s), n in sorted(stats.by_kind.items())}
     flaky = sum(n for reason, n in stats.failures.items() if any(t in reason.lower() for t in TRANSIENT_REASONS))
     if flaky and not is_retry:
         raise TransientFailure(f"extract run {stats.run_id}: {flaky} item(s) timed out or lost their worker; "
-                               "retrying those")
+                               "retrying those", stats)
     return stats

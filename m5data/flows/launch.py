@@ -31,18 +31,30 @@ def run_pipeline(plan, settings, overrides: dict | None = None, config_file: str
 
     Args:
         plan: from :func:`m5data.flows.pipeline.check_plan`.
-        settings: the effective settings (the runner comes from ``flows``).
-        overrides: settings overrides (``{"section.key": value}``): the flow builds its settings once
-            from them and ``config_file``, and hands that object to every task.
+        settings: the effective settings (the runner comes from ``flows``): the flow runs in this
+            process and hands a copy (at the plan's absolute store path) to every task; they are
+            not loaded again.
+        overrides: settings overrides (``{"section.key": value}``) and ``config_file``: the flow's
+            parameters, shown by the Prefect server (the settings themselves never go there).
         config_file: the TOML settings file.
         progress: show the verbs' progress bars.
     """
-    from .pipeline import pipeline_flow
+    import copy
+    import uuid
+
+    from .pipeline import _SETTINGS, pipeline_flow
     from .runners import api_for_workers
 
+    handoff = uuid.uuid4().hex
+    _SETTINGS[handoff] = copy.deepcopy(settings)
+    _SETTINGS[handoff].set("store.path", plan.store_path, "flag")
     # the flow makes flows.runner's task runner itself (shards_flow); it and the workers share this API
-    with api_for_workers(settings.flows.runner):
-        state = pipeline_flow(**plan.parameters(overrides, config_file, progress), return_state=True)
+    try:
+        with api_for_workers(settings.flows.runner):
+            state = pipeline_flow(**plan.parameters(overrides, config_file, progress), settings_handoff=handoff,
+                                  return_state=True)
+    finally:
+        _SETTINGS.pop(handoff, None)
     results = state.result(raise_on_failure=False)
     if not isinstance(results, dict):  # the flow itself crashed: the exception is the result
         message = f"{type(results).__name__}: {results}" if isinstance(results, BaseException) else (state.message or "")

@@ -80,6 +80,7 @@ def secrets_out_of_band(plan: Plan, settings, overrides: dict, environ=None) -> 
         raise PipelineError(f"crawl: {exc}") from None
     session.register_headers(headers)
     environ["M5DATA_CRAWL_HEADERS"] = json.dumps(headers)
+    settings.set("crawl.headers", environ["M5DATA_CRAWL_HEADERS"], "env")  # as a flow that loads them reads them
     return True
 
 
@@ -168,6 +169,23 @@ def _artifact(store_path: str, results: dict, fatal: str | None, logger) -> None
         logger.warning(f"could not write the run's artifact: {exc}")
 
 
+# the settings ``m5data run`` built, handed to its flow in this process (run_pipeline): a flow's
+# parameters are stored by the Prefect server, and the settings may hold secrets. A served or
+# deployed flow runs in another process: it builds them from its parameters (once, in the flow)
+_SETTINGS: dict[str, object] = {}
+
+
+def flow_settings(store_path: str, overrides: dict | None, config_file: str | None, handoff: str | None):
+    """The flow run's settings: the object handed over in this process under ``handoff``, else
+    loaded once from ``overrides`` and ``config_file`` (the store at ``store_path``)."""
+    if handoff and handoff in _SETTINGS:
+        return _SETTINGS[handoff]
+    from ..config import load
+
+    overrides = {k: v for k, v in (overrides or {}).items() if k != "store.path"}
+    return load(config_file, {**overrides, "store.path": store_path})
+
+
 def _quiet_jieba() -> None:
     """jieba sets its logger to DEBUG when imported; under a flow those lines reach Prefect's console handler."""
     try:
@@ -182,7 +200,7 @@ def _quiet_jieba() -> None:
 def pipeline_flow(store_path: str, start_urls: list[str] | None = None, stages: list[str] | None = None,
                   mapping: str | None = None, kinds: str = "video,audio,image,text", shards: int = 1,
                   refresh: bool = False, overrides: dict | None = None, config_file: str | None = None,
-                  progress: bool = False) -> dict:
+                  progress: bool = False, settings_handoff: str | None = None) -> dict:
     """Run the pipeline's stages over one store; returns each stage's entry, by stage name.
 
     Args:
@@ -199,6 +217,8 @@ def pipeline_flow(store_path: str, start_urls: list[str] | None = None, stages: 
             ``{"crawl.allow_private": True, "download.allow_private": True}``).
         config_file: a TOML settings file.
         progress: show the verbs' progress bars (for a terminal; the CLI sets it).
+        settings_handoff: names the settings ``m5data run`` built in this process (:data:`_SETTINGS`);
+            without it (a served or deployed run) they are built here from ``overrides`` and ``config_file``.
 
     Returns:
         ``{stage: entry}``; an entry has status (ok, fatal, skipped, not run), n_in, n_out,
@@ -209,15 +229,13 @@ def pipeline_flow(store_path: str, start_urls: list[str] | None = None, stages: 
     from prefect.runtime import flow_run
     from prefect.states import Failed
 
-    from ..config import load
     from ..redact import install_log_redaction
     from ..storage import Store
 
     install_log_redaction()  # log rows go to Prefect's database: no credential in them
     logger = get_run_logger()
     _quiet_jieba()
-    overrides = {k: v for k, v in (overrides or {}).items() if k != "store.path"}
-    settings = load(config_file, {**overrides, "store.path": store_path})  # once: every task gets this object
+    settings = flow_settings(store_path, overrides, config_file, settings_handoff)  # every task gets this object
     ctx = RunContext(settings, run_id=str(flow_run.id or uuid.uuid4().hex), progress=progress)
     values = {"start_urls": list(start_urls or []), "refresh": refresh, "mapping": mapping, "kinds": kinds}
     wanted = parse_stages(stages if stages is not None else settings.flows.stages)

@@ -19,25 +19,21 @@ def report(
     train_run: Optional[Path] = typer.Option(None, "--train-run", help="A training run folder whose metrics.json fills the training section."),
 ) -> None:
     """Write a static HTML report of the store (figures beside it; opens from disk, offline)."""
-    from m5data.console import console, fail
-    from m5data.verbs import open_store
+    from m5data.console import console
+    from m5data.verbs import run_stage, stage_context
 
-    from .build import BAD_BLOB, ReportError, build
+    from .build import BAD_BLOB, ReportError
 
-    store, settings = open_store(ctx)
-    try:
-        with console.status("writing the report ...") as status:
-            result = build(store, settings, out=out, truth=truth, train_run=train_run,
-                           progress=lambda section: status.update(f"report: {section} ..."))
-    except ReportError as exc:
-        fail(str(exc))  # plain text: '[x]' in a path stays
-    filled = len(result.sections) - len(result.empty_sections)
-    console.print(f"report: {filled} of {len(result.sections)} sections filled, {len(result.figures)} figures")
-    if result.stats.failures[BAD_BLOB]:
-        console.print(f"skipped {result.stats.failures[BAD_BLOB]} media paths outside the store's blobs/ and derived/")
-    if result.empty_sections:
-        console.print(f"empty (the page says what fills them): {esc(', '.join(result.empty_sections))}")
-    uri = result.index.resolve().as_uri()
+    rctx = stage_context(ctx, progress=True, options={"out": out, "truth": truth, "train_run": train_run})
+    stats = run_stage("report", rctx, ReportError, summary=False)  # plain text: '[x]' in a path stays
+    d = stats.details
+    console.print(f"report: {d['sections'] - len(d['empty_sections'])} of {d['sections']} sections filled, "
+                  f"{d['figures']} figures")
+    if stats.failures[BAD_BLOB]:
+        console.print(f"skipped {stats.failures[BAD_BLOB]} media paths outside the store's blobs/ and derived/")
+    if d["empty_sections"]:
+        console.print(f"empty (the page says what fills them): {esc(', '.join(d['empty_sections']))}")
+    uri = Path(d["index"]).resolve().as_uri()
     console.print(f"open [bold]{esc(uri)}[/]")
     if open_:
         import webbrowser

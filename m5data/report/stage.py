@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from ..stages import RunContext
 from ..storage import StageStats
 
 
 def run(ctx: RunContext) -> StageStats:
-    """Write the store's HTML report into :func:`report_folder` (or ``options["out"]``); its page in ``details``."""
+    """Write the store's HTML report into :func:`report_folder` (or ``options["out"]``); its page in ``details``.
+
+    Options: ``truth`` (a demo shop's truth folder), ``train_run`` (a training run folder).
+    """
     from .build import build
 
-    result = build(ctx.store, ctx.settings, out=ctx.options.get("out") or report_folder(ctx.settings),
-                   truth=ctx.options.get("truth"))
-    result.stats.details.update(index=str(result.index), empty_sections=result.empty_sections)
+    with (_status() if ctx.progress else contextlib.nullcontext(None)) as progress:
+        result = build(ctx.store, ctx.settings, out=ctx.options.get("out") or report_folder(ctx.settings),
+                       truth=ctx.options.get("truth"), train_run=ctx.options.get("train_run"), progress=progress)
+    result.stats.details.update(index=str(result.index), empty_sections=result.empty_sections,
+                                sections=len(result.sections), figures=len(result.figures))
     return result.stats
+
+
+@contextlib.contextmanager
+def _status():
+    """The section being written, on a rich status line."""
+    from ..console import console
+
+    with console.status("writing the report ...") as status:
+        yield lambda section: status.update(f"report: {section} ...")
 
 
 def report_folder(settings) -> str:

@@ -24,27 +24,24 @@ def build_splits(
 ) -> None:
     """Assign products to train / query-c / gallery-c / query-fg / gallery-fg / cls-train / cls-test / subset; write the manifest."""
     from ..config import ConfigError
-    from ..console import console, stage_summary
-    from ..verbs import open_store
-    from .build import SplitsError, build
+    from ..console import console
+    from ..verbs import run_stage, stage_context
+    from .build import SplitsError
 
-    store, s = open_store(ctx)
-    with one_line_errors(SplitsError, ConfigError):
-        with console.status("[bold]splits[/] ...") as status:
-            report = build(store, s, version=version, seed=seed, replace=replace,
-                           progress=lambda step: status.update(f"[bold]splits[/] {step}"))
-    console.print(stage_summary(report.stats))
-    console.print(manifest_table(report.version, report.splits, report.plan.targets))
-    console.print(f"groups: {esc(report.groups.describe())}", highlight=False, soft_wrap=True)
-    if report.reused_plan:
-        console.print(f"version {esc(repr(report.version))} existed: its stored plan was reused, "
-                      f"{report.moved:,} product(s) moved split", highlight=False)
-    if report.held_out:
-        console.print(f"held out (in no split, splits.train below the rest): {report.held_out:,}")
-    for reason, n in report.excluded.items():
+    rctx = stage_context(ctx, progress=True, options={"seed": seed, "replace": replace})
+    rctx.options["version"] = version or rctx.settings.splits.version  # the verb builds no new version by itself
+    d = run_stage("splits", rctx, SplitsError, ConfigError).details
+    console.print(manifest_table(d["version"], d["entries"], d["targets"]))
+    console.print(f"groups: {esc(d['groups_described'])}", highlight=False, soft_wrap=True)
+    if d["reused_plan"]:
+        console.print(f"version {esc(repr(d['version']))} existed: its stored plan was reused, "
+                      f"{d['moved']:,} product(s) moved split", highlight=False)
+    if d["held_out"]:
+        console.print(f"held out (in no split, splits.train below the rest): {d['held_out']:,}")
+    for reason, n in d["excluded"].items():
         if n:
-            console.print(f"[yellow]excluded[/] {esc(str(reason))}: {n:,}")
-    console.print(f"manifest: [bold]{esc(str(report.manifest))}[/]")
+            console.print(f"[yellow]excluded[/] {esc(reason)}: {n:,}")
+    console.print(f"manifest: [bold]{esc(d['manifest'])}[/]")
 
 
 def manifest_table(version: str, splits: dict, targets: dict | None = None):

@@ -6,23 +6,42 @@ settings, an empty store) would fail again.
 
 from __future__ import annotations
 
+import contextlib
+
 from ..stages import RunContext
 from ..storage import StageStats
 
 
 def run(ctx: RunContext) -> StageStats:
-    """Build the split version :func:`incremental_version` picks; the per-split products go into ``details``."""
+    """Build the split version ``options["version"]``, else the one :func:`incremental_version` picks.
+
+    Options: ``seed``, ``replace`` (rebuild an existing version with new settings). The per-split
+    products go into ``details`` (``entries``: each split's manifest entry; ``targets``: the plan's sizes).
+    """
     from .build import build
 
     store, settings = ctx.store, ctx.settings
     # a later run on a grown store writes a new version and keeps the old ones intact
     version = ctx.options.get("version") or incremental_version(store, settings.splits.version)
-    report = build(store, settings, version=version, seed=ctx.options.get("seed"))
+    with (_status() if ctx.progress else contextlib.nullcontext(None)) as say:
+        report = build(store, settings, version=version, seed=ctx.options.get("seed"),
+                       replace=bool(ctx.options.get("replace")), progress=say)
     report.stats.details.update(
         version=report.version, manifest=str(report.manifest), groups=report.groups.source,
         splits={name: entry["products"] for name, entry in report.splits.items()},
-        held_out=report.held_out, moved=report.moved)
+        held_out=report.held_out, moved=report.moved, entries=report.splits, targets=report.plan.targets,
+        groups_described=report.groups.describe(), reused_plan=report.reused_plan,
+        excluded={str(reason): n for reason, n in report.excluded.items()})
     return report.stats
+
+
+@contextlib.contextmanager
+def _status():
+    """The build's steps on a rich status line."""
+    from ..console import console
+
+    with console.status("[bold]splits[/] ...") as status:
+        yield lambda step: status.update(f"[bold]splits[/] {step}")
 
 
 def incremental_version(store, default: str) -> str:

@@ -1,4 +1,4 @@
-"""``m5data train`` and ``m5data evaluate``: thin wrappers over train.loop and train.evaluate."""
+"""``m5data train`` (the train stage's ``run``, m5data/train/stage.py) and ``m5data evaluate`` (train.evaluate)."""
 
 from __future__ import annotations
 
@@ -26,49 +26,32 @@ def train(
 
     Several processes (GPUs, or CPU processes over gloo): torchrun --nproc-per-node N -m m5data train ...
     """
-    from rich.live import Live
-
-    from m5data.console import console, fail
+    from m5data.console import console
 
     from ..console import Table
-    from .config import TrainConfigError, load_config
+    from ..verbs import run_stage, stage_context
     from .data import ShardError
-    from .loop import train as run_training
-
-    with one_line_errors(TrainConfigError):
-        cfg = load_config(old_preset or preset)
-    if seed is not None:
-        cfg.train.seed = seed
-
     from .loop import distributed_from_env
 
-    if not distributed_from_env().main:  # under torchrun, rank 0 alone reports
-        try:
-            run_training(shards, out, cfg, epochs, device=device, max_steps=max_steps)
-        except (ShardError, ValueError, FileNotFoundError) as exc:  # RunFolderError is a ValueError
-            fail(str(exc))
+    main = distributed_from_env().main  # under torchrun, rank 0 alone reports
+    rctx = stage_context(ctx, store=False, progress=main, options={
+        "shards": shards, "out": out, "preset": old_preset or preset, "epochs": epochs, "max_steps": max_steps,
+        "device": device, "seed": seed, "evaluate": False, "record": False})
+    # a bad preset is a TrainConfigError, a bad run folder a RunFolderError: both ValueErrors
+    d = run_stage("train", rctx, ShardError, ValueError, FileNotFoundError, summary=False).details
+    if not main:
         return
-    with Live(console=console, refresh_per_second=4, transient=False) as live:
-        def show(rec: dict) -> None:
-            parts = " ".join(f"{k}={v:.3f}" for k, v in rec.items() if k.startswith("cl:") or k in ("mlm", "mrp", "mem", "mfp", "mam"))
-            live.update(f"epoch {rec['epoch'] + 1}/{epochs} step {rec['step']} loss {rec['loss']:.3f} "
-                        f"{rec['samples_per_s']:.1f} samples/s  {parts}")
-
-        try:
-            result = run_training(shards, out, cfg, epochs, device=device, max_steps=max_steps, progress=show)
-        except (ShardError, ValueError, FileNotFoundError) as exc:  # RunFolderError is a ValueError
-            fail(str(exc))
-    if result.resumed_from:
-        console.print(f"resumed from step {result.resumed_from} (checkpoint in {esc(str(out))})", soft_wrap=True)
-    table = Table(title=f"train {out} ({result.steps} steps)")
+    if d["resumed_from"]:
+        console.print(f"resumed from step {d['resumed_from']} (checkpoint in {esc(str(out))})", soft_wrap=True)
+    table = Table(title=f"train {out} ({d['steps']} steps)")
     for col in ("loss", "first steps", "last steps"):
         table.add_column(col, justify="right" if col != "loss" else "left")
-    for key in result.first:
-        table.add_row(key, f"{result.first[key]:.4f}", f"{result.last[key]:.4f}")
+    for key in d["first"]:
+        table.add_row(key, f"{d['first'][key]:.4f}", f"{d['last'][key]:.4f}")
     console.print(table)
-    if result.weights:
-        console.print("modality weights: " + ", ".join(f"{k} {v:.3f}" for k, v in result.weights.items()))
-    console.print(f"{result.samples_per_s:.1f} samples/s; log {esc(str(out / 'log.jsonl'))}; "
+    if d["weights"]:
+        console.print("modality weights: " + ", ".join(f"{k} {v:.3f}" for k, v in d["weights"].items()))
+    console.print(f"{d['samples_per_s']:.1f} samples/s; log {esc(str(out / 'log.jsonl'))}; "
                   f"model {esc(str(out / 'model.pt'))}")
 
 

@@ -5,6 +5,7 @@ No retries: a resumed run goes on from its checkpoint, so re-running the flow is
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from ..stages import RunContext, StageError
@@ -19,24 +20,48 @@ def run(ctx: RunContext) -> StageStats:
 
     The shards are ``flows.train_shards``, else the folder the export stage of this run wrote
     (``options["previous"]["export"]``); :class:`StageError` when there are none in WebDataset.
-    ``options["evaluate"]`` False skips the evaluation.
+    The ``train`` verb gives its own in ``options`` (``shards``, ``out``, ``preset``, ``epochs``,
+    ``max_steps``, ``device``, ``seed``) and runs without a store (``record`` False).
+    ``options["evaluate"]`` False skips the evaluation. With ``ctx.progress`` each step's losses are shown.
     """
-    fl = ctx.settings.flows
-    exported = (ctx.options.get("previous") or {}).get("export") or {}
-    shards = fl.train_shards or exported.get("out")
+    fl, o = ctx.settings.flows, ctx.options
+    exported = (o.get("previous") or {}).get("export") or {}
+    shards = o.get("shards") or fl.train_shards or exported.get("out")
     if not shards or (exported and exported.get("format", "webdataset") != "webdataset"):
         raise StageError(NEEDS_SHARDS)
-    out = fl.train_out or str(ctx.settings.store_path.absolute().parent / "m5data-train")
-    return train_and_evaluate(shards, out, config=fl.train_config, epochs=fl.train_epochs,
-                              max_steps=fl.train_max_steps or None, store=ctx.store,
-                              evaluate=ctx.options.get("evaluate", True))
+    out = o.get("out") or fl.train_out or str(ctx.settings.store_path.absolute().parent / "m5data-train")
+    epochs = o.get("epochs") or fl.train_epochs
+    with _live(epochs) if ctx.progress else contextlib.nullcontext(None) as progress:
+        return train_and_evaluate(shards, out, config=o.get("preset") or fl.train_config, epochs=epochs,
+                                  max_steps=o.get("max_steps") or fl.train_max_steps or None,
+                                  store=ctx.store if o.get("record", True) else None,
+                                  evaluate=o.get("evaluate", True), device=o.get("device"), seed=o.get("seed"),
+                                  progress=progress)
+
+
+@contextlib.contextmanager
+def _live(epochs: int):
+    """One live line: the epoch, the step, the loss and each objective's, samples/s."""
+    from rich.live import Live
+
+    from ..console import console
+
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+        def show(rec: dict) -> None:
+            parts = " ".join(f"{k}={v:.3f}" for k, v in rec.items() if k.startswith("cl:") or k in ("mlm", "mrp", "mem", "mfp", "mam"))
+            live.update(f"epoch {rec['epoch'] + 1}/{epochs} step {rec['step']} loss {rec['loss']:.3f} "
+                        f"{rec['samples_per_s']:.1f} samples/s  {parts}")
+
+        yield show
 
 
 def train_and_evaluate(shards: str, out: str | Path, config: str = "small", epochs: int = 1,
-                       max_steps: int | None = None, store=None, evaluate: bool = True) -> StageStats:
+                       max_steps: int | None = None, store=None, evaluate: bool = True, device: str | None = None,
+                       seed: int | None = None, progress=None) -> StageStats:
     """Train, then (``evaluate``) the papers' metrics table; the run's counts, with both in ``details``.
 
-    With a ``store`` the run gets a ``runs`` row.
+    With a ``store`` the run gets a ``runs`` row. ``seed`` replaces the preset's; ``progress(record)``
+    gets each logged step.
     """
     from ..storage import record_run
     from .config import load_config
@@ -44,10 +69,13 @@ def train_and_evaluate(shards: str, out: str | Path, config: str = "small", epoc
 
     stats = StageStats("train")
     cfg = load_config(config)
-    result = train(shards, out, cfg, epochs, max_steps=max_steps)
+    if seed is not None:
+        cfg.train.seed = seed
+    result = train(shards, out, cfg, epochs, device=device, max_steps=max_steps, progress=progress)
     stats.n_in, stats.n_out = result.steps, 1
     stats.details.update(run=str(result.run), steps=result.steps, first=result.first, last=result.last,
-                         samples_per_s=result.samples_per_s, weights=result.weights)
+                         samples_per_s=result.samples_per_s, weights=result.weights,
+                         resumed_from=result.resumed_from)
     if evaluate:
         from .evaluate import evaluate as run_eval
 
