@@ -22,23 +22,26 @@ from m5data.crawler.politeness import PolitenessMiddleware, throttle_by_host
 from m5data.download.fetch import Fetcher
 from m5data.download.retry_after import retry_after_seconds
 
-IN_30_S = email.utils.formatdate(int(time.time()) + 30, usegmt=True)
-# value -> what both read: seconds (approx for dates), or None for "no pause asked"
-VALUES = {
-    "4": 4.0,
-    " 7 ": 7.0,
-    IN_30_S: 30.0,  # an HTTP date: seconds from now
-    IN_30_S.replace("GMT", "-0000"): 30.0,  # "-0000": UTC, whatever the local zone
-    "Wed, 21 Oct 2015 07:28:00 GMT": 0.0,  # a date in the past: no wait
-    "-5": None,  # negative
-    "99999999999": 99999999999.0,  # huge but a number: read as is, the callers cap it
-    "9" * 400: math.inf,  # past a float's range
-    "soon": None,  # garbage
-    "1.5": None,  # delay-seconds is a whole number
-    "nan": None,
-    "Sat, 01 Jan 99999 00:00:00 GMT": None,  # a year no date holds
-    "\u00b2": None,  # "²": str.isdigit() says yes, float() raises
-}
+
+def header_values() -> dict[str, float | None]:
+    """value -> what both clients read: seconds (approx for dates), or None for "no pause asked".
+    Made when the test runs: the dates count from now."""
+    in_30_s = email.utils.formatdate(int(time.time()) + 30, usegmt=True)
+    return {
+        "4": 4.0,
+        " 7 ": 7.0,
+        in_30_s: 30.0,  # an HTTP date: seconds from now
+        in_30_s.replace("GMT", "-0000"): 30.0,  # "-0000": UTC, whatever the local zone
+        "Wed, 21 Oct 2015 07:28:00 GMT": 0.0,  # a date in the past: no wait
+        "-5": None,  # negative
+        "99999999999": 99999999999.0,  # huge but a number: read as is, the callers cap it
+        "9" * 400: math.inf,  # past a float's range
+        "soon": None,  # garbage
+        "1.5": None,  # delay-seconds is a whole number
+        "nan": None,
+        "Sat, 01 Jan 99999 00:00:00 GMT": None,  # a year no date holds
+        "\u00b2": None,  # "²": str.isdigit() says yes, float() raises
+    }
 
 
 def _approx(value):
@@ -77,9 +80,10 @@ def middleware_reads(values: list[str | bytes]) -> list[float | None]:
 
 
 def test_both_clients_read_retry_after_alike(store):
-    values = list(VALUES)
+    expected = header_values()
+    values = list(expected)
     fetched, paused = fetcher_reads(store, values), middleware_reads(values)
-    for value, want, got_download, got_crawl in zip(values, VALUES.values(), fetched, paused):
+    for value, want, got_download, got_crawl in zip(values, expected.values(), fetched, paused):
         assert got_download == _approx(want), (value, got_download)
         assert got_crawl == _approx(want), (value, got_crawl)
 
