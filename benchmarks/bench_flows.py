@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -40,38 +39,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
 
-
-class TreeRSS:
-    """Peak resident memory of this process and all its descendants, sampled every 0.2 s."""
-
-    def __init__(self):
-        import psutil
-
-        self.me = psutil.Process()
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self):
-        import psutil
-
-        while not self._stop.is_set():
-            total = 0
-            for proc in [self.me, *self.me.children(recursive=True)]:
-                try:
-                    total += proc.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.peak = max(self.peak, total)
-            time.sleep(0.2)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+from peak_rss import PeakRSS  # noqa: E402
 
 
 def main() -> None:
@@ -123,7 +91,7 @@ def main() -> None:
                 running.reset_faults()  # the same transient faults for both runners
                 settings = load(None, {**overrides, "store.path": str(path), "flows.runner": runner}, environ={})
                 plan = check_plan(settings, stages="download,extract")
-                with TreeRSS() as rss:
+                with PeakRSS(tree=True, every=0.2) as rss:
                     t = time.perf_counter()
                     outcome = run_pipeline(plan, settings, overrides)
                     seconds = time.perf_counter() - t
@@ -159,7 +127,7 @@ def cluster_mode(args, crawled: Path, running, overrides: dict) -> None:
                         "flows.dask_address": cluster.address}
                 settings = load(None, sets, environ={})
                 plan = check_plan(settings, stages="download,extract")
-                with TreeRSS() as rss:
+                with PeakRSS(tree=True, every=0.2) as rss:
                     t = time.perf_counter()
                     outcome = run_pipeline(plan, settings, {k: v for k, v in sets.items() if k != "store.path"})
                     seconds = time.perf_counter() - t

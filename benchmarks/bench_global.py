@@ -25,12 +25,13 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/support: the synthetic categories
+
+from peak_rss import PeakRSS  # noqa: E402
 
 STAGES = ("align", "build-splits", "check-splits", "shard-query", "export-webdataset", "export-parquet", "export-m5product")
 PLATFORMS = ("pa", "pb")
@@ -167,34 +168,15 @@ def phase(stage: str, root: str, work: str) -> dict:
 
 def measure(stage: str, root: Path, work: Path, code: str) -> dict:
     """Run ``phase`` in a child process; sample the RSS of its process tree every 20 ms."""
-    import psutil
-
     env = dict(os.environ, PYTHONPATH=code)
     proc = subprocess.Popen([sys.executable, __file__, "--phase", stage, "--root", str(root), "--work", str(work)],
                             stdout=subprocess.PIPE, text=True, env=env)
-    peak = 0
-    stop = threading.Event()
-
-    def sample():
-        nonlocal peak
-        p = psutil.Process(proc.pid)
-        while not stop.is_set():
-            try:
-                total = p.memory_info().rss + sum(c.memory_info().rss for c in p.children(recursive=True))
-                peak = max(peak, total)
-            except psutil.Error:
-                pass
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    stdout, _ = proc.communicate()
-    stop.set()
-    sampler.join()
+    with PeakRSS(proc.pid, tree=True) as mem:
+        stdout, _ = proc.communicate()
     if proc.returncode:
-        return {"failed": proc.returncode, "peak_rss": peak}
+        return {"failed": proc.returncode, "peak_rss": mem.peak}
     out = json.loads(stdout.strip().splitlines()[-1])
-    out["peak_rss"] = peak
+    out["peak_rss"] = mem.peak
     return out
 
 

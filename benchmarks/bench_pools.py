@@ -19,37 +19,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
 
-
-class PeakRSS:
-    """Highest RSS of this process while the context is open (a sampling thread)."""
-
-    def __init__(self, every: float = 0.02):
-        import psutil
-
-        self.proc = psutil.Process()
-        self.every = every
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            self._stop.wait(self.every)
-
-    def __enter__(self):
-        self.start_rss = self.proc.memory_info().rss
-        self.peak = self.start_rss
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
+from peak_rss import PeakRSS
 
 
 def vectors(n: int, dim: int, rng, centres=None, spread: float = 0.35):

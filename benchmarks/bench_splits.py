@@ -21,12 +21,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/support: the synthetic labelled store
+
+from peak_rss import PeakRSS  # noqa: E402
 
 # read the columns the build reads and hash them (the same md5), nothing else
 FLOOR_SQL = """
@@ -80,34 +81,16 @@ def phase(kind: str, store_root: str, threads: int) -> dict:
 
 def measure(kind: str, store_root: str, threads: int) -> dict:
     """Run ``phase`` in a child process; sample its RSS with psutil every 20 ms."""
-    import psutil
-
     proc = subprocess.Popen([sys.executable, __file__, "--phase", kind, "--root", store_root,
                              "--threads", str(threads)], stdout=subprocess.PIPE, text=True)
-    peak = 0
-    stop = threading.Event()
-
-    def sample():
-        nonlocal peak
-        p = psutil.Process(proc.pid)
-        while not stop.is_set():
-            try:
-                peak = max(peak, p.memory_info().rss)
-            except psutil.Error:
-                return
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    t0 = time.perf_counter()
-    stdout, _ = proc.communicate()
-    wall = time.perf_counter() - t0
-    stop.set()
-    sampler.join()
+    with PeakRSS(proc.pid) as mem:
+        t0 = time.perf_counter()
+        stdout, _ = proc.communicate()
+        wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(f"{kind} step failed (exit {proc.returncode})")
     out = json.loads(stdout.strip().splitlines()[-1])
-    out.update(wall=wall, peak_rss=peak)
+    out.update(wall=wall, peak_rss=mem.peak)
     return out
 
 

@@ -37,3 +37,14 @@ def settings_for(store: Store, **overrides):
     from m5data.config import load
 
     return load(None, {"store.path": str(store.root), **overrides}, environ={})
+
+
+def export_demo(demo_store_factory, root: Path, fmt: str, *, shard_size: int, workers: int):
+    """``(store, root, report)`` of one ``fmt`` export into ``root/out`` of a writable copy (in
+    ``root``) of the 60-product demo store with split version v1: each format's module fixture."""
+    from m5data.export.run import export
+
+    store = store_with_splits(demo_store_factory(products=60, seed=0), root)
+    report = export(store, settings_for(store, **{"export.shard_size": shard_size, "export.workers": workers}),
+                    out=root / "out", fmt=fmt)
+    return store, root, report

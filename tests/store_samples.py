@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pyarrow as pa
 
-from m5data.storage import TABLES
+from m5data.storage import TABLES, Store
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -40,6 +40,15 @@ def query(store, sql: str) -> list[tuple]:
 
 def sample_rows(name: str, n: int = 3, start: int = 0) -> list[dict]:
     return [{f.name: sample_value(f, i) for f in TABLES[name].schema} for i in range(start, start + n)]
+
+
+def filled_store(root) -> Store:
+    """A new store at ``root``: four sample products, two specs each (品牌, 颜色; values alternate)."""
+    store = Store.init(root)
+    store.write("products", sample_rows("products", 4))
+    store.write("specs", [{"product_id": f"a:{i}", "position": j, "property": p, "value": f"{p}{i % 2}"}
+                          for i in range(4) for j, p in enumerate(["品牌", "颜色"])])
+    return store
 
 
 def file_hashes(root):

@@ -5,7 +5,6 @@ import re
 
 import numpy as np
 import pytest
-from support.demo_fixtures import cached_shop, copy_store
 from typer.testing import CliRunner
 
 from m5data.annotate.dedup import brand_spellings, dedup, noisy_value, read_truth_products, run, score_groups
@@ -204,16 +203,9 @@ def test_the_veto_still_rejects_real_look_alikes_that_differ(store, realdata):
     assert _rows(store)[items[1][0]]["group_id"] == items[0][0]  # the photos alone would join them
 
 
-@pytest.fixture(scope="module")
-def demo300(demo_store_factory):
-    path = demo_store_factory(products=300, seed=0)
-    return path, cached_shop(path.parent, products=300, seed=0) / "truth"
-
-
 @pytest.mark.xdist_group("demo300")  # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
-def test_default_demo_world_pair_precision_and_recall(demo300, tmp_path):
-    path, truth = demo300
-    store_dir = copy_store(path, tmp_path)
+def test_default_demo_world_pair_precision_and_recall(demo300_copy):
+    store_dir, truth = demo300_copy
     settings = _settings(store_dir)
     from m5data.storage import Store
 
@@ -236,9 +228,8 @@ def test_default_demo_world_pair_precision_and_recall(demo300, tmp_path):
 
 
 @pytest.mark.xdist_group("demo300")  # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
-def test_cli_prints_the_score(demo300, tmp_path):
-    path, truth = demo300
-    store_dir = copy_store(path, tmp_path)
+def test_cli_prints_the_score(demo300_copy, tmp_path):
+    store_dir, truth = demo300_copy
     result = runner.invoke(app, ["--store", str(store_dir), "annotate", "dedup", "--score-against", str(truth)])
     assert result.exit_code == 0, result.output
     precision = float(re.search(r"pair precision\s*│\s*([0-9.]+)", result.output).group(1))

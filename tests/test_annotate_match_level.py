@@ -3,7 +3,6 @@
 import re
 
 import pytest
-from support.demo_fixtures import cached_shop, copy_store
 from typer.testing import CliRunner
 
 from m5data.annotate.dedup import read_truth_products
@@ -45,16 +44,10 @@ def test_bad_settings_are_rejected_before_work(store):
     assert store.count("caption_match") == 0
 
 
-@pytest.fixture(scope="module")
-def demo300(demo_store_factory):
-    path = demo_store_factory(products=300, seed=0)
-    return path, cached_shop(path.parent, products=300, seed=0) / "truth"
-
-
 @pytest.mark.xdist_group("demo300")  # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
-def test_default_demo_world_auc_reasons_and_idempotence(demo300, tmp_path):
-    path, truth_dir = demo300
-    store = Store.open(copy_store(path, tmp_path))
+def test_default_demo_world_auc_reasons_and_idempotence(demo300_copy):
+    store_dir, truth_dir = demo300_copy
+    store = Store.open(store_dir)
     settings = load(None, {"store.path": str(store.root)}, environ={})
     report = match_level(store, settings)
     rows = store.read("caption_match").to_pylist()
@@ -79,9 +72,8 @@ def test_default_demo_world_auc_reasons_and_idempotence(demo300, tmp_path):
 
 
 @pytest.mark.xdist_group("demo300")  # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
-def test_cli_prints_auc_and_confusion(demo300, tmp_path):
-    path, truth_dir = demo300
-    store_dir = copy_store(path, tmp_path)
+def test_cli_prints_auc_and_confusion(demo300_copy):
+    store_dir, truth_dir = demo300_copy
     result = runner.invoke(app, ["--store", str(store_dir), "annotate", "match-level", "--score-against", str(truth_dir)])
     assert result.exit_code == 0, result.output
     assert float(re.search(r"ROC AUC ([0-9.]+)", result.output).group(1)) >= 0.85

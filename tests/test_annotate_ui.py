@@ -8,6 +8,7 @@ import pytest
 from browser import chromium_page
 from playwright.sync_api import expect
 from support.demo_fixtures import copy_store
+from support.ui_world import first_pair, store_with_pools
 
 from m5data.annotate.ui.app import RunningUi, Session, Task, UiError, build_tasks
 from m5data.storage import Store
@@ -17,16 +18,7 @@ XSS = "<script>window.__xss = 1</script><img src=x onerror=\"window.__xss=2\">Èù
 
 @pytest.fixture
 def ui_store(demo_store_factory, tmp_path):
-    store = Store.open(copy_store(demo_store_factory(products=60, seed=0), tmp_path))
-    con = store.connect()
-    try:
-        ids = [r[0] for r in con.execute(
-            "SELECT DISTINCT product_id FROM media WHERE kind = 'image' AND status = 'ok' ORDER BY 1 LIMIT 8").fetchall()]
-    finally:
-        con.close()
-    queries, gallery = ids[:2], ids[2:]
-    store.write("pools", [{"query_id": q, "candidate_id": c, "rank": r, "score": 1.0 - r / 10, "embedder": "test"}
-                          for q in queries for r, c in enumerate(gallery, 1)])
+    store, queries, gallery = store_with_pools(copy_store(demo_store_factory(products=60, seed=0), tmp_path))
     first = store.read("products", where=f"product_id = '{queries[0]}'").to_pylist()[0]
     store.write("products", [{**first, "title": XSS}])
     return store, queries, gallery
@@ -53,13 +45,11 @@ def test_task_list_mixes_in_gold_and_needs_pools(ui_store, tmp_path):
 
 
 def test_writes_need_the_token_and_a_known_pair(ui_store):
-    store, queries, gallery = ui_store
-    session = Session("w1", build_tasks(store, per_query=2, gold=[]))
+    store, session, pair = first_pair(ui_store)
     with RunningUi(store, session) as ui:
-        pair = {"query_id": queries[0], "candidate_id": gallery[0]}
         assert _post(ui.url, {**pair, "label": "match"})[0] == 403
         assert _post(ui.url, {**pair, "label": "match"}, "wrong")[0] == 403
-        assert _post(ui.url, {"query_id": queries[0], "candidate_id": "nope:1", "label": "match"}, session.token)[0] == 400
+        assert _post(ui.url, {**pair, "candidate_id": "nope:1", "label": "match"}, session.token)[0] == 400
         assert _post(ui.url, {**pair, "label": "maybe"}, session.token)[0] == 400
         assert store.count("annotations") == 0
         status, body = _post(ui.url, {**pair, "label": "match"}, session.token)

@@ -11,25 +11,15 @@ import sys
 import pytest
 from browser import chromium_page
 from support.demo_fixtures import copy_store
+from support.ui_world import first_pair, store_with_pools
 
 from m5data.annotate.ui.app import RunningUi, Session, UiError, build_tasks, read_gold
-from m5data.storage import Store
 
 
 @pytest.fixture
 def ui_store(demo_store_factory, tmp_path):
     """A demo store with pools: two queries, six candidates each, every product with an image."""
-    store = Store.open(copy_store(demo_store_factory(products=60, seed=0), tmp_path))
-    con = store.connect()
-    try:
-        ids = [r[0] for r in con.execute(
-            "SELECT DISTINCT product_id FROM media WHERE kind = 'image' AND status = 'ok' ORDER BY 1 LIMIT 8").fetchall()]
-    finally:
-        con.close()
-    queries, gallery = ids[:2], ids[2:]
-    store.write("pools", [{"query_id": q, "candidate_id": c, "rank": r, "score": 1.0 - r / 10, "embedder": "test"}
-                          for q in queries for r, c in enumerate(gallery, 1)])
-    return store, queries, gallery
+    return store_with_pools(copy_store(demo_store_factory(products=60, seed=0), tmp_path))
 
 
 def request(port, method, path, *, host=None, body=None, **headers):
@@ -55,9 +45,7 @@ def judge(ui, session, pair, label="match", **headers):
 
 def test_a_foreign_host_header_is_refused(ui_store):
     """DNS rebinding: a page of evil.example resolved to 127.0.0.1 gets neither the page nor a write."""
-    store, queries, gallery = ui_store
-    session = Session("w1", build_tasks(store, per_query=2, gold=[]))
-    pair = {"query_id": queries[0], "candidate_id": gallery[0]}
+    store, session, pair = first_pair(ui_store)
     with RunningUi(store, session) as ui:
         p = ui.port
         status, _, body = request(p, "GET", "/", host=f"evil.example:{p}")
@@ -75,9 +63,7 @@ def test_a_foreign_host_header_is_refused(ui_store):
 
 
 def test_a_foreign_origin_is_refused(ui_store):
-    store, queries, gallery = ui_store
-    session = Session("w1", build_tasks(store, per_query=2, gold=[]))
-    pair = {"query_id": queries[0], "candidate_id": gallery[0]}
+    store, session, pair = first_pair(ui_store)
     with RunningUi(store, session) as ui:
         p = ui.port
         for origin in ("http://evil.example", f"http://evil.example:{p}", "null", f"https://127.0.0.1:{p}",
@@ -105,15 +91,13 @@ def test_loopback_bind_needs_no_token(ui_store):
 def test_a_non_loopback_bind_needs_the_workers_token_on_every_route(ui_store):
     """Bound to 0.0.0.0 (reached here through 127.0.0.1): nothing answers without the secret token, and the UI
     lives under a random path that a request without the token is not told."""
-    store, queries, gallery = ui_store
-    session = Session("w1", build_tasks(store, per_query=2, gold=[]))
-    pair = {"query_id": queries[0], "candidate_id": gallery[0]}
+    store, session, pair = first_pair(ui_store)
     with RunningUi(store, session, host="0.0.0.0") as ui:
         p, secret, base = ui.port, session.access_token, ui.base_path
         assert ui.requires_token and secret in ui.login_url and ui.login_url.startswith(f"{ui.url}{base}/?token=")
         assert len(base) > 16 and secret not in base
         routes = ["/", "/static/app.js", "/static/app.css", "/favicon.ico", "/api/tasks", "/api/summary",
-                  f"/api/product/{queries[0]}", f"/image/{queries[0]}", "/nowhere"]
+                  f"/api/product/{pair['query_id']}", f"/image/{pair['query_id']}", "/nowhere"]
         wrong = ("x" if secret[0] != "x" else "y") + secret[1:]  # the same length, one character off
         cookie = f"{ui.cookie_name}={wrong}"
         for path in routes:

@@ -7,7 +7,7 @@ import sys
 
 import pyarrow.parquet as pq
 import pytest
-from store_samples import file_hashes, sample_rows
+from store_samples import file_hashes, filled_store, sample_rows
 from typer.testing import CliRunner
 
 from m5data.cli import app
@@ -18,10 +18,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def filled(tmp_path):
-    store = Store.init(tmp_path / "store")
-    store.write("products", sample_rows("products", 4))
-    store.write("specs", [{"product_id": f"a:{i}", "position": j, "property": p, "value": f"{p}{i % 2}"}
-                          for i in range(4) for j, p in enumerate(["品牌", "颜色"])])
+    store = filled_store(tmp_path / "store")
     store.refresh_catalog()
     return store
 

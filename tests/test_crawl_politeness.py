@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from m5data.cli import app
 from m5data.config import load
 from m5data.crawler.crawl import run
-from m5data.crawler.politeness import crawl_delay_for, retry_after_seconds
+from m5data.crawler.politeness import crawl_delay_for
+from m5data.download.retry_after import retry_after_seconds
 
 TOLERANCE = 0.05  # seconds: timer slack (a request after a pause is sent after the answer was read)
 # A Crawl-delay is kept by Scrapy's download slot, which measures from when it hands a request to the

@@ -9,9 +9,7 @@ import os
 
 import numpy as np
 import pytest
-from export_helpers import settings_for, store_with_splits
-
-from m5data.export.run import export
+from export_helpers import export_demo
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # nothing to fetch: the loader must work from the folder alone
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -19,11 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 @pytest.fixture(scope="module")
 def exported(demo_store_factory, tmp_path_factory):
-    root = tmp_path_factory.mktemp("hfp")
-    store = store_with_splits(demo_store_factory(products=60, seed=0), root)
-    report = export(store, settings_for(store, **{"export.shard_size": 20, "export.workers": 1}),
-                    out=root / "out", fmt="parquet")
-    return store, root, report
+    return export_demo(demo_store_factory, tmp_path_factory.mktemp("hfp"), "parquet", shard_size=20, workers=1)
 
 
 def test_layout_and_card(exported):

@@ -8,23 +8,18 @@ import json
 import shutil
 
 import pytest
-from export_helpers import settings_for, store_with_splits
+from export_helpers import export_demo
 from store_samples import query
 from typer.testing import CliRunner
 
 from m5data.cli import app
 from m5data.export.m5product import parse_pv, pv_string
-from m5data.export.run import export
 from m5data.storage import Store
 
 
 @pytest.fixture(scope="module")
 def exported(demo_store_factory, tmp_path_factory):
-    root = tmp_path_factory.mktemp("m5p")
-    store = store_with_splits(demo_store_factory(products=60, seed=0), root)
-    report = export(store, settings_for(store, **{"export.shard_size": 16, "export.workers": 2}),
-                    out=root / "out", fmt="m5product")
-    return store, root, report
+    return export_demo(demo_store_factory, tmp_path_factory.mktemp("m5p"), "m5product", shard_size=16, workers=2)
 
 
 def test_pv_strings_follow_the_toolkit():

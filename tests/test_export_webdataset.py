@@ -9,7 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
-from export_helpers import settings_for, store_with_splits
+from export_helpers import export_demo, settings_for, store_with_splits
 from typer.testing import CliRunner
 
 from m5data.cli import app
@@ -21,11 +21,7 @@ SHARD = 8
 
 @pytest.fixture(scope="module")
 def exported(demo_store_factory, tmp_path_factory):
-    root = tmp_path_factory.mktemp("wds")
-    store = store_with_splits(demo_store_factory(products=60, seed=0), root)
-    report = export(store, settings_for(store, **{"export.shard_size": SHARD, "export.workers": 1}),
-                    out=root / "out", fmt="webdataset")
-    return store, root, report
+    return export_demo(demo_store_factory, tmp_path_factory.mktemp("wds"), "webdataset", shard_size=SHARD, workers=1)
 
 
 def _members(store, split):

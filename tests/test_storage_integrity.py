@@ -8,7 +8,7 @@ import sys
 
 import pyarrow.parquet as pq
 import pytest
-from store_samples import file_hashes, sample_rows
+from store_samples import file_hashes, filled_store
 from typer.testing import CliRunner
 
 from m5data.cli import app
@@ -19,11 +19,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def filled(tmp_path):
-    store = Store.init(tmp_path / "store")
-    store.write("products", sample_rows("products", 4))
-    store.write("specs", [{"product_id": f"a:{i}", "position": j, "property": p, "value": f"{p}{i % 2}"}
-                          for i in range(4) for j, p in enumerate(["品牌", "颜色"])])
-    return store
+    return filled_store(tmp_path / "store")
 
 
 def m5(store, *args):

@@ -41,14 +41,11 @@ _SPACE = re.compile(r"\s+")
 
 # ------------------------------------------------------------------ hashing helpers
 def fmix64(x: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 64-bit finalizer (a bijection that spreads every input bit), element-wise."""
-    x = x.astype(np.uint64, copy=True)
-    x ^= x >> np.uint64(33)
-    x *= np.uint64(0xFF51AFD7ED558CCD)
-    x ^= x >> np.uint64(33)
-    x *= np.uint64(0xC4CEB9FE1A85EC53)
-    x ^= x >> np.uint64(33)
-    return x
+    """MurmurHash3's 64-bit finalizer (a bijection that spreads every input bit), element-wise, as a
+    new uint64 array: :func:`near_jit.mix64`, the one the compiled loops use."""
+    from . import near_jit
+
+    return near_jit.mix64(np.asarray(x, dtype=np.uint64))
 
 
 def _fmix64_int(x: int) -> int:

@@ -98,20 +98,41 @@ def _value(text: str, pos: int):
     return None, end
 
 
-def _object(text: str, pos: int):
-    out: dict = {}
+def _next_member(text: str, pos: int, close: str) -> tuple[int, bool]:
+    """Where the next member of an object or array (``close``: its bracket) starts, commas and
+    comments skipped, and whether the literal ends there instead: at its bracket (consumed), at
+    the end of the text, or at another closing bracket or ``;`` (kept: an unclosed literal ends
+    there rather than loop)."""
     while True:
         pos = _skip(text, pos)
         if pos >= len(text):
+            return pos, True
+        ch = text[pos]
+        if ch == close:
+            return pos + 1, True
+        if ch in ")]};":
+            return pos, True
+        if ch != ",":
+            return pos, False
+        pos += 1
+
+
+def _member_end(text: str, pos: int, value, close: str):
+    """(value, position) after a member's value: an expression such as ``a + b`` goes on past the
+    value read, up to the next ``,`` or ``close``, and is dropped (None)."""
+    pos = _skip(text, pos)
+    if pos < len(text) and text[pos] not in "," + close:
+        return None, _skip_expression(text, pos)
+    return value, pos
+
+
+def _object(text: str, pos: int):
+    out: dict = {}
+    while True:
+        pos, done = _next_member(text, pos, "}")
+        if done:
             return out, pos
         ch = text[pos]
-        if ch == "}":
-            return out, pos + 1
-        if ch in ")];":  # the object was not closed: end it here rather than loop
-            return out, pos
-        if ch == ",":
-            pos += 1
-            continue
         if ch in "'\"`":
             key, pos = _string(text, pos)
         elif m := (_IDENT.match(text, pos) or _NUMBER.match(text, pos)):
@@ -128,9 +149,7 @@ def _object(text: str, pos: int):
                 value, pos = _value(text, _skip(text, pos + 1))
             except JSSyntaxError:
                 value = None
-            pos = _skip(text, pos)
-            if pos < len(text) and text[pos] not in ",}":  # an expression such as `a + b`: drop it
-                value, pos = None, _skip_expression(text, pos)
+            value, pos = _member_end(text, pos, value, "}")
             out[str(key)] = value
         elif pos < len(text) and text[pos] == "(":  # a method `name() {...}`
             pos = _skip_expression(text, pos)
@@ -143,24 +162,14 @@ def _object(text: str, pos: int):
 def _array(text: str, pos: int):
     out: list = []
     while True:
-        pos = _skip(text, pos)
-        if pos >= len(text):
+        pos, done = _next_member(text, pos, "]")
+        if done:
             return out, pos
-        ch = text[pos]
-        if ch == "]":
-            return out, pos + 1
-        if ch in ")};":  # the array was not closed: end it here rather than loop
-            return out, pos
-        if ch == ",":
-            pos += 1
-            continue
         try:
             value, pos = _value(text, pos)
         except JSSyntaxError:
             value, pos = None, _skip_expression(text, pos)
-        pos = _skip(text, pos)
-        if pos < len(text) and text[pos] not in ",]":
-            value, pos = None, _skip_expression(text, pos)
+        value, pos = _member_end(text, pos, value, "]")
         out.append(value)
 
 

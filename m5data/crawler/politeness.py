@@ -23,13 +23,12 @@ read back by :func:`throttle_by_host`).
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import math
 import time
 from dataclasses import dataclass
-from datetime import timezone
 
+from ..download.retry_after import retry_after_seconds
 from .safety import origin
 
 log = logging.getLogger(__name__)
@@ -37,27 +36,6 @@ log = logging.getLogger(__name__)
 THROTTLE_STATUS = frozenset({429, 503})  # the answers whose Retry-After pauses the host (RFC 9110 10.2.3)
 STATS_PREFIX = "m5data/throttle/"
 POLL = 0.25  # seconds: a waiting request looks at its host's gate again at least this often
-
-
-def retry_after_seconds(value: str | bytes | None) -> float | None:
-    """Seconds a ``Retry-After`` value asks for: delta-seconds or an HTTP date (0 once past);
-    None when absent or unreadable (negative numbers, ``nan``, prose)."""
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:  # "-0000": UTC, with no claim about the local zone
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, when.timestamp() - time.time())
 
 
 def crawl_delay_for(asked: float | None, cs) -> float:

@@ -32,6 +32,20 @@ def _prepare(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+class PhaseClock:
+    """Seconds spent per phase of one generator run, for its log line and its ``timings``:
+    :meth:`lap` closes the phase that ran since the previous lap (or since the clock was made)."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+        self._at = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.spent[name] = round(now - self._at, 3)
+        self._at = now
+
+
 def media_jobs(world: World, site: Path) -> list[dict]:
     """One render job per planned media URL (dead links included: they render nothing)."""
     return [{"site": str(site), "url": m.url, "fault": m.fault, "render": m.render}
@@ -59,28 +73,21 @@ def generate(out_dir: str | Path, products: int = 300, seed: int = 0, *,
     cfg.validate()
     out = Path(out_dir)
     _prepare(out)
-    clock, spent = time.perf_counter(), {}
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        spent[name] = round(now - clock, 3)
-        clock = now
-
+    clock = PhaseClock()
     world = build_world(cfg)
-    lap("world")
+    clock.lap("world")
     pages, faults = site.write_site(world, out / "site")
-    lap("pages")
+    clock.lap("pages")
     facts = media.render_all(media_jobs(world, out / "site"), workers)
     for p in world.products:
         for m in p.images + ([p.video] if p.video else []):
             if m.fault in ("transient_500", "slow"):
                 faults[m.fault].append(m.url)
     site.write_serve_config(faults, out / "serve.json")
-    lap("media")
+    clock.lap("media")
     man = truth.write_truth(world, pages, facts, out / "truth")
-    lap("truth")
-    log.info("demo shop: %d products in %s (%s)", man["counts"]["products"], out, spent)
+    clock.lap("truth")
+    log.info("demo shop: %d products in %s (%s)", man["counts"]["products"], out, clock.spent)
     if timings is not None:
-        timings.update(spent)
+        timings.update(clock.spent)
     return out

@@ -118,14 +118,17 @@ def _rows(world: World, pages: list[dict], facts: dict[str, dict]) -> dict[str, 
                 "label_ratio": round(label_ratio(sub.names["shopa"], sub.names["shopb"]), 4),
                 "finer_platform": sub.finer or "", "shopa_products": per_sub[("shopa", sub.sub_id)],
                 "shopb_products": per_sub[("shopb", sub.sub_id)]})
-    for inst in world.instances:
-        rows["instances"].append({
-            "instance_id": inst.instance_id, "class_id": inst.sub.class_id,
-            "sub_class_id": inst.sub.sub_id, "subsub_class_id": inst.subsub[0] if inst.subsub else 0,
-            "brand": inst.brand, "model": inst.model, "n_listings": len(inst.listings),
-            "product_ids": sorted(p.product_id for p in inst.listings)})
+    rows["instances"] += [instance_row(inst) for inst in world.instances]
     rows["pages"] = sorted(pages, key=lambda r: r["url"])
     return rows
+
+
+def instance_row(inst) -> dict:
+    """The ``instances`` truth row of one product instance (the demo world's and the scale world's)."""
+    return {"instance_id": inst.instance_id, "class_id": inst.sub.class_id,
+            "sub_class_id": inst.sub.sub_id, "subsub_class_id": inst.subsub[0] if inst.subsub else 0,
+            "brand": inst.brand, "model": inst.model, "n_listings": len(inst.listings),
+            "product_ids": sorted(p.product_id for p in inst.listings)}
 
 
 def level1_mapping_toml(world: World) -> str:

@@ -1,7 +1,8 @@
 """The download stage: media URLs -> content-addressed blobs and one status row per URL (aiohttp).
 
 Modules: ``sniff`` (magic bytes), ``safety`` (URL and address policy), ``fetch`` (the HTTP client:
-limits, retries, deadlines, streaming), ``resize`` (image re-encoding in a process pool),
+limits, retries, deadlines, streaming), ``retry_after`` (the ``Retry-After`` header, also read by
+the crawl), ``resize`` (image re-encoding in a process pool),
 ``sources`` (URL lists from the command line), ``run`` (the stage function
 ``run.run(store, settings, ...)`` and its watchdog), ``cli`` (the ``m5data download`` verb).
 See docs/download.md. Nothing is imported here, so mounting the CLI verb stays instant.

@@ -24,9 +24,7 @@ Nothing here touches the ``media`` table: :mod:`.run` turns outcomes into status
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import random
-import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ import aiohttp
 from yarl import URL
 
 from .resize import ImageDecodeError, ImagePool, ImageTooLarge, image_size
+from .retry_after import retry_after_seconds
 from .safety import GuardedResolver, UnsafeURL, check_url
 from .sniff import SNIFF_BYTES, sniff
 
@@ -68,20 +67,6 @@ class Outcome:
     meta: dict[str, Any] = field(default_factory=dict)
     transient: bool = False  # worth another attempt
     retry_after: float | None = None
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time()) if when is not None else None
 
 
 def referer_for(page: str | None, target: str) -> str | None:
@@ -284,7 +269,7 @@ class Fetcher:
         status = resp.status
         if status >= 500 or status in TRANSIENT_STATUS:
             return Outcome("failed", f"http_{status}", f"HTTP {status}", http_status=status, transient=True,
-                           retry_after=_retry_after(resp.headers.get("Retry-After")))
+                           retry_after=retry_after_seconds(resp.headers.get("Retry-After")))
         if not 200 <= status < 300:
             return Outcome("failed", f"http_{status}", f"HTTP {status}", http_status=status)
         limit = self.opts.max_image_bytes if kind == "image" else self.opts.max_video_bytes

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..splits.names import shown
 from .samples import (
     SAMPLE_HEADER_SQL,
     SPLIT_NAMES,
-    ExportError,
     _split_order,
     first_media,
-    latest_version,
-    plain_name,
+    pick_split,
     sample_from_row,
+    version_rows,
 )
 
 
@@ -61,24 +59,9 @@ def _sql_str(text: str) -> str:
 def split_counts(store, version: str | None = None, split: str = "all") -> Members:
     """The :class:`Members` of one split or ``all`` splits of a version: the same checks and errors
     as :func:`split_members`, without reading the product ids."""
-    con = store.connect()
-    try:
-        version = version or latest_version(store, con)
-        if version is None:
-            raise ExportError(f"the store {store.root} has no splits: run `m5data build-splits` first")
-        rows = con.execute("SELECT split, count(*) FROM splits WHERE version = ? GROUP BY split", [version]).fetchall()
-        versions = [r[0] for r in con.execute("SELECT DISTINCT version FROM splits ORDER BY 1").fetchall()]
-    finally:
-        con.close()
-    if not rows:
-        raise ExportError(f"no split version {shown(version)} in {store.root} (versions: {', '.join(versions) or 'none'})")
-    plain_name("split version", version)
-    counts = dict(rows)
-    if split != "all":
-        plain_name("split", split)
-        if split not in counts:
-            raise ExportError(f"split {split!r} is not in version {version!r} (splits: {', '.join(sorted(counts))})")
-        counts = {split: counts[split]}
+    version, rows = version_rows(store, version,
+                                 "SELECT split, count(*) FROM splits WHERE version = ? GROUP BY split")
+    counts = pick_split(dict(rows), split, version)
     return Members(version, {name: counts[name] for name in sorted(counts, key=_split_order)})
 
 

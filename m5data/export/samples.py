@@ -93,28 +93,43 @@ def split_members(store, version: str | None = None, split: str = "all") -> tupl
         ExportError: no splits at all, an unknown version, a split with no products, or a version
             or asked split that is not a plain name (``splits.names``: names become file names).
     """
+    version, rows = version_rows(
+        store, version, "SELECT split, product_id FROM splits WHERE version = ? ORDER BY split, product_id")
+    members: dict[str, list[str]] = {}
+    for name, pid in rows:
+        members.setdefault(name, []).append(pid)
+    members = pick_split(members, split, version)
+    return version, {name: sorted(ids) for name, ids in sorted(members.items(), key=lambda kv: _split_order(kv[0]))}
+
+
+def version_rows(store, version: str | None, sql: str) -> tuple[str, list[tuple]]:
+    """``(version, rows)`` of ``sql`` (over ``splits``, the version its one parameter) for
+    ``version`` or the latest one; :class:`ExportError` for a store without splits, a version
+    without rows (naming the versions there are) or a version that is not a plain name."""
     con = store.connect()
     try:
         version = version or latest_version(store, con)
         if version is None:
             raise ExportError(f"the store {store.root} has no splits: run `m5data build-splits` first")
-        rows = con.execute("SELECT split, product_id FROM splits WHERE version = ? ORDER BY split, product_id",
-                           [version]).fetchall()
+        rows = con.execute(sql, [version]).fetchall()
         versions = [r[0] for r in con.execute("SELECT DISTINCT version FROM splits ORDER BY 1").fetchall()]
     finally:
         con.close()
     if not rows:
         raise ExportError(f"no split version {shown(version)} in {store.root} (versions: {', '.join(versions) or 'none'})")
     plain_name("split version", version)
-    members: dict[str, list[str]] = {}
-    for name, pid in rows:
-        members.setdefault(name, []).append(pid)
-    if split != "all":
-        plain_name("split", split)
-        if split not in members:
-            raise ExportError(f"split {split!r} is not in version {version!r} (splits: {', '.join(sorted(members))})")
-        members = {split: members[split]}
-    return version, {name: sorted(ids) for name, ids in sorted(members.items(), key=lambda kv: _split_order(kv[0]))}
+    return version, rows
+
+
+def pick_split(found: dict, split: str, version: str) -> dict:
+    """``found`` (split -> its members or count) cut to ``split`` (``all``: kept whole);
+    :class:`ExportError` for a split that is not a plain name or not in the version."""
+    if split == "all":
+        return found
+    plain_name("split", split)
+    if split not in found:
+        raise ExportError(f"split {split!r} is not in version {version!r} (splits: {', '.join(sorted(found))})")
+    return {split: found[split]}
 
 
 def plain_name(kind: str, name: str) -> str:

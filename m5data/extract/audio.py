@@ -43,12 +43,7 @@ def extract_audio(path: Path, mp3: Path, *, sample_rate: int, bitrate: str = "12
             "-map", "0:a:0", "-vn", "-c:a", "libmp3lame", "-b:a", bitrate, "-ar", str(MP3_RATE), "-f", "mp3", str(tmp),
             "-map", "0:a:0", "-vn", "-f", "f32le", "-ar", str(sample_rate), "pipe:1"]
     try:
-        try:
-            proc = subprocess.run(args, capture_output=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise MediaError("ffmpeg timeout", f"audio pass over {timeout:g} s", status="failed") from None
-        if proc.returncode != 0:
-            raise MediaError("audio extraction failed", f"ffmpeg exit {proc.returncode}: {tail(proc.stderr)}")
+        proc = _ffmpeg(args, timeout, "audio pass", "audio extraction failed")
         samples = np.frombuffer(proc.stdout, dtype="<f4")
         if not tmp.is_file() or tmp.stat().st_size == 0 or not len(samples):
             raise MediaError("audio extraction failed", f"ffmpeg decoded no sound; {tail(proc.stderr) or 'no message'}")
@@ -56,6 +51,18 @@ def extract_audio(path: Path, mp3: Path, *, sample_rate: int, bitrate: str = "12
     finally:
         tmp.unlink(missing_ok=True)
     return _mono(samples, channels)
+
+
+def _ffmpeg(args: list[str], timeout: float, step: str, failed: str) -> subprocess.CompletedProcess:
+    """Run one ffmpeg ``step`` (its output captured); MediaError ``failed`` (status corrupt) when it
+    exits non-zero, ``ffmpeg timeout`` (status failed) when it runs past ``timeout`` seconds."""
+    try:
+        proc = subprocess.run(args, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise MediaError("ffmpeg timeout", f"{step} over {timeout:g} s", status="failed") from None
+    if proc.returncode != 0:
+        raise MediaError(failed, f"ffmpeg exit {proc.returncode}: {tail(proc.stderr)}")
+    return proc
 
 
 def _mono(samples: np.ndarray, channels: int | None) -> np.ndarray:
@@ -91,12 +98,7 @@ def load_samples(path: Path, sample_rate: int, *, channels: int | None = None, m
     out = ffmpeg.input(str(path), t=max_duration).output("pipe:", format="f32le", ar=sample_rate, map="0:a:0", vn=None)
     args = ffmpeg.compile(out, cmd=ffmpeg_exe())
     args = [args[0], "-nostdin", "-hide_banner", "-loglevel", "error", *args[1:]]
-    try:
-        proc = subprocess.run(args, capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise MediaError("ffmpeg timeout", f"audio decode over {timeout:g} s", status="failed") from None
-    if proc.returncode != 0:
-        raise MediaError("audio decode failed", f"exit {proc.returncode}: {tail(proc.stderr)}")
+    proc = _ffmpeg(args, timeout, "audio decode", "audio decode failed")
     return _mono(np.frombuffer(proc.stdout, dtype="<f4"), channels)
 
 

@@ -6,5 +6,6 @@
 - ``loopback``: a real Dask or Ray cluster on 127.0.0.1 as separate processes (flows tests, bench_flows);
 - ``align_world``: a seeded two-platform catalogue with known alignment (align tests, bench_align);
 - ``splits_store``: labelled products in a long-tailed set of categories (splits tests, bench_splits);
-- ``train_shards``: shards in the export's layout for the training tests and bench_train.
+- ``train_shards``: shards in the export's layout for the training tests and bench_train;
+- ``ui_world``: a demo store with match pools, and a worker's first pair (the labelling UI's tests).
 """

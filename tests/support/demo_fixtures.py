@@ -33,7 +33,8 @@ DEMO_SHOP_CONFIG = {"products": 60, "seed": 0, "subclasses": 14, "page_size_shop
 SLOW_SECONDS = 0.3
 _DEMO = Path(m5data.demo.__file__).resolve().parent  # the demo package, whose code keys the caches
 
-__all__ = ["demo_shop_dir", "demo_shop", "demo_shop_factory", "demo_store_factory", "DEMO_SHOP_CONFIG",
+__all__ = ["demo_shop_dir", "demo_shop", "demo_shop_factory", "demo_store_factory", "demo300", "demo300_copy",
+           "DEMO_SHOP_CONFIG",
            "cached_shop", "build_demo_store", "copy_store"]
 
 
@@ -207,3 +208,18 @@ def demo_store_factory(request, tmp_path_factory):
         return out
 
     return make
+
+
+@pytest.fixture(scope="session")
+def demo300(demo_store_factory):
+    """(read-only store path, truth folder) of the 300-product demo world, seed 0: the annotate
+    tests that measure a stage against the world's truth (mark them ``xdist_group("demo300")``)."""
+    path = demo_store_factory(products=300, seed=0)
+    return path, cached_shop(path.parent, products=300, seed=0) / "truth"
+
+
+@pytest.fixture
+def demo300_copy(demo300, tmp_path):
+    """(writable copy of the :func:`demo300` store, its truth folder)."""
+    path, truth = demo300
+    return copy_store(path, tmp_path), truth

@@ -172,12 +172,18 @@ class MediaServer:
             return web.Response(status=429, text="slow down\n", headers={"Retry-After": request.match_info["secs"]})
         return web.Response(body=self._data(request), content_type="image/jpeg")
 
-    async def _truncated(self, request: web.Request) -> web.StreamResponse:
+    async def _stream(self, request: web.Request) -> tuple[web.StreamResponse, bytes]:
+        """Log ``request`` and start its answer: the file's headers (Content-Length of the whole file)
+        sent, the body left to the route, which sends it its own way."""
         self._log(request)
         data = self._data(request)
         resp = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
         resp.content_length = len(data)
         await resp.prepare(request)
+        return resp, data
+
+    async def _truncated(self, request: web.Request) -> web.StreamResponse:
+        resp, data = await self._stream(request)
         await resp.write(data[: len(data) // 2])
         request.transport.close()  # the peer sees the connection drop before Content-Length bytes
         return resp
@@ -194,11 +200,7 @@ class MediaServer:
         return web.Response(body=self._data(request), content_type="image/jpeg")
 
     async def _drip(self, request: web.Request) -> web.StreamResponse:
-        self._log(request)
-        data = self._data(request)
-        resp = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
-        resp.content_length = len(data)
-        await resp.prepare(request)
+        resp, data = await self._stream(request)
         for i in range(0, len(data), 1024):
             await resp.write(data[i:i + 1024])
             await asyncio.sleep(int(request.match_info["ms"]) / 1000)
@@ -206,11 +208,7 @@ class MediaServer:
         return resp
 
     async def _loris(self, request: web.Request) -> web.StreamResponse:
-        self._log(request)
-        data = self._data(request)
-        resp = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
-        resp.content_length = len(data)
-        await resp.prepare(request)
+        resp, data = await self._stream(request)
         try:
             for i in range(len(data)):
                 await resp.write(data[i:i + 1])

@@ -13,9 +13,6 @@ of the task list; every asset is served from this package.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
-import json
 import mimetypes
 import secrets
 from collections.abc import Iterable
@@ -28,6 +25,7 @@ from aiohttp import web
 
 from ...storage.blobs import BlobPathError, resolve_blob
 from ...threaded_app import ThreadedApp
+from ..judgement_files import read_rows
 from .guard import WILDCARD, Guard, cookie_name, is_loopback, same_secret
 
 STATIC = Path(__file__).parent / "static"
@@ -70,52 +68,22 @@ def read_gold(path: str | Path) -> list[Task]:
     """Gold questions from a CSV or JSONL file with query_id, candidate_id, label (match or mismatch).
 
     Any flaw (not UTF-8, bad JSON or CSV, a missing field, another label) is a UiError naming the
-    file and its line: the UI does not start on half a gold set.
+    file and its line: the UI does not start on half a gold set. The file is read as the judgements
+    import reads one (:func:`..judgement_files.read_rows`), record by record.
     """
     path = Path(path)
+    out = []
     try:
-        data = path.read_bytes()
+        for line, row in read_rows(path, header_error=UiError):
+            if isinstance(row, ValueError):
+                raise UiError(f"gold file {path}, line {line}: {row}")
+            label = str(row.get("label") or "").strip().lower()
+            if not row.get("query_id") or not row.get("candidate_id") or label not in ("match", "mismatch"):
+                raise UiError(f"gold file {path}, line {line}: needs query_id, candidate_id and label match|mismatch")
+            out.append(Task(str(row["query_id"]), str(row["candidate_id"]), True, label))
     except OSError as exc:
         raise UiError(f"cannot read gold file {path}: {exc}") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise UiError(f"gold file {path}, line {line}: not UTF-8 text (save it as UTF-8)") from None
-    records = _jsonl_records(path, text) if path.suffix.lower() in (".jsonl", ".json") else _csv_records(path, text)
-    out = []
-    for line, row in records:
-        label = str(row.get("label") or "").strip().lower()
-        if not row.get("query_id") or not row.get("candidate_id") or label not in ("match", "mismatch"):
-            raise UiError(f"gold file {path}, line {line}: needs query_id, candidate_id and label match|mismatch")
-        out.append(Task(str(row["query_id"]), str(row["candidate_id"]), True, label))
     return out
-
-
-def _jsonl_records(path: Path, text: str) -> Iterable[tuple[int, dict]]:
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError as exc:
-            raise UiError(f"gold file {path}, line {n}: not JSON ({getattr(exc, 'msg', exc)})") from None
-        if not isinstance(rec, dict):
-            raise UiError(f"gold file {path}, line {n}: not a JSON object")
-        yield n, rec
-
-
-def _csv_records(path: Path, text: str) -> Iterable[tuple[int, dict]]:
-    from ..crowd import csv_records
-
-    try:
-        records = csv_records(io.StringIO(text, newline=""))
-    except csv.Error as exc:
-        raise UiError(f"gold file {path}, line 1: unreadable CSV header ({exc})") from None
-    for start, rec in records:
-        if isinstance(rec, csv.Error):  # e.g. a field over the csv module's 128 KB limit
-            raise UiError(f"gold file {path}, line {start}: unreadable CSV ({rec})")
-        yield start, rec
 
 
 def build_tasks(store, per_query: int, gold: list[Task] | None = None, gold_every: int = 5) -> list[Task]:

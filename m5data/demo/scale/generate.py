@@ -20,10 +20,10 @@ import json
 import logging
 import os
 import shutil
-import time
 from collections import Counter
 from pathlib import Path
 
+from ..generate import PhaseClock
 from .workers import chunk_map
 from .world import CLIP_FRAMES, SCALE_VERSION, ScaleConfig, build_chunk, scale_taxonomy
 
@@ -69,6 +69,7 @@ def write_chunk(cfg: ScaleConfig, out: str, index: int) -> dict:
     """Write chunk ``index``'s images, videos and truth files; return its counts (also its marker)."""
     from ..faults import expected_modalities
     from ..pages import page_charsets
+    from ..truth import instance_row
     from .images import listing_jpeg
 
     root = Path(out)
@@ -114,12 +115,7 @@ def write_chunk(cfg: ScaleConfig, out: str, index: int) -> dict:
             clip = site / p.video.render["clip"].lstrip("/")
             _link_or_copy(clip, site / p.video.url.lstrip("/"))
             rows["media"].append(_media_row(p, p.video, clip.stat().st_size, _file_sha256(clip)))
-    for inst in chunk.instances:
-        rows["instances"].append({
-            "instance_id": inst.instance_id, "class_id": inst.sub.class_id,
-            "sub_class_id": inst.sub.sub_id, "subsub_class_id": inst.subsub[0] if inst.subsub else 0,
-            "brand": inst.brand, "model": inst.model, "n_listings": len(inst.listings),
-            "product_ids": sorted(p.product_id for p in inst.listings)})
+    rows["instances"] += [instance_row(inst) for inst in chunk.instances]
     for name in PER_PRODUCT_TABLES:
         _write_parquet(rows[name], truth_schema(name), chunk_file(root, name, index))
     counts = {
@@ -230,29 +226,22 @@ def generate_scale(out_dir: str | Path, cfg: ScaleConfig, *, workers: int | None
     cfg.validate()
     out = Path(out_dir)
     _prepare(out, cfg)
-    clock, spent = time.perf_counter(), {}
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        spent[name] = round(now - clock, 3)
-        clock = now
-
+    clock = PhaseClock()
     scale_taxonomy(cfg)
-    lap("taxonomy")
+    clock.lap("taxonomy")
     render_clips(cfg, out / "site")
-    lap("clips")
+    clock.lap("clips")
     todo = [k for k in range(cfg.n_chunks()) if not (out / "chunks" / f"chunk-{k:05d}.json").exists()]
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     for _ in chunk_map(write_chunk, [(cfg, str(out), k) for k in todo], workers=workers, per_worker=8):
         pass
-    lap("chunks")
+    clock.lap("chunks")
     merge_chunks(out, cfg)
     man = write_global_truth(out, cfg)
-    lap("truth")
-    log.info("scale world: %d products in %s (%s)", cfg.products, out, spent)
+    clock.lap("truth")
+    log.info("scale world: %d products in %s (%s)", cfg.products, out, clock.spent)
     if timings is not None:
-        timings.update(spent)
+        timings.update(clock.spent)
     return man
 
 
