@@ -92,7 +92,10 @@ class Settings:
         self.sources[key] = source
 
     @property
-    def store_path(self) -> Path:
+    def store_path(self) -> Path | str:
+        """The store folder, or its URL (``s3://bucket/prefix``) as text: a Path would fold its ``//``."""
+        if self.store.path.startswith("s3://"):
+            return self.store.path
         return Path(self.store.path).expanduser()
 
 

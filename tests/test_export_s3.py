@@ -25,6 +25,7 @@ pytest.importorskip("s3fs")
 pytest.importorskip("moto")
 
 from export_helpers import settings_for, store_with_splits  # noqa: E402
+from support.s3_server import moto_server  # noqa: E402
 
 from m5data.cli import app  # noqa: E402
 from m5data.export.run import export  # noqa: E402
@@ -46,44 +47,8 @@ def s3(tmp_path_factory):
 
     Yields the AWS environment a client needs (endpoint, key, secret, region; no profile or config file).
     """
-    import boto3
-
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    # the first 3 requests (user, policy, key) go unauthenticated; every later one is checked
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.5).close()
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("moto server did not start")
-                time.sleep(0.1)
-        anon = {"endpoint_url": url, "region_name": "us-east-1", "aws_access_key_id": "setup",
-                "aws_secret_access_key": "setup"}
-        iam = boto3.client("iam", **anon)
-        iam.create_user(UserName="m5data")
-        iam.put_user_policy(UserName="m5data", PolicyName="s3", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
-        key = iam.create_access_key(UserName="m5data")["AccessKey"]
-        creds = {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
-        client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", **creds)
-        client.create_bucket(Bucket=BUCKET)
-        nowhere = str(tmp_path_factory.mktemp("aws") / "none")
-        yield {"url": url, "client": client, "env": {
-            "AWS_ENDPOINT_URL_S3": url, "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"], "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_CONFIG_FILE": nowhere, "AWS_SHARED_CREDENTIALS_FILE": nowhere}}
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+    with moto_server(tmp_path_factory.mktemp("moto"), BUCKET) as server:
+        yield server
 
 
 @pytest.fixture

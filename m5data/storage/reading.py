@@ -89,6 +89,7 @@ class Reading:
         for attempt in range(4):
             con = _READS.cursor() if _read_cursor and not sandbox else duckdb.connect(config=dict(_SANDBOX) if sandbox else {})
             try:
+                self._attach(con)
                 for spec in TABLES.values():
                     if only is None or spec.name in only:
                         self._create_view(con, spec, spec.name in need, temp=_read_cursor)
@@ -105,6 +106,13 @@ class Reading:
                 con.close()
                 raise
         raise AssertionError("unreachable")
+
+    def _attach(self, con) -> None:
+        """Give a new connection what it needs to read the parts (an object store registers its filesystem)."""
+
+    def _footer_problem(self, part) -> str | None:
+        """Why a part's footer cannot be read (None when it can)."""
+        return part_problem(part)
 
     def _create_view(self, con, spec: TableSpec, strict: bool, temp: bool = False) -> None:
         import duckdb
@@ -166,7 +174,7 @@ class Reading:
     def _explain(self, name: str, exc: Exception) -> StoreError:
         """The StoreError for a failed read of table ``name``: the corrupt part if one is, else the error."""
         for part in self.parts(name):
-            problem = part_problem(part)
+            problem = self._footer_problem(part)
             if problem is not None:
                 return CorruptPart(name, part, problem)
         return StoreError(f"cannot read table {name} in {self.root}: {str(exc).splitlines()[0]}")
@@ -176,7 +184,7 @@ class Reading:
         out = []
         for name in TABLES:
             for part in self.parts(name):
-                problem = part_problem(part)
+                problem = self._footer_problem(part)
                 if problem is not None:
                     out.append((name, part, problem))
         return out
