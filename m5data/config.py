@@ -94,9 +94,10 @@ class Settings:
     @property
     def store_path(self) -> Path | str:
         """The store folder, or its URL (``s3://bucket/prefix``) as text: a Path would fold its ``//``."""
-        if self.store.path.startswith("s3://"):
-            return self.store.path
-        return Path(self.store.path).expanduser()
+        path = self.store.path
+        if path.startswith("s3:/"):  # the CLI's --store is a Path option, which folds s3:// to s3:/
+            return "s3://" + path[4:].lstrip("/")
+        return Path(path).expanduser()
 
 
 def _sections() -> list[str]:

@@ -9,6 +9,7 @@ storage error becomes one :class:`StoreError` line naming the URL.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from dataclasses import dataclass
@@ -40,6 +41,35 @@ def _precondition_failed(exc: BaseException) -> bool:
     return response.get("Error", {}).get("Code") in ("PreconditionFailed", "412")
 
 
+_PART_INFO: dict[str, dict] = {}  # bucket/key of a part -> its HEAD answer (a part never changes under its name)
+_PART_INFO_MAX = 200_000
+_FS_CLASS = []
+
+
+def _filesystem_class():
+    """s3fs's filesystem, remembering what a HEAD said about each part object.
+
+    DuckDB's fsspec bridge asks for a file's size each time it binds and scans it (3-4 HEADs per part
+    and query); a part is written once under a name that is never reused, so its first answer holds.
+    """
+    if not _FS_CLASS:
+        import s3fs
+
+        class PartsS3FileSystem(s3fs.S3FileSystem):
+            async def _info(self, path, *args, **kwargs):
+                key = self._strip_protocol(path)
+                if "/part-" not in key:
+                    return await super()._info(path, *args, **kwargs)
+                if key not in _PART_INFO:
+                    if len(_PART_INFO) >= _PART_INFO_MAX:
+                        _PART_INFO.clear()
+                    _PART_INFO[key] = await super()._info(path, *args, **kwargs)
+                return dict(_PART_INFO[key])
+
+        _FS_CLASS.append(PartsS3FileSystem)
+    return _FS_CLASS[0]
+
+
 class ObjectStore:
     """The bucket and prefix of a store; its s3fs filesystem is made per process (not fork-safe)."""
 
@@ -63,10 +93,8 @@ class ObjectStore:
     @property
     def fs(self):
         if self._fs is None or self._pid != os.getpid():
-            import s3fs
-
             # a fresh instance: fsspec's cache is keyed by arguments, not by the AWS environment
-            self._fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
+            self._fs = _filesystem_class()(skip_instance_cache=True, use_listings_cache=False)
             self._pid = os.getpid()
         return self._fs
 
@@ -98,26 +126,32 @@ class ObjectStore:
 
         return sync(self.fs.loop, lambda: coro)
 
+    async def _get(self, rel: str) -> tuple[bytes, str] | None:
+        try:
+            resp = await self.fs._call_s3("get_object", Bucket=self.bucket, Key=self.key(rel))
+        except FileNotFoundError:
+            return None
+        async with resp["Body"] as body:
+            return await body.read(), resp["ETag"]
+
     def get(self, rel: str) -> tuple[bytes, str] | None:
         """The object's bytes and ETag in one request; None when it does not exist."""
-        async def fetch():
-            try:
-                resp = await self.fs._call_s3("get_object", Bucket=self.bucket, Key=self.key(rel))
-            except FileNotFoundError:
-                return None
-            async with resp["Body"] as body:
-                return await body.read(), resp["ETag"]
-
         with self.explained(rel):
-            return self._sync(fetch())
+            return self._sync(self._get(rel))
 
     def get_many(self, rels: list[str]) -> dict[str, bytes]:
-        """The bytes of several objects, fetched concurrently (one request each)."""
+        """The bytes of several objects, fetched concurrently (one GET each)."""
+        async def fetch():
+            return await asyncio.gather(*(self._get(r) for r in rels))
+
         if not rels:
             return {}
         with self.explained(rels[0]):
-            found = self.fs.cat([self.path(r) for r in rels], on_error="raise")
-        return {r: found[self.path(r)] for r in rels}
+            found = self._sync(fetch())
+        missing = [r for r, f in zip(rels, found) if f is None]
+        if missing:
+            raise StoreError(f"{self.uri(missing[0])}: the object is gone")
+        return {r: f[0] for r, f in zip(rels, found)}
 
     def put(self, rel: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None) -> str | None:
         """Write an object; returns its ETag, or None when the condition failed (it exists / it changed)."""
