@@ -135,28 +135,35 @@ class TableLog:
         """
         me = uuid.uuid4().hex
         delay = 0.002
+        self.state()  # one LIST of the tail; after a refused put only the entry that won is read
         for _ in range(MAX_TRIES):
-            state = self.state()
+            state = self._state.copy()
             body = make(state)
             if body is None:
                 return None
             entry = {**body, "n": state.n + 1, "id": me, "at": time.time(), "host": socket.gethostname(),
                      "pid": os.getpid()}
             rel = entry_rel(self.table, state.n + 1)
-            if self.objects.put(rel, json.dumps(entry, sort_keys=True).encode(), if_absent=True) or self._ours(rel, me):
-                self._state.fold(entry)
-                if entry["n"] % self.checkpoint_every == 0:
-                    self._checkpoint()
-                return entry["n"]
+            if self.objects.put(rel, json.dumps(entry, sort_keys=True).encode(), if_absent=True):
+                return self._committed(entry)
+            found = self.objects.get(rel)  # the entry that took the number (or ours, if a retried put had landed)
+            if found is None:
+                self._read_tail()
+                continue
+            winner = json.loads(found[0])
+            if winner.get("id") == me:
+                return self._committed(entry)
+            self._state.fold(winner)
             time.sleep(random.uniform(0, delay))  # jitter: writers that collided do not collide again
-            delay = min(delay * 2, 0.25)
+            delay = min(delay * 2, 0.01)
         raise StoreBusy(f"{self.objects.uri(f'tables/{self.table}/{LOG_DIR}/')}: gave up committing after "
                         f"{MAX_TRIES} tries (too many writers on one table?)")
 
-    def _ours(self, rel: str, me: str) -> bool:
-        """A refused put whose entry is ours after all (a retried request whose first try had succeeded)."""
-        found = self.objects.get(rel)
-        return found is not None and json.loads(found[0]).get("id") == me
+    def _committed(self, entry: dict) -> int:
+        self._state.fold(entry)
+        if entry["n"] % self.checkpoint_every == 0:
+            self._checkpoint()
+        return entry["n"]
 
     def _checkpoint(self) -> None:
         """Replace the checkpoint by compare-and-swap; losing the race to a newer one is fine."""

@@ -239,12 +239,11 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog):
             return 0
         tag = content_hash(table)[:16]
         log = self.log(name)
-        if log.state().last_tag == tag:  # a repeat of the newest write changes nothing
-            return 0
         stream = _ObjectStream(self, spec)
         try:
             stream.write(table)
             added = stream.close()
+            # a repeat of the newest write changes nothing: its part goes again
             n = log.commit(lambda s: None if s.last_tag == tag else {"kind": "write", "add": added, "tag": tag})
         except BaseException:
             stream.abort()
@@ -372,18 +371,24 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog):
         return None
 
     # ------------------------------------------------------------------ garbage
-    def sweep_garbage(self, grace: float | None = None) -> list[str]:
-        """Remove part objects that no log entry names and that are older than ``grace`` seconds
-        (default ``garbage_grace``): a killed writer's uploads. A live writer's parts are younger."""
-        grace = self.garbage_grace if grace is None else grace
-        removed = []
+    def uncommitted(self) -> list[tuple[str, float]]:
+        """``(key below the prefix, age in seconds)`` of every part object that no log entry names:
+        a live writer's upload not yet committed, or a killed writer's (garbage)."""
+        out = []
         for name in TABLES:
             live = self.log(name).state().parts
-            cutoff = time.time() - grace
-            old = [o.rel for o in self.objects.listing(f"tables/{name}/part-")
-                   if o.rel.rsplit("/", 1)[1] not in live and o.modified.timestamp() < cutoff]
-            if old:  # read the log again: a slow writer may have committed one of them meanwhile
-                live = self.log(name).state().parts
-                removed += [rel for rel in old if rel.rsplit("/", 1)[1] not in live]
+            now = time.time()
+            out += [(o.rel, now - o.modified.timestamp()) for o in self.objects.listing(f"tables/{name}/part-")
+                    if o.rel.rsplit("/", 1)[1] not in live]
+        return out
+
+    def sweep_garbage(self, grace: float | None = None) -> list[str]:
+        """Remove the uncommitted part objects older than ``grace`` seconds (default ``garbage_grace``):
+        a killed writer's uploads. A live writer's are younger (a write commits when its parts are up)."""
+        grace = self.garbage_grace if grace is None else grace
+        old = [rel for rel, age in self.uncommitted() if age > grace]
+        # read the logs again: a slow writer may have committed one of them meanwhile
+        again = {(t := rel.split("/")[1]): set(self.log(t).state().parts) for rel in old}
+        removed = [rel for rel in old if rel.rsplit("/", 1)[1] not in again[rel.split("/")[1]]]
         self.objects.delete(removed)
         return removed
