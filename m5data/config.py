@@ -96,7 +96,9 @@ class Settings:
         """The store folder, or its URL (``s3://bucket/prefix``) as text: a Path would fold its ``//``."""
         path = self.store.path
         if path.startswith("s3:/"):  # the CLI's --store is a Path option, which folds s3:// to s3:/
-            return "s3://" + path[4:].lstrip("/")
+            from .storage.objects import StoreURL
+
+            return StoreURL("s3://" + path[4:].lstrip("/"))
         return Path(path).expanduser()
 
 

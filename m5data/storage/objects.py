@@ -25,6 +25,25 @@ def is_store_url(path) -> bool:
     return isinstance(path, str) and path.startswith(SCHEMES)
 
 
+class NotOnObjectStorage(StoreError, AttributeError):
+    """What needs a store folder, asked of a store on object storage (one line, as every StoreError)."""
+
+
+class StoreURL(str):
+    """A store's URL where code may expect its folder (``store.root``, ``settings.store_path``): a path
+    operation on it (``/``, ``.exists()``, ``.absolute()`` ...) is a one-line StoreError, not a TypeError."""
+
+    def __truediv__(self, other):
+        raise NotOnObjectStorage(f"the store {self} is on object storage: {other!s} needs a store folder "
+                                 "(blobs, derived files and the stages on object storage: not yet)")
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise NotOnObjectStorage(f"the store {self} is on object storage: {name}() needs a store folder "
+                                 "(blobs, derived files and the stages on object storage: not yet)")
+
+
 @dataclass(frozen=True)
 class Listed:
     rel: str  # the key below the store's prefix

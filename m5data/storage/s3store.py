@@ -32,7 +32,7 @@ from .catalog import Catalog
 from .commitlog import FROM_FILE, Conflict, TableLog, TableState
 from .compaction import Compaction
 from .errors import StoreBusy, StoreError
-from .objects import ObjectStore
+from .objects import ObjectStore, StoreURL
 from .parts import conform, content_hash, part_metadata, with_seq
 from .reading import Reading
 from .schema import MARKER, SEQ_COLUMN, STORE_FORMAT, TABLES, TableSpec, table_spec
@@ -135,7 +135,7 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog):
     def __init__(self, url: str, compression: str = "zstd", part_rows: int = 1_000_000, lease_seconds: float = 600.0,
                  garbage_grace: float = 86400.0, checkpoint_every: int = 32):
         self.objects = ObjectStore(url)
-        self.root = self.objects.url  # text, never a Path (a Path folds "//")
+        self.root = StoreURL(self.objects.url)  # text, never a Path (a Path folds "//")
         self.compression, self.part_rows = compression, part_rows
         self.lease_seconds, self.garbage_grace, self.checkpoint_every = lease_seconds, garbage_grace, checkpoint_every
         self.blobs = None  # blobs and derived files on object storage: not yet
