@@ -15,7 +15,13 @@ from .schema import TABLES, TableSpec, table_spec
 from .views import _sql_str
 
 # DuckDB errors of a read that raced with a compaction removing the parts it had listed
-_VANISHED = ("no files found", "cannot open file", "no such file", "could not open file")
+_VANISHED = ("no files found", "cannot open file", "no such file", "could not open file",
+             "the specified key does not exist")  # the last: S3's answer for a removed part object
+
+
+def vanished(exc: BaseException) -> bool:
+    """True for a DuckDB error of a read whose listed parts a compaction removed meanwhile (read again)."""
+    return any(v in str(exc).lower() for v in _VANISHED)
 # A sandboxed connection (m5data sql): reads the store only, never installs or loads extensions.
 _SANDBOX = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
@@ -123,7 +129,7 @@ class Reading:
             return
         except duckdb.Error as exc:
             error = self._explain(spec.name, exc)
-            if not isinstance(error, CorruptPart) and any(v in str(exc).lower() for v in _VANISHED):
+            if not isinstance(error, CorruptPart) and vanished(exc):
                 raise _Vanished() from None  # a compaction removed parts between glob and read: retry
         if strict:
             raise error

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .reading import vanished
 from .store import Store
 
 # PRAGMAs that only read (https://duckdb.org/docs/configuration/pragmas); every other one is refused.
@@ -91,8 +92,8 @@ def run_query(store: Store, sql: str, fmt: str = "table", output: Path | None = 
                 return rel.to_arrow_table()
             write_result(rel.to_arrow_reader(65_536), fmt, out)
             return None
-        except duckdb.IOException as exc:
-            if attempt == 3 or not any(v in str(exc).lower() for v in ("no files found", "cannot open", "no such file")):
+        except duckdb.Error as exc:  # an IOException, or on object storage the filesystem's own error
+            if attempt == 3 or not (vanished(exc) or "cannot open" in str(exc).lower()):
                 raise
         finally:
             con.close()
