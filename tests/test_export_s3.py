@@ -25,7 +25,6 @@ pytest.importorskip("s3fs")
 pytest.importorskip("moto")
 
 from export_helpers import settings_for, store_with_splits  # noqa: E402
-from support.s3_server import moto_server  # noqa: E402
 
 from m5data.cli import app  # noqa: E402
 from m5data.export.run import export  # noqa: E402
@@ -39,26 +38,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """A moto S3 server on 127.0.0.1 with authentication: an IAM user allowed s3:*, its key, a bucket.
-
-    Yields the AWS environment a client needs (endpoint, key, secret, region; no profile or config file).
-    """
-    with moto_server(tmp_path_factory.mktemp("moto"), BUCKET) as server:
-        yield server
-
-
-@pytest.fixture
-def aws(s3, monkeypatch):
-    """This process talks to the local endpoint with the test user's key."""
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in s3["env"].items():
-        monkeypatch.setenv(name, value)
-    return s3
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 pytest.importorskip("s3fs")
 pytest.importorskip("moto")
 
-from support.s3_server import moto_server, requests  # noqa: E402
+from support.s3_server import requests  # noqa: E402
 
 from m5data.cli import app  # noqa: E402
 from m5data.storage import Store, StoreBusy, StoreError  # noqa: E402
@@ -35,22 +35,6 @@ from m5data.storage.s3store import S3Store  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    with moto_server(tmp_path_factory.mktemp("moto")) as server:
-        yield server
-
-
-@pytest.fixture
-def aws(s3, monkeypatch):
-    """This process (and the children it starts) talk to the local endpoint with the test user's key."""
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in s3["env"].items():
-        monkeypatch.setenv(name, value)
-    return s3
 
 
 @pytest.fixture

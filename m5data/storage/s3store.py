@@ -232,9 +232,7 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog):
     def write(self, name: str, data, *, if_absent: bool = False) -> int:
         """As :meth:`Writing.write`: one part, then one log entry (none when it repeats the newest write)."""
         spec = table_spec(name)
-        table = conform(spec, data)
-        if if_absent and len(table):
-            table = self._drop_existing(spec, table)
+        table = self._incoming(spec, data, if_absent)
         if not len(table):
             return 0
         tag = content_hash(table)[:16]

@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 BUCKET = "m5data-test"
 
 
@@ -79,3 +81,20 @@ def requests(log: Path) -> int:
     """Requests the server has answered so far (its log has one line per request)."""
     with open(log, "rb") as fh:
         return sum(1 for line in fh if b'HTTP/1.1" ' in line)
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """A moto S3 server on 127.0.0.1 for a test module (import this fixture and :func:`aws` into it)."""
+    with moto_server(tmp_path_factory.mktemp("moto")) as server:
+        yield server
+
+
+@pytest.fixture
+def aws(s3, monkeypatch):
+    """This process (and the children it starts) talk to the local endpoint with the test user's key."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in s3["env"].items():
+        monkeypatch.setenv(name, value)
+    return s3
