@@ -10,6 +10,7 @@ stats, compact) work on an S3 store; credentials in the URL are refused.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -367,3 +368,31 @@ def test_a_store_on_s3_holds_only_the_marker_parts_and_the_log(url, aws):
     store.write("products", pa.table({"product_id": ["a:1"]}))
     prefix = url.split("/", 3)[3] + "/"
     assert sorted(k[len(prefix):].split("/")[0] for k in keys(aws, prefix)) == ["store.json", "tables", "tables"]
+
+
+def test_blobs_are_content_addressed_and_written_once(url, aws, tmp_path):
+    from m5data.storage.blobs import BlobStore
+
+    store = Store.init(url)
+    local = BlobStore(tmp_path / "local")
+    data = bytes(range(256)) * 40_000  # 10 MB: spooled to disk, uploaded in parts
+    ref = store.blobs.put_bytes(b"small blob", "jpg")
+    assert ref == local.put_bytes(b"small blob", "jpg")  # the same address as on a folder store
+    with store.blobs.writer("mp4") as w:
+        for i in range(0, len(data), 1 << 20):
+            w.write(data[i:i + (1 << 20)])
+        big = w.commit()
+    assert big.sha256 == hashlib.sha256(data).hexdigest() and big.bytes == len(data)
+    prefix = url.split("/", 3)[3] + "/"
+    etag = aws["client"].head_object(Bucket=aws["bucket"], Key=prefix + ref.path)["ETag"]
+    assert Store.open(url).blobs.put_bytes(b"small blob", "jpg") == ref  # a second writer: kept as it is
+    assert aws["client"].head_object(Bucket=aws["bucket"], Key=prefix + ref.path)["ETag"] == etag
+    assert sorted(store.blobs.iter_paths()) == sorted([ref.path, big.path])
+    assert store.blobs.verify(big.path) and store.blobs.verify(ref.path)
+    with store.blobs.open(big.path) as fh:
+        assert fh.read() == data
+    assert store.blobs.fetch(ref.path, tmp_path).read_bytes() == b"small blob"
+    aws["client"].put_object(Bucket=aws["bucket"], Key=prefix + ref.path, Body=b"bit rot")
+    assert not store.blobs.verify(ref.path)
+    with pytest.raises(ValueError, match="bad blob extension"):
+        store.blobs.put_bytes(b"x", "../x")

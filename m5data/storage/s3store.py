@@ -35,6 +35,7 @@ from .errors import StoreBusy, StoreError
 from .objects import ObjectStore, StoreURL
 from .parts import conform, content_hash, part_metadata, with_seq
 from .reading import Reading
+from .s3blobs import ObjectBlobs
 from .schema import MARKER, SEQ_COLUMN, STORE_FORMAT, TABLES, TableSpec, table_spec
 from .views import TableViews, _null_columns, _sql_str, _window_sql
 from .writing import Writing
@@ -138,7 +139,7 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog):
         self.root = StoreURL(self.objects.url)  # text, never a Path (a Path folds "//")
         self.compression, self.part_rows = compression, part_rows
         self.lease_seconds, self.garbage_grace, self.checkpoint_every = lease_seconds, garbage_grace, checkpoint_every
-        self.blobs = None  # blobs and derived files on object storage: not yet
+        self.blobs = ObjectBlobs(self.objects)  # content-addressed, put-if-absent (derived files: not yet)
         self._logs: dict[str, TableLog] = {}
 
     # ------------------------------------------------------------------ open / init
