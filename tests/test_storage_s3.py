@@ -5,7 +5,8 @@ The same writes on a local store and on an S3 store read the same rows (every ki
 processes committing to one table at once both succeed and agree on the order; a writer SIGKILLed
 after uploading its parts and before its log entry leaves nothing a reader sees, and its objects are
 garbage only after the grace period; compaction beside appends loses nothing; the verbs (init, sql,
-stats, compact) work on an S3 store; credentials in the URL are refused.
+stats, compact, doctor) work on an S3 store; credentials in the URL are refused; blobs are content-addressed
+and written once.
 """
 
 from __future__ import annotations

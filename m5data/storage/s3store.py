@@ -33,101 +33,13 @@ from .commitlog import FROM_FILE, Conflict, TableLog, TableState
 from .compaction import Compaction
 from .errors import StoreBusy, StoreError
 from .objects import ObjectStore, StoreURL
-from .parts import conform, content_hash, part_metadata, with_seq
+from .parts import conform, content_hash
 from .reading import Reading
 from .s3blobs import ObjectBlobs
+from .s3parts import ObjectStream, StreamHandle
 from .schema import MARKER, SEQ_COLUMN, STORE_FORMAT, TABLES, TableSpec, table_spec
 from .views import TableViews, _null_columns, _sql_str, _window_sql
 from .writing import Writing
-
-
-def _part_name() -> str:
-    return f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:16]}.parquet"
-
-
-class _ObjectPart:
-    """One Parquet part streamed to an object; it exists whole once closed, and is a row of nothing
-    until a log entry names it."""
-
-    def __init__(self, store: S3Store, spec: TableSpec, keep_seq: bool = False):
-        self.store, self.keep_seq = store, keep_seq
-        self.name = _part_name()
-        self.rel = f"tables/{spec.name}/{self.name}"
-        self.rows = 0
-        self._schema = spec.schema.append(pa.field(SEQ_COLUMN, pa.int64(), nullable=False)).with_metadata(
-            part_metadata(spec))
-        self._fh = store.objects.open_write(self.rel)
-        codec = None if store.compression == "none" else store.compression
-        self._writer = pq.ParquetWriter(self._fh, self._schema, compression=codec)
-
-    def write(self, table: pa.Table) -> None:
-        # the log gives a write's rows their _seq; a compaction's rows keep theirs
-        self._writer.write_table((table if self.keep_seq else with_seq(table, FROM_FILE)).cast(self._schema))
-        self.rows += len(table)
-
-    def close(self) -> str:
-        self._writer.close()
-        with self.store.objects.explained(self.rel):
-            self._fh.close()
-        return self.name
-
-    def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            self._writer.close()
-        with contextlib.suppress(Exception):
-            self._fh.discard()  # s3fs: abort the multipart upload; nothing appears
-
-
-class _ObjectStream:
-    """A streaming write to object storage: parts of at most ``part_rows`` rows, one log entry at close."""
-
-    def __init__(self, store: S3Store, spec: TableSpec, keep_seq: bool = False):
-        self.store, self.spec, self.keep_seq = store, spec, keep_seq
-        self.rows = 0
-        self.done: list[str] = []
-        self._current: _ObjectPart | None = None
-
-    def write(self, data) -> None:
-        table = data if self.keep_seq else conform(self.spec, data)
-        while True:  # a batch larger than the current part's room is cut: every part stays <= part_rows
-            if self._current is None:
-                self._current = _ObjectPart(self.store, self.spec, self.keep_seq)
-            take = min(len(table), self.store.part_rows - self._current.rows)
-            self._current.write(table.slice(0, take))
-            self.rows += take
-            table = table.slice(take)
-            if self._current.rows >= self.store.part_rows:
-                self.done.append(self._current.close())
-                self._current = None
-            if not len(table):
-                return
-
-    def close(self) -> list[str]:
-        if self._current is not None:
-            self.done.append(self._current.close())
-            self._current = None
-        return self.done
-
-    def abort(self) -> None:
-        if self._current is not None:
-            self._current.abort()
-            self._current = None
-        self.store.objects.delete([f"tables/{self.spec.name}/{n}" for n in self.done])  # all or nothing
-        self.done = []
-
-
-class _Writer:
-    """What ``S3Store.writer`` yields: ``write(batch)`` as many times as needed; committed on exit."""
-
-    def __init__(self, stream: _ObjectStream):
-        self._stream = stream
-
-    @property
-    def rows(self) -> int:
-        return self._stream.rows
-
-    def write(self, data) -> None:
-        self._stream.write(data)
 
 
 class S3Store(Writing, Compaction, TableViews, Reading, Catalog):
@@ -238,7 +150,7 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog):
             return 0
         tag = content_hash(table)[:16]
         log = self.log(name)
-        stream = _ObjectStream(self, spec)
+        stream = ObjectStream(self, spec)
         try:
             stream.write(table)
             added = stream.close()
@@ -253,12 +165,12 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog):
         return len(table)
 
     @contextlib.contextmanager
-    def writer(self, name: str) -> Iterator[_Writer]:
+    def writer(self, name: str) -> Iterator[StreamHandle]:
         """Stream many batches as one write: parts uploaded as they fill, one log entry at the end."""
         spec = table_spec(name)
-        stream = _ObjectStream(self, spec)
+        stream = ObjectStream(self, spec)
         try:
-            yield _Writer(stream)
+            yield StreamHandle(stream)
             added = stream.close()
             if added:
                 self.log(name).commit(lambda s: {"kind": "write", "add": added, "tag": None})
@@ -271,7 +183,7 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog):
         spec = table_spec(name)
         with self._leased(name, f"replace {name}", 600.0) as holder:
             old = set(self.log(name).state().parts)
-            stream = _ObjectStream(self, spec)
+            stream = ObjectStream(self, spec)
             try:
                 for batch in (data if isinstance(data, pa.RecordBatchReader) else [conform(spec, data)]):
                     stream.write(batch)
@@ -309,7 +221,7 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog):
         with self._leased(name, f"compact {name}", wait) as holder:
             snapshot = self.log(name).state()
             con = self.connect(need=())
-            stream = _ObjectStream(self, spec, keep_seq=True)
+            stream = ObjectStream(self, spec, keep_seq=True)
             schema = spec.schema.append(pa.field(SEQ_COLUMN, pa.int64(), nullable=False))
             try:
                 for batch in self._scan(con, spec, self._window(spec, snapshot.parts, with_seq=True)):
