@@ -16,26 +16,22 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .blobs import BlobRef, _check_ext
+from .blobs import BlobRef, BlobWriter, _check_ext
 from .objects import ObjectStore
 
 SPOOL_BYTES = 8 << 20  # a blob up to this size is spooled in memory, a larger one in a local temp file
 
 
-class ObjectBlobWriter:
-    """Streams bytes into a spooled temp file while hashing; ``commit`` uploads it to its address."""
+class ObjectBlobWriter(BlobWriter):
+    """A :class:`BlobWriter` whose bytes go to a spooled temp file (no store folder); ``commit`` uploads
+    them to their address."""
 
-    def __init__(self, blobs: ObjectBlobs, ext: str):
+    def __init__(self, blobs: ObjectBlobs, ext: str):  # not super(): its temp file lives in a store folder
         self.blobs = blobs
         self.ext = _check_ext(ext)
         self._fh = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
         self._hash = hashlib.sha256()
         self.bytes = 0
-
-    def write(self, chunk: bytes) -> None:
-        self._fh.write(chunk)
-        self._hash.update(chunk)
-        self.bytes += len(chunk)
 
     def commit(self) -> BlobRef:
         try:
@@ -46,13 +42,6 @@ class ObjectBlobWriter:
 
     def abort(self) -> None:
         self._fh.close()
-
-    def __enter__(self) -> ObjectBlobWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None or not self._fh.closed:
-            self.abort()
 
 
 class ObjectBlobs:
