@@ -303,6 +303,30 @@ def test_a_second_compaction_is_refused_while_the_lease_is_held(url):
     assert Store.open(url).compact("products", wait=0) == (2, 1)  # released: the next one runs
 
 
+def test_a_compaction_whose_lease_ran_out_and_whose_parts_went_commits_nothing(url, aws, monkeypatch):
+    from m5data.storage.commitlog import Conflict
+
+    slow = Store.init(url, lease_seconds=0.2)
+    for k in range(3):
+        slow.write("products", [{"product_id": f"a:{k}", "title": str(k)}])
+    scan = S3Store._scan
+
+    def overtaken(self, *args, **kwargs):  # the slow compaction read its rows, then its lease ran out
+        batches = list(scan(self, *args, **kwargs))
+        if self is slow:
+            time.sleep(0.3)
+            assert Store.open(url).compact("products", wait=0) == (3, 1)  # another compaction took over
+        return iter(batches)
+
+    monkeypatch.setattr(S3Store, "_scan", overtaken)
+    with pytest.raises(Conflict, match="parts gone"):
+        slow.compact("products", wait=0)
+    fresh = Store.open(url)
+    assert sorted(r["title"] for r in fresh.read("products").to_pylist()) == ["0", "1", "2"]
+    assert fresh.uncommitted() == []  # the refused compaction removed the parts it had uploaded
+    assert fresh.log("products").state().lease is None  # and released its lease
+
+
 def test_requests_per_commit_and_per_read_are_few(url, aws):
     store = Store.init(url, checkpoint_every=4)
     store.write("products", [{"product_id": "a:0"}])
