@@ -92,8 +92,14 @@ class Settings:
         self.sources[key] = source
 
     @property
-    def store_path(self) -> Path:
-        return Path(self.store.path).expanduser()
+    def store_path(self) -> Path | str:
+        """The store folder, or its URL (``s3://bucket/prefix``) as text: a Path would fold its ``//``."""
+        path = self.store.path
+        if path.startswith("s3:/"):  # the CLI's --store is a Path option, which folds s3:// to s3:/
+            from .storage.objects import StoreURL
+
+            return StoreURL("s3://" + path[4:].lstrip("/"))
+        return Path(path).expanduser()
 
 
 def _sections() -> list[str]:

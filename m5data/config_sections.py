@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 @dataclass
 class StoreSettings:
-    path: str = "./m5data-store"  # the store folder: tables/, blobs/, derived/, catalog.duckdb
+    path: str = "./m5data-store"  # the store folder (tables/, blobs/, derived/, catalog.duckdb) or s3://bucket/prefix
     part_rows: int = 1_000_000  # rows per Parquet part when compacting
     compression: str = "zstd"  # Parquet codec: zstd, snappy, gzip, none
+    lease_seconds: float = 600.0  # s3:// store: seconds a compact/replace lease holds a table before another may take it
+    garbage_grace: float = 86400.0  # s3:// store: seconds before an uncommitted part object counts as garbage
 
 
 @dataclass

@@ -41,62 +41,6 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """A moto S3 server on 127.0.0.1 with authentication: an IAM user allowed s3:*, its key, a bucket.
-
-    Yields the AWS environment a client needs (endpoint, key, secret, region; no profile or config file).
-    """
-    import boto3
-
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    # the first 3 requests (user, policy, key) go unauthenticated; every later one is checked
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.5).close()
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("moto server did not start")
-                time.sleep(0.1)
-        anon = {"endpoint_url": url, "region_name": "us-east-1", "aws_access_key_id": "setup",
-                "aws_secret_access_key": "setup"}
-        iam = boto3.client("iam", **anon)
-        iam.create_user(UserName="m5data")
-        iam.put_user_policy(UserName="m5data", PolicyName="s3", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
-        key = iam.create_access_key(UserName="m5data")["AccessKey"]
-        creds = {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
-        client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", **creds)
-        client.create_bucket(Bucket=BUCKET)
-        nowhere = str(tmp_path_factory.mktemp("aws") / "none")
-        yield {"url": url, "client": client, "env": {
-            "AWS_ENDPOINT_URL_S3": url, "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"], "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_CONFIG_FILE": nowhere, "AWS_SHARED_CREDENTIALS_FILE": nowhere}}
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
-
-
-@pytest.fixture
-def aws(s3, monkeypatch):
-    """This process talks to the local endpoint with the test user's key."""
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in s3["env"].items():
-        monkeypatch.setenv(name, value)
-    return s3
-
-
-@pytest.fixture(scope="module")
 def store(demo_store_factory, tmp_path_factory):
     return store_with_splits(demo_store_factory(products=60, seed=0), tmp_path_factory.mktemp("s3store"))
 

@@ -160,7 +160,11 @@ def run(store: Store, settings=None, *, repair: bool = False, verify_blobs: bool
 
     report = DoctorReport(repair=repair)
     stats = StageStats(STAGE)
-    if repair:  # exclusive: no stage may write while parts move and rows are reset
+    if isinstance(store.root, str):  # a store on object storage: no lock to take, no temp file (doctor_s3.py)
+        from .doctor_s3 import check_object_store
+
+        check_object_store(store, report, repair)
+    elif repair:  # exclusive: no stage may write while parts move and rows are reset
         try:
             with locks.hold(store.root, locks.STORE_LOCK, "doctor --repair", error=StoreBusy), \
                     locks.hold(store.root, STAGE, "doctor --repair", error=StoreBusy):

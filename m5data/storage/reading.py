@@ -15,7 +15,13 @@ from .schema import TABLES, TableSpec, table_spec
 from .views import _sql_str
 
 # DuckDB errors of a read that raced with a compaction removing the parts it had listed
-_VANISHED = ("no files found", "cannot open file", "no such file", "could not open file")
+_VANISHED = ("no files found", "cannot open file", "no such file", "could not open file",
+             "the specified key does not exist")  # the last: S3's answer for a removed part object
+
+
+def vanished(exc: BaseException) -> bool:
+    """True for a DuckDB error of a read whose listed parts a compaction removed meanwhile (read again)."""
+    return any(v in str(exc).lower() for v in _VANISHED)
 # A sandboxed connection (m5data sql): reads the store only, never installs or loads extensions.
 _SANDBOX = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
@@ -89,6 +95,7 @@ class Reading:
         for attempt in range(4):
             con = _READS.cursor() if _read_cursor and not sandbox else duckdb.connect(config=dict(_SANDBOX) if sandbox else {})
             try:
+                self._attach(con)
                 for spec in TABLES.values():
                     if only is None or spec.name in only:
                         self._create_view(con, spec, spec.name in need, temp=_read_cursor)
@@ -106,6 +113,13 @@ class Reading:
                 raise
         raise AssertionError("unreachable")
 
+    def _attach(self, con) -> None:
+        """Give a new connection what it needs to read the parts (an object store registers its filesystem)."""
+
+    def _footer_problem(self, part) -> str | None:
+        """Why a part's footer cannot be read (None when it can)."""
+        return part_problem(part)
+
     def _create_view(self, con, spec: TableSpec, strict: bool, temp: bool = False) -> None:
         import duckdb
 
@@ -115,7 +129,7 @@ class Reading:
             return
         except duckdb.Error as exc:
             error = self._explain(spec.name, exc)
-            if not isinstance(error, CorruptPart) and any(v in str(exc).lower() for v in _VANISHED):
+            if not isinstance(error, CorruptPart) and vanished(exc):
                 raise _Vanished() from None  # a compaction removed parts between glob and read: retry
         if strict:
             raise error
@@ -166,7 +180,7 @@ class Reading:
     def _explain(self, name: str, exc: Exception) -> StoreError:
         """The StoreError for a failed read of table ``name``: the corrupt part if one is, else the error."""
         for part in self.parts(name):
-            problem = part_problem(part)
+            problem = self._footer_problem(part)
             if problem is not None:
                 return CorruptPart(name, part, problem)
         return StoreError(f"cannot read table {name} in {self.root}: {str(exc).splitlines()[0]}")
@@ -176,7 +190,7 @@ class Reading:
         out = []
         for name in TABLES:
             for part in self.parts(name):
-                problem = part_problem(part)
+                problem = self._footer_problem(part)
                 if problem is not None:
                     out.append((name, part, problem))
         return out

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 SEQ_COLUMN = "_seq"  # write sequence (ns since epoch of the write); not part of a table's public schema
+MARKER = "store.json"  # the store's format marker, at its root (a folder or an object-storage prefix)
+STORE_FORMAT = 1  # the layout version the marker records
 
 _ts = pa.timestamp("us", tz="UTC")
 

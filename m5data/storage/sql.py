@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .reading import vanished
 from .store import Store
 
 # PRAGMAs that only read (https://duckdb.org/docs/configuration/pragmas); every other one is refused.
@@ -56,6 +57,8 @@ def check_read_only(sql: str) -> list[str]:
 def check_output(store: Store, output: Path) -> Path:
     """The real path of ``--output`` (symlinks and ``..`` resolved); refused when inside the store."""
     out = Path(output).expanduser().resolve()
+    if isinstance(store.root, str):  # a store on object storage: a local file is never inside it
+        return out
     root = store.root.resolve()
     if out == root or out.is_relative_to(root):
         raise RefusedStatement(f"refused: --output {output} is inside the store ({out}); m5data sql never writes there")
@@ -89,8 +92,8 @@ def run_query(store: Store, sql: str, fmt: str = "table", output: Path | None = 
                 return rel.to_arrow_table()
             write_result(rel.to_arrow_reader(65_536), fmt, out)
             return None
-        except duckdb.IOException as exc:
-            if attempt == 3 or not any(v in str(exc).lower() for v in ("no files found", "cannot open", "no such file")):
+        except duckdb.Error as exc:  # an IOException, or on object storage the filesystem's own error
+            if attempt == 3 or not (vanished(exc) or "cannot open" in str(exc).lower()):
                 raise
         finally:
             con.close()

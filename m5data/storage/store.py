@@ -30,18 +30,16 @@ from .blobs import BlobStore
 from .catalog import CATALOG, Catalog
 from .compaction import COMPACTED, Compaction
 from .errors import CorruptPart, StoreBusy, StoreError
+from .objects import is_store_url
 from .parts import PART_GLOB
 from .reading import Reading, part_problem
-from .schema import TABLES, table_spec
+from .schema import MARKER, STORE_FORMAT, TABLES, table_spec
 from .temps import sweep_temps
 from .views import TableViews
 from .writing import Writing
 
 __all__ = ["CATALOG", "COMPACTED", "MARKER", "STORE_FORMAT", "CorruptPart", "Store", "StoreBusy", "StoreError",
            "part_problem"]
-
-STORE_FORMAT = 1
-MARKER = "store.json"
 
 
 class Store(Writing, Compaction, TableViews, Reading, Catalog):
@@ -56,6 +54,11 @@ class Store(Writing, Compaction, TableViews, Reading, Catalog):
     # ------------------------------------------------------------------ open / init
     @classmethod
     def init(cls, root: str | Path, **kwargs) -> Store:
+        if is_store_url(root):  # s3://bucket/prefix: the tables on object storage (s3store.py)
+            from .s3store import S3Store
+
+            return S3Store.init(root, **kwargs)
+        kwargs = _local(kwargs)
         store = cls(Path(root), **kwargs)
         if store.root.exists() and not store.root.is_dir():
             raise StoreError(f"cannot create a store at {store.root}: a file is in the way")
@@ -72,6 +75,11 @@ class Store(Writing, Compaction, TableViews, Reading, Catalog):
 
     @classmethod
     def open(cls, root: str | Path, create: bool = False, **kwargs) -> Store:
+        if is_store_url(root):
+            from .s3store import S3Store
+
+            return S3Store.open(root, create=create, **kwargs)
+        kwargs = _local(kwargs)
         store = cls(Path(root), **kwargs)
         marker = store.root / MARKER
         if not marker.is_file():
@@ -92,7 +100,8 @@ class Store(Writing, Compaction, TableViews, Reading, Catalog):
     @classmethod
     def from_settings(cls, settings, create: bool = False) -> Store:
         return cls.open(settings.store_path, create=create, compression=settings.store.compression,
-                        part_rows=settings.store.part_rows)
+                        part_rows=settings.store.part_rows, lease_seconds=settings.store.lease_seconds,
+                        garbage_grace=settings.store.garbage_grace)
 
     # ------------------------------------------------------------------ layout
     def table_dir(self, name: str) -> Path:
@@ -135,3 +144,11 @@ class Store(Writing, Compaction, TableViews, Reading, Catalog):
     def table_lock(self, name: str, what: str, wait: float = 600.0):
         """Hold the lock of writers that rewrite table ``name`` whole (compact, replace)."""
         return locks.hold(self.root, f"table-{table_spec(name).name}", what, wait=wait, error=StoreBusy)
+
+
+_OBJECT_STORE_ONLY = ("lease_seconds", "garbage_grace", "checkpoint_every")
+
+
+def _local(kwargs: dict) -> dict:
+    """The settings a local folder store takes (the commit log's belong to a store on object storage)."""
+    return {k: v for k, v in kwargs.items() if k not in _OBJECT_STORE_ONLY}

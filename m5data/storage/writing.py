@@ -29,9 +29,7 @@ class Writing:
         written (e.g. a re-crawl must not reset a downloaded media row).
         """
         spec = table_spec(name)
-        table = conform(spec, data)
-        if if_absent and len(table):
-            table = self._drop_existing(spec, table)
+        table = self._incoming(spec, data, if_absent)
         if not len(table):
             return 0
         tag = content_hash(table)[:16]
@@ -59,6 +57,11 @@ class Writing:
             stream.abort()
             raise
         stream.close()
+    def _incoming(self, spec: TableSpec, data, if_absent: bool) -> pa.Table:
+        """The rows a write stores: cast to the table's schema, without existing keys when ``if_absent``."""
+        table = conform(spec, data)
+        return self._drop_existing(spec, table) if if_absent and len(table) else table
+
     def _drop_existing(self, spec: TableSpec, table: pa.Table) -> pa.Table:
         if not self.parts(spec.name):
             return table

@@ -1,0 +1,161 @@
+"""Benchmark: the store's tables on object storage (moto's S3 server on 127.0.0.1, started here).
+
+    python benchmarks/bench_store_s3.py [--writes 60] [--rows 1000000] [--part-rows 250000]
+
+1. Commit latency of ``Store.write`` (10 spec rows: a part PUT plus the log's LIST + put-if-absent
+   entry) with 1 writer process and with 4 writer processes on one table at once: median and p99
+   of the whole write and of its log commit alone, refused puts (another writer took the entry),
+   and requests per write counted in the server's request log. The same writes on a local folder
+   store are timed for reference.
+2. A read of ``--rows`` spec rows (written by the streaming writer in parts of ``--part-rows``):
+   ``count`` and ``m5data sql``'s GROUP BY, a fresh process each; requests per ``connect()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/support
+
+
+def _rows(who: str, k: int) -> list[dict]:
+    return [{"product_id": f"{who}:{k}", "position": i, "property": f"p{i}", "value": str(k)} for i in range(10)]
+
+
+def writer(url: str, who: str, writes: int, start, out) -> None:
+    """One writer process: ``writes`` writes, each timed whole and for its log commit alone."""
+    from m5data.storage import Store, commitlog, objects
+
+    store = Store.open(url)
+    commits, refused = [], [0]
+    commit, put = commitlog.TableLog.commit, objects.ObjectStore.put
+
+    def timed_commit(self, make):
+        t = time.perf_counter()
+        try:
+            return commit(self, make)
+        finally:
+            commits.append(time.perf_counter() - t)
+
+    def counted_put(self, rel, data, **kw):
+        etag = put(self, rel, data, **kw)
+        refused[0] += etag is None and "/_log/" in rel
+        return etag
+
+    commitlog.TableLog.commit, objects.ObjectStore.put = timed_commit, counted_put
+    store.write("specs", _rows(who, -1))  # warm: imports, the connection pool, the log's state
+    commits.clear()
+    start.wait()
+    totals = []
+    for k in range(writes):
+        t = time.perf_counter()
+        store.write("specs", _rows(who, k))
+        totals.append(time.perf_counter() - t)
+    out.put((totals, commits, refused[0]))
+
+
+def _p(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def commit_latency(url: str, writers: int, writes: int, log: Path | None) -> None:
+    from support.s3_server import requests
+
+    ctx = mp.get_context("spawn")
+    start, out = ctx.Barrier(writers + 1), ctx.Queue()
+    procs = [ctx.Process(target=writer, args=(url, f"w{i}", writes, start, out)) for i in range(writers)]
+    for p in procs:
+        p.start()
+    start.wait()
+    before = requests(log) if log else 0
+    t = time.perf_counter()
+    results = [out.get() for _ in procs]
+    wall = time.perf_counter() - t
+    for p in procs:
+        p.join()
+    totals = [x for r in results for x in r[0]]
+    commits = [x for r in results for x in r[1]]
+    refused = sum(r[2] for r in results)
+    line = (f"{'s3' if log else 'local':5s} {writers} writer(s) x {writes}: write median "
+            f"{statistics.median(totals) * 1e3:6.1f} ms  p99 {_p(totals, 0.99) * 1e3:6.1f} ms")
+    if log:  # a local store has no log: a write is a rename
+        line += (f" | log commit median {statistics.median(commits) * 1e3:6.1f} ms  p99 {_p(commits, 0.99) * 1e3:6.1f} ms"
+                 f" | refused puts {refused}  requests/write {(requests(log) - before) / len(totals):.2f}")
+    print(f"{line} | {len(totals) / wall:.0f} writes/s")
+
+
+def big_write(url: str, rows: int, part_rows: int) -> float:
+    from bench_store import batches
+
+    from m5data.storage import Store
+
+    store = Store.open(url, part_rows=part_rows)
+    t = time.perf_counter()
+    with store.writer("specs") as w:
+        for batch in batches(rows // 10, 10, 100_000):
+            w.write(batch)
+    return time.perf_counter() - t
+
+
+def timed(cmd: list[str]) -> tuple[float, str]:
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-3000:])
+    return time.perf_counter() - t, proc.stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--writes", type=int, default=60, help="writes per writer process")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="spec rows for the read")
+    parser.add_argument("--part-rows", type=int, default=250_000)
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from support.s3_server import moto_server, requests
+
+    from m5data.storage import Store
+
+    with tempfile.TemporaryDirectory() as tmp, moto_server(Path(tmp) / "moto") as s3:
+        os.environ.update(s3["env"])
+        for n in (1, 4):
+            url = f"s3://{s3['bucket']}/commits-{n}"
+            Store.init(url)
+            commit_latency(url, n, args.writes, s3["log"])
+            local = Path(tmp) / f"local-{n}"
+            Store.init(local)
+            commit_latency(str(local), n, args.writes, None)
+
+        url = f"s3://{s3['bucket']}/read"
+        Store.init(url)
+        seconds = big_write(url, args.rows, args.part_rows)
+        print(f"streaming write of {args.rows:,} spec rows ({args.part_rows:,} per part): {seconds:.2f} s")
+        py = [sys.executable, "-c"]
+        before = requests(s3["log"])
+        s, out = timed(py + [f"from m5data.storage import Store; print(Store.open({url!r}).count('specs'))"])
+        print(f"count (fresh process): {s:.2f} s -> {int(out):,} rows; requests {requests(s3['log']) - before}")
+        before = requests(s3["log"])
+        s, _ = timed(py + [f"from m5data.storage import Store; Store.open({url!r}).connect().close()"])
+        print(f"connect() of every table (fresh process): {s:.2f} s; requests {requests(s3['log']) - before}")
+        sql = "SELECT property, count(*), count(DISTINCT value) FROM specs GROUP BY 1"
+        before = requests(s3["log"])
+        s, _ = timed([sys.executable, "-m", "m5data", "--store", url, "sql", sql])
+        print(f"m5data sql GROUP BY over {args.rows:,} rows: {s:.2f} s; requests {requests(s3['log']) - before}")
+        s, _ = timed(py + [f"from m5data.storage import Store; print(Store.open({url!r}).compact('specs'))"])
+        before = requests(s3["log"])
+        s2, _ = timed([sys.executable, "-m", "m5data", "--store", url, "sql", sql])
+        print(f"compact: {s:.2f} s; the same query after it: {s2:.2f} s; requests {requests(s3['log']) - before}")
+
+
+if __name__ == "__main__":
+    main()

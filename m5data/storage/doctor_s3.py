@@ -1,0 +1,51 @@
+"""``m5data doctor`` on a store on object storage (``s3://bucket/prefix``): its parts' footers, and the
+part objects no log entry names (uncommitted). Needs no lock: the commit log makes a killed writer's
+objects invisible, and ``--repair`` removes them only after ``store.garbage_grace`` seconds, so a live
+writer's upload, younger than that, is never touched. Blobs, derived files and the quarantine of a
+damaged part on object storage: not yet (a damaged part is reported, not moved).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .doctor_findings import ERROR, INFO, WARNING, DoctorReport, Finding
+from .schema import TABLES
+
+if TYPE_CHECKING:
+    from .s3store import S3Store
+
+
+def check_object_store(store: S3Store, report: DoctorReport, repair: bool) -> None:
+    _check_footers(store, report)
+    _check_uncommitted(store, report, repair)
+
+
+def _check_footers(store: S3Store, report: DoctorReport) -> None:
+    n = 0
+    for name in TABLES:
+        for part in store.parts(name):
+            n += 1
+            problem = store._footer_problem(part)
+            if problem is not None:
+                report.findings.append(Finding("part", ERROR, part, f"table {name}: {problem}",
+                                               "not yet on object storage: write the rows again, then compact"))
+    report.checked["parts"] = n
+
+
+def _check_uncommitted(store: S3Store, report: DoctorReport, repair: bool) -> None:
+    found = store.uncommitted()
+    report.checked["uncommitted parts"] = len(found)
+    grace = store.garbage_grace
+    for rel, age in found:
+        if age <= grace:
+            report.findings.append(Finding("temp", INFO, rel, f"not committed, {age:.0f} s old: a running writer's, "
+                                           f"or garbage after store.garbage_grace ({grace:g} s)", "kept"))
+            continue
+        report.findings.append(Finding("temp", WARNING, rel, f"not committed for {age:.0f} s (a killed writer's)",
+                                       "remove"))
+    if repair:
+        removed = set(store.sweep_garbage(grace))
+        for finding in report.findings:
+            if finding.check == "temp" and finding.path in removed:
+                finding.repair, finding.repaired = "removed", True

@@ -1,0 +1,116 @@
+"""Content-addressed blobs on object storage: ``<prefix>/blobs/<sha256[:2]>/<sha256>.<ext>``.
+
+The same addresses as a folder store's :class:`~m5data.storage.blobs.BlobStore`, written once: the
+upload is conditional (``If-None-Match: *``), so a blob that is already there is never rewritten (its
+bytes are the same by their name) and two writers of the same content both succeed. An object is
+visible only once its upload completes, so a reader never sees half a blob and a killed writer
+leaves none (an unfinished multipart upload is not an object). An acknowledged PUT is durable:
+``sync`` has nothing to do. A writer streams into a local spooled file while hashing (the address
+is known only at the end), then uploads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+
+from .blobs import BlobRef, BlobWriter, _check_ext
+from .objects import ObjectStore
+
+SPOOL_BYTES = 8 << 20  # a blob up to this size is spooled in memory, a larger one in a local temp file
+
+
+class ObjectBlobWriter(BlobWriter):
+    """A :class:`BlobWriter` whose bytes go to a spooled temp file (no store folder); ``commit`` uploads
+    them to their address."""
+
+    def __init__(self, blobs: ObjectBlobs, ext: str):  # not super(): its temp file lives in a store folder
+        self.blobs = blobs
+        self.ext = _check_ext(ext)
+        self._fh = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+        self._hash = hashlib.sha256()
+        self.bytes = 0
+
+    def commit(self) -> BlobRef:
+        try:
+            self._fh.seek(0)
+            return self.blobs._publish(self._fh, self._hash.hexdigest(), self.ext, self.bytes)
+        finally:
+            self._fh.close()
+
+    def abort(self) -> None:
+        self._fh.close()
+
+
+class ObjectBlobs:
+    """The blob area of a store on object storage (the API of ``BlobStore`` that needs no local path)."""
+
+    def __init__(self, objects: ObjectStore):
+        self.objects = objects
+
+    def relpath(self, sha256: str, ext: str) -> str:
+        return f"blobs/{sha256[:2]}/{sha256}.{_check_ext(ext)}"
+
+    def writer(self, ext: str, *, sync: bool = True) -> ObjectBlobWriter:
+        return ObjectBlobWriter(self, ext)
+
+    def put_bytes(self, data: bytes, ext: str, *, sync: bool = True) -> BlobRef:
+        sha = hashlib.sha256(data).hexdigest()
+        rel = self.relpath(sha, ext)
+        self.objects.put(rel, data, if_absent=True)  # refused: the same bytes are there already
+        return BlobRef(sha, rel, len(data))
+
+    def put_file(self, src: Path, ext: str) -> BlobRef:
+        with self.writer(ext) as w, open(src, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                w.write(chunk)
+            return w.commit()
+
+    def sync(self) -> None:
+        """Nothing to do: an acknowledged PUT is durable."""
+
+    def _publish(self, fh, sha256: str, ext: str, size: int) -> BlobRef:
+        rel = self.relpath(sha256, ext)
+        if not self.exists(rel):  # one HEAD saves uploading bytes that are there already
+            with self.objects.explained(rel):
+                try:
+                    with self.objects.fs.open(self.objects.path(rel), "xb") as out:  # x: If-None-Match: *
+                        shutil.copyfileobj(fh, out, 1 << 20)
+                except FileExistsError:  # another writer stored the same content meanwhile
+                    pass
+        return BlobRef(sha256, rel, size)
+
+    def exists(self, rel: str) -> bool:
+        with self.objects.explained(rel):
+            try:
+                self.objects.fs.info(self.objects.path(rel))
+            except FileNotFoundError:
+                return False
+        return True
+
+    def open(self, rel: str):
+        """A streaming binary reader of the blob (read-ahead; nothing written to disk)."""
+        with self.objects.explained(rel):
+            return self.objects.fs.open(self.objects.path(rel), "rb", cache_type="readahead")
+
+    def fetch(self, rel: str, folder: Path) -> Path:
+        """Copy the blob into ``folder`` (a tool like ffmpeg needs a local file); the caller removes it."""
+        dest = Path(folder) / rel.rsplit("/", 1)[1]
+        with self.open(rel) as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        return dest
+
+    def verify(self, rel: str) -> bool:
+        """True when the blob's content still hashes to the sha256 in its name."""
+        digest = hashlib.sha256()
+        with self.open(rel) as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        return rel.rsplit("/", 1)[1].split(".")[0] == digest.hexdigest()
+
+    def iter_paths(self):
+        """Every stored blob's key relative to the store's prefix (one listing)."""
+        for obj in self.objects.listing("blobs/"):
+            yield obj.rel

@@ -1,0 +1,305 @@
+"""A store whose tables live on object storage (``s3://bucket/prefix``), committed through a log.
+
+Layout below the prefix::
+
+    store.json                                   format marker (put-if-absent by ``init``)
+    tables/<t>/part-<time>-<random>.parquet      parts; a part is a row of the table only once an entry names it
+    tables/<t>/_log/<n:020d>.json                the commit log (``commitlog.py``)
+    tables/<t>/_checkpoint.json                  the folded log at some entry (compare-and-swap)
+
+The same Store API as a local folder (``write``, ``writer``, ``read``, ``count``, ``connect``,
+``compact``, ``replace``) with the same upsert semantics; what differs is how a write becomes
+visible (a log entry instead of a rename) and where ``_seq`` comes from (the entry's number). DuckDB
+reads the parts through the s3fs filesystem registered on each connection. Not yet on object
+storage: blobs and derived files, the pipeline's stages (their locks), the catalog file, doctor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .catalog import Catalog
+from .commitlog import FROM_FILE, Conflict, TableLog, TableState
+from .compaction import Compaction
+from .errors import StoreBusy, StoreError
+from .objects import ObjectStore, StoreURL
+from .parts import conform, content_hash
+from .reading import Reading
+from .s3blobs import ObjectBlobs
+from .s3parts import ObjectStream, StreamHandle
+from .schema import MARKER, SEQ_COLUMN, STORE_FORMAT, TABLES, TableSpec, table_spec
+from .views import TableViews, _null_columns, _sql_str, _window_sql
+from .writing import Writing
+
+
+class S3Store(Writing, Compaction, TableViews, Reading, Catalog):
+    """Open with ``Store.open("s3://bucket/prefix")`` (endpoint and credentials from the AWS environment)."""
+
+    def __init__(self, url: str, compression: str = "zstd", part_rows: int = 1_000_000, lease_seconds: float = 600.0,
+                 garbage_grace: float = 86400.0, checkpoint_every: int = 32):
+        self.objects = ObjectStore(url)
+        self.root = StoreURL(self.objects.url)  # text, never a Path (a Path folds "//")
+        self.compression, self.part_rows = compression, part_rows
+        self.lease_seconds, self.garbage_grace, self.checkpoint_every = lease_seconds, garbage_grace, checkpoint_every
+        self.blobs = ObjectBlobs(self.objects)  # content-addressed, put-if-absent (derived files: not yet)
+        self._logs: dict[str, TableLog] = {}
+
+    # ------------------------------------------------------------------ open / init
+    @classmethod
+    def init(cls, root: str, **kwargs) -> S3Store:
+        store = cls(root, **kwargs)
+        marker = json.dumps({"format": STORE_FORMAT, "tables": {n: t.version for n, t in TABLES.items()}}, indent=2)
+        store.objects.put(MARKER, marker.encode() + b"\n", if_absent=True)  # an existing store stays as it is
+        return store
+
+    @classmethod
+    def open(cls, root: str, create: bool = False, **kwargs) -> S3Store:
+        store = cls(root, **kwargs)
+        found = store.objects.get(MARKER)
+        if found is None:
+            if create:
+                return cls.init(root, **kwargs)
+            raise StoreError(f"no m5data store at {store.root} (create one with `m5data init`)")
+        try:
+            fmt = int(json.loads(found[0])["format"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"corrupt store marker {store.objects.uri(MARKER)}: {exc}") from None
+        if fmt > STORE_FORMAT:
+            raise StoreError(f"store {store.root} has format {fmt}; this m5data reads up to {STORE_FORMAT}")
+        return store
+
+    # ------------------------------------------------------------------ layout
+    def log(self, name: str) -> TableLog:
+        name = table_spec(name).name
+        if name not in self._logs:
+            self._logs[name] = TableLog(self.objects, name, self.checkpoint_every)
+        return self._logs[name]
+
+    def table_dir(self, name: str) -> str:
+        return self.objects.uri(f"tables/{table_spec(name).name}")
+
+    def parts(self, name: str) -> list[str]:
+        """The live parts' URLs, oldest write first."""
+        live = self.log(name).state().parts
+        return [self._uri(name, p) for p in sorted(live, key=lambda p: (live[p], p))]
+
+    def _uri(self, table: str, part: str) -> str:
+        return self.objects.uri(f"tables/{table}/{part}")
+
+    def derived_dir(self, *parts: str):
+        raise StoreError(f"derived files on a store on object storage ({self.root}): not yet")
+
+    # ------------------------------------------------------------------ locks: the log's leases
+    @contextlib.contextmanager
+    def stage_lock(self, stage: str, shard: tuple[int, int] | None = None):
+        """``compact`` is fenced per table by a lease in its log; the pipeline's stages: not yet."""
+        if stage != "compact":
+            raise StoreError(f"{stage} on a store on object storage ({self.root}): not yet "
+                             "(tables, sql, stats and compact work there)")
+        yield
+
+    def table_lock(self, name: str, what: str, wait: float = 600.0):
+        return self._leased(name, what, wait)
+
+    @contextlib.contextmanager
+    def _leased(self, name: str, what: str, wait: float) -> Iterator[str]:
+        """Hold the table's rewrite lease (an entry in its log); yields the holder id the commit releases."""
+        log, holder = self.log(name), uuid.uuid4().hex
+        deadline = time.monotonic() + wait
+        lease = {"holder": holder, "what": what}
+
+        def take(state: TableState) -> dict:
+            other = state.live_lease()
+            if other:
+                until = datetime.fromtimestamp(float(other["until"]), timezone.utc).strftime("%H:%M:%S UTC")
+                raise StoreBusy(f"{what}: table {name} of {self.root} is being rewritten by {other.get('what')} "
+                                f"(host {other.get('host')}, PID {other.get('pid')}; lease until {until})")
+            return {"kind": "lease", "lease": {**lease, "host": socket.gethostname(), "pid": os.getpid(),
+                                                "until": time.time() + self.lease_seconds}}
+        while True:
+            try:
+                log.commit(take)
+                break
+            except StoreBusy:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
+        try:
+            yield holder
+        finally:
+            if (state := log.state()).lease and state.lease.get("holder") == holder:  # not released by a commit
+                log.commit(lambda s: {"kind": "release", "release": holder} if s.lease and
+                           s.lease.get("holder") == holder else None)
+
+    # ------------------------------------------------------------------ writes
+    def write(self, name: str, data, *, if_absent: bool = False) -> int:
+        """As :meth:`Writing.write`: one part, then one log entry (none when it repeats the newest write)."""
+        spec = table_spec(name)
+        table = self._incoming(spec, data, if_absent)
+        if not len(table):
+            return 0
+        tag = content_hash(table)[:16]
+        log = self.log(name)
+        stream = ObjectStream(self, spec)
+        try:
+            stream.write(table)
+            added = stream.close()
+            # a repeat of the newest write changes nothing: its part goes again
+            n = log.commit(lambda s: None if s.last_tag == tag else {"kind": "write", "add": added, "tag": tag})
+        except BaseException:
+            stream.abort()
+            raise
+        if n is None:
+            stream.abort()
+            return 0
+        return len(table)
+
+    @contextlib.contextmanager
+    def writer(self, name: str) -> Iterator[StreamHandle]:
+        """Stream many batches as one write: parts uploaded as they fill, one log entry at the end."""
+        spec = table_spec(name)
+        stream = ObjectStream(self, spec)
+        try:
+            yield StreamHandle(stream)
+            added = stream.close()
+            if added:
+                self.log(name).commit(lambda s: {"kind": "write", "add": added, "tag": None})
+        except BaseException:
+            stream.abort()
+            raise
+
+    def replace(self, name: str, data) -> int:
+        """Make ``data`` the whole content of a table: one entry removes every part and adds the new ones."""
+        spec = table_spec(name)
+        with self._leased(name, f"replace {name}", 600.0) as holder:
+            old = set(self.log(name).state().parts)
+            stream = ObjectStream(self, spec)
+            try:
+                for batch in (data if isinstance(data, pa.RecordBatchReader) else [conform(spec, data)]):
+                    stream.write(batch)
+                if not stream.rows:
+                    stream.write(spec.schema.empty_table())
+                added = stream.close()
+                self.log(name).commit(self._rewrite_entry("replace", name, old, added, holder))
+            except BaseException:
+                stream.abort()
+                raise
+        self._drop_parts(name, old)
+        return stream.rows
+
+    def _rewrite_entry(self, kind: str, name: str, old: set[str], added: list[str], holder: str):
+        """The commit of a rewrite: refused when a part it read is gone or its lease was lost."""
+        def make(state: TableState) -> dict:
+            gone = sorted(old - set(state.parts))
+            if gone or not state.lease or state.lease.get("holder") != holder:
+                raise Conflict(f"{kind} {name} of {self.root}: the table changed under it "
+                               f"({'parts gone: ' + ', '.join(gone[:3]) if gone else 'its lease was taken over'}); "
+                               "nothing was changed, run it again")
+            return {"kind": kind, "remove": sorted(old), "add": added, "release": holder}
+        return make
+
+    def _drop_parts(self, name: str, parts) -> None:
+        """Remove the objects of parts a rewrite removed (a reader that listed them reads again)."""
+        self.objects.delete([f"tables/{name}/{p}" for p in sorted(parts)])
+
+    def compact(self, name: str, wait: float = 600.0) -> tuple[int, int]:
+        """As :meth:`Compaction.compact`, fenced by the table's lease; appends committed meanwhile survive."""
+        spec = table_spec(name)
+        state = self.log(name).state()
+        if state.compacted:
+            return len(state.parts), len(state.parts)
+        with self._leased(name, f"compact {name}", wait) as holder:
+            snapshot = self.log(name).state()
+            con = self.connect(need=())
+            stream = ObjectStream(self, spec, keep_seq=True)
+            schema = spec.schema.append(pa.field(SEQ_COLUMN, pa.int64(), nullable=False))
+            try:
+                for batch in self._scan(con, spec, self._window(spec, snapshot.parts, with_seq=True)):
+                    stream.write(pa.Table.from_batches([batch]).cast(schema))
+                added = stream.close()
+                self.log(name).commit(self._rewrite_entry("compact", name, set(snapshot.parts), added, holder))
+            except BaseException:
+                stream.abort()
+                raise
+            finally:
+                con.close()
+        self._drop_parts(name, snapshot.parts)
+        return len(snapshot.parts), len(added)
+
+    def is_compacted(self, name: str) -> bool:
+        return self.log(name).state().compacted
+
+    def refresh_catalog(self, quiet: bool = False) -> bool:
+        """No catalog file on object storage: ``connect()`` (and ``m5data sql``) make the views."""
+        return True
+
+    # ------------------------------------------------------------------ reads
+    def connect(self, need=None, sandbox: bool = False, only=None, _read_cursor: bool = False):
+        # a connection of its own: the s3fs filesystem is registered per database
+        return super().connect(need, sandbox, only, _read_cursor=False)
+
+    def _attach(self, con) -> None:
+        con.register_filesystem(self.objects.fs)
+
+    def read_sql(self, con, spec: TableSpec, parts=None, with_seq: bool = False, shared: bool = False) -> str:
+        state = self.log(spec.name).state()
+        live = state.parts if parts is None else {p.rsplit("/", 1)[1]: state.parts[p.rsplit("/", 1)[1]] for p in parts}
+        return self._window(spec, live, with_seq, compacted=parts is None and state.compacted)
+
+    def view_sql(self, spec: TableSpec, parts=None, with_seq: bool = False) -> str:
+        return self.read_sql(None, spec, parts, with_seq)
+
+    def _window(self, spec: TableSpec, live: dict[str, int], with_seq: bool = False, compacted: bool = False) -> str:
+        """The newest row per key over ``live`` parts, each write's rows with its log number as ``_seq``."""
+        cols = ", ".join(spec.schema.names + ([SEQ_COLUMN] if with_seq else []))
+        if not live:
+            return f"SELECT {_null_columns(spec)}{', CAST(NULL AS BIGINT) AS ' + SEQ_COLUMN if with_seq else ''} WHERE false"
+        files = "[" + ", ".join(_sql_str(self._uri(spec.name, p)) for p in sorted(live)) + "]"
+        seqs = ", ".join(f"({_sql_str(self._uri(spec.name, p))}, {int(s)})" for p, s in sorted(live.items()))
+        source = (f"(SELECT p.* EXCLUDE (_m5data_file) REPLACE (CASE WHEN m.seq = {FROM_FILE} THEN p.{SEQ_COLUMN} "
+                  f"ELSE m.seq END AS {SEQ_COLUMN}) FROM read_parquet({files}, union_by_name = true, "
+                  f"filename = '_m5data_file') p JOIN (VALUES {seqs}) m(file, seq) ON p._m5data_file = m.file)")
+        if compacted:
+            return f"SELECT {cols} FROM {source}"
+        return _window_sql(spec, source, cols)
+
+    def _footer_problem(self, part) -> str | None:
+        try:
+            with self.objects.fs.open(str(part), "rb") as fh:
+                pq.ParquetFile(fh).metadata
+        except (pa.ArrowInvalid, OSError) as exc:
+            return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return None
+
+    # ------------------------------------------------------------------ garbage
+    def uncommitted(self) -> list[tuple[str, float]]:
+        """``(key below the prefix, age in seconds)`` of every part object that no log entry names:
+        a live writer's upload not yet committed, or a killed writer's (garbage)."""
+        out = []
+        for name in TABLES:
+            live = self.log(name).state().parts
+            now = time.time()
+            out += [(o.rel, now - o.modified.timestamp()) for o in self.objects.listing(f"tables/{name}/part-")
+                    if o.rel.rsplit("/", 1)[1] not in live]
+        return out
+
+    def sweep_garbage(self, grace: float | None = None) -> list[str]:
+        """Remove the uncommitted part objects older than ``grace`` seconds (default ``garbage_grace``):
+        a killed writer's uploads. A live writer's are younger (a write commits when its parts are up)."""
+        grace = self.garbage_grace if grace is None else grace
+        old = [rel for rel, age in self.uncommitted() if age > grace]
+        # read the logs again: a slow writer may have committed one of them meanwhile
+        again = {(t := rel.split("/")[1]): set(self.log(t).state().parts) for rel in old}
+        removed = [rel for rel in old if rel.rsplit("/", 1)[1] not in again[rel.split("/")[1]]]
+        self.objects.delete(removed)
+        return removed

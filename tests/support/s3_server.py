@@ -1,0 +1,100 @@
+"""A real S3 endpoint on 127.0.0.1 for tests and benchmarks: moto's server in its own process, with
+IAM authentication on (refused keys are refused), an IAM user allowed ``s3:*`` and its bucket.
+
+moto honours S3's conditional writes (``If-None-Match: *``, ``If-Match``), which the store's commit
+log relies on. Its request log (one line per request) is how tests and benchmarks count requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+BUCKET = "m5data-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def moto_server(folder: Path, bucket: str = BUCKET) -> Iterator[dict]:
+    """Start moto on 127.0.0.1; yields ``{"url", "client", "bucket", "log", "env"}``.
+
+    ``env`` is the AWS environment a client needs (endpoint, key, secret, region; no profile or config
+    file); ``log`` is the server's request log (:func:`requests` counts its lines).
+    """
+    import boto3
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    # the first 3 requests (user, policy, key) go unauthenticated; every later one is checked
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / "moto.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.5).close()
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError("moto server did not start")
+                time.sleep(0.1)
+        anon = {"endpoint_url": url, "region_name": "us-east-1", "aws_access_key_id": "setup",
+                "aws_secret_access_key": "setup"}
+        iam = boto3.client("iam", **anon)
+        iam.create_user(UserName="m5data")
+        iam.put_user_policy(UserName="m5data", PolicyName="s3", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+        key = iam.create_access_key(UserName="m5data")["AccessKey"]
+        creds = {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
+        client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", **creds)
+        client.create_bucket(Bucket=bucket)
+        nowhere = str(folder / "no-aws-config")
+        yield {"url": url, "client": client, "bucket": bucket, "log": log_path, "env": {
+            "AWS_ENDPOINT_URL_S3": url, "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"], "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": nowhere, "AWS_SHARED_CREDENTIALS_FILE": nowhere}}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def requests(log: Path) -> int:
+    """Requests the server has answered so far (its log has one line per request)."""
+    with open(log, "rb") as fh:
+        return sum(1 for line in fh if b'HTTP/1.1" ' in line)
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """A moto S3 server on 127.0.0.1 for a test module (import this fixture and :func:`aws` into it)."""
+    with moto_server(tmp_path_factory.mktemp("moto")) as server:
+        yield server
+
+
+@pytest.fixture
+def aws(s3, monkeypatch):
+    """This process (and the children it starts) talk to the local endpoint with the test user's key."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in s3["env"].items():
+        monkeypatch.setenv(name, value)
+    return s3
