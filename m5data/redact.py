@@ -117,10 +117,10 @@ def install_log_redaction() -> None:
                 handler.addFilter(_FILTER)
 
 
-def refuse_credentials(url: str, what: str) -> None:
-    """Raise ValueError for an object-storage URL that carries credentials (s3fs ignores them, and a
+def refuse_credentials(url: str, what: str, error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` for an object-storage URL that carries credentials (s3fs ignores them, and a
     URL is stored and logged): they belong in the environment or a profile."""
     if has_userinfo(url):
-        raise ValueError(f"{what} {redact_url(url)}: credentials in the URL are refused (they would be stored "
+        raise error(f"{what} {redact_url(url)}: credentials in the URL are refused (they would be stored "
                          "with the run and s3fs ignores them); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in "
                          "the environment, or use a profile (AWS_PROFILE)")

@@ -96,10 +96,7 @@ class _Location:
     def __init__(self, url: str):
         from ..redact import refuse_credentials
 
-        try:  # s3fs ignores credentials in the URL, and the URL is stored with the run: refused
-            refuse_credentials(url, "object storage URL")
-        except ValueError as exc:
-            raise RemoteError(str(exc)) from None
+        refuse_credentials(url, "object storage URL", RemoteError)  # s3fs ignores them; the URL is stored
         self.url = url.rstrip("/")
         self._fs = None
         self._pid = None

@@ -95,10 +95,7 @@ class ObjectStore:
     def __init__(self, url: str):
         from ..redact import refuse_credentials
 
-        try:  # s3fs ignores credentials in the URL, and the URL is stored with every run: refused
-            refuse_credentials(url, "store URL")
-        except ValueError as exc:
-            raise StoreError(str(exc)) from None
+        refuse_credentials(url, "store URL", StoreError)  # s3fs ignores them; the URL is stored with every run
         self.url = url.rstrip("/")
         self.bucket, _, self.prefix = self.url.split("://", 1)[1].partition("/")
         if not self.bucket:

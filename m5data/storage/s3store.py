@@ -33,7 +33,7 @@ from .commitlog import FROM_FILE, Conflict, TableLog, TableState
 from .compaction import Compaction
 from .errors import StoreBusy, StoreError
 from .objects import ObjectStore, StoreURL
-from .parts import conform, content_hash
+from .parts import conform
 from .reading import Reading
 from .s3blobs import ObjectBlobs
 from .s3parts import ObjectStream, StreamHandle
@@ -144,11 +144,9 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog):
     # ------------------------------------------------------------------ writes
     def write(self, name: str, data, *, if_absent: bool = False) -> int:
         """As :meth:`Writing.write`: one part, then one log entry (none when it repeats the newest write)."""
-        spec = table_spec(name)
-        table = self._incoming(spec, data, if_absent)
-        if not len(table):
+        if (incoming := self._incoming(name, data, if_absent)) is None:
             return 0
-        tag = content_hash(table)[:16]
+        spec, table, tag = incoming
         log = self.log(name)
         stream = ObjectStream(self, spec)
         try:

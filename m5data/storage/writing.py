@@ -28,11 +28,9 @@ class Writing:
         stores nothing twice). With ``if_absent`` only rows whose key is not yet in the table are
         written (e.g. a re-crawl must not reset a downloaded media row).
         """
-        spec = table_spec(name)
-        table = self._incoming(spec, data, if_absent)
-        if not len(table):
+        if (incoming := self._incoming(name, data, if_absent)) is None:
             return 0
-        tag = content_hash(table)[:16]
+        spec, table, tag = incoming
         directory = self.table_dir(name)
         parts = self.parts(name)
         # a repeat of the newest write changes nothing; a repeat of an older one is a new write (it wins)
@@ -57,10 +55,13 @@ class Writing:
             stream.abort()
             raise
         stream.close()
-    def _incoming(self, spec: TableSpec, data, if_absent: bool) -> pa.Table:
-        """The rows a write stores: cast to the table's schema, without existing keys when ``if_absent``."""
+    def _incoming(self, name: str, data, if_absent: bool) -> tuple[TableSpec, pa.Table, str] | None:
+        """``(spec, rows, tag)`` of a write: the rows cast to the table's schema (without existing keys when
+        ``if_absent``) and their content tag (a repeat of the newest write is a no-op); None when no row is left."""
+        spec = table_spec(name)
         table = conform(spec, data)
-        return self._drop_existing(spec, table) if if_absent and len(table) else table
+        table = self._drop_existing(spec, table) if if_absent and len(table) else table
+        return (spec, table, content_hash(table)[:16]) if len(table) else None
 
     def _drop_existing(self, spec: TableSpec, table: pa.Table) -> pa.Table:
         if not self.parts(spec.name):
