@@ -2,7 +2,8 @@
 
 The threshold is read off *held-out* scores only: every labelled pair is scored by a model that never
 saw it (folds grouped by the first product, so a product's pairs are never on both sides), and the
-threshold is the lowest score at which the held-out pairs above it reach ``annotate.matcher_precision``.
+threshold is the score of best held-out F1 among those whose held-out pairs above it reach
+``annotate.matcher_precision``.
 The saved validation figures are those held-out figures, not the training fit.
 """
 
@@ -60,16 +61,21 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray,
 
 
 def choose_threshold(scores: np.ndarray, y: np.ndarray, precision: float) -> tuple[float, bool]:
-    """The lowest score whose accepted pairs (score >= it) reach ``precision``; ``(threshold, reached)``.
-    When no threshold reaches it: the most precise one, and ``reached`` False."""
+    """Among the thresholds whose accepted pairs (score >= it) reach ``precision``, the one of best F1
+    (the lowest on ties: most recall); ``(threshold, reached)``. When none reaches it: the most precise
+    one, and ``reached`` False. Best F1 rather than simply the lowest: where the held-out scores separate
+    the classes, the lowest would admit negatives down to exactly ``precision``, a margin of nothing."""
     order = np.argsort(-scores, kind="stable")
     s, t = scores[order], y[order].astype(np.float64)
     tp = np.cumsum(t)
     prec = tp / np.arange(1, len(t) + 1)
+    f1 = 2 * tp / (np.arange(1, len(t) + 1) + max(t.sum(), 1))
     last = np.r_[s[1:] != s[:-1], True]  # a threshold accepts every pair of equal score
     ok = last & (prec >= precision)
     if ok.any():
-        return float(s[np.flatnonzero(ok)[-1]]), True
+        cand = np.flatnonzero(ok)
+        best = cand[f1[cand] >= f1[cand].max() - 1e-12][-1]
+        return float(s[best]), True
     cand = np.flatnonzero(last)
     return float(s[cand[np.argmax(prec[cand])]]), False
 
