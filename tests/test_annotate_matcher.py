@@ -277,3 +277,20 @@ def test_trains_from_the_crowds_matches(demo_store_factory, demo_shop_factory, t
     assert "phash_distance" in model.features and "title_char_cos" in model.features
     runs = store.read("runs", where="stage = 'annotate-matcher'").to_pydict()
     assert runs["status"] == ["ok"] and runs["n_out"] == [v["pairs"]] and runs["bytes"][0] == job.model_path(store).stat().st_size
+    # active learning: the next round asks the unjudged pool pairs nearest the threshold
+    out = tmp_path_factory.mktemp("uncertain")
+    result = runner.invoke(app, ["--store", str(store.root), "annotate", "tasks", "--out", str(out), "--top", "40",
+                                 "--uncertain", "30"])
+    assert result.exit_code == 0, result.output
+    asked = [json.loads(line)["data"] for line in (out / "tasks.jsonl").read_text(encoding="utf-8").splitlines()]
+    judged = set(zip(matches["query_id"], matches["candidate_id"]))
+    assert len(asked) == 30 and not {(t["query_id"], t["candidate_id"]) for t in asked} & judged
+    pools = store.read("pools", where="rank <= 40", columns=["query_id", "candidate_id"]).to_pydict()
+    rest = [(q, c) for q, c in zip(pools["query_id"], pools["candidate_id"]) if (q, c) not in judged]
+    products = job.read_store(store, s.annotate.dedup_brand_property)
+    idx = products.index()
+    sc = job.score(model, products, np.array([idx[q] for q, _ in rest]), np.array([idx[c] for _, c in rest]))
+    logit = lambda p: np.log(np.clip(p, 1e-9, 1 - 1e-9) / (1 - np.clip(p, 1e-9, 1 - 1e-9)))
+    dist = dict(zip(rest, np.abs(logit(sc) - logit(model.threshold))))
+    chosen = {(t["query_id"], t["candidate_id"]) for t in asked}
+    assert max(dist[p] for p in chosen) <= min(d for p, d in dist.items() if p not in chosen) + 1e-9
