@@ -174,6 +174,12 @@ def test_model_file_is_json_and_a_pickle_is_refused_unrun(synth, tmp_path):
                                          "right": [0], "leaf": [0], "value": [0], "depth": 1}}))
     with pytest.raises(MatcherError, match="out of range"):
         load(bad)
+    loop = {"roots": [0], "feature": [0, 0], "threshold": [0.5, 0], "missing_left": [1, 0], "left": [0, 0],
+            "right": [1, 0], "leaf": [0, 1], "value": [0, 1], "depth": 1}  # node 0's left child is itself
+    bad.write_text(json.dumps({"format": FORMAT, "version": "x", "features": [], "baseline": 0, "threshold": 0.5,
+                               "trees": loop}))
+    with pytest.raises(MatcherError, match="child before its parent"):
+        load(bad)
 
 
 def test_labels_file_with_bad_lines_is_refused_one_error_per_line(synth, tmp_path):

@@ -104,6 +104,27 @@ class PairFeatures:
         self.props = _binary([list(s) for s in p.specs] if p.specs else [[] for _ in p.ids])
         self.pairs_pv = _binary([[f"{k}\x1f{v}" for k, v in s.items()] for s in p.specs] if p.specs else [[] for _ in p.ids])
         self.embed = None if not embed_model else embed_texts(p.title, embed_model)
+        self._top: dict[str, np.ndarray] = {}  # per neighbour space: each product's two best cosines (NaN: not yet)
+
+    def neighbours(self, rows: np.ndarray | None = None) -> None:
+        """Find the two nearest other products of ``rows`` (default all) in every neighbour space now;
+        :meth:`matrix` otherwise finds them for the products of its pairs, once per product."""
+        rows = np.arange(len(self.p)) if rows is None else np.unique(np.asarray(rows, np.int64))
+        for name, x in self._spaces():
+            self._top2_of(name, x, rows)
+
+    def _spaces(self):
+        yield "char", self.title_char
+        yield "word", self.title_word
+        if self.embed is not None:
+            yield "embed", self.embed
+
+    def _top2_of(self, name: str, x, rows: np.ndarray) -> np.ndarray:
+        top = self._top.setdefault(name, np.full((len(self.p), 2), np.nan, dtype=np.float32))
+        todo = rows[np.isnan(top[rows, 0])]
+        if len(todo):
+            top[todo] = _top2(x, todo)
+        return top
 
     def matrix(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Features of pairs ``(a[i], b[i])`` (product rows), float32, columns in :data:`FEATURES` order."""
@@ -196,9 +217,7 @@ class PairFeatures:
     def _context(self, a, b, name: str, x, sim: np.ndarray) -> dict[str, np.ndarray]:
         """How the pair's similarity compares with each side's best other product in the whole set: a
         pair that is each side's nearest neighbour is likelier a match than one of two similar siblings."""
-        rows = np.unique(np.r_[a, b])
-        top = np.zeros((len(self.p), 2), dtype=np.float32)
-        top[rows] = _top2(x, rows)
+        top = self._top2_of(name, x, np.unique(np.r_[a, b]))
 
         def margin(i, j):
             best_other = np.where(top[i, 0] > sim + 1e-6, top[i, 0], top[i, 1])
