@@ -232,5 +232,9 @@ class PairFeatures:
 def embed_texts(texts: list[str], model_path: str) -> np.ndarray:
     """L2-normalised sentence embeddings from a local model folder (never a download)."""
     from ..embed import sentence_transformer
+    from .model import MatcherError
 
-    return sentence_transformer(texts, model_path)
+    try:
+        return sentence_transformer(texts, model_path)
+    except RuntimeError as exc:  # no sentence-transformers, no model folder: said in one line
+        raise MatcherError(f"annotate.matcher_text_model: {exc}") from None
