@@ -208,6 +208,13 @@ def test_labels_file_with_bad_lines_is_refused_one_error_per_line(synth, tmp_pat
     assert [ln for ln in out.splitlines() if re.match(r"\s*line \d+:", ln)].__len__() == 5
     assert "line 2:" not in out
     assert sorted((store.root / "derived" / "matcher").iterdir()) == before and store.read("runs").num_rows == runs
+    # a text model that is not there is one line, before any work
+    result = runner.invoke(app, ["--store", str(store.root), "annotate", "matcher", "train", "--labels",
+                                 str(tmp_path / "missing.csv"), "--text-model", str(tmp_path / "no-model")])
+    assert result.exit_code == 1 and "annotate.matcher_text_model: no model folder" in result.output
+    result = runner.invoke(app, ["--store", str(store.root), "annotate", "matcher", "train", "--labels",
+                                 str(tmp_path / "missing.csv")])
+    assert result.exit_code == 1 and "no such file" in result.output
 
 
 @pytest.fixture(scope="module")
