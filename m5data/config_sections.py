@@ -180,6 +180,13 @@ class AnnotateSettings:
     crowd_workers: int = 40  # simulate: size of the simulated worker pool
     crowd_spammers: float = 0.15  # simulate: share of the workers who answer at random
     crowd_gold: float = 0.05  # simulate: share of pairs used as gold questions
+    # --- matcher (m5data annotate matcher train / score; docs/annotate.md "Matcher")
+    matcher_precision: float = 0.9  # the saved threshold is the lowest whose held-out pairs reach this precision
+    matcher_folds: int = 5  # cross-validation folds (grouped by product) the threshold is chosen on
+    matcher_trees: int = 400  # boosting iterations of the gradient-boosted trees
+    matcher_learning_rate: float = 0.05  # boosting learning rate
+    matcher_leaves: int = 31  # leaves per tree at most
+    matcher_text_model: str = ""  # local sentence-transformers model folder for the embed_* features; "" = none
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,3 +24,4 @@ JOBS: list[tuple[str, str, str]] = [  # verb, module, function
 
 for _name, _module, _func in JOBS:
     app.command(_name)(load(f"{_module}:{_func}"))
+app.add_typer(load("m5data.annotate.matcher.cli:app"), name="matcher")

@@ -92,14 +92,17 @@ def tasks(
     top: int = typer.Option(0, "--top", help="Candidates per query (0 = the whole pool)."),
     queries: int = typer.Option(0, "--queries", help="Only the first N queries by id (0 = all)."),
     image_prefix: Optional[str] = typer.Option(None, "--image-prefix", help="Prefix for image paths relative to the store (e.g. a URL); default absolute paths."),
+    uncertain: int = typer.Option(0, "--uncertain", help="Only the N unjudged pairs the trained matcher is least sure of (active learning); 0 = all."),
 ) -> None:
     """Export labelling tasks (query + candidate, images and captions) as JSONL, JSON and CSV for labelling tools."""
     from ..console import console
     from ..verbs import open_store
+    from .matcher.model import MatcherError
     from .tasks import export_tasks
 
-    store, _ = open_store(ctx)
-    report = export_tasks(store, out, top=top, queries=queries, image_prefix=image_prefix)
+    store, s = open_store(ctx)
+    with one_line_errors(MatcherError):
+        report = export_tasks(store, out, top=top, queries=queries, image_prefix=image_prefix, uncertain=uncertain, settings=s)
     console.print(f"{report.n_tasks:,} tasks of {report.n_queries:,} queries -> [bold]{esc(str(report.out_dir))}[/] "
                   "(tasks.jsonl, tasks.json, tasks.csv, label_config.xml)")
     if report.no_image or report.empty_caption:

@@ -41,13 +41,16 @@ class TasksReport:
     empty_caption: int = 0
 
 
-def export_tasks(store, out_dir: str | Path, *, top: int = 0, queries: int = 0, image_prefix: str | None = None) -> TasksReport:
+def export_tasks(store, out_dir: str | Path, *, top: int = 0, queries: int = 0, image_prefix: str | None = None,
+                 uncertain: int = 0, settings=None) -> TasksReport:
     """Write the labelling tasks of the ``pools`` table into ``out_dir``.
 
     Args:
         top: candidates per query (0 = the whole pool).
         queries: first this many queries by query_id (0 = all).
         image_prefix: prefix for image paths relative to the store root (default: absolute paths).
+        uncertain: only the this many pairs (of those chosen by ``top`` / ``queries``, not yet in
+            ``matches``) the newest matcher is least sure of, least sure first (needs ``settings``).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -70,6 +73,10 @@ def export_tasks(store, out_dir: str | Path, *, top: int = 0, queries: int = 0, 
             LEFT JOIN img ON img.product_id = p.product_id AND img.rn = 1""").fetchall()}
     finally:
         con.close()
+    if uncertain:
+        from .matcher.uncertain import least_sure
+
+        pairs, _ = least_sure(store, settings, pairs, uncertain)
 
     def side(pid: str) -> tuple[str, str, str]:
         blob, text = info.get(pid, (None, ""))

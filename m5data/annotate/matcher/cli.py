@@ -1,0 +1,81 @@
+"""``m5data annotate matcher train|score``: the learned same-product matcher's verbs.
+
+Exit codes: 0 done; 1 a bad setting, a bad labels or pairs file (every bad line named), no model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ...verbs import one_line_errors
+
+app = typer.Typer(no_args_is_help=True, help="The learned same-product matcher: train it on labelled pairs, score pairs.")
+
+
+@app.command("train")
+def train(
+    ctx: typer.Context,
+    labels: Optional[Path] = typer.Option(None, "--labels", help="CSV a,b,label (two stored product ids, 1 same / 0 not); default: the crowd's matches table."),
+    precision: Optional[float] = typer.Option(None, "--precision", help="Held-out precision the saved threshold reaches (default 0.9)."),
+    text_model: Optional[str] = typer.Option(None, "--text-model", help="Local sentence-transformers folder for the embedding features (default none)."),
+) -> None:
+    """Train the matcher (cross-validated; threshold chosen on held-out folds) and save it as a new version."""
+    from ...config import ConfigError
+    from ...console import console, stage_summary
+    from ...verbs import open_store
+    from .job import train as run_train
+    from .model import MatcherError
+
+    store, s = open_store(ctx, **{"annotate.matcher_precision": precision, "annotate.matcher_text_model": text_model})
+    with one_line_errors(MatcherError, ConfigError):
+        with console.status("[bold]matcher[/] computing pair features and cross-validating"):
+            report = run_train(store, s, labels)
+    console.print(stage_summary(report.stats))
+    console.print(validation_table(report))
+
+
+@app.command("score")
+def score(
+    ctx: typer.Context,
+    pairs: Path = typer.Option(..., "--pairs", help="CSV with a header; product ids in columns a and b (else the first two)."),
+    out: Path = typer.Option(..., "--out", help="Where to write the pairs with a score column (P(same product))."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model version (derived/matcher/<version>) or model.json path; default the newest."),
+) -> None:
+    """Score pairs of stored products: P(same product) in a new score column."""
+    from ...config import ConfigError
+    from ...console import console, esc
+    from ...verbs import open_store
+    from .job import score_file
+    from .model import MatcherError
+
+    store, s = open_store(ctx)
+    with one_line_errors(MatcherError, ConfigError):
+        report = score_file(store, s, pairs, out, model)
+    console.print(f"{report.n_pairs:,} pairs scored with matcher {esc(report.model.version)} in {report.seconds:.2f} s; "
+                  f"{report.n_accepted:,} at or above its threshold {report.model.threshold:.4f}: [bold]{esc(str(out))}[/]")
+
+
+def validation_table(report):
+    """The held-out figures saved with the model; paths printed as text, never markup."""
+    from ...console import Table
+
+    v = report.model.validation
+    t = Table(title=f"matcher {report.model.version} (held-out, {v['folds']} folds)")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    t.add_row("labels", report.source)
+    t.add_row("pairs / matches", f"{v['pairs']:,} / {v['matches']:,}")
+    for reason, n in report.n_skipped.items():
+        t.add_row(f"  left out: {reason}", f"{n:,}")
+    t.add_row("threshold", f"{report.model.threshold:.4f}")
+    reached = "" if v["target_reached"] else " (not reached: the most precise threshold)"
+    t.add_row("precision (target)", f"{v['precision']:.4f} ({v['target_precision']}){reached}")
+    t.add_row("recall / F1", f"{v['recall']:.4f} / {v['f1']:.4f}")
+    t.add_row("AUC / best F1", f"{v['auc']:.4f} / {v['best_f1']:.4f}")
+    t.add_row("features used", f"{len(report.model.features)}")
+    t.add_row("seconds: features / fit", f"{report.seconds_features:.2f} / {report.seconds_fit:.2f}")
+    t.add_row("model", str(report.path))
+    return t

@@ -1,0 +1,216 @@
+"""The matcher's jobs over a store: train (from the crowd's ``matches`` or a labels file) and score pairs.
+
+A trained model lives in ``derived/matcher/<version>/model.json`` (version = UTC time + run id, so
+names sort by age); the newest is the one used unless another is named. A labels or pairs file with
+bad lines is refused whole, every bad line named with its line number and value: a model silently
+trained on part of a file would not be the model the user asked for.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ... import config as cfg
+from ...storage.runs import StageStats, record_run
+from .model import MatcherError, Model, load
+from .products import Products, read_store
+
+MAX_LISTED = 200  # bad lines named in one error at most (the count says how many more)
+
+
+@dataclass
+class TrainReport:
+    stats: StageStats
+    model: Model
+    path: Path
+    source: str  # "crowd matches" or the labels file
+    n_pairs: int = 0
+    n_skipped: dict = field(default_factory=dict)  # reason -> pairs left out (crowd labels only)
+    seconds_features: float = 0.0
+    seconds_fit: float = 0.0
+
+
+def check_settings(s: cfg.Settings) -> None:
+    """Reject bad matcher settings of ``[annotate]`` before any work."""
+    a = s.annotate
+    if not 0.0 < a.matcher_precision <= 1.0:
+        raise cfg.ConfigError(f"config annotate.matcher_precision must be in (0, 1], got {a.matcher_precision!r}")
+    for key in ("matcher_folds", "matcher_trees", "matcher_leaves"):
+        if getattr(a, key) < (2 if key != "matcher_trees" else 1):
+            raise cfg.ConfigError(f"config annotate.{key} is too small, got {getattr(a, key)!r}")
+    if not 0.0 < a.matcher_learning_rate <= 1.0:
+        raise cfg.ConfigError(f"config annotate.matcher_learning_rate must be in (0, 1], got {a.matcher_learning_rate!r}")
+    if a.matcher_text_model and not Path(a.matcher_text_model).is_dir():
+        raise cfg.ConfigError(f"config annotate.matcher_text_model: no model folder at {a.matcher_text_model}")
+
+
+def _refuse(path: Path, bad: list[str], what: str) -> None:
+    if bad:
+        more = f"\n... and {len(bad) - MAX_LISTED} more bad lines" if len(bad) > MAX_LISTED else ""
+        raise MatcherError(f"{path}: {len(bad)} bad line{'s' * (len(bad) > 1)}, {what}:\n" + "\n".join(bad[:MAX_LISTED]) + more)
+
+
+def _rows(path: Path):
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            yield from enumerate(csv.reader(fh), start=1)
+    except FileNotFoundError:
+        raise MatcherError(f"no such file: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise MatcherError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def read_labels(path: Path, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``a,b,label`` lines (an ``a,b,label`` header is skipped) as product rows and 0/1 labels."""
+    a, b, y, bad = [], [], [], []
+    for n, row in _rows(path):
+        if n == 1 and [c.strip().lower() for c in row] == ["a", "b", "label"]:
+            continue
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) != 3:
+            bad.append(f"line {n}: expected 3 fields a,b,label, got {len(row)}: {','.join(row)[:80]!r}")
+            continue
+        ia, ib = index.get(row[0].strip()), index.get(row[1].strip())
+        problems = [f"unknown product id {v.strip()!r}" for v, i in ((row[0], ia), (row[1], ib)) if i is None]
+        if row[2].strip() not in ("0", "1"):
+            problems.append(f"label {row[2].strip()!r} is not 0 or 1")
+        if ia is not None and ia == ib:
+            problems.append(f"a product paired with itself {row[0].strip()!r}")
+        if problems:
+            bad.append(f"line {n}: " + "; ".join(problems))
+            continue
+        a.append(ia)
+        b.append(ib)
+        y.append(row[2].strip() == "1")
+    _refuse(path, bad, "nothing trained (fix or remove them)")
+    return np.asarray(a, np.int64), np.asarray(b, np.int64), np.asarray(y, bool)
+
+
+def crowd_labels(store, index: dict[str, int], skipped: dict) -> tuple[np.ndarray, ...]:
+    """The ``matches`` table as rows, targets (prob >= 0.5) and weights (how sure GLAD is: max(prob, 1 - prob))."""
+    t = store.read("matches", columns=["query_id", "candidate_id", "prob"]).to_pydict()
+    a, b, y, w = [], [], [], []
+    for q, c, p in zip(t["query_id"], t["candidate_id"], t["prob"]):
+        if p is None:
+            skipped["no probability (only uncertain judgements)"] = skipped.get("no probability (only uncertain judgements)", 0) + 1
+        elif q not in index or c not in index:
+            skipped["product no longer in the store"] = skipped.get("product no longer in the store", 0) + 1
+        else:
+            a.append(index[q])
+            b.append(index[c])
+            y.append(p >= 0.5)
+            w.append(max(p, 1.0 - p))
+    if not a:
+        raise MatcherError("no crowd labels in matches: run `m5data annotate aggregate` first, or pass --labels FILE")
+    return np.asarray(a, np.int64), np.asarray(b, np.int64), np.asarray(y, bool), np.asarray(w, np.float64)
+
+
+def train(store, settings: cfg.Settings, labels: Path | None = None, products: Products | None = None) -> TrainReport:
+    """Fit a matcher on the store's crowd labels (or ``labels``) and save it as the newest version."""
+    from .features import PairFeatures
+    from .training import fit
+
+    check_settings(settings)
+    a = settings.annotate
+    stats = StageStats("annotate-matcher")
+    products = products or read_store(store, a.dedup_brand_property)
+    index = products.index()
+    skipped: dict = {}
+    if labels is not None:
+        ia, ib, y = read_labels(Path(labels), index)
+        w = np.ones(len(y))
+    else:
+        ia, ib, y, w = crowd_labels(store, index, skipped)
+    for reason, n in skipped.items():
+        stats.fail(reason, n)
+    t0 = time.perf_counter()
+    x = PairFeatures(products, a.matcher_text_model).matrix(ia, ib)
+    t1 = time.perf_counter()
+    version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + stats.run_id[:6]
+    result = fit(x, y, w, ia, settings, version)
+    model = result.model
+    model.meta = {"labels": str(labels) if labels else "matches", "products": len(products), "run_id": stats.run_id,
+                  "seconds_features": round(t1 - t0, 3), "seconds_fit": round(result.seconds, 3),
+                  "text_model": Path(a.matcher_text_model).name if a.matcher_text_model else ""}
+    path = store.derived_dir("matcher", version) / "model.json"
+    stats.bytes = model.save(path)
+    stats.n_in, stats.n_out = len(y) + sum(skipped.values()), len(y)
+    record_run(store, stats.finish(), {"annotate": {k: v for k, v in cfg.as_dict(settings)["annotate"].items()
+                                                    if k.startswith("matcher_") or k == "seed"},
+                                       "labels": str(labels) if labels else "matches", "version": version})
+    return TrainReport(stats=stats, model=model, path=path, source=str(labels) if labels else "crowd matches",
+                       n_pairs=len(y), n_skipped=skipped, seconds_features=t1 - t0, seconds_fit=result.seconds)
+
+
+def model_path(store, name: str | None = None) -> Path:
+    """The model file of version ``name`` (or a path to a model.json); the newest version when None."""
+    if name and (Path(name).is_file() or name.endswith(".json")):
+        return Path(name)
+    root = store.root / "derived" / "matcher"
+    if name:
+        return root / name / "model.json"
+    versions = sorted(p.parent.name for p in root.glob("*/model.json")) if root.is_dir() else []
+    if not versions:
+        raise MatcherError(f"no trained matcher in {root}: run `m5data annotate matcher train` first")
+    return root / versions[-1] / "model.json"
+
+
+def score(model: Model, products: Products, ia: np.ndarray, ib: np.ndarray, text_model: str = "") -> np.ndarray:
+    """P(same product) of pairs of product rows."""
+    from .features import PairFeatures
+    from .training import columns
+
+    cols = columns(model)
+    if any(f.startswith("embed_") for f in model.features) and not text_model:
+        raise MatcherError(f"matcher model {model.version} uses text embeddings: set annotate.matcher_text_model")
+    return model.proba(PairFeatures(products, text_model).matrix(ia, ib)[:, cols])
+
+
+@dataclass
+class ScoreReport:
+    model: Model
+    n_pairs: int
+    seconds: float
+    n_accepted: int
+
+
+def score_file(store, settings: cfg.Settings, pairs: Path, out: Path, name: str | None = None) -> ScoreReport:
+    """Copy the CSV ``pairs`` (a header, product ids in columns ``a`` and ``b`` or else the first two)
+    to ``out`` with a ``score`` column added."""
+    model = load(model_path(store, name))
+    products = read_store(store, settings.annotate.dedup_brand_property)
+    index = products.index()
+    header, rows, bad = None, [], []
+    for n, row in _rows(Path(pairs)):
+        if header is None:
+            header = row
+            ca, cb = (header.index("a"), header.index("b")) if {"a", "b"} <= set(header) else (0, 1)
+            continue
+        if not row:
+            continue
+        ids = [row[c].strip() if c < len(row) else "" for c in (ca, cb)]
+        unknown = [f"unknown product id {v!r}" for v in ids if v not in index]
+        if unknown:
+            bad.append(f"line {n}: " + "; ".join(unknown))
+        rows.append((row, ids))
+    if header is None:
+        raise MatcherError(f"{pairs} is empty: expected a header and one pair a line")
+    _refuse(Path(pairs), bad, "nothing scored")
+    t0 = time.perf_counter()
+    ia = np.array([index[i] for _, (i, _) in rows], dtype=np.int64)
+    ib = np.array([index[j] for _, (_, j) in rows], dtype=np.int64)
+    s = score(model, products, ia, ib, settings.annotate.matcher_text_model)
+    seconds = time.perf_counter() - t0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow([*header, "score"])
+        for (row, _), v in zip(rows, s):
+            w.writerow([*row, f"{v:.6f}"])
+    return ScoreReport(model=model, n_pairs=len(rows), seconds=seconds, n_accepted=int((s >= model.threshold).sum()))

@@ -1,0 +1,98 @@
+"""The products a matcher compares, as columns: text, brand, price, category, specs, main-image pHash.
+
+One list entry or array element per product; the row number is the product's index. The store's
+tables fill it (:func:`read_store`); the benchmark fills it from the ER-Magellan files directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Products:
+    """Products by row: ``ids[i]`` is product ``i``."""
+
+    ids: list[str]
+    title: list[str]
+    text: list[str]  # caption / description beyond the title ("" when none)
+    brand: list[str]  # normalised brand spelling ("" when none)
+    price: np.ndarray  # float64, NaN when none
+    category: list[str]  # leaf category ("" when none)
+    specs: list[dict[str, str]] = field(default_factory=list)  # normalised property -> value, brand excluded
+    phash: np.ndarray | None = None  # uint64 main-image pHash
+    has_phash: np.ndarray | None = None  # bool
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def index(self) -> dict[str, int]:
+        return {p: i for i, p in enumerate(self.ids)}
+
+
+_PRODUCTS = """
+    SELECT p.product_id, p.title, p.description, p.price, p.category_path, c.text AS caption, m.phash
+    FROM products p
+    LEFT JOIN captions c ON c.product_id = p.product_id
+    LEFT JOIN (SELECT product_id, phash,
+                      row_number() OVER (PARTITION BY product_id ORDER BY position, media_id) AS k
+               FROM media WHERE kind = 'image' AND role = 'main' AND status = 'ok') m
+      ON m.product_id = p.product_id AND m.k = 1
+    ORDER BY p.product_id"""
+
+
+def read_store(store, brand_property: str) -> Products:
+    """Every product of ``store`` with its caption, main-image pHash and spec values (``brand_property``
+    gives the brand)."""
+    from ..near import parse_phash
+
+    con = store.connect(need=("products",), only=("products", "media", "specs", "captions"))
+    try:
+        tables = {r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()}
+        sql = _PRODUCTS
+        if "captions" not in tables:
+            sql = sql.replace("c.text AS caption", "NULL AS caption").replace(
+                "LEFT JOIN captions c ON c.product_id = p.product_id", "")
+        if "media" not in tables:
+            sql = sql.replace("m.phash", "NULL AS phash").split("LEFT JOIN (SELECT")[0] + " ORDER BY p.product_id"
+        t = con.sql(sql).fetchnumpy()
+        specs = (con.sql("SELECT product_id, property, value FROM specs WHERE property IS NOT NULL AND value IS NOT NULL"
+                         " ORDER BY product_id, position").fetchall() if "specs" in tables else [])
+    finally:
+        con.close()
+    ids = [str(x) for x in t["product_id"].tolist()]
+    row = {p: i for i, p in enumerate(ids)}
+    spec_rows: list[dict[str, str]] = [{} for _ in ids]
+    brands = [""] * len(ids)
+    for pid, prop, value in specs:
+        i = row.get(pid)
+        if i is None:
+            continue
+        prop, value = norm(prop), norm(value)
+        if prop == norm(brand_property):
+            brands[i] = brands[i] or value
+        elif prop and value:
+            spec_rows[i].setdefault(prop, value)
+    texts = [" ".join(x for x in (c, d) if x) for c, d in zip(_strs(t["caption"]), _strs(t["description"]))]
+    ph, ok = parse_phash(_strs(t["phash"]))
+    price = np.array([np.nan if v is None else float(v) for v in _objs(t["price"])], dtype=np.float64)
+    cats = [str(c[-1]) if c is not None and len(c) else "" for c in _objs(t["category_path"])]
+    return Products(ids=ids, title=_strs(t["title"]), text=texts, brand=brands, price=price, category=cats,
+                    specs=spec_rows, phash=ph, has_phash=ok)
+
+
+def norm(s: str) -> str:
+    """Lower case, outer whitespace and trailing colons off: how properties and values are compared."""
+    return s.strip().rstrip(":：").strip().lower()
+
+
+def _objs(col) -> list:
+    if isinstance(col, np.ma.MaskedArray):
+        return [None if m else v for v, m in zip(col.data.tolist(), np.ma.getmaskarray(col).tolist())]
+    return list(col.tolist()) if hasattr(col, "tolist") else list(col)
+
+
+def _strs(col) -> list[str]:
+    return ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in _objs(col)]

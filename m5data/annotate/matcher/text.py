@@ -1,0 +1,84 @@
+"""Tokens of product text in Chinese and Latin script: words, model codes, numbers with units.
+
+Latin words are runs of letters and digits (joined by ``- / .`` inside a token: ``mb13-pnk-see-v2``);
+Chinese runs are cut into words by jieba. A *model code* is a token mixing letters and digits
+(``lds4821ww``, ``dvd-3800bdci``), compared without its separators; its *stem* drops trailing
+letters (``lds4821``: the colour suffix of a code); a *number* keeps its unit (``16gb``, ``2.5kg``).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+_TOKEN = re.compile(r"[0-9a-z]+(?:[-/.][0-9a-z]+)*|[\u3400-\u9fff]+")
+_HAN = re.compile(r"[\u3400-\u9fff]")
+_SEP = re.compile(r"[-/.]")
+_NUMBER = re.compile(r"(?<![0-9a-z.])(\d+(?:\.\d+)?)\s?(gb|tb|mb|mm|cm|m|kg|g|ml|l|w|v|mah|hz|inch|in|ft|x|p|寸|克|毫升|升|瓦|米|厘米|英寸)?(?![0-9])")
+_UNIT_SAME = {"in": "inch", "英寸": "inch", "寸": "inch", "克": "g", "毫升": "ml", "升": "l", "瓦": "w", "米": "m", "厘米": "cm"}
+_STEM = re.compile(r"[a-z]+$")
+
+
+def clean(s: str) -> str:
+    """NFKC (full-width to half-width), lower case."""
+    return unicodedata.normalize("NFKC", s or "").lower()
+
+
+@lru_cache(maxsize=1)
+def _jieba():
+    import jieba
+
+    jieba.setLogLevel(60)
+    return jieba
+
+
+def words(s: str) -> list[str]:
+    """Words of a text: Latin tokens as written, Chinese runs segmented by jieba (one word per run
+    of one character)."""
+    out: list[str] = []
+    for tok in _TOKEN.findall(clean(s)):
+        if _HAN.match(tok):
+            out.extend(w for w in _jieba().lcut(tok) if w.strip()) if len(tok) > 1 else out.append(tok)
+        else:
+            out.append(tok)
+    return out
+
+
+def is_code(tok: str) -> bool:
+    """A model code: letters and digits mixed, 4+ characters without separators (not ``4gb``-style
+    numbers with a unit)."""
+    t = _SEP.sub("", tok)
+    if len(t) < 4 or not t.isascii() or t.isdigit() or t.isalpha():
+        return False
+    return not _NUMBER.fullmatch(t)
+
+
+def codes(tokens: list[str]) -> list[str]:
+    """Model codes among ``tokens``, separators removed."""
+    return [_SEP.sub("", t) for t in tokens if is_code(t)]
+
+
+def stems(code_list: list[str]) -> list[str]:
+    """Codes without trailing letters (``lds4821ww`` -> ``lds4821``), when that leaves a code."""
+    out = []
+    for c in code_list:
+        s = _STEM.sub("", c)
+        if len(s) >= 4 and not s.isdigit():
+            out.append(s)
+    return out
+
+
+def numbers(s: str) -> list[str]:
+    """Numbers with their unit (``24 inch`` and ``24寸`` are both ``24inch``); a bare number stays bare."""
+    out = []
+    for num, unit in _NUMBER.findall(clean(s)):
+        if "." in num:
+            num = num.rstrip("0").rstrip(".")
+        out.append(num + _UNIT_SAME.get(unit, unit or ""))
+    return out
+
+
+def squash(s: str) -> str:
+    """Letters and digits only (``DVD-3800 BDCI`` -> ``dvd3800bdci``): where codes are looked for as substrings."""
+    return "".join(ch for ch in clean(s) if ch.isalnum())
