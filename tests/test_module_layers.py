@@ -5,6 +5,7 @@ constant, a config type) living in the wrong module."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "m5data"
@@ -121,3 +122,16 @@ def test_every_stage_is_declared_once_and_has_no_wrapper_in_flows():
     assert len(verbs) == len(set(verbs))
     graph = _graph()
     assert not any(m.startswith("m5data.flows") for m in graph["m5data.stages"])  # the registry is below the flow
+
+
+def test_every_module_is_used_by_the_package():
+    """A module of m5data that no other module imports, and that no module names (a registry target,
+    a Scrapy setting, ``python -m``), serves only tests or benchmarks: it belongs in tests/support/."""
+    graph = _graph()
+    imported = {m for deps in graph.values() for m in deps}
+    named = set()
+    for path in PACKAGE.rglob("*.py"):
+        for name in re.findall(r"m5data(?:\.\w+)+", path.read_text()):
+            named.update({name, name.rpartition(".")[0]})  # "module:function" or a dotted attribute
+    orphans = sorted(m for m in graph if m not in imported | named and m not in ("m5data", "m5data.__main__"))
+    assert orphans == []

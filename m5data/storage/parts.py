@@ -137,3 +137,52 @@ class PartWriter:
             self._writer.close()
         finally:
             self.tmp.unlink(missing_ok=True)
+
+
+class PartStream:
+    """One write cut into parts of at most ``store.part_rows`` rows, published all or nothing.
+
+    The folder store's stream and the object store's share the cutting; each says how a part is
+    opened (``_open``), finished (``_finish``: its name) and how incoming rows are cast (``_rows``).
+    """
+
+    def __init__(self, store, spec: TableSpec):
+        self.store = store
+        self.spec = spec
+        self.rows = 0
+        self._current = None
+        self._done: list = []
+
+    def _open(self):
+        raise NotImplementedError
+
+    def _finish(self, part):
+        raise NotImplementedError
+
+    def _rows(self, data) -> pa.Table:
+        return conform(self.spec, data)
+
+    def write(self, data: pa.Table | pa.RecordBatch | list[dict]) -> None:
+        table = self._rows(data)
+        while True:  # a batch larger than the current part's room is cut: every part stays <= part_rows
+            if self._current is None:
+                self._current = self._open()
+            take = min(len(table), self.store.part_rows - self._current.rows)
+            self._current.write(table.slice(0, take))  # an empty table still gives a part its schema
+            self.rows += take
+            table = table.slice(take)
+            if self._current.rows >= self.store.part_rows:
+                self._done.append(self._finish(self._current))
+                self._current = None
+            if not len(table):
+                return
+
+    def _close_current(self) -> None:
+        if self._current is not None:
+            self._done.append(self._finish(self._current))
+            self._current = None
+
+    def _abort_current(self) -> None:
+        if self._current is not None:
+            self._current.abort()
+            self._current = None

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .commitlog import FROM_FILE
-from .parts import conform, part_metadata, with_seq
+from .parts import PartStream, conform, part_metadata, with_seq
 from .schema import SEQ_COLUMN, TableSpec
 
 if TYPE_CHECKING:
@@ -56,42 +56,35 @@ class ObjectPart:
             self._fh.discard()  # s3fs: abort the multipart upload; nothing appears
 
 
-class ObjectStream:
+class ObjectStream(PartStream):
     """A streaming write to object storage: parts of at most ``part_rows`` rows, one log entry at close."""
 
     def __init__(self, store: S3Store, spec: TableSpec, keep_seq: bool = False):
-        self.store, self.spec, self.keep_seq = store, spec, keep_seq
-        self.rows = 0
-        self.done: list[str] = []
-        self._current: ObjectPart | None = None
+        super().__init__(store, spec)
+        self.keep_seq = keep_seq
 
-    def write(self, data) -> None:
-        table = data if self.keep_seq else conform(self.spec, data)
-        while True:  # a batch larger than the current part's room is cut: every part stays <= part_rows
-            if self._current is None:
-                self._current = ObjectPart(self.store, self.spec, self.keep_seq)
-            take = min(len(table), self.store.part_rows - self._current.rows)
-            self._current.write(table.slice(0, take))
-            self.rows += take
-            table = table.slice(take)
-            if self._current.rows >= self.store.part_rows:
-                self.done.append(self._current.close())
-                self._current = None
-            if not len(table):
-                return
+    def _open(self) -> ObjectPart:
+        return ObjectPart(self.store, self.spec, self.keep_seq)
+
+    def _finish(self, part: ObjectPart) -> str:
+        return part.close()
+
+    def _rows(self, data) -> pa.Table:
+        return data if self.keep_seq else conform(self.spec, data)
+
+    @property
+    def done(self) -> list[str]:
+        """The names of the parts written so far."""
+        return self._done
 
     def close(self) -> list[str]:
-        if self._current is not None:
-            self.done.append(self._current.close())
-            self._current = None
-        return self.done
+        self._close_current()
+        return self._done
 
     def abort(self) -> None:
-        if self._current is not None:
-            self._current.abort()
-            self._current = None
-        self.store.objects.delete([f"tables/{self.spec.name}/{n}" for n in self.done])  # all or nothing
-        self.done = []
+        self._abort_current()
+        self.store.objects.delete([f"tables/{self.spec.name}/{n}" for n in self._done])  # all or nothing
+        self._done = []
 
 
 class StreamHandle:

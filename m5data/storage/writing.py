@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from .parts import PartWriter, conform, content_hash, next_seq
+from .parts import PartStream, PartWriter, conform, content_hash, next_seq
 from .schema import TableSpec, table_spec
 
 if TYPE_CHECKING:
@@ -77,41 +77,23 @@ class Writing:
             con.close()
 
 
-class _StreamingWriter:
+class _StreamingWriter(PartStream):
     """Parts of at most ``part_rows`` rows of one write (one ``_seq``); ``abort`` removes every part it published."""
 
     def __init__(self, store: Store, spec: TableSpec):
-        self.store = store
-        self.spec = spec
+        super().__init__(store, spec)
         self.seq = next_seq()
-        self.rows = 0
-        self._current: PartWriter | None = None
-        self._done: list[Path] = []
 
-    def write(self, data: pa.Table | pa.RecordBatch | list[dict]) -> None:
-        table = conform(self.spec, data)
-        while True:  # a batch larger than the current part's room is cut: every part stays <= part_rows
-            if self._current is None:
-                self._current = PartWriter(self.store.table_dir(self.spec.name), self.spec, self.seq,
-                                           self.store.compression)
-            take = min(len(table), self.store.part_rows - self._current.rows)
-            self._current.write(table.slice(0, take))  # an empty table still gives a part its schema
-            self.rows += take
-            table = table.slice(take)
-            if self._current.rows >= self.store.part_rows:
-                self._done.append(self._current.commit())
-                self._current = None
-            if not len(table):
-                return
+    def _open(self) -> PartWriter:
+        return PartWriter(self.store.table_dir(self.spec.name), self.spec, self.seq, self.store.compression)
+
+    def _finish(self, part: PartWriter) -> Path:
+        return part.commit()
 
     def close(self) -> None:
-        if self._current is not None:
-            self._done.append(self._current.commit())
-            self._current = None
+        self._close_current()
 
     def abort(self) -> None:
-        if self._current is not None:
-            self._current.abort()
-            self._current = None
+        self._abort_current()
         for part in self._done:  # all or nothing: parts already published by this writer go too
             part.unlink(missing_ok=True)

@@ -173,11 +173,8 @@ class PairFeatures:
         return np.column_stack([np.asarray(f[n], dtype=np.float64) for n in FEATURES]).astype(np.float32)
 
     def _codes(self, a, b) -> dict[str, np.ndarray]:
-        ca, cb = self.codes[a], self.codes[b]
-        na, nb = np.diff(ca.indptr), np.diff(cb.indptr)
-        shared = np.asarray(ca.multiply(cb).sum(axis=1)).ravel()
+        na, nb, shared, both = overlap(self.codes[a], self.codes[b])
         stem = np.asarray(self.stems[a].multiply(self.stems[b]).sum(axis=1)).ravel()
-        both = (na > 0) & (nb > 0)
         # a code written with spaces on the other page (``dvd 3800bdci``) is still found in its squashed text
         inside = np.array([any(c in self.squashed[j] for c in self.code_lists[i])
                            or any(c in self.squashed[i] for c in self.code_lists[j]) for i, j in zip(a, b)], dtype=bool)
@@ -187,10 +184,7 @@ class PairFeatures:
                 "code_only_one": ((na > 0) != (nb > 0)).astype(np.float64)}
 
     def _numbers(self, a, b) -> dict[str, np.ndarray]:
-        xa, xb = self.nums[a], self.nums[b]
-        na, nb = np.diff(xa.indptr), np.diff(xb.indptr)
-        shared = np.asarray(xa.multiply(xb).sum(axis=1)).ravel()
-        both = (na > 0) & (nb > 0)
+        na, nb, shared, both = overlap(self.nums[a], self.nums[b])
         return {"num_shared": np.where(both, shared, np.nan),
                 "num_conflict": np.where(both, np.minimum(na, nb) - shared, np.nan),
                 "num_jaccard": np.where(both, shared / np.maximum(na + nb - shared, 1), np.nan)}
@@ -205,11 +199,8 @@ class PairFeatures:
         return {"brand_same": np.array(same), "brand_in_other_title": np.array(inside)}
 
     def _specs(self, a, b) -> dict[str, np.ndarray]:
-        pa_, pb_ = self.props[a], self.props[b]
-        na, nb = np.diff(pa_.indptr), np.diff(pb_.indptr)
-        shared = np.asarray(pa_.multiply(pb_).sum(axis=1)).ravel()
+        na, nb, shared, both = overlap(self.props[a], self.props[b])
         agree = np.asarray(self.pairs_pv[a].multiply(self.pairs_pv[b]).sum(axis=1)).ravel()
-        both = (na > 0) & (nb > 0)
         return {"spec_agree": np.where(both, agree, np.nan), "spec_conflict": np.where(both, shared - agree, np.nan),
                 "spec_missing": np.where(both, na + nb - 2 * shared, np.nan),
                 "spec_agree_share": np.where(both & (shared > 0), agree / np.maximum(shared, 1), np.nan)}
@@ -238,3 +229,11 @@ def embed_texts(texts: list[str], model_path: str) -> np.ndarray:
         return sentence_transformer(texts, model_path)
     except RuntimeError as exc:  # no sentence-transformers, no model folder: said in one line
         raise MatcherError(f"annotate.matcher_text_model: {exc}") from None
+
+
+def overlap(xa, xb) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Of two row-aligned sparse 0/1 matrices (a pair a row): the entries of each side, the entries both
+    share, and where both sides have any (a feature that compares nothing is NaN, not 0)."""
+    na, nb = np.diff(xa.indptr), np.diff(xb.indptr)
+    shared = np.asarray(xa.multiply(xb).sum(axis=1)).ravel()
+    return na, nb, shared, (na > 0) & (nb > 0)
