@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from . import keyindex
-from .parts import PartWriter, conform, fsync_dir, next_seq
+from .parts import OpenWrite, PartWriter, conform, fsync_dir, next_seq
 from .schema import SEQ_COLUMN, table_spec
 from .temps import TMP_PREFIX, owner_pid, pid_alive, temp_name
 from .writing import _StreamingWriter
@@ -45,14 +45,18 @@ class Compaction:
         table = conform(spec, data)
         with self.table_lock(name, f"replace {name}"):
             old = self.parts(name)
-            writer = PartWriter(self.table_dir(name), spec, next_seq(), self.compression)
+            marker = OpenWrite(self.table_dir(name))  # new rows: readers of changes wait for them (parts.py)
             try:
-                writer.write(table)
-                new = writer.commit()
-            except BaseException:
-                writer.abort()
-                raise
-            self._swap_parts(name, old, [new])
+                writer = PartWriter(self.table_dir(name), spec, next_seq(), self.compression)
+                try:
+                    writer.write(table)
+                    new = writer.commit()
+                except BaseException:
+                    writer.abort()
+                    raise
+                self._swap_parts(name, old, [new])
+            finally:
+                marker.close()
         return len(table)
 
     def _swap_parts(self, name: str, old: list[Path], new: list[Path]) -> None:

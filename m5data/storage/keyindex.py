@@ -123,8 +123,8 @@ def part_keys(connection, part: Path, spec) -> PartKeys | None:
     return keys
 
 
-def plan(parts: list[Path], spec) -> Plan:
-    """Split ``parts`` into those read as they are and those read through the window (see the module)."""
+def parts_keys(parts: list[Path], spec) -> list[tuple[Path, PartKeys | None]]:
+    """Each part with its keys (None: unreadable), from the sidecars, made where missing."""
     import duckdb
 
     # A DuckDB connection costs 20-30 ms to open; with every sidecar in place none is needed, and a
@@ -137,10 +137,15 @@ def plan(parts: list[Path], spec) -> Plan:
         return opened[0]
 
     try:
-        known = [(p, part_keys(connection, p, spec)) for p in parts]
+        return [(p, part_keys(connection, p, spec)) for p in parts]
     finally:
         for con in opened:
             con.close()
+
+
+def plan(parts: list[Path], spec) -> Plan:
+    """Split ``parts`` into those read as they are and those read through the window (see the module)."""
+    known = parts_keys(parts, spec)
     plain = [(p, k) for p, k in known if k is not None and k.unique]
     resolve = [p for p, k in known if k is None or not k.unique]
     every = [k.hashes for _, k in known if k is not None]

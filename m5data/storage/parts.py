@@ -30,6 +30,28 @@ def next_seq() -> int:
         return _last_seq
 
 
+OPEN_SUFFIX = ".open"  # ``.tmp-<pid>-<random>.open``: a write in progress in this table folder
+
+
+class OpenWrite:
+    """A marker that a write is in progress in a table folder, made *before* the write takes its ``_seq``.
+
+    A part's ``_seq`` is taken when its write starts, but the part is seen only when renamed into
+    place (and a streaming write publishes parts for as long as it runs). A reader of changes
+    (``changes.py``) must never move its watermark past the ``_seq`` of a write still in progress,
+    or that write's rows would fall below it when they appear: it caps the watermark below the
+    marker's time. The marker is a temp file named after its process, so a killed writer's marker
+    counts as gone and is swept like its other temp files.
+    """
+
+    def __init__(self, directory: Path):
+        self.path = directory / temp_name(OPEN_SUFFIX, prefix=TMP_PREFIX)
+        self.path.touch()
+
+    def close(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

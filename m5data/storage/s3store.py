@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .catalog import Catalog
+from .changes import as_changed, changed_sql, empty_changed
 from .commitlog import FROM_FILE, Conflict, TableLog, TableState
 from .compaction import Compaction
 from .errors import StoreBusy, StoreError
@@ -262,14 +263,35 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog):
         cols = ", ".join(spec.schema.names + ([SEQ_COLUMN] if with_seq else []))
         if not live:
             return f"SELECT {_null_columns(spec)}{', CAST(NULL AS BIGINT) AS ' + SEQ_COLUMN if with_seq else ''} WHERE false"
-        files = "[" + ", ".join(_sql_str(self._uri(spec.name, p)) for p in sorted(live)) + "]"
-        seqs = ", ".join(f"({_sql_str(self._uri(spec.name, p))}, {int(s)})" for p, s in sorted(live.items()))
-        source = (f"(SELECT p.* EXCLUDE (_m5data_file) REPLACE (CASE WHEN m.seq = {FROM_FILE} THEN p.{SEQ_COLUMN} "
-                  f"ELSE m.seq END AS {SEQ_COLUMN}) FROM read_parquet({files}, union_by_name = true, "
-                  f"filename = '_m5data_file') p JOIN (VALUES {seqs}) m(file, seq) ON p._m5data_file = m.file)")
+        source = self._rows(spec, live)
         if compacted:
             return f"SELECT {cols} FROM {source}"
         return _window_sql(spec, source, cols)
+
+    def _rows(self, spec: TableSpec, live: dict[str, int]) -> str:
+        """Every row of the ``live`` parts, each with its ``_seq`` (the entry's number, or its own after a compaction)."""
+        files = "[" + ", ".join(_sql_str(self._uri(spec.name, p)) for p in sorted(live)) + "]"
+        seqs = ", ".join(f"({_sql_str(self._uri(spec.name, p))}, {int(s)})" for p, s in sorted(live.items()))
+        return (f"(SELECT p.* EXCLUDE (_m5data_file) REPLACE (CASE WHEN m.seq = {FROM_FILE} THEN p.{SEQ_COLUMN} "
+                f"ELSE m.seq END AS {SEQ_COLUMN}) FROM read_parquet({files}, union_by_name = true, "
+                f"filename = '_m5data_file') p JOIN (VALUES {seqs}) m(file, seq) ON p._m5data_file = m.file)")
+
+    # ------------------------------------------------------------------ changes (changes.py)
+    def watermark(self, name: str) -> int:
+        """The newest log entry of table ``name``: numbers are given at commit, so none is in flight below it."""
+        return self.log(table_spec(name).name).state().n
+
+    def changed(self, name: str, since: int) -> pa.Table:
+        """As the folder store's ``changed``; reads every live part (no pruning by part yet)."""
+        spec = table_spec(name)
+        live = self.log(spec.name).state().parts
+        if not live:
+            return empty_changed(spec)
+        con = self.connect(need=(spec.name,), only=())
+        try:
+            return as_changed(spec, con.sql(changed_sql(spec, self._rows(spec, live), since)).to_arrow_table())
+        finally:
+            con.close()
 
     def _footer_problem(self, part) -> str | None:
         try:

@@ -16,7 +16,8 @@ hold the table's lock, stages hold their stage lock (``locks.py``); readers neve
 
 This module opens and lays out a store and holds its locks; the rest of :class:`Store` comes from
 one module per concern: ``writing.py`` (appends), ``compaction.py`` (whole-table rewrites),
-``views.py`` (the views' SQL), ``reading.py`` (connections, reads, read errors) and ``catalog.py``.
+``views.py`` (the views' SQL), ``reading.py`` (connections, reads, read errors), ``catalog.py`` and
+``changes.py`` (what changed since a stage last completed: ``watermark``, ``changed``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 from . import locks
 from .blobs import BlobStore
 from .catalog import CATALOG, Catalog
+from .changes import Changes
 from .compaction import COMPACTED, Compaction
 from .errors import CorruptPart, StoreBusy, StoreError
 from .objects import is_store_url
@@ -42,7 +44,7 @@ __all__ = ["CATALOG", "COMPACTED", "MARKER", "STORE_FORMAT", "CorruptPart", "Sto
            "part_problem"]
 
 
-class Store(Writing, Compaction, TableViews, Reading, Catalog):
+class Store(Writing, Compaction, TableViews, Reading, Catalog, Changes):
     """Open with ``Store.open(path)``; create with ``Store.init(path)``."""
 
     def __init__(self, root: Path, compression: str = "zstd", part_rows: int = 1_000_000):

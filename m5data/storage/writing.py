@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from .parts import PartStream, PartWriter, conform, content_hash, next_seq
+from .parts import OpenWrite, PartStream, PartWriter, conform, content_hash, next_seq
 from .schema import TableSpec, table_spec
 
 if TYPE_CHECKING:
@@ -36,13 +36,17 @@ class Writing:
         # a repeat of the newest write changes nothing; a repeat of an older one is a new write (it wins)
         if parts and parts[-1].name.endswith(f"-{tag}.parquet"):
             return 0
-        writer = PartWriter(directory, spec, next_seq(), self.compression, tag)
+        marker = OpenWrite(directory)  # before the _seq: a reader of changes waits for this write (parts.py)
         try:
-            writer.write(table)
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
+            writer = PartWriter(directory, spec, next_seq(), self.compression, tag)
+            try:
+                writer.write(table)
+                writer.commit()
+            except BaseException:
+                writer.abort()
+                raise
+        finally:
+            marker.close()
         return len(table)
 
     @contextlib.contextmanager
@@ -82,6 +86,7 @@ class _StreamingWriter(PartStream):
 
     def __init__(self, store: Store, spec: TableSpec):
         super().__init__(store, spec)
+        self._marker = OpenWrite(store.table_dir(spec.name))  # held until close/abort (parts.py)
         self.seq = next_seq()
 
     def _open(self) -> PartWriter:
@@ -91,9 +96,15 @@ class _StreamingWriter(PartStream):
         return part.commit()
 
     def close(self) -> None:
-        self._close_current()
+        try:
+            self._close_current()
+        finally:
+            self._marker.close()
 
     def abort(self) -> None:
-        self._abort_current()
-        for part in self._done:  # all or nothing: parts already published by this writer go too
-            part.unlink(missing_ok=True)
+        try:
+            self._abort_current()
+            for part in self._done:  # all or nothing: parts already published by this writer go too
+                part.unlink(missing_ok=True)
+        finally:
+            self._marker.close()

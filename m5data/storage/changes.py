@@ -1,0 +1,196 @@
+"""What changed in a table since a stage last completed, read from the store itself.
+
+Every row carries the ``_seq`` of the write that made it (a crawl, an import, a stage's write: any
+write through the store API). Two questions answer "what is new since last time":
+
+- ``store.watermark(table)``: a ``_seq`` such that every write at or below it is committed and
+  visible. A stage reads it *before* it reads the table and keeps it when it completes
+  (:func:`save_state`); the next run asks for what lies above it.
+- ``store.changed(table, since)``: the groups (the key; a ``replace_by`` table's group, a product's
+  spec rows) whose newest row has ``_seq > since``, each with ``is_new`` (no row of it at or below
+  ``since``: new, else re-written).
+
+**The folder store's clock.** There ``_seq`` is the time a write *started* (``parts.next_seq``), but
+its part is seen only once renamed into place, and a streaming write publishes parts for as long as
+it runs. A watermark taken as "the highest ``_seq`` seen" would pass a write that started before
+and commits after, and its rows would then lie below the watermark forever. So every write holds an
+open-write marker (``parts.OpenWrite``) from before it takes its ``_seq`` until its last part is
+published, and the watermark is the smallest of: the highest part ``_seq`` listed, the clock read
+before listing, and (less a margin for the file system's coarse timestamps) the time of the oldest
+marker of a live writer. A write that starts after the clock was read takes a larger ``_seq``; one
+that started before either has its marker listed (the watermark stays below it) or has committed.
+This assumes one machine's clock (the folder store's order assumes it too) and never steps back by
+more than :data:`CLOCK_MARGIN_NS`. A watermark held low only makes the next run see some rows again.
+
+**Cheap.** A part's name carries its ``_seq`` (a compaction's part the ``_seq`` it was made at, above
+the rows it keeps), so a part named at or below ``since`` holds nothing newer and is not read; whether
+a changed group was seen before comes from the old parts' key sidecars (``keyindex.py``).
+
+**On object storage** ``_seq`` is the commit log's entry number, given at commit: the watermark is
+the newest entry (no write is in flight below it), and ``changed`` reads every part through the log.
+
+A stage's last complete state is a small JSON file, ``derived/state/<stage>.json`` (the
+watermarks it read and what else decides its result), written atomically only when the stage
+completes: a killed run leaves the previous one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from . import keyindex
+from .files import write_atomic
+from .parts import OPEN_SUFFIX, PART_GLOB
+from .schema import SEQ_COLUMN, table_spec
+from .temps import TMP_PREFIX, owner_pid, pid_alive
+from .views import _sql_str
+
+CLOCK_MARGIN_NS = 1_000_000_000  # ns a marker's file time may lag the clock a _seq is read from
+STATE_DIR = "state"  # derived/state/<stage>.json
+
+
+def part_seq(part) -> int:
+    """The ``_seq`` in a part's name (``part-<seq>-<tag>.parquet``)."""
+    return int(Path(str(part)).name.split("-")[1])
+
+
+def open_writes_bound(directory: Path) -> int | None:
+    """The time (ns) below which every live write in progress in ``directory`` took its ``_seq``."""
+    bound = None
+    for marker in directory.glob(f"{TMP_PREFIX}*{OPEN_SUFFIX}"):
+        pid = owner_pid(marker.name)
+        if pid is None or not pid_alive(pid):
+            continue  # a killed writer publishes nothing more
+        try:
+            t = marker.stat().st_mtime_ns - CLOCK_MARGIN_NS
+        except FileNotFoundError:
+            continue  # committed meanwhile: its parts are listed below
+        bound = t if bound is None else min(bound, t)
+    return bound
+
+
+def changed_sql(spec, source: str, since: int) -> str:
+    """Per group of ``source`` (rows with ``_seq``) written above ``since``: ``_seen`` (a row at or below it), ``_h``."""
+    group, h = ", ".join(spec.group), keyindex.group_hash_sql(spec)
+    return (f"SELECT {group}, bool_or({SEQ_COLUMN} <= {int(since)}) AS _seen, {h} AS _h FROM {source} "
+            f"GROUP BY ALL HAVING max({SEQ_COLUMN}) > {int(since)} ORDER BY {group}")
+
+
+def as_changed(spec, out: pa.Table, seen: np.ndarray | None = None) -> pa.Table:
+    """:func:`changed_sql`'s rows as ``changed``'s answer: the group columns and ``is_new``."""
+    if seen is None:
+        seen = np.asarray(out.column("_seen").to_numpy(zero_copy_only=False), dtype=bool)
+    return out.select(list(spec.group)).append_column("is_new", pa.array(~seen))
+
+
+class Changes:
+    """The folder :class:`~m5data.storage.store.Store`'s ``watermark`` and ``changed``."""
+
+    def watermark(self, name: str) -> int:
+        """A ``_seq`` at or below which every write of table ``name`` is committed and visible (0: none)."""
+        directory = self.table_dir(name)
+        now = time.time_ns()  # first: a write that starts after this takes a larger _seq
+        bound = open_writes_bound(directory)
+        parts = self.parts(name)
+        top = max((part_seq(p) for p in parts), default=0)
+        mark = min(top, now) if bound is None else min(top, now, bound)
+        return max(mark, 0)
+
+    def changed(self, name: str, since: int) -> pa.Table:
+        """The groups of table ``name`` written above ``since``, with ``is_new`` (none of their rows at or below it)."""
+        spec = table_spec(name)
+        parts = self.parts(name)
+        recent = [p for p in parts if part_seq(p) > since]
+        if not recent:
+            return empty_changed(spec)
+        import duckdb
+
+        files = "[" + ", ".join(_sql_str(str(p)) for p in recent) + "]"
+        con = duckdb.connect()
+        try:
+            out = con.sql(changed_sql(spec, f"read_parquet({files}, union_by_name = true)", since)).to_arrow_table()
+        except duckdb.Error as exc:
+            raise self._explain(spec.name, exc) from None
+        finally:
+            con.close()
+        old = [p for p in parts if part_seq(p) <= since]
+        seen = np.asarray(out.column("_seen").to_numpy(zero_copy_only=False), dtype=bool)
+        if old and len(out):
+            hashes = np.asarray(out.column("_h").to_numpy(), dtype=np.uint64)
+            seen |= np.isin(hashes, _hashes(old, spec))
+        return as_changed(spec, out, seen)
+
+
+def _hashes(parts: list[Path], spec) -> np.ndarray:
+    """Every group hash held by ``parts``, from their key sidecars (made where missing)."""
+    every = [k.hashes for _, k in keyindex.parts_keys(parts, spec) if k is not None]
+    return np.concatenate(every) if every else np.empty(0, np.uint64)
+
+
+def empty_changed(spec) -> pa.Table:
+    fields = [spec.schema.field(c) for c in spec.group] + [pa.field("is_new", pa.bool_())]
+    return pa.schema(fields).empty_table()
+
+
+def changed_counts(changed: pa.Table, total: int) -> dict[str, int]:
+    """``{"new", "changed", "unchanged"}`` from :meth:`changed`'s rows and the groups a table holds now."""
+    new = int(np.count_nonzero(changed.column("is_new").to_numpy(zero_copy_only=False))) if len(changed) else 0
+    return {"new": new, "changed": len(changed) - new, "unchanged": max(total - len(changed), 0)}
+
+
+# ---------------------------------------------------------------------- a stage's last complete state
+def state_path(store, stage: str) -> Path:
+    return store.derived_dir(STATE_DIR) / f"{stage}.json"
+
+
+def load_state(store, stage: str) -> dict | None:
+    """The state ``stage`` saved when it last completed (None: never, or unreadable: run in full)."""
+    try:
+        state = json.loads(state_path(store, stage).read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) and isinstance(state.get("watermarks"), dict) else None
+
+
+def save_state(store, stage: str, watermarks: dict[str, int], inputs: str, **extra) -> None:
+    """Record that ``stage`` completed over ``watermarks`` with ``inputs`` (atomic; call it last)."""
+    state = {"stage": stage, "watermarks": {t: int(w) for t, w in watermarks.items()}, "inputs": inputs, **extra}
+    write_atomic(state_path(store, stage), (json.dumps(state, sort_keys=True, indent=1, default=str) + "\n").encode())
+
+
+def watermarks(store, tables) -> dict[str, int]:
+    return {t: store.watermark(t) for t in tables}
+
+
+def unchanged_since(state: dict | None, marks: dict[str, int], inputs: str) -> bool:
+    """True when nothing a stage reads was written since ``state`` and its inputs are the same."""
+    if state is None or state.get("inputs") != inputs:
+        return False
+    kept = state["watermarks"]
+    return all(t in kept and marks[t] <= int(kept[t]) for t in marks)
+
+
+def fingerprint(*values) -> str:
+    """A short hash of what, beside the tables, decides a stage's result (settings, files given)."""
+    h = hashlib.sha256()
+    for v in values:
+        if isinstance(v, Path) or (isinstance(v, str) and v.startswith("file:")):
+            path = Path(str(v).removeprefix("file:"))
+            try:
+                h.update(path.read_bytes())
+            except OSError:
+                h.update(b"missing:" + str(path).encode())
+        else:
+            h.update(json.dumps(v, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:32]
+
+
+__all__ = ["CLOCK_MARGIN_NS", "Changes", "PART_GLOB", "changed_counts", "fingerprint", "load_state", "part_seq",
+           "save_state", "state_path", "unchanged_since", "watermarks"]

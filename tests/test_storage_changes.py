@@ -1,0 +1,142 @@
+"""What changed since a stage last completed, read from the store (``m5data/storage/changes.py``).
+
+``watermark`` then ``changed`` find exactly the groups written since (new or re-written), on a
+folder store and on an S3 store; a write in progress when the watermark is read (a streaming write
+that already published a part) is never passed; a compaction keeps the answer; a part at or below
+the watermark is not read; a stage's state is kept only when saved.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from m5data.storage import Store
+from m5data.storage import changes as ch
+from m5data.storage.parts import OPEN_SUFFIX
+from m5data.storage.temps import TMP_PREFIX
+
+try:  # a moto S3 server for the S3 test (skipped without s3fs / moto)
+    from support.s3_server import aws, s3  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
+
+def _products(*ids: str, title: str = "t") -> list[dict]:
+    return [{"product_id": i, "platform": i.split(":")[0], "title": f"{title} {i}"} for i in ids]
+
+
+def _changed(store, table: str, since: int) -> dict[str, bool]:
+    t = store.changed(table, since)
+    return dict(zip(t.column(t.schema.names[0]).to_pylist(), t.column("is_new").to_pylist()))
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store.init(tmp_path / "store")
+
+
+def test_changed_gives_new_and_rewritten_groups_since_a_watermark(store):
+    store.write("products", _products("a:1", "a:2"))
+    assert store.watermark("products") > 0
+    assert _changed(store, "products", 0) == {"a:1": True, "a:2": True}
+    w1 = store.watermark("products")
+    assert _changed(store, "products", w1) == {}
+    store.write("products", _products("a:2", "a:3", title="new"))
+    assert _changed(store, "products", w1) == {"a:2": False, "a:3": True}
+    w2 = store.watermark("products")
+    assert w2 > w1 and _changed(store, "products", w2) == {}
+    counts = ch.changed_counts(store.changed("products", w1), store.count("products"))
+    assert counts == {"new": 1, "changed": 1, "unchanged": 1}
+
+
+def test_a_replace_by_table_reports_its_groups(store):
+    store.write("specs", [{"product_id": "a:1", "position": 0, "property": "p", "value": "v"},
+                          {"product_id": "a:1", "position": 1, "property": "q", "value": "w"}])
+    w = store.watermark("specs")
+    store.write("specs", [{"product_id": "a:1", "position": 0, "property": "p", "value": "x"},
+                          {"product_id": "a:9", "position": 0, "property": "p", "value": "y"}])
+    assert _changed(store, "specs", w) == {"a:1": False, "a:9": True}
+    assert store.changed("specs", w).schema.names == ["product_id", "is_new"]
+
+
+def test_a_compaction_keeps_the_changed_set(store):
+    store.write("products", _products("a:1", "a:2"))
+    w = store.watermark("products")
+    store.write("products", _products("a:2", "a:3", title="new"))
+    store.compact("products")
+    assert set(_changed(store, "products", w)) == {"a:2", "a:3"}  # a:2's older row is compacted away
+    assert _changed(store, "products", w)["a:3"] is True
+
+
+def test_parts_at_or_below_the_watermark_are_not_read(store):
+    store.write("products", _products("a:1"))
+    old = store.parts("products")[0]
+    w = store.watermark("products")
+    store.write("products", _products("a:2"))
+    (old.parent / "_keys").mkdir(exist_ok=True)
+    old.write_bytes(b"not parquet any more")  # reading it would fail
+    ch.keyindex._save(old, ch.keyindex.PartKeys(1, True, ch.np.empty(0, ch.np.uint64)))  # its sidecar, as made before
+    assert _changed(store, "products", w) == {"a:2": True}
+
+
+def test_a_write_in_progress_is_never_passed(store):
+    """A streaming write has published a part but not finished: the watermark stays below its _seq."""
+    store.part_rows = 1
+    before = store.watermark("products")
+    with store.writer("products") as stream:
+        stream.write(_products("a:1", "a:2"))  # two parts of one row, both published
+        assert len(store.parts("products")) == 2
+        w = store.watermark("products")
+        assert w < stream.seq
+    assert w >= before
+    assert _changed(store, "products", w) == {"a:1": True, "a:2": True}
+    assert not list(store.table_dir("products").glob(f"{TMP_PREFIX}*{OPEN_SUFFIX}"))
+
+
+def test_a_killed_writers_marker_does_not_hold_the_watermark(store, tmp_path):
+    store.write("products", _products("a:1"))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    marker = store.table_dir("products") / f"{TMP_PREFIX}{int(dead.stdout)}-{'0' * 32}{OPEN_SUFFIX}"
+    marker.touch()
+    os.utime(marker, ns=(1, 1))
+    assert store.watermark("products") == ch.part_seq(store.parts("products")[0])
+    live = store.table_dir("products") / f"{TMP_PREFIX}{os.getpid()}-{'1' * 32}{OPEN_SUFFIX}"
+    live.touch()
+    os.utime(live, ns=(10**18, 10**18))
+    assert store.watermark("products") == 10**18 - ch.CLOCK_MARGIN_NS
+
+
+def test_the_state_is_kept_only_when_saved(store):
+    assert ch.load_state(store, "align") is None
+    store.write("products", _products("a:1"))
+    marks = ch.watermarks(store, ["products"])
+    inputs = ch.fingerprint({"x": 1})
+    assert not ch.unchanged_since(None, marks, inputs)
+    ch.save_state(store, "align", marks, inputs, subclasses=3)
+    state = ch.load_state(store, "align")
+    assert state["subclasses"] == 3 and ch.unchanged_since(state, marks, inputs)
+    assert not ch.unchanged_since(state, marks, ch.fingerprint({"x": 2}))
+    time.sleep(0.001)
+    store.write("products", _products("a:2"))
+    assert not ch.unchanged_since(state, ch.watermarks(store, ["products"]), inputs)
+    ch.state_path(store, "align").write_text("{torn")
+    assert ch.load_state(store, "align") is None
+
+
+def test_an_s3_store_answers_the_same(tmp_path, request):
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto")
+    aws = request.getfixturevalue("aws")
+    store = Store.init(f"s3://{aws['bucket']}/changes-{time.time_ns()}")
+    assert store.watermark("products") == 0 and _changed(store, "products", 0) == {}
+    store.write("products", _products("a:1", "a:2"))
+    w1 = store.watermark("products")
+    assert w1 >= 1 and _changed(store, "products", 0) == {"a:1": True, "a:2": True}
+    store.write("products", _products("a:2", "a:3", title="new"))
+    assert _changed(store, "products", w1) == {"a:2": False, "a:3": True}
+    assert _changed(store, "products", store.watermark("products")) == {}
