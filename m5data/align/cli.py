@@ -27,6 +27,7 @@ def align(
     content_chars: Optional[int] = typer.Option(None, "--content-chars", help="Characters of titles per sub-class (default 22,000)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Processes for jieba segmentation (0 = cores)."),
     renumber: bool = typer.Option(False, "--renumber", help="Number ids afresh instead of keeping the previous run's ids."),
+    full: bool = typer.Option(False, "--full", help="Score every pair again (default: only sub-classes new or changed since the last complete run; nothing when no product was written)."),
     score_against: Optional[Path] = typer.Option(None, "--score-against", help="Truth alignment (demo shop truth folder or file): print merge precision/recall."),
 ) -> None:
     """Align the platforms' category labels into one 3-level taxonomy (MEP-3M method): taxonomy, label_map, review file."""
@@ -42,7 +43,7 @@ def align(
     from .run import AlignError
 
     jieba.setLogLevel(logging.WARNING)  # its "Building prefix dict" lines would break the progress bars
-    rctx = stage_context(ctx, progress=True, options={"review": review, "review_out": review_out, "renumber": renumber}, **{
+    rctx = stage_context(ctx, progress=True, options={"review": review, "review_out": review_out, "renumber": renumber, "full": full}, **{
         "align.mapping": str(mapping) if mapping else None, "align.engine": engine, "align.weighting": weighting,
         "align.label_threshold": label_threshold, "align.content_threshold": content_threshold,
         "align.content_chars": content_chars, "align.workers": workers,

@@ -7,7 +7,6 @@ titles, pair counts, problems in a review file).
 
 from __future__ import annotations
 
-import math
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -15,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import config as cfg
-from ..storage import StageStats, record_run
+from ..storage import StageStats, changes, record_run
 from ..storage.locks import stage_lock
+from . import incremental
 from . import review as review_file
 from .candidates import candidate_pairs, decide, pair_key, score_pairs
 from .inventory import Inventory, read_inventory
@@ -74,7 +74,8 @@ def run(store, settings: cfg.Settings, **kwargs) -> StageStats:
 
 @stage_lock("align")  # one align per store
 def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, review: str | Path | None = None,
-          review_out: str | Path | None = None, renumber: bool = False, progress: Progress | None = None) -> AlignReport:
+          review_out: str | Path | None = None, renumber: bool = False, full: bool = False,
+          progress: Progress | None = None) -> AlignReport:
     """Build the taxonomy and label map from ``products`` and write them and the review file.
 
     Args:
@@ -82,6 +83,8 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
         review: a reviewed file to re-apply: its scores are reused and its overrides applied.
         review_out: where to write the new review file (default ``align.review_file``).
         renumber: ignore the ids of the previous alignment (default: keep them stable).
+        full: score every pair again (default: reuse the last complete run's scores of pairs whose
+            texts are unchanged, and do nothing when no product was written since; ``incremental.py``).
         progress: ``progress(step, done, total)`` callback for long steps.
     """
     check_settings(settings)
@@ -93,6 +96,12 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
     reviewed = review_file.read(review) if review else review_file.Reviewed()
     stats = StageStats("align")
     report = AlignReport(stats, problems=list(reviewed.problems))
+    out = Path(review_out) if review_out else default_review_path(store, settings)
+    marks = changes.watermarks(store, incremental.READS)  # before reading: a later write is seen next time
+    state = changes.load_state(store, incremental.STAGE)
+    inputs = incremental.inputs(settings, path, review, renumber)
+    if not full and changes.unchanged_since(state, marks, inputs) and out.is_file():
+        return _unchanged(store, report, state, out)
 
     inv = read_inventory(store, level1, a.content_chars)
     subs = inv.subclasses
@@ -102,14 +111,12 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
     pairs = candidate_pairs(subs)
     keys = [pair_key(subs[i], subs[j]) for i, j in pairs]
     report.n_pairs = len(pairs)
-    s_label = [math.nan] * len(pairs)
-    s_content = [math.nan] * len(pairs)
-    todo = []
+    kept = {} if full else incremental.load_kept(store, settings)
+    s_label, s_content, todo = incremental.reuse(subs, pairs, keys, kept)
     for k, key in enumerate(keys):
         if key in reviewed.scores:
             s_label[k], s_content[k] = reviewed.scores[key]
-        else:
-            todo.append(k)
+    todo = [k for k in todo if keys[k] not in reviewed.scores]
     if todo:
         workers = a.workers or os.cpu_count() or 1
         new_label, new_content = score_pairs(subs, [pairs[k] for k in todo], engine=a.engine,
@@ -136,15 +143,45 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
         g = groups[group_of[i]]
         row["sub_class_id"], row["group_name"] = g.sub_id, g.name
     label_rows = label_map_rows(inv, level1, groups, group_of)
-    out = Path(review_out) if review_out else default_review_path(store, settings)
     stats.bytes = review_file.write(out, review_file.sort_rows(rows))
     report.review_path = out
     store.replace("taxonomy", taxonomy_rows(level1, groups))
     store.replace("label_map", label_rows)
 
+    incremental.save_kept(store, settings, subs, pairs, keys, s_label, s_content)
+
     _count(stats, inv, label_rows, report)
+    stats.details["changes"] = incremental.sub_changes(subs, state)
     record_run(store, stats.finish(), {**cfg.as_dict(settings), "align_run": {
-        "mapping": str(path), "review": str(review) if review else None, "review_out": str(out), "renumber": renumber}})
+        "mapping": str(path), "review": str(review) if review else None, "review_out": str(out), "renumber": renumber,
+        "full": full}})
+    changes.save_state(store, incremental.STAGE, marks, inputs, subclasses=incremental.sub_hashes(subs),
+                       summary=_summary(report))  # last: a killed run leaves the previous state
+    return report
+
+
+def _summary(report: AlignReport) -> dict:
+    """What a run with nothing new reports again (its counts and what a person must look at)."""
+    return {"n_subclasses": report.n_subclasses, "n_groups": report.n_groups, "n_children": report.n_children,
+            "n_pairs": report.n_pairs, "merges": dict(report.merges), "overrides": dict(report.overrides),
+            "unmapped": [[p, n, c] for (p, n), c in report.unmapped.items()],
+            "untitled": [list(k) for k in report.untitled], "problems": report.problems,
+            "n_in": report.stats.n_in, "n_out": report.stats.n_out, "failures": dict(report.stats.failures)}
+
+
+def _unchanged(store, report: AlignReport, state: dict, out: Path) -> AlignReport:
+    """Nothing align reads was written since its last complete run: report that run's counts, do nothing."""
+    s = state.get("summary") or {}
+    report.n_subclasses, report.n_groups = s.get("n_subclasses", 0), s.get("n_groups", 0)
+    report.n_children, report.n_pairs = s.get("n_children", 0), s.get("n_pairs", 0)
+    report.merges, report.overrides = Counter(s.get("merges", {})), Counter(s.get("overrides", {}))
+    report.unmapped = {(p, n): c for p, n, c in s.get("unmapped", [])}
+    report.untitled = [tuple(k) for k in s.get("untitled", [])]
+    report.problems = list(s.get("problems", []))
+    report.review_path = out
+    report.stats.details["changes"] = {"new": 0, "changed": 0, "unchanged": report.n_subclasses}
+    report.stats.details["unchanged"] = True
+    record_run(store, report.stats.finish(), {"align_run": {"unchanged": True}})
     return report
 
 

@@ -15,7 +15,9 @@ SHOWN = 50  # untitled sub-classes and review-file problems kept in ``details`` 
 def run(ctx: RunContext) -> StageStats:
     """Align the store's category labels with ``options["mapping"]`` (default ``align.mapping``).
 
-    Options: ``review`` (a reviewed file to re-apply), ``review_out``, ``renumber``. Align's counts
+    Options: ``review`` (a reviewed file to re-apply), ``review_out``, ``renumber``, ``full`` (score
+    every pair again; default: only pairs of sub-classes new or changed since the last complete run,
+    and nothing when no product was written since: ``details["changes"]``). Align's counts
     and what a person must look at (unmapped level-1 names, untitled sub-classes, review-file
     problems) go into ``details``.
     """
@@ -26,7 +28,8 @@ def run(ctx: RunContext) -> StageStats:
     o = ctx.options
     with (_step_progress() if ctx.progress else contextlib.nullcontext(None)) as progress:
         report = align(ctx.store, ctx.settings, mapping=o.get("mapping"), review=o.get("review"),
-                       review_out=o.get("review_out"), renumber=bool(o.get("renumber")), progress=progress)
+                       review_out=o.get("review_out"), renumber=bool(o.get("renumber")),
+                       full=bool(o.get("full")), progress=progress)
     report.stats.details.update(
         subclasses=report.n_subclasses, unified_subclasses=report.n_groups, level3_labels=report.n_children,
         candidate_pairs=report.n_pairs, scored_pairs=report.n_scored,

@@ -1,0 +1,130 @@
+"""Align without re-scoring what it scored before: only sub-classes not seen before (or whose text changed).
+
+A pair's S_label depends on the two names, its S_content on the two sub-classes' texts only (the
+bulk engine's shared vocabulary adds nothing a pair's texts lack; see ``similarity.py``). So the
+scores of the last complete run are kept (``derived/align/scores.parquet``: the pair, its scores
+and a hash of each side's text) and reused for every pair whose two texts hash the same: an
+incremental run scores only the pairs that touch a new sub-class or one whose first
+``content_chars`` characters of titles changed. Decisions, groups, ids and tables are then made
+from all the scores exactly as in a full run, so the result equals a full rebuild over the same
+store (S_content may differ in the last bits of a float: the sparse sums run over another
+vocabulary order).
+
+When nothing align reads was written since its last complete run (the ``products`` watermark,
+``storage/changes.py``) and its settings, mapping and review file are the same, it does no work.
+``--full`` (``full=True``) ignores both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..storage import changes
+from ..storage.files import temp_path
+from .candidates import PairKey
+from .inventory import SubClass
+
+STAGE = "align"
+READS = ("products",)  # what align reads (taxonomy and label_map are its own output)
+KEPT = "scores.parquet"
+_SIDES = ("platform_a", "level1_a", "name_a", "platform_b", "level1_b", "name_b")
+
+
+def text_hash(sub: SubClass) -> str:
+    return hashlib.sha256(sub.text.encode("utf-8")).hexdigest()[:16]
+
+
+def sub_hash(sub: SubClass) -> str:
+    """What of a sub-class reaches align's output: its text, its product and level-3 counts, its class."""
+    return hashlib.sha256(repr((sub.text, sub.n_products, sub.n_titled, sorted(sub.children.items()),
+                                sub.class_id)).encode("utf-8")).hexdigest()[:16]
+
+
+def inputs(settings, mapping, review, renumber: bool) -> str:
+    """The fingerprint of everything beside ``products`` that decides align's result."""
+    a = {k: v for k, v in asdict(settings.align).items() if k not in ("workers", "mapping")}
+    return changes.fingerprint(a, f"file:{mapping}", f"file:{review}" if review else None, bool(renumber))
+
+
+def scoring(settings) -> str:
+    """The fingerprint of what decides a pair's scores beside its texts (kept scores of another are dropped)."""
+    a = settings.align
+    return changes.fingerprint(a.engine, a.weighting, a.content_chars)
+
+
+def kept_path(store) -> Path:
+    return store.derived_dir("align") / KEPT
+
+
+def load_kept(store, settings) -> dict[PairKey, tuple[float, float, str, str]]:
+    """The last complete run's scores by pair, with each side's text hash; {} when none or of other settings."""
+    path = kept_path(store)
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid):
+        return {}
+    meta = table.schema.metadata or {}
+    if meta.get(b"m5data.align.scoring", b"").decode() != scoring(settings):
+        return {}
+    cols = [table.column(c).to_pylist() for c in (*_SIDES, "s_label", "s_content", "text_a", "text_b")]
+    return {tuple(row[:6]): (row[6], math.nan if row[7] is None else row[7], row[8], row[9]) for row in zip(*cols)}
+
+
+def reuse(subs: Sequence[SubClass], pairs, keys, kept) -> tuple[list[float], list[float], list[int]]:
+    """Scores from ``kept`` where both texts are unchanged; the indexes of the pairs still to score."""
+    s_label = [math.nan] * len(pairs)
+    s_content = [math.nan] * len(pairs)
+    todo = []
+    hashes = {}
+    for k, (i, j) in enumerate(pairs):
+        old = kept.get(keys[k])
+        if old is not None:
+            hi = hashes.setdefault(i, text_hash(subs[i]))
+            hj = hashes.setdefault(j, text_hash(subs[j]))
+            if (hi, hj) == (old[2], old[3]):
+                s_label[k], s_content[k] = old[0], old[1]
+                continue
+        todo.append(k)
+    return s_label, s_content, todo
+
+
+def save_kept(store, settings, subs, pairs, keys, s_label, s_content) -> None:
+    """Keep every pair's scores for the next run (atomic: a killed run leaves the previous file)."""
+    cols = {name: [key[n] for key in keys] for n, name in enumerate(_SIDES)}
+    cols["s_label"] = list(s_label)
+    cols["s_content"] = [None if math.isnan(v) else v for v in s_content]
+    cols["text_a"] = [text_hash(subs[i]) for i, _ in pairs]
+    cols["text_b"] = [text_hash(subs[j]) for _, j in pairs]
+    schema = pa.schema([pa.field(n, pa.string()) for n in _SIDES] + [
+        pa.field("s_label", pa.float64()), pa.field("s_content", pa.float64()),
+        pa.field("text_a", pa.string()), pa.field("text_b", pa.string())],
+        metadata={"m5data.align.scoring": scoring(settings)})
+    final = kept_path(store)
+    tmp = temp_path(final)
+    try:
+        pq.write_table(pa.table(cols, schema=schema), tmp)
+        tmp.replace(final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def sub_changes(subs: Sequence[SubClass], previous: dict | None) -> dict[str, int]:
+    """``new``/``changed``/``unchanged`` sub-classes against the last complete run's."""
+    before = (previous or {}).get("subclasses") or {}
+    out = {"new": 0, "changed": 0, "unchanged": 0}
+    for sub in subs:
+        old = before.get("\t".join(sub.key))
+        out["new" if old is None else "unchanged" if old == sub_hash(sub) else "changed"] += 1
+    return out
+
+
+def sub_hashes(subs: Sequence[SubClass]) -> dict[str, str]:
+    return {"\t".join(s.key): sub_hash(s) for s in subs}

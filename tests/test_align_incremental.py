@@ -1,0 +1,149 @@
+"""Align incremental (``m5data/align/incremental.py``): a store grown in two writes, aligned after each,
+equals a full rebuild over the grown store; only pairs of new or changed sub-classes are scored; a
+run with nothing new does no work; a run killed before its state is saved, run again, gives the same.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from support.align_world import make_world
+
+from m5data import config as cfg
+from m5data.align import incremental
+from m5data.align.run import align
+from m5data.storage import Store, changes
+
+
+@pytest.fixture(scope="module")
+def world():
+    return make_world(seed=3, n_classes=2, subs_per_class=6, titles_per_sub=30)
+
+
+def _split(world):
+    """The first write: every platform sub-class but the last three; the second: all, one product's title changed."""
+    rows = world.products()
+    late = {(s.platform, s.name) for s in world.subs[-3:]}
+    first = [r for r in rows if (r["platform"], r["category_path"][1]) not in late]
+    grown = [dict(r) for r in rows]
+    moved = grown[0]
+    moved["title"] = moved["title"] + " 改版"  # a changed product: its sub-class's text changes
+    return first, grown
+
+
+def _tables(store):
+    def rows(name):
+        return sorted(store.read(name).to_pylist(), key=lambda r: tuple(str(v) for v in r.values()))
+
+    return rows("taxonomy"), rows("label_map")
+
+
+def _review(path):
+    return sorted(line for line in path.read_text(encoding="utf-8").splitlines()[1:])
+
+
+@pytest.fixture
+def grown(world, tmp_path):
+    first, grown_rows = _split(world)
+    store = Store.init(tmp_path / "store")
+    mapping = world.write_mapping(tmp_path / "mapping.toml")
+    settings = cfg.load(environ={}, cwd=tmp_path)
+    store.write("products", first)
+    r1 = align(store, settings, mapping=mapping)
+    store.write("products", grown_rows)
+    return store, settings, mapping, r1
+
+
+def _full_copy(store, tmp_path, settings, mapping):
+    """A full rebuild over a copy of ``store`` (same products, same previous ids)."""
+    copy = tmp_path / "full"
+    shutil.copytree(store.root, copy)
+    full_store = Store.open(copy)
+    report = align(full_store, settings, mapping=mapping, review_out=copy / "review.csv", full=True)
+    return full_store, report
+
+
+def test_incremental_equals_a_full_rebuild_over_the_grown_store(grown, tmp_path):
+    store, settings, mapping, r1 = grown
+    r2 = align(store, settings, mapping=mapping)
+    full_store, full = _full_copy(store, tmp_path, settings, mapping)
+    assert _tables(store) == _tables(full_store)
+    assert 0 < r2.n_scored < full.n_scored == full.n_pairs
+    assert r2.n_pairs == full.n_pairs
+    ch = r2.stats.details["changes"]
+    assert ch["new"] == 3 and ch["changed"] == 1 and ch["new"] + ch["changed"] + ch["unchanged"] == r2.n_subclasses
+    assert r1.stats.details["changes"] == {"new": r1.n_subclasses, "changed": 0, "unchanged": 0}
+    inc = {tuple(line.split(",")[:9]) for line in _review(r2.review_path)}
+    assert inc == {tuple(line.split(",")[:9]) for line in _review(full.review_path)}
+
+
+def test_a_run_with_nothing_new_does_no_work(grown):
+    store, settings, mapping, _ = grown
+    r2 = align(store, settings, mapping=mapping)
+    parts = {t: store.parts(t) for t in ("taxonomy", "label_map")}
+    review = r2.review_path.read_bytes()
+    r3 = align(store, settings, mapping=mapping)
+    assert r3.stats.details["changes"] == {"new": 0, "changed": 0, "unchanged": r2.n_subclasses}
+    assert r3.stats.n_in == 0 and r3.n_scored == 0
+    assert (r3.n_groups, r3.n_pairs, r3.merges) == (r2.n_groups, r2.n_pairs, r2.merges)
+    assert {t: store.parts(t) for t in parts} == parts and r2.review_path.read_bytes() == review
+    # a changed setting is not "nothing new": the run does its work
+    other = cfg.load(environ={}, overrides={"align.content_threshold": 0.9}, cwd=store.root)
+    assert align(store, other, mapping=mapping).stats.n_in > 0
+
+
+def test_a_run_killed_before_its_state_is_saved_gives_the_same_when_run_again(grown, tmp_path, monkeypatch):
+    store, settings, mapping, _ = grown
+    before = changes.load_state(store, "align")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(incremental, "save_kept", killed)  # after the tables, before the kept scores and the state
+        with pytest.raises(KeyboardInterrupt):
+            align(store, settings, mapping=mapping)
+    assert changes.load_state(store, "align") == before  # the old state is left
+    again = align(store, settings, mapping=mapping)
+    assert again.stats.n_in > 0
+    full_store, _ = _full_copy(store, tmp_path, settings, mapping)
+    assert _tables(store) == _tables(full_store)
+
+
+def test_kept_scores_of_other_settings_are_not_reused(grown):
+    store, settings, mapping, r1 = grown
+    other = cfg.load(environ={}, overrides={"align.weighting": "counts"}, cwd=store.root)
+    r2 = align(store, other, mapping=mapping)
+    assert r2.n_scored == r2.n_pairs
+
+
+KILLED_CHILD = """
+import os, signal, sys
+from pathlib import Path
+from m5data import config as cfg
+from m5data.align import incremental
+from m5data.align.run import align
+from m5data.storage import Store
+incremental.save_kept = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)  # after the tables, before the state
+align(Store.open(sys.argv[1]), cfg.load(environ={}, cwd=Path(sys.argv[1])), mapping=sys.argv[2])
+"""
+
+
+def test_a_run_sigkilled_mid_run_gives_the_same_when_run_again(grown, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    store, settings, mapping, _ = grown
+    before = changes.load_state(store, "align")
+    root = Path(__file__).resolve().parents[1]  # the child imports this checkout's m5data
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-c", KILLED_CHILD, str(store.root), str(mapping)], env=env)
+    assert proc.returncode == -9
+    assert changes.load_state(store, "align") == before
+    again = align(store, settings, mapping=mapping)
+    assert again.stats.n_in > 0 and again.stats.details["changes"]["new"] == 3
+    full_store, _ = _full_copy(store, tmp_path, settings, mapping)
+    assert _tables(store) == _tables(full_store)
