@@ -18,8 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import config as cfg
-from ..storage import StageStats, record_run
-from . import data, folder
+from ..storage import StageStats, changes, record_run
+from . import data, folder, incremental
 from . import sections as builders
 from .charts import Charts
 from .gallery import BAD_BLOB, gallery
@@ -58,7 +58,7 @@ def run(store, settings: cfg.Settings, **kwargs) -> StageStats:
 
 
 def build(store, settings: cfg.Settings, *, out: str | Path, truth: str | Path | None = None,
-          train_run: str | Path | None = None, progress: Progress | None = None) -> ReportResult:
+          train_run: str | Path | None = None, full: bool = False, progress: Progress | None = None) -> ReportResult:
     """Write the HTML report of ``store`` into ``out``.
 
     Args:
@@ -66,6 +66,8 @@ def build(store, settings: cfg.Settings, *, out: str | Path, truth: str | Path |
             with :class:`ReportError`); the report is built beside it and swapped in.
         truth: a demo shop's ``truth/`` folder: the alignment section then shows align's scores.
         train_run: a training run folder whose ``metrics.json`` fills the training section.
+        full: write the report even when nothing it reads changed since its last complete run
+            (default: then do nothing, see ``incremental.py``).
         progress: ``progress(section)`` called before each section.
     """
     check_settings(settings)
@@ -74,6 +76,12 @@ def build(store, settings: cfg.Settings, *, out: str | Path, truth: str | Path |
     except folder.FolderError as exc:
         raise ReportError(str(exc)) from None
     stats = StageStats("report")
+    marks = changes.watermarks(store, incremental.READS)  # before reading: a later write is seen next time
+    state = changes.load_state(store, incremental.STAGE)
+    inputs = incremental.inputs(settings, out, truth, train_run)
+    if not full and changes.unchanged_since(state, marks, inputs) and incremental.untouched(state, out):
+        return _unchanged(store, stats, state, out)
+    stats.details["changes"] = incremental.product_changes(store, state)
     staging = folder.staging(out)
     try:
         sections, empties = _sections(store, settings, stats, staging, truth, train_run, progress)
@@ -89,8 +97,22 @@ def build(store, settings: cfg.Settings, *, out: str | Path, truth: str | Path |
     stats.n_out = len(sections) - len(empties)
     stats.bytes = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     stats.finish("ok")
-    record_run(store, stats, {"out": str(out), "truth": str(truth) if truth else None})
-    return ReportResult(stats, out / "index.html", [a for a, _, _ in sections], empties, figures)
+    record_run(store, stats, {"out": str(out), "truth": str(truth) if truth else None, "full": full})
+    result = ReportResult(stats, out / "index.html", [a for a, _, _ in sections], empties, figures)
+    changes.save_state(store, incremental.STAGE, marks, inputs, summary={  # last: a killed run keeps the old state
+        "sections": result.sections, "empty_sections": empties, "figures": figures,
+        "products": stats.n_in, "n_out": stats.n_out}, folder=incremental.tree_stamp(out))
+    return result
+
+
+def _unchanged(store, stats: StageStats, state: dict, out: Path) -> ReportResult:
+    """Nothing the report reads changed since its last complete run: the page in ``out`` stands."""
+    s = state.get("summary") or {}
+    stats.details["changes"] = {"new": 0, "changed": 0, "unchanged": int(s.get("products", 0))}
+    stats.details["unchanged"] = True
+    record_run(store, stats.finish("ok"), {"out": str(out), "unchanged": True})
+    return ReportResult(stats, out / "index.html", list(s.get("sections", [])), list(s.get("empty_sections", [])),
+                        list(s.get("figures", [])))
 
 
 # The report reads ``media`` about fifteen times. Each read of the store's view re-does its

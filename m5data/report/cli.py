@@ -17,6 +17,7 @@ def report(
     open_: bool = typer.Option(False, "--open", help="Print the page's path and open it in a browser when one is available."),
     truth: Optional[Path] = typer.Option(None, "--truth", help="A demo shop's truth/ folder: show align's scores against it."),
     train_run: Optional[Path] = typer.Option(None, "--train-run", help="A training run folder whose metrics.json fills the training section."),
+    full: bool = typer.Option(False, "--full", help="Write the report even when nothing it reads changed since the last one (default: then do nothing)."),
 ) -> None:
     """Write a static HTML report of the store (figures beside it; opens from disk, offline)."""
     from m5data.console import console
@@ -24,9 +25,13 @@ def report(
 
     from .build import BAD_BLOB, ReportError
 
-    rctx = stage_context(ctx, progress=True, options={"out": out, "truth": truth, "train_run": train_run})
+    rctx = stage_context(ctx, progress=True, options={"out": out, "truth": truth, "train_run": train_run, "full": full})
     stats = run_stage("report", rctx, ReportError, summary=False)  # plain text: '[x]' in a path stays
     d = stats.details
+    if d.get("unchanged"):
+        from ..storage.runs import changes_note
+
+        console.print(f"report: unchanged ({changes_note(d)}): nothing it reads was written since the last one")
     console.print(f"report: {d['sections'] - len(d['empty_sections'])} of {d['sections']} sections filled, "
                   f"{d['figures']} figures")
     if stats.failures[BAD_BLOB]:

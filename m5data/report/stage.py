@@ -11,13 +11,16 @@ from ..storage import StageStats
 def run(ctx: RunContext) -> StageStats:
     """Write the store's HTML report into :func:`report_folder` (or ``options["out"]``); its page in ``details``.
 
-    Options: ``truth`` (a demo shop's truth folder), ``train_run`` (a training run folder).
+    Options: ``truth`` (a demo shop's truth folder), ``train_run`` (a training run folder), ``full``
+    (write it even when nothing it reads changed since its last complete run: by default that run
+    does nothing and says ``new 0, changed 0, unchanged N`` in ``details["changes"]``).
     """
     from .build import build
 
     with (_status() if ctx.progress else contextlib.nullcontext(None)) as progress:
         result = build(ctx.store, ctx.settings, out=ctx.options.get("out") or report_folder(ctx.settings),
-                       truth=ctx.options.get("truth"), train_run=ctx.options.get("train_run"), progress=progress)
+                       truth=ctx.options.get("truth"), train_run=ctx.options.get("train_run"),
+                       full=bool(ctx.options.get("full")), progress=progress)
     result.stats.details.update(index=str(result.index), empty_sections=result.empty_sections,
                                 sections=len(result.sections), figures=len(result.figures))
     return result.stats

@@ -1,0 +1,57 @@
+"""The report when nothing changed: no work at all; otherwise what changed, counted from the store.
+
+Every section of the report reads tables of the store (every table; of ``runs`` only its row count), the review file
+that align writes with its tables, a truth folder and a training run folder. When none of those
+tables was written since the report's last complete run (their watermarks, ``storage/changes.py``)
+and the settings, the output folder (untouched since: same files, sizes and times), the truth and the training run are the same,
+the report in the folder is the one a rebuild would write (but for its "written" time): the stage does nothing and
+says ``new 0, changed 0, unchanged N``. Otherwise it rebuilds the page (its statistics are a few
+grouped SQL queries over the store) and counts new and changed products from the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from ..storage import changes
+from ..storage.schema import TABLES
+
+STAGE = "report"
+# Every stage writes runs: a report kept because nothing else changed shows the count of runs rows
+# as of its writing (the overview's one figure from runs).
+READS = tuple(t for t in TABLES if t != "runs")
+
+
+def tree_stamp(path) -> list | None:
+    """Names, sizes and times of the files under ``path`` (a truth or training run folder), or None."""
+    if not path:
+        return None
+    root = Path(path)
+    if root.is_file():
+        st = root.stat()
+        return [[root.name, st.st_size, st.st_mtime_ns]]
+    if not root.is_dir():
+        return [str(root), "missing"]
+    out = []
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            out.append([str(p.relative_to(root)), st.st_size, st.st_mtime_ns])
+    return out
+
+
+def untouched(state: dict | None, out: Path) -> bool:
+    """The report folder holds exactly what the last complete run left there (same files, sizes, times)."""
+    return bool(state) and (out / "index.html").is_file() and state.get("folder") == tree_stamp(out)
+
+
+def inputs(settings, out: Path, truth, train_run) -> str:
+    """The fingerprint of what beside the tables decides the page."""
+    return changes.fingerprint(asdict(settings.report), str(out), tree_stamp(truth), tree_stamp(train_run))
+
+
+def product_changes(store, state: dict | None) -> dict[str, int]:
+    """New, changed and unchanged products since the last complete report (all new without one)."""
+    since = int((state or {}).get("watermarks", {}).get("products", 0))
+    return changes.changed_counts(store.changed("products", since), store.count("products"))
