@@ -7,20 +7,40 @@ settings, an empty store) would fail again.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+from pathlib import Path
 
 from ..stages import RunContext
-from ..storage import StageStats
+from ..storage import StageStats, changes
+from ..storage.schema import TABLES
+
+STAGE = "splits"
+# what a pipeline run's splits depends on: every table but its own output and runs
+READS = tuple(t for t in TABLES if t not in ("runs", "splits"))
 
 
 def run(ctx: RunContext) -> StageStats:
     """Build the split version ``options["version"]``, else the one :func:`incremental_version` picks.
 
-    Options: ``seed``, ``replace`` (rebuild an existing version with new settings). The per-split
-    products go into ``details`` (``entries``: each split's manifest entry; ``targets``: the plan's sizes).
+    Options: ``seed``, ``replace`` (rebuild an existing version with new settings), ``full``. The
+    per-split products go into ``details`` (``entries``: each split's manifest entry; ``targets``: the
+    plan's sizes). A pipeline run (no ``version``) does nothing when no table it reads was written
+    since its last complete run (``storage/changes.py``) unless ``full``: it reports that run's
+    version and says ``new 0, changed 0, unchanged N``; a named version (``build-splits``) is built.
     """
     from .build import build
 
     store, settings = ctx.store, ctx.settings
+    marks = changes.watermarks(store, READS)  # before reading: a later write is seen next time
+    state = changes.load_state(store, STAGE)
+    named = bool(ctx.options.get("version"))
+    inputs = changes.fingerprint(dataclasses.asdict(settings.splits), ctx.options.get("seed"),
+                                 bool(ctx.options.get("replace")))
+    if not named and not ctx.options.get("full") and changes.unchanged_since(state, marks, inputs) \
+            and Path(state.get("details", {}).get("manifest", "")).is_file():
+        return _unchanged(store, state)
+    counts = changes.changed_counts(store.changed("products", int((state or {}).get("watermarks", {}).get(
+        "products", 0))), store.count("products"))
     # a later run on a grown store writes a new version and keeps the old ones intact
     version = ctx.options.get("version") or incremental_version(store, settings.splits.version)
     with (_status() if ctx.progress else contextlib.nullcontext(None)) as say:
@@ -31,8 +51,22 @@ def run(ctx: RunContext) -> StageStats:
         splits={name: entry["products"] for name, entry in report.splits.items()},
         held_out=report.held_out, moved=report.moved, entries=report.splits, targets=report.plan.targets,
         groups_described=report.groups.describe(), reused_plan=report.reused_plan,
-        excluded={str(reason): n for reason, n in report.excluded.items()})
+        excluded={str(reason): n for reason, n in report.excluded.items()}, changes=counts)
+    if not named:  # last: a killed run leaves the previous state
+        changes.save_state(store, STAGE, marks, inputs, details=report.stats.details, products=sum(counts.values()))
     return report.stats
+
+
+def _unchanged(store, state: dict) -> StageStats:
+    """Nothing splits reads changed since its last complete run: its version stands, nothing is done."""
+    from ..storage import record_run
+
+    stats = StageStats("splits")
+    stats.details.update(state["details"])
+    stats.details["changes"] = {"new": 0, "changed": 0, "unchanged": int(state.get("products", 0))}
+    stats.details["unchanged"] = True
+    record_run(store, stats.finish("ok"), {"splits": {"unchanged": True, "version": stats.details.get("version")}})
+    return stats
 
 
 @contextlib.contextmanager
