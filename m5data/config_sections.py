@@ -267,6 +267,7 @@ class FlowSettings:
     mapping: str = ""  # align's level-1 mapping file; "" = align.mapping (needed when align runs)
     kinds: str = "video,audio,image,text"  # what the extract stage produces
     refresh: bool = False  # crawl stored product pages again, so changed products are picked up
+    full: bool = False  # global stages (align, splits, report) rebuild in full; false = only what changed (docs/flows.md)
     annotate_jobs: str = "dedup,match_level,pools"  # annotate jobs run by the annotate stage, in order
     export_format: str = "webdataset"  # format of the export stage (see docs/export.md)
     export_split: str = "all"  # split exported by the export stage

@@ -19,11 +19,14 @@ _MAPPING = typer.Option(None, "--mapping", help="Level-1 mapping file for align 
 _SHARDS = typer.Option(None, "--shards", min=1, help="Shards of download/extract under dask/ray (default: one per worker); crawl: at most this many groups of hosts.")
 _KINDS = typer.Option(None, "--kinds", help="What extract produces: video,audio,image,text (flows.kinds).")
 _CONFIG = typer.Option(None, "--config", help="TOML config file (same as the global --config).")
+_FULL = typer.Option(False, "--full", help="Global stages (align, splits, report) rebuild in full (flows.full); "
+                                           "default: only what changed since their last complete run.")
 
 # the options of a pipeline run, shared by run, serve and deploy: (parameter, type, option)
 PLAN_OPTIONS = (("start_url", list[str], _START_URL), ("stages", Optional[str], _STAGES),
                 ("runner", Optional[str], _RUNNER), ("mapping", Optional[Path], _MAPPING),
-                ("shards", Optional[int], _SHARDS), ("kinds", Optional[str], _KINDS), ("config", Optional[Path], _CONFIG))
+                ("shards", Optional[int], _SHARDS), ("kinds", Optional[str], _KINDS), ("config", Optional[Path], _CONFIG),
+                ("full", bool, _FULL))
 
 
 def plan_options(verb):
@@ -48,7 +51,7 @@ def plan_options(verb):
 
 def _prepare(ctx: typer.Context, config: Optional[Path], start_url: list[str], stages: Optional[str],
              runner: Optional[str], mapping: Optional[Path], shards: Optional[int], kinds: Optional[str],
-             stored: bool = False):  # the PLAN_OPTIONS
+             full: bool = False, stored: bool = False):  # the PLAN_OPTIONS
     """Effective settings, the checked plan, and the overrides and config file the flow builds its settings from.
 
     The crawl's secrets (a start URL's user:pass, a ``crawl.headers`` flag) never become parameters:
@@ -62,7 +65,8 @@ def _prepare(ctx: typer.Context, config: Optional[Path], start_url: list[str], s
     root = ctx.find_root().obj or {}
     config_file = config or root.get("config")
     overrides = {k: v for k, v in root.get("overrides", {}).items() if v is not None}
-    overrides.update({k: v for k, v in {"flows.runner": runner, "flows.kinds": kinds}.items() if v is not None})
+    overrides.update({k: v for k, v in {"flows.runner": runner, "flows.kinds": kinds,
+                                         "flows.full": True if full else None}.items() if v is not None})
     try:
         settings = cfg.load(config_file, overrides)
         plan = check_plan(settings, start_urls=start_url or None, stages=stages,
@@ -86,6 +90,7 @@ def run(
     shards: Optional[int] = _SHARDS,
     kinds: Optional[str] = _KINDS,
     config: Optional[Path] = _CONFIG,
+    full: bool = _FULL,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the stages' progress bars."),
 ) -> None:
     """Run the pipeline flow over one store: crawl, download, extract, align, annotate, splits, export, report (and train).
@@ -95,7 +100,7 @@ def run(
     from ..console import console
     from .launch import print_outcome, run_pipeline
 
-    settings, plan, overrides, config_file = _prepare(ctx, config, start_url, stages, runner, mapping, shards, kinds)
+    settings, plan, overrides, config_file = _prepare(ctx, config, start_url, stages, runner, mapping, shards, kinds, full)
     console.print(f"pipeline over [bold]{esc(str(plan.store_path))}[/]: {', '.join(plan.stages)} "
                   f"(runner {settings.flows.runner}{f', {plan.shards} shards' if plan.shards > 1 else ''})",
                   highlight=False)

@@ -47,13 +47,14 @@ class Plan:
     kinds: str = "video,audio,image,text"
     shards: int = 1
     refresh: bool = False
+    full: bool = False  # global stages rebuild in full (default: only what changed)
 
     def parameters(self, overrides: dict | None = None, config_file: str | None = None,
                    progress: bool = False) -> dict:
         """The flow's parameters (JSON-serialisable: they also go into deployments)."""
         return {"store_path": self.store_path, "start_urls": self.start_urls, "stages": self.stages,
                 "mapping": self.mapping, "kinds": self.kinds, "shards": self.shards, "refresh": self.refresh,
-                "overrides": overrides or {}, "config_file": config_file, "progress": progress}
+                "full": self.full, "overrides": overrides or {}, "config_file": config_file, "progress": progress}
 
 
 def secrets_out_of_band(plan: Plan, settings, overrides: dict, environ=None) -> bool:
@@ -142,7 +143,7 @@ def check_plan(settings, start_urls: list[str] | None = None, stages: str | list
         raise PipelineError(f"shards must be >= 1, got {n}")
     return Plan(store_path=str(settings.store_path.absolute()), stages=wanted, start_urls=urls,
                 mapping=str(Path(mapping).absolute()) if mapping else None, kinds=fl.kinds, shards=n,
-                refresh=fl.refresh)
+                refresh=fl.refresh, full=fl.full)
 
 
 def summary_markdown(store_path: str, results: dict, fatal: str | None) -> str:
@@ -200,7 +201,7 @@ def _quiet_jieba() -> None:
 def pipeline_flow(store_path: str, start_urls: list[str] | None = None, stages: list[str] | None = None,
                   mapping: str | None = None, kinds: str = "video,audio,image,text", shards: int = 1,
                   refresh: bool = False, overrides: dict | None = None, config_file: str | None = None,
-                  progress: bool = False, settings_handoff: str | None = None) -> dict:
+                  progress: bool = False, settings_handoff: str | None = None, full: bool = False) -> dict:
     """Run the pipeline's stages over one store; returns each stage's entry, by stage name.
 
     Args:
@@ -213,6 +214,8 @@ def pipeline_flow(store_path: str, start_urls: list[str] | None = None, stages: 
             into at most this many groups of hosts of ``start_urls``, run as concurrent tasks through
             the flow's task runner (1: run each stage in one task).
         refresh: crawl product pages already stored again (changed products).
+        full: align, splits and report rebuild in full (default: only what changed since their last
+            complete run, read from the store; ``m5data serve`` runs incrementally unless ``--full``).
         overrides: settings as ``{"section.key": value}`` (a shop on loopback needs
             ``{"crawl.allow_private": True, "download.allow_private": True}``).
         config_file: a TOML settings file.
@@ -237,7 +240,8 @@ def pipeline_flow(store_path: str, start_urls: list[str] | None = None, stages: 
     _quiet_jieba()
     settings = flow_settings(store_path, overrides, config_file, settings_handoff)  # every task gets this object
     ctx = RunContext(settings, run_id=str(flow_run.id or uuid.uuid4().hex), progress=progress)
-    values = {"start_urls": list(start_urls or []), "refresh": refresh, "mapping": mapping, "kinds": kinds}
+    values = {"start_urls": list(start_urls or []), "refresh": refresh, "mapping": mapping, "kinds": kinds,
+              "full": full}
     wanted = parse_stages(stages if stages is not None else settings.flows.stages)
     if "crawl" in wanted:
         Store.open(store_path, create=True)
