@@ -63,8 +63,9 @@ def score_pairs(
     weighting: str = "binary",
     workers: int = 1,
     progress: Callable[[str, int, int], None] | None = None,
+    segment=None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """S_label and S_content (NaN where a side has no titles) of each pair."""
+    """S_label and S_content (NaN where a side has no titles) of each pair (``segment``: see ContentVectors)."""
     s_label = np.array([label_similarity(subclasses[a].name, subclasses[b].name) for a, b in pairs], dtype=np.float64)
     s_content = np.full(len(pairs), np.nan)
     texted = [k for k, (a, b) in enumerate(pairs) if subclasses[a].text and subclasses[b].text]
@@ -85,7 +86,7 @@ def score_pairs(
     local = {i: r for r, i in enumerate(rows)}
     vectors = ContentVectors(
         [subclasses[i].text for i in rows], weighting, workers,
-        (lambda n: progress("segmenting titles", n, len(rows))) if progress else None,
+        (lambda n: progress("segmenting titles", n, len(rows))) if progress else None, segment=segment,
     )
     # One sparse product per (class, platform a, platform b) block: rows gathered once per block,
     # never once per pair (a pair-wise gather of 160k pairs x ~2,000 terms would not fit in memory).

@@ -10,6 +10,11 @@ from all the scores exactly as in a full run, so the result equals a full rebuil
 store (S_content may differ in the last bits of a float: the sparse sums run over another
 vocabulary order).
 
+Segmenting the texts (jieba) is most of a full run's time, and a changed sub-class is paired with
+every sub-class of the other platforms in its class, so the segmented texts are kept too
+(``derived/align/tokens.parquet``: per text hash its distinct tokens in order of first appearance
+and their counts, which give the same term vectors): an incremental run segments only new texts.
+
 When nothing align reads was written since its last complete run (the ``products`` watermark,
 ``storage/changes.py``) and its settings, mapping and review file are the same, it does no work.
 ``--full`` (``full=True``) ignores both.
@@ -34,6 +39,7 @@ from .inventory import SubClass
 STAGE = "align"
 READS = ("products",)  # what align reads (taxonomy and label_map are its own output)
 KEPT = "scores.parquet"
+TOKENS = "tokens.parquet"
 _SIDES = ("platform_a", "level1_a", "name_a", "platform_b", "level1_b", "name_b")
 
 
@@ -106,10 +112,49 @@ def save_kept(store, settings, subs, pairs, keys, s_label, s_content) -> None:
         pa.field("s_label", pa.float64()), pa.field("s_content", pa.float64()),
         pa.field("text_a", pa.string()), pa.field("text_b", pa.string())],
         metadata={"m5data.align.scoring": scoring(settings)})
-    final = kept_path(store)
+    _write(pa.table(cols, schema=schema), kept_path(store))
+
+
+class TokenCache:
+    """Segmented texts by text hash: kept ones are reused, new ones segmented (``segment`` of ContentVectors)."""
+
+    def __init__(self, store, full: bool = False):
+        self.path = store.derived_dir("align") / TOKENS
+        self.kept: dict[str, tuple[list, list]] = {} if full else self._load()
+        self.segmented = 0  # texts segmented by this run
+
+    def _load(self) -> dict[str, tuple[list, list]]:
+        try:
+            t = pq.read_table(self.path)
+        except (OSError, pa.ArrowInvalid):
+            return {}
+        return dict(zip(t.column("text").to_pylist(), zip(t.column("terms").to_pylist(), t.column("counts").to_pylist())))
+
+    def __call__(self, texts: list[str], workers: int, progress) -> list[list[str]]:
+        from .similarity import segment_all
+
+        keys = [hashlib.sha256(t.encode("utf-8")).hexdigest()[:16] for t in texts]
+        missing = sorted({k: t for k, t in zip(keys, texts) if k not in self.kept}.items())
+        for (k, _), toks in zip(missing, segment_all([t for _, t in missing], workers, progress)):
+            counts: dict[str, int] = {}
+            for tok in toks:
+                counts[tok] = counts.get(tok, 0) + 1
+            self.kept[k] = (list(counts), list(counts.values()))
+        self.segmented += len(missing)
+        return [[term for term, n in zip(*self.kept[k]) for _ in range(n)] for k in keys]
+
+    def save(self, subs: Sequence[SubClass]) -> None:
+        """Keep the tokens of the sub-classes' current texts (atomic)."""
+        keys = sorted({text_hash(s) for s in subs} & set(self.kept))
+        table = pa.table({"text": keys, "terms": [self.kept[k][0] for k in keys],
+                          "counts": pa.array([self.kept[k][1] for k in keys], pa.list_(pa.int32()))})
+        _write(table, self.path)
+
+
+def _write(table: pa.Table, final: Path) -> None:
     tmp = temp_path(final)
     try:
-        pq.write_table(pa.table(cols, schema=schema), tmp)
+        pq.write_table(table, tmp)
         tmp.replace(final)
     except BaseException:
         tmp.unlink(missing_ok=True)

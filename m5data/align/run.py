@@ -117,10 +117,11 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
         if key in reviewed.scores:
             s_label[k], s_content[k] = reviewed.scores[key]
     todo = [k for k in todo if keys[k] not in reviewed.scores]
+    tokens = incremental.TokenCache(store, full)
     if todo:
         workers = a.workers or os.cpu_count() or 1
-        new_label, new_content = score_pairs(subs, [pairs[k] for k in todo], engine=a.engine,
-                                             weighting=a.weighting, workers=workers, progress=progress)
+        new_label, new_content = score_pairs(subs, [pairs[k] for k in todo], engine=a.engine, weighting=a.weighting,
+                                             workers=workers, progress=progress, segment=tokens)
         for n, k in enumerate(todo):
             s_label[k], s_content[k] = float(new_label[n]), float(new_content[n])
     report.n_scored = len(todo)
@@ -149,6 +150,8 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
     store.replace("label_map", label_rows)
 
     incremental.save_kept(store, settings, subs, pairs, keys, s_label, s_content)
+    tokens.save(subs)
+    stats.details["segmented_texts"] = tokens.segmented
 
     _count(stats, inv, label_rows, report)
     stats.details["changes"] = incremental.sub_changes(subs, state)

@@ -141,11 +141,13 @@ class ContentVectors:
         progress: optional callable ``progress(n_done)`` called as texts are segmented.
     """
 
-    def __init__(self, texts: Sequence[str], weighting: str = "binary", workers: int = 1, progress=None):
+    def __init__(self, texts: Sequence[str], weighting: str = "binary", workers: int = 1, progress=None,
+                 segment=None):
         self.texts = list(texts)
         self.weighting = weighting
         self.cjk = np.array([contains_cjk(t) for t in self.texts], dtype=bool)
-        segmented = _segment_all(self.texts, workers, progress)
+        # segment(texts, workers, progress) -> token lists: jieba here, or align's kept tokens (incremental.py)
+        segmented = (segment or segment_all)(self.texts, workers, progress)
         self.segmented = TermMatrix(segmented, weighting)
         # Pairs whose first text has no CJK use simtext's "raw" mode: tokens without jieba.
         self._raw: TermMatrix | None = None
@@ -180,7 +182,8 @@ class ContentVectors:
         return out
 
 
-def _segment_all(texts: list[str], workers: int, progress) -> list[list[str]]:
+def segment_all(texts: list[str], workers: int, progress) -> list[list[str]]:
+    """Every text's tokens (jieba, then simtext's analyser), in ``workers`` processes."""
     if workers <= 1 or len(texts) < 2 * workers:
         out = []
         for i, text in enumerate(texts):
