@@ -53,10 +53,11 @@ def sub_hash(sub: SubClass) -> str:
                                 sub.class_id)).encode("utf-8")).hexdigest()[:16]
 
 
-def inputs(settings, mapping, review, renumber: bool) -> str:
-    """The fingerprint of everything beside ``products`` that decides align's result."""
+def inputs(settings, mapping, review, renumber: bool, review_out: Path) -> str:
+    """The fingerprint of everything beside ``products`` that decides align's result (and where its review file goes)."""
     a = {k: v for k, v in asdict(settings.align).items() if k not in ("workers", "mapping")}
-    return changes.fingerprint(a, f"file:{mapping}", f"file:{review}" if review else None, bool(renumber))
+    return changes.fingerprint(a, f"file:{mapping}", f"file:{review}" if review else None, bool(renumber),
+                               str(Path(review_out).absolute()))
 
 
 def scoring(settings) -> str:

@@ -99,7 +99,7 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
     out = Path(review_out) if review_out else default_review_path(store, settings)
     marks = changes.watermarks(store, incremental.READS)  # before reading: a later write is seen next time
     state = changes.load_state(store, incremental.STAGE)
-    inputs = incremental.inputs(settings, path, review, renumber)
+    inputs = incremental.inputs(settings, path, review, renumber, out)
     if not full and changes.unchanged_since(state, marks, inputs) and out.is_file():
         return _unchanged(store, report, state, out)
 
