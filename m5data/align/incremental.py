@@ -22,6 +22,7 @@ When nothing align reads was written since its last complete run (the ``products
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Sequence
@@ -44,7 +45,12 @@ _SIDES = ("platform_a", "level1_a", "name_a", "platform_b", "level1_b", "name_b"
 
 
 def text_hash(sub: SubClass) -> str:
-    return hashlib.sha256(sub.text.encode("utf-8")).hexdigest()[:16]
+    return _hash_text(sub.text)
+
+
+@functools.lru_cache(maxsize=65536)  # a text is hashed once per run, not once per pair (str caches its own hash)
+def _hash_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def sub_hash(sub: SubClass) -> str:
@@ -134,7 +140,7 @@ class TokenCache:
     def __call__(self, texts: list[str], workers: int, progress) -> list[list[str]]:
         from .similarity import segment_all
 
-        keys = [hashlib.sha256(t.encode("utf-8")).hexdigest()[:16] for t in texts]
+        keys = [_hash_text(t) for t in texts]
         missing = sorted({k: t for k, t in zip(keys, texts) if k not in self.kept}.items())
         for (k, _), toks in zip(missing, segment_all([t for _, t in missing], workers, progress)):
             counts: dict[str, int] = {}
