@@ -46,7 +46,8 @@ import pyarrow as pa
 
 from . import keyindex
 from .files import write_atomic
-from .parts import OPEN_SUFFIX, PART_GLOB
+from .parts import OPEN_SUFFIX
+from .reading import vanished
 from .schema import SEQ_COLUMN, table_spec
 from .temps import TMP_PREFIX, owner_pid, pid_alive
 from .views import _sql_str
@@ -104,21 +105,24 @@ class Changes:
 
     def changed(self, name: str, since: int) -> pa.Table:
         """The groups of table ``name`` written above ``since``, with ``is_new`` (none of their rows at or below it)."""
-        spec = table_spec(name)
-        parts = self.parts(name)
-        recent = [p for p in parts if part_seq(p) > since]
-        if not recent:
-            return empty_changed(spec)
         import duckdb
 
-        files = "[" + ", ".join(_sql_str(str(p)) for p in recent) + "]"
-        con = duckdb.connect()
-        try:
-            out = con.sql(changed_sql(spec, f"read_parquet({files}, union_by_name = true)", since)).to_arrow_table()
-        except duckdb.Error as exc:
-            raise self._explain(spec.name, exc) from None
-        finally:
-            con.close()
+        spec = table_spec(name)
+        for attempt in range(4):  # a compaction may remove listed parts before they are read: list again
+            parts = self.parts(name)
+            recent = [p for p in parts if part_seq(p) > since]
+            if not recent:
+                return empty_changed(spec)
+            files = "[" + ", ".join(_sql_str(str(p)) for p in recent) + "]"
+            con = duckdb.connect()
+            try:
+                out = con.sql(changed_sql(spec, f"read_parquet({files}, union_by_name = true)", since)).to_arrow_table()
+                break
+            except duckdb.Error as exc:
+                if attempt == 3 or not vanished(exc):
+                    raise self._explain(spec.name, exc) from None
+            finally:
+                con.close()
         old = [p for p in parts if part_seq(p) <= since]
         seen = np.asarray(out.column("_seen").to_numpy(zero_copy_only=False), dtype=bool)
         if old and len(out):
@@ -192,5 +196,5 @@ def fingerprint(*values) -> str:
     return h.hexdigest()[:32]
 
 
-__all__ = ["CLOCK_MARGIN_NS", "Changes", "PART_GLOB", "changed_counts", "fingerprint", "load_state", "part_seq",
+__all__ = ["CLOCK_MARGIN_NS", "Changes", "changed_counts", "fingerprint", "load_state", "part_seq",
            "save_state", "state_path", "unchanged_since", "watermarks"]
