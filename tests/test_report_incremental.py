@@ -94,3 +94,17 @@ def test_a_run_killed_before_it_completes_runs_again(store, tmp_path, monkeypatc
     again = build(store, settings, out=tmp_path / "r")
     assert again.stats.details["changes"] == {"new": 5, "changed": 0, "unchanged": 20}
     assert _page(again) == _page(build(store, settings, out=tmp_path / "full", full=True))
+
+
+def test_the_verb_says_unchanged_and_full_writes_again(store, tmp_path):
+    from typer.testing import CliRunner
+
+    from m5data.cli import app
+
+    argv = ["--store", str(store.root), "report", "--out", str(tmp_path / "r")]
+    first = CliRunner().invoke(app, argv)
+    assert first.exit_code == 0 and "products since the last report: new 20" in " ".join(first.output.split())
+    second = CliRunner().invoke(app, argv)
+    assert second.exit_code == 0 and "report: unchanged (new 0, changed 0, unchanged 20)" in " ".join(second.output.split())
+    third = CliRunner().invoke(app, argv + ["--full"])
+    assert third.exit_code == 0 and "report: unchanged" not in third.output

@@ -28,10 +28,12 @@ def report(
     rctx = stage_context(ctx, progress=True, options={"out": out, "truth": truth, "train_run": train_run, "full": full})
     stats = run_stage("report", rctx, ReportError, summary=False)  # plain text: '[x]' in a path stays
     d = stats.details
-    if d.get("unchanged"):
-        from ..storage.runs import changes_note
+    from ..storage.runs import changes_note
 
+    if d.get("unchanged"):
         console.print(f"report: unchanged ({changes_note(d)}): nothing it reads was written since the last one")
+    elif changes_note(d):
+        console.print(f"products since the last report: {changes_note(d)}")
     console.print(f"report: {d['sections'] - len(d['empty_sections'])} of {d['sections']} sections filled, "
                   f"{d['figures']} figures")
     if stats.failures[BAD_BLOB]:
