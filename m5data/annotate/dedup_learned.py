@@ -1,0 +1,138 @@
+"""Dedup's learned pairs (``annotate.dedup_matcher = learned``): wider candidates that the trained
+matcher (:mod:`.matcher`) accepts at its saved threshold.
+
+The rules' pairs are kept whatever the matcher says (they are what the rules are sure of); the
+matcher only adds pairs, from candidates the rules' own indexes find at looser settings:
+
+- titles: the same MinHash signatures banded for ``dedup_matcher_minhash_threshold`` (0.3, not 0.7);
+- images: pHash within ``dedup_matcher_phash_threshold`` bits (12, not 6), through the multi-index;
+- specs: the spec rule's exact blocks keyed by a brand spelling and *one* rare value, entry sets of
+  Jaccard >= ``dedup_matcher_spec_jaccard``, with no chance test.
+
+Features come from the matcher's bulk code for the products of those pairs only (read from the store
+by id). Its neighbour features ("is each side the other's nearest neighbour?") are searched in the
+candidate graph, not in the whole store (that search is products x products): a product's best
+other is its most similar candidate partner. Without a trained model, ``learned`` is rules with a note.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import near
+from .dedup_inputs import Inputs
+from .dedup_spec import spec_blocks
+
+MODES = ("rules", "learned")
+
+
+@dataclass
+class Learned:
+    """The matcher dedup uses (None: rules only), why, and the wide title index filled while reading."""
+
+    model: object | None
+    note: str  # "rules", "learned <version>", or "rules (<why no matcher>)"
+    wide: near.LSHIndex | None = None
+
+
+def check_settings(a) -> str | None:
+    """The first bad ``annotate.dedup_matcher*`` value, said in one line; None when all are good."""
+    if a.dedup_matcher not in MODES:
+        return f"config annotate.dedup_matcher must be one of {', '.join(MODES)}, got {a.dedup_matcher!r}"
+    if not 0.0 < a.dedup_matcher_minhash_threshold <= 1.0 or not 0.0 <= a.dedup_matcher_spec_jaccard <= 1.0:
+        return "config annotate.dedup_matcher_minhash_threshold must be in (0, 1], dedup_matcher_spec_jaccard in [0, 1]"
+    if not 0 <= a.dedup_matcher_phash_threshold <= 64:
+        return f"config annotate.dedup_matcher_phash_threshold must be in 0..64, got {a.dedup_matcher_phash_threshold!r}"
+    return None
+
+
+def choose(store, settings) -> Learned:
+    """The newest trained matcher when ``dedup_matcher`` is learned and one can be used; else rules, with why."""
+    a = settings.annotate
+    if a.dedup_matcher == "rules":
+        return Learned(None, "rules")
+    from .matcher.job import model_path
+    from .matcher.model import MatcherError, load
+
+    try:
+        model = load(model_path(store))
+    except MatcherError as exc:
+        return Learned(None, f"rules ({str(exc).splitlines()[0]})")
+    if any(f.startswith("embed_") for f in model.features) and not a.matcher_text_model:
+        return Learned(None, f"rules (matcher {model.version} uses text embeddings: set annotate.matcher_text_model)")
+    return Learned(model, f"learned {model.version}", near.LSHIndex(a.dedup_matcher_minhash_threshold, a.dedup_num_perm))
+
+
+def candidates(inp: Inputs, a, wide: near.LSHIndex, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The wide candidate pairs (``left < right``) not among ``known`` (packed pairs the rules accepted)."""
+    cap = a.dedup_bucket_cap
+    t_left, t_right, _ = wide.pairs(cap)
+    t = a.dedup_matcher_phash_threshold
+    p_left, p_right, _ = near.phash_pairs(inp.phash, t, max(a.dedup_phash_bands, -(-t // 2)), inp.has_phash, cap)
+    sp = inp.specs
+    _, which, listed = np.unique((sp.keys.astype(np.uint64) << np.uint64(32)) | sp.values.astype(np.uint64),
+                                 return_inverse=True, return_counts=True)
+    s_left, s_right, _ = spec_blocks(sp, listed[which].astype(np.int64), 1, cap, 1, 0.0, a.dedup_matcher_spec_jaccard)
+    packed = np.unique(np.concatenate([pack(np.minimum(x, y), np.maximum(x, y))
+                                       for x, y in ((t_left, t_right), (p_left, p_right), (s_left, s_right))]))
+    packed = packed[~np.isin(packed, known)]
+    return near.unpack(packed)
+
+
+def pack(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    return (np.asarray(left, np.uint64) << np.uint64(32)) | np.asarray(right, np.uint64)
+
+
+def score_pairs(store, a, model, ids, left: np.ndarray, right: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """P(same product) of pairs of dedup rows, from the matcher's features of just these products.
+
+    The neighbour features look for each side's best other product among all its pairs: these and
+    ``known`` (the rules' accepted pairs, packed), so a product the rules already joined to its
+    duplicate has that duplicate as its nearest neighbour."""
+    from .matcher.features import PairFeatures, rowdot
+    from .matcher.products import read_store
+    from .matcher.training import columns
+
+    if not len(left):
+        return np.zeros(0)
+    k_left, k_right = near.unpack(known)
+    rows = np.unique(np.r_[left, right, k_left, k_right])
+    products = read_store(store, a.dedup_brand_property, only=ids.take(rows))
+    index = products.index()
+    sub = np.array([index[i] for i in ids.take(rows).to_pylist()], dtype=np.int64)
+    la, lb = sub[np.searchsorted(rows, left)], sub[np.searchsorted(rows, right)]
+    ga, gb = np.r_[la, sub[np.searchsorted(rows, k_left)]], np.r_[lb, sub[np.searchsorted(rows, k_right)]]
+    feats = PairFeatures(products, a.matcher_text_model)
+    feats.set_neighbours({name: graph_top2(len(products), ga, gb, rowdot(x, ga, gb)) for name, x in feats.spaces()})
+    return model.proba(feats.matrix(la, lb)[:, columns(model)])
+
+
+def graph_top2(n: int, a: np.ndarray, b: np.ndarray, sim: np.ndarray) -> np.ndarray:
+    """Per product, its two highest similarities over the pairs that touch it (-1 where it has fewer):
+    the neighbour search of the matcher's margin features, restricted to the candidate graph."""
+    top = np.full((n, 2), -1.0, dtype=np.float32)
+    me, s = np.r_[a, b], np.r_[sim, sim].astype(np.float32)
+    order = np.lexsort((-s, me))
+    me, s = me[order], s[order]
+    start = np.r_[True, me[1:] != me[:-1]]
+    first = np.flatnonzero(start)
+    top[me[first], 0] = s[first]
+    second = first + 1
+    ok = second < len(me)
+    ok[ok] = ~start[second[ok]]
+    top[me[second[ok]], 1] = s[second[ok]]
+    return top
+
+
+def learned_pairs(report, inp: Inputs, a, store, learned: Learned, edges: list) -> tuple:
+    """The candidates the matcher accepts, as dedup's ``matcher`` edges (distance ``1 - score``)."""
+    known = np.unique(np.concatenate([pack(np.minimum(e[0], e[1]), np.maximum(e[0], e[1])) for e in edges]
+                                     or [np.zeros(0, np.uint64)]))
+    left, right = candidates(inp, a, learned.wide, known)
+    learned.wide = None
+    report.candidates["matcher"] = len(left)
+    score = score_pairs(store, a, learned.model, inp.ids, left, right, known)
+    keep = score >= learned.model.threshold
+    return left[keep], right[keep], 1.0 - score[keep], "matcher"
