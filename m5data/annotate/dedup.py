@@ -267,7 +267,8 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None) ->
     step("write")
     record_run(store, stats.finish(), {**cfg.as_dict(settings), "dedup_run": {
         "pairs": dict(report.pairs), "vetoed": dict(report.vetoed), "candidates": dict(report.candidates),
-        "capped": dict(report.capped), "groups": report.n_groups, "matcher": report.matcher}})
+        "capped": dict(report.capped), "groups": report.n_groups,
+        "groups_rules": report.n_groups_rules, "matcher": report.matcher}})
     return report
 
 
