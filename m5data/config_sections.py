@@ -147,6 +147,7 @@ class AnnotateSettings:
     dedup_matcher_minhash_threshold: float = 0.3  # learned: title candidates of estimated shingle Jaccard >= this
     dedup_matcher_phash_threshold: int = 12  # learned: image candidates within this many pHash bits (of 64)
     dedup_matcher_spec_jaccard: float = 0.1  # learned: spec-block candidates (same brand, one rare value shared) of entry Jaccard >= this
+    dedup_matcher_spec_agreement: float = 0.75  # learned: ... agreeing on >= this share of the properties both list
     # --- match-level (docs/annotate.md "Caption match level") ---
     match_folds: int = 5  # cross-fitting folds of the caption classifier (no product scores itself)
     match_hash_bits: int = 20  # caption features hashed into 2**this columns (no vocabulary); sub-class weights 4x that

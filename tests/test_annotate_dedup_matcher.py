@@ -69,7 +69,7 @@ def test_learned_dedup_finds_more_true_pairs_keeps_the_rules_pairs_and_rules_is_
     assert report.pairs["matcher"] >= 1 and report.n_groups_rules == before.n_groups
     matched = [r for r in store.read("dedup").to_pylist() if r["rule"] == "matcher"]
     assert matched and all(0 <= r["distance"] < 1 for r in matched)
-    run = store.read("runs", where="stage = 'dedup'").to_pylist()[-1]
+    run = max(store.read("runs", where="stage = 'dedup'").to_pylist(), key=lambda r: r["started_at"])
     assert f'"matcher": "{report.matcher}"' in run["config"]  # the runs row says which was used
     _report_shows_the_matcher(store, report, tmp_path)
 

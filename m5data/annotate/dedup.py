@@ -245,7 +245,6 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None) ->
     step("spec")
 
     if learned.model is not None:
-        report.n_groups_rules = _count_groups(n, edges)
         edges.append(dedup_learned.learned_pairs(report, inp, a, store, learned, edges))
     step("matcher")
 
@@ -288,16 +287,6 @@ def _veto(report: DedupReport, inp: Inputs, a, left: np.ndarray, right: np.ndarr
         report.vetoed[rule] += int((~keep).sum())
         left, right, dist = left[keep], right[keep], dist[keep]
     return left, right, dist, rule
-
-
-def _count_groups(n: int, edges: list) -> int:
-    """Groups of 2+ that ``edges`` make (the rules' alone, before the matcher adds its pairs)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    left, right = np.concatenate([e[0] for e in edges]), np.concatenate([e[1] for e in edges])
-    _, label = connected_components(coo_matrix((np.ones(len(left), np.int8), (left, right)), shape=(n, n)), directed=False)
-    return int((np.bincount(label) >= 2).sum())
 
 
 def _groups(inp: Inputs, edges: list, report: DedupReport) -> pa.Table:
