@@ -39,7 +39,7 @@ def _train_from_simulated_crowd(store, truth) -> None:
     from m5data.annotate.pools import build_pools
     from m5data.annotate.simulate import simulate
 
-    s = _settings(store.root, **{"annotate.matcher_trees": 200})
+    s = _settings(store.root)
     build_pools(store, s)
     simulate(store, s, truth, top=20)
     aggregate(store, s)

@@ -230,6 +230,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None) ->
                                          a.dedup_bucket_cap, capped)
     report.candidates["phash"] = len(left)
     report.capped["phash"] = capped[0]
+    learned.phash = (left, right, dist) if learned.model is not None else None
     edges.append(_veto(report, inp, a, left, right, dist.astype(float), "phash"))
     step("phash")
 

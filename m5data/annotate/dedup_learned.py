@@ -5,7 +5,10 @@ The rules' pairs are kept whatever the matcher says (they are what the rules are
 matcher only adds pairs, from candidates the rules' own indexes find at looser settings:
 
 - titles: the same MinHash signatures banded for ``dedup_matcher_minhash_threshold`` (0.3, not 0.7);
-- images: pHash within ``dedup_matcher_phash_threshold`` bits (12, not 6), through the multi-index;
+- images: pHash within ``dedup_matcher_phash_threshold`` bits (6, the rule's own candidates, which
+  the matcher re-judges where the veto rejected them; wider searches again: on the 100k synthetic
+  store with its placeholder photo 12 bits cost 13.4 s of CPU, 8 bits 2.7 s, against 0.4 s);
+  title and image candidates whose pages name different brands are dropped (the rules' veto);
 - specs: the spec rule's exact blocks keyed by a brand spelling and *one* rare value, entry sets of
   Jaccard >= ``dedup_matcher_spec_jaccard``, agreeing on ``dedup_matcher_spec_agreement`` of the
   properties both list (0.75: on a world whose values come from small vocabularies one shared rare
@@ -23,11 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import near
+from . import dedup_inputs, near
 from .dedup_inputs import Inputs
 from .dedup_spec import spec_blocks
 
 MODES = ("rules", "learned")
+IDF_SAMPLE = 20_000  # products (seeded sample) besides the candidates' whose text fixes the TF-IDF weights
 
 
 @dataclass
@@ -37,6 +41,7 @@ class Learned:
     model: object | None
     note: str  # "rules", "learned <version>", or "rules (<why no matcher>)"
     wide: near.LSHIndex | None = None
+    phash: tuple | None = None  # the pHash rule's candidates (left, right, bits), before its veto
 
 
 def check_settings(a) -> str | None:
@@ -69,21 +74,30 @@ def choose(store, settings) -> Learned:
     return Learned(model, f"learned {model.version}", near.LSHIndex(a.dedup_matcher_minhash_threshold, a.dedup_num_perm))
 
 
-def candidates(inp: Inputs, a, wide: near.LSHIndex, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def candidates(inp: Inputs, a, learned: Learned, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The wide candidate pairs (``left < right``) not among ``known`` (packed pairs the rules accepted)."""
     cap = a.dedup_bucket_cap
-    t_left, t_right, _ = wide.pairs(cap)
+    t_left, t_right, _ = learned.wide.pairs(cap)
     t = a.dedup_matcher_phash_threshold
-    p_left, p_right, _ = near.phash_pairs(inp.phash, t, max(a.dedup_phash_bands, -(-t // 2)), inp.has_phash, cap)
+    if learned.phash is not None and t <= a.dedup_phash_threshold:  # the rule's own candidates: no second search
+        p_left, p_right, bits = learned.phash
+        p_left, p_right = p_left[bits <= t], p_right[bits <= t]
+    else:
+        p_left, p_right, _ = near.phash_pairs(inp.phash, t, max(a.dedup_phash_bands, -(-t // 2)), inp.has_phash, cap)
     sp = inp.specs
     _, which, listed = np.unique((sp.keys.astype(np.uint64) << np.uint64(32)) | sp.values.astype(np.uint64),
                                  return_inverse=True, return_counts=True)
     s_left, s_right, _ = spec_blocks(sp, listed[which].astype(np.int64), 1, cap, 1, a.dedup_matcher_spec_agreement,
                                      a.dedup_matcher_spec_jaccard)
     packed = np.unique(np.concatenate([pack(np.minimum(x, y), np.maximum(x, y))
-                                       for x, y in ((t_left, t_right), (p_left, p_right), (s_left, s_right))]))
+                                       for x, y in ((t_left, t_right), (p_left, p_right))]))
     packed = packed[~np.isin(packed, known)]
-    return near.unpack(packed)
+    left, right = near.unpack(packed)
+    # pages naming different brands are not one product (the rules' veto): on a store with a
+    # placeholder photo its copies are most of the wider pHash candidates (100k synthetic: 202,623)
+    same, _, _ = dedup_inputs.agreement(sp, left, right)
+    packed = np.union1d(packed[same != 0], pack(s_left, s_right))
+    return near.unpack(packed[~np.isin(packed, known)])
 
 
 def pack(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -91,11 +105,16 @@ def pack(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 
 def score_pairs(store, a, model, ids, left: np.ndarray, right: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """P(same product) of pairs of dedup rows, from the matcher's features of just these products.
+    """P(same product) of pairs of dedup rows, from the matcher's features.
 
+    The representations are made for the candidates' products, the products the rules joined them
+    to, and a seeded sample of :data:`IDF_SAMPLE` products of the store: the sample fixes the TF-IDF
+    weights (made from the candidates alone they, and so the scores, depended on which candidates
+    the settings let in: on the demo world, dropping the other-brand image candidates lost the one
+    pair the rules miss), and the whole store is not tokenised (1.3 ms a product on random titles).
     The neighbour features look for each side's best other product among all its pairs: these and
-    ``known`` (the rules' accepted pairs, packed), so a product the rules already joined to its
-    duplicate has that duplicate as its nearest neighbour."""
+    the rules' accepted pairs that touch them (``known``, packed), so a product the rules already
+    joined to its duplicate has that duplicate as its nearest neighbour."""
     from .matcher.features import PairFeatures, rowdot
     from .matcher.products import read_store
     from .matcher.training import columns
@@ -103,7 +122,12 @@ def score_pairs(store, a, model, ids, left: np.ndarray, right: np.ndarray, known
     if not len(left):
         return np.zeros(0)
     k_left, k_right = near.unpack(known)
-    rows = np.unique(np.r_[left, right, k_left, k_right])
+    mine = np.zeros(len(ids), dtype=bool)
+    mine[left] = mine[right] = True
+    touch = mine[k_left] | mine[k_right]
+    k_left, k_right = k_left[touch], k_right[touch]
+    sample = np.random.default_rng(a.seed).permutation(len(ids))[:IDF_SAMPLE]
+    rows = np.unique(np.r_[left, right, k_left, k_right, sample])
     products = read_store(store, a.dedup_brand_property, only=ids.take(rows))
     index = products.index()
     sub = np.array([index[i] for i in ids.take(rows).to_pylist()], dtype=np.int64)
@@ -150,8 +174,8 @@ def learned_pairs(report, inp: Inputs, a, store, learned: Learned, edges: list) 
                                      or [np.zeros(0, np.uint64)]))
     group = components(len(inp), edges)
     report.n_groups_rules = int((np.bincount(group) >= 2).sum())
-    left, right = candidates(inp, a, learned.wide, known)
-    learned.wide = None
+    left, right = candidates(inp, a, learned, known)
+    learned.wide = learned.phash = None
     apart = group[left] != group[right]
     report.candidates["matcher"] = int(apart.sum())
     left, right = left[apart], right[apart]
