@@ -143,6 +143,11 @@ class AnnotateSettings:
     dedup_spec_veto: bool = True  # phash/minhash pairs are rejected when the brands or spec values disagree
     dedup_brand_property: str = "品牌"  # the spec property that names the brand
     dedup_bucket_cap: int = 200  # an index bucket with more rows links them to its first row only (not all pairs)
+    dedup_matcher: str = "learned"  # rules | learned: learned adds wider candidates the trained matcher accepts (rules when no model)
+    dedup_matcher_minhash_threshold: float = 0.3  # learned: title candidates of estimated shingle Jaccard >= this
+    dedup_matcher_phash_threshold: int = 6  # learned: image candidates within this many pHash bits (of 64; above the rule's a second, costlier search)
+    dedup_matcher_spec_jaccard: float = 0.1  # learned: spec-block candidates (same brand, one rare value shared) of entry Jaccard >= this
+    dedup_matcher_spec_agreement: float = 0.75  # learned: ... agreeing on >= this share of the properties both list
     # --- match-level (docs/annotate.md "Caption match level") ---
     match_folds: int = 5  # cross-fitting folds of the caption classifier (no product scores itself)
     match_hash_bits: int = 20  # caption features hashed into 2**this columns (no vocabulary); sub-class weights 4x that

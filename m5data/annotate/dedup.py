@@ -52,12 +52,12 @@ import pyarrow as pa
 from .. import config as cfg
 from ..scoring import PairRates
 from ..storage import StageStats, record_run
-from . import dedup_inputs, near
+from . import dedup_inputs, dedup_learned, near
 from .dedup_inputs import Inputs
 from .dedup_spec import spec_rule
 
 Progress = Callable[[str, int, int], None]
-RULES = ("exact_image", "exact_title", "phash", "minhash", "spec")  # strongest first
+RULES = ("exact_image", "exact_title", "phash", "minhash", "spec", "matcher")  # strongest first
 
 
 def check_settings(s: cfg.Settings) -> None:
@@ -80,6 +80,8 @@ def check_settings(s: cfg.Settings) -> None:
         raise cfg.ConfigError(f"config annotate.dedup_spec_chance must be >= 0, got {a.dedup_spec_chance!r}")
     if a.dedup_spec_min_shared < 1:
         raise cfg.ConfigError(f"config annotate.dedup_spec_min_shared must be >= 1, got {a.dedup_spec_min_shared!r}")
+    if bad := dedup_learned.check_settings(a):
+        raise cfg.ConfigError(bad)
 
 
 @dataclass
@@ -96,6 +98,8 @@ class DedupReport:
     capped: Counter = field(default_factory=Counter)  # index -> pairs (checks) a bucket over dedup_bucket_cap skipped
     seconds: Counter = field(default_factory=Counter)  # step -> wall seconds (title MinHash counted in minhash)
     cpu_seconds: Counter = field(default_factory=Counter)  # step -> CPU seconds of this process, likewise
+    matcher: str = "rules"  # rules, "learned <model version>", or "rules (<why no matcher>)"
+    n_groups_rules: int = 0  # groups of 2+ from the rules' pairs alone (the matcher's pairs join more)
     table: pa.Table | None = None  # the rows written
 
     @property
@@ -183,7 +187,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None) ->
     a = settings.annotate
     stats = StageStats("dedup")
     report = DedupReport(stats)
-    steps = ["read", "exact", "phash", "minhash", "spec", "groups", "write"]
+    steps = ["read", "exact", "phash", "minhash", "spec", "matcher", "groups", "write"]
     clock = [time.perf_counter(), time.process_time()]
 
     def step(name: str) -> None:
@@ -196,11 +200,16 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None) ->
 
     brand = _norm_value(a.dedup_brand_property)
     titles = near.LSHIndex(a.dedup_minhash_threshold, a.dedup_num_perm)
+    learned = dedup_learned.choose(store, settings)
+    report.matcher = learned.note
 
     def index_titles(batch: list[str]) -> None:  # each batch of titles is MinHashed, then dropped
         t0, c0 = time.perf_counter(), time.process_time()
         values, offsets = near.title_hashes(batch, a.dedup_shingle)
-        titles.add(values, offsets, np.fromiter(map(bool, batch), dtype=bool, count=len(batch)))
+        valid = np.fromiter(map(bool, batch), dtype=bool, count=len(batch))
+        titles.add(values, offsets, valid)
+        if learned.wide is not None:  # the learned matcher's wider title candidates, from the same shingles
+            learned.wide.add(values, offsets, valid)
         for clocks, spent in ((report.seconds, time.perf_counter() - t0), (report.cpu_seconds, time.process_time() - c0)):
             clocks["minhash"] += spent  # the title rule's work, done while reading: counted as its own
             clocks["read"] -= spent
@@ -221,6 +230,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None) ->
                                          a.dedup_bucket_cap, capped)
     report.candidates["phash"] = len(left)
     report.capped["phash"] = capped[0]
+    learned.phash = (left, right, dist) if learned.model is not None else None
     edges.append(_veto(report, inp, a, left, right, dist.astype(float), "phash"))
     step("phash")
 
@@ -235,7 +245,12 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None) ->
     edges.append(spec_rule(report, inp, a))
     step("spec")
 
+    if learned.model is not None:
+        edges.append(dedup_learned.learned_pairs(report, inp, a, store, learned, edges))
+    step("matcher")
+
     table = _groups(inp, edges, report)
+    report.n_groups_rules = report.n_groups_rules if learned.model is not None else report.n_groups
     missing = np.stack([inp.blob < 0, ~inp.phash_given, ~inp.has_title, inp.n_spec_rows == 0], axis=1)
     names = ("no main image", "no pHash", "empty title", "no specs")
     combo = missing @ (1 << np.arange(4))  # the reasons as one code, then one string per code
@@ -252,7 +267,8 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None) ->
     step("write")
     record_run(store, stats.finish(), {**cfg.as_dict(settings), "dedup_run": {
         "pairs": dict(report.pairs), "vetoed": dict(report.vetoed), "candidates": dict(report.candidates),
-        "capped": dict(report.capped), "groups": report.n_groups}})
+        "capped": dict(report.capped), "groups": report.n_groups,
+        "groups_rules": report.n_groups_rules, "matcher": report.matcher}})
     return report
 
 

@@ -19,6 +19,7 @@ def dedup(
     minhash_threshold: Optional[float] = typer.Option(None, "--minhash-threshold", help="Near-duplicate titles: estimated Jaccard of character shingles >= this (default 0.7)."),
     spec_min_shared: Optional[int] = typer.Option(None, "--spec-min-shared", help="Spec rule: properties besides the brand both pages list, all equal (default 2)."),
     no_spec_veto: bool = typer.Option(False, "--no-spec-veto", help="Accept phash/minhash pairs even when brands or spec values disagree."),
+    matcher: Optional[str] = typer.Option(None, "--matcher", help="rules, or learned: also pairs the trained matcher accepts among wider candidates (default learned; rules when no model)."),
     score_against: Optional[Path] = typer.Option(None, "--score-against", help="Truth folder of a demo shop (products.parquet with instance_id): print pair precision/recall."),
 ) -> None:
     """Group exact and near-duplicate listings (same image, title, pHash, MinHash, spec values) into the dedup table."""
@@ -29,6 +30,7 @@ def dedup(
     rctx = stage_context(ctx, progress=True, options={"job": "dedup"}, **{
         "annotate.dedup_phash_threshold": phash_threshold, "annotate.dedup_minhash_threshold": minhash_threshold,
         "annotate.dedup_spec_min_shared": spec_min_shared, "annotate.dedup_spec_veto": False if no_spec_veto else None,
+        "annotate.dedup_matcher": matcher,
     })
     truth = read_truth(score_against)  # before the work: a wrong path fails at once
     d = run_stage("annotate", rctx, ConfigError).details
@@ -53,8 +55,10 @@ def summary_table(details: dict):
     """The duplicate groups a dedup run found, from its stage run's ``details``."""
     from ..console import measures
 
-    rows = [("products", f"{details['n_products']:,}"),
+    rows = [("products", f"{details['n_products']:,}"), ("matcher", details.get("matcher", "rules")),
             ("groups of 2+ / products in them", f"{details['n_groups']:,} / {details['n_grouped']:,}")]
+    if details.get("n_groups_rules", details["n_groups"]) != details["n_groups"]:
+        rows.append(("  groups of the rules' pairs alone", f"{details['n_groups_rules']:,}"))
     rows += [(f"  pairs accepted: {rule}", f"{n:,}") for rule, n in details["pairs"].items()]
     rows += [(f"  candidates checked: {index}", f"{n:,}") for index, n in details["candidates"].items()]
     for rule, n in details["vetoed"].items():

@@ -40,8 +40,6 @@ def spec_rule(report: DedupReport, inp: Inputs, a):
     (:func:`spec_jit.spec_block_pairs`): memory holds one part's keys and the pairs that passed,
     never the candidates (230M of them in a 1M-product scale world).
     """
-    from . import spec_jit
-
     sp = inp.specs
     need = max(1, min(2, math.ceil(a.dedup_spec_min_agreement * a.dedup_spec_min_shared - 1e-9)))
     # each (property, value) entry's code and the products listing it: the rarest-entry keys and the
@@ -49,16 +47,40 @@ def spec_rule(report: DedupReport, inp: Inputs, a):
     entries, which, listed = np.unique((sp.keys.astype(np.uint64) << np.uint64(32)) | sp.values.astype(np.uint64),
                                        return_inverse=True, return_counts=True)
     listed = listed.astype(np.int64)
-    offsets, keys, values = _rarest_entries(sp, listed[which], SPEC_KEY_ENTRIES)
+    left, right, counts = spec_blocks(sp, listed[which], need, a.dedup_bucket_cap, a.dedup_spec_min_shared,
+                                      a.dedup_spec_min_agreement, a.dedup_spec_lsh_threshold)
     del which
+    report.candidates["spec"] = int(counts[0])
+    report.capped["spec"] = int(counts[1])
+    chance = _spec_chance(sp, left, right, entries, listed)
+    likely = chance > a.dedup_spec_chance + 1e-12
+    report.vetoed["spec"] += int(likely.sum())
+    left, right = left[~likely], right[~likely]
+    same, shared, equal = dedup_inputs.agreement(sp, left, right)
+    return left, right, 1.0 - equal / np.maximum(shared, 1), "spec"
+
+
+def spec_blocks(sp, freq: np.ndarray, need: int, cap: int, min_shared: int, min_agreement: float,
+                min_jaccard: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of rows sharing a block key (a brand spelling and ``need`` of their rarest entries) that
+    have the same brand, ``min_shared`` shared properties agreeing on ``min_agreement`` of them and
+    entry sets of Jaccard >= ``min_jaccard``: ``(left, right, [checks, capped])``, each pair once.
+
+    ``freq``: per spec row, the products listing its entry (the rarest entries make the keys). The
+    spec rule calls it with its own thresholds; the learned matcher (:mod:`.dedup_learned`) with
+    looser ones, for candidates it then scores.
+    """
+    from . import spec_jit
+
+    offsets, keys, values = _rarest_entries(sp, freq, SPEC_KEY_ENTRIES)
     args = (offsets, keys, values, sp.brand_offsets, sp.brands, sp.brand_key, need)
     empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
     total = spec_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
     parts = max(1, -(-total // SPEC_KEYS_PER_PART))
     counts, found = np.zeros(2, dtype=np.int64), []
     buf = np.empty(SPEC_PAIRS_PER_PASS, dtype=np.uint64)
-    check = (sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, a.dedup_spec_min_shared,
-             float(a.dedup_spec_min_agreement), a.dedup_spec_lsh_threshold - 1e-12)
+    check = (sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, min_shared,
+             float(min_agreement), min_jaccard - 1e-12)
     for part in range(parts):
         n = total if parts == 1 else spec_jit.spec_block_keys(*args, part, parts, empty_key, empty_row)
         key, row = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.int64)
@@ -68,22 +90,15 @@ def spec_rule(report: DedupReport, inp: Inputs, a):
         del order
         pos = 0
         while pos < n:  # the pairs are checked as they are made: memory holds the keys and what passed
-            pos2, m = spec_jit.spec_block_pairs(key, row, pos, a.dedup_bucket_cap, *check, buf, counts)
+            pos2, m = spec_jit.spec_block_pairs(key, row, pos, cap, *check, buf, counts)
             if pos2 == pos:  # one capped block longer than the buffer
                 buf = np.empty(2 * len(buf), dtype=np.uint64)
                 continue
             found.append(np.unique(buf[:m]))
             pos = pos2
         del key, row
-    report.candidates["spec"] = int(counts[0])
-    report.capped["spec"] = int(counts[1])
     left, right = near.unpack(np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64))
-    chance = _spec_chance(sp, left, right, entries, listed)
-    likely = chance > a.dedup_spec_chance + 1e-12
-    report.vetoed["spec"] += int(likely.sum())
-    left, right = left[~likely], right[~likely]
-    same, shared, equal = dedup_inputs.agreement(sp, left, right)
-    return left, right, 1.0 - equal / np.maximum(shared, 1), "spec"
+    return left, right, counts
 
 
 def _spec_chance(sp, left: np.ndarray, right: np.ndarray, entries: np.ndarray, listed: np.ndarray) -> np.ndarray:

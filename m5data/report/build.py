@@ -159,7 +159,7 @@ def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, trut
             ("images", "Image size tiers", lambda: builders.images(con, charts)),
             ("failures", "Media status and failure reasons", lambda: builders.failures(con, charts)),
             ("match-levels", "Caption match levels", lambda: builders.match_levels(con, charts)),
-            ("duplicates", "Duplicate groups", lambda: builders.duplicates(con, charts)),
+            ("duplicates", "Duplicate groups", lambda: builders.duplicates(con, charts, store.root)),
             ("alignment", "Label alignment", lambda: builders.alignment(con, store, settings, truth, top)),
             ("splits", "Splits", lambda: builders.splits(con, store)),
             ("training", "Training run", lambda: builders.training(train_run)),

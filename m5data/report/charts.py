@@ -86,6 +86,23 @@ class Charts:
             ax.set_title(literal(title))
             return self._save(fig, name)
 
+    def curve(self, name: str, xs: list[float], ys: list[float], title: str, xlabel: str, ylabel: str,
+              mark: tuple[float, float] | None = None) -> str | None:
+        """A line through ``(xs, ys)`` (a precision-recall curve), ``mark`` drawn as a point."""
+        if not xs:
+            return None
+        with self.plt.rc_context(self.rc):
+            fig, ax = self.plt.subplots(figsize=(4.8, 3.0))
+            ax.plot(xs, ys, color=COLOR, marker="o", markersize=3)
+            if mark is not None:
+                ax.plot([mark[0]], [mark[1]], marker="*", markersize=10, color="black", linestyle="none")
+            ax.set_xlim(0, 1.02)
+            ax.set_ylim(0, 1.02)
+            ax.set_xlabel(literal(xlabel))
+            ax.set_ylabel(literal(ylabel))
+            ax.set_title(literal(title))
+            return self._save(fig, name)
+
     def histogram(self, name: str, values: list[float], title: str, xlabel: str, bins: int = 30,
                   log_y: bool = False) -> str | None:
         if not values:

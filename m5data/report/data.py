@@ -217,6 +217,38 @@ def duplicates(con) -> Duplicates:
 
 
 @dataclass
+class DedupMatcher:
+    used: str  # the last dedup run's matcher: rules, "learned <version>" or "rules (<why>)"
+    added: int  # pairs the matcher added to the rules' pairs
+    groups: int  # groups of 2+ of that run
+    groups_rules: int  # ... of the rules' pairs alone
+    model: dict | None  # the newest model.json's version, threshold and held-out validation
+
+
+def dedup_matcher(con, store_root: Path) -> DedupMatcher | None:
+    """What the learned matcher did in the last dedup run, and the newest model's held-out figures
+    (``derived/matcher/<version>/model.json``, read as JSON data); None before any dedup run."""
+    config = one(con, "SELECT max_by(config, started_at) FROM runs WHERE stage = 'dedup'")
+    try:
+        run = json.loads(config).get("dedup_run", {}) if config else None
+    except ValueError:
+        run = None
+    if run is None:
+        return None
+    model = None
+    models = sorted((Path(store_root) / "derived" / "matcher").glob("*/model.json"))
+    if models:
+        try:
+            d = json.loads(models[-1].read_text(encoding="utf-8"))
+            model = {"version": str(d["version"]), "threshold": float(d["threshold"]), "validation": dict(d["validation"])}
+        except (ValueError, KeyError, TypeError, OSError):
+            model = None
+    return DedupMatcher(used=str(run.get("matcher", "rules")), added=int(run.get("pairs", {}).get("matcher", 0)),
+                        groups=int(run.get("groups", 0)), groups_rules=int(run.get("groups_rules", run.get("groups", 0))),
+                        model=model)
+
+
+@dataclass
 class Alignment:
     methods: list[tuple[str, int]]  # label_map method -> raw paths
     unified: dict[int, int]  # level -> unified labels

@@ -171,16 +171,38 @@ def match_levels(con, charts: Charts) -> tuple[Html, bool]:
     return _counts_section(charts, data.match_levels(con), MATCH_LEVELS)
 
 
-def duplicates(con, charts: Charts) -> tuple[Html, bool]:
+def duplicates(con, charts: Charts, store_root: Path | None = None) -> tuple[Html, bool]:
     d = data.duplicates(con)
     if not d.products:
         return empty("No duplicate groups yet.", "m5data annotate dedup"), True
     src = charts.bars("duplicate_groups", [str(s) for s, _ in d.sizes], [g for _, g in d.sizes],
                       "groups by size (products per group)", horizontal=False, xlabel="groups")
     rules = join((html("{} {}", r, n(f"dedup.rule.{r}", c)) for r, c in d.rules), ", ") or "none"
-    return (html("<p>{} groups of two or more hold {} of {} products. Joined by: {}.</p>", n("dedup.groups", d.groups),
+    body = (html("<p>{} groups of two or more hold {} of {} products. Joined by: {}.</p>", n("dedup.groups", d.groups),
                  n("dedup.grouped", d.grouped), n("dedup.products", d.products), rules)
-            + figure(src, "Duplicate group sizes.")), False
+            + figure(src, "Duplicate group sizes."))
+    m = data.dedup_matcher(con, store_root) if store_root is not None else None
+    return body + (_matcher(m, charts) if m is not None else Html()), False
+
+
+def _matcher(m: data.DedupMatcher, charts: Charts) -> Html:
+    """How the learned matcher changed the groups, and its precision-recall curve on held-out crowd labels."""
+    body = html("<p>Matcher used: {}. It added {} pairs to the rules' pairs: {} groups of two or more, {} from the "
+                "rules' pairs alone.</p>", m.used, n("dedup.matcher.added", m.added), n("dedup.matcher.groups", m.groups),
+                n("dedup.matcher.groups_rules", m.groups_rules))
+    if m.model is None:
+        return body
+    v = m.model["validation"]
+    curve = v.get("pr_curve") or []
+    src = charts.curve("matcher_pr", [float(r) for r, _ in curve], [float(p) for _, p in curve],
+                       "matcher: precision-recall, held-out folds", "recall", "precision",
+                       mark=(float(v.get("recall", 0)), float(v.get("precision", 0))))
+    caption = html("Matcher {} on {} held-out crowd-labelled pairs ({} matches): at its threshold {} precision {}, "
+                   "recall {} (the star); AUC {}.", m.model["version"], n("matcher.pairs", int(v.get("pairs", 0))),
+                   n("matcher.matches", int(v.get("matches", 0))), n("matcher.threshold", m.model["threshold"], ".4f"),
+                   n("matcher.precision", float(v.get("precision", 0)), ".4f"),
+                   n("matcher.recall", float(v.get("recall", 0)), ".4f"), n("matcher.auc", float(v.get("auc", 0)), ".4f"))
+    return body + figure(src, caption)
 
 
 def alignment(con, store, settings: cfg.Settings, truth, top: int) -> tuple[Html, bool]:

@@ -110,10 +110,16 @@ class PairFeatures:
         """Find the two nearest other products of ``rows`` (default all) in every neighbour space now;
         :meth:`matrix` otherwise finds them for the products of its pairs, once per product."""
         rows = np.arange(len(self.p)) if rows is None else np.unique(np.asarray(rows, np.int64))
-        for name, x in self._spaces():
+        for name, x in self.spaces():
             self._top2_of(name, x, rows)
 
-    def _spaces(self):
+    def set_neighbours(self, top: dict[str, np.ndarray]) -> None:
+        """Each product's two best cosines per neighbour space, found elsewhere (dedup: in its candidate
+        graph, where the whole-set search would be products x products); :meth:`matrix` then uses them."""
+        self._top.update(top)
+
+    def spaces(self):
+        """The neighbour spaces: ``(name, L2-normalised product rows)``."""
         yield "char", self.title_char
         yield "word", self.title_word
         if self.embed is not None:

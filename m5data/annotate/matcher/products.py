@@ -43,23 +43,31 @@ _PRODUCTS = """
     ORDER BY p.product_id"""
 
 
-def read_store(store, brand_property: str) -> Products:
+def read_store(store, brand_property: str, only=None) -> Products:
     """Every product of ``store`` with its caption, main-image pHash and spec values (``brand_property``
-    gives the brand)."""
+    gives the brand); ``only`` (product ids, an Arrow array or list): those products alone (dedup reads
+    just the products of its candidate pairs, not a million)."""
     from ..near import parse_phash
 
     con = store.connect(need=("products",), only=("products", "media", "specs", "captions"))
     try:
         tables = {r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()}
         sql = _PRODUCTS
+        if only is not None:
+            import pyarrow as pa
+
+            con.register("wanted", pa.table({"product_id": pa.array(only, pa.string())}))
+            sql = sql.replace("FROM products p", "FROM (SELECT * FROM products WHERE product_id IN "
+                              "(SELECT product_id FROM wanted)) p")
         if "captions" not in tables:
             sql = sql.replace("c.text AS caption", "NULL AS caption").replace(
                 "LEFT JOIN captions c ON c.product_id = p.product_id", "")
         if "media" not in tables:
             sql = sql.replace("m.phash", "NULL AS phash").split("LEFT JOIN (SELECT")[0] + " ORDER BY p.product_id"
         t = con.sql(sql).fetchnumpy()
+        wanted = "" if only is None else " AND product_id IN (SELECT product_id FROM wanted)"
         specs = (con.sql("SELECT product_id, property, value FROM specs WHERE property IS NOT NULL AND value IS NOT NULL"
-                         " ORDER BY product_id, position").fetchall() if "specs" in tables else [])
+                         f"{wanted} ORDER BY product_id, position").fetchall() if "specs" in tables else [])
     finally:
         con.close()
     ids = [str(x) for x in t["product_id"].tolist()]

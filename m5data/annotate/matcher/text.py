@@ -39,10 +39,18 @@ def words(s: str) -> list[str]:
     out: list[str] = []
     for tok in _TOKEN.findall(clean(s)):
         if _HAN.match(tok):
-            out.extend(w for w in _jieba().lcut(tok) if w.strip()) if len(tok) > 1 else out.append(tok)
+            out.extend(_cut(tok)) if len(tok) > 1 else out.append(tok)
         else:
             out.append(tok)
     return out
+
+
+@lru_cache(maxsize=1 << 18)
+def _cut(run: str) -> tuple[str, ...]:
+    """jieba's words of one run of Chinese characters, remembered: titles, captions and spec values
+    repeat their runs (brands, product words, after-sales terms), and jieba costs ~0.2 ms a run
+    (dedup's 10k-product scale world: 360,000 runs, 77 s of jieba before)."""
+    return tuple(w for w in _jieba().lcut(run) if w.strip())
 
 
 def is_code(tok: str) -> bool:

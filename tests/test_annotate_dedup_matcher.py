@@ -1,0 +1,119 @@
+"""``annotate dedup`` with the learned matcher (``annotate.dedup_matcher``): on the default demo world,
+trained from simulated crowd labels, it finds the true pairs the rules miss at >= 0.97 precision and
+keeps every rule pair; ``rules`` is today's dedup exactly; without a model ``learned`` is rules, said."""
+
+import re
+from itertools import combinations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from m5data.annotate.dedup import dedup, read_truth_products, score_groups
+from m5data.annotate.dedup_learned import graph_top2
+from m5data.cli import app
+from m5data.config import ConfigError, load
+from m5data.storage import Store
+
+runner = CliRunner()
+
+
+def _settings(path, **over):
+    return load(None, {"store.path": str(path), "annotate.pool_queries": 1.0, **over}, environ={})
+
+
+def _rows(store):
+    return sorted((tuple(v for k, v in r.items() if k != "run_id") for r in store.read("dedup").to_pylist()), key=str)
+
+
+def _same_group_pairs(store) -> set:
+    groups: dict[str, list[str]] = {}
+    for r in store.read("dedup", columns=["product_id", "group_id"]).to_pylist():
+        groups.setdefault(r["group_id"], []).append(r["product_id"])
+    return {p for members in groups.values() for p in combinations(sorted(members), 2)}
+
+
+def _train_from_simulated_crowd(store, truth) -> None:
+    from m5data.annotate.crowd import aggregate
+    from m5data.annotate.matcher.job import train
+    from m5data.annotate.pools import build_pools
+    from m5data.annotate.simulate import simulate
+
+    s = _settings(store.root)
+    build_pools(store, s)
+    simulate(store, s, truth, top=20)
+    aggregate(store, s)
+    train(store, s)
+
+
+@pytest.mark.xdist_group("demo300")  # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
+def test_learned_dedup_finds_more_true_pairs_keeps_the_rules_pairs_and_rules_is_todays_dedup(demo300_copy, tmp_path):
+    store_dir, truth_dir = demo300_copy
+    store, truth = Store.open(store_dir), read_truth_products(truth_dir)
+    # no model yet: learned (the default) is rules, and says why
+    before = dedup(store, _settings(store_dir))
+    assert before.matcher.startswith("rules (no trained matcher") and "matcher" not in before.pairs
+    rules_rows, rules_pairs = _rows(store), _same_group_pairs(store)
+    rules_score = score_groups(store.read("dedup").to_pylist(), truth)
+    assert dedup(store, _settings(store_dir, **{"annotate.dedup_matcher": "rules"})).matcher == "rules"
+    assert _rows(store) == rules_rows
+
+    _train_from_simulated_crowd(store, truth_dir)
+    report = dedup(store, _settings(store_dir))
+    assert report.matcher.startswith("learned ") and report.candidates["matcher"] > 0
+    score = score_groups(store.read("dedup").to_pylist(), truth)
+    assert score.correct_pairs > rules_score.correct_pairs  # the rules miss a true pair here: 32 of 33
+    assert score.precision >= 0.97 and score.recall >= 0.97, (score.precision, score.recall)
+    assert rules_pairs <= _same_group_pairs(store)  # every pair the rules grouped is still grouped
+    assert {r: n for r, n in report.pairs.items() if r != "matcher"} == dict(before.pairs)
+    assert report.pairs["matcher"] >= 1 and report.n_groups_rules == before.n_groups
+    matched = [r for r in store.read("dedup").to_pylist() if r["rule"] == "matcher"]
+    assert matched and all(0 <= r["distance"] < 1 for r in matched)
+    run = max(store.read("runs", where="stage = 'dedup'").to_pylist(), key=lambda r: r["started_at"])
+    assert f'"matcher": "{report.matcher}"' in run["config"]  # the runs row says which was used
+    _report_shows_the_matcher(store, report, tmp_path)
+
+    # a model exists, and rules still gives exactly today's groups
+    dedup(store, _settings(store_dir, **{"annotate.dedup_matcher": "rules"}))
+    assert _rows(store) == rules_rows
+
+    result = runner.invoke(app, ["--store", str(store_dir), "annotate", "dedup", "--score-against", str(truth_dir)])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"matcher\s*│\s*learned ", result.output) and "pairs accepted: matcher" in result.output
+    assert float(re.search(r"pair recall\s*│\s*([0-9.]+)", result.output).group(1)) >= 0.97
+    result = runner.invoke(app, ["--store", str(store_dir), "annotate", "dedup", "--matcher", "rules"])
+    assert result.exit_code == 0 and re.search(r"matcher\s*│\s*rules\s", result.output), result.output
+
+
+def _report_shows_the_matcher(store, report, tmp_path):
+    """The report's duplicates section: pairs the matcher added, groups with and without them, and
+    the held-out precision-recall curve saved with the model."""
+    import json
+
+    from m5data.annotate.matcher.job import model_path
+    from m5data.report.build import build
+
+    out = build(store, _settings(store.root), out=tmp_path / "report")
+    page = out.index.read_text(encoding="utf-8")
+    number = lambda key: re.search(rf'data-key="{re.escape(key)}" data-value="([^"]+)"', page).group(1)
+    v = json.loads(model_path(store).read_text())["validation"]
+    assert int(number("dedup.matcher.added")) == report.pairs["matcher"]
+    assert int(number("dedup.matcher.groups")) == report.n_groups and int(number("dedup.matcher.groups_rules")) == report.n_groups_rules
+    assert float(number("matcher.precision")) == v["precision"] and int(number("matcher.pairs")) == v["pairs"]
+    assert (out.index.parent / "figures" / "matcher_pr.svg").read_text().startswith("<?xml")
+
+
+def test_a_bad_dedup_matcher_setting_is_refused_before_work(store):
+    with pytest.raises(ConfigError, match="dedup_matcher must be one of rules, learned"):
+        dedup(store, _settings(store.root, **{"annotate.dedup_matcher": "both"}))
+
+
+def test_graph_neighbours_are_each_products_two_best_pairs():
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 30, 200), rng.integers(0, 30, 200)
+    keep = a != b
+    a, b, sim = a[keep], b[keep], rng.random(keep.sum()).astype(np.float32)
+    top = graph_top2(40, a, b, sim)
+    for i in range(40):
+        mine = sorted(np.r_[sim[a == i], sim[b == i]].tolist(), reverse=True) + [-1.0, -1.0]
+        assert top[i].tolist() == pytest.approx(mine[:2])
