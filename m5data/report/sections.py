@@ -182,7 +182,7 @@ def duplicates(con, charts: Charts, store_root: Path | None = None) -> tuple[Htm
                  n("dedup.grouped", d.grouped), n("dedup.products", d.products), rules)
             + figure(src, "Duplicate group sizes."))
     m = data.dedup_matcher(con, store_root) if store_root is not None else None
-    return body + (_matcher(m, charts) if m is not None else Html()), False
+    return body + (_matcher(m, charts) if m is not None else html("")), False
 
 
 def _matcher(m: data.DedupMatcher, charts: Charts) -> Html:
