@@ -95,13 +95,10 @@ def reuse(subs: Sequence[SubClass], pairs, keys, kept) -> tuple[list[float], lis
     s_label = [math.nan] * len(pairs)
     s_content = [math.nan] * len(pairs)
     todo = []
-    hashes = {}
     for k, (i, j) in enumerate(pairs):
         old = kept.get(keys[k])
         if old is not None:
-            hi = hashes.setdefault(i, text_hash(subs[i]))
-            hj = hashes.setdefault(j, text_hash(subs[j]))
-            if (hi, hj) == (old[2], old[3]):
+            if (text_hash(subs[i]), text_hash(subs[j])) == (old[2], old[3]):  # text_hash is cached
                 s_label[k], s_content[k] = old[0], old[1]
                 continue
         todo.append(k)

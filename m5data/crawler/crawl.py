@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..storage import Store
     from . import session
     from .pipeline import stored_products
-    from .revalidate import refresh_validators
+    from .revalidate import refresh_validators, stored_versions
     from .spider import ProductSpider
 
     session.SECRET_HEADERS.update(secrets.get("headers") or {})
@@ -304,11 +304,15 @@ def main(argv: list[str] | None = None) -> int:
     session.register_proxy_credentials(os.environ)
     settings = job["scrapy_settings"]
     done = stored_products(Store.open(job["store"]))[2] if settings["M5DATA_RESUME"] else set()
-    validators = refresh_validators(Store.open(job["store"])) if settings.get("M5DATA_REVALIDATE") else {}
+    versions, validators = None, {}
+    if settings.get("M5DATA_REVALIDATE"):
+        store = Store.open(job["store"])
+        versions = stored_versions(store)
+        validators = refresh_validators(store, versions)
     process = CrawlerProcess(settings=settings)
     install_log_redaction()  # on the handler of Scrapy's log file, made just now
     crawler = process.create_crawler(ProductSpider)
-    process.crawl(crawler, start_urls=job["start_urls"], site=job["site"], done_urls=done, validators=validators,
+    process.crawl(crawler, start_urls=job["start_urls"], site=job["site"], done_urls=done, validators=validators, versions=versions,
                   render=bool(settings.get("M5DATA_RENDER")), render_timeout=float(settings.get("M5DATA_RENDER_TIMEOUT", 30.0)))
     process.start()
     write_atomic(Path(job["stats_file"]),

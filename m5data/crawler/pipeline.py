@@ -107,7 +107,8 @@ class StorePipeline:
         if self.resume:
             self.seen_ids, self.seen_hashes, _ = stored_products(self.store)
         else:  # a refresh: what is stored decides new / changed / unchanged
-            self.versions = stored_versions(self.store)
+            spider_versions = getattr(self.crawler.spider, "versions", None)  # a revalidating refresh read them
+            self.versions = spider_versions if spider_versions is not None else stored_versions(self.store)
         # a refresh's spider holds the validators it sends (those of whole products): shared, not loaded
         # twice (about 365 MB per million pages); other products' rows are written again anyway
         self.validators = getattr(self.crawler.spider, "validators", None) or stored_validators(self.store)

@@ -84,7 +84,8 @@ def stored_validators(store) -> dict[str, tuple[str, str | None, str | None]]:
     return out
 
 
-def refresh_validators(store) -> dict[str, tuple[str, str | None, str | None]]:
-    """What a refresh sends: the stored validators of whole products that have one."""
-    whole = {pid for pid, (_, _, ok) in stored_versions(store).items() if ok}
+def refresh_validators(store, versions: dict[str, tuple]) -> dict[str, tuple[str, str | None, str | None]]:
+    """What a refresh sends: the stored validators of whole products (``versions``: :func:`stored_versions`)
+    that have one."""
+    whole = {pid for pid, (_, _, ok) in versions.items() if ok}
     return {url: v for url, v in stored_validators(store).items() if v[0] in whole and (v[1] or v[2])}

@@ -58,7 +58,8 @@ class ProductSpider(scrapy.Spider):
 
     def __init__(self, start_urls: list[str], site: str | None = None, done_urls: set[str] | None = None,
                  render: bool = False, render_timeout: float = 30.0,
-                 validators: dict[str, tuple[str, str | None, str | None]] | None = None, **kwargs):
+                 validators: dict[str, tuple[str, str | None, str | None]] | None = None,
+                 versions: dict[str, tuple] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.render = render  # re-fetch pages that need it through a headless browser (scrapy-playwright)
         self.render_timeout = render_timeout
@@ -69,6 +70,7 @@ class ProductSpider(scrapy.Spider):
         self.choose = AdapterChooser(site)
         self.done_urls = done_urls or set()
         self.validators = validators or {}
+        self.versions = versions  # a refresh's stored products, read once for the spider and the pipeline
 
     @property
     def max_page_bytes(self) -> int:

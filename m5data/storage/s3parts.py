@@ -72,11 +72,6 @@ class ObjectStream(PartStream):
     def _rows(self, data) -> pa.Table:
         return data if self.keep_seq else conform(self.spec, data)
 
-    @property
-    def done(self) -> list[str]:
-        """The names of the parts written so far."""
-        return self._done
-
     def close(self) -> list[str]:
         self._close_current()
         return self._done

@@ -138,9 +138,9 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog):
         try:
             yield holder
         finally:
-            if (state := log.state()).lease and state.lease.get("holder") == holder:  # not released by a commit
-                log.commit(lambda s: {"kind": "release", "release": holder} if s.lease and
-                           s.lease.get("holder") == holder else None)
+            # released unless a commit already did (then the entry is not written)
+            log.commit(lambda s: {"kind": "release", "release": holder} if s.lease and
+                       s.lease.get("holder") == holder else None)
 
     # ------------------------------------------------------------------ writes
     def write(self, name: str, data, *, if_absent: bool = False) -> int:
@@ -319,7 +319,7 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog):
         grace = self.garbage_grace if grace is None else grace
         old = [rel for rel, age in self.uncommitted() if age > grace]
         # read the logs again: a slow writer may have committed one of them meanwhile
-        again = {(t := rel.split("/")[1]): set(self.log(t).state().parts) for rel in old}
+        again = {t: set(self.log(t).state().parts) for t in {rel.split("/")[1] for rel in old}}  # one read a table
         removed = [rel for rel in old if rel.rsplit("/", 1)[1] not in again[rel.split("/")[1]]]
         self.objects.delete(removed)
         return removed

@@ -90,11 +90,12 @@ class PairFeatures:
         self.title_bin = _binary(title_words)
         self.idf = _idf(self.title_bin)
         self.title_word = _l2(self.title_bin.multiply(self.idf).tocsr())
-        text_bin = _binary([tx.words(t) for t in full])
+        full_words = [tx.words(t) for t in full]  # tokenised once: the text's words and its model codes
+        text_bin = _binary(full_words)
         self.text_word = _l2(text_bin.multiply(_idf(text_bin)).tocsr())
         self.n_words = np.asarray(self.title_bin.sum(axis=1)).ravel()
         self.first = [w[0] if w else "" for w in title_words]
-        code_lists = [tx.codes(tx.words(t)) for t in full]
+        code_lists = [tx.codes(w) for w in full_words]
         self.codes = _binary(code_lists)
         self.code_lists = code_lists
         self.stems = _binary([tx.stems(c) for c in code_lists])
@@ -143,11 +144,12 @@ class PairFeatures:
         f["text_char_cos"] = rowdot(self.text_char, a, b)
         f["text_word_cos"] = rowdot(self.text_word, a, b)
         wa, wb = self.title_bin[a], self.title_bin[b]
-        shared = np.asarray(wa.multiply(wb) @ self.idf).ravel()
+        common = wa.multiply(wb)
+        shared = np.asarray(common @ self.idf).ravel()
         ta, tb = np.asarray(wa @ self.idf).ravel(), np.asarray(wb @ self.idf).ravel()
         f["idf_overlap_min"] = np.where(has_title, shared / np.maximum(np.minimum(ta, tb), 1e-9), np.nan)
         f["idf_overlap_union"] = np.where(has_title, shared / np.maximum(ta + tb - shared, 1e-9), np.nan)
-        n_shared = np.asarray(wa.multiply(wb).sum(axis=1)).ravel()
+        n_shared = np.asarray(common.sum(axis=1)).ravel()
         na, nb = self.n_words[a], self.n_words[b]
         f["word_jaccard"] = np.where(has_title, n_shared / np.maximum(na + nb - n_shared, 1), np.nan)
         f["title_len_ratio"] = np.where(has_title, np.minimum(na, nb) / np.maximum(np.maximum(na, nb), 1), np.nan)

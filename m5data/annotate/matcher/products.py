@@ -74,12 +74,13 @@ def read_store(store, brand_property: str, only=None) -> Products:
     row = {p: i for i, p in enumerate(ids)}
     spec_rows: list[dict[str, str]] = [{} for _ in ids]
     brands = [""] * len(ids)
+    brand = norm(brand_property)
     for pid, prop, value in specs:
         i = row.get(pid)
         if i is None:
             continue
         prop, value = norm(prop), norm(value)
-        if prop == norm(brand_property):
+        if prop == brand:
             brands[i] = brands[i] or value
         elif prop and value:
             spec_rows[i].setdefault(prop, value)
