@@ -129,6 +129,7 @@ TOOL_VERBS: tuple[Verb, ...] = (
     Verb("sql", "m5data.storage.store_cli:sql"),
     Verb("stats", "m5data.storage.store_cli:stats"),
     Verb("compact", "m5data.storage.store_cli:compact"),
+    Verb("store", "m5data.storage.copy_cli:app", group=True, help="Move a store: copy SRC DST (a folder <-> s3://)."),
     Verb("demo-shop", "m5data.demo.cli:app", group=True,
          help="Generate and serve the demo shop (a synthetic two-platform store on 127.0.0.1)."),
     Verb("import", "m5data.importer.cli:app", group=True,
@@ -164,7 +165,7 @@ def load(target: str) -> Any:
 # named here comes after these
 HELP_ORDER = ("sql", "stats", "compact", "demo", "crawl", "download", "extract", "align", "doctor", "build-splits",
               "check-splits", "export", "check-shards", "train", "evaluate", "report", "run", "serve", "deploy",
-              "demo-shop", "annotate", "import", "server")
+              "demo-shop", "annotate", "import", "server", "store")
 
 
 def verbs() -> list[Verb]:

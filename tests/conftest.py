@@ -42,7 +42,7 @@ def store(tmp_path):
 
 
 from support.demo_fixtures import *  # noqa: E402,F401,F403  (the demo shop's fixtures: demo_shop, ...)
-from support.s3_server import aws, s3  # noqa: E402,F401  (a moto S3 server per module that asks for one)
+from support.s3_server import aws, s3, s3_url  # noqa: E402,F401  (a moto S3 server per module that asks for one)
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..storage import changes
-from ..storage.files import temp_path
 from .candidates import PairKey
 from .inventory import SubClass
 
@@ -59,11 +58,12 @@ def sub_hash(sub: SubClass) -> str:
                                 sub.class_id)).encode("utf-8")).hexdigest()[:16]
 
 
-def inputs(settings, mapping, review, renumber: bool, review_out: Path) -> str:
-    """The fingerprint of everything beside ``products`` that decides align's result (and where its review file goes)."""
+def inputs(settings, mapping, review, renumber: bool, review_out: Path | str) -> str:
+    """The fingerprint of everything beside ``products`` that decides align's result (and where its review file goes:
+    a path, or a str naming the store's own place, the same wherever the store lives)."""
     a = {k: v for k, v in asdict(settings.align).items() if k not in ("workers", "mapping")}
     return changes.fingerprint(a, f"file:{mapping}", f"file:{review}" if review else None, bool(renumber),
-                               str(Path(review_out).absolute()))
+                               review_out if isinstance(review_out, str) else str(Path(review_out).absolute()))
 
 
 def scoring(settings) -> str:
@@ -72,16 +72,10 @@ def scoring(settings) -> str:
     return changes.fingerprint(a.engine, a.weighting, a.content_chars)
 
 
-def kept_path(store) -> Path:
-    return store.derived_dir("align") / KEPT
-
-
 def load_kept(store, settings) -> dict[PairKey, tuple[float, float, str, str]]:
     """The last complete run's scores by pair, with each side's text hash; {} when none or of other settings."""
-    path = kept_path(store)
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid):
+    table = _read(store, KEPT)
+    if table is None:
         return {}
     meta = table.schema.metadata or {}
     if meta.get(b"m5data.align.scoring", b"").decode() != scoring(settings):
@@ -116,21 +110,20 @@ def save_kept(store, settings, subs, pairs, keys, s_label, s_content) -> None:
         pa.field("s_label", pa.float64()), pa.field("s_content", pa.float64()),
         pa.field("text_a", pa.string()), pa.field("text_b", pa.string())],
         metadata={"m5data.align.scoring": scoring(settings)})
-    _write(pa.table(cols, schema=schema), kept_path(store))
+    _write(store, KEPT, pa.table(cols, schema=schema))
 
 
 class TokenCache:
     """Segmented texts by text hash: kept ones are reused, new ones segmented (``segment`` of ContentVectors)."""
 
     def __init__(self, store, full: bool = False):
-        self.path = store.derived_dir("align") / TOKENS
+        self.store = store
         self.kept: dict[str, tuple[list, list]] = {} if full else self._load()
         self.segmented = 0  # texts segmented by this run
 
     def _load(self) -> dict[str, tuple[list, list]]:
-        try:
-            t = pq.read_table(self.path)
-        except (OSError, pa.ArrowInvalid):
+        t = _read(self.store, TOKENS)
+        if t is None:
             return {}
         return dict(zip(t.column("text").to_pylist(), zip(t.column("terms").to_pylist(), t.column("counts").to_pylist())))
 
@@ -152,17 +145,23 @@ class TokenCache:
         keys = sorted({text_hash(s) for s in subs} & set(self.kept))
         table = pa.table({"text": keys, "terms": [self.kept[k][0] for k in keys],
                           "counts": pa.array([self.kept[k][1] for k in keys], pa.list_(pa.int32()))})
-        _write(table, self.path)
+        _write(self.store, TOKENS, table)
 
 
-def _write(table: pa.Table, final: Path) -> None:
-    tmp = temp_path(final)
+def _read(store, name: str) -> pa.Table | None:
+    """The kept table ``derived/align/<name>``; None when there is none or it cannot be read."""
+    data = store.read_bytes(f"derived/align/{name}")
     try:
-        pq.write_table(table, tmp)
-        tmp.replace(final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        return None if data is None else pq.read_table(pa.BufferReader(data))
+    except (OSError, pa.ArrowInvalid):
+        return None
+
+
+def _write(store, name: str, table: pa.Table) -> None:
+    """Keep ``table`` as ``derived/align/<name>`` whole (a killed run leaves the previous file)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    store.write_bytes(f"derived/align/{name}", sink.getvalue().to_pybytes())
 
 
 def sub_changes(subs: Sequence[SubClass], previous: dict | None) -> dict[str, int]:

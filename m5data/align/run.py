@@ -63,8 +63,13 @@ def check_settings(s: cfg.Settings) -> None:
         raise cfg.ConfigError(f"config align.workers must be >= 0, got {a.workers!r}")
 
 
-def default_review_path(store, s: cfg.Settings) -> Path:
-    return Path(s.align.review_file) if s.align.review_file else store.derived_dir("align") / "review.csv"
+REVIEW = "derived/align/review.csv"  # the review file's place in the store when none is set
+
+
+def review_target(s: cfg.Settings, review_out) -> Path | None:
+    """Where the review file goes: ``--review-out``, else ``align.review_file``; None: the store's ``REVIEW``."""
+    chosen = review_out or s.align.review_file
+    return Path(chosen) if chosen else None
 
 
 def run(store, settings: cfg.Settings, **kwargs) -> StageStats:
@@ -96,12 +101,14 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
     reviewed = review_file.read(review) if review else review_file.Reviewed()
     stats = StageStats("align")
     report = AlignReport(stats, problems=list(reviewed.problems))
-    out = Path(review_out) if review_out else default_review_path(store, settings)
+    out = review_target(settings, review_out)
+    where = out if out is not None else store.where(REVIEW)  # a path, or the object's URL
     marks = changes.watermarks(store, incremental.READS)  # before reading: a later write is seen next time
     state = changes.load_state(store, incremental.STAGE)
-    inputs = incremental.inputs(settings, path, review, renumber, out)
-    if not full and changes.unchanged_since(state, marks, inputs) and out.is_file():
-        return _unchanged(store, report, state, out)
+    inputs = incremental.inputs(settings, path, review, renumber, out if out is not None else REVIEW)
+    written = out.is_file() if out is not None else REVIEW in store.files(REVIEW.rsplit("/", 1)[0])
+    if not full and changes.unchanged_since(state, marks, inputs) and written:
+        return _unchanged(store, report, state, where)
 
     inv = read_inventory(store, level1, a.content_chars)
     subs = inv.subclasses
@@ -144,8 +151,12 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
         g = groups[group_of[i]]
         row["sub_class_id"], row["group_name"] = g.sub_id, g.name
     label_rows = label_map_rows(inv, level1, groups, group_of)
-    stats.bytes = review_file.write(out, review_file.sort_rows(rows))
-    report.review_path = out
+    if out is not None:
+        stats.bytes = review_file.write(out, review_file.sort_rows(rows))
+    else:  # derived/align/review.csv of the store (on object storage: written locally, then uploaded)
+        with store.staged(REVIEW.rsplit("/", 1)[0]) as folder:
+            stats.bytes = review_file.write(folder / "review.csv", review_file.sort_rows(rows))
+    report.review_path = where
     store.replace("taxonomy", taxonomy_rows(level1, groups))
     store.replace("label_map", label_rows)
 
@@ -156,7 +167,7 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
     _count(stats, inv, label_rows, report)
     stats.details["changes"] = incremental.sub_changes(subs, state)
     record_run(store, stats.finish(), {**cfg.as_dict(settings), "align_run": {
-        "mapping": str(path), "review": str(review) if review else None, "review_out": str(out), "renumber": renumber,
+        "mapping": str(path), "review": str(review) if review else None, "review_out": str(where), "renumber": renumber,
         "full": full}})
     changes.save_state(store, incremental.STAGE, marks, inputs, subclasses=incremental.sub_hashes(subs),
                        summary=_summary(report))  # last: a killed run leaves the previous state

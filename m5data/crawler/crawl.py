@@ -167,30 +167,31 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
     if not settings.crawl.render_timeout > 0:
         raise ValueError(f"crawl.render_timeout must be > 0, got {settings.crawl.render_timeout}")
     stats = CrawlStats("crawl")
-    rundir = store.root / "logs" / "crawl" / stats.run_id
-    rundir.mkdir(parents=True, exist_ok=True)
-    stats_file, log_file = rundir / "stats.json", rundir / "crawl.log"
-    job = {
-        "store": str(store.root), "start_urls": urls, "site": site, "stats_file": str(stats_file),
-        "parent_pid": os.getpid(),
-        "scrapy_settings": build_settings(settings.crawl, store_path=str(store.root), compression=store.compression,
-                                          run_id=stats.run_id, resume=not refresh, log_file=str(log_file)),
-    }
-    session.add_settings(job["scrapy_settings"], cookies_file)
-    job_file = rundir / "job.json"
-    _write_private(job_file, json.dumps(job, indent=2))
-    with open(rundir / "stderr.txt", "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "m5data.crawler.crawl", str(job_file)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
-        try:  # the secrets go on stdin, never into a file (the job file only names the cookies file)
-            proc.stdin.write(json.dumps({"headers": secret_headers}))
-            proc.stdin.close()
-        except BrokenPipeError:  # the subprocess died at once: _judge says so
-            pass
-        _follow(proc, progress)
-        code = proc.wait()
-    crawl_stats = json.loads(stats_file.read_text()) if stats_file.is_file() else None
-    problem = _judge(code, crawl_stats, stats, log_file, n_start=len(set(urls)))
+    # the run's folder: logs/crawl/<run> of the store (on object storage: a local folder uploaded at the end)
+    with store.staged(f"logs/crawl/{stats.run_id}") as rundir:
+        stats_file, log_file = rundir / "stats.json", rundir / "crawl.log"
+        job = {
+            "store": str(store.root), "start_urls": urls, "site": site, "stats_file": str(stats_file),
+            "parent_pid": os.getpid(),
+            "scrapy_settings": build_settings(settings.crawl, store_path=str(store.root), compression=store.compression,
+                                              run_id=stats.run_id, resume=not refresh, log_file=str(log_file)),
+        }
+        session.add_settings(job["scrapy_settings"], cookies_file)
+        job_file = rundir / "job.json"
+        _write_private(job_file, json.dumps(job, indent=2))
+        with open(rundir / "stderr.txt", "w") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "m5data.crawler.crawl", str(job_file)],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
+            try:  # the secrets go on stdin, never into a file (the job file only names the cookies file)
+                proc.stdin.write(json.dumps({"headers": secret_headers}))
+                proc.stdin.close()
+            except BrokenPipeError:  # the subprocess died at once: _judge says so
+                pass
+            _follow(proc, progress)
+            code = proc.wait()
+        crawl_stats = json.loads(stats_file.read_text()) if stats_file.is_file() else None
+        problem = _judge(code, crawl_stats, stats, log_file, n_start=len(set(urls)))
+    log_file = store.where(f"logs/crawl/{stats.run_id}/{log_file.name}")  # on object storage: the object
     config = {**cfg.as_dict(settings), "job": {"start_urls": [redact_url(u) for u in start_urls], "site": site,
                                              "refresh": refresh, "log": str(log_file),
                                              **({"shard": list(shard)} if shard else {}),

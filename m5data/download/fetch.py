@@ -321,7 +321,7 @@ class Fetcher:
             ref = await asyncio.shield(asyncio.to_thread(writer.commit))
         out = Outcome("ok", blob=ref.path, sha256=ref.sha256, mime=sniffed.mime, bytes=ref.bytes)
         if kind == "image":
-            size = await asyncio.to_thread(image_size, str(self.store.blobs.path(ref.path)))
+            size = await asyncio.to_thread(_blob_image_size, self.store.blobs, ref.path)
             if size is not None:
                 out.width, out.height = size
         return out
@@ -382,3 +382,9 @@ def _from_exception(exc: Exception, opts) -> Outcome:
     if isinstance(exc, OSError):  # the blob area: disk full, permissions
         return Outcome("failed", "store_error", f"{type(exc).__name__}: {exc}")
     return Outcome("failed", "error", f"{type(exc).__name__}: {exc}")
+
+
+def _blob_image_size(blobs, rel: str) -> tuple[int, int] | None:
+    """An image blob's width and height from its header (a local file, or an object's first bytes)."""
+    with blobs.open(rel) as fh:
+        return image_size(fh)

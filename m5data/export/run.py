@@ -36,7 +36,7 @@ from ..storage.runs import StageStats, record_run
 from .members import Members, split_counts, stream_samples
 from .plan import Shard, ShardPlan, format_options, plan_export, plan_record, plan_shards, shard_samples
 from .remote import FINISH_READS_SHARD_FILES, RemoteOut, is_remote
-from .samples import ExportError, bad_split_names
+from .samples import ExportError, bad_split_names, shard_blobs
 
 __all__ = ["FORMATS", "PLAN_FILE", "ExportReport", "Progress", "Shard", "ShardPlan", "check_settings", "export",
            "format_module", "plan_export", "plan_shards", "run", "shard_done", "shard_samples", "write_json_atomic"]
@@ -95,13 +95,14 @@ def write_json_atomic(path: Path, data, **dump) -> None:
 def _run_shard(fmt: str, out: str, shard: dict, options: dict, samples: list, store_root: str) -> dict:
     """Write one shard's samples in its format (top level: picklable for the process pool)."""
     sh = Shard(**{**shard, "product_ids": tuple(shard["product_ids"])})
-    return format_module(fmt).write_shard(Path(store_root), Path(out), sh, samples, options)
+    with shard_blobs(store_root, samples) as root:
+        return format_module(fmt).write_shard(root, Path(out), sh, samples, options)
 
 
 def _stream_connection(store):
     con = store.connect()
     con.execute(f"SET memory_limit = '{STREAM_MEMORY}'")
-    tmp = str(store.derived_dir("export", "tmp")).replace("'", "''")
+    tmp = str(store.work_dir("export", "tmp")).replace("'", "''")
     con.execute(f"SET temp_directory = '{tmp}'")
     return con
 

@@ -11,7 +11,10 @@ ties broken by the larger name).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -360,3 +363,21 @@ def frame_files(store_root: Path, frames_blob: str, failures=None) -> list[Path]
 def frame_field(index: int, total: int) -> str:
     """WebDataset field of frame ``index`` (0-based, aligned with ``mfcc[index]``): ``frame000.jpg``."""
     return f"frame{index:0{max(3, len(str(total - 1)))}d}.jpg"
+
+
+@contextlib.contextmanager
+def shard_blobs(store_root: str, samples: list[Sample]):
+    """The store folder a shard's writer reads its samples' media from: the store's own folder, or,
+    for a store on object storage, a temp folder under TMPDIR holding just those media (removed after)."""
+    from ..storage.objects import ObjectStore, is_store_url
+    from ..storage.s3blobs import ObjectBlobs
+
+    if not is_store_url(store_root):
+        yield Path(store_root)
+        return
+    folder = Path(tempfile.mkdtemp(prefix="m5data-shard-"))
+    try:
+        ObjectBlobs(ObjectStore(store_root)).mirror([getattr(s, a) for s in samples for a in MEDIA_ATTRS], folder)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -6,7 +6,6 @@ Safe to retry: a re-run skips every finished shard.
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 from ..stages import RunContext
 from ..storage import StageStats
@@ -59,4 +58,4 @@ def default_out(store, split: str, fmt: str, version: str | None) -> tuple[str |
     if version is not None:  # both become a folder name: never one that leads out of exports/
         plain_name("split version", version)
     plain_name("split", split)
-    return version, str(Path(store.root) / "exports" / f"{version}-{fmt}-{split}")
+    return version, str(store.where(f"exports/{version}-{fmt}-{split}"))  # on object storage: an s3:// URL

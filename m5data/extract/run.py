@@ -28,6 +28,7 @@ from ..storage import StageStats, Store, record_run
 from ..storage.locks import stage_lock
 from .derived import KINDS, JobResult
 from .jobs import run_audio, run_image, run_text, run_video
+from .mirror import Mirror
 from .pool import WorkerPool
 from .worker import Context
 
@@ -303,11 +304,13 @@ def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None =
     if limit is not None and limit < 0:
         raise ExtractError(f"--limit must be >= 0, got {limit}")
     check_settings(settings, wanted)
-    sweep_temp(store)
+    mirror = Mirror(store)  # on object storage: the jobs' local files (mirror.py)
+    if not mirror.remote:
+        sweep_temp(store)
     ex = settings.extract
     stats = ExtractStats("extract")
     workers = ex.workers or os.cpu_count() or 1
-    ctx = Context(str(store.root), ex)
+    ctx = Context(mirror.root, ex)
     sink = _Sink(store)
     con = store.connect()
     pool = None
@@ -364,7 +367,8 @@ def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None =
                     items, fn = rows, run_image
                 else:
                     items, fn = _batches(rows, TEXT_BATCH), run_text
-                for _item, result in pool.imap(kind, fn, items):
+                for item, result in pool.imap(kind, fn, (mirror.stage_in(kind, it) for it in items)):
+                    mirror.publish(kind, item, result)
                     take(result)
                     for o in result.outcomes:
                         bars.advance(tasks[o.kind])
@@ -381,5 +385,6 @@ def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None =
         if pool is not None:
             stats.pool_restarts = pool.restarts
             pool.close()
+        mirror.close()
     record_run(store, stats.finish("ok"), as_dict(settings))
     return stats

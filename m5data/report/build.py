@@ -72,7 +72,7 @@ def build(store, settings: cfg.Settings, *, out: str | Path, truth: str | Path |
     """
     check_settings(settings)
     try:
-        out = folder.check(Path(out), store.root)
+        out = folder.check(Path(out), store.local_copy())
     except folder.FolderError as exc:
         raise ReportError(str(exc)) from None
     stats = StageStats("report")

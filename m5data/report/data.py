@@ -279,6 +279,12 @@ class SplitInfo:
     manifest: dict | None
 
 
+def split_versions(con) -> list[str]:
+    """The split version the report shows (the newest), as a list: none before build-splits."""
+    version = one(con, "SELECT max(version) FROM splits")
+    return [] if version is None else [version]
+
+
 def splits(con, store_root: Path) -> SplitInfo:
     version = one(con, "SELECT max(version) FROM splits")
     if version is None:

@@ -25,9 +25,10 @@ def gallery(con, store, assets: Path, per_category: int, stats: StageStats) -> t
         return empty("No products with a downloaded image yet.", "m5data download && m5data extract"), True
     refused = stats.failures[BAD_BLOB]
     cards = []
+    root = store.local_copy([r for s in samples for r in (s.image, s.frames)])  # on object storage: copies
     for sample in samples:
-        img = _asset(store.root, sample.image, assets, stats)
-        frames = [f for f in (_asset(store.root, fr, assets, stats) for fr in _frames(store.root, sample.frames, stats)) if f]
+        img = _asset(root, sample.image, assets, stats)
+        frames = [f for f in (_asset(root, fr, assets, stats) for fr in _frames(root, sample.frames, stats)) if f]
         specs = table(["property", "value"], [[p, v] for p, v in sample.specs]) if sample.specs else html('<p class="muted">no spec table</p>')
         cards.append(html(
             '<div class="card">{img}<div class="title">{title}</div><div class="cat">{pid} · {cat}</div>{frames}{specs}</div>',

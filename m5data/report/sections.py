@@ -236,10 +236,11 @@ def _review_file(store, settings: cfg.Settings) -> Path:
     """The review file to show: the configured one, else align's default in the store (only if it is really there)."""
     if settings.align.review_file:
         return Path(settings.align.review_file)
+    root = store.local_copy(["derived/align/review.csv"])  # on object storage: a local copy
     try:  # the store's own file: a symlink out of the store would show someone else's file
-        return resolve_blob(store.root, "derived/align/review.csv")
+        return resolve_blob(root, "derived/align/review.csv")
     except BlobPathError:
-        return store.root / "derived" / "align" / "missing-review.csv"
+        return root / "derived" / "align" / "missing-review.csv"
 
 
 def _short(value: str) -> str:
@@ -251,7 +252,7 @@ def _short(value: str) -> str:
 
 
 def splits(con, store) -> tuple[Html, bool]:
-    s = data.splits(con, store.root)
+    s = data.splits(con, store.local_copy([f"derived/splits/{v}/manifest.json" for v in data.split_versions(con)]))
     if s.version is None:
         return empty("No splits yet.", "m5data build-splits"), True
     body = (html("<p>Version <code>{}</code>.</p>", s.version)

@@ -67,7 +67,7 @@ def open_connection(store, settings: cfg.Settings):
     con = store.connect()
     s = settings.splits
     con.execute(f"SET memory_limit = {_q(s.memory_limit)}")
-    con.execute(f"SET temp_directory = {_q(str(store.derived_dir('splits', 'tmp')))}")
+    con.execute(f"SET temp_directory = {_q(str(store.work_dir('splits', 'tmp')))}")
     con.execute("SET preserve_insertion_order = false")
     if s.threads:
         con.execute(f"SET threads = {int(s.threads)}")

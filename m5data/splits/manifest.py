@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from .labels import PATH_SEP, cat_key_sql
@@ -28,29 +27,28 @@ MODALITIES = ("image", "caption", "table", "video", "audio")
 MANIFEST = "manifest.json"
 
 
-def manifest_path(store, version: str) -> Path:
-    """``<store>/derived/splits/<version>/manifest.json``; BadNameError for a version that is not a plain name."""
-    return store.root / "derived" / "splits" / check_name("split version", version) / MANIFEST
+def manifest_rel(version: str) -> str:
+    """``derived/splits/<version>/manifest.json``; BadNameError for a version that is not a plain name."""
+    return f"derived/splits/{check_name('split version', version)}/{MANIFEST}"
+
+
+def manifest_path(store, version: str) -> Path | str:
+    """Where the manifest is, for messages: ``<store>/derived/splits/<version>/manifest.json`` (or its URL)."""
+    return store.where(manifest_rel(version))
 
 
 def read_manifest(store, version: str) -> dict | None:
-    path = manifest_path(store, version)
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"corrupt split manifest {path}: {exc}") from None
+    try:  # a ValueError: not JSON, or not UTF-8
+        text = store.read_text(manifest_rel(version))
+        return None if text is None else json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"corrupt split manifest {manifest_path(store, version)}: {exc}") from None
 
 
-def write_manifest(store, version: str, data: dict) -> Path:
-    """Write atomically (temp file, rename)."""
-    path = manifest_path(store, version)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{MANIFEST}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+def write_manifest(store, version: str, data: dict) -> Path | str:
+    """Write whole (a local store: temp file, rename; object storage: one PUT)."""
+    store.write_text(manifest_rel(version), json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+    return manifest_path(store, version)
 
 
 def label_sql(level: int) -> str:

@@ -107,9 +107,8 @@ def incremental_version(store, default: str) -> str:
         return (int(m.group(1)) if m else 0, v)
 
     latest = max(versions, key=number)
-    manifest = store.root / "derived" / "splits" / latest / "manifest.json"
     try:
-        info = json.loads(manifest.read_text(encoding="utf-8"))
+        info = json.loads(store.read_text(f"derived/splits/{latest}/manifest.json") or "")
         built = datetime.fromisoformat(info["created_at"])
         unchanged = info.get("products") == products and (newest is None or newest <= built)
     except (OSError, ValueError, KeyError, TypeError):

@@ -12,6 +12,7 @@ batch was synced is rewritten by the next write of that content.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -126,6 +127,16 @@ class BlobStore:
 
     def path(self, rel: str) -> Path:
         return self.store_root / rel
+
+    def open(self, rel: str):
+        """A binary reader of the blob (the API a store on object storage has too)."""
+        return open(self.store_root / rel, "rb")
+
+    @contextlib.contextmanager
+    def local(self, rel: str):
+        """A local file of the blob for a tool that needs a path (ffmpeg): the blob's own file here;
+        on object storage a temp copy, removed at the end (``ObjectBlobs.local``)."""
+        yield self.store_root / rel
 
     def writer(self, ext: str, *, sync: bool = True) -> BlobWriter:
         """A streaming writer; ``sync=False`` leaves durability to a later :meth:`sync`."""

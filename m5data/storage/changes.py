@@ -45,7 +45,6 @@ import numpy as np
 import pyarrow as pa
 
 from . import keyindex
-from .files import write_atomic
 from .parts import OPEN_SUFFIX
 from .reading import vanished
 from .schema import SEQ_COLUMN, table_spec
@@ -149,14 +148,15 @@ def changed_counts(changed: pa.Table, total: int) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------- a stage's last complete state
-def state_path(store, stage: str) -> Path:
-    return store.derived_dir(STATE_DIR) / f"{stage}.json"
+def state_file(stage: str) -> str:
+    """The store's file (relative to its root) of ``stage``'s last complete state."""
+    return f"derived/{STATE_DIR}/{stage}.json"
 
 
 def load_state(store, stage: str) -> dict | None:
     """The state ``stage`` saved when it last completed (None: never, or unreadable: run in full)."""
     try:
-        state = json.loads(state_path(store, stage).read_text())
+        state = json.loads(store.read_text(state_file(stage)) or "null")
     except (OSError, ValueError):
         return None
     return state if isinstance(state, dict) and isinstance(state.get("watermarks"), dict) else None
@@ -165,7 +165,7 @@ def load_state(store, stage: str) -> dict | None:
 def save_state(store, stage: str, watermarks: dict[str, int], inputs: str, **extra) -> None:
     """Record that ``stage`` completed over ``watermarks`` with ``inputs`` (atomic; call it last)."""
     state = {"stage": stage, "watermarks": {t: int(w) for t, w in watermarks.items()}, "inputs": inputs, **extra}
-    write_atomic(state_path(store, stage), (json.dumps(state, sort_keys=True, indent=1, default=str) + "\n").encode())
+    store.write_text(state_file(stage), json.dumps(state, sort_keys=True, indent=1, default=str) + "\n")
 
 
 def watermarks(store, tables) -> dict[str, int]:
@@ -197,4 +197,4 @@ def fingerprint(*values) -> str:
 
 
 __all__ = ["CLOCK_MARGIN_NS", "Changes", "changed_counts", "fingerprint", "load_state", "part_seq",
-           "save_state", "state_path", "unchanged_since", "watermarks"]
+           "save_state", "state_file", "unchanged_since", "watermarks"]

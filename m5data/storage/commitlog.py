@@ -92,16 +92,17 @@ class TableState:
                    d.get("last_tag"), d.get("lease"))
 
 
-def entry_rel(table: str, n: int) -> str:
-    return f"tables/{table}/{LOG_DIR}/{n:020d}.json"
+def entry_rel(table: str, n: int, base: str | None = None) -> str:
+    return f"{base or f'tables/{table}'}/{LOG_DIR}/{n:020d}.json"
 
 
 class TableLog:
     """The commit log of one table; keeps the state it last read, and reads only what came after."""
 
-    def __init__(self, objects: ObjectStore, table: str, checkpoint_every: int = 32):
+    def __init__(self, objects: ObjectStore, table: str, checkpoint_every: int = 32, base: str | None = None):
         self.objects = objects
         self.table = table
+        self.base = base or f"tables/{table}"  # a stage's lease log lives under locks/<stage> (s3stages.py)
         self.checkpoint_every = checkpoint_every
         self._state: TableState | None = None
         self._checkpoint_etag: str | None = None
@@ -109,7 +110,7 @@ class TableLog:
     def state(self) -> TableState:
         """The table as of the newest entry (a copy: the caller may keep it as its snapshot)."""
         if self._state is None:
-            found = self.objects.get(f"tables/{self.table}/{CHECKPOINT}")
+            found = self.objects.get(f"{self.base}/{CHECKPOINT}")
             self._state = TableState.from_json(found[0]) if found else TableState()
             self._checkpoint_etag = found[1] if found else None
         self._read_tail()
@@ -117,7 +118,7 @@ class TableLog:
 
     def _read_tail(self) -> None:
         state = self._state
-        tail = self.objects.listing(f"tables/{self.table}/{LOG_DIR}/", start_after=entry_rel(self.table, state.n))
+        tail = self.objects.listing(f"{self.base}/{LOG_DIR}/", start_after=entry_rel(self.table, state.n, self.base))
         entries = self.objects.get_many([obj.rel for obj in tail])
         for obj in tail:
             entry = json.loads(entries[obj.rel])
@@ -143,7 +144,7 @@ class TableLog:
                 return None
             entry = {**body, "n": state.n + 1, "id": me, "at": time.time(), "host": socket.gethostname(),
                      "pid": os.getpid()}
-            rel = entry_rel(self.table, state.n + 1)
+            rel = entry_rel(self.table, state.n + 1, self.base)
             if self.objects.put(rel, json.dumps(entry, sort_keys=True).encode(), if_absent=True):
                 return self._committed(entry)
             found = self.objects.get(rel)  # the entry that took the number (or ours, if a retried put had landed)
@@ -156,7 +157,7 @@ class TableLog:
             self._state.fold(winner)
             time.sleep(random.uniform(0, delay))  # jitter: writers that collided do not collide again
             delay = min(delay * 2, 0.01)
-        raise StoreBusy(f"{self.objects.uri(f'tables/{self.table}/{LOG_DIR}/')}: gave up committing after "
+        raise StoreBusy(f"{self.objects.uri(f'{self.base}/{LOG_DIR}/')}: gave up committing after "
                         f"{MAX_TRIES} tries (too many writers on one table?)")
 
     def _committed(self, entry: dict) -> int:
@@ -167,7 +168,7 @@ class TableLog:
 
     def _checkpoint(self) -> None:
         """Replace the checkpoint by compare-and-swap; losing the race to a newer one is fine."""
-        rel = f"tables/{self.table}/{CHECKPOINT}"
+        rel = f"{self.base}/{CHECKPOINT}"
         for _ in range(2):
             data = self._state.to_json()
             etag = self.objects.put(rel, data, if_match=self._checkpoint_etag, if_absent=self._checkpoint_etag is None)

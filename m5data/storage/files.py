@@ -28,3 +28,16 @@ def write_atomic(final: Path, data: bytes) -> int:
         tmp.unlink(missing_ok=True)
         raise
     return len(data)
+
+
+class TextFiles:
+    """``read_text`` / ``write_text`` of a store's small files (manifests) over its ``read_bytes`` /
+    ``write_bytes``: a folder store writes atomically, a store on object storage with one PUT."""
+
+    def read_text(self, rel: str) -> str | None:
+        """The file ``rel`` of the store as text, or None when there is none."""
+        data = self.read_bytes(rel)
+        return None if data is None else data.decode("utf-8")
+
+    def write_text(self, rel: str, text: str) -> None:
+        self.write_bytes(rel, text.encode("utf-8"))

@@ -35,13 +35,13 @@ class StoreURL(str):
 
     def __truediv__(self, other):
         raise NotOnObjectStorage(f"the store {self} is on object storage: {other!s} needs a store folder "
-                                 "(blobs, derived files and the stages on object storage: not yet)")
+                                 "(annotate, import, train and `m5data run` on object storage: not yet)")
 
     def __getattr__(self, name: str):
         if name.startswith("__"):
             raise AttributeError(name)
         raise NotOnObjectStorage(f"the store {self} is on object storage: {name}() needs a store folder "
-                                 "(blobs, derived files and the stages on object storage: not yet)")
+                                 "(annotate, import, train and `m5data run` on object storage: not yet)")
 
 
 @dataclass(frozen=True)

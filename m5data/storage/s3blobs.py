@@ -11,6 +11,7 @@ is known only at the end), then uploads it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import tempfile
@@ -101,6 +102,35 @@ class ObjectBlobs:
         with self.open(rel) as src, open(dest, "wb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
         return dest
+
+    @contextlib.contextmanager
+    def local(self, rel: str):
+        """A temp copy of the blob in a folder of its own under TMPDIR (ffmpeg needs a path), removed
+        when the block ends."""
+        folder = Path(tempfile.mkdtemp(prefix="m5data-blob-"))
+        try:
+            yield self.fetch(rel, folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def mirror(self, rels, folder: Path) -> None:
+        """Copy the blobs and derived files ``rels`` (a frames folder: every file in it) into ``folder``
+        under the same relative paths, for code that reads a store folder. A path that leads out of
+        the blob areas, or an object that is missing, is left out: the reader reports it as on a folder."""
+        from .blobs import BlobPathError, resolve_blob
+
+        for rel in dict.fromkeys(r for r in rels if r):
+            try:
+                dest = resolve_blob(folder, rel)
+            except BlobPathError:
+                continue
+            found = self.objects.get(rel)
+            members = {rel: found[0]} if found else self.objects.get_many(
+                [o.rel for o in self.objects.listing(rel.rstrip("/") + "/")])
+            for key, data in members.items():
+                path = dest / key[len(rel.rstrip("/")) + 1:] if key != rel else dest
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
 
     def verify(self, rel: str) -> bool:
         """True when the blob's content still hashes to the sha256 in its name."""

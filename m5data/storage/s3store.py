@@ -10,20 +10,21 @@ Layout below the prefix::
 The same Store API as a local folder (``write``, ``writer``, ``read``, ``count``, ``connect``,
 ``compact``, ``replace``) with the same upsert semantics; what differs is how a write becomes
 visible (a log entry instead of a rename) and where ``_seq`` comes from (the entry's number). DuckDB
-reads the parts through the s3fs filesystem registered on each connection. Not yet on object
-storage: blobs and derived files, the pipeline's stages (their locks), the catalog file, doctor.
+reads the parts through the s3fs filesystem registered on each connection. The stages' needs (a
+stage lease instead of a lock, staged folders, small files, scratch space, local copies) are in
+``s3stages.py``; not yet on object storage: ``derived_dir`` (annotate), the catalog file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
+import shutil
+import tempfile
 import time
-import uuid
+import weakref
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -32,18 +33,20 @@ from .catalog import Catalog
 from .changes import as_changed, changed_sql, empty_changed
 from .commitlog import FROM_FILE, Conflict, TableLog, TableState
 from .compaction import Compaction
-from .errors import StoreBusy, StoreError
+from .errors import StoreError
+from .files import TextFiles
 from .objects import ObjectStore, StoreURL
 from .parts import conform
 from .reading import Reading
 from .s3blobs import ObjectBlobs
 from .s3parts import ObjectStream, StreamHandle
+from .s3stages import hold_lease, stage_lease, staged_folder
 from .schema import MARKER, SEQ_COLUMN, STORE_FORMAT, TABLES, TableSpec, table_spec
 from .views import TableViews, _null_columns, _sql_str, _window_sql
 from .writing import Writing
 
 
-class S3Store(Writing, Compaction, TableViews, Reading, Catalog):
+class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
     """Open with ``Store.open("s3://bucket/prefix")`` (endpoint and credentials from the AWS environment)."""
 
     def __init__(self, url: str, compression: str = "zstd", part_rows: int = 1_000_000, lease_seconds: float = 600.0,
@@ -52,8 +55,9 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog):
         self.root = StoreURL(self.objects.url)  # text, never a Path (a Path folds "//")
         self.compression, self.part_rows = compression, part_rows
         self.lease_seconds, self.garbage_grace, self.checkpoint_every = lease_seconds, garbage_grace, checkpoint_every
-        self.blobs = ObjectBlobs(self.objects)  # content-addressed, put-if-absent (derived files: not yet)
+        self.blobs = ObjectBlobs(self.objects)  # content-addressed, put-if-absent
         self._logs: dict[str, TableLog] = {}
+        self._work: Path | None = None  # work_dir's local temp folder
 
     # ------------------------------------------------------------------ open / init
     @classmethod
@@ -98,49 +102,53 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog):
         return self.objects.uri(f"tables/{table}/{part}")
 
     def derived_dir(self, *parts: str):
-        raise StoreError(f"derived files on a store on object storage ({self.root}): not yet")
+        raise StoreError(f"a derived folder on a store on object storage ({self.root}): not yet "
+                         "(crawl, download, extract, align, splits, export and report work there)")
+
+    def read_bytes(self, rel: str) -> bytes | None:
+        found = self.objects.get(rel)
+        return found[0] if found else None
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """One PUT: the object appears whole."""
+        self.objects.put(rel, data)
+
+    def files(self, prefix: str) -> list[str]:
+        return [o.rel for o in self.objects.listing(prefix)]
+
+    def work_dir(self, *parts: str) -> Path:
+        if self._work is None:
+            self._work = Path(tempfile.mkdtemp(prefix="m5data-work-"))
+            weakref.finalize(self, shutil.rmtree, self._work, True)
+        path = self._work.joinpath(*parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def local_copy(self, rels=()) -> Path:
+        """A local folder (under TMPDIR, removed with the store object) holding copies of ``rels``."""
+        root = self.work_dir("mirror")
+        self.blobs.mirror([r for r in rels if r and not (root / r).exists()], root)
+        return root
+
+    def where(self, rel: str) -> str:
+        return self.objects.uri(rel)
+
+    def staged(self, rel: str):
+        """A local folder for files a stage writes below ``rel``; uploaded as objects when it ends."""
+        return staged_folder(self.objects, rel)
 
     # ------------------------------------------------------------------ locks: the log's leases
-    @contextlib.contextmanager
     def stage_lock(self, stage: str, shard: tuple[int, int] | None = None):
-        """``compact`` is fenced per table by a lease in its log; the pipeline's stages: not yet."""
-        if stage != "compact":
-            raise StoreError(f"{stage} on a store on object storage ({self.root}): not yet "
-                             "(tables, sql, stats and compact work there)")
-        yield
+        """One run of ``stage`` per store: a lease in the log ``locks/<stage>`` (no PID; see s3stages.py)."""
+        return stage_lease(self, stage, shard)
 
     def table_lock(self, name: str, what: str, wait: float = 600.0):
         return self._leased(name, what, wait)
 
-    @contextlib.contextmanager
-    def _leased(self, name: str, what: str, wait: float) -> Iterator[str]:
+    def _leased(self, name: str, what: str, wait: float):
         """Hold the table's rewrite lease (an entry in its log); yields the holder id the commit releases."""
-        log, holder = self.log(name), uuid.uuid4().hex
-        deadline = time.monotonic() + wait
-        lease = {"holder": holder, "what": what}
-
-        def take(state: TableState) -> dict:
-            other = state.live_lease()
-            if other:
-                until = datetime.fromtimestamp(float(other["until"]), timezone.utc).strftime("%H:%M:%S UTC")
-                raise StoreBusy(f"{what}: table {name} of {self.root} is being rewritten by {other.get('what')} "
-                                f"(host {other.get('host')}, PID {other.get('pid')}; lease until {until})")
-            return {"kind": "lease", "lease": {**lease, "host": socket.gethostname(), "pid": os.getpid(),
-                                                "until": time.time() + self.lease_seconds}}
-        while True:
-            try:
-                log.commit(take)
-                break
-            except StoreBusy:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.2)
-        try:
-            yield holder
-        finally:
-            # released unless a commit already did (then the entry is not written)
-            log.commit(lambda s: {"kind": "release", "release": holder} if s.lease and
-                       s.lease.get("holder") == holder else None)
+        return hold_lease(self.log(name), what, f"table {name} of {self.root} is being rewritten by",
+                          self.lease_seconds, wait)
 
     # ------------------------------------------------------------------ writes
     def write(self, name: str, data, *, if_absent: bool = False) -> int:

@@ -32,6 +32,7 @@ from .catalog import CATALOG, Catalog
 from .changes import Changes
 from .compaction import COMPACTED, Compaction
 from .errors import CorruptPart, StoreBusy, StoreError
+from .files import TextFiles, write_atomic
 from .objects import is_store_url
 from .parts import PART_GLOB
 from .reading import Reading, part_problem
@@ -44,7 +45,7 @@ __all__ = ["CATALOG", "COMPACTED", "MARKER", "STORE_FORMAT", "CorruptPart", "Sto
            "part_problem"]
 
 
-class Store(Writing, Compaction, TableViews, Reading, Catalog, Changes):
+class Store(Writing, Compaction, TableViews, Reading, Catalog, Changes, TextFiles):
     """Open with ``Store.open(path)``; create with ``Store.init(path)``."""
 
     def __init__(self, root: Path, compression: str = "zstd", part_rows: int = 1_000_000):
@@ -117,6 +118,42 @@ class Store(Writing, Compaction, TableViews, Reading, Catalog, Changes):
         path = self.root.joinpath("derived", *parts)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def read_bytes(self, rel: str) -> bytes | None:
+        path = self.root / rel
+        return path.read_bytes() if path.is_file() else None
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write a file of the store whole (temp file, rename: a reader never sees half of it)."""
+        write_atomic(self.root / rel, data)
+
+    def files(self, prefix: str) -> list[str]:
+        """The files below the folder ``prefix`` (``derived/``, ``logs/``), relative to the root; temp
+        files and other dot-names left out."""
+        rels = (p.relative_to(self.root).as_posix() for p in (self.root / prefix).rglob("*") if p.is_file())
+        return sorted(rel for rel in rels if not any(part.startswith(".") for part in rel.split("/")))
+
+    def work_dir(self, *parts: str) -> Path:
+        """A local folder for a stage's scratch files (DuckDB's spill): ``derived/<parts>`` of the store;
+        on object storage a temp folder under TMPDIR, removed with the store object."""
+        return self.derived_dir(*parts)
+
+    def local_copy(self, rels=()) -> Path:
+        """A local folder laid out as the store that holds the files ``rels`` (blobs, derived files, a
+        frames folder whole), for code that reads files by path: here the store's own folder."""
+        return self.root
+
+    def where(self, rel: str) -> Path:
+        """The name of the store's file ``rel`` for a message or a report (on object storage: its URL)."""
+        return self.root / rel
+
+    @contextlib.contextmanager
+    def staged(self, rel: str):
+        """The folder ``rel`` of the store, for files a stage writes there (on object storage: a local
+        temp folder uploaded at the end, ``S3Store.staged``)."""
+        path = self.root / rel
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
     # ------------------------------------------------------------------ locks
     def stage_lock(self, stage: str, shard: tuple[int, int] | None = None):
         """Hold ``stage``'s lock (one run per store) and the store lock shared; sweep dead runs' temps.

@@ -98,3 +98,17 @@ def aws(s3, monkeypatch):
     for name, value in s3["env"].items():
         monkeypatch.setenv(name, value)
     return s3
+
+
+@pytest.fixture
+def s3_url(aws, request):
+    """A fresh store URL below the test bucket, named after the test."""
+    return f"s3://{aws['bucket']}/{request.node.name.replace('[', '-').rstrip(']')}-{time.time_ns()}"
+
+
+def keys(s3, prefix: str) -> list[str]:
+    """Every object key under ``prefix``, listed with boto3 (not the store's code)."""
+    out = []
+    for page in s3["client"].get_paginator("list_objects_v2").paginate(Bucket=s3["bucket"], Prefix=prefix):
+        out += [o["Key"] for o in page.get("Contents", [])]
+    return out

@@ -1,0 +1,132 @@
+"""What the pipeline's stages need of a store on object storage: a stage lock that is a lease in a log
+(no PID, no ``fcntl``: right across machines), and local folders whose files become objects.
+
+A stage's lease lives in its own log ``locks/<stage>/_log/`` (the commit log of ``commitlog.py``, the
+same put-if-absent entries as a table's): a run takes it with an entry ``kind: lease`` naming its host,
+PID and ``until``, renews it while it runs (every third of ``store.lease_seconds``) and releases it at
+the end. A second run of the stage is refused while the lease lives; a run killed without releasing
+frees it after ``store.lease_seconds``. A shard ``(i, n)`` of a run takes the lease of
+``locks/<stage>.shard-i-of-n`` and is refused while a whole run of the stage holds its lease; a whole
+run, having taken its lease, is refused while a shard's lease lives (both check after taking theirs,
+so of two that start at once at least one is refused).
+
+Files a stage writes as a folder (crawl's ``logs/crawl/<run>/``, ``derived/align/review.csv`` ...) are
+written into a local temp folder (under ``TMPDIR``) and uploaded below the same key when the stage
+leaves it (:func:`staged_folder`): a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .commitlog import TableLog, TableState
+from .errors import StoreBusy
+
+
+def _busy(what: str, where: str, other: dict) -> StoreBusy:
+    until = datetime.fromtimestamp(float(other["until"]), timezone.utc).strftime("%H:%M:%S UTC")
+    return StoreBusy(f"{what}: {where} {other.get('what')} (host {other.get('host')}, "
+                     f"PID {other.get('pid')}; lease until {until})")
+
+
+@contextlib.contextmanager
+def hold_lease(log: TableLog, what: str, where: str, seconds: float, wait: float = 0.0,
+               renew: bool = False) -> Iterator[str]:
+    """Hold the lease of ``log`` (an entry in it); yields the holder id (a rewrite's commit may release it).
+
+    ``where`` says what is held, before the holder's name ("table t of s3://... is being rewritten by").
+    Refused with StoreBusy naming the holder when another's lease lives and ``wait`` seconds pass.
+    ``renew``: a thread extends the lease every ``seconds / 3`` (a stage may run for hours).
+    """
+    holder = uuid.uuid4().hex
+    deadline = time.monotonic() + wait
+
+    def lease() -> dict:
+        return {"kind": "lease", "lease": {"holder": holder, "what": what, "host": socket.gethostname(),
+                                           "pid": os.getpid(), "until": time.time() + seconds}}
+
+    def take(state: TableState) -> dict:
+        if (other := state.live_lease()) and other.get("holder") != holder:
+            raise _busy(what, where, other)
+        return lease()
+
+    while True:
+        try:
+            log.commit(take)
+            break
+        except StoreBusy:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+    stop = threading.Event()
+    renewer = threading.Thread(target=_renew, args=(log, holder, lease, seconds / 3, stop), daemon=True)
+    if renew:
+        renewer.start()
+    try:
+        yield holder
+    finally:
+        stop.set()
+        if renew:
+            renewer.join()
+        # released unless a commit already did (then no entry is written)
+        log.commit(lambda s: {"kind": "release", "release": holder} if s.lease and
+                   s.lease.get("holder") == holder else None)
+
+
+def _renew(log: TableLog, holder: str, lease, every: float, stop: threading.Event) -> None:
+    """Extend the lease while it is still ``holder``'s (a lost one is not taken back)."""
+    while not stop.wait(every):
+        with contextlib.suppress(Exception):  # a failed renewal is retried; the stage's own work says what is wrong
+            log.commit(lambda s: lease() if s.lease and s.lease.get("holder") == holder else None)
+
+
+@contextlib.contextmanager
+def stage_lease(store, stage: str, shard: tuple[int, int] | None = None) -> Iterator[None]:
+    """One run of ``stage`` per store on object storage (or one run per shard of a sharded run)."""
+    where = f"the store {store.root} is in use by"
+    whole = TableLog(store.objects, stage, base=f"locks/{stage}")
+    if shard is None:
+        with hold_lease(whole, stage, where, store.lease_seconds, renew=True):
+            for name in _shard_logs(store, stage):  # a whole run excludes the shards of a sharded one
+                if other := TableLog(store.objects, name, base=f"locks/{name}").state().live_lease():
+                    raise _busy(stage, where, other)
+            yield
+        return
+    i, n = (int(x) for x in shard)
+    name = f"{stage}.shard-{i}-of-{n}"
+    with hold_lease(TableLog(store.objects, name, base=f"locks/{name}"), name, where, store.lease_seconds,
+                    renew=True):
+        if other := whole.state().live_lease():
+            raise _busy(name, where, other)
+        yield
+
+
+def _shard_logs(store, stage: str) -> list[str]:
+    """The lease logs of ``stage``'s shards that ever ran (``<stage>.shard-i-of-n``): one LIST."""
+    return sorted({o.rel.split("/")[1] for o in store.objects.listing(f"locks/{stage}.shard-")})
+
+
+@contextlib.contextmanager
+def staged_folder(objects, rel: str) -> Iterator[Path]:
+    """A local temp folder whose files are uploaded below ``rel`` when the block ends (also on an error:
+    a failed crawl's log is what explains it); the folder is removed."""
+    local = Path(tempfile.mkdtemp(prefix="m5data-staged-"))
+    try:
+        yield local
+    finally:
+        try:
+            for path in sorted(p for p in local.rglob("*") if p.is_file()):
+                key = f"{rel.strip('/')}/{path.relative_to(local).as_posix()}"
+                objects.put(key, path.read_bytes())
+        finally:
+            shutil.rmtree(local, ignore_errors=True)

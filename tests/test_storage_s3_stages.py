@@ -1,0 +1,257 @@
+"""The pipeline's stages on a store on object storage (``s3://bucket/prefix``), against a real S3
+endpoint (moto's server on 127.0.0.1): a stage's lock is a lease in the log ``locks/<stage>`` (no PID,
+right across machines), and crawl's run folder becomes objects.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("s3fs")
+pytest.importorskip("moto")
+
+from store_compare import TABLES, differences  # noqa: E402
+from support.s3_server import keys  # noqa: E402
+
+from m5data.config import load  # noqa: E402
+from m5data.storage import Store, StoreBusy  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def url(s3_url):
+    return s3_url
+
+
+def test_a_stage_lock_on_s3_is_a_lease_a_second_run_is_refused_and_a_dead_one_expires(url):
+    store = Store.init(url)
+    with store.stage_lock("download"):
+        with pytest.raises(StoreBusy, match=r"download: the store s3://.* is in use by download \(host .*PID"):
+            with Store.open(url).stage_lock("download"):
+                pass
+        with Store.open(url).stage_lock("extract"):  # another stage runs beside it
+            pass
+        with pytest.raises(StoreBusy, match="download.shard-0-of-2"):  # a whole run excludes its shards
+            with Store.open(url).stage_lock("download", (0, 2)):
+                pass
+    with Store.open(url).stage_lock("download"):  # released at the end
+        pass
+    with Store.open(url).stage_lock("align", (0, 2)), Store.open(url).stage_lock("align", (1, 2)):
+        with pytest.raises(StoreBusy, match="align.shard-1-of-2"):
+            with Store.open(url).stage_lock("align", (1, 2)):
+                pass
+        with pytest.raises(StoreBusy, match=r"align: .* in use by align.shard-\d-of-2"):  # shards exclude a whole run
+            with Store.open(url).stage_lock("align"):
+                pass
+    with Store.open(url).stage_lock("align"):  # the shards ended: a whole run may start
+        pass
+    code = ("import sys, time\nfrom m5data.storage import Store\n"
+            "with Store.open(sys.argv[1], lease_seconds=2).stage_lock('crawl'):\n"
+            "    print('holding', flush=True)\n    time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout.readline().strip() == "holding"
+    proc.send_signal(signal.SIGKILL)  # killed: never released
+    proc.wait()
+    with pytest.raises(StoreBusy, match=f"PID {proc.pid};"):
+        with Store.open(url).stage_lock("crawl"):
+            pass
+    time.sleep(2.5)
+    with Store.open(url).stage_lock("crawl"):  # the dead run's lease ran out
+        pass
+
+
+def test_a_long_stage_renews_its_lease(url):
+    store = Store.open(url, create=True, lease_seconds=0.6)
+    with store.stage_lock("align"):
+        time.sleep(1.5)  # longer than the lease: renewed meanwhile
+        with pytest.raises(StoreBusy, match="align"):
+            with Store.open(url).stage_lock("align"):
+                pass
+
+
+def test_crawl_on_s3_stores_the_products_and_its_run_folder_as_objects(url, aws, demo_shop, tmp_path):
+    from m5data.crawler.crawl import run as crawl
+
+    settings = load(overrides={"crawl.allow_private": True, "store.path": url}, environ={})
+    s3 = Store.init(url)
+    stats = crawl(s3, settings, start_urls=[demo_shop.url + "/"])
+    local = Store.init(tmp_path / "local")
+    crawl(local, load(overrides={"crawl.allow_private": True}, environ={}), start_urls=[demo_shop.url + "/"])
+    assert differences(s3, local, ("products", "specs", "media", "crawl_errors", "page_validators")) == {}
+    assert s3.count("products") == local.count("products") > 0
+    prefix = url.split("/", 3)[3] + "/"
+    run_keys = sorted(k[len(prefix):] for k in keys(aws, prefix + "logs/crawl/"))
+    assert {k.rsplit("/", 1)[1] for k in run_keys} >= {"job.json", "stats.json", "crawl.log"}
+    assert {k.split("/")[2] for k in run_keys} == {stats.run_id}
+    body = aws["client"].get_object(Bucket=aws["bucket"], Key=f"{prefix}logs/crawl/{stats.run_id}/stats.json")
+    assert json.loads(body["Body"].read())  # the crawl's own stats, readable
+    assert not keys(aws, prefix + "locks/crawl/_log/") == []  # the lease and its release
+
+
+def test_download_on_s3_stores_the_same_rows_and_blobs_as_on_a_local_store(url, aws, demo_shop, tmp_path):
+    from m5data.crawler.crawl import run as crawl
+    from m5data.download.run import run as download
+
+    overrides = {"crawl.allow_private": True, "download.allow_private": True}
+    s3, local = Store.init(url), Store.init(tmp_path / "local")
+    for store in (s3, local):
+        settings = load(overrides={**overrides, "store.path": str(store.root)}, environ={})
+        crawl(store, settings, start_urls=[demo_shop.url + "/"])
+        download(store, settings)
+    assert differences(s3, local, ("products", "media")) == {}
+    ok = [r for r in s3.read("media").to_pylist() if r["status"] == "ok"]
+    assert ok and all(r["blob"].startswith("blobs/") for r in ok)
+    assert sorted(s3.blobs.iter_paths()) == sorted(local.blobs.iter_paths())
+    assert all(s3.blobs.verify(p) for p in s3.blobs.iter_paths())
+
+
+def _derived_files(store) -> dict[str, str]:
+    """Every derived file of a store (frames, mp3 blobs, MFCC, normalised images, the review file, the
+    stages' states less their watermarks, which count each store's own commits) -> its sha256 (split
+    manifests are left out: they hold their build's time)."""
+    import hashlib
+
+    def digest(rel: str, data: bytes) -> str:
+        if rel.startswith("derived/state/"):
+            state = json.loads(data)
+            state.pop("watermarks")
+            data = json.dumps(state, sort_keys=True).encode()
+        return hashlib.sha256(data).hexdigest()
+
+    if isinstance(store.root, str):
+        rels = [o.rel for o in store.objects.listing("derived/")] + [r for r in store.blobs.iter_paths()
+                                                                      if r.endswith(".mp3")]
+        return {r: digest(r, store.objects.get(r)[0]) for r in rels if not r.startswith("derived/splits/")}
+    root = Path(store.root)
+    files = [*(root / "derived").rglob("*"), *(root / "blobs").rglob("*.mp3")]
+    return {p.relative_to(root).as_posix(): digest(p.relative_to(root).as_posix(), p.read_bytes()) for p in files
+            if p.is_file() and "/." not in p.relative_to(root).as_posix()
+            and not p.relative_to(root).as_posix().startswith("derived/splits/")}
+
+
+def _export_files(out: str) -> dict[str, bytes]:
+    """Every file of an export (a local folder or an s3:// prefix) -> its bytes."""
+    if out.startswith("s3://"):
+        from m5data.storage.objects import ObjectStore
+
+        objects = ObjectStore(out)
+        return {o.rel: objects.get(o.rel)[0] for o in objects.listing("")}
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in Path(out).rglob("*") if p.is_file()}
+
+
+def test_the_pipeline_on_s3_equals_a_local_run_row_for_row_and_byte_for_byte(url, aws, demo_shop, demo_shop_dir,
+                                                                             tmp_path, monkeypatch):
+    """crawl -> download -> extract -> align -> build-splits -> export on an S3 store and on a local one."""
+    from m5data.align.run import align
+    from m5data.crawler.crawl import run as crawl
+    from m5data.download.run import run as download
+    from m5data.export.run import export
+    from m5data.export.stage import default_out
+    from m5data.extract.run import run as extract
+    from m5data.splits.build import build
+
+    scratch = tmp_path / "tmp"  # extract's mirror and export's shard media live in TMPDIR, removed after
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    overrides = {"crawl.allow_private": True, "download.allow_private": True, "extract.workers": 2,
+                 "export.workers": 2, "export.shard_size": 8}
+    s3, local = Store.init(url), Store.init(tmp_path / "local")
+    outs = []
+    for store in (s3, local):
+        settings = load(overrides={**overrides, "store.path": str(store.root)}, environ={})
+        crawl(store, settings, start_urls=[demo_shop.url + "/"])
+        download(store, settings)
+        extract(store, settings, progress=False)
+        align(store, settings, mapping=demo_shop_dir / "truth" / "level1_mapping.toml")
+        build(store, settings, version="v1")
+        out = default_out(store, "all", "webdataset", "v1")[1]
+        assert export(store, settings, out=out, fmt="webdataset", version="v1").stats.n_failed == 0
+        outs.append(out)
+    assert differences(s3, local, (*TABLES, "splits")) == {}
+    derived = _derived_files(local)
+    assert any(r.startswith("derived/frames/") for r in derived) and any(r.endswith(".npy") for r in derived)
+    assert _derived_files(s3) == derived  # byte for byte (review.csv too)
+    manifests = [json.loads(store.read_text("derived/splits/v1/manifest.json")) for store in (s3, local)]
+    differing = {k: (manifests[0].get(k), manifests[1].get(k)) for k in {*manifests[0], *manifests[1]}
+                 if manifests[0].get(k) != manifests[1].get(k) and k not in ("created_at", "run_id")}
+    assert differing == {}
+    assert outs[0].startswith(url + "/exports/")
+    shards = _export_files(outs[1])
+    assert any(name.endswith(".tar") for name in shards) and _export_files(outs[0]) == shards
+    s3 = None  # its scratch folder (build-splits' and export's DuckDB spill) goes with the store object
+    gc.collect()
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("m5data-")] == []  # no local copies left
+
+
+def test_the_verbs_on_an_s3_store_align_splits_report_sql_stats(url, aws, demo_shop, demo_shop_dir, tmp_path):
+    """align, build-splits, check-splits, report, sql and stats through the CLI with ``--store s3://...``."""
+    from typer.testing import CliRunner
+
+    from m5data.cli import app
+    from m5data.crawler.crawl import run as crawl
+    from m5data.download.run import run as download
+
+    store = Store.init(url)
+    settings = load(overrides={"crawl.allow_private": True, "download.allow_private": True, "store.path": url},
+                    environ={})
+    crawl(store, settings, start_urls=[demo_shop.url + "/"])
+    download(store, settings)
+    runner = CliRunner()
+
+    def verb(*args: str):
+        out = runner.invoke(app, ["--store", url, *args], catch_exceptions=False)
+        assert out.exit_code == 0, out.output
+        return out.output
+
+    verb("align", "--mapping", str(demo_shop_dir / "truth" / "level1_mapping.toml"))
+    assert store.read_text("derived/align/review.csv").count("\n") > 1  # an object, written by align
+    verb("build-splits", "--version", "v1")
+    assert json.loads(store.read_text("derived/splits/v1/manifest.json"))["version"] == "v1"
+    verb("check-splits", "--version", "v1")
+    verb("report", "--out", str(tmp_path / "report"))
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "No manifest file found" not in page and "No products with a downloaded image yet" not in page
+    assert any((tmp_path / "report" / "assets").iterdir())  # gallery images copied from the S3 store
+    n = json.loads(verb("sql", "SELECT count(*) AS n FROM splits WHERE version = 'v1'", "--format", "json"))["n"]
+    assert n == store.count("products") > 0
+    assert "splits" in verb("stats")
+
+
+def test_store_copy_moves_a_store_to_s3_and_back_reading_the_same(url, aws, tmp_path):
+    from typer.testing import CliRunner
+
+    from m5data.cli import app
+
+    local = Store.init(tmp_path / "a")
+    local.write("products", [{"product_id": "a:1", "title": "old"}, {"product_id": "a:2", "title": "二"}])
+    local.write("products", [{"product_id": "a:1", "title": "new"}])  # last write wins: the copy reads "new"
+    local.write("specs", [{"product_id": "a:1", "position": 0, "property": "p", "value": "v"}])
+    ref = local.blobs.put_bytes(b"image bytes", "jpg")
+    local.write_text("derived/align/review.csv", "pair,score\n")
+    (local.root / "derived" / "frames" / "ab" / ".tmp-1-x").mkdir(parents=True)  # a temp folder: not copied
+    runner = CliRunner()
+    out = runner.invoke(app, ["store", "copy", str(local.root), url])
+    assert out.exit_code == 0, out.output
+    assert "copied 3 rows, 1 blobs and 1 files" in " ".join(out.output.split())
+    s3 = Store.open(url)
+    assert differences(s3, local, TABLES) == {}
+    assert s3.read_bytes(ref.path) == b"image bytes" and s3.read_text("derived/align/review.csv") == "pair,score\n"
+    back = tmp_path / "b"
+    assert runner.invoke(app, ["store", "copy", url, str(back)]).exit_code == 0
+    again = Store.open(back)
+    assert differences(again, local, TABLES) == {}
+    assert again.blobs.verify(ref.path) and again.files("derived/") == ["derived/align/review.csv"]
+    refused = runner.invoke(app, ["store", "copy", str(local.root), url])  # never merged into a store with rows
+    assert refused.exit_code == 1 and "already holds rows" in refused.output
