@@ -220,6 +220,12 @@ def test_the_verbs_on_an_s3_store_align_splits_report_sql_stats(url, aws, demo_s
     verb("build-splits", "--version", "v1")
     assert json.loads(store.read_text("derived/splits/v1/manifest.json"))["version"] == "v1"
     verb("check-splits", "--version", "v1")
+    from m5data.splits import stage as splits_stage
+    from m5data.stages import RunContext
+
+    first = splits_stage.run(RunContext(settings))  # the pipeline's way (no version named): its state is kept
+    again = splits_stage.run(RunContext(settings))  # nothing written since: the version stands (its manifest is found)
+    assert again.details.get("unchanged") and again.details["version"] == first.details["version"]
     verb("report", "--out", str(tmp_path / "report"))
     page = (tmp_path / "report" / "index.html").read_text()
     assert "No manifest file found" not in page and "No products with a downloaded image yet" not in page

@@ -81,7 +81,7 @@ def build(store, settings: cfg.Settings, *, out: str | Path, truth: str | Path |
     inputs = incremental.inputs(settings, out, truth, train_run)
     if not full and changes.unchanged_since(state, marks, inputs) and incremental.untouched(state, out):
         return _unchanged(store, stats, state, out)
-    stats.details["changes"] = incremental.product_changes(store, state)
+    stats.details["changes"] = changes.product_changes(store, state)
     staging = folder.staging(out)
     try:
         sections, empties = _sections(store, settings, stats, staging, truth, train_run, progress)

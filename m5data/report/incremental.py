@@ -49,9 +49,3 @@ def untouched(state: dict | None, out: Path) -> bool:
 def inputs(settings, out: Path, truth, train_run) -> str:
     """The fingerprint of what beside the tables decides the page."""
     return changes.fingerprint(asdict(settings.report), str(out), tree_stamp(truth), tree_stamp(train_run))
-
-
-def product_changes(store, state: dict | None) -> dict[str, int]:
-    """New, changed and unchanged products since the last complete report (all new without one)."""
-    since = int((state or {}).get("watermarks", {}).get("products", 0))
-    return changes.changed_counts(store.changed("products", since), store.count("products"))

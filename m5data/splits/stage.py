@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from pathlib import Path
 
 from ..stages import RunContext
 from ..storage import StageStats, changes
@@ -37,10 +36,9 @@ def run(ctx: RunContext) -> StageStats:
     inputs = changes.fingerprint(dataclasses.asdict(settings.splits), ctx.options.get("seed"),
                                  bool(ctx.options.get("replace")))
     if not named and not ctx.options.get("full") and changes.unchanged_since(state, marks, inputs) \
-            and Path(state.get("details", {}).get("manifest", "")).is_file():
+            and store.read_text(f"derived/splits/{state.get('details', {}).get('version')}/manifest.json"):
         return _unchanged(store, state)
-    counts = changes.changed_counts(store.changed("products", int((state or {}).get("watermarks", {}).get(
-        "products", 0))), store.count("products"))
+    counts = changes.product_changes(store, state)
     # a later run on a grown store writes a new version and keeps the old ones intact
     version = ctx.options.get("version") or incremental_version(store, settings.splits.version)
     with (_status() if ctx.progress else contextlib.nullcontext(None)) as say:

@@ -147,6 +147,12 @@ def changed_counts(changed: pa.Table, total: int) -> dict[str, int]:
     return {"new": new, "changed": len(changed) - new, "unchanged": max(total - len(changed), 0)}
 
 
+def product_changes(store, state: dict | None) -> dict[str, int]:
+    """New, changed and unchanged products since ``state`` (a stage's last complete run; all new without one)."""
+    since = int((state or {}).get("watermarks", {}).get("products", 0))
+    return changed_counts(store.changed("products", since), store.count("products"))
+
+
 # ---------------------------------------------------------------------- a stage's last complete state
 def state_file(stage: str) -> str:
     """The store's file (relative to its root) of ``stage``'s last complete state."""
@@ -196,5 +202,5 @@ def fingerprint(*values) -> str:
     return h.hexdigest()[:32]
 
 
-__all__ = ["CLOCK_MARGIN_NS", "Changes", "changed_counts", "fingerprint", "load_state", "part_seq",
+__all__ = ["CLOCK_MARGIN_NS", "Changes", "changed_counts", "fingerprint", "load_state", "part_seq", "product_changes",
            "save_state", "state_file", "unchanged_since", "watermarks"]
