@@ -1,5 +1,5 @@
 """The pipeline's stages on a store on object storage (``s3://bucket/prefix``), against a real S3
-endpoint (moto's server on 127.0.0.1): a stage's lock is a lease in the log ``locks/<stage>`` (no PID,
+endpoint (moto's server on 127.0.0.1): a stage's lock is a lease in the log ``locks/<stage>`` (no fcntl,
 right across machines), and crawl's run folder becomes objects.
 """
 

@@ -1,5 +1,6 @@
 """What the pipeline's stages need of a store on object storage: a stage lock that is a lease in a log
-(no PID, no ``fcntl``: right across machines), and local folders whose files become objects.
+(no ``fcntl``: right across machines; the PID it names frees it at once only on its own machine), and
+local folders whose files become objects.
 
 A stage's lease lives in its own log ``locks/<stage>/_log/`` (the commit log of ``commitlog.py``, the
 same put-if-absent entries as a table's): a run takes it with an entry ``kind: lease`` naming its host,

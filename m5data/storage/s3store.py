@@ -139,7 +139,7 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
 
     # ------------------------------------------------------------------ locks: the log's leases
     def stage_lock(self, stage: str, shard: tuple[int, int] | None = None):
-        """One run of ``stage`` per store: a lease in the log ``locks/<stage>`` (no PID; see s3stages.py).
+        """One run of ``stage`` per store: a lease in the log ``locks/<stage>`` (no fcntl; see s3stages.py).
         Once held, the local scratch folders of this machine's killed runs go (``temps.sweep_scratch``)."""
         return self._leased_stage(stage, shard)
 
