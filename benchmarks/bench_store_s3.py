@@ -1,6 +1,6 @@
 """Benchmark: the store's tables on object storage (moto's S3 server on 127.0.0.1, started here).
 
-    python benchmarks/bench_store_s3.py [--writes 60] [--rows 1000000] [--part-rows 250000]
+    python benchmarks/bench_store_s3.py [--writes 60] [--rows 1000000] [--part-rows 250000] [--products 60]
 
 1. Commit latency of ``Store.write`` (10 spec rows: a part PUT plus the log's LIST + put-if-absent
    entry) with 1 writer process and with 4 writer processes on one table at once: median and p99
@@ -8,7 +8,12 @@
    and requests per write counted in the server's request log. The same writes on a local folder
    store are timed for reference.
 2. A read of ``--rows`` spec rows (written by the streaming writer in parts of ``--part-rows``):
-   ``count`` and ``m5data sql``'s GROUP BY, a fresh process each; requests per ``connect()``.
+   ``count`` and ``m5data sql``'s GROUP BY, a fresh process each; requests per ``connect()``;
+   ``m5data doctor --quick`` over that store.
+3. The demo shop's ``--products`` products (seed 0) crawl -> download -> extract -> align ->
+   build-splits -> export, each stage a ``python -m m5data`` process (2 extract and export workers),
+   on a local folder store and on an S3 store: seconds per stage, the ratio S3 / local, requests per
+   product, and ``m5data doctor --quick`` on each (``--products 0`` skips it).
 """
 
 from __future__ import annotations
@@ -107,6 +112,48 @@ def big_write(url: str, rows: int, part_rows: int) -> float:
     return time.perf_counter() - t
 
 
+def demo_pipeline(products: int, work: Path, s3: dict) -> None:
+    """The demo shop's pipeline on a local store and on an S3 store, stage by stage (section 3)."""
+    from support.demo_fixtures import cached_shop
+    from support.s3_server import requests
+
+    from m5data.demo.server import serve_in_thread
+    from m5data.storage import Store
+
+    shop = cached_shop(work / "shops", products=products, seed=0)
+    mapping = str(shop / "truth" / "level1_mapping.toml")
+    sets = ["--set", "crawl.allow_private=true", "--set", "download.allow_private=true",
+            "--set", "extract.workers=2", "--set", "export.workers=2", "--set", "export.shard_size=8"]
+    seconds: dict[str, dict[str, float]] = {}
+    reqs = 0
+    with serve_in_thread(shop) as running:
+        for where in ("local", "s3"):
+            running.reset_faults()
+            store = f"s3://{s3['bucket']}/demo" if where == "s3" else str(work / "demo-local")
+            out = f"{store}/exports/v1-webdataset-all"
+            Store.init(store)
+            stages = {"crawl": ["crawl", "--start-url", f"{running.url}/"], "download": ["download", "--no-progress"],
+                      "extract": ["extract", "--no-progress"], "align": ["align", "--mapping", mapping],
+                      "splits": ["build-splits", "--version", "v1"],
+                      "export": ["export", "--version", "v1", "--format", "webdataset", "--out", out]}
+            before = requests(s3["log"])
+            seconds[where] = {}
+            for stage, args in stages.items():
+                seconds[where][stage], _ = timed([sys.executable, "-m", "m5data", "--store", store, *sets, *args])
+            if where == "s3":
+                reqs = requests(s3["log"]) - before
+            before = requests(s3["log"])
+            s, _ = timed([sys.executable, "-m", "m5data", "--store", store, "doctor", "--quick"])
+            extra = f"; requests {requests(s3['log']) - before}" if where == "s3" else ""
+            print(f"demo {where}: doctor --quick {s:.2f} s{extra}")
+    for where in ("local", "s3"):
+        total = sum(seconds[where].values())
+        print(f"demo {where:<5} {products} products: {total:6.1f} s ("
+              + ", ".join(f"{k} {v:.1f}" for k, v in seconds[where].items()) + ")")
+    ratio = sum(seconds["s3"].values()) / sum(seconds["local"].values())
+    print(f"demo crawl -> export: S3 / local {ratio:.2f}x; {reqs:,} requests ({reqs / products:.0f} per product)")
+
+
 def timed(cmd: list[str]) -> tuple[float, str]:
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -120,6 +167,7 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=60, help="writes per writer process")
     parser.add_argument("--rows", type=int, default=1_000_000, help="spec rows for the read")
     parser.add_argument("--part-rows", type=int, default=250_000)
+    parser.add_argument("--products", type=int, default=60, help="demo shop products for section 3 (0: skip)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from support.s3_server import moto_server, requests
@@ -155,6 +203,11 @@ def main() -> None:
         before = requests(s3["log"])
         s2, _ = timed([sys.executable, "-m", "m5data", "--store", url, "sql", sql])
         print(f"compact: {s:.2f} s; the same query after it: {s2:.2f} s; requests {requests(s3['log']) - before}")
+        before = requests(s3["log"])
+        s, _ = timed([sys.executable, "-m", "m5data", "--store", url, "doctor", "--quick"])
+        print(f"doctor --quick over {args.rows:,} spec rows: {s:.2f} s; requests {requests(s3['log']) - before}")
+        if args.products:
+            demo_pipeline(args.products, Path(tmp), s3)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Chaos run: SIGKILL every stage at random points, finish, and compare with an uninterrupted run.
 
     python benchmarks/chaos.py [--products 40] [--seed 0] [--kills 5] [--video-rate 0.2] [--max-delay 15]
-                               [--workdir DIR] [--keep]
+                               [--workdir DIR] [--keep] [--s3 [s3://bucket/prefix]]
 
 A seeded demo world (``--products`` products) is generated and served on 127.0.0.1. A reference
 store is built by running crawl, download, extract, align and ``doctor --repair`` once each, every
@@ -13,11 +13,19 @@ different points of the stage's work). Then every table (sorted rows, without ti
 every blob and every derived file is compared with the reference (``normalise`` and
 ``SKIP_COLUMNS`` list what is left out of the comparison, and why). Prints kills, mismatched rows,
 bad blobs, duplicate keys and leftover temp files; exits 1 when any is not 0.
+
+``--s3``: both stores live on object storage, on moto's S3 server started by the script on 127.0.0.1
+(tests/support/s3_server.py), or below ``s3://bucket/prefix`` when one is given (endpoint and key from
+the AWS environment). Then "leftover temp files" are the part objects no log entry names (a killed
+writer's uploads) after the final ``doctor --repair``, which runs with ``store.garbage_grace=0``
+(nothing else writes the store by then), and every stage process gets one TMPDIR under the work
+folder (as on one machine): killed runs' ``m5data-*`` scratch left there at the end counts as leftover too.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -69,10 +77,12 @@ def stage_args(stage: str, url: str, shop: Path) -> list[str]:
     }[stage]
 
 
-def global_args(store: Path) -> list[str]:
+def global_args(store: Path | str, stage: str = "") -> list[str]:
     from m5data import config as cfg
 
     args = ["--store", str(store), "--set", "download.allow_private=true"]
+    if isinstance(store, str) and stage == "doctor":  # on S3: the killed writers' part objects go at once
+        args += ["--set", "store.garbage_grace=0"]
     if hasattr(cfg.CrawlSettings(), "allow_private"):  # the crawler's private-address policy, where it exists
         args += ["--set", "crawl.allow_private=true"]
     return args
@@ -81,11 +91,16 @@ def global_args(store: Path) -> list[str]:
 _live: list[subprocess.Popen] = []  # the stage process running now (killed if this script is stopped)
 
 
-def start(store: Path, stage: str, url: str, shop: Path, cwd: Path) -> subprocess.Popen:
+def start(store: Path | str, stage: str, url: str, shop: Path, cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DO_NOT_TRACK": "1"}
     env.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
+    if isinstance(store, str):  # on S3: the runs' local scratch, one TMPDIR as on one machine (counted at the end)
+        scratch = cwd / "tmp"
+        scratch.mkdir(parents=True, exist_ok=True)
+        env["TMPDIR"] = str(scratch)
     # own session: the kill reaches the stage's workers (extract pool, Scrapy subprocess) too
-    proc = subprocess.Popen([sys.executable, "-m", "m5data", *global_args(store), *stage_args(stage, url, shop)],
+    proc = subprocess.Popen([sys.executable, "-m", "m5data", *global_args(store, stage),
+                             *stage_args(stage, url, shop)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd, env=env,
                             start_new_session=True)
     _live[:] = [proc]
@@ -147,7 +162,9 @@ def duplicate_keys(store, name: str) -> int:
         con.close()
 
 
-def file_digests(root: Path, sub: str) -> dict[str, str]:
+def file_digests(root: Path | str, sub: str) -> dict[str, str]:
+    if isinstance(root, str):
+        return object_digests(root, sub)
     out = {}
     base = root / sub
     if not base.exists():
@@ -157,6 +174,30 @@ def file_digests(root: Path, sub: str) -> dict[str, str]:
         if path.is_file() and not any(p.startswith(".") for p in rel.parts):
             out[str(rel)] = hashlib.sha256(comparable(rel, path.read_bytes())).hexdigest()
     return out
+
+
+def object_digests(url: str, sub: str) -> dict[str, str]:
+    """``file_digests`` of a store on object storage: every object below ``sub/`` (no hidden name)."""
+    from m5data.storage import Store
+
+    objects = Store.open(url).objects
+    rels = [o.rel for o in objects.listing(f"{sub}/")
+            if not any(p.startswith(".") for p in Path(o.rel).parts)]
+    out = {}
+    for i in range(0, len(rels), 64):
+        for rel, data in objects.get_many(rels[i:i + 64]).items():
+            out[rel] = hashlib.sha256(comparable(Path(rel), data)).hexdigest()
+    return out
+
+
+def leftovers(store) -> list[str]:
+    """What killed runs left in the store: temp files of dead processes (folder), or part objects no
+    log entry names (object storage; ``doctor --repair`` ran last, with no grace)."""
+    from m5data.storage.temps import find_temps
+
+    if isinstance(store.root, str):
+        return [rel for rel, _ in store.uncommitted()]
+    return [str(t.path.relative_to(store.root)) for t in find_temps(store.root)]
 
 
 def comparable(rel: Path, data: bytes) -> bytes:
@@ -170,9 +211,8 @@ def comparable(rel: Path, data: bytes) -> bytes:
     return json.dumps(state, sort_keys=True).encode()
 
 
-def compare(ref_root: Path, got_root: Path) -> dict:
+def compare(ref_root: Path | str, got_root: Path | str) -> dict:
     from m5data.storage import TABLES, Store
-    from m5data.storage.temps import find_temps
 
     ref, got = Store.open(ref_root), Store.open(got_root)
     mismatched = {}
@@ -196,7 +236,7 @@ def compare(ref_root: Path, got_root: Path) -> dict:
     for rel in differing:
         print(f"derived file differs from the reference: {rel}")
     derived_diff = len(differing)
-    temps = find_temps(got_root)
+    temps = leftovers(got)
     return {"mismatched": mismatched, "dups": dups, "bad_blobs": bad_blobs, "blob_diff": blob_diff,
             "blobs": len(got_blobs), "derived_diff": derived_diff, "derived": len(got_derived), "temps": temps,
             "rows": {name: sum(table_rows(got, name).values()) for name in ("products", "specs", "media", "captions")}}
@@ -213,7 +253,30 @@ def main() -> int:
     parser.add_argument("--max-delay", type=float, default=15.0, help="latest kill, in seconds after a stage starts")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--s3", nargs="?", const="moto", default=None, metavar="s3://bucket/prefix",
+                        help="both stores on object storage: moto's server started here (no value), or below "
+                             "this prefix (endpoint and key from the AWS environment)")
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        return chaos(args, stack)
+
+
+def s3_prefix(args, work: Path, stack: contextlib.ExitStack) -> str:
+    """Where the two stores go on object storage; starts moto's server when no prefix was given."""
+    if args.s3 != "moto":
+        if not args.s3.startswith("s3://"):
+            raise SystemExit(f"--s3 {args.s3}: expected s3://bucket/prefix")
+        return f"{args.s3.rstrip('/')}/chaos-{time.time_ns()}"
+    from support.s3_server import moto_server
+
+    server = stack.enter_context(moto_server(work / "moto"))
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        os.environ.pop(name, None)
+    os.environ.update(server["env"])  # this process and every stage process talk to it
+    return f"s3://{server['bucket']}/chaos"
+
+
+def chaos(args, stack: contextlib.ExitStack) -> int:
 
     from support.demo_fixtures import cached_shop
 
@@ -224,13 +287,18 @@ def main() -> int:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="m5data-chaos-"))
     work.mkdir(parents=True, exist_ok=True)
     shop = cached_shop(work / "shops", products=args.products, seed=args.seed, video_rate=args.video_rate)
-    ref_root, got_root = work / "reference", work / "chaos"
+    if args.s3:
+        prefix = s3_prefix(args, work, stack)
+        ref_root, got_root = f"{prefix}/reference", f"{prefix}/chaos"
+    else:
+        ref_root, got_root = work / "reference", work / "chaos"
+        for root in (ref_root, got_root):
+            shutil.rmtree(root, ignore_errors=True)
     for root in (ref_root, got_root):
-        shutil.rmtree(root, ignore_errors=True)
         Store.init(root)
     t0 = time.monotonic()
     print(f"chaos: seed {args.seed}, {args.products} products (video rate {args.video_rate}), "
-          f"{args.kills} kills per stage, work {work}", flush=True)
+          f"{args.kills} kills per stage, work {work}, stores {ref_root} and {got_root}", flush=True)
     kills: Counter = Counter()
     runs: Counter = Counter()
     ref_seconds: dict[str, float] = {}
@@ -276,10 +344,16 @@ def main() -> int:
     print(f"derived files differing from the reference: {result['derived_diff']}")
     print(f"duplicate keys: {sum(result['dups'].values())}")
     print(f"leftover temp files: {len(result['temps'])}"
-          + (f" ({', '.join(str(t.path.relative_to(got_root)) for t in result['temps'][:5])})" if result["temps"] else ""))
+          + (f" ({', '.join(result['temps'][:5])})" if result["temps"] else ""))
+    scratch = []
+    if args.s3:  # local scratch of killed runs: the next stage (or doctor --repair) on the machine removes it
+        scratch = [p for p in (work / "tmp").rglob("*") if p.is_file() and any(
+            part.startswith("m5data-") for part in p.relative_to(work / "tmp").parts)]
+        print(f"local scratch left by killed runs: {len(scratch)} files, "
+              f"{sum(p.stat().st_size for p in scratch) / 1e6:.1f} MB")
     print(f"wall time: {time.monotonic() - t0:.0f} s")
     bad = (sum(result["mismatched"].values()) + result["bad_blobs"] + result["blob_diff"] + result["derived_diff"]
-           + sum(result["dups"].values()) + len(result["temps"]))
+           + sum(result["dups"].values()) + len(result["temps"]) + len(scratch))
     if not args.keep and not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
     return 1 if bad else 0

@@ -293,3 +293,80 @@ def test_a_tls_scheduler_runs_the_flow_and_refuses_what_holds_no_certificate_of_
                            "flows.dask_tls_cert": client["cert"], "flows.dask_tls_key": str(tmp_path / "nothing")}):
             with pytest.raises(PipelineError, match="flows.dask_"):
                 check_runner(load(None, {"store.path": str(dask), "flows.runner": "dask", **overrides}, environ={}))
+
+
+S3_STAGES = "crawl,download,extract,align,splits,export"
+
+
+def _secret_in_prefect_database(secret: str) -> tuple[int, list[str]]:
+    """(rows read, tables holding ``secret``) of the session's Prefect database: every row of every table
+    (flow and task runs with their parameters, logs, artifacts, events ...)."""
+    import sqlite3
+
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    path = PREFECT_SERVER_DATABASE_CONNECTION_URL.value().split(":///", 1)[1]
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        n, found = 0, []
+        for name in names:
+            for row in con.execute(f'SELECT * FROM "{name}"'):
+                n += 1
+                if secret in repr(row):
+                    found.append(name)
+        return n, sorted(set(found))
+    finally:
+        con.close()
+
+
+def test_crawl_to_export_on_s3_with_no_shared_folder_gives_the_store_of_the_local_runner(
+        demo_shop, prefect_harness, s3, aws, s3_url, tmp_path, monkeypatch):
+    """Issue 37: a cluster with no shared disk. The store is on S3 (moto's server); the scheduler and each
+    worker have their own working directory, TMPDIR, HOME, PREFECT_HOME and caches, and no folder in
+    common with each other or with the flow's process; the workers get the AWS environment of the
+    endpoint (the flow passes no credential). ``m5data run --runner dask`` crawl -> export gives the
+    store of ``--runner local`` on a local store, row for row. Annotate is left out of both runs: on S3
+    it is another branch's work (here it still needs a store folder). No credential (the secret key's
+    value) reaches the Prefect database, the store's objects, its runs rows or the workers' logs."""
+    from support.loopback import dask_cluster
+    from support.s3_server import keys
+
+    monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
+    mapping = str(demo_shop.truth_dir / "level1_mapping.toml")
+    demo_shop.reset_faults()
+    local = run(tmp_path / "local", "local", S3_STAGES, start_urls=[f"{demo_shop.url}/"], mapping=mapping)
+    assert local.ok, (local.message, {s: e["message"] for s, e in local.results.items()})
+    env = {**worker_env(), **s3["env"]}
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        env.pop(name, None)
+    with dask_cluster(tmp_path / "cluster", n_workers=2, env=env, own_home=True) as cluster:
+        demo_shop.reset_faults()
+        outcome = run(s3_url, "dask", S3_STAGES, start_urls=[f"{demo_shop.url}/"], mapping=mapping,
+                      address=cluster.address)
+        assert outcome.ok, (outcome.message, {s: e["message"] for s, e in outcome.results.items()})
+    on_s3 = Store.open(s3_url)
+    assert differences(Store.open(tmp_path / "local"), on_s3, TABLES + ("splits",)) == {}
+    assert on_s3.read("splits").num_rows > 0
+    for stage in ("download", "extract"):  # each of the 2 shards ran on the cluster and wrote its runs row
+        parts = outcome.results[stage]["parts"]
+        assert [p["shard"] for p in parts] == [0, 1] and all(p["n_in"] > 0 for p in parts), (stage, parts)
+        runs = on_s3.read("runs", where=f"stage = '{stage}'").to_pylist()
+        assert len(runs) == 2 and {r["status"] for r in runs} == {"ok"}, (stage, runs)
+    assert keys(s3, f"{s3_url[len('s3://') + len(s3['bucket']) + 1:]}/exports/")  # export wrote its shards there
+    for proc in ("scheduler", "worker-0", "worker-1"):  # no scratch of the stages left (dask's and jieba's aside)
+        left = [p for p in (tmp_path / "cluster" / proc / "tmp").rglob("m5data-*")]
+        assert left == [], (proc, left[:5])
+
+    secret = s3["env"]["AWS_SECRET_ACCESS_KEY"]
+    n, found = _secret_in_prefect_database(secret)
+    assert n > 100 and found == [], found  # the database holds this run's flow, tasks and logs, no secret
+    prefix = s3_url[len("s3://") + len(s3["bucket"]) + 1:]
+    objects = keys(s3, f"{prefix}/")
+    assert any("/logs/crawl/" in k for k in objects) and any("/_log/" in k for k in objects)
+    for key in objects:
+        body = s3["client"].get_object(Bucket=s3["bucket"], Key=key)["Body"].read()
+        assert secret.encode() not in body, key
+    assert secret not in str(on_s3.read("runs").to_pylist())
+    for log in (tmp_path / "cluster").glob("*/log.txt"):
+        assert secret not in log.read_text(errors="replace"), log

@@ -207,6 +207,75 @@ def test_a_writer_killed_before_its_log_entry_leaves_only_garbage_removed_after_
     assert [r["stage"] for r in Store.open(url).read("runs").to_pylist()] == ["doctor"] * 3
 
 
+def test_doctor_repair_on_s3_is_fenced_by_the_stages_leases_and_fences_them(url, aws):
+    """The store-wide repair lease (locks/doctor): refused while a stage runs, no stage starts (and no
+    second repair) while it is held; a refused repair removed nothing."""
+    from m5data.storage.s3stages import repair_lease
+
+    store = Store.init(url)
+    store.write("products", [{"product_id": "a:1"}])
+    proc = _paused_writer(url)
+    proc.kill()
+    proc.wait(30)
+    prefix = url.split("/", 3)[3] + "/tables/products/"
+    before = {k for k in keys(aws, prefix) if "/part-" in k}
+    assert len(before) == 2  # the committed part and the killed writer's
+    repair = ["--store", url, "--set", "store.garbage_grace=0", "doctor", "--repair"]
+    with store.stage_lock("download"):
+        refused = runner.invoke(app, repair)
+    assert refused.exit_code == 1 and "doctor --repair: the store" in refused.output, refused.output
+    assert "in use by download (host" in refused.output, refused.output
+    assert {k for k in keys(aws, prefix) if "/part-" in k} == before
+    with repair_lease(Store.open(url)):
+        with pytest.raises(StoreBusy, match=r"crawl: the store .* in use by doctor --repair \(host"):
+            with Store.open(url).stage_lock("crawl"):
+                pass
+        with pytest.raises(StoreBusy, match=r"download.shard-0-of-2: .* in use by doctor --repair"):
+            with Store.open(url).stage_lock("download", (0, 2)):
+                pass
+        second = runner.invoke(app, repair)
+        assert second.exit_code == 1 and "in use by doctor --repair" in second.output, second.output
+    repaired = runner.invoke(app, repair)
+    assert repaired.exit_code == 0 and "removed" in repaired.output, repaired.output
+    assert len({k for k in keys(aws, prefix) if "/part-" in k}) == 1 and Store.open(url).count("products") == 1
+    with Store.open(url).stage_lock("crawl"):  # released
+        pass
+
+
+def test_doctor_repair_beside_a_compaction_keeps_the_compactions_uploaded_parts(url, aws, monkeypatch):
+    """A compaction's new part is up, its entry not yet, when a repair with no grace at all sweeps: the
+    table's lease (held by the compaction) keeps the sweep off that table, so the compaction commits a
+    part that exists; the table reads every row after it. Other tables are swept meanwhile."""
+    from m5data.storage.s3parts import ObjectStream
+    from m5data.storage.schema import table_spec
+
+    store = Store.init(url)
+    for k in range(3):
+        store.write("products", [{"product_id": f"a:{k}", "title": str(k)}])
+    store.write("captions", [{"product_id": "a:0", "text": "x"}])
+    orphan = ObjectStream(store, table_spec("captions"))
+    orphan.write([{"product_id": "a:9", "text": "never committed"}])
+    orphan_part = orphan.close()[0]  # an upload no entry names: garbage for a grace of 0
+    close, seen = ObjectStream.close, []
+
+    def close_then_repair(self):
+        added = close(self)
+        if self.keep_seq:  # the compaction's stream: its parts are up, its commit comes next
+            seen.append(runner.invoke(app, ["--store", url, "--set", "store.garbage_grace=0", "doctor", "--repair"]))
+        return added
+
+    monkeypatch.setattr(ObjectStream, "close", close_then_repair)
+    assert store.compact("products") == (3, 1)
+    assert len(seen) == 1
+    out = seen[0].output
+    assert "kept: doctor --repair: table products of" in out and "compact products (host" in out, out
+    assert "removed" in out, out  # the captions garbage went
+    assert not any(k.endswith(orphan_part) for k in keys(aws, url.split("/", 3)[3] + "/tables/captions/"))
+    fresh = Store.open(url)
+    assert sorted(r["title"] for r in fresh.read("products").to_pylist()) == ["0", "1", "2"]
+    assert fresh.is_compacted("products") and len(fresh.parts("products")) == 1
+
+
 def test_sweep_garbage_removes_exactly_the_uncommitted_parts(url, aws):
     store = Store.init(url)
     store.write("products", [{"product_id": "a:1"}])

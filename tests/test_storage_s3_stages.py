@@ -1,5 +1,5 @@
 """The pipeline's stages on a store on object storage (``s3://bucket/prefix``), against a real S3
-endpoint (moto's server on 127.0.0.1): a stage's lock is a lease in the log ``locks/<stage>`` (no PID,
+endpoint (moto's server on 127.0.0.1): a stage's lock is a lease in the log ``locks/<stage>`` (no fcntl,
 right across machines), and crawl's run folder becomes objects.
 """
 
@@ -24,6 +24,7 @@ from support.s3_server import keys  # noqa: E402
 
 from m5data.config import load  # noqa: E402
 from m5data.storage import Store, StoreBusy  # noqa: E402
+from m5data.storage.commitlog import TableLog  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,13 +62,23 @@ def test_a_stage_lock_on_s3_is_a_lease_a_second_run_is_refused_and_a_dead_one_ex
     proc = subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.stdout.readline().strip() == "holding"
+    with pytest.raises(StoreBusy, match=f"PID {proc.pid};"):  # alive: its lease holds
+        with Store.open(url).stage_lock("crawl"):
+            pass
     proc.send_signal(signal.SIGKILL)  # killed: never released
     proc.wait()
-    with pytest.raises(StoreBusy, match=f"PID {proc.pid};"):
+    with Store.open(url).stage_lock("crawl"):  # its process is gone from this machine: free at once
+        pass
+    # a holder on another machine (its PID cannot be checked from here) holds until its lease runs out
+    elsewhere = {"holder": "other", "what": "crawl", "host": "elsewhere", "pid": os.getpid(), "pidns": "pid:[1]",
+                 "until": time.time() + 2}
+    TableLog(Store.open(url).objects, "crawl", base="locks/crawl").commit(
+        lambda s: {"kind": "lease", "lease": elsewhere})
+    with pytest.raises(StoreBusy, match=r"host elsewhere, PID \d+;"):
         with Store.open(url).stage_lock("crawl"):
             pass
     time.sleep(2.5)
-    with Store.open(url).stage_lock("crawl"):  # the dead run's lease ran out
+    with Store.open(url).stage_lock("crawl"):  # the other machine's lease ran out
         pass
 
 
@@ -261,3 +272,32 @@ def test_store_copy_moves_a_store_to_s3_and_back_reading_the_same(url, aws, tmp_
     assert again.blobs.verify(ref.path) and again.files("derived/") == ["derived/align/review.csv"]
     refused = runner.invoke(app, ["store", "copy", str(local.root), url])  # never merged into a store with rows
     assert refused.exit_code == 1 and "already holds rows" in refused.output
+
+
+def test_a_killed_runs_local_scratch_is_swept_and_a_live_ones_kept(tmp_path, monkeypatch):
+    """Scratch folders under TMPDIR name their owner (PID namespace and PID): the next stage on the machine
+    removes a killed run's, never a live one's nor one of another PID namespace (another container)."""
+    from m5data.storage.temps import scratch_dir, sweep_scratch
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    code = ("import sys, time\nfrom m5data.storage.temps import scratch_dir\n"
+            "d = scratch_dir('extract'); (d / 'blob.mp4').write_bytes(b'x' * 1000)\n"
+            "print(d, flush=True)\ntime.sleep(60)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    killed, live = (Path(p.stdout.readline().strip()) for p in procs)
+    mine = scratch_dir("work")
+    ns, _, pid = killed.name.split("-")[2].partition(".")
+    foreign = tmp_path / f"m5data-staged-{int(ns) + 1}.{pid}-abc"  # the same PID in another namespace
+    foreign.mkdir()
+    try:
+        procs[0].kill()
+        procs[0].wait(30)
+        assert killed.is_dir() and str(procs[0].pid) in killed.name
+        assert sweep_scratch() == [killed]
+        assert not killed.exists() and live.is_dir() and mine.is_dir() and foreign.is_dir()
+    finally:
+        procs[1].kill()
+        procs[1].wait(30)

@@ -22,7 +22,6 @@ import importlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -33,6 +32,7 @@ from typing import Callable
 from .. import config as cfg
 from ..splits.names import shown
 from ..storage.runs import StageStats, record_run
+from ..storage.temps import scratch_dir
 from .members import Members, split_counts, stream_samples
 from .plan import Shard, ShardPlan, format_options, plan_export, plan_record, plan_shards, shard_samples
 from .remote import FINISH_READS_SHARD_FILES, RemoteOut, is_remote
@@ -188,7 +188,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
     mod = format_module(fmt)
     remote = RemoteOut(out) if is_remote(out) else None
     out = remote.url if remote else Path(out).absolute()
-    staging = Path(tempfile.mkdtemp(prefix="m5data-export-")) if remote else None
+    staging = scratch_dir("export") if remote else None
     stats = StageStats("export")
     started = time.time()
     config = {"format": fmt, "split": split, "out": str(out), **asdict(settings.export)}

@@ -14,12 +14,12 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..splits.names import BadNameError, check_name, name_problem, shown
 from ..storage.blobs import BlobPathError, resolve_blob
+from ..storage.temps import scratch_dir
 
 SPLIT_NAMES = ("train", "query-c", "gallery-c", "query-fg", "gallery-fg", "cls-train", "cls-test", "subset")
 
@@ -375,7 +375,7 @@ def shard_blobs(store_root: str, samples: list[Sample]):
     if not is_store_url(store_root):
         yield Path(store_root)
         return
-    folder = Path(tempfile.mkdtemp(prefix="m5data-shard-"))
+    folder = scratch_dir("shard")
     try:
         ObjectBlobs(ObjectStore(store_root)).mirror([getattr(s, a) for s in samples for a in MEDIA_ATTRS], folder)
         yield folder

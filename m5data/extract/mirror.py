@@ -5,7 +5,8 @@ Before a job is handed to a worker, its source blob is fetched to ``<mirror>/blo
 relative path); when its result comes back, every derived file the result names (a frames folder with
 its ``frames.json``, an mp3 blob, an MFCC ``.npy``, a normalised image) is uploaded to the same key of
 the store, put-if-absent (content-addressed: a file already there is the same), and both the source
-copy and the derived files are removed. So the mirror holds only the jobs in flight (the pool's
+copy and the derived files are removed (an error text that names the temp copy names the store's object
+instead: ``s3://bucket/prefix/blobs/...``, as a folder store's names its file). So the mirror holds only the jobs in flight (the pool's
 window), and the rows are written (by the stage, after ``publish``) only once their files are objects.
 
 On a folder store :class:`Mirror` does nothing: the jobs work in the store itself, as before.
@@ -14,11 +15,11 @@ On a folder store :class:`Mirror` does nothing: the jobs work in the store itsel
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 from ..storage.blobs import BlobPathError, resolve_blob
 from ..storage.errors import StoreError
+from ..storage.temps import scratch_dir
 
 __all__ = ["Mirror"]
 
@@ -38,7 +39,7 @@ class Mirror:
     def __init__(self, store):
         self.store = store
         self.remote = isinstance(store.root, str)  # a store on object storage (its root is its URL)
-        self.root = tempfile.mkdtemp(prefix="m5data-extract-") if self.remote else str(store.root)
+        self.root = str(scratch_dir("extract")) if self.remote else str(store.root)
 
     def stage_in(self, kind: str, item):
         """Fetch the item's source blob into the mirror (a missing or outside one is the job's to report)."""
@@ -61,7 +62,9 @@ class Mirror:
         if not self.remote:
             return
         root = Path(self.root)
-        for row in result.media:
+        for row in result.media:  # an error names the store's object, not this run's temp copy of it
+            if isinstance(row.get("error"), str) and self.root in row["error"]:
+                row["error"] = row["error"].replace(self.root, str(self.store.root).rstrip("/"))
             if row.get("role") != "derived" or row.get("status") != "ok" or not row.get("blob"):
                 continue
             local = root / row["blob"]

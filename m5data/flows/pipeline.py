@@ -30,6 +30,7 @@ from pathlib import Path
 from prefect import flow
 
 from ..stages import SHARDED, STAGES, RunContext, get
+from ..storage.objects import is_store_url
 from .executor import missing_jobs, run_sharded, run_stage, split_list, stage_entry
 from .runners import PipelineError
 
@@ -133,7 +134,7 @@ def check_plan(settings, start_urls: list[str] | None = None, stages: str | list
             parse_kinds(fl.kinds)
         except ExtractError as exc:
             raise PipelineError(f"extract: {exc} (flows.kinds)") from None
-    if "crawl" not in wanted and not (settings.store_path / "store.json").is_file():
+    if "crawl" not in wanted and not _store_exists(settings.store_path):
         raise PipelineError(f"no store at {settings.store_path}: run the crawl stage first (or `m5data init`)")
     if fl.retry_delay < 0:
         raise PipelineError(f"flows.retry_delay must be >= 0, got {fl.retry_delay}")
@@ -141,9 +142,23 @@ def check_plan(settings, start_urls: list[str] | None = None, stages: str | list
     n = shards if shards is not None else shard_count(settings)
     if n < 1:
         raise PipelineError(f"shards must be >= 1, got {n}")
-    return Plan(store_path=str(settings.store_path.absolute()), stages=wanted, start_urls=urls,
+    store_path = settings.store_path
+    return Plan(store_path=str(store_path if is_store_url(store_path) else store_path.absolute()), stages=wanted, start_urls=urls,
                 mapping=str(Path(mapping).absolute()) if mapping else None, kinds=fl.kinds, shards=n,
                 refresh=fl.refresh, full=fl.full)
+
+
+def _store_exists(path) -> bool:
+    """A store folder with its marker, or a store on object storage whose marker is there."""
+    if not is_store_url(path):
+        return (path / "store.json").is_file()
+    from ..storage import Store, StoreError
+
+    try:
+        Store.open(path)
+    except StoreError:
+        return False
+    return True
 
 
 def summary_markdown(store_path: str, results: dict, fatal: str | None) -> str:

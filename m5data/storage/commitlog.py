@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from .errors import StoreBusy, StoreError
 from .objects import ObjectStore
+from .temps import pid_alive
 
 LOG_DIR = "_log"
 CHECKPOINT = "_checkpoint.json"
@@ -78,8 +79,12 @@ class TableState:
         self.n = n
 
     def live_lease(self) -> dict | None:
-        """The lease when it has not run out (a holder killed mid-rewrite frees it after ``until``)."""
-        return self.lease if self.lease and float(self.lease.get("until", 0)) > time.time() else None
+        """The lease when it has not run out (a holder killed mid-rewrite frees it after ``until``) and
+        its holder is not known dead (a process of this machine that no longer runs: see :func:`holder_dead`)."""
+        lease = self.lease
+        if not lease or float(lease.get("until", 0)) <= time.time() or holder_dead(lease):
+            return None
+        return lease
 
     def to_json(self) -> bytes:
         return json.dumps({"n": self.n, "parts": self.parts, "compacted": self.compacted,
@@ -90,6 +95,29 @@ class TableState:
         d = json.loads(data)
         return cls(int(d["n"]), {str(k): int(v) for k, v in d["parts"].items()}, bool(d["compacted"]),
                    d.get("last_tag"), d.get("lease"))
+
+
+def machine() -> dict:
+    """Who holds a lease, as far as another process can check it: the host name and this process's PID
+    namespace (two containers may share a host name, never a PID namespace)."""
+    try:
+        pidns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pidns = None
+    return {"host": socket.gethostname(), "pid": os.getpid(), "pidns": pidns}
+
+
+def holder_dead(lease: dict) -> bool:
+    """True when the lease's holder ran on this machine (same host name and PID namespace) and its
+    process is gone: a stage killed here frees its lease at once, not after ``until``. A holder on
+    another machine, or one whose PID namespace is unknown, is alive until its lease runs out."""
+    here = machine()
+    if not here["pidns"] or lease.get("pidns") != here["pidns"] or lease.get("host") != here["host"]:
+        return False
+    try:
+        return not pid_alive(int(lease.get("pid") or 0))
+    except (TypeError, ValueError):
+        return False
 
 
 def entry_rel(table: str, n: int, base: str | None = None) -> str:

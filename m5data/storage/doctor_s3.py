@@ -1,7 +1,10 @@
 """``m5data doctor`` on a store on object storage (``s3://bucket/prefix``): its parts' footers, and the
-part objects no log entry names (uncommitted). Needs no lock: the commit log makes a killed writer's
-objects invisible, and ``--repair`` removes them only after ``store.garbage_grace`` seconds, so a live
-writer's upload, younger than that, is never touched. Blobs, derived files and the quarantine of a
+part objects no log entry names (uncommitted). Checking needs no lease: the commit log makes a killed
+writer's objects invisible. ``--repair`` removes them only after ``store.garbage_grace`` seconds, and
+only under leases: the store-wide repair lease ``locks/doctor`` (refused while any stage's lease lives;
+no stage starts while it is held) and, per table swept, the table's lease (a compaction or replace in
+progress keeps its uploaded parts: that table is skipped and said so), so a live writer's upload is
+never touched, even one older than the grace. Blobs, derived files and the quarantine of a
 damaged part on object storage: not yet (a damaged part is reported, not moved).
 """
 
@@ -17,8 +20,17 @@ if TYPE_CHECKING:
 
 
 def check_object_store(store: S3Store, report: DoctorReport, repair: bool) -> None:
-    _check_footers(store, report)
-    _check_uncommitted(store, report, repair)
+    if not repair:
+        _check_footers(store, report)
+        _check_uncommitted(store, report, False)
+        return
+    from .s3stages import repair_lease
+    from .temps import sweep_scratch
+
+    with repair_lease(store):  # refused while a stage runs; no stage starts while it repairs
+        sweep_scratch()  # this machine's killed runs' local scratch (TMPDIR)
+        _check_footers(store, report)
+        _check_uncommitted(store, report, True)
 
 
 def _check_footers(store: S3Store, report: DoctorReport) -> None:
@@ -45,7 +57,13 @@ def _check_uncommitted(store: S3Store, report: DoctorReport, repair: bool) -> No
         report.findings.append(Finding("temp", WARNING, rel, f"not committed for {age:.0f} s (a killed writer's)",
                                        "remove"))
     if repair:
-        removed = set(store.sweep_garbage(grace))
+        busy: list[str] = []
+        removed = set(store.sweep_garbage(grace, busy))
         for finding in report.findings:
             if finding.check == "temp" and finding.path in removed:
                 finding.repair, finding.repaired = "removed", True
+            elif finding.check == "temp" and finding.severity == WARNING:
+                table = finding.path.split("/")[1]
+                why = next((b for b in busy if f"table {table} " in b), None)
+                if why:
+                    finding.repair = f"kept: {why}"

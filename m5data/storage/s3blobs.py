@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .blobs import BlobRef, BlobWriter, _check_ext
 from .objects import ObjectStore
+from .temps import scratch_dir
 
 SPOOL_BYTES = 8 << 20  # a blob up to this size is spooled in memory, a larger one in a local temp file
 
@@ -107,7 +108,7 @@ class ObjectBlobs:
     def local(self, rel: str):
         """A temp copy of the blob in a folder of its own under TMPDIR (ffmpeg needs a path), removed
         when the block ends."""
-        folder = Path(tempfile.mkdtemp(prefix="m5data-blob-"))
+        folder = scratch_dir("blob")
         try:
             yield self.fetch(rel, folder)
         finally:

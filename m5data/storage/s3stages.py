@@ -1,5 +1,6 @@
 """What the pipeline's stages need of a store on object storage: a stage lock that is a lease in a log
-(no PID, no ``fcntl``: right across machines), and local folders whose files become objects.
+(no ``fcntl``: right across machines; the PID it names frees it at once only on its own machine), and
+local folders whose files become objects.
 
 A stage's lease lives in its own log ``locks/<stage>/_log/`` (the commit log of ``commitlog.py``, the
 same put-if-absent entries as a table's): a run takes it with an entry ``kind: lease`` naming its host,
@@ -8,7 +9,11 @@ the end. A second run of the stage is refused while the lease lives; a run kille
 frees it after ``store.lease_seconds``. A shard ``(i, n)`` of a run takes the lease of
 ``locks/<stage>.shard-i-of-n`` and is refused while a whole run of the stage holds its lease; a whole
 run, having taken its lease, is refused while a shard's lease lives (both check after taking theirs,
-so of two that start at once at least one is refused).
+so of two that start at once at least one is refused). ``doctor --repair`` holds ``locks/doctor``
+(:func:`repair_lease`): it is refused while any stage's lease lives, and every stage is refused
+while it lives. A lease whose holder ran on this machine and is gone (same host and PID namespace,
+PID not running) is free at once (``commitlog.holder_dead``): a stage killed here can run again at
+once; a holder on another machine frees after ``store.lease_seconds``.
 
 Files a stage writes as a folder (crawl's ``logs/crawl/<run>/``, ``derived/align/review.csv`` ...) are
 written into a local temp folder (under ``TMPDIR``) and uploaded below the same key when the stage
@@ -18,10 +23,7 @@ leaves it (:func:`staged_folder`): a reader never sees half a file.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -29,8 +31,11 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .commitlog import TableLog, TableState
+from .commitlog import TableLog, TableState, machine
 from .errors import StoreBusy
+from .temps import scratch_dir
+
+REPAIR = "doctor"  # the lease log of `doctor --repair` (locks/doctor)
 
 
 def _busy(what: str, where: str, other: dict) -> StoreBusy:
@@ -52,8 +57,8 @@ def hold_lease(log: TableLog, what: str, where: str, seconds: float, wait: float
     deadline = time.monotonic() + wait
 
     def lease() -> dict:
-        return {"kind": "lease", "lease": {"holder": holder, "what": what, "host": socket.gethostname(),
-                                           "pid": os.getpid(), "until": time.time() + seconds}}
+        return {"kind": "lease", "lease": {"holder": holder, "what": what, **machine(),
+                                           "until": time.time() + seconds}}
 
     def take(state: TableState) -> dict:
         if (other := state.live_lease()) and other.get("holder") != holder:
@@ -100,6 +105,7 @@ def stage_lease(store, stage: str, shard: tuple[int, int] | None = None) -> Iter
             for name in _shard_logs(store, stage):  # a whole run excludes the shards of a sharded one
                 if other := TableLog(store.objects, name, base=f"locks/{name}").state().live_lease():
                     raise _busy(stage, where, other)
+            _no_repair(store, stage, where)
             yield
         return
     i, n = (int(x) for x in shard)
@@ -108,7 +114,36 @@ def stage_lease(store, stage: str, shard: tuple[int, int] | None = None) -> Iter
                     renew=True):
         if other := whole.state().live_lease():
             raise _busy(name, where, other)
+        _no_repair(store, name, where)
         yield
+
+
+def _no_repair(store, what: str, where: str) -> None:
+    """No stage runs while ``doctor --repair`` holds its lease (checked after taking the stage's own)."""
+    if what != REPAIR and (other := TableLog(store.objects, REPAIR, base=f"locks/{REPAIR}").state().live_lease()):
+        raise _busy(what, where, other)
+
+
+@contextlib.contextmanager
+def repair_lease(store) -> Iterator[None]:
+    """The store-wide fence of ``doctor --repair`` on object storage: its lease ``locks/doctor``, taken
+    while no other stage's lease lives (a stage, having taken its lease, is refused while this one
+    lives: of two that start at once at least one is refused), so that no stage's write in flight
+    (a streaming crawl may upload parts for longer than ``store.garbage_grace``) meets the sweep, and two
+    repairs never run at once. A compaction or replace outside a stage is fenced per table by the
+    table's own lease, which the sweep takes (:meth:`S3Store.sweep_garbage`)."""
+    where = f"the store {store.root} is in use by"
+    with hold_lease(TableLog(store.objects, REPAIR, base=f"locks/{REPAIR}"), "doctor --repair", where,
+                    store.lease_seconds, renew=True):
+        for name in _lease_logs(store):
+            if name != REPAIR and (other := TableLog(store.objects, name, base=f"locks/{name}").state().live_lease()):
+                raise _busy("doctor --repair", where, other)
+        yield
+
+
+def _lease_logs(store) -> list[str]:
+    """Every stage (and shard) lease log that ever ran: one LIST of ``locks/``."""
+    return sorted({o.rel.split("/")[1] for o in store.objects.listing("locks/") if o.rel.count("/") >= 2})
 
 
 def _shard_logs(store, stage: str) -> list[str]:
@@ -120,7 +155,7 @@ def _shard_logs(store, stage: str) -> list[str]:
 def staged_folder(objects, rel: str) -> Iterator[Path]:
     """A local temp folder whose files are uploaded below ``rel`` when the block ends (also on an error:
     a failed crawl's log is what explains it); the folder is removed."""
-    local = Path(tempfile.mkdtemp(prefix="m5data-staged-"))
+    local = scratch_dir("staged")
     try:
         yield local
     finally:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import tempfile
 import time
 import weakref
 from collections.abc import Iterator
@@ -33,7 +32,7 @@ from .catalog import Catalog
 from .changes import as_changed, changed_sql, empty_changed
 from .commitlog import FROM_FILE, Conflict, TableLog, TableState
 from .compaction import Compaction
-from .errors import StoreError
+from .errors import StoreBusy, StoreError
 from .files import TextFiles
 from .objects import ObjectStore, StoreURL
 from .parts import conform
@@ -42,6 +41,7 @@ from .s3blobs import ObjectBlobs
 from .s3parts import ObjectStream, StreamHandle
 from .s3stages import hold_lease, stage_lease, staged_folder
 from .schema import MARKER, SEQ_COLUMN, STORE_FORMAT, TABLES, TableSpec, table_spec
+from .temps import scratch_dir, sweep_scratch
 from .views import TableViews, _null_columns, _sql_str, _window_sql
 from .writing import Writing
 
@@ -118,7 +118,7 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
 
     def work_dir(self, *parts: str) -> Path:
         if self._work is None:
-            self._work = Path(tempfile.mkdtemp(prefix="m5data-work-"))
+            self._work = scratch_dir("work")
             weakref.finalize(self, shutil.rmtree, self._work, True)
         path = self._work.joinpath(*parts)
         path.mkdir(parents=True, exist_ok=True)
@@ -139,8 +139,15 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
 
     # ------------------------------------------------------------------ locks: the log's leases
     def stage_lock(self, stage: str, shard: tuple[int, int] | None = None):
-        """One run of ``stage`` per store: a lease in the log ``locks/<stage>`` (no PID; see s3stages.py)."""
-        return stage_lease(self, stage, shard)
+        """One run of ``stage`` per store: a lease in the log ``locks/<stage>`` (no fcntl; see s3stages.py).
+        Once held, the local scratch folders of this machine's killed runs go (``temps.sweep_scratch``)."""
+        return self._leased_stage(stage, shard)
+
+    @contextlib.contextmanager
+    def _leased_stage(self, stage: str, shard):
+        with stage_lease(self, stage, shard):
+            sweep_scratch()
+            yield
 
     def table_lock(self, name: str, what: str, wait: float = 600.0):
         return self._leased(name, what, wait)
@@ -321,13 +328,28 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
                     if o.rel.rsplit("/", 1)[1] not in live]
         return out
 
-    def sweep_garbage(self, grace: float | None = None) -> list[str]:
+    def sweep_garbage(self, grace: float | None = None, busy: list[str] | None = None) -> list[str]:
         """Remove the uncommitted part objects older than ``grace`` seconds (default ``garbage_grace``):
-        a killed writer's uploads. A live writer's are younger (a write commits when its parts are up)."""
+        a killed writer's uploads. A live writer's are younger (a write commits when its parts are up).
+
+        Each table is swept holding its lease (the one compact and replace hold), so a rewrite in
+        progress (its new parts are up, its entry not yet) is never swept: such a table is skipped, and
+        the refusal is appended to ``busy`` (without ``busy``, StoreBusy is raised). ``doctor --repair``
+        also holds the store-wide repair lease (``s3stages.repair_lease``): no stage runs meanwhile."""
         grace = self.garbage_grace if grace is None else grace
         old = [rel for rel, age in self.uncommitted() if age > grace]
-        # read the logs again: a slow writer may have committed one of them meanwhile
-        again = {t: set(self.log(t).state().parts) for t in {rel.split("/")[1] for rel in old}}  # one read a table
-        removed = [rel for rel in old if rel.rsplit("/", 1)[1] not in again[rel.split("/")[1]]]
-        self.objects.delete(removed)
+        removed = []
+        for table in sorted({rel.split("/")[1] for rel in old}):
+            try:
+                with self._leased(table, "doctor --repair", 0.0):
+                    # read the log again, under the lease: a slow writer may have committed one meanwhile
+                    live = set(self.log(table).state().parts)
+                    gone = [rel for rel in old if rel.split("/")[1] == table and rel.rsplit("/", 1)[1] not in live]
+                    self.objects.delete(gone)
+            except StoreBusy as exc:
+                if busy is None:
+                    raise
+                busy.append(str(exc))
+                continue
+            removed += gone
         return removed

@@ -5,6 +5,12 @@ being encoded, derived files before their rename, a catalog being rebuilt) carri
 process that writes it. A temp file whose process is dead belongs to a killed run and can go; one
 whose process is alive is in use and is never touched, so a sweep is safe while other runs write.
 Temp files from before this naming (no owner in the name) go once they are an hour old.
+
+Local scratch folders under ``TMPDIR`` (a store on object storage: extract's mirror, downloaded blob
+copies, staged folders, export's staging) are named the same way, with the PID namespace too
+(``m5data-<kind>-<pidns>.<pid>-<random>``, :func:`scratch_dir`): a killed run's are removed by the next
+stage that starts on that machine (:func:`sweep_scratch`); a folder of another PID namespace (another
+container sharing the TMPDIR) is never touched.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -111,4 +118,40 @@ def sweep_temps(root: Path) -> list[TempFile]:
         except FileNotFoundError:
             continue
         removed.append(temp)
+    return removed
+
+
+_SCRATCH = re.compile(r"^m5data-[a-z]+-(\d+)\.(\d+)-")
+
+
+def _pidns() -> int:
+    """This process's PID namespace (the inode of /proc/self/ns/pid), 0 where unknown."""
+    try:
+        return int(re.sub(r"\D", "", os.readlink("/proc/self/ns/pid")) or 0)
+    except OSError:
+        return 0
+
+
+def scratch_dir(kind: str) -> Path:
+    """A new local temp folder under TMPDIR owned by this process: ``m5data-<kind>-<pidns>.<pid>-<random>``."""
+    return Path(tempfile.mkdtemp(prefix=f"m5data-{kind}-{_pidns()}.{os.getpid()}-"))
+
+
+def sweep_scratch(base: Path | None = None) -> list[Path]:
+    """Remove the scratch folders (:func:`scratch_dir`) under ``base`` (default TMPDIR) whose process is
+    dead: a killed run's. Only folders of this PID namespace are judged; returns what was removed."""
+    base = Path(base or tempfile.gettempdir())
+    ns, removed = _pidns(), []
+    if not ns:
+        return removed
+    try:
+        entries = list(base.glob("m5data-*"))
+    except OSError:
+        return removed
+    for path in entries:
+        m = _SCRATCH.match(path.name)
+        if not m or int(m.group(1)) != ns or pid_alive(int(m.group(2))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
     return removed

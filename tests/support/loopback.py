@@ -89,13 +89,20 @@ def _stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
         proc.wait()
 
 
-def _spawn(cmd: list[str], cwd: Path, env: dict, cpus: set[int] | None = None) -> subprocess.Popen:
+def _spawn(cmd: list[str], cwd: Path, env: dict, cpus: set[int] | None = None,
+           own_home: bool = False) -> subprocess.Popen:
     cwd.mkdir(parents=True, exist_ok=True)
     (cwd / "tmp").mkdir(exist_ok=True)
+    env = {**env, "TMPDIR": str(cwd / "tmp")}
+    if own_home:  # nothing on disk in common with the other processes: home, Prefect's home, caches
+        home = cwd / "home"
+        home.mkdir(exist_ok=True)
+        env.update({"HOME": str(home), "PREFECT_HOME": str(home / ".prefect"), "XDG_CACHE_HOME": str(home / ".cache"),
+                    "NUMBA_CACHE_DIR": str(home / ".cache" / "numba")})
     log = open(cwd / "log.txt", "ab")
     pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None  # inherited by its children (ffmpeg)
     try:
-        return subprocess.Popen(cmd, cwd=cwd, env={**env, "TMPDIR": str(cwd / "tmp")}, stdout=log,
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=pin)
     finally:
         log.close()
@@ -110,7 +117,8 @@ def _wait_workers(address: str, n: int, timeout: float, security=None) -> None:
 
 @contextlib.contextmanager
 def dask_cluster(folder: Path, n_workers: int = 2, env: dict | None = None, nanny: bool = True,
-                 timeout: float = 120.0, pin_cores: bool = False, tls: dict | None = None) -> Iterator[DaskCluster]:
+                 timeout: float = 120.0, pin_cores: bool = False, tls: dict | None = None,
+                 own_home: bool = False) -> Iterator[DaskCluster]:
     """Start ``dask scheduler`` and ``n_workers`` ``dask worker --nthreads 1`` on 127.0.0.1; stop them after.
 
     Both run through ``python -m m5data.flows.daskserve``: no HTTP server, only comm ports.
@@ -125,6 +133,8 @@ def dask_cluster(folder: Path, n_workers: int = 2, env: dict | None = None, nann
         tls: ``{"ca": PEM file, "cert": ..., "key": ...}`` for the scheduler and the workers: the
             address is ``tls://`` and every comm needs a certificate signed by that CA
             (``cluster.security`` is this process's client side, with the same files).
+        own_home: each process also gets its own ``HOME``, ``PREFECT_HOME`` and caches (numba, XDG) in
+            its folder, so that the processes share no folder at all (a store on object storage).
     """
     env = dict(os.environ if env is None else env)
     port = free_port()
@@ -132,7 +142,7 @@ def dask_cluster(folder: Path, n_workers: int = 2, env: dict | None = None, nann
     serve = [sys.executable, "-m", "m5data.flows.daskserve"]
     tls_args = ["--tls-ca-file", tls["ca"], "--tls-cert", tls["cert"], "--tls-key", tls["key"]] if tls else []
     scheduler = _spawn([*serve, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard", *tls_args],
-                       Path(folder) / "scheduler", env)
+                       Path(folder) / "scheduler", env, own_home=own_home)
     security = None
     if tls:
         from distributed.security import Security
@@ -146,7 +156,8 @@ def dask_cluster(folder: Path, n_workers: int = 2, env: dict | None = None, nann
                 [*serve, "worker", address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1",
                  "--name", f"worker-{i}", *tls_args, *([] if nanny else ["--no-nanny"])],
                 Path(folder) / f"worker-{i}", env,
-                cpus={sorted(os.sched_getaffinity(0))[i % len(os.sched_getaffinity(0))]} if pin_cores else None))
+                cpus={sorted(os.sched_getaffinity(0))[i % len(os.sched_getaffinity(0))]} if pin_cores else None,
+                own_home=own_home))
         _wait_workers(address, n_workers, timeout, security)
         yield cluster
     finally:
