@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_dedup_scale.py [--sizes 10000,100000,1000000] [--root DIR]
     .venv/bin/python benchmarks/bench_dedup_scale.py --store PATH   # an existing store (a scale world)
+    .venv/bin/python benchmarks/bench_dedup_scale.py --store PATH --matcher rules,learned   # both, one process each
 
 For each size a synthetic store is built once under ``--root`` (kept for re-runs): products
 (titles of Chinese characters), one main image per product (sha256, 64-bit pHash) and about four
@@ -102,23 +103,25 @@ def build_store(path: Path, n: int, dup_rate: float, placeholder: float, seed: i
                                        "property": prop, "value": val}))
 
 
-def child(path: str) -> None:
+def child(path: str, matcher: str = "learned") -> None:
     """Run dedup on the store at ``path``; print one JSON line of step times and peak RSS."""
     import resource
 
     from m5data.annotate import near_jit, spec_jit
     from m5data.annotate.dedup import dedup
+    from m5data.annotate.matcher import features_jit
     from m5data.config import load
     from m5data.storage import Store
 
     near_jit.warm_up()  # compiled (or loaded from numba's cache) before the clock starts
     spec_jit.warm_up()
+    features_jit.warm_up()
     cpu0 = time.process_time()
     store = Store.open(path)
-    settings = load(None, {"store.path": path}, environ={})
+    settings = load(None, {"store.path": path, "annotate.dedup_matcher": matcher}, environ={})
     t0 = time.perf_counter()
     report = dedup(store, settings)
-    print(json.dumps({"n": report.n_products, "times": dict(report.seconds), "cpu_times": dict(report.cpu_seconds), "total": time.perf_counter() - t0,
+    print(json.dumps({"n": report.n_products, "matcher": report.matcher, "times": dict(report.seconds), "cpu_times": dict(report.cpu_seconds), "total": time.perf_counter() - t0,
                       "cpu": time.process_time() - cpu0, "groups": report.n_groups, "pairs": dict(report.pairs),
                       "candidates": dict(report.candidates), "vetoed": dict(report.vetoed),
                       "capped": dict(report.capped),
@@ -132,10 +135,11 @@ def main(argv=None) -> int:
     parser.add_argument("--store", action="append", default=[], help="an existing store instead (repeatable)")
     parser.add_argument("--dup-rate", type=float, default=0.1)
     parser.add_argument("--placeholder", type=float, default=0.01)
+    parser.add_argument("--matcher", default="learned", help="annotate.dedup_matcher: rules, learned or both (comma)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        child(args.child)
+        child(args.child, args.matcher)
         return 0
     stores = [Path(s) for s in args.store]
     if not stores:
@@ -148,8 +152,9 @@ def main(argv=None) -> int:
             stores.append(path)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     results = []
-    for path in stores:
-        out = subprocess.run([sys.executable, __file__, "--child", str(path)], capture_output=True, text=True)
+    for path, matcher in ((p, m) for p in stores for m in args.matcher.split(",")):
+        out = subprocess.run([sys.executable, __file__, "--child", str(path), "--matcher", matcher], capture_output=True,
+                             text=True)
         if out.returncode:
             print(out.stderr[-3000:])
             return 1
@@ -159,7 +164,7 @@ def main(argv=None) -> int:
         rules = t["exact"] + t["phash"] + t["minhash"]
         c = r["cpu_times"]
         c_rules = c["exact"] + c["phash"] + c["minhash"]
-        print(f"\n{path}: {r['n']:,} products, load average {os.getloadavg()[0]:.1f}")
+        print(f"\n{path}: {r['n']:,} products, matcher {r['matcher']}, load average {os.getloadavg()[0]:.1f}")
         print("  steps (s): " + ", ".join(f"{k} {v:.2f}" for k, v in t.items()))
         print(f"  title + image rules (exact, phash, minhash): {rules:7.2f} s  {r['n'] / rules:10,.0f} products/s  "
               f"{rules / r['n'] * 1e6:7.1f} us/product")

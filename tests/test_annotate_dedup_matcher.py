@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from m5data.annotate.dedup import dedup, read_truth_products, score_groups
-from m5data.annotate.dedup_learned import graph_top2
+from m5data.annotate.dedup_learned import best_per_product, graph_top2
 from m5data.cli import app
 from m5data.config import ConfigError, load
 from m5data.storage import Store
@@ -106,6 +106,22 @@ def _report_shows_the_matcher(store, report, tmp_path):
 def test_a_bad_dedup_matcher_setting_is_refused_before_work(store):
     with pytest.raises(ConfigError, match="dedup_matcher must be one of rules, learned"):
         dedup(store, _settings(store.root, **{"annotate.dedup_matcher": "both"}))
+    with pytest.raises(ConfigError, match="dedup_matcher_per_product must be >= 0"):
+        dedup(store, _settings(store.root, **{"annotate.dedup_matcher_per_product": -1}))
+
+
+def test_candidates_are_each_products_best_few():
+    """A pair stays when it is among either product's k most similar (ties: the pair found first);
+    k = 0 keeps all."""
+    left, right = np.array([0, 0, 1, 2, 0]), np.array([1, 2, 2, 3, 3])
+    sim = np.array([0.9, 0.5, 0.4, 0.3, 0.5])
+    kept = set(zip(*best_per_product(left, right, sim, 1)))
+    # 0's best (0,1), 1's (0,1), 2's (0,2) (0.5 > 0.4), 3's (0,3) (0.5 > 0.3): (1,2) and (2,3) nobody's best
+    assert kept == {(0, 1), (0, 2), (0, 3)}
+    assert set(zip(*best_per_product(left, right, sim, 2))) == set(zip(left, right))  # (1,2): 1's second, (2,3): 3's
+    assert len(best_per_product(left, right, sim, 0)[0]) == 5
+    tie = best_per_product(np.array([0, 0]), np.array([1, 2]), np.array([0.5, 0.5]), 1)
+    assert set(zip(*tie)) == {(0, 1), (0, 2)}  # 0 keeps the first of its tie, 2 keeps its only pair
 
 
 def test_graph_neighbours_are_each_products_two_best_pairs():

@@ -307,3 +307,62 @@ def test_trains_from_the_crowds_matches(demo_store_factory, demo_shop_factory, t
     dist = dict(zip(rest, np.abs(logit(sc) - logit(model.threshold))))
     chosen = {(t["query_id"], t["candidate_id"]) for t in asked}
     assert max(dist[p] for p in chosen) <= min(d for p, d in dist.items() if p not in chosen) + 1e-9
+
+
+def test_compiled_char_ngrams_weigh_as_scikit_learns_tfidf():
+    """The compiled char_wb n-grams (and the Python fallback past 65,534 distinct characters) give
+    scikit-learn's TF-IDF rows: equal cosines, equal vocabulary."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from m5data.annotate.matcher.features import _char_counts, _tfidf, smooth_idf
+    from m5data.annotate.matcher.text import clean
+
+    rng = np.random.default_rng(0)
+    pieces = ["索尼 WH-1000XM4", "a", "ab", "  spaced\tout\n text ", "", "24寸 显示器 lg 24mk430h", "１２３ＡＢＣ",
+              "x y z", "café crème", "dvd-3800 bdci 黑色"]
+    texts = [clean(" ".join(rng.choice(pieces, int(rng.integers(0, 4))))) for _ in range(300)] + pieces
+    huge = "".join(chr(c) for c in range(0x20000, 0x20000 + 66_000))  # more characters than 16-bit symbols
+    for docs in (texts, [*texts[:50], huge]):
+        ref = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, lowercase=False,
+                              dtype=np.float32).fit(docs)
+        want = ref.transform(docs)
+        indptr, term, count, df, grams = _char_counts(docs)
+        got = _tfidf(indptr, term, count, smooth_idf(df, len(docs)))
+        assert sorted(grams) == sorted(ref.vocabulary_)
+        np.testing.assert_allclose((got @ got.T).toarray(), (want @ want.T).toarray(), atol=1e-5)
+
+
+def test_model_keeps_its_text_weights_and_an_old_model_says_retrain(synth, tmp_path):
+    """The model file holds the training products' TF-IDF document frequencies: features made with them
+    on those products are the training features exactly. A model file of the old format (no weights)
+    is refused in one line that says to retrain, and dedup then runs the rules and says so."""
+    from m5data.annotate.dedup import dedup
+    from m5data.annotate.matcher.features import FEATURES, PairFeatures
+
+    store, pairs, report = synth
+    model = load(report.path)
+    products = job.read_store(store, "品牌")
+    assert model.weights.n_docs == len(products) and json.loads(report.path.read_text())["format"] == FORMAT
+    idx = products.index()
+    a, b = np.array([idx[p] for p, _, _ in pairs]), np.array([idx[q] for _, q, _ in pairs])
+    fitted = PairFeatures(products).matrix(a, b)
+    np.testing.assert_array_equal(PairFeatures(products, weights=model.weights).matrix(a, b), fitted)
+    # ... and on fewer products (dedup's candidates) the text features do not move with the set
+    part = job.read_store(store, "品牌", only=products.ids[:40])
+    few = PairFeatures(part, weights=model.weights).matrix(np.arange(0, 40, 2), np.arange(1, 40, 2))
+    cols = [i for i, f in enumerate(FEATURES) if f.endswith("_cos") and "embed" not in f]
+    np.testing.assert_allclose(few[:, cols], PairFeatures(products, weights=model.weights).matrix(
+        np.arange(0, 40, 2), np.arange(1, 40, 2))[:, cols], atol=1e-6)
+
+    doc = json.loads(report.path.read_text())
+    doc["format"] = "m5data-matcher/1"
+    del doc["weights"]
+    copy = copy_store(store.root, tmp_path)
+    old = copy / "derived" / "matcher" / "99991231T000000Z-old" / "model.json"
+    old.parent.mkdir(parents=True)
+    old.write_text(json.dumps(doc))
+    with pytest.raises(MatcherError) as err:
+        load(old)
+    assert "retrain" in str(err.value) and "\n" not in str(err.value)
+    ran = dedup(Store.open(copy), _settings(Store.open(copy)))
+    assert ran.matcher.startswith("rules (") and "retrain" in ran.matcher and "matcher" not in ran.pairs

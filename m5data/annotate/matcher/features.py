@@ -7,6 +7,8 @@ Missing evidence is NaN (the model routes it), never 0: "no brand on one page" i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -25,23 +27,122 @@ FEATURES = [
     "embed_cos", "embed_margin_a", "embed_margin_b",
 ]
 CONTEXT_BLOCK = 2048  # products per block of the nearest-neighbour search behind the *_margin features
+WEIGHTED = ("title_char", "text_char", "title_word", "text_word")  # the TF-IDF spaces (TextWeights)
+TEXT_CHAR_MAX = 2 ** 18  # text character n-grams kept when fitting (the most frequent), as before
+MAX_TERMS = 2 ** 20  # terms per space a model file keeps (the most common): a 1M-product store's grams
 
 
-def _binary(lists: list[list[str]]) -> sp.csr_matrix:
-    """Products x vocabulary, 1 where the product's list holds the token."""
-    vocab: dict[str, int] = {}
-    indptr, indices = [0], []
-    for toks in lists:
-        indices.extend(sorted({vocab.setdefault(t, len(vocab)) for t in toks}))
-        indptr.append(len(indices))
-    data = np.ones(len(indices), dtype=np.float32)
-    return sp.csr_matrix((data, np.asarray(indices, np.int64), np.asarray(indptr, np.int64)),
-                         shape=(len(lists), max(1, len(vocab))))
+def _binary(lists: list[list[str]], vocab: dict[str, int] | None = None) -> sp.csr_matrix:
+    """Products x vocabulary, 1 where the product's list holds the token (``vocab``: filled with the
+    tokens' columns). One dict lookup a token; duplicates merged by scipy, not a Python set a list."""
+    vocab = {} if vocab is None else vocab
+    cols = np.fromiter((vocab.setdefault(t, len(vocab)) for toks in lists for t in toks), dtype=np.int64)
+    rows = np.repeat(np.arange(len(lists), dtype=np.int64), [len(t) for t in lists])
+    x = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(len(lists), max(1, len(vocab))))
+    x.sum_duplicates()
+    x.data[:] = 1.0
+    return x
 
 
-def _idf(b: sp.csr_matrix) -> np.ndarray:
-    df = np.asarray(b.sum(axis=0)).ravel()
-    return (np.log((b.shape[0] + 1) / (df + 1)) + 1).astype(np.float32)
+def _char_counts(texts: list[str]) -> tuple:
+    """Character 2-4-gram counts (``char_wb``, as scikit-learn's analyser) of cleaned texts:
+    ``(indptr, term, count, df, grams)`` (:func:`.features_jit.char_grams`); counted in Python where
+    the texts hold more distinct characters than the compiled keys take."""
+    from .features_jit import char_grams
+
+    try:
+        return char_grams(texts, 2, 4)
+    except ValueError:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        grams = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), lowercase=False).build_analyzer()
+        vocab: dict[str, int] = {}
+        indptr, term, count = [0], [], []
+        for t in texts:
+            c: dict[int, int] = {}
+            for g in grams(t):
+                k = vocab.setdefault(g, len(vocab))
+                c[k] = c.get(k, 0) + 1
+            term.extend(c)
+            count.extend(c.values())
+            indptr.append(len(term))
+        term_a = np.asarray(term, np.int64)
+        return (np.asarray(indptr, np.int64), term_a, np.asarray(count, np.int64),
+                np.bincount(term_a, minlength=len(vocab)), list(vocab))
+
+
+def _tfidf(indptr: np.ndarray, term: np.ndarray, count: np.ndarray, idf: np.ndarray) -> sp.csr_matrix:
+    """L2-normalised rows of sublinear TF (1 + log count) x ``idf`` (float32, as scikit-learn's)."""
+    n = len(indptr) - 1
+    data = (1.0 + np.log(count)).astype(np.float32) * idf[term]
+    rows = np.repeat(np.arange(n), np.diff(indptr))
+    norms = np.sqrt(np.bincount(rows, weights=data.astype(np.float64) ** 2, minlength=n))
+    data = (data / np.where(norms > 0, norms, 1.0)[rows]).astype(np.float32)
+    x = sp.csr_matrix((data, term, indptr), shape=(n, max(1, len(idf))))
+    x.sort_indices()
+    return x
+
+
+def smooth_idf(df: np.ndarray, n_docs: int) -> np.ndarray:
+    """scikit-learn's smooth IDF: ``ln((1 + n) / (1 + df)) + 1``."""
+    return (np.log((n_docs + 1) / (np.asarray(df, np.float64) + 1)) + 1).astype(np.float32)
+
+
+@dataclass
+class TextWeights:
+    """The training products' document frequencies per TF-IDF space (the model file keeps them): dedup
+    weights its candidates' text with these instead of fitting a TF-IDF per run. A term the training
+    products never held weighs as the rarest (``df`` 0)."""
+
+    n_docs: int
+    spaces: dict[str, tuple[list[str], np.ndarray]]  # space -> (terms, df)
+
+    def idf(self, space: str, terms: list[str]) -> np.ndarray:
+        known = self._index(space)
+        df = np.fromiter((known.get(t, 0) for t in terms), dtype=np.int64, count=len(terms))
+        return smooth_idf(df, self.n_docs)
+
+    def _index(self, space: str) -> dict[str, int]:
+        cache = self.__dict__.setdefault("_cache", {})
+        if space not in cache:
+            terms, df = self.spaces[space]
+            cache[space] = dict(zip(terms, df.tolist()))
+        return cache[space]
+
+    def to_json(self) -> dict:
+        return {"n_docs": self.n_docs, "spaces": {k: {"terms": t, "df": d.tolist()} for k, (t, d) in self.spaces.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict) -> TextWeights:
+        n = int(d["n_docs"])
+        spaces = {}
+        for name in WEIGHTED:
+            terms, df = [str(t) for t in d["spaces"][name]["terms"]], np.asarray(d["spaces"][name]["df"], dtype=np.int64)
+            if len(terms) != len(df) or (df < 0).any() or (df > n).any():
+                raise ValueError(f"text weights {name}: terms and document counts do not agree")
+            spaces[name] = (terms, df)
+        return cls(n, spaces)
+
+    @classmethod
+    def fitted(cls, n_docs: int, spaces: dict[str, tuple[list[str], np.ndarray]]) -> TextWeights:
+        """From a fit's terms and counts, each space cut to its :data:`MAX_TERMS` most common terms."""
+        out = {}
+        for name, (terms, df) in spaces.items():
+            df = np.asarray(df, np.int64)[:len(terms)]
+            if len(terms) > MAX_TERMS:
+                keep = np.sort(np.argsort(-df, kind="stable")[:MAX_TERMS])
+                terms, df = [terms[i] for i in keep], df[keep]
+            out[name] = (list(terms), df)
+        return cls(n_docs, out)
+
+
+def _df(b: sp.csr_matrix, n_terms: int) -> np.ndarray:
+    return np.asarray(b.sum(axis=0)).ravel()[:n_terms].astype(np.int64)
+
+
+def _pad(idf: np.ndarray, n: int) -> np.ndarray:
+    """``idf`` to ``n`` columns (a matrix of no terms has one empty column)."""
+    return np.r_[idf, np.ones(n - len(idf), np.float32)] if len(idf) < n else idf
 
 
 def _l2(x: sp.csr_matrix) -> sp.csr_matrix:
@@ -76,32 +177,53 @@ def _top2(x, rows: np.ndarray) -> np.ndarray:
 class PairFeatures:
     """Per-product representations of one set of products; :meth:`matrix` gives the features of pairs."""
 
-    def __init__(self, products: Products, embed_model: str = ""):
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
+    def __init__(self, products: Products, embed_model: str = "", weights: TextWeights | None = None):
+        """``weights``: the TF-IDF document frequencies to use (a trained model's); None fits them on
+        ``products`` (training, scoring a file), and :attr:`weights` then holds the fit."""
         p = self.p = products
         # spec values (a 型号 / model number row) are text too: codes and numbers are looked for in them
         values = [" ".join(s.values()) for s in p.specs] if p.specs else [""] * len(p.ids)
-        full = [f"{t} {d} {v}" for t, d, v in zip(p.title, p.text, values)]
-        char = dict(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, preprocessor=tx.clean, dtype=np.float32)
-        self.title_char = TfidfVectorizer(**char).fit_transform([t or " " for t in p.title]).tocsr()
-        self.text_char = TfidfVectorizer(**char, max_features=2 ** 18).fit_transform([t or " " for t in full]).tocsr()
-        title_words = [tx.words(t) for t in p.title]
-        self.title_bin = _binary(title_words)
-        self.idf = _idf(self.title_bin)
+        titles = [tx.clean(t) for t in p.title]  # cleaned once: every representation below starts from it
+        full = [tx.clean(f"{t} {d} {v}") for t, d, v in zip(p.title, p.text, values)]
+        fit: dict[str, tuple[list[str], np.ndarray]] = {}
+
+        def idf(space: str, terms: list[str], df: np.ndarray) -> np.ndarray:
+            fit[space] = (terms, df)
+            return smooth_idf(df, len(p)) if weights is None else weights.idf(space, terms)
+
+        indptr, term, count, df, grams = _char_counts(titles)
+        self.title_char = _tfidf(indptr, term, count, idf("title_char", grams, df))
+        indptr, term, count, df, grams = _char_counts(full)
+        if weights is None and len(grams) > TEXT_CHAR_MAX:  # the most frequent n-grams (ties: first seen)
+            keep = np.sort(np.argsort(-np.bincount(term, weights=count, minlength=len(grams)), kind="stable")[:TEXT_CHAR_MAX])
+            new = np.full(len(grams), -1, dtype=np.int64)
+            new[keep] = np.arange(len(keep))
+            mask = new[term] >= 0
+            indptr = np.r_[0, np.cumsum(np.bincount(np.repeat(np.arange(len(full)), np.diff(indptr))[mask],
+                                                    minlength=len(full)))]
+            term, count, df, grams = new[term[mask]], count[mask], df[keep], [grams[i] for i in keep]
+        self.text_char = _tfidf(indptr, term, count, idf("text_char", grams, df))
+        title_words = [tx.words_clean(t) for t in titles]
+        vocab: dict[str, int] = {}
+        self.title_bin = _binary(title_words, vocab)
+        self.idf = _pad(idf("title_word", list(vocab), _df(self.title_bin, len(vocab))), self.title_bin.shape[1])
         self.title_word = _l2(self.title_bin.multiply(self.idf).tocsr())
-        full_words = [tx.words(t) for t in full]  # tokenised once: the text's words and its model codes
-        text_bin = _binary(full_words)
-        self.text_word = _l2(text_bin.multiply(_idf(text_bin)).tocsr())
+        full_words = [tx.words_clean(t) for t in full]  # tokenised once: the text's words and its model codes
+        vocab = {}
+        text_bin = _binary(full_words, vocab)
+        text_idf = _pad(idf("text_word", list(vocab), _df(text_bin, len(vocab))), text_bin.shape[1])
+        self.text_word = _l2(text_bin.multiply(text_idf).tocsr())
+        self.weights = weights or TextWeights.fitted(len(p), fit)
         self.n_words = np.asarray(self.title_bin.sum(axis=1)).ravel()
         self.first = [w[0] if w else "" for w in title_words]
-        code_lists = [tx.codes(w) for w in full_words]
+        code_of = {t: c for t in vocab for c in tx.codes([t])}  # each distinct token judged once
+        code_lists = [[code_of[t] for t in w if t in code_of] for w in full_words]
         self.codes = _binary(code_lists)
         self.code_lists = code_lists
         self.stems = _binary([tx.stems(c) for c in code_lists])
-        self.squashed = [tx.squash(t) for t in full]
-        self.nums = _binary([tx.numbers(t) for t in p.title])
-        self.brand_title = [tx.clean(t) for t in p.title]
+        self.squashed = [tx.squash_clean(t) for t in full]
+        self.nums = _binary([tx.numbers_clean(t) for t in titles])
+        self.brand_title = titles
         self.props = _binary([list(s) for s in p.specs] if p.specs else [[] for _ in p.ids])
         self.pairs_pv = _binary([[f"{k}\x1f{v}" for k, v in s.items()] for s in p.specs] if p.specs else [[] for _ in p.ids])
         self.embed = None if not embed_model else embed_texts(p.title, embed_model)

@@ -130,11 +130,13 @@ def train(store, settings: cfg.Settings, labels: Path | None = None, products: P
     for reason, n in skipped.items():
         stats.fail(reason, n)
     t0 = time.perf_counter()
-    x = PairFeatures(products, a.matcher_text_model).matrix(ia, ib)
+    feats = PairFeatures(products, a.matcher_text_model)
+    x = feats.matrix(ia, ib)
     t1 = time.perf_counter()
     version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + stats.run_id[:6]
     result = fit(x, y, w, ia, settings, version)
     model = result.model
+    model.weights = feats.weights  # dedup weights its candidates' text with these (no TF-IDF fit per run)
     model.meta = {"labels": str(labels) if labels else "matches", "products": len(products), "run_id": stats.run_id,
                   "seconds_features": round(t1 - t0, 3), "seconds_fit": round(result.seconds, 3),
                   "text_model": Path(a.matcher_text_model).name if a.matcher_text_model else ""}

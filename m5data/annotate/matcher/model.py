@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT = "m5data-matcher/1"
+FORMAT = "m5data-matcher/2"  # /2: the TF-IDF document frequencies (TextWeights) kept with the trees
+OLD_FORMATS = ("m5data-matcher/1",)  # refused with "retrain": no text weights, which dedup needs
 
 
 class MatcherError(Exception):
@@ -109,6 +110,7 @@ class Model:
     threshold: float  # P(same product) >= this: accepted as a match
     validation: dict = field(default_factory=dict)  # held-out figures (training.validate)
     meta: dict = field(default_factory=dict)  # where the labels came from, settings, seconds
+    weights: object = None  # features.TextWeights: the training products' TF-IDF document frequencies
 
     def proba(self, x: np.ndarray) -> np.ndarray:
         """P(same product) per row of ``x`` (columns in :attr:`features` order)."""
@@ -118,7 +120,7 @@ class Model:
     def to_json(self) -> dict:
         return {"format": FORMAT, "version": self.version, "features": self.features, "baseline": self.baseline,
                 "threshold": self.threshold, "validation": self.validation, "meta": self.meta,
-                "trees": self.trees.to_json()}
+                "trees": self.trees.to_json(), "weights": self.weights.to_json() if self.weights is not None else None}
 
     def save(self, path: Path) -> int:
         """Write ``model.json`` atomically; returns its bytes."""
@@ -138,10 +140,17 @@ def load(path: str | Path) -> Model:
         raise MatcherError(f"{path} is a pickle, not a matcher model: pickles are never loaded (they run code)")
     try:
         d = json.loads(data.decode("utf-8"))
+        if isinstance(d, dict) and d.get("format") in OLD_FORMATS:
+            raise MatcherError(f"{path}: matcher {d.get('version', '?')} was saved in the older format {d['format']} (no text "
+                               "weights): retrain it with `m5data annotate matcher train`")
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ValueError(f"format is not {FORMAT!r}")
+        from .features import TextWeights
+
+        trees = Trees.from_json(d["trees"])
         return Model(version=str(d["version"]), features=[str(f) for f in d["features"]], baseline=float(d["baseline"]),
-                     trees=Trees.from_json(d["trees"]), threshold=float(d["threshold"]),
-                     validation=dict(d.get("validation") or {}), meta=dict(d.get("meta") or {}))
+                     trees=trees, threshold=float(d["threshold"]),
+                     validation=dict(d.get("validation") or {}), meta=dict(d.get("meta") or {}),
+                     weights=TextWeights.from_json(d["weights"]))
     except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise MatcherError(f"{path} is not a matcher model: {exc}") from None

@@ -18,6 +18,7 @@ _SEP = re.compile(r"[-/.]")
 _NUMBER = re.compile(r"(?<![0-9a-z.])(\d+(?:\.\d+)?)\s?(gb|tb|mb|mm|cm|m|kg|g|ml|l|w|v|mah|hz|inch|in|ft|x|p|寸|克|毫升|升|瓦|米|厘米|英寸)?(?![0-9])")
 _UNIT_SAME = {"in": "inch", "英寸": "inch", "寸": "inch", "克": "g", "毫升": "ml", "升": "l", "瓦": "w", "米": "m", "厘米": "cm"}
 _STEM = re.compile(r"[a-z]+$")
+_NOT_ALNUM = re.compile(r"[\W_]+")
 
 
 def clean(s: str) -> str:
@@ -36,8 +37,13 @@ def _jieba():
 def words(s: str) -> list[str]:
     """Words of a text: Latin tokens as written, Chinese runs segmented by jieba (one word per run
     of one character)."""
+    return words_clean(clean(s))
+
+
+def words_clean(s: str) -> list[str]:
+    """:func:`words` of a text already :func:`clean`."""
     out: list[str] = []
-    for tok in _TOKEN.findall(clean(s)):
+    for tok in _TOKEN.findall(s):
         if _HAN.match(tok):
             out.extend(_cut(tok)) if len(tok) > 1 else out.append(tok)
         else:
@@ -79,8 +85,13 @@ def stems(code_list: list[str]) -> list[str]:
 
 def numbers(s: str) -> list[str]:
     """Numbers with their unit (``24 inch`` and ``24寸`` are both ``24inch``); a bare number stays bare."""
+    return numbers_clean(clean(s))
+
+
+def numbers_clean(s: str) -> list[str]:
+    """:func:`numbers` of a text already :func:`clean`."""
     out = []
-    for num, unit in _NUMBER.findall(clean(s)):
+    for num, unit in _NUMBER.findall(s):
         if "." in num:
             num = num.rstrip("0").rstrip(".")
         out.append(num + _UNIT_SAME.get(unit, unit or ""))
@@ -89,4 +100,9 @@ def numbers(s: str) -> list[str]:
 
 def squash(s: str) -> str:
     """Letters and digits only (``DVD-3800 BDCI`` -> ``dvd3800bdci``): where codes are looked for as substrings."""
-    return "".join(ch for ch in clean(s) if ch.isalnum())
+    return squash_clean(clean(s))
+
+
+def squash_clean(s: str) -> str:
+    """:func:`squash` of a text already :func:`clean` (one regex: ``\\w`` is ``str.isalnum`` and ``_``)."""
+    return _NOT_ALNUM.sub("", s)
