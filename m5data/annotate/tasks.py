@@ -87,7 +87,7 @@ def export_tasks(store, out_dir: str | Path, *, top: int = 0, queries: int = 0, 
         if not text:
             notes.append("empty caption")
             report.empty_caption += 1
-        path = "" if not blob else (image_prefix + blob if image_prefix is not None else str(store.root / blob))
+        path = "" if not blob else (image_prefix + blob if image_prefix is not None else str(store.where(blob)))
         return path, text, "; ".join(notes)
 
     tasks = []
