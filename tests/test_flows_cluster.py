@@ -295,8 +295,6 @@ def test_a_tls_scheduler_runs_the_flow_and_refuses_what_holds_no_certificate_of_
                 check_runner(load(None, {"store.path": str(dask), "flows.runner": "dask", **overrides}, environ={}))
 
 
-S3_STAGES = "crawl,download,extract,align,splits,export"
-
 
 def _secret_in_prefect_database(secret: str) -> tuple[int, list[str]]:
     """(rows read, tables holding ``secret``) of the session's Prefect database: every row of every table
@@ -326,8 +324,7 @@ def test_crawl_to_export_on_s3_with_no_shared_folder_gives_the_store_of_the_loca
     worker have their own working directory, TMPDIR, HOME, PREFECT_HOME and caches, and no folder in
     common with each other or with the flow's process; the workers get the AWS environment of the
     endpoint (the flow passes no credential). ``m5data run --runner dask`` crawl -> export gives the
-    store of ``--runner local`` on a local store, row for row. Annotate is left out of both runs: on S3
-    it is another branch's work (here it still needs a store folder). No credential (the secret key's
+    store of ``--runner local`` on a local store, row for row (annotate's tables too). No credential (the secret key's
     value) reaches the Prefect database, the store's objects, its runs rows or the workers' logs."""
     from support.loopback import dask_cluster
     from support.s3_server import keys
@@ -335,19 +332,19 @@ def test_crawl_to_export_on_s3_with_no_shared_folder_gives_the_store_of_the_loca
     monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
     mapping = str(demo_shop.truth_dir / "level1_mapping.toml")
     demo_shop.reset_faults()
-    local = run(tmp_path / "local", "local", S3_STAGES, start_urls=[f"{demo_shop.url}/"], mapping=mapping)
+    local = run(tmp_path / "local", "local", STAGES, start_urls=[f"{demo_shop.url}/"], mapping=mapping)
     assert local.ok, (local.message, {s: e["message"] for s, e in local.results.items()})
     env = {**worker_env(), **s3["env"]}
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
         env.pop(name, None)
     with dask_cluster(tmp_path / "cluster", n_workers=2, env=env, own_home=True) as cluster:
         demo_shop.reset_faults()
-        outcome = run(s3_url, "dask", S3_STAGES, start_urls=[f"{demo_shop.url}/"], mapping=mapping,
+        outcome = run(s3_url, "dask", STAGES, start_urls=[f"{demo_shop.url}/"], mapping=mapping,
                       address=cluster.address)
         assert outcome.ok, (outcome.message, {s: e["message"] for s, e in outcome.results.items()})
     on_s3 = Store.open(s3_url)
-    assert differences(Store.open(tmp_path / "local"), on_s3, TABLES + ("splits",)) == {}
-    assert on_s3.read("splits").num_rows > 0
+    assert all(on_s3.read(t).num_rows for t in ("dedup", "caption_match", "pools", "splits"))  # annotate ran
+    assert differences(Store.open(tmp_path / "local"), on_s3, TABLES + ("dedup", "caption_match", "pools", "splits")) == {}
     for stage in ("download", "extract"):  # each of the 2 shards ran on the cluster and wrote its runs row
         parts = outcome.results[stage]["parts"]
         assert [p["shard"] for p in parts] == [0, 1] and all(p["n_in"] > 0 for p in parts), (stage, parts)

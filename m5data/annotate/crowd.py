@@ -46,11 +46,13 @@ from .judgement_fields import (
 )
 from .judgement_files import MAX_LINE_BYTES, NOT_UTF8, csv_records, read_rows
 
+SIMULATED_FILE = "derived/crowd/simulated_workers.json"  # `annotate simulate`: the simulated workers' true abilities
+
 __all__ = ["CrowdError", "check_settings", "true_instances", "Conflict", "ImportReport", "import_judgements",
            "AggregateReport", "Judgements", "read_judgements", "run", "aggregate", "score_methods",
            # a judgement's fields (.judgement_fields) and file records (.judgement_files), imported from here
            "GOLD_WORKER", "LABELS", "MAX_ID", "is_reserved_worker", "normalise_label", "worker_id_problem",
-           "MAX_LINE_BYTES", "NOT_UTF8", "csv_records"]
+           "MAX_LINE_BYTES", "NOT_UTF8", "csv_records", "SIMULATED_FILE"]
 
 
 class CrowdError(ValueError):
@@ -346,9 +348,13 @@ def score_methods(store, settings: cfg.Settings, truth_dir: str | Path, methods=
     keep = np.array([(q in inst and c in inst) for q, c in j.pairs]) & (j.gold < 0)
     z = np.array([inst.get(q) == inst.get(c) for q, c in j.pairs])
     sim = None
-    path = Path(simulated) if simulated else store.root / "derived" / "crowd" / "simulated_workers.json"
-    if path.is_file():
-        sim = json.loads(path.read_text())["workers"]
+    if simulated:
+        path = Path(simulated)
+        text = path.read_text() if path.is_file() else None
+    else:
+        text = store.read_text(SIMULATED_FILE)
+    if text is not None:
+        sim = json.loads(text)["workers"]
     out = {}
     for m in methods:
         t0 = time.perf_counter()

@@ -67,11 +67,11 @@ def choose(store, settings) -> Learned:
     a = settings.annotate
     if a.dedup_matcher == "rules":
         return Learned(None, "rules")
-    from .matcher.job import model_path
-    from .matcher.model import MatcherError, load
+    from .matcher.job import load_model
+    from .matcher.model import MatcherError
 
     try:
-        model = load(model_path(store))
+        model = load_model(store)
     except MatcherError as exc:
         return Learned(None, f"rules ({str(exc).splitlines()[0]})")
     if any(f.startswith("embed_") for f in model.features) and not a.matcher_text_model:

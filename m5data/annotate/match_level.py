@@ -157,7 +157,9 @@ def read_inputs(store, settings: cfg.Settings, progress: Progress | None = None)
                 if values:
                     out.has_specs[pos + i] = True
                     out.spec_hits[pos + i] = spec_hits(text, values) if text else 0
-            describe_batch(store.root, col["blob"].to_pylist(), col["phash"].to_pylist(), out, pos)
+            blobs = col["blob"].to_pylist()
+            with store.local_files(blobs) as root:  # on object storage: this batch's images, removed after
+                describe_batch(root, blobs, col["phash"].to_pylist(), out, pos)
             pos += b
             if progress:
                 progress("read and describe products", pos, n)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
 
@@ -52,12 +52,18 @@ def _never() -> str:
     return os.urandom(8).hex()
 
 
+def part_name(part) -> str:
+    """The file name of a part (a Path, or an object's URL on object storage)."""
+    return PurePosixPath(str(part)).name if isinstance(part, str) else part.name
+
+
 def parts_listing(store, table: str) -> list[list]:
-    """[name, size] of each part of ``table`` (size -1: removed while listed, e.g. by a compaction)."""
+    """[name, size] of each part of ``table`` (size -1: removed while listed, e.g. by a compaction; 0 on
+    object storage, where a live part is the log's and an object never changes under its name)."""
     out = []
     for p in store.parts(table):
-        st = _stat(p)
-        out.append([p.name, st[0] if st else -1])
+        st = _stat(p) if isinstance(p, Path) else [0]
+        out.append([part_name(p), st[0] if st else -1])
     return out
 
 
@@ -95,11 +101,14 @@ def snapshot(store, settings: cfg.Settings, split_version: str | None, code: str
     })
 
 
-def image_dirs(store_root: Path, blobs: pa.ChunkedArray) -> dict:
+def image_dirs(store_root: Path | str, blobs: pa.ChunkedArray) -> dict:
     """The mtime of each folder holding an image blob of the catalog (a few hundred folders:
-    blobs are spread by the first two hex digits of their hash), None where there is none."""
+    blobs are spread by the first two hex digits of their hash), None where there is none; none on
+    object storage."""
     import pyarrow.compute as pc
 
+    if not isinstance(store_root, Path):  # object storage: a blob is written once and never removed in place
+        return {}
     return dir_mtimes(store_root, pc.unique(pc.replace_substring_regex(blobs.drop_null(), r"/[^/]*$", "")).to_pylist())
 
 

@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import config as cfg
+from ..storage.files import KeptFolder
 from . import embed
 
 Progress = Callable[[str, int, int], None]
@@ -144,32 +145,37 @@ def fingerprint(store, catalog: Catalog, s: cfg.Settings) -> str:
     digest.update(repr((VERSION, embed.IMAGE_DESCRIPTOR_VERSION, embedder_name(s), a.pool_text_weight,
                         a.pool_image_weight, a.pool_text_dim, a.pool_text_model, a.seed,
                         a.pool_fit_sample if len(catalog) > IN_MEMORY_ROWS else 0)).encode())
-    root = str(store.root)
+    # a store on object storage writes a blob once and never removes it in place: a named one is there
+    root = str(store.root) if isinstance(store.root, Path) else None
     for start in range(0, len(catalog), CHUNK):
         stop = min(start + CHUNK, len(catalog))
         blobs = catalog.column("blob", start, stop)
         # a blob lost since the last run must not be served from the cache as if it were read
-        there = [bool(b) and os.path.exists(os.path.join(root, b)) for b in blobs]
+        there = [bool(b) and (root is None or os.path.exists(os.path.join(root, b))) for b in blobs]
         for row in zip(catalog.column("product_id", start, stop), catalog.column("text", start, stop),
                        catalog.column("sha256", start, stop), catalog.column("phash", start, stop), there):
             digest.update(repr(row).encode())
     return digest.hexdigest()[:16]
 
 
-def product_vectors(store, catalog: Catalog, s: cfg.Settings, progress: Progress | None = None) -> Vectors:
-    """The catalog's vectors: mapped from ``derived/pools`` when these inputs were embedded before,
-    else embedded (in memory or in chunks, by size) and published there."""
+def product_vectors(store, catalog: Catalog, s: cfg.Settings, progress: Progress | None = None,
+                    kept: KeptFolder | None = None) -> Vectors:
+    """The catalog's vectors: mapped from ``kept`` (the pools' kept folder ``derived/pools``, whose
+    ``vectors-*.npy`` are fetched only when used; by default ``store.work_dir("pools")``, that same
+    folder on a folder store) when these inputs were embedded before, else embedded (in memory or in
+    chunks, by size) and published there."""
     fp = fingerprint(store, catalog, s)
-    work = store.derived_dir("pools")
+    kept = KeptFolder(store.work_dir("pools")) if kept is None else kept
+    work = kept.path
     path, meta_path = work / f"vectors-{fp}.npy", work / f"vectors-{fp}.json"
-    if path.is_file() and meta_path.is_file():
+    if meta_path.is_file() and kept.fetch(path.name) and kept.fetch(f"vectors-{fp}.usable.npy"):
         meta = json.loads(meta_path.read_text())
         matrix = np.load(path, mmap_mode="c")  # copy-on-write: torch may wrap it, nothing writes to it
         usable = np.load(work / f"vectors-{fp}.usable.npy")
         if matrix.shape[0] == len(catalog) == len(usable):
             return Vectors(matrix, Counter(meta["gaps"]), usable, fp, reused=True)
-    for old in work.glob("vectors-*"):  # another input state's vectors: never read again
-        old.unlink(missing_ok=True)
+    for old in kept.names("vectors-*"):  # another input state's vectors: never read again
+        kept.remove(old)
     tmp = work / f".tmp-vectors-{fp}-{os.getpid()}.npy"
     try:
         if len(catalog) <= IN_MEMORY_ROWS:
@@ -227,8 +233,10 @@ def image_paths(store_root, blobs: list[str | None]) -> tuple[list[str | None], 
 def _image_block(store, catalog: Catalog, start: int, stop: int, gaps: Counter, progress: Progress | None
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Raw image descriptors of products start..stop and whether each was read (gaps counted)."""
-    paths, outside = image_paths(store.root, catalog.column("blob", start, stop))
-    image, reasons = embed.image_descriptors(paths, catalog.column("phash", start, stop), progress=progress)
+    blobs = catalog.column("blob", start, stop)
+    with store.local_files(blobs) as root:  # on object storage: copies of these images, removed after
+        paths, outside = image_paths(root, blobs)
+        image, reasons = embed.image_descriptors(paths, catalog.column("phash", start, stop), progress=progress)
     for i in outside:
         reasons[i] = "image blob path outside the store"
     for r in reasons:

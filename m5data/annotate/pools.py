@@ -40,6 +40,7 @@ import pyarrow as pa
 from .. import config as cfg
 from ..storage import StageStats, record_run
 from . import embed, pool_inputs
+from .pool_inputs import part_name
 from .pool_vectors import NO_VECTOR, CatalogError, embedder_name, product_vectors, read_catalog, titles_as_captions
 from .pools_score import score_pools
 from .search import SEARCHES, exact_search, faiss_search, recall_against, search
@@ -49,6 +50,9 @@ __all__ = ["RUN_VERSION", "PoolsError", "PoolsReport", "Rows", "ann_recall", "bu
            "score_pools"]  # score_pools lives in .pools_score, image_paths in .pool_vectors
 
 Progress = Callable[[str, int, int], None]
+KEPT_NAME = "pools"
+KEPT = f"derived/{KEPT_NAME}"  # the vectors, block markers, part index and input state (a kept folder)
+VECTORS_FILES = "vectors-*.npy"  # the memory-maps (large): an up-to-date re-run never reads them
 RUN_VERSION = "pools-v2"  # bump when the pools of the same vectors and settings change
 
 
@@ -172,11 +176,18 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
         progress: ``progress(step, done, total)``.
     """
     check_settings(settings)
+    # on object storage: a local copy, written back at the end; the vectors fetched only when used
+    with store.kept(KEPT, lazy=(VECTORS_FILES,)) as kept:
+        return _build(store, settings, kept, split_version, fresh, ann_check, progress)
+
+
+def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh: bool, ann_check: int,
+           progress: Progress | None) -> PoolsReport:
     a = settings.annotate
     stats = StageStats("annotate-pools")
     report = PoolsReport(stats, embedder=embedder_name(settings))
     clock = _Clock(report.timings)
-    work = store.derived_dir("pools")
+    work = kept.path
     state = pool_inputs.snapshot(store, settings, split_version, RUN_VERSION)
     if not fresh and not ann_check:
         saved = pool_inputs.saved_report(store, work, state)
@@ -196,7 +207,7 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
     except CatalogError as exc:
         raise PoolsError(str(exc)) from None
     clock("read")
-    vectors = product_vectors(store, catalog, settings, progress)
+    vectors = product_vectors(store, catalog, settings, progress, kept=kept)
     report.gaps, report.vectors_reused = vectors.gaps, vectors.reused
     clock("embed")
     ids = catalog.column("product_id")
@@ -245,14 +256,17 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
     finished = report.n_resumed
     qv = Rows(vectors.matrix, q_rows)
     if finished < nblocks or ann_check:
-        gv = gallery_matrix(vectors.matrix, g_rows, ckpt)
+        # scratch: in the checkpoint folder on a folder store, never among the kept files on object storage
+        gv = gallery_matrix(vectors.matrix, g_rows, store.work_dir(KEPT_NAME, fp))
         q_ids, g_ids = pa.array(queries, pa.string()), pa.array(gallery_ids, pa.string())
     for hits in (search(qv, gv, a.pool_k, method=a.pool_search, block=a.pool_block, self_index=self_index,
                         skip=lambda start: start in done) if finished < nblocks else ()):
         out = _pool_rows(hits, q_ids, g_ids, report.embedder, stats.run_id)
         store.write("pools", out)
         stats.n_out += hits.scores.shape[0]
-        (ckpt / f"block-{hits.start}.done").write_text(json.dumps({"run_id": stats.run_id, "rows": out.num_rows}))
+        marker = ckpt / f"block-{hits.start}.done"
+        marker.write_text(json.dumps({"run_id": stats.run_id, "rows": out.num_rows}))
+        kept.push(marker)  # on object storage: uploaded now, so that a killed run's next run resumes
         finished += 1
         if progress:
             progress("search", finished, nblocks)
@@ -264,7 +278,7 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
     if ann_check and len(queries):
         report.ann_recall = ann_recall(qv, gv, a.pool_k, self_index, a.pool_search, ann_check)
         clock("ann check")
-    (ckpt / "gallery.npy").unlink(missing_ok=True)
+    (store.work_dir(KEPT_NAME, fp) / "gallery.npy").unlink(missing_ok=True)
     record_run(store, stats.finish(), _run_config(settings, split_version, fp))
     pool_inputs.save(store, work, state, fp, report)  # last: only a complete run is up to date
     return report
@@ -333,7 +347,8 @@ def _drop_stale(store, queries: list[str], work: Path) -> int:
     Reads only the ``query_id`` column of each part, once per part: parts are immutable and named
     by their write, so the distinct query ids of a part are kept in ``derived/pools/parts.json``
     and a re-run reads none of them again. The table is rewritten (streamed, with DuckDB's memory
-    capped and spilling to ``derived/pools``) only when some query is stale.
+    capped and spilling to ``store.work_dir("pools", "spill")``: ``derived/pools/spill`` on a folder
+    store) only when some query is stale.
     """
     present = pool_queries_present(store, work)
     keep = set(queries)
@@ -341,9 +356,8 @@ def _drop_stale(store, queries: list[str], work: Path) -> int:
     if not stale:
         return 0
     con = store.connect(need=("pools",), only=("pools",))
+    spill = store.work_dir(KEPT_NAME, "spill")
     try:
-        spill = work / "spill"
-        spill.mkdir(exist_ok=True)
         con.execute("SET memory_limit = '1GB'")
         con.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
         con.execute("SET preserve_insertion_order = false")
@@ -352,7 +366,7 @@ def _drop_stale(store, queries: list[str], work: Path) -> int:
         store.replace("pools", reader)
     finally:
         con.close()
-        shutil.rmtree(work / "spill", ignore_errors=True)
+        shutil.rmtree(spill, ignore_errors=True)
     pool_queries_present(store, work)  # index the new parts now: the next run reads none of them
     return len(stale)
 
@@ -365,22 +379,20 @@ def pool_queries_present(store, work: Path) -> set[str]:
     except (OSError, ValueError):
         index = {}
     parts = store.parts("pools")
-    names = {p.name for p in parts}
-    new = [p for p in parts if p.name not in index]
+    names = {part_name(p) for p in parts}
+    new = [p for p in parts if part_name(p) not in index]
     if new:
-        import duckdb
-
         files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in new) + "]"
-        con = duckdb.connect()
+        con = store.connect(need=(), only=())  # no views: reads these parts (on object storage through s3fs)
         try:
             rows = con.execute(f"SELECT DISTINCT filename, query_id FROM read_parquet({files}, filename = true)").fetchall()
         finally:
             con.close()
         for p in new:
-            index[p.name] = []
-        by_path = {str(p): p.name for p in new}
+            index[part_name(p)] = []
+        by_path = {str(p): part_name(p) for p in new}
         for f, q in rows:
-            index[by_path.get(f, Path(f).name)].append(q)
+            index[by_path.get(f, part_name(f))].append(q)
     index = {name: qs for name, qs in index.items() if name in names}  # parts compacted or replaced away
     tmp = index_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(index))

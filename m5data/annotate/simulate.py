@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from .. import config as cfg
 from ..storage import StageStats, record_run
-from .crowd import GOLD_WORKER, CrowdError, check_settings, true_instances
+from .crowd import GOLD_WORKER, SIMULATED_FILE, CrowdError, check_settings, true_instances
 
 SIMULATED_AT = datetime(2000, 1, 1, tzinfo=timezone.utc)  # fixed: a re-run of simulate writes identical rows
 
@@ -32,7 +32,7 @@ class SimulateReport:
     n_gold: int = 0
     n_true_matches: int = 0
     workers: dict[str, dict] = field(default_factory=dict)  # worker_id -> {"alpha", "kind"}
-    truth_file: Path | None = None
+    truth_file: Path | str | None = None  # where the simulated abilities went (a URL on object storage)
 
 
 def simulated_workers(n: int, spam_share: float, seed: int) -> tuple[list[str], np.ndarray, list[str]]:
@@ -113,9 +113,9 @@ def simulate(store, settings: cfg.Settings, truth_dir: str | Path, *, top: int =
     report.n_pairs, report.n_judgements, report.n_gold = n, len(task), int(is_gold.sum())
     report.n_true_matches = int(z.sum())
     report.workers = {i: {"alpha": float(al), "kind": k} for i, al, k in zip(ids, alpha, kinds)}
-    out = store.derived_dir("crowd") / "simulated_workers.json"
-    out.write_text(json.dumps({"seed": a.seed, "truth": str(truth_dir), "workers": report.workers}, indent=1) + "\n")
-    report.truth_file = out
+    store.write_text(SIMULATED_FILE, json.dumps({"seed": a.seed, "truth": str(truth_dir), "workers": report.workers},
+                                                indent=1) + "\n")
+    report.truth_file = store.where(SIMULATED_FILE)
     stats.n_out = len(task)
     record_run(store, stats.finish(), {"annotate": cfg.as_dict(settings)["annotate"], "truth": str(truth_dir), "top": top})
     return report

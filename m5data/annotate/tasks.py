@@ -4,9 +4,9 @@ Written as ``tasks.jsonl`` (one ``{"id": ..., "data": {...}}`` per line), ``task
 tasks as one JSON list: Label Studio's import format), ``tasks.csv`` (one flat row per task: Label
 Studio, CVAT-style spreadsheets, crowd platforms) and ``label_config.xml`` (a Label Studio labelling
 interface: both images and captions, choices match / mismatch / uncertain). Image fields are the
-normalised images' paths (absolute, or ``image_prefix`` + the path relative to the store root, e.g.
-a URL the labelling tool can fetch). A product without an image gets an empty image field and
-``query_note`` / ``candidate_note`` says why. Judgements come back through ``m5data annotate import``.
+normalised images' paths (absolute; ``s3://`` URLs on object storage; or ``image_prefix`` + the path
+relative to the store root, e.g. a URL the labelling tool can fetch). A product without an image gets
+an empty image field and ``query_note`` / ``candidate_note`` says why. Judgements come back through ``m5data annotate import``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def export_tasks(store, out_dir: str | Path, *, top: int = 0, queries: int = 0, 
     Args:
         top: candidates per query (0 = the whole pool).
         queries: first this many queries by query_id (0 = all).
-        image_prefix: prefix for image paths relative to the store root (default: absolute paths).
+        image_prefix: prefix for image paths relative to the store root (default: absolute paths, or the
+            objects' URLs on object storage).
         uncertain: only the this many pairs (of those chosen by ``top`` / ``queries``, not yet in
             ``matches``) the newest matcher is least sure of, least sure first (needs ``settings``).
     """
@@ -87,7 +88,7 @@ def export_tasks(store, out_dir: str | Path, *, top: int = 0, queries: int = 0, 
         if not text:
             notes.append("empty caption")
             report.empty_caption += 1
-        path = "" if not blob else (image_prefix + blob if image_prefix is not None else str(store.root / blob))
+        path = "" if not blob else (image_prefix + blob if image_prefix is not None else str(store.where(blob)))
         return path, text, "; ".join(notes)
 
     tasks = []

@@ -51,11 +51,12 @@ def _put(store, fh, ext: str, size: int):
         return w.commit()
 
 
-def _image_size(path: Path) -> tuple[int | None, int | None]:
+def _image_size(store, rel: str) -> tuple[int | None, int | None]:
+    """Width and height from the stored blob's header (a local file, or a streaming reader of the object)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with store.blobs.open(rel) as fh, Image.open(fh) as im:
             return im.width, im.height
     except (UnidentifiedImageError, OSError):
         return None, None
@@ -249,7 +250,7 @@ def _store_media(store, pid: str, opened: list[MediaFile], now) -> dict[str, dic
         for f in opened:
             ref = _put(store, f.fh, f.sniffed.ext, f.size)
             if f.kind == "image":
-                w, h = _image_size(store.blobs.path(ref.path))
+                w, h = _image_size(store, ref.path)
                 found["image"] = _media_row(pid, "image", "main", f.rel, ref, f.sniffed.mime, width=w, height=h, now=now)
             elif f.kind == "video":
                 found["video"] = _media_row(pid, "video", "video", f.rel, ref, f.sniffed.mime, now=now)

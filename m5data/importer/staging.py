@@ -41,8 +41,9 @@ class Staging:
 
         from ..storage.temps import temp_name
 
-        # derived/import/.tmp-<pid>-...: a killed run's folder is swept by the next stage lock or doctor
-        self._tmp = tempfile.TemporaryDirectory(prefix=temp_name() + "-", dir=store.derived_dir("import"))
+        # derived/import/.tmp-<pid>-... (on object storage under TMPDIR): a killed run's folder is
+        # swept by the next stage lock or doctor
+        self._tmp = tempfile.TemporaryDirectory(prefix=temp_name() + "-", dir=store.work_dir("import"))
         tmp = Path(self._tmp.name)
         self.con = duckdb.connect(str(tmp / "stage.duckdb"))
         try:

@@ -5,7 +5,9 @@ key) in one streaming write, so the copy holds one part per table and reads the 
 copied to the same content address (a blob whose bytes no longer hash to its name is left out and
 counted: ``m5data doctor`` explains it); derived files and crawl logs are copied file by file. The
 destination must hold no rows yet (a copy never merges into another store's rows). Catalog, key
-sidecars, locks and temp files are not copied: each store makes its own.
+sidecars, locks, temp files and the stages' states (``derived/state/``: their watermarks count the
+source store's own commits, meaningless in another store) are not copied: each store makes its own,
+and the first run of a global stage after a copy is a full one.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from .changes import STATE_DIR
 from .errors import StoreError
 from .schema import TABLES
 
 FILE_AREAS = ("derived/", "logs/")  # copied file by file, besides the tables and blobs
+NOT_COPIED = (f"derived/{STATE_DIR}/",)  # per store: watermarks are a store's own commit numbers
 BATCH_ROWS = 100_000
 
 
@@ -50,6 +54,8 @@ def copy_store(src, dst, progress=None) -> CopyReport:
     _say(progress, f"blobs: {report.blobs:,}")
     for area in FILE_AREAS:
         for rel in src.files(area):
+            if rel.startswith(NOT_COPIED):
+                continue
             if (data := src.read_bytes(rel)) is not None:
                 dst.write_bytes(rel, data)
                 report.files += 1

@@ -7,6 +7,8 @@ process is dead (see ``temps.py``). Used for derived files and run logs.
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Callable
 from pathlib import Path
 
 from .temps import temp_name
@@ -41,3 +43,41 @@ class TextFiles:
 
     def write_text(self, rel: str, text: str) -> None:
         self.write_bytes(rel, text.encode("utf-8"))
+
+
+class KeptFolder:
+    """A folder of files a stage keeps between runs and reads again (``Store.kept``: pools' vectors,
+    block markers and input state). ``path`` is a local folder to read and write them in; ``push(file)``
+    makes one file of it durable in the store at once (a checkpoint marker that a killed run must
+    leave behind). Files named by the ``lazy`` patterns of ``Store.kept`` (large ones) are read with
+    ``fetch``, listed with ``names`` and removed with ``remove``: on object storage they are
+    downloaded only when fetched. On a folder store ``path`` is the store's own folder, ``push`` has
+    nothing to do and the others are plain file operations."""
+
+    def __init__(self, path: Path, push: Callable[[Path], None] | None = None,
+                 fetch: Callable[[str], None] | None = None, remote: Callable[[], list[str]] | None = None,
+                 forget: Callable[[str], None] | None = None):
+        self.path = path
+        self._push, self._fetch, self._remote, self._forget = push, fetch, remote, forget
+
+    def push(self, file: Path) -> None:
+        if self._push is not None:
+            self._push(file)
+
+    def fetch(self, name: str) -> Path | None:
+        """The kept file ``name`` as a local file (downloaded on first use on object storage); None when there is none."""
+        path = self.path / name
+        if not path.is_file() and self._fetch is not None:
+            self._fetch(name)
+        return path if path.is_file() else None
+
+    def names(self, pattern: str) -> list[str]:
+        """The kept files matching the glob ``pattern`` (those not fetched yet included)."""
+        local = {p.relative_to(self.path).as_posix() for p in self.path.glob(pattern) if p.is_file()}
+        remote = {n for n in (self._remote() if self._remote else []) if fnmatch.fnmatchcase(n, pattern)}
+        return sorted(local | remote)
+
+    def remove(self, name: str) -> None:
+        (self.path / name).unlink(missing_ok=True)
+        if self._forget is not None:
+            self._forget(name)

@@ -35,13 +35,13 @@ class StoreURL(str):
 
     def __truediv__(self, other):
         raise NotOnObjectStorage(f"the store {self} is on object storage: {other!s} needs a store folder "
-                                 "(annotate, import, train and `m5data run` on object storage: not yet)")
+                                 "(`m5data run` and the flows on object storage: not yet)")
 
     def __getattr__(self, name: str):
         if name.startswith("__"):
             raise AttributeError(name)
         raise NotOnObjectStorage(f"the store {self} is on object storage: {name}() needs a store folder "
-                                 "(annotate, import, train and `m5data run` on object storage: not yet)")
+                                 "(`m5data run` and the flows on object storage: not yet)")
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,17 @@ class ObjectStore:
         if missing:
             raise StoreError(f"{self.uri(missing[0])}: the object is gone")
         return {r: f[0] for r, f in zip(rels, found)}
+
+    def get_found(self, rels: list[str]) -> dict[str, bytes]:
+        """The bytes of those of ``rels`` that exist, fetched concurrently (one GET each)."""
+        async def fetch():
+            return await asyncio.gather(*(self._get(r) for r in rels))
+
+        if not rels:
+            return {}
+        with self.explained(rels[0]):
+            found = self._sync(fetch())
+        return {r: f[0] for r, f in zip(rels, found) if f is not None}
 
     def put(self, rel: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None) -> str | None:
         """Write an object; returns its ETag, or None when the condition failed (it exists / it changed)."""

@@ -21,6 +21,7 @@ from .blobs import BlobRef, BlobWriter, _check_ext
 from .objects import ObjectStore
 from .temps import scratch_dir
 
+MIRROR_WINDOW = 32  # objects mirror() fetches at once
 SPOOL_BYTES = 8 << 20  # a blob up to this size is spooled in memory, a larger one in a local temp file
 
 
@@ -120,18 +121,22 @@ class ObjectBlobs:
         the blob areas, or an object that is missing, is left out: the reader reports it as on a folder."""
         from .blobs import BlobPathError, resolve_blob
 
+        wanted = []
         for rel in dict.fromkeys(r for r in rels if r):
             try:
-                dest = resolve_blob(folder, rel)
+                wanted.append((rel, resolve_blob(folder, rel)))
             except BlobPathError:
                 continue
-            found = self.objects.get(rel)
-            members = {rel: found[0]} if found else self.objects.get_many(
-                [o.rel for o in self.objects.listing(rel.rstrip("/") + "/")])
-            for key, data in members.items():
-                path = dest / key[len(rel.rstrip("/")) + 1:] if key != rel else dest
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
+        for start in range(0, len(wanted), MIRROR_WINDOW):  # GETs in flight together; bytes held at once
+            window = wanted[start:start + MIRROR_WINDOW]
+            found = self.objects.get_found([rel for rel, _ in window])
+            for rel, dest in window:
+                members = {rel: found[rel]} if rel in found else self.objects.get_many(
+                    [o.rel for o in self.objects.listing(rel.rstrip("/") + "/")])  # a folder (frames)
+                for key, data in members.items():
+                    path = dest / key[len(rel.rstrip("/")) + 1:] if key != rel else dest
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(data)
 
     def verify(self, rel: str) -> bool:
         """True when the blob's content still hashes to the sha256 in its name."""

@@ -17,12 +17,17 @@ once; a holder on another machine frees after ``store.lease_seconds``.
 
 Files a stage writes as a folder (crawl's ``logs/crawl/<run>/``, ``derived/align/review.csv`` ...) are
 written into a local temp folder (under ``TMPDIR``) and uploaded below the same key when the stage
-leaves it (:func:`staged_folder`): a reader never sees half a file.
+leaves it (:func:`staged_folder`): a reader never sees half a file. A folder a stage keeps and reads
+again (pools' vectors and checkpoints) is copied into a local temp folder first and written back
+when the stage leaves it: new and changed files uploaded, removed ones deleted (:func:`kept_folder`).
+Files that code opens by path (Pillow's images) are copied into a temp folder for as long as they are
+read (:func:`local_files`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import shutil
 import threading
 import time
@@ -33,6 +38,7 @@ from pathlib import Path
 
 from .commitlog import TableLog, TableState, machine
 from .errors import StoreBusy
+from .files import KeptFolder
 from .temps import scratch_dir
 
 REPAIR = "doctor"  # the lease log of `doctor --repair` (locks/doctor)
@@ -165,3 +171,96 @@ def staged_folder(objects, rel: str) -> Iterator[Path]:
                 objects.put(key, path.read_bytes())
         finally:
             shutil.rmtree(local, ignore_errors=True)
+
+
+SMALL_OBJECT = 8 << 20  # a kept file up to this size goes in one GET / PUT; a larger one is streamed
+
+
+def _signature(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _kept_files(local: Path) -> list[Path]:
+    """The files of a kept folder, temp files and other dot-names left out (never uploaded)."""
+    return sorted(p for p in local.rglob("*") if p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(local).parts))
+
+
+@contextlib.contextmanager
+def kept_folder(objects, rel: str, lazy: tuple[str, ...] = ()) -> Iterator[KeptFolder]:
+    """A local temp folder holding the objects below ``rel`` (those whose names match a ``lazy``
+    pattern only once fetched); when the block ends (also on an error: a killed run's block markers
+    let the next one resume) its new and changed files are uploaded and the objects of the files
+    removed from it are deleted; the folder is removed."""
+    local = scratch_dir("kept")
+    prefix = rel.strip("/") + "/"
+    synced: dict[Path, tuple[int, int]] = {}
+    remote: dict[str, int] = {}  # lazy objects not fetched: name below rel -> size
+    gone: set[str] = set()  # lazy objects removed without being fetched
+
+    def key(path: Path) -> str:
+        return prefix + path.relative_to(local).as_posix()
+
+    def upload(path: Path) -> None:
+        sig = _signature(path)
+        if sig[0] <= SMALL_OBJECT:
+            objects.put(key(path), path.read_bytes())
+        else:
+            with objects.explained(key(path)):
+                objects.fs.put_file(str(path), objects.path(key(path)))  # multipart: whole or not at all
+        synced[path] = sig
+
+    def download(name: str, size: int) -> None:
+        dest = local / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if size <= SMALL_OBJECT:
+            found = objects.get(prefix + name)
+            if found is None:
+                return
+            dest.write_bytes(found[0])
+        else:
+            with objects.explained(prefix + name):
+                objects.fs.get_file(objects.path(prefix + name), str(dest))
+        synced[dest] = _signature(dest)
+
+    def fetch(name: str) -> None:
+        if name in remote:
+            download(name, remote.pop(name))
+
+    def forget(name: str) -> None:
+        if remote.pop(name, None) is not None:
+            gone.add(prefix + name)
+
+    try:
+        listed = {o.rel[len(prefix):]: o.size for o in objects.listing(prefix)}
+        remote.update({n: size for n, size in listed.items() if any(fnmatch.fnmatchcase(n, p) for p in lazy)})
+        small = sorted(prefix + n for n, size in listed.items() if n not in remote and size <= SMALL_OBJECT)
+        for k, data in objects.get_many(small).items():
+            (local / k[len(prefix):]).parent.mkdir(parents=True, exist_ok=True)
+            (local / k[len(prefix):]).write_bytes(data)
+        synced.update({p: _signature(p) for p in _kept_files(local)})
+        for n, size in listed.items():
+            if n not in remote and size > SMALL_OBJECT:
+                download(n, size)
+        yield KeptFolder(local, push=upload, fetch=fetch, remote=lambda: sorted(remote), forget=forget)
+    finally:
+        try:
+            for path in _kept_files(local):
+                if synced.get(path) != _signature(path):
+                    upload(path)
+            objects.delete(sorted(gone | {key(p) for p in synced if not p.exists()}))
+        finally:
+            shutil.rmtree(local, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def local_files(blobs, rels) -> Iterator[Path]:
+    """A temp folder laid out as the store holding copies of the blobs and derived files ``rels``
+    (a path leading out of the blob areas, or a missing object, is left out); removed at the end."""
+    local = scratch_dir("files")
+    try:
+        blobs.mirror(rels, local)
+        yield local
+    finally:
+        shutil.rmtree(local, ignore_errors=True)

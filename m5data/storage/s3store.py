@@ -12,7 +12,8 @@ The same Store API as a local folder (``write``, ``writer``, ``read``, ``count``
 visible (a log entry instead of a rename) and where ``_seq`` comes from (the entry's number). DuckDB
 reads the parts through the s3fs filesystem registered on each connection. The stages' needs (a
 stage lease instead of a lock, staged folders, small files, scratch space, local copies) are in
-``s3stages.py``; not yet on object storage: ``derived_dir`` (annotate), the catalog file.
+``s3stages.py`` (kept folders and local copies for annotate too); not on object storage: ``derived_dir``
+(a folder of the store itself: code uses the store API instead), the catalog file.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from .parts import conform
 from .reading import Reading
 from .s3blobs import ObjectBlobs
 from .s3parts import ObjectStream, StreamHandle
-from .s3stages import hold_lease, stage_lease, staged_folder
+from .s3stages import hold_lease, kept_folder, local_files, stage_lease, staged_folder
 from .schema import MARKER, SEQ_COLUMN, STORE_FORMAT, TABLES, TableSpec, table_spec
 from .temps import scratch_dir, sweep_scratch
 from .views import TableViews, _null_columns, _sql_str, _window_sql
@@ -102,8 +103,8 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
         return self.objects.uri(f"tables/{table}/{part}")
 
     def derived_dir(self, *parts: str):
-        raise StoreError(f"a derived folder on a store on object storage ({self.root}): not yet "
-                         "(crawl, download, extract, align, splits, export and report work there)")
+        raise StoreError(f"a derived folder on a store on object storage ({self.root}): every stage reads and "
+                         "writes its files through the store's API (read_bytes, kept, staged, work_dir) instead")
 
     def read_bytes(self, rel: str) -> bytes | None:
         found = self.objects.get(rel)
@@ -132,6 +133,15 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
 
     def where(self, rel: str) -> str:
         return self.objects.uri(rel)
+
+    def kept(self, rel: str, lazy: tuple[str, ...] = ()):
+        """A local copy of the objects below ``rel`` (``lazy`` patterns: once fetched), written back
+        when the block ends (``kept_folder``)."""
+        return kept_folder(self.objects, rel, lazy)
+
+    def local_files(self, rels=()):
+        """A temp folder holding copies of the blobs and derived files ``rels``, removed at the end."""
+        return local_files(self.blobs, rels)
 
     def staged(self, rel: str):
         """A local folder for files a stage writes below ``rel``; uploaded as objects when it ends."""

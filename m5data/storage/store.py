@@ -32,7 +32,7 @@ from .catalog import CATALOG, Catalog
 from .changes import Changes
 from .compaction import COMPACTED, Compaction
 from .errors import CorruptPart, StoreBusy, StoreError
-from .files import TextFiles, write_atomic
+from .files import KeptFolder, TextFiles, write_atomic
 from .objects import is_store_url
 from .parts import PART_GLOB
 from .reading import Reading, part_problem
@@ -146,6 +146,23 @@ class Store(Writing, Compaction, TableViews, Reading, Catalog, Changes, TextFile
     def where(self, rel: str) -> Path:
         """The name of the store's file ``rel`` for a message or a report (on object storage: its URL)."""
         return self.root / rel
+
+    @contextlib.contextmanager
+    def kept(self, rel: str, lazy: tuple[str, ...] = ()):
+        """The folder ``rel`` of the store for files a stage keeps between runs and reads again (pools'
+        vectors and checkpoints), as a :class:`KeptFolder`: the store's own folder here; on object
+        storage a local copy of its objects, written back when the block ends, the files matching a
+        ``lazy`` glob pattern downloaded only when fetched (``S3Store.kept``)."""
+        path = self.root / rel
+        path.mkdir(parents=True, exist_ok=True)
+        yield KeptFolder(path)
+
+    @contextlib.contextmanager
+    def local_files(self, rels=()):
+        """A local folder laid out as the store holding the blobs and derived files ``rels``, for code
+        that opens them by path (Pillow): the store's own folder here; on object storage a temp folder
+        holding copies of just those, removed when the block ends (``S3Store.local_files``)."""
+        yield self.root
 
     @contextlib.contextmanager
     def staged(self, rel: str):

@@ -29,7 +29,12 @@ def run(ctx: RunContext) -> StageStats:
     shards = o.get("shards") or fl.train_shards or exported.get("out")
     if not shards or (exported and exported.get("format", "webdataset") != "webdataset"):
         raise StageError(NEEDS_SHARDS)
-    out = o.get("out") or fl.train_out or str(ctx.settings.store_path.absolute().parent / "m5data-train")
+    out = o.get("out") or fl.train_out
+    if not out:
+        if not isinstance(ctx.settings.store_path, Path):
+            raise StageError(f"train: the store {ctx.settings.store_path} is on object storage, so there is no folder "
+                             "beside it for the run folder: set flows.train_out (a local folder)")
+        out = str(ctx.settings.store_path.absolute().parent / "m5data-train")
     epochs = o.get("epochs") or fl.train_epochs
     with _live(epochs) if ctx.progress else contextlib.nullcontext(None) as progress:
         return train_and_evaluate(shards, out, config=o.get("preset") or fl.train_config, epochs=epochs,

@@ -17,9 +17,10 @@ import numpy as np
 
 from ... import config as cfg
 from ...storage.runs import StageStats, record_run
-from .model import MatcherError, Model, load
+from .model import MatcherError, Model, load, loads
 from .products import Products, read_store
 
+MODELS = "derived/matcher"  # <version>/model.json below it
 MAX_LISTED = 200  # bad lines named in one error at most (the count says how many more)
 
 
@@ -27,7 +28,7 @@ MAX_LISTED = 200  # bad lines named in one error at most (the count says how man
 class TrainReport:
     stats: StageStats
     model: Model
-    path: Path
+    path: Path | str  # where the model went (the store's file; a URL on object storage)
     source: str  # "crowd matches" or the labels file
     n_pairs: int = 0
     n_skipped: dict = field(default_factory=dict)  # reason -> pairs left out (crowd labels only)
@@ -140,8 +141,10 @@ def train(store, settings: cfg.Settings, labels: Path | None = None, products: P
     model.meta = {"labels": str(labels) if labels else "matches", "products": len(products), "run_id": stats.run_id,
                   "seconds_features": round(t1 - t0, 3), "seconds_fit": round(result.seconds, 3),
                   "text_model": Path(a.matcher_text_model).name if a.matcher_text_model else ""}
-    path = store.derived_dir("matcher", version) / "model.json"
-    stats.bytes = model.save(path)
+    rel = f"{MODELS}/{version}/model.json"
+    data = model.dumps()
+    store.write_bytes(rel, data)
+    stats.bytes, path = len(data), store.where(rel)
     stats.n_in, stats.n_out = len(y) + sum(skipped.values()), len(y)
     record_run(store, stats.finish(), {"annotate": {k: v for k, v in cfg.as_dict(settings)["annotate"].items()
                                                     if k.startswith("matcher_") or k == "seed"},
@@ -150,17 +153,38 @@ def train(store, settings: cfg.Settings, labels: Path | None = None, products: P
                        n_pairs=len(y), n_skipped=skipped, seconds_features=t1 - t0, seconds_fit=result.seconds)
 
 
-def model_path(store, name: str | None = None) -> Path:
-    """The model file of version ``name`` (or a path to a model.json); the newest version when None."""
-    if name and (Path(name).is_file() or name.endswith(".json")):
-        return Path(name)
-    root = store.root / "derived" / "matcher"
+def _is_file_name(name: str | None) -> bool:
+    return bool(name) and (Path(name).is_file() or name.endswith(".json"))
+
+
+def _model_rel(store, name: str | None) -> str:
+    """The store's file of model version ``name``; the newest version's when None."""
     if name:
-        return root / name / "model.json"
-    versions = sorted(p.parent.name for p in root.glob("*/model.json")) if root.is_dir() else []
+        return f"{MODELS}/{name}/model.json"
+    versions = sorted(rel.split("/")[2] for rel in store.files(MODELS + "/")
+                      if rel.count("/") == 3 and rel.endswith("/model.json"))
     if not versions:
-        raise MatcherError(f"no trained matcher in {root}: run `m5data annotate matcher train` first")
-    return root / versions[-1] / "model.json"
+        raise MatcherError(f"no trained matcher in {store.where(MODELS)}: run `m5data annotate matcher train` first")
+    return f"{MODELS}/{versions[-1]}/model.json"
+
+
+def model_path(store, name: str | None = None) -> Path | str:
+    """The model file of version ``name`` (or a path to a model.json); the newest version when None.
+    A store's file is named by ``store.where`` (a path, or a URL on object storage)."""
+    if _is_file_name(name):
+        return Path(name)
+    return store.where(_model_rel(store, name))
+
+
+def load_model(store, name: str | None = None) -> Model:
+    """The model of version ``name`` (or of a model.json path); the newest version when None."""
+    if _is_file_name(name):
+        return load(Path(name))
+    rel = _model_rel(store, name)
+    data = store.read_bytes(rel)
+    if data is None:
+        raise MatcherError(f"cannot read matcher model {store.where(rel)}: no such file")
+    return loads(data, store.where(rel))
 
 
 def score(model: Model, products: Products, ia: np.ndarray, ib: np.ndarray, text_model: str = "") -> np.ndarray:
@@ -185,7 +209,7 @@ class ScoreReport:
 def score_file(store, settings: cfg.Settings, pairs: Path, out: Path, name: str | None = None) -> ScoreReport:
     """Copy the CSV ``pairs`` (a header, product ids in columns ``a`` and ``b`` or else the first two)
     to ``out`` with a ``score`` column added."""
-    model = load(model_path(store, name))
+    model = load_model(store, name)
     products = read_store(store, settings.annotate.dedup_brand_property)
     index = products.index()
     header, rows, bad = None, [], []

@@ -122,11 +122,15 @@ class Model:
                 "threshold": self.threshold, "validation": self.validation, "meta": self.meta,
                 "trees": self.trees.to_json(), "weights": self.weights.to_json() if self.weights is not None else None}
 
+    def dumps(self) -> bytes:
+        """The ``model.json`` bytes (JSON, no pickle)."""
+        return json.dumps(self.to_json(), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
     def save(self, path: Path) -> int:
         """Write ``model.json`` atomically; returns its bytes."""
         from ...storage.files import write_atomic
 
-        return write_atomic(path, json.dumps(self.to_json(), ensure_ascii=False, allow_nan=False).encode("utf-8"))
+        return write_atomic(path, self.dumps())
 
 
 def load(path: str | Path) -> Model:
@@ -136,6 +140,11 @@ def load(path: str | Path) -> Model:
         data = path.read_bytes()
     except OSError as exc:
         raise MatcherError(f"cannot read matcher model {path}: {exc.strerror}") from None
+    return loads(data, path)
+
+
+def loads(data: bytes, path: str | Path) -> Model:
+    """A model from the bytes of its JSON file (``path`` names it in errors); a pickle is refused."""
     if data[:1] == b"\x80":
         raise MatcherError(f"{path} is a pickle, not a matcher model: pickles are never loaded (they run code)")
     try:

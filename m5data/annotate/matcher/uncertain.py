@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .job import model_path, read_store, score
-from .model import load
+from .job import load_model, read_store, score
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -22,7 +21,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
 def least_sure(store, settings, pairs: list[tuple], n: int, model: str | None = None) -> tuple[list[tuple], list[float]]:
     """The ``n`` pairs of ``pairs`` (tuples starting ``query_id, candidate_id``) nearest the threshold,
     nearest first, with their scores; pairs already in ``matches`` are left out."""
-    m = load(model_path(store, model))
+    m = load_model(store, model)
     con = store.connect(only=("matches",))
     try:
         done = set(con.sql("SELECT query_id, candidate_id FROM matches").fetchall())

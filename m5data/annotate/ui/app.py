@@ -202,13 +202,29 @@ class LabellingApp:
         product = self.products.get(request.match_info["product_id"])
         if product is None or not product["image"]:
             raise web.HTTPNotFound()
+        rel = product["image"]
+        if not isinstance(self.store.root, Path):  # on object storage: the object's bytes
+            data = await asyncio.get_running_loop().run_in_executor(None, self._object_image, rel)
+            if data is None:
+                raise web.HTTPNotFound()
+            return web.Response(body=data, content_type=mimetypes.guess_type(rel)[0] or "application/octet-stream")
         try:
-            path = resolve_blob(self.store.root, product["image"])
+            path = resolve_blob(self.store.root, rel)
         except BlobPathError:
             raise web.HTTPNotFound() from None
         if not path.is_file():
             raise web.HTTPNotFound()
         return web.FileResponse(path)
+
+    def _object_image(self, rel: str) -> bytes | None:
+        """The bytes of an image blob of a store on object storage; None when it is missing or its
+        path leads outside the store's blob areas (never fetched)."""
+        with self.store.local_files([rel]) as root:
+            try:
+                path = resolve_blob(root, rel)
+            except BlobPathError:
+                return None
+            return path.read_bytes() if path.is_file() else None
 
     async def judge(self, request: web.Request) -> web.Response:
         if not same_secret(request.headers.get("X-CSRF-Token"), self.session.token):
