@@ -117,7 +117,7 @@ REGISTRY: tuple[Stage, ...] = (
     Stage("splits", "m5data.splits.stage:run", "splits", options=("full",),
           verbs=(Verb("build-splits", "m5data.splits.cli:build_splits"),
                  Verb("check-splits", "m5data.splits.cli:check_splits"))),
-    Stage("export", "m5data.export.stage:run", "export", retries=1, retry_delay=10,
+    Stage("export", "m5data.export.stage:run", "export", retries=1, retry_delay=10, options=("full",),
           verbs=(Verb("export", "m5data.export.cli:export"), Verb("check-shards", "m5data.export.cli:check_shards"))),
     Stage("report", "m5data.report.stage:run", "report", options=("full",), verbs=(Verb("report", "m5data.report.cli:report"),)),
     Stage("train", "m5data.train.stage:run", "train", options=("previous",),
