@@ -11,6 +11,7 @@ per state whose assignment is a hash of the product id (as the splits stage's is
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import tarfile
 from pathlib import Path
@@ -241,3 +242,41 @@ def test_formats_that_cannot_inherit_export_in_full_and_say_so(grown, tmp_path):
     export(store, settings, out=parent / "a", fmt="parquet", version="v2")
     r = export(store, settings, out=parent / "b", fmt="parquet", version="v3")
     assert r.shards_inherited == 0 and r.shards_written == r.shards and "Parquet" in r.full_because
+
+
+def test_incremental_versions_on_object_storage(grown, aws, tmp_path):
+    """The same on s3:// (moto's server on 127.0.0.1): v1 in full, v3 beside it takes v1's unchanged
+    shards over; its objects, read back with boto3, hold the samples of a full local export; check-shards
+    and the training loader follow the inherited shards."""
+    pytest.importorskip("s3fs")
+    from m5data.export.check import check_shards
+
+    store, settings, _, _ = grown
+    parent = f"s3://{aws['bucket']}/inc-{tmp_path.name}"
+    first = export(store, settings, out=f"{parent}/v1-webdataset-all", version="v1")
+    assert first.base is None
+    v3 = export(store, settings, out=f"{parent}/v3-webdataset-all", version="v3")
+    assert v3.base == "v1-webdataset-all" and v3.shards_inherited > 0 and v3.shards_written < v3.shards
+    mirror = tmp_path / "mirror"
+    client, prefix = aws["client"], parent.split("/", 3)[3]
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=aws["bucket"], Prefix=prefix + "/"):
+        for obj in page.get("Contents", []):
+            path = mirror / obj["Key"][len(prefix) + 1:]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(client.get_object(Bucket=aws["bucket"], Key=obj["Key"])["Body"].read())
+    export(store, settings, out=tmp_path / "full", version="v3", full=True)
+    assert samples_of(mirror / "v3-webdataset-all") == samples_of(tmp_path / "full")
+    report = check_shards(f"{parent}/v3-webdataset-all")
+    assert report.ok and report.samples == len(samples_of(tmp_path / "full")), report.problems
+    if importlib.util.find_spec("torch"):
+        from m5data.train.config import load_config
+        from m5data.train.data import loader
+
+        cfg = load_config("small").model
+        got = sorted(p for b in loader(f"{parent}/v3-webdataset-all", "train", cfg, batch_size=16) for p in b["product_id"])
+        assert got == sorted(p for b in loader(tmp_path / "full", "train", cfg, batch_size=16) for p in b["product_id"])
+    index = json.loads((mirror / "v3-webdataset-all" / "train.index.json").read_text())["shardlist"]
+    assert "../v1-webdataset-all/train-000000.tar" in [u["url"] for u in index]
+    client.delete_object(Bucket=aws["bucket"], Key=f"{prefix}/v1-webdataset-all/train-000000.tar")
+    missing = check_shards(f"{parent}/v3-webdataset-all").problems
+    assert [(p.path, p.problem) for p in missing] == [("../v1-webdataset-all/train-000000.tar", "missing")]

@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .remote import OutsideFolder, RemoteFolder, is_remote, sibling_name
+from .remote import OutsideFolder, RemoteError, RemoteFolder, is_remote, sibling_name
 
 PLAN_FILE = "_export.json"
 SAMPLES_FILE = "_samples.parquet"
@@ -226,8 +226,8 @@ def _tar_keys(reader, path: str) -> set[str] | None:
     try:
         with reader.open(path) as fh, tarfile.open(fileobj=fh, mode="r|") as tar:
             return {m.name.split(".", 1)[0] for m in tar}
-    except (OSError, tarfile.TarError, OutsideFolder):
-        return None
+    except (OSError, tarfile.TarError, OutsideFolder, RemoteError):
+        return None  # named by the size check (missing, truncated)
 
 
 def _check_entry(reader, entry: dict, hash_files: bool, report: CheckReport) -> None:
