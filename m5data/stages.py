@@ -110,7 +110,7 @@ REGISTRY: tuple[Stage, ...] = (
           verbs=(Verb("extract", "m5data.extract.cli:extract"),)),
     Stage("align", "m5data.align.stage:run", "align", options=("mapping", "full"),
           verbs=(Verb("align", "m5data.align.cli:align"),)),
-    Stage("annotate", "m5data.annotate.stage:run", "annotate", jobs="annotate_jobs",
+    Stage("annotate", "m5data.annotate.stage:run", "annotate", jobs="annotate_jobs", options=("full",),
           job_module="m5data.annotate.{job}",
           verbs=(Verb("annotate", "m5data.annotate.cli:app", group=True,
                       help="Curation: duplicate groups, caption match levels, candidate pools, crowd labels."),)),

@@ -47,6 +47,7 @@ FORMATS = {"webdataset": "m5data.export.webdataset", "parquet": "m5data.export.h
            "m5product": "m5data.export.m5product"}
 PLAN_FILE = "_export.json"
 SKIPPED_SPLIT = "split with a bad name (skipped)"  # failure reason, one per split of the version
+FRESH_LOAD_MAX = 4096  # an incremental export loads up to this many samples by id, more in one ordered pass
 STREAM_MEMORY = "2GB"  # DuckDB's memory limit for the ordered sample stream (it spills past it)
 
 Progress = Callable[[int, int], None]  # (shards done, shards in all)
@@ -295,8 +296,11 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
                     workers = min(workers, todo)
                     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
                 running: set = set()
-                if base is not None:
+                if base is not None and len(fresh_order) <= FRESH_LOAD_MAX:
                     rows = fresh_rows(con, fresh_order)
+                elif base is not None:  # many to write: one ordered pass, the others skipped
+                    wanted = set(fresh_order)
+                    rows = (r for r in stream_samples(con, members) if (r[0], r[1]) in wanted)
                 else:
                     rows = stream_samples(con, members)
                     if hashing:
@@ -389,7 +393,7 @@ def _hashed(rows, digests: dict):
         yield split, pid, sample
 
 
-def fresh_rows(con, keys: list, chunk: int = 256):
+def fresh_rows(con, keys: list, chunk: int = 2048):
     """``(split, product_id, sample)`` of ``keys`` (in export order), loaded a chunk of one split at a time."""
     start = 0
     while start < len(keys):
