@@ -253,3 +253,20 @@ def test_incremental_versions_on_object_storage(grown, aws, tmp_path):
     client.delete_object(Bucket=aws["bucket"], Key=f"{prefix}/v1-webdataset-all/train-000000.tar")
     missing = check_shards(f"{parent}/v3-webdataset-all").problems
     assert [(p.path, p.problem) for p in missing] == [("../v1-webdataset-all/train-000000.tar", "missing")]
+
+
+def test_the_cli_says_what_it_took_over_and_full_writes_every_shard(grown, tmp_path):
+    from typer.testing import CliRunner
+
+    from m5data.cli import app
+
+    store = grown[0]
+    args = ["--store", str(store.root), "export", "--shard-size", "4", "--workers", "1"]
+    runner = CliRunner()
+    first = runner.invoke(app, [*args, "--out", str(tmp_path / "v2"), "--version", "v2"])
+    assert first.exit_code == 0, first.output
+    inc = runner.invoke(app, [*args, "--out", str(tmp_path / "v3"), "--version", "v3"])
+    assert inc.exit_code == 0 and "taken over from v2" in inc.output and "samples: new " in inc.output, inc.output
+    full = runner.invoke(app, [*args, "--out", str(tmp_path / "v3-full"), "--version", "v3", "--full"])
+    assert full.exit_code == 0 and "taken over" not in full.output, full.output
+    assert not list((tmp_path / "v3-full").glob("*.index.json"))[0].read_text().count("../")

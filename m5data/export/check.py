@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .remote import OutsideFolder, RemoteError, RemoteFolder, is_remote, sibling_name
+from .remote import OutsideFolder, RemoteFolder, is_remote, sibling_name
 
 PLAN_FILE = "_export.json"
 SAMPLES_FILE = "_samples.parquet"
@@ -173,18 +173,20 @@ def check_shards(folder: str | Path, hash_files: bool = True, progress=None) -> 
     if not entries:
         report.problems.append(ShardProblem(str(folder), "no shard index (*.index.json or _stats.json) found"))
         return report
+    listed = SAMPLES_FILE in reader.names()
+    keys: dict[str, set[str]] | None = {} if listed and hash_files else None  # read while hashing
     for n, entry in enumerate(entries, 1):
-        _check_entry(reader, entry, hash_files, report)
+        _check_entry(reader, entry, hash_files, report, keys)
         if progress:
             progress(n, len(entries))
-    if SAMPLES_FILE in reader.names():
-        _check_keys(reader, entries, hash_files, report)
+    if listed:
+        _check_keys(reader, entries, keys, report)
     return report
 
 
-def _check_keys(reader, entries: list[dict], read_tars: bool, report: CheckReport) -> None:
-    """Against the export's sample list: no key twice in a split, each shard's count, and (reading
-    the tars) each shard's keys."""
+def _check_keys(reader, entries: list[dict], tar_keys: dict | None, report: CheckReport) -> None:
+    """Against the export's sample list: no key twice in a split, each shard's count, and each tar's
+    keys (``tar_keys``, read while hashing)."""
     import io
     from collections import Counter, defaultdict
 
@@ -209,9 +211,9 @@ def _check_keys(reader, entries: list[dict], read_tars: bool, report: CheckRepor
         if entry["nsamples"] is not None and len(keys.get(path, ())) != entry["nsamples"]:
             report.problems.append(ShardProblem(path, f"index says {entry['nsamples']:,} samples, the sample list "
                                                       f"{len(keys.get(path, ())):,}"))
-        elif read_tars and path.endswith(".tar"):
-            found = _tar_keys(reader, path)
-            if found is not None and found != keys.get(path, set()):
+        elif tar_keys is not None and path in tar_keys:
+            found = tar_keys[path]
+            if found != keys.get(path, set()):
                 report.problems.append(ShardProblem(path, f"holds {len(found - keys.get(path, set()))} key(s) not "
                                                           f"listed and lacks {len(keys.get(path, set()) - found)}"))
     listed = {e["path"] for e in entries}
@@ -219,18 +221,46 @@ def _check_keys(reader, entries: list[dict], read_tars: bool, report: CheckRepor
         report.problems.append(ShardProblem(path, "in the sample list but in no index"))
 
 
-def _tar_keys(reader, path: str) -> set[str] | None:
-    """The sample keys (member names up to the first dot) of one tar shard; None when it cannot be read."""
+def _sha256(reader, path: str, keys: dict | None) -> str:
+    """The file's sha256; a tar's keys into ``keys`` as well (one read) when the check lists them."""
+    if keys is None or not path.endswith(".tar"):
+        return reader.sha256(path)
+    digest, found = _hash_and_keys(reader, path)
+    if found is not None:
+        keys[path] = found
+    return digest
+
+
+class _Hashing:
+    """A reader that hashes what is read through it (a tar is hashed and listed in one pass)."""
+
+    def __init__(self, fh):
+        self.fh, self.digest = fh, hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        block = self.fh.read(n)
+        self.digest.update(block)
+        return block
+
+
+def _hash_and_keys(reader, path: str) -> tuple[str, set[str] | None]:
+    """The sha256 of a tar shard and its sample keys (member names up to the first dot; None when
+    it is no readable tar: its hash still says whether it is the indexed file)."""
     import tarfile
 
-    try:
-        with reader.open(path) as fh, tarfile.open(fileobj=fh, mode="r|") as tar:
-            return {m.name.split(".", 1)[0] for m in tar}
-    except (OSError, tarfile.TarError, OutsideFolder, RemoteError):
-        return None  # named by the size check (missing, truncated)
+    with reader.open(path) as fh:
+        hashing = _Hashing(fh)
+        try:
+            with tarfile.open(fileobj=hashing, mode="r|") as tar:
+                keys = {m.name.split(".", 1)[0] for m in tar}
+        except tarfile.TarError:
+            keys = None
+        while hashing.read(1 << 20):
+            pass
+    return hashing.digest.hexdigest(), keys
 
 
-def _check_entry(reader, entry: dict, hash_files: bool, report: CheckReport) -> None:
+def _check_entry(reader, entry: dict, hash_files: bool, report: CheckReport, keys: dict | None = None) -> None:
     """Check one indexed file: inside the folder, present, of the indexed size, of the indexed sha256."""
     report.checked += 1
     try:
@@ -243,7 +273,7 @@ def _check_entry(reader, entry: dict, hash_files: bool, report: CheckReport) -> 
     elif entry["size"] is not None and size != entry["size"]:
         kind = "truncated" if size < entry["size"] else "larger than indexed"
         report.problems.append(ShardProblem(entry["path"], f"{kind}: {size:,} bytes, index says {entry['size']:,}"))
-    elif hash_files and entry["sha256"] and reader.sha256(entry["path"]) != entry["sha256"]:
+    elif hash_files and entry["sha256"] and _sha256(reader, entry["path"], keys) != entry["sha256"]:
         report.problems.append(ShardProblem(entry["path"], "sha256 differs from the index (same size, other bytes)"))
     else:
         report.samples += entry["nsamples"] or 0

@@ -50,11 +50,11 @@ def export(
     for name, n in d["splits"].items():
         t.add_row(esc(name), f"{n:,}")
     console.print(t)
-    inherited = f", {d['shards_inherited']} taken over from {esc(d['base'])}" if d["shards_inherited"] else ""
+    inherited = f", {d['shards_inherited']} taken over from {esc(d['base'])}" if d.get("shards_inherited") else ""
     console.print(f"shards: {d['shards']} ({d['shards_written']} written, {d['shards_skipped']} already finished"
                   f"{inherited})", highlight=False)
     ch = d.get("changes") or {}
-    if d["base"] or d["full_because"] == "nothing changed":
+    if d.get("base") or d.get("full_because") == "nothing changed":
         console.print(f"samples: new {ch.get('new', 0):,}, changed {ch.get('changed', 0):,}, "
                       f"unchanged {ch.get('unchanged', 0):,}, removed {ch.get('removed', 0):,}", highlight=False)
 
