@@ -175,8 +175,8 @@ def test_a_killed_incremental_export_resumes_to_the_same_samples(grown, tmp_path
     copy = Store.open(copy_store(store.root, tmp_path))  # the store with the states of v1..v3
     grow(copy, "z", 3, sorted(product_ids(copy))[2])
     copy.write("splits", hashed_splits(product_ids(copy), "v4"))
-    # the copy's state names v3's folder in the original store: the new one goes beside it
-    out = Path(reports["v3"].out).parent / "v4-copy-webdataset-all"
+    # the copy's state names v3's folder as a place in the store: the copy's own, beside the new one
+    out = Path(copy.where("exports/v4-webdataset-all"))
     calls = []
 
     def stop(done, total):

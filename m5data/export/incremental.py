@@ -76,6 +76,27 @@ def split_location(out) -> tuple[str, str]:
     return str(p.parent), p.name
 
 
+STORE_PLACE = "store:"  # a state's name of an export folder inside the store
+
+
+def place(store, out) -> str:
+    """``out`` as the state names it: ``store:exports/<name>`` for a folder inside the store (so a
+    copied store, or the same built on S3, holds the same state), else its path or URL."""
+    root = str(store.where("exports")).rstrip("/")
+    text = str(out) if is_remote(out) else str(Path(out).absolute())
+    if not is_remote(root):
+        root = str(Path(root).absolute())
+    return STORE_PLACE + "exports/" + text[len(root) + 1:] if text.startswith(root + "/") else text
+
+
+def located(store, named: str) -> str:
+    """The path or URL of a state's ``place``."""
+    if not named.startswith(STORE_PLACE):
+        return named
+    where = store.where(named[len(STORE_PLACE):])
+    return where if is_remote(where) else str(Path(where).absolute())
+
+
 def sibling(out, name: str):
     parent, _ = split_location(out)
     return f"{parent}/{name}" if is_remote(out) else Path(parent) / name
@@ -162,7 +183,7 @@ def find_base(store, out, fmt: str, split: str, version: str, settings, *, full:
             return None, "no earlier complete export"
         if state.get("inputs") != inputs(fmt, split, settings):
             return None, "the earlier export was made with other settings"
-        prev = state.get("out")
+        prev = located(store, state["out"]) if state.get("out") else None
         if not prev or prev == str(out) or state.get("version") == version:
             return None, "the earlier export is of this split version"
         parent, name = split_location(prev)

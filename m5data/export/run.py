@@ -365,7 +365,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
             _worker.pop(("remote", str(out), str(staging)), None)  # the inline writes' filesystem
     record_run(store, stats, config)
     if keeps_index:  # last: a killed export leaves the previous state
-        changes.save_state(store, inc.state_name(fmt, split), marks, inputs, out=str(out), version=version,
+        changes.save_state(store, inc.state_name(fmt, split), marks, inputs, out=inc.place(store, out), version=version,
                            base=base.name if base else None)
     return ExportReport(stats, out, fmt, version, dict(members.counts), len(shards) + len(inherited),
                         len(shards) - skipped, skipped, skipped_splits, shards_inherited=len(inherited),
@@ -425,7 +425,7 @@ def _unchanged(store, stats: StageStats, out, fmt: str, split: str, version: str
     """The report of an export that has nothing to do (the folder holds the last complete export and no
     table it reads was written since), else None."""
     state = changes.load_state(store, inc.state_name(fmt, split))
-    if state is None or state.get("out") != str(out) or not changes.unchanged_since(state, marks, inputs):
+    if state is None or state.get("out") != inc.place(store, out) or not changes.unchanged_since(state, marks, inputs):
         return None
     manifest = inc.read_file(out, inc.MANIFEST)
     try:
