@@ -9,8 +9,10 @@ with ``allow_pickle=False``) named by its content hash under ``derived/match_lev
 - ``model-<hash>.npz``: the classifier's weights, its labels (classes, class/sub-class pairs), the
   IDF of the hashed caption columns it was fitted with, and the image gallery the image evidence
   votes from (product ids, descriptors, unified classes);
-- ``labels-<hash>.npz``: every product's unified class and sub-class as of the run (an align that
-  relabels products makes them "changed").
+- ``labels.npz``: every product's unified class and sub-class as of the last run (an align that
+  relabels products makes them "changed"); rewritten in place after the run's rows are written, so
+  a run killed after it has already scored the relabelled products (a model file is written only
+  by a full run and named by its hash: a killed full run leaves the previous one in use).
 
 and saves its state (``derived/state/match_level.json``: the watermarks it read, the settings' hash,
 both files, the count of products the model was fitted on), last.
@@ -52,11 +54,12 @@ def fingerprint(settings: cfg.Settings) -> str:
                                         if (k.startswith("match_") and k != "match_refit_share") or k == "seed"})
 
 
-def _save_npz(store, kind: str, **arrays) -> str:
+def _save_npz(store, kind: str, versioned: bool = True, **arrays) -> str:
+    """Write arrays as ``<kind>-<content hash>.npz`` (or ``<kind>.npz``, rewritten in place); its store path."""
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     data = buf.getvalue()
-    rel = f"{FOLDER}/{kind}-{hashlib.sha256(data).hexdigest()[:16]}.npz"
+    rel = f"{FOLDER}/{kind}-{hashlib.sha256(data).hexdigest()[:16]}.npz" if versioned else f"{FOLDER}/{kind}.npz"
     store.write_bytes(rel, data)
     return rel
 
@@ -107,7 +110,7 @@ def save(store, settings: cfg.Settings, inp, gallery, marks: dict[str, int]) -> 
         store, "model", Wc=model.Wc, bc=model.bc, Ws=model.Ws, bs=model.bs, idf=np.asarray(idf),
         classes=h.classes, pairs=_pairs(h, np.where(inp.has_text, inp.sub_id, -1), inp.has_text),
         fitted=np.array([h.n_class >= 2]), gallery_ids=ids[rows], gallery_desc=desc, gallery_class=gal_cls)
-    labels_file = _save_npz(store, "labels", ids=ids, class_id=inp.class_id, sub_id=inp.sub_id)
+    labels_file = _save_npz(store, "labels", False, ids=ids, class_id=inp.class_id, sub_id=inp.sub_id)
     changes.save_state(store, STAGE, marks, fingerprint(settings), model=model_file, labels=labels_file,
                        fitted_on=len(ids))
 
@@ -265,4 +268,5 @@ def _relabelled(store) -> str:
                               AND l.raw_path = array_to_string(p.category_path, ' > ') ORDER BY 1""").fetchnumpy()
     finally:
         con.close()
-    return _save_npz(store, "labels", ids=np.asarray(now["product_id"], dtype=str), class_id=now["c"], sub_id=now["s"])
+    return _save_npz(store, "labels", False, ids=np.asarray(now["product_id"], dtype=str), class_id=now["c"],
+                     sub_id=now["s"])
