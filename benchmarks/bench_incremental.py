@@ -70,9 +70,11 @@ def moved(table):
 keep = pa.array(list(renamed))
 grown = {"products": moved(new).set_column(products.schema.get_field_index("source_id"), "source_id",
                                            pa.array([renamed[p].split(":", 1)[1] for p in new.column("product_id").to_pylist()]))}
-for t in ("specs", "captions"):
-    grown[t] = moved(store.read(t).filter(pc.is_in(store.read(t).column("product_id"), keep)))
-media = store.read("media").filter(pc.is_in(store.read("media").column("product_id"), keep))
+for t in ("specs", "captions"):  # one read each: two reads of a table may come in other row orders
+    rows = store.read(t)
+    grown[t] = moved(rows.filter(pc.is_in(rows.column("product_id"), keep)))
+media = store.read("media")
+media = media.filter(pc.is_in(media.column("product_id"), keep))
 media = moved(media)
 grown["media"] = media.set_column(media.schema.get_field_index("media_id"), "media_id",
                                   pc.binary_join_element_wise(media.column("media_id"), pa.scalar("-n"), ""))
