@@ -218,6 +218,58 @@ def diff(base: Base, digests: dict) -> Diff:
                                    "removed": gone})
 
 
+def member_digests(store, members, connect) -> dict:
+    """``(split, product_id) -> digest`` of every sample of ``members``, in export order (one stream
+    over a connection from ``connect(store)``)."""
+    from .members import stream_samples
+
+    out: dict = {}
+    con = connect(store)
+    try:
+        for _ in hashed(stream_samples(con, members), out):
+            pass
+    finally:
+        con.close()
+    return out
+
+
+def hashed(rows, digests: dict):
+    """Pass ``(split, product_id, sample)`` rows through, noting each sample's digest."""
+    for split, pid, sample in rows:
+        if sample is not None:
+            digests[(split, pid)] = sample_digest(split, sample)
+        yield split, pid, sample
+
+
+def fresh_rows(con, keys: list, chunk: int = 2048):
+    """``(split, product_id, sample)`` of ``keys`` (in export order), loaded a chunk of one split at a time."""
+    from .samples import load_samples
+
+    start = 0
+    while start < len(keys):
+        split = keys[start][0]
+        end = start
+        while end < len(keys) and end - start < chunk and keys[end][0] == split:
+            end += 1
+        ids = [pid for _, pid in keys[start:end]]
+        loaded = {s.product_id: s for s in load_samples(con, ids)}
+        for pid in ids:
+            yield split, pid, loaded.get(pid)
+        start = end
+
+
+def cut_ids(keys: list, shards: list) -> dict:
+    """The product ids of each planned shard, cut from ``keys`` (export order) as :func:`shard_samples` cuts."""
+    out, k = {}, 0
+    for sh in shards:
+        ids = []
+        while k < len(keys) and keys[k][0] == sh.split and keys[k][1] <= sh.last:
+            ids.append(keys[k][1])
+            k += 1
+        out[(sh.split, sh.index)] = ids
+    return out
+
+
 def write_index_files(folder: Path, shards: list[dict], samples: list[tuple[str, str, str, str]]) -> list[str]:
     """Write ``_manifest.json`` and ``_samples.parquet`` into ``folder``; the names written."""
     import pyarrow as pa
@@ -236,5 +288,6 @@ def write_index_files(folder: Path, shards: list[dict], samples: list[tuple[str,
     return [SAMPLES, MANIFEST]
 
 
-__all__ = ["INCREMENTAL_FORMATS", "MANIFEST", "NOT_INCREMENTAL", "READS", "SAMPLES", "Base", "Diff", "diff",
-           "find_base", "inputs", "load_base", "sample_digest", "sibling_name", "state_name", "write_index_files"]
+__all__ = ["INCREMENTAL_FORMATS", "MANIFEST", "NOT_INCREMENTAL", "READS", "SAMPLES", "Base", "Diff", "cut_ids", "diff",
+           "find_base", "fresh_rows", "hashed", "inputs", "load_base", "member_digests", "place", "sample_digest",
+           "sibling_name", "state_name", "write_index_files"]

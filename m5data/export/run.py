@@ -38,7 +38,7 @@ from . import incremental as inc
 from .members import Members, split_counts, stream_samples
 from .plan import Shard, ShardPlan, format_options, plan_export, plan_record, plan_shards, shard_samples
 from .remote import FINISH_READS_SHARD_FILES, RemoteOut, is_remote
-from .samples import ExportError, bad_split_names, load_samples, shard_blobs
+from .samples import ExportError, bad_split_names, shard_blobs
 
 __all__ = ["FORMATS", "PLAN_FILE", "ExportReport", "Progress", "Shard", "ShardPlan", "check_settings", "export",
            "format_module", "plan_export", "plan_shards", "run", "shard_done", "shard_samples", "write_json_atomic"]
@@ -225,7 +225,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
         digests: dict = {}
         fresh_order: list = []
         if base is not None:  # hash every sample of the version, compare with the base's
-            digests = member_digests(store, members)
+            digests = inc.member_digests(store, members, _stream_connection)
             delta = inc.diff(base, digests)
             fresh_order = [k for k in digests if k in delta.fresh]
             shards, digest = plan_export(store, members, settings.export.shard_size, settings.export.shard_bytes,
@@ -297,14 +297,14 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
                     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
                 running: set = set()
                 if base is not None and len(fresh_order) <= FRESH_LOAD_MAX:
-                    rows = fresh_rows(con, fresh_order)
+                    rows = inc.fresh_rows(con, fresh_order)
                 elif base is not None:  # many to write: one ordered pass, the others skipped
                     wanted = set(fresh_order)
                     rows = (r for r in stream_samples(con, members) if (r[0], r[1]) in wanted)
                 else:
                     rows = stream_samples(con, members)
                     if hashing:
-                        rows = _hashed(rows, digests)
+                        rows = inc.hashed(rows, digests)
                 for sh, samples in shard_samples(rows, shards):
                     shard_ids[(sh.split, sh.index)] = [s.product_id for s in samples]
                     if (sh.split, sh.index) in done:
@@ -325,7 +325,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
                     pool.shutdown(cancel_futures=True)
                 con.close()
         elif base is not None:
-            shard_ids = cut_ids(fresh_order, shards)
+            shard_ids = inc.cut_ids(fresh_order, shards)
         for st in results:
             done[(st["split"], st["index"])] = st
         ordered = [dict(st) for st in inherited]
@@ -371,53 +371,6 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
                         len(shards) - skipped, skipped, skipped_splits, shards_inherited=len(inherited),
                         base=base.name if base else None, changes=stats.details["changes"],
                         full_because=full_because)
-
-
-def member_digests(store, members: Members) -> dict:
-    """``(split, product_id) -> digest`` of every sample of ``members``, in export order (one stream)."""
-    out: dict = {}
-    con = _stream_connection(store)
-    try:
-        for _ in _hashed(stream_samples(con, members), out):
-            pass
-    finally:
-        con.close()
-    return out
-
-
-def _hashed(rows, digests: dict):
-    """Pass ``(split, product_id, sample)`` rows through, noting each sample's digest."""
-    for split, pid, sample in rows:
-        if sample is not None:
-            digests[(split, pid)] = inc.sample_digest(split, sample)
-        yield split, pid, sample
-
-
-def fresh_rows(con, keys: list, chunk: int = 2048):
-    """``(split, product_id, sample)`` of ``keys`` (in export order), loaded a chunk of one split at a time."""
-    start = 0
-    while start < len(keys):
-        split = keys[start][0]
-        end = start
-        while end < len(keys) and end - start < chunk and keys[end][0] == split:
-            end += 1
-        ids = [pid for _, pid in keys[start:end]]
-        loaded = {s.product_id: s for s in load_samples(con, ids)}
-        for pid in ids:
-            yield split, pid, loaded.get(pid)
-        start = end
-
-
-def cut_ids(keys: list, shards: list[Shard]) -> dict:
-    """The product ids of each planned shard, cut from ``keys`` (export order) as :func:`shard_samples` cuts."""
-    out, k = {}, 0
-    for sh in shards:
-        ids = []
-        while k < len(keys) and keys[k][0] == sh.split and keys[k][1] <= sh.last:
-            ids.append(keys[k][1])
-            k += 1
-        out[(sh.split, sh.index)] = ids
-    return out
 
 
 def _unchanged(store, stats: StageStats, out, fmt: str, split: str, version: str, members: Members, marks: dict,
