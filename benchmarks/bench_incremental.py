@@ -1,4 +1,4 @@
-"""What a scheduled run costs when little changed: align, splits and report incremental against full.
+"""What a scheduled run costs when little changed: the incremental global stages against full rebuilds.
 
 Builds a scale-world store as ``bench_scale.py`` does (cached under ``--work``), then on a fresh copy
 runs each stage in its own process, through the registry's ``run(ctx)`` as the pipeline flow does:
@@ -17,7 +17,10 @@ incremental run to the full rebuild. Last line::
 
     python benchmarks/bench_incremental.py --products 10000 --new-share 0.01
 
-dedup, match-level, pools and export are not incremental yet (docs/flows.md) and are not run here.
+Stages (``--stages``, pipeline order): align, match_level (the annotate job), splits, export
+(WebDataset, all splits: the incremental run writes the new version beside the first one; the full
+rebuild writes into a folder of its own), report. dedup and pools are not incremental yet
+(docs/flows.md) and are not run here.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scale import ROOT, fresh_copy, prepare, run_child  # noqa: E402
 
-STAGES = ("align", "splits", "report")
+STAGES = ("align", "match_level", "splits", "export", "report")
+JOBS = {"match_level": ("annotate", {"job": "match_level"})}  # an annotate job: the stage and its option
 
 CHILD = """
 import importlib, json, sys
@@ -41,8 +45,11 @@ store, stage, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 settings = cfg.load(None, {"store.path": store}, environ={})
 module, fn = get(stage).run.split(":")
 stats = getattr(importlib.import_module(module), fn)(RunContext(settings).with_options(**options))
-print("RESULT " + json.dumps({"changes": stats.details.get("changes"), "n_in": stats.n_in, "status": stats.status,
-                             "scored": stats.details.get("scored_pairs"), "pairs": stats.details.get("candidate_pairs")}))
+d = stats.details
+print("RESULT " + json.dumps({"changes": d.get("changes"), "n_in": stats.n_in, "status": stats.status,
+                             "scored": d.get("scored_pairs"), "pairs": d.get("candidate_pairs"),
+                             "shards": d.get("shards"), "written": d.get("shards_written"),
+                             "inherited": d.get("shards_inherited"), "refit": d.get("refit")}))
 """
 
 GROW = """
@@ -63,9 +70,11 @@ def moved(table):
 keep = pa.array(list(renamed))
 grown = {"products": moved(new).set_column(products.schema.get_field_index("source_id"), "source_id",
                                            pa.array([renamed[p].split(":", 1)[1] for p in new.column("product_id").to_pylist()]))}
-for t in ("specs", "captions"):
-    grown[t] = moved(store.read(t).filter(pc.is_in(store.read(t).column("product_id"), keep)))
-media = store.read("media").filter(pc.is_in(store.read("media").column("product_id"), keep))
+for t in ("specs", "captions"):  # one read each: two reads of a table may come in other row orders
+    rows = store.read(t)
+    grown[t] = moved(rows.filter(pc.is_in(rows.column("product_id"), keep)))
+media = store.read("media")
+media = media.filter(pc.is_in(media.column("product_id"), keep))
 media = moved(media)
 grown["media"] = media.set_column(media.schema.get_field_index("media_id"), "media_id",
                                   pc.binary_join_element_wise(media.column("media_id"), pa.scalar("-n"), ""))
@@ -78,18 +87,21 @@ print(f"new {len(renamed)}, changed {changed.num_rows}")
 """
 
 
-def options(stage: str, world: Path, run: Path, full: bool) -> dict:
-    out = {"full": full}
+def options(stage: str, world: Path, run: Path, full: bool, label: str) -> dict:
+    out = {"full": full} | JOBS.get(stage, (None, {}))[1]
     if stage == "align":
         out |= {"mapping": str(world / "truth" / "level1_mapping.toml"), "review_out": str(run / "review.csv")}
     if stage == "report":
         out["out"] = str(run / "report")
+    if stage == "export" and label == "full":  # beside the store's exports/: not the incremental one's base
+        out["out"] = str(run / "export-full")
     return out
 
 
 def run_stage(stage: str, run: Path, world: Path, full: bool, label: str, env: dict) -> dict:
     log = run / f"{stage}-{label}.log"
-    argv = [sys.executable, "-c", CHILD, str(run / "store"), stage, json.dumps(options(stage, world, run, full))]
+    argv = [sys.executable, "-c", CHILD, str(run / "store"), JOBS.get(stage, (stage,))[0],
+            json.dumps(options(stage, world, run, full, label))]
     secs, rc, rss = run_child(argv, log, env)
     result = {"s": secs, "rss": rss, "rc": rc}
     for line in log.read_text(errors="replace").splitlines():
@@ -98,7 +110,11 @@ def run_stage(stage: str, run: Path, world: Path, full: bool, label: str, env: d
     note = ", ".join(f"{k} {v:,}" for k, v in (result.get("changes") or {}).items())
     if result.get("pairs") is not None:  # align: how many candidate pairs this run scored
         note += f"; scored {result['scored']:,} of {result['pairs']:,} pairs"
-    print(f"  {label:<12} {stage:<8} {secs:8.2f} s {rss / 2**30:6.2f} GiB  {note}"
+    if result.get("shards") is not None:  # export: shards written and taken over
+        note += f"; wrote {result['written']:,} of {result['shards']:,} shards ({result['inherited'] or 0:,} inherited)"
+    if result.get("refit") is not None:  # match-level: whether the classifier was fitted again
+        note += f"; refit: {result['refit']}"
+    print(f"  {label:<12} {stage:<12} {secs:8.2f} s {rss / 2**30:6.2f} GiB  {note}"
           + ("" if rc == 0 else f"  FAILED (exit {rc}, see {log})"), flush=True)
     return result
 
@@ -111,7 +127,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/m5data-bench-scale"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated, of " + ", ".join(STAGES))
     args = ap.parse_args()
+    stages = [s for s in STAGES if s in args.stages.split(",")]
     n = args.products
     args.work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
@@ -122,24 +140,24 @@ def main() -> None:
     world = args.work / f"world-{n}-s{args.seed}"
     res = {}
     for label, full in (("first", True), ("nothing-new", False)):
-        for stage in STAGES:
+        for stage in stages:
             res[(label, stage)] = run_stage(stage, run, world, full, label, env)
     secs, rc, _ = run_child([sys.executable, "-c", GROW, str(run / "store"), str(args.new_share), str(args.changed_share)],
                             run / "grow.log", env)
     print(f"  grown: {(run / 'grow.log').read_text().strip().splitlines()[-1]} ({secs:.1f} s)" if rc == 0
           else f"  growing failed: see {run / 'grow.log'}")
     for label, full in (("incremental", False), ("full", True)):
-        for stage in STAGES:
+        for stage in stages:
             res[(label, stage)] = run_stage(stage, run, world, full, label, env)
     print()
-    print(f"{'stage':<8}{'first s':>10}{'nothing s':>11}{'incr s':>9}{'full s':>9}{'incr/full':>11}")
+    print(f"{'stage':<12}{'first s':>10}{'nothing s':>11}{'incr s':>9}{'full s':>9}{'incr/full':>11}")
     ratios = {}
-    for stage in STAGES:
+    for stage in stages:
         first, none, inc, full = (res[(k, stage)]["s"] for k in ("first", "nothing-new", "incremental", "full"))
         ratios[stage] = inc / full
-        print(f"{stage:<8}{first:>10.2f}{none:>11.2f}{inc:>9.2f}{full:>9.2f}{ratios[stage]:>11.2f}")
-    inc = sum(res[("incremental", s)]["s"] for s in STAGES)
-    full = sum(res[("full", s)]["s"] for s in STAGES)
+        print(f"{stage:<12}{first:>10.2f}{none:>11.2f}{inc:>9.2f}{full:>9.2f}{ratios[stage]:>11.2f}")
+    inc = sum(res[("incremental", s)]["s"] for s in stages)
+    full = sum(res[("full", s)]["s"] for s in stages)
     worst = max(ratios, key=ratios.get)
     print(f"incremental: global stages {inc:.1f} s against full {full:.1f} s (ratio {inc / full:.2f}); "
           f"worst stage {worst} (ratio {ratios[worst]:.2f})")

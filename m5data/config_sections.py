@@ -165,6 +165,7 @@ class AnnotateSettings:
     match_weight_image: float = 0.15  # weight of caption-image agreement
     match_well: float = 0.6  # level well at score >= this
     match_partial: float = 0.3  # level partial at score >= this (and < match_well); poor below
+    match_refit_share: float = 0.8  # an incremental run fits the classifier again when it was fitted on fewer than this share of the products
     # --- pools (m5data annotate pools; docs/annotate.md "Query candidate pools")
     pool_queries: float = 0.1  # queries without --split-version: a share of products (<= 1; 1 = all) or a count (> 1), seeded stable sample
     pool_k: int = 500  # candidates kept per query (the papers' 500)

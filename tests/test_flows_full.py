@@ -1,5 +1,5 @@
 """``full`` from the settings and the CLI to the global stages: the plan's parameter, the flow's
-values, each stage's options (align, splits, report), and a report stage run through the registry
+values, each stage's options (align, annotate, splits, export, report), and a report stage run through the registry
 that does nothing with nothing new and rebuilds with ``full``."""
 
 import inspect
@@ -21,9 +21,9 @@ def test_full_is_a_plan_parameter_and_a_stage_option(tmp_path):
     plan = check_plan(_settings(tmp_path, **{"flows.full": True}), stages="splits,report")
     assert plan.full and plan.parameters()["full"] is True
     assert inspect.signature(pipeline_flow.fn).parameters["full"].default is False  # serve: incremental by default
-    for stage in ("align", "splits", "report"):
+    for stage in ("align", "annotate", "splits", "export", "report"):
         assert stage_options(get(stage), {"full": True, "mapping": "m.toml"}, None)["full"] is True
-    assert "full" not in stage_options(get("export"), {"full": True}, None)
+    assert "full" not in stage_options(get("train"), {"full": True}, None)
 
 
 def test_the_report_stage_through_the_registry(tmp_path):

@@ -68,7 +68,7 @@ def test_a_verb_runs_its_registered_stage_with_one_run_context(store, tmp_path, 
     assert res.returncode == 0, res.stderr
     assert len(seen) == 1 and isinstance(seen[0], RunContext)
     ctx = seen[0]
-    assert ctx.options == {"split": "train", "out": out, "version": "v9", "fmt": "parquet"}
+    assert ctx.options == {"split": "train", "out": out, "version": "v9", "full": False, "fmt": "parquet"}
     assert ctx.settings.export.shard_size == 7 and ctx.settings.source("export.shard_size") == "flag"
     assert ctx.store.root == store.root and not ctx.create
     assert "shards: 2 (1 written, 1 already finished)" in res.stdout

@@ -5,7 +5,7 @@ Three kinds of evidence, none needing a network model:
 - ``category_score``: a text classifier trained on the store's own captions (TF-IDF over jieba
   tokens and character 1-3-grams, a linear model with logistic loss) predicts the unified class and sub-class
   (``label_map`` via ``products.category_path``). Cross-fitted: the products are split into
-  ``match_folds`` folds and each fold is scored by a model trained on the others, so no product
+  ``match_folds`` folds (by a seeded hash of the product id: a product keeps its fold as the store grows) and each fold is scored by a model trained on the others, so no product
   scores its own caption. Per level, the probability of the product's own label divided by the
   top probability (1 when its label is the classifier's first choice); the mean of both levels,
   or the class level alone when no other product of its sub-class was in the training folds.
@@ -59,6 +59,8 @@ def check_settings(s: cfg.Settings) -> None:
     if a.match_spec_hits <= 0 or a.match_image_k < 1 or a.match_lr <= 0 or a.match_alpha < 0:
         raise cfg.ConfigError("config annotate.match_spec_hits and match_lr must be > 0, match_alpha >= 0, "
                               "match_image_k >= 1")
+    if not 0.0 <= a.match_refit_share <= 1.0:
+        raise cfg.ConfigError(f"config annotate.match_refit_share must be in [0, 1], got {a.match_refit_share!r}")
     if not 10 <= a.match_hash_bits <= 24:
         raise cfg.ConfigError(f"config annotate.match_hash_bits must be in 10..24, got {a.match_hash_bits!r}")
     if a.match_epochs < 1 or a.match_min_steps < 0 or a.match_batch < 1 or a.match_image_gallery < 0:
@@ -90,6 +92,8 @@ class MatchReport:
     levels: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
     table: object = None  # the caption_match rows as a pyarrow Table
+    refit: str | None = None  # why the classifier was fitted again (None: the kept one scored the changes)
+    scored: int = 0  # products scored by this run (all of them when fitted again)
 
     @property
     def rows(self) -> list[dict]:
@@ -117,8 +121,9 @@ _INPUTS_SQL = """
     ORDER BY p.product_id"""
 
 
-def read_inputs(store, settings: cfg.Settings, progress: Progress | None = None) -> Inputs:
-    """Products with their caption features, unified labels, spec hits and image descriptor.
+def read_inputs(store, settings: cfg.Settings, progress: Progress | None = None, only: list[str] | None = None) -> Inputs:
+    """Products with their caption features, unified labels, spec hits and image descriptor
+    (``only``: just these product ids, an incremental run's new and changed products).
 
     Read in Arrow record batches of ``annotate.match_batch`` products: each batch is hashed,
     its spec values matched and its images described (in threads) before the next is read, so
@@ -134,14 +139,19 @@ def read_inputs(store, settings: cfg.Settings, progress: Progress | None = None)
     con = store.connect(need=("products", "captions", "label_map", "specs", "media"))
     try:
         con.execute("SET threads = 2")
-        n = con.sql("SELECT count(*) FROM products").fetchall()[0][0]
+        where = ""
+        if only is not None:
+            con.execute("CREATE TEMP TABLE wanted AS SELECT DISTINCT unnest(?::VARCHAR[]) AS product_id", [list(only)])
+            where = " WHERE p.product_id IN (SELECT product_id FROM wanted)"
+        n = con.sql(f"SELECT count(*) FROM products p{where}").fetchall()[0][0]
         out = Inputs(ids=None, has_text=np.zeros(n, bool), class_id=np.full(n, -1, np.int32),
                      sub_id=np.full(n, -1, np.int32), has_specs=np.zeros(n, bool), spec_hits=np.zeros(n, np.int32),
                      feats=textclf.Features(), desc=np.zeros((n, DESC_DIM), np.float32),
                      img_reason=np.zeros(n, np.int16), img_reasons=[None])
         ids = []
         pos = 0
-        reader = con.sql(_INPUTS_SQL).to_arrow_reader(a.match_batch)
+        reader = con.sql(_INPUTS_SQL.replace("\n    ORDER BY p.product_id", f"{where}\n    ORDER BY p.product_id")
+                         ).to_arrow_reader(a.match_batch)
         for batch in reader:
             b = len(batch)
             if pos + b > n:  # products grew while reading: keep what the count saw
@@ -196,11 +206,19 @@ def _epochs(a, n_train: int) -> int:
     return int(min(50, max(a.match_epochs, -(-a.match_min_steps // max(1, n_train)))))
 
 
+def fold_of(ids, seed: int, folds: int) -> np.ndarray:
+    """Each product's cross-fitting fold, a seeded hash of its id: a product keeps its fold when the
+    store grows (a fold drawn over positions would move every product, and a rebuild would then
+    disagree with the kept scores of products that did not change)."""
+    import hashlib
+
+    return np.fromiter((int.from_bytes(hashlib.blake2b(f"{seed}:{pid}".encode(), digest_size=8).digest(), "little") % folds
+                        for pid in ids.to_pylist()), np.int64, count=len(ids))
+
+
 def category_scores(inp: Inputs, settings: cfg.Settings, votes: tuple[np.ndarray, np.ndarray],
                     progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Cross-fitted category agreement and caption-image agreement per product (nan: none)."""
-    from sklearn.model_selection import KFold
-
     from . import textclf
 
     a = settings.annotate
@@ -213,8 +231,7 @@ def category_scores(inp: Inputs, settings: cfg.Settings, votes: tuple[np.ndarray
     if len(labelled) < a.match_folds or h.n_class < 2:
         return cat, img
     fold = np.full(n, -1, np.int64)
-    for k, (_, te) in enumerate(KFold(a.match_folds, shuffle=True, random_state=a.seed).split(labelled)):
-        fold[labelled[te]] = k
+    fold[labelled] = fold_of(inp.ids, a.seed, a.match_folds)[labelled]
     dim = 1 << a.match_hash_bits
     df = textclf.doc_freq(inp.feats, fold, a.match_folds, dim)
     df_all = df.sum(axis=0)
@@ -272,29 +289,54 @@ def _round(x: np.ndarray):
     return pa.array(x, pa.float64(), mask=np.isnan(x))
 
 
-def match_level(store, settings: cfg.Settings, *, progress: Progress | None = None) -> MatchReport:
+def match_level(store, settings: cfg.Settings, *, progress: Progress | None = None, full: bool = False) -> MatchReport:
     """Score each product's caption against its category, spec values and image; replace ``caption_match``.
+
+    Unless ``full``, a run after a complete one scores only the products new or changed since with the
+    classifier and image gallery that run kept (``match_model.py``); it fits again (in full) when the
+    products it was fitted on are below ``annotate.match_refit_share`` of the store.
 
     Args:
         store: the store (reads products, captions, label_map, specs, media; writes caption_match, runs).
         settings: ``annotate.match_*`` folds, weights and cut points; ``annotate.seed`` seeds the folds.
         progress: ``progress(step, done, total)`` callback.
+        full: score every product with cross-fitted classifiers and fit the kept one again.
     """
-    import pyarrow as pa
+    from . import match_model
 
     check_settings(settings)
     a = settings.annotate
+    marks = match_model.watermarks(store)  # before reading: a later write is seen next time
+    refit = "full run asked" if full else None
+    if not full:
+        kept, refit = match_model.incremental(store, settings, marks, progress)
+        if kept is not None:
+            return kept
     stats = StageStats("match_level")
-    report = MatchReport(stats)
+    report = MatchReport(stats, refit=refit)
     inp = read_inputs(store, settings, progress)
-    n = stats.n_in = len(inp.has_text)
+    n = stats.n_in = report.scored = len(inp.has_text)
     has_image = inp.img_reason == 0
     votes = image_votes(inp.desc, has_image, inp.class_id, a.match_image_k, gallery=a.match_image_gallery,
                         seed=a.seed, progress=progress)
+    gallery = match_model.gallery_of(inp, has_image, a)
     inp.desc = None  # the descriptors are done with: free them before the classifier
     cat, img = category_scores(inp, settings, votes, progress)
     del votes
+    table = score_table(inp, cat, img, a, stats.run_id)
+    store.replace("caption_match", table)
+    finish_report(report, table, inp)
+    stats.details["changes"] = {"new": n, "changed": 0, "unchanged": 0}
+    record_run(store, stats.finish(), {**cfg.as_dict(settings), "match_level_run": {"levels": report.levels}})
+    match_model.save(store, settings, inp, gallery, marks)  # last: a killed run leaves the previous model
+    return report
 
+
+def score_table(inp: Inputs, cat: np.ndarray, img: np.ndarray, a, run_id: str):
+    """The ``caption_match`` rows of ``inp``'s products from their category and image agreement."""
+    import pyarrow as pa
+
+    n = len(inp.has_text)
     text = inp.has_text
     spec = np.where(text & inp.has_specs, np.minimum(1.0, inp.spec_hits / a.match_spec_hits), np.nan).astype(np.float32)
     cat = np.where(text, cat, np.nan)
@@ -309,16 +351,22 @@ def match_level(store, settings: cfg.Settings, *, progress: Progress | None = No
     score = np.where(den > 0, np.round(num / np.where(den > 0, den, 1), 6), np.nan)
     level = np.where(score >= a.match_well, "well", np.where(score >= a.match_partial, "partial", "poor"))
     level = pa.array(level, pa.string(), mask=np.isnan(score))
-    reason = _reasons(inp)
-    table = pa.table({"product_id": inp.ids, "score": _round(score), "level": level, "category_score": _round(cat),
-                      "spec_score": _round(spec), "image_score": _round(img), "reason": reason,
-                      "run_id": pa.array([stats.run_id] * n, pa.string())})
-    store.replace("caption_match", table)
-    failed = np.isnan(score)
+    return pa.table({"product_id": inp.ids, "score": _round(score), "level": level, "category_score": _round(cat),
+                     "spec_score": _round(spec), "image_score": _round(img), "reason": _reasons(inp),
+                     "run_id": pa.array([run_id] * n, pa.string())})
+
+
+def finish_report(report: MatchReport, table, inp: Inputs) -> None:
+    """Counts of a written ``table``: failures (no score) by reason, levels, missing evidence."""
+    import pyarrow as pa
+
+    stats, n = report.stats, table.num_rows
+    score, level, reason = table.column("score"), table.column("level"), table.column("reason")
+    failed = np.asarray(score.is_null().to_numpy(zero_copy_only=False), bool) if n else np.zeros(0, bool)
     for r, cnt in zip(*np.unique(np.array([x or "no evidence" for x in reason.filter(pa.array(failed)).to_pylist()],
                                           dtype=object), return_counts=True)) if failed.any() else ():
         stats.fail(r, int(cnt))
-    stats.n_out = n - stats.n_failed
+    stats.n_out = n - int(failed.sum())
     report.table = table
     report.levels = {lvl: int(np.sum(level.to_numpy(zero_copy_only=False) == lvl)) for lvl in LEVELS}
     for names, cnt in zip(*np.unique(np.array([x or "" for x in reason.to_pylist()], dtype=object),
@@ -326,8 +374,6 @@ def match_level(store, settings: cfg.Settings, *, progress: Progress | None = No
         for r in names.split("; "):
             if r:
                 report.reasons[r] = report.reasons.get(r, 0) + int(cnt)
-    record_run(store, stats.finish(), {**cfg.as_dict(settings), "match_level_run": {"levels": report.levels}})
-    return report
 
 
 def _reasons(inp: Inputs):

@@ -19,6 +19,7 @@ def match_level(
     partial: Optional[float] = typer.Option(None, "--partial", help="Level partial at score >= this, poor below (default 0.3)."),
     folds: Optional[int] = typer.Option(None, "--folds", help="Cross-fitting folds of the caption classifier (default 5)."),
     score_against: Optional[Path] = typer.Option(None, "--score-against", help="Truth folder of a demo shop (products.parquet with caption_mismatched): print ROC AUC and the 3x3 confusion."),
+    full: bool = typer.Option(False, "--full", help="Score every product and fit the kept classifier again (default: score only what changed since the last complete run)."),
 ) -> None:
     """Score how well each caption matches its product (category, spec values, image) into caption_match."""
     import logging
@@ -31,13 +32,15 @@ def match_level(
     from .dedup_cli import read_truth
 
     jieba.setLogLevel(logging.WARNING)
-    rctx = stage_context(ctx, progress=True, options={"job": "match_level"},
+    rctx = stage_context(ctx, progress=True, options={"job": "match_level", "full": full},
                          **{"annotate.match_well": well, "annotate.match_partial": partial, "annotate.match_folds": folds})
     truth = read_truth(score_against)
     d = run_stage("annotate", rctx, ConfigError).details
     rows = [(f"level {level}", f"{n:,}") for level, n in d["levels"].items()]
     rows += [(f"  missing evidence: {reason}", f"{n:,}") for reason, n in sorted(d["reasons"].items(), key=lambda kv: -kv[1])]
     console.print(measures("caption match levels", rows))
+    how = f"fitted again ({d['refit']})" if d.get("refit") else "kept classifier"
+    console.print(f"scored {d.get('scored', 0):,} products: {how}", highlight=False)
     if truth is not None:
         from .match_level import score_levels
 

@@ -22,6 +22,9 @@ JOBS = ("dedup", "match_level", "pools", "crowd")
 REPORTS = {"dedup": "dedup", "match_level": "match_level", "pools": "build_pools", "crowd": "aggregate"}
 
 
+INCREMENTAL_JOBS = ("match_level",)  # jobs that score only what changed unless ``full``
+
+
 def run(ctx: RunContext) -> StageStats:
     """Run the annotate job ``options["job"]`` (dedup, match_level, pools or crowd) on the store.
 
@@ -34,6 +37,8 @@ def run(ctx: RunContext) -> StageStats:
         raise ValueError(f"unknown annotate job {job!r} (jobs: {', '.join(JOBS)})")
     work = getattr(importlib.import_module(f"m5data.annotate.{job}"), REPORTS[job])
     kwargs = dict(ctx.options.get("job_options") or {})
+    if job in INCREMENTAL_JOBS and ctx.options.get("full"):
+        kwargs["full"] = True
     with _progress(job) if ctx.progress else contextlib.nullcontext(None) as progress:
         if progress is not None:
             kwargs["progress"] = progress

@@ -25,6 +25,8 @@ def export(
     shard_bytes: Optional[int] = typer.Option(None, "--shard-bytes", help="Cut shards at about this many bytes of media instead."),
     version: Optional[str] = typer.Option(None, "--version", help="Split version (default: the latest written)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Processes writing shards (0 = one per core, 1 = inline)."),
+    full: bool = typer.Option(False, "--full", help="Write every shard (default: a WebDataset export of a new split "
+                              "version beside the last one writes only new and changed samples)."),
 ) -> None:
     """Export a split (or all) as WebDataset shards, Hugging Face Parquet or the M5Product layout; resumable."""
     from ..config import ConfigError
@@ -34,7 +36,7 @@ def export(
     from .samples import ExportError
 
     rctx = stage_context(ctx, progress=True, options={"split": split, "out": out if is_remote(out) else Path(out),
-                                                      "version": version},
+                                                      "version": version, "full": full},
                          **{"export.shard_size": shard_size, "export.shard_bytes": shard_bytes,
                             "export.workers": workers, "export.format": fmt})
     rctx.options["fmt"] = rctx.settings.export.format  # the verb's format is export.format, not flows.export_format
@@ -48,7 +50,13 @@ def export(
     for name, n in d["splits"].items():
         t.add_row(esc(name), f"{n:,}")
     console.print(t)
-    console.print(f"shards: {d['shards']} ({d['shards_written']} written, {d['shards_skipped']} already finished)")
+    inherited = f", {d['shards_inherited']} taken over from {esc(d['base'])}" if d.get("shards_inherited") else ""
+    console.print(f"shards: {d['shards']} ({d['shards_written']} written, {d['shards_skipped']} already finished"
+                  f"{inherited})", highlight=False)
+    ch = d.get("changes") or {}
+    if d.get("base") or d.get("full_because") == "nothing changed":
+        console.print(f"samples: new {ch.get('new', 0):,}, changed {ch.get('changed', 0):,}, "
+                      f"unchanged {ch.get('unchanged', 0):,}, removed {ch.get('removed', 0):,}", highlight=False)
 
 
 def check_shards(

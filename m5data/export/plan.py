@@ -112,8 +112,9 @@ class ShardPlan:
 
 
 def plan_export(store, members: Members, shard_size: int, shard_bytes: int = 0,
-                kinds: tuple[str, ...] = ()) -> tuple[list[Shard], str]:
-    """The shards of ``members`` and the plan's ``products_sha256``, from one stream of their ids."""
+                kinds: tuple[str, ...] = (), keep: set | None = None) -> tuple[list[Shard], str]:
+    """The shards of ``members`` and the plan's ``products_sha256``, from one stream of their ids
+    (``keep``: only these ``(split, product_id)`` members, an incremental export's new shards)."""
     plan = ShardPlan(shard_size, shard_bytes)
     con = store.connect()
     try:
@@ -121,6 +122,10 @@ def plan_export(store, members: Members, shard_size: int, shard_bytes: int = 0,
             splits = batch.column(0).to_pylist()
             ids = batch.column(1).to_pylist()
             sizes = batch.column(2).to_pylist() if shard_bytes else None
+            if keep is not None:
+                picked = [k for k in range(len(ids)) if (splits[k], ids[k]) in keep]
+                splits, ids = [splits[k] for k in picked], [ids[k] for k in picked]
+                sizes = [sizes[k] for k in picked] if sizes is not None else None
             start = 0
             for k in range(1, len(ids) + 1):  # runs of one split (a batch may hold the end of one)
                 if k == len(ids) or splits[k] != splits[start]:

@@ -90,6 +90,17 @@ def inside_prefix(rel) -> str | None:
     return norm
 
 
+def sibling_name(rel) -> str | None:
+    """The folder name in a path ``../<name>/<file>`` (an incremental export's shard taken over from
+    the previous version's folder beside it), else None."""
+    if not isinstance(rel, str) or "\x00" in rel or "\\" in rel or "://" in rel:
+        return None
+    parts = rel.split("/")
+    if len(parts) < 3 or parts[0] != ".." or any(p in ("", ".", "..") for p in parts[1:]):
+        return None
+    return parts[1]
+
+
 class _Location:
     """A URL prefix and its filesystem (created per process: fsspec's async filesystems are not fork-safe)."""
 
@@ -125,6 +136,8 @@ class _Location:
         return self.url.split("://", 1)[0]
 
     def key(self, rel: str) -> str:
+        if rel.startswith("../"):  # a sibling folder's object (checked by the caller: sibling_name)
+            return f"{posixpath.dirname(self.root)}/{rel[3:]}"
         return f"{self.root}/{rel}"
 
     def full_url(self, rel: str) -> str:
@@ -219,12 +232,22 @@ class RemoteOut(_Location):
 class RemoteFolder(_Location):
     """The reading side: index files, sizes and streamed bytes of an export on object storage."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, siblings=()):
         super().__init__(url)
         self._listing: dict[str, int] | None = None
+        self.siblings = set(siblings)  # folders beside this one whose shards its index may name
 
     def __getstate__(self):
-        return {**super().__getstate__(), "_listing": self._listing}
+        return {**super().__getstate__(), "_listing": self._listing, "siblings": self.siblings}
+
+    def has_sibling_file(self, name: str, rel: str) -> bool:
+        """True when the folder ``name`` beside this one holds ``rel`` (an export's plan)."""
+        with explained(self.url):
+            return bool(self.fs.exists(self.key(f"../{name}/{rel}")))
+
+    def read_bytes(self, rel: str) -> bytes:
+        with explained(self.full_url(rel)):
+            return self.fs.cat_file(self.key(self._inside(rel)))
 
     def exists(self) -> bool:
         """True when the prefix holds anything (a missing bucket or bad credentials raise :class:`RemoteError`)."""
@@ -241,14 +264,25 @@ class RemoteFolder(_Location):
             return self.fs.cat_file(self.key(rel)).decode("utf-8")
 
     def _inside(self, rel) -> str:
+        if sibling_name(rel) in self.siblings:
+            return rel
         key = inside_prefix(rel)
         if key is None:
             raise OutsideFolder(rel)
         return key
 
     def size(self, rel: str) -> int | None:
-        """The size of the object ``rel`` names below the prefix; None when it is missing."""
-        return self.names().get(self._inside(rel))
+        """The size of the object ``rel`` names below the prefix (or in a sibling folder); None when it is missing."""
+        key = self._inside(rel)
+        if key.startswith("../"):
+            try:
+                with explained(self.full_url(key)):
+                    return int(self.fs.size(self.key(key)))
+            except RemoteError as exc:
+                if isinstance(exc.__cause__, FileNotFoundError):
+                    return None
+                raise
+        return self.names().get(key)
 
     def open(self, rel: str, block_size: int = 8 << 20):
         """A streaming binary reader of ``rel`` (read-ahead blocks; nothing written to disk)."""

@@ -31,8 +31,10 @@ from typing import Callable
 
 from .. import config as cfg
 from ..splits.names import shown
+from ..storage import changes
 from ..storage.runs import StageStats, record_run
 from ..storage.temps import scratch_dir
+from . import incremental as inc
 from .members import Members, split_counts, stream_samples
 from .plan import Shard, ShardPlan, format_options, plan_export, plan_record, plan_shards, shard_samples
 from .remote import FINISH_READS_SHARD_FILES, RemoteOut, is_remote
@@ -45,6 +47,7 @@ FORMATS = {"webdataset": "m5data.export.webdataset", "parquet": "m5data.export.h
            "m5product": "m5data.export.m5product"}
 PLAN_FILE = "_export.json"
 SKIPPED_SPLIT = "split with a bad name (skipped)"  # failure reason, one per split of the version
+FRESH_LOAD_MAX = 4096  # an incremental export loads up to this many samples by id, more in one ordered pass
 STREAM_MEMORY = "2GB"  # DuckDB's memory limit for the ordered sample stream (it spills past it)
 
 Progress = Callable[[int, int], None]  # (shards done, shards in all)
@@ -63,6 +66,10 @@ class ExportReport:
     shards_written: int
     shards_skipped: int
     skipped_splits: dict[str, str] = field(default_factory=dict)  # split -> why its name was refused
+    shards_inherited: int = 0  # taken over from the previous version's folder (incremental.py)
+    base: str | None = None  # that folder's name
+    changes: dict = field(default_factory=dict)  # samples new, changed, unchanged, removed since it
+    full_because: str = ""  # why the export was written in full (empty when incremental)
 
 
 def check_settings(s: cfg.Settings) -> None:
@@ -166,8 +173,8 @@ def shard_done(mod, out: Path, shard: Shard) -> dict | None:
 
 
 def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all", fmt: str | None = None,
-           version: str | None = None, progress: Progress | None = None) -> ExportReport:
-    """Export one split (or ``all``) of a split version in one layout; resumable.
+           version: str | None = None, progress: Progress | None = None, full: bool = False) -> ExportReport:
+    """Export one split (or ``all``) of a split version in one layout; resumable, incremental.
 
     Args:
         store: the store to read.
@@ -178,6 +185,8 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
         fmt: ``webdataset``, ``parquet`` or ``m5product`` (default ``export.format``).
         version: the split version (default: the latest written).
         progress: called with (shards done, shards in all) after each shard.
+        full: write every shard (default: a WebDataset export of a new split version into a sibling
+            folder of the last complete one writes only new and changed samples: ``incremental.py``).
 
     Raises:
         ExportError: no splits, unknown version/split/format, or ``out`` holds another plan.
@@ -192,6 +201,9 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
     stats = StageStats("export")
     started = time.time()
     config = {"format": fmt, "split": split, "out": str(out), **asdict(settings.export)}
+    keeps_index = fmt in inc.INCREMENTAL_FORMATS
+    marks = changes.watermarks(store, inc.READS)  # before reading: a later write is seen next time
+    inputs = inc.inputs(fmt, split, settings)
     try:
         members = split_counts(store, version, split)
         version = members.version
@@ -203,9 +215,31 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
         if not members.counts:
             raise ExportError(f"no split of version {version!r} has a plain name (skipped: "
                               f"{', '.join(shown(n) for n in skipped_splits)}); rebuild the splits")
-        shards, digest = plan_export(store, members, settings.export.shard_size, settings.export.shard_bytes,
-                                     mod.MEDIA_KINDS)
+        if keeps_index and not full and (kept := _unchanged(store, stats, out, fmt, split, version, members,
+                                                            marks, inputs, skipped_splits)) is not None:
+            record_run(store, stats, config)
+            return kept
+        existing = inc.read_file(out, PLAN_FILE)
+        base, full_because = inc.find_base(store, out, fmt, split, version, settings, full=full,
+                                           existing_plan=json.loads(existing) if existing else None)
+        digests: dict = {}
+        fresh_order: list = []
+        if base is not None:  # hash every sample of the version, compare with the base's
+            digests = inc.member_digests(store, members, _stream_connection)
+            delta = inc.diff(base, digests)
+            fresh_order = [k for k in digests if k in delta.fresh]
+            shards, digest = plan_export(store, members, settings.export.shard_size, settings.export.shard_bytes,
+                                         mod.MEDIA_KINDS, keep=delta.fresh)
+            inherited = delta.inherited
+            stats.details["changes"] = delta.counts
+        else:
+            shards, digest = plan_export(store, members, settings.export.shard_size, settings.export.shard_bytes,
+                                         mod.MEDIA_KINDS)
+            inherited = []
         plan = plan_record(fmt, version, shards, settings, digest)
+        if base is not None:
+            plan["base"] = {"folder": base.name, "inherited": [st["path"] for st in inherited]}
+            plan["inherits"] = sorted({inc.sibling_name(st["path"]) for st in inherited})
         if remote:
             listing = remote.claim(plan, PLAN_FILE)
             write_json_atomic(staging / PLAN_FILE, plan)
@@ -221,7 +255,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
             elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
                 raise ExportError(f"{out} is not empty and holds no m5data export: use an empty --out folder")
             write_json_atomic(plan_path, plan)
-        stats.n_in = sum(sh.size for sh in shards)
+        stats.n_in = sum(sh.size for sh in shards) + sum(st["nsamples"] for st in inherited)
         done: dict[tuple[str, int], dict] = {}
         if remote:  # one listing of the prefix, then the markers read in one batch
             done = remote.finished({(sh.split, sh.index): mod.stats_path(Path(), sh).as_posix() for sh in shards},
@@ -242,6 +276,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
         if remote:  # inline writes upload through this filesystem (a client costs about 0.3 s to create)
             _worker[("remote", str(out), str(staging))] = remote
         results = []
+        shard_ids: dict[tuple[str, int], list[str]] = {}  # the samples of each shard of this folder
 
         def finished(st: dict) -> None:
             results.append(st)
@@ -249,7 +284,9 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
             if progress:
                 progress(len(done) + len(results), len(shards))
 
-        if todo:
+        # a full export hashes its samples as it streams them (for the next version); done shards too
+        hashing = keeps_index and base is None
+        if todo or (hashing and shards):
             con = _stream_connection(store)
             pool = None
             try:
@@ -259,7 +296,17 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
                     workers = min(workers, todo)
                     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
                 running: set = set()
-                for sh, samples in shard_samples(stream_samples(con, members), shards):
+                if base is not None and len(fresh_order) <= FRESH_LOAD_MAX:
+                    rows = inc.fresh_rows(con, fresh_order)
+                elif base is not None:  # many to write: one ordered pass, the others skipped
+                    wanted = set(fresh_order)
+                    rows = (r for r in stream_samples(con, members) if (r[0], r[1]) in wanted)
+                else:
+                    rows = stream_samples(con, members)
+                    if hashing:
+                        rows = inc.hashed(rows, digests)
+                for sh, samples in shard_samples(rows, shards):
+                    shard_ids[(sh.split, sh.index)] = [s.product_id for s in samples]
                     if (sh.split, sh.index) in done:
                         continue
                     if pool is None:
@@ -277,15 +324,36 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
                 if pool is not None:
                     pool.shutdown(cancel_futures=True)
                 con.close()
+        elif base is not None:
+            shard_ids = inc.cut_ids(fresh_order, shards)
         for st in results:
             done[(st["split"], st["index"])] = st
-        ordered = [done[(sh.split, sh.index)] for sh in shards]
+        ordered = [dict(st) for st in inherited]
+        for sh in shards:
+            ordered.append({**done[(sh.split, sh.index)], "stats_path": mod.stats_path(Path(), sh).as_posix()})
+        index_rows = []
+        if keeps_index:
+            if base is not None:
+                paths = {st["path"] for st in inherited}
+                index_rows = [(s, p, d, path) for (s, p), (d, path) in base.samples.items() if path in paths]
+            for sh in shards:
+                path = done[(sh.split, sh.index)]["path"]
+                index_rows += [(sh.split, pid, digests[(sh.split, pid)], path) for pid in shard_ids[(sh.split, sh.index)]]
         if remote:
             _finish_remote(mod, fmt, remote, staging, store, version, members, ordered, options)
+            if keeps_index:
+                folder = staging / "_index"
+                folder.mkdir()
+                for name in inc.write_index_files(folder, ordered, index_rows):
+                    remote.put(folder / name, name)
         else:
             mod.finish(store, out, version, members, ordered, options)
+            if keeps_index:
+                inc.write_index_files(out, ordered, index_rows)
             if resumed:
                 remove_stale_temps(out, before=started)
+        if "changes" not in stats.details:
+            stats.details["changes"] = {"new": stats.n_in, "changed": 0, "unchanged": 0, "removed": 0}
         stats.finish("ok")
     except BaseException as exc:
         stats.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
@@ -296,8 +364,37 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
             shutil.rmtree(staging, ignore_errors=True)
             _worker.pop(("remote", str(out), str(staging)), None)  # the inline writes' filesystem
     record_run(store, stats, config)
-    return ExportReport(stats, out, fmt, version, dict(members.counts), len(shards),
-                        len(shards) - skipped, skipped, skipped_splits)
+    if keeps_index:  # last: a killed export leaves the previous state
+        changes.save_state(store, inc.state_name(fmt, split), marks, inputs, out=inc.place(store, out), version=version,
+                           base=base.name if base else None)
+    return ExportReport(stats, out, fmt, version, dict(members.counts), len(shards) + len(inherited),
+                        len(shards) - skipped, skipped, skipped_splits, shards_inherited=len(inherited),
+                        base=base.name if base else None, changes=stats.details["changes"],
+                        full_because=full_because)
+
+
+def _unchanged(store, stats: StageStats, out, fmt: str, split: str, version: str, members: Members, marks: dict,
+               inputs: str, skipped_splits: dict) -> ExportReport | None:
+    """The report of an export that has nothing to do (the folder holds the last complete export and no
+    table it reads was written since), else None."""
+    state = changes.load_state(store, inc.state_name(fmt, split))
+    if state is None or state.get("out") != inc.place(store, out) or not changes.unchanged_since(state, marks, inputs):
+        return None
+    manifest = inc.read_file(out, inc.MANIFEST)
+    try:
+        shards = json.loads(manifest)["shards"] if manifest else None
+    except (ValueError, KeyError):
+        shards = None
+    if shards is None:
+        return None
+    n = sum(st.get("nsamples", 0) for st in shards)
+    stats.n_in = n
+    stats.details["changes"] = {"new": 0, "changed": 0, "unchanged": n, "removed": 0}
+    stats.finish("ok")
+    own = [st for st in shards if not st["path"].startswith("../")]
+    return ExportReport(stats, out, fmt, version, dict(members.counts), len(shards), 0, len(own), skipped_splits,
+                        shards_inherited=len(shards) - len(own), base=state.get("base"), changes=stats.details["changes"],
+                        full_because="nothing changed")
 
 
 def _account(stats: StageStats, shard_stats: dict) -> None:

@@ -13,7 +13,10 @@ from ..storage import StageStats
 
 def run(ctx: RunContext) -> StageStats:
     """Export a split version: ``flows.export_split`` in ``flows.export_format`` (or ``options``: split,
-    fmt, out, version).
+    fmt, out, version, full).
+
+    A WebDataset export of a new split version writes only new and changed samples and takes the
+    other shards over from the last complete export (``incremental.py``) unless ``full``.
 
     The folder defaults to ``<store>/exports/<version>-<fmt>-<split>``; the export's counts go into ``details``.
     With ``ctx.progress`` a bar counts the shards.
@@ -29,11 +32,13 @@ def run(ctx: RunContext) -> StageStats:
     if out is None:
         version, out = default_out(store, split, fmt, version)
     with (_shard_bar() if ctx.progress else contextlib.nullcontext(None)) as progress:
-        report = export(store, ctx.settings, out=out, split=split, fmt=fmt, version=version, progress=progress)
+        report = export(store, ctx.settings, out=out, split=split, fmt=fmt, version=version, progress=progress,
+                        full=bool(ctx.options.get("full")))
     report.stats.details.update(
         out=str(report.out), format=report.fmt, version=report.version, splits=report.splits, shards=report.shards,
         shards_written=report.shards_written, shards_skipped=report.shards_skipped,
-        skipped_splits=dict(report.skipped_splits))
+        skipped_splits=dict(report.skipped_splits), shards_inherited=report.shards_inherited, base=report.base,
+        changes=report.changes, full_because=report.full_because)
     return report.stats
 
 

@@ -223,7 +223,7 @@ def finish(store, out: Path, version: str, members, shards: list[dict], options:
         summary["splits"][split] = {
             "shards": len(sts), "nsamples": sum(st["nsamples"] for st in sts), "bytes": sum(st["size"] for st in sts),
             "modalities": dict(sorted(modalities.items())), "index": index_path(out, split).name,
-            "shard_stats": [stats_path(out, _Ref(st["split"], st["index"])).name for st in sts],
+            "shard_stats": [st.get("stats_path") or stats_path(out, _Ref(st["split"], st["index"])).name for st in sts],
         }
     write_json_atomic(out / "_stats.json", summary)
 

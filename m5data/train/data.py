@@ -8,6 +8,7 @@ Shards are local files or objects under a URL (``s3://bucket/prefix``), streamed
 from __future__ import annotations
 
 import glob
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +21,43 @@ class ShardError(ValueError):
     """No shards for a split, or an unreadable shard; the message names the folder or file."""
 
 
+def indexed_shards(shards: str | Path, split: str) -> list[str] | None:
+    """The shards the split's ``wids`` index lists (paths relative to the folder; an incremental
+    export's inherited shards as ``../<folder>/<shard>``), or None without an index. A path that
+    leads out of the folder, other than into a folder the export inherits from, is an error."""
+    import json
+
+    from m5data.export.check import reader_of
+    from m5data.export.remote import OutsideFolder, RemoteError
+
+    try:
+        reader = reader_of(str(shards) if not isinstance(shards, Path) else shards)
+        if f"{split}.index.json" not in reader.names():
+            return None
+        index = json.loads(reader.read_text(f"{split}.index.json"))
+        paths = [entry["url"] for entry in index.get("shardlist", [])]
+        for rel in paths:
+            reader._inside(rel)
+    except RemoteError as exc:
+        raise ShardError(str(exc)) from None
+    except OutsideFolder as exc:
+        raise ShardError(f"the index of split {split!r} in {shards} names a shard outside the export: {exc}") from None
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise ShardError(f"unreadable index of split {split!r} in {shards}: {exc}") from None
+    return paths
+
+
 def shard_urls(shards: str | Path, split: str) -> list[str]:
-    """The tar shards of one split in an export folder or under an export URL (``<split>-000000.tar`` ...), sorted."""
+    """The tar shards of one split in an export folder or under an export URL: those its index lists
+    (an incremental export's inherited shards too), else ``<split>-000000.tar`` ... sorted."""
     from m5data.export.remote import RemoteError, RemoteFolder, is_remote
 
     if is_remote(shards):
         try:
             folder = RemoteFolder(shards)
+            listed = indexed_shards(shards, split)
+            if listed:
+                return [folder.full_url(n) for n in listed]
             names = folder.glob(f"{split}-*.tar")
         except RemoteError as exc:
             raise ShardError(str(exc)) from None
@@ -37,6 +68,9 @@ def shard_urls(shards: str | Path, split: str) -> list[str]:
     root = Path(shards)
     if not root.is_dir():
         raise ShardError(f"shard folder {root} does not exist")
+    listed = indexed_shards(root, split)
+    if listed:
+        return [os.path.normpath(root / rel) for rel in listed]
     urls = sorted(glob.glob(str(root / f"{split}-*.tar")))
     if not urls:
         raise ShardError(f"no shards for split {split!r} in {root} (expected {split}-000000.tar ...; run `m5data export`)")
@@ -111,9 +145,9 @@ class _RemoteTarSamples:
     Each process (a DataLoader worker too) opens its own filesystem."""
 
     def __init__(self, shards: str):
-        from m5data.export.remote import RemoteFolder
+        from m5data.export.check import reader_of
 
-        self.folder = RemoteFolder(shards)
+        self.folder = reader_of(shards)  # follows the index into the folders the export inherits from
 
     def _streams(self, sources):
         from m5data.export.remote import RemoteError

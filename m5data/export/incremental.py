@@ -1,0 +1,293 @@
+"""An export of a new split version that writes only what changed and takes the rest over.
+
+Every WebDataset export folder holds, beside its shards and indexes, two files for the next one:
+
+- ``_manifest.json``: every shard of this version (its stats: path, samples, size, sha256), the
+  path relative to this folder;
+- ``_samples.parquet``: one row per sample (split, product_id, digest, path of its shard), the
+  digest a hash of everything the sample is made of (its split, text, specs, labels, group, media
+  paths; media are content-addressed, so a path names its bytes).
+
+The next export of the same format and split (``derived/state/export-<fmt>-<split>.json`` names
+the folder of the last complete one) into a *sibling* folder for another split version hashes the
+new version's samples and compares: a shard of the previous version whose samples are all there
+with the same digest is **inherited** (its index entry is ``../<previous folder>/<shard>``, with its
+size and sha256); the samples of every other shard (one changed, or left the split) are written
+again, with the new and changed ones, into new shards of this folder. So a changed product is in
+the new shards only, no key is listed twice, and every reader of the index (the ``wids`` index, the
+training loader, check-shards) sees exactly the samples of a full export, in other shards.
+
+A shard that holds one changed product is written again whole: readers stay plain index readers
+(no exclusion lists), at the cost of up to ``export.shard_size`` samples per changed product.
+Inherited shards are never copied; an earlier folder that is removed breaks the later versions that
+reference it (check-shards names the missing shards). Formats whose readers cannot take files from
+another folder (Parquet: the dataset card's patterns; M5Product: one folder of item files) export
+in full and say so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..storage import changes
+from .remote import RemoteFolder, is_remote, sibling_name
+
+INCREMENTAL_FORMATS = ("webdataset",)
+MANIFEST = "_manifest.json"
+SAMPLES = "_samples.parquet"
+# every table a sample is made of (SAMPLE_HEADER_SQL and the media/spec streams)
+READS = ("products", "specs", "captions", "media", "label_map", "taxonomy", "dedup", "splits")
+NOT_INCREMENTAL = {
+    "parquet": "a Parquet export is written in full: the dataset card's data/<split>-* patterns "
+               "read one folder",
+    "m5product": "an M5Product export is written in full: its layout is one folder of item files",
+}
+
+
+def state_name(fmt: str, split: str) -> str:
+    return f"export-{fmt}-{split}"
+
+
+def inputs(fmt: str, split: str, settings) -> str:
+    """What beside the tables decides an export's samples and shards."""
+    from .plan import format_options
+
+    e = settings.export
+    return changes.fingerprint(fmt, split, e.shard_size, e.shard_bytes, format_options(settings))
+
+
+def sample_digest(split: str, sample) -> str:
+    """The hash of everything ``sample`` is written from in ``split`` (media by their content-addressed paths)."""
+    text = json.dumps([split, asdict(sample)], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def split_location(out) -> tuple[str, str]:
+    """``(parent, name)`` of an export folder or URL."""
+    if is_remote(out):
+        parent, name = posixpath.split(str(out).rstrip("/"))
+        return parent, name
+    p = Path(out).absolute()
+    return str(p.parent), p.name
+
+
+STORE_PLACE = "store:"  # a state's name of an export folder inside the store
+
+
+def place(store, out) -> str:
+    """``out`` as the state names it: ``store:exports/<name>`` for a folder inside the store (so a
+    copied store, or the same built on S3, holds the same state), else its path or URL."""
+    root = str(store.where("exports")).rstrip("/")
+    text = str(out) if is_remote(out) else str(Path(out).absolute())
+    if not is_remote(root):
+        root = str(Path(root).absolute())
+    return STORE_PLACE + "exports/" + text[len(root) + 1:] if text.startswith(root + "/") else text
+
+
+def located(store, named: str) -> str:
+    """The path or URL of a state's ``place``."""
+    if not named.startswith(STORE_PLACE):
+        return named
+    where = store.where(named[len(STORE_PLACE):])
+    return where if is_remote(where) else str(Path(where).absolute())
+
+
+def sibling(out, name: str):
+    parent, _ = split_location(out)
+    return f"{parent}/{name}" if is_remote(out) else Path(parent) / name
+
+
+def read_file(folder, rel: str) -> bytes | None:
+    """The bytes of ``rel`` in an export folder or under its URL; None when it is not there."""
+    if is_remote(folder):
+        from .remote import RemoteError
+
+        try:
+            reader = RemoteFolder(str(folder))
+            if rel not in reader.names():
+                return None
+            with reader.open(rel) as fh:
+                return fh.read()
+        except RemoteError:
+            return None
+    path = Path(folder) / rel
+    return path.read_bytes() if path.is_file() else None
+
+
+@dataclass
+class Base:
+    """The previous version's export, as the new folder sees it (paths relative to the new folder)."""
+
+    name: str
+    shards: list[dict]  # manifest entries, "path" and "stats_path" relative to the new folder
+    samples: dict = field(default_factory=dict)  # (split, product_id) -> (digest, shard path)
+
+
+def rebased(rel: str, name: str) -> str:
+    """A path of the previous folder ``name`` as seen from its sibling: its own files are ``../name/...``,
+    what it inherited (``../other/...``) stays as it is."""
+    return rel if rel.startswith("../") else f"../{name}/{rel}"
+
+
+def load_base(out, name: str) -> Base | None:
+    """The export in the sibling folder ``name`` of ``out``, or None (no manifest or sample list: a full export)."""
+    import pyarrow.parquet as pq
+
+    folder = sibling(out, name)
+    manifest, table = read_file(folder, MANIFEST), read_file(folder, SAMPLES)
+    if manifest is None or table is None:
+        return None
+    try:
+        entries = json.loads(manifest)["shards"]
+        rows = pq.read_table(io.BytesIO(table)).to_pydict()
+    except (ValueError, KeyError, TypeError, OSError):
+        return None
+    shards = []
+    for st in entries:
+        st = dict(st)
+        st["path"] = rebased(st["path"], name)
+        if st.get("stats_path"):
+            st["stats_path"] = rebased(st["stats_path"], name)
+        if sibling_name(st["path"]) is None:
+            return None  # not a path this layout writes: never follow it
+        shards.append(st)
+    samples = {(s, p): (d, rebased(path, name))
+               for s, p, d, path in zip(rows["split"], rows["product_id"], rows["digest"], rows["path"])}
+    return Base(name, shards, samples)
+
+
+def find_base(store, out, fmt: str, split: str, version: str, settings, *, full: bool,
+              existing_plan: dict | None) -> tuple[Base | None, str]:
+    """The previous export this one builds on, and why not when None.
+
+    A folder that holds a plan already (a resumed run) keeps the base its plan names; a new folder
+    builds on the last complete export of this format and split when it is a sibling folder of
+    another split version made with the same settings.
+    """
+    if full:
+        return None, "full export asked"
+    if fmt not in INCREMENTAL_FORMATS:
+        return None, NOT_INCREMENTAL.get(fmt, f"{fmt} exports are written in full")
+    if existing_plan is not None:
+        name = (existing_plan.get("base") or {}).get("folder")
+        if not name:
+            return None, "the folder holds a full export (resumed as one)"
+    else:
+        state = changes.load_state(store, state_name(fmt, split))
+        if state is None:
+            return None, "no earlier complete export"
+        if state.get("inputs") != inputs(fmt, split, settings):
+            return None, "the earlier export was made with other settings"
+        prev = located(store, state["out"]) if state.get("out") else None
+        if not prev or prev == str(out) or state.get("version") == version:
+            return None, "the earlier export is of this split version"
+        parent, name = split_location(prev)
+        if parent != split_location(out)[0]:
+            return None, "the earlier export is not in a sibling folder"
+    base = load_base(out, name)
+    return (base, "") if base is not None else (None, f"the earlier export {name} has no manifest")
+
+
+@dataclass
+class Diff:
+    """What a new version keeps of its base: inherited shards, the samples to write, the counts."""
+
+    inherited: list[dict]
+    fresh: set  # (split, product_id) written into this folder's shards
+    counts: dict
+
+
+def diff(base: Base, digests: dict) -> Diff:
+    """Compare the new version's sample digests (``(split, product_id) -> digest``) with the base's."""
+    dirty = set()
+    for key, (digest, path) in base.samples.items():
+        if digests.get(key) != digest:
+            dirty.add(path)
+    inherited = [st for st in base.shards if st["path"] not in dirty]
+    kept = {key for key, (_, path) in base.samples.items() if path not in dirty}
+    fresh = {key for key in digests if key not in kept}
+    new = sum(1 for key in digests if key not in base.samples)
+    changed = sum(1 for key, d in digests.items() if key in base.samples and base.samples[key][0] != d)
+    gone = sum(1 for key in base.samples if key not in digests)
+    return Diff(inherited, fresh, {"new": new, "changed": changed, "unchanged": len(digests) - new - changed,
+                                   "removed": gone})
+
+
+def member_digests(store, members, connect) -> dict:
+    """``(split, product_id) -> digest`` of every sample of ``members``, in export order (one stream
+    over a connection from ``connect(store)``)."""
+    from .members import stream_samples
+
+    out: dict = {}
+    con = connect(store)
+    try:
+        for _ in hashed(stream_samples(con, members), out):
+            pass
+    finally:
+        con.close()
+    return out
+
+
+def hashed(rows, digests: dict):
+    """Pass ``(split, product_id, sample)`` rows through, noting each sample's digest."""
+    for split, pid, sample in rows:
+        if sample is not None:
+            digests[(split, pid)] = sample_digest(split, sample)
+        yield split, pid, sample
+
+
+def fresh_rows(con, keys: list, chunk: int = 2048):
+    """``(split, product_id, sample)`` of ``keys`` (in export order), loaded a chunk of one split at a time."""
+    from .samples import load_samples
+
+    start = 0
+    while start < len(keys):
+        split = keys[start][0]
+        end = start
+        while end < len(keys) and end - start < chunk and keys[end][0] == split:
+            end += 1
+        ids = [pid for _, pid in keys[start:end]]
+        loaded = {s.product_id: s for s in load_samples(con, ids)}
+        for pid in ids:
+            yield split, pid, loaded.get(pid)
+        start = end
+
+
+def cut_ids(keys: list, shards: list) -> dict:
+    """The product ids of each planned shard, cut from ``keys`` (export order) as :func:`shard_samples` cuts."""
+    out, k = {}, 0
+    for sh in shards:
+        ids = []
+        while k < len(keys) and keys[k][0] == sh.split and keys[k][1] <= sh.last:
+            ids.append(keys[k][1])
+            k += 1
+        out[(sh.split, sh.index)] = ids
+    return out
+
+
+def write_index_files(folder: Path, shards: list[dict], samples: list[tuple[str, str, str, str]]) -> list[str]:
+    """Write ``_manifest.json`` and ``_samples.parquet`` into ``folder``; the names written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .run import write_json_atomic
+
+    samples = sorted(samples)
+    cols = list(zip(*samples)) if samples else [(), (), (), ()]
+    table = pa.table({"split": pa.array(cols[0], pa.string()), "product_id": pa.array(cols[1], pa.string()),
+                      "digest": pa.array(cols[2], pa.string()), "path": pa.array(cols[3], pa.string())})
+    tmp = folder / f".tmp-{SAMPLES}"
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(folder / SAMPLES)
+    write_json_atomic(folder / MANIFEST, {"shards": shards})
+    return [SAMPLES, MANIFEST]
+
+
+__all__ = ["INCREMENTAL_FORMATS", "MANIFEST", "NOT_INCREMENTAL", "READS", "SAMPLES", "Base", "Diff", "cut_ids", "diff",
+           "find_base", "fresh_rows", "hashed", "inputs", "load_base", "member_digests", "place", "sample_digest",
+           "sibling_name", "state_name", "write_index_files"]

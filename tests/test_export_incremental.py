@@ -1,0 +1,272 @@
+"""Incremental exports (m5data/export/incremental.py): a new split version's WebDataset export
+writes only new and changed samples and takes the other shards over from the previous version's
+folder beside it; readers (the wids index, check-shards, the training loader) see exactly the
+samples of a full export of the same version.
+
+The store is the 60-product demo store, grown twice through the store API (copies of products under
+new ids with their specs, captions and media; one re-written title each time), with a split version
+per state whose assignment is a hash of the product id (as the splits stage's is a hash of its group).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import tarfile
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from export_helpers import settings_for
+from grow_store import grow, product_ids
+
+from m5data.export.check import check_shards
+from m5data.export.run import export
+from m5data.export.stage import default_out
+from m5data.storage import Store
+
+
+def hashed_splits(ids, version: str) -> list[dict]:
+    rows = []
+    for pid in ids:
+        h = int(hashlib.sha256(pid.encode()).hexdigest(), 16)
+        rows.append({"product_id": pid, "split": {0: "query-c", 1: "gallery-c"}.get(h % 5, "train"), "version": version})
+        if h % 7 == 0:
+            rows.append({"product_id": pid, "split": "cls-test", "version": version})
+    return rows
+
+
+def samples_of(folder: Path) -> dict:
+    """``{(split, key): {field: bytes}}`` of every shard the folder's indexes list (inherited ones too)."""
+    out = {}
+    for index in sorted(folder.glob("*.index.json")):
+        split = json.loads(index.read_text())["name"]
+        for entry in json.loads(index.read_text())["shardlist"]:
+            with tarfile.open(folder / entry["url"]) as tar:
+                for m in tar:
+                    key, field = m.name.split(".", 1)
+                    assert field not in out.setdefault((split, key), {}), f"{m.name} twice"
+                    out[(split, key)][field] = tar.extractfile(m).read()
+    return out
+
+
+@pytest.fixture(scope="module")
+def grown(demo_store_factory, tmp_path_factory):
+    """The store and its three exports: v1 in full, v2 and v3 incremental, each in its default folder."""
+    from support.demo_fixtures import copy_store
+
+    store = Store.open(copy_store(demo_store_factory(products=60, seed=0), tmp_path_factory.mktemp("inc")))
+    ids = sorted(product_ids(store))
+    first = ids[:40]
+    store.write("splits", hashed_splits(first, "v1"))
+    settings = settings_for(store, **{"export.shard_size": 4, "export.workers": 1})
+    reports = {"v1": export(store, settings, out=default_out(store, "all", "webdataset", "v1")[1], version="v1")}
+    changed = {}
+    for version, tag, n in (("v2", "x", 6), ("v3", "y", 4)):
+        changed[version] = first[7] if version == "v2" else first[23]
+        grow(store, tag, n, changed[version])
+        store.write("splits", hashed_splits(first + [p for p in product_ids(store) if p not in ids], version))
+        out = default_out(store, "all", "webdataset", None)[1]
+        reports[version] = export(store, settings, out=out)
+    return store, settings, reports, changed
+
+
+def test_incremental_versions_hold_the_samples_of_a_full_export(grown, tmp_path):
+    store, settings, reports, changed = grown
+    v2, v3 = reports["v2"], reports["v3"]
+    assert v2.base == "v1-webdataset-all" and v3.base == "v2-webdataset-all"
+    assert v2.version == "v2" and v3.version == "v3"
+    for r in (v2, v3):
+        assert r.shards_inherited > 0 and 0 < r.shards_written < r.shards
+        assert r.changes["changed"] >= 1 and r.changes["new"] >= 4 and r.changes["unchanged"] > 20
+    full = export(store, settings, out=tmp_path / "full", version="v3", full=True)
+    assert full.shards_inherited == 0 and full.shards_written == full.shards
+    got, want = samples_of(Path(v3.out)), samples_of(tmp_path / "full")
+    assert sorted(got) == sorted(want)
+    for key, fields in want.items():
+        assert got[key] == fields, key
+    # v3 names shards of both earlier folders, and check-shards follows them (sizes, sha256, keys)
+    index = json.loads((Path(v3.out) / "train.index.json").read_text())["shardlist"]
+    assert {u["url"].split("/")[1] for u in index if u["url"].startswith("../")} <= {"v1-webdataset-all",
+                                                                                   "v2-webdataset-all"}
+    report = check_shards(v3.out)
+    assert report.ok, report.problems
+    assert report.samples == len(want)
+
+
+def test_a_changed_product_replaces_its_old_sample(grown):
+    store, _, reports, changed = grown
+    pid = changed["v2"]
+    from m5data.export.samples import safe_key
+
+    mine = {k: v for k, v in samples_of(Path(reports["v2"].out)).items() if k[1] == safe_key(pid)}
+    assert mine, "the changed product is in the new version"
+    for fields in mine.values():
+        assert json.loads(fields["json"])["title"].endswith("(x)")
+    old = {k: v for k, v in samples_of(Path(reports["v1"].out)).items() if k[1] == safe_key(pid)}
+    assert all(not json.loads(f["json"])["title"].endswith("(x)") for f in old.values())  # v1 stands as it was
+    # its old shard is not taken over: the v2 index names no v1 shard that holds it
+    for index in Path(reports["v2"].out).glob("*.index.json"):
+        for entry in json.loads(index.read_text())["shardlist"]:
+            if entry["url"].startswith("../"):
+                with tarfile.open(Path(reports["v2"].out) / entry["url"]) as tar:
+                    assert not any(m.name.startswith(safe_key(pid) + ".") for m in tar)
+
+
+def test_an_export_with_nothing_new_writes_no_shard(grown):
+    store, settings, reports, _ = grown
+    v3 = Path(reports["v3"].out)
+    tars = {p.name: p.stat().st_mtime_ns for p in v3.glob("*.tar")}
+    again = export(store, settings, out=v3)  # (another test may have exported v3 elsewhere since)
+    assert again.shards_written == 0 and again.shards_skipped == reports["v3"].shards_written
+    assert {p.name: p.stat().st_mtime_ns for p in v3.glob("*.tar")} == tars
+    before = {p.name: p.stat().st_mtime_ns for p in v3.iterdir()}
+    third = export(store, settings, out=v3)  # the last complete export, nothing written since: no work at all
+    assert third.shards_written == 0 and third.full_because == "nothing changed"
+    assert third.changes == {"new": 0, "changed": 0, "unchanged": third.stats.n_in, "removed": 0}
+    assert {p.name: p.stat().st_mtime_ns for p in v3.iterdir()} == before
+
+
+def test_check_shards_names_a_missing_inherited_shard_and_a_key_twice(grown, tmp_path):
+    import shutil
+
+    _, _, reports, _ = grown
+    parent = tmp_path / "exports"
+    for r in ("v1", "v2", "v3"):
+        shutil.copytree(reports[r].out, parent / Path(reports[r].out).name)
+    v3 = parent / "v3-webdataset-all"
+    inherited = next(u["url"] for u in json.loads((v3 / "train.index.json").read_text())["shardlist"]
+                     if u["url"].startswith("../v1"))
+    (v3 / inherited).unlink()
+    report = check_shards(v3)
+    assert [p.path for p in report.problems if p.problem == "missing"] == [inherited]
+    # a sample list that names one product twice in a split
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(v3 / "_samples.parquet")
+    pq.write_table(pa.concat_tables([rows, rows.slice(0, 1)]), v3 / "_samples.parquet")
+    assert any("listed 2 times" in p.problem for p in check_shards(v3).problems)
+
+
+def test_an_index_may_not_lead_into_a_folder_its_plan_does_not_name(grown, tmp_path):
+    import shutil
+
+    _, _, reports, _ = grown
+    v2 = tmp_path / "v2"
+    shutil.copytree(reports["v2"].out, v2)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x.tar").write_bytes(b"x" * 10240)
+    index = json.loads((v2 / "train.index.json").read_text())
+    index["shardlist"].append({"url": "../other/x.tar", "nsamples": 1, "filesize": 10240, "sha256": None})
+    (v2 / "train.index.json").write_text(json.dumps(index))
+    problems = check_shards(v2).problems
+    assert any(p.path == "../other/x.tar" and "outside the export folder" in p.problem for p in problems)
+
+
+def test_a_killed_incremental_export_resumes_to_the_same_samples(grown, tmp_path, monkeypatch):
+    """Killed after its first new shard, run again: the rest is written, the samples are the full export's
+    (the first shard's samples loaded by id, the others' from the ordered pass over the store)."""
+    from support.demo_fixtures import copy_store
+
+    from m5data.export import run as run_module
+
+    store, settings, reports, _ = grown
+    copy = Store.open(copy_store(store.root, tmp_path))  # the store with the states of v1..v3
+    grow(copy, "z", 3, sorted(product_ids(copy))[2])
+    copy.write("splits", hashed_splits(product_ids(copy), "v4"))
+    # the copy's state names v3's folder as a place in the store: the copy's own, beside the new one
+    out = Path(copy.where("exports/v4-webdataset-all"))
+    calls = []
+
+    def stop(done, total):
+        calls.append(done)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export(copy, settings, out=out, progress=stop)
+    assert (out / "_export.json").is_file() and not (out / "_manifest.json").exists()
+    monkeypatch.setattr(run_module, "FRESH_LOAD_MAX", 0)  # the rest from the ordered pass, not loaded by id
+    resumed = export(copy, settings, out=out)
+    assert resumed.shards_skipped == 1 and resumed.base == "v3-webdataset-all"
+    full = export(copy, settings, out=tmp_path / "full", full=True)
+    assert samples_of(out) == samples_of(tmp_path / "full") and full.shards > resumed.shards_written
+    assert check_shards(out).ok
+
+
+def test_the_training_loader_reads_an_incremental_version(grown, tmp_path):
+    pytest.importorskip("torch")
+    from m5data.train.config import load_config
+    from m5data.train.data import loader
+
+    store, settings, reports, _ = grown
+    full = tmp_path / "full"
+    export(store, settings, out=full, version="v3", split="train", full=True)
+    cfg = load_config("small").model
+    seen = sorted(pid for b in loader(reports["v3"].out, "train", cfg, batch_size=16) for pid in b["product_id"])
+    want = sorted(pid for b in loader(full, "train", cfg, batch_size=16) for pid in b["product_id"])
+    assert seen == want and len(seen) == len(set(seen)) > 20
+
+
+def test_formats_that_cannot_inherit_export_in_full_and_say_so(grown, tmp_path):
+    store, settings, _, _ = grown
+    parent = tmp_path / "exports"
+    export(store, settings, out=parent / "a", fmt="parquet", version="v2")
+    r = export(store, settings, out=parent / "b", fmt="parquet", version="v3")
+    assert r.shards_inherited == 0 and r.shards_written == r.shards and "Parquet" in r.full_because
+
+
+def test_incremental_versions_on_object_storage(grown, aws, tmp_path):
+    """The same on s3:// (moto's server on 127.0.0.1): v1 in full, v3 beside it takes v1's unchanged
+    shards over; its objects, read back with boto3, hold the samples of a full local export; check-shards
+    and the training loader follow the inherited shards."""
+    pytest.importorskip("s3fs")
+    from m5data.export.check import check_shards
+
+    store, settings, _, _ = grown
+    parent = f"s3://{aws['bucket']}/inc-{tmp_path.name}"
+    first = export(store, settings, out=f"{parent}/v1-webdataset-all", version="v1")
+    assert first.base is None
+    v3 = export(store, settings, out=f"{parent}/v3-webdataset-all", version="v3")
+    assert v3.base == "v1-webdataset-all" and v3.shards_inherited > 0 and v3.shards_written < v3.shards
+    mirror = tmp_path / "mirror"
+    client, prefix = aws["client"], parent.split("/", 3)[3]
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=aws["bucket"], Prefix=prefix + "/"):
+        for obj in page.get("Contents", []):
+            path = mirror / obj["Key"][len(prefix) + 1:]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(client.get_object(Bucket=aws["bucket"], Key=obj["Key"])["Body"].read())
+    export(store, settings, out=tmp_path / "full", version="v3", full=True)
+    assert samples_of(mirror / "v3-webdataset-all") == samples_of(tmp_path / "full")
+    report = check_shards(f"{parent}/v3-webdataset-all")
+    assert report.ok and report.samples == len(samples_of(tmp_path / "full")), report.problems
+    if importlib.util.find_spec("torch"):
+        from m5data.train.config import load_config
+        from m5data.train.data import loader
+
+        cfg = load_config("small").model
+        got = sorted(p for b in loader(f"{parent}/v3-webdataset-all", "train", cfg, batch_size=16) for p in b["product_id"])
+        assert got == sorted(p for b in loader(tmp_path / "full", "train", cfg, batch_size=16) for p in b["product_id"])
+    index = json.loads((mirror / "v3-webdataset-all" / "train.index.json").read_text())["shardlist"]
+    assert "../v1-webdataset-all/train-000000.tar" in [u["url"] for u in index]
+    client.delete_object(Bucket=aws["bucket"], Key=f"{prefix}/v1-webdataset-all/train-000000.tar")
+    missing = check_shards(f"{parent}/v3-webdataset-all").problems
+    assert [(p.path, p.problem) for p in missing] == [("../v1-webdataset-all/train-000000.tar", "missing")]
+
+
+def test_the_cli_says_what_it_took_over_and_full_writes_every_shard(grown, tmp_path):
+    from typer.testing import CliRunner
+
+    from m5data.cli import app
+
+    store = grown[0]
+    args = ["--store", str(store.root), "export", "--shard-size", "4", "--workers", "1"]
+    runner = CliRunner()
+    first = runner.invoke(app, [*args, "--out", str(tmp_path / "v2"), "--version", "v2"])
+    assert first.exit_code == 0, first.output
+    inc = runner.invoke(app, [*args, "--out", str(tmp_path / "v3"), "--version", "v3"])
+    assert inc.exit_code == 0 and "taken over from v2" in inc.output and "samples: new " in inc.output, inc.output
+    full = runner.invoke(app, [*args, "--out", str(tmp_path / "v3-full"), "--version", "v3", "--full"])
+    assert full.exit_code == 0 and "taken over" not in full.output, full.output
+    assert not list((tmp_path / "v3-full").glob("*.index.json"))[0].read_text().count("../")
