@@ -53,7 +53,7 @@ def record(n: int, rng: random.Random, n_sub: int) -> dict:
 
 def build(folder: Path, n: int, shard_size: int, n_sub: int) -> list[dict]:
     """Write the parts of ``n`` products; the shards' stats (path, split) in plan order (``shards.json``)."""
-    from m5data.export.run import write_json_atomic
+    from m5data.export.json_stream import write_json_atomic
 
     members: dict[str, list[int]] = {"train": [], "query-c": [], "gallery-c": [], "cls-train": [], "cls-test": []}
     for i in range(n):

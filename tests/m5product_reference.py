@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from m5data.export.run import write_json_atomic
+from m5data.export.json_stream import write_json_atomic
 
 
 def finish_in_memory(out: Path, version: str, shards: list[dict], options: dict) -> None:

@@ -15,8 +15,7 @@ from hypothesis import strategies as st
 from m5product_reference import finish_in_memory
 
 from m5data.export import m5product
-from m5data.export.json_stream import ObjectWriter, atomic_text, dumps
-from m5data.export.run import write_json_atomic
+from m5data.export.json_stream import ObjectWriter, atomic_text, dumps, write_json_atomic
 
 # ------------------------------------------------------------------------------------------ exports
 

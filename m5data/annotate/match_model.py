@@ -91,7 +91,7 @@ def _pairs(h, sub_id: np.ndarray, has: np.ndarray) -> np.ndarray:
 def save(store, settings: cfg.Settings, inp, gallery, marks: dict[str, int]) -> None:
     """Fit the classifier on every labelled caption, keep it with the gallery and the labels; save the state."""
     from . import textclf
-    from .match_level import _epochs
+    from .match_inputs import _epochs
 
     a = settings.annotate
     h = textclf.Hierarchy(np.where(inp.has_text, inp.class_id, -1), np.where(inp.has_text, inp.sub_id, -1))
@@ -177,7 +177,7 @@ def incremental(store, settings: cfg.Settings, marks: dict[str, int], progress=N
     saved = _load_npz(store, state.get("model"))
     if saved is None:
         return None, "no kept classifier"
-    from .match_level import MatchReport
+    from .match_inputs import MatchReport
 
     labels = _load_npz(store, state.get("labels"))
     if labels is None:
@@ -202,7 +202,7 @@ def incremental(store, settings: cfg.Settings, marks: dict[str, int], progress=N
 def _score(store, settings: cfg.Settings, saved: dict, ids: list[str], report, progress) -> None:
     """Score ``ids`` with the kept classifier and gallery and write their rows."""
     from . import textclf
-    from .match_level import finish_report, read_inputs, score_table
+    from .match_inputs import finish_report, read_inputs, score_table
     from .search import exact_search
 
     a = settings.annotate
@@ -249,7 +249,7 @@ def _score(store, settings: cfg.Settings, saved: dict, ids: list[str], report, p
 
 
 def _levels(store) -> dict[str, int]:
-    from .match_level import LEVELS
+    from .match_inputs import LEVELS
 
     con = store.connect(need=("caption_match",))
     try:

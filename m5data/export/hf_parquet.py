@@ -151,7 +151,7 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
     """Write one Parquet file (temp name, rename), then its stats file (the completion marker)."""
     import pyarrow.parquet as pq
 
-    from .run import write_json_atomic
+    from .json_stream import write_json_atomic
 
     rel = shard_path(shard.split, shard.index, shard.count)
     target = out / rel
@@ -205,7 +205,7 @@ def dataset_card(version: str, splits: dict[str, dict]) -> str:
 
 def finish(store, out: Path, version: str, members, shards: list[dict], options: dict) -> None:
     """Write the dataset card and ``_stats.json``."""
-    from .run import write_json_atomic
+    from .json_stream import write_json_atomic
 
     splits: dict[str, dict] = {}
     for st in shards:

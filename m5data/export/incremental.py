@@ -275,7 +275,7 @@ def write_index_files(folder: Path, shards: list[dict], samples: list[tuple[str,
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .run import write_json_atomic
+    from .json_stream import write_json_atomic
 
     samples = sorted(samples)
     cols = list(zip(*samples)) if samples else [(), (), (), ()]

@@ -123,3 +123,11 @@ def atomic_text(path: Path):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, data, **dump) -> None:
+    """Write JSON to ``path`` through a temp file and a rename (sorted keys: byte-stable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, sort_keys=True, indent=1, **dump) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

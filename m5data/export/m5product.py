@@ -153,7 +153,7 @@ def _copy(src: Path, dst: Path, what: str, failures: Counter) -> int | None:
 def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], options: dict) -> dict:
     """Copy each item's media, then write the shard's records (``_shards/*.part.json``) and its stats."""
     from .check import file_sha256
-    from .run import write_json_atomic
+    from .json_stream import write_json_atomic
 
     failures: Counter = Counter()
     modalities: Counter = Counter()
@@ -209,7 +209,7 @@ def finish(store, out: Path, version: str, members, shards: list[dict], options:
     limit of 1,024. The files are byte for byte what ``json.dumps(..., sort_keys=True, indent=1)``
     of the whole merge writes (an item in several shards keeps its last shard's record; tested).
     """
-    from .run import write_json_atomic
+    from .json_stream import write_json_atomic
 
     work = out / "_shards" / ".finish"
     shutil.rmtree(work, ignore_errors=True)  # what a killed finish left

@@ -35,6 +35,7 @@ from ..storage import changes
 from ..storage.runs import StageStats, record_run
 from ..storage.temps import scratch_dir
 from . import incremental as inc
+from .json_stream import write_json_atomic
 from .members import Members, split_counts, stream_samples
 from .plan import Shard, ShardPlan, format_options, plan_export, plan_record, plan_shards, shard_samples
 from .remote import FINISH_READS_SHARD_FILES, RemoteOut, is_remote
@@ -89,14 +90,6 @@ def format_module(fmt: str):
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r} (formats: {', '.join(FORMATS)})")
     return importlib.import_module(FORMATS[fmt])
-
-
-def write_json_atomic(path: Path, data, **dump) -> None:
-    """Write JSON to ``path`` through a temp file and a rename (sorted keys: byte-stable)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, sort_keys=True, indent=1, **dump) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _run_shard(fmt: str, out: str, shard: dict, options: dict, samples: list, store_root: str) -> dict:

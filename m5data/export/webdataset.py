@@ -189,7 +189,7 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, out / name)
-    from .run import write_json_atomic
+    from .json_stream import write_json_atomic
 
     stats = {
         "shard": name, "path": name, "split": shard.split, "index": shard.index, "count": shard.count,
@@ -204,7 +204,7 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
 
 def finish(store, out: Path, version: str, members, shards: list[dict], options: dict) -> None:
     """Write one ``wids`` index per split and ``_stats.json`` (all shards, per split totals)."""
-    from .run import write_json_atomic
+    from .json_stream import write_json_atomic
 
     by_split: dict[str, list[dict]] = {}
     for st in shards:

@@ -353,7 +353,7 @@ class PairFeatures:
 def embed_texts(texts: list[str], model_path: str) -> np.ndarray:
     """L2-normalised sentence embeddings from a local model folder (never a download)."""
     from ..embed import sentence_transformer
-    from .model import MatcherError
+    from .errors import MatcherError
 
     try:
         return sentence_transformer(texts, model_path)

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import MatcherError
+
 FORMAT = "m5data-matcher/2"  # /2: the TF-IDF document frequencies (TextWeights) kept with the trees
 OLD_FORMATS = ("m5data-matcher/1",)  # refused with "retrain": no text weights, which dedup needs
 
-
-class MatcherError(Exception):
-    """A matcher problem the user can act on (no model, a bad model file, a bad labels or pairs file)."""
 
 
 @dataclass
