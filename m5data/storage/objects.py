@@ -156,18 +156,11 @@ class ObjectStore:
             return self._sync(self._get(rel))
 
     def get_many(self, rels: list[str]) -> dict[str, bytes]:
-        """The bytes of several objects, fetched concurrently (one GET each)."""
-        async def fetch():
-            return await asyncio.gather(*(self._get(r) for r in rels))
-
-        if not rels:
-            return {}
-        with self.explained(rels[0]):
-            found = self._sync(fetch())
-        missing = [r for r, f in zip(rels, found) if f is None]
-        if missing:
+        """The bytes of several objects, fetched concurrently (one GET each); an absent one is an error."""
+        found = self.get_found(rels)
+        if missing := [r for r in rels if r not in found]:
             raise StoreError(f"{self.uri(missing[0])}: the object is gone")
-        return {r: f[0] for r, f in zip(rels, found)}
+        return found
 
     def get_found(self, rels: list[str]) -> dict[str, bytes]:
         """The bytes of those of ``rels`` that exist, fetched concurrently (one GET each)."""
