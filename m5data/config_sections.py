@@ -278,7 +278,7 @@ class FlowSettings:
     annotate_jobs: str = "dedup,match_level,pools"  # annotate jobs run by the annotate stage, in order
     export_format: str = "webdataset"  # format of the export stage (see docs/export.md)
     export_split: str = "all"  # split exported by the export stage
-    report_out: str = ""  # folder of the report stage's HTML report; "" = m5data-report beside the store
+    report_out: str = ""  # folder of the report stage's HTML report; "" = m5data-report beside the store (a store on S3: in the working directory)
     train_shards: str = ""  # WebDataset folder the train stage reads; "" = what the export stage wrote
     train_out: str = ""  # run folder of the train stage; "" = m5data-train beside the store
     train_config: str = "small"  # train stage model: small, paper or a TOML file (docs/train.md)

@@ -215,6 +215,10 @@ def test_formats_that_cannot_inherit_export_in_full_and_say_so(grown, tmp_path):
     export(store, settings, out=parent / "a", fmt="parquet", version="v2")
     r = export(store, settings, out=parent / "b", fmt="parquet", version="v3")
     assert r.shards_inherited == 0 and r.shards_written == r.shards and "Parquet" in r.full_because
+    assert r.changes == {"new": r.stats.n_in, "changed": 0, "unchanged": 0, "removed": 0}
+    again = export(store, settings, out=parent / "b", fmt="parquet", version="v3")  # its shards all done: they stand
+    assert again.shards_written == 0 and again.changes == {"new": 0, "changed": 0, "unchanged": r.stats.n_in,
+                                                           "removed": 0}
 
 
 def test_incremental_versions_on_object_storage(grown, aws, tmp_path):

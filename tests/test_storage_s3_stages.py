@@ -206,7 +206,8 @@ def test_the_pipeline_on_s3_equals_a_local_run_row_for_row_and_byte_for_byte(url
     assert [p.name for p in scratch.iterdir() if p.name.startswith("m5data-")] == []  # no local copies left
 
 
-def test_the_verbs_on_an_s3_store_align_splits_report_sql_stats(url, aws, demo_shop, demo_shop_dir, tmp_path):
+def test_the_verbs_on_an_s3_store_align_splits_report_sql_stats(url, aws, demo_shop, demo_shop_dir, tmp_path,
+                                                               monkeypatch):
     """align, build-splits, check-splits, report, sql and stats through the CLI with ``--store s3://...``."""
     from typer.testing import CliRunner
 
@@ -237,6 +238,11 @@ def test_the_verbs_on_an_s3_store_align_splits_report_sql_stats(url, aws, demo_s
     first = splits_stage.run(RunContext(settings))  # the pipeline's way (no version named): its state is kept
     again = splits_stage.run(RunContext(settings))  # nothing written since: the version stands (its manifest is found)
     assert again.details.get("unchanged") and again.details["version"] == first.details["version"]
+    from m5data.report import stage as report_stage
+
+    monkeypatch.chdir(tmp_path)  # the flow's report stage: no folder beside an S3 store, so the working directory
+    report_stage.run(RunContext(settings))
+    assert "splits" in (tmp_path / "m5data-report" / "index.html").read_text()
     verb("report", "--out", str(tmp_path / "report"))
     page = (tmp_path / "report" / "index.html").read_text()
     assert "No manifest file found" not in page and "No products with a downloaded image yet" not in page

@@ -258,6 +258,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
                 if (st := shard_done(mod, out, sh)) is not None:
                     done[(sh.split, sh.index)] = st
         skipped = len(done)
+        earlier = set(done)  # the shards an earlier run of this folder finished
         todo = len(shards) - skipped
         if progress:
             progress(len(done), len(shards))
@@ -345,8 +346,10 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
                 inc.write_index_files(out, ordered, index_rows)
             if resumed:
                 remove_stale_temps(out, before=started)
-        if "changes" not in stats.details:
-            stats.details["changes"] = {"new": stats.n_in, "changed": 0, "unchanged": 0, "removed": 0}
+        if "changes" not in stats.details:  # no earlier version compared: a shard an earlier run of this folder
+            # finished (a resumed or repeated export) holds samples that stand; the others' are new
+            new = sum(sh.size for sh in shards if (sh.split, sh.index) not in earlier)
+            stats.details["changes"] = {"new": new, "changed": 0, "unchanged": stats.n_in - new, "removed": 0}
         stats.finish("ok")
     except BaseException as exc:
         stats.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")

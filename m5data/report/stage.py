@@ -36,5 +36,13 @@ def _status():
 
 
 def report_folder(settings) -> str:
-    """Where the report stage writes the HTML report: ``flows.report_out``, else beside the store."""
-    return settings.flows.report_out or str(settings.store_path.absolute().parent / "m5data-report")
+    """Where the report stage writes the HTML report: ``flows.report_out``, else beside the store (a store
+    on object storage has no folder beside it: ``m5data-report`` in the working directory)."""
+    from pathlib import Path
+
+    from ..storage.objects import is_store_url
+
+    if settings.flows.report_out:
+        return settings.flows.report_out
+    store = settings.store_path
+    return str((Path.cwd() if is_store_url(store) else store.absolute().parent) / "m5data-report")

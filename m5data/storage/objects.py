@@ -34,14 +34,12 @@ class StoreURL(str):
     operation on it (``/``, ``.exists()``, ``.absolute()`` ...) is a one-line StoreError, not a TypeError."""
 
     def __truediv__(self, other):
-        raise NotOnObjectStorage(f"the store {self} is on object storage: {other!s} needs a store folder "
-                                 "(`m5data run` and the flows on object storage: not yet)")
+        raise NotOnObjectStorage(f"the store {self} is on object storage: {other!s} needs a store folder")
 
     def __getattr__(self, name: str):
         if name.startswith("__"):
             raise AttributeError(name)
-        raise NotOnObjectStorage(f"the store {self} is on object storage: {name}() needs a store folder "
-                                 "(`m5data run` and the flows on object storage: not yet)")
+        raise NotOnObjectStorage(f"the store {self} is on object storage: {name}() needs a store folder")
 
 
 @dataclass(frozen=True)
