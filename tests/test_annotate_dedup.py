@@ -455,3 +455,30 @@ def test_spec_codes_do_not_depend_on_the_order_rows_were_written(tmp_path):
         sp = read_inputs(store, _norm_value("品牌")).specs
         codes.append((sp.keys.tolist(), sp.values.tolist(), sp.brands.tolist()))
     assert codes[0] == codes[1]
+
+
+def test_a_run_with_nothing_new_keeps_the_groups_and_a_write_or_full_groups_again(small):
+    """Issue 38's first step for dedup: no products / media / specs row written since its last complete
+    run (same settings, same matcher) -> no work, its groups stand; a new product, other settings or
+    ``full`` -> grouped again, and the state is written only when a run completes."""
+    from m5data.storage import changes
+
+    settings = _settings(small.root)
+    first = dedup(small, settings)
+    assert first.stats.details["changes"] == {"new": 12, "changed": 0, "unchanged": 0}
+    groups, mark = _rows(small), small.watermark("dedup")
+    again = dedup(small, settings)
+    assert again.stats.details.get("unchanged") and again.table is None and small.watermark("dedup") == mark
+    assert again.n_groups == first.n_groups and dict(again.pairs) == dict(first.pairs)
+    assert again.stats.details["changes"] == {"new": 0, "changed": 0, "unchanged": 12}
+    assert not dedup(small, settings, full=True).stats.details.get("unchanged")
+    assert not dedup(small, _settings(small.root, **{"annotate.dedup_phash_threshold": 4})).stats.details.get("unchanged")
+    dedup(small, settings)  # back to the first settings: grouped again, then kept
+    assert dedup(small, settings).stats.details.get("unchanged")
+    small.write("products", [_product("a:13", "m13", "欧星商务A4办公文仪LP-6232办公文仪工厂直销")])  # a copy of a:7
+    grown = dedup(small, settings)
+    assert not grown.stats.details.get("unchanged")
+    assert grown.stats.details["changes"] == {"new": 1, "changed": 0, "unchanged": 12}
+    rows = _rows(small)
+    assert rows["a:13"]["group_id"] == rows["a:7"]["group_id"] and len(rows) == len(groups) + 1
+    assert changes.load_state(small, "dedup")["report"]["n_products"] == 13

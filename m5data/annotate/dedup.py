@@ -51,13 +51,16 @@ import pyarrow as pa
 
 from .. import config as cfg
 from ..scoring import PairRates
-from ..storage import StageStats, record_run
+from ..storage import StageStats, changes, record_run
 from . import dedup_inputs, dedup_learned, near
 from .dedup_inputs import Inputs
 from .dedup_spec import spec_rule
 
 Progress = Callable[[str, int, int], None]
 RULES = ("exact_image", "exact_title", "phash", "minhash", "spec", "matcher")  # strongest first
+STAGE = "dedup"  # its state: derived/state/dedup.json (storage/changes.py)
+READS = ("products", "media", "specs")  # the tables dedup's groups are made of
+KEPT = ("n_products", "n_groups", "n_grouped", "pairs", "vetoed", "candidates", "capped", "matcher", "n_groups_rules")
 
 
 def check_settings(s: cfg.Settings) -> None:
@@ -170,21 +173,33 @@ def spec_agreement(a: dict[str, frozenset[str]], b: dict[str, frozenset[str]],
     return same_brand, len(shared), sum(bool(a[k] & b[k]) for k in shared)
 
 
-def run(store, settings: cfg.Settings, *, progress: Progress | None = None) -> StageStats:
+def run(store, settings: cfg.Settings, *, progress: Progress | None = None, full: bool = False) -> StageStats:
     """Stage contract: find duplicate groups and replace the ``dedup`` table; see :func:`dedup`."""
-    return dedup(store, settings, progress=progress).stats
+    return dedup(store, settings, progress=progress, full=full).stats
 
 
-def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None) -> DedupReport:
+def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, full: bool = False) -> DedupReport:
     """Find duplicate groups among the store's products and replace the ``dedup`` table.
+
+    Unless ``full``, a run when no ``products``, ``media`` or ``specs`` row was written since the last
+    complete one, with the same ``annotate`` settings and matcher, does nothing: its groups stand
+    (``details["unchanged"]``). Otherwise every product is grouped again (not yet incremental).
 
     Args:
         store: the store (reads products, media, specs; writes dedup and runs).
         settings: ``annotate.dedup_*`` thresholds.
         progress: ``progress(step, done, total)`` after each step.
+        full: group every product even when nothing changed since the last complete run.
     """
     check_settings(settings)
     a = settings.annotate
+    learned = dedup_learned.choose(store, settings)
+    marks = changes.watermarks(store, READS)  # before reading: a later write is seen next time
+    state = changes.load_state(store, STAGE)
+    inputs = changes.fingerprint(cfg.as_dict(settings)["annotate"], learned.note)
+    if not full and changes.unchanged_since(state, marks, inputs) and store.count("dedup"):
+        return _unchanged(store, state)
+    counts = changes.product_changes(store, state)
     stats = StageStats("dedup")
     report = DedupReport(stats)
     steps = ["read", "exact", "phash", "minhash", "spec", "matcher", "groups", "write"]
@@ -200,7 +215,6 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None) ->
 
     brand = _norm_value(a.dedup_brand_property)
     titles = near.LSHIndex(a.dedup_minhash_threshold, a.dedup_num_perm)
-    learned = dedup_learned.choose(store, settings)
     report.matcher = learned.note
 
     def index_titles(batch: list[str]) -> None:  # each batch of titles is MinHashed, then dropped
@@ -269,6 +283,21 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None) ->
         "pairs": dict(report.pairs), "vetoed": dict(report.vetoed), "candidates": dict(report.candidates),
         "capped": dict(report.capped), "groups": report.n_groups,
         "groups_rules": report.n_groups_rules, "matcher": report.matcher}})
+    stats.details["changes"] = counts
+    kept = {k: dict(v) if isinstance(v, Counter) else v for k, v in ((k, getattr(report, k)) for k in KEPT)}
+    changes.save_state(store, STAGE, marks, inputs, report=kept, n_out=stats.n_out)  # last: a killed run leaves the previous state
+    return report
+
+
+def _unchanged(store, state: dict) -> DedupReport:
+    """Nothing dedup reads changed since its last complete run: its groups stand, nothing is done."""
+    stats = StageStats("dedup")
+    kept = state.get("report", {})
+    report = DedupReport(stats, **{k: Counter(v) if isinstance(v, dict) else v for k, v in kept.items() if k in KEPT})
+    stats.n_in, stats.n_out = report.n_products, int(state.get("n_out", report.n_products))
+    stats.details["changes"] = {"new": 0, "changed": 0, "unchanged": report.n_products}
+    stats.details["unchanged"] = True
+    record_run(store, stats.finish(), {"dedup_run": {"unchanged": True}})
     return report
 
 

@@ -20,6 +20,7 @@ def dedup(
     spec_min_shared: Optional[int] = typer.Option(None, "--spec-min-shared", help="Spec rule: properties besides the brand both pages list, all equal (default 2)."),
     no_spec_veto: bool = typer.Option(False, "--no-spec-veto", help="Accept phash/minhash pairs even when brands or spec values disagree."),
     matcher: Optional[str] = typer.Option(None, "--matcher", help="rules, or learned: also pairs the trained matcher accepts among wider candidates (default learned; rules when no model)."),
+    full: bool = typer.Option(False, "--full", help="Group every product even when nothing it reads changed since the last complete run (default: then its groups stand)."),
     score_against: Optional[Path] = typer.Option(None, "--score-against", help="Truth folder of a demo shop (products.parquet with instance_id): print pair precision/recall."),
 ) -> None:
     """Group exact and near-duplicate listings (same image, title, pHash, MinHash, spec values) into the dedup table."""
@@ -27,13 +28,15 @@ def dedup(
     from ..console import console
     from ..verbs import run_stage, stage_context
 
-    rctx = stage_context(ctx, progress=True, options={"job": "dedup"}, **{
+    rctx = stage_context(ctx, progress=True, options={"job": "dedup", "full": full}, **{
         "annotate.dedup_phash_threshold": phash_threshold, "annotate.dedup_minhash_threshold": minhash_threshold,
         "annotate.dedup_spec_min_shared": spec_min_shared, "annotate.dedup_spec_veto": False if no_spec_veto else None,
         "annotate.dedup_matcher": matcher,
     })
     truth = read_truth(score_against)  # before the work: a wrong path fails at once
     d = run_stage("annotate", rctx, ConfigError).details
+    if d.get("unchanged"):
+        console.print("nothing dedup reads changed since its last complete run: its groups stand (--full groups again)")
     console.print(summary_table(d))
     if truth is not None:
         from .dedup import score_groups
