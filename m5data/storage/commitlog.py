@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from .errors import StoreBusy, StoreError
 from .objects import ObjectStore
-from .temps import pid_alive
+from .temps import pid_alive, pid_namespace
 
 LOG_DIR = "_log"
 CHECKPOINT = "_checkpoint.json"
@@ -100,11 +100,7 @@ class TableState:
 def machine() -> dict:
     """Who holds a lease, as far as another process can check it: the host name and this process's PID
     namespace (two containers may share a host name, never a PID namespace)."""
-    try:
-        pidns = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        pidns = None
-    return {"host": socket.gethostname(), "pid": os.getpid(), "pidns": pidns}
+    return {"host": socket.gethostname(), "pid": os.getpid(), "pidns": pid_namespace() or None}
 
 
 def holder_dead(lease: dict) -> bool:

@@ -124,7 +124,7 @@ def sweep_temps(root: Path) -> list[TempFile]:
 _SCRATCH = re.compile(r"^m5data-[a-z]+-(\d+)\.(\d+)-")
 
 
-def _pidns() -> int:
+def pid_namespace() -> int:
     """This process's PID namespace (the inode of /proc/self/ns/pid), 0 where unknown."""
     try:
         return int(re.sub(r"\D", "", os.readlink("/proc/self/ns/pid")) or 0)
@@ -134,14 +134,14 @@ def _pidns() -> int:
 
 def scratch_dir(kind: str) -> Path:
     """A new local temp folder under TMPDIR owned by this process: ``m5data-<kind>-<pidns>.<pid>-<random>``."""
-    return Path(tempfile.mkdtemp(prefix=f"m5data-{kind}-{_pidns()}.{os.getpid()}-"))
+    return Path(tempfile.mkdtemp(prefix=f"m5data-{kind}-{pid_namespace()}.{os.getpid()}-"))
 
 
 def sweep_scratch(base: Path | None = None) -> list[Path]:
     """Remove the scratch folders (:func:`scratch_dir`) under ``base`` (default TMPDIR) whose process is
     dead: a killed run's. Only folders of this PID namespace are judged; returns what was removed."""
     base = Path(base or tempfile.gettempdir())
-    ns, removed = _pidns(), []
+    ns, removed = pid_namespace(), []
     if not ns:
         return removed
     try:
