@@ -11,6 +11,7 @@ from pathlib import Path
 # Chinese category names need a CJK font (Debian's fonts-noto-cjk); the fallbacks keep Latin text readable.
 FONTS = ["Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans CJK", "WenQuanYi Zen Hei", "DejaVu Sans"]
 COLOR = "#3b6ea8"
+BARS_UP_TO = 100  # a long tail of more categories is drawn as one filled step outline (bars would not show apart)
 ACCENT = "#d9822b"
 
 
@@ -59,7 +60,11 @@ class Charts:
             fig, ax = self.plt.subplots(figsize=(6.4, 2.6))
             from matplotlib.ticker import MaxNLocator
 
-            ax.bar(range(1, len(counts) + 1), counts, width=1.0, color=COLOR, edgecolor="white", linewidth=0.3)
+            if len(counts) <= BARS_UP_TO:
+                ax.bar(range(1, len(counts) + 1), counts, width=1.0, color=COLOR, edgecolor="white", linewidth=0.3)
+            else:  # one filled outline, not a patch a category: 3,400 bars took 9 s to draw at 100k products
+                cuts = [0] + [i for i in range(1, len(counts)) if counts[i] != counts[i - 1]]  # a run of equal counts: one step
+                ax.stairs([counts[i] for i in cuts], [i + 0.5 for i in cuts] + [len(counts) + 0.5], fill=True, color=COLOR)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_yscale("log")
             ax.set_xlabel("category rank")
