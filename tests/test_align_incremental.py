@@ -74,6 +74,8 @@ def test_incremental_equals_a_full_rebuild_over_the_grown_store(grown, tmp_path)
     assert r2.n_pairs == full.n_pairs
     # only the new and changed texts are segmented again (the rest come from derived/align/tokens.parquet)
     assert 0 < r2.stats.details["segmented_texts"] <= 4 < full.stats.details["segmented_texts"]
+    # and of those texts only the lines (titles) not seen before: the three new sub-classes' and the changed one
+    assert 0 < r2.stats.details["segmented_lines"] <= 3 * 30 + 1 < full.stats.details["segmented_lines"]
     ch = r2.stats.details["changes"]
     assert ch["new"] == 3 and ch["changed"] == 1 and ch["new"] + ch["changed"] + ch["unchanged"] == r2.n_subclasses
     assert r1.stats.details["changes"] == {"new": r1.n_subclasses, "changed": 0, "unchanged": 0}

@@ -19,7 +19,7 @@ file lists pairs by ``|margin|`` so that a person sees the borderline ones first
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -64,9 +64,13 @@ def score_pairs(
     workers: int = 1,
     progress: Callable[[str, int, int], None] | None = None,
     segment=None,
+    known_label: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """S_label and S_content (NaN where a side has no titles) of each pair (``segment``: see ContentVectors)."""
-    s_label = np.array([label_similarity(subclasses[a].name, subclasses[b].name) for a, b in pairs], dtype=np.float64)
+    """S_label and S_content (NaN where a side has no titles) of each pair (``segment``: see ContentVectors);
+    ``known_label``: S_label already known per pair (NaN: compute it)."""
+    s_label = np.array([label_similarity(subclasses[a].name, subclasses[b].name)
+                        if known_label is None or math.isnan(known_label[k]) else known_label[k]
+                        for k, (a, b) in enumerate(pairs)], dtype=np.float64)
     s_content = np.full(len(pairs), np.nan)
     texted = [k for k, (a, b) in enumerate(pairs) if subclasses[a].text and subclasses[b].text]
     if not texted:

@@ -13,7 +13,8 @@ vocabulary order).
 Segmenting the texts (jieba) is most of a full run's time, and a changed sub-class is paired with
 every sub-class of the other platforms in its class, so the segmented texts are kept too
 (``derived/align/tokens.parquet``: per text hash its distinct tokens in order of first appearance
-and their counts, which give the same term vectors): an incremental run segments only new texts.
+and their counts, which give the same term vectors), and so are their lines (``lines.parquet``:
+per line hash its tokens): an incremental run segments only lines (titles) not seen before.
 
 When nothing align reads was written since its last complete run (the ``products`` watermark,
 ``storage/changes.py``) and its settings, mapping and review file are the same, it does no work.
@@ -40,6 +41,7 @@ STAGE = "align"
 READS = ("products",)  # what align reads (taxonomy and label_map are its own output)
 KEPT = "scores.parquet"
 TOKENS = "tokens.parquet"
+LINES = "lines.parquet"
 _SIDES = ("platform_a", "level1_a", "name_a", "platform_b", "level1_b", "name_b")
 
 
@@ -85,15 +87,19 @@ def load_kept(store, settings) -> dict[PairKey, tuple[float, float, str, str]]:
 
 
 def reuse(subs: Sequence[SubClass], pairs, keys, kept) -> tuple[list[float], list[float], list[int]]:
-    """Scores from ``kept`` where both texts are unchanged; the indexes of the pairs still to score."""
+    """Scores from ``kept`` where both texts are unchanged; the indexes of the pairs still to score.
+
+    A kept pair whose text changed keeps its S_label (a pair's key holds both names, all S_label reads):
+    only its S_content is still to compute (``s_label`` is not NaN there)."""
     s_label = [math.nan] * len(pairs)
     s_content = [math.nan] * len(pairs)
     todo = []
     for k, (i, j) in enumerate(pairs):
         old = kept.get(keys[k])
         if old is not None:
+            s_label[k] = old[0]
             if (text_hash(subs[i]), text_hash(subs[j])) == (old[2], old[3]):  # text_hash is cached
-                s_label[k], s_content[k] = old[0], old[1]
+                s_content[k] = old[1]
                 continue
         todo.append(k)
     return s_label, s_content, todo
@@ -114,12 +120,22 @@ def save_kept(store, settings, subs, pairs, keys, s_label, s_content) -> None:
 
 
 class TokenCache:
-    """Segmented texts by text hash: kept ones are reused, new ones segmented (``segment`` of ContentVectors)."""
+    """Segmented texts by text hash, their lines by line hash: kept ones are reused, new lines segmented.
+
+    A text (a sub-class's titles joined by newlines, cut) is segmented line by line: a newline is a
+    block boundary for jieba and for the analyser, so its tokens are its lines' tokens in order (checked
+    on the 100k scale world's texts). A sub-class that gained one product then costs one title's
+    segmentation, not its whole text's: at 100k products, +1% new products changed 557 of 3,478
+    texts, whose segmentation was 26 s of the incremental run.
+    """
 
     def __init__(self, store, full: bool = False):
         self.store = store
         self.kept: dict[str, tuple[list, list]] = {} if full else self._load()
-        self.segmented = 0  # texts segmented by this run
+        self.lines = None if full else _read(store, LINES)  # line hash (int64) -> its tokens, kept as Arrow
+        self.line_tokens: dict[int, list[str]] = {}  # lines this run read or segmented
+        self.segmented = 0  # texts this run made (from kept or new lines)
+        self.segmented_lines = 0  # lines this run segmented
 
     def _load(self) -> dict[str, tuple[list, list]]:
         t = _read(self.store, TOKENS)
@@ -127,25 +143,59 @@ class TokenCache:
             return {}
         return dict(zip(t.column("text").to_pylist(), zip(t.column("terms").to_pylist(), t.column("counts").to_pylist())))
 
-    def __call__(self, texts: list[str], workers: int, progress) -> list[list[str]]:
+    def _segment_lines(self, texts: list[str], workers: int, progress) -> None:
+        """Tokens of every line of ``texts`` into ``line_tokens``: from the kept lines, else segmented."""
         from .similarity import segment_all
 
+        needed = {line_hash(line): line for text in texts for line in text.split("\n")}
+        needed = {k: v for k, v in needed.items() if k not in self.line_tokens}
+        if self.lines is not None and needed:
+            import pyarrow.compute as pc
+
+            found = self.lines.filter(pc.is_in(self.lines.column("line"), pa.array(list(needed), pa.int64())))
+            self.line_tokens.update(zip(found.column("line").to_pylist(), found.column("tokens").to_pylist()))
+        missing = sorted((k, line) for k, line in needed.items() if k not in self.line_tokens)
+        for (k, _), toks in zip(missing, segment_all([line for _, line in missing], workers, progress)):
+            self.line_tokens[k] = toks
+        self.segmented_lines += len(missing)
+
+    def __call__(self, texts: list[str], workers: int, progress) -> list[list[str]]:
         keys = [_hash_text(t) for t in texts]
         missing = sorted({k: t for k, t in zip(keys, texts) if k not in self.kept}.items())
-        for (k, _), toks in zip(missing, segment_all([t for _, t in missing], workers, progress)):
+        self._segment_lines([t for _, t in missing], workers, progress)
+        for k, text in missing:
             counts: dict[str, int] = {}
-            for tok in toks:
-                counts[tok] = counts.get(tok, 0) + 1
+            for line in text.split("\n"):
+                for tok in self.line_tokens[line_hash(line)]:
+                    counts[tok] = counts.get(tok, 0) + 1
             self.kept[k] = (list(counts), list(counts.values()))
         self.segmented += len(missing)
         return [[term for term, n in zip(*self.kept[k]) for _ in range(n)] for k in keys]
 
     def save(self, subs: Sequence[SubClass]) -> None:
-        """Keep the tokens of the sub-classes' current texts (atomic)."""
+        """Keep the tokens of the sub-classes' current texts and of their lines (atomic, each file)."""
         keys = sorted({text_hash(s) for s in subs} & set(self.kept))
         table = pa.table({"text": keys, "terms": [self.kept[k][0] for k in keys],
                           "counts": pa.array([self.kept[k][1] for k in keys], pa.list_(pa.int32()))})
         _write(self.store, TOKENS, table)
+        import pyarrow.compute as pc
+
+        current = pa.array(sorted({line_hash(line) for s in subs if s.text for line in s.text.split("\n")}), pa.int64())
+        parts = []
+        if self.lines is not None:  # the kept lines still in a text, as Arrow (never turned into Python)
+            parts.append(self.lines.filter(pc.is_in(self.lines.column("line"), current)).select(["line", "tokens"]))
+        kept = set(parts[0].column("line").to_pylist()) if parts else set()
+        new = sorted(k for k in self.line_tokens if k not in kept)
+        new_table = pa.table({"line": pa.array(new, pa.int64()),
+                              "tokens": pa.array([self.line_tokens[k] for k in new], pa.list_(pa.string()))})
+        parts.append(new_table.filter(pc.is_in(new_table.column("line"), current)))
+        _write(self.store, LINES, pa.concat_tables(parts).sort_by("line"))
+
+
+@functools.lru_cache(maxsize=1 << 20)
+def line_hash(line: str) -> int:
+    """A signed 64-bit hash of one line of a text (the kept lines' key)."""
+    return int.from_bytes(hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
 
 
 def _read(store, name: str) -> pa.Table | None:

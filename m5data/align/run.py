@@ -128,7 +128,8 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
     if todo:
         workers = a.workers or os.cpu_count() or 1
         new_label, new_content = score_pairs(subs, [pairs[k] for k in todo], engine=a.engine, weighting=a.weighting,
-                                             workers=workers, progress=progress, segment=tokens)
+                                             workers=workers, progress=progress, segment=tokens,
+                                             known_label=[s_label[k] for k in todo])
         for n, k in enumerate(todo):
             s_label[k], s_content[k] = float(new_label[n]), float(new_content[n])
     report.n_scored = len(todo)
@@ -163,6 +164,7 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
     incremental.save_kept(store, settings, subs, pairs, keys, s_label, s_content)
     tokens.save(subs)
     stats.details["segmented_texts"] = tokens.segmented
+    stats.details["segmented_lines"] = tokens.segmented_lines
 
     _count(stats, inv, label_rows, report)
     stats.details["changes"] = incremental.sub_changes(subs, state)

@@ -182,9 +182,14 @@ class ContentVectors:
         return out
 
 
+PARALLEL_CHARS = 300_000  # characters to segment (about 2-3 s of jieba) before worker processes pay
+
+
 def segment_all(texts: list[str], workers: int, progress) -> list[list[str]]:
-    """Every text's tokens (jieba, then simtext's analyser), in ``workers`` processes."""
-    if workers <= 1 or len(texts) < 2 * workers:
+    """Every text's tokens (jieba, then simtext's analyser), in ``workers`` processes when there is
+    enough to segment (:data:`PARALLEL_CHARS`): each worker pays ~3 s of imports, more than jieba
+    takes for an incremental run's few hundred new titles."""
+    if workers <= 1 or len(texts) < 2 * workers or sum(map(len, texts)) < PARALLEL_CHARS:
         out = []
         for i, text in enumerate(texts):
             out.append(tokens(text, True))
