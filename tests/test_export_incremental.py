@@ -274,3 +274,21 @@ def test_the_cli_says_what_it_took_over_and_full_writes_every_shard(grown, tmp_p
     full = runner.invoke(app, [*args, "--out", str(tmp_path / "v3-full"), "--version", "v3", "--full"])
     assert full.exit_code == 0 and "taken over" not in full.output, full.output
     assert not list((tmp_path / "v3-full").glob("*.index.json"))[0].read_text().count("../")
+
+
+def test_a_sample_digest_is_the_one_earlier_exports_kept():
+    """The digest hashes the sample's fields as ``dataclasses.asdict`` gave them (JSON of tuples is JSON of
+    lists), without asdict's deep copy (20 of 28 s of hashing 100k samples): kept digests stay valid."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    from m5data.export.incremental import sample_digest
+    from m5data.export.samples import Sample
+
+    sample = Sample("shop:1", "shop", "1", '标题 "x"', None, specs=[("颜色", "黑"), ("a", "b")], class_id=3,
+                    image="blobs/ab/cd.jpg")
+    kept = hashlib.sha256(json.dumps(["train", asdict(sample)], sort_keys=True, ensure_ascii=False,
+                                     default=str).encode("utf-8")).hexdigest()[:32]
+    assert sample_digest("train", sample) == kept
+    assert sample_digest("test", sample) != kept

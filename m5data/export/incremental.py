@@ -27,11 +27,13 @@ in full and say so.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import io
 import json
 import posixpath
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..storage import changes
@@ -61,9 +63,15 @@ def inputs(fmt: str, split: str, settings) -> str:
     return changes.fingerprint(fmt, split, e.shard_size, e.shard_bytes, format_options(settings))
 
 
+@functools.lru_cache(maxsize=None)
+def _sample_fields(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
 def sample_digest(split: str, sample) -> str:
     """The hash of everything ``sample`` is written from in ``split`` (media by their content-addressed paths)."""
-    text = json.dumps([split, asdict(sample)], sort_keys=True, ensure_ascii=False, default=str)
+    fields = {name: getattr(sample, name) for name in _sample_fields(type(sample))}  # asdict's JSON, without its deep copy
+    text = json.dumps([split, fields], sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
