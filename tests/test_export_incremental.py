@@ -276,19 +276,48 @@ def test_the_cli_says_what_it_took_over_and_full_writes_every_shard(grown, tmp_p
     assert not list((tmp_path / "v3-full").glob("*.index.json"))[0].read_text().count("../")
 
 
-def test_a_sample_digest_is_the_one_earlier_exports_kept():
-    """The digest hashes the sample's fields as ``dataclasses.asdict`` gave them (JSON of tuples is JSON of
-    lists), without asdict's deep copy (20 of 28 s of hashing 100k samples): kept digests stay valid."""
-    import hashlib
-    import json
-    from dataclasses import asdict
 
-    from m5data.export.incremental import sample_digest
-    from m5data.export.samples import Sample
+def test_a_sample_digest_changes_with_every_input_of_its_sample_and_only_then(demo_store_factory, tmp_path):
+    """The digests are computed by DuckDB from the rows a sample is made of (no sample assembled): each
+    kind of change to one product moves its digest and no other's; a change outside the sample does not."""
+    import pyarrow.compute as pc
+    from support.demo_fixtures import copy_store
 
-    sample = Sample("shop:1", "shop", "1", '标题 "x"', None, specs=[("颜色", "黑"), ("a", "b")], class_id=3,
-                    image="blobs/ab/cd.jpg")
-    kept = hashlib.sha256(json.dumps(["train", asdict(sample)], sort_keys=True, ensure_ascii=False,
-                                     default=str).encode("utf-8")).hexdigest()[:32]
-    assert sample_digest("train", sample) == kept
-    assert sample_digest("test", sample) != kept
+    from m5data.export.incremental import member_digests
+    from m5data.export.members import split_counts
+
+    store = Store.open(copy_store(demo_store_factory(products=60, seed=0), tmp_path))
+    ids = sorted(product_ids(store))
+    store.write("splits", hashed_splits(ids, "v1"))
+
+    def digests():
+        return member_digests(store, split_counts(store, "v1"), lambda s: s.connect())
+
+    def one_row(table, pid, column, value):
+        rows = store.read(table)
+        rows = rows.filter(pc.equal(rows.column("product_id"), pid)).slice(0, 1)
+        return rows.set_column(rows.schema.get_field_index(column), column, pa.array([value], rows.schema.field(column).type))
+
+    before = digests()
+    assert before == digests() and len(before) == len(hashed_splits(ids, "v1"))  # the same store, the same digests
+    with_specs = sorted({r["product_id"] for r in store.read("specs").to_pylist()} & set(ids))
+    with_image = sorted({r["product_id"] for r in store.read("media").to_pylist()
+                         if r["kind"] == "image_norm" and r["status"] == "ok"} & set(ids))
+    edits = [
+        ("products", ids[0], "title", "another title"),
+        ("specs", with_specs[1], "value", "another value"),
+        ("media", with_image[2], "blob", "blobs/00/another.jpg"),
+        ("dedup", ids[3], "group_id", "another group"),
+    ]
+    for table, pid, column, value in edits:
+        if table == "dedup" and not store.count("dedup"):
+            store.write("dedup", [{"product_id": p, "group_id": p} for p in ids])
+            before = digests()
+        store.write(table, one_row(table, pid, column, value))
+        after = digests()
+        moved = {key for key in before if after.get(key) != before[key]}
+        assert moved and {p for _, p in moved} == {pid}, (table, column, moved)
+        before = after
+    # a column no sample is made of (when the page was fetched) moves nothing
+    store.write("products", one_row("products", ids[4], "crawled_at", None))
+    assert digests() == before

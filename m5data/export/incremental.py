@@ -27,9 +27,6 @@ in full and say so.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import hashlib
 import io
 import json
 import posixpath
@@ -60,19 +57,34 @@ def inputs(fmt: str, split: str, settings) -> str:
     from .plan import format_options
 
     e = settings.export
-    return changes.fingerprint(fmt, split, e.shard_size, e.shard_bytes, format_options(settings))
+    return changes.fingerprint(fmt, split, e.shard_size, e.shard_bytes, format_options(settings), DIGEST)
 
 
-@functools.lru_cache(maxsize=None)
-def _sample_fields(cls) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
+DIGEST = "sql-1"  # how sample digests are made: a base whose digests were made another way is not built on
 
-
-def sample_digest(split: str, sample) -> str:
-    """The hash of everything ``sample`` is written from in ``split`` (media by their content-addressed paths)."""
-    fields = {name: getattr(sample, name) for name in _sample_fields(type(sample))}  # asdict's JSON, without its deep copy
-    text = json.dumps([split, fields], sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+# One row per member in export order: the digest of every input its sample is made of (the header
+# columns of SAMPLE_HEADER_SQL, its spec rows and the media rows the export streams read), as
+# DuckDB computes it: no sample is assembled in Python to know whether it changed.
+_DIGEST_SQL = """
+WITH m AS ({members}),
+ids AS (SELECT DISTINCT product_id FROM m),
+s AS (
+{header}
+),
+sp AS (SELECT product_id, md5(string_agg(to_json([coalesce(property, ''), coalesce(value, '')]), ','
+                                         ORDER BY position, property, value)) AS h
+       FROM specs WHERE product_id IN (SELECT product_id FROM ids) GROUP BY product_id),
+md AS (SELECT product_id, md5(string_agg(to_json([kind, blob, mime]), ',' ORDER BY kind, position, media_id)) AS h
+       FROM media WHERE product_id IN (SELECT product_id FROM ids) AND {media_filter}
+       GROUP BY product_id)
+SELECT m.split, m.product_id,
+       CASE WHEN s.product_id IS NULL THEN NULL
+            ELSE md5(to_json(struct_pack(split := m.split, sample := s, specs := sp.h, media := md.h))) END AS digest
+FROM m LEFT JOIN s ON s.product_id = m.product_id
+LEFT JOIN sp ON sp.product_id = m.product_id
+LEFT JOIN md ON md.product_id = m.product_id
+ORDER BY {order}
+"""
 
 
 def split_location(out) -> tuple[str, str]:
@@ -226,27 +238,24 @@ def diff(base: Base, digests: dict) -> Diff:
                                    "removed": gone})
 
 
-def member_digests(store, members, connect) -> dict:
-    """``(split, product_id) -> digest`` of every sample of ``members``, in export order (one stream
-    over a connection from ``connect(store)``)."""
-    from .members import stream_samples
+def member_digests(store, members, connect, batch: int = 65_536) -> dict:
+    """``(split, product_id) -> digest`` of every sample of ``members``, in export order (one query
+    over a connection from ``connect(store)``; a member not in ``products`` has none)."""
+    from .members import MEDIA_FILTER
+    from .samples import SAMPLE_HEADER_SQL
 
+    sql = _DIGEST_SQL.format(members=members.sql(), header=SAMPLE_HEADER_SQL, media_filter=MEDIA_FILTER,
+                             order=members.order_sql("m.split", "m.product_id"))
     out: dict = {}
     con = connect(store)
     try:
-        for _ in hashed(stream_samples(con, members), out):
-            pass
+        for rb in con.sql(sql).to_arrow_reader(batch):
+            for split, pid, digest in zip(*(rb.column(i).to_pylist() for i in range(3))):
+                if digest is not None:
+                    out[(split, pid)] = digest
     finally:
         con.close()
     return out
-
-
-def hashed(rows, digests: dict):
-    """Pass ``(split, product_id, sample)`` rows through, noting each sample's digest."""
-    for split, pid, sample in rows:
-        if sample is not None:
-            digests[(split, pid)] = sample_digest(split, sample)
-        yield split, pid, sample
 
 
 def fresh_rows(con, keys: list, chunk: int = 2048):
@@ -297,5 +306,5 @@ def write_index_files(folder: Path, shards: list[dict], samples: list[tuple[str,
 
 
 __all__ = ["INCREMENTAL_FORMATS", "MANIFEST", "NOT_INCREMENTAL", "READS", "SAMPLES", "Base", "Diff", "cut_ids", "diff",
-           "find_base", "fresh_rows", "hashed", "inputs", "load_base", "member_digests", "place", "sample_digest",
+           "find_base", "fresh_rows", "inputs", "load_base", "member_digests", "place",
            "sibling_name", "state_name", "write_index_files"]

@@ -109,12 +109,15 @@ FROM specs JOIN m ON m.product_id = specs.product_id
 ORDER BY {order}, position
 """
 
+# the media rows a sample is made of (first_media picks among them)
+MEDIA_FILTER = ("status = 'ok' AND blob IS NOT NULL AND kind IN ('image', 'image_norm', 'frames', 'mfcc', 'audio', 'video') "
+                "AND (kind <> 'image' OR coalesce(role, 'main') = 'main')")
+
 _MEDIA_STREAM_SQL = """
 WITH m AS ({members})
 SELECT m.split, m.product_id, kind AS k, blob AS b, mime AS m
 FROM media JOIN m ON m.product_id = media.product_id
-WHERE status = 'ok' AND blob IS NOT NULL AND kind IN ('image', 'image_norm', 'frames', 'mfcc', 'audio', 'video')
-  AND (kind <> 'image' OR coalesce(role, 'main') = 'main')
+WHERE """ + MEDIA_FILTER + """
 ORDER BY {order}, kind, position, media_id
 """
 

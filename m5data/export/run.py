@@ -278,9 +278,11 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
             if progress:
                 progress(len(done) + len(results), len(shards))
 
-        # a full export hashes its samples as it streams them (for the next version); done shards too
+        # a full export keeps its samples' digests too (for the next version's); done shards too
         hashing = keeps_index and base is None
-        if todo or (hashing and shards):
+        if hashing and shards:
+            digests = inc.member_digests(store, members, _stream_connection)
+        if todo:
             con = _stream_connection(store)
             pool = None
             try:
@@ -297,8 +299,6 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
                     rows = (r for r in stream_samples(con, members) if (r[0], r[1]) in wanted)
                 else:
                     rows = stream_samples(con, members)
-                    if hashing:
-                        rows = inc.hashed(rows, digests)
                 for sh, samples in shard_samples(rows, shards):
                     shard_ids[(sh.split, sh.index)] = [s.product_id for s in samples]
                     if (sh.split, sh.index) in done:
@@ -318,8 +318,8 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
                 if pool is not None:
                     pool.shutdown(cancel_futures=True)
                 con.close()
-        elif base is not None:
-            shard_ids = inc.cut_ids(fresh_order, shards)
+        elif base is not None or hashing:  # every shard done already: their samples, cut from the ids in export order
+            shard_ids = inc.cut_ids(fresh_order if base is not None else list(digests), shards)
         for st in results:
             done[(st["split"], st["index"])] = st
         ordered = [dict(st) for st in inherited]
