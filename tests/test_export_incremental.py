@@ -164,12 +164,9 @@ def test_an_index_may_not_lead_into_a_folder_its_plan_does_not_name(grown, tmp_p
     assert any(p.path == "../other/x.tar" and "outside the export folder" in p.problem for p in problems)
 
 
-def test_a_killed_incremental_export_resumes_to_the_same_samples(grown, tmp_path, monkeypatch):
-    """Killed after its first new shard, run again: the rest is written, the samples are the full export's
-    (the first shard's samples loaded by id, the others' from the ordered pass over the store)."""
+def test_a_killed_incremental_export_resumes_to_the_same_samples(grown, tmp_path):
+    """Killed after its first new shard, run again: the rest is written, the samples are the full export's."""
     from support.demo_fixtures import copy_store
-
-    from m5data.export import run as run_module
 
     store, settings, reports, _ = grown
     copy = Store.open(copy_store(store.root, tmp_path))  # the store with the states of v1..v3
@@ -187,7 +184,6 @@ def test_a_killed_incremental_export_resumes_to_the_same_samples(grown, tmp_path
     with pytest.raises(KeyboardInterrupt):
         export(copy, settings, out=out, progress=stop)
     assert (out / "_export.json").is_file() and not (out / "_manifest.json").exists()
-    monkeypatch.setattr(run_module, "FRESH_LOAD_MAX", 0)  # the rest from the ordered pass, not loaded by id
     resumed = export(copy, settings, out=out)
     assert resumed.shards_skipped == 1 and resumed.base == "v3-webdataset-all"
     full = export(copy, settings, out=tmp_path / "full", full=True)

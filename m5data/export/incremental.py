@@ -258,23 +258,6 @@ def member_digests(store, members, connect, batch: int = 65_536) -> dict:
     return out
 
 
-def fresh_rows(con, keys: list, chunk: int = 2048):
-    """``(split, product_id, sample)`` of ``keys`` (in export order), loaded a chunk of one split at a time."""
-    from .samples import load_samples
-
-    start = 0
-    while start < len(keys):
-        split = keys[start][0]
-        end = start
-        while end < len(keys) and end - start < chunk and keys[end][0] == split:
-            end += 1
-        ids = [pid for _, pid in keys[start:end]]
-        loaded = {s.product_id: s for s in load_samples(con, ids)}
-        for pid in ids:
-            yield split, pid, loaded.get(pid)
-        start = end
-
-
 def cut_ids(keys: list, shards: list) -> dict:
     """The product ids of each planned shard, cut from ``keys`` (export order) as :func:`shard_samples` cuts."""
     out, k = {}, 0
@@ -306,5 +289,5 @@ def write_index_files(folder: Path, shards: list[dict], samples: list[tuple[str,
 
 
 __all__ = ["INCREMENTAL_FORMATS", "MANIFEST", "NOT_INCREMENTAL", "READS", "SAMPLES", "Base", "Diff", "cut_ids", "diff",
-           "find_base", "fresh_rows", "inputs", "load_base", "member_digests", "place",
+           "find_base", "inputs", "load_base", "member_digests", "place",
            "sibling_name", "state_name", "write_index_files"]

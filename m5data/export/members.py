@@ -52,6 +52,32 @@ class Members:
         return Members(self.version, {name: self.counts[name]})
 
 
+@dataclass(frozen=True)
+class Chosen(Members):
+    """Some members of a version, held in a table of the connection's in-memory database (its cursors
+    see it): :func:`stream_samples` streams only them, in export order, in one pass over the store."""
+
+    table: str = "export_chosen"
+
+    def sql(self) -> str:
+        return f"SELECT split, product_id FROM {self.table}"
+
+
+def choose(con, members: Members, keys: list[tuple[str, str]]) -> Chosen:
+    """:class:`Chosen` members ``keys`` (``(split, product_id)``) of ``members``, as a table of ``con``."""
+    import pyarrow as pa
+
+    chosen = Chosen(members.version, {s: n for s, n in members.counts.items()})
+    rows = pa.table({"split": pa.array([s for s, _ in keys], pa.string()),
+                     "product_id": pa.array([p for _, p in keys], pa.string())})
+    con.register("export_chosen_rows", rows)
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {chosen.table} AS SELECT * FROM export_chosen_rows")
+    finally:
+        con.unregister("export_chosen_rows")
+    return chosen
+
+
 def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 

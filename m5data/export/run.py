@@ -36,7 +36,7 @@ from ..storage.runs import StageStats, record_run
 from ..storage.temps import scratch_dir
 from . import incremental as inc
 from .json_stream import write_json_atomic
-from .members import Members, split_counts, stream_samples
+from .members import Members, choose, split_counts, stream_samples
 from .plan import Shard, ShardPlan, format_options, plan_export, plan_record, plan_shards, shard_samples
 from .remote import FINISH_READS_SHARD_FILES, RemoteOut, is_remote
 from .samples import ExportError, bad_split_names, shard_blobs
@@ -48,7 +48,6 @@ FORMATS = {"webdataset": "m5data.export.webdataset", "parquet": "m5data.export.h
            "m5product": "m5data.export.m5product"}
 PLAN_FILE = "_export.json"
 SKIPPED_SPLIT = "split with a bad name (skipped)"  # failure reason, one per split of the version
-FRESH_LOAD_MAX = 4096  # an incremental export loads up to this many samples by id, more in one ordered pass
 STREAM_MEMORY = "2GB"  # DuckDB's memory limit for the ordered sample stream (it spills past it)
 
 Progress = Callable[[int, int], None]  # (shards done, shards in all)
@@ -292,11 +291,8 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
                     workers = min(workers, todo)
                     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
                 running: set = set()
-                if base is not None and len(fresh_order) <= FRESH_LOAD_MAX:
-                    rows = inc.fresh_rows(con, fresh_order)
-                elif base is not None:  # many to write: one ordered pass, the others skipped
-                    wanted = set(fresh_order)
-                    rows = (r for r in stream_samples(con, members) if (r[0], r[1]) in wanted)
+                if base is not None:  # only the samples to write, in one ordered pass over the store
+                    rows = stream_samples(con, choose(con, members, fresh_order))
                 else:
                     rows = stream_samples(con, members)
                 for sh, samples in shard_samples(rows, shards):
