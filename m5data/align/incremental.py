@@ -173,11 +173,12 @@ class TokenCache:
         return [[term for term, n in zip(*self.kept[k]) for _ in range(n)] for k in keys]
 
     def save(self, subs: Sequence[SubClass]) -> None:
-        """Keep the tokens of the sub-classes' current texts and of their lines (atomic, each file)."""
-        keys = sorted({text_hash(s) for s in subs} & set(self.kept))
-        table = pa.table({"text": keys, "terms": [self.kept[k][0] for k in keys],
-                          "counts": pa.array([self.kept[k][1] for k in keys], pa.list_(pa.int32()))})
-        _write(self.store, TOKENS, table)
+        """Keep the tokens of the sub-classes' current lines, then of their texts (each file atomic).
+
+        Lines first: a run killed between the two writes leaves texts the next run makes again from
+        kept lines; the other order would leave kept texts whose lines the next run never reads
+        (it needs none), and it would keep no line of them.
+        """
         import pyarrow.compute as pc
 
         current = pa.array(sorted({line_hash(line) for s in subs if s.text for line in s.text.split("\n")}), pa.int64())
@@ -190,6 +191,10 @@ class TokenCache:
                               "tokens": pa.array([self.line_tokens[k] for k in new], pa.list_(pa.string()))})
         parts.append(new_table.filter(pc.is_in(new_table.column("line"), current)))
         _write(self.store, LINES, pa.concat_tables(parts).sort_by("line"))
+        keys = sorted({text_hash(s) for s in subs} & set(self.kept))
+        table = pa.table({"text": keys, "terms": [self.kept[k][0] for k in keys],
+                          "counts": pa.array([self.kept[k][1] for k in keys], pa.list_(pa.int32()))})
+        _write(self.store, TOKENS, table)
 
 
 @functools.lru_cache(maxsize=1 << 20)
