@@ -11,11 +11,12 @@ grouped SQL queries over the store) and counts new and changed products from the
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..storage import changes
 from ..storage.schema import TABLES
+from . import facts
 
 STAGE = "report"
 # Every stage writes runs: a report kept because nothing else changed shows the count of runs rows
@@ -49,3 +50,33 @@ def untouched(state: dict | None, out: Path) -> bool:
 def inputs(settings, out: Path, truth, train_run) -> str:
     """The fingerprint of what beside the tables decides the page."""
     return changes.fingerprint(asdict(settings.report), str(out), tree_stamp(truth), tree_stamp(train_run))
+
+
+@dataclass
+class Last:
+    """What this run takes over from the last complete one (nothing with ``full`` or without one)."""
+
+    state: dict | None = None
+    summary: dict = field(default_factory=dict)
+    facts: dict[str, str] | None = None  # its facts files (None: make every fact)
+    watermarks: dict[str, int] = field(default_factory=dict)  # what its facts were made from
+    figures: Path | None = None  # its figure folder, when the report folder is as it left it
+    kept_facts: dict[str, str] | None = None  # the facts files the state in force names (full or not)
+
+    @classmethod
+    def of(cls, state: dict | None, out: Path, full: bool) -> Last:
+        summary = (state or {}).get("summary") or {}
+        kept = summary.get("facts") if summary.get("facts_version") == facts.VERSION else None
+        if full or state is None:
+            return cls(state, {}, None, {}, None, kept)
+        return cls(state, summary, kept, dict(state.get("watermarks", {})) if kept else {},
+                   out / "figures" if untouched(state, out) else None, kept)
+
+
+def product_counts(store, made: facts.Facts, state: dict | None, products: int) -> dict[str, int]:
+    """New, changed and unchanged products since the last complete run, from what the facts update asked."""
+    if "products" in made.changed:
+        return changes.changed_counts(made.changed["products"], products)
+    if "products" not in made.whole:
+        return {"new": 0, "changed": 0, "unchanged": products}
+    return changes.product_changes(store, state)
