@@ -193,5 +193,6 @@ def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, trut
         facts.forget_others(kept, f.files, last.kept_facts)  # the state in force names the latter until saved
     finally:
         con.close()
+    stats.details["figures_drawn"] = charts.drawn
     memo.update(facts=f.files, facts_version=facts.VERSION, charts=charts.keys)
     return Made(sections, empties, memo)

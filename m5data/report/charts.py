@@ -44,6 +44,7 @@ def _drawn_once(draw):
         drawn = draw(self, name, *args, **kwargs)
         if drawn is not None:
             self.keys[name] = key
+            self.drawn.append(name)
         return drawn
     return cached
 
@@ -65,6 +66,7 @@ class Charts:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.previous, self.reuse = previous, dict(reuse or {})
         self.keys: dict[str, str] = {}  # figure name -> the key it was drawn (or copied) with
+        self.drawn: list[str] = []  # the figures drawn (not copied)
         self._mpl = None
         # mathtext stays on: the log axes' tick labels are mathtext ($\mathdefault{10^{2}}$ -> 10²);
         # every text that comes from data goes through literal() instead
