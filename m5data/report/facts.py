@@ -11,8 +11,8 @@ Each fact is made from its own table's rows alone, so a kept fact stays true unt
 group is written again: an incremental run asks the store what was written since its last
 complete run (``store.changed``: products and specs by product, media by media_id), makes the
 facts of just those groups and writes them as one more file of the table's facts, whose rows stand
-in for every earlier row of their groups (past :data:`MAX_FILES` files or :data:`MAX_SHARE` of the
-rows, the table's facts are written as one file again). The first run, a run with ``full``, or one
+in for every earlier row of their groups (at :data:`MAX_FILES` files, or facts of over
+:data:`MAX_SHARE` of the rows in one run, the table's facts are written as one file again). The first run, a run with ``full``, or one
 whose kept facts are missing, makes every fact. The files live under ``derived/report/facts/``
 (``Store.kept``: on object storage a local copy written back when the block ends) under names of
 their own per run; the report's state (``derived/state/report.json``, saved last) names the ones in
@@ -68,8 +68,8 @@ DERIVED = {
 
 
 # An incremental run writes the facts of what changed as a file of its own, whose rows stand in for
-# every earlier row of the same groups; past this many files of a table, or once they hold this share
-# of its rows, the run writes the table's facts as one file again.
+# every earlier row of the same groups; when a table has this many files already, or the run's facts
+# are over this share of its rows, the run writes the table's facts as one file again.
 MAX_FILES = 8
 MAX_SHARE = 0.25
 
