@@ -101,7 +101,7 @@ def test_a_run_killed_before_it_completes_runs_again(store, tmp_path, monkeypatc
     assert again.stats.details["facts"] == {"products": 5}  # the killed run's facts were not taken for done
     kept = set(_facts_files(store))
     assert _page(again) == _page(build(store, settings, out=tmp_path / "full", full=True))
-    assert len(kept) == 4  # the products' base and its new file, specs' one, media's one: the killed run's are gone
+    assert len(kept) == 6  # products' base and its new file, one each of specs, media and the 2 spec sums: the killed run's are gone
 
 
 def test_the_verb_says_unchanged_and_full_writes_again(store, tmp_path):
@@ -176,7 +176,7 @@ def test_a_demo_store_grown_changed_and_reported_again_equals_a_full_rebuild(dem
     assert full.stats.details["facts"]["products"] == 66
     assert _page(again) == _page(full) and 'data-key="media.image.failed"' in _page(again)
     assert _figures(again) == _figures(full) and len(_figures(full)) >= 7
-    assert len(_named(store)) == 3  # full made each table's facts as one file again
+    assert len(_named(store)) == 5  # full made each table's facts (and the 2 spec sums) as one file again
     assert set(_facts_files(store)) == _named(store) | before  # and the files of the state before stay until the next run
 
 

@@ -50,7 +50,7 @@ SOURCES = {
 KEPT_VIEWS = {t: f"report_{t}_kept" for t in SOURCES}  # views of the kept files in the report's connection
 HELD = {t: f"report_{t}" for t in ("products", "media")}  # ... and the facts held in its memory, read by .data
 
-# Held once per run beside the facts, as read by several sections (the facts of specs only so): the modalities of each product
+# Held once per run beside the facts, as read by several sections: the modalities of each product
 # (``storage.stats.MODALITY_SQL``, over the facts) and the rows per spec value.
 DERIVED = {
     "report_flags": """
@@ -62,9 +62,14 @@ DERIVED = {
                           bool_or(kind = 'video' AND status = 'ok') AS m_video,
                           bool_or(kind = 'audio' AND status = 'ok') AS m_audio
                    FROM report_media GROUP BY 1) m ON m.product_id = p.product_id
-        LEFT JOIN (SELECT DISTINCT product_id FROM report_specs_kept) s ON s.product_id = p.product_id""",
-    "report_spec_values": "SELECT property, value, sum(n)::BIGINT AS n FROM report_specs_kept GROUP BY 1, 2",
+        LEFT JOIN report_spec_products_kept s ON s.product_id = p.product_id""",
+    "report_spec_values": "SELECT property, value, n FROM report_spec_values_kept",
 }
+
+# Sums of the spec facts (the largest: a row per product and spec value), kept beside them and
+# updated by what changed (less the changed products' old rows, plus their new ones), so that a run
+# does not group every spec fact again: rows per spec value, and per product that has spec rows.
+SUMS = {"spec_values": "property, value", "spec_products": "product_id"}
 
 
 # An incremental run writes the facts of what changed as a file of its own, whose rows stand in for
@@ -95,6 +100,7 @@ def update(store, con, kept, previous: dict | None, since: dict[str, int], marks
     folder = kept.path / "facts"
     folder.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:12]
+    delta = None  # (the changed products' spec facts before, after)
     for table, (group, sql) in SOURCES.items():
         old = list((previous or {}).get(table) or [])
         paths = [kept.fetch(f"facts/{n}") for n in old]
@@ -120,6 +126,9 @@ def update(store, con, kept, previous: dict | None, since: dict[str, int], marks
             else:
                 out.touched.update(changed.column(group).to_pylist())
             out.made[table] = fresh.num_rows
+            if table == "specs":  # the changed products' spec facts before and after, for the sums
+                delta = (con.sql(f"SELECT * FROM {KEPT_VIEWS[table]} WHERE product_id IN (SELECT product_id FROM report_keys)"
+                                 ).to_arrow_table(), fresh)
             if not fresh.num_rows:
                 continue
             total = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
@@ -131,13 +140,46 @@ def update(store, con, kept, previous: dict | None, since: dict[str, int], marks
             con.unregister("report_keys")
         out.files[table] = old + [_write(folder, f"{table}-{token}.parquet", fresh)]
         _register(con, table, [folder / n for n in out.files[table]], group)
+    _sums(con, kept, folder, token, previous, out, delta)
     hold(con)
     return out
 
 
+def _sums(con, kept, folder, token: str, previous: dict | None, out: Facts, delta) -> None:
+    """This run's :data:`SUMS` of the spec facts: kept, updated by ``delta``, or made from every spec fact."""
+    for name, keys in SUMS.items():
+        old = list((previous or {}).get(name) or [])
+        path = kept.fetch(f"facts/{old[0]}") if len(old) == 1 else None
+        if path is not None and "specs" not in out.whole and delta is None:
+            out.files[name] = old  # no spec fact made this run: the sums stand
+            _register_sum(con, name, path)
+            continue
+        if path is None or "specs" in out.whole:
+            rows = con.sql(f"SELECT {keys}, sum(n)::BIGINT AS n FROM {KEPT_VIEWS['specs']} GROUP BY ALL").to_arrow_table()
+        else:
+            con.register("report_before", delta[0])
+            con.register("report_after", delta[1])
+            try:
+                rows = con.sql(f"""
+                    SELECT {keys}, sum(n)::BIGINT AS n FROM (
+                        SELECT {keys}, n FROM read_parquet('{_quoted(path)}')
+                        UNION ALL SELECT {keys}, -n FROM report_before
+                        UNION ALL SELECT {keys}, n FROM report_after)
+                    GROUP BY ALL HAVING sum(n) <> 0""").to_arrow_table()
+            finally:
+                con.unregister("report_before")
+                con.unregister("report_after")
+        out.files[name] = [_write(folder, f"{name}-{token}.parquet", rows)]
+        _register_sum(con, name, folder / out.files[name][0])
+
+
+def _register_sum(con, name: str, path) -> None:
+    con.execute(f"CREATE OR REPLACE VIEW report_{name}_kept AS SELECT * FROM read_parquet('{_quoted(path)}')")
+
+
 def hold(con) -> None:
     """Facts of ``con``'s kept views (:data:`KEPT_VIEWS`) as tables in its memory: :data:`HELD` and
-    :data:`DERIVED` (the spec facts, the largest, are read twice, not held)."""
+    :data:`DERIVED` (the spec facts, the largest, are read through their :data:`SUMS` only)."""
     for table, name in HELD.items():
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {KEPT_VIEWS[table]}")
     for name, sql in DERIVED.items():
@@ -156,6 +198,9 @@ def live(con) -> None:
     connection): for reading :mod:`.data` without kept facts (tests, one-off queries)."""
     for table, (_, sql) in SOURCES.items():
         con.execute(f"CREATE OR REPLACE VIEW {KEPT_VIEWS[table]} AS {sql.replace('{where}', '')}")
+    for name, keys in SUMS.items():
+        con.execute(f"CREATE OR REPLACE VIEW report_{name}_kept AS "
+                    f"SELECT {keys}, sum(n)::BIGINT AS n FROM {KEPT_VIEWS['specs']} GROUP BY ALL")
     hold(con)
 
 
