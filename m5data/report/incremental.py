@@ -1,12 +1,14 @@
-"""The report when nothing changed: no work at all; otherwise what changed, counted from the store.
+"""What a report run takes over from the last complete one.
 
 Every section of the report reads tables of the store (every table; of ``runs`` only its row count), the review file
 that align writes with its tables, a truth folder and a training run folder. When none of those
 tables was written since the report's last complete run (their watermarks, ``storage/changes.py``)
 and the settings, the output folder (untouched since: same files, sizes and times), the truth and the training run are the same,
 the report in the folder is the one a rebuild would write (but for its "written" time): the stage does nothing and
-says ``new 0, changed 0, unchanged N``. Otherwise it rebuilds the page (its statistics are a few
-grouped SQL queries over the store) and counts new and changed products from the store.
+says ``new 0, changed 0, unchanged N``. Otherwise the page is written again from the facts (``facts.py``:
+only those of the groups written since are made again), the figures whose values did not change are
+copied from the folder (when it is untouched) and the gallery samples of untouched products are taken
+from the state (:class:`Last`); new and changed products are counted from what the facts update asked.
 """
 
 from __future__ import annotations
@@ -58,10 +60,10 @@ class Last:
 
     state: dict | None = None
     summary: dict = field(default_factory=dict)
-    facts: dict[str, str] | None = None  # its facts files (None: make every fact)
+    facts: dict[str, list[str]] | None = None  # its facts files (None: make every fact)
     watermarks: dict[str, int] = field(default_factory=dict)  # what its facts were made from
     figures: Path | None = None  # its figure folder, when the report folder is as it left it
-    kept_facts: dict[str, str] | None = None  # the facts files the state in force names (full or not)
+    kept_facts: dict[str, list[str]] | None = None  # the facts files the state in force names (full or not)
 
     @classmethod
     def of(cls, state: dict | None, out: Path, full: bool) -> Last:
