@@ -1,15 +1,20 @@
-"""The report incremental (``m5data/report/incremental.py``): a run with nothing new does no work and
-says so; a store grown in two writes, reported after each, gives the page a full rebuild gives; a
-run killed before it completes, run again, gives the same; ``full`` rebuilds anyway.
+"""The report incremental (``m5data/report/incremental.py``, ``facts.py``): a run with nothing new does
+no work and says so; a store grown in two writes, reported after each, gives the page and figures a
+full rebuild gives, having made the facts of what changed only; a run killed before it completes,
+run again, gives the same; ``full`` rebuilds anyway; on object storage too.
 """
 
 from __future__ import annotations
 
 import re
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
+from support.demo_fixtures import copy_store
 
 from m5data.config import load
+from m5data.report import facts
 from m5data.report import folder as report_folder
 from m5data.report.build import build
 from m5data.storage import Store, changes
@@ -93,7 +98,10 @@ def test_a_run_killed_before_it_completes_runs_again(store, tmp_path, monkeypatc
     assert changes.load_state(store, "report") == before
     again = build(store, settings, out=tmp_path / "r")
     assert again.stats.details["changes"] == {"new": 5, "changed": 0, "unchanged": 20}
+    assert again.stats.details["facts"] == {"products": 5}  # the killed run's facts were not taken for done
+    kept = set(_facts_files(store))
     assert _page(again) == _page(build(store, settings, out=tmp_path / "full", full=True))
+    assert len(kept) == 6  # products' base and its new file, one each of specs, media and the 2 spec sums: the killed run's are gone
 
 
 def test_the_verb_says_unchanged_and_full_writes_again(store, tmp_path):
@@ -108,3 +116,111 @@ def test_the_verb_says_unchanged_and_full_writes_again(store, tmp_path):
     assert second.exit_code == 0 and "report: unchanged (new 0, changed 0, unchanged 20)" in " ".join(second.output.split())
     third = CliRunner().invoke(app, argv + ["--full"])
     assert third.exit_code == 0 and "report: unchanged" not in third.output
+
+
+def _facts_files(store) -> list[str]:
+    return sorted(p.name for p in (store.root / facts.KEPT / "facts").glob("*.parquet"))
+
+
+def _named(store) -> set[str]:
+    """The facts files the report's state names."""
+    return {n for names in changes.load_state(store, "report")["summary"]["facts"].values() for n in names}
+
+
+def _figures(result) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (result.index.parent / "figures").glob("*.svg")}
+
+
+def _grow(src, n_new: int) -> list[str]:
+    """``n_new`` copies of the first products under new ids, with their specs and media, one write per table
+    (as benchmarks/bench_incremental.py's GROW): returns the new ids."""
+    products = src.read("products").sort_by("product_id").slice(0, n_new)
+    old = products.column("product_id").to_pylist()
+    new = {p: p.replace(":", ":n", 1) for p in old}
+
+    def moved(rows):
+        ids = pa.array([new[p] for p in rows.column("product_id").to_pylist()], pa.string())
+        return rows.set_column(rows.schema.get_field_index("product_id"), "product_id", ids)
+
+    src.write("products", moved(products))
+    keep = pa.array(old)
+    for table in ("specs", "media"):
+        rows = src.read(table)
+        rows = moved(rows.filter(pc.is_in(rows.column("product_id"), keep)))
+        if table == "media":
+            rows = rows.set_column(rows.schema.get_field_index("media_id"), "media_id",
+                                   pc.binary_join_element_wise(rows.column("media_id"), pa.scalar("-n"), ""))
+        src.write(table, rows)
+    return list(new.values())
+
+
+def test_a_demo_store_grown_changed_and_reported_again_equals_a_full_rebuild(demo_store_factory, tmp_path):
+    """A crawled, extracted, aligned store (every section filled) grown by new products, one product's title
+    changed and one image failed: the incremental page and every figure equal a full rebuild's, and the facts
+    made are those of the written groups only."""
+    store = Store.open(copy_store(demo_store_factory(products=60, seed=0), tmp_path))
+    settings = _settings(store)
+    first = build(store, settings, out=tmp_path / "r")
+    assert first.stats.details["facts"]["products"] == 60
+    new = _grow(store, 6)
+    product = store.read("products", where=f"product_id = '{new[0].replace(':n', ':', 1)}'").to_pylist()[0]
+    store.write("products", [{**product, "title": product["title"] + " (new)"}])
+    image = store.read("media", where="kind = 'image' AND status = 'ok'").sort_by("media_id").slice(0, 1).to_pylist()[0]
+    store.write("media", [{**image, "status": "failed", "error": "HTTP 410"}])
+    again = build(store, settings, out=tmp_path / "r")
+    before = _named(store)
+    assert again.stats.details["changes"] == {"new": 6, "changed": 1, "unchanged": 59}
+    made = again.stats.details["facts"]
+    assert made["products"] == 7 and made["media"] == store.count("media") - first.stats.details["facts"]["media"] + 1
+    full = build(store, settings, out=tmp_path / "full", full=True)
+    assert full.stats.details["facts"]["products"] == 66
+    assert _page(again) == _page(full) and 'data-key="media.image.failed"' in _page(again)
+    assert _figures(again) == _figures(full) and len(_figures(full)) >= 7
+    assert len(_named(store)) == 5  # full made each table's facts (and the 2 spec sums) as one file again
+    assert set(_facts_files(store)) == _named(store) | before  # and the files of the state before stay until the next run
+
+
+def test_figures_whose_values_did_not_change_are_copied_not_drawn(demo_store_factory, tmp_path):
+    store = Store.open(copy_store(demo_store_factory(products=60, seed=0), tmp_path))
+    settings = _settings(store)
+    first = build(store, settings, out=tmp_path / "r")
+    assert "completeness_upset" in first.stats.details["figures_drawn"]
+    ids = [r["product_id"] for r in store.read("products", columns=["product_id"]).to_pylist()][:4]
+    store.write("caption_match", [{"product_id": p, "score": 0.9, "level": "well"} for p in ids])
+    again = build(store, settings, out=tmp_path / "r")
+    assert again.stats.details["figures_drawn"] == ["match_levels"]  # the only figure whose values changed
+    assert again.stats.details["facts"] == {}  # no products, media or specs written: no fact made
+    full = build(store, settings, out=tmp_path / "full", full=True)
+    assert len(full.stats.details["figures_drawn"]) == len(_figures(full))
+    assert _page(again) == _page(full) and _figures(again) == _figures(full)
+
+
+def test_the_facts_are_written_as_one_file_again_past_their_limit(store, tmp_path, monkeypatch):
+    settings = _settings(store)
+    monkeypatch.setattr(facts, "MAX_FILES", 2)
+    build(store, settings, out=tmp_path / "r")
+    counts = []
+    for k in range(3):  # each write one more file of products' facts; never more than MAX_FILES
+        store.write("products", _products(30 + k, 31 + k))
+        build(store, settings, out=tmp_path / "r")
+        counts.append(len(changes.load_state(store, "report")["summary"]["facts"]["products"]))
+    assert counts == [2, 1, 2]
+    again = build(store, settings, out=tmp_path / "r", full=False)
+    assert _page(again) == _page(build(store, settings, out=tmp_path / "full", full=True))
+
+
+def test_on_object_storage_the_facts_are_kept_in_the_bucket(s3_url, tmp_path):
+    store = Store.init(s3_url)
+    store.write("products", _products(0, 20))
+    store.write("specs", _specs(0, 20))
+    settings = _settings(store)
+    build(store, settings, out=tmp_path / "r")
+    store.write("products", _products(15, 30, title="新款"))
+    again = build(store, settings, out=tmp_path / "r")
+    assert again.stats.details["changes"] == {"new": 10, "changed": 5, "unchanged": 15}
+    assert again.stats.details["facts"] == {"products": 15}
+    named = changes.load_state(store, "report")["summary"]["facts"]
+    for table, names in named.items():
+        for name in names:
+            assert store.read_bytes(f"{facts.KEPT}/facts/{name}") is not None, (table, name)
+    assert _page(again) == _page(build(store, settings, out=tmp_path / "full", full=True))

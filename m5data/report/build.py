@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import config as cfg
 from ..storage import StageStats, changes, record_run
-from . import data, folder, incremental
+from . import data, facts, folder, incremental
 from . import sections as builders
 from .charts import Charts
 from .gallery import BAD_BLOB, gallery
@@ -81,10 +81,13 @@ def build(store, settings: cfg.Settings, *, out: str | Path, truth: str | Path |
     inputs = incremental.inputs(settings, out, truth, train_run)
     if not full and changes.unchanged_since(state, marks, inputs) and incremental.untouched(state, out):
         return _unchanged(store, stats, state, out)
-    stats.details["changes"] = changes.product_changes(store, state)
+    last = incremental.Last.of(state, out, full)
     staging = folder.staging(out)
     try:
-        sections, empties = _sections(store, settings, stats, staging, truth, train_run, progress)
+        # on object storage the facts are a local copy, written back when the block ends
+        with store.kept(facts.KEPT, lazy=("facts/*.parquet",)) as kept:
+            made = _sections(store, settings, stats, staging, truth, train_run, progress, kept, last, marks)
+        sections, empties = made.sections, made.empties
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         page = document("m5data dataset report", f"store {store.root} · written {stamp}", sections)
         (staging / "index.html").write_text(page, encoding="utf-8")
@@ -101,7 +104,7 @@ def build(store, settings: cfg.Settings, *, out: str | Path, truth: str | Path |
     result = ReportResult(stats, out / "index.html", [a for a, _, _ in sections], empties, figures)
     changes.save_state(store, incremental.STAGE, marks, inputs, summary={  # last: a killed run keeps the old state
         "sections": result.sections, "empty_sections": empties, "figures": figures,
-        "products": stats.n_in, "n_out": stats.n_out}, folder=incremental.tree_stamp(out))
+        "products": stats.n_in, "n_out": stats.n_out, **made.memo}, folder=incremental.tree_stamp(out))
     return result
 
 
@@ -132,24 +135,38 @@ def _hold_media(store, con) -> None:
     con.execute("ALTER TABLE report_media RENAME TO media")
 
 
+@dataclass
+class Made:
+    sections: list[tuple[str, str, Html]]  # every section's (anchor, title, body)
+    empties: list[str]  # anchors of sections that only hold guidance
+    memo: dict  # what the next run keeps (facts files, figure keys, gallery samples): the state's summary
+
+
 def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, truth, train_run,
-              progress: Progress | None) -> tuple[list[tuple[str, str, Html]], list[str]]:
+              progress: Progress | None, kept, last: incremental.Last, marks: dict[str, int]) -> Made:
     """Every section's (anchor, title, body), figures and gallery images written under ``into``."""
     assets_dir = into / "assets"
     assets_dir.mkdir()
-    charts = Charts(into / "figures")
+    charts = Charts(into / "figures", last.figures, last.summary.get("charts"))
     top = settings.report.top
     con = store.connect()
     _hold_media(store, con)
     sections: list[tuple[str, str, Html]] = []
     empties: list[str] = []
+    memo: dict = {}
 
     def add(anchor: str, title: str, body: Html, is_empty: bool = False) -> None:
         sections.append((anchor, title, body))
         if is_empty:
             empties.append(anchor)
 
+    def sample_gallery():
+        body, is_empty, memo["gallery"] = gallery(con, store, assets_dir, settings.report.samples_per_category, stats,
+                                                  last.summary.get("gallery"), None if f.whole else f.touched)
+        return body, is_empty
+
     try:
+        f = facts.update(store, con, kept, last.facts, last.watermarks, marks)
         steps = [
             ("overview", "Overview", lambda: builders.overview(con)),
             ("long-tail", "Category long tail", lambda: builders.long_tail(con, charts)),
@@ -163,14 +180,19 @@ def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, trut
             ("alignment", "Label alignment", lambda: builders.alignment(con, store, settings, truth, top)),
             ("splits", "Splits", lambda: builders.splits(con, store)),
             ("training", "Training run", lambda: builders.training(train_run)),
-            ("gallery", "Sample gallery", lambda: gallery(con, store, assets_dir, settings.report.samples_per_category, stats)),
+            ("gallery", "Sample gallery", sample_gallery),
         ]
         stats.n_in = data.overview(con, []).products
+        stats.details["changes"] = incremental.product_counts(store, f, last.state, stats.n_in)
+        stats.details["facts"] = f.made
         for anchor, title, make in steps:
             if progress:
                 progress(title)
             body, is_empty = make()
             add(anchor, title, body, is_empty)
+        facts.forget_others(kept, f.files, last.kept_facts)  # the state in force names the latter until saved
     finally:
         con.close()
-    return sections, empties
+    stats.details["figures_drawn"] = charts.drawn
+    memo.update(facts=f.files, facts_version=facts.VERSION, charts=charts.keys)
+    return Made(sections, empties, memo)

@@ -1,8 +1,12 @@
-"""What the report shows, computed by SQL over the store: one function per section, no drawing here.
+"""What the report shows, computed by SQL: one function per section, no drawing here.
 
+The large tables are read through the report's facts (:mod:`.facts`: the tables ``report_products``
+and ``report_media`` of the report's connection, one narrow row per product or media row, with
+``report_flags``, each product's modalities, and ``report_spec_values``, rows per spec value); the
+small ones (label_map, taxonomy, dedup, ...) directly.
 Every function returns plain Python values (lists of tuples, dicts), so a test can compare the
-numbers written into the page with the same SQL. A section whose tables are empty returns empty
-values; the page then says which command fills it.
+numbers written into the page with the same SQL over the store. A section whose tables are empty
+returns empty values; the page then says which command fills it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..storage.blobs import BlobPathError, resolve_blob
-from ..storage.stats import MODALITY_SQL
 
 # The papers' five modalities, in their order, under the names the report uses.
 MODALITIES = {"image": "image", "caption": "caption", "table": "specs", "video": "video", "audio": "audio"}
@@ -22,9 +25,10 @@ LEVELS = {1: "class", 2: "sub-class", 3: "subsub-class"}
 # A product's unified labels: its breadcrumb joined by ' > ' is a label_map row of its platform.
 LABELLED = """
     SELECT p.product_id, p.merchant_id, l.class_id, l.sub_class_id, nullif(l.subsub_class_id, 0) AS subsub_class_id
-    FROM products p JOIN label_map l ON l.platform = p.platform AND l.raw_path = array_to_string(p.category_path, ' > ')
+    FROM report_products p JOIN label_map l ON l.platform = p.platform AND l.raw_path = p.path
     WHERE l.class_id IS NOT NULL
 """
+
 
 
 def _rows(con, sql: str, params: list | None = None) -> list[tuple]:
@@ -47,11 +51,11 @@ class Overview:
 
 def overview(con, tables: list[str]) -> Overview:
     return Overview(
-        products=one(con, "SELECT count(*) FROM products"),
-        specs=one(con, "SELECT count(*) FROM specs"),
-        media=one(con, "SELECT count(*) FROM media"),
-        platforms=_rows(con, "SELECT platform, count(*) FROM products GROUP BY 1 ORDER BY 2 DESC, 1"),
-        merchants=one(con, "SELECT count(DISTINCT merchant_id) FROM products"),
+        products=one(con, "SELECT count(*) FROM report_products"),
+        specs=int(one(con, "SELECT coalesce(sum(n), 0) FROM report_spec_values")),
+        media=one(con, "SELECT count(*) FROM report_media"),
+        platforms=_rows(con, "SELECT platform, count(*) FROM report_products GROUP BY 1 ORDER BY 2 DESC, 1"),
+        merchants=one(con, "SELECT count(DISTINCT merchant_id) FROM report_products"),
         tables={t: one(con, f"SELECT count(*) FROM {t}") for t in tables},
     )
 
@@ -69,8 +73,7 @@ def long_tail(con) -> dict[int, list[tuple[str, int]]]:
 
 def raw_categories(con) -> list[tuple[str, int]]:
     """Products per raw breadcrumb (when the store is not aligned yet)."""
-    return _rows(con, "SELECT array_to_string(category_path, ' > ') AS c, count(*) AS n FROM products "
-                      "WHERE len(category_path) > 0 GROUP BY 1 ORDER BY n DESC, c")
+    return _rows(con, "SELECT path AS c, count(*) AS n FROM report_products WHERE levels > 0 GROUP BY 1 ORDER BY n DESC, c")
 
 
 @dataclass
@@ -85,9 +88,8 @@ class Completeness:
 
 def completeness(con) -> Completeness:
     """Modality completeness like supplementary F: each modality, each exact combination, and the cumulative sets."""
-    flags = ", ".join(f"({MODALITY_SQL[src]}) AS m_{name}" for name, src in MODALITIES.items())
     cols = ", ".join(f"m_{m}" for m in MODALITIES)
-    rows = _rows(con, f"SELECT {cols}, count(*) FROM (SELECT {flags} FROM products p) GROUP BY ALL")
+    rows = _rows(con, f"SELECT {cols}, count(*) FROM report_flags GROUP BY ALL")
     single = dict.fromkeys(MODALITIES, 0)
     combos: dict[tuple[str, ...], int] = {}
     total = image_text = image_text_table = all_five = 0
@@ -128,29 +130,35 @@ class Distributions:
 
 
 def series(con, sql: str) -> Series:
-    """Exact count, mean, median and max of ``sql``'s one column, and a seeded sample of its values."""
-    count, mean, top = con.execute(f"SELECT count(x), avg(x), max(x) FROM ({sql}) t(x)").fetchone()
+    """Exact count, mean, median and max of ``sql``'s one column, and its values or a sample of them.
+
+    The sample is systematic over the sorted values (every ``count / SAMPLE_ROWS``-th), so it is the
+    same whatever order the rows come in, and the mean is summed in sorted order for the same reason.
+    """
+    import numpy as np
+
+    x = con.execute(f"SELECT x FROM ({sql}) t(x) WHERE x IS NOT NULL ORDER BY x").fetchnumpy()["x"]
+    x = np.asarray(x)
+    count = len(x)
     if not count:
         return Series([], 0, None, None, None)
-    median = one(con, f"SELECT x FROM ({sql}) t(x) WHERE x IS NOT NULL ORDER BY x LIMIT 1 OFFSET ?", [count // 2])
-    values = [r[0] for r in _rows(con, f"SELECT x FROM (SELECT x FROM ({sql}) t(x) WHERE x IS NOT NULL) "
-                                       f"USING SAMPLE reservoir({SAMPLE_ROWS} ROWS) REPEATABLE ({SAMPLE_SEED}) ORDER BY x")]
-    return Series(values, count, mean, median, top)
+    values = x if count <= SAMPLE_ROWS else x[(np.arange(SAMPLE_ROWS, dtype=np.int64) * count) // SAMPLE_ROWS]
+    return Series(values.tolist(), count, float(x.astype(np.float64).mean()), x[count // 2].item(), x[-1].item())
 
 
 def distributions(con) -> Distributions:
     """Video duration, caption length and products per merchant (supplementary Figure 9)."""
     return Distributions(
-        video_seconds=series(con, "SELECT duration FROM media WHERE kind = 'video' AND status = 'ok' AND duration IS NOT NULL"),
-        caption_chars=series(con, "SELECT length(title) FROM products WHERE length(trim(title)) > 0"),
-        merchant_products=series(con, "SELECT count(*) FROM products WHERE merchant_id IS NOT NULL GROUP BY merchant_id"),
+        video_seconds=series(con, "SELECT duration FROM report_media WHERE kind = 'video' AND status = 'ok'"),
+        caption_chars=series(con, "SELECT title_chars FROM report_products"),
+        merchant_products=series(con, "SELECT count(*) FROM report_products WHERE merchant_id IS NOT NULL GROUP BY merchant_id"),
     )
 
 
 def top_properties(con, top: int) -> list[tuple[str, int, int, str]]:
     """(property, rows, distinct values, three most common values) for the most used properties."""
     return _rows(con, """
-        WITH v AS (SELECT property, value, count(*) AS n FROM specs GROUP BY 1, 2),
+        WITH v AS (SELECT property, value, n FROM report_spec_values),
              r AS (SELECT property, value, n, row_number() OVER (PARTITION BY property ORDER BY n DESC, value) AS k FROM v)
         SELECT property, sum(n)::BIGINT AS rows, count(*) AS distinct_values,
                string_agg(value, ' / ' ORDER BY k) FILTER (WHERE k <= 3) AS common
@@ -158,7 +166,7 @@ def top_properties(con, top: int) -> list[tuple[str, int, int, str]]:
 
 
 def image_tiers(con) -> list[tuple[str, int]]:
-    rows = _rows(con, "SELECT quality_tier, count(*) FROM media WHERE kind = 'image' AND status = 'ok' "
+    rows = _rows(con, "SELECT quality_tier, count(*) FROM report_media WHERE kind = 'image' AND status = 'ok' "
                       "AND quality_tier IS NOT NULL GROUP BY 1 ORDER BY 1")
     names = {1: "1 (high)", 2: "2 (medium)", 3: "3 (low)"}
     return [(names.get(t, str(t)), n) for t, n in rows]
@@ -181,13 +189,13 @@ FAILURE_REASON = r"""trim(regexp_replace(split_part(
 def media_failures(con) -> list[tuple[str, str, str, int]]:
     """(kind, status, reason, media) for every media row that is not ok or pending, one per reason
     (``FAILURE_REASON``: the error without the file, URL or size it names)."""
-    return _rows(con, f"""
-        SELECT kind, status, {FAILURE_REASON} AS reason, count(*) AS n
-        FROM media WHERE status NOT IN ('ok', 'pending') GROUP BY 1, 2, 3 ORDER BY n DESC, 1, 2, 3""")
+    return _rows(con, """
+        SELECT kind, status, reason, count(*) AS n
+        FROM report_media WHERE status NOT IN ('ok', 'pending') GROUP BY 1, 2, 3 ORDER BY n DESC, 1, 2, 3""")
 
 
 def media_status(con) -> list[tuple[str, str, int]]:
-    return _rows(con, "SELECT kind, status, count(*) FROM media GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2")
+    return _rows(con, "SELECT kind, status, count(*) FROM report_media GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2")
 
 
 def match_levels(con) -> list[tuple[str, int]]:
@@ -293,11 +301,10 @@ def splits(con, store_root: Path) -> SplitInfo:
         SELECT s.split, count(*), count(DISTINCT x.sub_class_id)
         FROM splits s LEFT JOIN ({LABELLED}) x USING (product_id)
         WHERE s.version = ? GROUP BY 1 ORDER BY 1""", [version])
-    flags = ", ".join(f"({MODALITY_SQL[src]}) AS m_{name}" for name, src in MODALITIES.items())
     comp = _rows(con, f"""
         SELECT s.split, {', '.join(f'count(*) FILTER (WHERE f.m_{m})' for m in MODALITIES)},
                count(*) FILTER (WHERE {' AND '.join('f.m_' + m for m in MODALITIES)})
-        FROM splits s JOIN (SELECT p.product_id, {flags} FROM products p) f USING (product_id)
+        FROM splits s JOIN report_flags f USING (product_id)
         WHERE s.version = ? GROUP BY 1 ORDER BY 1""", [version])
     manifest = None
     try:  # the version is a table value: it must not lead the path out of the store
@@ -336,19 +343,26 @@ class Sample:
     frames: str | None  # the frames folder (blob path relative to the store), if any
 
 
-def gallery(con, per_category: int, categories: int = 6) -> list[Sample]:
-    """A few products of each top category, with their image, caption, spec table and frames folder.
+def gallery_picks(con, per_category: int, categories: int = 6) -> list[tuple[str, str]]:
+    """(product_id, category) of the first few products (by id) with a downloaded image of each top category."""
+    return _rows(con, """
+        WITH c AS (SELECT p.path AS cat, p.product_id,
+                          row_number() OVER (PARTITION BY p.path ORDER BY p.product_id) AS k
+                   FROM report_products p JOIN report_flags f ON f.product_id = p.product_id
+                   WHERE p.levels > 0 AND f.m_image),
+             top AS (SELECT cat, count(*) AS n FROM c GROUP BY 1 ORDER BY n DESC, cat LIMIT ?)
+        SELECT c.product_id, c.cat FROM c JOIN top USING (cat) WHERE c.k <= ? ORDER BY top.n DESC, c.cat, c.k""",
+        [categories, per_category])
+
+
+def gallery(con, picks: list[tuple[str, str]]) -> list[Sample]:
+    """The picked products' image, caption, spec table and frames folder.
 
     Blob paths are returned as the tables hold them: the caller resolves them (they are untrusted).
     """
-    picked = _rows(con, """
-        WITH c AS (SELECT array_to_string(category_path, ' > ') AS cat, product_id, title,
-                          row_number() OVER (PARTITION BY array_to_string(category_path, ' > ') ORDER BY product_id) AS k
-                   FROM products WHERE len(category_path) > 0 AND EXISTS (
-                       SELECT 1 FROM media m WHERE m.product_id = products.product_id AND m.kind = 'image' AND m.status = 'ok')),
-             top AS (SELECT cat, count(*) AS n FROM c GROUP BY 1 ORDER BY n DESC, cat LIMIT ?)
-        SELECT c.product_id, c.title, c.cat FROM c JOIN top USING (cat) WHERE c.k <= ? ORDER BY top.n DESC, c.cat, c.k""",
-        [categories, per_category])
+    titles = dict(_rows(con, "SELECT product_id, title FROM products WHERE list_contains(?, product_id)",
+                        [[pid for pid, _ in picks]]))
+    picked = [(pid, titles.get(pid), cat) for pid, cat in picks]
     # one query per kind for all picked products (a query per product scanned the media table each
     # time: 2 s apiece on a store of 600 uncompacted media parts, 150 s for a gallery of 24)
     ids = [pid for pid, _, _ in picked]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 from ..storage import StageStats
@@ -19,10 +20,25 @@ __all__ = ["BAD_BLOB", "gallery"]
 BAD_BLOB = "blob path outside the store"  # the failure reason counted for each refused blob path
 
 
-def gallery(con, store, assets: Path, per_category: int, stats: StageStats) -> tuple[Html, bool]:
-    samples = data.gallery(con, per_category) if per_category else []
-    if not samples:
-        return empty("No products with a downloaded image yet.", "m5data download && m5data extract"), True
+def gallery(con, store, assets: Path, per_category: int, stats: StageStats, kept: dict | None = None,
+            touched: set[str] | None = None) -> tuple[Html, bool, dict]:
+    """The gallery section, and what lets the next run skip its reads (the picks and their samples).
+
+    ``kept``: the last complete run's; ``touched``: the products whose rows were written since (None:
+    unknown). A product picked again (in the same category) and not touched takes its sample from
+    ``kept``; only the others are read (none: media and specs are not read); the cards are made anew.
+    """
+    picks = [(pid, cat) for pid, cat in data.gallery_picks(con, per_category)] if per_category else []
+    if not picks:
+        return *empty_gallery(), {}
+    known = {}
+    if kept and touched is not None:
+        known = {(s["product_id"], s["category"]): data.Sample(**{**s, "specs": [tuple(kv) for kv in s["specs"]]})
+                 for s in kept.get("samples", []) if s["product_id"] not in touched}
+    missing = [p for p in picks if p not in known]
+    read = {(s.product_id, s.category): s for s in data.gallery(con, missing)} if missing else {}
+    samples = [known.get(p) or read[p] for p in picks]
+    memo = {"samples": [asdict(s) for s in samples]}
     refused = stats.failures[BAD_BLOB]
     cards = []
     root = store.local_copy([r for s in samples for r in (s.image, s.frames)])  # on object storage: copies
@@ -38,7 +54,12 @@ def gallery(con, store, assets: Path, per_category: int, stats: StageStats) -> t
             if frames else ""))
     refused = stats.failures[BAD_BLOB] - refused
     note = html('<p class="muted">{} media paths outside the store were skipped.</p>', refused) if refused else ""
-    return html('<p>{} products from the largest categories.</p>{}<div class="cards">{}</div>', len(samples), note, join(cards)), False
+    return html('<p>{} products from the largest categories.</p>{}<div class="cards">{}</div>', len(samples), note,
+                join(cards)), False, memo
+
+
+def empty_gallery() -> tuple[Html, bool]:
+    return empty("No products with a downloaded image yet.", "m5data download && m5data extract"), True
 
 
 def _frames(root: Path, rel: str | None, stats: StageStats) -> list[str]:

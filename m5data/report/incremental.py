@@ -1,21 +1,24 @@
-"""The report when nothing changed: no work at all; otherwise what changed, counted from the store.
+"""What a report run takes over from the last complete one.
 
 Every section of the report reads tables of the store (every table; of ``runs`` only its row count), the review file
 that align writes with its tables, a truth folder and a training run folder. When none of those
 tables was written since the report's last complete run (their watermarks, ``storage/changes.py``)
 and the settings, the output folder (untouched since: same files, sizes and times), the truth and the training run are the same,
 the report in the folder is the one a rebuild would write (but for its "written" time): the stage does nothing and
-says ``new 0, changed 0, unchanged N``. Otherwise it rebuilds the page (its statistics are a few
-grouped SQL queries over the store) and counts new and changed products from the store.
+says ``new 0, changed 0, unchanged N``. Otherwise the page is written again from the facts (``facts.py``:
+only those of the groups written since are made again), the figures whose values did not change are
+copied from the folder (when it is untouched) and the gallery samples of untouched products are taken
+from the state (:class:`Last`); new and changed products are counted from what the facts update asked.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..storage import changes
 from ..storage.schema import TABLES
+from . import facts
 
 STAGE = "report"
 # Every stage writes runs: a report kept because nothing else changed shows the count of runs rows
@@ -49,3 +52,33 @@ def untouched(state: dict | None, out: Path) -> bool:
 def inputs(settings, out: Path, truth, train_run) -> str:
     """The fingerprint of what beside the tables decides the page."""
     return changes.fingerprint(asdict(settings.report), str(out), tree_stamp(truth), tree_stamp(train_run))
+
+
+@dataclass
+class Last:
+    """What this run takes over from the last complete one (nothing with ``full`` or without one)."""
+
+    state: dict | None = None
+    summary: dict = field(default_factory=dict)
+    facts: dict[str, list[str]] | None = None  # its facts files (None: make every fact)
+    watermarks: dict[str, int] = field(default_factory=dict)  # what its facts were made from
+    figures: Path | None = None  # its figure folder, when the report folder is as it left it
+    kept_facts: dict[str, list[str]] | None = None  # the facts files the state in force names (full or not)
+
+    @classmethod
+    def of(cls, state: dict | None, out: Path, full: bool) -> Last:
+        summary = (state or {}).get("summary") or {}
+        kept = summary.get("facts") if summary.get("facts_version") == facts.VERSION else None
+        if full or state is None:
+            return cls(state, {}, None, {}, None, kept)
+        return cls(state, summary, kept, dict(state.get("watermarks", {})) if kept else {},
+                   out / "figures" if untouched(state, out) else None, kept)
+
+
+def product_counts(store, made: facts.Facts, state: dict | None, products: int) -> dict[str, int]:
+    """New, changed and unchanged products since the last complete run, from what the facts update asked."""
+    if "products" in made.changed:
+        return changes.changed_counts(made.changed["products"], products)
+    if "products" not in made.whole:
+        return {"new": 0, "changed": 0, "unchanged": products}
+    return changes.product_changes(store, state)

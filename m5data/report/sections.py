@@ -104,7 +104,7 @@ def specs(con, top: int) -> tuple[Html, bool]:
     rows = data.top_properties(con, top)
     if not rows:
         return empty("No spec rows yet.", "m5data crawl"), True
-    total = data.one(con, "SELECT count(DISTINCT property) FROM specs")
+    total = data.one(con, "SELECT count(DISTINCT property) FROM report_spec_values")
     body = (html("<p>{} distinct properties; the {} most used:</p>", n("specs.properties", total), len(rows))
             + table(["property", "rows", "distinct values", "most common values"],
                     [[p, n(f"specs.rows.{p}", r), n(f"specs.distinct.{p}", d), common] for p, r, d, common in rows], {1, 2}))
