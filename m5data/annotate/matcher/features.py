@@ -8,11 +8,13 @@ Missing evidence is NaN (the model routes it), never 0: "no brand on one page" i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import scipy.sparse as sp
 
 from . import text as tx
+from .features_jit import rowdot_csr
 from .products import Products
 
 FEATURES = [
@@ -32,16 +34,24 @@ TEXT_CHAR_MAX = 2 ** 18  # text character n-grams kept when fitting (the most fr
 MAX_TERMS = 2 ** 20  # terms per space a model file keeps (the most common): a 1M-product store's grams
 
 
-def _binary(lists: list[list[str]], vocab: dict[str, int] | None = None) -> sp.csr_matrix:
-    """Products x vocabulary, 1 where the product's list holds the token (``vocab``: filled with the
-    tokens' columns). One dict lookup a token; duplicates merged by scipy, not a Python set a list."""
-    vocab = {} if vocab is None else vocab
-    cols = np.fromiter((vocab.setdefault(t, len(vocab)) for toks in lists for t in toks), dtype=np.int64)
-    rows = np.repeat(np.arange(len(lists), dtype=np.int64), [len(t) for t in lists])
-    x = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(len(lists), max(1, len(vocab))))
+def _binary(lists: list[list[str]]) -> tuple[sp.csr_matrix, list[str]]:
+    """Products x vocabulary, 1 where the product's list holds the token, and the vocabulary (each
+    column's token, in order of first sight). The tokens are dictionary-encoded by Arrow in one call
+    (a Python dict lookup a token was 14 s of the 100k scale world's profiled 72 s); duplicates merged
+    by scipy."""
+    import pyarrow as pa
+
+    flat = list(chain.from_iterable(lists))
+    rows = np.repeat(np.arange(len(lists), dtype=np.int64), np.fromiter(map(len, lists), np.int64, len(lists)))
+    if flat:
+        enc = pa.array(flat, pa.string()).dictionary_encode()
+        cols, terms = enc.indices.to_numpy().astype(np.int64), enc.dictionary.to_pylist()
+    else:
+        cols, terms = np.zeros(0, np.int64), []
+    x = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(len(lists), max(1, len(terms))))
     x.sum_duplicates()
     x.data[:] = 1.0
-    return x
+    return x, terms
 
 
 def _char_counts(texts: list[str]) -> tuple:
@@ -72,14 +82,16 @@ def _char_counts(texts: list[str]) -> tuple:
 
 
 def _tfidf(indptr: np.ndarray, term: np.ndarray, count: np.ndarray, idf: np.ndarray) -> sp.csr_matrix:
-    """L2-normalised rows of sublinear TF (1 + log count) x ``idf`` (float32, as scikit-learn's)."""
+    """L2-normalised rows of sublinear TF (1 + log count) x ``idf`` (float32, as scikit-learn's), each
+    row's terms sorted; compiled, one pass (numpy and scipy's sort took ~2 s on the 100k scale world's
+    25 million n-gram entries)."""
+    from .features_jit import _tfidf_rows
+
     n = len(indptr) - 1
-    data = (1.0 + np.log(count)).astype(np.float32) * idf[term]
-    rows = np.repeat(np.arange(n), np.diff(indptr))
-    norms = np.sqrt(np.bincount(rows, weights=data.astype(np.float64) ** 2, minlength=n))
-    data = (data / np.where(norms > 0, norms, 1.0)[rows]).astype(np.float32)
-    x = sp.csr_matrix((data, term, indptr), shape=(n, max(1, len(idf))))
-    x.sort_indices()
+    log_count = np.r_[0.0, 1.0 + np.log(np.arange(1, int(count.max(initial=0)) + 1, dtype=np.float64))]  # [c]
+    indices, data = _tfidf_rows(indptr, term, count, np.ascontiguousarray(idf, np.float32), log_count)
+    x = sp.csr_matrix((data, indices, indptr), shape=(n, max(1, len(idf))))
+    x.has_sorted_indices = True
     return x
 
 
@@ -147,13 +159,17 @@ def _pad(idf: np.ndarray, n: int) -> np.ndarray:
 
 def _l2(x: sp.csr_matrix) -> sp.csr_matrix:
     norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
-    return sp.diags(1 / np.where(norms > 0, norms, 1)).dot(x).tocsr()
+    out = sp.diags(1 / np.where(norms > 0, norms, 1)).dot(x).tocsr()
+    out.sort_indices()
+    return out
 
 
 def rowdot(x, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise dot products of rows ``a`` and ``b`` of ``x`` (sparse or dense)."""
     if sp.issparse(x):
-        return np.asarray(x[a].multiply(x[b]).sum(axis=1)).ravel()
+        from .features_jit import rowdot_csr
+
+        return rowdot_csr(x, a, b)
     return np.einsum("ij,ij->i", x[a], x[b])
 
 
@@ -172,6 +188,24 @@ def _top2(x, rows: np.ndarray) -> np.ndarray:
         part = -np.partition(-sim, k - 1, axis=1)[:, :2] if k == 2 else np.c_[sim.max(1), np.full(len(r), -1.0)]
         out[s:s + len(r)] = np.sort(part, axis=1)[:, ::-1]
     return out
+
+
+def _words(p: Products) -> tuple[list[list[str]], list[list[str]]]:
+    """Each product's title words and the words of its whole text (title, text, spec values): the
+    words of ``clean(f"{title} {text} {values}")``, made part by part (tokens never cross the spaces
+    between the parts), each distinct part cut once: spec values and captions repeat (on the scale
+    worlds a caption is its title), so a million products do not tokenise their shared parts again."""
+    values = [list(s.values()) for s in p.specs] if p.specs else [[] for _ in p.ids]
+    distinct = list(dict.fromkeys(chain(p.title, p.text, chain.from_iterable(values))))
+    of = dict(zip(distinct, tx.words_many([tx.clean(x) for x in distinct])))
+    title_words = [of[t] for t in p.title]
+    full_words = []
+    for t, d, vs in zip(title_words, p.text, values):
+        w = t + of[d]
+        for v in vs:
+            w += of[v]
+        full_words.append(w)
+    return title_words, full_words
 
 
 class PairFeatures:
@@ -203,29 +237,27 @@ class PairFeatures:
                                                     minlength=len(full)))]
             term, count, df, grams = new[term[mask]], count[mask], df[keep], [grams[i] for i in keep]
         self.text_char = _tfidf(indptr, term, count, idf("text_char", grams, df))
-        title_words = [tx.words_clean(t) for t in titles]
-        vocab: dict[str, int] = {}
-        self.title_bin = _binary(title_words, vocab)
-        self.idf = _pad(idf("title_word", list(vocab), _df(self.title_bin, len(vocab))), self.title_bin.shape[1])
+        title_words, full_words = _words(p)
+        self.title_bin, vocab = _binary(title_words)
+        self.idf = _pad(idf("title_word", vocab, _df(self.title_bin, len(vocab))), self.title_bin.shape[1])
         self.title_word = _l2(self.title_bin.multiply(self.idf).tocsr())
-        full_words = [tx.words_clean(t) for t in full]  # tokenised once: the text's words and its model codes
-        vocab = {}
-        text_bin = _binary(full_words, vocab)
-        text_idf = _pad(idf("text_word", list(vocab), _df(text_bin, len(vocab))), text_bin.shape[1])
+        text_bin, vocab = _binary(full_words)
+        text_idf = _pad(idf("text_word", vocab, _df(text_bin, len(vocab))), text_bin.shape[1])
         self.text_word = _l2(text_bin.multiply(text_idf).tocsr())
         self.weights = weights or TextWeights.fitted(len(p), fit)
         self.n_words = np.asarray(self.title_bin.sum(axis=1)).ravel()
+        self.title_idf = np.asarray(self.title_bin @ self.idf).ravel()  # each title's words' IDF summed
         self.first = [w[0] if w else "" for w in title_words]
         code_of = {t: c for t in vocab for c in tx.codes([t])}  # each distinct token judged once
         code_lists = [[code_of[t] for t in w if t in code_of] for w in full_words]
-        self.codes = _binary(code_lists)
+        self.codes = _binary(code_lists)[0]
         self.code_lists = code_lists
-        self.stems = _binary([tx.stems(c) for c in code_lists])
+        self.stems = _binary([tx.stems(c) for c in code_lists])[0]
         self.squashed = [tx.squash_clean(t) for t in full]
-        self.nums = _binary([tx.numbers_clean(t) for t in titles])
+        self.nums = _binary([tx.numbers_clean(t) for t in titles])[0]
         self.brand_title = titles
-        self.props = _binary([list(s) for s in p.specs] if p.specs else [[] for _ in p.ids])
-        self.pairs_pv = _binary([[f"{k}\x1f{v}" for k, v in s.items()] for s in p.specs] if p.specs else [[] for _ in p.ids])
+        self.props = _binary([list(s) for s in p.specs] if p.specs else [[] for _ in p.ids])[0]
+        self.pairs_pv = _binary([[f"{k}\x1f{v}" for k, v in s.items()] for s in p.specs] if p.specs else [[] for _ in p.ids])[0]
         self.embed = None if not embed_model else embed_texts(p.title, embed_model)
         self._top: dict[str, np.ndarray] = {}  # per neighbour space: each product's two best cosines (NaN: not yet)
 
@@ -265,13 +297,11 @@ class PairFeatures:
         f["title_word_cos"] = np.where(has_title, rowdot(self.title_word, a, b), np.nan)
         f["text_char_cos"] = rowdot(self.text_char, a, b)
         f["text_word_cos"] = rowdot(self.text_word, a, b)
-        wa, wb = self.title_bin[a], self.title_bin[b]
-        common = wa.multiply(wb)
-        shared = np.asarray(common @ self.idf).ravel()
-        ta, tb = np.asarray(wa @ self.idf).ravel(), np.asarray(wb @ self.idf).ravel()
+        shared = rowdot_csr(self.title_bin, a, b, self.idf)
+        ta, tb = self.title_idf[a], self.title_idf[b]
         f["idf_overlap_min"] = np.where(has_title, shared / np.maximum(np.minimum(ta, tb), 1e-9), np.nan)
         f["idf_overlap_union"] = np.where(has_title, shared / np.maximum(ta + tb - shared, 1e-9), np.nan)
-        n_shared = np.asarray(common.sum(axis=1)).ravel()
+        n_shared = rowdot_csr(self.title_bin, a, b)
         na, nb = self.n_words[a], self.n_words[b]
         f["word_jaccard"] = np.where(has_title, n_shared / np.maximum(na + nb - n_shared, 1), np.nan)
         f["title_len_ratio"] = np.where(has_title, np.minimum(na, nb) / np.maximum(np.maximum(na, nb), 1), np.nan)
@@ -303,8 +333,8 @@ class PairFeatures:
         return np.column_stack([np.asarray(f[n], dtype=np.float64) for n in FEATURES]).astype(np.float32)
 
     def _codes(self, a, b) -> dict[str, np.ndarray]:
-        na, nb, shared, both = overlap(self.codes[a], self.codes[b])
-        stem = np.asarray(self.stems[a].multiply(self.stems[b]).sum(axis=1)).ravel()
+        na, nb, shared, both = overlap(self.codes, a, b)
+        stem = rowdot_csr(self.stems, a, b)
         # a code written with spaces on the other page (``dvd 3800bdci``) is still found in its squashed text
         inside = np.array([any(c in self.squashed[j] for c in self.code_lists[i])
                            or any(c in self.squashed[i] for c in self.code_lists[j]) for i, j in zip(a, b)], dtype=bool)
@@ -314,7 +344,7 @@ class PairFeatures:
                 "code_only_one": ((na > 0) != (nb > 0)).astype(np.float64)}
 
     def _numbers(self, a, b) -> dict[str, np.ndarray]:
-        na, nb, shared, both = overlap(self.nums[a], self.nums[b])
+        na, nb, shared, both = overlap(self.nums, a, b)
         return {"num_shared": np.where(both, shared, np.nan),
                 "num_conflict": np.where(both, np.minimum(na, nb) - shared, np.nan),
                 "num_jaccard": np.where(both, shared / np.maximum(na + nb - shared, 1), np.nan)}
@@ -329,8 +359,8 @@ class PairFeatures:
         return {"brand_same": np.array(same), "brand_in_other_title": np.array(inside)}
 
     def _specs(self, a, b) -> dict[str, np.ndarray]:
-        na, nb, shared, both = overlap(self.props[a], self.props[b])
-        agree = np.asarray(self.pairs_pv[a].multiply(self.pairs_pv[b]).sum(axis=1)).ravel()
+        na, nb, shared, both = overlap(self.props, a, b)
+        agree = rowdot_csr(self.pairs_pv, a, b)
         return {"spec_agree": np.where(both, agree, np.nan), "spec_conflict": np.where(both, shared - agree, np.nan),
                 "spec_missing": np.where(both, na + nb - 2 * shared, np.nan),
                 "spec_agree_share": np.where(both & (shared > 0), agree / np.maximum(shared, 1), np.nan)}
@@ -361,9 +391,10 @@ def embed_texts(texts: list[str], model_path: str) -> np.ndarray:
         raise MatcherError(f"annotate.matcher_text_model: {exc}") from None
 
 
-def overlap(xa, xb) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Of two row-aligned sparse 0/1 matrices (a pair a row): the entries of each side, the entries both
+def overlap(x, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Of pairs ``(a[i], b[i])`` of rows of a sparse 0/1 matrix: the entries of each side, the entries both
     share, and where both sides have any (a feature that compares nothing is NaN, not 0)."""
-    na, nb = np.diff(xa.indptr), np.diff(xb.indptr)
-    shared = np.asarray(xa.multiply(xb).sum(axis=1)).ravel()
+    n = np.diff(x.indptr)
+    na, nb = n[a], n[b]
+    shared = rowdot_csr(x, a, b)
     return na, nb, shared, (na > 0) & (nb > 0)
