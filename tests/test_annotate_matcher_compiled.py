@@ -105,3 +105,30 @@ def test_spec_rows_first_value_per_normalised_property_and_first_brand():
     assert rows == [{"颜色": "黑色", "材质": "steel"}, {"颜色": "red"}, {}]  # px is no product asked for
     assert list(rows[0]) == ["颜色", "材质"]  # in spec order
     assert products._specs(["p1"], specs.slice(0, 0), "品牌") == ([""], [{}])
+
+
+def test_word_and_code_sets_are_those_of_each_products_whole_text():
+    specs = [{"型号": "DVD-3800BDCI", "颜色": "黑色"}, {"颜色": "黑色", "材质": "不锈钢 304"}, {}, {"型号": "lds4821ww"}]
+    p = products.Products(ids=["a", "b", "c", "d"], title=["索尼 DVD-3800 蓝光播放器", "儿童保温杯不锈钢", "", "海尔 冰箱 LDS4821WW"],
+                          text=["蓝光播放器", "", "只有描述 ab12cd", "海尔 冰箱 LDS4821WW"], brand=["", "", "", ""],
+                          price=np.full(4, np.nan), category=["", "", "", ""], specs=specs)
+    f = features.PairFeatures(p)
+    full = [tx.clean(f"{t} {d} {' '.join(s.values())}") for t, d, s in zip(p.title, p.text, specs)]
+
+    def row(x, terms, i):
+        return {terms[c] for c in x.indices[x.indptr[i]:x.indptr[i + 1]]}
+
+    w = features._Words(p)
+    for i, (t, whole) in enumerate(zip(p.title, full)):
+        assert row(f.title_bin, w.title_terms, i) == set(tx.words(t))
+        assert row(w.text, w.text_terms, i) == set(tx.words_clean(whole))
+        assert (w.title_terms[f.first[i]] if f.first[i] >= 0 else "") == (tx.words(t) or [""])[0]
+        codes = set(tx.codes(tx.words_clean(whole)))
+        assert row(f.codes, f.code_terms, i) == codes
+        assert np.diff(f.stems.indptr)[i] == len(set(tx.stems(sorted(codes))))
+    assert row(f.codes, f.code_terms, 0) == {"dvd3800bdci", "dvd3800"} and row(f.codes, f.code_terms, 2) == {"ab12cd"}
+    assert np.diff(f.props.indptr).tolist() == [2, 2, 0, 1]
+    x = f.matrix(np.array([0, 3, 0]), np.array([1, 3, 2]))
+    col = features.FEATURES.index
+    assert x[1, col("code_shared")] == 1 and x[2, col("code_conflict")] == 1  # dvd3800bdci is not in c's text
+    assert np.isnan(x[2, col("first_word_same")]) and x[1, col("first_word_same")] == 1  # c has no title

@@ -144,11 +144,19 @@ def _strings(keys: np.ndarray, code_point: np.ndarray) -> list[str]:
 
 
 def warm_up() -> None:
-    """Compile the loops once on tiny inputs (or load them from numba's cache), e.g. before timing."""
-    char_grams(["ab c", ""])
+    """Compile the loops once on tiny inputs (or load them from numba's cache), e.g. before timing:
+    the n-grams, the row dot products, the TF-IDF rows and jieba's cut (:mod:`.segment_jit`)."""
     import scipy.sparse as sp
 
-    rowdot_csr(sp.csr_matrix(np.eye(2, dtype=np.float32)), np.zeros(1, np.int64), np.ones(1, np.int64))
+    from . import segment_jit
+    from .features import _tfidf
+
+    ptr, term, count, _, _ = char_grams_of_parts(["ab c", ""], [np.array([0, 2])], [np.array([0, 1])])[0]
+    _tfidf(ptr, term, count, np.ones(len(term) + 1, np.float32))
+    x = sp.csr_matrix(np.eye(2, dtype=np.float32))
+    rowdot_csr(x, np.zeros(1, np.int64), np.ones(1, np.int64))
+    rowdot_csr(x, np.zeros(1, np.int64), np.ones(1, np.int64), np.ones(2, np.float32))
+    segment_jit.warm_up()
 
 
 @numba.njit(cache=True, nogil=True)
@@ -228,3 +236,60 @@ def _tfidf_rows(indptr, term, count, idf, log_count):  # pragma: no cover - comp
             indices[s + k] = row_t[k]
             data[s + k] = row_d[k]
     return indices, data
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge(p_indptr, p_term, p_count, n_terms, doc_ptr, doc_parts, n_out_max):  # pragma: no cover - compiled
+    """Counts of documents made of parts: document ``d`` is the parts ``doc_parts[doc_ptr[d]:doc_ptr[d +
+    1]]`` (each a row ``p_term/p_count[p_indptr[q]:p_indptr[q + 1]]`` of :func:`_grams`), its counts the
+    sum of theirs. Terms are numbered again in order of first sight, as :func:`_grams` numbers the
+    documents' own text: ``(indptr, term, count, df, old term of each new one)``."""
+    n_docs = len(doc_ptr) - 1
+    new = np.full(n_terms, -1, dtype=np.int64)
+    order = np.empty(n_terms, dtype=np.int64)
+    last = np.full(n_terms, -1, dtype=np.int64)
+    slot = np.zeros(n_terms, dtype=np.int64)
+    df = np.zeros(n_terms, dtype=np.int64)
+    indptr = np.zeros(n_docs + 1, dtype=np.int64)
+    term = np.empty(n_out_max, dtype=np.int64)
+    count = np.empty(n_out_max, dtype=np.int64)
+    n_new = 0
+    n_out = 0
+    for d in range(n_docs):
+        for r in range(doc_ptr[d], doc_ptr[d + 1]):
+            q = doc_parts[r]
+            for k in range(p_indptr[q], p_indptr[q + 1]):
+                t = p_term[k]
+                if new[t] < 0:
+                    new[t] = n_new
+                    order[n_new] = t
+                    n_new += 1
+                u = new[t]
+                if last[u] != d:
+                    last[u] = d
+                    df[u] += 1
+                    slot[u] = n_out
+                    term[n_out] = u
+                    count[n_out] = p_count[k]
+                    n_out += 1
+                else:
+                    count[slot[u]] += p_count[k]
+        indptr[d + 1] = n_out
+    return indptr, term[:n_out], count[:n_out], df[:n_new], order[:n_new]
+
+
+def char_grams_of_parts(parts: list[str], doc_ptr: np.ndarray, doc_parts: list[np.ndarray], n_min: int = 2,
+                        n_max: int = 4) -> list[tuple]:
+    """:func:`char_grams` of documents made of ``parts`` joined by spaces (cleaned texts), each distinct
+    part counted once: for each ``doc_parts`` (with its ``doc_ptr``) the documents' ``(indptr, term,
+    count, df, grams)``, equal to :func:`char_grams` of the joined texts (char_wb n-grams never cross a
+    space, so a document's counts are the sum of its parts'; terms numbered in the same order)."""
+    indptr, term, count, _, grams = char_grams(parts, n_min, n_max)
+    lengths = np.diff(indptr)
+    out = []
+    for ptr, which in zip(doc_ptr, doc_parts):
+        which = np.asarray(which, np.int64)
+        d_indptr, d_term, d_count, df, old = _merge(indptr, term, count, len(grams), np.asarray(ptr, np.int64), which,
+                                                    int(lengths[which].sum()))
+        out.append((d_indptr, d_term, d_count, df, [grams[i] for i in old.tolist()]))
+    return out
