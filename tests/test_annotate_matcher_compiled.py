@@ -132,3 +132,20 @@ def test_word_and_code_sets_are_those_of_each_products_whole_text():
     col = features.FEATURES.index
     assert x[1, col("code_shared")] == 1 and x[2, col("code_conflict")] == 1  # dvd3800bdci is not in c's text
     assert np.isnan(x[2, col("first_word_same")]) and x[1, col("first_word_same")] == 1  # c has no title
+
+
+def test_codes_inside_is_pythons_substring_test():
+    from m5data.annotate.matcher.features_jit import codes_inside
+
+    rng = random.Random(3)
+    alphabet = "ab12中x"
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(60)]
+    codes = sorted({"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 4))) for _ in range(40)})
+    rows = [rng.sample(range(len(codes)), rng.randint(0, 3)) for _ in texts]
+    x = sp.csr_matrix((np.ones(sum(map(len, rows)), np.float32), (np.repeat(np.arange(len(rows)), [len(r) for r in rows]),
+                                                                    [c for r in rows for c in r])), shape=(len(texts), len(codes)))
+    x.sort_indices()
+    a, b = np.array([rng.randrange(60) for _ in range(500)]), np.array([rng.randrange(60) for _ in range(500)])
+    want = [any(codes[c] in texts[j] for c in rows[i]) or any(codes[c] in texts[i] for c in rows[j]) for i, j in zip(a, b)]
+    assert codes_inside(texts, codes, x, a, b).tolist() == want
+    assert 0 < sum(want) < len(want)

@@ -183,9 +183,8 @@ def _pad(idf: np.ndarray, n: int) -> np.ndarray:
 
 def _l2(x: sp.csr_matrix) -> sp.csr_matrix:
     norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
-    out = sp.diags(1 / np.where(norms > 0, norms, 1)).dot(x).tocsr()
-    out.sort_indices()
-    return out
+    return sp.diags(1 / np.where(norms > 0, norms, 1)).dot(x).tocsr()  # unsorted as it comes: the neighbour
+    # search's sums (x @ x.T) follow the order of its columns
 
 
 def rowdot(x, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -406,9 +405,10 @@ class PairFeatures:
         # (a code both list is: its characters stand together in the other's squashed text too)
         inside = shared > 0
         todo = np.flatnonzero(~inside & ((na > 0) | (nb > 0)))
-        sq, ptr, code, terms = self.squashed, self.codes.indptr, self.codes.indices, self.code_terms
-        inside[todo] = [any(terms[c] in sq[j] for c in code[ptr[i]:ptr[i + 1]])
-                        or any(terms[c] in sq[i] for c in code[ptr[j]:ptr[j + 1]]) for i, j in zip(a[todo].tolist(), b[todo].tolist())]
+        if len(todo):
+            from .features_jit import codes_inside
+
+            inside[todo] = codes_inside(self.squashed, self.code_terms, self.codes, a[todo], b[todo])
         return {"code_shared": np.where(both, shared, np.nan), "code_stem_shared": np.where(both, stem, np.nan),
                 "code_conflict": np.where(both, (shared == 0) & ~inside, np.nan),
                 "code_in_other": np.where((na > 0) | (nb > 0), inside, np.nan),
