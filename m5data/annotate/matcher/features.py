@@ -8,11 +8,13 @@ Missing evidence is NaN (the model routes it), never 0: "no brand on one page" i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import scipy.sparse as sp
 
 from . import text as tx
+from .features_jit import rowdot_csr
 from .products import Products
 
 FEATURES = [
@@ -32,16 +34,48 @@ TEXT_CHAR_MAX = 2 ** 18  # text character n-grams kept when fitting (the most fr
 MAX_TERMS = 2 ** 20  # terms per space a model file keeps (the most common): a 1M-product store's grams
 
 
-def _binary(lists: list[list[str]], vocab: dict[str, int] | None = None) -> sp.csr_matrix:
-    """Products x vocabulary, 1 where the product's list holds the token (``vocab``: filled with the
-    tokens' columns). One dict lookup a token; duplicates merged by scipy, not a Python set a list."""
-    vocab = {} if vocab is None else vocab
-    cols = np.fromiter((vocab.setdefault(t, len(vocab)) for toks in lists for t in toks), dtype=np.int64)
-    rows = np.repeat(np.arange(len(lists), dtype=np.int64), [len(t) for t in lists])
-    x = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(len(lists), max(1, len(vocab))))
+def _binary(lists: list[list[str]]) -> tuple[sp.csr_matrix, list[str]]:
+    """Products x vocabulary, 1 where the product's list holds the token, and the vocabulary (each
+    column's token, in order of first sight). The tokens are dictionary-encoded by Arrow in one call
+    (a Python dict lookup a token was 14 s of the 100k scale world's profiled 72 s)."""
+    cols, terms = _encode(list(chain.from_iterable(lists)))
+    return _ones(np.fromiter(map(len, lists), np.int64, len(lists)), cols, len(terms)), terms
+
+
+def _encode(flat: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Each string's index into the distinct strings (in order of first sight), and those strings."""
+    import pyarrow as pa
+
+    if not flat:
+        return np.zeros(0, np.int64), []
+    enc = pa.array(flat, pa.string()).dictionary_encode()
+    return enc.indices.to_numpy().astype(np.int64), enc.dictionary.to_pylist()
+
+
+def _ones(lengths: np.ndarray, cols: np.ndarray, n_cols: int) -> sp.csr_matrix:
+    """Rows x columns, 1 at ``cols`` (row ``i`` holds the next ``lengths[i]`` of them; duplicates merged)."""
+    rows = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    x = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(len(lengths), max(1, n_cols)))
     x.sum_duplicates()
     x.data[:] = 1.0
     return x
+
+
+def _remap(x: sp.csr_matrix, to: np.ndarray) -> sp.csr_matrix:
+    """The 0/1 matrix of ``x``'s columns mapped by ``to`` (-1: dropped; several onto one: merged)."""
+    col = to[x.indices]
+    keep = col >= 0
+    rows = np.repeat(np.arange(x.shape[0], dtype=np.int64), np.diff(x.indptr))
+    return _ones(np.bincount(rows[keep], minlength=x.shape[0]), col[keep], int(to.max(initial=-1)) + 1)
+
+
+def _spec_sets(specs: list[dict[str, str]], n: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Products x properties and products x (property, value) pairs, 1 where the product lists them."""
+    lengths = np.fromiter(map(len, specs), np.int64, len(specs)) if specs else np.zeros(n, np.int64)
+    keys, _ = _encode(list(chain.from_iterable(specs)))
+    values, distinct = _encode(list(chain.from_iterable(s.values() for s in specs)))
+    _, pair = np.unique(keys * max(1, len(distinct)) + values, return_inverse=True)
+    return _ones(lengths, keys, int(keys.max(initial=-1)) + 1), _ones(lengths, pair.ravel(), int(pair.max(initial=-1)) + 1)
 
 
 def _char_counts(texts: list[str]) -> tuple:
@@ -72,14 +106,16 @@ def _char_counts(texts: list[str]) -> tuple:
 
 
 def _tfidf(indptr: np.ndarray, term: np.ndarray, count: np.ndarray, idf: np.ndarray) -> sp.csr_matrix:
-    """L2-normalised rows of sublinear TF (1 + log count) x ``idf`` (float32, as scikit-learn's)."""
+    """L2-normalised rows of sublinear TF (1 + log count) x ``idf`` (float32, as scikit-learn's), each
+    row's terms sorted; compiled, one pass (numpy and scipy's sort took ~2 s on the 100k scale world's
+    25 million n-gram entries)."""
+    from .features_jit import _tfidf_rows
+
     n = len(indptr) - 1
-    data = (1.0 + np.log(count)).astype(np.float32) * idf[term]
-    rows = np.repeat(np.arange(n), np.diff(indptr))
-    norms = np.sqrt(np.bincount(rows, weights=data.astype(np.float64) ** 2, minlength=n))
-    data = (data / np.where(norms > 0, norms, 1.0)[rows]).astype(np.float32)
-    x = sp.csr_matrix((data, term, indptr), shape=(n, max(1, len(idf))))
-    x.sort_indices()
+    log_count = np.r_[0.0, 1.0 + np.log(np.arange(1, int(count.max(initial=0)) + 1, dtype=np.float64))]  # [c]
+    indices, data = _tfidf_rows(indptr, term, count, np.ascontiguousarray(idf, np.float32), log_count)
+    x = sp.csr_matrix((data, indices, indptr), shape=(n, max(1, len(idf))))
+    x.has_sorted_indices = True
     return x
 
 
@@ -147,13 +183,16 @@ def _pad(idf: np.ndarray, n: int) -> np.ndarray:
 
 def _l2(x: sp.csr_matrix) -> sp.csr_matrix:
     norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
-    return sp.diags(1 / np.where(norms > 0, norms, 1)).dot(x).tocsr()
+    return sp.diags(1 / np.where(norms > 0, norms, 1)).dot(x).tocsr()  # unsorted as it comes: the neighbour
+    # search's sums (x @ x.T) follow the order of its columns
 
 
 def rowdot(x, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise dot products of rows ``a`` and ``b`` of ``x`` (sparse or dense)."""
     if sp.issparse(x):
-        return np.asarray(x[a].multiply(x[b]).sum(axis=1)).ravel()
+        from .features_jit import rowdot_csr
+
+        return rowdot_csr(x, a, b)
     return np.einsum("ij,ij->i", x[a], x[b])
 
 
@@ -174,6 +213,64 @@ def _top2(x, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + n) for s, n in zip(starts, lengths)])`` without a Python loop."""
+    return np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))
+
+
+def _first_seen(lengths: np.ndarray, cols: np.ndarray, terms: list[str]) -> tuple[sp.csr_matrix, np.ndarray, list[str]]:
+    """Rows x the terms they use (columns in order of first sight), 1 where a row holds a term; each
+    entry's new column; the terms."""
+    used, first = np.unique(cols, return_index=True)
+    used = used[np.argsort(first, kind="stable")]
+    new = np.full(len(terms), -1, dtype=np.int64)
+    new[used] = np.arange(len(used))
+    return _ones(lengths, new[cols], len(used)), new[cols], [terms[i] for i in used.tolist()]
+
+
+class _Words:
+    """Each product's title words and the words of its whole text (title, text, spec values) as 0/1
+    matrices: the words of ``clean(f"{title} {text} {values}")``, made part by part (tokens never cross
+    the spaces between the parts) with each distinct part cut once and its words dictionary-encoded
+    once (spec values and captions repeat; on the scale worlds a caption is its title); a product's
+    rows are its parts' word ranges gathered by numpy, so no Python list a product is built (that, a
+    dict lookup a token and a tokeniser run a text were ~4 s of the 100k scale world's scoring)."""
+
+    def __init__(self, p: Products):
+        values = [list(s.values()) for s in p.specs] if p.specs else [[] for _ in p.ids]
+        part, distinct = _encode(list(chain.from_iterable([t, d, *vs] for t, d, vs in zip(p.title, p.text, values))))
+        n_parts = np.fromiter(map(len, values), np.int64, len(values)) + 2
+        self.part, self.n_parts = part, n_parts  # each product's parts (its title first), as distinct parts
+        self.cleaned = [tx.clean(x) for x in distinct]
+        words = tx.words_many(self.cleaned)
+        cols, terms = _encode(list(chain.from_iterable(words)))
+        n_words = np.fromiter(map(len, words), np.int64, len(words))
+        start = np.cumsum(n_words) - n_words
+        title = part[np.cumsum(n_parts) - n_parts] if len(part) else np.zeros(0, np.int64)
+        self.title, title_cols, self.title_terms = _first_seen(n_words[title], cols[_ranges(start[title], n_words[title])],
+                                                               terms)
+        per_product = np.add.reduceat(n_words[part], np.cumsum(n_parts) - n_parts) if len(part) else n_parts * 0
+        self.text, _, self.text_terms = _first_seen(per_product, cols[_ranges(start[part], n_words[part])], terms)
+        lead = np.cumsum(n_words[title]) - n_words[title]  # each title's first word
+        self.first = np.where(n_words[title] > 0, title_cols[np.minimum(lead, max(len(title_cols) - 1, 0))], -1)
+
+
+def _char_counts_of(w: _Words, titles: list[str], full: list[str]) -> tuple[tuple, tuple]:
+    """:func:`_char_counts` of the titles and of the whole texts, from the n-grams of each distinct part
+    counted once (:func:`.features_jit.char_grams_of_parts`: the 100k scale world's 13.9 million
+    characters of titles and whole texts are 3.5 million of distinct parts); the texts themselves where
+    the compiled counting cannot take them."""
+    from .features_jit import char_grams_of_parts
+
+    first = np.cumsum(w.n_parts) - w.n_parts
+    try:
+        title, whole = char_grams_of_parts(w.cleaned, [np.arange(len(titles) + 1), np.r_[0, np.cumsum(w.n_parts)]],
+                                           [w.part[first] if len(w.part) else first, w.part])
+    except ValueError:
+        return _char_counts(titles), _char_counts(full)
+    return title, whole
+
+
 class PairFeatures:
     """Per-product representations of one set of products; :meth:`matrix` gives the features of pairs."""
 
@@ -191,9 +288,10 @@ class PairFeatures:
             fit[space] = (terms, df)
             return smooth_idf(df, len(p)) if weights is None else weights.idf(space, terms)
 
-        indptr, term, count, df, grams = _char_counts(titles)
+        w = _Words(p)
+        (indptr, term, count, df, grams), full_counts = _char_counts_of(w, titles, full)
         self.title_char = _tfidf(indptr, term, count, idf("title_char", grams, df))
-        indptr, term, count, df, grams = _char_counts(full)
+        indptr, term, count, df, grams = full_counts
         if weights is None and len(grams) > TEXT_CHAR_MAX:  # the most frequent n-grams (ties: first seen)
             keep = np.sort(np.argsort(-np.bincount(term, weights=count, minlength=len(grams)), kind="stable")[:TEXT_CHAR_MAX])
             new = np.full(len(grams), -1, dtype=np.int64)
@@ -203,29 +301,29 @@ class PairFeatures:
                                                     minlength=len(full)))]
             term, count, df, grams = new[term[mask]], count[mask], df[keep], [grams[i] for i in keep]
         self.text_char = _tfidf(indptr, term, count, idf("text_char", grams, df))
-        title_words = [tx.words_clean(t) for t in titles]
-        vocab: dict[str, int] = {}
-        self.title_bin = _binary(title_words, vocab)
-        self.idf = _pad(idf("title_word", list(vocab), _df(self.title_bin, len(vocab))), self.title_bin.shape[1])
+        self.title_bin, vocab = w.title, w.title_terms
+        self.idf = _pad(idf("title_word", vocab, _df(self.title_bin, len(vocab))), self.title_bin.shape[1])
         self.title_word = _l2(self.title_bin.multiply(self.idf).tocsr())
-        full_words = [tx.words_clean(t) for t in full]  # tokenised once: the text's words and its model codes
-        vocab = {}
-        text_bin = _binary(full_words, vocab)
-        text_idf = _pad(idf("text_word", list(vocab), _df(text_bin, len(vocab))), text_bin.shape[1])
+        text_bin, vocab = w.text, w.text_terms
+        text_idf = _pad(idf("text_word", vocab, _df(text_bin, len(vocab))), text_bin.shape[1])
         self.text_word = _l2(text_bin.multiply(text_idf).tocsr())
         self.weights = weights or TextWeights.fitted(len(p), fit)
         self.n_words = np.asarray(self.title_bin.sum(axis=1)).ravel()
-        self.first = [w[0] if w else "" for w in title_words]
-        code_of = {t: c for t in vocab for c in tx.codes([t])}  # each distinct token judged once
-        code_lists = [[code_of[t] for t in w if t in code_of] for w in full_words]
-        self.codes = _binary(code_lists)
-        self.code_lists = code_lists
-        self.stems = _binary([tx.stems(c) for c in code_lists])
+        self.title_idf = np.asarray(self.title_bin @ self.idf).ravel()  # each title's words' IDF summed
+        self.first = w.first  # each title's first word (a column of title_bin; -1: none)
+        # model codes: each distinct word of the texts judged once, a product's codes read off its words
+        code_of = [next(iter(tx.codes([t])), None) for t in vocab]
+        self.code_terms = sorted({c for c in code_of if c is not None})
+        code_id = {c: i for i, c in enumerate(self.code_terms)}
+        to_code = np.array([-1 if c is None else code_id[c] for c in code_of] + [-1], dtype=np.int64)
+        self.codes = _remap(text_bin, to_code)
+        stem_of = [next(iter(tx.stems([c])), None) for c in self.code_terms]
+        stem_id = {c: i for i, c in enumerate(dict.fromkeys(x for x in stem_of if x is not None))}
+        self.stems = _remap(self.codes, np.array([-1 if c is None else stem_id[c] for c in stem_of] + [-1], np.int64))
         self.squashed = [tx.squash_clean(t) for t in full]
-        self.nums = _binary([tx.numbers_clean(t) for t in titles])
+        self.nums = _binary([tx.numbers_clean(t) for t in titles])[0]
         self.brand_title = titles
-        self.props = _binary([list(s) for s in p.specs] if p.specs else [[] for _ in p.ids])
-        self.pairs_pv = _binary([[f"{k}\x1f{v}" for k, v in s.items()] for s in p.specs] if p.specs else [[] for _ in p.ids])
+        self.props, self.pairs_pv = _spec_sets(p.specs, len(p))
         self.embed = None if not embed_model else embed_texts(p.title, embed_model)
         self._top: dict[str, np.ndarray] = {}  # per neighbour space: each product's two best cosines (NaN: not yet)
 
@@ -265,17 +363,15 @@ class PairFeatures:
         f["title_word_cos"] = np.where(has_title, rowdot(self.title_word, a, b), np.nan)
         f["text_char_cos"] = rowdot(self.text_char, a, b)
         f["text_word_cos"] = rowdot(self.text_word, a, b)
-        wa, wb = self.title_bin[a], self.title_bin[b]
-        common = wa.multiply(wb)
-        shared = np.asarray(common @ self.idf).ravel()
-        ta, tb = np.asarray(wa @ self.idf).ravel(), np.asarray(wb @ self.idf).ravel()
+        shared = rowdot_csr(self.title_bin, a, b, self.idf)
+        ta, tb = self.title_idf[a], self.title_idf[b]
         f["idf_overlap_min"] = np.where(has_title, shared / np.maximum(np.minimum(ta, tb), 1e-9), np.nan)
         f["idf_overlap_union"] = np.where(has_title, shared / np.maximum(ta + tb - shared, 1e-9), np.nan)
-        n_shared = np.asarray(common.sum(axis=1)).ravel()
+        n_shared = rowdot_csr(self.title_bin, a, b)
         na, nb = self.n_words[a], self.n_words[b]
         f["word_jaccard"] = np.where(has_title, n_shared / np.maximum(na + nb - n_shared, 1), np.nan)
         f["title_len_ratio"] = np.where(has_title, np.minimum(na, nb) / np.maximum(np.maximum(na, nb), 1), np.nan)
-        f["first_word_same"] = np.where(has_title, [self.first[i] == self.first[j] for i, j in zip(a, b)], np.nan)
+        f["first_word_same"] = np.where(has_title, self.first[a] == self.first[b], np.nan)
         f.update(self._codes(a, b))
         f.update(self._numbers(a, b))
         f.update(self._brand(a, b))
@@ -303,18 +399,23 @@ class PairFeatures:
         return np.column_stack([np.asarray(f[n], dtype=np.float64) for n in FEATURES]).astype(np.float32)
 
     def _codes(self, a, b) -> dict[str, np.ndarray]:
-        na, nb, shared, both = overlap(self.codes[a], self.codes[b])
-        stem = np.asarray(self.stems[a].multiply(self.stems[b]).sum(axis=1)).ravel()
+        na, nb, shared, both = overlap(self.codes, a, b)
+        stem = rowdot_csr(self.stems, a, b)
         # a code written with spaces on the other page (``dvd 3800bdci``) is still found in its squashed text
-        inside = np.array([any(c in self.squashed[j] for c in self.code_lists[i])
-                           or any(c in self.squashed[i] for c in self.code_lists[j]) for i, j in zip(a, b)], dtype=bool)
+        # (a code both list is: its characters stand together in the other's squashed text too)
+        inside = shared > 0
+        todo = np.flatnonzero(~inside & ((na > 0) | (nb > 0)))
+        if len(todo):
+            from .features_jit import codes_inside
+
+            inside[todo] = codes_inside(self.squashed, self.code_terms, self.codes, a[todo], b[todo])
         return {"code_shared": np.where(both, shared, np.nan), "code_stem_shared": np.where(both, stem, np.nan),
                 "code_conflict": np.where(both, (shared == 0) & ~inside, np.nan),
                 "code_in_other": np.where((na > 0) | (nb > 0), inside, np.nan),
                 "code_only_one": ((na > 0) != (nb > 0)).astype(np.float64)}
 
     def _numbers(self, a, b) -> dict[str, np.ndarray]:
-        na, nb, shared, both = overlap(self.nums[a], self.nums[b])
+        na, nb, shared, both = overlap(self.nums, a, b)
         return {"num_shared": np.where(both, shared, np.nan),
                 "num_conflict": np.where(both, np.minimum(na, nb) - shared, np.nan),
                 "num_jaccard": np.where(both, shared / np.maximum(na + nb - shared, 1), np.nan)}
@@ -329,8 +430,8 @@ class PairFeatures:
         return {"brand_same": np.array(same), "brand_in_other_title": np.array(inside)}
 
     def _specs(self, a, b) -> dict[str, np.ndarray]:
-        na, nb, shared, both = overlap(self.props[a], self.props[b])
-        agree = np.asarray(self.pairs_pv[a].multiply(self.pairs_pv[b]).sum(axis=1)).ravel()
+        na, nb, shared, both = overlap(self.props, a, b)
+        agree = rowdot_csr(self.pairs_pv, a, b)
         return {"spec_agree": np.where(both, agree, np.nan), "spec_conflict": np.where(both, shared - agree, np.nan),
                 "spec_missing": np.where(both, na + nb - 2 * shared, np.nan),
                 "spec_agree_share": np.where(both & (shared > 0), agree / np.maximum(shared, 1), np.nan)}
@@ -361,9 +462,10 @@ def embed_texts(texts: list[str], model_path: str) -> np.ndarray:
         raise MatcherError(f"annotate.matcher_text_model: {exc}") from None
 
 
-def overlap(xa, xb) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Of two row-aligned sparse 0/1 matrices (a pair a row): the entries of each side, the entries both
+def overlap(x, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Of pairs ``(a[i], b[i])`` of rows of a sparse 0/1 matrix: the entries of each side, the entries both
     share, and where both sides have any (a feature that compares nothing is NaN, not 0)."""
-    na, nb = np.diff(xa.indptr), np.diff(xb.indptr)
-    shared = np.asarray(xa.multiply(xb).sum(axis=1)).ravel()
+    n = np.diff(x.indptr)
+    na, nb = n[a], n[b]
+    shared = rowdot_csr(x, a, b)
     return na, nb, shared, (na > 0) & (nb > 0)

@@ -67,29 +67,59 @@ def read_store(store, brand_property: str, only=None) -> Products:
         t = con.sql(sql).fetchnumpy()
         wanted = "" if only is None else " AND product_id IN (SELECT product_id FROM wanted)"
         specs = (con.sql("SELECT product_id, property, value FROM specs WHERE property IS NOT NULL AND value IS NOT NULL"
-                         f"{wanted} ORDER BY product_id, position").fetchall() if "specs" in tables else [])
+                         f"{wanted} ORDER BY product_id, position").to_arrow_table() if "specs" in tables else None)
     finally:
         con.close()
     ids = [str(x) for x in t["product_id"].tolist()]
-    row = {p: i for i, p in enumerate(ids)}
-    spec_rows: list[dict[str, str]] = [{} for _ in ids]
-    brands = [""] * len(ids)
-    brand = norm(brand_property)
-    for pid, prop, value in specs:
-        i = row.get(pid)
-        if i is None:
-            continue
-        prop, value = norm(prop), norm(value)
-        if prop == brand:
-            brands[i] = brands[i] or value
-        elif prop and value:
-            spec_rows[i].setdefault(prop, value)
+    brands, spec_rows = _specs(ids, specs, norm(brand_property))
     texts = [" ".join(x for x in (c, d) if x) for c, d in zip(_strs(t["caption"]), _strs(t["description"]))]
     ph, ok = parse_phash(_strs(t["phash"]))
     price = np.array([np.nan if v is None else float(v) for v in _objs(t["price"])], dtype=np.float64)
     cats = [str(c[-1]) if c is not None and len(c) else "" for c in _objs(t["category_path"])]
     return Products(ids=ids, title=_strs(t["title"]), text=texts, brand=brands, price=price, category=cats,
                     specs=spec_rows, phash=ph, has_phash=ok)
+
+
+def _specs(ids: list[str], specs, brand: str) -> tuple[list[str], list[dict[str, str]]]:
+    """Each product's brand (its first non-empty ``brand`` value) and its other properties (the first
+    non-empty value of each, in spec order), properties and values :func:`norm`-ed. Vectorised: each
+    distinct property and value spelling is normalised once (the 100k scale world: 2.1 million spec
+    rows, ~16,000 distinct values), rows are matched to products and first values found by numpy."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    brands, rows = [""] * len(ids), [{} for _ in ids]
+    if specs is None or not specs.num_rows:
+        return brands, rows
+    specs = specs.combine_chunks()
+    row = pc.index_in(specs["product_id"], value_set=pa.array(ids, pa.string())).fill_null(-1)
+    row = row.to_numpy().astype(np.int64)
+
+    def codes(col) -> tuple[np.ndarray, list[str]]:  # each row's normalised spelling, as an index into names
+        enc = pc.dictionary_encode(col.combine_chunks())
+        names = [norm(x) for x in enc.dictionary.to_pylist()]
+        first = {}
+        canon = np.fromiter((first.setdefault(x, len(first)) for x in names), np.int64, len(names))
+        return canon[enc.indices.to_numpy(zero_copy_only=False)], list(first)
+
+    prop, props = codes(specs["property"])
+    value, values = codes(specs["value"])
+    empty_p = np.array([not x for x in props], dtype=bool)
+    empty_v = np.array([not x for x in values], dtype=bool)
+    ok = (row >= 0) & ~empty_v[value]
+    is_brand = np.array([x == brand for x in props], dtype=bool)[prop]
+    b = np.flatnonzero(ok & is_brand)
+    _, first = np.unique(row[b], return_index=True)  # the first non-empty brand value of each product
+    for i, v in zip(row[b[first]].tolist(), value[b[first]].tolist()):
+        brands[i] = values[v]
+    k = np.flatnonzero(ok & ~is_brand & ~empty_p[prop])
+    _, first = np.unique(row[k] * len(props) + prop[k], return_index=True)  # a property's first value
+    k = np.sort(k[first])  # spec order: rows of a product are together, in position order
+    r, names, vals = row[k], [props[i] for i in prop[k].tolist()], [values[i] for i in value[k].tolist()]
+    bounds = np.flatnonzero(np.r_[True, r[1:] != r[:-1], True]).tolist() if len(r) else [0]
+    for s, e in zip(bounds[:-1], bounds[1:]):
+        rows[int(r[s])] = dict(zip(names[s:e], vals[s:e]))
+    return brands, rows
 
 
 def norm(s: str) -> str:
