@@ -314,7 +314,8 @@ def test_compiled_char_ngrams_weigh_as_scikit_learns_tfidf():
     scikit-learn's TF-IDF rows: equal cosines, equal vocabulary."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    from m5data.annotate.matcher.features import _char_counts, _tfidf, smooth_idf
+    from m5data.annotate.matcher.features import _char_counts, smooth_idf
+    from m5data.annotate.matcher.features_jit import tfidf_matrix
     from m5data.annotate.matcher.text import clean
 
     rng = np.random.default_rng(0)
@@ -327,7 +328,7 @@ def test_compiled_char_ngrams_weigh_as_scikit_learns_tfidf():
                               dtype=np.float32).fit(docs)
         want = ref.transform(docs)
         indptr, term, count, df, grams = _char_counts(docs)
-        got = _tfidf(indptr, term, count, smooth_idf(df, len(docs)))
+        got = tfidf_matrix(indptr, term, count, smooth_idf(df, len(docs)))
         assert sorted(grams) == sorted(ref.vocabulary_)
         np.testing.assert_allclose((got @ got.T).toarray(), (want @ want.T).toarray(), atol=1e-5)
 

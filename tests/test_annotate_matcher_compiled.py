@@ -1,4 +1,4 @@
-"""The matcher's compiled parts give what the Python they replace gave: jieba's words, scipy's row dot
+"""The matcher's compiled parts give what the Python they replace gave: the words of many texts, scipy's row dot
 products, the TF-IDF rows, and the spec rows read from the store."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 import scipy.sparse as sp
 
-from m5data.annotate.matcher import features, products, segment_jit
+from m5data.annotate.matcher import features, products
 from m5data.annotate.matcher import text as tx
-from m5data.annotate.matcher.features_jit import rowdot_csr
+from m5data.annotate.matcher.features_jit import rowdot_csr, tfidf_matrix
 
 jieba = pytest.importorskip("jieba")
 jieba.setLogLevel(60)
@@ -37,15 +37,6 @@ def _runs(seed: int, n: int) -> list[str]:
         else:
             out.append("".join(rng.choice(common + ["\u3400", "\u4dbf", "\u9fd6", "\u9fff", "\u9fa5"]) for _ in range(k)))
     return out + [han for t in TITLES for _, han in tx._TOKEN.findall(tx.clean(t)) if han]
-
-
-def test_compiled_segmenter_cuts_runs_as_jieba():
-    runs = _runs(0, 3000)
-    got = segment_jit.cut_runs(runs)
-    want = [tuple(w for w in jieba.lcut(r) if w.strip()) for r in runs]
-    bad = [(r, g, w) for r, g, w in zip(runs, got, want) if g != w]
-    assert not bad, bad[:3]
-    assert any(len(w) > 1 for ws in got for w in ws)  # real words, not characters one by one
 
 
 def test_words_of_mixed_text_as_before_and_after_the_run_cache_is_cleared(monkeypatch):
@@ -80,7 +71,7 @@ def test_rowdot_is_scipys_to_the_bit():
 def test_compiled_tfidf_rows_equal_the_numpy_formula():
     indptr, term, count, df, grams = features._char_counts([tx.clean(t) for t in TITLES * 3 + ["", "ab ab ab cd"]])
     idf = features.smooth_idf(df, 17)
-    got = features._tfidf(indptr, term, count, idf)
+    got = tfidf_matrix(indptr, term, count, idf)
     n = len(indptr) - 1
     data = (1.0 + np.log(count)).astype(np.float32) * idf[term]
     rows = np.repeat(np.arange(n), np.diff(indptr))

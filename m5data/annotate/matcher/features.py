@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import text as tx
-from .features_jit import rowdot_csr
+from .features_jit import rowdot_csr, tfidf_matrix
 from .products import Products
 
 FEATURES = [
@@ -103,20 +103,6 @@ def _char_counts(texts: list[str]) -> tuple:
         term_a = np.asarray(term, np.int64)
         return (np.asarray(indptr, np.int64), term_a, np.asarray(count, np.int64),
                 np.bincount(term_a, minlength=len(vocab)), list(vocab))
-
-
-def _tfidf(indptr: np.ndarray, term: np.ndarray, count: np.ndarray, idf: np.ndarray) -> sp.csr_matrix:
-    """L2-normalised rows of sublinear TF (1 + log count) x ``idf`` (float32, as scikit-learn's), each
-    row's terms sorted; compiled, one pass (numpy and scipy's sort took ~2 s on the 100k scale world's
-    25 million n-gram entries)."""
-    from .features_jit import _tfidf_rows
-
-    n = len(indptr) - 1
-    log_count = np.r_[0.0, 1.0 + np.log(np.arange(1, int(count.max(initial=0)) + 1, dtype=np.float64))]  # [c]
-    indices, data = _tfidf_rows(indptr, term, count, np.ascontiguousarray(idf, np.float32), log_count)
-    x = sp.csr_matrix((data, indices, indptr), shape=(n, max(1, len(idf))))
-    x.has_sorted_indices = True
-    return x
 
 
 def smooth_idf(df: np.ndarray, n_docs: int) -> np.ndarray:
@@ -290,7 +276,7 @@ class PairFeatures:
 
         w = _Words(p)
         (indptr, term, count, df, grams), full_counts = _char_counts_of(w, titles, full)
-        self.title_char = _tfidf(indptr, term, count, idf("title_char", grams, df))
+        self.title_char = tfidf_matrix(indptr, term, count, idf("title_char", grams, df))
         indptr, term, count, df, grams = full_counts
         if weights is None and len(grams) > TEXT_CHAR_MAX:  # the most frequent n-grams (ties: first seen)
             keep = np.sort(np.argsort(-np.bincount(term, weights=count, minlength=len(grams)), kind="stable")[:TEXT_CHAR_MAX])
@@ -300,7 +286,7 @@ class PairFeatures:
             indptr = np.r_[0, np.cumsum(np.bincount(np.repeat(np.arange(len(full)), np.diff(indptr))[mask],
                                                     minlength=len(full)))]
             term, count, df, grams = new[term[mask]], count[mask], df[keep], [grams[i] for i in keep]
-        self.text_char = _tfidf(indptr, term, count, idf("text_char", grams, df))
+        self.text_char = tfidf_matrix(indptr, term, count, idf("text_char", grams, df))
         self.title_bin, vocab = w.title, w.title_terms
         self.idf = _pad(idf("title_word", vocab, _df(self.title_bin, len(vocab))), self.title_bin.shape[1])
         self.title_word = _l2(self.title_bin.multiply(self.idf).tocsr())

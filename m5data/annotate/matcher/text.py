@@ -1,7 +1,7 @@
 """Tokens of product text in Chinese and Latin script: words, model codes, numbers with units.
 
 Latin words are runs of letters and digits (joined by ``- / .`` inside a token: ``mb13-pnk-see-v2``);
-Chinese runs are cut into words as jieba's accurate mode cuts them (compiled: :mod:`.segment_jit`).
+Chinese runs are cut into words by jieba (accurate mode), each distinct run once per process.
 A *model code* is a token mixing letters and digits (``lds4821ww``, ``dvd-3800bdci``), compared
 without its separators; its *stem* drops trailing letters (``lds4821``: the colour suffix of a
 code); a *number* keeps its unit (``16gb``, ``2.5kg``).
@@ -30,8 +30,8 @@ _CUTS_MAX = 1 << 18  # as the lru_cache it replaces: a run's words ~0.7 kB, titl
 
 
 def words(s: str) -> list[str]:
-    """Words of a text: Latin tokens as written, Chinese runs segmented as jieba's accurate mode
-    (``jieba.lcut``, compiled: :mod:`.segment_jit`; one word per run of one character)."""
+    """Words of a text: Latin tokens as written, Chinese runs segmented by jieba's accurate mode
+    (``jieba.lcut``; one word per run of one character)."""
     return words_clean(clean(s))
 
 
@@ -41,20 +41,18 @@ def words_clean(s: str) -> list[str]:
 
 
 def words_many(texts: list[str]) -> list[list[str]]:
-    """:func:`words_clean` of many cleaned texts: their Chinese runs not cut before in this process are
-    cut together, in one compiled call (titles, captions and spec values repeat their runs: brands,
-    product words, after-sales terms; jieba in Python cost ~0.1 ms a run, the 100k scale world's
-    65,945 distinct runs 5.1 s of dedup's 23 s scoring step)."""
+    """:func:`words_clean` of many cleaned texts: each Chinese run is cut by jieba once per process
+    (titles, captions and spec values repeat their runs: brands, product words, after-sales terms;
+    jieba costs ~0.1 ms a run, the 100k scale world's 65,945 distinct runs 5.1 s of dedup's 23 s
+    scoring step)."""
     found = [_TOKEN.findall(s) for s in texts]
     cuts = _CUTS
     new = list(dict.fromkeys(han for toks in found for _, han in toks if han and han not in cuts))
     if new:
-        from .segment_jit import cut_runs
-
         if len(cuts) + len(new) > _CUTS_MAX:  # bounded: start again, with every run of these texts
             cuts.clear()
             new = list(dict.fromkeys(han for toks in found for _, han in toks if han))
-        cuts.update(zip(new, cut_runs(new)))
+        cuts.update(zip(new, _cut_runs(new)))
     out = []
     for toks in found:
         w: list[str] = []
@@ -114,3 +112,11 @@ def squash(s: str) -> str:
 def squash_clean(s: str) -> str:
     """:func:`squash` of a text already :func:`clean` (one regex: ``\\w`` is ``str.isalnum`` and ``_``)."""
     return _NOT_ALNUM.sub("", s)
+
+
+def _cut_runs(runs: list[str]) -> list[tuple[str, ...]]:
+    """jieba's words of each run of Chinese characters (no blank words)."""
+    import jieba
+
+    jieba.setLogLevel(60)
+    return [tuple(w for w in jieba.lcut(run) if w.strip()) for run in runs]
