@@ -24,7 +24,7 @@ SPEC_KEYS_PER_PART = 16_000_000  # spec block keys held at once (16 bytes each):
 SPEC_PAIRS_PER_PASS = 1 << 20  # passing spec pairs one compiled pass may write (8 bytes each)
 
 
-def spec_rule(report: DedupReport, inp: Inputs, a):
+def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None = None):
     """Pairs of the same brand agreeing on enough shared properties, with ``property=value`` sets of
     Jaccard >= ``dedup_spec_lsh_threshold``.
 
@@ -39,6 +39,9 @@ def spec_rule(report: DedupReport, inp: Inputs, a):
     of the key space, and each block's pairs are checked as they are made
     (:func:`spec_jit.spec_block_pairs`): memory holds one part's keys and the pairs that passed,
     never the candidates (230M of them in a 1M-product scale world).
+
+    ``touching`` (a bool mask of rows, an incremental run's changed ones): only the pairs with one of
+    them as an end (:func:`spec_blocks`); the chance test still counts the whole catalogue.
     """
     sp = inp.specs
     need = max(1, min(2, math.ceil(a.dedup_spec_min_agreement * a.dedup_spec_min_shared - 1e-9)))
@@ -48,7 +51,7 @@ def spec_rule(report: DedupReport, inp: Inputs, a):
                                        return_inverse=True, return_counts=True)
     listed = listed.astype(np.int64)
     left, right, counts = spec_blocks(sp, listed[which], need, a.dedup_bucket_cap, a.dedup_spec_min_shared,
-                                      a.dedup_spec_min_agreement, a.dedup_spec_lsh_threshold)
+                                      a.dedup_spec_min_agreement, a.dedup_spec_lsh_threshold, touching)
     del which
     report.candidates["spec"] = int(counts[0])
     report.capped["spec"] = int(counts[1])
@@ -61,7 +64,7 @@ def spec_rule(report: DedupReport, inp: Inputs, a):
 
 
 def spec_blocks(sp, freq: np.ndarray, need: int, cap: int, min_shared: int, min_agreement: float,
-                min_jaccard: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                min_jaccard: float, touching: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of rows sharing a block key (a brand spelling and ``need`` of their rarest entries) that
     have the same brand, ``min_shared`` shared properties agreeing on ``min_agreement`` of them and
     entry sets of Jaccard >= ``min_jaccard``: ``(left, right, [checks, capped])``, each pair once.
@@ -69,10 +72,26 @@ def spec_blocks(sp, freq: np.ndarray, need: int, cap: int, min_shared: int, min_
     ``freq``: per spec row, the products listing its entry (the rarest entries make the keys). The
     spec rule calls it with its own thresholds; the learned matcher (:mod:`.dedup_learned`) with
     looser ones, for candidates it then scores.
+
+    ``touching``: a bool mask of rows (an incremental dedup's changed ones): only the pairs with one
+    of them as an end, the same ones a search of every block finds. A row shares a block with a
+    changed row only when it lists that row's key entries, so the keys are made for the changed rows
+    and the rows listing one of their :data:`SPEC_KEY_ENTRIES` rarest entries (at the whole
+    catalogue's frequencies), and only blocks holding a changed row are read, whole (their caps act
+    as in the full search).
     """
     from . import spec_jit
 
-    offsets, keys, values = _rarest_entries(sp, freq, SPEC_KEY_ENTRIES)
+    rows = None
+    if touching is not None:
+        offsets, keys, values = _rarest_entries(sp, freq, SPEC_KEY_ENTRIES, touching)
+        near_rows = np.repeat(np.arange(len(sp.offsets) - 1, dtype=np.int64), np.diff(sp.offsets))
+        entry = (sp.keys.astype(np.uint64) << np.uint64(32)) | sp.values.astype(np.uint64)
+        mine = np.unique((keys.astype(np.uint64) << np.uint64(32)) | values.astype(np.uint64))
+        rows = touching.copy()
+        rows[near_rows[np.isin(entry, mine)]] = True
+        del near_rows, entry
+    offsets, keys, values = _rarest_entries(sp, freq, SPEC_KEY_ENTRIES, rows)
     args = (offsets, keys, values, sp.brand_offsets, sp.brands, sp.brand_key, need)
     empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
     total = spec_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
@@ -88,13 +107,21 @@ def spec_blocks(sp, freq: np.ndarray, need: int, cap: int, min_shared: int, min_
         order = np.argsort(key, kind="stable")
         key, row = key[order], row[order]
         del order
+        if touching is not None:  # the blocks holding a changed row, whole
+            sel = np.isin(key, key[touching[row]])
+            key, row = key[sel], row[sel]
+            n = len(key)
         pos = 0
         while pos < n:  # the pairs are checked as they are made: memory holds the keys and what passed
             pos2, m = spec_jit.spec_block_pairs(key, row, pos, cap, *check, buf, counts)
             if pos2 == pos:  # one capped block longer than the buffer
                 buf = np.empty(2 * len(buf), dtype=np.uint64)
                 continue
-            found.append(np.unique(buf[:m]))
+            packed = np.unique(buf[:m])
+            if touching is not None:
+                lo, hi = near.unpack(packed)
+                packed = packed[touching[lo] | touching[hi]]
+            found.append(packed)
             pos = pos2
         del key, row
     left, right = near.unpack(np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64))
@@ -129,12 +156,16 @@ def _spec_chance(sp, left: np.ndarray, right: np.ndarray, entries: np.ndarray, l
     return out
 
 
-def _rarest_entries(sp, freq: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _rarest_entries(sp, freq: np.ndarray, keep: int, rows: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each product's ``keep`` rarest non-brand ``(property, value)`` entries (``freq``: products
-    listing each entry; fewest first, ties by code), in CSR form sorted by property then value."""
+    listing each entry; fewest first, ties by code), in CSR form sorted by property then value;
+    ``rows`` (a bool mask): those rows' only, the others none."""
     n = len(sp.offsets) - 1
     row = np.repeat(np.arange(n, dtype=np.int64), np.diff(sp.offsets))
     other = sp.keys != sp.brand_key
+    if rows is not None:
+        other &= rows[row]
     row, freq, k, v = row[other], freq[other], sp.keys[other], sp.values[other]
     order = np.lexsort((v, k, freq, row))
     row, k, v = row[order], k[order], v[order]

@@ -1,0 +1,112 @@
+"""Dedup between full runs: the accepted pairs a complete run keeps, and which products the next run
+must look at again.
+
+A complete run keeps every pair it accepted (``left_id``, ``right_id``, ``rule``, ``distance``) in
+a Parquet file written whole through ``store.write_bytes`` (a store on S3 keeps it too), named by
+its content hash under ``derived/dedup/`` and named in the stage's state
+(``derived/state/dedup.json``, saved last). The next run's *changed* products are those with a
+``products``, ``specs`` or ``media`` row written since the state's watermarks; a pair kept from the
+last run stands unless one of its products changed or is gone, and the rules search again only
+for pairs with a changed product as an end (:func:`.dedup.dedup`). A run killed before its state
+was saved leaves the previous state and the file it names, so the run after it starts from those.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+FOLDER = "derived/dedup"
+FORMAT = 1  # the kept file's layout (part of the state's fingerprint: another one means a full run)
+SCHEMA = pa.schema([("left_id", pa.string()), ("right_id", pa.string()), ("rule", pa.string()),
+                    ("distance", pa.float64())])
+
+
+@dataclass
+class Plan:
+    """An incremental run's changed rows and the kept pairs that stand."""
+
+    touching: np.ndarray  # bool per row: a product changed since the last complete run
+    kept: list  # (left rows, right rows, distances, rule) per rule, pairs of unchanged products
+    dropped: int  # kept pairs of a changed or removed product
+    removed: int  # products of kept pairs no longer in the store
+
+
+def save_edges(store, ids: pa.Array, edges: list) -> str:
+    """Write the run's accepted pairs (``edges``: row numbers into ``ids``, distances, rule); its store path."""
+    cols = {"left_id": [], "right_id": [], "rule": [], "distance": []}
+    for left, right, dist, rule in edges:
+        cols["left_id"].append(ids.take(pa.array(np.asarray(left, np.int64))))
+        cols["right_id"].append(ids.take(pa.array(np.asarray(right, np.int64))))
+        cols["rule"].append(pa.array([rule] * len(left), pa.string()))
+        cols["distance"].append(pa.array(np.asarray(dist, np.float64)))
+    table = pa.table({k: pa.chunked_array(v, type=SCHEMA.field(k).type) for k, v in cols.items()}, schema=SCHEMA)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    data = buf.getvalue()
+    rel = f"{FOLDER}/edges-{hashlib.sha256(data).hexdigest()[:16]}.parquet"
+    store.write_bytes(rel, data)
+    return rel
+
+
+def load_edges(store, rel) -> pa.Table | None:
+    """The kept pairs at ``rel`` (None: no file, or not readable as one)."""
+    data = store.read_bytes(rel) if isinstance(rel, str) else None
+    if data is None:
+        return None
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowInvalid, OSError):
+        return None
+    return table if table.schema.equals(SCHEMA) else None
+
+
+def changed_ids(store, watermarks: dict) -> pa.Array:
+    """Products with a ``products``, ``specs`` or ``media`` row written above ``watermarks`` (distinct)."""
+    found = [store.changed(t, int(watermarks.get(t, 0))).column("product_id").combine_chunks()
+             for t in ("products", "specs")]
+    media = store.changed("media", int(watermarks.get("media", 0))).column("media_id").to_pylist()
+    if media:
+        con = store.connect(need=("media",), only=("media",))
+        try:
+            found.append(pa.array(con.execute(
+                "SELECT DISTINCT product_id FROM media WHERE media_id IN (SELECT unnest(?::VARCHAR[]))",
+                [media]).fetchnumpy()["product_id"].tolist(), pa.string()))
+        finally:
+            con.close()
+    return pc.unique(pa.chunked_array(found, type=pa.string()).combine_chunks()).drop_null()
+
+
+def plan(store, state: dict, ids: pa.Array, rules: tuple[str, ...], full_share: float) -> tuple[Plan | None, str]:
+    """The changed rows and the kept pairs that stand, or ``(None, why the run is a full one)``."""
+    table = load_edges(store, state.get("edges"))
+    if table is None:
+        return None, "no kept pairs"
+    n = len(ids)
+    touching = np.zeros(n, dtype=bool)
+    rows = pc.index_in(changed_ids(store, state["watermarks"]), value_set=ids).drop_null().to_numpy()
+    touching[rows.astype(np.int64)] = True
+    if n and touching.sum() > full_share * n:
+        return None, f"{int(touching.sum()):,} of {n:,} products changed, over annotate.dedup_full_share ({full_share:g})"
+    rows, gone, names = [], np.zeros(len(table), dtype=bool), set()
+    for col in ("left_id", "right_id"):
+        found = pc.index_in(table.column(col), value_set=ids)
+        lost = pc.is_null(found).to_numpy(zero_copy_only=False)
+        names.update(pc.filter(table.column(col), lost).to_pylist())
+        gone |= lost
+        rows.append(pc.fill_null(found, 0).to_numpy().astype(np.int64))
+    left, right = rows
+    stand = ~gone & ~touching[left] & ~touching[right]
+    dist = table.column("distance").to_numpy()
+    kept = []
+    for r in rules:
+        sel = stand & pc.equal(table.column("rule"), r).to_numpy(zero_copy_only=False)
+        if sel.any():
+            kept.append((left[sel], right[sel], dist[sel], r))
+    return Plan(touching, kept, int((~stand).sum()), len(names)), ""
