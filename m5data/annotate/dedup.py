@@ -206,7 +206,8 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     learned = dedup_learned.choose(store, settings)
     marks = changes.watermarks(store, READS)  # before reading: a later write is seen next time
     state = changes.load_state(store, STAGE)
-    inputs = changes.fingerprint(cfg.as_dict(settings)["annotate"], learned.note, dedup_kept.FORMAT)
+    decides = {k: v for k, v in cfg.as_dict(settings)["annotate"].items() if k != "dedup_full_share"}  # when, not what
+    inputs = changes.fingerprint(decides, learned.note, dedup_kept.FORMAT)
     if not full and changes.unchanged_since(state, marks, inputs) and store.count("dedup"):
         return _unchanged(store, state)
     counts = changes.product_changes(store, state)
@@ -280,7 +281,12 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
 
     if learned.model is not None:
         rules = [e for e in edges if e[3] != "matcher"]  # the kept matcher pairs are not the rules'
-        edges.append(dedup_learned.learned_pairs(report, inp, a, store, learned, rules, touching))
+        scored = touching
+        if touching is not None:  # a changed product moves its partners' nearest-neighbour features:
+            scored = _reach(touching, edges)  # their kept matcher pairs are scored again
+            edges = rules + [(lo[keep], hi[keep], d[keep], r) for lo, hi, d, r in edges if r == "matcher"
+                             for keep in [~(scored[lo] | scored[hi])]]
+        edges.append(dedup_learned.learned_pairs(report, inp, a, store, learned, rules, scored))
     step("matcher")
 
     table = _groups(inp, edges, report)
@@ -325,6 +331,15 @@ def _unchanged(store, state: dict) -> DedupReport:
     stats.details["unchanged"] = True
     record_run(store, stats.finish(), {"dedup_run": {"unchanged": True}})
     return report
+
+
+def _reach(touching: np.ndarray, edges: list) -> np.ndarray:
+    """``touching`` and the rows an edge joins to one of them."""
+    out = touching.copy()
+    for left, right, _, _ in edges:
+        out[left[touching[right]]] = True
+        out[right[touching[left]]] = True
+    return out
 
 
 def _exact(report: DedupReport, edges: list, codes: np.ndarray, cap: int, rule: str,

@@ -1,0 +1,151 @@
+"""Incremental dedup (issue 38): after a complete run, only pairs with a changed product as an end are
+searched, the kept pairs of unchanged products stand, and the groups equal a full rebuild's."""
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from support.grow import copies as _copies
+
+from m5data.annotate import dedup_kept
+from m5data.annotate.dedup import dedup
+from m5data.config import load
+from m5data.storage import Store, changes
+
+
+def _settings(path, **over):
+    return load(None, {"store.path": str(path), "annotate.dedup_matcher": "rules", **over}, environ={})
+
+
+def _rows(store):
+    return sorted((tuple(v for k, v in r.items() if k != "run_id") for r in store.read("dedup").to_pylist()), key=str)
+
+
+def _groups(store) -> dict[str, str]:
+    return {r["product_id"]: r["group_id"] for r in store.read("dedup", columns=["product_id", "group_id"]).to_pylist()}
+
+
+def _by_id(store) -> dict[str, dict]:
+    return {r["product_id"]: r for r in store.read("dedup").to_pylist()}
+
+
+def _product(pid, merchant, title):
+    return {"product_id": pid, "platform": pid.split(":")[0], "source_id": pid.split(":")[1],
+            "merchant_id": merchant, "title": title}
+
+
+def _image(pid, sha, phash):
+    return {"media_id": f"m-{pid}", "product_id": pid, "kind": "image", "role": "main", "position": 0,
+            "sha256": sha, "phash": phash, "status": "ok"}
+
+
+def _product_row(store, pid: str) -> pa.Table:
+    products = store.read("products")
+    return products.filter(pc.equal(products.column("product_id"), pid))
+
+
+def _retitle(store, pid: str, title: str) -> None:
+    row = _product_row(store, pid)
+    store.write("products", row.set_column(row.schema.get_field_index("title"), "title", pa.array([title])))
+
+
+@pytest.mark.xdist_group("demo300")  # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
+def test_a_grown_demo_store_grouped_incrementally_equals_a_full_rebuild(demo300_copy):
+    store_dir, _ = demo300_copy
+    store, settings = Store.open(store_dir), _settings(store_dir)
+    first = dedup(store, settings)
+    assert first.full == "no earlier complete run" and first.searched == 300
+    before = _by_id(store)
+    grouped = sorted(p for p, r in before.items() if r["group_id"] != p)[:6]  # products with a duplicate
+    alone = sorted(p for p, r in before.items() if r["rule"] is None)
+    new = _copies(store, grouped + alone[:4], "n")  # second write: copies (of grouped and lone products) ...
+    _retitle(store, alone[4], _product_row(store, grouped[0]).column("title")[0].as_py())  # ... and a retitle
+    inc = dedup(store, settings)
+    assert inc.full is None and inc.searched == len(new) + 1 < 300
+    assert inc.stats.details["changes"] == {"new": 10, "changed": 1, "unchanged": 299}
+    assert inc.stats.details["kept_pairs"] > 0 and inc.stats.details["dropped_pairs"] >= 0
+    rows = _by_id(store)
+    for old, copy in zip(grouped + alone[:4], new):  # every copy joins its original (an exact image at least)
+        assert rows[copy]["group_id"] == rows[old]["group_id"]
+    incremental = _groups(store)
+    full = dedup(store, settings, full=True)
+    assert full.full == "full run asked" and full.searched == 310
+    assert _groups(store) == incremental  # the same groups as a rebuild
+    # the rules that read no catalogue-wide statistic accept the same pairs; the copies move the spec
+    # values' frequencies, so a pair of unchanged products may come or go by its rarest-value blocks
+    assert {r: k for r, k in full.pairs.items() if r != "spec"} == {r: k for r, k in inc.pairs.items() if r != "spec"}
+    assert abs(full.pairs["spec"] - inc.pairs["spec"]) <= 2
+
+
+def test_a_retitled_product_leaves_its_group_and_joins_the_new_one_and_its_old_pairs_go(store):
+    store.write("products", [_product("a:1", "m1", "欧星商务A4办公文仪LP-6232办公文仪工厂直销"),
+                             _product("a:2", "m1", "欧星商务A4办公文仪LP-6232办公文仪工厂直销包邮"),
+                             _product("a:3", "m3", "美乐机械键盘黑色青轴八十七键有线游戏"),
+                             _product("a:4", "m4", "美乐机械键盘黑色青轴八十七键有线游戏款"),
+                             _product("a:5", "m5", "完全不同的标题一号")])
+    far = ("0f0f0f0f0f0f0f0f", "f0f0f0f0f0f0f0f0", "ffff0000ffff0000", "0000ffff0000ffff", "aaaa5555aaaa5555")
+    store.write("media", [_image(f"a:{i}", f"s{i}", h) for i, h in enumerate(far, 1)])  # 32+ bits apart
+    settings = _settings(store.root)
+    dedup(store, settings)
+    rows = _by_id(store)
+    assert rows["a:2"]["group_id"] == "a:1" and rows["a:4"]["group_id"] == "a:3" and rows["a:2"]["rule"] == "minhash"
+    kept = dedup_kept.load_edges(store, changes.load_state(store, "dedup")["edges"])
+    assert sorted(zip(kept.column("left_id").to_pylist(), kept.column("right_id").to_pylist())) == [
+        ("a:1", "a:2"), ("a:3", "a:4")]
+    _retitle(store, "a:2", "美乐机械键盘黑色青轴八十七键有线游戏")
+    report = dedup(store, settings)
+    assert report.full is None and report.searched == 1
+    assert report.stats.details["dropped_pairs"] == 1 and report.stats.details["kept_pairs"] == 1
+    rows = _by_id(store)
+    assert rows["a:1"]["group_id"] == "a:1" and rows["a:1"]["rule"] is None  # left alone
+    assert rows["a:2"]["group_id"] == "a:2" and {rows["a:3"]["group_id"], rows["a:4"]["group_id"]} == {"a:2"}
+    kept = dedup_kept.load_edges(store, changes.load_state(store, "dedup")["edges"])
+    pairs = set(zip(kept.column("left_id").to_pylist(), kept.column("right_id").to_pylist()))
+    assert ("a:1", "a:2") not in pairs and {("a:3", "a:4"), ("a:2", "a:3")} <= pairs
+    incremental = _rows(store)
+    dedup(store, settings, full=True)
+    assert _rows(store) == incremental
+
+    # a product gone from the store: its kept pairs go (a replace rewrites every row: all changed, so
+    # only a full share of 1 keeps the run incremental)
+    products = store.read("products")
+    store.replace("products", products.filter(pc.not_equal(products.column("product_id"), "a:3")))
+    gone = dedup(store, _settings(store.root, **{"annotate.dedup_full_share": 1.0}))
+    assert gone.full is None and gone.stats.details["removed"] == 1
+    rows = _by_id(store)
+    assert "a:3" not in rows and rows["a:4"]["group_id"] == "a:2" and rows["a:2"]["matched_id"] == "a:4"
+    # over the share (4 of 4 changed > 0.2): a full run, and it says why
+    store.replace("products", store.read("products"))
+    assert "over annotate.dedup_full_share" in dedup(store, settings).full
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_run_killed_after_its_table_write_leaves_the_last_state_and_the_next_run_agrees(store, monkeypatch):
+    store.write("products", [_product("a:1", "m1", "欧星商务A4办公文仪LP-6232办公文仪工厂直销"),
+                             _product("a:2", "m2", "美乐机械键盘黑色青轴八十七键有线游戏")])
+    store.write("media", [_image("a:1", "s1", "00000000000000ff"), _image("a:2", "s2", "ffffffff00000000")])
+    settings = _settings(store.root, **{"annotate.dedup_full_share": 0.5})  # 2 of 4 changed: still incremental
+    dedup(store, settings)
+    state = changes.load_state(store, "dedup")
+    store.write("products", [_product("b:3", "m3", "欧星商务A4办公文仪LP-6232办公文仪工厂直销包邮")])
+    store.write("media", [_image("a:4", "s2", "ffffffff00000000")])  # a:4 has no products row yet
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(changes, "save_state", killed)
+        with pytest.raises(Killed):
+            dedup(store, settings)
+    assert changes.load_state(store, "dedup") == state  # the previous state, naming the previous pairs
+    assert _by_id(store)["b:3"]["group_id"] == "a:1"  # the table was written
+    store.write("products", [_product("a:4", "m4", "另外一个名字")])
+    again = dedup(store, settings)
+    assert again.full is None and again.searched == 2  # b:3 (again: the state was not saved) and a:4
+    rows = _by_id(store)
+    assert rows["b:3"]["group_id"] == "a:1" and rows["a:4"]["group_id"] == "a:2" and rows["a:4"]["rule"] == "exact_image"
+    incremental = _rows(store)
+    dedup(store, settings, full=True)
+    assert _rows(store) == incremental
