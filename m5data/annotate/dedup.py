@@ -52,7 +52,7 @@ import pyarrow as pa
 from .. import config as cfg
 from ..scoring import PairRates
 from ..storage import StageStats, changes, record_run
-from . import dedup_inputs, dedup_kept, dedup_learned, near
+from . import dedup_index, dedup_inputs, dedup_kept, dedup_learned, near
 from .dedup_inputs import Inputs
 from .dedup_spec import spec_rule
 
@@ -210,7 +210,19 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     inputs = changes.fingerprint(decides, learned.note, dedup_kept.FORMAT)
     if not full and changes.unchanged_since(state, marks, inputs) and store.count("dedup"):
         return _unchanged(store, state)
-    counts = changes.product_changes(store, state)
+    changed, kept_inputs, why = None, None, "full run asked" if full else "no earlier complete run"
+    if not full and state is not None:
+        if state.get("inputs") != inputs:
+            why = "settings or matcher changed"
+        else:  # the products to search again, and what the last run read (when they are few)
+            changed, changed_products = dedup_kept.changed_ids(store, state["watermarks"])
+            total = store.count("products")
+            counts = changes.changed_counts(changed_products, total)
+            if len(changed) <= a.dedup_full_share * total:
+                kept_inputs = dedup_index.load(store, state.get("inputs_file"))
+            why = ""
+    if changed is None:
+        counts = changes.product_changes(store, state)
     stats = StageStats("dedup")
     report = DedupReport(stats)
     steps = ["read", "exact", "phash", "minhash", "spec", "matcher", "groups", "write"]
@@ -239,14 +251,19 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
             clocks["minhash"] += spent  # the title rule's work, done while reading: counted as its own
             clocks["read"] -= spent
 
-    inp = read_inputs(store, brand, index_titles)
+    inp = None
+    if kept_inputs is not None:  # the kept arrays, and only the changed products read from the store
+        inp = dedup_index.read_incremental(store, kept_inputs, brand, changed, titles, learned.wide, a.dedup_shingle,
+                                           _norm_value, noisy_value, brand_spellings)
+        kept_inputs = None
+    if inp is None:
+        inp = read_inputs(store, brand, index_titles)
     n = len(inp)
     report.n_products = stats.n_in = n
-    plan, report.full = (None, "full run asked") if full else (None, "no earlier complete run")
-    if not full and state is not None:
-        plan, report.full = ((None, "settings or matcher changed") if state.get("inputs") != inputs else
-                             dedup_kept.plan(store, state, inp.ids, RULES, a.dedup_full_share))
+    plan, report.full = (None, why) if changed is None else dedup_kept.plan(store, state, inp.ids, changed, RULES,
+                                                                            a.dedup_full_share)
     touching = plan.touching if plan is not None else None  # None: every pair is searched
+    inputs_file = dedup_index.save(store, inp, brand, titles, learned.wide)  # for the next run; named in the state
     report.full = report.full or None
     report.searched = n if plan is None else int(touching.sum())
     step("read")
@@ -317,7 +334,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     stats.details.update(incremental)
     kept = {k: dict(v) if isinstance(v, Counter) else v for k, v in ((k, getattr(report, k)) for k in KEPT)}
     changes.save_state(store, STAGE, marks, inputs, report=kept, n_out=stats.n_out,
-                       edges=kept_file)  # last: a killed run leaves the previous state and the file it names
+                       edges=kept_file, inputs_file=inputs_file)  # last: a killed run leaves the previous state and the file it names
     return report
 
 

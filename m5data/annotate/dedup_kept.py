@@ -67,10 +67,12 @@ def load_edges(store, rel) -> pa.Table | None:
     return table if table.schema.equals(SCHEMA) else None
 
 
-def changed_ids(store, watermarks: dict) -> pa.Array:
-    """Products with a ``products``, ``specs`` or ``media`` row written above ``watermarks`` (distinct)."""
-    found = [store.changed(t, int(watermarks.get(t, 0))).column("product_id").combine_chunks()
-             for t in ("products", "specs")]
+def changed_ids(store, watermarks: dict) -> tuple[pa.Array, pa.Table]:
+    """Products with a ``products``, ``specs`` or ``media`` row written above ``watermarks`` (distinct),
+    and ``store.changed("products", ...)`` (its new and re-written products)."""
+    products = store.changed("products", int(watermarks.get("products", 0)))
+    found = [products.column("product_id").combine_chunks(),
+             store.changed("specs", int(watermarks.get("specs", 0))).column("product_id").combine_chunks()]
     media = store.changed("media", int(watermarks.get("media", 0))).column("media_id").to_pylist()
     if media:
         con = store.connect(need=("media",), only=("media",))
@@ -80,17 +82,18 @@ def changed_ids(store, watermarks: dict) -> pa.Array:
                 [media]).fetchnumpy()["product_id"].tolist(), pa.string()))
         finally:
             con.close()
-    return pc.unique(pa.chunked_array(found, type=pa.string()).combine_chunks()).drop_null()
+    return pc.unique(pa.chunked_array(found, type=pa.string()).combine_chunks()).drop_null(), products
 
 
-def plan(store, state: dict, ids: pa.Array, rules: tuple[str, ...], full_share: float) -> tuple[Plan | None, str]:
-    """The changed rows and the kept pairs that stand, or ``(None, why the run is a full one)``."""
+def plan(store, state: dict, ids: pa.Array, changed: pa.Array, rules: tuple[str, ...],
+         full_share: float) -> tuple[Plan | None, str]:
+    """The changed rows (``changed``: their ids) and the kept pairs that stand, or ``(None, why the run is a full one)``."""
     table = load_edges(store, state.get("edges"))
     if table is None:
         return None, "no kept pairs"
     n = len(ids)
     touching = np.zeros(n, dtype=bool)
-    rows = pc.index_in(changed_ids(store, state["watermarks"]), value_set=ids).drop_null().to_numpy()
+    rows = pc.index_in(changed, value_set=ids).drop_null().to_numpy()
     touching[rows.astype(np.int64)] = True
     if n and touching.sum() > full_share * n:
         return None, f"{int(touching.sum()):,} of {n:,} products changed, over annotate.dedup_full_share ({full_share:g})"

@@ -95,9 +95,7 @@ def candidates(inp: Inputs, a, learned: Learned, known: np.ndarray, group: np.nd
         p_left, p_right, _ = near.phash_pairs(inp.phash, t, max(a.dedup_phash_bands, -(-t // 2)), inp.has_phash, cap,
                                               touching=touching)
     sp = inp.specs
-    _, which, listed = np.unique((sp.keys.astype(np.uint64) << np.uint64(32)) | sp.values.astype(np.uint64),
-                                 return_inverse=True, return_counts=True)
-    s_left, s_right, _ = spec_blocks(sp, listed[which].astype(np.int64), 1, cap, 1, a.dedup_matcher_spec_agreement,
+    s_left, s_right, _ = spec_blocks(sp, None, 1, cap, 1, a.dedup_matcher_spec_agreement,  # None: counted there
                                      a.dedup_matcher_spec_jaccard, touching)
     k = a.dedup_matcher_per_product
 
