@@ -1,6 +1,7 @@
 """Incremental dedup (issue 38): after a complete run, only pairs with a changed product as an end are
 searched, the kept pairs of unchanged products stand, and the groups equal a full rebuild's."""
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -144,8 +145,77 @@ def test_a_run_killed_after_its_table_write_leaves_the_last_state_and_the_next_r
     store.write("products", [_product("a:4", "m4", "另外一个名字")])
     again = dedup(store, settings)
     assert again.full is None and again.searched == 2  # b:3 (again: the state was not saved) and a:4
+    state = changes.load_state(store, "dedup")  # the killed run's files are gone, the state names what is left
+    assert store.files("derived/dedup") == sorted([state["edges"], state["inputs_file"]])
     rows = _by_id(store)
     assert rows["b:3"]["group_id"] == "a:1" and rows["a:4"]["group_id"] == "a:2" and rows["a:4"]["rule"] == "exact_image"
     incremental = _rows(store)
     dedup(store, settings, full=True)
     assert _rows(store) == incremental
+
+
+@pytest.mark.xdist_group("demo300")  # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
+def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_gives(demo300_copy):
+    """The incremental read (kept arrays + the changed products from the store) equals a full read:
+    ids, image and title codes, pHashes, spec codes and names, MinHash band keys and signatures."""
+    from m5data.annotate import dedup_index, near
+    from m5data.annotate.dedup import _norm_value, brand_spellings, noisy_value, read_inputs
+
+    store_dir, _ = demo300_copy
+    store, settings = Store.open(store_dir), _settings(store_dir)
+    dedup(store, settings)
+    state = changes.load_state(store, "dedup")
+    ids = sorted(store.read("products", columns=["product_id"]).column("product_id").to_pylist())
+    _copies(store, ids[:5], "n")
+    _retitle(store, ids[7], "一个全新的标题 with new words")
+    specs = store.read("specs")
+    one = specs.filter(pc.equal(specs.column("product_id"), ids[9]))
+    store.write("specs", one.set_column(one.schema.get_field_index("value"), "value",
+                                        pa.array([f"新值{i}" for i in range(one.num_rows)])))  # values never seen
+    changed, _ = dedup_kept.changed_ids(store, state["watermarks"])
+    assert sorted(changed.to_pylist()) == sorted([ids[7], ids[9], *(p.replace(":", ":n", 1) for p in ids[:5])])
+    brand = _norm_value("品牌")
+    a = settings.annotate
+    part, whole = (near.LSHIndex(a.dedup_minhash_threshold, a.dedup_num_perm) for _ in range(2))
+    inc = dedup_index.read_incremental(store, dedup_index.load(store, state["inputs_file"]), brand, changed, part,
+                                       None, a.dedup_shingle, _norm_value, noisy_value, brand_spellings)
+
+    def index(batch):
+        values, offsets = near.title_hashes(batch, a.dedup_shingle)
+        whole.add(values, offsets, np.fromiter(map(bool, batch), dtype=bool, count=len(batch)))
+
+    full = read_inputs(store, brand, index)
+    assert inc.ids.equals(full.ids) and len(full) == 305
+    for name in ("blob", "title_key", "has_title", "phash", "has_phash", "phash_given", "n_spec_rows"):
+        assert np.array_equal(getattr(inc, name), getattr(full, name)), name
+    for name in ("offsets", "brand_offsets"):
+        assert np.array_equal(getattr(inc.specs, name), getattr(full.specs, name)), name
+    # the same names; a name no product lists any more (ids[9]'s old values) may stay among the kept
+    # ones, so codes may differ, but never in their order (ties of the rarest values break alike)
+    for name, which in (("keys", 0), ("values", 1), ("brands", 2)):
+        named = [np.asarray(x.specs.names[which], dtype=object)[getattr(x.specs, name)] for x in (inc, full)]
+        assert np.array_equal(*named), name
+        assert set(full.specs.names[which]) <= set(inc.specs.names[which])
+        assert list(inc.specs.names[which]) == sorted(inc.specs.names[which])
+    assert inc.specs.names[0][inc.specs.brand_key] == full.specs.names[0][full.specs.brand_key] == "品牌"
+    assert "新值0" in inc.specs.names[1]
+    assert np.array_equal(part._keys[0], np.concatenate(whole._keys))
+    assert np.array_equal(part._sigs[0], np.concatenate(whole._sigs))
+
+
+def test_an_incremental_dedup_on_s3_keeps_its_files_as_objects(aws, s3_url):
+    pytest.importorskip("s3fs")
+    store = Store.init(s3_url)
+    store.write("products", [_product("a:1", "m1", "欧星商务A4办公文仪LP-6232办公文仪工厂直销"),
+                             _product("a:2", "m2", "美乐机械键盘黑色青轴八十七键有线游戏"),
+                             _product("a:3", "m3", "完全不同的标题一号"), _product("a:4", "m4", "另外一个名字二号"),
+                             _product("a:5", "m5", "第五个商品的标题")])
+    settings = _settings(s3_url)
+    dedup(store, settings)
+    kept = store.files("derived/dedup")
+    assert any(f.startswith("derived/dedup/edges-") for f in kept) and any(f.startswith("derived/dedup/inputs-") for f in kept)
+    store.write("products", [_product("b:6", "m6", "欧星商务A4办公文仪LP-6232办公文仪工厂直销包邮")])
+    report = dedup(store, settings)
+    assert report.full is None and report.searched == 1 and _by_id(store)["b:6"]["group_id"] == "a:1"
+    state = changes.load_state(store, "dedup")
+    assert store.files("derived/dedup") == sorted([state["edges"], state["inputs_file"]]) != kept  # the first run's went

@@ -335,6 +335,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     kept = {k: dict(v) if isinstance(v, Counter) else v for k, v in ((k, getattr(report, k)) for k in KEPT)}
     changes.save_state(store, STAGE, marks, inputs, report=kept, n_out=stats.n_out,
                        edges=kept_file, inputs_file=inputs_file)  # last: a killed run leaves the previous state and the file it names
+    dedup_kept.prune(store, (kept_file, inputs_file))  # the last run's files, now named by no state
     return report
 
 

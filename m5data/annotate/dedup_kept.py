@@ -55,6 +55,16 @@ def save_edges(store, ids: pa.Array, edges: list) -> str:
     return rel
 
 
+def prune(store, keep: tuple[str, ...]) -> None:
+    """Remove the kept files under :data:`FOLDER` other than ``keep`` (store paths): call it after the
+    state naming ``keep`` is saved (a killed run's files are removed by the next complete run)."""
+    mine = {rel.rsplit("/", 1)[-1] for rel in keep}
+    with store.kept(FOLDER, lazy=("*",)) as folder:  # on object storage: listed, never downloaded
+        for name in folder.names("*"):
+            if name not in mine:
+                folder.remove(name)
+
+
 def load_edges(store, rel) -> pa.Table | None:
     """The kept pairs at ``rel`` (None: no file, or not readable as one)."""
     data = store.read_bytes(rel) if isinstance(rel, str) else None
