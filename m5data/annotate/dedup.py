@@ -263,7 +263,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     plan, report.full = (None, why) if changed is None else dedup_kept.plan(store, state, inp.ids, changed, RULES,
                                                                             a.dedup_full_share)
     touching = plan.touching if plan is not None else None  # None: every pair is searched
-    inputs_file = dedup_index.save(store, inp, brand, titles, learned.wide)  # for the next run; named in the state
+    inputs_file = dedup_index.save(store, inp, brand, titles, learned.wide, stats.run_id)  # for the next run (its state names it)
     report.full = report.full or None
     report.searched = n if plan is None else int(touching.sum())
     step("read")

@@ -2,7 +2,7 @@
 
 A complete run keeps its :class:`~.dedup_inputs.Inputs` as arrays in one ``.npz`` file (numpy
 arrays only, read with ``allow_pickle=False``; strings as UTF-8 bytes and offsets) written whole
-through ``store.write_bytes`` under ``derived/dedup/`` and named in the stage's state: each
+through ``store.write_bytes`` under ``derived/dedup/`` (named by the run's id) and named in the stage's state: each
 product's main image (sha256, pHash), merchant + normalised title, spec values as codes with the
 names they stand for, and its title's MinHash band keys and b-bit signature (so an unchanged title
 is never normalised, shingled or hashed again). The next run reads the ids of the store's products,
@@ -13,7 +13,6 @@ sorted names, so they do not depend on which names came first).
 
 from __future__ import annotations
 
-import hashlib
 import io
 
 import numpy as np
@@ -54,8 +53,9 @@ def _strings(names) -> pa.Array:
 
 
 # ------------------------------------------------------------------ keep
-def save(store, inp: Inputs, brand: str, titles: near.LSHIndex, wide: near.LSHIndex | None) -> str:
-    """Write ``inp`` and the title indexes' band keys and signatures; the file's store path."""
+def save(store, inp: Inputs, brand: str, titles: near.LSHIndex, wide: near.LSHIndex | None, tag: str) -> str:
+    """Write ``inp`` and the title indexes' band keys and signatures as ``inputs-<tag>.npz`` (the run's
+    id: hashing 40 MB at 100k would cost more than the write); the file's store path."""
     sp = inp.specs
     z: dict = {"format": np.array([FORMAT]), "brand_key": np.array([sp.brand_key]),
                "has_title": inp.has_title, "phash": inp.phash, "has_phash": inp.has_phash,
@@ -73,9 +73,8 @@ def save(store, inp: Inputs, brand: str, titles: near.LSHIndex, wide: near.LSHIn
         _pack(name, _strings(names), z)
     buf = io.BytesIO()
     np.savez(buf, **z)
-    data = buf.getvalue()
-    rel = f"{FOLDER}/inputs-{hashlib.sha256(data).hexdigest()[:16]}.npz"
-    store.write_bytes(rel, data)
+    rel = f"{FOLDER}/inputs-{tag}.npz"
+    store.write_bytes(rel, buf.getvalue())
     return rel
 
 

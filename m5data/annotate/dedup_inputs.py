@@ -131,12 +131,19 @@ def read_specs(con, n: int, brand: str, norm: Callable[[str], str], noisy: Calla
     ``noisy`` holds are dropped; ``spellings`` gives a normalised brand's spellings; ``only``: just
     these products (the ``n`` of them, sorted). Codes are ranks of the normalised names (:func:`ranks`).
     """
-    and_, _ = _only(con, only)
-    # sorted, so the codes (and the rarest-entry keys' ties broken by code) are the same in every run:
-    # DuckDB's DISTINCT returns its groups in an order that varies with its threads
-    props = con.sql(f"SELECT DISTINCT property FROM specs WHERE property IS NOT NULL {and_} ORDER BY property"
-                    ).fetchnumpy()["property"]
-    vals = con.sql(f"SELECT DISTINCT value FROM specs WHERE value IS NOT NULL {and_} ORDER BY value").fetchnumpy()["value"]
+    rows = None
+    if only is None:
+        # sorted, so the codes (and the rarest-entry keys' ties broken by code) are the same in every run:
+        # DuckDB's DISTINCT returns its groups in an order that varies with its threads
+        props = con.sql("SELECT DISTINCT property FROM specs WHERE property IS NOT NULL ORDER BY property"
+                        ).fetchnumpy()["property"]
+        vals = con.sql("SELECT DISTINCT value FROM specs WHERE value IS NOT NULL ORDER BY value").fetchnumpy()["value"]
+    else:  # a few products: their rows in one filtered scan, the rest in Arrow
+        and_, _ = _only(con, only)
+        rows = con.sql("SELECT product_id, property, value FROM specs "
+                       f"WHERE property IS NOT NULL AND value IS NOT NULL {and_}").to_arrow_table()
+        props = pc.unique(rows.column("property")).to_numpy(zero_copy_only=False)
+        vals = pc.unique(rows.column("value")).to_numpy(zero_copy_only=False)
     key_names: dict[str, int] = {}
     pk = [key_names.setdefault(k, len(key_names)) if (k := norm(p)) else -1 for p in props.tolist()]
     value_names: dict[str, int] = {}
@@ -149,18 +156,27 @@ def read_specs(con, n: int, brand: str, norm: Callable[[str], str], noisy: Calla
     value_rank, value_list = ranks(list(value_names))
     pk = [int(key_rank[c]) if c >= 0 else -1 for c in pk]
     vk = [int(value_rank[c]) if c >= 0 else -1 for c in vk]
-    con.register("dedup_props", pa.table({"property": pa.array(props.tolist(), pa.string()),
-                                          "k": pa.array(pk, pa.int32())}))
-    con.register("dedup_values", pa.table({"value": pa.array(vals.tolist(), pa.string()),
-                                           "v": pa.array(vk, pa.int32()), "noisy": pa.array(vnoisy, pa.bool_())}))
-    t = con.sql("""
-        SELECT p.idx, dp.k, dv.v, dv.noisy
-        FROM specs s
-        JOIN (SELECT product_id, row_number() OVER (ORDER BY product_id) - 1 AS idx FROM products p {where}) p
-          ON p.product_id = s.product_id
-        JOIN dedup_props dp ON dp.property = s.property
-        JOIN dedup_values dv ON dv.value = s.value
-        WHERE dp.k >= 0 AND dv.v >= 0""".format(where=_only(con, only)[1])).fetchnumpy()
+    if rows is not None:
+        at_k = pc.index_in(rows.column("property"), value_set=pa.array(props.tolist(), pa.string())).to_numpy()
+        at_v = pc.index_in(rows.column("value"), value_set=pa.array(vals.tolist(), pa.string())).to_numpy()
+        k_all = np.asarray(pk, dtype=np.int32)[at_k]
+        v_all = np.asarray(vk, dtype=np.int32)[at_v]
+        ok = (k_all >= 0) & (v_all >= 0)
+        t = {"idx": pc.index_in(rows.column("product_id"), value_set=only).to_numpy()[ok], "k": k_all[ok],
+             "v": v_all[ok], "noisy": np.asarray(vnoisy, dtype=bool)[at_v][ok]}
+    else:
+        con.register("dedup_props", pa.table({"property": pa.array(props.tolist(), pa.string()),
+                                              "k": pa.array(pk, pa.int32())}))
+        con.register("dedup_values", pa.table({"value": pa.array(vals.tolist(), pa.string()),
+                                               "v": pa.array(vk, pa.int32()), "noisy": pa.array(vnoisy, pa.bool_())}))
+        t = con.sql("""
+            SELECT p.idx, dp.k, dv.v, dv.noisy
+            FROM specs s
+            JOIN (SELECT product_id, row_number() OVER (ORDER BY product_id) - 1 AS idx FROM products) p
+              ON p.product_id = s.product_id
+            JOIN dedup_props dp ON dp.property = s.property
+            JOIN dedup_values dv ON dv.value = s.value
+            WHERE dp.k >= 0 AND dv.v >= 0""").fetchnumpy()
     idx = np.asarray(t["idx"], dtype=np.int64)
     k = np.asarray(t["k"], dtype=np.int32)
     v = np.asarray(t["v"], dtype=np.int32)
