@@ -210,13 +210,14 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     inputs = changes.fingerprint(decides, learned.note, dedup_kept.FORMAT)
     if not full and changes.unchanged_since(state, marks, inputs) and store.count("dedup"):
         return _unchanged(store, state)
-    changed, kept_inputs, why = None, None, "full run asked" if full else "no earlier complete run"
+    changed, kept_inputs, con, why = None, None, None, "full run asked" if full else "no earlier complete run"
     if not full and state is not None:
         if state.get("inputs") != inputs:
             why = "settings or matcher changed"
         else:  # the products to search again, and what the last run read (when they are few)
-            changed, changed_products = dedup_kept.changed_ids(store, state["watermarks"])
-            total = store.count("products")
+            con = store.connect(need=READS, only=READS)  # one connection for the changes and the read
+            changed, changed_products = dedup_kept.changed_ids(store, state["watermarks"], con)
+            total = int(con.sql("SELECT count(*) FROM products").fetchall()[0][0])
             counts = changes.changed_counts(changed_products, total)
             if len(changed) <= a.dedup_full_share * total:
                 kept_inputs = dedup_index.load(store, state.get("inputs_file"))
@@ -254,8 +255,10 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     inp = None
     if kept_inputs is not None:  # the kept arrays, and only the changed products read from the store
         inp = dedup_index.read_incremental(store, kept_inputs, brand, changed, titles, learned.wide, a.dedup_shingle,
-                                           _norm_value, noisy_value, brand_spellings)
+                                           _norm_value, noisy_value, brand_spellings, con)
         kept_inputs = None
+    if con is not None:
+        con.close()
     if inp is None:
         inp = read_inputs(store, brand, index_titles)
     n = len(inp)

@@ -116,14 +116,16 @@ def _merge_names(kept: list[str], fresh: list[str]) -> tuple[list[str], np.ndarr
 
 
 def read_incremental(store, kept: dict, brand: str, changed: pa.Array, titles: near.LSHIndex,
-                     wide: near.LSHIndex | None, shingle: int, norm, noisy, spellings) -> Inputs | None:
+                     wide: near.LSHIndex | None, shingle: int, norm, noisy, spellings, con=None) -> Inputs | None:
     """The store's products as :func:`.dedup.read_inputs` reads them, from the ``kept`` arrays and,
     for the ``changed`` products (and any the arrays lack), from the store; ``titles`` and ``wide``
     (empty indexes) get every product's band keys and signatures. None: the kept arrays do not fit
-    (another brand property, or a wide index they lack)."""
+    (another brand property, or a wide index they lack). ``con``: a connection of the store with
+    views of products, media and specs (default: one of its own, closed at the end)."""
     if _unpack("brand", kept).to_pylist() != [brand] or (wide is not None and "wide_keys" not in kept):
         return None
-    con = store.connect(need=("products", "media", "specs"), only=("products", "media", "specs"))
+    own = con is None
+    con = store.connect(need=("products", "media", "specs"), only=("products", "media", "specs")) if own else con
     try:
         ids = con.sql("SELECT product_id FROM products ORDER BY product_id").to_arrow_table().column(0).combine_chunks()
         kept_ids = _unpack("ids", kept)
@@ -145,7 +147,8 @@ def read_incremental(store, kept: dict, brand: str, changed: pa.Array, titles: n
         fresh.specs, fresh.n_spec_rows = dedup_inputs.read_specs(con, len(fresh), brand, norm, noisy, spellings,
                                                                  only=fresh_ids)
     finally:
-        con.close()
+        if own:
+            con.close()
     n = len(ids)
     src = np.where(fresh_mask, -1, pc.fill_null(at, 0).to_numpy().astype(np.int64))  # kept row, -1: fresh
     frow = np.full(n, -1, dtype=np.int64)

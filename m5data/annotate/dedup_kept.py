@@ -77,21 +77,24 @@ def load_edges(store, rel) -> pa.Table | None:
     return table if table.schema.equals(SCHEMA) else None
 
 
-def changed_ids(store, watermarks: dict) -> tuple[pa.Array, pa.Table]:
+def changed_ids(store, watermarks: dict, con=None) -> tuple[pa.Array, pa.Table]:
     """Products with a ``products``, ``specs`` or ``media`` row written above ``watermarks`` (distinct),
-    and ``store.changed("products", ...)`` (its new and re-written products)."""
+    and ``store.changed("products", ...)`` (its new and re-written products); ``con``: a connection
+    of the store with its ``media`` view to use (default: one of its own)."""
     products = store.changed("products", int(watermarks.get("products", 0)))
     found = [products.column("product_id").combine_chunks(),
              store.changed("specs", int(watermarks.get("specs", 0))).column("product_id").combine_chunks()]
     media = store.changed("media", int(watermarks.get("media", 0))).column("media_id").to_pylist()
     if media:
-        con = store.connect(need=("media",), only=("media",))
+        own = con is None
+        con = store.connect(need=("media",), only=("media",)) if own else con
         try:
-            found.append(pa.array(con.execute(
-                "SELECT DISTINCT product_id FROM media WHERE media_id IN (SELECT unnest(?::VARCHAR[]))",
-                [media]).fetchnumpy()["product_id"].tolist(), pa.string()))
+            con.register("dedup_media", pa.table({"media_id": pa.array(media, pa.string())}))
+            found.append(con.sql("SELECT DISTINCT product_id FROM media WHERE media_id IN "
+                                 "(SELECT media_id FROM dedup_media)").to_arrow_table().column(0).combine_chunks())
         finally:
-            con.close()
+            if own:
+                con.close()
     return pc.unique(pa.chunked_array(found, type=pa.string()).combine_chunks()).drop_null(), products
 
 
