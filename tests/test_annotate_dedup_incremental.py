@@ -219,3 +219,30 @@ def test_an_incremental_dedup_on_s3_keeps_its_files_as_objects(aws, s3_url):
     assert report.full is None and report.searched == 1 and _by_id(store)["b:6"]["group_id"] == "a:1"
     state = changes.load_state(store, "dedup")
     assert store.files("derived/dedup") == sorted([state["edges"], state["inputs_file"]]) != kept  # the first run's went
+
+
+def test_a_bucket_taken_over_the_cap_by_new_products_is_searched_again_as_a_rebuild_does(store):
+    """Near-identical photos in buckets of a small ``dedup_bucket_cap``: new products take buckets over
+    the cap, where a full run links their rows to the first row only (pairs it would keep are lost);
+    the incremental run searches those buckets' rows again and gives the rebuild's groups."""
+    rng = np.random.default_rng(1)  # a draw where keeping the last run's pairs would give other groups
+    bases = rng.integers(0, 2**63, size=4, dtype=np.int64).astype(np.uint64)
+
+    def near_photo(i):
+        flips = rng.choice(64, size=int(rng.integers(0, 6)), replace=False)
+        return int(bases[i % len(bases)] ^ np.uint64(sum(1 << int(b) for b in flips)))
+
+    def write(first, last):
+        ids = [f"a:{i:03d}" for i in range(first, last)]
+        store.write("products", [_product(p, f"m{i}", "") for i, p in zip(range(first, last), ids)])
+        store.write("media", [_image(p, f"s{p}", f"{near_photo(i):016x}") for i, p in zip(range(first, last), ids)])
+
+    settings = _settings(store.root, **{"annotate.dedup_bucket_cap": 3, "annotate.dedup_full_share": 0.5})
+    write(0, 18)
+    dedup(store, settings)
+    write(18, 24)
+    inc = dedup(store, settings)
+    assert inc.full is None and inc.searched > 6  # rows of buckets the new ones took over the cap, too
+    incremental = _groups(store)
+    dedup(store, settings, full=True)
+    assert _groups(store) == incremental
