@@ -58,6 +58,7 @@ from .dedup_spec import spec_rule
 
 Progress = Callable[[str, int, int], None]
 RULES = ("exact_image", "exact_title", "phash", "minhash", "spec", "matcher")  # strongest first
+VETOED = "spec_chance"  # kept, not accepted: spec pairs likely by chance, which a later run tests again
 STAGE = "dedup"  # its state: derived/state/dedup.json (storage/changes.py)
 READS = ("products", "media", "specs")  # the tables dedup's groups are made of
 KEPT = ("n_products", "n_groups", "n_grouped", "pairs", "vetoed", "candidates", "capped", "matcher", "n_groups_rules")
@@ -263,17 +264,19 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
         inp = read_inputs(store, brand, index_titles)
     n = len(inp)
     report.n_products = stats.n_in = n
-    plan, report.full = (None, why) if changed is None else dedup_kept.plan(store, state, inp.ids, changed, RULES,
+    plan, report.full = (None, why) if changed is None else dedup_kept.plan(store, state, inp.ids, changed, RULES + (VETOED,),
                                                                             a.dedup_full_share)
     touching = plan.touching if plan is not None else None  # None: every pair is searched
     if touching is not None:  # a bucket a changed row takes over the cap (or heads) turns into a star
         touching = _over_cap(inp, titles, a, plan)
-    inputs_file = dedup_index.save(store, inp, brand, titles, learned.wide, stats.run_id)  # for the next run (its state names it)
     report.full = report.full or None
     report.searched = n if plan is None else int(touching.sum())
     step("read")
     edges: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []  # left, right, distance, rule
+    vetoed = None
     if plan is not None:
+        vetoed = next(((e[0], e[1]) for e in plan.kept if e[3] == VETOED), None)
+        plan.kept = [e for e in plan.kept if e[3] != VETOED]
         edges += plan.kept
 
     # exact rules: equal key codes, pairs off the sorted runs
@@ -292,13 +295,22 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
 
     capped = [0]
     left, right, jac = titles.pairs(a.dedup_bucket_cap, capped, touching=touching)
-    titles = None  # the MinHash bands are not needed past here: free them before the spec rule
+    kept_titles, titles = titles, None  # its band keys and signatures are kept for the next run (saved below)
     report.candidates["minhash"] = len(left)
     report.capped["minhash"] = capped[0]
     edges.append(_veto(report, inp, a, left, right, 1.0 - jac, "minhash"))
     step("minhash")
 
-    edges.append(spec_rule(report, inp, a, touching))
+    n_kept = len(plan.kept) if plan is not None else 0
+    k_spec = next((i for i, e in enumerate(edges[:n_kept]) if e[3] == "spec"), None)  # the kept spec pairs
+    edges.append(spec_rule(report, inp, a, touching, None if k_spec is None else edges[k_spec][:2], vetoed))
+    if k_spec is not None:  # kept spec pairs of rows whose block keys moved, or now likely by chance, go
+        left, right, d, rule = edges[k_spec]
+        ok = inp.spec_kept_ok
+        edges[k_spec] = (left[ok], right[ok], d[ok], rule)
+        plan.dropped += int((~ok).sum())
+    inputs_file = dedup_index.save(store, inp, brand, kept_titles, learned.wide, stats.run_id)  # for the next run
+    kept_titles = None
     step("spec")
 
     if learned.model is not None:
@@ -325,11 +337,13 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     step("groups")
     report.table = table
     store.replace("dedup", table)
-    kept_file = dedup_kept.save_edges(store, inp.ids, edges)  # the next run's pairs; named in the state
+    unlikely = inp.spec_vetoed  # kept too, to be tested for chance again
+    kept_file = dedup_kept.save_edges(store, inp.ids, edges + [(*unlikely, np.ones(len(unlikely[0])), VETOED)])
     stats.n_out = n - stats.n_failed
     step("write")
     incremental = {"full": report.full} if plan is None else {
-        "searched": report.searched, "kept_pairs": sum(len(e[0]) for e in plan.kept), "dropped_pairs": plan.dropped,
+        "searched": report.searched, "spec_searched": int(inp.spec_touching.sum()),
+        "kept_pairs": sum(len(e[0]) for e in edges[:n_kept]), "dropped_pairs": plan.dropped,
         "removed": plan.removed}
     record_run(store, stats.finish(), {**cfg.as_dict(settings), "dedup_run": {
         "pairs": dict(report.pairs), "vetoed": dict(report.vetoed), "candidates": dict(report.candidates),

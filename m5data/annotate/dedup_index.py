@@ -23,7 +23,7 @@ from . import dedup_inputs, near
 from .dedup_inputs import Inputs, Specs
 
 FOLDER = "derived/dedup"
-FORMAT = 1
+FORMAT = 2  # 2: with each row's spec block key hash
 
 
 # ------------------------------------------------------------------ strings as arrays
@@ -62,7 +62,7 @@ def save(store, inp: Inputs, brand: str, titles: near.LSHIndex, wide: near.LSHIn
                "phash_given": inp.phash_given, "n_spec_rows": inp.n_spec_rows,
                "spec_offsets": sp.offsets, "spec_keys": sp.keys, "spec_values": sp.values,
                "brand_offsets": sp.brand_offsets, "brands": sp.brands,
-               "band_keys": _one(titles._keys), "sigs": _one(titles._sigs)}
+               "band_keys": _one(titles._keys), "sigs": _one(titles._sigs), "spec_keyhash": inp.spec_keyhash}
     if wide is not None:
         z["wide_keys"] = _one(wide._keys)
     _pack("ids", inp.ids, z)
@@ -175,6 +175,7 @@ def read_incremental(store, kept: dict, brand: str, changed: pa.Array, titles: n
         wide._keys, wide._sigs = [pick("wide_keys", _one(fresh_wide._keys))], [pick("sigs", _one(fresh_wide._sigs))]
         wide._valid = [inp.has_title]
     inp.specs = _merge_specs(kept, fresh.specs, src, frow, is_kept)
+    inp.spec_keyhash_prev = pick("spec_keyhash", np.zeros(len(fresh), dtype=np.uint64))
     return inp
 
 

@@ -26,7 +26,8 @@ SPEC_KEYS_PER_PART = 16_000_000  # spec block keys held at once (16 bytes each):
 SPEC_PAIRS_PER_PASS = 1 << 20  # passing spec pairs one compiled pass may write (8 bytes each)
 
 
-def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None = None):
+def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None = None, kept: tuple | None = None,
+              vetoed: tuple | None = None):
     """Pairs of the same brand agreeing on enough shared properties, with ``property=value`` sets of
     Jaccard >= ``dedup_spec_lsh_threshold``.
 
@@ -45,6 +46,17 @@ def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None =
     ``touching`` (a bool mask of rows, an incremental run's changed ones): only the pairs with one of
     them as an end (:func:`spec_blocks`); the chance test still counts the whole catalogue, but
     only what those pairs look up (the entries of their rows, the rows of their brands).
+
+    Each row's block keys are summed into ``inp.spec_keyhash`` (kept for the next run). In an
+    incremental run (``inp.spec_keyhash_prev``: the last run's, 0 for rows it did not have) the rows
+    whose keys moved with the catalogue's value frequencies are searched as changed ones too, and so
+    are the rows of blocks that changed rows take over the cap (:func:`spec_blocks`); ``kept`` (the
+    last run's spec pairs, ``(left, right)``) and ``vetoed`` (its pairs likely by chance) of rows not
+    searched again are tested for chance again with the new pairs (the counts move with every new
+    product of their brand). Afterwards ``inp.spec_touching`` holds the rows searched,
+    ``inp.spec_kept_ok`` which kept pairs stand, and ``inp.spec_vetoed`` the pairs now likely by
+    chance (kept for the next run); the pairs returned are the new ones and the kept likely ones
+    that no longer are.
     """
     sp = inp.specs
     need = max(1, min(2, math.ceil(a.dedup_spec_min_agreement * a.dedup_spec_min_shared - 1e-9)))
@@ -56,11 +68,27 @@ def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None =
         listed = listed.astype(np.int64)
         freq = listed[which]
         del which
+    inp.spec_keyhash = np.zeros(len(sp.offsets) - 1, dtype=np.uint64)
+    if touching is not None:
+        touching = touching.copy()  # grows by the rows whose keys moved and of blocks gone over the cap
     left, right, counts = spec_blocks(sp, freq, need, a.dedup_bucket_cap, a.dedup_spec_min_shared,
-                                      a.dedup_spec_min_agreement, a.dedup_spec_lsh_threshold, touching)
+                                      a.dedup_spec_min_agreement, a.dedup_spec_lsh_threshold, touching,
+                                      inp.spec_keyhash, getattr(inp, "spec_keyhash_prev", None))
     report.candidates["spec"] = int(counts[0])
     report.capped["spec"] = int(counts[1])
+    n_new, n_kept = len(left), 0
+    stand = np.zeros(0, dtype=bool)
     if touching is not None:  # the catalogue's counts of the entries the pairs' rows list
+        inp.spec_touching = touching
+        # the kept pairs (accepted or likely by chance last time) of rows not searched again: their
+        # chance moves with the catalogue's counts, so they are tested again with the new ones
+        again = [np.zeros(0, np.int64)] * 2
+        for pairs in (kept, vetoed):
+            if pairs is not None:
+                stand = np.r_[stand, ~(touching[pairs[0]] | touching[pairs[1]])]
+                again = [np.r_[again[0], pairs[0]], np.r_[again[1], pairs[1]]]
+        n_kept = len(kept[0]) if kept is not None else 0
+        left, right = np.r_[left, again[0][stand]], np.r_[right, again[1][stand]]
         rows = np.zeros(len(sp.offsets) - 1, dtype=bool)
         rows[left] = rows[right] = True
         entry = entry_codes(sp)
@@ -68,8 +96,24 @@ def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None =
         listed = listing(entry, entries)
     chance = _spec_chance(sp, left, right, entries, listed, touching is not None)
     likely = chance > a.dedup_spec_chance + 1e-12
-    report.vetoed["spec"] += int(likely.sum())
-    left, right = left[~likely], right[~likely]
+    if touching is not None:
+        ok = np.zeros(len(stand), dtype=bool)
+        ok[np.flatnonzero(stand)] = ~likely[n_new:]
+        inp.spec_kept_ok = ok[:n_kept]  # kept accepted pairs that stand
+        report.vetoed["spec"] += int(likely[:n_new].sum())
+        was_vetoed = np.r_[np.zeros(n_kept, dtype=bool), np.ones(len(stand) - n_kept, dtype=bool)][stand]
+        likely_again = likely[n_new:]
+        # pairs likely by chance now: the new ones, and the kept ones (accepted or not) that stand
+        inp.spec_vetoed = (np.r_[left[:n_new][likely[:n_new]], left[n_new:][likely_again]],
+                           np.r_[right[:n_new][likely[:n_new]], right[n_new:][likely_again]])
+        # accepted: the new pairs and the kept likely ones that are no longer (the kept accepted
+        # ones that stand are the caller's)
+        take = np.r_[~likely[:n_new], was_vetoed & ~likely_again]
+        left, right = left[take], right[take]
+    else:
+        report.vetoed["spec"] += int(likely.sum())
+        inp.spec_vetoed = (left[likely], right[likely])
+        left, right = left[~likely], right[~likely]
     same, shared, equal = dedup_inputs.agreement(sp, left, right)
     return left, right, 1.0 - equal / np.maximum(shared, 1), "spec"
 
@@ -101,7 +145,8 @@ def member(codes: np.ndarray, wanted: np.ndarray) -> np.ndarray:
 
 
 def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: int, min_agreement: float,
-                min_jaccard: float, touching: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                min_jaccard: float, touching: np.ndarray | None = None, keyhash: np.ndarray | None = None,
+                prev_keyhash: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of rows sharing a block key (a brand spelling and ``need`` of their rarest entries) that
     have the same brand, ``min_shared`` shared properties agreeing on ``min_agreement`` of them and
     entry sets of Jaccard >= ``min_jaccard``: ``(left, right, [checks, capped])``, each pair once.
@@ -115,6 +160,11 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
     of them as an end, the same ones a search of every block finds: every row's keys are made (a
     compiled pass), and only the blocks holding a changed row are sorted and read, whole (their caps
     act as in the full search).
+
+    ``keyhash`` (when given) gets each row's block keys summed (mixed); with ``prev_keyhash`` (the
+    last run's) the rows whose keys differ join ``touching`` (changed in place), and so do the rows
+    of blocks over ``cap`` that touching rows took over it or head (a full run links them to the
+    first row only).
     """
     from . import spec_jit
 
@@ -131,14 +181,35 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
     buf = np.empty(SPEC_PAIRS_PER_PASS, dtype=np.uint64)
     check = (sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, min_shared,
              float(min_agreement), min_jaccard - 1e-12)
-    for part in range(parts):
+
+    def part_keys(part: int, hashed: bool) -> tuple[np.ndarray, np.ndarray]:
         n = total if parts == 1 else spec_jit.spec_block_keys(*args, part, parts, empty_key, empty_row)
         key, row = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.int64)
         spec_jit.spec_block_keys(*args, part, parts, key, row)
+        if hashed and len(row):  # a row's keys come together, rows in order
+            start = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+            keyhash[row[start]] += np.add.reduceat(near.fmix64(key), start)
+        return key, row
+
+    one, hashed = None, keyhash is None  # one: the only part's keys, made once
+    if keyhash is not None and touching is not None:
+        from .dedup import _crossing
+
+        for part in range(parts):  # every row's keys first: which moved decides what is searched
+            key, row = part_keys(part, True)
+            one = (key, row) if parts == 1 else None
+        hashed = True
+        if prev_keyhash is not None:
+            touching |= keyhash != prev_keyhash
+        for part in range(parts):
+            key, row = one if one is not None else part_keys(part, False)
+            touching[_crossing(key, row, touching, cap)] = True
+    for part in range(parts):
+        key, row = one if one is not None else part_keys(part, not hashed)
         if touching is not None:  # the blocks holding a changed row, whole
             sel = member(key, np.unique(key[touching[row]]))
             key, row = key[sel], row[sel]
-            n = len(key)
+        n = len(key)
         order = np.argsort(key, kind="stable")
         key, row = key[order], row[order]
         del order
