@@ -66,7 +66,9 @@ def main() -> None:
         report = dedup(store, settings, **kw)
         secs, cpu = time.perf_counter() - t, time.process_time() - c
         steps = ", ".join(f"{k} {v:.2f}" for k, v in report.cpu_seconds.items())
-        print(f"  {label:<12} {secs:7.2f} s ({cpu:.2f} s CPU)  searched {report.searched:,} of {report.n_products:,}; "
+        spec = report.stats.details.get("spec_searched")
+        print(f"  {label:<12} {secs:7.2f} s ({cpu:.2f} s CPU)  searched {report.searched:,} of {report.n_products:,}"
+              + (f" (spec rule: {spec:,})" if spec is not None else "") + "; "
               f"changes {report.stats.details.get('changes')}; CPU s per step: {steps}", flush=True)
         return report, secs, cpu
 

@@ -32,7 +32,9 @@ distance); ``group_id`` is the smallest product_id of its group, so ids survive 
 products. The table is replaced whole at the end of a run (atomic): an interrupted run leaves the
 previous table, and a re-run computes the same rows.
 
-The spec rule's blocked search and its chance filter: :mod:`.dedup_spec`.
+The spec rule's blocked search and its chance filter: :mod:`.dedup_spec`. Between runs (what a run
+keeps, and an incremental run that searches only pairs of changed products): :func:`dedup`,
+:mod:`.dedup_kept`, :mod:`.dedup_index`.
 """
 
 from __future__ import annotations

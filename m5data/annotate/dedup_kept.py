@@ -1,7 +1,8 @@
 """Dedup between full runs: the accepted pairs a complete run keeps, and which products the next run
 must look at again.
 
-A complete run keeps every pair it accepted (``left_id``, ``right_id``, ``rule``, ``distance``) in
+A complete run keeps every pair it accepted (``left_id``, ``right_id``, ``rule``, ``distance``), and
+the spec pairs its chance test rejected (rule ``spec_chance``: tested again by the next run), in
 a Parquet file written whole through ``store.write_bytes`` (a store on S3 keeps it too), named by
 its content hash under ``derived/dedup/`` and named in the stage's state
 (``derived/state/dedup.json``, saved last). The next run's *changed* products are those with a
