@@ -270,7 +270,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
                                                                             a.dedup_full_share)
     touching = plan.touching if plan is not None else None  # None: every pair is searched
     if touching is not None:  # a bucket a changed row takes over the cap (or heads) turns into a star
-        touching = _over_cap(inp, titles, a, plan)
+        touching = dedup_kept.over_cap(inp, titles, a, plan)
     report.full = report.full or None
     report.searched = n if plan is None else int(touching.sum())
     step("read")
@@ -319,7 +319,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
         rules = [e for e in edges if e[3] != "matcher"]  # the kept matcher pairs are not the rules'
         scored = touching
         if touching is not None:  # a changed product moves its partners' nearest-neighbour features:
-            scored = _reach(touching, edges)  # their kept matcher pairs are scored again
+            scored = dedup_kept.reach(touching, edges)  # their kept matcher pairs are scored again
             edges = rules + [(lo[keep], hi[keep], d[keep], r) for lo, hi, d, r in edges if r == "matcher"
                              for keep in [~(scored[lo] | scored[hi])]]
         edges.append(dedup_learned.learned_pairs(report, inp, a, store, learned, rules, scored))
@@ -370,65 +370,6 @@ def _unchanged(store, state: dict) -> DedupReport:
     stats.details["unchanged"] = True
     record_run(store, stats.finish(), {"dedup_run": {"unchanged": True}})
     return report
-
-
-def _crossing(keys: np.ndarray, rows: np.ndarray, touching: np.ndarray, cap: int) -> np.ndarray:
-    """The rows (``rows``, keyed by ``keys``) of buckets over ``cap`` holding a changed row, where the
-    changed rows took the bucket over the cap or one of them is its first row: a full run links
-    such a bucket's rows to its first row only, so their kept pairs must be searched again."""
-    from .dedup_spec import member
-
-    mine = touching[rows]
-    if not mine.any():
-        return np.zeros(0, dtype=np.int64)
-    sel = member(keys, np.unique(keys[mine]))
-    k, r, t = keys[sel], rows[sel], mine[sel]
-    order = np.lexsort((r, k))  # by key, then row: a bucket's first row is its smallest
-    k, r, t = k[order], r[order], t[order]
-    start = np.r_[True, k[1:] != k[:-1]]
-    group = np.cumsum(start) - 1
-    size = np.bincount(group)
-    clean = np.bincount(group, weights=~t)
-    star = (size > cap) & ((clean <= cap) | t[start])
-    return r[star[group]]
-
-
-def _over_cap(inp: Inputs, titles: near.LSHIndex, a, plan: dedup_kept.Plan) -> np.ndarray:
-    """``plan.touching`` and the rows of buckets (exact keys, pHash bands, title bands) that changed
-    rows turned into stars (:func:`_crossing`); the plan's kept pairs of those rows are dropped."""
-    touching, cap = plan.touching, a.dedup_bucket_cap
-    extra = []
-    for codes in (inp.blob, inp.title_key):
-        rows = np.flatnonzero(codes >= 0)
-        extra.append(_crossing(codes[rows], rows, touching, cap))
-    rows = np.flatnonzero(inp.has_phash)
-    for j in range(a.dedup_phash_bands):
-        extra.append(_crossing(near._band(inp.phash[rows], j, a.dedup_phash_bands)[0], rows, touching, cap))
-    keys = titles._keys[0] if len(titles._keys) == 1 else np.concatenate(titles._keys)
-    rows = np.flatnonzero(np.concatenate(titles._valid))
-    for j in range(keys.shape[1]):
-        extra.append(_crossing(keys[rows, j], rows, touching, cap))
-    extra = np.concatenate(extra)
-    if not len(extra):
-        return touching
-    touching = touching.copy()
-    touching[extra] = True
-    kept = []
-    for left, right, d, rule in plan.kept:
-        keep = ~(touching[left] | touching[right])
-        plan.dropped += int((~keep).sum())
-        kept.append((left[keep], right[keep], d[keep], rule))
-    plan.kept, plan.touching = kept, touching
-    return touching
-
-
-def _reach(touching: np.ndarray, edges: list) -> np.ndarray:
-    """``touching`` and the rows an edge joins to one of them."""
-    out = touching.copy()
-    for left, right, _, _ in edges:
-        out[left[touching[right]]] = True
-        out[right[touching[left]]] = True
-    return out
 
 
 def _exact(report: DedupReport, edges: list, codes: np.ndarray, cap: int, rule: str,

@@ -23,6 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import near
+
 FOLDER = "derived/dedup"
 FORMAT = 1  # the kept file's layout (part of the state's fingerprint: another one means a full run)
 SCHEMA = pa.schema([("left_id", pa.string()), ("right_id", pa.string()), ("rule", pa.string()),
@@ -127,3 +129,62 @@ def plan(store, state: dict, ids: pa.Array, changed: pa.Array, rules: tuple[str,
         if sel.any():
             kept.append((left[sel], right[sel], dist[sel], r))
     return Plan(touching, kept, int((~stand).sum()), len(names)), ""
+
+
+def crossing(keys: np.ndarray, rows: np.ndarray, touching: np.ndarray, cap: int) -> np.ndarray:
+    """The rows (``rows``, keyed by ``keys``) of buckets over ``cap`` holding a changed row, where the
+    changed rows took the bucket over the cap or one of them is its first row: a full run links
+    such a bucket's rows to its first row only, so their kept pairs must be searched again."""
+    from .dedup_spec import member
+
+    mine = touching[rows]
+    if not mine.any():
+        return np.zeros(0, dtype=np.int64)
+    sel = member(keys, np.unique(keys[mine]))
+    k, r, t = keys[sel], rows[sel], mine[sel]
+    order = np.lexsort((r, k))  # by key, then row: a bucket's first row is its smallest
+    k, r, t = k[order], r[order], t[order]
+    start = np.r_[True, k[1:] != k[:-1]]
+    group = np.cumsum(start) - 1
+    size = np.bincount(group)
+    clean = np.bincount(group, weights=~t)
+    star = (size > cap) & ((clean <= cap) | t[start])
+    return r[star[group]]
+
+
+def over_cap(inp, titles, a, plan: Plan) -> np.ndarray:  # inp: dedup_inputs.Inputs, titles: near.LSHIndex
+    """``plan.touching`` and the rows of buckets (exact keys, pHash bands, title bands) that changed
+    rows turned into stars (:func:`crossing`); the plan's kept pairs of those rows are dropped."""
+    touching, cap = plan.touching, a.dedup_bucket_cap
+    extra = []
+    for codes in (inp.blob, inp.title_key):
+        rows = np.flatnonzero(codes >= 0)
+        extra.append(crossing(codes[rows], rows, touching, cap))
+    rows = np.flatnonzero(inp.has_phash)
+    for j in range(a.dedup_phash_bands):
+        extra.append(crossing(near._band(inp.phash[rows], j, a.dedup_phash_bands)[0], rows, touching, cap))
+    keys = titles._keys[0] if len(titles._keys) == 1 else np.concatenate(titles._keys)
+    rows = np.flatnonzero(np.concatenate(titles._valid))
+    for j in range(keys.shape[1]):
+        extra.append(crossing(keys[rows, j], rows, touching, cap))
+    extra = np.concatenate(extra)
+    if not len(extra):
+        return touching
+    touching = touching.copy()
+    touching[extra] = True
+    kept = []
+    for left, right, d, rule in plan.kept:
+        keep = ~(touching[left] | touching[right])
+        plan.dropped += int((~keep).sum())
+        kept.append((left[keep], right[keep], d[keep], rule))
+    plan.kept, plan.touching = kept, touching
+    return touching
+
+
+def reach(touching: np.ndarray, edges: list) -> np.ndarray:
+    """``touching`` and the rows an edge joins to one of them."""
+    out = touching.copy()
+    for left, right, _, _ in edges:
+        out[left[touching[right]]] = True
+        out[right[touching[left]]] = True
+    return out

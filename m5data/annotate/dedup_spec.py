@@ -193,7 +193,7 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
 
     one, hashed = None, keyhash is None  # one: the only part's keys, made once
     if keyhash is not None and touching is not None:
-        from .dedup import _crossing
+        from .dedup_kept import crossing
 
         for part in range(parts):  # every row's keys first: which moved decides what is searched
             key, row = part_keys(part, True)
@@ -203,7 +203,7 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
             touching |= keyhash != prev_keyhash
         for part in range(parts):
             key, row = one if one is not None else part_keys(part, False)
-            touching[_crossing(key, row, touching, cap)] = True
+            touching[crossing(key, row, touching, cap)] = True
     for part in range(parts):
         key, row = one if one is not None else part_keys(part, not hashed)
         if touching is not None:  # the blocks holding a changed row, whole
