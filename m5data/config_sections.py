@@ -143,6 +143,7 @@ class AnnotateSettings:
     dedup_spec_veto: bool = True  # phash/minhash pairs are rejected when the brands or spec values disagree
     dedup_brand_property: str = "品牌"  # the spec property that names the brand
     dedup_bucket_cap: int = 200  # an index bucket with more rows links them to its first row only (not all pairs)
+    dedup_full_share: float = 0.2  # an incremental dedup groups every product again when more than this share changed
     dedup_matcher: str = "learned"  # rules | learned: learned adds wider candidates the trained matcher accepts (rules when no model)
     dedup_matcher_minhash_threshold: float = 0.3  # learned: title candidates of estimated shingle Jaccard >= this
     dedup_matcher_phash_threshold: int = 6  # learned: image candidates within this many pHash bits (of 64; above the rule's a second, costlier search)

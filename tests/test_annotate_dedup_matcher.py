@@ -7,6 +7,7 @@ from itertools import combinations
 
 import numpy as np
 import pytest
+from support.grow import copies
 from typer.testing import CliRunner
 
 from m5data.annotate.dedup import dedup, read_truth_products, score_groups
@@ -83,6 +84,19 @@ def test_learned_dedup_finds_more_true_pairs_keeps_the_rules_pairs_and_rules_is_
     assert float(re.search(r"pair recall\s*│\s*([0-9.]+)", result.output).group(1)) >= 0.97
     result = runner.invoke(app, ["--store", str(store_dir), "annotate", "dedup", "--matcher", "rules"])
     assert result.exit_code == 0 and re.search(r"matcher\s*│\s*rules\s", result.output), result.output
+
+    # incremental with the matcher (issue 38): a later write of copies is searched alone, the
+    # matcher scoring only candidates of the copies, and the groups are a full rebuild's
+    assert dedup(store, _settings(store_dir)).full == "settings or matcher changed"  # rules before
+    ids = sorted(r["product_id"] for r in store.read("dedup").to_pylist() if r["rule"] == "matcher")[:3]
+    new = copies(store, ids, "n")
+    inc = dedup(store, _settings(store_dir))
+    assert inc.full is None and inc.matcher == report.matcher and inc.searched == len(new)
+    incremental = _same_group_pairs(store)
+    assert all(any(n in p for p in incremental) for n in new)  # each copy is grouped (with its original)
+    dedup(store, _settings(store_dir), full=True)
+    assert _same_group_pairs(store) == incremental  # a copy is its original's nearest neighbour: the
+    # original's kept matcher pairs were scored again (one of them falls below the threshold here)
 
 
 def _report_shows_the_matcher(store, report, tmp_path):

@@ -32,7 +32,9 @@ distance); ``group_id`` is the smallest product_id of its group, so ids survive 
 products. The table is replaced whole at the end of a run (atomic): an interrupted run leaves the
 previous table, and a re-run computes the same rows.
 
-The spec rule's blocked search and its chance filter: :mod:`.dedup_spec`.
+The spec rule's blocked search and its chance filter: :mod:`.dedup_spec`. Between runs (what a run
+keeps, and an incremental run that searches only pairs of changed products): :func:`dedup`,
+:mod:`.dedup_kept`, :mod:`.dedup_index`.
 """
 
 from __future__ import annotations
@@ -52,12 +54,13 @@ import pyarrow as pa
 from .. import config as cfg
 from ..scoring import PairRates
 from ..storage import StageStats, changes, record_run
-from . import dedup_inputs, dedup_learned, near
+from . import dedup_index, dedup_inputs, dedup_kept, dedup_learned, near
 from .dedup_inputs import Inputs
 from .dedup_spec import spec_rule
 
 Progress = Callable[[str, int, int], None]
 RULES = ("exact_image", "exact_title", "phash", "minhash", "spec", "matcher")  # strongest first
+VETOED = "spec_chance"  # kept, not accepted: spec pairs likely by chance, which a later run tests again
 STAGE = "dedup"  # its state: derived/state/dedup.json (storage/changes.py)
 READS = ("products", "media", "specs")  # the tables dedup's groups are made of
 KEPT = ("n_products", "n_groups", "n_grouped", "pairs", "vetoed", "candidates", "capped", "matcher", "n_groups_rules")
@@ -81,6 +84,8 @@ def check_settings(s: cfg.Settings) -> None:
             raise cfg.ConfigError(f"config annotate.{key} must be in (0, 1], got {v!r}")
     if not a.dedup_spec_chance >= 0.0:
         raise cfg.ConfigError(f"config annotate.dedup_spec_chance must be >= 0, got {a.dedup_spec_chance!r}")
+    if not 0.0 <= a.dedup_full_share <= 1.0:
+        raise cfg.ConfigError(f"config annotate.dedup_full_share must be in [0, 1], got {a.dedup_full_share!r}")
     if a.dedup_spec_min_shared < 1:
         raise cfg.ConfigError(f"config annotate.dedup_spec_min_shared must be >= 1, got {a.dedup_spec_min_shared!r}")
     if bad := dedup_learned.check_settings(a):
@@ -102,6 +107,8 @@ class DedupReport:
     seconds: Counter = field(default_factory=Counter)  # step -> wall seconds (title MinHash counted in minhash)
     cpu_seconds: Counter = field(default_factory=Counter)  # step -> CPU seconds of this process, likewise
     matcher: str = "rules"  # rules, "learned <model version>", or "rules (<why no matcher>)"
+    full: str | None = None  # why every product was grouped again (None: only pairs of changed products were searched)
+    searched: int = 0  # products whose pairs this run searched (all of them in a full run)
     n_groups_rules: int = 0  # groups of 2+ from the rules' pairs alone (the matcher's pairs join more)
     table: pa.Table | None = None  # the rows written
 
@@ -183,7 +190,13 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
 
     Unless ``full``, a run when no ``products``, ``media`` or ``specs`` row was written since the last
     complete one, with the same ``annotate`` settings and matcher, does nothing: its groups stand
-    (``details["unchanged"]``). Otherwise every product is grouped again (not yet incremental).
+    (``details["unchanged"]``). Otherwise, after a complete run with the same settings and matcher,
+    it is incremental: the *changed* products are those with such a row written since (at most
+    ``annotate.dedup_full_share`` of them), every rule (and the learned matcher's candidates)
+    searches only for pairs with a changed product as an end, against every product, the pairs the
+    last run kept (:mod:`.dedup_kept`) stand unless one of their products changed or is gone, and
+    the groups are the connected components of both. Anything else groups every product again
+    (``report.full`` says why).
 
     Args:
         store: the store (reads products, media, specs; writes dedup and runs).
@@ -196,10 +209,24 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     learned = dedup_learned.choose(store, settings)
     marks = changes.watermarks(store, READS)  # before reading: a later write is seen next time
     state = changes.load_state(store, STAGE)
-    inputs = changes.fingerprint(cfg.as_dict(settings)["annotate"], learned.note)
+    decides = {k: v for k, v in cfg.as_dict(settings)["annotate"].items() if k != "dedup_full_share"}  # when, not what
+    inputs = changes.fingerprint(decides, learned.note, dedup_kept.FORMAT)
     if not full and changes.unchanged_since(state, marks, inputs) and store.count("dedup"):
         return _unchanged(store, state)
-    counts = changes.product_changes(store, state)
+    changed, kept_inputs, con, why = None, None, None, "full run asked" if full else "no earlier complete run"
+    if not full and state is not None:
+        if state.get("inputs") != inputs:
+            why = "settings or matcher changed"
+        else:  # the products to search again, and what the last run read (when they are few)
+            con = store.connect(need=READS, only=READS)  # one connection for the changes and the read
+            changed, changed_products = dedup_kept.changed_ids(store, state["watermarks"], con)
+            total = int(con.sql("SELECT count(*) FROM products").fetchall()[0][0])
+            counts = changes.changed_counts(changed_products, total)
+            if len(changed) <= a.dedup_full_share * total:
+                kept_inputs = dedup_index.load(store, state.get("inputs_file"))
+            why = ""
+    if changed is None:
+        counts = changes.product_changes(store, state)
     stats = StageStats("dedup")
     report = DedupReport(stats)
     steps = ["read", "exact", "phash", "minhash", "spec", "matcher", "groups", "write"]
@@ -228,20 +255,40 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
             clocks["minhash"] += spent  # the title rule's work, done while reading: counted as its own
             clocks["read"] -= spent
 
-    inp = read_inputs(store, brand, index_titles)
+    inp = None
+    if kept_inputs is not None:  # the kept arrays, and only the changed products read from the store
+        inp = dedup_index.read_incremental(store, kept_inputs, brand, changed, titles, learned.wide, a.dedup_shingle,
+                                           _norm_value, noisy_value, brand_spellings, con)
+        kept_inputs = None
+    if con is not None:
+        con.close()
+    if inp is None:
+        inp = read_inputs(store, brand, index_titles)
     n = len(inp)
     report.n_products = stats.n_in = n
+    plan, report.full = (None, why) if changed is None else dedup_kept.plan(store, state, inp.ids, changed, RULES + (VETOED,),
+                                                                            a.dedup_full_share)
+    touching = plan.touching if plan is not None else None  # None: every pair is searched
+    if touching is not None:  # a bucket a changed row takes over the cap (or heads) turns into a star
+        touching = dedup_kept.over_cap(inp, titles, a, plan)
+    report.full = report.full or None
+    report.searched = n if plan is None else int(touching.sum())
     step("read")
     edges: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []  # left, right, distance, rule
+    vetoed = None
+    if plan is not None:
+        vetoed = next(((e[0], e[1]) for e in plan.kept if e[3] == VETOED), None)
+        plan.kept = [e for e in plan.kept if e[3] != VETOED]
+        edges += plan.kept
 
     # exact rules: equal key codes, pairs off the sorted runs
-    _exact(report, edges, inp.blob, a.dedup_bucket_cap, "exact_image")
-    _exact(report, edges, inp.title_key, a.dedup_bucket_cap, "exact_title")  # -1: unknown merchant, empty title
+    _exact(report, edges, inp.blob, a.dedup_bucket_cap, "exact_image", touching)
+    _exact(report, edges, inp.title_key, a.dedup_bucket_cap, "exact_title", touching)  # -1: unknown merchant, empty title
     step("exact")
 
     capped = [0]
     left, right, dist = near.phash_pairs(inp.phash, a.dedup_phash_threshold, a.dedup_phash_bands, inp.has_phash,
-                                         a.dedup_bucket_cap, capped)
+                                         a.dedup_bucket_cap, capped, touching)
     report.candidates["phash"] = len(left)
     report.capped["phash"] = capped[0]
     learned.phash = (left, right, dist) if learned.model is not None else None
@@ -249,18 +296,33 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     step("phash")
 
     capped = [0]
-    left, right, jac = titles.pairs(a.dedup_bucket_cap, capped)
-    titles = None  # the MinHash bands are not needed past here: free them before the spec rule
+    left, right, jac = titles.pairs(a.dedup_bucket_cap, capped, touching=touching)
+    kept_titles, titles = titles, None  # its band keys and signatures are kept for the next run (saved below)
     report.candidates["minhash"] = len(left)
     report.capped["minhash"] = capped[0]
     edges.append(_veto(report, inp, a, left, right, 1.0 - jac, "minhash"))
     step("minhash")
 
-    edges.append(spec_rule(report, inp, a))
+    n_kept = len(plan.kept) if plan is not None else 0
+    k_spec = next((i for i, e in enumerate(edges[:n_kept]) if e[3] == "spec"), None)  # the kept spec pairs
+    edges.append(spec_rule(report, inp, a, touching, None if k_spec is None else edges[k_spec][:2], vetoed))
+    if k_spec is not None:  # kept spec pairs of rows whose block keys moved, or now likely by chance, go
+        left, right, d, rule = edges[k_spec]
+        ok = inp.spec_kept_ok
+        edges[k_spec] = (left[ok], right[ok], d[ok], rule)
+        plan.dropped += int((~ok).sum())
+    inputs_file = dedup_index.save(store, inp, brand, kept_titles, learned.wide, stats.run_id)  # for the next run
+    kept_titles = None
     step("spec")
 
     if learned.model is not None:
-        edges.append(dedup_learned.learned_pairs(report, inp, a, store, learned, edges))
+        rules = [e for e in edges if e[3] != "matcher"]  # the kept matcher pairs are not the rules'
+        scored = touching
+        if touching is not None:  # a changed product moves its partners' nearest-neighbour features:
+            scored = dedup_kept.reach(touching, edges)  # their kept matcher pairs are scored again
+            edges = rules + [(lo[keep], hi[keep], d[keep], r) for lo, hi, d, r in edges if r == "matcher"
+                             for keep in [~(scored[lo] | scored[hi])]]
+        edges.append(dedup_learned.learned_pairs(report, inp, a, store, learned, rules, scored))
     step("matcher")
 
     table = _groups(inp, edges, report)
@@ -277,15 +339,24 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     step("groups")
     report.table = table
     store.replace("dedup", table)
+    unlikely = inp.spec_vetoed  # kept too, to be tested for chance again
+    kept_file = dedup_kept.save_edges(store, inp.ids, edges + [(*unlikely, np.ones(len(unlikely[0])), VETOED)])
     stats.n_out = n - stats.n_failed
     step("write")
+    incremental = {"full": report.full} if plan is None else {
+        "searched": report.searched, "spec_searched": int(inp.spec_touching.sum()),
+        "kept_pairs": sum(len(e[0]) for e in edges[:n_kept]), "dropped_pairs": plan.dropped,
+        "removed": plan.removed}
     record_run(store, stats.finish(), {**cfg.as_dict(settings), "dedup_run": {
         "pairs": dict(report.pairs), "vetoed": dict(report.vetoed), "candidates": dict(report.candidates),
         "capped": dict(report.capped), "groups": report.n_groups,
-        "groups_rules": report.n_groups_rules, "matcher": report.matcher}})
+        "groups_rules": report.n_groups_rules, "matcher": report.matcher, **incremental}})
     stats.details["changes"] = counts
+    stats.details.update(incremental)
     kept = {k: dict(v) if isinstance(v, Counter) else v for k, v in ((k, getattr(report, k)) for k in KEPT)}
-    changes.save_state(store, STAGE, marks, inputs, report=kept, n_out=stats.n_out)  # last: a killed run leaves the previous state
+    changes.save_state(store, STAGE, marks, inputs, report=kept, n_out=stats.n_out,
+                       edges=kept_file, inputs_file=inputs_file)  # last: a killed run leaves the previous state and the file it names
+    dedup_kept.prune(store, (kept_file, inputs_file))  # the last run's files, now named by no state
     return report
 
 
@@ -301,10 +372,18 @@ def _unchanged(store, state: dict) -> DedupReport:
     return report
 
 
-def _exact(report: DedupReport, edges: list, codes: np.ndarray, cap: int, rule: str) -> None:
+def _exact(report: DedupReport, edges: list, codes: np.ndarray, cap: int, rule: str,
+           touching: np.ndarray | None = None) -> None:
+    """Pairs of rows of one key code (>= 0); with ``touching``, those with a changed row as an end
+    (read off the whole runs of the changed rows' codes, so the cap acts as on every row)."""
     idx = np.flatnonzero(codes >= 0)
+    if touching is not None:
+        idx = idx[np.isin(codes[idx], codes[idx[touching[idx]]])]
     capped = [0]
     left, right = near.unpack(near.pairs_in_runs(codes[idx], idx, cap, capped))
+    if touching is not None:
+        mine = touching[left] | touching[right]
+        left, right = left[mine], right[mine]
     report.capped[rule] = capped[0]
     edges.append((left, right, np.zeros(len(left)), rule))
 

@@ -26,9 +26,20 @@ _PRODUCTS = """
     FROM products p
     LEFT JOIN (SELECT product_id, sha256, phash,
                       row_number() OVER (PARTITION BY product_id ORDER BY position, media_id) AS k
-               FROM media WHERE kind = 'image' AND role = 'main' AND status = 'ok') m
+               FROM media WHERE kind = 'image' AND role = 'main' AND status = 'ok' {only}) m
       ON m.product_id = p.product_id AND m.k = 1
+    {where}
     ORDER BY p.product_id"""
+ONLY = "dedup_only"  # a registered table of the product ids to read (an incremental run's changed ones)
+
+
+def _only(con, only: pa.Array | None, column: str = "product_id") -> tuple[str, str]:
+    """``(AND ..., WHERE ...)`` clauses that keep the rows of products ``only`` (none: every product)."""
+    if only is None:
+        return "", ""
+    con.register(ONLY, pa.table({"product_id": only}))
+    clause = f"{column} IN (SELECT product_id FROM {ONLY})"
+    return f"AND {clause}", f"WHERE p.{clause}"
 
 
 @dataclass
@@ -44,6 +55,13 @@ class Inputs:
     phash_given: np.ndarray  # bool: a pHash string at all (its absence is a reason)
     n_spec_rows: np.ndarray  # int64: spec rows with a property and value, noisy ones included
     specs: Specs | None = None
+    sha: pa.Array | None = None  # the main image's sha256 (null: none): what ``blob`` codes
+    title_text: pa.Array | None = None  # merchant + normalised title (null: -1): what ``title_key`` codes
+    spec_keyhash: np.ndarray | None = None  # uint64 per row: its spec block keys, summed (set by the spec rule)
+    spec_keyhash_prev: np.ndarray | None = None  # ... as the last run kept them (0: a row it did not have)
+    spec_touching: np.ndarray | None = None  # rows the spec rule searched in an incremental run
+    spec_kept_ok: np.ndarray | None = None  # which kept spec pairs passed the chance test again
+    spec_vetoed: tuple | None = None  # (left, right): spec pairs likely by chance (re-tested by the next run)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -60,6 +78,7 @@ class Specs:
     brand_key: int  # the brand property's code; -1 when no row names it
     brand_offsets: np.ndarray  # int64, n + 1: each row's brand spellings ...
     brands: np.ndarray  # int32 ... as sorted codes (see dedup.brand_spellings)
+    names: tuple = ((), (), ())  # the names of the property, value and spelling codes (code = rank: sorted)
 
 
 def _codes(chunks: list[pa.Array]) -> np.ndarray:
@@ -69,9 +88,11 @@ def _codes(chunks: list[pa.Array]) -> np.ndarray:
     return pc.fill_null(codes, -1).to_numpy().astype(np.int64)
 
 
-def read_products(con, on_titles: Callable[[list[str]], None] | None = None) -> Inputs:
-    """Products and their main image, in batches of :data:`BATCH`; ``on_titles(normalised titles)`` per batch."""
-    rel = con.sql(_PRODUCTS)
+def read_products(con, on_titles: Callable[[list[str]], None] | None = None, only: pa.Array | None = None) -> Inputs:
+    """Products and their main image, in batches of :data:`BATCH`; ``on_titles(normalised titles)`` per
+    batch; ``only``: just these products."""
+    and_, where = _only(con, only)
+    rel = con.sql(_PRODUCTS.format(only=and_, where=where))
     reader = rel.to_arrow_reader(BATCH) if hasattr(rel, "to_arrow_reader") else rel.fetch_record_batch(BATCH)
     ids, shas, title_keys = [], [], []
     phash, has_phash, given, has_title = [], [], [], []
@@ -93,21 +114,41 @@ def read_products(con, on_titles: Callable[[list[str]], None] | None = None) -> 
     cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dtype=dt))
     return Inputs(ids=pa.chunked_array(ids, type=pa.string()).combine_chunks(), blob=_codes(shas),
                   title_key=_codes(title_keys), has_title=cat(has_title, bool), phash=cat(phash, np.uint64),
-                  has_phash=cat(has_phash, bool), phash_given=cat(given, bool), n_spec_rows=np.zeros(0, np.int64))
+                  has_phash=cat(has_phash, bool), phash_given=cat(given, bool), n_spec_rows=np.zeros(0, np.int64),
+                  sha=pa.chunked_array(shas, type=pa.string()).combine_chunks(),
+                  title_text=pa.chunked_array(title_keys, type=pa.string()).combine_chunks())
+
+
+def ranks(names: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Each name's rank in sorted order (a code that does not depend on which names came first) and the sorted names."""
+    order = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), dtype=np.int32)
+    rank[order] = np.arange(len(names), dtype=np.int32)
+    return rank, [names[i] for i in order]
 
 
 def read_specs(con, n: int, brand: str, norm: Callable[[str], str], noisy: Callable[[str], bool],
-               spellings: Callable[[str], set[str]]) -> tuple[Specs, np.ndarray]:
+               spellings: Callable[[str], set[str]], only: pa.Array | None = None) -> tuple[Specs, np.ndarray]:
     """Comparable spec values of the ``n`` products (as :func:`read_products` numbered them) and each
     product's count of spec rows with a property and value.
 
     ``norm`` normalises a property or value; values of other properties than ``brand`` for which
-    ``noisy`` holds are dropped; ``spellings`` gives a normalised brand's spellings.
+    ``noisy`` holds are dropped; ``spellings`` gives a normalised brand's spellings; ``only``: just
+    these products (the ``n`` of them, sorted). Codes are ranks of the normalised names (:func:`ranks`).
     """
-    # sorted, so the codes (and the rarest-entry keys' ties broken by code) are the same in every run:
-    # DuckDB's DISTINCT returns its groups in an order that varies with its threads
-    props = con.sql("SELECT DISTINCT property FROM specs WHERE property IS NOT NULL ORDER BY property").fetchnumpy()["property"]
-    vals = con.sql("SELECT DISTINCT value FROM specs WHERE value IS NOT NULL ORDER BY value").fetchnumpy()["value"]
+    rows = None
+    if only is None:
+        # sorted, so the codes (and the rarest-entry keys' ties broken by code) are the same in every run:
+        # DuckDB's DISTINCT returns its groups in an order that varies with its threads
+        props = con.sql("SELECT DISTINCT property FROM specs WHERE property IS NOT NULL ORDER BY property"
+                        ).fetchnumpy()["property"]
+        vals = con.sql("SELECT DISTINCT value FROM specs WHERE value IS NOT NULL ORDER BY value").fetchnumpy()["value"]
+    else:  # a few products: their rows in one filtered scan, the rest in Arrow
+        and_, _ = _only(con, only)
+        rows = con.sql("SELECT product_id, property, value FROM specs "
+                       f"WHERE property IS NOT NULL AND value IS NOT NULL {and_}").to_arrow_table()
+        props = pc.unique(rows.column("property")).to_numpy(zero_copy_only=False)
+        vals = pc.unique(rows.column("value")).to_numpy(zero_copy_only=False)
     key_names: dict[str, int] = {}
     pk = [key_names.setdefault(k, len(key_names)) if (k := norm(p)) else -1 for p in props.tolist()]
     value_names: dict[str, int] = {}
@@ -116,23 +157,36 @@ def read_specs(con, n: int, brand: str, norm: Callable[[str], str], noisy: Calla
         nv = norm(v)
         vk.append(value_names.setdefault(nv, len(value_names)) if nv else -1)
         vnoisy.append(bool(nv) and noisy(v))
-    con.register("dedup_props", pa.table({"property": pa.array(props.tolist(), pa.string()),
-                                          "k": pa.array(pk, pa.int32())}))
-    con.register("dedup_values", pa.table({"value": pa.array(vals.tolist(), pa.string()),
-                                           "v": pa.array(vk, pa.int32()), "noisy": pa.array(vnoisy, pa.bool_())}))
-    t = con.sql("""
-        SELECT p.idx, dp.k, dv.v, dv.noisy
-        FROM specs s
-        JOIN (SELECT product_id, row_number() OVER (ORDER BY product_id) - 1 AS idx FROM products) p
-          ON p.product_id = s.product_id
-        JOIN dedup_props dp ON dp.property = s.property
-        JOIN dedup_values dv ON dv.value = s.value
-        WHERE dp.k >= 0 AND dv.v >= 0""").fetchnumpy()
+    key_rank, key_list = ranks(list(key_names))
+    value_rank, value_list = ranks(list(value_names))
+    pk = [int(key_rank[c]) if c >= 0 else -1 for c in pk]
+    vk = [int(value_rank[c]) if c >= 0 else -1 for c in vk]
+    if rows is not None:
+        at_k = pc.index_in(rows.column("property"), value_set=pa.array(props.tolist(), pa.string())).to_numpy()
+        at_v = pc.index_in(rows.column("value"), value_set=pa.array(vals.tolist(), pa.string())).to_numpy()
+        k_all = np.asarray(pk, dtype=np.int32)[at_k]
+        v_all = np.asarray(vk, dtype=np.int32)[at_v]
+        ok = (k_all >= 0) & (v_all >= 0)
+        t = {"idx": pc.index_in(rows.column("product_id"), value_set=only).to_numpy()[ok], "k": k_all[ok],
+             "v": v_all[ok], "noisy": np.asarray(vnoisy, dtype=bool)[at_v][ok]}
+    else:
+        con.register("dedup_props", pa.table({"property": pa.array(props.tolist(), pa.string()),
+                                              "k": pa.array(pk, pa.int32())}))
+        con.register("dedup_values", pa.table({"value": pa.array(vals.tolist(), pa.string()),
+                                               "v": pa.array(vk, pa.int32()), "noisy": pa.array(vnoisy, pa.bool_())}))
+        t = con.sql("""
+            SELECT p.idx, dp.k, dv.v, dv.noisy
+            FROM specs s
+            JOIN (SELECT product_id, row_number() OVER (ORDER BY product_id) - 1 AS idx FROM products) p
+              ON p.product_id = s.product_id
+            JOIN dedup_props dp ON dp.property = s.property
+            JOIN dedup_values dv ON dv.value = s.value
+            WHERE dp.k >= 0 AND dv.v >= 0""").fetchnumpy()
     idx = np.asarray(t["idx"], dtype=np.int64)
     k = np.asarray(t["k"], dtype=np.int32)
     v = np.asarray(t["v"], dtype=np.int32)
     n_rows = np.bincount(idx, minlength=n).astype(np.int64)
-    brand_key = key_names.get(brand, -1)
+    brand_key = int(key_rank[key_names[brand]]) if brand in key_names else -1
     keep = (k == brand_key) | ~np.asarray(t["noisy"], dtype=bool)  # every brand value; no noisy value of others
     idx, k, v = idx[keep], k[keep], v[keep]
     order = np.lexsort((v, k, idx))
@@ -141,7 +195,6 @@ def read_specs(con, n: int, brand: str, norm: Callable[[str], str], noisy: Calla
     idx, k, v = idx[first], k[first], v[first]
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(idx, minlength=n), out=offsets[1:])
-    value_list = list(value_names)
     # brand spellings: codes per distinct brand value, then per product
     is_brand = k == brand_key
     b_idx, b_val = idx[is_brand], v[is_brand]
@@ -150,15 +203,16 @@ def read_specs(con, n: int, brand: str, norm: Callable[[str], str], noisy: Calla
                  for val in np.unique(b_val).tolist()}
     counts = np.array([len(per_value[x]) for x in b_val.tolist()], dtype=np.int64)
     sp_idx = np.repeat(b_idx, counts)
-    sp = np.array([c for x in b_val.tolist() for c in per_value[x]], dtype=np.int32)
+    spelling_rank, spelling_list = ranks(list(spelling_names))
+    sp = np.array([spelling_rank[c] for x in b_val.tolist() for c in per_value[x]], dtype=np.int32)
     order = np.lexsort((sp, sp_idx))
     sp_idx, sp = sp_idx[order], sp[order]
     first = np.r_[True, (sp_idx[1:] != sp_idx[:-1]) | (sp[1:] != sp[:-1])] if len(sp) else np.zeros(0, bool)
     sp_idx, sp = sp_idx[first], sp[first]
     brand_offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(sp_idx, minlength=n), out=brand_offsets[1:])
-    return Specs(offsets=offsets, keys=k, values=v, brand_key=brand_key,
-                 brand_offsets=brand_offsets, brands=sp), n_rows
+    return Specs(offsets=offsets, keys=k, values=v, brand_key=brand_key, brand_offsets=brand_offsets, brands=sp,
+                 names=(key_list, value_list, spelling_list)), n_rows
 
 
 def agreement(specs: Specs, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

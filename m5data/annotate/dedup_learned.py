@@ -79,24 +79,24 @@ def choose(store, settings) -> Learned:
     return Learned(model, f"learned {model.version}", near.LSHIndex(a.dedup_matcher_minhash_threshold, a.dedup_num_perm))
 
 
-def candidates(inp: Inputs, a, learned: Learned, known: np.ndarray, group: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+def candidates(inp: Inputs, a, learned: Learned, known: np.ndarray, group: np.ndarray | None = None,
+               touching: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The wide candidate pairs (``left < right``) not among ``known`` (packed pairs the rules accepted)
     nor, given the rules' ``group`` of each row, inside one group; of each source, a product's
-    ``dedup_matcher_per_product`` most similar (:func:`best_per_product`)."""
+    ``dedup_matcher_per_product`` most similar (:func:`best_per_product`). ``touching`` (a bool mask
+    of rows, an incremental run's changed ones): only candidates with one of them as an end."""
     cap = a.dedup_bucket_cap
-    t_left, t_right, _ = learned.wide.pairs(cap)
+    t_left, t_right, _ = learned.wide.pairs(cap, touching=touching)
     t = a.dedup_matcher_phash_threshold
     if learned.phash is not None and t <= a.dedup_phash_threshold:  # the rule's own candidates: no second search
         p_left, p_right, bits = learned.phash
         p_left, p_right = p_left[bits <= t], p_right[bits <= t]
     else:
-        p_left, p_right, _ = near.phash_pairs(inp.phash, t, max(a.dedup_phash_bands, -(-t // 2)), inp.has_phash, cap)
+        p_left, p_right, _ = near.phash_pairs(inp.phash, t, max(a.dedup_phash_bands, -(-t // 2)), inp.has_phash, cap,
+                                              touching=touching)
     sp = inp.specs
-    _, which, listed = np.unique((sp.keys.astype(np.uint64) << np.uint64(32)) | sp.values.astype(np.uint64),
-                                 return_inverse=True, return_counts=True)
-    s_left, s_right, _ = spec_blocks(sp, listed[which].astype(np.int64), 1, cap, 1, a.dedup_matcher_spec_agreement,
-                                     a.dedup_matcher_spec_jaccard)
+    s_left, s_right, _ = spec_blocks(sp, None, 1, cap, 1, a.dedup_matcher_spec_agreement,  # None: counted there
+                                     a.dedup_matcher_spec_jaccard, touching)
     k = a.dedup_matcher_per_product
 
     def open_(x, y):  # not yet decided: not a rule's pair, not already in one group of the rules
@@ -203,7 +203,8 @@ def components(n: int, edges: list) -> np.ndarray:
     return connected_components(coo_matrix((np.ones(len(left), np.int8), (left, right)), shape=(n, n)), directed=False)[1]
 
 
-def learned_pairs(report, inp: Inputs, a, store, learned: Learned, edges: list) -> tuple:
+def learned_pairs(report, inp: Inputs, a, store, learned: Learned, edges: list,
+                  touching: np.ndarray | None = None) -> tuple:
     """The candidates the matcher accepts, as dedup's ``matcher`` edges (distance ``1 - score``).
 
     A candidate whose products the rules already put in one group is not scored: it could change no
@@ -212,7 +213,7 @@ def learned_pairs(report, inp: Inputs, a, store, learned: Learned, edges: list) 
                                      or [np.zeros(0, np.uint64)]))
     group = components(len(inp), edges)
     report.n_groups_rules = int((np.bincount(group) >= 2).sum())
-    left, right = candidates(inp, a, learned, known, group)
+    left, right = candidates(inp, a, learned, known, group, touching)
     learned.wide = learned.phash = None
     apart = group[left] != group[right]
     report.candidates["matcher"] = int(apart.sum())

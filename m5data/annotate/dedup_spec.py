@@ -10,6 +10,8 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import dedup_inputs, near
 from .dedup_inputs import Inputs
@@ -24,7 +26,8 @@ SPEC_KEYS_PER_PART = 16_000_000  # spec block keys held at once (16 bytes each):
 SPEC_PAIRS_PER_PASS = 1 << 20  # passing spec pairs one compiled pass may write (8 bytes each)
 
 
-def spec_rule(report: DedupReport, inp: Inputs, a):
+def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None = None, kept: tuple | None = None,
+              vetoed: tuple | None = None):
     """Pairs of the same brand agreeing on enough shared properties, with ``property=value`` sets of
     Jaccard >= ``dedup_spec_lsh_threshold``.
 
@@ -39,39 +42,136 @@ def spec_rule(report: DedupReport, inp: Inputs, a):
     of the key space, and each block's pairs are checked as they are made
     (:func:`spec_jit.spec_block_pairs`): memory holds one part's keys and the pairs that passed,
     never the candidates (230M of them in a 1M-product scale world).
+
+    ``touching`` (a bool mask of rows, an incremental run's changed ones): only the pairs with one of
+    them as an end (:func:`spec_blocks`); the chance test still counts the whole catalogue, but
+    only what those pairs look up (the entries of their rows, the rows of their brands).
+
+    Each row's block keys are summed into ``inp.spec_keyhash`` (kept for the next run). In an
+    incremental run (``inp.spec_keyhash_prev``: the last run's, 0 for rows it did not have) the rows
+    whose keys moved with the catalogue's value frequencies are searched as changed ones too, and so
+    are the rows of blocks that changed rows take over the cap (:func:`spec_blocks`); ``kept`` (the
+    last run's spec pairs, ``(left, right)``) and ``vetoed`` (its pairs likely by chance) of rows not
+    searched again are tested for chance again with the new pairs (the counts move with every new
+    product of their brand). Afterwards ``inp.spec_touching`` holds the rows searched,
+    ``inp.spec_kept_ok`` which kept pairs stand, and ``inp.spec_vetoed`` the pairs now likely by
+    chance (kept for the next run); the pairs returned are the new ones and the kept likely ones
+    that no longer are.
     """
     sp = inp.specs
     need = max(1, min(2, math.ceil(a.dedup_spec_min_agreement * a.dedup_spec_min_shared - 1e-9)))
     # each (property, value) entry's code and the products listing it: the rarest-entry keys and the
     # chance of an agreement both read these counts
-    entries, which, listed = np.unique((sp.keys.astype(np.uint64) << np.uint64(32)) | sp.values.astype(np.uint64),
-                                       return_inverse=True, return_counts=True)
-    listed = listed.astype(np.int64)
-    left, right, counts = spec_blocks(sp, listed[which], need, a.dedup_bucket_cap, a.dedup_spec_min_shared,
-                                      a.dedup_spec_min_agreement, a.dedup_spec_lsh_threshold)
-    del which
+    freq = None
+    if touching is None:
+        entries, which, listed = np.unique(entry_codes(sp), return_inverse=True, return_counts=True)
+        listed = listed.astype(np.int64)
+        freq = listed[which]
+        del which
+    inp.spec_keyhash = np.zeros(len(sp.offsets) - 1, dtype=np.uint64)
+    if touching is not None:
+        touching = touching.copy()  # grows by the rows whose keys moved and of blocks gone over the cap
+    left, right, counts = spec_blocks(sp, freq, need, a.dedup_bucket_cap, a.dedup_spec_min_shared,
+                                      a.dedup_spec_min_agreement, a.dedup_spec_lsh_threshold, touching,
+                                      inp.spec_keyhash, getattr(inp, "spec_keyhash_prev", None))
     report.candidates["spec"] = int(counts[0])
     report.capped["spec"] = int(counts[1])
-    chance = _spec_chance(sp, left, right, entries, listed)
+    n_new, n_kept = len(left), 0
+    stand = np.zeros(0, dtype=bool)
+    if touching is not None:  # the catalogue's counts of the entries the pairs' rows list
+        inp.spec_touching = touching
+        # the kept pairs (accepted or likely by chance last time) of rows not searched again: their
+        # chance moves with the catalogue's counts, so they are tested again with the new ones
+        again = [np.zeros(0, np.int64)] * 2
+        for pairs in (kept, vetoed):
+            if pairs is not None:
+                stand = np.r_[stand, ~(touching[pairs[0]] | touching[pairs[1]])]
+                again = [np.r_[again[0], pairs[0]], np.r_[again[1], pairs[1]]]
+        n_kept = len(kept[0]) if kept is not None else 0
+        left, right = np.r_[left, again[0][stand]], np.r_[right, again[1][stand]]
+        rows = np.zeros(len(sp.offsets) - 1, dtype=bool)
+        rows[left] = rows[right] = True
+        entry = entry_codes(sp)
+        entries = np.unique(entry[rows[row_numbers(sp.offsets)]])
+        listed = listing(entry, entries)
+    chance = _spec_chance(sp, left, right, entries, listed, touching is not None)
     likely = chance > a.dedup_spec_chance + 1e-12
-    report.vetoed["spec"] += int(likely.sum())
-    left, right = left[~likely], right[~likely]
+    if touching is not None:
+        ok = np.zeros(len(stand), dtype=bool)
+        ok[np.flatnonzero(stand)] = ~likely[n_new:]
+        inp.spec_kept_ok = ok[:n_kept]  # kept accepted pairs that stand
+        report.vetoed["spec"] += int(likely[:n_new].sum())
+        was_vetoed = np.r_[np.zeros(n_kept, dtype=bool), np.ones(len(stand) - n_kept, dtype=bool)][stand]
+        likely_again = likely[n_new:]
+        # pairs likely by chance now: the new ones, and the kept ones (accepted or not) that stand
+        inp.spec_vetoed = (np.r_[left[:n_new][likely[:n_new]], left[n_new:][likely_again]],
+                           np.r_[right[:n_new][likely[:n_new]], right[n_new:][likely_again]])
+        # accepted: the new pairs and the kept likely ones that are no longer (the kept accepted
+        # ones that stand are the caller's)
+        take = np.r_[~likely[:n_new], was_vetoed & ~likely_again]
+        left, right = left[take], right[take]
+    else:
+        report.vetoed["spec"] += int(likely.sum())
+        inp.spec_vetoed = (left[likely], right[likely])
+        left, right = left[~likely], right[~likely]
     same, shared, equal = dedup_inputs.agreement(sp, left, right)
     return left, right, 1.0 - equal / np.maximum(shared, 1), "spec"
 
 
-def spec_blocks(sp, freq: np.ndarray, need: int, cap: int, min_shared: int, min_agreement: float,
-                min_jaccard: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def entry_codes(sp) -> np.ndarray:
+    """Each spec row's ``property << 32 | value`` code."""
+    return (sp.keys.astype(np.uint64) << np.uint64(32)) | sp.values.astype(np.uint64)
+
+
+def row_numbers(offsets: np.ndarray) -> np.ndarray:
+    """The row of each entry of a CSR with ``offsets``."""
+    return np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+
+
+def listing(codes: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """How often each of the distinct ``wanted`` occurs in ``codes`` (a hash lookup, no sort of ``codes``)."""
+    if not len(wanted):
+        return np.zeros(0, dtype=np.int64)
+    at = pc.index_in(pa.array(codes), value_set=pa.array(wanted)).drop_null().to_numpy()
+    return np.bincount(at, minlength=len(wanted)).astype(np.int64)
+
+
+def member(codes: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """``np.isin(codes, wanted)`` by a hash lookup (no sort of ``codes``: an incremental run asks
+    millions of keys whether they are among a few changed rows' keys)."""
+    if not len(wanted):
+        return np.zeros(len(codes), dtype=bool)
+    return pc.is_in(pa.array(codes), value_set=pa.array(wanted)).to_numpy(zero_copy_only=False)
+
+
+def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: int, min_agreement: float,
+                min_jaccard: float, touching: np.ndarray | None = None, keyhash: np.ndarray | None = None,
+                prev_keyhash: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of rows sharing a block key (a brand spelling and ``need`` of their rarest entries) that
     have the same brand, ``min_shared`` shared properties agreeing on ``min_agreement`` of them and
     entry sets of Jaccard >= ``min_jaccard``: ``(left, right, [checks, capped])``, each pair once.
 
-    ``freq``: per spec row, the products listing its entry (the rarest entries make the keys). The
+    ``freq``: per spec row, the products listing its entry (the rarest entries make the keys; None:
+    counted here, for the rows it is needed for). The
     spec rule calls it with its own thresholds; the learned matcher (:mod:`.dedup_learned`) with
     looser ones, for candidates it then scores.
+
+    ``touching``: a bool mask of rows (an incremental dedup's changed ones): only the pairs with one
+    of them as an end, the same ones a search of every block finds: every row's keys are made (a
+    compiled pass), and only the blocks holding a changed row are sorted and read, whole (their caps
+    act as in the full search).
+
+    ``keyhash`` (when given) gets each row's block keys summed (mixed); with ``prev_keyhash`` (the
+    last run's) the rows whose keys differ join ``touching`` (changed in place), and so do the rows
+    of blocks over ``cap`` that touching rows took over it or head (a full run links them to the
+    first row only).
     """
     from . import spec_jit
 
+    if freq is None:
+        _, which, listed = np.unique(entry_codes(sp), return_inverse=True, return_counts=True)
+        freq = listed[which].astype(np.int64)
+        del which
     offsets, keys, values = _rarest_entries(sp, freq, SPEC_KEY_ENTRIES)
     args = (offsets, keys, values, sp.brand_offsets, sp.brands, sp.brand_key, need)
     empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
@@ -81,10 +181,35 @@ def spec_blocks(sp, freq: np.ndarray, need: int, cap: int, min_shared: int, min_
     buf = np.empty(SPEC_PAIRS_PER_PASS, dtype=np.uint64)
     check = (sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, min_shared,
              float(min_agreement), min_jaccard - 1e-12)
-    for part in range(parts):
+
+    def part_keys(part: int, hashed: bool) -> tuple[np.ndarray, np.ndarray]:
         n = total if parts == 1 else spec_jit.spec_block_keys(*args, part, parts, empty_key, empty_row)
         key, row = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.int64)
         spec_jit.spec_block_keys(*args, part, parts, key, row)
+        if hashed and len(row):  # a row's keys come together, rows in order
+            start = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+            keyhash[row[start]] += np.add.reduceat(near.fmix64(key), start)
+        return key, row
+
+    one, hashed = None, keyhash is None  # one: the only part's keys, made once
+    if keyhash is not None and touching is not None:
+        from .dedup_kept import crossing
+
+        for part in range(parts):  # every row's keys first: which moved decides what is searched
+            key, row = part_keys(part, True)
+            one = (key, row) if parts == 1 else None
+        hashed = True
+        if prev_keyhash is not None:
+            touching |= keyhash != prev_keyhash
+        for part in range(parts):
+            key, row = one if one is not None else part_keys(part, False)
+            touching[crossing(key, row, touching, cap)] = True
+    for part in range(parts):
+        key, row = one if one is not None else part_keys(part, not hashed)
+        if touching is not None:  # the blocks holding a changed row, whole
+            sel = member(key, np.unique(key[touching[row]]))
+            key, row = key[sel], row[sel]
+        n = len(key)
         order = np.argsort(key, kind="stable")
         key, row = key[order], row[order]
         del order
@@ -94,17 +219,24 @@ def spec_blocks(sp, freq: np.ndarray, need: int, cap: int, min_shared: int, min_
             if pos2 == pos:  # one capped block longer than the buffer
                 buf = np.empty(2 * len(buf), dtype=np.uint64)
                 continue
-            found.append(np.unique(buf[:m]))
+            packed = np.unique(buf[:m])
+            if touching is not None:
+                lo, hi = near.unpack(packed)
+                packed = packed[touching[lo] | touching[hi]]
+            found.append(packed)
             pos = pos2
         del key, row
     left, right = near.unpack(np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64))
     return left, right, counts
 
 
-def _spec_chance(sp, left: np.ndarray, right: np.ndarray, entries: np.ndarray, listed: np.ndarray) -> np.ndarray:
+def _spec_chance(sp, left: np.ndarray, right: np.ndarray, entries: np.ndarray, listed: np.ndarray,
+                 only_theirs: bool = False) -> np.ndarray:
     """Per pair, the rows of its brand expected to agree as much by chance (:func:`spec_jit.spec_chance`);
     ``entries`` (sorted ``property << 32 | value`` codes) and ``listed`` (rows listing each) are the
-    whole catalogue's counts.
+    whole catalogue's counts (``only_theirs``: of the entries the pairs' rows list, at least).
+    With ``only_theirs`` only the rows of the pairs' brand spellings are counted: the counts looked
+    up are the same, the work is theirs, not the catalogue's (an incremental run's few pairs).
 
     Counts rows per brand spelling and per ``(spelling, property, value)``: one key per row, spelling
     and non-brand entry, sorted and counted once (a pass over the specs, no per-product objects).
@@ -114,7 +246,16 @@ def _spec_chance(sp, left: np.ndarray, right: np.ndarray, entries: np.ndarray, l
     out = np.zeros(len(left))
     if not len(left):
         return out
-    args = (sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, 1)
+    offsets, keys, values = sp.offsets, sp.keys, sp.values
+    if only_theirs:  # the rows of the pairs' spellings: every row a looked-up count counts
+        spell = np.unique(np.concatenate([sp.brands[_ragged(sp.brand_offsets, x)] for x in (left, right)]))
+        mine = np.zeros(len(offsets) - 1, dtype=bool)
+        mine[row_numbers(sp.brand_offsets)[member(sp.brands.astype(np.int64), spell.astype(np.int64))]] = True
+        sel = mine[row_numbers(offsets)]
+        offsets = np.zeros(len(mine) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(row_numbers(sp.offsets)[sel], minlength=len(mine)), out=offsets[1:])
+        keys, values = sp.keys[sel], sp.values[sel]
+    args = (offsets, keys, values, sp.brand_offsets, sp.brands, sp.brand_key, 1)
     empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
     total = spec_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
     key, row = np.empty(total, dtype=np.uint64), np.empty(total, dtype=np.int64)
@@ -129,21 +270,24 @@ def _spec_chance(sp, left: np.ndarray, right: np.ndarray, entries: np.ndarray, l
     return out
 
 
+def _ragged(offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The positions of rows ``rows``' entries in a CSR with ``offsets``."""
+    from .key_runs import ragged_arange
+
+    cnt = offsets[rows + 1] - offsets[rows]
+    return np.repeat(offsets[rows], cnt) + ragged_arange(cnt)
+
+
 def _rarest_entries(sp, freq: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each product's ``keep`` rarest non-brand ``(property, value)`` entries (``freq``: products
-    listing each entry; fewest first, ties by code), in CSR form sorted by property then value."""
+    listing each entry; fewest first, ties by code), in CSR form sorted by property then value
+    (:func:`spec_jit.rarest_mask`: a row's entries are already in that order)."""
+    from . import spec_jit
+
+    chosen = np.empty(len(sp.keys), dtype=np.bool_)
+    spec_jit.rarest_mask(sp.offsets, sp.keys, sp.values, np.ascontiguousarray(freq, dtype=np.int64), sp.brand_key,
+                         keep, chosen)
     n = len(sp.offsets) - 1
-    row = np.repeat(np.arange(n, dtype=np.int64), np.diff(sp.offsets))
-    other = sp.keys != sp.brand_key
-    row, freq, k, v = row[other], freq[other], sp.keys[other], sp.values[other]
-    order = np.lexsort((v, k, freq, row))
-    row, k, v = row[order], k[order], v[order]
-    starts = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(row, minlength=n), out=starts[1:])
-    rank = np.arange(len(row)) - starts[row]
-    chosen = rank < keep
-    row, k, v = row[chosen], k[chosen], v[chosen]
-    order = np.lexsort((v, k, row))
     offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(row, minlength=n), out=offsets[1:])
-    return offsets, k[order], v[order]
+    np.cumsum(np.bincount(row_numbers(sp.offsets)[chosen], minlength=n), out=offsets[1:])
+    return offsets, sp.keys[chosen], sp.values[chosen]

@@ -225,7 +225,8 @@ class LSHIndex:
         return share
 
     def pairs(self, cap: int = 200, capped: list[int] | None = None,
-              blocks: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              blocks: tuple[np.ndarray, np.ndarray] | None = None,
+              touching: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pairs whose estimated Jaccard is ``>= threshold``: ``(left, right, jaccard)``, ``left < right``.
 
         Args:
@@ -233,6 +234,9 @@ class LSHIndex:
             blocks: ``(offsets, codes)``, each set's block codes in CSR form: only sets sharing a
                 block are paired (a set is banded once per block it is in: its band key mixed with
                 the block's code), so a common band of different blocks is never one bucket.
+            touching: a bool mask of sets (an incremental dedup's changed rows): only the pairs with
+                one of them as an end, read off the whole buckets they are in (so a bucket's cap
+                acts as in a search of every pair).
         """
         keys = self._keys[0] if len(self._keys) == 1 else np.concatenate(self._keys)
         self._keys = [keys]
@@ -247,7 +251,15 @@ class LSHIndex:
             mix = fmix64(codes[at].astype(np.uint64) + np.uint64(1))
         found = []
         for j in range(self.bands):  # verified band by band: memory holds the kept pairs, not all candidates
-            packed = pairs_in_runs(keys[idx, j] if mix is None else keys[idx, j] ^ mix, idx, cap, capped)
+            band = keys[idx, j] if mix is None else keys[idx, j] ^ mix
+            if touching is not None:  # only the buckets of changed rows, whole; then their pairs
+                mine = touching[idx]
+                sel = np.isin(band, band[mine])
+                packed = pairs_in_runs(band[sel], idx[sel], cap, capped)
+                left, right = unpack(packed)
+                packed = packed[touching[left] | touching[right]]
+            else:
+                packed = pairs_in_runs(band, idx, cap, capped)
             left, right = unpack(packed)
             found.append(packed[self.jaccard(left, right) >= self.threshold - 1e-12])
         packed = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
@@ -309,7 +321,8 @@ def _band(hashes: np.ndarray, j: int, bands: int) -> tuple[np.ndarray, int]:
 
 
 def phash_pairs(hashes: np.ndarray, threshold: int, bands: int = 4, valid: np.ndarray | None = None,
-                cap: int = 200, capped: list[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                cap: int = 200, capped: list[int] | None = None, touching: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of 64-bit hashes within Hamming distance ``threshold``, via a multi-index.
 
     Band ``j`` of two hashes within ``threshold`` differs in at most ``threshold // bands`` bits for
@@ -328,6 +341,9 @@ def phash_pairs(hashes: np.ndarray, threshold: int, bands: int = 4, valid: np.nd
             checks that row: thousands of near-identical photos (a placeholder) link as a star
             instead of all their pairs, and each row's work stays bounded.
         capped: when given, ``capped[0]`` grows by the candidate checks the cap skipped.
+        touching: a bool mask of rows (an incremental dedup's changed ones): only the pairs with one
+            of them as an end, probed from them alone into the index of every row
+            (:func:`near_jit.phash_probe_from`); ``capped`` is not counted then.
 
     Returns:
         ``(left, right, distance)`` with ``left < right``.
@@ -349,6 +365,11 @@ def phash_pairs(hashes: np.ndarray, threshold: int, bands: int = 4, valid: np.nd
         ukeys = sk[starts[:-1]]
         flips = np.array([0] + [sum(1 << b for b in combo) for r in range(1, radius + 1)
                                 for combo in combinations(range(bits), r)], dtype=np.uint64)
+        if touching is not None:
+            src = np.flatnonzero(touching[idx]).astype(np.int64)
+            found.append(np.unique(near_jit.phash_probe_from(src, key, h, order.astype(np.int64), h[order], ukeys,
+                                                             starts, flips, threshold, cap)))
+            continue
         packed, n_capped = near_jit.phash_probe(key, order.astype(np.int64), h[order], ukeys, starts, flips,
                                                 threshold, cap)
         if capped is not None:

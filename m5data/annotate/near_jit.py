@@ -162,6 +162,43 @@ def phash_probe(key, skey_rows, shash, ukeys, starts, flips, threshold, cap):  #
     return out[:m], capped
 
 
+@numba.njit(cache=True, nogil=True)
+def phash_probe_from(src, key, hrow, skey_rows, shash, ukeys, starts, flips, threshold, cap):  # pragma: no cover - compiled
+    """:func:`phash_probe`'s pairs that touch the rows ``src`` (an incremental dedup's changed rows), probed
+    from those rows only, into the index of every row: the same pairs the full probe finds with one
+    of them as an end. ``hrow``: the full hash of each row, in row order; the rest as for :func:`phash_probe`.
+
+    A full probe finds a pair from either end; from one end alone it misses only the rows of a bucket
+    over ``cap`` that link to its first row, so a first row of such a bucket pairs with them here.
+    """
+    out = np.empty(1024, dtype=np.uint64)
+    m = 0
+    for i in range(len(src)):
+        p = src[i]
+        hp = hrow[p]
+        os_, oe = _bucket(ukeys, starts, key[p])
+        if oe - os_ > cap:
+            if skey_rows[os_] != p:  # links to the first row and probes nothing, as in the full probe
+                if _popcount(hp ^ shash[os_]) <= threshold:
+                    out = _put_pair(out, m, p, skey_rows[os_])
+                    m += 1
+                continue
+            for u in range(os_ + 1, oe):  # the first row: the others link to it from their side
+                if _popcount(hp ^ shash[u]) <= threshold:
+                    out = _put_pair(out, m, p, skey_rows[u])
+                    m += 1
+        for f in flips:
+            st, en = _bucket(ukeys, starts, key[p] ^ f)
+            if en - st > cap:
+                en = st + 1
+            for u in range(st, en):
+                o = skey_rows[u]
+                if o != p and _popcount(hp ^ shash[u]) <= threshold:
+                    out = _put_pair(out, m, p, o)
+                    m += 1
+    return out[:m]
+
+
 def warm_up() -> None:
     """Compile every index loop once on tiny inputs (or load it from numba's cache), e.g. before timing;
     :func:`.spec_jit.warm_up` compiles the spec rule's."""

@@ -297,6 +297,33 @@ def spec_chance(left, right, offsets, keys, values, brand_offsets, brands, brand
         out[k] = chance
 
 
+@numba.njit(cache=True, nogil=True)
+def rarest_mask(offsets, keys, values, freq, brand_key, keep, chosen):  # pragma: no cover - compiled
+    """``chosen[t]``: entry ``t`` is among its row's ``keep`` rarest non-brand entries (fewest ``freq``
+    first, ties by property then value code), rows in CSR form with ``offsets``."""
+    for i in range(len(offsets) - 1):
+        s, e = offsets[i], offsets[i + 1]
+        m = 0
+        for t in range(s, e):
+            if keys[t] != brand_key:
+                m += 1
+        for t in range(s, e):
+            if keys[t] == brand_key:
+                chosen[t] = False
+                continue
+            if m <= keep:
+                chosen[t] = True
+                continue
+            r = 0
+            for u in range(s, e):
+                if u == t or keys[u] == brand_key:
+                    continue
+                if freq[u] < freq[t] or (freq[u] == freq[t] and (keys[u] < keys[t] or (
+                        keys[u] == keys[t] and values[u] < values[t]))):
+                    r += 1
+            chosen[t] = r < keep
+
+
 def warm_up() -> None:
     """Compile every spec loop once on tiny inputs (or load it from numba's cache), e.g. before timing."""
     z = np.zeros(1, dtype=np.int64)
@@ -309,3 +336,4 @@ def warm_up() -> None:
                      2, 1.0, 0.25, u0, np.zeros(2, dtype=np.int64))
     spec_chance(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, z, u0,
                 z, u0, z, 1, 5.0, np.zeros(1))
+    rarest_mask(np.zeros(2, dtype=np.int64), i32, i32, z[:0], -1, 8, np.zeros(0, dtype=np.bool_))

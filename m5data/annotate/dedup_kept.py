@@ -1,0 +1,190 @@
+"""Dedup between full runs: the accepted pairs a complete run keeps, and which products the next run
+must look at again.
+
+A complete run keeps every pair it accepted (``left_id``, ``right_id``, ``rule``, ``distance``), and
+the spec pairs its chance test rejected (rule ``spec_chance``: tested again by the next run), in
+a Parquet file written whole through ``store.write_bytes`` (a store on S3 keeps it too), named by
+its content hash under ``derived/dedup/`` and named in the stage's state
+(``derived/state/dedup.json``, saved last). The next run's *changed* products are those with a
+``products``, ``specs`` or ``media`` row written since the state's watermarks; a pair kept from the
+last run stands unless one of its products changed or is gone, and the rules search again only
+for pairs with a changed product as an end (:func:`.dedup.dedup`). A run killed before its state
+was saved leaves the previous state and the file it names, so the run after it starts from those.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from . import near
+
+FOLDER = "derived/dedup"
+FORMAT = 1  # the kept file's layout (part of the state's fingerprint: another one means a full run)
+SCHEMA = pa.schema([("left_id", pa.string()), ("right_id", pa.string()), ("rule", pa.string()),
+                    ("distance", pa.float64())])
+
+
+@dataclass
+class Plan:
+    """An incremental run's changed rows and the kept pairs that stand."""
+
+    touching: np.ndarray  # bool per row: a product changed since the last complete run
+    kept: list  # (left rows, right rows, distances, rule) per rule, pairs of unchanged products
+    dropped: int  # kept pairs of a changed or removed product
+    removed: int  # products of kept pairs no longer in the store
+
+
+def save_edges(store, ids: pa.Array, edges: list) -> str:
+    """Write the run's accepted pairs (``edges``: row numbers into ``ids``, distances, rule); its store path."""
+    cols = {"left_id": [], "right_id": [], "rule": [], "distance": []}
+    for left, right, dist, rule in edges:
+        cols["left_id"].append(ids.take(pa.array(np.asarray(left, np.int64))))
+        cols["right_id"].append(ids.take(pa.array(np.asarray(right, np.int64))))
+        cols["rule"].append(pa.array([rule] * len(left), pa.string()))
+        cols["distance"].append(pa.array(np.asarray(dist, np.float64)))
+    table = pa.table({k: pa.chunked_array(v, type=SCHEMA.field(k).type) for k, v in cols.items()}, schema=SCHEMA)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    data = buf.getvalue()
+    rel = f"{FOLDER}/edges-{hashlib.sha256(data).hexdigest()[:16]}.parquet"
+    store.write_bytes(rel, data)
+    return rel
+
+
+def prune(store, keep: tuple[str, ...]) -> None:
+    """Remove the kept files under :data:`FOLDER` other than ``keep`` (store paths): call it after the
+    state naming ``keep`` is saved (a killed run's files are removed by the next complete run)."""
+    mine = {rel.rsplit("/", 1)[-1] for rel in keep}
+    with store.kept(FOLDER, lazy=("*",)) as folder:  # on object storage: listed, never downloaded
+        for name in folder.names("*"):
+            if name not in mine:
+                folder.remove(name)
+
+
+def load_edges(store, rel) -> pa.Table | None:
+    """The kept pairs at ``rel`` (None: no file, or not readable as one)."""
+    data = store.read_bytes(rel) if isinstance(rel, str) else None
+    if data is None:
+        return None
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowInvalid, OSError):
+        return None
+    return table if table.schema.equals(SCHEMA) else None
+
+
+def changed_ids(store, watermarks: dict, con=None) -> tuple[pa.Array, pa.Table]:
+    """Products with a ``products``, ``specs`` or ``media`` row written above ``watermarks`` (distinct),
+    and ``store.changed("products", ...)`` (its new and re-written products); ``con``: a connection
+    of the store with its ``media`` view to use (default: one of its own)."""
+    products = store.changed("products", int(watermarks.get("products", 0)))
+    found = [products.column("product_id").combine_chunks(),
+             store.changed("specs", int(watermarks.get("specs", 0))).column("product_id").combine_chunks()]
+    media = store.changed("media", int(watermarks.get("media", 0))).column("media_id").to_pylist()
+    if media:
+        own = con is None
+        con = store.connect(need=("media",), only=("media",)) if own else con
+        try:
+            con.register("dedup_media", pa.table({"media_id": pa.array(media, pa.string())}))
+            found.append(con.sql("SELECT DISTINCT product_id FROM media WHERE media_id IN "
+                                 "(SELECT media_id FROM dedup_media)").to_arrow_table().column(0).combine_chunks())
+        finally:
+            if own:
+                con.close()
+    return pc.unique(pa.chunked_array(found, type=pa.string()).combine_chunks()).drop_null(), products
+
+
+def plan(store, state: dict, ids: pa.Array, changed: pa.Array, rules: tuple[str, ...],
+         full_share: float) -> tuple[Plan | None, str]:
+    """The changed rows (``changed``: their ids) and the kept pairs that stand, or ``(None, why the run is a full one)``."""
+    table = load_edges(store, state.get("edges"))
+    if table is None:
+        return None, "no kept pairs"
+    n = len(ids)
+    touching = np.zeros(n, dtype=bool)
+    rows = pc.index_in(changed, value_set=ids).drop_null().to_numpy()
+    touching[rows.astype(np.int64)] = True
+    if n and touching.sum() > full_share * n:
+        return None, f"{int(touching.sum()):,} of {n:,} products changed, over annotate.dedup_full_share ({full_share:g})"
+    rows, gone, names = [], np.zeros(len(table), dtype=bool), set()
+    for col in ("left_id", "right_id"):
+        found = pc.index_in(table.column(col), value_set=ids)
+        lost = pc.is_null(found).to_numpy(zero_copy_only=False)
+        names.update(pc.filter(table.column(col), lost).to_pylist())
+        gone |= lost
+        rows.append(pc.fill_null(found, 0).to_numpy().astype(np.int64))
+    left, right = rows
+    stand = ~gone & ~touching[left] & ~touching[right]
+    dist = table.column("distance").to_numpy()
+    kept = []
+    for r in rules:
+        sel = stand & pc.equal(table.column("rule"), r).to_numpy(zero_copy_only=False)
+        if sel.any():
+            kept.append((left[sel], right[sel], dist[sel], r))
+    return Plan(touching, kept, int((~stand).sum()), len(names)), ""
+
+
+def crossing(keys: np.ndarray, rows: np.ndarray, touching: np.ndarray, cap: int) -> np.ndarray:
+    """The rows (``rows``, keyed by ``keys``) of buckets over ``cap`` holding a changed row, where the
+    changed rows took the bucket over the cap or one of them is its first row: a full run links
+    such a bucket's rows to its first row only, so their kept pairs must be searched again."""
+    from .dedup_spec import member
+
+    mine = touching[rows]
+    if not mine.any():
+        return np.zeros(0, dtype=np.int64)
+    sel = member(keys, np.unique(keys[mine]))
+    k, r, t = keys[sel], rows[sel], mine[sel]
+    order = np.lexsort((r, k))  # by key, then row: a bucket's first row is its smallest
+    k, r, t = k[order], r[order], t[order]
+    start = np.r_[True, k[1:] != k[:-1]]
+    group = np.cumsum(start) - 1
+    size = np.bincount(group)
+    clean = np.bincount(group, weights=~t)
+    star = (size > cap) & ((clean <= cap) | t[start])
+    return r[star[group]]
+
+
+def over_cap(inp, titles, a, plan: Plan) -> np.ndarray:  # inp: dedup_inputs.Inputs, titles: near.LSHIndex
+    """``plan.touching`` and the rows of buckets (exact keys, pHash bands, title bands) that changed
+    rows turned into stars (:func:`crossing`); the plan's kept pairs of those rows are dropped."""
+    touching, cap = plan.touching, a.dedup_bucket_cap
+    extra = []
+    for codes in (inp.blob, inp.title_key):
+        rows = np.flatnonzero(codes >= 0)
+        extra.append(crossing(codes[rows], rows, touching, cap))
+    rows = np.flatnonzero(inp.has_phash)
+    for j in range(a.dedup_phash_bands):
+        extra.append(crossing(near._band(inp.phash[rows], j, a.dedup_phash_bands)[0], rows, touching, cap))
+    keys = titles._keys[0] if len(titles._keys) == 1 else np.concatenate(titles._keys)
+    rows = np.flatnonzero(np.concatenate(titles._valid))
+    for j in range(keys.shape[1]):
+        extra.append(crossing(keys[rows, j], rows, touching, cap))
+    extra = np.concatenate(extra)
+    if not len(extra):
+        return touching
+    touching = touching.copy()
+    touching[extra] = True
+    kept = []
+    for left, right, d, rule in plan.kept:
+        keep = ~(touching[left] | touching[right])
+        plan.dropped += int((~keep).sum())
+        kept.append((left[keep], right[keep], d[keep], rule))
+    plan.kept, plan.touching = kept, touching
+    return touching
+
+
+def reach(touching: np.ndarray, edges: list) -> np.ndarray:
+    """``touching`` and the rows an edge joins to one of them."""
+    out = touching.copy()
+    for left, right, _, _ in edges:
+        out[left[touching[right]]] = True
+        out[right[touching[left]]] = True
+    return out

@@ -1,0 +1,247 @@
+"""Incremental dedup (issue 38): after a complete run, only pairs with a changed product as an end are
+searched, the kept pairs of unchanged products stand, and the groups equal a full rebuild's."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from support.grow import copies as _copies
+
+from m5data.annotate import dedup_kept
+from m5data.annotate.dedup import dedup
+from m5data.config import load
+from m5data.storage import Store, changes
+
+
+def _settings(path, **over):
+    return load(None, {"store.path": str(path), "annotate.dedup_matcher": "rules", **over}, environ={})
+
+
+def _rows(store):
+    return sorted((tuple(v for k, v in r.items() if k != "run_id") for r in store.read("dedup").to_pylist()), key=str)
+
+
+def _groups(store) -> dict[str, str]:
+    return {r["product_id"]: r["group_id"] for r in store.read("dedup", columns=["product_id", "group_id"]).to_pylist()}
+
+
+def _by_id(store) -> dict[str, dict]:
+    return {r["product_id"]: r for r in store.read("dedup").to_pylist()}
+
+
+def _product(pid, merchant, title):
+    return {"product_id": pid, "platform": pid.split(":")[0], "source_id": pid.split(":")[1],
+            "merchant_id": merchant, "title": title}
+
+
+def _image(pid, sha, phash):
+    return {"media_id": f"m-{pid}", "product_id": pid, "kind": "image", "role": "main", "position": 0,
+            "sha256": sha, "phash": phash, "status": "ok"}
+
+
+def _product_row(store, pid: str) -> pa.Table:
+    products = store.read("products")
+    return products.filter(pc.equal(products.column("product_id"), pid))
+
+
+def _retitle(store, pid: str, title: str) -> None:
+    row = _product_row(store, pid)
+    store.write("products", row.set_column(row.schema.get_field_index("title"), "title", pa.array([title])))
+
+
+@pytest.mark.xdist_group("demo300")  # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
+def test_a_grown_demo_store_grouped_incrementally_equals_a_full_rebuild(demo300_copy):
+    store_dir, _ = demo300_copy
+    store, settings = Store.open(store_dir), _settings(store_dir)
+    first = dedup(store, settings)
+    assert first.full == "no earlier complete run" and first.searched == 300
+    before = _by_id(store)
+    grouped = sorted(p for p, r in before.items() if r["group_id"] != p)[:6]  # products with a duplicate
+    alone = sorted(p for p, r in before.items() if r["rule"] is None)
+    new = _copies(store, grouped + alone[:4], "n")  # second write: copies (of grouped and lone products) ...
+    _retitle(store, alone[4], _product_row(store, grouped[0]).column("title")[0].as_py())  # ... and a retitle
+    inc = dedup(store, settings)
+    assert inc.full is None and inc.searched == len(new) + 1 < 300
+    assert inc.stats.details["changes"] == {"new": 10, "changed": 1, "unchanged": 299}
+    assert inc.stats.details["kept_pairs"] > 0 and inc.stats.details["dropped_pairs"] >= 0
+    rows = _by_id(store)
+    for old, copy in zip(grouped + alone[:4], new):  # every copy joins its original (an exact image at least)
+        assert rows[copy]["group_id"] == rows[old]["group_id"]
+    # the copies move the spec values' frequencies: rows whose block keys moved were searched too
+    assert inc.stats.details["spec_searched"] > inc.searched
+    incremental = _rows(store)
+    full = dedup(store, settings, full=True)
+    assert full.full == "full run asked" and full.searched == 310
+    assert _rows(store) == incremental  # the rows of a rebuild: groups, strongest pairs, distances
+    assert dict(full.pairs) == dict(inc.pairs)
+
+
+def test_a_retitled_product_leaves_its_group_and_joins_the_new_one_and_its_old_pairs_go(store):
+    store.write("products", [_product("a:1", "m1", "欧星商务A4办公文仪LP-6232办公文仪工厂直销"),
+                             _product("a:2", "m1", "欧星商务A4办公文仪LP-6232办公文仪工厂直销包邮"),
+                             _product("a:3", "m3", "美乐机械键盘黑色青轴八十七键有线游戏"),
+                             _product("a:4", "m4", "美乐机械键盘黑色青轴八十七键有线游戏款"),
+                             _product("a:5", "m5", "完全不同的标题一号")])
+    far = ("0f0f0f0f0f0f0f0f", "f0f0f0f0f0f0f0f0", "ffff0000ffff0000", "0000ffff0000ffff", "aaaa5555aaaa5555")
+    store.write("media", [_image(f"a:{i}", f"s{i}", h) for i, h in enumerate(far, 1)])  # 32+ bits apart
+    settings = _settings(store.root)
+    dedup(store, settings)
+    rows = _by_id(store)
+    assert rows["a:2"]["group_id"] == "a:1" and rows["a:4"]["group_id"] == "a:3" and rows["a:2"]["rule"] == "minhash"
+    kept = dedup_kept.load_edges(store, changes.load_state(store, "dedup")["edges"])
+    assert sorted(zip(kept.column("left_id").to_pylist(), kept.column("right_id").to_pylist())) == [
+        ("a:1", "a:2"), ("a:3", "a:4")]
+    _retitle(store, "a:2", "美乐机械键盘黑色青轴八十七键有线游戏")
+    report = dedup(store, settings)
+    assert report.full is None and report.searched == 1
+    assert report.stats.details["dropped_pairs"] == 1 and report.stats.details["kept_pairs"] == 1
+    rows = _by_id(store)
+    assert rows["a:1"]["group_id"] == "a:1" and rows["a:1"]["rule"] is None  # left alone
+    assert rows["a:2"]["group_id"] == "a:2" and {rows["a:3"]["group_id"], rows["a:4"]["group_id"]} == {"a:2"}
+    kept = dedup_kept.load_edges(store, changes.load_state(store, "dedup")["edges"])
+    pairs = set(zip(kept.column("left_id").to_pylist(), kept.column("right_id").to_pylist()))
+    assert ("a:1", "a:2") not in pairs and {("a:3", "a:4"), ("a:2", "a:3")} <= pairs
+    incremental = _rows(store)
+    dedup(store, settings, full=True)
+    assert _rows(store) == incremental
+
+    # a product gone from the store: its kept pairs go (a replace rewrites every row: all changed, so
+    # only a full share of 1 keeps the run incremental)
+    products = store.read("products")
+    store.replace("products", products.filter(pc.not_equal(products.column("product_id"), "a:3")))
+    gone = dedup(store, _settings(store.root, **{"annotate.dedup_full_share": 1.0}))
+    assert gone.full is None and gone.stats.details["removed"] == 1
+    rows = _by_id(store)
+    assert "a:3" not in rows and rows["a:4"]["group_id"] == "a:2" and rows["a:2"]["matched_id"] == "a:4"
+    # over the share (4 of 4 changed > 0.2): a full run, and it says why
+    store.replace("products", store.read("products"))
+    assert "over annotate.dedup_full_share" in dedup(store, settings).full
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_run_killed_after_its_table_write_leaves_the_last_state_and_the_next_run_agrees(store, monkeypatch):
+    store.write("products", [_product("a:1", "m1", "欧星商务A4办公文仪LP-6232办公文仪工厂直销"),
+                             _product("a:2", "m2", "美乐机械键盘黑色青轴八十七键有线游戏")])
+    store.write("media", [_image("a:1", "s1", "00000000000000ff"), _image("a:2", "s2", "ffffffff00000000")])
+    settings = _settings(store.root, **{"annotate.dedup_full_share": 0.5})  # 2 of 4 changed: still incremental
+    dedup(store, settings)
+    state = changes.load_state(store, "dedup")
+    store.write("products", [_product("b:3", "m3", "欧星商务A4办公文仪LP-6232办公文仪工厂直销包邮")])
+    store.write("media", [_image("a:4", "s2", "ffffffff00000000")])  # a:4 has no products row yet
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(changes, "save_state", killed)
+        with pytest.raises(Killed):
+            dedup(store, settings)
+    assert changes.load_state(store, "dedup") == state  # the previous state, naming the previous pairs
+    assert _by_id(store)["b:3"]["group_id"] == "a:1"  # the table was written
+    store.write("products", [_product("a:4", "m4", "另外一个名字")])
+    again = dedup(store, settings)
+    assert again.full is None and again.searched == 2  # b:3 (again: the state was not saved) and a:4
+    state = changes.load_state(store, "dedup")  # the killed run's files are gone, the state names what is left
+    assert store.files("derived/dedup") == sorted([state["edges"], state["inputs_file"]])
+    rows = _by_id(store)
+    assert rows["b:3"]["group_id"] == "a:1" and rows["a:4"]["group_id"] == "a:2" and rows["a:4"]["rule"] == "exact_image"
+    incremental = _rows(store)
+    dedup(store, settings, full=True)
+    assert _rows(store) == incremental
+
+
+@pytest.mark.xdist_group("demo300")  # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
+def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_gives(demo300_copy):
+    """The incremental read (kept arrays + the changed products from the store) equals a full read:
+    ids, image and title codes, pHashes, spec codes and names, MinHash band keys and signatures."""
+    from m5data.annotate import dedup_index, near
+    from m5data.annotate.dedup import _norm_value, brand_spellings, noisy_value, read_inputs
+
+    store_dir, _ = demo300_copy
+    store, settings = Store.open(store_dir), _settings(store_dir)
+    dedup(store, settings)
+    state = changes.load_state(store, "dedup")
+    ids = sorted(store.read("products", columns=["product_id"]).column("product_id").to_pylist())
+    _copies(store, ids[:5], "n")
+    _retitle(store, ids[7], "一个全新的标题 with new words")
+    specs = store.read("specs")
+    one = specs.filter(pc.equal(specs.column("product_id"), ids[9]))
+    store.write("specs", one.set_column(one.schema.get_field_index("value"), "value",
+                                        pa.array([f"新值{i}" for i in range(one.num_rows)])))  # values never seen
+    changed, _ = dedup_kept.changed_ids(store, state["watermarks"])
+    assert sorted(changed.to_pylist()) == sorted([ids[7], ids[9], *(p.replace(":", ":n", 1) for p in ids[:5])])
+    brand = _norm_value("品牌")
+    a = settings.annotate
+    part, whole = (near.LSHIndex(a.dedup_minhash_threshold, a.dedup_num_perm) for _ in range(2))
+    inc = dedup_index.read_incremental(store, dedup_index.load(store, state["inputs_file"]), brand, changed, part,
+                                       None, a.dedup_shingle, _norm_value, noisy_value, brand_spellings)
+
+    def index(batch):
+        values, offsets = near.title_hashes(batch, a.dedup_shingle)
+        whole.add(values, offsets, np.fromiter(map(bool, batch), dtype=bool, count=len(batch)))
+
+    full = read_inputs(store, brand, index)
+    assert inc.ids.equals(full.ids) and len(full) == 305
+    for name in ("blob", "title_key", "has_title", "phash", "has_phash", "phash_given", "n_spec_rows"):
+        assert np.array_equal(getattr(inc, name), getattr(full, name)), name
+    for name in ("offsets", "brand_offsets"):
+        assert np.array_equal(getattr(inc.specs, name), getattr(full.specs, name)), name
+    # the same names; a name no product lists any more (ids[9]'s old values) may stay among the kept
+    # ones, so codes may differ, but never in their order (ties of the rarest values break alike)
+    for name, which in (("keys", 0), ("values", 1), ("brands", 2)):
+        named = [np.asarray(x.specs.names[which], dtype=object)[getattr(x.specs, name)] for x in (inc, full)]
+        assert np.array_equal(*named), name
+        assert set(full.specs.names[which]) <= set(inc.specs.names[which])
+        assert list(inc.specs.names[which]) == sorted(inc.specs.names[which])
+    assert inc.specs.names[0][inc.specs.brand_key] == full.specs.names[0][full.specs.brand_key] == "品牌"
+    assert "新值0" in inc.specs.names[1]
+    assert np.array_equal(part._keys[0], np.concatenate(whole._keys))
+    assert np.array_equal(part._sigs[0], np.concatenate(whole._sigs))
+
+
+def test_an_incremental_dedup_on_s3_keeps_its_files_as_objects(aws, s3_url):
+    pytest.importorskip("s3fs")
+    store = Store.init(s3_url)
+    store.write("products", [_product("a:1", "m1", "欧星商务A4办公文仪LP-6232办公文仪工厂直销"),
+                             _product("a:2", "m2", "美乐机械键盘黑色青轴八十七键有线游戏"),
+                             _product("a:3", "m3", "完全不同的标题一号"), _product("a:4", "m4", "另外一个名字二号"),
+                             _product("a:5", "m5", "第五个商品的标题")])
+    settings = _settings(s3_url)
+    dedup(store, settings)
+    kept = store.files("derived/dedup")
+    assert any(f.startswith("derived/dedup/edges-") for f in kept) and any(f.startswith("derived/dedup/inputs-") for f in kept)
+    store.write("products", [_product("b:6", "m6", "欧星商务A4办公文仪LP-6232办公文仪工厂直销包邮")])
+    report = dedup(store, settings)
+    assert report.full is None and report.searched == 1 and _by_id(store)["b:6"]["group_id"] == "a:1"
+    state = changes.load_state(store, "dedup")
+    assert store.files("derived/dedup") == sorted([state["edges"], state["inputs_file"]]) != kept  # the first run's went
+
+
+def test_a_bucket_taken_over_the_cap_by_new_products_is_searched_again_as_a_rebuild_does(store):
+    """Near-identical photos in buckets of a small ``dedup_bucket_cap``: new products take buckets over
+    the cap, where a full run links their rows to the first row only (pairs it would keep are lost);
+    the incremental run searches those buckets' rows again and gives the rebuild's groups."""
+    rng = np.random.default_rng(1)  # a draw where keeping the last run's pairs would give other groups
+    bases = rng.integers(0, 2**63, size=4, dtype=np.int64).astype(np.uint64)
+
+    def near_photo(i):
+        flips = rng.choice(64, size=int(rng.integers(0, 6)), replace=False)
+        return int(bases[i % len(bases)] ^ np.uint64(sum(1 << int(b) for b in flips)))
+
+    def write(first, last):
+        ids = [f"a:{i:03d}" for i in range(first, last)]
+        store.write("products", [_product(p, f"m{i}", "") for i, p in zip(range(first, last), ids)])
+        store.write("media", [_image(p, f"s{p}", f"{near_photo(i):016x}") for i, p in zip(range(first, last), ids)])
+
+    settings = _settings(store.root, **{"annotate.dedup_bucket_cap": 3, "annotate.dedup_full_share": 0.5})
+    write(0, 18)
+    dedup(store, settings)
+    write(18, 24)
+    inc = dedup(store, settings)
+    assert inc.full is None and inc.searched > 6  # rows of buckets the new ones took over the cap, too
+    incremental = _groups(store)
+    dedup(store, settings, full=True)
+    assert _groups(store) == incremental
