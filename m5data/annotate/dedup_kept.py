@@ -135,7 +135,7 @@ def crossing(keys: np.ndarray, rows: np.ndarray, touching: np.ndarray, cap: int)
     """The rows (``rows``, keyed by ``keys``) of buckets over ``cap`` holding a changed row, where the
     changed rows took the bucket over the cap or one of them is its first row: a full run links
     such a bucket's rows to its first row only, so their kept pairs must be searched again."""
-    from .dedup_spec import member
+    from .key_runs import member
 
     mine = touching[rows]
     if not mine.any():

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from . import dedup_inputs, near
 from .dedup_inputs import Inputs
+from .key_runs import member
 
 if TYPE_CHECKING:  # the report is only written to here
     from .dedup import DedupReport
@@ -134,14 +135,6 @@ def listing(codes: np.ndarray, wanted: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     at = pc.index_in(pa.array(codes), value_set=pa.array(wanted)).drop_null().to_numpy()
     return np.bincount(at, minlength=len(wanted)).astype(np.int64)
-
-
-def member(codes: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """``np.isin(codes, wanted)`` by a hash lookup (no sort of ``codes``: an incremental run asks
-    millions of keys whether they are among a few changed rows' keys)."""
-    if not len(wanted):
-        return np.zeros(len(codes), dtype=bool)
-    return pc.is_in(pa.array(codes), value_set=pa.array(wanted)).to_numpy(zero_copy_only=False)
 
 
 def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: int, min_agreement: float,

@@ -76,3 +76,14 @@ def pack(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 def unpack(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The ``(left, right)`` int64 row indexes of packed pairs."""
     return ((packed >> np.uint64(32)).astype(np.int64), (packed & np.uint64(0xFFFFFFFF)).astype(np.int64))
+
+
+def member(codes: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """``np.isin(codes, wanted)`` by a hash lookup (no sort of ``codes``: an incremental run asks
+    millions of keys whether they are among a few changed rows' keys)."""
+    if not len(wanted):
+        return np.zeros(len(codes), dtype=bool)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.is_in(pa.array(codes), value_set=pa.array(wanted)).to_numpy(zero_copy_only=False)
