@@ -17,10 +17,10 @@ incremental run to the full rebuild. Last line::
 
     python benchmarks/bench_incremental.py --products 10000 --new-share 0.01
 
-Stages (``--stages``, pipeline order): align, match_level (the annotate job), splits, export
+Stages (``--stages``, pipeline order): align, match_level and pools (annotate jobs), splits, export
 (WebDataset, all splits: the incremental run writes the new version beside the first one; the full
-rebuild writes into a folder of its own), report. dedup and pools are not incremental yet
-(docs/flows.md) and are not run here.
+rebuild writes into a folder of its own), report. Each line also gives the stage's run alone
+("in process": no interpreter start or imports).
 """
 
 from __future__ import annotations
@@ -34,22 +34,27 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scale import ROOT, fresh_copy, prepare, run_child  # noqa: E402
 
-STAGES = ("align", "match_level", "splits", "export", "report")
-JOBS = {"match_level": ("annotate", {"job": "match_level"})}  # an annotate job: the stage and its option
+STAGES = ("align", "match_level", "pools", "splits", "export", "report")
+JOBS = {"match_level": ("annotate", {"job": "match_level"}),  # an annotate job: the stage and its option
+        "pools": ("annotate", {"job": "pools"})}
 
 CHILD = """
-import importlib, json, sys
+import importlib, json, sys, time
 from m5data import config as cfg
 from m5data.stages import RunContext, get
 store, stage, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 settings = cfg.load(None, {"store.path": store}, environ={})
 module, fn = get(stage).run.split(":")
-stats = getattr(importlib.import_module(module), fn)(RunContext(settings).with_options(**options))
+run = getattr(importlib.import_module(module), fn)
+t = time.perf_counter()
+stats = run(RunContext(settings).with_options(**options))
+run_s = time.perf_counter() - t  # the stage's run alone: no interpreter start, no imports of the stage module
 d = stats.details
 print("RESULT " + json.dumps({"changes": d.get("changes"), "n_in": stats.n_in, "status": stats.status,
                              "scored": d.get("scored_pairs"), "pairs": d.get("candidate_pairs"),
                              "shards": d.get("shards"), "written": d.get("shards_written"),
-                             "inherited": d.get("shards_inherited"), "refit": d.get("refit")}))
+                             "inherited": d.get("shards_inherited"), "refit": d.get("refit"), "run_s": run_s,
+                             "searched": d.get("searched"), "rewritten": d.get("rewritten")}))
 """
 
 GROW = """
@@ -112,8 +117,12 @@ def run_stage(stage: str, run: Path, world: Path, full: bool, label: str, env: d
         note += f"; scored {result['scored']:,} of {result['pairs']:,} pairs"
     if result.get("shards") is not None:  # export: shards written and taken over
         note += f"; wrote {result['written']:,} of {result['shards']:,} shards ({result['inherited'] or 0:,} inherited)"
-    if result.get("refit") is not None:  # match-level: whether the classifier was fitted again
+    if result.get("refit") is not None:  # match-level, pools: whether the classifier / embedder was fitted again
         note += f"; refit: {result['refit']}"
+    if result.get("rewritten") is not None:  # pools: queries searched against the whole gallery, pools written
+        note += f"; searched {result['searched']:,}, wrote {result['rewritten']:,} pools"
+    if result.get("run_s") is not None:
+        note += f"; in process {result['run_s']:.2f} s"
     print(f"  {label:<12} {stage:<12} {secs:8.2f} s {rss / 2**30:6.2f} GiB  {note}"
           + ("" if rc == 0 else f"  FAILED (exit {rc}, see {log})"), flush=True)
     return result

@@ -222,7 +222,7 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
     if refit is None:
         was_full = (work / pool_inputs.STATE_FILE).is_file()
         last = changes.load_state(store, pools_incremental.STAGE)
-        refit = pools_incremental.why_full(store, settings, last, RUN_VERSION)
+        refit = pools_incremental.why_full(store, settings, last, RUN_VERSION, kept)
         if refit is None and was_full and changes.unchanged_since(last, marks, last["inputs"]):
             refit = "the store changed outside its tables (a part or an image file removed)"
         if refit is None:
@@ -327,8 +327,8 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
         clock("ann check")
     (store.work_dir(KEPT_NAME, fp) / "gallery.npy").unlink(missing_ok=True)
     record_run(store, stats.finish(), _run_config(settings, split_version, fp))
-    lists = None if split_version else _gather_lists(kept, fp, nblocks, a.pool_block, q_rows, width,
-                                                     len(g_rows) - (self_index >= 0))
+    lists = None if split_version else pools_incremental.gather_lists(kept, fp, nblocks, a.pool_block, q_rows, width,
+                                                                      len(g_rows) - (self_index >= 0))
     if lists is not None:
         pools_incremental.save(store, kept, settings, marks, RUN_VERSION, fp, pa.array(ids, pa.string()),
                                f"vectors-{vectors.fingerprint}", lists, len(ids), report)
@@ -337,21 +337,6 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
     pool_inputs.save(store, work, state, fp, report)  # last: only a complete run is up to date
     return report
 
-
-def _gather_lists(kept, fp: str, nblocks: int, block: int, q_rows: np.ndarray, width: int, available: np.ndarray):
-    """Every query's kept candidates from the blocks' files (None when one is missing or of another width)."""
-    cand = np.full((len(q_rows), width), -1, np.int32)
-    score = np.full((len(q_rows), width), -np.inf, np.float32)
-    for b in range(nblocks):
-        try:
-            with np.load(kept.fetch(f"{fp}/block-{b * block}.npz"), allow_pickle=False) as z:
-                c, s = z["cand"], z["score"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        if c.shape != (min(block, len(q_rows) - b * block), width):
-            return None
-        cand[b * block:b * block + len(c)], score[b * block:b * block + len(c)] = c, s
-    return pools_incremental.Lists(q_rows, cand, score, pools_incremental.floors(score, available))
 
 
 def _run_config(settings: cfg.Settings, split_version: str | None, fp: str, up_to_date: bool = False) -> dict:

@@ -77,9 +77,15 @@ def up_to_date(store, settings: cfg.Settings, marks: dict[str, int], code: str) 
     state = changes.load_state(store, STAGE)
     if state is None or "report" not in state or not changes.unchanged_since(state, marks, inputs(settings, None, code)):
         return None
-    if store.read_bytes(INPUTS_FILE) is not None:
+    if store.read_bytes(INPUTS_FILE) is not None or not table_as_left(store, state):
         return None
-    return state
+    there = set(store.files("derived/pools"))
+    return state if all(f"derived/pools/{f}" in there for f in state.get("files", {}).values()) else None
+
+
+def table_as_left(store, state: dict) -> bool:
+    """Whether the ``pools`` table is as the last complete run left it (no part removed, nothing written since)."""
+    return state.get("pools_mark") == store.watermark("pools")
 
 
 # ------------------------------------------------------------------ kept lists
@@ -110,6 +116,24 @@ def floors(score: np.ndarray, available: np.ndarray) -> np.ndarray:
     n_valid = np.isfinite(score).sum(axis=1)
     last = score[np.arange(len(score)), np.maximum(n_valid - 1, 0)] if score.shape[1] else np.zeros(len(score), np.float32)
     return np.where(n_valid < available, last, -np.inf).astype(np.float32)
+
+
+def gather_lists(kept, fp: str, nblocks: int, block: int, q_rows: np.ndarray, width: int,
+                 available: np.ndarray) -> Lists | None:
+    """A full run's lists from its blocks' files ``<fp>/block-<start>.npz`` (None when one is missing or
+    of another width)."""
+    cand = np.full((len(q_rows), width), -1, np.int32)
+    score = np.full((len(q_rows), width), -np.inf, np.float32)
+    for b in range(nblocks):
+        try:
+            with np.load(kept.fetch(f"{fp}/block-{b * block}.npz"), allow_pickle=False) as z:
+                c, s = z["cand"], z["score"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if c.shape != (min(block, len(q_rows) - b * block), width):
+            return None
+        cand[b * block:b * block + len(c)], score[b * block:b * block + len(c)] = c, s
+    return Lists(q_rows, cand, score, floors(score, available))
 
 
 def _save_lists(path, lists: Lists) -> None:
@@ -153,12 +177,13 @@ def save(store, kept, settings: cfg.Settings, marks: dict[str, int], code: str, 
                                              "from_titles", "fingerprint")}
     saved |= {"gaps": dict(report.gaps), "stats": {"n_in": s.n_in, "n_out": s.n_out, "failures": dict(s.failures)}}
     changes.save_state(store, STAGE, marks, inputs(settings, None, code), files=files, fitted_on=fitted_on,
-                       report=saved)
+                       report=saved, pools_mark=store.watermark("pools"))
     keep = set(files.values()) | {f"{vectors}.json"}
     for pattern in KEPT_FILES:
         for name in kept.names(pattern):
             if name not in keep:
                 kept.remove(name)
+    kept.remove(WRITING)
 
 
 def restore(report, saved: dict) -> None:
@@ -194,12 +219,17 @@ def changed_products(store, state: dict) -> set[str]:
     return ids
 
 
-def why_full(store, settings: cfg.Settings, state: dict | None, code: str) -> str | None:
+WRITING = "writing.json"  # in the kept folder while an incremental run writes pools (a killed one leaves it)
+
+
+def why_full(store, settings: cfg.Settings, state: dict | None, code: str, kept) -> str | None:
     """Why this run cannot be incremental (None: it can)."""
     if state is None:
         return "no earlier complete run"
     if state.get("inputs") != inputs(settings, None, code) or "files" not in state:
         return "settings changed"
+    if not table_as_left(store, state) and not (kept.path / WRITING).is_file():  # not by a killed run of ours
+        return "the pools table was written or compacted since the last complete run"
     total = store.count("products")
     if state.get("fitted_on", 0) < settings.annotate.pool_refit_share * total:
         return (f"fitted on {state.get('fitted_on', 0):,} products, below {settings.annotate.pool_refit_share:.0%} "
@@ -243,6 +273,14 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
         report.changes["removed"] = removed
     report.n_products = n
     clock("changes")
+    if len(d_rows) and n - len(d_rows) < a.pool_refit_share * n:
+        return f"{len(d_rows):,} of {n:,} products new or changed"
+    if not len(d_rows) and not removed:  # rows written, none that pools read changed (a compaction, a repeat)
+        restore(report, state["report"])
+        report.up_to_date, report.changes = False, {"new": 0, "changed": 0, "unchanged": n}
+        changes.save_state(store, STAGE, marks, state["inputs"], files=files, fitted_on=state["fitted_on"],
+                           report=state["report"], pools_mark=store.watermark("pools"))
+        return None
 
     # the new and changed products, embedded with the kept embedder
     catalog = read_catalog(store, only=cur.take(pa.array(d_rows)).to_pylist()) if len(d_rows) else None
@@ -351,6 +389,8 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
     rewrite = np.flatnonzero(differs)
     report.rewritten = len(rewrite)
     if len(rewrite):
+        (work / WRITING).write_text(f'{{"run_id": "{stats.run_id}"}}')
+        kept.push(work / WRITING)  # on object storage now: the next run knows these writes for its own
         q_ids = pa.array(queries, pa.string())
         with store.writer("pools") as w:
             for s in range(0, len(rewrite), a.pool_block):
@@ -361,7 +401,7 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
     if not pc.all(still).as_py() and len(lists.q):  # pools of products no longer queries: removed
         report.dropped_queries = _drop_stale(store, queries, work)
     clock("stale")
-    report.vectors_reused = True
+    report.vectors_reused = not len(d_rows)
     report.fingerprint = f"i{tag}"
     save(store, kept, settings, marks, code, tag, cur, name, Lists(q_rows, final_c.astype(np.int32), final_s, final_f),
          state["fitted_on"], report)
@@ -420,5 +460,6 @@ def _rows(sel: np.ndarray, top: np.ndarray, score: np.ndarray, q_ids: pa.Array, 
     })
 
 
-__all__ = ["FORMAT", "LAZY", "Lists", "STAGE", "block_lists", "changed_products", "floors", "inputs", "restore", "run",
+__all__ = ["FORMAT", "LAZY", "Lists", "STAGE", "block_lists", "changed_products", "floors", "gather_lists", "inputs",
+           "restore", "run",
            "save", "up_to_date", "watermarks", "why_full"]
