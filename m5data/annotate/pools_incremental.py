@@ -45,7 +45,7 @@ from .. import config as cfg
 from ..storage import changes
 from . import embed, pool_embedder
 from .pool_vectors import NO_VECTOR, CatalogError, read_catalog, titles_as_captions
-from .search import quantise, search
+from .search import TIE_DECIMALS, quantise, search
 
 STAGE = "pools"
 READS = ("products", "captions", "media")
@@ -347,7 +347,6 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
     valid[valid] = ~in_d[raw[valid]] & usable[raw[valid]]
     cand = np.where(valid, raw, -1).astype(np.int64)
     score = np.where(valid, lists.score, -np.inf).astype(np.float32)
-    cand, score = _order(cand, score)
 
     qa = at[q_rows]
     merge = (qa >= 0) & ~in_d[q_rows]
@@ -361,6 +360,8 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
         if len(n_rows):
             nc, ns, nf = _search_new(out, q_rows[m_idx], n_rows, L, a)
             mc, ms, mf = _merge(mc, ms, mf, nc, ns, nf, L)
+        else:  # nothing new in the gallery: the lists less what left them
+            mc, ms = _merged(mc, ms, mc[:, :0], ms[:, :0], L)
         final_c[m_idx], final_s[m_idx], final_f[m_idx] = mc, ms, mf
         # entries above the floor are exact: fewer than K of them (a pool that lost more than the margin) -> search again
         exact = (np.isfinite(ms) & (quantise(ms) > quantise(mf)[:, None])).sum(axis=1)
@@ -408,13 +409,80 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
     return None
 
 
+_SCALE = 10 ** TIE_DECIMALS  # scores are compared (and stored) to this many decimals
+_TOP = 2 * _SCALE  # above any cosine's quantised value: (TOP - q) is never negative
+_EMPTY = np.iinfo(np.int64).max
+
+
+def _keys(cand: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """One int64 per entry whose ascending order is (score to 6 decimals desc, row asc): ``(TOP -
+    score x 1e6) << 32 | row``; empty entries (-1, -inf) are EMPTY."""
+    ok = (cand >= 0) & np.isfinite(score)
+    q = np.rint(np.where(ok, score, 0).astype(np.float64) * _SCALE).astype(np.int64)
+    return np.where(ok, (_TOP - q) << 32 | np.maximum(cand, 0).astype(np.int64), _EMPTY)
+
+
+def _unkey(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and scores (rounded to 6 decimals) of :func:`_keys`'s keys."""
+    empty = key == _EMPTY
+    return (np.where(empty, -1, key & 0xFFFFFFFF),
+            np.where(empty, -np.inf, (_TOP - (key >> 32)) / _SCALE).astype(np.float32))
+
+
 def _order(cand: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row by (score desc, row asc); empty entries (-inf) last."""
+    """Each row by (score to 6 decimals desc, row asc), empty entries last; the scores rounded to 6 decimals."""
     if not cand.size:
         return cand, score
-    key = np.where(cand >= 0, cand, np.iinfo(np.int64).max)
-    order = np.lexsort((key, -quantise(score)), axis=1)
-    return np.take_along_axis(cand, order, axis=1), np.take_along_axis(score, order, axis=1)
+    key = _keys(cand, score)
+    key.sort(axis=1)
+    return _unkey(key)
+
+
+try:
+    import numba
+except ImportError:  # pragma: no cover - numba comes with librosa
+    numba = None
+
+if numba is not None:
+
+    @numba.njit(cache=True, nogil=True)
+    def _merge_rows(k1, k2, width, out):  # pragma: no cover - compiled
+        """Per row, the ``width`` smallest keys of two ascending rows (EMPTY entries skipped) into ``out``."""
+        for r in range(k1.shape[0]):
+            i = j = n = 0
+            while n < width:
+                while i < k1.shape[1] and k1[r, i] == _EMPTY:
+                    i += 1
+                while j < k2.shape[1] and k2[r, j] == _EMPTY:
+                    j += 1
+                a = k1[r, i] if i < k1.shape[1] else _EMPTY
+                b = k2[r, j] if j < k2.shape[1] else _EMPTY
+                if a == _EMPTY and b == _EMPTY:
+                    break
+                if a <= b:
+                    out[r, n] = a
+                    i += 1
+                else:
+                    out[r, n] = b
+                    j += 1
+                n += 1
+            for m in range(n, width):
+                out[r, m] = _EMPTY
+
+
+def _merged(c1, s1, c2, s2, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``width`` entries per row of two lists each ordered as :func:`_order` orders (holes allowed):
+    a linear merge (numba), else one sort of both."""
+    k1, k2 = _keys(c1, s1), _keys(c2, s2)
+    if numba is None:  # pragma: no cover
+        key = np.concatenate([k1, k2], axis=1)
+        key.sort(axis=1)
+        key = key[:, :width] if key.shape[1] >= width else np.pad(key, ((0, 0), (0, width - key.shape[1])),
+                                                                    constant_values=_EMPTY)
+    else:
+        key = np.empty((len(k1), width), np.int64)
+        _merge_rows(k1, k2, width, key)
+    return _unkey(key)
 
 
 def _search_new(vectors, q_rows: np.ndarray, n_rows: np.ndarray, L: int, a):
@@ -434,11 +502,8 @@ def _search_new(vectors, q_rows: np.ndarray, n_rows: np.ndarray, L: int, a):
 
 def _merge(c1, s1, f1, c2, s2, f2, L: int):
     """Two lists per query merged, cut to ``L``; the floor rises to the best score cut off."""
-    c = np.concatenate([c1, c2], axis=1)
-    s = np.concatenate([s1, s2], axis=1)
-    c, s = _order(c, s)
-    cut = s[:, L] if s.shape[1] > L else np.full(len(s), -np.inf, np.float32)
-    floor = np.maximum(np.maximum(f1, f2), cut).astype(np.float32)
+    c, s = _merged(c1, s1, c2, s2, L + 1)
+    floor = np.maximum(np.maximum(f1, f2), s[:, L]).astype(np.float32)
     return c[:, :L], s[:, :L], floor
 
 
