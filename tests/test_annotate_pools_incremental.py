@@ -6,7 +6,6 @@ same pools; the result equals a full search over the same vectors and agrees wit
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from grow_store import grow, product_ids
@@ -111,8 +110,8 @@ def test_a_changed_product_replaces_its_pool_and_its_entries(first):
     store, s = first
     changed = sorted(product_ids(store))[17]
     before = pools_of(store)
-    row = store.read("products").filter(pc.equal(pc.field("product_id"), changed))
-    store.write("products", row.set_column(row.schema.get_field_index("title"), "title", pa.array(["一个完全不同的标题 红色"])))
+    cap = store.read("captions").filter(pc.equal(pc.field("product_id"), changed)).to_pylist()[0]
+    store.write("captions", [{**cap, "text": "一个完全不同的标题 红色", "tokens": ["一个", "完全", "不同", "的", "标题", "红色"]}])
     report = build_pools(store, s)
     assert report.changes == {"new": 0, "changed": 1, "unchanged": 299}
     after = pools_of(store)

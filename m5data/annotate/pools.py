@@ -99,7 +99,7 @@ def check_settings(s: cfg.Settings) -> None:
     if a.pool_margin < 0 or not 0.0 <= a.pool_refit_share <= 1.0:
         raise cfg.ConfigError(f"config annotate.pool_margin must be >= 0 and pool_refit_share in [0, 1], "
                               f"got {a.pool_margin!r} and {a.pool_refit_share!r}")
-    for key in ("pool_k", "pool_block", "pool_text_dim"):
+    for key in ("pool_k", "pool_block", "pool_text_dim", "pool_svd_iter"):
         if getattr(a, key) < 1:
             raise cfg.ConfigError(f"config annotate.{key} must be >= 1, got {getattr(a, key)!r}")
     if a.pool_search not in SEARCHES:
