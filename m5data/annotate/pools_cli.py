@@ -51,7 +51,7 @@ def pools(
     d = stats.details
     if d["up_to_date"]:
         console.print(f"pools up to date: nothing changed since the run that made them ({d['n_blocks']:,} blocks "
-                      f"of {d['n_queries']:,} queries, fingerprint {esc(d['fingerprint'])}); --fresh searches again")
+                      f"of {d['n_queries']:,} queries, fingerprint {esc(d['fingerprint'])}); --full embeds and searches again")
     console.print(stage_summary(stats))
     console.print(summary_table(d, s))
     if score_against is not None:
