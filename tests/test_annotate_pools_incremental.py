@@ -75,13 +75,19 @@ def membership(a: dict, b: dict) -> float:
     return sum(p in pairs for p in every) / len(every)
 
 
-@pytest.fixture()
-def first(demo300_copy):
-    store = Store.open(demo300_copy[0])
-    s = settings(store)
-    report = build_pools(store, s)
+@pytest.fixture(scope="module")
+def first_run(demo_store_factory, tmp_path_factory):
+    """The 300-product demo store after one complete (full) pools run."""
+    store = Store.open(copy_store(demo_store_factory(products=300, seed=0), tmp_path_factory.mktemp("pools-inc")))
+    report = build_pools(store, settings(store))
     assert report.refit == "no earlier complete run" and report.changes["new"] == 300
-    return store, s
+    return store
+
+
+@pytest.fixture()
+def first(first_run, tmp_path):
+    store = Store.open(copy_store(first_run.root, tmp_path, "store"))
+    return store, settings(store)
 
 
 def test_two_writes_incrementally_equal_a_full_search_and_agree_with_a_full_rebuild(first):
