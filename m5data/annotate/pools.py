@@ -43,7 +43,7 @@ import pyarrow as pa
 
 from .. import config as cfg
 from ..storage import StageStats, changes, record_run
-from . import embed, pool_inputs, pools_incremental
+from . import embed, pool_inputs, pool_lists, pools_incremental
 from .pool_inputs import part_name
 from .pool_vectors import NO_VECTOR, CatalogError, embedder_name, product_vectors, read_catalog, titles_as_captions
 from .pools_score import score_pools
@@ -193,7 +193,7 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
     incremental = not (full or fresh or ann_check or split_version)
     if incremental and (saved := pools_incremental.up_to_date(store, settings, marks, RUN_VERSION)) is not None:
         report = PoolsReport(StageStats("annotate-pools"), embedder=embedder_name(settings))
-        pools_incremental.restore(report, saved["report"])
+        pool_inputs.restore(report, saved["report"])
         report.changes = {"new": 0, "changed": 0, "unchanged": report.n_products}
         record_run(store, report.stats.finish(), _run_config(settings, None, report.fingerprint, up_to_date=True))
         return report
@@ -307,7 +307,7 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
                          report.embedder, stats.run_id)
         store.write("pools", out)
         stats.n_out += hits.scores.shape[0]
-        cand, score = pools_incremental.block_lists(hits, g_rows, width)
+        cand, score = pool_lists.block_lists(hits, g_rows, width)
         with open(ckpt / f"block-{hits.start}.npz", "wb") as f:
             np.savez(f, cand=cand, score=score)
         kept.push(ckpt / f"block-{hits.start}.npz")
@@ -327,7 +327,7 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
         clock("ann check")
     (store.work_dir(KEPT_NAME, fp) / "gallery.npy").unlink(missing_ok=True)
     record_run(store, stats.finish(), _run_config(settings, split_version, fp))
-    lists = None if split_version else pools_incremental.gather_lists(kept, fp, nblocks, a.pool_block, q_rows, width,
+    lists = None if split_version else pool_lists.gather_lists(kept, fp, nblocks, a.pool_block, q_rows, width,
                                                                       len(g_rows) - (self_index >= 0))
     if lists is not None:
         pools_incremental.save(store, kept, settings, marks, RUN_VERSION, fp, pa.array(ids, pa.string()),

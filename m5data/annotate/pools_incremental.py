@@ -44,8 +44,10 @@ import pyarrow.compute as pc
 from .. import config as cfg
 from ..storage import changes
 from . import embed, pool_embedder
+from .pool_inputs import REPORTED, restore
+from .pool_lists import Lists, block_lists, floors, load_lists, merge, merged, save_lists
 from .pool_vectors import NO_VECTOR, CatalogError, read_catalog, titles_as_captions
-from .search import TIE_DECIMALS, quantise, search
+from .search import Hits, quantise, search
 
 STAGE = "pools"
 READS = ("products", "captions", "media")
@@ -88,67 +90,6 @@ def table_as_left(store, state: dict) -> bool:
     return state.get("pools_mark") == store.watermark("pools")
 
 
-# ------------------------------------------------------------------ kept lists
-@dataclasses.dataclass
-class Lists:
-    """Per query (rows into the ids, ascending): its best gallery rows (-1: none), scores (-inf: none) and floor."""
-
-    q: np.ndarray  # int64 (nq,)
-    cand: np.ndarray  # int32 (nq, L)
-    score: np.ndarray  # float32 (nq, L)
-    floor: np.ndarray  # float32 (nq,)
-
-
-def block_lists(hits, g_rows: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """A search block's hits as product rows and scores padded to ``width`` columns."""
-    b, k = hits.scores.shape
-    cand = np.full((b, width), -1, np.int32)
-    score = np.full((b, width), -np.inf, np.float32)
-    ok = np.isfinite(hits.scores)
-    cand[:, :k] = np.where(ok, g_rows[np.where(ok, hits.index, 0)] if len(g_rows) else -1, -1)
-    score[:, :k] = np.where(ok, hits.scores, -np.inf)
-    return cand, score
-
-
-def floors(score: np.ndarray, available: np.ndarray) -> np.ndarray:
-    """A full search's floor per query: its last score when the list is shorter than what the gallery
-    holds for it (``available``), -inf when it holds all of it."""
-    n_valid = np.isfinite(score).sum(axis=1)
-    last = score[np.arange(len(score)), np.maximum(n_valid - 1, 0)] if score.shape[1] else np.zeros(len(score), np.float32)
-    return np.where(n_valid < available, last, -np.inf).astype(np.float32)
-
-
-def gather_lists(kept, fp: str, nblocks: int, block: int, q_rows: np.ndarray, width: int,
-                 available: np.ndarray) -> Lists | None:
-    """A full run's lists from its blocks' files ``<fp>/block-<start>.npz`` (None when one is missing or
-    of another width)."""
-    cand = np.full((len(q_rows), width), -1, np.int32)
-    score = np.full((len(q_rows), width), -np.inf, np.float32)
-    for b in range(nblocks):
-        try:
-            with np.load(kept.fetch(f"{fp}/block-{b * block}.npz"), allow_pickle=False) as z:
-                c, s = z["cand"], z["score"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        if c.shape != (min(block, len(q_rows) - b * block), width):
-            return None
-        cand[b * block:b * block + len(c)], score[b * block:b * block + len(c)] = c, s
-    return Lists(q_rows, cand, score, floors(score, available))
-
-
-def _save_lists(path, lists: Lists) -> None:
-    with open(path, "wb") as f:
-        np.savez(f, q=lists.q, cand=lists.cand, score=lists.score, floor=lists.floor)
-
-
-def _load_lists(path) -> Lists | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return Lists(z["q"], z["cand"], z["score"], z["floor"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def _save_ids(path, ids: pa.Array) -> None:
     import pyarrow.feather as feather
 
@@ -169,12 +110,11 @@ def save(store, kept, settings: cfg.Settings, marks: dict[str, int], code: str, 
     """Keep the ids and lists of a complete run beside its vectors (``vectors-<x>``) and save the state, last."""
     work = kept.path
     _save_ids(work / f"ids-{tag}.arrow", ids)
-    _save_lists(work / f"lists-{tag}.npz", lists)
+    save_lists(work / f"lists-{tag}.npz", lists)
     files = {"vectors": f"{vectors}.npy", "usable": f"{vectors}.usable.npy", "embedder": f"{vectors}.embedder.npz",
              "ids": f"ids-{tag}.arrow", "lists": f"lists-{tag}.npz"}
     s = report.stats
-    saved = {k: getattr(report, k) for k in ("embedder", "n_products", "n_queries", "n_gallery", "n_blocks",
-                                             "from_titles", "fingerprint")}
+    saved = {k: getattr(report, k) for k in REPORTED}
     saved |= {"gaps": dict(report.gaps), "stats": {"n_in": s.n_in, "n_out": s.n_out, "failures": dict(s.failures)}}
     changes.save_state(store, STAGE, marks, inputs(settings, None, code), files=files, fitted_on=fitted_on,
                        report=saved, pools_mark=store.watermark("pools"))
@@ -184,20 +124,6 @@ def save(store, kept, settings: cfg.Settings, marks: dict[str, int], code: str, 
             if name not in keep:
                 kept.remove(name)
     kept.remove(WRITING)
-
-
-def restore(report, saved: dict) -> None:
-    """An up-to-date run's report from the state's."""
-    from collections import Counter
-
-    for k in ("embedder", "n_products", "n_queries", "n_gallery", "n_blocks", "from_titles", "fingerprint"):
-        setattr(report, k, saved[k])
-    report.gaps = Counter(saved["gaps"])
-    report.n_resumed, report.vectors_reused, report.up_to_date = report.n_blocks, True, True
-    s = report.stats
-    s.n_in, s.n_out = saved["stats"]["n_in"], saved["stats"]["n_out"]
-    for reason, n in saved["stats"]["failures"].items():
-        s.fail(reason, n)
 
 
 # ------------------------------------------------------------------ the incremental run
@@ -240,7 +166,7 @@ def why_full(store, settings: cfg.Settings, state: dict | None, code: str, kept)
 def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int], code: str, report, clock,
         progress=None) -> str | None:
     """Update the pools from what changed since ``state``; None when done, else why a full run is needed."""
-    from .pools import KEPT_NAME, Rows, _drop_stale, gallery_matrix, sample_queries
+    from .pools import KEPT_NAME, Rows, _drop_stale, _pool_rows, gallery_matrix, sample_queries
 
     a = settings.annotate
     K, L = a.pool_k, a.pool_k + a.pool_margin
@@ -249,7 +175,7 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
     if any(p is None for p in paths.values()):
         return "kept files missing"
     fitted = pool_embedder.loads(paths["embedder"].read_bytes())
-    old_ids, lists = _load_ids(paths["ids"]), _load_lists(paths["lists"])
+    old_ids, lists = _load_ids(paths["ids"]), load_lists(paths["lists"])
     old_vec = np.load(paths["vectors"], mmap_mode="r")
     old_usable = np.load(paths["usable"])
     if fitted is None or old_ids is None or lists is None or len(old_ids) != len(old_vec) != len(old_usable):
@@ -349,8 +275,8 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
     score = np.where(valid, lists.score, -np.inf).astype(np.float32)
 
     qa = at[q_rows]
-    merge = (qa >= 0) & ~in_d[q_rows]
-    m_idx = np.flatnonzero(merge)
+    kept_q = (qa >= 0) & ~in_d[q_rows]  # kept queries: their lists are updated
+    m_idx = np.flatnonzero(kept_q)
     final_c = np.full((nq, L), -1, np.int64)
     final_s = np.full((nq, L), -np.inf, np.float32)
     final_f = np.full(nq, -np.inf, np.float32)
@@ -359,15 +285,15 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
         n_rows = d_rows[usable[d_rows]]
         if len(n_rows):
             nc, ns, nf = _search_new(out, q_rows[m_idx], n_rows, L, a)
-            mc, ms, mf = _merge(mc, ms, mf, nc, ns, nf, L)
+            mc, ms, mf = merge(mc, ms, mf, nc, ns, nf, L)
         else:  # nothing new in the gallery: the lists less what left them
-            mc, ms = _merged(mc, ms, mc[:, :0], ms[:, :0], L)
+            mc, ms = merged(mc, ms, mc[:, :0], ms[:, :0], L)
         final_c[m_idx], final_s[m_idx], final_f[m_idx] = mc, ms, mf
         # entries above the floor are exact: fewer than K of them (a pool that lost more than the margin) -> search again
         exact = (np.isfinite(ms) & (quantise(ms) > quantise(mf)[:, None])).sum(axis=1)
-        merge[m_idx[np.isfinite(mf) & (exact < K)]] = False
+        kept_q[m_idx[np.isfinite(mf) & (exact < K)]] = False
     clock("merge")
-    full_idx = np.flatnonzero(~merge)
+    full_idx = np.flatnonzero(~kept_q)
     report.searched = len(full_idx)
     if len(full_idx):
         gv = gallery_matrix(out, g_rows, store.work_dir(KEPT_NAME, f"i{tag}"))
@@ -395,7 +321,10 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
         q_ids = pa.array(queries, pa.string())
         with store.writer("pools") as w:
             for s in range(0, len(rewrite), a.pool_block):
-                w.write(_rows(rewrite[s:s + a.pool_block], top, final_s, q_ids, cur, report.embedder, stats.run_id))
+                sel = rewrite[s:s + a.pool_block]
+                t = top[sel]
+                hits = Hits(0, np.where(t >= 0, final_s[sel, :K], -np.inf), np.maximum(t, 0))
+                w.write(_pool_rows(hits, q_ids.take(pa.array(sel)), cur, report.embedder, stats.run_id))
     stats.n_out = nq
     clock("write")
     still = pc.is_in(old_ids.take(pa.array(lists.q)), value_set=pa.array(queries, pa.string()))
@@ -407,82 +336,6 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
     save(store, kept, settings, marks, code, tag, cur, name, Lists(q_rows, final_c.astype(np.int32), final_s, final_f),
          state["fitted_on"], report)
     return None
-
-
-_SCALE = 10 ** TIE_DECIMALS  # scores are compared (and stored) to this many decimals
-_TOP = 2 * _SCALE  # above any cosine's quantised value: (TOP - q) is never negative
-_EMPTY = np.iinfo(np.int64).max
-
-
-def _keys(cand: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """One int64 per entry whose ascending order is (score to 6 decimals desc, row asc): ``(TOP -
-    score x 1e6) << 32 | row``; empty entries (-1, -inf) are EMPTY."""
-    ok = (cand >= 0) & np.isfinite(score)
-    q = np.rint(np.where(ok, score, 0).astype(np.float64) * _SCALE).astype(np.int64)
-    return np.where(ok, (_TOP - q) << 32 | np.maximum(cand, 0).astype(np.int64), _EMPTY)
-
-
-def _unkey(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and scores (rounded to 6 decimals) of :func:`_keys`'s keys."""
-    empty = key == _EMPTY
-    return (np.where(empty, -1, key & 0xFFFFFFFF),
-            np.where(empty, -np.inf, (_TOP - (key >> 32)) / _SCALE).astype(np.float32))
-
-
-def _order(cand: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row by (score to 6 decimals desc, row asc), empty entries last; the scores rounded to 6 decimals."""
-    if not cand.size:
-        return cand, score
-    key = _keys(cand, score)
-    key.sort(axis=1)
-    return _unkey(key)
-
-
-try:
-    import numba
-except ImportError:  # pragma: no cover - numba comes with librosa
-    numba = None
-
-if numba is not None:
-
-    @numba.njit(cache=True, nogil=True)
-    def _merge_rows(k1, k2, width, out):  # pragma: no cover - compiled
-        """Per row, the ``width`` smallest keys of two ascending rows (EMPTY entries skipped) into ``out``."""
-        for r in range(k1.shape[0]):
-            i = j = n = 0
-            while n < width:
-                while i < k1.shape[1] and k1[r, i] == _EMPTY:
-                    i += 1
-                while j < k2.shape[1] and k2[r, j] == _EMPTY:
-                    j += 1
-                a = k1[r, i] if i < k1.shape[1] else _EMPTY
-                b = k2[r, j] if j < k2.shape[1] else _EMPTY
-                if a == _EMPTY and b == _EMPTY:
-                    break
-                if a <= b:
-                    out[r, n] = a
-                    i += 1
-                else:
-                    out[r, n] = b
-                    j += 1
-                n += 1
-            for m in range(n, width):
-                out[r, m] = _EMPTY
-
-
-def _merged(c1, s1, c2, s2, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """The best ``width`` entries per row of two lists each ordered as :func:`_order` orders (holes allowed):
-    a linear merge (numba), else one sort of both."""
-    k1, k2 = _keys(c1, s1), _keys(c2, s2)
-    if numba is None:  # pragma: no cover
-        key = np.concatenate([k1, k2], axis=1)
-        key.sort(axis=1)
-        key = key[:, :width] if key.shape[1] >= width else np.pad(key, ((0, 0), (0, width - key.shape[1])),
-                                                                    constant_values=_EMPTY)
-    else:
-        key = np.empty((len(k1), width), np.int64)
-        _merge_rows(k1, k2, width, key)
-    return _unkey(key)
 
 
 def _search_new(vectors, q_rows: np.ndarray, n_rows: np.ndarray, L: int, a):
@@ -500,31 +353,5 @@ def _search_new(vectors, q_rows: np.ndarray, n_rows: np.ndarray, L: int, a):
     return c, s, floors(s, np.full(m, len(n_rows)))
 
 
-def _merge(c1, s1, f1, c2, s2, f2, L: int):
-    """Two lists per query merged, cut to ``L``; the floor rises to the best score cut off."""
-    c, s = _merged(c1, s1, c2, s2, L + 1)
-    floor = np.maximum(np.maximum(f1, f2), s[:, L]).astype(np.float32)
-    return c[:, :L], s[:, :L], floor
-
-
-def _rows(sel: np.ndarray, top: np.ndarray, score: np.ndarray, q_ids: pa.Array, ids: pa.Array, label: str,
-          run_id: str) -> pa.Table:
-    """The pools rows of queries ``sel`` (positions in ``q_ids``) from their top K."""
-    t = top[sel]
-    valid = t >= 0
-    k = t.shape[1]
-    qi = np.repeat(sel, k).reshape(len(sel), k)[valid]
-    ranks = np.tile(np.arange(1, k + 1, dtype=np.int32), (len(sel), 1))[valid]
-    nrow = len(qi)
-    return pa.table({
-        "query_id": q_ids.take(pa.array(qi)), "candidate_id": ids.take(pa.array(t[valid])),
-        "rank": pa.array(ranks, pa.int32()),
-        "score": pa.array(score[sel, :k][valid].astype(np.float64).round(6)),
-        "embedder": pa.repeat(pa.scalar(label), nrow) if nrow else pa.array([], pa.string()),
-        "run_id": pa.repeat(pa.scalar(run_id), nrow) if nrow else pa.array([], pa.string()),
-    })
-
-
-__all__ = ["FORMAT", "LAZY", "Lists", "STAGE", "block_lists", "changed_products", "floors", "gather_lists", "inputs",
-           "restore", "run",
-           "save", "up_to_date", "watermarks", "why_full"]
+__all__ = ["FORMAT", "LAZY", "Lists", "STAGE", "block_lists", "changed_products", "floors", "inputs",
+           "run", "save", "up_to_date", "watermarks", "why_full"]
