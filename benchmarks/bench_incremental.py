@@ -17,10 +17,10 @@ incremental run to the full rebuild. Last line::
 
     python benchmarks/bench_incremental.py --products 10000 --new-share 0.01
 
-Stages (``--stages``, pipeline order): align, dedup and match_level (annotate jobs), splits, export
-(WebDataset, all splits: the incremental run writes the new version beside the first one; the full
-rebuild writes into a folder of its own), report. Each stage's seconds are its ``run(ctx)``'s, timed
-in its process (the process's own start, imports and numba's cache, printed beside them); the
+Stages (``--stages``, pipeline order): align, dedup, match_level and pools (annotate jobs), splits,
+export (WebDataset, all splits: the incremental run writes the new version beside the first one; the
+full rebuild writes into a folder of its own), report. Each stage's seconds are its ``run(ctx)``'s,
+timed in its process (the process's own start, imports and numba's cache, printed beside them); the
 incremental tables of dedup, match-level and pools are compared with the full rebuild's.
 """
 
@@ -35,9 +35,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scale import ROOT, fresh_copy, prepare, run_child  # noqa: E402
 
-STAGES = ("align", "dedup", "match_level", "splits", "export", "report")
+STAGES = ("align", "dedup", "match_level", "pools", "splits", "export", "report")
 JOBS = {"dedup": ("annotate", {"job": "dedup"}),  # an annotate job: the stage and its option
-        "match_level": ("annotate", {"job": "match_level"})}
+        "match_level": ("annotate", {"job": "match_level"}), "pools": ("annotate", {"job": "pools"})}
 # the table whose incremental rows are compared with the full rebuild's (agreement, below)
 TABLES = {"dedup": "dedup", "match_level": "caption_match", "pools": "pools"}
 
@@ -83,7 +83,8 @@ print("RESULT " + json.dumps({"stage_s": time.perf_counter() - started, "changes
                              "scored": d.get("scored_pairs"), "pairs": d.get("candidate_pairs"),
                              "shards": d.get("shards"), "written": d.get("shards_written"),
                              "inherited": d.get("shards_inherited"), "refit": d.get("refit"),
-                             "searched": d.get("searched"), "why_full": d.get("full")}))
+                             "searched": d.get("searched"), "why_full": d.get("full"),
+                             "rewritten": d.get("rewritten")}))
 if snapshot:  # [table, file]: the table as this run left it, for the agreement with the full rebuild
     import pyarrow.parquet as pq
     from m5data.storage import Store
@@ -152,9 +153,11 @@ def run_stage(stage: str, run: Path, world: Path, full: bool, label: str, env: d
         note += f"; scored {result['scored']:,} of {result['pairs']:,} pairs"
     if result.get("shards") is not None:  # export: shards written and taken over
         note += f"; wrote {result['written']:,} of {result['shards']:,} shards ({result['inherited'] or 0:,} inherited)"
-    if result.get("refit") is not None:  # match-level: whether the classifier was fitted again
+    if result.get("refit") is not None:  # match-level, pools: whether the classifier / embedder was fitted again
         note += f"; refit: {result['refit']}"
-    if result.get("searched") is not None:  # dedup: the products whose pairs were searched
+    if result.get("rewritten") is not None:  # pools: queries searched against the whole gallery, pools written
+        note += f"; searched {result['searched']:,}, wrote {result['rewritten']:,} pools"
+    elif result.get("searched") is not None:  # dedup: the products whose pairs were searched
         note += f"; searched {result['searched']:,}"
     if result.get("why_full"):  # dedup: why every product was grouped again
         note += f"; full: {result['why_full']}"

@@ -233,3 +233,35 @@ def test_the_train_stage_on_an_s3_store_wants_a_local_run_folder():
 @pytest.fixture
 def url(s3_url):
     return s3_url
+
+
+def test_incremental_pools_on_s3_equal_a_local_store(url, aws, demo_store_factory, tmp_path, monkeypatch):
+    """Pools grown incrementally on an S3 store: the same pools as on a local store, the kept embedder,
+    vectors and lists objects of the store; nothing new afterwards reads no kept file and writes nothing."""
+    from grow_store import grow, product_ids
+
+    from m5data.annotate.pools import build_pools
+    from m5data.storage import changes
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    local = Store.open(copy_store(demo_store_factory(products=60, seed=0), tmp_path))
+    s3 = Store.init(url)
+    store_copy(local, s3)
+    reports = []
+    for store in (s3, local):
+        s = load(overrides={"store.path": str(store.root), "annotate.pool_queries": "1.0", "annotate.pool_k": "20",
+                            "annotate.pool_margin": "5"}, environ={})
+        build_pools(store, s)
+        grow(store, "x", 6, sorted(product_ids(store))[2])
+        reports.append(build_pools(store, s))
+    got, want = reports
+    assert got.refit is None and got.changes == want.changes == {"new": 6, "changed": 1, "unchanged": 59}
+    assert got.rewritten == want.rewritten > 0 and differences(s3, local, ("pools",)) == {}
+    files = changes.load_state(s3, "pools")["files"]
+    assert all(f"derived/pools/{f}" in s3.files("derived/pools/") for f in files.values())
+    mark = s3.watermark("pools")
+    monkeypatch.setattr(type(s3), "kept", lambda *a, **k: pytest.fail("a run with nothing new opened the kept files"))
+    again = build_pools(s3, load(overrides={"store.path": url, "annotate.pool_queries": "1.0", "annotate.pool_k": "20",
+                                            "annotate.pool_margin": "5"}, environ={}))
+    assert again.up_to_date and s3.watermark("pools") == mark

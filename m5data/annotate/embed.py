@@ -44,7 +44,8 @@ def _identity(tokens):
     return tokens
 
 
-def tfidf_svd(tokens: list[list[str]], texts: list[str], dim: int = 128, seed: int = 0) -> np.ndarray:
+def tfidf_svd(tokens: list[list[str]], texts: list[str], dim: int = 128, seed: int = 0,
+              keep: list | None = None, n_iter: int = 7) -> np.ndarray:
     """TF-IDF of word tokens and of char 2-3-grams, concatenated and reduced to ``dim`` with SVD.
 
     Args:
@@ -52,6 +53,10 @@ def tfidf_svd(tokens: list[list[str]], texts: list[str], dim: int = 128, seed: i
         texts: caption text per product (for the character n-grams).
         dim: SVD components (capped by the corpus size).
         seed: SVD seed.
+        n_iter: power iterations of the randomized SVD (more: closer to the exact top ``dim`` subspace,
+            so a fit on a slightly grown corpus gives nearly the same vectors).
+        keep: when given, the fitted vectorizers and SVD are appended to it as a :class:`TfidfSvd`
+            (whose ``transform`` embeds more captions as these were; nothing when none was fitted).
     """
     from scipy import sparse
     from sklearn.decomposition import TruncatedSVD
@@ -69,8 +74,11 @@ def tfidf_svd(tokens: list[list[str]], texts: list[str], dim: int = 128, seed: i
     k = min(dim, m.shape[0] - 1, m.shape[1] - 1)
     if k < 1:
         return out
-    red = TruncatedSVD(n_components=k, random_state=seed, algorithm="randomized", n_iter=7).fit_transform(m)
+    svd = TruncatedSVD(n_components=k, random_state=seed, algorithm="randomized", n_iter=n_iter)
+    red = svd.fit_transform(m)
     out[np.asarray(have), :k] = red.astype(np.float32)
+    if keep is not None:
+        keep.append(TfidfSvd(words, chars, svd, dim))
     return out
 
 
@@ -90,7 +98,8 @@ class TfidfSvd:
         self.words, self.chars, self.svd, self.dim = words, chars, svd, dim
 
     @classmethod
-    def fit_sample(cls, tokens, texts, dim: int = 128, seed: int = 0, sample: int = 100_000) -> TfidfSvd | None:
+    def fit_sample(cls, tokens, texts, dim: int = 128, seed: int = 0, sample: int = 100_000,
+                   n_iter: int = 7) -> TfidfSvd | None:
         """Fit on up to ``sample`` captions with text (Arrow columns ``tokens``, ``texts``), drawn with ``seed``;
         None when fewer than two have text."""
         import pyarrow.compute as pc
@@ -128,7 +137,7 @@ class TfidfSvd:
         k = min(dim, m.shape[0] - 1, m.shape[1] - 1)
         if k < 1:
             return None
-        svd = TruncatedSVD(n_components=k, random_state=seed, algorithm="randomized", n_iter=7).fit(m)
+        svd = TruncatedSVD(n_components=k, random_state=seed, algorithm="randomized", n_iter=n_iter).fit(m)
         return cls(words, chars, svd, dim)
 
     def transform(self, tokens: list[list[str]], texts: list[str]) -> np.ndarray:

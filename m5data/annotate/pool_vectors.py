@@ -9,7 +9,7 @@ embedding again; a run with other inputs replaces it.
 
 Up to :data:`IN_MEMORY_ROWS` products the vectors are computed in memory exactly as before this
 module existed (one TF-IDF + SVD fit, one centring), so small stores give the same vectors bit for
-bit. Above it the work goes in chunks of :data:`CHUNK` rows: the TF-IDF vocabulary and the SVD are
+bit (at the same ``annotate.pool_svd_iter``). Above it the work goes in chunks of :data:`CHUNK` rows: the TF-IDF vocabulary and the SVD are
 fitted on a seeded sample of ``annotate.pool_fit_sample`` captions and every caption is projected
 with them; the image descriptors are computed chunk by chunk; centring and normalising are two
 passes over the memory-map. Memory is then a chunk of products plus the sample's sparse matrix,
@@ -32,11 +32,12 @@ import pyarrow as pa
 from .. import config as cfg
 from ..storage.files import KeptFolder
 from . import embed
+from .pool_embedder import Embedder, dumps, loads, nonzero_mean
 
 Progress = Callable[[str, int, int], None]
 
 VERSION = "pools-vectors-v2"  # bump when the vectors of the same inputs change
-IN_MEMORY_ROWS = 65_536  # up to this many products: the in-memory path (bit-identical to earlier releases)
+IN_MEMORY_ROWS = 65_536  # up to this many products: the in-memory path (bit-identical to earlier releases at 7 SVD iterations)
 CHUNK = 32_768  # products per chunk of the streamed path (memory: a chunk's tokens, images and vectors)
 NO_VECTOR = "no caption and no image"
 
@@ -71,6 +72,7 @@ class Vectors:
     usable: np.ndarray  # bool per product
     fingerprint: str
     reused: bool = False  # read from the cache instead of embedded
+    embedder: Embedder | None = None  # what was fitted (kept beside the vectors: an incremental run embeds with it)
 
 
 CATALOG_SQL = """
@@ -86,12 +88,17 @@ CATALOG_SQL = """
     ORDER BY p.product_id"""
 
 
-def read_catalog(store) -> Catalog:
-    """Every product with its title, its caption (``has_caption``: a captions row exists) and its
-    main image's normalised copy, as Arrow columns sorted by product_id."""
+def read_catalog(store, only: list[str] | None = None) -> Catalog:
+    """Every product (``only``: just these product ids) with its title, its caption (``has_caption``: a
+    captions row exists) and its main image's normalised copy, as Arrow columns sorted by product_id."""
     con = store.connect(need=("products", "captions", "media"), only=("products", "captions", "media"))
     try:
-        return Catalog(con.sql(CATALOG_SQL).to_arrow_table())
+        sql = CATALOG_SQL
+        if only is not None:
+            con.execute("CREATE TEMP TABLE wanted AS SELECT DISTINCT unnest(?::VARCHAR[]) AS product_id", [list(only)])
+            sql = (sql.replace("WHERE s.kind = 'image'", "WHERE s.product_id IN (SELECT product_id FROM wanted) AND s.kind = 'image'")
+                   .replace("\n    ORDER BY p.product_id", "\n    WHERE p.product_id IN (SELECT product_id FROM wanted)\n    ORDER BY p.product_id"))
+        return Catalog(con.sql(sql).to_arrow_table())
     finally:
         con.close()
 
@@ -143,7 +150,7 @@ def fingerprint(store, catalog: Catalog, s: cfg.Settings) -> str:
     a = s.annotate
     digest = hashlib.sha256()
     digest.update(repr((VERSION, embed.IMAGE_DESCRIPTOR_VERSION, embedder_name(s), a.pool_text_weight,
-                        a.pool_image_weight, a.pool_text_dim, a.pool_text_model, a.seed,
+                        a.pool_image_weight, a.pool_text_dim, a.pool_text_model, a.seed, a.pool_svd_iter,
                         a.pool_fit_sample if len(catalog) > IN_MEMORY_ROWS else 0)).encode())
     # a store on object storage writes a blob once and never removes it in place: a named one is there
     root = str(store.root) if isinstance(store.root, Path) else None
@@ -168,32 +175,35 @@ def product_vectors(store, catalog: Catalog, s: cfg.Settings, progress: Progress
     kept = KeptFolder(store.work_dir("pools")) if kept is None else kept
     work = kept.path
     path, meta_path = work / f"vectors-{fp}.npy", work / f"vectors-{fp}.json"
-    if meta_path.is_file() and kept.fetch(path.name) and kept.fetch(f"vectors-{fp}.usable.npy"):
+    embedder_name = f"vectors-{fp}.embedder.npz"
+    if meta_path.is_file() and kept.fetch(path.name) and kept.fetch(f"vectors-{fp}.usable.npy") and kept.fetch(embedder_name):
         meta = json.loads(meta_path.read_text())
         matrix = np.load(path, mmap_mode="c")  # copy-on-write: torch may wrap it, nothing writes to it
         usable = np.load(work / f"vectors-{fp}.usable.npy")
-        if matrix.shape[0] == len(catalog) == len(usable):
-            return Vectors(matrix, Counter(meta["gaps"]), usable, fp, reused=True)
+        fitted = loads((work / embedder_name).read_bytes())
+        if matrix.shape[0] == len(catalog) == len(usable) and fitted is not None:
+            return Vectors(matrix, Counter(meta["gaps"]), usable, fp, reused=True, embedder=fitted)
     for old in kept.names("vectors-*"):  # another input state's vectors: never read again
         kept.remove(old)
     tmp = work / f".tmp-vectors-{fp}-{os.getpid()}.npy"
     try:
         if len(catalog) <= IN_MEMORY_ROWS:
-            vec, gaps, usable = _embed_in_memory(store, catalog, s, progress)
+            vec, gaps, usable, fitted = _embed_in_memory(store, catalog, s, progress)
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=vec.shape)
             out[:] = vec
         else:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(catalog), _dim(s)))
-            gaps, usable = _embed_chunked(store, catalog, s, out, progress)
+            gaps, usable, fitted = _embed_chunked(store, catalog, s, out, progress)
         out.flush()
         del out
         np.save(work / f"vectors-{fp}.usable.npy", usable)
+        (work / embedder_name).write_bytes(dumps(fitted))
         meta_path.write_text(json.dumps({"gaps": dict(gaps), "rows": len(catalog)}))
         os.replace(tmp, path)  # last: a vectors file is there only when it is complete
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return Vectors(np.load(path, mmap_mode="c"), gaps, usable, fp)
+    return Vectors(np.load(path, mmap_mode="c"), gaps, usable, fp, embedder=fitted)
 
 
 def _dim(s: cfg.Settings) -> int:
@@ -246,15 +256,19 @@ def _image_block(store, catalog: Catalog, start: int, stop: int, gaps: Counter, 
 
 
 def _embed_in_memory(store, catalog: Catalog, s: cfg.Settings, progress: Progress | None
-                     ) -> tuple[np.ndarray, Counter, np.ndarray]:
-    """Concatenated, L2-normalised (text, image) vectors of a small catalog, all in memory."""
+                     ) -> tuple[np.ndarray, Counter, np.ndarray, Embedder]:
+    """Concatenated, L2-normalised (text, image) vectors of a small catalog, all in memory, and the fitted embedder."""
     a = s.annotate
     gaps: Counter = Counter()
     texts = catalog.column("text")
+    fitted: list = []
     if a.pool_text_model:
         text = embed.sentence_transformer(texts, a.pool_text_model)
     else:
-        text = embed.tfidf_svd([list(t) for t in catalog.column("tokens")], texts, dim=a.pool_text_dim, seed=a.seed)
+        text = embed.tfidf_svd([list(t) for t in catalog.column("tokens")], texts, dim=a.pool_text_dim, seed=a.seed,
+                               keep=fitted, n_iter=a.pool_svd_iter)
+    embedder = Embedder("st" if a.pool_text_model else "tfidf", text.shape[1], fitted[0] if fitted else None,
+                        [nonzero_mean(text)], a.pool_image == "descriptor")
     text = embed.l2_normalise(text, center=True)
     has_text = np.array([bool(t) for t in texts], bool)
     text[~has_text] = 0.0
@@ -263,15 +277,16 @@ def _embed_in_memory(store, catalog: Catalog, s: cfg.Settings, progress: Progres
     has_image = np.zeros(len(catalog), bool)
     if a.pool_image == "descriptor":
         image, has_image = _image_block(store, catalog, 0, len(catalog), gaps, progress)
+        embedder.means.append(nonzero_mean(image))
         image = embed.l2_normalise(image, center=True)
         image[~has_image] = 0.0
         blocks.append((image, a.pool_image_weight))
     vec = np.concatenate([np.sqrt(w) * b for b, w in blocks], axis=1)
-    return embed.l2_normalise(vec), +gaps, has_text | has_image
+    return embed.l2_normalise(vec), +gaps, has_text | has_image, embedder
 
 
 def _embed_chunked(store, catalog: Catalog, s: cfg.Settings, out: np.ndarray, progress: Progress | None
-                   ) -> tuple[Counter, np.ndarray]:
+                   ) -> tuple[Counter, np.ndarray, Embedder]:
     """Fill ``out`` (a memory-map) chunk by chunk: raw blocks first, then centre and normalise in place."""
     a = s.annotate
     n = len(catalog)
@@ -281,7 +296,7 @@ def _embed_chunked(store, catalog: Catalog, s: cfg.Settings, out: np.ndarray, pr
     has_image = np.zeros(n, bool)
     text_model = None if a.pool_text_model else embed.TfidfSvd.fit_sample(
         catalog.table.column("tokens"), catalog.table.column("text"), dim=a.pool_text_dim, seed=a.seed,
-        sample=a.pool_fit_sample)
+        sample=a.pool_fit_sample, n_iter=a.pool_svd_iter)
     for start in range(0, n, CHUNK):
         stop = min(start + CHUNK, n)
         texts = catalog.column("text", start, stop)
@@ -299,6 +314,7 @@ def _embed_chunked(store, catalog: Catalog, s: cfg.Settings, out: np.ndarray, pr
     if a.pool_image == "descriptor":
         blocks.append((slice(dt, out.shape[1]), has_image, a.pool_image_weight))
     means = [_mean_of_nonzero(out, cols) for cols, _, _ in blocks]
+    embedder = Embedder("st" if a.pool_text_model else "tfidf", dt, text_model, means, a.pool_image == "descriptor")
     for start in range(0, n, CHUNK):
         stop = min(start + CHUNK, n)
         parts = []
@@ -310,7 +326,7 @@ def _embed_chunked(store, catalog: Catalog, s: cfg.Settings, out: np.ndarray, pr
             x[~has[start:stop]] = 0.0
             parts.append(np.sqrt(w) * x)
         out[start:stop] = embed.l2_normalise(np.concatenate(parts, axis=1))
-    return +gaps, has_text | has_image
+    return +gaps, has_text | has_image, embedder
 
 
 def _mean_of_nonzero(out: np.ndarray, cols: slice) -> np.ndarray:

@@ -20,6 +20,10 @@ queries are dropped at the end (reading each part's query ids once), so a re-run
 table. A complete run saves its input state (module :mod:`.pool_inputs`): a re-run that finds the
 store, the settings and the pools as that run left them returns its report without reading the
 catalog.
+
+Incremental (module :mod:`.pools_incremental`): a complete run also keeps its fitted embedder, its
+vectors and each query's best ``K + annotate.pool_margin`` candidates; unless ``full`` (or
+``fresh``, ``ann_check``, a split version), a later run embeds and searches only what changed since.
 """
 
 from __future__ import annotations
@@ -38,12 +42,12 @@ import numpy as np
 import pyarrow as pa
 
 from .. import config as cfg
-from ..storage import StageStats, record_run
-from . import embed, pool_inputs
+from ..storage import StageStats, changes, record_run
+from . import embed, pool_inputs, pool_lists, pools_incremental
 from .pool_inputs import part_name
 from .pool_vectors import NO_VECTOR, CatalogError, embedder_name, product_vectors, read_catalog, titles_as_captions
 from .pools_score import score_pools
-from .search import SEARCHES, exact_search, faiss_search, recall_against, search
+from .search import SEARCHES, Hits, exact_search, faiss_search, recall_against, search
 
 __all__ = ["RUN_VERSION", "PoolsError", "PoolsReport", "Rows", "ann_recall", "build_pools", "check_settings",
            "gallery_matrix", "pool_queries_present", "run", "sample_queries", "split_members",
@@ -53,7 +57,7 @@ Progress = Callable[[str, int, int], None]
 KEPT_NAME = "pools"
 KEPT = f"derived/{KEPT_NAME}"  # the vectors, block markers, part index and input state (a kept folder)
 VECTORS_FILES = "vectors-*.npy"  # the memory-maps (large): an up-to-date re-run never reads them
-RUN_VERSION = "pools-v2"  # bump when the pools of the same vectors and settings change
+RUN_VERSION = "pools-v3"  # bump when the pools of the same vectors and settings change (v3: block lists kept)
 
 
 class PoolsError(ValueError):
@@ -79,6 +83,10 @@ class PoolsReport:
     vectors_reused: bool = False  # the vectors of these inputs were mapped from derived/pools, not embedded
     timings: dict = field(default_factory=dict)  # seconds per phase: read, embed, search, stale
     up_to_date: bool = False  # nothing changed since the last complete run: its report, nothing read
+    changes: dict = field(default_factory=dict)  # products new, changed, unchanged since the last complete run
+    refit: str | None = None  # why every product was embedded and every query searched (None: incremental)
+    searched: int = 0  # queries searched against the whole gallery
+    rewritten: int = 0  # queries whose pool was written
 
 
 def check_settings(s: cfg.Settings) -> None:
@@ -88,7 +96,10 @@ def check_settings(s: cfg.Settings) -> None:
         raise cfg.ConfigError(f"config annotate.pool_queries must be > 0 (a share up to 1 or a count), got {a.pool_queries!r}")
     if a.pool_queries > 1 and not float(a.pool_queries).is_integer():
         raise cfg.ConfigError(f"config annotate.pool_queries above 1 is a count and must be whole, got {a.pool_queries!r}")
-    for key in ("pool_k", "pool_block", "pool_text_dim"):
+    if a.pool_margin < 0 or not 0.0 <= a.pool_refit_share <= 1.0:
+        raise cfg.ConfigError(f"config annotate.pool_margin must be >= 0 and pool_refit_share in [0, 1], "
+                              f"got {a.pool_margin!r} and {a.pool_refit_share!r}")
+    for key in ("pool_k", "pool_block", "pool_text_dim", "pool_svd_iter"):
         if getattr(a, key) < 1:
             raise cfg.ConfigError(f"config annotate.{key} must be >= 1, got {getattr(a, key)!r}")
     if a.pool_search not in SEARCHES:
@@ -164,7 +175,7 @@ def run(store, settings: cfg.Settings, **kwargs) -> StageStats:
 
 
 def build_pools(store, settings: cfg.Settings, *, split_version: str | None = None, fresh: bool = False,
-                ann_check: int = 0, progress: Progress | None = None) -> PoolsReport:
+                ann_check: int = 0, progress: Progress | None = None, full: bool = False) -> PoolsReport:
     """Embed the products, search each query's top K and write the ``pools`` table.
 
     Args:
@@ -174,15 +185,26 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
             faiss HNSW and report its recall against exact (0 = no check); with a faiss search,
             the faiss result of the first block is compared with exact search.
         progress: ``progress(step, done, total)``.
+        full: embed every product and search every query even when a complete run's kept embedder,
+            vectors and pools could be updated with what changed since.
     """
     check_settings(settings)
+    marks = pools_incremental.watermarks(store)  # before reading: a later write is seen next time
+    incremental = not (full or fresh or ann_check or split_version)
+    if incremental and (saved := pools_incremental.up_to_date(store, settings, marks, RUN_VERSION)) is not None:
+        report = PoolsReport(StageStats("annotate-pools"), embedder=embedder_name(settings))
+        pool_inputs.restore(report, saved["report"])
+        report.changes = {"new": 0, "changed": 0, "unchanged": report.n_products}
+        record_run(store, report.stats.finish(), _run_config(settings, None, report.fingerprint, up_to_date=True))
+        return report
     # on object storage: a local copy, written back at the end; the vectors fetched only when used
-    with store.kept(KEPT, lazy=(VECTORS_FILES,)) as kept:
-        return _build(store, settings, kept, split_version, fresh, ann_check, progress)
+    with store.kept(KEPT, lazy=(VECTORS_FILES, *pools_incremental.LAZY)) as kept:
+        return _build(store, settings, kept, split_version, fresh, ann_check, progress, marks,
+                      None if incremental else "full run asked")
 
 
 def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh: bool, ann_check: int,
-           progress: Progress | None) -> PoolsReport:
+           progress: Progress | None, marks: dict, refit: str | None) -> PoolsReport:
     a = settings.annotate
     stats = StageStats("annotate-pools")
     report = PoolsReport(stats, embedder=embedder_name(settings))
@@ -193,9 +215,25 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
         saved = pool_inputs.saved_report(store, work, state)
         if saved is not None:
             pool_inputs.restore(report, saved)
+            report.changes = {"new": 0, "changed": 0, "unchanged": report.n_products}
             clock("check")
             record_run(store, stats.finish(), _run_config(settings, split_version, report.fingerprint, up_to_date=True))
             return report
+    if refit is None:
+        was_full = (work / pool_inputs.STATE_FILE).is_file()
+        last = changes.load_state(store, pools_incremental.STAGE)
+        refit = pools_incremental.why_full(store, settings, last, RUN_VERSION, kept)
+        if refit is None and was_full and changes.unchanged_since(last, marks, last["inputs"]):
+            refit = "the store changed outside its tables (a part or an image file removed)"
+        if refit is None:
+            pool_inputs.forget(work)
+            refit = pools_incremental.run(store, settings, kept, last, marks, RUN_VERSION, report, clock, progress)
+            if refit is None:
+                record_run(store, stats.finish(), _run_config(settings, None, report.fingerprint))
+                return report
+            report = PoolsReport(StageStats("annotate-pools"), embedder=embedder_name(settings))
+            stats, clock = report.stats, _Clock(report.timings)
+    report.refit = refit
     pool_inputs.forget(work)  # this run may change the pools: the saved state is no longer theirs
     catalog = read_catalog(store)
     if not len(catalog):
@@ -235,9 +273,12 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
     self_index = gal_pos[q_rows] if len(q_rows) else np.zeros(0, np.int64)
     del row_of
     report.n_queries, report.n_gallery = len(queries), len(gallery_ids)
+    report.changes = {"new": len(ids), "changed": 0, "unchanged": 0}
+    report.searched = report.rewritten = len(queries)
     stats.n_in = len(queries)
+    width = a.pool_k + a.pool_margin  # each query's best K + margin kept (the table gets K): what an incremental run merges into
 
-    fp = embed.fingerprint(RUN_VERSION, vectors.fingerprint, a.pool_k, a.pool_search, a.pool_block,
+    fp = embed.fingerprint(RUN_VERSION, vectors.fingerprint, a.pool_k, a.pool_margin, a.pool_search, a.pool_block,
                            _digest(queries), _digest(gallery_ids))
     report.fingerprint = fp
     for old in work.iterdir():  # another fingerprint's checkpoints: inputs or settings changed
@@ -247,7 +288,8 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
     if fresh:
         shutil.rmtree(ckpt, ignore_errors=True)
     ckpt.mkdir(parents=True, exist_ok=True)
-    done = {int(p.stem.split("-")[1]) for p in ckpt.glob("block-*.done")}
+    listed = set(kept.names(f"{fp}/block-*.npz"))  # a block counts as done with its kept candidates only
+    done = {int(p.stem.split("-")[1]) for p in ckpt.glob("block-*.done") if f"{fp}/{p.stem}.npz" in listed}
     done -= _blocks_without_pools(store, work, queries, self_index, len(gallery_ids), a.pool_block, done)
 
     nblocks = -(-len(queries) // a.pool_block)
@@ -259,11 +301,16 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
         # scratch: in the checkpoint folder on a folder store, never among the kept files on object storage
         gv = gallery_matrix(vectors.matrix, g_rows, store.work_dir(KEPT_NAME, fp))
         q_ids, g_ids = pa.array(queries, pa.string()), pa.array(gallery_ids, pa.string())
-    for hits in (search(qv, gv, a.pool_k, method=a.pool_search, block=a.pool_block, self_index=self_index,
+    for hits in (search(qv, gv, width, method=a.pool_search, block=a.pool_block, self_index=self_index,
                         skip=lambda start: start in done) if finished < nblocks else ()):
-        out = _pool_rows(hits, q_ids, g_ids, report.embedder, stats.run_id)
+        out = _pool_rows(Hits(hits.start, hits.scores[:, :a.pool_k], hits.index[:, :a.pool_k]), q_ids, g_ids,
+                         report.embedder, stats.run_id)
         store.write("pools", out)
         stats.n_out += hits.scores.shape[0]
+        cand, score = pool_lists.block_lists(hits, g_rows, width)
+        with open(ckpt / f"block-{hits.start}.npz", "wb") as f:
+            np.savez(f, cand=cand, score=score)
+        kept.push(ckpt / f"block-{hits.start}.npz")
         marker = ckpt / f"block-{hits.start}.done"
         marker.write_text(json.dumps({"run_id": stats.run_id, "rows": out.num_rows}))
         kept.push(marker)  # on object storage: uploaded now, so that a killed run's next run resumes
@@ -280,8 +327,16 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
         clock("ann check")
     (store.work_dir(KEPT_NAME, fp) / "gallery.npy").unlink(missing_ok=True)
     record_run(store, stats.finish(), _run_config(settings, split_version, fp))
+    lists = None if split_version else pool_lists.gather_lists(kept, fp, nblocks, a.pool_block, q_rows, width,
+                                                                      len(g_rows) - (self_index >= 0))
+    if lists is not None:
+        pools_incremental.save(store, kept, settings, marks, RUN_VERSION, fp, pa.array(ids, pa.string()),
+                               f"vectors-{vectors.fingerprint}", lists, len(ids), report)
+    else:  # pools of a split version (or of blocks without kept lists): the next run is a full one
+        changes.save_state(store, pools_incremental.STAGE, marks, pools_incremental.inputs(settings, split_version, RUN_VERSION))
     pool_inputs.save(store, work, state, fp, report)  # last: only a complete run is up to date
     return report
+
 
 
 def _run_config(settings: cfg.Settings, split_version: str | None, fp: str, up_to_date: bool = False) -> dict:

@@ -25,6 +25,7 @@ def pools(
     block: Optional[int] = typer.Option(None, "--block", help="Queries per search block (memory and resume unit; default 2048)."),
     ann_check: int = typer.Option(0, "--ann-check", help="Also search this many queries with faiss HNSW and print its recall against exact."),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore finished blocks of an interrupted run with the same inputs."),
+    full: bool = typer.Option(False, "--full", help="Embed every product and search every query again (default: only what changed since the last complete run, with its kept embedder)."),
     score_against: Optional[Path] = typer.Option(None, "--score-against", help="Demo shop (or its truth folder): print recall of true instance matches at k = 10, 50 and K."),
 ) -> None:
     """Build each query's candidate pool: top-K gallery products by cosine of image + text embeddings -> pools."""
@@ -38,7 +39,7 @@ def pools(
     from .pools import PoolsError
 
     jieba.setLogLevel(logging.WARNING)
-    rctx = stage_context(ctx, progress=True, options={"job": "pools"}, **{
+    rctx = stage_context(ctx, progress=True, options={"job": "pools", "full": full}, **{
         "annotate.pool_queries": queries, "annotate.pool_k": k, "annotate.pool_search": search,
         "annotate.pool_text_model": text_model, "annotate.pool_image": image, "annotate.pool_block": block,
     })
@@ -50,7 +51,7 @@ def pools(
     d = stats.details
     if d["up_to_date"]:
         console.print(f"pools up to date: nothing changed since the run that made them ({d['n_blocks']:,} blocks "
-                      f"of {d['n_queries']:,} queries, fingerprint {esc(d['fingerprint'])}); --fresh searches again")
+                      f"of {d['n_queries']:,} queries, fingerprint {esc(d['fingerprint'])}); --full embeds and searches again")
     console.print(stage_summary(stats))
     console.print(summary_table(d, s))
     if score_against is not None:
@@ -77,6 +78,9 @@ def summary_table(d: dict, s):
                          else "reused (same inputs)" if d["vectors_reused"] else "embedded"),
                         ("blocks", f"{d['n_blocks']:,}"), ("blocks resumed", f"{d['n_resumed']:,}"),
                         ("stale pools dropped", f"{d['dropped_queries']:,}"),
+                        ("run", f"full ({d['refit']})" if d.get("refit") else "incremental"),
+                        ("queries searched against the whole gallery", f"{d.get('searched', 0):,}"),
+                        ("pools written", f"{d.get('rewritten', 0):,}"),
                         ("captions made from titles (extract not run)", f"{d['from_titles']:,}")]:
         t.add_row(name, esc(str(value)))  # the embedder names a model folder: user data
     for reason, n in sorted(d["gaps"].items()):

@@ -22,7 +22,7 @@ JOBS = ("dedup", "match_level", "pools", "crowd")
 REPORTS = {"dedup": "dedup", "match_level": "match_level", "pools": "build_pools", "crowd": "aggregate"}
 
 
-INCREMENTAL_JOBS = ("dedup", "match_level")  # jobs that do only what changed unless ``full``
+INCREMENTAL_JOBS = ("dedup", "match_level", "pools")  # jobs that do only what changed (dedup: nothing when nothing did) unless ``full``
 
 
 def run(ctx: RunContext) -> StageStats:
