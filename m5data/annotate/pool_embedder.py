@@ -48,7 +48,7 @@ class Embedder:
 
     def vectors(self, store, catalog, s, progress=None) -> tuple[np.ndarray, Counter, np.ndarray]:
         """(n, d) vectors of ``catalog``'s products, their gaps by reason and whether each has a vector."""
-        from .pool_vectors import _image_block
+        from .pool_images import image_block
 
         a = s.annotate
         n = len(catalog)
@@ -65,7 +65,7 @@ class Embedder:
         blocks = [(raw_text, has_text, a.pool_text_weight)]
         has_image = np.zeros(n, bool)
         if self.image:
-            raw_image, has_image = _image_block(store, catalog, 0, n, gaps, progress)
+            raw_image, has_image = image_block(store, catalog, 0, n, gaps, progress)
             blocks.append((raw_image, has_image, a.pool_image_weight))
         parts = []
         for (x, has, w), mean in zip(blocks, self.means):

@@ -33,6 +33,7 @@ from .. import config as cfg
 from ..storage.files import KeptFolder
 from . import embed
 from .pool_embedder import Embedder, dumps, loads, nonzero_mean
+from .pool_images import image_block
 
 Progress = Callable[[str, int, int], None]
 
@@ -224,37 +225,6 @@ def _st_dim(model_path: str) -> int:
     return 384
 
 
-def image_paths(store_root, blobs: list[str | None]) -> tuple[list[str | None], list[int]]:
-    """The files of image blob paths read from ``media`` (None where there is none), and the
-    positions whose path leads outside the store's blob areas (left as None: never opened)."""
-    from ..storage.blobs import BlobPathError, resolve_blob
-
-    paths: list[str | None] = []
-    outside: list[int] = []
-    for i, blob in enumerate(blobs):
-        try:
-            paths.append(str(resolve_blob(store_root, blob)) if blob else None)
-        except BlobPathError:
-            paths.append(None)
-            outside.append(i)
-    return paths, outside
-
-
-def _image_block(store, catalog: Catalog, start: int, stop: int, gaps: Counter, progress: Progress | None
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Raw image descriptors of products start..stop and whether each was read (gaps counted)."""
-    blobs = catalog.column("blob", start, stop)
-    with store.local_files(blobs) as root:  # on object storage: copies of these images, removed after
-        paths, outside = image_paths(root, blobs)
-        image, reasons = embed.image_descriptors(paths, catalog.column("phash", start, stop), progress=progress)
-    for i in outside:
-        reasons[i] = "image blob path outside the store"
-    for r in reasons:
-        if r:
-            gaps[f"zero image block: {r}"] += 1
-    return image, np.array([r is None for r in reasons], bool)
-
-
 def _embed_in_memory(store, catalog: Catalog, s: cfg.Settings, progress: Progress | None
                      ) -> tuple[np.ndarray, Counter, np.ndarray, Embedder]:
     """Concatenated, L2-normalised (text, image) vectors of a small catalog, all in memory, and the fitted embedder."""
@@ -276,7 +246,7 @@ def _embed_in_memory(store, catalog: Catalog, s: cfg.Settings, progress: Progres
     blocks = [(text, a.pool_text_weight)]
     has_image = np.zeros(len(catalog), bool)
     if a.pool_image == "descriptor":
-        image, has_image = _image_block(store, catalog, 0, len(catalog), gaps, progress)
+        image, has_image = image_block(store, catalog, 0, len(catalog), gaps, progress)
         embedder.means.append(nonzero_mean(image))
         image = embed.l2_normalise(image, center=True)
         image[~has_image] = 0.0
@@ -306,7 +276,7 @@ def _embed_chunked(store, catalog: Catalog, s: cfg.Settings, out: np.ndarray, pr
         else:
             out[start:stop, :dt] = text_model.transform(catalog.column("tokens", start, stop), texts)
         if a.pool_image == "descriptor":
-            out[start:stop, dt:], has_image[start:stop] = _image_block(store, catalog, start, stop, gaps, None)
+            out[start:stop, dt:], has_image[start:stop] = image_block(store, catalog, start, stop, gaps, None)
         if progress:
             progress("embed", stop, n)
     gaps["zero text block: empty caption"] = int((~has_text).sum())

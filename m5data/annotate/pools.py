@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections import Counter
@@ -44,24 +43,28 @@ import pyarrow as pa
 from .. import config as cfg
 from ..storage import StageStats, changes, record_run
 from . import embed, pool_inputs, pool_lists, pools_incremental
-from .pool_inputs import part_name
+from .pool_rows import (
+    KEPT_NAME,
+    PoolsError,
+    Rows,
+    drop_stale,
+    gallery_matrix,
+    pool_queries_present,
+    pool_rows,
+    sample_queries,
+)
 from .pool_vectors import NO_VECTOR, CatalogError, embedder_name, product_vectors, read_catalog, titles_as_captions
 from .pools_score import score_pools
 from .search import SEARCHES, Hits, exact_search, faiss_search, recall_against, search
 
 __all__ = ["RUN_VERSION", "PoolsError", "PoolsReport", "Rows", "ann_recall", "build_pools", "check_settings",
            "gallery_matrix", "pool_queries_present", "run", "sample_queries", "split_members",
-           "score_pools"]  # score_pools lives in .pools_score, image_paths in .pool_vectors
+           "score_pools"]  # score_pools lives in .pools_score, image_paths in .pool_images
 
 Progress = Callable[[str, int, int], None]
-KEPT_NAME = "pools"
 KEPT = f"derived/{KEPT_NAME}"  # the vectors, block markers, part index and input state (a kept folder)
 VECTORS_FILES = "vectors-*.npy"  # the memory-maps (large): an up-to-date re-run never reads them
 RUN_VERSION = "pools-v3"  # bump when the pools of the same vectors and settings change (v3: block lists kept)
-
-
-class PoolsError(ValueError):
-    """Pools cannot start (unknown split version, no products); one line for the user."""
 
 
 @dataclass
@@ -110,21 +113,6 @@ def check_settings(s: cfg.Settings) -> None:
         raise cfg.ConfigError("config annotate.pool_text_weight and pool_image_weight must be >= 0, not both 0")
 
 
-def _unit(product_id: str, seed: int) -> float:
-    """A stable pseudo-random number in [0, 1) per product (the query sample)."""
-    return int.from_bytes(hashlib.sha1(f"{seed}:{product_id}".encode()).digest()[:8], "big") / 2**64
-
-
-def sample_queries(product_ids: list[str], share_or_count: float, seed: int) -> list[str]:
-    """A seeded, stable sample: ``share_or_count`` <= 1 is a share (1 = all), above 1 a count (the smallest draws)."""
-    draws = sorted((_unit(p, seed), p) for p in product_ids)
-    if share_or_count <= 1:
-        chosen = [p for u, p in draws if u < share_or_count]
-    else:
-        chosen = [p for _, p in draws[:int(share_or_count)]]
-    return sorted(chosen)
-
-
 def split_members(store, version: str) -> tuple[list[str], list[str]]:
     """(queries, gallery) of a split version: its query splits and its gallery splits (or the rest but train)."""
     t = store.read("splits", where=f"version = '{version.replace(chr(39), chr(39) * 2)}'",
@@ -140,33 +128,6 @@ def split_members(store, version: str) -> tuple[list[str], list[str]]:
     if not queries:
         raise PoolsError(f"split version {version!r} has no query split")
     return queries, sorted(gallery)
-
-
-class Rows:
-    """Rows ``rows`` of a matrix, gathered slice by slice (a block of queries is read when searched)."""
-
-    def __init__(self, matrix: np.ndarray, rows: np.ndarray):
-        self.matrix, self.rows = matrix, rows
-        self.shape = (len(rows), matrix.shape[1])
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, key: slice) -> np.ndarray:
-        return np.asarray(self.matrix[self.rows[key]], np.float32)
-
-
-def gallery_matrix(vectors: np.ndarray, g_rows: np.ndarray, work: Path) -> np.ndarray:
-    """The gallery's vectors: the memory-map itself when the gallery is every product, else its rows
-    copied chunk by chunk into a memory-map of their own (never the whole gallery in memory)."""
-    if len(g_rows) == len(vectors) and (len(g_rows) == 0 or (g_rows == np.arange(len(vectors))).all()):
-        return vectors
-    path = work / "gallery.npy"
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(g_rows), vectors.shape[1]))
-    for s in range(0, len(g_rows), 32_768):
-        out[s:s + 32_768] = vectors[g_rows[s:s + 32_768]]
-    out.flush()
-    return out
 
 
 def run(store, settings: cfg.Settings, **kwargs) -> StageStats:
@@ -303,7 +264,7 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
         q_ids, g_ids = pa.array(queries, pa.string()), pa.array(gallery_ids, pa.string())
     for hits in (search(qv, gv, width, method=a.pool_search, block=a.pool_block, self_index=self_index,
                         skip=lambda start: start in done) if finished < nblocks else ()):
-        out = _pool_rows(Hits(hits.start, hits.scores[:, :a.pool_k], hits.index[:, :a.pool_k]), q_ids, g_ids,
+        out = pool_rows(Hits(hits.start, hits.scores[:, :a.pool_k], hits.index[:, :a.pool_k]), q_ids, g_ids,
                          report.embedder, stats.run_id)
         store.write("pools", out)
         stats.n_out += hits.scores.shape[0]
@@ -320,7 +281,7 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
     stats.n_out += sum(min(a.pool_block, len(queries) - b * a.pool_block) for b in range(nblocks)
                        if b * a.pool_block in done)
     clock("search")
-    report.dropped_queries = _drop_stale(store, queries, work)
+    report.dropped_queries = drop_stale(store, queries, work)
     clock("stale")
     if ann_check and len(queries):
         report.ann_recall = ann_recall(qv, gv, a.pool_k, self_index, a.pool_search, ann_check)
@@ -379,80 +340,6 @@ def _blocks_without_pools(store, work: Path, queries: list[str], self_index: np.
     has_pool = n_gallery - (self_index >= 0) > 0
     return {start for start in done
             if any(has_pool[i] and queries[i] not in present for i in range(start, min(start + block, len(queries))))}
-
-
-def _pool_rows(hits, q_ids: pa.Array, g_ids: pa.Array, embedder_label: str, run_id: str) -> pa.Table:
-    """The pools rows of one block of hits, built column-wise in Arrow (no Python object per row)."""
-    b, k = hits.scores.shape
-    valid = np.isfinite(hits.scores)
-    qi = np.repeat(np.arange(b, dtype=np.int64) + hits.start, k).reshape(b, k)[valid]
-    ranks = np.tile(np.arange(1, k + 1, dtype=np.int32), (b, 1))[valid]
-    n = len(qi)
-    return pa.table({
-        "query_id": q_ids.take(pa.array(qi)), "candidate_id": g_ids.take(pa.array(hits.index[valid])),
-        "rank": pa.array(ranks, pa.int32()), "score": pa.array(hits.scores[valid].astype(np.float64).round(6)),
-        "embedder": pa.repeat(pa.scalar(embedder_label), n) if n else pa.array([], pa.string()),
-        "run_id": pa.repeat(pa.scalar(run_id), n) if n else pa.array([], pa.string()),
-    })
-
-
-def _drop_stale(store, queries: list[str], work: Path) -> int:
-    """Remove the pools of products that are no longer queries; returns how many queries went.
-
-    Reads only the ``query_id`` column of each part, once per part: parts are immutable and named
-    by their write, so the distinct query ids of a part are kept in ``derived/pools/parts.json``
-    and a re-run reads none of them again. The table is rewritten (streamed, with DuckDB's memory
-    capped and spilling to ``store.work_dir("pools", "spill")``: ``derived/pools/spill`` on a folder
-    store) only when some query is stale.
-    """
-    present = pool_queries_present(store, work)
-    keep = set(queries)
-    stale = present - keep
-    if not stale:
-        return 0
-    con = store.connect(need=("pools",), only=("pools",))
-    spill = store.work_dir(KEPT_NAME, "spill")
-    try:
-        con.execute("SET memory_limit = '1GB'")
-        con.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
-        con.execute("SET preserve_insertion_order = false")
-        con.register("keep", pa.table({"query_id": pa.array(queries, pa.string())}))
-        reader = con.sql("SELECT pools.* FROM pools SEMI JOIN keep USING (query_id)").to_arrow_reader(262_144)
-        store.replace("pools", reader)
-    finally:
-        con.close()
-        shutil.rmtree(spill, ignore_errors=True)
-    pool_queries_present(store, work)  # index the new parts now: the next run reads none of them
-    return len(stale)
-
-
-def pool_queries_present(store, work: Path) -> set[str]:
-    """The distinct query ids in the pools table's parts (each part read once, its ids cached)."""
-    index_path = work / "parts.json"
-    try:
-        index = json.loads(index_path.read_text())
-    except (OSError, ValueError):
-        index = {}
-    parts = store.parts("pools")
-    names = {part_name(p) for p in parts}
-    new = [p for p in parts if part_name(p) not in index]
-    if new:
-        files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in new) + "]"
-        con = store.connect(need=(), only=())  # no views: reads these parts (on object storage through s3fs)
-        try:
-            rows = con.execute(f"SELECT DISTINCT filename, query_id FROM read_parquet({files}, filename = true)").fetchall()
-        finally:
-            con.close()
-        for p in new:
-            index[part_name(p)] = []
-        by_path = {str(p): part_name(p) for p in new}
-        for f, q in rows:
-            index[by_path.get(f, part_name(f))].append(q)
-    index = {name: qs for name, qs in index.items() if name in names}  # parts compacted or replaced away
-    tmp = index_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(index))
-    os.replace(tmp, index_path)
-    return {q for qs in index.values() for q in qs}
 
 
 def ann_recall(qv, gv: np.ndarray, k: int, self_index: np.ndarray, method: str, n: int) -> float:

@@ -166,7 +166,7 @@ def why_full(store, settings: cfg.Settings, state: dict | None, code: str, kept)
 def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int], code: str, report, clock,
         progress=None) -> str | None:
     """Update the pools from what changed since ``state``; None when done, else why a full run is needed."""
-    from .pools import KEPT_NAME, Rows, _drop_stale, _pool_rows, gallery_matrix, sample_queries
+    from .pool_rows import KEPT_NAME, Rows, drop_stale, gallery_matrix, pool_rows, sample_queries
 
     a = settings.annotate
     K, L = a.pool_k, a.pool_k + a.pool_margin
@@ -218,7 +218,7 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
         try:
             report.from_titles = titles_as_captions(catalog, settings)
         except CatalogError as exc:
-            from .pools import PoolsError
+            from .pool_rows import PoolsError
 
             raise PoolsError(str(exc)) from None
         vec_d, report.gaps, usable_d = fitted.vectors(store, catalog, settings, progress)
@@ -324,12 +324,12 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
                 sel = rewrite[s:s + a.pool_block]
                 t = top[sel]
                 hits = Hits(0, np.where(t >= 0, final_s[sel, :K], -np.inf), np.maximum(t, 0))
-                w.write(_pool_rows(hits, q_ids.take(pa.array(sel)), cur, report.embedder, stats.run_id))
+                w.write(pool_rows(hits, q_ids.take(pa.array(sel)), cur, report.embedder, stats.run_id))
     stats.n_out = nq
     clock("write")
     still = pc.is_in(old_ids.take(pa.array(lists.q)), value_set=pa.array(queries, pa.string()))
     if not pc.all(still).as_py() and len(lists.q):  # pools of products no longer queries: removed
-        report.dropped_queries = _drop_stale(store, queries, work)
+        report.dropped_queries = drop_stale(store, queries, work)
     clock("stale")
     report.vectors_reused = not len(d_rows)
     report.fingerprint = f"i{tag}"
@@ -340,7 +340,7 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
 
 def _search_new(vectors, q_rows: np.ndarray, n_rows: np.ndarray, L: int, a):
     """The best ``L`` of the new and changed gallery products ``n_rows`` for each query, and each query's floor among them."""
-    from .pools import Rows
+    from .pool_rows import Rows
 
     gv = np.asarray(vectors[n_rows], np.float32)
     m = len(q_rows)
