@@ -5,6 +5,8 @@ import re
 
 import numpy as np
 import pytest
+from support.dedup_rows import image_row as _image
+from support.dedup_rows import product_row as _product
 from typer.testing import CliRunner
 
 from m5data.annotate.dedup import brand_spellings, dedup, noisy_value, read_truth_products, run, score_groups
@@ -16,16 +18,6 @@ runner = CliRunner()
 
 def _settings(path, **over):
     return load(None, {"store.path": str(path), **over}, environ={})
-
-
-def _product(pid, merchant, title):
-    return {"product_id": pid, "platform": pid.split(":")[0], "source_id": pid.split(":")[1],
-            "merchant_id": merchant, "title": title}
-
-
-def _image(pid, sha, phash):
-    return {"media_id": f"m-{pid}", "product_id": pid, "kind": "image", "role": "main", "position": 0,
-            "sha256": sha, "phash": phash, "status": "ok"}
 
 
 def _specs(pid, pairs):

@@ -5,6 +5,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from support.dedup_rows import image_row as _image
+from support.dedup_rows import product_row as _product
 from support.grow import copies as _copies
 
 from m5data.annotate import dedup_kept
@@ -27,16 +29,6 @@ def _groups(store) -> dict[str, str]:
 
 def _by_id(store) -> dict[str, dict]:
     return {r["product_id"]: r for r in store.read("dedup").to_pylist()}
-
-
-def _product(pid, merchant, title):
-    return {"product_id": pid, "platform": pid.split(":")[0], "source_id": pid.split(":")[1],
-            "merchant_id": merchant, "title": title}
-
-
-def _image(pid, sha, phash):
-    return {"media_id": f"m-{pid}", "product_id": pid, "kind": "image", "role": "main", "position": 0,
-            "sha256": sha, "phash": phash, "status": "ok"}
 
 
 def _product_row(store, pid: str) -> pa.Table:
