@@ -210,3 +210,14 @@ def _count_and_exit(root: str) -> None:
 
     assert reading_module._READS._db is None  # dropped before the fork
     os._exit(Store.open(root).count("products"))
+
+
+def test_store_connections_print_no_duckdb_progress_bar(tmp_path):
+    """A query past 2 s printed DuckDB's own bar on stdout, into a stage's output and the flow's logs
+    (it broke bench_incremental's reading of a stage's result line)."""
+    from m5data.storage import Store
+
+    store = Store.init(tmp_path / "store")
+    for con in (store.connect(), store.connect(sandbox=True)):
+        assert con.sql("SELECT current_setting('enable_progress_bar')").fetchone()[0] is False
+        con.close()

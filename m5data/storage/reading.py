@@ -95,6 +95,9 @@ class Reading:
         for attempt in range(4):
             con = _READS.cursor() if _read_cursor and not sandbox else duckdb.connect(config=dict(_SANDBOX) if sandbox else {})
             try:
+                # no bar of DuckDB's own on stdout: a query past 2 s printed one into the stage's output
+                # (and the flow's logs), between rich's progress lines
+                con.execute("SET enable_progress_bar = false")
                 self._attach(con)
                 for spec in TABLES.values():
                     if only is None or spec.name in only:
