@@ -219,5 +219,5 @@ def test_store_connections_print_no_duckdb_progress_bar(tmp_path):
 
     store = Store.init(tmp_path / "store")
     for con in (store.connect(), store.connect(sandbox=True)):
-        assert con.sql("SELECT current_setting('enable_progress_bar')").fetchone()[0] is False
+        assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0] is False
         con.close()
