@@ -14,7 +14,7 @@ def grow(store, tag: str, n: int, changed: str) -> None:
     """Copy ``n`` products under new ids (``<platform>:<tag><source>``) with their rows, re-write
     ``changed``'s title: one store write per table."""
     products = store.read("products")
-    originals = [p for p in products.column("product_id").to_pylist() if ":" + tag not in p][:n]
+    originals = sorted(p for p in products.column("product_id").to_pylist() if ":" + tag not in p)[:n]  # the same every run: a read's row order is not
     renamed = {p: f"{p.split(':', 1)[0]}:{tag}{p.split(':', 1)[1]}" for p in originals}
     keep = pa.array(list(renamed))
 
