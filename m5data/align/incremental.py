@@ -185,8 +185,10 @@ class TokenCache:
         parts = []
         if self.lines is not None:  # the kept lines still in a text, as Arrow (never turned into Python)
             parts.append(self.lines.filter(pc.is_in(self.lines.column("line"), current)).select(["line", "tokens"]))
-        kept = set(parts[0].column("line").to_pylist()) if parts else set()
-        new = sorted(k for k in self.line_tokens if k not in kept)
+        new = pa.array(sorted(self.line_tokens), pa.int64())
+        if parts:  # the lines this run read or segmented that the kept ones lack (in Arrow: no set of every line)
+            new = new.filter(pc.invert(pc.is_in(new, parts[0].column("line"))))
+        new = new.to_pylist()
         new_table = pa.table({"line": pa.array(new, pa.int64()),
                               "tokens": pa.array([self.line_tokens[k] for k in new], pa.list_(pa.string()))})
         parts.append(new_table.filter(pc.is_in(new_table.column("line"), current)))

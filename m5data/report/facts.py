@@ -187,9 +187,15 @@ def hold(con) -> None:
 
 
 def _write(folder, name: str, rows: pa.Table) -> str:
-    tmp = folder / f".{name}.tmp"
-    pq.write_table(rows, tmp, compression="zstd")
-    tmp.replace(folder / name)
+    from ..storage.files import temp_path
+
+    tmp = temp_path(folder / name)  # the store's temp name: a killed writer's is swept by the next stage or doctor
+    try:
+        pq.write_table(rows, tmp, compression="zstd")
+        tmp.replace(folder / name)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return name
 
 
@@ -225,5 +231,5 @@ def forget_others(kept, *current: dict[str, list[str]] | None) -> None:
     for name in kept.names("facts/*.parquet"):
         if name not in keep:
             kept.remove(name)
-    for tmp in (kept.path / "facts").glob(".*.tmp"):
+    for tmp in (kept.path / "facts").glob(".tmp-*"):  # a killed run's temp files
         tmp.unlink(missing_ok=True)
