@@ -82,11 +82,9 @@ def _judge_in_the_ui(store) -> tuple[bytes, dict]:
     return image, {"listed": len(listed["tasks"]), "reviewed": judged["reviewed"]}
 
 
-def test_every_annotate_job_the_ui_and_the_verbs_on_s3_equal_a_local_store(url, aws, demo_store_factory, tmp_path, monkeypatch):
-    scratch = tmp_path / "tmp"  # kept folders, image copies and import staging live in TMPDIR, removed after
-    scratch.mkdir()
-    monkeypatch.setenv("TMPDIR", str(scratch))
-    monkeypatch.setattr("tempfile.tempdir", None)
+def test_every_annotate_job_the_ui_and_the_verbs_on_s3_equal_a_local_store(url, aws, demo_store_factory, tmp_path,
+                                                                           scratch_tmpdir):
+    scratch = scratch_tmpdir  # kept folders, image copies and import staging live in TMPDIR, removed after
     source = demo_store_factory(products=60, seed=0)
     truth = cached_shop(source.parent, products=60, seed=0) / "truth"
     local = Store.open(copy_store(source, tmp_path))
@@ -150,7 +148,7 @@ def _verbs(url: str, version: str, tmp_path: Path) -> None:
     assert (tmp_path / "cli-scored.csv").read_text() == (tmp_path / "s3" / "scored.csv").read_text()
 
 
-def test_import_and_train_on_s3_equal_a_local_store(url, aws, demo_store_factory, tmp_path, monkeypatch):
+def test_import_and_train_on_s3_equal_a_local_store(url, aws, demo_store_factory, tmp_path, scratch_tmpdir, monkeypatch):
     from test_export_import_stream import make_layout, rows
     from typer.testing import CliRunner
 
@@ -161,10 +159,7 @@ def test_import_and_train_on_s3_equal_a_local_store(url, aws, demo_store_factory
     from m5data.splits.build import build
     from m5data.train.stage import train_and_evaluate
 
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    monkeypatch.setenv("TMPDIR", str(scratch))
-    monkeypatch.setattr("tempfile.tempdir", None)
+    scratch = scratch_tmpdir
     layout = make_layout(tmp_path / "m5p")
     s3, local = Store.init(url), Store.init(tmp_path / "local")
     imported = CliRunner().invoke(app, ["--store", url, "import", "m5product", str(layout)], catch_exceptions=False)
@@ -235,7 +230,7 @@ def url(s3_url):
     return s3_url
 
 
-def test_incremental_pools_on_s3_equal_a_local_store(url, aws, demo_store_factory, tmp_path, monkeypatch):
+def test_incremental_pools_on_s3_equal_a_local_store(url, aws, demo_store_factory, tmp_path, scratch_tmpdir, monkeypatch):
     """Pools grown incrementally on an S3 store: the same pools as on a local store, the kept embedder,
     vectors and lists objects of the store; nothing new afterwards reads no kept file and writes nothing."""
     from grow_store import grow, product_ids
@@ -243,8 +238,6 @@ def test_incremental_pools_on_s3_equal_a_local_store(url, aws, demo_store_factor
     from m5data.annotate.pools import build_pools
     from m5data.storage import changes
 
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setattr("tempfile.tempdir", None)
     local = Store.open(copy_store(demo_store_factory(products=60, seed=0), tmp_path))
     s3 = Store.init(url)
     store_copy(local, s3)

@@ -162,7 +162,7 @@ def _export_files(out: str) -> dict[str, bytes]:
 
 
 def test_the_pipeline_on_s3_equals_a_local_run_row_for_row_and_byte_for_byte(url, aws, demo_shop, demo_shop_dir,
-                                                                             tmp_path, tmp_path_factory, monkeypatch):
+                                                                             tmp_path, scratch_tmpdir, monkeypatch):
     """crawl -> download -> extract -> align -> build-splits -> export on an S3 store and on a local one."""
     from m5data.align.run import align
     from m5data.crawler.crawl import run as crawl
@@ -172,13 +172,7 @@ def test_the_pipeline_on_s3_equals_a_local_run_row_for_row_and_byte_for_byte(url
     from m5data.extract.run import run as extract
     from m5data.splits.build import build
 
-    # extract's mirror and export's shard media live in TMPDIR, removed after. A short path: extract's
-    # workers make multiprocessing's socket under it (AF_UNIX paths end at 107 bytes: this test's own
-    # tmp_path made it 107 once pytest numbered its folders past 99, and multiprocessing keeps the
-    # folder for the process, so a later test of the worker failed too)
-    scratch = tmp_path_factory.mktemp("s3t")
-    monkeypatch.setenv("TMPDIR", str(scratch))
-    monkeypatch.setattr("tempfile.tempdir", None)
+    scratch = scratch_tmpdir  # extract's mirror and export's shard media live in TMPDIR, removed after
     overrides = {"crawl.allow_private": True, "download.allow_private": True, "extract.workers": 2,
                  "export.workers": 2, "export.shard_size": 8}
     s3, local = Store.init(url), Store.init(tmp_path / "local")
