@@ -97,6 +97,7 @@ import pyarrow as pa, pyarrow.compute as pc
 from m5data.storage import Store
 store, new_share, changed_share = Store.open(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
 products = store.read("products")
+products = products.take(pc.sort_indices(products, [("product_id", "ascending")]))  # a read's row order varies
 n = products.num_rows
 new = products.slice(0, max(1, round(n * new_share)))
 renamed = {}
@@ -175,6 +176,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/m5data-bench-scale"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--run-dir", type=Path, default=None,
+                    help="the folder the store is copied to and run in (default <work>/incremental-<products>)")
     ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated, of " + ", ".join(STAGES))
     args = ap.parse_args()
     stages = [s for s in STAGES if s in args.stages.split(",")]
@@ -183,7 +186,7 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     prep = prepare(n, args.seed, args.work, args.workers, 0.05, env)
     print(f"size {n:,}: world and store {'cached' if prep.get('cached') else 'built'}")
-    run = args.work / f"incremental-{n}"
+    run = args.run_dir or args.work / f"incremental-{n}"
     fresh_copy(args.work / f"store-{n}-s{args.seed}", run)
     world = args.work / f"world-{n}-s{args.seed}"
     res = {}
