@@ -206,3 +206,26 @@ def test_a_frame_over_the_pixel_limit_is_refused_before_decoding(tmp_path):
         frames_of(video, tmp_path / "f", max_pixels=10_000_000)
     assert err.value.status == "corrupt" and err.value.reason == "frame too large"
     assert "4000x4000" in str(err.value) and not (tmp_path / "f").exists()
+
+
+def test_a_pass_that_ends_between_two_polls_is_still_cut_at_the_byte_cap(tmp_path, monkeypatch):
+    """The cap is summed while ffmpeg runs, every CAP_POLL_S; a pass that ends before the first poll
+    (a short or small video on a quick machine) must be cut all the same, keeping its last frame
+    (whole, since ffmpeg ended by itself). Found as a flaky extract test: frames "ok" past the cap."""
+    from media_samples import amplifying_video
+
+    import m5data.extract.video as video_mod
+
+    video = amplifying_video(tmp_path / "amp.mkv", seconds=20, size="320x180")
+    full = frames_of(video, tmp_path / "all")
+    sizes = [f.stat().st_size for f in sorted((tmp_path / "all").glob("*.jpg"))]
+    assert full.count == len(sizes) > 5 and not full.cut
+    monkeypatch.setattr(video_mod, "CAP_POLL_S", 3600.0)  # no poll before ffmpeg ends
+    cap = sum(sizes[:3])  # exactly three whole frames fit
+    fr = frames_of(video, tmp_path / "f", max_bytes=cap)
+    files = sorted((tmp_path / "f").glob("*.jpg"))
+    assert fr.count == len(files) == 3 and fr.bytes == cap and fr.truncated
+    assert "max_item_bytes" in fr.cut
+    with pytest.raises(MediaError) as err:
+        frames_of(video, tmp_path / "g", max_bytes=sizes[0] - 1)
+    assert err.value.status == "too_large" and not (tmp_path / "g").exists()

@@ -116,17 +116,23 @@ def _frame_files(folder: Path) -> list[tuple[Path, int]]:
     return sorted(found)
 
 
-def _run_capped(args: list[str], folder: Path, max_bytes: int, timeout: float, poll: float = 0.05):
+CAP_POLL_S = 0.05  # how often a frame pass's folder is summed against its byte cap
+
+
+def _run_capped(args: list[str], folder: Path, max_bytes: int, timeout: float, poll: float | None = None):
     """Run the frame pass, watching what it writes: stop ffmpeg once its JPEGs pass ``max_bytes``.
 
     Returns (return code, stderr, stopped): ``stopped`` is True when the cap ended the pass; the
     caller then keeps the frames that fit. ffmpeg's image muxer has no size limit of its own (``-fs``
     counts a single output file), so the folder is summed every ``poll`` seconds: it holds at most
     what ffmpeg writes in one poll past the cap, for that moment. Raises ``TimeoutExpired``
-    (with the stderr so far) past ``timeout``.
+    (with the stderr so far) past ``timeout``. A pass that ends between two polls is not checked
+    here: the caller sums what it wrote (``_keep_within`` with ``whole=True``).
     """
     import tempfile
     import time
+
+    poll = CAP_POLL_S if poll is None else poll
 
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: no reader thread, nothing blocks ffmpeg
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
@@ -157,11 +163,13 @@ def _run_capped(args: list[str], folder: Path, max_bytes: int, timeout: float, p
         return proc.returncode, err.read(), stopped
 
 
-def _keep_within(files: list[tuple[Path, int]], max_bytes: int) -> list[tuple[Path, int]]:
-    """After ffmpeg was stopped at the cap: drop its last file (it may be half written), then keep
-    the longest run of frames from the first whose sizes sum to at most ``max_bytes``."""
+def _keep_within(files: list[tuple[Path, int]], max_bytes: int, whole: bool = False) -> list[tuple[Path, int]]:
+    """Keep the longest run of frames from the first whose sizes sum to at most ``max_bytes``.
+
+    ``whole=False``: ffmpeg was stopped at the cap, so its last file may be half written and is
+    dropped first; ``whole=True``: the pass ended by itself (between two polls) and every file is whole."""
     kept, total = [], 0
-    for path, size in files[:-1]:
+    for path, size in (files if whole else files[:-1]):
         if total + size > max_bytes:
             break
         kept.append((path, size))
@@ -238,8 +246,10 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
         stderr = err.decode("utf-8", "replace")
         found = _frame_files(tmp)
         cut = None
-        if stopped:
-            found = _keep_within(found, max_bytes)
+        # A short pass can end before the first poll sees its folder over the cap: sum it now.
+        over = not stopped and returncode == 0 and max_bytes and sum(n for _, n in found) > max_bytes
+        if stopped or over:
+            found = _keep_within(found, max_bytes, whole=bool(over))
             if not found:
                 raise MediaError("too large", f"the first frame alone is over the extract.max_item_bytes "
                                  f"budget of {max_bytes:,} bytes", status="too_large")
