@@ -168,7 +168,7 @@ def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, trut
     try:
         f = facts.update(store, con, kept, last.facts, last.watermarks, marks)
         steps = [
-            ("overview", "Overview", lambda: builders.overview(con)),
+            ("overview", "Overview", lambda: builders.overview(con, store)),
             ("long-tail", "Category long tail", lambda: builders.long_tail(con, charts)),
             ("completeness", "Modality completeness", lambda: builders.completeness(con, charts)),
             ("distributions", "Video, caption and merchant distributions", lambda: builders.distributions(con, charts)),

@@ -22,8 +22,8 @@ __all__ = ["alignment", "completeness", "cut_at_word", "distributions", "duplica
 
 
 
-def overview(con) -> tuple[Html, bool]:
-    o = data.overview(con, list(TABLES))
+def overview(con, store=None) -> tuple[Html, bool]:
+    o = data.overview(con, list(TABLES), store)
     if not o.products:
         return empty("The store holds no products yet.", "m5data crawl --start-url URL (or m5data demo)"), True
     rows = [[name, n(f"table.{name}", count)] for name, count in o.tables.items()]
