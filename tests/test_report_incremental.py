@@ -258,3 +258,45 @@ def test_the_overview_counts_each_tables_rows_as_its_view_holds_them(tmp_path):
         assert table_rows(con, store, "pools") == con.execute("SELECT count(*) FROM pools").fetchone()[0] == 10
     finally:
         con.close()
+
+
+def test_a_killed_runs_temp_facts_file_is_known_to_doctor_and_removed_by_the_next_run(store, tmp_path):
+    """A facts file is written under the store's temp name (``storage.files.temp_path``): a killed
+    writer's is found by doctor (and the stages' sweep, the same ``find_temps``) and removed by the
+    next complete run; one whose writer still runs is kept."""
+    import os
+    import subprocess
+    import sys
+
+    from m5data.storage.doctor import run as doctor
+
+    settings = _settings(store)
+    build(store, settings, out=tmp_path / "r")
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    folder = store.root / facts.KEPT / "facts"
+    dead = folder / f".tmp-{proc.pid}-{'ab' * 16}.parquet"
+    live = folder / f".tmp-{os.getpid()}-{'cd' * 16}.parquet"
+    for path in (dead, live):
+        path.write_bytes(b"half a parquet file")
+    found = {f.path: f.problem for f in doctor(store, verify_blobs=False).findings if f.check == "temp"}
+    assert found[f"{facts.KEPT}/facts/{dead.name}"].startswith("left by a dead run")
+    assert found[f"{facts.KEPT}/facts/{live.name}"].startswith("in use by a running process")
+    store.write("products", _products(20, 22))
+    build(store, settings, out=tmp_path / "r")
+    assert not dead.exists() and live.exists()
+
+
+def test_only_the_tables_written_since_are_counted_again(store, tmp_path, monkeypatch):
+    from m5data.report import data
+
+    settings = _settings(store)
+    build(store, settings, out=tmp_path / "r")
+    counted = []
+    real = data.table_rows
+    monkeypatch.setattr(data, "table_rows", lambda con, s, name: counted.append(name) or real(con, s, name))
+    store.write("dedup", [{"product_id": "shopa:1", "group_id": "g", "rule": "same title", "run_id": "x"}])
+    again = build(store, settings, out=tmp_path / "r")
+    assert sorted(counted) == ["dedup", "runs"]  # products, specs and media from their facts; the rest kept
+    assert 'data-key="table.dedup" data-value="1"' in again.index.read_text(encoding="utf-8")
+    assert _page(again) == _page(build(store, settings, out=tmp_path / "full", full=True))
