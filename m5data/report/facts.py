@@ -162,6 +162,7 @@ def _fresh(store, con, table: str, sql: str, since: int, keys: pa.Table) -> pa.T
     recent = [p for p in store.parts(table) if part_seq(p) > since]
     own = duckdb.connect()  # a connection of its own: the view's temp tables must not replace those of ``con``'s view
     try:
+        own.execute("SET enable_progress_bar = false")  # as the store's connections: no bar of DuckDB's own on stdout
         own.execute(f"CREATE TEMP VIEW {table} AS {store.read_sql(own, table_spec(table), parts=recent)}")
         own.register("report_keys", keys)
         return own.sql(sql).to_arrow_table()
