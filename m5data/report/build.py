@@ -127,6 +127,12 @@ REPORT_MEDIA_COLUMNS = ("product_id", "media_id", "source_media_id", "kind", "ro
                         "quality_tier", "duration", "error")
 
 
+# The tables the report reads through its connection's views (the facts' and the sections' SQL);
+# the others are only counted (``data.table_rows``), so their views are not made: the view of every
+# part of ``pools`` (5M rows in 14 parts at 100k products) is not planned and bound each run.
+VIEWS = ("products", "media", "specs", "label_map", "taxonomy", "caption_match", "dedup", "splits", "runs")
+
+
 def _hold_media(store, con) -> None:
     if len(store.parts("media")) <= HOLD_MEDIA_PARTS:
         return
@@ -149,7 +155,7 @@ def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, trut
     assets_dir.mkdir()
     charts = Charts(into / "figures", last.figures, last.summary.get("charts"))
     top = settings.report.top
-    con = store.connect()
+    con = store.connect(only=VIEWS)
     _hold_media(store, con)
     sections: list[tuple[str, str, Html]] = []
     empties: list[str] = []
@@ -165,10 +171,13 @@ def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, trut
                                                   last.summary.get("gallery"), None if f.whole else f.touched)
         return body, is_empty
 
+    # each table's rows as the last run counted them, for the tables not written since (runs: always counted)
+    rows = {t: int(n) for t, n in (last.summary.get("rows") or {}).items()
+            if t in marks and t in last.watermarks and marks[t] <= int(last.watermarks[t])}
     try:
         f = facts.update(store, con, kept, last.facts, last.watermarks, marks)
         steps = [
-            ("overview", "Overview", lambda: builders.overview(con)),
+            ("overview", "Overview", lambda: builders.overview(con, store, rows)),
             ("long-tail", "Category long tail", lambda: builders.long_tail(con, charts)),
             ("completeness", "Modality completeness", lambda: builders.completeness(con, charts)),
             ("distributions", "Video, caption and merchant distributions", lambda: builders.distributions(con, charts)),
@@ -194,5 +203,6 @@ def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, trut
     finally:
         con.close()
     stats.details["figures_drawn"] = charts.drawn
-    memo.update(facts=f.files, facts_version=facts.VERSION, charts=charts.keys)
+    memo.update(facts=f.files, facts_version=facts.VERSION, charts=charts.keys,
+                rows={t: n for t, n in rows.items() if t in marks})
     return Made(sections, empties, memo)

@@ -118,7 +118,8 @@ def update(store, con, kept, previous: dict | None, since: dict[str, int], marks
         out.changed[table] = changed
         con.register("report_keys", changed.select([group]))
         try:
-            fresh = con.sql(sql.replace("{where}", f"WHERE {group} IN (SELECT {group} FROM report_keys)")).to_arrow_table()
+            fresh = _fresh(store, con, table, sql.replace("{where}", f"WHERE {group} IN (SELECT {group} FROM report_keys)"),
+                           int(since.get(table, 0)), changed.select([group]))
             if table == "media":  # a changed media row's product, before and after
                 out.touched.update(r[0] for r in con.sql(f"SELECT product_id FROM {KEPT_VIEWS[table]} WHERE media_id IN "
                                                          "(SELECT media_id FROM report_keys)").fetchall())
@@ -143,6 +144,30 @@ def update(store, con, kept, previous: dict | None, since: dict[str, int], marks
     _sums(con, kept, folder, token, previous, out, delta)
     hold(con)
     return out
+
+
+def _fresh(store, con, table: str, sql: str, since: int, keys: pa.Table) -> pa.Table:
+    """The rows of ``sql`` (the facts of the changed groups ``keys``), read from the parts written
+    since ``since`` only: a group written since has its newest write there whole, so the view over
+    those parts gives its rows as the table's view does (the other parts are not scanned). A store on
+    object storage reads its view of every part."""
+    import duckdb
+
+    from ..storage.changes import part_seq
+    from ..storage.objects import is_store_url
+    from ..storage.schema import table_spec
+
+    if is_store_url(str(store.root)):
+        return con.sql(sql).to_arrow_table()
+    recent = [p for p in store.parts(table) if part_seq(p) > since]
+    own = duckdb.connect()  # a connection of its own: the view's temp tables must not replace those of ``con``'s view
+    try:
+        own.execute("SET enable_progress_bar = false")  # as the store's connections: no bar of DuckDB's own on stdout
+        own.execute(f"CREATE TEMP VIEW {table} AS {store.read_sql(own, table_spec(table), parts=recent)}")
+        own.register("report_keys", keys)
+        return own.sql(sql).to_arrow_table()
+    finally:
+        own.close()
 
 
 def _sums(con, kept, folder, token: str, previous: dict | None, out: Facts, delta) -> None:
@@ -227,9 +252,13 @@ def _quoted(path) -> str:
 
 def forget_others(kept, *current: dict[str, list[str]] | None) -> None:
     """Remove the kept facts files that none of ``current`` names (older runs', killed runs')."""
+    from ..storage.temps import TMP_PREFIX, owner_pid, pid_alive
+
     keep = {f"facts/{n}" for files in current for names in (files or {}).values() for n in names}
     for name in kept.names("facts/*.parquet"):
-        if name not in keep:
+        if name not in keep and not name.startswith(f"facts/{TMP_PREFIX}"):  # the glob lists temp files too
             kept.remove(name)
-    for tmp in (kept.path / "facts").glob(".tmp-*"):  # a killed run's temp files
-        tmp.unlink(missing_ok=True)
+    for tmp in (kept.path / "facts").glob(f"{TMP_PREFIX}*"):  # a killed run's temp files (doctor and the
+        pid = owner_pid(tmp.name)                              # stages' sweep know them too)
+        if pid is None or not pid_alive(pid):  # not those of a run writing now
+            tmp.unlink(missing_ok=True)

@@ -22,8 +22,8 @@ __all__ = ["alignment", "completeness", "cut_at_word", "distributions", "duplica
 
 
 
-def overview(con) -> tuple[Html, bool]:
-    o = data.overview(con, list(TABLES))
+def overview(con, store=None, rows: dict[str, int] | None = None) -> tuple[Html, bool]:
+    o = data.overview(con, list(TABLES), store, rows)
     if not o.products:
         return empty("The store holds no products yet.", "m5data crawl --start-url URL (or m5data demo)"), True
     rows = [[name, n(f"table.{name}", count)] for name, count in o.tables.items()]
@@ -252,7 +252,8 @@ def _short(value: str) -> str:
 
 
 def splits(con, store) -> tuple[Html, bool]:
-    s = data.splits(con, store.local_copy([f"derived/splits/{v}/manifest.json" for v in data.split_versions(con)]))
+    versions = data.split_versions(con)
+    s = data.splits(con, store.local_copy([f"derived/splits/{v}/manifest.json" for v in versions]), versions)
     if s.version is None:
         return empty("No splits yet.", "m5data build-splits"), True
     body = (html("<p>Version <code>{}</code>.</p>", s.version)
