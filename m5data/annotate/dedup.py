@@ -213,6 +213,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     inputs = changes.fingerprint(decides, learned.note, dedup_kept.FORMAT)
     if not full and changes.unchanged_since(state, marks, inputs) and store.count("dedup"):
         return _unchanged(store, state)
+    brand = _norm_value(a.dedup_brand_property)
     changed, kept_inputs, con, why = None, None, None, "full run asked" if full else "no earlier complete run"
     if not full and state is not None:
         if state.get("inputs") != inputs:
@@ -223,7 +224,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
             total = int(con.sql("SELECT count(*) FROM products").fetchall()[0][0])
             counts = changes.changed_counts(changed_products, total)
             if len(changed) <= a.dedup_full_share * total:
-                kept_inputs = dedup_index.load(store, state.get("inputs_file"))
+                kept_inputs = dedup_index.load(store, state.get("inputs_files"), brand)
             why = ""
     if changed is None:
         counts = changes.product_changes(store, state)
@@ -240,7 +241,6 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
         if progress:
             progress("dedup", steps.index(name) + 1, len(steps))
 
-    brand = _norm_value(a.dedup_brand_property)
     titles = near.LSHIndex(a.dedup_minhash_threshold, a.dedup_num_perm)
     report.matcher = learned.note
 
@@ -311,7 +311,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
         ok = inp.spec_kept_ok
         edges[k_spec] = (left[ok], right[ok], d[ok], rule)
         plan.dropped += int((~ok).sum())
-    inputs_file = dedup_index.save(store, inp, brand, kept_titles, learned.wide, stats.run_id)  # for the next run
+    inputs_files = dedup_index.keep(store, inp, brand, kept_titles, learned.wide, stats.run_id)  # for the next run
     kept_titles = None
     step("spec")
 
@@ -355,8 +355,8 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     stats.details.update(incremental)
     kept = {k: dict(v) if isinstance(v, Counter) else v for k, v in ((k, getattr(report, k)) for k in KEPT)}
     changes.save_state(store, STAGE, marks, inputs, report=kept, n_out=stats.n_out,
-                       edges=kept_file, inputs_file=inputs_file)  # last: a killed run leaves the previous state and the file it names
-    dedup_kept.prune(store, (kept_file, inputs_file))  # the last run's files, now named by no state
+                       edges=kept_file, inputs_files=inputs_files)  # last: a killed run leaves the previous state and the files it names
+    dedup_kept.prune(store, (kept_file, *inputs_files))  # the last run's files, now named by no state
     return report
 
 
