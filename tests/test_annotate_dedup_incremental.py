@@ -240,9 +240,9 @@ def test_a_bucket_taken_over_the_cap_by_new_products_is_searched_again_as_a_rebu
 
 
 def test_the_kept_inputs_grow_by_deltas_of_the_rows_read_again_and_are_compacted_into_a_new_base(store, monkeypatch):
-    """An incremental run appends a delta of the products it read again (not every product's arrays);
-    past ``COMPACT_SHARE`` of the base's rows a run writes a new base and the old files go; the
-    groups equal a rebuild's all along."""
+    """An incremental run appends a delta of the products it read again (not every product's arrays)
+    and writes the dedup rows that differ only; past ``COMPACT_SHARE`` of the base's rows a run
+    writes a new base and the old files go; the groups equal a rebuild's all along."""
     from m5data.annotate import dedup_index
 
     def spec_rows(pid, i):
@@ -255,7 +255,7 @@ def test_the_kept_inputs_grow_by_deltas_of_the_rows_read_again_and_are_compacted
         store.write("specs", spec_rows(pid, i))
         store.write("media", [_image(pid, f"s{i}", f"{(i * 0x9E3779B97F4A7C15) % 2**64:016x}")])
 
-    for i in range(20):
+    for i in range(40):
         add(f"a:{i:02d}", i)
     settings = _settings(store.root, **{"annotate.dedup_full_share": 0.5})
     dedup(store, settings)
@@ -263,13 +263,16 @@ def test_the_kept_inputs_grow_by_deltas_of_the_rows_read_again_and_are_compacted
     assert len(base) == 1 and base[0].endswith("-base.npz")
     for step in range(3):  # a copy of a:0i under a new id: its own delta each time
         add(f"b:{step:02d}", step)
+        mark = store.watermark("dedup")
         report = dedup(store, settings)
         assert report.full is None
+        # the table too: only the rows that differ were written (the copy, and its original's pair)
+        assert sorted(store.changed("dedup", mark).column("product_id").to_pylist()) == [f"a:{step:02d}", f"b:{step:02d}"]
         files = changes.load_state(store, "dedup")["inputs_files"]
         assert files[0] == base[0] and len(files) == 2 + step and files[-1].endswith("-delta.npz")
         assert _groups(store)[f"b:{step:02d}"] == f"a:{step:02d}"
     kept = dedup_index.load(store, files, "品牌")
-    assert len(kept[0]) == 20 and all(len(d) < 20 for d in kept[1:])  # a delta: the rows read again only
+    assert len(kept[0]) == 40 and all(len(d) <= 2 for d in kept[1:])  # a delta: the copy and its original's new pair
     assert "b:02" in kept[-1].z["ids"].to_pylist() and "b:02" not in kept[1].z["ids"].to_pylist()
     assert store.files("derived/dedup") == sorted([changes.load_state(store, "dedup")["edges"], *files])
     incremental = _rows(store)
@@ -280,7 +283,7 @@ def test_the_kept_inputs_grow_by_deltas_of_the_rows_read_again_and_are_compacted
     dedup(store, settings)
     state = changes.load_state(store, "dedup")
     assert len(state["inputs_files"]) == 1 and state["inputs_files"][0].endswith("-base.npz")
-    assert len(dedup_index.load(store, state["inputs_files"], "品牌")[0]) == 24
+    assert len(dedup_index.load(store, state["inputs_files"], "品牌")[0]) == 44
     assert store.files("derived/dedup") == sorted([state["edges"], *state["inputs_files"]])  # the old ones went
     incremental = _rows(store)
     dedup(store, settings, full=True)

@@ -36,12 +36,14 @@ from .dedup_inputs import Inputs, Specs
 from .key_runs import ragged_arange
 
 FOLDER = "derived/dedup"
-FORMAT = 3  # 2: with each row's spec block key hash; 3: base + deltas, with the title indexes' parameters
+FORMAT = 4  # 2: with each row's spec block key hash; 3: base + deltas, with the title indexes' parameters; 4: and
+# each row as the run wrote it to the dedup table (an incremental run writes the rows that differ)
 COMPACT_SHARE = 0.25  # the deltas' rows over this share of the base's: the next run writes a new base
 MAX_DELTAS = 16  # ... and so it does at this many deltas
 ROWS = ("has_title", "phash", "has_phash", "phash_given", "n_spec_rows", "band_keys", "sigs", "spec_keyhash",
-        "wide_keys")  # one entry per row (wide_keys: with the learned matcher's wide title index)
-TEXT = ("ids", "sha", "title_text")  # strings, one per row
+        "distance", "wide_keys")  # one entry per row (wide_keys: with the learned matcher's wide title index)
+OUT = ("group_id", "rule", "matched_id", "reason")  # the dedup table's columns as written (and distance)
+TEXT = ("ids", "sha", "title_text", *OUT)  # strings, one per row
 NAMES = ("props", "values", "spellings")  # what the spec codes stand for (sorted: code = rank)
 CSR = ("spec_offsets", "spec_keys", "spec_values", "brand_offsets", "brands")  # spec codes per row
 TABLE = ("perm_a", "perm_b", "lsh_params", "wide_params")  # the title indexes' (the same in every file)
@@ -87,10 +89,12 @@ class Kept:
         return len(self.z["ids"])
 
 
-def arrays(inp: Inputs, titles: near.LSHIndex, wide: near.LSHIndex | None) -> Kept:
-    """``inp`` (its ``spec_keyhash`` set; 0 where unknown) and the title indexes' band keys,
-    signatures and parameters, as :class:`Kept` rows."""
+def arrays(inp: Inputs, titles: near.LSHIndex, wide: near.LSHIndex | None, out: pa.Table | None = None) -> Kept:
+    """``inp`` (its ``spec_keyhash`` set; 0 where unknown), the title indexes' band keys, signatures
+    and parameters, and ``out`` (the dedup table's rows written, in ``inp``'s order; None: unknown,
+    nulls) as :class:`Kept` rows."""
     sp = inp.specs
+    n = len(inp)
     keyhash = inp.spec_keyhash if inp.spec_keyhash is not None else np.zeros(len(inp), dtype=np.uint64)
     z: dict = {"has_title": inp.has_title, "phash": inp.phash, "has_phash": inp.has_phash,
                "phash_given": inp.phash_given, "n_spec_rows": inp.n_spec_rows,
@@ -100,6 +104,10 @@ def arrays(inp: Inputs, titles: near.LSHIndex, wide: near.LSHIndex | None) -> Ke
                "sigs": _one(titles._sigs, (0, titles.num_perm), titles.dtype), "spec_keyhash": keyhash,
                "perm_a": titles.perms[0], "perm_b": titles.perms[1], "lsh_params": np.array(titles.params),
                "ids": inp.ids, "sha": inp.sha, "title_text": inp.title_text}
+    for c in OUT:
+        z[c] = out.column(c).combine_chunks() if out is not None else pa.nulls(n, pa.string())
+    z["distance"] = (out.column("distance").to_numpy(zero_copy_only=False).astype(np.float64) if out is not None
+                     else np.full(n, np.nan))
     if wide is not None:
         z["wide_keys"] = _one(wide._keys, (0, wide.bands), np.uint64)
         z["wide_params"] = np.array(wide.params)
@@ -141,14 +149,16 @@ def save(store, kept: Kept, brand: str, tag: str) -> str:
     return rel
 
 
-def keep(store, inp: Inputs, brand: str, titles: near.LSHIndex, wide: near.LSHIndex | None, tag: str) -> list[str]:
-    """Keep this run's inputs for the next one: a delta of the rows read again and of those whose
-    spec block keys moved after ``inp.kept_files`` (an incremental read's), else a new base; the
-    files the next run reads, base first."""
-    whole = arrays(inp, titles, wide)
-    before = getattr(inp, "kept_files", None) or []
+def keep(store, inp: Inputs, brand: str, titles: near.LSHIndex, wide: near.LSHIndex | None, tag: str,
+         out: pa.Table, differ: np.ndarray | None) -> list[str]:
+    """Keep this run's inputs and its ``out`` rows for the next run: after ``inp.kept_files`` (an
+    incremental read's) a delta of the rows read again, of those whose spec block keys moved and of
+    those whose table row ``differ`` s, else a new base; the files the next run reads, base first."""
+    whole = arrays(inp, titles, wide, out)
+    before = inp.kept_files or []
     if before:
-        rows = np.flatnonzero(inp.fresh | (inp.spec_keyhash != inp.spec_keyhash_prev))
+        moved = inp.fresh | (inp.spec_keyhash != inp.spec_keyhash_prev)
+        rows = np.flatnonzero(moved if differ is None else moved | differ)
         deltas = sum(n for _, n in before[1:]) + len(rows)
         if not len(rows):
             return [rel for rel, _ in before]
@@ -254,6 +264,8 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
                       brand_offsets=z["brand_offsets"], brands=z["brands"], names=tuple(z[n] for n in NAMES))
     inp.spec_keyhash_prev = z["spec_keyhash"]  # 0 for the rows read now: their keys are new
     inp.kept_files, inp.fresh = [(k.rel, len(k)) for k in kept], fresh_mask
+    inp.written = pa.table({c: z[c] for c in (*OUT, "distance")})  # the last run's rows (nulls: read now)
+    inp.gone = any(len(k) and not pc.all(pc.is_in(k.z["ids"], value_set=ids)).as_py() for k in kept)
     titles._keys, titles._sigs, titles._valid = [z["band_keys"]], [z["sigs"]], [inp.has_title]
     if wide is not None:
         wide._keys, wide._sigs, wide._valid = [z["wide_keys"]], [z["sigs"]], [inp.has_title]
