@@ -80,7 +80,7 @@ def _strings(names) -> pa.Array:
 class Kept:
     """One kept file's rows (or the changed products' rows read from the store), in memory: per-row
     arrays (:data:`ROWS`), strings as Arrow arrays (:data:`TEXT`), spec codes in CSR form with the
-    names they stand for (:data:`NAMES`, lists), the title indexes' parameters (:data:`TABLE`)."""
+    names they stand for (:data:`NAMES`, Arrow arrays), the title indexes' parameters (:data:`TABLE`)."""
 
     z: dict
     rel: str | None = None  # its store path (None: not a file)
@@ -112,7 +112,7 @@ def arrays(inp: Inputs, titles: near.LSHIndex, wide: near.LSHIndex | None, out: 
         z["wide_keys"] = _one(wide._keys, (0, wide.bands), np.uint64)
         z["wide_params"] = np.array(wide.params)
     for name, names in zip(NAMES, sp.names):
-        z[name] = list(names)
+        z[name] = names if isinstance(names, pa.Array) else _strings(names)
     return Kept(z)
 
 
@@ -126,7 +126,7 @@ def take(kept: Kept, rows: np.ndarray) -> Kept:
         out |= dict(zip(cols, taken))
     for name, cols in (("props", ("spec_keys",)), ("values", ("spec_values",)), ("spellings", ("brands",))):
         used = np.unique(np.concatenate([out[c] for c in cols]))
-        out[name] = [z[name][i] for i in used.tolist()]
+        out[name] = z[name].take(pa.array(used))
         for c in cols:  # codes are ranks: a subset of sorted names keeps their order
             out[c] = np.searchsorted(used, out[c]).astype(np.int32)
     return Kept(out)
@@ -141,7 +141,7 @@ def save(store, kept: Kept, brand: str, tag: str) -> str:
         _pack(name, kept.z[name], z)
     _pack("brand", pa.array([brand]), z)
     for name in NAMES:
-        _pack(name, _strings(kept.z[name]), z)
+        _pack(name, kept.z[name], z)
     buf = io.BytesIO()
     np.savez(buf, **z)
     rel = f"{FOLDER}/inputs-{tag}.npz"
@@ -188,7 +188,7 @@ def _read(store, rel: str, brand: str) -> Kept | None:
     for name in TEXT:
         z[name] = _unpack(name, raw)
     for name in NAMES:
-        z[name] = _unpack(name, raw).to_pylist()
+        z[name] = _unpack(name, raw)
     return Kept(z, rel)
 
 
@@ -261,7 +261,8 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
                  has_title=z["has_title"], phash=z["phash"], has_phash=z["has_phash"], phash_given=z["phash_given"],
                  n_spec_rows=z["n_spec_rows"], sha=z["sha"], title_text=z["title_text"])
     inp.specs = Specs(offsets=z["spec_offsets"], keys=z["spec_keys"], values=z["spec_values"], brand_key=z["brand_key"],
-                      brand_offsets=z["brand_offsets"], brands=z["brands"], names=tuple(z[n] for n in NAMES))
+                      brand_offsets=z["brand_offsets"], brands=z["brands"],
+                      names=tuple(z[n].to_pylist() for n in NAMES))
     inp.spec_keyhash_prev = z["spec_keyhash"]  # 0 for the rows read now: their keys are new
     inp.kept_files, inp.fresh = [(k.rel, len(k)) for k in kept], fresh_mask
     inp.written = pa.table({c: z[c] for c in (*OUT, "distance")})  # the last run's rows (nulls: read now)
@@ -312,11 +313,12 @@ def _merge(sources: list[dict], src: np.ndarray, srow: np.ndarray, ids: pa.Array
         out[k] = pa.concat_arrays([s[k].take(pa.array(r)) for s, r in zip(sources, rows)]).take(pa.array(order))
     out["ids"] = ids
     maps = {}
-    for name in NAMES:
-        merged = sorted(set().union(*(s[name] for s in sources)))
+    for name in NAMES:  # in Arrow: its binary order of UTF-8 is Python's order of str (code points)
+        unique = pc.unique(pa.concat_arrays([s[name] for s in sources]))
+        merged = unique.take(pc.sort_indices(unique))
         out[name] = merged
-        index = {x: i for i, x in enumerate(merged)}
-        maps[name] = [np.array([index[x] for x in s[name]], dtype=np.int32) for s in sources]
+        maps[name] = [pc.index_in(s[name], value_set=merged).to_numpy(zero_copy_only=False).astype(np.int32)
+                      for s in sources]
     for offsets, cols in (("spec_offsets", (("spec_keys", "props"), ("spec_values", "values"))),
                           ("brand_offsets", (("brands", "spellings"),))):
         counts = np.zeros(n, dtype=np.int64)
@@ -332,5 +334,5 @@ def _merge(sources: list[dict], src: np.ndarray, srow: np.ndarray, ids: pa.Array
                 at = np.repeat(off[:-1][p], c) + ragged_arange(c)
                 arr[at] = maps[name][i][s[col][np.repeat(s[offsets][r], c) + ragged_arange(c)]] if len(at) else 0
             out[col] = arr
-    out["brand_key"] = out["props"].index(brand) if brand in out["props"] else -1
+    out["brand_key"] = int(pc.index(out["props"], brand).as_py())
     return out

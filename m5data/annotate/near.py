@@ -42,10 +42,11 @@ _SPACE = re.compile(r"\s+")
 # ------------------------------------------------------------------ hashing helpers
 def fmix64(x: np.ndarray) -> np.ndarray:
     """MurmurHash3's 64-bit finalizer (a bijection that spreads every input bit), element-wise, as a
-    new uint64 array: :func:`near_jit.mix64`, the one the compiled loops use."""
+    new uint64 array: :func:`near_jit.mix64_array` (:func:`near_jit.mix64`, the compiled loops', per element)."""
     from . import near_jit
 
-    return near_jit.mix64(np.asarray(x, dtype=np.uint64))
+    x = np.asarray(x, dtype=np.uint64)
+    return near_jit.mix64_array(np.ascontiguousarray(x).reshape(-1)).reshape(x.shape)
 
 
 def _fmix64_int(x: int) -> int:
