@@ -288,3 +288,25 @@ def test_the_kept_inputs_grow_by_deltas_of_the_rows_read_again_and_are_compacted
     incremental = _rows(store)
     dedup(store, settings, full=True)
     assert _rows(store) == incremental
+
+
+def test_a_store_copied_elsewhere_stays_incremental(store, tmp_path):
+    """Without a trained matcher the learned setting falls back to the rules with a reason naming the
+    store's folder; the state's fingerprint holds "rules" only, so a copied store neither groups
+    every product again with nothing new nor runs in full after a write."""
+    import shutil
+
+    store.write("products", [_product("a:1", "m1", "欧星商务A4办公文仪LP-6232办公文仪工厂直销"),
+                             _product("a:2", "m2", "美乐机械键盘黑色青轴八十七键有线游戏"),
+                             _product("a:3", "m3", "完全不同的标题一号"), _product("a:4", "m4", "另外一个名字二号"),
+                             _product("a:5", "m5", "第五个商品的标题")])
+    learned = {"annotate.dedup_matcher": "learned", "annotate.dedup_full_share": 0.5}
+    first = dedup(store, _settings(store.root, **learned))
+    assert first.matcher.startswith("rules (no trained matcher in ") and str(store.root) in first.matcher
+    shutil.copytree(store.root, tmp_path / "copy")
+    moved = Store.open(tmp_path / "copy")
+    settings = _settings(moved.root, **learned)
+    assert dedup(moved, settings).stats.details.get("unchanged")
+    moved.write("products", [_product("b:6", "m6", "欧星商务A4办公文仪LP-6232办公文仪工厂直销包邮")])
+    report = dedup(moved, settings)
+    assert report.full is None and report.searched == 1 and _by_id(moved)["b:6"]["group_id"] == "a:1"

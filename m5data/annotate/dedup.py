@@ -212,7 +212,9 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     marks = changes.watermarks(store, READS)  # before reading: a later write is seen next time
     state = changes.load_state(store, STAGE)
     decides = {k: v for k, v in cfg.as_dict(settings)["annotate"].items() if k != "dedup_full_share"}  # when, not what
-    inputs = changes.fingerprint(decides, learned.note, dedup_kept.FORMAT)
+    # the matcher that decides: its version, or "rules" whatever the reason (the reason names the
+    # store's folder: a store moved or copied elsewhere would group every product again)
+    inputs = changes.fingerprint(decides, learned.note if learned.model is not None else "rules", dedup_kept.FORMAT)
     if not full and changes.unchanged_since(state, marks, inputs) and store.count("dedup"):
         return _unchanged(store, state)
     brand = _norm_value(a.dedup_brand_property)
