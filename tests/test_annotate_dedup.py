@@ -414,9 +414,10 @@ def test_spec_block_pairs_checks_the_same_candidates_as_pairs_in_runs():
     skey, srow = key[order], row[order]
     counts, found, pos = np.zeros(2, dtype=np.int64), [], 0
     buf = np.empty(64, dtype=np.uint64)  # smaller than the capped block's 399 pairs: it must grow
+    no_rows = np.zeros(0, dtype=np.bool_)  # every pair checked
     while pos < len(skey):
         pos2, m = spec_jit.spec_block_pairs(skey, srow, pos, cap, offsets, keys, values, brand_offsets, brands,
-                                            brand_key, min_shared, min_agreement, min_jac, buf, counts)
+                                            brand_key, min_shared, min_agreement, min_jac, buf, counts, no_rows)
         if pos2 == pos:
             buf = np.empty(2 * len(buf), dtype=np.uint64)
             continue
@@ -426,6 +427,17 @@ def test_spec_block_pairs_checks_the_same_candidates_as_pairs_in_runs():
     assert set(zip(got_l.tolist(), got_r.tolist())) == expected
     assert len(buf) > 64 and counts[1] == capped[0] > 0
     assert counts[0] >= len(left)  # every candidate once per key it shares
+
+    # with ``mine`` (an incremental run's changed rows) only the pairs with one of them as an end
+    mine = rng.random(n) < 0.05
+    buf, found, pos = np.empty(1 << 16, dtype=np.uint64), [], 0
+    while pos < len(skey):
+        pos, m = spec_jit.spec_block_pairs(skey, srow, pos, cap, offsets, keys, values, brand_offsets, brands,
+                                           brand_key, min_shared, min_agreement, min_jac, buf, np.zeros(2, np.int64), mine)
+        found.append(buf[:m].copy())
+    got_l, got_r = near.unpack(np.unique(np.concatenate(found)))
+    theirs = {(lo, hi) for lo, hi in expected if mine[lo] or mine[hi]}
+    assert set(zip(got_l.tolist(), got_r.tolist())) == theirs and 0 < len(theirs) < len(expected)
 
 
 def test_spec_codes_do_not_depend_on_the_order_rows_were_written(tmp_path):

@@ -137,7 +137,7 @@ def test_a_run_killed_after_its_table_write_leaves_the_last_state_and_the_next_r
     again = dedup(store, settings)
     assert again.full is None and again.searched == 2  # b:3 (again: the state was not saved) and a:4
     state = changes.load_state(store, "dedup")  # the killed run's files are gone, the state names what is left
-    assert store.files("derived/dedup") == sorted([state["edges"], state["inputs_file"]])
+    assert store.files("derived/dedup") == sorted([state["edges"], *state["inputs_files"]])
     rows = _by_id(store)
     assert rows["b:3"]["group_id"] == "a:1" and rows["a:4"]["group_id"] == "a:2" and rows["a:4"]["rule"] == "exact_image"
     incremental = _rows(store)
@@ -168,7 +168,7 @@ def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_giv
     brand = _norm_value("品牌")
     a = settings.annotate
     part, whole = (near.LSHIndex(a.dedup_minhash_threshold, a.dedup_num_perm) for _ in range(2))
-    inc = dedup_index.read_incremental(store, dedup_index.load(store, state["inputs_file"]), brand, changed, part,
+    inc = dedup_index.read_incremental(store, dedup_index.load(store, state["inputs_files"], brand), brand, changed, part,
                                        None, a.dedup_shingle, _norm_value, noisy_value, brand_spellings)
 
     def index(batch):
@@ -209,7 +209,7 @@ def test_an_incremental_dedup_on_s3_keeps_its_files_as_objects(aws, s3_url):
     report = dedup(store, settings)
     assert report.full is None and report.searched == 1 and _by_id(store)["b:6"]["group_id"] == "a:1"
     state = changes.load_state(store, "dedup")
-    assert store.files("derived/dedup") == sorted([state["edges"], state["inputs_file"]]) != kept  # the first run's went
+    assert store.files("derived/dedup") == sorted([state["edges"], *state["inputs_files"]]) != kept  # its pairs went, a delta came
 
 
 def test_a_bucket_taken_over_the_cap_by_new_products_is_searched_again_as_a_rebuild_does(store):
@@ -237,3 +237,76 @@ def test_a_bucket_taken_over_the_cap_by_new_products_is_searched_again_as_a_rebu
     incremental = _groups(store)
     dedup(store, settings, full=True)
     assert _groups(store) == incremental
+
+
+def test_the_kept_inputs_grow_by_deltas_of_the_rows_read_again_and_are_compacted_into_a_new_base(store, monkeypatch):
+    """An incremental run appends a delta of the products it read again (not every product's arrays)
+    and writes the dedup rows that differ only; past ``COMPACT_SHARE`` of the base's rows a run
+    writes a new base and the old files go; the groups equal a rebuild's all along."""
+    from m5data.annotate import dedup_index
+
+    def spec_rows(pid, i):
+        return [{"product_id": pid, "position": 0, "property": "品牌", "value": f"牌子{i % 3}"},
+                {"product_id": pid, "position": 1, "property": "型号", "value": f"XK-{i:04d}"},
+                {"product_id": pid, "position": 2, "property": "颜色", "value": "黑色"}]
+
+    def add(pid, i):
+        store.write("products", [_product(pid, f"m{i}", f"第{i}号商品的标题 model XK-{i:04d}")])
+        store.write("specs", spec_rows(pid, i))
+        store.write("media", [_image(pid, f"s{i}", f"{(i * 0x9E3779B97F4A7C15) % 2**64:016x}")])
+
+    for i in range(40):
+        add(f"a:{i:02d}", i)
+    settings = _settings(store.root, **{"annotate.dedup_full_share": 0.5})
+    dedup(store, settings)
+    base = changes.load_state(store, "dedup")["inputs_files"]
+    assert len(base) == 1 and base[0].endswith("-base.npz")
+    for step in range(3):  # a copy of a:0i under a new id: its own delta each time
+        add(f"b:{step:02d}", step)
+        mark = store.watermark("dedup")
+        report = dedup(store, settings)
+        assert report.full is None
+        # the table too: only the rows that differ were written (the copy, and its original's pair)
+        assert sorted(store.changed("dedup", mark).column("product_id").to_pylist()) == [f"a:{step:02d}", f"b:{step:02d}"]
+        files = changes.load_state(store, "dedup")["inputs_files"]
+        assert files[0] == base[0] and len(files) == 2 + step and files[-1].endswith("-delta.npz")
+        assert _groups(store)[f"b:{step:02d}"] == f"a:{step:02d}"
+    kept = dedup_index.load(store, files, "品牌")
+    assert len(kept[0]) == 40 and all(len(d) <= 2 for d in kept[1:])  # a delta: the copy and its original's new pair
+    assert "b:02" in kept[-1].z["ids"].to_pylist() and "b:02" not in kept[1].z["ids"].to_pylist()
+    assert store.files("derived/dedup") == sorted([changes.load_state(store, "dedup")["edges"], *files])
+    incremental = _rows(store)
+    dedup(store, settings, full=True)
+    assert _rows(store) == incremental
+    monkeypatch.setattr(dedup_index, "COMPACT_SHARE", 0.01)  # the deltas pass the share: a new base
+    add("b:03", 3)
+    dedup(store, settings)
+    state = changes.load_state(store, "dedup")
+    assert len(state["inputs_files"]) == 1 and state["inputs_files"][0].endswith("-base.npz")
+    assert len(dedup_index.load(store, state["inputs_files"], "品牌")[0]) == 44
+    assert store.files("derived/dedup") == sorted([state["edges"], *state["inputs_files"]])  # the old ones went
+    incremental = _rows(store)
+    dedup(store, settings, full=True)
+    assert _rows(store) == incremental
+
+
+def test_a_store_copied_elsewhere_stays_incremental(store, tmp_path):
+    """Without a trained matcher the learned setting falls back to the rules with a reason naming the
+    store's folder; the state's fingerprint holds "rules" only, so a copied store neither groups
+    every product again with nothing new nor runs in full after a write."""
+    import shutil
+
+    store.write("products", [_product("a:1", "m1", "欧星商务A4办公文仪LP-6232办公文仪工厂直销"),
+                             _product("a:2", "m2", "美乐机械键盘黑色青轴八十七键有线游戏"),
+                             _product("a:3", "m3", "完全不同的标题一号"), _product("a:4", "m4", "另外一个名字二号"),
+                             _product("a:5", "m5", "第五个商品的标题")])
+    learned = {"annotate.dedup_matcher": "learned", "annotate.dedup_full_share": 0.5}
+    first = dedup(store, _settings(store.root, **learned))
+    assert first.matcher.startswith("rules (no trained matcher in ") and str(store.root) in first.matcher
+    shutil.copytree(store.root, tmp_path / "copy")
+    moved = Store.open(tmp_path / "copy")
+    settings = _settings(moved.root, **learned)
+    assert dedup(moved, settings).stats.details.get("unchanged")
+    moved.write("products", [_product("b:6", "m6", "欧星商务A4办公文仪LP-6232办公文仪工厂直销包邮")])
+    report = dedup(moved, settings)
+    assert report.full is None and report.searched == 1 and _by_id(moved)["b:6"]["group_id"] == "a:1"

@@ -29,8 +29,9 @@ every match. The brand is compared with its spellings: ``美的(Midea)`` and ``M
 
 Each product's row names the strongest accepted pair that touches it (rule, the other product,
 distance); ``group_id`` is the smallest product_id of its group, so ids survive re-runs and new
-products. The table is replaced whole at the end of a run (atomic): an interrupted run leaves the
-previous table, and a re-run computes the same rows.
+products. A full run replaces the table whole at its end (atomic): an interrupted run leaves the
+previous table, and a re-run computes the same rows; an incremental run writes only the rows that
+differ from the last run's (:func:`_write_table`).
 
 The spec rule's blocked search and its chance filter: :mod:`.dedup_spec`. Between runs (what a run
 keeps, and an incremental run that searches only pairs of changed products): :func:`dedup`,
@@ -50,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import config as cfg
 from ..scoring import PairRates
@@ -210,9 +212,12 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     marks = changes.watermarks(store, READS)  # before reading: a later write is seen next time
     state = changes.load_state(store, STAGE)
     decides = {k: v for k, v in cfg.as_dict(settings)["annotate"].items() if k != "dedup_full_share"}  # when, not what
-    inputs = changes.fingerprint(decides, learned.note, dedup_kept.FORMAT)
+    # the matcher that decides: its version, or "rules" whatever the reason (the reason names the
+    # store's folder: a store moved or copied elsewhere would group every product again)
+    inputs = changes.fingerprint(decides, learned.note if learned.model is not None else "rules", dedup_kept.FORMAT)
     if not full and changes.unchanged_since(state, marks, inputs) and store.count("dedup"):
         return _unchanged(store, state)
+    brand = _norm_value(a.dedup_brand_property)
     changed, kept_inputs, con, why = None, None, None, "full run asked" if full else "no earlier complete run"
     if not full and state is not None:
         if state.get("inputs") != inputs:
@@ -223,7 +228,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
             total = int(con.sql("SELECT count(*) FROM products").fetchall()[0][0])
             counts = changes.changed_counts(changed_products, total)
             if len(changed) <= a.dedup_full_share * total:
-                kept_inputs = dedup_index.load(store, state.get("inputs_file"))
+                kept_inputs = dedup_index.load(store, state.get("inputs_files"), brand)
             why = ""
     if changed is None:
         counts = changes.product_changes(store, state)
@@ -240,7 +245,6 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
         if progress:
             progress("dedup", steps.index(name) + 1, len(steps))
 
-    brand = _norm_value(a.dedup_brand_property)
     titles = near.LSHIndex(a.dedup_minhash_threshold, a.dedup_num_perm)
     report.matcher = learned.note
 
@@ -311,8 +315,6 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
         ok = inp.spec_kept_ok
         edges[k_spec] = (left[ok], right[ok], d[ok], rule)
         plan.dropped += int((~ok).sum())
-    inputs_file = dedup_index.save(store, inp, brand, kept_titles, learned.wide, stats.run_id)  # for the next run
-    kept_titles = None
     step("spec")
 
     if learned.model is not None:
@@ -338,7 +340,9 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
         "run_id", pa.array([stats.run_id] * n, pa.string()))
     step("groups")
     report.table = table
-    store.replace("dedup", table)
+    differ = _write_table(store, state, inp, table, plan)
+    inputs_files = dedup_index.keep(store, inp, brand, kept_titles, learned.wide, stats.run_id, table, differ)
+    kept_titles = None  # for the next run, with the rows written
     unlikely = inp.spec_vetoed  # kept too, to be tested for chance again
     kept_file = dedup_kept.save_edges(store, inp.ids, edges + [(*unlikely, np.ones(len(unlikely[0])), VETOED)])
     stats.n_out = n - stats.n_failed
@@ -355,8 +359,8 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     stats.details.update(incremental)
     kept = {k: dict(v) if isinstance(v, Counter) else v for k, v in ((k, getattr(report, k)) for k in KEPT)}
     changes.save_state(store, STAGE, marks, inputs, report=kept, n_out=stats.n_out,
-                       edges=kept_file, inputs_file=inputs_file)  # last: a killed run leaves the previous state and the file it names
-    dedup_kept.prune(store, (kept_file, inputs_file))  # the last run's files, now named by no state
+                       edges=kept_file, inputs_files=inputs_files, table_mark=store.watermark("dedup"))  # last: a killed run leaves the previous state and the files it names
+    dedup_kept.prune(store, (kept_file, *inputs_files))  # the last run's files, now named by no state
     return report
 
 
@@ -370,6 +374,30 @@ def _unchanged(store, state: dict) -> DedupReport:
     stats.details["unchanged"] = True
     record_run(store, stats.finish(), {"dedup_run": {"unchanged": True}})
     return report
+
+
+def _write_table(store, state: dict | None, inp: Inputs, table: pa.Table, plan) -> np.ndarray | None:
+    """Write the ``dedup`` table: after an incremental read, only the rows that differ from the last
+    run's (``inp.written``; an upsert by product_id, none when none differ), when the table is as that
+    run left it (its watermark is the state's ``table_mark``: no write since, a killed run's
+    included) and no product is gone; else the whole table (``store.replace``). Which rows differ
+    (None: written whole)."""
+    prev = inp.written
+    if plan is None or prev is None or inp.gone or state is None or state.get("table_mark") != store.watermark("dedup"):
+        store.replace("dedup", table)
+        return None
+    differ = np.zeros(len(table), dtype=bool)
+    for c in dedup_index.OUT:
+        new, old = table.column(c), prev.column(c)
+        same = pc.fill_null(pc.equal(new, old), False).to_numpy(zero_copy_only=False)
+        both_null = pc.is_null(new).to_numpy(zero_copy_only=False) & pc.is_null(old).to_numpy(zero_copy_only=False)
+        differ |= ~(same | both_null)
+    d_new = table.column("distance").to_numpy(zero_copy_only=False).astype(np.float64)
+    d_old = prev.column("distance").to_numpy(zero_copy_only=False).astype(np.float64)
+    differ |= ~((d_new == d_old) | (np.isnan(d_new) & np.isnan(d_old)))
+    if differ.any():
+        store.write("dedup", table.filter(pa.array(differ)))
+    return differ
 
 
 def _exact(report: DedupReport, edges: list, codes: np.ndarray, cap: int, rule: str,

@@ -1,19 +1,31 @@
 """What dedup reads, kept between runs, so an incremental run reads only the changed products.
 
-A complete run keeps its :class:`~.dedup_inputs.Inputs` as arrays in one ``.npz`` file (numpy
-arrays only, read with ``allow_pickle=False``; strings as UTF-8 bytes and offsets) written whole
-through ``store.write_bytes`` under ``derived/dedup/`` (named by the run's id) and named in the stage's state: each
-product's main image (sha256, pHash), merchant + normalised title, spec values as codes with the
-names they stand for, and its title's MinHash band keys and b-bit signature (so an unchanged title
-is never normalised, shingled or hashed again). The next run reads the ids of the store's products,
-the kept arrays, and from the store only the products that changed (:func:`.dedup_kept.changed_ids`),
-and joins them: the same :class:`Inputs` a full read gives, codes included (codes are ranks of
-sorted names, so they do not depend on which names came first).
+A complete run keeps its :class:`~.dedup_inputs.Inputs` as arrays in ``.npz`` files (numpy arrays
+only, read with ``allow_pickle=False``; strings as UTF-8 bytes and offsets) written whole through
+``store.write_bytes`` under ``derived/dedup/`` (named by the run's id) and named in the stage's state
+(``inputs_files``): each product's main image (sha256, pHash), merchant + normalised title, spec
+values as codes with the names they stand for, its spec block keys' hash, and its title's MinHash
+band keys and b-bit signature (so an unchanged title is never normalised, shingled or hashed
+again), with the title indexes' permutations and bands (so an incremental run never imports
+datasketch, ~0.5 s).
+
+The files are append-only: a full run writes a *base* of every product; an incremental run writes
+a *delta* of the rows it read again (new and changed products) and of the rows whose spec block
+keys moved, and names the base and every delta since. When the deltas' rows pass
+:data:`COMPACT_SHARE` of the base's (or there are :data:`MAX_DELTAS` of them) the run writes a new
+base instead. A later file's row of a product wins; rows of products no longer in the store are
+ignored (and dropped by the next base). At 100k products a base is ~40 MB, a run's delta ~0.5 MB.
+
+The next run reads the ids of the store's products, the kept files, and from the store only the
+products that changed (:func:`.dedup_kept.changed_ids`), and joins them: the same :class:`Inputs` a
+full read gives, codes included (codes are ranks of sorted names, so they do not depend on which
+names came first).
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -21,9 +33,20 @@ import pyarrow.compute as pc
 
 from . import dedup_inputs, near
 from .dedup_inputs import Inputs, Specs
+from .key_runs import ragged_arange
 
 FOLDER = "derived/dedup"
-FORMAT = 2  # 2: with each row's spec block key hash
+FORMAT = 4  # 2: with each row's spec block key hash; 3: base + deltas, with the title indexes' parameters; 4: and
+# each row as the run wrote it to the dedup table (an incremental run writes the rows that differ)
+COMPACT_SHARE = 0.25  # the deltas' rows over this share of the base's: the next run writes a new base
+MAX_DELTAS = 16  # ... and so it does at this many deltas
+ROWS = ("has_title", "phash", "has_phash", "phash_given", "n_spec_rows", "band_keys", "sigs", "spec_keyhash",
+        "distance", "wide_keys")  # one entry per row (wide_keys: with the learned matcher's wide title index)
+OUT = ("group_id", "rule", "matched_id", "reason")  # the dedup table's columns as written (and distance)
+TEXT = ("ids", "sha", "title_text", *OUT)  # strings, one per row
+NAMES = ("props", "values", "spellings")  # what the spec codes stand for (sorted: code = rank)
+CSR = ("spec_offsets", "spec_keys", "spec_values", "brand_offsets", "brands")  # spec codes per row
+TABLE = ("perm_a", "perm_b", "lsh_params", "wide_params")  # the title indexes' (the same in every file)
 
 
 # ------------------------------------------------------------------ strings as arrays
@@ -53,24 +76,72 @@ def _strings(names) -> pa.Array:
 
 
 # ------------------------------------------------------------------ keep
-def save(store, inp: Inputs, brand: str, titles: near.LSHIndex, wide: near.LSHIndex | None, tag: str) -> str:
-    """Write ``inp`` and the title indexes' band keys and signatures as ``inputs-<tag>.npz`` (the run's
-    id: hashing 40 MB at 100k would cost more than the write); the file's store path."""
+@dataclass
+class Kept:
+    """One kept file's rows (or the changed products' rows read from the store), in memory: per-row
+    arrays (:data:`ROWS`), strings as Arrow arrays (:data:`TEXT`), spec codes in CSR form with the
+    names they stand for (:data:`NAMES`, Arrow arrays), the title indexes' parameters (:data:`TABLE`)."""
+
+    z: dict
+    rel: str | None = None  # its store path (None: not a file)
+
+    def __len__(self) -> int:
+        return len(self.z["ids"])
+
+
+def arrays(inp: Inputs, titles: near.LSHIndex, wide: near.LSHIndex | None, out: pa.Table | None = None) -> Kept:
+    """``inp`` (its ``spec_keyhash`` set; 0 where unknown), the title indexes' band keys, signatures
+    and parameters, and ``out`` (the dedup table's rows written, in ``inp``'s order; None: unknown,
+    nulls) as :class:`Kept` rows."""
     sp = inp.specs
-    z: dict = {"format": np.array([FORMAT]), "brand_key": np.array([sp.brand_key]),
-               "has_title": inp.has_title, "phash": inp.phash, "has_phash": inp.has_phash,
+    n = len(inp)
+    keyhash = inp.spec_keyhash if inp.spec_keyhash is not None else np.zeros(len(inp), dtype=np.uint64)
+    z: dict = {"has_title": inp.has_title, "phash": inp.phash, "has_phash": inp.has_phash,
                "phash_given": inp.phash_given, "n_spec_rows": inp.n_spec_rows,
                "spec_offsets": sp.offsets, "spec_keys": sp.keys, "spec_values": sp.values,
                "brand_offsets": sp.brand_offsets, "brands": sp.brands,
-               "band_keys": _one(titles._keys), "sigs": _one(titles._sigs), "spec_keyhash": inp.spec_keyhash}
+               "band_keys": _one(titles._keys, (0, titles.bands), np.uint64),
+               "sigs": _one(titles._sigs, (0, titles.num_perm), titles.dtype), "spec_keyhash": keyhash,
+               "perm_a": titles.perms[0], "perm_b": titles.perms[1], "lsh_params": np.array(titles.params),
+               "ids": inp.ids, "sha": inp.sha, "title_text": inp.title_text}
+    for c in OUT:
+        z[c] = out.column(c).combine_chunks() if out is not None else pa.nulls(n, pa.string())
+    z["distance"] = (out.column("distance").to_numpy(zero_copy_only=False).astype(np.float64) if out is not None
+                     else np.full(n, np.nan))
     if wide is not None:
-        z["wide_keys"] = _one(wide._keys)
-    _pack("ids", inp.ids, z)
-    _pack("sha", inp.sha, z)
-    _pack("title_text", inp.title_text, z)
+        z["wide_keys"] = _one(wide._keys, (0, wide.bands), np.uint64)
+        z["wide_params"] = np.array(wide.params)
+    for name, names in zip(NAMES, sp.names):
+        z[name] = names if isinstance(names, pa.Array) else _strings(names)
+    return Kept(z)
+
+
+def take(kept: Kept, rows: np.ndarray) -> Kept:
+    """Rows ``rows`` (sorted) of ``kept``, with only the names they use."""
+    z, rows = kept.z, np.asarray(rows, dtype=np.int64)
+    out = {k: z[k][rows] for k in ROWS if k in z} | {k: z[k] for k in TABLE if k in z}
+    out |= {k: z[k].take(pa.array(rows)) for k in TEXT}
+    for offsets, cols in (("spec_offsets", ("spec_keys", "spec_values")), ("brand_offsets", ("brands",))):
+        out[offsets], *taken = _csr_take(z[offsets], rows, *(z[c] for c in cols))
+        out |= dict(zip(cols, taken))
+    for name, cols in (("props", ("spec_keys",)), ("values", ("spec_values",)), ("spellings", ("brands",))):
+        used = np.unique(np.concatenate([out[c] for c in cols]))
+        out[name] = z[name].take(pa.array(used))
+        for c in cols:  # codes are ranks: a subset of sorted names keeps their order
+            out[c] = np.searchsorted(used, out[c]).astype(np.int32)
+    return Kept(out)
+
+
+def save(store, kept: Kept, brand: str, tag: str) -> str:
+    """Write ``kept`` as ``inputs-<tag>.npz`` (the run's id and what the file is: hashing 40 MB at 100k
+    would cost more than the write); the file's store path."""
+    z = {k: v for k, v in kept.z.items() if k not in TEXT + NAMES}
+    z["format"] = np.array([FORMAT])
+    for name in TEXT:
+        _pack(name, kept.z[name], z)
     _pack("brand", pa.array([brand]), z)
-    for name, names in zip(("props", "values", "spellings"), sp.names):
-        _pack(name, _strings(names), z)
+    for name in NAMES:
+        _pack(name, kept.z[name], z)
     buf = io.BytesIO()
     np.savez(buf, **z)
     rel = f"{FOLDER}/inputs-{tag}.npz"
@@ -78,28 +149,68 @@ def save(store, inp: Inputs, brand: str, titles: near.LSHIndex, wide: near.LSHIn
     return rel
 
 
-def _one(chunks: list[np.ndarray]) -> np.ndarray:
+def keep(store, inp: Inputs, brand: str, titles: near.LSHIndex, wide: near.LSHIndex | None, tag: str,
+         out: pa.Table, differ: np.ndarray | None) -> list[str]:
+    """Keep this run's inputs and its ``out`` rows for the next run: after ``inp.kept_files`` (an
+    incremental read's) a delta of the rows read again, of those whose spec block keys moved and of
+    those whose table row ``differ`` s, else a new base; the files the next run reads, base first."""
+    whole = arrays(inp, titles, wide, out)
+    before = inp.kept_files or []
+    if before:
+        moved = inp.fresh | (inp.spec_keyhash != inp.spec_keyhash_prev)
+        rows = np.flatnonzero(moved if differ is None else moved | differ)
+        deltas = sum(n for _, n in before[1:]) + len(rows)
+        if not len(rows):
+            return [rel for rel, _ in before]
+        if deltas <= COMPACT_SHARE * before[0][1] and len(before) <= MAX_DELTAS:
+            return [rel for rel, _ in before] + [save(store, take(whole, rows), brand, f"{tag}-delta")]
+    return [save(store, whole, brand, f"{tag}-base")]
+
+
+def _one(chunks: list[np.ndarray], empty: tuple, dtype) -> np.ndarray:
+    if not chunks:
+        return np.zeros(empty, dtype=dtype)
     return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
 
-def load(store, rel) -> dict | None:
-    """The kept arrays at ``rel`` (None: none, or not readable as such)."""
+def _read(store, rel: str, brand: str) -> Kept | None:
     data = store.read_bytes(rel) if isinstance(rel, str) else None
     if data is None:
         return None
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            kept = {k: z[k] for k in z.files}
+            raw = {k: z[k] for k in z.files}
     except (ValueError, OSError, KeyError):
         return None
-    return kept if int(kept.get("format", [0])[0]) == FORMAT else None
+    if int(raw.get("format", [0])[0]) != FORMAT or _unpack("brand", raw).to_pylist() != [brand]:
+        return None
+    z = {k: v for k, v in raw.items() if k in ROWS + TABLE + CSR}
+    for name in TEXT:
+        z[name] = _unpack(name, raw)
+    for name in NAMES:
+        z[name] = _unpack(name, raw)
+    return Kept(z, rel)
+
+
+def load(store, rels, brand: str) -> list[Kept] | None:
+    """The kept files ``rels`` (base first), or None: a file missing, not readable as one, or kept
+    for another brand property."""
+    if isinstance(rels, str):
+        rels = [rels]
+    if not isinstance(rels, list) or not rels:
+        return None
+    out = []
+    for rel in rels:
+        kept = _read(store, rel, brand)
+        if kept is None:
+            return None
+        out.append(kept)
+    return out
 
 
 # ------------------------------------------------------------------ read
 def _csr_take(offsets: np.ndarray, rows: np.ndarray, *arrays: np.ndarray) -> tuple:
     """Rows ``rows`` of CSR ``arrays`` (one offsets), in that order: ``(offsets, *arrays)``."""
-    from .key_runs import ragged_arange
-
     cnt = (offsets[rows + 1] - offsets[rows]).astype(np.int64)
     new = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(cnt, out=new[1:])
@@ -107,31 +218,25 @@ def _csr_take(offsets: np.ndarray, rows: np.ndarray, *arrays: np.ndarray) -> tup
     return (new, *(a[at] for a in arrays))
 
 
-def _merge_names(kept: list[str], fresh: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The sorted union of two sorted name lists and each list's codes in it."""
-    merged = sorted(set(kept) | set(fresh))
-    index = {name: i for i, name in enumerate(merged)}
-    return (merged, np.array([index[x] for x in kept], dtype=np.int32),
-            np.array([index[x] for x in fresh], dtype=np.int32))
-
-
-def read_incremental(store, kept: dict, brand: str, changed: pa.Array, titles: near.LSHIndex,
+def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, titles: near.LSHIndex,
                      wide: near.LSHIndex | None, shingle: int, norm, noisy, spellings, con=None) -> Inputs | None:
-    """The store's products as :func:`.dedup.read_inputs` reads them, from the ``kept`` arrays and,
-    for the ``changed`` products (and any the arrays lack), from the store; ``titles`` and ``wide``
-    (empty indexes) get every product's band keys and signatures. None: the kept arrays do not fit
-    (another brand property, or a wide index they lack). ``con``: a connection of the store with
-    views of products, media and specs (default: one of its own, closed at the end)."""
-    if _unpack("brand", kept).to_pylist() != [brand] or (wide is not None and "wide_keys" not in kept):
+    """The store's products as :func:`.dedup.read_inputs` reads them, from the ``kept`` files (base
+    first: a later file's row wins) and, for the ``changed`` products (and any the files lack), from
+    the store; ``titles`` and ``wide`` (empty indexes) get every product's band keys and signatures
+    and the kept parameters. None: the kept files do not fit (a wide index they lack). ``con``: a
+    connection of the store with views of products, media and specs (default: one of its own,
+    closed at the end). The result's ``kept_files`` and ``fresh`` say what :func:`keep` appends to."""
+    if wide is not None and "wide_keys" not in kept[-1].z:
         return None
+    titles.perms, titles.params = (kept[-1].z["perm_a"], kept[-1].z["perm_b"]), kept[-1].z["lsh_params"]
+    if wide is not None:
+        wide.perms, wide.params = titles.perms, kept[-1].z["wide_params"]
     own = con is None
     con = store.connect(need=("products", "media", "specs"), only=("products", "media", "specs")) if own else con
     try:
         ids = con.sql("SELECT product_id FROM products ORDER BY product_id").to_arrow_table().column(0).combine_chunks()
-        kept_ids = _unpack("ids", kept)
-        at = pc.index_in(ids, value_set=kept_ids)
-        fresh_mask = (pc.is_null(at).to_numpy(zero_copy_only=False)
-                      | pc.is_in(ids, value_set=changed).to_numpy(zero_copy_only=False))
+        src, srow = _sources(ids, kept)
+        fresh_mask = (src < 0) | pc.is_in(ids, value_set=changed).to_numpy(zero_copy_only=False)
         fresh_ids = ids.filter(pa.array(fresh_mask))
         fresh_titles = _like(titles)
         fresh_wide = _like(wide) if wide is not None else None
@@ -149,34 +254,35 @@ def read_incremental(store, kept: dict, brand: str, changed: pa.Array, titles: n
     finally:
         if own:
             con.close()
-    n = len(ids)
-    src = np.where(fresh_mask, -1, pc.fill_null(at, 0).to_numpy().astype(np.int64))  # kept row, -1: fresh
-    frow = np.full(n, -1, dtype=np.int64)
-    frow[fresh_mask] = np.arange(int(fresh_mask.sum()))
-    is_kept = src >= 0
-
-    def pick(name: str, fresh_values: np.ndarray) -> np.ndarray:
-        out = np.empty((n, *fresh_values.shape[1:]), dtype=fresh_values.dtype)
-        out[is_kept] = kept[name][src[is_kept]]
-        out[~is_kept] = fresh_values
-        return out
-
-    order = np.argsort(np.r_[np.flatnonzero(is_kept), np.flatnonzero(~is_kept)], kind="stable")
-    both = (lambda a, b: pa.concat_arrays([a.take(pa.array(src[is_kept])), b]).take(pa.array(order)))
-    sha = both(_unpack("sha", kept), fresh.sha)
-    title_text = both(_unpack("title_text", kept), fresh.title_text)
-    inp = Inputs(ids=ids, blob=dedup_inputs._codes([sha]), title_key=dedup_inputs._codes([title_text]),
-                 has_title=pick("has_title", fresh.has_title), phash=pick("phash", fresh.phash),
-                 has_phash=pick("has_phash", fresh.has_phash), phash_given=pick("phash_given", fresh.phash_given),
-                 n_spec_rows=pick("n_spec_rows", fresh.n_spec_rows), sha=sha, title_text=title_text)
-    titles._keys, titles._sigs = [pick("band_keys", _one(fresh_titles._keys))], [pick("sigs", _one(fresh_titles._sigs))]
-    titles._valid = [inp.has_title]
+    src[fresh_mask] = len(kept)  # the rows read now: the last source
+    srow[fresh_mask] = np.arange(int(fresh_mask.sum()))
+    z = _merge([k.z for k in kept] + [arrays(fresh, fresh_titles, fresh_wide).z], src, srow, ids, brand)
+    inp = Inputs(ids=ids, blob=dedup_inputs._codes([z["sha"]]), title_key=dedup_inputs._codes([z["title_text"]]),
+                 has_title=z["has_title"], phash=z["phash"], has_phash=z["has_phash"], phash_given=z["phash_given"],
+                 n_spec_rows=z["n_spec_rows"], sha=z["sha"], title_text=z["title_text"])
+    inp.specs = Specs(offsets=z["spec_offsets"], keys=z["spec_keys"], values=z["spec_values"], brand_key=z["brand_key"],
+                      brand_offsets=z["brand_offsets"], brands=z["brands"],
+                      names=tuple(z[n].to_pylist() for n in NAMES))
+    inp.spec_keyhash_prev = z["spec_keyhash"]  # 0 for the rows read now: their keys are new
+    inp.kept_files, inp.fresh = [(k.rel, len(k)) for k in kept], fresh_mask
+    inp.written = pa.table({c: z[c] for c in (*OUT, "distance")})  # the last run's rows (nulls: read now)
+    inp.gone = any(len(k) and not pc.all(pc.is_in(k.z["ids"], value_set=ids)).as_py() for k in kept)
+    titles._keys, titles._sigs, titles._valid = [z["band_keys"]], [z["sigs"]], [inp.has_title]
     if wide is not None:
-        wide._keys, wide._sigs = [pick("wide_keys", _one(fresh_wide._keys))], [pick("sigs", _one(fresh_wide._sigs))]
-        wide._valid = [inp.has_title]
-    inp.specs = _merge_specs(kept, fresh.specs, src, frow, is_kept)
-    inp.spec_keyhash_prev = pick("spec_keyhash", np.zeros(len(fresh), dtype=np.uint64))
+        wide._keys, wide._sigs, wide._valid = [z["wide_keys"]], [z["sigs"]], [inp.has_title]
     return inp
+
+
+def _sources(ids: pa.Array, kept: list[Kept]) -> tuple[np.ndarray, np.ndarray]:
+    """Per product of ``ids``: the last kept file holding it (-1: none) and its row there."""
+    src = np.full(len(ids), -1, dtype=np.int64)
+    srow = np.zeros(len(ids), dtype=np.int64)
+    for i, k in enumerate(kept):
+        at = pc.index_in(ids, value_set=k.z["ids"])
+        hit = pc.is_valid(at).to_numpy(zero_copy_only=False)
+        src[hit] = i
+        srow[hit] = pc.fill_null(at, 0).to_numpy()[hit]
+    return src, srow
 
 
 def _like(index: near.LSHIndex) -> near.LSHIndex:
@@ -187,46 +293,46 @@ def _like(index: near.LSHIndex) -> near.LSHIndex:
     return new
 
 
-def _merge_specs(kept: dict, fresh: Specs, src: np.ndarray, frow: np.ndarray, is_kept: np.ndarray) -> Specs:
-    names_k = [_unpack(x, kept).to_pylist() for x in ("props", "values", "spellings")]
-    merged, maps_k, maps_f = [], [], []
-    for k_names, f_names in zip(names_k, fresh.names):
-        m, mk, mf = _merge_names(k_names, list(f_names))
-        merged.append(m)
-        maps_k.append(mk)
-        maps_f.append(mf)
-    # each row's entries from its source, codes mapped to the merged names
-    k_off, k_keys, k_vals = _csr_take(kept["spec_offsets"], src[is_kept], kept["spec_keys"], kept["spec_values"])
-    f_off, f_keys, f_vals = _csr_take(fresh.offsets, frow[~is_kept], fresh.keys, fresh.values)
-    kb_off, k_br = _csr_take(kept["brand_offsets"], src[is_kept], kept["brands"])
-    fb_off, f_br = _csr_take(fresh.brand_offsets, frow[~is_kept], fresh.brands)
+def _merge(sources: list[dict], src: np.ndarray, srow: np.ndarray, ids: pa.Array, brand: str) -> dict:
+    """One row per product: row ``srow`` of source ``src`` (kept rows of :class:`Kept` form), spec
+    codes mapped to the sorted union of the sources' names; ``brand_key``: the brand property's code."""
     n = len(src)
-
-    def join(k_off, f_off, k_arrays, f_arrays):
-        cnt = np.zeros(n, dtype=np.int64)
-        cnt[is_kept] = np.diff(k_off)
-        cnt[~is_kept] = np.diff(f_off)
+    picks = [np.flatnonzero(src == i) for i in range(len(sources))]
+    rows = [srow[p] for p in picks]
+    out: dict = {k: sources[-1][k] for k in TABLE if k in sources[-1]}
+    for k in ROWS:
+        if k not in sources[-1]:
+            continue
+        first = sources[-1][k]
+        col = np.empty((n, *first.shape[1:]), dtype=first.dtype)
+        for s, p, r in zip(sources, picks, rows):
+            col[p] = s[k][r]
+        out[k] = col
+    order = np.argsort(np.concatenate(picks), kind="stable")
+    for k in TEXT:
+        out[k] = pa.concat_arrays([s[k].take(pa.array(r)) for s, r in zip(sources, rows)]).take(pa.array(order))
+    out["ids"] = ids
+    maps = {}
+    for name in NAMES:  # in Arrow: its binary order of UTF-8 is Python's order of str (code points)
+        unique = pc.unique(pa.concat_arrays([s[name] for s in sources]))
+        merged = unique.take(pc.sort_indices(unique))
+        out[name] = merged
+        maps[name] = [pc.index_in(s[name], value_set=merged).to_numpy(zero_copy_only=False).astype(np.int32)
+                      for s in sources]
+    for offsets, cols in (("spec_offsets", (("spec_keys", "props"), ("spec_values", "values"))),
+                          ("brand_offsets", (("brands", "spellings"),))):
+        counts = np.zeros(n, dtype=np.int64)
+        for s, p, r in zip(sources, picks, rows):
+            counts[p] = s[offsets][r + 1] - s[offsets][r]
         off = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(cnt, out=off[1:])
-        outs = []
-        for ka, fa in zip(k_arrays, f_arrays):
-            out = np.empty(int(off[-1]), dtype=np.int32)
-            from .key_runs import ragged_arange
-
-            kc, fc = np.diff(k_off), np.diff(f_off)
-            out[np.repeat(off[:-1][is_kept], kc) + ragged_arange(kc)] = ka
-            out[np.repeat(off[:-1][~is_kept], fc) + ragged_arange(fc)] = fa
-            outs.append(out)
-        return off, outs
-
-    offsets, (keys, values) = join(k_off, f_off, (maps_k[0][k_keys] if len(k_keys) else k_keys.astype(np.int32),
-                                                  maps_k[1][k_vals] if len(k_vals) else k_vals.astype(np.int32)),
-                                   (maps_f[0][f_keys] if len(f_keys) else f_keys.astype(np.int32),
-                                    maps_f[1][f_vals] if len(f_vals) else f_vals.astype(np.int32)))
-    brand_offsets, (brands,) = join(kb_off, fb_off, (maps_k[2][k_br] if len(k_br) else k_br.astype(np.int32),),
-                                    (maps_f[2][f_br] if len(f_br) else f_br.astype(np.int32),))
-    brand_key = int(kept["brand_key"][0])
-    brand_key = int(maps_k[0][brand_key]) if brand_key >= 0 else (
-        int(maps_f[0][fresh.brand_key]) if fresh.brand_key >= 0 else -1)
-    return Specs(offsets=offsets, keys=keys, values=values, brand_key=brand_key, brand_offsets=brand_offsets,
-                 brands=brands, names=tuple(merged))
+        np.cumsum(counts, out=off[1:])
+        out[offsets] = off
+        for col, name in cols:
+            arr = np.empty(int(off[-1]), dtype=np.int32)
+            for i, (s, p, r) in enumerate(zip(sources, picks, rows)):
+                c = counts[p]
+                at = np.repeat(off[:-1][p], c) + ragged_arange(c)
+                arr[at] = maps[name][i][s[col][np.repeat(s[offsets][r], c) + ragged_arange(c)]] if len(at) else 0
+            out[col] = arr
+    out["brand_key"] = int(pc.index(out["props"], brand).as_py())
+    return out

@@ -62,6 +62,10 @@ class Inputs:
     spec_touching: np.ndarray | None = None  # rows the spec rule searched in an incremental run
     spec_kept_ok: np.ndarray | None = None  # which kept spec pairs passed the chance test again
     spec_vetoed: tuple | None = None  # (left, right): spec pairs likely by chance (re-tested by the next run)
+    kept_files: list | None = None  # an incremental read's kept files: (store path, rows), base first
+    fresh: np.ndarray | None = None  # ... and the rows it read from the store (new and changed products)
+    written: pa.Table | None = None  # ... and the dedup table's rows the last run wrote (nulls: rows read now)
+    gone: bool = False  # ... and whether a product the kept files hold is no longer in the store
 
     def __len__(self) -> int:
         return len(self.ids)

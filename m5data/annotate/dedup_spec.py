@@ -203,12 +203,13 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
             sel = member(key, np.unique(key[touching[row]]))
             key, row = key[sel], row[sel]
         n = len(key)
+        mine = touching if touching is not None else np.zeros(0, dtype=np.bool_)
         order = np.argsort(key, kind="stable")
         key, row = key[order], row[order]
         del order
         pos = 0
         while pos < n:  # the pairs are checked as they are made: memory holds the keys and what passed
-            pos2, m = spec_jit.spec_block_pairs(key, row, pos, cap, *check, buf, counts)
+            pos2, m = spec_jit.spec_block_pairs(key, row, pos, cap, *check, buf, counts, mine)
             if pos2 == pos:  # one capped block longer than the buffer
                 buf = np.empty(2 * len(buf), dtype=np.uint64)
                 continue

@@ -42,10 +42,11 @@ _SPACE = re.compile(r"\s+")
 # ------------------------------------------------------------------ hashing helpers
 def fmix64(x: np.ndarray) -> np.ndarray:
     """MurmurHash3's 64-bit finalizer (a bijection that spreads every input bit), element-wise, as a
-    new uint64 array: :func:`near_jit.mix64`, the one the compiled loops use."""
+    new uint64 array: :func:`near_jit.mix64_array` (:func:`near_jit.mix64`, the compiled loops', per element)."""
     from . import near_jit
 
-    return near_jit.mix64(np.asarray(x, dtype=np.uint64))
+    x = np.asarray(x, dtype=np.uint64)
+    return near_jit.mix64_array(np.ascontiguousarray(x).reshape(-1)).reshape(x.shape)
 
 
 def _fmix64_int(x: int) -> int:
@@ -194,14 +195,44 @@ class LSHIndex:
 
     def __init__(self, threshold: float, num_perm: int = 128, seed: int = 1, bits: int = 16,
                  params: tuple[int, int] | None = None):
-        self.threshold = threshold
-        self.perms = permutations(num_perm, seed)
-        self.bands, self.rows = params or lsh_params(threshold, num_perm)
+        self.threshold, self.num_perm, self.seed = threshold, num_perm, seed
+        self._perms: tuple[np.ndarray, np.ndarray] | None = None  # made when first needed (datasketch's
+        self._params = params  # import costs ~0.5 s: an incremental dedup takes both from its kept arrays)
         self.dtype = {8: np.uint8, 16: np.uint16, 32: np.uint32}[bits]
         self.bits = bits
         self._keys: list[np.ndarray] = []
         self._sigs: list[np.ndarray] = []
         self._valid: list[np.ndarray] = []
+
+    @property
+    def perms(self) -> tuple[np.ndarray, np.ndarray]:
+        """The ``(a, b)`` permutation parameters (:func:`permutations`, unless set)."""
+        if self._perms is None:
+            self._perms = permutations(self.num_perm, self.seed)
+        return self._perms
+
+    @perms.setter
+    def perms(self, value: tuple[np.ndarray, np.ndarray]) -> None:
+        self._perms = (np.asarray(value[0], dtype=np.uint32), np.asarray(value[1], dtype=np.uint32))
+
+    @property
+    def params(self) -> tuple[int, int]:
+        """``(bands, rows)``: the given ones, else :func:`lsh_params` of the threshold."""
+        if self._params is None:
+            self._params = lsh_params(self.threshold, self.num_perm)
+        return self._params
+
+    @params.setter
+    def params(self, value: tuple[int, int]) -> None:
+        self._params = (int(value[0]), int(value[1]))
+
+    @property
+    def bands(self) -> int:
+        return self.params[0]
+
+    @property
+    def rows(self) -> int:
+        return self.params[1]
 
     def add(self, values: np.ndarray, offsets: np.ndarray, valid: np.ndarray | None = None) -> None:
         """Add the next ``len(offsets) - 1`` sets (CSR hash values); ``valid`` False rows take no part

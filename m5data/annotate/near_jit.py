@@ -25,17 +25,28 @@ def _fmix32(x):  # pragma: no cover - compiled
     return x
 
 
-@numba.vectorize(["uint64(uint64)"], cache=True, nopython=True)
+@numba.njit(cache=True, nogil=True)
 def mix64(x):  # pragma: no cover - compiled
-    """MurmurHash3's 64-bit finaliser (a bijection that spreads every input bit): a ufunc, so one
-    definition serves the compiled loops (a value: also the spec rule's block keys) and numpy
-    arrays (:func:`.near.fmix64`, compiled element-wise: 6x numpy's five array passes)."""
+    """MurmurHash3's 64-bit finaliser (a bijection that spreads every input bit) of one uint64: the
+    compiled loops' (also the spec rule's block keys); :func:`mix64_array` for arrays. Not a numba
+    ufunc: building one costs ~0.4 s of code generation at every import, cached or not."""
+    x = np.uint64(x)
     x ^= x >> np.uint64(33)
     x *= np.uint64(0xFF51AFD7ED558CCD)
     x ^= x >> np.uint64(33)
     x *= np.uint64(0xC4CEB9FE1A85EC53)
     x ^= x >> np.uint64(33)
     return x
+
+
+@numba.njit(cache=True, nogil=True)
+def mix64_array(x):  # pragma: no cover - compiled
+    """:func:`mix64` of each element of a 1-d uint64 array, as a new array (:func:`.near.fmix64`: one
+    compiled pass, 6x numpy's five array passes)."""
+    out = np.empty_like(x)
+    for i in range(len(x)):
+        out[i] = mix64(x[i])
+    return out
 
 
 @numba.njit(cache=True, nogil=True)

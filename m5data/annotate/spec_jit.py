@@ -115,7 +115,7 @@ def _spec_pair(i, j, offsets, keys, values, brand_offsets, brands, brand_key, mi
 
 @numba.njit(cache=True, nogil=True)
 def spec_block_pairs(skey, srow, pos, cap, offsets, keys, values, brand_offsets, brands, brand_key, min_shared,
-                     min_agreement, min_jaccard, out, counts):  # pragma: no cover - compiled
+                     min_agreement, min_jaccard, out, counts, mine):  # pragma: no cover - compiled
     """The spec rule's candidates, checked as they are made: from position ``pos`` of the sorted
     block keys ``skey`` (``srow``: each key's row, in a stable order), every pair of a run of equal
     keys with at most ``cap`` rows (a longer run: its first row with each other one, as
@@ -125,8 +125,11 @@ def spec_block_pairs(skey, srow, pos, cap, offsets, keys, values, brand_offsets,
 
     Returns ``(next position, pairs written)``; ``counts[0]`` grows by the pairs checked,
     ``counts[1]`` by those a capped run skipped. A pair that shares several keys is checked (and
-    written) once per key: the caller keeps unique pairs.
+    written) once per key: the caller keeps unique pairs. ``mine`` (bool per row; empty: every
+    pair): only the pairs with one of its rows as an end are checked (an incremental run's: its
+    blocks are read whole, so that the caps act as in a full search, but their other pairs stand).
     """
+    some = len(mine) > 0
     n = len(skey)
     m = 0
     while pos < n:
@@ -144,10 +147,14 @@ def spec_block_pairs(skey, srow, pos, cap, offsets, keys, values, brand_offsets,
         if full:
             for x in range(pos, end - 1):
                 for y in range(x + 1, end):
+                    if some and not (mine[srow[x]] or mine[srow[y]]):
+                        continue
                     m = _spec_pair(srow[x], srow[y], offsets, keys, values, brand_offsets, brands, brand_key,
                                    min_shared, min_agreement, min_jaccard, out, m)
         else:  # the first row with every other one
             for y in range(pos + 1, end):
+                if some and not (mine[srow[pos]] or mine[srow[y]]):
+                    continue
                 m = _spec_pair(srow[pos], srow[y], offsets, keys, values, brand_offsets, brands, brand_key,
                                min_shared, min_agreement, min_jaccard, out, m)
         pos = end
@@ -333,7 +340,7 @@ def warm_up() -> None:
     spec_block_keys(np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, 2, 0, 1, u0, z[:0])
     entry_jaccard(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(1))
     spec_block_pairs(u0, z[:0], 0, 200, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1,
-                     2, 1.0, 0.25, u0, np.zeros(2, dtype=np.int64))
+                     2, 1.0, 0.25, u0, np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.bool_))
     spec_chance(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, z, u0,
                 z, u0, z, 1, 5.0, np.zeros(1))
     rarest_mask(np.zeros(2, dtype=np.int64), i32, i32, z[:0], -1, 8, np.zeros(0, dtype=np.bool_))

@@ -90,7 +90,7 @@ def incremental_version(store, default: str) -> str:
 
     from .names import name_problem
 
-    con = store.connect()
+    con = store.connect(need=("splits", "products"), only=("splits", "products"))
     try:
         # a version name is a folder name (derived/splits/<version>/): one that is not plain is ignored
         versions = [r[0] for r in con.execute("SELECT DISTINCT version FROM splits").fetchall() if not name_problem(r[0])]

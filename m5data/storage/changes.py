@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import keyindex
 from .parts import OPEN_SUFFIX
@@ -126,7 +127,8 @@ class Changes:
         seen = np.asarray(out.column("_seen").to_numpy(zero_copy_only=False), dtype=bool)
         if old and len(out):
             hashes = np.asarray(out.column("_h").to_numpy(), dtype=np.uint64)
-            seen |= np.isin(hashes, _hashes(old, spec))
+            # a hash lookup (np.isin sorts both: 0.25 s for 1,100 changed products of 100k)
+            seen |= pc.is_in(pa.array(hashes), value_set=pa.array(_hashes(old, spec))).to_numpy(zero_copy_only=False)
         return as_changed(spec, out, seen)
 
 
