@@ -216,27 +216,44 @@ def find_base(store, out, fmt: str, split: str, version: str, settings, *, full:
 
 @dataclass
 class Diff:
-    """What a new version keeps of its base: inherited shards, the samples to write, the counts."""
+    """What a new version keeps of its base: inherited shards, shards to copy without the samples
+    that left them, the samples to write, the counts."""
 
     inherited: list[dict]
-    fresh: set  # (split, product_id) written into this folder's shards
+    kept: list[tuple[dict, list[str]]]  # (previous shard, the product ids it keeps): copied minus the others
+    fresh: set  # (split, product_id) written into this folder's new shards: the new and changed samples
     counts: dict
 
 
 def diff(base: Base, digests: dict) -> Diff:
-    """Compare the new version's sample digests (``(split, product_id) -> digest``) with the base's."""
+    """Compare the new version's sample digests (``(split, product_id) -> digest``) with the base's.
+
+    A previous shard whose samples all stand is inherited; one that lost samples (changed, or no
+    longer in the version) keeps the others in a copy of it (:func:`webdataset.write_kept`); only new
+    and changed samples are written from the store.
+    """
+    standing: dict[str, list[str]] = {}
     dirty = set()
     for key, (digest, path) in base.samples.items():
-        if digests.get(key) != digest:
+        if digests.get(key) == digest:
+            standing.setdefault(path, []).append(key[1])
+        else:
             dirty.add(path)
     inherited = [st for st in base.shards if st["path"] not in dirty]
-    kept = {key for key, (_, path) in base.samples.items() if path not in dirty}
-    fresh = {key for key in digests if key not in kept}
-    new = sum(1 for key in digests if key not in base.samples)
-    changed = sum(1 for key, d in digests.items() if key in base.samples and base.samples[key][0] != d)
+    kept = [(st, sorted(standing[st["path"]])) for st in base.shards if st["path"] in dirty and standing.get(st["path"])]
+    fresh = set()
+    new = changed = 0
+    for key, d in digests.items():
+        was = base.samples.get(key)
+        if was is None:
+            new += 1
+            fresh.add(key)
+        elif was[0] != d:
+            changed += 1
+            fresh.add(key)
     gone = sum(1 for key in base.samples if key not in digests)
-    return Diff(inherited, fresh, {"new": new, "changed": changed, "unchanged": len(digests) - new - changed,
-                                   "removed": gone})
+    return Diff(inherited, kept, fresh, {"new": new, "changed": changed, "unchanged": len(digests) - new - changed,
+                                         "removed": gone})
 
 
 def member_digests(store, members, connect, batch: int = 65_536) -> dict:
