@@ -416,3 +416,18 @@ def test_a_sample_digest_changes_with_every_input_of_its_sample_and_only_then(de
     # a column no sample is made of (when the page was fetched) moves nothing
     store.write("products", one_row("products", ids[4], "crawled_at", None))
     assert digests() == before
+
+
+def test_new_shards_cut_from_the_keys_are_the_shards_cut_from_the_store(grown):
+    """plan_keys (the new and changed keys, in export order, no store read) gives plan_export's shards
+    and plan hash for the same members."""
+    from m5data.export.incremental import member_digests
+    from m5data.export.members import split_counts
+    from m5data.export.plan import plan_export, plan_keys
+
+    store = grown[0]
+    members = split_counts(store, "v3")
+    keys = list(member_digests(store, members, lambda s: s.connect()))
+    picked = keys[::3]
+    for size in (1, 4, 7):
+        assert plan_keys(picked, size) == plan_export(store, members, size, keep=set(picked))

@@ -256,23 +256,25 @@ def diff(base: Base, digests: dict) -> Diff:
                                          "removed": gone})
 
 
-def member_digests(store, members, connect, batch: int = 65_536) -> dict:
+def member_digests(store, members, connect, batch: int = 65_536, con=None) -> dict:
     """``(split, product_id) -> digest`` of every sample of ``members``, in export order (one query
-    over a connection from ``connect(store)``; a member not in ``products`` has none)."""
+    over ``con``, else a connection from ``connect(store)``; a member not in ``products`` has none)."""
     from .members import MEDIA_FILTER
     from .samples import SAMPLE_HEADER_SQL
 
     sql = _DIGEST_SQL.format(members=members.sql(), header=SAMPLE_HEADER_SQL, media_filter=MEDIA_FILTER,
                              order=members.order_sql("m.split", "m.product_id"))
     out: dict = {}
-    con = connect(store)
+    own = con is None
+    con = connect(store) if own else con
     try:
         for rb in con.sql(sql).to_arrow_reader(batch):
             for split, pid, digest in zip(*(rb.column(i).to_pylist() for i in range(3))):
                 if digest is not None:
                     out[(split, pid)] = digest
     finally:
-        con.close()
+        if own:
+            con.close()
     return out
 
 

@@ -38,7 +38,7 @@ from ..storage.temps import scratch_dir
 from . import incremental as inc
 from .json_stream import write_json_atomic
 from .members import Members, choose, split_counts, stream_samples
-from .plan import Shard, ShardPlan, format_options, plan_export, plan_record, plan_shards, shard_samples
+from .plan import Shard, ShardPlan, format_options, plan_export, plan_keys, plan_record, plan_shards, shard_samples
 from .remote import FINISH_READS_SHARD_FILES, RemoteOut, is_remote
 from .samples import ExportError, bad_split_names, shard_blobs
 
@@ -101,7 +101,7 @@ def _run_shard(fmt: str, out: str, shard: dict, options: dict, samples: list, st
 
 
 def _stream_connection(store):
-    con = store.connect()
+    con = store.connect(only=inc.READS)  # the views of the tables a sample is made of
     con.execute(f"SET memory_limit = '{STREAM_MEMORY}'")
     tmp = str(store.work_dir("export", "tmp")).replace("'", "''")
     con.execute(f"SET temp_directory = '{tmp}'")
@@ -202,6 +202,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
     keeps_index = fmt in inc.INCREMENTAL_FORMATS
     marks = changes.watermarks(store, inc.READS)  # before reading: a later write is seen next time
     inputs = inc.inputs(fmt, split, settings)
+    shared = None  # one connection for the digests, the plan and the sample stream (each costs ~0.3 s)
     try:
         members = split_counts(store, version, split)
         version = members.version
@@ -224,11 +225,15 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
         fresh_order: list = []
         kept: list[dict] = []  # previous shards copied without the samples that left them
         if base is not None:  # hash every sample of the version, compare with the base's
-            digests = inc.member_digests(store, members, _stream_connection)
+            shared = _stream_connection(store)
+            digests = inc.member_digests(store, members, _stream_connection, con=shared)
             delta = inc.diff(base, digests)
             fresh_order = [k for k in digests if k in delta.fresh]
-            shards, digest = plan_export(store, members, settings.export.shard_size, settings.export.shard_bytes,
-                                         mod.MEDIA_KINDS, keep=delta.fresh)
+            if settings.export.shard_bytes:  # cut by the media's bytes: read with the members
+                shards, digest = plan_export(store, members, settings.export.shard_size, settings.export.shard_bytes,
+                                             mod.MEDIA_KINDS, keep=delta.fresh, con=shared)
+            else:  # cut by count: from the new and changed keys, in export order already
+                shards, digest = plan_keys(fresh_order, settings.export.shard_size)
             inherited = delta.inherited
             stats.details["changes"] = delta.counts
             per_split: Counter = Counter()
@@ -308,7 +313,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
         if hashing and shards:
             digests = inc.member_digests(store, members, _stream_connection)
         if todo:
-            con = _stream_connection(store)
+            con, shared = shared or _stream_connection(store), None
             pool = None
             try:
                 if workers > 1 and todo > 1:
@@ -389,6 +394,8 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
         record_run(store, stats, config)
         raise
     finally:
+        if shared is not None:  # not handed to the sample stream (nothing to write, or a failure before)
+            shared.close()
         if staging:
             shutil.rmtree(staging, ignore_errors=True)
             _worker.pop(("remote", str(out), str(staging)), None)  # the inline writes' filesystem
