@@ -12,13 +12,14 @@ The next export of the same format and split (``derived/state/export-<fmt>-<spli
 the folder of the last complete one) into a *sibling* folder for another split version hashes the
 new version's samples and compares: a shard of the previous version whose samples are all there
 with the same digest is **inherited** (its index entry is ``../<previous folder>/<shard>``, with its
-size and sha256); the samples of every other shard (one changed, or left the split) are written
-again, with the new and changed ones, into new shards of this folder. So a changed product is in
-the new shards only, no key is listed twice, and every reader of the index (the ``wids`` index, the
-training loader, check-shards) sees exactly the samples of a full export, in other shards.
+size and sha256); a shard that lost samples (changed, or no longer in the split) is **copied without
+them** (``webdataset.write_kept``: its tar streamed once, the kept members' bytes copied as they are,
+no store read) into ``<split>-kept-NNNNNN.tar`` of this folder; only the new and changed samples are
+read from the store, into new shards of this folder. So a changed product is in the new shards only,
+no key is listed twice, and every reader of the index (the ``wids`` index, the training loader,
+check-shards) sees exactly the samples of a full export, in other shards: readers stay plain index
+readers (no exclusion lists).
 
-A shard that holds one changed product is written again whole: readers stay plain index readers
-(no exclusion lists), at the cost of up to ``export.shard_size`` samples per changed product.
 Inherited shards are never copied; an earlier folder that is removed breaks the later versions that
 reference it (check-shards names the missing shards). Formats whose readers cannot take files from
 another folder (Parquet: the dataset card's patterns; M5Product: one folder of item files) export
