@@ -303,26 +303,31 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
             if progress:
                 progress(skipped + len(results), units)
 
-        for k in kept:  # streamed copies of the previous shards minus the samples that left them
-            if k["name"] not in kept_done:
-                kept_done[k["name"]] = _write_kept(mod, out, k, remote, staging)
-                finished(kept_done[k["name"]])
+        copies = [k for k in kept if k["name"] not in kept_done]  # previous shards minus the samples that left
+        copy = partial(_run_kept, fmt, str(out), remote=bool(remote), staging=str(staging) if staging else None)
 
         # a full export keeps its samples' digests too (for the next version's); done shards too
         hashing = keeps_index and base is None
         if hashing and shards:
             digests = inc.member_digests(store, members, _stream_connection)
-        if todo:
-            con, shared = shared or _stream_connection(store), None
+        if todo or copies:
+            con, shared = (shared or _stream_connection(store)) if todo else None, None
             pool = None
             try:
-                if workers > 1 and todo > 1:
+                if workers > 1 and todo + len(copies) > 1:
                     import multiprocessing as mp
 
-                    workers = min(workers, todo)
+                    workers = min(workers, todo + len(copies))
                     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
                 running: set = set()
-                if base is not None:  # only the samples to write, in one ordered pass over the store
+                for k in copies:  # first: they run in the workers while the samples are read
+                    if pool is None:
+                        finished(copy(k))
+                    else:
+                        running.add(pool.submit(copy, k))
+                if not todo:
+                    rows = iter(())
+                elif base is not None:  # only the samples to write, in one ordered pass over the store
                     rows = stream_samples(con, choose(con, members, fresh_order))
                 else:
                     rows = stream_samples(con, members)
@@ -344,11 +349,14 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
             finally:
                 if pool is not None:
                     pool.shutdown(cancel_futures=True)
-                con.close()
-        elif base is not None or hashing:  # every shard done already: their samples, cut from the ids in export order
+                if con is not None:
+                    con.close()
+        if not todo and (base is not None or hashing):  # every shard done already: their samples, cut from the ids in export order
             shard_ids = inc.cut_ids(fresh_order if base is not None else list(digests), shards)
         for st in results:
-            if "kept_from" not in st:
+            if "kept_from" in st:
+                kept_done[st["shard"]] = st
+            else:
                 done[(st["split"], st["index"])] = st
         ordered = []  # the previous version's shards in its order (inherited, or kept copies), then the new
         if base is not None:
@@ -409,12 +417,19 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
                         full_because=full_because)
 
 
-def _write_kept(mod, out, k: dict, remote: RemoteOut | None, staging: Path | None) -> dict:
+def _run_kept(fmt: str, out: str, k: dict, *, remote: bool, staging: str | None) -> dict:
     """Copy the previous shard ``k["from"]`` without the samples that left it into ``k["name"]``
-    (streamed: read once, from a sibling folder or prefix; written locally or staged and uploaded)."""
+    (top level: picklable for the process pool; streamed: read once, from a sibling folder or prefix;
+    written locally or staged and uploaded)."""
     from .remote import RemoteFolder
     from .samples import safe_key
 
+    mod = format_module(fmt)
+    if remote:  # one filesystem per process and export run
+        remote = _worker.setdefault(("remote", out, staging), RemoteOut(out))
+        staging = Path(staging)
+    else:
+        remote = None
     keep = {safe_key(pid) for pid in k["ids"]}
     args = dict(source_name=k["from"], source_sha256=k["sha256"])
     if remote is None:

@@ -253,6 +253,7 @@ class _TarReader:
         self.buf = bytearray()
         self.pos = 0
         self.mark = 0  # where the member being read starts (never dropped before it is yielded)
+        self._data = self._size = 0
         self.sha = hashlib.sha256()
 
     def _need(self, n: int) -> None:
@@ -267,8 +268,16 @@ class _TarReader:
             self.sha.update(chunk)
             self.buf += chunk
 
+    def data(self) -> bytes:
+        """The data of the member :meth:`members` gave last (valid until the next one)."""
+        return bytes(self.buf[self._data:self._data + self._size])
+
+    def raw(self) -> bytes:
+        """Every byte the member :meth:`members` gave last takes in the tar (long-name entry, header, padding)."""
+        return bytes(self.buf[self.mark:self.pos])
+
     def members(self):
-        """``(name, data, raw)``: each member's name, its data and every byte it takes in the tar."""
+        """``(name, type, size)`` of each member; its bytes from :meth:`data` and :meth:`raw`."""
         long_name = None
         self.mark = self.pos
         while True:
@@ -283,13 +292,13 @@ class _TarReader:
             kind = head[156:157]
             padded = tarfile.BLOCKSIZE + -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
             self._need(padded)
-            data = bytes(self.buf[self.pos + tarfile.BLOCKSIZE:self.pos + tarfile.BLOCKSIZE + size])
+            self._data, self._size = self.pos + tarfile.BLOCKSIZE, size
             self.pos += padded
             if kind == tarfile.GNUTYPE_LONGNAME:
-                long_name = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
+                long_name = self.data().rstrip(b"\0").decode("utf-8", "surrogateescape")
                 continue  # the member it names follows: one range
             name = long_name if long_name is not None else head[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            yield name, kind, data, bytes(self.buf[self.mark:self.pos])
+            yield name, kind, size
             long_name = None
             self.mark = self.pos
         while chunk := self.source.read(1 << 20):  # the rest (end blocks): the whole file is hashed
@@ -321,12 +330,13 @@ def write_kept(source, out: Path, name: str, split: str, keep: set[str], *, sour
         pending: list[bytes] = []
         queued = 0
         try:
-            for member, kind, data, raw in reader.members():
+            for member, kind, size in reader.members():
                 key, _, field = member.partition(".")
                 if key not in keep or kind not in (tarfile.REGTYPE, tarfile.AREGTYPE):
                     continue
                 if not seen or seen[-1] != key:
                     seen.append(key)
+                raw = reader.raw()
                 pending.append(raw)
                 queued += len(raw)
                 if queued >= 4 << 20:
@@ -334,9 +344,9 @@ def write_kept(source, out: Path, name: str, split: str, keep: set[str], *, sour
                     pending, queued = [], 0
                 group = "frames" if field.startswith("frame") else field
                 field_counts[group] += 1
-                field_bytes[group] += len(data)
+                field_bytes[group] += size
                 if field == "json":
-                    modalities.update(json.loads(data).get("modalities") or [])
+                    modalities.update(json.loads(reader.data()).get("modalities") or [])
         except (ValueError, tarfile.TarError) as exc:
             raise ExportError(f"cannot read the previous shard {source_name} ({exc}): export this version with --full") from None
         if pending:
