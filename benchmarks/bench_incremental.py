@@ -154,7 +154,7 @@ def run_stage(stage: str, run: Path, world: Path, full: bool, label: str, env: d
         note += f"; scored {result['scored']:,} of {result['pairs']:,} pairs"
     if result.get("shards") is not None:  # export: shards written and taken over
         note += f"; wrote {result['written']:,} of {result['shards']:,} shards ({result['inherited'] or 0:,} inherited"
-        note += f", {result['kept']:,} of them copies without the samples that left)" if result.get("kept") else ")"
+        note += f", {result['kept']:,} copied without the samples that left them)" if result.get("kept") else ")"
     if result.get("refit") is not None:  # match-level, pools: whether the classifier / embedder was fitted again
         note += f"; refit: {result['refit']}"
     if result.get("rewritten") is not None:  # pools: queries searched against the whole gallery, pools written
