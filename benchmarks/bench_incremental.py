@@ -82,7 +82,7 @@ print("RESULT " + json.dumps({"stage_s": time.perf_counter() - started, "changes
                              "n_in": stats.n_in, "status": stats.status,
                              "scored": d.get("scored_pairs"), "pairs": d.get("candidate_pairs"),
                              "shards": d.get("shards"), "written": d.get("shards_written"),
-                             "inherited": d.get("shards_inherited"), "refit": d.get("refit"),
+                             "inherited": d.get("shards_inherited"), "kept": d.get("shards_kept"), "refit": d.get("refit"),
                              "searched": d.get("searched"), "why_full": d.get("full"),
                              "rewritten": d.get("rewritten")}))
 if snapshot:  # [table, file]: the table as this run left it, for the agreement with the full rebuild
@@ -153,7 +153,8 @@ def run_stage(stage: str, run: Path, world: Path, full: bool, label: str, env: d
     if result.get("pairs") is not None:  # align: how many candidate pairs this run scored
         note += f"; scored {result['scored']:,} of {result['pairs']:,} pairs"
     if result.get("shards") is not None:  # export: shards written and taken over
-        note += f"; wrote {result['written']:,} of {result['shards']:,} shards ({result['inherited'] or 0:,} inherited)"
+        note += f"; wrote {result['written']:,} of {result['shards']:,} shards ({result['inherited'] or 0:,} inherited"
+        note += f", {result['kept']:,} copied without the samples that left them)" if result.get("kept") else ")"
     if result.get("refit") is not None:  # match-level, pools: whether the classifier / embedder was fitted again
         note += f"; refit: {result['refit']}"
     if result.get("rewritten") is not None:  # pools: queries searched against the whole gallery, pools written

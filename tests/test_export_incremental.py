@@ -79,6 +79,7 @@ def test_incremental_versions_hold_the_samples_of_a_full_export(grown, tmp_path)
     assert v2.version == "v2" and v3.version == "v3"
     for r in (v2, v3):
         assert r.shards_inherited > 0 and 0 < r.shards_written < r.shards
+        assert r.shards_kept >= 1  # the re-written product's old shard, copied without it
         assert r.changes["changed"] >= 1 and r.changes["new"] >= 4 and r.changes["unchanged"] > 20
     full = export(store, settings, out=tmp_path / "full", version="v3", full=True)
     assert full.shards_inherited == 0 and full.shards_written == full.shards
@@ -191,6 +192,79 @@ def test_a_killed_incremental_export_resumes_to_the_same_samples(grown, tmp_path
     assert check_shards(out).ok
 
 
+def test_a_shard_that_only_lost_samples_is_copied_without_reading_the_store(grown, tmp_path):
+    """A previous shard whose only change is that a sample left it (here: re-written, so it moved into
+    the new shards) is copied member by member from the previous tar: the blobs of the samples it keeps
+    are deleted from the store first, and the copy still holds them, byte for byte."""
+    import pyarrow.compute as pc
+    from support.demo_fixtures import copy_store
+
+    from m5data.export.samples import safe_key
+
+    store, settings, reports, _ = grown
+    copy = Store.open(copy_store(store.root, tmp_path))
+    v3 = Path(copy.where("exports/v3-webdataset-all"))
+    ids = {safe_key(p): p for p in product_ids(copy)}
+    media = copy.read("media")
+
+    def exclusive_blobs(url):  # (its keys, the blob files only the shard's samples but keys[1] use)
+        with tarfile.open(v3 / url) as tar:
+            keys = sorted({m.name.split(".", 1)[0] for m in tar})
+        mine = pc.is_in(media.column("product_id"), pa.array([ids[k] for k in keys if k != keys[1]]))
+        others = set(media.filter(pc.invert(mine)).column("blob").to_pylist())
+        return keys, {b for b in media.filter(mine).column("blob").to_pylist()
+                      if b and b not in others and (copy.root / b).is_file()}
+
+    train = [u["url"] for u in json.loads((v3 / "train.index.json").read_text())["shardlist"]]
+    source = max(train, key=lambda u: len(exclusive_blobs(u)[1]))  # a shard of v3 (its own or inherited)
+    keys, gone = exclusive_blobs(source)
+    assert gone, "the kept samples have blobs of their own"
+    changed = ids[keys[1]]  # re-written: it leaves its shard for the new ones
+    grow(copy, "k", 1, changed)
+    copy.write("splits", hashed_splits(product_ids(copy), "v4"))
+    for blob in gone:
+        (copy.root / blob).unlink()
+    out = Path(copy.where("exports/v4-webdataset-all"))
+    two = settings_for(copy, **{"export.shard_size": 4, "export.workers": 2})  # the copies run in the pool's workers
+    report = export(copy, two, out=out)
+    assert report.shards_kept >= 1 and report.base == "v3-webdataset-all"
+    index = json.loads((out / "train.index.json").read_text())["shardlist"]
+    names = [u["url"] for u in index]
+    assert source not in names and "train-kept-000000.tar" in names
+    stats = json.loads((out / "train-kept-000000.stats.json").read_text())
+    assert stats["kept_from"] == source and stats["nsamples"] == len(keys) - 1 and stats["failures"] == {}
+    with tarfile.open(v3 / source) as tar:
+        want = [(m.name, tar.extractfile(m).read()) for m in tar if m.name.split(".", 1)[0] != keys[1]]
+    with tarfile.open(out / "train-kept-000000.tar") as tar:
+        got = [(m.name, tar.extractfile(m).read()) for m in tar]
+    assert got == want  # every kept member, in order, byte for byte (their images too: not read from the store)
+    assert [k for k in samples_of(out) if k[1] == safe_key(changed)] == [("train", safe_key(changed))]  # once, new
+    assert check_shards(out).ok
+
+
+def test_the_tar_reader_gives_tarfiles_members_and_bytes(tmp_path):
+    """webdataset._TarReader (the kept copies' parser) against tarfile: names (a GNU long name too),
+    data and the raw ranges, with blocks smaller than a member (its buffer drops what was read)."""
+    import io
+
+    from m5data.export import webdataset as wd
+
+    members = [("a.json", b"{}"), ("b" * 120 + ".txt", b"x" * 700), ("c.jpg", bytes(range(256)) * 9), ("d.txt", b"")]
+    raw = b"".join(wd._header(n, len(d)) + d + b"\0" * (-len(d) % 512) for n, d in members) + b"\0" * 10240
+    for block in (513, 1024, 1 << 20):
+        reader = wd._TarReader(io.BytesIO(raw), block=block)
+        got = [(n, reader.data(), reader.raw()) for n, _, _ in reader.members()]
+        assert [(n, d) for n, d, _ in got] == members, block
+        assert b"".join(r for *_, r in got) == raw[:len(raw) - 10240]
+        assert reader.sha.hexdigest() == hashlib.sha256(raw).hexdigest()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        assert [m.name for m in tar] == [n for n, _ in members]
+    bad = bytearray(raw)
+    bad[512 * 4 + 5] ^= 1  # in the header of the long-named member (after a.json and its long-name entry)
+    with pytest.raises(ValueError, match="checksum"):
+        list(wd._TarReader(io.BytesIO(bytes(bad))).members())
+
+
 def test_the_training_loader_reads_an_incremental_version(grown, tmp_path):
     pytest.importorskip("torch")
     from m5data.train.config import load_config
@@ -230,13 +304,8 @@ def test_incremental_versions_on_object_storage(grown, aws, tmp_path):
     assert first.base is None
     v3 = export(store, settings, out=f"{parent}/v3-webdataset-all", version="v3")
     assert v3.base == "v1-webdataset-all" and v3.shards_inherited > 0 and v3.shards_written < v3.shards
-    mirror = tmp_path / "mirror"
+    mirror = mirrored(aws, parent, tmp_path / "mirror")
     client, prefix = aws["client"], parent.split("/", 3)[3]
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=aws["bucket"], Prefix=prefix + "/"):
-        for obj in page.get("Contents", []):
-            path = mirror / obj["Key"][len(prefix) + 1:]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(client.get_object(Bucket=aws["bucket"], Key=obj["Key"])["Body"].read())
     export(store, settings, out=tmp_path / "full", version="v3", full=True)
     assert samples_of(mirror / "v3-webdataset-all") == samples_of(tmp_path / "full")
     report = check_shards(f"{parent}/v3-webdataset-all")
@@ -253,6 +322,38 @@ def test_incremental_versions_on_object_storage(grown, aws, tmp_path):
     client.delete_object(Bucket=aws["bucket"], Key=f"{prefix}/v1-webdataset-all/train-000000.tar")
     missing = check_shards(f"{parent}/v3-webdataset-all").problems
     assert [(p.path, p.problem) for p in missing] == [("../v1-webdataset-all/train-000000.tar", "missing")]
+
+
+def mirrored(aws, parent: str, mirror: Path) -> Path:
+    """The objects under ``parent`` (s3://bucket/prefix), read back with boto3 into ``mirror``."""
+    client, prefix = aws["client"], parent.split("/", 3)[3]
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=aws["bucket"], Prefix=prefix + "/"):
+        for obj in page.get("Contents", []):
+            path = mirror / obj["Key"][len(prefix) + 1:]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(client.get_object(Bucket=aws["bucket"], Key=obj["Key"])["Body"].read())
+    return mirror
+
+
+def test_a_shard_that_lost_a_sample_is_copied_on_object_storage(grown, aws, tmp_path):
+    """On s3://: a re-written product's old shard is read back from the previous version's prefix and
+    copied without it; the new version holds the samples of a full local export and checks clean."""
+    pytest.importorskip("s3fs")
+    from support.demo_fixtures import copy_store
+
+    store, settings, _, _ = grown
+    copy = Store.open(copy_store(store.root, tmp_path))
+    parent = f"s3://{aws['bucket']}/kept-{tmp_path.name}"
+    export(copy, settings, out=f"{parent}/v3-webdataset-all", version="v3")
+    grow(copy, "s", 1, sorted(product_ids(copy))[3])
+    copy.write("splits", hashed_splits(product_ids(copy), "v5"))
+    two = settings_for(copy, **{"export.shard_size": 4, "export.workers": 2})  # copies and uploads in the workers
+    r = export(copy, two, out=f"{parent}/v5-webdataset-all")
+    assert r.base == "v3-webdataset-all" and r.shards_kept >= 1 and r.changes["changed"] == 1
+    export(copy, settings, out=tmp_path / "full", version="v5", full=True)
+    assert samples_of(mirrored(aws, parent, tmp_path / "mirror") / "v5-webdataset-all") == samples_of(tmp_path / "full")
+    report = check_shards(f"{parent}/v5-webdataset-all")
+    assert report.ok, report.problems
 
 
 def test_the_cli_says_what_it_took_over_and_full_writes_every_shard(grown, tmp_path):
@@ -317,3 +418,18 @@ def test_a_sample_digest_changes_with_every_input_of_its_sample_and_only_then(de
     # a column no sample is made of (when the page was fetched) moves nothing
     store.write("products", one_row("products", ids[4], "crawled_at", None))
     assert digests() == before
+
+
+def test_new_shards_cut_from_the_keys_are_the_shards_cut_from_the_store(grown):
+    """plan_keys (the new and changed keys, in export order, no store read) gives plan_export's shards
+    and plan hash for the same members."""
+    from m5data.export.incremental import member_digests
+    from m5data.export.members import split_counts
+    from m5data.export.plan import plan_export, plan_keys
+
+    store = grown[0]
+    members = split_counts(store, "v3")
+    keys = list(member_digests(store, members, lambda s: s.connect()))
+    picked = keys[::3]
+    for size in (1, 4, 7):
+        assert plan_keys(picked, size) == plan_export(store, members, size, keep=set(picked))

@@ -51,6 +51,8 @@ def export(
         t.add_row(esc(name), f"{n:,}")
     console.print(t)
     inherited = f", {d['shards_inherited']} taken over from {esc(d['base'])}" if d.get("shards_inherited") else ""
+    if d.get("shards_kept"):
+        inherited += f", {d['shards_kept']} copied from earlier shards without the samples that left them"
     console.print(f"shards: {d['shards']} ({d['shards_written']} written, {d['shards_skipped']} already finished"
                   f"{inherited})", highlight=False)
     ch = d.get("changes") or {}

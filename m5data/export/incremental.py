@@ -12,13 +12,14 @@ The next export of the same format and split (``derived/state/export-<fmt>-<spli
 the folder of the last complete one) into a *sibling* folder for another split version hashes the
 new version's samples and compares: a shard of the previous version whose samples are all there
 with the same digest is **inherited** (its index entry is ``../<previous folder>/<shard>``, with its
-size and sha256); the samples of every other shard (one changed, or left the split) are written
-again, with the new and changed ones, into new shards of this folder. So a changed product is in
-the new shards only, no key is listed twice, and every reader of the index (the ``wids`` index, the
-training loader, check-shards) sees exactly the samples of a full export, in other shards.
+size and sha256); a shard that lost samples (changed, or no longer in the split) is **copied without
+them** (``webdataset.write_kept``: its tar streamed once, the kept members' bytes copied as they are,
+no store read) into ``<split>-kept-NNNNNN.tar`` of this folder; only the new and changed samples are
+read from the store, into new shards of this folder. So a changed product is in the new shards only,
+no key is listed twice, and every reader of the index (the ``wids`` index, the training loader,
+check-shards) sees exactly the samples of a full export, in other shards: readers stay plain index
+readers (no exclusion lists).
 
-A shard that holds one changed product is written again whole: readers stay plain index readers
-(no exclusion lists), at the cost of up to ``export.shard_size`` samples per changed product.
 Inherited shards are never copied; an earlier folder that is removed breaks the later versions that
 reference it (check-shards names the missing shards). Formats whose readers cannot take files from
 another folder (Parquet: the dataset card's patterns; M5Product: one folder of item files) export
@@ -216,46 +217,65 @@ def find_base(store, out, fmt: str, split: str, version: str, settings, *, full:
 
 @dataclass
 class Diff:
-    """What a new version keeps of its base: inherited shards, the samples to write, the counts."""
+    """What a new version keeps of its base: inherited shards, shards to copy without the samples
+    that left them, the samples to write, the counts."""
 
     inherited: list[dict]
-    fresh: set  # (split, product_id) written into this folder's shards
+    kept: list[tuple[dict, list[str]]]  # (previous shard, the product ids it keeps): copied minus the others
+    fresh: set  # (split, product_id) written into this folder's new shards: the new and changed samples
     counts: dict
 
 
 def diff(base: Base, digests: dict) -> Diff:
-    """Compare the new version's sample digests (``(split, product_id) -> digest``) with the base's."""
+    """Compare the new version's sample digests (``(split, product_id) -> digest``) with the base's.
+
+    A previous shard whose samples all stand is inherited; one that lost samples (changed, or no
+    longer in the version) keeps the others in a copy of it (:func:`webdataset.write_kept`); only new
+    and changed samples are written from the store.
+    """
+    standing: dict[str, list[str]] = {}
     dirty = set()
     for key, (digest, path) in base.samples.items():
-        if digests.get(key) != digest:
+        if digests.get(key) == digest:
+            standing.setdefault(path, []).append(key[1])
+        else:
             dirty.add(path)
     inherited = [st for st in base.shards if st["path"] not in dirty]
-    kept = {key for key, (_, path) in base.samples.items() if path not in dirty}
-    fresh = {key for key in digests if key not in kept}
-    new = sum(1 for key in digests if key not in base.samples)
-    changed = sum(1 for key, d in digests.items() if key in base.samples and base.samples[key][0] != d)
+    kept = [(st, sorted(standing[st["path"]])) for st in base.shards if st["path"] in dirty and standing.get(st["path"])]
+    fresh = set()
+    new = changed = 0
+    for key, d in digests.items():
+        was = base.samples.get(key)
+        if was is None:
+            new += 1
+            fresh.add(key)
+        elif was[0] != d:
+            changed += 1
+            fresh.add(key)
     gone = sum(1 for key in base.samples if key not in digests)
-    return Diff(inherited, fresh, {"new": new, "changed": changed, "unchanged": len(digests) - new - changed,
-                                   "removed": gone})
+    return Diff(inherited, kept, fresh, {"new": new, "changed": changed, "unchanged": len(digests) - new - changed,
+                                         "removed": gone})
 
 
-def member_digests(store, members, connect, batch: int = 65_536) -> dict:
+def member_digests(store, members, connect, batch: int = 65_536, con=None) -> dict:
     """``(split, product_id) -> digest`` of every sample of ``members``, in export order (one query
-    over a connection from ``connect(store)``; a member not in ``products`` has none)."""
+    over ``con``, else a connection from ``connect(store)``; a member not in ``products`` has none)."""
     from .members import MEDIA_FILTER
     from .samples import SAMPLE_HEADER_SQL
 
     sql = _DIGEST_SQL.format(members=members.sql(), header=SAMPLE_HEADER_SQL, media_filter=MEDIA_FILTER,
                              order=members.order_sql("m.split", "m.product_id"))
     out: dict = {}
-    con = connect(store)
+    own = con is None
+    con = connect(store) if own else con
     try:
         for rb in con.sql(sql).to_arrow_reader(batch):
             for split, pid, digest in zip(*(rb.column(i).to_pylist() for i in range(3))):
                 if digest is not None:
                     out[(split, pid)] = digest
     finally:
-        con.close()
+        if own:
+            con.close()
     return out
 
 

@@ -12,7 +12,7 @@ from .. import config as cfg
 from .members import Members, member_batches
 from .samples import plain_name
 
-__all__ = ["Shard", "ShardPlan", "format_options", "plan_export", "plan_record", "plan_shards", "shard_samples"]
+__all__ = ["Shard", "ShardPlan", "format_options", "plan_export", "plan_keys", "plan_record", "plan_shards", "shard_samples"]
 
 
 @dataclass(frozen=True)
@@ -112,11 +112,13 @@ class ShardPlan:
 
 
 def plan_export(store, members: Members, shard_size: int, shard_bytes: int = 0,
-                kinds: tuple[str, ...] = (), keep: set | None = None) -> tuple[list[Shard], str]:
+                kinds: tuple[str, ...] = (), keep: set | None = None, con=None) -> tuple[list[Shard], str]:
     """The shards of ``members`` and the plan's ``products_sha256``, from one stream of their ids
-    (``keep``: only these ``(split, product_id)`` members, an incremental export's new shards)."""
+    (``keep``: only these ``(split, product_id)`` members, an incremental export's new shards; ``con``:
+    a store connection to use, else one of its own)."""
     plan = ShardPlan(shard_size, shard_bytes)
-    con = store.connect()
+    own = con is None
+    con = store.connect() if own else con
     try:
         for batch in member_batches(con, members, kinds if shard_bytes else None):
             splits = batch.column(0).to_pylist()
@@ -132,7 +134,21 @@ def plan_export(store, members: Members, shard_size: int, shard_bytes: int = 0,
                     plan.add(splits[start], ids[start:k], sizes[start:k] if sizes is not None else None)
                     start = k
     finally:
-        con.close()
+        if own:
+            con.close()
+    shards = plan.shards()
+    return shards, plan.digest.hexdigest()
+
+
+def plan_keys(keys: list[tuple[str, str]], shard_size: int) -> tuple[list[Shard], str]:
+    """:func:`plan_export`'s shards and ``products_sha256`` for ``(split, product_id)`` keys already in
+    export order, cut by ``shard_size`` (no store read: an incremental export's new shards)."""
+    plan = ShardPlan(shard_size)
+    start = 0
+    for k in range(1, len(keys) + 1):  # runs of one split
+        if k == len(keys) or keys[k][0] != keys[start][0]:
+            plan.add(keys[start][0], [pid for _, pid in keys[start:k]])
+            start = k
     shards = plan.shards()
     return shards, plan.digest.hexdigest()
 

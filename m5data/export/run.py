@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import time
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -37,7 +38,7 @@ from ..storage.temps import scratch_dir
 from . import incremental as inc
 from .json_stream import write_json_atomic
 from .members import Members, choose, split_counts, stream_samples
-from .plan import Shard, ShardPlan, format_options, plan_export, plan_record, plan_shards, shard_samples
+from .plan import Shard, ShardPlan, format_options, plan_export, plan_keys, plan_record, plan_shards, shard_samples
 from .remote import FINISH_READS_SHARD_FILES, RemoteOut, is_remote
 from .samples import ExportError, bad_split_names, shard_blobs
 
@@ -67,6 +68,7 @@ class ExportReport:
     shards_skipped: int
     skipped_splits: dict[str, str] = field(default_factory=dict)  # split -> why its name was refused
     shards_inherited: int = 0  # taken over from the previous version's folder (incremental.py)
+    shards_kept: int = 0  # previous shards copied into this folder without the samples that left them
     base: str | None = None  # that folder's name
     changes: dict = field(default_factory=dict)  # samples new, changed, unchanged, removed since it
     full_because: str = ""  # why the export was written in full (empty when incremental)
@@ -99,7 +101,7 @@ def _run_shard(fmt: str, out: str, shard: dict, options: dict, samples: list, st
 
 
 def _stream_connection(store):
-    con = store.connect()
+    con = store.connect(only=inc.READS)  # the views of the tables a sample is made of
     con.execute(f"SET memory_limit = '{STREAM_MEMORY}'")
     tmp = str(store.work_dir("export", "tmp")).replace("'", "''")
     con.execute(f"SET temp_directory = '{tmp}'")
@@ -149,7 +151,11 @@ def remove_stale_temps(out: Path, *, before: float) -> int:
 
 def shard_done(mod, out: Path, shard: Shard) -> dict | None:
     """The stats of a finished shard (its marker exists and its output has the recorded size), else None."""
-    marker = mod.stats_path(out, shard)
+    return marker_done(out, mod.stats_path(out, shard))
+
+
+def marker_done(out: Path, marker: Path) -> dict | None:
+    """The stats a completion marker holds when the file it names has the recorded size, else None."""
     if not marker.is_file():
         return None
     try:
@@ -196,6 +202,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
     keeps_index = fmt in inc.INCREMENTAL_FORMATS
     marks = changes.watermarks(store, inc.READS)  # before reading: a later write is seen next time
     inputs = inc.inputs(fmt, split, settings)
+    shared = None  # one connection for the digests, the plan and the sample stream (each costs ~0.3 s)
     try:
         members = split_counts(store, version, split)
         version = members.version
@@ -216,22 +223,33 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
                                            existing_plan=json.loads(existing) if existing else None)
         digests: dict = {}
         fresh_order: list = []
+        kept: list[dict] = []  # previous shards copied without the samples that left them
         if base is not None:  # hash every sample of the version, compare with the base's
-            digests = inc.member_digests(store, members, _stream_connection)
+            shared = _stream_connection(store)
+            digests = inc.member_digests(store, members, _stream_connection, con=shared)
             delta = inc.diff(base, digests)
             fresh_order = [k for k in digests if k in delta.fresh]
-            shards, digest = plan_export(store, members, settings.export.shard_size, settings.export.shard_bytes,
-                                         mod.MEDIA_KINDS, keep=delta.fresh)
+            if settings.export.shard_bytes:  # cut by the media's bytes: read with the members
+                shards, digest = plan_export(store, members, settings.export.shard_size, settings.export.shard_bytes,
+                                             mod.MEDIA_KINDS, keep=delta.fresh, con=shared)
+            else:  # cut by count: from the new and changed keys, in export order already
+                shards, digest = plan_keys(fresh_order, settings.export.shard_size)
             inherited = delta.inherited
             stats.details["changes"] = delta.counts
+            per_split: Counter = Counter()
+            for st, ids in delta.kept:
+                kept.append({"from": st["path"], "name": mod.kept_name(st["split"], per_split[st["split"]]),
+                             "split": st["split"], "ids": ids, "sha256": st.get("sha256")})
+                per_split[st["split"]] += 1
         else:
             shards, digest = plan_export(store, members, settings.export.shard_size, settings.export.shard_bytes,
                                          mod.MEDIA_KINDS)
             inherited = []
         plan = plan_record(fmt, version, shards, settings, digest)
         if base is not None:
-            plan["base"] = {"folder": base.name, "inherited": [st["path"] for st in inherited]}
-            plan["inherits"] = sorted({inc.sibling_name(st["path"]) for st in inherited})
+            plan["base"] = {"folder": base.name, "inherited": [st["path"] for st in inherited],
+                            "kept": [[k["from"], k["name"], len(k["ids"])] for k in kept]}
+            plan["inherits"] = sorted({inc.sibling_name(st["path"]) for st in inherited + [{"path": k["from"]} for k in kept]})
         if remote:
             listing = remote.claim(plan, PLAN_FILE)
             write_json_atomic(staging / PLAN_FILE, plan)
@@ -247,20 +265,28 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
             elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
                 raise ExportError(f"{out} is not empty and holds no m5data export: use an empty --out folder")
             write_json_atomic(plan_path, plan)
-        stats.n_in = sum(sh.size for sh in shards) + sum(st["nsamples"] for st in inherited)
+        stats.n_in = (sum(sh.size for sh in shards) + sum(st["nsamples"] for st in inherited)
+                      + sum(len(k["ids"]) for k in kept))
         done: dict[tuple[str, int], dict] = {}
+        kept_done: dict[str, dict] = {}
         if remote:  # one listing of the prefix, then the markers read in one batch
             done = remote.finished({(sh.split, sh.index): mod.stats_path(Path(), sh).as_posix() for sh in shards},
                                    listing)
+            kept_done = remote.finished({k["name"]: mod.kept_stats_path(Path(), k["name"]).as_posix() for k in kept},
+                                        listing)
         else:
             for sh in shards:
                 if (st := shard_done(mod, out, sh)) is not None:
                     done[(sh.split, sh.index)] = st
-        skipped = len(done)
+            for k in kept:
+                if (st := marker_done(out, mod.kept_stats_path(out, k["name"]))) is not None:
+                    kept_done[k["name"]] = st
+        skipped = len(done) + len(kept_done)
         earlier = set(done)  # the shards an earlier run of this folder finished
-        todo = len(shards) - skipped
+        todo = len(shards) - len(done)
+        units = len(shards) + len(kept)
         if progress:
-            progress(len(done), len(shards))
+            progress(skipped, units)
         options = format_options(settings)
         if hasattr(mod, "prepare"):  # a decision over the whole export (M5Product item ids)
             options = mod.prepare(store, members, options)
@@ -275,23 +301,33 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
             results.append(st)
             _account(stats, st)
             if progress:
-                progress(len(done) + len(results), len(shards))
+                progress(skipped + len(results), units)
+
+        copies = [k for k in kept if k["name"] not in kept_done]  # previous shards minus the samples that left
+        copy = partial(_run_kept, fmt, str(out), remote=bool(remote), staging=str(staging) if staging else None)
 
         # a full export keeps its samples' digests too (for the next version's); done shards too
         hashing = keeps_index and base is None
         if hashing and shards:
             digests = inc.member_digests(store, members, _stream_connection)
-        if todo:
-            con = _stream_connection(store)
+        if todo or copies:
+            con, shared = (shared or _stream_connection(store)) if todo else None, None
             pool = None
             try:
-                if workers > 1 and todo > 1:
+                if workers > 1 and todo + len(copies) > 1:
                     import multiprocessing as mp
 
-                    workers = min(workers, todo)
+                    workers = min(workers, todo + len(copies))
                     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
                 running: set = set()
-                if base is not None:  # only the samples to write, in one ordered pass over the store
+                for k in copies:  # first: they run in the workers while the samples are read
+                    if pool is None:
+                        finished(copy(k))
+                    else:
+                        running.add(pool.submit(copy, k))
+                if not todo:
+                    rows = iter(())
+                elif base is not None:  # only the samples to write, in one ordered pass over the store
                     rows = stream_samples(con, choose(con, members, fresh_order))
                 else:
                     rows = stream_samples(con, members)
@@ -313,12 +349,25 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
             finally:
                 if pool is not None:
                     pool.shutdown(cancel_futures=True)
-                con.close()
-        elif base is not None or hashing:  # every shard done already: their samples, cut from the ids in export order
+                if con is not None:
+                    con.close()
+        if not todo and (base is not None or hashing):  # every shard done already: their samples, cut from the ids in export order
             shard_ids = inc.cut_ids(fresh_order if base is not None else list(digests), shards)
         for st in results:
-            done[(st["split"], st["index"])] = st
-        ordered = [dict(st) for st in inherited]
+            if "kept_from" in st:
+                kept_done[st["shard"]] = st
+            else:
+                done[(st["split"], st["index"])] = st
+        ordered = []  # the previous version's shards in its order (inherited, or kept copies), then the new
+        if base is not None:
+            taken = {st["path"] for st in inherited}
+            copies = {k["from"]: k["name"] for k in kept}
+            for st in base.shards:
+                if st["path"] in taken:
+                    ordered.append(dict(st))
+                elif st["path"] in copies:
+                    name = copies[st["path"]]
+                    ordered.append({**kept_done[name], "stats_path": mod.kept_stats_path(Path(), name).as_posix()})
         for sh in shards:
             ordered.append({**done[(sh.split, sh.index)], "stats_path": mod.stats_path(Path(), sh).as_posix()})
         index_rows = []
@@ -326,6 +375,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
             if base is not None:
                 paths = {st["path"] for st in inherited}
                 index_rows = [(s, p, d, path) for (s, p), (d, path) in base.samples.items() if path in paths]
+                index_rows += [(k["split"], pid, digests[(k["split"], pid)], k["name"]) for k in kept for pid in k["ids"]]
             for sh in shards:
                 path = done[(sh.split, sh.index)]["path"]
                 index_rows += [(sh.split, pid, digests[(sh.split, pid)], path) for pid in shard_ids[(sh.split, sh.index)]]
@@ -352,6 +402,8 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
         record_run(store, stats, config)
         raise
     finally:
+        if shared is not None:  # not handed to the sample stream (nothing to write, or a failure before)
+            shared.close()
         if staging:
             shutil.rmtree(staging, ignore_errors=True)
             _worker.pop(("remote", str(out), str(staging)), None)  # the inline writes' filesystem
@@ -359,10 +411,43 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
     if keeps_index:  # last: a killed export leaves the previous state
         changes.save_state(store, inc.state_name(fmt, split), marks, inputs, out=inc.place(store, out), version=version,
                            base=base.name if base else None)
-    return ExportReport(stats, out, fmt, version, dict(members.counts), len(shards) + len(inherited),
-                        len(shards) - skipped, skipped, skipped_splits, shards_inherited=len(inherited),
+    return ExportReport(stats, out, fmt, version, dict(members.counts), len(shards) + len(inherited) + len(kept),
+                        units - skipped, skipped, skipped_splits, shards_inherited=len(inherited), shards_kept=len(kept),
                         base=base.name if base else None, changes=stats.details["changes"],
                         full_because=full_because)
+
+
+def _run_kept(fmt: str, out: str, k: dict, *, remote: bool, staging: str | None) -> dict:
+    """Copy the previous shard ``k["from"]`` without the samples that left it into ``k["name"]``
+    (top level: picklable for the process pool; streamed: read once, from a sibling folder or prefix;
+    written locally or staged and uploaded)."""
+    from .remote import RemoteFolder
+    from .samples import safe_key
+
+    mod = format_module(fmt)
+    if remote:  # one filesystem per process and export run
+        remote = _worker.setdefault(("remote", out, staging), RemoteOut(out))
+        staging = Path(staging)
+    else:
+        remote = None
+    keep = {safe_key(pid) for pid in k["ids"]}
+    args = dict(source_name=k["from"], source_sha256=k["sha256"])
+    if remote is None:
+        try:
+            fh = open(Path(out) / k["from"], "rb")
+        except OSError as exc:
+            raise ExportError(f"cannot read the previous shard {Path(out) / k['from']} ({exc.strerror}): "
+                              "export this version with --full") from None
+        with fh:
+            return mod.write_kept(fh, Path(out), k["name"], k["split"], keep, **args)
+    folder = staging / f"_kept-{k['name']}"
+    try:
+        with RemoteFolder(str(out), siblings={inc.sibling_name(k["from"])}).open(k["from"]) as fh:
+            st = mod.write_kept(fh, folder, k["name"], k["split"], keep, **args)
+        remote.upload_folder(folder, last=mod.kept_stats_path(Path(), k["name"]).as_posix())
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return st
 
 
 def _unchanged(store, stats: StageStats, out, fmt: str, split: str, version: str, members: Members, marks: dict,

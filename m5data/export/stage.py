@@ -37,7 +37,8 @@ def run(ctx: RunContext) -> StageStats:
     report.stats.details.update(
         out=str(report.out), format=report.fmt, version=report.version, splits=report.splits, shards=report.shards,
         shards_written=report.shards_written, shards_skipped=report.shards_skipped,
-        skipped_splits=dict(report.skipped_splits), shards_inherited=report.shards_inherited, base=report.base,
+        skipped_splits=dict(report.skipped_splits), shards_inherited=report.shards_inherited,
+        shards_kept=report.shards_kept, base=report.base,
         changes=report.changes, full_because=report.full_because)
     return report.stats
 

@@ -231,3 +231,147 @@ def finish(store, out: Path, version: str, members, shards: list[dict], options:
 class _Ref:
     def __init__(self, split: str, index: int):
         self.split, self.index = split, index
+
+
+# ------------------------------------------------------------------------------- kept shards (incremental)
+
+def kept_name(split: str, index: int) -> str:
+    """A shard of an incremental version that holds what is left of one previous shard (``incremental.py``)."""
+    return f"{split}-kept-{index:06d}.tar"
+
+
+def kept_stats_path(out: Path, name: str) -> Path:
+    return out / (name[: -len(".tar")] + ".stats.json")
+
+
+class _TarReader:
+    """Streams a tar's members as raw byte ranges (header, GNU long-name entry and padding included),
+    reading the source in large blocks and hashing every byte of it."""
+
+    def __init__(self, source, block: int = 4 << 20):
+        self.source, self.block = source, block
+        self.buf = bytearray()
+        self.pos = 0
+        self.mark = 0  # where the member being read starts (never dropped before it is yielded)
+        self._data = self._size = 0
+        self.sha = hashlib.sha256()
+
+    def _need(self, n: int) -> None:
+        if self.mark > self.block:  # drop what was consumed
+            del self.buf[:self.mark]
+            self.pos -= self.mark
+            self.mark = 0
+        while len(self.buf) - self.pos < n:
+            chunk = self.source.read(max(self.block, n - (len(self.buf) - self.pos)))
+            if not chunk:
+                raise ValueError("unexpected end of file")
+            self.sha.update(chunk)
+            self.buf += chunk
+
+    def data(self) -> bytes:
+        """The data of the member :meth:`members` gave last (valid until the next one)."""
+        return bytes(self.buf[self._data:self._data + self._size])
+
+    def raw(self) -> bytes:
+        """Every byte the member :meth:`members` gave last takes in the tar (long-name entry, header, padding)."""
+        return bytes(self.buf[self.mark:self.pos])
+
+    def members(self):
+        """``(name, type, size)`` of each member; its bytes from :meth:`data` and :meth:`raw`."""
+        long_name = None
+        self.mark = self.pos
+        while True:
+            self._need(tarfile.BLOCKSIZE)
+            head = bytes(self.buf[self.pos:self.pos + tarfile.BLOCKSIZE])
+            if head == tarfile.NUL * tarfile.BLOCKSIZE:
+                break
+            chksum = sum(head[:148]) + 256 + sum(head[156:])
+            if tarfile.nti(head[148:156]) != chksum:
+                raise ValueError(f"bad header checksum at byte {self.pos}")
+            size = tarfile.nti(head[124:136])
+            kind = head[156:157]
+            padded = tarfile.BLOCKSIZE + -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+            self._need(padded)
+            self._data, self._size = self.pos + tarfile.BLOCKSIZE, size
+            self.pos += padded
+            if kind == tarfile.GNUTYPE_LONGNAME:
+                long_name = self.data().rstrip(b"\0").decode("utf-8", "surrogateescape")
+                continue  # the member it names follows: one range
+            name = long_name if long_name is not None else head[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            yield name, kind, size
+            long_name = None
+            self.mark = self.pos
+        while chunk := self.source.read(1 << 20):  # the rest (end blocks): the whole file is hashed
+            self.sha.update(chunk)
+
+
+def write_kept(source, out: Path, name: str, split: str, keep: set[str], *, source_name: str,
+               source_sha256: str | None = None) -> dict:
+    """Copy the members of the samples ``keep`` (their keys) from the tar ``source`` (a binary reader,
+    streamed once in large blocks) into ``out/name`` (temp name, rename), then its stats file (the
+    completion marker).
+
+    The members' bytes are copied as they are (their headers are the writer's, :func:`_header`): no
+    store read, no sample assembled. The source must hold every kept key and hash to
+    ``source_sha256`` (when given), else :class:`~m5data.export.samples.ExportError` naming it.
+    """
+    from .json_stream import write_json_atomic
+    from .samples import ExportError
+
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".tmp-{name}"
+    field_counts: Counter = Counter()
+    field_bytes: Counter = Counter()
+    modalities: Counter = Counter()
+    seen: list[str] = []
+    reader = _TarReader(source)
+    writer = _BlockWriter(tmp)
+    try:
+        pending: list[bytes] = []
+        queued = 0
+        try:
+            for member, kind, size in reader.members():
+                key, _, field = member.partition(".")
+                if key not in keep or kind not in (tarfile.REGTYPE, tarfile.AREGTYPE):
+                    continue
+                if not seen or seen[-1] != key:
+                    seen.append(key)
+                raw = reader.raw()
+                pending.append(raw)
+                queued += len(raw)
+                if queued >= 4 << 20:
+                    writer.put(b"".join(pending))
+                    pending, queued = [], 0
+                group = "frames" if field.startswith("frame") else field
+                field_counts[group] += 1
+                field_bytes[group] += size
+                if field == "json":
+                    modalities.update(json.loads(reader.data()).get("modalities") or [])
+        except (ValueError, tarfile.TarError) as exc:
+            raise ExportError(f"cannot read the previous shard {source_name} ({exc}): export this version with --full") from None
+        if pending:
+            writer.put(b"".join(pending))
+        if set(seen) != keep or len(seen) != len(keep):
+            missing = sorted(keep - set(seen))[:3]
+            raise ExportError(f"the previous shard {source_name} does not hold the samples its version lists "
+                              f"(missing {', '.join(missing) or 'none'}): export this version with --full")
+        if source_sha256 and reader.sha.hexdigest() != source_sha256:
+            raise ExportError(f"the previous shard {source_name} is not the file its version indexed "
+                              "(sha256 differs): export this version with --full")
+        end = tarfile.NUL * (2 * tarfile.BLOCKSIZE)
+        writer.put(end + tarfile.NUL * (-(writer.queued + len(end)) % tarfile.RECORDSIZE))
+        size, digest = writer.close()
+    except BaseException:
+        writer.abort()
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, out / name)
+    stats = {
+        "shard": name, "path": name, "split": split, "index": None, "kept_from": source_name,
+        "nsamples": len(seen), "size": size, "sha256": digest,
+        "first_key": seen[0] if seen else None, "last_key": seen[-1] if seen else None,
+        "fields": dict(sorted(field_counts.items())), "field_bytes": dict(sorted(field_bytes.items())),
+        "modalities": dict(sorted(modalities.items())), "failures": {},
+    }
+    write_json_atomic(kept_stats_path(out, name), stats)
+    return stats
