@@ -302,6 +302,7 @@ def test_trains_from_the_crowds_matches(demo_store_factory, demo_shop_factory, t
     assert result.exit_code == 0, result.output
     asked = [json.loads(line)["data"] for line in (out / "tasks.jsonl").read_text(encoding="utf-8").splitlines()]
     judged = set(zip(matches["query_id"], matches["candidate_id"]))
+    judged |= {(c, q) for q, c in judged}  # a pair judged one way round is judged: one training pair
     assert len(asked) == 30 and not {(t["query_id"], t["candidate_id"]) for t in asked} & judged
     pools = store.read("pools", where="rank <= 40", columns=["query_id", "candidate_id"]).to_pydict()
     rest = [(q, c) for q, c in zip(pools["query_id"], pools["candidate_id"]) if (q, c) not in judged]
