@@ -178,7 +178,8 @@ class AnnotateSettings:
     pool_search: str = "exact"  # exact (blocked matmul), faiss-flat (IndexFlatIP) or faiss-hnsw (approximate)
     pool_block: int = 2048  # queries per search block (memory: block x 4,096 float32 scores) and per resume marker
     pool_fit_sample: int = 100_000  # above 65,536 products: captions the TF-IDF vocabulary and SVD are fitted on (seeded sample)
-    pool_svd_iter: int = 7  # power iterations of the text SVD (7 leaves its last components unsettled: a refit on a store grown by 1% moved 3.5% of pool entries at 10k, 0.6% with 40; 40 changed the demo world's pools and the matcher trained from them: docs/annotate.md)
+    pool_svd: str = "arpack"  # the text SVD's solver: arpack (converged top components: a refit on a store grown by 1% keeps 0.996 of pool entries at 100k), randomized (pool_svd_iter power iterations; at 7, 0.959), oversampled (randomized with a sketch twice pool_text_dim wide): docs/annotate.md
+    pool_svd_iter: int = 7  # power iterations of the randomized and oversampled text SVDs (arpack iterates to convergence)
     pool_margin: int = 50  # candidates kept per query beyond pool_k: an incremental run refills a pool that lost some from them
     pool_refit_share: float = 0.8  # an incremental run embeds and searches everything again when the embedder was fitted on fewer than this share of the products
     # --- crowd labels (m5data annotate import / simulate / aggregate; docs/annotate.md "Crowd labels and GLAD")

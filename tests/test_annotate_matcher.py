@@ -285,7 +285,12 @@ def test_trains_from_the_crowds_matches(demo_store_factory, demo_shop_factory, t
     assert result.exit_code == 0, result.output
     model = load(job.model_path(store))
     v = model.validation
-    assert v["pairs"] == sum(p is not None for p in matches["prob"]) and v["matches"] == sum(matches["accepted"])
+    judged: dict = {}  # a pair in both pools is judged twice, (a, b) and (b, a): one training pair
+    for q, c, p in zip(matches["query_id"], matches["candidate_id"], matches["prob"]):
+        if p is not None:
+            judged.setdefault(frozenset((q, c)), []).append(p)
+    assert v["pairs"] == len(judged) < sum(p is not None for p in matches["prob"])
+    assert v["matches"] == sum(job.combined(ps) >= 0.5 for ps in judged.values())
     assert v["auc"] >= 0.9 and v["target_reached"], v
     assert "phash_distance" in model.features and "title_char_cos" in model.features
     runs = store.read("runs", where="stage = 'annotate-matcher'").to_pydict()
@@ -297,6 +302,7 @@ def test_trains_from_the_crowds_matches(demo_store_factory, demo_shop_factory, t
     assert result.exit_code == 0, result.output
     asked = [json.loads(line)["data"] for line in (out / "tasks.jsonl").read_text(encoding="utf-8").splitlines()]
     judged = set(zip(matches["query_id"], matches["candidate_id"]))
+    judged |= {(c, q) for q, c in judged}  # a pair judged one way round is judged: one training pair
     assert len(asked) == 30 and not {(t["query_id"], t["candidate_id"]) for t in asked} & judged
     pools = store.read("pools", where="rank <= 40", columns=["query_id", "candidate_id"]).to_pydict()
     rest = [(q, c) for q, c in zip(pools["query_id"], pools["candidate_id"]) if (q, c) not in judged]
@@ -307,6 +313,29 @@ def test_trains_from_the_crowds_matches(demo_store_factory, demo_shop_factory, t
     dist = dict(zip(rest, np.abs(logit(sc) - logit(model.threshold))))
     chosen = {(t["query_id"], t["candidate_id"]) for t in asked}
     assert max(dist[p] for p in chosen) <= min(d for p, d in dist.items() if p not in chosen) + 1e-9
+
+
+def test_a_pair_judged_both_ways_is_one_training_pair_with_its_verdicts_combined(store):
+    """``matches`` holds (a, b) and (b, a) when each is in the other's pool: one question judged twice by
+    other workers. Training sees one pair, its verdicts' log-odds added: a sure verdict outweighs a
+    less sure contrary one (the crowd wrong one way round), two unsure ones agreeing make a surer one."""
+    import pyarrow as pa
+
+    rows = [("p1", "p2", 0.05), ("p2", "p1", 1.0),  # wrong one way round: a match
+            ("p1", "p3", 0.97), ("p3", "p1", 0.0),  # wrong the other way: no match
+            ("p3", "p2", 0.7), ("p2", "p3", 0.7),  # two unsure yes: surer
+            ("p4", "p1", 0.2), ("p2", "p4", None), ("p1", "gone", 0.9)]
+    store.replace("matches", pa.table({
+        "query_id": [r[0] for r in rows], "candidate_id": [r[1] for r in rows], "prob": [r[2] for r in rows],
+        "accepted": [bool(r[2] and r[2] >= 0.5) for r in rows], "method": ["glad"] * len(rows),
+        "n_judgements": pa.array([5] * len(rows), pa.int32()), "run_id": ["r"] * len(rows)}))
+    skipped: dict = {}
+    a, b, y, w = job.crowd_labels(store, {"p1": 0, "p2": 1, "p3": 2, "p4": 3}, skipped)
+    assert list(zip(a.tolist(), b.tolist())) == [(0, 1), (0, 2), (0, 3), (1, 2)]  # one row a pair, in product order
+    assert y.tolist() == [True, False, False, True]
+    assert w[0] > 0.99 and w[1] > 0.99 and w[2] == pytest.approx(0.8)
+    assert w[3] == pytest.approx(0.49 / (0.49 + 0.09))  # 0.7 and 0.7: 0.845
+    assert skipped == {"no probability (only uncertain judgements)": 1, "product no longer in the store": 1}
 
 
 def test_compiled_char_ngrams_weigh_as_scikit_learns_tfidf():

@@ -109,7 +109,7 @@ def test_two_writes_incrementally_equal_a_full_search_and_agree_with_a_full_rebu
     assert rebuilt.refit == "full run asked" and rebuilt.changes["new"] == 321
     agree = membership(incremental, pools_of(store))
     print(f"pool membership incremental vs full rebuild: {agree:.4f}")
-    assert agree >= 0.97  # measured 0.9760 (docs/annotate.md): the refit embedder (TF-IDF, SVD, means) moves the pools' edges
+    assert agree >= 0.97  # measured 0.9765 (docs/annotate.md): the refit embedder (TF-IDF, SVD, means) moves the pools' edges
 
 
 def test_a_changed_product_replaces_its_pool_and_its_entries(first):

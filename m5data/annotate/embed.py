@@ -1,7 +1,7 @@
 """Embedders of the candidate pools: text and image vectors that need no download.
 
 - text ``tfidf-svd`` (default): TF-IDF over the jieba tokens of the caption plus TF-IDF over its
-  character 2-3-grams, reduced with TruncatedSVD (seeded); ``st:<path>`` a sentence-transformers
+  character 2-3-grams, reduced with a truncated SVD (ARPACK by default, seeded); ``st:<path>`` a sentence-transformers
   model from a local folder (``annotate.pool_text_model``).
 - image ``descriptor`` (default): a compact descriptor of the stored normalised image: HSV colour
   histogram (square-rooted: Hellinger), a mirror-symmetric 4x4 colour layout, a histogram of
@@ -45,7 +45,7 @@ def _identity(tokens):
 
 
 def tfidf_svd(tokens: list[list[str]], texts: list[str], dim: int = 128, seed: int = 0,
-              keep: list | None = None, n_iter: int = 7) -> np.ndarray:
+              keep: list | None = None, n_iter: int = 7, svd: str = "randomized") -> np.ndarray:
     """TF-IDF of word tokens and of char 2-3-grams, concatenated and reduced to ``dim`` with SVD.
 
     Args:
@@ -55,11 +55,13 @@ def tfidf_svd(tokens: list[list[str]], texts: list[str], dim: int = 128, seed: i
         seed: SVD seed.
         n_iter: power iterations of the randomized SVD (more: closer to the exact top ``dim`` subspace,
             so a fit on a slightly grown corpus gives nearly the same vectors).
+        svd: the solver (:func:`fit_svd`): ``arpack`` iterates to the converged top components,
+            ``randomized`` stops after ``n_iter`` power iterations, ``oversampled`` is randomized with
+            a sketch of ``2 * dim`` columns (``annotate.pool_svd``; pools pass arpack by default).
         keep: when given, the fitted vectorizers and SVD are appended to it as a :class:`TfidfSvd`
             (whose ``transform`` embeds more captions as these were; nothing when none was fitted).
     """
     from scipy import sparse
-    from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     n = len(texts)
@@ -74,12 +76,31 @@ def tfidf_svd(tokens: list[list[str]], texts: list[str], dim: int = 128, seed: i
     k = min(dim, m.shape[0] - 1, m.shape[1] - 1)
     if k < 1:
         return out
-    svd = TruncatedSVD(n_components=k, random_state=seed, algorithm="randomized", n_iter=n_iter)
-    red = svd.fit_transform(m)
+    model = fit_svd(k, seed, svd, n_iter)
+    red = model.fit_transform(m)
     out[np.asarray(have), :k] = red.astype(np.float32)
     if keep is not None:
-        keep.append(TfidfSvd(words, chars, svd, dim))
+        keep.append(TfidfSvd(words, chars, model, dim))
     return out
+
+
+SVDS = ("randomized", "oversampled", "arpack")
+
+
+def fit_svd(k: int, seed: int, svd: str = "randomized", n_iter: int = 7):
+    """An unfitted TruncatedSVD of ``k`` components (call ``fit`` or ``fit_transform``): ``arpack``
+    to a tolerance of 1e-6 (the components settle: a refit on a slightly grown corpus finds nearly
+    the same ones), ``randomized`` with ``n_iter`` power iterations and scikit-learn's 10 extra
+    columns, ``oversampled`` with ``k`` extra columns."""
+    from sklearn.decomposition import TruncatedSVD
+
+    if svd == "randomized":
+        return TruncatedSVD(n_components=k, random_state=seed, algorithm="randomized", n_iter=n_iter)
+    if svd == "oversampled":
+        return TruncatedSVD(n_components=k, random_state=seed, algorithm="randomized", n_iter=n_iter, n_oversamples=k)
+    if svd == "arpack":
+        return TruncatedSVD(n_components=k, random_state=seed, algorithm="arpack", tol=1e-6)
+    raise ValueError(f"unknown SVD {svd!r} ({', '.join(SVDS)})")
 
 
 class TfidfSvd:
@@ -99,11 +120,10 @@ class TfidfSvd:
 
     @classmethod
     def fit_sample(cls, tokens, texts, dim: int = 128, seed: int = 0, sample: int = 100_000,
-                   n_iter: int = 7) -> TfidfSvd | None:
+                   n_iter: int = 7, svd: str = "randomized") -> TfidfSvd | None:
         """Fit on up to ``sample`` captions with text (Arrow columns ``tokens``, ``texts``), drawn with ``seed``;
         None when fewer than two have text."""
         import pyarrow.compute as pc
-        from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         have = np.flatnonzero(pc.or_(pc.greater(pc.utf8_length(texts), 0),
@@ -137,8 +157,7 @@ class TfidfSvd:
         k = min(dim, m.shape[0] - 1, m.shape[1] - 1)
         if k < 1:
             return None
-        svd = TruncatedSVD(n_components=k, random_state=seed, algorithm="randomized", n_iter=n_iter).fit(m)
-        return cls(words, chars, svd, dim)
+        return cls(words, chars, fit_svd(k, seed, svd, n_iter).fit(m), dim)
 
     def transform(self, tokens: list[list[str]], texts: list[str]) -> np.ndarray:
         """(n, dim) float32; zero rows for captions without text or tokens."""

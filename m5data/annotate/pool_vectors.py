@@ -9,7 +9,7 @@ embedding again; a run with other inputs replaces it.
 
 Up to :data:`IN_MEMORY_ROWS` products the vectors are computed in memory exactly as before this
 module existed (one TF-IDF + SVD fit, one centring), so small stores give the same vectors bit for
-bit (at the same ``annotate.pool_svd_iter``). Above it the work goes in chunks of :data:`CHUNK` rows: the TF-IDF vocabulary and the SVD are
+bit (with ``annotate.pool_svd`` randomized at the same ``pool_svd_iter``). Above it the work goes in chunks of :data:`CHUNK` rows: the TF-IDF vocabulary and the SVD are
 fitted on a seeded sample of ``annotate.pool_fit_sample`` captions and every caption is projected
 with them; the image descriptors are computed chunk by chunk; centring and normalising are two
 passes over the memory-map. Memory is then a chunk of products plus the sample's sparse matrix,
@@ -151,7 +151,7 @@ def fingerprint(store, catalog: Catalog, s: cfg.Settings) -> str:
     a = s.annotate
     digest = hashlib.sha256()
     digest.update(repr((VERSION, embed.IMAGE_DESCRIPTOR_VERSION, embedder_name(s), a.pool_text_weight,
-                        a.pool_image_weight, a.pool_text_dim, a.pool_text_model, a.seed, a.pool_svd_iter,
+                        a.pool_image_weight, a.pool_text_dim, a.pool_text_model, a.seed, a.pool_svd, a.pool_svd_iter,
                         a.pool_fit_sample if len(catalog) > IN_MEMORY_ROWS else 0)).encode())
     # a store on object storage writes a blob once and never removes it in place: a named one is there
     root = str(store.root) if isinstance(store.root, Path) else None
@@ -236,7 +236,7 @@ def _embed_in_memory(store, catalog: Catalog, s: cfg.Settings, progress: Progres
         text = embed.sentence_transformer(texts, a.pool_text_model)
     else:
         text = embed.tfidf_svd([list(t) for t in catalog.column("tokens")], texts, dim=a.pool_text_dim, seed=a.seed,
-                               keep=fitted, n_iter=a.pool_svd_iter)
+                               keep=fitted, n_iter=a.pool_svd_iter, svd=a.pool_svd)
     embedder = Embedder("st" if a.pool_text_model else "tfidf", text.shape[1], fitted[0] if fitted else None,
                         [nonzero_mean(text)], a.pool_image == "descriptor")
     text = embed.l2_normalise(text, center=True)
@@ -266,7 +266,7 @@ def _embed_chunked(store, catalog: Catalog, s: cfg.Settings, out: np.ndarray, pr
     has_image = np.zeros(n, bool)
     text_model = None if a.pool_text_model else embed.TfidfSvd.fit_sample(
         catalog.table.column("tokens"), catalog.table.column("text"), dim=a.pool_text_dim, seed=a.seed,
-        sample=a.pool_fit_sample, n_iter=a.pool_svd_iter)
+        sample=a.pool_fit_sample, n_iter=a.pool_svd_iter, svd=a.pool_svd)
     for start in range(0, n, CHUNK):
         stop = min(start + CHUNK, n)
         texts = catalog.column("text", start, stop)

@@ -84,7 +84,7 @@ class PoolsReport:
     from_titles: int = 0  # products without a captions row whose raw title was embedded (extract not run)
     fingerprint: str = ""
     vectors_reused: bool = False  # the vectors of these inputs were mapped from derived/pools, not embedded
-    timings: dict = field(default_factory=dict)  # seconds per phase: read, embed, search, stale
+    timings: dict = field(default_factory=dict)  # seconds per phase: read, embed, search, stale, keep
     up_to_date: bool = False  # nothing changed since the last complete run: its report, nothing read
     changes: dict = field(default_factory=dict)  # products new, changed, unchanged since the last complete run
     refit: str | None = None  # why every product was embedded and every query searched (None: incremental)
@@ -107,6 +107,8 @@ def check_settings(s: cfg.Settings) -> None:
             raise cfg.ConfigError(f"config annotate.{key} must be >= 1, got {getattr(a, key)!r}")
     if a.pool_search not in SEARCHES:
         raise cfg.ConfigError(f"config annotate.pool_search must be one of {', '.join(SEARCHES)}, got {a.pool_search!r}")
+    if a.pool_svd not in embed.SVDS:
+        raise cfg.ConfigError(f"config annotate.pool_svd must be one of {', '.join(embed.SVDS)}, got {a.pool_svd!r}")
     if a.pool_image not in embed.IMAGE_EMBEDDERS:
         raise cfg.ConfigError(f"config annotate.pool_image must be one of {', '.join(embed.IMAGE_EMBEDDERS)}, got {a.pool_image!r}")
     if a.pool_text_weight < 0 or a.pool_image_weight < 0 or a.pool_text_weight + a.pool_image_weight == 0:
@@ -295,6 +297,7 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
                                f"vectors-{vectors.fingerprint}", lists, len(ids), report)
     else:  # pools of a split version (or of blocks without kept lists): the next run is a full one
         changes.save_state(store, pools_incremental.STAGE, marks, pools_incremental.inputs(settings, split_version, RUN_VERSION))
+    clock("keep")  # the kept lists and ids, for the next incremental run
     pool_inputs.save(store, work, state, fp, report)  # last: only a complete run is up to date
     return report
 

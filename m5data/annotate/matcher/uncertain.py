@@ -3,7 +3,8 @@
 
 "Least sure" is nearest to the model's saved threshold in log-odds: a pair there is the one whose
 label would move the operating point most; a pair at P = 0.02 or 0.98 teaches little. Pairs the
-crowd has already judged (rows of ``matches``) are never asked again.
+crowd has already judged (rows of ``matches``, either way round: ``(a, b)`` and ``(b, a)`` are one
+question, one training pair) are never asked again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 def least_sure(store, settings, pairs: list[tuple], n: int, model: str | None = None) -> tuple[list[tuple], list[float]]:
     """The ``n`` pairs of ``pairs`` (tuples starting ``query_id, candidate_id``) nearest the threshold,
-    nearest first, with their scores; pairs already in ``matches`` are left out."""
+    nearest first, with their scores; pairs already in ``matches`` (either way round) are left out."""
     m = load_model(store, model)
     con = store.connect(only=("matches",))
     try:
@@ -29,7 +30,7 @@ def least_sure(store, settings, pairs: list[tuple], n: int, model: str | None = 
         done = set()
     finally:
         con.close()
-    pairs = [p for p in pairs if (p[0], p[1]) not in done]
+    pairs = [p for p in pairs if (p[0], p[1]) not in done and (p[1], p[0]) not in done]  # either way round: one pair
     if not pairs or n <= 0:
         return [], []
     products = read_store(store, settings.annotate.dedup_brand_property)
