@@ -99,13 +99,58 @@ def spec_agreement(left, right, offsets, keys, values, brand_offsets, brands, br
 
 
 @numba.njit(cache=True, nogil=True)
+def _agree_enough(i, j, offsets, keys, values, brand_offsets, brands, brand_key, min_shared,
+                  min_agreement):  # pragma: no cover - compiled
+    """:func:`_agree`'s test of a pair: the same brand, ``min_shared`` shared properties besides the brand
+    and at least ``min_agreement`` of them agreeing; the walk stops as soon as the properties left
+    could not make up the disagreements so far (the loose blocks of the learned matcher check
+    millions of pairs that fail early)."""
+    a, ae = brand_offsets[i], brand_offsets[i + 1]
+    b, be = brand_offsets[j], brand_offsets[j + 1]
+    same = False
+    while a < ae and b < be:
+        if brands[a] == brands[b]:
+            same = True
+            break
+        if brands[a] < brands[b]:
+            a += 1
+        else:
+            b += 1
+    if not same:
+        return False
+    shared = 0
+    equal = 0
+    a, ae = offsets[i], offsets[i + 1]
+    b, be = offsets[j], offsets[j + 1]
+    while True:
+        a, a2, b, b2 = _next_shared_property(keys, a, ae, b, be)
+        if a >= ae:
+            break
+        if keys[a] != brand_key:
+            shared += 1
+            x, y = a, b
+            while x < a2 and y < b2:
+                if values[x] == values[y]:
+                    equal += 1
+                    break
+                if values[x] < values[y]:
+                    x += 1
+                else:
+                    y += 1
+        a, b = a2, b2
+        left = min(ae - a, be - b)  # at most this many shared properties to come, each agreeing at best
+        if equal + left < min_agreement * (shared + left) - 1e-9:
+            return False
+    return shared >= min_shared and equal >= min_agreement * shared
+
+
+@numba.njit(cache=True, nogil=True)
 def _spec_pair(i, j, offsets, keys, values, brand_offsets, brands, brand_key, min_shared, min_agreement,
                min_jaccard, out, m):  # pragma: no cover - compiled
     """Writes rows ``i`` and ``j`` packed at ``out[m]`` when they pass the spec rule's checks; the next ``m``."""
     if i == j:
         return m
-    same, shared, equal = _agree(i, j, offsets, keys, values, brand_offsets, brands, brand_key)
-    if same != 1 or shared < min_shared or equal < min_agreement * shared:
+    if not _agree_enough(i, j, offsets, keys, values, brand_offsets, brands, brand_key, min_shared, min_agreement):
         return m
     if _jaccard(i, j, offsets, keys, values) < min_jaccard:
         return m
