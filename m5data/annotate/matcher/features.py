@@ -221,11 +221,10 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 def _first_seen(lengths: np.ndarray, cols: np.ndarray, terms: list[str]) -> tuple[sp.csr_matrix, np.ndarray, list[str]]:
     """Rows x the terms they use (columns in order of first sight), 1 where a row holds a term; each
     entry's new column; the terms."""
-    used, first = np.unique(cols, return_index=True)
-    used = used[np.argsort(first, kind="stable")]
-    new = np.full(len(terms), -1, dtype=np.int64)
-    new[used] = np.arange(len(used))
-    return _ones(lengths, new[cols], len(used)), new[cols], [terms[i] for i in used.tolist()]
+    from .features_jit import first_seen
+
+    new, used = first_seen(np.ascontiguousarray(cols, dtype=np.int64), len(terms))
+    return _ones(lengths, new, len(used)), new, [terms[i] for i in used.tolist()]
 
 
 class _Words:
