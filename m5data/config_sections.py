@@ -150,6 +150,7 @@ class AnnotateSettings:
     dedup_matcher_spec_jaccard: float = 0.1  # learned: spec-block candidates (same brand, one rare value shared) of entry Jaccard >= this
     dedup_matcher_spec_agreement: float = 0.75  # learned: ... agreeing on >= this share of the properties both list
     dedup_matcher_per_product: int = 2  # learned: of each source's candidates, a product's this many most similar (0: all)
+    dedup_matcher_bucket_cap: int = 20  # learned: a wide title-index bucket of more rows links them to its first row only
     # --- match-level (docs/annotate.md "Caption match level") ---
     match_folds: int = 5  # cross-fitting folds of the caption classifier (no product scores itself)
     match_hash_bits: int = 20  # caption features hashed into 2**this columns (no vocabulary); sub-class weights 4x that

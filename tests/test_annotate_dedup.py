@@ -380,7 +380,7 @@ def test_spec_block_pairs_checks_the_same_candidates_as_pairs_in_runs():
     the candidate list of ``pairs_in_runs`` (all pairs of a small block, a star over a capped one)
     keeps after the same checks, counts every candidate check and capped pair, and goes on when a
     capped block is longer than its buffer."""
-    from m5data.annotate import near, spec_jit
+    from m5data.annotate import dedup_spec, near, spec_jit
 
     rng = np.random.default_rng(11)
     n, brand_key = 400, 0
@@ -397,8 +397,9 @@ def test_spec_block_pairs_checks_the_same_candidates_as_pairs_in_runs():
     brand_offsets = np.r_[0, np.cumsum(blens)].astype(np.int64)
     brands = np.concatenate([np.sort(rng.choice(3, b, replace=False)) for b in blens]).astype(np.int32)
     row = rng.integers(0, n, 3000).astype(np.int64)
-    key = rng.integers(0, 120, 3000).astype(np.uint64)
+    key = rng.integers(0, 120, 3000)
     key[:400] = 7  # one block far over the cap
+    key = rng.integers(0, 2 ** 63, 120, dtype=np.int64).astype(np.uint64)[key] * np.uint64(2)  # keys as hashes
     cap, min_shared, min_agreement, min_jac = 30, 1, 0.5, 0.2
 
     capped = [0]
@@ -412,21 +413,26 @@ def test_spec_block_pairs_checks_the_same_candidates_as_pairs_in_runs():
 
     order = np.argsort(key, kind="stable")
     skey, srow = key[order], row[order]
-    counts, found, pos = np.zeros(2, dtype=np.int64), [], 0
-    buf = np.empty(64, dtype=np.uint64)  # smaller than the capped block's 399 pairs: it must grow
-    no_rows = np.zeros(0, dtype=np.bool_)  # every pair checked
-    while pos < len(skey):
-        pos2, m = spec_jit.spec_block_pairs(skey, srow, pos, cap, offsets, keys, values, brand_offsets, brands,
-                                            brand_key, min_shared, min_agreement, min_jac, buf, counts, no_rows)
-        if pos2 == pos:
-            buf = np.empty(2 * len(buf), dtype=np.uint64)
-            continue
-        found.append(buf[:m].copy())
-        pos = pos2
-    got_l, got_r = near.unpack(np.unique(np.concatenate(found)))
-    assert set(zip(got_l.tolist(), got_r.tolist())) == expected
-    assert len(buf) > 64 and counts[1] == capped[0] > 0
-    assert counts[0] >= len(left)  # every candidate once per key it shares
+    checks, no_rows = [], np.zeros(0, dtype=np.bool_)  # no_rows: every pair checked
+    for once in (False, True):  # once: a pair sharing several uncapped keys checked in its first one's block
+        rows_keys = dedup_spec._rows_keys(skey, srow, cap, n) if once else (
+            np.zeros(0, np.int64), skey[:0], np.zeros(0, np.bool_), skey[:0])
+        counts, found, pos = np.zeros(2, dtype=np.int64), [], 0
+        buf = np.empty(64, dtype=np.uint64)  # smaller than the capped block's 399 pairs: it must grow
+        while pos < len(skey):
+            args = (skey, srow, pos, cap, offsets, keys, values, brand_offsets, brands, brand_key, min_shared,
+                    min_agreement, min_jac, buf, counts, no_rows)
+            pos2, m = (spec_jit.spec_block_pairs_once(*args, *rows_keys) if once else spec_jit.spec_block_pairs(*args))
+            if pos2 == pos:
+                buf = np.empty(2 * len(buf), dtype=np.uint64)
+                continue
+            found.append(buf[:m].copy())
+            pos = pos2
+        got_l, got_r = near.unpack(np.unique(np.concatenate(found)))
+        assert set(zip(got_l.tolist(), got_r.tolist())) == expected
+        assert len(buf) > 64 and counts[1] == capped[0] > 0
+        checks.append(int(counts[0]))
+    assert checks[0] > checks[1] >= len(left)  # every candidate once per key it shares, then (nearly) once
 
     # with ``mine`` (an incremental run's changed rows) only the pairs with one of them as an end
     mine = rng.random(n) < 0.05

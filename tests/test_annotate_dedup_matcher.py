@@ -122,6 +122,8 @@ def test_a_bad_dedup_matcher_setting_is_refused_before_work(store):
         dedup(store, _settings(store.root, **{"annotate.dedup_matcher": "both"}))
     with pytest.raises(ConfigError, match="dedup_matcher_per_product must be >= 0"):
         dedup(store, _settings(store.root, **{"annotate.dedup_matcher_per_product": -1}))
+    with pytest.raises(ConfigError, match="dedup_matcher_bucket_cap must be >= 2"):
+        dedup(store, _settings(store.root, **{"annotate.dedup_matcher_bucket_cap": 1}))
 
 
 def test_candidates_are_each_products_best_few():

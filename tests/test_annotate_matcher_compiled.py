@@ -140,3 +140,19 @@ def test_codes_inside_is_pythons_substring_test():
     want = [any(codes[c] in texts[j] for c in rows[i]) or any(codes[c] in texts[i] for c in rows[j]) for i, j in zip(a, b)]
     assert codes_inside(texts, codes, x, a, b).tolist() == want
     assert 0 < sum(want) < len(want)
+
+
+def test_first_seen_numbers_columns_as_unique_by_first_index():
+    """The compiled renumbering gives each column its rank of first sight, as ``np.unique`` with the
+    first indexes sorted did (the word matrices' column order, which the features' sums follow)."""
+    from m5data.annotate.matcher.features_jit import first_seen
+
+    cols = np.random.default_rng(3).integers(0, 50, 2000)
+    cols[:3] = [49, 7, 49]
+    used, first = np.unique(cols, return_index=True)
+    used = used[np.argsort(first, kind="stable")]
+    expected = np.full(60, -1)
+    expected[used] = np.arange(len(used))
+    new, old = first_seen(cols.astype(np.int64), 60)
+    assert old.tolist() == used.tolist() and old[:2].tolist() == [49, 7]
+    assert new.tolist() == expected[cols].tolist()

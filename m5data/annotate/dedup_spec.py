@@ -139,7 +139,7 @@ def listing(codes: np.ndarray, wanted: np.ndarray) -> np.ndarray:
 
 def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: int, min_agreement: float,
                 min_jaccard: float, touching: np.ndarray | None = None, keyhash: np.ndarray | None = None,
-                prev_keyhash: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                prev_keyhash: np.ndarray | None = None, once: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of rows sharing a block key (a brand spelling and ``need`` of their rarest entries) that
     have the same brand, ``min_shared`` shared properties agreeing on ``min_agreement`` of them and
     entry sets of Jaccard >= ``min_jaccard``: ``(left, right, [checks, capped])``, each pair once.
@@ -158,6 +158,12 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
     last run's) the rows whose keys differ join ``touching`` (changed in place), and so do the rows
     of blocks over ``cap`` that touching rows took over it or head (a full run links them to the
     first row only).
+
+    ``once``: a pair sharing several keys is checked once, in the block of the smallest key it shares
+    among the blocks not over ``cap`` (:func:`spec_jit.spec_block_pairs_once`; the same pairs, fewer
+    checks: the learned matcher's loose blocks, one rare value, had 21.4 million checks of 10.5
+    million distinct pairs on the 100k scale world); ``counts[0]`` then counts the checks made. Only
+    when the keys fit one part (16 million; a 1M-product store's loose keys are ~13 million).
     """
     from . import spec_jit
 
@@ -207,9 +213,11 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
         order = np.argsort(key, kind="stable")
         key, row = key[order], row[order]
         del order
+        rows_keys = _rows_keys(key, row, cap, len(sp.offsets) - 1) if once and parts == 1 else (
+            np.zeros(0, np.int64), key[:0], np.zeros(0, np.bool_), key[:0])
         pos = 0
         while pos < n:  # the pairs are checked as they are made: memory holds the keys and what passed
-            pos2, m = spec_jit.spec_block_pairs(key, row, pos, cap, *check, buf, counts, mine)
+            pos2, m = spec_jit.spec_block_pairs_once(key, row, pos, cap, *check, buf, counts, mine, *rows_keys)
             if pos2 == pos:  # one capped block longer than the buffer
                 buf = np.empty(2 * len(buf), dtype=np.uint64)
                 continue
@@ -222,6 +230,21 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
         del key, row
     left, right = near.unpack(np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64))
     return left, right, counts
+
+
+def _rows_keys(key: np.ndarray, row: np.ndarray, cap: int, n_rows: int) -> tuple:
+    """Each row's block keys sorted, CSR ``(offsets, keys, not capped)``, and its uncapped keys as bits
+    ``1 << (key >> 58)``, from the keys sorted by key (``row``: each key's row): what
+    :func:`spec_jit.spec_block_pairs_once` finds a pair's first key in."""
+    start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
+    size = np.diff(np.r_[start, len(key)])
+    full = np.repeat(size <= cap, size)
+    by_row = np.lexsort((key, row))
+    offsets = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row, minlength=n_rows), out=offsets[1:])
+    bits = np.zeros(n_rows, dtype=np.uint64)
+    np.bitwise_or.at(bits, row[full], np.uint64(1) << (key[full] >> np.uint64(58)))
+    return offsets, np.ascontiguousarray(key[by_row]), np.ascontiguousarray(full[by_row]), bits
 
 
 def _spec_chance(sp, left: np.ndarray, right: np.ndarray, entries: np.ndarray, listed: np.ndarray,

@@ -99,13 +99,58 @@ def spec_agreement(left, right, offsets, keys, values, brand_offsets, brands, br
 
 
 @numba.njit(cache=True, nogil=True)
+def _agree_enough(i, j, offsets, keys, values, brand_offsets, brands, brand_key, min_shared,
+                  min_agreement):  # pragma: no cover - compiled
+    """:func:`_agree`'s test of a pair: the same brand, ``min_shared`` shared properties besides the brand
+    and at least ``min_agreement`` of them agreeing; the walk stops as soon as the properties left
+    could not make up the disagreements so far (the loose blocks of the learned matcher check
+    millions of pairs that fail early)."""
+    a, ae = brand_offsets[i], brand_offsets[i + 1]
+    b, be = brand_offsets[j], brand_offsets[j + 1]
+    same = False
+    while a < ae and b < be:
+        if brands[a] == brands[b]:
+            same = True
+            break
+        if brands[a] < brands[b]:
+            a += 1
+        else:
+            b += 1
+    if not same:
+        return False
+    shared = 0
+    equal = 0
+    a, ae = offsets[i], offsets[i + 1]
+    b, be = offsets[j], offsets[j + 1]
+    while True:
+        a, a2, b, b2 = _next_shared_property(keys, a, ae, b, be)
+        if a >= ae:
+            break
+        if keys[a] != brand_key:
+            shared += 1
+            x, y = a, b
+            while x < a2 and y < b2:
+                if values[x] == values[y]:
+                    equal += 1
+                    break
+                if values[x] < values[y]:
+                    x += 1
+                else:
+                    y += 1
+        a, b = a2, b2
+        left = min(ae - a, be - b)  # at most this many shared properties to come, each agreeing at best
+        if equal + left < min_agreement * (shared + left) - 1e-9:
+            return False
+    return shared >= min_shared and equal >= min_agreement * shared
+
+
+@numba.njit(cache=True, nogil=True)
 def _spec_pair(i, j, offsets, keys, values, brand_offsets, brands, brand_key, min_shared, min_agreement,
                min_jaccard, out, m):  # pragma: no cover - compiled
     """Writes rows ``i`` and ``j`` packed at ``out[m]`` when they pass the spec rule's checks; the next ``m``."""
     if i == j:
         return m
-    same, shared, equal = _agree(i, j, offsets, keys, values, brand_offsets, brands, brand_key)
-    if same != 1 or shared < min_shared or equal < min_agreement * shared:
+    if not _agree_enough(i, j, offsets, keys, values, brand_offsets, brands, brand_key, min_shared, min_agreement):
         return m
     if _jaccard(i, j, offsets, keys, values) < min_jaccard:
         return m
@@ -125,12 +170,51 @@ def spec_block_pairs(skey, srow, pos, cap, offsets, keys, values, brand_offsets,
 
     Returns ``(next position, pairs written)``; ``counts[0]`` grows by the pairs checked,
     ``counts[1]`` by those a capped run skipped. A pair that shares several keys is checked (and
-    written) once per key: the caller keeps unique pairs. ``mine`` (bool per row; empty: every
-    pair): only the pairs with one of its rows as an end are checked (an incremental run's: its
-    blocks are read whole, so that the caps act as in a full search, but their other pairs stand).
+    written) once per key: the caller keeps unique pairs (:func:`spec_block_pairs_once` checks it once).
+    ``mine`` (bool per row; empty: every pair): only the pairs with one of its rows as an end are
+    checked (an incremental run's: its blocks are read whole, so that the caps act as in a full
+    search, but their other pairs stand).
     """
+    none = np.zeros(0, dtype=np.int64)
+    return spec_block_pairs_once(skey, srow, pos, cap, offsets, keys, values, brand_offsets, brands, brand_key,
+                                 min_shared, min_agreement, min_jaccard, out, counts, mine, none, skey[:0],
+                                 np.zeros(0, dtype=np.bool_), skey[:0])
+
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_full_shared(i, j, row_off, row_key, row_full):  # pragma: no cover - compiled
+    """The smallest block key rows ``i`` and ``j`` share whose block is not capped (their keys sorted
+    in ``row_key[row_off[i]:row_off[i + 1]]``; ``row_full``: that key's block is not capped); 0 and
+    False when they share none."""
+    a, ae, b, be = row_off[i], row_off[i + 1], row_off[j], row_off[j + 1]
+    while a < ae and b < be:
+        if row_key[a] < row_key[b]:
+            a += 1
+        elif row_key[b] < row_key[a]:
+            b += 1
+        else:
+            if row_full[a]:
+                return row_key[a], True
+            a += 1
+            b += 1
+    return np.uint64(0), False
+
+
+@numba.njit(cache=True, nogil=True)
+def spec_block_pairs_once(skey, srow, pos, cap, offsets, keys, values, brand_offsets, brands, brand_key, min_shared,
+                          min_agreement, min_jaccard, out, counts, mine, row_off, row_key, row_full,
+                          row_bits):  # pragma: no cover
+    """:func:`spec_block_pairs`, each pair of an uncapped block checked once: in the block of the
+    smallest key its rows share among the uncapped blocks (``row_off``/``row_key``/``row_full``: each
+    row's keys, sorted, and whether their block is not capped; ``row_bits``: each row's uncapped keys
+    as bits ``1 << (key >> 58)``, so a pair whose bits share only the block's own needs no walk of
+    the lists; empty ``row_off``: every block's pairs checked, as :func:`spec_block_pairs`). The same pairs pass; on the 100k scale world's loose blocks
+    of the learned matcher (one rare value) 21.4 million checks were 10.5 million distinct pairs.
+    ``counts[0]`` grows by the pairs checked; ``mine`` as in :func:`spec_block_pairs`."""
     some = len(mine) > 0
     n = len(skey)
+    once = len(row_off) > 0
     m = 0
     while pos < n:
         end = pos + 1
@@ -141,17 +225,24 @@ def spec_block_pairs(skey, srow, pos, cap, offsets, keys, values, brand_offsets,
         room = size * (size - 1) // 2 if full else size - 1
         if m + room > len(out):
             break
-        counts[0] += room
         if not full:
             counts[1] += room * (room + 1) // 2 - room
         if full:
+            k = skey[pos]
+            kb = np.uint64(1) << (k >> np.uint64(58))
             for x in range(pos, end - 1):
                 for y in range(x + 1, end):
                     if some and not (mine[srow[x]] or mine[srow[y]]):
                         continue
+                    if once and (row_bits[srow[x]] & row_bits[srow[y]]) != kb:
+                        first, ok = _first_full_shared(srow[x], srow[y], row_off, row_key, row_full)
+                        if ok and first != k:
+                            continue
+                    counts[0] += 1
                     m = _spec_pair(srow[x], srow[y], offsets, keys, values, brand_offsets, brands, brand_key,
                                    min_shared, min_agreement, min_jaccard, out, m)
         else:  # the first row with every other one
+            counts[0] += room
             for y in range(pos + 1, end):
                 if some and not (mine[srow[pos]] or mine[srow[y]]):
                     continue
@@ -341,6 +432,9 @@ def warm_up() -> None:
     entry_jaccard(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(1))
     spec_block_pairs(u0, z[:0], 0, 200, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1,
                      2, 1.0, 0.25, u0, np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.bool_))
+    spec_block_pairs_once(u0, z[:0], 0, 200, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32,
+                          -1, 2, 1.0, 0.25, u0, np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.bool_),
+                          np.zeros(1, dtype=np.int64), u0, np.zeros(0, dtype=np.bool_), u0)
     spec_chance(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, z, u0,
                 z, u0, z, 1, 5.0, np.zeros(1))
     rarest_mask(np.zeros(2, dtype=np.int64), i32, i32, z[:0], -1, 8, np.zeros(0, dtype=np.bool_))

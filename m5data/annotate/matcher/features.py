@@ -120,15 +120,29 @@ class TextWeights:
     spaces: dict[str, tuple[list[str], np.ndarray]]  # space -> (terms, df)
 
     def idf(self, space: str, terms: list[str]) -> np.ndarray:
-        known = self._index(space)
-        df = np.fromiter((known.get(t, 0) for t in terms), dtype=np.int64, count=len(terms))
-        return smooth_idf(df, self.n_docs)
+        """The smoothed IDF of ``terms`` under these frequencies, looked up by Arrow (a Python dict lookup a
+        term was ~0.4 s of the 100k scale world's 780,000 n-grams and words)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
-    def _index(self, space: str) -> dict[str, int]:
+        known, df = self._index(space)
+        at = pc.index_in(pa.array(terms, pa.string()), value_set=known).fill_null(-1).to_numpy(zero_copy_only=False)
+        return smooth_idf(np.where(at >= 0, np.r_[df, 0][at], 0), self.n_docs)
+
+    def _index(self, space: str):
+        """The space's terms as an Arrow array (the last of a repeated term's counts wins, as a dict's) and
+        their counts."""
+        import pyarrow as pa
+
         cache = self.__dict__.setdefault("_cache", {})
         if space not in cache:
             terms, df = self.spaces[space]
-            cache[space] = dict(zip(terms, df.tolist()))
+            df = np.asarray(df, np.int64)
+            if len(set(terms)) < len(terms):  # a file with a term twice: keep its last count
+                last = {t: i for i, t in enumerate(terms)}
+                keep = np.array(sorted(last.values()), dtype=np.int64)
+                terms, df = [terms[i] for i in keep.tolist()], df[keep]
+            cache[space] = (pa.array(terms, pa.string()), df)
         return cache[space]
 
     def to_json(self) -> dict:
@@ -207,11 +221,10 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 def _first_seen(lengths: np.ndarray, cols: np.ndarray, terms: list[str]) -> tuple[sp.csr_matrix, np.ndarray, list[str]]:
     """Rows x the terms they use (columns in order of first sight), 1 where a row holds a term; each
     entry's new column; the terms."""
-    used, first = np.unique(cols, return_index=True)
-    used = used[np.argsort(first, kind="stable")]
-    new = np.full(len(terms), -1, dtype=np.int64)
-    new[used] = np.arange(len(used))
-    return _ones(lengths, new[cols], len(used)), new[cols], [terms[i] for i in used.tolist()]
+    from .features_jit import first_seen
+
+    new, used = first_seen(np.ascontiguousarray(cols, dtype=np.int64), len(terms))
+    return _ones(lengths, new, len(used)), new, [terms[i] for i in used.tolist()]
 
 
 class _Words:

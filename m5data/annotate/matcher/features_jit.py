@@ -143,6 +143,25 @@ def _strings(keys: np.ndarray, code_point: np.ndarray) -> list[str]:
     return np.ascontiguousarray(cp).view("<U4").ravel().tolist()
 
 
+@numba.njit(cache=True, nogil=True)
+def first_seen(cols, n_terms):  # pragma: no cover - compiled
+    """Columns renumbered in order of first sight: ``(each entry's new column, the old column of each
+    new one)``; one pass (``np.unique(..., return_index=True)`` and its stable sort were 0.57 s of
+    the 100k scale world's 1.6 s of words)."""
+    new = np.full(n_terms, -1, dtype=np.int64)
+    used = np.empty(n_terms, dtype=np.int64)
+    out = np.empty(len(cols), dtype=np.int64)
+    k = 0
+    for i in range(len(cols)):
+        c = cols[i]
+        if new[c] < 0:
+            new[c] = k
+            used[k] = c
+            k += 1
+        out[i] = new[c]
+    return out, used[:k]
+
+
 def warm_up() -> None:
     """Compile the loops once on tiny inputs (or load them from numba's cache), e.g. before timing:
     the n-grams, the row dot products and the TF-IDF rows."""
@@ -155,6 +174,7 @@ def warm_up() -> None:
     rowdot_csr(x, np.zeros(1, np.int64), np.ones(1, np.int64))
     rowdot_csr(x, np.zeros(1, np.int64), np.ones(1, np.int64), np.ones(2, np.float32))
     codes_inside(["ab12", "xab12y"], ["ab12"], x, np.zeros(1, np.int64), np.ones(1, np.int64))
+    first_seen(np.zeros(1, np.int64), 1)
 
 
 @numba.njit(cache=True, nogil=True)
