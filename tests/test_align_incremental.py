@@ -170,3 +170,24 @@ def test_a_run_killed_between_its_kept_lines_and_texts_keeps_every_line(grown, t
     assert again.stats.details["segmented_lines"] == 0 < again.stats.details["segmented_texts"]
     for name, table in kept.items():
         assert pq.read_table(store.root / "derived" / "align" / name).equals(table), name
+
+
+def test_a_text_whose_term_vector_is_unchanged_is_not_scored_again(grown, tmp_path):
+    """A new product under a title its sub-class already has changes the sub-class's text (and its product
+    count in the review file) but not its presence vector: none of its pairs is scored again with binary
+    weighting, and the tables and review rows equal a full rebuild's; with counts weighting the vector
+    changed, so its pairs are scored again."""
+    store, settings, mapping, _ = grown
+    align(store, settings, mapping=mapping)
+    rows = store.read("products").to_pylist()
+    source = min((r for r in rows if r["title"] and len(r["category_path"]) >= 2), key=lambda r: r["product_id"])
+    store.write("products", [{**source, "product_id": source["product_id"] + "-copy", "source_id": "copy"}])
+    again = align(store, settings, mapping=mapping)
+    assert again.stats.details["changes"]["changed"] == 1 and again.n_scored == 0
+    full_store, full = _full_copy(store, tmp_path, settings, mapping)
+    assert _tables(store) == _tables(full_store)
+    assert _review(again.review_path) == _review(full.review_path)
+    counts = cfg.load(environ={}, overrides={"align.weighting": "counts"}, cwd=store.root)
+    align(store, counts, mapping=mapping)  # kept scores of the counts weighting
+    store.write("products", [{**source, "product_id": source["product_id"] + "-copy2", "source_id": "copy2"}])
+    assert align(store, counts, mapping=mapping).n_scored > 0
