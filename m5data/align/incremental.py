@@ -225,28 +225,43 @@ class TokenCache:
     on the 100k scale world's texts). A sub-class that gained one product then costs one title's
     segmentation, not its whole text's: at 100k products, +1% new products changed 557 of 3,478
     texts, whose segmentation was 26 s of the incremental run.
+
+    Both kept tables stay Arrow: a text's tokens become Python lists only when this run needs them (the
+    texts it scores or hashes), and saving filters and appends in Arrow. Kept lines are only appended to
+    between prunes: a line no current text holds is dropped by a full run, or once the file has grown by
+    a quarter since it was last pruned (``PRUNE_GROWTH``), so an incremental run does not hash every
+    line of every text to find the current ones.
     """
+
+    PRUNE_GROWTH = 1.25
 
     def __init__(self, store, full: bool = False, weighting: str = "binary"):
         self.store = store
+        self.full = full
         self.weighting = weighting
         self.contents: dict[str, int] = {}  # text hash -> content_hash (kept ones of this weighting, then made)
-        self.kept: dict[str, tuple[list, list]] = {} if full else self._load()
+        self.kept: dict[str, tuple[list, list]] = {}  # text hash -> (terms, counts): read or made this run
+        self.made: set[str] = set()  # texts this run made (not in the kept table)
+        self.table = None if full else _read(store, TOKENS)  # the kept texts' tokens, as Arrow
+        self.rows: dict[str, int] = {}  # text hash -> its row in self.table
+        if self.table is not None:
+            texts = self.table.column("text").to_pylist()
+            self.rows = {t: n for n, t in enumerate(texts)}
+            meta = self.table.schema.metadata or {}
+            if ("content" in self.table.column_names and self.table.schema.field("content").type == pa.int64()
+                    and meta.get(b"m5data.align.content", b"").decode() == self.weighting):
+                self.contents = dict(zip(texts, self.table.column("content").to_pylist()))
         self.lines = None if full else _read(store, LINES)  # line hash (int64) -> its tokens, kept as Arrow
         self.line_tokens: dict[int, list[str]] = {}  # lines this run read or segmented
+        self.new_lines: set[int] = set()  # lines this run segmented
         self.segmented = 0  # texts this run made (from kept or new lines)
         self.segmented_lines = 0  # lines this run segmented
 
-    def _load(self) -> dict[str, tuple[list, list]]:
-        t = _read(self.store, TOKENS)
-        if t is None:
-            return {}
-        texts = t.column("text").to_pylist()
-        meta = t.schema.metadata or {}
-        if ("content" in t.column_names and t.schema.field("content").type == pa.int64()
-                and meta.get(b"m5data.align.content", b"").decode() == self.weighting):
-            self.contents = dict(zip(texts, t.column("content").to_pylist()))
-        return dict(zip(texts, zip(t.column("terms").to_pylist(), t.column("counts").to_pylist())))
+    def _read_kept(self, keys: list[str]) -> None:
+        """The kept tokens of ``keys`` (all in the kept table) into ``self.kept``, in one take."""
+        if keys:
+            rows = self.table.take(pa.array([self.rows[k] for k in keys], pa.int64()))
+            self.kept.update(zip(keys, zip(rows.column("terms").to_pylist(), rows.column("counts").to_pylist())))
 
     def _segment_lines(self, texts: list[str], workers: int, progress) -> None:
         """Tokens of every line of ``texts`` into ``line_tokens``: from the kept lines, else segmented."""
@@ -262,11 +277,14 @@ class TokenCache:
         missing = sorted((k, line) for k, line in needed.items() if k not in self.line_tokens)
         for (k, _), toks in zip(missing, segment_all([line for _, line in missing], workers, progress)):
             self.line_tokens[k] = toks
+        self.new_lines.update(k for k, _ in missing)
         self.segmented_lines += len(missing)
 
     def _make(self, texts: list[str], workers: int, progress) -> list[str]:
-        """Make the kept tokens (distinct terms, counts) of every text of ``texts`` not kept; their hashes."""
+        """The tokens (distinct terms, counts) of every text of ``texts`` into ``self.kept``: read from the
+        kept table, else made from its lines; returns the texts' hashes."""
         keys = [_hash_text(t) for t in texts]
+        self._read_kept(sorted({k for k in keys if k not in self.kept and k in self.rows}))
         missing = sorted({k: t for k, t in zip(keys, texts) if k not in self.kept}.items())
         self._segment_lines([t for _, t in missing], workers, progress)
         for k, text in missing:
@@ -275,6 +293,7 @@ class TokenCache:
                 for tok in self.line_tokens[line_hash(line)]:
                     counts[tok] = counts.get(tok, 0) + 1
             self.kept[k] = (list(counts), list(counts.values()))
+            self.made.add(k)
         self.segmented += len(missing)
         return keys
 
@@ -296,7 +315,7 @@ class TokenCache:
         return [self.contents[_hash_text(s.text)] if s.text else 0 for s in subs]
 
     def save(self, subs: Sequence[SubClass]) -> None:
-        """Keep the tokens of the sub-classes' current lines, then of their texts (each file atomic).
+        """Keep the lines this run segmented, then the tokens of the sub-classes' current texts (each file atomic).
 
         Lines first: a run killed between the two writes leaves texts the next run makes again from
         kept lines; the other order would leave kept texts whose lines the next run never reads
@@ -304,23 +323,34 @@ class TokenCache:
         """
         import pyarrow.compute as pc
 
-        self.content(subs)  # every current text's tokens and content hash (a full run has made most): lines first
-        current = pa.array(sorted({line_hash(line) for s in subs if s.text for line in s.text.split("\n")}), pa.int64())
-        parts = []
-        if self.lines is not None:  # the kept lines still in a text, as Arrow (never turned into Python)
-            parts.append(self.lines.filter(pc.is_in(self.lines.column("line"), current)).select(["line", "tokens"]))
-        new = pa.array(sorted(self.line_tokens), pa.int64())
-        if parts:  # the lines this run read or segmented that the kept ones lack (in Arrow: no set of every line)
-            new = new.filter(pc.invert(pc.is_in(new, parts[0].column("line"))))
-        new = new.to_pylist()
-        new_table = pa.table({"line": pa.array(new, pa.int64()),
+        self.content(subs)  # every current text has its tokens and content hash (a full run has made most)
+        new = sorted(self.new_lines)
+        kept_lines = 0 if self.lines is None else self.lines.num_rows
+        pruned = int((self.lines.schema.metadata or {}).get(b"m5data.align.pruned", b"0")) if self.lines is not None else 0
+        if new or self.lines is None:
+            table = pa.table({"line": pa.array(new, pa.int64()),
                               "tokens": pa.array([self.line_tokens[k] for k in new], pa.list_(pa.string()))})
-        parts.append(new_table.filter(pc.is_in(new_table.column("line"), current)))
-        _write(self.store, LINES, pa.concat_tables(parts).sort_by("line"))
-        keys = sorted({text_hash(s) for s in subs if s.text})
-        table = pa.table({"text": keys, "terms": [self.kept[k][0] for k in keys],
-                          "counts": pa.array([self.kept[k][1] for k in keys], pa.list_(pa.int32())),
-                          "content": pa.array([self.contents[k] for k in keys], pa.int64())})
+            if self.lines is not None:  # appended after the kept lines (in line order among themselves)
+                table = pa.concat_tables([self.lines.select(["line", "tokens"]).replace_schema_metadata(None), table])
+            if self.lines is None or kept_lines + len(new) > self.PRUNE_GROWTH * pruned:
+                current = pa.array(sorted({line_hash(line) for s in subs if s.text for line in s.text.split("\n")}),
+                                   pa.int64())
+                table = table.filter(pc.is_in(table.column("line"), current))
+                pruned = table.num_rows
+            table = table.replace_schema_metadata({"m5data.align.pruned": str(pruned)})
+            _write(self.store, LINES, table)
+        current = sorted({_hash_text(s.text) for s in subs if s.text})
+        parts = []
+        if self.table is not None:  # the kept texts still current, as Arrow
+            parts.append(self.table.filter(pc.is_in(self.table.column("text"), pa.array(current, pa.string())))
+                         .select(["text", "terms", "counts"]).replace_schema_metadata(None))
+        made = [k for k in current if k not in self.rows]
+        parts.append(pa.table({"text": pa.array(made, pa.string()),
+                               "terms": pa.array([self.kept[k][0] for k in made], pa.list_(pa.string())),
+                               "counts": pa.array([self.kept[k][1] for k in made], pa.list_(pa.int32()))}))
+        table = pa.concat_tables(parts).sort_by("text")
+        table = table.append_column("content", pa.array([self.contents[k] for k in table.column("text").to_pylist()],
+                                                        pa.int64()))
         _write(self.store, TOKENS, table.replace_schema_metadata({"m5data.align.content": self.weighting}))
 
 
@@ -347,13 +377,13 @@ def _write(store, name: str, table: pa.Table) -> None:
     store.write_bytes(f"derived/align/{name}", sink.getvalue().to_pybytes())
 
 
-def sub_changes(subs: Sequence[SubClass], previous: dict | None) -> dict[str, int]:
-    """``new``/``changed``/``unchanged`` sub-classes against the last complete run's."""
+def sub_changes(hashes: dict[str, str], previous: dict | None) -> dict[str, int]:
+    """``new``/``changed``/``unchanged`` sub-classes (``hashes``: :func:`sub_hashes`) against the last complete run's."""
     before = (previous or {}).get("subclasses") or {}
     out = {"new": 0, "changed": 0, "unchanged": 0}
-    for sub in subs:
-        old = before.get("\t".join(sub.key))
-        out["new" if old is None else "unchanged" if old == sub_hash(sub) else "changed"] += 1
+    for key, now in hashes.items():
+        old = before.get(key)
+        out["new" if old is None else "unchanged" if old == now else "changed"] += 1
     return out
 
 

@@ -64,14 +64,17 @@ def write(path: str | Path, table: pa.Table) -> int:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{path.name}")
+    parquet = path.suffix.lower() == ".parquet"
     columns = []
     for c in COLUMNS:
-        col = table.column(c).cast(TYPES[c])
+        col = table.column(c)
+        if parquet or not pa.types.is_dictionary(col.type):  # the CSV writer spells a dictionary's strings out
+            col = col.cast(TYPES[c])
         if c in _FLOAT:  # NaN -> missing
             col = pc.if_else(pc.is_nan(col), pa.scalar(None, pa.float64()), col)
         columns.append(col)
     table = pa.Table.from_arrays(columns, names=COLUMNS)
-    if path.suffix.lower() == ".parquet":
+    if parquet:
         import pyarrow.parquet as pq
 
         pq.write_table(table, tmp)

@@ -169,11 +169,12 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
     stats.details["segmented_lines"] = tokens.segmented_lines
 
     _count(stats, inv, label_rows, report)
-    stats.details["changes"] = incremental.sub_changes(subs, state)
+    hashes = incremental.sub_hashes(subs)
+    stats.details["changes"] = incremental.sub_changes(hashes, state)
     record_run(store, stats.finish(), {**cfg.as_dict(settings), "align_run": {
         "mapping": str(path), "review": str(review) if review else None, "review_out": str(where), "renumber": renumber,
         "full": full}})
-    changes.save_state(store, incremental.STAGE, marks, inputs, subclasses=incremental.sub_hashes(subs),
+    changes.save_state(store, incremental.STAGE, marks, inputs, subclasses=hashes,
                        summary=_summary(report))  # last: a killed run leaves the previous state
     return report
 
@@ -203,7 +204,7 @@ def _unchanged(store, report: AlignReport, state: dict, out: Path) -> AlignRepor
     return report
 
 
-def _contents(tokens, subs, workers, segmenting) -> list[str]:
+def _contents(tokens, subs, workers, segmenting) -> list[int]:
     texts = sum(1 for s in subs if s.text)
     return tokens.content(subs, workers, (lambda n: segmenting(n, texts)) if segmenting else None)
 
@@ -291,18 +292,25 @@ def _review_table(subs, left, right, s_label, s_content, decided: Decided, level
     position = np.empty(len(order), dtype=np.int64)
     position[order] = np.arange(len(order))  # a pair's row in the sorted table
     a, b = pa.array(left), pa.array(right)
+    def strings(values) -> pa.Array:  # a per-sub-class string column (a pair never has an unmapped side: "" there)
+        return pa.array(["" if v is None else v for v in values], pa.string())
+
     per_sub = {
         "class_id": pa.array([s.class_id for s in subs], pa.int64()),
-        "class_name": pa.array([level1.classes.get(s.class_id) for s in subs], pa.string()),
-        "platform": pa.array([s.platform for s in subs], pa.string()),
-        "level1": pa.array([s.level1 for s in subs], pa.string()),
-        "sub_class": pa.array([s.name for s in subs], pa.string()),
+        "class_name": strings(level1.classes.get(s.class_id) for s in subs),
+        "platform": strings(s.platform for s in subs),
+        "level1": strings(s.level1 for s in subs),
+        "sub_class": strings(s.name for s in subs),
         "products": pa.array([s.n_products for s in subs], pa.int64()),
         "sub_class_id": pa.array([groups[group_of[i]].sub_id if i in group_of else None for i in range(len(subs))],
                                  pa.int64()),
-        "group_name": pa.array([groups[group_of[i]].name if i in group_of else None for i in range(len(subs))],
-                               pa.string()),
+        "group_name": strings(groups[group_of[i]].name if i in group_of else None for i in range(len(subs))),
     }
+
+    def take(column: pa.Array, rows: pa.Array) -> pa.Array:  # strings as a dictionary over the sub-classes: no copy
+        if pa.types.is_string(column.type):
+            return pa.DictionaryArray.from_arrays(rows, column)
+        return column.take(rows)
 
     def cells(values: dict[int, str]) -> pa.Array:
         column = np.full(len(left), "", dtype=object)
@@ -312,8 +320,8 @@ def _review_table(subs, left, right, s_label, s_content, decided: Decided, level
 
     words = pa.array(["keep", "merge"], pa.string())
     columns = {
-        "class_id": per_sub["class_id"].take(a), "class_name": per_sub["class_name"].take(a),
-        **{f"{c}_{side}": per_sub[c].take(rows) for side, rows in (("a", a), ("b", b))
+        "class_id": take(per_sub["class_id"], a), "class_name": take(per_sub["class_name"], a),
+        **{f"{c}_{side}": take(per_sub[c], rows) for side, rows in (("a", a), ("b", b))
            for c in ("platform", "level1", "sub_class", "products")},
         "s_label": pa.array(s_label, pa.float64()), "s_content": pa.array(s_content, pa.float64()),
         "decision": words.take(pa.array(decided.merge[order].astype(np.int8))),
@@ -321,7 +329,7 @@ def _review_table(subs, left, right, s_label, s_content, decided: Decided, level
         "margin": pa.array(decided.margin[order], pa.float64()),
         "review": cells(decided.verdict), "rename": cells(decided.rename),
         "final": words.take(pa.array(decided.final[order].astype(np.int8))),
-        "sub_class_id": per_sub["sub_class_id"].take(a), "group_name": per_sub["group_name"].take(a),
+        "sub_class_id": take(per_sub["sub_class_id"], a), "group_name": take(per_sub["group_name"], a),
     }
     return pa.table({c: columns[c] for c in review_file.COLUMNS})
 
