@@ -191,3 +191,27 @@ def test_a_text_whose_term_vector_is_unchanged_is_not_scored_again(grown, tmp_pa
     align(store, counts, mapping=mapping)  # kept scores of the counts weighting
     store.write("products", [{**source, "product_id": source["product_id"] + "-copy2", "source_id": "copy2"}])
     assert align(store, counts, mapping=mapping).n_scored > 0
+
+
+def test_kept_files_of_the_previous_format_are_read_and_replaced(grown, tmp_path):
+    """Kept scores keyed on text hashes (string text_a/text_b, no content hashes) and kept tokens without
+    content hashes, as the previous version wrote them: their S_label are reused, every S_content is
+    computed again, the tables equal a full rebuild's, and the files are written in the new format."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store, settings, mapping, _ = grown
+    folder = store.root / "derived" / "align"
+    scores = pq.read_table(folder / incremental.KEPT)
+    old = scores.drop_columns(["content_a", "content_b"])
+    old = old.append_column("text_a", pa.array(["0" * 16] * old.num_rows)).append_column("text_b", pa.array(["0" * 16] * old.num_rows))
+    pq.write_table(old.cast(pa.schema([pa.field(f.name, pa.string() if pa.types.is_dictionary(f.type) else f.type)
+                                       for f in old.schema], metadata=scores.schema.metadata)), folder / incremental.KEPT)
+    tokens = pq.read_table(folder / incremental.TOKENS)
+    pq.write_table(tokens.drop_columns(["content"]), folder / incremental.TOKENS)
+    again = align(store, settings, mapping=mapping)
+    assert again.n_scored == again.n_pairs
+    full_store, _ = _full_copy(store, tmp_path, settings, mapping)
+    assert _tables(store) == _tables(full_store)
+    assert pq.read_table(folder / incremental.KEPT).schema.field("content_a").type == pa.int64()
+    assert "content" in pq.read_table(folder / incremental.TOKENS).column_names
