@@ -1,14 +1,15 @@
-"""Align without re-scoring what it scored before: only sub-classes not seen before (or whose text changed).
+"""Align without re-scoring what it scored before: only sub-classes not seen before (or whose term vectors changed).
 
-A pair's S_label depends on the two names, its S_content on the two sub-classes' texts only (the
+A pair's S_label depends on the two names, its S_content on the two sub-classes' term vectors only (the
 bulk engine's shared vocabulary adds nothing a pair's texts lack; see ``similarity.py``). So the
 scores of the last complete run are kept (``derived/align/scores.parquet``: the pair, its scores
-and a hash of each side's text) and reused for every pair whose two texts hash the same: an
-incremental run scores only the pairs that touch a new sub-class or one whose first
-``content_chars`` characters of titles changed. Decisions, groups, ids and tables are then made
-from all the scores exactly as in a full run, so the result equals a full rebuild over the same
-store (S_content may differ in the last bits of a float: the sparse sums run over another
-vocabulary order).
+and each side's :func:`content_hash`) and reused for every pair whose two content hashes are the same:
+an incremental run scores only the pairs that touch a new sub-class or one whose vectors of the first
+``content_chars`` characters of titles changed (a new title that adds no term changes the text, not
+the vectors). Every pair is matched, decided and written in numpy and Arrow, not a Python row per pair.
+Decisions, groups, ids and tables are then made from all the scores exactly as in a full run, so the
+result equals a full rebuild over the same store (S_content may differ in the last bits of a float:
+the sparse sums run over another vocabulary order).
 
 Segmenting the texts (jieba) is most of a full run's time, and a changed sub-class is paired with
 every sub-class of the other platforms in its class, so the segmented texts are kept too

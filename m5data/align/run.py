@@ -92,7 +92,7 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
         review_out: where to write the new review file (default ``align.review_file``).
         renumber: ignore the ids of the previous alignment (default: keep them stable).
         full: score every pair again (default: reuse the last complete run's scores of pairs whose
-            texts are unchanged, and do nothing when no product was written since; ``incremental.py``).
+            term vectors are unchanged, and do nothing when no product was written since; ``incremental.py``).
         progress: ``progress(step, done, total)`` callback for long steps.
     """
     check_settings(settings)
