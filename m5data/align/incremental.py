@@ -45,10 +45,6 @@ LINES = "lines.parquet"
 _SIDES = ("platform_a", "level1_a", "name_a", "platform_b", "level1_b", "name_b")
 
 
-def text_hash(sub: SubClass) -> str:
-    return _hash_text(sub.text)
-
-
 @functools.lru_cache(maxsize=65536)  # a text is hashed once per run, not once per pair (str caches its own hash)
 def _hash_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
