@@ -215,3 +215,24 @@ def test_kept_files_of_the_previous_format_are_read_and_replaced(grown, tmp_path
     assert _tables(store) == _tables(full_store)
     assert pq.read_table(folder / incremental.KEPT).schema.field("content_a").type == pa.int64()
     assert "content" in pq.read_table(folder / incremental.TOKENS).column_names
+
+
+def test_a_text_that_gained_lines_at_its_end_is_made_from_its_kept_head(tmp_path):
+    """A text that extends a kept one by whole lines (new products whose ids sort last) is made from the
+    kept text's tokens and its new lines: the same terms, in the same order, and counts as a text made
+    from all its lines; the kept text may end in a title cut short (content_chars)."""
+    from m5data.align.inventory import SubClass
+
+    store = Store.init(tmp_path / "store")
+    head = "红富士苹果 5斤 新鲜水果 陕西洛川\n赣南脐橙 10斤 新鲜水果 当季 橙子\n美素佳儿妈妈粉 400g 孕"  # cut mid-title
+    sub = lambda text: SubClass("a", "L1", "水果", 1, 3, 3, text)
+    first = incremental.TokenCache(store)
+    first.content([sub(head)])
+    first.save([sub(head)])
+    for tail in ("Apple iPhone 15 Pro 手机 新鲜水果", "惠氏 妈妈奶粉\n佳贝艾特 孕产妇 妈妈 配方羊奶粉 橙子"):
+        text = head + "\n" + tail
+        kept = incremental.TokenCache(store)
+        assert kept._kept_head(text) is not None
+        fresh = incremental.TokenCache(store, full=True)
+        assert kept.counted([text], 1, None) == fresh.counted([text], 1, None)
+        assert kept.segmented_lines == len(tail.split("\n")) < fresh.segmented_lines

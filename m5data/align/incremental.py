@@ -277,16 +277,39 @@ class TokenCache:
         self.new_lines.update(k for k, _ in missing)
         self.segmented_lines += len(missing)
 
+    TAIL_LINES = 4  # lines a text may have gained at its end and still be made from a kept text
+
+    def _kept_head(self, text: str) -> tuple[str, int] | None:
+        """A kept text that ``text`` extends by up to ``TAIL_LINES`` whole lines: (its hash, where it ends).
+
+        Titles are in product id order, so a new product whose id sorts last (ids that grow with time)
+        adds its title at the end of its sub-class's text. The kept text's tokens are then the first
+        ones of ``text`` (a text's tokens are its lines' tokens in order; the kept text may end in a title
+        cut at ``content_chars``, which is a line of ``text`` as well), and only the new lines are counted."""
+        cut = len(text)
+        for _ in range(self.TAIL_LINES):
+            cut = text.rfind("\n", 0, cut)
+            if cut <= 0:
+                return None
+            head = hashlib.sha256(text[:cut].encode("utf-8")).hexdigest()[:16]  # _hash_text, uncached
+            if head in self.kept or head in self.rows:
+                return head, cut
+        return None
+
     def _make(self, texts: list[str], workers: int, progress) -> list[str]:
         """The tokens (distinct terms, counts) of every text of ``texts`` into ``self.kept``: read from the
-        kept table, else made from its lines; returns the texts' hashes."""
+        kept table, else made from a kept text it extends and its new lines, else from all its lines;
+        returns the texts' hashes."""
         keys = [_hash_text(t) for t in texts]
         self._read_kept(sorted({k for k in keys if k not in self.kept and k in self.rows}))
         missing = sorted({k: t for k, t in zip(keys, texts) if k not in self.kept}.items())
-        self._segment_lines([t for _, t in missing], workers, progress)
-        for k, text in missing:
-            counts: dict[str, int] = {}
-            for line in text.split("\n"):
+        heads = {k: head for k, text in missing if (head := self._kept_head(text)) is not None}
+        self._read_kept(sorted({h for h, _ in heads.values() if h not in self.kept}))
+        tails = {k: text[heads[k][1] + 1:] if k in heads else text for k, text in missing}
+        self._segment_lines(list(tails.values()), workers, progress)
+        for k, _ in missing:
+            counts: dict[str, int] = dict(zip(*self.kept[heads[k][0]])) if k in heads else {}
+            for line in tails[k].split("\n"):
                 for tok in self.line_tokens[line_hash(line)]:
                     counts[tok] = counts.get(tok, 0) + 1
             self.kept[k] = (list(counts), list(counts.values()))
