@@ -170,3 +170,69 @@ def test_a_run_killed_between_its_kept_lines_and_texts_keeps_every_line(grown, t
     assert again.stats.details["segmented_lines"] == 0 < again.stats.details["segmented_texts"]
     for name, table in kept.items():
         assert pq.read_table(store.root / "derived" / "align" / name).equals(table), name
+
+
+def test_a_text_whose_term_vector_is_unchanged_is_not_scored_again(grown, tmp_path):
+    """A new product under a title its sub-class already has changes the sub-class's text (and its product
+    count in the review file) but not its presence vector: none of its pairs is scored again with binary
+    weighting, and the tables and review rows equal a full rebuild's; with counts weighting the vector
+    changed, so its pairs are scored again."""
+    store, settings, mapping, _ = grown
+    align(store, settings, mapping=mapping)
+    rows = store.read("products").to_pylist()
+    source = min((r for r in rows if r["title"] and len(r["category_path"]) >= 2), key=lambda r: r["product_id"])
+    store.write("products", [{**source, "product_id": source["product_id"] + "-copy", "source_id": "copy"}])
+    again = align(store, settings, mapping=mapping)
+    assert again.stats.details["changes"]["changed"] == 1 and again.n_scored == 0
+    full_store, full = _full_copy(store, tmp_path, settings, mapping)
+    assert _tables(store) == _tables(full_store)
+    assert _review(again.review_path) == _review(full.review_path)
+    counts = cfg.load(environ={}, overrides={"align.weighting": "counts"}, cwd=store.root)
+    align(store, counts, mapping=mapping)  # kept scores of the counts weighting
+    store.write("products", [{**source, "product_id": source["product_id"] + "-copy2", "source_id": "copy2"}])
+    assert align(store, counts, mapping=mapping).n_scored > 0
+
+
+def test_kept_files_of_the_previous_format_are_read_and_replaced(grown, tmp_path):
+    """Kept scores keyed on text hashes (string text_a/text_b, no content hashes) and kept tokens without
+    content hashes, as the previous version wrote them: their S_label are reused, every S_content is
+    computed again, the tables equal a full rebuild's, and the files are written in the new format."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store, settings, mapping, _ = grown
+    folder = store.root / "derived" / "align"
+    scores = pq.read_table(folder / incremental.KEPT)
+    old = scores.drop_columns(["content_a", "content_b"])
+    old = old.append_column("text_a", pa.array(["0" * 16] * old.num_rows)).append_column("text_b", pa.array(["0" * 16] * old.num_rows))
+    pq.write_table(old.cast(pa.schema([pa.field(f.name, pa.string() if pa.types.is_dictionary(f.type) else f.type)
+                                       for f in old.schema], metadata=scores.schema.metadata)), folder / incremental.KEPT)
+    tokens = pq.read_table(folder / incremental.TOKENS)
+    pq.write_table(tokens.drop_columns(["content"]), folder / incremental.TOKENS)
+    again = align(store, settings, mapping=mapping)
+    assert again.n_scored == again.n_pairs
+    full_store, _ = _full_copy(store, tmp_path, settings, mapping)
+    assert _tables(store) == _tables(full_store)
+    assert pq.read_table(folder / incremental.KEPT).schema.field("content_a").type == pa.int64()
+    assert "content" in pq.read_table(folder / incremental.TOKENS).column_names
+
+
+def test_a_text_that_gained_lines_at_its_end_is_made_from_its_kept_head(tmp_path):
+    """A text that extends a kept one by whole lines (new products whose ids sort last) is made from the
+    kept text's tokens and its new lines: the same terms, in the same order, and counts as a text made
+    from all its lines; the kept text may end in a title cut short (content_chars)."""
+    from m5data.align.inventory import SubClass
+
+    store = Store.init(tmp_path / "store")
+    head = "红富士苹果 5斤 新鲜水果 陕西洛川\n赣南脐橙 10斤 新鲜水果 当季 橙子\n美素佳儿妈妈粉 400g 孕"  # cut mid-title
+    sub = lambda text: SubClass("a", "L1", "水果", 1, 3, 3, text)
+    first = incremental.TokenCache(store)
+    first.content([sub(head)])
+    first.save([sub(head)])
+    for tail in ("Apple iPhone 15 Pro 手机 新鲜水果", "惠氏 妈妈奶粉\n佳贝艾特 孕产妇 妈妈 配方羊奶粉 橙子"):
+        text = head + "\n" + tail
+        kept = incremental.TokenCache(store)
+        assert kept._kept_head(text) is not None
+        fresh = incremental.TokenCache(store, full=True)
+        assert kept.counted([text], 1, None) == fresh.counted([text], 1, None)
+        assert kept.segmented_lines == len(tail.split("\n")) < fresh.segmented_lines

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from m5data.align.candidates import candidate_pairs, decide
@@ -108,3 +109,21 @@ def test_a_group_keeps_the_id_most_of_its_members_had():
     groups, _ = build_groups(subs, [(0, 1)], set(), {})  # now merged, and named after b
     assign_ids(groups, subs, prev)
     assert groups[0].name == "婴幼儿奶粉" and groups[0].sub_id == 7
+
+
+def test_decisions_of_many_pairs_at_once_equal_one_by_one():
+    """decide_arrays (numpy, every pair of a run at once) gives decide's decision, reason and margin bit for
+    bit, on the thresholds' edges (S_label = 0.5, S_content = 0.75, -0.0 margins), without content, with
+    identical names, with merge_empty_by_name on and off."""
+    from m5data.align.candidates import REASONS, decide_arrays
+
+    values = [0.0, 0.1, 0.49999999999999994, 0.5, 0.5000000000000001, 0.74, 0.75, 0.7500000000000001, 0.9, 1.0]
+    grid = [(lab, con, same) for lab in values for con in values + [math.nan] for same in (False, True)]
+    s_label, s_content, same = (np.array(column) for column in zip(*grid))
+    for empty in (False, True):
+        merge, reason, margin = decide_arrays(s_label, s_content, same, label_threshold=0.5, content_threshold=0.75,
+                                              merge_empty_by_name=empty)
+        for k, (lab, con, sm) in enumerate(grid):
+            d, r, m = decide(lab, con, sm, label_threshold=0.5, content_threshold=0.75, merge_empty_by_name=empty)
+            assert (d, r) == ("merge" if merge[k] else "keep", REASONS[reason[k]]), (lab, con, sm)
+            assert repr(m) == repr(float(margin[k])), (lab, con, sm)  # repr: -0.0 and 0.0 differ

@@ -198,6 +198,28 @@ def test_review_file_is_sorted_and_reapplied_without_recomputing(aligned, tmp_pa
     assert out[(kept["sub_class_a"], kept["sub_class_b"])]["review"] == "accept"  # edits carry over
 
 
+def test_review_file_rows_are_in_order_and_their_scores_read_back_exactly(aligned):
+    """Rows by |margin|, then class id, then the two sides' (platform, level-1 name, name) in code-point
+    order (the review table is sorted in numpy by sub-class rank: this is the Python sort it must equal);
+    every score in the CSV reads back to the float align kept (derived/align/scores.parquet)."""
+    import math
+
+    import pyarrow.parquet as pq
+
+    store, _, _, _, report = aligned
+    sides = ("platform_a", "level1_a", "sub_class_a", "platform_b", "level1_b", "sub_class_b")
+    rows = _read(report.review_path)
+    assert len(rows) == report.n_pairs and len({tuple(r[c] for c in sides) for r in rows}) == len(rows)
+    assert rows == sorted(rows, key=lambda r: (abs(float(r["margin"])), int(r["class_id"]), tuple(r[c] for c in sides)))
+    kept = pq.read_table(store.root / "derived" / "align" / "scores.parquet").to_pylist()
+    scores = {tuple(k[c] for c in ("platform_a", "level1_a", "name_a", "platform_b", "level1_b", "name_b")):
+              (k["s_label"], k["s_content"]) for k in kept}
+    for r in rows:
+        label, content = scores[tuple(r[c] for c in sides)]
+        assert float(r["s_label"]) == label
+        assert (r["s_content"] == "") if content is None or math.isnan(content) else float(r["s_content"]) == content
+
+
 def test_review_file_as_parquet_round_trips(aligned, tmp_path):
     store, settings, mapping, _, _ = aligned
     first = tables(store)

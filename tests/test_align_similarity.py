@@ -124,3 +124,18 @@ def test_importing_simtext_leaves_the_warning_filters_alone():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_tokens_equal_sklearns_count_vectorizer_analyzer():
+    """align's analyser (lower-case, findall of (?u)\\b\\w\\w+\\b; no sklearn import) gives the tokens of
+    sklearn's CountVectorizer(binary=True).build_analyzer(), which simtext uses, on mixed scripts,
+    case, digits, accents, underscores and full-width forms."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    sklearn_tokens = CountVectorizer(binary=True).build_analyzer()
+    odd = ["ÉCOLE Café_au_lait x2 ß straße İstanbul ǅemal", "ＡＢＣ１２３ 全角 Ⅻ ½ ²³ a_b _ __ 9",
+           "tab\there\nnew-line, dots... e.g. U.S.A. 3.14 1,000 don't", "", "   ", "Ω ω Σσς ĳ ﬁ"]
+    for text in TEXTS + odd:
+        for segment in (False, True):
+            source = " ".join(__import__("jieba").lcut(text)) if segment else text
+            assert tokens(text, segment) == sklearn_tokens(source), (text, segment)

@@ -36,23 +36,36 @@ def pair_key(a: SubClass, b: SubClass) -> PairKey:
 
 def candidate_pairs(subclasses: list[SubClass]) -> list[tuple[int, int]]:
     """Index pairs (a, b) of candidate sub-classes, a's platform first in sorted order."""
+    left, right = candidate_arrays(subclasses)
+    return list(zip(left.tolist(), right.tolist()))
+
+
+def candidate_arrays(subclasses: list[SubClass]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`candidate_pairs` as two int64 arrays (left, right), in the same order."""
     by_class: dict[int, dict[str, list[int]]] = {}
     for i, sub in enumerate(subclasses):
         if sub.class_id is not None:
             by_class.setdefault(sub.class_id, {}).setdefault(sub.platform, []).append(i)
-    out: list[tuple[int, int]] = []
+    lefts: list[np.ndarray] = []
+    rights: list[np.ndarray] = []
     for cid in sorted(by_class):
         platforms = sorted(by_class[cid])
         for pi, p in enumerate(platforms):
-            left = by_class[cid][p]
-            for q in platforms[pi + 1:]:
-                out.extend((a, b) for a in left for b in by_class[cid][q])
+            left = np.asarray(by_class[cid][p], dtype=np.int64)
+            for q in platforms[pi + 1:]:  # every (a, b), a-major: a's pairs together, b in order
+                right = np.asarray(by_class[cid][q], dtype=np.int64)
+                lefts.append(np.repeat(left, len(right)))
+                rights.append(np.tile(right, len(left)))
             by_name: dict[str, list[int]] = {}
-            for i in left:
+            for i in left.tolist():
                 by_name.setdefault(subclasses[i].name, []).append(i)
             for same in by_name.values():  # one platform, two level-1 names, one class, one name
-                out.extend((same[0], other) for other in same[1:])
-    return out
+                if len(same) > 1:
+                    lefts.append(np.full(len(same) - 1, same[0], dtype=np.int64))
+                    rights.append(np.asarray(same[1:], dtype=np.int64))
+    if not lefts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(lefts), np.concatenate(rights)
 
 
 def score_pairs(
@@ -131,3 +144,35 @@ def decide(s_label: float, s_content: float | None, same_name: bool, *, label_th
         return "merge", "thresholds", min(dl, dc)
     reason = "below-both" if dl < 0 and dc <= 0 else ("below-label" if dl < 0 else "below-content")
     return "keep", reason, -(max(0.0, -dl) + max(0.0, -dc))
+
+
+REASONS = ("identical", "identical-no-content", "thresholds", "below-label", "below-content", "below-both", "no-content")
+
+
+def decide_arrays(s_label: np.ndarray, s_content: np.ndarray, same_name: np.ndarray, *, label_threshold: float,
+                  content_threshold: float, merge_empty_by_name: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`decide` of many pairs at once (NaN S_content = no content): (merge?, index into
+    :data:`REASONS`, margin), each value exactly what :func:`decide` gives (the same float operations,
+    and Python's ``max(0.0, x)`` / ``min(a, b)`` tie rules)."""
+    s_label = np.asarray(s_label, dtype=np.float64)
+    s_content = np.asarray(s_content, dtype=np.float64)
+    same_name = np.asarray(same_name, dtype=bool)
+    code = {r: n for n, r in enumerate(REASONS)}
+    no_content = np.isnan(s_content)
+    with np.errstate(invalid="ignore"):
+        dl = s_label - label_threshold
+        dc = s_content - content_threshold
+        passes = (dl >= 0) & (dc > 0)
+        short_l, short_c = -dl, -dc
+        keep_margin = -(np.where(short_l > 0.0, short_l, 0.0) + np.where(short_c > 0.0, short_c, 0.0))
+        below = np.where((dl < 0) & (dc <= 0), code["below-both"], np.where(dl < 0, code["below-label"], code["below-content"]))
+        far = -(_NO_CONTENT_FAR + label_threshold - s_label)
+        empty_margin = np.where(s_label >= label_threshold, 0.0, far)
+    merge_empty = no_content & same_name & bool(merge_empty_by_name)
+    merge = np.where(no_content, merge_empty, same_name | passes)
+    reason = np.where(no_content, np.where(merge_empty, code["identical-no-content"], code["no-content"]),
+                      np.where(same_name, code["identical"], np.where(passes, code["thresholds"], below)))
+    margin = np.where(no_content, np.where(merge_empty, 0.0, empty_margin),
+                      np.where(same_name, dc, np.where(passes, np.where(dc < dl, dc, dl), keep_margin)))
+    return merge.astype(bool), reason.astype(np.int8), margin.astype(np.float64)

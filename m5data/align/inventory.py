@@ -73,7 +73,7 @@ class Inventory:
 
 def read_inventory(store, mapping: Level1Mapping, chars: int, with_text: bool = True) -> Inventory:
     """Read raw paths, sub-classes and (``with_text``) their S_content texts from ``products``."""
-    con = store.connect()
+    con = store.connect(need=("products",), only=("products",))  # one view: planning every table cost ~0.5 s
     try:
         path_rows = con.execute(
             "SELECT coalesce(platform, ''), coalesce(array_to_string(category_path, ?), ''), "
@@ -84,14 +84,17 @@ def read_inventory(store, mapping: Level1Mapping, chars: int, with_text: bool = 
             l1, l2 = _sql_clean("category_path[1]"), _sql_clean("category_path[2]")
             # Only the titles that start inside the character budget leave DuckDB: a sub-class of
             # 90,000 products sends its first ~450 titles, not all of them.
+            # The cleaned names once (a CTE), then the windows over them: ~20% less than cleaning in each window.
             rows = con.execute(f"""
-                WITH t AS (
-                    SELECT coalesce(platform, '') AS platform, {l1} AS l1, {l2} AS l2, product_id, title,
-                           sum(length(title) + 1) OVER (PARTITION BY coalesce(platform, ''), {l1}, {l2}
-                               ORDER BY product_id ROWS UNBOUNDED PRECEDING) - length(title) - 1 AS start,
-                           count(*) OVER (PARTITION BY coalesce(platform, ''), {l1}, {l2}) AS n_titled
+                WITH c AS (
+                    SELECT coalesce(platform, '') AS platform, {l1} AS l1, {l2} AS l2, product_id, title
                     FROM products
                     WHERE len(category_path) >= 2 AND title IS NOT NULL AND title <> ''
+                ), t AS (
+                    SELECT platform, l1, l2, product_id, title,
+                           sum(length(title) + 1) OVER w - length(title) - 1 AS start,
+                           count(*) OVER (PARTITION BY platform, l1, l2) AS n_titled
+                    FROM c WINDOW w AS (PARTITION BY platform, l1, l2 ORDER BY product_id ROWS UNBOUNDED PRECEDING)
                 )
                 SELECT platform, l1, l2, any_value(n_titled), string_agg(title, chr(10) ORDER BY product_id)
                 FROM t WHERE start < ? GROUP BY 1, 2, 3

@@ -13,12 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+
 from .. import config as cfg
 from ..storage import StageStats, changes, record_run
 from ..storage.locks import stage_lock
 from . import incremental
 from . import review as review_file
-from .candidates import candidate_pairs, decide, pair_key, score_pairs
+from .candidates import REASONS, candidate_arrays, decide_arrays, score_pairs
 from .inventory import Inventory, read_inventory
 from .mapping import Level1Mapping
 from .merge import PreviousIds, assign_ids, build_groups, label_map_rows, taxonomy_rows
@@ -89,7 +92,7 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
         review_out: where to write the new review file (default ``align.review_file``).
         renumber: ignore the ids of the previous alignment (default: keep them stable).
         full: score every pair again (default: reuse the last complete run's scores of pairs whose
-            texts are unchanged, and do nothing when no product was written since; ``incremental.py``).
+            term vectors are unchanged, and do nothing when no product was written since; ``incremental.py``).
         progress: ``progress(step, done, total)`` callback for long steps.
     """
     check_settings(settings)
@@ -115,63 +118,63 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
     report.n_subclasses = len(subs)
     report.unmapped = dict(inv.unmapped)
     report.untitled = [s.key for s in subs if s.class_id is not None and not s.text]
-    pairs = candidate_pairs(subs)
-    keys = [pair_key(subs[i], subs[j]) for i, j in pairs]
-    report.n_pairs = len(pairs)
-    kept = {} if full else incremental.load_kept(store, settings)
-    s_label, s_content, todo = incremental.reuse(subs, pairs, keys, kept)
-    for k, key in enumerate(keys):
-        if key in reviewed.scores:
-            s_label[k], s_content[k] = reviewed.scores[key]
-    todo = [k for k in todo if keys[k] not in reviewed.scores]
-    tokens = incremental.TokenCache(store, full)
-    if todo:
-        workers = a.workers or os.cpu_count() or 1
-        new_label, new_content = score_pairs(subs, [pairs[k] for k in todo], engine=a.engine, weighting=a.weighting,
-                                             workers=workers, progress=progress, segment=tokens,
-                                             known_label=[s_label[k] for k in todo])
-        for n, k in enumerate(todo):
-            s_label[k], s_content[k] = float(new_label[n]), float(new_content[n])
+    left, right = candidate_arrays(subs)
+    report.n_pairs = len(left)
+    workers = a.workers or os.cpu_count() or 1
+    tokens = incremental.TokenCache(store, full, a.weighting)
+    segmenting = (lambda n, total: progress("segmenting titles", n, total)) if progress else None
+    kept = None if full else incremental.load_kept(store, settings)
+    contents = _contents(tokens, subs, workers, segmenting) if kept is not None else []
+    s_label, s_content, todo = incremental.reuse(subs, left, right, contents, kept)
+    at = _positions(subs, left, right, set(reviewed.scores) | set(reviewed.review) | set(reviewed.rename))
+    for key, (label, content) in reviewed.scores.items():
+        if key in at:
+            s_label[at[key]], s_content[at[key]] = label, content
+    todo = todo[~np.isin(todo, [at[key] for key in reviewed.scores if key in at])]
+    if len(todo):
+        new_label, new_content = score_pairs(subs, list(zip(left[todo].tolist(), right[todo].tolist())),
+                                             engine=a.engine, weighting=a.weighting, workers=workers,
+                                             progress=progress, segment=tokens, known_label=s_label[todo])
+        s_label[todo], s_content[todo] = new_label, new_content
     report.n_scored = len(todo)
     if reviewed.scores:
-        gone = set(reviewed.scores) - set(keys)
+        gone = [key for key in reviewed.scores if key not in at]
         if gone:
             report.problems.append(f"{review}: {len(gone)} pair(s) refer to sub-classes no longer in the store; ignored")
 
-    rows, merges, touched, renames = _decide_all(subs, pairs, keys, s_label, s_content, settings, reviewed, report)
-    for row in rows:
-        row["class_name"] = level1.classes.get(row["class_id"])
-    groups, group_of = build_groups(subs, merges, touched, renames)
-    _check_renames(groups, subs, renames, report)
+    decided = _decide_all(subs, left, right, at, s_label, s_content, settings, reviewed, report)
+    groups, group_of = build_groups(subs, decided.merges, decided.touched, decided.renames)
+    _check_renames(groups, subs, decided.renames, report)
     previous = PreviousIds() if renumber else PreviousIds.from_store(store)
     assign_ids(groups, subs, previous)
     report.n_groups = len(groups)
     report.n_children = sum(len(g.children) for g in groups)
 
-    for row, (i, _) in zip(rows, pairs):
-        g = groups[group_of[i]]
-        row["sub_class_id"], row["group_name"] = g.sub_id, g.name
+    table = _review_table(subs, left, right, s_label, s_content, decided, level1, groups, group_of)
     label_rows = label_map_rows(inv, level1, groups, group_of)
     if out is not None:
-        stats.bytes = review_file.write(out, review_file.sort_rows(rows))
+        stats.bytes = review_file.write(out, table)
     else:  # derived/align/review.csv of the store (on object storage: written locally, then uploaded)
         with store.staged(REVIEW.rsplit("/", 1)[0]) as folder:
-            stats.bytes = review_file.write(folder / "review.csv", review_file.sort_rows(rows))
+            stats.bytes = review_file.write(folder / "review.csv", table)
     report.review_path = where
     store.replace("taxonomy", taxonomy_rows(level1, groups))
     store.replace("label_map", label_rows)
 
-    incremental.save_kept(store, settings, subs, pairs, keys, s_label, s_content)
+    if kept is None:  # a full run: the content hashes now, from the texts it segmented
+        contents = _contents(tokens, subs, workers, segmenting)
+    incremental.save_kept(store, settings, subs, left, right, s_label, s_content, contents)
     tokens.save(subs)
     stats.details["segmented_texts"] = tokens.segmented
     stats.details["segmented_lines"] = tokens.segmented_lines
 
     _count(stats, inv, label_rows, report)
-    stats.details["changes"] = incremental.sub_changes(subs, state)
+    hashes = incremental.sub_hashes(subs)
+    stats.details["changes"] = incremental.sub_changes(hashes, state)
     record_run(store, stats.finish(), {**cfg.as_dict(settings), "align_run": {
         "mapping": str(path), "review": str(review) if review else None, "review_out": str(where), "renumber": renumber,
         "full": full}})
-    changes.save_state(store, incremental.STAGE, marks, inputs, subclasses=incremental.sub_hashes(subs),
+    changes.save_state(store, incremental.STAGE, marks, inputs, subclasses=hashes,
                        summary=_summary(report))  # last: a killed run leaves the previous state
     return report
 
@@ -201,41 +204,134 @@ def _unchanged(store, report: AlignReport, state: dict, out: Path) -> AlignRepor
     return report
 
 
-def _decide_all(subs, pairs, keys, s_label, s_content, settings, reviewed, report):
+def _contents(tokens, subs, workers, segmenting) -> list[int]:
+    texts = sum(1 for s in subs if s.text)
+    return tokens.content(subs, workers, (lambda n: segmenting(n, texts)) if segmenting else None)
+
+
+def _positions(subs, left: np.ndarray, right: np.ndarray, keys) -> dict:
+    """The position among the pairs (``left``, ``right``) of each of ``keys`` (pair keys) that is a pair."""
+    if not keys:
+        return {}
+    index = {s.key: i for i, s in enumerate(subs)}
+    keys = [k for k in keys if k[:3] in index and k[3:] in index]
+    n = len(subs)
+    found = incremental.lookup(left * n + right, np.array([index[k[:3]] * n + index[k[3:]] for k in keys], dtype=np.int64))
+    return {k: int(f) for k, f in zip(keys, found) if f >= 0}
+
+
+@dataclass
+class Decided:
+    """Every pair's automatic decision (arrays over the pairs) and what the review file changed."""
+
+    merge: np.ndarray  # bool: the automatic decision is merge
+    reason: np.ndarray  # int8: index into candidates.REASONS
+    margin: np.ndarray
+    final: np.ndarray  # bool: the decision applied
+    verdict: dict[int, str]  # pair position -> the review file's accept / reject
+    rename: dict[int, str]  # pair position -> the review file's name
+    merges: list[tuple[int, int]]
+    touched: set[int]
+    renames: dict[int, str]
+
+
+def _decide_all(subs, left, right, at, s_label, s_content, settings, reviewed, report) -> Decided:
+    """Decide every pair at once (numpy), then apply the review file's overrides pair by pair, in pair order."""
     a = settings.align
-    rows: list[dict] = []
-    merges: list[tuple[int, int]] = []
+    names = np.array([s.name for s in subs], dtype=object)
+    merge, reason, margin = decide_arrays(
+        s_label, s_content, names[left] == names[right], label_threshold=a.label_threshold,
+        content_threshold=a.content_threshold, merge_empty_by_name=a.merge_empty_by_name)
+    final = merge.copy()
+    verdicts: dict[int, str] = {}
+    new_names: dict[int, str] = {}
     touched: set[int] = set()
     renames: dict[int, str] = {}
-    for k, (i, j) in enumerate(pairs):
-        si, sj = subs[i], subs[j]
-        decision, reason, margin = decide(
-            s_label[k], s_content[k], si.name == sj.name, label_threshold=a.label_threshold,
-            content_threshold=a.content_threshold, merge_empty_by_name=a.merge_empty_by_name)
-        verdict = reviewed.review.get(keys[k], "")
-        final = {"accept": "merge", "reject": "keep"}.get(verdict, decision)
-        if final != decision:
+    for key, k in sorted(((key, k) for key, k in at.items() if key in reviewed.review or key in reviewed.rename),
+                         key=lambda kv: kv[1]):
+        i, j = int(left[k]), int(right[k])
+        decision = "merge" if merge[k] else "keep"
+        verdict = reviewed.review.get(key, "")
+        chosen = {"accept": "merge", "reject": "keep"}.get(verdict, decision)
+        if verdict:
+            verdicts[k] = verdict
+        if chosen != decision:
             touched.update((i, j))
             report.overrides[verdict] += 1
-        new_name = reviewed.rename.get(keys[k], "")
+            final[k] = chosen == "merge"
+        new_name = reviewed.rename.get(key, "")
         if new_name:
-            if final == "merge":
+            new_names[k] = new_name
+            if chosen == "merge":
                 renames.setdefault(i, new_name)
                 touched.update((i, j))
             else:
-                report.problems.append(f"rename {new_name!r} of {'/'.join(keys[k][:3])} ~ {'/'.join(keys[k][3:])} "
+                report.problems.append(f"rename {new_name!r} of {'/'.join(key[:3])} ~ {'/'.join(key[3:])} "
                                        "ignored: the pair is not merged")
-        if final == "merge":
-            merges.append((i, j))
-            report.merges[reason if final == decision else "review"] += 1
-        rows.append({
-            "class_id": si.class_id, "platform_a": si.platform, "level1_a": si.level1,
-            "sub_class_a": si.name, "products_a": si.n_products, "platform_b": sj.platform,
-            "level1_b": sj.level1, "sub_class_b": sj.name, "products_b": sj.n_products,
-            "s_label": s_label[k], "s_content": s_content[k], "decision": decision, "reason": reason,
-            "margin": margin, "review": verdict, "rename": new_name, "final": final,
-        })
-    return rows, merges, touched, renames
+    merged = np.flatnonzero(final)
+    # merged pairs by reason ("review" where the review file changed the decision), counted in order of each
+    # one's first pair, as a loop over the pairs would
+    labels = np.where(merge[merged] != final[merged], len(REASONS), reason[merged])
+    codes, first, counts = np.unique(labels, return_index=True, return_counts=True)
+    for _, code, n in sorted(zip(first.tolist(), codes.tolist(), counts.tolist())):
+        report.merges[REASONS[code] if code < len(REASONS) else "review"] += n
+    return Decided(merge, reason, margin, final, verdicts, new_names,
+                   list(zip(left[merged].tolist(), right[merged].tolist())), touched, renames)
+
+
+def _review_table(subs, left, right, s_label, s_content, decided: Decided, level1, groups, group_of) -> pa.Table:
+    """The review file's rows (``review.COLUMNS``) as one Arrow table, every column taken from per-sub-class
+    arrays by the pairs' indexes (no row dict per pair), borderline first: by |margin|, then class and
+    the two sides' (platform, level-1 name, name), compared as a sub-class's rank in key order."""
+    rank = np.empty(len(subs), dtype=np.int64)
+    rank[sorted(range(len(subs)), key=lambda i: subs[i].key)] = np.arange(len(subs))
+    class_ids = np.array([s.class_id if s.class_id is not None else -1 for s in subs], dtype=np.int64)
+    order = np.lexsort((rank[right], rank[left], class_ids[left], np.abs(decided.margin)))
+    left, right = left[order], right[order]
+    s_label, s_content = s_label[order], s_content[order]
+    position = np.empty(len(order), dtype=np.int64)
+    position[order] = np.arange(len(order))  # a pair's row in the sorted table
+    a, b = pa.array(left), pa.array(right)
+    def strings(values) -> pa.Array:  # a per-sub-class string column (a pair never has an unmapped side: "" there)
+        return pa.array(["" if v is None else v for v in values], pa.string())
+
+    per_sub = {
+        "class_id": pa.array([s.class_id for s in subs], pa.int64()),
+        "class_name": strings(level1.classes.get(s.class_id) for s in subs),
+        "platform": strings(s.platform for s in subs),
+        "level1": strings(s.level1 for s in subs),
+        "sub_class": strings(s.name for s in subs),
+        "products": pa.array([s.n_products for s in subs], pa.int64()),
+        "sub_class_id": pa.array([groups[group_of[i]].sub_id if i in group_of else None for i in range(len(subs))],
+                                 pa.int64()),
+        "group_name": strings(groups[group_of[i]].name if i in group_of else None for i in range(len(subs))),
+    }
+
+    def take(column: pa.Array, rows: pa.Array) -> pa.Array:  # strings as a dictionary over the sub-classes: no copy
+        if pa.types.is_string(column.type):
+            return pa.DictionaryArray.from_arrays(rows, column)
+        return column.take(rows)
+
+    def cells(values: dict[int, str]) -> pa.Array:
+        column = np.full(len(left), "", dtype=object)
+        for k, v in values.items():
+            column[position[k]] = v
+        return pa.array(column, pa.string())
+
+    words = pa.array(["keep", "merge"], pa.string())
+    columns = {
+        "class_id": take(per_sub["class_id"], a), "class_name": take(per_sub["class_name"], a),
+        **{f"{c}_{side}": take(per_sub[c], rows) for side, rows in (("a", a), ("b", b))
+           for c in ("platform", "level1", "sub_class", "products")},
+        "s_label": pa.array(s_label, pa.float64()), "s_content": pa.array(s_content, pa.float64()),
+        "decision": words.take(pa.array(decided.merge[order].astype(np.int8))),
+        "reason": pa.array(REASONS, pa.string()).take(pa.array(decided.reason[order])),
+        "margin": pa.array(decided.margin[order], pa.float64()),
+        "review": cells(decided.verdict), "rename": cells(decided.rename),
+        "final": words.take(pa.array(decided.final[order].astype(np.int8))),
+        "sub_class_id": take(per_sub["sub_class_id"], a), "group_name": take(per_sub["group_name"], a),
+    }
+    return pa.table({c: columns[c] for c in review_file.COLUMNS})
 
 
 def _check_renames(groups, subs, renames, report) -> None:

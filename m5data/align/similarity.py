@@ -25,6 +25,7 @@ for the whole process; :func:`simtext_similarity` undoes that.
 from __future__ import annotations
 
 import difflib
+import re
 import warnings
 from collections.abc import Iterable, Sequence
 
@@ -58,16 +59,15 @@ def content_text(titles: Iterable[str], chars: int) -> str:
     return "\n".join(out)[:chars]
 
 
-_ANALYZER = None
+# What scikit-learn's CountVectorizer(binary=True).build_analyzer() does with its defaults (input
+# "content", lower-case, no accent stripping, token pattern (?u)\b\w\w+\b, no stop words, unigrams):
+# lower-case, then findall. Done here without importing sklearn (~2 s of an incremental run's imports);
+# tests/test_align_similarity.py checks the two give the same tokens.
+TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")
 
 
-def _analyzer():
-    global _ANALYZER
-    if _ANALYZER is None:
-        from sklearn.feature_extraction.text import CountVectorizer
-
-        _ANALYZER = CountVectorizer(binary=True).build_analyzer()
-    return _ANALYZER
+def _analyze(text: str) -> list[str]:
+    return TOKEN_PATTERN.findall(text.lower())
 
 
 def tokens(text: str, segment: bool) -> list[str]:
@@ -76,7 +76,7 @@ def tokens(text: str, segment: bool) -> list[str]:
         import jieba
 
         text = " ".join(jieba.lcut(text))
-    return _analyzer()(text)
+    return _analyze(text)
 
 
 def _segment_worker(texts: list[str]) -> list[list[str]]:
@@ -86,7 +86,9 @@ def _segment_worker(texts: list[str]) -> list[list[str]]:
 class TermMatrix:
     """Row-normalised term vectors of many texts over one shared vocabulary (scipy CSR)."""
 
-    def __init__(self, token_lists: Sequence[Sequence[str]], weighting: str = "binary"):
+    def __init__(self, token_lists: Sequence[Sequence[str]] | None, weighting: str = "binary", counted=None):
+        """``token_lists``: each text's tokens; or ``counted``: each text's distinct tokens in order of first
+        appearance with their counts (the same matrix, without spelling every token out)."""
         from scipy import sparse
 
         if weighting not in WEIGHTINGS:
@@ -95,18 +97,19 @@ class TermMatrix:
         indptr = [0]
         indices: list[int] = []
         data: list[float] = []
-        for toks in token_lists:
+        rows = counted if counted is not None else [(toks, [1] * len(toks)) for toks in token_lists]
+        for terms, ns in rows:
             counts: dict[int, int] = {}
-            for tok in toks:
+            for tok, n in zip(terms, ns):
                 j = vocab.setdefault(tok, len(vocab))
-                counts[j] = counts.get(j, 0) + 1
+                counts[j] = counts.get(j, 0) + n
             cols = sorted(counts)
             indices.extend(cols)
             data.extend(1.0 if weighting == "binary" else float(counts[j]) for j in cols)
             indptr.append(len(indices))
         matrix = sparse.csr_matrix(
             (np.asarray(data, dtype=np.float64), np.asarray(indices, dtype=np.int64), np.asarray(indptr, dtype=np.int64)),
-            shape=(len(token_lists), max(len(vocab), 1)),
+            shape=(len(indptr) - 1, max(len(vocab), 1)),
         )
         # sklearn.preprocessing.normalize (what cosine_similarity does): divide each row by its L2 norm.
         norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
@@ -146,9 +149,12 @@ class ContentVectors:
         self.texts = list(texts)
         self.weighting = weighting
         self.cjk = np.array([contains_cjk(t) for t in self.texts], dtype=bool)
-        # segment(texts, workers, progress) -> token lists: jieba here, or align's kept tokens (incremental.py)
-        segmented = (segment or segment_all)(self.texts, workers, progress)
-        self.segmented = TermMatrix(segmented, weighting)
+        # segment(texts, workers, progress) -> token lists: jieba here, or align's kept tokens (incremental.py),
+        # which also give each text's distinct tokens and counts (segment.counted) without spelling them out
+        if hasattr(segment, "counted"):
+            self.segmented = TermMatrix(None, weighting, counted=segment.counted(self.texts, workers, progress))
+        else:
+            self.segmented = TermMatrix((segment or segment_all)(self.texts, workers, progress), weighting)
         # Pairs whose first text has no CJK use simtext's "raw" mode: tokens without jieba.
         self._raw: TermMatrix | None = None
 
