@@ -37,6 +37,20 @@ def _next_shared_property(keys, a, ae, b, be):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def _share_value(values, x, x2, y, y2):  # pragma: no cover - compiled
+    """1 when the sorted runs ``values[x:x2]`` and ``values[y:y2]`` (one property's values of two rows)
+    share a value, else 0."""
+    while x < x2 and y < y2:
+        if values[x] == values[y]:
+            return 1
+        if values[x] < values[y]:
+            x += 1
+        else:
+            y += 1
+    return 0
+
+
+@numba.njit(cache=True, nogil=True)
 def _agree(i, j, offsets, keys, values, brand_offsets, brands, brand_key):  # pragma: no cover - compiled
     """Rows ``i`` and ``j``: ``(same brand, shared properties besides the brand, agreeing ones)``;
     see :func:`spec_agreement`."""
@@ -63,15 +77,7 @@ def _agree(i, j, offsets, keys, values, brand_offsets, brands, brand_key):  # pr
             break
         if keys[a] != brand_key:
             shared += 1
-            x, y = a, b
-            while x < a2 and y < b2:
-                if values[x] == values[y]:
-                    equal += 1
-                    break
-                if values[x] < values[y]:
-                    x += 1
-                else:
-                    y += 1
+            equal += _share_value(values, a, a2, b, b2)
         a, b = a2, b2
     return same, shared, equal
 
@@ -128,15 +134,7 @@ def _agree_enough(i, j, offsets, keys, values, brand_offsets, brands, brand_key,
             break
         if keys[a] != brand_key:
             shared += 1
-            x, y = a, b
-            while x < a2 and y < b2:
-                if values[x] == values[y]:
-                    equal += 1
-                    break
-                if values[x] < values[y]:
-                    x += 1
-                else:
-                    y += 1
+            equal += _share_value(values, a, a2, b, b2)
         a, b = a2, b2
         left = min(ae - a, be - b)  # at most this many shared properties to come, each agreeing at best
         if equal + left < min_agreement * (shared + left) - 1e-9:

@@ -19,6 +19,7 @@ import json
 import os
 import tarfile
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 from .samples import Sample, drop_outside_blobs, frame_field, frame_files, read_blob
@@ -87,6 +88,24 @@ class _BlockWriter:
         self.blocks.put(None)
         self.thread.join()
         self.fh.close()
+
+    def end_tar(self) -> tuple[int, str]:
+        """tarfile's end (two zero blocks, padded to a 10,240-byte record), then :meth:`close`."""
+        end = tarfile.NUL * (2 * tarfile.BLOCKSIZE)
+        self.put(end + tarfile.NUL * (-(self.queued + len(end)) % tarfile.RECORDSIZE))
+        return self.close()
+
+
+@contextmanager
+def _tar_into(tmp: Path):
+    """A :class:`_BlockWriter` into ``tmp``; an error inside aborts it and removes ``tmp``."""
+    writer = _BlockWriter(tmp)
+    try:
+        yield writer
+    except BaseException:
+        writer.abort()
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
@@ -167,8 +186,7 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
     field_counts: Counter = Counter()
     field_bytes: Counter = Counter()
     modalities: Counter = Counter()
-    writer = _BlockWriter(tmp)
-    try:
+    with _tar_into(tmp) as writer:
         for sample in samples:
             chunks = []
             for field, data in sample_members(store_root, sample, shard.split, options, failures):
@@ -181,13 +199,7 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
                 field_bytes[group] += len(data)
             modalities.update(sample.modalities())
             writer.put(b"".join(chunks))
-        end = tarfile.NUL * (2 * tarfile.BLOCKSIZE)
-        writer.put(end + tarfile.NUL * (-(writer.queued + len(end)) % tarfile.RECORDSIZE))
-        size, digest = writer.close()
-    except BaseException:
-        writer.abort()
-        tmp.unlink(missing_ok=True)
-        raise
+        size, digest = writer.end_tar()
     os.replace(tmp, out / name)
     from .json_stream import write_json_atomic
 
@@ -325,8 +337,7 @@ def write_kept(source, out: Path, name: str, split: str, keep: set[str], *, sour
     modalities: Counter = Counter()
     seen: list[str] = []
     reader = _TarReader(source)
-    writer = _BlockWriter(tmp)
-    try:
+    with _tar_into(tmp) as writer:
         pending: list[bytes] = []
         queued = 0
         try:
@@ -358,13 +369,7 @@ def write_kept(source, out: Path, name: str, split: str, keep: set[str], *, sour
         if source_sha256 and reader.sha.hexdigest() != source_sha256:
             raise ExportError(f"the previous shard {source_name} is not the file its version indexed "
                               "(sha256 differs): export this version with --full")
-        end = tarfile.NUL * (2 * tarfile.BLOCKSIZE)
-        writer.put(end + tarfile.NUL * (-(writer.queued + len(end)) % tarfile.RECORDSIZE))
-        size, digest = writer.close()
-    except BaseException:
-        writer.abort()
-        tmp.unlink(missing_ok=True)
-        raise
+        size, digest = writer.end_tar()
     os.replace(tmp, out / name)
     stats = {
         "shard": name, "path": name, "split": split, "index": None, "kept_from": source_name,
