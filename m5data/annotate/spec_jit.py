@@ -51,6 +51,29 @@ def _share_value(values, x, x2, y, y2):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def _walk_properties(i, j, offsets, keys, values, brand_key, min_agreement):  # pragma: no cover - compiled
+    """Rows ``i`` and ``j``'s sorted entry lists walked property by property: ``(shared properties
+    besides the brand, agreeing ones, stopped)``; the walk stops (``stopped`` True) as soon as the
+    properties left could not bring the agreeing share up to ``min_agreement`` (negative: never)."""
+    shared = 0
+    equal = 0
+    a, ae = offsets[i], offsets[i + 1]
+    b, be = offsets[j], offsets[j + 1]
+    while True:
+        a, a2, b, b2 = _next_shared_property(keys, a, ae, b, be)
+        if a >= ae:
+            break
+        if keys[a] != brand_key:
+            shared += 1
+            equal += _share_value(values, a, a2, b, b2)
+        a, b = a2, b2
+        left = min(ae - a, be - b)  # at most this many shared properties to come, each agreeing at best
+        if equal + left < min_agreement * (shared + left) - 1e-9:
+            return shared, equal, True
+    return shared, equal, False
+
+
+@numba.njit(cache=True, nogil=True)
 def _agree(i, j, offsets, keys, values, brand_offsets, brands, brand_key):  # pragma: no cover - compiled
     """Rows ``i`` and ``j``: ``(same brand, shared properties besides the brand, agreeing ones)``;
     see :func:`spec_agreement`."""
@@ -67,18 +90,7 @@ def _agree(i, j, offsets, keys, values, brand_offsets, brands, brand_key):  # pr
                 a += 1
             else:
                 b += 1
-    shared = 0
-    equal = 0
-    a, ae = offsets[i], offsets[i + 1]
-    b, be = offsets[j], offsets[j + 1]
-    while True:  # walk both sorted lists property by property
-        a, a2, b, b2 = _next_shared_property(keys, a, ae, b, be)
-        if a >= ae:
-            break
-        if keys[a] != brand_key:
-            shared += 1
-            equal += _share_value(values, a, a2, b, b2)
-        a, b = a2, b2
+    shared, equal, _ = _walk_properties(i, j, offsets, keys, values, brand_key, -1.0)
     return same, shared, equal
 
 
@@ -124,21 +136,9 @@ def _agree_enough(i, j, offsets, keys, values, brand_offsets, brands, brand_key,
             b += 1
     if not same:
         return False
-    shared = 0
-    equal = 0
-    a, ae = offsets[i], offsets[i + 1]
-    b, be = offsets[j], offsets[j + 1]
-    while True:
-        a, a2, b, b2 = _next_shared_property(keys, a, ae, b, be)
-        if a >= ae:
-            break
-        if keys[a] != brand_key:
-            shared += 1
-            equal += _share_value(values, a, a2, b, b2)
-        a, b = a2, b2
-        left = min(ae - a, be - b)  # at most this many shared properties to come, each agreeing at best
-        if equal + left < min_agreement * (shared + left) - 1e-9:
-            return False
+    shared, equal, short = _walk_properties(i, j, offsets, keys, values, brand_key, min_agreement)
+    if short:
+        return False
     return shared >= min_shared and equal >= min_agreement * shared
 
 
