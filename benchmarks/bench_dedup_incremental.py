@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="where the copy goes (default: --work)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--matcher", default="rules", help="annotate.dedup_matcher (learned needs a trained model)")
+    ap.add_argument("--profile", type=Path, default=None, help="cProfile the incremental run into this file")
     args = ap.parse_args()
 
     from m5data import config as cfg
@@ -61,10 +62,21 @@ def main() -> None:
     spec_jit.warm_up()
     store = Store.open(path)
 
-    def timed(label: str, **kw):
+    def timed(label: str, profile: Path | None = None, **kw):
+        prof = None
+        if profile is not None:
+            import cProfile
+
+            prof = cProfile.Profile()
         t, c = time.perf_counter(), time.process_time()
+        if prof is not None:
+            prof.enable()
         report = dedup(store, settings, **kw)
+        if prof is not None:
+            prof.disable()
         secs, cpu = time.perf_counter() - t, time.process_time() - c
+        if prof is not None:
+            prof.dump_stats(str(profile))
         steps = ", ".join(f"{k} {v:.2f}" for k, v in report.cpu_seconds.items())
         spec = report.stats.details.get("spec_searched")
         print(f"  {label:<12} {secs:7.2f} s ({cpu:.2f} s CPU)  searched {report.searched:,} of {report.n_products:,}"
@@ -77,7 +89,7 @@ def main() -> None:
     grown = subprocess.run([sys.executable, "-c", GROW, path, str(args.new_share), str(args.changed_share)],
                            env=env, cwd=ROOT, capture_output=True, text=True, check=True)
     print(f"  grown: {grown.stdout.strip().splitlines()[-1]}")
-    inc, inc_s, inc_c = timed("incremental")
+    inc, inc_s, inc_c = timed("incremental", args.profile)
     inc_pairs = same_group_pairs(inc.table)
     full, full_s, full_c = timed("full", full=True)
     full_pairs = same_group_pairs(full.table)

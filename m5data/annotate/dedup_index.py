@@ -235,7 +235,7 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
     con = store.connect(need=("products", "media", "specs"), only=("products", "media", "specs")) if own else con
     try:
         ids = con.sql("SELECT product_id FROM products ORDER BY product_id").to_arrow_table().column(0).combine_chunks()
-        src, srow = _sources(ids, kept)
+        src, srow, gone = _sources(ids, kept)
         fresh_mask = (src < 0) | pc.is_in(ids, value_set=changed).to_numpy(zero_copy_only=False)
         fresh_ids = ids.filter(pa.array(fresh_mask))
         fresh_titles = _like(titles)
@@ -266,23 +266,26 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
     inp.spec_keyhash_prev = z["spec_keyhash"]  # 0 for the rows read now: their keys are new
     inp.kept_files, inp.fresh = [(k.rel, len(k)) for k in kept], fresh_mask
     inp.written = pa.table({c: z[c] for c in (*OUT, "distance")})  # the last run's rows (nulls: read now)
-    inp.gone = any(len(k) and not pc.all(pc.is_in(k.z["ids"], value_set=ids)).as_py() for k in kept)
+    inp.gone = gone
     titles._keys, titles._sigs, titles._valid = [z["band_keys"]], [z["sigs"]], [inp.has_title]
     if wide is not None:
         wide._keys, wide._sigs, wide._valid = [z["wide_keys"]], [z["sigs"]], [inp.has_title]
     return inp
 
 
-def _sources(ids: pa.Array, kept: list[Kept]) -> tuple[np.ndarray, np.ndarray]:
-    """Per product of ``ids``: the last kept file holding it (-1: none) and its row there."""
+def _sources(ids: pa.Array, kept: list[Kept]) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Per product of ``ids``: the last kept file holding it (-1: none) and its row there; and
+    whether a kept file holds a product not in ``ids`` (ids are unique in both: it found fewer)."""
     src = np.full(len(ids), -1, dtype=np.int64)
     srow = np.zeros(len(ids), dtype=np.int64)
+    gone = False
     for i, k in enumerate(kept):
         at = pc.index_in(ids, value_set=k.z["ids"])
         hit = pc.is_valid(at).to_numpy(zero_copy_only=False)
         src[hit] = i
         srow[hit] = pc.fill_null(at, 0).to_numpy()[hit]
-    return src, srow
+        gone |= int(hit.sum()) < len(k)
+    return src, srow, gone
 
 
 def _like(index: near.LSHIndex) -> near.LSHIndex:

@@ -131,16 +131,19 @@ def plan(store, state: dict, ids: pa.Array, changed: pa.Array, rules: tuple[str,
     return Plan(touching, kept, int((~stand).sum()), len(names)), ""
 
 
-def crossing(keys: np.ndarray, rows: np.ndarray, touching: np.ndarray, cap: int) -> np.ndarray:
+def crossing(keys: np.ndarray, rows: np.ndarray, touching: np.ndarray, cap: int,
+             sel: np.ndarray | None = None) -> np.ndarray:
     """The rows (``rows``, keyed by ``keys``) of buckets over ``cap`` holding a changed row, where the
     changed rows took the bucket over the cap or one of them is its first row: a full run links
-    such a bucket's rows to its first row only, so their kept pairs must be searched again."""
+    such a bucket's rows to its first row only, so their kept pairs must be searched again.
+    ``sel``: the keys of buckets holding a changed row, when the caller has them (a bool mask)."""
     from .key_runs import member
 
     mine = touching[rows]
     if not mine.any():
         return np.zeros(0, dtype=np.int64)
-    sel = member(keys, np.unique(keys[mine]))
+    if sel is None:
+        sel = member(keys, np.unique(keys[mine]))
     k, r, t = keys[sel], rows[sel], mine[sel]
     order = np.lexsort((r, k))  # by key, then row: a bucket's first row is its smallest
     k, r, t = k[order], r[order], t[order]

@@ -191,6 +191,7 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
         return key, row
 
     one, hashed = None, keyhash is None  # one: the only part's keys, made once
+    one_sel = None  # with one: its keys of blocks holding a changed row (after the stars joined)
     if keyhash is not None and touching is not None:
         from .dedup_kept import crossing
 
@@ -202,11 +203,16 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
             touching |= keyhash != prev_keyhash
         for part in range(parts):
             key, row = one if one is not None else part_keys(part, False)
-            touching[crossing(key, row, touching, cap)] = True
+            before = touching[row] if one is not None else None
+            sel = member(key, np.unique(key[before])) if one is not None else None
+            touching[crossing(key, row, touching, cap, sel)] = True
+            if one is not None:  # one pass over the keys for both: the stars' other blocks join
+                more = touching[row] & ~before
+                one_sel = sel | member(key, np.unique(key[more])) if more.any() else sel
     for part in range(parts):
         key, row = one if one is not None else part_keys(part, not hashed)
         if touching is not None:  # the blocks holding a changed row, whole
-            sel = member(key, np.unique(key[touching[row]]))
+            sel = one_sel if one_sel is not None else member(key, np.unique(key[touching[row]]))
             key, row = key[sel], row[sel]
         n = len(key)
         mine = touching if touching is not None else np.zeros(0, dtype=np.bool_)
