@@ -86,10 +86,10 @@ class Specs:
 
 
 def _codes(chunks: list[pa.Array]) -> np.ndarray:
-    """An int64 code per string (equal strings, equal codes); null -> -1."""
-    arr = pa.chunked_array(chunks, type=pa.string())
-    codes = pc.index_in(arr, value_set=pc.unique(arr).drop_null())
-    return pc.fill_null(codes, -1).to_numpy().astype(np.int64)
+    """An int64 code per string (equal strings, equal codes: the order of first occurrence); null -> -1.
+    One hash pass (a dictionary encoding), not a unique and a lookup."""
+    arr = pa.chunked_array(chunks, type=pa.string()).combine_chunks()
+    return pc.fill_null(arr.dictionary_encode().indices, -1).to_numpy().astype(np.int64)
 
 
 def read_products(con, on_titles: Callable[[list[str]], None] | None = None, only: pa.Array | None = None) -> Inputs:
