@@ -37,6 +37,31 @@ def _window_sql(spec: TableSpec, source: str, cols: str) -> str:
     return f"SELECT {cols} FROM {source} QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ_COLUMN} DESC) = 1"
 
 
+def _newest_write_sql(spec: TableSpec, source: str, cols: str, plain_files: str) -> str:
+    """:func:`_window_sql`'s rows of ``source`` (rows with ``_m5data_file``), most without its window.
+
+    Where the group is within the key (a ``replace_by`` group, or the key itself), the window keeps,
+    per group, the rows of its newest write, one a key. A group whose newest write lies in one part
+    known to hold each key once (``plain_files``) is those rows as they are: found by the group's
+    newest ``_seq`` (an aggregate and a join: 0.4 s where the window took 26 s over 13.7 million
+    pool rows of which 5 million are live). Only the other groups (a write's rows of a group in two
+    parts, a part not planned or holding a key twice) go through the window.
+    """
+    if not set(spec.group) <= set(spec.key):
+        return _window_sql(spec, source, cols)
+    group = ", ".join(spec.group)
+    on = " AND ".join(f"r.{c} IS NOT DISTINCT FROM g.{c}" for c in spec.group)
+    newest = (f"(SELECT r.* FROM {source} r JOIN (SELECT {group}, max({SEQ_COLUMN}) AS _gmax FROM {source} GROUP BY ALL) g "
+              f"ON {on} AND r.{SEQ_COLUMN} = g._gmax)")
+    whole = (f"(SELECT {group} FROM {newest} GROUP BY ALL HAVING min(_m5data_file) = max(_m5data_file) "
+             f"AND bool_and(list_contains({plain_files}, _m5data_file)))")
+    on_whole = " AND ".join(f"n.{c} IS NOT DISTINCT FROM w.{c}" for c in spec.group)
+    keys = ", ".join(spec.key)
+    return (f"SELECT {cols} FROM {newest} n SEMI JOIN {whole} w ON {on_whole} UNION ALL "
+            f"SELECT {cols} FROM {newest} n ANTI JOIN {whole} w ON {on_whole} "
+            f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ_COLUMN} DESC) = 1")
+
+
 def _null_columns(spec: TableSpec) -> str:
     """The table's columns as typed NULLs (a view that has its columns but no rows)."""
     return ", ".join(f"CAST(NULL AS {duckdb_type(f.type)}) AS {f.name}" for f in spec.schema)
@@ -103,8 +128,8 @@ class TableViews:
             moved.insert(0, f"{h} IN (SELECT h FROM {contested})")
         mine = f"(SELECT * FROM {every} WHERE list_contains({known}, _m5data_file))"
         plain = f"SELECT {cols} FROM {mine} WHERE NOT ({' OR '.join(moved)})"
-        window = _window_sql(spec, f"(SELECT * FROM {other} UNION ALL BY NAME SELECT * FROM {mine} WHERE {' OR '.join(moved)})", cols)
-        return f"({plain}) UNION ALL ({window})"
+        rest = f"(SELECT * FROM {other} UNION ALL BY NAME SELECT * FROM {mine} WHERE {' OR '.join(moved)})"
+        return f"({plain}) UNION ALL ({_newest_write_sql(spec, rest, cols, known)})"
 
     def _empty_sql(self, spec: TableSpec, with_seq: bool) -> str:
         return f"SELECT {_null_columns(spec)}{', CAST(NULL AS BIGINT) AS ' + SEQ_COLUMN if with_seq else ''} WHERE false"
