@@ -182,6 +182,7 @@ class AnnotateSettings:
     pool_svd: str = "arpack"  # the text SVD's solver: arpack (converged top components: a refit on a store grown by 1% keeps 0.996 of pool entries at 100k), randomized (pool_svd_iter power iterations; at 7, 0.959), oversampled (randomized with a sketch twice pool_text_dim wide): docs/annotate.md
     pool_svd_iter: int = 7  # power iterations of the randomized and oversampled text SVDs (arpack iterates to convergence)
     pool_margin: int = 50  # candidates kept per query beyond pool_k: an incremental run refills a pool that lost some from them
+    pool_compact_share: float = 1.0  # an incremental run compacts the pools table once the rows its re-ranked pools replaced pass this share of the live rows (0: never)
     pool_refit_share: float = 0.8  # an incremental run embeds and searches everything again when the embedder was fitted on fewer than this share of the products
     # --- crowd labels (m5data annotate import / simulate / aggregate; docs/annotate.md "Crowd labels and GLAD")
     crowd_method: str = "glad"  # aggregation: glad, majority or dawid_skene

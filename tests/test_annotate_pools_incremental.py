@@ -179,3 +179,33 @@ def test_a_store_grown_past_the_refit_share_is_embedded_again(first):
     again = build_pools(store, s)
     assert again.refit.startswith("fitted on 300 products") and again.changes["new"] == 330
     assert changes.load_state(store, "pools")["fitted_on"] == 330
+
+
+def test_the_table_is_compacted_once_replaced_rows_pass_the_share_and_stays_incremental(first):
+    """Re-ranked pools are written again each run; once the rows they replaced pass
+    ``annotate.pool_compact_share`` of the live rows the run compacts the table (its rows read the
+    same, nothing superseded is left), and the next runs stay incremental (its state holds the
+    compacted table's watermark)."""
+    store, s = first
+    ids = sorted(product_ids(store))
+    live = store.count("pools")
+    assert store.stored_rows("pools") == live  # one full run: nothing replaced yet
+    grow(store, "c", 12, ids[3])
+    report = build_pools(store, s)  # the default share (1.0): a first night's rewrite stays
+    assert report.refit is None and 0 < report.rewritten and report.compacted == []
+    assert store.stored_rows("pools") > store.count("pools") and not store.is_compacted("pools")
+    before = pools_of(store)
+    stored = store.stored_rows("pools")
+    small = settings(store, pool_compact_share=0.01)
+    grow(store, "d", 9, ids[40])
+    report = build_pools(store, small)  # the same fingerprint: the share is not an input of the pools
+    assert report.refit is None and report.compacted
+    assert report.compacted[0] >= stored and report.compacted[1] == store.stored_rows("pools") == store.count("pools")
+    assert store.is_compacted("pools")
+    assert_same(pools_of(store), full_search(store, s))
+    again = build_pools(store, small)
+    assert again.up_to_date and again.compacted == []  # the compaction is the run's own: nothing new since
+    grow(store, "e", 5, ids[80])
+    later = build_pools(store, s)
+    assert later.refit is None, later.refit
+    assert before != pools_of(store)

@@ -90,6 +90,7 @@ class PoolsReport:
     refit: str | None = None  # why every product was embedded and every query searched (None: incremental)
     searched: int = 0  # queries searched against the whole gallery
     rewritten: int = 0  # queries whose pool was written
+    compacted: list = field(default_factory=list)  # [rows before, rows after] when this run compacted the pools table
 
 
 def check_settings(s: cfg.Settings) -> None:
@@ -99,6 +100,8 @@ def check_settings(s: cfg.Settings) -> None:
         raise cfg.ConfigError(f"config annotate.pool_queries must be > 0 (a share up to 1 or a count), got {a.pool_queries!r}")
     if a.pool_queries > 1 and not float(a.pool_queries).is_integer():
         raise cfg.ConfigError(f"config annotate.pool_queries above 1 is a count and must be whole, got {a.pool_queries!r}")
+    if a.pool_compact_share < 0:
+        raise cfg.ConfigError(f"config annotate.pool_compact_share must be >= 0 (0: never compact), got {a.pool_compact_share!r}")
     if a.pool_margin < 0 or not 0.0 <= a.pool_refit_share <= 1.0:
         raise cfg.ConfigError(f"config annotate.pool_margin must be >= 0 and pool_refit_share in [0, 1], "
                               f"got {a.pool_margin!r} and {a.pool_refit_share!r}")

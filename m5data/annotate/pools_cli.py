@@ -81,6 +81,8 @@ def summary_table(d: dict, s):
                         ("run", f"full ({d['refit']})" if d.get("refit") else "incremental"),
                         ("queries searched against the whole gallery", f"{d.get('searched', 0):,}"),
                         ("pools written", f"{d.get('rewritten', 0):,}"),
+                        ("table compacted (rows before -> after)",
+                         f"{d['compacted'][0]:,} -> {d['compacted'][1]:,}" if d.get("compacted") else "no"),
                         ("captions made from titles (extract not run)", f"{d['from_titles']:,}")]:
         t.add_row(name, esc(str(value)))  # the embedder names a model folder: user data
     for reason, n in sorted(d["gaps"].items()):

@@ -66,7 +66,7 @@ def inputs(settings: cfg.Settings, split_version: str | None, code: str) -> str:
     from .pool_vectors import VERSION
 
     a = dataclasses.asdict(settings.annotate)
-    pool = {k: v for k, v in a.items() if k.startswith("pool_") and k not in ("pool_block", "pool_refit_share")}
+    pool = {k: v for k, v in a.items() if k.startswith("pool_") and k not in ("pool_block", "pool_refit_share", "pool_compact_share")}
     ex = settings.extract
     return changes.fingerprint(FORMAT, code, VERSION, embed.IMAGE_DESCRIPTOR_VERSION, pool, a["seed"],
                                ex.strip_brackets, ex.max_caption_chars,
@@ -331,11 +331,31 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
     if not pc.all(still).as_py() and len(lists.q):  # pools of products no longer queries: removed
         report.dropped_queries = drop_stale(store, queries, work)
     clock("stale")
+    report.compacted = compact_if_superseded(store, int((top >= 0).sum()), a.pool_compact_share)
+    clock("compact")
     report.vectors_reused = not len(d_rows)
     report.fingerprint = f"i{tag}"
     save(store, kept, settings, marks, code, tag, cur, name, Lists(q_rows, final_c.astype(np.int32), final_s, final_f),
          state["fitted_on"], report)
     return None
+
+
+def compact_if_superseded(store, live: int, share: float) -> list:
+    """Compact the ``pools`` table when the rows re-ranked pools replaced pass ``share`` of its ``live`` rows.
+
+    Every incremental run writes its re-ranked pools again (at 100k products, +1% new: 7,500 of
+    10,000 pools, 3.7 million rows); the rows they replace stay in the parts until a compaction, so
+    the table would grow every night and its readers would sort out the newest write of ever more
+    rows. Returns ``[rows before, rows after]`` when it compacted, else ``[]``. The caller saves its
+    state after this (its watermark of ``pools`` is the compacted table's).
+    """
+    if share <= 0 or not live:
+        return []
+    stored = store.stored_rows("pools")
+    if stored - live <= share * live:
+        return []
+    store.compact("pools")
+    return [stored, store.stored_rows("pools")]
 
 
 def _search_new(vectors, q_rows: np.ndarray, n_rows: np.ndarray, L: int, a):

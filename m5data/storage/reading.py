@@ -123,6 +123,14 @@ class Reading:
         """Why a part's footer cannot be read (None when it can)."""
         return part_problem(part)
 
+    def stored_rows(self, name: str) -> int:
+        """The rows of a table's parts, the rows later writes replaced included (from the footers):
+        against the rows its view holds, what a compaction would leave out."""
+        return sum(self._footer_rows(p) for p in self.parts(table_spec(name).name))
+
+    def _footer_rows(self, part) -> int:
+        return pq.ParquetFile(part).metadata.num_rows
+
     def _create_view(self, con, spec: TableSpec, strict: bool, temp: bool = False) -> None:
         import duckdb
 

@@ -318,6 +318,10 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
         finally:
             con.close()
 
+    def _footer_rows(self, part) -> int:
+        with self.objects.fs.open(str(part), "rb") as fh:
+            return pq.ParquetFile(fh).metadata.num_rows
+
     def _footer_problem(self, part) -> str | None:
         try:
             with self.objects.fs.open(str(part), "rb") as fh:
