@@ -3,6 +3,14 @@
     .venv/bin/python benchmarks/bench_dedup_scale.py [--sizes 10000,100000,1000000] [--root DIR]
     .venv/bin/python benchmarks/bench_dedup_scale.py --store PATH   # an existing store (a scale world)
     .venv/bin/python benchmarks/bench_dedup_scale.py --store PATH --matcher rules,learned   # both, one process each
+    .venv/bin/python benchmarks/bench_dedup_scale.py --store S10K --store S100K --matcher rules,learned \
+        --train-from-truth WORLD10K --score-against WORLD10K --score-against WORLD100K   # the scale-world model
+
+``--train-from-truth WORLD`` first trains the scale-world matcher on the first ``--store`` (a copy of
+that world's store: it writes the model there) with ``m5data annotate matcher train --labels``, from
+:func:`truth_labels` (1,500 same-instance pairs and 3,200 others, seeded), and copies the model
+(``derived/matcher/<version>/``) into every other ``--store``. ``--score-against WORLD`` (once per
+``--store``, in order) scores each run's groups against that world's truth (pair precision/recall).
 
 For each size a synthetic store is built once under ``--root`` (kept for re-runs): products
 (titles of Chinese characters), one main image per product (sha256, 64-bit pHash) and about four
@@ -103,7 +111,82 @@ def build_store(path: Path, n: int, dup_rate: float, placeholder: float, seed: i
                                        "property": prop, "value": val}))
 
 
-def child(path: str, matcher: str = "learned") -> None:
+def truth_labels(world: Path, ids: set[str], positives: int = 1500, negatives: int = 3200, seed: int = 0) -> list[tuple]:
+    """Labelled pairs ``(a, b, 1|0)`` drawn from a scale world's truth (``truth/instances.parquet``: the
+    listings of one instance are one product), of products in ``ids``: ``positives`` pairs of two
+    listings of one instance (distinct pairs; an instance of many listings may give several), ``negatives`` pairs of two instances' listings,
+    half of them the most alike pairs (title character 3-gram Jaccard) of two instances of one brand and
+    sub-class (variants: the kind the rules' wide candidates hold), half at random; seeded."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    inst = pq.read_table(world / "truth" / "instances.parquet", columns=["sub_class_id", "brand", "product_ids"]).to_pylist()
+    lists = [([p for p in r["product_ids"] if p in ids], r["sub_class_id"], r["brand"]) for r in inst]
+    lists = [x for x in lists if x[0]]
+    multi = [ps for ps, _, _ in lists if len(ps) >= 2]
+    out, same = [], set()
+    possible = sum(len(ps) * (len(ps) - 1) // 2 for ps in multi)
+    while len(same) < min(positives, possible):
+        ps = multi[rng.integers(len(multi))]
+        a, b = sorted(rng.choice(len(ps), 2, replace=False).tolist())
+        if (ps[a], ps[b]) not in same:
+            same.add((ps[a], ps[b]))
+            out.append((ps[a], ps[b], 1))
+    # the hard kind: listings of two instances of one brand and sub-class (variants) whose titles are
+    # most alike (character 3-gram Jaccard), the kind the rules' wide candidates hold
+    titles = dict(zip(*pq.read_table(world / "truth" / "products.parquet", columns=["product_id", "title"]).to_pydict().values()))
+    grams = {p: {t[i:i + 3] for i in range(max(1, len(t) - 2))} for p in ids if (t := titles.get(p) or "")}
+    by_kind: dict[tuple, list[int]] = {}
+    for k, (_, c, brand) in enumerate(lists):
+        by_kind.setdefault((c, brand), []).append(k)
+    near_pairs = []
+    for pool in by_kind.values():
+        members = [(p, k) for k in pool for p in lists[k][0] if p in grams]
+        for x, (a, ka) in enumerate(members):
+            for b, kb in members[x + 1:]:
+                if ka != kb:
+                    near_pairs.append((len(grams[a] & grams[b]) / len(grams[a] | grams[b]), rng.random(), a, b))
+    near_pairs.sort(reverse=True)
+    seen = set()
+    for _, _, a, b in near_pairs[:negatives // 2]:
+        seen.add((a, b))
+        out.append((a, b, 0))
+    while len(seen) < negatives:  # the rest at random
+        i, j = rng.choice(len(lists), 2, replace=False).tolist()
+        a, b = lists[i][0][rng.integers(len(lists[i][0]))], lists[j][0][rng.integers(len(lists[j][0]))]
+        if (a, b) not in seen and (b, a) not in seen:
+            seen.add((a, b))
+            out.append((a, b, 0))
+    return out
+
+
+def train_from_truth(world: Path, store_path: Path, others: list[Path]) -> str:
+    """Train the scale-world matcher on ``store_path`` from :func:`truth_labels` of ``world`` (the CLI's
+    ``annotate matcher train --labels``), copy it into ``others``; its version."""
+    import csv
+    import shutil
+
+    from m5data.storage import Store
+
+    ids = set(Store.open(store_path).read("products", columns=["product_id"]).column(0).to_pylist())
+    labels = store_path / "truth-labels.csv"
+    with open(labels, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([("a", "b", "label"), *truth_labels(world, ids)])
+    out = subprocess.run([sys.executable, "-m", "m5data", "--store", str(store_path), "annotate", "matcher", "train",
+                          "--labels", str(labels)], capture_output=True, text=True)
+    print(out.stdout[-3000:])
+    if out.returncode:
+        raise SystemExit(out.stderr[-3000:])
+    version = sorted(p.name for p in (store_path / "derived" / "matcher").iterdir())[-1]
+    for other in others:
+        dest = other / "derived" / "matcher" / version
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(store_path / "derived" / "matcher" / version, dest)
+    return version
+
+
+def child(path: str, matcher: str = "learned", truth: str | None = None) -> None:
     """Run dedup on the store at ``path``; print one JSON line of step times and peak RSS."""
     import resource
 
@@ -125,7 +208,18 @@ def child(path: str, matcher: str = "learned") -> None:
                       "cpu": time.process_time() - cpu0, "groups": report.n_groups, "pairs": dict(report.pairs),
                       "candidates": dict(report.candidates), "vetoed": dict(report.vetoed),
                       "capped": dict(report.capped),
-                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "score": score(store, truth) if truth else None}))
+
+
+def score(store, world: str) -> dict:
+    """Pair precision and recall of the store's dedup groups against a scale world's truth."""
+    from m5data.annotate.dedup import read_truth_products, score_groups
+
+    s = score_groups(store.read("dedup", columns=["product_id", "group_id"]).to_pylist(),
+                     read_truth_products(Path(world) / "truth"))
+    return {"precision": s.precision, "recall": s.recall, "predicted": s.predicted_pairs, "true": s.true_pairs,
+            "correct": s.correct_pairs}
 
 
 def main(argv=None) -> int:
@@ -136,10 +230,14 @@ def main(argv=None) -> int:
     parser.add_argument("--dup-rate", type=float, default=0.1)
     parser.add_argument("--placeholder", type=float, default=0.01)
     parser.add_argument("--matcher", default="learned", help="annotate.dedup_matcher: rules, learned or both (comma)")
+    parser.add_argument("--train-from-truth", type=Path, help="a scale world: train its matcher on the first --store")
+    parser.add_argument("--score-against", type=Path, action="append", default=[],
+                        help="a scale world per --store (in order): pair precision/recall against its truth")
+    parser.add_argument("--truth", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        child(args.child, args.matcher)
+        child(args.child, args.matcher, args.truth)
         return 0
     stores = [Path(s) for s in args.store]
     if not stores:
@@ -150,11 +248,20 @@ def main(argv=None) -> int:
                 build_store(path, n, args.dup_rate, args.placeholder)
                 print(f"built {path} in {time.perf_counter() - t0:.1f} s", flush=True)
             stores.append(path)
+    if args.score_against and len(args.score_against) != len(stores):
+        parser.error("--score-against: one world per --store")
+    if args.train_from_truth:
+        t0 = time.perf_counter()
+        version = train_from_truth(args.train_from_truth, stores[0], stores[1:])
+        print(f"trained matcher {version} on {stores[0]} from {args.train_from_truth}'s truth in "
+              f"{time.perf_counter() - t0:.1f} s; copied into {len(stores) - 1} other stores", flush=True)
+    worlds = dict(zip(stores, args.score_against))
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     results = []
     for path, matcher in ((p, m) for p in stores for m in args.matcher.split(",")):
-        out = subprocess.run([sys.executable, __file__, "--child", str(path), "--matcher", matcher], capture_output=True,
-                             text=True)
+        truth = ["--truth", str(worlds[path])] if path in worlds else []
+        out = subprocess.run([sys.executable, __file__, "--child", str(path), "--matcher", matcher, *truth],
+                             capture_output=True, text=True)
         if out.returncode:
             print(out.stderr[-3000:])
             return 1
@@ -175,6 +282,10 @@ def main(argv=None) -> int:
               f"{r['n'] / r['cpu']:10,.0f} products/s {r['cpu'] / r['n'] * 1e6:6.1f} us/product")
         print(f"  peak RSS {r['peak_rss_mib']:,.0f} MiB; groups of 2+ {r['groups']:,}; pairs {r['pairs']}; "
               f"candidates {r['candidates']}; vetoed {r['vetoed']}; capped {r['capped']}")
+        if r.get("score"):
+            sc = r["score"]
+            print(f"  against the truth: precision {sc['precision']:.4f}, recall {sc['recall']:.4f} "
+                  f"(predicted {sc['predicted']:,}, true {sc['true']:,}, correct {sc['correct']:,})")
     if len(results) > 1:
         def per(r, clock):
             rules = sum(r[clock][k] for k in ("exact", "phash", "minhash")) / r["n"]

@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 
 from m5data.annotate.dedup import dedup, read_truth_products, score_groups
 from m5data.annotate.dedup_learned import best_per_product, graph_top2
+from m5data.annotate.matcher.job import load_model
+from m5data.annotate.matcher.model import loads
 from m5data.cli import app
 from m5data.config import ConfigError, load
 from m5data.storage import Store
@@ -62,6 +64,12 @@ def test_learned_dedup_finds_more_true_pairs_keeps_the_rules_pairs_and_rules_is_
     _train_from_simulated_crowd(store, truth_dir)
     report = dedup(store, _settings(store_dir))
     assert report.matcher.startswith("learned ") and report.candidates["matcher"] > 0
+    # the model's cheap first test: fitted on the labels' held-out folds to keep >= 0.995 of the pairs
+    # the full model accepts there; in dedup the candidates failing it are not scored
+    model = load_model(store)
+    assert model.cascade is not None and model.cascade.validation["kept_share"] >= 0.995
+    assert 0 < report.candidates["matcher"] <= report.candidates["matcher_wide"]
+    assert report.candidates["matcher_products"] <= report.candidates["matcher_wide_products"]
     score = score_groups(store.read("dedup").to_pylist(), truth)
     assert score.correct_pairs > rules_score.correct_pairs  # the rules miss a true pair here: 32 of 33
     assert score.precision >= 0.97 and score.recall >= 0.97, (score.precision, score.recall)
@@ -97,6 +105,17 @@ def test_learned_dedup_finds_more_true_pairs_keeps_the_rules_pairs_and_rules_is_
     dedup(store, _settings(store_dir), full=True)
     assert _same_group_pairs(store) == incremental  # a copy is its original's nearest neighbour: the
     # original's kept matcher pairs were scored again (one of them falls below the threshold here)
+
+    # a cascade nothing passes: no candidate is scored, and the groups are the rules' alone
+    full = _same_group_pairs(store)
+    strict = loads(model.dumps(), "model.json")
+    strict.cascade.threshold, strict.version = 2.0, model.version + "-strict"
+    store.write_bytes(f"derived/matcher/{strict.version}/model.json", strict.dumps())
+    none = dedup(store, _settings(store_dir), full=True)
+    assert none.matcher == f"learned {strict.version}" and none.candidates["matcher"] == 0
+    assert none.candidates["matcher_wide"] > 0 and none.candidates["matcher_wide_products"] > 0
+    assert "matcher" not in none.pairs or none.pairs["matcher"] == 0
+    assert _same_group_pairs(store) < full
 
 
 def _report_shows_the_matcher(store, report, tmp_path):
@@ -149,3 +168,17 @@ def test_graph_neighbours_are_each_products_two_best_pairs():
     for i in range(40):
         mine = sorted(np.r_[sim[a == i], sim[b == i]].tolist(), reverse=True) + [-1.0, -1.0]
         assert top[i].tolist() == pytest.approx(mine[:2])
+
+
+def test_a_cascade_of_other_features_is_refused():
+    """A model file whose cheap test reads features this m5data does not compute is not a model."""
+    from m5data.annotate.matcher.cascade import FEATURES, Cascade
+    from m5data.annotate.matcher.model import Trees
+
+    one = lambda *v: list(v)
+    trees = {"roots": [0], "feature": [0], "threshold": [0.0], "missing_left": [0], "left": [0], "right": [0],
+             "leaf": [1], "value": one(0.5), "depth": 0}
+    c = Cascade.from_json({"features": FEATURES, "baseline": 0.0, "threshold": 0.5, "trees": trees})
+    assert isinstance(c.trees, Trees) and c.passes(np.zeros((3, len(FEATURES)))).all()  # sigmoid(0.5) >= 0.5
+    with pytest.raises(ValueError, match="cascade features"):
+        Cascade.from_json({"features": FEATURES[:-1], "baseline": 0.0, "threshold": 0.5, "trees": trees})

@@ -143,6 +143,13 @@ def best_per_product(left: np.ndarray, right: np.ndarray, sim: np.ndarray, k: in
     return left[keep], right[keep]
 
 
+def cheap_features(inp: Inputs, wide: near.LSHIndex, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """The cascade's features of pairs of dedup rows (:func:`.matcher.cascade.pair_features`)."""
+    from .matcher.cascade import pair_features
+
+    return pair_features(inp, wide, left, right)
+
+
 def pack(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return (np.asarray(left, np.uint64) << np.uint64(32)) | np.asarray(right, np.uint64)
 
@@ -234,10 +241,20 @@ def _learned_pairs(report, inp: Inputs, a, store, learned: Learned, edges: list,
     group = components(len(inp), edges)
     report.n_groups_rules = int((np.bincount(group) >= 2).sum())
     left, right = candidates(inp, a, learned, known, group, touching)
-    learned.wide = learned.phash = None
     apart = group[left] != group[right]
-    report.candidates["matcher"] = int(apart.sum())
     left, right = left[apart], right[apart]
+    cascade = learned.model.cascade
+    if cascade is not None and len(left):
+        # the model's cheap first test over what the rules' pass holds for every pair (title MinHash
+        # Jaccard, pHash bits, spec agreement): a pair failing it is not scored, and a product none of
+        # whose pairs pass needs no representations (words, n-grams, TF-IDF) at all
+        ok = cascade.passes(cheap_features(inp, learned.wide, left, right))
+        report.candidates["matcher_wide"] = len(left)
+        report.candidates["matcher_wide_products"] = int(len(np.unique(np.r_[left, right])))
+        left, right = left[ok], right[ok]
+        report.candidates["matcher_products"] = int(len(np.unique(np.r_[left, right])))
+    learned.wide = learned.phash = None
+    report.candidates["matcher"] = len(left)
     score = score_pairs(store, a, learned.model, inp.ids, left, right, known)
     keep = score >= learned.model.threshold
     return left[keep], right[keep], 1.0 - score[keep], "matcher"

@@ -159,8 +159,12 @@ def train(store, settings: cfg.Settings, labels: Path | None = None, products: P
     result = fit(x, y, w, ia, settings, version)
     model = result.model
     model.weights = feats.weights  # dedup weights its candidates' text with these (no TF-IDF fit per run)
+    t2 = time.perf_counter()
+    model.cascade = _cascade(store, settings, products, ia, ib, y, w, result.oof >= model.threshold)
+    t3 = time.perf_counter()
     model.meta = {"labels": str(labels) if labels else "matches", "products": len(products), "run_id": stats.run_id,
                   "seconds_features": round(t1 - t0, 3), "seconds_fit": round(result.seconds, 3),
+                  "seconds_cascade": round(t3 - t2, 3),
                   "text_model": Path(a.matcher_text_model).name if a.matcher_text_model else ""}
     rel = f"{MODELS}/{version}/model.json"
     data = model.dumps()
@@ -172,6 +176,22 @@ def train(store, settings: cfg.Settings, labels: Path | None = None, products: P
                                        "labels": str(labels) if labels else "matches", "version": version})
     return TrainReport(stats=stats, model=model, path=path, source=str(labels) if labels else "crowd matches",
                        n_pairs=len(y), n_skipped=skipped, seconds_features=t1 - t0, seconds_fit=result.seconds)
+
+
+def _cascade(store, settings, products: Products, ia, ib, y, w, accepted):
+    """dedup's cheap first test (:mod:`.cascade`), fitted on the labelled pairs' features from dedup's own
+    inputs; None when the full model accepts no held-out pair."""
+    import pyarrow as pa
+
+    from . import cascade
+
+    ids = pa.array(products.ids, pa.string())
+    inp, titles = cascade.read_inputs(store, settings, pa.concat_arrays([ids.take(ia), ids.take(ib)]))
+    ra, rb = cascade.rows_of(inp, ids.take(ia)), cascade.rows_of(inp, ids.take(ib))
+    if (ra < 0).any() or (rb < 0).any():  # products without a stored row (not read as dedup reads them)
+        return None
+    x = cascade.pair_features(inp, titles, ra, rb)
+    return cascade.fit(x, y, w, ia, accepted, settings)
 
 
 def _is_file_name(name: str | None) -> bool:

@@ -110,6 +110,7 @@ class Model:
     validation: dict = field(default_factory=dict)  # held-out figures (training.validate)
     meta: dict = field(default_factory=dict)  # where the labels came from, settings, seconds
     weights: object = None  # features.TextWeights: the training products' TF-IDF document frequencies
+    cascade: object = None  # cascade.Cascade: dedup's cheap first test (None: every candidate scored)
 
     def proba(self, x: np.ndarray) -> np.ndarray:
         """P(same product) per row of ``x`` (columns in :attr:`features` order)."""
@@ -119,7 +120,8 @@ class Model:
     def to_json(self) -> dict:
         return {"format": FORMAT, "version": self.version, "features": self.features, "baseline": self.baseline,
                 "threshold": self.threshold, "validation": self.validation, "meta": self.meta,
-                "trees": self.trees.to_json(), "weights": self.weights.to_json() if self.weights is not None else None}
+                "trees": self.trees.to_json(), "weights": self.weights.to_json() if self.weights is not None else None,
+                "cascade": self.cascade.to_json() if self.cascade is not None else None}
 
     def dumps(self) -> bytes:
         """The ``model.json`` bytes (JSON, no pickle)."""
@@ -153,12 +155,14 @@ def loads(data: bytes, path: str | Path) -> Model:
                                "weights): retrain it with `m5data annotate matcher train`")
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ValueError(f"format is not {FORMAT!r}")
+        from .cascade import Cascade
         from .features import TextWeights
 
         trees = Trees.from_json(d["trees"])
         return Model(version=str(d["version"]), features=[str(f) for f in d["features"]], baseline=float(d["baseline"]),
                      trees=trees, threshold=float(d["threshold"]),
                      validation=dict(d.get("validation") or {}), meta=dict(d.get("meta") or {}),
-                     weights=TextWeights.from_json(d["weights"]))
+                     weights=TextWeights.from_json(d["weights"]),
+                     cascade=Cascade.from_json(d["cascade"]) if d.get("cascade") else None)
     except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise MatcherError(f"{path} is not a matcher model: {exc}") from None

@@ -1,0 +1,143 @@
+"""The matcher's cheap first test (a cascade): a small tree model over what dedup's rules already hold
+for every candidate pair, so dedup builds the full features (jieba, words, n-grams, TF-IDF) only for
+the candidates that pass it.
+
+Its features (:data:`FEATURES`) come from dedup's own inputs (:mod:`..dedup_inputs`): the titles'
+MinHash Jaccard estimate (the same shingles, permutations and 16-bit signatures as dedup's title
+index), the main images' pHash distance, and the spec rule's agreement counts (same brand, properties
+both list besides the brand, agreeing ones, conflicting ones, the agreeing share). Training computes
+them the same way for the labelled pairs (:func:`pair_features` of :func:`read_inputs`), fits the
+small model on the same folds as the matcher, and reads its threshold off the held-out folds: the
+highest that keeps at least ``keep`` (0.995) of the labelled pairs the full model accepts there
+(held out too). The model file keeps it (trees as data, no pickle) with what it kept and dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .model import Trees
+
+FEATURES = ["title_minhash_jaccard", "phash_bits", "brand_same", "spec_shared", "spec_agree", "spec_conflict",
+            "spec_agree_share"]
+KEEP = 0.995  # share of the held-out accepted pairs the threshold keeps
+TREES, LEAVES = 60, 15  # the small model (its cost is the pairs x trees walk, ~2 us a pair)
+
+
+@dataclass
+class Cascade:
+    """The cheap test: ``proba(features) >= threshold`` or the pair is not scored by the full model."""
+
+    baseline: float
+    trees: Trees
+    threshold: float
+    features: list[str] = field(default_factory=lambda: list(FEATURES))
+    validation: dict = field(default_factory=dict)
+
+    def proba(self, x: np.ndarray) -> np.ndarray:
+        z = self.baseline + self.trees.raw(np.asarray(x, dtype=np.float64))
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def passes(self, x: np.ndarray) -> np.ndarray:
+        return self.proba(x) >= self.threshold
+
+    def to_json(self) -> dict:
+        return {"features": self.features, "baseline": self.baseline, "threshold": self.threshold,
+                "validation": self.validation, "trees": self.trees.to_json()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Cascade:
+        features = [str(f) for f in d["features"]]
+        if features != FEATURES:
+            raise ValueError(f"cascade features {features} are not this m5data's {FEATURES}")
+        return cls(baseline=float(d["baseline"]), trees=Trees.from_json(d["trees"]), threshold=float(d["threshold"]),
+                   features=features, validation=dict(d.get("validation") or {}))
+
+
+def pair_features(inp, titles, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Pairs x :data:`FEATURES` from dedup's inputs ``inp`` and title index ``titles`` (an
+    :class:`..near.LSHIndex` holding every row's signature); NaN where a side lacks the evidence."""
+    from ..dedup_inputs import agreement
+    from ..near import hamming
+
+    left, right = np.asarray(left, np.int64), np.asarray(right, np.int64)
+    x = np.full((len(left), len(FEATURES)), np.nan)
+    if not len(left):
+        return x
+    has_t = inp.has_title[left] & inp.has_title[right]
+    x[:, 0] = np.where(has_t, titles.jaccard(left, right), np.nan)
+    has_p = inp.has_phash[left] & inp.has_phash[right]
+    x[:, 1] = np.where(has_p, hamming(inp.phash[left], inp.phash[right]), np.nan)
+    same, shared, agree = agreement(inp.specs, left, right)
+    shared, agree = shared.astype(np.float64), agree.astype(np.float64)
+    x[:, 2] = np.where(same >= 0, same, np.nan)
+    x[:, 3], x[:, 4], x[:, 5] = shared, agree, shared - agree
+    x[:, 6] = np.where(shared > 0, agree / np.maximum(shared, 1), np.nan)
+    return x
+
+
+def read_inputs(store, settings, ids):
+    """dedup's inputs (products, main image, comparable specs) and title signatures of the products
+    ``ids`` (an Arrow string array), read as dedup reads them: ``(inputs, title index)``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .. import dedup, dedup_inputs, near
+
+    a = settings.annotate
+    wanted = pc.unique(pa.array(ids, pa.string())).sort()
+    titles = near.LSHIndex(a.dedup_matcher_minhash_threshold, a.dedup_num_perm)
+
+    def index_titles(batch: list[str]) -> None:
+        values, offsets = near.title_hashes(batch, a.dedup_shingle)
+        titles.add(values, offsets, np.fromiter(map(bool, batch), dtype=bool, count=len(batch)))
+
+    con = store.connect(need=("products", "media", "specs"), only=("products", "media", "specs"))
+    try:
+        inp = dedup_inputs.read_products(con, index_titles, only=wanted)
+        inp.specs, inp.n_spec_rows = dedup_inputs.read_specs(con, len(inp), dedup._norm_value(a.dedup_brand_property),
+                                                             dedup._norm_value, dedup.noisy_value,
+                                                             dedup.brand_spellings, only=inp.ids)
+    finally:
+        con.close()
+    return inp, titles
+
+
+def rows_of(inp, ids) -> np.ndarray:
+    """The row of each product id in ``inp`` (-1: not there)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    at = pc.index_in(pa.array(ids, pa.string()), value_set=inp.ids).fill_null(-1)
+    return np.asarray(at.to_numpy(zero_copy_only=False), np.int64)
+
+
+def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray, accepted: np.ndarray, settings,
+        keep: float = KEEP) -> Cascade | None:
+    """The cheap model on the labelled pairs' cheap features ``x``; its threshold the highest held-out
+    score that keeps ``keep`` of the pairs ``accepted`` (the full model's held-out accepted ones).
+    None when the full model accepts no held-out pair (nothing to keep: no cascade)."""
+    from threadpoolctl import threadpool_limits
+
+    from .training import _classifier, out_of_fold
+
+    if not accepted.any():
+        return None
+    a = dataclasses.replace(settings.annotate, matcher_trees=TREES, matcher_leaves=LEAVES)
+    x = np.where(np.isnan(x).all(axis=0), 0.0, x)  # a column no pair has (no pHash in the store): constant,
+    # never split on (the trees' binning refuses a column of NaN only); the columns keep their places
+    with threadpool_limits(1, user_api="openmp"):
+        oof = out_of_fold(x, y, w, groups, a)  # the matcher's folds: same labels, groups and seed
+        final = _classifier(a, a.seed).fit(x, y, sample_weight=w)
+    kept_scores = np.sort(oof[accepted])
+    threshold = float(kept_scores[int(np.floor((1.0 - keep) * len(kept_scores)))])
+    passed = oof >= threshold
+    validation = {"keep_target": keep, "accepted": int(accepted.sum()), "accepted_kept": int(passed[accepted].sum()),
+                  "kept_share": round(float(passed[accepted].mean()), 4), "pairs": int(len(y)),
+                  "pairs_dropped": int((~passed).sum()), "matches_dropped": int((~passed & y).sum()),
+                  "non_matches_dropped": int((~passed & ~y).sum())}
+    return Cascade(baseline=float(np.ravel(final._baseline_prediction)[0]), trees=Trees.from_sklearn(final),
+                   threshold=threshold, validation=validation)
