@@ -129,12 +129,13 @@ def run_one(name: str, folder: Path, work: Path, limit: int | None, text_model: 
         out["logreg_f1"] = logreg(products, pairs, text_model)
     c = report.model.cascade
     if c is not None:  # dedup's cheap first test on the test split: a pair failing it would not be scored
+        from m5data.annotate.dedup_learned import pair_features
         from m5data.annotate.matcher import cascade
 
         rows = pairs["test"]
         inp, titles = cascade.read_inputs(store, s, np.array([x for a, b, _ in rows for x in (a, b)]))
-        ok = c.passes(cascade.pair_features(inp, titles, cascade.rows_of(inp, [a for a, _, _ in rows]),
-                                            cascade.rows_of(inp, [b for _, b, _ in rows])))
+        ok = c.passes(pair_features(inp, titles, cascade.rows_of(inp, [a for a, _, _ in rows]),
+                                    cascade.rows_of(inp, [b for _, b, _ in rows])))
         out["cascade"] = {**c.validation, "test_dropped": int((~ok).sum()), "test_pairs": len(rows),
                           "test_matches_dropped": int((~ok & ys["test"]).sum()),
                           "f1_through": prf(np.where(ok, scores["test"], 0.0), ys["test"], t)[0]}

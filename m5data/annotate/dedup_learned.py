@@ -32,6 +32,7 @@ import numpy as np
 from . import dedup_inputs, near
 from .dedup_inputs import Inputs
 from .dedup_spec import spec_blocks
+from .matcher.model import CASCADE_FEATURES
 from .near import hamming
 
 MODES = ("rules", "learned")
@@ -69,8 +70,7 @@ def choose(store, settings) -> Learned:
     a = settings.annotate
     if a.dedup_matcher == "rules":
         return Learned(None, "rules")
-    from .matcher.job import load_model
-    from .matcher.model import MatcherError
+    from .matcher.model import MatcherError, load_model
 
     try:
         model = load_model(store)
@@ -143,11 +143,24 @@ def best_per_product(left: np.ndarray, right: np.ndarray, sim: np.ndarray, k: in
     return left[keep], right[keep]
 
 
-def cheap_features(inp: Inputs, wide: near.LSHIndex, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """The cascade's features of pairs of dedup rows (:func:`.matcher.cascade.pair_features`)."""
-    from .matcher.cascade import pair_features
-
-    return pair_features(inp, wide, left, right)
+def pair_features(inp: Inputs, titles: near.LSHIndex, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """The matcher cascade's features (``matcher.model.CASCADE_FEATURES``) of pairs of dedup rows,
+    pairs x features, from dedup's inputs ``inp`` and title index ``titles`` (an
+    :class:`..near.LSHIndex` holding every row's signature); NaN where a side lacks the evidence."""
+    left, right = np.asarray(left, np.int64), np.asarray(right, np.int64)
+    x = np.full((len(left), len(CASCADE_FEATURES)), np.nan)
+    if not len(left):
+        return x
+    has_t = inp.has_title[left] & inp.has_title[right]
+    x[:, 0] = np.where(has_t, titles.jaccard(left, right), np.nan)
+    has_p = inp.has_phash[left] & inp.has_phash[right]
+    x[:, 1] = np.where(has_p, hamming(inp.phash[left], inp.phash[right]), np.nan)
+    same, shared, agree = dedup_inputs.agreement(inp.specs, left, right)
+    shared, agree = shared.astype(np.float64), agree.astype(np.float64)
+    x[:, 2] = np.where(same >= 0, same, np.nan)
+    x[:, 3], x[:, 4], x[:, 5] = shared, agree, shared - agree
+    x[:, 6] = np.where(shared > 0, agree / np.maximum(shared, 1), np.nan)
+    return x
 
 
 def pack(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -248,7 +261,7 @@ def _learned_pairs(report, inp: Inputs, a, store, learned: Learned, edges: list,
         # the model's cheap first test over what the rules' pass holds for every pair (title MinHash
         # Jaccard, pHash bits, spec agreement): a pair failing it is not scored, and a product none of
         # whose pairs pass needs no representations (words, n-grams, TF-IDF) at all
-        ok = cascade.passes(cheap_features(inp, learned.wide, left, right))
+        ok = cascade.passes(pair_features(inp, learned.wide, left, right))
         report.candidates["matcher_wide"] = len(left)
         report.candidates["matcher_wide_products"] = int(len(np.unique(np.r_[left, right])))
         left, right = left[ok], right[ok]

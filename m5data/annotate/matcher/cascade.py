@@ -15,68 +15,14 @@ highest that keeps at least ``keep`` (0.995) of the labelled pairs the full mode
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from .model import Trees
+from .model import CASCADE_FEATURES as FEATURES  # noqa: F401 (dedup_learned.pair_features computes them)
+from .model import Cascade, Trees
 
-FEATURES = ["title_minhash_jaccard", "phash_bits", "brand_same", "spec_shared", "spec_agree", "spec_conflict",
-            "spec_agree_share"]
 KEEP = 0.995  # share of the held-out accepted pairs the threshold keeps
 TREES, LEAVES = 60, 15  # the small model (its cost is the pairs x trees walk, ~2 us a pair)
-
-
-@dataclass
-class Cascade:
-    """The cheap test: ``proba(features) >= threshold`` or the pair is not scored by the full model."""
-
-    baseline: float
-    trees: Trees
-    threshold: float
-    features: list[str] = field(default_factory=lambda: list(FEATURES))
-    validation: dict = field(default_factory=dict)
-
-    def proba(self, x: np.ndarray) -> np.ndarray:
-        z = self.baseline + self.trees.raw(np.asarray(x, dtype=np.float64))
-        return 1.0 / (1.0 + np.exp(-z))
-
-    def passes(self, x: np.ndarray) -> np.ndarray:
-        return self.proba(x) >= self.threshold
-
-    def to_json(self) -> dict:
-        return {"features": self.features, "baseline": self.baseline, "threshold": self.threshold,
-                "validation": self.validation, "trees": self.trees.to_json()}
-
-    @classmethod
-    def from_json(cls, d: dict) -> Cascade:
-        features = [str(f) for f in d["features"]]
-        if features != FEATURES:
-            raise ValueError(f"cascade features {features} are not this m5data's {FEATURES}")
-        return cls(baseline=float(d["baseline"]), trees=Trees.from_json(d["trees"]), threshold=float(d["threshold"]),
-                   features=features, validation=dict(d.get("validation") or {}))
-
-
-def pair_features(inp, titles, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Pairs x :data:`FEATURES` from dedup's inputs ``inp`` and title index ``titles`` (an
-    :class:`..near.LSHIndex` holding every row's signature); NaN where a side lacks the evidence."""
-    from ..dedup_inputs import agreement
-    from ..near import hamming
-
-    left, right = np.asarray(left, np.int64), np.asarray(right, np.int64)
-    x = np.full((len(left), len(FEATURES)), np.nan)
-    if not len(left):
-        return x
-    has_t = inp.has_title[left] & inp.has_title[right]
-    x[:, 0] = np.where(has_t, titles.jaccard(left, right), np.nan)
-    has_p = inp.has_phash[left] & inp.has_phash[right]
-    x[:, 1] = np.where(has_p, hamming(inp.phash[left], inp.phash[right]), np.nan)
-    same, shared, agree = agreement(inp.specs, left, right)
-    shared, agree = shared.astype(np.float64), agree.astype(np.float64)
-    x[:, 2] = np.where(same >= 0, same, np.nan)
-    x[:, 3], x[:, 4], x[:, 5] = shared, agree, shared - agree
-    x[:, 6] = np.where(shared > 0, agree / np.maximum(shared, 1), np.nan)
-    return x
 
 
 def read_inputs(store, settings, ids):

@@ -17,10 +17,9 @@ import numpy as np
 
 from ... import config as cfg
 from ...storage.runs import StageStats, record_run
-from .model import MatcherError, Model, load, loads
+from .model import MODELS, MatcherError, Model, _model_rel, load_model, loads, model_path  # noqa: F401 (the CLI's and callers' names)
 from .products import Products, read_store
 
-MODELS = "derived/matcher"  # <version>/model.json below it
 MAX_LISTED = 200  # bad lines named in one error at most (the count says how many more)
 
 
@@ -183,6 +182,7 @@ def _cascade(store, settings, products: Products, ia, ib, y, w, accepted):
     inputs; None when the full model accepts no held-out pair."""
     import pyarrow as pa
 
+    from ..dedup_learned import pair_features
     from . import cascade
 
     ids = pa.array(products.ids, pa.string())
@@ -190,42 +190,8 @@ def _cascade(store, settings, products: Products, ia, ib, y, w, accepted):
     ra, rb = cascade.rows_of(inp, ids.take(ia)), cascade.rows_of(inp, ids.take(ib))
     if (ra < 0).any() or (rb < 0).any():  # products without a stored row (not read as dedup reads them)
         return None
-    x = cascade.pair_features(inp, titles, ra, rb)
+    x = pair_features(inp, titles, ra, rb)
     return cascade.fit(x, y, w, ia, accepted, settings)
-
-
-def _is_file_name(name: str | None) -> bool:
-    return bool(name) and (Path(name).is_file() or name.endswith(".json"))
-
-
-def _model_rel(store, name: str | None) -> str:
-    """The store's file of model version ``name``; the newest version's when None."""
-    if name:
-        return f"{MODELS}/{name}/model.json"
-    versions = sorted(rel.split("/")[2] for rel in store.files(MODELS + "/")
-                      if rel.count("/") == 3 and rel.endswith("/model.json"))
-    if not versions:
-        raise MatcherError(f"no trained matcher in {store.where(MODELS)}: run `m5data annotate matcher train` first")
-    return f"{MODELS}/{versions[-1]}/model.json"
-
-
-def model_path(store, name: str | None = None) -> Path | str:
-    """The model file of version ``name`` (or a path to a model.json); the newest version when None.
-    A store's file is named by ``store.where`` (a path, or a URL on object storage)."""
-    if _is_file_name(name):
-        return Path(name)
-    return store.where(_model_rel(store, name))
-
-
-def load_model(store, name: str | None = None) -> Model:
-    """The model of version ``name`` (or of a model.json path); the newest version when None."""
-    if _is_file_name(name):
-        return load(Path(name))
-    rel = _model_rel(store, name)
-    data = store.read_bytes(rel)
-    if data is None:
-        raise MatcherError(f"cannot read matcher model {store.where(rel)}: no such file")
-    return loads(data, store.where(rel))
 
 
 def score(model: Model, products: Products, ia: np.ndarray, ib: np.ndarray, text_model: str = "") -> np.ndarray:

@@ -98,6 +98,42 @@ def _finite(x: np.ndarray) -> np.ndarray:
     return np.nan_to_num(np.asarray(x, np.float64), nan=0.0, posinf=big, neginf=-big)
 
 
+# the cascade's features, in order: dedup_learned.pair_features computes them
+CASCADE_FEATURES = ["title_minhash_jaccard", "phash_bits", "brand_same", "spec_shared", "spec_agree", "spec_conflict",
+                    "spec_agree_share"]
+
+
+@dataclass
+class Cascade:
+    """dedup's cheap first test (``matcher/cascade.py`` fits it): a candidate pair is scored by the
+    full model only when ``proba(features) >= threshold``."""
+
+    baseline: float
+    trees: Trees
+    threshold: float
+    features: list[str] = field(default_factory=lambda: list(CASCADE_FEATURES))
+    validation: dict = field(default_factory=dict)
+
+    def proba(self, x: np.ndarray) -> np.ndarray:
+        z = self.baseline + self.trees.raw(np.asarray(x, dtype=np.float64))
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def passes(self, x: np.ndarray) -> np.ndarray:
+        return self.proba(x) >= self.threshold
+
+    def to_json(self) -> dict:
+        return {"features": self.features, "baseline": self.baseline, "threshold": self.threshold,
+                "validation": self.validation, "trees": self.trees.to_json()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Cascade:
+        features = [str(f) for f in d["features"]]
+        if features != CASCADE_FEATURES:
+            raise ValueError(f"cascade features {features} are not this m5data's {CASCADE_FEATURES}")
+        return cls(baseline=float(d["baseline"]), trees=Trees.from_json(d["trees"]), threshold=float(d["threshold"]),
+                   features=features, validation=dict(d.get("validation") or {}))
+
+
 @dataclass
 class Model:
     """A trained matcher: trees over :attr:`features`, the operating threshold and how it was validated."""
@@ -110,7 +146,7 @@ class Model:
     validation: dict = field(default_factory=dict)  # held-out figures (training.validate)
     meta: dict = field(default_factory=dict)  # where the labels came from, settings, seconds
     weights: object = None  # features.TextWeights: the training products' TF-IDF document frequencies
-    cascade: object = None  # cascade.Cascade: dedup's cheap first test (None: every candidate scored)
+    cascade: Cascade | None = None  # dedup's cheap first test (None: every candidate scored)
 
     def proba(self, x: np.ndarray) -> np.ndarray:
         """P(same product) per row of ``x`` (columns in :attr:`features` order)."""
@@ -155,7 +191,6 @@ def loads(data: bytes, path: str | Path) -> Model:
                                "weights): retrain it with `m5data annotate matcher train`")
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ValueError(f"format is not {FORMAT!r}")
-        from .cascade import Cascade
         from .features import TextWeights
 
         trees = Trees.from_json(d["trees"])
@@ -166,3 +201,40 @@ def loads(data: bytes, path: str | Path) -> Model:
                      cascade=Cascade.from_json(d["cascade"]) if d.get("cascade") else None)
     except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise MatcherError(f"{path} is not a matcher model: {exc}") from None
+
+
+MODELS = "derived/matcher"  # <version>/model.json below it
+
+
+def _is_file_name(name: str | None) -> bool:
+    return bool(name) and (Path(name).is_file() or name.endswith(".json"))
+
+
+def _model_rel(store, name: str | None) -> str:
+    """The store's file of model version ``name``; the newest version's when None."""
+    if name:
+        return f"{MODELS}/{name}/model.json"
+    versions = sorted(rel.split("/")[2] for rel in store.files(MODELS + "/")
+                      if rel.count("/") == 3 and rel.endswith("/model.json"))
+    if not versions:
+        raise MatcherError(f"no trained matcher in {store.where(MODELS)}: run `m5data annotate matcher train` first")
+    return f"{MODELS}/{versions[-1]}/model.json"
+
+
+def model_path(store, name: str | None = None) -> Path | str:
+    """The model file of version ``name`` (or a path to a model.json); the newest version when None.
+    A store's file is named by ``store.where`` (a path, or a URL on object storage)."""
+    if _is_file_name(name):
+        return Path(name)
+    return store.where(_model_rel(store, name))
+
+
+def load_model(store, name: str | None = None) -> Model:
+    """The model of version ``name`` (or of a model.json path); the newest version when None."""
+    if _is_file_name(name):
+        return load(Path(name))
+    rel = _model_rel(store, name)
+    data = store.read_bytes(rel)
+    if data is None:
+        raise MatcherError(f"cannot read matcher model {store.where(rel)}: no such file")
+    return loads(data, store.where(rel))
