@@ -226,40 +226,6 @@ def test_on_object_storage_the_facts_are_kept_in_the_bucket(s3_url, tmp_path):
     assert _page(again) == _page(build(store, settings, out=tmp_path / "full", full=True))
 
 
-def _pool(query: str, candidates: range) -> list[dict]:
-    return [{"query_id": query, "candidate_id": f"c{c}", "rank": r, "score": 1.0 / (r + 1), "embedder": "e", "run_id": "x"}
-            for r, c in enumerate(candidates)]
-
-
-def test_the_overview_counts_each_tables_rows_as_its_view_holds_them(tmp_path):
-    """``data.table_rows`` counts a table's view without its window: per group the rows of its newest
-    write (``replace_by``), a write whose rows of a group lie in two parts, a part that holds a key
-    twice (then the view itself is counted), and a table without ``replace_by``."""
-    from m5data.report.data import table_rows
-
-    store = Store.init(tmp_path / "store", part_rows=2)
-    store.write("pools", _pool("q1", range(3)) + _pool("q2", range(2)))
-    store.write("pools", _pool("q1", range(10, 11)))  # q1's newest write replaces its 3 candidates by 1
-    with store.writer("pools") as w:  # one write, q3's 5 candidates in 3 parts, a key of them twice
-        w.write(_pool("q3", range(20, 25)) + _pool("q3", range(20, 21)))
-    store.write("products", _products(0, 4))
-    store.write("products", _products(2, 6, title="新款"))  # 2 keys written again
-    store.write("specs", _specs(0, 3))
-    store.write("specs", [{"product_id": "shopa:1", "position": p, "property": "色", "value": "红"} for p in range(3)])
-    expected = {"pools": 1 + 2 + 5, "products": 6, "specs": 2 + 3, "dedup": 0}
-    con = store.connect()
-    try:
-        for table, rows in expected.items():
-            assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == rows
-            assert table_rows(con, store, table) == rows, table
-        store.part_rows = 10  # a part that holds a key twice: the view is counted
-        with store.writer("pools") as w:
-            w.write(_pool("q4", range(2)) + _pool("q4", range(1)))
-        assert table_rows(con, store, "pools") == con.execute("SELECT count(*) FROM pools").fetchone()[0] == 10
-    finally:
-        con.close()
-
-
 def test_a_killed_runs_temp_facts_file_is_known_to_doctor_and_removed_by_the_next_run(store, tmp_path):
     """A facts file is written under the store's temp name (``storage.files.temp_path``): a killed
     writer's is found by doctor (and the stages' sweep, the same ``find_temps``) and removed by the

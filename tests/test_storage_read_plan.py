@@ -247,3 +247,42 @@ def test_store_connections_print_no_duckdb_progress_bar(tmp_path):
     for con in (store.connect(), store.connect(sandbox=True)):
         assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0] is False
         con.close()
+
+
+def test_count_is_the_views_rows_without_its_window(tmp_path, monkeypatch):
+    """``Store.count`` counts a table's view from its parts' layout (no window): per group the rows of
+    its newest write (``replace_by``), a write whose rows of a group lie in two parts, a table
+    without ``replace_by``; a part that holds a key twice (or a compacted table) counts the view."""
+    def pool(q, cands):
+        return [{"query_id": q, "candidate_id": f"c{c}", "rank": r, "score": 1.0 / (r + 1), "embedder": "e", "run_id": "x"}
+                for r, c in enumerate(cands)]
+
+    store = Store.init(tmp_path / "s", part_rows=2)
+    store.write("pools", pool("q1", range(3)) + pool("q2", range(2)))
+    store.write("pools", pool("q1", range(10, 11)))  # q1's newest write replaces its 3 candidates by 1
+    with store.writer("pools") as w:  # one write, q3's 5 candidates in 3 parts, a key of them twice
+        rows = pool("q3", range(20, 25))
+        w.write(rows + rows[:1])
+    store.write("products", [{"product_id": f"a:{i}", "title": "t"} for i in range(4)])
+    store.write("products", [{"product_id": f"a:{i}", "title": "again"} for i in range(2, 6)])  # 2 keys again
+    store.write("specs", [{"product_id": f"a:{i}", "position": 0, "property": "p", "value": "v"} for i in range(3)])
+    store.write("specs", [{"product_id": "a:1", "position": p, "property": "q", "value": "w"} for p in range(3)])
+    expected = {"pools": 1 + 2 + 5, "products": 6, "specs": 2 + 3, "dedup": 0}
+    windowed = []
+    real = store.connect
+    monkeypatch.setattr(store, "connect", lambda *a, **k: windowed.append(k.get("only")) or real(*a, **k))
+    for table, n in expected.items():
+        assert store.count(table) == n, table
+    assert all(only == () for only in windowed), windowed  # no view made: the layout counted
+    con = real()
+    try:
+        for table, n in expected.items():
+            assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == n, table
+    finally:
+        con.close()
+    store.part_rows = 10  # a part that holds a key twice: the view is counted
+    with store.writer("pools") as w:
+        w.write(pool("q4", range(2)) + pool("q4", range(1)))
+    assert store.count("pools") == 10 and windowed[-1] == ("pools",)
+    store.compact("pools")
+    assert store.count("pools") == 10

@@ -128,7 +128,7 @@ REPORT_MEDIA_COLUMNS = ("product_id", "media_id", "source_media_id", "kind", "ro
 
 
 # The tables the report reads through its connection's views (the facts' and the sections' SQL);
-# the others are only counted (``data.table_rows``), so their views are not made: the view of every
+# the others are only counted (``Store.count``), so their views are not made: the view of every
 # part of ``pools`` (5M rows in 14 parts at 100k products) is not planned and bound each run.
 VIEWS = ("products", "media", "specs", "label_map", "taxonomy", "caption_match", "dedup", "splits", "runs")
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import CorruptPart, StoreError
-from .schema import TABLES, TableSpec, table_spec
+from .schema import SEQ_COLUMN, TABLES, TableSpec, table_spec
 from .views import _sql_str
 
 # DuckDB errors of a read that raced with a compaction removing the parts it had listed
@@ -169,14 +169,62 @@ class Reading:
             con.close()
 
     def count(self, name: str) -> int:
+        """The rows of table ``name``'s view (the newest write per key): from the parts' key sidecars
+        where their layout allows (:meth:`_count_newest_writes`), else by counting the view."""
         import duckdb
 
+        try:
+            rows = self._count_newest_writes(table_spec(name))
+        except duckdb.Error as exc:  # a damaged part: one StoreError naming it
+            raise self._explain(name, exc) from None
+        if rows is not None:
+            return rows
         con = self.connect(need=(table_spec(name).name,), only=(table_spec(name).name,), _read_cursor=True)
         try:
             return con.execute(f"SELECT count(*) FROM {table_spec(name).name}").fetchone()[0]
         except duckdb.Error as exc:  # a damaged part (or a bad `where`): one StoreError
             raise self._explain(name, exc) from None
         finally:
+            con.close()
+
+    def _count_newest_writes(self, spec: TableSpec) -> int | None:
+        """The view's rows counted without its window (None where the layout does not allow it).
+
+        A view row is, per key, the row of its newest write, kept when that write is its group's
+        newest. With the group within the key and every part holding each key once (the key
+        sidecars say so, ``keyindex.py``), that is per group the rows of its newest write (``_seq``):
+        an aggregate over the group and ``_seq`` columns, distinct keys counted only where that
+        write's rows of the group lie in more than one part. 40 s -> 0.3 s for 5 million pool rows
+        in 14 parts. A compacted table (its view is a plain glob) and a store without sidecars
+        (object storage) count the view.
+        """
+        from . import keyindex
+
+        parts = self.parts(spec.name)
+        if not parts:
+            return 0
+        if self.is_compacted(spec.name) or not set(spec.group) <= set(spec.key):
+            return None
+        if not all(k is not None and k.unique for _, k in keyindex.parts_keys(parts, spec)):
+            return None
+        src = f"read_parquet([{', '.join(_sql_str(str(p)) for p in parts)}], union_by_name = true, filename = '_m5data_file')"
+        group = ", ".join(spec.group)
+        newest = (f"SELECT {group}, max(s) AS s, arg_max(n, s) AS n, arg_max(split, s) AS split FROM ("
+                  f"SELECT {group}, {SEQ_COLUMN} AS s, count(*) AS n, min(_m5data_file) <> max(_m5data_file) AS split "
+                  f"FROM {src} GROUP BY ALL) GROUP BY ALL")
+        con = self.connect(need=(), only=(), _read_cursor=True)
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _m5data_newest AS {newest}")
+            rows, split = con.execute("SELECT coalesce(sum(n) FILTER (WHERE NOT split), 0), count(*) FILTER (WHERE split) "
+                                      "FROM _m5data_newest").fetchone()
+            if split:  # a write's rows of a group in two parts: its distinct keys
+                on = " AND ".join(f"r.{c} = g.{c}" for c in spec.group)
+                rows += con.execute(
+                    f"SELECT count(*) FROM (SELECT DISTINCT {', '.join('r.' + k for k in spec.key)} FROM {src} r "
+                    f"JOIN (SELECT * FROM _m5data_newest WHERE split) g ON {on} AND r.{SEQ_COLUMN} = g.s)").fetchone()[0]
+            return int(rows)
+        finally:
+            con.execute("DROP TABLE IF EXISTS _m5data_newest")
             con.close()
 
     def _scan(self, con, spec: TableSpec, sql: str):
