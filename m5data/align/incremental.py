@@ -35,13 +35,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..storage import changes
-from .inventory import SubClass
+from .inventory import Inventory, Previous, SubClass
 
 STAGE = "align"
 READS = ("products",)  # what align reads (taxonomy and label_map are its own output)
 KEPT = "scores.parquet"
 TOKENS = "tokens.parquet"
 LINES = "lines.parquet"
+INVENTORY = "inventory.parquet"
 _SIDES = ("platform_a", "level1_a", "name_a", "platform_b", "level1_b", "name_b")
 
 
@@ -214,6 +215,41 @@ def save_kept(store, settings, subs, left, right, s_label, s_content, contents) 
     _write(store, KEPT, pa.Table.from_arrays(cols, schema=schema))
 
 
+def load_inventory(store, chars: int) -> Previous | None:
+    """The last complete inventory's texts and path counts, with the products written since it was read;
+    None when there is none or it is of another ``content_chars``."""
+    table = _read(store, INVENTORY)
+    meta = (table.schema.metadata or {}) if table is not None else {}
+    if table is None or meta.get(b"m5data.align.chars", b"").decode() != str(chars) or b"m5data.align.since" not in meta:
+        return None
+    changed = store.changed("products", int(meta[b"m5data.align.since"])).column("product_id").combine_chunks()
+    texts, paths = {}, {}
+    for platform, raw, level1, level2, n, text in zip(*(table.column(c).to_pylist() for c in (
+            "platform", "raw_path", "level1", "level2", "n", "text"))):
+        if raw is None:  # a sub-class's text
+            texts[(platform, level1, level2)] = (n, text)
+        else:
+            paths[(platform, raw)] = (level1, level2, n)
+    return Previous(texts, paths, changed)
+
+
+def save_inventory(store, inv: Inventory, chars: int, since: int) -> None:
+    """Keep the inventory's path counts and sub-class texts for the next run, with the ``products``
+    watermark taken before they were read (a product written after it is a changed one next time)."""
+    titled = [s for s in inv.subclasses if s.n_titled]
+    rows = len(inv.paths)
+    table = pa.table({
+        "platform": pa.array([p.platform for p in inv.paths] + [s.platform for s in titled], pa.string()),
+        "raw_path": pa.array([p.raw_path for p in inv.paths] + [None] * len(titled), pa.string()),
+        "level1": pa.array([p.level1 for p in inv.paths] + [s.level1 for s in titled], pa.string()),
+        "level2": pa.array([p.level2 for p in inv.paths] + [s.name for s in titled], pa.string()),
+        "n": pa.array([p.n_products for p in inv.paths] + [s.n_titled for s in titled], pa.int64()),
+        "text": pa.array([None] * rows + [s.text for s in titled], pa.string()),
+    })
+    _write(store, INVENTORY, table.replace_schema_metadata({"m5data.align.chars": str(chars),
+                                                            "m5data.align.since": str(int(since))}))
+
+
 class TokenCache:
     """Segmented texts by text hash, their lines by line hash: kept ones are reused, new lines segmented.
 
@@ -253,6 +289,7 @@ class TokenCache:
         self.new_lines: set[int] = set()  # lines this run segmented
         self.segmented = 0  # texts this run made (from kept or new lines)
         self.segmented_lines = 0  # lines this run segmented
+        self.before: dict[str, str] = {}  # a text -> its sub-class's text in the last complete run (kept inventory)
 
     def _read_kept(self, keys: list[str]) -> None:
         """The kept tokens of ``keys`` (all in the kept table) into ``self.kept``, in one take."""
@@ -280,12 +317,19 @@ class TokenCache:
     TAIL_LINES = 4  # lines a text may have gained at its end and still be made from a kept text
 
     def _kept_head(self, text: str) -> tuple[str, int] | None:
-        """A kept text that ``text`` extends by up to ``TAIL_LINES`` whole lines: (its hash, where it ends).
+        """A kept text that ``text`` extends by whole lines: (its hash, where it ends). The sub-class's text of
+        the last complete run (``before``, from the kept inventory) with any number of lines, else one of
+        ``text``'s own heads up to ``TAIL_LINES`` lines shorter.
 
         Titles are in product id order, so a new product whose id sorts last (ids that grow with time)
         adds its title at the end of its sub-class's text. The kept text's tokens are then the first
         ones of ``text`` (a text's tokens are its lines' tokens in order; the kept text may end in a title
         cut at ``content_chars``, which is a line of ``text`` as well), and only the new lines are counted."""
+        before = self.before.get(text)  # the sub-class's text in the last complete run: any number of lines added
+        if before and text.startswith(before + "\n"):
+            head = _hash_text(before)
+            if head in self.kept or head in self.rows:
+                return head, len(before)
         cut = len(text)
         for _ in range(self.TAIL_LINES):
             cut = text.rfind("\n", 0, cut)
