@@ -215,14 +215,22 @@ def save_kept(store, settings, subs, left, right, s_label, s_content, contents) 
     _write(store, KEPT, pa.Table.from_arrays(cols, schema=schema))
 
 
-def load_inventory(store, chars: int) -> Previous | None:
-    """The last complete inventory's texts and path counts, with the products written since it was read;
-    None when there is none or it is of another ``content_chars``."""
-    table = _read(store, INVENTORY)
-    meta = (table.schema.metadata or {}) if table is not None else {}
-    if table is None or meta.get(b"m5data.align.chars", b"").decode() != str(chars) or b"m5data.align.since" not in meta:
+def load_inventory(store, chars: int, state: dict | None) -> Previous | None:
+    """The last complete run's inventory (its texts and path counts) with the products written since that
+    run's ``products`` watermark (``state``); None when there is none, it is of another ``content_chars``,
+    or it is not the one ``state`` names (a run killed after writing it, before its state: its watermark
+    is not known, so the next run reads every text)."""
+    data = store.read_bytes(f"derived/align/{INVENTORY}")
+    if data is None or not state or state.get("inventory") != _digest(data):
         return None
-    changed = store.changed("products", int(meta[b"m5data.align.since"])).column("product_id").combine_chunks()
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (OSError, pa.ArrowInvalid):
+        return None
+    if (table.schema.metadata or {}).get(b"m5data.align.chars", b"").decode() != str(chars):
+        return None
+    since = int(state["watermarks"]["products"])
+    changed = store.changed("products", since).column("product_id").combine_chunks()
     texts, paths = {}, {}
     for platform, raw, level1, level2, n, text in zip(*(table.column(c).to_pylist() for c in (
             "platform", "raw_path", "level1", "level2", "n", "text"))):
@@ -233,9 +241,10 @@ def load_inventory(store, chars: int) -> Previous | None:
     return Previous(texts, paths, changed)
 
 
-def save_inventory(store, inv: Inventory, chars: int, since: int) -> None:
-    """Keep the inventory's path counts and sub-class texts for the next run, with the ``products``
-    watermark taken before they were read (a product written after it is a changed one next time)."""
+def save_inventory(store, inv: Inventory, chars: int) -> str:
+    """Keep the inventory's path counts and sub-class texts for the next run; returns the file's digest,
+    which the run's state names (the state's ``products`` watermark was taken before they were read:
+    a product written after it is a changed one next time). The same bytes on every store kind."""
     titled = [s for s in inv.subclasses if s.n_titled]
     rows = len(inv.paths)
     table = pa.table({
@@ -246,8 +255,11 @@ def save_inventory(store, inv: Inventory, chars: int, since: int) -> None:
         "n": pa.array([p.n_products for p in inv.paths] + [s.n_titled for s in titled], pa.int64()),
         "text": pa.array([None] * rows + [s.text for s in titled], pa.string()),
     })
-    _write(store, INVENTORY, table.replace_schema_metadata({"m5data.align.chars": str(chars),
-                                                            "m5data.align.since": str(int(since))}))
+    return _digest(_write(store, INVENTORY, table.replace_schema_metadata({"m5data.align.chars": str(chars)})))
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 class TokenCache:
@@ -434,11 +446,13 @@ def _read(store, name: str, dictionary=None) -> pa.Table | None:
         return None
 
 
-def _write(store, name: str, table: pa.Table) -> None:
+def _write(store, name: str, table: pa.Table) -> bytes:
     """Keep ``table`` as ``derived/align/<name>`` whole (a killed run leaves the previous file)."""
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    store.write_bytes(f"derived/align/{name}", sink.getvalue().to_pybytes())
+    data = sink.getvalue().to_pybytes()
+    store.write_bytes(f"derived/align/{name}", data)
+    return data
 
 
 def sub_changes(hashes: dict[str, str], previous: dict | None) -> dict[str, int]:

@@ -68,6 +68,7 @@ class Inventory:
     paths: list[RawPath]
     unmapped: dict[tuple[str, str], int]  # (platform, level-1 name) -> products
     n_products: int
+    texts_read: int = 0  # sub-class texts read from products (the rest kept from the last complete run)
 
     def index(self) -> dict[tuple[str, str, str], int]:
         return {s.key: i for i, s in enumerate(self.subclasses)}
@@ -102,6 +103,7 @@ def read_inventory(store, mapping: Level1Mapping, chars: int, with_text: bool = 
             "any_value(category_path), count(*) FROM products GROUP BY 1, 2 ORDER BY 1, 2", [PATH_SEP]
         ).fetchall()
         texts: dict[tuple[str, str, str], tuple[int, str]] = {}
+        texts_read = 0
         l1, l2 = _sql_clean("category_path[1]"), _sql_clean("category_path[2]")
         only = ""  # every sub-class's text, or those of the table align_dirty
         if with_text and previous is not None:
@@ -130,6 +132,7 @@ def read_inventory(store, mapping: Level1Mapping, chars: int, with_text: bool = 
                 SELECT platform, l1, l2, any_value(n_titled), string_agg(title, chr(10) ORDER BY product_id)
                 FROM t WHERE start < ? GROUP BY 1, 2, 3
             """, [chars]).fetchall()
+            texts_read = len(rows)
             for platform, a, b, n_titled, joined in rows:
                 # Same text as content_text(titles, chars): the non-empty titles joined by newlines, cut.
                 texts[(platform, a, b)] = (int(n_titled), (joined or "")[:chars])
@@ -163,7 +166,7 @@ def read_inventory(store, mapping: Level1Mapping, chars: int, with_text: bool = 
             subclasses[key].n_titled = n_titled
             subclasses[key].text = text
     ordered = [subclasses[k] for k in sorted(subclasses)]
-    return Inventory(ordered, paths, unmapped, total)
+    return Inventory(ordered, paths, unmapped, total, texts_read)
 
 
 def _dirty(con, path_rows, previous: Previous, l1: str, l2: str) -> set[tuple[str, str, str]]:

@@ -116,9 +116,9 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
         return _unchanged(store, report, state, where)
 
     warm_up()  # jieba's dictionary and scipy, loaded while the store is read
-    previous = None if full else incremental.load_inventory(store, a.content_chars)
+    previous = None if full else incremental.load_inventory(store, a.content_chars, state)
     inv = read_inventory(store, level1, a.content_chars, previous=previous)
-    incremental.save_inventory(store, inv, a.content_chars, marks["products"])
+    kept_inventory = incremental.save_inventory(store, inv, a.content_chars)
     subs = inv.subclasses
     report.n_subclasses = len(subs)
     report.unmapped = dict(inv.unmapped)
@@ -173,6 +173,7 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
         stats.bytes = writing.result()  # before the state: a run killed before it is written runs again
     stats.details["segmented_texts"] = tokens.segmented
     stats.details["segmented_lines"] = tokens.segmented_lines
+    stats.details["texts_read"] = inv.texts_read
 
     _count(stats, inv, label_rows, report)
     hashes = incremental.sub_hashes(subs)
@@ -180,7 +181,7 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
     record_run(store, stats.finish(), {**cfg.as_dict(settings), "align_run": {
         "mapping": str(path), "review": str(review) if review else None, "review_out": str(where), "renumber": renumber,
         "full": full}})
-    changes.save_state(store, incremental.STAGE, marks, inputs, subclasses=hashes,
+    changes.save_state(store, incremental.STAGE, marks, inputs, subclasses=hashes, inventory=kept_inventory,
                        summary=_summary(report))  # last: a killed run leaves the previous state
     return report
 
