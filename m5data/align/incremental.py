@@ -17,6 +17,10 @@ every sub-class of the other platforms in its class, so the segmented texts are 
 and their counts, which give the same term vectors), and so are their lines (``lines.parquet``:
 per line hash its tokens): an incremental run segments only lines (titles) not seen before.
 
+The inventory is kept as well (``inventory.parquet``: every raw path's product count, every titled
+sub-class's text; the run's state names it by digest): an incremental run reads titles again only for
+the sub-classes a product written since the state's watermark is in now, or left (a path count changed).
+
 When nothing align reads was written since its last complete run (the ``products`` watermark,
 ``storage/changes.py``) and its settings, mapping and review file are the same, it does no work.
 ``--full`` (``full=True``) ignores both.

@@ -190,7 +190,6 @@ class _Background:
     """``fn(*args)`` in a thread; :meth:`result` waits for it and returns its value or raises its error."""
 
     def __init__(self, fn, *args):
-
         self._value, self._error = None, None
         self._thread = threading.Thread(target=self._run, args=(fn, args), name="align-review", daemon=True)
         self._thread.start()
