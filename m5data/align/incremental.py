@@ -17,10 +17,6 @@ every sub-class of the other platforms in its class, so the segmented texts are 
 and their counts, which give the same term vectors), and so are their lines (``lines.parquet``:
 per line hash its tokens): an incremental run segments only lines (titles) not seen before.
 
-The inventory is kept as well (``inventory.parquet``: every raw path's product count, every titled
-sub-class's text; the run's state names it by digest): an incremental run reads titles again only for
-the sub-classes a product written since the state's watermark is in now, or left (a path count changed).
-
 When nothing align reads was written since its last complete run (the ``products`` watermark,
 ``storage/changes.py``) and its settings, mapping and review file are the same, it does no work.
 ``--full`` (``full=True``) ignores both.
@@ -39,14 +35,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..storage import changes
-from .inventory import Inventory, Previous, SubClass
+from .inventory import SubClass
 
 STAGE = "align"
 READS = ("products",)  # what align reads (taxonomy and label_map are its own output)
 KEPT = "scores.parquet"
 TOKENS = "tokens.parquet"
 LINES = "lines.parquet"
-INVENTORY = "inventory.parquet"
 _SIDES = ("platform_a", "level1_a", "name_a", "platform_b", "level1_b", "name_b")
 
 
@@ -219,53 +214,6 @@ def save_kept(store, settings, subs, left, right, s_label, s_content, contents) 
     _write(store, KEPT, pa.Table.from_arrays(cols, schema=schema))
 
 
-def load_inventory(store, chars: int, state: dict | None) -> Previous | None:
-    """The last complete run's inventory (its texts and path counts) with the products written since that
-    run's ``products`` watermark (``state``); None when there is none, it is of another ``content_chars``,
-    or it is not the one ``state`` names (a run killed after writing it, before its state: its watermark
-    is not known, so the next run reads every text)."""
-    data = store.read_bytes(f"derived/align/{INVENTORY}")
-    if data is None or not state or state.get("inventory") != _digest(data):
-        return None
-    try:
-        table = pq.read_table(pa.BufferReader(data))
-    except (OSError, pa.ArrowInvalid):
-        return None
-    if (table.schema.metadata or {}).get(b"m5data.align.chars", b"").decode() != str(chars):
-        return None
-    since = int(state["watermarks"]["products"])
-    changed = store.changed("products", since).column("product_id").combine_chunks()
-    texts, paths = {}, {}
-    for platform, raw, level1, level2, n, text in zip(*(table.column(c).to_pylist() for c in (
-            "platform", "raw_path", "level1", "level2", "n", "text"))):
-        if raw is None:  # a sub-class's text
-            texts[(platform, level1, level2)] = (n, text)
-        else:
-            paths[(platform, raw)] = (level1, level2, n)
-    return Previous(texts, paths, changed)
-
-
-def save_inventory(store, inv: Inventory, chars: int) -> str:
-    """Keep the inventory's path counts and sub-class texts for the next run; returns the file's digest,
-    which the run's state names (the state's ``products`` watermark was taken before they were read:
-    a product written after it is a changed one next time). The same bytes on every store kind."""
-    titled = [s for s in inv.subclasses if s.n_titled]
-    rows = len(inv.paths)
-    table = pa.table({
-        "platform": pa.array([p.platform for p in inv.paths] + [s.platform for s in titled], pa.string()),
-        "raw_path": pa.array([p.raw_path for p in inv.paths] + [None] * len(titled), pa.string()),
-        "level1": pa.array([p.level1 for p in inv.paths] + [s.level1 for s in titled], pa.string()),
-        "level2": pa.array([p.level2 for p in inv.paths] + [s.name for s in titled], pa.string()),
-        "n": pa.array([p.n_products for p in inv.paths] + [s.n_titled for s in titled], pa.int64()),
-        "text": pa.array([None] * rows + [s.text for s in titled], pa.string()),
-    })
-    return _digest(_write(store, INVENTORY, table.replace_schema_metadata({"m5data.align.chars": str(chars)})))
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:32]
-
-
 class TokenCache:
     """Segmented texts by text hash, their lines by line hash: kept ones are reused, new lines segmented.
 
@@ -305,7 +253,6 @@ class TokenCache:
         self.new_lines: set[int] = set()  # lines this run segmented
         self.segmented = 0  # texts this run made (from kept or new lines)
         self.segmented_lines = 0  # lines this run segmented
-        self.before: dict[str, str] = {}  # a text -> its sub-class's text in the last complete run (kept inventory)
 
     def _read_kept(self, keys: list[str]) -> None:
         """The kept tokens of ``keys`` (all in the kept table) into ``self.kept``, in one take."""
@@ -333,19 +280,12 @@ class TokenCache:
     TAIL_LINES = 4  # lines a text may have gained at its end and still be made from a kept text
 
     def _kept_head(self, text: str) -> tuple[str, int] | None:
-        """A kept text that ``text`` extends by whole lines: (its hash, where it ends). The sub-class's text of
-        the last complete run (``before``, from the kept inventory) with any number of lines, else one of
-        ``text``'s own heads up to ``TAIL_LINES`` lines shorter.
+        """A kept text that ``text`` extends by up to ``TAIL_LINES`` whole lines: (its hash, where it ends).
 
         Titles are in product id order, so a new product whose id sorts last (ids that grow with time)
         adds its title at the end of its sub-class's text. The kept text's tokens are then the first
         ones of ``text`` (a text's tokens are its lines' tokens in order; the kept text may end in a title
         cut at ``content_chars``, which is a line of ``text`` as well), and only the new lines are counted."""
-        before = self.before.get(text)  # the sub-class's text in the last complete run: any number of lines added
-        if before and text.startswith(before + "\n"):
-            head = _hash_text(before)
-            if head in self.kept or head in self.rows:
-                return head, len(before)
         cut = len(text)
         for _ in range(self.TAIL_LINES):
             cut = text.rfind("\n", 0, cut)
@@ -450,13 +390,11 @@ def _read(store, name: str, dictionary=None) -> pa.Table | None:
         return None
 
 
-def _write(store, name: str, table: pa.Table) -> bytes:
+def _write(store, name: str, table: pa.Table) -> None:
     """Keep ``table`` as ``derived/align/<name>`` whole (a killed run leaves the previous file)."""
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    data = sink.getvalue().to_pybytes()
-    store.write_bytes(f"derived/align/{name}", data)
-    return data
+    store.write_bytes(f"derived/align/{name}", sink.getvalue().to_pybytes())
 
 
 def sub_changes(hashes: dict[str, str], previous: dict | None) -> dict[str, int]:

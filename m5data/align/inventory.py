@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import pyarrow as pa
-
 from .mapping import Level1Mapping
 
 PATH_SEP = " > "
@@ -68,34 +66,13 @@ class Inventory:
     paths: list[RawPath]
     unmapped: dict[tuple[str, str], int]  # (platform, level-1 name) -> products
     n_products: int
-    texts_read: int = 0  # sub-class texts read from products (the rest kept from the last complete run)
 
     def index(self) -> dict[tuple[str, str, str], int]:
         return {s.key: i for i, s in enumerate(self.subclasses)}
 
 
-@dataclass
-class Previous:
-    """What an incremental read starts from: the last complete run's sub-class texts and path counts,
-    and the products written since it read them (``store.changed``'s ids).
-
-    A sub-class keeps its text and titled count unless a changed product's current row is in it or the
-    product count of one of its raw paths changed: a product that left it (re-written under another
-    path, or gone) lowers a count unless another one came in, and that one is a changed product in it.
-    """
-
-    texts: dict[tuple[str, str, str], tuple[int, str]]  # sub-class key -> (titled products, text)
-    paths: dict[tuple[str, str], tuple[str, str, int]]  # (platform, raw path) -> (level-1, level-2 name, products)
-    changed: object  # product ids (an Arrow array) written since the texts were read
-
-
-def read_inventory(store, mapping: Level1Mapping, chars: int, with_text: bool = True,
-                   previous: Previous | None = None) -> Inventory:
-    """Read raw paths, sub-classes and (``with_text``) their S_content texts from ``products``.
-
-    With ``previous`` the texts are read only for the sub-classes it does not vouch for (the window
-    over every titled product was ~80% of the inventory's time at 100k); the path counts are always read.
-    """
+def read_inventory(store, mapping: Level1Mapping, chars: int, with_text: bool = True) -> Inventory:
+    """Read raw paths, sub-classes and (``with_text``) their S_content texts from ``products``."""
     con = store.connect(need=("products",), only=("products",))  # one view: planning every table cost ~0.5 s
     try:
         path_rows = con.execute(
@@ -103,26 +80,16 @@ def read_inventory(store, mapping: Level1Mapping, chars: int, with_text: bool = 
             "any_value(category_path), count(*) FROM products GROUP BY 1, 2 ORDER BY 1, 2", [PATH_SEP]
         ).fetchall()
         texts: dict[tuple[str, str, str], tuple[int, str]] = {}
-        texts_read = 0
-        l1, l2 = _sql_clean("category_path[1]"), _sql_clean("category_path[2]")
-        only = ""  # every sub-class's text, or those of the table align_dirty
-        if with_text and previous is not None:
-            dirty = _dirty(con, path_rows, previous, l1, l2)
-            texts = {k: v for k, v in previous.texts.items() if k not in dirty}
-            only = "SEMI JOIN align_dirty USING (platform, l1, l2)"
-            con.register("align_dirty", pa.table({n: pa.array([k[i] for k in sorted(dirty)], pa.string())
-                                                  for i, n in enumerate(("platform", "l1", "l2"))}))
-        if with_text and (previous is None or dirty):
+        if with_text:
+            l1, l2 = _sql_clean("category_path[1]"), _sql_clean("category_path[2]")
             # Only the titles that start inside the character budget leave DuckDB: a sub-class of
             # 90,000 products sends its first ~450 titles, not all of them.
             # The cleaned names once (a CTE), then the windows over them: ~20% less than cleaning in each window.
             rows = con.execute(f"""
                 WITH c AS (
-                    SELECT * FROM (
-                        SELECT coalesce(platform, '') AS platform, {l1} AS l1, {l2} AS l2, product_id, title
-                        FROM products
-                        WHERE len(category_path) >= 2 AND title IS NOT NULL AND title <> ''
-                    ) {only}
+                    SELECT coalesce(platform, '') AS platform, {l1} AS l1, {l2} AS l2, product_id, title
+                    FROM products
+                    WHERE len(category_path) >= 2 AND title IS NOT NULL AND title <> ''
                 ), t AS (
                     SELECT platform, l1, l2, product_id, title,
                            sum(length(title) + 1) OVER w - length(title) - 1 AS start,
@@ -132,7 +99,6 @@ def read_inventory(store, mapping: Level1Mapping, chars: int, with_text: bool = 
                 SELECT platform, l1, l2, any_value(n_titled), string_agg(title, chr(10) ORDER BY product_id)
                 FROM t WHERE start < ? GROUP BY 1, 2, 3
             """, [chars]).fetchall()
-            texts_read = len(rows)
             for platform, a, b, n_titled, joined in rows:
                 # Same text as content_text(titles, chars): the non-empty titles joined by newlines, cut.
                 texts[(platform, a, b)] = (int(n_titled), (joined or "")[:chars])
@@ -166,25 +132,4 @@ def read_inventory(store, mapping: Level1Mapping, chars: int, with_text: bool = 
             subclasses[key].n_titled = n_titled
             subclasses[key].text = text
     ordered = [subclasses[k] for k in sorted(subclasses)]
-    return Inventory(ordered, paths, unmapped, total, texts_read)
-
-
-def _dirty(con, path_rows, previous: Previous, l1: str, l2: str) -> set[tuple[str, str, str]]:
-    """The sub-classes whose texts ``previous`` does not vouch for: those holding a changed product's
-    current row, and those with a raw path whose product count is not the kept one."""
-    dirty: set[tuple[str, str, str]] = set()
-    if len(previous.changed):
-        con.register("align_changed", pa.table({"product_id": previous.changed}))
-        dirty.update(tuple(r) for r in con.execute(
-            f"SELECT DISTINCT coalesce(platform, ''), {l1}, {l2} FROM products "
-            "WHERE len(category_path) >= 2 AND product_id IN (SELECT product_id FROM align_changed)").fetchall())
-    now = {(platform, raw_path): n for platform, raw_path, _, n in path_rows}
-    for key, (level1, level2, n) in previous.paths.items():  # a kept path with another count now (or none)
-        if now.get(key, 0) != n and level1 and level2:
-            dirty.add((key[0], level1, level2))
-    for platform, raw_path, path, n in path_rows:  # a path not kept (its products are changed ones: in case)
-        if (platform, raw_path) not in previous.paths:
-            parts = [clean(p) for p in (path or [])]
-            if len(parts) >= 2 and parts[0] and parts[1]:
-                dirty.add((platform, parts[0], parts[1]))
-    return dirty
+    return Inventory(ordered, paths, unmapped, total)

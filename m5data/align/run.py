@@ -116,9 +116,7 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
         return _unchanged(store, report, state, where)
 
     warm_up()  # jieba's dictionary and scipy, loaded while the store is read
-    previous = None if full else incremental.load_inventory(store, a.content_chars, state)
-    inv = read_inventory(store, level1, a.content_chars, previous=previous)
-    kept_inventory = incremental.save_inventory(store, inv, a.content_chars)
+    inv = read_inventory(store, level1, a.content_chars)
     subs = inv.subclasses
     report.n_subclasses = len(subs)
     report.unmapped = dict(inv.unmapped)
@@ -127,8 +125,6 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
     report.n_pairs = len(left)
     workers = a.workers or os.cpu_count() or 1
     tokens = incremental.TokenCache(store, full, a.weighting)
-    if previous is not None:
-        tokens.before = {s.text: before[1] for s in subs if (before := previous.texts.get(s.key)) and before[1] != s.text}
     segmenting = (lambda n, total: progress("segmenting titles", n, total)) if progress else None
     kept = None if full else incremental.load_kept(store, settings)
     contents = _contents(tokens, subs, workers, segmenting) if kept is not None else []
@@ -173,7 +169,6 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
         stats.bytes = writing.result()  # before the state: a run killed before it is written runs again
     stats.details["segmented_texts"] = tokens.segmented
     stats.details["segmented_lines"] = tokens.segmented_lines
-    stats.details["texts_read"] = inv.texts_read
 
     _count(stats, inv, label_rows, report)
     hashes = incremental.sub_hashes(subs)
@@ -181,7 +176,7 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
     record_run(store, stats.finish(), {**cfg.as_dict(settings), "align_run": {
         "mapping": str(path), "review": str(review) if review else None, "review_out": str(where), "renumber": renumber,
         "full": full}})
-    changes.save_state(store, incremental.STAGE, marks, inputs, subclasses=hashes, inventory=kept_inventory,
+    changes.save_state(store, incremental.STAGE, marks, inputs, subclasses=hashes,
                        summary=_summary(report))  # last: a killed run leaves the previous state
     return report
 
