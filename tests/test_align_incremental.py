@@ -236,3 +236,47 @@ def test_a_text_that_gained_lines_at_its_end_is_made_from_its_kept_head(tmp_path
         fresh = incremental.TokenCache(store, full=True)
         assert kept.counted([text], 1, None) == fresh.counted([text], 1, None)
         assert kept.segmented_lines == len(tail.split("\n")) < fresh.segmented_lines
+
+
+def test_an_incremental_align_on_s3_equals_a_full_rebuild(world, aws, s3_url, tmp_path):
+    """On object storage: the kept files are objects, the review file (written in a thread, uploaded when
+    the block ends) is an object, and the incremental run's tables and review file equal a full rebuild's
+    over the same store."""
+    first, _ = _split(world)
+    store = Store.init(s3_url)
+    mapping = world.write_mapping(tmp_path / "mapping.toml")
+    settings = cfg.load(environ={}, overrides={"store.path": s3_url}, cwd=tmp_path)
+    store.write("products", first)
+    align(store, settings, mapping=mapping)
+    assert store.read_bytes(f"derived/align/{incremental.KEPT}") is not None
+    row = min((r for r in first if r["title"]), key=lambda r: r["product_id"])
+    store.write("products", [{**row, "title": row["title"] + " ZX9000"}])  # a term its sub-class lacks
+    again = align(store, settings, mapping=mapping)
+    assert again.stats.details["changes"]["changed"] == 1 and 0 < again.n_scored < again.n_pairs
+    review = store.read_text("derived/align/review.csv")
+    tables = _tables(store)
+    full = align(store, settings, mapping=mapping, full=True)
+    assert full.n_scored == full.n_pairs
+    assert _tables(store) == tables and store.read_text("derived/align/review.csv") == review
+
+
+def test_a_review_file_that_cannot_be_written_fails_the_run_before_its_state(grown, monkeypatch):
+    """The review file is written in a thread beside the kept files: its error is the run's error, raised
+    before the state is saved, so the next run does the work again (and writes the file)."""
+    from m5data.align import review as review_file
+
+    store, settings, mapping, _ = grown
+    before = changes.load_state(store, "align")
+    write = review_file.write
+
+    def refused(path, table):
+        raise OSError(f"{path}: no space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(review_file, "write", refused)
+        with pytest.raises(OSError, match="no space left"):
+            align(store, settings, mapping=mapping)
+    assert changes.load_state(store, "align") == before
+    assert review_file.write is write
+    again = align(store, settings, mapping=mapping)
+    assert again.stats.n_in > 0 and again.review_path.is_file()

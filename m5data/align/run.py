@@ -7,7 +7,9 @@ titles, pair counts, problems in a review file).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ from .candidates import REASONS, candidate_arrays, decide_arrays, score_pairs
 from .inventory import Inventory, read_inventory
 from .mapping import Level1Mapping
 from .merge import PreviousIds, assign_ids, build_groups, label_map_rows, taxonomy_rows
-from .similarity import ENGINES, WEIGHTINGS
+from .similarity import ENGINES, WEIGHTINGS, warm_up
 
 Progress = Callable[[str, int, int], None]
 
@@ -113,6 +115,7 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
     if not full and changes.unchanged_since(state, marks, inputs) and written:
         return _unchanged(store, report, state, where)
 
+    warm_up()  # jieba's dictionary and scipy, loaded while the store is read
     inv = read_inventory(store, level1, a.content_chars)
     subs = inv.subclasses
     report.n_subclasses = len(subs)
@@ -152,19 +155,18 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
 
     table = _review_table(subs, left, right, s_label, s_content, decided, level1, groups, group_of)
     label_rows = label_map_rows(inv, level1, groups, group_of)
-    if out is not None:
-        stats.bytes = review_file.write(out, table)
-    else:  # derived/align/review.csv of the store (on object storage: written locally, then uploaded)
-        with store.staged(REVIEW.rsplit("/", 1)[0]) as folder:
-            stats.bytes = review_file.write(folder / "review.csv", table)
-    report.review_path = where
-    store.replace("taxonomy", taxonomy_rows(level1, groups))
-    store.replace("label_map", label_rows)
-
-    if kept is None:  # a full run: the content hashes now, from the texts it segmented
-        contents = _contents(tokens, subs, workers, segmenting)
-    incremental.save_kept(store, settings, subs, left, right, s_label, s_content, contents)
-    tokens.save(subs)
+    with contextlib.ExitStack() as stack:  # the review file is written in a thread (Arrow's CSV writer releases the GIL)
+        # derived/align/review.csv of the store: on object storage written locally, uploaded when the block ends
+        target = out if out is not None else stack.enter_context(store.staged(REVIEW.rsplit("/", 1)[0])) / "review.csv"
+        writing = stack.enter_context(_Background(review_file.write, target, table))  # joined before the upload
+        report.review_path = where
+        store.replace("taxonomy", taxonomy_rows(level1, groups))
+        store.replace("label_map", label_rows)
+        if kept is None:  # a full run: the content hashes now, from the texts it segmented
+            contents = _contents(tokens, subs, workers, segmenting)
+        incremental.save_kept(store, settings, subs, left, right, s_label, s_content, contents)
+        tokens.save(subs)
+        stats.bytes = writing.result()  # before the state: a run killed before it is written runs again
     stats.details["segmented_texts"] = tokens.segmented
     stats.details["segmented_lines"] = tokens.segmented_lines
 
@@ -177,6 +179,33 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
     changes.save_state(store, incremental.STAGE, marks, inputs, subclasses=hashes,
                        summary=_summary(report))  # last: a killed run leaves the previous state
     return report
+
+
+class _Background:
+    """``fn(*args)`` in a thread; :meth:`result` waits for it and returns its value or raises its error."""
+
+    def __init__(self, fn, *args):
+        self._value, self._error = None, None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), name="align-review", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn, args) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:  # handed to result()'s caller
+            self._error = exc
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._thread.join()  # on an error too: nothing writes on once the block is left
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _summary(report: AlignReport) -> dict:
