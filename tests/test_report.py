@@ -120,6 +120,7 @@ def test_filled_sections_with_curation_tables(demo_report, tmp_path):
     store2.write("dedup", [{"product_id": p, "group_id": ids[0] if k < 3 else p, "rule": "phash" if 0 < k < 3 else None}
                            for k, p in enumerate(ids)])
     store2.write("caption_match", [{"product_id": p, "score": 0.9, "level": "well" if k else "poor"} for k, p in enumerate(ids)])
+    store2.write("splits", [{"product_id": p, "split": "train" if k < 5 else "query-c", "version": "v0"} for k, p in enumerate(ids)])
     store2.write("splits", [{"product_id": p, "split": "train" if k < 4 else "query-c", "version": "v1"} for k, p in enumerate(ids)])
     settings = load(None, {"store.path": str(store2.root)}, environ={})
     result = build(store2, settings, out=tmp_path / "r")
@@ -127,7 +128,8 @@ def test_filled_sections_with_curation_tables(demo_report, tmp_path):
     assert set(result.empty_sections) == {"training"}
     assert numbers["dedup.groups"] == "1" and numbers["dedup.grouped"] == "3" and numbers["dedup.rule.phash"] == "2"
     assert numbers["match_level.well"] == "5" and numbers["match_level.poor"] == "1"
-    assert numbers["split.train"] == "4" and numbers["split.query-c"] == "2"
+    assert numbers["split.train"] == "4" and numbers["split.query-c"] == "2"  # the newest version's only
+    assert "<code>v1</code>" in result.index.read_text(encoding="utf-8")
 
 
 def test_training_section_shows_the_evaluation_in_percent(tmp_path):
