@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .svg import Canvas, Plot, Scale, log_range, width_of
 
-STYLE = 2  # change it with the look of any figure: every figure is drawn again
+STYLE = 3  # change it with the look of any figure: every figure is drawn again
 
 COLOR = "#3b6ea8"
 BARS_UP_TO = 100  # a long tail of more categories is drawn as one filled step outline (bars would not show apart)

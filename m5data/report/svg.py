@@ -105,7 +105,7 @@ class Scale:
             first, last = math.ceil(math.log10(self.lo) - 1e-9), math.floor(math.log10(self.hi) + 1e-9)
             step = max(1, math.ceil((last - first + 1) / 8))
             return [(10.0 ** e, "10" + str(e).translate(SUPERSCRIPT)) for e in range(first, last + 1, step)]
-        step = nice_step((self.hi - self.lo) / 5)
+        step = nice_step((self.hi - self.lo) / 6)
         if integer:
             step = max(1.0, round(step))
         digits = max(0, -math.floor(math.log10(step) + 1e-9))
@@ -118,19 +118,21 @@ class Scale:
 
 
 def nice_step(raw: float) -> float:
-    """The round step (1, 2, 2.5 or 5 times a power of ten) nearest above ``raw``."""
+    """The round step (1, 2 or 5 times a power of ten: its labels need no more digits than it) nearest above ``raw``."""
     if raw <= 0:
         return 1.0
     power = 10.0 ** math.floor(math.log10(raw))
-    return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * (1 - 1e-9))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw * (1 - 1e-9))
 
 
 def log_range(values) -> tuple[float, float]:
-    """A log axis from the decade below the smallest positive value to the decade at or above the largest."""
+    """A log axis from the decade at or below the smallest positive value (half of it when it is a power of
+    ten: a count of 1 still shows) to the decade at or above the largest, two decades labelled at least."""
     pos = [v for v in values if v > 0] or [1]
-    lo = 10.0 ** math.floor(math.log10(min(pos)) - 1e-9)
-    hi = 10.0 ** math.ceil(math.log10(max(pos)))
-    return lo, max(hi, lo * 10)
+    lo = 10.0 ** math.floor(math.log10(min(pos)) + 1e-9)
+    lo = lo / 2 if lo >= min(pos) * (1 - 1e-9) else lo
+    hi = 10.0 ** math.ceil(math.log10(max(pos)) - 1e-9)
+    return lo, max(hi, 10.0 ** (math.ceil(math.log10(lo) - 1e-9) + 1))  # two decades labelled at least
 
 
 @dataclass
