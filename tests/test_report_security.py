@@ -164,7 +164,7 @@ def test_flat_metrics_json_is_shown_as_text(hostile, tmp_path):
 
 
 def test_chart_labels_with_markup_and_math_stay_text(hostile, tmp_path):
-    """Failure reasons and match levels are drawn as chart labels: the SVG holds them escaped, mathtext is off."""
+    """Failure reasons and match levels are drawn as chart labels: the SVG holds them escaped, never as markup."""
     store, _, _ = hostile
     result = build(store, _settings(store), out=tmp_path / "r")
     assert {"media_failures.svg", "match_levels.svg"} <= set(result.figures)

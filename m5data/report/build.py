@@ -1,7 +1,7 @@
 """The report stage: the store -> ``<out>/index.html`` with ``figures/*.svg`` and ``assets/*`` beside it.
 
 The page opens from disk with no server and no network (no CDN, no script): every figure is a local
-SVG drawn by matplotlib and every gallery image a local copy. Sections render what the store holds
+SVG written by :mod:`.charts` and every gallery image a local copy. Sections render what the store holds
 and say which command fills them when their tables are empty.
 
 Store rows, the review file and a run's ``metrics.json`` are untrusted: their text reaches the page

@@ -305,20 +305,23 @@ class SplitInfo:
 
 
 def split_versions(con) -> list[str]:
-    """The split version the report shows (the newest), as a list: none before build-splits."""
-    version = one(con, "SELECT max(version) FROM splits")
+    """The split version the report shows (the newest), as a list: none before build-splits. Its rows
+    (split, product_id) are held in ``report_split_rows`` for :func:`splits`: one read of the view (its
+    window is most of the cost), not one for the version and another for its rows."""
+    con.execute("CREATE OR REPLACE TEMP TABLE report_split_rows AS SELECT version, split, product_id FROM splits "
+                "QUALIFY version = max(version) OVER ()")
+    version = one(con, "SELECT max(version) FROM report_split_rows")
     return [] if version is None else [version]
 
 
 def splits(con, store_root: Path, versions: list[str] | None = None) -> SplitInfo:
     """The newest split version's sizes and completeness (``versions``: :func:`split_versions`, when
-    the caller has it). Its rows are read from the view once (its window is most of the cost)."""
+    the caller called it on ``con``: it holds the version's rows)."""
     versions = split_versions(con) if versions is None else versions
     if not versions:
+        con.execute("DROP TABLE IF EXISTS report_split_rows")
         return SplitInfo(None, [], [], None)
     version = versions[0]
-    con.execute("CREATE OR REPLACE TEMP TABLE report_split_rows AS SELECT split, product_id FROM splits WHERE version = ?",
-                [version])
     sizes = _rows(con, f"""
         SELECT s.split, count(*), count(DISTINCT x.sub_class_id)
         FROM report_split_rows s LEFT JOIN ({LABELLED}) x USING (product_id)
