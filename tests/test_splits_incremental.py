@@ -2,6 +2,8 @@
 (the version stands, ``new 0, changed 0, unchanged N``), a grown store gets a new version, ``full``
 builds again, a run that did not complete leaves the old state."""
 
+import json
+
 import pytest
 from support.splits_store import write_synthetic
 
@@ -56,3 +58,79 @@ def test_a_run_that_fails_keeps_the_old_state(root, monkeypatch):
     assert changes.load_state(Store.open(root), "splits") == before
     again = stage.run(_ctx(root))
     assert again.details["changes"]["new"] == 50 and "unchanged" not in again.details
+
+
+def _dedup(store, groups: dict[str, list[str]]):
+    """dedup rows: each listed product in its group (group_id: the smallest id), as annotate writes them."""
+    rows = [{"product_id": p, "group_id": min(members), "rule": "exact_title" if len(members) > 1 else None}
+            for members in groups.values() for p in members]
+    store.write("dedup", rows)
+
+
+def _rows(store, version) -> dict[str, str]:
+    """product -> split of a version (subset rows aside)."""
+    rows = store.read("splits", where=f"version = '{version}' AND split <> 'subset'").to_pylist()
+    return {r["product_id"]: r["split"] for r in rows}
+
+
+def test_the_next_version_places_only_what_changed_and_equals_a_full_build_that_carries_v1(root):
+    """v2 from v1's rows and what changed equals a full build of v2 with v1's plan and roles: every row,
+    every manifest figure (checksums included); v1 stays byte for byte; check-splits passes on v2."""
+    from m5data.splits.build import build
+    from m5data.splits.check import check
+
+    store = Store.open(root)
+    # duplicate groups of three over the old products; the rest alone
+    groups = {f"g{k}": [f"syn:{k + i}" for i in range(3)] for k in range(0, 1500, 9)}
+    groups |= {p: [p] for p in (f"syn:{i}" for i in range(1500)) if not any(p in g for g in groups.values())}
+    _dedup(store, groups)
+    store.write("captions", [{"product_id": f"syn:{i}", "text": "a caption", "status": "ok"} for i in range(0, 1500, 2)])
+    first = stage.run(_ctx(root))
+    v1 = first.details["version"]
+    manifest_v1 = store.read_text(f"derived/splits/{v1}/manifest.json")
+    rows_v1 = _rows(store, v1)
+
+    write_synthetic(store, 40, start=1500, n_categories=60)  # new products
+    _dedup(store, {"a": ["syn:0", "syn:1", "syn:2", "syn:1500"],  # a new product joins an old group
+                   "b": ["syn:9", "syn:10"], "c": ["syn:11"],  # an old group splits
+                   "d": ["syn:1501", "syn:1502"]})
+    store.write("captions", [{"product_id": "syn:1", "text": "a caption", "status": "ok"}])  # a new caption only
+    renamed = store.read("products", where="product_id IN ('syn:20', 'syn:21')")  # re-crawled: other categories
+    store.write("products", renamed.set_column(renamed.schema.get_field_index("category_path"), "category_path",
+                                               renamed.column("category_path").take([1, 0])))
+    second = stage.run(_ctx(root))
+    v2 = second.details["version"]
+    assert v2 != v1 and second.details["full"] is None  # built from v1's rows
+    assert second.details["changes"] == {"new": 40, "changed": 2, "unchanged": 1498}
+    assert second.details["placed"] < 100  # the changed products and their groups, not the store
+    assert store.read_text(f"derived/splits/{v1}/manifest.json") == manifest_v1 and _rows(store, v1) == rows_v1
+
+    carried = build(store, _ctx(root).settings, version="carried", carry=v1)
+    assert _rows(store, "carried") == _rows(store, v2)
+    a = json.loads(store.read_text(f"derived/splits/{v2}/manifest.json"))
+    b = json.loads(store.read_text("derived/splits/carried/manifest.json"))
+    assert a["splits"] == b["splits"] == carried.splits and a["splits"]["train"]["modalities"]["caption"] > 0
+    for key in ("products", "held_out", "excluded", "plan"):
+        assert a[key] == (b[key] if key != "plan" else b[key] | {"version": v2}), key
+    assert {k: a["groups"][k] for k in ("groups", "grouped_products", "dedup_rows")} == \
+        {k: b["groups"][k] for k in ("groups", "grouped_products", "dedup_rows")}
+    report = check(store, _ctx(root).settings, version=v2)
+    assert report.ok, report.violations
+    moved = {p for p, s in rows_v1.items() if _rows(store, v2).get(p) != s}
+    assert moved <= {"syn:0", "syn:1", "syn:2", "syn:9", "syn:10", "syn:11", "syn:20", "syn:21"}
+
+
+def test_a_grown_store_or_full_gets_a_fresh_plan(root):
+    first = stage.run(_ctx(root))
+    store = Store.open(root)
+    write_synthetic(store, 300, start=1500, n_categories=60)  # 20% more: past splits.replan_share 0.1
+    grown = stage.run(_ctx(root))
+    assert grown.details["full"].startswith("drift") and not grown.details["reused_plan"]
+    manifest = json.loads(store.read_text(f"derived/splits/{grown.details['version']}/manifest.json"))
+    assert manifest["plan"]["counts"]["products"] == 1800 and "carried_from" not in manifest
+    write_synthetic(store, 10, start=1800, n_categories=60)
+    small = stage.run(_ctx(root))
+    assert small.details["full"] is None and small.details["reused_plan"]
+    full = stage.run(_ctx(root, full=True))
+    assert full.details["version"] == small.details["version"] and not full.details["reused_plan"]
+    assert first.details["version"] != grown.details["version"]

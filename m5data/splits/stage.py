@@ -26,6 +26,8 @@ def run(ctx: RunContext) -> StageStats:
     plan's sizes). A pipeline run (no ``version``) does nothing when no table it reads was written
     since its last complete run (``storage/changes.py``) unless ``full``: it reports that run's
     version and says ``new 0, changed 0, unchanged N``; a named version (``build-splits``) is built.
+    A pipeline run's next version is built from its predecessor's rows and what changed since
+    (``incremental.py``); ``full`` builds it whole with a fresh plan.
     """
     from .build import build
 
@@ -33,23 +35,44 @@ def run(ctx: RunContext) -> StageStats:
     marks = changes.watermarks(store, READS)  # before reading: a later write is seen next time
     state = changes.load_state(store, STAGE)
     named = bool(ctx.options.get("version"))
+    full = bool(ctx.options.get("full"))
     inputs = changes.fingerprint(dataclasses.asdict(settings.splits), ctx.options.get("seed"),
                                  bool(ctx.options.get("replace")))
-    if not named and not ctx.options.get("full") and changes.unchanged_since(state, marks, inputs) \
-            and store.read_text(f"derived/splits/{state.get('details', {}).get('version')}/manifest.json"):
+    prev = (state or {}).get("details", {}).get("version")
+    if not named and not full and changes.unchanged_since(state, marks, inputs) \
+            and store.read_text(f"derived/splits/{prev}/manifest.json"):
         return _unchanged(store, state)
-    counts = changes.product_changes(store, state)
+    since = int((state or {}).get("watermarks", {}).get("products", 0))
+    products = store.changed("products", since)
     # a later run on a grown store writes a new version and keeps the old ones intact
     version = ctx.options.get("version") or incremental_version(store, settings.splits.version)
+    report, why = None, "full run asked" if full else None
     with (_status() if ctx.progress else contextlib.nullcontext(None)) as say:
-        report = build(store, settings, version=version, seed=ctx.options.get("seed"),
-                       replace=bool(ctx.options.get("replace")), progress=say)
+        carry = None
+        if not named and not full and state is not None and prev and version != prev \
+                and state.get("inputs") == inputs and ctx.options.get("seed") is None:
+            from .incremental import DRIFT, build_next
+
+            settings.splits.version = version
+            report = build_next(store, settings, state, prev, version, products, progress=say)
+            if isinstance(report, str):
+                why, report = report, None
+                carry = None if why.startswith(DRIFT) else prev
+        elif not named and not full and prev and version != prev:
+            why = "settings changed" if state is not None else "no earlier complete run"
+        if report is None:
+            report = build(store, settings, version=version, seed=ctx.options.get("seed"),
+                           replace=bool(ctx.options.get("replace")) or (full and not named), progress=say,
+                           carry=carry, rows=True)
+    total = report.stats.n_in
+    counts = changes.changed_counts(products, total)
     report.stats.details.update(
         version=report.version, manifest=str(report.manifest), groups=report.groups.source,
         splits={name: entry["products"] for name, entry in report.splits.items()},
         held_out=report.held_out, moved=report.moved, entries=report.splits, targets=report.plan.targets,
         groups_described=report.groups.describe(), reused_plan=report.reused_plan,
-        excluded={str(reason): n for reason, n in report.excluded.items()}, changes=counts)
+        excluded={str(reason): n for reason, n in report.excluded.items()}, changes=counts,
+        placed=report.affected if report.affected is not None else total, full=why)
     if not named:  # last: a killed run leaves the previous state
         changes.save_state(store, STAGE, marks, inputs, details=report.stats.details, products=sum(counts.values()))
     return report.stats
@@ -63,6 +86,7 @@ def _unchanged(store, state: dict) -> StageStats:
     stats.details.update(state["details"])
     stats.details["changes"] = {"new": 0, "changed": 0, "unchanged": int(state.get("products", 0))}
     stats.details["unchanged"] = True
+    stats.details.pop("full", None)  # what that run said; this one did nothing
     record_run(store, stats.finish("ok"), {"splits": {"unchanged": True, "version": stats.details.get("version")}})
     return stats
 
