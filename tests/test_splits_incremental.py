@@ -52,7 +52,7 @@ def test_a_run_that_fails_keeps_the_old_state(root, monkeypatch):
         raise KeyboardInterrupt("killed")
 
     with monkeypatch.context() as m:
-        m.setattr(stage, "incremental_version", killed)  # after the watermarks, before the build
+        m.setattr(stage, "next_version", killed)  # after the watermarks, before the build
         with pytest.raises(KeyboardInterrupt):
             stage.run(_ctx(root))
     assert changes.load_state(Store.open(root), "splits") == before
@@ -134,3 +134,29 @@ def test_a_grown_store_or_full_gets_a_fresh_plan(root):
     full = stage.run(_ctx(root, full=True))
     assert full.details["version"] == small.details["version"] and not full.details["reused_plan"]
     assert first.details["version"] != grown.details["version"]
+
+
+def test_a_build_killed_after_its_rows_file_is_built_again_as_the_same_version(root, monkeypatch):
+    """Killed between the rows file and the table's rows / manifest: the re-run builds the same version
+    from the same predecessor, and its rows are those of an uninterrupted build."""
+    import importlib
+
+    build_module = importlib.import_module("m5data.splits.build")  # the package exports its function `build`
+    first = stage.run(_ctx(root))
+    store = Store.open(root)
+    write_synthetic(store, 50, start=1500, n_categories=60)
+    real = build_module._write
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(build_module, "_write", killed)
+        with pytest.raises(KeyboardInterrupt):
+            stage.run(_ctx(root))
+    assert build_module._write is real
+    again = stage.run(_ctx(root))
+    assert again.details["full"] is None and again.details["version"] == "v2" != first.details["version"]
+    assert again.details["changes"]["new"] == 50
+    carried = build_module.build(store, _ctx(root).settings, version="carried", carry="v1")
+    assert _rows(store, "carried") == _rows(store, "v2") and carried.splits == again.details["entries"]

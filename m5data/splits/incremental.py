@@ -193,7 +193,7 @@ def build_next(store, settings: cfg.Settings, state: dict, prev: str, version: s
         stats.n_out = _write(store, con, version, "split_out")
     finally:
         con.close()
-    return finish(store, settings, report, replace=False, carried=prev, rows_file=rows_file)
+    return finish(store, settings, report, replace=False, carried=prev if prev != version else None, rows_file=rows_file)
 
 
 def _new(changed: pa.Table) -> int:

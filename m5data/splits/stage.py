@@ -45,12 +45,15 @@ def run(ctx: RunContext) -> StageStats:
     since = int((state or {}).get("watermarks", {}).get("products", 0))
     products = store.changed("products", since)
     # a later run on a grown store writes a new version and keeps the old ones intact
-    version = ctx.options.get("version") or incremental_version(store, settings.splits.version)
-    report, why = None, "full run asked" if full else None
+    incremental = (not named and not full and state is not None and bool(prev) and state.get("inputs") == inputs
+                   and ctx.options.get("seed") is None and bool(store.read_text(f"derived/splits/{prev}/manifest.json")))
+    if incremental:
+        version = next_version(store, prev) if len(products) else prev
+    else:
+        version = ctx.options.get("version") or incremental_version(store, settings.splits.version)
+    report, why, carry = None, "full run asked" if full else None, None
     with (_status() if ctx.progress else contextlib.nullcontext(None)) as say:
-        carry = None
-        if not named and not full and state is not None and prev and version != prev \
-                and state.get("inputs") == inputs and ctx.options.get("seed") is None:
+        if incremental:
             from .incremental import DRIFT, build_next
 
             settings.splits.version = version
@@ -58,8 +61,8 @@ def run(ctx: RunContext) -> StageStats:
             if isinstance(report, str):
                 why, report = report, None
                 carry = None if why.startswith(DRIFT) else prev
-        elif not named and not full and prev and version != prev:
-            why = "settings changed" if state is not None else "no earlier complete run"
+        elif not named and not full:
+            why = "no earlier complete run" if state is None or not prev else "settings changed"
         if report is None:
             report = build(store, settings, version=version, seed=ctx.options.get("seed"),
                            replace=bool(ctx.options.get("replace")) or (full and not named), progress=say,
@@ -100,43 +103,72 @@ def _status():
         yield lambda step: status.update(f"[bold]splits[/] {step}")
 
 
-def incremental_version(store, default: str) -> str:
+def incremental_version(store, default: str, known: tuple[str, bool] | None = None) -> str:
     """The split version a pipeline run builds, so that a later run on a grown store keeps the old version intact.
 
     A store without splits gets ``default``. Otherwise the newest version (by the number it ends
     with) is built again when the store still holds what it was built from (same product count, no
     product crawled since its manifest was written): a re-run changes nothing. When products were
     added or re-crawled since, the next version is built (``v1`` -> ``v2``) and the old one is kept.
+    ``known``: (version, whether products were added or re-crawled since it was built), from the
+    stage's change tracking: when that version is the newest, the products table is not read.
     """
     import json
-    import re
     from datetime import datetime
 
     from .names import name_problem
 
-    con = store.connect(need=("splits", "products"), only=("splits", "products"))
+    tables = ("splits",) if known else ("splits", "products")
+    con = store.connect(need=tables, only=tables)
     try:
         # a version name is a folder name (derived/splits/<version>/): one that is not plain is ignored
         versions = [r[0] for r in con.execute("SELECT DISTINCT version FROM splits").fetchall() if not name_problem(r[0])]
-        products, newest = con.execute("SELECT count(*), max(crawled_at) FROM products").fetchone()
+        if not versions:
+            return default
+        latest = max(versions, key=_number)
+        if known and known[0] == latest and store.read_text(f"derived/splits/{latest}/manifest.json"):
+            return _after(latest, versions) if known[1] else latest
+        products, newest = con.execute("SELECT count(*), max(crawled_at) FROM products" if "products" in tables
+                                       else "SELECT NULL, NULL").fetchone()
+        if products is None:  # the known version is not the newest: ask the store
+            con.close()
+            con = store.connect(need=("products",), only=("products",))
+            products, newest = con.execute("SELECT count(*), max(crawled_at) FROM products").fetchone()
     finally:
         con.close()
-    if not versions:
-        return default
 
-    def number(v: str) -> tuple[int, str]:
-        m = re.search(r"(\d+)$", v)
-        return (int(m.group(1)) if m else 0, v)
-
-    latest = max(versions, key=number)
     try:
         info = json.loads(store.read_text(f"derived/splits/{latest}/manifest.json") or "")
         built = datetime.fromisoformat(info["created_at"])
         unchanged = info.get("products") == products and (newest is None or newest <= built)
     except (OSError, ValueError, KeyError, TypeError):
         unchanged = False
-    if unchanged:
-        return latest
+    return latest if unchanged else _after(latest, versions)
+
+
+def next_version(store, prev: str) -> str:
+    """The version after ``prev`` (the pipeline's last one) or after the newest version with a manifest,
+    whichever is later, that no manifest names: a build killed before its manifest is built again."""
+    from .names import name_problem
+
+    names = {rel.split("/")[2] for rel in store.files("derived/splits/")
+             if rel.count("/") == 3 and rel.endswith("/manifest.json")}
+    names = {n for n in names if not name_problem(n)}
+    return _after(max(names | {prev}, key=_number), sorted(names))
+
+
+def _number(v: str) -> tuple[int, str]:
+    """A version's order: the number it ends with, then its name."""
+    import re
+
+    m = re.search(r"(\d+)$", v)
+    return (int(m.group(1)) if m else 0, v)
+
+
+def _after(latest: str, versions: list[str]) -> str:
+    """The version after ``latest`` (``v1`` -> ``v2``, ``x`` -> ``x-2``) that ``versions`` does not hold."""
+    import re
+
     m = re.search(r"(\d+)$", latest)
     stem, n = (latest[: m.start()], int(m.group(1))) if m else (latest + "-", 1)
     candidate = f"{stem}{n + 1}"
