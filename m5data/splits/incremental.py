@@ -77,10 +77,11 @@ def build_next(store, settings: cfg.Settings, state: dict, prev: str, version: s
         return f"version {prev} has no rows file"
 
     say("what changed")
-    dedup = store.changed("dedup", since.get("dedup", 0))
-    labels = store.changed("label_map", since.get("label_map", 0))
-    flagged = [store.changed(t, since.get(t, 0)).column("product_id") for t in ("captions", "specs")]
-    media = store.changed("media", since.get("media", 0)).column("media_id")
+    # which groups only (new=False: whether each is new is not looked up in the older parts)
+    dedup = store.changed("dedup", since.get("dedup", 0), new=False)
+    labels = store.changed("label_map", since.get("label_map", 0), new=False)
+    flagged = [store.changed(t, since.get(t, 0), new=False).column("product_id") for t in ("captions", "specs")]
+    media = store.changed("media", since.get("media", 0), new=False).column("media_id")
 
     stats = StageStats("splits")
     con = store.connect(need=READS, only=READS)
@@ -173,8 +174,7 @@ def build_next(store, settings: cfg.Settings, state: dict, prev: str, version: s
             FROM {ROWS_TABLE}
         """).fetchall()[0]
         stats.n_in = n_in
-        # the dedup table's rows: v1's and those new since (a table's rows are never deleted)
-        dedup_rows = int(manifest.get("groups", {}).get("dedup_rows", 0)) + _new(dedup)
+        dedup_rows = con.execute("SELECT count(*) FROM dedup").fetchall()[0][0]
         source = GroupSource("dedup" if dedup_rows else "none", dedup_rows, 0, groups, grouped)
         report = BuildReport(stats, version, plan, source, reused_plan=True)
         report.excluded = {"classification group member outside the sampled categories": excluded}

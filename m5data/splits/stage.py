@@ -147,14 +147,12 @@ def incremental_version(store, default: str, known: tuple[str, bool] | None = No
 
 
 def next_version(store, prev: str) -> str:
-    """The version after ``prev`` (the pipeline's last one) or after the newest version with a manifest,
-    whichever is later, that no manifest names: a build killed before its manifest is built again."""
-    from .names import name_problem
-
-    names = {rel.split("/")[2] for rel in store.files("derived/splits/")
-             if rel.count("/") == 3 and rel.endswith("/manifest.json")}
-    names = {n for n in names if not name_problem(n)}
-    return _after(max(names | {prev}, key=_number), sorted(names))
+    """The first version after ``prev`` (the pipeline's last one: ``v1`` -> ``v2``) that no manifest
+    names: a build killed before its manifest is built again under its name."""
+    version = _after(prev, [])
+    while store.read_text(f"derived/splits/{version}/manifest.json") is not None:
+        version = _after(version, [])
+    return version
 
 
 def _number(v: str) -> tuple[int, str]:
