@@ -4,6 +4,7 @@ builds again, a run that did not complete leaves the old state."""
 
 import json
 
+import pyarrow as pa
 import pytest
 from support.splits_store import write_synthetic
 
@@ -67,6 +68,15 @@ def _dedup(store, groups: dict[str, list[str]]):
     store.write("dedup", rows)
 
 
+def _labels(store, version, products) -> set[int]:
+    """The classes (cat_c >> 42) of ``products`` in a version's rows file."""
+    import pyarrow.parquet as pq
+
+    manifest = json.loads(store.read_text(f"derived/splits/{version}/manifest.json"))
+    rows = pq.read_table(store.root / f"derived/splits/{version}/{manifest['rows']}").to_pylist()
+    return {r["cat_c"] >> 42 for r in rows if r["product_id"] in products}
+
+
 def _rows(store, version) -> dict[str, str]:
     """product -> split of a version (subset rows aside)."""
     rows = store.read("splits", where=f"version = '{version}' AND split <> 'subset'").to_pylist()
@@ -98,11 +108,19 @@ def test_the_next_version_places_only_what_changed_and_equals_a_full_build_that_
     renamed = store.read("products", where="product_id IN ('syn:20', 'syn:21')")  # re-crawled: other categories
     store.write("products", renamed.set_column(renamed.schema.get_field_index("category_path"), "category_path",
                                                renamed.column("category_path").take([1, 0])))
+    labels = store.read("label_map")
+    store.write("label_map", labels)  # every row re-written as it was (as align does): nothing moves for it
+    moved_path = labels.slice(5, 1)  # one category gets another class
+    store.write("label_map", moved_path.set_column(moved_path.schema.get_field_index("class_id"), "class_id",
+                                                   pa.array([6], moved_path.schema.field("class_id").type)))
+    relabelled = {r["product_id"] for r in store.read("products").to_pylist()
+                  if r["category_path"] and " > ".join(r["category_path"]) == moved_path.column("raw_path")[0].as_py()}
     second = stage.run(_ctx(root))
     v2 = second.details["version"]
     assert v2 != v1 and second.details["full"] is None  # built from v1's rows
+    assert relabelled and _labels(store, v2, relabelled) == {6}
     assert second.details["changes"] == {"new": 40, "changed": 2, "unchanged": 1498}
-    assert second.details["placed"] < 100  # the changed products and their groups, not the store
+    assert second.details["placed"] < 100 + len(relabelled)  # what changed and its groups, not the store
     assert store.read_text(f"derived/splits/{v1}/manifest.json") == manifest_v1 and _rows(store, v1) == rows_v1
 
     carried = build(store, _ctx(root).settings, version="carried", carry=v1)
@@ -117,7 +135,8 @@ def test_the_next_version_places_only_what_changed_and_equals_a_full_build_that_
     report = check(store, _ctx(root).settings, version=v2)
     assert report.ok, report.violations
     moved = {p for p, s in rows_v1.items() if _rows(store, v2).get(p) != s}
-    assert moved <= {"syn:0", "syn:1", "syn:2", "syn:9", "syn:10", "syn:11", "syn:20", "syn:21"}
+    changed = {"syn:0", "syn:1", "syn:2", "syn:9", "syn:10", "syn:11", "syn:20", "syn:21"} | relabelled
+    assert moved <= changed | {p for g in groups.values() if changed & set(g) for p in g}  # their groups only
 
 
 def test_a_grown_store_or_full_gets_a_fresh_plan(root):
@@ -160,3 +179,23 @@ def test_a_build_killed_after_its_rows_file_is_built_again_as_the_same_version(r
     assert again.details["changes"]["new"] == 50
     carried = build_module.build(store, _ctx(root).settings, version="carried", carry="v1")
     assert _rows(store, "carried") == _rows(store, "v2") and carried.splits == again.details["entries"]
+
+
+def test_the_next_version_on_object_storage(s3_url, aws):
+    """On an S3 store the rows file is an object: v2 is built from it, as on a local store."""
+    pytest.importorskip("moto")
+    from m5data.splits.build import build
+    from m5data.splits.check import check
+
+    store = Store.init(s3_url)
+    write_synthetic(store, 600, n_categories=30)
+    first = stage.run(_ctx(s3_url))
+    manifest = json.loads(store.read_text(f"derived/splits/{first.details['version']}/manifest.json"))
+    assert store.read_bytes(f"derived/splits/{first.details['version']}/{manifest['rows']}")
+    write_synthetic(store, 20, start=600, n_categories=30)
+    second = stage.run(_ctx(s3_url))
+    assert second.details["full"] is None and second.details["version"] == "v2"
+    assert second.details["placed"] == 20 and second.details["changes"]["new"] == 20
+    carried = build(store, _ctx(s3_url).settings, version="carried", carry="v1")
+    assert _rows(store, "carried") == _rows(store, "v2") and carried.splits == second.details["entries"]
+    assert check(store, _ctx(s3_url).settings, version="v2").ok

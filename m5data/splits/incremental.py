@@ -8,7 +8,8 @@ modality flags. Only the *affected* products are placed again, through the build
 - products new or re-written since the stage's last complete run (``store.changed("products")``);
 - products whose ``dedup`` row was written since, with every member of their group now and in ``v1``
   (a group is placed whole);
-- products whose category path maps to a ``label_map`` row written since.
+- products whose category path maps to a ``label_map`` row written since with another label than
+  the one in their row (align re-writes rows whose label it kept).
 
 Every product's role is then decided over the evaluation pools whole (``v1``'s rows and the placed
 ones), with ``v1``'s roles kept, so ``v2`` holds exactly the rows of a full build of ``v2`` that carries
@@ -30,7 +31,7 @@ from ..storage import StageStats
 from .build import BuildReport, Progress, assigned_view, create_base, finish, place_roles, pool_view, set_cls_rates
 from .build import _q as q
 from .groups import GROUP_TABLE, GroupSource
-from .labels import PATH_SEP
+from .labels import PATH_SEP, cat_key_sql
 from .manifest import FLAG_COLUMNS, MODALITIES, flag_ctes, flag_joins, read_manifest
 from .plan import check_settings, plan_params
 from .rows import ROWS_TABLE, read_rows, rows_stats, write_rows
@@ -100,9 +101,17 @@ def build_next(store, settings: cfg.Settings, state: dict, prev: str, version: s
         relabelled = ""
         if len(labels):
             con.register("split_labels_in", labels.select(["platform", "raw_path"]))
-            relabelled = f"""UNION SELECT product_id FROM products
-                WHERE (coalesce(platform, ''), coalesce(array_to_string(category_path, '{PATH_SEP}'), ''))
-                      IN (SELECT (platform, raw_path) FROM split_labels_in)"""
+            # a label_map row re-written with the same label moves nothing (align re-writes rows it kept):
+            # only a product whose label keys differ from its row's is placed again
+            relabelled = f"""UNION SELECT p.product_id FROM (
+                    SELECT product_id, coalesce(platform, '') AS platform,
+                           coalesce(array_to_string(category_path, '{PATH_SEP}'), '') AS raw_path FROM products
+                ) p
+                JOIN split_labels_in c ON c.platform = p.platform AND c.raw_path = p.raw_path
+                LEFT JOIN label_map l ON l.platform = p.platform AND l.raw_path = p.raw_path
+                LEFT JOIN split_prev o ON o.product_id = p.product_id
+                WHERE o.product_id IS NULL OR {cat_key_sql(s.coarse_level, 'l')} IS DISTINCT FROM o.cat_c
+                   OR {cat_key_sql(s.cls_level, 'l')} IS DISTINCT FROM o.cat_k"""
         say("affected products")
         # a changed product's groups (now and in prev) are placed whole: a group's draw is one draw
         con.execute(f"""
