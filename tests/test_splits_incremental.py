@@ -14,8 +14,9 @@ from m5data.stages import RunContext
 from m5data.storage import Store, changes
 
 
-def _ctx(root, **options):
-    settings = cfg.load(None, {"store.path": str(root), "splits.subset": "0.1", "splits.min_queries": 20}, environ={})
+def _ctx(root, from_rows=False, **options):
+    settings = cfg.load(None, {"store.path": str(root), "splits.subset": "0.1", "splits.min_queries": 20,
+                               "splits.from_rows": from_rows}, environ={})
     return RunContext(settings).with_options(**options)
 
 
@@ -95,7 +96,7 @@ def test_the_next_version_places_only_what_changed_and_equals_a_full_build_that_
     groups |= {p: [p] for p in (f"syn:{i}" for i in range(1500)) if not any(p in g for g in groups.values())}
     _dedup(store, groups)
     store.write("captions", [{"product_id": f"syn:{i}", "text": "a caption", "status": "ok"} for i in range(0, 1500, 2)])
-    first = stage.run(_ctx(root))
+    first = stage.run(_ctx(root, True))
     v1 = first.details["version"]
     manifest_v1 = store.read_text(f"derived/splits/{v1}/manifest.json")
     rows_v1 = _rows(store, v1)
@@ -115,7 +116,7 @@ def test_the_next_version_places_only_what_changed_and_equals_a_full_build_that_
                                                    pa.array([6], moved_path.schema.field("class_id").type)))
     relabelled = {r["product_id"] for r in store.read("products").to_pylist()
                   if r["category_path"] and " > ".join(r["category_path"]) == moved_path.column("raw_path")[0].as_py()}
-    second = stage.run(_ctx(root))
+    second = stage.run(_ctx(root, True))
     v2 = second.details["version"]
     assert v2 != v1 and second.details["full"] is None  # built from v1's rows
     assert relabelled and _labels(store, v2, relabelled) == {6}
@@ -148,8 +149,10 @@ def test_a_grown_store_or_full_gets_a_fresh_plan(root):
     manifest = json.loads(store.read_text(f"derived/splits/{grown.details['version']}/manifest.json"))
     assert manifest["plan"]["counts"]["products"] == 1800 and "carried_from" not in manifest
     write_synthetic(store, 10, start=1800, n_categories=60)
-    small = stage.run(_ctx(root))
-    assert small.details["full"] is None and small.details["reused_plan"]
+    small = stage.run(_ctx(root))  # a full build that carries the plan and roles (splits.from_rows off)
+    assert small.details["full"] is None and small.details["reused_plan"] and small.details["placed"] == 1810
+    assert json.loads(store.read_text(f"derived/splits/{small.details['version']}/manifest.json"))["carried_from"] \
+        == grown.details["version"]
     full = stage.run(_ctx(root, full=True))
     assert full.details["version"] == small.details["version"] and not full.details["reused_plan"]
     assert first.details["version"] != grown.details["version"]
@@ -161,7 +164,7 @@ def test_a_build_killed_after_its_rows_file_is_built_again_as_the_same_version(r
     import importlib
 
     build_module = importlib.import_module("m5data.splits.build")  # the package exports its function `build`
-    first = stage.run(_ctx(root))
+    first = stage.run(_ctx(root, True))
     store = Store.open(root)
     write_synthetic(store, 50, start=1500, n_categories=60)
     real = build_module._write
@@ -172,9 +175,9 @@ def test_a_build_killed_after_its_rows_file_is_built_again_as_the_same_version(r
     with monkeypatch.context() as m:
         m.setattr(build_module, "_write", killed)
         with pytest.raises(KeyboardInterrupt):
-            stage.run(_ctx(root))
+            stage.run(_ctx(root, True))
     assert build_module._write is real
-    again = stage.run(_ctx(root))
+    again = stage.run(_ctx(root, True))
     assert again.details["full"] is None and again.details["version"] == "v2" != first.details["version"]
     assert again.details["changes"]["new"] == 50
     carried = build_module.build(store, _ctx(root).settings, version="carried", carry="v1")
@@ -189,11 +192,11 @@ def test_the_next_version_on_object_storage(s3_url, aws):
 
     store = Store.init(s3_url)
     write_synthetic(store, 600, n_categories=30)
-    first = stage.run(_ctx(s3_url))
+    first = stage.run(_ctx(s3_url, True))
     manifest = json.loads(store.read_text(f"derived/splits/{first.details['version']}/manifest.json"))
     assert store.read_bytes(f"derived/splits/{first.details['version']}/{manifest['rows']}")
     write_synthetic(store, 20, start=600, n_categories=30)
-    second = stage.run(_ctx(s3_url))
+    second = stage.run(_ctx(s3_url, True))
     assert second.details["full"] is None and second.details["version"] == "v2"
     assert second.details["placed"] == 20 and second.details["changes"]["new"] == 20
     carried = build(store, _ctx(s3_url).settings, version="carried", carry="v1")

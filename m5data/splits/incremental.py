@@ -70,9 +70,8 @@ def build_next(store, settings: cfg.Settings, state: dict, prev: str, version: s
     changed_matches = store.changed("matches", since.get("matches", 0))
     if len(changed_matches):
         return "matches were written since"
-    base, now = int(plan.counts.get("products", 0)), int(manifest.get("products", 0)) + _new(new_products)
-    if base <= 0 or abs(now - base) > s.replan_share * base:
-        return f"{DRIFT}: {now:,} products against the plan's {base:,} (splits.replan_share {s.replan_share})"
+    if (why := drift(store, settings, prev, new_products, manifest)) is not None:
+        return why
     rows = read_rows(store, prev, manifest)
     if rows is None:
         return f"version {prev} has no rows file"
@@ -203,6 +202,20 @@ def build_next(store, settings: cfg.Settings, state: dict, prev: str, version: s
     finally:
         con.close()
     return finish(store, settings, report, replace=False, carried=prev if prev != version else None, rows_file=rows_file)
+
+
+def drift(store, settings: cfg.Settings, prev: str, new_products: pa.Table, manifest: dict | None = None) -> str | None:
+    """Why the next version after ``prev`` needs a fresh plan (starts with :data:`DRIFT`), else None: the
+    store's product count (``prev``'s and those new since) moved past ``splits.replan_share`` of the plan's."""
+    manifest = read_manifest(store, prev) if manifest is None else manifest
+    if manifest is None:
+        return None
+    s = settings.splits
+    base = int(manifest.get("plan", {}).get("counts", {}).get("products", 0))
+    now = int(manifest.get("products", 0)) + _new(new_products)
+    if base <= 0 or abs(now - base) > s.replan_share * base:
+        return f"{DRIFT}: {now:,} products against the plan's {base:,} (splits.replan_share {s.replan_share})"
+    return None
 
 
 def _new(changed: pa.Table) -> int:

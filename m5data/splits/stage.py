@@ -52,21 +52,24 @@ def run(ctx: RunContext) -> StageStats:
     else:
         version = ctx.options.get("version") or incremental_version(store, settings.splits.version)
     report, why, carry = None, "full run asked" if full else None, None
+    from_rows = bool(settings.splits.from_rows)
     with (_status() if ctx.progress else contextlib.nullcontext(None)) as say:
         if incremental:
-            from .incremental import DRIFT, build_next
+            from .incremental import DRIFT, build_next, drift
 
             settings.splits.version = version
-            report = build_next(store, settings, state, prev, version, products, progress=say)
-            if isinstance(report, str):
-                why, report = report, None
-                carry = None if why.startswith(DRIFT) else prev
+            why = drift(store, settings, prev, products)  # a fresh plan past splits.replan_share
+            if why is None and from_rows:
+                report = build_next(store, settings, state, prev, version, products, progress=say)
+                if isinstance(report, str):
+                    why, report = report, None
+            carry = None if why and why.startswith(DRIFT) else prev
         elif not named and not full:
             why = "no earlier complete run" if state is None or not prev else "settings changed"
         if report is None:
             report = build(store, settings, version=version, seed=ctx.options.get("seed"),
                            replace=bool(ctx.options.get("replace")) or (full and not named), progress=say,
-                           carry=carry, rows=True)
+                           carry=carry, rows=from_rows)
     total = report.stats.n_in
     counts = changes.changed_counts(products, total)
     report.stats.details.update(
