@@ -2,6 +2,9 @@
 (the version stands, ``new 0, changed 0, unchanged N``), a grown store gets a new version, ``full``
 builds again, a run that did not complete leaves the old state."""
 
+import json
+
+import pyarrow as pa
 import pytest
 from support.splits_store import write_synthetic
 
@@ -11,8 +14,9 @@ from m5data.stages import RunContext
 from m5data.storage import Store, changes
 
 
-def _ctx(root, **options):
-    settings = cfg.load(None, {"store.path": str(root), "splits.subset": "0.1", "splits.min_queries": 20}, environ={})
+def _ctx(root, from_rows=False, **options):
+    settings = cfg.load(None, {"store.path": str(root), "splits.subset": "0.1", "splits.min_queries": 20,
+                               "splits.from_rows": from_rows}, environ={})
     return RunContext(settings).with_options(**options)
 
 
@@ -50,9 +54,151 @@ def test_a_run_that_fails_keeps_the_old_state(root, monkeypatch):
         raise KeyboardInterrupt("killed")
 
     with monkeypatch.context() as m:
-        m.setattr(stage, "incremental_version", killed)  # after the watermarks, before the build
+        m.setattr(stage, "next_version", killed)  # after the watermarks, before the build
         with pytest.raises(KeyboardInterrupt):
             stage.run(_ctx(root))
     assert changes.load_state(Store.open(root), "splits") == before
     again = stage.run(_ctx(root))
     assert again.details["changes"]["new"] == 50 and "unchanged" not in again.details
+
+
+def _dedup(store, groups: dict[str, list[str]]):
+    """dedup rows: each listed product in its group (group_id: the smallest id), as annotate writes them."""
+    rows = [{"product_id": p, "group_id": min(members), "rule": "exact_title" if len(members) > 1 else None}
+            for members in groups.values() for p in members]
+    store.write("dedup", rows)
+
+
+def _labels(store, version, products) -> set[int]:
+    """The classes (cat_c >> 42) of ``products`` in a version's rows file."""
+    import pyarrow.parquet as pq
+
+    manifest = json.loads(store.read_text(f"derived/splits/{version}/manifest.json"))
+    rows = pq.read_table(store.root / f"derived/splits/{version}/{manifest['rows']}").to_pylist()
+    return {r["cat_c"] >> 42 for r in rows if r["product_id"] in products}
+
+
+def _rows(store, version) -> dict[str, str]:
+    """product -> split of a version (subset rows aside)."""
+    rows = store.read("splits", where=f"version = '{version}' AND split <> 'subset'").to_pylist()
+    return {r["product_id"]: r["split"] for r in rows}
+
+
+def test_the_next_version_places_only_what_changed_and_equals_a_full_build_that_carries_v1(root):
+    """v2 from v1's rows and what changed equals a full build of v2 with v1's plan and roles: every row,
+    every manifest figure (checksums included); v1 stays byte for byte; check-splits passes on v2."""
+    from m5data.splits.build import build
+    from m5data.splits.check import check
+
+    store = Store.open(root)
+    # duplicate groups of three over the old products; the rest alone
+    groups = {f"g{k}": [f"syn:{k + i}" for i in range(3)] for k in range(0, 1500, 9)}
+    groups |= {p: [p] for p in (f"syn:{i}" for i in range(1500)) if not any(p in g for g in groups.values())}
+    _dedup(store, groups)
+    store.write("captions", [{"product_id": f"syn:{i}", "text": "a caption", "status": "ok"} for i in range(0, 1500, 2)])
+    first = stage.run(_ctx(root, True))
+    v1 = first.details["version"]
+    manifest_v1 = store.read_text(f"derived/splits/{v1}/manifest.json")
+    rows_v1 = _rows(store, v1)
+
+    write_synthetic(store, 40, start=1500, n_categories=60)  # new products
+    _dedup(store, {"a": ["syn:0", "syn:1", "syn:2", "syn:1500"],  # a new product joins an old group
+                   "b": ["syn:9", "syn:10"], "c": ["syn:11"],  # an old group splits
+                   "d": ["syn:1501", "syn:1502"]})
+    store.write("captions", [{"product_id": "syn:1", "text": "a caption", "status": "ok"}])  # a new caption only
+    renamed = store.read("products", where="product_id IN ('syn:20', 'syn:21')")  # re-crawled: other categories
+    store.write("products", renamed.set_column(renamed.schema.get_field_index("category_path"), "category_path",
+                                               renamed.column("category_path").take([1, 0])))
+    labels = store.read("label_map")
+    store.write("label_map", labels)  # every row re-written as it was (as align does): nothing moves for it
+    moved_path = labels.slice(5, 1)  # one category gets another class
+    store.write("label_map", moved_path.set_column(moved_path.schema.get_field_index("class_id"), "class_id",
+                                                   pa.array([6], moved_path.schema.field("class_id").type)))
+    relabelled = {r["product_id"] for r in store.read("products").to_pylist()
+                  if r["category_path"] and " > ".join(r["category_path"]) == moved_path.column("raw_path")[0].as_py()}
+    second = stage.run(_ctx(root, True))
+    v2 = second.details["version"]
+    assert v2 != v1 and second.details["full"] is None  # built from v1's rows
+    assert relabelled and _labels(store, v2, relabelled) == {6}
+    assert second.details["changes"] == {"new": 40, "changed": 2, "unchanged": 1498}
+    assert second.details["placed"] < 100 + len(relabelled)  # what changed and its groups, not the store
+    assert store.read_text(f"derived/splits/{v1}/manifest.json") == manifest_v1 and _rows(store, v1) == rows_v1
+
+    carried = build(store, _ctx(root).settings, version="carried", carry=v1)
+    assert _rows(store, "carried") == _rows(store, v2)
+    a = json.loads(store.read_text(f"derived/splits/{v2}/manifest.json"))
+    b = json.loads(store.read_text("derived/splits/carried/manifest.json"))
+    assert a["splits"] == b["splits"] == carried.splits and a["splits"]["train"]["modalities"]["caption"] > 0
+    for key in ("products", "held_out", "excluded", "plan"):
+        assert a[key] == (b[key] if key != "plan" else b[key] | {"version": v2}), key
+    assert {k: a["groups"][k] for k in ("groups", "grouped_products", "dedup_rows")} == \
+        {k: b["groups"][k] for k in ("groups", "grouped_products", "dedup_rows")}
+    report = check(store, _ctx(root).settings, version=v2)
+    assert report.ok, report.violations
+    moved = {p for p, s in rows_v1.items() if _rows(store, v2).get(p) != s}
+    changed = {"syn:0", "syn:1", "syn:2", "syn:9", "syn:10", "syn:11", "syn:20", "syn:21"} | relabelled
+    assert moved <= changed | {p for g in groups.values() if changed & set(g) for p in g}  # their groups only
+
+
+def test_a_grown_store_or_full_gets_a_fresh_plan(root):
+    first = stage.run(_ctx(root))
+    store = Store.open(root)
+    write_synthetic(store, 300, start=1500, n_categories=60)  # 20% more: past splits.replan_share 0.1
+    grown = stage.run(_ctx(root))
+    assert grown.details["full"].startswith("drift") and not grown.details["reused_plan"]
+    manifest = json.loads(store.read_text(f"derived/splits/{grown.details['version']}/manifest.json"))
+    assert manifest["plan"]["counts"]["products"] == 1800 and "carried_from" not in manifest
+    write_synthetic(store, 10, start=1800, n_categories=60)
+    small = stage.run(_ctx(root))  # a full build that carries the plan and roles (splits.from_rows off)
+    assert small.details["full"] is None and small.details["reused_plan"] and small.details["placed"] == 1810
+    assert json.loads(store.read_text(f"derived/splits/{small.details['version']}/manifest.json"))["carried_from"] \
+        == grown.details["version"]
+    full = stage.run(_ctx(root, full=True))
+    assert full.details["version"] == small.details["version"] and not full.details["reused_plan"]
+    assert first.details["version"] != grown.details["version"]
+
+
+def test_a_build_killed_after_its_rows_file_is_built_again_as_the_same_version(root, monkeypatch):
+    """Killed between the rows file and the table's rows / manifest: the re-run builds the same version
+    from the same predecessor, and its rows are those of an uninterrupted build."""
+    import importlib
+
+    build_module = importlib.import_module("m5data.splits.build")  # the package exports its function `build`
+    first = stage.run(_ctx(root, True))
+    store = Store.open(root)
+    write_synthetic(store, 50, start=1500, n_categories=60)
+    real = build_module._write
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(build_module, "_write", killed)
+        with pytest.raises(KeyboardInterrupt):
+            stage.run(_ctx(root, True))
+    assert build_module._write is real
+    again = stage.run(_ctx(root, True))
+    assert again.details["full"] is None and again.details["version"] == "v2" != first.details["version"]
+    assert again.details["changes"]["new"] == 50
+    carried = build_module.build(store, _ctx(root).settings, version="carried", carry="v1")
+    assert _rows(store, "carried") == _rows(store, "v2") and carried.splits == again.details["entries"]
+
+
+def test_the_next_version_on_object_storage(s3_url, aws):
+    """On an S3 store the rows file is an object: v2 is built from it, as on a local store."""
+    pytest.importorskip("moto")
+    from m5data.splits.build import build
+    from m5data.splits.check import check
+
+    store = Store.init(s3_url)
+    write_synthetic(store, 600, n_categories=30)
+    first = stage.run(_ctx(s3_url, True))
+    manifest = json.loads(store.read_text(f"derived/splits/{first.details['version']}/manifest.json"))
+    assert store.read_bytes(f"derived/splits/{first.details['version']}/{manifest['rows']}")
+    write_synthetic(store, 20, start=600, n_categories=30)
+    second = stage.run(_ctx(s3_url, True))
+    assert second.details["full"] is None and second.details["version"] == "v2"
+    assert second.details["placed"] == 20 and second.details["changes"]["new"] == 20
+    carried = build(store, _ctx(s3_url).settings, version="carried", carry="v1")
+    assert _rows(store, "carried") == _rows(store, "v2") and carried.splits == second.details["entries"]
+    assert check(store, _ctx(s3_url).settings, version="v2").ok

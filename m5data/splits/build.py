@@ -51,6 +51,7 @@ class BuildReport:
     moved: int = 0  # products of the previous build of this version now in another split (0 unless groups changed)
     reused_plan: bool = False
     manifest: Path | None = None
+    affected: int | None = None  # products placed again by an incremental build (incremental.py); None: all
 
 
 def _u(i: int) -> str:
@@ -78,12 +79,16 @@ def open_connection(store, settings: cfg.Settings):
     return con
 
 
-def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True) -> None:
+def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True, only: str | None = None) -> None:
     """Temp table ``split_base``: one row per product with its labels, its group and the group's hash.
 
-    ``grouped`` False (no duplicate groups) takes a single pass without the group joins.
+    ``grouped`` False (no duplicate groups) takes a single pass without the group joins. ``only``: a
+    table of the product ids to take (an incremental build; ``split_groups`` must then hold every
+    group of theirs whole), else every product.
     """
     s = settings.splits
+    products = (f"(SELECT product_id, platform, category_path FROM products WHERE product_id IN "
+                f"(SELECT product_id FROM {only}))" if only else "products")
     fg = ", ".join(str(i) for i in fg_class_ids(s)) or "NULL"
     # the group hash's four 32-bit limbs are kept apart, so that later steps need no 128-bit arithmetic
     limbs = ", ".join(f"((h >> {32 * i}) & 4294967295)::UINTEGER AS u{i}" for i in range(4))
@@ -95,7 +100,7 @@ def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True) ->
                    coalesce(l.class_id IN ({fg}), false) AS g_fg, l.class_id IS NOT NULL AS g_lab,
                    {cat_key_sql(s.cls_level, 'l')} AS g_cat, 1 AS g_n,
                    md5_number('{seed}:' || p.product_id) AS h
-            FROM products p
+            FROM {products} p
             LEFT JOIN label_map l
               ON l.platform = coalesce(p.platform, '')
              AND l.raw_path = coalesce(array_to_string(p.category_path, '{PATH_SEP}'), '')
@@ -106,7 +111,7 @@ def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True) ->
         CREATE OR REPLACE TEMP TABLE split_base AS SELECT * EXCLUDE (h), {limbs} FROM (
         WITH lab AS (
             SELECT p.product_id, l.class_id, l.sub_class_id, l.subsub_class_id
-            FROM products p
+            FROM {products} p
             LEFT JOIN label_map l
               ON l.platform = coalesce(p.platform, '')
              AND l.raw_path = coalesce(array_to_string(p.category_path, '{PATH_SEP}'), '')
@@ -149,24 +154,39 @@ def plan_counts(con, settings: cfg.Settings, seed: int) -> tuple[PlanCounts, lis
     return PlanCounts(products, labeled, domain, domain_multi, categories), order
 
 
-def assign(con, plan: Plan, settings: cfg.Settings, version: str, keep_previous: bool = True) -> None:
+def assign(con, plan: Plan, settings: cfg.Settings, version: str, keep_previous: bool = True,
+           prev_version: str | None = None) -> None:
     """Views ``split_pooled`` (every product's pool) and ``split_assigned`` (product_id, split, cat), and
     the temp table ``split_roles`` (the evaluation pools' products, a fifth of the store, with roles).
 
-    With ``keep_previous`` a product already in ``version`` keeps its role while its pool is unchanged.
+    With ``keep_previous`` a product already in ``prev_version`` (default: ``version`` itself) keeps its
+    role while its pool is unchanged.
     """
-    s = settings.splits
+    set_cls_rates(con, plan)
+    pool_view(con, plan, settings, "split_base", "split_pooled")
+    if keep_previous:
+        pools = " ".join(f"WHEN {_q(k)} THEN {_q(v)}" for k, v in POOL_OF.items())
+        prev = (f"SELECT product_id, split AS prev_split, CASE split {pools} END AS prev_pool "
+                f"FROM splits WHERE version = {_q(prev_version or version)} AND split <> 'subset'")
+    else:  # not even a filtered read: the splits view is a window over every version's rows
+        prev = "SELECT NULL::VARCHAR AS product_id, NULL::VARCHAR AS prev_split, NULL::VARCHAR AS prev_pool WHERE false"
+    place_roles(con, plan, settings, "split_pooled", prev)
+    assigned_view(con, plan, "split_pooled")
+
+
+def set_cls_rates(con, plan: Plan) -> None:
+    """Temp table ``split_cls`` (cat_k, rate): the plan's sampled classification categories."""
     con.execute("CREATE OR REPLACE TEMP TABLE split_cls (cat_k BIGINT, rate DOUBLE)")
     if plan.cls_rates:
         # one statement: executemany runs one INSERT per category (1,805 of them took 0.3 s)
         keys, rates = zip(*((cat_key_of(k), float(r)) for k, r in plan.cls_rates.items()))
         con.execute("INSERT INTO split_cls SELECT unnest(?::BIGINT[]), unnest(?::DOUBLE[])", [list(keys), list(rates)])
-    pools = " ".join(f"WHEN {_q(k)} THEN {_q(v)}" for k, v in POOL_OF.items())
-    if keep_previous:
-        prev = (f"SELECT product_id, split AS prev_split, CASE split {pools} END AS prev_pool "
-                f"FROM splits WHERE version = {_q(version)} AND split <> 'subset'")
-    else:  # not even a filtered read: the splits view is a window over every version's rows
-        prev = "SELECT NULL::VARCHAR AS product_id, NULL::VARCHAR AS prev_split, NULL::VARCHAR AS prev_pool WHERE false"
+
+
+def pool_view(con, plan: Plan, settings: cfg.Settings, base: str, name: str) -> None:
+    """View ``name``: the products of ``base`` (as :func:`create_base` makes) with their pool, subset
+    draw and checksum limbs."""
+    s = settings.splits
     # pools are pure arithmetic on the group hash: a view, never a copy of the store's rows.
     # c0..c3: limbs of the product's own md5(seed:product_id): the checksum's terms, and c3 the role
     # uniform v; for a product alone it is the group hash (its limb 3 decides only train, never a
@@ -174,7 +194,7 @@ def assign(con, plan: Plan, settings: cfg.Settings, version: str, keep_previous:
     own = ", ".join(f"CASE WHEN b.grp IS NULL THEN b.u{i} ELSE ((md5_number('{int(s.seed)}:' || b.product_id) "
                     f">> {32 * i}) & 4294967295)::UINTEGER END AS c{i}" for i in range(4))
     con.execute(f"""
-        CREATE OR REPLACE TEMP VIEW split_pooled AS
+        CREATE OR REPLACE TEMP VIEW {name} AS
         SELECT b.product_id, b.cat_c, b.cat_k, b.grp, b.g_n,
                CASE
                  WHEN b.g_fg AND {_u(0)} < CASE WHEN b.g_n >= 2 THEN {plan.r_fine!r}
@@ -184,15 +204,24 @@ def assign(con, plan: Plan, settings: cfg.Settings, version: str, keep_previous:
                  WHEN {_u(3)} < {plan.r_train!r} THEN 'train'
                END AS pool,
                {_u(3)} < {plan.r_train * plan.r_subset!r} AS in_subset, {own}
-        FROM split_base b LEFT JOIN split_cls c ON c.cat_k = b.g_cat
+        FROM {base} b LEFT JOIN split_cls c ON c.cat_k = b.g_cat
     """)
+
+
+def place_roles(con, plan: Plan, settings: cfg.Settings, pooled: str, prev: str) -> None:
+    """Temp table ``split_roles``: the evaluation pools' products of ``pooled`` with their role (``query``).
+
+    ``prev``: SQL of (product_id, prev_split, prev_pool), the rows whose role a product keeps while its
+    pool is unchanged.
+    """
+    s = settings.splits
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE split_roles AS
         WITH prev AS ({prev}), kept AS (
             SELECT p.product_id, p.cat_c, p.cat_k, p.grp, p.g_n, p.pool, p.c0, p.c1, p.c2, p.c3, prev.prev_split,
                    prev.prev_pool = p.pool AS kept,
                    p.c3::DOUBLE / 4294967296.0 AS v
-            FROM split_pooled p LEFT JOIN prev ON prev.product_id = p.product_id
+            FROM {pooled} p LEFT JOIN prev ON prev.product_id = p.product_id
             WHERE p.pool IN ('coarse', 'fine', 'cls')
         )
         SELECT *,
@@ -227,24 +256,33 @@ def assign(con, plan: Plan, settings: cfg.Settings, version: str, keep_previous:
                    AND count(*) FILTER (WHERE NOT coalesce(kept, false)) > 0
             )
         """)
-    subset = ("UNION ALL SELECT product_id, 'subset', cat_c, c0, c1, c2, c3 FROM split_pooled "
-              "WHERE pool = 'train' AND in_subset") if plan.r_subset > 0 else ""
-    con.execute(f"""
-        CREATE OR REPLACE TEMP VIEW split_assigned AS
-        SELECT product_id, 'train' AS split, cat_c AS cat, c0, c1, c2, c3 FROM split_pooled WHERE pool = 'train'
-        UNION ALL
-        SELECT product_id, CASE pool
+
+
+ROLE_SPLIT = """CASE pool
                  WHEN 'coarse' THEN CASE WHEN query THEN 'query-c' ELSE 'gallery-c' END
                  WHEN 'fine' THEN CASE WHEN query THEN 'query-fg' ELSE 'gallery-fg' END
                  WHEN 'cls' THEN CASE WHEN query THEN 'cls-test' ELSE 'cls-train' END
-               END, cat_c, c0, c1, c2, c3
+               END"""
+
+
+def assigned_view(con, plan: Plan, pooled: str) -> None:
+    """View ``split_assigned`` (product_id, split, cat, c0..c3): ``pooled``'s train and ``split_roles``."""
+    subset = (f"UNION ALL SELECT product_id, 'subset', cat_c, c0, c1, c2, c3 FROM {pooled} "
+              "WHERE pool = 'train' AND in_subset") if plan.r_subset > 0 else ""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP VIEW split_assigned AS
+        SELECT product_id, 'train' AS split, cat_c AS cat, c0, c1, c2, c3 FROM {pooled} WHERE pool = 'train'
+        UNION ALL
+        SELECT product_id, {ROLE_SPLIT}, cat_c, c0, c1, c2, c3
         FROM split_roles WHERE NOT excluded
         {subset}
     """)
 
 
-def _plan_for(store, settings: cfg.Settings, version: str, seed: int, con, replace: bool) -> tuple[Plan, bool]:
-    """The version's stored plan when it was built before with the same settings, else a new one."""
+def _plan_for(store, settings: cfg.Settings, version: str, seed: int, con, replace: bool,
+              carry: str | None = None) -> tuple[Plan, bool]:
+    """The version's stored plan when it was built before with the same settings, else ``carry``'s
+    (a previous version's, the pipeline's next version), else a new one."""
     params = plan_params(settings.splits) | {"seed": seed}
     old = read_manifest(store, version)
     if old is not None and not replace:
@@ -255,10 +293,26 @@ def _plan_for(store, settings: cfg.Settings, version: str, seed: int, con, repla
                 f"split version {version!r} was built with other settings ({', '.join(diff)}); build a new "
                 f"--version, or pass --replace to rebuild {version!r} from scratch (its products may move)")
         return stored, True
+    if carry is not None and not replace:
+        carried = carried_plan(store, carry, version, params)
+        if carried is not None:
+            return carried, True
     counts, order = plan_counts(con, settings, seed)
     if counts.products == 0:
         raise SplitsError(f"store {store.root} has no products: crawl (or import) products first")
     return make_plan(version, settings.splits, counts, order), False
+
+
+def carried_plan(store, prev: str, version: str, params: dict, manifest: dict | None = None) -> Plan | None:
+    """``prev``'s plan for ``version`` (its rates and sampled categories as they are), or None when
+    ``prev`` has no manifest or was built with other settings."""
+    import dataclasses
+
+    old = manifest if manifest is not None else read_manifest(store, prev)
+    if old is None:
+        return None
+    plan = Plan.from_json(old["plan"])
+    return dataclasses.replace(plan, version=version) if plan.params == params else None
 
 
 def run(store, settings: cfg.Settings, *, version: str | None = None, seed: int | None = None,
@@ -268,7 +322,8 @@ def run(store, settings: cfg.Settings, *, version: str | None = None, seed: int 
 
 
 def build(store, settings: cfg.Settings, *, version: str | None = None, seed: int | None = None,
-          replace: bool = False, progress: Progress | None = None) -> BuildReport:
+          replace: bool = False, progress: Progress | None = None, carry: str | None = None,
+          rows: bool = False) -> BuildReport:
     """Write the ``splits`` rows of one version and its manifest.
 
     Args:
@@ -276,6 +331,11 @@ def build(store, settings: cfg.Settings, *, version: str | None = None, seed: in
         seed: hash salt (default ``splits.seed``).
         replace: rebuild an existing version with new settings (its stored plan is dropped).
         progress: ``progress(step)`` callback, called as each step starts.
+        carry: a previous version (the pipeline's next version): a new ``version`` takes its plan (when
+            built with the same settings) and every product keeps its role there while its pool is the
+            same (docs/splits.md, "Stability and versions").
+        rows: also write the version's per-product rows (``rows.py``), from which the next version is
+            built incrementally.
     """
     if version is not None:
         settings.splits.version = version
@@ -286,15 +346,18 @@ def build(store, settings: cfg.Settings, *, version: str | None = None, seed: in
     say = progress or (lambda step: None)
     stats = StageStats("splits")
     con = open_connection(store, settings)
+    rows_file = None
     try:
         say("groups")
         groups = load_groups(con)
         say("labels and hashes")
         create_base(con, settings, seed, grouped=groups.grouped_products > 0)
-        plan, reused = _plan_for(store, settings, version, seed, con, replace)
+        own = read_manifest(store, version) is not None and not replace
+        plan, reused = _plan_for(store, settings, version, seed, con, replace, carry)
+        carried = carry if reused and not own else None
         say("assignment")
         # a first build has no previous rows to keep (and need not scan the splits of other versions)
-        assign(con, plan, settings, version, keep_previous=reused)
+        assign(con, plan, settings, version, keep_previous=reused, prev_version=carried)
         report = BuildReport(stats, version, plan, groups, reused_plan=reused)
         stats.n_in = con.execute("SELECT count(*) FROM split_base").fetchall()[0][0]
         report.excluded = {"classification group member outside the sampled categories": con.execute(
@@ -303,33 +366,52 @@ def build(store, settings: cfg.Settings, *, version: str | None = None, seed: in
             report.moved = con.execute(f"""
                 SELECT count(*) FROM splits p LEFT JOIN split_assigned a
                   ON a.product_id = p.product_id AND a.split <> 'subset'
-                WHERE p.version = {_q(version)} AND p.split <> 'subset' AND a.split IS DISTINCT FROM p.split
+                WHERE p.version = {_q(carried or version)} AND p.split <> 'subset' AND a.split IS DISTINCT FROM p.split
             """).fetchall()[0][0]
         say("manifest")
-        report.splits = split_stats(con, "split_assigned")
+        if rows:
+            from .rows import all_rows, rows_stats, write_rows
+
+            all_rows(con)
+            report.splits = rows_stats(con, "split_rows")
+            rows_file = write_rows(store, con, version, stats.run_id)
+        else:
+            report.splits = split_stats(con, "split_assigned")
         placed = sum(e["products"] for name, e in report.splits.items() if name != "subset")
         report.held_out = stats.n_in - placed - sum(report.excluded.values())
         say("writing")
         stats.n_out = _write(store, con, version)
     finally:
         con.close()
+    return finish(store, settings, report, replace=replace, carried=carried, rows_file=rows_file)
+
+
+def finish(store, settings: cfg.Settings, report: BuildReport, *, replace: bool, carried: str | None,
+           rows_file: str | None) -> BuildReport:
+    """The manifest (last of the version's files) and the run's row in ``runs``."""
+    stats, version, seed = report.stats, report.version, settings.splits.seed
     stats.finish()
-    report.manifest = write_manifest(store, version, {
+    manifest = {
         "version": version, "seed": seed, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "run_id": stats.run_id, "products": stats.n_in, "held_out": report.held_out, "excluded": report.excluded,
-        "moved_from_previous_build": report.moved, "reused_plan": reused, "groups": groups.to_json(),
-        "plan": plan.to_json(), "splits": report.splits,
-    })
+        "moved_from_previous_build": report.moved, "reused_plan": report.reused_plan, "groups": report.groups.to_json(),
+        "plan": report.plan.to_json(), "splits": report.splits,
+    }
+    if carried:
+        manifest["carried_from"] = carried  # the plan and the kept roles are that version's
+    if rows_file:
+        manifest["rows"] = rows_file
+    report.manifest = write_manifest(store, version, manifest)
     record_run(store, stats, {**cfg.as_dict(settings), "splits_run": {
         "version": version, "seed": seed, "replace": replace, "manifest": str(report.manifest)}})
     return report
 
 
-def _write(store, con, version: str) -> int:
+def _write(store, con, version: str, source: str = "split_assigned") -> int:
     """Stream the version's rows into the store (one write sequence: the version is replaced whole)."""
     import pyarrow as pa
 
-    reader = con.sql("SELECT product_id, split FROM split_assigned").to_arrow_reader(1_000_000)
+    reader = con.sql(f"SELECT product_id, split FROM {source}").to_arrow_reader(1_000_000)
     with store.writer("splits") as out:
         for batch in reader:
             out.write(pa.table({"product_id": batch.column(0), "split": batch.column(1),

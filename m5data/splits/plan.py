@@ -85,6 +85,8 @@ def check_settings(settings: cfg.Settings) -> None:
     for key in ("min_queries", "threads"):
         if getattr(s, key) < 0:
             raise cfg.ConfigError(f"config splits.{key} must be >= 0, got {getattr(s, key)!r}")
+    if not s.replan_share >= 0:
+        raise cfg.ConfigError(f"config splits.replan_share must be >= 0, got {s.replan_share!r}")
     if s.cls_min_per_class < 2:
         raise cfg.ConfigError(f"config splits.cls_min_per_class must be >= 2 (one train and one test product), "
                               f"got {s.cls_min_per_class!r}")

@@ -26,6 +26,8 @@ def run(ctx: RunContext) -> StageStats:
     plan's sizes). A pipeline run (no ``version``) does nothing when no table it reads was written
     since its last complete run (``storage/changes.py``) unless ``full``: it reports that run's
     version and says ``new 0, changed 0, unchanged N``; a named version (``build-splits``) is built.
+    A pipeline run's next version is built from its predecessor's rows and what changed since
+    (``incremental.py``); ``full`` builds it whole with a fresh plan.
     """
     from .build import build
 
@@ -33,23 +35,50 @@ def run(ctx: RunContext) -> StageStats:
     marks = changes.watermarks(store, READS)  # before reading: a later write is seen next time
     state = changes.load_state(store, STAGE)
     named = bool(ctx.options.get("version"))
+    full = bool(ctx.options.get("full"))
     inputs = changes.fingerprint(dataclasses.asdict(settings.splits), ctx.options.get("seed"),
                                  bool(ctx.options.get("replace")))
-    if not named and not ctx.options.get("full") and changes.unchanged_since(state, marks, inputs) \
-            and store.read_text(f"derived/splits/{state.get('details', {}).get('version')}/manifest.json"):
+    prev = (state or {}).get("details", {}).get("version")
+    if not named and not full and changes.unchanged_since(state, marks, inputs) \
+            and store.read_text(f"derived/splits/{prev}/manifest.json"):
         return _unchanged(store, state)
-    counts = changes.product_changes(store, state)
+    since = int((state or {}).get("watermarks", {}).get("products", 0))
+    products = store.changed("products", since)
     # a later run on a grown store writes a new version and keeps the old ones intact
-    version = ctx.options.get("version") or incremental_version(store, settings.splits.version)
+    incremental = (not named and not full and state is not None and bool(prev) and state.get("inputs") == inputs
+                   and ctx.options.get("seed") is None and bool(store.read_text(f"derived/splits/{prev}/manifest.json")))
+    if incremental:
+        version = next_version(store, prev) if len(products) else prev
+    else:
+        version = ctx.options.get("version") or incremental_version(store, settings.splits.version)
+    report, why, carry = None, "full run asked" if full else None, None
+    from_rows = bool(settings.splits.from_rows)
     with (_status() if ctx.progress else contextlib.nullcontext(None)) as say:
-        report = build(store, settings, version=version, seed=ctx.options.get("seed"),
-                       replace=bool(ctx.options.get("replace")), progress=say)
+        if incremental:
+            from .incremental import DRIFT, build_next, drift
+
+            settings.splits.version = version
+            why = drift(store, settings, prev, products)  # a fresh plan past splits.replan_share
+            if why is None and from_rows:
+                report = build_next(store, settings, state, prev, version, products, progress=say)
+                if isinstance(report, str):
+                    why, report = report, None
+            carry = None if why and why.startswith(DRIFT) else prev
+        elif not named and not full:
+            why = "no earlier complete run" if state is None or not prev else "settings changed"
+        if report is None:
+            report = build(store, settings, version=version, seed=ctx.options.get("seed"),
+                           replace=bool(ctx.options.get("replace")) or (full and not named), progress=say,
+                           carry=carry, rows=from_rows)
+    total = report.stats.n_in
+    counts = changes.changed_counts(products, total)
     report.stats.details.update(
         version=report.version, manifest=str(report.manifest), groups=report.groups.source,
         splits={name: entry["products"] for name, entry in report.splits.items()},
         held_out=report.held_out, moved=report.moved, entries=report.splits, targets=report.plan.targets,
         groups_described=report.groups.describe(), reused_plan=report.reused_plan,
-        excluded={str(reason): n for reason, n in report.excluded.items()}, changes=counts)
+        excluded={str(reason): n for reason, n in report.excluded.items()}, changes=counts,
+        placed=report.affected if report.affected is not None else total, full=why)
     if not named:  # last: a killed run leaves the previous state
         changes.save_state(store, STAGE, marks, inputs, details=report.stats.details, products=sum(counts.values()))
     return report.stats
@@ -63,6 +92,7 @@ def _unchanged(store, state: dict) -> StageStats:
     stats.details.update(state["details"])
     stats.details["changes"] = {"new": 0, "changed": 0, "unchanged": int(state.get("products", 0))}
     stats.details["unchanged"] = True
+    stats.details.pop("full", None)  # what that run said; this one did nothing
     record_run(store, stats.finish("ok"), {"splits": {"unchanged": True, "version": stats.details.get("version")}})
     return stats
 
@@ -76,43 +106,70 @@ def _status():
         yield lambda step: status.update(f"[bold]splits[/] {step}")
 
 
-def incremental_version(store, default: str) -> str:
+def incremental_version(store, default: str, known: tuple[str, bool] | None = None) -> str:
     """The split version a pipeline run builds, so that a later run on a grown store keeps the old version intact.
 
     A store without splits gets ``default``. Otherwise the newest version (by the number it ends
     with) is built again when the store still holds what it was built from (same product count, no
     product crawled since its manifest was written): a re-run changes nothing. When products were
     added or re-crawled since, the next version is built (``v1`` -> ``v2``) and the old one is kept.
+    ``known``: (version, whether products were added or re-crawled since it was built), from the
+    stage's change tracking: when that version is the newest, the products table is not read.
     """
     import json
-    import re
     from datetime import datetime
 
     from .names import name_problem
 
-    con = store.connect(need=("splits", "products"), only=("splits", "products"))
+    tables = ("splits",) if known else ("splits", "products")
+    con = store.connect(need=tables, only=tables)
     try:
         # a version name is a folder name (derived/splits/<version>/): one that is not plain is ignored
         versions = [r[0] for r in con.execute("SELECT DISTINCT version FROM splits").fetchall() if not name_problem(r[0])]
-        products, newest = con.execute("SELECT count(*), max(crawled_at) FROM products").fetchone()
+        if not versions:
+            return default
+        latest = max(versions, key=_number)
+        if known and known[0] == latest and store.read_text(f"derived/splits/{latest}/manifest.json"):
+            return _after(latest, versions) if known[1] else latest
+        products, newest = con.execute("SELECT count(*), max(crawled_at) FROM products" if "products" in tables
+                                       else "SELECT NULL, NULL").fetchone()
+        if products is None:  # the known version is not the newest: ask the store
+            con.close()
+            con = store.connect(need=("products",), only=("products",))
+            products, newest = con.execute("SELECT count(*), max(crawled_at) FROM products").fetchone()
     finally:
         con.close()
-    if not versions:
-        return default
 
-    def number(v: str) -> tuple[int, str]:
-        m = re.search(r"(\d+)$", v)
-        return (int(m.group(1)) if m else 0, v)
-
-    latest = max(versions, key=number)
     try:
         info = json.loads(store.read_text(f"derived/splits/{latest}/manifest.json") or "")
         built = datetime.fromisoformat(info["created_at"])
         unchanged = info.get("products") == products and (newest is None or newest <= built)
     except (OSError, ValueError, KeyError, TypeError):
         unchanged = False
-    if unchanged:
-        return latest
+    return latest if unchanged else _after(latest, versions)
+
+
+def next_version(store, prev: str) -> str:
+    """The first version after ``prev`` (the pipeline's last one: ``v1`` -> ``v2``) that no manifest
+    names: a build killed before its manifest is built again under its name."""
+    version = _after(prev, [])
+    while store.read_text(f"derived/splits/{version}/manifest.json") is not None:
+        version = _after(version, [])
+    return version
+
+
+def _number(v: str) -> tuple[int, str]:
+    """A version's order: the number it ends with, then its name."""
+    import re
+
+    m = re.search(r"(\d+)$", v)
+    return (int(m.group(1)) if m else 0, v)
+
+
+def _after(latest: str, versions: list[str]) -> str:
+    """The version after ``latest`` (``v1`` -> ``v2``, ``x`` -> ``x-2``) that ``versions`` does not hold."""
+    import re
+
     m = re.search(r"(\d+)$", latest)
     stem, n = (latest[: m.start()], int(m.group(1))) if m else (latest + "-", 1)
     candidate = f"{stem}{n + 1}"
