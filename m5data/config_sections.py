@@ -231,10 +231,6 @@ class SplitsSettings:
     # a pipeline run's next version carries its predecessor's plan (rates, sampled categories) while the
     # store's product count is within this share of the plan's; past it (or on --full) a fresh plan is made
     replan_share: float = 0.1
-    # build the next version from its predecessor's per-product rows file and what changed (incremental.py)
-    # instead of a full build that carries the predecessor's plan and roles: the same rows, but slower at
-    # 10k-100k products (docs/splits.md, "What a pipeline run's splits cost")
-    from_rows: bool = False
     memory_limit: str = "2GB"  # DuckDB memory limit while building (it spills to <store>/derived/splits/tmp beyond)
     threads: int = 0  # DuckDB threads; 0 = number of cores
 

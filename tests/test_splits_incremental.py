@@ -14,9 +14,8 @@ from m5data.stages import RunContext
 from m5data.storage import Store, changes
 
 
-def _ctx(root, from_rows=False, **options):
-    settings = cfg.load(None, {"store.path": str(root), "splits.subset": "0.1", "splits.min_queries": 20,
-                               "splits.from_rows": from_rows}, environ={})
+def _ctx(root, **options):
+    settings = cfg.load(None, {"store.path": str(root), "splits.subset": "0.1", "splits.min_queries": 20}, environ={})
     return RunContext(settings).with_options(**options)
 
 
@@ -69,24 +68,16 @@ def _dedup(store, groups: dict[str, list[str]]):
     store.write("dedup", rows)
 
 
-def _labels(store, version, products) -> set[int]:
-    """The classes (cat_c >> 42) of ``products`` in a version's rows file."""
-    import pyarrow.parquet as pq
-
-    manifest = json.loads(store.read_text(f"derived/splits/{version}/manifest.json"))
-    rows = pq.read_table(store.root / f"derived/splits/{version}/{manifest['rows']}").to_pylist()
-    return {r["cat_c"] >> 42 for r in rows if r["product_id"] in products}
-
-
 def _rows(store, version) -> dict[str, str]:
     """product -> split of a version (subset rows aside)."""
     rows = store.read("splits", where=f"version = '{version}' AND split <> 'subset'").to_pylist()
     return {r["product_id"]: r["split"] for r in rows}
 
 
-def test_the_next_version_places_only_what_changed_and_equals_a_full_build_that_carries_v1(root):
-    """v2 from v1's rows and what changed equals a full build of v2 with v1's plan and roles: every row,
-    every manifest figure (checksums included); v1 stays byte for byte; check-splits passes on v2."""
+def test_the_next_version_carries_v1s_plan_and_moves_only_what_changed(root):
+    """The pipeline's v2 is a build that carries v1's plan and roles: it equals ``build(carry=v1)`` row
+    for row and in every manifest figure (checksums included); only changed products and their
+    duplicate groups move; v1 stays byte for byte; check-splits passes on v2."""
     from m5data.splits.build import build
     from m5data.splits.check import check
 
@@ -96,7 +87,7 @@ def test_the_next_version_places_only_what_changed_and_equals_a_full_build_that_
     groups |= {p: [p] for p in (f"syn:{i}" for i in range(1500)) if not any(p in g for g in groups.values())}
     _dedup(store, groups)
     store.write("captions", [{"product_id": f"syn:{i}", "text": "a caption", "status": "ok"} for i in range(0, 1500, 2)])
-    first = stage.run(_ctx(root, True))
+    first = stage.run(_ctx(root))
     v1 = first.details["version"]
     manifest_v1 = store.read_text(f"derived/splits/{v1}/manifest.json")
     rows_v1 = _rows(store, v1)
@@ -116,12 +107,11 @@ def test_the_next_version_places_only_what_changed_and_equals_a_full_build_that_
                                                    pa.array([6], moved_path.schema.field("class_id").type)))
     relabelled = {r["product_id"] for r in store.read("products").to_pylist()
                   if r["category_path"] and " > ".join(r["category_path"]) == moved_path.column("raw_path")[0].as_py()}
-    second = stage.run(_ctx(root, True))
+    second = stage.run(_ctx(root))
     v2 = second.details["version"]
-    assert v2 != v1 and second.details["full"] is None  # built from v1's rows
-    assert relabelled and _labels(store, v2, relabelled) == {6}
+    assert v2 != v1 and second.details["full"] is None and second.details["reused_plan"]  # v1's plan
+    assert relabelled
     assert second.details["changes"] == {"new": 40, "changed": 2, "unchanged": 1498}
-    assert second.details["placed"] < 100 + len(relabelled)  # what changed and its groups, not the store
     assert store.read_text(f"derived/splits/{v1}/manifest.json") == manifest_v1 and _rows(store, v1) == rows_v1
 
     carried = build(store, _ctx(root).settings, version="carried", carry=v1)
@@ -149,8 +139,8 @@ def test_a_grown_store_or_full_gets_a_fresh_plan(root):
     manifest = json.loads(store.read_text(f"derived/splits/{grown.details['version']}/manifest.json"))
     assert manifest["plan"]["counts"]["products"] == 1800 and "carried_from" not in manifest
     write_synthetic(store, 10, start=1800, n_categories=60)
-    small = stage.run(_ctx(root))  # a full build that carries the plan and roles (splits.from_rows off)
-    assert small.details["full"] is None and small.details["reused_plan"] and small.details["placed"] == 1810
+    small = stage.run(_ctx(root))  # a build that carries the plan and roles
+    assert small.details["full"] is None and small.details["reused_plan"]
     assert json.loads(store.read_text(f"derived/splits/{small.details['version']}/manifest.json"))["carried_from"] \
         == grown.details["version"]
     full = stage.run(_ctx(root, full=True))
@@ -158,13 +148,13 @@ def test_a_grown_store_or_full_gets_a_fresh_plan(root):
     assert first.details["version"] != grown.details["version"]
 
 
-def test_a_build_killed_after_its_rows_file_is_built_again_as_the_same_version(root, monkeypatch):
-    """Killed between the rows file and the table's rows / manifest: the re-run builds the same version
-    from the same predecessor, and its rows are those of an uninterrupted build."""
+def test_a_build_killed_before_its_rows_are_written_is_built_again_as_the_same_version(root, monkeypatch):
+    """Killed before the table's rows and manifest: the re-run builds the same version from the same
+    predecessor, and its rows are those of an uninterrupted build."""
     import importlib
 
     build_module = importlib.import_module("m5data.splits.build")  # the package exports its function `build`
-    first = stage.run(_ctx(root, True))
+    first = stage.run(_ctx(root))
     store = Store.open(root)
     write_synthetic(store, 50, start=1500, n_categories=60)
     real = build_module._write
@@ -175,9 +165,9 @@ def test_a_build_killed_after_its_rows_file_is_built_again_as_the_same_version(r
     with monkeypatch.context() as m:
         m.setattr(build_module, "_write", killed)
         with pytest.raises(KeyboardInterrupt):
-            stage.run(_ctx(root, True))
+            stage.run(_ctx(root))
     assert build_module._write is real
-    again = stage.run(_ctx(root, True))
+    again = stage.run(_ctx(root))
     assert again.details["full"] is None and again.details["version"] == "v2" != first.details["version"]
     assert again.details["changes"]["new"] == 50
     carried = build_module.build(store, _ctx(root).settings, version="carried", carry="v1")
@@ -185,20 +175,19 @@ def test_a_build_killed_after_its_rows_file_is_built_again_as_the_same_version(r
 
 
 def test_the_next_version_on_object_storage(s3_url, aws):
-    """On an S3 store the rows file is an object: v2 is built from it, as on a local store."""
+    """On an S3 store the next version carries v1's plan and roles, as on a local store."""
     pytest.importorskip("moto")
     from m5data.splits.build import build
     from m5data.splits.check import check
 
     store = Store.init(s3_url)
     write_synthetic(store, 600, n_categories=30)
-    first = stage.run(_ctx(s3_url, True))
-    manifest = json.loads(store.read_text(f"derived/splits/{first.details['version']}/manifest.json"))
-    assert store.read_bytes(f"derived/splits/{first.details['version']}/{manifest['rows']}")
+    first = stage.run(_ctx(s3_url))
+    assert first.details["version"] == "v1"
     write_synthetic(store, 20, start=600, n_categories=30)
-    second = stage.run(_ctx(s3_url, True))
+    second = stage.run(_ctx(s3_url))
     assert second.details["full"] is None and second.details["version"] == "v2"
-    assert second.details["placed"] == 20 and second.details["changes"]["new"] == 20
+    assert second.details["reused_plan"] and second.details["changes"]["new"] == 20
     carried = build(store, _ctx(s3_url).settings, version="carried", carry="v1")
     assert _rows(store, "carried") == _rows(store, "v2") and carried.splits == second.details["entries"]
     assert check(store, _ctx(s3_url).settings, version="v2").ok

@@ -51,7 +51,6 @@ class BuildReport:
     moved: int = 0  # products of the previous build of this version now in another split (0 unless groups changed)
     reused_plan: bool = False
     manifest: Path | None = None
-    affected: int | None = None  # products placed again by an incremental build (incremental.py); None: all
 
 
 def _u(i: int) -> str:
@@ -79,16 +78,12 @@ def open_connection(store, settings: cfg.Settings):
     return con
 
 
-def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True, only: str | None = None) -> None:
+def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True) -> None:
     """Temp table ``split_base``: one row per product with its labels, its group and the group's hash.
 
-    ``grouped`` False (no duplicate groups) takes a single pass without the group joins. ``only``: a
-    table of the product ids to take (an incremental build; ``split_groups`` must then hold every
-    group of theirs whole), else every product.
+    ``grouped`` False (no duplicate groups) takes a single pass without the group joins.
     """
     s = settings.splits
-    products = (f"(SELECT product_id, platform, category_path FROM products WHERE product_id IN "
-                f"(SELECT product_id FROM {only}))" if only else "products")
     fg = ", ".join(str(i) for i in fg_class_ids(s)) or "NULL"
     # the group hash's four 32-bit limbs are kept apart, so that later steps need no 128-bit arithmetic
     limbs = ", ".join(f"((h >> {32 * i}) & 4294967295)::UINTEGER AS u{i}" for i in range(4))
@@ -100,7 +95,7 @@ def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True, on
                    coalesce(l.class_id IN ({fg}), false) AS g_fg, l.class_id IS NOT NULL AS g_lab,
                    {cat_key_sql(s.cls_level, 'l')} AS g_cat, 1 AS g_n,
                    md5_number('{seed}:' || p.product_id) AS h
-            FROM {products} p
+            FROM products p
             LEFT JOIN label_map l
               ON l.platform = coalesce(p.platform, '')
              AND l.raw_path = coalesce(array_to_string(p.category_path, '{PATH_SEP}'), '')
@@ -111,7 +106,7 @@ def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True, on
         CREATE OR REPLACE TEMP TABLE split_base AS SELECT * EXCLUDE (h), {limbs} FROM (
         WITH lab AS (
             SELECT p.product_id, l.class_id, l.sub_class_id, l.subsub_class_id
-            FROM {products} p
+            FROM products p
             LEFT JOIN label_map l
               ON l.platform = coalesce(p.platform, '')
              AND l.raw_path = coalesce(array_to_string(p.category_path, '{PATH_SEP}'), '')
@@ -322,8 +317,7 @@ def run(store, settings: cfg.Settings, *, version: str | None = None, seed: int 
 
 
 def build(store, settings: cfg.Settings, *, version: str | None = None, seed: int | None = None,
-          replace: bool = False, progress: Progress | None = None, carry: str | None = None,
-          rows: bool = False) -> BuildReport:
+          replace: bool = False, progress: Progress | None = None, carry: str | None = None) -> BuildReport:
     """Write the ``splits`` rows of one version and its manifest.
 
     Args:
@@ -334,8 +328,6 @@ def build(store, settings: cfg.Settings, *, version: str | None = None, seed: in
         carry: a previous version (the pipeline's next version): a new ``version`` takes its plan (when
             built with the same settings) and every product keeps its role there while its pool is the
             same (docs/splits.md, "Stability and versions").
-        rows: also write the version's per-product rows (``rows.py``), from which the next version is
-            built incrementally.
     """
     if version is not None:
         settings.splits.version = version
@@ -346,7 +338,6 @@ def build(store, settings: cfg.Settings, *, version: str | None = None, seed: in
     say = progress or (lambda step: None)
     stats = StageStats("splits")
     con = open_connection(store, settings)
-    rows_file = None
     try:
         say("groups")
         groups = load_groups(con)
@@ -369,25 +360,17 @@ def build(store, settings: cfg.Settings, *, version: str | None = None, seed: in
                 WHERE p.version = {_q(carried or version)} AND p.split <> 'subset' AND a.split IS DISTINCT FROM p.split
             """).fetchall()[0][0]
         say("manifest")
-        if rows:
-            from .rows import all_rows, rows_stats, write_rows
-
-            all_rows(con)
-            report.splits = rows_stats(con, "split_rows")
-            rows_file = write_rows(store, con, version, stats.run_id)
-        else:
-            report.splits = split_stats(con, "split_assigned")
+        report.splits = split_stats(con, "split_assigned")
         placed = sum(e["products"] for name, e in report.splits.items() if name != "subset")
         report.held_out = stats.n_in - placed - sum(report.excluded.values())
         say("writing")
         stats.n_out = _write(store, con, version)
     finally:
         con.close()
-    return finish(store, settings, report, replace=replace, carried=carried, rows_file=rows_file)
+    return finish(store, settings, report, replace=replace, carried=carried)
 
 
-def finish(store, settings: cfg.Settings, report: BuildReport, *, replace: bool, carried: str | None,
-           rows_file: str | None) -> BuildReport:
+def finish(store, settings: cfg.Settings, report: BuildReport, *, replace: bool, carried: str | None) -> BuildReport:
     """The manifest (last of the version's files) and the run's row in ``runs``."""
     stats, version, seed = report.stats, report.version, settings.splits.seed
     stats.finish()
@@ -399,19 +382,17 @@ def finish(store, settings: cfg.Settings, report: BuildReport, *, replace: bool,
     }
     if carried:
         manifest["carried_from"] = carried  # the plan and the kept roles are that version's
-    if rows_file:
-        manifest["rows"] = rows_file
     report.manifest = write_manifest(store, version, manifest)
     record_run(store, stats, {**cfg.as_dict(settings), "splits_run": {
         "version": version, "seed": seed, "replace": replace, "manifest": str(report.manifest)}})
     return report
 
 
-def _write(store, con, version: str, source: str = "split_assigned") -> int:
+def _write(store, con, version: str) -> int:
     """Stream the version's rows into the store (one write sequence: the version is replaced whole)."""
     import pyarrow as pa
 
-    reader = con.sql(f"SELECT product_id, split FROM {source}").to_arrow_reader(1_000_000)
+    reader = con.sql("SELECT product_id, split FROM split_assigned").to_arrow_reader(1_000_000)
     with store.writer("splits") as out:
         for batch in reader:
             out.write(pa.table({"product_id": batch.column(0), "split": batch.column(1),

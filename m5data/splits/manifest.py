@@ -61,33 +61,6 @@ def label_sql(level: int) -> str:
     """
 
 
-def flag_ctes(only: str | None = None) -> str:
-    """CTEs ``m`` (media flags), ``c`` (captioned) and ``t`` (with specs) per product; ``only``: a table
-    of the product ids to take. :data:`FLAG_COLUMNS` reads them (joined on product_id)."""
-    where = f" AND product_id IN (SELECT product_id FROM {only})" if only else ""
-    spec_where = f" WHERE product_id IN (SELECT product_id FROM {only})" if only else ""
-    return f"""m AS (
-            SELECT product_id,
-                   bool_or(kind = 'image' AND role = 'main') AS image,
-                   bool_or(kind = 'video') AS video, bool_or(kind = 'audio') AS audio
-            FROM media WHERE status = 'ok'{where} GROUP BY product_id
-        ), c AS (
-            SELECT DISTINCT product_id FROM captions WHERE status = 'ok' AND coalesce(text, '') <> ''{where}
-        ), t AS (
-            SELECT DISTINCT product_id FROM specs{spec_where}
-        )"""
-
-
-FLAG_COLUMNS = ('coalesce(m.image, false) AS image, c.product_id IS NOT NULL AS caption, '
-                't.product_id IS NOT NULL AS "table", coalesce(m.video, false) AS video, '
-                'coalesce(m.audio, false) AS audio')
-
-
-def flag_joins(alias: str) -> str:
-    return (f"LEFT JOIN m ON m.product_id = {alias}.product_id LEFT JOIN c ON c.product_id = {alias}.product_id "
-            f"LEFT JOIN t ON t.product_id = {alias}.product_id")
-
-
 def split_stats(con, source: str, labels: str | None = None, seed: int = 0) -> dict:
     """Per split: products, classes (distinct unified labels), modality counts and checksum, in one grouped pass.
 
@@ -98,28 +71,36 @@ def split_stats(con, source: str, labels: str | None = None, seed: int = 0) -> d
         seed: the version's seed (the checksum hashes ``<seed>:<product_id>``); ignored when ``source``
             has the digest's limbs already (columns c0..c3: the build reuses its hashes).
     """
+    mods = ", ".join(f'count(*) FILTER (WHERE "{m}")' for m in MODALITIES)
+    every = " AND ".join(f'"{m}"' for m in MODALITIES)
+    # the checksum's four 32-bit limbs, summed apart so that no sum overflows (combined below)
+    limbs = ", ".join(f"sum(c{i}::UBIGINT)" for i in range(4))
     if labels:
         digest = f"md5_number('{int(seed)}:' || a.product_id)"
         parts = ", ".join(f"(({digest} >> {32 * i}) & 4294967295)::UINTEGER AS c{i}" for i in range(4))
     else:
         parts = ", ".join(f"a.c{i}" for i in range(4))
-    return aggregate(con, f"""
-        WITH {flag_ctes()}
-        SELECT a.split, {'lab.cat' if labels else 'a.cat'} AS cat, {parts}, {FLAG_COLUMNS}
-        FROM {source} a
-        {f'LEFT JOIN ({labels}) lab ON lab.product_id = a.product_id' if labels else ''}
-        {flag_joins('a')}
-    """)
-
-
-def aggregate(con, rows_sql: str) -> dict:
-    """The manifest's per-split entries from SQL of (split, cat, c0..c3, image, caption, table, video, audio)."""
-    mods = ", ".join(f'count(*) FILTER (WHERE "{m}")' for m in MODALITIES)
-    every = " AND ".join(f'"{m}"' for m in MODALITIES)
-    # the checksum's four 32-bit limbs, summed apart so that no sum overflows (combined below)
-    limbs = ", ".join(f"sum(c{i}::UBIGINT)" for i in range(4))
     rows = con.execute(f"""
-        WITH x AS ({rows_sql})
+        WITH m AS (
+            SELECT product_id,
+                   bool_or(kind = 'image' AND role = 'main') AS image,
+                   bool_or(kind = 'video') AS video, bool_or(kind = 'audio') AS audio
+            FROM media WHERE status = 'ok' GROUP BY product_id
+        ), c AS (
+            SELECT DISTINCT product_id FROM captions WHERE status = 'ok' AND coalesce(text, '') <> ''
+        ), t AS (
+            SELECT DISTINCT product_id FROM specs
+        ), x AS (
+            SELECT a.split, {'lab.cat' if labels else 'a.cat'}, {parts},
+                   coalesce(m.image, false) AS image, c.product_id IS NOT NULL AS caption,
+                   t.product_id IS NOT NULL AS "table", coalesce(m.video, false) AS video,
+                   coalesce(m.audio, false) AS audio
+            FROM {source} a
+            {f'LEFT JOIN ({labels}) lab ON lab.product_id = a.product_id' if labels else ''}
+            LEFT JOIN m ON m.product_id = a.product_id
+            LEFT JOIN c ON c.product_id = a.product_id
+            LEFT JOIN t ON t.product_id = a.product_id
+        )
         SELECT split, count(*), count(DISTINCT cat), count(*) FILTER (WHERE cat IS NULL), {mods},
                count(*) FILTER (WHERE {every}), {limbs}
         FROM x GROUP BY split

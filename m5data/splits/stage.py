@@ -26,8 +26,8 @@ def run(ctx: RunContext) -> StageStats:
     plan's sizes). A pipeline run (no ``version``) does nothing when no table it reads was written
     since its last complete run (``storage/changes.py``) unless ``full``: it reports that run's
     version and says ``new 0, changed 0, unchanged N``; a named version (``build-splits``) is built.
-    A pipeline run's next version is built from its predecessor's rows and what changed since
-    (``incremental.py``); ``full`` builds it whole with a fresh plan.
+    A pipeline run's next version carries its predecessor's plan and roles (a fresh plan past
+    ``splits.replan_share`` of drift, ``incremental.py``); ``full`` builds it with a fresh plan.
     """
     from .build import build
 
@@ -51,25 +51,18 @@ def run(ctx: RunContext) -> StageStats:
         version = next_version(store, prev) if len(products) else prev
     else:
         version = ctx.options.get("version") or incremental_version(store, settings.splits.version)
-    report, why, carry = None, "full run asked" if full else None, None
-    from_rows = bool(settings.splits.from_rows)
-    with (_status() if ctx.progress else contextlib.nullcontext(None)) as say:
-        if incremental:
-            from .incremental import DRIFT, build_next, drift
+    why, carry = "full run asked" if full else None, None
+    if incremental:
+        from .incremental import drift
 
-            settings.splits.version = version
-            why = drift(store, settings, prev, products)  # a fresh plan past splits.replan_share
-            if why is None and from_rows:
-                report = build_next(store, settings, state, prev, version, products, progress=say)
-                if isinstance(report, str):
-                    why, report = report, None
-            carry = None if why and why.startswith(DRIFT) else prev
-        elif not named and not full:
-            why = "no earlier complete run" if state is None or not prev else "settings changed"
-        if report is None:
-            report = build(store, settings, version=version, seed=ctx.options.get("seed"),
-                           replace=bool(ctx.options.get("replace")) or (full and not named), progress=say,
-                           carry=carry, rows=from_rows)
+        settings.splits.version = version
+        why = drift(store, settings, prev, products)  # a fresh plan past splits.replan_share
+        carry = None if why else prev
+    elif not named and not full:
+        why = "no earlier complete run" if state is None or not prev else "settings changed"
+    with (_status() if ctx.progress else contextlib.nullcontext(None)) as say:
+        report = build(store, settings, version=version, seed=ctx.options.get("seed"),
+                       replace=bool(ctx.options.get("replace")) or (full and not named), progress=say, carry=carry)
     total = report.stats.n_in
     counts = changes.changed_counts(products, total)
     report.stats.details.update(
@@ -78,7 +71,7 @@ def run(ctx: RunContext) -> StageStats:
         held_out=report.held_out, moved=report.moved, entries=report.splits, targets=report.plan.targets,
         groups_described=report.groups.describe(), reused_plan=report.reused_plan,
         excluded={str(reason): n for reason, n in report.excluded.items()}, changes=counts,
-        placed=report.affected if report.affected is not None else total, full=why)
+        full=why)
     if not named:  # last: a killed run leaves the previous state
         changes.save_state(store, STAGE, marks, inputs, details=report.stats.details, products=sum(counts.values()))
     return report.stats
