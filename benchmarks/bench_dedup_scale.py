@@ -165,6 +165,40 @@ def truth_labels(world: Path, ids: set[str], positives: int = 1500, negatives: i
     return out
 
 
+def image_negatives(world: Path, store_path: Path, labelled: set, n: int) -> list[tuple]:
+    """``n`` more non-matches of the kind the first labels lack: listings of two instances of one brand
+    and sub-class whose main images are the nearest (pHash bits, from the store's media), nearest first,
+    pairs already ``labelled`` left out. (The scale world's variants share near photos: the 10k labels'
+    matches are all within 12 bits, their other pairs all 18 or more, and the model learnt that line.)"""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from m5data.storage import Store
+
+    media = Store.open(store_path).read("media", columns=["product_id", "role", "position", "phash"]).to_pylist()
+    phash = {}
+    for r in sorted(media, key=lambda r: (r["role"] != "main", r["position"] or 0)):
+        if r["phash"] and r["product_id"] not in phash:
+            phash[r["product_id"]] = int(r["phash"], 16)
+    inst = pq.read_table(world / "truth" / "instances.parquet", columns=["sub_class_id", "brand", "product_ids"]).to_pylist()
+    by_kind: dict[tuple, list[tuple[str, int]]] = {}
+    for k, r in enumerate(inst):
+        by_kind.setdefault((r["sub_class_id"], r["brand"]), []).extend((p, k) for p in r["product_ids"] if p in phash)
+    near = []
+    for members in by_kind.values():
+        for x, (a, ka) in enumerate(members):
+            for b, kb in members[x + 1:]:
+                if ka != kb and (a, b) not in labelled and (b, a) not in labelled:
+                    near.append((bin(phash[a] ^ phash[b]).count("1"), a, b))
+    near.sort()
+    out = [(a, b, 0) for _, a, b in near[:n]]
+    bits = np.array([d for d, _, _ in near[:n]])
+    if len(bits):
+        print(f"  {len(out):,} near-image non-matches of {len(near):,} two-instance pairs of one brand and sub-class: "
+              f"pHash bits {bits.min()}-{bits.max()} (median {np.median(bits):.0f})", flush=True)
+    return out
+
+
 def fit(store_path: Path, labels_path: Path, rows: list[tuple]) -> str:
     """Write ``rows`` as ``labels_path`` and train the matcher on ``store_path`` with them (the CLI's
     ``annotate matcher train --labels``); the new model's version."""
@@ -243,16 +277,20 @@ def ask_crowd(scored: list[tuple], threshold: float, labelled: set, world: Path,
     return out
 
 
-def train_from_truth(world: Path, store_path: Path, others: list[Path], rounds: int = 1, ask: int = 500) -> str:
+def train_from_truth(world: Path, store_path: Path, others: list[Path], rounds: int = 1, ask: int = 500,
+                     near_images: int = 0) -> str:
     """Train the scale-world matcher on ``store_path`` from :func:`truth_labels` of ``world``, then
     ``rounds - 1`` active-learning rounds (:func:`ask_crowd` on :func:`wide_scores`, the answers added
-    to the labels, trained again); copy the last model into ``others``; its version."""
+    to the labels, trained again); ``near_images``: that many :func:`image_negatives` added to the first
+    labels; copy the last model into ``others``; its version."""
     import shutil
 
     from m5data.storage import Store
 
     ids = set(Store.open(store_path).read("products", columns=["product_id"]).column(0).to_pylist())
     rows = truth_labels(world, ids)
+    if near_images:
+        rows += image_negatives(world, store_path, {(a, b) for a, b, _ in rows}, near_images)
     version = fit(store_path, store_path / "truth-labels.csv", rows)
     for r in range(2, rounds + 1):
         scored, threshold = wide_scores(store_path)
@@ -315,6 +353,9 @@ def main(argv=None) -> int:
                         help="with --train-from-truth: labelling rounds (2+: active learning on the first --store)")
     parser.add_argument("--ask", type=int, default=500,
                         help="per active-learning round: the least-sure pairs asked besides the accepted ones")
+    parser.add_argument("--near-images", type=int, default=0,
+                        help="with --train-from-truth: this many more non-matches, two instances of one brand and "
+                             "sub-class with the nearest main images")
     parser.add_argument("--score-against", type=Path, action="append", default=[],
                         help="a scale world per --store (in order): pair precision/recall against its truth")
     parser.add_argument("--truth", help=argparse.SUPPRESS)
@@ -340,7 +381,8 @@ def main(argv=None) -> int:
         parser.error("--score-against: one world per --store")
     if args.train_from_truth:
         t0 = time.perf_counter()
-        version = train_from_truth(args.train_from_truth, stores[0], stores[1:], args.rounds, args.ask)
+        version = train_from_truth(args.train_from_truth, stores[0], stores[1:], args.rounds, args.ask,
+                                   args.near_images)
         print(f"trained matcher {version} on {stores[0]} from {args.train_from_truth}'s truth in "
               f"{time.perf_counter() - t0:.1f} s; copied into {len(stores) - 1} other stores", flush=True)
     worlds = dict(zip(stores, args.score_against))
