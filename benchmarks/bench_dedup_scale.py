@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench_dedup_scale.py --store PATH   # an existing store (a scale world)
     .venv/bin/python benchmarks/bench_dedup_scale.py --store PATH --matcher rules,learned   # both, one process each
     .venv/bin/python benchmarks/bench_dedup_scale.py --store S10K --store S100K --matcher rules,learned \
-        --train-from-truth WORLD10K --rounds 2 --score-against WORLD10K --score-against WORLD100K   # the scale-world model
+        --train-from-truth WORLD10K --score-against WORLD10K --score-against WORLD100K   # the scale-world model
 
 ``--train-from-truth WORLD`` first trains the scale-world matcher on the first ``--store`` (a copy of
 that world's store: it writes the model there) with ``m5data annotate matcher train --labels``, from
@@ -13,7 +13,9 @@ that world's store: it writes the model there) with ``m5data annotate matcher tr
 active-learning rounds on that first store, as a user would run them with the crowd: learned dedup's
 wide candidates scored by the full model (the cascade off), the ones it accepts and the ``--ask`` it
 is least sure of (nearest its threshold in log-odds, as ``annotate tasks --uncertain`` picks) labelled
-from the same world's truth, added to the labels, trained again. ``--score-against WORLD`` (once per
+from the same world's truth, added to the labels, trained again. ``--near-images N`` (400; 0 gives
+the recipe before it) adds N non-matches to the first labels: listings of two instances of one brand
+and sub-class with the nearest main images (:func:`image_negatives`). ``--score-against WORLD`` (once per
 ``--store``, in order) scores each run's groups against that world's truth (pair precision/recall).
 
 For each size a synthetic store is built once under ``--root`` (kept for re-runs): products
@@ -353,8 +355,8 @@ def main(argv=None) -> int:
                         help="with --train-from-truth: labelling rounds (2+: active learning on the first --store)")
     parser.add_argument("--ask", type=int, default=500,
                         help="per active-learning round: the least-sure pairs asked besides the accepted ones")
-    parser.add_argument("--near-images", type=int, default=0,
-                        help="with --train-from-truth: this many more non-matches, two instances of one brand and "
+    parser.add_argument("--near-images", type=int, default=400,
+                        help="with --train-from-truth: this many more non-matches (400; 0: the h41 recipe), two instances of one brand and "
                              "sub-class with the nearest main images")
     parser.add_argument("--score-against", type=Path, action="append", default=[],
                         help="a scale world per --store (in order): pair precision/recall against its truth")
