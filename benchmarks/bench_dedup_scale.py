@@ -9,7 +9,13 @@
 ``--train-from-truth WORLD`` first trains the scale-world matcher on the first ``--store`` (a copy of
 that world's store: it writes the model there) with ``m5data annotate matcher train --labels``, from
 :func:`truth_labels` (1,500 same-instance pairs and 3,200 others, seeded), and copies the model
-(``derived/matcher/<version>/``) into every other ``--store``. ``--score-against WORLD`` (once per
+(``derived/matcher/<version>/``) into every other ``--store``. ``--rounds N`` (with it) adds N - 1
+active-learning rounds on that first store, as a user would run them with the crowd: learned dedup's
+wide candidates scored by the full model (the cascade off), the ones it accepts and the ``--ask`` it
+is least sure of (nearest its threshold in log-odds, as ``annotate tasks --uncertain`` picks) labelled
+from the same world's truth, added to the labels, trained again. ``--near-images N`` (400; 0 gives
+the recipe before it) adds N non-matches to the first labels: listings of two instances of one brand
+and sub-class with the nearest main images (:func:`image_negatives`). ``--score-against WORLD`` (once per
 ``--store``, in order) scores each run's groups against that world's truth (pair precision/recall).
 
 For each size a synthetic store is built once under ``--root`` (kept for re-runs): products
@@ -161,24 +167,138 @@ def truth_labels(world: Path, ids: set[str], positives: int = 1500, negatives: i
     return out
 
 
-def train_from_truth(world: Path, store_path: Path, others: list[Path]) -> str:
-    """Train the scale-world matcher on ``store_path`` from :func:`truth_labels` of ``world`` (the CLI's
-    ``annotate matcher train --labels``), copy it into ``others``; its version."""
+def image_negatives(world: Path, store_path: Path, labelled: set, n: int) -> list[tuple]:
+    """``n`` more non-matches of the kind the first labels lack: listings of two instances of one brand
+    and sub-class whose main images are the nearest (pHash bits, from the store's media), nearest first,
+    pairs already ``labelled`` left out. (The scale world's variants share near photos: the 10k labels'
+    matches are all within 12 bits, their other pairs all 18 or more, and the model learnt that line.)"""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from m5data.storage import Store
+
+    media = Store.open(store_path).read("media", columns=["product_id", "role", "position", "phash"]).to_pylist()
+    phash = {}
+    for r in sorted(media, key=lambda r: (r["role"] != "main", r["position"] or 0)):
+        if r["phash"] and r["product_id"] not in phash:
+            phash[r["product_id"]] = int(r["phash"], 16)
+    inst = pq.read_table(world / "truth" / "instances.parquet", columns=["sub_class_id", "brand", "product_ids"]).to_pylist()
+    by_kind: dict[tuple, list[tuple[str, int]]] = {}
+    for k, r in enumerate(inst):
+        by_kind.setdefault((r["sub_class_id"], r["brand"]), []).extend((p, k) for p in r["product_ids"] if p in phash)
+    near = []
+    for members in by_kind.values():
+        for x, (a, ka) in enumerate(members):
+            for b, kb in members[x + 1:]:
+                if ka != kb and (a, b) not in labelled and (b, a) not in labelled:
+                    near.append((bin(phash[a] ^ phash[b]).count("1"), a, b))
+    near.sort()
+    out = [(a, b, 0) for _, a, b in near[:n]]
+    bits = np.array([d for d, _, _ in near[:n]])
+    if len(bits):
+        print(f"  {len(out):,} near-image non-matches of {len(near):,} two-instance pairs of one brand and sub-class: "
+              f"pHash bits {bits.min()}-{bits.max()} (median {np.median(bits):.0f})", flush=True)
+    return out
+
+
+def fit(store_path: Path, labels_path: Path, rows: list[tuple]) -> str:
+    """Write ``rows`` as ``labels_path`` and train the matcher on ``store_path`` with them (the CLI's
+    ``annotate matcher train --labels``); the new model's version."""
     import csv
+
+    with open(labels_path, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([("a", "b", "label"), *rows])
+    out = subprocess.run([sys.executable, "-m", "m5data", "--store", str(store_path), "annotate", "matcher", "train",
+                          "--labels", str(labels_path)], capture_output=True, text=True)
+    print(out.stdout[-3000:])
+    if out.returncode:
+        raise SystemExit(out.stderr[-3000:])
+    return sorted(p.name for p in (store_path / "derived" / "matcher").iterdir())[-1]
+
+
+def wide_scores(store_path: Path) -> tuple[list[tuple], float]:
+    """Every wide candidate learned dedup leaves open on ``store_path`` (the rules' pairs and groups
+    aside), scored by the full model with the cascade off: ``[(a, b, score)]`` and the model's
+    threshold (a child process: ``--child-wide``)."""
+    out = subprocess.run([sys.executable, __file__, "--child-wide", str(store_path)], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(out.stderr[-3000:])
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    return [tuple(x) for x in r["pairs"]], r["threshold"]
+
+
+def child_wide(path: str) -> None:
+    """Learned dedup on ``path`` with the matcher's cascade off; print one JSON line of every scored
+    candidate ``(a, b, score)`` (product ids) and the threshold."""
+    from m5data.annotate import dedup_learned
+    from m5data.annotate.dedup import dedup
+    from m5data.config import load
+    from m5data.storage import Store
+
+    got, choose, scorer = {}, dedup_learned.choose, dedup_learned.score_pairs
+
+    def no_cascade(store, settings):
+        learned = choose(store, settings)
+        if learned.model is not None:
+            learned.model.cascade = None
+            got["threshold"] = learned.model.threshold
+        return learned
+
+    def keep(store, a, model, ids, left, right, known):
+        s = scorer(store, a, model, ids, left, right, known)
+        got["pairs"] = [(ids[int(x)].as_py(), ids[int(y)].as_py(), float(v)) for x, y, v in zip(left, right, s)]
+        return s
+
+    dedup_learned.choose, dedup_learned.score_pairs = no_cascade, keep
+    dedup(Store.open(path), load(None, {"store.path": path, "annotate.dedup_matcher": "learned"}, environ={}), full=True)
+    print(json.dumps({"threshold": got["threshold"], "pairs": got.get("pairs", [])}))
+
+
+def ask_crowd(scored: list[tuple], threshold: float, labelled: set, world: Path, ask: int) -> list[tuple]:
+    """One active-learning round, the crowd answering from ``world``'s truth: of the scored candidate
+    pairs not yet ``labelled``, every one the model accepts and the ``ask`` it is least sure of
+    (nearest its threshold in log-odds, as ``annotate tasks --uncertain`` picks), labelled 1 when both
+    are listings of one instance."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from m5data.annotate.matcher.uncertain import _logit
+
+    inst = dict(zip(*pq.read_table(world / "truth" / "products.parquet", columns=["product_id", "instance_id"])
+                    .to_pydict().values()))
+    fresh = [(a, b, s) for a, b, s in scored if (a, b) not in labelled and (b, a) not in labelled]
+    s = np.array([x[2] for x in fresh])
+    accepted = set(np.flatnonzero(s >= threshold).tolist())
+    near = [i for i in np.argsort(np.abs(_logit(s) - _logit(np.array([threshold]))), kind="stable").tolist()
+            if i not in accepted][:ask]
+    out = [(fresh[i][0], fresh[i][1], int(inst[fresh[i][0]] == inst[fresh[i][1]])) for i in sorted(accepted | set(near))]
+    wrong = sum(1 for i in accepted if inst[fresh[i][0]] != inst[fresh[i][1]])
+    print(f"  asked {len(out):,} pairs of {len(fresh):,} scored: {len(accepted):,} accepted ({wrong:,} of them two "
+          f"instances), {len(near):,} least sure; {sum(x[2] for x in out):,} matches, "
+          f"{sum(1 - x[2] for x in out):,} non-matches", flush=True)
+    return out
+
+
+def train_from_truth(world: Path, store_path: Path, others: list[Path], rounds: int = 1, ask: int = 500,
+                     near_images: int = 0) -> str:
+    """Train the scale-world matcher on ``store_path`` from :func:`truth_labels` of ``world``, then
+    ``rounds - 1`` active-learning rounds (:func:`ask_crowd` on :func:`wide_scores`, the answers added
+    to the labels, trained again); ``near_images``: that many :func:`image_negatives` added to the first
+    labels; copy the last model into ``others``; its version."""
     import shutil
 
     from m5data.storage import Store
 
     ids = set(Store.open(store_path).read("products", columns=["product_id"]).column(0).to_pylist())
-    labels = store_path / "truth-labels.csv"
-    with open(labels, "w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh).writerows([("a", "b", "label"), *truth_labels(world, ids)])
-    out = subprocess.run([sys.executable, "-m", "m5data", "--store", str(store_path), "annotate", "matcher", "train",
-                          "--labels", str(labels)], capture_output=True, text=True)
-    print(out.stdout[-3000:])
-    if out.returncode:
-        raise SystemExit(out.stderr[-3000:])
-    version = sorted(p.name for p in (store_path / "derived" / "matcher").iterdir())[-1]
+    rows = truth_labels(world, ids)
+    if near_images:
+        rows += image_negatives(world, store_path, {(a, b) for a, b, _ in rows}, near_images)
+    version = fit(store_path, store_path / "truth-labels.csv", rows)
+    for r in range(2, rounds + 1):
+        scored, threshold = wide_scores(store_path)
+        print(f"round {r}: model {version}, threshold {threshold:.4f}", flush=True)
+        rows += ask_crowd(scored, threshold, {(a, b) for a, b, _ in rows}, world, ask)
+        version = fit(store_path, store_path / f"truth-labels-{r}.csv", rows)
     for other in others:
         dest = other / "derived" / "matcher" / version
         shutil.rmtree(dest, ignore_errors=True)
@@ -231,11 +351,22 @@ def main(argv=None) -> int:
     parser.add_argument("--placeholder", type=float, default=0.01)
     parser.add_argument("--matcher", default="learned", help="annotate.dedup_matcher: rules, learned or both (comma)")
     parser.add_argument("--train-from-truth", type=Path, help="a scale world: train its matcher on the first --store")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --train-from-truth: labelling rounds (2+: active learning on the first --store)")
+    parser.add_argument("--ask", type=int, default=500,
+                        help="per active-learning round: the least-sure pairs asked besides the accepted ones")
+    parser.add_argument("--near-images", type=int, default=400,
+                        help="with --train-from-truth: this many more non-matches (400; 0: the h41 recipe), two instances of one brand and "
+                             "sub-class with the nearest main images")
     parser.add_argument("--score-against", type=Path, action="append", default=[],
                         help="a scale world per --store (in order): pair precision/recall against its truth")
     parser.add_argument("--truth", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-wide", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child_wide:
+        child_wide(args.child_wide)
+        return 0
     if args.child:
         child(args.child, args.matcher, args.truth)
         return 0
@@ -252,7 +383,8 @@ def main(argv=None) -> int:
         parser.error("--score-against: one world per --store")
     if args.train_from_truth:
         t0 = time.perf_counter()
-        version = train_from_truth(args.train_from_truth, stores[0], stores[1:])
+        version = train_from_truth(args.train_from_truth, stores[0], stores[1:], args.rounds, args.ask,
+                                   args.near_images)
         print(f"trained matcher {version} on {stores[0]} from {args.train_from_truth}'s truth in "
               f"{time.perf_counter() - t0:.1f} s; copied into {len(stores) - 1} other stores", flush=True)
     worlds = dict(zip(stores, args.score_against))
