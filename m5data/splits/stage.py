@@ -47,19 +47,17 @@ def run(ctx: RunContext) -> StageStats:
     # a later run on a grown store writes a new version and keeps the old ones intact
     incremental = (not named and not full and state is not None and bool(prev) and state.get("inputs") == inputs
                    and ctx.options.get("seed") is None and bool(store.read_text(f"derived/splits/{prev}/manifest.json")))
-    if incremental:
-        version = next_version(store, prev) if len(products) else prev
-    else:
-        version = ctx.options.get("version") or incremental_version(store, settings.splits.version)
     why, carry = "full run asked" if full else None, None
     if incremental:
         from .incremental import drift
 
-        settings.splits.version = version
+        version = settings.splits.version = next_version(store, prev) if len(products) else prev
         why = drift(store, settings, prev, products)  # a fresh plan past splits.replan_share
         carry = None if why else prev
-    elif not named and not full:
-        why = "no earlier complete run" if state is None or not prev else "settings changed"
+    else:
+        version = ctx.options.get("version") or incremental_version(store, settings.splits.version)
+        if not named and not full:
+            why = "no earlier complete run" if state is None or not prev else "settings changed"
     with (_status() if ctx.progress else contextlib.nullcontext(None)) as say:
         report = build(store, settings, version=version, seed=ctx.options.get("seed"),
                        replace=bool(ctx.options.get("replace")) or (full and not named), progress=say, carry=carry)
@@ -99,37 +97,27 @@ def _status():
         yield lambda step: status.update(f"[bold]splits[/] {step}")
 
 
-def incremental_version(store, default: str, known: tuple[str, bool] | None = None) -> str:
+def incremental_version(store, default: str) -> str:
     """The split version a pipeline run builds, so that a later run on a grown store keeps the old version intact.
 
     A store without splits gets ``default``. Otherwise the newest version (by the number it ends
     with) is built again when the store still holds what it was built from (same product count, no
     product crawled since its manifest was written): a re-run changes nothing. When products were
     added or re-crawled since, the next version is built (``v1`` -> ``v2``) and the old one is kept.
-    ``known``: (version, whether products were added or re-crawled since it was built), from the
-    stage's change tracking: when that version is the newest, the products table is not read.
     """
     import json
     from datetime import datetime
 
     from .names import name_problem
 
-    tables = ("splits",) if known else ("splits", "products")
-    con = store.connect(need=tables, only=tables)
+    con = store.connect(need=("splits", "products"), only=("splits", "products"))
     try:
         # a version name is a folder name (derived/splits/<version>/): one that is not plain is ignored
         versions = [r[0] for r in con.execute("SELECT DISTINCT version FROM splits").fetchall() if not name_problem(r[0])]
         if not versions:
             return default
         latest = max(versions, key=_number)
-        if known and known[0] == latest and store.read_text(f"derived/splits/{latest}/manifest.json"):
-            return _after(latest, versions) if known[1] else latest
-        products, newest = con.execute("SELECT count(*), max(crawled_at) FROM products" if "products" in tables
-                                       else "SELECT NULL, NULL").fetchone()
-        if products is None:  # the known version is not the newest: ask the store
-            con.close()
-            con = store.connect(need=("products",), only=("products",))
-            products, newest = con.execute("SELECT count(*), max(crawled_at) FROM products").fetchone()
+        products, newest = con.execute("SELECT count(*), max(crawled_at) FROM products").fetchone()
     finally:
         con.close()
 

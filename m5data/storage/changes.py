@@ -103,12 +103,8 @@ class Changes:
         mark = min(top, now) if bound is None else min(top, now, bound)
         return max(mark, 0)
 
-    def changed(self, name: str, since: int, new: bool = True) -> pa.Table:
-        """The groups of table ``name`` written above ``since``, with ``is_new`` (none of their rows at or below it).
-
-        ``new`` False: the caller needs the groups only; ``is_new`` then says only that no row of the
-        group at or below ``since`` is in the parts written since (the older parts are not read).
-        """
+    def changed(self, name: str, since: int) -> pa.Table:
+        """The groups of table ``name`` written above ``since``, with ``is_new`` (none of their rows at or below it)."""
         import duckdb
 
         spec = table_spec(name)
@@ -129,7 +125,7 @@ class Changes:
                 con.close()
         old = [p for p in parts if part_seq(p) <= since]
         seen = np.asarray(out.column("_seen").to_numpy(zero_copy_only=False), dtype=bool)
-        if old and len(out) and new:
+        if old and len(out):
             hashes = np.asarray(out.column("_h").to_numpy(), dtype=np.uint64)
             # a hash lookup (np.isin sorts both: 0.25 s for 1,100 changed products of 100k)
             seen |= pc.is_in(pa.array(hashes), value_set=pa.array(_hashes(old, spec))).to_numpy(zero_copy_only=False)

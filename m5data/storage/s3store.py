@@ -306,7 +306,7 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
         """The newest log entry of table ``name``: numbers are given at commit, so none is in flight below it."""
         return self.log(table_spec(name).name).state().n
 
-    def changed(self, name: str, since: int, new: bool = True) -> pa.Table:
+    def changed(self, name: str, since: int) -> pa.Table:
         """As the folder store's ``changed``; reads every live part (no pruning by part yet)."""
         spec = table_spec(name)
         live = self.log(spec.name).state().parts
