@@ -76,7 +76,7 @@ import duckdb, pandas, pyarrow.parquet  # noqa: F401 (every stage's; pyarrow's t
 from m5data import config as cfg
 from m5data.stages import RunContext, get
 store, stage, options, snapshot = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
-settings = cfg.load(None, {"store.path": store}, environ={})
+settings = cfg.load(None, {"store.path": store} | json.loads(sys.argv[5]), environ={})
 module, fn = get(stage).run.split(":")
 run = getattr(importlib.import_module(module), fn)
 started = time.perf_counter()
@@ -142,12 +142,12 @@ def options(stage: str, world: Path, run: Path, full: bool, label: str) -> dict:
     return out
 
 
-def run_stage(stage: str, run: Path, world: Path, full: bool, label: str, env: dict) -> dict:
+def run_stage(stage: str, run: Path, world: Path, full: bool, label: str, env: dict, overrides: dict) -> dict:
     log = run / f"{stage}-{label}.log"
     table = TABLES.get(stage)
     snapshot = [table, str(run / f"{stage}-{label}.parquet")] if table and label in ("incremental", "full") else None
     argv = [sys.executable, "-c", CHILD, str(run / "store"), JOBS.get(stage, (stage,))[0],
-            json.dumps(options(stage, world, run, full, label)), json.dumps(snapshot)]
+            json.dumps(options(stage, world, run, full, label)), json.dumps(snapshot), json.dumps(overrides)]
     secs, rc, rss = run_child(argv, log, env)
     result = {"s": secs, "rss": rss, "rc": rc}
     for line in log.read_text(errors="replace").splitlines():
@@ -184,37 +184,51 @@ def main() -> None:
     ap.add_argument("--run-dir", type=Path, default=None,
                     help="the folder the store is copied to and run in (default <work>/incremental-<products>)")
     ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated, of " + ", ".join(STAGES))
+    ap.add_argument("--full-stages", default=None,
+                    help="stages whose full rebuild over the grown store is run (default: every stage); the others' "
+                         "ratio is taken against their first run, a full build over the store before it grew (at 1M "
+                         "match-level's and pools' rebuilds cost ~40 minutes: their agreement is then not measured)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting for every stage's run, as m5data's --set (e.g. annotate.pool_queries=4190, the "
+                         "papers' query count at 1M that bench_scale uses)")
     args = ap.parse_args()
     stages = [s for s in STAGES if s in args.stages.split(",")]
+    full_stages = stages if args.full_stages is None else [s for s in stages if s in args.full_stages.split(",")]
+    overrides = dict(kv.split("=", 1) for kv in args.set)
     n = args.products
     args.work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     prep = prepare(n, args.seed, args.work, args.workers, 0.05, env)
-    print(f"size {n:,}: world and store {'cached' if prep.get('cached') else 'built'}")
+    print(f"size {n:,}: world and store {'cached' if prep.get('cached') else 'built'}"
+          + (f"; settings {overrides}" if overrides else ""))
     run = args.run_dir or args.work / f"incremental-{n}"
     fresh_copy(args.work / f"store-{n}-s{args.seed}", run)
     world = args.work / f"world-{n}-s{args.seed}"
     res = {}
     for label, full in (("first", True), ("nothing-new", False)):
         for stage in stages:
-            res[(label, stage)] = run_stage(stage, run, world, full, label, env)
+            res[(label, stage)] = run_stage(stage, run, world, full, label, env, overrides)
     secs, rc, _ = run_child([sys.executable, "-c", GROW, str(run / "store"), str(args.new_share), str(args.changed_share)],
                             run / "grow.log", env)
     print(f"  grown: {(run / 'grow.log').read_text().strip().splitlines()[-1]} ({secs:.1f} s)" if rc == 0
           else f"  growing failed: see {run / 'grow.log'}")
     for label, full in (("incremental", False), ("full", True)):
-        for stage in stages:
-            res[(label, stage)] = run_stage(stage, run, world, full, label, env)
+        for stage in stages if label == "incremental" else full_stages:
+            res[(label, stage)] = run_stage(stage, run, world, full, label, env, overrides)
+    for stage in set(stages) - set(full_stages):  # no rebuild over the grown store: the first (full) run stands in
+        res[("full", stage)] = res[("first", stage)]
     print()
     print("seconds of each stage's run(ctx) in its process (the flow runs every stage in one process);"
-          " the process's own start and imports aside")
+          " the process's own start and imports aside" + ("; * full = the first run (no rebuild over the grown store)"
+                                                           if set(stages) - set(full_stages) else ""))
     print(f"{'stage':<12}{'first s':>10}{'nothing s':>11}{'incr s':>9}{'full s':>9}{'incr/full':>11}")
     ratios = {}
     for stage in stages:
         first, none, inc, full = (res[(k, stage)]["stage_s"] for k in ("first", "nothing-new", "incremental", "full"))
         ratios[stage] = inc / full
-        print(f"{stage:<12}{first:>10.2f}{none:>11.2f}{inc:>9.2f}{full:>9.2f}{ratios[stage]:>11.2f}")
-    for stage in stages:
+        mark = "" if stage in full_stages else "*"
+        print(f"{stage:<12}{first:>10.2f}{none:>11.2f}{inc:>9.2f}{full:>8.2f}{mark:1}{ratios[stage]:>11.2f}")
+    for stage in full_stages:
         if stage in TABLES and all((run / f"{stage}-{k}.parquet").exists() for k in ("incremental", "full")):
             print(f"agreement {stage}: {agreement(stage, run)}")
     total = {k: sum(res[(k, s)]["stage_s"] for s in stages) for k in ("incremental", "full")}
