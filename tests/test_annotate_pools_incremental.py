@@ -59,13 +59,37 @@ def full_search(store, s) -> dict[str, list[tuple[str, float]]]:
     return out
 
 
+NOISE = 2e-6  # float32 matmuls of other block shapes differ in the last bits: scores this close are ties
+
+
+def tie_runs(pool: list[tuple[str, float]]) -> list[list[tuple[str, float]]]:
+    """A pool cut into runs of consecutive candidates whose scores are within NOISE of the run's first."""
+    runs: list[list[tuple[str, float]]] = []
+    for c, x in pool:
+        if runs and abs(runs[-1][0][1] - x) <= NOISE:
+            runs[-1].append((c, x))
+        else:
+            runs.append([(c, x)])
+    return runs
+
+
 def assert_same(a: dict, b: dict) -> None:
-    """The same queries with the same candidates in the same order; scores equal to 6 decimals but for the
-    last digit (float32 matmuls of other block shapes differ in the last bits)."""
+    """The same queries with the same candidates in the same order, scores equal but for float32 noise.
+
+    Tied scores are ordered by product_id after rounding to 6 decimals, so two copies of one product
+    whose score lies on a rounding boundary (0.5743105) may round apart in one matmul and together in
+    another: within a run of scores that close the order is free, and at the pool's end which of the
+    run's candidates fill the last places too (the run's scores still agree).
+    """
     assert a.keys() == b.keys()
     for q in a:
-        assert [c for c, _ in a[q]] == [c for c, _ in b[q]], q
-        assert np.allclose([x for _, x in a[q]], [x for _, x in b[q]], rtol=0, atol=1.5e-6), q
+        assert len(a[q]) == len(b[q]), q
+        ra, rb = tie_runs(a[q]), tie_runs(b[q])
+        assert len(ra) == len(rb), (q, a[q], b[q])
+        for i, (x, y) in enumerate(zip(ra, rb)):
+            assert len(x) == len(y) and abs(x[0][1] - y[0][1]) <= NOISE, (q, x, y)
+            if i < len(ra) - 1:  # the last run may be cut at the pool's end
+                assert sorted(c for c, _ in x) == sorted(c for c, _ in y), (q, x, y)
 
 
 def membership(a: dict, b: dict) -> float:
