@@ -110,6 +110,7 @@ def test_the_next_version_carries_v1s_plan_and_moves_only_what_changed(root):
     second = stage.run(_ctx(root))
     v2 = second.details["version"]
     assert v2 != v1 and second.details["full"] is None and second.details["reused_plan"]  # v1's plan
+    assert second.details["built_whole"] is None and second.details["placed_again"] < 1540  # from v1's carry
     assert relabelled
     assert second.details["changes"] == {"new": 40, "changed": 2, "unchanged": 1498}
     assert store.read_text(f"derived/splits/{v1}/manifest.json") == manifest_v1 and _rows(store, v1) == rows_v1
@@ -130,6 +131,97 @@ def test_the_next_version_carries_v1s_plan_and_moves_only_what_changed(root):
     assert moved <= changed | {p for g in groups.values() if changed & set(g) for p in g}  # their groups only
 
 
+def _media(pid: str, kind: str, status: str = "ok", role: str | None = None) -> dict:
+    return {"media_id": f"{pid}|{kind}|{role}", "product_id": pid, "kind": kind, "role": role or kind, "status": status}
+
+
+def _same_as_carried(store, root, version: str, prev: str) -> None:
+    """``version`` holds the rows and figures of a full build that carries ``prev``."""
+    from m5data.splits.build import build
+    from m5data.splits.check import check
+
+    carried = build(store, _ctx(root).settings, version="carried", carry=prev)
+    assert _rows(store, "carried") == _rows(store, version)
+    subset = {r["product_id"] for r in store.read("splits", where=f"version = '{version}' AND split = 'subset'").to_pylist()}
+    assert subset == {r["product_id"] for r in store.read("splits", where="version = 'carried' AND split = 'subset'").to_pylist()}
+    a = json.loads(store.read_text(f"derived/splits/{version}/manifest.json"))
+    assert a["splits"] == carried.splits
+    assert (a["products"], a["held_out"], a["excluded"]) == (carried.stats.n_in, carried.held_out, carried.excluded)
+    assert a["groups"] | {"describe": ""} == carried.groups.to_json() | {"describe": ""}
+    assert check(store, _ctx(root).settings, version=version).ok
+
+
+def test_the_next_version_follows_every_input_as_a_full_build(root):
+    """Modalities gained and lost (a main image that failed: the product's other rows read again), rows of
+    a product written before the product (its dedup group, media and caption), groups merged, split and
+    joined across categories, a product re-crawled into another category: v2 from v1's carry is the
+    full build that carries v1, row for row and figure for figure (subset and checksums included); v3
+    after it too."""
+    store = Store.open(root)
+    groups = {f"g{k}": [f"syn:{k + i}" for i in range(2 + k % 3)] for k in range(0, 1500, 11)}
+    _dedup(store, groups)
+    media = [_media(f"syn:{i}", "image", role="main") for i in range(0, 1500, 3)]
+    media += [_media(f"syn:{i}", "video") for i in range(0, 1500, 5)] + [_media(f"syn:{i}", "audio") for i in range(0, 1500, 7)]
+    media += [_media(f"syn:{i}", "image", role="gallery") for i in range(0, 30)]
+    store.write("media", media)
+    store.write("captions", [{"product_id": f"syn:{i}", "text": "a caption", "status": "ok"} for i in range(0, 1500, 2)])
+    store.write("specs", [{"product_id": f"syn:{i}", "position": 0, "property": "p", "value": "v"} for i in range(0, 1500, 4)])
+    # rows of syn:1510 and syn:1511 before the products themselves (a crawl's other tables first)
+    _dedup(store, {"early": ["syn:1510", "syn:1511", "syn:40"]})
+    store.write("media", [_media("syn:1510", "image", role="main"), _media("syn:1511", "video")])
+    store.write("captions", [{"product_id": "syn:1511", "text": "early", "status": "ok"}])
+    first = stage.run(_ctx(root))
+    assert first.details["placed_again"] is None and first.details["version"] == "v1"
+
+    train = sorted((p for p, split in _rows(store, "v1").items() if split == "train"), key=lambda p: int(p[4:]))
+    lost = next(p for p in train if int(p[4:]) % 15 == 0)  # a main image and a video, in train
+    gained = [p for p in train if int(p[4:]) % 3 and int(p[4:]) % 5 and int(p[4:]) % 4][:2]  # neither, no specs
+    write_synthetic(store, 40, start=1500, n_categories=60)
+    store.write("media", [_media(lost, "image", "failed", role="main"),  # lost: its other rows are read again
+                          _media("syn:3", "image", "failed", role="gallery"),  # nothing lost
+                          _media(gained[0], "video"), _media(gained[1], "image", role="main")])  # gained
+    store.write("captions", [{"product_id": "syn:2", "text": "", "status": "ok"},  # an empty caption is none
+                             {"product_id": "syn:5", "text": "new", "status": "ok"}])
+    store.write("specs", [{"product_id": gained[0], "position": 0, "property": "p", "value": "v"}])
+    _dedup(store, {"m": ["syn:11", "syn:12", "syn:22", "syn:23"],  # two groups merged
+                   "s1": ["syn:33"], "s2": ["syn:34", "syn:35"],  # a group split
+                   "j": ["syn:44", "syn:45", "syn:1500"],  # a new product joins
+                   "l": ["syn:100", "syn:1501"]})  # a lone product gets a duplicate
+    moved_cat = store.read("products", where="product_id IN ('syn:55', 'syn:56')")
+    store.write("products", moved_cat.set_column(moved_cat.schema.get_field_index("category_path"), "category_path",
+                                                 moved_cat.column("category_path").take([1, 0])))
+    second = stage.run(_ctx(root))
+    assert second.details["version"] == "v2" and second.details["built_whole"] is None
+    assert 40 <= second.details["placed_again"] < 100  # the changed products and their groups only
+    _same_as_carried(store, root, "v2", "v1")
+    assert _rows(store, "v2")[lost] == "train" and "subset" in second.details["entries"]  # its image counts no more
+
+    write_synthetic(store, 20, start=1540, n_categories=60)
+    _dedup(store, {"again": ["syn:11", "syn:1541"]})
+    third = stage.run(_ctx(root))
+    assert third.details["version"] == "v3" and third.details["built_whole"] is None
+    _same_as_carried(store, root, "v3", "v2")
+
+
+def test_a_version_rebuilt_since_is_not_carried_from_its_old_carry(root):
+    """``build-splits --version v1`` after the run that built v1 writes a new manifest and no carry: the
+    next version is the carried full build, whose figures it then keeps."""
+    from m5data.splits.build import build
+
+    stage.run(_ctx(root))
+    store = Store.open(root)
+    _dedup(store, {"g": ["syn:1", "syn:2"]})
+    build(store, _ctx(root).settings, version="v1")  # v1's rows again, a new manifest
+    write_synthetic(store, 30, start=1500, n_categories=60)
+    second = stage.run(_ctx(root))
+    assert second.details["built_whole"] == "version v1 has no carry" and second.details["placed_again"] is None
+    _same_as_carried(store, root, "v2", "v1")
+    write_synthetic(store, 10, start=1530, n_categories=60)
+    third = stage.run(_ctx(root))
+    assert third.details["built_whole"] is None and third.details["placed_again"] == 10
+    _same_as_carried(store, root, "v3", "v2")
+
+
 def test_a_grown_store_or_full_gets_a_fresh_plan(root):
     first = stage.run(_ctx(root))
     store = Store.open(root)
@@ -148,29 +240,34 @@ def test_a_grown_store_or_full_gets_a_fresh_plan(root):
     assert first.details["version"] != grown.details["version"]
 
 
-def test_a_build_killed_before_its_rows_are_written_is_built_again_as_the_same_version(root, monkeypatch):
-    """Killed before the table's rows and manifest: the re-run builds the same version from the same
-    predecessor, and its rows are those of an uninterrupted build."""
+@pytest.mark.parametrize("module, name", [("m5data.splits.incremental", "_State.write_rows"),  # before its rows
+                                          ("m5data.splits.build", "write_carry"),  # rows written, no carry
+                                          ("m5data.splits.build", "write_manifest")])  # carry written, no manifest
+def test_a_build_killed_before_its_manifest_is_built_again_as_the_same_version(root, monkeypatch, module, name):
+    """Killed before the version's rows, its carry or its manifest: the re-run builds the same version from
+    the same predecessor's carry, and its rows and figures are those of an uninterrupted build."""
     import importlib
 
-    build_module = importlib.import_module("m5data.splits.build")  # the package exports its function `build`
+    from m5data.splits.build import build
+
     first = stage.run(_ctx(root))
     store = Store.open(root)
     write_synthetic(store, 50, start=1500, n_categories=60)
-    real = build_module._write
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt("killed")
 
+    owner = importlib.import_module(module)  # the package exports its function `build`
+    if "." in name:
+        owner, name = getattr(owner, name.split(".")[0]), name.split(".")[1]
     with monkeypatch.context() as m:
-        m.setattr(build_module, "_write", killed)
+        m.setattr(owner, name, killed)
         with pytest.raises(KeyboardInterrupt):
             stage.run(_ctx(root))
-    assert build_module._write is real
     again = stage.run(_ctx(root))
     assert again.details["full"] is None and again.details["version"] == "v2" != first.details["version"]
-    assert again.details["changes"]["new"] == 50
-    carried = build_module.build(store, _ctx(root).settings, version="carried", carry="v1")
+    assert again.details["changes"]["new"] == 50 and again.details["placed_again"] == 50  # from v1's carry
+    carried = build(store, _ctx(root).settings, version="carried", carry="v1")
     assert _rows(store, "carried") == _rows(store, "v2") and carried.splits == again.details["entries"]
 
 
@@ -188,6 +285,7 @@ def test_the_next_version_on_object_storage(s3_url, aws):
     second = stage.run(_ctx(s3_url))
     assert second.details["full"] is None and second.details["version"] == "v2"
     assert second.details["reused_plan"] and second.details["changes"]["new"] == 20
+    assert second.details["placed_again"] == 20  # from v1's carry, read and written on the bucket
     carried = build(store, _ctx(s3_url).settings, version="carried", carry="v1")
     assert _rows(store, "carried") == _rows(store, "v2") and carried.splits == second.details["entries"]
     assert check(store, _ctx(s3_url).settings, version="v2").ok

@@ -54,6 +54,32 @@ def test_changed_gives_new_and_rewritten_groups_since_a_watermark(store):
     assert counts == {"new": 1, "changed": 1, "unchanged": 1}
 
 
+def _values(store, table: str, since: int, columns: tuple[str, ...]) -> dict:
+    t = store.changed(table, since, columns)
+    return {r[t.schema.names[0]]: tuple(r[c] for c in columns) for r in t.to_pylist()}
+
+
+def test_changed_gives_the_newest_row_of_each_group_with_columns(store):
+    """``columns``: each changed group's values as a read of the table gives them now (its newest row),
+    from the parts written since; a ``replace_by`` table's group is several rows, so none is asked."""
+    store.write("products", _products("a:1", "a:2"))
+    w1 = store.watermark("products")
+    store.write("products", [{"product_id": "a:2", "platform": "a", "title": "second", "category_path": ["x", "y"]}])
+    store.write("products", [{"product_id": "a:2", "platform": "b", "title": "third", "category_path": ["z"]},
+                             {"product_id": "a:3", "platform": "a", "title": "new"}])
+    got = _values(store, "products", w1, ("title", "category_path", "platform"))
+    assert got == {"a:2": ("third", ["z"], "b"), "a:3": ("new", None, "a")}
+    assert got == {r["product_id"]: (r["title"], r["category_path"], r["platform"])
+                   for r in store.read("products", where="product_id IN ('a:2', 'a:3')").to_pylist()}
+    assert store.changed("products", w1, new=False).column("product_id").to_pylist() == ["a:2", "a:3"]
+    empty = store.changed("products", store.watermark("products"), ("title",))
+    assert len(empty) == 0 and empty.schema.names == ["product_id", "title", "is_new"]
+    with pytest.raises(ValueError, match="several rows"):
+        store.changed("specs", 0, ("value",))
+    with pytest.raises(ValueError, match="not a value column"):
+        store.changed("products", 0, ("product_id",))
+
+
 def test_a_replace_by_table_reports_its_groups(store):
     store.write("specs", [{"product_id": "a:1", "position": 0, "property": "p", "value": "v"},
                           {"product_id": "a:1", "position": 1, "property": "q", "value": "w"}])
@@ -140,3 +166,4 @@ def test_an_s3_store_answers_the_same(tmp_path, request):
     store.write("products", _products("a:2", "a:3", title="new"))
     assert _changed(store, "products", w1) == {"a:2": False, "a:3": True}
     assert _changed(store, "products", store.watermark("products")) == {}
+    assert _values(store, "products", w1, ("title",)) == {"a:2": ("new a:2",), "a:3": ("new a:3",)}

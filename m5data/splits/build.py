@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .. import config as cfg
 from ..storage import StageStats, record_run
+from .carry import carry_sql, cat3_sql, flags_table_sql, lkey_sql, write_carry
 from .groups import GROUP_TABLE, GroupSource, load_groups
 from .labels import PATH_SEP, cat_key_of, cat_key_sql, cat_name_sql  # noqa: F401 (re-exported)
 from .manifest import read_manifest, split_stats, write_manifest
@@ -51,6 +52,7 @@ class BuildReport:
     moved: int = 0  # products of the previous build of this version now in another split (0 unless groups changed)
     reused_plan: bool = False
     manifest: Path | None = None
+    placed_again: int | None = None  # products placed again by a build from the previous version's carry; None: all
 
 
 def _u(i: int) -> str:
@@ -78,12 +80,15 @@ def open_connection(store, settings: cfg.Settings):
     return con
 
 
-def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True) -> None:
+def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True, keep: bool = False) -> None:
     """Temp table ``split_base``: one row per product with its labels, its group and the group's hash.
 
-    ``grouped`` False (no duplicate groups) takes a single pass without the group joins.
+    ``grouped`` False (no duplicate groups) takes a single pass without the group joins. ``keep``: also
+    each product's level-3 label ``cat3`` and label key ``lkey``, for the version's carry (``carry.py``).
     """
     s = settings.splits
+    more = f", {cat3_sql('l')} AS cat3, {lkey_sql('p')} AS lkey" if keep else ""
+    passed = ", lab.cat3, lab.lkey" if keep else ""
     fg = ", ".join(str(i) for i in fg_class_ids(s)) or "NULL"
     # the group hash's four 32-bit limbs are kept apart, so that later steps need no 128-bit arithmetic
     limbs = ", ".join(f"((h >> {32 * i}) & 4294967295)::UINTEGER AS u{i}" for i in range(4))
@@ -94,7 +99,7 @@ def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True) ->
                    {cat_key_sql(s.cls_level, 'l')} AS cat_k, NULL::VARCHAR AS grp,
                    coalesce(l.class_id IN ({fg}), false) AS g_fg, l.class_id IS NOT NULL AS g_lab,
                    {cat_key_sql(s.cls_level, 'l')} AS g_cat, 1 AS g_n,
-                   md5_number('{seed}:' || p.product_id) AS h
+                   md5_number('{seed}:' || p.product_id) AS h{more}
             FROM products p
             LEFT JOIN label_map l
               ON l.platform = coalesce(p.platform, '')
@@ -105,7 +110,7 @@ def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True) ->
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE split_base AS SELECT * EXCLUDE (h), {limbs} FROM (
         WITH lab AS (
-            SELECT p.product_id, l.class_id, l.sub_class_id, l.subsub_class_id
+            SELECT p.product_id, l.class_id, l.sub_class_id, l.subsub_class_id{more}
             FROM products p
             LEFT JOIN label_map l
               ON l.platform = coalesce(p.platform, '')
@@ -114,7 +119,7 @@ def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True) ->
             SELECT lab.product_id, lab.class_id,
                    {cat_key_sql(s.coarse_level, 'lab')} AS cat_c,
                    {cat_key_sql(s.cls_level, 'lab')} AS cat_k,
-                   g.grp
+                   g.grp{passed}
             FROM lab LEFT JOIN {GROUP_TABLE} g ON g.product_id = lab.product_id
         ), ga AS (
             SELECT grp, bool_or(coalesce(class_id IN ({fg}), false)) AS g_fg,
@@ -125,7 +130,7 @@ def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True) ->
                coalesce(ga.g_fg, coalesce(b.class_id IN ({fg}), false)) AS g_fg,
                coalesce(ga.g_lab, b.class_id IS NOT NULL) AS g_lab,
                coalesce(ga.g_cat, b.cat_k) AS g_cat, coalesce(ga.g_n, 1) AS g_n,
-               md5_number('{seed}:' || coalesce(b.grp, b.product_id)) AS h
+               md5_number('{seed}:' || coalesce(b.grp, b.product_id)) AS h{passed.replace('lab.', 'b.')}
         FROM b LEFT JOIN ga ON ga.grp = b.grp  -- grp is null for a product alone: it is its own group
         )
     """)
@@ -150,7 +155,7 @@ def plan_counts(con, settings: cfg.Settings, seed: int) -> tuple[PlanCounts, lis
 
 
 def assign(con, plan: Plan, settings: cfg.Settings, version: str, keep_previous: bool = True,
-           prev_version: str | None = None) -> None:
+           prev_version: str | None = None, extra: str = "") -> None:
     """Views ``split_pooled`` (every product's pool) and ``split_assigned`` (product_id, split, cat), and
     the temp table ``split_roles`` (the evaluation pools' products, a fifth of the store, with roles).
 
@@ -158,7 +163,7 @@ def assign(con, plan: Plan, settings: cfg.Settings, version: str, keep_previous:
     role while its pool is unchanged.
     """
     set_cls_rates(con, plan)
-    pool_view(con, plan, settings, "split_base", "split_pooled")
+    pool_view(con, plan, settings, "split_base", "split_pooled", extra)
     if keep_previous:
         pools = " ".join(f"WHEN {_q(k)} THEN {_q(v)}" for k, v in POOL_OF.items())
         prev = (f"SELECT product_id, split AS prev_split, CASE split {pools} END AS prev_pool "
@@ -178,9 +183,9 @@ def set_cls_rates(con, plan: Plan) -> None:
         con.execute("INSERT INTO split_cls SELECT unnest(?::BIGINT[]), unnest(?::DOUBLE[])", [list(keys), list(rates)])
 
 
-def pool_view(con, plan: Plan, settings: cfg.Settings, base: str, name: str) -> None:
+def pool_view(con, plan: Plan, settings: cfg.Settings, base: str, name: str, extra: str = "") -> None:
     """View ``name``: the products of ``base`` (as :func:`create_base` makes) with their pool, subset
-    draw and checksum limbs."""
+    draw and checksum limbs (and ``extra``, more of ``base``'s columns as ``, b.col``)."""
     s = settings.splits
     # pools are pure arithmetic on the group hash: a view, never a copy of the store's rows.
     # c0..c3: limbs of the product's own md5(seed:product_id): the checksum's terms, and c3 the role
@@ -190,7 +195,7 @@ def pool_view(con, plan: Plan, settings: cfg.Settings, base: str, name: str) -> 
                     f">> {32 * i}) & 4294967295)::UINTEGER END AS c{i}" for i in range(4))
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW {name} AS
-        SELECT b.product_id, b.cat_c, b.cat_k, b.grp, b.g_n,
+        SELECT b.product_id, b.cat_c, b.cat_k, b.grp, b.g_n{extra},
                CASE
                  WHEN b.g_fg AND {_u(0)} < CASE WHEN b.g_n >= 2 THEN {plan.r_fine!r}
                                                 ELSE {plan.r_fine_single!r} END THEN 'fine'
@@ -317,7 +322,8 @@ def run(store, settings: cfg.Settings, *, version: str | None = None, seed: int 
 
 
 def build(store, settings: cfg.Settings, *, version: str | None = None, seed: int | None = None,
-          replace: bool = False, progress: Progress | None = None, carry: str | None = None) -> BuildReport:
+          replace: bool = False, progress: Progress | None = None, carry: str | None = None,
+          keep: bool = False) -> BuildReport:
     """Write the ``splits`` rows of one version and its manifest.
 
     Args:
@@ -328,6 +334,8 @@ def build(store, settings: cfg.Settings, *, version: str | None = None, seed: in
         carry: a previous version (the pipeline's next version): a new ``version`` takes its plan (when
             built with the same settings) and every product keeps its role there while its pool is the
             same (docs/splits.md, "Stability and versions").
+        keep: also write the version's carry (``carry.py``: the pipeline's runs), from which its next version
+            is built from what changed (``incremental.build_next``).
     """
     if version is not None:
         settings.splits.version = version
@@ -338,17 +346,19 @@ def build(store, settings: cfg.Settings, *, version: str | None = None, seed: in
     say = progress or (lambda step: None)
     stats = StageStats("splits")
     con = open_connection(store, settings)
+    kept = None
     try:
         say("groups")
         groups = load_groups(con)
         say("labels and hashes")
-        create_base(con, settings, seed, grouped=groups.grouped_products > 0)
+        create_base(con, settings, seed, grouped=groups.grouped_products > 0, keep=keep)
         own = read_manifest(store, version) is not None and not replace
         plan, reused = _plan_for(store, settings, version, seed, con, replace, carry)
         carried = carry if reused and not own else None
         say("assignment")
         # a first build has no previous rows to keep (and need not scan the splits of other versions)
-        assign(con, plan, settings, version, keep_previous=reused, prev_version=carried)
+        assign(con, plan, settings, version, keep_previous=reused, prev_version=carried,
+               extra=", b.cat3, b.lkey" if keep else "")
         report = BuildReport(stats, version, plan, groups, reused_plan=reused)
         stats.n_in = con.execute("SELECT count(*) FROM split_base").fetchall()[0][0]
         report.excluded = {"classification group member outside the sampled categories": con.execute(
@@ -360,20 +370,27 @@ def build(store, settings: cfg.Settings, *, version: str | None = None, seed: in
                 WHERE p.version = {_q(carried or version)} AND p.split <> 'subset' AND a.split IS DISTINCT FROM p.split
             """).fetchall()[0][0]
         say("manifest")
-        report.splits = split_stats(con, "split_assigned")
+        if keep:  # every product's modalities once: for the figures and the carry
+            con.execute(f"CREATE OR REPLACE TEMP TABLE split_flags AS {flags_table_sql()}")
+        report.splits = split_stats(con, "split_assigned", flags="split_flags" if keep else None)
+        if keep:
+            kept = con.sql(carry_sql()).to_arrow_table()
         placed = sum(e["products"] for name, e in report.splits.items() if name != "subset")
         report.held_out = stats.n_in - placed - sum(report.excluded.values())
         say("writing")
         stats.n_out = _write(store, con, version)
     finally:
         con.close()
-    return finish(store, settings, report, replace=replace, carried=carried)
+    return finish(store, settings, report, replace=replace, carried=carried, kept=kept)
 
 
-def finish(store, settings: cfg.Settings, report: BuildReport, *, replace: bool, carried: str | None) -> BuildReport:
-    """The manifest (last of the version's files) and the run's row in ``runs``."""
+def finish(store, settings: cfg.Settings, report: BuildReport, *, replace: bool, carried: str | None,
+           kept=None) -> BuildReport:
+    """The version's carry (``kept``, when given), its manifest (last of its files) and the run's row in ``runs``."""
     stats, version, seed = report.stats, report.version, settings.splits.seed
     stats.finish()
+    if kept is not None:  # before the manifest, which names the run that wrote it
+        write_carry(store, version, kept, stats.run_id)
     manifest = {
         "version": version, "seed": seed, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "run_id": stats.run_id, "products": stats.n_in, "held_out": report.held_out, "excluded": report.excluded,

@@ -19,6 +19,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from .carry import FLAGS
 from .labels import PATH_SEP, cat_key_sql
 from .names import check_name
 from .plan import SPLITS
@@ -61,7 +62,7 @@ def label_sql(level: int) -> str:
     """
 
 
-def split_stats(con, source: str, labels: str | None = None, seed: int = 0) -> dict:
+def split_stats(con, source: str, labels: str | None = None, seed: int = 0, flags: str | None = None) -> dict:
     """Per split: products, classes (distinct unified labels), modality counts and checksum, in one grouped pass.
 
     Args:
@@ -70,6 +71,8 @@ def split_stats(con, source: str, labels: str | None = None, seed: int = 0) -> d
         labels: SQL of (product_id, cat), e.g. :func:`label_sql`; None when ``source`` has cat.
         seed: the version's seed (the checksum hashes ``<seed>:<product_id>``); ignored when ``source``
             has the digest's limbs already (columns c0..c3: the build reuses its hashes).
+        flags: a table of (product_id, flags) with the modalities as ``carry.FLAGS`` bits, else they are
+            read from ``media``, ``captions`` and ``specs`` here.
     """
     mods = ", ".join(f'count(*) FILTER (WHERE "{m}")' for m in MODALITIES)
     every = " AND ".join(f'"{m}"' for m in MODALITIES)
@@ -80,6 +83,18 @@ def split_stats(con, source: str, labels: str | None = None, seed: int = 0) -> d
         parts = ", ".join(f"(({digest} >> {32 * i}) & 4294967295)::UINTEGER AS c{i}" for i in range(4))
     else:
         parts = ", ".join(f"a.c{i}" for i in range(4))
+    if flags:
+        bits = ", ".join(f'(coalesce(f.flags, 0) & {FLAGS[m]}) <> 0 AS "{m}"' for m in MODALITIES)
+        rows = con.execute(f"""
+            SELECT split, count(*), count(DISTINCT cat), count(*) FILTER (WHERE cat IS NULL), {mods},
+                   count(*) FILTER (WHERE {every}), {limbs}
+            FROM (SELECT a.split, {'lab.cat' if labels else 'a.cat'}, {parts}, {bits}
+                  FROM {source} a
+                  {f'LEFT JOIN ({labels}) lab ON lab.product_id = a.product_id' if labels else ''}
+                  LEFT JOIN {flags} f ON f.product_id = a.product_id)
+            GROUP BY split
+        """).fetchall()
+        return _entries(rows)
     rows = con.execute(f"""
         WITH m AS (
             SELECT product_id,
@@ -105,6 +120,11 @@ def split_stats(con, source: str, labels: str | None = None, seed: int = 0) -> d
                count(*) FILTER (WHERE {every}), {limbs}
         FROM x GROUP BY split
     """).fetchall()
+    return _entries(rows)
+
+
+def _entries(rows) -> dict:
+    """Manifest entries of :func:`split_stats`'s grouped rows, in the order of ``plan.SPLITS``."""
     out: dict[str, dict] = {}
     for row in rows:
         split, n, classes, unlabeled = row[:4]

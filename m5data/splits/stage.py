@@ -27,7 +27,10 @@ def run(ctx: RunContext) -> StageStats:
     since its last complete run (``storage/changes.py``) unless ``full``: it reports that run's
     version and says ``new 0, changed 0, unchanged N``; a named version (``build-splits``) is built.
     A pipeline run's next version carries its predecessor's plan and roles (a fresh plan past
-    ``splits.replan_share`` of drift, ``incremental.py``); ``full`` builds it with a fresh plan.
+    ``splits.replan_share`` of drift, ``incremental.py``); ``full`` builds it with a fresh plan. It is
+    built from the predecessor's carry and the rows written since (``incremental.build_next``:
+    ``details["placed_again"]`` products placed again), else in full (``details["built_whole"]`` says
+    why); a pipeline run's build writes its version's carry (``carry.py``).
     """
     from .build import build
 
@@ -43,7 +46,8 @@ def run(ctx: RunContext) -> StageStats:
             and store.read_text(f"derived/splits/{prev}/manifest.json"):
         return _unchanged(store, state)
     since = int((state or {}).get("watermarks", {}).get("products", 0))
-    products = store.changed("products", since)
+    # with what a next version built from the carry reads of them (only the rows written since)
+    products = store.changed("products", since, ("platform", "category_path"))
     # a later run on a grown store writes a new version and keeps the old ones intact
     incremental = (not named and not full and state is not None and bool(prev) and state.get("inputs") == inputs
                    and ctx.options.get("seed") is None and bool(store.read_text(f"derived/splits/{prev}/manifest.json")))
@@ -58,9 +62,17 @@ def run(ctx: RunContext) -> StageStats:
         version = ctx.options.get("version") or incremental_version(store, settings.splits.version)
         if not named and not full:
             why = "no earlier complete run" if state is None or not prev else "settings changed"
+    report, why_built = None, None
     with (_status() if ctx.progress else contextlib.nullcontext(None)) as say:
-        report = build(store, settings, version=version, seed=ctx.options.get("seed"),
-                       replace=bool(ctx.options.get("replace")) or (full and not named), progress=say, carry=carry)
+        if carry is not None:  # from the predecessor's carry and what changed since (incremental.py)
+            from .incremental import build_next
+
+            report = build_next(store, settings, prev=prev, version=version, since=state["watermarks"], marks=marks,
+                                products=products, progress=say)
+            report, why_built = (None, report) if isinstance(report, str) else (report, None)
+        if report is None:  # every product placed (carrying the predecessor's plan and roles when `carry`)
+            report = build(store, settings, version=version, seed=ctx.options.get("seed"), keep=not named,
+                           replace=bool(ctx.options.get("replace")) or (full and not named), progress=say, carry=carry)
     total = report.stats.n_in
     counts = changes.changed_counts(products, total)
     report.stats.details.update(
@@ -69,7 +81,7 @@ def run(ctx: RunContext) -> StageStats:
         held_out=report.held_out, moved=report.moved, entries=report.splits, targets=report.plan.targets,
         groups_described=report.groups.describe(), reused_plan=report.reused_plan,
         excluded={str(reason): n for reason, n in report.excluded.items()}, changes=counts,
-        full=why)
+        full=why, placed_again=report.placed_again, built_whole=why_built)
     if not named:  # last: a killed run leaves the previous state
         changes.save_state(store, STAGE, marks, inputs, details=report.stats.details, products=sum(counts.values()))
     return report.stats

@@ -76,18 +76,35 @@ def open_writes_bound(directory: Path) -> int | None:
     return bound
 
 
-def changed_sql(spec, source: str, since: int) -> str:
-    """Per group of ``source`` (rows with ``_seq``) written above ``since``: ``_seen`` (a row at or below it), ``_h``."""
+def changed_sql(spec, source: str, since: int, columns: tuple[str, ...] = ()) -> str:
+    """Per group of ``source`` (rows with ``_seq``) written above ``since``: ``_seen`` (a row at or below it), ``_h``,
+    and ``columns`` of its newest row (:func:`check_columns`)."""
     group, h = ", ".join(spec.group), keyindex.group_hash_sql(spec)
-    return (f"SELECT {group}, bool_or({SEQ_COLUMN} <= {int(since)}) AS _seen, {h} AS _h FROM {source} "
+    values = "".join(f", arg_max({c}, {SEQ_COLUMN}) AS {c}" for c in check_columns(spec, columns))
+    return (f"SELECT {group}, bool_or({SEQ_COLUMN} <= {int(since)}) AS _seen, {h} AS _h{values} FROM {source} "
             f"GROUP BY ALL HAVING max({SEQ_COLUMN}) > {int(since)} ORDER BY {group}")
 
 
-def as_changed(spec, out: pa.Table, seen: np.ndarray | None = None) -> pa.Table:
-    """:func:`changed_sql`'s rows as ``changed``'s answer: the group columns and ``is_new``."""
+def check_columns(spec, columns) -> tuple[str, ...]:
+    """``columns`` of ``changed``: a table's own columns, outside its key; only where a group is one key (one
+    row: its newest), never a ``replace_by`` table's group of rows."""
+    columns = tuple(columns)
+    if columns and tuple(spec.group) != tuple(spec.key):
+        raise ValueError(f"changed({spec.name!r}, columns=...): a group of {spec.name} is several rows")
+    bad = [c for c in columns if c not in spec.schema.names or c in spec.key]
+    if bad:
+        raise ValueError(f"changed({spec.name!r}, columns=...): not a value column of {spec.name}: {', '.join(bad)}")
+    return columns
+
+
+def as_changed(spec, out: pa.Table, seen: np.ndarray | None = None, columns: tuple[str, ...] = ()) -> pa.Table:
+    """:func:`changed_sql`'s rows as ``changed``'s answer: the group columns, ``columns`` and ``is_new``."""
     if seen is None:
         seen = np.asarray(out.column("_seen").to_numpy(zero_copy_only=False), dtype=bool)
-    return out.select(list(spec.group)).append_column("is_new", pa.array(~seen))
+    out = out.select(list(spec.group) + list(columns))
+    if columns:  # as the table's schema says (an empty answer, a null column)
+        out = out.cast(pa.schema([spec.schema.field(c) for c in out.column_names]))
+    return out.append_column("is_new", pa.array(~seen))
 
 
 class Changes:
@@ -103,33 +120,42 @@ class Changes:
         mark = min(top, now) if bound is None else min(top, now, bound)
         return max(mark, 0)
 
-    def changed(self, name: str, since: int) -> pa.Table:
-        """The groups of table ``name`` written above ``since``, with ``is_new`` (none of their rows at or below it)."""
+    def changed(self, name: str, since: int, columns: tuple[str, ...] = (), new: bool = True) -> pa.Table:
+        """The groups of table ``name`` written above ``since``, with ``is_new`` (none of their rows at or below it).
+
+        ``columns``: also these columns of each group's newest row (a table whose group is its key: the
+        row as a read of the table gives it now), read from the parts written above ``since`` only.
+        ``new`` False: ``is_new`` is not looked up in the older parts' key sidecars (a caller that needs
+        only which groups changed; ``is_new`` then says only that no part written since holds an older row).
+        """
         import duckdb
 
         spec = table_spec(name)
+        check_columns(spec, columns)
         for attempt in range(4):  # a compaction may remove listed parts before they are read: list again
             parts = self.parts(name)
             recent = [p for p in parts if part_seq(p) > since]
             if not recent:
-                return empty_changed(spec)
+                return empty_changed(spec, columns)
             files = "[" + ", ".join(_sql_str(str(p)) for p in recent) + "]"
-            con = duckdb.connect()
+            # a cursor on the process's read database (~1 ms; a new database costs 15-30 ms)
+            con = self.connect(need=(), only=(), _read_cursor=True)
             try:
-                out = con.sql(changed_sql(spec, f"read_parquet({files}, union_by_name = true)", since)).to_arrow_table()
+                out = con.sql(changed_sql(spec, f"read_parquet({files}, union_by_name = true)", since,
+                                          columns)).to_arrow_table()
                 break
             except duckdb.Error as exc:
                 if attempt == 3 or not vanished(exc):
                     raise self._explain(spec.name, exc) from None
             finally:
                 con.close()
-        old = [p for p in parts if part_seq(p) <= since]
+        old = [p for p in parts if part_seq(p) <= since] if new else []
         seen = np.asarray(out.column("_seen").to_numpy(zero_copy_only=False), dtype=bool)
         if old and len(out):
             hashes = np.asarray(out.column("_h").to_numpy(), dtype=np.uint64)
             # a hash lookup (np.isin sorts both: 0.25 s for 1,100 changed products of 100k)
             seen |= pc.is_in(pa.array(hashes), value_set=pa.array(_hashes(old, spec))).to_numpy(zero_copy_only=False)
-        return as_changed(spec, out, seen)
+        return as_changed(spec, out, seen, columns)
 
 
 def _hashes(parts: list[Path], spec) -> np.ndarray:
@@ -138,8 +164,8 @@ def _hashes(parts: list[Path], spec) -> np.ndarray:
     return np.concatenate(every) if every else np.empty(0, np.uint64)
 
 
-def empty_changed(spec) -> pa.Table:
-    fields = [spec.schema.field(c) for c in spec.group] + [pa.field("is_new", pa.bool_())]
+def empty_changed(spec, columns: tuple[str, ...] = ()) -> pa.Table:
+    fields = [spec.schema.field(c) for c in (*spec.group, *columns)] + [pa.field("is_new", pa.bool_())]
     return pa.schema(fields).empty_table()
 
 

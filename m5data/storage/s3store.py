@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .catalog import Catalog
-from .changes import as_changed, changed_sql, empty_changed
+from .changes import as_changed, changed_sql, check_columns, empty_changed
 from .commitlog import FROM_FILE, Conflict, TableLog, TableState
 from .compaction import Compaction
 from .errors import StoreBusy, StoreError
@@ -306,15 +306,17 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
         """The newest log entry of table ``name``: numbers are given at commit, so none is in flight below it."""
         return self.log(table_spec(name).name).state().n
 
-    def changed(self, name: str, since: int) -> pa.Table:
+    def changed(self, name: str, since: int, columns: tuple[str, ...] = (), new: bool = True) -> pa.Table:
         """As the folder store's ``changed``; reads every live part (no pruning by part yet)."""
         spec = table_spec(name)
+        check_columns(spec, columns)
         live = self.log(spec.name).state().parts
         if not live:
-            return empty_changed(spec)
+            return empty_changed(spec, columns)
         con = self.connect(need=(spec.name,), only=())
         try:
-            return as_changed(spec, con.sql(changed_sql(spec, self._rows(spec, live), since)).to_arrow_table())
+            return as_changed(spec, con.sql(changed_sql(spec, self._rows(spec, live), since, columns)).to_arrow_table(),
+                              columns=columns)
         finally:
             con.close()
 
