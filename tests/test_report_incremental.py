@@ -97,11 +97,13 @@ def test_a_run_killed_before_it_completes_runs_again(store, tmp_path, monkeypatc
             build(store, settings, out=tmp_path / "r")
     assert changes.load_state(store, "report") == before
     again = build(store, settings, out=tmp_path / "r")
+    again_state = changes.load_state(store, "report")
     assert again.stats.details["changes"] == {"new": 5, "changed": 0, "unchanged": 20}
     assert again.stats.details["facts"] == {"products": 5}  # the killed run's facts were not taken for done
     kept = set(_facts_files(store))
     assert _page(again) == _page(build(store, settings, out=tmp_path / "full", full=True))
-    assert len(kept) == 6  # products' base and its new file, one each of specs, media and the 2 spec sums: the killed run's are gone
+    # the files of this run's state and of the state before it (in force until this one was saved): the killed run's are gone
+    assert kept == _named(store, again_state) | _named(store, before)
 
 
 def test_the_verb_says_unchanged_and_full_writes_again(store, tmp_path):
@@ -122,9 +124,10 @@ def _facts_files(store) -> list[str]:
     return sorted(p.name for p in (store.root / facts.KEPT / "facts").glob("*.parquet"))
 
 
-def _named(store) -> set[str]:
-    """The facts files the report's state names."""
-    return {n for names in changes.load_state(store, "report")["summary"]["facts"].values() for n in names}
+def _named(store, state: dict | None = None) -> set[str]:
+    """The facts and totals files the report's state (by default the one in force) names."""
+    state = state or changes.load_state(store, "report")
+    return {n for names in state["summary"]["facts"].values() for n in names}
 
 
 def _figures(result) -> dict[str, bytes]:
@@ -176,7 +179,9 @@ def test_a_demo_store_grown_changed_and_reported_again_equals_a_full_rebuild(dem
     assert full.stats.details["facts"]["products"] == 66
     assert _page(again) == _page(full) and 'data-key="media.image.failed"' in _page(again)
     assert _figures(again) == _figures(full) and len(_figures(full)) >= 7
-    assert len(_named(store)) == 5  # full made each table's facts (and the 2 spec sums) as one file again
+    named = changes.load_state(store, "report")["summary"]["facts"]
+    assert all(len(files) == 1 for files in named.values()) and len(named) == 3 + len(facts.KEPT_TOTALS)  # full made each
+    # table's facts and each running total as one file again
     assert set(_facts_files(store)) == _named(store) | before  # and the files of the state before stay until the next run
 
 
