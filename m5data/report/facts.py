@@ -105,9 +105,11 @@ class Facts:
     touched: set[str] = field(default_factory=set)  # products whose rows of any table changed (when none is whole)
 
 
-def update(store, con, kept, previous: dict | None, since: dict[str, int], marks: dict[str, int]) -> Facts:
+def update(store, con, large, kept, previous: dict | None, since: dict[str, int], marks: dict[str, int]) -> Facts:
     """Make this run's facts and totals in ``kept.path / "facts"`` and register them as views of ``con``.
 
+    ``large()``: a connection with the views of the products, media and specs tables (called only to
+    make every fact of a table, or, on object storage, the facts of its changed groups).
     ``previous``: the last complete run's files (None: make every fact); ``since``: its watermarks.
     A table written since gets its changed groups' facts made again and its totals moved by their
     delta; the others keep theirs.
@@ -121,7 +123,7 @@ def update(store, con, kept, previous: dict | None, since: dict[str, int], marks
         old = list((previous or {}).get(table) or [])
         paths = [kept.fetch(f"facts/{n}") for n in old]
         if not old or None in paths:  # the first run, full, or a file gone: every fact
-            facts = con.sql(sql.replace("{where}", "")).to_arrow_table()
+            facts = large().sql(sql.replace("{where}", "")).to_arrow_table()
             out.files[table] = [_write(folder, f"{table}-{token}.parquet", facts)]
             out.made[table], out.whole = facts.num_rows, out.whole + [table]
             _register(con, KEPT_VIEWS[table], [folder / n for n in out.files[table]], group)
@@ -135,7 +137,7 @@ def update(store, con, kept, previous: dict | None, since: dict[str, int], marks
         out.changed[table] = changed
         con.register("report_keys", changed.select([group]))
         try:
-            fresh = _fresh(store, con, table, sql.replace("{where}", f"WHERE {group} IN (SELECT {group} FROM report_keys)"),
+            fresh = _fresh(store, large, table, sql.replace("{where}", f"WHERE {group} IN (SELECT {group} FROM report_keys)"),
                            int(since.get(table, 0)), changed.select([group]))
             seen = changed.filter(pc.invert(changed.column("is_new"))).select([group])  # no kept fact of a new group
             if seen.num_rows:
@@ -166,7 +168,7 @@ def update(store, con, kept, previous: dict | None, since: dict[str, int], marks
     return out
 
 
-def _fresh(store, con, table: str, sql: str, since: int, keys: pa.Table) -> pa.Table:
+def _fresh(store, large, table: str, sql: str, since: int, keys: pa.Table) -> pa.Table:
     """The rows of ``sql`` (the facts of the changed groups ``keys``), read from the parts written
     since ``since`` only: a group written since has its newest write there whole, so the view over
     those parts gives its rows as the table's view does (the other parts are not scanned). A store on
@@ -178,7 +180,12 @@ def _fresh(store, con, table: str, sql: str, since: int, keys: pa.Table) -> pa.T
     from ..storage.schema import table_spec
 
     if is_store_url(str(store.root)):
-        return con.sql(sql).to_arrow_table()
+        con = large()
+        con.register("report_keys", keys)
+        try:
+            return con.sql(sql).to_arrow_table()
+        finally:
+            con.unregister("report_keys")
     recent = [p for p in store.parts(table) if part_seq(p) > since]
     own = duckdb.connect()  # a connection of its own: the view's temp tables must not replace those of ``con``'s view
     try:
