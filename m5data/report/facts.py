@@ -85,7 +85,7 @@ FLAGS = """
 # from the flags before and after of the products whose rows of any table changed)
 COMBOS = "SELECT m_image, m_caption, m_table, m_video, m_audio, count(*)::BIGINT AS n FROM ({flags}) GROUP BY ALL"
 KEPT_TOTALS = (*TOTALS, "combos")
-FLAGS_VIEW = "report_flags"  # a view of every product's flags, read by .data (splits, gallery)
+FLAGS_VIEW = "report_flags"  # every product's flags, held once per run in the report's connection (splits, gallery)
 
 # An incremental run writes the facts of what changed as a file of its own, whose rows stand in for
 # every earlier row of the same groups; when a table has this many files already, or the run's facts
@@ -214,7 +214,7 @@ def _totals(con, kept, folder, token: str, previous: dict, out: Facts, deltas: d
             out.files[f"total:{name}"] = [_write(folder, f"total-{name}-{token}.parquet", rows)]
         con.execute(f"CREATE OR REPLACE VIEW {TOTAL_VIEWS[name]} AS "
                     f"SELECT * FROM read_parquet('{_quoted(folder / out.files[f'total:{name}'][0])}')")
-    con.execute(f"CREATE OR REPLACE VIEW {FLAGS_VIEW} AS " + FLAGS.format(
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {FLAGS_VIEW} AS " + FLAGS.format(
         p=KEPT_VIEWS["products"], m=TOTAL_VIEWS["media_products"], s=TOTAL_VIEWS["spec_products"]))
     old = list(previous.get("total:combos") or [])
     path = kept.fetch(f"facts/{old[0]}") if len(old) == 1 else None
