@@ -337,3 +337,31 @@ def test_running_totals_moved_by_rewritten_rows_equal_totals_grouped_from_the_st
     assert _kept_totals(store) == _live_totals(store)
     assert _page(third) == _page(build(store, settings, out=tmp_path / "full2", full=True))
     assert _figures(third) == _figures(build(store, settings, out=tmp_path / "full3", full=True))
+
+
+@pytest.mark.parametrize("at", [1, 3, 6, 9, 12])
+def test_a_run_killed_while_writing_its_facts_or_totals_runs_again_to_the_full_result(store, tmp_path, monkeypatch, at):
+    """Killed at the ``at``-th facts or totals file it writes (after the files before it are in place, none
+    named by the state yet), the next run gives the totals grouped from the store and a full rebuild's page."""
+    settings = _settings(store)
+    store.write("media", _media(range(20)))
+    build(store, settings, out=tmp_path / "r")
+    store.write("products", _products(5, 25, title="改"))
+    store.write("media", _media([2, 3], status="failed") + _media(range(20, 25)))
+    store.write("specs", _specs(18, 25))
+    written, real = [], facts._write
+
+    def killed(folder, name, rows):
+        written.append(name)
+        if len(written) == at:
+            raise KeyboardInterrupt("killed")
+        return real(folder, name, rows)
+
+    with monkeypatch.context() as m:
+        m.setattr(facts, "_write", killed)
+        with pytest.raises(KeyboardInterrupt):
+            build(store, settings, out=tmp_path / "r")
+    again = build(store, settings, out=tmp_path / "r")
+    assert again.stats.details["changes"] == {"new": 5, "changed": 15, "unchanged": 5}
+    assert _kept_totals(store) == _live_totals(store)
+    assert _page(again) == _page(build(store, settings, out=tmp_path / "full", full=True))
