@@ -13,7 +13,17 @@ complete run (``store.changed``: products and specs by product, media by media_i
 facts of just those groups and writes them as one more file of the table's facts, whose rows stand
 in for every earlier row of their groups (at :data:`MAX_FILES` files, or facts of over
 :data:`MAX_SHARE` of the rows in one run, the table's facts are written as one file again). The first run, a run with ``full``, or one
-whose kept facts are missing, makes every fact. The files live under ``derived/report/facts/``
+whose kept facts are missing, makes every fact.
+
+The page is drawn from running totals kept beside the facts (:data:`TOTALS`: counts per platform and
+breadcrumb, merchant, title length, media kind / status / tier / reason, video duration, per product
+and kind of ok media, per spec value and per product with spec rows; and the products per exact
+combination of modalities), one file each. A full run groups every fact; an incremental run moves the
+kept totals by the changed groups' old facts (taken away) and new ones (added), and the combinations
+by the flags of the products whose rows changed, before and after: it reads what changed and the
+totals, never every fact. Integer sums, so both ways give the same totals.
+
+The files live under ``derived/report/facts/``
 (``Store.kept``: on object storage a local copy written back when the block ends) under names of
 their own per run; the report's state (``derived/state/report.json``, saved last) names the ones in
 force, so a killed run leaves the previous ones in force (its own files are removed by the next).
