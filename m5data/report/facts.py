@@ -129,11 +129,24 @@ def update(store, con, large, kept, previous: dict | None, since: dict[str, int]
     folder.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:12]
     deltas: dict[str, tuple[pa.Table, pa.Table]] = {}  # table -> its changed groups' facts (before, after)
+    recent = _Recent(store, large)
+    try:
+        _tables(store, con, recent, kept, out, token, previous, since, marks, deltas)
+    finally:
+        recent.close()
+    _totals(con, kept, folder, token, previous or {}, out, deltas)
+    return out
+
+
+def _tables(store, con, recent: _Recent, kept, out: Facts, token: str, previous: dict | None, since: dict[str, int],
+            marks: dict[str, int], deltas: dict) -> None:
+    """Each table's facts: all made, kept, or those of its changed groups added (their old and new ones in ``deltas``)."""
+    folder = kept.path / "facts"
     for table, (group, sql) in SOURCES.items():
         old = list((previous or {}).get(table) or [])
         paths = [kept.fetch(f"facts/{n}") for n in old]
         if not old or None in paths:  # the first run, full, or a file gone: every fact
-            facts = large().sql(sql.replace("{where}", "")).to_arrow_table()
+            facts = recent.large().sql(sql.replace("{where}", "")).to_arrow_table()
             out.files[table] = [_write(folder, f"{table}-{token}.parquet", facts)]
             out.made[table], out.whole = facts.num_rows, out.whole + [table]
             _register(con, KEPT_VIEWS[table], [folder / n for n in out.files[table]], group)
@@ -147,8 +160,8 @@ def update(store, con, large, kept, previous: dict | None, since: dict[str, int]
         out.changed[table] = changed
         con.register("report_keys", changed.select([group]))
         try:
-            fresh = _fresh(store, large, table, sql.replace("{where}", f"WHERE {group} IN (SELECT {group} FROM report_keys)"),
-                           int(since.get(table, 0)), changed.select([group]))
+            fresh = recent.facts(table, sql.replace("{where}", f"WHERE {group} IN (SELECT {group} FROM report_keys)"),
+                                 int(since.get(table, 0)), changed.select([group]))
             seen = changed.filter(pc.invert(changed.column("is_new"))).select([group])  # no kept fact of a new group
             if seen.num_rows:
                 con.register("report_seen", seen)
@@ -174,37 +187,46 @@ def update(store, con, large, kept, previous: dict | None, since: dict[str, int]
             con.unregister("report_keys")
         out.files[table] = old + [_write(folder, f"{table}-{token}.parquet", fresh)]
         _register(con, KEPT_VIEWS[table], [folder / n for n in out.files[table]], group)
-    _totals(con, kept, folder, token, previous or {}, out, deltas)
-    return out
 
 
-def _fresh(store, large, table: str, sql: str, since: int, keys: pa.Table) -> pa.Table:
-    """The rows of ``sql`` (the facts of the changed groups ``keys``), read from the parts written
-    since ``since`` only: a group written since has its newest write there whole, so the view over
-    those parts gives its rows as the table's view does (the other parts are not scanned). A store on
-    object storage reads its view of every part."""
-    import duckdb
+class _Recent:
+    """Reads the facts of changed groups from the parts written since (:meth:`facts`), on one
+    connection of its own made on first use: its temp views of the tables must not replace the
+    views of the store's connections."""
 
-    from ..storage.changes import part_seq
-    from ..storage.objects import is_store_url
-    from ..storage.schema import table_spec
+    def __init__(self, store, large):
+        self.store, self.large, self.con = store, large, None
 
-    if is_store_url(str(store.root)):
-        con = large()
+    def facts(self, table: str, sql: str, since: int, keys: pa.Table) -> pa.Table:
+        """The rows of ``sql`` (the facts of the changed groups ``keys``), read from the parts written
+        since ``since`` only: a group written since has its newest write there whole, so the view over
+        those parts gives its rows as the table's view does (the other parts are not scanned). A store on
+        object storage reads its view of every part (``large()``)."""
+        import duckdb
+
+        from ..storage.changes import part_seq
+        from ..storage.objects import is_store_url
+        from ..storage.schema import table_spec
+
+        if is_store_url(str(self.store.root)):
+            con = self.large()
+        else:
+            if self.con is None:
+                self.con = duckdb.connect()
+                self.con.execute("SET enable_progress_bar = false")  # as the store's: no bar of DuckDB's own on stdout
+            con = self.con
+            parts = [p for p in self.store.parts(table) if part_seq(p) > since]
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS "
+                        f"{self.store.read_sql(con, table_spec(table), parts=parts)}")
         con.register("report_keys", keys)
         try:
             return con.sql(sql).to_arrow_table()
         finally:
             con.unregister("report_keys")
-    recent = [p for p in store.parts(table) if part_seq(p) > since]
-    own = duckdb.connect()  # a connection of its own: the view's temp tables must not replace those of ``con``'s view
-    try:
-        own.execute("SET enable_progress_bar = false")  # as the store's connections: no bar of DuckDB's own on stdout
-        own.execute(f"CREATE TEMP VIEW {table} AS {store.read_sql(own, table_spec(table), parts=recent)}")
-        own.register("report_keys", keys)
-        return own.sql(sql).to_arrow_table()
-    finally:
-        own.close()
+
+    def close(self) -> None:
+        if self.con is not None:
+            self.con.close()
 
 
 def _totals(con, kept, folder, token: str, previous: dict, out: Facts, deltas: dict) -> None:
