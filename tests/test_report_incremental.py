@@ -97,11 +97,13 @@ def test_a_run_killed_before_it_completes_runs_again(store, tmp_path, monkeypatc
             build(store, settings, out=tmp_path / "r")
     assert changes.load_state(store, "report") == before
     again = build(store, settings, out=tmp_path / "r")
+    again_state = changes.load_state(store, "report")
     assert again.stats.details["changes"] == {"new": 5, "changed": 0, "unchanged": 20}
     assert again.stats.details["facts"] == {"products": 5}  # the killed run's facts were not taken for done
     kept = set(_facts_files(store))
     assert _page(again) == _page(build(store, settings, out=tmp_path / "full", full=True))
-    assert len(kept) == 6  # products' base and its new file, one each of specs, media and the 2 spec sums: the killed run's are gone
+    # the files of this run's state and of the state before it (in force until this one was saved): the killed run's are gone
+    assert kept == _named(store, again_state) | _named(store, before)
 
 
 def test_the_verb_says_unchanged_and_full_writes_again(store, tmp_path):
@@ -122,9 +124,10 @@ def _facts_files(store) -> list[str]:
     return sorted(p.name for p in (store.root / facts.KEPT / "facts").glob("*.parquet"))
 
 
-def _named(store) -> set[str]:
-    """The facts files the report's state names."""
-    return {n for names in changes.load_state(store, "report")["summary"]["facts"].values() for n in names}
+def _named(store, state: dict | None = None) -> set[str]:
+    """The facts and totals files the report's state (by default the one in force) names."""
+    state = state or changes.load_state(store, "report")
+    return {n for names in state["summary"]["facts"].values() for n in names}
 
 
 def _figures(result) -> dict[str, bytes]:
@@ -176,7 +179,9 @@ def test_a_demo_store_grown_changed_and_reported_again_equals_a_full_rebuild(dem
     assert full.stats.details["facts"]["products"] == 66
     assert _page(again) == _page(full) and 'data-key="media.image.failed"' in _page(again)
     assert _figures(again) == _figures(full) and len(_figures(full)) >= 7
-    assert len(_named(store)) == 5  # full made each table's facts (and the 2 spec sums) as one file again
+    named = changes.load_state(store, "report")["summary"]["facts"]
+    assert all(len(files) == 1 for files in named.values()) and len(named) == 3 + len(facts.KEPT_TOTALS)  # full made each
+    # table's facts and each running total as one file again
     assert set(_facts_files(store)) == _named(store) | before  # and the files of the state before stay until the next run
 
 
@@ -265,4 +270,98 @@ def test_only_the_tables_written_since_are_counted_again(store, tmp_path, monkey
     again = build(store, settings, out=tmp_path / "r")
     assert sorted(counted) == ["dedup", "runs"]  # products, specs and media from their facts; the rest kept
     assert 'data-key="table.dedup" data-value="1"' in again.index.read_text(encoding="utf-8")
+    assert _page(again) == _page(build(store, settings, out=tmp_path / "full", full=True))
+
+
+def _media(ids, status: str = "ok", shift: float = 0.0) -> list[dict]:
+    """An image (quality tier by id) and a video (a duration by id) per product id number."""
+    rows = []
+    for i in ids:
+        rows += [{"media_id": f"i{i}", "product_id": f"shopa:{i}", "kind": "image", "role": "main", "position": 0,
+                  "status": "ok", "quality_tier": 1 + i % 3},
+                 {"media_id": f"v{i}", "product_id": f"shopa:{i}", "kind": "video", "role": "main", "position": 0,
+                  "status": status, "duration": 1.5 * (i % 7) + 0.25 + shift,
+                  "error": None if status == "ok" else f"https://cdn.example/v{i}.mp4: HTTP 404"}]
+    return rows
+
+
+def _kept_totals(store) -> dict[str, list]:
+    """The running totals the report's state names, each as sorted rows."""
+    import pyarrow.parquet as pq
+
+    named = changes.load_state(store, "report")["summary"]["facts"]
+    folder = store.root / facts.KEPT / "facts"
+    return {k: sorted(map(repr, pq.read_table(folder / v[0]).to_pylist())) for k, v in named.items() if k.startswith("total:")}
+
+
+def _live_totals(store) -> dict[str, list]:
+    """The same totals grouped from the store's tables as they are now."""
+    con = store.connect()
+    try:
+        facts.live(con)
+        views = {**{f"total:{k}": v for k, v in facts.TOTAL_VIEWS.items()}, "total:combos": "report_combos"}
+        return {k: sorted(map(repr, con.sql(f"SELECT * FROM {v}").to_arrow_table().to_pylist())) for k, v in views.items()}
+    finally:
+        con.close()
+
+
+def test_running_totals_moved_by_rewritten_rows_equal_totals_grouped_from_the_store(store, tmp_path):
+    """Products moved to another category and merchant, a title blanked, a video failed and later ok again with
+    another duration, an image's tier changed, a product's spec rows replaced, new products: after each
+    incremental run every kept total equals the same total grouped from the store, the page equals a full
+    rebuild's, and only the written groups' facts were made."""
+    settings = _settings(store)
+    store.write("products", [{**p, "merchant_id": f"m{i % 3}"} for i, p in enumerate(_products(0, 20))])
+    store.write("media", _media(range(20)))
+    build(store, settings, out=tmp_path / "r")
+    assert len(_kept_totals(store)) == len(facts.KEPT_TOTALS)
+
+    moved = _products(3, 5)
+    moved[0].update(category_path=["家电", "冰箱"], merchant_id="m9")
+    moved[1].update(title=" ", merchant_id="m9")
+    store.write("products", moved + _products(20, 24))
+    store.write("media", _media([5], status="failed") + [{**_media([6])[0], "quality_tier": 3}] + _media(range(20, 24)))
+    store.write("specs", [{"product_id": "shopa:7", "position": k, "property": "颜色", "value": v}
+                          for k, v in enumerate(["红", "蓝"])])
+    again = build(store, settings, out=tmp_path / "r")
+    assert again.stats.details["facts"] == {"products": 6, "media": 11, "specs": 2}
+    assert _kept_totals(store) == _live_totals(store)
+    page = _page(again)
+    assert 'data-key="media.video.failed" data-value="1"' in page and 'data-key="captions" data-value="23"' in page
+    assert page == _page(build(store, settings, out=tmp_path / "full1", full=True))
+
+    store.write("products", _products(3, 4))  # back where it was
+    store.write("media", _media([5], shift=0.5))
+    third = build(store, settings, out=tmp_path / "r")
+    assert third.stats.details["facts"] == {"products": 1, "media": 2}
+    assert _kept_totals(store) == _live_totals(store)
+    assert _page(third) == _page(build(store, settings, out=tmp_path / "full2", full=True))
+    assert _figures(third) == _figures(build(store, settings, out=tmp_path / "full3", full=True))
+
+
+@pytest.mark.parametrize("at", [1, 3, 6, 9, 12])
+def test_a_run_killed_while_writing_its_facts_or_totals_runs_again_to_the_full_result(store, tmp_path, monkeypatch, at):
+    """Killed at the ``at``-th facts or totals file it writes (after the files before it are in place, none
+    named by the state yet), the next run gives the totals grouped from the store and a full rebuild's page."""
+    settings = _settings(store)
+    store.write("media", _media(range(20)))
+    build(store, settings, out=tmp_path / "r")
+    store.write("products", _products(5, 25, title="改"))
+    store.write("media", _media([2, 3], status="failed") + _media(range(20, 25)))
+    store.write("specs", _specs(18, 25))
+    written, real = [], facts._write
+
+    def killed(folder, name, rows):
+        written.append(name)
+        if len(written) == at:
+            raise KeyboardInterrupt("killed")
+        return real(folder, name, rows)
+
+    with monkeypatch.context() as m:
+        m.setattr(facts, "_write", killed)
+        with pytest.raises(KeyboardInterrupt):
+            build(store, settings, out=tmp_path / "r")
+    again = build(store, settings, out=tmp_path / "r")
+    assert again.stats.details["changes"] == {"new": 5, "changed": 15, "unchanged": 5}
+    assert _kept_totals(store) == _live_totals(store)
     assert _page(again) == _page(build(store, settings, out=tmp_path / "full", full=True))

@@ -127,10 +127,31 @@ REPORT_MEDIA_COLUMNS = ("product_id", "media_id", "source_media_id", "kind", "ro
                         "quality_tier", "duration", "error")
 
 
-# The tables the report reads through its connection's views (the facts' and the sections' SQL);
-# the others are only counted (``Store.count``), so their views are not made: the view of every
-# part of ``pools`` (5M rows in 14 parts at 100k products) is not planned and bound each run.
-VIEWS = ("products", "media", "specs", "label_map", "taxonomy", "caption_match", "dedup", "splits", "runs")
+# The tables the sections read through the report's connection's views; the others are only
+# counted (``Store.count``), so their views are not made: the view of every part of ``pools`` (5M
+# rows in 14 parts at 100k products) is not planned and bound each run.
+VIEWS = ("label_map", "taxonomy", "caption_match", "dedup", "splits", "runs")
+# The large tables, read only to make facts of every row (the first and full runs; an incremental run on
+# object storage) and for the gallery's new picks: their views are made on first use, in a connection of
+# their own (:class:`Large`), so an incremental run with no new pick does not plan and bind them.
+LARGE = ("products", "media", "specs")
+
+
+class Large:
+    """The connection with the views of :data:`LARGE`, made on first use (``large()``); closed by ``close``."""
+
+    def __init__(self, store):
+        self.store, self.con = store, None
+
+    def __call__(self):
+        if self.con is None:
+            self.con = self.store.connect(only=LARGE)
+            _hold_media(self.store, self.con)
+        return self.con
+
+    def close(self) -> None:
+        if self.con is not None:
+            self.con.close()
 
 
 def _hold_media(store, con) -> None:
@@ -156,7 +177,7 @@ def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, trut
     charts = Charts(into / "figures", last.figures, last.summary.get("charts"))
     top = settings.report.top
     con = store.connect(only=VIEWS)
-    _hold_media(store, con)
+    large = Large(store)
     sections: list[tuple[str, str, Html]] = []
     empties: list[str] = []
     memo: dict = {}
@@ -167,7 +188,7 @@ def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, trut
             empties.append(anchor)
 
     def sample_gallery():
-        body, is_empty, memo["gallery"] = gallery(con, store, assets_dir, settings.report.samples_per_category, stats,
+        body, is_empty, memo["gallery"] = gallery(con, large, store, assets_dir, settings.report.samples_per_category, stats,
                                                   last.summary.get("gallery"), None if f.whole else f.touched)
         return body, is_empty
 
@@ -175,7 +196,7 @@ def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, trut
     rows = {t: int(n) for t, n in (last.summary.get("rows") or {}).items()
             if t in marks and t in last.watermarks and marks[t] <= int(last.watermarks[t])}
     try:
-        f = facts.update(store, con, kept, last.facts, last.watermarks, marks)
+        f = facts.update(store, con, large, kept, last.facts, last.watermarks, marks)
         steps = [
             ("overview", "Overview", lambda: builders.overview(con, store, rows)),
             ("long-tail", "Category long tail", lambda: builders.long_tail(con, charts)),
@@ -202,6 +223,7 @@ def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, trut
         facts.forget_others(kept, f.files, last.kept_facts)  # the state in force names the latter until saved
     finally:
         con.close()
+        large.close()
     stats.details["figures_drawn"] = charts.drawn
     memo.update(facts=f.files, facts_version=facts.VERSION, charts=charts.keys,
                 rows={t: n for t, n in rows.items() if t in marks})

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .svg import Canvas, Plot, Scale, log_range, width_of
 
-STYLE = 3  # change it with the look of any figure: every figure is drawn again
+STYLE = 4  # change it with the look of any figure: every figure is drawn again
 
 COLOR = "#3b6ea8"
 BARS_UP_TO = 100  # a long tail of more categories is drawn as one filled step outline (bars would not show apart)
@@ -147,20 +147,27 @@ class Charts:
             p.canvas.path(star, fill="black", closed=True)
         return p.svg()
 
-    @_drawn_once
-    def histogram(self, values: list[float], title: str, xlabel: str, bins: int = 30,
-                  log_y: bool = False) -> str | None:
-        """Counts of ``values`` in equal bins between the smallest and the largest (at most one per distinct value)."""
+    def histogram(self, name: str, values: list[float], title: str, xlabel: str, bins: int = 30,
+                  log_y: bool = False, weights: list[int] | None = None) -> str | None:
+        """Counts of ``values`` (each ``weights[i]`` times, else once) in equal bins between the smallest
+        and the largest (at most one per distinct value)."""
         if not values:
             return None
+        weights = [1] * len(values) if weights is None else weights
         lo, hi = min(values), max(values)
         bins = max(1, min(bins, len(set(values))))
         if lo == hi:
             lo, hi = lo - 0.5, hi + 0.5
         width = (hi - lo) / bins
         counts = [0] * bins
-        for v in values:
-            counts[min(int((v - lo) / width), bins - 1)] += 1
+        for v, w in zip(values, weights):
+            counts[min(int((v - lo) / width), bins - 1)] += w
+        return self._bins(name, lo, hi, counts, title, xlabel, log_y)
+
+    @_drawn_once
+    def _bins(self, lo: float, hi: float, counts: list[int], title: str, xlabel: str, log_y: bool) -> str | None:
+        """A histogram of ``counts`` in equal bins from ``lo`` to ``hi`` (keyed by the bins, not the values)."""
+        width = (hi - lo) / len(counts)
         y = (*log_range(counts), True) if log_y else (0, max(counts) * 1.05, False)
         p = Plot.make(WIDTH, 240, title, (lo, hi, False), y)
         p.axes(xlabel, "count")

@@ -1,9 +1,11 @@
 """What the report shows, computed by SQL: one function per section, no drawing here.
 
-The large tables are read through the report's facts (:mod:`.facts`: the tables ``report_products``
-and ``report_media`` of the report's connection, one narrow row per product or media row, with
-``report_flags``, each product's modalities, and ``report_spec_values``, rows per spec value); the
-small ones (label_map, taxonomy, dedup, ...) directly.
+The large tables are read through the running totals kept beside the report's facts (:mod:`.facts`:
+views of the report's connection named ``report_<total>``: products per platform and breadcrumb, per
+merchant and per title length; media rows per kind, status, tier and failure reason; videos per
+duration; products per exact combination of modalities; rows per spec value), so no statistic reads
+a row per product; the splits section and the gallery read ``report_flags`` (each product's
+breadcrumb and modalities); the small tables (label_map, taxonomy, dedup, ...) are read directly.
 Every function returns plain Python values (lists of tuples, dicts), so a test can compare the
 numbers written into the page with the same SQL over the store. A section whose tables are empty
 returns empty values; the page then says which command fills it.
@@ -24,8 +26,14 @@ LEVELS = {1: "class", 2: "sub-class", 3: "subsub-class"}
 
 # A product's unified labels: its breadcrumb joined by ' > ' is a label_map row of its platform.
 LABELLED = """
-    SELECT p.product_id, p.merchant_id, l.class_id, l.sub_class_id, nullif(l.subsub_class_id, 0) AS subsub_class_id
-    FROM report_products p JOIN label_map l ON l.platform = p.platform AND l.raw_path = p.path
+    SELECT p.product_id, l.class_id, l.sub_class_id, nullif(l.subsub_class_id, 0) AS subsub_class_id
+    FROM report_flags p JOIN label_map l ON l.platform = p.platform AND l.raw_path = p.path
+    WHERE l.class_id IS NOT NULL
+"""
+# ... and the products per unified label, from the products per breadcrumb
+LABELLED_PATHS = """
+    SELECT p.n, l.class_id, l.sub_class_id, nullif(l.subsub_class_id, 0) AS subsub_class_id
+    FROM report_paths p JOIN label_map l ON l.platform = p.platform AND l.raw_path = p.path
     WHERE l.class_id IS NOT NULL
 """
 
@@ -53,9 +61,9 @@ def overview(con, tables: list[str], store=None, rows: dict[str, int] | None = N
     """The overview's counts; the rows of each of ``tables`` from ``rows`` (the counts of tables not
     written since they were counted: the ones counted here are added to it), else by :func:`table_rows`
     (``store`` given) or by counting its view."""
-    products = one(con, "SELECT count(*) FROM report_products")
+    products = int(one(con, "SELECT coalesce(sum(n), 0) FROM report_paths"))
     specs = int(one(con, "SELECT coalesce(sum(n), 0) FROM report_spec_values"))
-    media = one(con, "SELECT count(*) FROM report_media")
+    media = int(one(con, "SELECT coalesce(sum(n), 0) FROM report_media"))
     known = {"products": products, "specs": specs, "media": media}  # the facts are a row per row of these
     rows = {} if rows is None else rows
     for t in tables:
@@ -63,8 +71,8 @@ def overview(con, tables: list[str], store=None, rows: dict[str, int] | None = N
             rows[t] = known[t] if t in known else table_rows(con, store, t)
     return Overview(
         products=products, specs=specs, media=media,
-        platforms=_rows(con, "SELECT platform, count(*) FROM report_products GROUP BY 1 ORDER BY 2 DESC, 1"),
-        merchants=one(con, "SELECT count(DISTINCT merchant_id) FROM report_products"),
+        platforms=_rows(con, "SELECT platform, sum(n)::BIGINT FROM report_paths GROUP BY 1 ORDER BY 2 DESC, 1"),
+        merchants=one(con, "SELECT count(*) FROM report_merchants WHERE merchant_id IS NOT NULL"),
         tables={t: rows[t] for t in tables},
     )
 
@@ -82,15 +90,16 @@ def long_tail(con) -> dict[int, list[tuple[str, int]]]:
     out: dict[int, list[tuple[str, int]]] = {}
     for level, column in ((1, "class_id"), (2, "sub_class_id"), (3, "subsub_class_id")):
         out[level] = _rows(con, f"""
-            SELECT coalesce(t.name, CAST(x.{column} AS VARCHAR)) AS name, count(*) AS n
-            FROM ({LABELLED}) x LEFT JOIN taxonomy t ON t.level = {level} AND t.label_id = x.{column}
+            SELECT coalesce(t.name, CAST(x.{column} AS VARCHAR)) AS name, sum(x.n)::BIGINT AS n
+            FROM ({LABELLED_PATHS}) x LEFT JOIN taxonomy t ON t.level = {level} AND t.label_id = x.{column}
             WHERE x.{column} IS NOT NULL GROUP BY x.{column}, t.name ORDER BY n DESC, name""")
     return out
 
 
 def raw_categories(con) -> list[tuple[str, int]]:
     """Products per raw breadcrumb (when the store is not aligned yet)."""
-    return _rows(con, "SELECT path AS c, count(*) AS n FROM report_products WHERE levels > 0 GROUP BY 1 ORDER BY n DESC, c")
+    return _rows(con, "SELECT path AS c, sum(n)::BIGINT AS n FROM report_paths WHERE levels > 0 GROUP BY 1 "
+                      "ORDER BY n DESC, c")
 
 
 @dataclass
@@ -106,7 +115,7 @@ class Completeness:
 def completeness(con) -> Completeness:
     """Modality completeness like supplementary F: each modality, each exact combination, and the cumulative sets."""
     cols = ", ".join(f"m_{m}" for m in MODALITIES)
-    rows = _rows(con, f"SELECT {cols}, count(*) FROM report_flags GROUP BY ALL")
+    rows = _rows(con, f"SELECT {cols}, sum(n)::BIGINT FROM report_combos GROUP BY ALL")
     single = dict.fromkeys(MODALITIES, 0)
     combos: dict[tuple[str, ...], int] = {}
     total = image_text = image_text_table = all_five = 0
@@ -124,15 +133,10 @@ def completeness(con) -> Completeness:
     return Completeness(total, single, ordered, image_text, image_text_table, all_five)
 
 
-# Histograms are drawn from a seeded reservoir sample of at most this many values (every value below
-# it), so the report's time and size do not grow with the store; the numbers stated are exact (SQL).
-SAMPLE_ROWS = 100_000
-SAMPLE_SEED = 42
-
-
 @dataclass
 class Series:
-    values: list  # sorted; every value, or a seeded sample of SAMPLE_ROWS of them
+    values: list  # every distinct value, ascending
+    weights: list[int]  # how many of each
     count: int
     mean: float | None
     median: float | None  # the value at index count // 2 of the sorted values
@@ -147,28 +151,34 @@ class Distributions:
 
 
 def series(con, sql: str) -> Series:
-    """Exact count, mean, median and max of ``sql``'s one column, and its values or a sample of them.
+    """Exact count, mean, median and max of the values counted by ``sql`` (rows of a value and how
+    many times it occurs: a kept total), and the distinct values with their counts (the histogram).
 
-    The sample is systematic over the sorted values (every ``count / SAMPLE_ROWS``-th), so it is the
-    same whatever order the rows come in, and the mean is summed in sorted order for the same reason.
+    The mean is an exactly rounded sum (``math.fsum``), so it does not depend on the order of the values.
     """
-    import numpy as np
+    import math
 
-    x = con.execute(f"SELECT x FROM ({sql}) t(x) WHERE x IS NOT NULL ORDER BY x").fetchnumpy()["x"]
-    x = np.asarray(x)
-    count = len(x)
-    if not count:
-        return Series([], 0, None, None, None)
-    values = x if count <= SAMPLE_ROWS else x[(np.arange(SAMPLE_ROWS, dtype=np.int64) * count) // SAMPLE_ROWS]
-    return Series(values.tolist(), count, float(x.astype(np.float64).mean()), x[count // 2].item(), x[-1].item())
+    rows = _rows(con, f"SELECT x, sum(n)::BIGINT FROM ({sql}) t(x, n) WHERE x IS NOT NULL GROUP BY 1 "
+                      "HAVING sum(n) > 0 ORDER BY 1")
+    if not rows:
+        return Series([], [], 0, None, None, None)
+    values, weights = [x for x, _ in rows], [int(w) for _, w in rows]
+    count = sum(weights)
+    median, seen = values[-1], 0
+    for x, w in zip(values, weights):
+        seen += w
+        if seen > count // 2:
+            median = x
+            break
+    return Series(values, weights, count, math.fsum(x * w for x, w in zip(values, weights)) / count, median, values[-1])
 
 
 def distributions(con) -> Distributions:
     """Video duration, caption length and products per merchant (supplementary Figure 9)."""
     return Distributions(
-        video_seconds=series(con, "SELECT duration FROM report_media WHERE kind = 'video' AND status = 'ok'"),
-        caption_chars=series(con, "SELECT title_chars FROM report_products"),
-        merchant_products=series(con, "SELECT count(*) FROM report_products WHERE merchant_id IS NOT NULL GROUP BY merchant_id"),
+        video_seconds=series(con, "SELECT duration, n FROM report_durations"),
+        caption_chars=series(con, "SELECT title_chars, n FROM report_titles"),
+        merchant_products=series(con, "SELECT n, count(*) FROM report_merchants WHERE merchant_id IS NOT NULL GROUP BY 1"),
     )
 
 
@@ -183,7 +193,7 @@ def top_properties(con, top: int) -> list[tuple[str, int, int, str]]:
 
 
 def image_tiers(con) -> list[tuple[str, int]]:
-    rows = _rows(con, "SELECT quality_tier, count(*) FROM report_media WHERE kind = 'image' AND status = 'ok' "
+    rows = _rows(con, "SELECT quality_tier, sum(n)::BIGINT FROM report_media WHERE kind = 'image' AND status = 'ok' "
                       "AND quality_tier IS NOT NULL GROUP BY 1 ORDER BY 1")
     names = {1: "1 (high)", 2: "2 (medium)", 3: "3 (low)"}
     return [(names.get(t, str(t)), n) for t, n in rows]
@@ -207,12 +217,12 @@ def media_failures(con) -> list[tuple[str, str, str, int]]:
     """(kind, status, reason, media) for every media row that is not ok or pending, one per reason
     (``FAILURE_REASON``: the error without the file, URL or size it names)."""
     return _rows(con, """
-        SELECT kind, status, reason, count(*) AS n
+        SELECT kind, status, reason, sum(n)::BIGINT AS n
         FROM report_media WHERE status NOT IN ('ok', 'pending') GROUP BY 1, 2, 3 ORDER BY n DESC, 1, 2, 3""")
 
 
 def media_status(con) -> list[tuple[str, str, int]]:
-    return _rows(con, "SELECT kind, status, count(*) FROM report_media GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2")
+    return _rows(con, "SELECT kind, status, sum(n)::BIGINT FROM report_media GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2")
 
 
 def match_levels(con) -> list[tuple[str, int]]:
@@ -230,15 +240,20 @@ class Duplicates:
 
 
 def duplicates(con) -> Duplicates:
-    sizes = _rows(con, "SELECT n, count(*) FROM (SELECT group_id, count(*) AS n FROM dedup GROUP BY 1) "
-                       "WHERE n > 1 GROUP BY 1 ORDER BY 1")
-    return Duplicates(
-        products=one(con, "SELECT count(*) FROM dedup"),
-        groups=sum(g for _, g in sizes),
-        grouped=sum(n * g for n, g in sizes),
-        sizes=sizes,
-        rules=_rows(con, "SELECT rule, count(*) FROM dedup WHERE rule IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1"),
-    )
+    """The dedup table's groups: its view (a window over every part) read once, as products per group and rule."""
+    con.execute("CREATE OR REPLACE TEMP TABLE report_dedup AS SELECT group_id, rule, count(*) AS n FROM dedup GROUP BY ALL")
+    try:
+        sizes = _rows(con, "SELECT n, count(*) FROM (SELECT group_id, sum(n)::BIGINT AS n FROM report_dedup GROUP BY 1) "
+                           "WHERE n > 1 GROUP BY 1 ORDER BY 1")
+        return Duplicates(
+            products=int(one(con, "SELECT coalesce(sum(n), 0) FROM report_dedup")),
+            groups=sum(g for _, g in sizes),
+            grouped=sum(n * g for n, g in sizes),
+            sizes=sizes,
+            rules=_rows(con, "SELECT rule, sum(n)::BIGINT FROM report_dedup WHERE rule IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1"),
+        )
+    finally:
+        con.execute("DROP TABLE report_dedup")
 
 
 @dataclass
@@ -372,10 +387,8 @@ class Sample:
 def gallery_picks(con, per_category: int, categories: int = 6) -> list[tuple[str, str]]:
     """(product_id, category) of the first few products (by id) with a downloaded image of each top category."""
     return _rows(con, """
-        WITH c AS (SELECT p.path AS cat, p.product_id,
-                          row_number() OVER (PARTITION BY p.path ORDER BY p.product_id) AS k
-                   FROM report_products p JOIN report_flags f ON f.product_id = p.product_id
-                   WHERE p.levels > 0 AND f.m_image),
+        WITH c AS (SELECT path AS cat, product_id, row_number() OVER (PARTITION BY path ORDER BY product_id) AS k
+                   FROM report_flags WHERE levels > 0 AND m_image),
              top AS (SELECT cat, count(*) AS n FROM c GROUP BY 1 ORDER BY n DESC, cat LIMIT ?)
         SELECT c.product_id, c.cat FROM c JOIN top USING (cat) WHERE c.k <= ? ORDER BY top.n DESC, c.cat, c.k""",
         [categories, per_category])

@@ -13,7 +13,17 @@ complete run (``store.changed``: products and specs by product, media by media_i
 facts of just those groups and writes them as one more file of the table's facts, whose rows stand
 in for every earlier row of their groups (at :data:`MAX_FILES` files, or facts of over
 :data:`MAX_SHARE` of the rows in one run, the table's facts are written as one file again). The first run, a run with ``full``, or one
-whose kept facts are missing, makes every fact. The files live under ``derived/report/facts/``
+whose kept facts are missing, makes every fact.
+
+The page is drawn from running totals kept beside the facts (:data:`TOTALS`: counts per platform and
+breadcrumb, merchant, title length, media kind / status / tier / reason, video duration, per product
+and kind of ok media, per spec value and per product with spec rows; and the products per exact
+combination of modalities), one file each. A full run groups every fact; an incremental run moves the
+kept totals by the changed groups' old facts (taken away) and new ones (added), and the combinations
+by the flags of the products whose rows changed, before and after: it reads what changed and the
+totals, never every fact. Integer sums, so both ways give the same totals.
+
+The files live under ``derived/report/facts/``
 (``Store.kept``: on object storage a local copy written back when the block ends) under names of
 their own per run; the report's state (``derived/state/report.json``, saved last) names the ones in
 force, so a killed run leaves the previous ones in force (its own files are removed by the next).
@@ -25,12 +35,13 @@ import uuid
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .data import FAILURE_REASON
 
 KEPT = "derived/report"
-VERSION = 1  # of the facts' layout: another version makes every fact again
+VERSION = 2  # of the facts' and totals' layout: another version makes every fact again
 
 # the table's changed-group column and the SQL of the facts of its rows (in no order: every statistic
 # of the page is a GROUP BY with a total order, the same whatever order the facts are in)
@@ -48,29 +59,43 @@ SOURCES = {
         SELECT product_id, property, value, count(*)::BIGINT AS n FROM specs {where} GROUP BY ALL"""),
 }
 KEPT_VIEWS = {t: f"report_{t}_kept" for t in SOURCES}  # views of the kept files in the report's connection
-HELD = {t: f"report_{t}" for t in ("products", "media")}  # ... and the facts held in its memory, read by .data
+WAS = {t: f"report_{t}_was" for t in SOURCES}  # ... and of the files in force before this run (for the deltas)
 
-# Held once per run beside the facts, as read by several sections: the modalities of each product
-# (``storage.stats.MODALITY_SQL``, over the facts) and the rows per spec value.
-DERIVED = {
-    "report_flags": """
-        SELECT p.product_id, coalesce(m.m_image, false) AS m_image, p.title_chars IS NOT NULL AS m_caption,
-               s.product_id IS NOT NULL AS m_table, coalesce(m.m_video, false) AS m_video,
-               coalesce(m.m_audio, false) AS m_audio
-        FROM report_products p
-        LEFT JOIN (SELECT product_id, bool_or(kind = 'image' AND status = 'ok') AS m_image,
-                          bool_or(kind = 'video' AND status = 'ok') AS m_video,
-                          bool_or(kind = 'audio' AND status = 'ok') AS m_audio
-                   FROM report_media GROUP BY 1) m ON m.product_id = p.product_id
-        LEFT JOIN report_spec_products_kept s ON s.product_id = p.product_id""",
-    "report_spec_values": "SELECT property, value, n FROM report_spec_values_kept",
+# The running totals the page is drawn from, kept beside the facts: name -> (its facts table, the SQL
+# grouping a relation ``{f}`` of those facts into its keys and ``n``). A full run groups every fact;
+# an incremental run adds the groups of the changed groups' new facts to the kept totals and takes
+# away those of their old facts (:func:`_delta`), so it reads only what changed. The sums are
+# integers: both ways give the same totals, whatever order the facts come in.
+TOTALS = {
+    "paths": ("products", "SELECT platform, path, levels, count(*)::BIGINT AS n FROM {f} GROUP BY ALL"),
+    "merchants": ("products", "SELECT merchant_id, count(*)::BIGINT AS n FROM {f} GROUP BY ALL"),
+    "titles": ("products", "SELECT title_chars, count(*)::BIGINT AS n FROM {f} GROUP BY ALL"),
+    "media": ("media", "SELECT kind, status, quality_tier, reason, count(*)::BIGINT AS n FROM {f} GROUP BY ALL"),
+    "durations": ("media", "SELECT duration, count(*)::BIGINT AS n FROM {f} "
+                           "WHERE kind = 'video' AND status = 'ok' AND duration IS NOT NULL GROUP BY ALL"),
+    "media_products": ("media", "SELECT product_id, kind, count(*)::BIGINT AS n FROM {f} "
+                                "WHERE status = 'ok' AND kind IN ('image', 'video', 'audio') GROUP BY ALL"),
+    "spec_values": ("specs", "SELECT property, value, sum(n)::BIGINT AS n FROM {f} GROUP BY ALL"),
+    "spec_products": ("specs", "SELECT product_id, sum(n)::BIGINT AS n FROM {f} GROUP BY ALL"),
 }
+TOTAL_VIEWS = {name: f"report_{name}" for name in TOTALS}  # views of the kept totals, read by .data
 
-# Sums of the spec facts (the largest: a row per product and spec value), kept beside them and
-# updated by what changed (less the changed products' old rows, plus their new ones), so that a run
-# does not group every spec fact again: rows per spec value, and per product that has spec rows.
-SUMS = {"spec_values": "property, value", "spec_products": "product_id"}
-
+# Each product's five modalities (``storage.stats.MODALITY_SQL``, over the facts and the totals ``{m}``
+# (media_products) and ``{s}`` (spec_products)), with its breadcrumb: ``{p}`` a relation of products' facts.
+FLAGS = """
+    SELECT p.product_id, p.platform, p.path, p.levels, coalesce(m.m_image, false) AS m_image,
+           p.title_chars IS NOT NULL AS m_caption, s.product_id IS NOT NULL AS m_table,
+           coalesce(m.m_video, false) AS m_video, coalesce(m.m_audio, false) AS m_audio
+    FROM {p} p
+    LEFT JOIN (SELECT product_id, bool_or(kind = 'image') AS m_image, bool_or(kind = 'video') AS m_video,
+                      bool_or(kind = 'audio') AS m_audio
+               FROM {m} GROUP BY 1) m ON m.product_id = p.product_id
+    LEFT JOIN {s} s ON s.product_id = p.product_id"""
+# ... and the running total of products per exact combination of them (kept as the others, its delta
+# from the flags before and after of the products whose rows of any table changed)
+COMBOS = "SELECT m_image, m_caption, m_table, m_video, m_audio, count(*)::BIGINT AS n FROM ({flags}) GROUP BY ALL"
+KEPT_TOTALS = (*TOTALS, "combos")
+FLAGS_VIEW = "report_flags"  # every product's flags, held once per run in the report's connection (splits, gallery)
 
 # An incremental run writes the facts of what changed as a file of its own, whose rows stand in for
 # every earlier row of the same groups; when a table has this many files already, or the run's facts
@@ -83,34 +108,51 @@ MAX_SHARE = 0.25
 class Facts:
     """The facts of this run: their files (under the kept folder), and what changed per table."""
 
-    files: dict[str, list[str]] = field(default_factory=dict)  # table -> file names under facts/, oldest first
+    files: dict[str, list[str]] = field(default_factory=dict)  # table or "total:<name>" -> file names under facts/, oldest first
     changed: dict[str, pa.Table] = field(default_factory=dict)  # table -> store.changed rows (incremental)
     made: dict[str, int] = field(default_factory=dict)  # table -> facts made this run
     whole: list[str] = field(default_factory=list)  # tables whose facts were all made again
     touched: set[str] = field(default_factory=set)  # products whose rows of any table changed (when none is whole)
 
 
-def update(store, con, kept, previous: dict | None, since: dict[str, int], marks: dict[str, int]) -> Facts:
-    """Make this run's facts in ``kept.path / "facts"`` and register them as views of ``con``.
+def update(store, con, large, kept, previous: dict | None, since: dict[str, int], marks: dict[str, int]) -> Facts:
+    """Make this run's facts and totals in ``kept.path / "facts"`` and register them as views of ``con``.
 
-    ``previous``: the last complete run's facts files (None: make every fact); ``since``: its
-    watermarks. A table written since gets its changed groups' facts made again; the others keep theirs.
+    ``large()``: a connection with the views of the products, media and specs tables (called only to
+    make every fact of a table, or, on object storage, the facts of its changed groups).
+    ``previous``: the last complete run's files (None: make every fact); ``since``: its watermarks.
+    A table written since gets its changed groups' facts made again and its totals moved by their
+    delta; the others keep theirs.
     """
     out = Facts()
     folder = kept.path / "facts"
     folder.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:12]
-    delta = None  # (the changed products' spec facts before, after)
+    deltas: dict[str, tuple[pa.Table, pa.Table]] = {}  # table -> its changed groups' facts (before, after)
+    recent = _Recent(store, large)
+    try:
+        _tables(store, con, recent, kept, out, token, previous, since, marks, deltas)
+    finally:
+        recent.close()
+    _totals(con, kept, folder, token, previous or {}, out, deltas)
+    return out
+
+
+def _tables(store, con, recent: _Recent, kept, out: Facts, token: str, previous: dict | None, since: dict[str, int],
+            marks: dict[str, int], deltas: dict) -> None:
+    """Each table's facts: all made, kept, or those of its changed groups added (their old and new ones in ``deltas``)."""
+    folder = kept.path / "facts"
     for table, (group, sql) in SOURCES.items():
         old = list((previous or {}).get(table) or [])
         paths = [kept.fetch(f"facts/{n}") for n in old]
         if not old or None in paths:  # the first run, full, or a file gone: every fact
-            facts = con.sql(sql.replace("{where}", "")).to_arrow_table()
+            facts = recent.large().sql(sql.replace("{where}", "")).to_arrow_table()
             out.files[table] = [_write(folder, f"{table}-{token}.parquet", facts)]
             out.made[table], out.whole = facts.num_rows, out.whole + [table]
-            _register(con, table, [folder / n for n in out.files[table]], group)
+            _register(con, KEPT_VIEWS[table], [folder / n for n in out.files[table]], group)
             continue
-        _register(con, table, paths, group)
+        _register(con, KEPT_VIEWS[table], paths, group)
+        _register(con, WAS[table], paths, group)
         out.files[table] = old
         if marks.get(table, 0) <= int(since.get(table, 0)):
             continue  # nothing of this table written since: its facts stand
@@ -118,18 +160,22 @@ def update(store, con, kept, previous: dict | None, since: dict[str, int], marks
         out.changed[table] = changed
         con.register("report_keys", changed.select([group]))
         try:
-            fresh = _fresh(store, con, table, sql.replace("{where}", f"WHERE {group} IN (SELECT {group} FROM report_keys)"),
-                           int(since.get(table, 0)), changed.select([group]))
-            if table == "media":  # a changed media row's product, before and after
-                out.touched.update(r[0] for r in con.sql(f"SELECT product_id FROM {KEPT_VIEWS[table]} WHERE media_id IN "
-                                                         "(SELECT media_id FROM report_keys)").fetchall())
-                out.touched.update(fresh.column("product_id").to_pylist())
+            fresh = recent.facts(table, sql.replace("{where}", f"WHERE {group} IN (SELECT {group} FROM report_keys)"),
+                                 int(since.get(table, 0)), changed.select([group]))
+            seen = changed.filter(pc.invert(changed.column("is_new"))).select([group])  # no kept fact of a new group
+            if seen.num_rows:
+                con.register("report_seen", seen)
+                try:
+                    was = con.sql(f"SELECT * FROM {KEPT_VIEWS[table]} WHERE {group} IN (SELECT {group} FROM report_seen)"
+                                  ).to_arrow_table()
+                finally:
+                    con.unregister("report_seen")
             else:
-                out.touched.update(changed.column(group).to_pylist())
+                was = fresh.schema.empty_table()
+            deltas[table] = (was, fresh)
+            out.touched.update((fresh.column("product_id").to_pylist() + was.column("product_id").to_pylist())
+                               if table == "media" else changed.column(group).to_pylist())
             out.made[table] = fresh.num_rows
-            if table == "specs":  # the changed products' spec facts before and after, for the sums
-                delta = (con.sql(f"SELECT * FROM {KEPT_VIEWS[table]} WHERE product_id IN (SELECT product_id FROM report_keys)"
-                                 ).to_arrow_table(), fresh)
             if not fresh.num_rows:
                 continue
             total = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
@@ -140,75 +186,115 @@ def update(store, con, kept, previous: dict | None, since: dict[str, int], marks
         finally:
             con.unregister("report_keys")
         out.files[table] = old + [_write(folder, f"{table}-{token}.parquet", fresh)]
-        _register(con, table, [folder / n for n in out.files[table]], group)
-    _sums(con, kept, folder, token, previous, out, delta)
-    hold(con)
-    return out
+        _register(con, KEPT_VIEWS[table], [folder / n for n in out.files[table]], group)
 
 
-def _fresh(store, con, table: str, sql: str, since: int, keys: pa.Table) -> pa.Table:
-    """The rows of ``sql`` (the facts of the changed groups ``keys``), read from the parts written
-    since ``since`` only: a group written since has its newest write there whole, so the view over
-    those parts gives its rows as the table's view does (the other parts are not scanned). A store on
-    object storage reads its view of every part."""
-    import duckdb
+class _Recent:
+    """Reads the facts of changed groups from the parts written since (:meth:`facts`), on one
+    connection of its own made on first use: its temp views of the tables must not replace the
+    views of the store's connections."""
 
-    from ..storage.changes import part_seq
-    from ..storage.objects import is_store_url
-    from ..storage.schema import table_spec
+    def __init__(self, store, large):
+        self.store, self.large, self.con = store, large, None
 
-    if is_store_url(str(store.root)):
-        return con.sql(sql).to_arrow_table()
-    recent = [p for p in store.parts(table) if part_seq(p) > since]
-    own = duckdb.connect()  # a connection of its own: the view's temp tables must not replace those of ``con``'s view
-    try:
-        own.execute("SET enable_progress_bar = false")  # as the store's connections: no bar of DuckDB's own on stdout
-        own.execute(f"CREATE TEMP VIEW {table} AS {store.read_sql(own, table_spec(table), parts=recent)}")
-        own.register("report_keys", keys)
-        return own.sql(sql).to_arrow_table()
-    finally:
-        own.close()
+    def facts(self, table: str, sql: str, since: int, keys: pa.Table) -> pa.Table:
+        """The rows of ``sql`` (the facts of the changed groups ``keys``), read from the parts written
+        since ``since`` only: a group written since has its newest write there whole, so the view over
+        those parts gives its rows as the table's view does (the other parts are not scanned). A store on
+        object storage reads its view of every part (``large()``)."""
+        import duckdb
 
+        from ..storage.changes import part_seq
+        from ..storage.objects import is_store_url
+        from ..storage.schema import table_spec
 
-def _sums(con, kept, folder, token: str, previous: dict | None, out: Facts, delta) -> None:
-    """This run's :data:`SUMS` of the spec facts: kept, updated by ``delta``, or made from every spec fact."""
-    for name, keys in SUMS.items():
-        old = list((previous or {}).get(name) or [])
-        path = kept.fetch(f"facts/{old[0]}") if len(old) == 1 else None
-        if path is not None and "specs" not in out.whole and delta is None:
-            out.files[name] = old  # no spec fact made this run: the sums stand
-            _register_sum(con, name, path)
-            continue
-        if path is None or "specs" in out.whole:
-            rows = con.sql(f"SELECT {keys}, sum(n)::BIGINT AS n FROM {KEPT_VIEWS['specs']} GROUP BY ALL").to_arrow_table()
+        if is_store_url(str(self.store.root)):
+            con = self.large()
         else:
-            con.register("report_before", delta[0])
-            con.register("report_after", delta[1])
-            try:
-                rows = con.sql(f"""
-                    SELECT {keys}, sum(n)::BIGINT AS n FROM (
-                        SELECT {keys}, n FROM read_parquet('{_quoted(path)}')
-                        UNION ALL SELECT {keys}, -n FROM report_before
-                        UNION ALL SELECT {keys}, n FROM report_after)
-                    GROUP BY ALL HAVING sum(n) <> 0""").to_arrow_table()
-            finally:
-                con.unregister("report_before")
-                con.unregister("report_after")
-        out.files[name] = [_write(folder, f"{name}-{token}.parquet", rows)]
-        _register_sum(con, name, folder / out.files[name][0])
+            if self.con is None:
+                self.con = duckdb.connect()
+                self.con.execute("SET enable_progress_bar = false")  # as the store's: no bar of DuckDB's own on stdout
+            con = self.con
+            parts = [p for p in self.store.parts(table) if part_seq(p) > since]
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS "
+                        f"{self.store.read_sql(con, table_spec(table), parts=parts)}")
+        con.register("report_keys", keys)
+        try:
+            return con.sql(sql).to_arrow_table()
+        finally:
+            con.unregister("report_keys")
+
+    def close(self) -> None:
+        if self.con is not None:
+            self.con.close()
 
 
-def _register_sum(con, name: str, path) -> None:
-    con.execute(f"CREATE OR REPLACE VIEW report_{name}_kept AS SELECT * FROM read_parquet('{_quoted(path)}')")
+def _totals(con, kept, folder, token: str, previous: dict, out: Facts, deltas: dict) -> None:
+    """This run's :data:`TOTALS` and combinations: kept, moved by the changed groups' ``deltas``, or
+    grouped from every fact; registered as :data:`TOTAL_VIEWS` with :data:`FLAGS_VIEW` over them."""
+    was: dict[str, str] = {}  # total -> the relation of its kept values before this run
+    for name, (table, sql) in TOTALS.items():
+        old = list(previous.get(f"total:{name}") or [])
+        path = kept.fetch(f"facts/{old[0]}") if len(old) == 1 else None
+        if path is not None:
+            was[name] = f"read_parquet('{_quoted(path)}')"
+        if path is not None and table not in out.whole and table not in deltas:
+            out.files[f"total:{name}"] = old  # nothing of its table changed: the totals stand
+        else:
+            rows = (_delta(con, path, sql, *deltas[table]) if path is not None and table not in out.whole
+                    else con.sql(sql.format(f=KEPT_VIEWS[table])).to_arrow_table())
+            out.files[f"total:{name}"] = [_write(folder, f"total-{name}-{token}.parquet", rows)]
+        con.execute(f"CREATE OR REPLACE VIEW {TOTAL_VIEWS[name]} AS "
+                    f"SELECT * FROM read_parquet('{_quoted(folder / out.files[f'total:{name}'][0])}')")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {FLAGS_VIEW} AS " + FLAGS.format(
+        p=KEPT_VIEWS["products"], m=TOTAL_VIEWS["media_products"], s=TOTAL_VIEWS["spec_products"]))
+    old = list(previous.get("total:combos") or [])
+    path = kept.fetch(f"facts/{old[0]}") if len(old) == 1 else None
+    if path is not None and not out.whole and not out.touched:
+        out.files["total:combos"] = old  # no product's rows changed
+    elif path is None or out.whole or not {"media_products", "spec_products"} <= set(was):
+        rows = con.sql(COMBOS.format(flags=f"SELECT * FROM {FLAGS_VIEW}")).to_arrow_table()
+        out.files["total:combos"] = [_write(folder, f"total-combos-{token}.parquet", rows)]
+    else:  # the touched products' flags before (the kept files in force) and after (this run's)
+        con.register("report_touched", pa.table({"product_id": pa.array(sorted(out.touched), pa.string())}))
+        try:
+            def flags(p, m, s):
+                only = "(SELECT * FROM {} WHERE product_id IN (SELECT product_id FROM report_touched))"
+                return FLAGS.format(p=only.format(p), m=only.format(m), s=only.format(s))
+            before = flags(WAS["products"], was["media_products"], was["spec_products"])
+            after = flags(KEPT_VIEWS["products"], TOTAL_VIEWS["media_products"], TOTAL_VIEWS["spec_products"])
+            rows = con.sql(_MOVED.format(keys=_COMBO_KEYS, kept=f"read_parquet('{_quoted(path)}')",
+                                         before=COMBOS.format(flags=before), after=COMBOS.format(flags=after))
+                           ).to_arrow_table()
+        finally:
+            con.unregister("report_touched")
+        out.files["total:combos"] = [_write(folder, f"total-combos-{token}.parquet", rows)]
+    con.execute(f"CREATE OR REPLACE VIEW report_combos AS "
+                f"SELECT * FROM read_parquet('{_quoted(folder / out.files['total:combos'][0])}')")
 
 
-def hold(con) -> None:
-    """Facts of ``con``'s kept views (:data:`KEPT_VIEWS`) as tables in its memory: :data:`HELD` and
-    :data:`DERIVED` (the spec facts, the largest, are read through their :data:`SUMS` only)."""
-    for table, name in HELD.items():
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {KEPT_VIEWS[table]}")
-    for name, sql in DERIVED.items():
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+_COMBO_KEYS = "m_image, m_caption, m_table, m_video, m_audio"
+# kept totals, less the groups of the changed groups' old facts, plus those of their new ones
+_MOVED = """
+    SELECT {keys}, sum(n)::BIGINT AS n FROM (
+        SELECT {keys}, n FROM {kept}
+        UNION ALL SELECT {keys}, -n FROM ({before})
+        UNION ALL SELECT {keys}, n FROM ({after}))
+    GROUP BY ALL HAVING sum(n) <> 0"""
+
+
+def _delta(con, path, sql: str, before: pa.Table, after: pa.Table) -> pa.Table:
+    """The totals of ``sql`` kept in ``path``, moved from the facts ``before`` to those ``after``."""
+    keys = ", ".join(n for n in pq.read_schema(path).names if n != "n")
+    con.register("report_before", before)
+    con.register("report_after", after)
+    try:
+        return con.sql(_MOVED.format(keys=keys, kept=f"read_parquet('{_quoted(path)}')",
+                                     before=sql.format(f="report_before"), after=sql.format(f="report_after"))
+                       ).to_arrow_table()
+    finally:
+        con.unregister("report_before")
+        con.unregister("report_after")
 
 
 def _write(folder, name: str, rows: pa.Table) -> str:
@@ -225,25 +311,26 @@ def _write(folder, name: str, rows: pa.Table) -> str:
 
 
 def live(con) -> None:
-    """Views of the facts made from the store's tables as they are now, in ``con`` (a store
+    """Views of the facts and totals made from the store's tables as they are now, in ``con`` (a store
     connection): for reading :mod:`.data` without kept facts (tests, one-off queries)."""
     for table, (_, sql) in SOURCES.items():
         con.execute(f"CREATE OR REPLACE VIEW {KEPT_VIEWS[table]} AS {sql.replace('{where}', '')}")
-    for name, keys in SUMS.items():
-        con.execute(f"CREATE OR REPLACE VIEW report_{name}_kept AS "
-                    f"SELECT {keys}, sum(n)::BIGINT AS n FROM {KEPT_VIEWS['specs']} GROUP BY ALL")
-    hold(con)
+    for name, (table, sql) in TOTALS.items():
+        con.execute(f"CREATE OR REPLACE VIEW {TOTAL_VIEWS[name]} AS {sql.format(f=KEPT_VIEWS[table])}")
+    con.execute(f"CREATE OR REPLACE VIEW {FLAGS_VIEW} AS " + FLAGS.format(
+        p=KEPT_VIEWS["products"], m=TOTAL_VIEWS["media_products"], s=TOTAL_VIEWS["spec_products"]))
+    con.execute(f"CREATE OR REPLACE VIEW report_combos AS {COMBOS.format(flags=f'SELECT * FROM {FLAGS_VIEW}')}")
 
 
-def _register(con, table: str, paths: list, group: str) -> None:
-    """The view of ``table``'s facts over its files: each file's rows but those of groups a later file holds."""
+def _register(con, view: str, paths: list, group: str) -> None:
+    """The view ``view`` of a table's facts over its files: each file's rows but those of groups a later file holds."""
     files = [f"'{_quoted(p)}'" for p in paths]
     parts = []
     for i, f in enumerate(files):
         later = files[i + 1:]
         parts.append(f"SELECT * FROM read_parquet({f})" + (
             f" WHERE {group} NOT IN (SELECT {group} FROM read_parquet([{', '.join(later)}]))" if later else ""))
-    con.execute(f"CREATE OR REPLACE VIEW {KEPT_VIEWS[table]} AS {' UNION ALL '.join(parts)}")
+    con.execute(f"CREATE OR REPLACE VIEW {view} AS {' UNION ALL '.join(parts)}")
 
 
 def _quoted(path) -> str:

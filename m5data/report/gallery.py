@@ -20,10 +20,12 @@ __all__ = ["BAD_BLOB", "gallery"]
 BAD_BLOB = "blob path outside the store"  # the failure reason counted for each refused blob path
 
 
-def gallery(con, store, assets: Path, per_category: int, stats: StageStats, kept: dict | None = None,
+def gallery(con, large, store, assets: Path, per_category: int, stats: StageStats, kept: dict | None = None,
             touched: set[str] | None = None) -> tuple[Html, bool, dict]:
     """The gallery section, and what lets the next run skip its reads (the picks and their samples).
 
+    ``con``: the report's connection (the facts); ``large()``: the connection of the products, media
+    and specs views (made on its first call: only when a pick is read).
     ``kept``: the last complete run's; ``touched``: the products whose rows were written since (None:
     unknown). A product picked again (in the same category) and not touched takes its sample from
     ``kept``; only the others are read (none: media and specs are not read); the cards are made anew.
@@ -36,7 +38,7 @@ def gallery(con, store, assets: Path, per_category: int, stats: StageStats, kept
         known = {(s["product_id"], s["category"]): data.Sample(**{**s, "specs": [tuple(kv) for kv in s["specs"]]})
                  for s in kept.get("samples", []) if s["product_id"] not in touched}
     missing = [p for p in picks if p not in known]
-    read = {(s.product_id, s.category): s for s in data.gallery(con, missing)} if missing else {}
+    read = {(s.product_id, s.category): s for s in data.gallery(large(), missing)} if missing else {}
     samples = [known.get(p) or read[p] for p in picks]
     memo = {"samples": [asdict(s) for s in samples]}
     refused = stats.failures[BAD_BLOB]

@@ -82,18 +82,19 @@ def distributions(con, charts: Charts) -> tuple[Html, bool]:
     parts = []
     v, c, m = d.video_seconds, d.caption_chars, d.merchant_products
     if v.count:
-        src = charts.histogram("video_duration", v.values, "video duration", "seconds")
+        src = charts.histogram("video_duration", v.values, "video duration", "seconds", weights=v.weights)
         parts.append(figure(src, html("{} videos; mean {} s, longest {} s.", n("videos", v.count),
                                       n("video.mean_seconds", round(v.mean, 1), ",.1f"),
                                       n("video.max_seconds", round(v.max, 1), ",.1f"))))
     else:
         parts.append(empty("No downloaded videos with a duration.", "m5data download && m5data extract"))
     if c.count:
-        src = charts.histogram("caption_length", c.values, "caption length", "characters")
+        src = charts.histogram("caption_length", c.values, "caption length", "characters", weights=c.weights)
         parts.append(figure(src, html("{} captions; median {} characters.", n("captions", c.count),
                                       n("caption.median_chars", c.median))))
     if m.count:
-        src = charts.histogram("merchant_products", m.values, "products per merchant", "products", log_y=True)
+        src = charts.histogram("merchant_products", m.values, "products per merchant", "products", log_y=True,
+                                 weights=m.weights)
         parts.append(figure(src, html("{} merchants; the largest lists {} products.", n("merchants.count", m.count),
                                       n("merchants.max_products", m.max))))
     is_empty = not (v.count or c.count or m.count)
