@@ -125,17 +125,15 @@ def part_keys(connection, part: Path, spec) -> PartKeys | None:
 
 def parts_keys(parts: list[Path], spec) -> list[tuple[Path, PartKeys | None]]:
     """Each part with its keys (None: unreadable), from the sidecars, made where missing."""
-    # A DuckDB database costs 20-30 ms to open; with every sidecar in place none is needed, and a
-    # store connection plans every table (m5data sql, each stage's reads). A missing one is made on a
-    # cursor of the process's read database (~1 ms: every stage's run adds a part to ``runs``, whose
-    # sidecar the next reader makes).
+    import duckdb
+
+    # A DuckDB connection costs 20-30 ms to open; with every sidecar in place none is needed, and a
+    # store connection plans every table (m5data sql, each stage's reads).
     opened = []
 
     def connection():
-        from .reading import _READS
-
         if not opened:
-            opened.append(_READS.cursor())
+            opened.append(duckdb.connect())
         return opened[0]
 
     try:
