@@ -58,11 +58,9 @@ def lkey_of(platform: str | None, path: list | None) -> str:
     return f"{platform or ''}{LKEY_SEP}{PATH_SEP.join(x for x in path if x is not None) if path is not None else ''}"
 
 
-def flags_table_sql() -> str:
-    """SQL of (product_id, flags) for every product id with a modality (the manifest's definitions)."""
-    f = FLAGS
-    return f"""
-        WITH m AS (
+# per product id: m (its ok media: a main image, a video, an audio), c (an ok, non-blank caption), t (a
+# spec row): the modalities of the manifest and of the carry's flags, one definition for both
+MODALITY_CTES = """m AS (
             SELECT product_id,
                    bool_or(kind = 'image' AND role = 'main') AS image,
                    bool_or(kind = 'video') AS video, bool_or(kind = 'audio') AS audio
@@ -71,7 +69,14 @@ def flags_table_sql() -> str:
             SELECT DISTINCT product_id FROM captions WHERE status = 'ok' AND coalesce(text, '') <> ''
         ), t AS (
             SELECT DISTINCT product_id FROM specs
-        ), mc AS (
+        )"""
+
+
+def flags_table_sql() -> str:
+    """SQL of (product_id, flags) for every product id with a modality (the manifest's definitions)."""
+    f = FLAGS
+    return f"""
+        WITH {MODALITY_CTES}, mc AS (
             SELECT coalesce(m.product_id, c.product_id) AS product_id,
                    CASE WHEN m.image THEN {f['image']} ELSE 0 END + CASE WHEN m.video THEN {f['video']} ELSE 0 END
                    + CASE WHEN m.audio THEN {f['audio']} ELSE 0 END

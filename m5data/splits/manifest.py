@@ -19,7 +19,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from .carry import FLAGS
+from .carry import FLAGS, MODALITY_CTES
 from .labels import PATH_SEP, cat_key_sql
 from .names import check_name
 from .plan import SPLITS
@@ -96,16 +96,7 @@ def split_stats(con, source: str, labels: str | None = None, seed: int = 0, flag
         """).fetchall()
         return _entries(rows)
     rows = con.execute(f"""
-        WITH m AS (
-            SELECT product_id,
-                   bool_or(kind = 'image' AND role = 'main') AS image,
-                   bool_or(kind = 'video') AS video, bool_or(kind = 'audio') AS audio
-            FROM media WHERE status = 'ok' GROUP BY product_id
-        ), c AS (
-            SELECT DISTINCT product_id FROM captions WHERE status = 'ok' AND coalesce(text, '') <> ''
-        ), t AS (
-            SELECT DISTINCT product_id FROM specs
-        ), x AS (
+        WITH {MODALITY_CTES}, x AS (
             SELECT a.split, {'lab.cat' if labels else 'a.cat'}, {parts},
                    coalesce(m.image, false) AS image, c.product_id IS NOT NULL AS caption,
                    t.product_id IS NOT NULL AS "table", coalesce(m.video, false) AS video,
