@@ -159,6 +159,24 @@ def test_candidates_are_each_products_best_few():
     assert set(zip(*tie)) == {(0, 1), (0, 2)}  # 0 keeps the first of its tie, 2 keeps its only pair
 
 
+def test_each_products_best_few_on_random_ties_match_a_plain_ranking():
+    """The compiled one-pass bound keeps exactly the pairs a plain ranking of each product's pairs
+    (similarity high first, then the pair found first) puts in its first k."""
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        n = int(rng.integers(2, 25))
+        left, right = rng.integers(0, n, 120), rng.integers(0, n, 120)
+        left, right = left[left != right], right[left != right]
+        sim = rng.integers(0, 4, len(left)) / 4  # many ties
+        for k in (1, 2, 3):
+            want = set()
+            for r in range(n):
+                mine = [i for i in range(len(left)) if r in (left[i], right[i])]
+                want |= set(sorted(mine, key=lambda i: (-sim[i], i))[:k])
+            got = set(zip(*best_per_product(left, right, sim, k)))
+            assert got == {(int(left[i]), int(right[i])) for i in want}
+
+
 def test_graph_neighbours_are_each_products_two_best_pairs():
     rng = np.random.default_rng(0)
     a, b = rng.integers(0, 30, 200), rng.integers(0, 30, 200)

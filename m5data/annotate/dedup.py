@@ -53,6 +53,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .. import arrays
 from .. import config as cfg
 from ..scoring import PairRates
 from ..storage import StageStats, changes, record_run
@@ -406,7 +407,7 @@ def _exact(report: DedupReport, edges: list, codes: np.ndarray, cap: int, rule: 
     (read off the whole runs of the changed rows' codes, so the cap acts as on every row)."""
     idx = np.flatnonzero(codes >= 0)
     if touching is not None:
-        idx = idx[np.isin(codes[idx], codes[idx[touching[idx]]])]
+        idx = idx[arrays.isin(codes[idx], codes[idx[touching[idx]]])]
     capped = [0]
     left, right = near.unpack(near.pairs_in_runs(codes[idx], idx, cap, capped))
     if touching is not None:

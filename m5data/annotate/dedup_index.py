@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..arrays import unique
 from . import dedup_inputs, near
 from .dedup_inputs import Inputs, Specs
 from .key_runs import ragged_arange
@@ -125,7 +126,7 @@ def take(kept: Kept, rows: np.ndarray) -> Kept:
         out[offsets], *taken = _csr_take(z[offsets], rows, *(z[c] for c in cols))
         out |= dict(zip(cols, taken))
     for name, cols in (("props", ("spec_keys",)), ("values", ("spec_values",)), ("spellings", ("brands",))):
-        used = np.unique(np.concatenate([out[c] for c in cols]))
+        used = unique(np.concatenate([out[c] for c in cols]))
         out[name] = z[name].take(pa.array(used))
         for c in cols:  # codes are ranks: a subset of sorted names keeps their order
             out[c] = np.searchsorted(used, out[c]).astype(np.int32)

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .. import arrays
 from . import near
 
 FOLDER = "derived/dedup"
@@ -143,7 +144,7 @@ def crossing(keys: np.ndarray, rows: np.ndarray, touching: np.ndarray, cap: int,
     if not mine.any():
         return np.zeros(0, dtype=np.int64)
     if sel is None:
-        sel = member(keys, np.unique(keys[mine]))
+        sel = member(keys, arrays.unique(keys[mine]))
     k, r, t = keys[sel], rows[sel], mine[sel]
     order = np.lexsort((r, k))  # by key, then row: a bucket's first row is its smallest
     k, r, t = k[order], r[order], t[order]

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import arrays
 from . import dedup_inputs, near
 from .dedup_inputs import Inputs
 from .dedup_spec import spec_blocks
@@ -106,7 +107,7 @@ def candidates(inp: Inputs, a, learned: Learned, known: np.ndarray, group: np.nd
 
     def open_(x, y):  # not yet decided: not a rule's pair, not already in one group of the rules
         x, y = np.minimum(x, y), np.maximum(x, y)
-        ok = ~np.isin(pack(x, y), known) if group is None else ~np.isin(pack(x, y), known) & (group[x] != group[y])
+        ok = ~arrays.isin(pack(x, y), known) if group is None else ~arrays.isin(pack(x, y), known) & (group[x] != group[y])
         return x[ok], y[ok]
 
     (t_left, t_right), (p_left, p_right), (s_left, s_right) = (open_(t_left, t_right), open_(p_left, p_right),
@@ -114,15 +115,15 @@ def candidates(inp: Inputs, a, learned: Learned, known: np.ndarray, group: np.nd
     t_left, t_right = best_per_product(t_left, t_right, learned.wide.jaccard(t_left, t_right), k)
     p_left, p_right = best_per_product(p_left, p_right, -hamming(inp.phash[p_left], inp.phash[p_right]), k)
     s_left, s_right = best_per_product(s_left, s_right, learned.wide.jaccard(s_left, s_right), k)
-    packed = np.unique(np.concatenate([pack(np.minimum(x, y), np.maximum(x, y))
+    packed = arrays.unique(np.concatenate([pack(np.minimum(x, y), np.maximum(x, y))
                                        for x, y in ((t_left, t_right), (p_left, p_right))]))
-    packed = packed[~np.isin(packed, known)]
+    packed = packed[~arrays.isin(packed, known)]
     left, right = near.unpack(packed)
     # pages naming different brands are not one product (the rules' veto): on a store with a
     # placeholder photo its copies are most of the wider pHash candidates (100k synthetic: 202,623)
     same, _, _ = dedup_inputs.agreement(sp, left, right)
-    packed = np.union1d(packed[same != 0], pack(s_left, s_right))
-    return near.unpack(packed[~np.isin(packed, known)])
+    packed = arrays.union(packed[same != 0], pack(s_left, s_right))
+    return near.unpack(packed[~arrays.isin(packed, known)])
 
 
 def best_per_product(left: np.ndarray, right: np.ndarray, sim: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -132,14 +133,11 @@ def best_per_product(left: np.ndarray, right: np.ndarray, sim: np.ndarray, k: in
     rules, then set the matcher's cost."""
     if k <= 0 or not len(left):
         return left, right
-    m = len(left)
-    me, s = np.r_[left, right], np.r_[sim, sim]
-    order = np.lexsort((np.r_[np.arange(m), np.arange(m)], -s, me))
-    me = me[order]
-    start = np.flatnonzero(np.r_[True, me[1:] != me[:-1]])
-    rank = np.arange(2 * m) - np.repeat(start, np.diff(np.r_[start, 2 * m]))
-    keep = np.zeros(m, dtype=bool)
-    keep[(order % m)[rank < k]] = True
+    from . import near_jit
+
+    keep = np.zeros(len(left), dtype=bool)
+    near_jit.best_of_each(np.asarray(left, np.int64), np.asarray(right, np.int64), np.asarray(sim, np.float64), k,
+                          int(max(left.max(), right.max())) + 1, keep)
     return left[keep], right[keep]
 
 
@@ -190,7 +188,7 @@ def score_pairs(store, a, model, ids, left: np.ndarray, right: np.ndarray, known
     mine[left] = mine[right] = True
     touch = mine[k_left] | mine[k_right]
     k_left, k_right = k_left[touch], k_right[touch]
-    rows = np.unique(np.r_[left, right, k_left, k_right])
+    rows = arrays.unique(np.r_[left, right, k_left, k_right])
     products = read_store(store, a.dedup_brand_property, only=ids.take(rows))
     index = products.index()
     sub = np.array([index[i] for i in ids.take(rows).to_pylist()], dtype=np.int64)
@@ -249,7 +247,7 @@ def learned_pairs(report, inp: Inputs, a, store, learned: Learned, edges: list,
 
 
 def _learned_pairs(report, inp: Inputs, a, store, learned: Learned, edges: list, touching: np.ndarray | None) -> tuple:
-    known = np.unique(np.concatenate([pack(np.minimum(e[0], e[1]), np.maximum(e[0], e[1])) for e in edges]
+    known = arrays.unique(np.concatenate([pack(np.minimum(e[0], e[1]), np.maximum(e[0], e[1])) for e in edges]
                                      or [np.zeros(0, np.uint64)]))
     group = components(len(inp), edges)
     report.n_groups_rules = int((np.bincount(group) >= 2).sum())
@@ -263,9 +261,9 @@ def _learned_pairs(report, inp: Inputs, a, store, learned: Learned, edges: list,
         # whose pairs pass needs no representations (words, n-grams, TF-IDF) at all
         ok = cascade.passes(pair_features(inp, learned.wide, left, right))
         report.candidates["matcher_wide"] = len(left)
-        report.candidates["matcher_wide_products"] = int(len(np.unique(np.r_[left, right])))
+        report.candidates["matcher_wide_products"] = int(len(arrays.unique(np.r_[left, right])))
         left, right = left[ok], right[ok]
-        report.candidates["matcher_products"] = int(len(np.unique(np.r_[left, right])))
+        report.candidates["matcher_products"] = int(len(arrays.unique(np.r_[left, right])))
     learned.wide = learned.phash = None
     report.candidates["matcher"] = len(left)
     score = score_pairs(store, a, learned.model, inp.ids, left, right, known)

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .. import arrays
 from . import dedup_inputs, near
 from .dedup_inputs import Inputs
 from .key_runs import member
@@ -93,7 +94,7 @@ def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None =
         rows = np.zeros(len(sp.offsets) - 1, dtype=bool)
         rows[left] = rows[right] = True
         entry = entry_codes(sp)
-        entries = np.unique(entry[rows[row_numbers(sp.offsets)]])
+        entries = arrays.unique(entry[rows[row_numbers(sp.offsets)]])
         listed = listing(entry, entries)
     chance = _spec_chance(sp, left, right, entries, listed, touching is not None)
     likely = chance > a.dedup_spec_chance + 1e-12
@@ -204,15 +205,15 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
         for part in range(parts):
             key, row = one if one is not None else part_keys(part, False)
             before = touching[row] if one is not None else None
-            sel = member(key, np.unique(key[before])) if one is not None else None
+            sel = member(key, arrays.unique(key[before])) if one is not None else None
             touching[crossing(key, row, touching, cap, sel)] = True
             if one is not None:  # one pass over the keys for both: the stars' other blocks join
                 more = touching[row] & ~before
-                one_sel = sel | member(key, np.unique(key[more])) if more.any() else sel
+                one_sel = sel | member(key, arrays.unique(key[more])) if more.any() else sel
     for part in range(parts):
         key, row = one if one is not None else part_keys(part, not hashed)
         if touching is not None:  # the blocks holding a changed row, whole
-            sel = one_sel if one_sel is not None else member(key, np.unique(key[touching[row]]))
+            sel = one_sel if one_sel is not None else member(key, arrays.unique(key[touching[row]]))
             key, row = key[sel], row[sel]
         n = len(key)
         mine = touching if touching is not None else np.zeros(0, dtype=np.bool_)
@@ -227,14 +228,14 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
             if pos2 == pos:  # one capped block longer than the buffer
                 buf = np.empty(2 * len(buf), dtype=np.uint64)
                 continue
-            packed = np.unique(buf[:m])
+            packed = arrays.unique(buf[:m])
             if touching is not None:
                 lo, hi = near.unpack(packed)
                 packed = packed[touching[lo] | touching[hi]]
             found.append(packed)
             pos = pos2
         del key, row
-    left, right = near.unpack(np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64))
+    left, right = near.unpack(arrays.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64))
     return left, right, counts
 
 
@@ -271,7 +272,7 @@ def _spec_chance(sp, left: np.ndarray, right: np.ndarray, entries: np.ndarray, l
         return out
     offsets, keys, values = sp.offsets, sp.keys, sp.values
     if only_theirs:  # the rows of the pairs' spellings: every row a looked-up count counts
-        spell = np.unique(np.concatenate([sp.brands[_ragged(sp.brand_offsets, x)] for x in (left, right)]))
+        spell = arrays.unique(np.concatenate([sp.brands[_ragged(sp.brand_offsets, x)] for x in (left, right)]))
         mine = np.zeros(len(offsets) - 1, dtype=bool)
         mine[row_numbers(sp.brand_offsets)[member(sp.brands.astype(np.int64), spell.astype(np.int64))]] = True
         sel = mine[row_numbers(offsets)]

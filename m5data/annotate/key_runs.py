@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import arrays
+
 
 def ragged_arange(counts: np.ndarray) -> np.ndarray:
     """``concatenate([arange(c) for c in counts])`` without the loop."""
@@ -70,7 +72,7 @@ def pack(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     lo = np.minimum(left, right).astype(np.uint64)
     hi = np.maximum(left, right).astype(np.uint64)
     keep = lo != hi
-    return np.unique((lo[keep] << np.uint64(32)) | hi[keep])
+    return arrays.unique((lo[keep] << np.uint64(32)) | hi[keep])
 
 
 def unpack(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

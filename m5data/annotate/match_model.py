@@ -34,6 +34,7 @@ import io
 
 import numpy as np
 
+from .. import arrays
 from .. import config as cfg
 from ..storage import StageStats, changes, record_run
 
@@ -85,7 +86,7 @@ def gallery_of(inp, has_image: np.ndarray, a) -> tuple[np.ndarray, np.ndarray, n
 
 def _pairs(h, sub_id: np.ndarray, has: np.ndarray) -> np.ndarray:
     pair = h.cls.astype(np.int64) << 32 | (sub_id.astype(np.int64) & 0xFFFFFFFF)
-    return np.unique(pair[has & (h.cls >= 0) & (sub_id >= 0)])
+    return arrays.unique(pair[has & (h.cls >= 0) & (sub_id >= 0)])
 
 
 def save(store, settings: cfg.Settings, inp, gallery, marks: dict[str, int]) -> None:

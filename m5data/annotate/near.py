@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from .. import arrays
 from .key_runs import pack, pairs_in_runs, ragged_arange, unpack
 
 __all__ = ["fmix64", "shingle_hash", "normalise_title", "title_hashes", "token_hash", "token_hashes",
@@ -285,7 +286,7 @@ class LSHIndex:
             band = keys[idx, j] if mix is None else keys[idx, j] ^ mix
             if touching is not None:  # only the buckets of changed rows, whole; then their pairs
                 mine = touching[idx]
-                sel = np.isin(band, band[mine])
+                sel = arrays.isin(band, band[mine])
                 packed = pairs_in_runs(band[sel], idx[sel], cap, capped)
                 left, right = unpack(packed)
                 packed = packed[touching[left] | touching[right]]
@@ -293,7 +294,7 @@ class LSHIndex:
                 packed = pairs_in_runs(band, idx, cap, capped)
             left, right = unpack(packed)
             found.append(packed[self.jaccard(left, right) >= self.threshold - 1e-12])
-        packed = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
+        packed = arrays.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
         left, right = unpack(packed)
         return left, right, self.jaccard(left, right)
 
@@ -398,15 +399,15 @@ def phash_pairs(hashes: np.ndarray, threshold: int, bands: int = 4, valid: np.nd
                                 for combo in combinations(range(bits), r)], dtype=np.uint64)
         if touching is not None:
             src = np.flatnonzero(touching[idx]).astype(np.int64)
-            found.append(np.unique(near_jit.phash_probe_from(src, key, h, order.astype(np.int64), h[order], ukeys,
+            found.append(arrays.unique(near_jit.phash_probe_from(src, key, h, order.astype(np.int64), h[order], ukeys,
                                                              starts, flips, threshold, cap)))
             continue
         packed, n_capped = near_jit.phash_probe(key, order.astype(np.int64), h[order], ukeys, starts, flips,
                                                 threshold, cap)
         if capped is not None:
             capped[0] += int(n_capped)
-        found.append(np.unique(packed))
-    packed = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
+        found.append(arrays.unique(packed))
+    packed = arrays.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
     left, right = unpack(packed)
     left, right = idx[left], idx[right]
     return left, right, hamming(hashes[left], hashes[right])

@@ -222,6 +222,7 @@ def warm_up() -> None:
     phash_probe(u, np.zeros(1, dtype=np.int64), u, u, np.array([0, 1], dtype=np.int64), u, 6, 200)
     z = np.zeros(1, dtype=np.int64)
     equal_share(np.zeros((1, 2), dtype=np.uint16), z, z, np.zeros(1))
+    best_of_each(z, z + 1, np.zeros(1), 1, 2, np.zeros(1, dtype=np.bool_))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -235,3 +236,32 @@ def equal_share(sig, left, right, out):  # pragma: no cover - compiled
             if a[c] == b[c]:
                 same += 1
         out[k] = same / cols
+
+
+@numba.njit(cache=True, nogil=True)
+def best_of_each(left, right, sim, k, n, keep):  # pragma: no cover - compiled
+    """``keep[i]`` set for each pair ``(left[i], right[i])`` among either end's ``k`` most similar
+    (``sim``, highest first; ties: the pair found first; NaN lowest): one pass, each row's best ``k``
+    held in order (``n`` rows), instead of sorting the pairs by row and similarity."""
+    best_s = np.full((n, k), -np.inf)
+    best_i = np.full((n, k), -1, dtype=np.int64)
+    for i in range(len(left)):
+        s = sim[i]
+        if s != s:
+            s = -np.inf
+        for end in range(2):
+            r = left[i] if end == 0 else right[i]
+            p = k
+            while p > 0 and (best_i[r, p - 1] < 0 or best_s[r, p - 1] < s):
+                p -= 1
+            if p == k:
+                continue
+            for q in range(k - 1, p, -1):
+                best_s[r, q] = best_s[r, q - 1]
+                best_i[r, q] = best_i[r, q - 1]
+            best_s[r, p] = s
+            best_i[r, p] = i
+    for r in range(n):
+        for q in range(k):
+            if best_i[r, q] >= 0:
+                keep[best_i[r, q]] = True

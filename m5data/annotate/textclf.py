@@ -24,6 +24,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .. import arrays
 from .caption_hashing import M1, hash_batch, mix
 
 __all__ = ["Features", "Hierarchy", "Model", "doc_freq", "hash_batch", "idf"]
@@ -181,12 +182,12 @@ class Hierarchy:
     def __init__(self, class_id: np.ndarray, sub_id: np.ndarray):
         """``class_id`` / ``sub_id``: unified ids per product (-1: none)."""
         has = class_id >= 0
-        self.classes = np.unique(class_id[has])
+        self.classes = arrays.unique(class_id[has])
         self.cls = np.full(len(class_id), -1, np.int32)
         self.cls[has] = np.searchsorted(self.classes, class_id[has])
         pair = self.cls.astype(np.int64) << 32 | (sub_id.astype(np.int64) & 0xFFFFFFFF)
         both = has & (sub_id >= 0)
-        pairs = np.unique(pair[both])  # sorted by class, then sub-class
+        pairs = arrays.unique(pair[both])  # sorted by class, then sub-class
         parent = (pairs >> 32).astype(np.int64)
         self.n_class = len(self.classes)
         self.n_child = np.bincount(parent, minlength=self.n_class).astype(np.int64)

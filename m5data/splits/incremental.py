@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .. import arrays
 from .. import config as cfg
 from ..storage import StageStats
 from .build import BuildReport, carried_plan, finish
@@ -262,7 +263,7 @@ class _State:
 
     def products(self):
         self.grp = self._grp()
-        names = {int(g): self.group_ids[int(g)].as_py() for g in np.unique(self.grp[self.affected()]) if g >= 0}
+        names = {int(g): self.group_ids[int(g)].as_py() for g in arrays.unique(self.grp[self.affected()]) if g >= 0}
         return Products(self.cat3, self.grp, names, self.old_code, self.old_cat3)
 
     def settle(self, placed, affected: np.ndarray) -> None:
@@ -272,7 +273,7 @@ class _State:
 
     def group_counts(self) -> tuple[int, int]:
         grouped = self.grp >= 0
-        return int(np.unique(self.grp[grouped]).size), int(grouped.sum())
+        return int(arrays.unique(self.grp[grouped]).size), int(grouped.sum())
 
     def count(self, code: int) -> int:
         return int((self.is_product & (self.code == code)).sum())
@@ -312,7 +313,7 @@ class _State:
             labelled = c[c >= 0]
             mods = {k: int(np.count_nonzero(f & FLAGS[k])) for k in MODALITIES}
             every = sum(FLAGS[k] for k in MODALITIES)
-            out[name] = {"products": n, "classes": int(np.unique(labelled).size), "unlabeled": n - len(labelled),
+            out[name] = {"products": n, "classes": int(arrays.unique(labelled).size), "unlabeled": n - len(labelled),
                          "modalities": mods | {"all_five": int(np.count_nonzero((f & every) == every))},
                          "checksum": f"{sums.get(name, 0) % (1 << 128):032x}"}
         return out

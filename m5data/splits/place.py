@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import arrays
 from .labels import cat_key_of
 from .plan import EXCLUSIVE, Plan
 
@@ -159,7 +160,7 @@ def place(plan: Plan, settings, seed: int, fg: set[int], st: Products, affected:
     # not-kept product with the largest role hash (else its kept one) to the gallery
     aff = np.zeros(len(code), bool)
     aff[affected] = True
-    coarse_cats = np.union1d(cat_c[affected][pool[affected] == COARSE],
+    coarse_cats = arrays.union(cat_c[affected][pool[affected] == COARSE],
                              old_cat_c[affected][np.isin(st.old_code[affected], ROLE_CODE[COARSE])])
     in_c = (pool == COARSE) & np.isin(cat_c, coarse_cats)
     alone = np.where(st.grp >= 0, st.grp.astype(np.int64), -2 - np.arange(len(code), dtype=np.int64))
@@ -177,7 +178,7 @@ def place(plan: Plan, settings, seed: int, fg: set[int], st: Products, affected:
     # classification: a category with two or more products gets a test and a train product, chosen
     # among its products not kept
     ok = (pool == CLS) & (excluded == 0)
-    cats = np.unique(cat_k[affected][ok[affected]])
+    cats = arrays.unique(cat_k[affected][ok[affected]])
     ps = np.flatnonzero(ok & np.isin(cat_k, cats))
     if len(ps):
         ps = ps[np.argsort(cat_k[ps], kind="stable")]

@@ -13,6 +13,7 @@ from itertools import chain
 import numpy as np
 import scipy.sparse as sp
 
+from ... import arrays
 from . import text as tx
 from .features_jit import rowdot_csr, tfidf_matrix
 from .products import Products
@@ -329,7 +330,7 @@ class PairFeatures:
     def neighbours(self, rows: np.ndarray | None = None) -> None:
         """Find the two nearest other products of ``rows`` (default all) in every neighbour space now;
         :meth:`matrix` otherwise finds them for the products of its pairs, once per product."""
-        rows = np.arange(len(self.p)) if rows is None else np.unique(np.asarray(rows, np.int64))
+        rows = np.arange(len(self.p)) if rows is None else arrays.unique(np.asarray(rows, np.int64))
         for name, x in self.spaces():
             self._top2_of(name, x, rows)
 
@@ -438,7 +439,7 @@ class PairFeatures:
     def _context(self, a, b, name: str, x, sim: np.ndarray) -> dict[str, np.ndarray]:
         """How the pair's similarity compares with each side's best other product in the whole set: a
         pair that is each side's nearest neighbour is likelier a match than one of two similar siblings."""
-        top = self._top2_of(name, x, np.unique(np.r_[a, b]))
+        top = self._top2_of(name, x, arrays.unique(np.r_[a, b]))
 
         def margin(i, j):
             best_other = np.where(top[i, 0] > sim + 1e-6, top[i, 0], top[i, 1])
