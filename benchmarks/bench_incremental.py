@@ -10,10 +10,14 @@ runs each stage in its own process, through the registry's ``run(ctx)`` as the p
    write each through the store API: the incremental run, then a full rebuild (``full``) over the
    same grown store.
 
-Printed per stage: seconds of each run, peak RSS, what the stage said changed, and the ratio of the
-incremental run to the full rebuild. Last line::
+Printed per stage: seconds of each run (wall, and CPU: the process's and its waited-for children's,
+which a loaded machine does not inflate as it does wall time), peak RSS, what the stage said changed,
+and the ratio of the incremental run to the full rebuild. Last lines::
 
     incremental: global stages X.X s against full Y.Y s (ratio R.RR); worst stage S (ratio r.rr)
+    by CPU (the wait for a core left out): global stages X.X s against full Y.Y s (ratio R.RR); worst stage ...
+
+``--profile STAGES`` runs those stages' incremental runs under cProfile (``<run-dir>/<stage>-incremental.prof``).
 
     python benchmarks/bench_incremental.py --products 10000 --new-share 0.01
 
@@ -79,10 +83,20 @@ store, stage, options, snapshot = sys.argv[1], sys.argv[2], json.loads(sys.argv[
 settings = cfg.load(None, {"store.path": store} | json.loads(sys.argv[5]), environ={})
 module, fn = get(stage).run.split(":")
 run = getattr(importlib.import_module(module), fn)
-started = time.perf_counter()
-stats = run(RunContext(settings).with_options(**options))
+def cpu():  # this process's CPU seconds and its waited-for children's (a stage's worker processes)
+    import resource
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                   resource.getrusage(resource.RUSAGE_CHILDREN)))
+started, cpu0 = time.perf_counter(), cpu()
+if sys.argv[6]:  # --profile: this run under cProfile, its stats written there
+    import cProfile
+    profiler = cProfile.Profile()
+    stats = profiler.runcall(run, RunContext(settings).with_options(**options))
+    profiler.dump_stats(sys.argv[6])
+else:
+    stats = run(RunContext(settings).with_options(**options))
 d = stats.details
-print("RESULT " + json.dumps({"stage_s": time.perf_counter() - started, "changes": d.get("changes"),
+print("RESULT " + json.dumps({"stage_s": time.perf_counter() - started, "stage_cpu": cpu() - cpu0, "changes": d.get("changes"),
                              "n_in": stats.n_in, "status": stats.status,
                              "scored": d.get("scored_pairs"), "pairs": d.get("candidate_pairs"),
                              "shards": d.get("shards"), "written": d.get("shards_written"),
@@ -142,12 +156,13 @@ def options(stage: str, world: Path, run: Path, full: bool, label: str) -> dict:
     return out
 
 
-def run_stage(stage: str, run: Path, world: Path, full: bool, label: str, env: dict, overrides: dict) -> dict:
+def run_stage(stage: str, run: Path, world: Path, full: bool, label: str, env: dict, overrides: dict,
+              profile: str = "") -> dict:
     log = run / f"{stage}-{label}.log"
     table = TABLES.get(stage)
     snapshot = [table, str(run / f"{stage}-{label}.parquet")] if table and label in ("incremental", "full") else None
     argv = [sys.executable, "-c", CHILD, str(run / "store"), JOBS.get(stage, (stage,))[0],
-            json.dumps(options(stage, world, run, full, label)), json.dumps(snapshot), json.dumps(overrides)]
+            json.dumps(options(stage, world, run, full, label)), json.dumps(snapshot), json.dumps(overrides), profile]
     secs, rc, rss = run_child(argv, log, env)
     result = {"s": secs, "rss": rss, "rc": rc}
     for line in log.read_text(errors="replace").splitlines():
@@ -168,7 +183,9 @@ def run_stage(stage: str, run: Path, world: Path, full: bool, label: str, env: d
     if result.get("why_full"):  # dedup: why every product was grouped again
         note += f"; full: {result['why_full']}"
     result.setdefault("stage_s", secs)  # a failed child: its process time
-    print(f"  {label:<12} {stage:<12} {result['stage_s']:8.2f} s (process {secs:6.2f} s) {rss / 2**30:6.2f} GiB  {note}"
+    result.setdefault("stage_cpu", float("nan"))
+    print(f"  {label:<12} {stage:<12} {result['stage_s']:8.2f} s (CPU {result['stage_cpu']:7.2f} s, process {secs:6.2f} s) "
+          f"{rss / 2**30:6.2f} GiB  {note}"
           + ("" if rc == 0 else f"  FAILED (exit {rc}, see {log})"), flush=True)
     return result
 
@@ -191,6 +208,9 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a setting for every stage's run, as m5data's --set (e.g. annotate.pool_queries=4190, the "
                          "papers' query count at 1M that bench_scale uses)")
+    ap.add_argument("--profile", default="", metavar="STAGES",
+                    help="comma-separated stages whose incremental run runs under cProfile (its stats in "
+                         "<run-dir>/<stage>-incremental.prof; its seconds then include the profiler's overhead)")
     args = ap.parse_args()
     stages = [s for s in STAGES if s in args.stages.split(",")]
     full_stages = stages if args.full_stages is None else [s for s in stages if s in args.full_stages.split(",")]
@@ -214,20 +234,24 @@ def main() -> None:
           else f"  growing failed: see {run / 'grow.log'}")
     for label, full in (("incremental", False), ("full", True)):
         for stage in stages if label == "incremental" else full_stages:
-            res[(label, stage)] = run_stage(stage, run, world, full, label, env, overrides)
+            profile = str(run / f"{stage}-{label}.prof") if label == "incremental" and stage in args.profile.split(",") else ""
+            res[(label, stage)] = run_stage(stage, run, world, full, label, env, overrides, profile)
     for stage in set(stages) - set(full_stages):  # no rebuild over the grown store: the first (full) run stands in
         res[("full", stage)] = res[("first", stage)]
     print()
     print("seconds of each stage's run(ctx) in its process (the flow runs every stage in one process);"
           " the process's own start and imports aside" + ("; * full = the first run (no rebuild over the grown store)"
                                                            if set(stages) - set(full_stages) else ""))
-    print(f"{'stage':<12}{'first s':>10}{'nothing s':>11}{'incr s':>9}{'full s':>9}{'incr/full':>11}")
-    ratios = {}
+    print(f"{'stage':<12}{'first s':>10}{'nothing s':>11}{'incr s':>9}{'full s':>9}{'incr/full':>11}"
+          f"{'incr CPU s':>12}{'full CPU s':>12}{'CPU ratio':>11}")
+    ratios, cpu_ratios = {}, {}
     for stage in stages:
         first, none, inc, full = (res[(k, stage)]["stage_s"] for k in ("first", "nothing-new", "incremental", "full"))
-        ratios[stage] = inc / full
+        inc_cpu, full_cpu = (res[(k, stage)]["stage_cpu"] for k in ("incremental", "full"))
+        ratios[stage], cpu_ratios[stage] = inc / full, inc_cpu / full_cpu
         mark = "" if stage in full_stages else "*"
-        print(f"{stage:<12}{first:>10.2f}{none:>11.2f}{inc:>9.2f}{full:>8.2f}{mark:1}{ratios[stage]:>11.2f}")
+        print(f"{stage:<12}{first:>10.2f}{none:>11.2f}{inc:>9.2f}{full:>8.2f}{mark:1}{ratios[stage]:>11.2f}"
+              f"{inc_cpu:>12.2f}{full_cpu:>12.2f}{cpu_ratios[stage]:>11.2f}")
     for stage in full_stages:
         if stage in TABLES and all((run / f"{stage}-{k}.parquet").exists() for k in ("incremental", "full")):
             print(f"agreement {stage}: {agreement(stage, run)}")
@@ -238,6 +262,11 @@ def main() -> None:
           f"{procs['full']:.1f} s (ratio {procs['incremental'] / procs['full']:.2f})")
     print(f"incremental: global stages {total['incremental']:.1f} s against full {total['full']:.1f} s "
           f"(ratio {total['incremental'] / total['full']:.2f}); worst stage {worst} (ratio {ratios[worst]:.2f})")
+    cpu_total = {k: sum(res[(k, s)]["stage_cpu"] for s in stages) for k in ("incremental", "full")}
+    worst = max(cpu_ratios, key=cpu_ratios.get)
+    print(f"by CPU (the wait for a core left out): global stages {cpu_total['incremental']:.1f} s against full "
+          f"{cpu_total['full']:.1f} s (ratio {cpu_total['incremental'] / cpu_total['full']:.2f}); worst stage {worst} "
+          f"(ratio {cpu_ratios[worst]:.2f})")
 
 
 if __name__ == "__main__":
