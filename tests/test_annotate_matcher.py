@@ -131,6 +131,25 @@ def test_choose_threshold_is_the_best_f1_that_reaches_the_precision():
     assert not ok and t == 0.0
 
 
+def test_the_trees_fit_on_one_openmp_thread_in_a_fresh_process():
+    """The limit reaches scikit-learn's own OpenMP runtime even when the trees' code is first imported
+    for the fit (a fresh process's first training): set before that runtime loaded, it did not, and
+    the fits spun for threads another process held (Amazon-Google's training 185-221 s against 8 s)."""
+    import subprocess
+    import sys
+
+    code = ("import json, threadpoolctl\n"
+            "from m5data.annotate.matcher.training import one_thread\n"
+            "with one_thread():\n"
+            "    from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: F401\n"
+            "    print(json.dumps([(i['filepath'], i['num_threads']) for i in threadpoolctl.threadpool_info()\n"
+            "                      if i['user_api'] == 'openmp']))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "OMP_NUM_THREADS": "2"})
+    runtimes = json.loads(out.stdout.strip().splitlines()[-1])
+    assert runtimes and all(n == 1 for _, n in runtimes), runtimes
+
+
 def test_exported_trees_predict_as_scikit_learn():
     from sklearn.ensemble import HistGradientBoostingClassifier
 

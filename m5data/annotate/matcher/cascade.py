@@ -66,16 +66,14 @@ def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray, accepte
     """The cheap model on the labelled pairs' cheap features ``x``; its threshold the highest held-out
     score that keeps ``keep`` of the pairs ``accepted`` (the full model's held-out accepted ones).
     None when the full model accepts no held-out pair (nothing to keep: no cascade)."""
-    from threadpoolctl import threadpool_limits
-
-    from .training import _classifier, out_of_fold
+    from .training import _classifier, one_thread, out_of_fold
 
     if not accepted.any():
         return None
     a = dataclasses.replace(settings.annotate, matcher_trees=TREES, matcher_leaves=LEAVES)
     x = np.where(np.isnan(x).all(axis=0), 0.0, x)  # a column no pair has (no pHash in the store): constant,
     # never split on (the trees' binning refuses a column of NaN only); the columns keep their places
-    with threadpool_limits(1, user_api="openmp"):
+    with one_thread():
         oof = out_of_fold(x, y, w, groups, a)  # the matcher's folds: same labels, groups and seed
         final = _classifier(a, a.seed).fit(x, y, sample_weight=w)
     kept_scores = np.sort(oof[accepted])

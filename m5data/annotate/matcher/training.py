@@ -35,6 +35,18 @@ def _classifier(a, seed: int):
                                           early_stopping=False, random_state=seed)
 
 
+def one_thread():
+    """A context of one OpenMP thread for the trees' fits, entered once the trees' compiled code is
+    loaded: threadpoolctl limits the OpenMP runtimes loaded when the limit is set, and scikit-learn's
+    tree code brings its own when first imported. Imported inside the limit (a fresh process's first
+    training), the fits ran with every thread: Amazon-Google's training took 185-221 s at load 2-3
+    against 10 s with one thread, the trees' split search spinning for threads another process held."""
+    import sklearn.ensemble  # noqa: F401 (its OpenMP runtime loaded before the limit)
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, user_api="openmp")
+
+
 def usable(x: np.ndarray) -> np.ndarray:
     """Columns with at least one value and not constant: a column without evidence in this store is left
     out of the model (and named in its ``features``) rather than learnt as noise."""
@@ -98,8 +110,6 @@ def figures(scores: np.ndarray, y: np.ndarray, threshold: float) -> dict:
 
 def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray, settings, version: str) -> Fit:
     """Cross-validate, choose the threshold on the held-out scores, fit the final model on every pair."""
-    from threadpoolctl import threadpool_limits
-
     a = settings.annotate
     t0 = time.perf_counter()
     y = np.asarray(y, bool)
@@ -107,7 +117,7 @@ def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray, setting
     xs = x[:, keep]
     # one OpenMP thread: on a shared, loaded machine the trees' parallel split search spins waiting
     # for its threads (Abt-Buy's 6 fits: 332 s with 2 threads at load average 9, seconds with one)
-    with threadpool_limits(1, user_api="openmp"):
+    with one_thread():
         oof = out_of_fold(xs, y, w, groups, a)
         final = _classifier(a, a.seed).fit(xs, y, sample_weight=w)
     threshold, reached = choose_threshold(oof, y, a.matcher_precision)
