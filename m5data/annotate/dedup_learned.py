@@ -116,7 +116,7 @@ def candidates(inp: Inputs, a, learned: Learned, known: np.ndarray, group: np.nd
     p_left, p_right = best_per_product(p_left, p_right, -hamming(inp.phash[p_left], inp.phash[p_right]), k)
     s_left, s_right = best_per_product(s_left, s_right, learned.wide.jaccard(s_left, s_right), k)
     packed = arrays.unique(np.concatenate([pack(np.minimum(x, y), np.maximum(x, y))
-                                       for x, y in ((t_left, t_right), (p_left, p_right))]))
+                                           for x, y in ((t_left, t_right), (p_left, p_right))]))
     packed = packed[~arrays.isin(packed, known)]
     left, right = near.unpack(packed)
     # pages naming different brands are not one product (the rules' veto): on a store with a
@@ -248,7 +248,7 @@ def learned_pairs(report, inp: Inputs, a, store, learned: Learned, edges: list,
 
 def _learned_pairs(report, inp: Inputs, a, store, learned: Learned, edges: list, touching: np.ndarray | None) -> tuple:
     known = arrays.unique(np.concatenate([pack(np.minimum(e[0], e[1]), np.maximum(e[0], e[1])) for e in edges]
-                                     or [np.zeros(0, np.uint64)]))
+                                         or [np.zeros(0, np.uint64)]))
     group = components(len(inp), edges)
     report.n_groups_rules = int((np.bincount(group) >= 2).sum())
     left, right = candidates(inp, a, learned, known, group, touching)

@@ -400,7 +400,7 @@ def phash_pairs(hashes: np.ndarray, threshold: int, bands: int = 4, valid: np.nd
         if touching is not None:
             src = np.flatnonzero(touching[idx]).astype(np.int64)
             found.append(arrays.unique(near_jit.phash_probe_from(src, key, h, order.astype(np.int64), h[order], ukeys,
-                                                             starts, flips, threshold, cap)))
+                                                                 starts, flips, threshold, cap)))
             continue
         packed, n_capped = near_jit.phash_probe(key, order.astype(np.int64), h[order], ukeys, starts, flips,
                                                 threshold, cap)
