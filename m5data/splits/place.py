@@ -161,7 +161,7 @@ def place(plan: Plan, settings, seed: int, fg: set[int], st: Products, affected:
     aff = np.zeros(len(code), bool)
     aff[affected] = True
     coarse_cats = arrays.union(cat_c[affected][pool[affected] == COARSE],
-                             old_cat_c[affected][np.isin(st.old_code[affected], ROLE_CODE[COARSE])])
+                               old_cat_c[affected][np.isin(st.old_code[affected], ROLE_CODE[COARSE])])
     in_c = (pool == COARSE) & np.isin(cat_c, coarse_cats)
     alone = np.where(st.grp >= 0, st.grp.astype(np.int64), -2 - np.arange(len(code), dtype=np.int64))
     in_f = (pool == FINE) & np.isin(alone, alone[affected][pool[affected] == FINE])
