@@ -79,10 +79,11 @@ store, stage, options, snapshot = sys.argv[1], sys.argv[2], json.loads(sys.argv[
 settings = cfg.load(None, {"store.path": store} | json.loads(sys.argv[5]), environ={})
 module, fn = get(stage).run.split(":")
 run = getattr(importlib.import_module(module), fn)
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 stats = run(RunContext(settings).with_options(**options))
+cpu = time.process_time() - cpu
 d = stats.details
-print("RESULT " + json.dumps({"stage_s": time.perf_counter() - started, "changes": d.get("changes"),
+print("RESULT " + json.dumps({"stage_s": time.perf_counter() - started, "cpu_s": cpu, "changes": d.get("changes"),
                              "n_in": stats.n_in, "status": stats.status,
                              "scored": d.get("scored_pairs"), "pairs": d.get("candidate_pairs"),
                              "shards": d.get("shards"), "written": d.get("shards_written"),
@@ -168,7 +169,8 @@ def run_stage(stage: str, run: Path, world: Path, full: bool, label: str, env: d
     if result.get("why_full"):  # dedup: why every product was grouped again
         note += f"; full: {result['why_full']}"
     result.setdefault("stage_s", secs)  # a failed child: its process time
-    print(f"  {label:<12} {stage:<12} {result['stage_s']:8.2f} s (process {secs:6.2f} s) {rss / 2**30:6.2f} GiB  {note}"
+    print(f"  {label:<12} {stage:<12} {result['stage_s']:8.2f} s (CPU {result.get('cpu_s', 0.0):6.2f} s, process {secs:6.2f} s)"
+          f" {rss / 2**30:6.2f} GiB  {note}"
           + ("" if rc == 0 else f"  FAILED (exit {rc}, see {log})"), flush=True)
     return result
 
@@ -221,13 +223,16 @@ def main() -> None:
     print("seconds of each stage's run(ctx) in its process (the flow runs every stage in one process);"
           " the process's own start and imports aside" + ("; * full = the first run (no rebuild over the grown store)"
                                                            if set(stages) - set(full_stages) else ""))
-    print(f"{'stage':<12}{'first s':>10}{'nothing s':>11}{'incr s':>9}{'full s':>9}{'incr/full':>11}")
+    print(f"{'stage':<12}{'first s':>10}{'nothing s':>11}{'incr s':>9}{'full s':>9}{'incr/full':>11}"
+          f"{'incr CPU':>10}{'full CPU':>10}{'CPU ratio':>11}")
     ratios = {}
     for stage in stages:
         first, none, inc, full = (res[(k, stage)]["stage_s"] for k in ("first", "nothing-new", "incremental", "full"))
         ratios[stage] = inc / full
         mark = "" if stage in full_stages else "*"
-        print(f"{stage:<12}{first:>10.2f}{none:>11.2f}{inc:>9.2f}{full:>8.2f}{mark:1}{ratios[stage]:>11.2f}")
+        c_inc, c_full = (res[(k, stage)].get("cpu_s", 0.0) for k in ("incremental", "full"))
+        print(f"{stage:<12}{first:>10.2f}{none:>11.2f}{inc:>9.2f}{full:>8.2f}{mark:1}{ratios[stage]:>11.2f}"
+              f"{c_inc:>10.2f}{c_full:>10.2f}{c_inc / max(c_full, 1e-9):>11.2f}")
     for stage in full_stages:
         if stage in TABLES and all((run / f"{stage}-{k}.parquet").exists() for k in ("incremental", "full")):
             print(f"agreement {stage}: {agreement(stage, run)}")
