@@ -150,14 +150,16 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
     looser ones, for candidates it then scores.
 
     ``touching``: a bool mask of rows (an incremental dedup's changed ones): only the pairs with one
-    of them as an end, the same ones a search of every block finds: every row's keys are made (a
-    compiled pass), and only the blocks holding a changed row are sorted and read, whole (their caps
-    act as in the full search).
+    of them as an end, the same ones a search of every block finds: only the blocks holding a
+    changed row are sorted and read, whole (their caps act as in the full search).
 
     ``keyhash`` (when given) gets each row's block keys summed (mixed); with ``prev_keyhash`` (the
     last run's) the rows whose keys differ join ``touching`` (changed in place), and so do the rows
     of blocks over ``cap`` that touching rows took over it or head (a full run links them to the
-    first row only).
+    first row only). With both ``keyhash`` and ``touching`` (the spec rule's incremental run) the
+    catalogue's keys are never held: one compiled pass sums each row's keys, another keeps only the
+    keys of the touching rows' blocks (:func:`_touched_blocks`), and each pair of those blocks is
+    checked once, as with ``once`` (every key a pair with a touching row shares is a touching row's).
 
     ``once``: a pair sharing several keys is checked once, in the block of the smallest key it shares
     among the blocks not over ``cap`` (:func:`spec_jit.spec_block_pairs_once`; the same pairs, fewer
