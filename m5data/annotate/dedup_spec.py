@@ -183,8 +183,7 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
         key, row = _touched_blocks(args, keyhash, touching, prev_keyhash, cap)
         # each pair checked once, in the block of the smallest uncapped key its rows share: every key
         # a pair with a touching row shares is a touching row's, so these blocks hold them all
-        rows_keys = _rows_keys(key, row, cap, len(sp.offsets) - 1)
-        _check_blocks(key, row, cap, check, buf, counts, touching, found, rows_keys)
+        _check_blocks(key, row, cap, check, buf, counts, touching, found, len(sp.offsets) - 1)
         left, right = near.unpack(np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64))
         return left, right, counts
     empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
@@ -206,18 +205,20 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
         if touching is not None:  # the blocks holding a changed row, whole
             sel = member(key, np.unique(key[touching[row]]))
             key, row = key[sel], row[sel]
-        rows_keys = _rows_keys(key, row, cap, len(sp.offsets) - 1) if once and parts == 1 else None
-        buf = _check_blocks(key, row, cap, check, buf, counts, touching, found, rows_keys)
+        buf = _check_blocks(key, row, cap, check, buf, counts, touching, found,
+                            len(sp.offsets) - 1 if once and parts == 1 else None)
         del key, row
     left, right = near.unpack(np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64))
     return left, right, counts
 
 
 def _check_blocks(key: np.ndarray, row: np.ndarray, cap: int, check: tuple, buf: np.ndarray, counts: np.ndarray,
-                  touching: np.ndarray | None, found: list, rows_keys: tuple | None = None) -> np.ndarray:
+                  touching: np.ndarray | None, found: list, once_rows: int | None = None) -> np.ndarray:
     """The pairs of the blocks of ``key`` (``row``: each key's row) that pass ``check``
     (:func:`spec_jit.spec_block_pairs_once`) appended to ``found`` packed; with ``touching``, only those
-    with one of its rows as an end. Returns the pair buffer (grown when one capped block needed it)."""
+    with one of its rows as an end; with ``once_rows`` (the rows' count), each pair of the uncapped
+    blocks checked once (:func:`_rows_keys`, made from the keys sorted here). Returns the pair buffer
+    (grown when one capped block needed it)."""
     from . import spec_jit
 
     n = len(key)
@@ -225,7 +226,9 @@ def _check_blocks(key: np.ndarray, row: np.ndarray, cap: int, check: tuple, buf:
     order = np.argsort(key, kind="stable")
     key, row = key[order], row[order]
     del order
-    if rows_keys is None:
+    if once_rows is not None:  # sorted by key: what _rows_keys reads the blocks' sizes from
+        rows_keys = _rows_keys(key, row, cap, once_rows)
+    else:
         rows_keys = (np.zeros(0, np.int64), key[:0], np.zeros(0, np.bool_), key[:0])
     pos = 0
     while pos < n:  # the pairs are checked as they are made: memory holds the keys and what passed
@@ -292,7 +295,7 @@ def _touched_blocks(args: tuple, keyhash: np.ndarray, touching: np.ndarray, prev
 
 
 def _rows_keys(key: np.ndarray, row: np.ndarray, cap: int, n_rows: int) -> tuple:
-    """Each row's block keys sorted, CSR ``(offsets, keys, not capped)``, and its uncapped keys as bits
+    """(``key`` sorted.) Each row's block keys sorted, CSR ``(offsets, keys, not capped)``, and its uncapped keys as bits
     ``1 << (key >> 58)``, from the keys sorted by key (``row``: each key's row): what
     :func:`spec_jit.spec_block_pairs_once` finds a pair's first key in."""
     start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
