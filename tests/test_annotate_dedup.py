@@ -445,6 +445,17 @@ def test_spec_block_pairs_checks_the_same_candidates_as_pairs_in_runs():
     theirs = {(lo, hi) for lo, hi in expected if mine[lo] or mine[hi]}
     assert set(zip(got_l.tolist(), got_r.tolist())) == theirs and 0 < len(theirs) < len(expected)
 
+    # dedup_spec._check_blocks takes the keys in its caller's order (row by row, as the incremental
+    # blocks come): it sorts them before it reads the blocks' sizes for ``once`` (a once made from
+    # unsorted keys took capped blocks for uncapped ones and lost their pairs)
+    check = (offsets, keys, values, brand_offsets, brands, brand_key, min_shared, min_agreement, min_jac)
+    for once_rows, touching, want in ((None, None, expected), (n, None, expected), (n, mine, theirs)):
+        counts, found = np.zeros(2, dtype=np.int64), []
+        dedup_spec._check_blocks(key, row, cap, check, np.empty(64, dtype=np.uint64), counts, touching, found,
+                                 once_rows)
+        got_l, got_r = near.unpack(np.unique(np.concatenate(found)))
+        assert set(zip(got_l.tolist(), got_r.tolist())) == want
+
 
 def test_spec_codes_do_not_depend_on_the_order_rows_were_written(tmp_path):
     """Property and value codes break the rarest-entry ties of the spec blocks, so they must not

@@ -226,7 +226,10 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
         else:  # the products to search again, and what the last run read (when they are few)
             con = store.connect(need=READS, only=READS)  # one connection for the changes and the read
             changed, changed_products = dedup_kept.changed_ids(store, state["watermarks"], con)
-            total = int(con.sql("SELECT count(*) FROM products").fetchall()[0][0])
+            # the products' ids, sorted: their count here, the rows of the incremental read below
+            # (one pass over the products' view, not a count and then the ids)
+            ids = con.sql("SELECT product_id FROM products ORDER BY product_id").to_arrow_table().column(0)
+            total = len(ids)
             counts = changes.changed_counts(changed_products, total)
             if len(changed) <= a.dedup_full_share * total:
                 kept_inputs = dedup_index.load(store, state.get("inputs_files"), brand)
@@ -263,7 +266,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     inp = None
     if kept_inputs is not None:  # the kept arrays, and only the changed products read from the store
         inp = dedup_index.read_incremental(store, kept_inputs, brand, changed, titles, learned.wide, a.dedup_shingle,
-                                           _norm_value, noisy_value, brand_spellings, con)
+                                           _norm_value, noisy_value, brand_spellings, con, ids=ids)
         kept_inputs = None
     if con is not None:
         con.close()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -220,13 +221,15 @@ def _csr_take(offsets: np.ndarray, rows: np.ndarray, *arrays: np.ndarray) -> tup
 
 
 def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, titles: near.LSHIndex,
-                     wide: near.LSHIndex | None, shingle: int, norm, noisy, spellings, con=None) -> Inputs | None:
+                     wide: near.LSHIndex | None, shingle: int, norm, noisy, spellings, con=None,
+                     ids: pa.Array | pa.ChunkedArray | None = None) -> Inputs | None:
     """The store's products as :func:`.dedup.read_inputs` reads them, from the ``kept`` files (base
     first: a later file's row wins) and, for the ``changed`` products (and any the files lack), from
     the store; ``titles`` and ``wide`` (empty indexes) get every product's band keys and signatures
     and the kept parameters. None: the kept files do not fit (a wide index they lack). ``con``: a
     connection of the store with views of products, media and specs (default: one of its own,
-    closed at the end). The result's ``kept_files`` and ``fresh`` say what :func:`keep` appends to."""
+    closed at the end); ``ids``: the store's product ids, sorted, when the caller has them (else read
+    here). The result's ``kept_files`` and ``fresh`` say what :func:`keep` appends to."""
     if wide is not None and "wide_keys" not in kept[-1].z:
         return None
     titles.perms, titles.params = (kept[-1].z["perm_a"], kept[-1].z["perm_b"]), kept[-1].z["lsh_params"]
@@ -235,7 +238,9 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
     own = con is None
     con = store.connect(need=("products", "media", "specs"), only=("products", "media", "specs")) if own else con
     try:
-        ids = con.sql("SELECT product_id FROM products ORDER BY product_id").to_arrow_table().column(0).combine_chunks()
+        if ids is None:
+            ids = con.sql("SELECT product_id FROM products ORDER BY product_id").to_arrow_table().column(0)
+        ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
         src, srow, gone = _sources(ids, kept)
         fresh_mask = (src < 0) | pc.is_in(ids, value_set=changed).to_numpy(zero_copy_only=False)
         fresh_ids = ids.filter(pa.array(fresh_mask))
@@ -274,6 +279,18 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
     return inp
 
 
+@numba.njit(cache=True, nogil=True)
+def _csr_scatter(off, picks, src_off, src_rows, src_col, code_map, out):  # pragma: no cover - compiled
+    """``out[off[picks[t]]:...]``: row ``src_rows[t]`` of the CSR ``src_off``/``src_col``, its codes mapped
+    by ``code_map``."""
+    for t in range(len(picks)):
+        at = off[picks[t]]
+        r = src_rows[t]
+        for e in range(src_off[r], src_off[r + 1]):
+            out[at] = code_map[src_col[e]]
+            at += 1
+
+
 def _sources(ids: pa.Array, kept: list[Kept]) -> tuple[np.ndarray, np.ndarray, bool]:
     """Per product of ``ids``: the last kept file holding it (-1: none) and its row there; and
     whether a kept file holds a product not in ``ids`` (ids are unique in both: it found fewer)."""
@@ -304,13 +321,20 @@ def _merge(sources: list[dict], src: np.ndarray, srow: np.ndarray, ids: pa.Array
     picks = [np.flatnonzero(src == i) for i in range(len(sources))]
     rows = [srow[p] for p in picks]
     out: dict = {k: sources[-1][k] for k in TABLE if k in sources[-1]}
+    whole = len(picks[0]) > 0  # the base's rows gathered in one pass (most rows), the others' written over
+    base_at = np.where(src == 0, srow, 0) if whole else None
     for k in ROWS:
         if k not in sources[-1]:
             continue
         first = sources[-1][k]
-        col = np.empty((n, *first.shape[1:]), dtype=first.dtype)
-        for s, p, r in zip(sources, picks, rows):
-            col[p] = s[k][r]
+        if whole and sources[0][k].dtype == first.dtype:
+            col = sources[0][k][base_at]
+            for s, p, r in zip(sources[1:], picks[1:], rows[1:]):
+                col[p] = s[k][r]
+        else:
+            col = np.empty((n, *first.shape[1:]), dtype=first.dtype)
+            for s, p, r in zip(sources, picks, rows):
+                col[p] = s[k][r]
         out[k] = col
     order = np.argsort(np.concatenate(picks), kind="stable")
     for k in TEXT:
@@ -318,6 +342,15 @@ def _merge(sources: list[dict], src: np.ndarray, srow: np.ndarray, ids: pa.Array
     out["ids"] = ids
     maps = {}
     for name in NAMES:  # in Arrow: its binary order of UTF-8 is Python's order of str (code points)
+        # every source's names are sorted and distinct: when the first (the base) holds all the others',
+        # it is the union (its codes stand); else the union is sorted
+        base = sources[0][name]
+        found = [pc.index_in(s[name], value_set=base) for s in sources[1:]]
+        if all(f.null_count == 0 for f in found):
+            out[name] = base
+            maps[name] = [np.arange(len(base), dtype=np.int32)] + [
+                f.to_numpy(zero_copy_only=False).astype(np.int32) for f in found]
+            continue
         unique = pc.unique(pa.concat_arrays([s[name] for s in sources]))
         merged = unique.take(pc.sort_indices(unique))
         out[name] = merged
@@ -334,9 +367,8 @@ def _merge(sources: list[dict], src: np.ndarray, srow: np.ndarray, ids: pa.Array
         for col, name in cols:
             arr = np.empty(int(off[-1]), dtype=np.int32)
             for i, (s, p, r) in enumerate(zip(sources, picks, rows)):
-                c = counts[p]
-                at = np.repeat(off[:-1][p], c) + ragged_arange(c)
-                arr[at] = maps[name][i][s[col][np.repeat(s[offsets][r], c) + ragged_arange(c)]] if len(at) else 0
+                if len(p):  # one compiled pass per source (no repeat and ragged index of a million entries)
+                    _csr_scatter(off, p, s[offsets], r, np.ascontiguousarray(s[col]), maps[name][i], arr)
             out[col] = arr
     out["brand_key"] = int(pc.index(out["props"], brand).as_py())
     return out

@@ -83,22 +83,15 @@ def load_edges(store, rel) -> pa.Table | None:
 
 def changed_ids(store, watermarks: dict, con=None) -> tuple[pa.Array, pa.Table]:
     """Products with a ``products``, ``specs`` or ``media`` row written above ``watermarks`` (distinct),
-    and ``store.changed("products", ...)`` (its new and re-written products); ``con``: a connection
-    of the store with its ``media`` view to use (default: one of its own)."""
+    and ``store.changed("products", ...)`` (its new and re-written products). A changed media row's
+    product is its newest row's (``changed``'s ``columns``: read from the parts written since, not
+    from the whole media view), and the specs' and media's ``is_new`` is not looked up (``new=False``:
+    no key sidecar of their older parts is read). ``con`` is not used (kept for callers)."""
     products = store.changed("products", int(watermarks.get("products", 0)))
     found = [products.column("product_id").combine_chunks(),
-             store.changed("specs", int(watermarks.get("specs", 0))).column("product_id").combine_chunks()]
-    media = store.changed("media", int(watermarks.get("media", 0))).column("media_id").to_pylist()
-    if media:
-        own = con is None
-        con = store.connect(need=("media",), only=("media",)) if own else con
-        try:
-            con.register("dedup_media", pa.table({"media_id": pa.array(media, pa.string())}))
-            found.append(con.sql("SELECT DISTINCT product_id FROM media WHERE media_id IN "
-                                 "(SELECT media_id FROM dedup_media)").to_arrow_table().column(0).combine_chunks())
-        finally:
-            if own:
-                con.close()
+             store.changed("specs", int(watermarks.get("specs", 0)), new=False).column("product_id").combine_chunks(),
+             store.changed("media", int(watermarks.get("media", 0)), columns=("product_id",),
+                           new=False).column("product_id").combine_chunks()]
     return pc.unique(pa.chunked_array(found, type=pa.string()).combine_chunks()).drop_null(), products
 
 

@@ -151,14 +151,16 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
     looser ones, for candidates it then scores.
 
     ``touching``: a bool mask of rows (an incremental dedup's changed ones): only the pairs with one
-    of them as an end, the same ones a search of every block finds: every row's keys are made (a
-    compiled pass), and only the blocks holding a changed row are sorted and read, whole (their caps
-    act as in the full search).
+    of them as an end, the same ones a search of every block finds: only the blocks holding a
+    changed row are sorted and read, whole (their caps act as in the full search).
 
     ``keyhash`` (when given) gets each row's block keys summed (mixed); with ``prev_keyhash`` (the
     last run's) the rows whose keys differ join ``touching`` (changed in place), and so do the rows
     of blocks over ``cap`` that touching rows took over it or head (a full run links them to the
-    first row only).
+    first row only). With both ``keyhash`` and ``touching`` (the spec rule's incremental run) the
+    catalogue's keys are never held: one compiled pass sums each row's keys, another keeps only the
+    keys of the touching rows' blocks (:func:`_touched_blocks`), and each pair of those blocks is
+    checked once, as with ``once`` (every key a pair with a touching row shares is a touching row's).
 
     ``once``: a pair sharing several keys is checked once, in the block of the smallest key it shares
     among the blocks not over ``cap`` (:func:`spec_jit.spec_block_pairs_once`; the same pairs, fewer
@@ -174,13 +176,20 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
         del which
     offsets, keys, values = _rarest_entries(sp, freq, SPEC_KEY_ENTRIES)
     args = (offsets, keys, values, sp.brand_offsets, sp.brands, sp.brand_key, need)
-    empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
-    total = spec_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
-    parts = max(1, -(-total // SPEC_KEYS_PER_PART))
     counts, found = np.zeros(2, dtype=np.int64), []
     buf = np.empty(SPEC_PAIRS_PER_PASS, dtype=np.uint64)
     check = (sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, min_shared,
              float(min_agreement), min_jaccard - 1e-12)
+    if keyhash is not None and touching is not None:  # an incremental run: few rows' blocks, whole
+        key, row = _touched_blocks(args, keyhash, touching, prev_keyhash, cap)
+        # each pair checked once, in the block of the smallest uncapped key its rows share: every key
+        # a pair with a touching row shares is a touching row's, so these blocks hold them all
+        _check_blocks(key, row, cap, check, buf, counts, touching, found, len(sp.offsets) - 1)
+        left, right = near.unpack(arrays.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64))
+        return left, right, counts
+    empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+    total = spec_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
+    parts = max(1, -(-total // SPEC_KEYS_PER_PART))
 
     def part_keys(part: int, hashed: bool) -> tuple[np.ndarray, np.ndarray]:
         n = total if parts == 1 else spec_jit.spec_block_keys(*args, part, parts, empty_key, empty_row)
@@ -191,56 +200,103 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
             keyhash[row[start]] += np.add.reduceat(near.fmix64(key), start)
         return key, row
 
-    one, hashed = None, keyhash is None  # one: the only part's keys, made once
-    one_sel = None  # with one: its keys of blocks holding a changed row (after the stars joined)
-    if keyhash is not None and touching is not None:
-        from .dedup_kept import crossing
-
-        for part in range(parts):  # every row's keys first: which moved decides what is searched
-            key, row = part_keys(part, True)
-            one = (key, row) if parts == 1 else None
-        hashed = True
-        if prev_keyhash is not None:
-            touching |= keyhash != prev_keyhash
-        for part in range(parts):
-            key, row = one if one is not None else part_keys(part, False)
-            before = touching[row] if one is not None else None
-            sel = member(key, arrays.unique(key[before])) if one is not None else None
-            touching[crossing(key, row, touching, cap, sel)] = True
-            if one is not None:  # one pass over the keys for both: the stars' other blocks join
-                more = touching[row] & ~before
-                one_sel = sel | member(key, arrays.unique(key[more])) if more.any() else sel
+    hashed = keyhash is None
     for part in range(parts):
-        key, row = one if one is not None else part_keys(part, not hashed)
+        key, row = part_keys(part, not hashed)
         if touching is not None:  # the blocks holding a changed row, whole
-            sel = one_sel if one_sel is not None else member(key, arrays.unique(key[touching[row]]))
+            sel = member(key, arrays.unique(key[touching[row]]))
             key, row = key[sel], row[sel]
-        n = len(key)
-        mine = touching if touching is not None else np.zeros(0, dtype=np.bool_)
-        order = np.argsort(key, kind="stable")
-        key, row = key[order], row[order]
-        del order
-        rows_keys = _rows_keys(key, row, cap, len(sp.offsets) - 1) if once and parts == 1 else (
-            np.zeros(0, np.int64), key[:0], np.zeros(0, np.bool_), key[:0])
-        pos = 0
-        while pos < n:  # the pairs are checked as they are made: memory holds the keys and what passed
-            pos2, m = spec_jit.spec_block_pairs_once(key, row, pos, cap, *check, buf, counts, mine, *rows_keys)
-            if pos2 == pos:  # one capped block longer than the buffer
-                buf = np.empty(2 * len(buf), dtype=np.uint64)
-                continue
-            packed = arrays.unique(buf[:m])
-            if touching is not None:
-                lo, hi = near.unpack(packed)
-                packed = packed[touching[lo] | touching[hi]]
-            found.append(packed)
-            pos = pos2
+        buf = _check_blocks(key, row, cap, check, buf, counts, touching, found,
+                            len(sp.offsets) - 1 if once and parts == 1 else None)
         del key, row
     left, right = near.unpack(arrays.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64))
     return left, right, counts
 
 
+def _check_blocks(key: np.ndarray, row: np.ndarray, cap: int, check: tuple, buf: np.ndarray, counts: np.ndarray,
+                  touching: np.ndarray | None, found: list, once_rows: int | None = None) -> np.ndarray:
+    """The pairs of the blocks of ``key`` (``row``: each key's row) that pass ``check``
+    (:func:`spec_jit.spec_block_pairs_once`) appended to ``found`` packed; with ``touching``, only those
+    with one of its rows as an end; with ``once_rows`` (the rows' count), each pair of the uncapped
+    blocks checked once (:func:`_rows_keys`, made from the keys sorted here). Returns the pair buffer
+    (grown when one capped block needed it)."""
+    from . import spec_jit
+
+    n = len(key)
+    mine = touching if touching is not None else np.zeros(0, dtype=np.bool_)
+    order = np.argsort(key, kind="stable")
+    key, row = key[order], row[order]
+    del order
+    if once_rows is not None:  # sorted by key: what _rows_keys reads the blocks' sizes from
+        rows_keys = _rows_keys(key, row, cap, once_rows)
+    else:
+        rows_keys = (np.zeros(0, np.int64), key[:0], np.zeros(0, np.bool_), key[:0])
+    pos = 0
+    while pos < n:  # the pairs are checked as they are made: memory holds the keys and what passed
+        pos2, m = spec_jit.spec_block_pairs_once(key, row, pos, cap, *check, buf, counts, mine, *rows_keys)
+        if pos2 == pos:  # one capped block longer than the buffer
+            buf = np.empty(2 * len(buf), dtype=np.uint64)
+            continue
+        packed = arrays.unique(buf[:m])
+        if touching is not None:
+            lo, hi = near.unpack(packed)
+            packed = packed[touching[lo] | touching[hi]]
+        found.append(packed)
+        pos = pos2
+    return buf
+
+
+def _keys_in(args: tuple, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every row's block keys that are among ``wanted`` (distinct), with their rows
+    (:func:`spec_jit.spec_row_keys`: the keys are made row by row, only these kept)."""
+    from . import spec_jit
+
+    size, none = max(1 << 16, 8 * len(wanted)), np.zeros(0, dtype=np.uint64)
+    while True:
+        key, row = np.empty(size, dtype=np.uint64), np.empty(size, dtype=np.int64)
+        n = spec_jit.spec_row_keys(*args, wanted, key, row, none)
+        if n <= size:
+            return key[:n], row[:n]
+        size = n
+
+
+def _touched_blocks(args: tuple, keyhash: np.ndarray, touching: np.ndarray, prev_keyhash: np.ndarray | None,
+                    cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """An incremental run's blocks: every row's keys summed into ``keyhash`` (a compiled pass that
+    keeps no key), the rows whose sum differs from ``prev_keyhash`` joined to ``touching``, then the
+    keys of every block holding a touching row (the touching rows' keys made first, then every row's
+    keys kept only when among them: memory and sorting hold those blocks, not the catalogue's keys),
+    and the rows of capped blocks that touching rows take over the cap or head joined too
+    (:func:`.dedup_kept.crossing`), with their blocks. ``touching`` is changed in place."""
+    from . import spec_jit
+    from .dedup_kept import crossing
+
+    offsets, keys, values, brand_offsets, brands, brand_key, need = args
+    none = np.zeros(0, dtype=np.uint64)
+    spec_jit.spec_row_keys(*args, none, none, np.zeros(0, dtype=np.int64), keyhash)
+    if prev_keyhash is not None:
+        touching |= keyhash != prev_keyhash
+
+    def blocks() -> tuple[np.ndarray, np.ndarray]:  # the touching rows' keys, then every row's among them
+        mine = np.flatnonzero(touching)
+        off, boff = (np.r_[0, np.cumsum(o[mine + 1] - o[mine])].astype(np.int64) for o in (offsets, brand_offsets))
+        at, bat = _ragged(offsets, mine), _ragged(brand_offsets, mine)
+        own = (off, keys[at], values[at], boff, brands[bat], brand_key, need)
+        total = spec_jit.spec_block_keys(*own, 0, 1, np.zeros(0, np.uint64), np.zeros(0, np.int64))
+        k = np.empty(total, dtype=np.uint64)
+        spec_jit.spec_block_keys(*own, 0, 1, k, np.empty(total, dtype=np.int64))
+        return _keys_in(args, arrays.unique(k))
+
+    key, row = blocks()
+    star = crossing(key, row, touching, cap, np.ones(len(key), dtype=bool))
+    if len(star) and not touching[star].all():  # the stars' other blocks join
+        touching[star] = True
+        key, row = blocks()
+    return key, row
+
+
 def _rows_keys(key: np.ndarray, row: np.ndarray, cap: int, n_rows: int) -> tuple:
-    """Each row's block keys sorted, CSR ``(offsets, keys, not capped)``, and its uncapped keys as bits
+    """(``key`` sorted.) Each row's block keys sorted, CSR ``(offsets, keys, not capped)``, and its uncapped keys as bits
     ``1 << (key >> 58)``, from the keys sorted by key (``row``: each key's row): what
     :func:`spec_jit.spec_block_pairs_once` finds a pair's first key in."""
     start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)

@@ -297,6 +297,94 @@ def spec_block_keys(offsets, keys, values, brand_offsets, brands, brand_key, nee
 
 
 @numba.njit(cache=True, nogil=True)
+def _row_keys(i, offsets, keys, values, brand_offsets, brands, brand_key, need, buf):  # pragma: no cover
+    """Row ``i``'s block keys (:func:`spec_block_keys`, in its order) written to ``buf``; how many
+    (``buf`` too short: -1)."""
+    m = 0
+    lo, hi = offsets[i], offsets[i + 1]
+    for b in range(brand_offsets[i], brand_offsets[i + 1]):
+        for e1 in range(lo, hi):
+            if keys[e1] == brand_key:
+                continue
+            if need == 1:
+                if m >= len(buf):
+                    return -1
+                buf[m] = _spec_key(brands[b], keys[e1], values[e1], 0xFFFFFFFF, 0)
+                m += 1
+                continue
+            for e2 in range(e1 + 1, hi):
+                if keys[e2] == brand_key or keys[e2] == keys[e1]:
+                    continue
+                if m >= len(buf):
+                    return -1
+                buf[m] = _spec_key(brands[b], keys[e1], values[e1], keys[e2], values[e2])
+                m += 1
+    return m
+
+
+@numba.njit(cache=True, nogil=True)
+def _in_table(table, k):  # pragma: no cover - compiled
+    mask = np.uint64(len(table) - 1)
+    s = mix64(k) & mask
+    while table[s] != 0:
+        if table[s] == k:
+            return True
+        s = (s + np.uint64(1)) & mask
+    return False
+
+
+@numba.njit(cache=True, nogil=True)
+def spec_row_keys(offsets, keys, values, brand_offsets, brands, brand_key, need, wanted, out_key, out_row,
+                  out_hash):  # pragma: no cover - compiled
+    """Every row's block keys (:func:`spec_block_keys`) made one row at a time, never all held.
+
+    With ``out_hash`` (length: the rows), ``out_hash[i]`` gets the sum (mod 2**64) of :func:`mix64` of
+    row ``i``'s keys (what ``fmix64`` and ``np.add.reduceat`` of the written keys give). With
+    ``wanted`` (distinct keys), the keys among them are written to ``out_key``/``out_row`` (rows in
+    order; an open-addressing set of ``wanted`` is made first): the rows of a few blocks. Returns how
+    many keys are among ``wanted``; when more than ``out_key`` holds, only the count is exact (the
+    caller grows the buffers and calls again). One function for both (numba's cache loads each
+    compiled function in every new process: ~0.03 s apiece)."""
+    size = 16
+    while size < 2 * len(wanted):
+        size *= 2
+    table = np.zeros(size if len(wanted) else 1, dtype=np.uint64)
+    mask = np.uint64(len(table) - 1)
+    zero = False
+    for k in wanted:
+        if k == 0:
+            zero = True
+            continue
+        s = mix64(k) & mask
+        while table[s] != 0 and table[s] != k:
+            s = (s + np.uint64(1)) & mask
+        table[s] = k
+    find = len(wanted) > 0
+    hashed = len(out_hash) > 0
+    buf = np.empty(1024, dtype=np.uint64)
+    n = 0
+    for i in range(len(offsets) - 1):
+        m = _row_keys(i, offsets, keys, values, brand_offsets, brands, brand_key, need, buf)
+        while m < 0:
+            buf = np.empty(2 * len(buf), dtype=np.uint64)
+            m = _row_keys(i, offsets, keys, values, brand_offsets, brands, brand_key, need, buf)
+        if hashed:
+            h = np.uint64(0)
+            for t in range(m):
+                h += mix64(buf[t])
+            out_hash[i] = h
+        if find:
+            for t in range(m):
+                k = buf[t]
+                if (k == 0 and zero) or (k != 0 and _in_table(table, k)):
+                    if n < len(out_key):
+                        out_key[n] = k
+                        out_row[n] = i
+                    n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
 def _jaccard(i, j, offsets, keys, values):  # pragma: no cover - compiled
     """Jaccard of the ``(property, value)`` entry sets of rows ``i`` and ``j``."""
     a, ae = offsets[i], offsets[i + 1]
@@ -436,3 +524,5 @@ def warm_up() -> None:
     spec_chance(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, z, u0,
                 z, u0, z, 1, 5.0, np.zeros(1))
     rarest_mask(np.zeros(2, dtype=np.int64), i32, i32, z[:0], -1, 8, np.zeros(0, dtype=np.bool_))
+    spec_row_keys(np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, 2, u0, u0, z[:0],
+                  np.zeros(1, np.uint64))
