@@ -270,29 +270,19 @@ def spec_block_keys(offsets, keys, values, brand_offsets, brands, brand_key, nee
     count_only = len(out_key) == 0
     P = np.uint64(parts)
     q = np.uint64(part)
+    buf = np.empty(64, dtype=np.uint64)
     for i in range(len(offsets) - 1):
-        lo, hi = offsets[i], offsets[i + 1]
-        for b in range(brand_offsets[i], brand_offsets[i + 1]):
-            for e1 in range(lo, hi):
-                if keys[e1] == brand_key:
-                    continue
-                if need == 1:
-                    h = _spec_key(brands[b], keys[e1], values[e1], 0xFFFFFFFF, 0)
-                    if h % P == q:
-                        if not count_only:
-                            out_key[m] = h
-                            out_row[m] = i
-                        m += 1
-                    continue
-                for e2 in range(e1 + 1, hi):
-                    if keys[e2] == brand_key or keys[e2] == keys[e1]:
-                        continue
-                    h = _spec_key(brands[b], keys[e1], values[e1], keys[e2], values[e2])
-                    if h % P == q:
-                        if not count_only:
-                            out_key[m] = h
-                            out_row[m] = i
-                        m += 1
+        n = _row_keys(i, offsets, keys, values, brand_offsets, brands, brand_key, need, buf)
+        while n < 0:  # a row of many spellings or entries: a longer buffer
+            buf = np.empty(2 * len(buf), dtype=np.uint64)
+            n = _row_keys(i, offsets, keys, values, brand_offsets, brands, brand_key, need, buf)
+        for k in range(n):
+            h = buf[k]
+            if h % P == q:
+                if not count_only:
+                    out_key[m] = h
+                    out_row[m] = i
+                m += 1
     return m
 
 
