@@ -224,8 +224,8 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
         if state.get("inputs") != inputs:
             why = "settings or matcher changed"
         else:  # the products to search again, and what the last run read (when they are few)
-            con = store.connect(need=READS, only=READS)  # one connection for the changes and the read
-            changed, changed_products = dedup_kept.changed_ids(store, state["watermarks"], con)
+            con = store.connect(need=READS, only=READS)  # one connection for the ids and the read
+            changed, changed_products = dedup_kept.changed_ids(store, state["watermarks"])
             # the products' ids, sorted: their count here, the rows of the incremental read below
             # (one pass over the products' view, not a count and then the ids)
             ids = con.sql("SELECT product_id FROM products ORDER BY product_id").to_arrow_table().column(0)

@@ -351,8 +351,8 @@ def _merge(sources: list[dict], src: np.ndarray, srow: np.ndarray, ids: pa.Array
             maps[name] = [np.arange(len(base), dtype=np.int32)] + [
                 f.to_numpy(zero_copy_only=False).astype(np.int32) for f in found]
             continue
-        unique = pc.unique(pa.concat_arrays([s[name] for s in sources]))
-        merged = unique.take(pc.sort_indices(unique))
+        names = pc.unique(pa.concat_arrays([s[name] for s in sources]))
+        merged = names.take(pc.sort_indices(names))
         out[name] = merged
         maps[name] = [pc.index_in(s[name], value_set=merged).to_numpy(zero_copy_only=False).astype(np.int32)
                       for s in sources]

@@ -81,12 +81,12 @@ def load_edges(store, rel) -> pa.Table | None:
     return table if table.schema.equals(SCHEMA) else None
 
 
-def changed_ids(store, watermarks: dict, con=None) -> tuple[pa.Array, pa.Table]:
+def changed_ids(store, watermarks: dict) -> tuple[pa.Array, pa.Table]:
     """Products with a ``products``, ``specs`` or ``media`` row written above ``watermarks`` (distinct),
     and ``store.changed("products", ...)`` (its new and re-written products). A changed media row's
     product is its newest row's (``changed``'s ``columns``: read from the parts written since, not
     from the whole media view), and the specs' and media's ``is_new`` is not looked up (``new=False``:
-    no key sidecar of their older parts is read). ``con`` is not used (kept for callers)."""
+    no key sidecar of their older parts is read)."""
     products = store.changed("products", int(watermarks.get("products", 0)))
     found = [products.column("product_id").combine_chunks(),
              store.changed("specs", int(watermarks.get("specs", 0)), new=False).column("product_id").combine_chunks(),
