@@ -132,6 +132,33 @@ def test_filled_sections_with_curation_tables(demo_report, tmp_path):
     assert "<code>v1</code>" in result.index.read_text(encoding="utf-8")
 
 
+def test_splits_section_shows_the_newest_version_by_its_number_read_from_its_parts_only(demo_report, tmp_path):
+    """v10 is newer than v9 (as build-splits counts them), a version written twice shows its newest
+    write, and the rows read from the version's own parts equal those of the view's window."""
+    from m5data.report import data
+
+    store, _ = demo_report
+    ids = [r[0] for r in store.connect().execute("SELECT product_id FROM products ORDER BY 1 LIMIT 6").fetchall()]
+    store2 = Store.open(copy_store(store.root, tmp_path))
+    for version, train in (("v9", 3), ("v10", 1), ("v10", 2), ("v2", 5)):  # v10 written twice: the second stands
+        store2.write("splits", [{"product_id": p, "split": "train" if k < train else "query-c", "version": version}
+                                for k, p in enumerate(ids)])
+    result = build(store2, load(None, {"store.path": str(store2.root)}, environ={}), out=tmp_path / "r")
+    numbers = _parse(result.index).numbers
+    assert "<code>v10</code>" in result.index.read_text(encoding="utf-8")
+    assert numbers["split.train"] == "2" and numbers["split.query-c"] == "4"
+    held = {}
+    for way in ("parts", "view"):
+        con = store2.connect(only=("splits",))
+        try:
+            assert data.split_versions(con, store2 if way == "parts" else None) == ["v10"]
+            held[way] = con.execute("SELECT version, split, product_id FROM report_split_rows ORDER BY ALL").fetchall()
+        finally:
+            con.close()
+    assert held["parts"] == held["view"] and len(held["parts"]) == 6
+    assert set(data.version_parts(store2)) == {"v2", "v9", "v10"}
+
+
 def test_training_section_shows_the_evaluation_in_percent(tmp_path):
     import json
 

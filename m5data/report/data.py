@@ -39,6 +39,10 @@ LABELLED_PATHS = """
 
 
 
+def _quoted(text: str) -> str:
+    return str(text).replace("'", "''")
+
+
 def _rows(con, sql: str, params: list | None = None) -> list[tuple]:
     return con.execute(sql, params or []).fetchall()
 
@@ -319,14 +323,56 @@ class SplitInfo:
     manifest: dict | None
 
 
-def split_versions(con) -> list[str]:
-    """The split version the report shows (the newest), as a list: none before build-splits. Its rows
-    (split, product_id) are held in ``report_split_rows`` for :func:`splits`: one read of the view (its
-    window is most of the cost), not one for the version and another for its rows."""
-    con.execute("CREATE OR REPLACE TEMP TABLE report_split_rows AS SELECT version, split, product_id FROM splits "
-                "QUALIFY version = max(version) OVER ()")
-    version = one(con, "SELECT max(version) FROM report_split_rows")
-    return [] if version is None else [version]
+def split_versions(con, store=None) -> list[str]:
+    """The split version the report shows, as a list: none before build-splits. It is the newest by
+    the number its name ends with (``splits.names.newest``: v10 after v9), as build-splits counts them.
+    Its rows (split, product_id) are held in ``report_split_rows`` for :func:`splits`. With ``store``
+    (a local one) they are read from only the parts that hold that version (:func:`version_parts`),
+    else from the view (whose window over every version costs 1.8 CPU-s of 4.1 million rows at 1M)."""
+    from ..splits.names import newest
+
+    found = version_parts(store) if store is not None else None
+    if found is None:
+        versions = [v for v, in _rows(con, "SELECT DISTINCT version FROM splits")]
+    else:
+        versions = sorted(found)
+    if not versions:
+        return []
+    version = newest(versions)
+    if found is None:
+        source = "splits"
+    else:  # every row of the version lies in the parts that hold it: the window over those parts
+        from ..storage.schema import table_spec  # gives the view's rows of that version
+
+        source = f"({store.read_sql(con, table_spec('splits'), parts=found[version])})"
+    con.execute("CREATE OR REPLACE TEMP TABLE report_split_rows AS SELECT version, split, product_id "
+                f"FROM {source} WHERE version = '{_quoted(version)}'")
+    return [version]
+
+
+def version_parts(store) -> dict[str, list] | None:
+    """Every split version the splits table holds, each with the parts that hold rows of it (each
+    part's distinct versions: a read of that one column, 0.1 s of 4 million rows); None on object
+    storage (the view is read) or where a part cannot be read (the view's read then says which)."""
+    import duckdb
+
+    from ..storage.objects import is_store_url
+
+    if is_store_url(str(store.root)):
+        return None
+    out: dict[str, list] = {}
+    con = duckdb.connect()
+    try:
+        for part in store.parts("splits"):
+            found = con.execute(f"SELECT DISTINCT version FROM read_parquet('{_quoted(part)}')").fetchall()
+            for v, in found:
+                if v is not None:
+                    out.setdefault(v, []).append(part)
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    return out
 
 
 def splits(con, store_root: Path, versions: list[str] | None = None) -> SplitInfo:

@@ -253,7 +253,7 @@ def _short(value: str) -> str:
 
 
 def splits(con, store) -> tuple[Html, bool]:
-    versions = data.split_versions(con)
+    versions = data.split_versions(con, store)
     s = data.splits(con, store.local_copy([f"derived/splits/{v}/manifest.json" for v in versions]), versions)
     if s.version is None:
         return empty("No splits yet.", "m5data build-splits"), True

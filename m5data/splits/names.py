@@ -46,3 +46,16 @@ def shown(name, limit: int = 48) -> str:
     """``repr`` of a name, cut for a one-line message."""
     text = repr(name)
     return text if len(text) <= limit else text[:limit - 4] + "...'"
+
+
+def version_order(version: str) -> tuple[int, str]:
+    """A split version's order: the number it ends with, then its name (``v2`` < ``v10``)."""
+    import re
+
+    m = re.search(r"(\d+)$", version)
+    return (int(m.group(1)) if m else 0, version)
+
+
+def newest(versions) -> str:
+    """The newest of ``versions`` by :func:`version_order` (the one build-splits builds after)."""
+    return max(versions, key=version_order)

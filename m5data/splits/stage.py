@@ -121,6 +121,7 @@ def incremental_version(store, default: str) -> str:
     from datetime import datetime
 
     from .names import name_problem
+    from .names import newest as newest_version
 
     con = store.connect(need=("splits", "products"), only=("splits", "products"))
     try:
@@ -128,7 +129,7 @@ def incremental_version(store, default: str) -> str:
         versions = [r[0] for r in con.execute("SELECT DISTINCT version FROM splits").fetchall() if not name_problem(r[0])]
         if not versions:
             return default
-        latest = max(versions, key=_number)
+        latest = newest_version(versions)
         products, newest = con.execute("SELECT count(*), max(crawled_at) FROM products").fetchone()
     finally:
         con.close()
@@ -149,14 +150,6 @@ def next_version(store, prev: str) -> str:
     while store.read_text(f"derived/splits/{version}/manifest.json") is not None:
         version = _after(version, [])
     return version
-
-
-def _number(v: str) -> tuple[int, str]:
-    """A version's order: the number it ends with, then its name."""
-    import re
-
-    m = re.search(r"(\d+)$", v)
-    return (int(m.group(1)) if m else 0, v)
 
 
 def _after(latest: str, versions: list[str]) -> str:
