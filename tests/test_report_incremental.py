@@ -180,7 +180,7 @@ def test_a_demo_store_grown_changed_and_reported_again_equals_a_full_rebuild(dem
     assert _page(again) == _page(full) and 'data-key="media.image.failed"' in _page(again)
     assert _figures(again) == _figures(full) and len(_figures(full)) >= 7
     named = changes.load_state(store, "report")["summary"]["facts"]
-    assert all(len(files) == 1 for files in named.values()) and len(named) == 3 + len(facts.KEPT_TOTALS)  # full made each
+    assert all(len(files) == 1 for files in named.values()) and len(named) == len(facts.SOURCES) + 1 + len(facts.KEPT_TOTALS)  # full made each (facts, flags, totals)
     # table's facts and each running total as one file again
     assert set(_facts_files(store)) == _named(store) | before  # and the files of the state before stay until the next run
 
@@ -259,17 +259,21 @@ def test_a_killed_runs_temp_facts_file_is_known_to_doctor_and_removed_by_the_nex
 
 
 def test_only_the_tables_written_since_are_counted_again(store, tmp_path, monkeypatch):
-    from m5data.report import data
-
     settings = _settings(store)
     build(store, settings, out=tmp_path / "r")
-    counted = []
-    real = data.table_rows
-    monkeypatch.setattr(data, "table_rows", lambda con, s, name: counted.append(name) or real(con, s, name))
+    counted, grown = [], []
+    real_count, real_grown = type(store).count_parts, type(store).count_grown
+    monkeypatch.setattr(type(store), "count_parts", lambda s, name: counted.append(name) or real_count(s, name))
+    monkeypatch.setattr(type(store), "count_grown", lambda s, name, *a: grown.append(name) or real_grown(s, name, *a))
     store.write("dedup", [{"product_id": "shopa:1", "group_id": "g", "rule": "same title", "run_id": "x"}])
     again = build(store, settings, out=tmp_path / "r")
-    assert sorted(counted) == ["dedup", "runs"]  # products, specs and media from their facts; the rest kept
+    assert sorted(counted) == ["runs"]  # products, specs and media from their facts; the rest kept ...
+    assert grown == ["dedup"]  # ... or counted on from the parts written since
     assert 'data-key="table.dedup" data-value="1"' in again.index.read_text(encoding="utf-8")
+    store.write("dedup", [{"product_id": p, "group_id": "g", "rule": "same title", "run_id": "y"}
+                          for p in ("shopa:1", "shopa:2", "shopa:3")])  # one row again, two new
+    again = build(store, settings, out=tmp_path / "r")
+    assert 'data-key="table.dedup" data-value="3"' in again.index.read_text(encoding="utf-8")
     assert _page(again) == _page(build(store, settings, out=tmp_path / "full", full=True))
 
 
@@ -339,7 +343,7 @@ def test_running_totals_moved_by_rewritten_rows_equal_totals_grouped_from_the_st
     assert _figures(third) == _figures(build(store, settings, out=tmp_path / "full3", full=True))
 
 
-@pytest.mark.parametrize("at", [1, 3, 6, 9, 12])
+@pytest.mark.parametrize("at", [1, 3, 6, 9, 10, 11])
 def test_a_run_killed_while_writing_its_facts_or_totals_runs_again_to_the_full_result(store, tmp_path, monkeypatch, at):
     """Killed at the ``at``-th facts or totals file it writes (after the files before it are in place, none
     named by the state yet), the next run gives the totals grouped from the store and a full rebuild's page."""

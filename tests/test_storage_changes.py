@@ -110,6 +110,28 @@ def test_parts_at_or_below_the_watermark_are_not_read(store):
     assert _changed(store, "products", w) == {"a:2": True}
 
 
+def test_count_grown_counts_on_from_the_parts_counted_as_a_count_again_would(store):
+    store.write("products", _products("a:1", "a:2"))
+    n, parts = store.count_parts("products")
+    assert n == 2 and len(parts) == 1
+    assert store.count_grown("products", n, parts) == (2, parts)  # nothing written since
+    store.write("products", _products("a:2", "a:3", "a:4", title="new"))  # one re-written, two new
+    store.write("products", _products("a:4", "a:5"))  # one new twice, one new
+    n2, parts2 = store.count_grown("products", n, parts)
+    assert n2 == store.count("products") == 5 and parts2 == store.count_parts("products")[1]
+    # a table of several rows per group (splits: a version's rows): new versions are counted on ...
+    rows = lambda v, k: [{"version": v, "split": "train", "product_id": f"a:{i}"} for i in range(k)]  # noqa: E731
+    store.write("splits", rows("v1", 3))
+    n, parts = store.count_parts("splits")
+    store.write("splits", rows("v2", 4))
+    assert store.count_grown("splits", n, parts)[0] == store.count("splits") == 7
+    n, parts = store.count_parts("splits")
+    store.write("splits", rows("v2", 2))  # ... a version written again (two rows fewer) is counted again
+    assert store.count_grown("splits", n, parts) is None and store.count("splits") == 5
+    store.compact("products")  # the parts counted are gone: count again
+    assert store.count_grown("products", n2, parts2) is None and store.count("products") == 5
+
+
 def test_a_write_in_progress_is_never_passed(store):
     """A streaming write has published a part but not finished: the watermark stays below its _seq."""
     store.part_rows = 1

@@ -130,11 +130,11 @@ REPORT_MEDIA_COLUMNS = ("product_id", "media_id", "source_media_id", "kind", "ro
 # The tables the sections read through the report's connection's views; the others are only
 # counted (``Store.count``), so their views are not made: the view of every part of ``pools`` (5M
 # rows in 14 parts at 100k products) is not planned and bound each run.
-VIEWS = ("label_map", "taxonomy", "caption_match", "dedup", "splits", "runs")
+VIEWS = ("label_map", "taxonomy", "caption_match", "splits", "runs")
 # The large tables, read only to make facts of every row (the first and full runs; an incremental run on
 # object storage) and for the gallery's new picks: their views are made on first use, in a connection of
 # their own (:class:`Large`), so an incremental run with no new pick does not plan and bind them.
-LARGE = ("products", "media", "specs")
+LARGE = ("products", "media", "specs", "dedup")
 
 
 class Large:
@@ -160,6 +160,27 @@ def _hold_media(store, con) -> None:
     con.execute(f"CREATE TABLE report_media AS SELECT {', '.join(REPORT_MEDIA_COLUMNS)} FROM media")
     con.execute("DROP VIEW media")
     con.execute("ALTER TABLE report_media RENAME TO media")
+
+
+def _counted(store, last: incremental.Last, marks: dict[str, int]) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Each table's rows as the last run counted them (with the parts it counted), for the tables not
+    written since, and counted on from them (``store.count_grown``: the parts written since) for the
+    others that allow it; the rest (and ``runs``, which every stage writes) are counted by the overview."""
+    counts, counted = last.summary.get("rows") or {}, last.summary.get("row_parts") or {}
+    rows: dict[str, int] = {}
+    parts: dict[str, list[str]] = {}
+    for t, n in counts.items():
+        if t not in marks or t not in last.watermarks:
+            continue
+        if marks[t] <= int(last.watermarks[t]):
+            rows[t] = int(n)
+            if t in counted:
+                parts[t] = list(counted[t])
+        elif t in counted and t not in ("products", "specs", "media"):  # those three: from their facts
+            grown = store.count_grown(t, int(n), list(counted[t]))
+            if grown is not None:
+                rows[t], parts[t] = grown
+    return rows, parts
 
 
 @dataclass
@@ -192,13 +213,11 @@ def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, trut
                                                   last.summary.get("gallery"), None if f.whole else f.touched)
         return body, is_empty
 
-    # each table's rows as the last run counted them, for the tables not written since (runs: always counted)
-    rows = {t: int(n) for t, n in (last.summary.get("rows") or {}).items()
-            if t in marks and t in last.watermarks and marks[t] <= int(last.watermarks[t])}
+    rows, parts = _counted(store, last, marks)
     try:
         f = facts.update(store, con, large, kept, last.facts, last.watermarks, marks)
         steps = [
-            ("overview", "Overview", lambda: builders.overview(con, store, rows)),
+            ("overview", "Overview", lambda: builders.overview(con, store, rows, parts)),
             ("long-tail", "Category long tail", lambda: builders.long_tail(con, charts)),
             ("completeness", "Modality completeness", lambda: builders.completeness(con, charts)),
             ("distributions", "Video, caption and merchant distributions", lambda: builders.distributions(con, charts)),
@@ -226,5 +245,5 @@ def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, trut
         large.close()
     stats.details["figures_drawn"] = charts.drawn
     memo.update(facts=f.files, facts_version=facts.VERSION, charts=charts.keys,
-                rows={t: n for t, n in rows.items() if t in marks})
+                rows={t: n for t, n in rows.items() if t in marks}, row_parts={t: p for t, p in parts.items() if t in marks})
     return Made(sections, empties, memo)

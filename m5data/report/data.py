@@ -3,9 +3,9 @@
 The large tables are read through the running totals kept beside the report's facts (:mod:`.facts`:
 views of the report's connection named ``report_<total>``: products per platform and breadcrumb, per
 merchant and per title length; media rows per kind, status, tier and failure reason; videos per
-duration; products per exact combination of modalities; rows per spec value), so no statistic reads
-a row per product; the splits section and the gallery read ``report_flags`` (each product's
-breadcrumb and modalities); the small tables (label_map, taxonomy, dedup, ...) are read directly.
+duration; products per exact combination of modalities; rows per spec value; products per dedup group
+and rule), so no statistic reads a row per product; the splits section and the gallery read ``report_flags`` (each product's
+breadcrumb and modalities); the small tables (label_map, taxonomy, caption_match, ...) are read directly.
 Every function returns plain Python values (lists of tuples, dicts), so a test can compare the
 numbers written into the page with the same SQL over the store. A section whose tables are empty
 returns empty values; the page then says which command fills it.
@@ -61,32 +61,35 @@ class Overview:
     tables: dict[str, int]
 
 
-def overview(con, tables: list[str], store=None, rows: dict[str, int] | None = None) -> Overview:
+def overview(con, tables: list[str], store=None, rows: dict[str, int] | None = None,
+             parts: dict[str, list[str]] | None = None) -> Overview:
     """The overview's counts; the rows of each of ``tables`` from ``rows`` (the counts of tables not
-    written since they were counted: the ones counted here are added to it), else by :func:`table_rows`
-    (``store`` given) or by counting its view."""
+    written since they were counted, or counted on from them: the ones counted here are added to it),
+    else by ``store.count_parts`` (``store`` given; the parts it counted are added to ``parts``) or by
+    counting its view."""
     products = int(one(con, "SELECT coalesce(sum(n), 0) FROM report_paths"))
     specs = int(one(con, "SELECT coalesce(sum(n), 0) FROM report_spec_values"))
     media = int(one(con, "SELECT coalesce(sum(n), 0) FROM report_media"))
     known = {"products": products, "specs": specs, "media": media}  # the facts are a row per row of these
     rows = {} if rows is None else rows
+    parts = {} if parts is None else parts
     for t in tables:
-        if t not in rows:
-            rows[t] = known[t] if t in known else table_rows(con, store, t)
+        if t in rows:
+            continue
+        if t in known:
+            rows[t] = known[t]
+        elif store is None:
+            rows[t] = one(con, f"SELECT count(*) FROM {t}")
+        else:
+            rows[t], counted = store.count_parts(t)
+            if counted is not None:
+                parts[t] = counted
     return Overview(
         products=products, specs=specs, media=media,
         platforms=_rows(con, "SELECT platform, sum(n)::BIGINT FROM report_paths GROUP BY 1 ORDER BY 2 DESC, 1"),
         merchants=one(con, "SELECT count(*) FROM report_merchants WHERE merchant_id IS NOT NULL"),
         tables={t: rows[t] for t in tables},
     )
-
-
-def table_rows(con, store, name: str) -> int:
-    """The rows of table ``name``'s view: ``store.count`` (without the view's window where the parts'
-    key sidecars allow, docs/store.md), else by counting ``con``'s view."""
-    if store is None:
-        return one(con, f"SELECT count(*) FROM {name}")
-    return store.count(name)
 
 
 def long_tail(con) -> dict[int, list[tuple[str, int]]]:
@@ -244,20 +247,17 @@ class Duplicates:
 
 
 def duplicates(con) -> Duplicates:
-    """The dedup table's groups: its view (a window over every part) read once, as products per group and rule."""
-    con.execute("CREATE OR REPLACE TEMP TABLE report_dedup AS SELECT group_id, rule, count(*) AS n FROM dedup GROUP BY ALL")
-    try:
-        sizes = _rows(con, "SELECT n, count(*) FROM (SELECT group_id, sum(n)::BIGINT AS n FROM report_dedup GROUP BY 1) "
-                           "WHERE n > 1 GROUP BY 1 ORDER BY 1")
-        return Duplicates(
-            products=int(one(con, "SELECT coalesce(sum(n), 0) FROM report_dedup")),
-            groups=sum(g for _, g in sizes),
-            grouped=sum(n * g for n, g in sizes),
-            sizes=sizes,
-            rules=_rows(con, "SELECT rule, sum(n)::BIGINT FROM report_dedup WHERE rule IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1"),
-        )
-    finally:
-        con.execute("DROP TABLE report_dedup")
+    """The dedup table's groups, from the products per group and rule kept beside the facts (``report_dedup_groups``)."""
+    sizes = _rows(con, "SELECT n, count(*) FROM (SELECT group_id, sum(n)::BIGINT AS n FROM report_dedup_groups GROUP BY 1) "
+                       "WHERE n > 1 GROUP BY 1 ORDER BY 1")
+    return Duplicates(
+        products=int(one(con, "SELECT coalesce(sum(n), 0) FROM report_dedup_groups")),
+        groups=sum(g for _, g in sizes),
+        grouped=sum(n * g for n, g in sizes),
+        sizes=sizes,
+        rules=_rows(con, "SELECT rule, sum(n)::BIGINT FROM report_dedup_groups WHERE rule IS NOT NULL GROUP BY 1 "
+                         "ORDER BY 2 DESC, 1"),
+    )
 
 
 @dataclass

@@ -57,9 +57,10 @@ SOURCES = {
         FROM media {where}"""),
     "specs": ("product_id", """
         SELECT product_id, property, value, count(*)::BIGINT AS n FROM specs {where} GROUP BY ALL"""),
+    "dedup": ("product_id", "SELECT product_id, group_id, rule FROM dedup {where}"),
 }
+FLAG_TABLES = ("products", "media", "specs")  # the facts a product's modalities are made from
 KEPT_VIEWS = {t: f"report_{t}_kept" for t in SOURCES}  # views of the kept files in the report's connection
-WAS = {t: f"report_{t}_was" for t in SOURCES}  # ... and of the files in force before this run (for the deltas)
 
 # The running totals the page is drawn from, kept beside the facts: name -> (its facts table, the SQL
 # grouping a relation ``{f}`` of those facts into its keys and ``n``). A full run groups every fact;
@@ -73,15 +74,15 @@ TOTALS = {
     "media": ("media", "SELECT kind, status, quality_tier, reason, count(*)::BIGINT AS n FROM {f} GROUP BY ALL"),
     "durations": ("media", "SELECT duration, count(*)::BIGINT AS n FROM {f} "
                            "WHERE kind = 'video' AND status = 'ok' AND duration IS NOT NULL GROUP BY ALL"),
-    "media_products": ("media", "SELECT product_id, kind, count(*)::BIGINT AS n FROM {f} "
-                                "WHERE status = 'ok' AND kind IN ('image', 'video', 'audio') GROUP BY ALL"),
     "spec_values": ("specs", "SELECT property, value, sum(n)::BIGINT AS n FROM {f} GROUP BY ALL"),
-    "spec_products": ("specs", "SELECT product_id, sum(n)::BIGINT AS n FROM {f} GROUP BY ALL"),
+    "dedup_groups": ("dedup", "SELECT group_id, rule, count(*)::BIGINT AS n FROM {f} GROUP BY ALL"),
 }
 TOTAL_VIEWS = {name: f"report_{name}" for name in TOTALS}  # views of the kept totals, read by .data
 
-# Each product's five modalities (``storage.stats.MODALITY_SQL``, over the facts and the totals ``{m}``
-# (media_products) and ``{s}`` (spec_products)), with its breadcrumb: ``{p}`` a relation of products' facts.
+# Each product's five modalities (``storage.stats.MODALITY_SQL``) with its breadcrumb, from the facts:
+# ``{p}``, ``{m}`` and ``{s}`` relations of products', media and specs facts. Kept as facts of their
+# own (``flags``, a row per product, :data:`FLAGS_VIEW`): an incremental run makes those of the
+# products whose rows of any of the three tables changed, and reads the kept ones for the rest.
 FLAGS = """
     SELECT p.product_id, p.platform, p.path, p.levels, coalesce(m.m_image, false) AS m_image,
            p.title_chars IS NOT NULL AS m_caption, s.product_id IS NOT NULL AS m_table,
@@ -89,13 +90,15 @@ FLAGS = """
     FROM {p} p
     LEFT JOIN (SELECT product_id, bool_or(kind = 'image') AS m_image, bool_or(kind = 'video') AS m_video,
                       bool_or(kind = 'audio') AS m_audio
-               FROM {m} GROUP BY 1) m ON m.product_id = p.product_id
-    LEFT JOIN {s} s ON s.product_id = p.product_id"""
+               FROM {m} WHERE status = 'ok' AND kind IN ('image', 'video', 'audio') GROUP BY 1) m
+           ON m.product_id = p.product_id
+    LEFT JOIN (SELECT DISTINCT product_id FROM {s}) s ON s.product_id = p.product_id"""
 # ... and the running total of products per exact combination of them (kept as the others, its delta
 # from the flags before and after of the products whose rows of any table changed)
 COMBOS = "SELECT m_image, m_caption, m_table, m_video, m_audio, count(*)::BIGINT AS n FROM ({flags}) GROUP BY ALL"
 KEPT_TOTALS = (*TOTALS, "combos")
-FLAGS_VIEW = "report_flags"  # every product's flags, held once per run in the report's connection (splits, gallery)
+FLAGS_VIEW = "report_flags"  # every product's flags (the splits section, the gallery's picks)
+WAS_FLAGS = "report_flags_was"  # ... as the files in force before this run hold them
 
 # An incremental run writes the facts of what changed as a file of its own, whose rows stand in for
 # every earlier row of the same groups; when a table has this many files already, or the run's facts
@@ -112,7 +115,7 @@ class Facts:
     changed: dict[str, pa.Table] = field(default_factory=dict)  # table -> store.changed rows (incremental)
     made: dict[str, int] = field(default_factory=dict)  # table -> facts made this run
     whole: list[str] = field(default_factory=list)  # tables whose facts were all made again
-    touched: set[str] = field(default_factory=set)  # products whose rows of any table changed (when none is whole)
+    touched: set[str] = field(default_factory=set)  # products whose rows of FLAG_TABLES changed (when none is whole)
 
 
 def update(store, con, large, kept, previous: dict | None, since: dict[str, int], marks: dict[str, int]) -> Facts:
@@ -152,7 +155,6 @@ def _tables(store, con, recent: _Recent, kept, out: Facts, token: str, previous:
             _register(con, KEPT_VIEWS[table], [folder / n for n in out.files[table]], group)
             continue
         _register(con, KEPT_VIEWS[table], paths, group)
-        _register(con, WAS[table], paths, group)
         out.files[table] = old
         if marks.get(table, 0) <= int(since.get(table, 0)):
             continue  # nothing of this table written since: its facts stand
@@ -173,8 +175,9 @@ def _tables(store, con, recent: _Recent, kept, out: Facts, token: str, previous:
             else:
                 was = fresh.schema.empty_table()
             deltas[table] = (was, fresh)
-            out.touched.update((fresh.column("product_id").to_pylist() + was.column("product_id").to_pylist())
-                               if table == "media" else changed.column(group).to_pylist())
+            if table in FLAG_TABLES:
+                out.touched.update((fresh.column("product_id").to_pylist() + was.column("product_id").to_pylist())
+                                   if table == "media" else changed.column(group).to_pylist())
             out.made[table] = fresh.num_rows
             if not fresh.num_rows:
                 continue
@@ -230,14 +233,11 @@ class _Recent:
 
 
 def _totals(con, kept, folder, token: str, previous: dict, out: Facts, deltas: dict) -> None:
-    """This run's :data:`TOTALS` and combinations: kept, moved by the changed groups' ``deltas``, or
-    grouped from every fact; registered as :data:`TOTAL_VIEWS` with :data:`FLAGS_VIEW` over them."""
-    was: dict[str, str] = {}  # total -> the relation of its kept values before this run
+    """This run's :data:`TOTALS`, flags and combinations: kept, moved by the changed groups' ``deltas``,
+    or grouped from every fact; registered as :data:`TOTAL_VIEWS`, :data:`FLAGS_VIEW` and ``report_combos``."""
     for name, (table, sql) in TOTALS.items():
         old = list(previous.get(f"total:{name}") or [])
         path = kept.fetch(f"facts/{old[0]}") if len(old) == 1 else None
-        if path is not None:
-            was[name] = f"read_parquet('{_quoted(path)}')"
         if path is not None and table not in out.whole and table not in deltas:
             out.files[f"total:{name}"] = old  # nothing of its table changed: the totals stand
         else:
@@ -246,29 +246,51 @@ def _totals(con, kept, folder, token: str, previous: dict, out: Facts, deltas: d
             out.files[f"total:{name}"] = [_write(folder, f"total-{name}-{token}.parquet", rows)]
         con.execute(f"CREATE OR REPLACE VIEW {TOTAL_VIEWS[name]} AS "
                     f"SELECT * FROM read_parquet('{_quoted(folder / out.files[f'total:{name}'][0])}')")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {FLAGS_VIEW} AS " + FLAGS.format(
-        p=KEPT_VIEWS["products"], m=TOTAL_VIEWS["media_products"], s=TOTAL_VIEWS["spec_products"]))
-    old = list(previous.get("total:combos") or [])
-    path = kept.fetch(f"facts/{old[0]}") if len(old) == 1 else None
-    if path is not None and not out.whole and not out.touched:
-        out.files["total:combos"] = old  # no product's rows changed
-    elif path is None or out.whole or not {"media_products", "spec_products"} <= set(was):
-        rows = con.sql(COMBOS.format(flags=f"SELECT * FROM {FLAGS_VIEW}")).to_arrow_table()
+    _flags(con, kept, folder, token, previous, out)
+
+
+def _flags(con, kept, folder, token: str, previous: dict, out: Facts) -> None:
+    """Every product's flags (facts of their own, ``flags``) and the products per combination of them:
+    made from every fact, or kept with those of the touched products made again and the combinations
+    moved by their flags before (the kept flags) and after."""
+    old = list(previous.get("flags") or [])
+    paths = [kept.fetch(f"facts/{n}") for n in old]
+    combos = list(previous.get("total:combos") or [])
+    combos_path = kept.fetch(f"facts/{combos[0]}") if len(combos) == 1 else None
+    every = FLAGS.format(p=KEPT_VIEWS["products"], m=KEPT_VIEWS["media"], s=KEPT_VIEWS["specs"])
+    if not old or None in paths or combos_path is None or set(out.whole) & set(FLAG_TABLES):
+        flags = con.sql(every).to_arrow_table()
+        out.files["flags"] = [_write(folder, f"flags-{token}.parquet", flags)]
+        con.register("report_new_flags", flags)
+        try:
+            rows = con.sql(COMBOS.format(flags="SELECT * FROM report_new_flags")).to_arrow_table()
+        finally:
+            con.unregister("report_new_flags")
         out.files["total:combos"] = [_write(folder, f"total-combos-{token}.parquet", rows)]
-    else:  # the touched products' flags before (the kept files in force) and after (this run's)
+    elif not out.touched:  # no product's rows changed: the flags and combinations stand
+        out.files["flags"], out.files["total:combos"] = old, combos
+    else:  # the touched products' flags before (the kept files in force) and after (made from the facts now)
+        _register(con, WAS_FLAGS, paths, "product_id")
         con.register("report_touched", pa.table({"product_id": pa.array(sorted(out.touched), pa.string())}))
         try:
-            def flags(p, m, s):
-                only = "(SELECT * FROM {} WHERE product_id IN (SELECT product_id FROM report_touched))"
-                return FLAGS.format(p=only.format(p), m=only.format(m), s=only.format(s))
-            before = flags(WAS["products"], was["media_products"], was["spec_products"])
-            after = flags(KEPT_VIEWS["products"], TOTAL_VIEWS["media_products"], TOTAL_VIEWS["spec_products"])
-            rows = con.sql(_MOVED.format(keys=_COMBO_KEYS, kept=f"read_parquet('{_quoted(path)}')",
-                                         before=COMBOS.format(flags=before), after=COMBOS.format(flags=after))
-                           ).to_arrow_table()
+            only = "(SELECT * FROM {} WHERE product_id IN (SELECT product_id FROM report_touched))"
+            after = con.sql(FLAGS.format(p=only.format(KEPT_VIEWS["products"]), m=only.format(KEPT_VIEWS["media"]),
+                                         s=only.format(KEPT_VIEWS["specs"]))).to_arrow_table()
+            con.register("report_after", after)
+            rows = con.sql(_MOVED.format(keys=_COMBO_KEYS, kept=f"read_parquet('{_quoted(combos_path)}')",
+                                         before=COMBOS.format(flags=only.format(WAS_FLAGS)),
+                                         after=COMBOS.format(flags="SELECT * FROM report_after"))).to_arrow_table()
+            total = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+            if len(old) >= MAX_FILES or after.num_rows > MAX_SHARE * max(total, 1):  # one file again
+                rest = con.sql(f"SELECT * FROM {WAS_FLAGS} WHERE product_id NOT IN (SELECT product_id FROM report_touched)"
+                               ).to_arrow_table()
+                after, old = pa.concat_tables([rest, after.cast(rest.schema)]), []
         finally:
             con.unregister("report_touched")
+            con.unregister("report_after")
+        out.files["flags"] = old + [_write(folder, f"flags-{token}.parquet", after)]
         out.files["total:combos"] = [_write(folder, f"total-combos-{token}.parquet", rows)]
+    _register(con, FLAGS_VIEW, [folder / n for n in out.files["flags"]], "product_id")
     con.execute(f"CREATE OR REPLACE VIEW report_combos AS "
                 f"SELECT * FROM read_parquet('{_quoted(folder / out.files['total:combos'][0])}')")
 
@@ -318,7 +340,7 @@ def live(con) -> None:
     for name, (table, sql) in TOTALS.items():
         con.execute(f"CREATE OR REPLACE VIEW {TOTAL_VIEWS[name]} AS {sql.format(f=KEPT_VIEWS[table])}")
     con.execute(f"CREATE OR REPLACE VIEW {FLAGS_VIEW} AS " + FLAGS.format(
-        p=KEPT_VIEWS["products"], m=TOTAL_VIEWS["media_products"], s=TOTAL_VIEWS["spec_products"]))
+        p=KEPT_VIEWS["products"], m=KEPT_VIEWS["media"], s=KEPT_VIEWS["specs"]))
     con.execute(f"CREATE OR REPLACE VIEW report_combos AS {COMBOS.format(flags=f'SELECT * FROM {FLAGS_VIEW}')}")
 
 

@@ -22,8 +22,9 @@ __all__ = ["alignment", "completeness", "cut_at_word", "distributions", "duplica
 
 
 
-def overview(con, store=None, rows: dict[str, int] | None = None) -> tuple[Html, bool]:
-    o = data.overview(con, list(TABLES), store, rows)
+def overview(con, store=None, rows: dict[str, int] | None = None,
+             parts: dict[str, list[str]] | None = None) -> tuple[Html, bool]:
+    o = data.overview(con, list(TABLES), store, rows, parts)
     if not o.products:
         return empty("The store holds no products yet.", "m5data crawl --start-url URL (or m5data demo)"), True
     rows = [[name, n(f"table.{name}", count)] for name, count in o.tables.items()]

@@ -171,23 +171,29 @@ class Reading:
     def count(self, name: str) -> int:
         """The rows of table ``name``'s view (the newest write per key): from the parts' key sidecars
         where their layout allows (:meth:`_count_newest_writes`), else by counting the view."""
+        return self.count_parts(name)[0]
+
+    def count_parts(self, name: str) -> tuple[int, list[str] | None]:
+        """:meth:`count`, with the names of the parts it counted (None where it counted the view,
+        whose parts may change under it): what :meth:`count_grown` counts on from."""
         import duckdb
 
+        parts = self.parts(name)
         try:
-            rows = self._count_newest_writes(table_spec(name))
+            rows = self._count_newest_writes(table_spec(name), parts)
         except duckdb.Error as exc:  # a damaged part: one StoreError naming it
             raise self._explain(name, exc) from None
         if rows is not None:
-            return rows
+            return rows, [Path(str(p)).name for p in parts]
         con = self.connect(need=(table_spec(name).name,), only=(table_spec(name).name,), _read_cursor=True)
         try:
-            return con.execute(f"SELECT count(*) FROM {table_spec(name).name}").fetchone()[0]
+            return con.execute(f"SELECT count(*) FROM {table_spec(name).name}").fetchone()[0], None
         except duckdb.Error as exc:  # a damaged part (or a bad `where`): one StoreError
             raise self._explain(name, exc) from None
         finally:
             con.close()
 
-    def _count_newest_writes(self, spec: TableSpec) -> int | None:
+    def _count_newest_writes(self, spec: TableSpec, parts: list | None = None) -> int | None:
         """The view's rows counted without its window (None where the layout does not allow it).
 
         A view row is, per key, the row of its newest write, kept when that write is its group's
@@ -200,7 +206,7 @@ class Reading:
         """
         from . import keyindex
 
-        parts = self.parts(spec.name)
+        parts = self.parts(spec.name) if parts is None else parts
         if not parts:
             return 0
         if self.is_compacted(spec.name) or not set(spec.group) <= set(spec.key):
