@@ -132,6 +132,28 @@ def test_count_grown_counts_on_from_the_parts_counted_as_a_count_again_would(sto
     assert store.count_grown("products", n2, parts2) is None and store.count("products") == 5
 
 
+def test_group_parts_names_the_parts_holding_a_group_and_reading_them_gives_its_view_rows(store):
+    import pyarrow as pa
+
+    from m5data.storage.schema import table_spec
+
+    store.write("products", _products("a:1", "a:2"))
+    store.write("products", _products("a:3"))
+    store.write("products", _products("a:1", title="new"))  # a:1 re-written: in the first and third parts
+    parts = store.parts("products")
+    held = store.group_parts("products", pa.table({"product_id": ["a:1"]}))
+    assert held == [parts[0], parts[2]]
+    assert store.group_parts("products", pa.table({"product_id": ["a:3", "a:9"]})) == [parts[1]]
+    assert store.group_parts("products", pa.table({"product_id": pa.array([], pa.string())})) == []
+    con = store.connect(only=())
+    try:
+        rows = con.execute(f"SELECT product_id, title FROM ({store.read_sql(con, table_spec('products'), parts=held)}) "
+                           "WHERE product_id = 'a:1'").fetchall()
+    finally:
+        con.close()
+    assert rows == [("a:1", "new a:1")]
+
+
 def test_a_write_in_progress_is_never_passed(store):
     """A streaming write has published a part but not finished: the watermark stays below its _seq."""
     store.part_rows = 1

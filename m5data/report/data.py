@@ -432,12 +432,18 @@ class Sample:
 
 def gallery_picks(con, per_category: int, categories: int = 6) -> list[tuple[str, str]]:
     """(product_id, category) of the first few products (by id) with a downloaded image of each top category."""
-    return _rows(con, """
-        WITH c AS (SELECT path AS cat, product_id, row_number() OVER (PARTITION BY path ORDER BY product_id) AS k
-                   FROM report_flags WHERE levels > 0 AND m_image),
-             top AS (SELECT cat, count(*) AS n FROM c GROUP BY 1 ORDER BY n DESC, cat LIMIT ?)
-        SELECT c.product_id, c.cat FROM c JOIN top USING (cat) WHERE c.k <= ? ORDER BY top.n DESC, c.cat, c.k""",
-        [categories, per_category])
+    # the flags read once; the top categories first, then only their products ranked
+    con.execute("CREATE OR REPLACE TEMP TABLE report_imaged AS SELECT path AS cat, product_id FROM report_flags "
+                "WHERE levels > 0 AND m_image")
+    try:
+        return _rows(con, """
+            WITH top AS (SELECT cat, count(*) AS n FROM report_imaged GROUP BY 1 ORDER BY n DESC, cat LIMIT ?),
+                 c AS (SELECT cat, product_id, row_number() OVER (PARTITION BY cat ORDER BY product_id) AS k
+                       FROM report_imaged WHERE cat IN (SELECT cat FROM top))
+            SELECT c.product_id, c.cat FROM c JOIN top USING (cat) WHERE c.k <= ? ORDER BY top.n DESC, c.cat, c.k""",
+            [categories, per_category])
+    finally:
+        con.execute("DROP TABLE report_imaged")
 
 
 def gallery(con, picks: list[tuple[str, str]]) -> list[Sample]:

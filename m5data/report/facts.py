@@ -158,13 +158,15 @@ def _tables(store, con, recent: _Recent, kept, out: Facts, token: str, previous:
         out.files[table] = old
         if marks.get(table, 0) <= int(since.get(table, 0)):
             continue  # nothing of this table written since: its facts stand
-        changed = store.changed(table, int(since.get(table, 0)))
+        # is_new (from the older parts' key sidecars) only where it is counted: products' new and changed
+        changed = store.changed(table, int(since.get(table, 0)), new=table == "products")
         out.changed[table] = changed
         con.register("report_keys", changed.select([group]))
         try:
             fresh = recent.facts(table, sql.replace("{where}", f"WHERE {group} IN (SELECT {group} FROM report_keys)"),
                                  int(since.get(table, 0)), changed.select([group]))
-            seen = changed.filter(pc.invert(changed.column("is_new"))).select([group])  # no kept fact of a new group
+            seen = (changed.filter(pc.invert(changed.column("is_new"))) if table == "products"  # no kept fact of
+                    else changed).select([group])  # a new group (elsewhere not told apart: its query finds none)
             if seen.num_rows:
                 con.register("report_seen", seen)
                 try:

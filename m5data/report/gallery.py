@@ -24,8 +24,9 @@ def gallery(con, large, store, assets: Path, per_category: int, stats: StageStat
             touched: set[str] | None = None) -> tuple[Html, bool, dict]:
     """The gallery section, and what lets the next run skip its reads (the picks and their samples).
 
-    ``con``: the report's connection (the facts); ``large()``: the connection of the products, media
-    and specs views (made on its first call: only when a pick is read).
+    ``con``: the report's connection (the facts); ``large``: the store's views (:class:`~.build.Large`;
+    ``large.of(con, ids)``, a connection with those of only the parts holding the products ``ids``: only
+    when a pick is read).
     ``kept``: the last complete run's; ``touched``: the products whose rows were written since (None:
     unknown). A product picked again (in the same category) and not touched takes its sample from
     ``kept``; only the others are read (none: media and specs are not read); the cards are made anew.
@@ -38,7 +39,8 @@ def gallery(con, large, store, assets: Path, per_category: int, stats: StageStat
         known = {(s["product_id"], s["category"]): data.Sample(**{**s, "specs": [tuple(kv) for kv in s["specs"]]})
                  for s in kept.get("samples", []) if s["product_id"] not in touched}
     missing = [p for p in picks if p not in known]
-    read = {(s.product_id, s.category): s for s in data.gallery(large(), missing)} if missing else {}
+    read = ({(s.product_id, s.category): s for s in data.gallery(large.of(con, [p for p, _ in missing]), missing)}
+            if missing else {})
     samples = [known.get(p) or read[p] for p in picks]
     memo = {"samples": [asdict(s) for s in samples]}
     refused = stats.failures[BAD_BLOB]

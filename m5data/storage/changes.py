@@ -204,6 +204,36 @@ class Changes:
         return None if rows is None else (before + rows, names)
 
 
+    def group_parts(self, name: str, groups: pa.Table) -> list[Path]:
+        """The parts of table ``name`` that may hold rows of ``groups`` (a table of its group columns):
+        those whose key sidecar holds one of their hashes (a hash collision only adds a part). Every
+        row of those groups lies in them, so a read of just these parts (``read_sql(parts=...)``)
+        filtered to the groups gives the view's rows of them."""
+        import duckdb
+
+        spec = table_spec(name)
+        if not groups.num_rows:
+            return []
+        con = duckdb.connect()
+        try:
+            con.register("_m5data_groups", groups.select(list(spec.group)).cast(
+                pa.schema([spec.schema.field(c) for c in spec.group])))
+            hashes = np.asarray(con.execute(f"SELECT {keyindex.group_hash_sql(spec)} AS h FROM _m5data_groups"
+                                            ).fetchnumpy()["h"], dtype=np.uint64)
+        finally:
+            con.close()
+        hashes = np.unique(hashes)
+        out = []
+        for part, keys in keyindex.parts_keys(self.parts(name), spec):
+            if keys is None:  # unreadable: its read names it
+                out.append(part)
+                continue
+            at = np.searchsorted(keys.hashes, hashes)
+            if np.any(keys.hashes[np.minimum(at, len(keys.hashes) - 1)] == hashes) if len(keys.hashes) else False:
+                out.append(part)
+        return out
+
+
 def _hashes(parts: list[Path], spec) -> np.ndarray:
     """Every group hash held by ``parts``, from their key sidecars (made where missing)."""
     every = [k.hashes for _, k in keyindex.parts_keys(parts, spec) if k is not None]

@@ -323,6 +323,9 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
     def _count_newest_writes(self, spec, parts=None) -> None:
         return None  # no key sidecars on object storage: the view is counted
 
+    def group_parts(self, name: str, groups) -> list[str]:
+        return self.parts(name)  # no key sidecars: every part
+
     def count_grown(self, name: str, before: int, counted: list[str]) -> None:
         return None  # no key sidecars: count_parts counts the view (and names no parts)
 
