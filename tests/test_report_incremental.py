@@ -343,6 +343,25 @@ def test_running_totals_moved_by_rewritten_rows_equal_totals_grouped_from_the_st
     assert _figures(third) == _figures(build(store, settings, out=tmp_path / "full3", full=True))
 
 
+def test_a_product_whose_spec_rows_came_before_it_has_its_spec_table_counted(store, tmp_path):
+    """Its spec rows written in one run and its product row in a later one: the later run's flags (made
+    without a scan of every spec fact) still see its specs, as a full rebuild does."""
+    settings = _settings(store)
+    store.write("specs", _specs(30, 32))  # spec rows of products not crawled yet
+    build(store, settings, out=tmp_path / "r")
+    store.write("products", _products(30, 33))  # 30 and 31 have spec rows from before, 32 none
+    store.write("specs", [{"product_id": "shopa:3", "position": 0, "property": "品牌", "value": "新"}])
+    again = build(store, settings, out=tmp_path / "r")
+    assert _kept_totals(store) == _live_totals(store)
+    assert _page(again) == _page(build(store, settings, out=tmp_path / "full", full=True))
+    con = store.connect()
+    try:
+        facts.live(con)
+        assert con.execute("SELECT count(*) FROM report_flags WHERE m_table").fetchone()[0] == 22
+    finally:
+        con.close()
+
+
 @pytest.mark.parametrize("at", [1, 3, 6, 9, 10, 11])
 def test_a_run_killed_while_writing_its_facts_or_totals_runs_again_to_the_full_result(store, tmp_path, monkeypatch, at):
     """Killed at the ``at``-th facts or totals file it writes (after the files before it are in place, none
