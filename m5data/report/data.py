@@ -24,13 +24,8 @@ from ..storage.blobs import BlobPathError, resolve_blob
 MODALITIES = {"image": "image", "caption": "caption", "table": "specs", "video": "video", "audio": "audio"}
 LEVELS = {1: "class", 2: "sub-class", 3: "subsub-class"}
 
-# A product's unified labels: its breadcrumb joined by ' > ' is a label_map row of its platform.
-LABELLED = """
-    SELECT p.product_id, l.class_id, l.sub_class_id, nullif(l.subsub_class_id, 0) AS subsub_class_id
-    FROM report_flags p JOIN label_map l ON l.platform = p.platform AND l.raw_path = p.path
-    WHERE l.class_id IS NOT NULL
-"""
-# ... and the products per unified label, from the products per breadcrumb
+# A product's unified labels: its breadcrumb joined by ' > ' is a label_map row of its platform; the
+# products per unified label, from the products per breadcrumb
 LABELLED_PATHS = """
     SELECT p.n, l.class_id, l.sub_class_id, nullif(l.subsub_class_id, 0) AS subsub_class_id
     FROM report_paths p JOIN label_map l ON l.platform = p.platform AND l.raw_path = p.path
@@ -340,21 +335,27 @@ def split_versions(con, store=None) -> list[str]:
         return []
     version = newest(versions)
     if found is None:
-        source = "splits"
-    else:  # every row of the version lies in the parts that hold it: the window over those parts
-        from ..storage.schema import table_spec  # gives the view's rows of that version
+        con.execute("CREATE OR REPLACE TEMP TABLE report_split_rows AS SELECT version, split, product_id "
+                    f"FROM splits WHERE version = '{_quoted(version)}'")
+        return [version]
+    from ..storage.schema import SEQ_COLUMN
 
-        source = f"({store.read_sql(con, table_spec('splits'), parts=found[version])})"
-    con.execute("CREATE OR REPLACE TEMP TABLE report_split_rows AS SELECT version, split, product_id "
-                f"FROM {source} WHERE version = '{_quoted(version)}'")
+    # Every row of the version lies in the parts that hold it, and the view holds the rows of its newest
+    # write (a version is one group), each key once: those rows, without the view's window per key.
+    files = ", ".join(f"'{_quoted(p)}'" for p in found[version])
+    con.execute("CREATE OR REPLACE TEMP TABLE report_split_rows AS SELECT DISTINCT version, split, product_id FROM ("
+                f"SELECT * FROM read_parquet([{files}], union_by_name = true) WHERE version = '{_quoted(version)}' "
+                f"QUALIFY {SEQ_COLUMN} = max({SEQ_COLUMN}) OVER ())")
     return [version]
 
 
 def version_parts(store) -> dict[str, list] | None:
-    """Every split version the splits table holds, each with the parts that hold rows of it (each
-    part's distinct versions: a read of that one column, 0.1 s of 4 million rows); None on object
-    storage (the view is read) or where a part cannot be read (the view's read then says which)."""
+    """Every split version the splits table holds, each with the parts that hold rows of it (a part's
+    Parquet statistics where each row group holds one version, else its distinct versions: a read of
+    that one column); None on object storage (the view is read) or where a part cannot be read (the
+    view's read then says which)."""
     import duckdb
+    import pyarrow.parquet as pq
 
     from ..storage.objects import is_store_url
 
@@ -364,8 +365,10 @@ def version_parts(store) -> dict[str, list] | None:
     con = duckdb.connect()
     try:
         for part in store.parts("splits"):
-            found = con.execute(f"SELECT DISTINCT version FROM read_parquet('{_quoted(part)}')").fetchall()
-            for v, in found:
+            found = _one_version_per_group(pq, part)
+            if found is None:
+                found = [v for v, in con.execute(f"SELECT DISTINCT version FROM read_parquet('{_quoted(part)}')").fetchall()]
+            for v in found:
                 if v is not None:
                     out.setdefault(v, []).append(part)
     except duckdb.Error:
@@ -373,6 +376,25 @@ def version_parts(store) -> dict[str, list] | None:
     finally:
         con.close()
     return out
+
+
+def _one_version_per_group(pq, part) -> list[str] | None:
+    """The versions of a part whose every row group's statistics say it holds one version (min = max,
+    no null), from its footer alone; None otherwise (or when the footer cannot be read)."""
+    try:
+        meta = pq.ParquetFile(part).metadata
+        column = meta.schema.names.index("version")
+    except (OSError, ValueError):
+        return None
+    out = set()
+    for g in range(meta.num_row_groups):
+        if not meta.row_group(g).num_rows:
+            continue
+        st = meta.row_group(g).column(column).statistics
+        if st is None or not st.has_min_max or st.null_count or st.min != st.max:
+            return None
+        out.add(st.min)
+    return sorted(out)
 
 
 def splits(con, store_root: Path, versions: list[str] | None = None) -> SplitInfo:
@@ -383,15 +405,17 @@ def splits(con, store_root: Path, versions: list[str] | None = None) -> SplitInf
         con.execute("DROP TABLE IF EXISTS report_split_rows")
         return SplitInfo(None, [], [], None)
     version = versions[0]
-    sizes = _rows(con, f"""
-        SELECT s.split, count(*), count(DISTINCT x.sub_class_id)
-        FROM report_split_rows s LEFT JOIN ({LABELLED}) x USING (product_id)
-        GROUP BY 1 ORDER BY 1""")
-    comp = _rows(con, f"""
-        SELECT s.split, {', '.join(f'count(*) FILTER (WHERE f.m_{m})' for m in MODALITIES)},
+    # one join of the version's products with their flags and labels for both tables (the sizes count
+    # every product of a split; the completeness, as a join with the flags, the splits with flagged ones)
+    rows = _rows(con, f"""
+        SELECT s.split, count(*), count(DISTINCT l.sub_class_id), count(f.product_id),
+               {', '.join(f'count(*) FILTER (WHERE f.m_{m})' for m in MODALITIES)},
                count(*) FILTER (WHERE {' AND '.join('f.m_' + m for m in MODALITIES)})
-        FROM report_split_rows s JOIN report_flags f USING (product_id)
+        FROM report_split_rows s LEFT JOIN report_flags f USING (product_id)
+        LEFT JOIN label_map l ON l.platform = f.platform AND l.raw_path = f.path AND l.class_id IS NOT NULL
         GROUP BY 1 ORDER BY 1""")
+    sizes = [(r[0], r[1], r[2]) for r in rows]
+    comp = [(r[0], *r[4:]) for r in rows if r[3]]
     con.execute("DROP TABLE report_split_rows")
     manifest = None
     try:  # the version is a table value: it must not lead the path out of the store
