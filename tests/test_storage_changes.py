@@ -152,6 +152,15 @@ def test_group_parts_names_the_parts_holding_a_group_and_reading_them_gives_its_
     finally:
         con.close()
     assert rows == [("a:1", "new a:1")]
+    got = store.read_groups("products", ["a:1", "a:3", "a:9"])
+    assert sorted(zip(got.column("product_id").to_pylist(), got.column("title").to_pylist())) == [
+        ("a:1", "new a:1"), ("a:3", "t a:3")]
+    assert got.schema == store.read("products").schema
+    # a group of several rows (a product's spec rows): its newest write's rows only
+    store.write("specs", [{"product_id": "a:1", "position": k, "property": "p", "value": str(k)} for k in range(3)])
+    store.write("specs", [{"product_id": "a:1", "position": 0, "property": "p", "value": "new"}])
+    got = store.read_groups("specs", ["a:1"])
+    assert got.select(["position", "value"]).to_pylist() == [{"position": 0, "value": "new"}]
 
 
 def test_a_write_in_progress_is_never_passed(store):

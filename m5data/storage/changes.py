@@ -234,6 +234,42 @@ class Changes:
         return out
 
 
+    def read_groups(self, name: str, values: list) -> pa.Table:
+        """The rows the view of table ``name`` holds for the groups ``values`` (of a table whose group is
+        one column), read from only the parts that hold them (:meth:`group_parts`) with the group's
+        filter pushed into the Parquet reads: per group the rows of its newest write, each key once,
+        as a read of the view filtered to those groups gives them (the gallery's few products: no scan
+        of every part and no window over their rows)."""
+        import duckdb
+        import pyarrow.parquet as pq
+
+        spec = table_spec(name)
+        if len(spec.group) != 1:
+            raise ValueError(f"read_groups({name!r}): its group is {len(spec.group)} columns")
+        column = spec.group[0]
+        values = list(dict.fromkeys(values))
+        parts = self.group_parts(name, pa.table({column: pa.array(values, spec.schema.field(column).type)}))
+        if not parts:
+            return spec.schema.empty_table()
+        files = ", ".join(_sql_str(str(p)) for p in parts)
+        present = set().union(*(pq.read_schema(p).names for p in parts))
+        cols = ", ".join(c if c in present else f"NULL AS {c}" for c in spec.schema.names)  # older parts may lack one
+        keys = ", ".join(spec.key)
+        con = duckdb.connect()  # its own: the registered groups are seen by this read only
+        try:
+            con.execute("SET enable_progress_bar = false")
+            con.register("_m5data_groups", pa.table({column: pa.array(values, spec.schema.field(column).type)}))
+            out = con.sql(f"SELECT {cols} FROM (SELECT * FROM read_parquet([{files}], union_by_name = true) "
+                          f"WHERE {column} IN (SELECT {column} FROM _m5data_groups)) "
+                          f"QUALIFY {SEQ_COLUMN} = max({SEQ_COLUMN}) OVER (PARTITION BY {column}) "
+                          f"AND row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ_COLUMN} DESC) = 1").to_arrow_table()
+        except duckdb.Error as exc:
+            raise self._explain(spec.name, exc) from None
+        finally:
+            con.close()
+        return out.cast(spec.schema)
+
+
 def _hashes(parts: list[Path], spec) -> np.ndarray:
     """Every group hash held by ``parts``, from their key sidecars (made where missing)."""
     every = [k.hashes for _, k in keyindex.parts_keys(parts, spec) if k is not None]

@@ -326,6 +326,11 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
     def group_parts(self, name: str, groups) -> list[str]:
         return self.parts(name)  # no key sidecars: every part
 
+    def read_groups(self, name: str, values: list):
+        spec = table_spec(name)
+        quoted = ", ".join("'" + str(v).replace("'", "''") + "'" for v in dict.fromkeys(values))
+        return self.read(name, where=f"{spec.group[0]} IN ({quoted})") if quoted else spec.schema.empty_table()
+
     def count_grown(self, name: str, before: int, counted: list[str]) -> None:
         return None  # no key sidecars: count_parts counts the view (and names no parts)
 
