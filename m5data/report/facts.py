@@ -60,6 +60,7 @@ SOURCES = {
     "dedup": ("product_id", "SELECT product_id, group_id, rule FROM dedup {where}"),
 }
 FLAG_TABLES = ("products", "media", "specs")  # the facts a product's modalities are made from
+NEW_TOLD = ("products", "specs")  # tables whose changed groups are told new or re-written (``_tables``)
 KEPT_VIEWS = {t: f"report_{t}_kept" for t in SOURCES}  # views of the kept files in the report's connection
 
 # The running totals the page is drawn from, kept beside the facts: name -> (its facts table, the SQL
@@ -99,6 +100,7 @@ COMBOS = "SELECT m_image, m_caption, m_table, m_video, m_audio, count(*)::BIGINT
 KEPT_TOTALS = (*TOTALS, "combos")
 FLAGS_VIEW = "report_flags"  # every product's flags (the splits section, the gallery's picks)
 WAS_FLAGS = "report_flags_was"  # ... as the files in force before this run hold them
+WAS_TOUCHED = "report_flags_touched"  # ... of the products touched this run, held while their flags are made
 
 # An incremental run writes the facts of what changed as a file of its own, whose rows stand in for
 # every earlier row of the same groups; when a table has this many files already, or the run's facts
@@ -158,15 +160,18 @@ def _tables(store, con, recent: _Recent, kept, out: Facts, token: str, previous:
         out.files[table] = old
         if marks.get(table, 0) <= int(since.get(table, 0)):
             continue  # nothing of this table written since: its facts stand
-        # is_new (from the older parts' key sidecars) only where it is counted: products' new and changed
-        changed = store.changed(table, int(since.get(table, 0)), new=table == "products")
+        # is_new (from the older parts' key sidecars) where it is counted (products' new and changed) or
+        # saves a scan of the kept facts for the old facts of groups that have none (specs: 12.7 million
+        # facts at 1M products); the other tables' kept facts are searched for every changed group
+        told = table in NEW_TOLD
+        changed = store.changed(table, int(since.get(table, 0)), new=told)
         out.changed[table] = changed
         con.register("report_keys", changed.select([group]))
         try:
             fresh = recent.facts(table, sql.replace("{where}", f"WHERE {group} IN (SELECT {group} FROM report_keys)"),
                                  int(since.get(table, 0)), changed.select([group]))
-            seen = (changed.filter(pc.invert(changed.column("is_new"))) if table == "products"  # no kept fact of
-                    else changed).select([group])  # a new group (elsewhere not told apart: its query finds none)
+            seen = (changed.filter(pc.invert(changed.column("is_new"))) if told  # no kept fact of a new group
+                    else changed).select([group])  # (elsewhere not told apart: its query finds none)
             if seen.num_rows:
                 con.register("report_seen", seen)
                 try:
@@ -274,13 +279,17 @@ def _flags(con, kept, folder, token: str, previous: dict, out: Facts, deltas: di
     else:  # the touched products' flags before (the kept files in force) and after (made from the facts now)
         _register(con, WAS_FLAGS, paths, "product_id")
         con.register("report_touched", pa.table({"product_id": pa.array(sorted(out.touched), pa.string())}))
+        # the touched products' kept flags, read once (the specs relation, the lone products and the
+        # combinations before read them)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {WAS_TOUCHED} AS SELECT * FROM {WAS_FLAGS} "
+                    "WHERE product_id IN (SELECT product_id FROM report_touched)")
         try:
             only = "(SELECT * FROM {} WHERE product_id IN (SELECT product_id FROM report_touched))"
             after = con.sql(FLAGS.format(p=only.format(KEPT_VIEWS["products"]), m=only.format(KEPT_VIEWS["media"]),
                                          s=_with_specs(con, out, deltas))).to_arrow_table()
             con.register("report_after", after)
             rows = con.sql(_MOVED.format(keys=_COMBO_KEYS, kept=f"read_parquet('{_quoted(combos_path)}')",
-                                         before=COMBOS.format(flags=only.format(WAS_FLAGS)),
+                                         before=COMBOS.format(flags=f"SELECT * FROM {WAS_TOUCHED}"),
                                          after=COMBOS.format(flags="SELECT * FROM report_after"))).to_arrow_table()
             total = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
             if len(old) >= MAX_FILES or after.num_rows > MAX_SHARE * max(total, 1):  # one file again
@@ -290,6 +299,7 @@ def _flags(con, kept, folder, token: str, previous: dict, out: Facts, deltas: di
         finally:
             for name in ("report_touched", "report_after", "report_spec_fresh", "report_spec_changed"):
                 con.unregister(name)
+            con.execute(f"DROP TABLE IF EXISTS {WAS_TOUCHED}")
         out.files["flags"] = old + [_write(folder, f"flags-{token}.parquet", after)]
         out.files["total:combos"] = [_write(folder, f"total-combos-{token}.parquet", rows)]
     _register(con, FLAGS_VIEW, [folder / n for n in out.files["flags"]], "product_id")
@@ -308,13 +318,13 @@ def _with_specs(con, out: Facts, deltas: dict) -> str:
     con.register("report_spec_fresh", fresh)
     con.register("report_spec_changed", changed)
     touched = "SELECT product_id FROM report_touched WHERE product_id NOT IN (SELECT product_id FROM report_spec_changed)"
-    lonely = con.sql(f"SELECT product_id FROM ({touched}) WHERE product_id NOT IN (SELECT product_id FROM {WAS_FLAGS})"
+    lonely = con.sql(f"SELECT product_id FROM ({touched}) WHERE product_id NOT IN (SELECT product_id FROM {WAS_TOUCHED})"
                      ).fetchall()
     rel = ("(SELECT product_id FROM report_spec_fresh UNION ALL "
-           f"SELECT product_id FROM {WAS_FLAGS} WHERE m_table AND product_id IN ({touched})")
+           f"SELECT product_id FROM {WAS_TOUCHED} WHERE m_table AND product_id IN ({touched})")
     if lonely:
         rel += (f" UNION ALL SELECT product_id FROM {KEPT_VIEWS['specs']} WHERE product_id IN "
-                f"(SELECT product_id FROM ({touched}) WHERE product_id NOT IN (SELECT product_id FROM {WAS_FLAGS}))")
+                f"(SELECT product_id FROM ({touched}) WHERE product_id NOT IN (SELECT product_id FROM {WAS_TOUCHED}))")
     return rel + ")"
 
 

@@ -43,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from . import keyindex
 from .parts import OPEN_SUFFIX
@@ -154,7 +153,7 @@ class Changes:
         if old and len(out):
             hashes = np.asarray(out.column("_h").to_numpy(), dtype=np.uint64)
             # a hash lookup (np.isin sorts both: 0.25 s for 1,100 changed products of 100k)
-            seen |= pc.is_in(pa.array(hashes), value_set=pa.array(_hashes(old, spec))).to_numpy(zero_copy_only=False)
+            seen |= _held(old, spec, hashes)
         return as_changed(spec, out, seen, columns)
 
 
@@ -191,8 +190,7 @@ class Changes:
             con.close()
         old = [p for p in parts if p.name in kept]
         hashes = np.asarray(hashes, dtype=np.uint64)
-        seen = int(np.count_nonzero(pc.is_in(pa.array(hashes), value_set=pa.array(_hashes(old, spec))).to_numpy(
-            zero_copy_only=False))) if old and len(hashes) else 0
+        seen = int(np.count_nonzero(_held(old, spec, hashes))) if old and len(hashes) else 0
         if tuple(spec.group) == tuple(spec.key):
             return before + len(hashes) - seen, names
         if seen:
@@ -270,10 +268,17 @@ class Changes:
         return out.cast(spec.schema)
 
 
-def _hashes(parts: list[Path], spec) -> np.ndarray:
-    """Every group hash held by ``parts``, from their key sidecars (made where missing)."""
-    every = [k.hashes for _, k in keyindex.parts_keys(parts, spec) if k is not None]
-    return np.concatenate(every) if every else np.empty(0, np.uint64)
+def _held(parts: list[Path], spec, hashes: np.ndarray) -> np.ndarray:
+    """Which of ``hashes`` (group hashes) a group of ``parts`` has, from their key sidecars (made where
+    missing): each sidecar's sorted hashes searched (no set of every old hash built: 0.4 -> 0.05 s for
+    the 11k changed products of 1M, against 12.7 million spec rows' sidecars)."""
+    found = np.zeros(len(hashes), dtype=bool)
+    for _, keys in keyindex.parts_keys(parts, spec):
+        if keys is None or not len(keys.hashes):
+            continue
+        at = np.minimum(np.searchsorted(keys.hashes, hashes), len(keys.hashes) - 1)
+        found |= keys.hashes[at] == hashes
+    return found
 
 
 def empty_changed(spec, columns: tuple[str, ...] = ()) -> pa.Table:
