@@ -159,6 +159,24 @@ def test_splits_section_shows_the_newest_version_by_its_number_read_from_its_par
     assert set(data.version_parts(store2)) == {"v2", "v9", "v10"}
 
 
+def test_top_properties_rank_values_as_a_full_ranking_does_ties_and_nulls_included():
+    import duckdb
+
+    from m5data.report import data
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE report_spec_values AS SELECT * FROM (VALUES ('p', 'a', 2), ('p', NULL, 2), ('p', 'b', 2), "
+                "('p', 'c', 1), ('q', NULL, 5), ('q', 'z', 1), ('r', 'x', 1), ('r', NULL, 1), ('s', NULL, 1), "
+                "('t', 'm', 3), ('t', 'k', 3), ('t', 'l', 3), ('t', 'j', 3)) v(property, value, n)")
+    ranked = con.execute("""
+        WITH r AS (SELECT property, value, n, row_number() OVER (PARTITION BY property ORDER BY n DESC, value) AS k
+                   FROM report_spec_values)
+        SELECT property, sum(n)::BIGINT, count(*), string_agg(value, ' / ' ORDER BY k) FILTER (WHERE k <= 3)
+        FROM r GROUP BY property ORDER BY 2 DESC, property""").fetchall()
+    assert data.top_properties(con, 10) == ranked
+    assert dict((p, c) for p, _, _, c in ranked) == {"t": "j / k / l", "p": "a / b", "q": "z", "r": "x", "s": None}
+
+
 def test_training_section_shows_the_evaluation_in_percent(tmp_path):
     import json
 

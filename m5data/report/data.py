@@ -186,12 +186,15 @@ def distributions(con) -> Distributions:
 
 def top_properties(con, top: int) -> list[tuple[str, int, int, str]]:
     """(property, rows, distinct values, three most common values) for the most used properties."""
+    # each property's three most common values by a top-3 aggregate ordered by (-n, value, NULL last),
+    # not a ranking of every value (0.46 -> 0.07 s of 940k spec values at 1M products); a NULL value
+    # takes its place among the three and is left out of the text, as a ranking would
     return _rows(con, """
-        WITH v AS (SELECT property, value, n FROM report_spec_values),
-             r AS (SELECT property, value, n, row_number() OVER (PARTITION BY property ORDER BY n DESC, value) AS k FROM v)
         SELECT property, sum(n)::BIGINT AS rows, count(*) AS distinct_values,
-               string_agg(value, ' / ' ORDER BY k) FILTER (WHERE k <= 3) AS common
-        FROM r GROUP BY property ORDER BY rows DESC, property LIMIT ?""", [top])
+               array_to_string(list_transform(min_by({'value': value}, {'neg': -n, 'last': value IS NULL,
+                                                                        'value': value}, 3),
+                                              lambda x: x.value), ' / ') AS common
+        FROM report_spec_values GROUP BY property ORDER BY rows DESC, property LIMIT ?""", [top])
 
 
 def image_tiers(con) -> list[tuple[str, int]]:
