@@ -320,6 +320,8 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
         finally:
             con.close()
 
+    KEY_SIDECARS = False
+
     def _count_newest_writes(self, spec, parts=None) -> None:
         return None  # no key sidecars on object storage: the view is counted
 
