@@ -64,12 +64,10 @@ def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None =
     need = max(1, min(2, math.ceil(a.dedup_spec_min_agreement * a.dedup_spec_min_shared - 1e-9)))
     # each (property, value) entry's code and the products listing it: the rarest-entry keys and the
     # chance of an agreement both read these counts
-    freq = None
-    if touching is None:
-        entries, which, listed = np.unique(entry_codes(sp), return_inverse=True, return_counts=True)
-        listed = listed.astype(np.int64)
-        freq = listed[which]
-        del which
+    entries, which, listed = np.unique(entry_codes(sp), return_inverse=True, return_counts=True)
+    listed = listed.astype(np.int64)
+    freq = listed[which]
+    del which
     inp.spec_keyhash = np.zeros(len(sp.offsets) - 1, dtype=np.uint64)
     if touching is not None:
         touching = touching.copy()  # grows by the rows whose keys moved and of blocks gone over the cap
@@ -80,7 +78,7 @@ def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None =
     report.capped["spec"] = int(counts[1])
     n_new, n_kept = len(left), 0
     stand = np.zeros(0, dtype=bool)
-    if touching is not None:  # the catalogue's counts of the entries the pairs' rows list
+    if touching is not None:
         inp.spec_touching = touching
         # the kept pairs (accepted or likely by chance last time) of rows not searched again: their
         # chance moves with the catalogue's counts, so they are tested again with the new ones
@@ -91,11 +89,7 @@ def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None =
                 again = [np.r_[again[0], pairs[0]], np.r_[again[1], pairs[1]]]
         n_kept = len(kept[0]) if kept is not None else 0
         left, right = np.r_[left, again[0][stand]], np.r_[right, again[1][stand]]
-        rows = np.zeros(len(sp.offsets) - 1, dtype=bool)
-        rows[left] = rows[right] = True
-        entry = entry_codes(sp)
-        entries = arrays.unique(entry[rows[row_numbers(sp.offsets)]])
-        listed = listing(entry, entries)
+    del freq
     chance = _spec_chance(sp, left, right, entries, listed, touching is not None)
     likely = chance > a.dedup_spec_chance + 1e-12
     if touching is not None:
@@ -251,13 +245,10 @@ def _keys_in(args: tuple, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (:func:`spec_jit.spec_row_keys`: the keys are made row by row, only these kept)."""
     from . import spec_jit
 
-    size, none = max(1 << 16, 8 * len(wanted)), np.zeros(0, dtype=np.uint64)
-    while True:
-        key, row = np.empty(size, dtype=np.uint64), np.empty(size, dtype=np.int64)
-        n = spec_jit.spec_row_keys(*args, wanted, key, row, none)
-        if n <= size:
-            return key[:n], row[:n]
-        size = n
+    size = max(1 << 16, 64 * len(wanted))  # a guess: the buffers grow in the pass when it is short
+    n, key, row = spec_jit.spec_row_keys(*args, wanted, np.empty(size, dtype=np.uint64), np.empty(size, dtype=np.int64),
+                                         np.zeros(0, dtype=np.uint64))
+    return key[:n], row[:n]
 
 
 def _touched_blocks(args: tuple, keyhash: np.ndarray, touching: np.ndarray, prev_keyhash: np.ndarray | None,
@@ -326,24 +317,26 @@ def _spec_chance(sp, left: np.ndarray, right: np.ndarray, entries: np.ndarray, l
     out = np.zeros(len(left))
     if not len(left):
         return out
-    offsets, keys, values = sp.offsets, sp.keys, sp.values
-    if only_theirs:  # the rows of the pairs' spellings: every row a looked-up count counts
-        spell = arrays.unique(np.concatenate([sp.brands[_ragged(sp.brand_offsets, x)] for x in (left, right)]))
-        mine = np.zeros(len(offsets) - 1, dtype=bool)
-        mine[row_numbers(sp.brand_offsets)[member(sp.brands.astype(np.int64), spell.astype(np.int64))]] = True
-        sel = mine[row_numbers(offsets)]
-        offsets = np.zeros(len(mine) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(row_numbers(sp.offsets)[sel], minlength=len(mine)), out=offsets[1:])
-        keys, values = sp.keys[sel], sp.values[sel]
-    args = (offsets, keys, values, sp.brand_offsets, sp.brands, sp.brand_key, 1)
-    empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
-    total = spec_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
-    key, row = np.empty(total, dtype=np.uint64), np.empty(total, dtype=np.int64)
-    spec_jit.spec_block_keys(*args, 0, 1, key, row)
-    del row
-    ukeys, counts = np.unique(key, return_counts=True)
-    del key
     spelling_rows = np.bincount(sp.brands, minlength=1).astype(np.int64)
+    if only_theirs:  # the keys the pairs look up, counted over every row of their spellings (no sort of all)
+        left, right = (np.ascontiguousarray(x, dtype=np.int64) for x in (left, right))
+        ukeys = arrays.unique(spec_jit.spec_chance_keys(left, right, sp.offsets, sp.keys, sp.values, sp.brand_offsets,
+                                                        sp.brands, sp.brand_key, spelling_rows))
+        spellings = np.zeros(len(spelling_rows), dtype=np.bool_)
+        for x in (left, right):
+            spellings[sp.brands[_ragged(sp.brand_offsets, x)]] = True
+        counts = np.zeros(len(ukeys), dtype=np.int64)
+        spec_jit.count_keys(sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, ukeys, spellings,
+                            counts)
+    else:
+        args = (sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, 1)
+        empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+        total = spec_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
+        key, row = np.empty(total, dtype=np.uint64), np.empty(total, dtype=np.int64)
+        spec_jit.spec_block_keys(*args, 0, 1, key, row)
+        del row
+        ukeys, counts = np.unique(key, return_counts=True)
+        del key
     spec_jit.spec_chance(left, right, sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key,
                          spelling_rows, ukeys, counts.astype(np.int64), entries, listed,
                          len(sp.offsets) - 1, SPEC_CHANCE_PRIOR, out)

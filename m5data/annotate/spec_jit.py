@@ -331,10 +331,11 @@ def spec_row_keys(offsets, keys, values, brand_offsets, brands, brand_key, need,
     With ``out_hash`` (length: the rows), ``out_hash[i]`` gets the sum (mod 2**64) of :func:`mix64` of
     row ``i``'s keys (what ``fmix64`` and ``np.add.reduceat`` of the written keys give). With
     ``wanted`` (distinct keys), the keys among them are written to ``out_key``/``out_row`` (rows in
-    order; an open-addressing set of ``wanted`` is made first): the rows of a few blocks. Returns how
-    many keys are among ``wanted``; when more than ``out_key`` holds, only the count is exact (the
-    caller grows the buffers and calls again). One function for both (numba's cache loads each
-    compiled function in every new process: ~0.03 s apiece)."""
+    order; an open-addressing set of ``wanted`` is made first): the rows of a few blocks. Returns
+    ``(how many keys are among wanted, out_key, out_row)``: the buffers are grown (doubled, copied)
+    when they are too short, so one pass always does (the caller sizes them from a guess). One
+    function for both (numba's cache loads each compiled function in every new process: ~0.03 s
+    apiece)."""
     size = 16
     while size < 2 * len(wanted):
         size *= 2
@@ -367,11 +368,16 @@ def spec_row_keys(offsets, keys, values, brand_offsets, brands, brand_key, need,
             for t in range(m):
                 k = buf[t]
                 if (k == 0 and zero) or (k != 0 and _in_table(table, k)):
-                    if n < len(out_key):
-                        out_key[n] = k
-                        out_row[n] = i
+                    if n >= len(out_key):
+                        grown_key = np.empty(max(2 * len(out_key), 1024), dtype=out_key.dtype)
+                        grown_row = np.empty(len(grown_key), dtype=out_row.dtype)
+                        grown_key[:n] = out_key[:n]
+                        grown_row[:n] = out_row[:n]
+                        out_key, out_row = grown_key, grown_row
+                    out_key[n] = k
+                    out_row[n] = i
                     n += 1
-    return n
+    return n, out_key, out_row
 
 
 @numba.njit(cache=True, nogil=True)
@@ -436,14 +442,7 @@ def spec_chance(left, right, offsets, keys, values, brand_offsets, brands, brand
     """
     for k in range(len(left)):
         i, j = left[k], right[k]
-        a, ae = brand_offsets[i], brand_offsets[i + 1]
-        b, be = brand_offsets[j], brand_offsets[j + 1]
-        spelling, n = -1, 0
-        a, b = _next_equal(brands, a, ae, b, be)
-        while a < ae:
-            if spelling_rows[brands[a]] > n:
-                spelling, n = brands[a], spelling_rows[brands[a]]
-            a, b = _next_equal(brands, a + 1, ae, b + 1, be)
+        spelling, n = _chosen_spelling(i, j, brand_offsets, brands, spelling_rows)
         if spelling < 0 or n <= 2:
             out[k] = 0.0
             continue
@@ -469,6 +468,90 @@ def spec_chance(left, right, offsets, keys, values, brand_offsets, brands, brand
                     chance *= rarest
             a, b = a2, b2
         out[k] = chance
+
+
+@numba.njit(cache=True, nogil=True)
+def _chosen_spelling(i, j, brand_offsets, brands, spelling_rows):  # pragma: no cover - compiled
+    """The pair's shared spelling with the most rows and its rows (``(-1, 0)``: none shared)."""
+    a, ae = brand_offsets[i], brand_offsets[i + 1]
+    b, be = brand_offsets[j], brand_offsets[j + 1]
+    spelling, n = -1, 0
+    a, b = _next_equal(brands, a, ae, b, be)
+    while a < ae:
+        if spelling_rows[brands[a]] > n:
+            spelling, n = brands[a], spelling_rows[brands[a]]
+        a, b = _next_equal(brands, a + 1, ae, b + 1, be)
+    return spelling, n
+
+
+@numba.njit(cache=True, nogil=True)
+def spec_chance_keys(left, right, offsets, keys, values, brand_offsets, brands, brand_key,
+                     spelling_rows):  # pragma: no cover - compiled
+    """Every ``(spelling, property, value)`` key (as :func:`spec_block_keys` with ``need=1`` makes it)
+    that :func:`spec_chance` may look up for the pairs (it stops early when a chance reaches 0: this
+    is a superset), with repeats: an incremental run counts only these over the catalogue
+    (:func:`count_keys`), not every row's."""
+    out = np.empty(1024, dtype=np.uint64)
+    m = 0
+    for k in range(len(left)):
+        i, j = left[k], right[k]
+        spelling, n = _chosen_spelling(i, j, brand_offsets, brands, spelling_rows)
+        if spelling < 0 or n <= 2:
+            continue
+        a, ae = offsets[i], offsets[i + 1]
+        b, be = offsets[j], offsets[j + 1]
+        while True:
+            a, a2, b, b2 = _next_shared_property(keys, a, ae, b, be)
+            if a >= ae:
+                break
+            ka = keys[a]
+            if ka != brand_key:
+                x, y = _next_equal(values, a, a2, b, b2)
+                while x < a2:
+                    if m >= len(out):
+                        grown = np.empty(2 * len(out), dtype=np.uint64)
+                        grown[:m] = out[:m]
+                        out = grown
+                    out[m] = _spec_key(spelling, ka, values[x], 0xFFFFFFFF, 0)
+                    m += 1
+                    x, y = _next_equal(values, x + 1, a2, y + 1, b2)
+            a, b = a2, b2
+    return out[:m]
+
+
+@numba.njit(cache=True, nogil=True)
+def count_keys(offsets, keys, values, brand_offsets, brands, brand_key, wanted, spellings,
+               counts):  # pragma: no cover - compiled
+    """``counts[t]``: the rows whose ``need=1`` block keys (:func:`spec_block_keys`) include
+    ``wanted[t]`` (distinct), the keys made only for the rows' spellings that ``spellings`` (bool per
+    spelling code) marks: the counts of ``np.unique`` over every row's keys, for these keys only."""
+    size = 16
+    while size < 2 * len(wanted):
+        size *= 2
+    table = np.zeros(size, dtype=np.uint64)
+    at = np.full(size, -1, dtype=np.int64)
+    mask = np.uint64(size - 1)
+    for t in range(len(wanted)):
+        s = mix64(wanted[t]) & mask
+        while at[s] >= 0 and table[s] != wanted[t]:
+            s = (s + np.uint64(1)) & mask
+        table[s] = wanted[t]
+        at[s] = t
+    for i in range(len(offsets) - 1):
+        for bb in range(brand_offsets[i], brand_offsets[i + 1]):
+            b = brands[bb]
+            if not spellings[b]:
+                continue
+            for e in range(offsets[i], offsets[i + 1]):
+                if keys[e] == brand_key:
+                    continue
+                h = _spec_key(b, keys[e], values[e], 0xFFFFFFFF, 0)
+                s = mix64(h) & mask
+                while at[s] >= 0:
+                    if table[s] == h:
+                        counts[at[s]] += 1
+                        break
+                    s = (s + np.uint64(1)) & mask
 
 
 @numba.njit(cache=True, nogil=True)
@@ -516,3 +599,6 @@ def warm_up() -> None:
     rarest_mask(np.zeros(2, dtype=np.int64), i32, i32, z[:0], -1, 8, np.zeros(0, dtype=np.bool_))
     spec_row_keys(np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, 2, u0, u0, z[:0],
                   np.zeros(1, np.uint64))
+    spec_chance_keys(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, z)
+    count_keys(np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, u0,
+               np.zeros(1, dtype=np.bool_), z[:0])
