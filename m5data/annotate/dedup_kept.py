@@ -126,11 +126,12 @@ def plan(store, state: dict, ids: pa.Array, changed: pa.Array, rules: tuple[str,
 
 
 def crossing(keys: np.ndarray, rows: np.ndarray, touching: np.ndarray, cap: int,
-             sel: np.ndarray | None = None) -> np.ndarray:
+             sel: np.ndarray | None = None, presorted: bool = False) -> np.ndarray:
     """The rows (``rows``, keyed by ``keys``) of buckets over ``cap`` holding a changed row, where the
     changed rows took the bucket over the cap or one of them is its first row: a full run links
     such a bucket's rows to its first row only, so their kept pairs must be searched again.
-    ``sel``: the keys of buckets holding a changed row, when the caller has them (a bool mask)."""
+    ``sel``: the keys of buckets holding a changed row, when the caller has them (a bool mask);
+    ``presorted``: ``keys`` are sorted, and a key's ``rows`` too."""
     from .key_runs import member
 
     mine = touching[rows]
@@ -139,8 +140,9 @@ def crossing(keys: np.ndarray, rows: np.ndarray, touching: np.ndarray, cap: int,
     if sel is None:
         sel = member(keys, arrays.unique(keys[mine]))
     k, r, t = keys[sel], rows[sel], mine[sel]
-    order = np.lexsort((r, k))  # by key, then row: a bucket's first row is its smallest
-    k, r, t = k[order], r[order], t[order]
+    if not presorted:
+        order = np.lexsort((r, k))  # by key, then row: a bucket's first row is its smallest
+        k, r, t = k[order], r[order], t[order]
     start = np.r_[True, k[1:] != k[:-1]]
     group = np.cumsum(start) - 1
     size = np.bincount(group)

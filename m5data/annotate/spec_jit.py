@@ -225,13 +225,27 @@ def spec_block_pairs_once(skey, srow, pos, cap, offsets, keys, values, brand_off
             break
         if not full:
             counts[1] += room * (room + 1) // 2 - room
-        if full:
+        if full and some:  # each pair with a mine row as an end, from its mine end: size x mine, not size**2
+            k = skey[pos]
+            kb = np.uint64(1) << (k >> np.uint64(58))
+            for x in range(pos, end):
+                if not mine[srow[x]]:
+                    continue
+                for y in range(pos, end):
+                    if y == x or (y < x and mine[srow[y]]):  # the pair of two mine rows: from the first
+                        continue
+                    if once and (row_bits[srow[x]] & row_bits[srow[y]]) != kb:
+                        first, ok = _first_full_shared(srow[x], srow[y], row_off, row_key, row_full)
+                        if ok and first != k:
+                            continue
+                    counts[0] += 1
+                    m = _spec_pair(srow[x], srow[y], offsets, keys, values, brand_offsets, brands, brand_key,
+                                   min_shared, min_agreement, min_jaccard, out, m)
+        elif full:
             k = skey[pos]
             kb = np.uint64(1) << (k >> np.uint64(58))
             for x in range(pos, end - 1):
                 for y in range(x + 1, end):
-                    if some and not (mine[srow[x]] or mine[srow[y]]):
-                        continue
                     if once and (row_bits[srow[x]] & row_bits[srow[y]]) != kb:
                         first, ok = _first_full_shared(srow[x], srow[y], row_off, row_key, row_full)
                         if ok and first != k:
@@ -341,12 +355,22 @@ def spec_row_keys(offsets, keys, values, brand_offsets, brands, brand_key, need,
         size *= 2
     table = np.zeros(size if len(wanted) else 1, dtype=np.uint64)
     mask = np.uint64(len(table) - 1)
+    # a filter of bits set by mix64's high bits, 8 bits per wanted key (2 MB at 2 million): most keys
+    # are not wanted, and this filter, unlike the table, mostly stays in the cache
+    nbits = 1 << 16
+    while nbits < 8 * len(wanted) and nbits < (1 << 27):
+        nbits *= 2
+    bits = np.zeros(nbits // 64, dtype=np.uint64)
+    bmask = np.uint64(nbits - 1)
     zero = False
     for k in wanted:
         if k == 0:
             zero = True
             continue
-        s = mix64(k) & mask
+        h = mix64(k)
+        f = (h >> np.uint64(32)) & bmask
+        bits[f >> np.uint64(6)] |= np.uint64(1) << (f & np.uint64(63))
+        s = h & mask
         while table[s] != 0 and table[s] != k:
             s = (s + np.uint64(1)) & mask
         table[s] = k
@@ -367,16 +391,25 @@ def spec_row_keys(offsets, keys, values, brand_offsets, brands, brand_key, need,
         if find:
             for t in range(m):
                 k = buf[t]
-                if (k == 0 and zero) or (k != 0 and _in_table(table, k)):
-                    if n >= len(out_key):
-                        grown_key = np.empty(max(2 * len(out_key), 1024), dtype=out_key.dtype)
-                        grown_row = np.empty(len(grown_key), dtype=out_row.dtype)
-                        grown_key[:n] = out_key[:n]
-                        grown_row[:n] = out_row[:n]
-                        out_key, out_row = grown_key, grown_row
-                    out_key[n] = k
-                    out_row[n] = i
-                    n += 1
+                if k == 0:
+                    if not zero:
+                        continue
+                else:
+                    h = mix64(k)
+                    f = (h >> np.uint64(32)) & bmask
+                    if not (bits[f >> np.uint64(6)] >> (f & np.uint64(63))) & np.uint64(1):
+                        continue
+                    if not _in_table(table, k):
+                        continue
+                if n >= len(out_key):
+                    grown_key = np.empty(max(2 * len(out_key), 1024), dtype=out_key.dtype)
+                    grown_row = np.empty(len(grown_key), dtype=out_row.dtype)
+                    grown_key[:n] = out_key[:n]
+                    grown_row[:n] = out_row[:n]
+                    out_key, out_row = grown_key, grown_row
+                out_key[n] = k
+                out_row[n] = i
+                n += 1
     return n, out_key, out_row
 
 
@@ -429,7 +462,7 @@ def _next_equal(arr, a, ae, b, be):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def spec_chance(left, right, offsets, keys, values, brand_offsets, brands, brand_key, spelling_rows,
-                ukeys, counts, gkeys, gcounts, n_rows, prior, out):  # pragma: no cover - compiled
+                ukeys, counts, freq, n_rows, prior, out, table, tcounts):  # pragma: no cover - compiled
     """``out[k]``: how many other rows of the pair's brand would agree with row ``left[k]`` on every
     property it agrees on with ``right[k]`` if values were drawn at the brand's own frequencies:
     ``(n - 2) * prod(p)`` over the agreeing properties, ``p`` the share of the brand's other rows
@@ -437,9 +470,12 @@ def spec_chance(left, right, offsets, keys, values, brand_offsets, brands, brand
 
     The brand is the pair's shared spelling with the most rows (``spelling_rows``); a value's rows
     within a spelling are ``counts`` at ``ukeys`` (sorted keys of :func:`spec_block_keys` with
-    ``need=1``). A model number only these two rows list gives 0; two values every listing of a
-    sub-class carries, in a brand of thousands, give hundreds.
+    ``need=1``; ``freq``: per entry of ``keys``/``values``, the catalogue's rows listing it), or, when ``table`` is not empty, ``tcounts`` at the key's slot of that open-addressing
+    set (:func:`chance_keys`: an incremental run's looked-up keys only). A model number only these two
+    rows list gives 0; two values every listing of a sub-class carries, in a brand of thousands, give
+    hundreds.
     """
+    hashed = len(table) > 0
     for k in range(len(left)):
         i, j = left[k], right[k]
         spelling, n = _chosen_spelling(i, j, brand_offsets, brands, spelling_rows)
@@ -458,8 +494,9 @@ def spec_chance(left, right, offsets, keys, values, brand_offsets, brands, brand
                 rarest = -1.0
                 x, y = _next_equal(values, a, a2, b, b2)
                 while x < a2:
-                    c = _count_of(ukeys, counts, _spec_key(spelling, ka, values[x], 0xFFFFFFFF, 0))
-                    g = _count_of(gkeys, gcounts, (np.uint64(ka) << np.uint64(32)) | np.uint64(values[x]))
+                    h = _spec_key(spelling, ka, values[x], 0xFFFFFFFF, 0)
+                    c = tcounts[_slot(table, h)] if hashed else _count_of(ukeys, counts, h)
+                    g = freq[x]  # the catalogue's rows listing the entry
                     q = (max(c - 2, 0) + prior * g / n_rows) / (n - 2 + prior)
                     if rarest < 0 or q < rarest:
                         rarest = q
@@ -485,19 +522,33 @@ def _chosen_spelling(i, j, brand_offsets, brands, spelling_rows):  # pragma: no 
 
 
 @numba.njit(cache=True, nogil=True)
-def spec_chance_keys(left, right, offsets, keys, values, brand_offsets, brands, brand_key,
-                     spelling_rows):  # pragma: no cover - compiled
-    """Every ``(spelling, property, value)`` key (as :func:`spec_block_keys` with ``need=1`` makes it)
+def _slot(table, h):  # pragma: no cover - compiled
+    """The slot of key ``h`` in the open-addressing set ``table`` (its slots hold key + 1: 0 is empty):
+    where it is, or the empty slot it would take."""
+    mask = np.uint64(len(table) - 1)
+    s = mix64(h) & mask
+    while table[s] != 0 and table[s] != h + np.uint64(1):
+        s = (s + np.uint64(1)) & mask
+    return s
+
+
+@numba.njit(cache=True, nogil=True)
+def chance_keys(left, right, offsets, keys, values, brand_offsets, brands, brand_key,
+                spelling_rows):  # pragma: no cover - compiled
+    """The ``(spelling, property, value)`` keys (as :func:`spec_block_keys` with ``need=1`` makes them)
     that :func:`spec_chance` may look up for the pairs (it stops early when a chance reaches 0: this
-    is a superset), with repeats: an incremental run counts only these over the catalogue
-    (:func:`count_keys`), not every row's."""
-    out = np.empty(1024, dtype=np.uint64)
-    m = 0
+    is a superset), as an open-addressing set (slots hold key + 1, 0 empty; at most half full), and
+    the spellings they name (bool per spelling code): an incremental run counts only these over the
+    catalogue (:func:`count_chance_keys`), and :func:`spec_chance` finds their counts at their slots."""
+    table = np.zeros(1 << 16, dtype=np.uint64)
+    chosen = np.zeros(len(spelling_rows), dtype=np.bool_)
+    held = 0
     for k in range(len(left)):
         i, j = left[k], right[k]
         spelling, n = _chosen_spelling(i, j, brand_offsets, brands, spelling_rows)
         if spelling < 0 or n <= 2:
             continue
+        chosen[spelling] = True
         a, ae = offsets[i], offsets[i + 1]
         b, be = offsets[j], offsets[j + 1]
         while True:
@@ -508,35 +559,29 @@ def spec_chance_keys(left, right, offsets, keys, values, brand_offsets, brands, 
             if ka != brand_key:
                 x, y = _next_equal(values, a, a2, b, b2)
                 while x < a2:
-                    if m >= len(out):
-                        grown = np.empty(2 * len(out), dtype=np.uint64)
-                        grown[:m] = out[:m]
-                        out = grown
-                    out[m] = _spec_key(spelling, ka, values[x], 0xFFFFFFFF, 0)
-                    m += 1
+                    h = _spec_key(spelling, ka, values[x], 0xFFFFFFFF, 0)
+                    s = _slot(table, h)
+                    if table[s] == 0:
+                        table[s] = h + np.uint64(1)
+                        held += 1
+                        if 2 * held > len(table):  # grow: the held keys into a table 4 times as large
+                            old = table
+                            table = np.zeros(4 * len(old), dtype=np.uint64)
+                            for t in range(len(old)):
+                                if old[t] != 0:
+                                    table[_slot(table, old[t] - np.uint64(1))] = old[t]
                     x, y = _next_equal(values, x + 1, a2, y + 1, b2)
             a, b = a2, b2
-    return out[:m]
+    return table, chosen
 
 
 @numba.njit(cache=True, nogil=True)
-def count_keys(offsets, keys, values, brand_offsets, brands, brand_key, wanted, spellings,
-               counts):  # pragma: no cover - compiled
-    """``counts[t]``: the rows whose ``need=1`` block keys (:func:`spec_block_keys`) include
-    ``wanted[t]`` (distinct), the keys made only for the rows' spellings that ``spellings`` (bool per
-    spelling code) marks: the counts of ``np.unique`` over every row's keys, for these keys only."""
-    size = 16
-    while size < 2 * len(wanted):
-        size *= 2
-    table = np.zeros(size, dtype=np.uint64)
-    at = np.full(size, -1, dtype=np.int64)
-    mask = np.uint64(size - 1)
-    for t in range(len(wanted)):
-        s = mix64(wanted[t]) & mask
-        while at[s] >= 0 and table[s] != wanted[t]:
-            s = (s + np.uint64(1)) & mask
-        table[s] = wanted[t]
-        at[s] = t
+def count_chance_keys(offsets, keys, values, brand_offsets, brands, brand_key, table, spellings,
+                      counts):  # pragma: no cover - compiled
+    """``counts[s]``: the rows whose ``need=1`` block keys (:func:`spec_block_keys`) include the key at
+    slot ``s`` of ``table`` (:func:`chance_keys`), keys made only for the spellings ``spellings``
+    (bool per spelling code) marks: the counts ``np.unique`` over every row's keys gives, for these
+    keys only."""
     for i in range(len(offsets) - 1):
         for bb in range(brand_offsets[i], brand_offsets[i + 1]):
             b = brands[bb]
@@ -545,13 +590,51 @@ def count_keys(offsets, keys, values, brand_offsets, brands, brand_key, wanted, 
             for e in range(offsets[i], offsets[i + 1]):
                 if keys[e] == brand_key:
                     continue
-                h = _spec_key(b, keys[e], values[e], 0xFFFFFFFF, 0)
-                s = mix64(h) & mask
-                while at[s] >= 0:
-                    if table[s] == h:
-                        counts[at[s]] += 1
-                        break
-                    s = (s + np.uint64(1)) & mask
+                s = _slot(table, _spec_key(b, keys[e], values[e], 0xFFFFFFFF, 0))
+                if table[s] != 0:
+                    counts[s] += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def entry_freq(keys, values):  # pragma: no cover - compiled
+    """Per entry ``(keys[t], values[t])``, how many entries are equal to it (``np.unique``'s counts at its
+    inverse, without a sort of the 64-bit codes): the entries counted into buckets by value code (a
+    counting sort), then each bucket's property codes sorted (most buckets hold a few)."""
+    n = len(values)
+    top = 0
+    for t in range(n):
+        top = max(top, values[t])
+    start = np.zeros(top + 2, dtype=np.int64)
+    for t in range(n):
+        start[values[t] + 1] += 1
+    for v in range(top + 1):
+        start[v + 1] += start[v]
+    at = start[:-1].copy()
+    order = np.empty(n, dtype=np.int64)
+    for t in range(n):
+        order[at[values[t]]] = t
+        at[values[t]] += 1
+    freq = np.empty(n, dtype=np.int64)
+    for v in range(top + 1):
+        s, e = start[v], start[v + 1]
+        if e - s == 1:
+            freq[order[s]] = 1
+            continue
+        if e - s == 0:
+            continue
+        props = np.empty(e - s, dtype=np.int64)
+        for u in range(s, e):
+            props[u - s] = keys[order[u]]
+        by = np.argsort(props)
+        a = 0
+        while a < e - s:
+            b = a + 1
+            while b < e - s and props[by[b]] == props[by[a]]:
+                b += 1
+            for c in range(a, b):
+                freq[order[s + by[c]]] = b - a
+            a = b
+    return freq
 
 
 @numba.njit(cache=True, nogil=True)
@@ -595,10 +678,11 @@ def warm_up() -> None:
                           -1, 2, 1.0, 0.25, u0, np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.bool_),
                           np.zeros(1, dtype=np.int64), u0, np.zeros(0, dtype=np.bool_), u0)
     spec_chance(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, z, u0,
-                z, u0, z, 1, 5.0, np.zeros(1))
+                z, z[:0], 1, 5.0, np.zeros(1), u0, z[:0])
     rarest_mask(np.zeros(2, dtype=np.int64), i32, i32, z[:0], -1, 8, np.zeros(0, dtype=np.bool_))
+    entry_freq(i32, i32)
     spec_row_keys(np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, 2, u0, u0, z[:0],
                   np.zeros(1, np.uint64))
-    spec_chance_keys(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, z)
-    count_keys(np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, u0,
-               np.zeros(1, dtype=np.bool_), z[:0])
+    table, _ = chance_keys(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, z)
+    count_chance_keys(np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, table,
+                      np.zeros(1, dtype=np.bool_), np.zeros(len(table), dtype=np.int64))
