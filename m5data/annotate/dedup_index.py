@@ -208,7 +208,8 @@ def _read(store, rel: str, brand: str) -> Kept | None:
         return None
     if int(raw.get("format", [0])[0]) != FORMAT or _unpack("brand", raw).to_pylist() != [brand]:
         return None
-    z = {k: v for k, v in raw.items() if k in ROWS + TABLE + CSR}
+    # (the title indexes' parameters copied: kept through the run, they would keep the file's bytes)
+    z = {k: v.copy() if k in TABLE else v for k, v in raw.items() if k in ROWS + TABLE + CSR}
     for name in TEXT:
         z[name] = _unpack(name, raw)
     for name in NAMES:

@@ -107,14 +107,14 @@ def plan(store, state: dict, ids: pa.Array, changed: pa.Array, rules: tuple[str,
     touching[rows.astype(np.int64)] = True
     if n and touching.sum() > full_share * n:
         return None, f"{int(touching.sum()):,} of {n:,} products changed, over annotate.dedup_full_share ({full_share:g})"
-    rows, gone, names = [], np.zeros(len(table), dtype=bool), set()
-    for col in ("left_id", "right_id"):
-        found = pc.index_in(table.column(col), value_set=ids)
-        lost = pc.is_null(found).to_numpy(zero_copy_only=False)
-        names.update(pc.filter(table.column(col), lost).to_pylist())
-        gone |= lost
-        rows.append(pc.fill_null(found, 0).to_numpy().astype(np.int64))
-    left, right = rows
+    # both ends in one lookup (one hash table of the ids, not two)
+    ends = pa.chunked_array(table.column("left_id").chunks + table.column("right_id").chunks, type=pa.string())
+    found = pc.index_in(ends, value_set=ids)
+    lost = pc.is_null(found).to_numpy(zero_copy_only=False)
+    names = set(pc.filter(ends, lost).to_pylist())
+    rows = pc.fill_null(found, 0).to_numpy().astype(np.int64)
+    left, right = rows[:len(table)], rows[len(table):]
+    gone = lost[:len(table)] | lost[len(table):]
     stand = ~gone & ~touching[left] & ~touching[right]
     dist = table.column("distance").to_numpy()
     kept = []

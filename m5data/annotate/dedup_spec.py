@@ -343,14 +343,15 @@ def _spec_chance(sp, left: np.ndarray, right: np.ndarray, freq: np.ndarray, only
     spelling_rows = np.bincount(sp.brands, minlength=1).astype(np.int64)
     if only_theirs:  # the keys the pairs look up, counted over every row of their spellings (no sort of all)
         left, right = (np.ascontiguousarray(x, dtype=np.int64) for x in (left, right))
-        table, spellings = spec_jit.chance_keys(left, right, sp.offsets, sp.keys, sp.values, sp.brand_offsets,
-                                                sp.brands, sp.brand_key, spelling_rows)
+        table, spellings, *records = spec_jit.chance_keys(left, right, sp.offsets, sp.keys, sp.values,
+                                                          sp.brand_offsets, sp.brands, sp.brand_key, spelling_rows,
+                                                          freq)
         tcounts = np.zeros(len(table), dtype=np.int64)
         spec_jit.count_chance_keys(sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, table,
                                    spellings, tcounts)
-        ukeys, counts = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+        spec_jit.chance_from(*records, tcounts, len(sp.offsets) - 1, SPEC_CHANCE_PRIOR, out)
+        return out
     else:
-        table, tcounts = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
         args = (sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, 1)
         empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
         total = spec_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
@@ -361,7 +362,7 @@ def _spec_chance(sp, left: np.ndarray, right: np.ndarray, freq: np.ndarray, only
         del key
     spec_jit.spec_chance(left, right, sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key,
                          spelling_rows, ukeys, counts.astype(np.int64), freq,
-                         len(sp.offsets) - 1, SPEC_CHANCE_PRIOR, out, table, tcounts)
+                         len(sp.offsets) - 1, SPEC_CHANCE_PRIOR, out)
     return out
 
 

@@ -462,7 +462,7 @@ def _next_equal(arr, a, ae, b, be):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def spec_chance(left, right, offsets, keys, values, brand_offsets, brands, brand_key, spelling_rows,
-                ukeys, counts, freq, n_rows, prior, out, table, tcounts):  # pragma: no cover - compiled
+                ukeys, counts, freq, n_rows, prior, out):  # pragma: no cover - compiled
     """``out[k]``: how many other rows of the pair's brand would agree with row ``left[k]`` on every
     property it agrees on with ``right[k]`` if values were drawn at the brand's own frequencies:
     ``(n - 2) * prod(p)`` over the agreeing properties, ``p`` the share of the brand's other rows
@@ -470,12 +470,11 @@ def spec_chance(left, right, offsets, keys, values, brand_offsets, brands, brand
 
     The brand is the pair's shared spelling with the most rows (``spelling_rows``); a value's rows
     within a spelling are ``counts`` at ``ukeys`` (sorted keys of :func:`spec_block_keys` with
-    ``need=1``; ``freq``: per entry of ``keys``/``values``, the catalogue's rows listing it), or, when ``table`` is not empty, ``tcounts`` at the key's slot of that open-addressing
-    set (:func:`chance_keys`: an incremental run's looked-up keys only). A model number only these two
-    rows list gives 0; two values every listing of a sub-class carries, in a brand of thousands, give
-    hundreds.
+    ``need=1``; ``freq``: per entry of ``keys``/``values``, the catalogue's rows listing it). A model
+    number only these two rows list gives 0; two values every listing of a sub-class carries, in a
+    brand of thousands, give hundreds. (An incremental run's few keys: :func:`chance_keys`, the same
+    values.)
     """
-    hashed = len(table) > 0
     for k in range(len(left)):
         i, j = left[k], right[k]
         spelling, n = _chosen_spelling(i, j, brand_offsets, brands, spelling_rows)
@@ -494,8 +493,7 @@ def spec_chance(left, right, offsets, keys, values, brand_offsets, brands, brand
                 rarest = -1.0
                 x, y = _next_equal(values, a, a2, b, b2)
                 while x < a2:
-                    h = _spec_key(spelling, ka, values[x], 0xFFFFFFFF, 0)
-                    c = tcounts[_slot(table, h)] if hashed else _count_of(ukeys, counts, h)
+                    c = _count_of(ukeys, counts, _spec_key(spelling, ka, values[x], 0xFFFFFFFF, 0))
                     g = freq[x]  # the catalogue's rows listing the entry
                     q = (max(c - 2, 0) + prior * g / n_rows) / (n - 2 + prior)
                     if rarest < 0 or q < rarest:
@@ -533,20 +531,44 @@ def _slot(table, h):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def chance_keys(left, right, offsets, keys, values, brand_offsets, brands, brand_key,
-                spelling_rows):  # pragma: no cover - compiled
-    """The ``(spelling, property, value)`` keys (as :func:`spec_block_keys` with ``need=1`` makes them)
-    that :func:`spec_chance` may look up for the pairs (it stops early when a chance reaches 0: this
-    is a superset), as an open-addressing set (slots hold key + 1, 0 empty; at most half full), and
-    the spellings they name (bool per spelling code): an incremental run counts only these over the
-    catalogue (:func:`count_chance_keys`), and :func:`spec_chance` finds their counts at their slots."""
+def _grown(arr, m):  # pragma: no cover - compiled
+    """``arr`` when it has room for index ``m``, else a copy twice as long."""
+    if m < len(arr):
+        return arr
+    out = np.empty(2 * len(arr), dtype=arr.dtype)
+    out[:len(arr)] = arr
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def chance_keys(left, right, offsets, keys, values, brand_offsets, brands, brand_key, spelling_rows,
+                freq):  # pragma: no cover - compiled
+    """:func:`spec_chance`'s walk of the pairs, its lookups written down instead of made: an incremental
+    run counts only the keys looked up (:func:`count_chance_keys`), then :func:`chance_from` computes
+    each chance from what is written here, in :func:`spec_chance`'s order (the same floats).
+
+    Returns ``(table, chosen, start, n, slot, g)``: the ``(spelling, property, value)`` keys looked up
+    (as :func:`spec_block_keys` with ``need=1`` makes them; this walk does not stop at a chance of 0,
+    so a superset) as an open-addressing set (slots hold key + 1, 0 empty; at most half full); the
+    spellings they name (bool per spelling code); per pair, where its records start and its
+    spelling's rows (``n``; <= 2: a chance of 0); the records: per shared value of an agreeing
+    property its key's slot and ``freq`` (the catalogue's rows listing it), a property's values
+    closed by a slot of -1."""
     table = np.zeros(1 << 16, dtype=np.uint64)
     chosen = np.zeros(len(spelling_rows), dtype=np.bool_)
+    start = np.zeros(len(left) + 1, dtype=np.int64)
+    pair_n = np.zeros(len(left), dtype=np.int64)
+    slot = np.empty(1 << 16, dtype=np.int64)
+    g = np.empty(1 << 16, dtype=np.int64)
     held = 0
+    m = 0
     for k in range(len(left)):
+        start[k] = m
         i, j = left[k], right[k]
         spelling, n = _chosen_spelling(i, j, brand_offsets, brands, spelling_rows)
+        pair_n[k] = n
         if spelling < 0 or n <= 2:
+            pair_n[k] = 0
             continue
         chosen[spelling] = True
         a, ae = offsets[i], offsets[i + 1]
@@ -558,6 +580,7 @@ def chance_keys(left, right, offsets, keys, values, brand_offsets, brands, brand
             ka = keys[a]
             if ka != brand_key:
                 x, y = _next_equal(values, a, a2, b, b2)
+                some = False
                 while x < a2:
                     h = _spec_key(spelling, ka, values[x], 0xFFFFFFFF, 0)
                     s = _slot(table, h)
@@ -570,9 +593,52 @@ def chance_keys(left, right, offsets, keys, values, brand_offsets, brands, brand
                             for t in range(len(old)):
                                 if old[t] != 0:
                                     table[_slot(table, old[t] - np.uint64(1))] = old[t]
+                            # the slots written so far move with their keys
+                            for t in range(m):
+                                if slot[t] >= 0:
+                                    slot[t] = _slot(table, old[slot[t]] - np.uint64(1))
+                            s = _slot(table, h)
+                    slot = _grown(slot, m)
+                    g = _grown(g, m)
+                    slot[m] = s
+                    g[m] = freq[x]
+                    m += 1
+                    some = True
                     x, y = _next_equal(values, x + 1, a2, y + 1, b2)
+                if some:
+                    slot = _grown(slot, m)
+                    g = _grown(g, m)
+                    slot[m] = -1
+                    m += 1
             a, b = a2, b2
-    return table, chosen
+    start[len(left)] = m
+    return table, chosen, start, pair_n, slot[:m], g[:m]
+
+
+@numba.njit(cache=True, nogil=True)
+def chance_from(start, pair_n, slot, g, tcounts, n_rows, prior, out):  # pragma: no cover - compiled
+    """``out[k]``: :func:`spec_chance` of pair ``k`` from :func:`chance_keys`' records and the counts
+    at their slots (``tcounts``, :func:`count_chance_keys`): the same expression, factors in the same
+    order."""
+    for k in range(len(pair_n)):
+        n = pair_n[k]
+        if n <= 2:
+            out[k] = 0.0
+            continue
+        chance = float(n - 2)
+        rarest = -1.0
+        for t in range(start[k], start[k + 1]):
+            if chance <= 0.0:
+                break
+            if slot[t] < 0:  # a property's values end
+                if rarest >= 0:
+                    chance *= rarest
+                rarest = -1.0
+                continue
+            q = (max(tcounts[slot[t]] - 2, 0) + prior * g[t] / n_rows) / (n - 2 + prior)
+            if rarest < 0 or q < rarest:
+                rarest = q
+        out[k] = chance
 
 
 @numba.njit(cache=True, nogil=True)
@@ -678,11 +744,13 @@ def warm_up() -> None:
                           -1, 2, 1.0, 0.25, u0, np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.bool_),
                           np.zeros(1, dtype=np.int64), u0, np.zeros(0, dtype=np.bool_), u0)
     spec_chance(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, z, u0,
-                z, z[:0], 1, 5.0, np.zeros(1), u0, z[:0])
+                z, z[:0], 1, 5.0, np.zeros(1))
     rarest_mask(np.zeros(2, dtype=np.int64), i32, i32, z[:0], -1, 8, np.zeros(0, dtype=np.bool_))
     entry_freq(i32, i32)
     spec_row_keys(np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, 2, u0, u0, z[:0],
                   np.zeros(1, np.uint64))
-    table, _ = chance_keys(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, z)
+    table, _, start, pair_n, slot, g = chance_keys(z, z, np.zeros(2, dtype=np.int64), i32, i32,
+                                                   np.zeros(2, dtype=np.int64), i32, -1, z, z)
+    chance_from(start, pair_n, slot, g, np.zeros(len(table), dtype=np.int64), 1, 5.0, np.zeros(1))
     count_chance_keys(np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, table,
                       np.zeros(1, dtype=np.bool_), np.zeros(len(table), dtype=np.int64))
