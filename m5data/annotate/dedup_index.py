@@ -391,9 +391,11 @@ def _merge(sources: list[dict], src: np.ndarray, srow: np.ndarray, ids: pa.Array
             for s, p, r in zip(sources, picks, rows):
                 col[p] = s[k][r]
         out[k] = col
-    order = np.argsort(np.concatenate(picks), kind="stable")
+    # each string column: one take from the sources laid end to end (the ids are the store's own)
+    at = pa.array(np.r_[0, np.cumsum([len(s["ids"]) for s in sources])][:-1][src] + srow)
     for k in TEXT:
-        out[k] = pa.concat_arrays([s[k].take(pa.array(r)) for s, r in zip(sources, rows)]).take(pa.array(order))
+        if k != "ids":
+            out[k] = pa.concat_arrays([s[k] for s in sources]).take(at)
     out["ids"] = ids
     maps = {}
     for name in NAMES:  # in Arrow: its binary order of UTF-8 is Python's order of str (code points)

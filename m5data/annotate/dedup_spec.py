@@ -349,7 +349,7 @@ def _spec_chance(sp, left: np.ndarray, right: np.ndarray, freq: np.ndarray, only
         tcounts = np.zeros(len(table), dtype=np.int64)
         spec_jit.count_chance_keys(sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, table,
                                    spellings, tcounts)
-        spec_jit.chance_from(*records, tcounts, len(sp.offsets) - 1, SPEC_CHANCE_PRIOR, out)
+        spec_jit.chance_from(*records, table, tcounts, len(sp.offsets) - 1, SPEC_CHANCE_PRIOR, out)
         return out
     else:
         args = (sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, 1)

@@ -552,13 +552,13 @@ def chance_keys(left, right, offsets, keys, values, brand_offsets, brands, brand
     so a superset) as an open-addressing set (slots hold key + 1, 0 empty; at most half full); the
     spellings they name (bool per spelling code); per pair, where its records start and its
     spelling's rows (``n``; <= 2: a chance of 0); the records: per shared value of an agreeing
-    property its key's slot and ``freq`` (the catalogue's rows listing it), a property's values
-    closed by a slot of -1."""
+    property its key and ``freq`` (the catalogue's rows listing it), a property's values closed by
+    a record of ``freq`` -1."""
     table = np.zeros(1 << 16, dtype=np.uint64)
     chosen = np.zeros(len(spelling_rows), dtype=np.bool_)
     start = np.zeros(len(left) + 1, dtype=np.int64)
     pair_n = np.zeros(len(left), dtype=np.int64)
-    slot = np.empty(1 << 16, dtype=np.int64)
+    slot = np.empty(1 << 16, dtype=np.uint64)  # each lookup's key (its slot is found after the table's growth)
     g = np.empty(1 << 16, dtype=np.int64)
     held = 0
     m = 0
@@ -593,14 +593,9 @@ def chance_keys(left, right, offsets, keys, values, brand_offsets, brands, brand
                             for t in range(len(old)):
                                 if old[t] != 0:
                                     table[_slot(table, old[t] - np.uint64(1))] = old[t]
-                            # the slots written so far move with their keys
-                            for t in range(m):
-                                if slot[t] >= 0:
-                                    slot[t] = _slot(table, old[slot[t]] - np.uint64(1))
-                            s = _slot(table, h)
                     slot = _grown(slot, m)
                     g = _grown(g, m)
-                    slot[m] = s
+                    slot[m] = h
                     g[m] = freq[x]
                     m += 1
                     some = True
@@ -608,7 +603,8 @@ def chance_keys(left, right, offsets, keys, values, brand_offsets, brands, brand
                 if some:
                     slot = _grown(slot, m)
                     g = _grown(g, m)
-                    slot[m] = -1
+                    slot[m] = 0
+                    g[m] = -1
                     m += 1
             a, b = a2, b2
     start[len(left)] = m
@@ -616,10 +612,10 @@ def chance_keys(left, right, offsets, keys, values, brand_offsets, brands, brand
 
 
 @numba.njit(cache=True, nogil=True)
-def chance_from(start, pair_n, slot, g, tcounts, n_rows, prior, out):  # pragma: no cover - compiled
+def chance_from(start, pair_n, slot, g, table, tcounts, n_rows, prior, out):  # pragma: no cover - compiled
     """``out[k]``: :func:`spec_chance` of pair ``k`` from :func:`chance_keys`' records and the counts
-    at their slots (``tcounts``, :func:`count_chance_keys`): the same expression, factors in the same
-    order."""
+    at their keys' slots of ``table`` (``tcounts``, :func:`count_chance_keys`): the same expression,
+    factors in the same order."""
     for k in range(len(pair_n)):
         n = pair_n[k]
         if n <= 2:
@@ -630,12 +626,12 @@ def chance_from(start, pair_n, slot, g, tcounts, n_rows, prior, out):  # pragma:
         for t in range(start[k], start[k + 1]):
             if chance <= 0.0:
                 break
-            if slot[t] < 0:  # a property's values end
+            if g[t] < 0:  # a property's values end
                 if rarest >= 0:
                     chance *= rarest
                 rarest = -1.0
                 continue
-            q = (max(tcounts[slot[t]] - 2, 0) + prior * g[t] / n_rows) / (n - 2 + prior)
+            q = (max(tcounts[_slot(table, slot[t])] - 2, 0) + prior * g[t] / n_rows) / (n - 2 + prior)
             if rarest < 0 or q < rarest:
                 rarest = q
         out[k] = chance
@@ -751,6 +747,6 @@ def warm_up() -> None:
                   np.zeros(1, np.uint64))
     table, _, start, pair_n, slot, g = chance_keys(z, z, np.zeros(2, dtype=np.int64), i32, i32,
                                                    np.zeros(2, dtype=np.int64), i32, -1, z, z)
-    chance_from(start, pair_n, slot, g, np.zeros(len(table), dtype=np.int64), 1, 5.0, np.zeros(1))
+    chance_from(start, pair_n, slot, g, table, np.zeros(len(table), dtype=np.int64), 1, 5.0, np.zeros(1))
     count_chance_keys(np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, table,
                       np.zeros(1, dtype=np.bool_), np.zeros(len(table), dtype=np.int64))
