@@ -48,7 +48,7 @@ def save_edges(store, ids: pa.Array, edges: list) -> str:
     for left, right, dist, rule in edges:
         cols["left_id"].append(ids.take(pa.array(np.asarray(left, np.int64))))
         cols["right_id"].append(ids.take(pa.array(np.asarray(right, np.int64))))
-        cols["rule"].append(pa.array([rule] * len(left), pa.string()))
+        cols["rule"].append(pa.repeat(pa.scalar(rule, pa.string()), len(left)))  # no list of millions of str
         cols["distance"].append(pa.array(np.asarray(dist, np.float64)))
     table = pa.table({k: pa.chunked_array(v, type=SCHEMA.field(k).type) for k, v in cols.items()}, schema=SCHEMA)
     buf = io.BytesIO()
@@ -118,8 +118,10 @@ def plan(store, state: dict, ids: pa.Array, changed: pa.Array, rules: tuple[str,
     stand = ~gone & ~touching[left] & ~touching[right]
     dist = table.column("distance").to_numpy()
     kept = []
-    for r in rules:
-        sel = stand & pc.equal(table.column("rule"), r).to_numpy(zero_copy_only=False)
+    rule = pc.fill_null(pc.index_in(table.column("rule"), value_set=pa.array(list(rules), pa.string())), -1)
+    rule = rule.to_numpy()  # each pair's rule as its place in rules: one pass over the strings, not one a rule
+    for at, r in enumerate(rules):
+        sel = stand & (rule == at)
         if sel.any():
             kept.append((left[sel], right[sel], dist[sel], r))
     return Plan(touching, kept, int((~stand).sum()), len(names)), ""
