@@ -310,8 +310,10 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
                 fresh_wide.add(values, offsets, valid)
 
         fresh = dedup_inputs.read_products(con, index_titles, only=fresh_ids)
+        # their spec rows from only the parts holding them, no window over the specs view
+        spec_rows = store.read_groups("specs", fresh_ids.to_pylist()) if len(fresh_ids) else None
         fresh.specs, fresh.n_spec_rows = dedup_inputs.read_specs(con, len(fresh), brand, norm, noisy, spellings,
-                                                                 only=fresh_ids)
+                                                                 only=fresh_ids, rows=spec_rows)
     finally:
         if own:
             con.close()
