@@ -25,6 +25,7 @@ names came first).
 from __future__ import annotations
 
 import io
+import zipfile
 from dataclasses import dataclass
 
 import numba
@@ -144,9 +145,11 @@ def save(store, kept: Kept, brand: str, tag: str) -> str:
     _pack("brand", pa.array([brand]), z)
     for name in NAMES:
         _pack(name, kept.z[name], z)
-    buf = io.BytesIO()
-    np.savez(buf, **z)
     rel = f"{FOLDER}/inputs-{tag}.npz"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in z.items():
+            _write_aligned(zf, f"{name}.npy", np.asanyarray(arr))
     store.write_bytes(rel, buf.getvalue())
     return rel
 
@@ -169,6 +172,26 @@ def keep(store, inp: Inputs, brand: str, titles: near.LSHIndex, wide: near.LSHIn
     return [save(store, whole, brand, f"{tag}-base")]
 
 
+ALIGN = 64  # a kept array's data starts at a multiple of this in its file (read as a view, not copied)
+_PAD = 0xD935  # the extra-field id of the local headers' padding (zipalign's)
+
+
+def _write_aligned(zf: zipfile.ZipFile, name: str, arr: np.ndarray) -> None:
+    """``arr`` as the ``.npy`` member ``name`` of ``zf`` (what ``np.savez`` writes, ``np.load`` reads it),
+    its local header's extra field padded so that the array's data starts at a multiple of
+    :data:`ALIGN` of the file (the npy header is a multiple of 64 bytes): :func:`_npz_views` reads it
+    without a copy."""
+    npy = io.BytesIO()
+    np.lib.format.write_array(npy, arr, allow_pickle=False)
+    data = npy.getvalue()
+    header = len(data) - arr.nbytes  # the npy header (magic, dict, padding) before the array's bytes
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_STORED
+    start = zf.fp.tell() + 30 + len(name.encode()) + 4 + header
+    info.extra = np.array([_PAD, (-start) % ALIGN], dtype="<u2").tobytes() + bytes((-start) % ALIGN)
+    zf.writestr(info, data)
+
+
 def _one(chunks: list[np.ndarray], empty: tuple, dtype) -> np.ndarray:
     if not chunks:
         return np.zeros(empty, dtype=dtype)
@@ -180,18 +203,50 @@ def _read(store, rel: str, brand: str) -> Kept | None:
     if data is None:
         return None
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            raw = {k: z[k] for k in z.files}
-    except (ValueError, OSError, KeyError):
+        raw = _npz_views(data)
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError):
         return None
     if int(raw.get("format", [0])[0]) != FORMAT or _unpack("brand", raw).to_pylist() != [brand]:
         return None
-    z = {k: v for k, v in raw.items() if k in ROWS + TABLE + CSR}
+    # (the title indexes' parameters copied: kept through the run, they would keep the file's bytes)
+    z = {k: v.copy() if k in TABLE else v for k, v in raw.items() if k in ROWS + TABLE + CSR}
     for name in TEXT:
         z[name] = _unpack(name, raw)
     for name in NAMES:
         z[name] = _unpack(name, raw)
     return Kept(z, rel)
+
+
+def _npz_views(data: bytes) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` (``np.savez``'s: members stored, not compressed) as read-only views of
+    ``data``, not copies where their data is aligned (a base is ~800 MB at 1M products: ``np.load``
+    reads it through the zip module, checksums and copies it, ~1.3 s; the others are copied, a
+    memcpy); a compressed member is read by ``np.load``'s way; one of objects is refused."""
+    out = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        for info in zf.infolist():
+            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            if info.compress_type != zipfile.ZIP_STORED:
+                with zf.open(info) as f:
+                    out[name] = np.lib.format.read_array(f, allow_pickle=False)
+                continue
+            # the member's data follows its local header (30 bytes, then name and extra field)
+            head = info.header_offset
+            name_len, extra_len = np.frombuffer(data, dtype="<u2", count=2, offset=head + 26)
+            start = head + 30 + int(name_len) + int(extra_len)
+            f = io.BytesIO(data[start:start + min(info.file_size, 65536)])
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            if dtype.hasobject:
+                raise ValueError("object arrays are not read")
+            count = int(np.prod(shape, dtype=np.int64))
+            arr = np.frombuffer(data, dtype=dtype, count=count, offset=start + f.tell())
+            if not arr.flags.aligned:  # numba and Arrow want aligned data: a copy (memcpy, not a parse)
+                arr = arr.copy()
+            out[name] = arr.reshape(shape, order="F" if fortran else "C")
+    return out
 
 
 def load(store, rels, brand: str) -> list[Kept] | None:
@@ -255,8 +310,10 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
                 fresh_wide.add(values, offsets, valid)
 
         fresh = dedup_inputs.read_products(con, index_titles, only=fresh_ids)
+        # their spec rows from only the parts holding them, no window over the specs view
+        spec_rows = store.read_groups("specs", fresh_ids.to_pylist()) if len(fresh_ids) else None
         fresh.specs, fresh.n_spec_rows = dedup_inputs.read_specs(con, len(fresh), brand, norm, noisy, spellings,
-                                                                 only=fresh_ids)
+                                                                 only=fresh_ids, rows=spec_rows)
     finally:
         if own:
             con.close()
@@ -336,9 +393,11 @@ def _merge(sources: list[dict], src: np.ndarray, srow: np.ndarray, ids: pa.Array
             for s, p, r in zip(sources, picks, rows):
                 col[p] = s[k][r]
         out[k] = col
-    order = np.argsort(np.concatenate(picks), kind="stable")
+    # each string column: one take from the sources laid end to end (the ids are the store's own)
+    at = pa.array(np.r_[0, np.cumsum([len(s["ids"]) for s in sources])][:-1][src] + srow)
     for k in TEXT:
-        out[k] = pa.concat_arrays([s[k].take(pa.array(r)) for s, r in zip(sources, rows)]).take(pa.array(order))
+        if k != "ids":
+            out[k] = pa.concat_arrays([s[k] for s in sources]).take(at)
     out["ids"] = ids
     maps = {}
     for name in NAMES:  # in Arrow: its binary order of UTF-8 is Python's order of str (code points)

@@ -132,25 +132,32 @@ def ranks(names: list[str]) -> tuple[np.ndarray, list[str]]:
 
 
 def read_specs(con, n: int, brand: str, norm: Callable[[str], str], noisy: Callable[[str], bool],
-               spellings: Callable[[str], set[str]], only: pa.Array | None = None) -> tuple[Specs, np.ndarray]:
+               spellings: Callable[[str], set[str]], only: pa.Array | None = None,
+               rows: pa.Table | None = None) -> tuple[Specs, np.ndarray]:
     """Comparable spec values of the ``n`` products (as :func:`read_products` numbered them) and each
     product's count of spec rows with a property and value.
 
     ``norm`` normalises a property or value; values of other properties than ``brand`` for which
     ``noisy`` holds are dropped; ``spellings`` gives a normalised brand's spellings; ``only``: just
-    these products (the ``n`` of them, sorted). Codes are ranks of the normalised names (:func:`ranks`).
+    these products (the ``n`` of them, sorted); ``rows``: with ``only``, their spec rows when the caller
+    has read them (``product_id``, ``property``, ``value``; else read here). Codes are ranks of the
+    normalised names (:func:`ranks`).
     """
-    rows = None
     if only is None:
+        rows = None
         # sorted, so the codes (and the rarest-entry keys' ties broken by code) are the same in every run:
         # DuckDB's DISTINCT returns its groups in an order that varies with its threads
         props = con.sql("SELECT DISTINCT property FROM specs WHERE property IS NOT NULL ORDER BY property"
                         ).fetchnumpy()["property"]
         vals = con.sql("SELECT DISTINCT value FROM specs WHERE value IS NOT NULL ORDER BY value").fetchnumpy()["value"]
-    else:  # a few products: their rows in one filtered scan, the rest in Arrow
-        and_, _ = _only(con, only)
-        rows = con.sql("SELECT product_id, property, value FROM specs "
-                       f"WHERE property IS NOT NULL AND value IS NOT NULL {and_}").to_arrow_table()
+    else:  # a few products: their rows in one filtered scan (or the caller's), the rest in Arrow
+        if rows is None:
+            and_, _ = _only(con, only)
+            rows = con.sql("SELECT product_id, property, value FROM specs "
+                           f"WHERE property IS NOT NULL AND value IS NOT NULL {and_}").to_arrow_table()
+        else:
+            rows = rows.select(["product_id", "property", "value"])
+            rows = rows.filter(pc.and_(pc.is_valid(rows.column("property")), pc.is_valid(rows.column("value"))))
         props = pc.unique(rows.column("property")).to_numpy(zero_copy_only=False)
         vals = pc.unique(rows.column("value")).to_numpy(zero_copy_only=False)
     key_names: dict[str, int] = {}

@@ -48,7 +48,7 @@ def save_edges(store, ids: pa.Array, edges: list) -> str:
     for left, right, dist, rule in edges:
         cols["left_id"].append(ids.take(pa.array(np.asarray(left, np.int64))))
         cols["right_id"].append(ids.take(pa.array(np.asarray(right, np.int64))))
-        cols["rule"].append(pa.array([rule] * len(left), pa.string()))
+        cols["rule"].append(pa.repeat(pa.scalar(rule, pa.string()), len(left)))  # no list of millions of str
         cols["distance"].append(pa.array(np.asarray(dist, np.float64)))
     table = pa.table({k: pa.chunked_array(v, type=SCHEMA.field(k).type) for k, v in cols.items()}, schema=SCHEMA)
     buf = io.BytesIO()
@@ -107,30 +107,33 @@ def plan(store, state: dict, ids: pa.Array, changed: pa.Array, rules: tuple[str,
     touching[rows.astype(np.int64)] = True
     if n and touching.sum() > full_share * n:
         return None, f"{int(touching.sum()):,} of {n:,} products changed, over annotate.dedup_full_share ({full_share:g})"
-    rows, gone, names = [], np.zeros(len(table), dtype=bool), set()
-    for col in ("left_id", "right_id"):
-        found = pc.index_in(table.column(col), value_set=ids)
-        lost = pc.is_null(found).to_numpy(zero_copy_only=False)
-        names.update(pc.filter(table.column(col), lost).to_pylist())
-        gone |= lost
-        rows.append(pc.fill_null(found, 0).to_numpy().astype(np.int64))
-    left, right = rows
+    # both ends in one lookup (one hash table of the ids, not two)
+    ends = pa.chunked_array(table.column("left_id").chunks + table.column("right_id").chunks, type=pa.string())
+    found = pc.index_in(ends, value_set=ids)
+    lost = pc.is_null(found).to_numpy(zero_copy_only=False)
+    names = set(pc.filter(ends, lost).to_pylist())
+    rows = pc.fill_null(found, 0).to_numpy().astype(np.int64)
+    left, right = rows[:len(table)], rows[len(table):]
+    gone = lost[:len(table)] | lost[len(table):]
     stand = ~gone & ~touching[left] & ~touching[right]
     dist = table.column("distance").to_numpy()
     kept = []
-    for r in rules:
-        sel = stand & pc.equal(table.column("rule"), r).to_numpy(zero_copy_only=False)
+    rule = pc.fill_null(pc.index_in(table.column("rule"), value_set=pa.array(list(rules), pa.string())), -1)
+    rule = rule.to_numpy()  # each pair's rule as its place in rules: one pass over the strings, not one a rule
+    for at, r in enumerate(rules):
+        sel = stand & (rule == at)
         if sel.any():
             kept.append((left[sel], right[sel], dist[sel], r))
     return Plan(touching, kept, int((~stand).sum()), len(names)), ""
 
 
 def crossing(keys: np.ndarray, rows: np.ndarray, touching: np.ndarray, cap: int,
-             sel: np.ndarray | None = None) -> np.ndarray:
+             sel: np.ndarray | None = None, presorted: bool = False) -> np.ndarray:
     """The rows (``rows``, keyed by ``keys``) of buckets over ``cap`` holding a changed row, where the
     changed rows took the bucket over the cap or one of them is its first row: a full run links
     such a bucket's rows to its first row only, so their kept pairs must be searched again.
-    ``sel``: the keys of buckets holding a changed row, when the caller has them (a bool mask)."""
+    ``sel``: the keys of buckets holding a changed row, when the caller has them (a bool mask);
+    ``presorted``: ``keys`` are sorted, and a key's ``rows`` too."""
     from .key_runs import member
 
     mine = touching[rows]
@@ -139,8 +142,9 @@ def crossing(keys: np.ndarray, rows: np.ndarray, touching: np.ndarray, cap: int,
     if sel is None:
         sel = member(keys, arrays.unique(keys[mine]))
     k, r, t = keys[sel], rows[sel], mine[sel]
-    order = np.lexsort((r, k))  # by key, then row: a bucket's first row is its smallest
-    k, r, t = k[order], r[order], t[order]
+    if not presorted:
+        order = np.lexsort((r, k))  # by key, then row: a bucket's first row is its smallest
+        k, r, t = k[order], r[order], t[order]
     start = np.r_[True, k[1:] != k[:-1]]
     group = np.cumsum(start) - 1
     size = np.bincount(group)

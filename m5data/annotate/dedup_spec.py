@@ -9,9 +9,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from .. import arrays
 from . import dedup_inputs, near
@@ -60,16 +59,13 @@ def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None =
     chance (kept for the next run); the pairs returned are the new ones and the kept likely ones
     that no longer are.
     """
+    from . import spec_jit
+
     sp = inp.specs
     need = max(1, min(2, math.ceil(a.dedup_spec_min_agreement * a.dedup_spec_min_shared - 1e-9)))
-    # each (property, value) entry's code and the products listing it: the rarest-entry keys and the
-    # chance of an agreement both read these counts
-    freq = None
-    if touching is None:
-        entries, which, listed = np.unique(entry_codes(sp), return_inverse=True, return_counts=True)
-        listed = listed.astype(np.int64)
-        freq = listed[which]
-        del which
+    # per (property, value) entry, the products listing it: the rarest-entry keys and the chance of an
+    # agreement both read these counts
+    freq = spec_jit.entry_freq(sp.keys, sp.values)
     inp.spec_keyhash = np.zeros(len(sp.offsets) - 1, dtype=np.uint64)
     if touching is not None:
         touching = touching.copy()  # grows by the rows whose keys moved and of blocks gone over the cap
@@ -80,7 +76,7 @@ def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None =
     report.capped["spec"] = int(counts[1])
     n_new, n_kept = len(left), 0
     stand = np.zeros(0, dtype=bool)
-    if touching is not None:  # the catalogue's counts of the entries the pairs' rows list
+    if touching is not None:
         inp.spec_touching = touching
         # the kept pairs (accepted or likely by chance last time) of rows not searched again: their
         # chance moves with the catalogue's counts, so they are tested again with the new ones
@@ -91,12 +87,8 @@ def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None =
                 again = [np.r_[again[0], pairs[0]], np.r_[again[1], pairs[1]]]
         n_kept = len(kept[0]) if kept is not None else 0
         left, right = np.r_[left, again[0][stand]], np.r_[right, again[1][stand]]
-        rows = np.zeros(len(sp.offsets) - 1, dtype=bool)
-        rows[left] = rows[right] = True
-        entry = entry_codes(sp)
-        entries = arrays.unique(entry[rows[row_numbers(sp.offsets)]])
-        listed = listing(entry, entries)
-    chance = _spec_chance(sp, left, right, entries, listed, touching is not None)
+    chance = _spec_chance(sp, left, right, freq, touching is not None)
+    del freq
     likely = chance > a.dedup_spec_chance + 1e-12
     if touching is not None:
         ok = np.zeros(len(stand), dtype=bool)
@@ -120,22 +112,9 @@ def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None =
     return left, right, 1.0 - equal / np.maximum(shared, 1), "spec"
 
 
-def entry_codes(sp) -> np.ndarray:
-    """Each spec row's ``property << 32 | value`` code."""
-    return (sp.keys.astype(np.uint64) << np.uint64(32)) | sp.values.astype(np.uint64)
-
-
 def row_numbers(offsets: np.ndarray) -> np.ndarray:
     """The row of each entry of a CSR with ``offsets``."""
     return np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
-
-
-def listing(codes: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """How often each of the distinct ``wanted`` occurs in ``codes`` (a hash lookup, no sort of ``codes``)."""
-    if not len(wanted):
-        return np.zeros(0, dtype=np.int64)
-    at = pc.index_in(pa.array(codes), value_set=pa.array(wanted)).drop_null().to_numpy()
-    return np.bincount(at, minlength=len(wanted)).astype(np.int64)
 
 
 def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: int, min_agreement: float,
@@ -171,9 +150,7 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
     from . import spec_jit
 
     if freq is None:
-        _, which, listed = np.unique(entry_codes(sp), return_inverse=True, return_counts=True)
-        freq = listed[which].astype(np.int64)
-        del which
+        freq = spec_jit.entry_freq(sp.keys, sp.values)
     offsets, keys, values = _rarest_entries(sp, freq, SPEC_KEY_ENTRIES)
     args = (offsets, keys, values, sp.brand_offsets, sp.brands, sp.brand_key, need)
     counts, found = np.zeros(2, dtype=np.int64), []
@@ -184,7 +161,7 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
         key, row = _touched_blocks(args, keyhash, touching, prev_keyhash, cap)
         # each pair checked once, in the block of the smallest uncapped key its rows share: every key
         # a pair with a touching row shares is a touching row's, so these blocks hold them all
-        _check_blocks(key, row, cap, check, buf, counts, touching, found, len(sp.offsets) - 1)
+        _check_blocks(key, row, cap, check, buf, counts, touching, found, len(sp.offsets) - 1, presorted=True)
         left, right = near.unpack(arrays.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64))
         return left, right, counts
     empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
@@ -214,19 +191,21 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
 
 
 def _check_blocks(key: np.ndarray, row: np.ndarray, cap: int, check: tuple, buf: np.ndarray, counts: np.ndarray,
-                  touching: np.ndarray | None, found: list, once_rows: int | None = None) -> np.ndarray:
+                  touching: np.ndarray | None, found: list, once_rows: int | None = None,
+                  presorted: bool = False) -> np.ndarray:
     """The pairs of the blocks of ``key`` (``row``: each key's row) that pass ``check``
     (:func:`spec_jit.spec_block_pairs_once`) appended to ``found`` packed; with ``touching``, only those
     with one of its rows as an end; with ``once_rows`` (the rows' count), each pair of the uncapped
-    blocks checked once (:func:`_rows_keys`, made from the keys sorted here). Returns the pair buffer
-    (grown when one capped block needed it)."""
+    blocks checked once (:func:`_rows_keys`, made from the keys sorted here; ``presorted``: the
+    caller's, by key then row). Returns the pair buffer (grown when one capped block needed it)."""
     from . import spec_jit
 
     n = len(key)
     mine = touching if touching is not None else np.zeros(0, dtype=np.bool_)
-    order = np.argsort(key, kind="stable")
-    key, row = key[order], row[order]
-    del order
+    if not presorted:
+        order = np.argsort(key, kind="stable")
+        key, row = key[order], row[order]
+        del order
     if once_rows is not None:  # sorted by key: what _rows_keys reads the blocks' sizes from
         rows_keys = _rows_keys(key, row, cap, once_rows)
     else:
@@ -251,18 +230,15 @@ def _keys_in(args: tuple, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (:func:`spec_jit.spec_row_keys`: the keys are made row by row, only these kept)."""
     from . import spec_jit
 
-    size, none = max(1 << 16, 8 * len(wanted)), np.zeros(0, dtype=np.uint64)
-    while True:
-        key, row = np.empty(size, dtype=np.uint64), np.empty(size, dtype=np.int64)
-        n = spec_jit.spec_row_keys(*args, wanted, key, row, none)
-        if n <= size:
-            return key[:n], row[:n]
-        size = n
+    size = max(1 << 16, 64 * len(wanted))  # a guess: the buffers grow in the pass when it is short
+    n, key, row = spec_jit.spec_row_keys(*args, wanted, np.empty(size, dtype=np.uint64), np.empty(size, dtype=np.int64),
+                                         np.zeros(0, dtype=np.uint64))
+    return key[:n], row[:n]
 
 
 def _touched_blocks(args: tuple, keyhash: np.ndarray, touching: np.ndarray, prev_keyhash: np.ndarray | None,
                     cap: int) -> tuple[np.ndarray, np.ndarray]:
-    """An incremental run's blocks: every row's keys summed into ``keyhash`` (a compiled pass that
+    """An incremental run's blocks, sorted by key then row: every row's keys summed into ``keyhash`` (a compiled pass that
     keeps no key), the rows whose sum differs from ``prev_keyhash`` joined to ``touching``, then the
     keys of every block holding a touching row (the touching rows' keys made first, then every row's
     keys kept only when among them: memory and sorting hold those blocks, not the catalogue's keys),
@@ -277,22 +253,50 @@ def _touched_blocks(args: tuple, keyhash: np.ndarray, touching: np.ndarray, prev
     if prev_keyhash is not None:
         touching |= keyhash != prev_keyhash
 
-    def blocks() -> tuple[np.ndarray, np.ndarray]:  # the touching rows' keys, then every row's among them
-        mine = np.flatnonzero(touching)
+    def own_keys(mine: np.ndarray) -> np.ndarray:  # rows ``mine``'s keys, distinct
         off, boff = (np.r_[0, np.cumsum(o[mine + 1] - o[mine])].astype(np.int64) for o in (offsets, brand_offsets))
         at, bat = _ragged(offsets, mine), _ragged(brand_offsets, mine)
         own = (off, keys[at], values[at], boff, brands[bat], brand_key, need)
         total = spec_jit.spec_block_keys(*own, 0, 1, np.zeros(0, np.uint64), np.zeros(0, np.int64))
         k = np.empty(total, dtype=np.uint64)
         spec_jit.spec_block_keys(*own, 0, 1, k, np.empty(total, dtype=np.int64))
-        return _keys_in(args, arrays.unique(k))
+        return arrays.unique(k)
 
-    key, row = blocks()
-    star = crossing(key, row, touching, cap, np.ones(len(key), dtype=bool))
-    if len(star) and not touching[star].all():  # the stars' other blocks join
+    wanted = own_keys(np.flatnonzero(touching))  # the touching rows' keys, then every row's among them
+    key, row = _sort_by_key(*_keys_in(args, wanted))
+    star = crossing(key, row, touching, cap, np.ones(len(key), dtype=bool), presorted=True)
+    star = arrays.unique(star[~touching[star]])
+    if len(star):  # the stars' other blocks join: every row's keys among the stars' keys not read yet
         touching[star] = True
-        key, row = blocks()
+        more = own_keys(star)
+        more_key, more_row = _sort_by_key(*_keys_in(args, more[~arrays.isin(more, wanted)]))
+        at = np.searchsorted(key, more_key)  # the two reads hold no key in common: merged, still sorted
+        key, row = np.insert(key, at, more_key), np.insert(row, at, more_row)
     return key, row
+
+
+def _sort_by_key(key: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``key`` and ``row`` sorted by key, then row (a key's rows are distinct): an unstable sort (half a
+    stable one's time), then each run of one key's rows sorted (:func:`_sort_runs`)."""
+    order = np.argsort(key)
+    key, row = key[order], row[order]
+    del order
+    _sort_runs(key, row)
+    return key, row
+
+
+@numba.njit(cache=True, nogil=True)
+def _sort_runs(key: np.ndarray, row: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Each run of equal ``key`` (sorted) gets its ``row`` values sorted, in place."""
+    n = len(key)
+    pos = 0
+    while pos < n:
+        end = pos + 1
+        while end < n and key[end] == key[pos]:
+            end += 1
+        if end - pos > 1:
+            row[pos:end] = np.sort(row[pos:end])
+        pos = end
 
 
 def _rows_keys(key: np.ndarray, row: np.ndarray, cap: int, n_rows: int) -> tuple:
@@ -302,50 +306,62 @@ def _rows_keys(key: np.ndarray, row: np.ndarray, cap: int, n_rows: int) -> tuple
     start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
     size = np.diff(np.r_[start, len(key)])
     full = np.repeat(size <= cap, size)
-    by_row = np.lexsort((key, row))
     offsets = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(np.bincount(row, minlength=n_rows), out=offsets[1:])
+    by_row = _by_row(row, offsets)  # by row, then key (the keys are sorted): a counting sort, not a lexsort
     bits = np.zeros(n_rows, dtype=np.uint64)
     np.bitwise_or.at(bits, row[full], np.uint64(1) << (key[full] >> np.uint64(58)))
     return offsets, np.ascontiguousarray(key[by_row]), np.ascontiguousarray(full[by_row]), bits
 
 
-def _spec_chance(sp, left: np.ndarray, right: np.ndarray, entries: np.ndarray, listed: np.ndarray,
-                 only_theirs: bool = False) -> np.ndarray:
-    """Per pair, the rows of its brand expected to agree as much by chance (:func:`spec_jit.spec_chance`);
-    ``entries`` (sorted ``property << 32 | value`` codes) and ``listed`` (rows listing each) are the
-    whole catalogue's counts (``only_theirs``: of the entries the pairs' rows list, at least).
-    With ``only_theirs`` only the rows of the pairs' brand spellings are counted: the counts looked
-    up are the same, the work is theirs, not the catalogue's (an incremental run's few pairs).
+@numba.njit(cache=True, nogil=True)
+def _by_row(row: np.ndarray, offsets: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """The stable order of ``row`` (rows < ``len(offsets) - 1``, ``offsets`` their CSR starts): a counting sort."""
+    at = offsets[:-1].copy()
+    order = np.empty(len(row), dtype=np.int64)
+    for t in range(len(row)):
+        order[at[row[t]]] = t
+        at[row[t]] += 1
+    return order
 
-    Counts rows per brand spelling and per ``(spelling, property, value)``: one key per row, spelling
-    and non-brand entry, sorted and counted once (a pass over the specs, no per-product objects).
+
+def _spec_chance(sp, left: np.ndarray, right: np.ndarray, freq: np.ndarray, only_theirs: bool = False) -> np.ndarray:
+    """Per pair, the rows of its brand expected to agree as much by chance (:func:`spec_jit.spec_chance`);
+    ``freq``: per spec entry, the whole catalogue's rows listing it.
+
+    Counts rows per brand spelling and per ``(spelling, property, value)``: in full, one key per row,
+    spelling and non-brand entry, sorted and counted once (a pass over the specs, no per-product
+    objects); with ``only_theirs`` (an incremental run) only the keys the pairs look up are counted
+    (:func:`spec_jit.chance_keys`, :func:`spec_jit.count_chance_keys`: a pass over the rows of the
+    pairs' spellings, no sort): the counts looked up are the same.
     """
     from . import spec_jit
 
     out = np.zeros(len(left))
     if not len(left):
         return out
-    offsets, keys, values = sp.offsets, sp.keys, sp.values
-    if only_theirs:  # the rows of the pairs' spellings: every row a looked-up count counts
-        spell = arrays.unique(np.concatenate([sp.brands[_ragged(sp.brand_offsets, x)] for x in (left, right)]))
-        mine = np.zeros(len(offsets) - 1, dtype=bool)
-        mine[row_numbers(sp.brand_offsets)[member(sp.brands.astype(np.int64), spell.astype(np.int64))]] = True
-        sel = mine[row_numbers(offsets)]
-        offsets = np.zeros(len(mine) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(row_numbers(sp.offsets)[sel], minlength=len(mine)), out=offsets[1:])
-        keys, values = sp.keys[sel], sp.values[sel]
-    args = (offsets, keys, values, sp.brand_offsets, sp.brands, sp.brand_key, 1)
-    empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
-    total = spec_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
-    key, row = np.empty(total, dtype=np.uint64), np.empty(total, dtype=np.int64)
-    spec_jit.spec_block_keys(*args, 0, 1, key, row)
-    del row
-    ukeys, counts = np.unique(key, return_counts=True)
-    del key
     spelling_rows = np.bincount(sp.brands, minlength=1).astype(np.int64)
+    if only_theirs:  # the keys the pairs look up, counted over every row of their spellings (no sort of all)
+        left, right = (np.ascontiguousarray(x, dtype=np.int64) for x in (left, right))
+        table, spellings, *records = spec_jit.chance_keys(left, right, sp.offsets, sp.keys, sp.values,
+                                                          sp.brand_offsets, sp.brands, sp.brand_key, spelling_rows,
+                                                          freq)
+        tcounts = np.zeros(len(table), dtype=np.int64)
+        spec_jit.count_chance_keys(sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, table,
+                                   spellings, tcounts)
+        spec_jit.chance_from(*records, table, tcounts, len(sp.offsets) - 1, SPEC_CHANCE_PRIOR, out)
+        return out
+    else:
+        args = (sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, 1)
+        empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+        total = spec_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
+        key, row = np.empty(total, dtype=np.uint64), np.empty(total, dtype=np.int64)
+        spec_jit.spec_block_keys(*args, 0, 1, key, row)
+        del row
+        ukeys, counts = np.unique(key, return_counts=True)
+        del key
     spec_jit.spec_chance(left, right, sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key,
-                         spelling_rows, ukeys, counts.astype(np.int64), entries, listed,
+                         spelling_rows, ukeys, counts.astype(np.int64), freq,
                          len(sp.offsets) - 1, SPEC_CHANCE_PRIOR, out)
     return out
 

@@ -225,13 +225,27 @@ def spec_block_pairs_once(skey, srow, pos, cap, offsets, keys, values, brand_off
             break
         if not full:
             counts[1] += room * (room + 1) // 2 - room
-        if full:
+        if full and some:  # each pair with a mine row as an end, from its mine end: size x mine, not size**2
+            k = skey[pos]
+            kb = np.uint64(1) << (k >> np.uint64(58))
+            for x in range(pos, end):
+                if not mine[srow[x]]:
+                    continue
+                for y in range(pos, end):
+                    if y == x or (y < x and mine[srow[y]]):  # the pair of two mine rows: from the first
+                        continue
+                    if once and (row_bits[srow[x]] & row_bits[srow[y]]) != kb:
+                        first, ok = _first_full_shared(srow[x], srow[y], row_off, row_key, row_full)
+                        if ok and first != k:
+                            continue
+                    counts[0] += 1
+                    m = _spec_pair(srow[x], srow[y], offsets, keys, values, brand_offsets, brands, brand_key,
+                                   min_shared, min_agreement, min_jaccard, out, m)
+        elif full:
             k = skey[pos]
             kb = np.uint64(1) << (k >> np.uint64(58))
             for x in range(pos, end - 1):
                 for y in range(x + 1, end):
-                    if some and not (mine[srow[x]] or mine[srow[y]]):
-                        continue
                     if once and (row_bits[srow[x]] & row_bits[srow[y]]) != kb:
                         first, ok = _first_full_shared(srow[x], srow[y], row_off, row_key, row_full)
                         if ok and first != k:
@@ -331,21 +345,32 @@ def spec_row_keys(offsets, keys, values, brand_offsets, brands, brand_key, need,
     With ``out_hash`` (length: the rows), ``out_hash[i]`` gets the sum (mod 2**64) of :func:`mix64` of
     row ``i``'s keys (what ``fmix64`` and ``np.add.reduceat`` of the written keys give). With
     ``wanted`` (distinct keys), the keys among them are written to ``out_key``/``out_row`` (rows in
-    order; an open-addressing set of ``wanted`` is made first): the rows of a few blocks. Returns how
-    many keys are among ``wanted``; when more than ``out_key`` holds, only the count is exact (the
-    caller grows the buffers and calls again). One function for both (numba's cache loads each
-    compiled function in every new process: ~0.03 s apiece)."""
+    order; an open-addressing set of ``wanted`` is made first): the rows of a few blocks. Returns
+    ``(how many keys are among wanted, out_key, out_row)``: the buffers are grown (doubled, copied)
+    when they are too short, so one pass always does (the caller sizes them from a guess). One
+    function for both (numba's cache loads each compiled function in every new process: ~0.03 s
+    apiece)."""
     size = 16
     while size < 2 * len(wanted):
         size *= 2
     table = np.zeros(size if len(wanted) else 1, dtype=np.uint64)
     mask = np.uint64(len(table) - 1)
+    # a filter of bits set by mix64's high bits, 8 bits per wanted key (2 MB at 2 million): most keys
+    # are not wanted, and this filter, unlike the table, mostly stays in the cache
+    nbits = 1 << 16
+    while nbits < 8 * len(wanted) and nbits < (1 << 27):
+        nbits *= 2
+    bits = np.zeros(nbits // 64, dtype=np.uint64)
+    bmask = np.uint64(nbits - 1)
     zero = False
     for k in wanted:
         if k == 0:
             zero = True
             continue
-        s = mix64(k) & mask
+        h = mix64(k)
+        f = (h >> np.uint64(32)) & bmask
+        bits[f >> np.uint64(6)] |= np.uint64(1) << (f & np.uint64(63))
+        s = h & mask
         while table[s] != 0 and table[s] != k:
             s = (s + np.uint64(1)) & mask
         table[s] = k
@@ -366,12 +391,26 @@ def spec_row_keys(offsets, keys, values, brand_offsets, brands, brand_key, need,
         if find:
             for t in range(m):
                 k = buf[t]
-                if (k == 0 and zero) or (k != 0 and _in_table(table, k)):
-                    if n < len(out_key):
-                        out_key[n] = k
-                        out_row[n] = i
-                    n += 1
-    return n
+                if k == 0:
+                    if not zero:
+                        continue
+                else:
+                    h = mix64(k)
+                    f = (h >> np.uint64(32)) & bmask
+                    if not (bits[f >> np.uint64(6)] >> (f & np.uint64(63))) & np.uint64(1):
+                        continue
+                    if not _in_table(table, k):
+                        continue
+                if n >= len(out_key):
+                    grown_key = np.empty(max(2 * len(out_key), 1024), dtype=out_key.dtype)
+                    grown_row = np.empty(len(grown_key), dtype=out_row.dtype)
+                    grown_key[:n] = out_key[:n]
+                    grown_row[:n] = out_row[:n]
+                    out_key, out_row = grown_key, grown_row
+                out_key[n] = k
+                out_row[n] = i
+                n += 1
+    return n, out_key, out_row
 
 
 @numba.njit(cache=True, nogil=True)
@@ -423,7 +462,7 @@ def _next_equal(arr, a, ae, b, be):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def spec_chance(left, right, offsets, keys, values, brand_offsets, brands, brand_key, spelling_rows,
-                ukeys, counts, gkeys, gcounts, n_rows, prior, out):  # pragma: no cover - compiled
+                ukeys, counts, freq, n_rows, prior, out):  # pragma: no cover - compiled
     """``out[k]``: how many other rows of the pair's brand would agree with row ``left[k]`` on every
     property it agrees on with ``right[k]`` if values were drawn at the brand's own frequencies:
     ``(n - 2) * prod(p)`` over the agreeing properties, ``p`` the share of the brand's other rows
@@ -431,19 +470,14 @@ def spec_chance(left, right, offsets, keys, values, brand_offsets, brands, brand
 
     The brand is the pair's shared spelling with the most rows (``spelling_rows``); a value's rows
     within a spelling are ``counts`` at ``ukeys`` (sorted keys of :func:`spec_block_keys` with
-    ``need=1``). A model number only these two rows list gives 0; two values every listing of a
-    sub-class carries, in a brand of thousands, give hundreds.
+    ``need=1``; ``freq``: per entry of ``keys``/``values``, the catalogue's rows listing it). A model
+    number only these two rows list gives 0; two values every listing of a sub-class carries, in a
+    brand of thousands, give hundreds. (An incremental run's few keys: :func:`chance_keys`, the same
+    values.)
     """
     for k in range(len(left)):
         i, j = left[k], right[k]
-        a, ae = brand_offsets[i], brand_offsets[i + 1]
-        b, be = brand_offsets[j], brand_offsets[j + 1]
-        spelling, n = -1, 0
-        a, b = _next_equal(brands, a, ae, b, be)
-        while a < ae:
-            if spelling_rows[brands[a]] > n:
-                spelling, n = brands[a], spelling_rows[brands[a]]
-            a, b = _next_equal(brands, a + 1, ae, b + 1, be)
+        spelling, n = _chosen_spelling(i, j, brand_offsets, brands, spelling_rows)
         if spelling < 0 or n <= 2:
             out[k] = 0.0
             continue
@@ -460,7 +494,7 @@ def spec_chance(left, right, offsets, keys, values, brand_offsets, brands, brand
                 x, y = _next_equal(values, a, a2, b, b2)
                 while x < a2:
                     c = _count_of(ukeys, counts, _spec_key(spelling, ka, values[x], 0xFFFFFFFF, 0))
-                    g = _count_of(gkeys, gcounts, (np.uint64(ka) << np.uint64(32)) | np.uint64(values[x]))
+                    g = freq[x]  # the catalogue's rows listing the entry
                     q = (max(c - 2, 0) + prior * g / n_rows) / (n - 2 + prior)
                     if rarest < 0 or q < rarest:
                         rarest = q
@@ -469,6 +503,200 @@ def spec_chance(left, right, offsets, keys, values, brand_offsets, brands, brand
                     chance *= rarest
             a, b = a2, b2
         out[k] = chance
+
+
+@numba.njit(cache=True, nogil=True)
+def _chosen_spelling(i, j, brand_offsets, brands, spelling_rows):  # pragma: no cover - compiled
+    """The pair's shared spelling with the most rows and its rows (``(-1, 0)``: none shared)."""
+    a, ae = brand_offsets[i], brand_offsets[i + 1]
+    b, be = brand_offsets[j], brand_offsets[j + 1]
+    spelling, n = -1, 0
+    a, b = _next_equal(brands, a, ae, b, be)
+    while a < ae:
+        if spelling_rows[brands[a]] > n:
+            spelling, n = brands[a], spelling_rows[brands[a]]
+        a, b = _next_equal(brands, a + 1, ae, b + 1, be)
+    return spelling, n
+
+
+@numba.njit(cache=True, nogil=True)
+def _slot(table, h):  # pragma: no cover - compiled
+    """The slot of key ``h`` in the open-addressing set ``table`` (its slots hold key + 1: 0 is empty):
+    where it is, or the empty slot it would take."""
+    mask = np.uint64(len(table) - 1)
+    s = mix64(h) & mask
+    while table[s] != 0 and table[s] != h + np.uint64(1):
+        s = (s + np.uint64(1)) & mask
+    return s
+
+
+@numba.njit(cache=True, nogil=True)
+def _grown(arr, m):  # pragma: no cover - compiled
+    """``arr`` when it has room for index ``m``, else a copy twice as long."""
+    if m < len(arr):
+        return arr
+    out = np.empty(2 * len(arr), dtype=arr.dtype)
+    out[:len(arr)] = arr
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def chance_keys(left, right, offsets, keys, values, brand_offsets, brands, brand_key, spelling_rows,
+                freq):  # pragma: no cover - compiled
+    """:func:`spec_chance`'s walk of the pairs, its lookups written down instead of made: an incremental
+    run counts only the keys looked up (:func:`count_chance_keys`), then :func:`chance_from` computes
+    each chance from what is written here, in :func:`spec_chance`'s order (the same floats).
+
+    Returns ``(table, chosen, start, n, slot, g)``: the ``(spelling, property, value)`` keys looked up
+    (as :func:`spec_block_keys` with ``need=1`` makes them; this walk does not stop at a chance of 0,
+    so a superset) as an open-addressing set (slots hold key + 1, 0 empty; at most half full); the
+    spellings they name (bool per spelling code); per pair, where its records start and its
+    spelling's rows (``n``; <= 2: a chance of 0); the records: per shared value of an agreeing
+    property its key and ``freq`` (the catalogue's rows listing it), a property's values closed by
+    a record of ``freq`` -1."""
+    table = np.zeros(1 << 16, dtype=np.uint64)
+    chosen = np.zeros(len(spelling_rows), dtype=np.bool_)
+    start = np.zeros(len(left) + 1, dtype=np.int64)
+    pair_n = np.zeros(len(left), dtype=np.int64)
+    slot = np.empty(1 << 16, dtype=np.uint64)  # each lookup's key (its slot is found after the table's growth)
+    g = np.empty(1 << 16, dtype=np.int64)
+    held = 0
+    m = 0
+    for k in range(len(left)):
+        start[k] = m
+        i, j = left[k], right[k]
+        spelling, n = _chosen_spelling(i, j, brand_offsets, brands, spelling_rows)
+        pair_n[k] = n
+        if spelling < 0 or n <= 2:
+            pair_n[k] = 0
+            continue
+        chosen[spelling] = True
+        a, ae = offsets[i], offsets[i + 1]
+        b, be = offsets[j], offsets[j + 1]
+        while True:
+            a, a2, b, b2 = _next_shared_property(keys, a, ae, b, be)
+            if a >= ae:
+                break
+            ka = keys[a]
+            if ka != brand_key:
+                x, y = _next_equal(values, a, a2, b, b2)
+                some = False
+                while x < a2:
+                    h = _spec_key(spelling, ka, values[x], 0xFFFFFFFF, 0)
+                    s = _slot(table, h)
+                    if table[s] == 0:
+                        table[s] = h + np.uint64(1)
+                        held += 1
+                        if 2 * held > len(table):  # grow: the held keys into a table 4 times as large
+                            old = table
+                            table = np.zeros(4 * len(old), dtype=np.uint64)
+                            for t in range(len(old)):
+                                if old[t] != 0:
+                                    table[_slot(table, old[t] - np.uint64(1))] = old[t]
+                    slot = _grown(slot, m)
+                    g = _grown(g, m)
+                    slot[m] = h
+                    g[m] = freq[x]
+                    m += 1
+                    some = True
+                    x, y = _next_equal(values, x + 1, a2, y + 1, b2)
+                if some:
+                    slot = _grown(slot, m)
+                    g = _grown(g, m)
+                    slot[m] = 0
+                    g[m] = -1
+                    m += 1
+            a, b = a2, b2
+    start[len(left)] = m
+    return table, chosen, start, pair_n, slot[:m], g[:m]
+
+
+@numba.njit(cache=True, nogil=True)
+def chance_from(start, pair_n, slot, g, table, tcounts, n_rows, prior, out):  # pragma: no cover - compiled
+    """``out[k]``: :func:`spec_chance` of pair ``k`` from :func:`chance_keys`' records and the counts
+    at their keys' slots of ``table`` (``tcounts``, :func:`count_chance_keys`): the same expression,
+    factors in the same order."""
+    for k in range(len(pair_n)):
+        n = pair_n[k]
+        if n <= 2:
+            out[k] = 0.0
+            continue
+        chance = float(n - 2)
+        rarest = -1.0
+        for t in range(start[k], start[k + 1]):
+            if chance <= 0.0:
+                break
+            if g[t] < 0:  # a property's values end
+                if rarest >= 0:
+                    chance *= rarest
+                rarest = -1.0
+                continue
+            q = (max(tcounts[_slot(table, slot[t])] - 2, 0) + prior * g[t] / n_rows) / (n - 2 + prior)
+            if rarest < 0 or q < rarest:
+                rarest = q
+        out[k] = chance
+
+
+@numba.njit(cache=True, nogil=True)
+def count_chance_keys(offsets, keys, values, brand_offsets, brands, brand_key, table, spellings,
+                      counts):  # pragma: no cover - compiled
+    """``counts[s]``: the rows whose ``need=1`` block keys (:func:`spec_block_keys`) include the key at
+    slot ``s`` of ``table`` (:func:`chance_keys`), keys made only for the spellings ``spellings``
+    (bool per spelling code) marks: the counts ``np.unique`` over every row's keys gives, for these
+    keys only."""
+    for i in range(len(offsets) - 1):
+        for bb in range(brand_offsets[i], brand_offsets[i + 1]):
+            b = brands[bb]
+            if not spellings[b]:
+                continue
+            for e in range(offsets[i], offsets[i + 1]):
+                if keys[e] == brand_key:
+                    continue
+                s = _slot(table, _spec_key(b, keys[e], values[e], 0xFFFFFFFF, 0))
+                if table[s] != 0:
+                    counts[s] += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def entry_freq(keys, values):  # pragma: no cover - compiled
+    """Per entry ``(keys[t], values[t])``, how many entries are equal to it (``np.unique``'s counts at its
+    inverse, without a sort of the 64-bit codes): the entries counted into buckets by value code (a
+    counting sort), then each bucket's property codes sorted (most buckets hold a few)."""
+    n = len(values)
+    top = 0
+    for t in range(n):
+        top = max(top, values[t])
+    start = np.zeros(top + 2, dtype=np.int64)
+    for t in range(n):
+        start[values[t] + 1] += 1
+    for v in range(top + 1):
+        start[v + 1] += start[v]
+    at = start[:-1].copy()
+    order = np.empty(n, dtype=np.int64)
+    for t in range(n):
+        order[at[values[t]]] = t
+        at[values[t]] += 1
+    freq = np.empty(n, dtype=np.int64)
+    for v in range(top + 1):
+        s, e = start[v], start[v + 1]
+        if e - s == 1:
+            freq[order[s]] = 1
+            continue
+        if e - s == 0:
+            continue
+        props = np.empty(e - s, dtype=np.int64)
+        for u in range(s, e):
+            props[u - s] = keys[order[u]]
+        by = np.argsort(props)
+        a = 0
+        while a < e - s:
+            b = a + 1
+            while b < e - s and props[by[b]] == props[by[a]]:
+                b += 1
+            for c in range(a, b):
+                freq[order[s + by[c]]] = b - a
+            a = b
+    return freq
 
 
 @numba.njit(cache=True, nogil=True)
@@ -512,7 +740,13 @@ def warm_up() -> None:
                           -1, 2, 1.0, 0.25, u0, np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.bool_),
                           np.zeros(1, dtype=np.int64), u0, np.zeros(0, dtype=np.bool_), u0)
     spec_chance(z, z, np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, z, u0,
-                z, u0, z, 1, 5.0, np.zeros(1))
+                z, z[:0], 1, 5.0, np.zeros(1))
     rarest_mask(np.zeros(2, dtype=np.int64), i32, i32, z[:0], -1, 8, np.zeros(0, dtype=np.bool_))
+    entry_freq(i32, i32)
     spec_row_keys(np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, 2, u0, u0, z[:0],
                   np.zeros(1, np.uint64))
+    table, _, start, pair_n, slot, g = chance_keys(z, z, np.zeros(2, dtype=np.int64), i32, i32,
+                                                   np.zeros(2, dtype=np.int64), i32, -1, z, z)
+    chance_from(start, pair_n, slot, g, table, np.zeros(len(table), dtype=np.int64), 1, 5.0, np.zeros(1))
+    count_chance_keys(np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, table,
+                      np.zeros(1, dtype=np.bool_), np.zeros(len(table), dtype=np.int64))
