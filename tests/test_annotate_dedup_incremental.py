@@ -310,3 +310,38 @@ def test_a_store_copied_elsewhere_stays_incremental(store, tmp_path):
     moved.write("products", [_product("b:6", "m6", "欧星商务A4办公文仪LP-6232办公文仪工厂直销包邮")])
     report = dedup(moved, settings)
     assert report.full is None and report.searched == 1 and _by_id(moved)["b:6"]["group_id"] == "a:1"
+
+
+def test_a_damaged_kept_inputs_file_is_not_read_and_the_next_run_rebuilds(store):
+    """A kept inputs file is read as views of its bytes (no copy): its members' checksums are still
+    checked, so a flipped byte is not read as data; the next run reads every product again, keeps them
+    again and equals a rebuild."""
+    import io
+    import struct
+    import zipfile
+
+    from m5data.annotate import dedup_index
+
+    for i in range(12):
+        pid = f"a:{i:02d}"
+        store.write("products", [_product(pid, f"m{i}", f"第{i % 6}号商品的标题 model XK-{i % 6:04d}")])
+        store.write("media", [_image(pid, f"s{i}", f"{(i % 6 * 0x9E3779B97F4A7C15) % 2**64:016x}")])
+    settings = _settings(store.root)
+    dedup(store, settings)
+    files = changes.load_state(store, "dedup")["inputs_files"]
+    assert dedup_index.load(store, files, "品牌") is not None
+    path = store.root / files[0]
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:  # the last byte of the largest member's array
+        info = max(zf.infolist(), key=lambda i: i.file_size)
+    name_len, extra_len = struct.unpack_from("<HH", data, info.header_offset + 26)
+    data[info.header_offset + 30 + name_len + extra_len + info.file_size - 1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert dedup_index.load(store, files, "品牌") is None
+    store.write("products", [_product("b:00", "mb", "第0号商品的标题 model XK-0000")])
+    dedup(store, settings)  # the kept inputs unreadable: every product read from the store again
+    files = changes.load_state(store, "dedup")["inputs_files"]
+    assert dedup_index.load(store, files, "品牌") is not None  # and kept again
+    rows = _rows(store)
+    dedup(store, settings, full=True)
+    assert _rows(store) == rows and _groups(store)["b:00"] == _groups(store)["a:00"]
