@@ -200,6 +200,20 @@ def _first_full_shared(i, j, row_off, row_key, row_full):  # pragma: no cover - 
 
 
 @numba.njit(cache=True, nogil=True)
+def _pair_once(a, b, k, kb, once, row_bits, row_off, row_key, row_full, counts, offsets, keys, values, brand_offsets,
+               brands, brand_key, min_shared, min_agreement, min_jaccard, out, m):  # pragma: no cover - compiled
+    """Rows ``a`` and ``b`` of the block of key ``k`` (``kb`` its bit) checked by :func:`_spec_pair`, unless
+    (``once``) they share an earlier uncapped key, whose block checks them; ``m`` pairs out so far."""
+    if once and (row_bits[a] & row_bits[b]) != kb:
+        first, ok = _first_full_shared(a, b, row_off, row_key, row_full)
+        if ok and first != k:
+            return m
+    counts[0] += 1
+    return _spec_pair(a, b, offsets, keys, values, brand_offsets, brands, brand_key, min_shared, min_agreement,
+                      min_jaccard, out, m)
+
+
+@numba.njit(cache=True, nogil=True)
 def spec_block_pairs_once(skey, srow, pos, cap, offsets, keys, values, brand_offsets, brands, brand_key, min_shared,
                           min_agreement, min_jaccard, out, counts, mine, row_off, row_key, row_full,
                           row_bits):  # pragma: no cover
@@ -234,25 +248,17 @@ def spec_block_pairs_once(skey, srow, pos, cap, offsets, keys, values, brand_off
                 for y in range(pos, end):
                     if y == x or (y < x and mine[srow[y]]):  # the pair of two mine rows: from the first
                         continue
-                    if once and (row_bits[srow[x]] & row_bits[srow[y]]) != kb:
-                        first, ok = _first_full_shared(srow[x], srow[y], row_off, row_key, row_full)
-                        if ok and first != k:
-                            continue
-                    counts[0] += 1
-                    m = _spec_pair(srow[x], srow[y], offsets, keys, values, brand_offsets, brands, brand_key,
-                                   min_shared, min_agreement, min_jaccard, out, m)
+                    m = _pair_once(srow[x], srow[y], k, kb, once, row_bits, row_off, row_key, row_full, counts, offsets,
+                                   keys, values, brand_offsets, brands, brand_key, min_shared, min_agreement,
+                                   min_jaccard, out, m)
         elif full:
             k = skey[pos]
             kb = np.uint64(1) << (k >> np.uint64(58))
             for x in range(pos, end - 1):
                 for y in range(x + 1, end):
-                    if once and (row_bits[srow[x]] & row_bits[srow[y]]) != kb:
-                        first, ok = _first_full_shared(srow[x], srow[y], row_off, row_key, row_full)
-                        if ok and first != k:
-                            continue
-                    counts[0] += 1
-                    m = _spec_pair(srow[x], srow[y], offsets, keys, values, brand_offsets, brands, brand_key,
-                                   min_shared, min_agreement, min_jaccard, out, m)
+                    m = _pair_once(srow[x], srow[y], k, kb, once, row_bits, row_off, row_key, row_full, counts, offsets,
+                                   keys, values, brand_offsets, brands, brand_key, min_shared, min_agreement,
+                                   min_jaccard, out, m)
         else:  # the first row with every other one
             counts[0] += room
             for y in range(pos + 1, end):
