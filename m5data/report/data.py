@@ -358,7 +358,6 @@ def version_parts(store) -> dict[str, list] | None:
     that one column); None on object storage (the view is read) or where a part cannot be read (the
     view's read then says which)."""
     import duckdb
-    import pyarrow.parquet as pq
 
     from ..storage.objects import is_store_url
 
@@ -368,7 +367,7 @@ def version_parts(store) -> dict[str, list] | None:
     con = duckdb.connect()
     try:
         for part in store.parts("splits"):
-            found = _one_version_per_group(pq, part)
+            found = _one_version_per_group(part)
             if found is None:
                 found = [v for v, in con.execute(f"SELECT DISTINCT version FROM read_parquet('{_quoted(part)}')").fetchall()]
             for v in found:
@@ -381,9 +380,11 @@ def version_parts(store) -> dict[str, list] | None:
     return out
 
 
-def _one_version_per_group(pq, part) -> list[str] | None:
+def _one_version_per_group(part) -> list[str] | None:
     """The versions of a part whose every row group's statistics say it holds one version (min = max,
     no null), from its footer alone; None otherwise (or when the footer cannot be read)."""
+    import pyarrow.parquet as pq
+
     try:
         meta = pq.ParquetFile(part).metadata
         column = meta.schema.names.index("version")
