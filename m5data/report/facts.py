@@ -288,9 +288,8 @@ def _flags(con, kept, folder, token: str, previous: dict, out: Facts, deltas: di
             after = con.sql(FLAGS.format(p=only.format(KEPT_VIEWS["products"]), m=only.format(KEPT_VIEWS["media"]),
                                          s=_with_specs(con, out, deltas))).to_arrow_table()
             con.register("report_after", after)
-            rows = con.sql(_MOVED.format(keys=_COMBO_KEYS, kept=f"read_parquet('{_quoted(combos_path)}')",
-                                         before=COMBOS.format(flags=f"SELECT * FROM {WAS_TOUCHED}"),
-                                         after=COMBOS.format(flags="SELECT * FROM report_after"))).to_arrow_table()
+            rows = _moved(con, combos_path, COMBOS.format(flags=f"SELECT * FROM {WAS_TOUCHED}"),
+                          COMBOS.format(flags="SELECT * FROM report_after"))
             total = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
             if len(old) >= MAX_FILES or after.num_rows > MAX_SHARE * max(total, 1):  # one file again
                 rest = con.sql(f"SELECT * FROM {WAS_FLAGS} WHERE product_id NOT IN (SELECT product_id FROM report_touched)"
@@ -328,18 +327,11 @@ def _with_specs(con, out: Facts, deltas: dict) -> str:
     return rel + ")"
 
 
-_COMBO_KEYS = "m_image, m_caption, m_table, m_video, m_audio"
-# kept totals, less the groups of the changed groups' old facts, plus those of their new ones
+# kept totals, less the groups of the changed groups' old facts, plus those of their new ones: the kept
+# rows of the keys the delta does not touch copied as they are (an anti join against the few touched
+# keys), only the touched keys' rows summed again (a GROUP BY of every kept row cost 0.3 s of 940k
+# spec values at 1M products)
 _MOVED = """
-    SELECT {keys}, sum(n)::BIGINT AS n FROM (
-        SELECT {keys}, n FROM {kept}
-        UNION ALL SELECT {keys}, -n FROM ({before})
-        UNION ALL SELECT {keys}, n FROM ({after}))
-    GROUP BY ALL HAVING sum(n) <> 0"""
-# ... the same rows for a large total: the kept rows of the keys the delta does not touch copied as they
-# are (an anti join against the few touched keys), only the touched keys' rows summed again (the GROUP
-# BY of every kept row cost 0.3 s of 940k spec values at 1M products)
-_MOVED_FEW = """
     WITH d AS (SELECT {keys}, sum(n)::BIGINT AS n FROM (
                    SELECT {keys}, -n AS n FROM ({before}) UNION ALL SELECT {keys}, n FROM ({after}))
                GROUP BY ALL),
@@ -351,17 +343,21 @@ _MOVED_FEW = """
     GROUP BY ALL HAVING sum(n) <> 0"""
 
 
+def _moved(con, path, before: str, after: str) -> pa.Table:
+    """The totals kept in ``path`` (keys and ``n``), moved by the totals of the SQL ``before`` (taken
+    away) and ``after`` (added)."""
+    names = [n for n in pq.read_schema(path).names if n != "n"]
+    return con.sql(_MOVED.format(keys=", ".join(names), k_keys=", ".join(f"k.{c}" for c in names),
+                                 on=" AND ".join(f"k.{c} IS NOT DISTINCT FROM d.{c}" for c in names),
+                                 kept=f"read_parquet('{_quoted(path)}')", before=before, after=after)).to_arrow_table()
+
+
 def _delta(con, path, sql: str, before: pa.Table, after: pa.Table) -> pa.Table:
     """The totals of ``sql`` kept in ``path``, moved from the facts ``before`` to those ``after``."""
     con.register("report_before", before)
     con.register("report_after", after)
     try:
-        names = [n for n in pq.read_schema(path).names if n != "n"]
-        on = " AND ".join(f"k.{c} IS NOT DISTINCT FROM d.{c}" for c in names)
-        keys = ", ".join(names)
-        return con.sql(_MOVED_FEW.format(keys=keys, k_keys=", ".join(f"k.{c}" for c in names), on=on, kept=f"read_parquet('{_quoted(path)}')",
-                                         before=sql.format(f="report_before"), after=sql.format(f="report_after"))
-                       ).to_arrow_table()
+        return _moved(con, path, sql.format(f="report_before"), sql.format(f="report_after"))
     finally:
         con.unregister("report_before")
         con.unregister("report_after")
