@@ -207,3 +207,43 @@ def test_unsynced_blobs_repair_a_torn_copy_and_sync(store):
     assert store.blobs.verify(ref.path) and path.read_bytes() == data
     store.blobs.sync()  # one filesystem sync for every blob written so far
     assert not list(store.blobs.tmp_dir.iterdir())
+
+
+def test_runs_is_compacted_past_its_part_cap_and_no_run_row_is_lost(tmp_path):
+    from m5data.storage import StageStats, record_run
+    from m5data.storage.runs import RUNS_PARTS
+
+    store = Store.init(tmp_path / "store")
+    ids = []
+    for k in range(RUNS_PARTS + 5):
+        stats = StageStats("report", n_in=k)
+        record_run(store, stats)
+        ids.append(stats.run_id)
+        assert len(store.parts("runs")) <= RUNS_PARTS + 1  # one part per run, compacted once past the cap
+    assert len(store.parts("runs")) < RUNS_PARTS  # it was compacted, and kept the runs written since
+    runs = store.read("runs").to_pylist()
+    assert sorted(r["run_id"] for r in runs) == sorted(ids)
+    assert sorted(r["n_in"] for r in runs) == list(range(RUNS_PARTS + 5))
+
+
+def test_a_run_is_recorded_without_waiting_while_another_process_rewrites_runs(tmp_path):
+    from m5data.storage import StageStats, record_run
+    from m5data.storage.runs import RUNS_PARTS
+
+    store = Store.init(tmp_path / "store")
+    for k in range(RUNS_PARTS):
+        record_run(store, StageStats("align", n_in=k))
+    code = ("import sys, time\nfrom m5data.storage import Store\n"
+            "with Store.open(sys.argv[1]).table_lock('runs', 'compact runs'):\n    print('holding', flush=True)\n"
+            "    time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(store.root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        record_run(store, StageStats("dedup", n_in=99))  # over the cap, the compaction refused: the row is written
+        assert len(store.parts("runs")) == RUNS_PARTS + 1
+    finally:
+        holder.kill()
+        holder.wait()
+    record_run(store, StageStats("dedup", n_in=100))
+    assert len(store.parts("runs")) == 1
+    assert store.count("runs") == RUNS_PARTS + 2

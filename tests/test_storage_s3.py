@@ -481,3 +481,21 @@ def test_blobs_are_content_addressed_and_written_once(url, aws, tmp_path):
     assert not store.blobs.verify(ref.path)
     with pytest.raises(ValueError, match="bad blob extension"):
         store.blobs.put_bytes(b"x", "../x")
+
+
+def test_runs_past_its_part_cap_is_compacted_and_a_run_costs_no_request_more(url, aws):
+    from m5data.storage import StageStats, record_run
+    from m5data.storage.runs import RUNS_PARTS
+
+    store = Store.init(url, checkpoint_every=4)
+    record_run(store, StageStats("align"))
+    start = requests(aws["log"])
+    for k in range(1, RUNS_PARTS):
+        record_run(store, StageStats("align", n_in=k))
+    # as any write: PUT the part, LIST the log's tail, PUT the entry (+ the checkpoint every 4th entry);
+    # the part count comes from the state that commit left
+    assert requests(aws["log"]) - start <= 3 * (RUNS_PARTS - 1) + RUNS_PARTS // 4
+    assert len(store.parts("runs")) == RUNS_PARTS
+    record_run(store, StageStats("align", n_in=RUNS_PARTS))
+    assert len(Store.open(url).parts("runs")) == 1
+    assert sorted(r["n_in"] for r in store.read("runs").to_pylist()) == list(range(RUNS_PARTS + 1))

@@ -140,6 +140,10 @@ class TableLog:
         self._read_tail()
         return self._state.copy()
 
+    def known_parts(self) -> int:
+        """The live parts as of the newest entry this log object has read or committed (no request)."""
+        return len(self._state.parts) if self._state is not None else len(self.state().parts)
+
     def _read_tail(self) -> None:
         state = self._state
         tail = self.objects.listing(f"{self.base}/{LOG_DIR}/", start_after=entry_rel(self.table, state.n, self.base))

@@ -99,6 +99,11 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
         live = self.log(name).state().parts
         return [self._uri(name, p) for p in sorted(live, key=lambda p: (live[p], p))]
 
+    def parts_after_write(self, name: str) -> int:
+        """As :meth:`Store.parts_after_write`: the parts of the state this process's last commit folded
+        (a writer elsewhere may have added some since; no request is made to find out)."""
+        return self.log(name).known_parts()
+
     def _uri(self, table: str, part: str) -> str:
         return self.objects.uri(f"tables/{table}/{part}")
 

@@ -114,6 +114,11 @@ class Store(Writing, Compaction, TableViews, Reading, Catalog, Changes, TextFile
     def parts(self, name: str) -> list[Path]:
         return sorted(self.table_dir(name).glob(PART_GLOB))
 
+    def parts_after_write(self, name: str) -> int:
+        """How many parts table ``name`` has, as this process's last write to it left them (a folder
+        store lists them; on object storage the log's state as that commit left it: no request)."""
+        return len(self.parts(name))
+
     def derived_dir(self, *parts: str) -> Path:
         path = self.root.joinpath("derived", *parts)
         path.mkdir(parents=True, exist_ok=True)
