@@ -105,7 +105,7 @@ class Compaction:
             old = self.parts(name)
             if self.is_compacted(name):
                 return len(old), len(old)
-            con = self.connect(need=())
+            con = self.connect(need=(), only=())  # no view of any table: the parts are read by read_sql
             try:
                 reader = self._scan(con, spec, self.read_sql(con, spec, parts=old, with_seq=True))
                 new: list[Path] = []

@@ -249,7 +249,7 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
             return len(state.parts), len(state.parts)
         with self._leased(name, f"compact {name}", wait) as holder:
             snapshot = self.log(name).state()
-            con = self.connect(need=())
+            con = self.connect(need=(), only=())  # no view of any table: the parts are read by read_sql
             stream = ObjectStream(self, spec, keep_seq=True)
             schema = spec.schema.append(pa.field(SEQ_COLUMN, pa.int64(), nullable=False))
             try:
