@@ -122,9 +122,15 @@ def test_filled_sections_with_curation_tables(demo_report, tmp_path):
     store2.write("caption_match", [{"product_id": p, "score": 0.9, "level": "well" if k else "poor"} for k, p in enumerate(ids)])
     store2.write("splits", [{"product_id": p, "split": "train" if k < 5 else "query-c", "version": "v0"} for k, p in enumerate(ids)])
     store2.write("splits", [{"product_id": p, "split": "train" if k < 4 else "query-c", "version": "v1"} for k, p in enumerate(ids)])
+    from m5data.storage import StageStats, record_run
+
+    for started, added in ((2e9, 7), (1e9, 3)):  # the newest dedup run by its start is shown, whatever the write order
+        record_run(store2, StageStats("dedup", started=started),
+                   {"dedup_run": {"matcher": "learned m1", "pairs": {"matcher": added}, "groups": 4, "groups_rules": 2}})
     settings = load(None, {"store.path": str(store2.root)}, environ={})
     result = build(store2, settings, out=tmp_path / "r")
     numbers = _parse(result.index).numbers
+    assert numbers["dedup.matcher.added"] == "7" and numbers["dedup.matcher.groups_rules"] == "2"
     assert set(result.empty_sections) == {"training"}
     assert numbers["dedup.groups"] == "1" and numbers["dedup.grouped"] == "3" and numbers["dedup.rule.phash"] == "2"
     assert numbers["match_level.well"] == "5" and numbers["match_level.poor"] == "1"
@@ -373,3 +379,27 @@ def test_a_long_tail_of_thousands_of_categories_is_one_outline_not_a_bar_each(tm
     assert shapes["few"] >= BARS_UP_TO  # a bar a category
     assert shapes["many"] < 5 and (tmp_path / "many.svg").read_text().count("<path") == 1  # one outline
     assert (tmp_path / "many.svg").stat().st_size < (tmp_path / "few.svg").stat().st_size  # a step per distinct count
+
+
+def test_the_last_runs_config_is_its_newest_by_start_across_parts_as_the_view_says(tmp_path):
+    import json as _json
+
+    from m5data.report.data import last_run_config
+    from m5data.storage import StageStats, record_run
+
+    store = Store.init(tmp_path / "store")
+    assert last_run_config(store, "dedup") is None
+    for k, started in enumerate((100.0, 300.0, 200.0)):  # written out of start order, a part each
+        record_run(store, StageStats("dedup", started=started), {"dedup_run": {"groups": k}})
+        record_run(store, StageStats("align", started=400.0 + k), {"k": k})
+    assert _json.loads(last_run_config(store, "dedup"))["dedup_run"]["groups"] == 1
+    assert _json.loads(last_run_config(store, "align"))["k"] == 2
+    con = store.connect(only=("runs",))
+    try:
+        assert con.execute("SELECT max_by(config, started_at) FROM runs WHERE stage = 'dedup'").fetchone()[0] \
+            == last_run_config(store, "dedup")
+    finally:
+        con.close()
+    store.compact("runs")
+    assert _json.loads(last_run_config(store, "dedup"))["dedup_run"]["groups"] == 1
+    assert last_run_config(store, "export") is None

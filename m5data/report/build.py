@@ -130,7 +130,7 @@ REPORT_MEDIA_COLUMNS = ("product_id", "media_id", "source_media_id", "kind", "ro
 # The tables the sections read through the report's connection's views; the others are only
 # counted (``Store.count``), so their views are not made: the view of every part of ``pools`` (5M
 # rows in 14 parts at 100k products) is not planned and bound each run.
-VIEWS = ("label_map", "taxonomy", "caption_match", "splits", "runs")
+VIEWS = ("label_map", "taxonomy", "caption_match", "splits")
 # The large tables, read only to make facts of every row (the first and full runs; an incremental run on
 # object storage) and for the gallery's new picks: their views are made on first use, in a connection of
 # their own (:class:`Large`), so an incremental run with no new pick does not plan and bind them.
@@ -248,7 +248,7 @@ def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, trut
             ("images", "Image size tiers", lambda: builders.images(con, charts)),
             ("failures", "Media status and failure reasons", lambda: builders.failures(con, charts)),
             ("match-levels", "Caption match levels", lambda: builders.match_levels(con, charts)),
-            ("duplicates", "Duplicate groups", lambda: builders.duplicates(con, charts, store.root)),
+            ("duplicates", "Duplicate groups", lambda: builders.duplicates(con, charts, store)),
             ("alignment", "Label alignment", lambda: builders.alignment(con, store, settings, truth, top)),
             ("splits", "Splits", lambda: builders.splits(con, store)),
             ("training", "Training run", lambda: builders.training(train_run)),

@@ -173,7 +173,7 @@ def match_levels(con, charts: Charts) -> tuple[Html, bool]:
     return _counts_section(charts, data.match_levels(con), MATCH_LEVELS)
 
 
-def duplicates(con, charts: Charts, store_root: Path | None = None) -> tuple[Html, bool]:
+def duplicates(con, charts: Charts, store=None) -> tuple[Html, bool]:
     d = data.duplicates(con)
     if not d.products:
         return empty("No duplicate groups yet.", "m5data annotate dedup"), True
@@ -183,7 +183,7 @@ def duplicates(con, charts: Charts, store_root: Path | None = None) -> tuple[Htm
     body = (html("<p>{} groups of two or more hold {} of {} products. Joined by: {}.</p>", n("dedup.groups", d.groups),
                  n("dedup.grouped", d.grouped), n("dedup.products", d.products), rules)
             + figure(src, "Duplicate group sizes."))
-    m = data.dedup_matcher(con, store_root) if store_root is not None else None
+    m = data.dedup_matcher(store) if store is not None else None
     return body + (_matcher(m, charts) if m is not None else html("")), False
 
 
