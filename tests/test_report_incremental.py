@@ -231,6 +231,27 @@ def test_on_object_storage_the_facts_are_kept_in_the_bucket(s3_url, tmp_path):
     assert _page(again) == _page(build(store, settings, out=tmp_path / "full", full=True))
 
 
+@pytest.mark.parametrize("where", ["folder", "s3"])
+def test_the_duplicates_section_shows_the_last_dedup_run_and_the_newest_matcher_model(where, store, s3_url, tmp_path):
+    import json
+
+    from m5data.storage import StageStats, record_run
+
+    store = Store.init(s3_url) if where == "s3" else store
+    store.write("products", _products(0, 4))
+    store.write("dedup", [{"product_id": f"jd:{i}", "group_id": "jd:0" if i < 2 else f"jd:{i}", "rule": "phash" if i == 1 else None}
+                          for i in range(4)])
+    record_run(store, StageStats("dedup"), {"dedup_run": {"matcher": "learned v2", "pairs": {"matcher": 5}, "groups": 1}})
+    for version, threshold in (("v1", 0.25), ("v2", 0.75)):  # the newest version's model is shown
+        store.write_bytes(f"derived/matcher/{version}/model.json", json.dumps({
+            "version": version, "threshold": threshold,
+            "validation": {"pairs": 40, "matches": 12, "precision": 0.9, "recall": 0.8, "auc": 0.95,
+                           "pr_curve": [[0.5, 1.0], [0.8, 0.9]]}}).encode())
+    page = build(store, _settings(store), out=tmp_path / "r").index.read_text(encoding="utf-8")
+    assert 'data-key="dedup.matcher.added" data-value="5"' in page
+    assert 'data-key="matcher.threshold" data-value="0.75"' in page and "Matcher v2" in page
+
+
 def test_a_killed_runs_temp_facts_file_is_known_to_doctor_and_removed_by_the_next_run(store, tmp_path):
     """A facts file is written under the store's temp name (``storage.files.temp_path``): a killed
     writer's is found by doctor (and the stages' sweep, the same ``find_temps``) and removed by the

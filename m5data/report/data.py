@@ -278,10 +278,11 @@ def dedup_matcher(store) -> DedupMatcher | None:
     if run is None:
         return None
     model = None
-    models = sorted((Path(store.root) / "derived" / "matcher").glob("*/model.json"))
+    # the newest version's file, through the store (a path on a folder store, an object on S3)
+    models = sorted(rel for rel in store.files("derived/matcher/") if rel.count("/") == 3 and rel.endswith("/model.json"))
     if models:
         try:
-            d = json.loads(models[-1].read_text(encoding="utf-8"))
+            d = json.loads(store.read_bytes(models[-1]) or b"")
             model = {"version": str(d["version"]), "threshold": float(d["threshold"]), "validation": dict(d["validation"])}
         except (ValueError, KeyError, TypeError, OSError):
             model = None
