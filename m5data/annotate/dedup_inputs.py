@@ -66,6 +66,7 @@ class Inputs:
     fresh: np.ndarray | None = None  # ... and the rows it read from the store (new and changed products)
     written: pa.Table | None = None  # ... and the dedup table's rows the last run wrote (nulls: rows read now)
     gone: bool = False  # ... and whether a product the kept files hold is no longer in the store
+    prev: tuple | None = None  # ... and the last run's ids (the kept files') with each one's row here (-1: gone)
 
     def __len__(self) -> int:
         return len(self.ids)
