@@ -182,7 +182,7 @@ def test_a_run_killed_after_its_table_write_leaves_the_last_state_and_the_next_r
 def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_gives(demo300_copy):
     """The incremental read (kept arrays + the changed products from the store) equals a full read:
     ids, image and title codes, pHashes, spec codes and names, MinHash band keys and signatures."""
-    from m5data.annotate import dedup_index, near
+    from m5data.annotate import dedup_index, dedup_inputs, near
     from m5data.annotate.dedup import _norm_value, brand_spellings, noisy_value, read_inputs
 
     store_dir, _ = demo300_copy
@@ -227,6 +227,21 @@ def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_giv
     assert "新值0" in inc.specs.names[1]
     assert np.array_equal(part._keys[0], np.concatenate(whole._keys))
     assert np.array_equal(part._sigs[0], np.concatenate(whole._sigs))
+    # the changed products' rows from store.changed's (ids[9]'s, whose specs alone changed, from its
+    # parts): the same read
+    fresh = pa.array(sorted(changed.to_pylist()))
+    con = store.connect(need=("products", "media"), only=("products", "media"))
+    try:
+        rows = dedup_inputs.product_rows(con, store, fresh, products)
+        every = con.sql(dedup_inputs._PRODUCTS.format(only="", where="")).to_arrow_table()
+        assert rows.num_rows == 7 and rows.equals(every.filter(pc.is_in(every.column("product_id"), value_set=fresh)))
+    finally:
+        con.close()
+    written = dedup_index.read_incremental(store, dedup_index.load(store, state["inputs_files"], brand), brand, changed,
+                                           near.LSHIndex(a.dedup_minhash_threshold, a.dedup_num_perm), None,
+                                           a.dedup_shingle, _norm_value, noisy_value, brand_spellings, written=products)
+    for name in ("blob", "title_key", "has_title", "phash", "has_phash", "phash_given", "n_spec_rows"):
+        assert np.array_equal(getattr(written, name), getattr(full, name)), name
 
 
 def test_an_incremental_dedup_on_s3_keeps_its_files_as_objects(aws, s3_url):

@@ -276,7 +276,8 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     inp, before = None, None
     if kept_inputs is not None:  # the kept arrays, and only the changed products read from the store
         inp = dedup_index.read_incremental(store, kept_inputs, brand, changed, titles, learned.wide, a.dedup_shingle,
-                                           _norm_value, noisy_value, brand_spellings, con, ids=ids)
+                                           _norm_value, noisy_value, brand_spellings, con, ids=ids,
+                                           written=changed_products)
         if inp is None:  # they do not fit this read (a wide index they lack): their ids still place the kept pairs
             before = dedup_index.kept_ids(kept_inputs)
         kept_inputs = None

@@ -282,14 +282,16 @@ def _csr_take(offsets: np.ndarray, rows: np.ndarray, *arrays: np.ndarray) -> tup
 
 def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, titles: near.LSHIndex,
                      wide: near.LSHIndex | None, shingle: int, norm, noisy, spellings, con=None,
-                     ids: pa.Array | pa.ChunkedArray | None = None) -> Inputs | None:
+                     ids: pa.Array | pa.ChunkedArray | None = None, written: pa.Table | None = None) -> Inputs | None:
     """The store's products as :func:`.dedup.read_inputs` reads them, from the ``kept`` files (base
     first: a later file's row wins) and, for the ``changed`` products (and any the files lack), from
     the store; ``titles`` and ``wide`` (empty indexes) get every product's band keys and signatures
     and the kept parameters. None: the kept files do not fit (a wide index they lack). ``con``: a
     connection of the store with views of products, media and specs (default: one of its own,
     closed at the end); ``ids``: the store's product ids, sorted, when the caller has them (else read
-    here). The result's ``kept_files`` and ``fresh`` say what :func:`keep` appends to."""
+    here); ``written``: ``store.changed("products", ...)``'s rows with merchant_id and title (their
+products rows as the store holds them now: those are not read again). The result's ``kept_files``
+and ``fresh`` say what :func:`keep` appends to."""
     if wide is not None and "wide_keys" not in kept[-1].z:
         return None
     titles.perms, titles.params = (kept[-1].z["perm_a"], kept[-1].z["perm_b"]), kept[-1].z["lsh_params"]
@@ -314,7 +316,8 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
             if fresh_wide is not None:
                 fresh_wide.add(values, offsets, valid)
 
-        fresh = dedup_inputs.read_products(con, index_titles, only=fresh_ids)
+        rows = dedup_inputs.product_rows(con, store, fresh_ids, written) if written is not None else None
+        fresh = dedup_inputs.read_products(con, index_titles, only=fresh_ids, rows=rows)
         # their spec rows from only the parts holding them, no window over the specs view
         spec_rows = store.read_groups("specs", fresh_ids.to_pylist()) if len(fresh_ids) else None
         fresh.specs, fresh.n_spec_rows = dedup_inputs.read_specs(con, len(fresh), brand, norm, noisy, spellings,
