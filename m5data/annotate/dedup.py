@@ -225,7 +225,6 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
         if state.get("inputs") != inputs:
             why = "settings or matcher changed"
         else:  # the products to search again, and what the last run read (when they are few)
-            con = store.connect(need=READS, only=READS)  # one connection for the ids and the read
             changed, changed_products = dedup_kept.changed_ids(store, state["watermarks"])
             ids = None
             if set(state.get("product_parts") or [None]) <= set(product_parts):
@@ -235,6 +234,10 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
                 kept_inputs = dedup_index.load(store, state.get("inputs_files"), brand)
                 if kept_inputs is not None:
                     ids = dedup_index.store_ids(kept_inputs, changed_products.column("product_id"))
+            # one connection for the ids and the read: the media view (the changed products' main images;
+            # their products and specs rows are read from the parts holding them), and the products' for the ids
+            views = ("media",) if ids is not None else ("products", "media")
+            con = store.connect(need=views, only=views)
             if ids is None:  # the products' ids, sorted: their count, and the rows of the incremental read below
                 ids = con.sql("SELECT product_id FROM products ORDER BY product_id").to_arrow_table().column(0)
             total = len(ids)

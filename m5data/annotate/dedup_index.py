@@ -287,11 +287,11 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
     first: a later file's row wins) and, for the ``changed`` products (and any the files lack), from
     the store; ``titles`` and ``wide`` (empty indexes) get every product's band keys and signatures
     and the kept parameters. None: the kept files do not fit (a wide index they lack). ``con``: a
-    connection of the store with views of products, media and specs (default: one of its own,
-    closed at the end); ``ids``: the store's product ids, sorted, when the caller has them (else read
-    here); ``written``: ``store.changed("products", ...)``'s rows with merchant_id and title (their
-products rows as the store holds them now: those are not read again). The result's ``kept_files``
-and ``fresh`` say what :func:`keep` appends to."""
+    connection of the store with the views it reads (media; products too without ``ids`` or
+    ``written``; default: one of its own, closed at the end); ``ids``: the store's product ids, sorted, when the caller has them (else read
+        here); ``written``: ``store.changed("products", ...)``'s rows with merchant_id and title (their
+    products rows as the store holds them now: those are not read again). The result's
+    ``kept_files`` and ``fresh`` say what :func:`keep` appends to."""
     if wide is not None and "wide_keys" not in kept[-1].z:
         return None
     titles.perms, titles.params = (kept[-1].z["perm_a"], kept[-1].z["perm_b"]), kept[-1].z["lsh_params"]
@@ -319,7 +319,7 @@ and ``fresh`` say what :func:`keep` appends to."""
         rows = dedup_inputs.product_rows(con, store, fresh_ids, written) if written is not None else None
         fresh = dedup_inputs.read_products(con, index_titles, only=fresh_ids, rows=rows)
         # their spec rows from only the parts holding them, no window over the specs view
-        spec_rows = store.read_groups("specs", fresh_ids.to_pylist()) if len(fresh_ids) else None
+        spec_rows = store.read_groups("specs", fresh_ids.to_pylist())  # none: an empty table
         fresh.specs, fresh.n_spec_rows = dedup_inputs.read_specs(con, len(fresh), brand, norm, noisy, spellings,
                                                                  only=fresh_ids, rows=spec_rows)
     finally:
