@@ -116,10 +116,9 @@ def pair_ids(table: pa.Table, ids: pa.Array) -> pa.Table:
 def changed_ids(store, watermarks: dict) -> tuple[pa.Array, pa.Table]:
     """Products with a ``products``, ``specs`` or ``media`` row written above ``watermarks`` (distinct),
     and ``store.changed("products", ...)`` (its new and re-written products, with their merchant_id
-    and title). A changed media row's
-    product is its newest row's (``changed``'s ``columns``: read from the parts written since, not
-    from the whole media view), and the specs' and media's ``is_new`` is not looked up (``new=False``:
-    no key sidecar of their older parts is read)."""
+    and title). A changed media row's product is its newest row's (``changed``'s ``columns``: read
+    from the parts written since, not from the whole media view), and the specs' and media's
+    ``is_new`` is not looked up (``new=False``: no key sidecar of their older parts is read)."""
     # with the rows' merchant and title: the incremental read takes them from here
     products = store.changed("products", int(watermarks.get("products", 0)), columns=("merchant_id", "title"))
     found = [products.column("product_id").combine_chunks(),
