@@ -1,6 +1,8 @@
 """Incremental dedup (issue 38): after a complete run, only pairs with a changed product as an end are
 searched, the kept pairs of unchanged products stand, and the groups equal a full rebuild's."""
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -9,7 +11,7 @@ from support.dedup_rows import image_row as _image
 from support.dedup_rows import product_row as _product
 from support.grow import copies as _copies
 
-from m5data.annotate import dedup_kept
+from m5data.annotate import dedup_index, dedup_kept
 from m5data.annotate.dedup import dedup
 from m5data.config import load
 from m5data.storage import Store, changes
@@ -80,7 +82,7 @@ def test_a_retitled_product_leaves_its_group_and_joins_the_new_one_and_its_old_p
     dedup(store, settings)
     rows = _by_id(store)
     assert rows["a:2"]["group_id"] == "a:1" and rows["a:4"]["group_id"] == "a:3" and rows["a:2"]["rule"] == "minhash"
-    kept = dedup_kept.load_edges(store, changes.load_state(store, "dedup")["edges"])
+    kept = _kept_pairs(store)
     assert sorted(zip(kept.column("left_id").to_pylist(), kept.column("right_id").to_pylist())) == [
         ("a:1", "a:2"), ("a:3", "a:4")]
     _retitle(store, "a:2", "美乐机械键盘黑色青轴八十七键有线游戏")
@@ -90,7 +92,7 @@ def test_a_retitled_product_leaves_its_group_and_joins_the_new_one_and_its_old_p
     rows = _by_id(store)
     assert rows["a:1"]["group_id"] == "a:1" and rows["a:1"]["rule"] is None  # left alone
     assert rows["a:2"]["group_id"] == "a:2" and {rows["a:3"]["group_id"], rows["a:4"]["group_id"]} == {"a:2"}
-    kept = dedup_kept.load_edges(store, changes.load_state(store, "dedup")["edges"])
+    kept = _kept_pairs(store)
     pairs = set(zip(kept.column("left_id").to_pylist(), kept.column("right_id").to_pylist()))
     assert ("a:1", "a:2") not in pairs and {("a:3", "a:4"), ("a:2", "a:3")} <= pairs
     incremental = _rows(store)
@@ -108,6 +110,37 @@ def test_a_retitled_product_leaves_its_group_and_joins_the_new_one_and_its_old_p
     # over the share (4 of 4 changed > 0.2): a full run, and it says why
     store.replace("products", store.read("products"))
     assert "over annotate.dedup_full_share" in dedup(store, settings).full
+
+
+def _kept_pairs(store) -> pa.Table:
+    """The kept pairs as product ids: their rows placed through the kept inputs' ids (and their digest checked)."""
+    state = changes.load_state(store, "dedup")
+    table = dedup_kept.load_edges(store, state["edges"])
+    ids = dedup_index.kept_ids(dedup_index.load(store, state["inputs_files"], "品牌"))
+    assert table.schema.metadata[dedup_kept.IDS].decode() == dedup_kept.ids_digest(ids)
+    return dedup_kept.pair_ids(table, ids)
+
+
+def test_kept_pairs_of_other_products_are_not_placed_and_the_run_is_a_full_one(store):
+    """The kept pairs are row numbers: a file kept for other products (its ids' digest is not the kept
+    inputs') is not read as this store's pairs; the run groups every product again."""
+    store.write("products", [_product("a:1", "m1", "美乐机械键盘黑色青轴八十七键有线游戏款"),
+                             _product("a:2", "m2", "美乐机械键盘黑色青轴八十七键有线游戏"),
+                             _product("a:3", "m3", "完全不同的标题一号")])
+    settings = _settings(store.root, **{"annotate.dedup_full_share": 0.5})
+    dedup(store, settings)
+    assert _kept_pairs(store).num_rows == 1
+    state = changes.load_state(store, "dedup")
+    # the same rows, kept for products in another order: a row number would name another product
+    state["edges"] = dedup_kept.save_edges(store, pa.array(["a:2", "a:1", "a:3"]),
+                                           [(np.array([1]), np.array([2]), np.zeros(1), "minhash")])
+    store.write_text(changes.state_file("dedup"), json.dumps(state))
+    store.write("products", [_product("b:4", "m4", "另外一个名字二号")])
+    report = dedup(store, settings)
+    assert report.full == "the kept pairs do not fit the kept inputs"
+    incremental = _rows(store)
+    dedup(store, settings, full=True)
+    assert _rows(store) == incremental and _by_id(store)["a:2"]["group_id"] == "a:1"
 
 
 class Killed(Exception):
@@ -149,7 +182,7 @@ def test_a_run_killed_after_its_table_write_leaves_the_last_state_and_the_next_r
 def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_gives(demo300_copy):
     """The incremental read (kept arrays + the changed products from the store) equals a full read:
     ids, image and title codes, pHashes, spec codes and names, MinHash band keys and signatures."""
-    from m5data.annotate import dedup_index, near
+    from m5data.annotate import dedup_index, dedup_inputs, near
     from m5data.annotate.dedup import _norm_value, brand_spellings, noisy_value, read_inputs
 
     store_dir, _ = demo300_copy
@@ -163,7 +196,7 @@ def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_giv
     one = specs.filter(pc.equal(specs.column("product_id"), ids[9]))
     store.write("specs", one.set_column(one.schema.get_field_index("value"), "value",
                                         pa.array([f"新值{i}" for i in range(one.num_rows)])))  # values never seen
-    changed, _ = dedup_kept.changed_ids(store, state["watermarks"])
+    changed, products = dedup_kept.changed_ids(store, state["watermarks"])
     assert sorted(changed.to_pylist()) == sorted([ids[7], ids[9], *(p.replace(":", ":n", 1) for p in ids[:5])])
     brand = _norm_value("品牌")
     a = settings.annotate
@@ -177,6 +210,8 @@ def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_giv
 
     full = read_inputs(store, brand, index)
     assert inc.ids.equals(full.ids) and len(full) == 305
+    # no products part went: the store's ids are the kept files' and the products written since
+    assert dedup_index.store_ids(dedup_index.load(store, state["inputs_files"], brand), products.column("product_id")).equals(full.ids)
     for name in ("blob", "title_key", "has_title", "phash", "has_phash", "phash_given", "n_spec_rows"):
         assert np.array_equal(getattr(inc, name), getattr(full, name)), name
     for name in ("offsets", "brand_offsets"):
@@ -192,6 +227,21 @@ def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_giv
     assert "新值0" in inc.specs.names[1]
     assert np.array_equal(part._keys[0], np.concatenate(whole._keys))
     assert np.array_equal(part._sigs[0], np.concatenate(whole._sigs))
+    # the changed products' rows from store.changed's (ids[9]'s, whose specs alone changed, from its
+    # parts): the same read
+    fresh = pa.array(sorted(changed.to_pylist()))
+    con = store.connect(need=("products", "media"), only=("products", "media"))
+    try:
+        rows = dedup_inputs.product_rows(con, store, fresh, products)
+        every = con.sql(dedup_inputs._PRODUCTS.format(only="", where="")).to_arrow_table()
+        assert rows.num_rows == 7 and rows.equals(every.filter(pc.is_in(every.column("product_id"), value_set=fresh)))
+    finally:
+        con.close()
+    written = dedup_index.read_incremental(store, dedup_index.load(store, state["inputs_files"], brand), brand, changed,
+                                           near.LSHIndex(a.dedup_minhash_threshold, a.dedup_num_perm), None,
+                                           a.dedup_shingle, _norm_value, noisy_value, brand_spellings, written=products)
+    for name in ("blob", "title_key", "has_title", "phash", "has_phash", "phash_given", "n_spec_rows"):
+        assert np.array_equal(getattr(written, name), getattr(full, name)), name
 
 
 def test_an_incremental_dedup_on_s3_keeps_its_files_as_objects(aws, s3_url):

@@ -211,6 +211,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     a = settings.annotate
     learned = dedup_learned.choose(store, settings)
     marks = changes.watermarks(store, READS)  # before reading: a later write is seen next time
+    product_parts = sorted(Path(str(p)).name for p in store.parts("products"))  # what the next run checks are all there
     state = changes.load_state(store, STAGE)
     decides = {k: v for k, v in cfg.as_dict(settings)["annotate"].items() if k != "dedup_full_share"}  # when, not what
     # the matcher that decides: its version, or "rules" whatever the reason (the reason names the
@@ -224,14 +225,26 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
         if state.get("inputs") != inputs:
             why = "settings or matcher changed"
         else:  # the products to search again, and what the last run read (when they are few)
-            con = store.connect(need=READS, only=READS)  # one connection for the ids and the read
             changed, changed_products = dedup_kept.changed_ids(store, state["watermarks"])
-            # the products' ids, sorted: their count here, the rows of the incremental read below
-            # (one pass over the products' view, not a count and then the ids)
-            ids = con.sql("SELECT product_id FROM products ORDER BY product_id").to_arrow_table().column(0)
+            ids = None
+            if set(state.get("product_parts") or [None]) <= set(product_parts):
+                # no products part went since the last run (only a replace or a compaction removes
+                # one), so no product did: the store's ids are the kept files' and the products
+                # written since (no scan of the products' view)
+                kept_inputs = dedup_index.load(store, state.get("inputs_files"), brand)
+                if kept_inputs is not None:
+                    ids = dedup_index.store_ids(kept_inputs, changed_products.column("product_id"))
+            # one connection for the ids and the read: the media view (the changed products' main images;
+            # their products and specs rows are read from the parts holding them), and the products' for the ids
+            views = ("media",) if ids is not None else ("products", "media")
+            con = store.connect(need=views, only=views)
+            if ids is None:  # the products' ids, sorted: their count, and the rows of the incremental read below
+                ids = con.sql("SELECT product_id FROM products ORDER BY product_id").to_arrow_table().column(0)
             total = len(ids)
             counts = changes.changed_counts(changed_products, total)
-            if len(changed) <= a.dedup_full_share * total:
+            if len(changed) > a.dedup_full_share * total:
+                kept_inputs = None
+            elif kept_inputs is None:
                 kept_inputs = dedup_index.load(store, state.get("inputs_files"), brand)
             why = ""
     if changed is None:
@@ -263,19 +276,23 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
             clocks["minhash"] += spent  # the title rule's work, done while reading: counted as its own
             clocks["read"] -= spent
 
-    inp = None
+    inp, before = None, None
     if kept_inputs is not None:  # the kept arrays, and only the changed products read from the store
         inp = dedup_index.read_incremental(store, kept_inputs, brand, changed, titles, learned.wide, a.dedup_shingle,
-                                           _norm_value, noisy_value, brand_spellings, con, ids=ids)
+                                           _norm_value, noisy_value, brand_spellings, con, ids=ids,
+                                           written=changed_products)
+        if inp is None:  # they do not fit this read (a wide index they lack): their ids still place the kept pairs
+            before = dedup_index.kept_ids(kept_inputs)
         kept_inputs = None
     if con is not None:
         con.close()
     if inp is None:
         inp = read_inputs(store, brand, index_titles)
+        inp.prev = None if before is None else dedup_index.placed(before, inp.ids)
     n = len(inp)
     report.n_products = stats.n_in = n
     plan, report.full = (None, why) if changed is None else dedup_kept.plan(store, state, inp.ids, changed, RULES + (VETOED,),
-                                                                            a.dedup_full_share)
+                                                                            a.dedup_full_share, inp.prev)
     touching = plan.touching if plan is not None else None  # None: every pair is searched
     if touching is not None:  # a bucket a changed row takes over the cap (or heads) turns into a star
         touching = dedup_kept.over_cap(inp, titles, a, plan)
@@ -363,7 +380,8 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     stats.details.update(incremental)
     kept = {k: dict(v) if isinstance(v, Counter) else v for k, v in ((k, getattr(report, k)) for k in KEPT)}
     changes.save_state(store, STAGE, marks, inputs, report=kept, n_out=stats.n_out,
-                       edges=kept_file, inputs_files=inputs_files, table_mark=store.watermark("dedup"))  # last: a killed run leaves the previous state and the files it names
+                       edges=kept_file, inputs_files=inputs_files, table_mark=store.watermark("dedup"),
+                       product_parts=product_parts)  # last: a killed run leaves the previous state and the files it names
     dedup_kept.prune(store, (kept_file, *inputs_files))  # the last run's files, now named by no state
     return report
 

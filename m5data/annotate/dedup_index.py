@@ -162,7 +162,7 @@ def keep(store, inp: Inputs, brand: str, titles: near.LSHIndex, wide: near.LSHIn
     those whose table row ``differ`` s, else a new base; the files the next run reads, base first."""
     whole = arrays(inp, titles, wide, out)
     before = inp.kept_files or []
-    if before:
+    if before and not inp.gone:  # a product gone: a new base without it (the kept files hold the run's products)
         moved = inp.fresh | (inp.spec_keyhash != inp.spec_keyhash_prev)
         rows = np.flatnonzero(moved if differ is None else moved | differ)
         deltas = sum(n for _, n in before[1:]) + len(rows)
@@ -282,14 +282,16 @@ def _csr_take(offsets: np.ndarray, rows: np.ndarray, *arrays: np.ndarray) -> tup
 
 def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, titles: near.LSHIndex,
                      wide: near.LSHIndex | None, shingle: int, norm, noisy, spellings, con=None,
-                     ids: pa.Array | pa.ChunkedArray | None = None) -> Inputs | None:
+                     ids: pa.Array | pa.ChunkedArray | None = None, written: pa.Table | None = None) -> Inputs | None:
     """The store's products as :func:`.dedup.read_inputs` reads them, from the ``kept`` files (base
     first: a later file's row wins) and, for the ``changed`` products (and any the files lack), from
     the store; ``titles`` and ``wide`` (empty indexes) get every product's band keys and signatures
     and the kept parameters. None: the kept files do not fit (a wide index they lack). ``con``: a
-    connection of the store with views of products, media and specs (default: one of its own,
-    closed at the end); ``ids``: the store's product ids, sorted, when the caller has them (else read
-    here). The result's ``kept_files`` and ``fresh`` say what :func:`keep` appends to."""
+    connection of the store with the views it reads (media; products too without ``ids`` or
+    ``written``; default: one of its own, closed at the end); ``ids``: the store's product ids, sorted, when the caller has them (else read
+        here); ``written``: ``store.changed("products", ...)``'s rows with merchant_id and title (their
+    products rows as the store holds them now: those are not read again). The result's
+    ``kept_files`` and ``fresh`` say what :func:`keep` appends to."""
     if wide is not None and "wide_keys" not in kept[-1].z:
         return None
     titles.perms, titles.params = (kept[-1].z["perm_a"], kept[-1].z["perm_b"]), kept[-1].z["lsh_params"]
@@ -314,14 +316,16 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
             if fresh_wide is not None:
                 fresh_wide.add(values, offsets, valid)
 
-        fresh = dedup_inputs.read_products(con, index_titles, only=fresh_ids)
+        rows = dedup_inputs.product_rows(con, store, fresh_ids, written) if written is not None else None
+        fresh = dedup_inputs.read_products(con, index_titles, only=fresh_ids, rows=rows)
         # their spec rows from only the parts holding them, no window over the specs view
-        spec_rows = store.read_groups("specs", fresh_ids.to_pylist()) if len(fresh_ids) else None
+        spec_rows = store.read_groups("specs", fresh_ids.to_pylist())  # none: an empty table
         fresh.specs, fresh.n_spec_rows = dedup_inputs.read_specs(con, len(fresh), brand, norm, noisy, spellings,
                                                                  only=fresh_ids, rows=spec_rows)
     finally:
         if own:
             con.close()
+    prev = _previous(ids, kept, src >= 0, gone)
     src[fresh_mask] = len(kept)  # the rows read now: the last source
     srow[fresh_mask] = np.arange(int(fresh_mask.sum()))
     z = _merge([k.z for k in kept] + [arrays(fresh, fresh_titles, fresh_wide).z], src, srow, ids, brand)
@@ -334,7 +338,7 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
     inp.spec_keyhash_prev = z["spec_keyhash"]  # 0 for the rows read now: their keys are new
     inp.kept_files, inp.fresh = [(k.rel, len(k)) for k in kept], fresh_mask
     inp.written = pa.table({c: z[c] for c in (*OUT, "distance")})  # the last run's rows (nulls: read now)
-    inp.gone = gone
+    inp.gone, inp.prev = gone, prev
     titles._keys, titles._sigs, titles._valid = [z["band_keys"]], [z["sigs"]], [inp.has_title]
     if wide is not None:
         wide._keys, wide._sigs, wide._valid = [z["wide_keys"]], [z["sigs"]], [inp.has_title]
@@ -366,6 +370,45 @@ def _sources(ids: pa.Array, kept: list[Kept]) -> tuple[np.ndarray, np.ndarray, b
         srow[hit] = pc.fill_null(at, 0).to_numpy()[hit]
         gone |= int(hit.sum()) < len(k)
     return src, srow, gone
+
+
+def kept_ids(kept: list[Kept]) -> pa.Array:
+    """The products the ``kept`` files hold, sorted (binary order, as the store's ids are read): the
+    products of the run that wrote the last of them (a run with a product gone writes a new base)."""
+    if len(kept) == 1:
+        return kept[0].z["ids"]
+    names = pc.unique(pa.concat_arrays([k.z["ids"] for k in kept]))
+    return names.take(pc.sort_indices(names))
+
+
+def store_ids(kept: list[Kept], written: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The store's product ids, sorted, when none was removed since the ``kept`` files were written:
+    theirs (:func:`kept_ids`) and the products ``written`` since (a scan of the new ones against the
+    kept ids, then one sort of the kept ids, already sorted, with the new ones after them)."""
+    base = kept[0].z["ids"]
+    more = [k.z["ids"] for k in kept[1:]]
+    more.append(written.combine_chunks() if isinstance(written, pa.ChunkedArray) else written)
+    more = pc.unique(pa.concat_arrays([m.cast(pa.string()) for m in more]))
+    hit = pc.index_in(base, value_set=more).drop_null().to_numpy()  # which of them the base holds
+    new = np.ones(len(more), dtype=bool)
+    new[hit.astype(np.int64)] = False
+    if not new.any():
+        return base
+    ids = pa.concat_arrays([base, more.filter(pa.array(new))])
+    return ids.take(pc.sort_indices(ids))
+
+
+def _previous(ids: pa.Array, kept: list[Kept], known: np.ndarray, gone: bool) -> tuple[pa.Array, np.ndarray]:
+    """The last run's products (the ``kept`` files') and each one's row of ``ids`` (-1: gone); ``known``:
+    which of ``ids`` the kept files hold. Without a product gone they are those rows, in order."""
+    if not gone:
+        return ids.filter(pa.array(known)), np.flatnonzero(known)
+    return placed(kept_ids(kept), ids)
+
+
+def placed(before: pa.Array, ids: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """``before`` (the last run's product ids) with each one's row of ``ids`` (-1: gone)."""
+    return before, pc.fill_null(pc.index_in(before, value_set=ids), -1).to_numpy().astype(np.int64)
 
 
 def _like(index: near.LSHIndex) -> near.LSHIndex:

@@ -30,6 +30,13 @@ _PRODUCTS = """
       ON m.product_id = p.product_id AND m.k = 1
     {where}
     ORDER BY p.product_id"""
+# the main image of each product (an incremental read: its products' rows come from elsewhere)
+_MAIN_IMAGES = """
+    SELECT product_id, sha256, phash FROM (
+        SELECT product_id, sha256, phash,
+               row_number() OVER (PARTITION BY product_id ORDER BY position, media_id) AS k
+        FROM media WHERE kind = 'image' AND role = 'main' AND status = 'ok' {only}) WHERE k = 1"""
+COLUMNS = ("product_id", "merchant_id", "title", "sha256", "phash")  # what _PRODUCTS gives
 ONLY = "dedup_only"  # a registered table of the product ids to read (an incremental run's changed ones)
 
 
@@ -66,6 +73,7 @@ class Inputs:
     fresh: np.ndarray | None = None  # ... and the rows it read from the store (new and changed products)
     written: pa.Table | None = None  # ... and the dedup table's rows the last run wrote (nulls: rows read now)
     gone: bool = False  # ... and whether a product the kept files hold is no longer in the store
+    prev: tuple | None = None  # ... and the last run's ids (the kept files') with each one's row here (-1: gone)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -92,12 +100,38 @@ def _codes(chunks: list[pa.Array]) -> np.ndarray:
     return pc.fill_null(arr.dictionary_encode().indices, -1).to_numpy().astype(np.int64)
 
 
-def read_products(con, on_titles: Callable[[list[str]], None] | None = None, only: pa.Array | None = None) -> Inputs:
+def product_rows(con, store, only: pa.Array, written: pa.Table | None = None) -> pa.Table:
+    """The rows :data:`_PRODUCTS` gives for the products ``only`` (distinct ids), sorted by product_id:
+    each one's ``products`` row from ``written`` (``store.changed("products", ...)`` rows with
+    merchant_id and title: read from the parts written since) or else from the parts holding it
+    (``store.read_groups``), and its main image from the media view (one filtered read: no scan of
+    the products' view and no join in DuckDB)."""
+    cols = list(COLUMNS[:3])
+    rows = pa.table({c: pa.array([], pa.string()) for c in cols})
+    if written is not None and all(c in written.column_names for c in cols):
+        rows = written.select(cols).cast(rows.schema)
+        rows = rows.filter(pc.is_in(rows.column("product_id"), value_set=only))
+    missing = only.filter(pc.invert(pc.is_in(only, value_set=rows.column("product_id"))))
+    if len(missing):
+        rows = pa.concat_tables([rows, store.read_groups("products", missing.to_pylist()).select(cols).cast(rows.schema)])
+    and_, _ = _only(con, only)
+    images = con.sql(_MAIN_IMAGES.format(only=and_)).to_arrow_table()
+    images = images.cast(pa.schema([(c, pa.string()) for c in ("product_id", "sha256", "phash")]))
+    out = rows.join(images, "product_id", join_type="left outer")
+    return out.take(pc.sort_indices(out, [("product_id", "ascending")])).select(list(COLUMNS))
+
+
+def read_products(con, on_titles: Callable[[list[str]], None] | None = None, only: pa.Array | None = None,
+                  rows: pa.Table | None = None) -> Inputs:
     """Products and their main image, in batches of :data:`BATCH`; ``on_titles(normalised titles)`` per
-    batch; ``only``: just these products."""
-    and_, where = _only(con, only)
-    rel = con.sql(_PRODUCTS.format(only=and_, where=where))
-    reader = rel.to_arrow_reader(BATCH) if hasattr(rel, "to_arrow_reader") else rel.fetch_record_batch(BATCH)
+    batch; ``only``: just these products; ``rows``: their rows as :data:`_PRODUCTS` gives them, when the
+    caller has them (:func:`product_rows`; else read here)."""
+    if rows is not None:
+        reader = rows.select(list(COLUMNS)).to_batches(max_chunksize=BATCH)
+    else:
+        and_, where = _only(con, only)
+        rel = con.sql(_PRODUCTS.format(only=and_, where=where))
+        reader = rel.to_arrow_reader(BATCH) if hasattr(rel, "to_arrow_reader") else rel.fetch_record_batch(BATCH)
     ids, shas, title_keys = [], [], []
     phash, has_phash, given, has_title = [], [], [], []
     for batch in reader:
