@@ -247,3 +247,16 @@ def test_a_run_is_recorded_without_waiting_while_another_process_rewrites_runs(t
     record_run(store, StageStats("dedup", n_in=100))
     assert len(store.parts("runs")) == 1
     assert store.count("runs") == RUNS_PARTS + 2
+
+
+def test_a_damaged_runs_part_does_not_fail_the_run_that_would_compact_it(tmp_path):
+    from m5data.storage import StageStats, record_run
+    from m5data.storage.runs import RUNS_PARTS
+
+    store = Store.init(tmp_path / "store")
+    for k in range(RUNS_PARTS):
+        record_run(store, StageStats("align", n_in=k))
+    store.parts("runs")[3].write_bytes(b"not parquet")  # doctor names it; the stage's work must stand
+    record_run(store, StageStats("dedup", n_in=99))  # over the cap: the compaction fails, the row is written
+    assert len(store.parts("runs")) == RUNS_PARTS + 1
+    assert pq.read_table(store.parts("runs")[-1]).column("n_in").to_pylist() == [99]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from ..redact import redact
-from .errors import StoreBusy
+from .errors import StoreError
 
 
 @dataclass
@@ -69,18 +69,20 @@ def changes_note(details: dict) -> str:
 
 # ``runs`` gets one part per stage run: past this many, the run that writes one more compacts the table
 # (a year of nightly flows is thousands of parts, and every read of ``runs`` opens each of them:
-# 0.2 s a read at 74 parts). The compaction of 33 small parts costs ~0.5 CPU s, once every 32 runs.
+# 0.2 s a read at 74 parts). The compaction of 33 small parts costs ~0.4 CPU s, once every 32 runs.
 RUNS_PARTS = 32
 
 
 def record_run(store, stats: StageStats, config: dict | None = None) -> None:
     """Write one row to ``runs`` (the stage's ended time is set if it was not yet), then compact
-    ``runs`` when it holds over :data:`RUNS_PARTS` parts and no other writer is rewriting it."""
+    ``runs`` when it holds over :data:`RUNS_PARTS` parts and no other writer is rewriting it (a
+    compaction that cannot be made, another's under way or a damaged part that doctor names, is left:
+    the run's row is written, and the stage's work stands)."""
     if stats.ended is None:
         stats.finish(stats.status)
     store.write("runs", [stats.row(config)])
     if store.parts_after_write("runs") > RUNS_PARTS:
         try:
             store.compact("runs", wait=0)
-        except StoreBusy:  # another run is compacting it: its compaction serves this one too
+        except StoreError:  # StoreBusy: another run is compacting it, which serves this one too
             pass
