@@ -207,12 +207,11 @@ class Changes:
         those whose key sidecar holds one of their hashes (a hash collision only adds a part). Every
         row of those groups lies in them, so a read of just these parts (``read_sql(parts=...)``)
         filtered to the groups gives the view's rows of them."""
-        import duckdb
 
         spec = table_spec(name)
         if not groups.num_rows:
             return []
-        con = duckdb.connect()
+        con = self.connect(need=(), only=(), _read_cursor=True)  # a cursor (~1 ms), not a new database (~25 ms)
         try:
             con.register("_m5data_groups", groups.select(list(spec.group)).cast(
                 pa.schema([spec.schema.field(c) for c in spec.group])))
@@ -253,9 +252,8 @@ class Changes:
         present = set().union(*(pq.read_schema(p).names for p in parts))
         cols = ", ".join(c if c in present else f"NULL AS {c}" for c in spec.schema.names)  # older parts may lack one
         keys = ", ".join(spec.key)
-        con = duckdb.connect()  # its own: the registered groups are seen by this read only
+        con = self.connect(need=(), only=(), _read_cursor=True)  # a cursor of its own: its registered groups are its own
         try:
-            con.execute("SET enable_progress_bar = false")
             con.register("_m5data_groups", pa.table({column: pa.array(values, spec.schema.field(column).type)}))
             out = con.sql(f"SELECT {cols} FROM (SELECT * FROM read_parquet([{files}], union_by_name = true) "
                           f"WHERE {column} IN (SELECT {column} FROM _m5data_groups)) "
