@@ -163,6 +163,14 @@ def test_splits_section_shows_the_newest_version_by_its_number_read_from_its_par
             con.close()
     assert held["parts"] == held["view"] and len(held["parts"]) == 6
     assert set(data.version_parts(store2)) == {"v2", "v9", "v10"}
+    store2.compact("splits")  # one part of every version, whose row group's statistics name no one version
+    assert {v: len(p) for v, p in data.version_parts(store2).items()} == {"v2": 1, "v9": 1, "v10": 1}
+    con = store2.connect(only=("splits",))
+    try:
+        assert data.split_versions(con, store2) == ["v10"]
+        assert con.execute("SELECT version, split, product_id FROM report_split_rows ORDER BY ALL").fetchall() == held["view"]
+    finally:
+        con.close()
 
 
 def test_top_properties_rank_values_as_a_full_ranking_does_ties_and_nulls_included():
