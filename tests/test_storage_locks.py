@@ -183,6 +183,77 @@ def test_temp_files_name_their_owner_and_only_dead_ones_are_swept(tmp_path):
     assert store.blobs.temp_path(".mp3").name.startswith(f"{live}-")
 
 
+def test_a_sweep_lists_the_folders_changed_since_the_last_and_looks_again_at_what_it_kept(tmp_path):
+    """The stages sweep at every start; a full sweep lists derived/images/<xx> (a million files at 1M
+    products). A folder older than the last sweep is not listed: a temp file in it is one that sweep
+    kept (its owner alive then), looked at again; every folder is listed once a day."""
+    import json
+
+    from m5data.storage.temps import SWEPT
+
+    store = Store.init(tmp_path / "s")
+    images = store.root / "derived" / "images" / "ab"
+    images.mkdir(parents=True)
+    record = store.root / "locks" / SWEPT
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        kept = images / f".tmp-{owner.pid}-{os.urandom(8).hex()}.jpg"
+        kept.write_bytes(b"x")
+        with store.stage_lock("align"):
+            pass
+        assert kept.exists() and json.loads(record.read_text())["kept"] == [kept.relative_to(store.root).as_posix()]
+    finally:
+        owner.kill()
+        owner.wait()
+    old = time.time() - 3 * 3600
+    os.utime(images, (old, old))  # nothing made in the folder since the last sweep: it is not listed
+    hidden = images / f".tmp-{_dead_pid()}-{os.urandom(8).hex()}.jpg"  # as if it dated from before that sweep
+    hidden.write_bytes(b"x")
+    os.utime(images, (old, old))
+    with store.stage_lock("dedup"):
+        pass
+    assert not kept.exists(), "a kept temp file whose owner died must go, its folder listed or not"
+    assert hidden.exists(), "a folder unchanged since the last sweep is not listed"
+    os.utime(images, (old, old))  # (the removal of the kept one changed it)
+    (store.root / "derived" / "images" / "cd").mkdir()  # made since: its folder's mtime is new, and is listed
+    fresh = store.root / "derived" / "images" / "cd" / f".tmp-{_dead_pid()}-{os.urandom(8).hex()}.jpg"
+    fresh.write_bytes(b"x")
+    with store.stage_lock("splits"):
+        pass
+    assert not fresh.exists() and hidden.exists()
+    last = json.loads(record.read_text())
+    record.write_text(json.dumps({**last, "full_ns": last["full_ns"] - 25 * 3600 * 10**9}))
+    os.utime(images, (old, old))
+    with store.stage_lock("report"):
+        pass
+    assert not hidden.exists(), "the last full sweep a day old: every folder is listed"
+
+
+def test_a_sweep_record_naming_other_files_is_not_followed(tmp_path):
+    """The record names temp files a sweep kept, to be removed once their owner is dead: one naming a
+    part (no owner in its name, an hour old: it would count as dead) is ignored and the sweep is full."""
+    import json
+
+    from m5data.storage.temps import SWEPT
+
+    store = Store.init(tmp_path / "s")
+    store.write("products", sample_rows("products", 2))
+    part = store.parts("products")[0]
+    old = time.time() - 3 * 3600
+    os.utime(part, (old, old))
+    dead = store.table_dir("products") / f".tmp-{_dead_pid()}-{os.urandom(8).hex()}.parquet"
+    dead.write_bytes(b"x")
+    os.utime(store.table_dir("products"), (old, old))
+    for rel in (part.relative_to(store.root).as_posix(), str(part), "../outside/.tmp-1-abcdef"):
+        (store.root / "locks" / SWEPT).write_text(json.dumps({"started_ns": time.time_ns(), "full_ns": time.time_ns(),
+                                                             "kept": [rel]}))
+        with store.stage_lock("align"):
+            pass
+        assert part.exists(), rel
+    assert not dead.exists(), "an untrusted record: every folder listed"
+    assert store.read("products").num_rows == 2
+
+
 def test_a_killed_download_leaves_no_blob_temp_after_the_next_run(tmp_path):
     store = Store.init(tmp_path / "s")
     files = {f"i{i}.jpg": jpeg_bytes(600, 600, seed=i, quality=98) for i in range(3)}

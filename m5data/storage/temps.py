@@ -74,41 +74,102 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _candidates(root: Path):
-    """Where temp files live: table folders, blobs/.tmp, derived/<kind>[/<xx>], logs, the root."""
-    yield from root.glob(TMP_PREFIX + "*")  # catalog rebuilds
-    yield from (root / "tables").glob(f"*/{TMP_PREFIX}*")
+# The last sweep of a store: when it started, when the last full one did, and the temp files it left
+# (their owners alive). The stages sweep at each start; a full sweep lists every folder temp files
+# are written in, derived/images/<xx> included (a million files at 1M products: ~0.9 CPU s, paid by
+# every stage run). A folder whose mtime is older than the last sweep's start has had no entry made,
+# removed or renamed since, so a temp file in it is one that sweep saw: a kept one, checked again.
+SWEPT = "swept.json"  # under locks/
+SWEPT_SLACK_NS = 2_000_000_000  # folders this much older than the last sweep are listed too (coarse mtimes)
+FULL_SWEEP_EVERY_NS = 24 * 3600 * 1_000_000_000  # and every folder once a day (a store whose clock is not ours)
+
+
+def _scan(folder: Path, every: bool = False) -> tuple[list[Path], list[Path]]:
+    """A folder's temp files (``every``: all its entries) and its sub-folders; nothing when it is not one."""
+    temps, folders = [], []
+    try:
+        with os.scandir(folder) as it:
+            for e in it:
+                if every or e.name.startswith(TMP_PREFIX):
+                    temps.append(Path(e.path))
+                try:
+                    if e.is_dir():
+                        folders.append(Path(e.path))
+                except OSError:
+                    continue
+    except OSError:
+        pass
+    return temps, folders
+
+
+def _candidates(root: Path, since_ns: int | None = None):
+    """Where temp files live: table folders, blobs/.tmp, derived/<kind>[/<xx>], logs/<a>/<b>, the root, locks.
+    With ``since_ns``, those leaf folders (not the few above them) whose mtime is older are not listed."""
+    def fresh(folder: Path) -> bool:
+        try:
+            return since_ns is None or folder.stat().st_mtime_ns >= since_ns
+        except OSError:
+            return False
+
+    yield from _scan(root)[0]  # catalog rebuilds
+    yield from _scan(root / "locks")[0]  # the sweep's own record
+    for table in _scan(root / "tables")[1]:
+        if fresh(table):
+            yield from _scan(table)[0]
     tmp = root / "blobs" / ".tmp"
-    if tmp.is_dir():
-        yield from tmp.iterdir()
-    derived = root / "derived"
-    yield from derived.glob(f"*/{TMP_PREFIX}*")
-    yield from derived.glob(f"*/*/{TMP_PREFIX}*")
-    yield from (root / "logs").glob(f"*/*/{TMP_PREFIX}*")
+    if fresh(tmp):
+        yield from _scan(tmp, every=True)[0]
+    for kind in _scan(root / "derived")[1]:
+        temps, subs = _scan(kind)
+        yield from temps
+        for sub in subs:
+            if fresh(sub):
+                yield from _scan(sub)[0]
+    for a in _scan(root / "logs")[1]:
+        for b in _scan(a)[1]:
+            if fresh(b):
+                yield from _scan(b)[0]
 
 
-def find_temps(root: Path, now: float | None = None) -> list[TempFile]:
-    """Every temp file under a store, each with its owner and whether that owner still runs."""
+def find_temps(root: Path, now: float | None = None, since_ns: int | None = None,
+               also: list[Path] = ()) -> list[TempFile]:
+    """Every temp file under a store, each with its owner and whether that owner still runs.
+
+    ``since_ns``: list only the folders changed since then (:func:`_candidates`), and look at the
+    paths ``also`` (the temp files an earlier sweep left) wherever they are."""
     now = time.time() if now is None else now
     out = []
-    for path in _candidates(Path(root)):
+    seen = set()
+    for path in [*_candidates(Path(root), since_ns), *also]:
+        if path in seen:
+            continue
+        seen.add(path)
+        try:
+            mtime = path.lstat().st_mtime
+        except FileNotFoundError:
+            continue
         pid = owner_pid(path.name)
-        if pid is not None:
-            alive = pid_alive(pid)
-        else:
-            try:
-                alive = now - path.lstat().st_mtime < LEGACY_AGE
-            except FileNotFoundError:
-                continue
+        alive = pid_alive(pid) if pid is not None else now - mtime < LEGACY_AGE
         out.append(TempFile(path, pid, alive, _size(path)))
     return out
 
 
 def sweep_temps(root: Path) -> list[TempFile]:
-    """Remove the temp files of dead runs under a store; returns what was removed."""
-    removed = []
-    for temp in find_temps(root):
+    """Remove the temp files of dead runs under a store; returns what was removed.
+
+    Folders unchanged since the last sweep (``locks/swept.json``) are not listed, and the temp files
+    that sweep kept are looked at again; every folder is listed when there is no such record, or the
+    last full sweep is a day old."""
+    root = Path(root)
+    started = time.time_ns()
+    last = _last_sweep(root)
+    since = also = None
+    if last is not None and started - last["full_ns"] < FULL_SWEEP_EVERY_NS:
+        since, also = last["started_ns"] - SWEPT_SLACK_NS, [root / p for p in last["kept"]]
+    removed, kept = [], []
+    for temp in find_temps(root, since_ns=since, also=also or []):
         if temp.alive:
+            kept.append(temp)
             continue
         try:
             if temp.path.is_dir() and not temp.path.is_symlink():
@@ -118,7 +179,44 @@ def sweep_temps(root: Path) -> list[TempFile]:
         except FileNotFoundError:
             continue
         removed.append(temp)
+    _record_sweep(root, started, started if since is None else last["full_ns"],
+                  [t.path.relative_to(root).as_posix() for t in kept])
     return removed
+
+
+def _last_sweep(root: Path) -> dict | None:
+    import json
+
+    try:
+        d = json.loads((root / "locks" / SWEPT).read_text(encoding="utf-8"))
+        out = {"started_ns": int(d["started_ns"]), "full_ns": int(d["full_ns"]), "kept": [str(p) for p in d["kept"]]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    # a kept path is a temp file's under the store (a sweep removes what it names once its owner is
+    # dead): any other path and the record is not one a sweep wrote
+    if not all(_temp_like(p) for p in out["kept"]):
+        return None
+    return out
+
+
+def _temp_like(rel: str) -> bool:
+    parts = rel.split("/")
+    return (not rel.startswith("/") and ".." not in parts
+            and (parts[-1].startswith(TMP_PREFIX) or parts[:-1] == ["blobs", ".tmp"]))
+
+
+def _record_sweep(root: Path, started_ns: int, full_ns: int, kept: list[str]) -> None:
+    """Write the sweep's record atomically (two sweeps at once: either record holds, each made from the
+    one before); a store whose locks folder cannot be written is swept in full next time."""
+    import json
+
+    folder = root / "locks"
+    tmp = folder / temp_name(".json")
+    try:
+        tmp.write_text(json.dumps({"started_ns": started_ns, "full_ns": full_ns, "kept": kept}), encoding="utf-8")
+        os.replace(tmp, folder / SWEPT)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 _SCRATCH = re.compile(r"^m5data-[a-z]+-(\d+)\.(\d+)-")
