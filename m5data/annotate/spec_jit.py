@@ -409,31 +409,6 @@ def spec_row_keys(offsets, keys, values, brand_offsets, brands, brand_key, need,
 
 
 @numba.njit(cache=True, nogil=True)
-def rows_sharing(offsets, values, brand_offsets, brands, want_values, want_spellings, need):  # pragma: no cover
-    """The rows (ascending) with a spelling ``want_spellings`` marks and at least ``need`` entries whose
-    value ``want_values`` marks (bool per code): the only rows whose block keys (:func:`spec_block_keys`
-    of these CSR arrays) can be among keys made of those spellings and values."""
-    out = np.empty(len(offsets) - 1, dtype=np.int64)
-    m = 0
-    for i in range(len(offsets) - 1):
-        spelled = False
-        for b in range(brand_offsets[i], brand_offsets[i + 1]):
-            if want_spellings[brands[b]]:
-                spelled = True
-                break
-        if not spelled:
-            continue
-        c = 0
-        for e in range(offsets[i], offsets[i + 1]):
-            if want_values[values[e]]:
-                c += 1
-        if c >= need:
-            out[m] = i
-            m += 1
-    return out[:m]
-
-
-@numba.njit(cache=True, nogil=True)
 def _jaccard(i, j, offsets, keys, values):  # pragma: no cover - compiled
     """Jaccard of the ``(property, value)`` entry sets of rows ``i`` and ``j``."""
     a, ae = offsets[i], offsets[i + 1]
@@ -764,8 +739,6 @@ def warm_up() -> None:
     rarest_mask(np.zeros(2, dtype=np.int64), i32, i32, z[:0], -1, 8, np.zeros(0, dtype=np.bool_))
     entry_freq(i32, i32)
     spec_row_keys(np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, 2, u0, u0, z[:0])
-    rows_sharing(np.zeros(2, dtype=np.int64), i32, np.zeros(2, dtype=np.int64), i32, np.zeros(1, dtype=np.bool_),
-                 np.zeros(1, dtype=np.bool_), 2)
     table, _, start, pair_n, slot, g = chance_keys(z, z, np.zeros(2, dtype=np.int64), i32, i32,
                                                    np.zeros(2, dtype=np.int64), i32, -1, z, z)
     chance_from(start, pair_n, slot, g, table, np.zeros(len(table), dtype=np.int64), 1, 5.0, np.zeros(1))
