@@ -395,3 +395,59 @@ def test_a_damaged_kept_inputs_file_is_not_read_and_the_next_run_rebuilds(store)
     rows = _rows(store)
     dedup(store, settings, full=True)
     assert _rows(store) == rows and _groups(store)["b:00"] == _groups(store)["a:00"]
+
+
+def test_a_new_spec_value_that_moves_every_code_moves_no_unchanged_row(store):
+    """Spec codes are ranks of the names, so a new value sorting first moves every value code; the
+    rows whose block keys moved are found from the entries that made them (kept per entry), not from
+    the keys' codes: no unchanged row is searched again (before: every row with keys), the delta
+    holds the new product only, and the rows are a rebuild's."""
+    def add(pid, i, model):
+        store.write("products", [_product(pid, f"m{i}", f"第{i}号商品 {model}")])
+        store.write("specs", [{"product_id": pid, "position": 0, "property": "品牌", "value": f"牌子{i % 3}"},
+                              {"product_id": pid, "position": 1, "property": "型号", "value": model},
+                              {"product_id": pid, "position": 2, "property": "颜色", "value": "黑色"}])
+        store.write("media", [_image(pid, f"s{i}", f"{(i * 0x9E3779B97F4A7C15) % 2**64:016x}")])
+
+    for i in range(40):
+        add(f"a:{i:02d}", i, f"XK-{i:04d}")
+    settings = _settings(store.root, **{"annotate.dedup_full_share": 0.5})
+    dedup(store, settings)
+    add("b:00", 40, "AAA-0001")  # "aaa-0001" sorts before every value: every value code moves by one
+    inc = dedup(store, settings)
+    assert inc.full is None and inc.searched == 1
+    assert inc.stats.details["spec_searched"] == 1
+    files = changes.load_state(store, "dedup")["inputs_files"]
+    kept = dedup_index.load(store, files, "品牌")
+    assert len(files) == 2 and kept[-1].z["ids"].to_pylist() == ["b:00"]
+    incremental = _rows(store)
+    dedup(store, settings, full=True)
+    assert _rows(store) == incremental
+
+
+def test_the_kept_spec_entries_that_made_the_keys_are_the_rarest_a_full_run_chooses(store):
+    """``spec_chosen`` read back from the kept files (after an incremental run's delta) equals the
+    mask a full run computes for the same rows."""
+    for i in range(12):
+        store.write("products", [_product(f"a:{i:02d}", f"m{i}", f"商品{i}")])
+        store.write("specs", [{"product_id": f"a:{i:02d}", "position": p, "property": f"属性{p}",
+                               "value": f"值{(i * (p + 1)) % (p + 2)}"} for p in range(11)]
+                    + [{"product_id": f"a:{i:02d}", "position": 11, "property": "品牌", "value": "牌子"}])
+    settings = _settings(store.root, **{"annotate.dedup_full_share": 0.5})
+    dedup(store, settings)
+    store.write("specs", [{"product_id": "a:00", "position": 0, "property": "属性0", "value": "新值"}])
+    dedup(store, settings)
+    state = changes.load_state(store, "dedup")
+    kept = dedup_index.load(store, state["inputs_files"], "品牌")
+    ids = dedup_index.kept_ids(kept)
+    src, srow, _ = dedup_index._sources(ids, kept)
+    merged = dedup_index._merge([k.z for k in kept], src, srow, ids, "品牌")
+    from m5data.annotate.dedup import _norm_value, read_inputs
+    from m5data.annotate.dedup_spec import SPEC_KEY_ENTRIES, _rarest_entries
+    from m5data.annotate.spec_jit import entry_freq
+
+    full = read_inputs(store, _norm_value("品牌"))
+    chosen = np.empty(len(full.specs.keys), dtype=bool)
+    _rarest_entries(full.specs, entry_freq(full.specs.keys, full.specs.values), SPEC_KEY_ENTRIES, chosen)
+    assert np.array_equal(merged["spec_offsets"], full.specs.offsets)
+    assert chosen.sum() < len(chosen) and np.array_equal(merged["spec_chosen"], chosen)

@@ -4,14 +4,14 @@ A complete run keeps its :class:`~.dedup_inputs.Inputs` as arrays in ``.npz`` fi
 only, read with ``allow_pickle=False``; strings as UTF-8 bytes and offsets) written whole through
 ``store.write_bytes`` under ``derived/dedup/`` (named by the run's id) and named in the stage's state
 (``inputs_files``): each product's main image (sha256, pHash), merchant + normalised title, spec
-values as codes with the names they stand for, its spec block keys' hash, and its title's MinHash
+values as codes with the names they stand for, which of them made its spec block keys, and its title's MinHash
 band keys and b-bit signature (so an unchanged title is never normalised, shingled or hashed
 again), with the title indexes' permutations and bands (so an incremental run never imports
 datasketch, ~0.5 s).
 
 The files are append-only: a full run writes a *base* of every product; an incremental run writes
 a *delta* of the rows it read again (new and changed products) and of the rows whose spec block
-keys moved, and names the base and every delta since. When the deltas' rows pass
+keys moved (their rarest entries), and names the base and every delta since. When the deltas' rows pass
 :data:`COMPACT_SHARE` of the base's (or there are :data:`MAX_DELTAS` of them) the run writes a new
 base instead. A later file's row of a product wins; rows of products no longer in the store are
 ignored (and dropped by the next base). At 100k products a base is ~40 MB, a run's delta ~0.5 MB.
@@ -40,16 +40,18 @@ from .dedup_inputs import Inputs, Specs
 from .key_runs import ragged_arange
 
 FOLDER = "derived/dedup"
-FORMAT = 4  # 2: with each row's spec block key hash; 3: base + deltas, with the title indexes' parameters; 4: and
-# each row as the run wrote it to the dedup table (an incremental run writes the rows that differ)
+FORMAT = 5  # 2: with each row's spec block key hash; 3: base + deltas, with the title indexes' parameters; 4: and
+# each row as the run wrote it to the dedup table (an incremental run writes the rows that differ); 5: which spec
+# entries made each row's block keys (spec_chosen) instead of the keys' hash, which a run made for every row
 COMPACT_SHARE = 0.25  # the deltas' rows over this share of the base's: the next run writes a new base
 MAX_DELTAS = 16  # ... and so it does at this many deltas
-ROWS = ("has_title", "phash", "has_phash", "phash_given", "n_spec_rows", "band_keys", "sigs", "spec_keyhash",
-        "distance", "wide_keys")  # one entry per row (wide_keys: with the learned matcher's wide title index)
+ROWS = ("has_title", "phash", "has_phash", "phash_given", "n_spec_rows", "band_keys", "sigs", "distance",
+        "wide_keys")  # one entry per row (wide_keys: with the learned matcher's wide title index)
 OUT = ("group_id", "rule", "matched_id", "reason")  # the dedup table's columns as written (and distance)
 TEXT = ("ids", "sha", "title_text", *OUT)  # strings, one per row
 NAMES = ("props", "values", "spellings")  # what the spec codes stand for (sorted: code = rank)
-CSR = ("spec_offsets", "spec_keys", "spec_values", "brand_offsets", "brands")  # spec codes per row
+CSR = ("spec_offsets", "spec_keys", "spec_values", "spec_chosen", "brand_offsets", "brands")  # spec codes per row
+# (spec_chosen: bool per spec entry, those that made the row's block keys: :func:`.dedup_spec.moved_rows`)
 TABLE = ("perm_a", "perm_b", "lsh_params", "wide_params")  # the title indexes' (the same in every file)
 
 
@@ -94,18 +96,18 @@ class Kept:
 
 
 def arrays(inp: Inputs, titles: near.LSHIndex, wide: near.LSHIndex | None, out: pa.Table | None = None) -> Kept:
-    """``inp`` (its ``spec_keyhash`` set; 0 where unknown), the title indexes' band keys, signatures
+    """``inp`` (its ``spec_chosen`` set; False where unknown), the title indexes' band keys, signatures
     and parameters, and ``out`` (the dedup table's rows written, in ``inp``'s order; None: unknown,
     nulls) as :class:`Kept` rows."""
     sp = inp.specs
     n = len(inp)
-    keyhash = inp.spec_keyhash if inp.spec_keyhash is not None else np.zeros(len(inp), dtype=np.uint64)
+    chosen = inp.spec_chosen if inp.spec_chosen is not None else np.zeros(len(sp.keys), dtype=np.bool_)
     z: dict = {"has_title": inp.has_title, "phash": inp.phash, "has_phash": inp.has_phash,
                "phash_given": inp.phash_given, "n_spec_rows": inp.n_spec_rows,
-               "spec_offsets": sp.offsets, "spec_keys": sp.keys, "spec_values": sp.values,
+               "spec_offsets": sp.offsets, "spec_keys": sp.keys, "spec_values": sp.values, "spec_chosen": chosen,
                "brand_offsets": sp.brand_offsets, "brands": sp.brands,
                "band_keys": _one(titles._keys, (0, titles.bands), np.uint64),
-               "sigs": _one(titles._sigs, (0, titles.num_perm), titles.dtype), "spec_keyhash": keyhash,
+               "sigs": _one(titles._sigs, (0, titles.num_perm), titles.dtype),
                "perm_a": titles.perms[0], "perm_b": titles.perms[1], "lsh_params": np.array(titles.params),
                "ids": inp.ids, "sha": inp.sha, "title_text": inp.title_text}
     for c in OUT:
@@ -125,7 +127,7 @@ def take(kept: Kept, rows: np.ndarray) -> Kept:
     z, rows = kept.z, np.asarray(rows, dtype=np.int64)
     out = {k: z[k][rows] for k in ROWS if k in z} | {k: z[k] for k in TABLE if k in z}
     out |= {k: z[k].take(pa.array(rows)) for k in TEXT}
-    for offsets, cols in (("spec_offsets", ("spec_keys", "spec_values")), ("brand_offsets", ("brands",))):
+    for offsets, cols in (("spec_offsets", ("spec_keys", "spec_values", "spec_chosen")), ("brand_offsets", ("brands",))):
         out[offsets], *taken = _csr_take(z[offsets], rows, *(z[c] for c in cols))
         out |= dict(zip(cols, taken))
     for name, cols in (("props", ("spec_keys",)), ("values", ("spec_values",)), ("spellings", ("brands",))):
@@ -163,7 +165,7 @@ def keep(store, inp: Inputs, brand: str, titles: near.LSHIndex, wide: near.LSHIn
     whole = arrays(inp, titles, wide, out)
     before = inp.kept_files or []
     if before and not inp.gone:  # a product gone: a new base without it (the kept files hold the run's products)
-        moved = inp.fresh | (inp.spec_keyhash != inp.spec_keyhash_prev)
+        moved = inp.fresh | inp.spec_moved
         rows = np.flatnonzero(moved if differ is None else moved | differ)
         deltas = sum(n for _, n in before[1:]) + len(rows)
         if not len(rows):
@@ -335,7 +337,7 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
     inp.specs = Specs(offsets=z["spec_offsets"], keys=z["spec_keys"], values=z["spec_values"], brand_key=z["brand_key"],
                       brand_offsets=z["brand_offsets"], brands=z["brands"],
                       names=tuple(z[n].to_pylist() for n in NAMES))
-    inp.spec_keyhash_prev = z["spec_keyhash"]  # 0 for the rows read now: their keys are new
+    inp.spec_chosen_prev = z["spec_chosen"]  # False for the rows read now: they are searched anyway
     inp.kept_files, inp.fresh = [(k.rel, len(k)) for k in kept], fresh_mask
     inp.written = pa.table({c: z[c] for c in (*OUT, "distance")})  # the last run's rows (nulls: read now)
     inp.gone, inp.prev = gone, prev
@@ -343,6 +345,9 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
     if wide is not None:
         wide._keys, wide._sigs, wide._valid = [z["wide_keys"]], [z["sigs"]], [inp.has_title]
     return inp
+
+
+_FLAG = np.array([0, 1], dtype=np.uint8)  # spec_chosen's "codes"
 
 
 @numba.njit(cache=True, nogil=True)
@@ -463,7 +468,7 @@ def _merge(sources: list[dict], src: np.ndarray, srow: np.ndarray, ids: pa.Array
         out[name] = merged
         maps[name] = [pc.index_in(s[name], value_set=merged).to_numpy(zero_copy_only=False).astype(np.int32)
                       for s in sources]
-    for offsets, cols in (("spec_offsets", (("spec_keys", "props"), ("spec_values", "values"))),
+    for offsets, cols in (("spec_offsets", (("spec_keys", "props"), ("spec_values", "values"), ("spec_chosen", None))),
                           ("brand_offsets", (("brands", "spellings"),))):
         counts = np.zeros(n, dtype=np.int64)
         for s, p, r in zip(sources, picks, rows):
@@ -472,10 +477,12 @@ def _merge(sources: list[dict], src: np.ndarray, srow: np.ndarray, ids: pa.Array
         np.cumsum(counts, out=off[1:])
         out[offsets] = off
         for col, name in cols:
-            arr = np.empty(int(off[-1]), dtype=np.int32)
+            flag = name is None  # a bool per entry, as bytes (codes 0 and 1 mapped to themselves)
+            arr = np.empty(int(off[-1]), dtype=np.uint8 if flag else np.int32)
             for i, (s, p, r) in enumerate(zip(sources, picks, rows)):
                 if len(p):  # one compiled pass per source (no repeat and ragged index of a million entries)
-                    _csr_scatter(off, p, s[offsets], r, np.ascontiguousarray(s[col]), maps[name][i], arr)
-            out[col] = arr
+                    src_col = np.ascontiguousarray(s[col]).view(np.uint8) if flag else np.ascontiguousarray(s[col])
+                    _csr_scatter(off, p, s[offsets], r, src_col, _FLAG if flag else maps[name][i], arr)
+            out[col] = arr.view(np.bool_) if flag else arr
     out["brand_key"] = int(pc.index(out["props"], brand).as_py())
     return out

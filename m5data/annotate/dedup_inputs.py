@@ -64,8 +64,9 @@ class Inputs:
     specs: Specs | None = None
     sha: pa.Array | None = None  # the main image's sha256 (null: none): what ``blob`` codes
     title_text: pa.Array | None = None  # merchant + normalised title (null: -1): what ``title_key`` codes
-    spec_keyhash: np.ndarray | None = None  # uint64 per row: its spec block keys, summed (set by the spec rule)
-    spec_keyhash_prev: np.ndarray | None = None  # ... as the last run kept them (0: a row it did not have)
+    spec_chosen: np.ndarray | None = None  # bool per spec entry: it made its row's block keys (set by the spec rule)
+    spec_chosen_prev: np.ndarray | None = None  # ... as the last run kept it (False: a row it did not have)
+    spec_moved: np.ndarray | None = None  # bool per row: its block keys moved since the last run (set by the spec rule)
     spec_touching: np.ndarray | None = None  # rows the spec rule searched in an incremental run
     spec_kept_ok: np.ndarray | None = None  # which kept spec pairs passed the chance test again
     spec_vetoed: tuple | None = None  # (left, right): spec pairs likely by chance (re-tested by the next run)

@@ -48,9 +48,10 @@ def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None =
     them as an end (:func:`spec_blocks`); the chance test still counts the whole catalogue, but
     only what those pairs look up (the entries of their rows, the rows of their brands).
 
-    Each row's block keys are summed into ``inp.spec_keyhash`` (kept for the next run). In an
-    incremental run (``inp.spec_keyhash_prev``: the last run's, 0 for rows it did not have) the rows
-    whose keys moved with the catalogue's value frequencies are searched as changed ones too, and so
+    Which of each row's entries make its block keys (its rarest) goes to ``inp.spec_chosen`` (kept for
+    the next run). In an incremental run (``inp.spec_chosen_prev``: the last run's, False for rows it
+    did not have) the rows whose chosen entries, and so their keys, moved with the catalogue's value
+    frequencies (``inp.spec_moved``) are searched as changed ones too, and so
     are the rows of blocks that changed rows take over the cap (:func:`spec_blocks`); ``kept`` (the
     last run's spec pairs, ``(left, right)``) and ``vetoed`` (its pairs likely by chance) of rows not
     searched again are tested for chance again with the new pairs (the counts move with every new
@@ -66,12 +67,13 @@ def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None =
     # per (property, value) entry, the products listing it: the rarest-entry keys and the chance of an
     # agreement both read these counts
     freq = spec_jit.entry_freq(sp.keys, sp.values)
-    inp.spec_keyhash = np.zeros(len(sp.offsets) - 1, dtype=np.uint64)
+    inp.spec_chosen = np.empty(len(sp.keys), dtype=np.bool_)
+    inp.spec_moved = np.zeros(len(sp.offsets) - 1, dtype=np.bool_)
     if touching is not None:
         touching = touching.copy()  # grows by the rows whose keys moved and of blocks gone over the cap
     left, right, counts = spec_blocks(sp, freq, need, a.dedup_bucket_cap, a.dedup_spec_min_shared,
                                       a.dedup_spec_min_agreement, a.dedup_spec_lsh_threshold, touching,
-                                      inp.spec_keyhash, getattr(inp, "spec_keyhash_prev", None))
+                                      inp.spec_chosen, getattr(inp, "spec_chosen_prev", None), moved=inp.spec_moved)
     report.candidates["spec"] = int(counts[0])
     report.capped["spec"] = int(counts[1])
     n_new, n_kept = len(left), 0
@@ -118,8 +120,9 @@ def row_numbers(offsets: np.ndarray) -> np.ndarray:
 
 
 def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: int, min_agreement: float,
-                min_jaccard: float, touching: np.ndarray | None = None, keyhash: np.ndarray | None = None,
-                prev_keyhash: np.ndarray | None = None, once: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                min_jaccard: float, touching: np.ndarray | None = None, chosen: np.ndarray | None = None,
+                prev_chosen: np.ndarray | None = None, once: bool = False,
+                moved: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of rows sharing a block key (a brand spelling and ``need`` of their rarest entries) that
     have the same brand, ``min_shared`` shared properties agreeing on ``min_agreement`` of them and
     entry sets of Jaccard >= ``min_jaccard``: ``(left, right, [checks, capped])``, each pair once.
@@ -133,13 +136,14 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
     of them as an end, the same ones a search of every block finds: only the blocks holding a
     changed row are sorted and read, whole (their caps act as in the full search).
 
-    ``keyhash`` (when given) gets each row's block keys summed (mixed); with ``prev_keyhash`` (the
-    last run's) the rows whose keys differ join ``touching`` (changed in place), and so do the rows
-    of blocks over ``cap`` that touching rows took over it or head (a full run links them to the
-    first row only). With both ``keyhash`` and ``touching`` (the spec rule's incremental run) the
-    catalogue's keys are never held: one compiled pass sums each row's keys, another keeps only the
-    keys of the touching rows' blocks (:func:`_touched_blocks`), and each pair of those blocks is
-    checked once, as with ``once`` (every key a pair with a touching row shares is a touching row's).
+    ``chosen`` (when given, bool per entry of ``sp``) gets which entries make each row's keys (its
+    rarest); with ``prev_chosen`` (the last run's) the rows whose keys moved with them join
+    ``touching`` (changed in place; and ``moved``, a bool per row, when given), and so do the rows of blocks over ``cap`` that touching rows
+    took over it or head (a full run links them to the first row only). With both ``chosen`` and
+    ``touching`` (the spec rule's incremental run) the catalogue's keys are never held: a compiled
+    pass makes every row's keys and keeps those of the touching rows' blocks
+    (:func:`_touched_blocks`), and each pair of those blocks is checked
+    once, as with ``once`` (every key a pair with a touching row shares is a touching row's).
 
     ``once``: a pair sharing several keys is checked once, in the block of the smallest key it shares
     among the blocks not over ``cap`` (:func:`spec_jit.spec_block_pairs_once`; the same pairs, fewer
@@ -151,14 +155,19 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
 
     if freq is None:
         freq = spec_jit.entry_freq(sp.keys, sp.values)
-    offsets, keys, values = _rarest_entries(sp, freq, SPEC_KEY_ENTRIES)
+    offsets, keys, values = _rarest_entries(sp, freq, SPEC_KEY_ENTRIES, chosen)
     args = (offsets, keys, values, sp.brand_offsets, sp.brands, sp.brand_key, need)
     counts, found = np.zeros(2, dtype=np.int64), []
     buf = np.empty(SPEC_PAIRS_PER_PASS, dtype=np.uint64)
     check = (sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, min_shared,
              float(min_agreement), min_jaccard - 1e-12)
-    if keyhash is not None and touching is not None:  # an incremental run: few rows' blocks, whole
-        key, row = _touched_blocks(args, keyhash, touching, prev_keyhash, cap)
+    if chosen is not None and touching is not None:  # an incremental run: few rows' blocks, whole
+        if prev_chosen is not None:  # rows whose rarest entries moved: their keys did
+            rows = moved_rows(sp, chosen, prev_chosen, need, touching)  # (a changed row is searched anyway)
+            touching[rows] = True
+            if moved is not None:
+                moved[rows] = True
+        key, row = _touched_blocks(args, touching, cap)
         # each pair checked once, in the block of the smallest uncapped key its rows share: every key
         # a pair with a touching row shares is a touching row's, so these blocks hold them all
         _check_blocks(key, row, cap, check, buf, counts, touching, found, len(sp.offsets) - 1, presorted=True)
@@ -168,18 +177,14 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
     total = spec_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
     parts = max(1, -(-total // SPEC_KEYS_PER_PART))
 
-    def part_keys(part: int, hashed: bool) -> tuple[np.ndarray, np.ndarray]:
+    def part_keys(part: int) -> tuple[np.ndarray, np.ndarray]:
         n = total if parts == 1 else spec_jit.spec_block_keys(*args, part, parts, empty_key, empty_row)
         key, row = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.int64)
         spec_jit.spec_block_keys(*args, part, parts, key, row)
-        if hashed and len(row):  # a row's keys come together, rows in order
-            start = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
-            keyhash[row[start]] += np.add.reduceat(near.fmix64(key), start)
         return key, row
 
-    hashed = keyhash is None
     for part in range(parts):
-        key, row = part_keys(part, not hashed)
+        key, row = part_keys(part)
         if touching is not None:  # the blocks holding a changed row, whole
             sel = member(key, arrays.unique(key[touching[row]]))
             key, row = key[sel], row[sel]
@@ -225,50 +230,85 @@ def _check_blocks(key: np.ndarray, row: np.ndarray, cap: int, check: tuple, buf:
     return buf
 
 
+def moved_rows(sp, chosen: np.ndarray, prev_chosen: np.ndarray, need: int, skip: np.ndarray) -> np.ndarray:
+    """The rows of ``sp`` whose block keys (``need``: as the spec rule makes them) from the entries
+    ``chosen`` differ from those from ``prev_chosen`` (bool per entry: the last run's, its rows'
+    entries being the same; ``skip``: rows not to test, bool). Only the keys of the rows where the
+    two differ are made and compared (their sums of :func:`near.fmix64`): before, a compiled pass
+    made every row's keys to compare their sums with the kept ones, and codes that moved with a new
+    name (codes are ranks of the names) moved every row above it; entries and masks do not move."""
+    rows = np.unique(np.searchsorted(sp.offsets, np.flatnonzero(chosen != prev_chosen), side="right") - 1)
+    rows = rows[~skip[rows]]
+    if not len(rows):
+        return rows
+    at, bat = _ragged(sp.offsets, rows), _ragged(sp.brand_offsets, rows)
+    boff = np.r_[0, np.cumsum(sp.brand_offsets[rows + 1] - sp.brand_offsets[rows])].astype(np.int64)
+    owner = np.repeat(np.arange(len(rows)), sp.offsets[rows + 1] - sp.offsets[rows])
+    sums = []
+    for mask in (chosen[at], prev_chosen[at]):
+        off = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(owner[mask], minlength=len(rows)), out=off[1:])
+        args = (off, sp.keys[at][mask], sp.values[at][mask], boff, sp.brands[bat], sp.brand_key, need)
+        sums.append(_key_sums(args, len(rows)))
+    return rows[sums[0] != sums[1]]
+
+
+def _key_sums(args: tuple, n: int) -> np.ndarray:
+    """Per row of ``args`` (the block keys' CSR arguments), its keys' :func:`near.fmix64` summed."""
+    from . import spec_jit
+
+    total = spec_jit.spec_block_keys(*args, 0, 1, np.zeros(0, np.uint64), np.zeros(0, np.int64))
+    key, row = np.empty(total, dtype=np.uint64), np.empty(total, dtype=np.int64)
+    spec_jit.spec_block_keys(*args, 0, 1, key, row)
+    out = np.zeros(n, dtype=np.uint64)
+    np.add.at(out, row, near.fmix64(key))
+    return out
+
+
+def _sub(args: tuple, rows: np.ndarray) -> tuple:
+    """``args`` (the block keys' CSR arguments) of rows ``rows`` only, numbered 0.. in that order."""
+    offsets, keys, values, brand_offsets, brands, brand_key, need = args
+    off, boff = (np.r_[0, np.cumsum(o[rows + 1] - o[rows])].astype(np.int64) for o in (offsets, brand_offsets))
+    at, bat = _ragged(offsets, rows), _ragged(brand_offsets, rows)
+    return off, keys[at], values[at], boff, brands[bat], brand_key, need
+
+
+def _own_keys(args: tuple, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows``' block keys, distinct."""
+    from . import spec_jit
+
+    own = _sub(args, rows)
+    total = spec_jit.spec_block_keys(*own, 0, 1, np.zeros(0, np.uint64), np.zeros(0, np.int64))
+    k = np.empty(total, dtype=np.uint64)
+    spec_jit.spec_block_keys(*own, 0, 1, k, np.empty(total, dtype=np.int64))
+    return arrays.unique(k)
+
+
 def _keys_in(args: tuple, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every row's block keys that are among ``wanted`` (distinct), with their rows
     (:func:`spec_jit.spec_row_keys`: the keys are made row by row, only these kept)."""
     from . import spec_jit
 
     size = max(1 << 16, 64 * len(wanted))  # a guess: the buffers grow in the pass when it is short
-    n, key, row = spec_jit.spec_row_keys(*args, wanted, np.empty(size, dtype=np.uint64), np.empty(size, dtype=np.int64),
-                                         np.zeros(0, dtype=np.uint64))
+    n, key, row = spec_jit.spec_row_keys(*args, wanted, np.empty(size, dtype=np.uint64), np.empty(size, dtype=np.int64))
     return key[:n], row[:n]
 
 
-def _touched_blocks(args: tuple, keyhash: np.ndarray, touching: np.ndarray, prev_keyhash: np.ndarray | None,
-                    cap: int) -> tuple[np.ndarray, np.ndarray]:
-    """An incremental run's blocks, sorted by key then row: every row's keys summed into ``keyhash`` (a compiled pass that
-    keeps no key), the rows whose sum differs from ``prev_keyhash`` joined to ``touching``, then the
-    keys of every block holding a touching row (the touching rows' keys made first, then every row's
-    keys kept only when among them: memory and sorting hold those blocks, not the catalogue's keys),
+def _touched_blocks(args: tuple, touching: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """An incremental run's blocks, sorted by key then row: the keys of every block holding a
+    ``touching`` row (the touching rows' keys made first, then every row's keys kept only when among
+    them: memory and sorting hold those blocks, not the catalogue's keys),
     and the rows of capped blocks that touching rows take over the cap or head joined too
     (:func:`.dedup_kept.crossing`), with their blocks. ``touching`` is changed in place."""
-    from . import spec_jit
     from .dedup_kept import crossing
 
-    offsets, keys, values, brand_offsets, brands, brand_key, need = args
-    none = np.zeros(0, dtype=np.uint64)
-    spec_jit.spec_row_keys(*args, none, none, np.zeros(0, dtype=np.int64), keyhash)
-    if prev_keyhash is not None:
-        touching |= keyhash != prev_keyhash
-
-    def own_keys(mine: np.ndarray) -> np.ndarray:  # rows ``mine``'s keys, distinct
-        off, boff = (np.r_[0, np.cumsum(o[mine + 1] - o[mine])].astype(np.int64) for o in (offsets, brand_offsets))
-        at, bat = _ragged(offsets, mine), _ragged(brand_offsets, mine)
-        own = (off, keys[at], values[at], boff, brands[bat], brand_key, need)
-        total = spec_jit.spec_block_keys(*own, 0, 1, np.zeros(0, np.uint64), np.zeros(0, np.int64))
-        k = np.empty(total, dtype=np.uint64)
-        spec_jit.spec_block_keys(*own, 0, 1, k, np.empty(total, dtype=np.int64))
-        return arrays.unique(k)
-
-    wanted = own_keys(np.flatnonzero(touching))  # the touching rows' keys, then every row's among them
+    wanted = _own_keys(args, np.flatnonzero(touching))  # the touching rows' keys, then every row's among them
     key, row = _sort_by_key(*_keys_in(args, wanted))
     star = crossing(key, row, touching, cap, np.ones(len(key), dtype=bool), presorted=True)
     star = arrays.unique(star[~touching[star]])
     if len(star):  # the stars' other blocks join: every row's keys among the stars' keys not read yet
         touching[star] = True
-        more = own_keys(star)
+        more = _own_keys(args, star)
         more_key, more_row = _sort_by_key(*_keys_in(args, more[~arrays.isin(more, wanted)]))
         at = np.searchsorted(key, more_key)  # the two reads hold no key in common: merged, still sorted
         key, row = np.insert(key, at, more_key), np.insert(row, at, more_row)
@@ -374,13 +414,15 @@ def _ragged(offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.repeat(offsets[rows], cnt) + ragged_arange(cnt)
 
 
-def _rarest_entries(sp, freq: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _rarest_entries(sp, freq: np.ndarray, keep: int,
+                    chosen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each product's ``keep`` rarest non-brand ``(property, value)`` entries (``freq``: products
     listing each entry; fewest first, ties by code), in CSR form sorted by property then value
-    (:func:`spec_jit.rarest_mask`: a row's entries are already in that order)."""
+    (:func:`spec_jit.rarest_mask`: a row's entries are already in that order); ``chosen``: gets which
+    entries of ``sp`` they are (else made here)."""
     from . import spec_jit
 
-    chosen = np.empty(len(sp.keys), dtype=np.bool_)
+    chosen = np.empty(len(sp.keys), dtype=np.bool_) if chosen is None else chosen
     spec_jit.rarest_mask(sp.offsets, sp.keys, sp.values, np.ascontiguousarray(freq, dtype=np.int64), sp.brand_key,
                          keep, chosen)
     n = len(sp.offsets) - 1

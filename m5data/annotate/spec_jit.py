@@ -344,18 +344,13 @@ def _in_table(table, k):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def spec_row_keys(offsets, keys, values, brand_offsets, brands, brand_key, need, wanted, out_key, out_row,
-                  out_hash):  # pragma: no cover - compiled
-    """Every row's block keys (:func:`spec_block_keys`) made one row at a time, never all held.
-
-    With ``out_hash`` (length: the rows), ``out_hash[i]`` gets the sum (mod 2**64) of :func:`mix64` of
-    row ``i``'s keys (what ``fmix64`` and ``np.add.reduceat`` of the written keys give). With
-    ``wanted`` (distinct keys), the keys among them are written to ``out_key``/``out_row`` (rows in
-    order; an open-addressing set of ``wanted`` is made first): the rows of a few blocks. Returns
-    ``(how many keys are among wanted, out_key, out_row)``: the buffers are grown (doubled, copied)
-    when they are too short, so one pass always does (the caller sizes them from a guess). One
-    function for both (numba's cache loads each compiled function in every new process: ~0.03 s
-    apiece)."""
+def spec_row_keys(offsets, keys, values, brand_offsets, brands, brand_key, need, wanted, out_key,
+                  out_row):  # pragma: no cover - compiled
+    """Every row's block keys (:func:`spec_block_keys`) made one row at a time, never all held: the
+    keys among ``wanted`` (distinct keys) are written to ``out_key``/``out_row`` (rows in order; an
+    open-addressing set of ``wanted`` is made first): the rows of a few blocks. Returns ``(how many
+    keys are among wanted, out_key, out_row)``: the buffers are grown (doubled, copied) when they are
+    too short, so one pass always does (the caller sizes them from a guess)."""
     size = 16
     while size < 2 * len(wanted):
         size *= 2
@@ -381,7 +376,6 @@ def spec_row_keys(offsets, keys, values, brand_offsets, brands, brand_key, need,
             s = (s + np.uint64(1)) & mask
         table[s] = k
     find = len(wanted) > 0
-    hashed = len(out_hash) > 0
     buf = np.empty(1024, dtype=np.uint64)
     n = 0
     for i in range(len(offsets) - 1):
@@ -389,11 +383,6 @@ def spec_row_keys(offsets, keys, values, brand_offsets, brands, brand_key, need,
         while m < 0:
             buf = np.empty(2 * len(buf), dtype=np.uint64)
             m = _row_keys(i, offsets, keys, values, brand_offsets, brands, brand_key, need, buf)
-        if hashed:
-            h = np.uint64(0)
-            for t in range(m):
-                h += mix64(buf[t])
-            out_hash[i] = h
         if find:
             for t in range(m):
                 k = buf[t]
@@ -749,8 +738,7 @@ def warm_up() -> None:
                 z, z[:0], 1, 5.0, np.zeros(1))
     rarest_mask(np.zeros(2, dtype=np.int64), i32, i32, z[:0], -1, 8, np.zeros(0, dtype=np.bool_))
     entry_freq(i32, i32)
-    spec_row_keys(np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, 2, u0, u0, z[:0],
-                  np.zeros(1, np.uint64))
+    spec_row_keys(np.zeros(2, dtype=np.int64), i32, i32, np.zeros(2, dtype=np.int64), i32, -1, 2, u0, u0, z[:0])
     table, _, start, pair_n, slot, g = chance_keys(z, z, np.zeros(2, dtype=np.int64), i32, i32,
                                                    np.zeros(2, dtype=np.int64), i32, -1, z, z)
     chance_from(start, pair_n, slot, g, table, np.zeros(len(table), dtype=np.int64), 1, 5.0, np.zeros(1))
