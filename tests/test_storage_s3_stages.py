@@ -84,11 +84,19 @@ def test_a_stage_lock_on_s3_is_a_lease_a_second_run_is_refused_and_a_dead_one_ex
 
 
 def test_a_long_stage_renews_its_lease(url):
-    # a lease of 2 s renewed every 0.67 s: over two lease lengths pass, so it lives only if renewed; under
-    # load (a test suite and benchmarks on both cores) a 0.6 s lease's renewals came too late
-    store = Store.open(url, create=True, lease_seconds=2.0)
+    # a lease of 3 s renewed every second: over two lease lengths pass, so it lives only if renewed. Under
+    # load (a test suite and a benchmark on both cores) a 2 s lease once ran out: its renewals came late
+    from m5data.storage.commitlog import TableLog
+
+    store = Store.open(url, create=True, lease_seconds=3.0)
+
+    def until() -> float:
+        return float(TableLog(store.objects, "align", base="locks/align").state().lease["until"])
+
     with store.stage_lock("align"):
-        time.sleep(4.5)
+        first = until()
+        time.sleep(7.0)
+        assert until() > first + 3.0  # extended, not only still running
         with pytest.raises(StoreBusy, match="align"):
             with Store.open(url).stage_lock("align"):
                 pass
