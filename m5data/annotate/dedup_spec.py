@@ -255,11 +255,7 @@ def moved_rows(sp, chosen: np.ndarray, prev_chosen: np.ndarray, need: int, skip:
 
 def _key_sums(args: tuple, n: int) -> np.ndarray:
     """Per row of ``args`` (the block keys' CSR arguments), its keys' :func:`near.fmix64` summed."""
-    from . import spec_jit
-
-    total = spec_jit.spec_block_keys(*args, 0, 1, np.zeros(0, np.uint64), np.zeros(0, np.int64))
-    key, row = np.empty(total, dtype=np.uint64), np.empty(total, dtype=np.int64)
-    spec_jit.spec_block_keys(*args, 0, 1, key, row)
+    key, row = _block_keys(args)
     out = np.zeros(n, dtype=np.uint64)
     np.add.at(out, row, near.fmix64(key))
     return out
@@ -275,13 +271,17 @@ def _sub(args: tuple, rows: np.ndarray) -> tuple:
 
 def _own_keys(args: tuple, rows: np.ndarray) -> np.ndarray:
     """Rows ``rows``' block keys, distinct."""
+    return arrays.unique(_block_keys(_sub(args, rows))[0])
+
+
+def _block_keys(args: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Every block key of ``args`` (the block keys' CSR arguments) with its row: counted, then made."""
     from . import spec_jit
 
-    own = _sub(args, rows)
-    total = spec_jit.spec_block_keys(*own, 0, 1, np.zeros(0, np.uint64), np.zeros(0, np.int64))
-    k = np.empty(total, dtype=np.uint64)
-    spec_jit.spec_block_keys(*own, 0, 1, k, np.empty(total, dtype=np.int64))
-    return arrays.unique(k)
+    total = spec_jit.spec_block_keys(*args, 0, 1, np.zeros(0, np.uint64), np.zeros(0, np.int64))
+    key, row = np.empty(total, dtype=np.uint64), np.empty(total, dtype=np.int64)
+    spec_jit.spec_block_keys(*args, 0, 1, key, row)
+    return key, row
 
 
 def _keys_in(args: tuple, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -392,11 +392,7 @@ def _spec_chance(sp, left: np.ndarray, right: np.ndarray, freq: np.ndarray, only
         spec_jit.chance_from(*records, table, tcounts, len(sp.offsets) - 1, SPEC_CHANCE_PRIOR, out)
         return out
     else:
-        args = (sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, 1)
-        empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
-        total = spec_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
-        key, row = np.empty(total, dtype=np.uint64), np.empty(total, dtype=np.int64)
-        spec_jit.spec_block_keys(*args, 0, 1, key, row)
+        key, row = _block_keys((sp.offsets, sp.keys, sp.values, sp.brand_offsets, sp.brands, sp.brand_key, 1))
         del row
         ukeys, counts = np.unique(key, return_counts=True)
         del key
