@@ -132,6 +132,16 @@ def test_count_grown_counts_on_from_the_parts_counted_as_a_count_again_would(sto
     assert store.count_grown("products", n2, parts2) is None and store.count("products") == 5
 
 
+def test_a_compacted_table_is_counted_from_its_parts_footers_and_counted_on_from_them(store):
+    store.write("products", _products("a:1", "a:2", "a:3"))
+    store.write("products", _products("a:2", "a:4", title="new"))
+    store.compact("products")
+    n, parts = store.count_parts("products")  # the parts are named: a later count goes on from them
+    assert n == store.count("products") == 4 and parts == [p.name for p in store.parts("products")]
+    store.write("products", _products("a:4", "a:5", title="newer"))  # one re-written, one new
+    assert store.count_grown("products", n, parts) == (5, parts + [store.parts("products")[-1].name])
+
+
 def test_group_parts_names_the_parts_holding_a_group_and_reading_them_gives_its_view_rows(store):
     import pyarrow as pa
 

@@ -65,7 +65,8 @@ def overview(con, tables: list[str], store=None, rows: dict[str, int] | None = N
     products = int(one(con, "SELECT coalesce(sum(n), 0) FROM report_paths"))
     specs = int(one(con, "SELECT coalesce(sum(n), 0) FROM report_spec_values"))
     media = int(one(con, "SELECT coalesce(sum(n), 0) FROM report_media"))
-    known = {"products": products, "specs": specs, "media": media}  # the facts are a row per row of these
+    dedup = int(one(con, "SELECT coalesce(sum(n), 0) FROM report_dedup_groups"))
+    known = {"products": products, "specs": specs, "media": media, "dedup": dedup}  # the facts are a row per row of these
     rows = {} if rows is None else rows
     parts = {} if parts is None else parts
     for t in tables:

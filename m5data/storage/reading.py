@@ -182,6 +182,13 @@ class Reading:
 
         if self.KEY_SIDECARS:  # else the view is counted (no listing of the parts first: a request on S3)
             parts = self.parts(name)
+            if parts and self.is_compacted(name):  # its view is a plain glob of these parts: their footers
+                # (what a full rebuild left: 0.05 s for caption_match's 101k rows at 100k products by the
+                # view, and then no parts named for count_grown to count on from)
+                try:
+                    return sum(self._footer_rows(p) for p in parts), [Path(str(p)).name for p in parts]
+                except (OSError, pa.ArrowInvalid) as exc:  # a damaged part: one StoreError naming it
+                    raise self._explain(name, exc) from None
             try:
                 rows = self._count_newest_writes(table_spec(name), parts)
             except duckdb.Error as exc:  # a damaged part: one StoreError naming it
