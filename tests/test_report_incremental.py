@@ -194,7 +194,7 @@ def test_figures_whose_values_did_not_change_are_copied_not_drawn(demo_store_fac
     store.write("caption_match", [{"product_id": p, "score": 0.9, "level": "well"} for p in ids])
     again = build(store, settings, out=tmp_path / "r")
     assert again.stats.details["figures_drawn"] == ["match_levels"]  # the only figure whose values changed
-    assert again.stats.details["facts"] == {}  # no products, media or specs written: no fact made
+    assert again.stats.details["facts"] == {"caption_match": 4}  # only the facts of the four rows written
     full = build(store, settings, out=tmp_path / "full", full=True)
     assert len(full.stats.details["figures_drawn"]) == len(_figures(full))
     assert _page(again) == _page(full) and _figures(again) == _figures(full)
@@ -340,6 +340,7 @@ def test_running_totals_moved_by_rewritten_rows_equal_totals_grouped_from_the_st
     settings = _settings(store)
     store.write("products", [{**p, "merchant_id": f"m{i % 3}"} for i, p in enumerate(_products(0, 20))])
     store.write("media", _media(range(20)))
+    store.write("caption_match", [{"product_id": f"shopa:{i}", "level": ("well", "poor", None)[i % 3]} for i in range(20)])
     build(store, settings, out=tmp_path / "r")
     assert len(_kept_totals(store)) == len(facts.KEPT_TOTALS)
 
@@ -359,8 +360,11 @@ def test_running_totals_moved_by_rewritten_rows_equal_totals_grouped_from_the_st
 
     store.write("products", _products(3, 4))  # back where it was
     store.write("media", _media([5], shift=0.5))
+    store.write("caption_match", [{"product_id": "shopa:1", "level": "well"},  # poor -> well, and one new
+                                  {"product_id": "shopa:22", "level": "partial"}])
     third = build(store, settings, out=tmp_path / "r")
-    assert third.stats.details["facts"] == {"products": 1, "media": 2}
+    assert third.stats.details["facts"] == {"products": 1, "media": 2, "caption_match": 2}
+    assert 'data-key="match_level.partial" data-value="1"' in _page(third)
     assert _kept_totals(store) == _live_totals(store)
     assert _page(third) == _page(build(store, settings, out=tmp_path / "full2", full=True))
     assert _figures(third) == _figures(build(store, settings, out=tmp_path / "full3", full=True))

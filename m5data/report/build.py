@@ -130,11 +130,11 @@ REPORT_MEDIA_COLUMNS = ("product_id", "media_id", "source_media_id", "kind", "ro
 # The tables the sections read through the report's connection's views; the others are only
 # counted (``Store.count``), so their views are not made: the view of every part of ``pools`` (5M
 # rows in 14 parts at 100k products) is not planned and bound each run.
-VIEWS = ("label_map", "taxonomy", "caption_match", "splits")
+VIEWS = ("label_map", "taxonomy")
 # The large tables, read only to make facts of every row (the first and full runs; an incremental run on
 # object storage) and for the gallery's new picks: their views are made on first use, in a connection of
 # their own (:class:`Large`), so an incremental run with no new pick does not plan and bind them.
-LARGE = ("products", "media", "specs", "dedup")
+LARGE = ("products", "media", "specs", "dedup", "caption_match")
 
 
 class Large:
@@ -186,6 +186,7 @@ def _hold_media(store, con) -> None:
 
 
 RUNS = "runs"  # not among the tables the report reads (incremental.READS): only its rows are counted
+TOTALLED = ("products", "specs", "media", "dedup", "caption_match")  # their rows counted by their totals (data.overview)
 
 
 def _counted(store, last: incremental.Last, marks: dict[str, int]) -> tuple[dict[str, int], dict[str, list[str]]]:
@@ -208,7 +209,7 @@ def _counted(store, last: incremental.Last, marks: dict[str, int]) -> tuple[dict
             rows[t] = int(n)
             if t in counted:
                 parts[t] = list(counted[t])
-        elif t in counted and t not in ("products", "specs", "media"):  # those three: from their facts
+        elif t in counted and t not in TOTALLED:
             grown = store.count_grown(t, int(n), list(counted[t]))
             if grown is not None:
                 rows[t], parts[t] = grown

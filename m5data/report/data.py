@@ -5,7 +5,8 @@ views of the report's connection named ``report_<total>``: products per platform
 merchant and per title length; media rows per kind, status, tier and failure reason; videos per
 duration; products per exact combination of modalities; rows per spec value; products per dedup group
 and rule), so no statistic reads a row per product; the splits section and the gallery read ``report_flags`` (each product's
-breadcrumb and modalities); the small tables (label_map, taxonomy, caption_match, ...) are read directly.
+breadcrumb and modalities); caption match levels from ``report_levels``; the small tables (label_map,
+taxonomy) are read directly.
 Every function returns plain Python values (lists of tuples, dicts), so a test can compare the
 numbers written into the page with the same SQL over the store. A section whose tables are empty
 returns empty values; the page then says which command fills it.
@@ -65,8 +66,9 @@ def overview(con, tables: list[str], store=None, rows: dict[str, int] | None = N
     products = int(one(con, "SELECT coalesce(sum(n), 0) FROM report_paths"))
     specs = int(one(con, "SELECT coalesce(sum(n), 0) FROM report_spec_values"))
     media = int(one(con, "SELECT coalesce(sum(n), 0) FROM report_media"))
-    dedup = int(one(con, "SELECT coalesce(sum(n), 0) FROM report_dedup_groups"))
-    known = {"products": products, "specs": specs, "media": media, "dedup": dedup}  # the facts are a row per row of these
+    known = {"products": products, "specs": specs, "media": media}  # the facts are a row per row of these
+    for t, total in (("dedup", "report_dedup_groups"), ("caption_match", "report_levels")):
+        known[t] = int(one(con, f"SELECT coalesce(sum(n), 0) FROM {total}"))
     rows = {} if rows is None else rows
     parts = {} if parts is None else parts
     for t in tables:
@@ -232,7 +234,7 @@ def media_status(con) -> list[tuple[str, str, int]]:
 
 
 def match_levels(con) -> list[tuple[str, int]]:
-    return _rows(con, "SELECT coalesce(level, 'no evidence') AS lv, count(*) FROM caption_match GROUP BY 1 "
+    return _rows(con, "SELECT coalesce(level, 'no evidence') AS lv, sum(n)::BIGINT FROM report_levels GROUP BY 1 "
                       "ORDER BY CASE lv WHEN 'well' THEN 1 WHEN 'partial' THEN 2 WHEN 'poor' THEN 3 ELSE 4 END, lv")
 
 
@@ -357,10 +359,15 @@ def split_versions(con, store=None) -> list[str]:
     the number its name ends with (``splits.names.newest``: v10 after v9), as build-splits counts them.
     Its rows (split, product_id) are held in ``report_split_rows`` for :func:`splits`. With ``store``
     (a local one) they are read from only the parts that hold that version (:func:`version_parts`),
-    else from the view (whose window over every version costs 1.8 CPU-s of 4.1 million rows at 1M)."""
+    else from the view (whose window over every version costs 1.8 CPU-s of 4.1 million rows at 1M; made
+    here with ``store``: the report's connection has none)."""
     from ..splits.names import newest
 
     found = version_parts(store) if store is not None else None
+    if found is None and store is not None:  # the report's connection makes no view of splits (0.02 s)
+        from ..storage.schema import table_spec
+
+        con.execute(f"CREATE OR REPLACE TEMP VIEW splits AS {store.read_sql(con, table_spec('splits'))}")
     if found is None:
         versions = [v for v, in _rows(con, "SELECT DISTINCT version FROM splits")]
     else:

@@ -106,6 +106,10 @@ class TableViews:
         if compacted:  # the catalog's view: a glob, as before
             return self.view_sql(spec)
         plan = keyindex.plan(parts, spec)
+        if parts_given is not None and len(plan.plain) == len(parts) and not len(plan.contested):
+            # each part holds its keys once and no group lies in two of them: the rows are the view's as
+            # they are (the facts of a night's parts: 3 ms a table where the window's SQL took 20-45)
+            return f"SELECT {cols} FROM read_parquet({_files_sql(parts)}, union_by_name = true)"
         h = keyindex.group_hash_sql(spec)
         # The parts are globbed at every query (as the window view does), so parts written or removed
         # after this connection opened are seen: the planned parts known as plain are named, any
