@@ -6,7 +6,8 @@ runs each stage in its own process, through the registry's ``run(ctx)`` as the p
 1. the first run (full: no state yet);
 2. the re-run with nothing new (each stage should do no work and say ``new 0, changed 0``);
 3. after ``--new-share`` new products (copies of existing ones under new ids, with their specs,
-   media and captions rows) and ``--changed-share`` re-written ones (a changed title), written in one
+   media and captions rows, each with a model number of its own at the end of its title and as one
+   more spec value: the names a real night brings) and ``--changed-share`` re-written ones (a changed title), written in one
    write each through the store API: the incremental run, then a full rebuild (``full``) over the
    same grown store.
 
@@ -135,6 +136,19 @@ grown = {"products": moved(new).set_column(products.schema.get_field_index("sour
 for t in ("specs", "captions"):  # one read each: two reads of a table may come in other row orders
     rows = store.read(t)
     grown[t] = moved(rows.filter(pc.is_in(rows.column("product_id"), keep)))
+# A real night's new products bring names the store has not seen: each new product gets a model number of
+# its own, at the end of its title and as one more spec value (a new word for align's segmentation, a
+# new value among dedup's spec codes and the report's spec totals; copies alone brought none)
+ids = grown["products"].column("product_id").to_pylist()
+models = [f"NX{i:05d}" for i in range(len(ids))]
+titles = pc.binary_join_element_wise(grown["products"].column("title"), pa.array(models), " ")
+grown["products"] = grown["products"].set_column(products.schema.get_field_index("title"), "title", titles)
+specs = grown["specs"]
+last = {}
+for p, k in zip(specs.column("product_id").to_pylist(), specs.column("position").to_pylist()):
+    last[p] = max(last.get(p, -1), k)
+extra = [{"product_id": p, "position": last.get(p, -1) + 1, "property": "型号", "value": m} for p, m in zip(ids, models)]
+grown["specs"] = pa.concat_tables([specs, pa.Table.from_pylist(extra, schema=specs.schema)])
 media = store.read("media")
 media = media.filter(pc.is_in(media.column("product_id"), keep))
 media = moved(media)

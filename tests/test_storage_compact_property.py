@@ -120,3 +120,24 @@ def test_rewriting_an_older_batch_makes_it_win_again(store):
     store.write("media", [{"media_id": "m1", "product_id": "p", "kind": "image", "status": "ok"}])
     store.write("media", pending)
     assert store.read("media").to_pylist()[0]["status"] == "pending"
+
+
+def test_a_table_of_rewritten_groups_compacts_by_each_groups_newest_write(tmp_path, monkeypatch):
+    """Pools rewritten whole (a group within the key), one write cut into parts so that a pool straddles
+    two of them: the compaction reads each group's newest write without the view's SQL, and the
+    table reads as before."""
+    store = Store.init(tmp_path / "s", part_rows=4)
+
+    def pools(queries, run, n=3):
+        return [{"query_id": q, "candidate_id": f"c{k}", "rank": k, "score": 1.0 - k / 10, "embedder": "e", "run_id": run}
+                for q in queries for k in range(n)]
+
+    with store.writer("pools") as w:  # 9 rows in parts of 4: q1's rows straddle two parts
+        w.write(pools(["q0", "q1", "q2"], "a"))
+    store.write("pools", pools(["q0"], "b", n=2))  # q0 rewritten with fewer rows; q1's newest write straddles
+    store.write("pools", pools(["q2", "q3"], "c"))
+    before = _canonical(store, "pools")
+    monkeypatch.setattr(type(store), "read_sql", lambda *a, **k: (_ for _ in ()).throw(AssertionError("the view's SQL")))
+    store.compact("pools")
+    monkeypatch.undo()
+    assert _canonical(store, "pools") == before and store.count("pools") == 3 + 2 + 3 + 3

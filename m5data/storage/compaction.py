@@ -12,6 +12,7 @@ from . import keyindex
 from .parts import OpenWrite, PartWriter, conform, fsync_dir, next_seq
 from .schema import SEQ_COLUMN, table_spec
 from .temps import TMP_PREFIX, owner_pid, pid_alive, temp_name
+from .views import _sql_str
 from .writing import _StreamingWriter
 
 COMPACTED = "_compacted"
@@ -58,6 +59,42 @@ class Compaction:
             finally:
                 marker.close()
         return len(table)
+
+    def _newest_writes_sql(self, con, spec, parts: list[Path]) -> str | None:
+        """The view's rows of ``parts`` (with ``_seq``) as each group's newest write, for a compaction;
+        None where the layout does not allow it (the view's SQL is read then).
+
+        With the group within the key and each part holding each key once (their sidecars), the view
+        holds, per group, the rows of its newest write (``_newest_write_sql``): found by a join with
+        each group's newest ``_seq``, held in a table of ``con`` (a few rows a group), rather than by
+        the view's SQL, which plans that aggregate into its joins again and again: 13.7 million pool
+        rows of which 5 million live, 0.7 CPU s and 0.5 GiB against 5.9 s and 3.2 GiB. A group whose
+        newest write lies in two parts (a write cut into parts) may hold a key in both: its rows
+        alone go through the window.
+        """
+        import duckdb
+
+        if not set(spec.group) <= set(spec.key) or keyindex.plan(parts, spec).resolve:
+            return None
+        files = ", ".join(_sql_str(str(p)) for p in parts)
+        src = f"read_parquet([{files}], union_by_name = true, filename = '_m5data_file')"
+        group = ", ".join(spec.group)
+        on = " AND ".join(f"r.{c} IS NOT DISTINCT FROM g.{c}" for c in spec.group)
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _m5data_newest AS SELECT {group}, max({SEQ_COLUMN}) AS _gmax "
+                        f"FROM {src} GROUP BY ALL")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _m5data_split AS SELECT {', '.join('r.' + c for c in spec.group)} "
+                        f"FROM {src} r SEMI JOIN _m5data_newest g ON {on} AND r.{SEQ_COLUMN} = g._gmax "
+                        "GROUP BY ALL HAVING min(r._m5data_file) <> max(r._m5data_file)")
+        except duckdb.Error as exc:  # a damaged part: one StoreError naming it
+            raise self._explain(spec.name, exc) from None
+        cols = ", ".join(f"r.{c}" for c in [*spec.schema.names, SEQ_COLUMN])
+        split_on = " AND ".join(f"r.{c} IS NOT DISTINCT FROM x.{c}" for c in spec.group)
+        newest = f"FROM {src} r SEMI JOIN _m5data_newest g ON {on} AND r.{SEQ_COLUMN} = g._gmax"
+        keys = ", ".join(f"r.{c}" for c in spec.key)
+        return (f"SELECT {cols} {newest} ANTI JOIN _m5data_split x ON {split_on} UNION ALL "
+                f"SELECT {cols} {newest} SEMI JOIN _m5data_split x ON {split_on} "
+                f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY r.{SEQ_COLUMN} DESC) = 1")
 
     def _swap_parts(self, name: str, old: list[Path], new: list[Path]) -> None:
         """Publish a rewrite (under the table lock): ``new`` are the table's compacted parts, ``old`` go.
@@ -107,7 +144,8 @@ class Compaction:
                 return len(old), len(old)
             con = self.connect(need=(), only=())  # no view of any table: the parts are read by read_sql
             try:
-                reader = self._scan(con, spec, self.read_sql(con, spec, parts=old, with_seq=True))
+                sql = self._newest_writes_sql(con, spec, old) or self.read_sql(con, spec, parts=old, with_seq=True)
+                reader = self._scan(con, spec, sql)
                 new: list[Path] = []
                 writer = None
                 schema = spec.schema.append(pa.field(SEQ_COLUMN, pa.int64(), nullable=False))
