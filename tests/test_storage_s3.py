@@ -336,6 +336,27 @@ def test_compaction_beside_appends_loses_nothing(url, aws):
                for e in _entries(aws, url, "specs") for kind in [e["kind"]])
 
 
+def test_a_compaction_of_rewritten_groups_reads_as_before_on_s3_as_on_a_local_store(url, tmp_path):
+    """Pools rewritten whole, a write cut into parts (a pool straddles two) and a write holding a key
+    twice: each group's newest write, compacted, reads as the view did, on both stores."""
+    def pools(queries, run, n=3, twice=False):
+        out = [{"query_id": q, "candidate_id": f"c{k}", "rank": k, "score": 1.0 - k / 10, "embedder": "e", "run_id": run}
+               for q in queries for k in range(n)]
+        return out + ([{**out[0], "rank": 9, "run_id": run + "-again"}] if twice else [])
+
+    for store in (Store.init(tmp_path / "local", part_rows=4), Store.init(url, part_rows=4)):
+        with store.writer("pools") as w:
+            w.write(pools(["q0", "q1", "q2"], "a"))  # 9 rows in parts of 4: q1 straddles two parts
+        store.write("pools", pools(["q0"], "b", n=2))
+        store.write("pools", pools(["q2", "q3"], "c", twice=True))  # q2's c0 twice in one write
+        def reader(store=store):
+            return Store.open(url) if isinstance(store, S3Store) else store
+
+        before = rows(reader(), "pools")
+        store.compact("pools")
+        assert rows(reader(), "pools") == before and reader().count("pools") == 2 + 3 + 3 + 3, type(store).__name__
+
+
 def test_a_query_whose_parts_a_compaction_removed_is_run_again(url, monkeypatch):
     from m5data.storage.sql import run_query
 

@@ -61,40 +61,18 @@ class Compaction:
         return len(table)
 
     def _newest_writes_sql(self, con, spec, parts: list[Path]) -> str | None:
-        """The view's rows of ``parts`` (with ``_seq``) as each group's newest write, for a compaction;
-        None where the layout does not allow it (the view's SQL is read then).
-
-        With the group within the key and each part holding each key once (their sidecars), the view
-        holds, per group, the rows of its newest write (``_newest_write_sql``): found by a join with
-        each group's newest ``_seq``, held in a table of ``con`` (a few rows a group), rather than by
-        the view's SQL, which plans that aggregate into its joins again and again: 13.7 million pool
-        rows of which 5 million live, 0.7 CPU s and 0.5 GiB against 5.9 s and 3.2 GiB. A group whose
-        newest write lies in two parts (a write cut into parts) may hold a key in both: its rows
-        alone go through the window.
-        """
+        """The view's rows of ``parts`` (with ``_seq``) as each group's newest write, for a compaction
+        (:func:`newest_writes_sql`); None where the layout does not allow it (the view's SQL is read then):
+        with the group within the key and each part holding each key once (their sidecars)."""
         import duckdb
 
         if not set(spec.group) <= set(spec.key) or keyindex.plan(parts, spec).resolve:
             return None
         files = ", ".join(_sql_str(str(p)) for p in parts)
-        src = f"read_parquet([{files}], union_by_name = true, filename = '_m5data_file')"
-        group = ", ".join(spec.group)
-        on = " AND ".join(f"r.{c} IS NOT DISTINCT FROM g.{c}" for c in spec.group)
         try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _m5data_newest AS SELECT {group}, max({SEQ_COLUMN}) AS _gmax "
-                        f"FROM {src} GROUP BY ALL")
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _m5data_split AS SELECT {', '.join('r.' + c for c in spec.group)} "
-                        f"FROM {src} r SEMI JOIN _m5data_newest g ON {on} AND r.{SEQ_COLUMN} = g._gmax "
-                        "GROUP BY ALL HAVING min(r._m5data_file) <> max(r._m5data_file)")
+            return newest_writes_sql(con, spec, f"read_parquet([{files}], union_by_name = true, filename = '_m5data_file')")
         except duckdb.Error as exc:  # a damaged part: one StoreError naming it
             raise self._explain(spec.name, exc) from None
-        cols = ", ".join(f"r.{c}" for c in [*spec.schema.names, SEQ_COLUMN])
-        split_on = " AND ".join(f"r.{c} IS NOT DISTINCT FROM x.{c}" for c in spec.group)
-        newest = f"FROM {src} r SEMI JOIN _m5data_newest g ON {on} AND r.{SEQ_COLUMN} = g._gmax"
-        keys = ", ".join(f"r.{c}" for c in spec.key)
-        return (f"SELECT {cols} {newest} ANTI JOIN _m5data_split x ON {split_on} UNION ALL "
-                f"SELECT {cols} {newest} SEMI JOIN _m5data_split x ON {split_on} "
-                f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY r.{SEQ_COLUMN} DESC) = 1")
 
     def _swap_parts(self, name: str, old: list[Path], new: list[Path]) -> None:
         """Publish a rewrite (under the table lock): ``new`` are the table's compacted parts, ``old`` go.
@@ -175,3 +153,32 @@ class Compaction:
             self._swap_parts(name, old, new)
         self.refresh_catalog(quiet=True)
         return len(old), len(new)
+
+
+def newest_writes_sql(con, spec, source: str, keys_once: bool = True) -> str:
+    """SQL of the rows of ``source`` (every row of a table's parts, with ``_seq`` and ``_m5data_file``)
+    that its view holds, with ``_seq``, for a table whose group is within its key: per group, the rows of
+    its newest write (``views._newest_write_sql``).
+
+    Found by a join with each group's newest ``_seq``, held in a table of ``con`` (a few rows a group),
+    rather than by the view's SQL, which plans that aggregate into its joins again and again: 13.7
+    million pool rows of which 5 million live, 0.7 CPU s and 0.5 GiB against 5.9 s and 3.2 GiB. A group
+    whose newest write lies in two parts (a write cut into parts) may hold a key in both, and without
+    ``keys_once`` (no sidecars say each part holds each key once) so may one whose newest write holds a
+    key twice: those groups' rows alone go through the window.
+    """
+    group = ", ".join(spec.group)
+    on = " AND ".join(f"r.{c} IS NOT DISTINCT FROM g.{c}" for c in spec.group)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _m5data_newest AS SELECT {group}, max({SEQ_COLUMN}) AS _gmax "
+                f"FROM {source} GROUP BY ALL")
+    newest = f"FROM {source} r SEMI JOIN _m5data_newest g ON {on} AND r.{SEQ_COLUMN} = g._gmax"
+    r_group = ", ".join(f"r.{c}" for c in spec.group)
+    keys = ", ".join(f"r.{c}" for c in spec.key)
+    twice = "" if keys_once else f" OR count(*) <> count(DISTINCT hash({keys}))"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _m5data_split AS SELECT {r_group} {newest} "
+                f"GROUP BY ALL HAVING min(r._m5data_file) <> max(r._m5data_file){twice}")
+    cols = ", ".join(f"r.{c}" for c in [*spec.schema.names, SEQ_COLUMN])
+    split_on = " AND ".join(f"r.{c} IS NOT DISTINCT FROM x.{c}" for c in spec.group)
+    return (f"SELECT {cols} {newest} ANTI JOIN _m5data_split x ON {split_on} UNION ALL "
+            f"SELECT {cols} {newest} SEMI JOIN _m5data_split x ON {split_on} "
+            f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY r.{SEQ_COLUMN} DESC) = 1")

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from .catalog import Catalog
 from .changes import as_changed, changed_sql, check_columns, empty_changed
 from .commitlog import FROM_FILE, Conflict, TableLog, TableState
-from .compaction import Compaction
+from .compaction import Compaction, newest_writes_sql
 from .errors import StoreBusy, StoreError
 from .files import TextFiles
 from .objects import ObjectStore, StoreURL
@@ -243,6 +243,8 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
 
     def compact(self, name: str, wait: float = 600.0) -> tuple[int, int]:
         """As :meth:`Compaction.compact`, fenced by the table's lease; appends committed meanwhile survive."""
+        import duckdb
+
         spec = table_spec(name)
         state = self.log(name).state()
         if state.compacted:
@@ -253,7 +255,14 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
             stream = ObjectStream(self, spec, keep_seq=True)
             schema = spec.schema.append(pa.field(SEQ_COLUMN, pa.int64(), nullable=False))
             try:
-                for batch in self._scan(con, spec, self._window(spec, snapshot.parts, with_seq=True)):
+                if set(spec.group) <= set(spec.key):  # each group's newest write, without the window (compaction.py)
+                    try:
+                        sql = newest_writes_sql(con, spec, self._rows(spec, snapshot.parts, keep_file=True), keys_once=False)
+                    except duckdb.Error as exc:  # a damaged part: one StoreError naming it
+                        raise self._explain(spec.name, exc) from None
+                else:
+                    sql = self._window(spec, snapshot.parts, with_seq=True)
+                for batch in self._scan(con, spec, sql):
                     stream.write(pa.Table.from_batches([batch]).cast(schema))
                 added = stream.close()
                 self.log(name).commit(self._rewrite_entry("compact", name, set(snapshot.parts), added, holder))
@@ -298,11 +307,12 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
             return f"SELECT {cols} FROM {source}"
         return _window_sql(spec, source, cols)
 
-    def _rows(self, spec: TableSpec, live: dict[str, int]) -> str:
-        """Every row of the ``live`` parts, each with its ``_seq`` (the entry's number, or its own after a compaction)."""
+    def _rows(self, spec: TableSpec, live: dict[str, int], keep_file: bool = False) -> str:
+        """Every row of the ``live`` parts, each with its ``_seq`` (the entry's number, or its own after a
+        compaction), and with ``keep_file`` its part's name as ``_m5data_file``."""
         files = "[" + ", ".join(_sql_str(self._uri(spec.name, p)) for p in sorted(live)) + "]"
         seqs = ", ".join(f"({_sql_str(self._uri(spec.name, p))}, {int(s)})" for p, s in sorted(live.items()))
-        return (f"(SELECT p.* EXCLUDE (_m5data_file) REPLACE (CASE WHEN m.seq = {FROM_FILE} THEN p.{SEQ_COLUMN} "
+        return (f"(SELECT p.*{'' if keep_file else ' EXCLUDE (_m5data_file)'} REPLACE (CASE WHEN m.seq = {FROM_FILE} THEN p.{SEQ_COLUMN} "
                 f"ELSE m.seq END AS {SEQ_COLUMN}) FROM read_parquet({files}, union_by_name = true, "
                 f"filename = '_m5data_file') p JOIN (VALUES {seqs}) m(file, seq) ON p._m5data_file = m.file)")
 
