@@ -159,8 +159,8 @@ def test_a_stale_or_broken_sidecar_is_made_again(tmp_path):
 
 
 def test_a_plan_whose_sidecars_exist_opens_no_connection(tmp_path, monkeypatch):
-    """Opening a DuckDB connection costs 20-30 ms, and a store connection plans every table: with
-    every sidecar in place the plan reads them only."""
+    """A DuckDB connection (a cursor of the process's read database where a sidecar is made) costs
+    time, and a store connection plans every table: with every sidecar in place the plan reads them only."""
     store = Store.init(tmp_path / "s")
     store.write("products", _rows("products", [1, 2], 0))
     store.write("products", _rows("products", [2, 3], 1))
@@ -171,7 +171,10 @@ def test_a_plan_whose_sidecars_exist_opens_no_connection(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("plan opened a DuckDB connection")
 
+    from m5data.storage import reading
+
     monkeypatch.setattr(duckdb, "connect", refuse)
+    monkeypatch.setattr(reading, "read_cursor", refuse)  # a cursor of the process's read database
     again = plan(parts, spec)
     assert again.plain == first.plain and again.resolve == first.resolve and list(again.contested) == list(first.contested)
     sidecar_path(parts[0]).unlink()

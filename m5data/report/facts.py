@@ -215,18 +215,16 @@ class _Recent:
         since ``since`` only: a group written since has its newest write there whole, so the view over
         those parts gives its rows as the table's view does (the other parts are not scanned). A store on
         object storage reads its view of every part (``large()``)."""
-        import duckdb
-
         from ..storage.changes import part_seq
         from ..storage.objects import is_store_url
+        from ..storage.reading import read_cursor
         from ..storage.schema import table_spec
 
         if is_store_url(str(self.store.root)):
             con = self.large()
         else:
-            if self.con is None:
-                self.con = duckdb.connect()
-                self.con.execute("SET enable_progress_bar = false")  # as the store's: no bar of DuckDB's own on stdout
+            if self.con is None:  # a cursor of the process's read database: its TEMP views are its own
+                self.con = read_cursor()
             con = self.con
             parts = [p for p in self.store.parts(table) if part_seq(p) > since]
             con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS "

@@ -58,6 +58,14 @@ class _ReadDatabase:
 _READS = _ReadDatabase()
 
 
+def read_cursor():
+    """A cursor on the process's read database: a connection of its own whose TEMP views and tables only
+    it sees (close it after use), ~0.6 ms where a new database costs 12-15."""
+    con = _READS.cursor()
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
 def part_problem(path: Path) -> str | None:
     """Why a part's footer cannot be read (None when it can)."""
     try:
