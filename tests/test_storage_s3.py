@@ -352,9 +352,14 @@ def test_a_compaction_of_rewritten_groups_reads_as_before_on_s3_as_on_a_local_st
         def reader(store=store):
             return Store.open(url) if isinstance(store, S3Store) else store
 
+        def settled(table):  # which of a key's two rows in one write is read is not defined: one of them
+            return [r for r in table if (r["query_id"], r["candidate_id"]) != ("q2", "c0")]
+
         before = rows(reader(), "pools")
         store.compact("pools")
-        assert rows(reader(), "pools") == before and reader().count("pools") == 2 + 3 + 3 + 3, type(store).__name__
+        after = rows(reader(), "pools")
+        assert settled(after) == settled(before) and reader().count("pools") == len(after) == 2 + 3 + 3 + 3, type(store).__name__
+        assert [r["run_id"] for r in after if (r["query_id"], r["candidate_id"]) == ("q2", "c0")] in (["c"], ["c-again"])
 
 
 def test_a_query_whose_parts_a_compaction_removed_is_run_again(url, monkeypatch):
