@@ -161,10 +161,11 @@ class Changes:
         """The rows of table ``name``'s view now, from ``before``, its rows over the parts ``counted``
         (:meth:`count_parts`), and the parts written since: for a table whose group is its key, one
         row per group of those parts that no counted part holds (their key sidecars' hashes); for
-        another (splits: a version's rows), the new parts' rows by :meth:`_count_newest_writes` when
-        every group of theirs is new. With the parts it counted. None where it cannot tell (a counted
-        part gone, as after a compaction; a re-written group of a table of several rows per group):
-        count again. Rows are never removed from a table, so a group once seen stays one row or more.
+        another (splits: a version's rows; pools: a query's), each group of the new parts moves the
+        count from its rows before to its rows now (:func:`_rows_moved`, from the sidecars), or, with
+        older sidecars, the new parts' rows by :meth:`_count_newest_writes` when every group of theirs
+        is new. With the parts it counted. None where it cannot tell (a counted part gone, as after a
+        compaction; a re-written group and sidecars without each group's rows): count again. Rows are never removed from a table, so a group once seen stays one row or more.
         A new group whose 64-bit hash an old group shares would be missed (about one run in 10^7 at a
         million groups)."""
         import duckdb
@@ -193,6 +194,9 @@ class Changes:
         seen = int(np.count_nonzero(_held(old, spec, hashes))) if old and len(hashes) else 0
         if tuple(spec.group) == tuple(spec.key):
             return before + len(hashes) - seen, names
+        moved = _rows_moved(old, new, spec)  # a group written again: its rows before and after, by the sidecars
+        if moved is not None:
+            return before + moved, names
         if seen:
             return None
         try:
@@ -277,6 +281,44 @@ def _held(parts: list[Path], spec, hashes: np.ndarray) -> np.ndarray:
         at = np.minimum(np.searchsorted(keys.hashes, hashes), len(keys.hashes) - 1)
         found |= keys.hashes[at] == hashes
     return found
+
+
+def _rows_moved(old: list[Path], new: list[Path], spec) -> int | None:
+    """How many rows the view of a table gains from the parts ``new`` over its rows in ``old`` (every
+    part of the table besides): for each group of ``new``, the rows of its newest write over all parts,
+    less those over ``old`` alone, each group's rows and ``_seq`` per part from the key sidecars (a
+    write's rows of a group in two parts are summed). None where a sidecar cannot tell (an older one
+    without them, a part holding a key twice): count again. 7,500 pools written again at 100k products:
+    a lookup in 15 sidecars, where counting the view's rows read 8.7 million stored rows (0.2-0.3 s)."""
+    if not set(spec.group) <= set(spec.key):  # the view's rows are not each group's newest write then
+        return None
+    known = keyindex.parts_keys(old + new, spec)
+    if any(k is None or not k.unique or k.counts is None or k.seqs is None for _, k in known):
+        return None
+    fresh = [k.hashes for _, k in known[len(old):]]
+    groups = np.unique(np.concatenate(fresh)) if fresh else np.zeros(0, np.uint64)
+    if not len(groups):
+        return 0
+
+    def newest_rows(keys: list) -> int:
+        at_group, seqs, counts = [], [], []
+        for k in keys:
+            if not len(k.hashes):
+                continue
+            at = np.minimum(np.searchsorted(k.hashes, groups), len(k.hashes) - 1)
+            hit = k.hashes[at] == groups
+            at_group.append(np.flatnonzero(hit))
+            seqs.append(k.seqs[at[hit]])
+            counts.append(k.counts[at[hit]])
+        if not at_group:
+            return 0
+        g, s, n = np.concatenate(at_group), np.concatenate(seqs), np.concatenate(counts)
+        best = np.full(len(groups), np.iinfo(np.int64).min, np.int64)
+        np.maximum.at(best, g, s)
+        return int(n[s == best[g]].sum())
+
+    keys = [k for _, k in known]
+    return newest_rows(keys) - newest_rows(keys[:len(old)])
 
 
 def empty_changed(spec, columns: tuple[str, ...] = ()) -> pa.Table:

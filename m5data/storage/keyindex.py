@@ -5,7 +5,9 @@ Before compaction a table is read through a window that keeps, per key, the row 
 most groups (a product's spec rows) were written once: one crawl writes each product in one part.
 
 For each part a small *key sidecar* (``tables/<table>/_keys/<part>.npz``) says how many rows it has,
-whether it holds each key once, and the DuckDB ``hash`` of every group (``TableSpec.group``) in it.
+whether it holds each key once, and the DuckDB ``hash`` of every group (``TableSpec.group``) in it
+with the group's rows and ``_seq`` there (what a count of a re-written group's rows needs,
+``Store.count_grown``).
 It is made by the first read that needs it (parts are immutable: a part's name never changes
 content) and is only a cache: a missing, stale or unreadable sidecar is made again, and a read-only
 store computes it in memory. From the sidecars a read splits the table (:func:`plan`):
@@ -30,7 +32,7 @@ from .schema import SEQ_COLUMN
 from .temps import TMP_PREFIX, temp_name
 
 KEYS_DIR = "_keys"
-_FORMAT = 1
+_FORMAT = 2  # 2: with each group's rows and _seq; a format-1 sidecar (without them) is read, and says None
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class PartKeys:
     rows: int
     unique: bool  # every key appears once in the part, every group with one _seq
     hashes: np.ndarray  # sorted distinct uint64 DuckDB hashes of the part's groups
+    counts: np.ndarray | None = None  # each group's rows in the part, by ``hashes`` (None: an older sidecar)
+    seqs: np.ndarray | None = None  # each group's newest ``_seq`` in the part (its one write's, when unique)
 
 
 @dataclass(frozen=True)
@@ -68,10 +72,13 @@ def _load(part: Path) -> PartKeys | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = z["meta"]
-            if (int(meta[0]) != _FORMAT or int(meta[1]) != part.stat().st_size
+            if (int(meta[0]) not in (1, _FORMAT) or int(meta[1]) != part.stat().st_size
                     or str(z["version"]) != _version()):
                 return None
-            return PartKeys(int(meta[2]), bool(meta[3]), z["hashes"].astype(np.uint64, copy=False))
+            newer = int(meta[0]) >= 2
+            return PartKeys(int(meta[2]), bool(meta[3]), z["hashes"].astype(np.uint64, copy=False),
+                            z["counts"].astype(np.int64, copy=False) if newer else None,
+                            z["seqs"].astype(np.int64, copy=False) if newer else None)
     except (OSError, ValueError, KeyError, IndexError):
         return None
 
@@ -83,8 +90,11 @@ def _save(part: Path, keys: PartKeys) -> None:
     try:
         folder.mkdir(exist_ok=True)
         with open(tmp, "wb") as fh:
-            np.savez(fh, meta=np.array([_FORMAT, part.stat().st_size, keys.rows, int(keys.unique)], np.int64),
-                     version=np.array(_version()), hashes=keys.hashes)
+            np.savez(fh, meta=np.array([_FORMAT if keys.seqs is not None else 1, part.stat().st_size, keys.rows,
+                                         int(keys.unique)], np.int64),
+                     version=np.array(_version()), hashes=keys.hashes,
+                     counts=keys.counts if keys.counts is not None else np.zeros(0, np.int64),
+                     seqs=keys.seqs if keys.seqs is not None else np.zeros(0, np.int64))
         os.replace(tmp, sidecar_path(part))
     except OSError:
         tmp.unlink(missing_ok=True)
@@ -100,9 +110,12 @@ def compute(con, part: Path, spec) -> PartKeys:
         f"(SELECT count(*) FROM (SELECT DISTINCT {group} FROM {src})), "
         f"(SELECT count(*) FROM (SELECT DISTINCT {group}, {SEQ_COLUMN} FROM {src}))"
     ).fetchall()[0]
-    hashes = con.execute(f"SELECT DISTINCT {group_hash_sql(spec)} AS h FROM {src}").fetchnumpy()["h"]
-    arr = np.sort(np.asarray(hashes, dtype=np.uint64))
-    return PartKeys(int(rows), rows == distinct and groups == group_seqs, arr)
+    got = con.execute(f"SELECT {group_hash_sql(spec)} AS h, count(*) AS n, max({SEQ_COLUMN}) AS s FROM {src} "
+                      "GROUP BY 1").fetchnumpy()
+    arr = np.asarray(got["h"], dtype=np.uint64)
+    order = np.argsort(arr, kind="stable")
+    return PartKeys(int(rows), rows == distinct and groups == group_seqs, arr[order],
+                    np.asarray(got["n"], dtype=np.int64)[order], np.asarray(got["s"], dtype=np.int64)[order])
 
 
 def part_keys(connection, part: Path, spec) -> PartKeys | None:
