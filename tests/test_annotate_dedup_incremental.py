@@ -232,7 +232,7 @@ def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_giv
     fresh = pa.array(sorted(changed.to_pylist()))
     con = store.connect(need=("products", "media"), only=("products", "media"))
     try:
-        rows = dedup_inputs.product_rows(con, store, fresh, products)
+        rows = dedup_inputs.product_rows(store, fresh, products)
         every = con.sql(dedup_inputs._PRODUCTS.format(only="", where="")).to_arrow_table()
         assert rows.num_rows == 7 and rows.equals(every.filter(pc.is_in(every.column("product_id"), value_set=fresh)))
     finally:

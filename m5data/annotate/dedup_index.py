@@ -289,17 +289,19 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
     first: a later file's row wins) and, for the ``changed`` products (and any the files lack), from
     the store; ``titles`` and ``wide`` (empty indexes) get every product's band keys and signatures
     and the kept parameters. None: the kept files do not fit (a wide index they lack). ``con``: a
-    connection of the store with the views it reads (media; products too without ``ids`` or
-    ``written``; default: one of its own, closed at the end); ``ids``: the store's product ids, sorted, when the caller has them (else read
-        here); ``written``: ``store.changed("products", ...)``'s rows with merchant_id and title (their
-    products rows as the store holds them now: those are not read again). The result's
-    ``kept_files`` and ``fresh`` say what :func:`keep` appends to."""
+    connection of the store with the products' view, read without ``ids`` or ``written`` (default:
+    one of its own then, closed at the end); ``ids``: the store's product ids, sorted, when the caller
+    has them (else read here); ``written``: ``store.changed("products", ...)``'s rows with merchant_id
+    and title (their products rows as the store holds them now: those are not read again). The
+    result's ``kept_files`` and ``fresh`` say what :func:`keep` appends to."""
     if wide is not None and "wide_keys" not in kept[-1].z:
         return None
     titles.perms, titles.params = (kept[-1].z["perm_a"], kept[-1].z["perm_b"]), kept[-1].z["lsh_params"]
     if wide is not None:
         wide.perms, wide.params = titles.perms, kept[-1].z["wide_params"]
-    own = con is None
+    # a connection only for a read of the products' view (the ids, or the rows without ``written``): the
+    # main images and the spec rows are read from the parts (``store.read_of``, ``store.read_groups``)
+    own = con is None and (ids is None or written is None)
     con = store.connect(need=("products", "media", "specs"), only=("products", "media", "specs")) if own else con
     try:
         if ids is None:
@@ -318,7 +320,7 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
             if fresh_wide is not None:
                 fresh_wide.add(values, offsets, valid)
 
-        rows = dedup_inputs.product_rows(con, store, fresh_ids, written) if written is not None else None
+        rows = dedup_inputs.product_rows(store, fresh_ids, written) if written is not None else None
         fresh = dedup_inputs.read_products(con, index_titles, only=fresh_ids, rows=rows)
         # their spec rows from only the parts holding them, no window over the specs view
         spec_rows = store.read_groups("specs", fresh_ids.to_pylist())  # none: an empty table

@@ -30,12 +30,6 @@ _PRODUCTS = """
       ON m.product_id = p.product_id AND m.k = 1
     {where}
     ORDER BY p.product_id"""
-# the main image of each product (an incremental read: its products' rows come from elsewhere)
-_MAIN_IMAGES = """
-    SELECT product_id, sha256, phash FROM (
-        SELECT product_id, sha256, phash,
-               row_number() OVER (PARTITION BY product_id ORDER BY position, media_id) AS k
-        FROM media WHERE kind = 'image' AND role = 'main' AND status = 'ok' {only}) WHERE k = 1"""
 COLUMNS = ("product_id", "merchant_id", "title", "sha256", "phash")  # what _PRODUCTS gives
 ONLY = "dedup_only"  # a registered table of the product ids to read (an incremental run's changed ones)
 
@@ -101,12 +95,12 @@ def _codes(chunks: list[pa.Array]) -> np.ndarray:
     return pc.fill_null(arr.dictionary_encode().indices, -1).to_numpy().astype(np.int64)
 
 
-def product_rows(con, store, only: pa.Array, written: pa.Table | None = None) -> pa.Table:
+def product_rows(store, only: pa.Array, written: pa.Table | None = None) -> pa.Table:
     """The rows :data:`_PRODUCTS` gives for the products ``only`` (distinct ids), sorted by product_id:
     each one's ``products`` row from ``written`` (``store.changed("products", ...)`` rows with
     merchant_id and title: read from the parts written since) or else from the parts holding it
-    (``store.read_groups``), and its main image from the media view (one filtered read: no scan of
-    the products' view and no join in DuckDB)."""
+    (``store.read_groups``), and its main image (:func:`main_images`: no scan of the products' view,
+    no media view and no join in DuckDB)."""
     cols = list(COLUMNS[:3])
     rows = pa.table({c: pa.array([], pa.string()) for c in cols})
     if written is not None and all(c in written.column_names for c in cols):
@@ -115,11 +109,27 @@ def product_rows(con, store, only: pa.Array, written: pa.Table | None = None) ->
     missing = only.filter(pc.invert(pc.is_in(only, value_set=rows.column("product_id"))))
     if len(missing):
         rows = pa.concat_tables([rows, store.read_groups("products", missing.to_pylist()).select(cols).cast(rows.schema)])
-    and_, _ = _only(con, only)
-    images = con.sql(_MAIN_IMAGES.format(only=and_)).to_arrow_table()
-    images = images.cast(pa.schema([(c, pa.string()) for c in ("product_id", "sha256", "phash")]))
-    out = rows.join(images, "product_id", join_type="left outer")
+    out = rows.join(main_images(store, only), "product_id", join_type="left outer")
     return out.take(pc.sort_indices(out, [("product_id", "ascending")])).select(list(COLUMNS))
+
+
+def main_images(store, only: pa.Array) -> pa.Table:
+    """The main image of each of the products ``only`` (``product_id``, ``sha256``, ``phash``), as
+    :data:`_PRODUCTS`' join gives it: their media rows read with the filter ahead of the view's window
+    (``store.read_of``: no connection with the media view, no window over the whole table), then per
+    product the first ``kind = 'image'``, ``role = 'main'``, ``status = 'ok'`` row by position, then
+    media_id (nulls last, as DuckDB orders them)."""
+    media = store.read_of("media", "product_id", only)
+    ok = pc.and_(pc.and_(pc.equal(media.column("kind"), "image"), pc.equal(media.column("role"), "main")),
+                 pc.equal(media.column("status"), "ok"))
+    media = media.filter(ok)  # a null is not kept, as in SQL
+    media = media.take(pc.sort_indices(media, [("product_id", "ascending", "at_end"), ("position", "ascending", "at_end"),
+                                               ("media_id", "ascending", "at_end")]))
+    pid = media.column("product_id").combine_chunks() if len(media) else pa.array([], pa.string())
+    first = np.r_[True, pc.not_equal(pid[1:], pid[:-1]).to_numpy(zero_copy_only=False)] if len(pid) else \
+        np.zeros(0, dtype=bool)
+    return media.filter(pa.array(first)).select(["product_id", "sha256", "phash"]).cast(
+        pa.schema([(c, pa.string()) for c in ("product_id", "sha256", "phash")]))
 
 
 def read_products(con, on_titles: Callable[[list[str]], None] | None = None, only: pa.Array | None = None,

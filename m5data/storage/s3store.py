@@ -338,6 +338,10 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
         quoted = ", ".join("'" + str(v).replace("'", "''") + "'" for v in dict.fromkeys(values))
         return self.read(name, where=f"{spec.group[0]} IN ({quoted})") if quoted else spec.schema.empty_table()
 
+    def read_of(self, name: str, column: str, values):
+        quoted = ", ".join("'" + str(v).replace("'", "''") + "'" for v in dict.fromkeys(values.to_pylist()))
+        return self.read(name, where=f"{column} IN ({quoted})") if quoted else table_spec(name).schema.empty_table()
+
     def count_grown(self, name: str, before: int, counted: list[str]) -> None:
         return None  # no key sidecars: count_parts counts the view (and names no parts)
 
