@@ -25,6 +25,7 @@ names came first).
 from __future__ import annotations
 
 import io
+import mmap
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -202,7 +203,7 @@ def _one(chunks: list[np.ndarray], empty: tuple, dtype) -> np.ndarray:
 
 
 def _read(store, rel: str, brand: str) -> Kept | None:
-    data = store.read_bytes(rel) if isinstance(rel, str) else None
+    data = store.read_mapped(rel) if isinstance(rel, str) else None  # a folder store's file read in place
     if data is None:
         return None
     try:
@@ -220,13 +221,14 @@ def _read(store, rel: str, brand: str) -> Kept | None:
     return Kept(z, rel)
 
 
-def _npz_views(data: bytes) -> dict[str, np.ndarray]:
+def _npz_views(data) -> dict[str, np.ndarray]:
     """The arrays of an ``.npz`` (``np.savez``'s: members stored, not compressed) as read-only views of
-    ``data``, not copies where their data is aligned (a base is ~800 MB at 1M products: ``np.load``
-    reads it through the zip module, checksums and copies it, ~1.3 s; the others are copied, a
-    memcpy); a compressed member is read by ``np.load``'s way; one of objects is refused."""
+    ``data`` (bytes, or a folder store's memory map of the file: no copy of it either), not copies
+    where their data is aligned (a base is ~800 MB at 1M products: ``np.load`` reads it through the
+    zip module, checksums and copies it, ~1.3 s; the others are copied, a memcpy); a compressed member
+    is read by ``np.load``'s way; one of objects is refused."""
     out = {}
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+    with zipfile.ZipFile(data if isinstance(data, mmap.mmap) else io.BytesIO(data)) as zf:
         for info in zf.infolist():
             name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
             if info.compress_type != zipfile.ZIP_STORED:

@@ -115,6 +115,9 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
         found = self.objects.get(rel)
         return found[0] if found else None
 
+    def read_mapped(self, rel: str) -> bytes | None:
+        return self.read_bytes(rel)  # an object is read whole
+
     def write_bytes(self, rel: str, data: bytes) -> None:
         """One PUT: the object appears whole."""
         self.objects.put(rel, data)
