@@ -41,13 +41,14 @@ from .dedup_inputs import Inputs, Specs
 from .key_runs import ragged_arange
 
 FOLDER = "derived/dedup"
-FORMAT = 5  # 2: with each row's spec block key hash; 3: base + deltas, with the title indexes' parameters; 4: and
+FORMAT = 6  # 2: with each row's spec block key hash; 3: base + deltas, with the title indexes' parameters; 4: and
 # each row as the run wrote it to the dedup table (an incremental run writes the rows that differ); 5: which spec
-# entries made each row's block keys (spec_chosen) instead of the keys' hash, which a run made for every row
+# entries made each row's block keys (spec_chosen) instead of the keys' hash, which a run made for every row; 6:
+# and the hashes of each row's sha256 and title key (the exact rules' codes made from them, no string coded again)
 COMPACT_SHARE = 0.25  # the deltas' rows over this share of the base's: the next run writes a new base
 MAX_DELTAS = 16  # ... and so it does at this many deltas
 ROWS = ("has_title", "phash", "has_phash", "phash_given", "n_spec_rows", "band_keys", "sigs", "distance",
-        "wide_keys")  # one entry per row (wide_keys: with the learned matcher's wide title index)
+        "sha_hash", "title_hash", "wide_keys")  # one entry per row (wide_keys: with the learned matcher's wide title index)
 OUT = ("group_id", "rule", "matched_id", "reason")  # the dedup table's columns as written (and distance)
 TEXT = ("ids", "sha", "title_text", *OUT)  # strings, one per row
 NAMES = ("props", "values", "spellings")  # what the spec codes stand for (sorted: code = rank)
@@ -110,7 +111,9 @@ def arrays(inp: Inputs, titles: near.LSHIndex, wide: near.LSHIndex | None, out: 
                "band_keys": _one(titles._keys, (0, titles.bands), np.uint64),
                "sigs": _one(titles._sigs, (0, titles.num_perm), titles.dtype),
                "perm_a": titles.perms[0], "perm_b": titles.perms[1], "lsh_params": np.array(titles.params),
-               "ids": inp.ids, "sha": inp.sha, "title_text": inp.title_text}
+               "ids": inp.ids, "sha": inp.sha, "title_text": inp.title_text,
+               "sha_hash": inp.sha_hash if inp.sha_hash is not None else dedup_inputs.string_hashes(inp.sha),
+               "title_hash": inp.title_hash if inp.title_hash is not None else dedup_inputs.string_hashes(inp.title_text)}
     for c in OUT:
         z[c] = out.column(c).combine_chunks() if out is not None else pa.nulls(n, pa.string())
     z["distance"] = (out.column("distance").to_numpy(zero_copy_only=False).astype(np.float64) if out is not None
@@ -335,9 +338,11 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
     src[fresh_mask] = len(kept)  # the rows read now: the last source
     srow[fresh_mask] = np.arange(int(fresh_mask.sum()))
     z = _merge([k.z for k in kept] + [arrays(fresh, fresh_titles, fresh_wide).z], src, srow, ids, brand)
-    inp = Inputs(ids=ids, blob=dedup_inputs._codes([z["sha"]]), title_key=dedup_inputs._codes([z["title_text"]]),
-                 has_title=z["has_title"], phash=z["phash"], has_phash=z["has_phash"], phash_given=z["phash_given"],
-                 n_spec_rows=z["n_spec_rows"], sha=z["sha"], title_text=z["title_text"])
+    inp = Inputs(ids=ids, blob=dedup_inputs.hash_codes(z["sha"], z["sha_hash"]),
+                 title_key=dedup_inputs.hash_codes(z["title_text"], z["title_hash"]), has_title=z["has_title"],
+                 phash=z["phash"], has_phash=z["has_phash"], phash_given=z["phash_given"],
+                 n_spec_rows=z["n_spec_rows"], sha=z["sha"], title_text=z["title_text"], sha_hash=z["sha_hash"],
+                 title_hash=z["title_hash"])
     inp.specs = Specs(offsets=z["spec_offsets"], keys=z["spec_keys"], values=z["spec_values"], brand_key=z["brand_key"],
                       brand_offsets=z["brand_offsets"], brands=z["brands"],
                       names=tuple(z[n].to_pylist() for n in NAMES))
