@@ -381,7 +381,7 @@ def spec_row_keys(offsets, keys, values, brand_offsets, brands, brand_key, need,
     ``entries`` (with ``need`` 2): the one-entry keys (``need`` 1) of the rows that made ``wanted``: a
     key of spelling ``b`` and entries ``e1``, ``e2`` is among ``wanted`` only when ``(b, e1)`` and
     ``(b, e2)`` are among them, so only the pairs of a row's entries whose one-entry key is are made
-    (at 100k, 53k wanted keys of 1,294 rows: 0.54 million keys made instead of every row's ~2.5)."""
+    (at 100k, 53k wanted keys of 1,294 rows: 0.54 million keys made instead of every row's 4.2 million)."""
     table, zero = _key_set(wanted)
     etable, ezero = _key_set(entries)
     pairs = need == 2
@@ -700,11 +700,15 @@ def count_chance_keys(offsets, keys, values, brand_offsets, brands, brand_key, t
 def entry_freq(keys, values):  # pragma: no cover - compiled
     """Per entry ``(keys[t], values[t])``, how many entries are equal to it (``np.unique``'s counts at its
     inverse, without a sort of the 64-bit codes): the entries counted into buckets by value code (a
-    counting sort), then each bucket's property codes sorted (most buckets hold a few)."""
+    counting sort), then each bucket's entries counted per property code in an array of the property
+    codes, set back to 0 after the bucket (no sort or allocation per bucket: one argsort and two arrays
+    for each of the ~100k buckets at 100k products were 0.04 of 0.05 CPU s)."""
     n = len(values)
     top = 0
+    top_key = 0
     for t in range(n):
         top = max(top, values[t])
+        top_key = max(top_key, keys[t])
     start = np.zeros(top + 2, dtype=np.int64)
     for t in range(n):
         start[values[t] + 1] += 1
@@ -716,25 +720,18 @@ def entry_freq(keys, values):  # pragma: no cover - compiled
         order[at[values[t]]] = t
         at[values[t]] += 1
     freq = np.empty(n, dtype=np.int64)
+    per_key = np.zeros(top_key + 1, dtype=np.int64)
     for v in range(top + 1):
         s, e = start[v], start[v + 1]
         if e - s == 1:
             freq[order[s]] = 1
             continue
-        if e - s == 0:
-            continue
-        props = np.empty(e - s, dtype=np.int64)
         for u in range(s, e):
-            props[u - s] = keys[order[u]]
-        by = np.argsort(props)
-        a = 0
-        while a < e - s:
-            b = a + 1
-            while b < e - s and props[by[b]] == props[by[a]]:
-                b += 1
-            for c in range(a, b):
-                freq[order[s + by[c]]] = b - a
-            a = b
+            per_key[keys[order[u]]] += 1
+        for u in range(s, e):
+            freq[order[u]] = per_key[keys[order[u]]]
+        for u in range(s, e):
+            per_key[keys[order[u]]] = 0
     return freq
 
 
