@@ -130,7 +130,7 @@ def hash_codes(strings: pa.Array, hashes: np.ndarray) -> np.ndarray:
     if len(dup):
         same = pc.equal(strings.take(pa.array(dup)), strings.take(pa.array(first[dup])))
         if same.null_count or not pc.all(same).as_py():
-            return _codes([strings])
+            return _codes([strings.whole() if hasattr(strings, "whole") else strings])  # (dedup_index.GatheredText)
     return codes
 
 
