@@ -503,3 +503,33 @@ def test_a_run_with_nothing_new_keeps_the_groups_and_a_write_or_full_groups_agai
     rows = _rows(small)
     assert rows["a:13"]["group_id"] == rows["a:7"]["group_id"] and len(rows) == len(groups) + 1
     assert changes.load_state(small, "dedup")["report"]["n_products"] == 13
+
+
+def test_the_touched_blocks_key_pass_keeps_every_rows_keys_among_the_wanted():
+    """``dedup_spec._keys_in`` (each row's pair keys made only of the entries whose one-entry key the
+    wanted keys' rows have) keeps every row's block keys that are among the wanted ones, with their
+    rows: what making every row's keys and testing each gives, for ``need`` 2 and 1."""
+    from m5data.annotate import dedup_spec
+
+    rng = np.random.default_rng(5)
+    n, brand_key = 600, 0
+    keys, values, counts = [], [], []
+    for ln in rng.integers(0, 9, n):  # properties 0 (the brand) .. 6, few values each: many rows share keys
+        entries = sorted({(int(rng.integers(0, 7)), int(rng.integers(0, 4))) for _ in range(ln)})
+        keys += [k for k, _ in entries]
+        values += [v for _, v in entries]
+        counts.append(len(entries))
+    offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
+    keys, values = np.array(keys, dtype=np.int32), np.array(values, dtype=np.int32)
+    blens = rng.integers(0, 3, n)
+    brand_offsets = np.r_[0, np.cumsum(blens)].astype(np.int64)
+    brands = np.concatenate([np.sort(rng.choice(3, b, replace=False)) for b in blens]).astype(np.int32)
+    for need in (2, 1):
+        args = (offsets, keys, values, brand_offsets, brands, brand_key, need)
+        every_key, every_row = dedup_spec._block_keys(args)
+        rows = np.flatnonzero(rng.random(n) < 0.02)
+        wanted = dedup_spec._own_keys(args, rows)
+        key, row = dedup_spec._keys_in(args, wanted, rows)
+        hit = np.isin(every_key, wanted)
+        assert len(key) and sorted(zip(key.tolist(), row.tolist())) == sorted(
+            zip(every_key[hit].tolist(), every_row[hit].tolist())), need

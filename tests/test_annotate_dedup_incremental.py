@@ -11,7 +11,7 @@ from support.dedup_rows import image_row as _image
 from support.dedup_rows import product_row as _product
 from support.grow import copies as _copies
 
-from m5data.annotate import dedup_index, dedup_kept
+from m5data.annotate import dedup_index, dedup_inputs, dedup_kept
 from m5data.annotate.dedup import dedup
 from m5data.config import load
 from m5data.storage import Store, changes
@@ -182,7 +182,7 @@ def test_a_run_killed_after_its_table_write_leaves_the_last_state_and_the_next_r
 def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_gives(demo300_copy):
     """The incremental read (kept arrays + the changed products from the store) equals a full read:
     ids, image and title codes, pHashes, spec codes and names, MinHash band keys and signatures."""
-    from m5data.annotate import dedup_index, dedup_inputs, near
+    from m5data.annotate import near
     from m5data.annotate.dedup import _norm_value, brand_spellings, noisy_value, read_inputs
 
     store_dir, _ = demo300_copy
@@ -212,7 +212,8 @@ def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_giv
     assert inc.ids.equals(full.ids) and len(full) == 305
     # no products part went: the store's ids are the kept files' and the products written since
     assert dedup_index.store_ids(dedup_index.load(store, state["inputs_files"], brand), products.column("product_id")).equals(full.ids)
-    for name in ("blob", "title_key", "has_title", "phash", "has_phash", "phash_given", "n_spec_rows"):
+    for name in ("blob", "title_key", "sha_hash", "title_hash", "has_title", "phash", "has_phash", "phash_given",
+                 "n_spec_rows"):
         assert np.array_equal(getattr(inc, name), getattr(full, name)), name
     for name in ("offsets", "brand_offsets"):
         assert np.array_equal(getattr(inc.specs, name), getattr(full.specs, name)), name
@@ -232,7 +233,7 @@ def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_giv
     fresh = pa.array(sorted(changed.to_pylist()))
     con = store.connect(need=("products", "media"), only=("products", "media"))
     try:
-        rows = dedup_inputs.product_rows(con, store, fresh, products)
+        rows = dedup_inputs.product_rows(store, fresh, products)
         every = con.sql(dedup_inputs._PRODUCTS.format(only="", where="")).to_arrow_table()
         assert rows.num_rows == 7 and rows.equals(every.filter(pc.is_in(every.column("product_id"), value_set=fresh)))
     finally:
@@ -240,7 +241,8 @@ def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_giv
     written = dedup_index.read_incremental(store, dedup_index.load(store, state["inputs_files"], brand), brand, changed,
                                            near.LSHIndex(a.dedup_minhash_threshold, a.dedup_num_perm), None,
                                            a.dedup_shingle, _norm_value, noisy_value, brand_spellings, written=products)
-    for name in ("blob", "title_key", "has_title", "phash", "has_phash", "phash_given", "n_spec_rows"):
+    for name in ("blob", "title_key", "sha_hash", "title_hash", "has_title", "phash", "has_phash", "phash_given",
+                 "n_spec_rows"):
         assert np.array_equal(getattr(written, name), getattr(full, name)), name
 
 
@@ -451,3 +453,17 @@ def test_the_kept_spec_entries_that_made_the_keys_are_the_rarest_a_full_run_choo
     _rarest_entries(full.specs, entry_freq(full.specs.keys, full.specs.values), SPEC_KEY_ENTRIES, chosen)
     assert np.array_equal(merged["spec_offsets"], full.specs.offsets)
     assert chosen.sum() < len(chosen) and np.array_equal(merged["spec_chosen"], chosen)
+
+
+def test_exact_codes_from_kept_hashes_are_a_dictionary_encodings_and_a_collision_codes_the_strings():
+    """The exact rules' codes made from the strings' hashes (kept with the inputs) are the codes of
+    a dictionary encoding of the strings; two strings of one hash (forced here) are coded apart."""
+    strings = pa.array(["b", "a", None, "b", "c", "a", "", None, ""], pa.string())
+    codes = dedup_inputs._codes([strings])
+    hashes = dedup_inputs.string_hashes(strings)
+    assert (hashes[[2, 7]] == 0).all() and (np.delete(hashes, [2, 7]) != 0).all()
+    assert np.array_equal(dedup_inputs.hash_codes(strings, hashes), codes)
+    assert np.array_equal(dedup_inputs.string_hashes(strings.slice(3)), hashes[3:])  # an offset array
+    collided = hashes.copy()
+    collided[collided == hashes[4]] = hashes[0]  # "c" hashed as "b"
+    assert np.array_equal(dedup_inputs.hash_codes(strings, collided), codes)

@@ -185,6 +185,31 @@ def test_group_parts_names_the_parts_holding_a_group_and_reading_them_gives_its_
     assert got.select(["position", "value"]).to_pylist() == [{"position": 0, "value": "new"}]
 
 
+def test_read_of_gives_the_view_rows_of_a_column_filter(store):
+    """``read_of`` filters ahead of the view's window but gives what the view filtered gives: a media
+    row re-written with another product is that product's, not the first's (its older row names the
+    first), a re-written row's newest version wins, and a column no part has comes back null."""
+    import pyarrow as pa
+
+    def media(mid, pid, position, sha):
+        return {"media_id": mid, "product_id": pid, "kind": "image", "role": "main", "position": position,
+                "sha256": sha, "status": "ok"}
+
+    assert store.read_of("media", "product_id", pa.array(["a:1"])).num_rows == 0  # no parts
+    store.write("media", [media("m1", "a:1", 0, "x"), media("m2", "a:1", 1, "y"), media("m3", "a:2", 0, "z")])
+    store.write("media", [media("m1", "a:2", 0, "x2"), media("m2", "a:1", 1, "y2")])
+    store.write("media", [media("m4", "a:3", 0, "w")])
+    for wanted in (["a:1"], ["a:2"], ["a:1", "a:3", "a:9"], []):
+        got = store.read_of("media", "product_id", pa.array(wanted, pa.string()))
+        quoted = ", ".join(f"'{w}'" for w in wanted) or "NULL"
+        view = store.read("media", where=f"product_id IN ({quoted})")
+        assert got.schema == view.schema
+        assert got.sort_by("media_id").equals(view.sort_by("media_id")), wanted
+    got = store.read_of("media", "product_id", pa.array(["a:1"]))
+    assert got.select(["media_id", "sha256"]).to_pylist() == [{"media_id": "m2", "sha256": "y2"}]
+    assert got.column("phash").null_count == 1
+
+
 def test_a_write_in_progress_is_never_passed(store):
     """A streaming write has published a part but not finished: the watermark stays below its _seq."""
     store.part_rows = 1

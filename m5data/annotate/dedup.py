@@ -234,11 +234,10 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
                 kept_inputs = dedup_index.load(store, state.get("inputs_files"), brand)
                 if kept_inputs is not None:
                     ids = dedup_index.store_ids(kept_inputs, changed_products.column("product_id"))
-            # one connection for the ids and the read: the media view (the changed products' main images;
-            # their products and specs rows are read from the parts holding them), and the products' for the ids
-            views = ("media",) if ids is not None else ("products", "media")
-            con = store.connect(need=views, only=views)
+            # no connection with the ids known: the changed products' rows, main images and specs are read
+            # from the parts (the media view's connection and read cost 0.19 CPU s at 100k, that read 0.07)
             if ids is None:  # the products' ids, sorted: their count, and the rows of the incremental read below
+                con = store.connect(need=("products",), only=("products",))
                 ids = con.sql("SELECT product_id FROM products ORDER BY product_id").to_arrow_table().column(0)
             total = len(ids)
             counts = changes.changed_counts(changed_products, total)

@@ -25,6 +25,7 @@ names came first).
 from __future__ import annotations
 
 import io
+import mmap
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -40,15 +41,18 @@ from .dedup_inputs import Inputs, Specs
 from .key_runs import ragged_arange
 
 FOLDER = "derived/dedup"
-FORMAT = 5  # 2: with each row's spec block key hash; 3: base + deltas, with the title indexes' parameters; 4: and
+FORMAT = 6  # 2: with each row's spec block key hash; 3: base + deltas, with the title indexes' parameters; 4: and
 # each row as the run wrote it to the dedup table (an incremental run writes the rows that differ); 5: which spec
-# entries made each row's block keys (spec_chosen) instead of the keys' hash, which a run made for every row
+# entries made each row's block keys (spec_chosen) instead of the keys' hash, which a run made for every row; 6:
+# and the hashes of each row's sha256 and title key (the exact rules' codes made from them, no string coded again)
 COMPACT_SHARE = 0.25  # the deltas' rows over this share of the base's: the next run writes a new base
 MAX_DELTAS = 16  # ... and so it does at this many deltas
 ROWS = ("has_title", "phash", "has_phash", "phash_given", "n_spec_rows", "band_keys", "sigs", "distance",
-        "wide_keys")  # one entry per row (wide_keys: with the learned matcher's wide title index)
+        "sha_hash", "title_hash", "wide_keys")  # one entry per row (wide_keys: with the learned matcher's wide title index)
 OUT = ("group_id", "rule", "matched_id", "reason")  # the dedup table's columns as written (and distance)
 TEXT = ("ids", "sha", "title_text", *OUT)  # strings, one per row
+LAZY = ("sigs", "sha", "title_text")  # of ROWS and TEXT: an incremental read's merged rows gathered where
+# read (:class:`Gathered`, :class:`GatheredText`)
 NAMES = ("props", "values", "spellings")  # what the spec codes stand for (sorted: code = rank)
 CSR = ("spec_offsets", "spec_keys", "spec_values", "spec_chosen", "brand_offsets", "brands")  # spec codes per row
 # (spec_chosen: bool per spec entry, those that made the row's block keys: :func:`.dedup_spec.moved_rows`)
@@ -57,6 +61,7 @@ TABLE = ("perm_a", "perm_b", "lsh_params", "wide_params")  # the title indexes' 
 
 # ------------------------------------------------------------------ strings as arrays
 def _pack(name: str, arr: pa.Array, out: dict) -> None:
+    arr = whole(arr)
     arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
     arr = arr.cast(pa.large_string())
     bufs = arr.buffers()
@@ -109,7 +114,9 @@ def arrays(inp: Inputs, titles: near.LSHIndex, wide: near.LSHIndex | None, out: 
                "band_keys": _one(titles._keys, (0, titles.bands), np.uint64),
                "sigs": _one(titles._sigs, (0, titles.num_perm), titles.dtype),
                "perm_a": titles.perms[0], "perm_b": titles.perms[1], "lsh_params": np.array(titles.params),
-               "ids": inp.ids, "sha": inp.sha, "title_text": inp.title_text}
+               "ids": inp.ids, "sha": inp.sha, "title_text": inp.title_text,
+               "sha_hash": inp.sha_hash if inp.sha_hash is not None else dedup_inputs.string_hashes(inp.sha),
+               "title_hash": inp.title_hash if inp.title_hash is not None else dedup_inputs.string_hashes(inp.title_text)}
     for c in OUT:
         z[c] = out.column(c).combine_chunks() if out is not None else pa.nulls(n, pa.string())
     z["distance"] = (out.column("distance").to_numpy(zero_copy_only=False).astype(np.float64) if out is not None
@@ -202,7 +209,7 @@ def _one(chunks: list[np.ndarray], empty: tuple, dtype) -> np.ndarray:
 
 
 def _read(store, rel: str, brand: str) -> Kept | None:
-    data = store.read_bytes(rel) if isinstance(rel, str) else None
+    data = store.read_mapped(rel) if isinstance(rel, str) else None  # a folder store's file read in place
     if data is None:
         return None
     try:
@@ -220,13 +227,14 @@ def _read(store, rel: str, brand: str) -> Kept | None:
     return Kept(z, rel)
 
 
-def _npz_views(data: bytes) -> dict[str, np.ndarray]:
+def _npz_views(data) -> dict[str, np.ndarray]:
     """The arrays of an ``.npz`` (``np.savez``'s: members stored, not compressed) as read-only views of
-    ``data``, not copies where their data is aligned (a base is ~800 MB at 1M products: ``np.load``
-    reads it through the zip module, checksums and copies it, ~1.3 s; the others are copied, a
-    memcpy); a compressed member is read by ``np.load``'s way; one of objects is refused."""
+    ``data`` (bytes, or a folder store's memory map of the file: no copy of it either), not copies
+    where their data is aligned (a base is ~800 MB at 1M products: ``np.load`` reads it through the
+    zip module, checksums and copies it, ~1.3 s; the others are copied, a memcpy); a compressed member
+    is read by ``np.load``'s way; one of objects is refused."""
     out = {}
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+    with zipfile.ZipFile(data if isinstance(data, mmap.mmap) else io.BytesIO(data)) as zf:
         for info in zf.infolist():
             name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
             if info.compress_type != zipfile.ZIP_STORED:
@@ -289,17 +297,19 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
     first: a later file's row wins) and, for the ``changed`` products (and any the files lack), from
     the store; ``titles`` and ``wide`` (empty indexes) get every product's band keys and signatures
     and the kept parameters. None: the kept files do not fit (a wide index they lack). ``con``: a
-    connection of the store with the views it reads (media; products too without ``ids`` or
-    ``written``; default: one of its own, closed at the end); ``ids``: the store's product ids, sorted, when the caller has them (else read
-        here); ``written``: ``store.changed("products", ...)``'s rows with merchant_id and title (their
-    products rows as the store holds them now: those are not read again). The result's
-    ``kept_files`` and ``fresh`` say what :func:`keep` appends to."""
+    connection of the store with the products' view, read without ``ids`` or ``written`` (default:
+    one of its own then, closed at the end); ``ids``: the store's product ids, sorted, when the caller
+    has them (else read here); ``written``: ``store.changed("products", ...)``'s rows with merchant_id
+    and title (their products rows as the store holds them now: those are not read again). The
+    result's ``kept_files`` and ``fresh`` say what :func:`keep` appends to."""
     if wide is not None and "wide_keys" not in kept[-1].z:
         return None
     titles.perms, titles.params = (kept[-1].z["perm_a"], kept[-1].z["perm_b"]), kept[-1].z["lsh_params"]
     if wide is not None:
         wide.perms, wide.params = titles.perms, kept[-1].z["wide_params"]
-    own = con is None
+    # a connection only for a read of the products' view (the ids, or the rows without ``written``): the
+    # main images and the spec rows are read from the parts (``store.read_of``, ``store.read_groups``)
+    own = con is None and (ids is None or written is None)
     con = store.connect(need=("products", "media", "specs"), only=("products", "media", "specs")) if own else con
     try:
         if ids is None:
@@ -318,7 +328,7 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
             if fresh_wide is not None:
                 fresh_wide.add(values, offsets, valid)
 
-        rows = dedup_inputs.product_rows(con, store, fresh_ids, written) if written is not None else None
+        rows = dedup_inputs.product_rows(store, fresh_ids, written) if written is not None else None
         fresh = dedup_inputs.read_products(con, index_titles, only=fresh_ids, rows=rows)
         # their spec rows from only the parts holding them, no window over the specs view
         spec_rows = store.read_groups("specs", fresh_ids.to_pylist())  # none: an empty table
@@ -331,9 +341,11 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
     src[fresh_mask] = len(kept)  # the rows read now: the last source
     srow[fresh_mask] = np.arange(int(fresh_mask.sum()))
     z = _merge([k.z for k in kept] + [arrays(fresh, fresh_titles, fresh_wide).z], src, srow, ids, brand)
-    inp = Inputs(ids=ids, blob=dedup_inputs._codes([z["sha"]]), title_key=dedup_inputs._codes([z["title_text"]]),
-                 has_title=z["has_title"], phash=z["phash"], has_phash=z["has_phash"], phash_given=z["phash_given"],
-                 n_spec_rows=z["n_spec_rows"], sha=z["sha"], title_text=z["title_text"])
+    inp = Inputs(ids=ids, blob=dedup_inputs.hash_codes(z["sha"], z["sha_hash"]),
+                 title_key=dedup_inputs.hash_codes(z["title_text"], z["title_hash"]), has_title=z["has_title"],
+                 phash=z["phash"], has_phash=z["has_phash"], phash_given=z["phash_given"],
+                 n_spec_rows=z["n_spec_rows"], sha=z["sha"], title_text=z["title_text"], sha_hash=z["sha_hash"],
+                 title_hash=z["title_hash"])
     inp.specs = Specs(offsets=z["spec_offsets"], keys=z["spec_keys"], values=z["spec_values"], brand_key=z["brand_key"],
                       brand_offsets=z["brand_offsets"], brands=z["brands"],
                       names=tuple(z[n].to_pylist() for n in NAMES))
@@ -424,6 +436,72 @@ def _like(index: near.LSHIndex) -> near.LSHIndex:
     return new
 
 
+class Gathered:
+    """A per-row array of the merged rows (row ``i``: row ``srow[i]`` of ``parts[src[i]]``) gathered only
+    where read (``gathered[rows]``; ``np.asarray`` gathers it whole): the titles' signatures, 26 MB at
+    100k products, of which a run reads the candidate pairs' rows and its delta's. New memory costs
+    ~2 ms of the kernel's per MB on this machine: their whole gather was 0.057 CPU s a run."""
+
+    def __init__(self, parts: list[np.ndarray], src: np.ndarray, srow: np.ndarray):
+        self.parts, self.src, self.srow = parts, src, srow
+        self.dtype = parts[-1].dtype
+        self.shape = (len(src), *parts[-1].shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def __getitem__(self, rows) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        s, r = self.src[rows], self.srow[rows]
+        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        for i, part in enumerate(self.parts):
+            sel = s == i
+            if sel.any():
+                out[sel] = part[r[sel]]
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[np.arange(len(self))]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
+class GatheredText:
+    """:class:`Gathered` of a string column (Arrow arrays): ``take`` gathers rows, ``whole()`` every row
+    (the sha256 and title key strings, ~16 MB at 100k: a run reads the rows of a shared hash and its
+    delta's; their whole gather, one concatenation and one take, was 0.03-0.05 CPU s a run)."""
+
+    def __init__(self, parts: list[pa.Array], src: np.ndarray, srow: np.ndarray):
+        self.parts, self.src, self.srow = parts, src, srow
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def take(self, indices) -> pa.Array:
+        rows = np.asarray(indices.to_numpy(zero_copy_only=False) if isinstance(indices, pa.Array) else indices,
+                          dtype=np.int64)
+        s, r = self.src[rows], self.srow[rows]
+        parts, where = [], []
+        for i, part in enumerate(self.parts):
+            sel = np.flatnonzero(s == i)
+            if len(sel):
+                parts.append(part.take(pa.array(r[sel])).cast(pa.string()))
+                where.append(sel)
+        if not parts:
+            return pa.array([], pa.string())
+        at = np.empty(len(rows), dtype=np.int64)
+        at[np.concatenate(where)] = np.arange(len(rows))
+        return pa.concat_arrays(parts).take(pa.array(at))
+
+    def whole(self) -> pa.Array:
+        at = np.r_[0, np.cumsum([len(p) for p in self.parts])][:-1][self.src] + self.srow
+        return pa.concat_arrays([p.cast(pa.string()) for p in self.parts]).take(pa.array(at))
+
+
+def whole(arr):
+    """``arr`` as an Arrow array (a :class:`GatheredText` gathered)."""
+    return arr.whole() if isinstance(arr, GatheredText) else arr
+
+
 def _merge(sources: list[dict], src: np.ndarray, srow: np.ndarray, ids: pa.Array, brand: str) -> dict:
     """One row per product: row ``srow`` of source ``src`` (kept rows of :class:`Kept` form), spec
     codes mapped to the sorted union of the sources' names; ``brand_key``: the brand property's code."""
@@ -435,6 +513,9 @@ def _merge(sources: list[dict], src: np.ndarray, srow: np.ndarray, ids: pa.Array
     base_at = np.where(src == 0, srow, 0) if whole else None
     for k in ROWS:
         if k not in sources[-1]:
+            continue
+        if k in LAZY:
+            out[k] = Gathered([s[k] for s in sources], src, srow)
             continue
         first = sources[-1][k]
         if whole and sources[0][k].dtype == first.dtype:
@@ -449,7 +530,9 @@ def _merge(sources: list[dict], src: np.ndarray, srow: np.ndarray, ids: pa.Array
     # each string column: one take from the sources laid end to end (the ids are the store's own)
     at = pa.array(np.r_[0, np.cumsum([len(s["ids"]) for s in sources])][:-1][src] + srow)
     for k in TEXT:
-        if k != "ids":
+        if k in LAZY:
+            out[k] = GatheredText([s[k] for s in sources], src, srow)
+        elif k != "ids":
             out[k] = pa.concat_arrays([s[k] for s in sources]).take(at)
     out["ids"] = ids
     maps = {}

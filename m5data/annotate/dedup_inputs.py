@@ -30,12 +30,6 @@ _PRODUCTS = """
       ON m.product_id = p.product_id AND m.k = 1
     {where}
     ORDER BY p.product_id"""
-# the main image of each product (an incremental read: its products' rows come from elsewhere)
-_MAIN_IMAGES = """
-    SELECT product_id, sha256, phash FROM (
-        SELECT product_id, sha256, phash,
-               row_number() OVER (PARTITION BY product_id ORDER BY position, media_id) AS k
-        FROM media WHERE kind = 'image' AND role = 'main' AND status = 'ok' {only}) WHERE k = 1"""
 COLUMNS = ("product_id", "merchant_id", "title", "sha256", "phash")  # what _PRODUCTS gives
 ONLY = "dedup_only"  # a registered table of the product ids to read (an incremental run's changed ones)
 
@@ -64,6 +58,8 @@ class Inputs:
     specs: Specs | None = None
     sha: pa.Array | None = None  # the main image's sha256 (null: none): what ``blob`` codes
     title_text: pa.Array | None = None  # merchant + normalised title (null: -1): what ``title_key`` codes
+    sha_hash: np.ndarray | None = None  # uint64 hash of ``sha`` per row (0: null; kept: :func:`hash_codes`)
+    title_hash: np.ndarray | None = None  # ... and of ``title_text``
     spec_chosen: np.ndarray | None = None  # bool per spec entry: it made its row's block keys (set by the spec rule)
     spec_chosen_prev: np.ndarray | None = None  # ... as the last run kept it (False: a row it did not have)
     spec_moved: np.ndarray | None = None  # bool per row: its block keys moved since the last run (set by the spec rule)
@@ -101,12 +97,49 @@ def _codes(chunks: list[pa.Array]) -> np.ndarray:
     return pc.fill_null(arr.dictionary_encode().indices, -1).to_numpy().astype(np.int64)
 
 
-def product_rows(con, store, only: pa.Array, written: pa.Table | None = None) -> pa.Table:
+def string_hashes(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A uint64 hash of each string of ``arr`` (:func:`.near_jit.string_hashes`: 0 for a null, never 0
+    otherwise), from its Arrow buffers (one compiled pass, no Python string)."""
+    from .near_jit import string_hashes as hashes
+
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    out = np.zeros(len(arr), dtype=np.uint64)
+    if not len(arr):
+        return out
+    wide = pa.types.is_large_string(arr.type)
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int64 if wide else np.int32, count=len(arr) + 1,
+                            offset=arr.offset * (8 if wide else 4))
+    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None and bufs[2].size else np.zeros(1, np.uint8)
+    hashes(offsets, data, arr.is_valid().to_numpy(zero_copy_only=False), out)
+    return out
+
+
+def hash_codes(strings: pa.Array, hashes: np.ndarray) -> np.ndarray:
+    """:func:`_codes` of ``strings`` (codes by first occurrence, -1 for a null) from their hashes
+    (:func:`string_hashes`, kept with the inputs: an incremental run hashes and codes no kept string
+    again, where a dictionary encoding of 100k sha256 and title strings cost 0.025-0.12 CPU s a run).
+    Checked: each row whose hash an earlier row has holds that row's string; a collision (about one
+    run in 10^9 at 100k products) codes the strings instead."""
+    from .near_jit import first_codes
+
+    codes = np.empty(len(hashes), dtype=np.int64)
+    first = np.empty(len(hashes), dtype=np.int64)
+    first_codes(np.ascontiguousarray(hashes, dtype=np.uint64), codes, first)
+    dup = np.flatnonzero(first != np.arange(len(first)))
+    if len(dup):
+        same = pc.equal(strings.take(pa.array(dup)), strings.take(pa.array(first[dup])))
+        if same.null_count or not pc.all(same).as_py():
+            return _codes([strings.whole() if hasattr(strings, "whole") else strings])  # (dedup_index.GatheredText)
+    return codes
+
+
+def product_rows(store, only: pa.Array, written: pa.Table | None = None) -> pa.Table:
     """The rows :data:`_PRODUCTS` gives for the products ``only`` (distinct ids), sorted by product_id:
     each one's ``products`` row from ``written`` (``store.changed("products", ...)`` rows with
     merchant_id and title: read from the parts written since) or else from the parts holding it
-    (``store.read_groups``), and its main image from the media view (one filtered read: no scan of
-    the products' view and no join in DuckDB)."""
+    (``store.read_groups``), and its main image (:func:`main_images`: no scan of the products' view,
+    no media view and no join in DuckDB)."""
     cols = list(COLUMNS[:3])
     rows = pa.table({c: pa.array([], pa.string()) for c in cols})
     if written is not None and all(c in written.column_names for c in cols):
@@ -115,11 +148,27 @@ def product_rows(con, store, only: pa.Array, written: pa.Table | None = None) ->
     missing = only.filter(pc.invert(pc.is_in(only, value_set=rows.column("product_id"))))
     if len(missing):
         rows = pa.concat_tables([rows, store.read_groups("products", missing.to_pylist()).select(cols).cast(rows.schema)])
-    and_, _ = _only(con, only)
-    images = con.sql(_MAIN_IMAGES.format(only=and_)).to_arrow_table()
-    images = images.cast(pa.schema([(c, pa.string()) for c in ("product_id", "sha256", "phash")]))
-    out = rows.join(images, "product_id", join_type="left outer")
+    out = rows.join(main_images(store, only), "product_id", join_type="left outer")
     return out.take(pc.sort_indices(out, [("product_id", "ascending")])).select(list(COLUMNS))
+
+
+def main_images(store, only: pa.Array) -> pa.Table:
+    """The main image of each of the products ``only`` (``product_id``, ``sha256``, ``phash``), as
+    :data:`_PRODUCTS`' join gives it: their media rows read with the filter ahead of the view's window
+    (``store.read_of``: no connection with the media view, no window over the whole table), then per
+    product the first ``kind = 'image'``, ``role = 'main'``, ``status = 'ok'`` row by position, then
+    media_id (nulls last, as DuckDB orders them)."""
+    media = store.read_of("media", "product_id", only)
+    ok = pc.and_(pc.and_(pc.equal(media.column("kind"), "image"), pc.equal(media.column("role"), "main")),
+                 pc.equal(media.column("status"), "ok"))
+    media = media.filter(ok)  # a null is not kept, as in SQL
+    media = media.take(pc.sort_indices(media, [("product_id", "ascending", "at_end"), ("position", "ascending", "at_end"),
+                                               ("media_id", "ascending", "at_end")]))
+    pid = media.column("product_id").combine_chunks() if len(media) else pa.array([], pa.string())
+    first = np.r_[True, pc.not_equal(pid[1:], pid[:-1]).to_numpy(zero_copy_only=False)] if len(pid) else \
+        np.zeros(0, dtype=bool)
+    return media.filter(pa.array(first)).select(["product_id", "sha256", "phash"]).cast(
+        pa.schema([(c, pa.string()) for c in ("product_id", "sha256", "phash")]))
 
 
 def read_products(con, on_titles: Callable[[list[str]], None] | None = None, only: pa.Array | None = None,
@@ -151,11 +200,14 @@ def read_products(con, on_titles: Callable[[list[str]], None] | None = None, onl
         if on_titles is not None:
             on_titles(titles)
     cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dtype=dt))
-    return Inputs(ids=pa.chunked_array(ids, type=pa.string()).combine_chunks(), blob=_codes(shas),
-                  title_key=_codes(title_keys), has_title=cat(has_title, bool), phash=cat(phash, np.uint64),
-                  has_phash=cat(has_phash, bool), phash_given=cat(given, bool), n_spec_rows=np.zeros(0, np.int64),
-                  sha=pa.chunked_array(shas, type=pa.string()).combine_chunks(),
-                  title_text=pa.chunked_array(title_keys, type=pa.string()).combine_chunks())
+    sha = pa.chunked_array(shas, type=pa.string()).combine_chunks()
+    title_text = pa.chunked_array(title_keys, type=pa.string()).combine_chunks()
+    sha_hash, title_hash = string_hashes(sha), string_hashes(title_text)
+    return Inputs(ids=pa.chunked_array(ids, type=pa.string()).combine_chunks(), blob=hash_codes(sha, sha_hash),
+                  title_key=hash_codes(title_text, title_hash), has_title=cat(has_title, bool),
+                  phash=cat(phash, np.uint64), has_phash=cat(has_phash, bool), phash_given=cat(given, bool),
+                  n_spec_rows=np.zeros(0, np.int64), sha=sha, title_text=title_text, sha_hash=sha_hash,
+                  title_hash=title_hash)
 
 
 def ranks(names: list[str]) -> tuple[np.ndarray, list[str]]:

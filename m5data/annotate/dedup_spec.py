@@ -284,13 +284,16 @@ def _block_keys(args: tuple) -> tuple[np.ndarray, np.ndarray]:
     return key, row
 
 
-def _keys_in(args: tuple, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every row's block keys that are among ``wanted`` (distinct), with their rows
-    (:func:`spec_jit.spec_row_keys`: the keys are made row by row, only these kept)."""
+def _keys_in(args: tuple, wanted: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every row's block keys that are among ``wanted`` (distinct: the keys of rows ``rows``), with
+    their rows (:func:`spec_jit.spec_row_keys`: the keys are made row by row, only these kept; of a
+    row's entries, only those whose one-entry key ``rows`` share make pairs)."""
     from . import spec_jit
 
+    entries = _own_keys((*args[:-1], 1), rows) if args[-1] == 2 else np.zeros(0, dtype=np.uint64)
     size = max(1 << 16, 64 * len(wanted))  # a guess: the buffers grow in the pass when it is short
-    n, key, row = spec_jit.spec_row_keys(*args, wanted, np.empty(size, dtype=np.uint64), np.empty(size, dtype=np.int64))
+    n, key, row = spec_jit.spec_row_keys(*args, wanted, entries, np.empty(size, dtype=np.uint64),
+                                         np.empty(size, dtype=np.int64))
     return key[:n], row[:n]
 
 
@@ -302,14 +305,15 @@ def _touched_blocks(args: tuple, touching: np.ndarray, cap: int) -> tuple[np.nda
     (:func:`.dedup_kept.crossing`), with their blocks. ``touching`` is changed in place."""
     from .dedup_kept import crossing
 
-    wanted = _own_keys(args, np.flatnonzero(touching))  # the touching rows' keys, then every row's among them
-    key, row = _sort_by_key(*_keys_in(args, wanted))
+    rows = np.flatnonzero(touching)
+    wanted = _own_keys(args, rows)  # the touching rows' keys, then every row's among them
+    key, row = _sort_by_key(*_keys_in(args, wanted, rows))
     star = crossing(key, row, touching, cap, np.ones(len(key), dtype=bool), presorted=True)
     star = arrays.unique(star[~touching[star]])
     if len(star):  # the stars' other blocks join: every row's keys among the stars' keys not read yet
         touching[star] = True
         more = _own_keys(args, star)
-        more_key, more_row = _sort_by_key(*_keys_in(args, more[~arrays.isin(more, wanted)]))
+        more_key, more_row = _sort_by_key(*_keys_in(args, more[~arrays.isin(more, wanted)], star))
         at = np.searchsorted(key, more_key)  # the two reads hold no key in common: merged, still sorted
         key, row = np.insert(key, at, more_key), np.insert(row, at, more_row)
     return key, row

@@ -250,6 +250,9 @@ class LSHIndex:
         """Estimated Jaccard of pairs of added sets (row numbers in the order added)."""
         sig = self._sigs[0] if len(self._sigs) == 1 else np.concatenate(self._sigs)
         self._sigs = [sig]
+        if not isinstance(sig, np.ndarray):  # gathered where read (an incremental dedup's kept rows): the pairs' rows
+            rows, at = np.unique(np.r_[left, right].astype(np.int64), return_inverse=True)
+            sig, left, right = sig[rows], at[:len(left)], at[len(left):]
         share = jaccard_estimate(sig, left, right, batch)
         if self.bits < 32:
             chance = 2.0 ** -self.bits

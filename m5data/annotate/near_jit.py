@@ -265,3 +265,55 @@ def best_of_each(left, right, sim, k, n, keep):  # pragma: no cover - compiled
         for q in range(k):
             if best_i[r, q] >= 0:
                 keep[best_i[r, q]] = True
+
+
+@numba.njit(cache=True, nogil=True)
+def string_hashes(offsets, data, valid, out):  # pragma: no cover - compiled
+    """``out[i]``: a 64-bit hash of string ``i``'s bytes ``data[offsets[i]:offsets[i + 1]]`` (8 bytes at a
+    time through :func:`mix64`, its length first), never 0; 0 where not ``valid``."""
+    for i in range(len(out)):
+        if not valid[i]:
+            out[i] = 0
+            continue
+        s, e = offsets[i], offsets[i + 1]
+        h = mix64(np.uint64(e - s) + np.uint64(0x9E3779B97F4A7C15))
+        p = s
+        while p < e:
+            w = np.uint64(0)
+            for q in range(min(8, e - p)):
+                w |= np.uint64(data[p + q]) << np.uint64(8 * q)
+            h = mix64(h ^ w) + np.uint64(0xD6E8FEB86659FD93)
+            p += 8
+        out[i] = h if h != 0 else np.uint64(1)
+
+
+@numba.njit(cache=True, nogil=True)
+def first_codes(h, codes, first):  # pragma: no cover - compiled
+    """``codes[i]``: the rank of ``h[i]``'s first occurrence among the distinct values of ``h`` other than
+    0 (a dictionary encoding's codes, by first occurrence), -1 where 0; ``first[i]``: the row of that
+    first occurrence (``i`` where 0). An open-addressing table of the values (already hashes)."""
+    n = len(h)
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    mask = np.uint64(size - 1)
+    slot_key = np.zeros(size, dtype=np.uint64)
+    slot_row = np.empty(size, dtype=np.int64)
+    slot_code = np.empty(size, dtype=np.int64)
+    m = 0
+    for i in range(n):
+        x = h[i]
+        if x == 0:
+            codes[i] = -1
+            first[i] = i
+            continue
+        s = x & mask
+        while slot_key[s] != 0 and slot_key[s] != x:
+            s = (s + np.uint64(1)) & mask
+        if slot_key[s] == 0:
+            slot_key[s] = x
+            slot_row[s] = i
+            slot_code[s] = m
+            m += 1
+        codes[i] = slot_code[s]
+        first[i] = slot_row[s]

@@ -49,7 +49,7 @@ from .parts import OPEN_SUFFIX
 from .reading import vanished
 from .schema import SEQ_COLUMN, table_spec
 from .temps import TMP_PREFIX, owner_pid, pid_alive
-from .views import _sql_str
+from .views import _sql_str, _window_sql
 
 CLOCK_MARGIN_NS = 1_000_000_000  # ns a marker's file time may lag the clock a _seq is read from
 STATE_DIR = "state"  # derived/state/<stage>.json
@@ -268,6 +268,48 @@ class Changes:
         finally:
             con.close()
         return out.cast(spec.schema)
+
+
+    def read_of(self, name: str, column: str, values: pa.Array) -> pa.Table:
+        """The rows the view of table ``name`` (whose group is one column) holds whose ``column`` is one
+        of ``values``, as a read of the view with that filter gives them, but with the filter ahead of
+        the view's newest-row window: the groups that have such a row in some part, then the rows of
+        their newest writes, then the filter again (a group's newest row may name another value). The
+        window sorts those groups' rows, not the table's: the main images of the 1,111 changed
+        products of the 100k replay, a filter of media by ``product_id`` (not its group), 0.07 CPU s
+        against 0.19 for a connection with the media view and its read."""
+        import duckdb
+        import pyarrow.parquet as pq
+
+        spec = table_spec(name)
+        if len(spec.group) != 1:
+            raise ValueError(f"read_of({name!r}): its group is {len(spec.group)} columns")
+        group = spec.group[0]
+        for attempt in range(4):  # a compaction may remove listed parts before they are read: list again
+            parts = self.parts(name)
+            if not parts:
+                return spec.schema.empty_table()
+            try:
+                present = set().union(*(pq.read_schema(p).names for p in parts))
+            except OSError:
+                if attempt == 3:
+                    raise
+                continue
+            cols = ", ".join(c if c in present else f"NULL AS {c}" for c in spec.schema.names)
+            source = f"read_parquet({'[' + ', '.join(_sql_str(str(p)) for p in parts) + ']'}, union_by_name = true)"
+            wanted = f"{column} IN (SELECT v FROM _m5data_of)"
+            rows = f"(SELECT * FROM {source} WHERE {group} IN (SELECT {group} FROM {source} WHERE {wanted}))"
+            con = self.connect(need=(), only=(), _read_cursor=True)  # a cursor of its own: its table is its own
+            try:
+                con.register("_m5data_of", pa.table({"v": values.cast(spec.schema.field(column).type)}))
+                out = con.sql(f"SELECT * FROM ({_window_sql(spec, rows, cols)}) WHERE {wanted}").to_arrow_table()
+                return out.cast(spec.schema)
+            except duckdb.Error as exc:
+                if attempt == 3 or not vanished(exc):
+                    raise self._explain(spec.name, exc) from None
+            finally:
+                con.close()
+        raise AssertionError("unreachable")
 
 
 def _held(parts: list[Path], spec, hashes: np.ndarray) -> np.ndarray:

@@ -115,6 +115,9 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
         found = self.objects.get(rel)
         return found[0] if found else None
 
+    def read_mapped(self, rel: str) -> bytes | None:
+        return self.read_bytes(rel)  # an object is read whole
+
     def write_bytes(self, rel: str, data: bytes) -> None:
         """One PUT: the object appears whole."""
         self.objects.put(rel, data)
@@ -347,6 +350,10 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
         spec = table_spec(name)
         quoted = ", ".join("'" + str(v).replace("'", "''") + "'" for v in dict.fromkeys(values))
         return self.read(name, where=f"{spec.group[0]} IN ({quoted})") if quoted else spec.schema.empty_table()
+
+    def read_of(self, name: str, column: str, values):
+        quoted = ", ".join("'" + str(v).replace("'", "''") + "'" for v in dict.fromkeys(values.to_pylist()))
+        return self.read(name, where=f"{column} IN ({quoted})") if quoted else table_spec(name).schema.empty_table()
 
     def count_grown(self, name: str, before: int, counted: list[str]) -> None:
         return None  # no key sidecars: count_parts counts the view (and names no parts)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 from pathlib import Path
 
 from . import locks
@@ -127,6 +128,19 @@ class Store(Writing, Compaction, TableViews, Reading, Catalog, Changes, TextFile
     def read_bytes(self, rel: str) -> bytes | None:
         path = self.root / rel
         return path.read_bytes() if path.is_file() else None
+
+    def read_mapped(self, rel: str) -> mmap.mmap | bytes | None:
+        """A file of the store as :meth:`read_bytes` gives it, here a read-only memory map of it: a buffer
+        ``np.frombuffer`` and ``zipfile`` read in place (dedup's kept inputs, ~40 MB at 100k products:
+        0.03-0.07 CPU s of copying and page faults saved each run). A write replaces the file by a
+        rename, so the map keeps the bytes it was made of."""
+        path = self.root / rel
+        if not path.is_file():
+            return None
+        with open(path, "rb") as fh:
+            if not path.stat().st_size:
+                return b""  # an empty file cannot be mapped
+            return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         """Write a file of the store whole (temp file, rename: a reader never sees half of it)."""
