@@ -10,6 +10,12 @@ _CACHE = ROOT / ".cache"
 # Set before any stage imports librosa/numba or prefect: numba's first compile of librosa costs about
 # 17 s, paid once when its cache persists; Prefect otherwise writes its database under ~/.prefect.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(_CACHE / "numba"))
+# A cache folder per pytest-xdist worker (and the subprocesses its tests start): numba's cache is not
+# safe to write from two processes compiling the same function at once (numba issues 4807, 10128: an
+# index naming another overload's code), which crashed two match-level tests of a fresh clone's suite
+# with a segmentation fault in caption_hashing._hash_batch, both workers compiling it.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["NUMBA_CACHE_DIR"] = str(Path(os.environ["NUMBA_CACHE_DIR"]) / os.environ["PYTEST_XDIST_WORKER"])
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
