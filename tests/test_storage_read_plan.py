@@ -171,10 +171,10 @@ def test_a_plan_whose_sidecars_exist_opens_no_connection(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("plan opened a DuckDB connection")
 
-    from m5data.storage import reading
+    from m5data.storage import readdb
 
     monkeypatch.setattr(duckdb, "connect", refuse)
-    monkeypatch.setattr(reading, "read_cursor", refuse)  # a cursor of the process's read database
+    monkeypatch.setattr(readdb, "read_cursor", refuse)  # a cursor of the process's read database
     again = plan(parts, spec)
     assert again.plain == first.plain and again.resolve == first.resolve and list(again.contested) == list(first.contested)
     sidecar_path(parts[0]).unlink()

@@ -217,7 +217,7 @@ class _Recent:
         object storage reads its view of every part (``large()``)."""
         from ..storage.changes import part_seq
         from ..storage.objects import is_store_url
-        from ..storage.reading import read_cursor
+        from ..storage.readdb import read_cursor
         from ..storage.schema import table_spec
 
         if is_store_url(str(self.store.root)):

@@ -138,7 +138,7 @@ def part_keys(connection, part: Path, spec) -> PartKeys | None:
 
 def parts_keys(parts: list[Path], spec) -> list[tuple[Path, PartKeys | None]]:
     """Each part with its keys (None: unreadable), from the sidecars, made where missing."""
-    from .reading import read_cursor
+    from .readdb import read_cursor
 
     # A sidecar is made by a query on a cursor of the process's read database (~0.6 ms; a new database
     # costs 12-15 ms, and a store connection plans every table): none with every sidecar in place.

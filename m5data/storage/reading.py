@@ -4,13 +4,13 @@ and the one-line errors (the corrupt part named) that a failed read turns into."
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import CorruptPart, StoreError
+from .readdb import _READS
 from .schema import SEQ_COLUMN, TABLES, TableSpec, table_spec
 from .views import _sql_str
 
@@ -24,46 +24,6 @@ def vanished(exc: BaseException) -> bool:
     return any(v in str(exc).lower() for v in _VANISHED)
 # A sandboxed connection (m5data sql): reads the store only, never installs or loads extensions.
 _SANDBOX = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-
-
-class _ReadDatabase:
-    """One in-memory DuckDB database per process for :meth:`Store.read` / :meth:`Store.count`.
-
-    Each read takes a cursor on it (a connection of its own, ~0.6 ms) and creates its view as a
-    TEMP view, which only that cursor sees; a new database costs ~15 ms, and a stage makes hundreds
-    of small reads. Before a fork the process drops its reference (a child never uses a database
-    whose threads stayed in the parent) and the child makes its own on first use.
-    """
-
-    def __init__(self):
-        self._db = None
-        self._lock = threading.Lock()
-        os.register_at_fork(before=self._drop, after_in_child=self._reset)
-
-    def cursor(self):
-        import duckdb
-
-        with self._lock:
-            if self._db is None:
-                self._db = duckdb.connect()
-            return self._db.cursor()
-
-    def _drop(self) -> None:
-        self._db = None  # cursors in use keep the database alive until they close
-
-    def _reset(self) -> None:
-        self._db, self._lock = None, threading.Lock()
-
-
-_READS = _ReadDatabase()
-
-
-def read_cursor():
-    """A cursor on the process's read database: a connection of its own whose TEMP views and tables only
-    it sees (close it after use), ~0.6 ms where a new database costs 12-15."""
-    con = _READS.cursor()
-    con.execute("SET enable_progress_bar = false")
-    return con
 
 
 def part_problem(path: Path) -> str | None:
