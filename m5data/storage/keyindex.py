@@ -43,6 +43,14 @@ class PartKeys:
     counts: np.ndarray | None = None  # each group's rows in the part, by ``hashes`` (None: an older sidecar)
     seqs: np.ndarray | None = None  # each group's newest ``_seq`` in the part (its one write's, when unique)
 
+    def find(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each of the group hashes ``wanted``: whether the part holds it, and its index in ``hashes``
+        (meaningful where held): the sorted hashes searched."""
+        if not len(self.hashes):
+            return np.zeros(len(wanted), dtype=bool), np.zeros(len(wanted), dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.hashes, wanted), len(self.hashes) - 1)
+        return self.hashes[at] == wanted, at
+
 
 @dataclass(frozen=True)
 class Plan:
