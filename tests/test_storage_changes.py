@@ -144,6 +144,30 @@ def test_count_grown_counts_on_from_the_parts_counted_as_a_count_again_would(sto
     assert store.count_grown("products", n2, parts2) is None and store.count("products") == 5
 
 
+def test_count_grown_reads_no_part_when_the_writers_made_their_sidecars(store, monkeypatch):
+    """The parts written since are known by their sidecars (made by their writers): counting on opens no
+    DuckDB connection; a part whose sidecar is gone is read, and counted the same."""
+    import duckdb
+
+    from m5data.storage import readdb
+
+    store.write("products", _products("a:1", "a:2"))
+    n, parts = store.count_parts("products")
+    store.write("products", _products("a:2", "a:3", title="new"))
+    store.write("products", _products("a:4"))
+    expected = store.count("products")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a part was read")
+
+    with monkeypatch.context() as m:
+        m.setattr(duckdb, "connect", refuse)
+        m.setattr(readdb, "read_cursor", refuse)
+        assert store.count_grown("products", n, parts)[0] == expected == 4
+    ch.keyindex.sidecar_path(store.parts("products")[-1]).unlink()
+    assert store.count_grown("products", n, parts)[0] == expected
+
+
 def test_a_compacted_table_is_counted_from_its_parts_footers_and_counted_on_from_them(store):
     store.write("products", _products("a:1", "a:2", "a:3"))
     store.write("products", _products("a:2", "a:4", title="new"))

@@ -158,6 +158,37 @@ def test_a_stale_or_broken_sidecar_is_made_again(tmp_path):
     assert planned == window and len(planned) == 3
 
 
+def test_a_written_part_has_its_sidecar_as_the_write_returns_and_it_says_what_the_part_holds(tmp_path):
+    """The writer makes each part's sidecar (its first reader need not): the same sidecar a reader
+    makes, and one that tells a part holding a key twice."""
+    from m5data.storage import keyindex
+    from m5data.storage.readdb import read_cursor
+
+    store = Store.init(tmp_path / "s", part_rows=4)
+    store.write("products", _rows("products", [1, 2, 3], 0))
+    with store.writer("pools") as w:  # a stream cut into parts, each with its sidecar
+        w.write(_rows("pools", [1, 2, 3], 1))
+    rows = _rows("products", [5, 6], 2)
+    store.write("products", rows + [{**rows[0], "title": "again"}])
+    con = read_cursor()
+    try:
+        for name in ("products", "pools"):
+            assert len(store.parts(name)) == (2 if name == "products" else 3)
+            for part in store.parts(name):
+                made = keyindex._load(part)
+                assert made is not None, f"{part.name} has no sidecar"
+                again = keyindex.compute(con, part, TABLES[name])
+                assert (made.rows, made.unique, list(made.hashes), list(made.counts), list(made.seqs)) == (
+                    again.rows, again.unique, list(again.hashes), list(again.counts), list(again.seqs))
+    finally:
+        con.close()
+    first, twice = (keyindex._load(p) for p in store.parts("products"))
+    assert first.unique and first.rows == 3 and list(first.counts) == [1, 1, 1]
+    assert not twice.unique and twice.rows == 3 and sorted(twice.counts) == [1, 2]
+    pools = [keyindex._load(p) for p in store.parts("pools")]
+    assert all(k.unique for k in pools) and sum(k.rows for k in pools) == 9
+
+
 def test_a_plan_whose_sidecars_exist_opens_no_connection(tmp_path, monkeypatch):
     """A DuckDB connection (a cursor of the process's read database where a sidecar is made) costs
     time, and a store connection plans every table: with every sidecar in place the plan reads them only."""

@@ -179,18 +179,8 @@ class Changes:
         if not new:
             return before, list(counted)
         names = list(counted) + [p.name for p in new]
-        files = "[" + ", ".join(_sql_str(str(p)) for p in new) + "]"
-        con = self.connect(need=(), only=(), _read_cursor=True)
-        try:
-            hashes = con.execute(f"SELECT {keyindex.group_hash_sql(spec)} AS h FROM (SELECT DISTINCT "
-                                 f"{', '.join(spec.group)} FROM read_parquet({files}, union_by_name = true))"
-                                 ).fetchnumpy()["h"]
-        except duckdb.Error as exc:
-            raise self._explain(spec.name, exc) from None
-        finally:
-            con.close()
+        hashes = _new_groups(self, spec, new)
         old = [p for p in parts if p.name in kept]
-        hashes = np.asarray(hashes, dtype=np.uint64)
         seen = int(np.count_nonzero(_held(old, spec, hashes))) if old and len(hashes) else 0
         if tuple(spec.group) == tuple(spec.key):
             return before + len(hashes) - seen, names
@@ -309,6 +299,28 @@ class Changes:
             finally:
                 con.close()
         raise AssertionError("unreachable")
+
+
+def _new_groups(store, spec, new: list[Path]) -> np.ndarray:
+    """The distinct group hashes of the parts ``new``: from their key sidecars (their writers made them),
+    else read (a part without a readable sidecar: its read names it when it cannot be read)."""
+    import duckdb
+
+    known = keyindex.parts_keys(new, spec)
+    if all(k is not None for _, k in known):
+        every = [k.hashes for _, k in known]
+        return np.unique(np.concatenate(every)) if len(every) > 1 else every[0]
+    files = "[" + ", ".join(_sql_str(str(p)) for p in new) + "]"
+    con = store.connect(need=(), only=(), _read_cursor=True)
+    try:
+        hashes = con.execute(f"SELECT {keyindex.group_hash_sql(spec)} AS h FROM (SELECT DISTINCT "
+                             f"{', '.join(spec.group)} FROM read_parquet({files}, union_by_name = true))"
+                             ).fetchnumpy()["h"]
+    except duckdb.Error as exc:
+        raise store._explain(spec.name, exc) from None
+    finally:
+        con.close()
+    return np.asarray(hashes, dtype=np.uint64)
 
 
 def _held(parts: list[Path], spec, hashes: np.ndarray) -> np.ndarray:

@@ -109,21 +109,30 @@ def _save(part: Path, keys: PartKeys) -> None:
 
 
 def compute(con, part: Path, spec) -> PartKeys:
-    """A part's keys, read by DuckDB (raises duckdb.Error when the part cannot be read)."""
+    """A part's keys, read by DuckDB (raises duckdb.Error when the part cannot be read).
+
+    One grouped scan gives each group hash's rows and newest and oldest ``_seq``; a part is plain when
+    each group comes from one write (one ``_seq``) and each key appears once: for a table whose key is
+    its group, one row per group hash; otherwise the sorted 64-bit hashes of the keys, all different.
+    A hash shared by two groups or two keys (about once in 10^7 parts of a million rows) only makes the
+    part look as if it held a key twice: it is then read through the window, as such a part is.
+    (Counting the distinct keys and groups, as format 1 did, cost 0.22 CPU s a million pool rows; this, 0.06.)
+    """
     src = "read_parquet(" + "'" + str(part).replace("'", "''") + "')"
-    keys, group = ", ".join(spec.key), ", ".join(spec.group)
-    # a part is plain when it holds each key once and each group from one write only (one _seq)
-    rows, distinct, groups, group_seqs = con.execute(
-        f"SELECT (SELECT count(*) FROM {src}), (SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {src})), "
-        f"(SELECT count(*) FROM (SELECT DISTINCT {group} FROM {src})), "
-        f"(SELECT count(*) FROM (SELECT DISTINCT {group}, {SEQ_COLUMN} FROM {src}))"
-    ).fetchall()[0]
-    got = con.execute(f"SELECT {group_hash_sql(spec)} AS h, count(*) AS n, max({SEQ_COLUMN}) AS s FROM {src} "
-                      "GROUP BY 1").fetchnumpy()
-    arr = np.asarray(got["h"], dtype=np.uint64)
-    order = np.argsort(arr, kind="stable")
-    return PartKeys(int(rows), rows == distinct and groups == group_seqs, arr[order],
-                    np.asarray(got["n"], dtype=np.int64)[order], np.asarray(got["s"], dtype=np.int64)[order])
+    got = con.execute(f"SELECT {group_hash_sql(spec)} AS h, count(*) AS n, max({SEQ_COLUMN}) AS s, "
+                      f"min({SEQ_COLUMN}) AS s0 FROM {src} GROUP BY 1").fetchnumpy()
+    hashes = np.asarray(got["h"], dtype=np.uint64)
+    counts = np.asarray(got["n"], dtype=np.int64)
+    seqs = np.asarray(got["s"], dtype=np.int64)
+    unique = bool((seqs == np.asarray(got["s0"], dtype=np.int64)).all())
+    if unique and tuple(spec.key) == tuple(spec.group):
+        unique = bool((counts == 1).all())
+    elif unique:
+        keys = con.execute(f"SELECT hash({', '.join(spec.key)}) AS k FROM {src}").fetchnumpy()["k"]
+        keys = np.sort(np.asarray(keys, dtype=np.uint64))
+        unique = bool((keys[1:] != keys[:-1]).all())
+    order = np.argsort(hashes, kind="stable")
+    return PartKeys(int(counts.sum()), unique, hashes[order], counts[order], seqs[order])
 
 
 def part_keys(connection, part: Path, spec) -> PartKeys | None:
@@ -142,6 +151,26 @@ def part_keys(connection, part: Path, spec) -> PartKeys | None:
         return None
     _save(part, keys)
     return keys
+
+
+def index(part: Path, spec) -> None:
+    """Make a part's sidecar as its writer publishes it (``PartWriter.commit``): the first reader then finds
+    it (a nightly run's report counted the night's pools parts, 3.7 million rows, by making theirs:
+    0.8 CPU s). Never fails the write: a part whose sidecar is not made here gets it from its first reader."""
+    import duckdb
+
+    from .readdb import read_cursor
+
+    try:
+        con = read_cursor()
+    except duckdb.Error:
+        return
+    try:
+        _save(part, compute(con, part, spec))
+    except (duckdb.Error, OSError):
+        pass
+    finally:
+        con.close()
 
 
 def parts_keys(parts: list[Path], spec) -> list[tuple[Path, PartKeys | None]]:

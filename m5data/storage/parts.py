@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import keyindex
 from .schema import SEQ_COLUMN, TableSpec
 from .temps import TMP_PREFIX, temp_name
 
@@ -152,6 +153,7 @@ class PartWriter:
             os.fsync(fh.fileno())
         os.replace(self.tmp, self.final)
         fsync_dir(self.directory)
+        keyindex.index(self.final, self.spec)  # its key sidecar, for its readers (keyindex.py)
         return self.final
 
     def abort(self) -> None:
