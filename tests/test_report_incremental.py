@@ -121,7 +121,8 @@ def test_the_verb_says_unchanged_and_full_writes_again(store, tmp_path):
 
 
 def _facts_files(store) -> list[str]:
-    return sorted(p.name for p in (store.root / facts.KEPT / "facts").glob("*.parquet"))
+    folder = store.root / facts.KEPT / "facts"
+    return sorted(p.name for pattern in ("*.parquet", f"*{facts.TOTAL_SUFFIX}") for p in folder.glob(pattern))
 
 
 def _named(store, state: dict | None = None) -> set[str]:
@@ -314,11 +315,9 @@ def _media(ids, status: str = "ok", shift: float = 0.0) -> list[dict]:
 
 def _kept_totals(store) -> dict[str, list]:
     """The running totals the report's state names, each as sorted rows."""
-    import pyarrow.parquet as pq
-
     named = changes.load_state(store, "report")["summary"]["facts"]
     folder = store.root / facts.KEPT / "facts"
-    return {k: sorted(map(repr, pq.read_table(folder / v[0]).to_pylist())) for k, v in named.items() if k.startswith("total:")}
+    return {k: sorted(map(repr, facts.read_total(folder / v[0]).to_pylist())) for k, v in named.items() if k.startswith("total:")}
 
 
 def _live_totals(store) -> dict[str, list]:

@@ -85,7 +85,7 @@ def build(store, settings: cfg.Settings, *, out: str | Path, truth: str | Path |
     staging = folder.staging(out)
     try:
         # on object storage the facts are a local copy, written back when the block ends
-        with store.kept(facts.KEPT, lazy=("facts/*.parquet",)) as kept:
+        with store.kept(facts.KEPT, lazy=("facts/*.parquet", f"facts/*{facts.TOTAL_SUFFIX}")) as kept:
             made = _sections(store, settings, stats, staging, truth, train_run, progress, kept, last, marks)
         sections, empties = made.sections, made.empties
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

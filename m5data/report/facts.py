@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 from .data import FAILURE_REASON
 
 KEPT = "derived/report"
-VERSION = 3  # of the facts' and totals' layout: another version makes every fact again
+VERSION = 4  # of the facts' and totals' layout: another version makes every fact again (4: totals as Arrow files)
 
 # the table's changed-group column and the SQL of the facts of its rows (in no order: every statistic
 # of the page is a GROUP BY with a total order, the same whatever order the facts are in)
@@ -102,6 +102,7 @@ FLAGS = """
 # from the flags before and after of the products whose rows of any table changed)
 COMBOS = "SELECT m_image, m_caption, m_table, m_video, m_audio, count(*)::BIGINT AS n FROM ({flags}) GROUP BY ALL"
 KEPT_TOTALS = (*TOTALS, "combos")
+TOTAL_SUFFIX = ".arrow"  # the totals' files are Arrow IPC files (:func:`_write`); the facts', Parquet
 FLAGS_VIEW = "report_flags"  # every product's flags (the splits section, the gallery's picks)
 WAS_FLAGS = "report_flags_was"  # ... as the files in force before this run hold them
 WAS_TOUCHED = "report_flags_touched"  # ... of the products touched this run, held while their flags are made
@@ -251,9 +252,8 @@ def _totals(con, kept, folder, token: str, previous: dict, out: Facts, deltas: d
         else:
             rows = (_delta(con, path, sql, *deltas[table]) if path is not None and table not in out.whole
                     else con.sql(sql.format(f=KEPT_VIEWS[table])).to_arrow_table())
-            out.files[f"total:{name}"] = [_write(folder, f"total-{name}-{token}.parquet", rows)]
-        con.execute(f"CREATE OR REPLACE VIEW {TOTAL_VIEWS[name]} AS "
-                    f"SELECT * FROM read_parquet('{_quoted(folder / out.files[f'total:{name}'][0])}')")
+            out.files[f"total:{name}"] = [_write(folder, f"total-{name}-{token}{TOTAL_SUFFIX}", rows)]
+        con.register(TOTAL_VIEWS[name], read_total(folder / out.files[f"total:{name}"][0]))
     _flags(con, kept, folder, token, previous, out, deltas)
 
 
@@ -274,7 +274,7 @@ def _flags(con, kept, folder, token: str, previous: dict, out: Facts, deltas: di
             rows = con.sql(COMBOS.format(flags="SELECT * FROM report_new_flags")).to_arrow_table()
         finally:
             con.unregister("report_new_flags")
-        out.files["total:combos"] = [_write(folder, f"total-combos-{token}.parquet", rows)]
+        out.files["total:combos"] = [_write(folder, f"total-combos-{token}{TOTAL_SUFFIX}", rows)]
     elif not out.touched:  # no product's rows changed: the flags and combinations stand
         out.files["flags"], out.files["total:combos"] = old, combos
     else:  # the touched products' flags before (the kept files in force) and after (made from the facts now)
@@ -301,10 +301,9 @@ def _flags(con, kept, folder, token: str, previous: dict, out: Facts, deltas: di
                 con.unregister(name)
             con.execute(f"DROP TABLE IF EXISTS {WAS_TOUCHED}")
         out.files["flags"] = old + [_write(folder, f"flags-{token}.parquet", after)]
-        out.files["total:combos"] = [_write(folder, f"total-combos-{token}.parquet", rows)]
+        out.files["total:combos"] = [_write(folder, f"total-combos-{token}{TOTAL_SUFFIX}", rows)]
     _register(con, FLAGS_VIEW, [folder / n for n in out.files["flags"]], "product_id")
-    con.execute(f"CREATE OR REPLACE VIEW report_combos AS "
-                f"SELECT * FROM read_parquet('{_quoted(folder / out.files['total:combos'][0])}')")
+    con.register("report_combos", read_total(folder / out.files["total:combos"][0]))
 
 
 def _with_specs(con, out: Facts, deltas: dict) -> str:
@@ -347,10 +346,15 @@ _MOVED = """
 def _moved(con, path, before: str, after: str) -> pa.Table:
     """The totals kept in ``path`` (keys and ``n``), moved by the totals of the SQL ``before`` (taken
     away) and ``after`` (added)."""
-    names = [n for n in pq.read_schema(path).names if n != "n"]
-    return con.sql(_MOVED.format(keys=", ".join(names), k_keys=", ".join(f"k.{c}" for c in names),
-                                 on=" AND ".join(f"k.{c} IS NOT DISTINCT FROM d.{c}" for c in names),
-                                 kept=f"read_parquet('{_quoted(path)}')", before=before, after=after)).to_arrow_table()
+    kept = read_total(path)
+    names = [n for n in kept.schema.names if n != "n"]
+    con.register("report_kept_total", kept)
+    try:
+        return con.sql(_MOVED.format(keys=", ".join(names), k_keys=", ".join(f"k.{c}" for c in names),
+                                     on=" AND ".join(f"k.{c} IS NOT DISTINCT FROM d.{c}" for c in names),
+                                     kept="report_kept_total", before=before, after=after)).to_arrow_table()
+    finally:
+        con.unregister("report_kept_total")
 
 
 def _delta(con, path, sql: str, before: pa.Table, after: pa.Table) -> pa.Table:
@@ -364,12 +368,29 @@ def _delta(con, path, sql: str, before: pa.Table, after: pa.Table) -> pa.Table:
         con.unregister("report_after")
 
 
+def read_total(path) -> pa.Table:
+    """A totals file's rows (an Arrow file, memory-mapped: :func:`_write`)."""
+    import pyarrow.ipc as ipc
+
+    with pa.memory_map(str(path)) as source:
+        return ipc.open_file(source).read_all()
+
+
 def _write(folder, name: str, rows: pa.Table) -> str:
+    """A facts file (Parquet) or, named with :data:`TOTAL_SUFFIX`, a totals file: an Arrow file, which every
+    incremental run writes whole for each total that moved (115k spec values at 100k products: 1.4 ms
+    where zstd Parquet took 17, and read memory-mapped in 0.3 ms where Parquet took 10)."""
+    import pyarrow.ipc as ipc
+
     from ..storage.files import temp_path
 
     tmp = temp_path(folder / name)  # the store's temp name: a killed writer's is swept by the next stage or doctor
     try:
-        pq.write_table(rows, tmp, compression="zstd")
+        if name.endswith(TOTAL_SUFFIX):
+            with ipc.new_file(str(tmp), rows.schema) as writer:
+                writer.write_table(rows)
+        else:
+            pq.write_table(rows, tmp, compression="zstd")
         tmp.replace(folder / name)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -409,7 +430,7 @@ def forget_others(kept, *current: dict[str, list[str]] | None) -> None:
     from ..storage.temps import TMP_PREFIX, owner_pid, pid_alive
 
     keep = {f"facts/{n}" for files in current for names in (files or {}).values() for n in names}
-    for name in kept.names("facts/*.parquet"):
+    for name in kept.names("facts/*.parquet") + kept.names(f"facts/*{TOTAL_SUFFIX}"):
         if name not in keep and not name.startswith(f"facts/{TMP_PREFIX}"):  # the glob lists temp files too
             kept.remove(name)
     for tmp in (kept.path / "facts").glob(f"{TMP_PREFIX}*"):  # a killed run's temp files (doctor and the
