@@ -402,12 +402,12 @@ def live(con) -> None:
     """Views of the facts and totals made from the store's tables as they are now, in ``con`` (a store
     connection): for reading :mod:`.data` without kept facts (tests, one-off queries)."""
     for table, (_, sql) in SOURCES.items():
-        con.execute(f"CREATE OR REPLACE VIEW {KEPT_VIEWS[table]} AS {sql.replace('{where}', '')}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {KEPT_VIEWS[table]} AS {sql.replace('{where}', '')}")
     for name, (table, sql) in TOTALS.items():
-        con.execute(f"CREATE OR REPLACE VIEW {TOTAL_VIEWS[name]} AS {sql.format(f=KEPT_VIEWS[table])}")
-    con.execute(f"CREATE OR REPLACE VIEW {FLAGS_VIEW} AS " + FLAGS.format(
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {TOTAL_VIEWS[name]} AS {sql.format(f=KEPT_VIEWS[table])}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {FLAGS_VIEW} AS " + FLAGS.format(
         p=KEPT_VIEWS["products"], m=KEPT_VIEWS["media"], s=KEPT_VIEWS["specs"]))
-    con.execute(f"CREATE OR REPLACE VIEW report_combos AS {COMBOS.format(flags=f'SELECT * FROM {FLAGS_VIEW}')}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW report_combos AS {COMBOS.format(flags=f'SELECT * FROM {FLAGS_VIEW}')}")
 
 
 def _register(con, view: str, paths: list, group: str) -> None:
@@ -418,7 +418,7 @@ def _register(con, view: str, paths: list, group: str) -> None:
         later = files[i + 1:]
         parts.append(f"SELECT * FROM read_parquet({f})" + (
             f" WHERE {group} NOT IN (SELECT {group} FROM read_parquet([{', '.join(later)}]))" if later else ""))
-    con.execute(f"CREATE OR REPLACE VIEW {view} AS {' UNION ALL '.join(parts)}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS {' UNION ALL '.join(parts)}")
 
 
 def _quoted(path) -> str:

@@ -138,7 +138,7 @@ class Changes:
                 return empty_changed(spec, columns)
             files = "[" + ", ".join(_sql_str(str(p)) for p in recent) + "]"
             # a cursor on the process's read database (~1 ms; a new database costs 15-30 ms)
-            con = self.connect(need=(), only=(), _read_cursor=True)
+            con = self.connect(need=(), only=(), cursor=True)
             try:
                 out = con.sql(changed_sql(spec, f"read_parquet({files}, union_by_name = true)", since,
                                           columns)).to_arrow_table()
@@ -205,7 +205,7 @@ class Changes:
         spec = table_spec(name)
         if not groups.num_rows:
             return []
-        con = self.connect(need=(), only=(), _read_cursor=True)  # a cursor (~1 ms), not a new database (~25 ms)
+        con = self.connect(need=(), only=(), cursor=True)  # a cursor (~1 ms), not a new database (~25 ms)
         try:
             con.register("_m5data_groups", groups.select(list(spec.group)).cast(
                 pa.schema([spec.schema.field(c) for c in spec.group])))
@@ -245,7 +245,7 @@ class Changes:
         present = set().union(*(pq.read_schema(p).names for p in parts))
         cols = ", ".join(c if c in present else f"NULL AS {c}" for c in spec.schema.names)  # older parts may lack one
         keys = ", ".join(spec.key)
-        con = self.connect(need=(), only=(), _read_cursor=True)  # a cursor of its own: its registered groups are its own
+        con = self.connect(need=(), only=(), cursor=True)  # a cursor of its own: its registered groups are its own
         try:
             con.register("_m5data_groups", pa.table({column: pa.array(values, spec.schema.field(column).type)}))
             out = con.sql(f"SELECT {cols} FROM (SELECT * FROM read_parquet([{files}], union_by_name = true) "
@@ -288,7 +288,7 @@ class Changes:
             source = f"read_parquet({'[' + ', '.join(_sql_str(str(p)) for p in parts) + ']'}, union_by_name = true)"
             wanted = f"{column} IN (SELECT v FROM _m5data_of)"
             rows = f"(SELECT * FROM {source} WHERE {group} IN (SELECT {group} FROM {source} WHERE {wanted}))"
-            con = self.connect(need=(), only=(), _read_cursor=True)  # a cursor of its own: its table is its own
+            con = self.connect(need=(), only=(), cursor=True)  # a cursor of its own: its table is its own
             try:
                 con.register("_m5data_of", pa.table({"v": values.cast(spec.schema.field(column).type)}))
                 out = con.sql(f"SELECT * FROM ({_window_sql(spec, rows, cols)}) WHERE {wanted}").to_arrow_table()
@@ -311,7 +311,7 @@ def _new_groups(store, spec, new: list[Path]) -> np.ndarray:
         every = [k.hashes for _, k in known]
         return np.unique(np.concatenate(every)) if len(every) > 1 else every[0]
     files = "[" + ", ".join(_sql_str(str(p)) for p in new) + "]"
-    con = store.connect(need=(), only=(), _read_cursor=True)
+    con = store.connect(need=(), only=(), cursor=True)
     try:
         hashes = con.execute(f"SELECT {keyindex.group_hash_sql(spec)} AS h FROM (SELECT DISTINCT "
                              f"{', '.join(spec.group)} FROM read_parquet({files}, union_by_name = true))"

@@ -45,7 +45,7 @@ class Reading:
     KEY_SIDECARS = True  # parts have key sidecars (keyindex.py): counts without the view's window
 
     def connect(self, need: tuple[str, ...] | None = None, sandbox: bool = False,
-                only: tuple[str, ...] | None = None, _read_cursor: bool = False):
+                only: tuple[str, ...] | None = None, cursor: bool = False):
         """An in-memory DuckDB connection with one view per table (no file lock, no catalog file);
         its cursors (``con.cursor()``) read the same views.
 
@@ -56,14 +56,15 @@ class Reading:
             sandbox: a connection that can read the store's files only, never installs or loads
                 extensions, and cannot be reconfigured (``m5data sql``).
             only: create the views of these tables only (a read of one table binds one view).
-            _read_cursor: a cursor on the process's shared read database with TEMP views
-                (:class:`_ReadDatabase`; for :meth:`read` and :meth:`count`, never with ``sandbox``).
+            cursor: a cursor on the process's shared read database with TEMP views
+                (``readdb.py``: ~0.6 ms where a new database costs 12-15; for :meth:`read`, :meth:`count` and the report, never
+                with ``sandbox``). Its views, and those its caller makes, must be TEMP (the database is shared).
         """
         import duckdb
 
         need = tuple(TABLES) if need is None else need
         for attempt in range(4):
-            con = _READS.cursor() if _read_cursor and not sandbox else duckdb.connect(config=dict(_SANDBOX) if sandbox else {})
+            con = _READS.cursor() if cursor and not sandbox else duckdb.connect(config=dict(_SANDBOX) if sandbox else {})
             try:
                 # no bar of DuckDB's own on stdout: a query past 2 s printed one into the stage's output
                 # (and the flow's logs), between rich's progress lines
@@ -71,7 +72,7 @@ class Reading:
                 self._attach(con)
                 for spec in TABLES.values():
                     if only is None or spec.name in only:
-                        self._create_view(con, spec, spec.name in need, temp=_read_cursor)
+                        self._create_view(con, spec, spec.name in need, temp=cursor)
                 if sandbox:  # after the views: their temp tables of contested keys are made from Arrow
                     con.execute(f"SET allowed_directories = [{_sql_str(str(self.root) + os.sep)}]")
                     con.execute("SET enable_external_access = false")
@@ -125,7 +126,7 @@ class Reading:
         import duckdb
 
         spec = table_spec(name)
-        con = self.connect(need=(spec.name,), only=(spec.name,), _read_cursor=True)
+        con = self.connect(need=(spec.name,), only=(spec.name,), cursor=True)
         try:
             sql = f"SELECT {', '.join(columns) if columns else '*'} FROM {name}"
             if where:
@@ -163,7 +164,7 @@ class Reading:
                 raise self._explain(name, exc) from None
             if rows is not None:
                 return rows, [Path(str(p)).name for p in parts]
-        con = self.connect(need=(table_spec(name).name,), only=(table_spec(name).name,), _read_cursor=True)
+        con = self.connect(need=(table_spec(name).name,), only=(table_spec(name).name,), cursor=True)
         try:
             return con.execute(f"SELECT count(*) FROM {table_spec(name).name}").fetchone()[0], None
         except duckdb.Error as exc:  # a damaged part (or a bad `where`): one StoreError
@@ -196,7 +197,7 @@ class Reading:
         newest = (f"SELECT {group}, max(s) AS s, arg_max(n, s) AS n, arg_max(split, s) AS split FROM ("
                   f"SELECT {group}, {SEQ_COLUMN} AS s, count(*) AS n, min(_m5data_file) <> max(_m5data_file) AS split "
                   f"FROM {src} GROUP BY ALL) GROUP BY ALL")
-        con = self.connect(need=(), only=(), _read_cursor=True)
+        con = self.connect(need=(), only=(), cursor=True)
         try:
             con.execute(f"CREATE OR REPLACE TEMP TABLE _m5data_newest AS {newest}")
             rows, split = con.execute("SELECT coalesce(sum(n) FILTER (WHERE NOT split), 0), count(*) FILTER (WHERE split) "

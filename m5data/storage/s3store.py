@@ -285,9 +285,9 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
         return True
 
     # ------------------------------------------------------------------ reads
-    def connect(self, need=None, sandbox: bool = False, only=None, _read_cursor: bool = False):
+    def connect(self, need=None, sandbox: bool = False, only=None, cursor: bool = False):
         # a connection of its own: the s3fs filesystem is registered per database
-        return super().connect(need, sandbox, only, _read_cursor=False)
+        return super().connect(need, sandbox, only, cursor=False)
 
     def _attach(self, con) -> None:
         con.register_filesystem(self.objects.fs)
