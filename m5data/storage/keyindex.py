@@ -8,9 +8,9 @@ For each part a small *key sidecar* (``tables/<table>/_keys/<part>.npz``) says h
 whether it holds each key once, and the DuckDB ``hash`` of every group (``TableSpec.group``) in it
 with the group's rows and ``_seq`` there (what a count of a re-written group's rows needs,
 ``Store.count_grown``).
-It is made by the first read that needs it (parts are immutable: a part's name never changes
-content) and is only a cache: a missing, stale or unreadable sidecar is made again, and a read-only
-store computes it in memory. From the sidecars a read splits the table (:func:`plan`):
+It is made by the part's writer as it commits the part (:func:`index`), else by the first read that
+needs it (parts are immutable: a part's name never changes content), and is only a cache: a missing,
+stale or unreadable sidecar is made again, and a read-only store computes it in memory. From the sidecars a read splits the table (:func:`plan`):
 
 - a group whose hash is in one part only, a part holding each key once, is one write's rows: they
   are read as they are (the window would keep every one of them);
