@@ -264,7 +264,7 @@ def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, trut
             ("training", "Training run", lambda: builders.training(train_run)),
             ("gallery", "Sample gallery", sample_gallery),
         ]
-        stats.n_in = data.overview(con, []).products
+        stats.n_in = data.product_count(con)
         stats.details["changes"] = incremental.product_counts(store, f, last.state, stats.n_in)
         stats.details["facts"] = f.made
         for anchor, title, make in steps:
