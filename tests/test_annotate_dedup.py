@@ -456,6 +456,18 @@ def test_spec_block_pairs_checks_the_same_candidates_as_pairs_in_runs():
         got_l, got_r = near.unpack(np.unique(np.concatenate(found)))
         assert set(zip(got_l.tolist(), got_r.tolist())) == want
 
+    # the incremental run's pass (spec_jit.spec_touched_pairs: row by row, each pair once from its
+    # ``mine`` end) finds those pairs too, from keys sorted by key then row (a key's rows distinct)
+    uniq = np.unique(np.stack([key, row.astype(np.uint64)], axis=1), axis=0)
+    ukey, urow = uniq[:, 0].copy(), uniq[:, 1].astype(np.int64)
+    counts, found = np.zeros(2, dtype=np.int64), []
+    dedup_spec._check_blocks(ukey, urow, cap, check, np.empty(64, dtype=np.uint64), counts, mine, found, n)
+    want = set(zip(*(x.tolist() for x in near.unpack(np.unique(np.concatenate(found))))))
+    assert len(want)
+    for keyed in (ukey, np.unique(ukey, return_inverse=True)[1].astype(np.int64)):  # hashes or block numbers
+        got = spec_jit.spec_touched_pairs(keyed, urow, cap, mine, *check, np.zeros(2, dtype=np.int64))
+        assert set(zip(*(x.tolist() for x in near.unpack(np.unique(got))))) == want
+
 
 def test_spec_codes_do_not_depend_on_the_order_rows_were_written(tmp_path):
     """Property and value codes break the rarest-entry ties of the spec blocks, so they must not
@@ -529,7 +541,8 @@ def test_the_touched_blocks_key_pass_keeps_every_rows_keys_among_the_wanted():
         every_key, every_row = dedup_spec._block_keys(args)
         rows = np.flatnonzero(rng.random(n) < 0.02)
         wanted = dedup_spec._own_keys(args, rows)
-        key, row = dedup_spec._keys_in(args, wanted, rows)
+        at, row = dedup_spec._keys_in(args, wanted, rows)
+        key = wanted[at]
         hit = np.isin(every_key, wanted)
         assert len(key) and sorted(zip(key.tolist(), row.tolist())) == sorted(
             zip(every_key[hit].tolist(), every_row[hit].tolist())), need

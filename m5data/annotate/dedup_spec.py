@@ -141,9 +141,15 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
     ``touching`` (changed in place; and ``moved``, a bool per row, when given), and so do the rows of blocks over ``cap`` that touching rows
     took over it or head (a full run links them to the first row only). With both ``chosen`` and
     ``touching`` (the spec rule's incremental run) the catalogue's keys are never held: a compiled
-    pass makes every row's keys and keeps those of the touching rows' blocks
-    (:func:`_touched_blocks`), and each pair of those blocks is checked
-    once, as with ``once`` (every key a pair with a touching row shares is a touching row's).
+    pass makes every row's keys and keeps those of the touching rows' blocks, grouped by a counting
+    sort on their position among the wanted keys (:func:`_touched_blocks`), and each pair of those
+    blocks with a touching end is checked once, from that end (:func:`spec_jit.spec_touched_pairs`:
+    a touching row walks its uncapped blocks' rows, a stamp per row skipping those met in an earlier
+    block; every key a pair with a touching row shares is a touching row's). On the 1M replay (40,337
+    rows searched: 18,625 changed or over other rules' caps, 1,242 whose keys moved, 20,470 of the 207
+    capped blocks they took over the cap or head) the 21.5 million checks cost ~4 s there against
+    ~17 s through :func:`spec_jit.spec_block_pairs_once` (its walk of both rows' key lists per pair
+    and a call per pair were most of it); the same pairs.
 
     ``once``: a pair sharing several keys is checked once, in the block of the smallest key it shares
     among the blocks not over ``cap`` (:func:`spec_jit.spec_block_pairs_once`; the same pairs, fewer
@@ -168,10 +174,11 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
             if moved is not None:
                 moved[rows] = True
         key, row = _touched_blocks(args, touching, cap)
-        # each pair checked once, in the block of the smallest uncapped key its rows share: every key
-        # a pair with a touching row shares is a touching row's, so these blocks hold them all
-        _check_blocks(key, row, cap, check, buf, counts, touching, found, len(sp.offsets) - 1, presorted=True)
-        left, right = near.unpack(arrays.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64))
+        # each pair checked once, from its touching end, which walks its uncapped blocks' rows: every
+        # key a pair with a touching row shares is a touching row's, so these blocks hold them all
+        packed = spec_jit.spec_touched_pairs(key, row, cap, touching, *check, counts)
+        del key, row
+        left, right = near.unpack(arrays.unique(packed))
         return left, right, counts
     empty_key, empty_row = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
     total = spec_jit.spec_block_keys(*args, 0, 1, empty_key, empty_row)
@@ -285,62 +292,69 @@ def _block_keys(args: tuple) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _keys_in(args: tuple, wanted: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every row's block keys that are among ``wanted`` (distinct: the keys of rows ``rows``), with
-    their rows (:func:`spec_jit.spec_row_keys`: the keys are made row by row, only these kept; of a
-    row's entries, only those whose one-entry key ``rows`` share make pairs)."""
+    """Every row's block keys that are among ``wanted`` (distinct: the keys of rows ``rows``), as their
+    positions in ``wanted``, with their rows, rows in order (:func:`spec_jit.spec_row_keys`: the keys
+    are made row by row, only these kept; of a row's entries, only those whose one-entry key ``rows``
+    share make pairs, and only those of a value ``rows``' entries have are looked up)."""
     from . import spec_jit
 
     entries = _own_keys((*args[:-1], 1), rows) if args[-1] == 2 else np.zeros(0, dtype=np.uint64)
+    marked = np.zeros(0, dtype=np.bool_)
+    if args[-1] == 2 and len(args[2]):
+        marked = np.zeros(int(args[2].max()) + 1, dtype=np.bool_)
+        marked[args[2][_ragged(args[0], rows)]] = True
     size = max(1 << 16, 64 * len(wanted))  # a guess: the buffers grow in the pass when it is short
-    n, key, row = spec_jit.spec_row_keys(*args, wanted, entries, np.empty(size, dtype=np.uint64),
-                                         np.empty(size, dtype=np.int64))
-    return key[:n], row[:n]
+    n, at, row = spec_jit.spec_row_keys(*args, wanted, entries, marked, np.empty(size, dtype=np.int64),
+                                        np.empty(size, dtype=np.int64))
+    return at[:n], row[:n]
 
 
 def _touched_blocks(args: tuple, touching: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
-    """An incremental run's blocks, sorted by key then row: the keys of every block holding a
-    ``touching`` row (the touching rows' keys made first, then every row's keys kept only when among
-    them: memory and sorting hold those blocks, not the catalogue's keys),
-    and the rows of capped blocks that touching rows take over the cap or head joined too
+    """An incremental run's blocks, grouped, a block's rows in order: ``(block, row)``, ``block`` a
+    number per key (sorted), for the keys of every block holding a ``touching`` row (the touching
+    rows' keys made first, then every row's keys kept only when among them: memory holds those
+    blocks, not the catalogue's keys, and a counting sort by block groups them, no sort of the
+    keys), and the rows of capped blocks that touching rows take over the cap or head joined too
     (:func:`.dedup_kept.crossing`), with their blocks. ``touching`` is changed in place."""
     from .dedup_kept import crossing
 
     rows = np.flatnonzero(touching)
     wanted = _own_keys(args, rows)  # the touching rows' keys, then every row's among them
-    key, row = _sort_by_key(*_keys_in(args, wanted, rows))
-    star = crossing(key, row, touching, cap, np.ones(len(key), dtype=bool), presorted=True)
+    block, row = _group(*_keys_in(args, wanted, rows), len(wanted))
+    star = crossing(block, row, touching, cap, np.ones(len(block), dtype=bool), presorted=True)
     star = arrays.unique(star[~touching[star]])
     if len(star):  # the stars' other blocks join: every row's keys among the stars' keys not read yet
         touching[star] = True
         more = _own_keys(args, star)
-        more_key, more_row = _sort_by_key(*_keys_in(args, more[~arrays.isin(more, wanted)], star))
-        at = np.searchsorted(key, more_key)  # the two reads hold no key in common: merged, still sorted
-        key, row = np.insert(key, at, more_key), np.insert(row, at, more_row)
-    return key, row
+        more = more[~arrays.isin(more, wanted)]
+        more_block, more_row = _keys_in(args, more, star)
+        block, row = _group(np.concatenate([block, more_block + len(wanted)]), np.concatenate([row, more_row]),
+                            len(wanted) + len(more))
+    return block, row
 
 
-def _sort_by_key(key: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``key`` and ``row`` sorted by key, then row (a key's rows are distinct): an unstable sort (half a
-    stable one's time), then each run of one key's rows sorted (:func:`_sort_runs`)."""
-    order = np.argsort(key)
-    key, row = key[order], row[order]
-    del order
-    _sort_runs(key, row)
-    return key, row
+def _group(block: np.ndarray, row: np.ndarray, n_blocks: int) -> tuple[np.ndarray, np.ndarray]:
+    """``block`` (numbers < ``n_blocks``) and ``row`` ordered by block, a block's rows in their order
+    (:func:`_counting_sort`: the key passes give each block's rows in order)."""
+    return _counting_sort(block, row, n_blocks)
 
 
 @numba.njit(cache=True, nogil=True)
-def _sort_runs(key: np.ndarray, row: np.ndarray) -> None:  # pragma: no cover - compiled
-    """Each run of equal ``key`` (sorted) gets its ``row`` values sorted, in place."""
-    n = len(key)
-    pos = 0
-    while pos < n:
-        end = pos + 1
-        while end < n and key[end] == key[pos]:
-            end += 1
-        if end - pos > 1:
-            row[pos:end] = np.sort(row[pos:end])
-        pos = end
+def _counting_sort(block: np.ndarray, row: np.ndarray, n_blocks: int):  # pragma: no cover - compiled
+    """``block`` and ``row`` ordered by ``block`` (< ``n_blocks``), stable: one counting pass, one scatter."""
+    at = np.zeros(n_blocks + 1, dtype=np.int64)
+    for t in range(len(block)):
+        at[block[t] + 1] += 1
+    for b in range(n_blocks):
+        at[b + 1] += at[b]
+    out_block = np.empty(len(block), dtype=np.int64)
+    out_row = np.empty(len(row), dtype=np.int64)
+    for t in range(len(block)):
+        k = at[block[t]]
+        out_block[k] = block[t]
+        out_row[k] = row[t]
+        at[block[t]] = k + 1
+    return out_block, out_row
 
 
 def _rows_keys(key: np.ndarray, row: np.ndarray, cap: int, n_rows: int) -> tuple:
