@@ -96,13 +96,18 @@ def product_count(con) -> int:
 
 
 def long_tail(con) -> dict[int, list[tuple[str, int]]]:
-    """Per taxonomy level: (label name, products) sorted by products, largest first (the papers' Figure 3)."""
-    out: dict[int, list[tuple[str, int]]] = {}
-    for level, column in ((1, "class_id"), (2, "sub_class_id"), (3, "subsub_class_id")):
-        out[level] = _rows(con, f"""
-            SELECT coalesce(t.name, CAST(x.{column} AS VARCHAR)) AS name, sum(x.n)::BIGINT AS n
-            FROM ({LABELLED_PATHS}) x LEFT JOIN taxonomy t ON t.level = {level} AND t.label_id = x.{column}
-            WHERE x.{column} IS NOT NULL GROUP BY x.{column}, t.name ORDER BY n DESC, name""")
+    """Per taxonomy level: (label name, products) sorted by products, largest first (the papers' Figure 3).
+    One query for the three levels (the labelled paths joined once, where a query per level took 5-6 ms each)."""
+    out: dict[int, list[tuple[str, int]]] = {1: [], 2: [], 3: []}
+    per_level = " UNION ALL ".join(
+        f"SELECT {level} AS level, {column} AS label, n FROM x WHERE {column} IS NOT NULL"
+        for level, column in ((1, "class_id"), (2, "sub_class_id"), (3, "subsub_class_id")))
+    for level, name, n in _rows(con, f"""
+            WITH x AS MATERIALIZED ({LABELLED_PATHS})
+            SELECT y.level, coalesce(t.name, CAST(y.label AS VARCHAR)) AS name, sum(y.n)::BIGINT AS n
+            FROM ({per_level}) y LEFT JOIN taxonomy t ON t.level = y.level AND t.label_id = y.label
+            GROUP BY y.level, y.label, t.name ORDER BY y.level, n DESC, name"""):
+        out[level].append((name, n))
     return out
 
 
