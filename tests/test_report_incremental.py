@@ -325,7 +325,8 @@ def _live_totals(store) -> dict[str, list]:
     con = store.connect()
     try:
         facts.live(con)
-        views = {**{f"total:{k}": v for k, v in facts.TOTAL_VIEWS.items()}, "total:combos": "report_combos"}
+        views = {**{f"total:{k}": v for k, v in facts.TOTAL_VIEWS.items()},
+                 **{f"total:{k}": view for k, (_, view) in facts.FLAG_TOTALS.items()}}
         return {k: sorted(map(repr, con.sql(f"SELECT * FROM {v}").to_arrow_table().to_pylist())) for k, v in views.items()}
     finally:
         con.close()

@@ -243,7 +243,8 @@ def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, trut
 
     def sample_gallery():
         body, is_empty, memo["gallery"] = gallery(con, large, store, assets_dir, settings.report.samples_per_category, stats,
-                                                  last.summary.get("gallery"), None if set(f.whole) & set(facts.FLAG_TABLES) else f.touched)
+                                                  last.summary.get("gallery"), None if set(f.whole) & set(facts.FLAG_TABLES) else f.touched,
+                                                  f.after)
         return body, is_empty
 
     rows, parts = _counted(store, last, marks)

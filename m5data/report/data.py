@@ -19,6 +19,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+
 from ..storage.blobs import BlobPathError, resolve_blob
 
 # The papers' five modalities, in their order, under the names the report uses.
@@ -522,20 +524,60 @@ class Sample:
     frames: str | None  # the frames folder (blob path relative to the store), if any
 
 
-def gallery_picks(con, per_category: int, categories: int = 6) -> list[tuple[str, str]]:
-    """(product_id, category) of the first few products (by id) with a downloaded image of each top category."""
-    # the flags read once; the top categories first, then only their products ranked
+def gallery_picks(con, per_category: int, categories: int = 6, kept: list[tuple[str, str]] | None = None,
+                  touched: set[str] | None = None, after: pa.Table | None = None) -> list[tuple[str, str]]:
+    """(product_id, category) of the first few products (by id) with a downloaded image of each top category
+    (by those products: the ``imaged`` total, ``facts.IMAGED``).
+
+    ``kept``: the last complete run's picks, ``touched``: the products whose rows were written since and
+    ``after``: their flags now (an incremental run): the picks are moved by them (:func:`_picks_moved`)
+    where they can be, else ranked from every product's flags."""
+    top = _rows(con, "SELECT path, n FROM report_imaged_paths ORDER BY n DESC, path LIMIT ?", [categories])
+    if kept is not None and touched is not None and after is not None:
+        picks = _picks_moved([c for c, _ in top], per_category, kept, touched, after)
+        if picks is not None:
+            return picks
+    # the flags read once; only the top categories' products ranked
     con.execute("CREATE OR REPLACE TEMP TABLE report_imaged AS SELECT path AS cat, product_id FROM report_flags "
                 "WHERE levels > 0 AND m_image")
+    con.register("report_top", pa.table({"cat": pa.array([c for c, _ in top], pa.string()),
+                                         "rank": pa.array(range(len(top)), pa.int64())}))
     try:
         return _rows(con, """
-            WITH top AS (SELECT cat, count(*) AS n FROM report_imaged GROUP BY 1 ORDER BY n DESC, cat LIMIT ?),
-                 c AS (SELECT cat, product_id, row_number() OVER (PARTITION BY cat ORDER BY product_id) AS k
-                       FROM report_imaged WHERE cat IN (SELECT cat FROM top))
-            SELECT c.product_id, c.cat FROM c JOIN top USING (cat) WHERE c.k <= ? ORDER BY top.n DESC, c.cat, c.k""",
-            [categories, per_category])
+            WITH c AS (SELECT cat, product_id, row_number() OVER (PARTITION BY cat ORDER BY product_id) AS k
+                       FROM report_imaged WHERE cat IN (SELECT cat FROM report_top))
+            SELECT c.product_id, c.cat FROM c JOIN report_top USING (cat) WHERE c.k <= ? ORDER BY report_top.rank, c.k""",
+            [per_category])
     finally:
+        con.unregister("report_top")
         con.execute("DROP TABLE report_imaged")
+
+
+def _picks_moved(top: list[str], per_category: int, kept: list[tuple[str, str]], touched: set[str],
+                 after: pa.Table) -> list[tuple[str, str]] | None:
+    """The picks of the categories ``top`` from the last run's (``kept``: each category's first
+    ``per_category`` products by id, all of them when it had fewer) and the flags now of the products
+    touched since (``after``): a category's first products now are among its kept picks not touched and
+    its touched products with an image now. None (rank again) where that cannot tell: a category new
+    among the top ones, or a full one that lost a pick (its next product by id is not known)."""
+    mine: dict[str, list[str]] = {}
+    for pid, cat in kept:
+        mine.setdefault(cat, []).append(pid)
+    now: dict[str, set[str]] = {}
+    columns = ("product_id", "path", "levels", "m_image")
+    for pid, path, levels, image in zip(*(after.column(c).to_pylist() for c in columns)) if after.num_rows else ():
+        if levels and levels > 0 and image:
+            now.setdefault(path, set()).add(pid)
+    out = []
+    for cat in top:
+        if cat not in mine:
+            return None
+        picked, added = mine[cat], now.get(cat, set())
+        if len(picked) >= per_category and any(p in touched and p not in added for p in picked):
+            return None
+        ids = sorted({p for p in picked if p not in touched} | added)[:per_category]
+        out += [(pid, cat) for pid in ids]
+    return out
 
 
 def gallery(con, picks: list[tuple[str, str]]) -> list[Sample]:

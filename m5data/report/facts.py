@@ -101,7 +101,10 @@ FLAGS = """
 # ... and the running total of products per exact combination of them (kept as the others, its delta
 # from the flags before and after of the products whose rows of any table changed)
 COMBOS = "SELECT m_image, m_caption, m_table, m_video, m_audio, count(*)::BIGINT AS n FROM ({flags}) GROUP BY ALL"
-KEPT_TOTALS = (*TOTALS, "combos")
+# ... and the products with a downloaded image per breadcrumb (the gallery's top categories, :func:`.data.gallery_picks`)
+IMAGED = "SELECT path, count(*)::BIGINT AS n FROM ({flags}) WHERE levels > 0 AND m_image GROUP BY ALL"
+FLAG_TOTALS = {"combos": (COMBOS, "report_combos"), "imaged": (IMAGED, "report_imaged_paths")}  # name -> (SQL, view)
+KEPT_TOTALS = (*TOTALS, *FLAG_TOTALS)
 TOTAL_SUFFIX = ".arrow"  # the totals' files are Arrow IPC files (:func:`_write`); the facts', Parquet
 FLAGS_VIEW = "report_flags"  # every product's flags (the splits section, the gallery's picks)
 WAS_FLAGS = "report_flags_was"  # ... as the files in force before this run hold them
@@ -123,6 +126,7 @@ class Facts:
     made: dict[str, int] = field(default_factory=dict)  # table -> facts made this run
     whole: list[str] = field(default_factory=list)  # tables whose facts were all made again
     touched: set[str] = field(default_factory=set)  # products whose rows of FLAG_TABLES changed (when none is whole)
+    after: pa.Table | None = None  # the touched products' flags now (an incremental run that made them)
 
 
 def update(store, con, large, kept, previous: dict | None, since: dict[str, int], marks: dict[str, int]) -> Facts:
@@ -243,7 +247,7 @@ class _Recent:
 
 def _totals(con, kept, folder, token: str, previous: dict, out: Facts, deltas: dict) -> None:
     """This run's :data:`TOTALS`, flags and combinations: kept, moved by the changed groups' ``deltas``,
-    or grouped from every fact; registered as :data:`TOTAL_VIEWS`, :data:`FLAGS_VIEW` and ``report_combos``."""
+    or grouped from every fact; registered as :data:`TOTAL_VIEWS`, :data:`FLAGS_VIEW` and those of :data:`FLAG_TOTALS`."""
     for name, (table, sql) in TOTALS.items():
         old = list(previous.get(f"total:{name}") or [])
         path = kept.fetch(f"facts/{old[0]}") if len(old) == 1 else None
@@ -258,39 +262,48 @@ def _totals(con, kept, folder, token: str, previous: dict, out: Facts, deltas: d
 
 
 def _flags(con, kept, folder, token: str, previous: dict, out: Facts, deltas: dict) -> None:
-    """Every product's flags (facts of their own, ``flags``) and the products per combination of them:
-    made from every fact, or kept with those of the touched products made again and the combinations
-    moved by their flags before (the kept flags) and after."""
+    """Every product's flags (facts of their own, ``flags``) and the totals of them (:data:`FLAG_TOTALS`):
+    made from every fact, or kept with those of the touched products made again and the totals moved by
+    their flags before (the kept flags) and after."""
     old = list(previous.get("flags") or [])
     paths = [kept.fetch(f"facts/{n}") for n in old]
-    combos = list(previous.get("total:combos") or [])
-    combos_path = kept.fetch(f"facts/{combos[0]}") if len(combos) == 1 else None
+    kept_totals = {}
+    for name in FLAG_TOTALS:
+        files = list(previous.get(f"total:{name}") or [])
+        kept_totals[name] = (files, kept.fetch(f"facts/{files[0]}") if len(files) == 1 else None)
     every = FLAGS.format(p=KEPT_VIEWS["products"], m=KEPT_VIEWS["media"], s=KEPT_VIEWS["specs"])
-    if not old or None in paths or combos_path is None or set(out.whole) & set(FLAG_TABLES):
+    if (not old or None in paths or any(path is None for _, path in kept_totals.values())
+            or set(out.whole) & set(FLAG_TABLES)):
         flags = con.sql(every).to_arrow_table()
         out.files["flags"] = [_write(folder, f"flags-{token}.parquet", flags)]
         con.register("report_new_flags", flags)
         try:
-            rows = con.sql(COMBOS.format(flags="SELECT * FROM report_new_flags")).to_arrow_table()
+            for name, (sql, _) in FLAG_TOTALS.items():
+                rows = con.sql(sql.format(flags="SELECT * FROM report_new_flags")).to_arrow_table()
+                out.files[f"total:{name}"] = [_write(folder, f"total-{name}-{token}{TOTAL_SUFFIX}", rows)]
         finally:
             con.unregister("report_new_flags")
-        out.files["total:combos"] = [_write(folder, f"total-combos-{token}{TOTAL_SUFFIX}", rows)]
-    elif not out.touched:  # no product's rows changed: the flags and combinations stand
-        out.files["flags"], out.files["total:combos"] = old, combos
+    elif not out.touched:  # no product's rows changed: the flags and their totals stand
+        out.files["flags"] = old
+        out.files.update({f"total:{name}": files for name, (files, _) in kept_totals.items()})
+        out.after = pa.table({"product_id": pa.array([], pa.string())})
     else:  # the touched products' flags before (the kept files in force) and after (made from the facts now)
         _register(con, WAS_FLAGS, paths, "product_id")
         con.register("report_touched", pa.table({"product_id": pa.array(sorted(out.touched), pa.string())}))
         # the touched products' kept flags, read once (the specs relation, the lone products and the
-        # combinations before read them)
+        # totals before read them)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {WAS_TOUCHED} AS SELECT * FROM {WAS_FLAGS} "
                     "WHERE product_id IN (SELECT product_id FROM report_touched)")
         try:
             only = "(SELECT * FROM {} WHERE product_id IN (SELECT product_id FROM report_touched))"
             after = con.sql(FLAGS.format(p=only.format(KEPT_VIEWS["products"]), m=only.format(KEPT_VIEWS["media"]),
                                          s=_with_specs(con, out, deltas))).to_arrow_table()
+            out.after = after
             con.register("report_after", after)
-            rows = _moved(con, combos_path, COMBOS.format(flags=f"SELECT * FROM {WAS_TOUCHED}"),
-                          COMBOS.format(flags="SELECT * FROM report_after"))
+            for name, (sql, _) in FLAG_TOTALS.items():
+                rows = _moved(con, kept_totals[name][1], sql.format(flags=f"SELECT * FROM {WAS_TOUCHED}"),
+                              sql.format(flags="SELECT * FROM report_after"))
+                out.files[f"total:{name}"] = [_write(folder, f"total-{name}-{token}{TOTAL_SUFFIX}", rows)]
             total = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
             if len(old) >= MAX_FILES or after.num_rows > MAX_SHARE * max(total, 1):  # one file again
                 rest = con.sql(f"SELECT * FROM {WAS_FLAGS} WHERE product_id NOT IN (SELECT product_id FROM report_touched)"
@@ -301,9 +314,9 @@ def _flags(con, kept, folder, token: str, previous: dict, out: Facts, deltas: di
                 con.unregister(name)
             con.execute(f"DROP TABLE IF EXISTS {WAS_TOUCHED}")
         out.files["flags"] = old + [_write(folder, f"flags-{token}.parquet", after)]
-        out.files["total:combos"] = [_write(folder, f"total-combos-{token}{TOTAL_SUFFIX}", rows)]
     _register(con, FLAGS_VIEW, [folder / n for n in out.files["flags"]], "product_id")
-    con.register("report_combos", read_total(folder / out.files["total:combos"][0]))
+    for name, (_, view) in FLAG_TOTALS.items():
+        con.register(view, read_total(folder / out.files[f"total:{name}"][0]))
 
 
 def _with_specs(con, out: Facts, deltas: dict) -> str:
@@ -407,7 +420,8 @@ def live(con) -> None:
         con.execute(f"CREATE OR REPLACE TEMP VIEW {TOTAL_VIEWS[name]} AS {sql.format(f=KEPT_VIEWS[table])}")
     con.execute(f"CREATE OR REPLACE TEMP VIEW {FLAGS_VIEW} AS " + FLAGS.format(
         p=KEPT_VIEWS["products"], m=KEPT_VIEWS["media"], s=KEPT_VIEWS["specs"]))
-    con.execute(f"CREATE OR REPLACE TEMP VIEW report_combos AS {COMBOS.format(flags=f'SELECT * FROM {FLAGS_VIEW}')}")
+    for sql, view in FLAG_TOTALS.values():
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS {sql.format(flags=f'SELECT * FROM {FLAGS_VIEW}')}")
 
 
 def _register(con, view: str, paths: list, group: str) -> None:

@@ -21,17 +21,22 @@ BAD_BLOB = "blob path outside the store"  # the failure reason counted for each 
 
 
 def gallery(con, large, store, assets: Path, per_category: int, stats: StageStats, kept: dict | None = None,
-            touched: set[str] | None = None) -> tuple[Html, bool, dict]:
+            touched: set[str] | None = None, after=None) -> tuple[Html, bool, dict]:
     """The gallery section, and what lets the next run skip its reads (the picks and their samples).
 
     ``con``: the report's connection (the facts); ``large``: the store's views (:class:`~.build.Large`;
     ``large.of(con, ids)``, a connection with those of only the parts holding the products ``ids``: only
     when a pick is read).
     ``kept``: the last complete run's; ``touched``: the products whose rows were written since (None:
-    unknown). A product picked again (in the same category) and not touched takes its sample from
-    ``kept``; only the others are read (none: media and specs are not read); the cards are made anew.
+    unknown); ``after``: their flags now. The picks are moved from the kept ones by the touched products
+    where they can be (:func:`.data.gallery_picks`). A product picked again (in the same category) and not
+    touched takes its sample from ``kept``; only the others are read (none: media and specs are not read);
+    the cards are made anew.
     """
-    picks = [(pid, cat) for pid, cat in data.gallery_picks(con, per_category)] if per_category else []
+    kept_picks = ([(s["product_id"], s["category"]) for s in kept.get("samples", [])]
+                  if kept and kept.get("per_category") == per_category else None)
+    picks = ([(pid, cat) for pid, cat in data.gallery_picks(con, per_category, kept=kept_picks, touched=touched, after=after)]
+             if per_category else [])
     if not picks:
         return *empty_gallery(), {}
     known = {}
@@ -42,7 +47,7 @@ def gallery(con, large, store, assets: Path, per_category: int, stats: StageStat
     read = ({(s.product_id, s.category): s for s in data.gallery(large.of(con, [p for p, _ in missing]), missing)}
             if missing else {})
     samples = [known.get(p) or read[p] for p in picks]
-    memo = {"samples": [asdict(s) for s in samples]}
+    memo = {"samples": [asdict(s) for s in samples], "per_category": per_category}
     refused = stats.failures[BAD_BLOB]
     cards = []
     root = store.local_copy([r for s in samples for r in (s.image, s.frames)])  # on object storage: copies

@@ -1,0 +1,61 @@
+"""The gallery's picks moved from the last run's by the products touched since equal the picks ranked
+from every product's flags (``data.gallery_picks``), whatever the touched products did: new ones with
+an image, pictures lost, a product moved to another category, a category new among the top ones."""
+
+import random
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from m5data.report import data, facts
+
+
+def _flags(products: dict[str, tuple[str, bool]]) -> pa.Table:
+    ids = sorted(products)
+    return pa.table({"product_id": ids, "path": [products[p][0] for p in ids],
+                     "levels": pa.array([2] * len(ids), pa.int32()), "m_image": [products[p][1] for p in ids]})
+
+
+def _picks(products, per_category, **moved):
+    con = duckdb.connect()
+    try:
+        flags = _flags(products)
+        con.register(facts.FLAGS_VIEW, flags)
+        con.register("report_imaged_paths", con.sql(facts.IMAGED.format(flags="SELECT * FROM report_flags")).to_arrow_table())
+        return data.gallery_picks(con, per_category, **moved)
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_moved_picks_equal_the_picks_ranked_from_every_flag(seed):
+    rnd = random.Random(seed)
+    cats = [f"c{i}" for i in range(rnd.randint(3, 9))]
+    products = {f"p{rnd.randint(0, 999):03d}": (rnd.choice(cats), rnd.random() < 0.8) for _ in range(rnd.randint(10, 80))}
+    per_category = rnd.randint(1, 4)
+    before = _picks(products, per_category)
+    touched = set()
+    for _ in range(rnd.randint(0, 12)):  # new products, changed ones (category, image), in any mix
+        pid = rnd.choice(list(products)) if rnd.random() < 0.5 else f"p{rnd.randint(0, 999):03d}"
+        products[pid] = (rnd.choice(cats), rnd.random() < 0.7)
+        touched.add(pid)
+    for pid in rnd.sample(sorted(products), k=min(2, len(products))):  # touched with nothing changed
+        touched.add(pid)
+    after = _flags({p: products[p] for p in touched})
+    assert _picks(products, per_category, kept=before, touched=touched, after=after) == _picks(products, per_category)
+
+
+
+def test_a_full_category_that_lost_a_pick_is_ranked_again_and_an_untouched_store_keeps_its_picks():
+    products = {f"p{i}": ("a", True) for i in range(5)} | {f"q{i}": ("b", True) for i in range(2)}
+    before = _picks(products, 2)
+    assert before == [("p0", "a"), ("p1", "a"), ("q0", "b"), ("q1", "b")]
+    assert data._picks_moved(["a", "b"], 2, before, set(), _flags({})) == before  # nothing touched: the same
+    products["p0"] = ("a", False)  # a full category's pick lost its image: its next product is not known
+    assert data._picks_moved(["a", "b"], 2, before, {"p0"}, _flags({"p0": products["p0"]})) is None
+    assert _picks(products, 2, kept=before, touched={"p0"}, after=_flags({"p0": products["p0"]})) == [
+        ("p1", "a"), ("p2", "a"), ("q0", "b"), ("q1", "b")]
+    products["o9"] = ("b", True)  # a new product before the others by id, in a category it fills
+    assert data._picks_moved(["a", "b"], 2, before, {"o9"}, _flags({"o9": products["o9"]})) == [
+        ("p0", "a"), ("p1", "a"), ("o9", "b"), ("q0", "b")]
