@@ -83,7 +83,7 @@ def _version() -> str:
 # Format 3: a header (magic, the part's size, its rows, unique, whether each group's rows and _seq follow,
 # the number of groups, the DuckDB version's length), the DuckDB version, then the sorted hashes and, when
 # given, the rows and newest _seq per group, each n 8-byte integers: one read and no parsing, where NumPy's
-# zip of arrays (format 2) cost ~0.8 ms a sidecar to open (a nightly report loads some fifty).
+# zip of arrays (formats 1-2) cost ~1.2 ms a sidecar to open (a nightly report loads some fifty).
 _MAGIC = b"M5KEYS\x00\x03"
 _HEADER = struct.Struct("<8sqqqqqq")
 
@@ -152,7 +152,7 @@ def compute(con, part: Path, spec) -> PartKeys:
     its group, one row per group hash; otherwise the sorted 64-bit hashes of the keys, all different.
     A hash shared by two groups or two keys (about once in 10^7 parts of a million rows) only makes the
     part look as if it held a key twice: it is then read through the window, as such a part is.
-    (Counting the distinct keys and groups, as format 1 did, cost 0.22 CPU s a million pool rows; this, 0.06.)
+    (Counting the distinct keys and groups, as formats 1-2 did, cost 0.22 CPU s a million pool rows; this, 0.07.)
     """
     src = "read_parquet(" + "'" + str(part).replace("'", "''") + "')"
     got = con.execute(f"SELECT {group_hash_sql(spec)} AS h, count(*) AS n, max({SEQ_COLUMN}) AS s, "
