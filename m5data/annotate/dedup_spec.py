@@ -320,7 +320,7 @@ def _touched_blocks(args: tuple, touching: np.ndarray, cap: int) -> tuple[np.nda
 
     rows = np.flatnonzero(touching)
     wanted = _own_keys(args, rows)  # the touching rows' keys, then every row's among them
-    block, row = _group(*_keys_in(args, wanted, rows), len(wanted))
+    block, row = _counting_sort(*_keys_in(args, wanted, rows), len(wanted))  # a block's rows stay in order
     star = crossing(block, row, touching, cap, np.ones(len(block), dtype=bool), presorted=True)
     star = arrays.unique(star[~touching[star]])
     if len(star):  # the stars' other blocks join: every row's keys among the stars' keys not read yet
@@ -328,15 +328,9 @@ def _touched_blocks(args: tuple, touching: np.ndarray, cap: int) -> tuple[np.nda
         more = _own_keys(args, star)
         more = more[~arrays.isin(more, wanted)]
         more_block, more_row = _keys_in(args, more, star)
-        block, row = _group(np.concatenate([block, more_block + len(wanted)]), np.concatenate([row, more_row]),
-                            len(wanted) + len(more))
+        block, row = _counting_sort(np.concatenate([block, more_block + len(wanted)]), np.concatenate([row, more_row]),
+                                    len(wanted) + len(more))
     return block, row
-
-
-def _group(block: np.ndarray, row: np.ndarray, n_blocks: int) -> tuple[np.ndarray, np.ndarray]:
-    """``block`` (numbers < ``n_blocks``) and ``row`` ordered by block, a block's rows in their order
-    (:func:`_counting_sort`: the key passes give each block's rows in order)."""
-    return _counting_sort(block, row, n_blocks)
 
 
 @numba.njit(cache=True, nogil=True)
