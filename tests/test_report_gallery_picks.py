@@ -51,11 +51,12 @@ def test_a_full_category_that_lost_a_pick_is_ranked_again_and_an_untouched_store
     products = {f"p{i}": ("a", True) for i in range(5)} | {f"q{i}": ("b", True) for i in range(2)}
     before = _picks(products, 2)
     assert before == [("p0", "a"), ("p1", "a"), ("q0", "b"), ("q1", "b")]
-    assert data._picks_moved(["a", "b"], 2, before, set(), _flags({})) == before  # nothing touched: the same
+    assert data.moved_picks(["a", "b"], 2, before, set(), _flags({})) == {"a": ["p0", "p1"], "b": ["q0", "q1"]}
     products["p0"] = ("a", False)  # a full category's pick lost its image: its next product is not known
-    assert data._picks_moved(["a", "b"], 2, before, {"p0"}, _flags({"p0": products["p0"]})) is None
+    assert data.moved_picks(["a", "b"], 2, before, {"p0"}, _flags({"p0": products["p0"]})) == {"b": ["q0", "q1"]}
     assert _picks(products, 2, kept=before, touched={"p0"}, after=_flags({"p0": products["p0"]})) == [
         ("p1", "a"), ("p2", "a"), ("q0", "b"), ("q1", "b")]
     products["o9"] = ("b", True)  # a new product before the others by id, in a category it fills
-    assert data._picks_moved(["a", "b"], 2, before, {"o9"}, _flags({"o9": products["o9"]})) == [
-        ("p0", "a"), ("p1", "a"), ("o9", "b"), ("q0", "b")]
+    assert data.moved_picks(["a", "b"], 2, before, {"o9"}, _flags({"o9": products["o9"]})) == {
+        "a": ["p0", "p1"], "b": ["o9", "q0"]}
+    assert data.moved_picks(["a", "b", "c"], 2, before, set(), _flags({})) == {"a": ["p0", "p1"], "b": ["q0", "q1"]}  # c: not kept

@@ -135,12 +135,12 @@ def _figures(result) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in (result.index.parent / "figures").glob("*.svg")}
 
 
-def _grow(src, n_new: int) -> list[str]:
-    """``n_new`` copies of the first products under new ids, with their specs and media, one write per table
-    (as benchmarks/bench_incremental.py's GROW): returns the new ids."""
-    products = src.read("products").sort_by("product_id").slice(0, n_new)
+def _grow(src, n_new: int, products: pa.Table | None = None, prefix: str = "n") -> list[str]:
+    """``n_new`` copies of the first products (or of ``products``) under new ids, with their specs and
+    media, one write per table (as benchmarks/bench_incremental.py's GROW): returns the new ids."""
+    products = src.read("products").sort_by("product_id").slice(0, n_new) if products is None else products
     old = products.column("product_id").to_pylist()
-    new = {p: p.replace(":", ":n", 1) for p in old}
+    new = {p: p.replace(":", f":{prefix}", 1) for p in old}
 
     def moved(rows):
         ids = pa.array([new[p] for p in rows.column("product_id").to_pylist()], pa.string())
@@ -153,7 +153,7 @@ def _grow(src, n_new: int) -> list[str]:
         rows = moved(rows.filter(pc.is_in(rows.column("product_id"), keep)))
         if table == "media":
             rows = rows.set_column(rows.schema.get_field_index("media_id"), "media_id",
-                                   pc.binary_join_element_wise(rows.column("media_id"), pa.scalar("-n"), ""))
+                                   pc.binary_join_element_wise(rows.column("media_id"), pa.scalar(f"-{prefix}"), ""))
         src.write(table, rows)
     return list(new.values())
 
@@ -184,6 +184,33 @@ def test_a_demo_store_grown_changed_and_reported_again_equals_a_full_rebuild(dem
     assert all(len(files) == 1 for files in named.values()) and len(named) == len(facts.SOURCES) + 1 + len(facts.KEPT_TOTALS)  # full made each (facts, flags, totals)
     # table's facts and each running total as one file again
     assert set(_facts_files(store)) == _named(store) | before  # and the files of the state before stay until the next run
+
+
+def test_a_category_that_enters_the_top_ones_from_the_reserve_is_shown_without_a_store_read(
+        demo_store_factory, tmp_path, monkeypatch):
+    """The gallery keeps the picks and samples of the categories after the shown ones: one of them grown
+    into the top ones is shown from the kept samples (no part of the store read for it), as a full rebuild
+    shows it."""
+    from m5data.report import build as report_build
+    from m5data.report import gallery
+
+    store = Store.open(copy_store(demo_store_factory(products=60, seed=0), tmp_path))
+    settings = _settings(store)
+    build(store, settings, out=tmp_path / "r")
+    cats = list(dict.fromkeys(s["category"] for s in changes.load_state(store, "report")["summary"]["gallery"]["samples"]))
+    assert len(cats) > gallery.CATEGORIES  # the first run kept spare categories
+    spare = cats[gallery.CATEGORIES]
+    products = store.read("products")
+    mine = products.filter(pa.array([" > ".join(p) == spare for p in products.column("category_path").to_pylist()]))
+    for prefix in ("n", "m", "o", "q"):  # copies sort after the originals: the category's picks stay its own
+        _grow(store, 0, mine, prefix)
+    reads = []
+    real = report_build.Large.of
+    monkeypatch.setattr(report_build.Large, "of", lambda self, con, ids: reads.append(ids) or real(self, con, ids))
+    again = build(store, settings, out=tmp_path / "r")
+    shown = list(dict.fromkeys(s["category"] for s in changes.load_state(store, "report")["summary"]["gallery"]["samples"]))
+    assert spare in shown[:gallery.CATEGORIES] and reads == []
+    assert _page(again) == _page(build(store, settings, out=tmp_path / "full", full=True))
 
 
 def test_figures_whose_values_did_not_change_are_copied_not_drawn(demo_store_factory, tmp_path):

@@ -530,36 +530,48 @@ def gallery_picks(con, per_category: int, categories: int = 6, kept: list[tuple[
     (by those products: the ``imaged`` total, ``facts.IMAGED``).
 
     ``kept``: the last complete run's picks, ``touched``: the products whose rows were written since and
-    ``after``: their flags now (an incremental run): the picks are moved by them (:func:`_picks_moved`)
-    where they can be, else ranked from every product's flags."""
-    top = _rows(con, "SELECT path, n FROM report_imaged_paths ORDER BY n DESC, path LIMIT ?", [categories])
-    if kept is not None and touched is not None and after is not None:
-        picks = _picks_moved([c for c, _ in top], per_category, kept, touched, after)
-        if picks is not None:
-            return picks
-    # the flags read once; only the top categories' products ranked
+    ``after``: their flags now (an incremental run): each category's picks are moved by them
+    (:func:`moved_picks`) where they can be, the others ranked from every product's flags."""
+    top = top_categories(con, categories)
+    moved = (moved_picks(top, per_category, kept, touched, after)
+             if kept is not None and touched is not None and after is not None else {})
+    ranked = rank_picks(con, [c for c in top if c not in moved], per_category)
+    return [(pid, cat) for cat in top for pid in (moved.get(cat) or ranked.get(cat, []))]
+
+
+def top_categories(con, n: int) -> list[str]:
+    """The ``n`` breadcrumbs with the most products with a downloaded image (the kept ``imaged`` total)."""
+    return [c for c, _ in _rows(con, "SELECT path, n FROM report_imaged_paths ORDER BY n DESC, path LIMIT ?", [n])]
+
+
+def rank_picks(con, categories: list[str], per_category: int) -> dict[str, list[str]]:
+    """Each of ``categories``' first ``per_category`` products by id with a downloaded image, from every
+    product's flags (read once; only those categories' products ranked)."""
+    if not categories:
+        return {}
     con.execute("CREATE OR REPLACE TEMP TABLE report_imaged AS SELECT path AS cat, product_id FROM report_flags "
                 "WHERE levels > 0 AND m_image")
-    con.register("report_top", pa.table({"cat": pa.array([c for c, _ in top], pa.string()),
-                                         "rank": pa.array(range(len(top)), pa.int64())}))
+    con.register("report_top", pa.table({"cat": pa.array(categories, pa.string())}))
     try:
-        return _rows(con, """
-            WITH c AS (SELECT cat, product_id, row_number() OVER (PARTITION BY cat ORDER BY product_id) AS k
-                       FROM report_imaged WHERE cat IN (SELECT cat FROM report_top))
-            SELECT c.product_id, c.cat FROM c JOIN report_top USING (cat) WHERE c.k <= ? ORDER BY report_top.rank, c.k""",
-            [per_category])
+        out: dict[str, list[str]] = {}
+        for pid, cat in _rows(con, """
+                WITH c AS (SELECT cat, product_id, row_number() OVER (PARTITION BY cat ORDER BY product_id) AS k
+                           FROM report_imaged WHERE cat IN (SELECT cat FROM report_top))
+                SELECT product_id, cat FROM c WHERE k <= ? ORDER BY cat, k""", [per_category]):
+            out.setdefault(cat, []).append(pid)
+        return out
     finally:
         con.unregister("report_top")
         con.execute("DROP TABLE report_imaged")
 
 
-def _picks_moved(top: list[str], per_category: int, kept: list[tuple[str, str]], touched: set[str],
-                 after: pa.Table) -> list[tuple[str, str]] | None:
-    """The picks of the categories ``top`` from the last run's (``kept``: each category's first
-    ``per_category`` products by id, all of them when it had fewer) and the flags now of the products
-    touched since (``after``): a category's first products now are among its kept picks not touched and
-    its touched products with an image now. None (rank again) where that cannot tell: a category new
-    among the top ones, or a full one that lost a pick (its next product by id is not known)."""
+def moved_picks(categories: list[str], per_category: int, kept: list[tuple[str, str]], touched: set[str],
+                after: pa.Table) -> dict[str, list[str]]:
+    """The picks of those of ``categories`` that can be moved from the last run's (``kept``: each
+    category's first ``per_category`` products by id, all of them when it had fewer) by the flags now of
+    the products touched since (``after``): a category's first products now are among its kept picks not
+    touched and its touched products with an image now. A category is left out where that cannot tell:
+    one the last run did not pick, or a full one that lost a pick (its next product by id is not known)."""
     mine: dict[str, list[str]] = {}
     for pid, cat in kept:
         mine.setdefault(cat, []).append(pid)
@@ -568,15 +580,14 @@ def _picks_moved(top: list[str], per_category: int, kept: list[tuple[str, str]],
     for pid, path, levels, image in zip(*(after.column(c).to_pylist() for c in columns)) if after.num_rows else ():
         if levels and levels > 0 and image:
             now.setdefault(path, set()).add(pid)
-    out = []
-    for cat in top:
+    out = {}
+    for cat in categories:
         if cat not in mine:
-            return None
+            continue
         picked, added = mine[cat], now.get(cat, set())
         if len(picked) >= per_category and any(p in touched and p not in added for p in picked):
-            return None
-        ids = sorted({p for p in picked if p not in touched} | added)[:per_category]
-        out += [(pid, cat) for pid in ids]
+            continue
+        out[cat] = sorted({p for p in picked if p not in touched} | added)[:per_category]
     return out
 
 
