@@ -281,6 +281,17 @@ LEFT JOIN taxonomy t2 ON t2.level = 2 AND t2.label_id = l.sub_class_id
 LEFT JOIN taxonomy t3 ON t3.level = 3 AND t3.label_id = l.subsub_class_id AND l.subsub_class_id <> 0
 LEFT JOIN dedup d ON d.product_id = p.product_id"""
 
+# what the sample header reads of label_map and taxonomy, one row per category key (platform, raw_path):
+# a hash of the label columns SAMPLE_HEADER_SQL gives a product of that category, by the same joins.
+# align rewrites both tables whole every night (their watermarks move while few labels change): an
+# incremental export compares these rows (11k at 1M products) with its base's, not every sample.
+LABEL_HASH_SQL = """SELECT l.platform, l.raw_path,
+       hash(l.class_id, t1.name, l.sub_class_id, t2.name, l.subsub_class_id, t3.name) AS h
+FROM label_map l
+LEFT JOIN taxonomy t1 ON t1.level = 1 AND t1.label_id = l.class_id
+LEFT JOIN taxonomy t2 ON t2.level = 2 AND t2.label_id = l.sub_class_id
+LEFT JOIN taxonomy t3 ON t3.level = 3 AND t3.label_id = l.subsub_class_id AND l.subsub_class_id <> 0"""
+
 _SAMPLE_SQL = f"""
 WITH ids AS (SELECT product_id FROM wanted)
 {SAMPLE_HEADER_SQL}
