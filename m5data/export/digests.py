@@ -32,8 +32,9 @@ sp AS (SELECT product_id, sum(hash(position, coalesce(property, ''), coalesce(va
        FROM specs WHERE product_id IN (SELECT product_id FROM ids) GROUP BY product_id),
 md AS (SELECT product_id, sum(hash(kind, blob, mime, position, media_id)::HUGEINT) AS h
        FROM media WHERE product_id IN (SELECT product_id FROM ids) AND {media_filter} GROUP BY product_id)
-SELECT m.split, m.product_id, CAST(hash(m.split, s, sp.h, md.h) AS VARCHAR) AS digest
-FROM m JOIN s ON s.product_id = m.product_id
+SELECT m.split, m.product_id,
+       CASE WHEN s.product_id IS NULL THEN NULL ELSE CAST(hash(m.split, s, sp.h, md.h) AS VARCHAR) END AS digest
+FROM m LEFT JOIN s ON s.product_id = m.product_id
 LEFT JOIN sp ON sp.product_id = m.product_id
 LEFT JOIN md ON md.product_id = m.product_id
 ORDER BY {order}
@@ -42,17 +43,23 @@ ORDER BY {order}
 # the tables whose rows written since the base export name the products to hash again (by product_id)
 TOUCHING = ("products", "specs", "captions", "media", "dedup")
 LABEL_TABLES = ("label_map", "taxonomy")  # rewritten whole by align: compared per category instead
+_DIGESTS_SCHEMA = pa.schema([("split", pa.string()), ("product_id", pa.string()), ("digest", pa.string())])
 LABELS_SCHEMA = pa.schema([("platform", pa.string()), ("raw_path", pa.string()), ("h", pa.uint64())])
 
 
 def digest_table(con, members_sql: str, order: str) -> pa.Table:
     """``(split, product_id, digest)`` of the members ``members_sql`` (a ``(split, product_id)``
     query) that are in ``products``, ordered by ``order`` (SQL over ``m.split``, ``m.product_id``)."""
+    import pyarrow.compute as pc
+
     from .members import MEDIA_FILTER
     from .samples import SAMPLE_HEADER_SQL
 
     sql = _DIGEST_SQL.format(members=members_sql, header=SAMPLE_HEADER_SQL, media_filter=MEDIA_FILTER, order=order)
-    return con.sql(sql).to_arrow_table()
+    # the query and its batched read as they were: an inner join to s read as one Arrow table ran out of
+    # the stream connection's 2 GB at 1M products
+    batches = [rb.filter(pc.is_valid(rb.column(2))) for rb in con.sql(sql).to_arrow_reader(65_536)]
+    return pa.Table.from_batches(batches, _DIGESTS_SCHEMA)
 
 
 def label_hashes(con) -> pa.Table:
