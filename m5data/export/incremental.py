@@ -40,7 +40,17 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..storage import changes
-from .digests import DIGEST, LABEL_TABLES, LABELS_SCHEMA, TOUCHING, digest_table, label_hashes, touched_ids
+from .digests import (
+    DIGEST,
+    FEW,
+    LABEL_TABLES,
+    LABELS_SCHEMA,
+    TOUCHING,
+    digest_table,
+    few_digests,
+    label_hashes,
+    touched_ids,
+)
 from .remote import RemoteFolder, is_remote, sibling_name
 
 INCREMENTAL_FORMATS = ("webdataset",)
@@ -274,8 +284,12 @@ def compare(store, con, members, base: Base, marks: dict, labels: pa.Table) -> D
         else:
             rule = "true"
         con.execute(_COMPARE_SQL.format(members=members.sql(), touched=rule))
-        hashed = digest_table(con, "SELECT split, product_id FROM export_cmp WHERE rehash",
-                              members.order_sql("m.split", "m.product_id"))
+        order = members.order_sql("m.split", "m.product_id")
+        rehash = con.sql("SELECT split, product_id FROM export_cmp WHERE rehash").to_arrow_table()
+        if touched is not None and rehash.num_rows <= FEW * sum(members.counts.values()):
+            hashed = few_digests(store, con, rehash, order)
+        else:
+            hashed = digest_table(con, "SELECT split, product_id FROM export_cmp WHERE rehash", order)
         con.register("export_hashed", hashed)
         registered.append("export_hashed")
         con.execute(_NOW_SQL)
