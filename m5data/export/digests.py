@@ -68,24 +68,37 @@ _BY_PRODUCT = ("products", "specs", "captions", "dedup")
 FEW = 0.25
 
 
-def few_digests(store, con, members: pa.Table, order: str) -> pa.Table:
-    """:func:`digest_table` of the ``members`` rows (split, product_id), their products' rows read from
-    only the parts that hold them (``store.read_groups``; media by ``store.read_of``) and the query run
-    over those, on a cursor of ``con`` whose tables of these names hide the views (the label tables
-    stay the views). The views' newest-row windows over every part cost most of the digests of 13k
-    changed products at 1M (the query filters them after the window)."""
+def few_rows(store, members: pa.Table):
+    """A connection of its own holding, as tables of the names the sample SQL reads, just the rows of
+    the products of ``members`` (``products``, ``specs``, ``captions``, ``dedup`` from the parts that
+    hold them, ``store.read_groups``; their ``media`` by ``store.read_of``), and the views of the label
+    tables. The views' newest-row windows over every part cost most of an incremental export at 1M
+    (13k changed products: the digest query and the three sample streams each filtered the tables
+    after their windows); the digests and the samples of the new shards are read from here."""
     import pyarrow.compute as pc
 
     ids = pc.unique(members.column("product_id").combine_chunks()) if members.num_rows else pa.array([], pa.string())
-    cur = con.cursor()
+    con = store.connect(need=LABEL_TABLES, only=LABEL_TABLES)
     try:
-        for table in _BY_PRODUCT:
-            cur.register(table, store.read_groups(table, ids.to_pylist()))
-        cur.register("media", store.read_of("media", "product_id", ids))
-        cur.register("export_members", members.select(["split", "product_id"]))
-        return digest_table(cur, "SELECT split, product_id FROM export_members", order)
+        found = {table: store.read_groups(table, ids.to_pylist()) for table in _BY_PRODUCT}
+        found["media"] = store.read_of("media", "product_id", ids)
+        for table, rows in found.items():
+            con.register("export_rows", rows)
+            con.execute(f"CREATE TABLE {table} AS SELECT * FROM export_rows")
+            con.unregister("export_rows")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def few_digests(con, members: pa.Table, order: str) -> pa.Table:
+    """:func:`digest_table` of the ``members`` rows (split, product_id) on ``con`` (:func:`few_rows`)."""
+    con.register("export_members", members.select(["split", "product_id"]))
+    try:
+        return digest_table(con, "SELECT split, product_id FROM export_members", order)
     finally:
-        cur.close()
+        con.unregister("export_members")
 
 
 def label_hashes(con) -> pa.Table:
@@ -151,4 +164,4 @@ def _relabelled(con, was: pa.Table, now: pa.Table) -> pa.ChunkedArray:
         con.unregister("export_relabelled")
 
 
-__all__ = ["DIGEST", "FEW", "few_digests", "LABEL_TABLES", "LABELS_SCHEMA", "TOUCHING", "digest_table", "label_hashes", "touched_ids"]
+__all__ = ["DIGEST", "FEW", "few_digests", "few_rows", "LABEL_TABLES", "LABELS_SCHEMA", "TOUCHING", "digest_table", "label_hashes", "touched_ids"]

@@ -48,6 +48,7 @@ from .digests import (
     TOUCHING,
     digest_table,
     few_digests,
+    few_rows,
     label_hashes,
     touched_ids,
 )
@@ -243,6 +244,7 @@ class Diff:
     digests: pa.Table = field(default_factory=SAMPLES_SCHEMA.empty_table)  # (split, product_id, digest) of the fresh
     standing: pa.Table = field(default_factory=SAMPLES_SCHEMA.empty_table)  # the base's rows that stand, as they are
     hashed: int = 0  # samples hashed (the others kept their base digests)
+    rows: object = None  # a DuckDB connection holding the hashed products' rows (digests.few_rows), or None
 
 
 # Every member of the version and every sample of the base, side by side: ``rehash`` where the member
@@ -274,6 +276,7 @@ def compare(store, con, members, base: Base, marks: dict, labels: pa.Table) -> D
     Python object per sample.
     """
     touched = None if base.since is None else touched_ids(store, con, base.since, marks, base.labels, labels)
+    rows = None
     con.register("export_base", base.samples)
     registered = ["export_base"]
     try:
@@ -287,7 +290,8 @@ def compare(store, con, members, base: Base, marks: dict, labels: pa.Table) -> D
         order = members.order_sql("m.split", "m.product_id")
         rehash = con.sql("SELECT split, product_id FROM export_cmp WHERE rehash").to_arrow_table()
         if touched is not None and rehash.num_rows <= FEW * sum(members.counts.values()):
-            hashed = few_digests(store, con, rehash, order)
+            rows = few_rows(store, rehash)
+            hashed = few_digests(rows, rehash, order)
         else:
             hashed = digest_table(con, "SELECT split, product_id FROM export_cmp WHERE rehash", order)
         con.register("export_hashed", hashed)
@@ -307,6 +311,10 @@ def compare(store, con, members, base: Base, marks: dict, labels: pa.Table) -> D
         keeps = dict(con.execute("SELECT path, list(product_id ORDER BY product_id) FROM export_now "
                                  "WHERE digest = was AND path IN (SELECT DISTINCT path FROM export_now "
                                  "WHERE was IS NOT NULL AND digest IS DISTINCT FROM was) GROUP BY path").fetchall())
+    except BaseException:
+        if rows is not None:
+            rows.close()
+        raise
     finally:
         for name in registered:
             con.unregister(name)
@@ -317,7 +325,7 @@ def compare(store, con, members, base: Base, marks: dict, labels: pa.Table) -> D
     order = list(zip(fresh.column("split").to_pylist(), fresh.column("product_id").to_pylist()))
     return Diff(inherited, kept, set(order), {"new": new, "changed": changed, "unchanged": present - new - changed,
                                               "removed": gone},
-                order, fresh, standing.cast(SAMPLES_SCHEMA), hashed.num_rows)
+                order, fresh, standing.cast(SAMPLES_SCHEMA), hashed.num_rows, rows)
 
 
 def member_digests(store, members, connect, con=None) -> dict:

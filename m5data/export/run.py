@@ -203,6 +203,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
     marks = changes.watermarks(store, inc.READS)  # before reading: a later write is seen next time
     inputs = inc.inputs(fmt, split, settings)
     shared = None  # one connection for the digests, the plan and the sample stream (each costs ~0.3 s)
+    base = delta = None
     try:
         members = split_counts(store, version, split)
         version = members.version
@@ -333,7 +334,8 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
                 if not todo:
                     rows = iter(())
                 elif base is not None:  # only the samples to write, in one ordered pass over the store
-                    rows = stream_samples(con, choose(con, members, fresh_order))
+                    source = con if delta.rows is None else delta.rows  # (their products' rows, read for their digests)
+                    rows = stream_samples(source, choose(source, members, fresh_order))
                 else:
                     rows = stream_samples(con, members)
                 for sh, samples in shard_samples(rows, shards):
@@ -408,6 +410,8 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
     finally:
         if shared is not None:  # not handed to the sample stream (nothing to write, or a failure before)
             shared.close()
+        if base is not None and delta is not None and delta.rows is not None:
+            delta.rows.close()
         if staging:
             shutil.rmtree(staging, ignore_errors=True)
             _worker.pop(("remote", str(out), str(staging)), None)  # the inline writes' filesystem
