@@ -126,6 +126,57 @@ def _latest_from_footers(store, parts: list) -> str | None:
     return max(newest, key=lambda v: (newest[v], v)) if newest else None
 
 
+def version_source(store, version: str) -> tuple[str, dict] | None:
+    """``(sql, counts)``: SQL of split version ``version``'s (split, product_id) rows read from only the
+    parts that hold it, and its rows per split; None where the parts' footers do not say which hold it
+    (a row group of two versions, no statistics, a store on object storage) or none does: read the view.
+
+    The view keeps, of a version (one group), the rows of its newest write, each key once: here the
+    rows of the version's newest ``_seq`` in its parts, distinct. The view's window over every
+    version's rows (16 versions of 1.2M products) cost 2.7 CPU s at 1M, in each read of the members."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from ..storage.objects import is_store_url
+    from ..storage.schema import SEQ_COLUMN
+
+    if is_store_url(str(store.root)):
+        return None
+    holding = []
+    try:
+        for part in store.parts("splits"):
+            meta = pq.ParquetFile(part).metadata
+            at = meta.schema.names.index("version")
+            for g in range(meta.num_row_groups):
+                if not meta.row_group(g).num_rows:
+                    continue
+                st = meta.row_group(g).column(at).statistics
+                if st is None or not st.has_min_max or st.null_count or st.min != st.max:
+                    return None
+                if st.min == version:
+                    holding.append(part)
+                    break
+    except (OSError, ValueError):
+        return None
+    if not holding:
+        return None
+    files = ", ".join(_quoted(str(p)) for p in holding)
+    source = (f"SELECT DISTINCT split, product_id FROM (SELECT split, product_id FROM read_parquet([{files}], "
+              f"union_by_name = true) WHERE version = {_quoted(version)} QUALIFY {SEQ_COLUMN} = max({SEQ_COLUMN}) OVER ())")
+    con = duckdb.connect()
+    try:
+        counts = dict(con.execute(f"SELECT split, count(*) FROM ({source}) GROUP BY split").fetchall())
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    return (source, counts) if counts else None
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def split_members(store, version: str | None = None, split: str = "all") -> tuple[str, dict[str, list[str]]]:
     """``(version, {split: sorted product ids})`` for one split or ``all`` splits of a version.
 
