@@ -51,6 +51,48 @@ def samples_of(folder: Path) -> dict:
     return out
 
 
+def sample_list(folder: Path) -> list[tuple]:
+    """``(split, product_id, digest)`` of the folder's ``_samples.parquet``, in its order (sorted)."""
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(folder / "_samples.parquet")
+    got = list(zip(*(rows.column(c).to_pylist() for c in ("split", "product_id", "digest"))))
+    assert got == sorted(got)
+    return got
+
+
+def written_keys(folder: Path) -> set:
+    """``(split, key)`` of the samples in the shards the folder wrote from the store (not inherited, not copies)."""
+    out = set()
+    for index in folder.glob("*.index.json"):
+        split = json.loads(index.read_text())["name"]
+        for entry in json.loads(index.read_text())["shardlist"]:
+            if not entry["url"].startswith("../") and "-kept-" not in entry["url"]:
+                with tarfile.open(folder / entry["url"]) as tar:
+                    out |= {(split, m.name.split(".", 1)[0]) for m in tar}
+    return out
+
+
+def same_members(store, version: str, new: str) -> list[tuple[str, str]]:
+    """Write split version ``new`` with the members of ``version``; its ``(split, product_id)``."""
+    import pyarrow.compute as pc
+
+    rows = store.read("splits")
+    rows = rows.filter(pc.equal(rows.column("version"), version))
+    store.write("splits", rows.set_column(rows.schema.get_field_index("version"), "version",
+                                          pa.array([new] * rows.num_rows, pa.string())))
+    return list(zip(rows.column("split").to_pylist(), rows.column("product_id").to_pylist()))
+
+
+def one_row(store, table: str, pid: str, column: str, value):
+    """One row of ``pid`` in ``table`` with ``column`` set to ``value`` (a write of it re-writes the product's rows)."""
+    import pyarrow.compute as pc
+
+    rows = store.read(table)
+    rows = rows.filter(pc.equal(rows.column("product_id"), pid)).slice(0, 1)
+    return rows.set_column(rows.schema.get_field_index(column), column, pa.array([value], rows.schema.field(column).type))
+
+
 @pytest.fixture(scope="module")
 def grown(demo_store_factory, tmp_path_factory):
     """The store and its three exports: v1 in full, v2 and v3 incremental, each in its default folder."""
@@ -95,6 +137,8 @@ def test_incremental_versions_hold_the_samples_of_a_full_export(grown, tmp_path)
     assert sorted(got) == sorted(want)
     for key, fields in want.items():
         assert got[key] == fields, key
+    # the sample list holds the digests a full export makes (v3's own hashed only what changed since v2)
+    assert sample_list(Path(v3.out)) == sample_list(tmp_path / "full")
     # v3 names shards of both earlier folders, and check-shards follows them (sizes, sha256, keys)
     index = json.loads((Path(v3.out) / "train.index.json").read_text())["shardlist"]
     assert {u["url"].split("/")[1] for u in index if u["url"].startswith("../")} <= {"v1-webdataset-all",
@@ -443,3 +487,98 @@ def test_new_shards_cut_from_the_keys_are_the_shards_cut_from_the_store(grown):
     picked = keys[::3]
     for size in (1, 4, 7):
         assert plan_keys(picked, size) == plan_export(store, members, size, keep=set(picked))
+
+
+def test_only_the_products_written_since_the_base_are_hashed_and_written(grown, tmp_path):
+    """A spec row, a caption, a media row and a dedup group of four products written after the base
+    export: exactly those four are hashed and written into new shards, every other sample keeps its
+    base digest and shard; the version holds the samples and digests of a full export."""
+    import pyarrow.compute as pc
+    from support.demo_fixtures import copy_store
+
+    from m5data.export.samples import safe_key
+
+    store, settings, _, _ = grown
+    v3_last(grown)
+    copy = Store.open(copy_store(store.root, tmp_path))
+    ids = sorted(product_ids(copy))
+    copy.write("dedup", [{"product_id": p, "group_id": p} for p in ids])  # every product in a group, as after dedup
+    same_members(copy, "v3", "v4")
+    export(copy, settings, out=copy.where("exports/v4-webdataset-all"))
+    members = same_members(copy, "v4", "v5")
+    in_version = sorted({p for _, p in members})
+    specs, media, captions = copy.read("specs"), copy.read("media"), copy.read("captions")
+    with_specs = sorted(set(specs.column("product_id").to_pylist()) & set(in_version))
+    norm = media.filter(pc.and_(pc.equal(media.column("kind"), "image_norm"), pc.equal(media.column("status"), "ok")))
+    with_image = sorted(set(norm.column("product_id").to_pylist()) & set(in_version))
+    with_caption = sorted(set(captions.filter(pc.equal(captions.column("status"), "ok")).column("product_id").to_pylist())
+                          & set(in_version))
+    spec_pid = with_specs[0]
+    caption_pid = next(p for p in with_caption if p != spec_pid)
+    media_pid = next(p for p in with_image if p not in (spec_pid, caption_pid))
+    dedup_pid = next(p for p in reversed(in_version) if p not in (spec_pid, caption_pid, media_pid))
+    copy.write("specs", one_row(copy, "specs", spec_pid, "value", "another value"))
+    copy.write("captions", one_row(copy, "captions", caption_pid, "text", "another caption"))
+    row = norm.filter(pc.equal(norm.column("product_id"), media_pid)).slice(0, 1)
+    other = norm.filter(pc.invert(pc.equal(norm.column("product_id"), media_pid))).column("blob")[0]
+    copy.write("media", row.set_column(row.schema.get_field_index("blob"), "blob", pa.array([other.as_py()])))  # another image
+    copy.write("dedup", one_row(copy, "dedup", dedup_pid, "group_id", in_version[0]))
+    touched = {spec_pid, caption_pid, media_pid, dedup_pid}
+    assert len(touched) == 4
+    out = Path(copy.where("exports/v5-webdataset-all"))
+    r = export(copy, settings, out=out)
+    n = sum(1 for _, p in members if p in touched)
+    assert r.base == "v4-webdataset-all" and r.stats.details["hashed"] == n
+    assert r.changes == {"new": 0, "changed": n, "unchanged": len(members) - n, "removed": 0}
+    assert written_keys(out) == {(s, safe_key(p)) for s, p in members if p in touched}
+    export(copy, settings, out=tmp_path / "full", version="v5", full=True)
+    assert samples_of(out) == samples_of(tmp_path / "full")
+    assert sample_list(out) == sample_list(tmp_path / "full")
+    assert check_shards(out).ok
+
+
+def test_a_relabelled_category_rewrites_its_samples_and_the_same_labels_written_again_none(grown, tmp_path):
+    """label_map and taxonomy written whole again with the same rows (as align does every night): no
+    sample hashed or written. One category mapped to another class: exactly its products' samples
+    are written. A base folder without its _labels.parquet: every sample hashed (none written)."""
+    import pyarrow.compute as pc
+    from support.demo_fixtures import copy_store
+
+    from m5data.export.samples import safe_key
+
+    store, settings, _, _ = grown
+    v3_last(grown)
+    copy = Store.open(copy_store(store.root, tmp_path))
+    for table in ("taxonomy", "label_map"):
+        copy.replace(table, copy.read(table))
+    members = same_members(copy, "v3", "v4")
+    same = export(copy, settings, out=copy.where("exports/v4-webdataset-all"))
+    assert same.base == "v3-webdataset-all" and same.stats.details["hashed"] == 0 and same.shards_written == 0
+    assert same.changes == {"new": 0, "changed": 0, "unchanged": len(members), "removed": 0}
+
+    products = copy.read("products", columns=["product_id", "platform", "category_path"])
+    paths = {p: (pl, " > ".join(c or [])) for p, pl, c in zip(*(products.column(c).to_pylist()
+                                                                   for c in products.column_names))}
+    labels = copy.read("label_map")
+    pid = sorted(p for _, p in members)[5]
+    platform, raw = paths[pid]
+    row = labels.filter(pc.and_(pc.equal(labels.column("platform"), platform), pc.equal(labels.column("raw_path"), raw)))
+    classes = sorted(set(labels.column("class_id").to_pylist()) - {row.column("class_id")[0].as_py()} - {None})
+    copy.write("label_map", row.set_column(row.schema.get_field_index("class_id"), "class_id",
+                                           pa.array([classes[0]], pa.int32())))
+    same_members(copy, "v4", "v5")
+    out = Path(copy.where("exports/v5-webdataset-all"))
+    r = export(copy, settings, out=out)
+    mine = {(s, p) for s, p in members if paths[p] == (platform, raw)}
+    assert r.stats.details["hashed"] == len(mine) and r.changes["changed"] == len(mine) > 0
+    assert written_keys(out) == {(s, safe_key(p)) for s, p in mine}
+
+    (out / "_labels.parquet").unlink()  # an older folder: what its samples' labels were is not known
+    copy.replace("label_map", copy.read("label_map"))
+    same_members(copy, "v5", "v6")
+    again = export(copy, settings, out=copy.where("exports/v6-webdataset-all"))
+    assert again.base == "v5-webdataset-all" and again.stats.details["hashed"] == len(members)
+    assert again.shards_written == 0
+    export(copy, settings, out=tmp_path / "full", version="v5", full=True)
+    assert samples_of(out) == samples_of(tmp_path / "full")
+    assert sample_list(out) == sample_list(tmp_path / "full")

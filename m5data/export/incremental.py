@@ -6,11 +6,14 @@ Every WebDataset export folder holds, beside its shards and indexes, two files f
   path relative to this folder;
 - ``_samples.parquet``: one row per sample (split, product_id, digest, path of its shard), the
   digest a hash of everything the sample is made of (its split, text, specs, labels, group, media
-  paths; media are content-addressed, so a path names its bytes).
+  paths; media are content-addressed, so a path names its bytes: ``digests.py``);
+- ``_labels.parquet``: per category key (platform, raw path) a hash of the labels its samples read.
 
 The next export of the same format and split (``derived/state/export-<fmt>-<split>.json`` names
 the folder of the last complete one) into a *sibling* folder for another split version hashes the
-new version's samples and compares: a shard of the previous version whose samples are all there
+new version's samples that may have changed since (``digests.touched_ids``: the products with rows
+written since, those of relabelled categories, the members new to the version; every sample where
+the base cannot tell) and compares, the others keeping their base digests: a shard of the previous version whose samples are all there
 with the same digest is **inherited** (its index entry is ``../<previous folder>/<shard>``, with its
 size and sha256); a shard that lost samples (changed, or no longer in the split) is **copied without
 them** (``webdataset.write_kept``: its tar streamed once, the kept members' bytes copied as they are,
@@ -34,12 +37,29 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+
 from ..storage import changes
+from .digests import (
+    DIGEST,
+    FEW,
+    LABEL_TABLES,
+    LABELS_SCHEMA,
+    TOUCHING,
+    digest_table,
+    few_digests,
+    few_rows,
+    label_hashes,
+    touched_ids,
+)
 from .remote import RemoteFolder, is_remote, sibling_name
 
 INCREMENTAL_FORMATS = ("webdataset",)
 MANIFEST = "_manifest.json"
 SAMPLES = "_samples.parquet"
+LABELS = "_labels.parquet"
+SAMPLES_SCHEMA = pa.schema([("split", pa.string()), ("product_id", pa.string()), ("digest", pa.string()),
+                            ("path", pa.string())])
 # every table a sample is made of (SAMPLE_HEADER_SQL and the media/spec streams)
 READS = ("products", "specs", "captions", "media", "label_map", "taxonomy", "dedup", "splits")
 NOT_INCREMENTAL = {
@@ -59,34 +79,6 @@ def inputs(fmt: str, split: str, settings) -> str:
 
     e = settings.export
     return changes.fingerprint(fmt, split, e.shard_size, e.shard_bytes, format_options(settings), DIGEST)
-
-
-DIGEST = "sql-2"  # how sample digests are made: a base whose digests were made another way is not built on
-
-# One row per member in export order: a 64-bit hash of every input its sample is made of (the header
-# columns of SAMPLE_HEADER_SQL, its spec rows and the media rows the export streams read, each row
-# with its position), as DuckDB computes it: no sample is assembled in Python to know whether it
-# changed. A product's rows are combined by a sum of their hashes (their order is in each row's
-# hash), so no string of them is built or sorted: 2.4x faster than an md5 of their JSON at 100k.
-# The hash is DuckDB's: another DuckDB version may hash otherwise, and then every sample is written
-# once again (never one left unchanged by mistake).
-_DIGEST_SQL = """
-WITH m AS ({members}),
-ids AS (SELECT DISTINCT product_id FROM m),
-s AS (
-{header}
-),
-sp AS (SELECT product_id, sum(hash(position, coalesce(property, ''), coalesce(value, ''))::HUGEINT) AS h
-       FROM specs WHERE product_id IN (SELECT product_id FROM ids) GROUP BY product_id),
-md AS (SELECT product_id, sum(hash(kind, blob, mime, position, media_id)::HUGEINT) AS h
-       FROM media WHERE product_id IN (SELECT product_id FROM ids) AND {media_filter} GROUP BY product_id)
-SELECT m.split, m.product_id,
-       CASE WHEN s.product_id IS NULL THEN NULL ELSE CAST(hash(m.split, s, sp.h, md.h) AS VARCHAR) END AS digest
-FROM m LEFT JOIN s ON s.product_id = m.product_id
-LEFT JOIN sp ON sp.product_id = m.product_id
-LEFT JOIN md ON md.product_id = m.product_id
-ORDER BY {order}
-"""
 
 
 def split_location(out) -> tuple[str, str]:
@@ -147,7 +139,9 @@ class Base:
 
     name: str
     shards: list[dict]  # manifest entries, "path" and "stats_path" relative to the new folder
-    samples: dict = field(default_factory=dict)  # (split, product_id) -> (digest, shard path)
+    samples: pa.Table = field(default_factory=SAMPLES_SCHEMA.empty_table)  # SAMPLES_SCHEMA, paths rebased
+    labels: pa.Table | None = None  # its _labels.parquet (None: an older folder without one)
+    since: dict | None = None  # the watermarks its export read (its state's), None where not known
 
 
 def rebased(rel: str, name: str) -> str:
@@ -156,18 +150,35 @@ def rebased(rel: str, name: str) -> str:
     return rel if rel.startswith("../") else f"../{name}/{rel}"
 
 
-def load_base(out, name: str) -> Base | None:
-    """The export in the sibling folder ``name`` of ``out``, or None (no manifest or sample list: a full export)."""
+def _rebased_column(paths: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
+    """:func:`rebased` over a column (one Arrow pass: 1.1M paths at 1M products)."""
+    import pyarrow.compute as pc
+
+    own = pc.invert(pc.starts_with(paths, "../"))
+    return pc.if_else(own, pc.binary_join_element_wise(f"../{name}/", paths, ""), paths)
+
+
+def _parquet(data: bytes | None, schema: pa.Schema) -> pa.Table | None:
     import pyarrow.parquet as pq
 
+    if data is None:
+        return None
+    try:
+        return pq.read_table(io.BytesIO(data)).select(schema.names).cast(schema)
+    except (ValueError, KeyError, TypeError, OSError, pa.ArrowException):
+        return None
+
+
+def load_base(out, name: str) -> Base | None:
+    """The export in the sibling folder ``name`` of ``out``, or None (no manifest or sample list: a full export)."""
     folder = sibling(out, name)
-    manifest, table = read_file(folder, MANIFEST), read_file(folder, SAMPLES)
-    if manifest is None or table is None:
+    manifest = read_file(folder, MANIFEST)
+    rows = _parquet(read_file(folder, SAMPLES), SAMPLES_SCHEMA)
+    if manifest is None or rows is None:
         return None
     try:
         entries = json.loads(manifest)["shards"]
-        rows = pq.read_table(io.BytesIO(table)).to_pydict()
-    except (ValueError, KeyError, TypeError, OSError):
+    except (ValueError, KeyError, TypeError):
         return None
     shards = []
     for st in entries:
@@ -178,9 +189,8 @@ def load_base(out, name: str) -> Base | None:
         if sibling_name(st["path"]) is None:
             return None  # not a path this layout writes: never follow it
         shards.append(st)
-    samples = {(s, p): (d, rebased(path, name))
-               for s, p, d, path in zip(rows["split"], rows["product_id"], rows["digest"], rows["path"])}
-    return Base(name, shards, samples)
+    rows = rows.set_column(3, "path", _rebased_column(rows.column("path"), name))
+    return Base(name, shards, rows, _parquet(read_file(folder, LABELS), LABELS_SCHEMA))
 
 
 def find_base(store, out, fmt: str, split: str, version: str, settings, *, full: bool,
@@ -189,18 +199,19 @@ def find_base(store, out, fmt: str, split: str, version: str, settings, *, full:
 
     A folder that holds a plan already (a resumed run) keeps the base its plan names; a new folder
     builds on the last complete export of this format and split when it is a sibling folder of
-    another split version made with the same settings.
+    another split version made with the same settings. The base's ``since`` is the watermarks its
+    export read where the state is still its own (else every sample is hashed).
     """
     if full:
         return None, "full export asked"
     if fmt not in INCREMENTAL_FORMATS:
         return None, NOT_INCREMENTAL.get(fmt, f"{fmt} exports are written in full")
+    state = changes.load_state(store, state_name(fmt, split))
     if existing_plan is not None:
         name = (existing_plan.get("base") or {}).get("folder")
         if not name:
             return None, "the folder holds a full export (resumed as one)"
     else:
-        state = changes.load_state(store, state_name(fmt, split))
         if state is None:
             return None, "no earlier complete export"
         if state.get("inputs") != inputs(fmt, split, settings):
@@ -212,7 +223,12 @@ def find_base(store, out, fmt: str, split: str, version: str, settings, *, full:
         if parent != split_location(out)[0]:
             return None, "the earlier export is not in a sibling folder"
     base = load_base(out, name)
-    return (base, "") if base is not None else (None, f"the earlier export {name} has no manifest")
+    if base is None:
+        return None, f"the earlier export {name} has no manifest"
+    if (state is not None and state.get("out") and state.get("inputs") == inputs(fmt, split, settings)
+            and located(store, state["out"]) == str(sibling(out, name))):
+        base.since = state["watermarks"]
+    return base, ""
 
 
 @dataclass
@@ -224,59 +240,105 @@ class Diff:
     kept: list[tuple[dict, list[str]]]  # (previous shard, the product ids it keeps): copied minus the others
     fresh: set  # (split, product_id) written into this folder's new shards: the new and changed samples
     counts: dict
+    order: list = field(default_factory=list)  # the fresh keys in export order
+    digests: pa.Table = field(default_factory=SAMPLES_SCHEMA.empty_table)  # (split, product_id, digest) of the fresh
+    standing: pa.Table = field(default_factory=SAMPLES_SCHEMA.empty_table)  # the base's rows that stand, as they are
+    hashed: int = 0  # samples hashed (the others kept their base digests)
+    rows: object = None  # a DuckDB connection holding the hashed products' rows (digests.few_rows), or None
 
 
-def diff(base: Base, digests: dict) -> Diff:
-    """Compare the new version's sample digests (``(split, product_id) -> digest``) with the base's.
+# Every member of the version and every sample of the base, side by side: ``rehash`` where the member
+# is new to the version or its product was touched since the base (every member without ``touched``)
+_COMPARE_SQL = """
+CREATE OR REPLACE TEMP TABLE export_cmp AS
+WITH mm AS ({members})
+SELECT coalesce(mm.split, b.split) AS split, coalesce(mm.product_id, b.product_id) AS product_id,
+       mm.product_id IS NOT NULL AS member, b.digest AS was, b.path AS path,
+       mm.product_id IS NOT NULL AND (b.product_id IS NULL OR {touched}) AS rehash
+FROM mm FULL JOIN export_base b ON b.split = mm.split AND b.product_id = mm.product_id
+"""
 
+_NOW_SQL = """
+CREATE OR REPLACE TEMP TABLE export_now AS
+SELECT c.split, c.product_id, c.was, c.path, CASE WHEN c.rehash THEN h.digest WHEN c.member THEN c.was END AS digest
+FROM export_cmp c LEFT JOIN export_hashed h ON h.split = c.split AND h.product_id = c.product_id
+"""
+
+
+def compare(store, con, members, base: Base, marks: dict, labels: pa.Table) -> Diff:
+    """The new version's samples against the base's, on ``con`` (views of the export's tables).
+
+    Only the samples :func:`~m5data.export.digests.touched_ids` names and the members new to the
+    version are hashed (every member where the base cannot tell); the others keep the base's digest.
     A previous shard whose samples all stand is inherited; one that lost samples (changed, or no
     longer in the version) keeps the others in a copy of it (:func:`webdataset.write_kept`); only new
-    and changed samples are written from the store.
+    and changed samples are written from the store. Joins in DuckDB over the base's Arrow rows: no
+    Python object per sample.
     """
-    standing: dict[str, list[str]] = {}
-    dirty = set()
-    for key, (digest, path) in base.samples.items():
-        if digests.get(key) == digest:
-            standing.setdefault(path, []).append(key[1])
+    touched = None if base.since is None else touched_ids(store, con, base.since, marks, base.labels, labels)
+    rows = None
+    con.register("export_base", base.samples)
+    registered = ["export_base"]
+    try:
+        if touched is not None:
+            con.register("export_touched", touched)
+            registered.append("export_touched")
+            rule = "mm.product_id IN (SELECT product_id FROM export_touched)"
         else:
-            dirty.add(path)
+            rule = "true"
+        con.execute(_COMPARE_SQL.format(members=members.sql(), touched=rule))
+        order = members.order_sql("m.split", "m.product_id")
+        rehash = con.sql("SELECT split, product_id FROM export_cmp WHERE rehash").to_arrow_table()
+        if touched is not None and rehash.num_rows <= FEW * sum(members.counts.values()):
+            rows = few_rows(store, rehash)
+            hashed = few_digests(rows, rehash, order)
+        else:
+            hashed = digest_table(con, "SELECT split, product_id FROM export_cmp WHERE rehash", order)
+        con.register("export_hashed", hashed)
+        registered.append("export_hashed")
+        con.execute(_NOW_SQL)
+        fresh = con.sql(f"""SELECT split, product_id, digest FROM export_now
+                            WHERE digest IS NOT NULL AND digest IS DISTINCT FROM was
+                            ORDER BY {members.order_sql()}""").to_arrow_table()
+        new, changed, present, gone = con.execute("""
+            SELECT count(*) FILTER (WHERE digest IS NOT NULL AND was IS NULL),
+                   count(*) FILTER (WHERE digest IS NOT NULL AND was IS NOT NULL AND digest <> was),
+                   count(*) FILTER (WHERE digest IS NOT NULL), count(*) FILTER (WHERE digest IS NULL AND was IS NOT NULL)
+            FROM export_now""").fetchone()
+        dirty = {r[0] for r in con.execute("SELECT DISTINCT path FROM export_now WHERE was IS NOT NULL "
+                                           "AND digest IS DISTINCT FROM was").fetchall()}
+        standing = con.sql("SELECT split, product_id, digest, path FROM export_now WHERE digest = was").to_arrow_table()
+        keeps = dict(con.execute("SELECT path, list(product_id ORDER BY product_id) FROM export_now "
+                                 "WHERE digest = was AND path IN (SELECT DISTINCT path FROM export_now "
+                                 "WHERE was IS NOT NULL AND digest IS DISTINCT FROM was) GROUP BY path").fetchall())
+    except BaseException:
+        if rows is not None:
+            rows.close()
+        raise
+    finally:
+        for name in registered:
+            con.unregister(name)
+        con.execute("DROP TABLE IF EXISTS export_cmp")
+        con.execute("DROP TABLE IF EXISTS export_now")
     inherited = [st for st in base.shards if st["path"] not in dirty]
-    kept = [(st, sorted(standing[st["path"]])) for st in base.shards if st["path"] in dirty and standing.get(st["path"])]
-    fresh = set()
-    new = changed = 0
-    for key, d in digests.items():
-        was = base.samples.get(key)
-        if was is None:
-            new += 1
-            fresh.add(key)
-        elif was[0] != d:
-            changed += 1
-            fresh.add(key)
-    gone = sum(1 for key in base.samples if key not in digests)
-    return Diff(inherited, kept, fresh, {"new": new, "changed": changed, "unchanged": len(digests) - new - changed,
-                                         "removed": gone})
+    kept = [(st, keeps[st["path"]]) for st in base.shards if st["path"] in dirty and keeps.get(st["path"])]
+    order = list(zip(fresh.column("split").to_pylist(), fresh.column("product_id").to_pylist()))
+    return Diff(inherited, kept, set(order), {"new": new, "changed": changed, "unchanged": present - new - changed,
+                                              "removed": gone},
+                order, fresh, standing.cast(SAMPLES_SCHEMA), hashed.num_rows, rows)
 
 
-def member_digests(store, members, connect, batch: int = 65_536, con=None) -> dict:
+def member_digests(store, members, connect, con=None) -> dict:
     """``(split, product_id) -> digest`` of every sample of ``members``, in export order (one query
     over ``con``, else a connection from ``connect(store)``; a member not in ``products`` has none)."""
-    from .members import MEDIA_FILTER
-    from .samples import SAMPLE_HEADER_SQL
-
-    sql = _DIGEST_SQL.format(members=members.sql(), header=SAMPLE_HEADER_SQL, media_filter=MEDIA_FILTER,
-                             order=members.order_sql("m.split", "m.product_id"))
-    out: dict = {}
     own = con is None
     con = connect(store) if own else con
     try:
-        for rb in con.sql(sql).to_arrow_reader(batch):
-            for split, pid, digest in zip(*(rb.column(i).to_pylist() for i in range(3))):
-                if digest is not None:
-                    out[(split, pid)] = digest
+        t = digest_table(con, members.sql(), members.order_sql("m.split", "m.product_id"))
     finally:
         if own:
             con.close()
-    return out
+    return dict(zip(zip(t.column("split").to_pylist(), t.column("product_id").to_pylist()), t.column("digest").to_pylist()))
 
 
 def cut_ids(keys: list, shards: list) -> dict:
@@ -291,24 +353,51 @@ def cut_ids(keys: list, shards: list) -> dict:
     return out
 
 
-def write_index_files(folder: Path, shards: list[dict], samples: list[tuple[str, str, str, str]]) -> list[str]:
-    """Write ``_manifest.json`` and ``_samples.parquet`` into ``folder``; the names written."""
-    import pyarrow as pa
+def index_rows(standing: pa.Table, kept: dict[str, str], placed: dict[str, tuple[str, list[str]]],
+               digests: pa.Table) -> pa.Table:
+    """The rows of ``_samples.parquet``: the base's ``standing`` rows (those of a shard copied without
+    some samples under its new name, ``kept``: old path -> new), and the samples written into this
+    folder's shards (``placed``: shard path -> (split, its product ids)) with their ``digests``."""
+    import pyarrow.compute as pc
+
+    if kept and standing.num_rows:
+        old = pa.array(list(kept), pa.string())
+        at = pc.index_in(standing.column("path"), value_set=old)
+        renamed = pc.take(pa.array(list(kept.values()), pa.string()), at)
+        standing = standing.set_column(3, "path", pc.coalesce(renamed, standing.column("path")))
+    splits, ids, paths = [], [], []
+    for path, (split, pids) in placed.items():
+        splits.append(pa.array([split] * len(pids), pa.string()))
+        ids.append(pa.array(pids, pa.string()))
+        paths.append(pa.array([path] * len(pids), pa.string()))
+    written = pa.table({"split": pa.chunked_array(splits, pa.string()), "product_id": pa.chunked_array(ids, pa.string()),
+                        "path": pa.chunked_array(paths, pa.string())})
+    written = written.join(digests.select(["split", "product_id", "digest"]), ["split", "product_id"])
+    return pa.concat_tables([standing.cast(SAMPLES_SCHEMA), written.select(SAMPLES_SCHEMA.names).cast(SAMPLES_SCHEMA)])
+
+
+def write_index_files(folder: Path, shards: list[dict], samples: pa.Table, labels: pa.Table | None = None) -> list[str]:
+    """Write ``_manifest.json``, ``_samples.parquet`` (``samples`` sorted by split and product id: one
+    Arrow sort, where a sort of 1.1M Python tuples cost 4.3 s) and ``_labels.parquet`` into ``folder``;
+    the names written."""
     import pyarrow.parquet as pq
 
     from .json_stream import write_json_atomic
 
-    samples = sorted(samples)
-    cols = list(zip(*samples)) if samples else [(), (), (), ()]
-    table = pa.table({"split": pa.array(cols[0], pa.string()), "product_id": pa.array(cols[1], pa.string()),
-                      "digest": pa.array(cols[2], pa.string()), "path": pa.array(cols[3], pa.string())})
-    tmp = folder / f".tmp-{SAMPLES}"
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(folder / SAMPLES)
+    names = []
+    samples = samples.select(SAMPLES_SCHEMA.names).cast(SAMPLES_SCHEMA)
+    samples = samples.sort_by([("split", "ascending"), ("product_id", "ascending")]).combine_chunks()
+    for name, table in ((SAMPLES, samples), (LABELS, labels)):
+        if table is None:
+            continue
+        tmp = folder / f".tmp-{name}"
+        pq.write_table(table, tmp, compression="zstd")
+        tmp.replace(folder / name)
+        names.append(name)
     write_json_atomic(folder / MANIFEST, {"shards": shards})
-    return [SAMPLES, MANIFEST]
+    return names + [MANIFEST]
 
 
-__all__ = ["INCREMENTAL_FORMATS", "MANIFEST", "NOT_INCREMENTAL", "READS", "SAMPLES", "Base", "Diff", "cut_ids", "diff",
-           "find_base", "inputs", "load_base", "member_digests", "place",
-           "sibling_name", "state_name", "write_index_files"]
+__all__ = ["DIGEST", "INCREMENTAL_FORMATS", "LABEL_TABLES", "LABELS", "MANIFEST", "NOT_INCREMENTAL", "READS",
+           "SAMPLES", "TOUCHING", "Base", "Diff", "compare", "cut_ids", "find_base", "index_rows", "inputs",
+           "label_hashes", "load_base", "member_digests", "place", "sibling_name", "state_name", "write_index_files"]

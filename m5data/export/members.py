@@ -15,9 +15,12 @@ from .samples import (
     SPLIT_NAMES,
     _split_order,
     first_media,
+    latest_version,
     pick_split,
+    plain_name,
     sample_from_row,
     version_rows,
+    version_source,
 )
 
 
@@ -33,10 +36,13 @@ class Members:
 
     version: str
     counts: dict
+    rows: str | None = None  # SQL of the version's (split, product_id) rows from its own parts (None: the view)
 
     def sql(self) -> str:
         """SQL of the members' (split, product_id) rows."""
         names = ", ".join(_sql_str(s) for s in self.counts)
+        if self.rows is not None:
+            return f"SELECT split, product_id FROM ({self.rows}) WHERE split IN ({names})"
         return f"SELECT split, product_id FROM splits WHERE version = {_sql_str(self.version)} AND split IN ({names})"
 
     def order_sql(self, split: str = "split", product_id: str = "product_id") -> str:
@@ -46,10 +52,10 @@ class Members:
         return f"CASE {split} {cases} ELSE {len(SPLIT_NAMES)} END, {split}, {product_id}"
 
     def without(self, names) -> Members:
-        return Members(self.version, {s: n for s, n in self.counts.items() if s not in names})
+        return Members(self.version, {s: n for s, n in self.counts.items() if s not in names}, self.rows)
 
     def only(self, name: str) -> Members:
-        return Members(self.version, {name: self.counts[name]})
+        return Members(self.version, {name: self.counts[name]}, self.rows)
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,13 @@ def _sql_str(text: str) -> str:
 def split_counts(store, version: str | None = None, split: str = "all") -> Members:
     """The :class:`Members` of one split or ``all`` splits of a version: the same checks and errors
     as :func:`split_members`, without reading the product ids."""
+    named = version or latest_version(store)
+    own = version_source(store, named) if named is not None else None
+    if own is not None:  # its rows from only its own parts, not the view's window over every version's rows
+        source, found = own
+        plain_name("split version", named)
+        counts = pick_split(found, split, named)
+        return Members(named, {name: counts[name] for name in sorted(counts, key=_split_order)}, source)
     version, rows = version_rows(store, version,
                                  "SELECT split, count(*) FROM splits WHERE version = ? GROUP BY split")
     counts = pick_split(dict(rows), split, version)

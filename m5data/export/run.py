@@ -203,6 +203,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
     marks = changes.watermarks(store, inc.READS)  # before reading: a later write is seen next time
     inputs = inc.inputs(fmt, split, settings)
     shared = None  # one connection for the digests, the plan and the sample stream (each costs ~0.3 s)
+    base = delta = None
     try:
         members = split_counts(store, version, split)
         version = members.version
@@ -221,14 +222,15 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
         existing = inc.read_file(out, PLAN_FILE)
         base, full_because = inc.find_base(store, out, fmt, split, version, settings, full=full,
                                            existing_plan=json.loads(existing) if existing else None)
-        digests: dict = {}
         fresh_order: list = []
         kept: list[dict] = []  # previous shards copied without the samples that left them
-        if base is not None:  # hash every sample of the version, compare with the base's
+        labels = None
+        if keeps_index:  # the labels the samples are made of, read before them (a write after is seen next time)
             shared = _stream_connection(store)
-            digests = inc.member_digests(store, members, _stream_connection, con=shared)
-            delta = inc.diff(base, digests)
-            fresh_order = [k for k in digests if k in delta.fresh]
+            labels = inc.label_hashes(shared)
+        if base is not None:  # hash the samples that may have changed, compare with the base's
+            delta = inc.compare(store, shared, members, base, marks, labels)
+            fresh_order = delta.order
             if settings.export.shard_bytes:  # cut by the media's bytes: read with the members
                 shards, digest = plan_export(store, members, settings.export.shard_size, settings.export.shard_bytes,
                                              mod.MEDIA_KINDS, keep=delta.fresh, con=shared)
@@ -236,6 +238,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
                 shards, digest = plan_keys(fresh_order, settings.export.shard_size)
             inherited = delta.inherited
             stats.details["changes"] = delta.counts
+            stats.details["hashed"] = delta.hashed
             per_split: Counter = Counter()
             for st, ids in delta.kept:
                 kept.append({"from": st["path"], "name": mod.kept_name(st["split"], per_split[st["split"]]),
@@ -308,10 +311,13 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
 
         # a full export keeps its samples' digests too (for the next version's); done shards too
         hashing = keeps_index and base is None
+        digests = inc.SAMPLES_SCHEMA.empty_table()
         if hashing and shards:
-            digests = inc.member_digests(store, members, _stream_connection)
+            digests = inc.digest_table(shared, members.sql(), members.order_sql("m.split", "m.product_id"))
         if todo or copies:
-            con, shared = (shared or _stream_connection(store)) if todo else None, None
+            con = None
+            if todo:  # the stream takes the shared connection over (closed with it)
+                con, shared = shared or _stream_connection(store), None
             pool = None
             try:
                 if workers > 1 and todo + len(copies) > 1:
@@ -328,7 +334,8 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
                 if not todo:
                     rows = iter(())
                 elif base is not None:  # only the samples to write, in one ordered pass over the store
-                    rows = stream_samples(con, choose(con, members, fresh_order))
+                    source = con if delta.rows is None else delta.rows  # (their products' rows, read for their digests)
+                    rows = stream_samples(source, choose(source, members, fresh_order))
                 else:
                     rows = stream_samples(con, members)
                 for sh, samples in shard_samples(rows, shards):
@@ -352,7 +359,8 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
                 if con is not None:
                     con.close()
         if not todo and (base is not None or hashing):  # every shard done already: their samples, cut from the ids in export order
-            shard_ids = inc.cut_ids(fresh_order if base is not None else list(digests), shards)
+            shard_ids = inc.cut_ids(fresh_order if base is not None else list(zip(
+                digests.column("split").to_pylist(), digests.column("product_id").to_pylist())), shards)
         for st in results:
             if "kept_from" in st:
                 kept_done[st["shard"]] = st
@@ -370,26 +378,24 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
                     ordered.append({**kept_done[name], "stats_path": mod.kept_stats_path(Path(), name).as_posix()})
         for sh in shards:
             ordered.append({**done[(sh.split, sh.index)], "stats_path": mod.stats_path(Path(), sh).as_posix()})
-        index_rows = []
-        if keeps_index:
+        index_rows = None
+        if keeps_index:  # the base's samples that stand (in inherited and kept shards), then the new shards'
+            placed = {done[(sh.split, sh.index)]["path"]: (sh.split, shard_ids[(sh.split, sh.index)]) for sh in shards}
             if base is not None:
-                paths = {st["path"] for st in inherited}
-                index_rows = [(s, p, d, path) for (s, p), (d, path) in base.samples.items() if path in paths]
-                index_rows += [(k["split"], pid, digests[(k["split"], pid)], k["name"]) for k in kept for pid in k["ids"]]
-            for sh in shards:
-                path = done[(sh.split, sh.index)]["path"]
-                index_rows += [(sh.split, pid, digests[(sh.split, pid)], path) for pid in shard_ids[(sh.split, sh.index)]]
+                index_rows = inc.index_rows(delta.standing, {k["from"]: k["name"] for k in kept}, placed, delta.digests)
+            else:
+                index_rows = inc.index_rows(inc.SAMPLES_SCHEMA.empty_table(), {}, placed, digests)
         if remote:
             _finish_remote(mod, fmt, remote, staging, store, version, members, ordered, options)
             if keeps_index:
                 folder = staging / "_index"
                 folder.mkdir()
-                for name in inc.write_index_files(folder, ordered, index_rows):
+                for name in inc.write_index_files(folder, ordered, index_rows, labels):
                     remote.put(folder / name, name)
         else:
             mod.finish(store, out, version, members, ordered, options)
             if keeps_index:
-                inc.write_index_files(out, ordered, index_rows)
+                inc.write_index_files(out, ordered, index_rows, labels)
             if resumed:
                 remove_stale_temps(out, before=started)
         if "changes" not in stats.details:  # no earlier version compared: a shard an earlier run of this folder
@@ -404,6 +410,8 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
     finally:
         if shared is not None:  # not handed to the sample stream (nothing to write, or a failure before)
             shared.close()
+        if base is not None and delta is not None and delta.rows is not None:
+            delta.rows.close()
         if staging:
             shutil.rmtree(staging, ignore_errors=True)
             _worker.pop(("remote", str(out), str(staging)), None)  # the inline writes' filesystem
