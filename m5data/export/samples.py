@@ -96,33 +96,22 @@ def latest_version(store, con=None) -> str | None:
 
 
 def _latest_from_footers(store, parts: list) -> str | None:
-    """:func:`latest_version` from the local parts' row-group statistics; None where they do not say
-    (a row group of two versions, no statistics, an unreadable footer, a store on object storage).
-    Every version in a part is in the table's view (rows are never removed), as the query asks."""
-    import pyarrow.parquet as pq
-
+    """:func:`latest_version` from the local parts' row-group statistics
+    (:func:`~m5data.splits.footers.group_versions`); None where they do not say (a row group of two
+    versions, no statistics, an unreadable footer, a store on object storage). Every version in a part
+    is in the table's view (rows are never removed), as the query asks."""
+    from ..splits.footers import group_versions
     from ..storage.objects import is_store_url
-    from ..storage.schema import SEQ_COLUMN
 
     if is_store_url(str(store.root)):
         return None
     newest: dict[str, int] = {}
-    try:
-        for part in parts:
-            meta = pq.ParquetFile(part).metadata
-            names = meta.schema.names
-            at_version, at_seq = names.index("version"), names.index(SEQ_COLUMN)
-            for g in range(meta.num_row_groups):
-                group = meta.row_group(g)
-                if not group.num_rows:
-                    continue
-                version, seq = group.column(at_version).statistics, group.column(at_seq).statistics
-                if (version is None or seq is None or not version.has_min_max or not seq.has_min_max
-                        or version.null_count or version.min != version.max):
-                    return None
-                newest[version.min] = max(newest.get(version.min, seq.max), seq.max)
-    except (OSError, ValueError):
-        return None
+    for part in parts:
+        found = group_versions(part)
+        if found is None or any(seq is None for _, seq in found):
+            return None
+        for version, seq in found:
+            newest[version] = max(newest.get(version, seq), seq)
     return max(newest, key=lambda v: (newest[v], v)) if newest else None
 
 
@@ -135,29 +124,20 @@ def version_source(store, version: str) -> tuple[str, dict] | None:
     rows of the version's newest ``_seq`` in its parts, distinct. The view's window over every
     version's rows (16 versions of 1.2M products) cost 2.7 CPU s at 1M, in each read of the members."""
     import duckdb
-    import pyarrow.parquet as pq
 
+    from ..splits.footers import group_versions
     from ..storage.objects import is_store_url
     from ..storage.schema import SEQ_COLUMN
 
     if is_store_url(str(store.root)):
         return None
     holding = []
-    try:
-        for part in store.parts("splits"):
-            meta = pq.ParquetFile(part).metadata
-            at = meta.schema.names.index("version")
-            for g in range(meta.num_row_groups):
-                if not meta.row_group(g).num_rows:
-                    continue
-                st = meta.row_group(g).column(at).statistics
-                if st is None or not st.has_min_max or st.null_count or st.min != st.max:
-                    return None
-                if st.min == version:
-                    holding.append(part)
-                    break
-    except (OSError, ValueError):
-        return None
+    for part in store.parts("splits"):
+        found = group_versions(part)
+        if found is None:
+            return None
+        if any(v == version for v, _ in found):
+            holding.append(part)
     if not holding:
         return None
     files = ", ".join(_quoted(str(p)) for p in holding)

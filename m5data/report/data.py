@@ -447,24 +447,12 @@ def version_parts(store) -> dict[str, list] | None:
 
 
 def _one_version_per_group(part) -> list[str] | None:
-    """The versions of a part whose every row group's statistics say it holds one version (min = max,
-    no null), from its footer alone; None otherwise (or when the footer cannot be read)."""
-    import pyarrow.parquet as pq
+    """The versions of a part whose every row group's statistics say it holds one version, from its
+    footer alone (:func:`~m5data.splits.footers.group_versions`); None otherwise."""
+    from ..splits.footers import group_versions
 
-    try:
-        meta = pq.ParquetFile(part).metadata
-        column = meta.schema.names.index("version")
-    except (OSError, ValueError):
-        return None
-    out = set()
-    for g in range(meta.num_row_groups):
-        if not meta.row_group(g).num_rows:
-            continue
-        st = meta.row_group(g).column(column).statistics
-        if st is None or not st.has_min_max or st.null_count or st.min != st.max:
-            return None
-        out.add(st.min)
-    return sorted(out)
+    found = group_versions(part)
+    return None if found is None else sorted({v for v, _ in found})
 
 
 def splits(con, store_root: Path, versions: list[str] | None = None) -> SplitInfo:
