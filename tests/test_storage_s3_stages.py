@@ -209,6 +209,20 @@ def test_the_pipeline_on_s3_equals_a_local_run_row_for_row_and_byte_for_byte(url
     assert outs[0].startswith(url + "/exports/")
     shards = _export_files(outs[1])
     assert any(name.endswith(".tar") for name in shards) and _export_files(outs[0]) == shards
+    # a product re-written and a new split version: its export builds on v1 on either store (the changed
+    # products' rows read by product from the store's parts, on S3 too), the same files
+    again = []
+    for store in (s3, local):
+        settings = load(overrides={**overrides, "store.path": str(store.root)}, environ={})
+        first = store.read("products").sort_by("product_id").slice(0, 1).to_pylist()[0]
+        store.write("products", [{**first, "title": first["title"] + " (new)"}])
+        build(store, settings, version="v2")
+        out = default_out(store, "all", "webdataset", "v2")[1]
+        result = export(store, settings, out=out, fmt="webdataset", version="v2")
+        assert result.base == "v1-webdataset-all" and result.shards_inherited > 0 and result.stats.n_failed == 0
+        assert result.stats.details["hashed"] == 1  # the re-written product alone
+        again.append(out)
+    assert _export_files(again[0]) == _export_files(again[1])
     s3 = None  # its scratch folder (build-splits' and export's DuckDB spill) goes with the store object
     gc.collect()
     assert [p.name for p in scratch.iterdir() if p.name.startswith("m5data-")] == []  # no local copies left
