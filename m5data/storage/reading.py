@@ -16,7 +16,10 @@ from .views import _sql_str
 
 # DuckDB errors of a read that raced with a compaction removing the parts it had listed
 _VANISHED = ("no files found", "cannot open file", "no such file", "could not open file",
-             "the specified key does not exist")  # the last: S3's answer for a removed part object
+             "the specified key does not exist",  # S3's answer for a removed part object
+             # a view's scan of the parts it named, whose filename filter pruned every file: all of
+             # them were compacted away between the view's creation and the query
+             "needs at least one file to read")
 
 
 def vanished(exc: BaseException) -> bool:
@@ -126,18 +129,22 @@ class Reading:
         import duckdb
 
         spec = table_spec(name)
-        con = self.connect(need=(spec.name,), only=(spec.name,), cursor=True)
-        try:
-            sql = f"SELECT {', '.join(columns) if columns else '*'} FROM {name}"
-            if where:
-                sql += f" WHERE {where}"
+        sql = f"SELECT {', '.join(columns) if columns else '*'} FROM {name}"
+        if where:
+            sql += f" WHERE {where}"
+        for attempt in range(4):
+            con = self.connect(need=(spec.name,), only=(spec.name,), cursor=True)
             try:
                 result = con.sql(sql).to_arrow_table()
+                return result.cast(spec.schema) if not columns else result
             except duckdb.Error as exc:  # a damaged part (or a bad `where`): one StoreError
-                raise self._explain(spec.name, exc) from None
-            return result.cast(spec.schema) if not columns else result
-        finally:
-            con.close()
+                error = self._explain(spec.name, exc)
+                # parts the view named were compacted away before the query ran: list them again
+                if isinstance(error, CorruptPart) or attempt == 3 or not vanished(exc):
+                    raise error from None
+            finally:
+                con.close()
+        raise AssertionError("unreachable")
 
     def count(self, name: str) -> int:
         """The rows of table ``name``'s view (the newest write per key): from the parts' key sidecars
