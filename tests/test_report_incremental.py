@@ -442,3 +442,26 @@ def test_a_run_killed_while_writing_its_facts_or_totals_runs_again_to_the_full_r
     assert again.stats.details["changes"] == {"new": 5, "changed": 15, "unchanged": 5}
     assert _kept_totals(store) == _live_totals(store)
     assert _page(again) == _page(build(store, settings, out=tmp_path / "full", full=True))
+
+
+def test_kept_totals_moved_by_a_delta_equal_duckdbs_sum_of_both():
+    """merge_delta (the totals' move, in Arrow) against the sum DuckDB groups: null keys matched as
+    values, a key summing to 0 left out, keys new to the totals added, the others as they were."""
+    import duckdb
+
+    kept = pa.table({"property": ["colour", "colour", None, "size", "size", None],
+                     "value": ["red", "blue", "x", None, "L", None],
+                     "n": pa.array([5, 2, 1, 3, 4, 7], pa.int64())})
+    delta = pa.table({"property": ["colour", None, "size", "weight", None, "colour"],
+                      "value": ["blue", "x", None, "1 kg", None, "green"],
+                      "n": pa.array([-2, 4, -1, 6, -7, 1], pa.int64())})
+    got = facts.merge_delta(kept, delta)
+    con = duckdb.connect()
+    want = con.sql("SELECT property, value, sum(n)::BIGINT AS n FROM (SELECT * FROM kept UNION ALL SELECT * FROM delta) "
+                   "GROUP BY ALL HAVING sum(n) <> 0").to_arrow_table()
+    def rows(t):
+        return sorted(t.to_pylist(), key=str)
+    assert rows(got) == rows(want)
+    assert got.schema == kept.schema
+    assert {"colour/blue", "None/None"}.isdisjoint(f"{r['property']}/{r['value']}" for r in got.to_pylist())
+    assert facts.merge_delta(kept, delta.slice(0, 0)) is kept
