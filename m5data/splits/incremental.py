@@ -194,9 +194,11 @@ class _State:
         gids = d.column("group_id").combine_chunks()
         at = pc.index_in(gids, value_set=self.group_ids)
         fresh = pc.unique(gids.filter(pc.and_(at.is_null(), gids.is_valid())))
-        if len(fresh):
+        if len(fresh):  # placed after the known ids (one search of the few fresh ones, not of every group id again)
+            base = len(self.group_ids)
             self.group_ids = pa.concat_arrays([self.group_ids, fresh])
-            at = pc.index_in(gids, value_set=self.group_ids)
+            at = pc.if_else(at.is_null(), pc.add(pc.index_in(gids, value_set=fresh).cast(pa.int64()), base),
+                            at.cast(pa.int64()))
         self.dedup_changed = np.array([self.pos[p] for p in d.column("product_id").to_pylist()], np.int64)
         # a dedup row always has a group: an id without one in the carry had no row (rows are added or re-written;
         # dedup's whole-table rewrite lists every product and is placed whole by the stage)
