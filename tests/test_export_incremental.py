@@ -428,13 +428,24 @@ def test_the_cli_says_what_it_took_over_and_full_writes_every_shard(grown, tmp_p
 
 
 
+def member_digests(store, members) -> dict:
+    """``(split, product_id) -> digest`` of every sample of ``members``, in export order (``digest_table``)."""
+    from m5data.export.digests import digest_table
+
+    con = store.connect()
+    try:
+        t = digest_table(con, members.sql(), members.order_sql("m.split", "m.product_id"))
+    finally:
+        con.close()
+    return dict(zip(zip(t.column("split").to_pylist(), t.column("product_id").to_pylist()), t.column("digest").to_pylist()))
+
+
 def test_a_sample_digest_changes_with_every_input_of_its_sample_and_only_then(demo_store_factory, tmp_path):
     """The digests are computed by DuckDB from the rows a sample is made of (no sample assembled): each
     kind of change to one product moves its digest and no other's; a change outside the sample does not."""
     import pyarrow.compute as pc
     from support.demo_fixtures import copy_store
 
-    from m5data.export.incremental import member_digests
     from m5data.export.members import split_counts
 
     store = Store.open(copy_store(demo_store_factory(products=60, seed=0), tmp_path))
@@ -442,7 +453,7 @@ def test_a_sample_digest_changes_with_every_input_of_its_sample_and_only_then(de
     store.write("splits", hashed_splits(ids, "v1"))
 
     def digests():
-        return member_digests(store, split_counts(store, "v1"), lambda s: s.connect())
+        return member_digests(store, split_counts(store, "v1"))
 
     def one_row(table, pid, column, value):
         rows = store.read(table)
@@ -477,13 +488,12 @@ def test_a_sample_digest_changes_with_every_input_of_its_sample_and_only_then(de
 def test_new_shards_cut_from_the_keys_are_the_shards_cut_from_the_store(grown):
     """plan_keys (the new and changed keys, in export order, no store read) gives plan_export's shards
     and plan hash for the same members."""
-    from m5data.export.incremental import member_digests
     from m5data.export.members import split_counts
     from m5data.export.plan import plan_export, plan_keys
 
     store = grown[0]
     members = split_counts(store, "v3")
-    keys = list(member_digests(store, members, lambda s: s.connect()))
+    keys = list(member_digests(store, members))
     picked = keys[::3]
     for size in (1, 4, 7):
         assert plan_keys(picked, size) == plan_export(store, members, size, keep=set(picked))

@@ -328,19 +328,6 @@ def compare(store, con, members, base: Base, marks: dict, labels: pa.Table) -> D
                 order, fresh, standing.cast(SAMPLES_SCHEMA), hashed.num_rows, rows)
 
 
-def member_digests(store, members, connect, con=None) -> dict:
-    """``(split, product_id) -> digest`` of every sample of ``members``, in export order (one query
-    over ``con``, else a connection from ``connect(store)``; a member not in ``products`` has none)."""
-    own = con is None
-    con = connect(store) if own else con
-    try:
-        t = digest_table(con, members.sql(), members.order_sql("m.split", "m.product_id"))
-    finally:
-        if own:
-            con.close()
-    return dict(zip(zip(t.column("split").to_pylist(), t.column("product_id").to_pylist()), t.column("digest").to_pylist()))
-
-
 def cut_ids(keys: list, shards: list) -> dict:
     """The product ids of each planned shard, cut from ``keys`` (export order) as :func:`shard_samples` cuts."""
     out, k = {}, 0
@@ -400,4 +387,4 @@ def write_index_files(folder: Path, shards: list[dict], samples: pa.Table, label
 
 __all__ = ["DIGEST", "INCREMENTAL_FORMATS", "LABEL_TABLES", "LABELS", "MANIFEST", "NOT_INCREMENTAL", "READS",
            "SAMPLES", "TOUCHING", "Base", "Diff", "compare", "cut_ids", "find_base", "index_rows", "inputs",
-           "label_hashes", "load_base", "member_digests", "place", "sibling_name", "state_name", "write_index_files"]
+           "label_hashes", "load_base", "place", "sibling_name", "state_name", "write_index_files"]
