@@ -1,5 +1,5 @@
 """The gallery's picks moved from the last run's by the products touched since equal the picks ranked
-from every product's flags (``data.gallery_picks``), whatever the touched products did: new ones with
+from every product's flags (``data.rank_picks``), whatever the touched products did: new ones with
 an image, pictures lost, a product moved to another category, a category new among the top ones."""
 
 import random
@@ -17,13 +17,29 @@ def _flags(products: dict[str, tuple[str, bool]]) -> pa.Table:
                      "levels": pa.array([2] * len(ids), pa.int32()), "m_image": [products[p][1] for p in ids]})
 
 
+def _gallery_picks(con, per_category: int, categories: int = 6, kept: list[tuple[str, str]] | None = None,
+                   touched: set[str] | None = None, after: pa.Table | None = None) -> list[tuple[str, str]]:
+    """(product_id, category) of the first few products (by id) with a downloaded image of each top category
+    (by those products: the ``imaged`` total, ``facts.IMAGED``).
+
+    ``kept``: the last complete run's picks, ``touched``: the products whose rows were written since and
+    ``after``: their flags now (an incremental run): each category's picks are moved by them
+    (``data.moved_picks``) where they can be, the others ranked from every product's flags (``data.rank_picks``):
+    the gallery's composition (``gallery.gallery``) without its spare categories."""
+    top = data.top_categories(con, categories)
+    moved = (data.moved_picks(top, per_category, kept, touched, after)
+             if kept is not None and touched is not None and after is not None else {})
+    ranked = data.rank_picks(con, [c for c in top if c not in moved], per_category)
+    return [(pid, cat) for cat in top for pid in (moved.get(cat) or ranked.get(cat, []))]
+
+
 def _picks(products, per_category, **moved):
     con = duckdb.connect()
     try:
         flags = _flags(products)
         con.register(facts.FLAGS_VIEW, flags)
         con.register("report_imaged_paths", con.sql(facts.IMAGED.format(flags="SELECT * FROM report_flags")).to_arrow_table())
-        return data.gallery_picks(con, per_category, **moved)
+        return _gallery_picks(con, per_category, **moved)
     finally:
         con.close()
 

@@ -512,21 +512,6 @@ class Sample:
     frames: str | None  # the frames folder (blob path relative to the store), if any
 
 
-def gallery_picks(con, per_category: int, categories: int = 6, kept: list[tuple[str, str]] | None = None,
-                  touched: set[str] | None = None, after: pa.Table | None = None) -> list[tuple[str, str]]:
-    """(product_id, category) of the first few products (by id) with a downloaded image of each top category
-    (by those products: the ``imaged`` total, ``facts.IMAGED``).
-
-    ``kept``: the last complete run's picks, ``touched``: the products whose rows were written since and
-    ``after``: their flags now (an incremental run): each category's picks are moved by them
-    (:func:`moved_picks`) where they can be, the others ranked from every product's flags."""
-    top = top_categories(con, categories)
-    moved = (moved_picks(top, per_category, kept, touched, after)
-             if kept is not None and touched is not None and after is not None else {})
-    ranked = rank_picks(con, [c for c in top if c not in moved], per_category)
-    return [(pid, cat) for cat in top for pid in (moved.get(cat) or ranked.get(cat, []))]
-
-
 def top_categories(con, n: int) -> list[str]:
     """The ``n`` breadcrumbs with the most products with a downloaded image (the kept ``imaged`` total)."""
     return [c for c, _ in _rows(con, "SELECT path, n FROM report_imaged_paths ORDER BY n DESC, path LIMIT ?", [n])]

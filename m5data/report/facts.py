@@ -101,7 +101,7 @@ FLAGS = """
 # ... and the running total of products per exact combination of them (kept as the others, its delta
 # from the flags before and after of the products whose rows of any table changed)
 COMBOS = "SELECT m_image, m_caption, m_table, m_video, m_audio, count(*)::BIGINT AS n FROM ({flags}) GROUP BY ALL"
-# ... and the products with a downloaded image per breadcrumb (the gallery's top categories, :func:`.data.gallery_picks`)
+# ... and the products with a downloaded image per breadcrumb (the gallery's top categories, :func:`.data.top_categories`)
 IMAGED = "SELECT path, count(*)::BIGINT AS n FROM ({flags}) WHERE levels > 0 AND m_image GROUP BY ALL"
 FLAG_TOTALS = {"combos": (COMBOS, "report_combos"), "imaged": (IMAGED, "report_imaged_paths")}  # name -> (SQL, view)
 KEPT_TOTALS = (*TOTALS, *FLAG_TOTALS)
