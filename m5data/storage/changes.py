@@ -46,7 +46,7 @@ import pyarrow as pa
 
 from . import keyindex
 from .parts import OPEN_SUFFIX
-from .reading import vanished
+from .reading import read_again, vanished
 from .schema import SEQ_COLUMN, table_spec
 from .temps import TMP_PREFIX, owner_pid, pid_alive
 from .views import _sql_str, _window_sql
@@ -131,23 +131,24 @@ class Changes:
 
         spec = table_spec(name)
         check_columns(spec, columns)
-        for attempt in range(4):  # a compaction may remove listed parts before they are read: list again
+
+        def once() -> tuple[list, pa.Table | None]:  # a compaction may remove listed parts before they are read
             parts = self.parts(name)
             recent = [p for p in parts if part_seq(p) > since]
             if not recent:
-                return empty_changed(spec, columns)
+                return parts, None
             files = "[" + ", ".join(_sql_str(str(p)) for p in recent) + "]"
             # a cursor on the process's read database (~1 ms; a new database costs 15-30 ms)
             con = self.connect(need=(), only=(), cursor=True)
             try:
-                out = con.sql(changed_sql(spec, f"read_parquet({files}, union_by_name = true)", since,
-                                          columns)).to_arrow_table()
-                break
-            except duckdb.Error as exc:
-                if attempt == 3 or not vanished(exc):
-                    raise self._explain(spec.name, exc) from None
+                return parts, con.sql(changed_sql(spec, f"read_parquet({files}, union_by_name = true)", since,
+                                                  columns)).to_arrow_table()
             finally:
                 con.close()
+
+        parts, out = read_again(once, duckdb.Error, explain=lambda exc: self._explain(spec.name, exc))
+        if out is None:
+            return empty_changed(spec, columns)
         old = [p for p in parts if part_seq(p) <= since] if new else []
         seen = np.asarray(out.column("_seen").to_numpy(zero_copy_only=False), dtype=bool)
         if old and len(out):
@@ -274,16 +275,12 @@ class Changes:
         if len(spec.group) != 1:
             raise ValueError(f"read_of({name!r}): its group is {len(spec.group)} columns")
         group = spec.group[0]
-        for attempt in range(4):  # a compaction may remove listed parts before they are read: list again
+
+        def once() -> pa.Table:  # a compaction may remove listed parts before they are read
             parts = self.parts(name)
             if not parts:
                 return spec.schema.empty_table()
-            try:
-                present = set().union(*(pq.read_schema(p).names for p in parts))
-            except OSError:
-                if attempt == 3:
-                    raise
-                continue
+            present = set().union(*(pq.read_schema(p).names for p in parts))  # OSError: a part is gone
             cols = ", ".join(c if c in present else f"NULL AS {c}" for c in spec.schema.names)
             source = f"read_parquet({'[' + ', '.join(_sql_str(str(p)) for p in parts) + ']'}, union_by_name = true)"
             wanted = f"{column} IN (SELECT v FROM _m5data_of)"
@@ -291,14 +288,14 @@ class Changes:
             con = self.connect(need=(), only=(), cursor=True)  # a cursor of its own: its table is its own
             try:
                 con.register("_m5data_of", pa.table({"v": values.cast(spec.schema.field(column).type)}))
-                out = con.sql(f"SELECT * FROM ({_window_sql(spec, rows, cols)}) WHERE {wanted}").to_arrow_table()
-                return out.cast(spec.schema)
-            except duckdb.Error as exc:
-                if attempt == 3 or not vanished(exc):
-                    raise self._explain(spec.name, exc) from None
+                return con.sql(f"SELECT * FROM ({_window_sql(spec, rows, cols)}) WHERE {wanted}").to_arrow_table()
             finally:
                 con.close()
-        raise AssertionError("unreachable")
+
+        # a part gone before its schema was read (an OSError) or before DuckDB read it
+        return read_again(once, (OSError, duckdb.Error), retry=lambda exc: isinstance(exc, OSError) or vanished(exc),
+                          explain=lambda exc: exc if isinstance(exc, OSError) else self._explain(spec.name, exc)
+                          ).cast(spec.schema)
 
 
 def _new_groups(store, spec, new: list[Path]) -> np.ndarray:

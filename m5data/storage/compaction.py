@@ -11,7 +11,7 @@ import pyarrow as pa
 from . import keyindex
 from .errors import CorruptPart, StoreError
 from .parts import OpenWrite, PartWriter, conform, fsync_dir, next_seq
-from .reading import vanished
+from .reading import read_again, vanished
 from .schema import SEQ_COLUMN, table_spec
 from .temps import TMP_PREFIX, owner_pid, pid_alive, temp_name
 from .views import _sql_str
@@ -119,18 +119,16 @@ class Compaction:
                 pid = owner_pid(stale.name)
                 if pid is not None and not pid_alive(pid):  # a killed writer's; a live one's is in use
                     stale.unlink(missing_ok=True)
-            for attempt in range(4):
+
+            def merge() -> tuple[list[Path], list[Path] | None]:
                 old = self.parts(name)
-                if self.is_compacted(name):
-                    return len(old), len(old)
-                try:
-                    new = self._merged(spec, directory, old)
-                    break
-                except StoreError as exc:
-                    # DuckDB found none of the listed parts ("needs at least one file to read": seen under
-                    # heavy load beside a writer, 3 runs in 50 of tests/test_storage_locks.py): list them again
-                    if isinstance(exc, CorruptPart) or attempt == 3 or not vanished(exc):
-                        raise
+                return old, None if self.is_compacted(name) else self._merged(spec, directory, old)
+
+            # DuckDB found none of the listed parts ("needs at least one file to read": seen under heavy
+            # load beside a writer, 3 runs in 50 of tests/test_storage_locks.py): list them again
+            old, new = read_again(merge, StoreError, retry=lambda exc: not isinstance(exc, CorruptPart) and vanished(exc))
+            if new is None:
+                return len(old), len(old)
             self._swap_parts(name, old, new)
         self.refresh_catalog(quiet=True)
         return len(old), len(new)

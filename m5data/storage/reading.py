@@ -4,7 +4,9 @@ and the one-line errors (the corrupt part named) that a failed read turns into."
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -13,6 +15,8 @@ from .errors import CorruptPart, StoreError
 from .readdb import _READS
 from .schema import SEQ_COLUMN, TABLES, TableSpec, table_spec
 from .views import _sql_str
+
+T = TypeVar("T")
 
 # DuckDB errors of a read that raced with a compaction removing the parts it had listed
 _VANISHED = ("no files found", "cannot open file", "no such file", "could not open file",
@@ -25,6 +29,28 @@ _VANISHED = ("no files found", "cannot open file", "no such file", "could not op
 def vanished(exc: BaseException) -> bool:
     """True for a DuckDB error of a read whose listed parts a compaction removed meanwhile (read again)."""
     return any(v in str(exc).lower() for v in _VANISHED)
+
+
+READ_TRIES = 4  # a read that lists parts, then reads them, tries this often before its error stands
+
+
+def read_again(read: Callable[[], T], errors: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+               retry: Callable[[BaseException], bool] = vanished,
+               explain: Callable[[BaseException], BaseException] | None = None) -> T:
+    """``read()``, which lists a table's parts and reads them, run again while a compaction removes
+    parts it had listed before it opened them: an error of type ``errors`` for which ``retry`` holds
+    (:func:`vanished`) starts it over, :data:`READ_TRIES` times in all. Any other error, or the last,
+    is raised as ``explain`` makes it (as it is without one)."""
+    for attempt in range(READ_TRIES):
+        try:
+            return read()
+        except errors as exc:
+            if attempt < READ_TRIES - 1 and retry(exc):
+                continue
+            if explain is None:
+                raise
+            raise explain(exc) from None
+    raise AssertionError("unreachable")
 # A sandboxed connection (m5data sql): reads the store only, never installs or loads extensions.
 _SANDBOX = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
@@ -66,7 +92,8 @@ class Reading:
         import duckdb
 
         need = tuple(TABLES) if need is None else need
-        for attempt in range(4):
+
+        def once():
             con = _READS.cursor() if cursor and not sandbox else duckdb.connect(config=dict(_SANDBOX) if sandbox else {})
             try:
                 # no bar of DuckDB's own on stdout: a query past 2 s printed one into the stage's output
@@ -81,14 +108,12 @@ class Reading:
                     con.execute("SET enable_external_access = false")
                     con.execute("SET lock_configuration = true")
                 return con
-            except _Vanished:
-                con.close()
-                if attempt == 3:
-                    raise StoreError(f"the parts of {self.root} keep changing while being read; try again") from None
             except BaseException:
                 con.close()
                 raise
-        raise AssertionError("unreachable")
+
+        return read_again(once, _Vanished, retry=lambda exc: True, explain=lambda exc: StoreError(
+            f"the parts of {self.root} keep changing while being read; try again"))
 
     def _attach(self, con) -> None:
         """Give a new connection what it needs to read the parts (an object store registers its filesystem)."""
@@ -132,19 +157,17 @@ class Reading:
         sql = f"SELECT {', '.join(columns) if columns else '*'} FROM {name}"
         if where:
             sql += f" WHERE {where}"
-        for attempt in range(4):
+
+        def once() -> pa.Table:  # parts the view named may be compacted away before the query runs
             con = self.connect(need=(spec.name,), only=(spec.name,), cursor=True)
             try:
-                result = con.sql(sql).to_arrow_table()
-                return result.cast(spec.schema) if not columns else result
-            except duckdb.Error as exc:  # a damaged part (or a bad `where`): one StoreError
-                error = self._explain(spec.name, exc)
-                # parts the view named were compacted away before the query ran: list them again
-                if isinstance(error, CorruptPart) or attempt == 3 or not vanished(exc):
-                    raise error from None
+                return con.sql(sql).to_arrow_table()
             finally:
                 con.close()
-        raise AssertionError("unreachable")
+
+        # a damaged part (or a bad `where`): one StoreError
+        result = read_again(once, duckdb.Error, explain=lambda exc: self._explain(spec.name, exc))
+        return result.cast(spec.schema) if not columns else result
 
     def count(self, name: str) -> int:
         """The rows of table ``name``'s view (the newest write per key): from the parts' key sidecars

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .reading import vanished
+from .reading import read_again, vanished
 from .store import Store
 
 # PRAGMAs that only read (https://duckdb.org/docs/configuration/pragmas); every other one is refused.
@@ -80,7 +80,8 @@ def run_query(store: Store, sql: str, fmt: str = "table", output: Path | None = 
     out = check_output(store, output) if output is not None else None
     if out is not None and fmt not in ("csv", "json", "parquet"):
         raise ValueError(f"--output needs --format csv, json or parquet, not {fmt!r}")
-    for attempt in range(4):
+
+    def once():
         con = store.connect(need=(), sandbox=not unsafe)
         try:
             for text in statements[:-1]:
@@ -92,12 +93,11 @@ def run_query(store: Store, sql: str, fmt: str = "table", output: Path | None = 
                 return rel.to_arrow_table()
             write_result(rel.to_arrow_reader(65_536), fmt, out)
             return None
-        except duckdb.Error as exc:  # an IOException, or on object storage the filesystem's own error
-            if attempt == 3 or not (vanished(exc) or "cannot open" in str(exc).lower()):
-                raise
         finally:
             con.close()
-    raise AssertionError("unreachable")
+
+    # an IOException, or on object storage the filesystem's own error
+    return read_again(once, duckdb.Error, retry=lambda exc: vanished(exc) or "cannot open" in str(exc).lower())
 
 
 def _empty():
