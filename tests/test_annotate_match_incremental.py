@@ -5,6 +5,7 @@ gallery score only new and changed products; nothing new -> no work; a store gro
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from grow_store import grow, product_ids
 
@@ -38,6 +39,18 @@ def test_two_writes_scored_incrementally_agree_with_a_full_rebuild(demo300_copy,
     nothing = match_level(store, settings)
     assert nothing.scored == 0 and nothing.stats.n_in == 0 and store.watermark("caption_match") == mark
     assert nothing.stats.details["changes"] == {"new": 0, "changed": 0, "unchanged": 321}
+    counted = {lvl: sum(1 for v in incremental.values() if v == lvl) for lvl in ("well", "partial", "poor")}
+    assert nothing.levels == counted
+    assert changes.load_state(store, "match_level")["levels"] == counted  # the next nothing-new run's counts
+    # a caption_match row written since (an import, a fix by hand) is counted again, not taken from the state
+    pid = min(p for p, v in incremental.items() if v in counted)
+    row = store.read("caption_match", where=f"product_id = '{pid}'")
+    other = "poor" if incremental[pid] != "poor" else "well"
+    store.write("caption_match", row.set_column(row.schema.get_field_index("level"), "level",
+                                                 pa.array([other], row.schema.field("level").type)))
+    recounted = match_level(store, settings)
+    assert recounted.scored == 0 and recounted.levels[other] == counted[other] + 1
+    assert recounted.levels[incremental[pid]] == counted[incremental[pid]] - 1
     full = match_level(store, settings, full=True)
     assert full.refit == "full run asked" and full.scored == 321
     rebuilt = levels(store)
