@@ -200,7 +200,7 @@ def incremental(store, settings: cfg.Settings, marks: dict[str, int], progress=N
     levels_mark = store.watermark("caption_match")  # after this run's writes: its counts stand until the next
     kept_levels = state.get("levels")
     fresh = not ids and isinstance(kept_levels, dict) and state.get("levels_mark") == levels_mark
-    report.levels = {k: int(v) for k, v in kept_levels.items()} if fresh else _levels(store)
+    report.levels = dict(kept_levels) if fresh else _levels(store)
     record_run(store, stats.finish(), {**cfg.as_dict(settings), "match_level_run": {"levels": report.levels}})
     labels_file = _relabelled(store) if ids else state["labels"]  # as of this run: a relabelled product is scored once
     changes.save_state(store, STAGE, marks, state["inputs"], model=state["model"], labels=labels_file,

@@ -51,6 +51,8 @@ def read_again(read: Callable[[], T], errors: type[BaseException] | tuple[type[B
                 raise
             raise explain(exc) from None
     raise AssertionError("unreachable")
+
+
 # A sandboxed connection (m5data sql): reads the store only, never installs or loads extensions.
 _SANDBOX = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
