@@ -14,6 +14,13 @@ had, as on a local store. A checkpoint ``tables/<t>/_checkpoint.json`` holds the
 entry and is replaced by compare-and-swap (``If-Match: <etag>``), so a reader makes one GET, one LIST
 of the entries after it and one GET per newer entry, never a listing of the whole log.
 
+Nothing of the log is trusted blindly (``DamagedLog`` names the object): an entry must be the next
+number, at most :data:`MAX_ENTRY_BYTES` (its size is read from the LIST, before any GET), valid JSON of a
+known kind, and name parts by a plain ``part-*.parquet`` name (never a path outside its table). A
+checkpoint carries a digest of its content and must name an entry the log holds (the LIST of the tail
+starts at that entry, so the check costs no request); one that fails either is ignored and the log is
+folded from its first entry. :meth:`TableLog.audit` folds the whole log, checkpoint aside, for ``doctor``.
+
 A *lease* is an entry too (``kind: lease``): whole-table rewriters (compact, replace) take it before
 they start and release it with their commit, so two never overlap; the commit itself checks that the
 parts it removes are still live, so even an expired lease cannot lose a row.
@@ -21,16 +28,18 @@ parts it removes are still live, so even an expired lease cannot lose a row.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
+import re
 import socket
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import StoreBusy, StoreError
+from .errors import DamagedLog, StoreBusy, StoreError
 from .objects import ObjectStore
 from .temps import pid_alive, pid_namespace
 
@@ -38,10 +47,45 @@ LOG_DIR = "_log"
 CHECKPOINT = "_checkpoint.json"
 FROM_FILE = 0  # a part whose rows keep their own _seq (a compaction's): the view reads the column
 MAX_TRIES = 200  # put-if-absent attempts before a commit gives up (4 writers on one table need a few)
+# what a reader reads of a log before it refuses it: an entry names at most a few thousand parts
+# (a compaction's removals: ~60 bytes a part), a checkpoint every live part of the table
+MAX_ENTRY_BYTES = 16 << 20
+MAX_CHECKPOINT_BYTES = 256 << 20
+KINDS = ("write", "compact", "replace", "lease", "release")
+_PART_NAME = re.compile(r"part-[^/\\\x00-\x1f]{1,200}\.parquet")  # a file of its own table's folder, no path
+_ENTRY_NAME = re.compile(r"(\d{20})\.json")
 
 
 class Conflict(StoreError):
     """The log changed so that a commit no longer applies (its parts to remove are gone, its lease lost)."""
+
+
+def checked_entry(uri: str, data: bytes, n: int) -> dict:
+    """Log entry ``n`` parsed from ``data``, refused (DamagedLog naming ``uri``) unless it is one."""
+    try:
+        entry = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DamagedLog(f"{uri}: not a log entry ({exc}); the log of this table is damaged") from None
+    if not isinstance(entry, dict) or entry.get("kind") not in KINDS or entry.get("n") != n:
+        raise DamagedLog(f"{uri}: not log entry {n} (kind {entry.get('kind') if isinstance(entry, dict) else None!r}, "
+                         f"n {entry.get('n') if isinstance(entry, dict) else None!r}); the log of this table is damaged")
+    for field_name in ("add", "remove"):
+        names = entry.get(field_name, [])
+        if not isinstance(names, list):
+            raise DamagedLog(f"{uri}: its {field_name!r} is not a list of parts; the log of this table is damaged")
+        bad = next((x for x in names if not isinstance(x, str) or not _PART_NAME.fullmatch(x)), None)
+        if bad is not None:
+            raise DamagedLog(f"{uri}: names {str(bad)[:200]!r}, not a part of this table's folder; "
+                             "the log of this table is damaged")
+    if entry["kind"] == "lease" and not isinstance(entry.get("lease"), dict):
+        raise DamagedLog(f"{uri}: a lease entry without a lease; the log of this table is damaged")
+    return entry
+
+
+def entry_number(rel: str) -> int | None:
+    """The number of the log entry whose key is ``rel`` (None: not an entry's name)."""
+    m = _ENTRY_NAME.fullmatch(rel.rsplit("/", 1)[-1])
+    return int(m.group(1)) if m else None
 
 
 @dataclass
@@ -87,14 +131,37 @@ class TableState:
         return lease
 
     def to_json(self) -> bytes:
-        return json.dumps({"n": self.n, "parts": self.parts, "compacted": self.compacted,
-                           "last_tag": self.last_tag, "lease": self.lease}, sort_keys=True).encode()
+        """The checkpoint's bytes: the state with a digest of itself (a checkpoint edited or cut is refused)."""
+        body = {"n": self.n, "parts": self.parts, "compacted": self.compacted, "last_tag": self.last_tag,
+                "lease": self.lease}
+        return json.dumps({**body, "digest": _digest(body)}, sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> TableState:
-        d = json.loads(data)
-        return cls(int(d["n"]), {str(k): int(v) for k, v in d["parts"].items()}, bool(d["compacted"]),
-                   d.get("last_tag"), d.get("lease"))
+    def from_json(cls, data: bytes, uri: str = "checkpoint") -> TableState:
+        """The state a checkpoint holds; DamagedLog when it is not one or its digest does not hold."""
+        try:
+            d = json.loads(data)
+            digest = d.pop("digest", None)
+            if digest != _digest(d):
+                raise DamagedLog(f"{uri}: {'no digest' if digest is None else 'its digest does not match its content'}"
+                                 " (written by hand, cut, or by an m5data before the check)")
+            state = cls(int(d["n"]), {str(k): int(v) for k, v in d["parts"].items()}, bool(d["compacted"]),
+                        d.get("last_tag"), d.get("lease"))
+        except DamagedLog:
+            raise
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
+            raise DamagedLog(f"{uri}: not a checkpoint ({type(exc).__name__}: {exc})") from None
+        if bad := next((p for p in state.parts if not _PART_NAME.fullmatch(p)), None):
+            raise DamagedLog(f"{uri}: names {bad[:200]!r}, not a part of this table's folder")
+        return state
+
+    def same(self, other: TableState) -> bool:
+        """The same table: parts, their ``_seq`` and whether compacted (a lease aside)."""
+        return (self.n, self.parts, self.compacted) == (other.n, other.parts, other.compacted)
+
+
+def _digest(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def machine() -> dict:
@@ -130,30 +197,113 @@ class TableLog:
         self.checkpoint_every = checkpoint_every
         self._state: TableState | None = None
         self._checkpoint_etag: str | None = None
+        self.checkpoint_problem: str | None = None  # why the checkpoint was not used (``_start``)
 
     def state(self) -> TableState:
         """The table as of the newest entry (a copy: the caller may keep it as its snapshot)."""
         if self._state is None:
-            found = self.objects.get(f"{self.base}/{CHECKPOINT}")
-            self._state = TableState.from_json(found[0]) if found else TableState()
-            self._checkpoint_etag = found[1] if found else None
-        self._read_tail()
+            self._start()
+        else:
+            self._read_tail()
         return self._state.copy()
 
     def known_parts(self) -> int:
         """The live parts as of the newest entry this log object has read or committed (no request)."""
         return len(self._state.parts) if self._state is not None else len(self.state().parts)
 
+    @property
+    def checkpoint_uri(self) -> str:
+        return self.objects.uri(f"{self.base}/{CHECKPOINT}")
+
+    def _start(self) -> None:
+        """The checkpoint (when it checks out: its digest holds and the log holds its entry), then the
+        entries after it. The LIST starts at the checkpoint's own entry, so checking it costs no request."""
+        self.checkpoint_problem = None
+        state, found = TableState(), self._get_checkpoint()
+        self._checkpoint_etag = found[1] if found else None
+        if found and found[0] is not None:
+            try:
+                state = TableState.from_json(found[0], self.checkpoint_uri)
+            except DamagedLog as exc:
+                self.checkpoint_problem = str(exc)
+        tail = None
+        if state.n:
+            listed = self._listing(state.n - 1)
+            if listed and entry_number(listed[0].rel) == state.n:
+                tail = listed[1:]
+            else:
+                self.checkpoint_problem = (f"{self.checkpoint_uri}: says the table is as of log entry {state.n}, "
+                                           "which the log does not hold")
+                state = TableState()
+        self._state = state
+        self._fold_listed(self._listing(0) if tail is None else tail)
+
+    def _get_checkpoint(self) -> tuple[bytes | None, str] | None:
+        """The checkpoint's bytes (None past :data:`MAX_CHECKPOINT_BYTES`: ``checkpoint_problem`` says so)
+        and ETag; None when there is none."""
+        found = self.objects.get(f"{self.base}/{CHECKPOINT}", limit=MAX_CHECKPOINT_BYTES)
+        if found and len(found[0]) > MAX_CHECKPOINT_BYTES:
+            self.checkpoint_problem = f"{self.checkpoint_uri}: larger than {MAX_CHECKPOINT_BYTES >> 20} MiB"
+            return None, found[1]
+        return found
+
+    def _listing(self, after: int) -> list:
+        return self.objects.listing(f"{self.base}/{LOG_DIR}/", start_after=entry_rel(self.table, after, self.base))
+
     def _read_tail(self) -> None:
-        state = self._state
-        tail = self.objects.listing(f"{self.base}/{LOG_DIR}/", start_after=entry_rel(self.table, state.n, self.base))
+        self._fold_listed(self._listing(self._state.n))
+
+    def _fold_listed(self, tail: list, state: TableState | None = None) -> None:
+        """Fold the listed entries into ``state`` (this log's own by default), each checked before it is
+        read: the next number, within :data:`MAX_ENTRY_BYTES`, then a valid entry (:func:`checked_entry`)."""
+        state = self._state if state is None else state
+        expect = state.n
+        for obj in tail:
+            expect += 1
+            number, uri = entry_number(obj.rel), self.objects.uri(obj.rel)
+            if number != expect:
+                raise DamagedLog(f"{uri}: {'not a log entry' if number is None else f'log entry {number}'} after "
+                                 f"entry {expect - 1} (entries are missing: the log of this table is damaged)")
+            if obj.size > MAX_ENTRY_BYTES:
+                raise DamagedLog(f"{uri}: {obj.size:,} bytes, larger than a log entry may be "
+                                 f"({MAX_ENTRY_BYTES >> 20} MiB); the log of this table is damaged")
         entries = self.objects.get_many([obj.rel for obj in tail])
         for obj in tail:
-            entry = json.loads(entries[obj.rel])
-            if int(entry["n"]) != state.n + 1:
-                raise StoreError(f"{self.objects.uri(obj.rel)}: log entry {entry['n']} after {state.n} "
-                                 "(the log of this table is damaged)")
-            state.fold(entry)
+            state.fold(checked_entry(self.objects.uri(obj.rel), entries[obj.rel], state.n + 1))
+
+    def audit(self) -> tuple[TableState, list[str]]:
+        """The table as the whole log says, its checkpoint aside (every entry from the first: ``doctor``),
+        and what is wrong with the checkpoint against it. DamagedLog when the log itself is damaged."""
+        problems, kept = [], None
+        found = self._get_checkpoint()
+        if found and found[0] is not None:
+            try:
+                kept = TableState.from_json(found[0], self.checkpoint_uri)
+            except DamagedLog as exc:
+                problems.append(str(exc))
+        elif found:
+            problems.append(self.checkpoint_problem)
+        listed, state, at = self._listing(0), TableState(), None
+        if kept is not None and kept.n <= len(listed):  # the state at the checkpoint's entry on the way
+            self._fold_listed(listed[:kept.n], state)
+            at = state.copy()
+            listed = listed[kept.n:]
+        self._fold_listed(listed, state)
+        if kept is not None and at is None:
+            problems.append(f"{self.checkpoint_uri}: says the table is as of log entry {kept.n}; "
+                            f"the log ends at {state.n}")
+        elif kept is not None and not at.same(kept):
+            lost = sorted(set(at.parts) - set(kept.parts))
+            problems.append(f"{self.checkpoint_uri}: disagrees with the log at entry {kept.n}"
+                            + (f" (leaves out {len(lost)} committed part(s), e.g. {lost[0]})" if lost else ""))
+        return state, problems
+
+    def rewrite_checkpoint(self, state: TableState) -> None:
+        """Replace the checkpoint by ``state`` (from :meth:`audit`): ``doctor --repair``."""
+        self._state = state.copy()
+        found = self.objects.get(f"{self.base}/{CHECKPOINT}", limit=0)
+        self._checkpoint_etag = found[1] if found else None
+        self._checkpoint()
 
     def commit(self, make: Callable[[TableState], dict | None]) -> int | None:
         """Append the entry ``make(state)`` returns at the end of the log; returns its number.
@@ -175,11 +325,14 @@ class TableLog:
             rel = entry_rel(self.table, state.n + 1, self.base)
             if self.objects.put(rel, json.dumps(entry, sort_keys=True).encode(), if_absent=True):
                 return self._committed(entry)
-            found = self.objects.get(rel)  # the entry that took the number (or ours, if a retried put had landed)
-            if found is None:
+            found = self.objects.get(rel, limit=MAX_ENTRY_BYTES)  # the entry that took the number (or ours,
+            if found is None:                                   # if a retried put had landed)
                 self._read_tail()
                 continue
-            winner = json.loads(found[0])
+            uri = self.objects.uri(rel)
+            if len(found[0]) > MAX_ENTRY_BYTES:
+                raise DamagedLog(f"{uri}: larger than a log entry may be ({MAX_ENTRY_BYTES >> 20} MiB)")
+            winner = checked_entry(uri, found[0], state.n + 1)
             if winner.get("id") == me:
                 return self._committed(entry)
             self._state.fold(winner)
@@ -203,7 +356,12 @@ class TableLog:
             if etag is not None:
                 self._checkpoint_etag = etag
                 return
-            found = self.objects.get(rel)
-            if found is None or TableState.from_json(found[0]).n >= self._state.n:
+            found = self.objects.get(rel, limit=MAX_CHECKPOINT_BYTES)
+            if found is None:
                 return
+            try:
+                if TableState.from_json(found[0]).n >= self._state.n:
+                    return
+            except DamagedLog:  # a damaged checkpoint is replaced
+                pass
             self._checkpoint_etag = found[1]

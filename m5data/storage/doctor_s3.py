@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .doctor_findings import ERROR, INFO, WARNING, DoctorReport, Finding
-from .schema import TABLES
 
 if TYPE_CHECKING:
     from .s3store import S3Store
@@ -21,22 +20,49 @@ if TYPE_CHECKING:
 
 def check_object_store(store: S3Store, report: DoctorReport, repair: bool) -> None:
     if not repair:
-        _check_footers(store, report)
-        _check_uncommitted(store, report, False)
+        audited = store.audit()
+        _check_logs(store, report, audited, False)
+        _check_footers(store, report, audited)
+        _check_uncommitted(store, report, False, audited)
         return
     from .s3stages import repair_lease
     from .temps import sweep_scratch
 
     with repair_lease(store):  # refused while a stage runs; no stage starts while it repairs
         sweep_scratch()  # this machine's killed runs' local scratch (TMPDIR)
-        _check_footers(store, report)
-        _check_uncommitted(store, report, True)
+        audited = store.audit()
+        _check_logs(store, report, audited, True)
+        _check_footers(store, report, audited)
+        _check_uncommitted(store, report, True, audited)
 
 
-def _check_footers(store: S3Store, report: DoctorReport) -> None:
+def _check_logs(store: S3Store, report: DoctorReport, audited: dict, repair: bool) -> None:
+    """Each table's whole log read (a damaged one: reported, never repaired: what its entries committed is
+    unknown) and its checkpoint against it (one that disagrees: rewritten from the log)."""
+    report.checked["table logs"] = len(audited)
+    for name, (state, problems) in audited.items():
+        for problem in problems:
+            where, _, what = problem.partition(": ")
+            if state is None:
+                report.findings.append(Finding("log", ERROR, where, f"table {name}: {what}", (
+                    "cannot repair: what the damaged entries committed is unknown; restore the object (bucket "
+                    "versioning, a backup), then run doctor again. The table's parts are kept; its reads fail, "
+                    "the other tables read")))
+                continue
+            finding = Finding("checkpoint", ERROR, where, f"table {name}: {what} (readers ignore it and read "
+                              "the whole log)", "rewrite it from the log")
+            if repair:
+                store.log(name).rewrite_checkpoint(state)
+                finding.repaired = True
+            report.findings.append(finding)
+
+
+def _check_footers(store: S3Store, report: DoctorReport, audited: dict) -> None:
     n = 0
-    for name in TABLES:
-        for part in store.parts(name):
+    for name, (state, _) in audited.items():
+        if state is None:  # a damaged log: reported by _check_logs
+            continue
+        for part in (store._uri(name, p) for p in sorted(state.parts)):
             n += 1
             problem = store._footer_problem(part)
             if problem is not None:
@@ -45,8 +71,8 @@ def _check_footers(store: S3Store, report: DoctorReport) -> None:
     report.checked["parts"] = n
 
 
-def _check_uncommitted(store: S3Store, report: DoctorReport, repair: bool) -> None:
-    found = store.uncommitted()
+def _check_uncommitted(store: S3Store, report: DoctorReport, repair: bool, audited: dict) -> None:
+    found = store.uncommitted(audited)
     report.checked["uncommitted parts"] = len(found)
     grace = store.garbage_grace
     for rel, age in found:
@@ -58,7 +84,7 @@ def _check_uncommitted(store: S3Store, report: DoctorReport, repair: bool) -> No
                                        "remove"))
     if repair:
         busy: list[str] = []
-        removed = set(store.sweep_garbage(grace, busy))
+        removed = set(store.sweep_garbage(grace, busy, audited))
         for finding in report.findings:
             if finding.check == "temp" and finding.path in removed:
                 finding.repair, finding.repaired = "removed", True

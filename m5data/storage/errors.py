@@ -22,3 +22,9 @@ class CorruptPart(StoreError):
         self.table, self.part, self.reason = table, part, reason
         super().__init__(f"corrupt Parquet part {part} (table {table}): {reason}; "
                          f"run `m5data doctor --repair` to move it aside")
+
+
+class DamagedLog(StoreError):
+    """A table's commit log on object storage cannot be read as it stands: an entry that is not one, a
+    gap, a part named outside its table, an object past its size cap (``commitlog.py``). The message
+    names the object; only that table is affected."""

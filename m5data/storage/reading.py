@@ -11,7 +11,7 @@ from typing import TypeVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import CorruptPart, StoreError
+from .errors import CorruptPart, DamagedLog, StoreError
 from .readdb import _READS
 from .schema import SEQ_COLUMN, TABLES, TableSpec, table_spec
 from .views import _sql_str
@@ -143,6 +143,8 @@ class Reading:
             error = self._explain(spec.name, exc)
             if not isinstance(error, CorruptPart) and vanished(exc):
                 raise _Vanished() from None  # a compaction removed parts between glob and read: retry
+        except DamagedLog as exc:  # this table's log on object storage: its view says so, the others read
+            error = exc
         if strict:
             raise error
         con.execute(f"{create} {spec.name} AS {self._error_view_sql(spec, str(error))}")
@@ -265,7 +267,11 @@ class Reading:
         """``(table, part, reason)`` for every part whose footer cannot be read."""
         out = []
         for name in TABLES:
-            for part in self.parts(name):
+            try:
+                parts = self.parts(name)
+            except DamagedLog:  # its log (object storage) is not read: no part of it is known
+                continue
+            for part in parts:
                 problem = self._footer_problem(part)
                 if problem is not None:
                     out.append((name, part, problem))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from .errors import DamagedLog
 from .schema import TABLES
 from .store import Store
 
@@ -26,32 +27,45 @@ class StoreStats:
     top_categories: list[tuple[str, int]]
     top_properties: list[tuple[str, int, int]]  # property, rows, distinct values
     media_status: list[tuple[str, str, int]]  # kind, status, count
+    damaged: dict[str, str] = field(default_factory=dict)  # a table whose log cannot be read -> why (object storage)
 
 
 def store_stats(store: Store, top: int = 10) -> StoreStats:
-    con = store.connect()
+    """What is in the store. A table whose log is damaged (object storage) is named in ``damaged`` with
+    why; the others are counted, and the sections that read a damaged table are left empty."""
+    parts, damaged = {}, {}
+    for name in TABLES:
+        try:
+            parts[name] = len(store.parts(name))
+        except DamagedLog as exc:
+            damaged[name] = str(exc)
+    con = store.connect(need=tuple(parts))
     try:
-        counts = {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in TABLES}
-        parts = {name: len(store.parts(name)) for name in TABLES}
-        flags = ", ".join(f"({sql}) AS {name}" for name, sql in MODALITY_SQL.items())
-        all_five = " AND ".join(MODALITY_SQL)
-        row = con.execute(
-            f"WITH f AS (SELECT {flags} FROM products p) SELECT count(*), "
-            + ", ".join(f"count(*) FILTER (WHERE {m})" for m in MODALITY_SQL)
-            + f", count(*) FILTER (WHERE {all_five}) FROM f"
-        ).fetchone()
-        completeness = dict(zip([*MODALITY_SQL, "all five"], row[1:]))
-        categories = con.execute(
-            "SELECT array_to_string(category_path, ' > ') AS c, count(*) AS n FROM products "
-            "WHERE len(category_path) > 0 GROUP BY 1 ORDER BY n DESC, c LIMIT ?", [top]
-        ).fetchall()
-        properties = con.execute(
-            "SELECT property, count(*) AS n, count(DISTINCT value) FROM specs GROUP BY 1 ORDER BY n DESC, property LIMIT ?",
-            [top],
-        ).fetchall()
-        media_status = con.execute(
-            "SELECT kind, status, count(*) FROM media GROUP BY 1, 2 ORDER BY 1, 3 DESC"
-        ).fetchall()
-        return StoreStats(counts, parts, row[0], completeness, categories, properties, media_status)
+        counts = {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in parts}
+        empty = StoreStats(counts, parts, counts.get("products", 0), {}, [], [], [], damaged)
+        return empty if {"products", "media", "specs"} & set(damaged) else _sections(con, counts, parts, damaged, top)
     finally:
         con.close()
+
+
+def _sections(con, counts: dict[str, int], parts: dict[str, int], damaged: dict[str, str], top: int) -> StoreStats:
+    flags = ", ".join(f"({sql}) AS {name}" for name, sql in MODALITY_SQL.items())
+    all_five = " AND ".join(MODALITY_SQL)
+    row = con.execute(
+        f"WITH f AS (SELECT {flags} FROM products p) SELECT count(*), "
+        + ", ".join(f"count(*) FILTER (WHERE {m})" for m in MODALITY_SQL)
+        + f", count(*) FILTER (WHERE {all_five}) FROM f"
+    ).fetchone()
+    completeness = dict(zip([*MODALITY_SQL, "all five"], row[1:]))
+    categories = con.execute(
+        "SELECT array_to_string(category_path, ' > ') AS c, count(*) AS n FROM products "
+        "WHERE len(category_path) > 0 GROUP BY 1 ORDER BY n DESC, c LIMIT ?", [top]
+    ).fetchall()
+    properties = con.execute(
+        "SELECT property, count(*) AS n, count(DISTINCT value) FROM specs GROUP BY 1 ORDER BY n DESC, property LIMIT ?",
+        [top],
+    ).fetchall()
+    media_status = con.execute(
+        "SELECT kind, status, count(*) FROM media GROUP BY 1, 2 ORDER BY 1, 3 DESC"
+    ).fetchall()
+    return StoreStats(counts, parts, row[0], completeness, categories, properties, media_status, damaged)

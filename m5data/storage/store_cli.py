@@ -60,7 +60,8 @@ def sql(
 
 def stats(ctx: typer.Context, top: int = typer.Option(10, help="How many top categories and properties to list.")) -> None:
     """Counts per table, modality completeness, top categories and top properties."""
-    from ..console import Table, warn
+    from ..console import Table, error, warn
+    from . import TABLES
     from .doctor import missing_blobs
     from .stats import store_stats
 
@@ -71,9 +72,17 @@ def stats(ctx: typer.Context, top: int = typer.Option(10, help="How many top cat
     counts.add_column("table")
     counts.add_column("rows", justify="right")
     counts.add_column("parts", justify="right")
-    for name, n in st.counts.items():
-        counts.add_row(name, f"{n:,}", str(st.parts[name]))
+    for name in TABLES:
+        if name in st.damaged:
+            counts.add_row(name, "[red]damaged[/]", "-")
+        else:
+            counts.add_row(name, f"{st.counts[name]:,}", str(st.parts[name]))
     console.print(counts)
+    if st.damaged:  # a damaged table's log: the others are counted above; what reads it is left out
+        for why in st.damaged.values():
+            error(why)
+        error(f"{len(st.damaged)} table(s) cannot be read ({', '.join(st.damaged)}); `m5data doctor` says more")
+        raise typer.Exit(1)
     comp = Table(title="modality completeness")
     comp.add_column("modality")
     comp.add_column("products", justify="right")
