@@ -1,5 +1,6 @@
-"""``m5data doctor`` on a store on object storage (``s3://bucket/prefix``): its parts' footers, and the
-part objects no log entry names (uncommitted). Checking needs no lease: the commit log makes a killed
+"""``m5data doctor`` on a store on object storage (``s3://bucket/prefix``): each table's whole log (a
+damaged one is reported, never repaired; a checkpoint that disagrees with it is rewritten), its parts'
+footers, and the part objects that no fold of the whole log holds live (uncommitted). Checking needs no lease: the commit log makes a killed
 writer's objects invisible. ``--repair`` removes them only after ``store.garbage_grace`` seconds, and
 only under leases: the store-wide repair lease ``locks/doctor`` (refused while any stage's lease lives;
 no stage starts while it is held) and, per table swept, the table's lease (a compaction or replace in
