@@ -28,3 +28,8 @@ class DamagedLog(StoreError):
     """A table's commit log on object storage cannot be read as it stands: an entry that is not one, a
     gap, a part named outside its table, an object past its size cap (``commitlog.py``). The message
     names the object; only that table is affected."""
+
+
+class LeaseLost(StoreError):
+    """A stage's lease on object storage is no longer its own (another run took it over, or it ran out
+    while the stage was paused): the stage's next commit is refused, nothing more of it is written."""

@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .commitlog import TableLog, TableState, machine
-from .errors import StoreBusy
+from .errors import LeaseLost, StoreBusy
 from .files import KeptFolder
 from .temps import scratch_dir
 
@@ -50,14 +50,39 @@ def _busy(what: str, where: str, other: dict) -> StoreBusy:
                      f"PID {other.get('pid')}; lease until {until})")
 
 
+class Fence:
+    """What a stage's commits check before they are made: that the stage's lease is still its own and
+    has not run out (``check``). A stage paused past its lease (SIGSTOP, a VM frozen, a long GC) whose
+    lease another run took over writes nothing more: its next commit raises :class:`LeaseLost`."""
+
+    def __init__(self, log: TableLog, holder: str, what: str):
+        self.holder, self.what = holder, what
+        self.lost = threading.Event()  # set by the renewer when it finds the lease another's
+        self._log = TableLog(log.objects, log.table, base=log.base)  # its own: the renewer commits to the other
+        self._lock = threading.Lock()
+        self._uri = log.objects.uri(f"{log.base}/")
+
+    def check(self) -> None:
+        """One LIST of the lease log's tail; LeaseLost when the lease is another's or has run out."""
+        with self._lock:
+            if not self.lost.is_set():
+                lease = self._log.state().lease
+                if lease and lease.get("holder") == self.holder and float(lease.get("until", 0)) > time.time():
+                    return
+                self.lost.set()
+        raise LeaseLost(f"{self.what}: its lease {self._uri} is no longer its own (another run took it over, or it "
+                        "ran out while this run was paused); nothing more of this run is written: run it again")
+
+
 @contextlib.contextmanager
 def hold_lease(log: TableLog, what: str, where: str, seconds: float, wait: float = 0.0,
-               renew: bool = False) -> Iterator[str]:
+               renew: bool = False, fences: list | None = None) -> Iterator[str]:
     """Hold the lease of ``log`` (an entry in it); yields the holder id (a rewrite's commit may release it).
 
     ``where`` says what is held, before the holder's name ("table t of s3://... is being rewritten by").
     Refused with StoreBusy naming the holder when another's lease lives and ``wait`` seconds pass.
     ``renew``: a thread extends the lease every ``seconds / 3`` (a stage may run for hours).
+    ``fences``: a :class:`Fence` of this lease is in it while the lease is held (the store's commits check it).
     """
     holder = uuid.uuid4().hex
     deadline = time.monotonic() + wait
@@ -80,12 +105,17 @@ def hold_lease(log: TableLog, what: str, where: str, seconds: float, wait: float
                 raise
             time.sleep(0.2)
     stop = threading.Event()
-    renewer = threading.Thread(target=_renew, args=(log, holder, lease, seconds / 3, stop), daemon=True)
+    fence = Fence(log, holder, what)
+    renewer = threading.Thread(target=_renew, args=(log, holder, lease, seconds / 3, stop, fence.lost), daemon=True)
     if renew:
         renewer.start()
+    if fences is not None:
+        fences.append(fence)
     try:
         yield holder
     finally:
+        if fences is not None:
+            fences.remove(fence)
         stop.set()
         if renew:
             renewer.join()
@@ -94,11 +124,19 @@ def hold_lease(log: TableLog, what: str, where: str, seconds: float, wait: float
                    s.lease.get("holder") == holder else None)
 
 
-def _renew(log: TableLog, holder: str, lease, every: float, stop: threading.Event) -> None:
-    """Extend the lease while it is still ``holder``'s (a lost one is not taken back)."""
-    while not stop.wait(every):
+def _renew(log: TableLog, holder: str, lease, every: float, stop: threading.Event, lost: threading.Event) -> None:
+    """Extend the lease while it is still ``holder``'s (the newest lease entry of the log: one that ran out
+    while nobody took it is extended, the commit decides in the log's order); a lost one is not taken
+    back: ``lost`` is set, and the stage's next commit is refused (:class:`Fence`)."""
+    def extend(s: TableState) -> dict | None:
+        if s.lease and s.lease.get("holder") == holder:
+            return lease()
+        lost.set()
+        return None
+
+    while not stop.wait(every) and not lost.is_set():
         with contextlib.suppress(Exception):  # a failed renewal is retried; the stage's own work says what is wrong
-            log.commit(lambda s: lease() if s.lease and s.lease.get("holder") == holder else None)
+            log.commit(extend)
 
 
 @contextlib.contextmanager
@@ -107,7 +145,7 @@ def stage_lease(store, stage: str, shard: tuple[int, int] | None = None) -> Iter
     where = f"the store {store.root} is in use by"
     whole = TableLog(store.objects, stage, base=f"locks/{stage}")
     if shard is None:
-        with hold_lease(whole, stage, where, store.lease_seconds, renew=True):
+        with hold_lease(whole, stage, where, store.lease_seconds, renew=True, fences=store.fences):
             for name in _shard_logs(store, stage):  # a whole run excludes the shards of a sharded one
                 if other := TableLog(store.objects, name, base=f"locks/{name}").state().live_lease():
                     raise _busy(stage, where, other)
@@ -117,7 +155,7 @@ def stage_lease(store, stage: str, shard: tuple[int, int] | None = None) -> Iter
     i, n = (int(x) for x in shard)
     name = f"{stage}.shard-{i}-of-{n}"
     with hold_lease(TableLog(store.objects, name, base=f"locks/{name}"), name, where, store.lease_seconds,
-                    renew=True):
+                    renew=True, fences=store.fences):
         if other := whole.state().live_lease():
             raise _busy(name, where, other)
         _no_repair(store, name, where)

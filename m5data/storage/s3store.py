@@ -59,6 +59,7 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
         self.blobs = ObjectBlobs(self.objects)  # content-addressed, put-if-absent
         self._logs: dict[str, TableLog] = {}
         self._work: Path | None = None  # work_dir's local temp folder
+        self.fences: list = []  # the leases of the stages this object runs (s3stages.Fence): every commit checks them
 
     # ------------------------------------------------------------------ open / init
     @classmethod
@@ -181,13 +182,12 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
         if (incoming := self._incoming(name, data, if_absent)) is None:
             return 0
         spec, table, tag = incoming
-        log = self.log(name)
         stream = ObjectStream(self, spec)
         try:
             stream.write(table)
             added = stream.close()
             # a repeat of the newest write changes nothing: its part goes again
-            n = log.commit(lambda s: None if s.last_tag == tag else {"kind": "write", "add": added, "tag": tag})
+            n = self._commit(name, lambda s: None if s.last_tag == tag else {"kind": "write", "add": added, "tag": tag})
         except BaseException:
             stream.abort()
             raise
@@ -205,7 +205,7 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
             yield StreamHandle(stream)
             added = stream.close()
             if added:
-                self.log(name).commit(lambda s: {"kind": "write", "add": added, "tag": None})
+                self._commit(name, lambda s: {"kind": "write", "add": added, "tag": None})
         except BaseException:
             stream.abort()
             raise
@@ -222,12 +222,24 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
                 if not stream.rows:
                     stream.write(spec.schema.empty_table())
                 added = stream.close()
-                self.log(name).commit(self._rewrite_entry("replace", name, old, added, holder))
+                self._commit(name, self._rewrite_entry("replace", name, old, added, holder))
             except BaseException:
                 stream.abort()
                 raise
         self._drop_parts(name, old)
         return stream.rows
+
+    def _commit(self, name: str, make):
+        """Commit ``make``'s entry to table ``name``'s log, fenced: a stage whose lease is no longer its own
+        (``self.fences``) commits nothing (LeaseLost), and each entry names the leases it was made under."""
+        for fence in self.fences:
+            fence.check()
+        under = [f.holder for f in self.fences]
+
+        def entry(state: TableState) -> dict | None:
+            body = make(state)
+            return {**body, "under": under} if body is not None and under else body
+        return self.log(name).commit(entry)
 
     def _rewrite_entry(self, kind: str, name: str, old: set[str], added: list[str], holder: str):
         """The commit of a rewrite: refused when a part it read is gone or its lease was lost."""
@@ -268,7 +280,7 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
                 for batch in self._scan(con, spec, sql):
                     stream.write(pa.Table.from_batches([batch]).cast(schema))
                 added = stream.close()
-                self.log(name).commit(self._rewrite_entry("compact", name, set(snapshot.parts), added, holder))
+                self._commit(name, self._rewrite_entry("compact", name, set(snapshot.parts), added, holder))
             except BaseException:
                 stream.abort()
                 raise

@@ -1,0 +1,93 @@
+"""A stage paused past its lease writes nothing more (issue 55, item 1), on both stores.
+
+A child process holds a stage's lock (``store.stage_lock("align")``, as the align stage does), is
+SIGSTOPped, and another run of the stage takes over and writes its result; the child is then
+SIGCONTed and tries to write its stale result. On object storage (moto's real S3 server on 127.0.0.1)
+the stale commit is refused (the lease it was taken under is no longer its own) and the taken-over
+run's rows stay; on a folder store the fcntl lock is still the stopped child's, so the second run is
+refused while the child is stopped, and the child's write is the one that lands.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from m5data.storage import Store, StoreBusy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_HOLDER = textwrap.dedent("""
+    import sys
+    from m5data.storage import Store
+    store = Store.open(sys.argv[1], lease_seconds=float(sys.argv[2]))
+    with store.stage_lock("align"):
+        print("held", flush=True)
+        sys.stdin.readline()  # the test SIGSTOPs us here, then SIGCONTs us and sends a line
+        store.replace("taxonomy", [{"level": 1, "label_id": 1, "name": "stale"}])
+        store.replace("label_map", [{"platform": "a", "raw_path": "x", "class_id": 1}])
+    print("wrote", flush=True)
+""")
+
+
+def _holder(root: str, lease_seconds: float) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, root, str(lease_seconds)],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"held", proc.stderr.read().decode()[-2000:]
+    return proc
+
+
+def _resume(proc: subprocess.Popen) -> tuple[int, str]:
+    proc.send_signal(signal.SIGCONT)
+    out, err = proc.communicate(b"go\n", timeout=120)
+    return proc.returncode, out.decode() + err.decode()
+
+
+def _fresh_rows(store) -> tuple[list, list]:
+    return ([r["name"] for r in store.read("taxonomy").to_pylist()],
+            [r["class_id"] for r in store.read("label_map").to_pylist()])
+
+
+def test_a_stage_paused_past_its_lease_on_s3_commits_nothing_more(s3_url, aws):
+    pytest.importorskip("moto")
+    Store.init(s3_url)
+    proc = _holder(s3_url, 3.0)
+    try:
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(4.0)  # its lease runs out while it is stopped
+        other = Store.open(s3_url, lease_seconds=3.0)
+        with other.stage_lock("align"):  # the next run takes the lease over and writes its result
+            other.replace("taxonomy", [{"level": 1, "label_id": 2, "name": "fresh"}])
+            other.replace("label_map", [{"platform": "a", "raw_path": "x", "class_id": 2}])
+        code, output = _resume(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code != 0 and "LeaseLost" in output and "no longer its own" in output and "wrote" not in output, output
+    assert _fresh_rows(Store.open(s3_url)) == (["fresh"], [2])  # neither table holds the stale run's rows
+
+
+def test_a_stage_stopped_while_holding_its_lock_on_a_folder_store_keeps_the_next_run_out(tmp_path):
+    root = tmp_path / "store"
+    Store.init(root)
+    proc = _holder(str(root), 3.0)
+    try:
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(4.0)
+        with pytest.raises(StoreBusy, match=f"PID {proc.pid}"):
+            with Store.open(root).stage_lock("align"):
+                pass
+        code, output = _resume(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0 and "wrote" in output, output
+    assert _fresh_rows(Store.open(root)) == (["stale"], [1])
