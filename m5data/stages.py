@@ -74,6 +74,10 @@ class Stage:
             (``options["job"]``), in order, stopping at the first fatal one (the later jobs read what
             the earlier ones write); a job whose module (``job_module``) is not there is skipped.
         creates_store: its run creates the store when it is missing (the crawl, the first stage).
+        leased: :func:`call` holds the stage's lock (its lease on object storage: every commit the run
+            makes is fenced by it) around its ``run``, per job for a stage run once per job
+            (``annotate-dedup``, ...). The stages that take it inside their own run (crawl, download,
+            extract, align: per shard where sharded) say False.
         verbs: its ``m5data`` verbs.
     """
 
@@ -90,6 +94,7 @@ class Stage:
     jobs: str | None = None
     job_module: str = ""
     creates_store: bool = False
+    leased: bool = False
     verbs: tuple[Verb, ...] = ()
 
     def load(self) -> Callable[[RunContext], Any]:
@@ -111,15 +116,15 @@ REGISTRY: tuple[Stage, ...] = (
     Stage("align", "m5data.align.stage:run", "align", options=("mapping", "full"),
           verbs=(Verb("align", "m5data.align.cli:align"),)),
     Stage("annotate", "m5data.annotate.stage:run", "annotate", jobs="annotate_jobs", options=("full",),
-          job_module="m5data.annotate.{job}",
+          job_module="m5data.annotate.{job}", leased=True,
           verbs=(Verb("annotate", "m5data.annotate.cli:app", group=True,
                       help="Curation: duplicate groups, caption match levels, candidate pools, crowd labels."),)),
-    Stage("splits", "m5data.splits.stage:run", "splits", options=("full",),
+    Stage("splits", "m5data.splits.stage:run", "splits", options=("full",), leased=True,
           verbs=(Verb("build-splits", "m5data.splits.cli:build_splits"),
                  Verb("check-splits", "m5data.splits.cli:check_splits"))),
-    Stage("export", "m5data.export.stage:run", "export", retries=1, retry_delay=10, options=("full",),
+    Stage("export", "m5data.export.stage:run", "export", retries=1, retry_delay=10, options=("full",), leased=True,
           verbs=(Verb("export", "m5data.export.cli:export"), Verb("check-shards", "m5data.export.cli:check_shards"))),
-    Stage("report", "m5data.report.stage:run", "report", options=("full",), verbs=(Verb("report", "m5data.report.cli:report"),)),
+    Stage("report", "m5data.report.stage:run", "report", options=("full",), leased=True, verbs=(Verb("report", "m5data.report.cli:report"),)),
     Stage("train", "m5data.train.stage:run", "train", options=("previous",),
           verbs=(Verb("train", "m5data.train.cli:train"), Verb("evaluate", "m5data.train.cli:evaluate"))),
 )
@@ -153,6 +158,18 @@ def get(name: str) -> Stage:
         if stage.name == name:
             return stage
     raise KeyError(f"unknown stage {name!r}; the stages are {', '.join(STAGES)}")
+
+
+def call(name: str, ctx: RunContext) -> Any:
+    """Run the registered stage ``name``'s ``run(ctx)``: the one way the CLI's verbs and the flow's task
+    run a stage. A ``leased`` stage runs holding its lock (StoreBusy naming the holder while another run
+    of it lives), so a run paused past its lease on object storage commits nothing more."""
+    stage = get(name)
+    if not stage.leased:
+        return stage.load()(ctx)
+    job = ctx.options.get("job")
+    with ctx.store.stage_lock(f"{stage.name}-{job}" if job else stage.name):
+        return stage.load()(ctx)
 
 
 def load(target: str) -> Any:

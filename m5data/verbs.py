@@ -87,7 +87,7 @@ def run_stage(name: str, rctx: stages.RunContext, *errors: type[BaseException], 
 
     with one_line_errors(*errors):
         try:
-            stats = stages.get(name).load()(rctx)
+            stats = stages.call(name, rctx)
         except stages.TransientFailure as exc:
             if exc.stats is None:
                 raise

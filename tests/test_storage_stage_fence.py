@@ -91,3 +91,37 @@ def test_a_stage_stopped_while_holding_its_lock_on_a_folder_store_keeps_the_next
             proc.kill()
     assert code == 0 and "wrote" in output, output
     assert _fresh_rows(Store.open(root)) == (["stale"], [1])
+
+
+_LOCKS = textwrap.dedent("""
+    import contextlib, sys
+    from m5data.storage import Store
+    store = Store.open(sys.argv[1])
+    with contextlib.ExitStack() as held:
+        for name in sys.argv[2:]:
+            held.enter_context(store.stage_lock(name))
+        print("held", flush=True)
+        sys.stdin.readline()
+""")
+
+
+@pytest.mark.parametrize("verb, lock", [(["build-splits"], "splits"), (["report"], "report"),
+                                        (["export", "--out", "OUT"], "export"), (["annotate", "dedup"], "annotate-dedup")])
+def test_every_global_stage_runs_under_its_lock(tmp_path, verb, lock):
+    """build-splits, report, export and the annotate jobs take their stage's lock (a lease on object
+    storage, which fences their commits) through the registry's ``stages.call``: a second run is refused."""
+    from typer.testing import CliRunner
+
+    from m5data.cli import app
+
+    root = tmp_path / "store"
+    Store.init(root)
+    holder = subprocess.Popen([sys.executable, "-c", _LOCKS, str(root), lock], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"held", holder.stderr.read().decode()[-2000:]
+        verb = [str(tmp_path / "out") if word == "OUT" else word for word in verb]
+        result = CliRunner().invoke(app, ["--store", str(root), *verb])
+        assert isinstance(result.exception, StoreBusy) and f"PID {holder.pid}" in str(result.exception), result.output
+    finally:
+        holder.communicate(b"\n", timeout=60)

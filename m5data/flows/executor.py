@@ -18,7 +18,7 @@ import uuid
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from ..stages import RunContext, Stage, StageError, get
+from ..stages import RunContext, Stage, StageError, call, get
 from ..storage.runs import changes_note
 from .retry import transient
 
@@ -57,7 +57,7 @@ def run_stage_task(name: str, ctx: RunContext):
     from prefect.runtime import task_run
 
     ctx = RunContext(ctx.settings, ctx.run_id, ctx.progress, ctx.options, ctx.create, task_run.run_count or 1)
-    return get(name).load()(ctx)
+    return call(name, ctx)
 
 
 def stage_task(stage: Stage, settings, run_name: str | None = None):
