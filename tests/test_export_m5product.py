@@ -118,3 +118,35 @@ def test_import_of_the_authors_layout_uses_the_platform_name(exported, tmp_path)
     assert rows and all(pid == f"taobao:{src}" and plat == "taobao" for pid, plat, src in rows)
     bad = runner.invoke(app, ["--store", str(tmp_path / "s2"), "import", "m5product", str(tmp_path / "nothing")])
     assert bad.exit_code == 1 and "no such folder" in bad.output
+
+
+def test_check_shards_verifies_every_file_of_the_layout_and_names_a_damaged_one(exported, tmp_path):
+    from cli_inprocess import invoke
+
+    store, root, report = exported
+    out = tmp_path / "m5p"
+    shutil.copytree(root / "out", out)
+    done = invoke("check-shards", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    # every file but the plan, the stats and the shards' completion markers: records, media indexes,
+    # media, the JSON files and the lists
+    files = [p for p in out.rglob("*") if p.is_file() and p.name not in ("_export.json", "_stats.json")
+             and not p.name.endswith(".stats.json")]
+    assert len(files) > 100
+    assert f"{len(files)} file(s) ok: {sum(report.splits.values()):,} samples" in done.stdout
+    image = sorted((out / "images").glob("*.jpg"))[0]
+    data = bytearray(image.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other bytes
+    image.write_bytes(bytes(data))
+    bad = invoke("check-shards", str(out))
+    said = bad.stdout + bad.stderr
+    assert bad.returncode == 1 and f"1 of {len(files)} file(s) failed: images/{image.name}" in said
+    assert "sha256 differs" in said
+    with open(out / "captions.json", "r+b") as fh:
+        fh.truncate(10)
+    bad = invoke("check-shards", "--no-hash", str(out))
+    said = bad.stdout + bad.stderr
+    assert bad.returncode == 1 and "1 of" in said and "failed: captions.json" in said and "truncated" in said
+    (out / "_stats.json").unlink()  # as an export from before m5data kept it
+    bad = invoke("check-shards", str(out))
+    assert bad.returncode == 1 and "an M5Product export without _stats.json" in bad.stdout + bad.stderr

@@ -51,7 +51,7 @@ def write_export(out: Path, plan: list[tuple[str, list[int]]], iid=lambda n: f"{
 
 def files_of(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and "_shards" not in p.parts}
+            if p.is_file() and "_shards" not in p.parts and p.name != m5product.STATS}
 
 
 def both(tmp_path: Path, plan, options: dict, **kw) -> tuple[dict, dict]:

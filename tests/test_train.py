@@ -178,6 +178,30 @@ def test_resume_after_sigkill(shards, tmp_path):
     assert torch.load(run / "model.pt", weights_only=True)["step"] == 12
 
 
+
+def test_max_steps_is_a_total_that_a_rerun_into_the_same_folder_keeps(shards, tmp_path):
+    import torch
+    from cli_inprocess import invoke
+
+    conf = tmp_path / "tiny.toml"
+    conf.write_text("[train]\nworkers = 0\nbatch_size = 16\n")
+    run = tmp_path / "run"
+
+    def train_to(n: int):
+        done = invoke("train", "--shards", str(shards), "--preset", str(conf), "--epochs", "5", "--max-steps", str(n),
+                      "--out", str(run))
+        assert done.returncode == 0, done.stdout + done.stderr
+        steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+        return done.stdout, steps, torch.load(run / "model.pt", weights_only=True)["step"]
+
+    out, steps, at = train_to(2)
+    assert steps == [1, 2] and at == 2
+    out, steps, at = train_to(2)  # again: the checkpoint is at 2 already
+    assert steps == [1, 2] and at == 2
+    assert "nothing to train" in out and "at step 2, --max-steps 2 (a total) reached" in out
+    out, steps, at = train_to(3)  # a larger total trains the difference
+    assert steps == [1, 2, 3] and at == 3 and "resumed from step 2" in out
+
 def test_torchrun_ddp_shares_the_split_and_writes_one_model(shards, tmp_path):
     """Two processes under torchrun (gloo on the CPU): each trains on half of the train split."""
     conf = tmp_path / "ddp.toml"

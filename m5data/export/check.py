@@ -1,8 +1,9 @@
 """``m5data check-shards DIR``: verify exported shards against their index (size, then sha256).
 
 Reads every WebDataset ``<split>.index.json`` (the ``wids`` descriptor with our ``filesize`` and
-``sha256`` fields) in the folder, or the ``_stats.json`` of a Parquet export, and checks each
-listed file: missing, a size other than the indexed one (a truncated or appended shard; no hashing
+``sha256`` fields) in the folder, or the ``_stats.json`` of a Parquet or M5Product export, and checks
+each listed file (M5Product: each shard's records and media index, the media files those indexes
+list, and the layout's JSON files and lists): missing, a size other than the indexed one (a truncated or appended shard; no hashing
 needed), or a sha256 other than the indexed one (same size, other bytes). The folder may be a URL
 (``s3://bucket/prefix``): one listing gives the sizes, the hashes stream the objects.
 
@@ -27,6 +28,7 @@ from .remote import OutsideFolder, RemoteFolder, is_remote, sibling_name
 
 PLAN_FILE = "_export.json"
 SAMPLES_FILE = "_samples.parquet"
+STATS_FILE = "_stats.json"
 
 
 @dataclass
@@ -42,6 +44,7 @@ class CheckReport:
     samples: int = 0
     bytes: int = 0
     problems: list[ShardProblem] = field(default_factory=list)
+    unit: str = "shard"  # what ``checked`` counts: shards, or files (M5Product: records, media, lists)
 
     @property
     def ok(self) -> bool:
@@ -134,22 +137,55 @@ def inherited_folders(reader) -> set[str]:
             and reader.has_sibling_file(n, PLAN_FILE)}
 
 
+class BadIndex(ValueError):
+    """An index file that cannot be read (not JSON, or not of its shape)."""
+
+    def __init__(self, name: str, problem: str):
+        super().__init__(f"{name}: {problem}")
+        self.name, self.problem = name, problem
+
+
+def _index_json(reader, name: str) -> dict:
+    try:
+        data = json.loads(reader.read_text(name))
+    except (ValueError, OSError) as exc:
+        raise BadIndex(name, f"unreadable index ({str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(data, dict):
+        raise BadIndex(name, "not a JSON object")
+    return data
+
+
+def _entry(f, name: str, **extra) -> dict:
+    if not isinstance(f, dict) or "path" not in f:
+        raise BadIndex(name, "a file entry without a path")
+    return {"path": f["path"], "nsamples": f.get("nsamples"), "size": f.get("size"), "sha256": f.get("sha256"), **extra}
+
+
 def listed_files(folder) -> list[dict]:
-    """``[{path, nsamples, size, sha256}]`` of every shard the folder's index files list."""
+    """``[{path, nsamples, size, sha256}]`` of every shard the folder's index files list (an
+    M5Product export's media indexes with ``lists_media``: the files they list are checked too).
+
+    Raises:
+        BadIndex: an index file that is not JSON or not of its shape (named).
+    """
     reader = reader_of(folder) if isinstance(folder, (str, Path)) else folder
     entries: list[dict] = []
     for index in reader.glob("*.index.json"):
-        data = json.loads(reader.read_text(index))
+        data = _index_json(reader, index)
         if data.get("__kind__") != "wids-shard-index-v1":
             continue
         for sh in data.get("shardlist", []):
             entries.append({"path": sh["url"], "nsamples": sh.get("nsamples"), "size": sh.get("filesize"),
                             "sha256": sh.get("sha256")})
-    if not entries and reader.glob("_stats.json"):
-        data = json.loads(reader.read_text("_stats.json"))
-        for split in data.get("splits", {}).values():
-            entries += [{"path": f["path"], "nsamples": f.get("nsamples"), "size": f.get("size"), "sha256": f.get("sha256")}
-                        for f in split.get("files", [])]
+    if not entries and reader.glob(STATS_FILE):
+        data = _index_json(reader, STATS_FILE)
+        try:
+            for split in data.get("splits", {}).values():
+                entries += [_entry(f, STATS_FILE) for f in split.get("files", [])]
+                entries += [_entry(f, STATS_FILE, lists_media=True) for f in split.get("media", [])]
+            entries += [_entry(f, STATS_FILE) for f in data.get("files", [])]  # M5Product: its JSON files, lists
+        except (AttributeError, TypeError):
+            raise BadIndex(STATS_FILE, "not of the shape an export writes") from None
     return entries
 
 
@@ -169,19 +205,38 @@ def check_shards(folder: str | Path, hash_files: bool = True, progress=None) -> 
     if not reader.exists():
         report.problems.append(ShardProblem(str(folder), "no such folder"))
         return report
-    entries = listed_files(reader)
+    try:
+        entries = listed_files(reader)
+    except BadIndex as exc:
+        report.problems.append(ShardProblem(exc.name, exc.problem))
+        return report
     if not entries:
-        report.problems.append(ShardProblem(str(folder), "no shard index (*.index.json or _stats.json) found"))
+        if _plan_format(reader) == "m5product":
+            report.problems.append(ShardProblem(str(folder), f"an M5Product export without {STATS_FILE} (written "
+                                                             "before m5data kept one): export it again to check it"))
+        else:
+            report.problems.append(ShardProblem(str(folder), "no shard index (*.index.json or _stats.json) found"))
         return report
     listed = SAMPLES_FILE in reader.names()
     keys: dict[str, set[str]] | None = {} if listed and hash_files else None  # read while hashing
+    media_seen: set[str] = set()  # an item in two splits is in two shards' media indexes: its files checked once
+    if any(e.get("lists_media") for e in entries):
+        report.unit = "file"
     for n, entry in enumerate(entries, 1):
-        _check_entry(reader, entry, hash_files, report, keys)
+        if _check_entry(reader, entry, hash_files, report, keys) and entry.get("lists_media"):
+            _check_media(reader, entry["path"], hash_files, report, media_seen)
         if progress:
             progress(n, len(entries))
     if listed:
         _check_keys(reader, entries, keys, report)
     return report
+
+
+def _plan_format(reader) -> str | None:
+    try:
+        return json.loads(reader.read_text(PLAN_FILE)).get("format") if PLAN_FILE in reader.names() else None
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _check_keys(reader, entries: list[dict], tar_keys: dict | None, report: CheckReport) -> None:
@@ -260,14 +315,29 @@ def _hash_and_keys(reader, path: str) -> tuple[str, set[str] | None]:
     return hashing.digest.hexdigest(), keys
 
 
-def _check_entry(reader, entry: dict, hash_files: bool, report: CheckReport, keys: dict | None = None) -> None:
-    """Check one indexed file: inside the folder, present, of the indexed size, of the indexed sha256."""
+def _check_media(reader, index: str, hash_files: bool, report: CheckReport, seen: set[str]) -> None:
+    """Check the media files an M5Product shard's media index (``{path: [size, sha256]}``) lists."""
+    try:
+        files = json.loads(reader.read_bytes(index))
+        items = sorted((path, int(size), sha) for path, (size, sha) in files.items())
+    except (ValueError, TypeError, AttributeError, OSError):
+        report.problems.append(ShardProblem(index, "unreadable media index"))
+        return
+    for path, size, sha in items:
+        if path not in seen:
+            seen.add(path)
+            _check_entry(reader, {"path": path, "nsamples": None, "size": size, "sha256": sha}, hash_files, report)
+
+
+def _check_entry(reader, entry: dict, hash_files: bool, report: CheckReport, keys: dict | None = None) -> bool:
+    """Check one indexed file: inside the folder, present, of the indexed size, of the indexed sha256
+    (True when it is intact)."""
     report.checked += 1
     try:
         size = reader.size(entry["path"])
     except OutsideFolder:
         report.problems.append(ShardProblem(str(entry["path"]), "path outside the export folder (not checked)"))
-        return
+        return False
     if size is None:
         report.problems.append(ShardProblem(entry["path"], "missing"))
     elif entry["size"] is not None and size != entry["size"]:
@@ -278,3 +348,5 @@ def _check_entry(reader, entry: dict, hash_files: bool, report: CheckReport, key
     else:
         report.samples += entry["nsamples"] or 0
         report.bytes += size
+        return True
+    return False

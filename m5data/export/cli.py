@@ -62,7 +62,7 @@ def export(
 
 
 def check_shards(
-    folder: str = typer.Argument(..., help="An export folder (WebDataset or Parquet), or its URL (s3://bucket/prefix)."),
+    folder: str = typer.Argument(..., help="An export folder (WebDataset, Parquet or M5Product), or its URL (s3://bucket/prefix)."),
     no_hash: bool = typer.Option(False, "--no-hash", help="Compare sizes only (fast)."),
 ) -> None:
     """Verify exported shards against their index: missing, truncated or altered shards (exit 1)."""
@@ -72,13 +72,16 @@ def check_shards(
 
     with one_line_errors(RemoteError):
         report = run_check(folder, hash_files=not no_hash)
+    unit = report.unit
+    if report.problems and not report.checked:  # no index, or one that cannot be read: nothing was checked
+        fail(f"{report.problems[0].path}: {report.problems[0].problem}")
     if report.problems:
-        t = Table(title=esc(f"{len(report.problems)} bad shard(s) in {folder}"))
-        t.add_column("shard")
+        t = Table(title=esc(f"{len(report.problems)} bad {unit}(s) in {folder}"))
+        t.add_column(unit)
         t.add_column("problem")
         for p in report.problems:  # paths come from index files: data, escaped
             t.add_row(esc(p.path), esc(p.problem))
         console.print(t)
-        fail(f"{len(report.problems)} of {report.checked} shard(s) failed: "
+        fail(f"{len(report.problems)} of {report.checked} {unit}(s) failed: "
                     + ", ".join(p.path for p in report.problems[:10]))
-    console.print(f"{report.checked} shard(s) ok: {report.samples:,} samples, {report.bytes:,} bytes")
+    console.print(f"{report.checked} {unit}(s) ok: {report.samples:,} samples, {report.bytes:,} bytes")

@@ -1,4 +1,4 @@
-"""Hugging Face Parquet layout: ``data/<split>-00000-of-0000N.parquet`` and a ``README.md`` dataset card.
+"""Hugging Face Parquet layout: ``data/data/<split>-00000-of-0000N.parquet`` and a ``README.md`` dataset card.
 
 Split names use underscores (``query-c`` -> ``query_c``: ``datasets`` refuses hyphens). Columns:
 ids, texts, the spec table as ``list<struct<property, value>>``, unified labels, the duplicate
@@ -7,7 +7,10 @@ group, the main image as an ``Image`` feature (``struct<bytes: binary, path: str
 ``float32`` lists of shape ``(frames, n_mfcc, steps)``, the mp3 bytes and the modalities present.
 A missing modality is a null, never placeholder bytes. The card's YAML ``configs`` names every
 split (the automatic loader only knows train/validation/test) and ``dataset_info`` describes the
-features and split sizes, so ``datasets.load_dataset(DIR)`` reads every split offline.
+features and split sizes, so ``datasets.load_dataset(DIR)`` reads every split offline. The files sit
+one folder deeper than the hub's ``data/<split>-*`` so that ``load_dataset("parquet", data_dir=DIR/data)``,
+which reads no card and takes split names only from ``data/{split}-NNNNN-of-NNNNN`` below its folder
+(else it folds every name holding "train" or "test" into those two), gives the card's splits too.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import pyarrow as pa
 from .samples import Sample, drop_outside_blobs, frame_files, hf_split_name, read_blob
 
 MEDIA_KINDS = ("image_norm", "frames", "mfcc", "audio")
+DATA_DIR = "data/data"  # the Parquet files' folder (module docstring: why two levels)
+LAYOUT = DATA_DIR  # in the plan: a folder of the older one-level layout is another export, not resumed
 ROW_GROUP_ROWS = 64  # rows per Parquet row group: a few MB of images each, so readers can stream
 
 _IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
@@ -67,11 +72,11 @@ def schema() -> pa.Schema:
 
 
 def shard_path(split: str, index: int, count: int) -> str:
-    return f"data/{hf_split_name(split)}-{index:05d}-of-{count:05d}.parquet"
+    return f"{DATA_DIR}/{hf_split_name(split)}-{index:05d}-of-{count:05d}.parquet"
 
 
 def stats_path(out: Path, shard) -> Path:
-    # not under data/: the card's `data/<split>-*` patterns must match Parquet files only
+    # not under data/: the card's `data/data/<split>-*` patterns must match Parquet files only
     return out / "_shards" / f"{hf_split_name(shard.split)}-{shard.index:05d}.stats.json"
 
 
@@ -190,7 +195,7 @@ def dataset_card(version: str, splits: dict[str, dict]) -> str:
 
     meta = {
         "configs": [{"config_name": "default", "data_files": [
-            {"split": hf_split_name(s), "path": f"data/{hf_split_name(s)}-*"} for s in splits]}],
+            {"split": hf_split_name(s), "path": f"{DATA_DIR}/{hf_split_name(s)}-*"} for s in splits]}],
         "dataset_info": {"features": _CARD_FEATURES, "splits": [
             {"name": hf_split_name(s), "num_bytes": v["bytes"], "num_examples": v["nsamples"]} for s, v in splits.items()]},
     }
@@ -200,7 +205,8 @@ def dataset_card(version: str, splits: dict[str, dict]) -> str:
             f"Split version `{version}`. One row per product: image, caption, spec table, 1-fps video frames "
             "and MFCC audio features, unified category labels. Missing modalities are nulls.\n\n"
             "| split | m5data split | products | files |\n|---|---|---|---|\n" + "\n".join(lines) + "\n\n"
-            "```python\nfrom datasets import load_dataset\nds = load_dataset(\"path/to/this/folder\")\n```\n")
+            "```python\nfrom datasets import load_dataset\nds = load_dataset(\"path/to/this/folder\")\n"
+            "# the same splits: load_dataset(\"parquet\", data_dir=\"path/to/this/folder/data\")\n```\n")
 
 
 def finish(store, out: Path, version: str, members, shards: list[dict], options: dict) -> None:

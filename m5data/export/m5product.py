@@ -11,6 +11,10 @@
     train.txt, query.txt, gallery.txt, query_fg.txt, gallery_fg.txt, cls_train.txt, cls_test.txt, subset.txt
     retrieval/coarse/{query,train}.txt, retrieval/fine/{query,train}.txt   SCALE's query / gallery lists
     m5data_items.json             {item_id: {product_id, labels, group_id, splits}} (what the layout cannot carry)
+    _stats.json                   what check-shards verifies: each shard's record and media index, these files
+
+A shard writes its media, ``_shards/<split>-<index>.files.json`` (``{path: [size, sha256]}`` of the
+media files of its items), its records (``.part.json``), then its stats (the completion marker).
 
 Item ids are the platforms' own ids (``source_id``) when they are unique over the export and
 file-safe, else the safe key of the product id. Split lists hold one item id a line, in product
@@ -37,6 +41,7 @@ CAPTIONS = "captions.json"
 ID_LABEL = "m5product_id_label.json"
 LABEL_LIST = "m5product_label_list.json"
 ITEMS = "m5data_items.json"
+STATS = "_stats.json"
 PV_PAIR, PV_KV = "#;#", "#:#"
 # split -> list file; the retrieval pairs SCALE reads as (query.txt, train.txt = gallery)
 LIST_FILES = {"train": "train.txt", "query-c": "query.txt", "gallery-c": "gallery.txt", "query-fg": "query_fg.txt",
@@ -123,18 +128,21 @@ def key_item_id(product_id: str) -> str:
     return f"{key[:100]}~~{hashlib.sha256(product_id.encode('utf-8')).hexdigest()[:16]}"
 
 
-def _copy(src: Path, dst: Path, what: str, failures: Counter) -> int | None:
+def _copy(src: Path, dst: Path, what: str, failures: Counter) -> tuple[int, int, str] | None:
     """Copy a blob to ``dst`` atomically (unique temp name: two shards may write the same item);
-    the bytes written, or None with the reason counted: ``missing <what> blob`` when the blob
-    cannot be read, ``cannot write <what> file: <strerror>`` when ``dst`` cannot be written."""
+    (bytes written, size, sha256), or None with the reason counted: ``missing <what> blob`` when the
+    blob cannot be read, ``cannot write <what> file: <strerror>`` when ``dst`` cannot be written."""
     try:
-        size = src.stat().st_size
-        if dst.is_file() and dst.stat().st_size == size:
-            return 0
         data = src.read_bytes()
     except OSError:
         failures[f"missing {what} blob"] += 1
         return None
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        if dst.is_file() and dst.stat().st_size == len(data):
+            return 0, len(data), digest
+    except OSError:
+        pass
     tmp = dst.with_name(f".tmp-{os.getpid()}-{dst.name}")
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -147,18 +155,19 @@ def _copy(src: Path, dst: Path, what: str, failures: Counter) -> int | None:
         except OSError:
             pass
         return None
-    return len(data)
+    return len(data), len(data), digest
 
 
 def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], options: dict) -> dict:
-    """Copy each item's media, then write the shard's records (``_shards/*.part.json``) and its stats."""
+    """Copy each item's media, then write the shard's media index (``_shards/*.files.json``), its
+    records (``_shards/*.part.json``) and its stats."""
     from .check import file_sha256
     from .json_stream import write_json_atomic
 
     failures: Counter = Counter()
     modalities: Counter = Counter()
     written = 0
-    records = {}
+    records, files = {}, {}
     for s in samples:
         iid = item_id(s, options)
         drop_outside_blobs(store_root, s, failures)
@@ -170,11 +179,12 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
         for what, attr, target in media:
             if not getattr(s, attr):
                 continue
-            n = _copy(resolve_blob(store_root, getattr(s, attr)), out / target, what, failures)
-            if n is None:  # not in the layout: not a modality of the item either
+            copied = _copy(resolve_blob(store_root, getattr(s, attr)), out / target, what, failures)
+            if copied is None:  # not in the layout: not a modality of the item either
                 setattr(s, attr, None)
             else:
-                written += n
+                written += copied[0]
+                files[target] = list(copied[1:])
         modalities.update(s.modalities())
         records[iid] = {
             "title": s.title or "", "pv": pv_string(s.specs), "product_id": s.product_id,
@@ -182,14 +192,23 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
             "sub_class_name": s.sub_class_name, "subsub_class_id": s.subsub_class_id,
             "subsub_class_name": s.subsub_class_name, "group_id": s.group_id,
         }
+    media = out / "_shards" / f"{shard.split}-{shard.index:05d}.files.json"
+    write_json_atomic(media, files)
     part = out / "_shards" / f"{shard.split}-{shard.index:05d}.part.json"
     write_json_atomic(part, records)
     stats = {"shard": part.name, "path": str(part.relative_to(out)), "split": shard.split, "index": shard.index,
              "count": shard.count, "nsamples": len(samples), "size": part.stat().st_size, "sha256": file_sha256(part),
+             "media": _file_entry(out, media.relative_to(out).as_posix()),
              "bytes_written": written + part.stat().st_size, "modalities": dict(sorted(modalities.items())),
              "failures": dict(sorted(failures.items())), "item_ids": options.get("item_ids")}
     write_json_atomic(stats_path(out, shard), stats)
     return stats
+
+
+def _file_entry(out: Path, rel: str) -> dict:
+    from .check import file_sha256
+
+    return {"path": rel, "size": (out / rel).stat().st_size, "sha256": file_sha256(out / rel)}
 
 
 def _video_ext(rel: str | None) -> str:
@@ -198,7 +217,8 @@ def _video_ext(rel: str | None) -> str:
 
 
 def finish(store, out: Path, version: str, members, shards: list[dict], options: dict) -> None:
-    """Merge the shards' records into the caption JSON, label files, split lists and ``m5data_items.json``.
+    """Merge the shards' records into the caption JSON, label files, split lists and ``m5data_items.json``,
+    then write ``_stats.json`` (what ``check-shards`` verifies).
 
     Memory is one shard's records plus the label list, at any export size: each shard's
     ``_shards/*.part.json`` is read once, in plan order, its rows appended to one Parquet file and
@@ -226,9 +246,27 @@ def finish(store, out: Path, version: str, members, shards: list[dict], options:
                 id_label.add(iid, label_index[(class_id, sub_class_id)])
             id_label.close()
             fh.write("\n")
-        _place_lists(out, work, splits)
+        lists = _place_lists(out, work, splits)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    _write_stats(out, version, shards, [CAPTIONS, ITEMS, ID_LABEL, LABEL_LIST, *lists])
+
+
+def _write_stats(out: Path, version: str, shards: list[dict], layout_files: list[str]) -> None:
+    """``_stats.json``: per split its shards' records (with their sample counts) and media indexes,
+    and the size and sha256 of the layout's files, for ``check-shards``."""
+    from .json_stream import write_json_atomic
+
+    splits: dict[str, dict] = {}
+    for st in shards:
+        agg = splits.setdefault(st["split"], {"nsamples": 0, "shards": 0, "files": [], "media": []})
+        agg["nsamples"] += st.get("nsamples", 0)
+        agg["shards"] += 1
+        agg["files"].append({k: st.get(k) for k in ("path", "nsamples", "size", "sha256")})
+        if st.get("media"):  # a shard an older export wrote has none
+            agg["media"].append(st["media"])
+    write_json_atomic(out / STATS, {"version": version, "format": "m5product", "splits": splits,
+                                    "files": [_file_entry(out, rel) for rel in sorted(set(layout_files))]})
 
 
 def _gather_parts(out: Path, shards: list[dict], work: Path) -> list[str]:
@@ -305,9 +343,10 @@ def _write_records(out: Path, work: Path, version: str, options: dict, splits: l
     return sorted(labels, key=lambda t: (t[1], t[0]))
 
 
-def _place_lists(out: Path, work: Path, splits: list[str]) -> None:
-    """Move each split's list into place, and copy SCALE's retrieval pairs from them."""
+def _place_lists(out: Path, work: Path, splits: list[str]) -> list[str]:
+    """Move each split's list into place, and copy SCALE's retrieval pairs from them; the files written."""
     rank = {split: n for n, split in enumerate(splits)}
+    placed = []
     for name, (query, gallery) in RETRIEVAL.items():
         if query in rank and gallery in rank:
             for split, target in ((query, "query.txt"), (gallery, "train.txt")):
@@ -315,8 +354,11 @@ def _place_lists(out: Path, work: Path, splits: list[str]) -> None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(work / f"list-{rank[split]}.txt", path.with_name(f".tmp-{target}"))
                 os.replace(path.with_name(f".tmp-{target}"), path)
+                placed.append(path.relative_to(out).as_posix())
     for split, n in rank.items():  # two splits with one list file name (cls-train, cls_train): the later wins
         os.replace(work / f"list-{n}.txt", out / list_file(split))
+        placed.append(list_file(split))
+    return placed
 
 
 def _sql_text(path: Path) -> str:

@@ -249,6 +249,8 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
                                          mod.MEDIA_KINDS)
             inherited = []
         plan = plan_record(fmt, version, shards, settings, digest)
+        if getattr(mod, "LAYOUT", None):  # a folder written in an older layout is refused, not resumed into a mix
+            plan["layout"] = mod.LAYOUT
         if base is not None:
             plan["base"] = {"folder": base.name, "inherited": [st["path"] for st in inherited],
                             "kept": [[k["from"], k["name"], len(k["ids"])] for k in kept]}

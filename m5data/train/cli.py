@@ -19,7 +19,7 @@ def train(
     epochs: int = typer.Option(1, "--epochs", min=1, help="Passes over the train split."),
     out: Path = typer.Option(..., "--out", help="Run folder: log.jsonl, checkpoint.pt, model.pt (resumed when it has a checkpoint)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda when available)."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many steps in total."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many steps in total, counting the resumed checkpoint (a re-run at N trains nothing)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of everything (default: the preset's)."),
 ) -> None:
     """Train the thin SCALE model on exported shards; every loss and the modality weights are logged.
@@ -40,6 +40,12 @@ def train(
     # a bad preset is a TrainConfigError, a bad run folder a RunFolderError: both ValueErrors
     d = run_stage("train", rctx, ShardError, ValueError, FileNotFoundError, summary=False).details
     if not main:
+        return
+    if d["resumed_from"] and d["steps"] == d["resumed_from"]:
+        why = (f"--max-steps {max_steps} (a total) reached" if max_steps and d["steps"] >= max_steps
+               else f"all {epochs} epochs done")
+        console.print(f"nothing to train: the checkpoint in {esc(str(out))} is at step {d['steps']}, {why}; "
+                      f"model {esc(str(out / 'model.pt'))}", soft_wrap=True)
         return
     if d["resumed_from"]:
         console.print(f"resumed from step {d['resumed_from']} (checkpoint in {esc(str(out))})", soft_wrap=True)

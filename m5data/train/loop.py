@@ -104,7 +104,8 @@ def train(shards: str | Path, run: str | Path, cfg: Config, epochs: int, *, devi
         cfg: model and training configuration (``load_config``).
         epochs: passes over the train split.
         device: ``cpu``, ``cuda``, ``cuda:1`` ...; default cuda when available.
-        max_steps: stop after this many steps in total (for short runs and tests).
+        max_steps: stop after this many steps in total, counting the steps of the checkpoint resumed
+            from (a run folder already there trains nothing more; for short runs and tests).
         progress: called with each step's log record.
     """
     run = Path(run)
@@ -161,6 +162,8 @@ def train(shards: str | Path, run: str | Path, cfg: Config, epochs: int, *, devi
 
     try:
         for epoch in range(epoch0, epochs):
+            if max_steps and step >= max_steps:  # a total: a run resumed at it trains no step more
+                break
             model.train()
             batches = loader(shards, "train", cfg.model, batch_size=cfg.train.batch_size, workers=cfg.train.workers,
                              shuffle=True, seed=cfg.train.seed, epoch=epoch, rank=dist.rank, world=dist.world)
