@@ -20,6 +20,8 @@ the AWS environment). Then "leftover temp files" are the part objects no log ent
 writer's uploads) after the final ``doctor --repair``, which runs with ``store.garbage_grace=0``
 (nothing else writes the store by then), and every stage process gets one TMPDIR under the work
 folder (as on one machine): killed runs' ``m5data-*`` scratch left there at the end counts as leftover too.
+An ``align`` run is also paused (SIGSTOP) past its lease while the run to completion takes it over, then
+resumed: its commits must be refused and the store still equal the reference (``PAUSED_STAGE``).
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/support: the demo shop fixtures
 
 STAGES = ["crawl", "download", "extract", "align", "doctor"]
+# --s3: a run of this stage is SIGSTOPped (after a random delay) until its lease of PAUSED_LEASE seconds
+# has run out, the run to completion takes the lease over, then the paused one is SIGCONTed: its
+# commits are refused (LeaseLost), and the store must still equal the reference
+PAUSED_STAGE, PAUSED_LEASE = "align", 4
 # Columns that record how the work went, not what it produced (plus every timestamp column):
 # run ids; a URL's fetch attempts (an attempt of a killed run is counted only if it was recorded,
 # e.g. a "500 once" answer the killed run got and the reference run retried).
@@ -91,7 +97,7 @@ def global_args(store: Path | str, stage: str = "") -> list[str]:
 _live: list[subprocess.Popen] = []  # the stage process running now (killed if this script is stopped)
 
 
-def start(store: Path | str, stage: str, url: str, shop: Path, cwd: Path) -> subprocess.Popen:
+def start(store: Path | str, stage: str, url: str, shop: Path, cwd: Path, extra: tuple[str, ...] = ()) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DO_NOT_TRACK": "1"}
     env.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
     if isinstance(store, str):  # on S3: the runs' local scratch, one TMPDIR as on one machine (counted at the end)
@@ -99,7 +105,7 @@ def start(store: Path | str, stage: str, url: str, shop: Path, cwd: Path) -> sub
         scratch.mkdir(parents=True, exist_ok=True)
         env["TMPDIR"] = str(scratch)
     # own session: the kill reaches the stage's workers (extract pool, Scrapy subprocess) too
-    proc = subprocess.Popen([sys.executable, "-m", "m5data", *global_args(store, stage),
+    proc = subprocess.Popen([sys.executable, "-m", "m5data", *global_args(store, stage), *extra,
                              *stage_args(stage, url, shop)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd, env=env,
                             start_new_session=True)
@@ -327,10 +333,22 @@ def chaos(args, stack: contextlib.ExitStack) -> int:
                 else:  # it finished before the kill: the next try kills sooner
                     finish(proc, f"{stage} (not killed)")
                     upper = max(0.3, upper * 0.7)
+            paused = None
+            if args.s3 and stage == PAUSED_STAGE:  # a writer paused past its lease while the next run takes over
+                paused = start(got_root, stage, running.url, shop, work, ("--set", f"store.lease_seconds={PAUSED_LEASE}"))
+                time.sleep(rng.uniform(0.2, upper))
+                os.killpg(paused.pid, signal.SIGSTOP)
+                time.sleep(PAUSED_LEASE + 1)  # its lease runs out while it is stopped
             code, _ = finish(start(got_root, stage, running.url, shop, work), f"{stage} to completion")
             runs[stage] += 1
             if code != 0:
                 print(f"{stage}: the run after the kills failed (exit {code})", flush=True)
+            if paused is not None:  # resumed after the other run finished: it must write nothing more
+                os.killpg(paused.pid, signal.SIGCONT)
+                pcode, _ = finish(paused, f"{stage} paused past its lease, resumed")
+                runs[stage] += 1
+                print(f"  {stage} paused past its lease: exit {pcode} "
+                      f"({'refused' if pcode else 'finished: paused before it took the lease'})", flush=True)
     result = compare(ref_root, got_root)
     print(f"{'stage':<10}{'kills':>6}{'runs':>6}{'reference s':>13}")
     for stage in STAGES:
