@@ -115,7 +115,7 @@ def big_write(url: str, rows: int, part_rows: int) -> float:
 def demo_pipeline(products: int, work: Path, s3: dict) -> None:
     """The demo shop's pipeline on a local store and on an S3 store, stage by stage (section 3)."""
     from support.demo_fixtures import cached_shop
-    from support.s3_server import requests
+    from support.s3_server import requests, requests_by_kind
 
     from m5data.demo.server import serve_in_thread
     from m5data.storage import Store
@@ -139,9 +139,17 @@ def demo_pipeline(products: int, work: Path, s3: dict) -> None:
             before = requests(s3["log"])
             seconds[where] = {}
             for stage, args in stages.items():
+                at = requests(s3["log"])
                 seconds[where][stage], _ = timed([sys.executable, "-m", "m5data", "--store", store, *sets, *args])
+                if where == "s3":
+                    kinds = requests_by_kind(s3["log"], at)
+                    print(f"demo s3 {stage:<9} requests per product: {sum(kinds.values()) / products:6.2f} ("
+                          + ", ".join(f"{k} {v / products:.2f}" for k, v in sorted(kinds.items())) + ")", flush=True)
             if where == "s3":
                 reqs = requests(s3["log"]) - before
+                kinds = requests_by_kind(s3["log"], before)
+                print("demo s3 crawl -> export, requests per product by kind: "
+                      + ", ".join(f"{k} {v / products:.2f}" for k, v in sorted(kinds.items())), flush=True)
             before = requests(s3["log"])
             s, _ = timed([sys.executable, "-m", "m5data", "--store", store, "doctor", "--quick"])
             extra = f"; requests {requests(s3['log']) - before}" if where == "s3" else ""
@@ -168,6 +176,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000, help="spec rows for the read")
     parser.add_argument("--part-rows", type=int, default=250_000)
     parser.add_argument("--products", type=int, default=60, help="demo shop products for section 3 (0: skip)")
+    parser.add_argument("--demo-only", action="store_true", help="section 3 only (requests per product by kind)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from support.s3_server import moto_server, requests
@@ -176,36 +185,37 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, moto_server(Path(tmp) / "moto") as s3:
         os.environ.update(s3["env"])
-        for n in (1, 4):
-            url = f"s3://{s3['bucket']}/commits-{n}"
-            Store.init(url)
-            commit_latency(url, n, args.writes, s3["log"])
-            local = Path(tmp) / f"local-{n}"
-            Store.init(local)
-            commit_latency(str(local), n, args.writes, None)
+        if not args.demo_only:
+            for n in (1, 4):
+                url = f"s3://{s3['bucket']}/commits-{n}"
+                Store.init(url)
+                commit_latency(url, n, args.writes, s3["log"])
+                local = Path(tmp) / f"local-{n}"
+                Store.init(local)
+                commit_latency(str(local), n, args.writes, None)
 
-        url = f"s3://{s3['bucket']}/read"
-        Store.init(url)
-        seconds = big_write(url, args.rows, args.part_rows)
-        print(f"streaming write of {args.rows:,} spec rows ({args.part_rows:,} per part): {seconds:.2f} s")
-        py = [sys.executable, "-c"]
-        before = requests(s3["log"])
-        s, out = timed(py + [f"from m5data.storage import Store; print(Store.open({url!r}).count('specs'))"])
-        print(f"count (fresh process): {s:.2f} s -> {int(out):,} rows; requests {requests(s3['log']) - before}")
-        before = requests(s3["log"])
-        s, _ = timed(py + [f"from m5data.storage import Store; Store.open({url!r}).connect().close()"])
-        print(f"connect() of every table (fresh process): {s:.2f} s; requests {requests(s3['log']) - before}")
-        sql = "SELECT property, count(*), count(DISTINCT value) FROM specs GROUP BY 1"
-        before = requests(s3["log"])
-        s, _ = timed([sys.executable, "-m", "m5data", "--store", url, "sql", sql])
-        print(f"m5data sql GROUP BY over {args.rows:,} rows: {s:.2f} s; requests {requests(s3['log']) - before}")
-        s, _ = timed(py + [f"from m5data.storage import Store; print(Store.open({url!r}).compact('specs'))"])
-        before = requests(s3["log"])
-        s2, _ = timed([sys.executable, "-m", "m5data", "--store", url, "sql", sql])
-        print(f"compact: {s:.2f} s; the same query after it: {s2:.2f} s; requests {requests(s3['log']) - before}")
-        before = requests(s3["log"])
-        s, _ = timed([sys.executable, "-m", "m5data", "--store", url, "doctor", "--quick"])
-        print(f"doctor --quick over {args.rows:,} spec rows: {s:.2f} s; requests {requests(s3['log']) - before}")
+            url = f"s3://{s3['bucket']}/read"
+            Store.init(url)
+            seconds = big_write(url, args.rows, args.part_rows)
+            print(f"streaming write of {args.rows:,} spec rows ({args.part_rows:,} per part): {seconds:.2f} s")
+            py = [sys.executable, "-c"]
+            before = requests(s3["log"])
+            s, out = timed(py + [f"from m5data.storage import Store; print(Store.open({url!r}).count('specs'))"])
+            print(f"count (fresh process): {s:.2f} s -> {int(out):,} rows; requests {requests(s3['log']) - before}")
+            before = requests(s3["log"])
+            s, _ = timed(py + [f"from m5data.storage import Store; Store.open({url!r}).connect().close()"])
+            print(f"connect() of every table (fresh process): {s:.2f} s; requests {requests(s3['log']) - before}")
+            sql = "SELECT property, count(*), count(DISTINCT value) FROM specs GROUP BY 1"
+            before = requests(s3["log"])
+            s, _ = timed([sys.executable, "-m", "m5data", "--store", url, "sql", sql])
+            print(f"m5data sql GROUP BY over {args.rows:,} rows: {s:.2f} s; requests {requests(s3['log']) - before}")
+            s, _ = timed(py + [f"from m5data.storage import Store; print(Store.open({url!r}).compact('specs'))"])
+            before = requests(s3["log"])
+            s2, _ = timed([sys.executable, "-m", "m5data", "--store", url, "sql", sql])
+            print(f"compact: {s:.2f} s; the same query after it: {s2:.2f} s; requests {requests(s3['log']) - before}")
+            before = requests(s3["log"])
+            s, _ = timed([sys.executable, "-m", "m5data", "--store", url, "doctor", "--quick"])
+            print(f"doctor --quick over {args.rows:,} spec rows: {s:.2f} s; requests {requests(s3['log']) - before}")
         if args.products:
             demo_pipeline(args.products, Path(tmp), s3)
 

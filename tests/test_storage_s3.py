@@ -509,6 +509,27 @@ def test_blobs_are_content_addressed_and_written_once(url, aws, tmp_path):
         store.blobs.put_bytes(b"x", "../x")
 
 
+def test_a_new_blob_costs_one_conditional_put_and_no_head_or_list(url, aws, tmp_path):
+    """A blob up to the spool size is one PUT with If-None-Match (before: HEAD, then LIST on s3fs's 404,
+    then the PUT); a larger one a HEAD and its upload, never a LIST."""
+    from support.s3_server import requests_by_kind
+
+    store = Store.init(url)
+    small_file, big_file = tmp_path / "small.jpg", tmp_path / "big.mp4"
+    small_file.write_bytes(b"an image's bytes")
+    big_file.write_bytes(bytes(range(256)) * 40_000)  # 10 MB: past the spool size
+    at = requests(aws["log"])
+    small = store.blobs.put_file(small_file, "jpg")
+    assert requests_by_kind(aws["log"], at) == {"PUT": 1}
+    other = Store.open(url)
+    at = requests(aws["log"])
+    assert other.blobs.put_file(small_file, "jpg") == small  # there already: the PUT refused, the blob kept
+    assert requests_by_kind(aws["log"], at) == {"PUT": 1} and store.blobs.verify(small.path)
+    at = requests(aws["log"])
+    store.blobs.put_file(big_file, "mp4")
+    assert "LIST" not in requests_by_kind(aws["log"], at) and requests_by_kind(aws["log"], at)["HEAD"] == 1
+
+
 def test_runs_past_its_part_cap_is_compacted_and_a_run_costs_no_request_more(url, aws):
     from m5data.storage import StageStats, record_run
     from m5data.storage.runs import RUNS_PARTS

@@ -177,6 +177,15 @@ class ObjectStore:
             found = self._sync(fetch())
         return {r: f[0] for r, f in zip(rels, found) if f is not None}
 
+    def exists(self, rel: str) -> bool:
+        """One HEAD (s3fs's ``info`` would LIST the prefix too when the object is missing)."""
+        with self.explained(rel):
+            try:
+                self._sync(self.fs._call_s3("head_object", Bucket=self.bucket, Key=self.key(rel)))
+            except FileNotFoundError:
+                return False
+        return True
+
     def put(self, rel: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None) -> str | None:
         """Write an object; returns its ETag, or None when the condition failed (it exists / it changed)."""
         cond = {"IfNoneMatch": "*"} if if_absent else {"IfMatch": if_match} if if_match else {}

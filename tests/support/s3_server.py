@@ -77,6 +77,26 @@ def moto_server(folder: Path, bucket: str = BUCKET) -> Iterator[dict]:
         log.close()
 
 
+def requests_by_kind(log: Path, after: int = 0) -> dict[str, int]:
+    """Requests the server answered after the first ``after`` (:func:`requests`), by kind: GET, LIST
+    (a GET of a bucket with ``list-type``), HEAD, PUT, POST (multipart), DELETE."""
+    kinds: dict[str, int] = {}
+    seen = 0
+    with open(log, "rb") as fh:
+        for line in fh:
+            if b'HTTP/1.1" ' not in line:
+                continue
+            seen += 1
+            if seen <= after:
+                continue
+            method, _, path = line.split(b'"', 2)[1].partition(b" ")
+            kind = method.decode(errors="replace")
+            if kind == "GET" and (b"list-type" in path or b"prefix=" in path):
+                kind = "LIST"
+            kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
 def requests(log: Path) -> int:
     """Requests the server has answered so far (its log has one line per request)."""
     with open(log, "rb") as fh:
