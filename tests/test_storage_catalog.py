@@ -43,6 +43,28 @@ def test_the_catalog_counts_what_the_store_reads_after_each_kind_of_write(store)
     assert (counts["splits"], counts["pools"], counts["captions"]) == (4, 5, 3)
 
 
+def test_every_view_has_its_tables_columns_empty_or_not(store):
+    """An empty table's view globs too: its columns and types are the store's before and after its first part."""
+    def described(con, name):
+        return [row[:2] for row in con.execute(f"DESCRIBE {name}").fetchall()]
+
+    def catalog_rows(name):
+        con = duckdb.connect(str(store.catalog_path), read_only=True)
+        try:
+            return described(con, name), sorted(map(repr, con.execute(f"SELECT * FROM {name}").fetchall()))
+        finally:
+            con.close()
+
+    def store_rows(name):
+        with store.connect() as con:
+            return described(con, name), sorted(map(repr, con.execute(f"SELECT * FROM {name}").fetchall()))
+
+    for name in TABLES:
+        assert catalog_rows(name) == store_rows(name), name
+        store.write(name, sample_rows(name, 3))
+        assert catalog_rows(name) == store_rows(name), name
+
+
 def test_a_stage_verb_leaves_the_catalog_current(tmp_path):
     from cli_inprocess import invoke
     from support.splits_store import write_synthetic

@@ -37,6 +37,7 @@ CATALOG_ROOT_SQL = (f"(CASE WHEN regexp_matches({_TEMP_DIR}, '(^|[/\\\\]){_DEFAU
                     f"ELSE error({_sql_str(_HOW_TO_OPEN)} || {_TEMP_DIR} || {_sql_str(')')}) END)")
 
 _refreshing = threading.Lock()  # the catalog lock is per process: threads of one take turns here
+_read: dict[str, tuple[tuple, dict]] = {}  # catalog file -> (its stat, its views) when this process last read it
 
 
 class Catalog:
@@ -79,7 +80,7 @@ class Catalog:
                         except duckdb.Error as exc:  # a corrupt part: the view says so when read
                             con.execute(f"CREATE OR REPLACE VIEW {spec.name} AS "
                                         f"{self._error_view_sql(spec, str(self._explain(spec.name, exc)))}")
-                        con.execute("INSERT INTO _m5data_views VALUES (?, ?)", [spec.name, wanted[spec.name]])
+                    con.executemany("INSERT INTO _m5data_views VALUES (?, ?)", list(wanted.items()))
                     con.execute("CHECKPOINT")
                 finally:
                     con.close()
@@ -98,18 +99,29 @@ class Catalog:
             Path(str(tmp) + ".wal").unlink(missing_ok=True)
 
     def _catalog_views(self) -> dict | None:
-        """The views the catalog file holds (None when it is missing, unreadable or busy)."""
+        """The views the catalog file holds (None when it is missing, unreadable or busy).
+
+        A file this process read before and nobody replaced or changed since is not opened again
+        (a DuckDB connection costs 20-50 ms; a write after a compaction asks).
+        """
         import duckdb
 
-        if not self.catalog_path.is_file():
+        try:
+            st = self.catalog_path.stat()
+        except OSError:
             return None
+        seen = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if (known := _read.get(str(self.catalog_path))) and known[0] == seen:
+            return known[1]
         try:
             con = duckdb.connect(str(self.catalog_path), read_only=True)
         except duckdb.Error:
             return None
         try:
-            return dict(con.execute("SELECT name, sql FROM _m5data_views").fetchall())
+            views = dict(con.execute("SELECT name, sql FROM _m5data_views").fetchall())
         except duckdb.Error:
             return None
         finally:
             con.close()
+        _read[str(self.catalog_path)] = (seen, views)
+        return views
