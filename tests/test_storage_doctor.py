@@ -192,6 +192,50 @@ def test_corrupt_catalog_is_found_and_rebuilt(tmp_path):
     con.close()
 
 
+def test_a_stale_catalog_is_a_warning_and_rebuilt(tmp_path):
+    """A catalog whose views are not the store's (a refresh that could not be written, or one made
+    by an older m5data for a store since copied) is a problem that ``--repair`` fixes."""
+    import duckdb
+
+    store = Store.init(tmp_path / "store")
+    store.write("products", sample_rows("products", 2))
+    store.compact("products")
+    old = store.catalog_path.read_bytes()  # its products view reads the compacted part as it is
+    store.write("products", sample_rows("products", 2))  # the same keys again
+    store.catalog_path.write_bytes(old)
+    report = doctor(store)
+    assert [(f.check, f.severity) for f in report.problems] == [("catalog", "warning")]
+    assert "products" in report.problems[0].problem
+    assert m5(store, "doctor").exit_code == 1
+    assert m5(store, "doctor", "--repair").exit_code == 0
+    con = duckdb.connect(str(store.catalog_path), read_only=True)
+    assert con.execute("SELECT count(*) FROM products").fetchone()[0] == store.count("products") == 2
+    con.close()
+    assert doctor(store).ok
+
+
+def test_a_catalog_made_for_another_folder_names_it(tmp_path):
+    """A catalog of an older m5data named its store's folder in its views: copied with the store, it
+    read the original. Doctor says where it was made; ``--repair`` makes this store's."""
+    import shutil
+
+    import duckdb
+
+    from m5data.storage import TABLES
+
+    original = Store.init(tmp_path / "original")
+    original.write("products", sample_rows("products", 2))
+    con = duckdb.connect(str(original.catalog_path))
+    con.execute("DELETE FROM _m5data_views")  # the views as an older m5data recorded them: absolute globs
+    con.executemany("INSERT INTO _m5data_views VALUES (?, ?)", [[n, original.view_sql(t)] for n, t in TABLES.items()])
+    con.close()
+    copy = Store.open(shutil.copytree(original.root, tmp_path / "copy"))
+    report = doctor(copy)
+    assert [(f.check, f.severity) for f in report.problems] == [("catalog", "warning")]
+    assert f"made for the store at {original.root}" in report.problems[0].problem
+    assert doctor(copy, repair=True).ok and doctor(copy).ok
+
+
 def test_repair_is_refused_while_a_stage_runs(tmp_path):
     store = Store.init(tmp_path / "store")
     code = ("import sys, time\nfrom m5data.storage import Store\n"

@@ -1,9 +1,19 @@
 """The catalog file ``catalog.duckdb``: the tables' views for any DuckDB client, rebuilt when stale.
-Derivable: deleting it loses nothing."""
+Derivable: deleting it loses nothing.
+
+The views find the store's parts next to the catalog file, wherever DuckDB opened it, so a store
+folder copied or moved (``cp -r``, ``mv``) reads its own parts from any working directory. DuckDB
+resolves a relative path against the process's working directory, and a table function's arguments
+must be constants (no subquery of ``duckdb_databases()``); a setting is one, and ``temp_directory``
+defaults to the database file's absolute path plus ``.tmp``. Opened any other way (ATTACH, a
+``temp_directory`` set) a view fails saying how to open it, rather than read another folder.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import threading
 from pathlib import Path
 
 from . import locks
@@ -11,8 +21,23 @@ from .errors import StoreBusy, StoreError
 from .parts import fsync_dir
 from .schema import TABLES
 from .temps import temp_name
+from .views import _sql_str
 
 CATALOG = "catalog.duckdb"
+REFRESH_WAIT = 60.0  # seconds a refresh waits for another process's (a rebuild takes well under one)
+
+_TEMP_DIR = "current_setting('temp_directory')"
+_DEFAULT_TEMP = re.escape(CATALOG + ".tmp")
+_HOW_TO_OPEN = (f"an m5data catalog reads the tables next to its file, which DuckDB names only when the file "
+                f"is opened itself with its default temp_directory: use duckdb.connect('<store>/{CATALOG}', "
+                f"read_only=True), not ATTACH (this connection's temp_directory: ")
+# The store folder, ending in its separator (empty when the catalog was opened by its bare name)
+CATALOG_ROOT_SQL = (f"(CASE WHEN regexp_matches({_TEMP_DIR}, '(^|[/\\\\]){_DEFAULT_TEMP}$') "
+                    f"THEN regexp_replace({_TEMP_DIR}, '{_DEFAULT_TEMP}$', '') "
+                    f"ELSE error({_sql_str(_HOW_TO_OPEN)} || {_TEMP_DIR} || {_sql_str(')')}) END)")
+
+_refreshing = threading.Lock()  # the catalog lock is per process: threads of one take turns here
+_read: dict[str, tuple[tuple, dict]] = {}  # catalog file -> (its stat, its views) when this process last read it
 
 
 class Catalog:
@@ -22,25 +47,31 @@ class Catalog:
     def catalog_path(self) -> Path:
         return self.root / CATALOG
 
-    def refresh_catalog(self, quiet: bool = False) -> bool:
+    def catalog_views(self) -> dict[str, str]:
+        """The SQL of each table's catalog view, as the table's parts are now."""
+        return {spec.name: self.view_sql(spec, root_sql=CATALOG_ROOT_SQL) for spec in TABLES.values()}
+
+    def refresh_catalog(self, quiet: bool = False, wait: float = REFRESH_WAIT) -> bool:
         """Make ``catalog.duckdb`` hold the current views; rebuild it when missing, stale or corrupt.
 
         Writes only when a view changed, so reading the store leaves its files untouched. A rebuild
-        happens under the catalog lock into a temp file renamed into place: a process reading the
-        old catalog keeps reading it, and a refresh never waits for another process. Returns False
-        when another process was rebuilding it meanwhile, or (``quiet``) when it could not be written.
+        happens under the catalog lock (waiting up to ``wait`` seconds for another process's), with
+        the views taken under it, so the last rebuild sees every part written before it began; it
+        writes a temp file renamed into place: a process reading the old catalog keeps reading it.
+        Returns False when the lock stayed taken, or (``quiet``) when the catalog could not be written.
         """
         import duckdb
 
-        wanted = {spec.name: self.view_sql(spec) for spec in TABLES.values()}
-        if self._catalog_views() == wanted:
+        if self._catalog_views() == self.catalog_views():
             return True
         tmp = self.root / temp_name(".duckdb")
         try:
-            with locks.hold(self.root, "catalog", "catalog refresh", error=StoreBusy):
+            with _refreshing, locks.hold(self.root, "catalog", "catalog refresh", wait=wait, error=StoreBusy):
+                wanted = self.catalog_views()
                 if self._catalog_views() == wanted:  # another process rebuilt it while we waited
                     return True
-                con = duckdb.connect(str(tmp))
+                # a view is bound as it is made: made as if opened where the catalog goes
+                con = duckdb.connect(str(tmp), config={"temp_directory": str(self.catalog_path) + ".tmp"})
                 try:
                     con.execute("CREATE TABLE _m5data_views (name VARCHAR, sql VARCHAR)")
                     for spec in TABLES.values():
@@ -49,7 +80,7 @@ class Catalog:
                         except duckdb.Error as exc:  # a corrupt part: the view says so when read
                             con.execute(f"CREATE OR REPLACE VIEW {spec.name} AS "
                                         f"{self._error_view_sql(spec, str(self._explain(spec.name, exc)))}")
-                        con.execute("INSERT INTO _m5data_views VALUES (?, ?)", [spec.name, wanted[spec.name]])
+                    con.executemany("INSERT INTO _m5data_views VALUES (?, ?)", list(wanted.items()))
                     con.execute("CHECKPOINT")
                 finally:
                     con.close()
@@ -68,18 +99,29 @@ class Catalog:
             Path(str(tmp) + ".wal").unlink(missing_ok=True)
 
     def _catalog_views(self) -> dict | None:
-        """The views the catalog file holds (None when it is missing, unreadable or busy)."""
+        """The views the catalog file holds (None when it is missing, unreadable or busy).
+
+        A file this process read before and nobody replaced or changed since is not opened again
+        (a DuckDB connection costs 20-50 ms; a write after a compaction asks).
+        """
         import duckdb
 
-        if not self.catalog_path.is_file():
+        try:
+            st = self.catalog_path.stat()
+        except OSError:
             return None
+        seen = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if (known := _read.get(str(self.catalog_path))) and known[0] == seen:
+            return known[1]
         try:
             con = duckdb.connect(str(self.catalog_path), read_only=True)
         except duckdb.Error:
             return None
         try:
-            return dict(con.execute("SELECT name, sql FROM _m5data_views").fetchall())
+            views = dict(con.execute("SELECT name, sql FROM _m5data_views").fetchall())
         except duckdb.Error:
             return None
         finally:
             con.close()
+        _read[str(self.catalog_path)] = (seen, views)
+        return views

@@ -44,6 +44,7 @@ class Compaction:
                     stream.abort()
                     raise
                 self._swap_parts(name, old, stream._done)
+            self.refresh_catalog(quiet=True)
             return stream.rows
         table = conform(spec, data)
         with self.table_lock(name, f"replace {name}"):
@@ -60,6 +61,7 @@ class Compaction:
                 self._swap_parts(name, old, [new])
             finally:
                 marker.close()
+        self.refresh_catalog(quiet=True)  # the table's view becomes a compacted one (the first, if it was empty)
         return len(table)
 
     def _newest_writes_sql(self, con, spec, parts: list[Path]) -> str | None:
@@ -94,9 +96,10 @@ class Compaction:
         os.replace(tmp, marker)
         fsync_dir(marker.parent)
 
-    def is_compacted(self, name: str) -> bool:
-        """True when the table's parts are exactly those of its last compaction (no duplicates)."""
-        parts = self.parts(name)
+    def is_compacted(self, name: str, parts: list[Path] | None = None) -> bool:
+        """True when the table's parts (``parts``, as listed) are exactly those of its last compaction
+        (no duplicates); an empty table is."""
+        parts = self.parts(name) if parts is None else parts
         marker = self.table_dir(name) / COMPACTED
         if not parts:
             return True

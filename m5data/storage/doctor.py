@@ -12,7 +12,8 @@ Checks, in order (each problem is a :class:`Finding`):
   makes them again). A blob whose bytes are wrong is moved to quarantine first.
 - **temp files** of dead runs (their owner's PID is gone). Repair: remove them. Temp files of live
   runs are listed as info only.
-- **catalog**: ``catalog.duckdb`` readable and current. Repair: rebuild it.
+- **catalog**: ``catalog.duckdb`` readable and current: a stale view (DuckDB on it may read other
+  rows than the store) is a warning. Repair: rebuild it.
 
 The logic never prints; ``doctor_cli.py`` shows the findings. The blob check is ``doctor_blobs.py``,
 the findings and the quarantine ``doctor_findings.py``; this module checks parts, temp files and the
@@ -22,6 +23,7 @@ catalog, and runs the checks.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -126,7 +128,7 @@ def _check_temps(store: Store, report: DoctorReport, repair: bool) -> None:
 
 # ----------------------------------------------------------------------------------------- catalog
 def _check_catalog(store: Store, report: DoctorReport, repair: bool) -> None:
-    wanted = {spec.name: store.view_sql(spec) for spec in TABLES.values()}
+    wanted = store.catalog_views()
     have = store._catalog_views()
     if have == wanted:
         return
@@ -136,11 +138,22 @@ def _check_catalog(store: Store, report: DoctorReport, repair: bool) -> None:
         finding = Finding("catalog", WARNING, store.catalog_path.name, "unreadable (corrupt, or open for writing "
                           "by another program)", "rebuild")
     else:
-        finding = Finding("catalog", INFO, store.catalog_path.name, "views out of date (derivable)", "rebuild")
+        stale = [name for name in wanted if have.get(name) != wanted[name]]
+        finding = Finding("catalog", WARNING, store.catalog_path.name,
+                          f"views out of date for {', '.join(stale)}{_made_for(store, have)}: DuckDB on the "
+                          f"catalog may read other rows than the store", "rebuild")
     if repair:
         finding.repaired = store.refresh_catalog(quiet=True)
         finding.repair = "rebuilt" if finding.repaired else "could not rebuild (busy)"
     report.findings.append(finding)
+
+
+def _made_for(store: Store, views: dict[str, str]) -> str:
+    """Where a catalog of an older m5data, whose views named their store's folder, was made (when elsewhere)."""
+    for sql in views.values():
+        if (m := re.search(r"read_parquet\('(.*?)[/\\]tables[/\\]\w+[/\\]part-", sql)) and m.group(1) != str(store.root):
+            return f" (made for the store at {m.group(1)}: copied or moved since)"
+    return ""
 
 
 # -------------------------------------------------------------------------------------------- run

@@ -70,20 +70,31 @@ def _null_columns(spec: TableSpec) -> str:
 class TableViews:
     """The :class:`~m5data.storage.store.Store` methods that write a table's view SQL."""
 
-    def view_sql(self, spec: TableSpec, parts: list[Path] | None = None, with_seq: bool = False) -> str:
+    def view_sql(self, spec: TableSpec, parts: list[Path] | None = None, with_seq: bool = False,
+                 root_sql: str | None = None) -> str:
         """SQL of a table's view: the latest row per key over all parts (or over ``parts``).
 
         This is the catalog's view (a glob: it stays valid as parts come and go); reads of this
         process use :meth:`read_sql`, which gives the same rows without the window where it can.
+        ``root_sql``: the catalog's view, whose glob starts at this SQL expression of the store folder
+        (ending in a separator, or empty: ``catalog.py``); default: at this store's absolute path.
         """
         cols = ", ".join(spec.schema.names + ([SEQ_COLUMN] if with_seq else []))
         listed = parts is not None
         parts = self.parts(spec.name) if parts is None else parts
-        if not parts:
+        if root_sql is not None:
+            glob = _sql_str((self.table_dir(spec.name) / PART_GLOB).relative_to(self.root).as_posix())
+            # an empty table's view globs too (no part: no column, the typed NULLs give them), so the
+            # catalog stays right when the table gets its first part
+            source = (f"(SELECT {_null_columns(spec)}, CAST(NULL AS BIGINT) AS {SEQ_COLUMN} WHERE false "
+                      f"UNION ALL BY NAME SELECT * FROM read_parquet({root_sql} || {glob}, union_by_name = true, "
+                      f"allow_empty = true))")
+        elif not parts:
             return self._empty_sql(spec, with_seq)
-        files = _files_sql(parts) if listed else _sql_str(str(self.table_dir(spec.name) / PART_GLOB))
-        source = f"read_parquet({files}, union_by_name = true)"
-        if not listed and self.is_compacted(spec.name):
+        else:
+            files = _files_sql(parts) if listed else _sql_str(str(self.table_dir(spec.name) / PART_GLOB))
+            source = f"read_parquet({files}, union_by_name = true)"
+        if parts and not listed and self.is_compacted(spec.name):
             return f"SELECT {cols} FROM {source}"
         return _window_sql(spec, source, cols)
 

@@ -36,6 +36,10 @@ class Writing:
         # a repeat of the newest write changes nothing; a repeat of an older one is a new write (it wins)
         if parts and parts[-1].name.endswith(f"-{tag}.parquet"):
             return 0
+        # The catalog's view of a compacted table reads its parts without the window: wrong once a part
+        # is added, so the write that adds it refreshes the catalog (a failure to write the catalog
+        # fails no write: ``m5data doctor`` reports a stale one).
+        new_view = bool(parts) and self.is_compacted(name, parts)
         marker = OpenWrite(directory)  # before the _seq: a reader of changes waits for this write (parts.py)
         try:
             writer = PartWriter(directory, spec, next_seq(), self.compression, tag)
@@ -47,11 +51,15 @@ class Writing:
                 raise
         finally:
             marker.close()
+        if new_view:
+            self.refresh_catalog(quiet=True)
         return len(table)
 
     @contextlib.contextmanager
     def writer(self, name: str) -> Iterator[_StreamingWriter]:
         """Stream many batches into parts of at most ``part_rows`` rows; nothing is published on error."""
+        parts = self.parts(name)
+        new_view = bool(parts) and self.is_compacted(name, parts)  # the catalog's view changes (see write())
         stream = _StreamingWriter(self, table_spec(name))
         try:
             yield stream
@@ -59,6 +67,8 @@ class Writing:
             stream.abort()
             raise
         stream.close()
+        if new_view and stream.rows:
+            self.refresh_catalog(quiet=True)
     def _incoming(self, name: str, data, if_absent: bool) -> tuple[TableSpec, pa.Table, str] | None:
         """``(spec, rows, tag)`` of a write: the rows cast to the table's schema (without existing keys when
         ``if_absent``) and their content tag (a repeat of the newest write is a no-op); None when no row is left."""
