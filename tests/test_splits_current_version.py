@@ -111,3 +111,16 @@ def test_the_pipeline_builds_after_a_version_built_by_hand_so_its_version_become
     assert m5(store, "build-splits", "--version", "v5", "--seed", "2").exit_code == 0
     write_synthetic(store, 40, start=400, n_categories=30)
     assert pipeline() == "v6" == current_version(store)  # after v5, not v2 (carried from v1 all the same)
+
+
+def test_the_current_version_on_object_storage(s3_url, aws):
+    """On an S3 store (no local footers: the table's view answers) the flow's export takes the same version."""
+    pytest.importorskip("moto")
+    from m5data.export.stage import default_out
+
+    store = Store.init(s3_url)
+    assert current_version(store) is None
+    for version in ("v2", "v10", "v9", "../v99"):
+        store.write("splits", _rows(version, 3))
+    assert current_version(store) == "v10"
+    assert default_out(store, "all", "webdataset", None) == ("v10", f"{s3_url}/exports/v10-webdataset-all")
