@@ -124,3 +124,22 @@ def test_the_current_version_on_object_storage(s3_url, aws):
         store.write("splits", _rows(version, 3))
     assert current_version(store) == "v10"
     assert default_out(store, "all", "webdataset", None) == ("v10", f"{s3_url}/exports/v10-webdataset-all")
+
+
+def test_exporting_another_version_into_a_prefix_of_one_is_refused(store, s3_url, aws):
+    pytest.importorskip("moto")
+    from support.s3_server import keys
+
+    def objects() -> dict:
+        client = aws["client"]
+        prefix = s3_url[len(f"s3://{aws['bucket']}/"):]
+        return {k: client.get_object(Bucket=aws["bucket"], Key=k)["Body"].read() for k in keys(aws, prefix)}
+
+    result = m5(store, "export", "--version", "v2", "--out", s3_url, "--workers", "1")
+    assert result.exit_code == 0, result.output
+    before = objects()
+    result = m5(store, "export", "--version", "v1", "--out", s3_url, "--workers", "1")
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.output.split())
+    assert f"{s3_url} holds an export of split version 'v2', not 'v1'" in text, text
+    assert objects() == before
