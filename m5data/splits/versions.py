@@ -52,17 +52,27 @@ def version_parts(store) -> dict[str, list] | None:
 
 
 def stored_versions(store, con=None) -> list[str]:
-    """The names of every split version in the store's ``splits`` table (local parts: from their
-    footers, :func:`version_parts`; else the table's view, on ``con`` when given)."""
-    if not store.parts("splits"):
+    """The names of every split version in the store's ``splits`` table: from the local parts' footers
+    (:func:`version_parts`), else the parts' ``version`` column on object storage (every version in a
+    part is in the table's view: rows are never removed; the view's window over every version's rows
+    cost 1.8 CPU-s at 1M), else the view (a local part that cannot be read: its read says which);
+    on ``con`` when given."""
+    from ..storage.objects import is_store_url
+
+    parts = store.parts("splits")
+    if not parts:
         return []
     found = version_parts(store)
     if found is not None:
         return sorted(found)
+    if is_store_url(str(store.root)):
+        sql, params = "SELECT DISTINCT version FROM read_parquet(?, union_by_name = true)", [[str(p) for p in parts]]
+    else:
+        sql, params = "SELECT DISTINCT version FROM splits", []
     own = con is None
     con = con or store.connect(need=("splits",), only=("splits",))  # one view: a connection of every table costs ~0.3 s
     try:
-        return sorted(v for v, in con.execute("SELECT DISTINCT version FROM splits WHERE version IS NOT NULL").fetchall())
+        return sorted(v for v, in con.execute(sql, params).fetchall() if v is not None)
     finally:
         if own:
             con.close()
