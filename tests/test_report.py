@@ -142,6 +142,7 @@ def test_splits_section_shows_the_newest_version_by_its_number_read_from_its_par
     """v10 is newer than v9 (as build-splits counts them), a version written twice shows its newest
     write, and the rows read from the version's own parts equal those of the view's window."""
     from m5data.report import data
+    from m5data.splits import versions
 
     store, _ = demo_report
     ids = [r[0] for r in store.connect().execute("SELECT product_id FROM products ORDER BY 1 LIMIT 6").fetchall()]
@@ -162,9 +163,9 @@ def test_splits_section_shows_the_newest_version_by_its_number_read_from_its_par
         finally:
             con.close()
     assert held["parts"] == held["view"] and len(held["parts"]) == 6
-    assert set(data.version_parts(store2)) == {"v2", "v9", "v10"}
+    assert set(versions.version_parts(store2)) == {"v2", "v9", "v10"}
     store2.compact("splits")  # one part of every version, whose row group's statistics name no one version
-    assert {v: len(p) for v, p in data.version_parts(store2).items()} == {"v2": 1, "v9": 1, "v10": 1}
+    assert {v: len(p) for v, p in versions.version_parts(store2).items()} == {"v2": 1, "v9": 1, "v10": 1}
     con = store2.connect(only=("splits",))
     try:
         assert data.split_versions(con, store2) == ["v10"]

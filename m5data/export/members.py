@@ -14,8 +14,8 @@ from .samples import (
     SAMPLE_HEADER_SQL,
     SPLIT_NAMES,
     _split_order,
+    current_version,
     first_media,
-    latest_version,
     pick_split,
     plain_name,
     sample_from_row,
@@ -91,14 +91,14 @@ def _sql_str(text: str) -> str:
 def split_counts(store, version: str | None = None, split: str = "all") -> Members:
     """The :class:`Members` of one split or ``all`` splits of a version: the same checks and errors
     as :func:`split_members`, without reading the product ids."""
-    named = version or latest_version(store)
-    own = version_source(store, named) if named is not None else None
+    named = version or current_version(store)
+    own = version_source(store, named)
     if own is not None:  # its rows from only its own parts, not the view's window over every version's rows
         source, found = own
         plain_name("split version", named)
         counts = pick_split(found, split, named)
         return Members(named, {name: counts[name] for name in sorted(counts, key=_split_order)}, source)
-    version, rows = version_rows(store, version,
+    version, rows = version_rows(store, named,
                                  "SELECT split, count(*) FROM splits WHERE version = ? GROUP BY split")
     counts = pick_split(dict(rows), split, version)
     return Members(version, {name: counts[name] for name in sorted(counts, key=_split_order)})

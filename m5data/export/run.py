@@ -181,7 +181,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
             URL (``s3://bucket/prefix``; endpoint and credentials from the AWS environment).
         split: a split name or ``all``.
         fmt: ``webdataset``, ``parquet`` or ``m5product`` (default ``export.format``).
-        version: the split version (default: the latest written).
+        version: the split version (default: the current one, ``splits.versions.current_version``).
         progress: called with (shards done, shards in all) after each shard.
         full: write every shard (default: a WebDataset export of a new split version into a sibling
             folder of the last complete one writes only new and changed samples: ``incremental.py``).
@@ -220,8 +220,13 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
             record_run(store, stats, config)
             return kept
         existing = inc.read_file(out, PLAN_FILE)
+        existing = json.loads(existing) if existing else None
+        if existing is not None and existing.get("version") != version:  # before anything is written there
+            raise ExportError(f"{out} holds an export of split version {existing.get('version')!r}, not {version!r}: "
+                              f"export {version!r} into another folder (by default exports/{version}-{fmt}-{split}), "
+                              f"or {existing.get('version')!r} into this one")
         base, full_because = inc.find_base(store, out, fmt, split, version, settings, full=full,
-                                           existing_plan=json.loads(existing) if existing else None)
+                                           existing_plan=existing)
         fresh_order: list = []
         kept: list[dict] = []  # previous shards copied without the samples that left them
         labels = None
@@ -462,10 +467,12 @@ def _run_kept(fmt: str, out: str, k: dict, *, remote: bool, staging: str | None)
 
 def _unchanged(store, stats: StageStats, out, fmt: str, split: str, version: str, members: Members, marks: dict,
                inputs: str, skipped_splits: dict) -> ExportReport | None:
-    """The report of an export that has nothing to do (the folder holds the last complete export and no
-    table it reads was written since), else None."""
+    """The report of an export that has nothing to do (the folder holds the last complete export, of
+    ``version``, and no table it reads was written since), else None."""
     state = changes.load_state(store, inc.state_name(fmt, split))
-    if state is None or state.get("out") != inc.place(store, out) or not changes.unchanged_since(state, marks, inputs):
+    # another version than the folder's is refused by export(), with the two versions
+    if (state is None or state.get("out") != inc.place(store, out) or state.get("version") != version
+            or not changes.unchanged_since(state, marks, inputs)):
         return None
     manifest = inc.read_file(out, inc.MANIFEST)
     try:

@@ -5,8 +5,8 @@ its unified labels and duplicate group, and the paths of its media (normalised m
 frames, MFCC array, mp3, the original video). Layouts read the bytes themselves, so nothing
 larger than one shard's rows is held at a time.
 
-Which split version: the one named, or the latest written (highest write sequence of its rows;
-ties broken by the larger name).
+Which split version: the one named, or the store's current one (``splits.versions``: the newest by
+the number its name ends with).
 """
 
 from __future__ import annotations
@@ -70,49 +70,19 @@ def hf_split_name(split: str) -> str:
 # ---------------------------------------------------------------------------------------------- versions
 
 
-def latest_version(store, con=None) -> str | None:
-    """The split version written last (highest write sequence; ties by name), or None without splits.
+def current_version(store, con=None) -> str:
+    """The store's current split version (``splits.versions.current_version``: the newest by the number
+    its name ends with, not the last written); :class:`ExportError` for a store without splits, or one
+    whose version names are none of them plain names."""
+    from ..splits.versions import current, stored_versions
 
-    From the parts' footers where each row group's statistics name one version (a write of a version is
-    its own row groups), its newest ``_seq`` their maximum: no read of the rows (the query over the parts
-    cost 3 CPU s at 1M products, every export run); else by that query."""
-    from ..storage.schema import SEQ_COLUMN
-
-    parts = store.parts("splits")
-    if not parts:
-        return None
-    if (found := _latest_from_footers(store, parts)) is not None:
-        return found
-    own = con is None
-    con = con or store.connect(need=("splits",), only=("splits",))  # one view: a connection of every table costs ~0.3 s
-    try:
-        row = con.execute(
-            f"SELECT version FROM read_parquet(?, union_by_name = true) WHERE version IN (SELECT version FROM splits) "
-            f"GROUP BY version ORDER BY max({SEQ_COLUMN}) DESC, version DESC LIMIT 1", [[str(p) for p in parts]]).fetchone()
-    finally:
-        if own:
-            con.close()
-    return row[0] if row else None
-
-
-def _latest_from_footers(store, parts: list) -> str | None:
-    """:func:`latest_version` from the local parts' row-group statistics
-    (:func:`~m5data.splits.footers.group_versions`); None where they do not say (a row group of two
-    versions, no statistics, an unreadable footer, a store on object storage). Every version in a part
-    is in the table's view (rows are never removed), as the query asks."""
-    from ..splits.footers import group_versions
-    from ..storage.objects import is_store_url
-
-    if is_store_url(str(store.root)):
-        return None
-    newest: dict[str, int] = {}
-    for part in parts:
-        found = group_versions(part)
-        if found is None or any(seq is None for _, seq in found):
-            return None
-        for version, seq in found:
-            newest[version] = max(newest.get(version, seq), seq)
-    return max(newest, key=lambda v: (newest[v], v)) if newest else None
+    versions = stored_versions(store, con)
+    version = current(versions)
+    if version is None:
+        if versions:  # names that would become folder names: say why the first is refused
+            plain_name("split version", versions[0])
+        raise ExportError(f"the store {store.root} has no splits: run `m5data build-splits` first")
+    return version
 
 
 def version_source(store, version: str) -> tuple[str, dict] | None:
@@ -136,7 +106,7 @@ def version_source(store, version: str) -> tuple[str, dict] | None:
         found = group_versions(part)
         if found is None:
             return None
-        if any(v == version for v, _ in found):
+        if version in found:
             holding.append(part)
     if not holding:
         return None
@@ -175,13 +145,11 @@ def split_members(store, version: str | None = None, split: str = "all") -> tupl
 
 def version_rows(store, version: str | None, sql: str) -> tuple[str, list[tuple]]:
     """``(version, rows)`` of ``sql`` (over ``splits``, the version its one parameter) for
-    ``version`` or the latest one; :class:`ExportError` for a store without splits, a version
+    ``version`` or the current one; :class:`ExportError` for a store without splits, a version
     without rows (naming the versions there are) or a version that is not a plain name."""
     con = store.connect(need=("splits",), only=("splits",))
     try:
-        version = version or latest_version(store, con)
-        if version is None:
-            raise ExportError(f"the store {store.root} has no splits: run `m5data build-splits` first")
+        version = version or current_version(store, con)
         rows = con.execute(sql, [version]).fetchall()
         versions = [] if rows else [r[0] for r in con.execute("SELECT DISTINCT version FROM splits ORDER BY 1").fetchall()]
     finally:

@@ -56,12 +56,12 @@ def _shard_bar():
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
-def default_out(store, split: str, fmt: str, version: str | None) -> tuple[str | None, str]:
-    """``(version, folder)``: one folder per version, format and split (a new split version never meets an old plan)."""
-    from .samples import latest_version, plain_name
+def default_out(store, split: str, fmt: str, version: str | None) -> tuple[str, str]:
+    """``(version, folder)``: one folder per version (default: the store's current one), format and split
+    (a new split version never meets an old plan)."""
+    from .samples import current_version, plain_name
 
-    version = version or latest_version(store)
-    if version is not None:  # both become a folder name: never one that leads out of exports/
-        plain_name("split version", version)
+    # both become a folder name: never one that leads out of exports/
+    version = plain_name("split version", version or current_version(store))
     plain_name("split", split)
     return version, str(store.where(f"exports/{version}-{fmt}-{split}"))  # on object storage: an s3:// URL

@@ -367,13 +367,13 @@ class SplitInfo:
 
 
 def split_versions(con, store=None) -> list[str]:
-    """The split version the report shows, as a list: none before build-splits. It is the newest by
-    the number its name ends with (``splits.names.newest``: v10 after v9), as build-splits counts them.
+    """The split version the report shows, as a list: none before build-splits. It is the store's current
+    one (``splits.versions.current``: the newest by the number its name ends with, v10 after v9).
     Its rows (split, product_id) are the TEMP view ``report_split_rows``, read once by :func:`splits`. With ``store``
-    (a local one) they are read from only the parts that hold that version (:func:`version_parts`),
+    (a local one) they are read from only the parts that hold that version (``splits.versions.version_parts``),
     else from the view (whose window over every version costs 1.8 CPU-s of 4.1 million rows at 1M; made
     here with ``store``: the report's connection has none)."""
-    from ..splits.names import newest
+    from ..splits.versions import current, version_parts
 
     found = version_parts(store) if store is not None else None
     if found is None and store is not None:  # the report's connection makes no view of splits (0.02 s)
@@ -383,10 +383,10 @@ def split_versions(con, store=None) -> list[str]:
     if found is None:
         versions = [v for v, in _rows(con, "SELECT DISTINCT version FROM splits")]
     else:
-        versions = sorted(found)
-    if not versions:
+        versions = list(found)
+    version = current(versions)
+    if version is None:
         return []
-    version = newest(versions)
     if found is None:
         con.execute("CREATE OR REPLACE TEMP VIEW report_split_rows AS SELECT version, split, product_id "
                     f"FROM splits WHERE version = '{_quoted(version)}'")
@@ -414,45 +414,6 @@ def _one_write(part) -> bool:
 
     [(_, keys)] = keyindex.parts_keys([part], table_spec("splits"))
     return keys is not None and keys.unique
-
-
-def version_parts(store) -> dict[str, list] | None:
-    """Every split version the splits table holds, each with the parts that hold rows of it (a part's
-    Parquet statistics where each row group holds one version, else its distinct versions: a read of
-    that one column); None on object storage (the view is read) or where a part cannot be read (the
-    view's read then says which)."""
-    import duckdb
-
-    from ..storage.objects import is_store_url
-
-    if is_store_url(str(store.root)):
-        return None
-    out: dict[str, list] = {}
-    con = None  # made only for a part whose statistics do not say its versions (a new database: ~25 ms)
-    try:
-        for part in store.parts("splits"):
-            found = _one_version_per_group(part)
-            if found is None:
-                con = con or duckdb.connect()
-                found = [v for v, in con.execute(f"SELECT DISTINCT version FROM read_parquet('{_quoted(part)}')").fetchall()]
-            for v in found:
-                if v is not None:
-                    out.setdefault(v, []).append(part)
-    except duckdb.Error:
-        return None
-    finally:
-        if con is not None:
-            con.close()
-    return out
-
-
-def _one_version_per_group(part) -> list[str] | None:
-    """The versions of a part whose every row group's statistics say it holds one version, from its
-    footer alone (:func:`~m5data.splits.footers.group_versions`); None otherwise."""
-    from ..splits.footers import group_versions
-
-    found = group_versions(part)
-    return None if found is None else sorted({v for v, _ in found})
 
 
 def splits(con, store_root: Path, versions: list[str] | None = None) -> SplitInfo:

@@ -285,7 +285,7 @@ def _plan_for(store, settings: cfg.Settings, version: str, seed: int, con, repla
     (a previous version's, the pipeline's next version), else a new one."""
     params = plan_params(settings.splits) | {"seed": seed}
     old = read_manifest(store, version)
-    if old is not None and not replace:
+    if old is not None and not replace and labelled(old["plan"]):  # a plan made without labels is made again
         stored = Plan.from_json(old["plan"])
         if stored.params != params:
             diff = sorted(k for k in params if stored.params.get(k) != params[k])
@@ -300,16 +300,26 @@ def _plan_for(store, settings: cfg.Settings, version: str, seed: int, con, repla
     counts, order = plan_counts(con, settings, seed)
     if counts.products == 0:
         raise SplitsError(f"store {store.root} has no products: crawl (or import) products first")
+    if counts.labeled == 0:  # a plan frozen now would keep every product in train after align
+        raise SplitsError(f"no product of store {store.root} has a unified label (label_map has none of its "
+                          f"{counts.products:,} products' category paths): run `m5data align` first; nothing was "
+                          f"written for split version {version!r}")
     return make_plan(version, settings.splits, counts, order), False
+
+
+def labelled(plan: dict) -> bool:
+    """The stored ``plan`` was made from labelled products (an older build before align froze one without:
+    every product in train, no evaluation split); such a plan is never reused or carried."""
+    return int(plan.get("counts", {}).get("labeled", 1)) > 0
 
 
 def carried_plan(store, prev: str, version: str, params: dict, manifest: dict | None = None) -> Plan | None:
     """``prev``'s plan for ``version`` (its rates and sampled categories as they are), or None when
-    ``prev`` has no manifest or was built with other settings."""
+    ``prev`` has no manifest, was built with other settings or without labels (:func:`labelled`)."""
     import dataclasses
 
     old = manifest if manifest is not None else read_manifest(store, prev)
-    if old is None:
+    if old is None or not labelled(old["plan"]):
         return None
     plan = Plan.from_json(old["plan"])
     return dataclasses.replace(plan, version=version) if plan.params == params else None

@@ -1,28 +1,24 @@
 """What the ``splits`` parts' footers say of the versions they hold, without reading their rows.
 
 A split version is written in one go (one group of the table), so a part's row groups usually each
-hold one version, and Parquet's row-group statistics (min = max of ``version``) say which, with the
-newest ``_seq`` of each. The report (which parts hold the newest version) and export (the newest
-version, and the parts holding one) read them instead of the table's view, whose window over every
-version's rows cost 1.8-2.7 CPU s at 1M products in each of those reads.
+hold one version, and Parquet's row-group statistics (min = max of ``version``) say which. The
+store's versions (``versions.py``: which is current, which parts hold the report's) and export (the
+parts holding one version) read them instead of the table's view, whose window over every version's
+rows cost 1.8-2.7 CPU s at 1M products in each of those reads.
 """
 
 from __future__ import annotations
 
 
-def group_versions(part) -> list[tuple[str, int | None]] | None:
-    """``(version, newest _seq or None)`` of each non-empty row group of a local ``splits`` part, where its
-    statistics say it holds one version (min = max, no null); None where one does not, or the footer
-    cannot be read (the caller reads the rows)."""
+def group_versions(part) -> list[str] | None:
+    """The version of each non-empty row group of a local ``splits`` part, where its statistics say it
+    holds one version (min = max, no null); None where one does not, or the footer cannot be read (the
+    caller reads the rows)."""
     import pyarrow.parquet as pq
-
-    from ..storage.schema import SEQ_COLUMN
 
     try:
         meta = pq.ParquetFile(part).metadata
-        names = meta.schema.names
-        at_version = names.index("version")
-        at_seq = names.index(SEQ_COLUMN) if SEQ_COLUMN in names else None
+        at_version = meta.schema.names.index("version")
     except (OSError, ValueError):
         return None
     out = []
@@ -33,6 +29,5 @@ def group_versions(part) -> list[tuple[str, int | None]] | None:
         st = group.column(at_version).statistics
         if st is None or not st.has_min_max or st.null_count or st.min != st.max:
             return None
-        seq = group.column(at_seq).statistics if at_seq is not None else None
-        out.append((st.min, seq.max if seq is not None and seq.has_min_max else None))
+        out.append(st.min)
     return out

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from .. import arrays
 from .. import config as cfg
 from ..storage import StageStats
-from .build import BuildReport, carried_plan, finish
+from .build import BuildReport, carried_plan, finish, labelled
 from .carry import ABSENT, FLAGS, SUBSET, lkey_of, read_carry
 from .groups import GroupSource
 from .manifest import MODALITIES, read_manifest
@@ -68,7 +68,8 @@ def build_next(store, settings: cfg.Settings, *, prev: str, version: str, since:
         return f"version {prev} has no manifest"
     plan = carried_plan(store, prev, version, plan_params(s) | {"seed": s.seed}, manifest)
     if plan is None:
-        return f"version {prev} was built with other settings"
+        return f"version {prev} was built with other settings" if labelled(manifest["plan"]) else \
+            f"version {prev}'s plan was made without labels"
     moved_since = {t: int(marks.get(t, 0)) > int(since.get(t, 0)) for t in marks}
     if manifest.get("groups", {}).get("accepted_matches") or moved_since.get("matches"):
         return "duplicate groups join accepted matches (connected components)"

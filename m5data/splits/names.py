@@ -55,7 +55,3 @@ def version_order(version: str) -> tuple[int, str]:
     m = re.search(r"(\d+)$", version)
     return (int(m.group(1)) if m else 0, version)
 
-
-def newest(versions) -> str:
-    """The newest of ``versions`` by :func:`version_order` (the one build-splits builds after)."""
-    return max(versions, key=version_order)

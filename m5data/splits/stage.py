@@ -112,24 +112,24 @@ def _status():
 def incremental_version(store, default: str) -> str:
     """The split version a pipeline run builds, so that a later run on a grown store keeps the old version intact.
 
-    A store without splits gets ``default``. Otherwise the newest version (by the number it ends
-    with) is built again when the store still holds what it was built from (same product count, no
-    product crawled since its manifest was written): a re-run changes nothing. When products were
-    added or re-crawled since, the next version is built (``v1`` -> ``v2``) and the old one is kept.
+    A store without splits gets ``default``. Otherwise the current version (``versions.py``: the
+    newest by the number it ends with) is built again when the store still holds what it was built
+    from (same product count, no product crawled since its manifest was written): a re-run changes
+    nothing. When products were added or re-crawled since, the next version is built (``v1`` -> ``v2``)
+    and the old one is kept.
     """
     import json
     from datetime import datetime
 
-    from .names import name_problem
-    from .names import newest as newest_version
+    from .versions import current, stored_versions
 
-    con = store.connect(need=("splits", "products"), only=("splits", "products"))
+    # a version name is a folder name (derived/splits/<version>/): one that is not plain is never current
+    versions = stored_versions(store)
+    latest = current(versions)
+    if latest is None:
+        return default
+    con = store.connect(need=("products",), only=("products",))
     try:
-        # a version name is a folder name (derived/splits/<version>/): one that is not plain is ignored
-        versions = [r[0] for r in con.execute("SELECT DISTINCT version FROM splits").fetchall() if not name_problem(r[0])]
-        if not versions:
-            return default
-        latest = newest_version(versions)
         products, newest = con.execute("SELECT count(*), max(crawled_at) FROM products").fetchone()
     finally:
         con.close()
@@ -144,9 +144,16 @@ def incremental_version(store, default: str) -> str:
 
 
 def next_version(store, prev: str) -> str:
-    """The first version after ``prev`` (the pipeline's last one: ``v1`` -> ``v2``) that no manifest
-    names: a build killed before its manifest is built again under its name."""
-    version = _after(prev, [])
+    """The first version after ``prev`` (the pipeline's last one: ``v1`` -> ``v2``), and after the store's
+    current one when that has a manifest (a version built by hand since, ``v5``: ``v6``), that no manifest
+    names: the version a pipeline run builds becomes the current one (what its export takes), and a
+    build killed before its manifest is built again under its name."""
+    from .versions import current, current_version
+
+    newest = current([prev, current_version(store) or prev]) or prev
+    if newest != prev and store.read_text(f"derived/splits/{newest}/manifest.json") is None:
+        newest = prev  # the rows of a build killed before its manifest: built again under that name
+    version = _after(newest, [])
     while store.read_text(f"derived/splits/{version}/manifest.json") is not None:
         version = _after(version, [])
     return version
