@@ -122,6 +122,9 @@ def download(
     if stats.pool_restarts:
         console.print(f"[yellow]note:[/] a re-encoding process died; the pool was replaced {stats.pool_restarts} "
                       "time(s) and the images in it re-encoded one by one (see docs/download.md)")
+    if stats.store_waits:
+        console.print(f"[yellow]note:[/] the store {esc(str(rctx.store.root))} was out for a while: "
+                      f"{stats.store_waits} store call(s) waited for it and were tried again (see docs/download.md)")
     if stats.stalled:
         shown = stats.stalled[:20]
         console.print(f"[bold red]stalled:[/] no progress for {s.download.stall_timeout:g} s; "

@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .commitlog import TableLog, TableState, machine
-from .errors import StoreBusy
+from .errors import StoreBusy, StoreError
 from .files import KeptFolder
 from .temps import scratch_dir
 
@@ -83,15 +83,22 @@ def hold_lease(log: TableLog, what: str, where: str, seconds: float, wait: float
     renewer = threading.Thread(target=_renew, args=(log, holder, lease, seconds / 3, stop), daemon=True)
     if renew:
         renewer.start()
+    ended = False
     try:
         yield holder
+        ended = True
     finally:
         stop.set()
         if renew:
             renewer.join()
-        # released unless a commit already did (then no entry is written)
-        log.commit(lambda s: {"kind": "release", "release": holder} if s.lease and
-                   s.lease.get("holder") == holder else None)
+        try:  # released unless a commit already did (then no entry is written)
+            log.commit(lambda s: {"kind": "release", "release": holder} if s.lease and
+                       s.lease.get("holder") == holder else None)
+        except StoreError:
+            if ended:
+                raise
+            # the block's own error says what went wrong (often the same store being out); the lease
+            # frees when it runs out, or at once for a run on this machine whose process is gone
 
 
 def _renew(log: TableLog, holder: str, lease, every: float, stop: threading.Event) -> None:
