@@ -1,6 +1,7 @@
 """``m5data download``: fetch pending media (or a URL list) with a progress bar and a status summary.
 
-Exit codes: 0 done; 1 the failure rate passed ``download.max_failure_rate`` (or a bad option);
+Exit codes: 0 done; 1 the failure rate passed ``download.max_failure_rate`` (or a bad option, or the
+store stayed out past ``download.store_retry_seconds``: the URLs not written stay pending);
 3 the watchdog ended a stalled run; 130 interrupted (Ctrl-C).
 """
 
