@@ -170,7 +170,8 @@ _POSITIVE = {
 }
 _NON_NEGATIVE = {
     "crawl.download_delay", "crawl.max_pages", "crawl.max_depth", "download.retries",
-    "download.backoff", "download.max_redirects", "download.image_max_side", "extract.workers",
+    "download.backoff", "download.max_redirects", "download.image_max_side", "download.store_retry_seconds",
+    "extract.workers",
     "crawl.max_retry_after", "crawl.max_crawl_delay",
     "extract.frame_max_side", "extract.image_max_side",
 }

@@ -84,6 +84,7 @@ class DownloadSettings:
     workers: int = 0  # processes that re-encode images (when image_max_side > 0); 0 = number of cores
     pool: str = "process"  # re-encode in a "process" pool, or a "thread" pool (Pillow releases the GIL: less CPU)
     send_referer: bool = True  # send the product's page URL as Referer, as a browser would (CDNs that refuse hotlinking answer 403 without it)
+    store_retry_seconds: float = 60.0  # how long a store outage (endpoint down, 5xx, disk full) is waited out before the run ends; 0 = not at all
 
 
 @dataclass

@@ -35,7 +35,7 @@ def server():
     files = {"a.jpg": JPEG, "html.jpg": b"<!doctype html><html><body>not found</body></html>",
              "empty.jpg": b"", "truncated.jpg": _real("broken/truncated_jpeg.jpg"),
              "clip.mp4": _real("video/chaplin.mp4"), "clip.webm": _real("video/big_buck_bunny_432_433.webm"),
-             "big.jpg": JPEG + b"\0" * 200_000}
+             "big.jpg": JPEG + b"\0" * 200_000, "headless.jpg": b"\xff\xd8\xff" + b"\x00not a header" * 100}
     with MediaServer(files) as srv:
         yield srv
 
@@ -201,6 +201,19 @@ def test_without_reencoding_a_truncated_jpeg_is_stored_as_is(server, store, tmp_
     row = store.read("media").to_pylist()[0]
     assert row["status"] == "ok" and row["mime"] == "image/jpeg"  # extract marks it corrupt later
     assert store.blobs.path(row["blob"]).read_bytes() == _real("broken/truncated_jpeg.jpg")
+
+
+def test_without_reencoding_an_image_whose_header_does_not_parse_is_corrupt_never_ok_without_a_size(
+        server, store, tmp_path):
+    store.write("media", media_rows([server.url("/f/headless.jpg"), server.url("/f/truncated.jpg")]))
+    run(store, settings(tmp_path, download__max_failure_rate=1))
+    rows = {r["url"].rsplit("/", 1)[1]: r for r in store.read("media").to_pylist()}
+    bad = rows["headless.jpg"]
+    assert (bad["status"], bad["blob"], bad["mime"]) == ("corrupt", None, "image/jpeg"), bad
+    assert bad["error"].startswith("image/jpeg header does not parse: UnidentifiedImageError")
+    good = rows["truncated.jpg"]  # its header is whole: stored as served, with its size
+    assert good["status"] == "ok" and good["width"] > 0 and good["height"] > 0
+    assert list(store.blobs.iter_paths()) == [good["blob"]]
 
 
 def test_every_request_has_a_deadline(server, store, tmp_path):

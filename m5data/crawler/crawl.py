@@ -167,8 +167,9 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
     if not settings.crawl.render_timeout > 0:
         raise ValueError(f"crawl.render_timeout must be > 0, got {settings.crawl.render_timeout}")
     stats = CrawlStats("crawl")
-    # the run's folder: logs/crawl/<run> of the store (on object storage: a local folder uploaded at the end)
-    with store.staged(f"logs/crawl/{stats.run_id}") as rundir:
+    # the run's folder: logs/crawl/<run> of the store (on object storage: a local folder uploaded at the
+    # end); partial: kept also when the run fails, its log is what explains it
+    with store.staged(f"logs/crawl/{stats.run_id}", partial=True) as rundir:
         stats_file, log_file = rundir / "stats.json", rundir / "crawl.log"
         job = {
             "store": str(store.root), "start_urls": urls, "site": site, "stats_file": str(stats_file),

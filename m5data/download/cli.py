@@ -1,6 +1,7 @@
 """``m5data download``: fetch pending media (or a URL list) with a progress bar and a status summary.
 
-Exit codes: 0 done; 1 the failure rate passed ``download.max_failure_rate`` (or a bad option);
+Exit codes: 0 done; 1 the failure rate passed ``download.max_failure_rate`` (or a bad option, or the
+store stayed out past ``download.store_retry_seconds``: the URLs not written stay pending);
 3 the watchdog ended a stalled run; 130 interrupted (Ctrl-C).
 """
 
@@ -122,6 +123,9 @@ def download(
     if stats.pool_restarts:
         console.print(f"[yellow]note:[/] a re-encoding process died; the pool was replaced {stats.pool_restarts} "
                       "time(s) and the images in it re-encoded one by one (see docs/download.md)")
+    if stats.store_waits:
+        console.print(f"[yellow]note:[/] the store {esc(str(rctx.store.root))} was out for a while: "
+                      f"{stats.store_waits} store call(s) waited for it and were tried again (see docs/download.md)")
     if stats.stalled:
         shown = stats.stalled[:20]
         console.print(f"[bold red]stalled:[/] no progress for {s.download.stall_timeout:g} s; "

@@ -12,11 +12,15 @@ For each URL the :class:`Fetcher`
   ``download.retries`` times with exponential backoff and jitter, waiting at least what a
   ``Retry-After`` header asks (capped at :data:`MAX_RETRY_DELAY`); 404, 410 and other 4xx are final;
 * streams the body, aborting past the kind's size limit, sniffs the first bytes (:mod:`.sniff`),
-  hashes while streaming and commits the blob atomically to its content address, without an
-  fsync of its own (the caller syncs the blob area once per batch of outcomes, before it records
-  them: :meth:`m5data.storage.blobs.BlobStore.sync`); with
-  ``download.image_max_side`` set, images are re-encoded in the process pool (:mod:`.resize`)
-  before they are stored.
+  hashes while streaming, reads an image's size from its header, and then, outside the URL's
+  deadlines, commits the blob atomically to its content address, without an fsync of its own (the
+  caller syncs the blob area once per batch of outcomes, before it records them:
+  :meth:`m5data.storage.blobs.BlobStore.sync`); with ``download.image_max_side`` set, images are
+  re-encoded in the process pool (:mod:`.resize`) before they are stored.
+
+The store's own errors are never a URL's outcome: a blob that cannot be stored is tried again while
+the store is out (:class:`~m5data.storage.retry.StoreRetry`, ``download.store_retry_seconds``), and
+past that :meth:`Fetcher.fetch` raises the StoreError, which ends the run with the URL still pending.
 
 Nothing here touches the ``media`` table: :mod:`.run` turns outcomes into status rows.
 """
@@ -24,6 +28,7 @@ Nothing here touches the ``media`` table: :mod:`.run` turns outcomes into status
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -33,6 +38,8 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from ..storage.errors import StoreError
+from ..storage.retry import StoreRetry
 from .resize import ImageDecodeError, ImagePool, ImageTooLarge, image_size
 from .retry_after import retry_after_seconds
 from .safety import GuardedResolver, UnsafeURL, check_url
@@ -67,6 +74,7 @@ class Outcome:
     meta: dict[str, Any] = field(default_factory=dict)
     transient: bool = False  # worth another attempt
     retry_after: float | None = None
+    stored: Any = None  # an ok body not in the store yet: its blob writer, or re-encoded JPEG bytes
 
 
 def referer_for(page: str | None, target: str) -> str | None:
@@ -143,17 +151,20 @@ class Fetcher:
         on_bytes: called with each received chunk's length (progress and the watchdog).
         on_activity: called when a retry wait starts and ends (the watchdog).
         user_agent: the User-Agent header.
+        store_retry: how blobs are stored while the store is out (default: no waiting).
     """
 
     def __init__(self, store, opts, pool: ImagePool | None = None,
                  on_bytes: Callable[[int], None] | None = None,
-                 on_activity: Callable[[], None] | None = None, user_agent: str = "m5data-download"):
+                 on_activity: Callable[[], None] | None = None, user_agent: str = "m5data-download",
+                 store_retry: StoreRetry | None = None):
         self.store = store
         self.opts = opts
         self.pool = pool
         self.on_bytes = on_bytes or (lambda n: None)
         self.on_activity = on_activity or (lambda: None)
         self.user_agent = user_agent
+        self.store_retry = store_retry or StoreRetry(str(store.root), 0.0, "download.store_retry_seconds")
         self.session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Fetcher:
@@ -174,7 +185,10 @@ class Fetcher:
 
     # ------------------------------------------------------------------ one URL, all attempts
     async def fetch(self, url: str, kind: str, referer: str | None = None) -> Outcome:
-        """Fetch ``url`` (a media row of ``kind`` image, video or audio) with retries; never raises.
+        """Fetch ``url`` (a media row of ``kind`` image, video or audio) with retries and store its body.
+
+        Every fault of the URL or its body is an outcome; only the store's own error is raised (a
+        StoreError, once ``download.store_retry_seconds`` passed without the store answering).
 
         ``referer``: the URL of the page that shows the media (its product's page), sent as a
         browser would (:func:`referer_for`): shop CDNs that refuse hotlinking answer 403 without it.
@@ -200,6 +214,8 @@ class Fetcher:
                         async with asyncio.timeout(None) as pace.timer:
                             pace.start(loop)
                             outcome = await self._attempt(url, kind, referer)
+            except StoreError:  # the store's, not the URL's: the run waits for the store or ends
+                raise
             except Exception as exc:  # noqa: BLE001  every error becomes a status row, never a crash
                 if isinstance(exc, TimeoutError) and deadline.expired():
                     outcome = (Outcome("failed", "deadline", f"no complete response within the "
@@ -229,7 +245,22 @@ class Fetcher:
             outcome.attempts = attempt
             if (outcome.transient or outcome.reason == "deadline") and attempt > 1:
                 outcome.error = f"{outcome.error} (after {attempt} attempts)"
+            if outcome.stored is not None:
+                await self._store(outcome)
             return outcome
+
+    async def _store(self, outcome: Outcome) -> None:
+        """Put an ok outcome's body in the store, outside the URL's deadlines (the store's time is not
+        the URL's); tried again while the store is out."""
+        stored, outcome.stored = outcome.stored, None
+        if isinstance(stored, (bytes, bytearray)):
+            ref = await self.store_retry.acall(functools.partial(self.store.blobs.put_bytes, stored, "jpg", sync=False))
+        else:
+            try:
+                ref = await self.store_retry.acall(stored.commit)
+            finally:
+                stored.abort()  # after a commit: nothing left to remove
+        outcome.blob, outcome.sha256, outcome.bytes = ref.path, ref.sha256, ref.bytes
 
     def _received(self, n: int) -> None:
         """Count ``n`` body bytes: for progress and the watchdog, and for this attempt's rate guard."""
@@ -309,22 +340,40 @@ class Fetcher:
             return Outcome("too_large", "too_large", f"body exceeds the {kind} limit of {limit:,} bytes")
         if buffered:
             return await self._reencoded(head, chunks, limit, sniffed)
-        with self.store.blobs.writer(sniffed.ext, sync=False) as writer:
-            writer.write(bytes(head))
+        writer = self._local(self.store.blobs.writer, sniffed.ext, sync=False)
+        try:
+            self._local(writer.write, bytes(head))
             async for chunk in chunks:
                 self._received(len(chunk))
                 if writer.bytes + len(chunk) > limit:
                     return Outcome("too_large", "too_large", f"body exceeds the {kind} limit of {limit:,} bytes")
-                writer.write(chunk)
+                self._local(writer.write, chunk)
             self._body_done()
-            # rename off the event loop; shielded so a deadline cannot cut a publish in half
-            ref = await asyncio.shield(asyncio.to_thread(writer.commit))
-        out = Outcome("ok", blob=ref.path, sha256=ref.sha256, mime=sniffed.mime, bytes=ref.bytes)
-        if kind == "image":
-            size = await asyncio.to_thread(_blob_image_size, self.store.blobs, ref.path)
-            if size is not None:
-                out.width, out.height = size
-        return out
+            out = Outcome("ok", mime=sniffed.mime, bytes=writer.bytes)
+            if kind == "image":  # from the body as received: an image's size is never the store's to lose
+                try:
+                    out.width, out.height = await asyncio.to_thread(_written_image_size, writer)
+                except ImageDecodeError as exc:
+                    return Outcome("corrupt", "corrupt", f"{sniffed.mime} header does not parse: {exc}",
+                                   mime=sniffed.mime, bytes=writer.bytes)
+                except ImageTooLarge as exc:
+                    return Outcome("too_large", "too_large", str(exc))
+            out.stored, writer = writer, None  # committed by fetch(), outside the deadlines
+            return out
+        finally:
+            if writer is not None:
+                writer.abort()
+
+    def _local(self, fn, *args, **kwargs):
+        """A call of the blob area's local temp file (a write while streaming): its error is the
+        store's (a full disk), which ends the run; a body half streamed cannot be written again."""
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001  sorted: the store's error is raised as one, a bug as it is
+            error = self.store_retry.unavailable(exc)
+            if error is exc:
+                raise
+            raise error  # its cause is set: the store's own error
 
     async def _reencoded(self, head: bytes | bytearray, chunks, limit: int, sniffed) -> Outcome:
         # The body is needed whole for decoding, so it is buffered (images are small; the limit
@@ -344,9 +393,7 @@ class Fetcher:
                            bytes=len(body))
         except ImageTooLarge as exc:
             return Outcome("too_large", "too_large", str(exc))
-        ref = await asyncio.shield(asyncio.to_thread(self.store.blobs.put_bytes, image.data, "jpg", sync=False))
-        return Outcome("ok", blob=ref.path, sha256=ref.sha256, mime="image/jpeg", bytes=ref.bytes,
-                       width=image.width, height=image.height,
+        return Outcome("ok", stored=image.data, mime="image/jpeg", width=image.width, height=image.height,
                        meta={"reencoded": {"mime": sniffed.mime, "bytes": len(body), "mode": image.orig_mode,
                                            "width": image.orig_width, "height": image.orig_height}})
 
@@ -379,12 +426,10 @@ def _from_exception(exc: Exception, opts) -> Outcome:
         return Outcome("failed", "connection", f"{type(exc).__name__}: {exc}", transient=True)
     if isinstance(exc, aiohttp.ClientError):
         return Outcome("failed", "client_error", f"{type(exc).__name__}: {exc}", transient=True)
-    if isinstance(exc, OSError):  # the blob area: disk full, permissions
-        return Outcome("failed", "store_error", f"{type(exc).__name__}: {exc}")
     return Outcome("failed", "error", f"{type(exc).__name__}: {exc}")
 
 
-def _blob_image_size(blobs, rel: str) -> tuple[int, int] | None:
-    """An image blob's width and height from its header (a local file, or an object's first bytes)."""
-    with blobs.open(rel) as fh:
+def _written_image_size(writer) -> tuple[int, int]:
+    """The width and height of the image a blob writer holds, from its header (a local file)."""
+    with writer.reader() as fh:
         return image_size(fh)

@@ -22,6 +22,7 @@ import asyncio
 import io
 import multiprocessing
 import os
+import struct
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -33,6 +34,10 @@ class ImageDecodeError(Exception):
 
 class ImageTooLarge(Exception):
     """The image has more pixels than Pillow's decompression-bomb limit."""
+
+
+# what Pillow raises for bytes that are not a well-formed image (a header or stream it cannot parse)
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,7 @@ def reencode(data: bytes | bytearray, max_side: int, quality: int, *, fast: bool
         im.save(out, "JPEG", quality=quality, optimize=False)
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(str(exc)) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
+    except (UnidentifiedImageError, *DECODE_ERRORS) as exc:
         raise ImageDecodeError(f"{type(exc).__name__}: {exc}") from None
     ow, oh = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
     return Reencoded(out.getvalue(), im.width, im.height, ow, oh, orig_mode)
@@ -171,16 +176,23 @@ def _apply_orientation(im, orientation: int):
     return im.transpose(method) if method is not None else im
 
 
-def image_size(path: str) -> tuple[int, int] | None:
-    """Width and height from an image file's header (no decode), oriented; None if unreadable."""
-    from PIL import Image
+def image_size(fh) -> tuple[int, int]:
+    """Width and height from the header of the local image file ``fh`` (no decode), oriented.
+
+    Raises :class:`ImageDecodeError` when the header does not parse and :class:`ImageTooLarge` past
+    Pillow's decompression-bomb limit: the image's own faults. ``fh`` is a local file (the body as
+    received, before it is stored), so any other error is not the image's and is raised as it is.
+    """
+    from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with Image.open(fh) as im:
             w, h = im.size
             orientation = im.getexif().get(0x0112, 1)
-    except Exception:  # any header Pillow cannot parse: the size stays unknown, extract decides later
-        return None
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(str(exc)) from None
+    except (UnidentifiedImageError, *DECODE_ERRORS) as exc:
+        raise ImageDecodeError(f"{type(exc).__name__}: {exc}") from None
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 

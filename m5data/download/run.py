@@ -15,6 +15,11 @@ blob area that makes its blobs durable: a run killed at any point loses at most 
 still ``pending`` and fetched again by the next run (their blobs, if already committed, are
 content-addressed and so stored once).
 
+The store's own errors (an endpoint that does not answer, a full disk) are never a URL's status:
+blobs and status rows are written again while the store is out, for up to
+``download.store_retry_seconds``; past that the run ends with one :class:`~m5data.storage.errors.StoreUnavailable` line
+naming the store, and the URLs whose status was not written stay ``pending`` for the next run.
+
 A watchdog ends the run when nothing progressed (no byte received, no URL finished, no retry wait
 begun or ended) for ``download.stall_timeout`` seconds: the URLs in flight are written as
 ``failed`` with reason ``stalled``, the rest stay ``pending``, and the run is recorded as
@@ -38,7 +43,9 @@ from yarl import URL
 
 from .. import config as cfg
 from ..storage import StageStats, record_run
+from ..storage.errors import StoreError, StoreUnavailable
 from ..storage.locks import stage_lock
+from ..storage.retry import StoreRetry
 from .fetch import Fetcher, Outcome
 from .resize import ImagePool
 from .sources import register_source
@@ -88,6 +95,7 @@ class DownloadStats(StageStats):
     selected: int = 0
     stalled: list[str] = field(default_factory=list)
     pool_restarts: int = 0  # re-encoding pools replaced after a worker process died
+    store_waits: int = 0  # store calls that failed and were tried again (the store was out)
 
     @property
     def failure_rate(self) -> float:
@@ -110,8 +118,10 @@ def check_options(opts) -> None:
         value = getattr(opts, key)
         if not (math.isfinite(value) and value > 0):
             raise DownloadError(f"download.{key} must be a finite number > 0, got {value}")
-    if not (math.isfinite(opts.min_rate) and opts.min_rate >= 0):
-        raise DownloadError(f"download.min_rate must be >= 0 (bytes/s; 0 = off), got {opts.min_rate}")
+    for key, what in (("min_rate", "bytes/s; 0 = off"), ("store_retry_seconds", "0 = no waiting for the store")):
+        value = getattr(opts, key)
+        if not (math.isfinite(value) and value >= 0):
+            raise DownloadError(f"download.{key} must be a finite number >= 0 ({what}), got {value}")
 
 
 def run_bound(opts, n_urls: int) -> float:
@@ -176,17 +186,24 @@ def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retr
         jobs = (Job(row, referer=row.pop("__page_url")) for batch in reader for row in batch.to_pylist())
         if progress is not None:
             progress.start(stats.selected)
+        retry = StoreRetry(str(store.root), opts.store_retry_seconds, "download.store_retry_seconds")
         try:
-            asyncio.run(_Download(store, settings, stats, progress).run(jobs))
+            asyncio.run(_Download(store, settings, stats, progress, retry).run(jobs))
         except KeyboardInterrupt:
             stats.finish("interrupted")
+        except StoreUnavailable as exc:
+            raise StoreUnavailable(f"{exc}; the URLs whose status was not written stay pending: "
+                                   "run the download again once the store is back") from exc
     finally:
         con.close()
     if stats.ended is None:
         stalled = bool(stats.stalled)
         over = stats.failure_rate > opts.max_failure_rate
         stats.finish("interrupted" if stalled else "failed" if over else "ok")
-    record_run(store, stats, cfg.as_dict(settings))
+    stats.store_waits = retry.waits
+    if retry.waits:
+        stats.details["store_waits"] = retry.waits
+    retry.call(record_run, store, stats, cfg.as_dict(settings))
     return stats
 
 
@@ -206,6 +223,17 @@ def status_row(row: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
             "sha256": outcome.sha256, "mime": outcome.mime, "bytes": outcome.bytes, "width": outcome.width,
             "height": outcome.height, "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True) if meta else None,
             "updated_at": datetime.now(timezone.utc)}
+
+
+def _first(exc: BaseException) -> BaseException:
+    """What ended a task group: its first StoreError (the store's one line, not a group), else ``exc``."""
+    if isinstance(exc, BaseExceptionGroup):
+        store, _ = exc.split(StoreError)
+        while isinstance(store, BaseExceptionGroup):
+            store = store.exceptions[0]
+        if store is not None:
+            return store
+    return exc
 
 
 class _HostSlots:
@@ -229,8 +257,11 @@ class _HostSlots:
 
 
 class _Download:
-    def __init__(self, store, settings: cfg.Settings, stats: DownloadStats, progress: ProgressSink | None):
+    def __init__(self, store, settings: cfg.Settings, stats: DownloadStats, progress: ProgressSink | None,
+                 retry: StoreRetry):
         self.store = store
+        self.retry = retry
+        retry.on_wait = self._touch  # a wait for the store is not a stall of the URLs in flight
         self.settings = settings
         self.opts = settings.download
         self.stats = stats
@@ -275,8 +306,9 @@ class _Download:
                 return  # another task flushed while this one waited for the lock
             rows, self.buffer = self.buffer, []
             if rows:
-                # shielded: once started, a part is written whole even if the run is being cancelled
-                await asyncio.shield(asyncio.to_thread(self._commit, rows))
+                # a try once started writes its part whole even if the run is being cancelled; past
+                # the store's retry window the rows are not written: their URLs stay pending
+                await self.retry.acall(self._commit, rows)
             self.last_flush = time.monotonic()
 
     def _commit(self, rows: list[dict]) -> None:
@@ -293,7 +325,7 @@ class _Download:
         pool = ImagePool(opts.workers, opts.image_max_side, opts.jpeg_quality, opts.pool) if opts.image_max_side > 0 else None
         try:
             async with Fetcher(self.store, opts, pool, on_bytes=self._on_bytes, on_activity=self._touch,
-                               user_agent=self.settings.crawl.user_agent) as fetcher:
+                               user_agent=self.settings.crawl.user_agent, store_retry=self.retry) as fetcher:
                 main = asyncio.create_task(self._schedule(fetcher, jobs))
                 watch = asyncio.create_task(self._watchdog())
                 flusher = asyncio.create_task(self._flush_timer())
@@ -306,9 +338,12 @@ class _Download:
                 if watch.done() and not watch.cancelled() and watch.exception() is None and watch.result():
                     self._record_stalled(list(self.inflight.values()))
                 elif main.done() and not main.cancelled() and main.exception() is not None:
-                    raise main.exception()
+                    raise _first(main.exception())
                 elif flusher.done() and not flusher.cancelled() and flusher.exception() is not None:
                     raise flusher.exception()  # the store could not be written
+        except StoreError:
+            self.buffer.clear()  # not written: those URLs stay pending, the next run fetches them
+            raise
         finally:
             await self._flush(force=True)
             if pool is not None:

@@ -138,11 +138,20 @@ class BlobWriter:
         self.bytes += len(chunk)
 
     def commit(self) -> BlobRef:
-        self._fh.flush()
-        if self.sync:
-            os.fsync(self._fh.fileno())
-        self._fh.close()
+        """Move the bytes to their content address; a commit that failed (a full disk) may be tried again."""
+        if not self._fh.closed:
+            self._fh.flush()
+            if self.sync:
+                os.fsync(self._fh.fileno())
+            self._fh.close()
         return self.store._publish(self.tmp, self._hash.hexdigest(), self.ext, self.bytes, self.sync)
+
+    @contextlib.contextmanager
+    def reader(self):
+        """The bytes written so far, as a local binary file (read before ``commit``: an image's size)."""
+        self._fh.flush()
+        with open(self.tmp, "rb") as fh:
+            yield fh
 
     def abort(self) -> None:
         if not self._fh.closed:

@@ -11,6 +11,11 @@ class StoreError(Exception):
     """A store that is missing or unusable; the message names the path."""
 
 
+class StoreUnavailable(StoreError):
+    """The store could not be reached or written for longer than a run waits (``storage/retry.py``);
+    what the run had not recorded stays as it was (a download's media stay pending)."""
+
+
 class StoreBusy(StoreError, locks.LockHeld):
     """Another process holds the lock this operation needs; the message names its PID."""
 

@@ -7,8 +7,11 @@ process is dead (see ``temps.py``). Used for derived files and run logs.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
-from collections.abc import Callable
+import os
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .temps import temp_name
@@ -30,6 +33,24 @@ def write_atomic(final: Path, data: bytes) -> int:
         tmp.unlink(missing_ok=True)
         raise
     return len(data)
+
+
+@contextlib.contextmanager
+def staged_files(folder: Path) -> Iterator[Path]:
+    """A hidden temp folder inside ``folder`` whose files replace those of ``folder`` (same relative
+    paths, each renamed into place) when the block ends well; a block that fails (a refused commit)
+    leaves ``folder`` as it was. A killed run's temp folder is swept as any temp file (``temps.py``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    local = folder / temp_name()
+    local.mkdir()
+    try:
+        yield local
+        for path in sorted(p for p in local.rglob("*") if p.is_file()):
+            final = folder / path.relative_to(local)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, final)
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
 
 
 class TextFiles:

@@ -37,11 +37,21 @@ class ObjectBlobWriter(BlobWriter):
         self.bytes = 0
 
     def commit(self) -> BlobRef:
+        """Upload the bytes to their address; a commit that failed (the endpoint down) may be tried
+        again (the spooled bytes are kept until it succeeds or the writer is aborted)."""
+        self._fh.seek(0)
+        ref = self.blobs._publish(self._fh, self._hash.hexdigest(), self.ext, self.bytes)
+        self._fh.close()
+        return ref
+
+    @contextlib.contextmanager
+    def reader(self):
+        """The bytes written so far, as a local binary file (read before ``commit``: an image's size)."""
+        self._fh.seek(0)
         try:
-            self._fh.seek(0)
-            return self.blobs._publish(self._fh, self._hash.hexdigest(), self.ext, self.bytes)
+            yield self._fh
         finally:
-            self._fh.close()
+            self._fh.seek(0, 2)
 
     def abort(self) -> None:
         self._fh.close()
@@ -84,8 +94,15 @@ class ObjectBlobs:
             self.objects.put(rel, fh.read(), if_absent=True)
         elif not self.exists(rel):
             with self.objects.explained(rel):
-                with self.objects.fs.open(self.objects.path(rel), "wb") as out:
+                out = self.objects.fs.open(self.objects.path(rel), "wb")
+                try:
                     shutil.copyfileobj(fh, out, 1 << 20)
+                except BaseException:
+                    # fsspec's close would upload what it has: never part of a body at its address
+                    out.discard()
+                    out.closed = True
+                    raise
+                out.close()
         return BlobRef(sha256, rel, size)
 
     def exists(self, rel: str) -> bool:

@@ -20,6 +20,9 @@ written into a local temp folder (under ``TMPDIR``) and uploaded below the same 
 leaves it (:func:`staged_folder`): a reader never sees half a file. A folder a stage keeps and reads
 again (pools' vectors and checkpoints) is copied into a local temp folder first and written back
 when the stage leaves it: new and changed files uploaded, removed ones deleted (:func:`kept_folder`).
+A block that fails (an error, a refused commit, a lost lease) uploads and deletes nothing: a fenced
+run never writes its leftovers over the files of the run that took its place (only the files it
+pushed while it ran, and a ``partial`` staged folder: a run's own log, are kept).
 Files that code opens by path (Pillow's images) are copied into a temp folder for as long as they are
 read (:func:`local_files`).
 """
@@ -37,7 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .commitlog import TableLog, TableState, machine
-from .errors import LeaseLost, StoreBusy
+from .errors import LeaseLost, StoreBusy, StoreError
 from .files import KeptFolder
 from .temps import scratch_dir
 
@@ -111,17 +114,24 @@ def hold_lease(log: TableLog, what: str, where: str, seconds: float, wait: float
         renewer.start()
     if fences is not None:
         fences.append(fence)
+    ended = False
     try:
         yield holder
+        ended = True
     finally:
         if fences is not None:
             fences.remove(fence)
         stop.set()
         if renew:
             renewer.join()
-        # released unless a commit already did (then no entry is written)
-        log.commit(lambda s: {"kind": "release", "release": holder} if s.lease and
-                   s.lease.get("holder") == holder else None)
+        try:  # released unless a commit already did (then no entry is written)
+            log.commit(lambda s: {"kind": "release", "release": holder} if s.lease and
+                       s.lease.get("holder") == holder else None)
+        except StoreError:
+            if ended:
+                raise
+            # the block's own error says what went wrong (often the same store being out); the lease
+            # frees when it runs out, or at once for a run on this machine whose process is gone
 
 
 def _renew(log: TableLog, holder: str, lease, every: float, stop: threading.Event, lost: threading.Event) -> None:
@@ -196,15 +206,18 @@ def _shard_logs(store, stage: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def staged_folder(objects, rel: str) -> Iterator[Path]:
-    """A local temp folder whose files are uploaded below ``rel`` when the block ends (also on an error:
-    a failed crawl's log is what explains it); the folder is removed."""
+def staged_folder(objects, rel: str, partial: bool = False) -> Iterator[Path]:
+    """A local temp folder whose files are uploaded below ``rel`` when the block ends well; a block
+    that fails uploads nothing, unless ``partial`` (a failed crawl's log is what explains it). The
+    folder is removed."""
     local = scratch_dir("staged")
+    ended = False
     try:
         yield local
+        ended = True
     finally:
         try:
-            for path in sorted(p for p in local.rglob("*") if p.is_file()):
+            for path in sorted(p for p in local.rglob("*") if p.is_file()) if ended or partial else ():
                 key = f"{rel.strip('/')}/{path.relative_to(local).as_posix()}"
                 objects.put(key, path.read_bytes())
         finally:
@@ -228,9 +241,10 @@ def _kept_files(local: Path) -> list[Path]:
 @contextlib.contextmanager
 def kept_folder(objects, rel: str, lazy: tuple[str, ...] = ()) -> Iterator[KeptFolder]:
     """A local temp folder holding the objects below ``rel`` (those whose names match a ``lazy``
-    pattern only once fetched); when the block ends (also on an error: a killed run's block markers
-    let the next one resume) its new and changed files are uploaded and the objects of the files
-    removed from it are deleted; the folder is removed."""
+    pattern only once fetched); when the block ends well its new and changed files are uploaded and
+    the objects of the files removed from it are deleted. A block that fails uploads and deletes
+    nothing: what it pushed (``KeptFolder.push``: a checkpoint's block markers, which let a killed
+    run's next one resume) is all it leaves. The folder is removed."""
     local = scratch_dir("kept")
     prefix = rel.strip("/") + "/"
     synced: dict[Path, tuple[int, int]] = {}
@@ -282,14 +296,12 @@ def kept_folder(objects, rel: str, lazy: tuple[str, ...] = ()) -> Iterator[KeptF
             if n not in remote and size > SMALL_OBJECT:
                 download(n, size)
         yield KeptFolder(local, push=upload, fetch=fetch, remote=lambda: sorted(remote), forget=forget)
+        for path in _kept_files(local):
+            if synced.get(path) != _signature(path):
+                upload(path)
+        objects.delete(sorted(gone | {key(p) for p in synced if not p.exists()}))
     finally:
-        try:
-            for path in _kept_files(local):
-                if synced.get(path) != _signature(path):
-                    upload(path)
-            objects.delete(sorted(gone | {key(p) for p in synced if not p.exists()}))
-        finally:
-            shutil.rmtree(local, ignore_errors=True)
+        shutil.rmtree(local, ignore_errors=True)
 
 
 @contextlib.contextmanager

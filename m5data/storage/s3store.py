@@ -145,16 +145,17 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles):
 
     def kept(self, rel: str, lazy: tuple[str, ...] = ()):
         """A local copy of the objects below ``rel`` (``lazy`` patterns: once fetched), written back
-        when the block ends (``kept_folder``)."""
+        when the block ends well (``kept_folder``)."""
         return kept_folder(self.objects, rel, lazy)
 
     def local_files(self, rels=()):
         """A temp folder holding copies of the blobs and derived files ``rels``, removed at the end."""
         return local_files(self.blobs, rels)
 
-    def staged(self, rel: str):
-        """A local folder for files a stage writes below ``rel``; uploaded as objects when it ends."""
-        return staged_folder(self.objects, rel)
+    def staged(self, rel: str, partial: bool = False):
+        """A local folder for files a stage writes below ``rel``; uploaded as objects when the block
+        ends well (``partial``: also when it fails)."""
+        return staged_folder(self.objects, rel, partial)
 
     # ------------------------------------------------------------------ locks: the log's leases
     def stage_lock(self, stage: str, shard: tuple[int, int] | None = None):

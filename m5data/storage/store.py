@@ -33,7 +33,7 @@ from .catalog import CATALOG, Catalog
 from .changes import Changes
 from .compaction import COMPACTED, Compaction
 from .errors import CorruptPart, StoreBusy, StoreError
-from .files import KeptFolder, TextFiles, write_atomic
+from .files import KeptFolder, TextFiles, staged_files, write_atomic
 from .objects import is_store_url
 from .parts import PART_GLOB
 from .reading import Reading, part_problem
@@ -184,12 +184,19 @@ class Store(Writing, Compaction, TableViews, Reading, Catalog, Changes, TextFile
         yield self.root
 
     @contextlib.contextmanager
-    def staged(self, rel: str):
-        """The folder ``rel`` of the store, for files a stage writes there (on object storage: a local
-        temp folder uploaded at the end, ``S3Store.staged``)."""
-        path = self.root / rel
-        path.mkdir(parents=True, exist_ok=True)
-        yield path
+    def staged(self, rel: str, partial: bool = False):
+        """A folder for files a stage writes into the store's folder ``rel``: a hidden temp folder
+        whose files are renamed into ``rel`` when the block ends well; a block that fails (an error, a
+        refused commit) changes nothing there (on object storage: a local temp folder uploaded at the
+        end, ``S3Store.staged``). ``partial``: the files count also when the block fails (a run's own
+        log folder, which explains the failure): here ``rel`` itself, written as the stage goes."""
+        if partial:
+            path = self.root / rel
+            path.mkdir(parents=True, exist_ok=True)
+            yield path
+            return
+        with staged_files(self.root / rel) as path:
+            yield path
     # ------------------------------------------------------------------ locks
     def stage_lock(self, stage: str, shard: tuple[int, int] | None = None):
         """Hold ``stage``'s lock (one run per store) and the store lock shared; sweep dead runs' temps.
