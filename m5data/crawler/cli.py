@@ -21,7 +21,14 @@ def crawl(
     render: Optional[bool] = typer.Option(None, "--render/--no-render", help="Fetch pages whose product data scripts fill in again through headless Chromium (crawl.render; needs /usr/bin/chromium)."),
     cookies: Optional[str] = typer.Option(None, "--cookies", help="Netscape cookies.txt (curl -c, a browser's cookies.txt export) of a logged-in session; each cookie goes only to its own host (crawl.cookies_file; never stored or logged)."),
 ) -> None:
-    """Crawl product pages from start URLs into products, specs, media (pending) and crawl_errors."""
+    """Crawl product pages from start URLs into products, specs, media (pending) and crawl_errors.
+
+    \b
+    Examples:
+      m5data --store st crawl --start-url https://a.example/robots.txt --delay 1
+      m5data --store st crawl --start-url http://127.0.0.1:8000/ --allow-private
+      m5data --store st crawl --start-url https://a.example/ --refresh
+    """
     from ..console import console, fail, stage_summary, warn
     from ..verbs import run_stage, stage_context
     from .adapters import UnknownSite

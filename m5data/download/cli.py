@@ -102,7 +102,14 @@ def download(
                                                   help="Watchdog: end the run after this many seconds without progress."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
-    """Download media (images, videos, audio) into the store's blobs: one status per URL, resumable."""
+    """Download media (images, videos, audio) into the store's blobs: one status per URL, resumable.
+
+    \b
+    Examples:
+      m5data --store st download
+      m5data --store st download --retry-failed
+      m5data --store st download urls.parquet --url-col image_url
+    """
     from ..console import console, fail
     from ..verbs import run_stage, stage_context
     from .run import DownloadError
