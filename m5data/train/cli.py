@@ -76,13 +76,13 @@ def evaluate(
       m5data evaluate --run run/ --shards shards/
       m5data evaluate --run run/ --shards shards/ --modalities text,image
     """
-    from m5data.console import console, fail
+    from m5data.console import console, fail, warn
 
     from ..console import Table
     from .config import MODALITIES
     from .data import ShardError
     from .evaluate import evaluate as run_eval
-    from .evaluate import format_cell, shown_columns, write_features
+    from .evaluate import format_cell, shown_columns, split_sizes, write_features
     from .runfolder import RunFolderError
 
     combos = None
@@ -106,5 +106,7 @@ def evaluate(
     for r in result["rows"]:
         table.add_row(*(format_cell(r.get(c)) for c in cols))
     console.print(table)
-    console.print(f"split sizes: {result['counts']}; written {esc(str(run / 'metrics.json'))} and "
-                  f"{esc(str(run / 'metrics.md'))}")
+    console.print(f"split sizes: {split_sizes(result['counts'])}", highlight=False)
+    for warning in result["warnings"]:
+        warn(warning)
+    console.print(f"written {esc(str(run / 'metrics.json'))} and {esc(str(run / 'metrics.md'))}", soft_wrap=True)
