@@ -99,6 +99,9 @@ def config_show(
             fail(str(exc), code=2)
     for name in [section] if section else cfg.sections():
         console.print(_settings_table(s, name, console.width))
+    if section is None:
+        console.print(f"one section: m5data config show SECTION ({', '.join(cfg.sections())})", style="dim",
+                      highlight=False)
 
 
 VALUE_FLOOR = 12  # the value column narrower than this: the variable goes under the key instead
