@@ -21,18 +21,6 @@ for _key, _value in (("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90"),
     os.environ.setdefault(_key, _value)
 
 
-class _Group(typer.core.TyperGroup):
-    """A verb group whose command list shows each command's first sentence whole, wrapped to the
-    width (click's default cuts it to one line with '...')."""
-
-    def format_commands(self, ctx, formatter) -> None:
-        rows = [(name, cmd.get_short_help_str(limit=10_000)) for name in self.list_commands(ctx)
-                if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
-
-
 # plain help (rich_markup_mode=None, for every verb below): click wraps a help text at its words in
 # a column of ~45 characters at 80 columns, where rich's option tables left ~20 and cut longer words
 # (`(crawl.download_de…`)
@@ -42,10 +30,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     rich_markup_mode=None,
-    cls=_Group,
+    cls=verbs.VerbGroup,
 )
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
-app.add_typer(config_app, name="config", cls=_Group)
+app.add_typer(config_app, name="config", cls=verbs.VerbGroup)
 
 
 def _version(value: bool) -> None:
@@ -151,7 +139,7 @@ def _mount() -> None:
     for verb in stages.verbs():
         target = stages.load(verb.target)
         if verb.group:
-            app.add_typer(target, name=verb.name, help=verb.help, cls=_Group)
+            app.add_typer(target, name=verb.name, help=verb.help, cls=verbs.VerbGroup)
         else:
             app.command(verb.name)(target)
 

@@ -56,7 +56,10 @@ def test_help_at_80_columns_cuts_no_setting_name(path):
     assert not missing, f"cut or split in `m5data {' '.join(path)} --help`: {sorted(missing)}\n{shown}"
 
 
-@pytest.mark.parametrize("path", [(), ("annotate",), ("config",), ("demo-shop",)], ids=lambda p: " ".join(p) or "m5data")
+GROUPS = sorted({path[:n] for path in COMMANDS for n in range(len(path))})
+
+
+@pytest.mark.parametrize("path", GROUPS, ids=lambda p: " ".join(p) or "m5data")
 def test_a_group_lists_each_command_with_its_first_sentence_whole(path):
     """click cuts a command's summary to one line with '...' (`init  Create an empty store ... at...`)."""
     group = typer.main.get_command(app)
