@@ -38,8 +38,8 @@ from .config_sections import (
 )
 
 __all__ = [
-    "CONFIG_FILENAME", "ENV_OTHER", "ENV_PREFIX", "ConfigError", "Settings", "as_dict", "env_name", "load",
-    "parse_assignments", "validate",
+    "CONFIG_FILENAME", "ENV_OTHER", "ENV_PREFIX", "ConfigError", "Settings", "as_dict", "check_section", "env_name",
+    "load", "parse_assignments", "sections", "validate",
     # the sections, re-exported (``cfg.CrawlSettings`` etc.)
     "AlignSettings", "AnnotateSettings", "CrawlSettings", "DownloadSettings", "ExportSettings", "ExtractSettings",
     "FlowSettings", "ReportSettings", "RunSettings", "SplitsSettings", "StoreSettings", "TrainSettings",
@@ -77,7 +77,7 @@ class Settings:
     def items(self) -> list[tuple[str, Any]]:
         """Every ``(section.key, value)`` pair, in declaration order."""
         out = []
-        for section in _sections():
+        for section in sections():
             obj = getattr(self, section)
             for f in fields(obj):
                 out.append((f"{section}.{f.name}", getattr(obj, f.name)))
@@ -102,8 +102,17 @@ class Settings:
         return Path(path).expanduser()
 
 
-def _sections() -> list[str]:
+def sections() -> list[str]:
+    """The settings sections (``store``, ``crawl``, ...), in declaration order."""
     return [f.name for f in fields(Settings) if f.name not in ("sources", "warnings")]
+
+
+def check_section(name: str) -> str:
+    """``name`` when it is a settings section; else a ConfigError that names the sections."""
+    if name not in sections():
+        raise ConfigError(f"unknown config section {name!r}{_did_you_mean(name, sections())} "
+                          f"(the sections: {', '.join(sections())})")
+    return name
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
@@ -114,9 +123,9 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
 def _split_key(key: str, origin: str = "") -> tuple[str, str]:
     section, _, name = key.partition(".")
     where = f" in {origin}" if origin else ""
-    if section not in _sections():
-        raise ConfigError(f"unknown config section [{section}] in {key!r}{where}{_did_you_mean(section, _sections())} "
-                          f"(known sections: {', '.join(_sections())})")
+    if section not in sections():
+        raise ConfigError(f"unknown config section [{section}] in {key!r}{where}{_did_you_mean(section, sections())} "
+                          f"(known sections: {', '.join(sections())})")
     names = [f.name for f in fields(getattr(Settings(), section))]
     if name not in names:
         raise ConfigError(f"unknown config key {key!r}: no key {name!r} in section [{section}]{where}"
@@ -269,4 +278,4 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
 
 def as_dict(settings: Settings) -> dict[str, Any]:
     """Plain nested dict (for the runs table and for subprocesses)."""
-    return {s: dataclasses.asdict(getattr(settings, s)) for s in _sections()}
+    return {s: dataclasses.asdict(getattr(settings, s)) for s in sections()}

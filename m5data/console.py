@@ -220,6 +220,19 @@ def fail(message: str, code: int = 1):
     raise typer.Exit(code)
 
 
+EXIT_INTERRUPTED = 130  # a verb stopped by Ctrl-C (128 + SIGINT, as a shell reports it)
+
+
+def interrupted(verb: str):
+    """A verb stopped by Ctrl-C whose re-run resumes: say so in one line and exit 130."""
+    import typer
+
+    err_console.print(Text.assemble((f"{verb} interrupted", "bold yellow"),
+                                    "; nothing stored was lost; run the same command again to resume"),
+                      highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_INTERRUPTED)
+
+
 def error(message: str) -> None:
     """Print a one-line error (plain text: data in it is never read as markup)."""
     err_console.print(Text.assemble(("error:", "bold red"), " ", str(message)), highlight=False, soft_wrap=True)

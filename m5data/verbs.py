@@ -17,6 +17,18 @@ from . import config as cfg
 from . import stages
 
 
+class VerbGroup(typer.core.TyperGroup):
+    """A verb group (``m5data``, ``m5data annotate``, ...) whose command list shows each command's
+    first sentence whole, wrapped to the width (click's default cuts it to one line with '...')."""
+
+    def format_commands(self, ctx, formatter) -> None:
+        rows = [(name, cmd.get_short_help_str(limit=10_000)) for name in self.list_commands(ctx)
+                if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 def settings(ctx: typer.Context, **flags) -> cfg.Settings:
     """The effective settings for a verb: defaults < file < env < global flags < the verb's own flags."""
     root = ctx.find_root().obj or {}

@@ -1,5 +1,6 @@
 """``m5data crawl`` and the Prefect crawl task: arguments, failures, limits, re-runs, two crawls in one process."""
 
+import re
 import socket
 
 import pytest
@@ -106,3 +107,81 @@ def test_prefect_task_runs_two_crawls_in_one_process(tmp_path, shop, prefect_har
     assert first.n_out == len(skus)
     assert second.n_out == 10  # page 2's products; max_depth 1 stops at page 3's link
     assert Store.open(tmp_path / "b").count("products") == 10
+
+
+def _error_line(output: str) -> str:
+    return next(line for line in output.splitlines() if line.startswith("error:"))
+
+
+def test_a_refused_loopback_crawl_says_why_and_how_to_allow_it(store, shop):
+    server, _ = shop
+    result = runner.invoke(app, ["--store", str(store.root), "crawl", "--start-url", server.url + "/list/1.html"])
+    assert result.exit_code == 1
+    line = _error_line(result.output)
+    assert "127.0.0.1" in line and "loopback" in line, line
+    assert "--allow-private" in line and "crawl.allow_private" in line, line
+    assert "crawl.log" not in line, line  # the log does not hold the reason: crawl_errors does
+    assert store.read("crawl_errors").to_pylist()[0]["reason"].startswith("refused: address 127.0.0.1")
+
+
+def _summary_row(output: str, name: str) -> str:
+    return next(re.sub(r"\s+", " ", line.split("│")[2]).strip() for line in output.splitlines()
+                if line.count("│") >= 3 and line.split("│")[1].strip() == name)
+
+
+def test_a_recrawl_says_what_it_fetched_and_what_it_skipped(store, shop):
+    server, skus = shop
+    first = invoke(store, "--start-url", server.url + "/list/1.html")
+    assert first.exit_code == 0, first.output
+    again = invoke(store, "--start-url", server.url + "/list/1.html")
+    assert again.exit_code == 0, again.output
+    fetched = store.read("runs", where="status = 'ok'").sort_by([("started_at", "descending")]).to_pylist()[0]["n_in"]
+    pages = re.fullmatch(r"([\d,]+): ([\d,]+) product pages, ([\d,]+) listings and other", _summary_row(again.output, "pages fetched"))
+    assert pages, again.output
+    total, product, other = (int(n.replace(",", "")) for n in pages.groups())
+    assert (total, product) == (fetched, 0) and product + other == total
+    assert _summary_row(again.output, "not fetched") == f"{len(skus)} product pages already stored (--refresh fetches them)"
+    refreshed = invoke(store, "--start-url", server.url + "/list/1.html", "--refresh")
+    assert refreshed.exit_code == 0, refreshed.output
+    assert _summary_row(refreshed.output, "pages fetched").split(": ")[1].startswith(f"{len(skus)} product pages")
+    assert _summary_row(refreshed.output, "changes") == f"new 0, changed 0, unchanged {len(skus)}"
+
+
+@pytest.mark.parametrize("to", ["group", "parent"])
+def test_ctrl_c_stops_the_crawl_says_so_and_a_rerun_resumes(tmp_path, demo_shop, to):
+    """Ctrl-C in a terminal reaches the whole foreground process group ("group"): the crawl stops
+    gracefully once (Scrapy forces a stop when it gets two signals); a SIGINT sent to the m5data
+    process alone ("parent") stops the Scrapy subprocess too."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store = Store.init(tmp_path / "store")
+    cmd = [sys.executable, "-m", "m5data", "--store", str(store.root), "--set", "crawl.allow_private=true",
+           "--set", "crawl.batch_rows=2", "crawl", "--start-url", demo_shop.url + "/"]
+    slow = ["--concurrency", "1", "--per-domain", "1", "--delay", "0.2"]
+    proc = subprocess.Popen(cmd + slow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while store.count("products") < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        (os.killpg if to == "group" else os.kill)(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, (out, err)
+    assert "crawl interrupted; nothing stored was lost; run the same command again to resume" in err, err
+    assert "Traceback" not in err and "shutdown" not in err
+    run_row = store.read("runs").to_pylist()[0]
+    assert run_row["status"] == "interrupted" and 0 < store.count("products") < len(demo_shop.truth.products)
+    log = (store.root / "logs" / "crawl" / run_row["run_id"] / "crawl.log").read_text()
+    assert "shutting down gracefully" in log and "forcing unclean shutdown" not in log
+    if to == "parent":
+        return
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert store.count("products") == len(demo_shop.truth.products)

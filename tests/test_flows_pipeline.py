@@ -59,7 +59,7 @@ def test_run_verb_gives_one_line_errors(tmp_path):
 
 
 def test_only_transient_failures_are_retried():
-    from m5data.crawler.crawl import CrawlFailed
+    from m5data.crawler.crawl import INTERRUPTED, CrawlFailed, CrawlInterrupted
     from m5data.flows.retry import is_transient
     from m5data.stages import DownloadFailed, TransientFailure
     from m5data.storage import StageStats, StoreError
@@ -67,6 +67,7 @@ def test_only_transient_failures_are_retried():
     stats = StageStats("crawl")
     assert is_transient(CrawlFailed("no page could be fetched (3 errors); see log", stats))
     assert not is_transient(CrawlFailed("store writes failed; see log", stats))
+    assert not is_transient(CrawlInterrupted(INTERRUPTED, stats))  # a crawl stopped on purpose (Ctrl-C)
     assert is_transient(DownloadFailed("stalled")) and is_transient(TransientFailure("ffmpeg timeout"))
     assert is_transient(ConnectionResetError()) and is_transient(TimeoutError())
     assert not is_transient(ValueError("bad mapping")) and not is_transient(StoreError("no store"))

@@ -433,3 +433,24 @@ def test_table_entities_carry_their_property():
     assert ids.shape == (3, 2) and len(set(ids[:, 0].tolist())) == 3
     assert ids[0, 1] == ids[1, 1] != ids[2, 1]  # one property, one property id
     assert table_ids([], cfg).shape == (0, 2)
+
+
+def test_evaluate_prints_each_split_size_and_warns_of_a_split_too_small(tmp_path):
+    """The demo's query-fg can hold one product: its 100% scores mean nothing, and evaluate says so."""
+    from cli_inprocess import invoke
+    from support.train_shards import SPLITS, write_shards
+
+    shards = write_shards(tmp_path / "shards", sizes={**SPLITS, "query-fg": 1})
+    conf = tmp_path / "tiny.toml"
+    conf.write_text("[train]\nworkers = 0\nbatch_size = 8\ncheckpoint_every = 1000\n")
+    done = invoke("train", "--shards", str(shards), "--preset", str(conf), "--max-steps", "1", "--out", str(tmp_path / "run"))
+    assert done.returncode == 0, done.stderr
+    done = invoke("evaluate", "--run", str(tmp_path / "run"), "--shards", str(shards), "--modalities", "text")
+    assert done.returncode == 0, done.stderr
+    out = " ".join((done.stdout + done.stderr).split())
+    for split in ("query-c", "gallery-c", "query-fg", "gallery-fg", "cls-train", "cls-test"):
+        n = 1 if split == "query-fg" else SPLITS[split]
+        assert f"{split} {n}" in out, (split, out)
+    warning = next(line for line in done.stderr.splitlines() if "query-fg" in line)
+    assert warning.startswith("warning:") and "1 product" in warning and "fine" in warning, warning
+    assert not [line for line in done.stderr.splitlines() if "gallery-c" in line]  # 48: not warned about

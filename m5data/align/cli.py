@@ -30,7 +30,13 @@ def align(
     full: bool = typer.Option(False, "--full", help="Score every pair again (default: only sub-classes new or changed since the last complete run; nothing when no product was written)."),
     score_against: Optional[Path] = typer.Option(None, "--score-against", help="Truth alignment (demo shop truth folder or file): print merge precision/recall."),
 ) -> None:
-    """Align the platforms' category labels into one 3-level taxonomy (MEP-3M method): taxonomy, label_map, review file."""
+    """Align the platforms' category labels into one 3-level taxonomy (MEP-3M method): taxonomy, label_map, review file.
+
+    \b
+    Examples:
+      m5data --store st align --mapping level1_mapping.toml
+      m5data --store st align --mapping m.toml --review review.csv
+    """
     import logging
 
     import jieba

@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from ..stages import load
+from ..verbs import VerbGroup
 
 app = typer.Typer(no_args_is_help=True, help="Curation jobs: dedup, match-level, pools, simulate, import, aggregate, tasks, serve.")
 
@@ -24,4 +25,4 @@ JOBS: list[tuple[str, str, str]] = [  # verb, module, function
 
 for _name, _module, _func in JOBS:
     app.command(_name)(load(f"{_module}:{_func}"))
-app.add_typer(load("m5data.annotate.matcher.cli:app"), name="matcher")
+app.add_typer(load("m5data.annotate.matcher.cli:app"), name="matcher", cls=VerbGroup)

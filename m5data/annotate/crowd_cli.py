@@ -19,7 +19,12 @@ def import_judgements(
     file: Path = typer.Argument(..., help="CSV or JSONL: query_id, candidate_id, worker_id, label (match/mismatch/uncertain), is_gold, [gold_label]."),
 ) -> None:
     """Import worker judgements into annotations (bad rows are skipped with a reason and line number;
-    one worker's two different labels of a pair, or two gold_label values of a pair, keep neither)."""
+    one worker's two different labels of a pair, or two gold_label values of a pair, keep neither).
+
+    \b
+    Examples:
+      m5data --store st annotate import judgements.csv
+    """
 
     from ..config import ConfigError
     from ..console import console, stage_summary
@@ -49,7 +54,12 @@ def simulate(
     per_pair: Optional[int] = typer.Option(None, "--per-pair", help="Judgements per pair (default 5, as the papers)."),
     gold: Optional[float] = typer.Option(None, "--gold", help="Share of pairs used as gold questions (default 0.05)."),
 ) -> None:
-    """Write synthetic judgements of the pools' pairs (mixed reliability, spammers, one adversarial, gold)."""
+    """Write synthetic judgements of the pools' pairs (mixed reliability, spammers, one adversarial, gold).
+
+    \b
+    Examples:
+      m5data --store st annotate simulate --truth demo-out/shop --top 50
+    """
     from ..config import ConfigError
     from ..console import console, stage_summary
     from ..verbs import open_store
@@ -76,7 +86,13 @@ def aggregate(
     accept: Optional[float] = typer.Option(None, "--accept", help="Accept a pair when P(match) >= this (default 0.5)."),
     score_against: Optional[Path] = typer.Option(None, "--score-against", help="Demo shop (or truth folder): print accuracy of every method, and the Spearman of abilities with the simulated ones."),
 ) -> None:
-    """Aggregate the judgements into matches (P(match), accepted) and workers (ability)."""
+    """Aggregate the judgements into matches (P(match), accepted) and workers (ability).
+
+    \b
+    Examples:
+      m5data --store st annotate aggregate
+      m5data --store st annotate aggregate --method majority
+    """
     from ..config import ConfigError
     from ..console import Table, console
     from ..verbs import run_stage, stage_context

@@ -23,7 +23,13 @@ def dedup(
     full: bool = typer.Option(False, "--full", help="Group every product even when nothing it reads changed since the last complete run (default: then its groups stand)."),
     score_against: Optional[Path] = typer.Option(None, "--score-against", help="Truth folder of a demo shop (products.parquet with instance_id): print pair precision/recall."),
 ) -> None:
-    """Group exact and near-duplicate listings (same image, title, pHash, MinHash, spec values) into the dedup table."""
+    """Group exact and near-duplicate listings (same image, title, pHash, MinHash, spec values) into the dedup table.
+
+    \b
+    Examples:
+      m5data --store st annotate dedup
+      m5data --store st annotate dedup --score-against demo-out/shop/truth
+    """
     from ..config import ConfigError
     from ..console import console
     from ..verbs import run_stage, stage_context

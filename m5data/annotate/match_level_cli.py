@@ -21,7 +21,13 @@ def match_level(
     score_against: Optional[Path] = typer.Option(None, "--score-against", help="Truth folder of a demo shop (products.parquet with caption_mismatched): print ROC AUC and the 3x3 confusion."),
     full: bool = typer.Option(False, "--full", help="Score every product and fit the kept classifier again (default: score only what changed since the last complete run)."),
 ) -> None:
-    """Score how well each caption matches its product (category, spec values, image) into caption_match."""
+    """Score how well each caption matches its product (category, spec values, image) into caption_match.
+
+    \b
+    Examples:
+      m5data --store st annotate match-level
+      m5data --store st annotate match-level --full
+    """
     import logging
 
     import jieba

@@ -28,7 +28,13 @@ def pools(
     full: bool = typer.Option(False, "--full", help="Embed every product and search every query again (default: only what changed since the last complete run, with its kept embedder)."),
     score_against: Optional[Path] = typer.Option(None, "--score-against", help="Demo shop (or its truth folder): print recall of true instance matches at k = 10, 50 and K."),
 ) -> None:
-    """Build each query's candidate pool: top-K gallery products by cosine of image + text embeddings -> pools."""
+    """Build each query's candidate pool: top-K gallery products by cosine of image + text embeddings -> pools.
+
+    \b
+    Examples:
+      m5data --store st annotate pools
+      m5data --store st annotate pools --queries 0.1 -k 100
+    """
     import logging
 
     import jieba
@@ -100,7 +106,12 @@ def tasks(
     image_prefix: Optional[str] = typer.Option(None, "--image-prefix", help="Prefix for image paths relative to the store (e.g. a URL); default absolute paths."),
     uncertain: int = typer.Option(0, "--uncertain", help="Only the N unjudged pairs the trained matcher is least sure of (active learning); 0 = all."),
 ) -> None:
-    """Export labelling tasks (query + candidate, images and captions) as JSONL, JSON and CSV for labelling tools."""
+    """Export labelling tasks (query + candidate, images and captions) as JSONL, JSON and CSV for labelling tools.
+
+    \b
+    Examples:
+      m5data --store st annotate tasks --out tasks/ --top 50
+    """
     from ..console import console
     from ..verbs import open_store
     from .matcher.model import MatcherError

@@ -21,11 +21,18 @@ def crawl(
     render: Optional[bool] = typer.Option(None, "--render/--no-render", help="Fetch pages whose product data scripts fill in again through headless Chromium (crawl.render; needs /usr/bin/chromium)."),
     cookies: Optional[str] = typer.Option(None, "--cookies", help="Netscape cookies.txt (curl -c, a browser's cookies.txt export) of a logged-in session; each cookie goes only to its own host (crawl.cookies_file; never stored or logged)."),
 ) -> None:
-    """Crawl product pages from start URLs into products, specs, media (pending) and crawl_errors."""
-    from ..console import console, fail, stage_summary, warn
+    """Crawl product pages from start URLs into products, specs, media (pending) and crawl_errors.
+
+    \b
+    Examples:
+      m5data --store st crawl --start-url https://a.example/robots.txt --delay 1
+      m5data --store st crawl --start-url http://127.0.0.1:8000/ --allow-private
+      m5data --store st crawl --start-url https://a.example/ --refresh
+    """
+    from ..console import console, fail, interrupted, stage_summary, warn
     from ..verbs import run_stage, stage_context
     from .adapters import UnknownSite
-    from .crawl import CrawlFailed
+    from .crawl import CrawlFailed, CrawlInterrupted
     from .walls import walled_note
 
     rctx = stage_context(ctx, options={"start_urls": start_url, "site": site, "refresh": refresh},
@@ -39,6 +46,8 @@ def crawl(
         fail(str(exc), code=2)
     except CrawlFailed as exc:
         console.print(summary(stage_summary, exc.stats))
+        if isinstance(exc, CrawlInterrupted):
+            interrupted("crawl")
         if note := walled_note(exc.stats.failures):
             warn(note)
         fail(str(exc))
@@ -48,8 +57,14 @@ def crawl(
 
 
 def summary(stage_summary, stats):
-    """The stage summary plus, per host, what the shop asked of the crawl (Retry-After, Crawl-delay)."""
+    """The stage summary plus the pages fetched (product pages and the others) and the stored ones
+    not fetched again, and per host what the shop asked of the crawl (Retry-After, Crawl-delay)."""
     table = stage_summary(stats)
+    if pages := stats.details.get("pages"):
+        fetched, product = pages["fetched"], min(pages["product"], pages["fetched"])
+        table.add_row("pages fetched", f"{fetched:,}: {product:,} product pages, {fetched - product:,} listings and other")
+        if pages["stored_skipped"]:
+            table.add_row("not fetched", f"{pages['stored_skipped']:,} product pages already stored (--refresh fetches them)")
     for host, seen in sorted(getattr(stats, "throttle", {}).items()):
         if seen.get("throttled"):
             capped = f", {seen['retry_after_capped']} capped" if seen.get("retry_after_capped") else ""

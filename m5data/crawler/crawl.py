@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -42,11 +43,21 @@ class CrawlStats(StageStats):
 
 
 class CrawlFailed(RuntimeError):
-    """A crawl that did not work (subprocess died, nothing fetched, store not writable); names the log."""
+    """A crawl that did not work (subprocess died, nothing fetched, store not writable); says why, or
+    where the reason is (the log, or the ``crawl_errors`` rows)."""
 
     def __init__(self, message: str, stats: StageStats):
         super().__init__(message)
         self.stats = stats
+
+
+class CrawlInterrupted(CrawlFailed):
+    """A crawl stopped by Ctrl-C or SIGTERM (Scrapy's graceful shutdown): what it stored stands, and
+    the same crawl again resumes. Never retried by the flow: the stop was asked for."""
+
+
+INTERRUPTED = "crawl interrupted; nothing stored was lost; run the same command again to resume"
+PRIVATE_HOST = "m5data/refused/private_host/"  # + host: requests refused as not public (safety.py)
 
 
 def check_start_urls(urls: list[str]) -> list[str]:
@@ -174,6 +185,10 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
         job = {
             "store": str(store.root), "start_urls": urls, "site": site, "stats_file": str(stats_file),
             "parent_pid": os.getpid(),
+            # in the main thread Ctrl-C raises here: the subprocess ignores SIGINT (a terminal sends it to
+            # both) and gets one SIGTERM per Ctrl-C from _wait, so that Scrapy stops gracefully on the
+            # first (two signals at once would force it); in a worker thread (a flow) it takes SIGINT itself
+            "parent_handles_sigint": threading.current_thread() is threading.main_thread(),
             "scrapy_settings": build_settings(settings.crawl, store_path=str(store.root), compression=store.compression,
                                               run_id=stats.run_id, resume=not refresh, log_file=str(log_file)),
         }
@@ -188,20 +203,24 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
                 proc.stdin.close()
             except BrokenPipeError:  # the subprocess died at once: _judge says so
                 pass
-            _follow(proc, progress)
-            code = proc.wait()
+            stopped = _wait(proc, progress)
+            code = proc.returncode
         crawl_stats = json.loads(stats_file.read_text()) if stats_file.is_file() else None
         problem = _judge(code, crawl_stats, stats, log_file, n_start=len(set(urls)))
+        interrupted = stopped or (crawl_stats or {}).get("finish_reason") == "shutdown"
+        if interrupted:
+            problem = INTERRUPTED
     log_file = store.where(f"logs/crawl/{stats.run_id}/{log_file.name}")  # on object storage: the object
     config = {**cfg.as_dict(settings), "job": {"start_urls": [redact_url(u) for u in start_urls], "site": site,
                                              "refresh": refresh, "log": str(log_file),
                                              **({"shard": list(shard)} if shard else {}),
                                              **({"throttle": stats.throttle} if stats.throttle else {})}}
-    status = "ok" if problem is None else ("interrupted" if code < 0 and -code in STOP_SIGNALS else "failed")
+    status = "ok" if problem is None else ("interrupted" if interrupted or (code < 0 and -code in STOP_SIGNALS)
+                                           else "failed")
     record_run(store, stats.finish(status), config)
     store.refresh_catalog(quiet=True)
     if problem is not None:
-        raise CrawlFailed(problem, stats)
+        raise (CrawlInterrupted if interrupted else CrawlFailed)(problem, stats)
     return stats
 
 
@@ -211,6 +230,21 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as f:
         os.fchmod(fd, 0o600)
         f.write(text)
+
+
+def _wait(proc: subprocess.Popen, progress: bool) -> bool:
+    """Follow the subprocess until it exits; True when Ctrl-C (a SIGINT here) stopped it: each one
+    is passed on as a SIGTERM (Scrapy: the first stops the crawl gracefully, a second at once)."""
+    stopped = False
+    while True:
+        try:
+            _follow(proc, progress)
+            proc.wait()
+            return stopped
+        except KeyboardInterrupt:
+            stopped = True
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
 
 
 def _follow(proc: subprocess.Popen, progress: bool) -> None:
@@ -247,6 +281,10 @@ def _judge(code: int, crawl: dict | None, stats: StageStats, log_file: Path, n_s
         stats.bytes = int(crawl.get("downloader/response_bytes", 0))
         stats.details["changes"] = {kind: int(crawl.get(f"m5data/changes/{kind}", 0)) for kind in CHANGES}
         stats.details["not_modified"] = int(crawl.get("m5data/not_modified", 0))
+        # what was fetched (product pages and the others: listings, sitemaps, robots.txt, errors) and
+        # the stored product pages not fetched again (a resume)
+        stats.details["pages"] = {"fetched": stats.n_in, "product": int(crawl.get("m5data/product_pages", 0)),
+                                  "stored_skipped": int(crawl.get("m5data/stored_skipped", 0))}
         for key, n in crawl.items():
             if key.startswith("m5data/errors/"):
                 stats.fail(key.removeprefix("m5data/errors/"), int(n))
@@ -265,11 +303,34 @@ def _judge(code: int, crawl: dict | None, stats: StageStats, log_file: Path, n_s
     if reason not in OK_FINISH:
         return f"crawl ended with {reason!r}; see {log_file}"
     if stats.n_in == 0:
-        return f"no page could be fetched ({stats.n_failed} errors); see {log_file}"
+        return _nothing_fetched(crawl, stats)
     if int(crawl.get("m5data/start_urls_empty", 0)) >= n_start and stats.n_out == 0:
-        return (f"no product found: none of the {n_start} start URL(s) gave a product or a link to follow "
-                f"(reasons in crawl_errors); see {log_file}")
+        return (f"no product found: none of the {n_start} start URL(s) gave a product or a link to follow; "
+                f"{_reasons_at(stats)}")
     return None
+
+
+def _reasons_at(stats: StageStats) -> str:
+    return f"the reasons are in crawl_errors (run_id '{stats.run_id}')"
+
+
+def _nothing_fetched(crawl: dict, stats: StageStats) -> str:
+    """Why a crawl fetched no page: the hosts refused as not public and how to allow them, and the
+    other errors by kind, with where their rows are (the log does not hold the reasons)."""
+    refused = {key.removeprefix(PRIVATE_HOST): int(n) for key, n in crawl.items() if key.startswith(PRIVATE_HOST)}
+    why = []
+    if refused:
+        names = ", ".join(sorted(refused))
+        one = len(refused) == 1
+        why.append(f"refused: {names} {'is a' if one else 'are'} loopback/private address{'' if one else 'es'}; "
+                   f"pass --allow-private (crawl.allow_private) to crawl {'it' if one else 'them'}")
+    others = stats.failures.copy()
+    others["refused"] -= sum(refused.values())
+    others = {reason: n for reason, n in others.items() if n > 0}
+    if others:
+        kinds = ", ".join(f"{reason} {n:,}" for reason, n in sorted(others.items(), key=lambda kv: -kv[1]))
+        why.append(f"{sum(others.values()):,} errors ({kinds}); {_reasons_at(stats)}")
+    return "no page could be fetched: " + ("; ".join(why) or "no request was made")
 
 
 # ------------------------------------------------------------------------------ subprocess side
@@ -292,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     job = json.loads(Path(args[0]).read_text())
     secrets = json.loads(sys.stdin.read() or "{}") if sys.stdin and not sys.stdin.isatty() else {}
     _die_with_parent(job["parent_pid"])
+    if job.get("parent_handles_sigint"):  # until the reactor runs too (see below)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     from scrapy.crawler import CrawlerProcess
 
     from ..redact import install_log_redaction
@@ -316,6 +379,12 @@ def main(argv: list[str] | None = None) -> int:
     crawler = process.create_crawler(ProductSpider)
     process.crawl(crawler, start_urls=job["start_urls"], site=job["site"], done_urls=done, validators=validators, versions=versions,
                   render=bool(settings.get("M5DATA_RENDER")), render_timeout=float(settings.get("M5DATA_RENDER_TIMEOUT", 30.0)))
+    if job.get("parent_handles_sigint"):
+        from twisted.internet import reactor  # the one crawl() installed
+
+        # after Scrapy's shutdown handlers (installed once the reactor has started): a terminal's
+        # Ctrl-C reaches the parent, which sends SIGTERM (its first stop sets SIGINT again, to force)
+        reactor.callWhenRunning(reactor.callLater, 0, signal.signal, signal.SIGINT, signal.SIG_IGN)
     process.start()
     write_atomic(Path(job["stats_file"]),
                  json.dumps(crawler.stats.get_stats(), indent=2, sort_keys=True, default=str).encode())

@@ -104,6 +104,7 @@ class SafetyMiddleware:
                 return None  # not resolvable: the download fails with Scrapy's own DNS error
         if not is_public(address):
             self.crawler.stats.inc_value("m5data/refused/private")
+            self.crawler.stats.inc_value(f"m5data/refused/private_host/{host}")  # named by the crawl's error line
             named = f"host {host} resolves to" if address != host.strip("[]") else "address"
             raise RefusedRequest(f"{named} {address}, which is not public (loopback, private, link-local or "
                                  f"reserved); set crawl.allow_private to crawl it: {url}")

@@ -69,6 +69,7 @@ class ProductSpider(scrapy.Spider):
         self.scope = crawl_scope(self.start_urls)  # (host, port) pairs; SafetyMiddleware reads it too
         self.choose = AdapterChooser(site)
         self.done_urls = done_urls or set()
+        self.stored_skipped: set[str] = set()  # the stored product pages a link led to, not fetched again
         self.validators = validators or {}
         self.versions = versions  # a refresh's stored products, read once for the spider and the pipeline
 
@@ -95,12 +96,14 @@ class ProductSpider(scrapy.Spider):
             self.crawler.stats.inc_value("m5data/offsite_links")
             return None
         try:
-            if canonicalize_url(url) in self.done_urls:
+            if (canonical := canonicalize_url(url)) in self.done_urls:
                 self.crawler.stats.inc_value("m5data/skipped_done")
+                self.stored_skipped.add(canonical)
+                self.crawler.stats.set_value("m5data/stored_skipped", len(self.stored_skipped))
                 return None
             meta = {"download_maxsize": max(SITEMAP_MAX_BYTES, self.max_page_bytes)} if sitemap else {}
             headers = None
-            if (known := self.validators.get(canonicalize_url(url))) is not None:
+            if (known := self.validators.get(canonical)) is not None:
                 # a conditional GET: its 304 reaches parse() (HttpErrorMiddleware lets it through, and
                 # neither RetryMiddleware nor RedirectMiddleware acts on a 304)
                 headers = conditional_headers(known[1], known[2])
@@ -123,6 +126,7 @@ class ProductSpider(scrapy.Spider):
         ``no product found: <why>`` row (and counts towards an empty crawl)."""
         if response.status == 304 and (pid := response.meta.get("m5data_validated")):
             self.crawler.stats.inc_value("m5data/not_modified")
+            self.crawler.stats.inc_value("m5data/product_pages")
             yield NotModified(link_of(response), pid)  # the stored product is current: nothing to read
             return
         start = response.meta.get("depth", 0) == 0
@@ -135,6 +139,7 @@ class ProductSpider(scrapy.Spider):
             elif isinstance(out, ProductItem):
                 fruitful = fruitful or bool(out.title or out.images or out.price is not None)
                 recorded = True
+                self.crawler.stats.inc_value("m5data/product_pages")
             elif isinstance(out, PageError):
                 recorded = True
             yield out
@@ -255,6 +260,7 @@ class ProductSpider(scrapy.Spider):
         if isinstance(fallback := request.meta.get("m5data_fallback"), ProductItem):
             # rendering a partly read product failed: keep what the plain fetch gave, say why it is partial
             fallback.problems.append(f"render failed: {type(failure.value).__name__}: {str(failure.value)[:160]}")
+            self.crawler.stats.inc_value("m5data/product_pages")  # the plain fetch's page, which deferred its item
             yield fallback
             return
         if request.meta.get("depth", 0) == 0:  # a start URL that could not be fetched yields nothing

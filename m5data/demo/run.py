@@ -175,7 +175,7 @@ def report(store_path: Path, outcome) -> None:
 def _print_metrics(trained: dict) -> None:
     """The trained model's coarse retrieval and probe accuracy, beside the random and text-only
     baselines (the full table is the run's metrics.md)."""
-    from m5data.console import console
+    from m5data.console import console, warn
     from m5data.train.config import MODALITIES
 
     from ..console import Table
@@ -191,6 +191,8 @@ def _print_metrics(trained: dict) -> None:
         names = "all five" if r["modalities"] == "+".join(MODALITIES) else r["modalities"]
         table.add_row(r["model"], names, *("" if r.get(c) is None else f"{100 * r[c]:.1f}" for c in cols))
     console.print(table)
+    for warning in trained.get("split_warnings", []):  # a split of a few products: scores that mean little
+        warn(warning)
     console.print(f"all metrics (fine-grained retrieval, NMI, purity ...): {Path(trained.get('run', '.')) / 'metrics.md'}",
                   highlight=False, soft_wrap=True)
     first, last = trained.get("first", {}), trained.get("last", {})

@@ -17,7 +17,6 @@ from ..console import esc
 
 EXIT_FAILURE_RATE = 1
 EXIT_STALLED = 3
-EXIT_INTERRUPTED = 130
 
 
 class RichProgress:
@@ -103,8 +102,15 @@ def download(
                                                   help="Watchdog: end the run after this many seconds without progress."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
-    """Download media (images, videos, audio) into the store's blobs: one status per URL, resumable."""
-    from ..console import console, fail
+    """Download media (images, videos, audio) into the store's blobs: one status per URL, resumable.
+
+    \b
+    Examples:
+      m5data --store st download
+      m5data --store st download --retry-failed
+      m5data --store st download urls.parquet --url-col image_url
+    """
+    from ..console import console, fail, interrupted
     from ..verbs import run_stage, stage_context
     from .run import DownloadError
 
@@ -137,7 +143,7 @@ def download(
                           "WHERE error LIKE 'stalled%'\")")
         raise typer.Exit(EXIT_STALLED)
     if stats.status == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
+        interrupted("download")
     if stats.failure_rate > s.download.max_failure_rate:
         fail(f"failure rate {stats.failure_rate:.1%} is above download.max_failure_rate "
              f"{s.download.max_failure_rate:.1%} ({stats.n_failed:,} of {stats.n_in:,} URLs); "

@@ -28,7 +28,13 @@ def export(
     full: bool = typer.Option(False, "--full", help="Write every shard (default: a WebDataset export of a new split "
                               "version beside the last one writes only new and changed samples)."),
 ) -> None:
-    """Export a split (or all) as WebDataset shards, Hugging Face Parquet or the M5Product layout; resumable."""
+    """Export a split (or all) as WebDataset shards, Hugging Face Parquet or the M5Product layout; resumable.
+
+    \b
+    Examples:
+      m5data --store st export --split all --out shards/
+      m5data --store st export --split query-c --format parquet --out hf/
+    """
     from ..config import ConfigError
     from ..console import Table, console, esc
     from ..verbs import run_stage, stage_context
@@ -65,7 +71,13 @@ def check_shards(
     folder: str = typer.Argument(..., help="An export folder (WebDataset, Parquet or M5Product), or its URL (s3://bucket/prefix)."),
     no_hash: bool = typer.Option(False, "--no-hash", help="Compare sizes only (fast)."),
 ) -> None:
-    """Verify exported shards against their index: missing, truncated or altered shards (exit 1)."""
+    """Verify exported shards against their index: missing, truncated or altered shards (exit 1).
+
+    \b
+    Examples:
+      m5data check-shards shards/
+      m5data check-shards s3://bucket/m5/v1 --no-hash
+    """
     from ..console import Table, console, esc, fail
     from .check import check_shards as run_check
     from .remote import RemoteError

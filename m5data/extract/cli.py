@@ -20,7 +20,13 @@ def extract(
                                       help="Also redo items whose derived rows failed (timeouts, worker crashes)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
-    """Extract 1-fps frames, mp3 + MFCC, normalised images and segmented captions for media not done yet."""
+    """Extract 1-fps frames, mp3 + MFCC, normalised images and segmented captions for media not done yet.
+
+    \b
+    Examples:
+      m5data --store st extract
+      m5data --store st extract --kinds video,audio --limit 50 --workers 4
+    """
     from ..console import Table, console, stage_summary
     from ..verbs import run_stage, stage_context
     from .run import ExtractError, parse_kinds

@@ -19,9 +19,9 @@ __all__ = ["DownloadFailed", "TransientFailure", "is_transient", "transient"]
 
 def is_transient(exc: BaseException | None) -> bool:
     """True when ``exc`` is a failure that may go away on its own."""
-    from ..crawler.crawl import CrawlFailed
+    from ..crawler.crawl import CrawlFailed, CrawlInterrupted
 
-    if exc is None:
+    if exc is None or isinstance(exc, CrawlInterrupted):  # a crawl stopped on purpose (Ctrl-C, SIGTERM)
         return False
     if isinstance(exc, (TransientFailure, DownloadFailed, TimeoutError, ConnectionError)):
         return True

@@ -19,7 +19,12 @@ def report(
     train_run: Optional[Path] = typer.Option(None, "--train-run", help="A training run folder whose metrics.json fills the training section."),
     full: bool = typer.Option(False, "--full", help="Write the report even when nothing it reads changed since the last one (default: then do nothing)."),
 ) -> None:
-    """Write a static HTML report of the store (figures beside it; opens from disk, offline)."""
+    """Write a static HTML report of the store (figures beside it; opens from disk, offline).
+
+    \b
+    Examples:
+      m5data --store st report --out report/ --open
+    """
     from m5data.console import console
     from m5data.verbs import run_stage, stage_context
 

@@ -22,7 +22,13 @@ def build_splits(
     seed: Optional[int] = typer.Option(None, "--seed", help="Hash salt of the assignment (default splits.seed)."),
     replace: bool = typer.Option(False, "--replace", help="Rebuild an existing version with new settings (its products may move)."),
 ) -> None:
-    """Assign products to train / query-c / gallery-c / query-fg / gallery-fg / cls-train / cls-test / subset; write the manifest."""
+    """Assign products to train / query-c / gallery-c / query-fg / gallery-fg / cls-train / cls-test / subset; write the manifest.
+
+    \b
+    Examples:
+      m5data --store st build-splits
+      m5data --store st build-splits --version v2 --seed 1
+    """
     from ..config import ConfigError
     from ..console import console
     from ..verbs import run_stage, stage_context
@@ -69,7 +75,12 @@ def check_splits(
     ctx: typer.Context,
     version: Optional[str] = _VERSION,
 ) -> None:
-    """Check a split version: no group across boundaries, a match for every query, the manifest equal to the store."""
+    """Check a split version: no group across boundaries, a match for every query, the manifest equal to the store.
+
+    \b
+    Examples:
+      m5data --store st check-splits --version v2
+    """
     from rich.text import Text
 
     from ..config import ConfigError

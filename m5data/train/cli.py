@@ -14,7 +14,7 @@ from ..verbs import one_line_errors
 def train(
     ctx: typer.Context,
     shards: str = typer.Option(..., "--shards", help="Export folder or URL (s3://bucket/prefix) with the train split's WebDataset shards (train-*.tar)."),
-    preset: str = typer.Option("small", "--preset", help="Model preset: small, paper, or a TOML file (\\[model], \\[train], base = small|paper)."),
+    preset: str = typer.Option("small", "--preset", help="Model preset: small, paper, or a TOML file ([model], [train], base = small|paper)."),
     old_preset: Optional[str] = typer.Option(None, "--config", hidden=True, help="Deprecated name of --preset."),
     epochs: int = typer.Option(1, "--epochs", min=1, help="Passes over the train split."),
     out: Path = typer.Option(..., "--out", help="Run folder: log.jsonl, checkpoint.pt, model.pt (resumed when it has a checkpoint)."),
@@ -24,7 +24,12 @@ def train(
 ) -> None:
     """Train the thin SCALE model on exported shards; every loss and the modality weights are logged.
 
-    Several processes (GPUs, or CPU processes over gloo): torchrun --nproc-per-node N -m m5data train ...
+    Several processes (GPUs, or CPU processes over gloo): under torchrun, as in the second example.
+
+    \b
+    Examples:
+      m5data train --shards shards/ --out run/ --epochs 5
+      torchrun --nproc-per-node 2 -m m5data train --shards shards/ --out run/
     """
     from m5data.console import console
 
@@ -70,14 +75,20 @@ def evaluate(
     features_out: Optional[Path] = typer.Option(None, "--features-out", help="Also write fused features as CSV lines item_id,f1,f2,... (the authors' format)."),
     image_backbone: Optional[Path] = typer.Option(None, "--image-backbone", help="The image backbone file of a run trained with one (never taken from the run folder: it is code)."),
 ) -> None:
-    """The papers' table: retrieval mAP/Prec@1,5,10, linear-probe accuracy, k-means NMI/purity; with baselines."""
-    from m5data.console import console, fail
+    """The papers' table: retrieval mAP/Prec@1,5,10, linear-probe accuracy, k-means NMI/purity; with baselines.
+
+    \b
+    Examples:
+      m5data evaluate --run run/ --shards shards/
+      m5data evaluate --run run/ --shards shards/ --modalities text,image
+    """
+    from m5data.console import console, fail, warn
 
     from ..console import Table
     from .config import MODALITIES
     from .data import ShardError
     from .evaluate import evaluate as run_eval
-    from .evaluate import format_cell, shown_columns, write_features
+    from .evaluate import format_cell, shown_columns, split_sizes, write_features
     from .runfolder import RunFolderError
 
     combos = None
@@ -101,5 +112,7 @@ def evaluate(
     for r in result["rows"]:
         table.add_row(*(format_cell(r.get(c)) for c in cols))
     console.print(table)
-    console.print(f"split sizes: {result['counts']}; written {esc(str(run / 'metrics.json'))} and "
-                  f"{esc(str(run / 'metrics.md'))}")
+    console.print(f"split sizes: {split_sizes(result['counts'])}", highlight=False)
+    for warning in result["warnings"]:
+        warn(warning)
+    console.print(f"written {esc(str(run / 'metrics.json'))} and {esc(str(run / 'metrics.md'))}", soft_wrap=True)

@@ -22,6 +22,10 @@ from .metrics import clustering, linear_probe, retrieval_scores
 # the default rows, like the papers' Table 4: each modality added in turn (text and image alone first)
 DEFAULT_COMBOS = [("text",), ("image",), ("text", "image"), ("text", "image", "table"), MODALITIES]
 RETRIEVAL = {"coarse": ("query-c", "gallery-c", "category"), "fine": ("query-fg", "gallery-fg", "instance")}
+# the scores each split enters; a split of fewer than SMALL_SPLIT products gives them too little to stand on
+SCORES_OF = {"query-c": "coarse retrieval", "gallery-c": "coarse retrieval", "query-fg": "fine-grained retrieval",
+             "gallery-fg": "fine-grained retrieval", "cls-train": "linear-probe", "cls-test": "linear-probe and clustering"}
+SMALL_SPLIT = 10
 COLUMNS = ["model", "modalities", "accuracy", "coarse mAP@1", "coarse mAP@5", "coarse mAP@10", "coarse Prec@5",
            "coarse Prec@10", "fine mAP@1", "fine mAP@5", "fine mAP@10", "NMI", "purity", "cluster_acc"]
 
@@ -113,11 +117,19 @@ def evaluate(run: str | Path, shards: str | Path, *, combos: list[tuple[str, ...
     random_feats = {s: rng.standard_normal((len(f.x), 64)).astype(np.float32) for s, f in base_splits.items() if f is not None}
     rows.append(_row("random", "-", random_feats, base_splits, seed))
     rows.append(_row("TF-IDF", "text", _text_features(base_splits), base_splits, seed))
-    out = {"columns": COLUMNS, "rows": rows, "counts": {s: (len(f.x) if f is not None else 0) for s, f in base_splits.items()}}
+    counts = {s: (len(f.x) if f is not None else 0) for s, f in base_splits.items()}
+    out = {"columns": COLUMNS, "rows": rows, "counts": counts, "warnings": small_splits(counts)}
     run = Path(run)
     write_file(run / "metrics.json", json.dumps(out, indent=2))  # replaced whole: a link planted there is not followed
     write_file(run / "metrics.md", markdown(out))
     return out
+
+
+def small_splits(counts: dict[str, int]) -> list[str]:
+    """A warning for each evaluated split too small for the scores computed on it to mean much."""
+    return [f"{split} has only {n} product{'' if n == 1 else 's'}: its {SCORES_OF.get(split, '')} scores mean "
+            f"little (one product moves them by up to {100 / n:.0f} points; at least {SMALL_SPLIT} products wanted)"
+            for split, n in counts.items() if 0 < n < SMALL_SPLIT]
 
 
 def shown_columns(columns: list[str], rows: list[dict]) -> list[str]:
@@ -130,7 +142,14 @@ def markdown(result: dict) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in result["rows"]:
         lines.append("| " + " | ".join(format_cell(r.get(c)) for c in cols) + " |")
+    lines += ["", "Split sizes: " + split_sizes(result["counts"]) + "."]
+    lines += [f"- warning: {w}" for w in result.get("warnings", [])]
     return "\n".join(lines) + "\n"
+
+
+def split_sizes(counts: dict[str, int]) -> str:
+    """``query-c 12, gallery-c 48, ...`` (a split the export lacks: ``absent``)."""
+    return ", ".join(f"{split} {n:,}" if n else f"{split} absent" for split, n in counts.items())
 
 
 def format_cell(v) -> str:

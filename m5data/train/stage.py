@@ -85,7 +85,8 @@ def train_and_evaluate(shards: str, out: str | Path, config: str = "small", epoc
         from .evaluate import evaluate as run_eval
 
         # the backbone of the config this run was given, not the one the run folder names
-        stats.details["metrics"] = run_eval(out, shards, image_backbone=cfg.model.image_backbone or None)["rows"]
+        result = run_eval(out, shards, image_backbone=cfg.model.image_backbone or None)
+        stats.details["metrics"], stats.details["split_warnings"] = result["rows"], result["warnings"]
     stats.finish("ok")
     if store is not None:
         record_run(store, stats, {"shards": shards, "out": str(out), "config": config, "epochs": epochs})

@@ -22,7 +22,13 @@ def train(
     precision: Optional[float] = typer.Option(None, "--precision", help="Held-out precision the saved threshold reaches (default 0.9)."),
     text_model: Optional[str] = typer.Option(None, "--text-model", help="Local sentence-transformers folder for the embedding features (default none)."),
 ) -> None:
-    """Train the matcher (cross-validated; threshold chosen on held-out folds) and save it as a new version."""
+    """Train the matcher (cross-validated; threshold chosen on held-out folds) and save it as a new version.
+
+    \b
+    Examples:
+      m5data --store st annotate matcher train
+      m5data --store st annotate matcher train --labels known-pairs.csv
+    """
     from ...config import ConfigError
     from ...console import console, stage_summary
     from ...verbs import open_store
@@ -44,7 +50,12 @@ def score(
     out: Path = typer.Option(..., "--out", help="Where to write the pairs with a score column (P(same product))."),
     model: Optional[str] = typer.Option(None, "--model", help="Model version (derived/matcher/<version>) or model.json path; default the newest."),
 ) -> None:
-    """Score pairs of stored products: P(same product) in a new score column."""
+    """Score pairs of stored products: P(same product) in a new score column.
+
+    \b
+    Examples:
+      m5data --store st annotate matcher score --pairs audit.csv --out scored.csv
+    """
     from ...config import ConfigError
     from ...console import console, esc
     from ...verbs import open_store

@@ -31,6 +31,10 @@ def serve(
 
     Requests whose Host header is not the bound address (or localhost on loopback) are refused (421),
     and so are those from another Origin (403): a web page cannot reach the UI through DNS rebinding.
+
+    \b
+    Examples:
+      m5data --store st annotate serve --worker alice
     """
     from m5data.annotate.crowd import worker_id_problem
     from m5data.console import console, fail
