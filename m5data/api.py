@@ -2,7 +2,7 @@
 
     from m5data.api import open_store, run_stage
 
-    stats = run_stage("splits", "m5data-store")          # what `m5data build-splits` runs
+    stats = run_stage("splits", "m5data-store")          # what `m5data build-splits` runs (after align)
     products = open_store("m5data-store").read("products")
 
 Settings are built as a verb builds them (defaults < ``m5data.toml`` or ``config`` < ``M5DATA_*``
@@ -52,8 +52,9 @@ def run_stage(name: str, store: str | Path | None = None, *, config: str | Path 
         create: create the store when it is missing.
         progress: show the stage's progress bars.
 
-    A stage's errors are raised as they are (``stages.TransientFailure`` carries the run's stats).
+    A stage's errors are raised as they are (``stages.TransientFailure`` carries the run's stats). It
+    runs holding its lock as its verb does (``stages.call``): StoreBusy while another run of it lives.
     """
     ctx = stages.RunContext(settings(store, config=config, overrides=overrides), options=options,
                             create=create, progress=progress)
-    return stages.get(name).load()(ctx)
+    return stages.call(name, ctx)
