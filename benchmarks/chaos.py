@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/support: the demo shop fixtures
 
 STAGES = ["crawl", "download", "extract", "align", "doctor"]
-# --s3: a run of this stage is SIGSTOPped (after a random delay) until its lease of PAUSED_LEASE seconds
+# --s3: a run of this stage is SIGSTOPped (a random delay after it took its lease) until its lease of PAUSED_LEASE seconds
 # has run out, the run to completion takes the lease over, then the paused one is SIGCONTed: its
 # commits are refused (LeaseLost), and the store must still equal the reference
 PAUSED_STAGE, PAUSED_LEASE = "align", 4
@@ -111,6 +111,21 @@ def start(store: Path | str, stage: str, url: str, shop: Path, cwd: Path, extra:
                             start_new_session=True)
     _live[:] = [proc]
     return proc
+
+
+def wait_for_lease(root: str, stage: str, proc: subprocess.Popen, timeout: float = 120.0) -> bool:
+    """Wait until ``proc`` holds ``stage``'s lease on the S3 store ``root`` (False: it ended first)."""
+    from m5data.storage import Store
+    from m5data.storage.commitlog import TableLog
+
+    log = TableLog(Store.open(root).objects, stage, base=f"locks/{stage}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        lease = log.state().lease
+        if lease and lease.get("pid") == proc.pid:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def finish(proc: subprocess.Popen, what: str) -> tuple[int, float]:
@@ -336,7 +351,8 @@ def chaos(args, stack: contextlib.ExitStack) -> int:
             paused = None
             if args.s3 and stage == PAUSED_STAGE:  # a writer paused past its lease while the next run takes over
                 paused = start(got_root, stage, running.url, shop, work, ("--set", f"store.lease_seconds={PAUSED_LEASE}"))
-                time.sleep(rng.uniform(0.2, upper))
+                leased = wait_for_lease(got_root, stage, paused)  # paused while it holds the lease, at a random point
+                time.sleep(rng.uniform(0.0, 0.5 * ref_seconds[stage]) if leased else 0.0)
                 os.killpg(paused.pid, signal.SIGSTOP)
                 time.sleep(PAUSED_LEASE + 1)  # its lease runs out while it is stopped
             code, _ = finish(start(got_root, stage, running.url, shop, work), f"{stage} to completion")
