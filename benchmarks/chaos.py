@@ -352,7 +352,7 @@ def chaos(args, stack: contextlib.ExitStack) -> int:
             if args.s3 and stage == PAUSED_STAGE:  # a writer paused past its lease while the next run takes over
                 paused = start(got_root, stage, running.url, shop, work, ("--set", f"store.lease_seconds={PAUSED_LEASE}"))
                 leased = wait_for_lease(got_root, stage, paused)  # paused while it holds the lease, at a random point
-                time.sleep(rng.uniform(0.0, 0.5 * ref_seconds[stage]) if leased else 0.0)
+                time.sleep(rng.uniform(0.0, 0.2 * ref_seconds[stage]) if leased else 0.0)
                 os.killpg(paused.pid, signal.SIGSTOP)
                 time.sleep(PAUSED_LEASE + 1)  # its lease runs out while it is stopped
             code, _ = finish(start(got_root, stage, running.url, shop, work), f"{stage} to completion")
@@ -363,8 +363,9 @@ def chaos(args, stack: contextlib.ExitStack) -> int:
                 os.killpg(paused.pid, signal.SIGCONT)
                 pcode, _ = finish(paused, f"{stage} paused past its lease, resumed")
                 runs[stage] += 1
-                print(f"  {stage} paused past its lease: exit {pcode} "
-                      f"({'refused' if pcode else 'finished: paused before it took the lease'})", flush=True)
+                print(f"  {stage} paused past its lease ({'while holding it' if leased else 'it ended before it was seen'}): "
+                      f"exit {pcode} ({'its commits refused' if pcode else 'its commits had landed before the pause'})",
+                      flush=True)
     result = compare(ref_root, got_root)
     print(f"{'stage':<10}{'kills':>6}{'runs':>6}{'reference s':>13}")
     for stage in STAGES:
