@@ -162,7 +162,9 @@ def test_ctrl_c_stops_the_crawl_says_so_and_a_rerun_resumes(tmp_path, demo_shop,
     cmd = [sys.executable, "-m", "m5data", "--store", str(store.root), "--set", "crawl.allow_private=true",
            "--set", "crawl.batch_rows=2", "crawl", "--start-url", demo_shop.url + "/"]
     slow = ["--concurrency", "1", "--per-domain", "1", "--delay", "0.2"]
-    proc = subprocess.Popen(cmd + slow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # SIGINT as a terminal leaves it: a pytest-xdist worker ignores SIGINT, and a child inherits that
+    proc = subprocess.Popen(cmd + slow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while store.count("products") < 2 and proc.poll() is None and time.monotonic() < deadline:

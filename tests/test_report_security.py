@@ -91,7 +91,10 @@ def hostile(tmp_path_factory):
     store.write("media", media)
     store.write("caption_match", [{"product_id": pid, "score": 0.5, "level": P("match level")} for pid in ids])
     store.write("dedup", [{"product_id": pid, "group_id": ids[0], "rule": P("dedup rule")} for pid in ids])
-    store.write("splits", [{"product_id": pid, "split": P("split name"), "version": P("split version")} for pid in ids])
+    # a version is current only when its name is a plain name (splits/versions.py): the report shows the
+    # current one, so the payload version sits beside a plain v1 whose split names are the payload
+    store.write("splits", [{"product_id": pid, "split": P("split name"), "version": "v1"} for pid in ids])
+    store.write("splits", [{"product_id": pid, "split": "train", "version": P("split version")} for pid in ids])
     review = store.root / "derived" / "align" / "review.csv"
     review.parent.mkdir(parents=True)
     cols = ["class_name", "platform_a", "sub_class_a", "platform_b", "sub_class_b", "s_label", "s_content", "final"]
@@ -114,7 +117,7 @@ def hostile(tmp_path_factory):
 SHOWN = ["platform", "title", "product_id", "category level 1", "category level 2", "category level 3",
          "spec property", "spec value", "taxonomy level 1", "taxonomy level 2", "taxonomy level 3",
          "label_map method", "media kind", "media status", "match level", "dedup rule", "split name",
-         "split version", *[f"review {c}" for c in ("class_name", "platform_a", "sub_class_a", "platform_b",
+         *[f"review {c}" for c in ("class_name", "platform_a", "sub_class_a", "platform_b",
                                                      "sub_class_b", "s_label", "s_content")], "review final borderline",
          "metric column", "metric row model", "metric row modalities", "metric value"]
 
@@ -245,22 +248,27 @@ def test_a_file_added_to_a_report_folder_is_not_deleted(tmp_path):
 
 def test_out_dot_inside_the_store_is_refused(tmp_path, monkeypatch):
     store, _ = _empty_store(tmp_path)
-    before = file_hashes(store.root)
+    before = _data_hashes(store.root)
     monkeypatch.chdir(store.root)
     result = CliRunner().invoke(app, ["--store", str(store.root), "report", "--out", "."])
     assert result.exit_code != 0 and "inside the store" in result.output
-    assert file_hashes(store.root) == before
+    assert _data_hashes(store.root) == before
 
 
 def test_out_dot_above_a_store_named_assets_is_refused(tmp_path, monkeypatch):
     """The reported wipe: cwd holds a store named ``assets``; ``--out .`` used to rmtree ./assets."""
     store = Store.init(tmp_path / "work" / "assets")
     store.write("products", [{"product_id": "shop:1", "platform": "shop", "title": "t", "crawled_at": NOW}])
-    before = file_hashes(store.root)
+    before = _data_hashes(store.root)
     monkeypatch.chdir(tmp_path / "work")
     result = CliRunner().invoke(app, ["--store", "assets", "report", "--out", "."])
     assert result.exit_code != 0 and "holds the store" in result.output
-    assert file_hashes(store.root) == before
+    assert _data_hashes(store.root) == before
+
+
+def _data_hashes(root) -> dict:
+    """The store's files but its locks (the report holds its stage lock: ``locks/`` gets its lock files)."""
+    return {k: v for k, v in file_hashes(root).items() if not k.startswith("locks")}
 
 
 def test_an_out_folder_that_holds_the_working_directory_is_refused(tmp_path, monkeypatch):

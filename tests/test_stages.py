@@ -59,6 +59,7 @@ def test_a_verb_runs_its_registered_stage_with_one_run_context(store, tmp_path, 
         return stats
 
     class Entry:
+        name, leased = "export", True  # stages.call runs it holding the export lock
         load = staticmethod(lambda: run)
 
     monkeypatch.setattr(stages, "get", lambda name: Entry if name == "export" else pytest.fail(name))
