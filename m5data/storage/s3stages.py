@@ -58,15 +58,24 @@ class Fence:
     has not run out (``check``). A stage paused past its lease (SIGSTOP, a VM frozen, a long GC) whose
     lease another run took over writes nothing more: its next commit raises :class:`LeaseLost`."""
 
-    def __init__(self, log: TableLog, holder: str, what: str):
-        self.holder, self.what = holder, what
+    def __init__(self, log: TableLog, holder: str, what: str, seconds: float, until: float):
+        self.holder, self.what, self.seconds, self.until = holder, what, seconds, until
         self.lost = threading.Event()  # set by the renewer when it finds the lease another's
         self._log = TableLog(log.objects, log.table, base=log.base)  # its own: the renewer commits to the other
         self._lock = threading.Lock()
         self._uri = log.objects.uri(f"{log.base}/")
 
+    def renewed(self, until: float) -> None:
+        """The lease was extended to ``until`` (a commit of the renewer that landed)."""
+        self.until = until
+
     def check(self) -> None:
-        """One LIST of the lease log's tail; LeaseLost when the lease is another's or has run out."""
+        """LeaseLost when the lease is another's or has run out. No request while the lease this run last
+        took or renewed has more than a third of its time left: another run takes a lease only once its
+        ``until`` has passed (by that run's clock: clocks may differ by up to a third of the lease). Past
+        that, one LIST of the lease log's tail says whose it is."""
+        if not self.lost.is_set() and time.time() < self.until - self.seconds / 3:
+            return
         with self._lock:
             if not self.lost.is_set():
                 lease = self._log.state().lease
@@ -94,10 +103,13 @@ def hold_lease(log: TableLog, what: str, where: str, seconds: float, wait: float
         return {"kind": "lease", "lease": {"holder": holder, "what": what, **machine(),
                                            "until": time.time() + seconds}}
 
+    taken: list[dict] = []  # the lease entry that landed (its until starts the fence's)
+
     def take(state: TableState) -> dict:
         if (other := state.live_lease()) and other.get("holder") != holder:
             raise _busy(what, where, other)
-        return lease()
+        taken[:] = [lease()]
+        return taken[0]
 
     while True:
         try:
@@ -108,8 +120,8 @@ def hold_lease(log: TableLog, what: str, where: str, seconds: float, wait: float
                 raise
             time.sleep(0.2)
     stop = threading.Event()
-    fence = Fence(log, holder, what)
-    renewer = threading.Thread(target=_renew, args=(log, holder, lease, seconds / 3, stop, fence.lost), daemon=True)
+    fence = Fence(log, holder, what, seconds, float(taken[0]["lease"]["until"]))
+    renewer = threading.Thread(target=_renew, args=(log, holder, lease, seconds / 3, stop, fence), daemon=True)
     if renew:
         renewer.start()
     if fences is not None:
@@ -134,19 +146,23 @@ def hold_lease(log: TableLog, what: str, where: str, seconds: float, wait: float
             # frees when it runs out, or at once for a run on this machine whose process is gone
 
 
-def _renew(log: TableLog, holder: str, lease, every: float, stop: threading.Event, lost: threading.Event) -> None:
+def _renew(log: TableLog, holder: str, lease, every: float, stop: threading.Event, fence: Fence) -> None:
     """Extend the lease while it is still ``holder``'s (the newest lease entry of the log: one that ran out
-    while nobody took it is extended, the commit decides in the log's order); a lost one is not taken
-    back: ``lost`` is set, and the stage's next commit is refused (:class:`Fence`)."""
+    while nobody took it is extended, the commit decides in the log's order) and tell ``fence`` its new
+    ``until``; a lost one is not taken back: ``fence.lost`` is set, and the stage's next commit is refused."""
+    made: list[dict] = []
+
     def extend(s: TableState) -> dict | None:
         if s.lease and s.lease.get("holder") == holder:
-            return lease()
-        lost.set()
+            made[:] = [lease()]
+            return made[0]
+        fence.lost.set()
         return None
 
-    while not stop.wait(every) and not lost.is_set():
+    while not stop.wait(every) and not fence.lost.is_set():
         with contextlib.suppress(Exception):  # a failed renewal is retried; the stage's own work says what is wrong
-            log.commit(extend)
+            if log.commit(extend) is not None:
+                fence.renewed(float(made[0]["lease"]["until"]))
 
 
 @contextlib.contextmanager
