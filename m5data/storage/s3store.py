@@ -120,7 +120,9 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles, Obje
         return self.read_bytes(rel)  # an object is read whole
 
     def write_bytes(self, rel: str, data: bytes) -> None:
-        """One PUT: the object appears whole."""
+        """One PUT: the object appears whole. Fenced as a commit is: a run whose stage lease is no longer
+        its own writes no file either (align's token cache after its lease was taken over)."""
+        self._check_fences()
         self.objects.put(rel, data)
 
     def files(self, prefix: str) -> list[str]:
@@ -233,14 +235,17 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles, Obje
     def _commit(self, name: str, make):
         """Commit ``make``'s entry to table ``name``'s log, fenced: a stage whose lease is no longer its own
         (``self.fences``) commits nothing (LeaseLost), and each entry names the leases it was made under."""
-        for fence in self.fences:
-            fence.check()
+        self._check_fences()
         under = [f.holder for f in self.fences]
 
         def entry(state: TableState) -> dict | None:
             body = make(state)
             return {**body, "under": under} if body is not None and under else body
         return self.log(name).commit(entry)
+
+    def _check_fences(self) -> None:
+        for fence in self.fences:
+            fence.check()
 
     def _rewrite_entry(self, kind: str, name: str, old: set[str], added: list[str], holder: str):
         """The commit of a rewrite: refused when a part it read is gone or its lease was lost."""
