@@ -125,3 +125,39 @@ def test_every_global_stage_runs_under_its_lock(tmp_path, verb, lock):
         assert isinstance(result.exception, StoreBusy) and f"PID {holder.pid}" in str(result.exception), result.output
     finally:
         holder.communicate(b"\n", timeout=60)
+
+
+_FILES_HOLDER = textwrap.dedent("""
+    import sys
+    from m5data.storage import Store
+    store = Store.open(sys.argv[1], lease_seconds=float(sys.argv[2]))
+    with store.stage_lock("align"):
+        with store.staged("derived/align") as folder:
+            (folder / "review.csv").write_text("stale")
+            print("held", flush=True)
+            sys.stdin.readline()  # the test SIGSTOPs us here, then SIGCONTs us and sends a line
+    print("wrote", flush=True)
+""")
+
+
+def test_a_stage_paused_past_its_lease_on_s3_uploads_no_staged_file(s3_url, aws):
+    """A staged folder (align's review.csv) is uploaded when its block ends: not by a run whose lease
+    another run took over (its stale review file would replace the newer run's)."""
+    pytest.importorskip("moto")
+    Store.init(s3_url)
+    proc = subprocess.Popen([sys.executable, "-c", _FILES_HOLDER, s3_url, "3.0"],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().strip() == b"held", proc.stderr.read().decode()[-2000:]
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(4.0)  # its lease runs out while it is stopped
+        other = Store.open(s3_url, lease_seconds=3.0)
+        with other.stage_lock("align"), other.staged("derived/align") as folder:
+            (folder / "review.csv").write_text("fresh")
+        code, output = _resume(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code != 0 and "LeaseLost" in output and "wrote" not in output, output
+    assert Store.open(s3_url).read_bytes("derived/align/review.csv") == b"fresh"

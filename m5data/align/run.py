@@ -160,8 +160,8 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
         target = out if out is not None else stack.enter_context(store.staged(REVIEW.rsplit("/", 1)[0])) / "review.csv"
         writing = stack.enter_context(_Background(review_file.write, target, table))  # joined before the upload
         report.review_path = where
-        store.replace("taxonomy", taxonomy_rows(level1, groups))
-        store.replace("label_map", label_rows)
+        # both or neither: a run killed or fenced between them never leaves one run's taxonomy with another's map
+        store.replace_tables({"taxonomy": taxonomy_rows(level1, groups), "label_map": label_rows})
         if kept is None:  # a full run: the content hashes now, from the texts it segmented
             contents = _contents(tokens, subs, workers, segmenting)
         incremental.save_kept(store, settings, subs, left, right, s_label, s_content, contents)

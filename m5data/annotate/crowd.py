@@ -314,15 +314,16 @@ def aggregate(store, settings: cfg.Settings, *, method: str | None = None) -> Ag
     acc, n_gold = gold_accuracy(j.task, j.worker, j.label, j.gold, n_w)
     n_by = np.bincount(j.worker, minlength=n_w)
     run_id = stats.run_id
-    store.replace("matches", pa.table({
-        "query_id": [p[0] for p in j.pairs], "candidate_id": [p[1] for p in j.pairs],
-        "prob": [None if np.isnan(x) else float(round(x, 6)) for x in prob],
-        "accepted": accepted.tolist(), "method": [method] * n_t,
-        "n_judgements": counts.astype(np.int32).tolist(), "run_id": [run_id] * n_t}))
-    store.replace("workers", pa.table({
-        "worker_id": j.workers, "ability": [float(round(x, 6)) for x in res.ability],
-        "gold_accuracy": [None if n == 0 else float(round(x, 6)) for x, n in zip(acc, n_gold)],
-        "n_judgements": n_by.astype(np.int64).tolist(), "method": [method] * n_w, "run_id": [run_id] * n_w}))
+    store.replace_tables({  # both or neither (a run killed between them leaves no mix of two runs)
+        "matches": pa.table({
+            "query_id": [p[0] for p in j.pairs], "candidate_id": [p[1] for p in j.pairs],
+            "prob": [None if np.isnan(x) else float(round(x, 6)) for x in prob],
+            "accepted": accepted.tolist(), "method": [method] * n_t,
+            "n_judgements": counts.astype(np.int32).tolist(), "run_id": [run_id] * n_t}),
+        "workers": pa.table({
+            "worker_id": j.workers, "ability": [float(round(x, 6)) for x in res.ability],
+            "gold_accuracy": [None if n == 0 else float(round(x, 6)) for x, n in zip(acc, n_gold)],
+            "n_judgements": n_by.astype(np.int64).tolist(), "method": [method] * n_w, "run_id": [run_id] * n_w})})
     report.n_pairs, report.n_judgements, report.n_workers = n_t, len(j.task), n_w
     report.n_gold = int((j.gold >= 0).sum())
     report.n_accepted = int(accepted.sum())

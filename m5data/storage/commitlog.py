@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 from .errors import DamagedLog, StoreBusy, StoreError
 from .objects import ObjectStore
+from .schema import TABLES
 from .temps import pid_alive, pid_namespace
 
 LOG_DIR = "_log"
@@ -79,7 +80,23 @@ def checked_entry(uri: str, data: bytes, n: int) -> dict:
                              "the log of this table is damaged")
     if entry["kind"] == "lease" and not isinstance(entry.get("lease"), dict):
         raise DamagedLog(f"{uri}: a lease entry without a lease; the log of this table is damaged")
+    if "group" in entry and (problem := _group_problem(entry["group"])):
+        raise DamagedLog(f"{uri}: its group {problem}; the log of this table is damaged")
     return entry
+
+
+def _group_problem(group) -> str | None:
+    """What is wrong with a replace entry's ``group`` (the other tables it rewrites: s3groups.py), or None."""
+    if not isinstance(group, dict) or not isinstance(group.get("tables"), dict):
+        return "is not a group of tables"
+    for table, change in group["tables"].items():
+        if table not in TABLES or not isinstance(change, dict) or not isinstance(change.get("lease"), str):
+            return f"names {str(table)[:100]!r} without its change"
+        for field_name in ("add", "remove"):
+            names = change.get(field_name)
+            if not isinstance(names, list) or any(not isinstance(x, str) or not _PART_NAME.fullmatch(x) for x in names):
+                return f"names a {field_name!r} of table {table} that is not a list of its parts"
+    return None
 
 
 def entry_number(rel: str) -> int | None:
@@ -97,10 +114,11 @@ class TableState:
     compacted: bool = True  # the live parts are exactly those of the last compact/replace
     last_tag: str | None = None  # content tag of the newest entry when it is a write (a repeat is a no-op)
     lease: dict | None = None  # {"holder", "what", "host", "pid", "until"} of a rewrite in progress
+    group: dict | None = None  # the tables rewritten with this one by its last replace (s3groups.py)
 
     def copy(self) -> TableState:
         return TableState(self.n, dict(self.parts), self.compacted, self.last_tag,
-                          dict(self.lease) if self.lease else None)
+                          dict(self.lease) if self.lease else None, self.group)
 
     def fold(self, entry: dict) -> None:
         """Apply one entry (the next one: ``entry["n"] == self.n + 1``)."""
@@ -116,6 +134,8 @@ class TableState:
         elif kind in ("compact", "replace"):
             self.compacted = set(self.parts) == set(entry.get("add", []))
             self.last_tag = None
+        if kind == "replace":  # a compaction keeps it: the content is the same
+            self.group = entry.get("group")
         if kind == "lease":
             self.lease = entry["lease"]
         elif self.lease and entry.get("release") == self.lease.get("holder"):
@@ -133,7 +153,7 @@ class TableState:
     def to_json(self) -> bytes:
         """The checkpoint's bytes: the state with a digest of itself (a checkpoint edited or cut is refused)."""
         body = {"n": self.n, "parts": self.parts, "compacted": self.compacted, "last_tag": self.last_tag,
-                "lease": self.lease}
+                "lease": self.lease, **({"group": self.group} if self.group else {})}
         return json.dumps({**body, "digest": _digest(body)}, sort_keys=True).encode()
 
     @classmethod
@@ -146,7 +166,7 @@ class TableState:
                 raise DamagedLog(f"{uri}: {'no digest' if digest is None else 'its digest does not match its content'}"
                                  " (written by hand, cut, or by an m5data before the check)")
             state = cls(int(d["n"]), {str(k): int(v) for k, v in d["parts"].items()}, bool(d["compacted"]),
-                        d.get("last_tag"), d.get("lease"))
+                        d.get("last_tag"), d.get("lease"), d.get("group"))
         except DamagedLog:
             raise
         except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:

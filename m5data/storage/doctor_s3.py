@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 def check_object_store(store: S3Store, report: DoctorReport, repair: bool) -> None:
     if not repair:
         audited = store.audit()
+        _check_groups(store, report, audited, False)
         _check_logs(store, report, audited, False)
         _check_footers(store, report, audited)
         _check_uncommitted(store, report, False, audited)
@@ -32,9 +33,31 @@ def check_object_store(store: S3Store, report: DoctorReport, repair: bool) -> No
     with repair_lease(store):  # refused while a stage runs; no stage starts while it repairs
         sweep_scratch()  # this machine's killed runs' local scratch (TMPDIR)
         audited = store.audit()
+        if _check_groups(store, report, audited, True):
+            audited = store.audit()  # the finished tables' logs have grown
         _check_logs(store, report, audited, True)
         _check_footers(store, report, audited)
         _check_uncommitted(store, report, True, audited)
+
+
+def _check_groups(store: S3Store, report: DoctorReport, audited: dict, repair: bool) -> bool:
+    """Tables whose part of a group rewrite (s3groups.py) is committed in the primary's log and not yet in
+    their own (its writer killed or fenced half way): readers already see it; ``--repair`` commits it."""
+    from .s3groups import finish, pending
+
+    found = False
+    for name, (state, _) in audited.items():
+        if state is None or (group := pending(store, name, state)) is None:
+            continue
+        primary = state.lease["group"]
+        finding = Finding("group", WARNING, store.log(name).objects.uri(f"tables/{name}/_log/"),
+                          f"table {name}: its part of a rewrite with {primary} is committed in {primary}'s log, "
+                          f"not yet in its own (the writer was stopped half way; readers see it)", "commit it")
+        if repair:
+            finish(store, name)
+            finding.repair, finding.repaired, found = f"committed (group {group['id'][:12]})", True, True
+        report.findings.append(finding)
+    return found
 
 
 def _check_logs(store: S3Store, report: DoctorReport, audited: dict, repair: bool) -> None:

@@ -30,13 +30,18 @@ class ObjectGarbage:
         table's whole log (:meth:`audit`: a checkpoint is not trusted for this): a live writer's upload not
         yet committed, or a killed writer's (garbage). A table whose log is damaged has none: nothing of it
         is garbage while its log cannot be read."""
+        from .s3groups import pending
+
         out = []
         for name, (state, _) in (self.audit() if audited is None else audited).items():
             if state is None:
                 continue
+            live = set(state.parts)
+            if group := pending(self, name, state):  # a group rewrite's change committed in its primary's log
+                live |= set(group["tables"][name]["add"])
             now = time.time()
             out += [(o.rel, now - o.modified.timestamp()) for o in self.objects.listing(f"tables/{name}/part-")
-                    if o.rel.rsplit("/", 1)[1] not in state.parts]
+                    if o.rel.rsplit("/", 1)[1] not in live]
         return out
 
     def sweep_garbage(self, grace: float | None = None, busy: list[str] | None = None,

@@ -35,7 +35,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -88,26 +88,36 @@ class Fence:
 
 @contextlib.contextmanager
 def hold_lease(log: TableLog, what: str, where: str, seconds: float, wait: float = 0.0,
-               renew: bool = False, fences: list | None = None) -> Iterator[str]:
+               renew: bool = False, fences: list | None = None, extra: dict | None = None,
+               settle: Callable[[TableState], object] | None = None) -> Iterator[str]:
     """Hold the lease of ``log`` (an entry in it); yields the holder id (a rewrite's commit may release it).
 
     ``where`` says what is held, before the holder's name ("table t of s3://... is being rewritten by").
     Refused with StoreBusy naming the holder when another's lease lives and ``wait`` seconds pass.
     ``renew``: a thread extends the lease every ``seconds / 3`` (a stage may run for hours).
     ``fences``: a :class:`Fence` of this lease is in it while the lease is held (the store's commits check it).
+    ``extra``: more fields of the lease (``group``: the primary table of a group rewrite, s3groups.py).
+    ``settle``: called with the log's state, once, before a lease is taken on a table that a group
+    rewrite touched (a run-out lease naming a group, or a last replace that made one): it commits
+    what the group left pending (s3groups.settle).
     """
     holder = uuid.uuid4().hex
     deadline = time.monotonic() + wait
 
     def lease() -> dict:
-        return {"kind": "lease", "lease": {"holder": holder, "what": what, **machine(),
+        return {"kind": "lease", "lease": {"holder": holder, "what": what, **machine(), **(extra or {}),
                                            "until": time.time() + seconds}}
 
     taken: list[dict] = []  # the lease entry that landed (its until starts the fence's)
+    settled: set[str] = set()  # the run-out group leases already settled
 
     def take(state: TableState) -> dict:
         if (other := state.live_lease()) and other.get("holder") != holder:
             raise _busy(what, where, other)
+        old, group = state.lease or {}, state.group or {}
+        key = f"{old.get('holder') if old.get('group') else ''}/{group.get('id', '')}"
+        if settle is not None and key != "/" and key not in settled:
+            raise _Unsettled(key, state)
         taken[:] = [lease()]
         return taken[0]
 
@@ -115,6 +125,9 @@ def hold_lease(log: TableLog, what: str, where: str, seconds: float, wait: float
         try:
             log.commit(take)
             break
+        except _Unsettled as unsettled:
+            settled.add(unsettled.key)
+            settle(unsettled.state)
         except StoreBusy:
             if time.monotonic() >= deadline:
                 raise
@@ -144,6 +157,14 @@ def hold_lease(log: TableLog, what: str, where: str, seconds: float, wait: float
                 raise
             # the block's own error says what went wrong (often the same store being out); the lease
             # frees when it runs out, or at once for a run on this machine whose process is gone
+
+
+class _Unsettled(Exception):
+    """A lease is about to be taken on a table a group rewrite touched: settle the group first."""
+
+    def __init__(self, key: str, state: TableState):
+        super().__init__(key)
+        self.key, self.state = key, state
 
 
 def _renew(log: TableLog, holder: str, lease, every: float, stop: threading.Event, fence: Fence) -> None:
@@ -222,14 +243,17 @@ def _shard_logs(store, stage: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def staged_folder(objects, rel: str, partial: bool = False) -> Iterator[Path]:
+def staged_folder(objects, rel: str, partial: bool = False, fence: Callable[[], None] | None = None) -> Iterator[Path]:
     """A local temp folder whose files are uploaded below ``rel`` when the block ends well; a block
     that fails uploads nothing, unless ``partial`` (a failed crawl's log is what explains it). The
-    folder is removed."""
+    folder is removed. ``fence``: called before the uploads of a block that ended well (the store's
+    lease check: a run whose stage lease was taken over uploads nothing, LeaseLost)."""
     local = scratch_dir("staged")
     ended = False
     try:
         yield local
+        if fence is not None:
+            fence()
         ended = True
     finally:
         try:
@@ -255,12 +279,14 @@ def _kept_files(local: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def kept_folder(objects, rel: str, lazy: tuple[str, ...] = ()) -> Iterator[KeptFolder]:
+def kept_folder(objects, rel: str, lazy: tuple[str, ...] = (), fence: Callable[[], None] | None = None
+                ) -> Iterator[KeptFolder]:
     """A local temp folder holding the objects below ``rel`` (those whose names match a ``lazy``
     pattern only once fetched); when the block ends well its new and changed files are uploaded and
     the objects of the files removed from it are deleted. A block that fails uploads and deletes
     nothing: what it pushed (``KeptFolder.push``: a checkpoint's block markers, which let a killed
-    run's next one resume) is all it leaves. The folder is removed."""
+    run's next one resume) is all it leaves. The folder is removed. ``fence``: called before each push
+    and before the block's uploads and deletes (a run whose lease was taken over writes nothing more)."""
     local = scratch_dir("kept")
     prefix = rel.strip("/") + "/"
     synced: dict[Path, tuple[int, int]] = {}
@@ -271,6 +297,8 @@ def kept_folder(objects, rel: str, lazy: tuple[str, ...] = ()) -> Iterator[KeptF
         return prefix + path.relative_to(local).as_posix()
 
     def upload(path: Path) -> None:
+        if fence is not None:
+            fence()
         sig = _signature(path)
         if sig[0] <= SMALL_OBJECT:
             objects.put(key(path), path.read_bytes())

@@ -28,6 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import s3groups
 from .catalog import Catalog
 from .changes import as_changed, changed_sql, check_columns, empty_changed
 from .commitlog import FROM_FILE, Conflict, TableLog, TableState
@@ -97,7 +98,7 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles, Obje
 
     def parts(self, name: str) -> list[str]:
         """The live parts' URLs, oldest write first."""
-        live = self.log(name).state().parts
+        live = self.table_state(name).parts
         return [self._uri(name, p) for p in sorted(live, key=lambda p: (live[p], p))]
 
     def parts_after_write(self, name: str) -> int:
@@ -148,7 +149,7 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles, Obje
     def kept(self, rel: str, lazy: tuple[str, ...] = ()):
         """A local copy of the objects below ``rel`` (``lazy`` patterns: once fetched), written back
         when the block ends well (``kept_folder``)."""
-        return kept_folder(self.objects, rel, lazy)
+        return kept_folder(self.objects, rel, lazy, fence=self._check_fences)
 
     def local_files(self, rels=()):
         """A temp folder holding copies of the blobs and derived files ``rels``, removed at the end."""
@@ -157,7 +158,7 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles, Obje
     def staged(self, rel: str, partial: bool = False):
         """A local folder for files a stage writes below ``rel``; uploaded as objects when the block
         ends well (``partial``: also when it fails)."""
-        return staged_folder(self.objects, rel, partial)
+        return staged_folder(self.objects, rel, partial, fence=None if partial else self._check_fences)
 
     # ------------------------------------------------------------------ locks: the log's leases
     def stage_lock(self, stage: str, shard: tuple[int, int] | None = None):
@@ -174,10 +175,21 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles, Obje
     def table_lock(self, name: str, what: str, wait: float = 600.0):
         return self._leased(name, what, wait)
 
-    def _leased(self, name: str, what: str, wait: float):
-        """Hold the table's rewrite lease (an entry in its log); yields the holder id the commit releases."""
+    def _leased(self, name: str, what: str, wait: float, group: str | None = None):
+        """Hold the table's rewrite lease (an entry in its log); yields the holder id the commit releases.
+        A group rewrite left half done on this table or by its last replace is finished first (s3groups.py);
+        ``group``: this lease is taken for a group rewrite whose primary table is ``group``."""
         return hold_lease(self.log(name), what, f"table {name} of {self.root} is being rewritten by",
-                          self.lease_seconds, wait)
+                          self.lease_seconds, wait, extra={"group": group} if group else None,
+                          settle=lambda state: s3groups.settle(self, name, state))
+
+    def replace_tables(self, tables: dict) -> dict[str, int]:
+        """As :meth:`GroupRewrites.replace_tables`: all the tables or none (s3groups.py)."""
+        return s3groups.replace_tables(self, tables)
+
+    def table_state(self, name: str) -> TableState:
+        """Table ``name`` as a reader sees it (a group rewrite committed half way folded in: s3groups.py)."""
+        return s3groups.table_state(self, table_spec(name).name)
 
     # ------------------------------------------------------------------ writes
     def write(self, name: str, data, *, if_absent: bool = False) -> int:
@@ -311,7 +323,7 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles, Obje
         con.register_filesystem(self.objects.fs)
 
     def read_sql(self, con, spec: TableSpec, parts=None, with_seq: bool = False, shared: bool = False) -> str:
-        state = self.log(spec.name).state()
+        state = self.table_state(spec.name)
         live = state.parts if parts is None else {p.rsplit("/", 1)[1]: state.parts[p.rsplit("/", 1)[1]] for p in parts}
         return self._window(spec, live, with_seq, compacted=parts is None and state.compacted)
 
@@ -346,7 +358,7 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles, Obje
         """As the folder store's ``changed``; reads every live part (no pruning by part yet)."""
         spec = table_spec(name)
         check_columns(spec, columns)
-        live = self.log(spec.name).state().parts
+        live = self.table_state(spec.name).parts
         if not live:
             return empty_changed(spec, columns)
         con = self.connect(need=(spec.name,), only=())

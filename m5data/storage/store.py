@@ -7,6 +7,7 @@ Layout::
     <root>/tables/<table>/_compacted   names of the parts the last compaction produced
     <root>/blobs/ab/<sha256>.<ext>
     <root>/derived/...                 frames, MFCC arrays, normalised images
+    <root>/groups/<id>/                a rewrite of several tables as one, committed, being applied (groups.py)
     <root>/catalog.duckdb              views over the Parquet parts (derivable: deleting it loses nothing)
 
 Writes append parts; reads see the latest row per key (see ``schema.py``). Every row carries the
@@ -34,6 +35,7 @@ from .changes import Changes
 from .compaction import COMPACTED, Compaction
 from .errors import CorruptPart, StoreBusy, StoreError
 from .files import KeptFolder, TextFiles, staged_files, write_atomic
+from .groups import GroupRewrites
 from .objects import is_store_url
 from .parts import PART_GLOB
 from .reading import Reading, part_problem
@@ -46,7 +48,7 @@ __all__ = ["CATALOG", "COMPACTED", "MARKER", "STORE_FORMAT", "CorruptPart", "Sto
            "part_problem"]
 
 
-class Store(Writing, Compaction, TableViews, Reading, Catalog, Changes, TextFiles):
+class Store(Writing, Compaction, GroupRewrites, TableViews, Reading, Catalog, Changes, TextFiles):
     """Open with ``Store.open(path)``; create with ``Store.init(path)``."""
 
     def __init__(self, root: Path, compression: str = "zstd", part_rows: int = 1_000_000):
@@ -99,6 +101,9 @@ class Store(Writing, Compaction, TableViews, Reading, Catalog, Changes, TextFile
             raise StoreError(f"store {store.root} has format {fmt}; this m5data reads up to {STORE_FORMAT}")
         for name in TABLES:
             store.table_dir(name).mkdir(parents=True, exist_ok=True)
+        if store.unfinished_groups():  # a group rewrite whose writer was killed half way (groups.py)
+            with contextlib.suppress(OSError):  # a read-only store is read as it is; doctor reports it
+                store.finish_groups()
         return store
 
     @classmethod

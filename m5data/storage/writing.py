@@ -94,13 +94,14 @@ class Writing:
 class _StreamingWriter(PartStream):
     """Parts of at most ``part_rows`` rows of one write (one ``_seq``); ``abort`` removes every part it published."""
 
-    def __init__(self, store: Store, spec: TableSpec):
+    def __init__(self, store: Store, spec: TableSpec, directory: Path | None = None):
         super().__init__(store, spec)
         self._marker = OpenWrite(store.table_dir(spec.name))  # held until close/abort (parts.py)
         self.seq = next_seq()
+        self.directory = store.table_dir(spec.name) if directory is None else directory  # groups.py: elsewhere
 
     def _open(self) -> PartWriter:
-        return PartWriter(self.store.table_dir(self.spec.name), self.spec, self.seq, self.store.compression)
+        return PartWriter(self.directory, self.spec, self.seq, self.store.compression)
 
     def _finish(self, part: PartWriter) -> Path:
         return part.commit()
