@@ -76,8 +76,8 @@ class Stage:
         creates_store: its run creates the store when it is missing (the crawl, the first stage).
         leased: :func:`call` holds the stage's lock (its lease on object storage: every commit the run
             makes is fenced by it) around its ``run``, per job for a stage run once per job
-            (``annotate-dedup``, ...). The stages that take it inside their own run (crawl, download,
-            extract, align: per shard where sharded) say False.
+            (``annotate-dedup``, ...). The stages whose run takes it itself say False: through
+            :class:`StageRun` (align, splits, export, report) or per shard (crawl, download, extract).
         verbs: its ``m5data`` verbs.
     """
 
@@ -119,12 +119,12 @@ REGISTRY: tuple[Stage, ...] = (
           job_module="m5data.annotate.{job}", leased=True,
           verbs=(Verb("annotate", "m5data.annotate.cli:app", group=True,
                       help="Curation: duplicate groups, caption match levels, candidate pools, crowd labels."),)),
-    Stage("splits", "m5data.splits.stage:run", "splits", options=("full",), leased=True,
+    Stage("splits", "m5data.splits.stage:run", "splits", options=("full",),
           verbs=(Verb("build-splits", "m5data.splits.cli:build_splits"),
                  Verb("check-splits", "m5data.splits.cli:check_splits"))),
-    Stage("export", "m5data.export.stage:run", "export", retries=1, retry_delay=10, options=("full",), leased=True,
+    Stage("export", "m5data.export.stage:run", "export", retries=1, retry_delay=10, options=("full",),
           verbs=(Verb("export", "m5data.export.cli:export"), Verb("check-shards", "m5data.export.cli:check_shards"))),
-    Stage("report", "m5data.report.stage:run", "report", options=("full",), leased=True, verbs=(Verb("report", "m5data.report.cli:report"),)),
+    Stage("report", "m5data.report.stage:run", "report", options=("full",), verbs=(Verb("report", "m5data.report.cli:report"),)),
     Stage("train", "m5data.train.stage:run", "train", options=("previous",),
           verbs=(Verb("train", "m5data.train.cli:train"), Verb("evaluate", "m5data.train.cli:evaluate"))),
 )
@@ -170,6 +170,116 @@ def call(name: str, ctx: RunContext) -> Any:
     job = ctx.options.get("job")
     with ctx.store.stage_lock(f"{stage.name}-{job}" if job else stage.name):
         return stage.load()(ctx)
+
+
+class StageRun:
+    """A run's bookkeeping, owned by the contract: a stage's work does only its work.
+
+    ``with StageRun(store, "report", reads=READS, inputs=(settings.report, out)) as run:`` takes the
+    stage's lock (its lease on object storage, renewed while the run lasts, fencing every commit the
+    run makes; ``shard``: a shard's), reads the watermarks of the tables ``reads`` *before* the stage
+    reads anything (a write made meanwhile is seen by the next run) and the state the stage saved when
+    it last completed, and makes the run's one fingerprint of ``inputs`` (settings, options, files:
+    whatever beside the tables decides the result). Then:
+
+    - ``run.unchanged(full)``: nothing the stage reads was written since its last complete run and its
+      inputs are the same; ``run.skip(unchanged=n, **config)`` then writes the ``runs`` row of a run that
+      did nothing (``details["unchanged"]``, ``changes`` ``new 0, changed 0, unchanged n``);
+    - ``run.complete(config, **keep)`` writes the ``runs`` row of ``run.stats`` and then, last, the state
+      (watermarks, fingerprint, ``keep``): a run killed before it leaves the previous state, so the next
+      run does the work again; ``run.record(config)`` writes the ``runs`` row alone (a stage that keeps no
+      state, or one that ended early).
+
+    ``run.state`` is that last complete run's state (None: never, or unreadable: run in full),
+    ``run.marks`` the watermarks, ``run.inputs`` the fingerprint, ``run.stats`` the run's StageStats
+    (named ``name``). ``lock=False``: the caller holds the lock already (a decorated stage function).
+    """
+
+    def __init__(self, store, name: str, *, reads: tuple[str, ...] = (), inputs: tuple = (),
+                 shard: tuple[int, int] | None = None, state: str | None = None, lock: bool = True):
+        from .storage import StageStats
+
+        self.store, self.name, self.reads, self.shard, self.lock = store, name, tuple(reads), shard, lock
+        self.state_name = state or name
+        self.stats = StageStats(name)
+        self._inputs = inputs
+        self.marks: dict[str, int] = {}
+        self.state: dict | None = None
+        self.inputs = ""
+        self._held = None
+
+    def __enter__(self) -> StageRun:
+        from .storage import changes
+
+        if self.lock:
+            self._held = self.store.stage_lock(self.name, self.shard)
+            self._held.__enter__()
+        try:
+            self.marks = changes.watermarks(self.store, self.reads)  # before reading: a later write is seen next time
+            self.state = changes.load_state(self.store, self.state_name) if self.reads else None
+            self.inputs = fingerprint(*self._inputs)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.__exit__(*exc)
+
+    def unchanged(self, full: bool = False) -> bool:
+        """True when nothing the stage reads was written since its last complete run, with the same inputs."""
+        from .storage import changes
+
+        return not full and changes.unchanged_since(self.state, self.marks, self.inputs)
+
+    def skip(self, unchanged: int = 0, **config) -> Any:
+        """Record a run that did nothing (its last complete run stands); returns ``run.stats``."""
+        self.stats.details["changes"] = {"new": 0, "changed": 0, "unchanged": int(unchanged)}
+        self.stats.details["unchanged"] = True
+        return self.record({self.name: {"unchanged": True, **config}}, "ok")
+
+    def record(self, config: dict | None = None, status: str | None = None) -> Any:
+        """Write the run's ``runs`` row (``status``: finish the stats with it first); returns ``run.stats``."""
+        from .storage import record_run
+
+        if status is not None:
+            self.stats.finish(status)
+        record_run(self.store, self.stats, config)
+        return self.stats
+
+    def complete(self, config: dict | None = None, status: str | None = None, **keep) -> Any:
+        """Write the ``runs`` row, then (last) the state the next run compares with; returns ``run.stats``."""
+        from .storage import changes
+
+        self.record(config, status)
+        changes.save_state(self.store, self.state_name, self.marks, self.inputs, **keep)
+        return self.stats
+
+
+def fingerprint(*values) -> str:
+    """The one fingerprint of what, beside the tables, decides a stage's result (settings sections,
+    options, files: a ``Path`` or ``"file:<path>"`` counts by its content): a short sha256."""
+    import dataclasses
+    import hashlib
+    import json
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    for v in values:
+        if isinstance(v, Path) or (isinstance(v, str) and v.startswith("file:")):
+            path = Path(str(v).removeprefix("file:"))
+            try:
+                h.update(path.read_bytes())
+            except OSError:
+                h.update(b"missing:" + str(path).encode())
+        else:
+            if dataclasses.is_dataclass(v) and not isinstance(v, type):
+                v = dataclasses.asdict(v)
+            h.update(json.dumps(v, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:32]
 
 
 def load(target: str) -> Any:

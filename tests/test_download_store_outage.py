@@ -103,3 +103,20 @@ def test_a_long_store_outage_ends_the_run_with_one_line_and_leaves_the_items_pen
     assert res.returncode == 0, res.stdout + res.stderr
     rows = media(s3_url)
     assert {r["status"] for r in rows.values()} == {"ok"} and all(r["width"] for r in rows.values())
+
+
+def test_a_store_down_when_the_run_starts_ends_it_with_one_line_and_the_items_stay_pending(s3_url, endpoint, server):
+    Store.init(s3_url).write("media", media_rows([server.url(f"/{i}.jpg") for i in range(N)]))
+    endpoint.down()
+    try:
+        proc = start(s3_url, "download.store_retry_seconds=2")
+        out, err = proc.communicate(timeout=180)
+    finally:
+        endpoint.up()
+    assert proc.returncode != 0
+    lines = [line for line in (out + err).splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    assert len(errors) == 1 and s3_url in errors[0], lines
+    assert "Traceback" not in err and "never retrieved" not in err, err
+    assert sum(server.hits(f"/{i}.jpg") for i in range(N)) == 0  # nothing was fetched for a store it cannot write
+    assert {r["status"] for r in media(s3_url).values()} == {"pending"}

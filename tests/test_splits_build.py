@@ -7,6 +7,7 @@ import pytest
 from support.splits_store import write_synthetic
 
 from m5data import config as cfg
+from m5data import stages
 from m5data.splits import SplitsError, build, check
 from m5data.splits.manifest import checksum, manifest_path
 from m5data.storage import Store
@@ -69,13 +70,16 @@ def assignment(store, version: str) -> dict[str, set[str]]:
 def test_every_split_is_built_and_every_invariant_holds(store):
     report = build(store, settings())
     assert report.groups.source == "dedup" and report.groups.groups > 50
+    assert store.count("runs") == 0  # the library function does the work; the stage's run records it (below)
     assert set(report.splits) == {"train", "query-c", "gallery-c", "query-fg", "gallery-fg", "cls-train", "cls-test", "subset"}
     assert sum(e["products"] for k, e in report.splits.items() if k != "subset") == N - report.held_out
     result = check(store, settings())
     assert result.ok, result.violations
     assert len(result.rules) == 7 and all(n == 0 for _, n in result.rules)
+    stats = stages.call("splits", stages.RunContext(settings(), options={"version": "v2"}, _store=store))
     runs = store.read("runs", where="stage = 'splits'")
-    assert runs.num_rows == 1 and runs.column("n_out")[0].as_py() == store.count("splits")
+    assert runs.num_rows == 1 and runs.column("run_id")[0].as_py() == stats.run_id
+    assert runs.column("n_out")[0].as_py() == store.read("splits", where="version = 'v2'").num_rows > 0
 
 
 def test_no_group_crosses_train_and_evaluation(store):

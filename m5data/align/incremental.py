@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..storage import changes
+from ..stages import fingerprint
 from .inventory import SubClass
 
 STAGE = "align"
@@ -78,18 +78,18 @@ def sub_hash(sub: SubClass) -> str:
                                 sub.class_id)).encode("utf-8")).hexdigest()[:16]
 
 
-def inputs(settings, mapping, review, renumber: bool, review_out: Path | str) -> str:
-    """The fingerprint of everything beside ``products`` that decides align's result (and where its review file goes:
-    a path, or a str naming the store's own place, the same wherever the store lives)."""
+def inputs(settings, mapping, review, renumber: bool, review_out: Path | str) -> tuple:
+    """Everything beside ``products`` that decides align's result (and where its review file goes: a path,
+    or a str naming the store's own place, the same wherever the store lives): the run's fingerprint."""
     a = {k: v for k, v in asdict(settings.align).items() if k not in ("workers", "mapping")}
-    return changes.fingerprint(a, f"file:{mapping}", f"file:{review}" if review else None, bool(renumber),
-                               review_out if isinstance(review_out, str) else str(Path(review_out).absolute()))
+    return (a, f"file:{mapping}", f"file:{review}" if review else None, bool(renumber),
+            review_out if isinstance(review_out, str) else str(Path(review_out).absolute()))
 
 
 def scoring(settings) -> str:
     """The fingerprint of what decides a pair's scores beside its texts (kept scores of another are dropped)."""
     a = settings.align
-    return changes.fingerprint(a.engine, a.weighting, a.content_chars)
+    return fingerprint(a.engine, a.weighting, a.content_chars)
 
 
 def load_kept(store, settings) -> pa.Table | None:

@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 
 from .. import config as cfg
-from ..storage import StageStats, changes, record_run
-from ..storage.locks import stage_lock
+from ..stages import StageRun
+from ..storage import StageStats
 from . import incremental
 from . import review as review_file
 from .candidates import REASONS, candidate_arrays, decide_arrays, score_pairs
@@ -82,7 +82,6 @@ def run(store, settings: cfg.Settings, **kwargs) -> StageStats:
     return align(store, settings, **kwargs).stats
 
 
-@stage_lock("align")  # one align per store
 def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, review: str | Path | None = None,
           review_out: str | Path | None = None, renumber: bool = False, full: bool = False,
           progress: Progress | None = None) -> AlignReport:
@@ -104,16 +103,22 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
         raise AlignError("no level-1 mapping file: pass --mapping FILE or set align.mapping")
     level1 = Level1Mapping.load(path)
     reviewed = review_file.read(review) if review else review_file.Reviewed()
-    stats = StageStats("align")
-    report = AlignReport(stats, problems=list(reviewed.problems))
     out = review_target(settings, review_out)
+    with StageRun(store, incremental.STAGE, reads=incremental.READS,  # one align per store
+                  inputs=incremental.inputs(settings, path, review, renumber, out if out is not None else REVIEW)) as run:
+        return _align(run, settings, level1, reviewed, path=path, review=review, out=out, renumber=renumber, full=full,
+                      progress=progress)
+
+
+def _align(run: StageRun, settings: cfg.Settings, level1: Level1Mapping, reviewed, *, path, review, out: Path | None,
+           renumber: bool, full: bool, progress: Progress | None) -> AlignReport:
+    store, stats, state = run.store, run.stats, run.state
+    a = settings.align
+    report = AlignReport(stats, problems=list(reviewed.problems))
     where = out if out is not None else store.where(REVIEW)  # a path, or the object's URL
-    marks = changes.watermarks(store, incremental.READS)  # before reading: a later write is seen next time
-    state = changes.load_state(store, incremental.STAGE)
-    inputs = incremental.inputs(settings, path, review, renumber, out if out is not None else REVIEW)
     written = out.is_file() if out is not None else REVIEW in store.files(REVIEW.rsplit("/", 1)[0])
-    if not full and changes.unchanged_since(state, marks, inputs) and written:
-        return _unchanged(store, report, state, where)
+    if run.unchanged(full) and written:
+        return _unchanged(run, report, where)
 
     warm_up()  # jieba's dictionary and scipy, loaded while the store is read
     inv = read_inventory(store, level1, a.content_chars)
@@ -173,11 +178,9 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
     _count(stats, inv, label_rows, report)
     hashes = incremental.sub_hashes(subs)
     stats.details["changes"] = incremental.sub_changes(hashes, state)
-    record_run(store, stats.finish(), {**cfg.as_dict(settings), "align_run": {
+    run.complete({**cfg.as_dict(settings), "align_run": {
         "mapping": str(path), "review": str(review) if review else None, "review_out": str(where), "renumber": renumber,
-        "full": full}})
-    changes.save_state(store, incremental.STAGE, marks, inputs, subclasses=hashes,
-                       summary=_summary(report))  # last: a killed run leaves the previous state
+        "full": full}}, "ok", subclasses=hashes, summary=_summary(report))
     return report
 
 
@@ -217,9 +220,9 @@ def _summary(report: AlignReport) -> dict:
             "n_in": report.stats.n_in, "n_out": report.stats.n_out, "failures": dict(report.stats.failures)}
 
 
-def _unchanged(store, report: AlignReport, state: dict, out: Path) -> AlignReport:
+def _unchanged(run: StageRun, report: AlignReport, out: Path) -> AlignReport:
     """Nothing align reads was written since its last complete run: report that run's counts, do nothing."""
-    s = state.get("summary") or {}
+    s = run.state.get("summary") or {}
     report.n_subclasses, report.n_groups = s.get("n_subclasses", 0), s.get("n_groups", 0)
     report.n_children, report.n_pairs = s.get("n_children", 0), s.get("n_pairs", 0)
     report.merges, report.overrides = Counter(s.get("merges", {})), Counter(s.get("overrides", {}))
@@ -227,9 +230,7 @@ def _unchanged(store, report: AlignReport, state: dict, out: Path) -> AlignRepor
     report.untitled = [tuple(k) for k in s.get("untitled", [])]
     report.problems = list(s.get("problems", []))
     report.review_path = out
-    report.stats.details["changes"] = {"new": 0, "changed": 0, "unchanged": report.n_subclasses}
-    report.stats.details["unchanged"] = True
-    record_run(store, report.stats.finish(), {"align_run": {"unchanged": True}})
+    run.skip(report.n_subclasses)
     return report
 
 

@@ -73,12 +73,12 @@ def state_name(fmt: str, split: str) -> str:
     return f"export-{fmt}-{split}"
 
 
-def inputs(fmt: str, split: str, settings) -> str:
-    """What beside the tables decides an export's samples and shards."""
+def inputs(fmt: str, split: str, settings) -> tuple:
+    """What beside the tables decides an export's samples and shards (the run's fingerprint: ``StageRun``)."""
     from .plan import format_options
 
     e = settings.export
-    return changes.fingerprint(fmt, split, e.shard_size, e.shard_bytes, format_options(settings), DIGEST)
+    return fmt, split, e.shard_size, e.shard_bytes, format_options(settings), DIGEST
 
 
 def split_location(out) -> tuple[str, str]:

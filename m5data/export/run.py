@@ -32,8 +32,8 @@ from typing import Callable
 
 from .. import config as cfg
 from ..splits.names import shown
-from ..storage import changes
-from ..storage.runs import StageStats, record_run
+from ..stages import StageRun
+from ..storage.runs import StageStats
 from ..storage.temps import scratch_dir
 from . import incremental as inc
 from .json_stream import write_json_atomic
@@ -72,6 +72,9 @@ class ExportReport:
     base: str | None = None  # that folder's name
     changes: dict = field(default_factory=dict)  # samples new, changed, unchanged, removed since it
     full_because: str = ""  # why the export was written in full (empty when incremental)
+
+
+STAGE = "export"  # its runs rows and its lock (the state is per format and split: incremental.state_name)
 
 
 def check_settings(s: cfg.Settings) -> None:
@@ -192,16 +195,22 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
     """
     check_settings(settings)
     fmt = fmt or settings.export.format
+    format_module(fmt)  # an unknown format: refused before the lock is taken
+    with StageRun(store, STAGE, reads=inc.READS, inputs=inc.inputs(fmt, split, settings),
+                  state=inc.state_name(fmt, split)) as run:
+        return _export(run, settings, out=out, split=split, fmt=fmt, version=version, progress=progress, full=full)
+
+
+def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: str, fmt: str, version: str | None,
+            progress: Progress | None, full: bool) -> ExportReport:
+    store, stats, marks = run.store, run.stats, run.marks
     mod = format_module(fmt)
     remote = RemoteOut(out) if is_remote(out) else None
     out = remote.url if remote else Path(out).absolute()
     staging = scratch_dir("export") if remote else None
-    stats = StageStats("export")
     started = time.time()
     config = {"format": fmt, "split": split, "out": str(out), **asdict(settings.export)}
     keeps_index = fmt in inc.INCREMENTAL_FORMATS
-    marks = changes.watermarks(store, inc.READS)  # before reading: a later write is seen next time
-    inputs = inc.inputs(fmt, split, settings)
     shared = None  # one connection for the digests, the plan and the sample stream (each costs ~0.3 s)
     base = delta = None
     try:
@@ -215,9 +224,9 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
         if not members.counts:
             raise ExportError(f"no split of version {version!r} has a plain name (skipped: "
                               f"{', '.join(shown(n) for n in skipped_splits)}); rebuild the splits")
-        if keeps_index and not full and (kept := _unchanged(store, stats, out, fmt, split, version, members,
-                                                            marks, inputs, skipped_splits)) is not None:
-            record_run(store, stats, config)
+        if keeps_index and not full and (kept := _unchanged(run, out, fmt, version, members,
+                                                            skipped_splits)) is not None:
+            run.record(config)
             return kept
         existing = inc.read_file(out, PLAN_FILE)
         existing = json.loads(existing) if existing else None
@@ -411,8 +420,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
             stats.details["changes"] = {"new": new, "changed": 0, "unchanged": stats.n_in - new, "removed": 0}
         stats.finish("ok")
     except BaseException as exc:
-        stats.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
-        record_run(store, stats, config)
+        run.record(config, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
         raise
     finally:
         if shared is not None:  # not handed to the sample stream (nothing to write, or a failure before)
@@ -422,10 +430,10 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
         if staging:
             shutil.rmtree(staging, ignore_errors=True)
             _worker.pop(("remote", str(out), str(staging)), None)  # the inline writes' filesystem
-    record_run(store, stats, config)
-    if keeps_index:  # last: a killed export leaves the previous state
-        changes.save_state(store, inc.state_name(fmt, split), marks, inputs, out=inc.place(store, out), version=version,
-                           base=base.name if base else None)
+    if keeps_index:  # the state last: a killed export leaves the previous one
+        run.complete(config, out=inc.place(store, out), version=version, base=base.name if base else None)
+    else:
+        run.record(config)
     return ExportReport(stats, out, fmt, version, dict(members.counts), len(shards) + len(inherited) + len(kept),
                         units - skipped, skipped, skipped_splits, shards_inherited=len(inherited), shards_kept=len(kept),
                         base=base.name if base else None, changes=stats.details["changes"],
@@ -465,14 +473,14 @@ def _run_kept(fmt: str, out: str, k: dict, *, remote: bool, staging: str | None)
     return st
 
 
-def _unchanged(store, stats: StageStats, out, fmt: str, split: str, version: str, members: Members, marks: dict,
-               inputs: str, skipped_splits: dict) -> ExportReport | None:
+def _unchanged(run: StageRun, out, fmt: str, version: str, members: Members,
+               skipped_splits: dict) -> ExportReport | None:
     """The report of an export that has nothing to do (the folder holds the last complete export, of
     ``version``, and no table it reads was written since), else None."""
-    state = changes.load_state(store, inc.state_name(fmt, split))
+    store, stats, state = run.store, run.stats, run.state
     # another version than the folder's is refused by export(), with the two versions
     if (state is None or state.get("out") != inc.place(store, out) or state.get("version") != version
-            or not changes.unchanged_since(state, marks, inputs)):
+            or not run.unchanged()):
         return None
     manifest = inc.read_file(out, inc.MANIFEST)
     try:

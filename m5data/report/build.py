@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import config as cfg
-from ..storage import StageStats, changes, record_run
+from ..stages import StageRun
+from ..storage import StageStats
 from . import data, facts, folder, incremental
 from . import sections as builders
 from .charts import Charts
@@ -75,12 +76,16 @@ def build(store, settings: cfg.Settings, *, out: str | Path, truth: str | Path |
         out = folder.check(Path(out), store.local_copy())
     except folder.FolderError as exc:
         raise ReportError(str(exc)) from None
-    stats = StageStats("report")
-    marks = changes.watermarks(store, incremental.READS)  # before reading: a later write is seen next time
-    state = changes.load_state(store, incremental.STAGE)
-    inputs = incremental.inputs(settings, out, truth, train_run)
-    if not full and changes.unchanged_since(state, marks, inputs) and incremental.untouched(state, out):
-        return _unchanged(store, stats, state, out)
+    with StageRun(store, incremental.STAGE, reads=incremental.READS,
+                  inputs=incremental.inputs(settings, out, truth, train_run)) as run:
+        return _build(run, settings, out, truth, train_run, full, progress)
+
+
+def _build(run: StageRun, settings: cfg.Settings, out: Path, truth, train_run, full: bool,
+           progress: Progress | None) -> ReportResult:
+    store, stats, state, marks = run.store, run.stats, run.state, run.marks
+    if run.unchanged(full) and incremental.untouched(state, out):
+        return _unchanged(run, out)
     last = incremental.Last.of(state, out, full)
     staging = folder.staging(out)
     try:
@@ -99,22 +104,18 @@ def build(store, settings: cfg.Settings, *, out: str | Path, truth: str | Path |
         folder.discard(staging)
     stats.n_out = len(sections) - len(empties)
     stats.bytes = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    stats.finish("ok")
-    record_run(store, stats, {"out": str(out), "truth": str(truth) if truth else None, "full": full})
     result = ReportResult(stats, out / "index.html", [a for a, _, _ in sections], empties, figures)
-    changes.save_state(store, incremental.STAGE, marks, inputs, summary={  # last: a killed run keeps the old state
+    run.complete({"out": str(out), "truth": str(truth) if truth else None, "full": full}, "ok", summary={
         "sections": result.sections, "empty_sections": empties, "figures": figures,
         "products": stats.n_in, "n_out": stats.n_out, **made.memo}, folder=incremental.tree_stamp(out))
     return result
 
 
-def _unchanged(store, stats: StageStats, state: dict, out: Path) -> ReportResult:
+def _unchanged(run: StageRun, out: Path) -> ReportResult:
     """Nothing the report reads changed since its last complete run: the page in ``out`` stands."""
-    s = state.get("summary") or {}
-    stats.details["changes"] = {"new": 0, "changed": 0, "unchanged": int(s.get("products", 0))}
-    stats.details["unchanged"] = True
-    record_run(store, stats.finish("ok"), {"out": str(out), "unchanged": True})
-    return ReportResult(stats, out / "index.html", list(s.get("sections", [])), list(s.get("empty_sections", [])),
+    s = run.state.get("summary") or {}
+    run.skip(int(s.get("products", 0)), out=str(out))
+    return ReportResult(run.stats, out / "index.html", list(s.get("sections", [])), list(s.get("empty_sections", [])),
                         list(s.get("figures", [])))
 
 

@@ -49,9 +49,9 @@ def untouched(state: dict | None, out: Path) -> bool:
     return bool(state) and (out / "index.html").is_file() and state.get("folder") == tree_stamp(out)
 
 
-def inputs(settings, out: Path, truth, train_run) -> str:
-    """The fingerprint of what beside the tables decides the page."""
-    return changes.fingerprint(asdict(settings.report), str(out), tree_stamp(truth), tree_stamp(train_run))
+def inputs(settings, out: Path, truth, train_run) -> tuple:
+    """What beside the tables decides the page (the run's fingerprint is made of it: ``StageRun``)."""
+    return asdict(settings.report), str(out), tree_stamp(truth), tree_stamp(train_run)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import config as cfg
-from ..storage import StageStats, record_run
+from ..storage import StageStats
 from .carry import carry_sql, cat3_sql, flags_table_sql, lkey_sql, write_carry
 from .groups import GROUP_TABLE, GroupSource, load_groups
 from .labels import PATH_SEP, cat_key_of, cat_key_sql, cat_name_sql  # noqa: F401 (re-exported)
@@ -325,12 +325,6 @@ def carried_plan(store, prev: str, version: str, params: dict, manifest: dict | 
     return dataclasses.replace(plan, version=version) if plan.params == params else None
 
 
-def run(store, settings: cfg.Settings, *, version: str | None = None, seed: int | None = None,
-        progress: Progress | None = None) -> StageStats:
-    """Stage contract: build the splits of one version; see :func:`build`."""
-    return build(store, settings, version=version, seed=seed, progress=progress).stats
-
-
 def build(store, settings: cfg.Settings, *, version: str | None = None, seed: int | None = None,
           replace: bool = False, progress: Progress | None = None, carry: str | None = None,
           keep: bool = False) -> BuildReport:
@@ -396,7 +390,7 @@ def build(store, settings: cfg.Settings, *, version: str | None = None, seed: in
 
 def finish(store, settings: cfg.Settings, report: BuildReport, *, replace: bool, carried: str | None,
            kept=None) -> BuildReport:
-    """The version's carry (``kept``, when given), its manifest (last of its files) and the run's row in ``runs``."""
+    """The version's carry (``kept``, when given) and its manifest (last of its files)."""
     stats, version, seed = report.stats, report.version, settings.splits.seed
     stats.finish()
     if kept is not None:  # before the manifest, which names the run that wrote it
@@ -410,9 +404,7 @@ def finish(store, settings: cfg.Settings, report: BuildReport, *, replace: bool,
     if carried:
         manifest["carried_from"] = carried  # the plan and the kept roles are that version's
     report.manifest = write_manifest(store, version, manifest)
-    record_run(store, stats, {**cfg.as_dict(settings), "splits_run": {
-        "version": version, "seed": seed, "replace": replace, "manifest": str(report.manifest)}})
-    return report
+    return report  # its runs row: the stage's run writes it (splits/stage.py, StageRun)
 
 
 def _write(store, con, version: str) -> int:

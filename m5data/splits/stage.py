@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 
-from ..stages import RunContext
+from .. import config as cfg
+from ..stages import RunContext, StageRun
 from ..storage import StageStats, changes
 from ..storage.schema import TABLES
 
@@ -32,19 +33,20 @@ def run(ctx: RunContext) -> StageStats:
     ``details["placed_again"]`` products placed again), else in full (``details["built_whole"]`` says
     why); a pipeline run's build writes its version's carry (``carry.py``).
     """
+    with StageRun(ctx.store, STAGE, reads=READS, inputs=(dataclasses.asdict(ctx.settings.splits), ctx.options.get("seed"),
+                                                      bool(ctx.options.get("replace")))) as run:
+        return _run(ctx, run)
+
+
+def _run(ctx: RunContext, run: StageRun) -> StageStats:
     from .build import build
 
-    store, settings = ctx.store, ctx.settings
-    marks = changes.watermarks(store, READS)  # before reading: a later write is seen next time
-    state = changes.load_state(store, STAGE)
+    store, settings, state, marks, inputs = ctx.store, ctx.settings, run.state, run.marks, run.inputs
     named = bool(ctx.options.get("version"))
     full = bool(ctx.options.get("full"))
-    inputs = changes.fingerprint(dataclasses.asdict(settings.splits), ctx.options.get("seed"),
-                                 bool(ctx.options.get("replace")))
     prev = (state or {}).get("details", {}).get("version")
-    if not named and not full and changes.unchanged_since(state, marks, inputs) \
-            and store.read_text(f"derived/splits/{prev}/manifest.json"):
-        return _unchanged(store, state)
+    if not named and run.unchanged(full) and store.read_text(f"derived/splits/{prev}/manifest.json"):
+        return _unchanged(run)
     since = int((state or {}).get("watermarks", {}).get("products", 0))
     # with what a next version built from the carry reads of them (only the rows written since)
     products = store.changed("products", since, ("platform", "category_path"))
@@ -82,22 +84,20 @@ def run(ctx: RunContext) -> StageStats:
         groups_described=report.groups.describe(), reused_plan=report.reused_plan,
         excluded={str(reason): n for reason, n in report.excluded.items()}, changes=counts,
         full=why, placed_again=report.placed_again, built_whole=why_built)
-    if not named:  # last: a killed run leaves the previous state
-        changes.save_state(store, STAGE, marks, inputs, details=report.stats.details, products=sum(counts.values()))
-    return report.stats
+    run.stats = report.stats  # the build's counts are the run's
+    config = {**cfg.as_dict(settings), "splits_run": {
+        "version": report.version, "seed": settings.splits.seed if ctx.options.get("seed") is None else ctx.options["seed"],
+        "replace": bool(ctx.options.get("replace")), "manifest": str(report.manifest)}}
+    if named:  # a named version keeps no state: the pipeline's next run compares with its own last one
+        return run.record(config)
+    return run.complete(config, details=report.stats.details, products=sum(counts.values()))
 
 
-def _unchanged(store, state: dict) -> StageStats:
+def _unchanged(run: StageRun) -> StageStats:
     """Nothing splits reads changed since its last complete run: its version stands, nothing is done."""
-    from ..storage import record_run
-
-    stats = StageStats("splits")
-    stats.details.update(state["details"])
-    stats.details["changes"] = {"new": 0, "changed": 0, "unchanged": int(state.get("products", 0))}
-    stats.details["unchanged"] = True
-    stats.details.pop("full", None)  # what that run said; this one did nothing
-    record_run(store, stats.finish("ok"), {"splits": {"unchanged": True, "version": stats.details.get("version")}})
-    return stats
+    run.stats.details.update(run.state["details"])
+    run.stats.details.pop("full", None)  # what that run said; this one did nothing
+    return run.skip(int(run.state.get("products", 0)), version=run.stats.details.get("version"))
 
 
 @contextlib.contextmanager

@@ -186,9 +186,38 @@ def _renew(log: TableLog, holder: str, lease, every: float, stop: threading.Even
                 fence.renewed(float(made[0]["lease"]["until"]))
 
 
+_HELD: dict[tuple[str, str], int] = {}  # (store, lease log) -> how deep this process holds it
+_HELD_GUARD = threading.Lock()
+
+
 @contextlib.contextmanager
 def stage_lease(store, stage: str, shard: tuple[int, int] | None = None) -> Iterator[None]:
-    """One run of ``stage`` per store on object storage (or one run per shard of a sharded run)."""
+    """One run of ``stage`` per store on object storage (or one run per shard of a sharded run).
+    Re-entrant within a process, as a folder store's lock is (a stage run inside a verb that holds it)."""
+    key = (str(store.root), stage if shard is None else f"{stage}.shard-{shard[0]}-of-{shard[1]}")
+    with _HELD_GUARD:
+        nested = _HELD.get(key, 0) > 0
+        if nested:
+            _HELD[key] += 1
+    if nested:
+        try:
+            yield
+        finally:
+            with _HELD_GUARD:
+                _HELD[key] -= 1
+        return
+    with _held_lease(store, stage, shard):
+        with _HELD_GUARD:
+            _HELD[key] = 1
+        try:
+            yield
+        finally:
+            with _HELD_GUARD:
+                _HELD.pop(key, None)
+
+
+@contextlib.contextmanager
+def _held_lease(store, stage: str, shard: tuple[int, int] | None = None) -> Iterator[None]:
     where = f"the store {store.root} is in use by"
     whole = TableLog(store.objects, stage, base=f"locks/{stage}")
     if shard is None:
