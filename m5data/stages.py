@@ -192,16 +192,17 @@ class StageRun:
 
     ``run.state`` is that last complete run's state (None: never, or unreadable: run in full),
     ``run.marks`` the watermarks, ``run.inputs`` the fingerprint, ``run.stats`` the run's StageStats
-    (named ``name``). ``lock=False``: the caller holds the lock already (a decorated stage function).
+    (named ``name``, or ``stats``: a stage's own kind of StageStats). ``lock=False``: the caller holds
+    the lock already, or the run takes none (a tool building a store).
     """
 
     def __init__(self, store, name: str, *, reads: tuple[str, ...] = (), inputs: tuple = (),
-                 shard: tuple[int, int] | None = None, state: str | None = None, lock: bool = True):
+                 shard: tuple[int, int] | None = None, state: str | None = None, lock: bool = True, stats=None):
         from .storage import StageStats
 
         self.store, self.name, self.reads, self.shard, self.lock = store, name, tuple(reads), shard, lock
         self.state_name = state or name
-        self.stats = StageStats(name)
+        self.stats = StageStats(name) if stats is None else stats  # a stage's own kind (CrawlStats, ...)
         self._inputs = inputs
         self.marks: dict[str, int] = {}
         self.state: dict | None = None

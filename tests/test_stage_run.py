@@ -110,11 +110,17 @@ def test_one_fingerprint_of_settings_options_and_files(tmp_path):
     assert fingerprint(f"file:{f}") != first and fingerprint(f) == fingerprint(f"file:{f}")
 
 
-def test_the_registry_stages_that_keep_state_use_the_contract():
-    """align, splits and report make their runs' bookkeeping through StageRun only (no runs row or state of
-    their own): their modules neither call record_run nor save_state."""
-    for package in ("align", "splits", "report"):
-        for path in (ROOT / "m5data" / package).glob("*.py"):
-            text = path.read_text()
-            assert "record_run(" not in text and "save_state(" not in text, path
-    assert {s.name for s in stages.REGISTRY} >= {"align", "splits", "report"}
+def test_the_runs_rows_and_states_are_written_by_the_contract_only():
+    """No stage writes its runs row or its state itself: record_run and save_state are called by
+    StageRun only (still outside it: storage's own doctor, and the annotate jobs, being moved)."""
+    package = ROOT / "m5data"
+    offenders = []
+    for path in package.rglob("*.py"):
+        rel = path.relative_to(package).as_posix()
+        if rel == "stages.py" or rel.startswith(("storage/", "annotate/")):
+            continue
+        text = path.read_text()
+        if "record_run(" in text or "save_state(" in text:
+            offenders.append(rel)
+    assert offenders == []
+    assert {s.name for s in stages.REGISTRY} >= {"crawl", "download", "extract", "align", "splits", "export", "report"}

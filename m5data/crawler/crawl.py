@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 
 from .. import config as cfg
 from ..redact import redact_url
-from ..storage import StageStats, record_run
+from ..stages import StageRun
+from ..storage import StageStats
 from ..storage.files import write_atomic
-from ..storage.locks import stage_lock
 from .items import Caps
 from .politeness import throttle_by_host
 from .render import check_browser, playwright_settings
@@ -144,7 +144,6 @@ def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, 
     }
 
 
-@stage_lock("crawl")  # one crawl per store; sweeps dead runs' temp files
 def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | None = None, refresh: bool = False,
         progress: bool = False, shard: tuple[int, int] | None = None) -> StageStats:
     """Crawl from ``start_urls`` into ``store``; raises :class:`CrawlFailed` after recording a failed run.
@@ -177,51 +176,53 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
         raise ValueError(why)
     if not settings.crawl.render_timeout > 0:
         raise ValueError(f"crawl.render_timeout must be > 0, got {settings.crawl.render_timeout}")
-    stats = CrawlStats("crawl")
-    # the run's folder: logs/crawl/<run> of the store (on object storage: a local folder uploaded at the
-    # end); partial: kept also when the run fails, its log is what explains it
-    with store.staged(f"logs/crawl/{stats.run_id}", partial=True) as rundir:
-        stats_file, log_file = rundir / "stats.json", rundir / "crawl.log"
-        job = {
-            "store": str(store.root), "start_urls": urls, "site": site, "stats_file": str(stats_file),
-            "parent_pid": os.getpid(),
-            # in the main thread Ctrl-C raises here: the subprocess ignores SIGINT (a terminal sends it to
-            # both) and gets one SIGTERM per Ctrl-C from _wait, so that Scrapy stops gracefully on the
-            # first (two signals at once would force it); in a worker thread (a flow) it takes SIGINT itself
-            "parent_handles_sigint": threading.current_thread() is threading.main_thread(),
-            "scrapy_settings": build_settings(settings.crawl, store_path=str(store.root), compression=store.compression,
-                                              run_id=stats.run_id, resume=not refresh, log_file=str(log_file)),
-        }
-        session.add_settings(job["scrapy_settings"], cookies_file)
-        job_file = rundir / "job.json"
-        _write_private(job_file, json.dumps(job, indent=2))
-        with open(rundir / "stderr.txt", "w") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "m5data.crawler.crawl", str(job_file)],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
-            try:  # the secrets go on stdin, never into a file (the job file only names the cookies file)
-                proc.stdin.write(json.dumps({"headers": secret_headers}))
-                proc.stdin.close()
-            except BrokenPipeError:  # the subprocess died at once: _judge says so
-                pass
-            stopped = _wait(proc, progress)
-            code = proc.returncode
-        crawl_stats = json.loads(stats_file.read_text()) if stats_file.is_file() else None
-        problem = _judge(code, crawl_stats, stats, log_file, n_start=len(set(urls)))
-        interrupted = stopped or (crawl_stats or {}).get("finish_reason") == "shutdown"
-        if interrupted:
-            problem = INTERRUPTED
-    log_file = store.where(f"logs/crawl/{stats.run_id}/{log_file.name}")  # on object storage: the object
-    config = {**cfg.as_dict(settings), "job": {"start_urls": [redact_url(u) for u in start_urls], "site": site,
-                                             "refresh": refresh, "log": str(log_file),
-                                             **({"shard": list(shard)} if shard else {}),
-                                             **({"throttle": stats.throttle} if stats.throttle else {})}}
-    status = "ok" if problem is None else ("interrupted" if interrupted or (code < 0 and -code in STOP_SIGNALS)
-                                           else "failed")
-    record_run(store, stats.finish(status), config)
-    store.refresh_catalog(quiet=True)
-    if problem is not None:
-        raise (CrawlInterrupted if interrupted else CrawlFailed)(problem, stats)
-    return stats
+    # one crawl per store (the shards of one run together); sweeps dead runs' temp files
+    with StageRun(store, "crawl", shard=shard, stats=CrawlStats("crawl")) as srun:
+        stats = srun.stats
+        # the run's folder: logs/crawl/<run> of the store (on object storage: a local folder uploaded at the
+        # end); partial: kept also when the run fails, its log is what explains it
+        with store.staged(f"logs/crawl/{stats.run_id}", partial=True) as rundir:
+            stats_file, log_file = rundir / "stats.json", rundir / "crawl.log"
+            job = {
+                "store": str(store.root), "start_urls": urls, "site": site, "stats_file": str(stats_file),
+                "parent_pid": os.getpid(),
+                # in the main thread Ctrl-C raises here: the subprocess ignores SIGINT (a terminal sends it to
+                # both) and gets one SIGTERM per Ctrl-C from _wait, so that Scrapy stops gracefully on the
+                # first (two signals at once would force it); in a worker thread (a flow) it takes SIGINT itself
+                "parent_handles_sigint": threading.current_thread() is threading.main_thread(),
+                "scrapy_settings": build_settings(settings.crawl, store_path=str(store.root), compression=store.compression,
+                                                  run_id=stats.run_id, resume=not refresh, log_file=str(log_file)),
+            }
+            session.add_settings(job["scrapy_settings"], cookies_file)
+            job_file = rundir / "job.json"
+            _write_private(job_file, json.dumps(job, indent=2))
+            with open(rundir / "stderr.txt", "w") as err:
+                proc = subprocess.Popen([sys.executable, "-m", "m5data.crawler.crawl", str(job_file)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
+                try:  # the secrets go on stdin, never into a file (the job file only names the cookies file)
+                    proc.stdin.write(json.dumps({"headers": secret_headers}))
+                    proc.stdin.close()
+                except BrokenPipeError:  # the subprocess died at once: _judge says so
+                    pass
+                stopped = _wait(proc, progress)
+                code = proc.returncode
+            crawl_stats = json.loads(stats_file.read_text()) if stats_file.is_file() else None
+            problem = _judge(code, crawl_stats, stats, log_file, n_start=len(set(urls)))
+            interrupted = stopped or (crawl_stats or {}).get("finish_reason") == "shutdown"
+            if interrupted:
+                problem = INTERRUPTED
+        log_file = store.where(f"logs/crawl/{stats.run_id}/{log_file.name}")  # on object storage: the object
+        config = {**cfg.as_dict(settings), "job": {"start_urls": [redact_url(u) for u in start_urls], "site": site,
+                                                 "refresh": refresh, "log": str(log_file),
+                                                 **({"shard": list(shard)} if shard else {}),
+                                                 **({"throttle": stats.throttle} if stats.throttle else {})}}
+        status = "ok" if problem is None else ("interrupted" if interrupted or (code < 0 and -code in STOP_SIGNALS)
+                                               else "failed")
+        srun.record(config, status)
+        store.refresh_catalog(quiet=True)
+        if problem is not None:
+            raise (CrawlInterrupted if interrupted else CrawlFailed)(problem, stats)
+        return stats
 
 
 def _write_private(path: Path, text: str) -> None:

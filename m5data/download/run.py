@@ -42,9 +42,9 @@ from typing import Any, Protocol
 from yarl import URL
 
 from .. import config as cfg
-from ..storage import StageStats, record_run
+from ..stages import StageRun
+from ..storage import StageStats
 from ..storage.errors import StoreError, StoreUnavailable
-from ..storage.locks import stage_lock
 from ..storage.retry import StoreRetry
 from .fetch import Fetcher, Outcome
 from .resize import ImagePool
@@ -136,7 +136,6 @@ def run_bound(opts, n_urls: int) -> float:
     return math.ceil(n_urls / lanes) * opts.url_deadline
 
 
-@stage_lock("download")  # one download per store; sweeps dead runs' temp files
 def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retry_failed: bool = False,
         kind: str = "image", url_column: str = "url", product_column: str | None = None,
         progress: ProgressSink | None = None, shard: tuple[int, int] | None = None) -> DownloadStats:
@@ -157,54 +156,56 @@ def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retr
     """
     opts = settings.download
     check_options(opts)
-    stats = DownloadStats(STAGE)
-    wanted = None
-    if source is not None:
+    # one download per store (the shards of one run together); sweeps dead runs' temp files
+    with StageRun(store, STAGE, shard=shard, stats=DownloadStats(STAGE)) as srun:
+        stats = srun.stats
+        wanted = None
+        if source is not None:
+            try:
+                wanted = register_source(store, Path(source), kind=kind, url_column=url_column,
+                                         product_column=product_column)
+            except (OSError, ValueError) as exc:
+                raise DownloadError(str(exc)) from None
+        status = "failed" if retry_failed else "pending"
+        con = store.connect()
         try:
-            wanted = register_source(store, Path(source), kind=kind, url_column=url_column,
-                                     product_column=product_column)
-        except (OSError, ValueError) as exc:
-            raise DownloadError(str(exc)) from None
-    status = "failed" if retry_failed else "pending"
-    con = store.connect()
-    try:
-        # source_media_id: a derived row (extract's mp3 is kind audio too) is never fetched
-        where = f"m.status = '{status}' AND m.kind IN {KINDS} AND m.source_media_id IS NULL"
-        if shard is not None:
-            where += f" AND hash(m.media_id) % {int(shard[1])} = {int(shard[0])}"
-        sql = "FROM media m"
-        if wanted is not None:
-            con.register("wanted", wanted)
-            sql += " JOIN wanted w USING (media_id)"
-        stats.selected = con.sql(f"SELECT count(*) AS n {sql} WHERE {where}").to_arrow_table()["n"][0].as_py()
-        page = ", NULL AS __page_url"
-        if opts.send_referer:  # the product's page, sent as Referer (one row per product: no media row doubles)
-            sql += (" LEFT JOIN (SELECT product_id, any_value(url) AS __page_url FROM products GROUP BY product_id)"
-                    " p ON p.product_id = m.product_id")
-            page = ", p.__page_url"
-        reader = con.sql(f"SELECT m.*{page} {sql} WHERE {where} ORDER BY m.media_id").to_arrow_reader(READ_BATCH)
-        jobs = (Job(row, referer=row.pop("__page_url")) for batch in reader for row in batch.to_pylist())
-        if progress is not None:
-            progress.start(stats.selected)
-        retry = StoreRetry(str(store.root), opts.store_retry_seconds, "download.store_retry_seconds")
-        try:
-            asyncio.run(_Download(store, settings, stats, progress, retry).run(jobs))
-        except KeyboardInterrupt:
-            stats.finish("interrupted")
-        except StoreUnavailable as exc:
-            raise StoreUnavailable(f"{exc}; the URLs whose status was not written stay pending: "
-                                   "run the download again once the store is back") from exc
-    finally:
-        con.close()
-    if stats.ended is None:
-        stalled = bool(stats.stalled)
-        over = stats.failure_rate > opts.max_failure_rate
-        stats.finish("interrupted" if stalled else "failed" if over else "ok")
-    stats.store_waits = retry.waits
-    if retry.waits:
-        stats.details["store_waits"] = retry.waits
-    retry.call(record_run, store, stats, cfg.as_dict(settings))
-    return stats
+            # source_media_id: a derived row (extract's mp3 is kind audio too) is never fetched
+            where = f"m.status = '{status}' AND m.kind IN {KINDS} AND m.source_media_id IS NULL"
+            if shard is not None:
+                where += f" AND hash(m.media_id) % {int(shard[1])} = {int(shard[0])}"
+            sql = "FROM media m"
+            if wanted is not None:
+                con.register("wanted", wanted)
+                sql += " JOIN wanted w USING (media_id)"
+            stats.selected = con.sql(f"SELECT count(*) AS n {sql} WHERE {where}").to_arrow_table()["n"][0].as_py()
+            page = ", NULL AS __page_url"
+            if opts.send_referer:  # the product's page, sent as Referer (one row per product: no media row doubles)
+                sql += (" LEFT JOIN (SELECT product_id, any_value(url) AS __page_url FROM products GROUP BY product_id)"
+                        " p ON p.product_id = m.product_id")
+                page = ", p.__page_url"
+            reader = con.sql(f"SELECT m.*{page} {sql} WHERE {where} ORDER BY m.media_id").to_arrow_reader(READ_BATCH)
+            jobs = (Job(row, referer=row.pop("__page_url")) for batch in reader for row in batch.to_pylist())
+            if progress is not None:
+                progress.start(stats.selected)
+            retry = StoreRetry(str(store.root), opts.store_retry_seconds, "download.store_retry_seconds")
+            try:
+                asyncio.run(_Download(store, settings, stats, progress, retry).run(jobs))
+            except KeyboardInterrupt:
+                stats.finish("interrupted")
+            except StoreUnavailable as exc:
+                raise StoreUnavailable(f"{exc}; the URLs whose status was not written stay pending: "
+                                       "run the download again once the store is back") from exc
+        finally:
+            con.close()
+        if stats.ended is None:
+            stalled = bool(stats.stalled)
+            over = stats.failure_rate > opts.max_failure_rate
+            stats.finish("interrupted" if stalled else "failed" if over else "ok")
+        stats.store_waits = retry.waits
+        if retry.waits:
+            stats.details["store_waits"] = retry.waits
+        retry.call(srun.record, cfg.as_dict(settings))
+        return stats
 
 
 def status_row(row: dict[str, Any], outcome: Outcome) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from ..config import Settings, as_dict
-from ..storage import StageStats, Store, record_run
-from ..storage.locks import stage_lock
+from ..stages import StageRun
+from ..storage import StageStats, Store
 from .derived import KINDS, JobResult
 from .jobs import run_audio, run_image, run_text, run_video
 from .mirror import Mirror
@@ -282,7 +282,6 @@ def _video_payload(row: dict) -> dict:
             "frame_count": None if extra["_need_frames"] else done}
 
 
-@stage_lock("extract")  # one extract per store; sweeps dead runs' temp files
 def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None = None, limit: int | None = None,
         retry_failed: bool = False, progress: bool = True, shard: tuple[int, int] | None = None) -> ExtractStats:
     """Extract frames, audio + MFCC, normalised images and captions for everything not done yet.
@@ -304,87 +303,89 @@ def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None =
     if limit is not None and limit < 0:
         raise ExtractError(f"--limit must be >= 0, got {limit}")
     check_settings(settings, wanted)
-    mirror = Mirror(store)  # on object storage: the jobs' local files (mirror.py)
-    if not mirror.remote:
-        sweep_temp(store)
-    ex = settings.extract
-    stats = ExtractStats("extract")
-    workers = ex.workers or os.cpu_count() or 1
-    ctx = Context(mirror.root, ex)
-    sink = _Sink(store)
-    con = store.connect()
-    pool = None
+    # one extract per store (the shards of one run together); sweeps dead runs' temp files
+    with StageRun(store, "extract", shard=shard, stats=ExtractStats("extract")) as srun:
+        mirror = Mirror(store)  # on object storage: the jobs' local files (mirror.py)
+        if not mirror.remote:
+            sweep_temp(store)
+        ex = settings.extract
+        stats = srun.stats
+        workers = ex.workers or os.cpu_count() or 1
+        ctx = Context(mirror.root, ex)
+        sink = _Sink(store)
+        con = store.connect()
+        pool = None
 
-    def take(result: JobResult) -> None:
-        sink.add(result)
-        stats.bytes += result.bytes
-        stats.n_in += len(result.outcomes)  # one per item and kind: a video asked for frames and audio counts 2
-        for o in result.outcomes:
-            stats.by_kind[(o.kind, o.status)] += 1
-            if o.status in OUT_STATUSES:
-                stats.n_out += 1
-            else:
-                stats.fail(f"{o.kind} {o.status}: {o.reason}" if o.reason else f"{o.kind} {o.status}")
+        def take(result: JobResult) -> None:
+            sink.add(result)
+            stats.bytes += result.bytes
+            stats.n_in += len(result.outcomes)  # one per item and kind: a video asked for frames and audio counts 2
+            for o in result.outcomes:
+                stats.by_kind[(o.kind, o.status)] += 1
+                if o.status in OUT_STATUSES:
+                    stats.n_out += 1
+                else:
+                    stats.fail(f"{o.kind} {o.status}: {o.reason}" if o.reason else f"{o.kind} {o.status}")
 
-    try:
-        phases = []
-        if {"video", "audio"} & set(wanted):
-            vsql = _sharded(video_sql("video" in wanted, "audio" in wanted, retry_failed), "media_id", shard)
-            limited = vsql if limit is None else f"SELECT * FROM ({vsql}) LIMIT {int(limit)}"
-            counts = con.execute(f"SELECT count(*) FILTER (WHERE _need_frames), count(*) FILTER (WHERE _need_audio) "
-                                 f"FROM ({limited})").fetchall()[0]
-            phases.append(("video", vsql, counts))
-        if "audio" in wanted:
-            asql = audio_sql(retry_failed)
-            phases.append(("audio", asql, (0, _count(con, asql, limit))))
-        if "image" in wanted:
-            phases.append(("image", _sharded(image_sql(ex.image_roles, retry_failed), "media_id", shard), None))
-        if "text" in wanted:
-            phases.append(("text", _sharded(TEXT_SQL, "product_id", shard), None))
-        # a process that never runs a sound job never starts the fork server (see pool.pool_context)
-        pool = WorkerPool(workers, ctx, sound=any(kind in ("video", "audio") for kind, _, _ in phases))
-        with _bars(progress) as bars:
-            tasks = {}
-            for kind, sql, counts in phases:
-                if kind == "video":
-                    if "video" in wanted:
-                        tasks["video"] = bars.add_task("video", total=counts[0])
-                    if "audio" in wanted:  # the videos' soundtracks and the audio inputs: one bar
-                        tasks["audio"] = bars.add_task("audio", total=counts[1] + sum(
-                            c[1] for k, _, c in phases if k == "audio"))
-                elif kind == "audio":
-                    pass
-                else:
-                    tasks[kind] = bars.add_task("images" if kind == "image" else "captions",
-                                                total=_count(con, sql, limit))
-            for kind, sql, _ in phases:
-                rows = _rows(con, sql, limit)
-                if kind == "video":
-                    items, fn = (_video_payload(r) for r in rows), run_video
-                elif kind == "audio":
-                    items, fn = rows, run_audio
-                elif kind == "image":
-                    items, fn = rows, run_image
-                else:
-                    items, fn = _batches(rows, TEXT_BATCH), run_text
-                for item, result in pool.imap(kind, fn, (mirror.stage_in(kind, it) for it in items)):
-                    mirror.publish(kind, item, result)
-                    take(result)
-                    for o in result.outcomes:
-                        bars.advance(tasks[o.kind])
-        sink.close()
-    except BaseException as exc:
-        try:  # rows of finished jobs are good: keep them, so a re-run resumes after them
+        try:
+            phases = []
+            if {"video", "audio"} & set(wanted):
+                vsql = _sharded(video_sql("video" in wanted, "audio" in wanted, retry_failed), "media_id", shard)
+                limited = vsql if limit is None else f"SELECT * FROM ({vsql}) LIMIT {int(limit)}"
+                counts = con.execute(f"SELECT count(*) FILTER (WHERE _need_frames), count(*) FILTER (WHERE _need_audio) "
+                                     f"FROM ({limited})").fetchall()[0]
+                phases.append(("video", vsql, counts))
+            if "audio" in wanted:
+                asql = audio_sql(retry_failed)
+                phases.append(("audio", asql, (0, _count(con, asql, limit))))
+            if "image" in wanted:
+                phases.append(("image", _sharded(image_sql(ex.image_roles, retry_failed), "media_id", shard), None))
+            if "text" in wanted:
+                phases.append(("text", _sharded(TEXT_SQL, "product_id", shard), None))
+            # a process that never runs a sound job never starts the fork server (see pool.pool_context)
+            pool = WorkerPool(workers, ctx, sound=any(kind in ("video", "audio") for kind, _, _ in phases))
+            with _bars(progress) as bars:
+                tasks = {}
+                for kind, sql, counts in phases:
+                    if kind == "video":
+                        if "video" in wanted:
+                            tasks["video"] = bars.add_task("video", total=counts[0])
+                        if "audio" in wanted:  # the videos' soundtracks and the audio inputs: one bar
+                            tasks["audio"] = bars.add_task("audio", total=counts[1] + sum(
+                                c[1] for k, _, c in phases if k == "audio"))
+                    elif kind == "audio":
+                        pass
+                    else:
+                        tasks[kind] = bars.add_task("images" if kind == "image" else "captions",
+                                                    total=_count(con, sql, limit))
+                for kind, sql, _ in phases:
+                    rows = _rows(con, sql, limit)
+                    if kind == "video":
+                        items, fn = (_video_payload(r) for r in rows), run_video
+                    elif kind == "audio":
+                        items, fn = rows, run_audio
+                    elif kind == "image":
+                        items, fn = rows, run_image
+                    else:
+                        items, fn = _batches(rows, TEXT_BATCH), run_text
+                    for item, result in pool.imap(kind, fn, (mirror.stage_in(kind, it) for it in items)):
+                        mirror.publish(kind, item, result)
+                        take(result)
+                        for o in result.outcomes:
+                            bars.advance(tasks[o.kind])
             sink.close()
+        except BaseException as exc:
+            try:  # rows of finished jobs are good: keep them, so a re-run resumes after them
+                sink.close()
+            finally:
+                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                srun.record(as_dict(settings), status)
+            raise
         finally:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            record_run(store, stats.finish(status), as_dict(settings))
-        raise
-    finally:
-        con.close()
-        if pool is not None:
-            stats.pool_restarts = pool.restarts
-            pool.close()
-        mirror.close()
-    record_run(store, stats.finish("ok"), as_dict(settings))
-    return stats
+            con.close()
+            if pool is not None:
+                stats.pool_restarts = pool.restarts
+                pool.close()
+            mirror.close()
+        srun.record(as_dict(settings), "ok")
+        return stats

@@ -114,12 +114,15 @@ def record_lost_run(store_path: str, stage: str, message: str, n_lost: int, sett
     run is already failing, and the message reaches the user anyway.
     """
     from .. import config as cfg
-    from ..storage import StageStats, Store, record_run
+    from ..stages import StageRun
+    from ..storage import StageStats, Store
 
     try:
         stats = StageStats(stage=stage, n_failed=0)
         stats.failures[LOST_REASON] = n_lost  # shards lost with the scheduler
-        record_run(Store.open(store_path), stats.finish("failed"), {**cfg.as_dict(settings), "message": message})
+        # no lock: the lost shards may still hold theirs; this is the flow's account of the run
+        StageRun(Store.open(store_path), stage, lock=False, stats=stats).record(
+            {**cfg.as_dict(settings), "message": message}, "failed")
         return stats.run_id
     except Exception as exc:  # noqa: BLE001 - the store may be what went away with the cluster
         logging.getLogger(__name__).warning(f"could not write the lost {stage} run's runs row: {exc}")

@@ -111,9 +111,11 @@ def media_caps(settings) -> dict[str, int]:
 
 def _import(store, folder: LayoutFolder, platform: str, split_version: str, progress,
             max_bytes: dict[str, int]) -> ImportReport:
-    from ..storage.runs import StageStats, record_run
+    from ..stages import StageRun
+    from ..storage.runs import StageStats
 
     stats = StageStats("import")
+    run = StageRun(store, "import", lock=False, stats=stats)  # its runs row (no lock: as appends, beside any stage)
     captions_name = find_captions(folder)
     with Staging(store) as stage:
         # every file of the layout is read and checked before the first blob is written
@@ -143,10 +145,9 @@ def _import(store, folder: LayoutFolder, platform: str, split_version: str, prog
             splits = _import_splits(store, stage, bad_lines, platform, split_version, stats, failed)
             stats.finish("ok")
         except BaseException:
-            stats.finish("failed")
-            record_run(store, stats, config)
+            run.record(config, "failed")
             raise
-    record_run(store, stats, {**config, "split_version": split_version})
+    run.record({**config, "split_version": split_version})
     return ImportReport(stats, out["products"], out["specs"], out["media"], splits,
                         split_version if sum(splits.values()) else None, failed.lines, failed.total)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import functools
 import json
 import os
 import struct
@@ -172,21 +171,3 @@ def _getlk(fd: int) -> int:
             fcntl.lockf(fd, fcntl.LOCK_UN)
             return 0
         return -1
-
-
-def stage_lock(name: str):
-    """Decorator for a stage's ``run(store, ...)``: one run of ``name`` per store at a time.
-
-    Takes the store lock shared and the stage's own lock exclusively (shared plus the shard's own
-    lock when the call has ``shard=(i, n)``: the shards of one run on cluster workers), then
-    removes the temp files that dead runs left in the store (their owners' PIDs are gone), and runs
-    the stage.
-    """
-    def decorate(fn):
-        @functools.wraps(fn)
-        def wrapper(store, *args, **kwargs):
-            shard = kwargs.get("shard")
-            with store.stage_lock(name, tuple(shard) if shard else None):
-                return fn(store, *args, **kwargs)
-        return wrapper
-    return decorate

@@ -68,7 +68,7 @@ def train_and_evaluate(shards: str, out: str | Path, config: str = "small", epoc
     With a ``store`` the run gets a ``runs`` row. ``seed`` replaces the preset's; ``progress(record)``
     gets each logged step.
     """
-    from ..storage import record_run
+    from ..stages import StageRun
     from .config import load_config
     from .loop import train
 
@@ -88,6 +88,7 @@ def train_and_evaluate(shards: str, out: str | Path, config: str = "small", epoc
         result = run_eval(out, shards, image_backbone=cfg.model.image_backbone or None)
         stats.details["metrics"], stats.details["split_warnings"] = result["rows"], result["warnings"]
     stats.finish("ok")
-    if store is not None:
-        record_run(store, stats, {"shards": shards, "out": str(out), "config": config, "epochs": epochs})
+    if store is not None:  # no lock: training reads shards, not the store
+        StageRun(store, "train", lock=False, stats=stats).record({"shards": shards, "out": str(out), "config": config,
+                                                                 "epochs": epochs})
     return stats

@@ -160,8 +160,9 @@ def build_scale_store(world_dir: str | Path, store_path: str | Path, *, workers:
     Returns:
         counts per table, images, videos, chunks, seconds.
     """
+    from ...stages import StageRun
     from ...storage import Store
-    from ...storage.runs import StageStats, record_run
+    from ...storage.runs import StageStats
 
     world = Path(world_dir)
     cfg = load_config(world)
@@ -198,6 +199,7 @@ def build_scale_store(world_dir: str | Path, store_path: str | Path, *, workers:
         st.n_in = n if s == "crawl" else total["images"] + total["videos"] if s == "download" else n + total["images"]
         st.n_out = st.n_in
         st.bytes = nbytes.get(s, 0)
-        record_run(store, st.finish("ok"), {"scale_world": str(world), "built_by": "build_scale_store"})
+        StageRun(store, st.stage, lock=False, stats=st).record({"scale_world": str(world),
+                                                               "built_by": "build_scale_store"}, "ok")
     store.refresh_catalog(quiet=True)
     return {**total, "chunks": cfg.n_chunks(), "seconds": round(time.time() - started, 3)}
