@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import s3groups
-from .catalog import Catalog
+from .catalog import REFRESH_WAIT, Catalog
 from .changes import as_changed, changed_sql, check_columns, empty_changed
 from .commitlog import FROM_FILE, Conflict, TableLog, TableState
 from .compaction import Compaction, newest_writes_sql
@@ -310,7 +310,7 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles, Obje
     def is_compacted(self, name: str) -> bool:
         return self.log(name).state().compacted
 
-    def refresh_catalog(self, quiet: bool = False) -> bool:
+    def refresh_catalog(self, quiet: bool = False, wait: float = REFRESH_WAIT) -> bool:
         """No catalog file on object storage: ``connect()`` (and ``m5data sql``) make the views."""
         return True
 
