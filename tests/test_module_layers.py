@@ -149,3 +149,12 @@ def test_store_modules_import_no_private_names_of_each_other():
     uses, included): a private name is the module's own."""
     found = {p.name: names for p in sorted((PACKAGE / "storage").glob("*.py")) if (names := _private_imports(p))}
     assert found == {}
+
+
+def test_storage_imports_nothing_above_it():
+    """``storage/`` is the bottom layer: the stages, verbs and flows import it, never the other way (its
+    verbs live in m5data/tools/, the redaction rule it applies to every file it writes in storage/)."""
+    graph = _graph()
+    above = {m: sorted(d for d in deps if not d.startswith("m5data.storage"))
+             for m, deps in graph.items() if m.startswith("m5data.storage")}
+    assert {m: deps for m, deps in above.items() if deps} == {}
