@@ -101,7 +101,7 @@ def _settings_table(s: cfg.Settings, section: str, width: int):
     from rich.text import Text
 
     from .console import Table
-    from .redact import redact
+    from .storage.redact import redact
 
     rows = [(key, repr(redact({key: value})[key]), s.source(key), cfg.env_name(key))
             for key, value in s.items() if key.startswith(section + ".")]

@@ -131,10 +131,10 @@ REGISTRY: tuple[Stage, ...] = (
 
 # the verbs that are no stage: the store's own, the demo, the flow's
 TOOL_VERBS: tuple[Verb, ...] = (
-    Verb("sql", "m5data.storage.store_cli:sql"),
-    Verb("stats", "m5data.storage.store_cli:stats"),
-    Verb("compact", "m5data.storage.store_cli:compact"),
-    Verb("store", "m5data.storage.copy_cli:app", group=True, help="Move a store: copy SRC DST (a folder <-> s3://)."),
+    Verb("sql", "m5data.tools.store_cli:sql"),
+    Verb("stats", "m5data.tools.store_cli:stats"),
+    Verb("compact", "m5data.tools.store_cli:compact"),
+    Verb("store", "m5data.tools.copy_cli:app", group=True, help="Move a store: copy SRC DST (a folder <-> s3://)."),
     Verb("demo-shop", "m5data.demo.cli:app", group=True,
          help="Generate and serve the demo shop (a synthetic two-platform store on 127.0.0.1)."),
     Verb("import", "m5data.importer.cli:app", group=True,
@@ -142,7 +142,7 @@ TOOL_VERBS: tuple[Verb, ...] = (
     Verb("server", "m5data.flows.server:app", group=True,
          help="Start, stop or check the local Prefect server used for schedules."),
     Verb("demo", "m5data.demo.run:demo"),
-    Verb("doctor", "m5data.storage.doctor_cli:doctor"),
+    Verb("doctor", "m5data.tools.doctor_cli:doctor"),
     Verb("run", "m5data.flows.cli:run"),
     Verb("serve", "m5data.flows.cli:serve"),
     Verb("deploy", "m5data.flows.cli:deploy"),

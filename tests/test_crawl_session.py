@@ -265,7 +265,7 @@ def test_no_credential_is_written_anywhere(tmp_path, monkeypatch, prefect_harnes
 
 
 def test_redaction_of_urls_text_and_nested_values():
-    from m5data.redact import redact, redact_url
+    from m5data.storage.redact import redact, redact_url
 
     assert redact_url("http://user:pass@host:8080/a?b=1") == "http://***@host:8080/a?b=1"
     assert redact_url("s3://KEY:SECRET@bucket/prefix") == "s3://***@bucket/prefix"

@@ -135,3 +135,26 @@ def test_every_module_is_used_by_the_package():
             named.update({name, name.rpartition(".")[0]})  # "module:function" or a dotted attribute
     orphans = sorted(m for m in graph if m not in imported | named and m not in ("m5data", "m5data.__main__"))
     assert orphans == []
+
+
+def _private_imports(path: Path) -> list[str]:
+    """The private names (``_x``, not dunders) ``path`` imports from another module: ``module:name``."""
+    tree = ast.parse(path.read_text(), str(path))
+    return [f"{node.module or '.'}:{alias.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+            for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+
+
+def test_store_modules_import_no_private_names_of_each_other():
+    """What one storage module uses of another is its public API (views.py's SQL helpers, which S3Store
+    uses, included): a private name is the module's own."""
+    found = {p.name: names for p in sorted((PACKAGE / "storage").glob("*.py")) if (names := _private_imports(p))}
+    assert found == {}
+
+
+def test_storage_imports_nothing_above_it():
+    """``storage/`` is the bottom layer: the stages, verbs and flows import it, never the other way (its
+    verbs live in m5data/tools/, the redaction rule it applies to every file it writes in storage/)."""
+    graph = _graph()
+    above = {m: sorted(d for d in deps if not d.startswith("m5data.storage"))
+             for m, deps in graph.items() if m.startswith("m5data.storage")}
+    assert {m: deps for m, deps in above.items() if deps} == {}

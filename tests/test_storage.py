@@ -47,15 +47,6 @@ def test_last_write_wins_and_specs_replaced_per_product(store):
     assert sorted((r["product_id"], r["property"]) for r in rows) == [("a:1", "品牌"), ("a:2", "品牌")]
 
 
-def test_if_absent_keeps_existing_rows(store):
-    store.write("media", [{"media_id": "m1", "product_id": "p", "kind": "image", "status": "ok"}])
-    written = store.write("media", [{"media_id": "m1", "product_id": "p", "kind": "image", "status": "pending"},
-                                    {"media_id": "m2", "product_id": "p", "kind": "image", "status": "pending"}],
-                          if_absent=True)
-    assert written == 1
-    assert as_map(store, "media", "media_id", "status") == {"m1": "ok", "m2": "pending"}
-
-
 def test_bad_rows_are_refused_before_anything_is_written(store):
     with pytest.raises(ValueError, match="unknown columns"):
         store.write("products", [{"product_id": "x", "colour": "red"}])

@@ -226,7 +226,7 @@ def test_reads_share_one_database_per_process_and_see_only_their_own_store(tmp_p
     b.write("products", [{"product_id": f"b:{i}", "title": "b"} for i in range(5)])
     a.write("products", [{"product_id": "a:0", "title": "a2"}])  # two parts: a contested key's temp table too
     assert a.count("products") == 3 and b.count("products") == 5
-    first = reading_module._READS._db
+    first = reading_module.READ_DB._db
     assert first is not None
     wrong = []
 
@@ -242,7 +242,7 @@ def test_reads_share_one_database_per_process_and_see_only_their_own_store(tmp_p
         t.start()
     for t in threads:
         t.join(60)
-    assert not wrong and reading_module._READS._db is first
+    assert not wrong and reading_module.READ_DB._db is first
     assert a.read("products", where="product_id = 'a:0'").to_pylist()[0]["title"] == "a2"
 
 
@@ -268,7 +268,7 @@ def _count_and_exit(root: str) -> None:
 
     from m5data.storage import reading as reading_module
 
-    assert reading_module._READS._db is None  # dropped before the fork
+    assert reading_module.READ_DB._db is None  # dropped before the fork
     os._exit(Store.open(root).count("products"))
 
 

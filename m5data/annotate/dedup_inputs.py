@@ -16,19 +16,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..storage.queries import main_image_sql
 from . import near
 
 BATCH = 100_000  # products per Arrow batch
 
 # products sorted by product_id (binary order: the order of Python's str comparison), main image joined
-_PRODUCTS = """
+_PRODUCTS = f"""
     SELECT p.product_id, p.merchant_id, p.title, m.sha256, m.phash
     FROM products p
-    LEFT JOIN (SELECT product_id, sha256, phash,
-                      row_number() OVER (PARTITION BY product_id ORDER BY position, media_id) AS k
-               FROM media WHERE kind = 'image' AND role = 'main' AND status = 'ok' {only}) m
-      ON m.product_id = p.product_id AND m.k = 1
-    {where}
+    LEFT JOIN ({main_image_sql("product_id, sha256, phash", "{only}")}) m ON m.product_id = p.product_id
+    {{where}}
     ORDER BY p.product_id"""
 COLUMNS = ("product_id", "merchant_id", "title", "sha256", "phash")  # what _PRODUCTS gives
 ONLY = "dedup_only"  # a registered table of the product ids to read (an incremental run's changed ones)

@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from .. import config as cfg
 from ..storage.files import KeptFolder
+from ..storage.queries import image_preference
 from . import embed
 from .pool_embedder import Embedder, dumps, loads, nonzero_mean
 from .pool_images import image_block
@@ -76,10 +77,10 @@ class Vectors:
     embedder: Embedder | None = None  # what was fitted (kept beside the vectors: an incremental run embeds with it)
 
 
-CATALOG_SQL = """
+CATALOG_SQL = f"""
     WITH img AS (
         SELECT s.product_id, d.blob, d.phash, d.sha256,
-               row_number() OVER (PARTITION BY s.product_id ORDER BY s.role <> 'main', s.position, s.media_id) AS rn
+               row_number() OVER (PARTITION BY s.product_id ORDER BY {image_preference('s')}) AS rn
         FROM media s JOIN media d ON d.source_media_id = s.media_id
         WHERE s.kind = 'image' AND d.kind = 'image_norm' AND d.status = 'ok' AND d.blob IS NOT NULL)
     SELECT p.product_id, p.title, c.product_id IS NOT NULL AS has_caption,

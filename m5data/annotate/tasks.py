@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..storage.queries import image_preference
+
 FIELDS = ["id", "query_id", "candidate_id", "rank", "score", "query_image", "query_caption", "query_note",
           "candidate_image", "candidate_caption", "candidate_note"]
 
@@ -63,10 +65,10 @@ def export_tasks(store, out_dir: str | Path, *, top: int = 0, queries: int = 0, 
                 if queries else "")
         pairs = con.sql(f"SELECT query_id, candidate_id, rank, score FROM pools {qsel} {where} "
                         "ORDER BY query_id, rank").fetchall()
-        info = {r[0]: (r[1], r[2]) for r in con.sql("""
+        info = {r[0]: (r[1], r[2]) for r in con.sql(f"""
             WITH img AS (
                 SELECT s.product_id, d.blob,
-                       row_number() OVER (PARTITION BY s.product_id ORDER BY s.role <> 'main', s.position, s.media_id) AS rn
+                       row_number() OVER (PARTITION BY s.product_id ORDER BY {image_preference('s')}) AS rn
                 FROM media s JOIN media d ON d.source_media_id = s.media_id
                 WHERE s.kind = 'image' AND d.kind = 'image_norm' AND d.status = 'ok')
             SELECT p.product_id, img.blob, coalesce(c.text, '')

@@ -19,10 +19,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .. import config as cfg
-from ..redact import redact_url
 from ..stages import StageRun
 from ..storage import StageStats
 from ..storage.files import write_atomic
+from ..storage.redact import redact_url
 from .items import Caps
 from .politeness import throttle_by_host
 from .render import check_browser, playwright_settings
@@ -157,7 +157,7 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
         shard: ``(i, n)`` when this crawl is shard i of n of one run (the start URLs of its hosts,
             from :func:`shard_start_urls`): the shards hold the crawl lock together.
     """
-    from ..redact import install_log_redaction
+    from ..storage.redact import install_log_redaction
     from . import session
     from .adapters import get_adapter
 
@@ -358,8 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     from scrapy.crawler import CrawlerProcess
 
-    from ..redact import install_log_redaction
     from ..storage import Store
+    from ..storage.redact import install_log_redaction
     from . import session
     from .pipeline import stored_products
     from .revalidate import refresh_validators, stored_versions

@@ -24,7 +24,7 @@ import logging
 from datetime import datetime, timezone
 
 from ..config import CrawlSettings
-from ..redact import redact
+from ..storage.redact import redact
 from .items import Caps, NotModified, PageError, ProductItem, media_id
 from .revalidate import stored_validators, stored_versions
 

@@ -12,7 +12,7 @@ crawl is given that session three ways, each sent only to the host it belongs to
 - a start URL's userinfo (``http://user:pass@host/``): becomes that host and port's
   ``Authorization: Basic`` header; the URL is crawled and recorded without it.
 
-All of it is secret (m5data/redact.py): header values travel to the crawl subprocess on its stdin,
+All of it is secret (m5data/storage/redact.py): header values travel to the crawl subprocess on its stdin,
 never in the job file; cookies are read by the subprocess from the user's file; every value is
 registered with the log redaction. Proxies are Scrapy's own: ``http_proxy`` / ``https_proxy`` /
 ``no_proxy`` in the environment (docs/crawl.md "Giving the crawl a session").
@@ -26,7 +26,7 @@ import warnings
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from .. import redact
+from ..storage import redact
 
 NETSCAPE_HEADER = "# Netscape HTTP Cookie File"
 

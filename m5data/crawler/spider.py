@@ -22,7 +22,7 @@ from scrapy.http import TextResponse
 from scrapy.spidermiddlewares.httperror import HttpError
 from w3lib.url import canonicalize_url
 
-from ..redact import strip_userinfo
+from ..storage.redact import strip_userinfo
 from .adapters import AdapterChooser
 from .adapters.base import is_html
 from .extraction import declared_encoding, detect_encoding, read_page
@@ -90,7 +90,7 @@ class ProductSpider(scrapy.Spider):
 
     # ------------------------------------------------------------------ requests
     def request(self, url: str, *, dont_filter: bool = False, sitemap: bool = False) -> scrapy.Request | None:
-        if "@" in url:  # a link's user:pass is neither sent nor stored (m5data/redact.py)
+        if "@" in url:  # a link's user:pass is neither sent nor stored (m5data/storage/redact.py)
             url = strip_userinfo(url)
         if not in_scope(url, self.scope):
             self.crawler.stats.inc_value("m5data/offsite_links")

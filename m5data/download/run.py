@@ -45,6 +45,7 @@ from .. import config as cfg
 from ..stages import StageRun
 from ..storage import StageStats
 from ..storage.errors import StoreError, StoreUnavailable
+from ..storage.queries import shard_sql
 from ..storage.retry import StoreRetry
 from .fetch import Fetcher, Outcome
 from .resize import ImagePool
@@ -172,7 +173,7 @@ def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retr
             # source_media_id: a derived row (extract's mp3 is kind audio too) is never fetched
             where = f"m.status = '{status}' AND m.kind IN {KINDS} AND m.source_media_id IS NULL"
             if shard is not None:
-                where += f" AND hash(m.media_id) % {int(shard[1])} = {int(shard[0])}"
+                where += f" AND {shard_sql('m.media_id', shard)}"
             sql = "FROM media m"
             if wanted is not None:
                 con.register("wanted", wanted)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 from ..stages import DownloadFailed, RunContext
+from ..storage.queries import shard_sql
 from .run import DownloadStats
 
 
@@ -50,7 +51,7 @@ def _progress(enabled: bool):
 
 def store_failure_rate(store, shard: tuple[int, int] | None = None) -> float:
     """Share of the store's (or shard's) tried image/video rows whose status is not ok."""
-    where = f" AND hash(media_id) % {int(shard[1])} = {int(shard[0])}" if shard else ""
+    where = f" AND {shard_sql('media_id', shard)}" if shard else ""
     con = store.connect()
     try:
         bad, tried = con.sql("SELECT count(*) FILTER (WHERE status <> 'ok'), count(*) FROM media "

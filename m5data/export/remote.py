@@ -105,7 +105,7 @@ class _Location:
     """A URL prefix and its filesystem (created per process: fsspec's async filesystems are not fork-safe)."""
 
     def __init__(self, url: str):
-        from ..redact import refuse_credentials
+        from ..storage.redact import refuse_credentials
 
         refuse_credentials(url, "object storage URL", RemoteError)  # s3fs ignores them; the URL is stored
         self.url = url.rstrip("/")

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Callable
 
 from .. import config as cfg
-from ..splits.names import shown
 from ..stages import StageRun
+from ..storage.names import shown
 from ..storage.runs import StageStats
 from ..storage.temps import scratch_dir
 from . import incremental as inc

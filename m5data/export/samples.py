@@ -17,8 +17,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..splits.names import BadNameError, check_name, name_problem, shown
 from ..storage.blobs import BlobPathError, resolve_blob
+from ..storage.names import BadNameError, check_name, name_problem, shown
 from ..storage.temps import scratch_dir
 
 SPLIT_NAMES = ("train", "query-c", "gallery-c", "query-fg", "gallery-fg", "cls-train", "cls-test", "subset")
@@ -95,7 +95,7 @@ def version_source(store, version: str) -> tuple[str, dict] | None:
     version's rows (16 versions of 1.2M products) cost 2.7 CPU s at 1M, in each read of the members."""
     import duckdb
 
-    from ..splits.footers import group_versions
+    from ..storage.footers import group_versions
     from ..storage.objects import is_store_url
     from ..storage.schema import SEQ_COLUMN
 
@@ -132,7 +132,7 @@ def split_members(store, version: str | None = None, split: str = "all") -> tupl
 
     Raises:
         ExportError: no splits at all, an unknown version, a split with no products, or a version
-            or asked split that is not a plain name (``splits.names``: names become file names).
+            or asked split that is not a plain name (``storage.names``: names become file names).
     """
     version, rows = version_rows(
         store, version, "SELECT split, product_id FROM splits WHERE version = ? ORDER BY split, product_id")

@@ -26,6 +26,7 @@ from typing import Iterable, Iterator
 from ..config import Settings, as_dict
 from ..stages import StageRun
 from ..storage import StageStats, Store
+from ..storage.queries import shard_sql
 from .derived import KINDS, JobResult
 from .jobs import run_audio, run_image, run_text, run_video
 from .mirror import Mirror
@@ -272,7 +273,7 @@ def _sharded(sql: str, key: str, shard: tuple[int, int] | None) -> str:
     """``sql`` restricted to shard ``(i, n)`` of its rows by ``hash(key)``; unchanged when ``shard`` is None."""
     if shard is None:
         return sql
-    return f"SELECT * FROM ({sql}) WHERE hash({key}) % {int(shard[1])} = {int(shard[0])} ORDER BY {key}"
+    return f"SELECT * FROM ({sql}) WHERE {shard_sql(key, shard)} ORDER BY {key}"
 
 
 def _video_payload(row: dict) -> dict:

@@ -80,7 +80,7 @@ _PLAIN = (str, int, float, bool, dict, list, type(None))  # what of a stage's de
 
 def stage_entry(stage: str, status: str, message: str = "", stats=None, **extra) -> dict:
     """One stage's summary: the counts of its StageStats plus the flow's verdict ``status``."""
-    from ..redact import redact
+    from ..storage.redact import redact
 
     out = {"stage": stage, "status": status, "message": redact(message),  # it goes to Prefect's database: redacted
            "n_in": 0, "n_out": 0, "n_failed": 0, "bytes": 0, "seconds": 0.0, "failures": {},

@@ -247,8 +247,8 @@ def pipeline_flow(store_path: str, start_urls: list[str] | None = None, stages: 
     from prefect.runtime import flow_run
     from prefect.states import Failed
 
-    from ..redact import install_log_redaction
     from ..storage import Store
+    from ..storage.redact import install_log_redaction
 
     install_log_redaction()  # log rows go to Prefect's database: no credential in them
     logger = get_run_logger()

@@ -25,8 +25,8 @@ import io
 
 import pyarrow as pa
 
+from ..storage.names import check_name
 from .labels import PATH_SEP, cat_key_sql
-from .names import check_name
 from .plan import EXCLUSIVE
 
 CARRY = "carry.arrow"

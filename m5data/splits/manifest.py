@@ -19,9 +19,9 @@ import hashlib
 import json
 from pathlib import Path
 
+from ..storage.names import check_name
 from .carry import FLAGS, MODALITY_CTES
 from .labels import PATH_SEP, cat_key_sql
-from .names import check_name
 from .plan import SPLITS
 
 MODALITIES = ("image", "caption", "table", "video", "audio")

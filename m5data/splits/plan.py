@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from .. import config as cfg
-from .names import name_problem, shown
+from ..storage.names import name_problem, shown
 
 PAPER_PRODUCTS = 6_313_067  # M5Product's products; the default fractions are the paper's counts over it
 SIZE_KEYS = ("train", "query_c", "gallery_c", "query_fg", "gallery_fg", "cls_products", "subset")

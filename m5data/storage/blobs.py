@@ -125,7 +125,7 @@ class BlobWriter:
 
     def __init__(self, store: BlobStore, ext: str, sync: bool = True):
         self.store = store
-        self.ext = _check_ext(ext)
+        self.ext = check_ext(ext)
         self.sync = sync
         self.tmp = store.tmp_dir / temp_name(".part", prefix="")  # <pid>-<random>.part: swept once the pid is dead
         self._fh = open(self.tmp, "wb")
@@ -166,7 +166,7 @@ class BlobWriter:
             self.abort()
 
 
-def _check_ext(ext: str) -> str:
+def check_ext(ext: str) -> str:
     ext = ext.lower().lstrip(".")
     if not _EXT.match(ext):
         raise ValueError(f"bad blob extension {ext!r}")
@@ -180,7 +180,7 @@ class BlobStore:
         self.tmp_dir = self.root / ".tmp"
 
     def relpath(self, sha256: str, ext: str) -> str:
-        return f"blobs/{sha256[:2]}/{sha256}.{_check_ext(ext)}"
+        return f"blobs/{sha256[:2]}/{sha256}.{check_ext(ext)}"
 
     def path(self, rel: str) -> Path:
         return self.store_root / rel

@@ -21,7 +21,7 @@ from .errors import StoreBusy, StoreError
 from .parts import fsync_dir
 from .schema import TABLES
 from .temps import temp_name
-from .views import _sql_str
+from .views import sql_str
 
 CATALOG = "catalog.duckdb"
 REFRESH_WAIT = 60.0  # seconds a refresh waits for another process's (a rebuild takes well under one)
@@ -34,7 +34,7 @@ _HOW_TO_OPEN = (f"an m5data catalog reads the tables next to its file, which Duc
 # The store folder, ending in its separator (empty when the catalog was opened by its bare name)
 CATALOG_ROOT_SQL = (f"(CASE WHEN regexp_matches({_TEMP_DIR}, '(^|[/\\\\]){_DEFAULT_TEMP}$') "
                     f"THEN regexp_replace({_TEMP_DIR}, '{_DEFAULT_TEMP}$', '') "
-                    f"ELSE error({_sql_str(_HOW_TO_OPEN)} || {_TEMP_DIR} || {_sql_str(')')}) END)")
+                    f"ELSE error({sql_str(_HOW_TO_OPEN)} || {_TEMP_DIR} || {sql_str(')')}) END)")
 
 _refreshing = threading.Lock()  # the catalog lock is per process: threads of one take turns here
 _read: dict[str, tuple[tuple, dict]] = {}  # catalog file -> (its stat, its views) when this process last read it

@@ -49,7 +49,7 @@ from .parts import OPEN_SUFFIX
 from .reading import read_again, vanished
 from .schema import SEQ_COLUMN, table_spec
 from .temps import TMP_PREFIX, owner_pid, pid_alive
-from .views import _sql_str, _window_sql
+from .views import sql_str, window_sql
 
 CLOCK_MARGIN_NS = 1_000_000_000  # ns a marker's file time may lag the clock a _seq is read from
 STATE_DIR = "state"  # derived/state/<stage>.json
@@ -137,7 +137,7 @@ class Changes:
             recent = [p for p in parts if part_seq(p) > since]
             if not recent:
                 return parts, None
-            files = "[" + ", ".join(_sql_str(str(p)) for p in recent) + "]"
+            files = "[" + ", ".join(sql_str(str(p)) for p in recent) + "]"
             # a cursor on the process's read database (~1 ms; a new database costs 15-30 ms)
             con = self.connect(need=(), only=(), cursor=True)
             try:
@@ -242,7 +242,7 @@ class Changes:
         parts = self.group_parts(name, pa.table({column: pa.array(values, spec.schema.field(column).type)}))
         if not parts:
             return spec.schema.empty_table()
-        files = ", ".join(_sql_str(str(p)) for p in parts)
+        files = ", ".join(sql_str(str(p)) for p in parts)
         present = set().union(*(pq.read_schema(p).names for p in parts))
         cols = ", ".join(c if c in present else f"NULL AS {c}" for c in spec.schema.names)  # older parts may lack one
         keys = ", ".join(spec.key)
@@ -282,13 +282,13 @@ class Changes:
                 return spec.schema.empty_table()
             present = set().union(*(pq.read_schema(p).names for p in parts))  # OSError: a part is gone
             cols = ", ".join(c if c in present else f"NULL AS {c}" for c in spec.schema.names)
-            source = f"read_parquet({'[' + ', '.join(_sql_str(str(p)) for p in parts) + ']'}, union_by_name = true)"
+            source = f"read_parquet({'[' + ', '.join(sql_str(str(p)) for p in parts) + ']'}, union_by_name = true)"
             wanted = f"{column} IN (SELECT v FROM _m5data_of)"
             rows = f"(SELECT * FROM {source} WHERE {group} IN (SELECT {group} FROM {source} WHERE {wanted}))"
             con = self.connect(need=(), only=(), cursor=True)  # a cursor of its own: its table is its own
             try:
                 con.register("_m5data_of", pa.table({"v": values.cast(spec.schema.field(column).type)}))
-                return con.sql(f"SELECT * FROM ({_window_sql(spec, rows, cols)}) WHERE {wanted}").to_arrow_table()
+                return con.sql(f"SELECT * FROM ({window_sql(spec, rows, cols)}) WHERE {wanted}").to_arrow_table()
             finally:
                 con.close()
 
@@ -307,7 +307,7 @@ def _new_groups(store, spec, new: list[Path]) -> np.ndarray:
     if all(k is not None for _, k in known):
         every = [k.hashes for _, k in known]
         return np.unique(np.concatenate(every)) if len(every) > 1 else every[0]
-    files = "[" + ", ".join(_sql_str(str(p)) for p in new) + "]"
+    files = "[" + ", ".join(sql_str(str(p)) for p in new) + "]"
     con = store.connect(need=(), only=(), cursor=True)
     try:
         hashes = con.execute(f"SELECT {keyindex.group_hash_sql(spec)} AS h FROM (SELECT DISTINCT "

@@ -14,8 +14,8 @@ from .parts import OpenWrite, PartWriter, conform, fsync_dir, next_seq
 from .reading import read_again, vanished
 from .schema import SEQ_COLUMN, table_spec
 from .temps import TMP_PREFIX, owner_pid, pid_alive, temp_name
-from .views import _sql_str
-from .writing import _StreamingWriter
+from .views import sql_str
+from .writing import StreamingWriter
 
 COMPACTED = "_compacted"
 
@@ -33,7 +33,7 @@ class Compaction:
         if isinstance(data, pa.RecordBatchReader):
             with self.table_lock(name, f"replace {name}"):
                 old = self.parts(name)
-                stream = _StreamingWriter(self, spec)
+                stream = StreamingWriter(self, spec)
                 try:
                     for batch in data:
                         stream.write(batch)
@@ -72,7 +72,7 @@ class Compaction:
 
         if not set(spec.group) <= set(spec.key) or keyindex.plan(parts, spec).resolve:
             return None
-        files = ", ".join(_sql_str(str(p)) for p in parts)
+        files = ", ".join(sql_str(str(p)) for p in parts)
         try:
             return newest_writes_sql(con, spec, f"read_parquet([{files}], union_by_name = true, filename = '_m5data_file')")
         except duckdb.Error as exc:  # a damaged part: one StoreError naming it

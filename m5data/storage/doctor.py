@@ -15,7 +15,7 @@ Checks, in order (each problem is a :class:`Finding`):
 - **catalog**: ``catalog.duckdb`` readable and current: a stale view (DuckDB on it may read other
   rows than the store) is a warning. Repair: rebuild it.
 
-The logic never prints; ``doctor_cli.py`` shows the findings. The blob check is ``doctor_blobs.py``,
+The logic never prints; ``m5data/tools/doctor_cli.py`` shows the findings. The blob check is ``doctor_blobs.py``,
 the findings and the quarantine ``doctor_findings.py``; this module checks parts, temp files and the
 catalog, and runs the checks.
 """
@@ -157,20 +157,18 @@ def _made_for(store: Store, views: dict[str, str]) -> str:
 
 
 # -------------------------------------------------------------------------------------------- run
-def run(store: Store, settings=None, *, repair: bool = False, verify_blobs: bool = True,
+def run(store: Store, config: dict | None = None, *, repair: bool = False, verify_blobs: bool = True,
         progress: Callable[[str, int, int], None] | None = None) -> DoctorReport:
     """Check ``store`` (and with ``repair`` fix what can be fixed); records a ``runs`` row.
 
     Args:
         store: the store.
-        settings: effective settings (recorded in the runs row), optional.
+        config: the effective settings as a plain dict (``config.as_dict``), recorded in the runs row; optional.
         repair: quarantine bad parts, return media with a missing or wrong file to pending, remove
             dead runs' temp files, rebuild the catalog. Refused (StoreBusy) while any stage runs.
         verify_blobs: hash every blob against its sha256 (False: check presence only).
         progress: called as ``progress(step, done, total)`` while blobs are checked.
     """
-    from ..config import as_dict
-
     report = DoctorReport(repair=repair)
     stats = StageStats(STAGE)
     if isinstance(store.root, str):  # a store on object storage: no lock to take, no temp file (doctor_s3.py)
@@ -197,7 +195,7 @@ def run(store: Store, settings=None, *, repair: bool = False, verify_blobs: bool
         stats.fail(f"{f.check} {f.severity}")
     report.stats = stats.finish("ok" if report.ok else "failed")
     try:
-        record_run(store, stats, {**(as_dict(settings) if settings is not None else {}),
+        record_run(store, stats, {**(config or {}),
                                   "job": {"repair": repair, "verify_blobs": verify_blobs}})
     except OSError:
         pass  # a read-only store can still be checked

@@ -37,7 +37,7 @@ class GroupRewrites:
         """Make each ``tables[name]`` (rows, an Arrow table or a RecordBatchReader) the whole content of
         its table, all tables or none (a writer killed half way leaves a rewrite the next opener finishes);
         returns the rows written per table."""
-        from .writing import _StreamingWriter
+        from .writing import StreamingWriter
 
         names = sorted(table_spec(n).name for n in tables)
         with contextlib.ExitStack() as held:
@@ -51,7 +51,7 @@ class GroupRewrites:
                 for name in names:
                     spec = table_spec(name)
                     (staging / name).mkdir(parents=True)
-                    stream = _StreamingWriter(self, spec, directory=staging / name)
+                    stream = StreamingWriter(self, spec, directory=staging / name)
                     data = tables[name]
                     for batch in (data if hasattr(data, "read_next_batch") else [conform(spec, data)]):
                         stream.write(batch)

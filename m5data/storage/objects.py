@@ -91,7 +91,7 @@ class ObjectStore:
     """The bucket and prefix of a store; its s3fs filesystem is made per process (not fork-safe)."""
 
     def __init__(self, url: str):
-        from ..redact import refuse_credentials
+        from .redact import refuse_credentials
 
         refuse_credentials(url, "store URL", StoreError)  # s3fs ignores them; the URL is stored with every run
         self.url = url.rstrip("/")

@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import CorruptPart, DamagedLog, StoreError
-from .readdb import _READS
+from .readdb import READ_DB
 from .schema import SEQ_COLUMN, TABLES, TableSpec, table_spec
-from .views import _sql_str
+from .views import sql_str
 
 T = TypeVar("T")
 
@@ -96,7 +96,7 @@ class Reading:
         need = tuple(TABLES) if need is None else need
 
         def once():
-            con = _READS.cursor() if cursor and not sandbox else duckdb.connect(config=dict(_SANDBOX) if sandbox else {})
+            con = READ_DB.cursor() if cursor and not sandbox else duckdb.connect(config=dict(_SANDBOX) if sandbox else {})
             try:
                 # no bar of DuckDB's own on stdout: a query past 2 s printed one into the stage's output
                 # (and the flow's logs), between rich's progress lines
@@ -106,7 +106,7 @@ class Reading:
                     if only is None or spec.name in only:
                         self._create_view(con, spec, spec.name in need, temp=cursor)
                 if sandbox:  # after the views: their temp tables of contested keys are made from Arrow
-                    con.execute(f"SET allowed_directories = [{_sql_str(str(self.root) + os.sep)}]")
+                    con.execute(f"SET allowed_directories = [{sql_str(str(self.root) + os.sep)}]")
                     con.execute("SET enable_external_access = false")
                     con.execute("SET lock_configuration = true")
                 return con
@@ -226,7 +226,7 @@ class Reading:
             return None
         if not all(k is not None and k.unique for _, k in keyindex.parts_keys(parts, spec)):
             return None
-        src = f"read_parquet([{', '.join(_sql_str(str(p)) for p in parts)}], union_by_name = true, filename = '_m5data_file')"
+        src = f"read_parquet([{', '.join(sql_str(str(p)) for p in parts)}], union_by_name = true, filename = '_m5data_file')"
         group = ", ".join(spec.group)
         newest = (f"SELECT {group}, max(s) AS s, arg_max(n, s) AS n, arg_max(split, s) AS split FROM ("
                   f"SELECT {group}, {SEQ_COLUMN} AS s, count(*) AS n, min(_m5data_file) <> max(_m5data_file) AS split "

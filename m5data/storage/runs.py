@@ -9,8 +9,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from ..redact import redact
 from .errors import StoreError
+from .redact import redact
 
 
 @dataclass
@@ -53,7 +53,7 @@ class StageStats:
             "ended_at": ts(self.ended), "status": self.status, "n_in": self.n_in, "n_out": self.n_out,
             "n_failed": self.n_failed, "bytes": self.bytes, "seconds": round(self.seconds, 3),
             "failures": json.dumps(dict(self.failures), ensure_ascii=False, sort_keys=True),
-            # credentials never reach the store: URL userinfo, header values, registered secrets (m5data/redact.py)
+            # credentials never reach the store: URL userinfo, header values, registered secrets (storage/redact.py)
             "config": json.dumps(redact(config or {}), ensure_ascii=False, sort_keys=True, default=str),
         }
 

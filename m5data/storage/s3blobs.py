@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .blobs import BlobRef, BlobWriter, _check_ext
+from .blobs import BlobRef, BlobWriter, check_ext
 from .objects import ObjectStore
 from .temps import scratch_dir
 
@@ -31,7 +31,7 @@ class ObjectBlobWriter(BlobWriter):
 
     def __init__(self, blobs: ObjectBlobs, ext: str):  # not super(): its temp file lives in a store folder
         self.blobs = blobs
-        self.ext = _check_ext(ext)
+        self.ext = check_ext(ext)
         self._fh = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
         self._hash = hashlib.sha256()
         self.bytes = 0
@@ -64,7 +64,7 @@ class ObjectBlobs:
         self.objects = objects
 
     def relpath(self, sha256: str, ext: str) -> str:
-        return f"blobs/{sha256[:2]}/{sha256}.{_check_ext(ext)}"
+        return f"blobs/{sha256[:2]}/{sha256}.{check_ext(ext)}"
 
     def writer(self, ext: str, *, sync: bool = True) -> ObjectBlobWriter:
         return ObjectBlobWriter(self, ext)

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import s3groups
-from .catalog import Catalog
+from .catalog import REFRESH_WAIT, Catalog
 from .changes import as_changed, changed_sql, check_columns, empty_changed
 from .commitlog import FROM_FILE, Conflict, TableLog, TableState
 from .compaction import Compaction, newest_writes_sql
@@ -44,7 +44,7 @@ from .s3parts import ObjectStream, StreamHandle
 from .s3stages import hold_lease, kept_folder, local_files, stage_lease, staged_folder
 from .schema import MARKER, SEQ_COLUMN, STORE_FORMAT, TABLES, TableSpec, table_spec
 from .temps import scratch_dir, sweep_scratch
-from .views import TableViews, _null_columns, _sql_str, _window_sql
+from .views import TableViews, null_columns, sql_str, window_sql
 from .writing import Writing
 
 
@@ -310,7 +310,7 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles, Obje
     def is_compacted(self, name: str) -> bool:
         return self.log(name).state().compacted
 
-    def refresh_catalog(self, quiet: bool = False) -> bool:
+    def refresh_catalog(self, quiet: bool = False, wait: float = REFRESH_WAIT) -> bool:
         """No catalog file on object storage: ``connect()`` (and ``m5data sql``) make the views."""
         return True
 
@@ -334,17 +334,17 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles, Obje
         """The newest row per key over ``live`` parts, each write's rows with its log number as ``_seq``."""
         cols = ", ".join(spec.schema.names + ([SEQ_COLUMN] if with_seq else []))
         if not live:
-            return f"SELECT {_null_columns(spec)}{', CAST(NULL AS BIGINT) AS ' + SEQ_COLUMN if with_seq else ''} WHERE false"
+            return f"SELECT {null_columns(spec)}{', CAST(NULL AS BIGINT) AS ' + SEQ_COLUMN if with_seq else ''} WHERE false"
         source = self._rows(spec, live)
         if compacted:
             return f"SELECT {cols} FROM {source}"
-        return _window_sql(spec, source, cols)
+        return window_sql(spec, source, cols)
 
     def _rows(self, spec: TableSpec, live: dict[str, int], keep_file: bool = False) -> str:
         """Every row of the ``live`` parts, each with its ``_seq`` (the entry's number, or its own after a
         compaction), and with ``keep_file`` its part's name as ``_m5data_file``."""
-        files = "[" + ", ".join(_sql_str(self._uri(spec.name, p)) for p in sorted(live)) + "]"
-        seqs = ", ".join(f"({_sql_str(self._uri(spec.name, p))}, {int(s)})" for p, s in sorted(live.items()))
+        files = "[" + ", ".join(sql_str(self._uri(spec.name, p)) for p in sorted(live)) + "]"
+        seqs = ", ".join(f"({sql_str(self._uri(spec.name, p))}, {int(s)})" for p, s in sorted(live.items()))
         return (f"(SELECT p.*{'' if keep_file else ' EXCLUDE (_m5data_file)'} REPLACE (CASE WHEN m.seq = {FROM_FILE} THEN p.{SEQ_COLUMN} "
                 f"ELSE m.seq END AS {SEQ_COLUMN}) FROM read_parquet({files}, union_by_name = true, "
                 f"filename = '_m5data_file') p JOIN (VALUES {seqs}) m(file, seq) ON p._m5data_file = m.file)")

@@ -36,8 +36,8 @@ from .compaction import COMPACTED, Compaction
 from .errors import CorruptPart, StoreBusy, StoreError
 from .files import KeptFolder, TextFiles, staged_files, write_atomic
 from .groups import GroupRewrites
-from .objects import is_store_url
 from .parts import PART_GLOB
+from .protocol import TableStore, store_class
 from .reading import Reading, part_problem
 from .schema import MARKER, STORE_FORMAT, TABLES, table_spec
 from .temps import sweep_temps
@@ -59,11 +59,9 @@ class Store(Writing, Compaction, GroupRewrites, TableViews, Reading, Catalog, Ch
 
     # ------------------------------------------------------------------ open / init
     @classmethod
-    def init(cls, root: str | Path, **kwargs) -> Store:
-        if is_store_url(root):  # s3://bucket/prefix: the tables on object storage (s3store.py)
-            from .s3store import S3Store
-
-            return S3Store.init(root, **kwargs)
+    def init(cls, root: str | Path, **kwargs) -> TableStore:
+        if (kind := store_class(root)) is not Store:  # s3://bucket/prefix: the tables on object storage (s3store.py)
+            return kind.init(root, **kwargs)
         kwargs = _local(kwargs)
         store = cls(Path(root), **kwargs)
         if store.root.exists() and not store.root.is_dir():
@@ -80,11 +78,9 @@ class Store(Writing, Compaction, GroupRewrites, TableViews, Reading, Catalog, Ch
         return store
 
     @classmethod
-    def open(cls, root: str | Path, create: bool = False, **kwargs) -> Store:
-        if is_store_url(root):
-            from .s3store import S3Store
-
-            return S3Store.open(root, create=create, **kwargs)
+    def open(cls, root: str | Path, create: bool = False, **kwargs) -> TableStore:
+        if (kind := store_class(root)) is not Store:
+            return kind.open(root, create=create, **kwargs)
         kwargs = _local(kwargs)
         store = cls(Path(root), **kwargs)
         marker = store.root / MARKER
@@ -107,7 +103,7 @@ class Store(Writing, Compaction, GroupRewrites, TableViews, Reading, Catalog, Ch
         return store
 
     @classmethod
-    def from_settings(cls, settings, create: bool = False) -> Store:
+    def from_settings(cls, settings, create: bool = False) -> TableStore:
         return cls.open(settings.store_path, create=create, compression=settings.store.compression,
                         part_rows=settings.store.part_rows, lease_seconds=settings.store.lease_seconds,
                         garbage_grace=settings.store.garbage_grace)

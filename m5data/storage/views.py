@@ -16,15 +16,16 @@ from .parts import PART_GLOB
 from .schema import SEQ_COLUMN, TableSpec, duckdb_type
 
 
-def _sql_str(value: str) -> str:
+def sql_str(value: str) -> str:
+    """``value`` as a SQL string literal (quotes doubled)."""
     return "'" + value.replace("'", "''") + "'"
 
 
 def _files_sql(parts: list[Path]) -> str:
-    return "[" + ", ".join(_sql_str(str(p)) for p in parts) + "]"
+    return "[" + ", ".join(sql_str(str(p)) for p in parts) + "]"
 
 
-def _window_sql(spec: TableSpec, source: str, cols: str) -> str:
+def window_sql(spec: TableSpec, source: str, cols: str) -> str:
     """The newest row per key of ``source`` (and, with ``replace_by``, only its group's newest write)."""
     keys = ", ".join(spec.key)
     if spec.replace_by:
@@ -38,7 +39,7 @@ def _window_sql(spec: TableSpec, source: str, cols: str) -> str:
 
 
 def _newest_write_sql(spec: TableSpec, source: str, cols: str, plain_files: str) -> str:
-    """:func:`_window_sql`'s rows of ``source`` (rows with ``_m5data_file``), most without its window.
+    """:func:`window_sql`'s rows of ``source`` (rows with ``_m5data_file``), most without its window.
 
     Where the group is within the key (a ``replace_by`` group, or the key itself), the window keeps,
     per group, the rows of its newest write, one a key. A group whose newest write lies in one part
@@ -48,7 +49,7 @@ def _newest_write_sql(spec: TableSpec, source: str, cols: str, plain_files: str)
     parts, a part not planned or holding a key twice) go through the window.
     """
     if not set(spec.group) <= set(spec.key):
-        return _window_sql(spec, source, cols)
+        return window_sql(spec, source, cols)
     group = ", ".join(spec.group)
     on = " AND ".join(f"r.{c} IS NOT DISTINCT FROM g.{c}" for c in spec.group)
     newest = (f"(SELECT r.* FROM {source} r JOIN (SELECT {group}, max({SEQ_COLUMN}) AS _gmax FROM {source} GROUP BY ALL) g "
@@ -62,7 +63,7 @@ def _newest_write_sql(spec: TableSpec, source: str, cols: str, plain_files: str)
             f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ_COLUMN} DESC) = 1")
 
 
-def _null_columns(spec: TableSpec) -> str:
+def null_columns(spec: TableSpec) -> str:
     """The table's columns as typed NULLs (a view that has its columns but no rows)."""
     return ", ".join(f"CAST(NULL AS {duckdb_type(f.type)}) AS {f.name}" for f in spec.schema)
 
@@ -83,20 +84,20 @@ class TableViews:
         listed = parts is not None
         parts = self.parts(spec.name) if parts is None else parts
         if root_sql is not None:
-            glob = _sql_str((self.table_dir(spec.name) / PART_GLOB).relative_to(self.root).as_posix())
+            glob = sql_str((self.table_dir(spec.name) / PART_GLOB).relative_to(self.root).as_posix())
             # an empty table's view globs too (no part: no column, the typed NULLs give them), so the
             # catalog stays right when the table gets its first part
-            source = (f"(SELECT {_null_columns(spec)}, CAST(NULL AS BIGINT) AS {SEQ_COLUMN} WHERE false "
+            source = (f"(SELECT {null_columns(spec)}, CAST(NULL AS BIGINT) AS {SEQ_COLUMN} WHERE false "
                       f"UNION ALL BY NAME SELECT * FROM read_parquet({root_sql} || {glob}, union_by_name = true, "
                       f"allow_empty = true))")
         elif not parts:
             return self._empty_sql(spec, with_seq)
         else:
-            files = _files_sql(parts) if listed else _sql_str(str(self.table_dir(spec.name) / PART_GLOB))
+            files = _files_sql(parts) if listed else sql_str(str(self.table_dir(spec.name) / PART_GLOB))
             source = f"read_parquet({files}, union_by_name = true)"
         if parts and not listed and self.is_compacted(spec.name):
             return f"SELECT {cols} FROM {source}"
-        return _window_sql(spec, source, cols)
+        return window_sql(spec, source, cols)
 
     def read_sql(self, con, spec: TableSpec, parts: list[Path] | None = None, with_seq: bool = False,
                  shared: bool = False) -> str:
@@ -127,9 +128,9 @@ class TableViews:
         # other part (a new one, a compaction's, one holding a key twice) goes through the window
         # with every group it holds, wherever that group's other rows are.
         table_glob = self.table_dir(spec.name) / PART_GLOB if parts_given is None else None
-        files = _sql_str(str(table_glob)) if table_glob else _files_sql(parts)
+        files = sql_str(str(table_glob)) if table_glob else _files_sql(parts)
         every = f"read_parquet({files}, union_by_name = true, filename = '_m5data_file')"
-        known = "[" + ", ".join(_sql_str(str(p)) for p in plan.plain) + "]"
+        known = "[" + ", ".join(sql_str(str(p)) for p in plan.plain) + "]"
         other = f"(SELECT * FROM {every} WHERE NOT list_contains({known}, _m5data_file))"
         moved = [f"{h} IN (SELECT {h} FROM {other})"]
         if len(plan.contested):
@@ -147,8 +148,8 @@ class TableViews:
         return f"({plain}) UNION ALL ({_newest_write_sql(spec, rest, cols, known)})"
 
     def _empty_sql(self, spec: TableSpec, with_seq: bool) -> str:
-        return f"SELECT {_null_columns(spec)}{', CAST(NULL AS BIGINT) AS ' + SEQ_COLUMN if with_seq else ''} WHERE false"
+        return f"SELECT {null_columns(spec)}{', CAST(NULL AS BIGINT) AS ' + SEQ_COLUMN if with_seq else ''} WHERE false"
 
     def _error_view_sql(self, spec: TableSpec, message: str) -> str:
         """A view with the table's columns that raises ``message`` when read (DESCRIBE still works)."""
-        return f"SELECT {_null_columns(spec)} FROM range(1) WHERE error({_sql_str(message)}) IS NULL"
+        return f"SELECT {null_columns(spec)} FROM range(1) WHERE error({sql_str(message)}) IS NULL"

@@ -56,11 +56,11 @@ class Writing:
         return len(table)
 
     @contextlib.contextmanager
-    def writer(self, name: str) -> Iterator[_StreamingWriter]:
+    def writer(self, name: str) -> Iterator[StreamingWriter]:
         """Stream many batches into parts of at most ``part_rows`` rows; nothing is published on error."""
         parts = self.parts(name)
         new_view = bool(parts) and self.is_compacted(name, parts)  # the catalog's view changes (see write())
-        stream = _StreamingWriter(self, table_spec(name))
+        stream = StreamingWriter(self, table_spec(name))
         try:
             yield stream
         except BaseException:
@@ -91,7 +91,7 @@ class Writing:
             con.close()
 
 
-class _StreamingWriter(PartStream):
+class StreamingWriter(PartStream):
     """Parts of at most ``part_rows`` rows of one write (one ``_seq``); ``abort`` removes every part it published."""
 
     def __init__(self, store: Store, spec: TableSpec, directory: Path | None = None):

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...storage.queries import main_image_sql
+
 
 @dataclass
 class Products:
@@ -32,14 +34,11 @@ class Products:
         return {p: i for i, p in enumerate(self.ids)}
 
 
-_PRODUCTS = """
+_PRODUCTS = f"""
     SELECT p.product_id, p.title, p.description, p.price, p.category_path, c.text AS caption, m.phash
     FROM products p
     LEFT JOIN captions c ON c.product_id = p.product_id
-    LEFT JOIN (SELECT product_id, phash,
-                      row_number() OVER (PARTITION BY product_id ORDER BY position, media_id) AS k
-               FROM media WHERE kind = 'image' AND role = 'main' AND status = 'ok') m
-      ON m.product_id = p.product_id AND m.k = 1
+    LEFT JOIN ({main_image_sql("product_id, phash")}) m ON m.product_id = p.product_id
     ORDER BY p.product_id"""
 
 

@@ -22,7 +22,7 @@ def sql(
 
     Sandboxed by default: the SQL can read the store's files only and cannot install or load extensions.
     """
-    from .sql import FORMATS, RefusedStatement, run_query, write_csv
+    from ..storage.sql import FORMATS, RefusedStatement, run_query, write_csv
 
     if fmt not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -61,9 +61,9 @@ def sql(
 def stats(ctx: typer.Context, top: int = typer.Option(10, help="How many top categories and properties to list.")) -> None:
     """Counts per table, modality completeness, top categories and top properties."""
     from ..console import Table, error, warn
-    from . import TABLES
-    from .doctor import missing_blobs
-    from .stats import store_stats
+    from ..storage import TABLES
+    from ..storage.doctor import missing_blobs
+    from ..storage.stats import store_stats
 
     store, _ = open_store(ctx)
     store.check_parts()
@@ -116,7 +116,7 @@ def stats(ctx: typer.Context, top: int = typer.Option(10, help="How many top cat
 def compact(ctx: typer.Context, table: Optional[list[str]] = typer.Argument(None, help="Tables to compact (default: all).")) -> None:
     """Merge each table's small Parquet parts into deduplicated large ones."""
     from ..console import error
-    from . import TABLES, StoreError
+    from ..storage import TABLES, StoreError
 
     store, _ = open_store(ctx)
     failed = 0

@@ -19,10 +19,11 @@ def doctor(
     show_info: bool = typer.Option(False, "--all", help="Also list info findings (temp files of live runs, a stale catalog)."),
 ) -> None:
     """Check a store after a crash or a disk problem (parts, blobs, derived files, temp files, catalog)."""
+    from ..config import as_dict
     from ..console import arrow_table, console, err_console, error
+    from ..storage.doctor import INFO, run
+    from ..storage.store import StoreBusy
     from ..verbs import open_store
-    from .doctor import INFO, run
-    from .store import StoreBusy
 
     store, settings = open_store(ctx)
     with one_line_errors(StoreBusy):
@@ -31,7 +32,7 @@ def doctor(
                 if status is not None and hasattr(status, "update"):
                     status.update(f"checking {step}: {done:,} of {total:,}")
 
-            report = run(store, settings, repair=repair, verify_blobs=not quick, progress=progress)
+            report = run(store, as_dict(settings), repair=repair, verify_blobs=not quick, progress=progress)
     shown = [f for f in report.findings if show_info or f.severity != INFO]
     checked = ", ".join(f"{n:,} {what}" for what, n in report.checked.items())
     if shown:  # one table of findings (one block per finding when the terminal is too narrow)

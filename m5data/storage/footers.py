@@ -2,7 +2,7 @@
 
 A split version is written in one go (one group of the table), so a part's row groups usually each
 hold one version, and Parquet's row-group statistics (min = max of ``version``) say which. The
-store's versions (``versions.py``: which is current, which parts hold the report's) and export (the
+store's versions (``queries.py``: which is current, which parts hold the report's) and export (the
 parts holding one version) read them instead of the table's view, whose window over every version's
 rows cost 1.8-2.7 CPU s at 1M products in each of those reads.
 """

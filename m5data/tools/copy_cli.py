@@ -20,8 +20,8 @@ def copy(
     dst: str = typer.Argument(..., help="A new store (created): a folder or s3://bucket/prefix."),
 ) -> None:
     """Copy every table (the rows it reads), blob and derived file of SRC into the new store DST."""
-    from . import Store, StoreError
-    from .copy import copy_store
+    from ..storage import Store, StoreError
+    from ..storage.copy import copy_store
 
     try:
         source = Store.open(src)
