@@ -39,6 +39,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from ..stages import fingerprint
 from ..storage import changes
 from .digests import (
     DIGEST,
@@ -214,7 +215,7 @@ def find_base(store, out, fmt: str, split: str, version: str, settings, *, full:
     else:
         if state is None:
             return None, "no earlier complete export"
-        if state.get("inputs") != inputs(fmt, split, settings):
+        if state.get("inputs") != fingerprint(*inputs(fmt, split, settings)):
             return None, "the earlier export was made with other settings"
         prev = located(store, state["out"]) if state.get("out") else None
         if not prev or prev == str(out) or state.get("version") == version:
@@ -225,7 +226,7 @@ def find_base(store, out, fmt: str, split: str, version: str, settings, *, full:
     base = load_base(out, name)
     if base is None:
         return None, f"the earlier export {name} has no manifest"
-    if (state is not None and state.get("out") and state.get("inputs") == inputs(fmt, split, settings)
+    if (state is not None and state.get("out") and state.get("inputs") == fingerprint(*inputs(fmt, split, settings))
             and located(store, state["out"]) == str(sibling(out, name))):
         base.since = state["watermarks"]
     return base, ""
