@@ -20,8 +20,6 @@ EXCEPTIONS: set[str] = {
     "extract/video.py:extract_frames",
     "report/data.py",
     "report/facts.py",
-    "splits/build.py",
-    "splits/place.py:place",
     "storage/changes.py",
     "storage/s3store.py",
     "train/loop.py:train",
