@@ -15,8 +15,6 @@ EXCLUDED = ("annotate/",)
 EXCEPTIONS: set[str] = {
     "demo/scale/site.py:write_scale_site",
     "download/fetch.py",
-    "extract/run.py:run",
-    "extract/video.py:extract_frames",
     "report/data.py",
     "report/facts.py",
     "storage/changes.py",
