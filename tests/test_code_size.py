@@ -16,8 +16,6 @@ EXCEPTIONS: set[str] = {
     "demo/scale/site.py:write_scale_site",
     "report/data.py",
     "report/facts.py",
-    "storage/changes.py",
-    "storage/s3store.py",
     "train/loop.py:train",
 }
 
