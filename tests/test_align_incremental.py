@@ -12,7 +12,7 @@ import pytest
 from support.align_world import make_world
 
 from m5data import config as cfg
-from m5data.align import incremental
+from m5data.align import incremental, tokens
 from m5data.align.run import align
 from m5data.storage import Store, changes
 
@@ -161,9 +161,9 @@ def test_a_run_killed_between_its_kept_lines_and_texts_keeps_every_line(grown, t
 
     store, settings, mapping, _ = grown
     align(store, settings, mapping=mapping)
-    kept = {name: pq.read_table(store.root / "derived" / "align" / name) for name in (incremental.LINES, incremental.TOKENS)}
-    assert kept[incremental.LINES].num_rows > 0
-    for name in (incremental.TOKENS, incremental.KEPT):  # a first run killed after its lines, before its texts
+    kept = {name: pq.read_table(store.root / "derived" / "align" / name) for name in (tokens.LINES, tokens.TOKENS)}
+    assert kept[tokens.LINES].num_rows > 0
+    for name in (tokens.TOKENS, incremental.KEPT):  # a first run killed after its lines, before its texts
         (store.root / "derived" / "align" / name).unlink()
     (store.root / "derived" / "state" / "align.json").unlink()
     again = align(store, settings, mapping=mapping)
@@ -207,14 +207,14 @@ def test_kept_files_of_the_previous_format_are_read_and_replaced(grown, tmp_path
     old = old.append_column("text_a", pa.array(["0" * 16] * old.num_rows)).append_column("text_b", pa.array(["0" * 16] * old.num_rows))
     pq.write_table(old.cast(pa.schema([pa.field(f.name, pa.string() if pa.types.is_dictionary(f.type) else f.type)
                                        for f in old.schema], metadata=scores.schema.metadata)), folder / incremental.KEPT)
-    tokens = pq.read_table(folder / incremental.TOKENS)
-    pq.write_table(tokens.drop_columns(["content"]), folder / incremental.TOKENS)
+    kept_tokens = pq.read_table(folder / tokens.TOKENS)
+    pq.write_table(kept_tokens.drop_columns(["content"]), folder / tokens.TOKENS)
     again = align(store, settings, mapping=mapping)
     assert again.n_scored == again.n_pairs
     full_store, _ = _full_copy(store, tmp_path, settings, mapping)
     assert _tables(store) == _tables(full_store)
     assert pq.read_table(folder / incremental.KEPT).schema.field("content_a").type == pa.int64()
-    assert "content" in pq.read_table(folder / incremental.TOKENS).column_names
+    assert "content" in pq.read_table(folder / tokens.TOKENS).column_names
 
 
 def test_a_text_that_gained_lines_at_its_end_is_made_from_its_kept_head(tmp_path):
@@ -226,14 +226,14 @@ def test_a_text_that_gained_lines_at_its_end_is_made_from_its_kept_head(tmp_path
     store = Store.init(tmp_path / "store")
     head = "红富士苹果 5斤 新鲜水果 陕西洛川\n赣南脐橙 10斤 新鲜水果 当季 橙子\n美素佳儿妈妈粉 400g 孕"  # cut mid-title
     sub = lambda text: SubClass("a", "L1", "水果", 1, 3, 3, text)
-    first = incremental.TokenCache(store)
+    first = tokens.TokenCache(store)
     first.content([sub(head)])
     first.save([sub(head)])
     for tail in ("Apple iPhone 15 Pro 手机 新鲜水果", "惠氏 妈妈奶粉\n佳贝艾特 孕产妇 妈妈 配方羊奶粉 橙子"):
         text = head + "\n" + tail
-        kept = incremental.TokenCache(store)
+        kept = tokens.TokenCache(store)
         assert kept._kept_head(text) is not None
-        fresh = incremental.TokenCache(store, full=True)
+        fresh = tokens.TokenCache(store, full=True)
         assert kept.counted([text], 1, None) == fresh.counted([text], 1, None)
         assert kept.segmented_lines == len(tail.split("\n")) < fresh.segmented_lines
 

@@ -141,7 +141,7 @@ def test_filled_sections_with_curation_tables(demo_report, tmp_path):
 def test_splits_section_shows_the_newest_version_by_its_number_read_from_its_parts_only(demo_report, tmp_path):
     """v10 is newer than v9 (as build-splits counts them), a version written twice shows its newest
     write, and the rows read from the version's own parts equal those of the view's window."""
-    from m5data.report import data
+    from m5data.report import splits_data
     from m5data.splits import versions
 
     store, _ = demo_report
@@ -158,7 +158,7 @@ def test_splits_section_shows_the_newest_version_by_its_number_read_from_its_par
     for way in ("parts", "view"):
         con = store2.connect(only=("splits",))
         try:
-            assert data.split_versions(con, store2 if way == "parts" else None) == ["v10"]
+            assert splits_data.split_versions(con, store2 if way == "parts" else None) == ["v10"]
             held[way] = con.execute("SELECT version, split, product_id FROM report_split_rows ORDER BY ALL").fetchall()
         finally:
             con.close()
@@ -168,7 +168,7 @@ def test_splits_section_shows_the_newest_version_by_its_number_read_from_its_par
     assert {v: len(p) for v, p in versions.version_parts(store2).items()} == {"v2": 1, "v9": 1, "v10": 1}
     con = store2.connect(only=("splits",))
     try:
-        assert data.split_versions(con, store2) == ["v10"]
+        assert splits_data.split_versions(con, store2) == ["v10"]
         assert con.execute("SELECT version, split, product_id FROM report_split_rows ORDER BY ALL").fetchall() == held["view"]
     finally:
         con.close()
@@ -258,7 +258,7 @@ def test_a_store_of_many_media_parts_gives_the_same_report_in_a_fixed_number_of_
     reads once (past HOLD_MEDIA_PARTS parts) and reads the gallery's images, specs and frames in one
     query each, not three per sample: the page is the same as read through the store's views."""
     from m5data.report import build as report_build
-    from m5data.report import data as report_data
+    from m5data.report import gallery_data
 
     store, _ = demo_report
     many = Store.open(copy_store(store.root, tmp_path))
@@ -269,8 +269,8 @@ def test_a_store_of_many_media_parts_gives_the_same_report_in_a_fixed_number_of_
     assert len(many.parts("media")) > report_build.HOLD_MEDIA_PARTS
     settings = load(None, {"store.path": str(many.root)}, environ={})
     reads = []
-    real_rows = report_data._rows
-    monkeypatch.setattr(report_data, "_rows", lambda con, sql, params=None: reads.append(sql) or real_rows(con, sql, params))
+    real_rows = gallery_data.fetch
+    monkeypatch.setattr(gallery_data, "fetch", lambda con, sql, params=None: reads.append(sql) or real_rows(con, sql, params))
     held = build(many, settings, out=tmp_path / "held")
     gallery_reads = len(reads) - sum("FROM media m\n" not in q and "specs WHERE list_contains" not in q
                                      and "kind = 'frames'" not in q for q in reads)

@@ -1,5 +1,5 @@
 """The gallery's picks moved from the last run's by the products touched since equal the picks ranked
-from every product's flags (``data.rank_picks``), whatever the touched products did: new ones with
+from every product's flags (``gallery_data.rank_picks``), whatever the touched products did: new ones with
 an image, pictures lost, a product moved to another category, a category new among the top ones."""
 
 import random
@@ -8,7 +8,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from m5data.report import data, facts
+from m5data.report import facts, gallery_data
 
 
 def _flags(products: dict[str, tuple[str, bool]]) -> pa.Table:
@@ -24,12 +24,12 @@ def _gallery_picks(con, per_category: int, categories: int = 6, kept: list[tuple
 
     ``kept``: the last complete run's picks, ``touched``: the products whose rows were written since and
     ``after``: their flags now (an incremental run): each category's picks are moved by them
-    (``data.moved_picks``) where they can be, the others ranked from every product's flags (``data.rank_picks``):
+    (``gallery_data.moved_picks``) where they can be, the others ranked from every product's flags (``gallery_data.rank_picks``):
     the gallery's composition (``gallery.gallery``) without its spare categories."""
-    top = data.top_categories(con, categories)
-    moved = (data.moved_picks(top, per_category, kept, touched, after)
+    top = gallery_data.top_categories(con, categories)
+    moved = (gallery_data.moved_picks(top, per_category, kept, touched, after)
              if kept is not None and touched is not None and after is not None else {})
-    ranked = data.rank_picks(con, [c for c in top if c not in moved], per_category)
+    ranked = gallery_data.rank_picks(con, [c for c in top if c not in moved], per_category)
     return [(pid, cat) for cat in top for pid in (moved.get(cat) or ranked.get(cat, []))]
 
 
@@ -67,12 +67,12 @@ def test_a_full_category_that_lost_a_pick_is_ranked_again_and_an_untouched_store
     products = {f"p{i}": ("a", True) for i in range(5)} | {f"q{i}": ("b", True) for i in range(2)}
     before = _picks(products, 2)
     assert before == [("p0", "a"), ("p1", "a"), ("q0", "b"), ("q1", "b")]
-    assert data.moved_picks(["a", "b"], 2, before, set(), _flags({})) == {"a": ["p0", "p1"], "b": ["q0", "q1"]}
+    assert gallery_data.moved_picks(["a", "b"], 2, before, set(), _flags({})) == {"a": ["p0", "p1"], "b": ["q0", "q1"]}
     products["p0"] = ("a", False)  # a full category's pick lost its image: its next product is not known
-    assert data.moved_picks(["a", "b"], 2, before, {"p0"}, _flags({"p0": products["p0"]})) == {"b": ["q0", "q1"]}
+    assert gallery_data.moved_picks(["a", "b"], 2, before, {"p0"}, _flags({"p0": products["p0"]})) == {"b": ["q0", "q1"]}
     assert _picks(products, 2, kept=before, touched={"p0"}, after=_flags({"p0": products["p0"]})) == [
         ("p1", "a"), ("p2", "a"), ("q0", "b"), ("q1", "b")]
     products["o9"] = ("b", True)  # a new product before the others by id, in a category it fills
-    assert data.moved_picks(["a", "b"], 2, before, {"o9"}, _flags({"o9": products["o9"]})) == {
+    assert gallery_data.moved_picks(["a", "b"], 2, before, {"o9"}, _flags({"o9": products["o9"]})) == {
         "a": ["p0", "p1"], "b": ["o9", "q0"]}
-    assert data.moved_picks(["a", "b", "c"], 2, before, set(), _flags({})) == {"a": ["p0", "p1"], "b": ["q0", "q1"]}  # c: not kept
+    assert gallery_data.moved_picks(["a", "b", "c"], 2, before, set(), _flags({})) == {"a": ["p0", "p1"], "b": ["q0", "q1"]}  # c: not kept

@@ -14,7 +14,7 @@ import pytest
 from support.demo_fixtures import copy_store
 
 from m5data.config import load
-from m5data.report import facts
+from m5data.report import facts, kept_files
 from m5data.report import folder as report_folder
 from m5data.report.build import build
 from m5data.storage import Store, changes
@@ -426,7 +426,7 @@ def test_a_run_killed_while_writing_its_facts_or_totals_runs_again_to_the_full_r
     store.write("products", _products(5, 25, title="改"))
     store.write("media", _media([2, 3], status="failed") + _media(range(20, 25)))
     store.write("specs", _specs(18, 25))
-    written, real = [], facts._write
+    written, real = [], facts.write_file
 
     def killed(folder, name, rows):
         written.append(name)
@@ -435,7 +435,7 @@ def test_a_run_killed_while_writing_its_facts_or_totals_runs_again_to_the_full_r
         return real(folder, name, rows)
 
     with monkeypatch.context() as m:
-        m.setattr(facts, "_write", killed)
+        m.setattr(facts, "write_file", killed)
         with pytest.raises(KeyboardInterrupt):
             build(store, settings, out=tmp_path / "r")
     again = build(store, settings, out=tmp_path / "r")
@@ -455,7 +455,7 @@ def test_kept_totals_moved_by_a_delta_equal_duckdbs_sum_of_both():
     delta = pa.table({"property": ["colour", None, "size", "weight", None, "colour"],
                       "value": ["blue", "x", None, "1 kg", None, "green"],
                       "n": pa.array([-2, 4, -1, 6, -7, 1], pa.int64())})
-    got = facts.merge_delta(kept, delta)
+    got = kept_files.merge_delta(kept, delta)
     con = duckdb.connect()
     want = con.sql("SELECT property, value, sum(n)::BIGINT AS n FROM (SELECT * FROM kept UNION ALL SELECT * FROM delta) "
                    "GROUP BY ALL HAVING sum(n) <> 0").to_arrow_table()
@@ -464,4 +464,4 @@ def test_kept_totals_moved_by_a_delta_equal_duckdbs_sum_of_both():
     assert rows(got) == rows(want)
     assert got.schema == kept.schema
     assert {"colour/blue", "None/None"}.isdisjoint(f"{r['property']}/{r['value']}" for r in got.to_pylist())
-    assert facts.merge_delta(kept, delta.slice(0, 0)) is kept
+    assert kept_files.merge_delta(kept, delta.slice(0, 0)) is kept

@@ -124,7 +124,7 @@ def test_bad_part_is_quarantined_never_deleted_and_the_rest_stays(tmp_path, dama
 
 
 def test_missing_derived_file_returns_its_source_to_extract(tmp_path):
-    from m5data.extract.run import video_sql
+    from m5data.extract.selection import video_sql
 
     store = Store.init(tmp_path / "store")
     video = store.blobs.put_bytes(b"\x00\x00\x00\x18ftypmp42 fake video", "mp4")

@@ -28,6 +28,7 @@ from .inventory import Inventory, read_inventory
 from .mapping import Level1Mapping
 from .merge import PreviousIds, assign_ids, build_groups, label_map_rows, taxonomy_rows
 from .similarity import ENGINES, WEIGHTINGS, warm_up
+from .tokens import TokenCache
 
 Progress = Callable[[str, int, int], None]
 
@@ -129,7 +130,7 @@ def _align(run: StageRun, settings: cfg.Settings, level1: Level1Mapping, reviewe
     left, right = candidate_arrays(subs)
     report.n_pairs = len(left)
     workers = a.workers or os.cpu_count() or 1
-    tokens = incremental.TokenCache(store, full, a.weighting)
+    tokens = TokenCache(store, full, a.weighting)
     segmenting = (lambda n, total: progress("segmenting titles", n, total)) if progress else None
     kept = None if full else incremental.load_kept(store, settings)
     contents = _contents(tokens, subs, workers, segmenting) if kept is not None else []

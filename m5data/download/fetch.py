@@ -10,7 +10,7 @@ For each URL the :class:`Fetcher`
   waits of one URL together by ``download.url_deadline``;
 * retries 5xx, 408, 429, timeouts, dropped connections and truncated bodies up to
   ``download.retries`` times with exponential backoff and jitter, waiting at least what a
-  ``Retry-After`` header asks (capped at :data:`MAX_RETRY_DELAY`); 404, 410 and other 4xx are final;
+  ``Retry-After`` header asks (capped at :data:`~.outcome.MAX_RETRY_DELAY`); 404, 410 and other 4xx are final;
 * streams the body, aborting past the kind's size limit, sniffs the first bytes (:mod:`.sniff`),
   hashes while streaming, reads an image's size from its header, and then, outside the URL's
   deadlines, commits the blob atomically to its content address, without an fsync of its own (the
@@ -29,52 +29,28 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import random
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 from yarl import URL
 
 from ..storage.errors import StoreError
 from ..storage.retry import StoreRetry
+from .outcome import Outcome, backoff_delay, outcome_of_error
 from .resize import ImageDecodeError, ImagePool, ImageTooLarge, image_size
 from .retry_after import retry_after_seconds
-from .safety import GuardedResolver, UnsafeURL, check_url
+from .safety import GuardedResolver, check_url
 from .sniff import SNIFF_BYTES, sniff
 
 CHUNK = 1 << 16
 ONE_READ_BYTES = 1 << 20  # re-encoded images up to this size are read in one call, not chunk by chunk
-MAX_RETRY_DELAY = 60.0  # seconds: the longest single wait before a retry, Retry-After included
 REDIRECTS = {301, 302, 303, 307, 308}
 TRANSIENT_STATUS = {408, 429}  # plus every 5xx
 # sniffed kinds a row of each kind takes: a container sniffed as video may hold sound only (an
 # audio row of a WebM); a product video that is only a soundtrack is kept (extract takes its
 # audio and records the picture absent)
 ACCEPTS = {"image": {"image"}, "video": {"video", "audio"}, "audio": {"audio", "video"}}
-
-
-@dataclass
-class Outcome:
-    """What became of one URL. ``status`` is a media status; ``reason`` a short key for stats."""
-
-    status: str  # ok, failed, too_large, not_media, corrupt
-    reason: str = "ok"
-    error: str | None = None
-    http_status: int | None = None
-    attempts: int = 0
-    blob: str | None = None
-    sha256: str | None = None
-    mime: str | None = None
-    bytes: int | None = None
-    width: int | None = None
-    height: int | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    transient: bool = False  # worth another attempt
-    retry_after: float | None = None
-    stored: Any = None  # an ok body not in the store yet: its blob writer, or re-encoded JPEG bytes
 
 
 def referer_for(page: str | None, target: str) -> str | None:
@@ -92,14 +68,6 @@ def referer_for(page: str | None, target: str) -> str | None:
     if url.scheme == "https" and target.lower().startswith("http:"):
         return None
     return str(url.with_fragment(None).with_user(None))
-
-
-def backoff_delay(attempt: int, base: float, retry_after: float | None = None) -> float:
-    """Wait before attempt ``attempt + 1``: base * 2^(attempt-1) with jitter, at least Retry-After."""
-    delay = base * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return min(delay, MAX_RETRY_DELAY)
 
 
 class _Pace:
@@ -227,7 +195,7 @@ class Fetcher:
                     outcome = Outcome("failed", "too_slow", f"transfer slower than {opts.min_rate:,} B/s: "
                                       f"{pace.window_bytes:,} bytes in {opts.rate_window:g} s", transient=True)
                 else:
-                    outcome = _from_exception(exc, opts)
+                    outcome = outcome_of_error(exc, opts)
             finally:
                 _PACE.reset(token)
             if outcome.transient and attempt <= opts.retries:
@@ -406,27 +374,6 @@ def _plain(resp: aiohttp.ClientResponse) -> bool:
     read), so that the size limit counts inflated bytes and stops the body while it inflates.
     """
     return resp.headers.get("Content-Encoding", "identity").strip().lower() in ("", "identity")
-
-
-def _from_exception(exc: Exception, opts) -> Outcome:
-    """Map a client error to an outcome; transient ones are retried by :meth:`Fetcher.fetch`."""
-    if isinstance(exc, UnsafeURL):
-        return Outcome("failed", "unsafe_url", str(exc))
-    if isinstance(exc, aiohttp.InvalidURL):
-        return Outcome("failed", "bad_url", f"invalid URL: {exc}")
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return Outcome("failed", "truncated", f"body cut short: {exc}", transient=True)
-    if isinstance(exc, (aiohttp.ServerTimeoutError, aiohttp.ConnectionTimeoutError, TimeoutError)):
-        which = "connect" if isinstance(exc, aiohttp.ConnectionTimeoutError) else "read"
-        limit = opts.connect_timeout if which == "connect" else opts.read_timeout
-        return Outcome("failed", "timeout", f"{which} timeout ({limit:g} s)", transient=True)
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return Outcome("failed", "dns", f"host not found: {exc}")
-    if isinstance(exc, (aiohttp.ClientConnectionError, ConnectionError)):
-        return Outcome("failed", "connection", f"{type(exc).__name__}: {exc}", transient=True)
-    if isinstance(exc, aiohttp.ClientError):
-        return Outcome("failed", "client_error", f"{type(exc).__name__}: {exc}", transient=True)
-    return Outcome("failed", "error", f"{type(exc).__name__}: {exc}")
 
 
 def _written_image_size(writer) -> tuple[int, int]:

@@ -47,7 +47,8 @@ from ..storage import StageStats
 from ..storage.errors import StoreError, StoreUnavailable
 from ..storage.queries import shard_sql
 from ..storage.retry import StoreRetry
-from .fetch import Fetcher, Outcome
+from .fetch import Fetcher
+from .outcome import Outcome
 from .resize import ImagePool
 from .sources import register_source
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .samples import Sample, drop_outside_blobs, frame_files, hf_split_name, read_blob
+from .media import drop_outside_blobs, frame_files, read_blob
+from .samples import Sample, hf_split_name
 
 MEDIA_KINDS = ("image_norm", "frames", "mfcc", "audio")
 DATA_DIR = "data/data"  # the Parquet files' folder (module docstring: why two levels)

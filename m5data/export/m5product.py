@@ -34,7 +34,8 @@ from pathlib import Path
 
 from ..storage.blobs import resolve_blob
 from .json_stream import ObjectWriter, atomic_text
-from .samples import Sample, drop_outside_blobs, safe_key
+from .media import drop_outside_blobs
+from .samples import Sample, safe_key
 
 MEDIA_KINDS = ("image_norm", "audio", "video")
 CAPTIONS = "captions.json"

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 
 from .. import config as cfg
 from .members import Members, member_batches
+from .remote import sibling_name
 from .samples import plain_name
 
-__all__ = ["Shard", "ShardPlan", "format_options", "plan_export", "plan_keys", "plan_record", "plan_shards", "shard_samples"]
+__all__ = ["Planned", "Shard", "ShardPlan", "format_options", "plan_export", "plan_file", "plan_keys", "plan_record",
+           "plan_run", "plan_shards", "shard_samples"]
 
 
 @dataclass(frozen=True)
@@ -186,3 +188,53 @@ def shard_samples(rows, shards: list[Shard]):
                 samples.append(row[2])
             row = next(rows, None)
         yield Shard(sh.split, sh.index, sh.count, tuple(ids), sh.last, sh.size), samples
+
+
+@dataclass
+class Planned:
+    """The shards one export writes, and what it takes over from the previous version's folder."""
+
+    shards: list[Shard]
+    digest: str
+    inherited: list[dict]  # the previous version's shards taken over as they are
+    kept: list[dict]  # previous shards copied without the samples that left them
+    fresh_order: list  # the new and changed samples' keys, in export order
+
+    @property
+    def samples(self) -> int:
+        """The samples of the export: in its new shards, the inherited ones and the kept copies."""
+        return (sum(sh.size for sh in self.shards) + sum(st["nsamples"] for st in self.inherited)
+                + sum(len(k["ids"]) for k in self.kept))
+
+
+def plan_run(store, settings: cfg.Settings, mod, members: Members, delta, shared) -> Planned:
+    """Cut the shards: every sample's (a full export), or only the new and changed ones (``delta``)."""
+    e = settings.export
+    if delta is None:
+        shards, digest = plan_export(store, members, e.shard_size, e.shard_bytes, mod.MEDIA_KINDS)
+        return Planned(shards, digest, [], [], [])
+    if e.shard_bytes:  # cut by the media's bytes: read with the members
+        shards, digest = plan_export(store, members, e.shard_size, e.shard_bytes, mod.MEDIA_KINDS,
+                                     keep=delta.fresh, con=shared)
+    else:  # cut by count: from the new and changed keys, in export order already
+        shards, digest = plan_keys(delta.order, e.shard_size)
+    kept: list[dict] = []
+    per_split: Counter = Counter()
+    for st, ids in delta.kept:
+        kept.append({"from": st["path"], "name": mod.kept_name(st["split"], per_split[st["split"]]),
+                     "split": st["split"], "ids": ids, "sha256": st.get("sha256")})
+        per_split[st["split"]] += 1
+    return Planned(shards, digest, delta.inherited, kept, delta.order)
+
+
+def plan_file(fmt: str, version: str, settings: cfg.Settings, mod, base, planned: Planned) -> dict:
+    """The plan written first into the output (``_export.json``)."""
+    plan = plan_record(fmt, version, planned.shards, settings, planned.digest)
+    if getattr(mod, "LAYOUT", None):  # a folder written in an older layout is refused, not resumed into a mix
+        plan["layout"] = mod.LAYOUT
+    if base is not None:
+        inherited, kept = planned.inherited, planned.kept
+        plan["base"] = {"folder": base.name, "inherited": [st["path"] for st in inherited],
+                        "kept": [[k["from"], k["name"], len(k["ids"])] for k in kept]}
+        plan["inherits"] = sorted({sibling_name(st["path"]) for st in inherited + [{"path": k["from"]} for k in kept]})
+    return plan

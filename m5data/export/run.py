@@ -18,13 +18,10 @@ to a writer (inline, or a process pool with at most two shards in flight per wor
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
 import time
-from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -38,16 +35,35 @@ from ..storage.temps import scratch_dir
 from . import incremental as inc
 from .json_stream import write_json_atomic
 from .members import Members, choose, split_counts, stream_samples
-from .plan import Shard, ShardPlan, format_options, plan_export, plan_keys, plan_record, plan_shards, shard_samples
+from .plan import (
+    Planned,
+    Shard,
+    ShardPlan,
+    format_options,
+    plan_export,
+    plan_file,
+    plan_run,
+    plan_shards,
+    shard_samples,
+)
 from .remote import FINISH_READS_SHARD_FILES, RemoteOut, is_remote
-from .samples import ExportError, bad_split_names, shard_blobs
+from .resume import PLAN_FILE, claim, existing_plan, finished_shards, remove_stale_temps, shard_done
+from .samples import ExportError, bad_split_names
+from .shards import (
+    FORMATS,
+    account,
+    format_module,
+    run_kept,
+    run_remote_shard,
+    run_shard,
+    shard_args,
+    worker,
+    write_all,
+)
 
 __all__ = ["FORMATS", "PLAN_FILE", "ExportReport", "Progress", "Shard", "ShardPlan", "check_settings", "export",
            "format_module", "plan_export", "plan_shards", "run", "shard_done", "shard_samples", "write_json_atomic"]
 
-FORMATS = {"webdataset": "m5data.export.webdataset", "parquet": "m5data.export.hf_parquet",
-           "m5product": "m5data.export.m5product"}
-PLAN_FILE = "_export.json"
 SKIPPED_SPLIT = "split with a bad name (skipped)"  # failure reason, one per split of the version
 STREAM_MEMORY = "2GB"  # DuckDB's memory limit for the ordered sample stream (it spills past it)
 
@@ -90,43 +106,12 @@ def check_settings(s: cfg.Settings) -> None:
         raise cfg.ConfigError(f"config export.format must be one of {', '.join(FORMATS)}, got {e.format!r}")
 
 
-def format_module(fmt: str):
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r} (formats: {', '.join(FORMATS)})")
-    return importlib.import_module(FORMATS[fmt])
-
-
-def _run_shard(fmt: str, out: str, shard: dict, options: dict, samples: list, store_root: str) -> dict:
-    """Write one shard's samples in its format (top level: picklable for the process pool)."""
-    sh = Shard(**{**shard, "product_ids": tuple(shard["product_ids"])})
-    with shard_blobs(store_root, samples) as root:
-        return format_module(fmt).write_shard(root, Path(out), sh, samples, options)
-
-
 def _stream_connection(store):
     con = store.connect(only=inc.READS)  # the views of the tables a sample is made of
     con.execute(f"SET memory_limit = '{STREAM_MEMORY}'")
     tmp = str(store.work_dir("export", "tmp")).replace("'", "''")
     con.execute(f"SET temp_directory = '{tmp}'")
     return con
-
-
-_worker: dict = {}  # per process: the remote filesystem of an export run (one client per process)
-
-
-def _run_remote_shard(fmt: str, url: str, shard: dict, options: dict, samples: list, store_root: str, *,
-                      staging: str) -> dict:
-    """Write one shard into its own local staging folder, upload its files (the stats file, the
-    marker, last), then drop the staging copy."""
-    sh = Shard(**{**shard, "product_ids": tuple(shard["product_ids"])})
-    folder = Path(staging) / f"{sh.split}-{sh.index:06d}"
-    try:
-        stats = _run_shard(fmt, str(folder), shard, options, samples, store_root)
-        remote = _worker.setdefault(("remote", url, staging), RemoteOut(url))  # one filesystem per process and export run
-        remote.upload_folder(folder, last=format_module(fmt).stats_path(Path(), sh).as_posix())
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    return stats
 
 
 def _finish_remote(mod, fmt: str, remote: RemoteOut, staging: Path, store, version: str, members: Members,
@@ -138,39 +123,6 @@ def _finish_remote(mod, fmt: str, remote: RemoteOut, staging: Path, store, versi
     remote.fetch(fetched, folder)
     mod.finish(store, folder, version, members, ordered, options)
     remote.upload_folder(folder, skip=set(fetched))
-
-
-def remove_stale_temps(out: Path, *, before: float) -> int:
-    """Remove the ``.tmp-*`` files a killed export left in ``out`` (older than this run); how many."""
-    removed = 0
-    for folder, _dirs, files in os.walk(out):
-        for name in files:
-            path = Path(folder) / name
-            if name.startswith(".tmp-") and path.stat().st_mtime < before:
-                path.unlink(missing_ok=True)
-                removed += 1
-    return removed
-
-
-def shard_done(mod, out: Path, shard: Shard) -> dict | None:
-    """The stats of a finished shard (its marker exists and its output has the recorded size), else None."""
-    return marker_done(out, mod.stats_path(out, shard))
-
-
-def marker_done(out: Path, marker: Path) -> dict | None:
-    """The stats a completion marker holds when the file it names has the recorded size, else None."""
-    if not marker.is_file():
-        return None
-    try:
-        stats = json.loads(marker.read_text())
-    except ValueError:
-        return None
-    from .check import inside_folder
-
-    target = inside_folder(out, stats.get("path"))
-    if target is None or not target.exists() or (target.is_file() and target.stat().st_size != stats.get("size")):
-        return None
-    return stats
 
 
 def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all", fmt: str | None = None,
@@ -214,210 +166,73 @@ def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: st
     shared = None  # one connection for the digests, the plan and the sample stream (each costs ~0.3 s)
     base = delta = None
     try:
-        members = split_counts(store, version, split)
-        version = members.version
-        config["version"] = version
-        skipped_splits = bad_split_names(members.counts)
-        for name in skipped_splits:  # a split name becomes file names: one that is not plain is skipped
-            stats.fail(SKIPPED_SPLIT)
-        members = members.without(skipped_splits)
-        if not members.counts:
-            raise ExportError(f"no split of version {version!r} has a plain name (skipped: "
-                              f"{', '.join(shown(n) for n in skipped_splits)}); rebuild the splits")
-        if keeps_index and not full and (kept := _unchanged(run, out, fmt, version, members,
-                                                            skipped_splits)) is not None:
+        members, skipped_splits = _members(store, stats, version, split)
+        version = config["version"] = members.version
+        if keeps_index and not full and (unchanged := _unchanged(run, out, fmt, version, members,
+                                                                 skipped_splits)) is not None:
             run.record(config)
-            return kept
-        existing = inc.read_file(out, PLAN_FILE)
-        existing = json.loads(existing) if existing else None
-        if existing is not None and existing.get("version") != version:  # before anything is written there
-            raise ExportError(f"{out} holds an export of split version {existing.get('version')!r}, not {version!r}: "
-                              f"export {version!r} into another folder (by default exports/{version}-{fmt}-{split}), "
-                              f"or {existing.get('version')!r} into this one")
+            return unchanged
         base, full_because = inc.find_base(store, out, fmt, split, version, settings, full=full,
-                                           existing_plan=existing)
-        fresh_order: list = []
-        kept: list[dict] = []  # previous shards copied without the samples that left them
-        labels = None
-        if keeps_index:  # the labels the samples are made of, read before them (a write after is seen next time)
-            shared = _stream_connection(store)
-            labels = inc.label_hashes(shared)
+                                           existing_plan=existing_plan(out, version, fmt, split))
+        # the labels the samples are made of, read before them (a write after is seen next time)
+        labels = inc.label_hashes(shared := _stream_connection(store)) if keeps_index else None
         if base is not None:  # hash the samples that may have changed, compare with the base's
             delta = inc.compare(store, shared, members, base, marks, labels)
-            fresh_order = delta.order
-            if settings.export.shard_bytes:  # cut by the media's bytes: read with the members
-                shards, digest = plan_export(store, members, settings.export.shard_size, settings.export.shard_bytes,
-                                             mod.MEDIA_KINDS, keep=delta.fresh, con=shared)
-            else:  # cut by count: from the new and changed keys, in export order already
-                shards, digest = plan_keys(fresh_order, settings.export.shard_size)
-            inherited = delta.inherited
-            stats.details["changes"] = delta.counts
-            stats.details["hashed"] = delta.hashed
-            per_split: Counter = Counter()
-            for st, ids in delta.kept:
-                kept.append({"from": st["path"], "name": mod.kept_name(st["split"], per_split[st["split"]]),
-                             "split": st["split"], "ids": ids, "sha256": st.get("sha256")})
-                per_split[st["split"]] += 1
-        else:
-            shards, digest = plan_export(store, members, settings.export.shard_size, settings.export.shard_bytes,
-                                         mod.MEDIA_KINDS)
-            inherited = []
-        plan = plan_record(fmt, version, shards, settings, digest)
-        if getattr(mod, "LAYOUT", None):  # a folder written in an older layout is refused, not resumed into a mix
-            plan["layout"] = mod.LAYOUT
-        if base is not None:
-            plan["base"] = {"folder": base.name, "inherited": [st["path"] for st in inherited],
-                            "kept": [[k["from"], k["name"], len(k["ids"])] for k in kept]}
-            plan["inherits"] = sorted({inc.sibling_name(st["path"]) for st in inherited + [{"path": k["from"]} for k in kept]})
-        if remote:
-            listing = remote.claim(plan, PLAN_FILE)
-            write_json_atomic(staging / PLAN_FILE, plan)
-            remote.put(staging / PLAN_FILE, PLAN_FILE)
-        else:
-            plan_path = out / PLAN_FILE
-            resumed = plan_path.is_file()
-            if resumed:
-                old = json.loads(plan_path.read_text())
-                if old != plan:
-                    diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
-                    raise ExportError(f"{out} holds another export ({', '.join(diff)} differ): use an empty --out folder")
-            elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
-                raise ExportError(f"{out} is not empty and holds no m5data export: use an empty --out folder")
-            write_json_atomic(plan_path, plan)
-        stats.n_in = (sum(sh.size for sh in shards) + sum(st["nsamples"] for st in inherited)
-                      + sum(len(k["ids"]) for k in kept))
-        done: dict[tuple[str, int], dict] = {}
-        kept_done: dict[str, dict] = {}
-        if remote:  # one listing of the prefix, then the markers read in one batch
-            done = remote.finished({(sh.split, sh.index): mod.stats_path(Path(), sh).as_posix() for sh in shards},
-                                   listing)
-            kept_done = remote.finished({k["name"]: mod.kept_stats_path(Path(), k["name"]).as_posix() for k in kept},
-                                        listing)
-        else:
-            for sh in shards:
-                if (st := shard_done(mod, out, sh)) is not None:
-                    done[(sh.split, sh.index)] = st
-            for k in kept:
-                if (st := marker_done(out, mod.kept_stats_path(out, k["name"]))) is not None:
-                    kept_done[k["name"]] = st
+        planned = plan_run(store, settings, mod, members, delta, shared)
+        if delta is not None:
+            stats.details.update(changes=delta.counts, hashed=delta.hashed)
+        shards, inherited, kept = planned.shards, planned.inherited, planned.kept
+        listing, resumed = claim(out, remote, staging, plan_file(fmt, version, settings, mod, base, planned))
+        stats.n_in = planned.samples
+        done, kept_done = finished_shards(mod, out, remote, listing, shards, kept)
         skipped = len(done) + len(kept_done)
         earlier = set(done)  # the shards an earlier run of this folder finished
         todo = len(shards) - len(done)
         units = len(shards) + len(kept)
         if progress:
             progress(skipped, units)
-        options = format_options(settings)
-        if hasattr(mod, "prepare"):  # a decision over the whole export (M5Product item ids)
-            options = mod.prepare(store, members, options)
-        workers = settings.export.workers or os.cpu_count() or 1
-        write = partial(_run_remote_shard, staging=str(staging)) if remote else _run_shard
-        if remote:  # inline writes upload through this filesystem (a client costs about 0.3 s to create)
-            _worker[("remote", str(out), str(staging))] = remote
-        results = []
+        options = _options(settings, mod, store, members)
+        write, copy = _writers(fmt, out, remote, staging)
+        written = []
         shard_ids: dict[tuple[str, int], list[str]] = {}  # the samples of each shard of this folder
 
         def finished(st: dict) -> None:
-            results.append(st)
-            _account(stats, st)
+            written.append(st)
+            if "kept_from" in st:
+                kept_done[st["shard"]] = st
+            else:
+                done[(st["split"], st["index"])] = st
+            account(stats, st)
             if progress:
-                progress(skipped + len(results), units)
+                progress(skipped + len(written), units)
 
         copies = [k for k in kept if k["name"] not in kept_done]  # previous shards minus the samples that left
-        copy = partial(_run_kept, fmt, str(out), remote=bool(remote), staging=str(staging) if staging else None)
 
         # a full export keeps its samples' digests too (for the next version's); done shards too
-        hashing = keeps_index and base is None
         digests = inc.SAMPLES_SCHEMA.empty_table()
-        if hashing and shards:
+        if keeps_index and base is None and shards:
             digests = inc.digest_table(shared, members.sql(), members.order_sql("m.split", "m.product_id"))
         if todo or copies:
             con = None
             if todo:  # the stream takes the shared connection over (closed with it)
                 con, shared = shared or _stream_connection(store), None
-            pool = None
-            try:
-                if workers > 1 and todo + len(copies) > 1:
-                    import multiprocessing as mp
-
-                    workers = min(workers, todo + len(copies))
-                    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
-                running: set = set()
-                for k in copies:  # first: they run in the workers while the samples are read
-                    if pool is None:
-                        finished(copy(k))
-                    else:
-                        running.add(pool.submit(copy, k))
-                if not todo:
-                    rows = iter(())
-                elif base is not None:  # only the samples to write, in one ordered pass over the store
-                    source = con if delta.rows is None else delta.rows  # (their products' rows, read for their digests)
-                    rows = stream_samples(source, choose(source, members, fresh_order))
-                else:
-                    rows = stream_samples(con, members)
-                for sh, samples in shard_samples(rows, shards):
-                    shard_ids[(sh.split, sh.index)] = [s.product_id for s in samples]
-                    if (sh.split, sh.index) in done:
-                        continue
-                    if pool is None:
-                        finished(write(fmt, str(out), asdict(sh), options, samples, str(store.root)))
-                        continue
-                    # at most two shards per worker wait in the pool: memory stays a few shards
-                    while len(running) >= 2 * workers:
-                        ready, running = wait(running, return_when=FIRST_COMPLETED)
-                        for fut in ready:
-                            finished(fut.result())
-                    running.add(pool.submit(write, fmt, str(out), asdict(sh), options, samples, str(store.root)))
-                for fut in wait(running).done:
-                    finished(fut.result())
+            try:  # the copies first: they run in the workers while the samples are read
+                writes = _shard_writes(con, delta, members, planned, done, shard_ids,
+                                       partial(shard_args, fmt, out, options, store.root), write)
+                write_all(settings.export.workers or os.cpu_count() or 1, [(copy, (k,)) for k in copies], writes,
+                          finished, units=todo + len(copies))
             finally:
-                if pool is not None:
-                    pool.shutdown(cancel_futures=True)
                 if con is not None:
                     con.close()
-        if not todo and (base is not None or hashing):  # every shard done already: their samples, cut from the ids in export order
-            shard_ids = inc.cut_ids(fresh_order if base is not None else list(zip(
-                digests.column("split").to_pylist(), digests.column("product_id").to_pylist())), shards)
-        for st in results:
-            if "kept_from" in st:
-                kept_done[st["shard"]] = st
-            else:
-                done[(st["split"], st["index"])] = st
-        ordered = []  # the previous version's shards in its order (inherited, or kept copies), then the new
-        if base is not None:
-            taken = {st["path"] for st in inherited}
-            copies = {k["from"]: k["name"] for k in kept}
-            for st in base.shards:
-                if st["path"] in taken:
-                    ordered.append(dict(st))
-                elif st["path"] in copies:
-                    name = copies[st["path"]]
-                    ordered.append({**kept_done[name], "stats_path": mod.kept_stats_path(Path(), name).as_posix()})
-        for sh in shards:
-            ordered.append({**done[(sh.split, sh.index)], "stats_path": mod.stats_path(Path(), sh).as_posix()})
-        index_rows = None
-        if keeps_index:  # the base's samples that stand (in inherited and kept shards), then the new shards'
-            placed = {done[(sh.split, sh.index)]["path"]: (sh.split, shard_ids[(sh.split, sh.index)]) for sh in shards}
-            if base is not None:
-                index_rows = inc.index_rows(delta.standing, {k["from"]: k["name"] for k in kept}, placed, delta.digests)
-            else:
-                index_rows = inc.index_rows(inc.SAMPLES_SCHEMA.empty_table(), {}, placed, digests)
-        if remote:
-            _finish_remote(mod, fmt, remote, staging, store, version, members, ordered, options)
-            if keeps_index:
-                folder = staging / "_index"
-                folder.mkdir()
-                for name in inc.write_index_files(folder, ordered, index_rows, labels):
-                    remote.put(folder / name, name)
-        else:
-            mod.finish(store, out, version, members, ordered, options)
-            if keeps_index:
-                inc.write_index_files(out, ordered, index_rows, labels)
-            if resumed:
-                remove_stale_temps(out, before=started)
+        ordered = _ordered(mod, base, planned, done, kept_done)
+        _finish(mod, fmt, out, remote, staging, store, version, members, ordered, options,
+                index=_index_rows(base, delta, planned, done, shard_ids if todo else None, digests) if keeps_index else None,
+                labels=labels)
+        if resumed:
+            remove_stale_temps(out, before=started)
         if "changes" not in stats.details:  # no earlier version compared: a shard an earlier run of this folder
             # finished (a resumed or repeated export) holds samples that stand; the others' are new
-            new = sum(sh.size for sh in shards if (sh.split, sh.index) not in earlier)
-            stats.details["changes"] = {"new": new, "changed": 0, "unchanged": stats.n_in - new, "removed": 0}
+            stats.details["changes"] = _changes(stats.n_in, shards, earlier)
         stats.finish("ok")
     except BaseException as exc:
         run.record(config, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
@@ -425,11 +240,11 @@ def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: st
     finally:
         if shared is not None:  # not handed to the sample stream (nothing to write, or a failure before)
             shared.close()
-        if base is not None and delta is not None and delta.rows is not None:
+        if delta is not None and delta.rows is not None:
             delta.rows.close()
         if staging:
             shutil.rmtree(staging, ignore_errors=True)
-            _worker.pop(("remote", str(out), str(staging)), None)  # the inline writes' filesystem
+            worker.pop(("remote", str(out), str(staging)), None)  # the inline writes' filesystem
     if keeps_index:  # the state last: a killed export leaves the previous one
         run.complete(config, out=inc.place(store, out), version=version, base=base.name if base else None)
     else:
@@ -440,37 +255,102 @@ def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: st
                         full_because=full_because)
 
 
-def _run_kept(fmt: str, out: str, k: dict, *, remote: bool, staging: str | None) -> dict:
-    """Copy the previous shard ``k["from"]`` without the samples that left it into ``k["name"]``
-    (top level: picklable for the process pool; streamed: read once, from a sibling folder or prefix;
-    written locally or staged and uploaded)."""
-    from .remote import RemoteFolder
-    from .samples import safe_key
-
-    mod = format_module(fmt)
-    if remote:  # one filesystem per process and export run
-        remote = _worker.setdefault(("remote", out, staging), RemoteOut(out))
-        staging = Path(staging)
+def _shard_writes(con, delta, members: Members, planned: Planned, done: dict, shard_ids: dict, args, write):
+    """The writes of the shards not done yet, from one ordered pass over the store (``con``; none when
+    every shard is done); records each shard's samples in ``shard_ids``, done ones too."""
+    if con is None:
+        return
+    if delta is not None:  # only the samples to write, in one ordered pass over the store
+        source = con if delta.rows is None else delta.rows  # (their products' rows, read for their digests)
+        rows = stream_samples(source, choose(source, members, planned.fresh_order))
     else:
-        remote = None
-    keep = {safe_key(pid) for pid in k["ids"]}
-    args = dict(source_name=k["from"], source_sha256=k["sha256"])
-    if remote is None:
-        try:
-            fh = open(Path(out) / k["from"], "rb")
-        except OSError as exc:
-            raise ExportError(f"cannot read the previous shard {Path(out) / k['from']} ({exc.strerror}): "
-                              "export this version with --full") from None
-        with fh:
-            return mod.write_kept(fh, Path(out), k["name"], k["split"], keep, **args)
-    folder = staging / f"_kept-{k['name']}"
-    try:
-        with RemoteFolder(str(out), siblings={inc.sibling_name(k["from"])}).open(k["from"]) as fh:
-            st = mod.write_kept(fh, folder, k["name"], k["split"], keep, **args)
-        remote.upload_folder(folder, last=mod.kept_stats_path(Path(), k["name"]).as_posix())
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    return st
+        rows = stream_samples(con, members)
+    for sh, samples in shard_samples(rows, planned.shards):
+        shard_ids[(sh.split, sh.index)] = [s.product_id for s in samples]
+        if (sh.split, sh.index) not in done:
+            yield write, args(sh, samples)
+
+
+def _ordered(mod, base, planned: Planned, done: dict, kept_done: dict) -> list[dict]:
+    """The shards' stats for the layout's index: the previous version's shards in its order (inherited,
+    or kept copies), then the new."""
+    ordered = []
+    if base is not None:
+        taken = {st["path"] for st in planned.inherited}
+        copies = {k["from"]: k["name"] for k in planned.kept}
+        for st in base.shards:
+            if st["path"] in taken:
+                ordered.append(dict(st))
+            elif st["path"] in copies:
+                name = copies[st["path"]]
+                ordered.append({**kept_done[name], "stats_path": mod.kept_stats_path(Path(), name).as_posix()})
+    for sh in planned.shards:
+        ordered.append({**done[(sh.split, sh.index)], "stats_path": mod.stats_path(Path(), sh).as_posix()})
+    return ordered
+
+
+def _members(store, stats: StageStats, version: str | None, split: str) -> tuple[Members, dict]:
+    """The split version's members, less the splits whose names are not plain (a split name becomes file
+    names: one that is not plain is skipped, counted as a failure); (members, skipped splits)."""
+    members = split_counts(store, version, split)
+    skipped_splits = bad_split_names(members.counts)
+    for _name in skipped_splits:
+        stats.fail(SKIPPED_SPLIT)
+    members = members.without(skipped_splits)
+    if not members.counts:
+        raise ExportError(f"no split of version {members.version!r} has a plain name (skipped: "
+                          f"{', '.join(shown(n) for n in skipped_splits)}); rebuild the splits")
+    return members, skipped_splits
+
+
+def _options(settings: cfg.Settings, mod, store, members: Members) -> dict:
+    """The format's options (``[export]``), with its decisions over the whole export."""
+    options = format_options(settings)
+    if hasattr(mod, "prepare"):  # a decision over the whole export (M5Product item ids)
+        options = mod.prepare(store, members, options)
+    return options
+
+
+def _writers(fmt: str, out, remote: RemoteOut | None, staging: Path | None) -> tuple:
+    """The (picklable) functions that write a new shard and a kept copy: locally, or staged and uploaded."""
+    write = partial(run_remote_shard, staging=str(staging)) if remote else run_shard
+    if remote:  # inline writes upload through this filesystem (a client costs about 0.3 s to create)
+        worker[("remote", str(out), str(staging))] = remote
+    return write, partial(run_kept, fmt, str(out), remote=bool(remote), staging=str(staging) if staging else None)
+
+
+def _changes(n_in: int, shards: list[Shard], earlier: set) -> dict:
+    new = sum(sh.size for sh in shards if (sh.split, sh.index) not in earlier)
+    return {"new": new, "changed": 0, "unchanged": n_in - new, "removed": 0}
+
+
+def _index_rows(base, delta, planned: Planned, done: dict, shard_ids: dict | None, digests):
+    """The samples' index: the base's samples that stand (in inherited and kept shards), then the new shards'
+    (``shard_ids``: each shard's samples, None when every shard was done already)."""
+    if shard_ids is None:  # every shard done already: their samples, cut from the ids in export order
+        shard_ids = inc.cut_ids(planned.fresh_order if base is not None else list(zip(
+            digests.column("split").to_pylist(), digests.column("product_id").to_pylist())), planned.shards)
+    placed = {done[(sh.split, sh.index)]["path"]: (sh.split, shard_ids[(sh.split, sh.index)]) for sh in planned.shards}
+    if base is not None:
+        return inc.index_rows(delta.standing, {k["from"]: k["name"] for k in planned.kept}, placed, delta.digests)
+    return inc.index_rows(inc.SAMPLES_SCHEMA.empty_table(), {}, placed, digests)
+
+
+def _finish(mod, fmt: str, out, remote: RemoteOut | None, staging: Path | None, store, version: str, members: Members,
+            ordered: list[dict], options: dict, *, index, labels) -> None:
+    """Write the layout's index files and (an incremental format's) the samples' index, into the folder or
+    staged and uploaded."""
+    if remote:
+        _finish_remote(mod, fmt, remote, staging, store, version, members, ordered, options)
+        if index is not None:
+            folder = staging / "_index"
+            folder.mkdir()
+            for name in inc.write_index_files(folder, ordered, index, labels):
+                remote.put(folder / name, name)
+    else:
+        mod.finish(store, out, version, members, ordered, options)
+        if index is not None:
+            inc.write_index_files(out, ordered, index, labels)
 
 
 def _unchanged(run: StageRun, out, fmt: str, version: str, members: Members,
@@ -497,13 +377,6 @@ def _unchanged(run: StageRun, out, fmt: str, version: str, members: Members,
     return ExportReport(stats, out, fmt, version, dict(members.counts), len(shards), 0, len(own), skipped_splits,
                         shards_inherited=len(shards) - len(own), base=state.get("base"), changes=stats.details["changes"],
                         full_because="nothing changed")
-
-
-def _account(stats: StageStats, shard_stats: dict) -> None:
-    stats.n_out += shard_stats["nsamples"]
-    stats.bytes += shard_stats.get("bytes_written", shard_stats.get("size", 0))
-    for reason, n in shard_stats.get("failures", {}).items():
-        stats.fail(reason, n)
 
 
 def run(store, settings: cfg.Settings, **kwargs) -> StageStats:

@@ -22,7 +22,8 @@ from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
-from .samples import Sample, drop_outside_blobs, frame_field, frame_files, read_blob
+from .media import drop_outside_blobs, frame_field, frame_files, read_blob
+from .samples import Sample
 
 MEDIA_KINDS = ("image_norm", "frames", "mfcc", "audio")  # what --shard-bytes counts
 INDEX_SUFFIX = ".index.json"

@@ -1,17 +1,5 @@
-"""The extract stage: pick what is not extracted yet, run the jobs in a process pool, write rows.
-
-Work selection (idempotent: a re-run picks only what is missing):
-
-- video (frames): media rows ``kind = 'video'``, ``status = 'ok'`` without a ``frames`` row, or whose
-  frames row was made from another blob (the video was downloaded again);
-- audio (mp3 + MFCC): the same videos without an ``mfcc`` row (``absent`` counts as done), and
-  audio inputs (``kind = 'audio'`` rows that are not extract's own mp3) without one;
-- image: ``kind = 'image'`` rows of the roles in ``extract.image_roles`` without an ``image_norm`` row;
-- text: products without a ``captions`` row, or crawled again after their caption was made.
-
-``retry_failed`` also re-selects derived rows with status ``failed`` (timeouts, worker crashes).
-Inputs found broken are marked on their own row (``corrupt`` / ``too_large``) and so leave the
-``status = 'ok'`` selection for good.
+"""The extract stage: pick what is not extracted yet (``selection.py``), run the jobs in a process pool,
+write rows.
 """
 
 from __future__ import annotations
@@ -26,11 +14,11 @@ from typing import Iterable, Iterator
 from ..config import Settings, as_dict
 from ..stages import StageRun
 from ..storage import StageStats, Store
-from ..storage.queries import shard_sql
 from .derived import KINDS, JobResult
 from .jobs import run_audio, run_image, run_text, run_video
 from .mirror import Mirror
 from .pool import WorkerPool
+from .selection import item_count, item_rows, plan_phases
 from .worker import Context
 
 TEXT_BATCH = 256  # titles per text job
@@ -85,55 +73,6 @@ def check_settings(settings: Settings, kinds: tuple[str, ...]) -> None:
         raise ExtractError(f"extract.frame_max_side must be 0 or >= 16, got {ex.frame_max_side}")
     if {"video", "audio"} & set(kinds) and not shutil.which("ffprobe"):
         raise ExtractError("ffprobe not found on PATH: video and audio extraction need it (apt-get install ffmpeg)")
-
-
-def _sql_list(values: Iterable[str]) -> str:
-    return ", ".join("'" + v.strip().replace("'", "''") + "'" for v in values if v.strip())
-
-
-def video_sql(frames: bool, audio: bool, retry: bool) -> str:
-    def need(alias: str) -> str:
-        retry_sql = f" OR {alias}.status = 'failed'" if retry else ""
-        return (f"({alias}.media_id IS NULL OR json_extract_string({alias}.meta, '$.source_blob') "
-                f"IS DISTINCT FROM m.blob{retry_sql})")
-
-    return f"""
-        SELECT * FROM (
-          SELECT m.*, f.frame_count AS _frames_done, f.status AS _frames_status,
-                 {need('f') if frames else 'false'} AS _need_frames,
-                 {need('a') if audio else 'false'} AS _need_audio
-          FROM media m
-          LEFT JOIN media f ON f.source_media_id = m.media_id AND f.kind = 'frames'
-          LEFT JOIN media a ON a.source_media_id = m.media_id AND a.kind = 'mfcc'
-          WHERE m.kind = 'video' AND m.status = 'ok' AND m.blob IS NOT NULL
-        ) WHERE _need_frames OR _need_audio ORDER BY media_id"""
-
-
-def audio_sql(retry: bool) -> str:
-    """Audio inputs (kind audio, not extract's own mp3 rows) without an MFCC made from their blob."""
-    retry_sql = " OR a.status = 'failed'" if retry else ""
-    return f"""
-        SELECT m.* FROM media m
-        LEFT JOIN media a ON a.source_media_id = m.media_id AND a.kind = 'mfcc'
-        WHERE m.kind = 'audio' AND m.source_media_id IS NULL AND m.status = 'ok' AND m.blob IS NOT NULL
-          AND (a.media_id IS NULL OR json_extract_string(a.meta, '$.source_blob') IS DISTINCT FROM m.blob{retry_sql})
-        ORDER BY m.media_id"""
-
-
-def image_sql(roles: str, retry: bool) -> str:
-    retry_sql = " OR d.status = 'failed'" if retry else ""
-    return f"""
-        SELECT m.* FROM media m
-        LEFT JOIN media d ON d.source_media_id = m.media_id AND d.kind = 'image_norm'
-        WHERE m.kind = 'image' AND m.status = 'ok' AND m.blob IS NOT NULL
-          AND coalesce(m.role, 'main') IN ({_sql_list(roles.split(','))})
-          AND (d.media_id IS NULL OR json_extract_string(d.meta, '$.source_blob') IS DISTINCT FROM m.blob{retry_sql})
-        ORDER BY m.media_id"""
-
-
-TEXT_SQL = """
-    SELECT p.product_id, p.title FROM products p LEFT JOIN captions c ON c.product_id = p.product_id
-    WHERE c.product_id IS NULL OR c.updated_at < p.crawled_at ORDER BY p.product_id"""
 
 
 class _Sink:
@@ -246,18 +185,6 @@ def sweep_temp(store: Store, older_than: float = 3600.0) -> int:
     return removed
 
 
-def _rows(con, sql: str, limit: int | None) -> Iterator[dict]:
-    if limit is not None:
-        sql = f"SELECT * FROM ({sql}) LIMIT {int(limit)}"
-    for batch in con.sql(sql).to_arrow_reader(256):
-        yield from batch.to_pylist()
-
-
-def _count(con, sql: str, limit: int | None) -> int:
-    n = con.execute(f"SELECT count(*) FROM ({sql})").fetchall()[0][0]
-    return min(n, limit) if limit is not None else n
-
-
 def _batches(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:
     batch: list[dict] = []
     for row in rows:
@@ -267,13 +194,6 @@ def _batches(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:
             batch = []
     if batch:
         yield batch
-
-
-def _sharded(sql: str, key: str, shard: tuple[int, int] | None) -> str:
-    """``sql`` restricted to shard ``(i, n)`` of its rows by ``hash(key)``; unchanged when ``shard`` is None."""
-    if shard is None:
-        return sql
-    return f"SELECT * FROM ({sql}) WHERE {shard_sql(key, shard)} ORDER BY {key}"
 
 
 def _video_payload(row: dict) -> dict:
@@ -329,46 +249,13 @@ def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None =
                     stats.fail(f"{o.kind} {o.status}: {o.reason}" if o.reason else f"{o.kind} {o.status}")
 
         try:
-            phases = []
-            if {"video", "audio"} & set(wanted):
-                vsql = _sharded(video_sql("video" in wanted, "audio" in wanted, retry_failed), "media_id", shard)
-                limited = vsql if limit is None else f"SELECT * FROM ({vsql}) LIMIT {int(limit)}"
-                counts = con.execute(f"SELECT count(*) FILTER (WHERE _need_frames), count(*) FILTER (WHERE _need_audio) "
-                                     f"FROM ({limited})").fetchall()[0]
-                phases.append(("video", vsql, counts))
-            if "audio" in wanted:
-                asql = audio_sql(retry_failed)
-                phases.append(("audio", asql, (0, _count(con, asql, limit))))
-            if "image" in wanted:
-                phases.append(("image", _sharded(image_sql(ex.image_roles, retry_failed), "media_id", shard), None))
-            if "text" in wanted:
-                phases.append(("text", _sharded(TEXT_SQL, "product_id", shard), None))
+            phases = plan_phases(con, wanted, ex, retry_failed, limit, shard)
             # a process that never runs a sound job never starts the fork server (see pool.pool_context)
             pool = WorkerPool(workers, ctx, sound=any(kind in ("video", "audio") for kind, _, _ in phases))
             with _bars(progress) as bars:
-                tasks = {}
-                for kind, sql, counts in phases:
-                    if kind == "video":
-                        if "video" in wanted:
-                            tasks["video"] = bars.add_task("video", total=counts[0])
-                        if "audio" in wanted:  # the videos' soundtracks and the audio inputs: one bar
-                            tasks["audio"] = bars.add_task("audio", total=counts[1] + sum(
-                                c[1] for k, _, c in phases if k == "audio"))
-                    elif kind == "audio":
-                        pass
-                    else:
-                        tasks[kind] = bars.add_task("images" if kind == "image" else "captions",
-                                                    total=_count(con, sql, limit))
+                tasks = _bar_tasks(bars, con, phases, wanted, limit)
                 for kind, sql, _ in phases:
-                    rows = _rows(con, sql, limit)
-                    if kind == "video":
-                        items, fn = (_video_payload(r) for r in rows), run_video
-                    elif kind == "audio":
-                        items, fn = rows, run_audio
-                    elif kind == "image":
-                        items, fn = rows, run_image
-                    else:
-                        items, fn = _batches(rows, TEXT_BATCH), run_text
+                    items, fn = _jobs(kind, item_rows(con, sql, limit))
                     for item, result in pool.imap(kind, fn, (mirror.stage_in(kind, it) for it in items)):
                         mirror.publish(kind, item, result)
                         take(result)
@@ -390,3 +277,30 @@ def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None =
             mirror.close()
         srun.record(as_dict(settings), "ok")
         return stats
+
+
+def _bar_tasks(bars, con, phases: list, wanted: tuple[str, ...], limit: int | None) -> dict:
+    """One progress bar per kind of outcome: kind -> its task."""
+    tasks = {}
+    for kind, sql, counts in phases:
+        if kind == "video":
+            if "video" in wanted:
+                tasks["video"] = bars.add_task("video", total=counts[0])
+            if "audio" in wanted:  # the videos' soundtracks and the audio inputs: one bar
+                tasks["audio"] = bars.add_task("audio", total=counts[1] + sum(
+                    c[1] for k, _, c in phases if k == "audio"))
+        elif kind != "audio":
+            tasks[kind] = bars.add_task("images" if kind == "image" else "captions",
+                                        total=item_count(con, sql, limit))
+    return tasks
+
+
+def _jobs(kind: str, rows) -> tuple:
+    """A phase's job payloads and the worker function that runs one."""
+    if kind == "video":
+        return (_video_payload(r) for r in rows), run_video
+    if kind == "audio":
+        return rows, run_audio
+    if kind == "image":
+        return rows, run_image
+    return _batches(rows, TEXT_BATCH), run_text

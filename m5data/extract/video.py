@@ -215,29 +215,11 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
     if not info.has_video:
         raise MediaError("no video stream", f"sound only (format {info.format_name})", status="absent")
     check_frame_size(info, max_pixels)
-    import ffmpeg
-
     tmp = out_dir.with_name(f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{out_dir.name}")  # owner pid: swept once dead
     tmp.mkdir(parents=True)
     try:
-        stream = ffmpeg.input(str(path), t=max_duration)
-        v = stream.video.filter("setpts", "PTS-STARTPTS")
-        scale = {"w": f"if(gte(iw,ih),min({max_side},iw),-2)", "h": f"if(gte(iw,ih),-2,min({max_side},ih))"}
-        # Scaling after fps scales only the sampled frames (24x fewer at 24 fps). Where a source
-        # frame is repeated (a stream slower than the sampling: one frame held for 1,200 s), fps
-        # emits the copies in one burst that ffmpeg holds at full size: scale first (the same
-        # pixels) so that each copy is small: 300 copies of a 1080p frame, 618 -> 69 MB peak.
-        slow = max_side and info.fps is not None and info.fps < fps
-        if slow:
-            v = v.filter("scale", **scale)
-        v = v.filter("fps", fps=fps, round="up")
-        if max_side and not slow:
-            v = v.filter("scale", **scale)
-        v = v.filter("showinfo")
-        out = v.output(str(tmp / FRAME_PATTERN), **{"q:v": jpeg_qscale(quality), "qmin": 1,
-                                                   "fps_mode": "passthrough", "frames:v": max_frames})
-        args = ffmpeg.compile(out, cmd=ffmpeg_exe())
-        args = [args[0], "-nostdin", "-hide_banner", "-loglevel", "info", *args[1:]]
+        args = _frames_command(path, tmp, info, fps=fps, max_side=max_side, quality=quality, max_frames=max_frames,
+                               max_duration=max_duration)
         try:
             returncode, err, stopped = _run_capped(args, tmp, max_bytes, timeout)
         except subprocess.TimeoutExpired as exc:
@@ -267,19 +249,9 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
         if cut is None and want is not None and len(files) < want - 1:
             raise MediaError("truncated video", f"decoded {len(files)} frames, duration {info.duration:.2f} s "
                              f"promises {want}; {tail(stderr, 300)}")
-        from PIL import Image
-
-        try:
-            with Image.open(files[0]) as first:
-                width, height = first.size
-        except Image.DecompressionBombError as exc:  # the probe gave no size; ffmpeg wrote a bomb
-            raise MediaError("frame too large", str(exc)) from None
+        width, height = _frame_size(files[0])
         size = sum(n for _, n in found)
-        full = math.ceil((info.duration or 0) * fps - 1e-6)
-        if cut is None and full > max_frames:
-            cut = f"extract.max_frames: {len(files)} frames kept of the {full} that {info.duration:g} s give"
-        elif cut is None and (info.duration or 0) > max_duration:
-            cut = f"extract.max_duration: the first {max_duration:g} s of {info.duration:g} s"
+        cut = cut if cut is not None else _limit_cut(info, len(files), fps, max_frames, max_duration)
         truncated = cut is not None
         manifest = {"params": params, "timestamps": stamps, "width": width, "height": height, "bytes": size,
                     "truncated": truncated, "cut": cut, "max_bytes": max_bytes, "pattern": FRAME_PATTERN}
@@ -293,6 +265,54 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
             info.close()
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _frames_command(path: Path, tmp: Path, info: VideoInfo, *, fps: float, max_side: int, quality: int,
+                    max_frames: int, max_duration: float) -> list[str]:
+    """The ffmpeg command of the frame pass: one JPEG per ``1/fps`` seconds into ``tmp``, with showinfo's
+    timestamps on stderr."""
+    import ffmpeg
+
+    stream = ffmpeg.input(str(path), t=max_duration)
+    v = stream.video.filter("setpts", "PTS-STARTPTS")
+    scale = {"w": f"if(gte(iw,ih),min({max_side},iw),-2)", "h": f"if(gte(iw,ih),-2,min({max_side},ih))"}
+    # Scaling after fps scales only the sampled frames (24x fewer at 24 fps). Where a source
+    # frame is repeated (a stream slower than the sampling: one frame held for 1,200 s), fps
+    # emits the copies in one burst that ffmpeg holds at full size: scale first (the same
+    # pixels) so that each copy is small: 300 copies of a 1080p frame, 618 -> 69 MB peak.
+    slow = max_side and info.fps is not None and info.fps < fps
+    if slow:
+        v = v.filter("scale", **scale)
+    v = v.filter("fps", fps=fps, round="up")
+    if max_side and not slow:
+        v = v.filter("scale", **scale)
+    v = v.filter("showinfo")
+    out = v.output(str(tmp / FRAME_PATTERN), **{"q:v": jpeg_qscale(quality), "qmin": 1,
+                                               "fps_mode": "passthrough", "frames:v": max_frames})
+    args = ffmpeg.compile(out, cmd=ffmpeg_exe())
+    args = [args[0], "-nostdin", "-hide_banner", "-loglevel", "info", *args[1:]]
+    return args
+
+
+def _frame_size(first: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    try:
+        with Image.open(first) as image:
+            return image.size
+    except Image.DecompressionBombError as exc:  # the probe gave no size; ffmpeg wrote a bomb
+        raise MediaError("frame too large", str(exc)) from None
+
+
+def _limit_cut(info: VideoInfo, kept: int, fps: float, max_frames: int, max_duration: float) -> str | None:
+    """Why a pass that stopped at ``extract.max_frames`` or ``extract.max_duration`` kept fewer frames than
+    the video gives, else None."""
+    full = math.ceil((info.duration or 0) * fps - 1e-6)
+    if full > max_frames:
+        return f"extract.max_frames: {kept} frames kept of the {full} that {info.duration:g} s give"
+    if (info.duration or 0) > max_duration:
+        return f"extract.max_duration: the first {max_duration:g} s of {info.duration:g} s"
+    return None
 
 
 def _resolve(info: VideoInfo | Probe) -> VideoInfo:

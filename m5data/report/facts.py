@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .data import FAILURE_REASON
+from .kept_files import TOTAL_SUFFIX, move_between, move_total, read_total, register_view, view_sql, write_file
 
 KEPT = "derived/report"
 VERSION = 4  # of the facts' and totals' layout: another version makes every fact again (4: totals as Arrow files)
@@ -101,11 +102,10 @@ FLAGS = """
 # ... and the running total of products per exact combination of them (kept as the others, its delta
 # from the flags before and after of the products whose rows of any table changed)
 COMBOS = "SELECT m_image, m_caption, m_table, m_video, m_audio, count(*)::BIGINT AS n FROM ({flags}) GROUP BY ALL"
-# ... and the products with a downloaded image per breadcrumb (the gallery's top categories, :func:`.data.top_categories`)
+# ... and the products with a downloaded image per breadcrumb (the gallery's top categories, :func:`.gallery_data.top_categories`)
 IMAGED = "SELECT path, count(*)::BIGINT AS n FROM ({flags}) WHERE levels > 0 AND m_image GROUP BY ALL"
 FLAG_TOTALS = {"combos": (COMBOS, "report_combos"), "imaged": (IMAGED, "report_imaged_paths")}  # name -> (SQL, view)
 KEPT_TOTALS = (*TOTALS, *FLAG_TOTALS)
-TOTAL_SUFFIX = ".arrow"  # the totals' files are Arrow IPC files (:func:`_write`); the facts', Parquet
 FLAGS_VIEW = "report_flags"  # every product's flags (the splits section, the gallery's picks)
 WAS_FLAGS = "report_flags_was"  # ... as the files in force before this run hold them
 WAS_TOUCHED = "report_flags_touched"  # ... of the products touched this run, held while their flags are made
@@ -161,15 +161,15 @@ def _tables(store, con, recent: _Recent, kept, out: Facts, token: str, previous:
         paths = [kept.fetch(f"facts/{n}") for n in old]
         if not old or None in paths:  # the first run, full, or a file gone: every fact
             facts = recent.large().sql(sql.replace("{where}", "")).to_arrow_table()
-            out.files[table] = [_write(folder, f"{table}-{token}.parquet", facts)]
+            out.files[table] = [write_file(folder, f"{table}-{token}.parquet", facts)]
             out.made[table], out.whole = facts.num_rows, out.whole + [table]
-            _register(con, KEPT_VIEWS[table], [folder / n for n in out.files[table]], group)
+            register_view(con, KEPT_VIEWS[table], [folder / n for n in out.files[table]], group)
             continue
         out.files[table] = old
         if marks.get(table, 0) <= int(since.get(table, 0)):
-            _register(con, KEPT_VIEWS[table], paths, group)
+            register_view(con, KEPT_VIEWS[table], paths, group)
             continue  # nothing of this table written since: its facts stand
-        kept_rows = f"({_view_sql(paths, group)})"  # the kept facts, read here without a view (registered once, below)
+        kept_rows = f"({view_sql(paths, group)})"  # the kept facts, read here without a view (registered once, below)
         # is_new (from the older parts' key sidecars, sorted hashes searched: 0.05 s for the specs at 1M
         # products) counts the products new and changed, and spares the search of the kept facts for the
         # old facts of groups that have none (a new product's specs among 12.7 million spec facts, its
@@ -196,17 +196,13 @@ def _tables(store, con, recent: _Recent, kept, out: Facts, token: str, previous:
                                    if table == "media" else changed.column(group).to_pylist())
             out.made[table] = fresh.num_rows
             if not fresh.num_rows:
-                _register(con, KEPT_VIEWS[table], paths, group)
+                register_view(con, KEPT_VIEWS[table], paths, group)
                 continue
-            total = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
-            if len(old) >= MAX_FILES or fresh.num_rows > MAX_SHARE * max(total, 1):  # one file again
-                rest = con.sql(f"SELECT * FROM {kept_rows} WHERE {group} NOT IN (SELECT {group} FROM report_keys)"
-                               ).to_arrow_table()
-                fresh, old = pa.concat_tables([rest, fresh.cast(rest.schema)]), []
+            fresh, old = _merged(con, paths, old, fresh, kept_rows, group, "report_keys")
         finally:
             con.unregister("report_keys")
-        out.files[table] = old + [_write(folder, f"{table}-{token}.parquet", fresh)]
-        _register(con, KEPT_VIEWS[table], [folder / n for n in out.files[table]], group)
+        out.files[table] = old + [write_file(folder, f"{table}-{token}.parquet", fresh)]
+        register_view(con, KEPT_VIEWS[table], [folder / n for n in out.files[table]], group)
 
 
 class _Recent:
@@ -257,9 +253,9 @@ def _totals(con, kept, folder, token: str, previous: dict, out: Facts, deltas: d
             out.files[f"total:{name}"] = old  # nothing of its table changed: the totals stand
             rows = read_total(path)
         else:
-            rows = (_delta(con, path, sql, *deltas[table]) if path is not None and table not in out.whole
+            rows = (move_between(con, path, sql, *deltas[table]) if path is not None and table not in out.whole
                     else con.sql(sql.format(f=KEPT_VIEWS[table])).to_arrow_table())
-            out.files[f"total:{name}"] = [_write(folder, f"total-{name}-{token}{TOTAL_SUFFIX}", rows)]
+            out.files[f"total:{name}"] = [write_file(folder, f"total-{name}-{token}{TOTAL_SUFFIX}", rows)]
         con.register(TOTAL_VIEWS[name], rows)  # the rows written, not read back (1 ms a file)
     _flags(con, kept, folder, token, previous, out, deltas)
 
@@ -279,12 +275,12 @@ def _flags(con, kept, folder, token: str, previous: dict, out: Facts, deltas: di
     if (not old or None in paths or any(path is None for _, path in kept_totals.values())
             or set(out.whole) & set(FLAG_TABLES)):
         flags = con.sql(every).to_arrow_table()
-        out.files["flags"] = [_write(folder, f"flags-{token}.parquet", flags)]
+        out.files["flags"] = [write_file(folder, f"flags-{token}.parquet", flags)]
         con.register("report_new_flags", flags)
         try:
             for name, (sql, _) in FLAG_TOTALS.items():
                 made[name] = con.sql(sql.format(flags="SELECT * FROM report_new_flags")).to_arrow_table()
-                out.files[f"total:{name}"] = [_write(folder, f"total-{name}-{token}{TOTAL_SUFFIX}", made[name])]
+                out.files[f"total:{name}"] = [write_file(folder, f"total-{name}-{token}{TOTAL_SUFFIX}", made[name])]
         finally:
             con.unregister("report_new_flags")
     elif not out.touched:  # no product's rows changed: the flags and their totals stand
@@ -292,7 +288,7 @@ def _flags(con, kept, folder, token: str, previous: dict, out: Facts, deltas: di
         out.files.update({f"total:{name}": files for name, (files, _) in kept_totals.items()})
         out.after = pa.table({"product_id": pa.array([], pa.string())})
     else:  # the touched products' flags before (the kept files in force) and after (made from the facts now)
-        _register(con, WAS_FLAGS, paths, "product_id")
+        register_view(con, WAS_FLAGS, paths, "product_id")
         con.register("report_touched", pa.table({"product_id": pa.array(sorted(out.touched), pa.string())}))
         # the touched products' kept flags, read once (the specs relation, the lone products and the
         # totals before read them)
@@ -305,22 +301,30 @@ def _flags(con, kept, folder, token: str, previous: dict, out: Facts, deltas: di
             out.after = after
             con.register("report_after", after)
             for name, (sql, _) in FLAG_TOTALS.items():
-                made[name] = _moved(con, kept_totals[name][1], sql.format(flags=f"SELECT * FROM {WAS_TOUCHED}"),
+                made[name] = move_total(con, kept_totals[name][1], sql.format(flags=f"SELECT * FROM {WAS_TOUCHED}"),
                                     sql.format(flags="SELECT * FROM report_after"))
-                out.files[f"total:{name}"] = [_write(folder, f"total-{name}-{token}{TOTAL_SUFFIX}", made[name])]
-            total = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
-            if len(old) >= MAX_FILES or after.num_rows > MAX_SHARE * max(total, 1):  # one file again
-                rest = con.sql(f"SELECT * FROM {WAS_FLAGS} WHERE product_id NOT IN (SELECT product_id FROM report_touched)"
-                               ).to_arrow_table()
-                after, old = pa.concat_tables([rest, after.cast(rest.schema)]), []
+                out.files[f"total:{name}"] = [write_file(folder, f"total-{name}-{token}{TOTAL_SUFFIX}", made[name])]
+            after, old = _merged(con, paths, old, after, WAS_FLAGS, "product_id", "report_touched")
         finally:
             for name in ("report_touched", "report_after", "report_spec_fresh", "report_spec_changed", "report_p_fresh"):
                 con.unregister(name)
             con.execute(f"DROP TABLE IF EXISTS {WAS_TOUCHED}")
-        out.files["flags"] = old + [_write(folder, f"flags-{token}.parquet", after)]
-    _register(con, FLAGS_VIEW, [folder / n for n in out.files["flags"]], "product_id")
+        out.files["flags"] = old + [write_file(folder, f"flags-{token}.parquet", after)]
+    register_view(con, FLAGS_VIEW, [folder / n for n in out.files["flags"]], "product_id")
     for name, (_, view) in FLAG_TOTALS.items():
         con.register(view, made[name] if name in made else read_total(folder / out.files[f"total:{name}"][0]))
+
+
+def _merged(con, paths: list, old: list[str], fresh: pa.Table, kept: str, group: str,
+            changed: str) -> tuple[pa.Table, list[str]]:
+    """``fresh`` as one more file of the kept ones (``old``, read as ``kept``), or, at :data:`MAX_FILES` files
+    or fresh rows over :data:`MAX_SHARE` of the kept ones, as one file again: the kept rows of the groups
+    not in ``changed`` (a view of their ``group``) with ``fresh``, and no old file."""
+    total = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+    if len(old) >= MAX_FILES or fresh.num_rows > MAX_SHARE * max(total, 1):  # one file again
+        rest = con.sql(f"SELECT * FROM {kept} WHERE {group} NOT IN (SELECT {group} FROM {changed})").to_arrow_table()
+        return pa.concat_tables([rest, fresh.cast(rest.schema)]), []
+    return fresh, old
 
 
 def _with_products(con, deltas: dict) -> str:
@@ -359,96 +363,6 @@ def _with_specs(con, out: Facts, deltas: dict) -> str:
     return rel + ")"
 
 
-# the delta of the changed groups' totals: their new facts' groups less their old ones' (keys whose sum is 0
-# leave the kept row as it is)
-_DELTA = """
-    SELECT {keys}, sum(n)::BIGINT AS n FROM (
-        SELECT {keys}, -n AS n FROM ({before}) UNION ALL SELECT {keys}, n FROM ({after}))
-    GROUP BY ALL HAVING sum(n) <> 0"""
-
-
-def _moved(con, path, before: str, after: str) -> pa.Table:
-    """The totals kept in ``path`` (keys and ``n``), moved by the totals of the SQL ``before`` (taken
-    away) and ``after`` (added): only the delta is a query; the kept rows of the keys it touches are
-    found and summed in Arrow, the others copied as they are (the query that joined the delta with every
-    kept row cost 10-17 ms a total at 100k products, ten totals a run)."""
-    kept = read_total(path)
-    names = [n for n in kept.schema.names if n != "n"]
-    keys = ", ".join(names)
-    return merge_delta(kept, con.sql(_DELTA.format(keys=keys, before=before, after=after)).to_arrow_table())
-
-
-def merge_delta(kept: pa.Table, delta: pa.Table) -> pa.Table:
-    """``kept`` (one row per key, keys and ``n``) plus ``delta`` (keys and ``n``, one row per key): a key's
-    rows summed, a key summing to 0 left out. Keys match as DuckDB's ``IS NOT DISTINCT FROM`` does
-    (a null matches a null); the rows come in no particular order (every reader groups and orders them)."""
-    import numpy as np
-
-    if not delta.num_rows:
-        return kept
-    names = [n for n in kept.schema.names if n != "n"]
-    hit = None  # the kept rows whose every key column holds a value of the delta's: the candidates
-    for name in names:
-        m = pc.is_in(kept.column(name), value_set=delta.column(name).combine_chunks().cast(kept.schema.field(name).type),
-                     skip_nulls=False)
-        hit = m if hit is None else pc.and_(hit, m)
-    at = np.flatnonzero(hit.to_numpy(zero_copy_only=False)) if hit is not None else np.zeros(0, np.int64)
-    cand = kept.take(pa.array(at, pa.int64()))
-    index = dict(zip(zip(*(cand.column(n).to_pylist() for n in names)), range(len(at))))
-    n_kept = cand.column("n").to_pylist()
-    sums = {}
-    for key, n in zip(zip(*(delta.column(c).to_pylist() for c in names)), delta.column("n").to_pylist()):
-        i = index.get(key)
-        sums[key] = n + (n_kept[i] if i is not None else 0)
-    drop = np.zeros(kept.num_rows, bool)
-    drop[[at[index[k]] for k in sums if k in index]] = True
-    rows = [(k, n) for k, n in sums.items() if n != 0]
-    moved = pa.table({**{c: pa.array([k[i] for k, _ in rows], kept.schema.field(c).type) for i, c in enumerate(names)},
-                      "n": pa.array([n for _, n in rows], kept.schema.field("n").type)}, schema=kept.schema)
-    return pa.concat_tables([kept.filter(pa.array(~drop)), moved])
-
-
-def _delta(con, path, sql: str, before: pa.Table, after: pa.Table) -> pa.Table:
-    """The totals of ``sql`` kept in ``path``, moved from the facts ``before`` to those ``after``."""
-    con.register("report_before", before)
-    con.register("report_after", after)
-    try:
-        return _moved(con, path, sql.format(f="report_before"), sql.format(f="report_after"))
-    finally:
-        con.unregister("report_before")
-        con.unregister("report_after")
-
-
-def read_total(path) -> pa.Table:
-    """A totals file's rows (an Arrow file, memory-mapped: :func:`_write`)."""
-    import pyarrow.ipc as ipc
-
-    with pa.memory_map(str(path)) as source:
-        return ipc.open_file(source).read_all()
-
-
-def _write(folder, name: str, rows: pa.Table) -> str:
-    """A facts file (Parquet) or, named with :data:`TOTAL_SUFFIX`, a totals file: an Arrow file, which every
-    incremental run writes whole for each total that moved (115k spec values at 100k products: 1.4 ms
-    where zstd Parquet took 17, and read memory-mapped in 0.3 ms where Parquet took 10)."""
-    import pyarrow.ipc as ipc
-
-    from ..storage.files import temp_path
-
-    tmp = temp_path(folder / name)  # the store's temp name: a killed writer's is swept by the next stage or doctor
-    try:
-        if name.endswith(TOTAL_SUFFIX):
-            with ipc.new_file(str(tmp), rows.schema) as writer:
-                writer.write_table(rows)
-        else:
-            pq.write_table(rows, tmp, compression="zstd")
-        tmp.replace(folder / name)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return name
-
-
 def live(con) -> None:
     """Views of the facts and totals made from the store's tables as they are now, in ``con`` (a store
     connection): for reading :mod:`.data` without kept facts (tests, one-off queries)."""
@@ -460,26 +374,6 @@ def live(con) -> None:
         p=KEPT_VIEWS["products"], m=KEPT_VIEWS["media"], s=KEPT_VIEWS["specs"]))
     for sql, view in FLAG_TOTALS.values():
         con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS {sql.format(flags=f'SELECT * FROM {FLAGS_VIEW}')}")
-
-
-def _register(con, view: str, paths: list, group: str) -> None:
-    """The view ``view`` of a table's facts over its files (:func:`_view_sql`)."""
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS {_view_sql(paths, group)}")
-
-
-def _view_sql(paths: list, group: str) -> str:
-    """A table's facts over its files: each file's rows but those of groups a later file holds."""
-    files = [f"'{_quoted(p)}'" for p in paths]
-    parts = []
-    for i, f in enumerate(files):
-        later = files[i + 1:]
-        parts.append(f"SELECT * FROM read_parquet({f})" + (
-            f" WHERE {group} NOT IN (SELECT {group} FROM read_parquet([{', '.join(later)}]))" if later else ""))
-    return " UNION ALL ".join(parts)
-
-
-def _quoted(path) -> str:
-    return str(path).replace("'", "''")
 
 
 def forget_others(kept, *current: dict[str, list[str]] | None) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..storage import StageStats
 from ..storage.blobs import BlobPathError, resolve_blob
-from . import data
+from . import gallery_data
 from .page import Html, empty, html, join, table
 
 __all__ = ["BAD_BLOB", "gallery"]
@@ -31,7 +31,7 @@ def gallery(con, large, store, assets: Path, per_category: int, stats: StageStat
     when a pick is read).
     ``kept``: the last complete run's; ``touched``: the products whose rows were written since (None:
     unknown); ``after``: their flags now. The picks are moved from the kept ones by the touched products
-    where they can be (:func:`.data.moved_picks`), else ranked from the flags; those of the next
+    where they can be (:func:`.gallery_data.moved_picks`), else ranked from the flags; those of the next
     :data:`RESERVE` categories are kept too (not shown). A product picked again (in the same category) and not
     touched takes its sample from ``kept``; only the others are read (none: media and specs are not read);
     the cards are made anew.
@@ -42,11 +42,11 @@ def gallery(con, large, store, assets: Path, per_category: int, stats: StageStat
                   if kept and kept.get("per_category") == per_category else None)
     known = {}
     if kept_picks is not None and touched is not None:
-        known = {(s["product_id"], s["category"]): data.Sample(**{**s, "specs": [tuple(kv) for kv in s["specs"]]})
+        known = {(s["product_id"], s["category"]): gallery_data.Sample(**{**s, "specs": [tuple(kv) for kv in s["specs"]]})
                  for s in kept.get("samples", []) if s["product_id"] not in touched}
-    top = data.top_categories(con, CATEGORIES + RESERVE)
+    top = gallery_data.top_categories(con, CATEGORIES + RESERVE)
     shown, spare = top[:CATEGORIES], top[CATEGORIES:]
-    moved = (data.moved_picks(top, per_category, kept_picks, touched, after)
+    moved = (gallery_data.moved_picks(top, per_category, kept_picks, touched, after)
              if kept_picks is not None and touched is not None and after is not None else {})
     # the spare categories (the next ones by size) are kept with their samples, so one that enters the top
     # ones later is moved, not ranked and read (the 100k bench's night brought one in: 0.12 of its 0.63 CPU s).
@@ -54,7 +54,7 @@ def gallery(con, large, store, assets: Path, per_category: int, stats: StageStat
     # part read, not per product); else only those whose samples are all known are kept.
     unmoved = [c for c in shown if c not in moved]
     reading = bool(unmoved) or any((pid, c) not in known for c in shown if c in moved for pid in moved[c])
-    picks_of = moved | data.rank_picks(con, unmoved + ([c for c in spare if c not in moved] if reading else []),
+    picks_of = moved | gallery_data.rank_picks(con, unmoved + ([c for c in spare if c not in moved] if reading else []),
                                        per_category)
     picks = [(pid, cat) for cat in shown for pid in picks_of.get(cat, [])]
     if not picks:
@@ -63,7 +63,7 @@ def gallery(con, large, store, assets: Path, per_category: int, stats: StageStat
                   if cat in picks_of and (reading or all((pid, cat) in known for pid in picks_of[cat]))
                   for pid in picks_of[cat]]
     missing = [p for p in picks + kept_spare if p not in known]
-    read = ({(s.product_id, s.category): s for s in data.gallery(large.of(con, [p for p, _ in missing]), missing)}
+    read = ({(s.product_id, s.category): s for s in gallery_data.gallery(large.of(con, [p for p, _ in missing]), missing)}
             if missing else {})
     samples = [known.get(p) or read[p] for p in picks]
     memo = {"samples": [asdict(s) for s in samples + [known.get(p) or read[p] for p in kept_spare]],

@@ -13,7 +13,7 @@ from typing import NamedTuple
 from .. import config as cfg
 from ..storage.blobs import BlobPathError, resolve_blob
 from ..storage.schema import TABLES
-from . import data
+from . import data, splits_data
 from .charts import Charts
 from .page import Html, empty, figure, html, join, n, pct, table
 
@@ -254,8 +254,8 @@ def _short(value: str) -> str:
 
 
 def splits(con, store) -> tuple[Html, bool]:
-    versions = data.split_versions(con, store)
-    s = data.splits(con, store.local_copy([f"derived/splits/{v}/manifest.json" for v in versions]), versions)
+    versions = splits_data.split_versions(con, store)
+    s = splits_data.splits(con, store.local_copy([f"derived/splits/{v}/manifest.json" for v in versions]), versions)
     if s.version is None:
         return empty("No splits yet.", "m5data build-splits"), True
     body = (html("<p>Version <code>{}</code>.</p>", s.version)

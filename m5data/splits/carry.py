@@ -90,10 +90,10 @@ def flags_table_sql() -> str:
 
 
 def carry_sql(level: int = 3) -> str:
-    """SQL of a full build's carry (after ``build.assign`` and the temp table ``split_flags``): every product
+    """SQL of a full build's carry (after ``roles.assign`` and the temp table ``split_flags``): every product
     of ``split_pooled`` with its code, then the ids with a ``dedup`` row or a modality that are no product."""
     code = CODE_SQL.format(col="a.split")
-    # as build.assigned_view places them: a role whose `excluded` is null (a member without a label of a
+    # as roles.assigned_view places them: a role whose `excluded` is null (a member without a label of a
     # sampled group) is in no split and not counted as excluded
     return f"""
         WITH a AS (

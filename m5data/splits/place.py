@@ -1,10 +1,10 @@
-"""Placing the products a next version must place again, in Python, as ``build.py``'s SQL places them.
+"""Placing the products a next version must place again, in Python, as ``roles.py``'s SQL places them.
 
 ``incremental.build_next`` hands over every product of the store as arrays (its label, duplicate group,
 split in the previous version) and the *affected* ones: those whose pool may differ from the previous
 version's (new or re-written, relabelled, or in a duplicate group one of those touches: a group is
 drawn whole). Every other product keeps its pool and role. :func:`place` draws the affected products'
-pools and roles with the same hashes and thresholds as ``build.pool_view`` / ``place_roles``, then applies
+pools and roles with the same hashes and thresholds as ``roles.pool_view`` / ``place_roles``, then applies
 the data-dependent rules to every category and group an affected product is or was in, over all of
 their products, kept ones included (docs/splits.md, "The assignment").
 """
@@ -23,7 +23,7 @@ from .plan import EXCLUSIVE, Plan
 SPLIT_CODE = {s: i for i, s in enumerate(EXCLUSIVE)}
 TRAIN = SPLIT_CODE["train"]
 QUERY_CODES = (SPLIT_CODE["query-c"], SPLIT_CODE["query-fg"], SPLIT_CODE["cls-test"])
-# pool of each split code (index), as build.POOL_OF: 0 none, 1 train, 2 coarse, 3 fine, 4 cls
+# pool of each split code (index), as roles.POOL_OF: 0 none, 1 train, 2 coarse, 3 fine, 4 cls
 NONE, TRAIN_POOL, COARSE, FINE, CLS = 0, 1, 2, 3, 4
 POOL_OF_CODE = np.array([TRAIN_POOL, COARSE, COARSE, FINE, FINE, CLS, CLS], np.int8)
 ROLE_CODE = {COARSE: (SPLIT_CODE["gallery-c"], SPLIT_CODE["query-c"]), FINE: (SPLIT_CODE["gallery-fg"], SPLIT_CODE["query-fg"]),
@@ -77,7 +77,6 @@ def place(plan: Plan, settings, seed: int, fg: set[int], st: Products, affected:
     """
     s = settings.splits
     cat_c, cat_k = level_key(st.cat3, s.coarse_level), level_key(st.cat3, s.cls_level)
-    old_cat_c = level_key(st.old_cat3, s.coarse_level)
     code = st.old_code.copy()
     pool = np.where(code >= 0, POOL_OF_CODE[np.maximum(code, 0)], NONE).astype(np.int8)
     pool[code == -2] = CLS  # excluded: a classification group's member (never in a rule)
@@ -87,8 +86,41 @@ def place(plan: Plan, settings, seed: int, fg: set[int], st: Products, affected:
     excluded[code == -2] = 1
     rates = {cat_key_of(k): float(r) for k, r in plan.cls_rates.items()}
     digests: dict[int, int] = {}
+    subset, *drawn = _draw(plan, s, seed, fg, st, affected, ids_of(affected), cat_k, rates, digests)
+    pool[affected], query[affected], kept[affected], excluded[affected] = drawn
+
+    def v_of(ps: np.ndarray) -> np.ndarray:
+        missing = [int(p) for p in ps if int(p) not in digests]
+        if missing:
+            for p, pid in zip(missing, ids_of(np.array(missing))):
+                digests[p] = digest(seed, pid)
+        return np.array([limb(digests[int(p)], 3) / SCALE for p in ps])
+
+    _keep_a_match(st, affected, cat_c, level_key(st.old_cat3, s.coarse_level), pool, query, kept, v_of)
+    _test_and_train(affected, cat_k, pool, query, kept, excluded, v_of)
+    # the codes of the affected products, and of kept products a rule moved
+    aff = np.zeros(len(code), bool)
+    aff[affected] = True
+    touched = aff | (query != np.isin(code, QUERY_CODES))
+    for p in np.flatnonzero(touched):
+        pl = int(pool[p])
+        if pl == TRAIN_POOL:
+            code[p] = TRAIN
+        elif pl == NONE or (pl == CLS and excluded[p] == 2):
+            code[p] = -1
+        elif pl == CLS and excluded[p] == 1:
+            code[p] = -2
+        else:
+            code[p] = ROLE_CODE[pl][int(query[p])]
+    return Placed(code, subset, digests)
+
+
+def _draw(plan: Plan, s, seed: int, fg: set[int], st: Products, affected: np.ndarray, ids: list[str],
+          cat_k: np.ndarray, rates: dict, digests: dict) -> tuple[np.ndarray, ...]:
+    """The affected products' draws (``roles.pool_view`` / ``place_roles``' hashes and thresholds): their
+    subset draw, pool, role (query), whether they keep their role and whether they are excluded; each
+    one's own digest into ``digests``."""
     pos = affected.tolist()
-    ids = ids_of(affected)
     a_cat3, a_grp, a_catk = st.cat3[affected].tolist(), st.grp[affected].tolist(), cat_k[affected].tolist()
     a_old = st.old_code[affected].tolist()
     # the groups of the affected products (each group's products are all affected)
@@ -147,23 +179,17 @@ def place(plan: Plan, settings, seed: int, fg: set[int], st: Products, affected:
         else:
             q = False
         a_pool[k], a_query[k], a_keep[k] = pl, q, keep
-    pool[affected], query[affected], kept[affected], excluded[affected] = a_pool, a_query, a_keep, a_excl
+    return subset, a_pool, a_query, a_keep, a_excl
 
-    def v_of(ps: np.ndarray) -> np.ndarray:
-        missing = [int(p) for p in ps if int(p) not in digests]
-        if missing:
-            for p, pid in zip(missing, ids_of(np.array(missing))):
-                digests[p] = digest(seed, pid)
-        return np.array([limb(digests[int(p)], 3) / SCALE for p in ps])
 
-    # every query keeps a match: a category (coarse) or group (fine) of queries only gives its
-    # not-kept product with the largest role hash (else its kept one) to the gallery
-    aff = np.zeros(len(code), bool)
-    aff[affected] = True
+def _keep_a_match(st: Products, affected: np.ndarray, cat_c: np.ndarray, old_cat_c: np.ndarray, pool: np.ndarray,
+                  query: np.ndarray, kept: np.ndarray, v_of) -> None:
+    """Every query keeps a match: a category (coarse) or group (fine) of queries only gives its
+    not-kept product with the largest role hash (else its kept one) to the gallery (``query``, in place)."""
     coarse_cats = arrays.union(cat_c[affected][pool[affected] == COARSE],
                                old_cat_c[affected][np.isin(st.old_code[affected], ROLE_CODE[COARSE])])
     in_c = (pool == COARSE) & np.isin(cat_c, coarse_cats)
-    alone = np.where(st.grp >= 0, st.grp.astype(np.int64), -2 - np.arange(len(code), dtype=np.int64))
+    alone = np.where(st.grp >= 0, st.grp.astype(np.int64), -2 - np.arange(len(pool), dtype=np.int64))
     in_f = (pool == FINE) & np.isin(alone, alone[affected][pool[affected] == FINE])
     for where, by in ((in_c, cat_c), (in_f, alone)):
         ps = np.flatnonzero(where)
@@ -175,8 +201,12 @@ def place(plan: Plan, settings, seed: int, fg: set[int], st: Products, affected:
             cand = ps[inv == j]
             score = (~kept[cand]).astype(float) + v_of(cand)
             query[cand[int(np.argmax(score))]] = False
-    # classification: a category with two or more products gets a test and a train product, chosen
-    # among its products not kept
+
+
+def _test_and_train(affected: np.ndarray, cat_k: np.ndarray, pool: np.ndarray, query: np.ndarray, kept: np.ndarray,
+                    excluded: np.ndarray, v_of) -> None:
+    """Classification: a category with two or more products gets a test and a train product, chosen
+    among its products not kept (``query``, in place)."""
     ok = (pool == CLS) & (excluded == 0)
     cats = arrays.unique(cat_k[affected][ok[affected]])
     ps = np.flatnonzero(ok & np.isin(cat_k, cats))
@@ -189,16 +219,3 @@ def place(plan: Plan, settings, seed: int, fg: set[int], st: Products, affected:
                 if len(cand) >= 2 and len(fresh) and not np.any(query[cand] == want):
                     v = v_of(fresh)
                     query[fresh[int(np.argmin(v) if want else np.argmax(v))]] = want
-    # the codes of the affected products, and of kept products a rule moved
-    touched = aff | (query != np.isin(code, QUERY_CODES))
-    for p in np.flatnonzero(touched):
-        pl = int(pool[p])
-        if pl == TRAIN_POOL:
-            code[p] = TRAIN
-        elif pl == NONE or (pl == CLS and excluded[p] == 2):
-            code[p] = -1
-        elif pl == CLS and excluded[p] == 1:
-            code[p] = -2
-        else:
-            code[p] = ROLE_CODE[pl][int(query[p])]
-    return Placed(code, subset, digests)

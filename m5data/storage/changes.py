@@ -29,15 +29,11 @@ a changed group was seen before comes from the old parts' key sidecars (``keyind
 **On object storage** ``_seq`` is the commit log's entry number, given at commit: the watermark is
 the newest entry (no write is in flight below it), and ``changed`` reads every part through the log.
 
-A stage's last complete state is a small JSON file, ``derived/state/<stage>.json`` (the
-watermarks it read and what else decides its result), written atomically only when the stage
-completes: a killed run leaves the previous one.
+A stage's last complete state (the watermarks it read): ``stage_state.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from pathlib import Path
 
@@ -48,11 +44,11 @@ from . import keyindex
 from .parts import OPEN_SUFFIX
 from .reading import read_again, vanished
 from .schema import SEQ_COLUMN, table_spec
+from .stage_state import fingerprint, load_state, save_state, state_file, unchanged_since, watermarks  # re-exported
 from .temps import TMP_PREFIX, owner_pid, pid_alive
 from .views import sql_str, window_sql
 
 CLOCK_MARGIN_NS = 1_000_000_000  # ns a marker's file time may lag the clock a _seq is read from
-STATE_DIR = "state"  # derived/state/<stage>.json
 
 
 def part_seq(part) -> int:
@@ -381,55 +377,6 @@ def product_changes(store, state: dict | None) -> dict[str, int]:
     """New, changed and unchanged products since ``state`` (a stage's last complete run; all new without one)."""
     since = int((state or {}).get("watermarks", {}).get("products", 0))
     return changed_counts(store.changed("products", since), store.count("products"))
-
-
-# ---------------------------------------------------------------------- a stage's last complete state
-def state_file(stage: str) -> str:
-    """The store's file (relative to its root) of ``stage``'s last complete state."""
-    return f"derived/{STATE_DIR}/{stage}.json"
-
-
-def load_state(store, stage: str) -> dict | None:
-    """The state ``stage`` saved when it last completed (None: never, or unreadable: run in full)."""
-    try:
-        state = json.loads(store.read_text(state_file(stage)) or "null")
-    except (OSError, ValueError):
-        return None
-    return state if isinstance(state, dict) and isinstance(state.get("watermarks"), dict) else None
-
-
-def save_state(store, stage: str, watermarks: dict[str, int], inputs: str, **extra) -> None:
-    """Record that ``stage`` completed over ``watermarks`` with ``inputs`` (atomic; call it last)."""
-    state = {"stage": stage, "watermarks": {t: int(w) for t, w in watermarks.items()}, "inputs": inputs, **extra}
-    store.write_text(state_file(stage), json.dumps(state, sort_keys=True, indent=1, default=str) + "\n")
-
-
-def watermarks(store, tables) -> dict[str, int]:
-    return {t: store.watermark(t) for t in tables}
-
-
-def unchanged_since(state: dict | None, marks: dict[str, int], inputs: str) -> bool:
-    """True when nothing a stage reads was written since ``state`` and its inputs are the same."""
-    if state is None or state.get("inputs") != inputs:
-        return False
-    kept = state["watermarks"]
-    return all(t in kept and marks[t] <= int(kept[t]) for t in marks)
-
-
-def fingerprint(*values) -> str:
-    """A short hash of what, beside the tables, decides a stage's result (settings, files given)."""
-    h = hashlib.sha256()
-    for v in values:
-        if isinstance(v, Path) or (isinstance(v, str) and v.startswith("file:")):
-            path = Path(str(v).removeprefix("file:"))
-            try:
-                h.update(path.read_bytes())
-            except OSError:
-                h.update(b"missing:" + str(path).encode())
-        else:
-            h.update(json.dumps(v, sort_keys=True, default=str).encode())
-        h.update(b"\0")
-    return h.hexdigest()[:32]
 
 
 __all__ = ["CLOCK_MARGIN_NS", "Changes", "changed_counts", "fingerprint", "load_state", "part_seq", "product_changes",

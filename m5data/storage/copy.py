@@ -15,9 +15,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from .changes import STATE_DIR
 from .errors import StoreError
 from .schema import TABLES
+from .stage_state import STATE_DIR
 
 FILE_AREAS = ("derived/", "logs/")  # copied file by file, besides the tables and blobs
 NOT_COPIED = (f"derived/{STATE_DIR}/",)  # per store: watermarks are a store's own commit numbers

@@ -30,7 +30,6 @@ import pyarrow.parquet as pq
 
 from . import s3groups
 from .catalog import REFRESH_WAIT, Catalog
-from .changes import as_changed, changed_sql, check_columns, empty_changed
 from .commitlog import FROM_FILE, Conflict, TableLog, TableState
 from .compaction import Compaction, newest_writes_sql
 from .errors import StoreError
@@ -39,6 +38,7 @@ from .objects import ObjectStore, StoreURL
 from .parts import conform
 from .reading import Reading
 from .s3blobs import ObjectBlobs
+from .s3changes import ObjectChanges
 from .s3garbage import ObjectGarbage
 from .s3parts import ObjectStream, StreamHandle
 from .s3stages import hold_lease, kept_folder, local_files, stage_lease, staged_folder
@@ -48,7 +48,7 @@ from .views import TableViews, null_columns, sql_str, window_sql
 from .writing import Writing
 
 
-class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles, ObjectGarbage):
+class S3Store(ObjectChanges, Writing, Compaction, TableViews, Reading, Catalog, TextFiles, ObjectGarbage):
     """Open with ``Store.open("s3://bucket/prefix")`` (endpoint and credentials from the AWS environment)."""
 
     def __init__(self, url: str, compression: str = "zstd", part_rows: int = 1_000_000, lease_seconds: float = 600.0,
@@ -348,45 +348,6 @@ class S3Store(Writing, Compaction, TableViews, Reading, Catalog, TextFiles, Obje
         return (f"(SELECT p.*{'' if keep_file else ' EXCLUDE (_m5data_file)'} REPLACE (CASE WHEN m.seq = {FROM_FILE} THEN p.{SEQ_COLUMN} "
                 f"ELSE m.seq END AS {SEQ_COLUMN}) FROM read_parquet({files}, union_by_name = true, "
                 f"filename = '_m5data_file') p JOIN (VALUES {seqs}) m(file, seq) ON p._m5data_file = m.file)")
-
-    # ------------------------------------------------------------------ changes (changes.py)
-    def watermark(self, name: str) -> int:
-        """The newest log entry of table ``name``: numbers are given at commit, so none is in flight below it."""
-        return self.log(table_spec(name).name).state().n
-
-    def changed(self, name: str, since: int, columns: tuple[str, ...] = (), new: bool = True) -> pa.Table:
-        """As the folder store's ``changed``; reads every live part (no pruning by part yet)."""
-        spec = table_spec(name)
-        check_columns(spec, columns)
-        live = self.table_state(spec.name).parts
-        if not live:
-            return empty_changed(spec, columns)
-        con = self.connect(need=(spec.name,), only=())
-        try:
-            return as_changed(spec, con.sql(changed_sql(spec, self._rows(spec, live), since, columns)).to_arrow_table(),
-                              columns=columns)
-        finally:
-            con.close()
-
-    KEY_SIDECARS = False
-
-    def _count_newest_writes(self, spec, parts=None) -> None:
-        return None  # no key sidecars on object storage: the view is counted
-
-    def group_parts(self, name: str, groups) -> list[str]:
-        return self.parts(name)  # no key sidecars: every part
-
-    def read_groups(self, name: str, values: list):
-        spec = table_spec(name)
-        quoted = ", ".join("'" + str(v).replace("'", "''") + "'" for v in dict.fromkeys(values))
-        return self.read(name, where=f"{spec.group[0]} IN ({quoted})") if quoted else spec.schema.empty_table()
-
-    def read_of(self, name: str, column: str, values):
-        quoted = ", ".join("'" + str(v).replace("'", "''") + "'" for v in dict.fromkeys(values.to_pylist()))
-        return self.read(name, where=f"{column} IN ({quoted})") if quoted else table_spec(name).schema.empty_table()
-
-    def count_grown(self, name: str, before: int, counted: list[str]) -> None:
-        return None  # no key sidecars: count_parts counts the view (and names no parts)
 
     def _footer_rows(self, part) -> int:
         with self.objects.fs.open(str(part), "rb") as fh:

@@ -118,23 +118,9 @@ def train(shards: str | Path, run: str | Path, cfg: Config, epochs: int, *, devi
     from .model import Objective, Scale, losses
 
     seed_everything(cfg.train.seed)
-    dev = device_of(device)
-    if dist.world > 1:
-        import torch.distributed as tdist
-
-        if dev.type == "cuda":  # one GPU per process: torchrun's LOCAL_RANK picks it
-            dev = torch.device("cuda", dist.local_rank)
-            torch.cuda.set_device(dev)
-        if not tdist.is_initialized():
-            tdist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    dev = _device(device, dist)
     model = Scale(cfg.model).to(dev)
-    objective = Objective(model)
-    if dist.world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        # find_unused_parameters: a batch without some modality pair or masked position leaves parts unused
-        objective = DistributedDataParallel(objective, device_ids=[dev.index] if dev.type == "cuda" else None,
-                                            find_unused_parameters=True)
+    objective = _objective(Objective(model), dist, dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.train.warmup_steps)))
     step, epoch0, skip, resumed = 0, 0, 0, 0
@@ -142,14 +128,7 @@ def train(shards: str | Path, run: str | Path, cfg: Config, epochs: int, *, devi
     if ckpt_path.exists():
         step, epoch0, skip = _resume(ckpt_path, cfg, model, opt, sched, dev)
         resumed = step
-    log = open_log(run / "log.jsonl") if dist.main else None  # first: a planted link refuses the run, nothing written
-    if dist.main:
-        try:
-            write_file(run / "config.json", json.dumps({**cfg.as_dict(), "shards": str(shards), "epochs": epochs,
-                                                        "world_size": dist.world}, indent=2))
-        except BaseException:
-            log.close()
-            raise
+    log = _open_run_log(run, cfg, shards, epochs, dist)
     generator = torch.Generator().manual_seed(cfg.train.seed * 1000 + step + 7919 * dist.rank)
     history: list[dict] = []
     seen, t0 = 0, time.perf_counter()
@@ -211,6 +190,48 @@ def train(shards: str | Path, run: str | Path, cfg: Config, epochs: int, *, devi
         tdist.barrier()
         tdist.destroy_process_group()
     return _summary(run, history, step, epochs, resumed)
+
+
+def _device(device: str | None, dist: Distributed):
+    """The torch device of this process (of a ``torchrun`` process group, joined here)."""
+    import torch
+
+    dev = device_of(device)
+    if dist.world > 1:
+        import torch.distributed as tdist
+
+        if dev.type == "cuda":  # one GPU per process: torchrun's LOCAL_RANK picks it
+            dev = torch.device("cuda", dist.local_rank)
+            torch.cuda.set_device(dev)
+        if not tdist.is_initialized():
+            tdist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return dev
+
+
+def _objective(objective, dist: Distributed, dev):
+    """The objective, wrapped for data-parallel training in a process group of more than one."""
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # find_unused_parameters: a batch without some modality pair or masked position leaves parts unused
+        objective = DistributedDataParallel(objective, device_ids=[dev.index] if dev.type == "cuda" else None,
+                                            find_unused_parameters=True)
+    return objective
+
+
+def _open_run_log(run: Path, cfg: Config, shards, epochs: int, dist: Distributed):
+    """The run's step log, opened for appending, and its ``config.json`` written (by the main process
+    only; None in the others)."""
+    if not dist.main:
+        return None
+    log = open_log(run / "log.jsonl")  # first: a planted link refuses the run, nothing written
+    try:
+        write_file(run / "config.json", json.dumps({**cfg.as_dict(), "shards": str(shards), "epochs": epochs,
+                                                    "world_size": dist.world}, indent=2))
+    except BaseException:
+        log.close()
+        raise
+    return log
 
 
 def _resume(path: Path, cfg: Config, model, opt, sched, dev) -> tuple[int, int, int]:

@@ -59,6 +59,38 @@ def write_chunk_pages(cfg: ScaleConfig, out: str, index: int) -> dict:
     return counts
 
 
+def _product_pages(world: Path, cfg, workers: int | None) -> tuple[list, int]:
+    """Write the product pages of every chunk not written yet (in ``workers`` processes); the pages
+    served without a charset and the count of product pages, over every chunk."""
+    missing = [k for k in range(cfg.n_chunks()) if not (world / "chunks" / f"chunk-{k:05d}.json").exists()]
+    if missing:
+        raise ValueError(f"{world}: the world is incomplete ({len(missing)} of {cfg.n_chunks()} chunks missing); "
+                         "run generate again to finish it")
+    todo = [k for k in range(cfg.n_chunks()) if not (world / "chunks" / f"pages-{k:05d}.json").exists()]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    for _ in chunk_map(write_chunk_pages, [(cfg, str(world), k) for k in todo], workers=workers, per_worker=8):
+        pass
+    no_charset, product_pages = [], 0
+    for k in range(cfg.n_chunks()):
+        marker = json.loads((world / "chunks" / f"pages-{k:05d}.json").read_text())
+        no_charset += marker["no_charset"]
+        product_pages += marker["product_pages"]
+    return no_charset, product_pages
+
+
+def _write_serve_and_counts(world: Path, charsets: dict, no_charset: list, listing_pages: int,
+                            product_pages: int) -> None:
+    """The world's ``serve.json`` (how the server serves its pages) and its manifest's page counts."""
+    (world / "serve.json").write_text(json.dumps(
+        {"format": 1, "charset": charsets, "no_charset": sorted(no_charset), "slow": [], "transient_500": []},
+        ensure_ascii=False, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    manifest = world / "truth" / "manifest.json"
+    man = json.loads(manifest.read_text(encoding="utf-8"))
+    man["counts"]["listing_pages"] = listing_pages
+    man["counts"]["product_pages"] = product_pages
+    manifest.write_text(json.dumps(man, ensure_ascii=False, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def write_scale_site(world_dir: str | Path, *, workers: int | None = None) -> dict:
     """Write (or finish) the HTML site of a generated scale world; return its page counts.
 
@@ -77,19 +109,7 @@ def write_scale_site(world_dir: str | Path, *, workers: int | None = None) -> di
 
     world = Path(world_dir)
     cfg = load_config(world)
-    missing = [k for k in range(cfg.n_chunks()) if not (world / "chunks" / f"chunk-{k:05d}.json").exists()]
-    if missing:
-        raise ValueError(f"{world}: the world is incomplete ({len(missing)} of {cfg.n_chunks()} chunks missing); "
-                         "run generate again to finish it")
-    todo = [k for k in range(cfg.n_chunks()) if not (world / "chunks" / f"pages-{k:05d}.json").exists()]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
-    for _ in chunk_map(write_chunk_pages, [(cfg, str(world), k) for k in todo], workers=workers, per_worker=8):
-        pass
-    no_charset, product_pages = [], 0
-    for k in range(cfg.n_chunks()):
-        marker = json.loads((world / "chunks" / f"pages-{k:05d}.json").read_text())
-        no_charset += marker["no_charset"]
-        product_pages += marker["product_pages"]
+    no_charset, product_pages = _product_pages(world, cfg, workers)
 
     st = scale_taxonomy(cfg)
     categories = {(platform, cat.code): cat for leaf in st.leaves for platform, cat in leaf.categories.items()}
@@ -154,13 +174,6 @@ def write_scale_site(world_dir: str | Path, *, workers: int | None = None) -> di
 
     write_root(site, {p: urls(p) for p in PLATFORMS})
     con.close()
-    (world / "serve.json").write_text(json.dumps(
-        {"format": 1, "charset": PAGE_CHARSET, "no_charset": sorted(no_charset), "slow": [], "transient_500": []},
-        ensure_ascii=False, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    manifest = world / "truth" / "manifest.json"
-    man = json.loads(manifest.read_text(encoding="utf-8"))
-    man["counts"]["listing_pages"] = listing_pages
-    man["counts"]["product_pages"] = product_pages
-    manifest.write_text(json.dumps(man, ensure_ascii=False, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    _write_serve_and_counts(world, PAGE_CHARSET, no_charset, listing_pages, product_pages)
     return {"product_pages": product_pages, "listing_pages": listing_pages,
             "categories": sum(len(v) for v in seen.values())}

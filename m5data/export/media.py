@@ -1,0 +1,108 @@
+"""A sample's media in the store: reading its blobs (a missing one drops its modality, counted), clearing
+paths that lead outside the store, a frames folder's files in time order, and the folder a shard's
+writer reads the media from (a local copy for a store on object storage)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from pathlib import Path
+
+from ..storage.blobs import BlobPathError, resolve_blob
+from ..storage.temps import scratch_dir
+from .samples import Sample
+
+
+def read_blob(store_root: Path, sample: Sample, attr: str, what: str, failures) -> bytes | None:
+    """The bytes of the sample's ``attr`` blob; a file missing from the store is counted in
+    ``failures`` (``missing <what> blob``) and cleared from ``sample``, so its modality goes."""
+    rel = getattr(sample, attr)
+    if not rel:
+        return None
+    try:
+        return resolve_blob(store_root, rel).read_bytes()
+    except BlobPathError:
+        failures[f"{what} blob path outside the store"] += 1
+        setattr(sample, attr, None)
+        return None
+    except OSError:
+        failures[f"missing {what} blob"] += 1
+        setattr(sample, attr, None)
+        return None
+
+
+MEDIA_ATTRS = ("image", "frames", "mfcc", "mp3", "video")  # the Sample fields that hold blob paths
+
+
+def drop_outside_blobs(store_root: Path, sample: Sample, failures) -> None:
+    """Clear each media path of ``sample`` that leads outside the store's blob areas (absolute,
+    ``..``, a symlink out: :func:`~m5data.storage.blobs.resolve_blob`), counting ``<field> blob
+    path outside the store``: no layout ever reads or names a file the store does not hold."""
+    for attr in MEDIA_ATTRS:
+        rel = getattr(sample, attr)
+        if not rel:
+            continue
+        try:
+            resolve_blob(store_root, rel)
+        except BlobPathError:
+            failures[f"{attr} blob path outside the store"] += 1
+            setattr(sample, attr, None)
+
+
+def frame_files(store_root: Path, frames_blob: str, failures=None) -> list[Path]:
+    """The JPEG frames of a frames folder, in time order (``000001.jpg`` ...); [] when the folder is gone.
+
+    A file the folder's ``frames.json`` names outside the folder, or a frame that is a symlink
+    leading out of it, is left out (counted in ``failures`` as ``frame file outside its frames folder``).
+    """
+    try:
+        folder = resolve_blob(store_root, frames_blob)
+    except BlobPathError:
+        return []
+    if not folder.is_dir():
+        return []
+    paths = None
+    listing = folder / "frames.json"
+    if listing.is_file():
+        try:
+            names = json.loads(listing.read_text()).get("files")
+            if names:
+                paths = [folder / str(n) for n in names]
+        except (ValueError, AttributeError, OSError):
+            pass
+    if paths is None:
+        paths = sorted(folder.glob("*.jpg"))
+    inside = []
+    for path in paths:
+        # folder is resolved: a name with a slash or '..', an absolute one or a symlink out is not in it
+        # (one lstat a frame; only a symlink is resolved)
+        if (path.parent == folder and path.name not in (".", "..")
+                and (not path.is_symlink() or path.resolve().parent == folder)):
+            inside.append(path)
+        elif failures is not None:
+            failures["frame file outside its frames folder"] += 1
+    return inside
+
+
+def frame_field(index: int, total: int) -> str:
+    """WebDataset field of frame ``index`` (0-based, aligned with ``mfcc[index]``): ``frame000.jpg``."""
+    return f"frame{index:0{max(3, len(str(total - 1)))}d}.jpg"
+
+
+@contextlib.contextmanager
+def shard_blobs(store_root: str, samples: list[Sample]):
+    """The store folder a shard's writer reads its samples' media from: the store's own folder, or,
+    for a store on object storage, a temp folder under TMPDIR holding just those media (removed after)."""
+    from ..storage.objects import ObjectStore, is_store_url
+    from ..storage.s3blobs import ObjectBlobs
+
+    if not is_store_url(store_root):
+        yield Path(store_root)
+        return
+    folder = scratch_dir("shard")
+    try:
+        ObjectBlobs(ObjectStore(store_root)).mirror([getattr(s, a) for s in samples for a in MEDIA_ATTRS], folder)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
