@@ -33,7 +33,7 @@ def demo_store(work: Path, products: int):
     from support.demo_fixtures import build_demo_store, cached_shop
 
     from m5data.config import load
-    from m5data.splits.build import run as build_splits
+    from m5data.splits.build import build as build_splits
     from m5data.storage import Store
 
     root = work / f"store-{products}"
