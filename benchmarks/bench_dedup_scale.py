@@ -230,8 +230,8 @@ def wide_scores(store_path: Path) -> tuple[list[tuple], float]:
 def child_wide(path: str) -> None:
     """Learned dedup on ``path`` with the matcher's cascade off; print one JSON line of every scored
     candidate ``(a, b, score)`` (product ids) and the threshold."""
-    from m5data.annotate import dedup_learned
-    from m5data.annotate.dedup import dedup
+    from m5data.annotate.dedup import dedup_learned
+    from m5data.annotate.dedup.job import dedup
     from m5data.config import load
     from m5data.storage import Store
 
@@ -262,7 +262,7 @@ def ask_crowd(scored: list[tuple], threshold: float, labelled: set, world: Path,
     import numpy as np
     import pyarrow.parquet as pq
 
-    from m5data.annotate.matcher.uncertain import _logit
+    from m5data.annotate.crowd.uncertain import _logit
 
     inst = dict(zip(*pq.read_table(world / "truth" / "products.parquet", columns=["product_id", "instance_id"])
                     .to_pydict().values()))
@@ -310,9 +310,9 @@ def child(path: str, matcher: str = "learned", truth: str | None = None) -> None
     """Run dedup on the store at ``path``; print one JSON line of step times and peak RSS."""
     import resource
 
-    from m5data.annotate import near_jit, spec_jit
-    from m5data.annotate.dedup import dedup
-    from m5data.annotate.matcher import features_jit
+    from m5data.annotate.dedup.job import dedup
+    from m5data.annotate.kernels import near_jit, spec_jit
+    from m5data.annotate.kernels import pair_features_jit as features_jit
     from m5data.config import load
     from m5data.storage import Store
 
@@ -334,7 +334,8 @@ def child(path: str, matcher: str = "learned", truth: str | None = None) -> None
 
 def score(store, world: str) -> dict:
     """Pair precision and recall of the store's dedup groups against a scale world's truth."""
-    from m5data.annotate.dedup import read_truth_products, score_groups
+    from m5data.annotate.dedup.job import score_groups
+    from m5data.annotate.kernels.truth import read_truth_products
 
     s = score_groups(store.read("dedup", columns=["product_id", "group_id"]).to_pylist(),
                      read_truth_products(Path(world) / "truth"))

@@ -48,10 +48,11 @@ def main() -> None:
     import pyarrow as pa
 
     from m5data import config as cfg
-    from m5data.annotate import embed, pools_incremental
-    from m5data.annotate.pool_rows import sample_queries
-    from m5data.annotate.pool_vectors import IN_MEMORY_ROWS, read_catalog, titles_as_captions
-    from m5data.annotate.search import exact_search
+    from m5data.annotate.kernels import embed
+    from m5data.annotate.kernels.search import exact_search
+    from m5data.annotate.pools import pools_incremental
+    from m5data.annotate.pools.pool_rows import sample_queries
+    from m5data.annotate.pools.pool_vectors import IN_MEMORY_ROWS, read_catalog, titles_as_captions
     from m5data.storage import Store, changes
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -139,7 +140,7 @@ def main() -> None:
 
 
 def embed_mean(x: np.ndarray) -> np.ndarray:
-    from m5data.annotate.pool_embedder import nonzero_mean
+    from m5data.annotate.pools.pool_embedder import nonzero_mean
 
     return nonzero_mean(np.asarray(x, np.float32))
 

@@ -25,7 +25,7 @@ from bench_scale import fresh_copy  # noqa: E402
 
 
 def timed(store, settings, **kwargs):
-    from m5data.annotate.pools import build_pools
+    from m5data.annotate.pools.job import build_pools
 
     t = time.perf_counter()
     report = build_pools(store, settings, **kwargs)

@@ -92,7 +92,7 @@ def build_store(root: Path, n: int, n_images: int, seed: int = 0) -> Path:
 
 def child(args) -> int:
     """One pools run in this process; prints a JSON line with its timings and peak RSS."""
-    from m5data.annotate.pools import build_pools
+    from m5data.annotate.pools.job import build_pools
     from m5data.config import load
     from m5data.storage import Store
 

@@ -9,10 +9,10 @@ import pytest
 from support.demo_fixtures import copy_store
 from typer.testing import CliRunner
 
-from m5data.annotate.crowd import aggregate, import_judgements, score_methods
-from m5data.annotate.glad import dawid_skene, glad, majority
-from m5data.annotate.pools import build_pools
-from m5data.annotate.simulate import simulate
+from m5data.annotate.crowd.glad import dawid_skene, glad, majority
+from m5data.annotate.crowd.job import aggregate, import_judgements, score_methods
+from m5data.annotate.crowd.simulate import simulate
+from m5data.annotate.pools.job import build_pools
 from m5data.cli import app
 from m5data.config import load
 from m5data.storage import Store

@@ -9,7 +9,9 @@ from support.dedup_rows import image_row as _image
 from support.dedup_rows import product_row as _product
 from typer.testing import CliRunner
 
-from m5data.annotate.dedup import brand_spellings, dedup, noisy_value, read_truth_products, run, score_groups
+from m5data.annotate.dedup.job import dedup, run, score_groups
+from m5data.annotate.kernels.truth import read_truth_products
+from m5data.annotate.kernels.values import brand_spellings, noisy_value
 from m5data.cli import app
 from m5data.config import ConfigError, load
 
@@ -245,8 +247,8 @@ def test_cli_prints_ids_and_paths_as_text_not_rich_markup(small, tmp_path):
     """Product ids and paths come from pages and users: ``[red]`` in them is printed, not eaten."""
     from rich.console import Console
 
-    from m5data.annotate.dedup import PairScore
-    from m5data.annotate.dedup_cli import score_table
+    from m5data.annotate.dedup.cli import score_table
+    from m5data.annotate.dedup.job import PairScore
 
     score = PairScore(examples_false=[("a:[red]1", "b:[/]2")], examples_missed=[("c:[bold]3", "d:4")])
     console = Console(record=True, width=200)
@@ -262,8 +264,8 @@ def test_compiled_spec_agreement_equals_the_rule_on_dicts(store):
     per-pair agreement of every pair equals ``spec_agreement`` on the pages' property -> values dicts."""
     import random
 
-    from m5data.annotate.dedup import _norm_value, read_inputs, spec_agreement
-    from m5data.annotate.dedup_inputs import agreement
+    from m5data.annotate.kernels.dedup_inputs import agreement, read_inputs
+    from m5data.annotate.kernels.values import norm_value, spec_agreement
 
     rng = random.Random(7)
     choices = {"品牌": ["美的(Midea)", "Midea/美的", "格力", "美的", " 格力 "], "颜色": ["黑色", "白色", "红色"],
@@ -276,11 +278,11 @@ def test_compiled_spec_agreement_equals_the_rule_on_dicts(store):
         rng.shuffle(pairs)
         rows += _specs(pid, pairs)
     store.write("specs", rows)
-    brand = _norm_value("品牌")
+    brand = norm_value("品牌")
     inp = read_inputs(store, brand)
     dicts = {pid: {} for pid in ids}
     for r in store.read("specs").to_pylist():
-        key, value = _norm_value(r["property"]), _norm_value(r["value"])
+        key, value = norm_value(r["property"]), norm_value(r["value"])
         if key and value and (key == brand or not noisy_value(r["value"])):
             dicts[r["product_id"]].setdefault(key, set()).add(value)
     dicts = {pid: {k: frozenset(v) for k, v in d.items()} for pid, d in dicts.items()}
@@ -380,7 +382,8 @@ def test_spec_block_pairs_checks_the_same_candidates_as_pairs_in_runs():
     the candidate list of ``pairs_in_runs`` (all pairs of a small block, a star over a capped one)
     keeps after the same checks, counts every candidate check and capped pair, and goes on when a
     capped block is longer than its buffer."""
-    from m5data.annotate import dedup_spec, near, spec_jit
+    from m5data.annotate.dedup import dedup_spec
+    from m5data.annotate.kernels import near, spec_jit
 
     rng = np.random.default_rng(11)
     n, brand_key = 400, 0
@@ -473,7 +476,8 @@ def test_spec_codes_do_not_depend_on_the_order_rows_were_written(tmp_path):
     """Property and value codes break the rarest-entry ties of the spec blocks, so they must not
     follow the order DuckDB's DISTINCT happens to return: the same spec rows written in another
     order and other parts give the same codes."""
-    from m5data.annotate.dedup import _norm_value, read_inputs
+    from m5data.annotate.kernels.dedup_inputs import read_inputs
+    from m5data.annotate.kernels.values import norm_value
     from m5data.storage import Store
 
     ids = [f"q:{i:04d}" for i in range(2000)]
@@ -485,7 +489,7 @@ def test_spec_codes_do_not_depend_on_the_order_rows_were_written(tmp_path):
         store.write("products", [_product(pid, "m", pid) for pid in ids])
         for start in range(0, len(order), 1500):
             store.write("specs", order[start:start + 1500])
-        sp = read_inputs(store, _norm_value("品牌")).specs
+        sp = read_inputs(store, norm_value("品牌")).specs
         codes.append((sp.keys.tolist(), sp.values.tolist(), sp.brands.tolist()))
     assert codes[0] == codes[1]
 
@@ -521,7 +525,7 @@ def test_the_touched_blocks_key_pass_keeps_every_rows_keys_among_the_wanted():
     """``dedup_spec._keys_in`` (each row's pair keys made only of the entries whose one-entry key the
     wanted keys' rows have) keeps every row's block keys that are among the wanted ones, with their
     rows: what making every row's keys and testing each gives, for ``need`` 2 and 1."""
-    from m5data.annotate import dedup_spec
+    from m5data.annotate.dedup import dedup_spec
 
     rng = np.random.default_rng(5)
     n, brand_key = 600, 0

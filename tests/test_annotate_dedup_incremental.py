@@ -11,8 +11,9 @@ from support.dedup_rows import image_row as _image
 from support.dedup_rows import product_row as _product
 from support.grow import copies as _copies
 
-from m5data.annotate import dedup_index, dedup_inputs, dedup_kept
-from m5data.annotate.dedup import dedup
+from m5data.annotate.dedup import dedup_index, dedup_kept
+from m5data.annotate.dedup.job import dedup
+from m5data.annotate.kernels import dedup_inputs
 from m5data.config import load
 from m5data.storage import Store, changes
 
@@ -182,8 +183,9 @@ def test_a_run_killed_after_its_table_write_leaves_the_last_state_and_the_next_r
 def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_gives(demo300_copy):
     """The incremental read (kept arrays + the changed products from the store) equals a full read:
     ids, image and title codes, pHashes, spec codes and names, MinHash band keys and signatures."""
-    from m5data.annotate import near
-    from m5data.annotate.dedup import _norm_value, brand_spellings, noisy_value, read_inputs
+    from m5data.annotate.kernels import near
+    from m5data.annotate.kernels.dedup_inputs import read_inputs
+    from m5data.annotate.kernels.values import norm_value
 
     store_dir, _ = demo300_copy
     store, settings = Store.open(store_dir), _settings(store_dir)
@@ -198,11 +200,11 @@ def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_giv
                                         pa.array([f"新值{i}" for i in range(one.num_rows)])))  # values never seen
     changed, products = dedup_kept.changed_ids(store, state["watermarks"])
     assert sorted(changed.to_pylist()) == sorted([ids[7], ids[9], *(p.replace(":", ":n", 1) for p in ids[:5])])
-    brand = _norm_value("品牌")
+    brand = norm_value("品牌")
     a = settings.annotate
     part, whole = (near.LSHIndex(a.dedup_minhash_threshold, a.dedup_num_perm) for _ in range(2))
     inc = dedup_index.read_incremental(store, dedup_index.load(store, state["inputs_files"], brand), brand, changed, part,
-                                       None, a.dedup_shingle, _norm_value, noisy_value, brand_spellings)
+                                       None, a.dedup_shingle)
 
     def index(batch):
         values, offsets = near.title_hashes(batch, a.dedup_shingle)
@@ -240,7 +242,7 @@ def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_giv
         con.close()
     written = dedup_index.read_incremental(store, dedup_index.load(store, state["inputs_files"], brand), brand, changed,
                                            near.LSHIndex(a.dedup_minhash_threshold, a.dedup_num_perm), None,
-                                           a.dedup_shingle, _norm_value, noisy_value, brand_spellings, written=products)
+                                           a.dedup_shingle, written=products)
     for name in ("blob", "title_key", "sha_hash", "title_hash", "has_title", "phash", "has_phash", "phash_given",
                  "n_spec_rows"):
         assert np.array_equal(getattr(written, name), getattr(full, name)), name
@@ -295,7 +297,7 @@ def test_the_kept_inputs_grow_by_deltas_of_the_rows_read_again_and_are_compacted
     """An incremental run appends a delta of the products it read again (not every product's arrays)
     and writes the dedup rows that differ only; past ``COMPACT_SHARE`` of the base's rows a run
     writes a new base and the old files go; the groups equal a rebuild's all along."""
-    from m5data.annotate import dedup_index
+    from m5data.annotate.dedup import dedup_index
 
     def spec_rows(pid, i):
         return [{"product_id": pid, "position": 0, "property": "品牌", "value": f"牌子{i % 3}"},
@@ -372,7 +374,7 @@ def test_a_damaged_kept_inputs_file_is_not_read_and_the_next_run_rebuilds(store)
     import struct
     import zipfile
 
-    from m5data.annotate import dedup_index
+    from m5data.annotate.dedup import dedup_index
 
     for i in range(12):
         pid = f"a:{i:02d}"
@@ -444,11 +446,12 @@ def test_the_kept_spec_entries_that_made_the_keys_are_the_rarest_a_full_run_choo
     ids = dedup_index.kept_ids(kept)
     src, srow, _ = dedup_index._sources(ids, kept)
     merged = dedup_index._merge([k.z for k in kept], src, srow, ids, "品牌")
-    from m5data.annotate.dedup import _norm_value, read_inputs
-    from m5data.annotate.dedup_spec import SPEC_KEY_ENTRIES, _rarest_entries
-    from m5data.annotate.spec_jit import entry_freq
+    from m5data.annotate.dedup.dedup_spec import SPEC_KEY_ENTRIES, _rarest_entries
+    from m5data.annotate.kernels.dedup_inputs import read_inputs
+    from m5data.annotate.kernels.spec_jit import entry_freq
+    from m5data.annotate.kernels.values import norm_value
 
-    full = read_inputs(store, _norm_value("品牌"))
+    full = read_inputs(store, norm_value("品牌"))
     chosen = np.empty(len(full.specs.keys), dtype=bool)
     _rarest_entries(full.specs, entry_freq(full.specs.keys, full.specs.values), SPEC_KEY_ENTRIES, chosen)
     assert np.array_equal(merged["spec_offsets"], full.specs.offsets)

@@ -10,10 +10,10 @@ import pytest
 from support.grow import copies
 from typer.testing import CliRunner
 
-from m5data.annotate.dedup import dedup, read_truth_products, score_groups
-from m5data.annotate.dedup_learned import best_per_product, graph_top2
-from m5data.annotate.matcher.job import load_model
-from m5data.annotate.matcher.model import loads
+from m5data.annotate.dedup.dedup_learned import best_per_product, graph_top2
+from m5data.annotate.dedup.job import dedup, score_groups
+from m5data.annotate.kernels.pair_model import load_model, loads
+from m5data.annotate.kernels.truth import read_truth_products
 from m5data.cli import app
 from m5data.config import ConfigError, load
 from m5data.storage import Store
@@ -37,10 +37,10 @@ def _same_group_pairs(store) -> set:
 
 
 def _train_from_simulated_crowd(store, truth) -> None:
-    from m5data.annotate.crowd import aggregate
+    from m5data.annotate.crowd.job import aggregate
+    from m5data.annotate.crowd.simulate import simulate
     from m5data.annotate.matcher.job import train
-    from m5data.annotate.pools import build_pools
-    from m5data.annotate.simulate import simulate
+    from m5data.annotate.pools.job import build_pools
 
     s = _settings(store.root)
     build_pools(store, s)
@@ -123,7 +123,7 @@ def _report_shows_the_matcher(store, report, tmp_path):
     the held-out precision-recall curve saved with the model."""
     import json
 
-    from m5data.annotate.matcher.job import model_path
+    from m5data.annotate.kernels.pair_model import model_path
     from m5data.report.build import build
 
     out = build(store, _settings(store.root), out=tmp_path / "report")
@@ -190,8 +190,8 @@ def test_graph_neighbours_are_each_products_two_best_pairs():
 
 def test_a_cascade_of_other_features_is_refused():
     """A model file whose cheap test reads features this m5data does not compute is not a model."""
+    from m5data.annotate.kernels.pair_model import Trees
     from m5data.annotate.matcher.cascade import FEATURES, Cascade
-    from m5data.annotate.matcher.model import Trees
 
     one = lambda *v: list(v)
     trees = {"roots": [0], "feature": [0], "threshold": [0.0], "missing_left": [0], "left": [0], "right": [0],

@@ -1,4 +1,4 @@
-"""Match-level between full runs (m5data/annotate/match_model.py): the kept classifier and image
+"""Match-level between full runs (m5data/annotate/match_level/match_model.py): the kept classifier and image
 gallery score only new and changed products; nothing new -> no work; a store grown past
 ``annotate.match_refit_share`` of the fit -> a full run; levels agree with a full rebuild."""
 
@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 from grow_store import grow, product_ids
 
-from m5data.annotate.match_level import match_level
+from m5data.annotate.match_level.job import match_level
 from m5data.config import load
 from m5data.storage import Store, changes
 

@@ -5,8 +5,8 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from m5data.annotate.dedup import read_truth_products
-from m5data.annotate.match_level import level_of, match_level, run, score_levels, spec_hits
+from m5data.annotate.kernels.truth import read_truth_products
+from m5data.annotate.match_level.job import level_of, match_level, run, score_levels, spec_hits
 from m5data.cli import app
 from m5data.config import ConfigError, load
 from m5data.storage import Store

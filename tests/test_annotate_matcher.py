@@ -15,8 +15,9 @@ from support import er_magellan as er
 from support.demo_fixtures import copy_store
 from typer.testing import CliRunner
 
+from m5data.annotate.kernels import pair_model, pair_products
+from m5data.annotate.kernels.pair_model import FORMAT, MatcherError, Model, Trees, load
 from m5data.annotate.matcher import job
-from m5data.annotate.matcher.model import FORMAT, MatcherError, Model, Trees, load
 from m5data.annotate.matcher.training import choose_threshold
 from m5data.cli import app
 from m5data.config import load as load_settings
@@ -107,9 +108,9 @@ def test_threshold_reaches_the_precision_target_on_held_out_folds(synth, tmp_pat
     # ... and on products it never saw: a second synthetic store, scored with the saved threshold
     fresh = Store.init(tmp_path / "fresh")
     new = synthetic(fresh, 100, seed=2)
-    products = job.read_store(fresh, "品牌")
+    products = pair_products.read_store(fresh, "品牌")
     idx = products.index()
-    s = job.score(report.model, products, np.array([idx[a] for a, _, _ in new]), np.array([idx[b] for _, b, _ in new]))
+    s = pair_model.score(report.model, products, np.array([idx[a] for a, _, _ in new]), np.array([idx[b] for _, b, _ in new]))
     y = np.array([lab for _, _, lab in new], bool)
     acc = s >= report.model.threshold
     assert (acc & y).sum() / acc.sum() >= 0.85 and (acc & y).sum() / y.sum() >= 0.5
@@ -288,9 +289,9 @@ def test_a_matcher_trained_on_one_store_scores_another(abt_stores):
 
 @pytest.mark.xdist_group("demo300")  # the 300-product demo store test_annotate_crowd builds (Makefile: --dist loadgroup)
 def test_trains_from_the_crowds_matches(demo_store_factory, demo_shop_factory, tmp_path_factory):
-    from m5data.annotate.crowd import aggregate
-    from m5data.annotate.pools import build_pools
-    from m5data.annotate.simulate import simulate
+    from m5data.annotate.crowd.job import aggregate
+    from m5data.annotate.crowd.simulate import simulate
+    from m5data.annotate.pools.job import build_pools
 
     store = Store.open(copy_store(demo_store_factory(products=300, seed=0), tmp_path_factory.mktemp("matcher-crowd")))
     truth = demo_shop_factory(products=300, seed=0).truth_dir
@@ -302,7 +303,7 @@ def test_trains_from_the_crowds_matches(demo_store_factory, demo_shop_factory, t
     result = runner.invoke(app, ["--store", str(store.root), "--set", "annotate.matcher_trees=150",
                                  "annotate", "matcher", "train"])
     assert result.exit_code == 0, result.output
-    model = load(job.model_path(store))
+    model = load(pair_model.model_path(store))
     v = model.validation
     judged: dict = {}  # a pair in both pools is judged twice, (a, b) and (b, a): one training pair
     for q, c, p in zip(matches["query_id"], matches["candidate_id"], matches["prob"]):
@@ -313,7 +314,7 @@ def test_trains_from_the_crowds_matches(demo_store_factory, demo_shop_factory, t
     assert v["auc"] >= 0.9 and v["target_reached"], v
     assert "phash_distance" in model.features and "title_char_cos" in model.features
     runs = store.read("runs", where="stage = 'annotate-matcher'").to_pydict()
-    assert runs["status"] == ["ok"] and runs["n_out"] == [v["pairs"]] and runs["bytes"][0] == job.model_path(store).stat().st_size
+    assert runs["status"] == ["ok"] and runs["n_out"] == [v["pairs"]] and runs["bytes"][0] == pair_model.model_path(store).stat().st_size
     # active learning: the next round asks the unjudged pool pairs nearest the threshold
     out = tmp_path_factory.mktemp("uncertain")
     result = runner.invoke(app, ["--store", str(store.root), "annotate", "tasks", "--out", str(out), "--top", "40",
@@ -325,9 +326,9 @@ def test_trains_from_the_crowds_matches(demo_store_factory, demo_shop_factory, t
     assert len(asked) == 30 and not {(t["query_id"], t["candidate_id"]) for t in asked} & judged
     pools = store.read("pools", where="rank <= 40", columns=["query_id", "candidate_id"]).to_pydict()
     rest = [(q, c) for q, c in zip(pools["query_id"], pools["candidate_id"]) if (q, c) not in judged]
-    products = job.read_store(store, s.annotate.dedup_brand_property)
+    products = pair_products.read_store(store, s.annotate.dedup_brand_property)
     idx = products.index()
-    sc = job.score(model, products, np.array([idx[q] for q, _ in rest]), np.array([idx[c] for _, c in rest]))
+    sc = pair_model.score(model, products, np.array([idx[q] for q, _ in rest]), np.array([idx[c] for _, c in rest]))
     logit = lambda p: np.log(np.clip(p, 1e-9, 1 - 1e-9) / (1 - np.clip(p, 1e-9, 1 - 1e-9)))
     dist = dict(zip(rest, np.abs(logit(sc) - logit(model.threshold))))
     chosen = {(t["query_id"], t["candidate_id"]) for t in asked}
@@ -362,9 +363,9 @@ def test_compiled_char_ngrams_weigh_as_scikit_learns_tfidf():
     scikit-learn's TF-IDF rows: equal cosines, equal vocabulary."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    from m5data.annotate.matcher.features import _char_counts, smooth_idf
-    from m5data.annotate.matcher.features_jit import tfidf_matrix
-    from m5data.annotate.matcher.text import clean
+    from m5data.annotate.kernels.pair_features import _char_counts, smooth_idf
+    from m5data.annotate.kernels.pair_features_jit import tfidf_matrix
+    from m5data.annotate.kernels.pair_text import clean
 
     rng = np.random.default_rng(0)
     pieces = ["索尼 WH-1000XM4", "a", "ab", "  spaced\tout\n text ", "", "24寸 显示器 lg 24mk430h", "１２３ＡＢＣ",
@@ -385,19 +386,19 @@ def test_model_keeps_its_text_weights_and_an_old_model_says_retrain(synth, tmp_p
     """The model file holds the training products' TF-IDF document frequencies: features made with them
     on those products are the training features exactly. A model file of the old format (no weights)
     is refused in one line that says to retrain, and dedup then runs the rules and says so."""
-    from m5data.annotate.dedup import dedup
-    from m5data.annotate.matcher.features import FEATURES, PairFeatures
+    from m5data.annotate.dedup.job import dedup
+    from m5data.annotate.kernels.pair_features import FEATURES, PairFeatures
 
     store, pairs, report = synth
     model = load(report.path)
-    products = job.read_store(store, "品牌")
+    products = pair_products.read_store(store, "品牌")
     assert model.weights.n_docs == len(products) and json.loads(report.path.read_text())["format"] == FORMAT
     idx = products.index()
     a, b = np.array([idx[p] for p, _, _ in pairs]), np.array([idx[q] for _, q, _ in pairs])
     fitted = PairFeatures(products).matrix(a, b)
     np.testing.assert_array_equal(PairFeatures(products, weights=model.weights).matrix(a, b), fitted)
     # ... and on fewer products (dedup's candidates) the text features do not move with the set
-    part = job.read_store(store, "品牌", only=products.ids[:40])
+    part = pair_products.read_store(store, "品牌", only=products.ids[:40])
     few = PairFeatures(part, weights=model.weights).matrix(np.arange(0, 40, 2), np.arange(1, 40, 2))
     cols = [i for i, f in enumerate(FEATURES) if f.endswith("_cos") and "embed" not in f]
     np.testing.assert_allclose(few[:, cols], PairFeatures(products, weights=model.weights).matrix(

@@ -10,8 +10,8 @@ import pytest
 from support.demo_fixtures import copy_store
 from typer.testing import CliRunner
 
-from m5data.annotate.pools import build_pools, sample_queries, score_pools
-from m5data.annotate.tasks import export_tasks
+from m5data.annotate.crowd.tasks import export_tasks
+from m5data.annotate.pools.job import build_pools, sample_queries, score_pools
 from m5data.cli import app
 from m5data.config import load
 from m5data.storage import Store
@@ -154,7 +154,7 @@ def test_queries_and_gallery_from_a_split_version(world, tmp_path):
     p = copy.read("pools").to_pydict()
     assert set(p["query_id"]) == set(ids[:10]) and {split[c] for c in p["candidate_id"]} == {"gallery-c"}
     assert len(p["query_id"]) == 10 * 20
-    from m5data.annotate.pools import PoolsError
+    from m5data.annotate.pools.job import PoolsError
 
     with pytest.raises(PoolsError, match="no split version 'v9'"):
         build_pools(copy, settings(copy), split_version="v9")
@@ -257,7 +257,7 @@ def test_chunked_vectors_match_the_in_memory_ones(world, tmp_path, monkeypatch):
     """Above IN_MEMORY_ROWS products the vectors are embedded in chunks (TF-IDF + SVD fitted on a
     sample, centring over the memory-map); with the sample holding every caption they are the
     in-memory vectors up to float rounding, and with a smaller sample the pools keep their recall."""
-    from m5data.annotate import pool_vectors as pv
+    from m5data.annotate.pools import pool_vectors as pv
 
     store, truth = world
     copy = Store.open(copy_store(store.root, tmp_path))
@@ -293,7 +293,7 @@ def test_the_text_svd_settles_on_the_exact_top_components(svd, n_iter, settled):
     common with a full rebuild 0.9595 against arpack's 0.9960 at 100k)."""
     from scipy import sparse
 
-    from m5data.annotate import embed
+    from m5data.annotate.kernels import embed
 
     rng = np.random.default_rng(0)
     tokens = [[f"w{i}" for i in rng.integers(0, 300, 6)] for _ in range(400)]
@@ -307,7 +307,7 @@ def test_the_text_svd_settles_on_the_exact_top_components(svd, n_iter, settled):
     assert (off < 1e-5) == settled, off
     if settled:  # the fitted vectors are the projection an incremental run applies to new captions
         assert np.allclose(out, f.transform(tokens, texts), atol=1e-4)
-    from m5data.annotate.pools import check_settings
+    from m5data.annotate.pools.job import check_settings
     from m5data.config import ConfigError
 
     with pytest.raises(ConfigError, match="annotate.pool_svd must be one of randomized, oversampled, arpack"):

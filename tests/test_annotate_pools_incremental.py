@@ -1,4 +1,4 @@
-"""Pools between full runs (m5data/annotate/pools_incremental.py): the kept embedder, vectors and
+"""Pools between full runs (m5data/annotate/pools/pools_incremental.py): the kept embedder, vectors and
 each query's best K + margin candidates; only what changed is embedded and searched, only the pools
 that changed are written; nothing new -> no work and no write; a killed run, run again, gives the
 same pools; the result equals a full search over the same vectors and agrees with a full rebuild."""
@@ -11,9 +11,9 @@ import pytest
 from grow_store import grow, product_ids
 from support.demo_fixtures import copy_store
 
-from m5data.annotate import pools_incremental
-from m5data.annotate.pools import Rows, build_pools, sample_queries
-from m5data.annotate.search import exact_search
+from m5data.annotate.kernels.search import exact_search
+from m5data.annotate.pools import pools_incremental
+from m5data.annotate.pools.job import Rows, build_pools, sample_queries
 from m5data.config import load
 from m5data.storage import Store, changes
 

@@ -9,8 +9,8 @@ import pytest
 from support.demo_fixtures import copy_store
 from typer.testing import CliRunner
 
-from m5data.annotate import pools as pools_mod
-from m5data.annotate.pools import build_pools
+from m5data.annotate.pools import job as pools_mod
+from m5data.annotate.pools.job import build_pools
 from m5data.cli import app
 from m5data.config import load
 from m5data.storage import Store
@@ -104,7 +104,7 @@ def _compacted_captions(store):
 
 def _lost_image(store):
     """The normalised main image of one product (the one pools embed) removed from its folder."""
-    from m5data.annotate.pool_vectors import read_catalog
+    from m5data.annotate.pools.pool_vectors import read_catalog
 
     blob = next(b for b in read_catalog(store).column("blob") if b)
     (store.root / blob).unlink()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from m5data.annotate.search import exact_search, faiss_search, quantise, recall_against
+from m5data.annotate.kernels.search import exact_search, faiss_search, quantise, recall_against
 
 
 def _brute(q, g, k, own):

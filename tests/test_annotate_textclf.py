@@ -1,10 +1,10 @@
-"""match-level's hashed caption classifier (annotate/textclf.py) and its image votes by exact search."""
+"""match-level's hashed caption classifier (annotate/match_level/textclf.py) and its image votes by exact search."""
 
 import numpy as np
 import pyarrow as pa
 
-from m5data.annotate import textclf
-from m5data.annotate.match_level import image_votes
+from m5data.annotate.match_level import textclf
+from m5data.annotate.match_level.job import image_votes
 
 
 def _features(words):

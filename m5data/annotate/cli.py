@@ -13,13 +13,13 @@ from ..verbs import VerbGroup
 app = typer.Typer(no_args_is_help=True, help="Curation jobs: dedup, match-level, pools, simulate, import, aggregate, tasks, serve.")
 
 JOBS: list[tuple[str, str, str]] = [  # verb, module, function
-    ("dedup", "m5data.annotate.dedup_cli", "dedup"),
-    ("match-level", "m5data.annotate.match_level_cli", "match_level"),
-    ("pools", "m5data.annotate.pools_cli", "pools"),
-    ("tasks", "m5data.annotate.pools_cli", "tasks"),
-    ("simulate", "m5data.annotate.crowd_cli", "simulate"),
-    ("import", "m5data.annotate.crowd_cli", "import_judgements"),
-    ("aggregate", "m5data.annotate.crowd_cli", "aggregate"),
+    ("dedup", "m5data.annotate.dedup.cli", "dedup"),
+    ("match-level", "m5data.annotate.match_level.cli", "match_level"),
+    ("pools", "m5data.annotate.pools.cli", "pools"),
+    ("tasks", "m5data.annotate.crowd.cli", "tasks"),
+    ("simulate", "m5data.annotate.crowd.cli", "simulate"),
+    ("import", "m5data.annotate.crowd.cli", "import_judgements"),
+    ("aggregate", "m5data.annotate.crowd.cli", "aggregate"),
     ("serve", "m5data.annotate.ui.cli", "serve"),
 ]
 

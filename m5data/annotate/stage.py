@@ -18,7 +18,7 @@ from ..storage import StageStats
 
 JOBS = ("dedup", "match_level", "pools", "crowd")
 
-# each job's function (in m5data/annotate/<job>.py) whose report the job's details come from
+# each job's function (in m5data/annotate/<job>/job.py) whose report the job's details come from
 REPORTS = {"dedup": "dedup", "match_level": "match_level", "pools": "build_pools", "crowd": "aggregate"}
 
 
@@ -35,7 +35,7 @@ def run(ctx: RunContext) -> StageStats:
     job = ctx.options.get("job")
     if job not in JOBS:
         raise ValueError(f"unknown annotate job {job!r} (jobs: {', '.join(JOBS)})")
-    work = getattr(importlib.import_module(f"m5data.annotate.{job}"), REPORTS[job])
+    work = getattr(importlib.import_module(f"m5data.annotate.{job}.job"), REPORTS[job])
     kwargs = dict(ctx.options.get("job_options") or {})
     if job in INCREMENTAL_JOBS and ctx.options.get("full"):
         kwargs["full"] = True

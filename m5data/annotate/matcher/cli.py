@@ -32,8 +32,8 @@ def train(
     from ...config import ConfigError
     from ...console import console, stage_summary
     from ...verbs import open_store
+    from ..kernels.pair_model import MatcherError
     from .job import train as run_train
-    from .model import MatcherError
 
     store, s = open_store(ctx, **{"annotate.matcher_precision": precision, "annotate.matcher_text_model": text_model})
     with one_line_errors(MatcherError, ConfigError):
@@ -59,8 +59,8 @@ def score(
     from ...config import ConfigError
     from ...console import console, esc
     from ...verbs import open_store
+    from ..kernels.pair_model import MatcherError
     from .job import score_file
-    from .model import MatcherError
 
     store, s = open_store(ctx)
     with one_line_errors(MatcherError, ConfigError):

@@ -17,8 +17,8 @@ import numpy as np
 
 from ... import config as cfg
 from ...storage.runs import StageStats, record_run
-from .model import MODELS, MatcherError, Model, _model_rel, load_model, loads, model_path  # noqa: F401 (the CLI's and callers' names)
-from .products import Products, read_store
+from ..kernels.pair_model import MODELS, MatcherError, Model, load_model, score
+from ..kernels.pair_products import Products, read_store
 
 MAX_LISTED = 200  # bad lines named in one error at most (the count says how many more)
 
@@ -134,7 +134,7 @@ def combined(probs: list[float], clip: float = 1e-6) -> float:
 
 def train(store, settings: cfg.Settings, labels: Path | None = None, products: Products | None = None) -> TrainReport:
     """Fit a matcher on the store's crowd labels (or ``labels``) and save it as the newest version."""
-    from .features import PairFeatures
+    from ..kernels.pair_features import PairFeatures
     from .training import fit
 
     check_settings(settings)
@@ -182,7 +182,7 @@ def _cascade(store, settings, products: Products, ia, ib, y, w, accepted):
     inputs; None when the full model accepts no held-out pair."""
     import pyarrow as pa
 
-    from ..dedup_learned import pair_features
+    from ..kernels.pair_model import cascade_features
     from . import cascade
 
     ids = pa.array(products.ids, pa.string())
@@ -190,19 +190,8 @@ def _cascade(store, settings, products: Products, ia, ib, y, w, accepted):
     ra, rb = cascade.rows_of(inp, ids.take(ia)), cascade.rows_of(inp, ids.take(ib))
     if (ra < 0).any() or (rb < 0).any():  # products without a stored row (not read as dedup reads them)
         return None
-    x = pair_features(inp, titles, ra, rb)
+    x = cascade_features(inp, titles, ra, rb)
     return cascade.fit(x, y, w, ia, accepted, settings)
-
-
-def score(model: Model, products: Products, ia: np.ndarray, ib: np.ndarray, text_model: str = "") -> np.ndarray:
-    """P(same product) of pairs of product rows."""
-    from .features import PairFeatures
-    from .training import columns
-
-    cols = columns(model)
-    if any(f.startswith("embed_") for f in model.features) and not text_model:
-        raise MatcherError(f"matcher model {model.version} uses text embeddings: set annotate.matcher_text_model")
-    return model.proba(PairFeatures(products, text_model).matrix(ia, ib)[:, cols])
 
 
 @dataclass

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .features import FEATURES
-from .model import MatcherError, Model, Trees
+from ..kernels.pair_features import FEATURES
+from ..kernels.pair_model import MatcherError, Model, Trees
 
 
 @dataclass
@@ -127,11 +127,3 @@ def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray, setting
                   baseline=float(np.ravel(final._baseline_prediction)[0]), trees=Trees.from_sklearn(final),
                   threshold=threshold, validation=validation)
     return Fit(model=model, oof=oof, seconds=time.perf_counter() - t0)
-
-
-def columns(model: Model) -> np.ndarray:
-    """Where the model's features sit in :data:`FEATURES` (a model naming an unknown feature is refused)."""
-    unknown = [f for f in model.features if f not in FEATURES]
-    if unknown:
-        raise MatcherError(f"matcher model {model.version} uses features this m5data does not compute: {', '.join(unknown)}")
-    return np.array([FEATURES.index(f) for f in model.features], dtype=np.int64)
