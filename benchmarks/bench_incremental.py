@@ -50,8 +50,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scale import ROOT, fresh_copy, prepare, run_child  # noqa: E402
 
 STAGES = ("align", "dedup", "match_level", "pools", "splits", "export", "report")
-JOBS = {"dedup": ("annotate", {"job": "dedup"}),  # an annotate job: the stage and its option
-        "match_level": ("annotate", {"job": "match_level"}), "pools": ("annotate", {"job": "pools"})}
 # the table whose incremental rows are compared with the full rebuild's (agreement, below)
 TABLES = {"dedup": "dedup", "match_level": "caption_match", "pools": "pools"}
 
@@ -174,7 +172,7 @@ print(f"new {len(renamed)}, changed {changed.num_rows}")
 
 
 def options(stage: str, world: Path, run: Path, full: bool, label: str) -> dict:
-    out = {"full": full} | JOBS.get(stage, (None, {}))[1]
+    out = {"full": full}
     if stage == "align":
         out |= {"mapping": str(world / "truth" / "level1_mapping.toml"), "review_out": str(run / "review.csv")}
     if stage == "report":
@@ -189,7 +187,7 @@ def run_stage(stage: str, run: Path, world: Path, full: bool, label: str, env: d
     log = run / f"{stage}-{label}.log"
     table = TABLES.get(stage)
     snapshot = [table, str(run / f"{stage}-{label}.parquet")] if table and label in ("incremental", "full") else None
-    argv = [sys.executable, "-c", CHILD, str(run / "store"), JOBS.get(stage, (stage,))[0],
+    argv = [sys.executable, "-c", CHILD, str(run / "store"), stage,
             json.dumps(options(stage, world, run, full, label)), json.dumps(snapshot), json.dumps(overrides), profile]
     secs, rc, rss = run_child(argv, log, env)
     result = {"s": secs, "rss": rss, "rc": rc}

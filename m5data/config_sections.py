@@ -286,7 +286,6 @@ class FlowSettings:
     kinds: str = "video,audio,image,text"  # what the extract stage produces
     refresh: bool = False  # crawl stored product pages again, so changed products are picked up
     full: bool = False  # global stages (align, splits, report) rebuild in full; false = only what changed (docs/flows.md)
-    annotate_jobs: str = "dedup,match_level,pools"  # annotate jobs run by the annotate stage, in order
     export_format: str = "webdataset"  # format of the export stage (see docs/export.md)
     export_split: str = "all"  # split exported by the export stage
     report_out: str = ""  # folder of the report stage's HTML report; "" = m5data-report beside the store (a store on S3: in the working directory)

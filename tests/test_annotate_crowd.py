@@ -153,18 +153,17 @@ def test_import_keeps_good_rows_and_names_bad_ones(store, tmp_path):
 
 
 @pytest.mark.xdist_group("demo300")  # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
-def test_prefect_task_runs_the_crowd_and_pools_jobs(judged):
-    from m5data.annotate.stage import run
-    from m5data.stages import RunContext
+def test_the_registry_runs_the_crowd_and_pools_stages(judged):
+    from m5data.stages import RunContext, call
 
     store, _, _, _ = judged
     settings = load(None, {"store.path": str(store.root)})
-    stats = run(RunContext(settings, options={"job": "crowd", "job_options": {"method": "dawid_skene"}}))
-    assert stats.stage == "annotate-aggregate" and stats.status == "ok"
+    stats = call("crowd", RunContext(settings, options={"method": "dawid_skene"}))
+    assert stats.stage == "crowd" and stats.status == "ok"
     assert set(store.read("matches").column("method").to_pylist()) == {"dawid_skene"}
     settings = load(None, {"store.path": str(store.root), "annotate.pool_queries": "1.0"})
-    stats = run(RunContext(settings, options={"job": "pools"}))
-    assert stats.stage == "annotate-pools" and stats.n_out == 300
+    stats = call("pools", RunContext(settings))
+    assert stats.stage == "pools" and stats.n_out == 300
 
 
 def test_import_of_a_latin1_file_and_an_oversized_field_rejects_those_rows(store, tmp_path):

@@ -233,12 +233,11 @@ def test_cli_prints_the_score(demo300_copy, tmp_path):
     assert bad.exit_code == 1 and "no truth products.parquet" in bad.output
 
 
-def test_prefect_task_runs_the_job(small):
-    from m5data.annotate.stage import run
+def test_the_registry_runs_the_stage(small):
     from m5data.config import load
-    from m5data.stages import RunContext
+    from m5data.stages import RunContext, call
 
-    stats = run(RunContext(load(None, {"store.path": str(small.root)}), options={"job": "dedup"}))
+    stats = call("dedup", RunContext(load(None, {"store.path": str(small.root)})))
     assert stats.stage == "dedup" and stats.n_in == 12 and stats.status == "ok"
     assert small.count("dedup") == 12
 

@@ -262,7 +262,7 @@ def test_a_matcher_trained_on_one_store_scores_another(abt_stores):
     assert result.exit_code == 0, result.output
     assert "threshold" in result.output
     runs = train.read("runs").to_pydict()
-    assert runs["stage"] == ["annotate-matcher"] and runs["n_out"] == [3000] and runs["status"] == ["ok"]
+    assert runs["stage"] == ["matcher"] and runs["n_out"] == [3000] and runs["status"] == ["ok"]
     model_file = next((train.root / "derived" / "matcher").glob("*/model.json"))
     with open(root / "test-pairs.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
@@ -313,7 +313,7 @@ def test_trains_from_the_crowds_matches(demo_store_factory, demo_shop_factory, t
     assert v["matches"] == sum(job.combined(ps) >= 0.5 for ps in judged.values())
     assert v["auc"] >= 0.9 and v["target_reached"], v
     assert "phash_distance" in model.features and "title_char_cos" in model.features
-    runs = store.read("runs", where="stage = 'annotate-matcher'").to_pydict()
+    runs = store.read("runs", where="stage = 'matcher'").to_pydict()
     assert runs["status"] == ["ok"] and runs["n_out"] == [v["pairs"]] and runs["bytes"][0] == pair_model.model_path(store).stat().st_size
     # active learning: the next round asks the unjudged pool pairs nearest the threshold
     out = tmp_path_factory.mktemp("uncertain")

@@ -44,7 +44,7 @@ def pools_of(store):
 
 
 def pool_runs(store) -> list[dict]:
-    rows = store.read("runs", where="stage = 'annotate-pools'").sort_by("started_at").to_pylist()
+    rows = store.read("runs", where="stage = 'pools'").sort_by("started_at").to_pylist()
     return [{**r, "config": json.loads(r["config"])} for r in rows]
 
 

@@ -149,7 +149,7 @@ def test_no_curation_package_imports_another():
     graph = _graph()
     packages = {f"m5data.annotate.{name}" for name in CURATION}
     for package in packages:
-        assert any(m.startswith(package + ".") for m in graph), package
+        assert f"{package}.stage" in graph, package  # its registry entry's run
     crossing = sorted(f"{m} -> {d}" for m, deps in graph.items() for d in deps
                       for mine in packages | {KERNELS} if m.startswith(mine + ".") or m == mine
                       for theirs in packages if theirs != mine and (d == theirs or d.startswith(theirs + ".")))

@@ -98,10 +98,10 @@ def aggregate(
     from ...verbs import run_stage, stage_context
     from .job import CrowdError, score_methods
 
-    rctx = stage_context(ctx, progress=True, options={"job": "crowd"},
+    rctx = stage_context(ctx, progress=True, options={},
                          **{"annotate.crowd_method": method, "annotate.crowd_accept": accept})
     store, s = rctx.store, rctx.settings
-    d = run_stage("annotate", rctx, CrowdError, ConfigError).details
+    d = run_stage("crowd", rctx, CrowdError, ConfigError).details
     console.print(f"{d['method']}: {d['n_pairs']:,} pairs, {d['n_judgements']:,} judgements, "
                   f"{d['n_workers']:,} workers, {d['n_gold']:,} gold pairs, {d['n_uncertain']:,} uncertain; "
                   f"{d['n_accepted']:,} accepted matches ({d['iterations']} iterations, {d['seconds']:.2f} s, "

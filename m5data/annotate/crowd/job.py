@@ -124,7 +124,7 @@ def import_judgements(store, settings: cfg.Settings, path: str | Path, *, source
     path = Path(path)
     if not path.is_file():
         raise CrowdError(f"judgements file not found: {path}")
-    stats = StageStats("annotate-import")
+    stats = StageStats("crowd-import")
     report = ImportReport(stats)
     now = datetime.now(timezone.utc)
     rows: dict[tuple[str, str, str], dict] = {}
@@ -292,7 +292,7 @@ def aggregate(store, settings: cfg.Settings, *, method: str | None = None) -> Ag
     method = method or a.crowd_method
     if method not in METHODS:
         raise CrowdError(f"unknown method {method!r} ({', '.join(METHODS)})")
-    stats = StageStats("annotate-aggregate")
+    stats = StageStats("crowd")
     report = AggregateReport(stats, method=method)
     j = read_judgements(store, a.crowd_uncertain)
     if not j.pairs:

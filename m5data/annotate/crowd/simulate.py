@@ -56,7 +56,7 @@ def simulate(store, settings: cfg.Settings, truth_dir: str | Path, *, top: int =
     check_settings(settings)
     a = settings.annotate
     inst = true_instances(truth_dir)
-    stats = StageStats("annotate-simulate")
+    stats = StageStats("crowd-simulate")
     report = SimulateReport(stats)
     con = store.connect()
     try:

@@ -34,13 +34,13 @@ def dedup(
     from ...console import console
     from ...verbs import run_stage, stage_context
 
-    rctx = stage_context(ctx, progress=True, options={"job": "dedup", "full": full}, **{
+    rctx = stage_context(ctx, progress=True, options={"full": full}, **{
         "annotate.dedup_phash_threshold": phash_threshold, "annotate.dedup_minhash_threshold": minhash_threshold,
         "annotate.dedup_spec_min_shared": spec_min_shared, "annotate.dedup_spec_veto": False if no_spec_veto else None,
         "annotate.dedup_matcher": matcher,
     })
     truth = read_truth(score_against)  # before the work: a wrong path fails at once
-    d = run_stage("annotate", rctx, ConfigError).details
+    d = run_stage("dedup", rctx, ConfigError).details
     if d.get("unchanged"):
         console.print("nothing dedup reads changed since its last complete run: its groups stand (--full groups again)")
     console.print(summary_table(d))

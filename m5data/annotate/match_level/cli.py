@@ -38,10 +38,10 @@ def match_level(
     from ..kernels.truth import read_truth
 
     jieba.setLogLevel(logging.WARNING)
-    rctx = stage_context(ctx, progress=True, options={"job": "match_level", "full": full},
+    rctx = stage_context(ctx, progress=True, options={"full": full},
                          **{"annotate.match_well": well, "annotate.match_partial": partial, "annotate.match_folds": folds})
     truth = read_truth(score_against)
-    d = run_stage("annotate", rctx, ConfigError).details
+    d = run_stage("match_level", rctx, ConfigError).details
     rows = [(f"level {level}", f"{n:,}") for level, n in d["levels"].items()]
     rows += [(f"  missing evidence: {reason}", f"{n:,}") for reason, n in sorted(d["reasons"].items(), key=lambda kv: -kv[1])]
     console.print(measures("caption match levels", rows))

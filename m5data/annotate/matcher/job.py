@@ -139,7 +139,7 @@ def train(store, settings: cfg.Settings, labels: Path | None = None, products: P
 
     check_settings(settings)
     a = settings.annotate
-    stats = StageStats("annotate-matcher")
+    stats = StageStats("matcher")
     products = products or read_store(store, a.dedup_brand_property)
     index = products.index()
     skipped: dict = {}

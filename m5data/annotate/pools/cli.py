@@ -45,15 +45,15 @@ def pools(
     from .job import PoolsError
 
     jieba.setLogLevel(logging.WARNING)
-    rctx = stage_context(ctx, progress=True, options={"job": "pools", "full": full}, **{
+    rctx = stage_context(ctx, progress=True, options={"full": full, "split_version": split_version, "fresh": fresh}, **{
         "annotate.pool_queries": queries, "annotate.pool_k": k, "annotate.pool_search": search,
         "annotate.pool_text_model": text_model, "annotate.pool_image": image, "annotate.pool_block": block,
     })
     store, s = rctx.store, rctx.settings
     if search and search != "exact" and not ann_check:
         ann_check = min(s.annotate.pool_block, 1000)  # an approximate search always reports its recall
-    rctx.options["job_options"] = {"split_version": split_version, "fresh": fresh, "ann_check": ann_check}
-    stats = run_stage("annotate", rctx, PoolsError, ConfigError, RuntimeError, summary=False)
+    rctx.options["ann_check"] = ann_check
+    stats = run_stage("pools", rctx, PoolsError, ConfigError, RuntimeError, summary=False)
     d = stats.details
     if d["up_to_date"]:
         console.print(f"pools up to date: nothing changed since the run that made them ({d['n_blocks']:,} blocks "

@@ -159,7 +159,7 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
     marks = pools_incremental.watermarks(store)  # before reading: a later write is seen next time
     incremental = not (full or fresh or ann_check or split_version)
     if incremental and (saved := pools_incremental.up_to_date(store, settings, marks, RUN_VERSION)) is not None:
-        report = PoolsReport(StageStats("annotate-pools"), embedder=embedder_name(settings))
+        report = PoolsReport(StageStats("pools"), embedder=embedder_name(settings))
         pool_inputs.restore(report, saved["report"])
         report.changes = {"new": 0, "changed": 0, "unchanged": report.n_products}
         record_run(store, report.stats.finish(), _run_config(settings, None, report.fingerprint, up_to_date=True))
@@ -173,7 +173,7 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
 def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh: bool, ann_check: int,
            progress: Progress | None, marks: dict, refit: str | None) -> PoolsReport:
     a = settings.annotate
-    stats = StageStats("annotate-pools")
+    stats = StageStats("pools")
     report = PoolsReport(stats, embedder=embedder_name(settings))
     clock = _Clock(report.timings)
     work = kept.path
@@ -198,7 +198,7 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
             if refit is None:
                 record_run(store, stats.finish(), _run_config(settings, None, report.fingerprint))
                 return report
-            report = PoolsReport(StageStats("annotate-pools"), embedder=embedder_name(settings))
+            report = PoolsReport(StageStats("pools"), embedder=embedder_name(settings))
             stats, clock = report.stats, _Clock(report.timings)
     report.refit = refit
     pool_inputs.forget(work)  # this run may change the pools: the saved state is no longer theirs
