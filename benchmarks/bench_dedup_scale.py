@@ -250,7 +250,7 @@ def child_wide(path: str) -> None:
         return s
 
     dedup_learned.choose, dedup_learned.score_pairs = no_cascade, keep
-    dedup(Store.open(path), load(None, {"store.path": path, "annotate.dedup_matcher": "learned"}, environ={}), full=True)
+    dedup(Store.open(path), load(None, {"store.path": path, "dedup.matcher": "learned"}, environ={}), full=True)
     print(json.dumps({"threshold": got["threshold"], "pairs": got.get("pairs", [])}))
 
 
@@ -321,7 +321,7 @@ def child(path: str, matcher: str = "learned", truth: str | None = None) -> None
     features_jit.warm_up()
     cpu0 = time.process_time()
     store = Store.open(path)
-    settings = load(None, {"store.path": path, "annotate.dedup_matcher": matcher}, environ={})
+    settings = load(None, {"store.path": path, "dedup.matcher": matcher}, environ={})
     t0 = time.perf_counter()
     report = dedup(store, settings, full=True)  # every product grouped, whatever ran before
     print(json.dumps({"n": report.n_products, "matcher": report.matcher, "times": dict(report.seconds), "cpu_times": dict(report.cpu_seconds), "total": time.perf_counter() - t0,
@@ -350,7 +350,7 @@ def main(argv=None) -> int:
     parser.add_argument("--store", action="append", default=[], help="an existing store instead (repeatable)")
     parser.add_argument("--dup-rate", type=float, default=0.1)
     parser.add_argument("--placeholder", type=float, default=0.01)
-    parser.add_argument("--matcher", default="learned", help="annotate.dedup_matcher: rules, learned or both (comma)")
+    parser.add_argument("--matcher", default="learned", help="dedup.matcher: rules, learned or both (comma)")
     parser.add_argument("--train-from-truth", type=Path, help="a scale world: train its matcher on the first --store")
     parser.add_argument("--rounds", type=int, default=1,
                         help="with --train-from-truth: labelling rounds (2+: active learning on the first --store)")

@@ -249,7 +249,7 @@ def main() -> None:
                          "ratio is taken against their first run, a full build over the store before it grew (at 1M "
                          "match-level's and pools' rebuilds cost ~40 minutes: their agreement is then not measured)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="a setting for every stage's run, as m5data's --set (e.g. annotate.pool_queries=4190, the "
+                    help="a setting for every stage's run, as m5data's --set (e.g. pools.queries=4190, the "
                          "papers' query count at 1M that bench_scale uses)")
     ap.add_argument("--no-warm-up", action="store_true",
                     help="measure without the warm-up night on a small store first (see WARM_UP)")

@@ -102,8 +102,8 @@ def run_one(name: str, folder: Path, work: Path, limit: int | None, text_model: 
     records, pairs = er.read(folder, limit)
     store = Store.init(work / name)
     er.write_store(store, records)
-    s = load(None, {"store.path": str(store.root), "annotate.dedup_brand_property": er.BRAND_PROPERTY,
-                    "annotate.matcher_text_model": text_model}, environ={})
+    s = load(None, {"store.path": str(store.root), "dedup.brand_property": er.BRAND_PROPERTY,
+                    "matcher.text_model": text_model}, environ={})
     t0 = time.perf_counter()
     report = job.train(store, s, er.write_labels(work / f"{name}-train.csv", pairs["train"]))
     train_s = time.perf_counter() - t0

@@ -97,8 +97,8 @@ def child(args) -> int:
     from m5data.storage import Store
 
     store = Store.open(args.child)
-    s = load(None, {"store.path": str(store.root), "annotate.pool_queries": args.queries,
-                    "annotate.pool_image": args.image, "annotate.pool_search": args.search}, environ={})
+    s = load(None, {"store.path": str(store.root), "pools.queries": args.queries,
+                    "pools.image": args.image, "pools.search": args.search}, environ={})
     t0 = time.perf_counter()
     report = build_pools(store, s, fresh=args.fresh, ann_check=args.ann_check)
     total = time.perf_counter() - t0

@@ -65,7 +65,7 @@ def judged(demo_store_factory, demo_shop_factory, tmp_path_factory):
     store = Store.open(copy_store(demo_store_factory(products=300, seed=0),
                                   tmp_path_factory.mktemp("crowd")))
     truth = demo_shop_factory(products=300, seed=0).truth_dir
-    s = load(None, {"store.path": str(store.root), "annotate.pool_queries": 1.0}, environ={})
+    s = load(None, {"store.path": str(store.root), "pools.queries": 1.0}, environ={})
     build_pools(store, s)
     report = simulate(store, s, truth, top=20)
     return store, truth, s, report
@@ -161,7 +161,7 @@ def test_the_registry_runs_the_crowd_and_pools_stages(judged):
     stats = call("crowd", RunContext(settings, options={"method": "dawid_skene"}))
     assert stats.stage == "crowd" and stats.status == "ok"
     assert set(store.read("matches").column("method").to_pylist()) == {"dawid_skene"}
-    settings = load(None, {"store.path": str(store.root), "annotate.pool_queries": "1.0"})
+    settings = load(None, {"store.path": str(store.root), "pools.queries": "1.0"})
     stats = call("pools", RunContext(settings))
     assert stats.stage == "pools" and stats.n_out == 300
 

@@ -69,16 +69,16 @@ def test_each_rule_joins_its_pair_and_the_veto_keeps_different_brands_apart(smal
 
 
 def test_without_the_veto_the_look_alikes_merge(small):
-    dedup(small, _settings(small.root, **{"annotate.dedup_spec_veto": "false"}))
+    dedup(small, _settings(small.root, **{"dedup.spec_veto": "false"}))
     rows = {r["product_id"]: r for r in small.read("dedup").to_pylist()}
     assert rows["b:10"]["group_id"] == "a:9"
 
 
 def test_bad_settings_are_rejected_before_work(small):
-    with pytest.raises(ConfigError, match="dedup_minhash_threshold"):
-        run(small, _settings(small.root, **{"annotate.dedup_minhash_threshold": "0"}))
-    with pytest.raises(ConfigError, match="dedup_phash_bands"):
-        run(small, _settings(small.root, **{"annotate.dedup_phash_threshold": "12"}))
+    with pytest.raises(ConfigError, match="dedup.minhash_threshold"):
+        run(small, _settings(small.root, **{"dedup.minhash_threshold": "0"}))
+    with pytest.raises(ConfigError, match="dedup.phash_bands"):
+        run(small, _settings(small.root, **{"dedup.phash_threshold": "12"}))
     assert small.count("dedup") == 0
 
 
@@ -172,7 +172,7 @@ def test_the_veto_ignores_dates_and_free_text_of_a_real_spec_table(store, realda
     other = [(k, changed.get(k, v)) for k, v in specs if (k, v) != ("Item Weight", "11.8 pounds")]
     _write_real(store, [(item.product_id, item.merchant_id, item.title, specs),
                         ("shopb:77", "seller-77", item.title + " (Renewed)", other)])
-    report = dedup(store, _settings(store.root, **{"annotate.dedup_brand_property": "Brand"}))
+    report = dedup(store, _settings(store.root, **{"dedup.brand_property": "Brand"}))
     rows = _rows(store)
     assert rows["shopb:77"]["group_id"] == item.product_id and rows["shopb:77"]["rule"] == "minhash"
     assert report.vetoed["minhash"] == 0 and report.pairs["spec"] == 1
@@ -188,12 +188,12 @@ def test_the_veto_still_rejects_real_look_alikes_that_differ(store, realdata):
         items.append((it.product_id, it.merchant_id, it.title, it.specs))
     _write_real(store, items, media=[_image(items[0][0], "s1", "aaaa5555aaaa5555"),
                                      _image(items[1][0], "s2", "aaaa5555aaaa5557")])
-    settings = _settings(store.root, **{"annotate.dedup_brand_property": "Nombre de la marca"})
+    settings = _settings(store.root, **{"dedup.brand_property": "Nombre de la marca"})
     report = dedup(store, settings)
     rows = _rows(store)
     assert rows[items[1][0]]["group_id"] == items[1][0] and report.vetoed["phash"] == 1
-    dedup(store, _settings(store.root, **{"annotate.dedup_brand_property": "Nombre de la marca",
-                                          "annotate.dedup_spec_veto": "false"}))
+    dedup(store, _settings(store.root, **{"dedup.brand_property": "Nombre de la marca",
+                                          "dedup.spec_veto": "false"}))
     assert _rows(store)[items[1][0]]["group_id"] == items[0][0]  # the photos alone would join them
 
 
@@ -302,7 +302,7 @@ def test_a_placeholder_photo_over_the_cap_is_one_star_and_counted(store):
     base = 0x9A3C5E7F1B2D4C6E
     store.write("media", [_image(pid, f"s{i}", f"{base ^ ((1 << (i % 64)) if i % 2 else 0):016x}")
                           for i, pid in enumerate(ids)])
-    report = dedup(store, _settings(store.root, **{"annotate.dedup_bucket_cap": "20"}))
+    report = dedup(store, _settings(store.root, **{"dedup.bucket_cap": "20"}))
     rows = _rows(store)
     assert {r["group_id"] for r in rows.values()} == {"p:000"}
     assert report.capped["phash"] > 0 and report.pairs["phash"] < 300 * 299 // 2
@@ -342,7 +342,7 @@ def test_spec_pairs_must_be_unlikely_by_chance_in_their_brand(tmp_path):
     assert sorted(g for g in groups.values() if len(g) > 1) == [{f"p:{a:05d}", f"p:{b:05d}"} for a, b in twins.items()]
     assert report.pairs["spec"] == len(twins) and report.vetoed["spec"] > 1000
     # with the chance bound off, the common values alone make duplicates of most of the brand
-    loose = dedup(store, _settings(store.root, **{"annotate.dedup_spec_chance": 1e9}))
+    loose = dedup(store, _settings(store.root, **{"dedup.spec_chance": 1e9}))
     assert loose.n_grouped > n // 2
 
 
@@ -508,7 +508,7 @@ def test_a_run_with_nothing_new_keeps_the_groups_and_a_write_or_full_groups_agai
     assert again.n_groups == first.n_groups and dict(again.pairs) == dict(first.pairs)
     assert again.stats.details["changes"] == {"new": 0, "changed": 0, "unchanged": 12}
     assert not dedup(small, settings, full=True).stats.details.get("unchanged")
-    assert not dedup(small, _settings(small.root, **{"annotate.dedup_phash_threshold": 4})).stats.details.get("unchanged")
+    assert not dedup(small, _settings(small.root, **{"dedup.phash_threshold": 4})).stats.details.get("unchanged")
     dedup(small, settings)  # back to the first settings: grouped again, then kept
     assert dedup(small, settings).stats.details.get("unchanged")
     small.write("products", [_product("a:13", "m13", "欧星商务A4办公文仪LP-6232办公文仪工厂直销")])  # a copy of a:7

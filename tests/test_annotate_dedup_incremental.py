@@ -19,7 +19,7 @@ from m5data.storage import Store, changes
 
 
 def _settings(path, **over):
-    return load(None, {"store.path": str(path), "annotate.dedup_matcher": "rules", **over}, environ={})
+    return load(None, {"store.path": str(path), "dedup.matcher": "rules", **over}, environ={})
 
 
 def _rows(store):
@@ -104,13 +104,13 @@ def test_a_retitled_product_leaves_its_group_and_joins_the_new_one_and_its_old_p
     # only a full share of 1 keeps the run incremental)
     products = store.read("products")
     store.replace("products", products.filter(pc.not_equal(products.column("product_id"), "a:3")))
-    gone = dedup(store, _settings(store.root, **{"annotate.dedup_full_share": 1.0}))
+    gone = dedup(store, _settings(store.root, **{"dedup.full_share": 1.0}))
     assert gone.full is None and gone.stats.details["removed"] == 1
     rows = _by_id(store)
     assert "a:3" not in rows and rows["a:4"]["group_id"] == "a:2" and rows["a:2"]["matched_id"] == "a:4"
     # over the share (4 of 4 changed > 0.2): a full run, and it says why
     store.replace("products", store.read("products"))
-    assert "over annotate.dedup_full_share" in dedup(store, settings).full
+    assert "over dedup.full_share" in dedup(store, settings).full
 
 
 def _kept_pairs(store) -> pa.Table:
@@ -128,7 +128,7 @@ def test_kept_pairs_of_other_products_are_not_placed_and_the_run_is_a_full_one(s
     store.write("products", [_product("a:1", "m1", "美乐机械键盘黑色青轴八十七键有线游戏款"),
                              _product("a:2", "m2", "美乐机械键盘黑色青轴八十七键有线游戏"),
                              _product("a:3", "m3", "完全不同的标题一号")])
-    settings = _settings(store.root, **{"annotate.dedup_full_share": 0.5})
+    settings = _settings(store.root, **{"dedup.full_share": 0.5})
     dedup(store, settings)
     assert _kept_pairs(store).num_rows == 1
     state = changes.load_state(store, "dedup")
@@ -152,7 +152,7 @@ def test_a_run_killed_after_its_table_write_leaves_the_last_state_and_the_next_r
     store.write("products", [_product("a:1", "m1", "欧星商务A4办公文仪LP-6232办公文仪工厂直销"),
                              _product("a:2", "m2", "美乐机械键盘黑色青轴八十七键有线游戏")])
     store.write("media", [_image("a:1", "s1", "00000000000000ff"), _image("a:2", "s2", "ffffffff00000000")])
-    settings = _settings(store.root, **{"annotate.dedup_full_share": 0.5})  # 2 of 4 changed: still incremental
+    settings = _settings(store.root, **{"dedup.full_share": 0.5})  # 2 of 4 changed: still incremental
     dedup(store, settings)
     state = changes.load_state(store, "dedup")
     store.write("products", [_product("b:3", "m3", "欧星商务A4办公文仪LP-6232办公文仪工厂直销包邮")])
@@ -201,13 +201,13 @@ def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_giv
     changed, products = dedup_kept.changed_ids(store, state["watermarks"])
     assert sorted(changed.to_pylist()) == sorted([ids[7], ids[9], *(p.replace(":", ":n", 1) for p in ids[:5])])
     brand = norm_value("品牌")
-    a = settings.annotate
-    part, whole = (near.LSHIndex(a.dedup_minhash_threshold, a.dedup_num_perm) for _ in range(2))
+    a = settings.dedup
+    part, whole = (near.LSHIndex(a.minhash_threshold, a.num_perm) for _ in range(2))
     inc = dedup_index.read_incremental(store, dedup_index.load(store, state["inputs_files"], brand), brand, changed, part,
-                                       None, a.dedup_shingle)
+                                       None, a.shingle)
 
     def index(batch):
-        values, offsets = near.title_hashes(batch, a.dedup_shingle)
+        values, offsets = near.title_hashes(batch, a.shingle)
         whole.add(values, offsets, np.fromiter(map(bool, batch), dtype=bool, count=len(batch)))
 
     full = read_inputs(store, brand, index)
@@ -241,8 +241,8 @@ def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_giv
     finally:
         con.close()
     written = dedup_index.read_incremental(store, dedup_index.load(store, state["inputs_files"], brand), brand, changed,
-                                           near.LSHIndex(a.dedup_minhash_threshold, a.dedup_num_perm), None,
-                                           a.dedup_shingle, written=products)
+                                           near.LSHIndex(a.minhash_threshold, a.num_perm), None,
+                                           a.shingle, written=products)
     for name in ("blob", "title_key", "sha_hash", "title_hash", "has_title", "phash", "has_phash", "phash_given",
                  "n_spec_rows"):
         assert np.array_equal(getattr(written, name), getattr(full, name)), name
@@ -267,7 +267,7 @@ def test_an_incremental_dedup_on_s3_keeps_its_files_as_objects(aws, s3_url):
 
 
 def test_a_bucket_taken_over_the_cap_by_new_products_is_searched_again_as_a_rebuild_does(store):
-    """Near-identical photos in buckets of a small ``dedup_bucket_cap``: new products take buckets over
+    """Near-identical photos in buckets of a small ``dedup.bucket_cap``: new products take buckets over
     the cap, where a full run links their rows to the first row only (pairs it would keep are lost);
     the incremental run searches those buckets' rows again and gives the rebuild's groups."""
     rng = np.random.default_rng(1)  # a draw where keeping the last run's pairs would give other groups
@@ -282,7 +282,7 @@ def test_a_bucket_taken_over_the_cap_by_new_products_is_searched_again_as_a_rebu
         store.write("products", [_product(p, f"m{i}", "") for i, p in zip(range(first, last), ids)])
         store.write("media", [_image(p, f"s{p}", f"{near_photo(i):016x}") for i, p in zip(range(first, last), ids)])
 
-    settings = _settings(store.root, **{"annotate.dedup_bucket_cap": 3, "annotate.dedup_full_share": 0.5})
+    settings = _settings(store.root, **{"dedup.bucket_cap": 3, "dedup.full_share": 0.5})
     write(0, 18)
     dedup(store, settings)
     write(18, 24)
@@ -311,7 +311,7 @@ def test_the_kept_inputs_grow_by_deltas_of_the_rows_read_again_and_are_compacted
 
     for i in range(40):
         add(f"a:{i:02d}", i)
-    settings = _settings(store.root, **{"annotate.dedup_full_share": 0.5})
+    settings = _settings(store.root, **{"dedup.full_share": 0.5})
     dedup(store, settings)
     base = changes.load_state(store, "dedup")["inputs_files"]
     assert len(base) == 1 and base[0].endswith("-base.npz")
@@ -354,7 +354,7 @@ def test_a_store_copied_elsewhere_stays_incremental(store, tmp_path):
                              _product("a:2", "m2", "美乐机械键盘黑色青轴八十七键有线游戏"),
                              _product("a:3", "m3", "完全不同的标题一号"), _product("a:4", "m4", "另外一个名字二号"),
                              _product("a:5", "m5", "第五个商品的标题")])
-    learned = {"annotate.dedup_matcher": "learned", "annotate.dedup_full_share": 0.5}
+    learned = {"dedup.matcher": "learned", "dedup.full_share": 0.5}
     first = dedup(store, _settings(store.root, **learned))
     assert first.matcher.startswith("rules (no trained matcher in ") and str(store.root) in first.matcher
     shutil.copytree(store.root, tmp_path / "copy")
@@ -415,7 +415,7 @@ def test_a_new_spec_value_that_moves_every_code_moves_no_unchanged_row(store):
 
     for i in range(40):
         add(f"a:{i:02d}", i, f"XK-{i:04d}")
-    settings = _settings(store.root, **{"annotate.dedup_full_share": 0.5})
+    settings = _settings(store.root, **{"dedup.full_share": 0.5})
     dedup(store, settings)
     add("b:00", 40, "AAA-0001")  # "aaa-0001" sorts before every value: every value code moves by one
     inc = dedup(store, settings)
@@ -437,7 +437,7 @@ def test_the_kept_spec_entries_that_made_the_keys_are_the_rarest_a_full_run_choo
         store.write("specs", [{"product_id": f"a:{i:02d}", "position": p, "property": f"属性{p}",
                                "value": f"值{(i * (p + 1)) % (p + 2)}"} for p in range(11)]
                     + [{"product_id": f"a:{i:02d}", "position": 11, "property": "品牌", "value": "牌子"}])
-    settings = _settings(store.root, **{"annotate.dedup_full_share": 0.5})
+    settings = _settings(store.root, **{"dedup.full_share": 0.5})
     dedup(store, settings)
     store.write("specs", [{"product_id": "a:00", "position": 0, "property": "属性0", "value": "新值"}])
     dedup(store, settings)

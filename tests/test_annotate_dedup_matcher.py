@@ -1,4 +1,4 @@
-"""``annotate dedup`` with the learned matcher (``annotate.dedup_matcher``): on the default demo world,
+"""``annotate dedup`` with the learned matcher (``dedup.matcher``): on the default demo world,
 trained from simulated crowd labels, it finds the true pairs the rules miss at >= 0.97 precision and
 keeps every rule pair; ``rules`` is today's dedup exactly; without a model ``learned`` is rules, said."""
 
@@ -22,7 +22,7 @@ runner = CliRunner()
 
 
 def _settings(path, **over):
-    return load(None, {"store.path": str(path), "annotate.pool_queries": 1.0, **over}, environ={})
+    return load(None, {"store.path": str(path), "pools.queries": 1.0, **over}, environ={})
 
 
 def _rows(store):
@@ -58,7 +58,7 @@ def test_learned_dedup_finds_more_true_pairs_keeps_the_rules_pairs_and_rules_is_
     assert before.matcher.startswith("rules (no trained matcher") and "matcher" not in before.pairs
     rules_rows, rules_pairs = _rows(store), _same_group_pairs(store)
     rules_score = score_groups(store.read("dedup").to_pylist(), truth)
-    assert dedup(store, _settings(store_dir, **{"annotate.dedup_matcher": "rules"})).matcher == "rules"
+    assert dedup(store, _settings(store_dir, **{"dedup.matcher": "rules"})).matcher == "rules"
     assert _rows(store) == rules_rows
 
     _train_from_simulated_crowd(store, truth_dir)
@@ -83,7 +83,7 @@ def test_learned_dedup_finds_more_true_pairs_keeps_the_rules_pairs_and_rules_is_
     _report_shows_the_matcher(store, report, tmp_path)
 
     # a model exists, and rules still gives exactly today's groups
-    dedup(store, _settings(store_dir, **{"annotate.dedup_matcher": "rules"}))
+    dedup(store, _settings(store_dir, **{"dedup.matcher": "rules"}))
     assert _rows(store) == rules_rows
 
     result = runner.invoke(app, ["--store", str(store_dir), "annotate", "dedup", "--score-against", str(truth_dir)])
@@ -137,12 +137,12 @@ def _report_shows_the_matcher(store, report, tmp_path):
 
 
 def test_a_bad_dedup_matcher_setting_is_refused_before_work(store):
-    with pytest.raises(ConfigError, match="dedup_matcher must be one of rules, learned"):
-        dedup(store, _settings(store.root, **{"annotate.dedup_matcher": "both"}))
-    with pytest.raises(ConfigError, match="dedup_matcher_per_product must be >= 0"):
-        dedup(store, _settings(store.root, **{"annotate.dedup_matcher_per_product": -1}))
-    with pytest.raises(ConfigError, match="dedup_matcher_bucket_cap must be >= 2"):
-        dedup(store, _settings(store.root, **{"annotate.dedup_matcher_bucket_cap": 1}))
+    with pytest.raises(ConfigError, match="dedup.matcher must be one of rules, learned"):
+        dedup(store, _settings(store.root, **{"dedup.matcher": "both"}))
+    with pytest.raises(ConfigError, match="dedup.matcher_per_product must be >= 0"):
+        dedup(store, _settings(store.root, **{"dedup.matcher_per_product": -1}))
+    with pytest.raises(ConfigError, match="dedup.matcher_bucket_cap must be >= 2"):
+        dedup(store, _settings(store.root, **{"dedup.matcher_bucket_cap": 1}))
 
 
 def test_candidates_are_each_products_best_few():

@@ -1,6 +1,6 @@
 """Match-level between full runs (m5data/annotate/match_level/match_model.py): the kept classifier and image
 gallery score only new and changed products; nothing new -> no work; a store grown past
-``annotate.match_refit_share`` of the fit -> a full run; levels agree with a full rebuild."""
+``match_level.refit_share`` of the fit -> a full run; levels agree with a full rebuild."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def test_two_writes_scored_incrementally_agree_with_a_full_rebuild(demo300_copy,
 @pytest.mark.xdist_group("demo300")
 def test_a_store_grown_past_the_refit_share_is_fitted_again(demo300_copy):
     store = Store.open(demo300_copy[0])
-    settings = load(None, {"store.path": str(store.root), "annotate.match_refit_share": "0.95"}, environ={})
+    settings = load(None, {"store.path": str(store.root), "match_level.refit_share": "0.95"}, environ={})
     match_level(store, settings)
     grow(store, "z", 30, sorted(product_ids(store))[0])  # 300 fitted of 330: 0.91 < 0.95
     again = match_level(store, settings)

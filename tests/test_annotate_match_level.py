@@ -38,8 +38,8 @@ def test_score_levels_builds_the_confusion_and_auc():
 
 
 def test_bad_settings_are_rejected_before_work(store):
-    settings = load(None, {"store.path": str(store.root), "annotate.match_partial": "0.9"}, environ={})
-    with pytest.raises(ConfigError, match="match_partial"):
+    settings = load(None, {"store.path": str(store.root), "match_level.partial": "0.9"}, environ={})
+    with pytest.raises(ConfigError, match="match_level.partial"):
         run(store, settings)
     assert store.count("caption_match") == 0
 

@@ -86,7 +86,7 @@ def synthetic(store, n_families: int, seed: int) -> list[tuple[str, str, int]]:
 
 
 def _settings(store, **over):
-    return load_settings(None, {"store.path": str(store.root), "annotate.matcher_trees": 150, **over}, environ={})
+    return load_settings(None, {"store.path": str(store.root), "matcher.trees": 150, **over}, environ={})
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +231,7 @@ def test_labels_file_with_bad_lines_is_refused_one_error_per_line(synth, tmp_pat
     # a text model that is not there is one line, before any work
     result = runner.invoke(app, ["--store", str(store.root), "annotate", "matcher", "train", "--labels",
                                  str(tmp_path / "missing.csv"), "--text-model", str(tmp_path / "no-model")])
-    assert result.exit_code == 1 and "annotate.matcher_text_model: no model folder" in result.output
+    assert result.exit_code == 1 and "matcher.text_model: no model folder" in result.output
     result = runner.invoke(app, ["--store", str(store.root), "annotate", "matcher", "train", "--labels",
                                  str(tmp_path / "missing.csv")])
     assert result.exit_code == 1 and "no such file" in result.output
@@ -257,7 +257,7 @@ def test_a_matcher_trained_on_one_store_scores_another(abt_stores):
     root, stores, pairs = abt_stores
     train, test = stores["train"], stores["test"]
     labels = er.write_labels(root / "train.csv", pairs["train"][:3000])
-    common = ["--set", f"annotate.dedup_brand_property={er.BRAND_PROPERTY}", "--set", "annotate.matcher_trees=150"]
+    common = ["--set", f"dedup.brand_property={er.BRAND_PROPERTY}", "--set", "matcher.trees=150"]
     result = runner.invoke(app, ["--store", str(train.root), *common, "annotate", "matcher", "train", "--labels", str(labels)])
     assert result.exit_code == 0, result.output
     assert "threshold" in result.output
@@ -295,12 +295,12 @@ def test_trains_from_the_crowds_matches(demo_store_factory, demo_shop_factory, t
 
     store = Store.open(copy_store(demo_store_factory(products=300, seed=0), tmp_path_factory.mktemp("matcher-crowd")))
     truth = demo_shop_factory(products=300, seed=0).truth_dir
-    s = load_settings(None, {"store.path": str(store.root), "annotate.pool_queries": 1.0}, environ={})
+    s = load_settings(None, {"store.path": str(store.root), "pools.queries": 1.0}, environ={})
     build_pools(store, s)
     simulate(store, s, truth, top=20)
     aggregate(store, s)
     matches = store.read("matches").to_pydict()
-    result = runner.invoke(app, ["--store", str(store.root), "--set", "annotate.matcher_trees=150",
+    result = runner.invoke(app, ["--store", str(store.root), "--set", "matcher.trees=150",
                                  "annotate", "matcher", "train"])
     assert result.exit_code == 0, result.output
     model = load(pair_model.model_path(store))
@@ -326,7 +326,7 @@ def test_trains_from_the_crowds_matches(demo_store_factory, demo_shop_factory, t
     assert len(asked) == 30 and not {(t["query_id"], t["candidate_id"]) for t in asked} & judged
     pools = store.read("pools", where="rank <= 40", columns=["query_id", "candidate_id"]).to_pydict()
     rest = [(q, c) for q, c in zip(pools["query_id"], pools["candidate_id"]) if (q, c) not in judged]
-    products = pair_products.read_store(store, s.annotate.dedup_brand_property)
+    products = pair_products.read_store(store, s.dedup.brand_property)
     idx = products.index()
     sc = pair_model.score(model, products, np.array([idx[q] for q, _ in rest]), np.array([idx[c] for _, c in rest]))
     logit = lambda p: np.log(np.clip(p, 1e-9, 1 - 1e-9) / (1 - np.clip(p, 1e-9, 1 - 1e-9)))

@@ -30,8 +30,9 @@ def world(demo_store_factory, demo_shop_factory, tmp_path_factory):
     return Store.open(root), demo_shop_factory(products=300, seed=0).truth_dir
 
 
-def settings(store, **annotate):
-    return load(None, {"store.path": str(store.root), **{f"annotate.{k}": v for k, v in annotate.items()}}, environ={})
+def settings(store, seed: int = 0, **pools):
+    return load(None, {"store.path": str(store.root), "annotate.seed": seed, **{f"pools.{k}": v for k, v in pools.items()}},
+                environ={})
 
 
 def pools_of(store):
@@ -42,7 +43,7 @@ def pools_of(store):
 
 def test_recall_of_true_matches_and_pool_invariants(world):
     store, truth = world
-    report = build_pools(store, settings(store, pool_queries=1.0))
+    report = build_pools(store, settings(store, queries=1.0))
     assert report.n_queries == 300 and report.n_gallery == 300
     # the demo world has products without an image and one with an empty caption: a reason, a zero block
     assert report.gaps["zero image block: no image"] >= 1
@@ -66,7 +67,7 @@ def test_recall_of_true_matches_and_pool_invariants(world):
 
 def test_rerun_is_idempotent_and_resumes_finished_blocks(world):
     store, _ = world
-    s = settings(store, pool_queries=1.0, pool_block=64)
+    s = settings(store, queries=1.0, block=64)
     first = build_pools(store, s)
     before = pools_of(store)
     again = build_pools(store, s)
@@ -82,8 +83,8 @@ def test_rerun_is_idempotent_and_resumes_finished_blocks(world):
 
 def test_stable_query_sample_and_stale_pools_dropped(world):
     store, _ = world
-    build_pools(store, settings(store, pool_queries=1.0))
-    report = build_pools(store, settings(store, pool_queries=0.1, seed=3))
+    build_pools(store, settings(store, queries=1.0))
+    report = build_pools(store, settings(store, queries=0.1, seed=3))
     ids = sorted(store.read("products", columns=["product_id"]).column("product_id").to_pylist())
     expected = sample_queries(ids, 0.1, 3)
     assert report.dropped_queries == 300 - len(expected)
@@ -98,16 +99,16 @@ def test_missing_image_file_gets_a_reason_not_a_crash(world, tmp_path):
     copy = Store.open(copy_store(store.root, tmp_path))
     blob = copy.read("media", where="kind = 'image_norm' AND status = 'ok'").column("blob")[0].as_py()
     (copy.root / blob).unlink()
-    report = build_pools(copy, settings(copy, pool_queries=20))
+    report = build_pools(copy, settings(copy, queries=20))
     assert report.gaps["zero image block: image file missing"] >= 1
     assert report.n_queries == 20
 
 
 def test_faiss_search_option_matches_exact(world):
     store, _ = world
-    build_pools(store, settings(store, pool_queries=40))
+    build_pools(store, settings(store, queries=40))
     exact = pools_of(store)
-    report = build_pools(store, settings(store, pool_queries=40, pool_search="faiss-flat"), ann_check=40)
+    report = build_pools(store, settings(store, queries=40, search="faiss-flat"), ann_check=40)
     assert report.ann_recall == 1.0
     flat = pools_of(store)
     # same pools; the order may differ only where two scores differ in float32's last bits
@@ -149,7 +150,7 @@ def test_queries_and_gallery_from_a_split_version(world, tmp_path):
     ids = sorted(copy.read("products", columns=["product_id"]).column("product_id").to_pylist())
     split = {p: "query-c" if i < 10 else "gallery-c" if i < 110 else "train" for i, p in enumerate(ids)}
     copy.write("splits", [{"product_id": p, "split": s, "version": "v1"} for p, s in split.items()])
-    report = build_pools(copy, settings(copy, pool_k=20), split_version="v1")
+    report = build_pools(copy, settings(copy, k=20), split_version="v1")
     assert (report.n_queries, report.n_gallery) == (10, 100)
     p = copy.read("pools").to_pydict()
     assert set(p["query_id"]) == set(ids[:10]) and {split[c] for c in p["candidate_id"]} == {"gallery-c"}
@@ -190,7 +191,7 @@ def test_pools_before_extract_embed_the_raw_titles(world, tmp_path):
 
     extract(bare, load(None, {"store.path": str(bare.root), "extract.workers": 1}, environ={}), kinds="text",
             progress=False)
-    report = build_pools(bare, settings(bare, pool_queries=1.0))
+    report = build_pools(bare, settings(bare, queries=1.0))
     assert report.from_titles == 0 and report.n_resumed == report.n_blocks == 1
     assert pools_of(bare) == p
 
@@ -210,7 +211,7 @@ def test_rerun_maps_the_cached_vectors_and_reads_no_part_twice(world, tmp_path):
     mapped from derived/pools) and the stale step reads no pools part it has read before."""
     store, _ = world
     copy = Store.open(copy_store(store.root, tmp_path))
-    s = settings(copy, pool_queries=30)
+    s = settings(copy, queries=30)
     work = copy.root / "derived" / "pools"
     for f in work.glob("vectors-*"):  # embedded by the tests before (vectors do not depend on the queries)
         f.unlink()
@@ -239,10 +240,10 @@ def test_stale_pools_are_dropped_by_a_streamed_rewrite(world, tmp_path):
     kept pools read exactly as before, and the parts index follows the new parts."""
     store, _ = world
     copy = Store.open(copy_store(store.root, tmp_path))
-    build_pools(copy, settings(copy, pool_queries=40, pool_k=50))
+    build_pools(copy, settings(copy, queries=40, k=50))
     keep = sorted(set(copy.read("pools").column("query_id").to_pylist()))[:]
     small = Store.open(copy.root, part_rows=500)
-    report = build_pools(small, settings(small, pool_queries=20, pool_k=50))
+    report = build_pools(small, settings(small, queries=20, k=50))
     queries = sorted(set(small.read("pools").column("query_id").to_pylist()))
     assert report.dropped_queries == len(set(keep) - set(queries)) > 0
     assert len(queries) == report.n_queries == 20
@@ -261,7 +262,7 @@ def test_chunked_vectors_match_the_in_memory_ones(world, tmp_path, monkeypatch):
 
     store, truth = world
     copy = Store.open(copy_store(store.root, tmp_path))
-    s = settings(copy, pool_queries=1.0)
+    s = settings(copy, queries=1.0)
     catalog = pv.read_catalog(copy)
     pv.titles_as_captions(catalog, s)
     whole = pv.product_vectors(copy, catalog, s)
@@ -278,7 +279,7 @@ def test_chunked_vectors_match_the_in_memory_ones(world, tmp_path, monkeypatch):
     assert (chunked.usable == whole.usable).all() and chunked.gaps == whole.gaps
     cos = (np.asarray(chunked.matrix) * np.asarray(whole.matrix)).sum(axis=1)
     assert cos[whole.usable].min() > 0.999, cos.min()
-    sampled = settings(copy, pool_queries=1.0, pool_fit_sample=150)
+    sampled = settings(copy, queries=1.0, fit_sample=150)
     build_pools(copy, sampled)
     score = score_pools(copy, truth, ks=(10, 50))
     assert score["recall"][50] >= 0.9 and score["recall"][10] >= 0.7  # in memory: 1.0 and 0.88
@@ -286,7 +287,7 @@ def test_chunked_vectors_match_the_in_memory_ones(world, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("svd, n_iter, settled", [("arpack", 7, True), ("randomized", 7, False)])
 def test_the_text_svd_settles_on_the_exact_top_components(svd, n_iter, settled):
-    """``annotate.pool_svd`` = arpack (the default) fits the TF-IDF matrix's top singular vectors as a
+    """``pools.svd`` = arpack (the default) fits the TF-IDF matrix's top singular vectors as a
     dense SVD finds them (singular values to 1e-5), so a refit on a grown store moves only what the
     store's growth moves; the randomized solver at 7 power iterations stops short of the trailing
     ones (off by 1% here), which a refit then turns another way (docs/annotate.md: pool entries in
@@ -310,5 +311,5 @@ def test_the_text_svd_settles_on_the_exact_top_components(svd, n_iter, settled):
     from m5data.annotate.pools.job import check_settings
     from m5data.config import ConfigError
 
-    with pytest.raises(ConfigError, match="annotate.pool_svd must be one of randomized, oversampled, arpack"):
-        check_settings(load(None, {"annotate.pool_svd": "lanczos"}, environ={}))
+    with pytest.raises(ConfigError, match="pools.svd must be one of randomized, oversampled, arpack"):
+        check_settings(load(None, {"pools.svd": "lanczos"}, environ={}))

@@ -22,9 +22,9 @@ pytestmark = pytest.mark.xdist_group("demo300")  # one worker builds and reads t
 K, MARGIN = 40, 10  # pools shorter than the 300-product gallery: the kept lists have a floor
 
 
-def settings(store, **annotate):
-    annotate = {"pool_queries": 1.0, "pool_k": K, "pool_margin": MARGIN, **annotate}
-    return load(None, {"store.path": str(store.root), **{f"annotate.{k}": v for k, v in annotate.items()}}, environ={})
+def settings(store, **pools):
+    pools = {"queries": 1.0, "k": K, "margin": MARGIN, **pools}
+    return load(None, {"store.path": str(store.root), **{f"pools.{k}": v for k, v in pools.items()}}, environ={})
 
 
 def pools_of(store) -> dict[str, list[tuple[str, float]]]:
@@ -50,7 +50,7 @@ def full_search(store, s) -> dict[str, list[tuple[str, float]]]:
     g_rows = np.flatnonzero(usable)
     pos = np.full(len(ids), -1)
     pos[g_rows] = np.arange(len(g_rows))
-    queries = [q for q in sample_queries(ids, s.annotate.pool_queries, s.annotate.seed) if usable[ids.index(q)]]
+    queries = [q for q in sample_queries(ids, s.pools.queries, s.annotate.seed) if usable[ids.index(q)]]
     q_rows = np.array([ids.index(q) for q in queries])
     out = {}
     for hits in exact_search(Rows(vec, q_rows), vec[g_rows], K, self_index=pos[q_rows]):
@@ -198,7 +198,7 @@ def test_killed_after_writing_pools_and_run_again_gives_the_same_pools(first, tm
 
 def test_a_store_grown_past_the_refit_share_is_embedded_again(first):
     store, _ = first
-    s = settings(store, pool_refit_share=0.95)
+    s = settings(store, refit_share=0.95)
     grow(store, "r", 30, sorted(product_ids(store))[0])  # 300 fitted of 330: 0.91 < 0.95
     again = build_pools(store, s)
     assert again.refit.startswith("fitted on 300 products") and again.changes["new"] == 330
@@ -207,7 +207,7 @@ def test_a_store_grown_past_the_refit_share_is_embedded_again(first):
 
 def test_the_table_is_compacted_once_replaced_rows_pass_the_share_and_stays_incremental(first):
     """Re-ranked pools are written again each run; once the rows they replaced pass
-    ``annotate.pool_compact_share`` of the live rows the run compacts the table (its rows read the
+    ``pools.compact_share`` of the live rows the run compacts the table (its rows read the
     same, nothing superseded is left), and the next runs stay incremental (its state holds the
     compacted table's watermark)."""
     store, s = first
@@ -220,7 +220,7 @@ def test_the_table_is_compacted_once_replaced_rows_pass_the_share_and_stays_incr
     assert store.stored_rows("pools") > store.count("pools") and not store.is_compacted("pools")
     before = pools_of(store)
     stored = store.stored_rows("pools")
-    small = settings(store, pool_compact_share=0.01)
+    small = settings(store, compact_share=0.01)
     grow(store, "d", 9, ids[40])
     report = build_pools(store, small)  # the same fingerprint: the share is not an input of the pools
     assert report.refit is None and report.compacted

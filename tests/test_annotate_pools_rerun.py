@@ -32,9 +32,9 @@ def done(demo_store_factory, tmp_path_factory):
     return store
 
 
-def settings(store, **annotate):
-    annotate = {"pool_queries": QUERIES, **annotate}
-    return load(None, {"store.path": str(store.root), **{f"annotate.{k}": v for k, v in annotate.items()}}, environ={})
+def settings(store, **pools):
+    pools = {"queries": QUERIES, **pools}
+    return load(None, {"store.path": str(store.root), **{f"pools.{k}": v for k, v in pools.items()}}, environ={})
 
 
 def pools_of(store):
@@ -115,7 +115,7 @@ CHANGES = {
     "new captions part": (_new_caption, {}, False),
     "captions compacted": (_compacted_captions, {}, False),
     "image file lost": (_lost_image, {}, False),
-    "setting": (None, {"pool_k": 40}, False),
+    "setting": (None, {"k": 40}, False),
     "fresh": (None, {}, True),
 }
 
@@ -141,12 +141,12 @@ def test_the_full_path_after_a_change_gives_a_from_scratch_runs_pools(done, tmp_
     the other cases check only that the full path ran; the existing pools tests check what it gives)."""
     store = Store.open(copy_store(done.root, tmp_path, "changed"))
     _new_caption(store)
-    assert not build_pools(store, settings(store, pool_k=40)).up_to_date
+    assert not build_pools(store, settings(store, k=40)).up_to_date
     scratch = Store.open(copy_store(store.root, tmp_path, "scratch"))
     for p in scratch.parts("pools"):
         p.unlink()
     shutil.rmtree(scratch.root / "derived" / "pools")
-    assert not build_pools(scratch, settings(scratch, pool_k=40)).up_to_date
+    assert not build_pools(scratch, settings(scratch, k=40)).up_to_date
     assert pools_of(store) == pools_of(scratch)
 
 

@@ -244,8 +244,8 @@ def test_incremental_pools_on_s3_equal_a_local_store(url, aws, demo_store_factor
     store_copy(local, s3)
     reports = []
     for store in (s3, local):
-        s = load(overrides={"store.path": str(store.root), "annotate.pool_queries": "1.0", "annotate.pool_k": "20",
-                            "annotate.pool_margin": "5"}, environ={})
+        s = load(overrides={"store.path": str(store.root), "pools.queries": "1.0", "pools.k": "20",
+                            "pools.margin": "5"}, environ={})
         build_pools(store, s)
         grow(store, "x", 6, sorted(product_ids(store))[2])
         reports.append(build_pools(store, s))
@@ -256,6 +256,6 @@ def test_incremental_pools_on_s3_equal_a_local_store(url, aws, demo_store_factor
     assert all(f"derived/pools/{f}" in s3.files("derived/pools/") for f in files.values())
     mark = s3.watermark("pools")
     monkeypatch.setattr(type(s3), "kept", lambda *a, **k: pytest.fail("a run with nothing new opened the kept files"))
-    again = build_pools(s3, load(overrides={"store.path": url, "annotate.pool_queries": "1.0", "annotate.pool_k": "20",
-                                            "annotate.pool_margin": "5"}, environ={}))
+    again = build_pools(s3, load(overrides={"store.path": url, "pools.queries": "1.0", "pools.k": "20",
+                                            "pools.margin": "5"}, environ={}))
     assert again.up_to_date and s3.watermark("pools") == mark

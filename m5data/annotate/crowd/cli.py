@@ -66,8 +66,8 @@ def simulate(
     from .job import CrowdError
     from .simulate import simulate as run_simulate
 
-    store, s = open_store(ctx, **{"annotate.crowd_workers": workers, "annotate.crowd_workers_per_pair": per_pair,
-                                  "annotate.crowd_gold": gold})
+    store, s = open_store(ctx, **{"crowd.workers": workers, "crowd.workers_per_pair": per_pair,
+                                  "crowd.gold": gold})
     with one_line_errors(CrowdError, ConfigError):
         report = run_simulate(store, s, truth, top=top)
     console.print(stage_summary(report.stats))
@@ -99,7 +99,7 @@ def aggregate(
     from .job import CrowdError, score_methods
 
     rctx = stage_context(ctx, progress=True, options={},
-                         **{"annotate.crowd_method": method, "annotate.crowd_accept": accept})
+                         **{"crowd.method": method, "crowd.accept": accept})
     store, s = rctx.store, rctx.settings
     d = run_stage("crowd", rctx, CrowdError, ConfigError).details
     console.print(f"{d['method']}: {d['n_pairs']:,} pairs, {d['n_judgements']:,} judgements, "

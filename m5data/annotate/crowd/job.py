@@ -60,24 +60,24 @@ class CrowdError(ValueError):
 
 
 def check_settings(s: cfg.Settings) -> None:
-    """Reject bad values of the crowd settings of ``[annotate]`` before any work."""
-    a = s.annotate
-    if a.crowd_method not in METHODS:
-        raise cfg.ConfigError(f"config annotate.crowd_method must be one of {', '.join(METHODS)}, got {a.crowd_method!r}")
-    if not 0.0 <= a.crowd_accept <= 1.0:
-        raise cfg.ConfigError(f"config annotate.crowd_accept must be in [0, 1], got {a.crowd_accept!r}")
-    if a.crowd_uncertain not in ("skip", "mismatch"):
-        raise cfg.ConfigError(f"config annotate.crowd_uncertain must be skip or mismatch, got {a.crowd_uncertain!r}")
-    for key in ("crowd_max_iter", "crowd_workers_per_pair", "crowd_workers"):
+    """Reject bad ``[crowd]`` values before any work."""
+    a = s.crowd
+    if a.method not in METHODS:
+        raise cfg.ConfigError(f"config crowd.method must be one of {', '.join(METHODS)}, got {a.method!r}")
+    if not 0.0 <= a.accept <= 1.0:
+        raise cfg.ConfigError(f"config crowd.accept must be in [0, 1], got {a.accept!r}")
+    if a.uncertain not in ("skip", "mismatch"):
+        raise cfg.ConfigError(f"config crowd.uncertain must be skip or mismatch, got {a.uncertain!r}")
+    for key in ("max_iter", "workers_per_pair", "workers"):
         if getattr(a, key) < 1:
-            raise cfg.ConfigError(f"config annotate.{key} must be >= 1, got {getattr(a, key)!r}")
-    if a.crowd_workers_per_pair > a.crowd_workers:
-        raise cfg.ConfigError("config annotate.crowd_workers_per_pair cannot exceed annotate.crowd_workers")
-    for key in ("crowd_spammers", "crowd_gold"):
+            raise cfg.ConfigError(f"config crowd.{key} must be >= 1, got {getattr(a, key)!r}")
+    if a.workers_per_pair > a.workers:
+        raise cfg.ConfigError("config crowd.workers_per_pair cannot exceed crowd.workers")
+    for key in ("spammers", "gold"):
         if not 0.0 <= getattr(a, key) < 1.0:
-            raise cfg.ConfigError(f"config annotate.{key} must be in [0, 1), got {getattr(a, key)!r}")
-    if a.crowd_tol <= 0:
-        raise cfg.ConfigError(f"config annotate.crowd_tol must be > 0, got {a.crowd_tol!r}")
+            raise cfg.ConfigError(f"config crowd.{key} must be in [0, 1), got {getattr(a, key)!r}")
+    if a.tol <= 0:
+        raise cfg.ConfigError(f"config crowd.tol must be > 0, got {a.tol!r}")
 
 
 def true_instances(truth_dir: str | Path) -> dict[str, str]:
@@ -281,20 +281,20 @@ def aggregate(store, settings: cfg.Settings, *, method: str | None = None) -> Ag
     """Aggregate ``annotations`` into ``matches`` (prob, accepted) and ``workers`` (ability); replaces both.
 
     Args:
-        method: glad (default ``annotate.crowd_method``), majority or dawid_skene.
+        method: glad (default ``crowd.method``), majority or dawid_skene.
     """
     import time
 
     from .glad import gold_accuracy
 
     check_settings(settings)
-    a = settings.annotate
-    method = method or a.crowd_method
+    a = settings.crowd
+    method = method or a.method
     if method not in METHODS:
         raise CrowdError(f"unknown method {method!r} ({', '.join(METHODS)})")
     stats = StageStats("crowd")
     report = AggregateReport(stats, method=method)
-    j = read_judgements(store, a.crowd_uncertain)
+    j = read_judgements(store, a.uncertain)
     if not j.pairs:
         raise CrowdError("no judgements in annotations: run `m5data annotate import` or `simulate` first")
     if j.gold_without_answer:
@@ -303,13 +303,13 @@ def aggregate(store, settings: cfg.Settings, *, method: str | None = None) -> Ag
     counts = np.bincount(j.task, minlength=n_t)
     t0 = time.perf_counter()
     res = aggregate_labels(method, j.task, j.worker, j.label, n_t, n_w, gold=j.gold,
-                           max_iter=a.crowd_max_iter, tol=a.crowd_tol)
+                           max_iter=a.max_iter, tol=a.tol)
     report.seconds = time.perf_counter() - t0
     prob = np.where(counts > 0, res.prob, np.where(j.gold >= 0, j.gold, np.nan))
     no_votes = (counts == 0) & (j.gold < 0)
     if no_votes.any():
         stats.fail("pair with only uncertain judgements", int(no_votes.sum()))
-    accepted = (prob > 0.5) if method == "majority" else (prob >= a.crowd_accept)
+    accepted = (prob > 0.5) if method == "majority" else (prob >= a.accept)
     accepted = np.where(np.isnan(prob), False, accepted)
     acc, n_gold = gold_accuracy(j.task, j.worker, j.label, j.gold, n_w)
     n_by = np.bincount(j.worker, minlength=n_w)
@@ -330,7 +330,8 @@ def aggregate(store, settings: cfg.Settings, *, method: str | None = None) -> Ag
     report.n_uncertain = j.n_uncertain
     report.iterations, report.prior = res.iterations, res.prior
     stats.n_in, stats.n_out = len(j.task), n_t
-    record_run(store, stats.finish(), {"annotate": cfg.as_dict(settings)["annotate"], "method": method})
+    sections = cfg.as_dict(settings)
+    record_run(store, stats.finish(), {"annotate": sections["annotate"], "crowd": sections["crowd"], "method": method})
     return report
 
 
@@ -342,9 +343,9 @@ def score_methods(store, settings: cfg.Settings, truth_dir: str | Path, methods=
 
     from scipy.stats import spearmanr
 
-    a = settings.annotate
+    a = settings.crowd
     inst = true_instances(truth_dir)
-    j = read_judgements(store, a.crowd_uncertain)
+    j = read_judgements(store, a.uncertain)
     n_t, n_w = len(j.pairs), len(j.workers)
     keep = np.array([(q in inst and c in inst) for q, c in j.pairs]) & (j.gold < 0)
     z = np.array([inst.get(q) == inst.get(c) for q, c in j.pairs])
@@ -360,9 +361,9 @@ def score_methods(store, settings: cfg.Settings, truth_dir: str | Path, methods=
     for m in methods:
         t0 = time.perf_counter()
         res = aggregate_labels(m, j.task, j.worker, j.label, n_t, n_w, gold=j.gold,
-                               max_iter=a.crowd_max_iter, tol=a.crowd_tol)
+                               max_iter=a.max_iter, tol=a.tol)
         secs = time.perf_counter() - t0
-        dec = (res.prob > 0.5) if m == "majority" else (res.prob >= a.crowd_accept)
+        dec = (res.prob > 0.5) if m == "majority" else (res.prob >= a.accept)
         tp = int((dec & z & keep).sum())
         row = {"accuracy": float((dec == z)[keep].mean()) if keep.any() else float("nan"),
                "precision": tp / max(int((dec & keep).sum()), 1), "recall": tp / max(int((z & keep).sum()), 1),

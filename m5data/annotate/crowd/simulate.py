@@ -54,7 +54,7 @@ def simulate(store, settings: cfg.Settings, truth_dir: str | Path, *, top: int =
     The simulated abilities go to ``derived/crowd/simulated_workers.json`` for scoring.
     """
     check_settings(settings)
-    a = settings.annotate
+    a = settings.crowd
     inst = true_instances(truth_dir)
     stats = StageStats("crowd-simulate")
     report = SimulateReport(stats)
@@ -73,19 +73,19 @@ def simulate(store, settings: cfg.Settings, truth_dir: str | Path, *, top: int =
         stats.fail("pair not in the truth", len(pairs) - len(known))
     n = len(known)
     z = np.array([inst[q] == inst[c] for q, c, _ in known], np.int64)
-    rng = np.random.default_rng([a.seed, 11])
-    ids, alpha, kinds = simulated_workers(a.crowd_workers, a.crowd_spammers, a.seed)
+    rng = np.random.default_rng([settings.annotate.seed, 11])
+    ids, alpha, kinds = simulated_workers(a.workers, a.spammers, settings.annotate.seed)
     # harder pairs near the top of a pool (look-alikes): smaller inverse difficulty beta
     rank = np.array([r for _, _, r in known], float)
     beta = np.exp(rng.normal(0.6, 0.4, n) - 0.5 * (rank <= 10))
     # gold: a share of the pairs, half of them true matches where there are enough
-    n_gold = int(round(n * a.crowd_gold))
+    n_gold = int(round(n * a.gold))
     pos, neg = np.flatnonzero(z == 1), np.flatnonzero(z == 0)
     g_pos = rng.choice(pos, min(len(pos) // 2, n_gold // 2), replace=False) if len(pos) else np.array([], int)
     g_neg = rng.choice(neg, min(len(neg), n_gold - len(g_pos)), replace=False) if len(neg) else np.array([], int)
     is_gold = np.zeros(n, bool)
     is_gold[np.concatenate([g_pos, g_neg]).astype(int)] = True
-    per = a.crowd_workers_per_pair
+    per = a.workers_per_pair
     who = np.argsort(rng.random((n, len(ids))), axis=1)[:, :per]  # distinct workers per pair
     task = np.repeat(np.arange(n), per)
     w = who.ravel()
@@ -113,9 +113,11 @@ def simulate(store, settings: cfg.Settings, truth_dir: str | Path, *, top: int =
     report.n_pairs, report.n_judgements, report.n_gold = n, len(task), int(is_gold.sum())
     report.n_true_matches = int(z.sum())
     report.workers = {i: {"alpha": float(al), "kind": k} for i, al, k in zip(ids, alpha, kinds)}
-    store.write_text(SIMULATED_FILE, json.dumps({"seed": a.seed, "truth": str(truth_dir), "workers": report.workers},
+    store.write_text(SIMULATED_FILE, json.dumps({"seed": settings.annotate.seed, "truth": str(truth_dir), "workers": report.workers},
                                                 indent=1) + "\n")
     report.truth_file = store.where(SIMULATED_FILE)
     stats.n_out = len(task)
-    record_run(store, stats.finish(), {"annotate": cfg.as_dict(settings)["annotate"], "truth": str(truth_dir), "top": top})
+    sections = cfg.as_dict(settings)
+    record_run(store, stats.finish(), {"annotate": sections["annotate"], "crowd": sections["crowd"], "truth": str(truth_dir),
+                                       "top": top})
     return report

@@ -34,10 +34,10 @@ def least_sure(store, settings, pairs: list[tuple], n: int, model: str | None = 
     pairs = [p for p in pairs if (p[0], p[1]) not in done and (p[1], p[0]) not in done]  # either way round: one pair
     if not pairs or n <= 0:
         return [], []
-    products = read_store(store, settings.annotate.dedup_brand_property)
+    products = read_store(store, settings.dedup.brand_property)
     idx = products.index()
     pairs = [p for p in pairs if p[0] in idx and p[1] in idx]
     s = score(m, products, np.array([idx[p[0]] for p in pairs], np.int64), np.array([idx[p[1]] for p in pairs], np.int64),
-              settings.annotate.matcher_text_model)
+              settings.matcher.text_model)
     order = np.argsort(np.abs(_logit(s) - _logit(np.array([m.threshold]))), kind="stable")[:n]
     return [pairs[i] for i in order], [float(s[i]) for i in order]

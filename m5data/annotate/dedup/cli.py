@@ -35,9 +35,9 @@ def dedup(
     from ...verbs import run_stage, stage_context
 
     rctx = stage_context(ctx, progress=True, options={"full": full}, **{
-        "annotate.dedup_phash_threshold": phash_threshold, "annotate.dedup_minhash_threshold": minhash_threshold,
-        "annotate.dedup_spec_min_shared": spec_min_shared, "annotate.dedup_spec_veto": False if no_spec_veto else None,
-        "annotate.dedup_matcher": matcher,
+        "dedup.phash_threshold": phash_threshold, "dedup.minhash_threshold": minhash_threshold,
+        "dedup.spec_min_shared": spec_min_shared, "dedup.spec_veto": False if no_spec_veto else None,
+        "dedup.matcher": matcher,
     })
     truth = read_truth(score_against)  # before the work: a wrong path fails at once
     d = run_stage("dedup", rctx, ConfigError).details

@@ -141,7 +141,7 @@ def plan(store, state: dict, ids: pa.Array, changed: pa.Array, rules: tuple[str,
     rows = pc.index_in(changed, value_set=ids).drop_null().to_numpy()
     touching[rows.astype(np.int64)] = True
     if n and touching.sum() > full_share * n:
-        return None, f"{int(touching.sum()):,} of {n:,} products changed, over annotate.dedup_full_share ({full_share:g})"
+        return None, f"{int(touching.sum()):,} of {n:,} products changed, over dedup.full_share ({full_share:g})"
     if prev is None:
         return None, "kept inputs not read: the kept pairs cannot be placed"
     if table.schema.metadata[IDS].decode() != ids_digest(prev[0]):
@@ -195,14 +195,14 @@ def crossing(keys: np.ndarray, rows: np.ndarray, touching: np.ndarray, cap: int,
 def over_cap(inp, titles, a, plan: Plan) -> np.ndarray:  # inp: dedup_inputs.Inputs, titles: near.LSHIndex
     """``plan.touching`` and the rows of buckets (exact keys, pHash bands, title bands) that changed
     rows turned into stars (:func:`crossing`); the plan's kept pairs of those rows are dropped."""
-    touching, cap = plan.touching, a.dedup_bucket_cap
+    touching, cap = plan.touching, a.bucket_cap
     extra = []
     for codes in (inp.blob, inp.title_key):
         rows = np.flatnonzero(codes >= 0)
         extra.append(crossing(codes[rows], rows, touching, cap))
     rows = np.flatnonzero(inp.has_phash)
-    for j in range(a.dedup_phash_bands):
-        extra.append(crossing(near._band(inp.phash[rows], j, a.dedup_phash_bands)[0], rows, touching, cap))
+    for j in range(a.phash_bands):
+        extra.append(crossing(near._band(inp.phash[rows], j, a.phash_bands)[0], rows, touching, cap))
     keys = titles._keys[0] if len(titles._keys) == 1 else np.concatenate(titles._keys)
     rows = np.flatnonzero(np.concatenate(titles._valid))
     for j in range(keys.shape[1]):

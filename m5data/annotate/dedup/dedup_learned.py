@@ -1,20 +1,20 @@
-"""Dedup's learned pairs (``annotate.dedup_matcher = learned``): wider candidates that the trained
+"""Dedup's learned pairs (``dedup.matcher = learned``): wider candidates that the trained
 matcher (:mod:`.matcher`) accepts at its saved threshold.
 
 The rules' pairs are kept whatever the matcher says (they are what the rules are sure of); the
 matcher only adds pairs, from candidates the rules' own indexes find at looser settings:
 
-- titles: the same MinHash signatures banded for ``dedup_matcher_minhash_threshold`` (0.3, not 0.7);
-- images: pHash within ``dedup_matcher_phash_threshold`` bits (6, the rule's own candidates, which
+- titles: the same MinHash signatures banded for ``dedup.matcher_minhash_threshold`` (0.3, not 0.7);
+- images: pHash within ``dedup.matcher_phash_threshold`` bits (6, the rule's own candidates, which
   the matcher re-judges where the veto rejected them; wider searches again: on the 100k synthetic
   store with its placeholder photo 12 bits cost 13.4 s of CPU, 8 bits 2.7 s, against 0.4 s);
   title and image candidates whose pages name different brands are dropped (the rules' veto);
 - specs: the spec rule's exact blocks keyed by a brand spelling and *one* rare value, entry sets of
-  Jaccard >= ``dedup_matcher_spec_jaccard``, agreeing on ``dedup_matcher_spec_agreement`` of the
+  Jaccard >= ``dedup.matcher_spec_jaccard``, agreeing on ``dedup.matcher_spec_agreement`` of the
   properties both list (0.75: on a world whose values come from small vocabularies one shared rare
   value is a wide key; the 10k scale world's spec candidates 102,477 -> 6,231), no chance test.
 
-Of each source a product keeps its ``dedup_matcher_per_product`` most similar candidates (the wide
+Of each source a product keeps its ``dedup.matcher_per_product`` most similar candidates (the wide
 title index alone found 904,808 pairs on the 100k scale world, 12,284 at 10k: unbounded, the
 candidates grow faster than the products). Features come from the matcher's bulk code for the products of those pairs only (read from the store
 by id), their TF-IDF weighted with the document frequencies the model kept from its training
@@ -47,29 +47,30 @@ class Learned:
     note: str  # "rules", "learned <version>", or "rules (<why no matcher>)"
     wide: near.LSHIndex | None = None
     phash: tuple | None = None  # the pHash rule's candidates (left, right, bits), before its veto
+    text_model: str = ""  # matcher.text_model: the sentence-transformers folder of its embed_* features
 
 
 def check_settings(a) -> str | None:
-    """The first bad ``annotate.dedup_matcher*`` value, said in one line; None when all are good."""
-    if a.dedup_matcher not in MODES:
-        return f"config annotate.dedup_matcher must be one of {', '.join(MODES)}, got {a.dedup_matcher!r}"
-    if not 0.0 < a.dedup_matcher_minhash_threshold <= 1.0 or not 0.0 <= a.dedup_matcher_spec_jaccard <= 1.0 \
-            or not 0.0 <= a.dedup_matcher_spec_agreement <= 1.0:
-        return ("config annotate.dedup_matcher_minhash_threshold must be in (0, 1], dedup_matcher_spec_jaccard and "
-                "dedup_matcher_spec_agreement in [0, 1]")
-    if a.dedup_matcher_per_product < 0:
-        return f"config annotate.dedup_matcher_per_product must be >= 0, got {a.dedup_matcher_per_product!r}"
-    if a.dedup_matcher_bucket_cap < 2:
-        return f"config annotate.dedup_matcher_bucket_cap must be >= 2, got {a.dedup_matcher_bucket_cap!r}"
-    if not 0 <= a.dedup_matcher_phash_threshold <= 64:
-        return f"config annotate.dedup_matcher_phash_threshold must be in 0..64, got {a.dedup_matcher_phash_threshold!r}"
+    """The first bad ``dedup.matcher*`` value, said in one line; None when all are good."""
+    if a.matcher not in MODES:
+        return f"config dedup.matcher must be one of {', '.join(MODES)}, got {a.matcher!r}"
+    if not 0.0 < a.matcher_minhash_threshold <= 1.0 or not 0.0 <= a.matcher_spec_jaccard <= 1.0 \
+            or not 0.0 <= a.matcher_spec_agreement <= 1.0:
+        return ("config dedup.matcher_minhash_threshold must be in (0, 1], dedup.matcher_spec_jaccard and "
+                "dedup.matcher_spec_agreement in [0, 1]")
+    if a.matcher_per_product < 0:
+        return f"config dedup.matcher_per_product must be >= 0, got {a.matcher_per_product!r}"
+    if a.matcher_bucket_cap < 2:
+        return f"config dedup.matcher_bucket_cap must be >= 2, got {a.matcher_bucket_cap!r}"
+    if not 0 <= a.matcher_phash_threshold <= 64:
+        return f"config dedup.matcher_phash_threshold must be in 0..64, got {a.matcher_phash_threshold!r}"
     return None
 
 
 def choose(store, settings) -> Learned:
-    """The newest trained matcher when ``dedup_matcher`` is learned and one can be used; else rules, with why."""
-    a = settings.annotate
-    if a.dedup_matcher == "rules":
+    """The newest trained matcher when ``dedup.matcher`` is learned and one can be used; else rules, with why."""
+    a = settings.dedup
+    if a.matcher == "rules":
         return Learned(None, "rules")
     from ..kernels.pair_model import MatcherError, load_model
 
@@ -77,33 +78,34 @@ def choose(store, settings) -> Learned:
         model = load_model(store)
     except MatcherError as exc:
         return Learned(None, f"rules ({str(exc).splitlines()[0]})")
-    if any(f.startswith("embed_") for f in model.features) and not a.matcher_text_model:
-        return Learned(None, f"rules (matcher {model.version} uses text embeddings: set annotate.matcher_text_model)")
-    return Learned(model, f"learned {model.version}", near.LSHIndex(a.dedup_matcher_minhash_threshold, a.dedup_num_perm))
+    if any(f.startswith("embed_") for f in model.features) and not settings.matcher.text_model:
+        return Learned(None, f"rules (matcher {model.version} uses text embeddings: set matcher.text_model)")
+    return Learned(model, f"learned {model.version}", near.LSHIndex(a.matcher_minhash_threshold, a.num_perm),
+                   text_model=settings.matcher.text_model)
 
 
 def candidates(inp: Inputs, a, learned: Learned, known: np.ndarray, group: np.ndarray | None = None,
                touching: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The wide candidate pairs (``left < right``) not among ``known`` (packed pairs the rules accepted)
     nor, given the rules' ``group`` of each row, inside one group; of each source, a product's
-    ``dedup_matcher_per_product`` most similar (:func:`best_per_product`). ``touching`` (a bool mask
+    ``dedup.matcher_per_product`` most similar (:func:`best_per_product`). ``touching`` (a bool mask
     of rows, an incremental run's changed ones): only candidates with one of them as an end."""
-    cap = a.dedup_bucket_cap
-    # the wide title index's buckets capped lower than the rules' (dedup_matcher_bucket_cap, 20): its
+    cap = a.bucket_cap
+    # the wide title index's buckets capped lower than the rules' (dedup.matcher_bucket_cap, 20): its
     # bands are short, their buckets large, and a product keeps only its best few pairs anyway (100k
     # scale world: 904,808 pairs at 200 -> 678,704 at 20, 2.8 -> 1.8 s; 97.8% of the bounded kept)
-    t_left, t_right, _ = learned.wide.pairs(a.dedup_matcher_bucket_cap, touching=touching)
-    t = a.dedup_matcher_phash_threshold
-    if learned.phash is not None and t <= a.dedup_phash_threshold:  # the rule's own candidates: no second search
+    t_left, t_right, _ = learned.wide.pairs(a.matcher_bucket_cap, touching=touching)
+    t = a.matcher_phash_threshold
+    if learned.phash is not None and t <= a.phash_threshold:  # the rule's own candidates: no second search
         p_left, p_right, bits = learned.phash
         p_left, p_right = p_left[bits <= t], p_right[bits <= t]
     else:
-        p_left, p_right, _ = near.phash_pairs(inp.phash, t, max(a.dedup_phash_bands, -(-t // 2)), inp.has_phash, cap,
+        p_left, p_right, _ = near.phash_pairs(inp.phash, t, max(a.phash_bands, -(-t // 2)), inp.has_phash, cap,
                                               touching=touching)
     sp = inp.specs
-    s_left, s_right, _ = spec_blocks(sp, None, 1, cap, 1, a.dedup_matcher_spec_agreement,  # None: counted there
-                                     a.dedup_matcher_spec_jaccard, touching, once=True)
-    k = a.dedup_matcher_per_product
+    s_left, s_right, _ = spec_blocks(sp, None, 1, cap, 1, a.matcher_spec_agreement,  # None: counted there
+                                     a.matcher_spec_jaccard, touching, once=True)
+    k = a.matcher_per_product
 
     def open_(x, y):  # not yet decided: not a rule's pair, not already in one group of the rules
         x, y = np.minimum(x, y), np.maximum(x, y)
@@ -145,7 +147,8 @@ def pack(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return (np.asarray(left, np.uint64) << np.uint64(32)) | np.asarray(right, np.uint64)
 
 
-def score_pairs(store, a, model, ids, left: np.ndarray, right: np.ndarray, known: np.ndarray) -> np.ndarray:
+def score_pairs(store, a, model, ids, left: np.ndarray, right: np.ndarray, known: np.ndarray,
+                text_model: str = "") -> np.ndarray:
     """P(same product) of pairs of dedup rows, from the matcher's features.
 
     The representations are made for the candidates' products and the products the rules joined
@@ -169,12 +172,12 @@ def score_pairs(store, a, model, ids, left: np.ndarray, right: np.ndarray, known
     touch = mine[k_left] | mine[k_right]
     k_left, k_right = k_left[touch], k_right[touch]
     rows = arrays.unique(np.r_[left, right, k_left, k_right])
-    products = read_store(store, a.dedup_brand_property, only=ids.take(rows))
+    products = read_store(store, a.brand_property, only=ids.take(rows))
     index = products.index()
     sub = np.array([index[i] for i in ids.take(rows).to_pylist()], dtype=np.int64)
     la, lb = sub[np.searchsorted(rows, left)], sub[np.searchsorted(rows, right)]
     ga, gb = np.r_[la, sub[np.searchsorted(rows, k_left)]], np.r_[lb, sub[np.searchsorted(rows, k_right)]]
-    feats = PairFeatures(products, a.matcher_text_model, weights=model.weights)
+    feats = PairFeatures(products, text_model, weights=model.weights)
     feats.set_neighbours({name: graph_top2(len(products), ga, gb, rowdot(x, ga, gb)) for name, x in feats.spaces()})
     return model.proba(feats.matrix(la, lb)[:, columns(model)])
 
@@ -246,6 +249,6 @@ def _learned_pairs(report, inp: Inputs, a, store, learned: Learned, edges: list,
         report.candidates["matcher_products"] = int(len(arrays.unique(np.r_[left, right])))
     learned.wide = learned.phash = None
     report.candidates["matcher"] = len(left)
-    score = score_pairs(store, a, learned.model, inp.ids, left, right, known)
+    score = score_pairs(store, a, learned.model, inp.ids, left, right, known, learned.text_model)
     keep = score >= learned.model.threshold
     return left[keep], right[keep], 1.0 - score[keep], "matcher"

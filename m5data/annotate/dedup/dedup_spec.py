@@ -30,7 +30,7 @@ SPEC_PAIRS_PER_PASS = 1 << 20  # passing spec pairs one compiled pass may write 
 def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None = None, kept: tuple | None = None,
               vetoed: tuple | None = None):
     """Pairs of the same brand agreeing on enough shared properties, with ``property=value`` sets of
-    Jaccard >= ``dedup_spec_lsh_threshold``.
+    Jaccard >= ``dedup.spec_lsh_threshold``.
 
     Candidates come from exact blocks, not from an index whose buckets grow with the catalogue: a
     pair can only pass when it shares a brand spelling and agrees on at least ``need`` properties
@@ -39,7 +39,7 @@ def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None =
     (:func:`spec_jit.spec_block_keys`), and only products sharing a key are compared: two listings
     of one product share their rare values (a model number), while values every listing of a
     sub-class carries (after-sales terms, "imported: yes") would make blocks of a whole brand. A
-    block over ``dedup_bucket_cap`` rows links its rows to its first one. The keys are made in parts
+    block over ``dedup.bucket_cap`` rows links its rows to its first one. The keys are made in parts
     of the key space, and each block's pairs are checked as they are made
     (:func:`spec_jit.spec_block_pairs`): memory holds one part's keys and the pairs that passed,
     never the candidates (230M of them in a 1M-product scale world).
@@ -63,7 +63,7 @@ def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None =
     from ..kernels import spec_jit
 
     sp = inp.specs
-    need = max(1, min(2, math.ceil(a.dedup_spec_min_agreement * a.dedup_spec_min_shared - 1e-9)))
+    need = max(1, min(2, math.ceil(a.spec_min_agreement * a.spec_min_shared - 1e-9)))
     # per (property, value) entry, the products listing it: the rarest-entry keys and the chance of an
     # agreement both read these counts
     freq = spec_jit.entry_freq(sp.keys, sp.values)
@@ -71,8 +71,8 @@ def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None =
     inp.spec_moved = np.zeros(len(sp.offsets) - 1, dtype=np.bool_)
     if touching is not None:
         touching = touching.copy()  # grows by the rows whose keys moved and of blocks gone over the cap
-    left, right, counts = spec_blocks(sp, freq, need, a.dedup_bucket_cap, a.dedup_spec_min_shared,
-                                      a.dedup_spec_min_agreement, a.dedup_spec_lsh_threshold, touching,
+    left, right, counts = spec_blocks(sp, freq, need, a.bucket_cap, a.spec_min_shared,
+                                      a.spec_min_agreement, a.spec_lsh_threshold, touching,
                                       inp.spec_chosen, getattr(inp, "spec_chosen_prev", None), moved=inp.spec_moved)
     report.candidates["spec"] = int(counts[0])
     report.capped["spec"] = int(counts[1])
@@ -91,7 +91,7 @@ def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None =
         left, right = np.r_[left, again[0][stand]], np.r_[right, again[1][stand]]
     chance = _spec_chance(sp, left, right, freq, touching is not None)
     del freq
-    likely = chance > a.dedup_spec_chance + 1e-12
+    likely = chance > a.spec_chance + 1e-12
     if touching is not None:
         ok = np.zeros(len(stand), dtype=bool)
         ok[np.flatnonzero(stand)] = ~likely[n_new:]

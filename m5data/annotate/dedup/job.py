@@ -6,17 +6,17 @@ Rules, strongest first (each accepted pair is one edge; groups are the connected
 - ``exact_title``: the same normalised title (NFKC, lower case, no whitespace) from the same merchant;
   a missing merchant (null, empty, whitespace) is unknown, never "the same", so such products need
   another rule's evidence.
-- ``phash``: main images within ``dedup_phash_threshold`` bits of pHash (found by a multi-index).
-- ``minhash``: title shingle sets with estimated Jaccard >= ``dedup_minhash_threshold`` (MinHash/LSH).
+- ``phash``: main images within ``dedup.phash_threshold`` bits of pHash (found by a multi-index).
+- ``minhash``: title shingle sets with estimated Jaccard >= ``dedup.minhash_threshold`` (MinHash/LSH).
 - ``spec``: the same brand and agreeing values on every property both pages list (at least
-  ``dedup_spec_min_shared`` besides the brand) and ``property=value`` sets of Jaccard >=
-  ``dedup_spec_lsh_threshold``; candidates from exact blocks (a brand spelling and two of a
+  ``dedup.spec_min_shared`` besides the brand) and ``property=value`` sets of Jaccard >=
+  ``dedup.spec_lsh_threshold``; candidates from exact blocks (a brand spelling and two of a
   product's rarest values), so their number grows with the products, not with their square. The
-  agreement must also be unlikely by chance: at most ``dedup_spec_chance`` other products of the
+  agreement must also be unlikely by chance: at most ``dedup.spec_chance`` other products of the
   brand expected to agree as much at the brand's own value frequencies (a shared model number
   passes; two values every listing of a sub-class carries, in a brand of thousands, do not).
 
-With ``dedup_spec_veto`` a ``phash`` or ``minhash`` pair whose pages name different brands, or
+With ``dedup.spec_veto`` a ``phash`` or ``minhash`` pair whose pages name different brands, or
 disagree on their shared properties, is rejected: look-alike photos of one sub-class and
 boilerplate titles are common, a different brand or model number is not a duplicate.
 
@@ -69,27 +69,27 @@ KEPT = ("n_products", "n_groups", "n_grouped", "pairs", "vetoed", "candidates", 
 
 
 def check_settings(s: cfg.Settings) -> None:
-    """Reject bad ``annotate.dedup_*`` values before any work."""
-    a = s.annotate
-    if not 0 <= a.dedup_phash_threshold <= 64:
-        raise cfg.ConfigError(f"config annotate.dedup_phash_threshold must be in 0..64, got {a.dedup_phash_threshold!r}")
-    if not 1 <= a.dedup_phash_bands <= 64:
-        raise cfg.ConfigError(f"config annotate.dedup_phash_bands must be in 1..64, got {a.dedup_phash_bands!r}")
-    if a.dedup_phash_threshold // a.dedup_phash_bands > 2:
-        raise cfg.ConfigError("config annotate.dedup_phash_threshold // dedup_phash_bands must be <= 2 "
-                              "(more bit flips per band probe too many keys): raise dedup_phash_bands")
-    if a.dedup_shingle < 1 or a.dedup_num_perm < 2 or a.dedup_bucket_cap < 2:
-        raise cfg.ConfigError("config annotate.dedup_shingle must be >= 1, dedup_num_perm >= 2, dedup_bucket_cap >= 2")
-    for key in ("dedup_minhash_threshold", "dedup_spec_lsh_threshold", "dedup_spec_min_agreement"):
+    """Reject bad ``[dedup]`` values before any work."""
+    a = s.dedup
+    if not 0 <= a.phash_threshold <= 64:
+        raise cfg.ConfigError(f"config dedup.phash_threshold must be in 0..64, got {a.phash_threshold!r}")
+    if not 1 <= a.phash_bands <= 64:
+        raise cfg.ConfigError(f"config dedup.phash_bands must be in 1..64, got {a.phash_bands!r}")
+    if a.phash_threshold // a.phash_bands > 2:
+        raise cfg.ConfigError("config dedup.phash_threshold // dedup.phash_bands must be <= 2 "
+                              "(more bit flips per band probe too many keys): raise dedup.phash_bands")
+    if a.shingle < 1 or a.num_perm < 2 or a.bucket_cap < 2:
+        raise cfg.ConfigError("config dedup.shingle must be >= 1, dedup.num_perm >= 2, dedup.bucket_cap >= 2")
+    for key in ("minhash_threshold", "spec_lsh_threshold", "spec_min_agreement"):
         v = getattr(a, key)
         if not 0.0 < v <= 1.0:
-            raise cfg.ConfigError(f"config annotate.{key} must be in (0, 1], got {v!r}")
-    if not a.dedup_spec_chance >= 0.0:
-        raise cfg.ConfigError(f"config annotate.dedup_spec_chance must be >= 0, got {a.dedup_spec_chance!r}")
-    if not 0.0 <= a.dedup_full_share <= 1.0:
-        raise cfg.ConfigError(f"config annotate.dedup_full_share must be in [0, 1], got {a.dedup_full_share!r}")
-    if a.dedup_spec_min_shared < 1:
-        raise cfg.ConfigError(f"config annotate.dedup_spec_min_shared must be >= 1, got {a.dedup_spec_min_shared!r}")
+            raise cfg.ConfigError(f"config dedup.{key} must be in (0, 1], got {v!r}")
+    if not a.spec_chance >= 0.0:
+        raise cfg.ConfigError(f"config dedup.spec_chance must be >= 0, got {a.spec_chance!r}")
+    if not 0.0 <= a.full_share <= 1.0:
+        raise cfg.ConfigError(f"config dedup.full_share must be in [0, 1], got {a.full_share!r}")
+    if a.spec_min_shared < 1:
+        raise cfg.ConfigError(f"config dedup.spec_min_shared must be >= 1, got {a.spec_min_shared!r}")
     if bad := dedup_learned.check_settings(a):
         raise cfg.ConfigError(bad)
 
@@ -105,7 +105,7 @@ class DedupReport:
     pairs: Counter = field(default_factory=Counter)  # rule -> accepted pairs
     vetoed: Counter = field(default_factory=Counter)  # rule -> pairs rejected by the spec veto (spec: by chance)
     candidates: Counter = field(default_factory=Counter)  # index -> candidate pairs checked
-    capped: Counter = field(default_factory=Counter)  # index -> pairs (checks) a bucket over dedup_bucket_cap skipped
+    capped: Counter = field(default_factory=Counter)  # index -> pairs (checks) a bucket over dedup.bucket_cap skipped
     seconds: Counter = field(default_factory=Counter)  # step -> wall seconds (title MinHash counted in minhash)
     cpu_seconds: Counter = field(default_factory=Counter)  # step -> CPU seconds of this process, likewise
     matcher: str = "rules"  # rules, "learned <model version>", or "rules (<why no matcher>)"
@@ -129,10 +129,10 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     """Find duplicate groups among the store's products and replace the ``dedup`` table.
 
     Unless ``full``, a run when no ``products``, ``media`` or ``specs`` row was written since the last
-    complete one, with the same ``annotate`` settings and matcher, does nothing: its groups stand
+    complete one, with the same ``[dedup]`` settings and matcher, does nothing: its groups stand
     (``details["unchanged"]``). Otherwise, after a complete run with the same settings and matcher,
     it is incremental: the *changed* products are those with such a row written since (at most
-    ``annotate.dedup_full_share`` of them), every rule (and the learned matcher's candidates)
+    ``dedup.full_share`` of them), every rule (and the learned matcher's candidates)
     searches only for pairs with a changed product as an end, against every product, the pairs the
     last run kept (:mod:`.dedup_kept`) stand unless one of their products changed or is gone, and
     the groups are the connected components of both. Anything else groups every product again
@@ -140,23 +140,25 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
 
     Args:
         store: the store (reads products, media, specs; writes dedup and runs).
-        settings: ``annotate.dedup_*`` thresholds.
+        settings: the ``[dedup]`` thresholds.
         progress: ``progress(step, done, total)`` after each step.
         full: group every product even when nothing changed since the last complete run.
     """
     check_settings(settings)
-    a = settings.annotate
+    a = settings.dedup
     learned = dedup_learned.choose(store, settings)
     marks = changes.watermarks(store, READS)  # before reading: a later write is seen next time
     product_parts = sorted(Path(str(p)).name for p in store.parts("products"))  # what the next run checks are all there
     state = changes.load_state(store, STAGE)
-    decides = {k: v for k, v in cfg.as_dict(settings)["annotate"].items() if k != "dedup_full_share"}  # when, not what
+    sections = cfg.as_dict(settings)
+    decides = {"dedup": {k: v for k, v in sections["dedup"].items() if k != "full_share"},  # full_share: when, not what
+               "matcher": sections["matcher"], "annotate": sections["annotate"]}
     # the matcher that decides: its version, or "rules" whatever the reason (the reason names the
     # store's folder: a store moved or copied elsewhere would group every product again)
     inputs = changes.fingerprint(decides, learned.note if learned.model is not None else "rules", dedup_kept.FORMAT)
     if not full and changes.unchanged_since(state, marks, inputs) and store.count("dedup"):
         return _unchanged(store, state)
-    brand = norm_value(a.dedup_brand_property)
+    brand = norm_value(a.brand_property)
     changed, kept_inputs, con, why = None, None, None, "full run asked" if full else "no earlier complete run"
     if not full and state is not None:
         if state.get("inputs") != inputs:
@@ -178,7 +180,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
                 ids = con.sql("SELECT product_id FROM products ORDER BY product_id").to_arrow_table().column(0)
             total = len(ids)
             counts = changes.changed_counts(changed_products, total)
-            if len(changed) > a.dedup_full_share * total:
+            if len(changed) > a.full_share * total:
                 kept_inputs = None
             elif kept_inputs is None:
                 kept_inputs = dedup_index.load(store, state.get("inputs_files"), brand)
@@ -198,12 +200,12 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
         if progress:
             progress("dedup", steps.index(name) + 1, len(steps))
 
-    titles = near.LSHIndex(a.dedup_minhash_threshold, a.dedup_num_perm)
+    titles = near.LSHIndex(a.minhash_threshold, a.num_perm)
     report.matcher = learned.note
 
     def index_titles(batch: list[str]) -> None:  # each batch of titles is MinHashed, then dropped
         t0, c0 = time.perf_counter(), time.process_time()
-        values, offsets = near.title_hashes(batch, a.dedup_shingle)
+        values, offsets = near.title_hashes(batch, a.shingle)
         valid = np.fromiter(map(bool, batch), dtype=bool, count=len(batch))
         titles.add(values, offsets, valid)
         if learned.wide is not None:  # the learned matcher's wider title candidates, from the same shingles
@@ -214,7 +216,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
 
     inp, before = None, None
     if kept_inputs is not None:  # the kept arrays, and only the changed products read from the store
-        inp = dedup_index.read_incremental(store, kept_inputs, brand, changed, titles, learned.wide, a.dedup_shingle,
+        inp = dedup_index.read_incremental(store, kept_inputs, brand, changed, titles, learned.wide, a.shingle,
                                            con, ids=ids,
                                            written=changed_products)
         if inp is None:  # they do not fit this read (a wide index they lack): their ids still place the kept pairs
@@ -228,7 +230,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     n = len(inp)
     report.n_products = stats.n_in = n
     plan, report.full = (None, why) if changed is None else dedup_kept.plan(store, state, inp.ids, changed, RULES + (VETOED,),
-                                                                            a.dedup_full_share, inp.prev)
+                                                                            a.full_share, inp.prev)
     touching = plan.touching if plan is not None else None  # None: every pair is searched
     if touching is not None:  # a bucket a changed row takes over the cap (or heads) turns into a star
         touching = dedup_kept.over_cap(inp, titles, a, plan)
@@ -243,13 +245,13 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
         edges += plan.kept
 
     # exact rules: equal key codes, pairs off the sorted runs
-    _exact(report, edges, inp.blob, a.dedup_bucket_cap, "exact_image", touching)
-    _exact(report, edges, inp.title_key, a.dedup_bucket_cap, "exact_title", touching)  # -1: unknown merchant, empty title
+    _exact(report, edges, inp.blob, a.bucket_cap, "exact_image", touching)
+    _exact(report, edges, inp.title_key, a.bucket_cap, "exact_title", touching)  # -1: unknown merchant, empty title
     step("exact")
 
     capped = [0]
-    left, right, dist = near.phash_pairs(inp.phash, a.dedup_phash_threshold, a.dedup_phash_bands, inp.has_phash,
-                                         a.dedup_bucket_cap, capped, touching)
+    left, right, dist = near.phash_pairs(inp.phash, a.phash_threshold, a.phash_bands, inp.has_phash,
+                                         a.bucket_cap, capped, touching)
     report.candidates["phash"] = len(left)
     report.capped["phash"] = capped[0]
     learned.phash = (left, right, dist) if learned.model is not None else None
@@ -257,7 +259,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     step("phash")
 
     capped = [0]
-    left, right, jac = titles.pairs(a.dedup_bucket_cap, capped, touching=touching)
+    left, right, jac = titles.pairs(a.bucket_cap, capped, touching=touching)
     kept_titles, titles = titles, None  # its band keys and signatures are kept for the next run (saved below)
     report.candidates["minhash"] = len(left)
     report.capped["minhash"] = capped[0]
@@ -376,9 +378,9 @@ def _exact(report: DedupReport, edges: list, codes: np.ndarray, cap: int, rule: 
 
 def _veto(report: DedupReport, inp: Inputs, a, left: np.ndarray, right: np.ndarray, dist: np.ndarray, rule: str):
     """Drop near pairs whose specs contradict them (different brand, or disagreeing values)."""
-    if a.dedup_spec_veto and len(left):
+    if a.spec_veto and len(left):
         same, shared, equal = dedup_inputs.agreement(inp.specs, left, right)
-        keep = ~((same == 0) | ((shared > 0) & (equal < a.dedup_spec_min_agreement * shared)))
+        keep = ~((same == 0) | ((shared > 0) & (equal < a.spec_min_agreement * shared)))
         report.vetoed[rule] += int((~keep).sum())
         left, right, dist = left[keep], right[keep], dist[keep]
     return left, right, dist, rule

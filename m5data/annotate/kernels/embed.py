@@ -2,7 +2,7 @@
 
 - text ``tfidf-svd`` (default): TF-IDF over the jieba tokens of the caption plus TF-IDF over its
   character 2-3-grams, reduced with a truncated SVD (ARPACK by default, seeded); ``st:<path>`` a sentence-transformers
-  model from a local folder (``annotate.pool_text_model``).
+  model from a local folder (``pools.text_model``).
 - image ``descriptor`` (default): a compact descriptor of the stored normalised image: HSV colour
   histogram (square-rooted: Hellinger), a mirror-symmetric 4x4 colour layout, a histogram of
   gradient orientations folded so that a mirrored copy gives the same histogram, gradient
@@ -57,7 +57,7 @@ def tfidf_svd(tokens: list[list[str]], texts: list[str], dim: int = 128, seed: i
             so a fit on a slightly grown corpus gives nearly the same vectors).
         svd: the solver (:func:`fit_svd`): ``arpack`` iterates to the converged top components,
             ``randomized`` stops after ``n_iter`` power iterations, ``oversampled`` is randomized with
-            a sketch of ``2 * dim`` columns (``annotate.pool_svd``; pools pass arpack by default).
+            a sketch of ``2 * dim`` columns (``pools.svd``; pools pass arpack by default).
         keep: when given, the fitted vectorizers and SVD are appended to it as a :class:`TfidfSvd`
             (whose ``transform`` embeds more captions as these were; nothing when none was fitted).
     """
@@ -190,7 +190,7 @@ def sentence_transformer(texts: list[str], model_path: str, batch_size: int = 64
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
-        raise RuntimeError("annotate.pool_text_model needs sentence-transformers "
+        raise RuntimeError("pools.text_model needs sentence-transformers "
                            "(pip install sentence-transformers)") from None
     path = Path(model_path)
     if not path.is_dir():

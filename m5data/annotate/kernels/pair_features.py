@@ -459,7 +459,7 @@ def embed_texts(texts: list[str], model_path: str) -> np.ndarray:
     try:
         return sentence_transformer(texts, model_path)
     except RuntimeError as exc:  # no sentence-transformers, no model folder: said in one line
-        raise MatcherError(f"annotate.matcher_text_model: {exc}") from None
+        raise MatcherError(f"matcher.text_model: {exc}") from None
 
 
 def overlap(x, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -280,5 +280,5 @@ def score(model: Model, products, ia: np.ndarray, ib: np.ndarray, text_model: st
 
     cols = columns(model)
     if any(f.startswith("embed_") for f in model.features) and not text_model:
-        raise MatcherError(f"matcher model {model.version} uses text embeddings: set annotate.matcher_text_model")
+        raise MatcherError(f"matcher model {model.version} uses text embeddings: set matcher.text_model")
     return model.proba(PairFeatures(products, text_model).matrix(ia, ib)[:, cols])

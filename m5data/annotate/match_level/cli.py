@@ -39,7 +39,7 @@ def match_level(
 
     jieba.setLogLevel(logging.WARNING)
     rctx = stage_context(ctx, progress=True, options={"full": full},
-                         **{"annotate.match_well": well, "annotate.match_partial": partial, "annotate.match_folds": folds})
+                         **{"match_level.well": well, "match_level.partial": partial, "match_level.folds": folds})
     truth = read_truth(score_against)
     d = run_stage("match_level", rctx, ConfigError).details
     rows = [(f"level {level}", f"{n:,}") for level, n in d["levels"].items()]

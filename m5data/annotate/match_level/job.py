@@ -5,18 +5,18 @@ Three kinds of evidence, none needing a network model:
 - ``category_score``: a text classifier trained on the store's own captions (TF-IDF over jieba
   tokens and character 1-3-grams, a linear model with logistic loss) predicts the unified class and sub-class
   (``label_map`` via ``products.category_path``). Cross-fitted: the products are split into
-  ``match_folds`` folds (by a seeded hash of the product id: a product keeps its fold as the store grows) and each fold is scored by a model trained on the others, so no product
+  ``match_level.folds`` folds (by a seeded hash of the product id: a product keeps its fold as the store grows) and each fold is scored by a model trained on the others, so no product
   scores its own caption. Per level, the probability of the product's own label divided by the
   top probability (1 when its label is the classifier's first choice); the mean of both levels,
   or the class level alone when no other product of its sub-class was in the training folds.
 - ``spec_score``: spec values found in the caption (a value such as ``美兰(KOLE)`` also counts by
-  the part outside or inside its brackets), ``min(1, hits / match_spec_hits)``.
-- ``image_score``: the main image's ``match_image_k`` nearest other products by a colour
+  the part outside or inside its brackets), ``min(1, hits / match_level.spec_hits)``.
+- ``image_score``: the main image's ``match_level.image_k`` nearest other products by a colour
   histogram + pHash descriptor vote for a class; the score is how much the caption's classifier
   agrees with that vote (``sum_c P_image(c) * P_text(c) / max_c P_text(c)``).
 
 ``score`` is the weighted mean of the evidence a product has (weights ``match_weight_*``);
-``level`` is ``well`` at ``score >= match_well``, ``partial`` at ``>= match_partial``, else ``poor``.
+``level`` is ``well`` at ``score >= match_level.well``, ``partial`` at ``>= match_level.partial``, else ``poor``.
 Missing evidence gets a ``reason`` (empty caption, no label, no specs, no image); a product with
 an empty caption gets no score. The table is replaced whole (atomic), the folds are seeded by
 ``annotate.seed``: a re-run writes the same rows.
@@ -51,26 +51,26 @@ __all__ = ["LEVELS", "Inputs", "MatchReport", "MatchScore", "category_scores", "
 
 
 def check_settings(s: cfg.Settings) -> None:
-    """Reject bad ``annotate.match_*`` values before any work."""
-    a = s.annotate
-    if a.match_folds < 2:
-        raise cfg.ConfigError(f"config annotate.match_folds must be >= 2, got {a.match_folds!r}")
-    if not 0.0 <= a.match_partial <= a.match_well <= 1.0:
-        raise cfg.ConfigError("config annotate.match_partial <= match_well must both be in [0, 1], "
-                              f"got {a.match_partial!r} and {a.match_well!r}")
-    weights = (a.match_weight_category, a.match_weight_spec, a.match_weight_image)
+    """Reject bad ``[match_level]`` values before any work."""
+    a = s.match_level
+    if a.folds < 2:
+        raise cfg.ConfigError(f"config match_level.folds must be >= 2, got {a.folds!r}")
+    if not 0.0 <= a.partial <= a.well <= 1.0:
+        raise cfg.ConfigError("config match_level.partial <= match_level.well must both be in [0, 1], "
+                              f"got {a.partial!r} and {a.well!r}")
+    weights = (a.weight_category, a.weight_spec, a.weight_image)
     if min(weights) < 0 or sum(weights) <= 0:
-        raise cfg.ConfigError("config annotate.match_weight_* must be >= 0 and not all 0")
-    if a.match_spec_hits <= 0 or a.match_image_k < 1 or a.match_lr <= 0 or a.match_alpha < 0:
-        raise cfg.ConfigError("config annotate.match_spec_hits and match_lr must be > 0, match_alpha >= 0, "
-                              "match_image_k >= 1")
-    if not 0.0 <= a.match_refit_share <= 1.0:
-        raise cfg.ConfigError(f"config annotate.match_refit_share must be in [0, 1], got {a.match_refit_share!r}")
-    if not 10 <= a.match_hash_bits <= 24:
-        raise cfg.ConfigError(f"config annotate.match_hash_bits must be in 10..24, got {a.match_hash_bits!r}")
-    if a.match_epochs < 1 or a.match_min_steps < 0 or a.match_batch < 1 or a.match_image_gallery < 0:
-        raise cfg.ConfigError("config annotate.match_epochs and match_batch must be >= 1, "
-                              "match_min_steps and match_image_gallery >= 0")
+        raise cfg.ConfigError("config match_level.weight_* must be >= 0 and not all 0")
+    if a.spec_hits <= 0 or a.image_k < 1 or a.lr <= 0 or a.alpha < 0:
+        raise cfg.ConfigError("config match_level.spec_hits and match_level.lr must be > 0, match_level.alpha >= 0, "
+                              "match_level.image_k >= 1")
+    if not 0.0 <= a.refit_share <= 1.0:
+        raise cfg.ConfigError(f"config match_level.refit_share must be in [0, 1], got {a.refit_share!r}")
+    if not 10 <= a.hash_bits <= 24:
+        raise cfg.ConfigError(f"config match_level.hash_bits must be in 10..24, got {a.hash_bits!r}")
+    if a.epochs < 1 or a.min_steps < 0 or a.batch < 1 or a.image_gallery < 0:
+        raise cfg.ConfigError("config match_level.epochs and match_level.batch must be >= 1, "
+                              "match_level.min_steps and match_level.image_gallery >= 0")
 
 
 # ------------------------------------------------------------------ evidence
@@ -91,25 +91,25 @@ def category_scores(inp: Inputs, settings: cfg.Settings, votes: tuple[np.ndarray
     """Cross-fitted category agreement and caption-image agreement per product (nan: none)."""
     from . import textclf
 
-    a = settings.annotate
+    a = settings.match_level
     n = len(inp.has_text)
     cat = np.full(n, np.nan, np.float32)
     img = np.full(n, np.nan, np.float32)
     h = textclf.Hierarchy(np.where(inp.has_text, inp.class_id, -1), np.where(inp.has_text, inp.sub_id, -1))
     labelled = np.flatnonzero(inp.has_text & (h.cls >= 0))
     unlabelled = np.flatnonzero(inp.has_text & (h.cls < 0))
-    if len(labelled) < a.match_folds or h.n_class < 2:
+    if len(labelled) < a.folds or h.n_class < 2:
         return cat, img
     fold = np.full(n, -1, np.int64)
-    fold[labelled] = fold_of(inp.ids, a.seed, a.match_folds)[labelled]
-    dim = 1 << a.match_hash_bits
-    df = textclf.doc_freq(inp.feats, fold, a.match_folds, dim)
+    fold[labelled] = fold_of(inp.ids, settings.annotate.seed, a.folds)[labelled]
+    dim = 1 << a.hash_bits
+    df = textclf.doc_freq(inp.feats, fold, a.folds, dim)
     df_all = df.sum(axis=0)
     # the neighbours' unified classes as the classifier's class indexes (-1: a class it does not know)
     at = np.minimum(np.searchsorted(h.classes, votes[0]), max(0, h.n_class - 1))
     vote_cls = np.where((votes[0] >= 0) & (h.classes[at] == votes[0]), at, -1).astype(np.int64)
     # products without a label are scored against the image only, by a model of all labelled ones
-    jobs = [(labelled[fold[labelled] != k], labelled[fold[labelled] == k], df_all - df[k]) for k in range(a.match_folds)]
+    jobs = [(labelled[fold[labelled] != k], labelled[fold[labelled] == k], df_all - df[k]) for k in range(a.folds)]
     if len(unlabelled):
         jobs.append((labelled, unlabelled, df_all))
     del df
@@ -119,10 +119,10 @@ def category_scores(inp: Inputs, settings: cfg.Settings, votes: tuple[np.ndarray
             seen_sub = np.zeros(max(1, h.n_sub), np.int64)
             has_sub = h.sub[train] >= 0
             np.add.at(seen_sub, h.child_base[h.cls[train][has_sub]] + h.sub[train][has_sub], 1)
-            model = textclf.Model(h, a.match_hash_bits, a.match_hash_bits + 2)
+            model = textclf.Model(h, a.hash_bits, a.hash_bits + 2)
             idf = textclf.idf(dfk, len(train))
-            model.fit(inp.feats, idf, train, h.sub, epochs=_epochs(a, len(train)), lr=a.match_lr,
-                      alpha=a.match_alpha, seed=a.seed + j)
+            model.fit(inp.feats, idf, train, h.sub, epochs=_epochs(a, len(train)), lr=a.lr,
+                      alpha=a.alpha, seed=settings.annotate.seed + j)
             # the sub-class level only where the product's sub-class was among the training rows
             own_sub = h.sub.copy()
             ok = own_sub >= 0
@@ -150,18 +150,18 @@ def match_level(store, settings: cfg.Settings, *, progress: Progress | None = No
 
     Unless ``full``, a run after a complete one scores only the products new or changed since with the
     classifier and image gallery that run kept (``match_model.py``); it fits again (in full) when the
-    products it was fitted on are below ``annotate.match_refit_share`` of the store.
+    products it was fitted on are below ``match_level.refit_share`` of the store.
 
     Args:
         store: the store (reads products, captions, label_map, specs, media; writes caption_match, runs).
-        settings: ``annotate.match_*`` folds, weights and cut points; ``annotate.seed`` seeds the folds.
+        settings: the ``[match_level]`` folds, weights and cut points; ``annotate.seed`` seeds the folds.
         progress: ``progress(step, done, total)`` callback.
         full: score every product with cross-fitted classifiers and fit the kept one again.
     """
     from . import match_model
 
     check_settings(settings)
-    a = settings.annotate
+    a = settings.match_level
     marks = match_model.watermarks(store)  # before reading: a later write is seen next time
     refit = "full run asked" if full else None
     if not full:
@@ -173,9 +173,9 @@ def match_level(store, settings: cfg.Settings, *, progress: Progress | None = No
     inp = read_inputs(store, settings, progress)
     n = stats.n_in = report.scored = len(inp.has_text)
     has_image = inp.img_reason == 0
-    votes = image_votes(inp.desc, has_image, inp.class_id, a.match_image_k, gallery=a.match_image_gallery,
-                        seed=a.seed, progress=progress)
-    gallery = match_model.gallery_of(inp, has_image, a)
+    votes = image_votes(inp.desc, has_image, inp.class_id, a.image_k, gallery=a.image_gallery,
+                        seed=settings.annotate.seed, progress=progress)
+    gallery = match_model.gallery_of(inp, has_image, a, settings.annotate.seed)
     inp.desc = None  # the descriptors are done with: free them before the classifier
     cat, img = category_scores(inp, settings, votes, progress)
     del votes

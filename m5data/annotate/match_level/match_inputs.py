@@ -78,7 +78,7 @@ def read_inputs(store, settings: cfg.Settings, progress: Progress | None = None,
     """Products with their caption features, unified labels, spec hits and image descriptor
     (``only``: just these product ids, an incremental run's new and changed products).
 
-    Read in Arrow record batches of ``annotate.match_batch`` products: each batch is hashed,
+    Read in Arrow record batches of ``match_level.batch`` products: each batch is hashed,
     its spec values matched and its images described (in threads) before the next is read, so
     what stays is a few arrays per product, never the captions, tokens or spec lists.
     """
@@ -87,8 +87,8 @@ def read_inputs(store, settings: cfg.Settings, progress: Progress | None = None,
 
     from . import textclf
 
-    a = settings.annotate
-    dim = 1 << a.match_hash_bits
+    a = settings.match_level
+    dim = 1 << a.hash_bits
     con = store.connect(need=("products", "captions", "label_map", "specs", "media"))
     try:
         con.execute("SET threads = 2")
@@ -104,7 +104,7 @@ def read_inputs(store, settings: cfg.Settings, progress: Progress | None = None,
         ids = []
         pos = 0
         reader = con.sql(_INPUTS_SQL.replace("\n    ORDER BY p.product_id", f"{where}\n    ORDER BY p.product_id")
-                         ).to_arrow_reader(a.match_batch)
+                         ).to_arrow_reader(a.batch)
         for batch in reader:
             b = len(batch)
             if pos + b > n:  # products grew while reading: keep what the count saw
@@ -154,8 +154,8 @@ def spec_hits(caption: str, values: list[str]) -> int:
 
 
 def _epochs(a, n_train: int) -> int:
-    """``match_epochs`` passes, more for a small store (at least ``match_min_steps`` updates, at most 50 passes)."""
-    return int(min(50, max(a.match_epochs, -(-a.match_min_steps // max(1, n_train)))))
+    """``match_level.epochs`` passes, more for a small store (at least ``match_level.min_steps`` updates, at most 50 passes)."""
+    return int(min(50, max(a.epochs, -(-a.min_steps // max(1, n_train)))))
 
 
 def level_of(score: float | None, well: float, partial: float) -> str | None:
@@ -178,18 +178,18 @@ def score_table(inp: Inputs, cat: np.ndarray, img: np.ndarray, a, run_id: str):
 
     n = len(inp.has_text)
     text = inp.has_text
-    spec = np.where(text & inp.has_specs, np.minimum(1.0, inp.spec_hits / a.match_spec_hits), np.nan).astype(np.float32)
+    spec = np.where(text & inp.has_specs, np.minimum(1.0, inp.spec_hits / a.spec_hits), np.nan).astype(np.float32)
     cat = np.where(text, cat, np.nan)
     img = np.where(text, img, np.nan)
     num = np.zeros(n, np.float64)
     den = np.zeros(n, np.float64)
-    for w, v in ((a.match_weight_category, cat), (a.match_weight_spec, spec), (a.match_weight_image, img)):
+    for w, v in ((a.weight_category, cat), (a.weight_spec, spec), (a.weight_image, img)):
         if w > 0:
             ok = ~np.isnan(v)
             num[ok] += w * v[ok].astype(np.float64)
             den[ok] += w
     score = np.where(den > 0, np.round(num / np.where(den > 0, den, 1), 6), np.nan)
-    level = np.where(score >= a.match_well, "well", np.where(score >= a.match_partial, "partial", "poor"))
+    level = np.where(score >= a.well, "well", np.where(score >= a.partial, "partial", "poor"))
     level = pa.array(level, pa.string(), mask=np.isnan(score))
     return pa.table({"product_id": inp.ids, "score": _round(score), "level": level, "category_score": _round(cat),
                      "spec_score": _round(spec), "image_score": _round(img), "reason": _reasons(inp),

@@ -23,7 +23,7 @@ work at all; else it reads only those products, scores them with the kept classi
 fitted on a new product's caption, so none scores itself, as with cross-fitting) and the kept
 gallery (a product in it does not vote for itself), and writes their rows (``caption_match`` is
 keyed by product: the new rows replace the old ones). When the products the model was fitted on
-fall below ``annotate.match_refit_share`` of the store's products, the run is a full one.
+fall below ``match_level.refit_share`` of the store's products, the run is a full one.
 """
 
 from __future__ import annotations
@@ -50,9 +50,8 @@ def watermarks(store) -> dict[str, int]:
 
 def fingerprint(settings: cfg.Settings) -> str:
     """The hash of the settings that decide the scores (refit_share only decides when to fit again)."""
-    a = dataclasses.asdict(settings.annotate)
-    return changes.fingerprint(FORMAT, {k: v for k, v in a.items()
-                                        if (k.startswith("match_") and k != "match_refit_share") or k == "seed"})
+    a = dataclasses.asdict(settings.match_level)
+    return changes.fingerprint(FORMAT, {"seed": settings.annotate.seed, **{k: v for k, v in a.items() if k != "refit_share"}})
 
 
 def _save_npz(store, kind: str, versioned: bool = True, **arrays) -> str:
@@ -76,11 +75,11 @@ def _load_npz(store, rel) -> dict | None:
         return None
 
 
-def gallery_of(inp, has_image: np.ndarray, a) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def gallery_of(inp, has_image: np.ndarray, a, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(rows, descriptors, classes)`` of the products the image evidence votes from (as ``image_votes`` picks them)."""
     pool = np.flatnonzero(has_image & (inp.class_id >= 0))
-    if a.match_image_gallery and len(pool) > a.match_image_gallery:
-        pool = np.sort(np.random.default_rng(a.seed).choice(pool, a.match_image_gallery, replace=False))
+    if a.image_gallery and len(pool) > a.image_gallery:
+        pool = np.sort(np.random.default_rng(seed).choice(pool, a.image_gallery, replace=False))
     return pool, inp.desc[pool].copy(), inp.class_id[pool].copy()
 
 
@@ -94,18 +93,18 @@ def save(store, settings: cfg.Settings, inp, gallery, marks: dict[str, int]) -> 
     from . import textclf
     from .match_inputs import _epochs
 
-    a = settings.annotate
+    a = settings.match_level
     h = textclf.Hierarchy(np.where(inp.has_text, inp.class_id, -1), np.where(inp.has_text, inp.sub_id, -1))
     labelled = np.flatnonzero(inp.has_text & (h.cls >= 0))
-    dim = 1 << a.match_hash_bits
+    dim = 1 << a.hash_bits
     ids = np.asarray(inp.ids.to_pylist(), dtype=str)
     group = np.full(len(inp.has_text), -1, np.int64)
     group[labelled] = 0
     idf = textclf.idf(textclf.doc_freq(inp.feats, group, 1, dim)[0], max(1, len(labelled)))
-    model = textclf.Model(h, a.match_hash_bits, a.match_hash_bits + 2)
+    model = textclf.Model(h, a.hash_bits, a.hash_bits + 2)
     if h.n_class >= 2:
-        model.fit(inp.feats, idf, labelled, h.sub, epochs=_epochs(a, len(labelled)), lr=a.match_lr,
-                  alpha=a.match_alpha, seed=a.seed)
+        model.fit(inp.feats, idf, labelled, h.sub, epochs=_epochs(a, len(labelled)), lr=a.lr,
+                  alpha=a.alpha, seed=settings.annotate.seed)
     rows, desc, gal_cls = gallery
     model_file = _save_npz(
         store, "model", Wc=model.Wc, bc=model.bc, Ws=model.Ws, bs=model.bs, idf=np.asarray(idf),
@@ -172,8 +171,8 @@ def incremental(store, settings: cfg.Settings, marks: dict[str, int], progress=N
     if state.get("inputs") != fingerprint(settings):
         return None, "settings changed"
     total = store.count("products")
-    if state.get("fitted_on", 0) < settings.annotate.match_refit_share * total:
-        return None, (f"fitted on {state.get('fitted_on', 0):,} products, below {settings.annotate.match_refit_share:.0%} "
+    if state.get("fitted_on", 0) < settings.match_level.refit_share * total:
+        return None, (f"fitted on {state.get('fitted_on', 0):,} products, below {settings.match_level.refit_share:.0%} "
                       f"of {total:,}")
     from .match_inputs import MatchReport
 
@@ -214,13 +213,13 @@ def _score(store, settings: cfg.Settings, saved: dict, ids: list[str], report, p
     from . import textclf
     from .match_inputs import finish_report, read_inputs, score_table
 
-    a = settings.annotate
+    a = settings.match_level
     inp = read_inputs(store, settings, progress, only=ids)
     m = len(inp.has_text)
     report.scored = m
     h = hierarchy(saved, np.where(inp.has_text, inp.class_id, -1), np.where(inp.has_text, inp.sub_id, -1))
     # image votes from the kept gallery (a product in it is not its own neighbour)
-    k = a.match_image_k
+    k = a.image_k
     vote_cls = np.full((m, k), -1, np.int64)
     vote_w = np.zeros((m, k), np.float32)
     has_image = inp.img_reason == 0
@@ -245,7 +244,7 @@ def _score(store, settings: cfg.Settings, saved: dict, ids: list[str], report, p
     img = np.full(m, np.nan, np.float32)
     test = np.flatnonzero(inp.has_text)
     if bool(saved["fitted"][0]) and len(test):
-        model = textclf.Model(h, a.match_hash_bits, a.match_hash_bits + 2)
+        model = textclf.Model(h, a.hash_bits, a.hash_bits + 2)
         model.Wc, model.bc, model.Ws, model.bs = saved["Wc"], saved["bc"], saved["Ws"], saved["bs"]
         cls_s, sub_s, img_s = model.score(inp.feats, saved["idf"], test, h.sub, vote_cls[test], vote_w[test])
         has_cls = h.cls[test] >= 0

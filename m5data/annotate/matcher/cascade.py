@@ -34,15 +34,15 @@ def read_inputs(store, settings, ids):
     from ..kernels import dedup_inputs, near
     from ..kernels.values import norm_value
 
-    a = settings.annotate
+    a = settings.dedup
     wanted = pc.unique(pa.array(ids, pa.string())).sort()
-    titles = near.LSHIndex(a.dedup_matcher_minhash_threshold, a.dedup_num_perm)
+    titles = near.LSHIndex(a.matcher_minhash_threshold, a.num_perm)
 
     def index_titles(batch: list[str]) -> None:
-        values, offsets = near.title_hashes(batch, a.dedup_shingle)
+        values, offsets = near.title_hashes(batch, a.shingle)
         titles.add(values, offsets, np.fromiter(map(bool, batch), dtype=bool, count=len(batch)))
 
-    inp = dedup_inputs.read_inputs(store, norm_value(a.dedup_brand_property), index_titles, only=wanted)
+    inp = dedup_inputs.read_inputs(store, norm_value(a.brand_property), index_titles, only=wanted)
     return inp, titles
 
 
@@ -64,12 +64,12 @@ def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray, accepte
 
     if not accepted.any():
         return None
-    a = dataclasses.replace(settings.annotate, matcher_trees=TREES, matcher_leaves=LEAVES)
+    a = dataclasses.replace(settings.matcher, trees=TREES, leaves=LEAVES)
     x = np.where(np.isnan(x).all(axis=0), 0.0, x)  # a column no pair has (no pHash in the store): constant,
     # never split on (the trees' binning refuses a column of NaN only); the columns keep their places
     with one_thread():
-        oof = out_of_fold(x, y, w, groups, a)  # the matcher's folds: same labels, groups and seed
-        final = _classifier(a, a.seed).fit(x, y, sample_weight=w)
+        oof = out_of_fold(x, y, w, groups, a, settings.annotate.seed)  # the matcher's folds: same labels, groups and seed
+        final = _classifier(a, settings.annotate.seed).fit(x, y, sample_weight=w)
     kept_scores = np.sort(oof[accepted])
     threshold = float(kept_scores[int(np.floor((1.0 - keep) * len(kept_scores)))])
     passed = oof >= threshold

@@ -35,7 +35,7 @@ def train(
     from ..kernels.pair_model import MatcherError
 
     rctx = stage_context(ctx, progress=True, options={"labels": labels},
-                         **{"annotate.matcher_precision": precision, "annotate.matcher_text_model": text_model})
+                         **{"matcher.precision": precision, "matcher.text_model": text_model})
     console.print(validation_table(run_stage("matcher", rctx, MatcherError, ConfigError).details))
 
 

@@ -16,7 +16,7 @@ from ...verbs import one_line_errors
 
 def pools(
     ctx: typer.Context,
-    split_version: Optional[str] = typer.Option(None, "--split-version", help="Queries from this split version's query splits (default: a seeded sample, annotate.pool_queries)."),
+    split_version: Optional[str] = typer.Option(None, "--split-version", help="Queries from this split version's query splits (default: a seeded sample, pools.queries)."),
     queries: Optional[float] = typer.Option(None, "--queries", help="Query sample: a share of products (<= 1; 1 = all) or a count (> 1); default 0.1."),
     k: Optional[int] = typer.Option(None, "-k", "--k", help="Candidates per query (default 500)."),
     search: Optional[str] = typer.Option(None, "--search", help="exact (blocked matmul, default), faiss-flat or faiss-hnsw (approximate; recall against exact printed)."),
@@ -46,12 +46,12 @@ def pools(
 
     jieba.setLogLevel(logging.WARNING)
     rctx = stage_context(ctx, progress=True, options={"full": full, "split_version": split_version, "fresh": fresh}, **{
-        "annotate.pool_queries": queries, "annotate.pool_k": k, "annotate.pool_search": search,
-        "annotate.pool_text_model": text_model, "annotate.pool_image": image, "annotate.pool_block": block,
+        "pools.queries": queries, "pools.k": k, "pools.search": search,
+        "pools.text_model": text_model, "pools.image": image, "pools.block": block,
     })
     store, s = rctx.store, rctx.settings
     if search and search != "exact" and not ann_check:
-        ann_check = min(s.annotate.pool_block, 1000)  # an approximate search always reports its recall
+        ann_check = min(s.pools.block, 1000)  # an approximate search always reports its recall
     rctx.options["ann_check"] = ann_check
     stats = run_stage("pools", rctx, PoolsError, ConfigError, RuntimeError, summary=False)
     d = stats.details
@@ -64,7 +64,7 @@ def pools(
         from .job import score_pools
 
         with one_line_errors(FileNotFoundError, ValueError):
-            score = score_pools(store, score_against, ks=tuple(sorted({10, 50, s.annotate.pool_k})))
+            score = score_pools(store, score_against, ks=tuple(sorted({10, 50, s.pools.k})))
         for kk, r in score["recall"].items():
             console.print(f"recall@{kk} of true instance matches: [bold]{r:.4f}[/] "
                           f"({score['pairs']} true pairs of {score['queries']} queries)")
@@ -77,8 +77,8 @@ def summary_table(d: dict, s):
     t = Table(title="candidate pools")
     t.add_column("measure")
     t.add_column("value", justify="right")
-    for name, value in [("embedder", d["embedder"]), ("search", s.annotate.pool_search),
-                        ("K", f"{s.annotate.pool_k:,}"), ("products", f"{d['n_products']:,}"),
+    for name, value in [("embedder", d["embedder"]), ("search", s.pools.search),
+                        ("K", f"{s.pools.k:,}"), ("products", f"{d['n_products']:,}"),
                         ("queries", f"{d['n_queries']:,}"), ("gallery", f"{d['n_gallery']:,}"),
                         ("vectors", "not read (pools up to date)" if d["up_to_date"]
                          else "reused (same inputs)" if d["vectors_reused"] else "embedded"),

@@ -6,7 +6,7 @@ the top ``K`` (default 500) are kept, never the query itself, ties broken by pro
 
 Queries: the ``query*`` splits of ``--split-version`` when given (gallery: its ``gallery*`` splits,
 or every product of the version outside ``train`` and the query splits); otherwise a seeded, stable
-sample of the products (``annotate.pool_queries``: a share up to 1, a count above 1) with every
+sample of the products (``pools.queries``: a share up to 1, a count above 1) with every
 product in the gallery. A product is a query when ``sha1(seed:product_id)`` falls under the share,
 so adding products never changes which old products are queries.
 
@@ -22,7 +22,7 @@ store, the settings and the pools as that run left them returns its report witho
 catalog.
 
 Incremental (module :mod:`.pools_incremental`): a complete run also keeps its fitted embedder, its
-vectors and each query's best ``K + annotate.pool_margin`` candidates; unless ``full`` (or
+vectors and each query's best ``K + pools.margin`` candidates; unless ``full`` (or
 ``fresh``, ``ann_check``, a split version), a later run embeds and searches only what changed since.
 """
 
@@ -95,28 +95,28 @@ class PoolsReport:
 
 
 def check_settings(s: cfg.Settings) -> None:
-    """Reject bad values of the pools settings of ``[annotate]`` before any work."""
-    a = s.annotate
-    if a.pool_queries <= 0:
-        raise cfg.ConfigError(f"config annotate.pool_queries must be > 0 (a share up to 1 or a count), got {a.pool_queries!r}")
-    if a.pool_queries > 1 and not float(a.pool_queries).is_integer():
-        raise cfg.ConfigError(f"config annotate.pool_queries above 1 is a count and must be whole, got {a.pool_queries!r}")
-    if a.pool_compact_share < 0:
-        raise cfg.ConfigError(f"config annotate.pool_compact_share must be >= 0 (0: never compact), got {a.pool_compact_share!r}")
-    if a.pool_margin < 0 or not 0.0 <= a.pool_refit_share <= 1.0:
-        raise cfg.ConfigError(f"config annotate.pool_margin must be >= 0 and pool_refit_share in [0, 1], "
-                              f"got {a.pool_margin!r} and {a.pool_refit_share!r}")
-    for key in ("pool_k", "pool_block", "pool_text_dim", "pool_svd_iter"):
+    """Reject bad ``[pools]`` values before any work."""
+    a = s.pools
+    if a.queries <= 0:
+        raise cfg.ConfigError(f"config pools.queries must be > 0 (a share up to 1 or a count), got {a.queries!r}")
+    if a.queries > 1 and not float(a.queries).is_integer():
+        raise cfg.ConfigError(f"config pools.queries above 1 is a count and must be whole, got {a.queries!r}")
+    if a.compact_share < 0:
+        raise cfg.ConfigError(f"config pools.compact_share must be >= 0 (0: never compact), got {a.compact_share!r}")
+    if a.margin < 0 or not 0.0 <= a.refit_share <= 1.0:
+        raise cfg.ConfigError(f"config pools.margin must be >= 0 and pools.refit_share in [0, 1], "
+                              f"got {a.margin!r} and {a.refit_share!r}")
+    for key in ("k", "block", "text_dim", "svd_iter"):
         if getattr(a, key) < 1:
-            raise cfg.ConfigError(f"config annotate.{key} must be >= 1, got {getattr(a, key)!r}")
-    if a.pool_search not in SEARCHES:
-        raise cfg.ConfigError(f"config annotate.pool_search must be one of {', '.join(SEARCHES)}, got {a.pool_search!r}")
-    if a.pool_svd not in embed.SVDS:
-        raise cfg.ConfigError(f"config annotate.pool_svd must be one of {', '.join(embed.SVDS)}, got {a.pool_svd!r}")
-    if a.pool_image not in embed.IMAGE_EMBEDDERS:
-        raise cfg.ConfigError(f"config annotate.pool_image must be one of {', '.join(embed.IMAGE_EMBEDDERS)}, got {a.pool_image!r}")
-    if a.pool_text_weight < 0 or a.pool_image_weight < 0 or a.pool_text_weight + a.pool_image_weight == 0:
-        raise cfg.ConfigError("config annotate.pool_text_weight and pool_image_weight must be >= 0, not both 0")
+            raise cfg.ConfigError(f"config pools.{key} must be >= 1, got {getattr(a, key)!r}")
+    if a.search not in SEARCHES:
+        raise cfg.ConfigError(f"config pools.search must be one of {', '.join(SEARCHES)}, got {a.search!r}")
+    if a.svd not in embed.SVDS:
+        raise cfg.ConfigError(f"config pools.svd must be one of {', '.join(embed.SVDS)}, got {a.svd!r}")
+    if a.image not in embed.IMAGE_EMBEDDERS:
+        raise cfg.ConfigError(f"config pools.image must be one of {', '.join(embed.IMAGE_EMBEDDERS)}, got {a.image!r}")
+    if a.text_weight < 0 or a.image_weight < 0 or a.text_weight + a.image_weight == 0:
+        raise cfg.ConfigError("config pools.text_weight and pools.image_weight must be >= 0, not both 0")
 
 
 def split_members(store, version: str) -> tuple[list[str], list[str]]:
@@ -148,7 +148,7 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
     Args:
         split_version: take queries (and gallery) from this split version instead of a sample.
         fresh: ignore finished blocks of an interrupted run with the same inputs.
-        ann_check: with ``annotate.pool_search`` = exact, also search this many queries with
+        ann_check: with ``pools.search`` = exact, also search this many queries with
             faiss HNSW and report its recall against exact (0 = no check); with a faiss search,
             the faiss result of the first block is compared with exact search.
         progress: ``progress(step, done, total)``.
@@ -172,7 +172,7 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
 
 def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh: bool, ann_check: int,
            progress: Progress | None, marks: dict, refit: str | None) -> PoolsReport:
-    a = settings.annotate
+    a = settings.pools
     stats = StageStats("pools")
     report = PoolsReport(stats, embedder=embedder_name(settings))
     clock = _Clock(report.timings)
@@ -231,7 +231,7 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
         gallery_ids = [g for g in gallery_ids if g in row_of and usable[row_of[g]]]  # sorted: ids are
         g_rows = np.array([row_of[g] for g in gallery_ids], np.int64)
     else:
-        queries = [q for q in sample_queries(ids, a.pool_queries, a.seed) if usable[row_of[q]]]
+        queries = [q for q in sample_queries(ids, a.queries, settings.annotate.seed) if usable[row_of[q]]]
         g_rows = np.flatnonzero(usable).astype(np.int64)
         gallery_ids = [ids[i] for i in g_rows]
     q_rows = np.array([row_of[q] for q in queries], np.int64)
@@ -243,9 +243,9 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
     report.changes = {"new": len(ids), "changed": 0, "unchanged": 0}
     report.searched = report.rewritten = len(queries)
     stats.n_in = len(queries)
-    width = a.pool_k + a.pool_margin  # each query's best K + margin kept (the table gets K): what an incremental run merges into
+    width = a.k + a.margin  # each query's best K + margin kept (the table gets K): what an incremental run merges into
 
-    fp = embed.fingerprint(RUN_VERSION, vectors.fingerprint, a.pool_k, a.pool_margin, a.pool_search, a.pool_block,
+    fp = embed.fingerprint(RUN_VERSION, vectors.fingerprint, a.k, a.margin, a.search, a.block,
                            _digest(queries), _digest(gallery_ids))
     report.fingerprint = fp
     for old in work.iterdir():  # another fingerprint's checkpoints: inputs or settings changed
@@ -257,20 +257,20 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
     ckpt.mkdir(parents=True, exist_ok=True)
     listed = set(kept.names(f"{fp}/block-*.npz"))  # a block counts as done with its kept candidates only
     done = {int(p.stem.split("-")[1]) for p in ckpt.glob("block-*.done") if f"{fp}/{p.stem}.npz" in listed}
-    done -= _blocks_without_pools(store, work, queries, self_index, len(gallery_ids), a.pool_block, done)
+    done -= _blocks_without_pools(store, work, queries, self_index, len(gallery_ids), a.block, done)
 
-    nblocks = -(-len(queries) // a.pool_block)
+    nblocks = -(-len(queries) // a.block)
     report.n_blocks = nblocks
-    report.n_resumed = sum(1 for b in range(nblocks) if b * a.pool_block in done)
+    report.n_resumed = sum(1 for b in range(nblocks) if b * a.block in done)
     finished = report.n_resumed
     qv = Rows(vectors.matrix, q_rows)
     if finished < nblocks or ann_check:
         # scratch: in the checkpoint folder on a folder store, never among the kept files on object storage
         gv = gallery_matrix(vectors.matrix, g_rows, store.work_dir(KEPT_NAME, fp))
         q_ids, g_ids = pa.array(queries, pa.string()), pa.array(gallery_ids, pa.string())
-    for hits in (search(qv, gv, width, method=a.pool_search, block=a.pool_block, self_index=self_index,
+    for hits in (search(qv, gv, width, method=a.search, block=a.block, self_index=self_index,
                         skip=lambda start: start in done) if finished < nblocks else ()):
-        out = pool_rows(Hits(hits.start, hits.scores[:, :a.pool_k], hits.index[:, :a.pool_k]), q_ids, g_ids,
+        out = pool_rows(Hits(hits.start, hits.scores[:, :a.k], hits.index[:, :a.k]), q_ids, g_ids,
                          report.embedder, stats.run_id)
         store.write("pools", out)
         stats.n_out += hits.scores.shape[0]
@@ -284,17 +284,17 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
         finished += 1
         if progress:
             progress("search", finished, nblocks)
-    stats.n_out += sum(min(a.pool_block, len(queries) - b * a.pool_block) for b in range(nblocks)
-                       if b * a.pool_block in done)
+    stats.n_out += sum(min(a.block, len(queries) - b * a.block) for b in range(nblocks)
+                       if b * a.block in done)
     clock("search")
     report.dropped_queries = drop_stale(store, queries, work)
     clock("stale")
     if ann_check and len(queries):
-        report.ann_recall = ann_recall(qv, gv, a.pool_k, self_index, a.pool_search, ann_check)
+        report.ann_recall = ann_recall(qv, gv, a.k, self_index, a.search, ann_check)
         clock("ann check")
     (store.work_dir(KEPT_NAME, fp) / "gallery.npy").unlink(missing_ok=True)
     record_run(store, stats.finish(), _run_config(settings, split_version, fp))
-    lists = None if split_version else pool_lists.gather_lists(kept, fp, nblocks, a.pool_block, q_rows, width,
+    lists = None if split_version else pool_lists.gather_lists(kept, fp, nblocks, a.block, q_rows, width,
                                                                       len(g_rows) - (self_index >= 0))
     if lists is not None:
         pools_incremental.save(store, kept, settings, marks, RUN_VERSION, fp, pa.array(ids, pa.string()),
@@ -309,7 +309,9 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
 
 def _run_config(settings: cfg.Settings, split_version: str | None, fp: str, up_to_date: bool = False) -> dict:
     """The ``config`` of a pools run's ``runs`` row."""
-    config = {"annotate": cfg.as_dict(settings)["annotate"], "split_version": split_version, "fingerprint": fp}
+    sections = cfg.as_dict(settings)
+    config = {"annotate": sections["annotate"], "pools": sections["pools"], "split_version": split_version,
+              "fingerprint": fp}
     if up_to_date:
         config["up_to_date"] = True
     return config

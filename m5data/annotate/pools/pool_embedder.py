@@ -50,23 +50,23 @@ class Embedder:
         """(n, d) vectors of ``catalog``'s products, their gaps by reason and whether each has a vector."""
         from .pool_images import image_block
 
-        a = s.annotate
+        a = s.pools
         n = len(catalog)
         texts = catalog.column("text")
         has_text = np.array([bool(t) for t in texts], bool)
         if self.text_kind == "st":
-            raw_text = embed.sentence_transformer(texts, a.pool_text_model) if n else np.zeros((0, self.text_dim), np.float32)
+            raw_text = embed.sentence_transformer(texts, a.text_model) if n else np.zeros((0, self.text_dim), np.float32)
         elif self.text_model is None:
             raw_text = np.zeros((n, self.text_dim), np.float32)
         else:
             raw_text = self.text_model.transform(catalog.column("tokens"), texts)
         gaps: Counter = Counter()
         gaps["zero text block: empty caption"] = int((~has_text).sum())
-        blocks = [(raw_text, has_text, a.pool_text_weight)]
+        blocks = [(raw_text, has_text, a.text_weight)]
         has_image = np.zeros(n, bool)
         if self.image:
             raw_image, has_image = image_block(store, catalog, 0, n, gaps, progress)
-            blocks.append((raw_image, has_image, a.pool_image_weight))
+            blocks.append((raw_image, has_image, a.image_weight))
         parts = []
         for (x, has, w), mean in zip(blocks, self.means):
             x = np.array(x, np.float32)

@@ -9,8 +9,8 @@ embedding again; a run with other inputs replaces it.
 
 Up to :data:`IN_MEMORY_ROWS` products the vectors are computed in memory exactly as before this
 module existed (one TF-IDF + SVD fit, one centring), so small stores give the same vectors bit for
-bit (with ``annotate.pool_svd`` randomized at the same ``pool_svd_iter``). Above it the work goes in chunks of :data:`CHUNK` rows: the TF-IDF vocabulary and the SVD are
-fitted on a seeded sample of ``annotate.pool_fit_sample`` captions and every caption is projected
+bit (with ``pools.svd`` randomized at the same ``pools.svd_iter``). Above it the work goes in chunks of :data:`CHUNK` rows: the TF-IDF vocabulary and the SVD are
+fitted on a seeded sample of ``pools.fit_sample`` captions and every caption is projected
 with them; the image descriptors are computed chunk by chunk; centring and normalising are two
 passes over the memory-map. Memory is then a chunk of products plus the sample's sparse matrix,
 not the store.
@@ -141,18 +141,18 @@ def titles_as_captions(catalog: Catalog, s: cfg.Settings) -> int:
 
 
 def embedder_name(s: cfg.Settings) -> str:
-    a = s.annotate
-    text = f"st:{Path(a.pool_text_model).name}" if a.pool_text_model else f"tfidf-svd{a.pool_text_dim}"
-    return f"{text}+{a.pool_image}" if a.pool_image != "none" else text
+    a = s.pools
+    text = f"st:{Path(a.text_model).name}" if a.text_model else f"tfidf-svd{a.text_dim}"
+    return f"{text}+{a.image}" if a.image != "none" else text
 
 
 def fingerprint(store, catalog: Catalog, s: cfg.Settings) -> str:
     """Digest of everything the vectors depend on, hashed in batches (never one string of the store)."""
-    a = s.annotate
+    a = s.pools
     digest = hashlib.sha256()
-    digest.update(repr((VERSION, embed.IMAGE_DESCRIPTOR_VERSION, embedder_name(s), a.pool_text_weight,
-                        a.pool_image_weight, a.pool_text_dim, a.pool_text_model, a.seed, a.pool_svd, a.pool_svd_iter,
-                        a.pool_fit_sample if len(catalog) > IN_MEMORY_ROWS else 0)).encode())
+    digest.update(repr((VERSION, embed.IMAGE_DESCRIPTOR_VERSION, embedder_name(s), a.text_weight,
+                        a.image_weight, a.text_dim, a.text_model, s.annotate.seed, a.svd, a.svd_iter,
+                        a.fit_sample if len(catalog) > IN_MEMORY_ROWS else 0)).encode())
     # a store on object storage writes a blob once and never removes it in place: a named one is there
     root = str(store.root) if isinstance(store.root, Path) else None
     for start in range(0, len(catalog), CHUNK):
@@ -209,9 +209,9 @@ def product_vectors(store, catalog: Catalog, s: cfg.Settings, progress: Progress
 
 def _dim(s: cfg.Settings) -> int:
     """Width of the concatenated vector: the text block's, plus the image descriptor's."""
-    a = s.annotate
-    text = _st_dim(a.pool_text_model) if a.pool_text_model else a.pool_text_dim
-    return text + (embed.IMAGE_DIM if a.pool_image == "descriptor" else 0)
+    a = s.pools
+    text = _st_dim(a.text_model) if a.text_model else a.text_dim
+    return text + (embed.IMAGE_DIM if a.image == "descriptor" else 0)
 
 
 def _st_dim(model_path: str) -> int:
@@ -228,29 +228,29 @@ def _st_dim(model_path: str) -> int:
 def _embed_in_memory(store, catalog: Catalog, s: cfg.Settings, progress: Progress | None
                      ) -> tuple[np.ndarray, Counter, np.ndarray, Embedder]:
     """Concatenated, L2-normalised (text, image) vectors of a small catalog, all in memory, and the fitted embedder."""
-    a = s.annotate
+    a = s.pools
     gaps: Counter = Counter()
     texts = catalog.column("text")
     fitted: list = []
-    if a.pool_text_model:
-        text = embed.sentence_transformer(texts, a.pool_text_model)
+    if a.text_model:
+        text = embed.sentence_transformer(texts, a.text_model)
     else:
-        text = embed.tfidf_svd([list(t) for t in catalog.column("tokens")], texts, dim=a.pool_text_dim, seed=a.seed,
-                               keep=fitted, n_iter=a.pool_svd_iter, svd=a.pool_svd)
-    embedder = Embedder("st" if a.pool_text_model else "tfidf", text.shape[1], fitted[0] if fitted else None,
-                        [nonzero_mean(text)], a.pool_image == "descriptor")
+        text = embed.tfidf_svd([list(t) for t in catalog.column("tokens")], texts, dim=a.text_dim, seed=s.annotate.seed,
+                               keep=fitted, n_iter=a.svd_iter, svd=a.svd)
+    embedder = Embedder("st" if a.text_model else "tfidf", text.shape[1], fitted[0] if fitted else None,
+                        [nonzero_mean(text)], a.image == "descriptor")
     text = embed.l2_normalise(text, center=True)
     has_text = np.array([bool(t) for t in texts], bool)
     text[~has_text] = 0.0
     gaps["zero text block: empty caption"] = int((~has_text).sum())
-    blocks = [(text, a.pool_text_weight)]
+    blocks = [(text, a.text_weight)]
     has_image = np.zeros(len(catalog), bool)
-    if a.pool_image == "descriptor":
+    if a.image == "descriptor":
         image, has_image = image_block(store, catalog, 0, len(catalog), gaps, progress)
         embedder.means.append(nonzero_mean(image))
         image = embed.l2_normalise(image, center=True)
         image[~has_image] = 0.0
-        blocks.append((image, a.pool_image_weight))
+        blocks.append((image, a.image_weight))
     vec = np.concatenate([np.sqrt(w) * b for b, w in blocks], axis=1)
     return embed.l2_normalise(vec), +gaps, has_text | has_image, embedder
 
@@ -258,33 +258,33 @@ def _embed_in_memory(store, catalog: Catalog, s: cfg.Settings, progress: Progres
 def _embed_chunked(store, catalog: Catalog, s: cfg.Settings, out: np.ndarray, progress: Progress | None
                    ) -> tuple[Counter, np.ndarray, Embedder]:
     """Fill ``out`` (a memory-map) chunk by chunk: raw blocks first, then centre and normalise in place."""
-    a = s.annotate
+    a = s.pools
     n = len(catalog)
     gaps: Counter = Counter()
-    dt = out.shape[1] - (embed.IMAGE_DIM if a.pool_image == "descriptor" else 0)
+    dt = out.shape[1] - (embed.IMAGE_DIM if a.image == "descriptor" else 0)
     has_text = np.zeros(n, bool)
     has_image = np.zeros(n, bool)
-    text_model = None if a.pool_text_model else embed.TfidfSvd.fit_sample(
-        catalog.table.column("tokens"), catalog.table.column("text"), dim=a.pool_text_dim, seed=a.seed,
-        sample=a.pool_fit_sample, n_iter=a.pool_svd_iter, svd=a.pool_svd)
+    text_model = None if a.text_model else embed.TfidfSvd.fit_sample(
+        catalog.table.column("tokens"), catalog.table.column("text"), dim=a.text_dim, seed=s.annotate.seed,
+        sample=a.fit_sample, n_iter=a.svd_iter, svd=a.svd)
     for start in range(0, n, CHUNK):
         stop = min(start + CHUNK, n)
         texts = catalog.column("text", start, stop)
         has_text[start:stop] = [bool(t) for t in texts]
         if text_model is None:
-            out[start:stop, :dt] = embed.sentence_transformer(texts, a.pool_text_model)
+            out[start:stop, :dt] = embed.sentence_transformer(texts, a.text_model)
         else:
             out[start:stop, :dt] = text_model.transform(catalog.column("tokens", start, stop), texts)
-        if a.pool_image == "descriptor":
+        if a.image == "descriptor":
             out[start:stop, dt:], has_image[start:stop] = image_block(store, catalog, start, stop, gaps, None)
         if progress:
             progress("embed", stop, n)
     gaps["zero text block: empty caption"] = int((~has_text).sum())
-    blocks = [(slice(0, dt), has_text, a.pool_text_weight)]
-    if a.pool_image == "descriptor":
-        blocks.append((slice(dt, out.shape[1]), has_image, a.pool_image_weight))
+    blocks = [(slice(0, dt), has_text, a.text_weight)]
+    if a.image == "descriptor":
+        blocks.append((slice(dt, out.shape[1]), has_image, a.image_weight))
     means = [_mean_of_nonzero(out, cols) for cols, _, _ in blocks]
-    embedder = Embedder("st" if a.pool_text_model else "tfidf", dt, text_model, means, a.pool_image == "descriptor")
+    embedder = Embedder("st" if a.text_model else "tfidf", dt, text_model, means, a.image == "descriptor")
     for start in range(0, n, CHUNK):
         stop = min(start + CHUNK, n)
         parts = []

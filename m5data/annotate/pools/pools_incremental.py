@@ -2,7 +2,7 @@
 
 A full run (the first, ``--full`` or the flow's ``full``, ``--fresh``, other pool settings, a kept
 file missing, or a store grown past its fit) embeds every product and searches every query for its
-top ``K + M`` (``M`` = ``annotate.pool_margin``; the table gets the top ``K``), and keeps in
+top ``K + M`` (``M`` = ``pools.margin``; the table gets the top ``K``), and keeps in
 ``derived/pools/`` (a kept folder: on S3 too):
 
 - ``vectors-<x>.npy`` / ``.usable.npy``: every product's vector (rows in product_id order);
@@ -66,10 +66,9 @@ def inputs(settings: cfg.Settings, split_version: str | None, code: str) -> str:
     """The hash of what, beside the tables, decides the pools (the block size and refit share do not)."""
     from .pool_vectors import VERSION
 
-    a = dataclasses.asdict(settings.annotate)
-    pool = {k: v for k, v in a.items() if k.startswith("pool_") and k not in ("pool_block", "pool_refit_share", "pool_compact_share")}
+    pool = {k: v for k, v in dataclasses.asdict(settings.pools).items() if k not in ("block", "refit_share", "compact_share")}
     ex = settings.extract
-    return changes.fingerprint(FORMAT, code, VERSION, embed.IMAGE_DESCRIPTOR_VERSION, pool, a["seed"],
+    return changes.fingerprint(FORMAT, code, VERSION, embed.IMAGE_DESCRIPTOR_VERSION, pool, settings.annotate.seed,
                                ex.strip_brackets, ex.max_caption_chars,
                                f"file:{ex.jieba_user_dict}" if ex.jieba_user_dict else "", split_version)
 
@@ -158,8 +157,8 @@ def why_full(store, settings: cfg.Settings, state: dict | None, code: str, kept)
     if not table_as_left(store, state) and not (kept.path / WRITING).is_file():  # not by a killed run of ours
         return "the pools table was written or compacted since the last complete run"
     total = store.count("products")
-    if state.get("fitted_on", 0) < settings.annotate.pool_refit_share * total:
-        return (f"fitted on {state.get('fitted_on', 0):,} products, below {settings.annotate.pool_refit_share:.0%} "
+    if state.get("fitted_on", 0) < settings.pools.refit_share * total:
+        return (f"fitted on {state.get('fitted_on', 0):,} products, below {settings.pools.refit_share:.0%} "
                 f"of {total:,}")
     return None
 
@@ -169,8 +168,8 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
     """Update the pools from what changed since ``state``; None when done, else why a full run is needed."""
     from .pool_rows import KEPT_NAME, Rows, drop_stale, gallery_matrix, pool_rows, sample_queries
 
-    a = settings.annotate
-    K, L = a.pool_k, a.pool_k + a.pool_margin
+    a = settings.pools
+    K, L = a.k, a.k + a.margin
     files = state["files"]
     paths = {k: kept.fetch(v) for k, v in files.items()}
     if any(p is None for p in paths.values()):
@@ -200,7 +199,7 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
         report.changes["removed"] = removed
     report.n_products = n
     clock("changes")
-    if len(d_rows) and n - len(d_rows) < a.pool_refit_share * n:
+    if len(d_rows) and n - len(d_rows) < a.refit_share * n:
         return f"{len(d_rows):,} of {n:,} products new or changed"
     if not len(d_rows) and not removed:  # rows written, none that pools read changed (a compaction, a repeat)
         restore(report, state["report"])
@@ -249,7 +248,7 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
 
     # queries, gallery and the kept lists in the new rows
     ids_list = cur.to_pylist()
-    queries = sample_queries(ids_list, a.pool_queries, a.seed)
+    queries = sample_queries(ids_list, a.queries, settings.annotate.seed)
     row_of = {p: i for i, p in enumerate(ids_list)}
     q_rows = np.array([row_of[q] for q in queries], np.int64)
     keep_q = usable[q_rows] if len(q_rows) else np.zeros(0, bool)
@@ -260,7 +259,7 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
     gal_pos[g_rows] = np.arange(len(g_rows))
     nq = len(q_rows)
     report.n_queries, report.n_gallery = nq, len(g_rows)
-    report.n_blocks = -(-nq // a.pool_block)
+    report.n_blocks = -(-nq // a.block)
     stats.n_in = nq
 
     old_q = np.where(lists.q >= 0, pos[lists.q], -1)
@@ -300,7 +299,7 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
         gv = gallery_matrix(out, g_rows, store.work_dir(KEPT_NAME, f"i{tag}"))
         self_index = gal_pos[q_rows[full_idx]]
         qv = Rows(out, q_rows[full_idx])
-        for hits in search(qv, gv, L, method=a.pool_search, block=a.pool_block, self_index=self_index):
+        for hits in search(qv, gv, L, method=a.search, block=a.block, self_index=self_index):
             sel = full_idx[hits.start:hits.start + hits.scores.shape[0]]
             c, s = block_lists(hits, g_rows, L)
             final_c[sel], final_s[sel] = c, s
@@ -321,8 +320,8 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
         kept.push(work / WRITING)  # on object storage now: the next run knows these writes for its own
         q_ids = pa.array(queries, pa.string())
         with store.writer("pools") as w:
-            for s in range(0, len(rewrite), a.pool_block):
-                sel = rewrite[s:s + a.pool_block]
+            for s in range(0, len(rewrite), a.block):
+                sel = rewrite[s:s + a.block]
                 t = top[sel]
                 hits = Hits(0, np.where(t >= 0, final_s[sel, :K], -np.inf), np.maximum(t, 0))
                 w.write(pool_rows(hits, q_ids.take(pa.array(sel)), cur, report.embedder, stats.run_id))
@@ -332,7 +331,7 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
     if not pc.all(still).as_py() and len(lists.q):  # pools of products no longer queries: removed
         report.dropped_queries = drop_stale(store, queries, work)
     clock("stale")
-    report.compacted = compact_if_superseded(store, int((top >= 0).sum()), a.pool_compact_share)
+    report.compacted = compact_if_superseded(store, int((top >= 0).sum()), a.compact_share)
     clock("compact")
     report.vectors_reused = not len(d_rows)
     report.fingerprint = f"i{tag}"
@@ -367,7 +366,7 @@ def _search_new(vectors, q_rows: np.ndarray, n_rows: np.ndarray, L: int, a):
     m = len(q_rows)
     c = np.full((m, L), -1, np.int64)
     s = np.full((m, L), -np.inf, np.float32)
-    for hits in search(Rows(vectors, q_rows), gv, L, method=a.pool_search, block=a.pool_block):
+    for hits in search(Rows(vectors, q_rows), gv, L, method=a.search, block=a.block):
         b = hits.scores.shape[0]
         bc, bs = block_lists(hits, n_rows, L)
         c[hits.start:hits.start + b], s[hits.start:hits.start + b] = bc, bs
