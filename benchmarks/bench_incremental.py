@@ -26,7 +26,7 @@ service's later nights find it.
 
     python benchmarks/bench_incremental.py --products 10000 --new-share 0.01
 
-Stages (``--stages``, pipeline order): align, dedup, match_level and pools (annotate jobs), splits,
+Stages (``--stages``, pipeline order): align, dedup, match_level and pools (the curation stages), splits,
 export (WebDataset, all splits: the incremental run writes the new version beside the first one; the
 full rebuild writes into a folder of its own), report. Each stage's seconds are its ``run(ctx)``'s,
 timed in its process (the process's own start, imports and numba's cache, printed beside them; the

@@ -102,6 +102,9 @@ class Settings:
         if new := moved(key):
             self.warnings.append(f"{key} is now {new} (set in {source}): the old key still works, for now")
             key = new
+        elif key in RETIRED:
+            self.warnings.append(f"{key} (set in {source}) is no longer read and is ignored: {RETIRED[key]}")
+            return
         section, name = _split_key(key, source if source != "flag" else "")
         obj = getattr(self, section)
         typ = get_type_hints(type(obj))[name]
@@ -128,6 +131,11 @@ def sections() -> list[str]:
 # is dedup.phash_threshold (matcher_ before match_: the longer prefix first)
 MOVED_PREFIXES = (("dedup_", "dedup"), ("matcher_", "matcher"), ("match_", "match_level"), ("pool_", "pools"),
                   ("crowd_", "crowd"))
+
+
+# keys no longer read, with what replaced them: set, they are ignored with a warning
+RETIRED = {"flows.annotate_jobs": "the curation jobs are stages of their own; name them in flows.stages "
+                                  "(annotate is dedup,match_level,pools)"}
 
 
 def moved(key: str) -> str | None:
@@ -290,7 +298,7 @@ def load(
         for key, value in _old_first(pairs):
             settings.set(key, value, str(path))
     known = {env_name(key): key for key, _ in settings.items()}
-    old = {env_name(key): key for key in moved_keys()}
+    old = {env_name(key): key for key in [*moved_keys(), *RETIRED]}
     for var in sorted(set(old) & set(environ)):  # before the new keys' variables, which win
         settings.set(old[var], environ[var], f"env {var}")
     for key, _ in settings.items():
@@ -320,7 +328,8 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep:
             raise ConfigError(f"--set expects section.key=value, got {pair!r}")
-        _split_key(moved(key.strip()) or key.strip())
+        if key.strip() not in RETIRED:
+            _split_key(moved(key.strip()) or key.strip())
         out[key.strip()] = value.strip()
     return out
 

@@ -141,3 +141,13 @@ def test_config_show_lists_the_curation_sections_and_warns_on_an_old_key(tmp_pat
     for section in ("[dedup]", "[match_level]", "[pools]", "[crowd]", "[matcher]"):
         assert section in result.output or section.strip("[]") + "." in result.output
     assert "annotate.pool_k is now pools.k" in result.output
+
+
+def test_flows_annotate_jobs_is_ignored_with_a_warning(tmp_path):
+    """The annotate stage's job list is gone (its jobs are stages): a config that still sets it loads."""
+    path = tmp_path / "old.toml"  # not the working directory's m5data.toml: each load below has one layer
+    path.write_text('[flows]\nannotate_jobs = "dedup,pools"\n')
+    for s in (cfg.load(path, environ={}), cfg.load(None, environ={"M5DATA_FLOWS_ANNOTATE_JOBS": "dedup"}, cwd=tmp_path),
+              cfg.load(None, cfg.parse_assignments(["flows.annotate_jobs=dedup"]), environ={}, cwd=tmp_path)):
+        assert len(s.warnings) == 1 and "flows.annotate_jobs" in s.warnings[0] and "flows.stages" in s.warnings[0]
+        assert not hasattr(s.flows, "annotate_jobs")
