@@ -24,7 +24,7 @@ from m5data.config import load as load_settings
 from m5data.storage import Store
 
 runner = CliRunner()
-ABT = Path(__file__).resolve().parents[1].parent / "shared" / "realdata" / "matching" / "Abt-Buy"
+ABT = Path(__file__).resolve().parents[3].parent / "shared" / "realdata" / "matching" / "Abt-Buy"
 if not ABT.is_dir():
     ABT = Path("/work/shared/realdata/matching/Abt-Buy")
 
@@ -287,7 +287,7 @@ def test_a_matcher_trained_on_one_store_scores_another(abt_stores):
     assert result.exit_code == 1 and "no trained matcher" in result.output
 
 
-@pytest.mark.xdist_group("demo300")  # the 300-product demo store test_annotate_crowd builds (Makefile: --dist loadgroup)
+@pytest.mark.xdist_group("demo300")  # the 300-product demo store annotate/crowd/test_crowd builds (Makefile: --dist loadgroup)
 def test_trains_from_the_crowds_matches(demo_store_factory, demo_shop_factory, tmp_path_factory):
     from m5data.annotate.crowd.job import aggregate
     from m5data.annotate.crowd.simulate import simulate
