@@ -43,13 +43,13 @@ def main() -> None:
 
 
 def run(source: Path, truth: Path, work: Path, server: dict, requests, only_local: bool) -> None:
-    from m5data.annotate.crowd import aggregate
-    from m5data.annotate.dedup import dedup
-    from m5data.annotate.match_level import match_level
+    from m5data.annotate.crowd.job import aggregate
+    from m5data.annotate.crowd.simulate import simulate
+    from m5data.annotate.crowd.tasks import export_tasks
+    from m5data.annotate.dedup.job import dedup
+    from m5data.annotate.match_level.job import match_level
     from m5data.annotate.matcher.job import train
-    from m5data.annotate.pools import build_pools
-    from m5data.annotate.simulate import simulate
-    from m5data.annotate.tasks import export_tasks
+    from m5data.annotate.pools.job import build_pools
     from m5data.config import load
     from m5data.storage import Store
     from m5data.storage.copy import copy_store

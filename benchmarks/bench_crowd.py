@@ -34,8 +34,8 @@ def main(argv=None) -> int:
     import psutil
     from scipy.stats import spearmanr
 
-    from m5data.annotate.glad import dawid_skene, glad, majority
-    from m5data.annotate.simulate import simulated_workers
+    from m5data.annotate.crowd.glad import dawid_skene, glad, majority
+    from m5data.annotate.crowd.simulate import simulated_workers
 
     rng = np.random.default_rng(args.seed)
     _, alpha, _ = simulated_workers(args.workers, 0.15, args.seed)

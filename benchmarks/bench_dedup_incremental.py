@@ -42,13 +42,13 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/m5data-bench-scale"))
     ap.add_argument("--out", type=Path, default=None, help="where the copy goes (default: --work)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--matcher", default="rules", help="annotate.dedup_matcher (learned needs a trained model)")
+    ap.add_argument("--matcher", default="rules", help="dedup.matcher (learned needs a trained model)")
     ap.add_argument("--profile", type=Path, default=None, help="cProfile the incremental run into this file (CPU seconds of the process: the steadier clock on a shared machine)")
     args = ap.parse_args()
 
     from m5data import config as cfg
-    from m5data.annotate import near_jit, spec_jit
-    from m5data.annotate.dedup import dedup
+    from m5data.annotate.dedup.job import dedup
+    from m5data.annotate.kernels import near_jit, spec_jit
     from m5data.storage import Store
 
     base = args.work / f"store-{args.products}-s{args.seed}"
@@ -57,7 +57,7 @@ def main() -> None:
     run = (args.out or args.work) / f"dedup-incremental-{args.products}"
     fresh_copy(base, run)
     path = str(run / "store")
-    settings = cfg.load(None, {"store.path": path, "annotate.dedup_matcher": args.matcher}, environ={})
+    settings = cfg.load(None, {"store.path": path, "dedup.matcher": args.matcher}, environ={})
     near_jit.warm_up()
     spec_jit.warm_up()
     store = Store.open(path)

@@ -230,8 +230,8 @@ def wide_scores(store_path: Path) -> tuple[list[tuple], float]:
 def child_wide(path: str) -> None:
     """Learned dedup on ``path`` with the matcher's cascade off; print one JSON line of every scored
     candidate ``(a, b, score)`` (product ids) and the threshold."""
-    from m5data.annotate import dedup_learned
-    from m5data.annotate.dedup import dedup
+    from m5data.annotate.dedup import dedup_learned
+    from m5data.annotate.dedup.job import dedup
     from m5data.config import load
     from m5data.storage import Store
 
@@ -250,7 +250,7 @@ def child_wide(path: str) -> None:
         return s
 
     dedup_learned.choose, dedup_learned.score_pairs = no_cascade, keep
-    dedup(Store.open(path), load(None, {"store.path": path, "annotate.dedup_matcher": "learned"}, environ={}), full=True)
+    dedup(Store.open(path), load(None, {"store.path": path, "dedup.matcher": "learned"}, environ={}), full=True)
     print(json.dumps({"threshold": got["threshold"], "pairs": got.get("pairs", [])}))
 
 
@@ -262,7 +262,7 @@ def ask_crowd(scored: list[tuple], threshold: float, labelled: set, world: Path,
     import numpy as np
     import pyarrow.parquet as pq
 
-    from m5data.annotate.matcher.uncertain import _logit
+    from m5data.annotate.crowd.uncertain import _logit
 
     inst = dict(zip(*pq.read_table(world / "truth" / "products.parquet", columns=["product_id", "instance_id"])
                     .to_pydict().values()))
@@ -310,9 +310,9 @@ def child(path: str, matcher: str = "learned", truth: str | None = None) -> None
     """Run dedup on the store at ``path``; print one JSON line of step times and peak RSS."""
     import resource
 
-    from m5data.annotate import near_jit, spec_jit
-    from m5data.annotate.dedup import dedup
-    from m5data.annotate.matcher import features_jit
+    from m5data.annotate.dedup.job import dedup
+    from m5data.annotate.kernels import near_jit, spec_jit
+    from m5data.annotate.kernels import pair_features_jit as features_jit
     from m5data.config import load
     from m5data.storage import Store
 
@@ -321,7 +321,7 @@ def child(path: str, matcher: str = "learned", truth: str | None = None) -> None
     features_jit.warm_up()
     cpu0 = time.process_time()
     store = Store.open(path)
-    settings = load(None, {"store.path": path, "annotate.dedup_matcher": matcher}, environ={})
+    settings = load(None, {"store.path": path, "dedup.matcher": matcher}, environ={})
     t0 = time.perf_counter()
     report = dedup(store, settings, full=True)  # every product grouped, whatever ran before
     print(json.dumps({"n": report.n_products, "matcher": report.matcher, "times": dict(report.seconds), "cpu_times": dict(report.cpu_seconds), "total": time.perf_counter() - t0,
@@ -334,7 +334,8 @@ def child(path: str, matcher: str = "learned", truth: str | None = None) -> None
 
 def score(store, world: str) -> dict:
     """Pair precision and recall of the store's dedup groups against a scale world's truth."""
-    from m5data.annotate.dedup import read_truth_products, score_groups
+    from m5data.annotate.dedup.job import score_groups
+    from m5data.annotate.kernels.truth import read_truth_products
 
     s = score_groups(store.read("dedup", columns=["product_id", "group_id"]).to_pylist(),
                      read_truth_products(Path(world) / "truth"))
@@ -349,7 +350,7 @@ def main(argv=None) -> int:
     parser.add_argument("--store", action="append", default=[], help="an existing store instead (repeatable)")
     parser.add_argument("--dup-rate", type=float, default=0.1)
     parser.add_argument("--placeholder", type=float, default=0.01)
-    parser.add_argument("--matcher", default="learned", help="annotate.dedup_matcher: rules, learned or both (comma)")
+    parser.add_argument("--matcher", default="learned", help="dedup.matcher: rules, learned or both (comma)")
     parser.add_argument("--train-from-truth", type=Path, help="a scale world: train its matcher on the first --store")
     parser.add_argument("--rounds", type=int, default=1,
                         help="with --train-from-truth: labelling rounds (2+: active learning on the first --store)")

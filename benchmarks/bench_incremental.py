@@ -26,7 +26,7 @@ service's later nights find it.
 
     python benchmarks/bench_incremental.py --products 10000 --new-share 0.01
 
-Stages (``--stages``, pipeline order): align, dedup, match_level and pools (annotate jobs), splits,
+Stages (``--stages``, pipeline order): align, dedup, match_level and pools (the curation stages), splits,
 export (WebDataset, all splits: the incremental run writes the new version beside the first one; the
 full rebuild writes into a folder of its own), report. Each stage's seconds are its ``run(ctx)``'s,
 timed in its process (the process's own start, imports and numba's cache, printed beside them; the
@@ -50,8 +50,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scale import ROOT, fresh_copy, prepare, run_child  # noqa: E402
 
 STAGES = ("align", "dedup", "match_level", "pools", "splits", "export", "report")
-JOBS = {"dedup": ("annotate", {"job": "dedup"}),  # an annotate job: the stage and its option
-        "match_level": ("annotate", {"job": "match_level"}), "pools": ("annotate", {"job": "pools"})}
 # the table whose incremental rows are compared with the full rebuild's (agreement, below)
 TABLES = {"dedup": "dedup", "match_level": "caption_match", "pools": "pools"}
 
@@ -174,7 +172,7 @@ print(f"new {len(renamed)}, changed {changed.num_rows}")
 
 
 def options(stage: str, world: Path, run: Path, full: bool, label: str) -> dict:
-    out = {"full": full} | JOBS.get(stage, (None, {}))[1]
+    out = {"full": full}
     if stage == "align":
         out |= {"mapping": str(world / "truth" / "level1_mapping.toml"), "review_out": str(run / "review.csv")}
     if stage == "report":
@@ -189,7 +187,7 @@ def run_stage(stage: str, run: Path, world: Path, full: bool, label: str, env: d
     log = run / f"{stage}-{label}.log"
     table = TABLES.get(stage)
     snapshot = [table, str(run / f"{stage}-{label}.parquet")] if table and label in ("incremental", "full") else None
-    argv = [sys.executable, "-c", CHILD, str(run / "store"), JOBS.get(stage, (stage,))[0],
+    argv = [sys.executable, "-c", CHILD, str(run / "store"), stage,
             json.dumps(options(stage, world, run, full, label)), json.dumps(snapshot), json.dumps(overrides), profile]
     secs, rc, rss = run_child(argv, log, env)
     result = {"s": secs, "rss": rss, "rc": rc}
@@ -251,7 +249,7 @@ def main() -> None:
                          "ratio is taken against their first run, a full build over the store before it grew (at 1M "
                          "match-level's and pools' rebuilds cost ~40 minutes: their agreement is then not measured)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="a setting for every stage's run, as m5data's --set (e.g. annotate.pool_queries=4190, the "
+                    help="a setting for every stage's run, as m5data's --set (e.g. pools.queries=4190, the "
                          "papers' query count at 1M that bench_scale uses)")
     ap.add_argument("--no-warm-up", action="store_true",
                     help="measure without the warm-up night on a small store first (see WARM_UP)")

@@ -122,7 +122,7 @@ def scale_store(path: Path, world: Path) -> None:
 
 def run_one(path: str) -> dict:
     """Run match-level on one store in this process; returns its figures."""
-    from m5data.annotate.match_level import match_level
+    from m5data.annotate.match_level.job import match_level
     from m5data.config import load
     from m5data.storage import Store
 

@@ -56,7 +56,7 @@ def logreg(products, pairs, text_model: str):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from m5data.annotate.matcher.features import PairFeatures
+    from m5data.annotate.kernels.pair_features import PairFeatures
 
     feats = PairFeatures(products, text_model)
     idx = products.index()
@@ -77,8 +77,8 @@ def bulk_rate(model, products, text_model: str) -> tuple[float, float]:
     nearest neighbours exist, and seconds to build those."""
     import numpy as np
 
-    from m5data.annotate.matcher.features import PairFeatures
-    from m5data.annotate.matcher.training import columns
+    from m5data.annotate.kernels.pair_features import PairFeatures
+    from m5data.annotate.kernels.pair_model import columns
 
     t0 = time.perf_counter()
     feats = PairFeatures(products, text_model)
@@ -94,6 +94,7 @@ def run_one(name: str, folder: Path, work: Path, limit: int | None, text_model: 
     import numpy as np
     from support import er_magellan as er
 
+    from m5data.annotate.kernels import pair_model, pair_products
     from m5data.annotate.matcher import job
     from m5data.config import load
     from m5data.storage import Store
@@ -101,18 +102,18 @@ def run_one(name: str, folder: Path, work: Path, limit: int | None, text_model: 
     records, pairs = er.read(folder, limit)
     store = Store.init(work / name)
     er.write_store(store, records)
-    s = load(None, {"store.path": str(store.root), "annotate.dedup_brand_property": er.BRAND_PROPERTY,
-                    "annotate.matcher_text_model": text_model}, environ={})
+    s = load(None, {"store.path": str(store.root), "dedup.brand_property": er.BRAND_PROPERTY,
+                    "matcher.text_model": text_model}, environ={})
     t0 = time.perf_counter()
     report = job.train(store, s, er.write_labels(work / f"{name}-train.csv", pairs["train"]))
     train_s = time.perf_counter() - t0
-    products = job.read_store(store, er.BRAND_PROPERTY)
+    products = pair_products.read_store(store, er.BRAND_PROPERTY)
     idx = products.index()
     scores, ys = {}, {}
     for split in ("valid", "test"):
         rows = pairs[split]
         t1 = time.perf_counter()
-        scores[split] = job.score(report.model, products, np.array([idx[a] for a, _, _ in rows]),
+        scores[split] = pair_model.score(report.model, products, np.array([idx[a] for a, _, _ in rows]),
                                   np.array([idx[b] for _, b, _ in rows]), text_model)
         if split == "test":
             test_s = time.perf_counter() - t1
@@ -129,12 +130,12 @@ def run_one(name: str, folder: Path, work: Path, limit: int | None, text_model: 
         out["logreg_f1"] = logreg(products, pairs, text_model)
     c = report.model.cascade
     if c is not None:  # dedup's cheap first test on the test split: a pair failing it would not be scored
-        from m5data.annotate.dedup_learned import pair_features
+        from m5data.annotate.kernels.pair_model import cascade_features
         from m5data.annotate.matcher import cascade
 
         rows = pairs["test"]
         inp, titles = cascade.read_inputs(store, s, np.array([x for a, b, _ in rows for x in (a, b)]))
-        ok = c.passes(pair_features(inp, titles, cascade.rows_of(inp, [a for a, _, _ in rows]),
+        ok = c.passes(cascade_features(inp, titles, cascade.rows_of(inp, [a for a, _, _ in rows]),
                                     cascade.rows_of(inp, [b for _, b, _ in rows])))
         out["cascade"] = {**c.validation, "test_dropped": int((~ok).sum()), "test_pairs": len(rows),
                           "test_matches_dropped": int((~ok & ys["test"]).sum()),

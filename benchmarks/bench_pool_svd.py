@@ -40,25 +40,26 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/m5data-bench-pool-svd"))
     ap.add_argument("--new-share", type=float, default=0.01)
     ap.add_argument("--solvers", default="randomized:7,randomized:40,arpack",
-                    help="comma-separated annotate.pool_svd values (solver[:iterations])")
-    ap.add_argument("--queries", type=float, default=0.1, help="annotate.pool_queries")
+                    help="comma-separated pools.svd values (solver[:iterations])")
+    ap.add_argument("--queries", type=float, default=0.1, help="pools.queries")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
 
     import pyarrow as pa
 
     from m5data import config as cfg
-    from m5data.annotate import embed, pools_incremental
-    from m5data.annotate.pool_rows import sample_queries
-    from m5data.annotate.pool_vectors import IN_MEMORY_ROWS, read_catalog, titles_as_captions
-    from m5data.annotate.search import exact_search
+    from m5data.annotate.kernels import embed
+    from m5data.annotate.kernels.search import exact_search
+    from m5data.annotate.pools import pools_incremental
+    from m5data.annotate.pools.pool_rows import sample_queries
+    from m5data.annotate.pools.pool_vectors import IN_MEMORY_ROWS, read_catalog, titles_as_captions
     from m5data.storage import Store, changes
 
     args.work.mkdir(parents=True, exist_ok=True)
     fresh_copy(args.store, args.work)
     store = Store.open(args.work / "store")
     s = cfg.load(None, {"store.path": str(store.root), **dict(kv.split("=", 1) for kv in args.set)}, environ={})
-    a = s.annotate
+    a = s.pools
     catalog = read_catalog(store)
     titles_as_captions(catalog, s)
     ids = catalog.column("product_id")
@@ -67,7 +68,7 @@ def main() -> None:
     kept_ids = pools_incremental._load_ids(kept / files["ids"]).to_pylist()
     assert kept_ids == ids, "the kept vectors are not of this store's products"
     vec = np.load(kept / files["vectors"], mmap_mode="r")
-    dt = a.pool_text_dim
+    dt = a.text_dim
     image = embed.l2_normalise(np.asarray(vec[:, dt:]))  # the centred, normalised image block (zero: no image)
 
     # grown: the first new_share of the products by id, copied under new ids (bench_incremental's GROW)
@@ -84,14 +85,14 @@ def main() -> None:
     has_text = np.array([bool(t) for t in g_texts])
     g_image = image[src]
     usable = has_text | (np.abs(g_image).sum(axis=1) > 0)
-    queries = [q for q in sample_queries(g_ids, args.queries, a.seed)]
+    queries = [q for q in sample_queries(g_ids, args.queries, s.annotate.seed)]
     row = {p: i for i, p in enumerate(g_ids)}
     q_rows = np.array([row[q] for q in queries if usable[row[q]]])
     g_rows = np.flatnonzero(usable)
     pos = np.full(len(g_ids), -1)
     pos[g_rows] = np.arange(len(g_rows))
-    print(f"store {n:,} products, grown by {len(copied):,}; {len(q_rows):,} queries, K {a.pool_k}; "
-          f"{'in-memory fit on every caption' if n + len(copied) <= IN_MEMORY_ROWS else f'fit on a sample of {a.pool_fit_sample:,}'}",
+    print(f"store {n:,} products, grown by {len(copied):,}; {len(q_rows):,} queries, K {a.k}; "
+          f"{'in-memory fit on every caption' if n + len(copied) <= IN_MEMORY_ROWS else f'fit on a sample of {a.fit_sample:,}'}",
           flush=True)
 
     def vectors(text, mean):
@@ -100,11 +101,11 @@ def main() -> None:
         t[nz] -= mean
         t = embed.l2_normalise(t)
         t[~has_text] = 0
-        return embed.l2_normalise(np.concatenate([np.sqrt(a.pool_text_weight) * t, np.sqrt(a.pool_image_weight) * g_image], 1))
+        return embed.l2_normalise(np.concatenate([np.sqrt(a.text_weight) * t, np.sqrt(a.image_weight) * g_image], 1))
 
     def pools(v):
         out = set()
-        for hits in exact_search(v[q_rows], v[g_rows], a.pool_k, self_index=pos[q_rows]):
+        for hits in exact_search(v[q_rows], v[g_rows], a.k, self_index=pos[q_rows]):
             for i, idx in enumerate(hits.index):
                 q = q_rows[hits.start + i]
                 out.update((q, int(g_rows[j])) for j in idx if j >= 0)
@@ -114,23 +115,23 @@ def main() -> None:
     g_kcol = pa.chunked_array([pa.array(g_tokens, kcol.type)])
     for solver in args.solvers.split(","):
         kind, _, it = solver.partition(":")
-        svd = {"svd": kind, "n_iter": int(it) if it else a.pool_svd_iter}
+        svd = {"svd": kind, "n_iter": int(it) if it else a.svd_iter}
         if n + len(copied) <= IN_MEMORY_ROWS:  # pool_vectors' in-memory path: fit on all, fit_transform for the fitted
             fitted: list = []
-            old = embed.tfidf_svd([list(t) for t in tokens], texts, dim=dt, seed=a.seed, keep=fitted, **svd)
+            old = embed.tfidf_svd([list(t) for t in tokens], texts, dim=dt, seed=s.annotate.seed, keep=fitted, **svd)
             inc_text = old[src]
             inc_text[is_new] = fitted[0].transform([g_tokens[i] for i in np.flatnonzero(is_new)],
                                                    [g_texts[i] for i in np.flatnonzero(is_new)])
             mean = embed_mean(old)
             w, c = time.perf_counter(), cpu()
-            full_text = embed.tfidf_svd([list(t) for t in g_tokens], g_texts, dim=dt, seed=a.seed, **svd)
+            full_text = embed.tfidf_svd([list(t) for t in g_tokens], g_texts, dim=dt, seed=s.annotate.seed, **svd)
             fit_w, fit_c = time.perf_counter() - w, cpu() - c
         else:  # the chunked path: a fit on a seeded sample, every caption projected
-            model = embed.TfidfSvd.fit_sample(kcol, tcol, dim=dt, seed=a.seed, sample=a.pool_fit_sample, **svd)
+            model = embed.TfidfSvd.fit_sample(kcol, tcol, dim=dt, seed=s.annotate.seed, sample=a.fit_sample, **svd)
             inc_text = model.transform(g_tokens, g_texts)
             mean = embed_mean(inc_text[~is_new])
             w, c = time.perf_counter(), cpu()
-            refit = embed.TfidfSvd.fit_sample(g_kcol, g_tcol, dim=dt, seed=a.seed, sample=a.pool_fit_sample, **svd)
+            refit = embed.TfidfSvd.fit_sample(g_kcol, g_tcol, dim=dt, seed=s.annotate.seed, sample=a.fit_sample, **svd)
             fit_w, fit_c = time.perf_counter() - w, cpu() - c
             full_text = refit.transform(g_tokens, g_texts)
         inc, full = pools(vectors(inc_text, mean)), pools(vectors(full_text, embed_mean(full_text)))
@@ -139,7 +140,7 @@ def main() -> None:
 
 
 def embed_mean(x: np.ndarray) -> np.ndarray:
-    from m5data.annotate.pool_embedder import nonzero_mean
+    from m5data.annotate.pools.pool_embedder import nonzero_mean
 
     return nonzero_mean(np.asarray(x, np.float32))
 

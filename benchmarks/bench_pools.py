@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     import numpy as np
     import psutil
 
-    from m5data.annotate.search import default_backend, exact_search, faiss_search
+    from m5data.annotate.kernels.search import default_backend, exact_search, faiss_search
 
     rng = np.random.default_rng(args.seed)
     centres = vectors(5000, args.dim, rng) if args.clustered else None

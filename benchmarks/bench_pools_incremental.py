@@ -25,7 +25,7 @@ from bench_scale import fresh_copy  # noqa: E402
 
 
 def timed(store, settings, **kwargs):
-    from m5data.annotate.pools import build_pools
+    from m5data.annotate.pools.job import build_pools
 
     t = time.perf_counter()
     report = build_pools(store, settings, **kwargs)
@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/m5data-bench-pools-incremental"))
     ap.add_argument("--new-share", type=float, default=0.01)
     ap.add_argument("--changed-share", type=float, default=0.001)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting, e.g. annotate.pool_k=100")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting, e.g. pools.k=100")
     args = ap.parse_args()
     from m5data import config as cfg
     from m5data.storage import Store
@@ -75,7 +75,7 @@ def main() -> None:
     print(f"incremental {inc_s:.2f} s against full {full_s:.2f} s (ratio {inc_s / full_s:.3f}); pool membership "
           f"agreement {agree:.4f} of {len(rebuilt):,} entries")
     # where they differ: the full rebuild's top k entries found anywhere in the incremental pools
-    for k in (10, 100, settings.annotate.pool_k // 2):
+    for k in (10, 100, settings.pools.k // 2):
         top = [e for e, r in rebuilt.items() if r <= k]
         print(f"  full rebuild's top {k}: {sum(e in kept for e in top) / max(1, len(top)):.4f} in the incremental pools")
 

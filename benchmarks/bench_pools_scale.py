@@ -92,13 +92,13 @@ def build_store(root: Path, n: int, n_images: int, seed: int = 0) -> Path:
 
 def child(args) -> int:
     """One pools run in this process; prints a JSON line with its timings and peak RSS."""
-    from m5data.annotate.pools import build_pools
+    from m5data.annotate.pools.job import build_pools
     from m5data.config import load
     from m5data.storage import Store
 
     store = Store.open(args.child)
-    s = load(None, {"store.path": str(store.root), "annotate.pool_queries": args.queries,
-                    "annotate.pool_image": args.image, "annotate.pool_search": args.search}, environ={})
+    s = load(None, {"store.path": str(store.root), "pools.queries": args.queries,
+                    "pools.image": args.image, "pools.search": args.search}, environ={})
     t0 = time.perf_counter()
     report = build_pools(store, s, fresh=args.fresh, ann_check=args.ann_check)
     total = time.perf_counter() - t0

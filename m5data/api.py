@@ -43,12 +43,12 @@ def open_store(store: str | Path | None = None, *, config: str | Path | None = N
 def run_stage(name: str, store: str | Path | None = None, *, config: str | Path | None = None,
               overrides: dict[str, Any] | None = None, create: bool = False, progress: bool = False,
               **options: Any):
-    """Run the registered stage ``name`` (crawl, download, extract, align, annotate, splits, export,
-    report, train) over ``store`` once; its :class:`~m5data.storage.StageStats`.
+    """Run the registered stage ``name`` (crawl, download, extract, align, dedup, match_level, pools, crowd,
+    matcher, splits, export, report, train) over ``store`` once; its :class:`~m5data.storage.StageStats`.
 
     Args:
         options: the stage's own options, as its verb passes them (crawl: ``start_urls=[...]``;
-            annotate: ``job="dedup"``; splits: ``version="v2"``; global stages: ``full=True``).
+            crowd: ``method="majority"``; splits: ``version="v2"``; global stages: ``full=True``).
         create: create the store when it is missing.
         progress: show the stage's progress bars.
 

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from . import config as cfg
-from . import stages, verbs
+from . import verbs
 from .console import console, esc
 
 # Before any verb imports Prefect: with no PREFECT_API_URL it starts a temporary API server, given 20 s
@@ -134,17 +134,7 @@ def init(ctx: typer.Context) -> None:
     console.print(f"store ready at [bold]{esc(str(store.root))}[/]")
 
 
-def _mount() -> None:
-    """Mount every verb of the registry (m5data/stages.py): a verb whose module fails to import is an error."""
-    for verb in stages.verbs():
-        target = stages.load(verb.target)
-        if verb.group:
-            app.add_typer(target, name=verb.name, help=verb.help, cls=verbs.VerbGroup)
-        else:
-            app.command(verb.name)(target)
-
-
-_mount()
+verbs.mount(app)
 
 
 def main() -> None:

@@ -8,6 +8,8 @@ Values are layered, later layers winning:
 4. flags (``--store``, ``--set section.key=value``, and a stage command's own options).
 
 ``Settings.source(key)`` says which layer set a value; ``m5data config show`` prints both.
+A key that moved to another section (``annotate.pool_k`` is now ``pools.k``: :func:`moved`) still works in
+every layer, with a warning in ``Settings.warnings`` naming the new key.
 Every value is type-checked and range-checked by :func:`validate` before any work starts.
 """
 
@@ -26,10 +28,15 @@ from .config_sections import (
     AlignSettings,
     AnnotateSettings,
     CrawlSettings,
+    CrowdSettings,
+    DedupSettings,
     DownloadSettings,
     ExportSettings,
     ExtractSettings,
     FlowSettings,
+    MatcherSettings,
+    MatchLevelSettings,
+    PoolsSettings,
     ReportSettings,
     RunSettings,
     SplitsSettings,
@@ -41,8 +48,9 @@ __all__ = [
     "CONFIG_FILENAME", "ENV_OTHER", "ENV_PREFIX", "ConfigError", "Settings", "as_dict", "check_section", "env_name",
     "load", "parse_assignments", "sections", "validate",
     # the sections, re-exported (``cfg.CrawlSettings`` etc.)
-    "AlignSettings", "AnnotateSettings", "CrawlSettings", "DownloadSettings", "ExportSettings", "ExtractSettings",
-    "FlowSettings", "ReportSettings", "RunSettings", "SplitsSettings", "StoreSettings", "TrainSettings",
+    "AlignSettings", "AnnotateSettings", "CrawlSettings", "CrowdSettings", "DedupSettings", "DownloadSettings",
+    "ExportSettings", "ExtractSettings", "FlowSettings", "MatchLevelSettings", "MatcherSettings", "PoolsSettings",
+    "ReportSettings", "RunSettings", "SplitsSettings", "StoreSettings", "TrainSettings",
 ]
 
 CONFIG_FILENAME = "m5data.toml"
@@ -62,6 +70,11 @@ class Settings:
     align: AlignSettings = field(default_factory=AlignSettings)
     run: RunSettings = field(default_factory=RunSettings)
     annotate: AnnotateSettings = field(default_factory=AnnotateSettings)
+    dedup: DedupSettings = field(default_factory=DedupSettings)
+    match_level: MatchLevelSettings = field(default_factory=MatchLevelSettings)
+    pools: PoolsSettings = field(default_factory=PoolsSettings)
+    crowd: CrowdSettings = field(default_factory=CrowdSettings)
+    matcher: MatcherSettings = field(default_factory=MatcherSettings)
     splits: SplitsSettings = field(default_factory=SplitsSettings)
     export: ExportSettings = field(default_factory=ExportSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
@@ -84,7 +97,14 @@ class Settings:
         return out
 
     def set(self, key: str, value: Any, source: str) -> None:
-        """Set ``section.key`` from a raw value (str from env/flags, or a TOML value), type-checked."""
+        """Set ``section.key`` from a raw value (str from env/flags, or a TOML value), type-checked. A key
+        that moved (:func:`moved`) sets its new key, with a warning naming it."""
+        if new := moved(key):
+            self.warnings.append(f"{key} is now {new} (set in {source}): the old key still works, for now")
+            key = new
+        elif key in RETIRED:
+            self.warnings.append(f"{key} (set in {source}) is no longer read and is ignored: {RETIRED[key]}")
+            return
         section, name = _split_key(key, source if source != "flag" else "")
         obj = getattr(self, section)
         typ = get_type_hints(type(obj))[name]
@@ -105,6 +125,34 @@ class Settings:
 def sections() -> list[str]:
     """The settings sections (``store``, ``crawl``, ...), in declaration order."""
     return [f.name for f in fields(Settings) if f.name not in ("sources", "warnings")]
+
+
+# keys of [annotate] that moved to a curation stage's own section, by prefix: annotate.dedup_phash_threshold
+# is dedup.phash_threshold (matcher_ before match_: the longer prefix first)
+MOVED_PREFIXES = (("dedup_", "dedup"), ("matcher_", "matcher"), ("match_", "match_level"), ("pool_", "pools"),
+                  ("crowd_", "crowd"))
+
+
+# keys no longer read, with what replaced them: set, they are ignored with a warning
+RETIRED = {"flows.annotate_jobs": "the curation jobs are stages of their own; name them in flows.stages "
+                                  "(annotate is dedup,match_level,pools)"}
+
+
+def moved(key: str) -> str | None:
+    """The key that replaced ``key`` (``annotate.pool_k`` -> ``pools.k``), or None when it did not move."""
+    section, _, name = key.partition(".")
+    if section != "annotate":
+        return None
+    for prefix, new in MOVED_PREFIXES:
+        if name.startswith(prefix):
+            return f"{new}.{name[len(prefix):]}"
+    return None
+
+
+def moved_keys() -> dict[str, str]:
+    """Every old key that still works, with its new key."""
+    return {f"annotate.{prefix}{f.name}": f"{section}.{f.name}" for prefix, section in MOVED_PREFIXES
+            for f in fields(getattr(Settings(), section))}
 
 
 def check_section(name: str) -> str:
@@ -246,22 +294,31 @@ def load(
         for section, table in data.items():
             if not isinstance(table, dict):
                 raise ConfigError(f"config file {path}: {section!r} must be a [section] table")
-            for name, value in table.items():
-                settings.set(f"{section}.{name}", value, str(path))
+        pairs = [(f"{section}.{name}", value) for section, table in data.items() for name, value in table.items()]
+        for key, value in _old_first(pairs):
+            settings.set(key, value, str(path))
     known = {env_name(key): key for key, _ in settings.items()}
+    old = {env_name(key): key for key in [*moved_keys(), *RETIRED]}
+    for var in sorted(set(old) & set(environ)):  # before the new keys' variables, which win
+        settings.set(old[var], environ[var], f"env {var}")
     for key, _ in settings.items():
         var = env_name(key)
         if var in environ:
             settings.set(key, environ[var], f"env {var}")
     for var in sorted(environ):
-        if var.startswith(ENV_PREFIX) and var not in known and var not in ENV_OTHER:
+        if var.startswith(ENV_PREFIX) and var not in known and var not in old and var not in ENV_OTHER:
             close = difflib.get_close_matches(var, list(known), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]} ({known[close[0]]})?" if close else ""
             settings.warnings.append(f"environment variable {var} is not an m5data setting and is ignored{hint}")
-    for key, value in (overrides or {}).items():
+    for key, value in _old_first((overrides or {}).items()):
         if value is not None:
             settings.set(key, value, "flag")
     return validate(settings)
+
+
+def _old_first(pairs) -> list[tuple[str, Any]]:
+    """``(key, value)`` pairs of one layer with the moved keys first: the new key wins within a layer."""
+    return sorted(pairs, key=lambda kv: moved(kv[0]) is None)
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, str]:
@@ -271,7 +328,8 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep:
             raise ConfigError(f"--set expects section.key=value, got {pair!r}")
-        _split_key(key.strip())
+        if key.strip() not in RETIRED:
+            _split_key(moved(key.strip()) or key.strip())
         out[key.strip()] = value.strip()
     return out
 

@@ -128,80 +128,106 @@ class AlignSettings:
 
 @dataclass
 class AnnotateSettings:
-    """Curation jobs (docs/annotate.md): dedup, caption match level, candidate pools, crowd labels."""
+    """What the curation stages share (docs/annotate.md); each stage's own settings are its section
+    (``[dedup]``, ``[match_level]``, ``[pools]``, ``[crowd]``, ``[matcher]``)."""
 
-    seed: int = 0  # every random choice of the annotate jobs (simulated workers, gold sampling)
-    # --- dedup (docs/annotate.md "Duplicate groups") ---
-    dedup_phash_threshold: int = 6  # near-duplicate main images: pHash Hamming distance <= this (of 64 bits)
-    dedup_phash_bands: int = 4  # pHash multi-index: bands of the 64 bits; probes within threshold // bands bits per band
-    dedup_shingle: int = 3  # characters per title shingle (Chinese is shingled by character, not by word)
-    dedup_num_perm: int = 128  # MinHash permutations (title and spec sets)
-    dedup_minhash_threshold: float = 0.7  # near-duplicate titles: estimated Jaccard of shingle sets >= this
-    dedup_spec_lsh_threshold: float = 0.25  # spec rule: 'property=value' sets of exact Jaccard >= this (named when an LSH at 0.2 chose candidates)
-    dedup_spec_min_shared: int = 2  # spec rule: >= this many properties besides the brand on both pages ...
-    dedup_spec_min_agreement: float = 1.0  # ... with equal values on >= this share of them, and the same brand
-    dedup_spec_chance: float = 0.05  # spec rule: <= this many other products of the brand expected to agree as much by chance
-    dedup_spec_veto: bool = True  # phash/minhash pairs are rejected when the brands or spec values disagree
-    dedup_brand_property: str = "品牌"  # the spec property that names the brand
-    dedup_bucket_cap: int = 200  # an index bucket with more rows links them to its first row only (not all pairs)
-    dedup_full_share: float = 0.2  # an incremental dedup groups every product again when more than this share changed
-    dedup_matcher: str = "learned"  # rules | learned: learned adds wider candidates the trained matcher accepts (rules when no model)
-    dedup_matcher_minhash_threshold: float = 0.3  # learned: title candidates of estimated shingle Jaccard >= this
-    dedup_matcher_phash_threshold: int = 6  # learned: image candidates within this many pHash bits (of 64; above the rule's a second, costlier search)
-    dedup_matcher_spec_jaccard: float = 0.1  # learned: spec-block candidates (same brand, one rare value shared) of entry Jaccard >= this
-    dedup_matcher_spec_agreement: float = 0.75  # learned: ... agreeing on >= this share of the properties both list
-    dedup_matcher_per_product: int = 2  # learned: of each source's candidates, a product's this many most similar (0: all)
-    dedup_matcher_bucket_cap: int = 20  # learned: a wide title-index bucket of more rows links them to its first row only
-    # --- match-level (docs/annotate.md "Caption match level") ---
-    match_folds: int = 5  # cross-fitting folds of the caption classifier (no product scores itself)
-    match_hash_bits: int = 20  # caption features hashed into 2**this columns (no vocabulary); sub-class weights 4x that
-    match_epochs: int = 3  # SGD passes over the training folds (more on a small store, see match_min_steps)
-    match_min_steps: int = 100000  # at least this many SGD updates per model (a small store takes more passes, at most 50)
-    match_lr: float = 0.5  # initial SGD learning rate of the caption classifier
-    match_alpha: float = 0.0001  # L2 regularisation of the caption classifier
-    match_batch: int = 8192  # products read, hashed and described per Arrow record batch
-    match_image_gallery: int = 50000  # image neighbours come from at most this many labelled products (a seeded sample)
-    match_spec_hits: float = 2.0  # spec_score = min(1, spec values found in the caption / this)
-    match_image_k: int = 10  # nearest products by image descriptor that vote for the image's class
-    match_weight_category: float = 0.6  # weight of category agreement in the score
-    match_weight_spec: float = 0.25  # weight of spec-value overlap
-    match_weight_image: float = 0.15  # weight of caption-image agreement
-    match_well: float = 0.6  # level well at score >= this
-    match_partial: float = 0.3  # level partial at score >= this (and < match_well); poor below
-    match_refit_share: float = 0.8  # an incremental run fits the classifier again when it was fitted on fewer than this share of the products
-    # --- pools (m5data annotate pools; docs/annotate.md "Query candidate pools")
-    pool_queries: float = 0.1  # queries without --split-version: a share of products (<= 1; 1 = all) or a count (> 1), seeded stable sample
-    pool_k: int = 500  # candidates kept per query (the papers' 500)
-    pool_text_dim: int = 128  # SVD components of the TF-IDF text embedding
-    pool_text_model: str = ""  # local sentence-transformers model folder for the text block; "" = TF-IDF + SVD
-    pool_image: str = "descriptor"  # image embedder: descriptor (colour, layout, gradients, pHash) or none
-    pool_text_weight: float = 1.0  # weight of the text block in the concatenated vector
-    pool_image_weight: float = 1.0  # weight of the image block in the concatenated vector
-    pool_search: str = "exact"  # exact (blocked matmul), faiss-flat (IndexFlatIP) or faiss-hnsw (approximate)
-    pool_block: int = 2048  # queries per search block (memory: block x 4,096 float32 scores) and per resume marker
-    pool_fit_sample: int = 100_000  # above 65,536 products: captions the TF-IDF vocabulary and SVD are fitted on (seeded sample)
-    pool_svd: str = "arpack"  # the text SVD's solver: arpack (converged top components: a refit on a store grown by 1% keeps 0.996 of pool entries at 100k), randomized (pool_svd_iter power iterations; at 7, 0.959), oversampled (randomized with a sketch twice pool_text_dim wide): docs/annotate.md
-    pool_svd_iter: int = 7  # power iterations of the randomized and oversampled text SVDs (arpack iterates to convergence)
-    pool_margin: int = 50  # candidates kept per query beyond pool_k: an incremental run refills a pool that lost some from them
-    pool_compact_share: float = 1.0  # an incremental run compacts the pools table once the rows its re-ranked pools replaced pass this share of the live rows (0: never)
-    pool_refit_share: float = 0.8  # an incremental run embeds and searches everything again when the embedder was fitted on fewer than this share of the products
-    # --- crowd labels (m5data annotate import / simulate / aggregate; docs/annotate.md "Crowd labels and GLAD")
-    crowd_method: str = "glad"  # aggregation: glad, majority or dawid_skene
-    crowd_accept: float = 0.5  # a pair is an accepted match when its probability of match is >= this
-    crowd_max_iter: int = 200  # EM iterations at most (GLAD, Dawid-Skene)
-    crowd_tol: float = 1e-6  # EM stops when the log-likelihood gains less than this (relative)
-    crowd_uncertain: str = "skip"  # an "uncertain" judgement is skipped, or counted as "mismatch"
-    crowd_workers_per_pair: int = 5  # simulate: judgements per pair (the papers' 5)
-    crowd_workers: int = 40  # simulate: size of the simulated worker pool
-    crowd_spammers: float = 0.15  # simulate: share of the workers who answer at random
-    crowd_gold: float = 0.05  # simulate: share of pairs used as gold questions
-    # --- matcher (m5data annotate matcher train / score; docs/annotate.md "Matcher")
-    matcher_precision: float = 0.9  # the saved threshold is the lowest whose held-out pairs reach this precision
-    matcher_folds: int = 5  # cross-validation folds (grouped by product) the threshold is chosen on
-    matcher_trees: int = 400  # boosting iterations of the gradient-boosted trees
-    matcher_learning_rate: float = 0.05  # boosting learning rate
-    matcher_leaves: int = 31  # leaves per tree at most
-    matcher_text_model: str = ""  # local sentence-transformers model folder for the embed_* features; "" = none
+    seed: int = 0  # every random choice of the curation stages (simulated workers, gold sampling)
+
+
+@dataclass
+class DedupSettings:
+    """``m5data annotate dedup``, the dedup stage (docs/annotate.md "Duplicate groups")."""
+
+    phash_threshold: int = 6  # near-duplicate main images: pHash Hamming distance <= this (of 64 bits)
+    phash_bands: int = 4  # pHash multi-index: bands of the 64 bits; probes within threshold // bands bits per band
+    shingle: int = 3  # characters per title shingle (Chinese is shingled by character, not by word)
+    num_perm: int = 128  # MinHash permutations (title and spec sets)
+    minhash_threshold: float = 0.7  # near-duplicate titles: estimated Jaccard of shingle sets >= this
+    spec_lsh_threshold: float = 0.25  # spec rule: 'property=value' sets of exact Jaccard >= this (named when an LSH at 0.2 chose candidates)
+    spec_min_shared: int = 2  # spec rule: >= this many properties besides the brand on both pages ...
+    spec_min_agreement: float = 1.0  # ... with equal values on >= this share of them, and the same brand
+    spec_chance: float = 0.05  # spec rule: <= this many other products of the brand expected to agree as much by chance
+    spec_veto: bool = True  # phash/minhash pairs are rejected when the brands or spec values disagree
+    brand_property: str = "品牌"  # the spec property that names the brand
+    bucket_cap: int = 200  # an index bucket with more rows links them to its first row only (not all pairs)
+    full_share: float = 0.2  # an incremental dedup groups every product again when more than this share changed
+    matcher: str = "learned"  # rules | learned: learned adds wider candidates the trained matcher accepts (rules when no model)
+    matcher_minhash_threshold: float = 0.3  # learned: title candidates of estimated shingle Jaccard >= this
+    matcher_phash_threshold: int = 6  # learned: image candidates within this many pHash bits (of 64; above the rule's a second, costlier search)
+    matcher_spec_jaccard: float = 0.1  # learned: spec-block candidates (same brand, one rare value shared) of entry Jaccard >= this
+    matcher_spec_agreement: float = 0.75  # learned: ... agreeing on >= this share of the properties both list
+    matcher_per_product: int = 2  # learned: of each source's candidates, a product's this many most similar (0: all)
+    matcher_bucket_cap: int = 20  # learned: a wide title-index bucket of more rows links them to its first row only
+
+
+@dataclass
+class MatchLevelSettings:
+    """``m5data annotate match-level``, the match-level stage (docs/annotate.md "Caption match level")."""
+
+    folds: int = 5  # cross-fitting folds of the caption classifier (no product scores itself)
+    hash_bits: int = 20  # caption features hashed into 2**this columns (no vocabulary); sub-class weights 4x that
+    epochs: int = 3  # SGD passes over the training folds (more on a small store, see min_steps)
+    min_steps: int = 100000  # at least this many SGD updates per model (a small store takes more passes, at most 50)
+    lr: float = 0.5  # initial SGD learning rate of the caption classifier
+    alpha: float = 0.0001  # L2 regularisation of the caption classifier
+    batch: int = 8192  # products read, hashed and described per Arrow record batch
+    image_gallery: int = 50000  # image neighbours come from at most this many labelled products (a seeded sample)
+    spec_hits: float = 2.0  # spec_score = min(1, spec values found in the caption / this)
+    image_k: int = 10  # nearest products by image descriptor that vote for the image's class
+    weight_category: float = 0.6  # weight of category agreement in the score
+    weight_spec: float = 0.25  # weight of spec-value overlap
+    weight_image: float = 0.15  # weight of caption-image agreement
+    well: float = 0.6  # level well at score >= this
+    partial: float = 0.3  # level partial at score >= this (and < well); poor below
+    refit_share: float = 0.8  # an incremental run fits the classifier again when it was fitted on fewer than this share of the products
+
+
+@dataclass
+class PoolsSettings:
+    """``m5data annotate pools``, the pools stage (docs/annotate.md "Query candidate pools")."""
+
+    queries: float = 0.1  # queries without --split-version: a share of products (<= 1; 1 = all) or a count (> 1), seeded stable sample
+    k: int = 500  # candidates kept per query (the papers' 500)
+    text_dim: int = 128  # SVD components of the TF-IDF text embedding
+    text_model: str = ""  # local sentence-transformers model folder for the text block; "" = TF-IDF + SVD
+    image: str = "descriptor"  # image embedder: descriptor (colour, layout, gradients, pHash) or none
+    text_weight: float = 1.0  # weight of the text block in the concatenated vector
+    image_weight: float = 1.0  # weight of the image block in the concatenated vector
+    search: str = "exact"  # exact (blocked matmul), faiss-flat (IndexFlatIP) or faiss-hnsw (approximate)
+    block: int = 2048  # queries per search block (memory: block x 4,096 float32 scores) and per resume marker
+    fit_sample: int = 100_000  # above 65,536 products: captions the TF-IDF vocabulary and SVD are fitted on (seeded sample)
+    svd: str = "arpack"  # the text SVD's solver: arpack (converged top components: a refit on a store grown by 1% keeps 0.996 of pool entries at 100k), randomized (svd_iter power iterations; at 7, 0.959), oversampled (randomized with a sketch twice text_dim wide): docs/annotate.md
+    svd_iter: int = 7  # power iterations of the randomized and oversampled text SVDs (arpack iterates to convergence)
+    margin: int = 50  # candidates kept per query beyond k: an incremental run refills a pool that lost some from them
+    compact_share: float = 1.0  # an incremental run compacts the pools table once the rows its re-ranked pools replaced pass this share of the live rows (0: never)
+    refit_share: float = 0.8  # an incremental run embeds and searches everything again when the embedder was fitted on fewer than this share of the products
+
+
+@dataclass
+class CrowdSettings:
+    """``m5data annotate import / simulate / aggregate``, the crowd stage (docs/annotate.md "Crowd labels and GLAD")."""
+
+    method: str = "glad"  # aggregation: glad, majority or dawid_skene
+    accept: float = 0.5  # a pair is an accepted match when its probability of match is >= this
+    max_iter: int = 200  # EM iterations at most (GLAD, Dawid-Skene)
+    tol: float = 1e-6  # EM stops when the log-likelihood gains less than this (relative)
+    uncertain: str = "skip"  # an "uncertain" judgement is skipped, or counted as "mismatch"
+    workers_per_pair: int = 5  # simulate: judgements per pair (the papers' 5)
+    workers: int = 40  # simulate: size of the simulated worker pool
+    spammers: float = 0.15  # simulate: share of the workers who answer at random
+    gold: float = 0.05  # simulate: share of pairs used as gold questions
+
+
+@dataclass
+class MatcherSettings:
+    """``m5data annotate matcher train / score``, the matcher stage (docs/annotate.md "Matcher")."""
+
+    precision: float = 0.9  # the saved threshold is the lowest whose held-out pairs reach this precision
+    folds: int = 5  # cross-validation folds (grouped by product) the threshold is chosen on
+    trees: int = 400  # boosting iterations of the gradient-boosted trees
+    learning_rate: float = 0.05  # boosting learning rate
+    leaves: int = 31  # leaves per tree at most
+    text_model: str = ""  # local sentence-transformers model folder for the embed_* features; "" = none
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,7 +312,6 @@ class FlowSettings:
     kinds: str = "video,audio,image,text"  # what the extract stage produces
     refresh: bool = False  # crawl stored product pages again, so changed products are picked up
     full: bool = False  # global stages (align, splits, report) rebuild in full; false = only what changed (docs/flows.md)
-    annotate_jobs: str = "dedup,match_level,pools"  # annotate jobs run by the annotate stage, in order
     export_format: str = "webdataset"  # format of the export stage (see docs/export.md)
     export_split: str = "all"  # split exported by the export stage
     report_out: str = ""  # folder of the report stage's HTML report; "" = m5data-report beside the store (a store on S3: in the working directory)

@@ -50,6 +50,7 @@ class Verb:
     target: str
     help: str | None = None  # a group's help (a command's is its docstring)
     group: bool = False
+    parent: str | None = None  # the group verb it is a command of (``annotate``); None: ``m5data`` itself
 
 
 @dataclass(frozen=True)
@@ -70,14 +71,11 @@ class Stage:
         transient_only: retry only a transient failure (``flows.retry.transient``).
         options: what of the plan its ``run`` gets in ``ctx.options`` (start_urls, refresh,
             mapping, kinds; ``previous``: the details of the stages run before it, by name).
-        jobs: the ``[flows]`` setting listing its jobs: the flow runs it once per job
-            (``options["job"]``), in order, stopping at the first fatal one (the later jobs read what
-            the earlier ones write); a job whose module (``job_module``) is not there is skipped.
         creates_store: its run creates the store when it is missing (the crawl, the first stage).
-        leased: :func:`call` holds the stage's lock (its lease on object storage: every commit the run
-            makes is fenced by it) around its ``run``, per job for a stage run once per job
-            (``annotate-dedup``, ...). The stages whose run takes it itself say False: through
-            :class:`StageRun` (align, splits, export, report) or per shard (crawl, download, extract).
+        leased: :func:`call` holds the stage's lock, named after it (its lease on object storage: every
+            commit the run makes is fenced by it) around its ``run`` (the curation stages). The stages
+            whose run takes it itself say False: through :class:`StageRun` (align, splits, export,
+            report) or per shard (crawl, download, extract).
         verbs: its ``m5data`` verbs.
     """
 
@@ -91,8 +89,6 @@ class Stage:
     retry_delay: float | None = 0
     transient_only: bool = False
     options: tuple[str, ...] = ()
-    jobs: str | None = None
-    job_module: str = ""
     creates_store: bool = False
     leased: bool = False
     verbs: tuple[Verb, ...] = ()
@@ -115,10 +111,22 @@ REGISTRY: tuple[Stage, ...] = (
           verbs=(Verb("extract", "m5data.extract.cli:extract"),)),
     Stage("align", "m5data.align.stage:run", "align", options=("mapping", "full"),
           verbs=(Verb("align", "m5data.align.cli:align"),)),
-    Stage("annotate", "m5data.annotate.stage:run", "annotate", jobs="annotate_jobs", options=("full",),
-          job_module="m5data.annotate.{job}", leased=True,
-          verbs=(Verb("annotate", "m5data.annotate.cli:app", group=True,
-                      help="Curation: duplicate groups, caption match levels, candidate pools, crowd labels."),)),
+    # the curation stages (m5data/annotate/<name>/), their verbs under ``m5data annotate``
+    Stage("dedup", "m5data.annotate.dedup.stage:run", "dedup", options=("full",), leased=True,
+          verbs=(Verb("dedup", "m5data.annotate.dedup.cli:dedup", parent="annotate"),)),
+    Stage("match_level", "m5data.annotate.match_level.stage:run", "match_level", options=("full",), leased=True,
+          verbs=(Verb("match-level", "m5data.annotate.match_level.cli:match_level", parent="annotate"),)),
+    Stage("pools", "m5data.annotate.pools.stage:run", "pools", options=("full",), leased=True,
+          verbs=(Verb("pools", "m5data.annotate.pools.cli:pools", parent="annotate"),)),
+    Stage("crowd", "m5data.annotate.crowd.stage:run", "crowd", leased=True,
+          verbs=(Verb("tasks", "m5data.annotate.crowd.cli:tasks", parent="annotate"),
+                 Verb("simulate", "m5data.annotate.crowd.cli:simulate", parent="annotate"),
+                 Verb("import", "m5data.annotate.crowd.cli:import_judgements", parent="annotate"),
+                 Verb("aggregate", "m5data.annotate.crowd.cli:aggregate", parent="annotate"),
+                 Verb("serve", "m5data.annotate.ui.cli:serve", parent="annotate"))),
+    Stage("matcher", "m5data.annotate.matcher.stage:run", "matcher", leased=True,
+          verbs=(Verb("matcher", "m5data.annotate.matcher.cli:app", group=True, parent="annotate",
+                      help="The learned same-product matcher: train it on labelled pairs, score pairs."),)),
     Stage("splits", "m5data.splits.stage:run", "splits", options=("full",),
           verbs=(Verb("build-splits", "m5data.splits.cli:build_splits"),
                  Verb("check-splits", "m5data.splits.cli:check_splits"))),
@@ -129,8 +137,13 @@ REGISTRY: tuple[Stage, ...] = (
           verbs=(Verb("train", "m5data.train.cli:train"), Verb("evaluate", "m5data.train.cli:evaluate"))),
 )
 
-# the verbs that are no stage: the store's own, the demo, the flow's
+# stages run together under one name (``--stages annotate``, ``flows.stages``), in pipeline order
+GROUPS: dict[str, tuple[str, ...]] = {"annotate": ("dedup", "match_level", "pools")}
+
+# the verbs that are no stage's own: the curation stages' group, the store's, the demo, the flow's
 TOOL_VERBS: tuple[Verb, ...] = (
+    Verb("annotate", "m5data.annotate.cli:app", group=True,
+         help="Curation: duplicate groups, caption match levels, candidate pools, crowd labels, the matcher."),
     Verb("sql", "m5data.tools.store_cli:sql"),
     Verb("stats", "m5data.tools.store_cli:stats"),
     Verb("compact", "m5data.tools.store_cli:compact"),
@@ -167,8 +180,7 @@ def call(name: str, ctx: RunContext) -> Any:
     stage = get(name)
     if not stage.leased:
         return stage.load()(ctx)
-    job = ctx.options.get("job")
-    with ctx.store.stage_lock(f"{stage.name}-{job}" if job else stage.name):
+    with ctx.store.stage_lock(stage.name):
         return stage.load()(ctx)
 
 
@@ -296,9 +308,12 @@ HELP_ORDER = ("sql", "stats", "compact", "demo", "crawl", "download", "extract",
               "demo-shop", "annotate", "import", "server", "store")
 
 
-def verbs() -> list[Verb]:
-    """Every verb: the stages' and the tools', in :data:`HELP_ORDER`."""
-    everything = [v for s in REGISTRY for v in s.verbs] + list(TOOL_VERBS)
+def verbs(parent: str | None = None) -> list[Verb]:
+    """The verbs of ``m5data`` (the stages' and the tools', in :data:`HELP_ORDER`), or the commands of
+    the group verb ``parent`` (in registry order)."""
+    everything = [v for v in [v for s in REGISTRY for v in s.verbs] + list(TOOL_VERBS) if v.parent == parent]
+    if parent is not None:
+        return everything
     rank = {name: i for i, name in enumerate(HELP_ORDER)}
     return sorted(everything, key=lambda v: rank.get(v.name, len(rank)))
 
@@ -314,7 +329,7 @@ class RunContext:
         settings: the effective settings (``config.load``), built once per flow run or command.
         run_id: the flow run's id (or a fresh one outside a flow): the run these stage runs belong to.
         progress: show the stage's progress bars (a terminal; the local runner only).
-        options: the stage's own options (``Stage.options``, ``shard``, ``job``).
+        options: the stage's own options (``Stage.options``, ``shard``, a verb's own).
         create: create the store when it is missing (the crawl, the first stage).
         attempt: 1 for the first try, 2 for Prefect's retry (set by the flow's task).
     """
@@ -343,7 +358,7 @@ class RunContext:
         return (int(shard[0]), int(shard[1])) if shard else None
 
     def with_options(self, **options) -> RunContext:
-        """A copy with more options (a shard's, a job's); the store is opened again where it runs."""
+        """A copy with more options (a shard's); the store is opened again where it runs."""
         return RunContext(self.settings, self.run_id, self.progress, {**self.options, **options}, self.create,
                           self.attempt)
 

@@ -107,3 +107,14 @@ def run_stage(name: str, rctx: stages.RunContext, *errors: type[BaseException], 
     if summary:
         console.print(stage_summary(stats))
     return stats
+
+
+def mount(app: typer.Typer, parent: str | None = None) -> None:
+    """Mount the registry's verbs (m5data/stages.py) of ``m5data`` (``parent`` None) or of the group verb
+    ``parent`` on ``app``: a verb whose module fails to import is an error, never a verb that vanishes."""
+    for verb in stages.verbs(parent):
+        target = stages.load(verb.target)
+        if verb.group:
+            app.add_typer(target, name=verb.name, help=verb.help, cls=VerbGroup)
+        else:
+            app.command(verb.name)(target)

@@ -89,9 +89,9 @@ def _cli(*args, cwd=None, timeout=600):
 
 
 def test_unknown_config_key_names_its_section():
-    done = _cli("--set", "annotate.dedup_minhash_thresh=0.5", "stats")
+    done = _cli("--set", "dedup.minhash_thresh=0.5", "stats")
     assert done.returncode != 0
-    assert "in section [annotate]" in done.stderr and "(known in [annotate]:" in done.stderr
+    assert "in section [dedup]" in done.stderr and "(known in [dedup]:" in done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_the_store_and_annotate_verbs_are_readable_at_80_columns_piped(demo_copy
         [*store, "doctor", "--quick"],
         [*store, "annotate", "dedup"],
         [*store, "annotate", "match-level"],
-        [*store, "--set", "annotate.pool_queries=10", "annotate", "pools"],
+        [*store, "--set", "pools.queries=10", "annotate", "pools"],
     ]:
         _readable(*args, cwd=tmp_path)
 

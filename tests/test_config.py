@@ -91,3 +91,63 @@ def test_unknown_key_message_names_the_section_and_the_file(tmp_path):
     assert "section [download]" in message and str(path) in message and "did you mean 'concurrency'" in message
     with pytest.raises(cfg.ConfigError, match=r"section \[crawl\]"):
         cfg.parse_assignments(["crawl.delay=1"])
+
+
+def test_each_curation_stage_has_its_section_without_the_prefix():
+    s = cfg.load(environ={})
+    assert {"dedup", "match_level", "pools", "crowd", "matcher"} <= set(cfg.sections())
+    assert (s.dedup.phash_threshold, s.pools.k, s.match_level.folds, s.crowd.method, s.matcher.trees) == (6, 500, 5, "glad", 400)
+    assert s.annotate.seed == 0 and not hasattr(s.annotate, "dedup_phash_threshold")
+
+
+@pytest.mark.parametrize("layer", ["file", "env", "flag"])
+def test_an_old_annotate_key_still_works_and_warns_naming_the_new_one(tmp_path, layer):
+    """``annotate.dedup_phash_threshold`` (the key before each curation stage had its section) sets
+    ``dedup.phash_threshold``, in a file, an environment variable or ``--set``, with a warning."""
+    path, environ, overrides = None, {}, None
+    if layer == "file":
+        path = tmp_path / "m5data.toml"
+        path.write_text("[annotate]\ndedup_phash_threshold = 4\nmatcher_trees = 50\nseed = 3\n")
+    elif layer == "env":
+        environ = {"M5DATA_ANNOTATE_DEDUP_PHASH_THRESHOLD": "4", "M5DATA_ANNOTATE_MATCHER_TREES": "50",
+                   "M5DATA_ANNOTATE_SEED": "3"}
+    else:
+        overrides = cfg.parse_assignments(["annotate.dedup_phash_threshold=4", "annotate.matcher_trees=50",
+                                           "annotate.seed=3"])
+    s = cfg.load(path, overrides, environ=environ, cwd=tmp_path)
+    assert (s.dedup.phash_threshold, s.matcher.trees, s.annotate.seed) == (4, 50, 3)
+    assert s.source("dedup.phash_threshold") != "default"
+    assert any(w.startswith("annotate.dedup_phash_threshold is now dedup.phash_threshold") for w in s.warnings), s.warnings
+    assert any(w.startswith("annotate.matcher_trees is now matcher.trees") for w in s.warnings), s.warnings
+    assert len(s.warnings) == 2, s.warnings  # annotate.seed stays where it is
+
+
+def test_the_new_key_wins_over_an_old_one_in_the_same_layer(tmp_path):
+    path = tmp_path / "m5data.toml"
+    path.write_text("[annotate]\npool_k = 10\n\n[pools]\nk = 20\n")
+    assert cfg.load(path, environ={}).pools.k == 20
+
+
+def test_config_show_lists_the_curation_sections_and_warns_on_an_old_key(tmp_path):
+    from typer.testing import CliRunner
+
+    from m5data.cli import app
+
+    result = CliRunner().invoke(app, ["config", "show", "dedup"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "dedup.phash_threshold" in result.output and "pools.k" not in result.output
+    result = CliRunner().invoke(app, ["--set", "annotate.pool_k=7", "config", "show"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for section in ("[dedup]", "[match_level]", "[pools]", "[crowd]", "[matcher]"):
+        assert section in result.output or section.strip("[]") + "." in result.output
+    assert "annotate.pool_k is now pools.k" in result.output
+
+
+def test_flows_annotate_jobs_is_ignored_with_a_warning(tmp_path):
+    """The annotate stage's job list is gone (its jobs are stages): a config that still sets it loads."""
+    path = tmp_path / "old.toml"  # not the working directory's m5data.toml: each load below has one layer
+    path.write_text('[flows]\nannotate_jobs = "dedup,pools"\n')
+    for s in (cfg.load(path, environ={}), cfg.load(None, environ={"M5DATA_FLOWS_ANNOTATE_JOBS": "dedup"}, cwd=tmp_path),
+              cfg.load(None, cfg.parse_assignments(["flows.annotate_jobs=dedup"]), environ={}, cwd=tmp_path)):
+        assert len(s.warnings) == 1 and "flows.annotate_jobs" in s.warnings[0] and "flows.stages" in s.warnings[0]
+        assert not hasattr(s.flows, "annotate_jobs")

@@ -383,7 +383,7 @@ def test_doctor_never_reads_a_blob_outside_the_store(world):
 
 
 def test_image_descriptors_of_annotate_never_open_a_blob_outside_the_store(world):
-    from m5data.annotate.match_level import image_descriptors
+    from m5data.annotate.match_level.job import image_descriptors
 
     store, _tmp = world
     blobs = _image_blobs(store)
@@ -391,7 +391,7 @@ def test_image_descriptors_of_annotate_never_open_a_blob_outside_the_store(world
     desc, reasons = image_descriptors(store.root, [blobs[p] for p in order], [None] * len(order))
     assert reasons == [None] + ["image blob path outside the store"] * 3
     assert desc[0].any() and not desc[1:].any()
-    from m5data.annotate.pool_images import image_paths
+    from m5data.annotate.pools.pool_images import image_paths
 
     paths, outside = image_paths(store.root, [blobs[p] for p in order] + [None])
     assert outside == [1, 2, 3] and paths[1:] == [None] * 4 and Path(paths[0]).is_file()

@@ -21,7 +21,7 @@ def test_full_is_a_plan_parameter_and_a_stage_option(tmp_path):
     plan = check_plan(_settings(tmp_path, **{"flows.full": True}), stages="splits,report")
     assert plan.full and plan.parameters()["full"] is True
     assert inspect.signature(pipeline_flow.fn).parameters["full"].default is False  # serve: incremental by default
-    for stage in ("align", "annotate", "splits", "export", "report"):
+    for stage in ("align", "dedup", "match_level", "pools", "splits", "export", "report"):
         assert stage_options(get(stage), {"full": True, "mapping": "m.toml"}, None)["full"] is True
     assert "full" not in stage_options(get("train"), {"full": True}, None)
 

@@ -158,3 +158,13 @@ def test_run_loads_the_settings_once_and_hands_them_to_the_flow(store, prefect_h
     assert result.exit_code == 0, result.output
     assert (report / "index.html").is_file()  # the flow's report stage read flows.report_out from that object
     assert len(calls) == 1, calls
+
+
+def test_run_runs_one_curation_stage_by_its_name(store, prefect_harness):
+    """``--stages dedup``: the dedup stage alone, one task named after it, its runs row under its name."""
+    store.write("products", [{"product_id": f"a:{i}", "platform": "a", "title": "same title"} for i in (1, 2)])
+    result = CliRunner().invoke(app, ["--store", str(store.root), "run", "--stages", "dedup", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "dedup" in result.output and "match_level" not in result.output
+    assert store.read("runs", columns=["stage"]).column("stage").to_pylist() == ["dedup"]
+    assert store.count("dedup") == 2

@@ -13,8 +13,8 @@ def test_every_stage_names_a_settings_section_a_run_and_its_verbs():
     for stage in stages.REGISTRY:
         assert hasattr(Settings(), stage.section), stage.name
         assert stage.load().__module__.endswith(".stage"), stage.name  # one stage.py per stage package
-    mounted = {v.name for v in stages.verbs()}
-    assert {v.name for s in stages.REGISTRY for v in s.verbs} <= mounted
+    mounted = {(v.parent, v.name) for group in (None, "annotate") for v in stages.verbs(group)}
+    assert {(v.parent, v.name) for s in stages.REGISTRY for v in s.verbs} <= mounted
     assert stages.SHARDED == ("crawl", "download", "extract")
 
 
@@ -74,3 +74,49 @@ def test_a_verb_runs_its_registered_stage_with_one_run_context(store, tmp_path, 
     assert ctx.store.root == store.root and not ctx.create
     assert "shards: 2 (1 written, 1 already finished)" in res.stdout
     assert "export run" in res.stdout and "measure" in res.stdout  # the stage summary of the returned stats
+
+
+CURATION = ("dedup", "match_level", "pools", "crowd", "matcher")
+
+
+def test_each_curation_job_is_a_stage_of_the_registry_and_annotate_their_group():
+    """dedup, match-level, pools, the crowd's aggregation and the matcher's training: one registry entry
+    each, with its own section and lease; ``annotate`` is the verb group and the usual three."""
+    names = [s.name for s in stages.REGISTRY]
+    assert names[names.index("align") + 1:names.index("splits")] == list(CURATION)
+    for name in CURATION:
+        stage = stages.get(name)
+        assert stage.section == name and stage.leased, name
+        assert stage.run == f"m5data.annotate.{name}.stage:run", name
+    assert "annotate" not in names and stages.GROUPS == {"annotate": ("dedup", "match_level", "pools")}
+    under = [v.name for v in stages.verbs("annotate")]
+    assert under == ["dedup", "match-level", "pools", "tasks", "simulate", "import", "aggregate", "serve", "matcher"]
+    assert "annotate" in [v.name for v in stages.verbs()] and "dedup" not in [v.name for v in stages.verbs()]
+
+
+def test_stages_name_a_curation_stage_or_the_annotate_group():
+    from m5data.flows.pipeline import parse_stages
+
+    assert parse_stages("pools,dedup") == ["dedup", "pools"]
+    assert parse_stages("align,annotate,splits") == ["align", "dedup", "match_level", "pools", "splits"]
+    default = parse_stages(load(None, {}, environ={}).flows.stages)
+    assert default[default.index("align") + 1:default.index("splits")] == ["dedup", "match_level", "pools"]
+
+
+def test_a_curation_stage_runs_under_its_lock_and_writes_its_runs_row_by_its_name(store, monkeypatch):
+    from m5data.storage import Store
+
+    taken = []
+    real = Store.stage_lock
+
+    def stage_lock(self, name, *args, **kwargs):
+        taken.append(name)
+        return real(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "stage_lock", stage_lock)
+    store.write("products", [{"product_id": "a:1", "platform": "a", "title": "t"},
+                             {"product_id": "a:2", "platform": "a", "title": "t"}])
+    settings = load(None, {"store.path": str(store.root)}, environ={})
+    stats = stages.call("dedup", RunContext(settings))
+    assert stats.stage == "dedup" and taken == ["dedup"]
+    assert store.read("runs", columns=["stage"]).column("stage").to_pylist() == ["dedup"] and store.count("dedup") == 2

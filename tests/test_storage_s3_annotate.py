@@ -29,14 +29,15 @@ ANNOTATED = ("dedup", "caption_match", "pools", "annotations", "matches", "worke
 
 def _annotate(store, truth: Path, out: Path) -> dict:
     """Every annotate job on ``store``, as the CLI runs them; what each left beside its tables."""
-    from m5data.annotate.crowd import aggregate, score_methods
-    from m5data.annotate.dedup import dedup
-    from m5data.annotate.match_level import match_level
-    from m5data.annotate.matcher.job import load_model, score_file
+    from m5data.annotate.crowd.job import aggregate, score_methods
+    from m5data.annotate.crowd.simulate import simulate
+    from m5data.annotate.crowd.tasks import export_tasks
+    from m5data.annotate.dedup.job import dedup
+    from m5data.annotate.kernels.pair_model import load_model
+    from m5data.annotate.match_level.job import match_level
+    from m5data.annotate.matcher.job import score_file
     from m5data.annotate.matcher.job import train as train_matcher
-    from m5data.annotate.pools import build_pools
-    from m5data.annotate.simulate import simulate
-    from m5data.annotate.tasks import export_tasks
+    from m5data.annotate.pools.job import build_pools
 
     s = load(overrides={"store.path": str(store.root)}, environ={})
     dedup(store, s)
@@ -235,7 +236,7 @@ def test_incremental_pools_on_s3_equal_a_local_store(url, aws, demo_store_factor
     vectors and lists objects of the store; nothing new afterwards reads no kept file and writes nothing."""
     from grow_store import grow, product_ids
 
-    from m5data.annotate.pools import build_pools
+    from m5data.annotate.pools.job import build_pools
     from m5data.storage import changes
 
     local = Store.open(copy_store(demo_store_factory(products=60, seed=0), tmp_path))
@@ -243,8 +244,8 @@ def test_incremental_pools_on_s3_equal_a_local_store(url, aws, demo_store_factor
     store_copy(local, s3)
     reports = []
     for store in (s3, local):
-        s = load(overrides={"store.path": str(store.root), "annotate.pool_queries": "1.0", "annotate.pool_k": "20",
-                            "annotate.pool_margin": "5"}, environ={})
+        s = load(overrides={"store.path": str(store.root), "pools.queries": "1.0", "pools.k": "20",
+                            "pools.margin": "5"}, environ={})
         build_pools(store, s)
         grow(store, "x", 6, sorted(product_ids(store))[2])
         reports.append(build_pools(store, s))
@@ -255,6 +256,6 @@ def test_incremental_pools_on_s3_equal_a_local_store(url, aws, demo_store_factor
     assert all(f"derived/pools/{f}" in s3.files("derived/pools/") for f in files.values())
     mark = s3.watermark("pools")
     monkeypatch.setattr(type(s3), "kept", lambda *a, **k: pytest.fail("a run with nothing new opened the kept files"))
-    again = build_pools(s3, load(overrides={"store.path": url, "annotate.pool_queries": "1.0", "annotate.pool_k": "20",
-                                            "annotate.pool_margin": "5"}, environ={}))
+    again = build_pools(s3, load(overrides={"store.path": url, "pools.queries": "1.0", "pools.k": "20",
+                                            "pools.margin": "5"}, environ={}))
     assert again.up_to_date and s3.watermark("pools") == mark

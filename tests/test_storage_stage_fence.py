@@ -106,9 +106,9 @@ _LOCKS = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("verb, lock", [(["build-splits"], "splits"), (["report", "--out", "OUT"], "report"),
-                                        (["export", "--out", "OUT"], "export"), (["annotate", "dedup"], "annotate-dedup")])
+                                        (["export", "--out", "OUT"], "export"), (["annotate", "dedup"], "dedup")])
 def test_every_global_stage_runs_under_its_lock(tmp_path, verb, lock):
-    """build-splits, report, export and the annotate jobs take their stage's lock (a lease on object
+    """build-splits, report, export and the curation stages take their stage's lock (a lease on object
     storage, which fences their commits) through the registry's ``stages.call``: a second run is refused."""
     from typer.testing import CliRunner
 

@@ -364,7 +364,7 @@ def test_on_the_default_demo_world_scale_beats_tfidf_on_coarse_retrieval(demo_st
     from support.demo_fixtures import copy_store
 
     from m5data import config as cfg
-    from m5data.annotate import dedup
+    from m5data.annotate.dedup import job as dedup
     from m5data.export.run import export
     from m5data.splits import build
     from m5data.storage import Store

@@ -1,28 +1,12 @@
-"""``m5data annotate <job>``: one sub-command per curation job; each job's verb lives beside its module.
-
-A job module that fails to import is an error, as for the verbs of m5data/stages.py: never a verb that vanishes.
-"""
+"""``m5data annotate <verb>``: the curation stages' verbs (m5data/stages.py, ``parent="annotate"``), each
+beside its stage's package."""
 
 from __future__ import annotations
 
 import typer
 
-from ..stages import load
-from ..verbs import VerbGroup
+from ..verbs import mount
 
-app = typer.Typer(no_args_is_help=True, help="Curation jobs: dedup, match-level, pools, simulate, import, aggregate, tasks, serve.")
-
-JOBS: list[tuple[str, str, str]] = [  # verb, module, function
-    ("dedup", "m5data.annotate.dedup_cli", "dedup"),
-    ("match-level", "m5data.annotate.match_level_cli", "match_level"),
-    ("pools", "m5data.annotate.pools_cli", "pools"),
-    ("tasks", "m5data.annotate.pools_cli", "tasks"),
-    ("simulate", "m5data.annotate.crowd_cli", "simulate"),
-    ("import", "m5data.annotate.crowd_cli", "import_judgements"),
-    ("aggregate", "m5data.annotate.crowd_cli", "aggregate"),
-    ("serve", "m5data.annotate.ui.cli", "serve"),
-]
-
-for _name, _module, _func in JOBS:
-    app.command(_name)(load(f"{_module}:{_func}"))
-app.add_typer(load("m5data.annotate.matcher.cli:app"), name="matcher", cls=VerbGroup)
+app = typer.Typer(no_args_is_help=True, help="Curation stages: dedup, match-level, pools, tasks, simulate, import, "
+                                             "aggregate, serve, matcher.")
+mount(app, "annotate")

@@ -13,7 +13,7 @@ from ..console import esc
 
 _START_URL = typer.Option([], "--start-url", help="Crawl start URL (repeatable; default flows.start_urls).")
 _STAGES = typer.Option(None, "--stages", help="Comma-separated stages, run in pipeline order: crawl,download,extract,"
-                                              "align,annotate,splits,export (default flows.stages).")
+                                              "align,annotate (dedup,match_level,pools),splits,export (default flows.stages).")
 _RUNNER = typer.Option(None, "--runner", help="Task runner of the crawl/download/extract shards: local, dask or ray (flows.runner).")
 _MAPPING = typer.Option(None, "--mapping", help="Level-1 mapping file for align (flows.mapping / align.mapping).")
 _SHARDS = typer.Option(None, "--shards", min=1, help="Shards of download/extract under dask/ray (default: one per worker); crawl: at most this many groups of hosts.")

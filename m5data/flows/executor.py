@@ -1,9 +1,9 @@
 """How the pipeline flow runs a stage: one generic task over the registry (m5data/stages.py).
 
 :func:`run_stage_task` is the one Prefect task of every stage: it calls the registry entry's
-``run(ctx) -> StageStats``. :func:`run_stage` runs one stage the way its entry says: one task;
-``plan.shards`` tasks through the flow's task runner (a sharded stage; crawl by groups of hosts);
-or one task per job (annotate). It returns the stage's entry for the flow's summary, ``ok`` or
+``run(ctx) -> StageStats``. :func:`run_stage` runs one stage the way its entry says: one task, or
+``plan.shards`` tasks through the flow's task runner (a sharded stage; crawl by groups of hosts).
+It returns the stage's entry for the flow's summary, ``ok`` or
 ``fatal``, and never raises for a task failure. :func:`shards_flow` is the subflow that holds the
 task runner of ``flows.runner`` (Dask, Ray) while the sharded stages run; :func:`stage_flow` runs
 one stage alone as a one-task flow.
@@ -12,7 +12,6 @@ one stage alone as a one-task flow.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import uuid
 
 from prefect import flow, task
@@ -24,26 +23,8 @@ from .retry import transient
 
 
 def split_list(text: str) -> list[str]:
-    """A comma- or newline-separated setting (``flows.start_urls``, ``flows.annotate_jobs``) as a list."""
+    """A comma- or newline-separated setting (``flows.start_urls``, ``flows.stages``) as a list."""
     return [t.strip() for t in text.replace("\n", ",").split(",") if t.strip()]
-
-
-def missing_jobs(stage: Stage, settings) -> str | None:
-    """Why a stage run once per job (annotate) has nothing to run here, or None when it has."""
-    if not stage.jobs:
-        return None
-    jobs = split_list(getattr(settings.flows, stage.jobs))
-    if not jobs or all(_job_missing(stage, job) for job in jobs):
-        where = stage.job_module.format(job="<job>")
-        return f"no {stage.name} job of {', '.join(jobs) or '(none)'} is installed ({where})"
-    return None
-
-
-def _job_missing(stage: Stage, job: str) -> bool:
-    try:
-        return importlib.util.find_spec(stage.job_module.format(job=job)) is None
-    except (ModuleNotFoundError, ValueError):
-        return True
 
 
 # ------------------------------------------------------------------------------------ stage runs
@@ -109,7 +90,7 @@ def _from_state(stage: str, state, extra: dict | None = None) -> dict:
 
 
 def _merge(stage: str, entries: list[dict]) -> dict:
-    """Add up the entries of a stage run in shards (or of several annotate jobs)."""
+    """Add up the entries of a stage run in shards."""
     from collections import Counter
 
     failures: Counter = Counter()
@@ -155,8 +136,6 @@ def run_stage(name: str, ctx: RunContext, values: dict, shards: int = 1, previou
     """
     stage = get(name)
     ctx = ctx.with_options(**stage_options(stage, values, previous))
-    if stage.jobs:
-        return _run_jobs(stage, ctx)
     if not stage.sharded or shards <= 1:
         ctx.create = stage.creates_store
         return _from_state(name, stage_task(stage, ctx.settings)(name, ctx, return_state=True))
@@ -179,24 +158,6 @@ def _shard_contexts(stage: Stage, ctx: RunContext, shards: int) -> list[RunConte
         settings.set(key, value, "flag")
     one = RunContext(settings, ctx.run_id, False, ctx.options)
     return [one.with_options(shard=[i, shards]) for i in range(shards)]
-
-
-def _run_jobs(stage: Stage, ctx: RunContext) -> dict:
-    """A stage run once per job, in order (annotate); stops at the first fatal job."""
-    entries = []
-    for job in split_list(getattr(ctx.settings.flows, stage.jobs)):
-        if _job_missing(stage, job):
-            entries.append(stage_entry(stage.name, "skipped", job=job,
-                                       message=f"job {job}: {stage.job_module.format(job=job)} is not installed"))
-            continue
-        state = stage_task(stage, ctx.settings, f"{stage.name}-{job}")(stage.name, ctx.with_options(job=job),
-                                                                        return_state=True)
-        entries.append(_from_state(stage.name, state, {"job": job}))
-        if entries[-1]["status"] == "fatal":
-            break  # the later jobs read what this one writes
-    merged = _merge(stage.name, [e for e in entries if e["status"] != "skipped"])
-    merged["parts"] = entries
-    return merged
 
 
 @flow(name="m5data-stage")

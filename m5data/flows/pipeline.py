@@ -14,7 +14,7 @@ after it do not run, the flow run ends ``Failed`` and ``m5data run`` exits 1. Pe
 (a 404 image, a corrupt video) are counted in ``runs``, never fatal. docs/flows.md lists which
 failure of which stage is fatal and which is retried.
 
-An annotate job of ``flows.annotate_jobs`` whose module is not there is skipped with a message.
+``annotate`` in the stages is the group of curation stages dedup, match_level and pools (``stages.GROUPS``).
 ``m5data run`` (m5data/flows/cli.py) validates everything with :func:`check_plan`
 before any work; the flow validates again, so a deployment's bad parameters fail at once too.
 """
@@ -29,9 +29,9 @@ from pathlib import Path
 
 from prefect import flow
 
-from ..stages import SHARDED, STAGES, RunContext, get
+from ..stages import GROUPS, SHARDED, STAGES, RunContext
 from ..storage.objects import is_store_url
-from .executor import missing_jobs, run_sharded, run_stage, split_list, stage_entry
+from .executor import run_sharded, run_stage, split_list, stage_entry
 from .runners import PipelineError
 
 ARTIFACT_KEY = "m5data-pipeline"
@@ -87,15 +87,18 @@ def secrets_out_of_band(plan: Plan, settings, overrides: dict, environ=None) -> 
 
 
 def parse_stages(stages: str | list[str] | None) -> list[str]:
-    """``"crawl,download"`` -> ["crawl", "download"], in pipeline order; unknown names are a PipelineError."""
+    """``"crawl,download"`` -> ["crawl", "download"], in pipeline order; a group (``annotate``) stands for its
+    stages (``stages.GROUPS``); unknown names are a PipelineError."""
     if stages is None:
         return list(STAGES)
-    items = [s.strip().lower() for s in (stages.split(",") if isinstance(stages, str) else stages) if s.strip()]
+    named = [s.strip().lower() for s in (stages.split(",") if isinstance(stages, str) else stages) if s.strip()]
+    items = [s for name in named for s in GROUPS.get(name, (name,))]
+    known = ", ".join([*STAGES, *(f"{g} ({', '.join(m)})" for g, m in GROUPS.items())])
     unknown = [s for s in items if s not in STAGES]
     if unknown:
-        raise PipelineError(f"unknown stage(s) {', '.join(unknown)}; the stages are {', '.join(STAGES)}")
+        raise PipelineError(f"unknown stage(s) {', '.join(unknown)}; the stages are {known}")
     if not items:
-        raise PipelineError(f"no stage given; the stages are {', '.join(STAGES)}")
+        raise PipelineError(f"no stage given; the stages are {known}")
     return [s for s in STAGES if s in items]
 
 
@@ -268,11 +271,6 @@ def pipeline_flow(store_path: str, start_urls: list[str] | None = None, stages: 
             continue
         if fatal:
             results[stage] = stage_entry(stage, "not run", message=f"after fatal {fatal}")
-            continue
-        why = missing_jobs(get(stage), settings)
-        if why:
-            logger.warning(f"{stage}: skipped: {why}")
-            results[stage] = stage_entry(stage, "skipped", message=why)
             continue
         if stage in SHARDED and shards > 1:  # crawl, download and extract together: one cluster for all
             block = [s for s in wanted[i:i + len(SHARDED)] if s in SHARDED]

@@ -44,7 +44,7 @@ from . import keyindex
 from .parts import OPEN_SUFFIX
 from .reading import read_again, vanished
 from .schema import SEQ_COLUMN, table_spec
-from .stage_state import fingerprint, load_state, save_state, state_file, unchanged_since, watermarks  # re-exported
+from .stage_state import load_state, save_state, state_file, unchanged_since, watermarks  # re-exported
 from .temps import TMP_PREFIX, owner_pid, pid_alive
 from .views import sql_str, window_sql
 
@@ -379,5 +379,5 @@ def product_changes(store, state: dict | None) -> dict[str, int]:
     return changed_counts(store.changed("products", since), store.count("products"))
 
 
-__all__ = ["CLOCK_MARGIN_NS", "Changes", "changed_counts", "fingerprint", "load_state", "part_seq", "product_changes",
+__all__ = ["CLOCK_MARGIN_NS", "Changes", "changed_counts", "load_state", "part_seq", "product_changes",
            "save_state", "state_file", "unchanged_since", "watermarks"]

@@ -4,9 +4,7 @@ when the stage completes: a killed run leaves the previous one."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-from pathlib import Path
 
 STATE_DIR = "state"  # derived/state/<stage>.json
 
@@ -41,19 +39,3 @@ def unchanged_since(state: dict | None, marks: dict[str, int], inputs: str) -> b
         return False
     kept = state["watermarks"]
     return all(t in kept and marks[t] <= int(kept[t]) for t in marks)
-
-
-def fingerprint(*values) -> str:
-    """A short hash of what, beside the tables, decides a stage's result (settings, files given)."""
-    h = hashlib.sha256()
-    for v in values:
-        if isinstance(v, Path) or (isinstance(v, str) and v.startswith("file:")):
-            path = Path(str(v).removeprefix("file:"))
-            try:
-                h.update(path.read_bytes())
-            except OSError:
-                h.update(b"missing:" + str(path).encode())
-        else:
-            h.update(json.dumps(v, sort_keys=True, default=str).encode())
-        h.update(b"\0")
-    return h.hexdigest()[:32]

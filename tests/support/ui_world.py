@@ -1,4 +1,4 @@
-"""A demo store with match pools, for the labelling UI's tests (tests/test_annotate_ui*.py)."""
+"""A demo store with match pools, for the labelling UI's tests (tests/annotate/ui/test_ui*.py)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ Its features (:data:`FEATURES`) come from dedup's own inputs (:mod:`..dedup_inpu
 MinHash Jaccard estimate (the same shingles, permutations and 16-bit signatures as dedup's title
 index), the main images' pHash distance, and the spec rule's agreement counts (same brand, properties
 both list besides the brand, agreeing ones, conflicting ones, the agreeing share). Training computes
-them the same way for the labelled pairs (:func:`pair_features` of :func:`read_inputs`), fits the
+them the same way for the labelled pairs (:func:`..kernels.pair_model.cascade_features` of :func:`read_inputs`), fits the
 small model on the same folds as the matcher, and reads its threshold off the held-out folds: the
 highest that keeps at least ``keep`` (0.995) of the labelled pairs the full model accepts there
 (held out too). The model file keeps it (trees as data, no pickle) with what it kept and dropped.
@@ -18,8 +18,8 @@ import dataclasses
 
 import numpy as np
 
-from .model import CASCADE_FEATURES as FEATURES  # noqa: F401 (dedup_learned.pair_features computes them)
-from .model import Cascade, Trees
+from ..kernels.pair_model import CASCADE_FEATURES as FEATURES  # noqa: F401 (pair_model.cascade_features computes them)
+from ..kernels.pair_model import Cascade, Trees
 
 KEEP = 0.995  # share of the held-out accepted pairs the threshold keeps
 TREES, LEAVES = 60, 15  # the small model (its cost is the pairs x trees walk, ~2 us a pair)
@@ -31,24 +31,18 @@ def read_inputs(store, settings, ids):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from .. import dedup, dedup_inputs, near
+    from ..kernels import dedup_inputs, near
+    from ..kernels.values import norm_value
 
-    a = settings.annotate
+    a = settings.dedup
     wanted = pc.unique(pa.array(ids, pa.string())).sort()
-    titles = near.LSHIndex(a.dedup_matcher_minhash_threshold, a.dedup_num_perm)
+    titles = near.LSHIndex(a.matcher_minhash_threshold, a.num_perm)
 
     def index_titles(batch: list[str]) -> None:
-        values, offsets = near.title_hashes(batch, a.dedup_shingle)
+        values, offsets = near.title_hashes(batch, a.shingle)
         titles.add(values, offsets, np.fromiter(map(bool, batch), dtype=bool, count=len(batch)))
 
-    con = store.connect(need=("products", "media", "specs"), only=("products", "media", "specs"))
-    try:
-        inp = dedup_inputs.read_products(con, index_titles, only=wanted)
-        inp.specs, inp.n_spec_rows = dedup_inputs.read_specs(con, len(inp), dedup._norm_value(a.dedup_brand_property),
-                                                             dedup._norm_value, dedup.noisy_value,
-                                                             dedup.brand_spellings, only=inp.ids)
-    finally:
-        con.close()
+    inp = dedup_inputs.read_inputs(store, norm_value(a.brand_property), index_titles, only=wanted)
     return inp, titles
 
 
@@ -70,12 +64,12 @@ def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray, accepte
 
     if not accepted.any():
         return None
-    a = dataclasses.replace(settings.annotate, matcher_trees=TREES, matcher_leaves=LEAVES)
+    a = dataclasses.replace(settings.matcher, trees=TREES, leaves=LEAVES)
     x = np.where(np.isnan(x).all(axis=0), 0.0, x)  # a column no pair has (no pHash in the store): constant,
     # never split on (the trees' binning refuses a column of NaN only); the columns keep their places
     with one_thread():
-        oof = out_of_fold(x, y, w, groups, a)  # the matcher's folds: same labels, groups and seed
-        final = _classifier(a, a.seed).fit(x, y, sample_weight=w)
+        oof = out_of_fold(x, y, w, groups, a, settings.annotate.seed)  # the matcher's folds: same labels, groups and seed
+        final = _classifier(a, settings.annotate.seed).fit(x, y, sample_weight=w)
     kept_scores = np.sort(oof[accepted])
     threshold = float(kept_scores[int(np.floor((1.0 - keep) * len(kept_scores)))])
     passed = oof >= threshold

@@ -30,17 +30,13 @@ def train(
       m5data --store st annotate matcher train --labels known-pairs.csv
     """
     from ...config import ConfigError
-    from ...console import console, stage_summary
-    from ...verbs import open_store
-    from .job import train as run_train
-    from .model import MatcherError
+    from ...console import console
+    from ...verbs import run_stage, stage_context
+    from ..kernels.pair_model import MatcherError
 
-    store, s = open_store(ctx, **{"annotate.matcher_precision": precision, "annotate.matcher_text_model": text_model})
-    with one_line_errors(MatcherError, ConfigError):
-        with console.status("[bold]matcher[/] computing pair features and cross-validating"):
-            report = run_train(store, s, labels)
-    console.print(stage_summary(report.stats))
-    console.print(validation_table(report))
+    rctx = stage_context(ctx, progress=True, options={"labels": labels},
+                         **{"matcher.precision": precision, "matcher.text_model": text_model})
+    console.print(validation_table(run_stage("matcher", rctx, MatcherError, ConfigError).details))
 
 
 @app.command("score")
@@ -59,8 +55,8 @@ def score(
     from ...config import ConfigError
     from ...console import console, esc
     from ...verbs import open_store
+    from ..kernels.pair_model import MatcherError
     from .job import score_file
-    from .model import MatcherError
 
     store, s = open_store(ctx)
     with one_line_errors(MatcherError, ConfigError):
@@ -69,24 +65,25 @@ def score(
                   f"{report.n_accepted:,} at or above its threshold {report.model.threshold:.4f}: [bold]{esc(str(out))}[/]")
 
 
-def validation_table(report):
-    """The held-out figures saved with the model; paths printed as text, never markup."""
+def validation_table(d: dict):
+    """The held-out figures saved with the model (the matcher stage's ``details``); paths printed as text,
+    never markup."""
     from ...console import Table
 
-    v = report.model.validation
-    t = Table(title=f"matcher {report.model.version} (held-out, {v['folds']} folds)")
+    v = d["validation"]
+    t = Table(title=f"matcher {d['version']} (held-out, {v['folds']} folds)")
     t.add_column("measure")
     t.add_column("value", justify="right")
-    t.add_row("labels", report.source)
+    t.add_row("labels", d["source"])
     t.add_row("pairs / matches", f"{v['pairs']:,} / {v['matches']:,}")
-    for reason, n in report.n_skipped.items():
+    for reason, n in d["n_skipped"].items():
         t.add_row(f"  left out: {reason}", f"{n:,}")
-    t.add_row("threshold", f"{report.model.threshold:.4f}")
+    t.add_row("threshold", f"{d['threshold']:.4f}")
     reached = "" if v["target_reached"] else " (not reached: the most precise threshold)"
     t.add_row("precision (target)", f"{v['precision']:.4f} ({v['target_precision']}){reached}")
     t.add_row("recall / F1", f"{v['recall']:.4f} / {v['f1']:.4f}")
     t.add_row("AUC / best F1", f"{v['auc']:.4f} / {v['best_f1']:.4f}")
-    t.add_row("features used", f"{len(report.model.features)}")
-    t.add_row("seconds: features / fit", f"{report.seconds_features:.2f} / {report.seconds_fit:.2f}")
-    t.add_row("model", str(report.path))
+    t.add_row("features used", f"{d['features']}")
+    t.add_row("seconds: features / fit", f"{d['seconds_features']:.2f} / {d['seconds_fit']:.2f}")
+    t.add_row("model", d["path"])
     return t

@@ -17,8 +17,8 @@ import numpy as np
 
 from ... import config as cfg
 from ...storage.runs import StageStats, record_run
-from .model import MODELS, MatcherError, Model, _model_rel, load_model, loads, model_path  # noqa: F401 (the CLI's and callers' names)
-from .products import Products, read_store
+from ..kernels.pair_model import MODELS, MatcherError, Model, load_model, score
+from ..kernels.pair_products import Products, read_store
 
 MAX_LISTED = 200  # bad lines named in one error at most (the count says how many more)
 
@@ -36,17 +36,17 @@ class TrainReport:
 
 
 def check_settings(s: cfg.Settings) -> None:
-    """Reject bad matcher settings of ``[annotate]`` before any work."""
-    a = s.annotate
-    if not 0.0 < a.matcher_precision <= 1.0:
-        raise cfg.ConfigError(f"config annotate.matcher_precision must be in (0, 1], got {a.matcher_precision!r}")
-    for key in ("matcher_folds", "matcher_trees", "matcher_leaves"):
-        if getattr(a, key) < (2 if key != "matcher_trees" else 1):
-            raise cfg.ConfigError(f"config annotate.{key} is too small, got {getattr(a, key)!r}")
-    if not 0.0 < a.matcher_learning_rate <= 1.0:
-        raise cfg.ConfigError(f"config annotate.matcher_learning_rate must be in (0, 1], got {a.matcher_learning_rate!r}")
-    if a.matcher_text_model and not Path(a.matcher_text_model).is_dir():
-        raise cfg.ConfigError(f"config annotate.matcher_text_model: no model folder at {a.matcher_text_model}")
+    """Reject bad ``[matcher]`` settings before any work."""
+    a = s.matcher
+    if not 0.0 < a.precision <= 1.0:
+        raise cfg.ConfigError(f"config matcher.precision must be in (0, 1], got {a.precision!r}")
+    for key in ("folds", "trees", "leaves"):
+        if getattr(a, key) < (2 if key != "trees" else 1):
+            raise cfg.ConfigError(f"config matcher.{key} is too small, got {getattr(a, key)!r}")
+    if not 0.0 < a.learning_rate <= 1.0:
+        raise cfg.ConfigError(f"config matcher.learning_rate must be in (0, 1], got {a.learning_rate!r}")
+    if a.text_model and not Path(a.text_model).is_dir():
+        raise cfg.ConfigError(f"config matcher.text_model: no model folder at {a.text_model}")
 
 
 def _refuse(path: Path, bad: list[str], what: str) -> None:
@@ -103,7 +103,7 @@ def crowd_labels(store, index: dict[str, int], skipped: dict) -> tuple[np.ndarra
     examples with opposite labels, one of them in a held-out fold scored by a model trained on the other:
     on the 300-product demo world 12 of the 2,367 pairs judged twice, 9 of them true pairs labelled
     "no" one way round at the top of the held-out scores, where they capped the held-out precision
-    under ``annotate.matcher_precision`` but for the top 2 pairs (threshold 0.998, held-out recall 0.03).
+    under ``matcher.precision`` but for the top 2 pairs (threshold 0.998, held-out recall 0.03).
     Each pair's rows are (lower, higher) product row; the pairs are sorted."""
     t = store.read("matches", columns=["query_id", "candidate_id", "prob"]).to_pydict()
     pairs: dict[tuple[int, int], list[float]] = {}
@@ -134,13 +134,13 @@ def combined(probs: list[float], clip: float = 1e-6) -> float:
 
 def train(store, settings: cfg.Settings, labels: Path | None = None, products: Products | None = None) -> TrainReport:
     """Fit a matcher on the store's crowd labels (or ``labels``) and save it as the newest version."""
-    from .features import PairFeatures
+    from ..kernels.pair_features import PairFeatures
     from .training import fit
 
     check_settings(settings)
-    a = settings.annotate
-    stats = StageStats("annotate-matcher")
-    products = products or read_store(store, a.dedup_brand_property)
+    a = settings.matcher
+    stats = StageStats("matcher")
+    products = products or read_store(store, settings.dedup.brand_property)
     index = products.index()
     skipped: dict = {}
     if labels is not None:
@@ -151,7 +151,7 @@ def train(store, settings: cfg.Settings, labels: Path | None = None, products: P
     for reason, n in skipped.items():
         stats.fail(reason, n)
     t0 = time.perf_counter()
-    feats = PairFeatures(products, a.matcher_text_model)
+    feats = PairFeatures(products, a.text_model)
     x = feats.matrix(ia, ib)
     t1 = time.perf_counter()
     version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + stats.run_id[:6]
@@ -164,14 +164,14 @@ def train(store, settings: cfg.Settings, labels: Path | None = None, products: P
     model.meta = {"labels": str(labels) if labels else "matches", "products": len(products), "run_id": stats.run_id,
                   "seconds_features": round(t1 - t0, 3), "seconds_fit": round(result.seconds, 3),
                   "seconds_cascade": round(t3 - t2, 3),
-                  "text_model": Path(a.matcher_text_model).name if a.matcher_text_model else ""}
+                  "text_model": Path(a.text_model).name if a.text_model else ""}
     rel = f"{MODELS}/{version}/model.json"
     data = model.dumps()
     store.write_bytes(rel, data)
     stats.bytes, path = len(data), store.where(rel)
     stats.n_in, stats.n_out = len(y) + sum(skipped.values()), len(y)
-    record_run(store, stats.finish(), {"annotate": {k: v for k, v in cfg.as_dict(settings)["annotate"].items()
-                                                    if k.startswith("matcher_") or k == "seed"},
+    sections = cfg.as_dict(settings)
+    record_run(store, stats.finish(), {"annotate": sections["annotate"], "matcher": sections["matcher"],
                                        "labels": str(labels) if labels else "matches", "version": version})
     return TrainReport(stats=stats, model=model, path=path, source=str(labels) if labels else "crowd matches",
                        n_pairs=len(y), n_skipped=skipped, seconds_features=t1 - t0, seconds_fit=result.seconds)
@@ -182,7 +182,7 @@ def _cascade(store, settings, products: Products, ia, ib, y, w, accepted):
     inputs; None when the full model accepts no held-out pair."""
     import pyarrow as pa
 
-    from ..dedup_learned import pair_features
+    from ..kernels.pair_model import cascade_features
     from . import cascade
 
     ids = pa.array(products.ids, pa.string())
@@ -190,19 +190,8 @@ def _cascade(store, settings, products: Products, ia, ib, y, w, accepted):
     ra, rb = cascade.rows_of(inp, ids.take(ia)), cascade.rows_of(inp, ids.take(ib))
     if (ra < 0).any() or (rb < 0).any():  # products without a stored row (not read as dedup reads them)
         return None
-    x = pair_features(inp, titles, ra, rb)
+    x = cascade_features(inp, titles, ra, rb)
     return cascade.fit(x, y, w, ia, accepted, settings)
-
-
-def score(model: Model, products: Products, ia: np.ndarray, ib: np.ndarray, text_model: str = "") -> np.ndarray:
-    """P(same product) of pairs of product rows."""
-    from .features import PairFeatures
-    from .training import columns
-
-    cols = columns(model)
-    if any(f.startswith("embed_") for f in model.features) and not text_model:
-        raise MatcherError(f"matcher model {model.version} uses text embeddings: set annotate.matcher_text_model")
-    return model.proba(PairFeatures(products, text_model).matrix(ia, ib)[:, cols])
 
 
 @dataclass
@@ -217,7 +206,7 @@ def score_file(store, settings: cfg.Settings, pairs: Path, out: Path, name: str 
     """Copy the CSV ``pairs`` (a header, product ids in columns ``a`` and ``b`` or else the first two)
     to ``out`` with a ``score`` column added."""
     model = load_model(store, name)
-    products = read_store(store, settings.annotate.dedup_brand_property)
+    products = read_store(store, settings.dedup.brand_property)
     index = products.index()
     header, rows, bad = None, [], []
     for n, row in _rows(Path(pairs)):
@@ -238,7 +227,7 @@ def score_file(store, settings: cfg.Settings, pairs: Path, out: Path, name: str 
     t0 = time.perf_counter()
     ia = np.array([index[i] for _, (i, _) in rows], dtype=np.int64)
     ib = np.array([index[j] for _, (_, j) in rows], dtype=np.int64)
-    s = score(model, products, ia, ib, settings.annotate.matcher_text_model)
+    s = score(model, products, ia, ib, settings.matcher.text_model)
     seconds = time.perf_counter() - t0
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="", encoding="utf-8") as fh:

@@ -3,7 +3,7 @@
 The threshold is read off *held-out* scores only: every labelled pair is scored by a model that never
 saw it (folds grouped by the first product, so a product's pairs are never on both sides), and the
 threshold is the score of best held-out F1 among those whose held-out pairs above it reach
-``annotate.matcher_precision``.
+``matcher.precision``.
 The saved validation figures are those held-out figures, not the training fit.
 """
 
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .features import FEATURES
-from .model import MatcherError, Model, Trees
+from ..kernels.pair_features import FEATURES
+from ..kernels.pair_model import MatcherError, Model, Trees
 
 
 @dataclass
@@ -30,8 +30,8 @@ class Fit:
 def _classifier(a, seed: int):
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    return HistGradientBoostingClassifier(max_iter=a.matcher_trees, learning_rate=a.matcher_learning_rate,
-                                          max_leaf_nodes=a.matcher_leaves, l2_regularization=1.0,
+    return HistGradientBoostingClassifier(max_iter=a.trees, learning_rate=a.learning_rate,
+                                          max_leaf_nodes=a.leaves, l2_regularization=1.0,
                                           early_stopping=False, random_state=seed)
 
 
@@ -55,20 +55,20 @@ def usable(x: np.ndarray) -> np.ndarray:
     return ok & ((hi > lo) | np.isnan(x).any(axis=0))
 
 
-def out_of_fold(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray, a) -> np.ndarray:
-    """Each pair's P(match) from a model fitted on the other folds."""
+def out_of_fold(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray, a, seed: int) -> np.ndarray:
+    """Each pair's P(match) from a model fitted on the other folds (``a``: the ``[matcher]`` settings)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    k = min(a.matcher_folds, int(y.sum()), int((~y).sum()))
+    k = min(a.folds, int(y.sum()), int((~y).sum()))
     if k < 2:
         raise MatcherError(f"need at least 2 matching and 2 non-matching labelled pairs, have {int(y.sum())} "
                            f"and {int((~y).sum())}")
     oof = np.zeros(len(y))
-    folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=a.seed).split(x, y, groups)
+    folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y, groups)
     for i, (tr, te) in enumerate(folds):
         if y[tr].all() or not y[tr].any():
             raise MatcherError("a cross-validation fold holds one class only: label more pairs of both kinds")
-        oof[te] = _classifier(a, a.seed + i).fit(x[tr], y[tr], sample_weight=w[tr]).predict_proba(x[te])[:, 1]
+        oof[te] = _classifier(a, seed + i).fit(x[tr], y[tr], sample_weight=w[tr]).predict_proba(x[te])[:, 1]
     return oof
 
 
@@ -110,7 +110,7 @@ def figures(scores: np.ndarray, y: np.ndarray, threshold: float) -> dict:
 
 def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray, settings, version: str) -> Fit:
     """Cross-validate, choose the threshold on the held-out scores, fit the final model on every pair."""
-    a = settings.annotate
+    a = settings.matcher
     t0 = time.perf_counter()
     y = np.asarray(y, bool)
     keep = usable(x)
@@ -118,20 +118,12 @@ def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray, setting
     # one OpenMP thread: on a shared, loaded machine the trees' parallel split search spins waiting
     # for its threads (Abt-Buy's 6 fits: 332 s with 2 threads at load average 9, seconds with one)
     with one_thread():
-        oof = out_of_fold(xs, y, w, groups, a)
-        final = _classifier(a, a.seed).fit(xs, y, sample_weight=w)
-    threshold, reached = choose_threshold(oof, y, a.matcher_precision)
-    validation = {"folds": min(a.matcher_folds, int(y.sum()), int((~y).sum())), "target_precision": a.matcher_precision,
+        oof = out_of_fold(xs, y, w, groups, a, settings.annotate.seed)
+        final = _classifier(a, settings.annotate.seed).fit(xs, y, sample_weight=w)
+    threshold, reached = choose_threshold(oof, y, a.precision)
+    validation = {"folds": min(a.folds, int(y.sum()), int((~y).sum())), "target_precision": a.precision,
                   "target_reached": reached, **figures(oof, y, threshold)}
     model = Model(version=version, features=[n for n, k in zip(FEATURES, keep) if k],
                   baseline=float(np.ravel(final._baseline_prediction)[0]), trees=Trees.from_sklearn(final),
                   threshold=threshold, validation=validation)
     return Fit(model=model, oof=oof, seconds=time.perf_counter() - t0)
-
-
-def columns(model: Model) -> np.ndarray:
-    """Where the model's features sit in :data:`FEATURES` (a model naming an unknown feature is refused)."""
-    unknown = [f for f in model.features if f not in FEATURES]
-    if unknown:
-        raise MatcherError(f"matcher model {model.version} uses features this m5data does not compute: {', '.join(unknown)}")
-    return np.array([FEATURES.index(f) for f in model.features], dtype=np.int64)

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from ...storage.blobs import BlobPathError, resolve_blob
 from ...threaded_app import ThreadedApp
-from ..judgement_files import read_rows
+from ..crowd.judgement_files import read_rows
 from .guard import WILDCARD, Guard, cookie_name, is_loopback, same_secret
 
 STATIC = Path(__file__).parent / "static"
@@ -56,7 +56,7 @@ class Session:
     access_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     def __post_init__(self):
-        from ..crowd import worker_id_problem
+        from ..crowd.job import worker_id_problem
 
         problem = worker_id_problem(self.worker)  # the id goes into every row of annotations
         if problem:

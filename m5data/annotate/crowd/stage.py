@@ -1,0 +1,16 @@
+"""The crowd stage's entry in the registry (m5data/stages.py): ``run(ctx) -> StageStats``, the aggregation
+of the judgements in ``annotations`` into ``matches`` and ``workers``."""
+
+from __future__ import annotations
+
+from ...stages import RunContext
+from ...storage import StageStats
+from ..stage_job import run_job
+
+
+def run(ctx: RunContext) -> StageStats:
+    """Aggregate the judgements (:func:`.job.aggregate`); ``options["method"]``: glad, majority or
+    dawid_skene (default ``crowd.method``). The job's report is in ``details``."""
+    from .job import aggregate
+
+    return run_job(ctx, "crowd", aggregate, method=ctx.options.get("method"))

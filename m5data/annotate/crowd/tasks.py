@@ -1,0 +1,121 @@
+"""Labelling tasks from the pools (``m5data annotate tasks``): one task per (query, candidate) pair.
+
+Written as ``tasks.jsonl`` (one ``{"id": ..., "data": {...}}`` per line), ``tasks.json`` (the same
+tasks as one JSON list: Label Studio's import format), ``tasks.csv`` (one flat row per task: Label
+Studio, CVAT-style spreadsheets, crowd platforms) and ``label_config.xml`` (a Label Studio labelling
+interface: both images and captions, choices match / mismatch / uncertain). Image fields are the
+normalised images' paths (absolute; ``s3://`` URLs on object storage; or ``image_prefix`` + the path
+relative to the store root, e.g. a URL the labelling tool can fetch). A product without an image gets
+an empty image field and ``query_note`` / ``candidate_note`` says why. Judgements come back through ``m5data annotate import``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...storage.queries import image_preference
+
+FIELDS = ["id", "query_id", "candidate_id", "rank", "score", "query_image", "query_caption", "query_note",
+          "candidate_image", "candidate_caption", "candidate_note"]
+
+LABEL_CONFIG = """<View>
+  <Header value="Is the candidate the same product as the query?"/>
+  <View style="display: flex; gap: 2em">
+    <View><Header value="query $query_id"/><Image name="query_img" value="$query_image" maxWidth="360px"/><Text name="query_text" value="$query_caption"/></View>
+    <View><Header value="candidate $candidate_id (rank $rank)"/><Image name="cand_img" value="$candidate_image" maxWidth="360px"/><Text name="cand_text" value="$candidate_caption"/></View>
+  </View>
+  <Choices name="label" toName="query_text" choice="single" required="true">
+    <Choice value="match"/><Choice value="mismatch"/><Choice value="uncertain"/>
+  </Choices>
+</View>
+"""
+
+
+@dataclass
+class TasksReport:
+    out_dir: Path
+    n_tasks: int = 0
+    n_queries: int = 0
+    no_image: int = 0
+    empty_caption: int = 0
+
+
+def export_tasks(store, out_dir: str | Path, *, top: int = 0, queries: int = 0, image_prefix: str | None = None,
+                 uncertain: int = 0, settings=None) -> TasksReport:
+    """Write the labelling tasks of the ``pools`` table into ``out_dir``.
+
+    Args:
+        top: candidates per query (0 = the whole pool).
+        queries: first this many queries by query_id (0 = all).
+        image_prefix: prefix for image paths relative to the store root (default: absolute paths, or the
+            objects' URLs on object storage).
+        uncertain: only the this many pairs (of those chosen by ``top`` / ``queries``, not yet in
+            ``matches``) the newest matcher is least sure of, least sure first (needs ``settings``).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = TasksReport(out)
+    con = store.connect()
+    try:
+        where = f"WHERE rank <= {int(top)}" if top else ""
+        qsel = (f"JOIN (SELECT DISTINCT query_id FROM pools ORDER BY query_id LIMIT {int(queries)}) qs USING (query_id)"
+                if queries else "")
+        pairs = con.sql(f"SELECT query_id, candidate_id, rank, score FROM pools {qsel} {where} "
+                        "ORDER BY query_id, rank").fetchall()
+        info = {r[0]: (r[1], r[2]) for r in con.sql(f"""
+            WITH img AS (
+                SELECT s.product_id, d.blob,
+                       row_number() OVER (PARTITION BY s.product_id ORDER BY {image_preference('s')}) AS rn
+                FROM media s JOIN media d ON d.source_media_id = s.media_id
+                WHERE s.kind = 'image' AND d.kind = 'image_norm' AND d.status = 'ok')
+            SELECT p.product_id, img.blob, coalesce(c.text, '')
+            FROM products p LEFT JOIN captions c USING (product_id)
+            LEFT JOIN img ON img.product_id = p.product_id AND img.rn = 1""").fetchall()}
+    finally:
+        con.close()
+    if uncertain:
+        from .uncertain import least_sure
+
+        pairs, _ = least_sure(store, settings, pairs, uncertain)
+
+    def side(pid: str) -> tuple[str, str, str]:
+        blob, text = info.get(pid, (None, ""))
+        notes = []
+        if not blob:
+            notes.append("no image")
+            report.no_image += 1
+        if not text:
+            notes.append("empty caption")
+            report.empty_caption += 1
+        path = "" if not blob else (image_prefix + blob if image_prefix is not None else str(store.where(blob)))
+        return path, text, "; ".join(notes)
+
+    tasks = []
+    for q, c, rank, score in pairs:
+        qi, qt, qn = side(q)
+        ci, ct, cn = side(c)
+        tasks.append({"id": f"{q}|{c}", "query_id": q, "candidate_id": c, "rank": rank, "score": round(score, 6),
+                      "query_image": qi, "query_caption": qt, "query_note": qn,
+                      "candidate_image": ci, "candidate_caption": ct, "candidate_note": cn})
+    report.n_tasks = len(tasks)
+    report.n_queries = len({t["query_id"] for t in tasks})
+    _write_atomic(out / "tasks.jsonl", "".join(json.dumps({"id": t["id"], "data": t}, ensure_ascii=False) + "\n"
+                                               for t in tasks))
+    _write_atomic(out / "tasks.json", json.dumps([{"data": t} for t in tasks], ensure_ascii=False, indent=1) + "\n")
+    tmp = out / ".tasks.csv.tmp"
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=FIELDS)
+        w.writeheader()
+        w.writerows(tasks)
+    tmp.replace(out / "tasks.csv")
+    _write_atomic(out / "label_config.xml", LABEL_CONFIG)
+    return report
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

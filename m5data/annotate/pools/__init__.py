@@ -1,0 +1,6 @@
+"""The pools stage: each query's candidate pool, top-K by cosine of image+text embeddings -> ``pools``.
+
+``job`` builds them; ``pool_vectors`` / ``pool_embedder`` / ``pool_images`` the embeddings;
+``pool_lists`` each query's kept candidates; ``pools_incremental`` the run that embeds and searches
+only what changed; ``pool_rows`` what both runs share; ``pools_score`` recall against a truth.
+docs/annotate.md "Query candidate pools"."""
