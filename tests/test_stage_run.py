@@ -110,7 +110,7 @@ def test_one_fingerprint_of_settings_options_and_files(tmp_path):
 
 def test_the_runs_rows_and_states_are_written_by_the_contract_only():
     """No stage writes its runs row or its state itself: record_run and save_state are called by
-    StageRun only (still outside it: storage's own doctor, and the annotate jobs, being moved)."""
+    StageRun only (still outside it: storage's own doctor, and the curation stages under annotate/, not yet moved)."""
     package = ROOT / "m5data"
     offenders = []
     for path in package.rglob("*.py"):
