@@ -273,6 +273,9 @@ class LSHIndex:
                 one of them as an end, read off the whole buckets they are in (so a bucket's cap
                 acts as in a search of every pair).
         """
+        if not self._keys:  # no set was added (a store with no products): no pair
+            left, right = unpack(np.zeros(0, dtype=np.uint64))
+            return left, right, np.zeros(0, dtype=np.float64)
         keys = self._keys[0] if len(self._keys) == 1 else np.concatenate(self._keys)
         self._keys = [keys]
         valid = np.concatenate(self._valid) if self._valid else np.zeros(0, dtype=bool)

@@ -137,3 +137,9 @@ def test_lsh_blocks_pair_only_sets_that_share_a_block():
     assert set(zip(left.tolist(), right.tolist())) == {(0, 1)}
     left, right, _ = index.pairs()
     assert len(left) == 6
+
+
+def test_lsh_pairs_of_no_sets_are_none():
+    """A store with no products: no set goes in, no pair comes out (it raised on concatenating nothing)."""
+    left, right, jaccard = near.lsh_pairs(np.zeros(0, dtype=np.uint64), np.zeros(1, dtype=np.int64), 0.7)
+    assert len(left) == len(right) == len(jaccard) == 0
