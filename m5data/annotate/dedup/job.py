@@ -53,8 +53,8 @@ import pyarrow.compute as pc
 from ... import arrays
 from ... import config as cfg
 from ...scoring import PairRates
-from ...stages import fingerprint
-from ...storage import StageStats, changes, record_run
+from ...stages import StageRun
+from ...storage import StageStats, changes
 from ..kernels import dedup_inputs, near
 from ..kernels.dedup_inputs import Inputs
 from ..kernels.values import norm_value
@@ -146,19 +146,23 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
         full: group every product even when nothing changed since the last complete run.
     """
     check_settings(settings)
-    a = settings.dedup
     learned = dedup_learned.choose(store, settings)
-    marks = changes.watermarks(store, READS)  # before reading: a later write is seen next time
-    product_parts = sorted(Path(str(p)).name for p in store.parts("products"))  # what the next run checks are all there
-    state = changes.load_state(store, STAGE)
     sections = cfg.as_dict(settings)
     decides = {"dedup": {k: v for k, v in sections["dedup"].items() if k != "full_share"},  # full_share: when, not what
                "matcher": sections["matcher"], "annotate": sections["annotate"]}
     # the matcher that decides: its version, or "rules" whatever the reason (the reason names the
     # store's folder: a store moved or copied elsewhere would group every product again)
-    inputs = fingerprint(decides, learned.note if learned.model is not None else "rules", dedup_kept.FORMAT)
-    if not full and changes.unchanged_since(state, marks, inputs) and store.count("dedup"):
-        return _unchanged(store, state)
+    with StageRun(store, STAGE, reads=READS, inputs=(decides, learned.note if learned.model is not None else "rules",
+                                                     dedup_kept.FORMAT)) as run:
+        return _dedup(run, settings, learned, progress, full)
+
+
+def _dedup(run: StageRun, settings: cfg.Settings, learned, progress: Progress | None, full: bool) -> DedupReport:
+    store, state, inputs = run.store, run.state, run.inputs
+    a = settings.dedup
+    product_parts = sorted(Path(str(p)).name for p in store.parts("products"))  # what the next run checks are all there
+    if run.unchanged(full) and store.count("dedup"):
+        return _unchanged(run)
     brand = norm_value(a.brand_property)
     changed, kept_inputs, con, why = None, None, None, "full run asked" if full else "no earlier complete run"
     if not full and state is not None:
@@ -188,7 +192,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
             why = ""
     if changed is None:
         counts = changes.product_changes(store, state)
-    stats = StageStats("dedup")
+    stats = run.stats
     report = DedupReport(stats)
     steps = ["read", "exact", "phash", "minhash", "spec", "matcher", "groups", "write"]
     clock = [time.perf_counter(), time.process_time()]
@@ -311,29 +315,25 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
         "searched": report.searched, "spec_searched": int(inp.spec_touching.sum()),
         "kept_pairs": sum(len(e[0]) for e in edges[:n_kept]), "dropped_pairs": plan.dropped,
         "removed": plan.removed}
-    record_run(store, stats.finish(), {**cfg.as_dict(settings), "dedup_run": {
-        "pairs": dict(report.pairs), "vetoed": dict(report.vetoed), "candidates": dict(report.candidates),
-        "capped": dict(report.capped), "groups": report.n_groups,
-        "groups_rules": report.n_groups_rules, "matcher": report.matcher, **incremental}})
     stats.details["changes"] = counts
     stats.details.update(incremental)
     kept = {k: dict(v) if isinstance(v, Counter) else v for k, v in ((k, getattr(report, k)) for k in KEPT)}
-    changes.save_state(store, STAGE, marks, inputs, report=kept, n_out=stats.n_out,
-                       edges=kept_file, inputs_files=inputs_files, table_mark=store.watermark("dedup"),
-                       product_parts=product_parts)  # last: a killed run leaves the previous state and the files it names
+    run.complete({**cfg.as_dict(settings), "dedup_run": {
+        "pairs": dict(report.pairs), "vetoed": dict(report.vetoed), "candidates": dict(report.candidates),
+        "capped": dict(report.capped), "groups": report.n_groups,
+        "groups_rules": report.n_groups_rules, "matcher": report.matcher, **incremental}}, "ok",
+        report=kept, n_out=stats.n_out, edges=kept_file, inputs_files=inputs_files, table_mark=store.watermark("dedup"),
+        product_parts=product_parts)  # the state last: a killed run leaves the previous state and the files it names
     dedup_kept.prune(store, (kept_file, *inputs_files))  # the last run's files, now named by no state
     return report
 
 
-def _unchanged(store, state: dict) -> DedupReport:
+def _unchanged(run: StageRun) -> DedupReport:
     """Nothing dedup reads changed since its last complete run: its groups stand, nothing is done."""
-    stats = StageStats("dedup")
-    kept = state.get("report", {})
-    report = DedupReport(stats, **{k: Counter(v) if isinstance(v, dict) else v for k, v in kept.items() if k in KEPT})
-    stats.n_in, stats.n_out = report.n_products, int(state.get("n_out", report.n_products))
-    stats.details["changes"] = {"new": 0, "changed": 0, "unchanged": report.n_products}
-    stats.details["unchanged"] = True
-    record_run(store, stats.finish(), {"dedup_run": {"unchanged": True}})
+    kept = run.state.get("report", {})
+    report = DedupReport(run.stats, **{k: Counter(v) if isinstance(v, dict) else v for k, v in kept.items() if k in KEPT})
+    run.stats.n_in, run.stats.n_out = report.n_products, int(run.state.get("n_out", report.n_products))
+    run.skip(report.n_products)
     return report
 
 
