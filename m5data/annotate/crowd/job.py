@@ -32,7 +32,8 @@ import numpy as np
 import pyarrow as pa
 
 from ... import config as cfg
-from ...storage import StageStats, record_run
+from ...stages import StageRun
+from ...storage import StageStats
 from .glad import METHODS
 from .glad import aggregate as aggregate_labels
 from .judgement_fields import (
@@ -199,7 +200,7 @@ def import_judgements(store, settings: cfg.Settings, path: str | Path, *, source
     if rows:
         report.n_written = store.write("annotations", list(rows.values()))
     stats.n_out = len(rows)
-    record_run(store, stats.finish(), {"file": str(path)})
+    StageRun(store, stats.stage, lock=False, stats=stats).record({"file": str(path)}, "ok")  # appends: no lock
     return report
 
 
@@ -331,7 +332,8 @@ def aggregate(store, settings: cfg.Settings, *, method: str | None = None) -> Ag
     report.iterations, report.prior = res.iterations, res.prior
     stats.n_in, stats.n_out = len(j.task), n_t
     sections = cfg.as_dict(settings)
-    record_run(store, stats.finish(), {"annotate": sections["annotate"], "crowd": sections["crowd"], "method": method})
+    StageRun(store, "crowd", lock=False, stats=stats).record(  # its lock: the registry's (stages.call)
+        {"annotate": sections["annotate"], "crowd": sections["crowd"], "method": method}, "ok")
     return report
 
 

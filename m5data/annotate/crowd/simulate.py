@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 
 from ... import config as cfg
-from ...storage import StageStats, record_run
+from ...stages import StageRun
+from ...storage import StageStats
 from .job import GOLD_WORKER, SIMULATED_FILE, CrowdError, check_settings, true_instances
 
 SIMULATED_AT = datetime(2000, 1, 1, tzinfo=timezone.utc)  # fixed: a re-run of simulate writes identical rows
@@ -118,6 +119,6 @@ def simulate(store, settings: cfg.Settings, truth_dir: str | Path, *, top: int =
     report.truth_file = store.where(SIMULATED_FILE)
     stats.n_out = len(task)
     sections = cfg.as_dict(settings)
-    record_run(store, stats.finish(), {"annotate": sections["annotate"], "crowd": sections["crowd"], "truth": str(truth_dir),
-                                       "top": top})
+    StageRun(store, stats.stage, lock=False, stats=stats).record(  # appends: no lock
+        {"annotate": sections["annotate"], "crowd": sections["crowd"], "truth": str(truth_dir), "top": top}, "ok")
     return report

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ... import config as cfg
-from ...storage.runs import StageStats, record_run
+from ...stages import StageRun
+from ...storage.runs import StageStats
 from ..kernels.pair_model import MODELS, MatcherError, Model, load_model, score
 from ..kernels.pair_products import Products, read_store
 
@@ -171,8 +172,9 @@ def train(store, settings: cfg.Settings, labels: Path | None = None, products: P
     stats.bytes, path = len(data), store.where(rel)
     stats.n_in, stats.n_out = len(y) + sum(skipped.values()), len(y)
     sections = cfg.as_dict(settings)
-    record_run(store, stats.finish(), {"annotate": sections["annotate"], "matcher": sections["matcher"],
-                                       "labels": str(labels) if labels else "matches", "version": version})
+    StageRun(store, "matcher", lock=False, stats=stats).record(  # its lock: the registry's (stages.call)
+        {"annotate": sections["annotate"], "matcher": sections["matcher"],
+         "labels": str(labels) if labels else "matches", "version": version}, "ok")
     return TrainReport(stats=stats, model=model, path=path, source=str(labels) if labels else "crowd matches",
                        n_pairs=len(y), n_skipped=skipped, seconds_features=t1 - t0, seconds_fit=result.seconds)
 
