@@ -73,9 +73,9 @@ class Stage:
             mapping, kinds; ``previous``: the details of the stages run before it, by name).
         creates_store: its run creates the store when it is missing (the crawl, the first stage).
         leased: :func:`call` holds the stage's lock, named after it (its lease on object storage: every
-            commit the run makes is fenced by it) around its ``run`` (the curation stages). The stages
-            whose run takes it itself say False: through :class:`StageRun` (align, splits, export,
-            report) or per shard (crawl, download, extract).
+            commit the run makes is fenced by it) around its ``run`` (the curation stages but dedup). The
+            stages whose run takes it itself say False: through :class:`StageRun` (align, dedup, splits,
+            export, report) or per shard (crawl, download, extract).
         verbs: its ``m5data`` verbs.
     """
 
@@ -112,7 +112,7 @@ REGISTRY: tuple[Stage, ...] = (
     Stage("align", "m5data.align.stage:run", "align", options=("mapping", "full"),
           verbs=(Verb("align", "m5data.align.cli:align"),)),
     # the curation stages (m5data/annotate/<name>/), their verbs under ``m5data annotate``
-    Stage("dedup", "m5data.annotate.dedup.stage:run", "dedup", options=("full",), leased=True,
+    Stage("dedup", "m5data.annotate.dedup.stage:run", "dedup", options=("full",),
           verbs=(Verb("dedup", "m5data.annotate.dedup.cli:dedup", parent="annotate"),)),
     Stage("match_level", "m5data.annotate.match_level.stage:run", "match_level", options=("full",), leased=True,
           verbs=(Verb("match-level", "m5data.annotate.match_level.cli:match_level", parent="annotate"),)),
