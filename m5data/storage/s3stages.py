@@ -186,15 +186,16 @@ def _renew(log: TableLog, holder: str, lease, every: float, stop: threading.Even
                 fence.renewed(float(made[0]["lease"]["until"]))
 
 
-_HELD: dict[tuple[str, str], int] = {}  # (store, lease log) -> how deep this process holds it
+_HELD: dict[tuple[int, str], int] = {}  # (store object, lease log) -> how deep that store object holds it
 _HELD_GUARD = threading.Lock()
 
 
 @contextlib.contextmanager
 def stage_lease(store, stage: str, shard: tuple[int, int] | None = None) -> Iterator[None]:
     """One run of ``stage`` per store on object storage (or one run per shard of a sharded run).
-    Re-entrant within a process, as a folder store's lock is (a stage run inside a verb that holds it)."""
-    key = (str(store.root), stage if shard is None else f"{stage}.shard-{shard[0]}-of-{shard[1]}")
+    Re-entrant for the store object that holds it (a stage's StageRun inside ``stages.call`` on the same
+    ``ctx.store``); another store object, in this process or another, is refused as another run is."""
+    key = (id(store), stage if shard is None else f"{stage}.shard-{shard[0]}-of-{shard[1]}")
     with _HELD_GUARD:
         nested = _HELD.get(key, 0) > 0
         if nested:
