@@ -43,6 +43,7 @@ from .config_sections import (
     StoreSettings,
     TrainSettings,
 )
+from .errors import UserError
 
 __all__ = [
     "CONFIG_FILENAME", "ENV_OTHER", "ENV_PREFIX", "ConfigError", "Settings", "as_dict", "check_section", "env_name",
@@ -57,7 +58,7 @@ CONFIG_FILENAME = "m5data.toml"
 ENV_PREFIX = "M5DATA_"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config value or file that cannot be used; the message names the key or file."""
 
 

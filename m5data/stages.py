@@ -11,7 +11,7 @@ stage's verb builds one context and calls the same ``run(ctx)`` (``verbs.stage_c
 that calls ``run(ctx)`` (docs/architecture.md).
 
 Targets are ``"module:attribute"`` strings, imported when used: this module imports no stage, so
-any module may import it (a stage raises :class:`TransientFailure` from here), and ``m5data
+any module may import it (a stage raises :class:`TransientFailure` from here: m5data/errors.py), and ``m5data
 --help`` does not import Prefect, DuckDB or PyTorch.
 """
 
@@ -22,24 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-
-class TransientFailure(RuntimeError):
-    """A stage result worth one more try (e.g. extract items that timed out); the retry redoes only them.
-
-    ``stats``: the run's StageStats, which a verb (no retry) prints as the result.
-    """
-
-    def __init__(self, message: str, stats=None):
-        super().__init__(message)
-        self.stats = stats
-
-
-class DownloadFailed(TransientFailure):
-    """The download run stalled or failed more URLs than ``download.max_failure_rate`` allows."""
-
-
-class StageError(RuntimeError):
-    """A stage cannot run with what it was given (train without shards); the flow shows the message alone."""
+from .errors import DownloadFailed, StageError, TransientFailure  # noqa: F401  (raised by the stages, imported from here)
 
 
 @dataclass(frozen=True)

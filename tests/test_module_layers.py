@@ -153,13 +153,19 @@ def test_store_modules_import_no_private_names_of_each_other():
     assert found == {}
 
 
+BOTTOM = "m5data.errors"  # the error hierarchy, below everything: it imports nothing of the package
+
+
 def test_storage_imports_nothing_above_it():
     """``storage/`` is the bottom layer: the stages, verbs and flows import it, never the other way (its
-    verbs live in m5data/tools/, the redaction rule it applies to every file it writes in storage/)."""
+    verbs live in m5data/tools/, the redaction rule it applies to every file it writes in storage/). Only the
+    error hierarchy is below it, and it imports nothing of the package."""
     graph = _graph()
-    above = {m: sorted(d for d in deps if not d.startswith("m5data.storage"))
+    above = {m: sorted(d for d in deps if not d.startswith("m5data.storage") and d != BOTTOM)
              for m, deps in graph.items() if m.startswith("m5data.storage")}
     assert {m: deps for m, deps in above.items() if deps} == {}
+    assert graph[BOTTOM] == set()
+    assert BOTTOM in graph["m5data.storage.errors"]  # StoreError is a UserError
 
 
 CURATION = ("dedup", "match_level", "pools", "crowd", "matcher")  # the curation stages' packages under annotate/

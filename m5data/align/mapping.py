@@ -25,8 +25,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import UserError
 
-class MappingError(ValueError):
+
+class MappingError(UserError, ValueError):
     """A mapping file that cannot be used; the message names the file and the entry."""
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from ..errors import UserError
 from .candidates import PairKey
 
 COLUMNS = [
@@ -37,7 +38,7 @@ _ACCEPT = {"accept", "accepted", "merge", "yes", "y", "1", "true"}
 _REJECT = {"reject", "rejected", "keep", "no", "n", "0", "false"}
 
 
-class ReviewError(ValueError):
+class ReviewError(UserError, ValueError):
     """A review file that cannot be read at all; the message names the file."""
 
 

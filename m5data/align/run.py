@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import config as cfg
+from ..errors import UserError
 from ..stages import StageRun
 from ..storage import StageStats
 from . import incremental
@@ -33,7 +34,7 @@ from .tokens import TokenCache
 Progress = Callable[[str, int, int], None]
 
 
-class AlignError(ValueError):
+class AlignError(UserError, ValueError):
     """Align cannot start (no mapping file, bad option combination); one line for the user."""
 
 

@@ -26,12 +26,13 @@ import warnings
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from ..errors import UserError
 from ..storage import redact
 
 NETSCAPE_HEADER = "# Netscape HTTP Cookie File"
 
 
-class SessionError(ValueError):
+class SessionError(UserError, ValueError):
     """A cookies file or ``crawl.headers`` value that cannot be used; names the file or host, never a secret."""
 
 

@@ -42,6 +42,7 @@ from typing import Any, Protocol
 from yarl import URL
 
 from .. import config as cfg
+from ..errors import UserError
 from ..stages import StageRun
 from ..storage import StageStats
 from ..storage.errors import StoreError, StoreUnavailable
@@ -59,7 +60,7 @@ FLUSH_SECONDS = 2.0
 READ_BATCH = 1000
 
 
-class DownloadError(Exception):
+class DownloadError(UserError):
     """A download run that cannot start (bad option, unreadable source); the message says why."""
 
 

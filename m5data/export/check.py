@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import UserError
 from .remote import OutsideFolder, RemoteFolder, is_remote, sibling_name
 
 PLAN_FILE = "_export.json"
@@ -137,7 +138,7 @@ def inherited_folders(reader) -> set[str]:
             and reader.has_sibling_file(n, PLAN_FILE)}
 
 
-class BadIndex(ValueError):
+class BadIndex(UserError, ValueError):
     """An index file that cannot be read (not JSON, or not of its shape)."""
 
     def __init__(self, name: str, problem: str):

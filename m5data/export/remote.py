@@ -25,17 +25,19 @@ import posixpath
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..errors import UserError
+
 # stores whose put is all-or-nothing (a reader never sees a partial object): no temp key + move needed
 ATOMIC_PUT = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"}
 # layouts whose ``finish`` reads each shard's output file back (M5Product merges the shards' records)
 FINISH_READS_SHARD_FILES = {"m5product"}
 
 
-class RemoteError(Exception):
+class RemoteError(UserError):
     """Object storage that cannot be used (no bucket, refused credentials, no answer); one line naming the URL."""
 
 
-class OutsideFolder(ValueError):
+class OutsideFolder(UserError, ValueError):
     """A path read from an index or stats file that leads outside the export folder or prefix (never read)."""
 
 

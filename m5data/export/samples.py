@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import UserError
 from ..storage.names import BadNameError, check_name, name_problem, shown
 
 SPLIT_NAMES = ("train", "query-c", "gallery-c", "query-fg", "gallery-fg", "cls-train", "cls-test", "subset")
 
 
-class ExportError(Exception):
+class ExportError(UserError):
     """An export that cannot run (no split version, an unknown split, a foreign output folder ...)."""
 
 

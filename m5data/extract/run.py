@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from ..config import Settings, as_dict
+from ..errors import UserError
 from ..stages import StageRun
 from ..storage import StageStats, Store
 from .derived import KINDS, JobResult
@@ -27,7 +28,7 @@ FLUSH_SECONDS = 2.0  # a finished item's rows are written at most this long afte
 OUT_STATUSES = {"ok", "absent", "empty"}
 
 
-class ExtractError(ValueError):
+class ExtractError(UserError, ValueError):
     """Bad extract arguments or settings, found before any work starts."""
 
 

@@ -14,10 +14,12 @@ import importlib.util
 import os
 from collections.abc import Iterator
 
+from ..errors import UserError
+
 RUNNERS = ("local", "dask", "ray")
 
 
-class PipelineError(ValueError):
+class PipelineError(UserError, ValueError):
     """Pipeline parameters that cannot work (unknown stage, no start URL, no mapping); one line."""
 
 

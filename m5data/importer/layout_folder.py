@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..download.sniff import SNIFF_BYTES, Sniffed, sniff
+from ..errors import UserError
 from ..export.m5product import key_item_id
 from ..export.samples import safe_key
 
@@ -37,7 +38,7 @@ ACCEPTS = {"image": {"image"}, "video": {"video", "audio"}, "audio": {"audio", "
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: a FIFO never hangs the open
 
 
-class LayoutError(Exception):
+class LayoutError(UserError):
     """A folder that is not in the expected layout; the message names the file."""
 
 

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import config as cfg
+from ..errors import UserError
 from ..stages import StageRun
 from ..storage import StageStats
 from . import data, facts, folder, incremental
@@ -33,7 +34,7 @@ __all__ = ["BAD_BLOB", "HOLD_MEDIA_PARTS", "REPORT_MEDIA_COLUMNS", "Progress", "
 Progress = Callable[[str], None]
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     """The report cannot be written (bad output folder); one line for the user."""
 
 

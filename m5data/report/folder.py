@@ -15,10 +15,12 @@ import shutil
 import uuid
 from pathlib import Path
 
+from ..errors import UserError
+
 MARKER = ".m5data-report.json"
 
 
-class FolderError(ValueError):
+class FolderError(UserError, ValueError):
     """The output folder may not be written; the message says why and what to do."""
 
 

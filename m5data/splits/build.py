@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import config as cfg
+from ..errors import UserError
 from ..storage import StageStats
 from .carry import carry_sql, cat3_sql, flags_table_sql, lkey_sql, write_carry
 from .groups import GROUP_TABLE, GroupSource, load_groups
@@ -21,7 +22,7 @@ from .plan import Plan, PlanCounts, check_settings, fg_class_ids, make_plan, pla
 from .roles import assign, sql_literal
 
 Progress = Callable[[str], None]
-class SplitsError(ValueError):
+class SplitsError(UserError, ValueError):
     """build-splits cannot start (empty store, a version built with other settings); one line for the user."""
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import UserError
 from . import locks
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """A store that is missing or unusable; the message names the path."""
 
 

@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..errors import UserError
 from .temps import pid_alive
 
 LOCK_DIR = "locks"
@@ -37,7 +38,7 @@ _guard = threading.RLock()
 _held: dict[str, list] = {}  # lock path -> [fd, count, shared]: POSIX locks are per process
 
 
-class LockHeld(Exception):
+class LockHeld(UserError):
     """A lock another process holds; the message names it (subclassed as StoreError by the store)."""
 
 

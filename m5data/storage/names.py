@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import re
 
+from ..errors import UserError
+
 NAME_MAX = 64  # characters; leaves room for the suffixes (-000000.stats.json) under any file-name limit
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-class BadNameError(ValueError):
+class BadNameError(UserError, ValueError):
     """A split or version name that is not a plain name (see :func:`name_problem`)."""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..errors import UserError
 from .reading import read_again, vanished
 from .store import Store
 
@@ -16,7 +17,7 @@ READ_PRAGMAS = {
 FORMATS = ("table", "csv", "json", "parquet")
 
 
-class RefusedStatement(Exception):
+class RefusedStatement(UserError):
     """A statement that would change state; exit code 2."""
 
 

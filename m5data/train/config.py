@@ -7,10 +7,12 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UserError
+
 MODALITIES = ("text", "image", "table", "video", "audio")
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(UserError, ValueError):
     """A training configuration that cannot be used; the message names the key or file."""
 
 

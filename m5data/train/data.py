@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UserError
 from .config import MODALITIES, ModelConfig
 from .features import PAD, sample_arrays
 
 
-class ShardError(ValueError):
+class ShardError(UserError, ValueError):
     """No shards for a split, or an unreadable shard; the message names the folder or file."""
 
 

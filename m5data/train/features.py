@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import UserError
+
 if TYPE_CHECKING:  # a type only: config.py asks this module to probe a backbone
     from .config import ModelConfig
 
@@ -59,7 +61,7 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 _BACKBONES: dict[str, object] = {}  # path -> loaded module, one per process (DataLoader workers load their own)
 
 
-class BackboneError(ValueError):
+class BackboneError(UserError, ValueError):
     """An image backbone file that cannot be loaded or run; the message names the file."""
 
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UserError
+
 RUN_MARKER = "m5data-run.json"
 # A weight file of the thin SCALE model is a few MB to a few hundred MB (docs/train.md); a shared file
 # over this is refused before torch reads it.
@@ -34,7 +36,7 @@ MAX_PICKLE_BYTES = 16 << 20
 WEIGHT_FILES = ("model.pt", "checkpoint.pt")
 
 
-class RunFolderError(ValueError):
+class RunFolderError(UserError, ValueError):
     """A run folder, or a file in it, that is refused; the message names it."""
 
 

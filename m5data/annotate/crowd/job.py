@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from ... import config as cfg
+from ...errors import UserError
 from ...stages import StageRun
 from ...storage import StageStats
 from .glad import METHODS
@@ -56,7 +57,7 @@ __all__ = ["CrowdError", "check_settings", "true_instances", "Conflict", "Import
            "MAX_LINE_BYTES", "NOT_UTF8", "csv_records", "SIMULATED_FILE"]
 
 
-class CrowdError(ValueError):
+class CrowdError(UserError, ValueError):
     """A crowd job cannot start (no pools, no judgements, unreadable file); one line for the user."""
 
 

@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from ...errors import UserError
 from .pool_inputs import part_name
 
 KEPT_NAME = "pools"  # derived/pools: the kept folder of the vectors, lists, markers and part index
 
 
-class PoolsError(ValueError):
+class PoolsError(UserError, ValueError):
     """Pools cannot start (unknown split version, no products); one line for the user."""
 
 

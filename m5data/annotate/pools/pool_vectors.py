@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from ... import config as cfg
+from ...errors import UserError
 from ...storage.files import KeptFolder
 from ...storage.queries import image_preference
 from ..kernels import embed
@@ -44,7 +45,7 @@ CHUNK = 32_768  # products per chunk of the streamed path (memory: a chunk's tok
 NO_VECTOR = "no caption and no image"
 
 
-class CatalogError(ValueError):
+class CatalogError(UserError, ValueError):
     """The products cannot be embedded (a setting points at a missing file); one line for the user."""
 
 

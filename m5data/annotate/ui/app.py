@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from ...errors import UserError
 from ...storage.blobs import BlobPathError, resolve_blob
 from ...threaded_app import ThreadedApp
 from ..crowd.judgement_files import read_rows
@@ -33,7 +34,7 @@ LABELS = ("match", "mismatch", "uncertain")
 HOST = "127.0.0.1"
 
 
-class UiError(ValueError):
+class UiError(UserError, ValueError):
     """The UI cannot start (no pools, a bad gold file); one line for the user."""
 
 

@@ -6,6 +6,7 @@ Adding a site: subclass :class:`SiteAdapter` in a module of this package, add it
 
 from __future__ import annotations
 
+from ...errors import UserError
 from .alibaba import TaobaoAdapter, TmallAdapter
 from .aliexpress import AliExpressAdapter
 from .amazon import AmazonAdapter
@@ -22,7 +23,7 @@ ADAPTERS: dict[str, type[SiteAdapter]] = {
 }
 
 
-class UnknownSite(ValueError):
+class UnknownSite(UserError, ValueError):
     """A ``--site`` name that no adapter has."""
 
 
