@@ -138,12 +138,11 @@ verbs.mount(app)
 
 
 def main() -> None:
-    from .config import ConfigError
-    from .storage import StoreError
+    from .errors import UserError
 
     try:
         app()
-    except (ConfigError, StoreError) as exc:
+    except UserError as exc:  # one a verb did not print itself (m5data/errors.py): one line, exit 1
         from .console import error
 
         error(str(exc))

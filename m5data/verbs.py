@@ -15,6 +15,7 @@ import typer
 
 from . import config as cfg
 from . import stages
+from .errors import TransientFailure, UserError
 
 
 class VerbGroup(typer.core.TyperGroup):
@@ -54,13 +55,17 @@ def open_store(ctx: typer.Context, create: bool = False, **flags):
 
 
 @contextlib.contextmanager
-def one_line_errors(*errors: type[BaseException]) -> Iterator[None]:
-    """A verb's expected errors (a bad option, a missing file, a store problem) as one line and exit 1, no traceback."""
+def one_line_errors(*errors: type[BaseException], handles: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """A verb's expected errors as one line and exit 1, no traceback: every
+    :class:`~m5data.errors.UserError` (a bad option, a missing file, a store problem) and ``errors``
+    (a builtin the verb expects); ``handles``: errors the verb handles itself, raised as they are."""
     from .console import fail
 
     try:
         yield
-    except errors as exc:
+    except handles:
+        raise
+    except (UserError, *errors) as exc:
         fail(str(exc))
 
 
@@ -87,21 +92,23 @@ def stage_context(ctx: typer.Context, create: bool = False, options: dict | None
     return rctx
 
 
-def run_stage(name: str, rctx: stages.RunContext, *errors: type[BaseException], summary: bool = True):
+def run_stage(name: str, rctx: stages.RunContext, *errors: type[BaseException], summary: bool = True,
+              handles: tuple[type[BaseException], ...] = ()):
     """Run the registered stage ``name``'s ``run(rctx)`` for a verb; its StageStats.
 
-    ``errors``: the stage's expected errors, each one line and exit 1. A failure worth a retry in a
-    flow (:class:`~m5data.stages.TransientFailure`, with the run's stats) is the result here: a
-    verb does not retry, it prints what the run did and decides its exit code from it.
-    ``summary``: print the stage summary (in / out / failed by reason).
+    A :class:`~m5data.errors.UserError` (and ``errors``, builtins the verb expects) is one line and
+    exit 1 (:func:`one_line_errors`); ``handles``: errors the verb handles itself, raised as they are.
+    A failure worth a retry in a flow (:class:`~m5data.errors.TransientFailure`, with the run's stats)
+    is the result here: a verb does not retry, it prints what the run did and decides its exit code
+    from it. ``summary``: print the stage summary (in / out / failed by reason).
     """
     from .console import console, stage_summary
 
-    with one_line_errors(*errors):
+    with one_line_errors(*errors, handles=handles):
         try:
             stats = stages.call(name, rctx)
-        except stages.TransientFailure as exc:
-            if exc.stats is None:
+        except TransientFailure as exc:
+            if exc.stats is None or isinstance(exc, (UserError, *handles)):
                 raise
             stats = exc.stats
     if summary:

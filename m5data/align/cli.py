@@ -41,12 +41,8 @@ def align(
 
     import jieba
 
-    from ..config import ConfigError
     from ..console import console
     from ..verbs import run_stage, stage_context
-    from .mapping import MappingError
-    from .review import ReviewError
-    from .run import AlignError
 
     jieba.setLogLevel(logging.WARNING)  # its "Building prefix dict" lines would break the progress bars
     rctx = stage_context(ctx, progress=True, options={"review": review, "review_out": review_out, "renumber": renumber, "full": full}, **{
@@ -54,7 +50,7 @@ def align(
         "align.label_threshold": label_threshold, "align.content_threshold": content_threshold,
         "align.content_chars": content_chars, "align.workers": workers,
     })
-    details = run_stage("align", rctx, AlignError, ConfigError, MappingError, ReviewError).details
+    details = run_stage("align", rctx).details
     console.print(summary_table(details))
     for table in warning_tables(details):
         console.print(table)

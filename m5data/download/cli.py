@@ -112,7 +112,6 @@ def download(
     """
     from ..console import console, fail, interrupted
     from ..verbs import run_stage, stage_context
-    from .run import DownloadError
 
     rctx = stage_context(ctx, progress=progress, options={
         "source": source, "retry_failed": retry_failed, "kind": kind, "url_column": url_col,
@@ -124,7 +123,7 @@ def download(
         "download.stall_timeout": stall_timeout,
     })
     s = rctx.settings
-    stats = run_stage("download", rctx, DownloadError)  # a stalled or failed run comes back: exit codes below
+    stats = run_stage("download", rctx)  # a stalled or failed run comes back: exit codes below
     console.print(status_table(stats))
     if stats.pool_restarts:
         console.print(f"[yellow]note:[/] a re-encoding process died; the pool was replaced {stats.pool_restarts} "

@@ -35,18 +35,16 @@ def export(
       m5data --store st export --split all --out shards/
       m5data --store st export --split query-c --format parquet --out hf/
     """
-    from ..config import ConfigError
     from ..console import Table, console, esc
     from ..verbs import run_stage, stage_context
-    from .remote import RemoteError, is_remote
-    from .samples import ExportError
+    from .remote import is_remote
 
     rctx = stage_context(ctx, progress=True, options={"split": split, "out": out if is_remote(out) else Path(out),
                                                       "version": version, "full": full},
                          **{"export.shard_size": shard_size, "export.shard_bytes": shard_bytes,
                             "export.workers": workers, "export.format": fmt})
     rctx.options["fmt"] = rctx.settings.export.format  # the verb's format is export.format, not flows.export_format
-    d = run_stage("export", rctx, ExportError, ConfigError, RemoteError).details
+    d = run_stage("export", rctx).details
     for name, why in d["skipped_splits"].items():
         console.print(f"[yellow]skipped[/] split {esc(repr(name))}: not a plain name ({esc(why)}); "
                       "nothing of it was written", highlight=False, soft_wrap=True)
@@ -80,9 +78,8 @@ def check_shards(
     """
     from ..console import Table, console, esc, fail
     from .check import check_shards as run_check
-    from .remote import RemoteError
 
-    with one_line_errors(RemoteError):
+    with one_line_errors():
         report = run_check(folder, hash_files=not no_hash)
     unit = report.unit
     if report.problems and not report.checked:  # no index, or one that cannot be read: nothing was checked

@@ -29,13 +29,13 @@ def extract(
     """
     from ..console import Table, console, stage_summary
     from ..verbs import run_stage, stage_context
-    from .run import ExtractError, parse_kinds
+    from .run import parse_kinds
 
-    with one_line_errors(ExtractError):
+    with one_line_errors():
         wanted = parse_kinds(kinds)
     rctx = stage_context(ctx, progress=progress, options={"kinds": wanted, "limit": limit, "retry_failed": retry_failed},
                          **{"extract.workers": workers})
-    stats = run_stage("extract", rctx, ExtractError, summary=False)
+    stats = run_stage("extract", rctx, summary=False)
     table = Table(title="extract by kind")
     for col in ("kind", "status", "items"):
         table.add_column(col, justify="right" if col == "items" else "left")

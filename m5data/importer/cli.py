@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 
 from ..verbs import one_line_errors
-from .layout_folder import LayoutError
 from .run import import_m5product, media_caps
 
 app = typer.Typer(help="Read a dataset in another layout into the store.", no_args_is_help=True)
@@ -28,7 +27,7 @@ def m5product(
     from ..verbs import open_store
 
     store, settings = open_store(ctx, create=True)
-    with one_line_errors(LayoutError):
+    with one_line_errors():
         report = import_m5product(store, folder, platform=platform, split_version=split_version,
                                   max_bytes=media_caps(settings))
     console.print(stage_summary(report.stats))

@@ -29,14 +29,12 @@ def build_splits(
       m5data --store st build-splits
       m5data --store st build-splits --version v2 --seed 1
     """
-    from ..config import ConfigError
     from ..console import console
     from ..verbs import run_stage, stage_context
-    from .build import SplitsError
 
     rctx = stage_context(ctx, progress=True, options={"seed": seed, "replace": replace})
     rctx.options["version"] = version or rctx.settings.splits.version  # the verb builds no new version by itself
-    d = run_stage("splits", rctx, SplitsError, ConfigError).details
+    d = run_stage("splits", rctx).details
     console.print(manifest_table(d["version"], d["entries"], d["targets"]))
     console.print(f"groups: {esc(d['groups_described'])}", highlight=False, soft_wrap=True)
     if d["reused_plan"]:
@@ -83,14 +81,12 @@ def check_splits(
     """
     from rich.text import Text
 
-    from ..config import ConfigError
     from ..console import Table, console
     from ..verbs import open_store
-    from .build import SplitsError
     from .check import check
 
     store, s = open_store(ctx)
-    with one_line_errors(SplitsError, ConfigError, ValueError):
+    with one_line_errors(ValueError):
         report = check(store, s, version=version)
     t = Table(title=f"check-splits {report.version}")
     t.add_column("invariant")

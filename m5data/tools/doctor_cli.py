@@ -22,11 +22,10 @@ def doctor(
     from ..config import as_dict
     from ..console import arrow_table, console, err_console, error
     from ..storage.doctor import INFO, run
-    from ..storage.store import StoreBusy
     from ..verbs import open_store
 
     store, settings = open_store(ctx)
-    with one_line_errors(StoreBusy):
+    with one_line_errors():
         with err_console.status("checking the store ...") if err_console.is_terminal else _Null() as status:
             def progress(step: str, done: int, total: int) -> None:
                 if status is not None and hasattr(status, "update"):

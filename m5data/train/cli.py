@@ -35,7 +35,6 @@ def train(
 
     from ..console import Table
     from ..verbs import run_stage, stage_context
-    from .data import ShardError
     from .loop import distributed_from_env
 
     main = distributed_from_env().main  # under torchrun, rank 0 alone reports
@@ -43,7 +42,7 @@ def train(
         "shards": shards, "out": out, "preset": old_preset or preset, "epochs": epochs, "max_steps": max_steps,
         "device": device, "seed": seed, "evaluate": False, "record": False})
     # a bad preset is a TrainConfigError, a bad run folder a RunFolderError: both ValueErrors
-    d = run_stage("train", rctx, ShardError, ValueError, FileNotFoundError, summary=False).details
+    d = run_stage("train", rctx, ValueError, FileNotFoundError, summary=False).details
     if not main:
         return
     if d["resumed_from"] and d["steps"] == d["resumed_from"]:
@@ -86,10 +85,8 @@ def evaluate(
 
     from ..console import Table
     from .config import MODALITIES
-    from .data import ShardError
     from .evaluate import evaluate as run_eval
     from .evaluate import format_cell, shown_columns, split_sizes, write_features
-    from .runfolder import RunFolderError
 
     combos = None
     if modalities:
@@ -100,7 +97,7 @@ def evaluate(
             if bad or not names:
                 fail(f"--modalities: unknown {', '.join(bad) or spec!r} (known: {', '.join(MODALITIES)})")
             combos.append(names)
-    with one_line_errors(ShardError, RunFolderError, FileNotFoundError):
+    with one_line_errors(FileNotFoundError):
         result = run_eval(run, shards, combos=combos, device=device, image_backbone=image_backbone)
         if features_out:
             n = write_features(run, shards, features_out, device=device, image_backbone=image_backbone)

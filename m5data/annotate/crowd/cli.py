@@ -26,14 +26,12 @@ def import_judgements(
       m5data --store st annotate import judgements.csv
     """
 
-    from ...config import ConfigError
     from ...console import console, stage_summary
     from ...verbs import open_store
-    from .job import CrowdError
     from .job import import_judgements as run_import
 
     store, s = open_store(ctx)
-    with one_line_errors(CrowdError, ConfigError):
+    with one_line_errors():
         report = run_import(store, s, file)
     console.print(stage_summary(report.stats))
     console.print(f"{report.n_rows:,} rows read; {report.stats.n_out:,} judgements kept "
@@ -60,15 +58,13 @@ def simulate(
     Examples:
       m5data --store st annotate simulate --truth demo-out/shop --top 50
     """
-    from ...config import ConfigError
     from ...console import console, stage_summary
     from ...verbs import open_store
-    from .job import CrowdError
     from .simulate import simulate as run_simulate
 
     store, s = open_store(ctx, **{"crowd.workers": workers, "crowd.workers_per_pair": per_pair,
                                   "crowd.gold": gold})
-    with one_line_errors(CrowdError, ConfigError):
+    with one_line_errors():
         report = run_simulate(store, s, truth, top=top)
     console.print(stage_summary(report.stats))
     kinds: dict[str, int] = {}
@@ -93,21 +89,20 @@ def aggregate(
       m5data --store st annotate aggregate
       m5data --store st annotate aggregate --method majority
     """
-    from ...config import ConfigError
     from ...console import Table, console
     from ...verbs import run_stage, stage_context
-    from .job import CrowdError, score_methods
+    from .job import score_methods
 
     rctx = stage_context(ctx, progress=True, options={},
                          **{"crowd.method": method, "crowd.accept": accept})
     store, s = rctx.store, rctx.settings
-    d = run_stage("crowd", rctx, CrowdError, ConfigError).details
+    d = run_stage("crowd", rctx).details
     console.print(f"{d['method']}: {d['n_pairs']:,} pairs, {d['n_judgements']:,} judgements, "
                   f"{d['n_workers']:,} workers, {d['n_gold']:,} gold pairs, {d['n_uncertain']:,} uncertain; "
                   f"{d['n_accepted']:,} accepted matches ({d['iterations']} iterations, {d['seconds']:.2f} s, "
                   f"prior {d['prior']:.3f})")
     if score_against is not None:
-        with one_line_errors(CrowdError, FileNotFoundError):
+        with one_line_errors(FileNotFoundError):
             scores = score_methods(store, s, score_against)
         t = Table(title=f"against the truth ({next(iter(scores.values()))['pairs']:,} non-gold pairs)")
         for col in ("method", "accuracy", "match precision", "match recall", "ability Spearman", "seconds"):
@@ -135,11 +130,10 @@ def tasks(
     """
     from ...console import console
     from ...verbs import open_store
-    from ..kernels.pair_model import MatcherError
     from .tasks import export_tasks
 
     store, s = open_store(ctx)
-    with one_line_errors(MatcherError):
+    with one_line_errors():
         report = export_tasks(store, out, top=top, queries=queries, image_prefix=image_prefix, uncertain=uncertain, settings=s)
     console.print(f"{report.n_tasks:,} tasks of {report.n_queries:,} queries -> [bold]{esc(str(report.out_dir))}[/] "
                   "(tasks.jsonl, tasks.json, tasks.csv, label_config.xml)")

@@ -21,9 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import UserError
+
 TEXT_EMBEDDERS = ("tfidf-svd", "st:<path>", "none")
 IMAGE_EMBEDDERS = ("descriptor", "none")
 IMAGE_DESCRIPTOR_VERSION = 1  # bump when the descriptor changes (it is part of the pools' fingerprint)
+
+
+class EmbedderError(UserError):
+    """A text model that cannot be loaded (its folder is missing, sentence-transformers is not installed);
+    the message names the folder or the package."""
 
 Progress = Callable[[str, int, int], None]
 
@@ -187,14 +194,14 @@ def _clean_tokens(tokens: list[list[str]]) -> list[list[str]]:
 
 def sentence_transformer(texts: list[str], model_path: str, batch_size: int = 64) -> np.ndarray:
     """Embed texts with a sentence-transformers model from a local folder (nothing is downloaded)."""
+    path = Path(model_path)
+    if not path.is_dir():
+        raise EmbedderError(f"sentence-transformers model folder not found: {path}")
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
-        raise RuntimeError("pools.text_model needs sentence-transformers "
-                           "(pip install sentence-transformers)") from None
-    path = Path(model_path)
-    if not path.is_dir():
-        raise RuntimeError(f"sentence-transformers model folder not found: {path}")
+        raise EmbedderError(f"the text model {path} needs sentence-transformers "
+                            "(pip install sentence-transformers)") from None
     model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
     vec = model.encode([t or "" for t in texts], batch_size=batch_size, normalize_embeddings=True,
                        show_progress_bar=False)

@@ -453,12 +453,12 @@ class PairFeatures:
 
 def embed_texts(texts: list[str], model_path: str) -> np.ndarray:
     """L2-normalised sentence embeddings from a local model folder (never a download)."""
-    from .embed import sentence_transformer
+    from .embed import EmbedderError, sentence_transformer
     from .errors import MatcherError
 
     try:
         return sentence_transformer(texts, model_path)
-    except RuntimeError as exc:  # no sentence-transformers, no model folder: said in one line
+    except EmbedderError as exc:  # no sentence-transformers, no model folder: said in one line
         raise MatcherError(f"matcher.text_model: {exc}") from None
 
 

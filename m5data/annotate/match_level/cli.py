@@ -32,7 +32,6 @@ def match_level(
 
     import jieba
 
-    from ...config import ConfigError
     from ...console import console
     from ...verbs import run_stage, stage_context
     from ..kernels.truth import read_truth
@@ -41,7 +40,7 @@ def match_level(
     rctx = stage_context(ctx, progress=True, options={"full": full},
                          **{"match_level.well": well, "match_level.partial": partial, "match_level.folds": folds})
     truth = read_truth(score_against)
-    d = run_stage("match_level", rctx, ConfigError).details
+    d = run_stage("match_level", rctx).details
     rows = [(f"level {level}", f"{n:,}") for level, n in d["levels"].items()]
     rows += [(f"  missing evidence: {reason}", f"{n:,}") for reason, n in sorted(d["reasons"].items(), key=lambda kv: -kv[1])]
     console.print(measures("caption match levels", rows))

@@ -29,14 +29,12 @@ def train(
       m5data --store st annotate matcher train
       m5data --store st annotate matcher train --labels known-pairs.csv
     """
-    from ...config import ConfigError
     from ...console import console
     from ...verbs import run_stage, stage_context
-    from ..kernels.pair_model import MatcherError
 
     rctx = stage_context(ctx, progress=True, options={"labels": labels},
                          **{"matcher.precision": precision, "matcher.text_model": text_model})
-    console.print(validation_table(run_stage("matcher", rctx, MatcherError, ConfigError).details))
+    console.print(validation_table(run_stage("matcher", rctx).details))
 
 
 @app.command("score")
@@ -52,14 +50,12 @@ def score(
     Examples:
       m5data --store st annotate matcher score --pairs audit.csv --out scored.csv
     """
-    from ...config import ConfigError
     from ...console import console, esc
     from ...verbs import open_store
-    from ..kernels.pair_model import MatcherError
     from .job import score_file
 
     store, s = open_store(ctx)
-    with one_line_errors(MatcherError, ConfigError):
+    with one_line_errors():
         report = score_file(store, s, pairs, out, model)
     console.print(f"{report.n_pairs:,} pairs scored with matcher {esc(report.model.version)} in {report.seconds:.2f} s; "
                   f"{report.n_accepted:,} at or above its threshold {report.model.threshold:.4f}: [bold]{esc(str(out))}[/]")

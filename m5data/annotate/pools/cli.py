@@ -39,10 +39,8 @@ def pools(
 
     import jieba
 
-    from ...config import ConfigError
     from ...console import console, stage_summary
     from ...verbs import run_stage, stage_context
-    from .job import PoolsError
 
     jieba.setLogLevel(logging.WARNING)
     rctx = stage_context(ctx, progress=True, options={"full": full, "split_version": split_version, "fresh": fresh}, **{
@@ -53,7 +51,7 @@ def pools(
     if search and search != "exact" and not ann_check:
         ann_check = min(s.pools.block, 1000)  # an approximate search always reports its recall
     rctx.options["ann_check"] = ann_check
-    stats = run_stage("pools", rctx, PoolsError, ConfigError, RuntimeError, summary=False)
+    stats = run_stage("pools", rctx, summary=False)
     d = stats.details
     if d["up_to_date"]:
         console.print(f"pools up to date: nothing changed since the run that made them ({d['n_blocks']:,} blocks "

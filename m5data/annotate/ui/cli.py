@@ -41,7 +41,7 @@ def serve(
     from m5data.verbs import open_store
 
     from ...console import esc
-    from .app import RunningUi, Session, UiError, build_tasks, read_gold
+    from .app import RunningUi, Session, build_tasks, read_gold
 
     worker = worker.strip()
     if not worker or per_query < 1 or gold_every < 0:
@@ -50,7 +50,7 @@ def serve(
     if problem:
         fail(f"--worker {worker!r}: {problem}")
     store, _ = open_store(ctx)
-    with one_line_errors(UiError, OSError):
+    with one_line_errors(OSError):
         tasks = build_tasks(store, per_query, read_gold(gold) if gold else None, gold_every)
         ui = RunningUi(store, Session(worker, tasks), host=host, port=port,
                        require_token=True if require_token else None, allow_hosts=allow_host or ())
