@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from m5data.cli import app
 from m5data.config import load
-from m5data.crawler.crawl import CrawlFailed, run
+from m5data.crawler.crawl import CrawlFailed, CrawlNotStored, run
+from m5data.flows.retry import is_transient
 from m5data.storage import Store
 
 runner = CliRunner()
@@ -87,8 +88,9 @@ def test_store_that_cannot_be_written_fails_the_crawl(tmp_path, shop):
     specs = store.table_dir("specs")
     specs.rmdir()
     specs.symlink_to("/proc/self")  # a folder where no file can be created, even by root
-    with pytest.raises(CrawlFailed, match="store writes failed"):
+    with pytest.raises(CrawlFailed, match="store writes failed") as failed:
         run(store, load(overrides=LOOPBACK, environ={}), start_urls=[server.url + "/list/1.html"])
+    assert isinstance(failed.value, CrawlNotStored) and not is_transient(failed.value)  # the flow does not retry it
     specs.unlink()
     specs.mkdir()
     assert store.read("runs").to_pylist()[0]["status"] == "failed"

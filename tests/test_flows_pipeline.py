@@ -58,22 +58,6 @@ def test_run_verb_gives_one_line_errors(tmp_path):
     assert result.exit_code == 1 and "give at least one --start-url" in result.output
 
 
-def test_only_transient_failures_are_retried():
-    from m5data.crawler.crawl import INTERRUPTED, CrawlFailed, CrawlInterrupted
-    from m5data.flows.retry import is_transient
-    from m5data.stages import DownloadFailed, TransientFailure
-    from m5data.storage import StageStats, StoreError
-
-    stats = StageStats("crawl")
-    assert is_transient(CrawlFailed("no page could be fetched (3 errors); see log", stats))
-    assert not is_transient(CrawlFailed("store writes failed; see log", stats))
-    assert not is_transient(CrawlInterrupted(INTERRUPTED, stats))  # a crawl stopped on purpose (Ctrl-C)
-    assert is_transient(DownloadFailed("stalled")) and is_transient(TransientFailure("ffmpeg timeout"))
-    assert is_transient(ConnectionResetError()) and is_transient(TimeoutError())
-    assert not is_transient(ValueError("bad mapping")) and not is_transient(StoreError("no store"))
-    assert not is_transient(OSError(28, "No space left on device"))
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

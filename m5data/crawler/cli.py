@@ -41,7 +41,7 @@ def crawl(
                             "crawl.download_delay": delay, "crawl.allow_private": allow_private,
                             "crawl.render": render, "crawl.cookies_file": cookies})
     try:
-        stats = run_stage("crawl", rctx, summary=False)
+        stats = run_stage("crawl", rctx, summary=False, handles=(ValueError, CrawlFailed))  # shown below
     except (ValueError, UnknownSite) as exc:
         fail(str(exc), code=2)
     except CrawlFailed as exc:

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .. import config as cfg
+from ..errors import TransientFailure, UserError
 from ..stages import StageRun
 from ..storage import StageStats
 from ..storage.files import write_atomic
@@ -42,16 +43,18 @@ class CrawlStats(StageStats):
     throttle: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
 
-class CrawlFailed(RuntimeError):
-    """A crawl that did not work (subprocess died, nothing fetched, store not writable); says why, or
-    where the reason is (the log, or the ``crawl_errors`` rows)."""
-
-    def __init__(self, message: str, stats: StageStats):
-        super().__init__(message)
-        self.stats = stats
+class CrawlFailed(TransientFailure):
+    """A crawl that did not work (subprocess died, nothing fetched, a bad finish); says why, or where the
+    reason is (the log, or the ``crawl_errors`` rows). Worth one more try: the sites may answer then.
+    ``stats``: the run's CrawlStats."""
 
 
-class CrawlInterrupted(CrawlFailed):
+class CrawlNotStored(UserError, CrawlFailed):
+    """A crawl whose store writes failed or whose items could not be stored: the store must be fixed
+    first (m5data/errors.py: a UserError, never retried); the message names the log."""
+
+
+class CrawlInterrupted(UserError, CrawlFailed):
     """A crawl stopped by Ctrl-C or SIGTERM (Scrapy's graceful shutdown): what it stored stands, and
     the same crawl again resumes. Never retried by the flow: the stop was asked for."""
 
@@ -207,21 +210,21 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
                 stopped = _wait(proc, progress)
                 code = proc.returncode
             crawl_stats = json.loads(stats_file.read_text()) if stats_file.is_file() else None
-            problem = _judge(code, crawl_stats, stats, log_file, n_start=len(set(urls)))
+            failure = _judge(code, crawl_stats, stats, log_file, n_start=len(set(urls)))
             interrupted = stopped or (crawl_stats or {}).get("finish_reason") == "shutdown"
             if interrupted:
-                problem = INTERRUPTED
+                failure = CrawlInterrupted(INTERRUPTED, stats)
         log_file = store.where(f"logs/crawl/{stats.run_id}/{log_file.name}")  # on object storage: the object
         config = {**cfg.as_dict(settings), "job": {"start_urls": [redact_url(u) for u in start_urls], "site": site,
                                                  "refresh": refresh, "log": str(log_file),
                                                  **({"shard": list(shard)} if shard else {}),
                                                  **({"throttle": stats.throttle} if stats.throttle else {})}}
-        status = "ok" if problem is None else ("interrupted" if interrupted or (code < 0 and -code in STOP_SIGNALS)
+        status = "ok" if failure is None else ("interrupted" if interrupted or (code < 0 and -code in STOP_SIGNALS)
                                                else "failed")
         srun.record(config, status)
         store.refresh_catalog(quiet=True)
-        if problem is not None:
-            raise (CrawlInterrupted if interrupted else CrawlFailed)(problem, stats)
+        if failure is not None:
+            raise failure
         return stats
 
 
@@ -272,8 +275,9 @@ def _follow(proc: subprocess.Popen, progress: bool) -> None:
             bar.stop()
 
 
-def _judge(code: int, crawl: dict | None, stats: StageStats, log_file: Path, n_start: int = 1) -> str | None:
-    """Fill ``stats`` from the crawl's own stats; return why the crawl failed, or None if it worked."""
+def _judge(code: int, crawl: dict | None, stats: StageStats, log_file: Path, n_start: int = 1) -> CrawlFailed | None:
+    """Fill ``stats`` from the crawl's own stats; return why the crawl failed (CrawlNotStored: the store
+    is at fault, not worth a retry), or None if it worked."""
     if crawl is not None:
         if isinstance(stats, CrawlStats):
             stats.throttle = throttle_by_host(crawl)
@@ -293,21 +297,21 @@ def _judge(code: int, crawl: dict | None, stats: StageStats, log_file: Path, n_s
                 stats.fail(f"spider exception: {key.removeprefix('spider_exceptions/')}", int(n))
     if code != 0:
         how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-        return f"crawl subprocess {how}; see {log_file}"
+        return CrawlFailed(f"crawl subprocess {how}; see {log_file}", stats)
     if crawl is None:
-        return f"crawl wrote no stats; see {log_file}"
+        return CrawlFailed(f"crawl wrote no stats; see {log_file}", stats)
     if crawl.get("m5data/store_write_failed"):
-        return f"store writes failed; see {log_file}"
+        return CrawlNotStored(f"store writes failed; see {log_file}", stats)
     if crawl.get("m5data/pipeline_errors"):
-        return f"{crawl['m5data/pipeline_errors']} items could not be stored; see {log_file}"
+        return CrawlNotStored(f"{crawl['m5data/pipeline_errors']} items could not be stored; see {log_file}", stats)
     reason = crawl.get("finish_reason")
     if reason not in OK_FINISH:
-        return f"crawl ended with {reason!r}; see {log_file}"
+        return CrawlFailed(f"crawl ended with {reason!r}; see {log_file}", stats)
     if stats.n_in == 0:
-        return _nothing_fetched(crawl, stats)
+        return CrawlFailed(_nothing_fetched(crawl, stats), stats)
     if int(crawl.get("m5data/start_urls_empty", 0)) >= n_start and stats.n_out == 0:
-        return (f"no product found: none of the {n_start} start URL(s) gave a product or a link to follow; "
-                f"{_reasons_at(stats)}")
+        return CrawlFailed(f"no product found: none of the {n_start} start URL(s) gave a product or a link to "
+                           f"follow; {_reasons_at(stats)}", stats)
     return None
 
 

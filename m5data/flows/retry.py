@@ -1,34 +1,32 @@
-"""Which task failures Prefect retries: transient ones (network, stalls, ffmpeg timeouts) only.
+"""Which task failures Prefect retries: transient ones (network, stalls, ffmpeg timeouts) only, by type.
 
 A bad option, a bad mapping file, an unreadable store or a bug fails the same way every time, so
 retrying it only delays the summary; a site that did not answer or a video whose ffmpeg pass timed
-out may work a minute later. Tasks pass :func:`transient` as ``retry_condition_fn``.
+out may work a minute later. The type says which (m5data/errors.py): a :class:`UserError` never, a
+:class:`TransientFailure` (a crawl that fetched nothing, a stalled download) always. Tasks pass
+:func:`transient` as ``retry_condition_fn``.
 """
 
 from __future__ import annotations
 
 import errno
 
-from ..stages import DownloadFailed, TransientFailure  # raised by the stages: defined below them
-
-# the messages of CrawlFailed (m5data/crawler/crawl.py) that are not worth a second try
-_PERMANENT_CRAWL = ("store writes failed", "items could not be stored")
+from ..errors import DownloadFailed, TransientFailure, UserError  # raised by the stages: defined below them
 
 __all__ = ["DownloadFailed", "TransientFailure", "is_transient", "transient"]
+
+# a full disk, a missing file or a refused write will not fix itself
+_PERMANENT_ERRNOS = (errno.ENOSPC, errno.ENOENT, errno.EACCES, errno.EROFS)
 
 
 def is_transient(exc: BaseException | None) -> bool:
     """True when ``exc`` is a failure that may go away on its own."""
-    from ..crawler.crawl import CrawlFailed, CrawlInterrupted
-
-    if exc is None or isinstance(exc, CrawlInterrupted):  # a crawl stopped on purpose (Ctrl-C, SIGTERM)
+    if exc is None or isinstance(exc, UserError):  # first: a class of both kinds (a crawl stopped on purpose) is the user's
         return False
-    if isinstance(exc, (TransientFailure, DownloadFailed, TimeoutError, ConnectionError)):
+    if isinstance(exc, (TransientFailure, TimeoutError, ConnectionError)):
         return True
-    if isinstance(exc, CrawlFailed):
-        return not any(text in str(exc) for text in _PERMANENT_CRAWL)
-    if isinstance(exc, OSError):  # a full disk or a missing file will not fix itself
-        return exc.errno not in (errno.ENOSPC, errno.ENOENT, errno.EACCES, errno.EROFS)
+    if isinstance(exc, OSError):
+        return exc.errno not in _PERMANENT_ERRNOS
     return False
 
 
