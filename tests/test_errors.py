@@ -153,3 +153,12 @@ def test_a_text_model_that_cannot_be_loaded_is_a_user_error(tmp_path):
                                       str(tmp_path / "no-model")])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
     assert "error:" in result.output and "no-model" in result.output
+
+
+def test_a_run_folder_without_a_model_is_a_user_error_naming_it(tmp_path):
+    """Turned into a UserError where it is found: the train verbs catch no FileNotFoundError for it."""
+    from m5data.errors import UserError
+    from m5data.train.loop import load_model
+
+    with pytest.raises(UserError, match=f"no model.pt or checkpoint.pt in {tmp_path}"):
+        load_model(tmp_path)

@@ -41,8 +41,7 @@ def train(
     rctx = stage_context(ctx, store=False, progress=main, options={
         "shards": shards, "out": out, "preset": old_preset or preset, "epochs": epochs, "max_steps": max_steps,
         "device": device, "seed": seed, "evaluate": False, "record": False})
-    # a bad preset is a TrainConfigError, a bad run folder a RunFolderError: both ValueErrors
-    d = run_stage("train", rctx, ValueError, FileNotFoundError, summary=False).details
+    d = run_stage("train", rctx, summary=False).details  # a bad preset, shard or run folder: UserErrors
     if not main:
         return
     if d["resumed_from"] and d["steps"] == d["resumed_from"]:
@@ -97,7 +96,7 @@ def evaluate(
             if bad or not names:
                 fail(f"--modalities: unknown {', '.join(bad) or spec!r} (known: {', '.join(MODALITIES)})")
             combos.append(names)
-    with one_line_errors(FileNotFoundError):
+    with one_line_errors(FileNotFoundError):  # --features-out in a folder that is not there
         result = run_eval(run, shards, combos=combos, device=device, image_backbone=image_backbone)
         if features_out:
             n = write_features(run, shards, features_out, device=device, image_backbone=image_backbone)

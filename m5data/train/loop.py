@@ -308,7 +308,7 @@ def load_model(run: str | Path, device: str | None = None, image_backbone: str |
     run = Path(run)
     path = run / "model.pt" if (run / "model.pt").exists() else run / "checkpoint.pt"
     if not path.exists():
-        raise FileNotFoundError(f"no model.pt or checkpoint.pt in {run} (train first: m5data train --out {run})")
+        raise RunFolderError(f"no model.pt or checkpoint.pt in {run} (train first: m5data train --out {run})")
     state = load_weights(path, device_of(device))
     raw = state["config"]
     if isinstance(raw, dict) and isinstance(raw.get("model"), dict) and "pool" not in raw["model"]:
