@@ -69,3 +69,17 @@ def test_splits_task_returns_the_runs_row_and_split_sizes(store):
     assert stats.stage == "splits" and stats.status == "ok" and stats.details["version"] == "flow"
     splits = stats.details["splits"]
     assert splits["query-c"] <= 40 and sum(splits.values()) == store.count("splits")
+
+
+def test_a_corrupt_manifest_is_a_user_error_naming_it(store):
+    from m5data.errors import UserError
+    from m5data.splits.manifest import read_manifest
+
+    assert m5(store, "build-splits").exit_code == 0
+    path = manifest_path(store, "v1")
+    path.write_text("{not json")
+    with pytest.raises(UserError, match=f"corrupt split manifest {path}"):
+        read_manifest(store, "v1")
+    result = m5(store, "check-splits")
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert "corrupt split manifest" in result.output and "manifest.json" in result.output

@@ -86,7 +86,7 @@ def check_splits(
     from .check import check
 
     store, s = open_store(ctx)
-    with one_line_errors(ValueError):
+    with one_line_errors():
         report = check(store, s, version=version)
     t = Table(title=f"check-splits {report.version}")
     t.add_column("invariant")

@@ -19,6 +19,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from ..errors import UserError
 from ..storage.names import check_name
 from .carry import FLAGS, MODALITY_CTES
 from .labels import PATH_SEP, cat_key_sql
@@ -26,6 +27,10 @@ from .plan import SPLITS
 
 MODALITIES = ("image", "caption", "table", "video", "audio")
 MANIFEST = "manifest.json"
+
+
+class ManifestError(UserError, ValueError):
+    """A split manifest that cannot be read (not JSON, not UTF-8); the message names the file."""
 
 
 def manifest_rel(version: str) -> str:
@@ -43,7 +48,7 @@ def read_manifest(store, version: str) -> dict | None:
         text = store.read_text(manifest_rel(version))
         return None if text is None else json.loads(text)
     except ValueError as exc:
-        raise ValueError(f"corrupt split manifest {manifest_path(store, version)}: {exc}") from None
+        raise ManifestError(f"corrupt split manifest {manifest_path(store, version)}: {exc}") from None
 
 
 def write_manifest(store, version: str, data: dict) -> Path | str:
