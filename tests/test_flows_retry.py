@@ -43,3 +43,14 @@ def test_the_crawl_failures_are_crawl_failures_of_either_kind():
         exc = cls("x", stats)
         assert isinstance(exc, CrawlFailed) and isinstance(exc, UserError) and exc.stats is stats
     assert not isinstance(CrawlFailed("x", stats), UserError)
+
+
+def test_a_fatal_user_error_shows_its_message_alone_and_a_bug_its_type():
+    from prefect.states import Failed
+
+    from m5data.align.mapping import MappingError
+    from m5data.flows.executor import _from_state
+
+    entry = _from_state("align", Failed(data=MappingError("mapping m.toml: line 1: not TOML")))
+    assert entry["status"] == "fatal" and entry["message"] == "mapping m.toml: line 1: not TOML"
+    assert _from_state("align", Failed(data=KeyError("x")))["message"] == "KeyError: 'x'"

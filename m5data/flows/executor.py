@@ -17,7 +17,8 @@ import uuid
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from ..stages import RunContext, Stage, StageError, call, get
+from ..errors import UserError
+from ..stages import RunContext, Stage, call, get
 from ..storage.runs import changes_note
 from .retry import transient
 
@@ -82,7 +83,7 @@ def _from_state(stage: str, state, extra: dict | None = None) -> dict:
     if state.is_completed():
         return stage_entry(stage, "ok", stats=state.result(), **(extra or {}))
     exc = state.result(raise_on_failure=False)
-    if isinstance(exc, StageError):
+    if isinstance(exc, UserError):  # the user's to fix: its message says it all (m5data/errors.py)
         message = str(exc)
     else:
         message = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else (state.message or state.name)
