@@ -69,8 +69,8 @@ class Stage:
             of processes inside a worker, which is daemonic on Dask).
         retries: Prefect retries of its task; ``retry_delay`` seconds between (None: ``flows.retry_delay``).
         transient_only: retry only a transient failure (``flows.retry.transient``).
-        options: what of the plan its ``run`` gets in ``ctx.options`` (start_urls, refresh,
-            mapping, kinds; ``previous``: the details of the stages run before it, by name).
+        options: what of the plan its ``run`` gets in ``ctx.options`` (start_urls, refresh, full;
+            ``previous``: the details of the stages run before it, by name); its settings are its section's.
         creates_store: its run creates the store when it is missing (the crawl, the first stage).
         leased: :func:`call` holds the stage's lock, named after it (its lease on object storage: every
             commit the run makes is fenced by it) around its ``run`` (the curation stages but dedup). The
@@ -107,9 +107,9 @@ REGISTRY: tuple[Stage, ...] = (
           shard_settings=(("download.pool", "thread"),), retries=1, retry_delay=None, transient_only=True,
           verbs=(Verb("download", "m5data.download.cli:download"),)),
     Stage("extract", "m5data.extract.stage:run", "extract", sharded=True, shard_settings=(("extract.workers", 1),),
-          retries=1, retry_delay=None, transient_only=True, options=("kinds",),
+          retries=1, retry_delay=None, transient_only=True,
           verbs=(Verb("extract", "m5data.extract.cli:extract"),)),
-    Stage("align", "m5data.align.stage:run", "align", options=("mapping", "full"),
+    Stage("align", "m5data.align.stage:run", "align", options=("full",),
           verbs=(Verb("align", "m5data.align.cli:align"),)),
     # the curation stages (m5data/annotate/<name>/), their verbs under ``m5data annotate``
     Stage("dedup", "m5data.annotate.dedup.stage:run", "dedup", options=("full",),

@@ -33,8 +33,8 @@ def test_check_plan_rejects_bad_parameters_before_any_work(tmp_path):
         check_plan(_settings(tmp_path, **{"flows.runner": "spark"}), ["http://127.0.0.1:9/"], stages="crawl")
     with pytest.raises(PipelineError, match="flows.scheduler_timeout must be > 0"):
         check_plan(_settings(tmp_path, **{"flows.scheduler_timeout": 0}), ["http://127.0.0.1:9/"], stages="crawl")
-    plan = check_plan(s, ["http://127.0.0.1:9/"], stages="crawl,align", mapping=str(mapping))
-    assert plan.stages == ["crawl", "align"] and plan.shards == 1 and plan.mapping == str(mapping.absolute())
+    plan = check_plan(_settings(tmp_path, **{"align.mapping": str(mapping)}), ["http://127.0.0.1:9/"], stages="crawl,align")
+    assert plan.stages == ["crawl", "align"] and plan.shards == 1
     dask = check_plan(_settings(tmp_path, **{"flows.runner": "dask", "flows.start_urls": "http://a.example/"}),
                       stages="crawl")
     assert dask.shards == 2 and dask.start_urls == ["http://a.example/"]  # one shard per LocalCluster worker
@@ -153,10 +153,10 @@ def test_run_loads_the_settings_once_and_hands_them_to_the_flow(store, prefect_h
 
     monkeypatch.setattr(cfg, "load", counting)
     report = tmp_path / "report"
-    result = CliRunner().invoke(app, ["--store", str(store.root), "--set", f"flows.report_out={report}", "run",
+    result = CliRunner().invoke(app, ["--store", str(store.root), "--set", f"report.out={report}", "run",
                                       "--stages", "report", "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert (report / "index.html").is_file()  # the flow's report stage read flows.report_out from that object
+    assert (report / "index.html").is_file()  # the flow's report stage read report.out from that object
     assert len(calls) == 1, calls
 
 

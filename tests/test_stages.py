@@ -53,7 +53,7 @@ def test_a_verb_runs_its_registered_stage_with_one_run_context(store, tmp_path, 
         seen.append(ctx)
         stats = StageStats("export")
         stats.n_in = stats.n_out = 3
-        stats.details.update(out=str(ctx.options["out"]), format=ctx.options["fmt"], version="v9",
+        stats.details.update(out=str(ctx.options["out"]), format=ctx.settings.export.format, version="v9",
                              splits={"train": 3}, shards=2, shards_written=1, shards_skipped=1, skipped_splits={})
         stats.finish("ok")
         return stats
@@ -69,7 +69,8 @@ def test_a_verb_runs_its_registered_stage_with_one_run_context(store, tmp_path, 
     assert res.returncode == 0, res.stderr
     assert len(seen) == 1 and isinstance(seen[0], RunContext)
     ctx = seen[0]
-    assert ctx.options == {"split": "train", "out": out, "version": "v9", "full": False, "fmt": "parquet"}
+    assert ctx.options == {"out": out, "version": "v9", "full": False}
+    assert (ctx.settings.export.split, ctx.settings.export.format) == ("train", "parquet")  # the stage's own keys
     assert ctx.settings.export.shard_size == 7 and ctx.settings.source("export.shard_size") == "flag"
     assert ctx.store.root == store.root and not ctx.create
     assert "shards: 2 (1 written, 1 already finished)" in res.stdout

@@ -13,7 +13,7 @@ SHOWN = 50  # untitled sub-classes and review-file problems kept in ``details`` 
 
 
 def run(ctx: RunContext) -> StageStats:
-    """Align the store's category labels with ``options["mapping"]`` (default ``align.mapping``).
+    """Align the store's category labels with the level-1 mapping file ``align.mapping``.
 
     Options: ``review`` (a reviewed file to re-apply), ``review_out``, ``renumber``, ``full`` (score
     every pair again; default: only pairs of sub-classes new or changed since the last complete run,
@@ -27,7 +27,7 @@ def run(ctx: RunContext) -> StageStats:
 
     o = ctx.options
     with (_step_progress() if ctx.progress else contextlib.nullcontext(None)) as progress:
-        report = align(ctx.store, ctx.settings, mapping=o.get("mapping"), review=o.get("review"),
+        report = align(ctx.store, ctx.settings, review=o.get("review"),
                        review_out=o.get("review_out"), renumber=bool(o.get("renumber")),
                        full=bool(o.get("full")), progress=progress)
     report.stats.details.update(

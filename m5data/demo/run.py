@@ -68,12 +68,11 @@ def demo(
     with serve_in_thread(shop) as running:
         console.print(f"serving on [bold]{esc(running.url)}[/] (127.0.0.1 only)")
         try:
-            if "flows.report_out" not in overrides:
-                overrides["flows.report_out"] = str(out / "report")
-            if train:
-                overrides.setdefault("flows.train_out", str(out / "train"))
-                overrides.setdefault("flows.train_epochs", 20)
-                overrides.setdefault("flows.train_max_steps", 80)  # about a minute on a quiet 2-core machine
+            given = {cfg.moved(key) or key for key in overrides}  # a --set of an old key (flows.report_out) counts
+            demo = {"report.out": str(out / "report")}
+            if train:  # about a minute on a quiet 2-core machine
+                demo.update({"train.out": str(out / "train"), "train.epochs": 20, "train.max_steps": 80})
+            overrides.update({key: value for key, value in demo.items() if key not in given})
             settings = cfg.load(config_file, {**overrides, "store.path": str(store)})
             stages = settings.flows.stages + (",train" if train and "train" not in settings.flows.stages else "")
             plan = check_plan(settings, start_urls=[f"{running.url}/"], stages=stages,
