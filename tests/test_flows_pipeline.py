@@ -168,3 +168,12 @@ def test_run_runs_one_curation_stage_by_its_name(store, prefect_harness):
     assert "dedup" in result.output and "match_level" not in result.output
     assert store.read("runs", columns=["stage"]).column("stage").to_pylist() == ["dedup"]
     assert store.count("dedup") == 2
+
+
+def test_run_warns_of_an_old_key_and_its_stage_reads_the_new_one(tmp_path):
+    """``--set flows.mapping=...`` sets align.mapping with a warning, and the align check reads that key."""
+    result = CliRunner().invoke(app, ["--store", str(tmp_path / "s"), "--set", f"flows.mapping={tmp_path / 'm.toml'}",
+                                      "run", "--stages", "align"])
+    assert result.exit_code == 1
+    assert "flows.mapping is now align.mapping" in result.output, result.output
+    assert f"mapping file not found: {tmp_path / 'm.toml'}" in " ".join(result.output.split()), result.output

@@ -41,7 +41,7 @@ def demo(
 ) -> None:
     """Generate the demo shop, serve it on 127.0.0.1, run the pipeline flow end to end and report."""
     from m5data import config as cfg
-    from m5data.console import console, fail
+    from m5data.console import console, fail, warn
     from m5data.flows.launch import print_outcome, run_pipeline
     from m5data.flows.pipeline import PipelineError, check_plan
 
@@ -74,6 +74,8 @@ def demo(
                 demo.update({"train.out": str(out / "train"), "train.epochs": 20, "train.max_steps": 80})
             overrides.update({key: value for key, value in demo.items() if key not in given})
             settings = cfg.load(config_file, {**overrides, "store.path": str(store)})
+            for warning in settings.warnings:  # an old key (flows.report_out is now report.out)
+                warn(warning)
             stages = settings.flows.stages + (",train" if train and "train" not in settings.flows.stages else "")
             plan = check_plan(settings, start_urls=[f"{running.url}/"], stages=stages,
                               mapping=str(shop / "truth" / "level1_mapping.toml"))

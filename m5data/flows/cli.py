@@ -59,7 +59,7 @@ def _prepare(ctx: typer.Context, config: Optional[Path], start_url: list[str], s
     a server for other machines (deploy), where such secrets are refused.
     """
     from .. import config as cfg
-    from ..console import fail
+    from ..console import fail, warn
     from .pipeline import PipelineError, check_plan, secrets_out_of_band
 
     root = ctx.find_root().obj or {}
@@ -70,6 +70,8 @@ def _prepare(ctx: typer.Context, config: Optional[Path], start_url: list[str], s
                                          "flows.full": True if full else None}.items() if v is not None})
     try:
         settings = cfg.load(config_file, overrides)
+        for warning in settings.warnings:  # an old key (flows.kinds is now extract.kinds), a mistyped variable
+            warn(warning)
         plan = check_plan(settings, start_urls=start_url or None, stages=stages, shards=shards)
         if settings.align.mapping and "align.mapping" not in overrides:  # from a file or the environment: a
             overrides["align.mapping"] = str(Path(settings.align.mapping).absolute())  # worker runs elsewhere
