@@ -99,6 +99,7 @@ def run_stage(name: str, rctx: stages.RunContext, *errors: type[BaseException], 
 
     with one_line_errors(*errors):
         try:
+            stages.check(name, rctx.settings, rctx.options)
             stats = stages.call(name, rctx)
         except stages.TransientFailure as exc:
             if exc.stats is None:

@@ -18,7 +18,7 @@ def _settings(tmp_path, **overrides):
 
 def test_check_plan_rejects_bad_parameters_before_any_work(tmp_path):
     mapping = tmp_path / "mapping.toml"
-    mapping.write_text("")
+    mapping.write_text('[classes]\n1 = "c"\n\n[platforms.shopa]\n"a" = 1\n')
     s = _settings(tmp_path)
     assert parse_stages("export, crawl") == ["crawl", "export"]  # always pipeline order
     with pytest.raises(PipelineError, match="unknown stage.*bogus"):
@@ -129,14 +129,13 @@ def test_a_transient_crawl_failure_is_retried_and_the_run_reports_it(demo_shop_d
 
 
 def test_a_fatal_stage_fails_the_run_with_exit_1_and_skips_the_rest(store, prefect_harness, tmp_path):
-    bad = tmp_path / "mapping.toml"
-    bad.write_text("this is [not toml")
-    result = CliRunner().invoke(app, ["--store", str(store.root), "run", "--stages", "align,annotate,splits",
-                                      "--mapping", str(bad), "--no-progress"])
+    # a setting dedup rejects when it runs (a bad mapping is the align check's, before any work)
+    result = CliRunner().invoke(app, ["--store", str(store.root), "--set", "dedup.matcher=bogus", "run",
+                                      "--stages", "annotate,splits", "--no-progress"])
     assert result.exit_code == 1, result.output
     assert "Failed" in result.output and "fatal" in result.output and "not run" in result.output
-    # align is not retried: one failed attempt, recorded once
-    assert store.read("runs", where="stage = 'align'").num_rows <= 1
+    # dedup is not retried: one failed attempt, recorded once
+    assert store.read("runs", where="stage = 'dedup'").num_rows <= 1
 
 
 def test_run_loads_the_settings_once_and_hands_them_to_the_flow(store, prefect_harness, tmp_path, monkeypatch):
@@ -177,3 +176,48 @@ def test_run_warns_of_an_old_key_and_its_stage_reads_the_new_one(tmp_path):
     assert result.exit_code == 1
     assert "flows.mapping is now align.mapping" in result.output, result.output
     assert f"mapping file not found: {tmp_path / 'm.toml'}" in " ".join(result.output.split()), result.output
+
+
+def _error(output: str) -> str:
+    """The one-line error of a CLI run, its words joined (a long line may wrap)."""
+    lines = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, output
+    return " ".join(output[output.index(lines[0]):].split()).removeprefix("error: ")
+
+
+@pytest.mark.parametrize("stage, flags, verb", [
+    ("align", [], ["align"]),  # no mapping at all
+    ("align", ["--mapping", "{tmp}/missing.toml"], ["align", "--mapping", "{tmp}/missing.toml"]),
+    ("align", ["--mapping", "{tmp}/bad.toml"], ["align", "--mapping", "{tmp}/bad.toml"]),  # no [classes]
+    ("extract", ["--kinds", "smell"], ["extract", "--kinds", "smell"]),
+    ("crawl", ["--start-url", "ftp://a.example/"], ["crawl", "--start-url", "ftp://a.example/"]),
+])
+def test_the_flow_and_the_verb_give_the_stage_checks_one_message(tmp_path, stage, flags, verb):
+    """Each stage checks its own options (its ``Stage.check``): ``m5data run`` and the stage's verb say the
+    same, the flow naming the stage first."""
+    from m5data.storage import Store
+
+    Store.init(tmp_path / "store")
+    (tmp_path / "bad.toml").write_text("[other]\nx = 1\n")
+    args = lambda a: [x.format(tmp=tmp_path) for x in a]  # noqa: E731
+    base = ["--store", str(tmp_path / "store")]
+    flow = CliRunner().invoke(app, [*base, "run", "--stages", stage, *args(flags)], env={"COLUMNS": "300"})
+    alone = CliRunner().invoke(app, [*base, *args(verb)], env={"COLUMNS": "300"})
+    assert flow.exit_code == 1 and alone.exit_code in (1, 2), (flow.output, alone.output)
+    assert _error(flow.output) == f"{stage}: {_error(alone.output)}"
+
+
+def test_the_plan_check_names_no_stage():
+    """The flow knows only the registry: check_plan calls each selected stage's check, naming none itself."""
+    import ast
+    import inspect
+
+    from m5data import stages
+    from m5data.flows import pipeline
+
+    tree = ast.parse(inspect.getsource(pipeline.check_plan))
+    body = tree.body[0].body[1:]  # its docstring aside
+    words = {w for node in body for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+             for w in n.value.replace("-", " ").replace(":", " ").split()}
+    assert not words & set(stages.STAGES), words & set(stages.STAGES)
+    assert {s.name for s in stages.REGISTRY if s.check} == {"crawl", "extract", "align"}

@@ -12,6 +12,18 @@ from ..storage import StageStats
 SHOWN = 50  # untitled sub-classes and review-file problems kept in ``details`` (the verb shows these)
 
 
+def check(settings, options: dict) -> None:
+    """The ``[align]`` settings are usable and ``align.mapping`` names a mapping file that reads (ConfigError,
+    AlignError, MappingError: one line naming the key or the file)."""
+    from .mapping import Level1Mapping
+    from .run import NO_MAPPING, AlignError, check_settings
+
+    check_settings(settings)
+    if not settings.align.mapping:
+        raise AlignError(NO_MAPPING)
+    Level1Mapping.load(settings.align.mapping)
+
+
 def run(ctx: RunContext) -> StageStats:
     """Align the store's category labels with the level-1 mapping file ``align.mapping``.
 

@@ -9,6 +9,13 @@ from .run import ExtractStats
 TRANSIENT_REASONS = ("timeout", "timed out", "worker process died")
 
 
+def check(settings, options: dict) -> None:
+    """``extract.kinds`` names only known kinds (video, audio, image, text); ExtractError."""
+    from .run import parse_kinds
+
+    parse_kinds(settings.extract.kinds)
+
+
 def run(ctx: RunContext) -> ExtractStats:
     """Extract what has no derived output yet (``extract.kinds``; options: ``limit`` items per kind,
     ``retry_failed``: also redo the failed ones).

@@ -25,13 +25,12 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from prefect import flow
 
-from ..stages import GROUPS, SHARDED, STAGES, RunContext
+from ..stages import GROUPS, REGISTRY, SHARDED, STAGES, RunContext, StageError, check, get
 from ..storage.objects import is_store_url
-from .executor import run_sharded, run_stage, split_list, stage_entry
+from .executor import run_sharded, run_stage, split_list, stage_entry, stage_options
 from .runners import PipelineError
 
 ARTIFACT_KEY = "m5data-pipeline"
@@ -102,7 +101,10 @@ def parse_stages(stages: str | list[str] | None) -> list[str]:
 
 def check_plan(settings, start_urls: list[str] | None = None, stages: str | list[str] | None = None,
                shards: int | None = None) -> Plan:
-    """Validate a pipeline run against ``settings`` (``[flows]`` gives every default); raise PipelineError.
+    """Validate a pipeline run against ``settings`` (``[flows]`` gives the flow's defaults); raise PipelineError.
+
+    Each selected stage checks its own options and settings (its ``Stage.check``, through
+    ``stages.check``, as its verb does); its error becomes a PipelineError naming the stage.
 
     Args:
         settings: the effective settings (store.path, the [flows] section, each stage's own section).
@@ -110,32 +112,21 @@ def check_plan(settings, start_urls: list[str] | None = None, stages: str | list
         stages: stages to run (default: ``flows.stages``).
         shards: shards of the sharded stages (default: from the runner, see :func:`shard_count`).
     """
-    from ..crawler.crawl import check_start_urls
-    from ..extract.run import ExtractError, parse_kinds
     from .runners import check_runner, shard_count
 
     fl = settings.flows
     wanted = parse_stages(stages if stages is not None else fl.stages)
-    urls = list(start_urls) if start_urls else split_list(fl.start_urls)
-    if "crawl" in wanted:
+    urls = [u.strip() for u in start_urls] if start_urls else split_list(fl.start_urls)
+    values = {"start_urls": urls, "refresh": fl.refresh, "full": fl.full}
+    for name in wanted:
         try:
-            urls = check_start_urls(urls)
-        except ValueError as exc:
-            raise PipelineError(f"crawl: {exc} (or set flows.start_urls)") from None
-    mapping = settings.align.mapping
-    if "align" in wanted:
-        if not mapping:
-            raise PipelineError("align: give --mapping FILE (the level-1 mapping; or set align.mapping),"
-                                " or leave align out of --stages")
-        if not Path(mapping).is_file():
-            raise PipelineError(f"align: mapping file not found: {mapping}")
-    if "extract" in wanted:
-        try:
-            parse_kinds(settings.extract.kinds)
-        except ExtractError as exc:
-            raise PipelineError(f"extract: {exc} (extract.kinds)") from None
-    if "crawl" not in wanted and not _store_exists(settings.store_path):
-        raise PipelineError(f"no store at {settings.store_path}: run the crawl stage first (or `m5data init`)")
+            check(name, settings, stage_options(get(name), values, None))
+        except (ValueError, StageError) as exc:  # the stage's own errors (ConfigError is a ValueError)
+            raise PipelineError(f"{name}: {exc}") from None
+    creators = [s.name for s in REGISTRY if s.creates_store]
+    if not set(creators) & set(wanted) and not _store_exists(settings.store_path):
+        raise PipelineError(f"no store at {settings.store_path}: run the {' or '.join(creators)} stage first "
+                            "(or `m5data init`)")
     if fl.retry_delay < 0:
         raise PipelineError(f"flows.retry_delay must be >= 0, got {fl.retry_delay}")
     check_runner(settings)
@@ -258,7 +249,7 @@ def pipeline_flow(store_path: str, start_urls: list[str] | None = None, stages: 
     ctx = RunContext(settings, run_id=str(flow_run.id or uuid.uuid4().hex), progress=progress)
     values = {"start_urls": list(start_urls or []), "refresh": refresh, "full": full}
     wanted = parse_stages(stages if stages is not None else settings.flows.stages)
-    if "crawl" in wanted:
+    if any(get(name).creates_store for name in wanted):
         Store.open(store_path, create=True)
     results: dict[str, dict] = {}
     fatal = None
