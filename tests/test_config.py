@@ -204,3 +204,22 @@ def test_a_setting_no_code_reads_is_ignored_with_a_warning(tmp_path, key):
               cfg.load(None, cfg.parse_assignments([f"{key}=3"]), environ={}, cwd=tmp_path)):
         assert len(s.warnings) == 1 and key in s.warnings[0] and "no longer read" in s.warnings[0], s.warnings
         assert key not in dict(s.items())
+
+
+def test_config_show_lists_each_stage_key_in_its_own_section():
+    from typer.testing import CliRunner
+
+    from m5data.cli import app
+
+    shown = {}
+    for section in ("export", "report", "train", "extract", "align", "flows"):
+        result = CliRunner().invoke(app, ["config", "show", section], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        shown[section] = result.output
+    for key in ("export.format", "export.split", "report.out", "train.shards", "train.max_steps", "extract.kinds",
+                "align.mapping"):
+        assert key in shown[key.split(".")[0]], key
+    assert not any(f"flows.{name}" in shown["flows"] for name in ("export_format", "report_out", "train_out", "kinds",
+                                                                   "mapping")), shown["flows"]
+    assert "train.seed" not in shown["train"]
+    assert CliRunner().invoke(app, ["config", "show", "run"]).exit_code == 2  # [run] held only the unread seed

@@ -73,12 +73,12 @@ def demo(
             if train:  # about a minute on a quiet 2-core machine
                 demo.update({"train.out": str(out / "train"), "train.epochs": 20, "train.max_steps": 80})
             overrides.update({key: value for key, value in demo.items() if key not in given})
+            overrides["align.mapping"] = str((shop / "truth" / "level1_mapping.toml").absolute())  # the shop's own
             settings = cfg.load(config_file, {**overrides, "store.path": str(store)})
             for warning in settings.warnings:  # an old key (flows.report_out is now report.out)
                 warn(warning)
             stages = settings.flows.stages + (",train" if train and "train" not in settings.flows.stages else "")
-            plan = check_plan(settings, start_urls=[f"{running.url}/"], stages=stages,
-                              mapping=str(shop / "truth" / "level1_mapping.toml"))
+            plan = check_plan(settings, start_urls=[f"{running.url}/"], stages=stages)
         except (PipelineError, cfg.ConfigError) as exc:
             fail(str(exc))
         console.rule(f"[bold]2. pipeline flow: {', '.join(plan.stages)}")
