@@ -221,3 +221,17 @@ def test_the_plan_check_names_no_stage():
              for w in n.value.replace("-", " ").replace(":", " ").split()}
     assert not words & set(stages.STAGES), words & set(stages.STAGES)
     assert {s.name for s in stages.REGISTRY if s.check} == {"crawl", "extract", "align"}
+
+
+def test_a_deployment_from_before_passes_mapping_and_kinds_and_they_set_the_stage_keys(store, prefect_harness):
+    """The flow's former ``mapping`` / ``kinds`` parameters (stored in older deployments) set align.mapping
+    and extract.kinds for one release: the extract stage reads extract.kinds."""
+    import json
+
+    from m5data.flows.pipeline import pipeline_flow
+
+    assert "kinds" not in check_plan(load(None, {"store.path": str(store.root)}, environ={}), stages="extract").parameters()
+    results = pipeline_flow(str(store.root), stages=["extract"], kinds="text", mapping="m.toml")
+    assert results["extract"]["status"] == "ok", results
+    config = json.loads(store.read("runs", where="stage = 'extract'").to_pylist()[-1]["config"])
+    assert (config["extract"]["kinds"], config["align"]["mapping"]) == ("text", "m.toml")
