@@ -423,3 +423,13 @@ def test_the_report_stage_writes_into_report_out(tmp_path):
     old = load(None, {"store.path": str(tmp_path / "store"), "flows.report_out": str(tmp_path / "o")}, environ={})
     assert report_folder(old) == str(tmp_path / "o") and old.warnings == ["flows.report_out is now report.out "
                                                                           "(set in flag): the old key still works, for now"]
+
+
+def test_report_out_is_no_input_of_the_report_beside_its_folder(tmp_path):
+    """Where the page goes is an input already (the folder): ``report.out`` set or not, the same fingerprint,
+    so the flow (report.out) and the verb (--out) writing one folder do not rebuild each other's page."""
+    from m5data.report import incremental
+
+    base = {"store.path": str(tmp_path / "store")}
+    plain, routed = load(None, base, environ={}), load(None, {**base, "report.out": str(tmp_path / "r")}, environ={})
+    assert incremental.inputs(plain, tmp_path / "r", None, None) == incremental.inputs(routed, tmp_path / "r", None, None)
