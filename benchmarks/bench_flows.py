@@ -67,7 +67,7 @@ def main() -> None:
         t = time.perf_counter()
         generate(shop, products=args.products, seed=args.seed)
         print(f"generated {args.products} products in {time.perf_counter() - t:.1f} s", flush=True)
-    overrides = {"download.allow_private": True, "crawl.allow_private": True, "flows.kinds": args.kinds, "flows.dask_workers": args.workers}
+    overrides = {"download.allow_private": True, "crawl.allow_private": True, "extract.kinds": args.kinds, "flows.dask_workers": args.workers}
     results = {}
     # the crawled store's media URLs name the port: a reused crawl is served on the port it was crawled from
     port_file = crawled / "bench-port.txt"

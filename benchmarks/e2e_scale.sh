@@ -16,5 +16,5 @@ SERVE=$!
 trap 'kill $SERVE 2>/dev/null' EXIT
 sleep 3
 /usr/bin/time -f "run: %e s, peak %M KB" "$BIN/m5data" --store "$S" --set download.allow_private=true \
-    --set crawl.allow_private=true --set flows.report_out="$WORK/report-$N" \
+    --set crawl.allow_private=true --set report.out="$WORK/report-$N" \
     run --start-url "http://127.0.0.1:$PORT/" --mapping "$W/truth/level1_mapping.toml" --no-progress

@@ -8,8 +8,9 @@ Values are layered, later layers winning:
 4. flags (``--store``, ``--set section.key=value``, and a stage command's own options).
 
 ``Settings.source(key)`` says which layer set a value; ``m5data config show`` prints both.
-A key that moved to another section (``annotate.pool_k`` is now ``pools.k``: :func:`moved`) still works in
-every layer, with a warning in ``Settings.warnings`` naming the new key.
+A key that moved to the section of the stage that reads it (``annotate.pool_k`` is now ``pools.k``,
+``flows.export_format`` is ``export.format``: :func:`moved_keys`, one table) still works in every layer, with
+a warning in ``Settings.warnings`` naming the new key; a key no code reads (:data:`RETIRED`) is ignored with one.
 Every value is type-checked and range-checked by :func:`validate` before any work starts.
 """
 
@@ -38,7 +39,6 @@ from .config_sections import (
     MatchLevelSettings,
     PoolsSettings,
     ReportSettings,
-    RunSettings,
     SplitsSettings,
     StoreSettings,
     TrainSettings,
@@ -51,7 +51,7 @@ __all__ = [
     # the sections, re-exported (``cfg.CrawlSettings`` etc.)
     "AlignSettings", "AnnotateSettings", "CrawlSettings", "CrowdSettings", "DedupSettings", "DownloadSettings",
     "ExportSettings", "ExtractSettings", "FlowSettings", "MatchLevelSettings", "MatcherSettings", "PoolsSettings",
-    "ReportSettings", "RunSettings", "SplitsSettings", "StoreSettings", "TrainSettings",
+    "ReportSettings", "SplitsSettings", "StoreSettings", "TrainSettings",
 ]
 
 CONFIG_FILENAME = "m5data.toml"
@@ -69,7 +69,6 @@ class Settings:
     download: DownloadSettings = field(default_factory=DownloadSettings)
     extract: ExtractSettings = field(default_factory=ExtractSettings)
     align: AlignSettings = field(default_factory=AlignSettings)
-    run: RunSettings = field(default_factory=RunSettings)
     annotate: AnnotateSettings = field(default_factory=AnnotateSettings)
     dedup: DedupSettings = field(default_factory=DedupSettings)
     match_level: MatchLevelSettings = field(default_factory=MatchLevelSettings)
@@ -128,19 +127,28 @@ def sections() -> list[str]:
     return [f.name for f in fields(Settings) if f.name not in ("sources", "warnings")]
 
 
-# keys of [annotate] that moved to a curation stage's own section, by prefix: annotate.dedup_phash_threshold
-# is dedup.phash_threshold (matcher_ before match_: the longer prefix first)
+# keys that moved to the section of the stage that reads them (a stage reads its own section only); each
+# still works, with a warning naming its new key. Keys of [annotate] moved to a curation stage's own section
+# by prefix: annotate.dedup_phash_threshold is dedup.phash_threshold (matcher_ before match_: the longer
+# prefix first); [flows] keys that duplicated a stage's setting, one by one
 MOVED_PREFIXES = (("dedup_", "dedup"), ("matcher_", "matcher"), ("match_", "match_level"), ("pool_", "pools"),
                   ("crowd_", "crowd"))
+MOVED = {"flows.export_format": "export.format", "flows.export_split": "export.split",
+         "flows.report_out": "report.out", "flows.kinds": "extract.kinds", "flows.mapping": "align.mapping",
+         **{f"flows.train_{name}": f"train.{name}" for name in ("shards", "out", "config", "epochs", "max_steps")}}
 
 
 # keys no longer read, with what replaced them: set, they are ignored with a warning
 RETIRED = {"flows.annotate_jobs": "the curation jobs are stages of their own; name them in flows.stages "
-                                  "(annotate is dedup,match_level,pools)"}
+                                  "(annotate is dedup,match_level,pools)",
+           "train.seed": "training's seed is its model preset's ([train] seed of the preset TOML) or `m5data train --seed`",
+           "run.seed": "no stage read it (each seeded stage has its own: splits.seed, annotate.seed)"}
 
 
 def moved(key: str) -> str | None:
     """The key that replaced ``key`` (``annotate.pool_k`` -> ``pools.k``), or None when it did not move."""
+    if key in MOVED:
+        return MOVED[key]
     section, _, name = key.partition(".")
     if section != "annotate":
         return None
@@ -151,9 +159,9 @@ def moved(key: str) -> str | None:
 
 
 def moved_keys() -> dict[str, str]:
-    """Every old key that still works, with its new key."""
-    return {f"annotate.{prefix}{f.name}": f"{section}.{f.name}" for prefix, section in MOVED_PREFIXES
-            for f in fields(getattr(Settings(), section))}
+    """Every old key that still works, with its new key: the one table of moved keys."""
+    return {**{f"annotate.{prefix}{f.name}": f"{section}.{f.name}" for prefix, section in MOVED_PREFIXES
+               for f in fields(getattr(Settings(), section))}, **MOVED}
 
 
 def check_section(name: str) -> str:

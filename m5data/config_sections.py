@@ -90,6 +90,7 @@ class DownloadSettings:
 @dataclass
 class ExtractSettings:
     workers: int = 0  # processes; 0 = number of cores
+    kinds: str = "video,audio,image,text"  # what extract produces (comma-separated; `m5data extract --kinds`, `m5data run --kinds`)
     frame_fps: float = 1.0  # frames sampled per second of video
     frame_max_side: int = 720  # resize frames inside the ffmpeg pass to this longer side (never enlarged); 0 = keep
     jpeg_quality: int = 90
@@ -118,7 +119,7 @@ class AlignSettings:
     label_threshold: float = 0.50  # S_label >= this (MEP-3M)
     content_threshold: float = 0.75  # S_content > this (MEP-3M)
     content_chars: int = 22_000  # characters of concatenated titles per sub-class (MEP-3M)
-    mapping: str = ""  # level-1 mapping file (TOML/YAML); required by `m5data align` unless --mapping
+    mapping: str = ""  # level-1 mapping file (TOML/YAML); required when align runs (`--mapping` of `m5data align` / `run`)
     engine: str = "bulk"  # S_content engine: bulk (sparse matrix) or simtext (the library, pair by pair)
     weighting: str = "binary"  # binary (simtext's Sim_Cosine) or counts (the paper's term frequencies)
     merge_empty_by_name: bool = False  # merge identically named sub-classes even when one has no titles
@@ -272,7 +273,8 @@ class ExportSettings:
     shard_size: int = 1000  # samples per shard (unless shard_bytes is set)
     shard_bytes: int = 0  # cut shards at about this many bytes of media instead; 0 = by shard_size
     workers: int = 0  # processes writing shards in parallel; 0 = one per core, 1 = inline
-    format: str = "webdataset"  # default layout of `m5data export`: webdataset, parquet, m5product
+    format: str = "webdataset"  # layout: webdataset, parquet, m5product (`m5data export --format`, the flow's export stage)
+    split: str = "all"  # split exported (train, query-c, ...) or all (`m5data export --split`, the flow's export stage)
     mp3: bool = True  # include the mp3 soundtrack (WebDataset `mp3`, Parquet `mp3`, M5Product audios/)
     video: bool = True  # M5Product layout: copy the original video to videos/<id>.mp4
 
@@ -282,9 +284,13 @@ class ExportSettings:
 
 @dataclass
 class TrainSettings:
-    """``m5data train`` / ``evaluate`` (docs/train.md): the thin SCALE model."""
+    """The flow's train stage (docs/train.md): the thin SCALE model; ``m5data train`` gives its own flags."""
 
-    seed: int = 0
+    shards: str = ""  # WebDataset folder the train stage reads; "" = what the export stage of the run wrote
+    out: str = ""  # run folder of the train stage; "" = m5data-train beside the store
+    config: str = "small"  # model: small, paper or a TOML file (docs/train.md)
+    epochs: int = 1  # passes over the train split
+    max_steps: int = 0  # stop after this many steps (0 = no limit)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,6 +302,7 @@ class ReportSettings:
 
     samples_per_category: int = 3  # products per top category in the sample gallery (0 = no gallery)
     top: int = 15  # rows of the "top" tables (properties, alignment pairs)
+    out: str = ""  # folder of the report stage's HTML report; "" = m5data-report beside the store (a store on S3: in the working directory)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,18 +315,8 @@ class FlowSettings:
     # what `m5data run` / `serve` / `deploy` run (flags override each)
     start_urls: str = ""  # crawl start URLs, comma-separated; "" = give --start-url (needed when crawl runs)
     stages: str = "crawl,download,extract,align,annotate,splits,export,report"  # stages run, always in this order (add train)
-    mapping: str = ""  # align's level-1 mapping file; "" = align.mapping (needed when align runs)
-    kinds: str = "video,audio,image,text"  # what the extract stage produces
     refresh: bool = False  # crawl stored product pages again, so changed products are picked up
     full: bool = False  # global stages (align, splits, report) rebuild in full; false = only what changed (docs/flows.md)
-    export_format: str = "webdataset"  # format of the export stage (see docs/export.md)
-    export_split: str = "all"  # split exported by the export stage
-    report_out: str = ""  # folder of the report stage's HTML report; "" = m5data-report beside the store (a store on S3: in the working directory)
-    train_shards: str = ""  # WebDataset folder the train stage reads; "" = what the export stage wrote
-    train_out: str = ""  # run folder of the train stage; "" = m5data-train beside the store
-    train_config: str = "small"  # train stage model: small, paper or a TOML file (docs/train.md)
-    train_epochs: int = 1  # train stage epochs
-    train_max_steps: int = 0  # train stage: stop after this many steps (0 = no limit)
     # scale-out: the per-item work of download and extract, in shards of the pending rows
     runner: str = "local"  # local (one process, no shards), dask or ray (shards fanned out to workers)
     shards: int = 0  # shards per sharded stage under dask/ray; 0 = one per worker (dask_workers)
@@ -340,7 +337,3 @@ class FlowSettings:
     server_home: str = ""  # its PREFECT_HOME (SQLite database, logs, PID file); "" = <store>/prefect
     deployment: str = "m5data-pipeline"  # deployment name used by serve and deploy
 
-
-@dataclass
-class RunSettings:
-    seed: int = 0

@@ -52,14 +52,17 @@ class Stage:
             of processes inside a worker, which is daemonic on Dask).
         retries: Prefect retries of its task; ``retry_delay`` seconds between (None: ``flows.retry_delay``).
         transient_only: retry only a transient failure (``flows.retry.transient``).
-        options: what of the plan its ``run`` gets in ``ctx.options`` (start_urls, refresh,
-            mapping, kinds; ``previous``: the details of the stages run before it, by name).
+        options: what of the plan its ``run`` gets in ``ctx.options`` (start_urls, refresh, full;
+            ``previous``: the details of the stages run before it, by name); its settings are its section's.
         creates_store: its run creates the store when it is missing (the crawl, the first stage).
         leased: :func:`call` holds the stage's lock, named after it (its lease on object storage: every
             commit the run makes is fenced by it) around its ``run`` (the curation stages but dedup). The
             stages whose run takes it itself say False: through :class:`StageRun` (align, dedup, splits,
             export, report) or per shard (crawl, download, extract).
         verbs: its ``m5data`` verbs.
+        check: ``module:function``, the stage's ``check(settings, options)``: rejects what it cannot run
+            with (a bad option or setting, a missing file) before any work, raising the stage's own error
+            with a one-line message; called through :func:`check` by its verbs and the flow's plan check.
     """
 
     name: str
@@ -75,6 +78,7 @@ class Stage:
     creates_store: bool = False
     leased: bool = False
     verbs: tuple[Verb, ...] = ()
+    check: str | None = None
 
     def load(self) -> Callable[[RunContext], Any]:
         """The stage's ``run`` function."""
@@ -85,15 +89,15 @@ class Stage:
 REGISTRY: tuple[Stage, ...] = (
     Stage("crawl", "m5data.crawler.stage:run", "crawl", sharded=True, shard_by="hosts", retries=1, retry_delay=None,
           transient_only=True, options=("start_urls", "refresh"), creates_store=True,
-          verbs=(Verb("crawl", "m5data.crawler.cli:crawl"),)),
+          verbs=(Verb("crawl", "m5data.crawler.cli:crawl"),), check="m5data.crawler.stage:check"),
     Stage("download", "m5data.download.stage:run", "download", sharded=True,
           shard_settings=(("download.pool", "thread"),), retries=1, retry_delay=None, transient_only=True,
           verbs=(Verb("download", "m5data.download.cli:download"),)),
     Stage("extract", "m5data.extract.stage:run", "extract", sharded=True, shard_settings=(("extract.workers", 1),),
-          retries=1, retry_delay=None, transient_only=True, options=("kinds",),
-          verbs=(Verb("extract", "m5data.extract.cli:extract"),)),
-    Stage("align", "m5data.align.stage:run", "align", options=("mapping", "full"),
-          verbs=(Verb("align", "m5data.align.cli:align"),)),
+          retries=1, retry_delay=None, transient_only=True,
+          verbs=(Verb("extract", "m5data.extract.cli:extract"),), check="m5data.extract.stage:check"),
+    Stage("align", "m5data.align.stage:run", "align", options=("full",),
+          verbs=(Verb("align", "m5data.align.cli:align"),), check="m5data.align.stage:check"),
     # the curation stages (m5data/annotate/<name>/), their verbs under ``m5data annotate``
     Stage("dedup", "m5data.annotate.dedup.stage:run", "dedup", options=("full",),
           verbs=(Verb("dedup", "m5data.annotate.dedup.cli:dedup", parent="annotate"),)),
@@ -154,6 +158,15 @@ def get(name: str) -> Stage:
         if stage.name == name:
             return stage
     raise KeyError(f"unknown stage {name!r}; the stages are {', '.join(STAGES)}")
+
+
+def check(name: str, settings, options: dict | None = None) -> None:
+    """Check what the registered stage ``name`` is given (its settings, its options) before it runs: its
+    ``Stage.check``, which raises the stage's own error in one line. The one check of a stage: its verbs
+    (``verbs.run_stage``) and the flow's plan check (``flows.pipeline.check_plan``) both call this."""
+    stage = get(name)
+    if stage.check:
+        load(stage.check)(settings, dict(options or {}))
 
 
 def call(name: str, ctx: RunContext) -> Any:

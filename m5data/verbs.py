@@ -106,6 +106,7 @@ def run_stage(name: str, rctx: stages.RunContext, *errors: type[BaseException], 
 
     with one_line_errors(*errors, handles=handles):
         try:
+            stages.check(name, rctx.settings, rctx.options)
             stats = stages.call(name, rctx)
         except TransientFailure as exc:
             if exc.stats is None or isinstance(exc, (UserError, *handles)):

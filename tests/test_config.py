@@ -151,3 +151,75 @@ def test_flows_annotate_jobs_is_ignored_with_a_warning(tmp_path):
               cfg.load(None, cfg.parse_assignments(["flows.annotate_jobs=dedup"]), environ={}, cwd=tmp_path)):
         assert len(s.warnings) == 1 and "flows.annotate_jobs" in s.warnings[0] and "flows.stages" in s.warnings[0]
         assert not hasattr(s.flows, "annotate_jobs")
+
+
+# [flows] keys that duplicated a stage's own setting, with the stage's key (issue 56: one route per setting)
+FLOW_KEYS = {"flows.export_format": ("export.format", "parquet"), "flows.export_split": ("export.split", "query-c"),
+             "flows.report_out": ("report.out", "rep"), "flows.train_shards": ("train.shards", "sh"),
+             "flows.train_out": ("train.out", "run"), "flows.train_config": ("train.config", "paper"),
+             "flows.train_epochs": ("train.epochs", 3), "flows.train_max_steps": ("train.max_steps", 7),
+             "flows.kinds": ("extract.kinds", "image,text"), "flows.mapping": ("align.mapping", "m.toml")}
+
+
+@pytest.mark.parametrize("layer", ["file", "env", "flag"])
+def test_an_old_flows_key_sets_its_stage_key_and_warns_naming_it(tmp_path, layer):
+    """``flows.export_format`` and the other stage settings of [flows] are the stage's own keys now; the old
+    keys still work, in a file, an environment variable or ``--set``, each with a warning naming the new key."""
+    path, environ, overrides = None, {}, None
+    if layer == "file":
+        path = tmp_path / "m5data.toml"
+        path.write_text("[flows]\n" + "".join(f"{k.split('.')[1]} = {v[1]!r}\n".replace("'", '"')
+                                             for k, v in FLOW_KEYS.items()))
+    elif layer == "env":
+        environ = {cfg.env_name(k): str(v[1]) for k, v in FLOW_KEYS.items()}
+    else:
+        overrides = cfg.parse_assignments([f"{k}={v[1]}" for k, v in FLOW_KEYS.items()])
+    s = cfg.load(path, overrides, environ=environ, cwd=tmp_path)
+    for old, (new, value) in FLOW_KEYS.items():
+        section, name = new.split(".")
+        assert getattr(getattr(s, section), name) == value, new
+        assert s.source(new) != "default", new
+        assert any(w.startswith(f"{old} is now {new}") for w in s.warnings), (old, s.warnings)
+        assert not hasattr(s.flows, old.split(".")[1]), old
+    assert len(s.warnings) == len(FLOW_KEYS), s.warnings
+
+
+def test_every_moved_key_is_in_one_table():
+    """One table lists every key that moved, the [annotate] prefixes and the [flows] duplicates alike."""
+    table = cfg.moved_keys()
+    assert table["annotate.dedup_phash_threshold"] == "dedup.phash_threshold"
+    for old, (new, _) in FLOW_KEYS.items():
+        assert table[old] == new and cfg.moved(old) == new
+    for new in table.values():
+        cfg._split_key(new)  # each new key exists
+
+
+@pytest.mark.parametrize("key", ["train.seed", "run.seed"])
+def test_a_setting_no_code_reads_is_ignored_with_a_warning(tmp_path, key):
+    """``[train] seed`` and ``[run] seed`` were never read (training's seed is the model preset's, or --seed)."""
+    section, name = key.split(".")
+    path = tmp_path / "old.toml"
+    path.write_text(f"[{section}]\n{name} = 3\n")
+    for s in (cfg.load(path, environ={}), cfg.load(None, environ={cfg.env_name(key): "3"}, cwd=tmp_path),
+              cfg.load(None, cfg.parse_assignments([f"{key}=3"]), environ={}, cwd=tmp_path)):
+        assert len(s.warnings) == 1 and key in s.warnings[0] and "no longer read" in s.warnings[0], s.warnings
+        assert key not in dict(s.items())
+
+
+def test_config_show_lists_each_stage_key_in_its_own_section():
+    from typer.testing import CliRunner
+
+    from m5data.cli import app
+
+    shown = {}
+    for section in ("export", "report", "train", "extract", "align", "flows"):
+        result = CliRunner().invoke(app, ["config", "show", section], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        shown[section] = result.output
+    for key in ("export.format", "export.split", "report.out", "train.shards", "train.max_steps", "extract.kinds",
+                "align.mapping"):
+        assert key in shown[key.split(".")[0]], key
+    assert not any(f"flows.{name}" in shown["flows"] for name in ("export_format", "report_out", "train_out", "kinds",
+                                                                   "mapping")), shown["flows"]
+    assert "train.seed" not in shown["train"]
+    assert CliRunner().invoke(app, ["config", "show", "run"]).exit_code == 2  # [run] held only the unread seed

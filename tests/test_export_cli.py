@@ -126,8 +126,20 @@ def markers(out):
 def test_prefect_task_exports_and_returns_the_run(store, tmp_path, prefect_harness):
     from m5data.flows.executor import stage_flow
 
-    stats = stage_flow("export", str(store.root), overrides={"export.workers": 1},
-                       options={"split": "gallery-c", "fmt": "parquet", "out": str(tmp_path / "p")})
+    stats = stage_flow("export", str(store.root), overrides={"export.workers": 1, "export.split": "gallery-c",
+                                                             "export.format": "parquet"}, options={"out": str(tmp_path / "p")})
     assert stats.stage == "export" and stats.status == "ok" and stats.details["version"] == "v1"
     assert stats.details["splits"] == {"gallery-c": 12} and stats.n_out == 12
     assert (tmp_path / "p" / "data" / "data" / "gallery_c-00000-of-00001.parquet").is_file()
+
+
+@pytest.mark.parametrize("key", ["export.format", "flows.export_format"])
+def test_the_export_stage_writes_export_format(store, tmp_path, key):
+    """One answer: the export stage (the flow's, as the verb's) writes ``export.format`` and ``export.split``;
+    the old ``flows.export_format`` sets export.format, with a warning."""
+    from m5data.stages import RunContext, call
+
+    settings = settings_for(store, **{key: "parquet", "export.split": "gallery-c", "export.workers": 1})
+    stats = call("export", RunContext(settings, options={"out": str(tmp_path / "p")}))
+    assert (stats.details["format"], stats.details["splits"]) == ("parquet", {"gallery-c": 12})
+    assert settings.export.format == "parquet" and bool(settings.warnings) == (key != "export.format")

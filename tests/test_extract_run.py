@@ -210,7 +210,7 @@ def test_prefect_task_in_a_flow(store, prefect_harness):
     from m5data.flows.executor import stage_flow
 
     store.write("products", [{"product_id": "shopa:1", "title": "<b>Instant Pot</b> 电压力锅"}])
-    stats = stage_flow("extract", str(store.root), overrides={"extract.workers": 1}, options={"kinds": "text"})
+    stats = stage_flow("extract", str(store.root), overrides={"extract.workers": 1, "extract.kinds": "text"})
     assert stats.stage == "extract" and stats.n_out == 1 and stats.details["by_kind"] == {"text/ok": 1}
     caption = store.read("captions").to_pylist()[0]
     assert caption["text"] == "Instant Pot 电压力锅" and caption["tokens"][:2] == ["Instant", "Pot"]

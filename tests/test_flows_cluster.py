@@ -47,14 +47,16 @@ def run(path, runner, stages, start_urls=(), mapping=None, address="", retry_del
     from m5data.flows.launch import run_pipeline
     from m5data.flows.pipeline import check_plan
 
-    overrides = {**LOOPBACK, "store.path": str(path), "flows.runner": runner, "flows.kinds": "image,text",
+    overrides = {**LOOPBACK, "store.path": str(path), "flows.runner": runner, "extract.kinds": "image,text",
                  "flows.dask_address": address, "flows.ray_address": ray_address, "flows.retry_delay": retry_delay,
                  "flows.dask_workers": 2, "flows.scheduler_timeout": scheduler_timeout}
+    if mapping:
+        overrides["align.mapping"] = str(mapping)
     if tls:
         overrides.update({"flows.dask_tls_ca_file": tls["ca"], "flows.dask_tls_cert": tls["cert"],
                           "flows.dask_tls_key": tls["key"]})
     settings = load(None, overrides, environ={})
-    plan = check_plan(settings, start_urls=list(start_urls), stages=stages, mapping=mapping)
+    plan = check_plan(settings, start_urls=list(start_urls), stages=stages)
     return run_pipeline(plan, settings, {k: v for k, v in overrides.items() if k != "store.path"})
 
 

@@ -27,10 +27,10 @@ def test_dask_runner_gives_the_same_store_as_the_local_runner(demo_shop, prefect
         path = tmp_path / runner
         shutil.copytree(crawled, path)
         demo_shop.reset_faults()
-        settings = load(None, {**overrides, "store.path": str(path), "flows.runner": runner, "flows.kinds": "image,text",
+        settings = load(None, {**overrides, "store.path": str(path), "flows.runner": runner, "extract.kinds": "image,text",
                                "flows.dask_workers": 2}, environ={})
         plan = check_plan(settings, stages="download,extract")
-        outcomes[runner] = run_pipeline(plan, settings, {**overrides, "flows.kinds": "image,text"})
+        outcomes[runner] = run_pipeline(plan, settings, {**overrides, "extract.kinds": "image,text"})
         assert outcomes[runner].ok, (runner, outcomes[runner].message, outcomes[runner].results)
     local, dask = Store.open(tmp_path / "local"), Store.open(tmp_path / "dask")
     assert differences(local, dask) == {}

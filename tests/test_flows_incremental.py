@@ -17,8 +17,8 @@ def test_a_second_run_over_a_grown_site_adds_only_what_is_new(demo_shop_factory,
     first_shop, new_shop = demo_shop_factory(products=20, seed=1), demo_shop_factory(products=20, seed=2)
     path = str(tmp_path / "store")
     mapping = str(first_shop.truth_dir / "level1_mapping.toml")
-    first = pipeline_flow(path, [f"{first_shop.url}/"], stages=STAGES, mapping=mapping, kinds="image,text",
-                          overrides=LOOPBACK)
+    overrides = {**LOOPBACK, "align.mapping": mapping, "extract.kinds": "image,text"}
+    first = pipeline_flow(path, [f"{first_shop.url}/"], stages=STAGES, overrides=overrides)
     assert {e["status"] for e in first.values()} == {"ok"}, first
     store = Store.open(path)
     products_before = {r[0] for r in query(store, "SELECT product_id FROM products")}
@@ -28,8 +28,7 @@ def test_a_second_run_over_a_grown_site_adds_only_what_is_new(demo_shop_factory,
     assert v1 and {r[0] for r in v1} == products_before
 
     # the site grew: the same shop plus a second one's listings
-    second = pipeline_flow(path, [f"{first_shop.url}/", f"{new_shop.url}/"], stages=STAGES, mapping=mapping,
-                           kinds="image,text", overrides=LOOPBACK)
+    second = pipeline_flow(path, [f"{first_shop.url}/", f"{new_shop.url}/"], stages=STAGES, overrides=overrides)
     assert {e["status"] for e in second.values()} == {"ok"}, second
     store = Store.open(path)
     new_truth = {p["product_id"] for p in pq.read_table(new_shop.truth_dir / "products.parquet").to_pylist()

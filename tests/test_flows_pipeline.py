@@ -18,7 +18,7 @@ def _settings(tmp_path, **overrides):
 
 def test_check_plan_rejects_bad_parameters_before_any_work(tmp_path):
     mapping = tmp_path / "mapping.toml"
-    mapping.write_text("")
+    mapping.write_text('[classes]\n1 = "c"\n\n[platforms.shopa]\n"a" = 1\n')
     s = _settings(tmp_path)
     assert parse_stages("export, crawl") == ["crawl", "export"]  # always pipeline order
     with pytest.raises(PipelineError, match="unknown stage.*bogus"):
@@ -33,8 +33,8 @@ def test_check_plan_rejects_bad_parameters_before_any_work(tmp_path):
         check_plan(_settings(tmp_path, **{"flows.runner": "spark"}), ["http://127.0.0.1:9/"], stages="crawl")
     with pytest.raises(PipelineError, match="flows.scheduler_timeout must be > 0"):
         check_plan(_settings(tmp_path, **{"flows.scheduler_timeout": 0}), ["http://127.0.0.1:9/"], stages="crawl")
-    plan = check_plan(s, ["http://127.0.0.1:9/"], stages="crawl,align", mapping=str(mapping))
-    assert plan.stages == ["crawl", "align"] and plan.shards == 1 and plan.mapping == str(mapping.absolute())
+    plan = check_plan(_settings(tmp_path, **{"align.mapping": str(mapping)}), ["http://127.0.0.1:9/"], stages="crawl,align")
+    assert plan.stages == ["crawl", "align"] and plan.shards == 1
     dask = check_plan(_settings(tmp_path, **{"flows.runner": "dask", "flows.start_urls": "http://a.example/"}),
                       stages="crawl")
     assert dask.shards == 2 and dask.start_urls == ["http://a.example/"]  # one shard per LocalCluster worker
@@ -113,14 +113,13 @@ def test_a_transient_crawl_failure_is_retried_and_the_run_reports_it(demo_shop_d
 
 
 def test_a_fatal_stage_fails_the_run_with_exit_1_and_skips_the_rest(store, prefect_harness, tmp_path):
-    bad = tmp_path / "mapping.toml"
-    bad.write_text("this is [not toml")
-    result = CliRunner().invoke(app, ["--store", str(store.root), "run", "--stages", "align,annotate,splits",
-                                      "--mapping", str(bad), "--no-progress"])
+    # a setting dedup rejects when it runs (a bad mapping is the align check's, before any work)
+    result = CliRunner().invoke(app, ["--store", str(store.root), "--set", "dedup.matcher=bogus", "run",
+                                      "--stages", "annotate,splits", "--no-progress"])
     assert result.exit_code == 1, result.output
     assert "Failed" in result.output and "fatal" in result.output and "not run" in result.output
-    # align is not retried: one failed attempt, recorded once
-    assert store.read("runs", where="stage = 'align'").num_rows <= 1
+    # dedup is not retried: one failed attempt, recorded once
+    assert store.read("runs", where="stage = 'dedup'").num_rows <= 1
 
 
 def test_run_loads_the_settings_once_and_hands_them_to_the_flow(store, prefect_harness, tmp_path, monkeypatch):
@@ -137,10 +136,10 @@ def test_run_loads_the_settings_once_and_hands_them_to_the_flow(store, prefect_h
 
     monkeypatch.setattr(cfg, "load", counting)
     report = tmp_path / "report"
-    result = CliRunner().invoke(app, ["--store", str(store.root), "--set", f"flows.report_out={report}", "run",
+    result = CliRunner().invoke(app, ["--store", str(store.root), "--set", f"report.out={report}", "run",
                                       "--stages", "report", "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert (report / "index.html").is_file()  # the flow's report stage read flows.report_out from that object
+    assert (report / "index.html").is_file()  # the flow's report stage read report.out from that object
     assert len(calls) == 1, calls
 
 
@@ -152,3 +151,71 @@ def test_run_runs_one_curation_stage_by_its_name(store, prefect_harness):
     assert "dedup" in result.output and "match_level" not in result.output
     assert store.read("runs", columns=["stage"]).column("stage").to_pylist() == ["dedup"]
     assert store.count("dedup") == 2
+
+
+def test_run_warns_of_an_old_key_and_its_stage_reads_the_new_one(tmp_path):
+    """``--set flows.mapping=...`` sets align.mapping with a warning, and the align check reads that key."""
+    result = CliRunner().invoke(app, ["--store", str(tmp_path / "s"), "--set", f"flows.mapping={tmp_path / 'm.toml'}",
+                                      "run", "--stages", "align"])
+    assert result.exit_code == 1
+    assert "flows.mapping is now align.mapping" in result.output, result.output
+    assert f"mapping file not found: {tmp_path / 'm.toml'}" in " ".join(result.output.split()), result.output
+
+
+def _error(output: str) -> str:
+    """The one-line error of a CLI run, its words joined (a long line may wrap)."""
+    lines = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, output
+    return " ".join(output[output.index(lines[0]):].split()).removeprefix("error: ")
+
+
+@pytest.mark.parametrize("stage, flags, verb", [
+    ("align", [], ["align"]),  # no mapping at all
+    ("align", ["--mapping", "{tmp}/missing.toml"], ["align", "--mapping", "{tmp}/missing.toml"]),
+    ("align", ["--mapping", "{tmp}/bad.toml"], ["align", "--mapping", "{tmp}/bad.toml"]),  # no [classes]
+    ("extract", ["--kinds", "smell"], ["extract", "--kinds", "smell"]),
+    ("crawl", ["--start-url", "ftp://a.example/"], ["crawl", "--start-url", "ftp://a.example/"]),
+])
+def test_the_flow_and_the_verb_give_the_stage_checks_one_message(tmp_path, stage, flags, verb):
+    """Each stage checks its own options (its ``Stage.check``): ``m5data run`` and the stage's verb say the
+    same, the flow naming the stage first."""
+    from m5data.storage import Store
+
+    Store.init(tmp_path / "store")
+    (tmp_path / "bad.toml").write_text("[other]\nx = 1\n")
+    args = lambda a: [x.format(tmp=tmp_path) for x in a]  # noqa: E731
+    base = ["--store", str(tmp_path / "store")]
+    flow = CliRunner().invoke(app, [*base, "run", "--stages", stage, *args(flags)], env={"COLUMNS": "300"})
+    alone = CliRunner().invoke(app, [*base, *args(verb)], env={"COLUMNS": "300"})
+    assert flow.exit_code == 1 and alone.exit_code in (1, 2), (flow.output, alone.output)
+    assert _error(flow.output) == f"{stage}: {_error(alone.output)}"
+
+
+def test_the_plan_check_names_no_stage():
+    """The flow knows only the registry: check_plan calls each selected stage's check, naming none itself."""
+    import ast
+    import inspect
+
+    from m5data import stages
+    from m5data.flows import pipeline
+
+    tree = ast.parse(inspect.getsource(pipeline.check_plan))
+    body = tree.body[0].body[1:]  # its docstring aside
+    words = {w for node in body for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+             for w in n.value.replace("-", " ").replace(":", " ").split()}
+    assert not words & set(stages.STAGES), words & set(stages.STAGES)
+    assert {s.name for s in stages.REGISTRY if s.check} == {"crawl", "extract", "align"}
+
+
+def test_a_deployment_from_before_passes_mapping_and_kinds_and_they_set_the_stage_keys(store, prefect_harness):
+    """The flow's former ``mapping`` / ``kinds`` parameters (stored in older deployments) set align.mapping
+    and extract.kinds for one release: the extract stage reads extract.kinds."""
+    import json
+
+    from m5data.flows.pipeline import pipeline_flow
+
+    assert "kinds" not in check_plan(load(None, {"store.path": str(store.root)}, environ={}), stages="extract").parameters()
+    results = pipeline_flow(str(store.root), stages=["extract"], kinds="text", mapping="m.toml")
+    assert results["extract"]["status"] == "ok", results
+    config = json.loads(store.read("runs", where="stage = 'extract'").to_pylist()[-1]["config"])
+    assert (config["extract"]["kinds"], config["align"]["mapping"]) == ("text", "m.toml")

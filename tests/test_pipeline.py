@@ -12,8 +12,8 @@ def test_pipeline_flow_builds_a_store_from_the_demo_shop(demo_shop, prefect_harn
 
     store_path = str(tmp_path / "store")
     runs = pipeline_flow(store_path, [f"{demo_shop.url}/"], stages=["crawl", "download", "extract", "align"],
-                         mapping=str(demo_shop.truth_dir / "level1_mapping.toml"),
-                         kinds="image,text", overrides={"download.allow_private": True, "crawl.allow_private": True})
+                         overrides={"download.allow_private": True, "crawl.allow_private": True, "extract.kinds": "image,text",
+                                    "align.mapping": str(demo_shop.truth_dir / "level1_mapping.toml")})
     assert list(runs) == ["crawl", "download", "extract", "align"]
     assert {e["status"] for e in runs.values()} == {"ok"}
     store = Store.open(store_path)

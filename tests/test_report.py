@@ -412,3 +412,24 @@ def test_the_last_runs_config_is_its_newest_by_start_across_parts_as_the_view_sa
     store.compact("runs")
     assert _json.loads(last_run_config(store, "dedup"))["dedup_run"]["groups"] == 1
     assert last_run_config(store, "export") is None
+
+
+def test_the_report_stage_writes_into_report_out(tmp_path):
+    """The report stage's folder is its own key, ``report.out``; the old ``flows.report_out`` sets it, with a warning."""
+    from m5data.report.stage import report_folder
+
+    settings = load(None, {"store.path": str(tmp_path / "store"), "report.out": str(tmp_path / "r")}, environ={})
+    assert report_folder(settings) == str(tmp_path / "r")
+    old = load(None, {"store.path": str(tmp_path / "store"), "flows.report_out": str(tmp_path / "o")}, environ={})
+    assert report_folder(old) == str(tmp_path / "o") and old.warnings == ["flows.report_out is now report.out "
+                                                                          "(set in flag): the old key still works, for now"]
+
+
+def test_report_out_is_no_input_of_the_report_beside_its_folder(tmp_path):
+    """Where the page goes is an input already (the folder): ``report.out`` set or not, the same fingerprint,
+    so the flow (report.out) and the verb (--out) writing one folder do not rebuild each other's page."""
+    from m5data.report import incremental
+
+    base = {"store.path": str(tmp_path / "store")}
+    plain, routed = load(None, base, environ={}), load(None, {**base, "report.out": str(tmp_path / "r")}, environ={})
+    assert incremental.inputs(plain, tmp_path / "r", None, None) == incremental.inputs(routed, tmp_path / "r", None, None)

@@ -53,13 +53,13 @@ def test_a_verb_runs_its_registered_stage_with_one_run_context(store, tmp_path, 
         seen.append(ctx)
         stats = StageStats("export")
         stats.n_in = stats.n_out = 3
-        stats.details.update(out=str(ctx.options["out"]), format=ctx.options["fmt"], version="v9",
+        stats.details.update(out=str(ctx.options["out"]), format=ctx.settings.export.format, version="v9",
                              splits={"train": 3}, shards=2, shards_written=1, shards_skipped=1, skipped_splits={})
         stats.finish("ok")
         return stats
 
     class Entry:
-        name, leased = "export", True  # stages.call runs it holding the export lock
+        name, leased, check = "export", True, None  # stages.call runs it holding the export lock
         load = staticmethod(lambda: run)
 
     monkeypatch.setattr(stages, "get", lambda name: Entry if name == "export" else pytest.fail(name))
@@ -69,7 +69,8 @@ def test_a_verb_runs_its_registered_stage_with_one_run_context(store, tmp_path, 
     assert res.returncode == 0, res.stderr
     assert len(seen) == 1 and isinstance(seen[0], RunContext)
     ctx = seen[0]
-    assert ctx.options == {"split": "train", "out": out, "version": "v9", "full": False, "fmt": "parquet"}
+    assert ctx.options == {"out": out, "version": "v9", "full": False}
+    assert (ctx.settings.export.split, ctx.settings.export.format) == ("train", "parquet")  # the stage's own keys
     assert ctx.settings.export.shard_size == 7 and ctx.settings.source("export.shard_size") == "flag"
     assert ctx.store.root == store.root and not ctx.create
     assert "shards: 2 (1 written, 1 already finished)" in res.stdout
@@ -121,3 +122,23 @@ def test_a_curation_stage_runs_under_its_lock_and_writes_its_runs_row_by_its_nam
     stats = stages.call("dedup", RunContext(settings))
     assert stats.stage == "dedup" and taken == ["dedup"]
     assert store.read("runs", columns=["stage"]).column("stage").to_pylist() == ["dedup"] and store.count("dedup") == 2
+
+
+def test_a_stage_checks_its_own_options_through_the_registry(tmp_path):
+    """``stages.check(name, settings, options)`` runs the stage's ``Stage.check`` (its stage.py's ``check``),
+    which raises the stage's own error; a stage without one accepts anything."""
+    from m5data.align.run import AlignError
+    from m5data.extract.run import ExtractError
+
+    settings = load(None, {"store.path": str(tmp_path / "store"), "extract.kinds": "smell"}, environ={})
+    for stage in stages.REGISTRY:
+        if stage.check:
+            assert stage.check.endswith(".stage:check") and callable(stages.load(stage.check)), stage.name
+    with pytest.raises(ValueError, match="give at least one --start-url"):
+        stages.check("crawl", settings, {"start_urls": []})
+    stages.check("crawl", settings, {"start_urls": ["http://a.example/"]})
+    with pytest.raises(ExtractError, match="unknown extract kind.*smell"):
+        stages.check("extract", settings, {})
+    with pytest.raises(AlignError, match="no level-1 mapping file"):
+        stages.check("align", settings, {})
+    stages.check("download", settings, {"anything": 1})

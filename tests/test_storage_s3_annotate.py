@@ -220,9 +220,9 @@ def test_the_train_stage_on_an_s3_store_wants_a_local_run_folder():
     from m5data.stages import RunContext, StageError
     from m5data.train.stage import run
 
-    settings = load(overrides={"store.path": "s3://bucket/m5", "flows.train_shards": "s3://bucket/m5/exports/v1"},
+    settings = load(overrides={"store.path": "s3://bucket/m5", "train.shards": "s3://bucket/m5/exports/v1"},
                     environ={})
-    with pytest.raises(StageError, match=r"train: the store s3://bucket/m5 is on object storage.*flows.train_out"):
+    with pytest.raises(StageError, match=r"train: the store s3://bucket/m5 is on object storage.*train.out"):
         run(RunContext(settings, options={"evaluate": False}))
 
 

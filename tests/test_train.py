@@ -401,8 +401,8 @@ def test_training_inside_a_prefect_flow_survives_the_epoch_ends(shards, tmp_path
 
     Store.init(tmp_path / "store")
     stats = stage_flow("train", str(tmp_path / "store"), options={"evaluate": False},
-                       overrides={"flows.train_shards": str(shards), "flows.train_out": str(tmp_path / "run"),
-                                  "flows.train_config": "small", "flows.train_epochs": 3})
+                       overrides={"train.shards": str(shards), "train.out": str(tmp_path / "run"),
+                                  "train.config": "small", "train.epochs": 3})
     assert stats.details["steps"] == 9 and stats.status == "ok"
     assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 9
 
@@ -454,3 +454,16 @@ def test_evaluate_prints_each_split_size_and_warns_of_a_split_too_small(tmp_path
     warning = next(line for line in done.stderr.splitlines() if "query-fg" in line)
     assert warning.startswith("warning:") and "1 product" in warning and "fine" in warning, warning
     assert not [line for line in done.stderr.splitlines() if "gallery-c" in line]  # 48: not warned about
+
+
+def test_the_train_stage_reads_its_own_section(tmp_path):
+    """The train stage's shards, run folder, preset, epochs and steps are ``[train]`` keys; without shards
+    (none set, no export before it in the run) it says which key to set."""
+    from m5data.config import load
+    from m5data.stages import RunContext, StageError, call
+
+    settings = load(None, {"store.path": str(tmp_path / "store")}, environ={})
+    with pytest.raises(StageError, match=r"export\.format = webdataset, or set train\.shards$"):
+        call("train", RunContext(settings, options={"evaluate": False}))
+    assert [f"train.{k}" for k in ("shards", "out", "config", "epochs", "max_steps")] == \
+        [key for key, _ in settings.items() if key.startswith("train.")]

@@ -71,6 +71,7 @@ def check_settings(s: cfg.Settings) -> None:
 
 
 REVIEW = "derived/align/review.csv"  # the review file's place in the store when none is set
+NO_MAPPING = "no level-1 mapping file: pass --mapping FILE or set align.mapping"
 
 
 def review_target(s: cfg.Settings, review_out) -> Path | None:
@@ -102,7 +103,7 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
     a = settings.align
     path = mapping or a.mapping
     if not path:
-        raise AlignError("no level-1 mapping file: pass --mapping FILE or set align.mapping")
+        raise AlignError(NO_MAPPING)
     level1 = Level1Mapping.load(path)
     reviewed = review_file.read(review) if review else review_file.Reviewed()
     out = review_target(settings, review_out)

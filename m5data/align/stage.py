@@ -12,8 +12,20 @@ from ..storage import StageStats
 SHOWN = 50  # untitled sub-classes and review-file problems kept in ``details`` (the verb shows these)
 
 
+def check(settings, options: dict) -> None:
+    """The ``[align]`` settings are usable and ``align.mapping`` names a mapping file that reads (ConfigError,
+    AlignError, MappingError: one line naming the key or the file)."""
+    from .mapping import Level1Mapping
+    from .run import NO_MAPPING, AlignError, check_settings
+
+    check_settings(settings)
+    if not settings.align.mapping:
+        raise AlignError(NO_MAPPING)
+    Level1Mapping.load(settings.align.mapping)
+
+
 def run(ctx: RunContext) -> StageStats:
-    """Align the store's category labels with ``options["mapping"]`` (default ``align.mapping``).
+    """Align the store's category labels with the level-1 mapping file ``align.mapping``.
 
     Options: ``review`` (a reviewed file to re-apply), ``review_out``, ``renumber``, ``full`` (score
     every pair again; default: only pairs of sub-classes new or changed since the last complete run,
@@ -27,7 +39,7 @@ def run(ctx: RunContext) -> StageStats:
 
     o = ctx.options
     with (_step_progress() if ctx.progress else contextlib.nullcontext(None)) as progress:
-        report = align(ctx.store, ctx.settings, mapping=o.get("mapping"), review=o.get("review"),
+        report = align(ctx.store, ctx.settings, review=o.get("review"),
                        review_out=o.get("review_out"), renumber=bool(o.get("renumber")),
                        full=bool(o.get("full")), progress=progress)
     report.stats.details.update(

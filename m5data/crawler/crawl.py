@@ -66,7 +66,7 @@ PRIVATE_HOST = "m5data/refused/private_host/"  # + host: requests refused as not
 def check_start_urls(urls: list[str]) -> list[str]:
     """Reject start URLs that are not absolute http(s) URLs, before any work starts."""
     if not urls:
-        raise ValueError("give at least one --start-url")
+        raise ValueError("give at least one --start-url (or set flows.start_urls)")
     out = []
     for url in urls:
         parts = urlsplit(url.strip())

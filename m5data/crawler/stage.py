@@ -11,6 +11,13 @@ from ..stages import RunContext
 from ..storage import StageStats
 
 
+def check(settings, options: dict) -> None:
+    """The crawl needs start URLs, each an absolute http(s) URL (``options["start_urls"]``); ValueError."""
+    from .crawl import check_start_urls
+
+    check_start_urls(list(options.get("start_urls") or []))
+
+
 def run(ctx: RunContext) -> StageStats:
     """Crawl ``options["start_urls"]`` into the store (created if missing).
 

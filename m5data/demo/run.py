@@ -41,7 +41,7 @@ def demo(
 ) -> None:
     """Generate the demo shop, serve it on 127.0.0.1, run the pipeline flow end to end and report."""
     from m5data import config as cfg
-    from m5data.console import console, fail
+    from m5data.console import console, fail, warn
     from m5data.flows.launch import print_outcome, run_pipeline
     from m5data.flows.pipeline import PipelineError, check_plan
 
@@ -68,16 +68,17 @@ def demo(
     with serve_in_thread(shop) as running:
         console.print(f"serving on [bold]{esc(running.url)}[/] (127.0.0.1 only)")
         try:
-            if "flows.report_out" not in overrides:
-                overrides["flows.report_out"] = str(out / "report")
-            if train:
-                overrides.setdefault("flows.train_out", str(out / "train"))
-                overrides.setdefault("flows.train_epochs", 20)
-                overrides.setdefault("flows.train_max_steps", 80)  # about a minute on a quiet 2-core machine
+            given = {cfg.moved(key) or key for key in overrides}  # a --set of an old key (flows.report_out) counts
+            demo = {"report.out": str(out / "report")}
+            if train:  # about a minute on a quiet 2-core machine
+                demo.update({"train.out": str(out / "train"), "train.epochs": 20, "train.max_steps": 80})
+            overrides.update({key: value for key, value in demo.items() if key not in given})
+            overrides["align.mapping"] = str((shop / "truth" / "level1_mapping.toml").absolute())  # the shop's own
             settings = cfg.load(config_file, {**overrides, "store.path": str(store)})
+            for warning in settings.warnings:  # an old key (flows.report_out is now report.out)
+                warn(warning)
             stages = settings.flows.stages + (",train" if train and "train" not in settings.flows.stages else "")
-            plan = check_plan(settings, start_urls=[f"{running.url}/"], stages=stages,
-                              mapping=str(shop / "truth" / "level1_mapping.toml"))
+            plan = check_plan(settings, start_urls=[f"{running.url}/"], stages=stages)
         except (PipelineError, cfg.ConfigError) as exc:
             fail(str(exc))
         console.rule(f"[bold]2. pipeline flow: {', '.join(plan.stages)}")

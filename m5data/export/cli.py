@@ -18,8 +18,8 @@ from ..verbs import one_line_errors
 
 def export(
     ctx: typer.Context,
-    split: str = typer.Option("all", "--split", help="A split name (train, query-c, ...) or all."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="webdataset (default), parquet or m5product."),
+    split: Optional[str] = typer.Option(None, "--split", help="A split name (train, query-c, ...) or all (default export.split: all)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="webdataset (default), parquet or m5product (export.format)."),
     out: str = typer.Option(..., "--out", help="Output folder or URL such as s3://bucket/prefix (an export there is resumed)."),
     shard_size: Optional[int] = typer.Option(None, "--shard-size", help="Products per shard (default 1000)."),
     shard_bytes: Optional[int] = typer.Option(None, "--shard-bytes", help="Cut shards at about this many bytes of media instead."),
@@ -39,11 +39,10 @@ def export(
     from ..verbs import run_stage, stage_context
     from .remote import is_remote
 
-    rctx = stage_context(ctx, progress=True, options={"split": split, "out": out if is_remote(out) else Path(out),
+    rctx = stage_context(ctx, progress=True, options={"out": out if is_remote(out) else Path(out),
                                                       "version": version, "full": full},
                          **{"export.shard_size": shard_size, "export.shard_bytes": shard_bytes,
-                            "export.workers": workers, "export.format": fmt})
-    rctx.options["fmt"] = rctx.settings.export.format  # the verb's format is export.format, not flows.export_format
+                            "export.workers": workers, "export.format": fmt, "export.split": split})
     d = run_stage("export", rctx).details
     for name, why in d["skipped_splits"].items():
         console.print(f"[yellow]skipped[/] split {esc(repr(name))}: not a plain name ({esc(why)}); "

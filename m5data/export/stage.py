@@ -12,8 +12,7 @@ from ..storage import StageStats
 
 
 def run(ctx: RunContext) -> StageStats:
-    """Export a split version: ``flows.export_split`` in ``flows.export_format`` (or ``options``: split,
-    fmt, out, version, full).
+    """Export a split version: ``export.split`` in ``export.format`` (``options``: out, version, full).
 
     A WebDataset export of a new split version writes only new and changed samples and takes the
     other shards over from the last complete export (``incremental.py``) unless ``full``.
@@ -25,9 +24,7 @@ def run(ctx: RunContext) -> StageStats:
 
     from .run import export
 
-    store, fl = ctx.store, ctx.settings.flows
-    split = ctx.options.get("split") or fl.export_split
-    fmt = ctx.options.get("fmt") or fl.export_format
+    store, split, fmt = ctx.store, ctx.settings.export.split, ctx.settings.export.format
     version, out = ctx.options.get("version"), ctx.options.get("out")
     if out is None:
         version, out = default_out(store, split, fmt, version)

@@ -6,13 +6,11 @@ from typing import Optional
 
 import typer
 
-from ..verbs import one_line_errors
-
 
 def extract(
     ctx: typer.Context,
-    kinds: str = typer.Option("video,audio,image,text", "--kinds",
-                              help="What to extract, comma-separated: video (frames), audio (mp3 + MFCC), image, text."),
+    kinds: Optional[str] = typer.Option(None, "--kinds", help="What to extract, comma-separated: video (frames), "
+                                        "audio (mp3 + MFCC), image, text (extract.kinds; default all four)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=0, help="At most N items per kind (default: all)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0,
                                           help="Worker processes (extract.workers; 0 = one per core)."),
@@ -29,12 +27,9 @@ def extract(
     """
     from ..console import Table, console, stage_summary
     from ..verbs import run_stage, stage_context
-    from .run import parse_kinds
 
-    with one_line_errors():
-        wanted = parse_kinds(kinds)
-    rctx = stage_context(ctx, progress=progress, options={"kinds": wanted, "limit": limit, "retry_failed": retry_failed},
-                         **{"extract.workers": workers})
+    rctx = stage_context(ctx, progress=progress, options={"limit": limit, "retry_failed": retry_failed},
+                         **{"extract.workers": workers, "extract.kinds": kinds})
     stats = run_stage("extract", rctx, summary=False)
     table = Table(title="extract by kind")
     for col in ("kind", "status", "items"):

@@ -9,9 +9,16 @@ from .run import ExtractStats
 TRANSIENT_REASONS = ("timeout", "timed out", "worker process died")
 
 
+def check(settings, options: dict) -> None:
+    """``extract.kinds`` names only known kinds (video, audio, image, text); ExtractError."""
+    from .run import parse_kinds
+
+    parse_kinds(settings.extract.kinds)
+
+
 def run(ctx: RunContext) -> ExtractStats:
-    """Extract what has no derived output yet (``options["kinds"]``, default all four; ``limit``
-    items per kind; ``retry_failed``: also redo the failed ones).
+    """Extract what has no derived output yet (``extract.kinds``; options: ``limit`` items per kind,
+    ``retry_failed``: also redo the failed ones).
 
     Items that failed transiently (an ffmpeg pass that timed out, a worker process that died)
     make the first attempt raise :class:`TransientFailure`; the flow's retry (``ctx.attempt`` 2)
@@ -21,7 +28,7 @@ def run(ctx: RunContext) -> ExtractStats:
     from .run import run as extract
 
     is_retry = ctx.attempt > 1
-    stats = extract(ctx.store, ctx.settings, kinds=ctx.options.get("kinds") or "video,audio,image,text",
+    stats = extract(ctx.store, ctx.settings, kinds=ctx.settings.extract.kinds,
                     limit=ctx.options.get("limit"), progress=ctx.progress, retry_failed=is_retry or bool(ctx.options.get("retry_failed")),
                     shard=ctx.shard)
     stats.details["by_kind"] = {f"{k}/{s}": n for (k, s), n in sorted(stats.by_kind.items())}

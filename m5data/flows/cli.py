@@ -15,9 +15,9 @@ _START_URL = typer.Option([], "--start-url", help="Crawl start URL (repeatable; 
 _STAGES = typer.Option(None, "--stages", help="Comma-separated stages, run in pipeline order: crawl,download,extract,"
                                               "align,annotate (dedup,match_level,pools),splits,export (default flows.stages).")
 _RUNNER = typer.Option(None, "--runner", help="Task runner of the crawl/download/extract shards: local, dask or ray (flows.runner).")
-_MAPPING = typer.Option(None, "--mapping", help="Level-1 mapping file for align (flows.mapping / align.mapping).")
+_MAPPING = typer.Option(None, "--mapping", help="Level-1 mapping file for align (sets align.mapping).")
 _SHARDS = typer.Option(None, "--shards", min=1, help="Shards of download/extract under dask/ray (default: one per worker); crawl: at most this many groups of hosts.")
-_KINDS = typer.Option(None, "--kinds", help="What extract produces: video,audio,image,text (flows.kinds).")
+_KINDS = typer.Option(None, "--kinds", help="What extract produces: video,audio,image,text (sets extract.kinds).")
 _CONFIG = typer.Option(None, "--config", help="TOML config file (same as the global --config).")
 _FULL = typer.Option(False, "--full", help="Global stages (align, splits, report) rebuild in full (flows.full); "
                                            "default: only what changed since their last complete run.")
@@ -59,18 +59,22 @@ def _prepare(ctx: typer.Context, config: Optional[Path], start_url: list[str], s
     a server for other machines (deploy), where such secrets are refused.
     """
     from .. import config as cfg
-    from ..console import fail
+    from ..console import fail, warn
     from .pipeline import PipelineError, check_plan, secrets_out_of_band
 
     root = ctx.find_root().obj or {}
     config_file = config or root.get("config")
     overrides = {k: v for k, v in root.get("overrides", {}).items() if v is not None}
-    overrides.update({k: v for k, v in {"flows.runner": runner, "flows.kinds": kinds,
+    overrides.update({k: v for k, v in {"flows.runner": runner, "extract.kinds": kinds,
+                                         "align.mapping": str(mapping.absolute()) if mapping else None,
                                          "flows.full": True if full else None}.items() if v is not None})
     try:
         settings = cfg.load(config_file, overrides)
-        plan = check_plan(settings, start_urls=start_url or None, stages=stages,
-                          mapping=str(mapping) if mapping else None, shards=shards)
+        for warning in settings.warnings:  # an old key (flows.kinds is now extract.kinds), a mistyped variable
+            warn(warning)
+        plan = check_plan(settings, start_urls=start_url or None, stages=stages, shards=shards)
+        if settings.align.mapping and "align.mapping" not in overrides:  # from a file or the environment: a
+            overrides["align.mapping"] = str(Path(settings.align.mapping).absolute())  # worker runs elsewhere
         if secrets_out_of_band(plan, settings, overrides) and stored:
             fail("deploy: a deployment's parameters are stored by the Prefect server: give crawl credentials "
                  "(crawl.headers, a start URL's user:pass) to its workers through their environment "

@@ -131,7 +131,7 @@ def run_stage(name: str, ctx: RunContext, values: dict, shards: int = 1, previou
     Args:
         name: a registry entry; its retries, sharding and options come from there.
         ctx: the flow run's context (settings, run id, progress), without the stage's options.
-        values: the plan's values a stage may ask for (start_urls, refresh, mapping, kinds).
+        values: the plan's values a stage may ask for (start_urls, refresh, full).
         shards: shards of a sharded stage (1: one task).
         previous: the entries of the stages run before it in this flow run.
     """

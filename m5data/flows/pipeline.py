@@ -25,13 +25,13 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from prefect import flow
 
-from ..stages import GROUPS, SHARDED, STAGES, RunContext
+from ..errors import UserError
+from ..stages import GROUPS, REGISTRY, SHARDED, STAGES, RunContext, check, get
 from ..storage.objects import is_store_url
-from .executor import run_sharded, run_stage, split_list, stage_entry
+from .executor import run_sharded, run_stage, split_list, stage_entry, stage_options
 from .runners import PipelineError
 
 ARTIFACT_KEY = "m5data-pipeline"
@@ -44,8 +44,6 @@ class Plan:
     store_path: str
     stages: list[str]
     start_urls: list[str] = field(default_factory=list)
-    mapping: str | None = None
-    kinds: str = "video,audio,image,text"
     shards: int = 1
     refresh: bool = False
     full: bool = False  # global stages rebuild in full (default: only what changed)
@@ -54,7 +52,7 @@ class Plan:
                    progress: bool = False) -> dict:
         """The flow's parameters (JSON-serialisable: they also go into deployments)."""
         return {"store_path": self.store_path, "start_urls": self.start_urls, "stages": self.stages,
-                "mapping": self.mapping, "kinds": self.kinds, "shards": self.shards, "refresh": self.refresh,
+                "shards": self.shards, "refresh": self.refresh,
                 "full": self.full, "overrides": overrides or {}, "config_file": config_file, "progress": progress}
 
 
@@ -103,42 +101,33 @@ def parse_stages(stages: str | list[str] | None) -> list[str]:
 
 
 def check_plan(settings, start_urls: list[str] | None = None, stages: str | list[str] | None = None,
-               mapping: str | None = None, shards: int | None = None) -> Plan:
-    """Validate a pipeline run against ``settings`` (``[flows]`` gives every default); raise PipelineError.
+               shards: int | None = None) -> Plan:
+    """Validate a pipeline run against ``settings`` (``[flows]`` gives the flow's defaults); raise PipelineError.
+
+    Each selected stage checks its own options and settings (its ``Stage.check``, through
+    ``stages.check``, as its verb does); its error becomes a PipelineError naming the stage.
 
     Args:
-        settings: the effective settings (store.path, the [flows] section, align.mapping).
+        settings: the effective settings (store.path, the [flows] section, each stage's own section).
         start_urls: crawl start URLs (default: ``flows.start_urls``).
         stages: stages to run (default: ``flows.stages``).
-        mapping: align's level-1 mapping (default: ``flows.mapping``, then ``align.mapping``).
         shards: shards of the sharded stages (default: from the runner, see :func:`shard_count`).
     """
-    from ..crawler.crawl import check_start_urls
-    from ..extract.run import ExtractError, parse_kinds
     from .runners import check_runner, shard_count
 
     fl = settings.flows
     wanted = parse_stages(stages if stages is not None else fl.stages)
-    urls = list(start_urls) if start_urls else split_list(fl.start_urls)
-    if "crawl" in wanted:
+    urls = [u.strip() for u in start_urls] if start_urls else split_list(fl.start_urls)
+    values = {"start_urls": urls, "refresh": fl.refresh, "full": fl.full}
+    for name in wanted:
         try:
-            urls = check_start_urls(urls)
-        except ValueError as exc:
-            raise PipelineError(f"crawl: {exc} (or set flows.start_urls)") from None
-    mapping = mapping or fl.mapping or settings.align.mapping or None
-    if "align" in wanted:
-        if not mapping:
-            raise PipelineError("align: give --mapping FILE (the level-1 mapping; or set flows.mapping / align.mapping),"
-                                " or leave align out of --stages")
-        if not Path(mapping).is_file():
-            raise PipelineError(f"align: mapping file not found: {mapping}")
-    if "extract" in wanted:
-        try:
-            parse_kinds(fl.kinds)
-        except ExtractError as exc:
-            raise PipelineError(f"extract: {exc} (flows.kinds)") from None
-    if "crawl" not in wanted and not _store_exists(settings.store_path):
-        raise PipelineError(f"no store at {settings.store_path}: run the crawl stage first (or `m5data init`)")
+            check(name, settings, stage_options(get(name), values, None))
+        except (ValueError, UserError) as exc:  # the stage's own errors (a crawl's start URLs: a ValueError)
+            raise PipelineError(f"{name}: {exc}") from None
+    creators = [s.name for s in REGISTRY if s.creates_store]
+    if not set(creators) & set(wanted) and not _store_exists(settings.store_path):
+        raise PipelineError(f"no store at {settings.store_path}: run the {' or '.join(creators)} stage first "
+                            "(or `m5data init`)")
     if fl.retry_delay < 0:
         raise PipelineError(f"flows.retry_delay must be >= 0, got {fl.retry_delay}")
     check_runner(settings)
@@ -146,9 +135,8 @@ def check_plan(settings, start_urls: list[str] | None = None, stages: str | list
     if n < 1:
         raise PipelineError(f"shards must be >= 1, got {n}")
     store_path = settings.store_path
-    return Plan(store_path=str(store_path if is_store_url(store_path) else store_path.absolute()), stages=wanted, start_urls=urls,
-                mapping=str(Path(mapping).absolute()) if mapping else None, kinds=fl.kinds, shards=n,
-                refresh=fl.refresh, full=fl.full)
+    return Plan(store_path=str(store_path if is_store_url(store_path) else store_path.absolute()), stages=wanted,
+                start_urls=urls, shards=n, refresh=fl.refresh, full=fl.full)
 
 
 def _store_exists(path) -> bool:
@@ -217,17 +205,15 @@ def _quiet_jieba() -> None:
 
 @flow(name="m5data-pipeline")
 def pipeline_flow(store_path: str, start_urls: list[str] | None = None, stages: list[str] | None = None,
-                  mapping: str | None = None, kinds: str = "video,audio,image,text", shards: int = 1,
-                  refresh: bool = False, overrides: dict | None = None, config_file: str | None = None,
-                  progress: bool = False, settings_handoff: str | None = None, full: bool = False) -> dict:
+                  shards: int = 1, refresh: bool = False, overrides: dict | None = None, config_file: str | None = None,
+                  progress: bool = False, settings_handoff: str | None = None, full: bool = False,
+                  mapping: str | None = None, kinds: str | None = None) -> dict:
     """Run the pipeline's stages over one store; returns each stage's entry, by stage name.
 
     Args:
         store_path: the store (created if missing).
         start_urls: listing pages, sitemaps or robots.txt URLs to crawl (needed when crawl runs).
         stages: stages to run (default: ``flows.stages``); always run in pipeline order.
-        mapping: the level-1 mapping file for align (needed when align runs).
-        kinds: what extract produces (video, audio, image, text).
         shards: split download and extract into this many shards of their pending rows, and crawl
             into at most this many groups of hosts of ``start_urls``, run as concurrent tasks through
             the flow's task runner (1: run each stage in one task).
@@ -238,6 +224,8 @@ def pipeline_flow(store_path: str, start_urls: list[str] | None = None, stages: 
             ``{"crawl.allow_private": True, "download.allow_private": True}``).
         config_file: a TOML settings file.
         progress: show the verbs' progress bars (for a terminal; the CLI sets it).
+        mapping, kinds: the parameters of a deployment made before ``align.mapping`` and ``extract.kinds``
+            were the only route (they set those keys; kept for one release).
         settings_handoff: names the settings ``m5data run`` built in this process (:data:`_SETTINGS`);
             without it (a served or deployed run) they are built here from ``overrides`` and ``config_file``.
 
@@ -256,12 +244,13 @@ def pipeline_flow(store_path: str, start_urls: list[str] | None = None, stages: 
     install_log_redaction()  # log rows go to Prefect's database: no credential in them
     logger = get_run_logger()
     _quiet_jieba()
+    old = {"align.mapping": mapping, "extract.kinds": kinds}
+    overrides = {**(overrides or {}), **{key: value for key, value in old.items() if value is not None}}
     settings = flow_settings(store_path, overrides, config_file, settings_handoff)  # every task gets this object
     ctx = RunContext(settings, run_id=str(flow_run.id or uuid.uuid4().hex), progress=progress)
-    values = {"start_urls": list(start_urls or []), "refresh": refresh, "mapping": mapping, "kinds": kinds,
-              "full": full}
+    values = {"start_urls": list(start_urls or []), "refresh": refresh, "full": full}
     wanted = parse_stages(stages if stages is not None else settings.flows.stages)
-    if "crawl" in wanted:
+    if any(get(name).creates_store for name in wanted):
         Store.open(store_path, create=True)
     results: dict[str, dict] = {}
     fatal = None

@@ -51,7 +51,8 @@ def untouched(state: dict | None, out: Path) -> bool:
 
 def inputs(settings, out: Path, truth, train_run) -> tuple:
     """What beside the tables decides the page (the run's fingerprint is made of it: ``StageRun``)."""
-    return asdict(settings.report), str(out), tree_stamp(truth), tree_stamp(train_run)
+    report = {k: v for k, v in asdict(settings.report).items() if k != "out"}  # the folder is ``out`` itself
+    return report, str(out), tree_stamp(truth), tree_stamp(train_run)
 
 
 @dataclass

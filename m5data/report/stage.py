@@ -36,13 +36,13 @@ def _status():
 
 
 def report_folder(settings) -> str:
-    """Where the report stage writes the HTML report: ``flows.report_out``, else beside the store (a store
+    """Where the report stage writes the HTML report: ``report.out``, else beside the store (a store
     on object storage has no folder beside it: ``m5data-report`` in the working directory)."""
     from pathlib import Path
 
     from ..storage.objects import is_store_url
 
-    if settings.flows.report_out:
-        return settings.flows.report_out
+    if settings.report.out:
+        return settings.report.out
     store = settings.store_path
     return str((Path.cwd() if is_store_url(store) else store.absolute().parent) / "m5data-report")

@@ -11,34 +11,34 @@ from pathlib import Path
 from ..stages import RunContext, StageError
 from ..storage import StageStats
 
-NEEDS_SHARDS = ("train needs WebDataset shards: run the export stage with flows.export_format = webdataset, "
-                "or set flows.train_shards")
+NEEDS_SHARDS = ("train needs WebDataset shards: run the export stage with export.format = webdataset, "
+                "or set train.shards")
 
 
 def run(ctx: RunContext) -> StageStats:
-    """Train (or resume) a run on the export's shards (``flows.train_*``), then evaluate it; recorded in ``runs``.
+    """Train (or resume) a run on the export's shards (the ``[train]`` section), then evaluate it; recorded in ``runs``.
 
-    The shards are ``flows.train_shards``, else the folder the export stage of this run wrote
+    The shards are ``train.shards``, else the folder the export stage of this run wrote
     (``options["previous"]["export"]``); :class:`StageError` when there are none in WebDataset.
     The ``train`` verb gives its own in ``options`` (``shards``, ``out``, ``preset``, ``epochs``,
     ``max_steps``, ``device``, ``seed``) and runs without a store (``record`` False).
     ``options["evaluate"]`` False skips the evaluation. With ``ctx.progress`` each step's losses are shown.
     """
-    fl, o = ctx.settings.flows, ctx.options
+    tr, o = ctx.settings.train, ctx.options
     exported = (o.get("previous") or {}).get("export") or {}
-    shards = o.get("shards") or fl.train_shards or exported.get("out")
+    shards = o.get("shards") or tr.shards or exported.get("out")
     if not shards or (exported and exported.get("format", "webdataset") != "webdataset"):
         raise StageError(NEEDS_SHARDS)
-    out = o.get("out") or fl.train_out
+    out = o.get("out") or tr.out
     if not out:
         if not isinstance(ctx.settings.store_path, Path):
             raise StageError(f"train: the store {ctx.settings.store_path} is on object storage, so there is no folder "
-                             "beside it for the run folder: set flows.train_out (a local folder)")
+                             "beside it for the run folder: set train.out (a local folder)")
         out = str(ctx.settings.store_path.absolute().parent / "m5data-train")
-    epochs = o.get("epochs") or fl.train_epochs
+    epochs = o.get("epochs") or tr.epochs
     with _live(epochs) if ctx.progress else contextlib.nullcontext(None) as progress:
-        return train_and_evaluate(shards, out, config=o.get("preset") or fl.train_config, epochs=epochs,
-                                  max_steps=o.get("max_steps") or fl.train_max_steps or None,
+        return train_and_evaluate(shards, out, config=o.get("preset") or tr.config, epochs=epochs,
+                                  max_steps=o.get("max_steps") or tr.max_steps or None,
                                   store=ctx.store if o.get("record", True) else None,
                                   evaluate=o.get("evaluate", True), device=o.get("device"), seed=o.get("seed"),
                                   progress=progress)
