@@ -41,7 +41,8 @@ import numpy as np
 import pyarrow as pa
 
 from ... import config as cfg
-from ...storage import StageStats, changes, record_run
+from ...stages import StageRun
+from ...storage import StageStats
 from ..kernels import embed
 from ..kernels.search import SEARCHES, Hits, exact_search, faiss_search, recall_against, search
 from . import pool_inputs, pool_lists, pools_incremental
@@ -56,6 +57,7 @@ from .pool_rows import (
     sample_queries,
 )
 from .pool_vectors import NO_VECTOR, CatalogError, embedder_name, product_vectors, read_catalog, titles_as_captions
+from .pools_incremental import run_config
 from .pools_score import score_pools
 
 __all__ = ["RUN_VERSION", "PoolsError", "PoolsReport", "Rows", "ann_recall", "build_pools", "check_settings",
@@ -156,24 +158,25 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
             vectors and pools could be updated with what changed since.
     """
     check_settings(settings)
-    marks = pools_incremental.watermarks(store)  # before reading: a later write is seen next time
     incremental = not (full or fresh or ann_check or split_version)
-    if incremental and (saved := pools_incremental.up_to_date(store, settings, marks, RUN_VERSION)) is not None:
-        report = PoolsReport(StageStats("pools"), embedder=embedder_name(settings))
-        pool_inputs.restore(report, saved["report"])
-        report.changes = {"new": 0, "changed": 0, "unchanged": report.n_products}
-        record_run(store, report.stats.finish(), _run_config(settings, None, report.fingerprint, up_to_date=True))
-        return report
-    # on object storage: a local copy, written back at the end; the vectors fetched only when used
-    with store.kept(KEPT, lazy=(VECTORS_FILES, *pools_incremental.LAZY)) as kept:
-        return _build(store, settings, kept, split_version, fresh, ann_check, progress, marks,
-                      None if incremental else "full run asked")
+    with StageRun(store, pools_incremental.STAGE, reads=pools_incremental.READS,
+                  inputs=pools_incremental.inputs(settings, split_version, RUN_VERSION)) as run:
+        if incremental and (saved := pools_incremental.up_to_date(run)) is not None:
+            report = PoolsReport(run.stats, embedder=embedder_name(settings))
+            pool_inputs.restore(report, saved["report"])
+            report.changes = {"new": 0, "changed": 0, "unchanged": report.n_products}
+            run.record(run_config(settings, None, report.fingerprint, up_to_date=True), "ok")
+            return report
+        # on object storage: a local copy, written back at the end; the vectors fetched only when used
+        with store.kept(KEPT, lazy=(VECTORS_FILES, *pools_incremental.LAZY)) as kept:
+            return _build(run, settings, kept, split_version, fresh, ann_check, progress,
+                          None if incremental else "full run asked")
 
 
-def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh: bool, ann_check: int,
-           progress: Progress | None, marks: dict, refit: str | None) -> PoolsReport:
-    a = settings.pools
-    stats = StageStats("pools")
+def _build(run: StageRun, settings: cfg.Settings, kept, split_version: str | None, fresh: bool, ann_check: int,
+           progress: Progress | None, refit: str | None) -> PoolsReport:
+    store, a = run.store, settings.pools
+    stats = run.stats
     report = PoolsReport(stats, embedder=embedder_name(settings))
     clock = _Clock(report.timings)
     work = kept.path
@@ -184,21 +187,20 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
             pool_inputs.restore(report, saved)
             report.changes = {"new": 0, "changed": 0, "unchanged": report.n_products}
             clock("check")
-            record_run(store, stats.finish(), _run_config(settings, split_version, report.fingerprint, up_to_date=True))
+            run.record(run_config(settings, split_version, report.fingerprint, up_to_date=True), "ok")
             return report
     if refit is None:
         was_full = (work / pool_inputs.STATE_FILE).is_file()
-        last = changes.load_state(store, pools_incremental.STAGE)
-        refit = pools_incremental.why_full(store, settings, last, RUN_VERSION, kept)
-        if refit is None and was_full and changes.unchanged_since(last, marks, last["inputs"]):
+        refit = pools_incremental.why_full(run, settings, kept)
+        if refit is None and was_full and run.unchanged():
             refit = "the store changed outside its tables (a part or an image file removed)"
         if refit is None:
             pool_inputs.forget(work)
-            refit = pools_incremental.run(store, settings, kept, last, marks, RUN_VERSION, report, clock, progress)
+            refit = pools_incremental.run(run, settings, kept, report, clock, progress)
             if refit is None:
-                record_run(store, stats.finish(), _run_config(settings, None, report.fingerprint))
                 return report
-            report = PoolsReport(StageStats("pools"), embedder=embedder_name(settings))
+            run.stats = StageStats("pools")  # the incremental try's counts are not this run's
+            report = PoolsReport(run.stats, embedder=embedder_name(settings))
             stats, clock = report.stats, _Clock(report.timings)
     report.refit = refit
     pool_inputs.forget(work)  # this run may change the pools: the saved state is no longer theirs
@@ -293,28 +295,19 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
         report.ann_recall = ann_recall(qv, gv, a.k, self_index, a.search, ann_check)
         clock("ann check")
     (store.work_dir(KEPT_NAME, fp) / "gallery.npy").unlink(missing_ok=True)
-    record_run(store, stats.finish(), _run_config(settings, split_version, fp))
+    stats.finish()
+    config = run_config(settings, split_version, fp)
     lists = None if split_version else pool_lists.gather_lists(kept, fp, nblocks, a.block, q_rows, width,
                                                                       len(g_rows) - (self_index >= 0))
     if lists is not None:
-        pools_incremental.save(store, kept, settings, marks, RUN_VERSION, fp, pa.array(ids, pa.string()),
-                               f"vectors-{vectors.fingerprint}", lists, len(ids), report)
+        pools_incremental.save(run, kept, config, fp, pa.array(ids, pa.string()), f"vectors-{vectors.fingerprint}",
+                               lists, len(ids), report)
     else:  # pools of a split version (or of blocks without kept lists): the next run is a full one
-        changes.save_state(store, pools_incremental.STAGE, marks, pools_incremental.inputs(settings, split_version, RUN_VERSION))
+        run.complete(config)
     clock("keep")  # the kept lists and ids, for the next incremental run
     pool_inputs.save(store, work, state, fp, report)  # last: only a complete run is up to date
     return report
 
-
-
-def _run_config(settings: cfg.Settings, split_version: str | None, fp: str, up_to_date: bool = False) -> dict:
-    """The ``config`` of a pools run's ``runs`` row."""
-    sections = cfg.as_dict(settings)
-    config = {"annotate": sections["annotate"], "pools": sections["pools"], "split_version": split_version,
-              "fingerprint": fp}
-    if up_to_date:
-        config["up_to_date"] = True
-    return config
 
 
 class _Clock:

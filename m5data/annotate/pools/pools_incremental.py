@@ -11,8 +11,9 @@ top ``K + M`` (``M`` = ``pools.margin``; the table gets the top ``K``), and keep
 - ``lists-<tag>.npz``: per query, its ``K + M`` best gallery rows and scores, and a *floor*: no gallery
   product outside the list scores above it (-inf: the list holds the whole gallery);
 
-and saves its state last (``derived/state/pools.json``: the watermarks it read, the settings' hash,
-those files, how many products the embedder was fitted on, and its report).
+and saves its state last, through its :class:`~m5data.stages.StageRun` (``derived/state/pools.json``: the
+watermarks it read, the settings' hash, those files, how many products the embedder was fitted on, and its
+report).
 
 A later run reads what changed since (``store.changed`` on products and captions, the products of
 changed media rows). Nothing, with the same settings: **no work and no write**. Else only the new
@@ -42,8 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ... import config as cfg
-from ...stages import fingerprint
-from ...storage import changes
+from ...stages import StageRun
 from ..kernels import embed
 from ..kernels.search import Hits, quantise, search
 from . import pool_embedder
@@ -59,26 +59,32 @@ KEPT_FILES = ("vectors-*", "ids-*", "lists-*")  # a complete run's kept files: t
 INPUTS_FILE = "derived/pools/inputs.json"  # pool_inputs' state of the last full run (its own up-to-date check)
 
 
-def watermarks(store) -> dict[str, int]:
-    return changes.watermarks(store, READS)
-
-
-def inputs(settings: cfg.Settings, split_version: str | None, code: str) -> str:
-    """The hash of what, beside the tables, decides the pools (the block size and refit share do not)."""
+def inputs(settings: cfg.Settings, split_version: str | None, code: str) -> tuple:
+    """What, beside the tables, decides the pools: the run's fingerprint (the block size and refit share do not)."""
     from .pool_vectors import VERSION
 
     pool = {k: v for k, v in dataclasses.asdict(settings.pools).items() if k not in ("block", "refit_share", "compact_share")}
     ex = settings.extract
-    return fingerprint(FORMAT, code, VERSION, embed.IMAGE_DESCRIPTOR_VERSION, pool, settings.annotate.seed,
-                               ex.strip_brackets, ex.max_caption_chars,
-                               f"file:{ex.jieba_user_dict}" if ex.jieba_user_dict else "", split_version)
+    return (FORMAT, code, VERSION, embed.IMAGE_DESCRIPTOR_VERSION, pool, settings.annotate.seed,
+            ex.strip_brackets, ex.max_caption_chars, f"file:{ex.jieba_user_dict}" if ex.jieba_user_dict else "",
+            split_version)
 
 
-def up_to_date(store, settings: cfg.Settings, marks: dict[str, int], code: str) -> dict | None:
+def run_config(settings: cfg.Settings, split_version: str | None, fp: str, up_to_date: bool = False) -> dict:
+    """The ``config`` of a pools run's ``runs`` row."""
+    sections = cfg.as_dict(settings)
+    config = {"annotate": sections["annotate"], "pools": sections["pools"], "split_version": split_version,
+              "fingerprint": fp}
+    if up_to_date:
+        config["up_to_date"] = True
+    return config
+
+
+def up_to_date(run: StageRun) -> dict | None:
     """The saved report when nothing pools read was written since its last complete run (and the last
     run was not a full one, whose own input state decides: it also sees a lost image file)."""
-    state = changes.load_state(store, STAGE)
-    if state is None or "report" not in state or not changes.unchanged_since(state, marks, inputs(settings, None, code)):
+    store, state = run.store, run.state
+    if state is None or "report" not in state or not run.unchanged():
         return None
     if store.read_bytes(INPUTS_FILE) is not None or not table_as_left(store, state):
         return None
@@ -106,9 +112,10 @@ def _load_ids(path) -> pa.Array | None:
         return None
 
 
-def save(store, kept, settings: cfg.Settings, marks: dict[str, int], code: str, tag: str, ids: pa.Array,
-         vectors: str, lists: Lists, fitted_on: int, report) -> None:
-    """Keep the ids and lists of a complete run beside its vectors (``vectors-<x>``) and save the state, last."""
+def save(run: StageRun, kept, config: dict, tag: str, ids: pa.Array, vectors: str, lists: Lists, fitted_on: int,
+         report) -> None:
+    """Keep the ids and lists of a complete run beside its vectors (``vectors-<x>``); complete the run (its
+    ``runs`` row with ``config``, then its state), then drop the kept files no state names."""
     work = kept.path
     _save_ids(work / f"ids-{tag}.arrow", ids)
     save_lists(work / f"lists-{tag}.npz", lists)
@@ -117,8 +124,7 @@ def save(store, kept, settings: cfg.Settings, marks: dict[str, int], code: str, 
     s = report.stats
     saved = {k: getattr(report, k) for k in REPORTED}
     saved |= {"gaps": dict(report.gaps), "stats": {"n_in": s.n_in, "n_out": s.n_out, "failures": dict(s.failures)}}
-    changes.save_state(store, STAGE, marks, inputs(settings, None, code), files=files, fitted_on=fitted_on,
-                       report=saved, pools_mark=store.watermark("pools"))
+    run.complete(config, files=files, fitted_on=fitted_on, report=saved, pools_mark=run.store.watermark("pools"))
     keep = set(files.values()) | {f"{vectors}.json"}
     for pattern in KEPT_FILES:
         for name in kept.names(pattern):
@@ -149,11 +155,12 @@ def changed_products(store, state: dict) -> set[str]:
 WRITING = "writing.json"  # in the kept folder while an incremental run writes pools (a killed one leaves it)
 
 
-def why_full(store, settings: cfg.Settings, state: dict | None, code: str, kept) -> str | None:
+def why_full(run: StageRun, settings: cfg.Settings, kept) -> str | None:
     """Why this run cannot be incremental (None: it can)."""
+    store, state = run.store, run.state
     if state is None:
         return "no earlier complete run"
-    if state.get("inputs") != inputs(settings, None, code) or "files" not in state:
+    if state.get("inputs") != run.inputs or "files" not in state:
         return "settings changed"
     if not table_as_left(store, state) and not (kept.path / WRITING).is_file():  # not by a killed run of ours
         return "the pools table was written or compacted since the last complete run"
@@ -164,11 +171,12 @@ def why_full(store, settings: cfg.Settings, state: dict | None, code: str, kept)
     return None
 
 
-def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int], code: str, report, clock,
-        progress=None) -> str | None:
-    """Update the pools from what changed since ``state``; None when done, else why a full run is needed."""
+def run(stage_run: StageRun, settings: cfg.Settings, kept, report, clock, progress=None) -> str | None:
+    """Update the pools from what changed since the last complete run; None when done (the run completed),
+    else why a full run is needed."""
     from .pool_rows import KEPT_NAME, Rows, drop_stale, gallery_matrix, pool_rows, sample_queries
 
+    store, state = stage_run.store, stage_run.state
     a = settings.pools
     K, L = a.k, a.k + a.margin
     files = state["files"]
@@ -205,8 +213,8 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
     if not len(d_rows) and not removed:  # rows written, none that pools read changed (a compaction, a repeat)
         restore(report, state["report"])
         report.up_to_date, report.changes = False, {"new": 0, "changed": 0, "unchanged": n}
-        changes.save_state(store, STAGE, marks, state["inputs"], files=files, fitted_on=state["fitted_on"],
-                           report=state["report"], pools_mark=store.watermark("pools"))
+        stage_run.complete(run_config(settings, None, report.fingerprint), "ok", files=files,
+                           fitted_on=state["fitted_on"], report=state["report"], pools_mark=store.watermark("pools"))
         return None
 
     # the new and changed products, embedded with the kept embedder
@@ -336,8 +344,9 @@ def run(store, settings: cfg.Settings, kept, state: dict, marks: dict[str, int],
     clock("compact")
     report.vectors_reused = not len(d_rows)
     report.fingerprint = f"i{tag}"
-    save(store, kept, settings, marks, code, tag, cur, name, Lists(q_rows, final_c.astype(np.int32), final_s, final_f),
-         state["fitted_on"], report)
+    stats.finish()
+    save(stage_run, kept, run_config(settings, None, report.fingerprint), tag, cur, name,
+         Lists(q_rows, final_c.astype(np.int32), final_s, final_f), state["fitted_on"], report)
     return None
 
 
@@ -375,4 +384,4 @@ def _search_new(vectors, q_rows: np.ndarray, n_rows: np.ndarray, L: int, a):
 
 
 __all__ = ["FORMAT", "LAZY", "Lists", "STAGE", "block_lists", "changed_products", "floors", "inputs",
-           "run", "save", "up_to_date", "watermarks", "why_full"]
+           "run", "run_config", "save", "up_to_date", "why_full"]

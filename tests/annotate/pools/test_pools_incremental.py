@@ -187,7 +187,7 @@ def test_killed_after_writing_pools_and_run_again_gives_the_same_pools(first, tm
         raise KeyboardInterrupt("killed before the state was saved")
 
     with monkeypatch.context() as m:
-        m.setattr(pools_incremental.changes, "save_state", killed)
+        m.setattr(changes, "save_state", killed)
         with pytest.raises(KeyboardInterrupt):
             build_pools(store, s)
     assert store.watermark("pools") > 0
