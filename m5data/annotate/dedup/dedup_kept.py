@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ... import arrays
-from ..kernels import near
+from ..kernels import phash
 
 FOLDER = "derived/dedup"
 FORMAT = 2  # the kept file's layout (part of the state's fingerprint: another one means a full run); 2: row numbers
@@ -202,7 +202,7 @@ def over_cap(inp, titles, a, plan: Plan) -> np.ndarray:  # inp: dedup_inputs.Inp
         extra.append(crossing(codes[rows], rows, touching, cap))
     rows = np.flatnonzero(inp.has_phash)
     for j in range(a.phash_bands):
-        extra.append(crossing(near._band(inp.phash[rows], j, a.phash_bands)[0], rows, touching, cap))
+        extra.append(crossing(phash._band(inp.phash[rows], j, a.phash_bands)[0], rows, touching, cap))
     keys = titles._keys[0] if len(titles._keys) == 1 else np.concatenate(titles._keys)
     rows = np.flatnonzero(np.concatenate(titles._valid))
     for j in range(keys.shape[1]):

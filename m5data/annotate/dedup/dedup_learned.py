@@ -30,10 +30,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ... import arrays
-from ..kernels import dedup_inputs, near
+from ..kernels import dedup_inputs, near, phash
 from ..kernels.dedup_inputs import Inputs
-from ..kernels.near import hamming
 from ..kernels.pair_model import cascade_features
+from ..kernels.phash import hamming
 from .dedup_spec import spec_blocks
 
 MODES = ("rules", "learned")
@@ -100,7 +100,7 @@ def candidates(inp: Inputs, a, learned: Learned, known: np.ndarray, group: np.nd
         p_left, p_right, bits = learned.phash
         p_left, p_right = p_left[bits <= t], p_right[bits <= t]
     else:
-        p_left, p_right, _ = near.phash_pairs(inp.phash, t, max(a.phash_bands, -(-t // 2)), inp.has_phash, cap,
+        p_left, p_right, _ = phash.phash_pairs(inp.phash, t, max(a.phash_bands, -(-t // 2)), inp.has_phash, cap,
                                               touching=touching)
     sp = inp.specs
     s_left, s_right, _ = spec_blocks(sp, None, 1, cap, 1, a.matcher_spec_agreement,  # None: counted there

@@ -55,7 +55,7 @@ from ... import config as cfg
 from ...scoring import PairRates
 from ...stages import StageRun
 from ...storage import StageStats, changes
-from ..kernels import dedup_inputs, near
+from ..kernels import dedup_inputs, near, phash
 from ..kernels.dedup_inputs import Inputs
 from ..kernels.values import norm_value
 from . import dedup_index, dedup_kept, dedup_learned
@@ -255,7 +255,7 @@ def _dedup(run: StageRun, settings: cfg.Settings, learned, progress: Progress | 
     step("exact")
 
     capped = [0]
-    left, right, dist = near.phash_pairs(inp.phash, a.phash_threshold, a.phash_bands, inp.has_phash,
+    left, right, dist = phash.phash_pairs(inp.phash, a.phash_threshold, a.phash_bands, inp.has_phash,
                                          a.bucket_cap, capped, touching)
     report.candidates["phash"] = len(left)
     report.capped["phash"] = capped[0]

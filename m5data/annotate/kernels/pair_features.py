@@ -378,7 +378,7 @@ class PairFeatures:
         f.update(self._specs(a, b))
         p = self.p
         if p.phash is not None and p.has_phash is not None:
-            from .near import hamming
+            from .phash import hamming
 
             ok = p.has_phash[a] & p.has_phash[b]
             f["phash_distance"] = np.where(ok, hamming(p.phash[a], p.phash[b]), np.nan)

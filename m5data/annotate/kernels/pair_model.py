@@ -108,7 +108,7 @@ def cascade_features(inp, titles, left: np.ndarray, right: np.ndarray) -> np.nda
     dedup's inputs ``inp`` (:class:`.dedup_inputs.Inputs`) and title index ``titles`` (a
     :class:`.near.LSHIndex` holding every row's signature); NaN where a side lacks the evidence."""
     from .dedup_inputs import agreement
-    from .near import hamming
+    from .phash import hamming
 
     left, right = np.asarray(left, np.int64), np.asarray(right, np.int64)
     x = np.full((len(left), len(CASCADE_FEATURES)), np.nan)
