@@ -160,9 +160,10 @@ def score_pairs(store, a, model, ids, left: np.ndarray, right: np.ndarray, known
     The neighbour features look for each side's best other product among all its pairs: these and
     the rules' accepted pairs that touch them (``known``, packed), so a product the rules already
     joined to its duplicate has that duplicate as its nearest neighbour."""
-    from ..kernels.pair_features import PairFeatures, rowdot
+    from ..kernels.pair_features import PairFeatures
     from ..kernels.pair_model import columns
     from ..kernels.pair_products import read_store
+    from ..kernels.pair_spaces import rowdot
 
     if not len(left):
         return np.zeros(0)

@@ -215,7 +215,7 @@ def loads(data: bytes, path: str | Path) -> Model:
                                "weights): retrain it with `m5data annotate matcher train`")
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ValueError(f"format is not {FORMAT!r}")
-        from .pair_features import TextWeights
+        from .pair_spaces import TextWeights
 
         trees = Trees.from_json(d["trees"])
         return Model(version=str(d["version"]), features=[str(f) for f in d["features"]], baseline=float(d["baseline"]),
