@@ -108,7 +108,7 @@ def load_edges(store, rel) -> pa.Table | None:
 
 def pair_ids(table: pa.Table, ids: pa.Array) -> pa.Table:
     """Kept pairs (:func:`load_edges`) as ``left_id``, ``right_id``, ``rule``, ``distance``: ``ids`` are
-    the products of the run that kept them (its kept inputs' ids, :func:`.dedup_index.kept_ids`)."""
+    the products of the run that kept them (its kept inputs' ids, :func:`.dedup_index_read.kept_ids`)."""
     return pa.table({"left_id": ids.take(table.column("left")), "right_id": ids.take(table.column("right")),
                      "rule": table.column("rule").cast(pa.string()), "distance": table.column("distance")})
 

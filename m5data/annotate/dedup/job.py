@@ -58,7 +58,7 @@ from ...storage import StageStats, changes
 from ..kernels import dedup_inputs, near, phash
 from ..kernels.dedup_inputs import Inputs
 from ..kernels.values import norm_value
-from . import dedup_index, dedup_kept, dedup_learned
+from . import dedup_index, dedup_index_read, dedup_kept, dedup_learned
 from .dedup_spec import spec_rule
 
 Progress = Callable[[str, int, int], None]
@@ -177,7 +177,7 @@ def _dedup(run: StageRun, settings: cfg.Settings, learned, progress: Progress | 
                 # written since (no scan of the products' view)
                 kept_inputs = dedup_index.load(store, state.get("inputs_files"), brand)
                 if kept_inputs is not None:
-                    ids = dedup_index.store_ids(kept_inputs, changed_products.column("product_id"))
+                    ids = dedup_index_read.store_ids(kept_inputs, changed_products.column("product_id"))
             # no connection with the ids known: the changed products' rows, main images and specs are read
             # from the parts (the media view's connection and read cost 0.19 CPU s at 100k, that read 0.07)
             if ids is None:  # the products' ids, sorted: their count, and the rows of the incremental read below
@@ -221,17 +221,17 @@ def _dedup(run: StageRun, settings: cfg.Settings, learned, progress: Progress | 
 
     inp, before = None, None
     if kept_inputs is not None:  # the kept arrays, and only the changed products read from the store
-        inp = dedup_index.read_incremental(store, kept_inputs, brand, changed, titles, learned.wide, a.shingle,
+        inp = dedup_index_read.read_incremental(store, kept_inputs, brand, changed, titles, learned.wide, a.shingle,
                                            con, ids=ids,
                                            written=changed_products)
         if inp is None:  # they do not fit this read (a wide index they lack): their ids still place the kept pairs
-            before = dedup_index.kept_ids(kept_inputs)
+            before = dedup_index_read.kept_ids(kept_inputs)
         kept_inputs = None
     if con is not None:
         con.close()
     if inp is None:
         inp = dedup_inputs.read_inputs(store, brand, index_titles)
-        inp.prev = None if before is None else dedup_index.placed(before, inp.ids)
+        inp.prev = None if before is None else dedup_index_read.placed(before, inp.ids)
     n = len(inp)
     report.n_products = stats.n_in = n
     plan, report.full = (None, why) if changed is None else dedup_kept.plan(store, state, inp.ids, changed, RULES + (VETOED,),
