@@ -54,7 +54,7 @@ LAZY = ("sigs", "sha", "title_text")  # of ROWS and TEXT: an incremental read's 
 # read (:class:`Gathered`, :class:`GatheredText`)
 NAMES = ("props", "values", "spellings")  # what the spec codes stand for (sorted: code = rank)
 CSR = ("spec_offsets", "spec_keys", "spec_values", "spec_chosen", "brand_offsets", "brands")  # spec codes per row
-# (spec_chosen: bool per spec entry, those that made the row's block keys: :func:`.dedup_spec.moved_rows`)
+# (spec_chosen: bool per spec entry, those that made the row's block keys: :func:`.dedup_spec_blocks.moved_rows`)
 TABLE = ("perm_a", "perm_b", "lsh_params", "wide_params")  # the title indexes' (the same in every file)
 
 

@@ -446,7 +446,7 @@ def test_the_kept_spec_entries_that_made_the_keys_are_the_rarest_a_full_run_choo
     ids = dedup_index_read.kept_ids(kept)
     src, srow, _ = dedup_index_read._sources(ids, kept)
     merged = dedup_index_read._merge([k.z for k in kept], src, srow, ids, "品牌")
-    from m5data.annotate.dedup.dedup_spec import SPEC_KEY_ENTRIES, _rarest_entries
+    from m5data.annotate.dedup.dedup_spec_blocks import SPEC_KEY_ENTRIES, _rarest_entries
     from m5data.annotate.kernels.dedup_inputs import read_inputs
     from m5data.annotate.kernels.spec_jit import entry_freq
     from m5data.annotate.kernels.values import norm_value
