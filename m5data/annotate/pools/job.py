@@ -45,7 +45,7 @@ from ...stages import StageRun
 from ...storage import StageStats
 from ..kernels import embed
 from ..kernels.search import SEARCHES, Hits, exact_search, faiss_search, recall_against, search
-from . import pool_inputs, pool_lists, pools_incremental
+from . import pool_inputs, pool_lists, pools_incremental, pools_update
 from .pool_rows import (
     KEPT_NAME,
     PoolsError,
@@ -175,9 +175,10 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
 
 def _build(run: StageRun, settings: cfg.Settings, kept, split_version: str | None, fresh: bool, ann_check: int,
            progress: Progress | None, refit: str | None) -> PoolsReport:
-    store, a = run.store, settings.pools
-    stats = run.stats
-    report = PoolsReport(stats, embedder=embedder_name(settings))
+    """The pools as the last complete run's saved input state left them, updated with what changed
+    since (:mod:`.pools_incremental`), or built in full (``refit``: why)."""
+    store = run.store
+    report = PoolsReport(run.stats, embedder=embedder_name(settings))
     clock = _Clock(report.timings)
     work = kept.path
     state = pool_inputs.snapshot(store, settings, split_version, RUN_VERSION)
@@ -196,51 +197,25 @@ def _build(run: StageRun, settings: cfg.Settings, kept, split_version: str | Non
             refit = "the store changed outside its tables (a part or an image file removed)"
         if refit is None:
             pool_inputs.forget(work)
-            refit = pools_incremental.run(run, settings, kept, report, clock, progress)
+            refit = pools_update.run(run, settings, kept, report, clock, progress)
             if refit is None:
                 return report
             run.stats = StageStats("pools")  # the incremental try's counts are not this run's
             report = PoolsReport(run.stats, embedder=embedder_name(settings))
-            stats, clock = report.stats, _Clock(report.timings)
+            clock = _Clock(report.timings)
     report.refit = refit
+    return _full(run, settings, kept, report, clock, state, split_version, fresh, ann_check, progress)
+
+
+def _full(run: StageRun, settings: cfg.Settings, kept, report: PoolsReport, clock: _Clock, state: dict,
+          split_version: str | None, fresh: bool, ann_check: int, progress: Progress | None) -> PoolsReport:
+    """Embed every product (or map the vectors of the same inputs), search every query's block not
+    finished by an interrupted run of the same fingerprint, and complete the run."""
+    store, a, stats, work = run.store, settings.pools, report.stats, kept.path
     pool_inputs.forget(work)  # this run may change the pools: the saved state is no longer theirs
-    catalog = read_catalog(store)
-    if not len(catalog):
-        raise PoolsError(f"no products in the store at {store.root}")
-    state["image_dirs"] = pool_inputs.image_dirs(store.root, catalog.table.column("blob"))
-    report.n_products = len(catalog)
-    try:
-        report.from_titles = titles_as_captions(catalog, settings)
-    except CatalogError as exc:
-        raise PoolsError(str(exc)) from None
-    clock("read")
-    vectors = product_vectors(store, catalog, settings, progress, kept=kept)
-    report.gaps, report.vectors_reused = vectors.gaps, vectors.reused
-    clock("embed")
-    ids = catalog.column("product_id")
-    del catalog  # the titles, captions and tokens are no longer needed: only ids and vectors
-    usable = vectors.usable
-    if not usable.any():  # an empty result would look like a finished run
-        raise PoolsError(f"none of the {len(ids):,} products has a caption, a title or a normalised image to "
-                         "embed: run `m5data extract` first (captions and normalised images), after a crawl "
-                         "that found titles or images")
-    if not usable.all():
-        stats.fail(NO_VECTOR, int((~usable).sum()))
-    row_of = {p: i for i, p in enumerate(ids)}
-    if split_version:
-        queries, gallery_ids = split_members(store, split_version)
-        queries = [q for q in queries if q in row_of and usable[row_of[q]]]
-        gallery_ids = [g for g in gallery_ids if g in row_of and usable[row_of[g]]]  # sorted: ids are
-        g_rows = np.array([row_of[g] for g in gallery_ids], np.int64)
-    else:
-        queries = [q for q in sample_queries(ids, a.queries, settings.annotate.seed) if usable[row_of[q]]]
-        g_rows = np.flatnonzero(usable).astype(np.int64)
-        gallery_ids = [ids[i] for i in g_rows]
-    q_rows = np.array([row_of[q] for q in queries], np.int64)
-    gal_pos = np.full(len(ids), -1, np.int64)
-    gal_pos[g_rows] = np.arange(len(g_rows))
-    self_index = gal_pos[q_rows] if len(q_rows) else np.zeros(0, np.int64)
-    del row_of
+    ids, vectors = _vectors(store, settings, kept, report, clock, state, progress)
+    queries, gallery_ids, q_rows, g_rows, self_index = _members(store, ids, vectors.usable, split_version, a.queries,
+                                                                settings.annotate.seed)
     report.n_queries, report.n_gallery = len(queries), len(gallery_ids)
     report.changes = {"new": len(ids), "changed": 0, "unchanged": 0}
     report.searched = report.rewritten = len(queries)
@@ -250,17 +225,7 @@ def _build(run: StageRun, settings: cfg.Settings, kept, split_version: str | Non
     fp = embed.fingerprint(RUN_VERSION, vectors.fingerprint, a.k, a.margin, a.search, a.block,
                            _digest(queries), _digest(gallery_ids))
     report.fingerprint = fp
-    for old in work.iterdir():  # another fingerprint's checkpoints: inputs or settings changed
-        if old.is_dir() and old.name != fp:
-            shutil.rmtree(old, ignore_errors=True)
-    ckpt = work / fp
-    if fresh:
-        shutil.rmtree(ckpt, ignore_errors=True)
-    ckpt.mkdir(parents=True, exist_ok=True)
-    listed = set(kept.names(f"{fp}/block-*.npz"))  # a block counts as done with its kept candidates only
-    done = {int(p.stem.split("-")[1]) for p in ckpt.glob("block-*.done") if f"{fp}/{p.stem}.npz" in listed}
-    done -= _blocks_without_pools(store, work, queries, self_index, len(gallery_ids), a.block, done)
-
+    ckpt, done = _finished_blocks(store, kept, fp, fresh, queries, self_index, len(gallery_ids), a.block)
     nblocks = -(-len(queries) // a.block)
     report.n_blocks = nblocks
     report.n_resumed = sum(1 for b in range(nblocks) if b * a.block in done)
@@ -307,6 +272,71 @@ def _build(run: StageRun, settings: cfg.Settings, kept, split_version: str | Non
     clock("keep")  # the kept lists and ids, for the next incremental run
     pool_inputs.save(store, work, state, fp, report)  # last: only a complete run is up to date
     return report
+
+
+def _vectors(store, settings: cfg.Settings, kept, report: PoolsReport, clock: _Clock, state: dict,
+             progress: Progress | None):
+    """``(ids, vectors)`` of every product of the catalog; PoolsError when none can be embedded."""
+    catalog = read_catalog(store)
+    if not len(catalog):
+        raise PoolsError(f"no products in the store at {store.root}")
+    state["image_dirs"] = pool_inputs.image_dirs(store.root, catalog.table.column("blob"))
+    report.n_products = len(catalog)
+    try:
+        report.from_titles = titles_as_captions(catalog, settings)
+    except CatalogError as exc:
+        raise PoolsError(str(exc)) from None
+    clock("read")
+    vectors = product_vectors(store, catalog, settings, progress, kept=kept)
+    report.gaps, report.vectors_reused = vectors.gaps, vectors.reused
+    clock("embed")
+    ids = catalog.column("product_id")
+    del catalog  # the titles, captions and tokens are no longer needed: only ids and vectors
+    usable = vectors.usable
+    if not usable.any():  # an empty result would look like a finished run
+        raise PoolsError(f"none of the {len(ids):,} products has a caption, a title or a normalised image to "
+                         "embed: run `m5data extract` first (captions and normalised images), after a crawl "
+                         "that found titles or images")
+    if not usable.all():
+        report.stats.fail(NO_VECTOR, int((~usable).sum()))
+    return ids, vectors
+
+
+def _members(store, ids, usable: np.ndarray, split_version: str | None, share: float, seed: int):
+    """``(queries, gallery ids, query rows, gallery rows, each query's row in the gallery or -1)``: a split
+    version's, or a seeded sample of the products with a vector against all of them."""
+    row_of = {p: i for i, p in enumerate(ids)}
+    if split_version:
+        queries, gallery_ids = split_members(store, split_version)
+        queries = [q for q in queries if q in row_of and usable[row_of[q]]]
+        gallery_ids = [g for g in gallery_ids if g in row_of and usable[row_of[g]]]  # sorted: ids are
+        g_rows = np.array([row_of[g] for g in gallery_ids], np.int64)
+    else:
+        queries = [q for q in sample_queries(ids, share, seed) if usable[row_of[q]]]
+        g_rows = np.flatnonzero(usable).astype(np.int64)
+        gallery_ids = [ids[i] for i in g_rows]
+    q_rows = np.array([row_of[q] for q in queries], np.int64)
+    gal_pos = np.full(len(ids), -1, np.int64)
+    gal_pos[g_rows] = np.arange(len(g_rows))
+    self_index = gal_pos[q_rows] if len(q_rows) else np.zeros(0, np.int64)
+    return queries, gallery_ids, q_rows, g_rows, self_index
+
+
+def _finished_blocks(store, kept, fp: str, fresh: bool, queries: list[str], self_index: np.ndarray, n_gallery: int,
+                     block: int) -> tuple[Path, set[int]]:
+    """``(checkpoint folder, starts of the blocks done)``: the blocks an interrupted run of the same
+    fingerprint finished (with their kept candidates and their pools still in the table)."""
+    work = kept.path
+    for old in work.iterdir():  # another fingerprint's checkpoints: inputs or settings changed
+        if old.is_dir() and old.name != fp:
+            shutil.rmtree(old, ignore_errors=True)
+    ckpt = work / fp
+    if fresh:
+        shutil.rmtree(ckpt, ignore_errors=True)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    listed = set(kept.names(f"{fp}/block-*.npz"))  # a block counts as done with its kept candidates only
+    done = {int(p.stem.split("-")[1]) for p in ckpt.glob("block-*.done") if f"{fp}/{p.stem}.npz" in listed}
+    return ckpt, done - _blocks_without_pools(store, work, queries, self_index, n_gallery, block, done)
 
 
 
