@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _next_shared_property(keys, a, ae, b, be):  # pragma: no cover - compiled
     """From positions ``a`` and ``b`` of two rows' entries (sorted by property code), the next
     property both list: ``(a, a2, b, b2)``, its runs ``[a, a2)`` and ``[b, b2)``; ``a == ae`` when
@@ -29,6 +29,20 @@ def _next_shared_property(keys, a, ae, b, be):  # pragma: no cover - compiled
     return ae, ae, be, be
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sorted_runs_share(arr, x, x2, y, y2):  # pragma: no cover - compiled
+    """Whether the sorted runs ``arr[x:x2]`` and ``arr[y:y2]`` share a value (one property's values of two
+    rows, or their brand spellings)."""
+    while x < x2 and y < y2:
+        if arr[x] == arr[y]:
+            return True
+        if arr[x] < arr[y]:
+            x += 1
+        else:
+            y += 1
+    return False
+
+
 @numba.njit(cache=True, nogil=True)
 def _walk_properties(i, j, offsets, keys, values, brand_key, min_agreement):  # pragma: no cover - compiled
     """Rows ``i`` and ``j``'s sorted entry lists walked property by property: ``(shared properties
@@ -45,15 +59,7 @@ def _agree(i, j, offsets, keys, values, brand_offsets, brands, brand_key):  # pr
     b, be = brand_offsets[j], brand_offsets[j + 1]
     same = -1
     if a < ae and b < be:
-        same = 0
-        while a < ae and b < be:
-            if brands[a] == brands[b]:
-                same = 1
-                break
-            if brands[a] < brands[b]:
-                a += 1
-            else:
-                b += 1
+        same = 1 if _sorted_runs_share(brands, a, ae, b, be) else 0
     shared, equal, _ = _walk_properties(i, j, offsets, keys, values, brand_key, -1.0)
     return same, shared, equal
 
@@ -87,18 +93,7 @@ def _agree_enough(i, j, offsets, keys, values, brand_offsets, brands, brand_key,
     and at least ``min_agreement`` of them agreeing; the walk stops as soon as the properties left
     could not make up the disagreements so far (the loose blocks of the learned matcher check
     millions of pairs that fail early)."""
-    a, ae = brand_offsets[i], brand_offsets[i + 1]
-    b, be = brand_offsets[j], brand_offsets[j + 1]
-    same = False
-    while a < ae and b < be:
-        if brands[a] == brands[b]:
-            same = True
-            break
-        if brands[a] < brands[b]:
-            a += 1
-        else:
-            b += 1
-    if not same:
+    if not _sorted_runs_share(brands, brand_offsets[i], brand_offsets[i + 1], brand_offsets[j], brand_offsets[j + 1]):
         return False
     shared, equal, short = _walk_properties(i, j, offsets, keys, values, brand_key, min_agreement)
     if short:
@@ -123,42 +118,22 @@ def _spec_pair(i, j, offsets, keys, values, brand_offsets, brands, brand_key, mi
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _walk_inline(keys, values, a, ae, b, be, brand_key, min_agreement):  # pragma: no cover - compiled
-    """:func:`_walk_properties` of the entries ``[a, ae)`` and ``[b, be)``, inlined into its caller
-    (the one walk: :func:`_walk_properties` is this one over two rows): ``(shared, equal, stopped)``."""
+    """:func:`_walk_properties` of the entries ``[a, ae)`` and ``[b, be)``, inlined into its caller (the one
+    walk, its steps inlined too: :func:`_walk_properties` is this one over two rows): ``(shared, equal, stopped)``."""
     shared = 0
     equal = 0
-    while a < ae and b < be:
-        ka, kb = keys[a], keys[b]
-        if ka < kb:
-            a += 1
-        elif kb < ka:
-            b += 1
-        else:
-            a2, b2 = a, b
-            while a2 < ae and keys[a2] == ka:
-                a2 += 1
-            while b2 < be and keys[b2] == ka:
-                b2 += 1
-            if ka != brand_key:
-                shared += 1
-                x, y = a, b
-                hit = 0
-                while x < a2 and y < b2:
-                    if values[x] == values[y]:
-                        hit = 1
-                        break
-                    if values[x] < values[y]:
-                        x += 1
-                    else:
-                        y += 1
-                equal += hit
-            a, b = a2, b2
-            left = min(ae - a, be - b)  # at most this many shared properties to come, each agreeing at best
-            if equal + left < min_agreement * (shared + left) - 1e-9:
-                return shared, equal, True
+    while True:
+        a, a2, b, b2 = _next_shared_property(keys, a, ae, b, be)
+        if a >= ae:
+            break
+        if keys[a] != brand_key:
+            shared += 1
+            equal += 1 if _sorted_runs_share(values, a, a2, b, b2) else 0
+        a, b = a2, b2
+        left = min(ae - a, be - b)  # at most this many shared properties to come, each agreeing at best
+        if equal + left < min_agreement * (shared + left) - 1e-9:
+            return shared, equal, True
     return shared, equal, False
-
-
 
 
 @numba.njit(cache=True, nogil=True)

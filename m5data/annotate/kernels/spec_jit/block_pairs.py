@@ -7,7 +7,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .agreement import _jaccard, _spec_pair, _walk_inline
+from .agreement import _jaccard, _sorted_runs_share, _spec_pair, _walk_inline
 from .chance import _grown
 
 
@@ -143,16 +143,7 @@ def _check_partners(x, cand, c, offsets, keys, values, brand_offsets, brands, br
         shared, equal, short = _walk_inline(keys, values, a, ae, b, be, brand_key, min_agreement)
         if short or shared < min_shared or equal < min_agreement * shared:
             continue
-        p, pe, q, qe = brand_offsets[x], brand_offsets[x + 1], brand_offsets[j], brand_offsets[j + 1]
-        same = False
-        while p < pe and q < qe:
-            if brands[p] == brands[q]:
-                same = True
-                break
-            if brands[p] < brands[q]:
-                p += 1
-            else:
-                q += 1
+        same = _sorted_runs_share(brands, brand_offsets[x], brand_offsets[x + 1], brand_offsets[j], brand_offsets[j + 1])
         if not same or _jaccard(x, j, offsets, keys, values) < min_jaccard:
             continue
         out = _grown(out, m)
