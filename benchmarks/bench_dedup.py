@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    from m5data.annotate.kernels import near
+    from m5data.annotate.kernels import near, phash
 
     rng = random.Random(args.seed)
     n = args.rows
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
         t_gen += t1 - t0
         t_sig += time.perf_counter() - t1
     t0 = time.perf_counter()
-    pl, pr, _ = near.phash_pairs(hashes, args.phash_threshold)
+    pl, pr, _ = phash.phash_pairs(hashes, args.phash_threshold)
     t_phash = time.perf_counter() - t0
     t0 = time.perf_counter()
     ml, mr, _ = index.pairs()
@@ -116,10 +116,10 @@ def main(argv=None) -> int:
     m = min(args.sample, n)
     h = hashes[:m]
     t0 = time.perf_counter()
-    il, ir, _ = near.phash_pairs(h, args.phash_threshold)
+    il, ir, _ = phash.phash_pairs(h, args.phash_threshold)
     t_idx = time.perf_counter() - t0
     t0 = time.perf_counter()
-    brute = {(a, b) for a, b, _ in near.brute_force_phash_pairs(h, args.phash_threshold)}
+    brute = {(a, b) for a, b, _ in phash.brute_force_phash_pairs(h, args.phash_threshold)}
     t_brute = time.perf_counter() - t0
     same = brute == set(zip(il.tolist(), ir.tolist()))
     print(f"sample {m:,} rows, pHash <= {args.phash_threshold}: multi-index {t_idx:.2f} s, all pairs {t_brute:.2f} s "

@@ -56,8 +56,8 @@ class Stage:
             ``previous``: the details of the stages run before it, by name); its settings are its section's.
         creates_store: its run creates the store when it is missing (the crawl, the first stage).
         leased: :func:`call` holds the stage's lock, named after it (its lease on object storage: every
-            commit the run makes is fenced by it) around its ``run`` (the curation stages but dedup). The
-            stages whose run takes it itself say False: through :class:`StageRun` (align, dedup, splits,
+            commit the run makes is fenced by it) around its ``run`` (crowd, matcher). The stages whose run
+            takes it itself say False: through :class:`StageRun` (align, dedup, match_level, pools, splits,
             export, report) or per shard (crawl, download, extract).
         verbs: its ``m5data`` verbs.
         check: ``module:function``, the stage's ``check(settings, options)``: rejects what it cannot run
@@ -101,9 +101,9 @@ REGISTRY: tuple[Stage, ...] = (
     # the curation stages (m5data/annotate/<name>/), their verbs under ``m5data annotate``
     Stage("dedup", "m5data.annotate.dedup.stage:run", "dedup", options=("full",),
           verbs=(Verb("dedup", "m5data.annotate.dedup.cli:dedup", parent="annotate"),)),
-    Stage("match_level", "m5data.annotate.match_level.stage:run", "match_level", options=("full",), leased=True,
+    Stage("match_level", "m5data.annotate.match_level.stage:run", "match_level", options=("full",),
           verbs=(Verb("match-level", "m5data.annotate.match_level.cli:match_level", parent="annotate"),)),
-    Stage("pools", "m5data.annotate.pools.stage:run", "pools", options=("full",), leased=True,
+    Stage("pools", "m5data.annotate.pools.stage:run", "pools", options=("full",),
           verbs=(Verb("pools", "m5data.annotate.pools.cli:pools", parent="annotate"),)),
     Stage("crowd", "m5data.annotate.crowd.stage:run", "crowd", leased=True,
           verbs=(Verb("tasks", "m5data.annotate.crowd.cli:tasks", parent="annotate"),

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ... import arrays
-from ..kernels import near
+from ..kernels import phash
 
 FOLDER = "derived/dedup"
 FORMAT = 2  # the kept file's layout (part of the state's fingerprint: another one means a full run); 2: row numbers
@@ -108,7 +108,7 @@ def load_edges(store, rel) -> pa.Table | None:
 
 def pair_ids(table: pa.Table, ids: pa.Array) -> pa.Table:
     """Kept pairs (:func:`load_edges`) as ``left_id``, ``right_id``, ``rule``, ``distance``: ``ids`` are
-    the products of the run that kept them (its kept inputs' ids, :func:`.dedup_index.kept_ids`)."""
+    the products of the run that kept them (its kept inputs' ids, :func:`.dedup_index_read.kept_ids`)."""
     return pa.table({"left_id": ids.take(table.column("left")), "right_id": ids.take(table.column("right")),
                      "rule": table.column("rule").cast(pa.string()), "distance": table.column("distance")})
 
@@ -202,7 +202,7 @@ def over_cap(inp, titles, a, plan: Plan) -> np.ndarray:  # inp: dedup_inputs.Inp
         extra.append(crossing(codes[rows], rows, touching, cap))
     rows = np.flatnonzero(inp.has_phash)
     for j in range(a.phash_bands):
-        extra.append(crossing(near._band(inp.phash[rows], j, a.phash_bands)[0], rows, touching, cap))
+        extra.append(crossing(phash._band(inp.phash[rows], j, a.phash_bands)[0], rows, touching, cap))
     keys = titles._keys[0] if len(titles._keys) == 1 else np.concatenate(titles._keys)
     rows = np.flatnonzero(np.concatenate(titles._valid))
     for j in range(keys.shape[1]):

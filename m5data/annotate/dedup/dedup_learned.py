@@ -30,11 +30,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ... import arrays
-from ..kernels import dedup_inputs, near
+from ..kernels import dedup_inputs, near, phash
 from ..kernels.dedup_inputs import Inputs
-from ..kernels.near import hamming
 from ..kernels.pair_model import cascade_features
-from .dedup_spec import spec_blocks
+from ..kernels.phash import hamming
+from .dedup_spec_blocks import spec_blocks
 
 MODES = ("rules", "learned")
 
@@ -100,7 +100,7 @@ def candidates(inp: Inputs, a, learned: Learned, known: np.ndarray, group: np.nd
         p_left, p_right, bits = learned.phash
         p_left, p_right = p_left[bits <= t], p_right[bits <= t]
     else:
-        p_left, p_right, _ = near.phash_pairs(inp.phash, t, max(a.phash_bands, -(-t // 2)), inp.has_phash, cap,
+        p_left, p_right, _ = phash.phash_pairs(inp.phash, t, max(a.phash_bands, -(-t // 2)), inp.has_phash, cap,
                                               touching=touching)
     sp = inp.specs
     s_left, s_right, _ = spec_blocks(sp, None, 1, cap, 1, a.matcher_spec_agreement,  # None: counted there
@@ -160,9 +160,10 @@ def score_pairs(store, a, model, ids, left: np.ndarray, right: np.ndarray, known
     The neighbour features look for each side's best other product among all its pairs: these and
     the rules' accepted pairs that touch them (``known``, packed), so a product the rules already
     joined to its duplicate has that duplicate as its nearest neighbour."""
-    from ..kernels.pair_features import PairFeatures, rowdot
+    from ..kernels.pair_features import PairFeatures
     from ..kernels.pair_model import columns
     from ..kernels.pair_products import read_store
+    from ..kernels.pair_spaces import rowdot
 
     if not len(left):
         return np.zeros(0)

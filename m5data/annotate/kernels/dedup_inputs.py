@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from ...storage.queries import main_image_sql
 from . import near
+from .phash import parse_phash
 from .values import brand_spellings, noisy_value, norm_value
 
 BATCH = 100_000  # products per Arrow batch
@@ -192,7 +193,7 @@ def read_products(con, on_titles: Callable[[list[str]], None] | None = None, onl
                                    type=pa.string()))
         has_title.append(np.fromiter(map(bool, titles), dtype=bool, count=len(titles)))
         hashes = batch.column(4).to_pylist()
-        h, ok = near.parse_phash(hashes)
+        h, ok = parse_phash(hashes)
         phash.append(h)
         has_phash.append(ok)
         given.append(np.fromiter(map(bool, hashes), dtype=bool, count=len(hashes)))

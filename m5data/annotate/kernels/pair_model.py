@@ -108,7 +108,7 @@ def cascade_features(inp, titles, left: np.ndarray, right: np.ndarray) -> np.nda
     dedup's inputs ``inp`` (:class:`.dedup_inputs.Inputs`) and title index ``titles`` (a
     :class:`.near.LSHIndex` holding every row's signature); NaN where a side lacks the evidence."""
     from .dedup_inputs import agreement
-    from .near import hamming
+    from .phash import hamming
 
     left, right = np.asarray(left, np.int64), np.asarray(right, np.int64)
     x = np.full((len(left), len(CASCADE_FEATURES)), np.nan)
@@ -215,7 +215,7 @@ def loads(data: bytes, path: str | Path) -> Model:
                                "weights): retrain it with `m5data annotate matcher train`")
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ValueError(f"format is not {FORMAT!r}")
-        from .pair_features import TextWeights
+        from .pair_spaces import TextWeights
 
         trees = Trees.from_json(d["trees"])
         return Model(version=str(d["version"]), features=[str(f) for f in d["features"]], baseline=float(d["baseline"]),

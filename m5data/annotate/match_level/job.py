@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ... import config as cfg
-from ...storage import StageStats, record_run
+from ...stages import StageRun
+from ...storage import StageStats
 from .match_image import DESC_DIM, image_descriptor, image_descriptors, image_votes
 from .match_inputs import (
     LEVELS,
@@ -161,14 +162,20 @@ def match_level(store, settings: cfg.Settings, *, progress: Progress | None = No
     from . import match_model
 
     check_settings(settings)
-    a = settings.match_level
-    marks = match_model.watermarks(store)  # before reading: a later write is seen next time
-    refit = "full run asked" if full else None
-    if not full:
-        kept, refit = match_model.incremental(store, settings, marks, progress)
-        if kept is not None:
-            return kept
-    stats = StageStats("match_level")
+    with StageRun(store, match_model.STAGE, reads=match_model.READS, inputs=match_model.inputs(settings)) as run:
+        refit = "full run asked" if full else None
+        if not full:
+            kept, refit = match_model.incremental(run, settings, progress)
+            if kept is not None:
+                return kept
+        return _score_all(run, settings, refit, progress)
+
+
+def _score_all(run: StageRun, settings: cfg.Settings, refit: str | None, progress: Progress | None) -> MatchReport:
+    """A full run: every product scored by cross-fitted classifiers, ``caption_match`` replaced, the classifier kept."""
+    from . import match_model
+
+    store, a, stats = run.store, settings.match_level, run.stats
     report = MatchReport(stats, refit=refit)
     inp = read_inputs(store, settings, progress)
     n = stats.n_in = report.scored = len(inp.has_text)
@@ -183,8 +190,8 @@ def match_level(store, settings: cfg.Settings, *, progress: Progress | None = No
     store.replace("caption_match", table)
     finish_report(report, table, inp)
     stats.details["changes"] = {"new": n, "changed": 0, "unchanged": 0}
-    record_run(store, stats.finish(), {**cfg.as_dict(settings), "match_level_run": {"levels": report.levels}})
-    match_model.save(store, settings, inp, gallery, marks)  # last: a killed run leaves the previous model
+    stats.finish()
+    match_model.save(run, settings, inp, gallery, report.levels)  # last: a killed run leaves the previous model
     return report
 
 

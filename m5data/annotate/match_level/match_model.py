@@ -14,8 +14,8 @@ with ``allow_pickle=False``) named by its content hash under ``derived/match_lev
   a run killed after it has already scored the relabelled products (a model file is written only
   by a full run and named by its hash: a killed full run leaves the previous one in use).
 
-and saves its state (``derived/state/match_level.json``: the watermarks it read, the settings' hash,
-both files, the count of products the model was fitted on), last.
+and saves its state through its :class:`~m5data.stages.StageRun` (``derived/state/match_level.json``: the
+watermarks it read, the settings' hash, both files, the count of products the model was fitted on), last.
 
 A later run reads what changed since (``store.changed`` on products, captions and specs, the
 products of changed media rows, and products whose labels differ from the kept ones): nothing -> no
@@ -34,9 +34,9 @@ import io
 
 import numpy as np
 
-from ... import arrays, stages
+from ... import arrays
 from ... import config as cfg
-from ...storage import StageStats, changes, record_run
+from ...stages import StageRun
 
 STAGE = "match_level"
 READS = ("products", "captions", "label_map", "taxonomy", "specs", "media")
@@ -44,14 +44,15 @@ FOLDER = "derived/match_level"
 FORMAT = 1  # the .npz layout; another one means a full run
 
 
-def watermarks(store) -> dict[str, int]:
-    return changes.watermarks(store, READS)
-
-
-def fingerprint(settings: cfg.Settings) -> str:
-    """The hash of the settings that decide the scores (refit_share only decides when to fit again)."""
+def inputs(settings: cfg.Settings) -> tuple:
+    """What, beside the tables, decides the scores: the run's fingerprint (refit_share only decides when to fit again)."""
     a = dataclasses.asdict(settings.match_level)
-    return stages.fingerprint(FORMAT, {"seed": settings.annotate.seed, **{k: v for k, v in a.items() if k != "refit_share"}})
+    return FORMAT, {"seed": settings.annotate.seed, **{k: v for k, v in a.items() if k != "refit_share"}}
+
+
+def run_config(settings: cfg.Settings, levels: dict) -> dict:
+    """The ``config`` of a match-level run's ``runs`` row."""
+    return {**cfg.as_dict(settings), "match_level_run": {"levels": levels}}
 
 
 def _save_npz(store, kind: str, versioned: bool = True, **arrays) -> str:
@@ -88,12 +89,13 @@ def _pairs(h, sub_id: np.ndarray, has: np.ndarray) -> np.ndarray:
     return arrays.unique(pair[has & (h.cls >= 0) & (sub_id >= 0)])
 
 
-def save(store, settings: cfg.Settings, inp, gallery, marks: dict[str, int]) -> None:
-    """Fit the classifier on every labelled caption, keep it with the gallery and the labels; save the state."""
+def save(run: StageRun, settings: cfg.Settings, inp, gallery, levels: dict) -> None:
+    """Fit the classifier on every labelled caption, keep it with the gallery and the labels; complete the run
+    (its ``runs`` row, then its state)."""
     from . import textclf
     from .match_inputs import _epochs
 
-    a = settings.match_level
+    store, a = run.store, settings.match_level
     h = textclf.Hierarchy(np.where(inp.has_text, inp.class_id, -1), np.where(inp.has_text, inp.sub_id, -1))
     labelled = np.flatnonzero(inp.has_text & (h.cls >= 0))
     dim = 1 << a.hash_bits
@@ -111,8 +113,7 @@ def save(store, settings: cfg.Settings, inp, gallery, marks: dict[str, int]) -> 
         classes=h.classes, pairs=_pairs(h, np.where(inp.has_text, inp.sub_id, -1), inp.has_text),
         fitted=np.array([h.n_class >= 2]), gallery_ids=ids[rows], gallery_desc=desc, gallery_class=gal_cls)
     labels_file = _save_npz(store, "labels", False, ids=ids, class_id=inp.class_id, sub_id=inp.sub_id)
-    changes.save_state(store, STAGE, marks, fingerprint(settings), model=model_file, labels=labels_file,
-                       fitted_on=len(ids))
+    run.complete(run_config(settings, levels), model=model_file, labels=labels_file, fitted_on=len(ids))
 
 
 def hierarchy(saved: dict, class_id: np.ndarray, sub_id: np.ndarray):
@@ -163,12 +164,12 @@ def changed_products(store, state: dict, labels: dict) -> list[str]:
     return sorted(ids)
 
 
-def incremental(store, settings: cfg.Settings, marks: dict[str, int], progress=None):
+def incremental(run: StageRun, settings: cfg.Settings, progress=None):
     """``(report, None)`` of a run that scored only what changed (or nothing), else ``(None, why a full run)``."""
-    state = changes.load_state(store, STAGE)
+    store, state = run.store, run.state
     if state is None:
         return None, "no earlier complete run"
-    if state.get("inputs") != fingerprint(settings):
+    if state.get("inputs") != run.inputs:
         return None, "settings changed"
     total = store.count("products")
     if state.get("fitted_on", 0) < settings.match_level.refit_share * total:
@@ -176,13 +177,13 @@ def incremental(store, settings: cfg.Settings, marks: dict[str, int], progress=N
                       f"of {total:,}")
     from .match_inputs import MatchReport
 
-    stats = StageStats("match_level")
+    stats = run.stats
     report = MatchReport(stats)
     ids, new = [], 0
     # nothing it reads was written since: neither kept file is loaded (at 1M the labels are a million ids,
     # and with the levels counted again this was 3.3 s of a run that did nothing); a kept file gone is
     # found by the next run that has products to score, which then runs in full
-    if not changes.unchanged_since(state, marks, state["inputs"]):
+    if not run.unchanged():
         saved = _load_npz(store, state.get("model"))
         if saved is None:
             return None, "no kept classifier"
@@ -200,10 +201,10 @@ def incremental(store, settings: cfg.Settings, marks: dict[str, int], progress=N
     kept_levels = state.get("levels")
     fresh = not ids and isinstance(kept_levels, dict) and state.get("levels_mark") == levels_mark
     report.levels = dict(kept_levels) if fresh else _levels(store)
-    record_run(store, stats.finish(), {**cfg.as_dict(settings), "match_level_run": {"levels": report.levels}})
+    stats.finish()
     labels_file = _relabelled(store) if ids else state["labels"]  # as of this run: a relabelled product is scored once
-    changes.save_state(store, STAGE, marks, state["inputs"], model=state["model"], labels=labels_file,
-                       fitted_on=state["fitted_on"], levels=report.levels, levels_mark=levels_mark)
+    run.complete(run_config(settings, report.levels), model=state["model"], labels=labels_file,
+                 fitted_on=state["fitted_on"], levels=report.levels, levels_mark=levels_mark)
     return report, None
 
 

@@ -41,10 +41,11 @@ import numpy as np
 import pyarrow as pa
 
 from ... import config as cfg
-from ...storage import StageStats, changes, record_run
+from ...stages import StageRun
+from ...storage import StageStats
 from ..kernels import embed
 from ..kernels.search import SEARCHES, Hits, exact_search, faiss_search, recall_against, search
-from . import pool_inputs, pool_lists, pools_incremental
+from . import pool_inputs, pool_lists, pools_incremental, pools_update
 from .pool_rows import (
     KEPT_NAME,
     PoolsError,
@@ -56,6 +57,7 @@ from .pool_rows import (
     sample_queries,
 )
 from .pool_vectors import NO_VECTOR, CatalogError, embedder_name, product_vectors, read_catalog, titles_as_captions
+from .pools_incremental import run_config
 from .pools_score import score_pools
 
 __all__ = ["RUN_VERSION", "PoolsError", "PoolsReport", "Rows", "ann_recall", "build_pools", "check_settings",
@@ -156,25 +158,27 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
             vectors and pools could be updated with what changed since.
     """
     check_settings(settings)
-    marks = pools_incremental.watermarks(store)  # before reading: a later write is seen next time
     incremental = not (full or fresh or ann_check or split_version)
-    if incremental and (saved := pools_incremental.up_to_date(store, settings, marks, RUN_VERSION)) is not None:
-        report = PoolsReport(StageStats("pools"), embedder=embedder_name(settings))
-        pool_inputs.restore(report, saved["report"])
-        report.changes = {"new": 0, "changed": 0, "unchanged": report.n_products}
-        record_run(store, report.stats.finish(), _run_config(settings, None, report.fingerprint, up_to_date=True))
-        return report
-    # on object storage: a local copy, written back at the end; the vectors fetched only when used
-    with store.kept(KEPT, lazy=(VECTORS_FILES, *pools_incremental.LAZY)) as kept:
-        return _build(store, settings, kept, split_version, fresh, ann_check, progress, marks,
-                      None if incremental else "full run asked")
+    with StageRun(store, pools_incremental.STAGE, reads=pools_incremental.READS,
+                  inputs=pools_incremental.inputs(settings, split_version, RUN_VERSION)) as run:
+        if incremental and (saved := pools_incremental.up_to_date(run)) is not None:
+            report = PoolsReport(run.stats, embedder=embedder_name(settings))
+            pool_inputs.restore(report, saved["report"])
+            report.changes = {"new": 0, "changed": 0, "unchanged": report.n_products}
+            run.record(run_config(settings, None, report.fingerprint, up_to_date=True), "ok")
+            return report
+        # on object storage: a local copy, written back at the end; the vectors fetched only when used
+        with store.kept(KEPT, lazy=(VECTORS_FILES, *pools_incremental.LAZY)) as kept:
+            return _build(run, settings, kept, split_version, fresh, ann_check, progress,
+                          None if incremental else "full run asked")
 
 
-def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh: bool, ann_check: int,
-           progress: Progress | None, marks: dict, refit: str | None) -> PoolsReport:
-    a = settings.pools
-    stats = StageStats("pools")
-    report = PoolsReport(stats, embedder=embedder_name(settings))
+def _build(run: StageRun, settings: cfg.Settings, kept, split_version: str | None, fresh: bool, ann_check: int,
+           progress: Progress | None, refit: str | None) -> PoolsReport:
+    """The pools as the last complete run's saved input state left them, updated with what changed
+    since (:mod:`.pools_incremental`), or built in full (``refit``: why)."""
+    store = run.store
+    report = PoolsReport(run.stats, embedder=embedder_name(settings))
     clock = _Clock(report.timings)
     work = kept.path
     state = pool_inputs.snapshot(store, settings, split_version, RUN_VERSION)
@@ -184,61 +188,34 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
             pool_inputs.restore(report, saved)
             report.changes = {"new": 0, "changed": 0, "unchanged": report.n_products}
             clock("check")
-            record_run(store, stats.finish(), _run_config(settings, split_version, report.fingerprint, up_to_date=True))
+            run.record(run_config(settings, split_version, report.fingerprint, up_to_date=True), "ok")
             return report
     if refit is None:
         was_full = (work / pool_inputs.STATE_FILE).is_file()
-        last = changes.load_state(store, pools_incremental.STAGE)
-        refit = pools_incremental.why_full(store, settings, last, RUN_VERSION, kept)
-        if refit is None and was_full and changes.unchanged_since(last, marks, last["inputs"]):
+        refit = pools_incremental.why_full(run, settings, kept)
+        if refit is None and was_full and run.unchanged():
             refit = "the store changed outside its tables (a part or an image file removed)"
         if refit is None:
             pool_inputs.forget(work)
-            refit = pools_incremental.run(store, settings, kept, last, marks, RUN_VERSION, report, clock, progress)
+            refit = pools_update.run(run, settings, kept, report, clock, progress)
             if refit is None:
-                record_run(store, stats.finish(), _run_config(settings, None, report.fingerprint))
                 return report
-            report = PoolsReport(StageStats("pools"), embedder=embedder_name(settings))
-            stats, clock = report.stats, _Clock(report.timings)
+            run.stats = StageStats("pools")  # the incremental try's counts are not this run's
+            report = PoolsReport(run.stats, embedder=embedder_name(settings))
+            clock = _Clock(report.timings)
     report.refit = refit
+    return _full(run, settings, kept, report, clock, state, split_version, fresh, ann_check, progress)
+
+
+def _full(run: StageRun, settings: cfg.Settings, kept, report: PoolsReport, clock: _Clock, state: dict,
+          split_version: str | None, fresh: bool, ann_check: int, progress: Progress | None) -> PoolsReport:
+    """Embed every product (or map the vectors of the same inputs), search every query's block not
+    finished by an interrupted run of the same fingerprint, and complete the run."""
+    store, a, stats, work = run.store, settings.pools, report.stats, kept.path
     pool_inputs.forget(work)  # this run may change the pools: the saved state is no longer theirs
-    catalog = read_catalog(store)
-    if not len(catalog):
-        raise PoolsError(f"no products in the store at {store.root}")
-    state["image_dirs"] = pool_inputs.image_dirs(store.root, catalog.table.column("blob"))
-    report.n_products = len(catalog)
-    try:
-        report.from_titles = titles_as_captions(catalog, settings)
-    except CatalogError as exc:
-        raise PoolsError(str(exc)) from None
-    clock("read")
-    vectors = product_vectors(store, catalog, settings, progress, kept=kept)
-    report.gaps, report.vectors_reused = vectors.gaps, vectors.reused
-    clock("embed")
-    ids = catalog.column("product_id")
-    del catalog  # the titles, captions and tokens are no longer needed: only ids and vectors
-    usable = vectors.usable
-    if not usable.any():  # an empty result would look like a finished run
-        raise PoolsError(f"none of the {len(ids):,} products has a caption, a title or a normalised image to "
-                         "embed: run `m5data extract` first (captions and normalised images), after a crawl "
-                         "that found titles or images")
-    if not usable.all():
-        stats.fail(NO_VECTOR, int((~usable).sum()))
-    row_of = {p: i for i, p in enumerate(ids)}
-    if split_version:
-        queries, gallery_ids = split_members(store, split_version)
-        queries = [q for q in queries if q in row_of and usable[row_of[q]]]
-        gallery_ids = [g for g in gallery_ids if g in row_of and usable[row_of[g]]]  # sorted: ids are
-        g_rows = np.array([row_of[g] for g in gallery_ids], np.int64)
-    else:
-        queries = [q for q in sample_queries(ids, a.queries, settings.annotate.seed) if usable[row_of[q]]]
-        g_rows = np.flatnonzero(usable).astype(np.int64)
-        gallery_ids = [ids[i] for i in g_rows]
-    q_rows = np.array([row_of[q] for q in queries], np.int64)
-    gal_pos = np.full(len(ids), -1, np.int64)
-    gal_pos[g_rows] = np.arange(len(g_rows))
-    self_index = gal_pos[q_rows] if len(q_rows) else np.zeros(0, np.int64)
-    del row_of
+    ids, vectors = _vectors(store, settings, kept, report, clock, state, progress)
+    queries, gallery_ids, q_rows, g_rows, self_index = _members(store, ids, vectors.usable, split_version, a.queries,
+                                                                settings.annotate.seed)
     report.n_queries, report.n_gallery = len(queries), len(gallery_ids)
     report.changes = {"new": len(ids), "changed": 0, "unchanged": 0}
     report.searched = report.rewritten = len(queries)
@@ -248,17 +225,7 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
     fp = embed.fingerprint(RUN_VERSION, vectors.fingerprint, a.k, a.margin, a.search, a.block,
                            _digest(queries), _digest(gallery_ids))
     report.fingerprint = fp
-    for old in work.iterdir():  # another fingerprint's checkpoints: inputs or settings changed
-        if old.is_dir() and old.name != fp:
-            shutil.rmtree(old, ignore_errors=True)
-    ckpt = work / fp
-    if fresh:
-        shutil.rmtree(ckpt, ignore_errors=True)
-    ckpt.mkdir(parents=True, exist_ok=True)
-    listed = set(kept.names(f"{fp}/block-*.npz"))  # a block counts as done with its kept candidates only
-    done = {int(p.stem.split("-")[1]) for p in ckpt.glob("block-*.done") if f"{fp}/{p.stem}.npz" in listed}
-    done -= _blocks_without_pools(store, work, queries, self_index, len(gallery_ids), a.block, done)
-
+    ckpt, done = _finished_blocks(store, kept, fp, fresh, queries, self_index, len(gallery_ids), a.block)
     nblocks = -(-len(queries) // a.block)
     report.n_blocks = nblocks
     report.n_resumed = sum(1 for b in range(nblocks) if b * a.block in done)
@@ -293,28 +260,84 @@ def _build(store, settings: cfg.Settings, kept, split_version: str | None, fresh
         report.ann_recall = ann_recall(qv, gv, a.k, self_index, a.search, ann_check)
         clock("ann check")
     (store.work_dir(KEPT_NAME, fp) / "gallery.npy").unlink(missing_ok=True)
-    record_run(store, stats.finish(), _run_config(settings, split_version, fp))
+    stats.finish()
+    config = run_config(settings, split_version, fp)
     lists = None if split_version else pool_lists.gather_lists(kept, fp, nblocks, a.block, q_rows, width,
                                                                       len(g_rows) - (self_index >= 0))
     if lists is not None:
-        pools_incremental.save(store, kept, settings, marks, RUN_VERSION, fp, pa.array(ids, pa.string()),
-                               f"vectors-{vectors.fingerprint}", lists, len(ids), report)
+        pools_incremental.save(run, kept, config, fp, pa.array(ids, pa.string()), f"vectors-{vectors.fingerprint}",
+                               lists, len(ids), report)
     else:  # pools of a split version (or of blocks without kept lists): the next run is a full one
-        changes.save_state(store, pools_incremental.STAGE, marks, pools_incremental.inputs(settings, split_version, RUN_VERSION))
+        run.complete(config)
     clock("keep")  # the kept lists and ids, for the next incremental run
     pool_inputs.save(store, work, state, fp, report)  # last: only a complete run is up to date
     return report
 
 
+def _vectors(store, settings: cfg.Settings, kept, report: PoolsReport, clock: _Clock, state: dict,
+             progress: Progress | None):
+    """``(ids, vectors)`` of every product of the catalog; PoolsError when none can be embedded."""
+    catalog = read_catalog(store)
+    if not len(catalog):
+        raise PoolsError(f"no products in the store at {store.root}")
+    state["image_dirs"] = pool_inputs.image_dirs(store.root, catalog.table.column("blob"))
+    report.n_products = len(catalog)
+    try:
+        report.from_titles = titles_as_captions(catalog, settings)
+    except CatalogError as exc:
+        raise PoolsError(str(exc)) from None
+    clock("read")
+    vectors = product_vectors(store, catalog, settings, progress, kept=kept)
+    report.gaps, report.vectors_reused = vectors.gaps, vectors.reused
+    clock("embed")
+    ids = catalog.column("product_id")
+    del catalog  # the titles, captions and tokens are no longer needed: only ids and vectors
+    usable = vectors.usable
+    if not usable.any():  # an empty result would look like a finished run
+        raise PoolsError(f"none of the {len(ids):,} products has a caption, a title or a normalised image to "
+                         "embed: run `m5data extract` first (captions and normalised images), after a crawl "
+                         "that found titles or images")
+    if not usable.all():
+        report.stats.fail(NO_VECTOR, int((~usable).sum()))
+    return ids, vectors
 
-def _run_config(settings: cfg.Settings, split_version: str | None, fp: str, up_to_date: bool = False) -> dict:
-    """The ``config`` of a pools run's ``runs`` row."""
-    sections = cfg.as_dict(settings)
-    config = {"annotate": sections["annotate"], "pools": sections["pools"], "split_version": split_version,
-              "fingerprint": fp}
-    if up_to_date:
-        config["up_to_date"] = True
-    return config
+
+def _members(store, ids, usable: np.ndarray, split_version: str | None, share: float, seed: int):
+    """``(queries, gallery ids, query rows, gallery rows, each query's row in the gallery or -1)``: a split
+    version's, or a seeded sample of the products with a vector against all of them."""
+    row_of = {p: i for i, p in enumerate(ids)}
+    if split_version:
+        queries, gallery_ids = split_members(store, split_version)
+        queries = [q for q in queries if q in row_of and usable[row_of[q]]]
+        gallery_ids = [g for g in gallery_ids if g in row_of and usable[row_of[g]]]  # sorted: ids are
+        g_rows = np.array([row_of[g] for g in gallery_ids], np.int64)
+    else:
+        queries = [q for q in sample_queries(ids, share, seed) if usable[row_of[q]]]
+        g_rows = np.flatnonzero(usable).astype(np.int64)
+        gallery_ids = [ids[i] for i in g_rows]
+    q_rows = np.array([row_of[q] for q in queries], np.int64)
+    gal_pos = np.full(len(ids), -1, np.int64)
+    gal_pos[g_rows] = np.arange(len(g_rows))
+    self_index = gal_pos[q_rows] if len(q_rows) else np.zeros(0, np.int64)
+    return queries, gallery_ids, q_rows, g_rows, self_index
+
+
+def _finished_blocks(store, kept, fp: str, fresh: bool, queries: list[str], self_index: np.ndarray, n_gallery: int,
+                     block: int) -> tuple[Path, set[int]]:
+    """``(checkpoint folder, starts of the blocks done)``: the blocks an interrupted run of the same
+    fingerprint finished (with their kept candidates and their pools still in the table)."""
+    work = kept.path
+    for old in work.iterdir():  # another fingerprint's checkpoints: inputs or settings changed
+        if old.is_dir() and old.name != fp:
+            shutil.rmtree(old, ignore_errors=True)
+    ckpt = work / fp
+    if fresh:
+        shutil.rmtree(ckpt, ignore_errors=True)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    listed = set(kept.names(f"{fp}/block-*.npz"))  # a block counts as done with its kept candidates only
+    done = {int(p.stem.split("-")[1]) for p in ckpt.glob("block-*.done") if f"{fp}/{p.stem}.npz" in listed}
+    return ckpt, done - _blocks_without_pools(store, work, queries, self_index, n_gallery, block, done)
+
 
 
 class _Clock:

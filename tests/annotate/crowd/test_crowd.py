@@ -118,10 +118,16 @@ def test_cli_aggregate_prints_every_method(judged):
     assert set(store.read("matches").column("method").to_pylist()) == {"majority"}
 
 
-def test_import_keeps_good_rows_and_names_bad_ones(store, tmp_path):
-    s = load(None, {"store.path": str(store.root)}, environ={})
+def _judgements_csv(store, tmp_path, text: str):
+    """The store's settings and a judgements CSV file of ``text``."""
     csv_file = tmp_path / "judgements.csv"
-    csv_file.write_text(
+    csv_file.write_text(text, encoding="utf-8")
+    return load(None, {"store.path": str(store.root)}, environ={}), csv_file
+
+
+def test_import_keeps_good_rows_and_names_bad_ones(store, tmp_path):
+    s, csv_file = _judgements_csv(
+        store, tmp_path,
         "query_id,candidate_id,worker_id,label,is_gold\n"
         "q1,c1,w1,match,false\n"
         "q1,c1,w2,Mismatch,0\n"
@@ -129,7 +135,7 @@ def test_import_keeps_good_rows_and_names_bad_ones(store, tmp_path):
         "q1,c2,,match,false\n"
         "q1,q1,w1,match,false\n"
         "q1,c3,w1,maybe,false\n"
-        "q1,c3,w2,match,perhaps\n", encoding="utf-8")
+        "q1,c3,w2,match,perhaps\n")
     report = import_judgements(store, s, csv_file)
     assert report.n_rows == 7 and report.stats.n_out == 3
     assert dict(report.rejects) == {5: "missing worker_id", 6: "query_id equals candidate_id",
@@ -191,9 +197,8 @@ def test_import_of_a_latin1_file_and_an_oversized_field_rejects_those_rows(store
 
 
 def test_import_drops_conflicting_duplicates_and_names_them(store, tmp_path):
-    s = load(None, {"store.path": str(store.root)}, environ={})
-    csv_file = tmp_path / "judgements.csv"
-    csv_file.write_text(
+    s, csv_file = _judgements_csv(
+        store, tmp_path,
         "query_id,candidate_id,worker_id,label,is_gold,gold_label\n"
         "q1,c1,w1,match,,\n"
         "q1,c1,w2,match,,\n"
@@ -202,7 +207,7 @@ def test_import_drops_conflicting_duplicates_and_names_them(store, tmp_path):
         "q1,c2,w1,match,true,match\n"
         "q1,c2,w2,match,true,mismatch\n"  # two known answers for one gold pair: no answer is kept
         "q1,c3,w1,match,true,match\n"
-        "q1,c3,w2,mismatch,true,match\n", encoding="utf-8")
+        "q1,c3,w2,mismatch,true,match\n")
     report = import_judgements(store, s, csv_file)
     assert report.n_rows == 8
     assert report.stats.failures == {"conflicting labels of one worker for one pair": 2,

@@ -11,7 +11,7 @@ from support.dedup_rows import image_row as _image
 from support.dedup_rows import product_row as _product
 from support.grow import copies as _copies
 
-from m5data.annotate.dedup import dedup_index, dedup_kept
+from m5data.annotate.dedup import dedup_index, dedup_index_read, dedup_kept
 from m5data.annotate.dedup.job import dedup
 from m5data.annotate.kernels import dedup_inputs
 from m5data.config import load
@@ -117,7 +117,7 @@ def _kept_pairs(store) -> pa.Table:
     """The kept pairs as product ids: their rows placed through the kept inputs' ids (and their digest checked)."""
     state = changes.load_state(store, "dedup")
     table = dedup_kept.load_edges(store, state["edges"])
-    ids = dedup_index.kept_ids(dedup_index.load(store, state["inputs_files"], "品牌"))
+    ids = dedup_index_read.kept_ids(dedup_index.load(store, state["inputs_files"], "品牌"))
     assert table.schema.metadata[dedup_kept.IDS].decode() == dedup_kept.ids_digest(ids)
     return dedup_kept.pair_ids(table, ids)
 
@@ -203,7 +203,7 @@ def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_giv
     brand = norm_value("品牌")
     a = settings.dedup
     part, whole = (near.LSHIndex(a.minhash_threshold, a.num_perm) for _ in range(2))
-    inc = dedup_index.read_incremental(store, dedup_index.load(store, state["inputs_files"], brand), brand, changed, part,
+    inc = dedup_index_read.read_incremental(store, dedup_index.load(store, state["inputs_files"], brand), brand, changed, part,
                                        None, a.shingle)
 
     def index(batch):
@@ -213,7 +213,7 @@ def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_giv
     full = read_inputs(store, brand, index)
     assert inc.ids.equals(full.ids) and len(full) == 305
     # no products part went: the store's ids are the kept files' and the products written since
-    assert dedup_index.store_ids(dedup_index.load(store, state["inputs_files"], brand), products.column("product_id")).equals(full.ids)
+    assert dedup_index_read.store_ids(dedup_index.load(store, state["inputs_files"], brand), products.column("product_id")).equals(full.ids)
     for name in ("blob", "title_key", "sha_hash", "title_hash", "has_title", "phash", "has_phash", "phash_given",
                  "n_spec_rows"):
         assert np.array_equal(getattr(inc, name), getattr(full, name)), name
@@ -240,7 +240,7 @@ def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_giv
         assert rows.num_rows == 7 and rows.equals(every.filter(pc.is_in(every.column("product_id"), value_set=fresh)))
     finally:
         con.close()
-    written = dedup_index.read_incremental(store, dedup_index.load(store, state["inputs_files"], brand), brand, changed,
+    written = dedup_index_read.read_incremental(store, dedup_index.load(store, state["inputs_files"], brand), brand, changed,
                                            near.LSHIndex(a.minhash_threshold, a.num_perm), None,
                                            a.shingle, written=products)
     for name in ("blob", "title_key", "sha_hash", "title_hash", "has_title", "phash", "has_phash", "phash_given",
@@ -443,10 +443,10 @@ def test_the_kept_spec_entries_that_made_the_keys_are_the_rarest_a_full_run_choo
     dedup(store, settings)
     state = changes.load_state(store, "dedup")
     kept = dedup_index.load(store, state["inputs_files"], "品牌")
-    ids = dedup_index.kept_ids(kept)
-    src, srow, _ = dedup_index._sources(ids, kept)
-    merged = dedup_index._merge([k.z for k in kept], src, srow, ids, "品牌")
-    from m5data.annotate.dedup.dedup_spec import SPEC_KEY_ENTRIES, _rarest_entries
+    ids = dedup_index_read.kept_ids(kept)
+    src, srow, _ = dedup_index_read._sources(ids, kept)
+    merged = dedup_index_read._merge([k.z for k in kept], src, srow, ids, "品牌")
+    from m5data.annotate.dedup.dedup_spec_blocks import SPEC_KEY_ENTRIES, _rarest_entries
     from m5data.annotate.kernels.dedup_inputs import read_inputs
     from m5data.annotate.kernels.spec_jit import entry_freq
     from m5data.annotate.kernels.values import norm_value

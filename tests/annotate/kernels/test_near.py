@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from datasketch import MinHash, MinHashLSH
 
-from m5data.annotate.kernels import near
+from m5data.annotate.kernels import near, phash
 
 TITLES = ["宜乐婴儿儿童婴幼儿奶粉X-7649GW婴幼儿奶粉现货优选人气", "宜乐 3段 婴儿 婴幼儿奶粉 现货", "ab", "",
           "欧星商务A4办公文仪LP-6232办公文仪工厂直销", "欧星商务A4办公文仪LP-6232办公文仪工厂直销包邮", "Ｘ７ Pro 手机"]
@@ -85,8 +85,8 @@ def test_phash_multi_index_finds_exactly_the_brute_force_pairs(threshold, bands)
         h[1000 + i] = h[i] ^ np.uint64(sum(1 << b for b in flips))
     valid = np.ones(len(h), dtype=bool)
     valid[5] = False  # a product without a hash takes no part
-    left, right, dist = near.phash_pairs(h, threshold, bands, valid)
-    brute = {(a, b, d) for a, b, d in near.brute_force_phash_pairs(h, threshold) if a != 5 and b != 5}
+    left, right, dist = phash.phash_pairs(h, threshold, bands, valid)
+    brute = {(a, b, d) for a, b, d in phash.brute_force_phash_pairs(h, threshold) if a != 5 and b != 5}
     assert set(zip(left.tolist(), right.tolist(), dist.tolist())) == brute
     assert len(brute) > 50
 
@@ -100,7 +100,7 @@ def test_pairs_in_runs_caps_big_buckets():
 
 
 def test_parse_phash_marks_missing_and_bad_hashes():
-    h, ok = near.parse_phash(["ff00ff00ff00ff00", None, "zz"])
+    h, ok = phash.parse_phash(["ff00ff00ff00ff00", None, "zz"])
     assert ok.tolist() == [True, False, False]
     assert int(h[0]) == 0xFF00FF00FF00FF00
 
@@ -112,7 +112,7 @@ def test_phash_cap_links_a_placeholder_cluster_as_a_star_and_counts_what_it_skip
     cluster = np.array([base ^ (np.uint64(1) << np.uint64(rng.integers(64))) for _ in range(1000)], dtype=np.uint64)
     h = np.concatenate([cluster, rng.integers(0, 2**63, 2000, dtype=np.int64).astype(np.uint64)])
     capped = [0]
-    left, right, dist = near.phash_pairs(h, 6, 4, cap=50, capped=capped)
+    left, right, dist = phash.phash_pairs(h, 6, 4, cap=50, capped=capped)
     assert capped[0] > 0 and len(left) < 20_000 and (dist <= 6).all()
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -122,9 +122,9 @@ def test_phash_cap_links_a_placeholder_cluster_as_a_star_and_counts_what_it_skip
     # over the cap nothing is skipped: exactly the brute-force pairs
     small = h[:300]
     capped = [0]
-    left, right, dist = near.phash_pairs(small, 6, 4, cap=1000, capped=capped)
+    left, right, dist = phash.phash_pairs(small, 6, 4, cap=1000, capped=capped)
     assert capped[0] == 0
-    assert set(zip(left.tolist(), right.tolist(), dist.tolist())) == set(near.brute_force_phash_pairs(small, 6))
+    assert set(zip(left.tolist(), right.tolist(), dist.tolist())) == set(phash.brute_force_phash_pairs(small, 6))
 
 
 def test_lsh_blocks_pair_only_sets_that_share_a_block():

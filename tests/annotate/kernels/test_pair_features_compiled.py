@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 from m5data.annotate.kernels import pair_features as features
 from m5data.annotate.kernels import pair_products as products
+from m5data.annotate.kernels import pair_spaces
 from m5data.annotate.kernels import pair_text as tx
 from m5data.annotate.kernels.pair_features_jit import rowdot_csr, tfidf_matrix
 
@@ -66,12 +67,12 @@ def test_rowdot_is_scipys_to_the_bit():
     np.testing.assert_array_equal(rowdot_csr(x, a, b), want)
     w = rng.random(500).astype(np.float32)
     np.testing.assert_array_equal(rowdot_csr(x, a, b, w), np.asarray(x[a].multiply(x[b]) @ w).ravel())
-    np.testing.assert_array_equal(features.rowdot(x, a, a), np.asarray(x[a].multiply(x[a]).sum(axis=1)).ravel())
+    np.testing.assert_array_equal(pair_spaces.rowdot(x, a, a), np.asarray(x[a].multiply(x[a]).sum(axis=1)).ravel())
 
 
 def test_compiled_tfidf_rows_equal_the_numpy_formula():
-    indptr, term, count, df, grams = features._char_counts([tx.clean(t) for t in TITLES * 3 + ["", "ab ab ab cd"]])
-    idf = features.smooth_idf(df, 17)
+    indptr, term, count, df, grams = pair_spaces._char_counts([tx.clean(t) for t in TITLES * 3 + ["", "ab ab ab cd"]])
+    idf = pair_spaces.smooth_idf(df, 17)
     got = tfidf_matrix(indptr, term, count, idf)
     n = len(indptr) - 1
     data = (1.0 + np.log(count)).astype(np.float32) * idf[term]
@@ -110,7 +111,7 @@ def test_word_and_code_sets_are_those_of_each_products_whole_text():
     def row(x, terms, i):
         return {terms[c] for c in x.indices[x.indptr[i]:x.indptr[i + 1]]}
 
-    w = features._Words(p)
+    w = pair_spaces.Words(p)
     for i, (t, whole) in enumerate(zip(p.title, full)):
         assert row(f.title_bin, w.title_terms, i) == set(tx.words(t))
         assert row(w.text, w.text_terms, i) == set(tx.words_clean(whole))

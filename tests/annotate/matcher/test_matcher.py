@@ -363,8 +363,8 @@ def test_compiled_char_ngrams_weigh_as_scikit_learns_tfidf():
     scikit-learn's TF-IDF rows: equal cosines, equal vocabulary."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    from m5data.annotate.kernels.pair_features import _char_counts, smooth_idf
     from m5data.annotate.kernels.pair_features_jit import tfidf_matrix
+    from m5data.annotate.kernels.pair_spaces import _char_counts, smooth_idf
     from m5data.annotate.kernels.pair_text import clean
 
     rng = np.random.default_rng(0)

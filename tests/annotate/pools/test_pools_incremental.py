@@ -12,7 +12,7 @@ from grow_store import grow, product_ids
 from support.demo_fixtures import copy_store
 
 from m5data.annotate.kernels.search import exact_search
-from m5data.annotate.pools import pools_incremental
+from m5data.annotate.pools import pools_incremental, pools_update
 from m5data.annotate.pools.job import Rows, build_pools, sample_queries
 from m5data.config import load
 from m5data.storage import Store, changes
@@ -169,7 +169,7 @@ def test_nothing_new_does_no_work_and_writes_nothing(first, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a pools run with nothing new read the catalog or the kept files")
 
-    monkeypatch.setattr(pools_incremental, "read_catalog", refuse)
+    monkeypatch.setattr(pools_update, "read_catalog", refuse)
     monkeypatch.setattr(store, "kept", refuse)
     again = build_pools(store, s)
     assert again.up_to_date and again.changes == {"new": 0, "changed": 0, "unchanged": 303}
@@ -187,7 +187,7 @@ def test_killed_after_writing_pools_and_run_again_gives_the_same_pools(first, tm
         raise KeyboardInterrupt("killed before the state was saved")
 
     with monkeypatch.context() as m:
-        m.setattr(pools_incremental.changes, "save_state", killed)
+        m.setattr(changes, "save_state", killed)
         with pytest.raises(KeyboardInterrupt):
             build_pools(store, s)
     assert store.watermark("pools") > 0
