@@ -14,21 +14,12 @@ pytest.importorskip("prefect_ray")
 
 
 def test_ray_cluster_gives_the_store_of_the_local_runner(demo_shop, prefect_harness, tmp_path, monkeypatch):
-    from support.loopback import ray_cluster
-
     env = worker_env()
     monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])
     local, ray = crawled_copy(demo_shop, tmp_path, ["local", "ray"])
-    demo_shop.reset_faults()
-    assert run(local, "local", "download,extract").ok
-    with ray_cluster(tmp_path / "ray-cluster", n_nodes=2, env=env) as cluster:
-        demo_shop.reset_faults()
-        outcome = run(ray, "ray", "download,extract", ray_address=cluster.address)
-    assert outcome.ok, (outcome.message, {s: e["message"] for s, e in outcome.results.items()})
+    outcome = _local_then_ray(demo_shop, tmp_path, env, local, ray)
     assert differences(Store.open(local), Store.open(ray)) == {}
-    for stage in ("download", "extract"):
-        assert [p["shard"] for p in outcome.results[stage]["parts"]] == [0, 1]
-        assert len(Store.open(ray).read("runs", where=f"stage = '{stage}'")) == 2
+    _assert_two_shards(outcome, Store.open(ray))
 
 
 def test_ray_cluster_on_an_s3_store_gives_the_store_of_the_local_runner(demo_shop, prefect_harness, s3, aws, s3_url,
@@ -36,8 +27,6 @@ def test_ray_cluster_on_an_s3_store_gives_the_store_of_the_local_runner(demo_sho
     """Issue 37 on the second runner: the store on S3 (moto's server), the Ray nodes sharing no folder
     with each other or the flow (each its own working directory and TMPDIR), the AWS environment of the
     endpoint given to the nodes: download + extract in 2 shards give a local runner's local store."""
-    from support.loopback import ray_cluster
-
     from m5data.storage.copy import copy_store
 
     env = {**worker_env(), **s3["env"]}
@@ -46,15 +35,27 @@ def test_ray_cluster_on_an_s3_store_gives_the_store_of_the_local_runner(demo_sho
     monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])
     (local,) = crawled_copy(demo_shop, tmp_path, ["local"])
     copy_store(Store.open(local), Store.init(s3_url))  # the same crawl, moved to S3
+    outcome = _local_then_ray(demo_shop, tmp_path, env, local, s3_url)
+    on_s3 = Store.open(s3_url)
+    assert differences(Store.open(local), on_s3) == {}
+    assert sorted(on_s3.blobs.iter_paths()) == sorted(Store.open(local).blobs.iter_paths())
+    _assert_two_shards(outcome, on_s3)
+
+
+def _local_then_ray(demo_shop, tmp_path, env, local, target):
+    """download + extract on the local runner into ``local``, then on a 2-node Ray cluster into ``target``."""
+    from support.loopback import ray_cluster
+
     demo_shop.reset_faults()
     assert run(local, "local", "download,extract").ok
     with ray_cluster(tmp_path / "ray-cluster", n_nodes=2, env=env) as cluster:
         demo_shop.reset_faults()
-        outcome = run(s3_url, "ray", "download,extract", ray_address=cluster.address)
+        outcome = run(target, "ray", "download,extract", ray_address=cluster.address)
     assert outcome.ok, (outcome.message, {s: e["message"] for s, e in outcome.results.items()})
-    on_s3 = Store.open(s3_url)
-    assert differences(Store.open(local), on_s3) == {}
-    assert sorted(on_s3.blobs.iter_paths()) == sorted(Store.open(local).blobs.iter_paths())
+    return outcome
+
+
+def _assert_two_shards(outcome, store) -> None:
     for stage in ("download", "extract"):
         assert [p["shard"] for p in outcome.results[stage]["parts"]] == [0, 1]
-        assert len(on_s3.read("runs", where=f"stage = '{stage}'")) == 2
+        assert len(store.read("runs", where=f"stage = '{stage}'")) == 2

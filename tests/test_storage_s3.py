@@ -182,6 +182,16 @@ def _paused_writer(url: str):
     return proc
 
 
+def _store_with_a_killed_writer(url: str):
+    """A store with one committed products part and the part of a writer killed before its log entry."""
+    store = Store.init(url)
+    store.write("products", [{"product_id": "a:1"}])
+    proc = _paused_writer(url)
+    proc.kill()
+    proc.wait(30)
+    return store
+
+
 def test_a_writer_killed_before_its_log_entry_leaves_only_garbage_removed_after_the_grace(url, aws):
     store = Store.init(url)
     store.write("products", [{"product_id": "a:1", "title": "kept"}])
@@ -214,11 +224,7 @@ def test_doctor_repair_on_s3_is_fenced_by_the_stages_leases_and_fences_them(url,
     second repair) while it is held; a refused repair removed nothing."""
     from m5data.storage.s3stages import repair_lease
 
-    store = Store.init(url)
-    store.write("products", [{"product_id": "a:1"}])
-    proc = _paused_writer(url)
-    proc.kill()
-    proc.wait(30)
+    store = _store_with_a_killed_writer(url)
     prefix = url.split("/", 3)[3] + "/tables/products/"
     before = {k for k in keys(aws, prefix) if "/part-" in k}
     assert len(before) == 2  # the committed part and the killed writer's
@@ -279,11 +285,7 @@ def test_doctor_repair_beside_a_compaction_keeps_the_compactions_uploaded_parts(
 
 
 def test_sweep_garbage_removes_exactly_the_uncommitted_parts(url, aws):
-    store = Store.init(url)
-    store.write("products", [{"product_id": "a:1"}])
-    proc = _paused_writer(url)
-    proc.kill()
-    proc.wait(30)
+    store = _store_with_a_killed_writer(url)
     prefix = url.split("/", 3)[3] + "/"
     orphans = {k for k in keys(aws, prefix) if "/part-" in k and k[len(prefix):] not in
                {p.split("/", 3)[3][len(prefix):] for p in store.parts("products")}}
