@@ -109,7 +109,8 @@ _LOCKS = textwrap.dedent("""
                                         (["export", "--out", "OUT"], "export"), (["annotate", "dedup"], "dedup")])
 def test_every_global_stage_runs_under_its_lock(tmp_path, verb, lock):
     """build-splits, report, export and the curation stages take their stage's lock (a lease on object
-    storage, which fences their commits) through the registry's ``stages.call``: a second run is refused."""
+    storage, which fences their commits) through the registry's ``stages.call``: a second run is refused,
+    in one line naming the holder's PID."""
     from typer.testing import CliRunner
 
     from m5data.cli import app
@@ -122,7 +123,9 @@ def test_every_global_stage_runs_under_its_lock(tmp_path, verb, lock):
         assert holder.stdout.readline().strip() == b"held", holder.stderr.read().decode()[-2000:]
         verb = [str(tmp_path / "out") if word == "OUT" else word for word in verb]
         result = CliRunner().invoke(app, ["--store", str(root), *verb])
-        assert isinstance(result.exception, StoreBusy) and f"PID {holder.pid}" in str(result.exception), result.output
+        # StoreBusy is a UserError: one line naming the holder, exit 1 (m5data/errors.py)
+        assert result.exit_code == 1 and f"in use by PID {holder.pid}" in result.output, result.output
+        assert "Traceback" not in result.output
     finally:
         holder.communicate(b"\n", timeout=60)
 

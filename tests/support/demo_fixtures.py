@@ -34,6 +34,7 @@ SLOW_SECONDS = 0.3
 _DEMO = Path(m5data.demo.__file__).resolve().parent  # the demo package, whose code keys the caches
 
 __all__ = ["demo_shop_dir", "demo_shop", "demo_shop_factory", "demo_store_factory", "demo300", "demo300_copy",
+           "demo300_judged",
            "DEMO_SHOP_CONFIG",
            "cached_shop", "build_demo_store", "copy_store"]
 
@@ -216,6 +217,23 @@ def demo300(demo_store_factory):
     tests that measure a stage against the world's truth (mark them ``xdist_group("demo300")``)."""
     path = demo_store_factory(products=300, seed=0)
     return path, cached_shop(path.parent, products=300, seed=0) / "truth"
+
+
+@pytest.fixture(scope="session")
+def demo300_judged(demo300, tmp_path_factory):
+    """(read-only store path, truth folder, simulate's report) of the :func:`demo300` store with pools of
+    every product (``pools.queries`` 1.0) and simulated judgements of each pool's top 20: where the crowd's,
+    the matcher's and the learned dedup's tests start (built once per session; copy it to write)."""
+    from m5data.annotate.crowd.simulate import simulate
+    from m5data.annotate.pools.job import build_pools
+    from m5data.config import load
+    from m5data.storage import Store
+
+    path, truth = demo300
+    store = Store.open(copy_store(path, tmp_path_factory.mktemp("demo300-judged")))
+    settings = load(None, {"store.path": str(store.root), "pools.queries": 1.0}, environ={})
+    build_pools(store, settings)
+    return store.root, truth, simulate(store, settings, truth, top=20)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 from m5data.annotate.crowd.glad import dawid_skene, glad, majority
 from m5data.annotate.crowd.job import aggregate, import_judgements, score_methods
 from m5data.annotate.crowd.simulate import simulate
-from m5data.annotate.pools.job import build_pools
 from m5data.cli import app
 from m5data.config import load
 from m5data.storage import Store
@@ -60,14 +59,11 @@ def test_gold_clamping_and_other_methods():
 
 
 @pytest.fixture(scope="module")
-def judged(demo_store_factory, demo_shop_factory, tmp_path_factory):
+def judged(demo300_judged, tmp_path_factory):
     """Default demo world: pools for every product, simulated judgements of each pool's top 20."""
-    store = Store.open(copy_store(demo_store_factory(products=300, seed=0),
-                                  tmp_path_factory.mktemp("crowd")))
-    truth = demo_shop_factory(products=300, seed=0).truth_dir
+    path, truth, report = demo300_judged
+    store = Store.open(copy_store(path, tmp_path_factory.mktemp("crowd")))
     s = load(None, {"store.path": str(store.root), "pools.queries": 1.0}, environ={})
-    build_pools(store, s)
-    report = simulate(store, s, truth, top=20)
     return store, truth, s, report
 
 

@@ -36,21 +36,25 @@ def _same_group_pairs(store) -> set:
     return {p for members in groups.values() for p in combinations(sorted(members), 2)}
 
 
-def _train_from_simulated_crowd(store, truth) -> None:
-    from m5data.annotate.crowd.job import aggregate
-    from m5data.annotate.crowd.simulate import simulate
+def _train_from_simulated_crowd(store, judged) -> None:
+    """The matcher trained on the crowd's matches of ``judged`` (:func:`demo300_judged`): its pools,
+    judgements and model are copied into ``store``, whose products are the same."""
+    from m5data.annotate.crowd.job import SIMULATED_FILE, aggregate
     from m5data.annotate.matcher.job import train
-    from m5data.annotate.pools.job import build_pools
 
+    path, _, _ = judged
+    source = Store.open(path)
+    for name in ("pools", "annotations"):
+        store.replace(name, source.read(name))
+    store.write_text(SIMULATED_FILE, source.read_text(SIMULATED_FILE))
     s = _settings(store.root)
-    build_pools(store, s)
-    simulate(store, s, truth, top=20)
     aggregate(store, s)
     train(store, s)
 
 
 @pytest.mark.xdist_group("demo300")  # one worker builds and reads the 300-product store (Makefile: --dist loadgroup)
-def test_learned_dedup_finds_more_true_pairs_keeps_the_rules_pairs_and_rules_is_todays_dedup(demo300_copy, tmp_path):
+def test_learned_dedup_finds_more_true_pairs_keeps_the_rules_pairs_and_rules_is_todays_dedup(demo300_copy, demo300_judged,
+                                                                                             tmp_path):
     store_dir, truth_dir = demo300_copy
     store, truth = Store.open(store_dir), read_truth_products(truth_dir)
     # no model yet: learned (the default) is rules, and says why
@@ -61,7 +65,7 @@ def test_learned_dedup_finds_more_true_pairs_keeps_the_rules_pairs_and_rules_is_
     assert dedup(store, _settings(store_dir, **{"dedup.matcher": "rules"})).matcher == "rules"
     assert _rows(store) == rules_rows
 
-    _train_from_simulated_crowd(store, truth_dir)
+    _train_from_simulated_crowd(store, demo300_judged)
     report = dedup(store, _settings(store_dir))
     assert report.matcher.startswith("learned ") and report.candidates["matcher"] > 0
     # the model's cheap first test: fitted on the labels' held-out folds to keep >= 0.995 of the pairs

@@ -288,16 +288,12 @@ def test_a_matcher_trained_on_one_store_scores_another(abt_stores):
 
 
 @pytest.mark.xdist_group("demo300")  # the 300-product demo store annotate/crowd/test_crowd builds (Makefile: --dist loadgroup)
-def test_trains_from_the_crowds_matches(demo_store_factory, demo_shop_factory, tmp_path_factory):
+def test_trains_from_the_crowds_matches(demo300_judged, tmp_path_factory):
     from m5data.annotate.crowd.job import aggregate
-    from m5data.annotate.crowd.simulate import simulate
-    from m5data.annotate.pools.job import build_pools
 
-    store = Store.open(copy_store(demo_store_factory(products=300, seed=0), tmp_path_factory.mktemp("matcher-crowd")))
-    truth = demo_shop_factory(products=300, seed=0).truth_dir
+    path, _, _ = demo300_judged
+    store = Store.open(copy_store(path, tmp_path_factory.mktemp("matcher-crowd")))
     s = load_settings(None, {"store.path": str(store.root), "pools.queries": 1.0}, environ={})
-    build_pools(store, s)
-    simulate(store, s, truth, top=20)
     aggregate(store, s)
     matches = store.read("matches").to_pydict()
     result = runner.invoke(app, ["--store", str(store.root), "--set", "matcher.trees=150",
