@@ -126,7 +126,8 @@ def test_the_next_version_carries_v1s_plan_and_moves_only_what_changed(root):
         {k: b["groups"][k] for k in ("groups", "grouped_products", "dedup_rows")}
     report = check(store, _ctx(root).settings, version=v2)
     assert report.ok, report.violations
-    moved = {p for p, s in rows_v1.items() if _rows(store, v2).get(p) != s}
+    rows_v2 = _rows(store, v2)
+    moved = {p for p, s in rows_v1.items() if rows_v2.get(p) != s}
     changed = {"syn:0", "syn:1", "syn:2", "syn:9", "syn:10", "syn:11", "syn:20", "syn:21"} | relabelled
     assert moved <= changed | {p for g in groups.values() if changed & set(g) for p in g}  # their groups only
 
