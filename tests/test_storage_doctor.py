@@ -25,9 +25,9 @@ def m5(store, *args):
 
 
 def doctor(store, **kwargs):
-    from m5data.storage.doctor import run
+    from m5data.tools.doctor_cli import run_doctor
 
-    return run(store, **kwargs)
+    return run_doctor(store, **kwargs)
 
 
 def _dead_pid() -> int:

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from . import locks
 from .doctor_blobs import blob_file, blob_problem, check_blobs, missing_blobs
 from .doctor_findings import ERROR, INFO, QUARANTINE, WARNING, DoctorReport, Finding, quarantine_dir, rel
-from .runs import StageStats, record_run
+from .runs import StageStats
 from .schema import SEQ_COLUMN, TABLES
 from .store import Store, StoreBusy
 from .temps import find_temps
@@ -159,7 +159,8 @@ def _made_for(store: Store, views: dict[str, str]) -> str:
 # -------------------------------------------------------------------------------------------- run
 def run(store: Store, config: dict | None = None, *, repair: bool = False, verify_blobs: bool = True,
         progress: Callable[[str, int, int], None] | None = None) -> DoctorReport:
-    """Check ``store`` (and with ``repair`` fix what can be fixed); records a ``runs`` row.
+    """Check ``store`` (and with ``repair`` fix what can be fixed). The report's ``stats`` and ``config``
+    are its ``runs`` row, which the caller writes through the stage contract (``tools/doctor_cli.run_doctor``).
 
     Args:
         store: the store.
@@ -194,11 +195,7 @@ def run(store: Store, config: dict | None = None, *, repair: bool = False, verif
     for f in report.problems:
         stats.fail(f"{f.check} {f.severity}")
     report.stats = stats.finish("ok" if report.ok else "failed")
-    try:
-        record_run(store, stats, {**(config or {}),
-                                  "job": {"repair": repair, "verify_blobs": verify_blobs}})
-    except OSError:
-        pass  # a read-only store can still be checked
+    report.config = {**(config or {}), "job": {"repair": repair, "verify_blobs": verify_blobs}}
     return report
 
 

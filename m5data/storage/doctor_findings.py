@@ -35,6 +35,7 @@ class DoctorReport:
     checked: dict[str, int] = field(default_factory=dict)  # parts, blobs, derived files, temp files
     stats: StageStats | None = None
     repair: bool = False
+    config: dict = field(default_factory=dict)  # what its runs row records (written by the verb, tools/doctor_cli.py)
 
     @property
     def problems(self) -> list[Finding]:

@@ -21,7 +21,7 @@ def doctor(
     """Check a store after a crash or a disk problem (parts, blobs, derived files, temp files, catalog)."""
     from ..config import as_dict
     from ..console import arrow_table, console, err_console, error
-    from ..storage.doctor import INFO, run
+    from ..storage.doctor import INFO
     from ..verbs import open_store
 
     store, settings = open_store(ctx)
@@ -31,7 +31,7 @@ def doctor(
                 if status is not None and hasattr(status, "update"):
                     status.update(f"checking {step}: {done:,} of {total:,}")
 
-            report = run(store, as_dict(settings), repair=repair, verify_blobs=not quick, progress=progress)
+            report = run_doctor(store, as_dict(settings), repair=repair, verify_blobs=not quick, progress=progress)
     shown = [f for f in report.findings if show_info or f.severity != INFO]
     checked = ", ".join(f"{n:,} {what}" for what, n in report.checked.items())
     if shown:  # one table of findings (one block per finding when the terminal is too narrow)
@@ -55,6 +55,20 @@ def doctor(
     hint = "" if repair else "; `m5data doctor --repair` fixes them"
     error(f"{len(left)} problem(s) in {store.root}{hint}")
     raise typer.Exit(1)
+
+
+def run_doctor(store, config: dict | None = None, *, repair: bool = False, verify_blobs: bool = True, progress=None):
+    """``storage.doctor.run`` and its ``runs`` row, written through the stage contract (the store's
+    doctor is below it); a read-only store is still checked, with no row."""
+    from ..stages import StageRun
+    from ..storage.doctor import run
+
+    report = run(store, config, repair=repair, verify_blobs=verify_blobs, progress=progress)
+    try:
+        StageRun(store, "doctor", lock=False, stats=report.stats).record(report.config)
+    except OSError:
+        pass  # a read-only store can still be checked
+    return report
 
 
 class _Null:
