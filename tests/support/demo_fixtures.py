@@ -13,6 +13,9 @@
   stages after align: annotate, splits, export, train, report). Built once and cached on disk,
   keyed by the config and the source of the stages that build it. Treat it as read-only: a test
   that writes copies it first (``copy_store(path, tmp_path)``).
+- ``demo300`` / ``demo300_copy``: the 300-product store (read-only path, truth) and a writable copy;
+  ``demo300_judged``: that store with pools of every product and simulated judgements (built once a
+  session: the crowd's, the matcher's and the learned dedup's tests start from it).
 """
 
 from __future__ import annotations
