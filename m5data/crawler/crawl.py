@@ -98,8 +98,7 @@ def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, 
                    log_file: str) -> dict:
     """Scrapy settings for one crawl, from the ``[crawl]`` section."""
     return {
-        "BOT_NAME": "m5data",
-        "USER_AGENT": cs.user_agent,
+        "BOT_NAME": "m5data", "USER_AGENT": cs.user_agent,
         "ROBOTSTXT_OBEY": cs.obey_robots,
         "CONCURRENT_REQUESTS": cs.concurrency,
         "CONCURRENT_REQUESTS_PER_DOMAIN": cs.per_domain,

@@ -21,9 +21,8 @@ blobs and status rows are written again while the store is out, for up to
 naming the store, and the URLs whose status was not written stay ``pending`` for the next run.
 
 A watchdog ends the run when nothing progressed (no byte received, no URL finished, no retry wait
-begun or ended) for ``download.stall_timeout`` seconds: the URLs in flight are written as
-``failed`` with reason ``stalled``, the rest stay ``pending``, and the run is recorded as
-``interrupted``.
+begun or ended) for ``download.stall_timeout`` seconds: the URLs in flight are written as ``failed``
+with reason ``stalled``, the rest stay ``pending``, and the run is recorded as ``interrupted``.
 """
 
 from __future__ import annotations
