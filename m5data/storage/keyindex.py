@@ -59,6 +59,7 @@ class Plan:
     resolve: list[Path]  # parts holding a key twice: read whole through the window
     contested: np.ndarray  # group hashes found in two parts or more: read through the window
     mixed: list[Path]  # plain parts that hold contested groups too (their contested rows go to the window)
+    rows: int | None = None  # the parts' rows, replaced ones included (None: a part without its sidecar)
 
 
 def group_hash_sql(spec) -> str:
@@ -241,7 +242,8 @@ def plan(parts: list[Path], spec) -> Plan:
     else:
         contested = np.empty(0, np.uint64)
     mixed = [p for p, k in plain if len(contested) and np.isin(k.hashes, contested, assume_unique=True).any()]
-    return Plan([p for p, _ in plain], resolve, contested, mixed)
+    rows = None if any(k is None for _, k in known) else sum(k.rows for _, k in known)
+    return Plan([p for p, _ in plain], resolve, contested, mixed, rows)
 
 
 def sweep(directory: Path, parts: list[Path]) -> None:

@@ -16,6 +16,10 @@ from .parts import PART_GLOB
 from .schema import SEQ_COLUMN, TableSpec, duckdb_type
 
 
+# Up to these rows in its parts a table is read through the window as it is (see ``read_sql``)
+SMALL_TABLE_ROWS = 50_000
+
+
 def sql_str(value: str) -> str:
     """``value`` as a SQL string literal (quotes doubled)."""
     return "'" + value.replace("'", "''") + "'"
@@ -118,6 +122,12 @@ class TableViews:
         if compacted:  # the catalog's view: a glob, as before
             return self.view_sql(spec)
         plan = keyindex.plan(parts, spec)
+        if plan.rows is not None and plan.rows <= SMALL_TABLE_ROWS:
+            # a small table: its window costs less than the plan's SQL around it (the window over a fresh
+            # demo store's 453 media rows in 17 parts 21 ms, the plan's 266)
+            if parts_given is None:
+                return self.view_sql(spec, with_seq=with_seq)
+            return window_sql(spec, f"read_parquet({_files_sql(parts)}, union_by_name = true)", cols)
         if parts_given is not None and len(plan.plain) == len(parts) and not len(plan.contested):
             # each part holds its keys once and no group lies in two of them: the rows are the view's as
             # they are (the facts of a night's parts: 3 ms a table where the window's SQL took 20-45)
