@@ -15,7 +15,6 @@ from . import keyindex
 from .parts import PART_GLOB
 from .schema import SEQ_COLUMN, TableSpec, duckdb_type
 
-
 # Up to these rows in its parts a table is read through the window as it is (see ``read_sql``)
 SMALL_TABLE_ROWS = 50_000
 
