@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from ..config import CrawlSettings
 from ..storage.redact import redact
 from .items import Caps, NotModified, PageError, ProductItem, media_id
+from .optouts import OptedOut
 from .revalidate import stored_validators, stored_versions
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class StorePipeline:
         self.media: list[dict] = []
         self.errors: dict[str, dict] = {}
         self.validator_rows: dict[str, dict] = {}
+        self.optouts: list[dict] = []
 
     def open_spider(self) -> None:
         from ..storage import Store
@@ -129,6 +131,11 @@ class StorePipeline:
         now = datetime.now(timezone.utc)
         if isinstance(item, PageError):
             self._error(item.url, item.platform, item.reason, item.http_status, now)
+            return item
+        if isinstance(item, OptedOut):  # the page's owner opted out: its row says so, nothing else is stored
+            self.optouts.append({"url": redact(item.url), "product_id": item.product_id, "scope": "page",
+                                 "source": item.optout.source, "directive": item.optout.directive,
+                                 "run_id": self.run_id, "seen_at": now})
             return item
         if isinstance(item, NotModified):
             self._not_modified(item)
@@ -230,6 +237,8 @@ class StorePipeline:
                 self.store.write("products", self.products)
             if self.errors:
                 self.store.write("crawl_errors", list(self.errors.values()))
+            if self.optouts:
+                self.store.write("optouts", self.optouts)
         except Exception as exc:  # the store cannot take rows: stop the crawl rather than lose pages silently
             log.error("store write failed in %s: %s: %s", self.store_path, type(exc).__name__, exc)
             self.stats.inc_value("m5data/store_write_failed")

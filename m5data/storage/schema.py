@@ -234,9 +234,33 @@ RUNS = _spec("runs", "one row per stage run", ("run_id",), 1, [
     ("config", pa.string()),  # JSON of the effective settings
 ])
 
+# issue 57 (OPTOUT): what owners state - their opt-outs, and the licence a product page gives
+OPTOUTS = _spec("optouts", "one row per opt-out a page or media file stated (crawl, download)", ("url", "scope"), 1, [
+    ("url", pa.string()),  # the page (scope page) or media file (scope media) that stated it
+    ("product_id", pa.string()),  # the product it concerns; null when the crawl could not tell (robots.txt)
+    ("scope", pa.string()),  # page: no product content stored, no media fetched; media: that file only
+    ("source", pa.string()),  # x-robots-tag, tdm-header, tdm-meta, tdmrep.json, robots.txt
+    ("directive", pa.string()),  # what it said: "noai, noindex", "tdm-reservation: 1 (location /p/*)"
+    ("run_id", pa.string()),
+    ("seen_at", _ts),
+])
+
+LICENSES = _spec("licenses", "one row per product: the licence its page states (crawl)", ("product_id",), 1, [
+    ("product_id", pa.string()),
+    ("url", pa.string()),  # the page that stated it
+    ("license", pa.string()),  # schema.org license (a URL or text), else <link rel="license" href>
+    ("acquire_license_page", pa.string()),  # schema.org acquireLicensePage
+    ("copyright_notice", pa.string()),  # schema.org copyrightNotice
+    ("source", pa.string()),  # json-ld (the Product's or its ImageObject's), microdata, link-rel
+    ("run_id", pa.string()),
+    ("seen_at", _ts),
+])
+
+
 TABLES: dict[str, TableSpec] = {t.name: t for t in (
     PRODUCTS, SPECS, MEDIA, CAPTIONS, CRAWL_ERRORS, PAGE_VALIDATORS, TAXONOMY, LABEL_MAP, ANNOTATIONS, SPLITS, RUNS,
     DEDUP, CAPTION_MATCH, POOLS, MATCHES, WORKERS,
+    OPTOUTS, LICENSES,  # issue 57 (OPTOUT)
 )}
 
 
