@@ -37,6 +37,7 @@ from yarl import URL
 
 from ..storage.errors import StoreError
 from ..storage.retry import StoreRetry
+from .optouts import OPTED_OUT, MediaOptOuts
 from .outcome import Outcome, backoff_delay, outcome_of_error
 from .resize import ImageDecodeError, ImagePool, ImageTooLarge, image_size
 from .retry_after import retry_after_seconds
@@ -134,6 +135,7 @@ class Fetcher:
         self.user_agent = user_agent
         self.store_retry = store_retry or StoreRetry(str(store.root), 0.0, "download.store_retry_seconds")
         self.session: aiohttp.ClientSession | None = None
+        self.optouts = MediaOptOuts(opts, user_agent)
 
     async def __aenter__(self) -> Fetcher:
         connector = aiohttp.TCPConnector(
@@ -271,6 +273,9 @@ class Fetcher:
                            retry_after=retry_after_seconds(resp.headers.get("Retry-After")))
         if not 200 <= status < 300:
             return Outcome("failed", f"http_{status}", f"HTTP {status}", http_status=status)
+        if found := await self.optouts.check(self.session, resp):  # the owner opted the file out: no body read
+            return Outcome(OPTED_OUT, OPTED_OUT, f"opted out: {found.source}: {found.directive}", http_status=status,
+                           meta={"optout": {"source": found.source, "directive": found.directive}})
         limit = self.opts.max_image_bytes if kind == "image" else self.opts.max_video_bytes
         if resp.content_length is not None and resp.content_length > limit:
             return Outcome("too_large", "too_large", f"Content-Length {resp.content_length:,} exceeds the "

@@ -20,7 +20,7 @@ from ..optout import TDMREP_MAX_BYTES, TDMREP_PATH, OptOut, agent_token, robots_
 from .safety import check_url
 
 log = logging.getLogger(__name__)
-STATUS = "opted_out"  # the media status of a file whose owner opted out
+OPTED_OUT = "opted_out"  # the media status of a file whose owner opted out
 
 
 class MediaOptOuts:
@@ -73,7 +73,7 @@ def write_statuses(store, rows: list[dict], run_id: str) -> None:
     """Write media status rows, after the ``optouts`` rows of those whose file opted out."""
     now = datetime.now(timezone.utc)
     opted = [{"url": r["url"], "product_id": r["product_id"], "scope": "media", "run_id": run_id, "seen_at": now,
-              **json.loads(r["meta"])["download"]["optout"]} for r in rows if r["status"] == STATUS]
+              **json.loads(r["meta"])["download"]["optout"]} for r in rows if r["status"] == OPTED_OUT]
     if opted:
         store.write("optouts", opted)
     store.write("media", rows)

@@ -91,7 +91,7 @@ MEDIA = _spec("media", "one row per media object, downloaded or derived", ("medi
     ("frame_count", pa.int32()),
     ("quality_tier", pa.int8()),  # image quality group by original size: 1 (high), 2, 3 (low)
     ("phash", pa.string()),  # perceptual hash, hex
-    ("status", pa.string()),  # pending, ok, failed, too_large, not_media, corrupt, absent
+    ("status", pa.string()),  # pending, ok, failed, too_large, not_media, corrupt, absent, opted_out
     ("http_status", pa.int32()),
     ("error", pa.string()),
     ("attempts", pa.int32()),
