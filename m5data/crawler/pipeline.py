@@ -101,6 +101,7 @@ class StorePipeline:
         self.errors: dict[str, dict] = {}
         self.validator_rows: dict[str, dict] = {}
         self.optouts: list[dict] = []
+        self.licenses: list[dict] = []
 
     def open_spider(self) -> None:
         from ..storage import Store
@@ -175,6 +176,9 @@ class StorePipeline:
             self.products.append(product)
             self.specs.extend(specs)
             self.media.extend(media)
+            if item.license:  # what the page says of its licence, beside the product (docs/compliance.md)
+                self.licenses.append({"product_id": item.product_id, "url": item.url, **item.license,
+                                      "run_id": self.run_id, "seen_at": now})
         if max(len(self.products), len(self.validator_rows)) >= self.batch_rows:
             self.flush()
         return item
@@ -231,6 +235,8 @@ class StorePipeline:
                 self.store.write("specs", self.specs)
             if self.media:
                 self.stats.inc_value("m5data/media_rows", self.store.write("media", self.media, if_absent=True))
+            if self.licenses:
+                self.store.write("licenses", self.licenses)
             if self.validator_rows:  # before the products, their commit mark: a resume writes them again
                 self.store.write("page_validators", list(self.validator_rows.values()))
             if self.products:

@@ -27,6 +27,7 @@ from .adapters import AdapterChooser
 from .adapters.base import is_html
 from .extraction import declared_encoding, detect_encoding, read_page
 from .items import NotModified, PageError, ProductItem, host_platform
+from .licence import page_license
 from .optouts import OptedOut, page_optout
 from .render import as_text_response, needs_render, no_product_reason, render_meta
 from .revalidate import conditional_headers, validators_of
@@ -197,6 +198,7 @@ class ProductSpider(scrapy.Spider):
             if adapter.is_product_page(response, page):
                 item = adapter.product(response, page)
                 item.validators = validators_of(response, link_of(response))
+                item.license = page_license(page, response.url)
         except Exception as exc:  # a page must never stop the crawl
             log.warning("cannot parse %s: %s: %s", response.url, type(exc).__name__, exc)
             failed = True

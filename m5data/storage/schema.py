@@ -251,7 +251,7 @@ LICENSES = _spec("licenses", "one row per product: the licence its page states (
     ("license", pa.string()),  # schema.org license (a URL or text), else <link rel="license" href>
     ("acquire_license_page", pa.string()),  # schema.org acquireLicensePage
     ("copyright_notice", pa.string()),  # schema.org copyrightNotice
-    ("source", pa.string()),  # json-ld (the Product's or its ImageObject's), microdata, link-rel
+    ("source", pa.string()),  # schema.org (the Product's, else an ImageObject's: JSON-LD or microdata), link-rel
     ("run_id", pa.string()),
     ("seen_at", _ts),
 ])
