@@ -5,6 +5,7 @@
 import io
 import json
 
+import pytest
 from crawl_server import Page, SiteServer, jsonld_shop
 from PIL import Image
 from support.media_server import media_rows
@@ -64,11 +65,12 @@ def jpeg(xmp: bytes | None = None) -> bytes:
     return buf.getvalue()
 
 
-def test_download_keeps_the_rights_an_image_states(store):
+@pytest.mark.parametrize("reencode", [{}, {"download.image_max_side": 16, "download.pool": "thread", "download.workers": 1}])
+def test_download_keeps_the_rights_an_image_states(store, reencode):
     server = SiteServer({"/img/a.jpg": Page(jpeg(XMP), "image/jpeg"), "/img/b.jpg": Page(jpeg(), "image/jpeg")})
     with server:
         store.write("media", media_rows([server.url + "/img/a.jpg", server.url + "/img/b.jpg"]))
-        download(store, load(overrides={"download.allow_private": True, "download.retries": 0}, environ={}))
+        download(store, load(overrides={"download.allow_private": True, "download.retries": 0, **reencode}, environ={}))
     meta = {r["url"].rsplit("/", 1)[1]: json.loads(r["meta"] or "{}") for r in store.read("media").to_pylist()}
     assert meta["a.jpg"]["download"]["rights"] == {"web_statement": "https://shop.test/rights.html",
                                                    "rights": "© Foto Studio & Co. 2026"}

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 from collections.abc import Callable
 from contextvars import ContextVar
 
@@ -41,6 +42,7 @@ from .optouts import OPTED_OUT, MediaOptOuts
 from .outcome import Outcome, backoff_delay, outcome_of_error
 from .resize import ImageDecodeError, ImagePool, ImageTooLarge, image_size
 from .retry_after import retry_after_seconds
+from .rights import image_rights
 from .safety import GuardedResolver, check_url
 from .sniff import SNIFF_BYTES, sniff
 
@@ -325,7 +327,8 @@ class Fetcher:
             out = Outcome("ok", mime=sniffed.mime, bytes=writer.bytes)
             if kind == "image":  # from the body as received: an image's size is never the store's to lose
                 try:
-                    out.width, out.height = await asyncio.to_thread(_written_image_size, writer)
+                    out.width, out.height, rights = await asyncio.to_thread(_written_image_facts, writer)
+                    out.meta.update({"rights": rights} if rights else {})
                 except ImageDecodeError as exc:
                     return Outcome("corrupt", "corrupt", f"{sniffed.mime} header does not parse: {exc}",
                                    mime=sniffed.mime, bytes=writer.bytes)
@@ -366,8 +369,9 @@ class Fetcher:
                            bytes=len(body))
         except ImageTooLarge as exc:
             return Outcome("too_large", "too_large", str(exc))
+        rights = await asyncio.to_thread(image_rights, io.BytesIO(bytes(body)))  # the re-encoded JPEG has no XMP
         return Outcome("ok", stored=image.data, mime="image/jpeg", width=image.width, height=image.height,
-                       meta={"reencoded": {"mime": sniffed.mime, "bytes": len(body), "mode": image.orig_mode,
+                       meta={**({"rights": rights} if rights else {}), "reencoded": {"mime": sniffed.mime, "bytes": len(body), "mode": image.orig_mode,
                                            "width": image.orig_width, "height": image.orig_height}})
 
 
@@ -381,7 +385,9 @@ def _plain(resp: aiohttp.ClientResponse) -> bool:
     return resp.headers.get("Content-Encoding", "identity").strip().lower() in ("", "identity")
 
 
-def _written_image_size(writer) -> tuple[int, int]:
-    """The width and height of the image a blob writer holds, from its header (a local file)."""
+def _written_image_facts(writer) -> tuple[int, int, dict]:
+    """The width, height and XMP rights of the image a blob writer holds, from its header (a local file)."""
     with writer.reader() as fh:
-        return image_size(fh)
+        width, height = image_size(fh)
+        fh.seek(0)
+        return width, height, image_rights(fh)
