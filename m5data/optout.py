@@ -28,6 +28,10 @@ DEFAULT_DIRECTIVES = ("noai", "noimageai", "noindex", "noimageindex")
 SOURCES = ("x-robots-tag", "tdm-header", "tdm-meta", "tdmrep.json", "robots.txt")  # optouts.source
 TDMREP_PATH = "/.well-known/tdmrep.json"
 TDMREP_MAX_BYTES = 1 << 20  # a rules file is a few hundred bytes; a bigger one is not read
+# the products whose page opted out after their last stored version (a refresh crawl found it): exports
+# leave them out and the download fetches none of their media (docs/compliance.md, "Opt-outs")
+OPTED_OUT_PRODUCTS_SQL = ("SELECT o.product_id FROM optouts o JOIN products p USING (product_id) "
+                          "WHERE o.scope = 'page' AND o.seen_at > p.crawled_at")
 # directives whose own value follows a colon: their name is never a user agent
 _VALUED = {"unavailable_after", "max-snippet", "max-image-preview", "max-video-preview"}
 _EXPANDS = {"none": ("noindex", "nofollow")}

@@ -40,6 +40,7 @@ from yarl import URL
 
 from .. import config as cfg
 from ..errors import UserError
+from ..optout import OPTED_OUT_PRODUCTS_SQL
 from ..stages import StageRun
 from ..storage import StageStats
 from ..storage.errors import StoreError, StoreUnavailable
@@ -172,6 +173,7 @@ def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retr
         try:
             # source_media_id: a derived row (extract's mp3 is kind audio too) is never fetched
             where = f"m.status = '{status}' AND m.kind IN {KINDS} AND m.source_media_id IS NULL"
+            where += f" AND m.product_id NOT IN ({OPTED_OUT_PRODUCTS_SQL})"  # docs/compliance.md, "Opt-outs"
             if shard is not None:
                 where += f" AND {shard_sql('m.media_id', shard)}"
             sql = "FROM media m"

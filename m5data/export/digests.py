@@ -41,7 +41,7 @@ ORDER BY {order}
 """
 
 # the tables whose rows written since the base export name the products to hash again (by product_id)
-TOUCHING = ("products", "specs", "captions", "media", "dedup")
+TOUCHING = ("products", "specs", "captions", "media", "dedup", "optouts")
 LABEL_TABLES = ("label_map", "taxonomy")  # rewritten whole by align: compared per category instead
 _DIGESTS_SCHEMA = pa.schema([("split", pa.string()), ("product_id", pa.string()), ("digest", pa.string())])
 LABELS_SCHEMA = pa.schema([("platform", pa.string()), ("raw_path", pa.string()), ("h", pa.uint64())])
@@ -128,7 +128,7 @@ def touched_ids(store, con, since: dict, marks: dict, base_labels: pa.Table | No
     found = []
     for table in TOUCHING:
         if table in moved:  # new=False: whether a group is new is not asked (no key sidecar of the older parts read)
-            columns = ("product_id",) if table == "media" else ()  # media: its rows' products
+            columns = ("product_id",) if table in ("media", "optouts") else ()  # their rows' products
             found.append(store.changed(table, int(since[table]), columns, new=False).column("product_id"))
     if "dedup" in moved:
         # a whole rewrite of dedup (a full run) may leave a product out: its group went with the row,

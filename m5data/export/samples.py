@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import UserError
+from ..optout import OPTED_OUT_PRODUCTS_SQL
 from ..storage.names import BadNameError, check_name, name_problem, shown
 
 SPLIT_NAMES = ("train", "query-c", "gallery-c", "query-fg", "gallery-fg", "cls-train", "cls-test", "subset")
@@ -273,7 +274,8 @@ LEFT JOIN label_map l ON l.platform = p.platform AND l.raw_path = array_to_strin
 LEFT JOIN taxonomy t1 ON t1.level = 1 AND t1.label_id = l.class_id
 LEFT JOIN taxonomy t2 ON t2.level = 2 AND t2.label_id = l.sub_class_id
 LEFT JOIN taxonomy t3 ON t3.level = 3 AND t3.label_id = l.subsub_class_id AND l.subsub_class_id <> 0
-LEFT JOIN dedup d ON d.product_id = p.product_id"""
+LEFT JOIN dedup d ON d.product_id = p.product_id
+WHERE p.product_id NOT IN (""" + OPTED_OUT_PRODUCTS_SQL + ")"  # an owner's opt-out after its last crawl
 
 # what the sample header reads of label_map and taxonomy, one row per category key (platform, raw_path):
 # a hash of the label columns SAMPLE_HEADER_SQL gives a product of that category, by the same joins.
