@@ -7,7 +7,10 @@ from crawl_server import Page, SiteServer, jsonld_shop
 from support.media_server import jpeg_bytes, media_rows
 
 from m5data.config import load
+from m5data.console import stage_summary
+from m5data.crawler.cli import summary as crawl_summary
 from m5data.crawler.crawl import run as crawl
+from m5data.download.cli import status_table
 from m5data.download.run import run as download
 
 # product i of the shop -> how its page opts out (None: it does not)
@@ -24,6 +27,14 @@ PAGES = {
 TDMREP = [{"location": "/p/SKU-0004.html", "tdm-reservation": 1},
           {"location": "/p/SKU-0005*", "tdm-reservation": 1},
           {"location": "/", "tdm-reservation": 0}]
+
+
+def shown(table) -> str:
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(table)
+    return console.export_text()
 
 
 def shop() -> tuple[SiteServer, list[str]]:
@@ -64,6 +75,7 @@ def test_crawl_stores_no_product_whose_page_opts_out(store):
     (row,) = store.read("runs", where=f"run_id = '{stats.run_id}'").to_pylist()
     assert json.loads(row["config"])["job"]["optouts"] == {"page": 5}
     assert row["n_failed"] == 0
+    assert "opted out" in shown(crawl_summary(stage_summary, stats)) and "5 product pages" in shown(crawl_summary(stage_summary, stats))
 
 
 def test_crawl_optout_settings(store):
@@ -103,3 +115,4 @@ def test_download_skips_a_media_file_that_opts_out(store):
     assert stats.statuses["opted_out"] == 3
     (row,) = store.read("runs", where=f"run_id = '{stats.run_id}'").to_pylist()
     assert json.loads(row["config"])["job"]["optouts"] == {"media": 3}
+    assert "opted_out" in shown(status_table(stats))
