@@ -24,7 +24,7 @@ STATED = {  # product i -> (what its JSON-LD Product gains, what its <head> gain
 }
 
 
-def test_crawl_keeps_the_licence_a_page_states(store):
+def licensed_shop() -> tuple[SiteServer, list[str]]:
     server = SiteServer({})
     skus = jsonld_shop(server, n_products=len(STATED), per_page=len(STATED))
     for path, page in list(server.routes.items()):
@@ -36,6 +36,11 @@ def test_crawl_keeps_the_licence_a_page_states(store):
             ld = {**json.loads(body[ld_start:ld_end]), **STATED[i][0]}
             body = body[:ld_start] + json.dumps(ld) + body[ld_end:]
             server.add(path, body.replace("<head>", "<head>" + STATED[i][1]))
+    return server, skus
+
+
+def test_crawl_keeps_the_licence_a_page_states(store):
+    server, skus = licensed_shop()
     with server:
         stats = crawl(store, load(overrides={"crawl.allow_private": True}, environ={}),
                       start_urls=[server.url + "/list/1.html"])
@@ -75,3 +80,36 @@ def test_download_keeps_the_rights_an_image_states(store, reencode):
     assert meta["a.jpg"]["download"]["rights"] == {"web_statement": "https://shop.test/rights.html",
                                                    "rights": "© Foto Studio & Co. 2026"}
     assert "rights" not in meta["b.jpg"].get("download", {})
+
+
+def test_every_export_layout_carries_provenance_and_licence(store, tmp_path):
+    import tarfile
+
+    import pyarrow.parquet as pq
+    from export_helpers import settings_for, split_rows
+
+    from m5data.export.run import export
+
+    server, skus = licensed_shop()
+    with server:
+        crawl(store, load(overrides={"crawl.allow_private": True}, environ={}), start_urls=[server.url + "/list/1.html"])
+    products = {r["product_id"]: r for r in store.read("products").to_pylist()}
+    store.write("splits", split_rows(list(products)))
+    first = f"127.0.0.1:{skus[0]}"
+    want = {"page_url": products[first]["url"], "crawled_at": products[first]["crawled_at"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "license": CC, "acquire_license_page": None, "copyright_notice": "© Shop GmbH 2026"}
+    none = f"127.0.0.1:{skus[3]}"
+    for fmt in ("webdataset", "parquet", "m5product"):
+        export(store, settings_for(store), out=tmp_path / fmt, fmt=fmt, full=True)
+    found = {}
+    for shard in (tmp_path / "webdataset").glob("*.tar"):
+        with tarfile.open(shard) as tar:
+            for m in tar.getmembers():
+                if m.name.endswith(".json"):
+                    meta = json.loads(tar.extractfile(m).read())
+                    found[meta["product_id"]] = meta["provenance"]
+    assert found[first] == want and found[none]["license"] is None and found[none]["page_url"]
+    rows = {r["product_id"]: r for f in (tmp_path / "parquet").rglob("*.parquet") for r in pq.read_table(f).to_pylist()}
+    assert {key: rows[first][key] for key in want} == want
+    items = json.loads((tmp_path / "m5product" / "m5data_items.json").read_text())["items"]
+    assert next(i["provenance"] for i in items.values() if i["product_id"] == first) == want
