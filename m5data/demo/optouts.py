@@ -30,19 +30,18 @@ _FREE = frozenset({"none"})  # products without a page fault, so that each kind 
 
 def plan(world) -> dict:
     """Which products and images carry what: ``{"pages": {product_id: kind}, "media": [urls],
-    "licensed": [product_ids]}`` (two of each page kind where the world has the products)."""
+    "licensed": [product_ids]}`` (one product per page kind, two images, two licensed pages)."""
     rng = random.Random(f"optouts:{world.config.seed}")
     free = sorted((p for p in world.products if p.page_fault in _FREE and p.http_fault in _FREE),
                   key=lambda p: p.product_id)
     rng.shuffle(free)
     pages = {}
     for kind in PAGE_KINDS:
-        for _ in range(2):
-            if free:
-                pages[free.pop().product_id] = kind
+        if free:
+            pages[free.pop().product_id] = kind
     with_images = [p for p in free if any(m.fault in _FREE for m in p.images)]
-    media = sorted(next(m.url for m in p.images if m.fault in _FREE) for p in with_images[:3])
-    licensed = sorted(p.product_id for p in with_images[3:6])
+    media = sorted(next(m.url for m in p.images if m.fault in _FREE) for p in with_images[:2])
+    licensed = sorted(p.product_id for p in with_images[2:4])
     return {"pages": pages, "media": media, "licensed": licensed}
 
 
