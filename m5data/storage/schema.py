@@ -235,7 +235,7 @@ RUNS = _spec("runs", "one row per stage run", ("run_id",), 1, [
 ])
 
 # issue 57 (OPTOUT): what owners state - their opt-outs, and the licence a product page gives
-OPTOUTS = _spec("optouts", "one row per opt-out a page or media file stated (crawl, download)", ("url", "scope"), 1, [
+OPTOUTS = _spec("optouts", "one row per opt-out a page or media file stated (crawl, download)", ("url",), 1, [
     ("url", pa.string()),  # the page (scope page) or media file (scope media) that stated it
     ("product_id", pa.string()),  # the product it concerns; null when the crawl could not tell (robots.txt)
     ("scope", pa.string()),  # page: no product content stored, no media fetched; media: that file only
