@@ -116,3 +116,13 @@ def test_download_skips_a_media_file_that_opts_out(store):
     (row,) = store.read("runs", where=f"run_id = '{stats.run_id}'").to_pylist()
     assert json.loads(row["config"])["job"]["optouts"] == {"media": 3}
     assert "opted_out" in shown(status_table(stats))
+
+
+def test_a_flow_retry_does_not_count_opted_out_files_as_failed(store):
+    from m5data.download.stage import store_failure_rate
+
+    rows = media_rows([f"http://x.test/{i}.jpg" for i in range(5)])
+    for row, status in zip(rows, ["ok", "opted_out", "opted_out", "opted_out", "failed"]):
+        row["status"] = status
+    store.write("media", rows)
+    assert store_failure_rate(store) == 0.5  # 1 failed of 2 tried

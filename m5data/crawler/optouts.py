@@ -43,6 +43,8 @@ def optout_settings(cs) -> dict:
 def page_optout(response, page, config: dict) -> OptOut | None:
     """The opt-out a product page states (its X-Robots-Tag, tdm-reservation header or meta, its host's
     tdmrep.json), or None. ``page``: the parsed page (its meta), None for a body not read."""
+    if not config:  # a crawl whose settings have no M5DATA_OPTOUT (built without crawl.build_settings)
+        return None
     values = [v.decode("latin-1") for v in response.headers.getlist("X-Robots-Tag")]
     if found := robots_optout(values, config["agent"], config["directives"]):
         return found
