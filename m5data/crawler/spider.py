@@ -206,7 +206,8 @@ class ProductSpider(scrapy.Spider):
                             f"parse error: {type(exc).__name__}: {str(exc)[:200]}", response.status)
         if item is not None and (found := page_optout(response, page, self.crawler.settings.getdict("M5DATA_OPTOUT"))):
             self.crawler.stats.inc_value("m5data/optouts/page")
-            yield OptedOut(link_of(response), item.product_id, found)  # nothing of it stored, its links followed
+            # nothing of it stored, its links followed; its id as the pipeline would store it (normalised)
+            yield OptedOut(link_of(response), item.normalised().product_id, found)
             item, failed = None, True
         if self.render and not failed and not response.meta.get("m5data_rendered") and needs_render(response, page, item):
             self.crawler.stats.inc_value("m5data/render_requests")
