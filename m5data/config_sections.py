@@ -59,6 +59,9 @@ class CrawlSettings:
     max_specs: int = 500  # spec rows per product (the first ones are kept)
     max_media: int = 200  # image URLs, and video URLs, per product
     max_crumbs: int = 20  # category levels per product
+    # owners' opt-outs (docs/compliance.md "Opt-outs"): a product page that states one is not stored
+    optout_directives: str = "noai,noimageai,noindex,noimageindex"  # X-Robots-Tag directives that opt a page out (comma-separated); "" = none
+    tdmrep: bool = True  # honour W3C TDMRep: the tdm-reservation header and meta, and each host's /.well-known/tdmrep.json
 
 
 @dataclass
@@ -85,6 +88,9 @@ class DownloadSettings:
     pool: str = "process"  # re-encode in a "process" pool, or a "thread" pool (Pillow releases the GIL: less CPU)
     send_referer: bool = True  # send the product's page URL as Referer, as a browser would (CDNs that refuse hotlinking answer 403 without it)
     store_retry_seconds: float = 60.0  # how long a store outage (endpoint down, 5xx, disk full) is waited out before the run ends; 0 = not at all
+    # owners' opt-outs (docs/compliance.md "Opt-outs"): a media file that states one is not stored (status opted_out)
+    optout_directives: str = "noai,noimageai,noindex,noimageindex"  # X-Robots-Tag directives that opt a file out (comma-separated); "" = none
+    tdmrep: bool = True  # honour W3C TDMRep: the tdm-reservation header and each media host's /.well-known/tdmrep.json
 
 
 @dataclass

@@ -480,9 +480,12 @@ def test_a_sample_digest_changes_with_every_input_of_its_sample_and_only_then(de
         moved = {key for key in before if after.get(key) != before[key]}
         assert moved and {p for _, p in moved} == {pid}, (table, column, moved)
         before = after
-    # a column no sample is made of (when the page was fetched) moves nothing
-    store.write("products", one_row("products", ids[4], "crawled_at", None))
+    # a column no sample is made of (the crawl run that stored it) moves nothing; crawled_at is one now
+    # (the sample's provenance: docs/compliance.md)
+    store.write("products", one_row("products", ids[4], "run_id", "another run"))
     assert digests() == before
+    store.write("products", one_row("products", ids[4], "crawled_at", None))
+    assert {key[1] for key, d in digests().items() if d != before[key]} == {ids[4]}
 
 
 def test_new_shards_cut_from_the_keys_are_the_shards_cut_from_the_store(grown):

@@ -1,5 +1,7 @@
 """End to end: the Prefect pipeline flow and `m5data demo` over a served demo shop."""
 
+import json
+
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
@@ -65,7 +67,11 @@ def test_demo_command_runs_every_stage(prefect_harness, tmp_path):
     assert {"crawl": "ok", "download": "ok", "extract": "ok", "align": "ok"}.items() <= stages.items()
     assert set(stages.values()) == {"ok"}
     truth = pq.read_table(out / "shop" / "truth" / "products.parquet").to_pylist()
-    assert store.count("products") == sum(p["reachable"] for p in truth) > 0
+    # the demo's shop states opt-outs (m5data/demo/optouts.py): those pages' products are not stored
+    opted = [pid for pid, v in json.loads((out / "shop" / "truth" / "optouts.json").read_text())["pages"].items()
+             if v["opted_out"]]
+    assert store.count("products") == sum(p["reachable"] for p in truth) - len(opted) > 0
+    assert "opted out" in result.output
 
 
 def test_demo_store_fixture_holds_every_stage_up_to_align(demo_store_factory, tmp_path):

@@ -65,6 +65,8 @@ def summary(stage_summary, stats):
         table.add_row("pages fetched", f"{fetched:,}: {product:,} product pages, {fetched - product:,} listings and other")
         if pages["stored_skipped"]:
             table.add_row("not fetched", f"{pages['stored_skipped']:,} product pages already stored (--refresh fetches them)")
+    if opted := stats.details.get("optouts", {}).get("page"):
+        table.add_row("opted out", f"{opted:,} product pages: not stored (optouts; docs/compliance.md)")
     for host, seen in sorted(getattr(stats, "throttle", {}).items()):
         if seen.get("throttled"):
             capped = f", {seen['retry_after_capped']} capped" if seen.get("retry_after_capped") else ""

@@ -25,6 +25,7 @@ from ..storage import StageStats
 from ..storage.files import write_atomic
 from ..storage.redact import redact_url
 from .items import Caps
+from .optouts import FETCHED, optout_settings
 from .politeness import throttle_by_host
 from .render import check_browser, playwright_settings
 
@@ -126,6 +127,7 @@ def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, 
         # retry waits too; sees a 429/503 before RetryMiddleware makes its retry (politeness.py)
         "DOWNLOADER_MIDDLEWARES": {"m5data.crawler.safety.SafetyMiddleware": 45,
                                    "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
+                                   "m5data.crawler.optouts.TdmRepMiddleware": 110,  # after robots.txt (100)
                                    "m5data.crawler.spider.CharsetMiddleware": 120,
                                    "m5data.crawler.politeness.PolitenessMiddleware": 560},
         "EXTENSIONS": {"m5data.crawler.spider.ProgressReporter": 500},
@@ -141,6 +143,7 @@ def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, 
         "URLLENGTH_LIMIT": cs.max_url_chars,  # links longer than a stored URL may be are not followed
         "M5DATA_ALLOW_PRIVATE": cs.allow_private,
         "M5DATA_RENDER": cs.render,
+        **optout_settings(cs),
         "M5DATA_RENDER_TIMEOUT": cs.render_timeout,
         **(playwright_settings(cs.render_timeout) if cs.render else {}),
     }
@@ -197,7 +200,7 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
             }
             session.add_settings(job["scrapy_settings"], cookies_file)
             job_file = rundir / "job.json"
-            _write_private(job_file, json.dumps(job, indent=2))
+            session.write_private(job_file, json.dumps(job, indent=2))
             with open(rundir / "stderr.txt", "w") as err:
                 proc = subprocess.Popen([sys.executable, "-m", "m5data.crawler.crawl", str(job_file)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
@@ -217,7 +220,8 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
         config = {**cfg.as_dict(settings), "job": {"start_urls": [redact_url(u) for u in start_urls], "site": site,
                                                  "refresh": refresh, "log": str(log_file),
                                                  **({"shard": list(shard)} if shard else {}),
-                                                 **({"throttle": stats.throttle} if stats.throttle else {})}}
+                                                 **({"throttle": stats.throttle} if stats.throttle else {}),
+                                                 "optouts": stats.details.get("optouts", {})}}
         status = "ok" if failure is None else ("interrupted" if interrupted or (code < 0 and -code in STOP_SIGNALS)
                                                else "failed")
         srun.record(config, status)
@@ -225,14 +229,6 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
         if failure is not None:
             raise failure
         return stats
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` readable by its owner only (0600, also when the file was there)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        os.fchmod(fd, 0o600)
-        f.write(text)
 
 
 def _wait(proc: subprocess.Popen, progress: bool) -> bool:
@@ -280,7 +276,8 @@ def _judge(code: int, crawl: dict | None, stats: StageStats, log_file: Path, n_s
     if crawl is not None:
         if isinstance(stats, CrawlStats):
             stats.throttle = throttle_by_host(crawl)
-        stats.n_in = int(crawl.get("response_received_count", 0))
+        stats.n_in = int(crawl.get("response_received_count", 0)) - int(crawl.get(FETCHED, 0))  # tdmrep.json: no page
+        stats.details["optouts"] = {"page": int(crawl.get("m5data/optouts/page", 0))}
         stats.n_out = int(crawl.get("m5data/products_stored", 0))
         stats.bytes = int(crawl.get("downloader/response_bytes", 0))
         stats.details["changes"] = {kind: int(crawl.get(f"m5data/changes/{kind}", 0)) for kind in CHANGES}

@@ -118,6 +118,8 @@ class ProductItem:
     problems: list[str] = field(default_factory=list)
     # the page's HTTP validators (``revalidate.validators_of``): link, etag, last_modified; {} when none
     validators: dict[str, str | None] = field(default_factory=dict)
+    # the licence the page states (``licence.page_license``): a ``licenses`` row; {} when none
+    license: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def product_id(self) -> str:
@@ -150,7 +152,7 @@ class ProductItem:
             platform=self.platform, source_id=source_id, url=self.url, title=title, price=self.price,
             currency=currency, category_path=path, merchant_id=merchant_id, description=description,
             images=images, videos=videos, specs=specs, media_meta={u: m for u, m in meta.items() if m},
-            problems=list(self.problems), validators=dict(self.validators),
+            problems=list(self.problems), validators=dict(self.validators), license=dict(self.license),
         )
         if fit.notes or fit.counts:
             item.problems.append(f"capped: {item.product_id}: {fit.note()}")

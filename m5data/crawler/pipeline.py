@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from ..config import CrawlSettings
 from ..storage.redact import redact
 from .items import Caps, NotModified, PageError, ProductItem, media_id
+from .optouts import OptedOut
 from .revalidate import stored_validators, stored_versions
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ class StorePipeline:
         self.media: list[dict] = []
         self.errors: dict[str, dict] = {}
         self.validator_rows: dict[str, dict] = {}
+        self.optouts: list[dict] = []
+        self.licenses: list[dict] = []
 
     def open_spider(self) -> None:
         from ..storage import Store
@@ -129,6 +132,11 @@ class StorePipeline:
         now = datetime.now(timezone.utc)
         if isinstance(item, PageError):
             self._error(item.url, item.platform, item.reason, item.http_status, now)
+            return item
+        if isinstance(item, OptedOut):  # the page's owner opted out: its row says so, nothing else is stored
+            self.optouts.append({"url": redact(item.url), "product_id": item.product_id, "scope": "page",
+                                 "source": item.optout.source, "directive": item.optout.directive,
+                                 "run_id": self.run_id, "seen_at": now})
             return item
         if isinstance(item, NotModified):
             self._not_modified(item)
@@ -168,6 +176,9 @@ class StorePipeline:
             self.products.append(product)
             self.specs.extend(specs)
             self.media.extend(media)
+            if item.license:  # what the page says of its licence, beside the product (docs/compliance.md)
+                self.licenses.append({"product_id": item.product_id, "url": item.url, **item.license,
+                                      "run_id": self.run_id, "seen_at": now})
         if max(len(self.products), len(self.validator_rows)) >= self.batch_rows:
             self.flush()
         return item
@@ -224,12 +235,16 @@ class StorePipeline:
                 self.store.write("specs", self.specs)
             if self.media:
                 self.stats.inc_value("m5data/media_rows", self.store.write("media", self.media, if_absent=True))
+            if self.licenses:
+                self.store.write("licenses", self.licenses)
             if self.validator_rows:  # before the products, their commit mark: a resume writes them again
                 self.store.write("page_validators", list(self.validator_rows.values()))
             if self.products:
                 self.store.write("products", self.products)
             if self.errors:
                 self.store.write("crawl_errors", list(self.errors.values()))
+            if self.optouts:
+                self.store.write("optouts", self.optouts)
         except Exception as exc:  # the store cannot take rows: stop the crawl rather than lose pages silently
             log.error("store write failed in %s: %s: %s", self.store_path, type(exc).__name__, exc)
             self.stats.inc_value("m5data/store_write_failed")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import warnings
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -201,3 +202,11 @@ def register_proxy_credentials(environ) -> None:
         if parts.username is not None or parts.password is not None:
             user, password = unquote(parts.username or ""), unquote(parts.password or "")
             redact.register(user, password, base64.b64encode(f"{user}:{password}".encode()).decode())
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (0600, also when the file was there)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, 0o600)
+        f.write(text)

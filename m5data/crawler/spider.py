@@ -27,6 +27,8 @@ from .adapters import AdapterChooser
 from .adapters.base import is_html
 from .extraction import declared_encoding, detect_encoding, read_page
 from .items import NotModified, PageError, ProductItem, host_platform
+from .licence import page_license
+from .optouts import OptedOut, page_optout
 from .render import as_text_response, needs_render, no_product_reason, render_meta
 from .revalidate import conditional_headers, validators_of
 from .safety import RefusedRequest, crawl_scope, in_scope
@@ -125,6 +127,10 @@ class ProductSpider(scrapy.Spider):
         """Items and requests of one response; a start URL that yields neither gets a
         ``no product found: <why>`` row (and counts towards an empty crawl)."""
         if response.status == 304 and (pid := response.meta.get("m5data_validated")):
+            if found := page_optout(response, None, self.crawler.settings.getdict("M5DATA_OPTOUT")):  # said on a 304 too
+                self.crawler.stats.inc_value("m5data/optouts/page")
+                yield OptedOut(link_of(response), pid, found)
+                return
             self.crawler.stats.inc_value("m5data/not_modified")
             self.crawler.stats.inc_value("m5data/product_pages")
             yield NotModified(link_of(response), pid)  # the stored product is current: nothing to read
@@ -140,8 +146,9 @@ class ProductSpider(scrapy.Spider):
                 fruitful = fruitful or bool(out.title or out.images or out.price is not None)
                 recorded = True
                 self.crawler.stats.inc_value("m5data/product_pages")
-            elif isinstance(out, PageError):
+            elif isinstance(out, (PageError, OptedOut)):
                 recorded = True
+                fruitful = fruitful or isinstance(out, OptedOut)  # a product page, whose owner opted out
             yield out
         if start and not fruitful and why[0] is not None and self.crawler.stats.get_value("m5data/skipped_done", 0) == done_before:
             self._empty_start(response.meta.get("redirect_urls", [response.url])[0])
@@ -191,12 +198,18 @@ class ProductSpider(scrapy.Spider):
             if adapter.is_product_page(response, page):
                 item = adapter.product(response, page)
                 item.validators = validators_of(response, link_of(response))
+                item.license = page_license(page, response.url)
         except Exception as exc:  # a page must never stop the crawl
             log.warning("cannot parse %s: %s: %s", response.url, type(exc).__name__, exc)
             failed = True
             yield PageError(response.url, adapter.platform or host_platform(response.url),
                             f"parse error: {type(exc).__name__}: {str(exc)[:200]}", response.status)
-        if self.render and not response.meta.get("m5data_rendered") and needs_render(response, page, item):
+        if item is not None and (found := page_optout(response, page, self.crawler.settings.getdict("M5DATA_OPTOUT"))):
+            self.crawler.stats.inc_value("m5data/optouts/page")
+            # nothing of it stored, its links followed; its id as the pipeline would store it (normalised)
+            yield OptedOut(link_of(response), item.normalised().product_id, found)
+            item, failed = None, True
+        if self.render and not failed and not response.meta.get("m5data_rendered") and needs_render(response, page, item):
             self.crawler.stats.inc_value("m5data/render_requests")
             # straight to the engine: the same page again, not a link hop (DepthMiddleware would count
             # it one level deeper and drop it at the depth limit)

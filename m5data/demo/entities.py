@@ -34,6 +34,8 @@ class WorldConfig:
         page_fault_rate: product pages with a missing field, broken HTML or a wrong charset.
         force_faults: guarantee every fault kind at least once (from 30 products on), for tests.
         page_size_shopa / page_size_shopb: products per listing page (Tmall 20, JD 30; tests use less).
+        optouts: a few pages and images state opt-outs (X-Robots-Tag, TDMRep) and licences
+            (``demo/optouts.py``; off: the world is byte for byte what it was without the field).
     """
 
     products: int = 300
@@ -55,6 +57,7 @@ class WorldConfig:
     force_faults: bool = True
     page_size_shopa: int = 20
     page_size_shopb: int = 30
+    optouts: bool = False
 
     def page_size(self, platform: str) -> int:
         """Products per listing page of a platform."""

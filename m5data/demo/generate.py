@@ -66,7 +66,7 @@ def generate(out_dir: str | Path, products: int = 300, seed: int = 0, *,
         config: a full ``WorldConfig`` (overrides products, seed and subclasses).
         timings: if given, filled with seconds per phase (world, pages, media, truth).
     """
-    from . import media, site, truth
+    from . import media, optouts, site, truth
     from .world import WorldConfig, build_world
 
     cfg = config or WorldConfig(products=products, seed=seed, subclasses=subclasses)
@@ -77,6 +77,7 @@ def generate(out_dir: str | Path, products: int = 300, seed: int = 0, *,
     world = build_world(cfg)
     clock.lap("world")
     pages, faults = site.write_site(world, out / "site")
+    opted = optouts.apply(world, out / "site", faults) if cfg.optouts else None
     clock.lap("pages")
     facts = media.render_all(media_jobs(world, out / "site"), workers)
     for p in world.products:
@@ -86,6 +87,8 @@ def generate(out_dir: str | Path, products: int = 300, seed: int = 0, *,
     site.write_serve_config(faults, out / "serve.json")
     clock.lap("media")
     man = truth.write_truth(world, pages, facts, out / "truth")
+    if opted is not None:
+        optouts.write_truth(opted, out / "truth")
     clock.lap("truth")
     log.info("demo shop: %d products in %s (%s)", man["counts"]["products"], out, clock.spent)
     if timings is not None:

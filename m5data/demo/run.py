@@ -27,7 +27,7 @@ def _shop_matches(shop: Path, products: int, seed: int) -> bool:
     except ValueError:
         return False
     config = info.get("config", {})
-    return config.get("seed") == seed and config.get("products") == products
+    return config.get("seed") == seed and config.get("products") == products and bool(config.get("optouts"))
 
 
 def demo(
@@ -45,6 +45,7 @@ def demo(
     from m5data.flows.launch import print_outcome, run_pipeline
     from m5data.flows.pipeline import PipelineError, check_plan
 
+    from .entities import WorldConfig
     from .generate import generate
     from .server import serve_in_thread
 
@@ -57,7 +58,7 @@ def demo(
     else:
         t = time.perf_counter()
         with console.status(f"generating {products} products (seed {seed}) into {shop} ..."):
-            generate(shop, products=products, seed=seed)
+            generate(shop, config=WorldConfig(products=products, seed=seed, optouts=True))  # docs/compliance.md
         console.print(f"generated {esc(str(shop))} in {time.perf_counter() - t:.1f} s")
 
     root = ctx.find_root().obj or {}
@@ -139,6 +140,7 @@ def report(store_path: Path, outcome) -> None:
         splits = con.execute("SELECT split, count(*) FROM splits WHERE version = (SELECT max(version) FROM splits) "
                              "GROUP BY 1 ORDER BY 1").fetchall()
         version = one("SELECT max(version) FROM splits")[0]
+        opted = dict(con.execute("SELECT scope, count(*) FROM optouts GROUP BY 1").fetchall())
     finally:
         con.close()
     table = Table(title=f"store {store.root}", show_header=False)
@@ -149,6 +151,8 @@ def report(store_path: Path, outcome) -> None:
     for kind, ok, bad in media:
         table.add_row(f"media {kind}", f"{ok:,} ok", f"{bad:,} failed or missing" if bad else "")
     table.add_row("spec rows", f"{specs:,}", f"{properties:,} distinct properties")
+    table.add_row("opted out", f"{sum(opted.values()):,}", f"{opted.get('page', 0):,} product pages (not stored), "
+                  f"{opted.get('media', 0):,} media files: the owners' X-Robots-Tag / TDMRep (docs/compliance.md)")
     table.add_row("taxonomy", " / ".join(f"{levels.get(n, 0):,}" for n in (1, 2, 3)),
                   f"classes / sub-classes / subsub-classes; {labelled:,} products labelled")
     if splits:

@@ -25,7 +25,7 @@ TRAPS = ("/cart", "/login", "/shopa/cart", "/shopa/login", "/shopa/search", "/sh
          "/shopb/login", "/shopb/search")
 CONTENT_TYPES = {".html": "text/html", ".jpg": "image/jpeg", ".png": "image/png",
                  ".gif": "image/gif", ".mp4": "video/mp4", ".xml": "application/xml; charset=utf-8",
-                 ".txt": "text/plain; charset=utf-8"}
+                 ".txt": "text/plain; charset=utf-8", ".json": "application/json"}
 
 
 class ShopServer:
@@ -49,6 +49,7 @@ class ShopServer:
         self.slow = frozenset(config.get("slow", []))
         self.no_charset = frozenset(config.get("no_charset", []))
         self.charset = config.get("charset", {"shopa": "utf-8", "shopb": "gbk"})
+        self.headers: dict[str, dict[str, str]] = config.get("headers", {})  # opt-outs (demo/optouts.py)
         self.slow_seconds = slow_seconds
         self.log_requests = log_requests
         self.requests: list[tuple[str, str, int]] = []
@@ -115,8 +116,8 @@ class ShopServer:
         if suffix == ".html" and key not in self.no_charset:
             platform = request.path.split("/")[1]
             content_type += f"; charset={self.charset.get(platform, 'utf-8')}"
-        return web.FileResponse(target, headers={"Content-Type": content_type,
-                                                 "Cache-Control": "max-age=300"})
+        return web.FileResponse(target, headers={"Content-Type": content_type, "Cache-Control": "max-age=300",
+                                                 **self.headers.get(key, {})})
 
 
 def serve(shop_dir: str | Path, port: int = 8000, slow_seconds: float = 2.0) -> None:

@@ -240,5 +240,5 @@ def write_root(site: Path, urls: dict) -> None:
 def write_serve_config(faults: dict, path: Path) -> None:
     """The server's fault list: URLs that answer 500 once, answer slowly, or omit the charset."""
     config = {"format": 1, "charset": PAGE_CHARSET,
-              **{k: sorted(v) for k, v in faults.items()}}
+              **{k: sorted(v) if isinstance(v, list) else v for k, v in faults.items()}}
     path.write_text(json.dumps(config, ensure_ascii=False, indent=1, sort_keys=True) + "\n", encoding="utf-8")

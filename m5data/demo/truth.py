@@ -144,13 +144,17 @@ def level1_mapping_toml(world: World) -> str:
     return "\n".join(out) + "\n"
 
 
+# WorldConfig fields in the manifest only when on: a world without them stays byte for byte the same
+OFF_UNLESS_ON = ("optouts",)
+
+
 def manifest(world: World, rows: dict[str, list[dict]]) -> dict:
     """Seed, sizes, counts and generator version (no timestamps: the output is reproducible)."""
     prods, media = rows["products"], rows["media"]
     complete = sum(all(r[k] for k in r if k.startswith("expect_")) for r in prods)
     return {
         "generator": "m5data.demo", "generator_version": GENERATOR_VERSION,
-        "seed": world.config.seed, "config": asdict(world.config),
+        "seed": world.config.seed, "config": {k: v for k, v in asdict(world.config).items() if v or k not in OFF_UNLESS_ON},
         "counts": {
             "products": len(prods),
             "products_by_platform": dict(sorted(Counter(r["platform"] for r in prods).items())),

@@ -70,6 +70,8 @@ def status_table(stats):
     table.add_column("reason")
     table.add_column("URLs", justify="right")
     table.add_row("ok", "", f"{stats.n_out:,}", style="green")
+    if opted := stats.statuses.get("opted_out"):  # not a failure: docs/compliance.md
+        table.add_row("opted_out", "the owner's opt-out (optouts)", f"{opted:,}", style="cyan")
     for reason, n in sorted(stats.failures.items(), key=lambda kv: (kv[0].split("/")[0], -kv[1])):
         status, _, detail = reason.partition("/")
         table.add_row(status, detail, f"{n:,}")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 from collections.abc import Callable
 from contextvars import ContextVar
 
@@ -37,9 +38,11 @@ from yarl import URL
 
 from ..storage.errors import StoreError
 from ..storage.retry import StoreRetry
+from .optouts import OPTED_OUT, MediaOptOuts
 from .outcome import Outcome, backoff_delay, outcome_of_error
 from .resize import ImageDecodeError, ImagePool, ImageTooLarge, image_size
 from .retry_after import retry_after_seconds
+from .rights import image_rights
 from .safety import GuardedResolver, check_url
 from .sniff import SNIFF_BYTES, sniff
 
@@ -134,6 +137,7 @@ class Fetcher:
         self.user_agent = user_agent
         self.store_retry = store_retry or StoreRetry(str(store.root), 0.0, "download.store_retry_seconds")
         self.session: aiohttp.ClientSession | None = None
+        self.optouts = MediaOptOuts(opts, user_agent)
 
     async def __aenter__(self) -> Fetcher:
         connector = aiohttp.TCPConnector(
@@ -271,6 +275,9 @@ class Fetcher:
                            retry_after=retry_after_seconds(resp.headers.get("Retry-After")))
         if not 200 <= status < 300:
             return Outcome("failed", f"http_{status}", f"HTTP {status}", http_status=status)
+        if found := await self.optouts.check(self.session, resp):  # the owner opted the file out: no body read
+            return Outcome(OPTED_OUT, OPTED_OUT, f"opted out: {found.source}: {found.directive}", http_status=status,
+                           meta={"optout": {"source": found.source, "directive": found.directive}})
         limit = self.opts.max_image_bytes if kind == "image" else self.opts.max_video_bytes
         if resp.content_length is not None and resp.content_length > limit:
             return Outcome("too_large", "too_large", f"Content-Length {resp.content_length:,} exceeds the "
@@ -320,7 +327,8 @@ class Fetcher:
             out = Outcome("ok", mime=sniffed.mime, bytes=writer.bytes)
             if kind == "image":  # from the body as received: an image's size is never the store's to lose
                 try:
-                    out.width, out.height = await asyncio.to_thread(_written_image_size, writer)
+                    out.width, out.height, rights = await asyncio.to_thread(_written_image_facts, writer)
+                    out.meta.update({"rights": rights} if rights else {})
                 except ImageDecodeError as exc:
                     return Outcome("corrupt", "corrupt", f"{sniffed.mime} header does not parse: {exc}",
                                    mime=sniffed.mime, bytes=writer.bytes)
@@ -361,8 +369,9 @@ class Fetcher:
                            bytes=len(body))
         except ImageTooLarge as exc:
             return Outcome("too_large", "too_large", str(exc))
+        rights = await asyncio.to_thread(image_rights, io.BytesIO(bytes(body)))  # the re-encoded JPEG has no XMP
         return Outcome("ok", stored=image.data, mime="image/jpeg", width=image.width, height=image.height,
-                       meta={"reencoded": {"mime": sniffed.mime, "bytes": len(body), "mode": image.orig_mode,
+                       meta={**({"rights": rights} if rights else {}), "reencoded": {"mime": sniffed.mime, "bytes": len(body), "mode": image.orig_mode,
                                            "width": image.orig_width, "height": image.orig_height}})
 
 
@@ -376,7 +385,9 @@ def _plain(resp: aiohttp.ClientResponse) -> bool:
     return resp.headers.get("Content-Encoding", "identity").strip().lower() in ("", "identity")
 
 
-def _written_image_size(writer) -> tuple[int, int]:
-    """The width and height of the image a blob writer holds, from its header (a local file)."""
+def _written_image_facts(writer) -> tuple[int, int, dict]:
+    """The width, height and XMP rights of the image a blob writer holds, from its header (a local file)."""
     with writer.reader() as fh:
-        return image_size(fh)
+        width, height = image_size(fh)
+        fh.seek(0)
+        return width, height, image_rights(fh)

@@ -1,10 +1,13 @@
 """What becomes of one media URL: its :class:`Outcome`, the outcome of a client error (transient ones
-are tried again) and the wait before the next attempt."""
+are tried again), the wait before the next attempt, and the media row it writes."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import random
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp
@@ -62,3 +65,21 @@ def outcome_of_error(exc: Exception, opts) -> Outcome:
     if isinstance(exc, aiohttp.ClientError):
         return Outcome("failed", "client_error", f"{type(exc).__name__}: {exc}", transient=True)
     return Outcome("failed", "error", f"{type(exc).__name__}: {exc}")
+
+
+def status_row(row: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    """The media row ``row`` updated with ``outcome`` (the whole row: writes are upserts by key)."""
+    meta = {}
+    if row.get("meta"):
+        with contextlib.suppress(ValueError, TypeError):
+            meta = json.loads(row["meta"])
+    if not isinstance(meta, dict):
+        meta = {"previous": meta}
+    meta.pop("download", None)
+    if outcome.meta:
+        meta["download"] = outcome.meta
+    return {**row, "status": outcome.status, "http_status": outcome.http_status, "error": outcome.error,
+            "attempts": (row.get("attempts") or 0) + outcome.attempts, "blob": outcome.blob,
+            "sha256": outcome.sha256, "mime": outcome.mime, "bytes": outcome.bytes, "width": outcome.width,
+            "height": outcome.height, "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True) if meta else None,
+            "updated_at": datetime.now(timezone.utc)}

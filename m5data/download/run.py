@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,13 +40,15 @@ from yarl import URL
 
 from .. import config as cfg
 from ..errors import UserError
+from ..optout import OPTED_OUT_PRODUCTS_SQL
 from ..stages import StageRun
 from ..storage import StageStats
 from ..storage.errors import StoreError, StoreUnavailable
 from ..storage.queries import shard_sql
 from ..storage.retry import StoreRetry
 from .fetch import Fetcher
-from .outcome import Outcome
+from .optouts import OPTED_OUT, write_statuses
+from .outcome import Outcome, status_row
 from .resize import ImagePool
 from .sources import register_source
 
@@ -173,6 +173,7 @@ def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retr
         try:
             # source_media_id: a derived row (extract's mp3 is kind audio too) is never fetched
             where = f"m.status = '{status}' AND m.kind IN {KINDS} AND m.source_media_id IS NULL"
+            where += f" AND m.product_id NOT IN ({OPTED_OUT_PRODUCTS_SQL})"  # docs/compliance.md, "Opt-outs"
             if shard is not None:
                 where += f" AND {shard_sql('m.media_id', shard)}"
             sql = "FROM media m"
@@ -206,26 +207,9 @@ def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retr
         stats.store_waits = retry.waits
         if retry.waits:
             stats.details["store_waits"] = retry.waits
-        retry.call(srun.record, cfg.as_dict(settings))
+        stats.details["optouts"] = {"media": stats.statuses[OPTED_OUT]}
+        retry.call(srun.record, {**cfg.as_dict(settings), "job": {"optouts": stats.details["optouts"]}})
         return stats
-
-
-def status_row(row: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
-    """The media row ``row`` updated with ``outcome`` (the whole row: writes are upserts by key)."""
-    meta = {}
-    if row.get("meta"):
-        with contextlib.suppress(ValueError, TypeError):
-            meta = json.loads(row["meta"])
-    if not isinstance(meta, dict):
-        meta = {"previous": meta}
-    meta.pop("download", None)
-    if outcome.meta:
-        meta["download"] = outcome.meta
-    return {**row, "status": outcome.status, "http_status": outcome.http_status, "error": outcome.error,
-            "attempts": (row.get("attempts") or 0) + outcome.attempts, "blob": outcome.blob,
-            "sha256": outcome.sha256, "mime": outcome.mime, "bytes": outcome.bytes, "width": outcome.width,
-            "height": outcome.height, "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True) if meta else None,
-            "updated_at": datetime.now(timezone.utc)}
 
 
 def _first(exc: BaseException) -> BaseException:
@@ -293,7 +277,7 @@ class _Download:
         self.stats.statuses[outcome.status] += 1
         if outcome.status == "ok":
             self.stats.n_out += 1
-        else:
+        elif outcome.status != OPTED_OUT:  # an owner's opt-out is no failure, never retried
             reason = outcome.status if outcome.reason == outcome.status else f"{outcome.status}/{outcome.reason}"
             self.stats.fail(reason)
         self.buffer.append(status_row(job.row, outcome))
@@ -319,7 +303,7 @@ class _Download:
         status ``ok`` is never stored before its blob."""
         if any(row["blob"] for row in rows):
             self.store.blobs.sync()
-        self.store.write("media", rows)
+        write_statuses(self.store, rows, self.stats.run_id)  # and the optouts rows of files opted out
 
     # ------------------------------------------------------------------ the run
     async def run(self, jobs) -> None:

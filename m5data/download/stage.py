@@ -6,6 +6,7 @@ import contextlib
 
 from ..stages import DownloadFailed, RunContext
 from ..storage.queries import shard_sql
+from .optouts import OPTED_OUT
 from .run import DownloadStats
 
 
@@ -50,12 +51,14 @@ def _progress(enabled: bool):
 
 
 def store_failure_rate(store, shard: tuple[int, int] | None = None) -> float:
-    """Share of the store's (or shard's) tried image/video rows whose status is not ok."""
+    """Share of the store's (or shard's) tried image/video rows whose status is not ok (opted-out files
+    are not tried: docs/compliance.md)."""
     where = f" AND {shard_sql('media_id', shard)}" if shard else ""
     con = store.connect()
     try:
         bad, tried = con.sql("SELECT count(*) FILTER (WHERE status <> 'ok'), count(*) FROM media "
-                             f"WHERE kind IN ('image', 'video') AND status <> 'pending'{where}").fetchall()[0]
+                             f"WHERE kind IN ('image', 'video') AND status NOT IN ('pending', '{OPTED_OUT}'){where}"
+                             ).fetchall()[0]  # an owner's opt-out is no failure
     finally:
         con.close()
     return bad / tried if tried else 0.0

@@ -41,7 +41,7 @@ ORDER BY {order}
 """
 
 # the tables whose rows written since the base export name the products to hash again (by product_id)
-TOUCHING = ("products", "specs", "captions", "media", "dedup")
+TOUCHING = ("products", "specs", "captions", "media", "dedup", "optouts", "licenses")
 LABEL_TABLES = ("label_map", "taxonomy")  # rewritten whole by align: compared per category instead
 _DIGESTS_SCHEMA = pa.schema([("split", pa.string()), ("product_id", pa.string()), ("digest", pa.string())])
 LABELS_SCHEMA = pa.schema([("platform", pa.string()), ("raw_path", pa.string()), ("h", pa.uint64())])
@@ -63,7 +63,7 @@ def digest_table(con, members_sql: str, order: str) -> pa.Table:
 
 
 # tables whose rows the digests of a few products read by product (a product is a group of each)
-_BY_PRODUCT = ("products", "specs", "captions", "dedup")
+_BY_PRODUCT = ("products", "specs", "captions", "dedup", "licenses")
 # past this share of the members, the digests read the tables' views whole (a scan, not lookups)
 FEW = 0.25
 
@@ -82,6 +82,7 @@ def few_rows(store, members: pa.Table):
     try:
         found = {table: store.read_groups(table, ids.to_pylist()) for table in _BY_PRODUCT}
         found["media"] = store.read_of("media", "product_id", ids)
+        found["optouts"] = store.read_of("optouts", "product_id", ids)  # the header's opted-out filter
         for table, rows in found.items():
             con.register("export_rows", rows)
             con.execute(f"CREATE TABLE {table} AS SELECT * FROM export_rows")
@@ -128,7 +129,7 @@ def touched_ids(store, con, since: dict, marks: dict, base_labels: pa.Table | No
     found = []
     for table in TOUCHING:
         if table in moved:  # new=False: whether a group is new is not asked (no key sidecar of the older parts read)
-            columns = ("product_id",) if table == "media" else ()  # media: its rows' products
+            columns = ("product_id",) if table in ("media", "optouts") else ()  # their rows' products
             found.append(store.changed(table, int(since[table]), columns, new=False).column("product_id"))
     if "dedup" in moved:
         # a whole rewrite of dedup (a full run) may leave a product out: its group went with the row,

@@ -4,7 +4,8 @@ Split names use underscores (``query-c`` -> ``query_c``: ``datasets`` refuses hy
 ids, texts, the spec table as ``list<struct<property, value>>``, unified labels, the duplicate
 group, the main image as an ``Image`` feature (``struct<bytes: binary, path: string>`` plus the
 ``huggingface`` schema metadata), the 1-fps frames as a list of images, the MFCC array as nested
-``float32`` lists of shape ``(frames, n_mfcc, steps)``, the mp3 bytes and the modalities present.
+``float32`` lists of shape ``(frames, n_mfcc, steps)``, the mp3 bytes, the modalities present and the
+provenance columns (``page_url``, ``crawled_at``, ``license``, ``acquire_license_page``, ``copyright_notice``).
 A missing modality is a null, never placeholder bytes. The card's YAML ``configs`` names every
 split (the automatic loader only knows train/validation/test) and ``dataset_info`` describes the
 features and split sizes, so ``datasets.load_dataset(DIR)`` reads every split offline. The files sit
@@ -24,7 +25,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from .media import drop_outside_blobs, frame_files, read_blob
-from .samples import Sample, hf_split_name
+from .samples import PROVENANCE, Sample, hf_split_name
 
 MEDIA_KINDS = ("image_norm", "frames", "mfcc", "audio")
 DATA_DIR = "data/data"  # the Parquet files' folder (module docstring: why two levels)
@@ -41,6 +42,7 @@ SCHEMA = pa.schema([
     ("split", pa.string()), ("modalities", pa.list_(pa.string())),
     ("image", _IMAGE), ("frames", pa.list_(_IMAGE)), ("mfcc", pa.list_(pa.list_(pa.list_(pa.float32())))),
     ("mp3", pa.binary()),
+    *((key, pa.string()) for key in PROVENANCE),  # where it came from, its owner's licence (docs/compliance.md)
 ])
 
 # datasets' own JSON for these features (what ``Features(...).arrow_schema.metadata`` holds)
@@ -55,6 +57,7 @@ HF_FEATURES = {
     "mfcc": {"feature": {"feature": {"feature": {"dtype": "float32", "_type": "Value"}, "_type": "List"},
                          "_type": "List"}, "_type": "List"},
     "mp3": {"dtype": "binary", "_type": "Value"},
+    **{key: _STR for key in PROVENANCE},
 }
 # the same features in the dataset card's YAML form
 _CARD_FEATURES = (
@@ -65,6 +68,7 @@ _CARD_FEATURES = (
                                             ("subsub_class_name", "string"), ("group_id", "string"), ("split", "string"))]
     + [{"name": "modalities", "list": "string"}, {"name": "image", "dtype": "image"}, {"name": "frames", "list": "image"},
        {"name": "mfcc", "list": {"list": {"list": "float32"}}}, {"name": "mp3", "dtype": "binary"}]
+    + [{"name": key, "dtype": "string"} for key in PROVENANCE]
 )
 
 
@@ -149,7 +153,7 @@ def sample_row(store_root: Path, sample: Sample, split: str, options: dict, fail
         "modalities": sample.modalities(),
         "image": {"bytes": image, "path": f"{sample.key}.jpg"} if image is not None else None,
         "frames": frames, "mfcc": mfcc,
-        "mp3": mp3,
+        "mp3": mp3, **{key: sample.provenance.get(key) for key in PROVENANCE},
     }
 
 

@@ -62,7 +62,7 @@ LABELS = "_labels.parquet"
 SAMPLES_SCHEMA = pa.schema([("split", pa.string()), ("product_id", pa.string()), ("digest", pa.string()),
                             ("path", pa.string())])
 # every table a sample is made of (SAMPLE_HEADER_SQL and the media/spec streams)
-READS = ("products", "specs", "captions", "media", "label_map", "taxonomy", "dedup", "splits")
+READS = ("products", "specs", "captions", "media", "label_map", "taxonomy", "dedup", "splits", "optouts", "licenses")
 NOT_INCREMENTAL = {
     "parquet": "a Parquet export is written in full: the dataset card's data/data/<split>-* patterns "
                "read one folder",

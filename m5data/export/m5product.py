@@ -10,7 +10,7 @@
     m5product_label_list.json     ["class > sub-class", ...]
     train.txt, query.txt, gallery.txt, query_fg.txt, gallery_fg.txt, cls_train.txt, cls_test.txt, subset.txt
     retrieval/coarse/{query,train}.txt, retrieval/fine/{query,train}.txt   SCALE's query / gallery lists
-    m5data_items.json             {item_id: {product_id, labels, group_id, splits}} (what the layout cannot carry)
+    m5data_items.json             {item_id: {product_id, labels, group_id, provenance, splits}} (what the layout cannot carry)
     _stats.json                   what check-shards verifies: each shard's record and media index, these files
 
 A shard writes its media, ``_shards/<split>-<index>.files.json`` (``{path: [size, sha256]}`` of the
@@ -191,7 +191,7 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
             "title": s.title or "", "pv": pv_string(s.specs), "product_id": s.product_id,
             "class_id": s.class_id, "class_name": s.class_name, "sub_class_id": s.sub_class_id,
             "sub_class_name": s.sub_class_name, "subsub_class_id": s.subsub_class_id,
-            "subsub_class_name": s.subsub_class_name, "group_id": s.group_id,
+            "subsub_class_name": s.subsub_class_name, "group_id": s.group_id, "provenance": s.provenance,
         }
     media = out / "_shards" / f"{shard.split}-{shard.index:05d}.files.json"
     write_json_atomic(media, files)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import UserError
+from ..optout import OPTED_OUT_PRODUCTS_SQL
 from ..storage.names import BadNameError, check_name, name_problem, shown
 
 SPLIT_NAMES = ("train", "query-c", "gallery-c", "query-fg", "gallery-fg", "cls-train", "cls-test", "subset")
@@ -208,6 +209,9 @@ class Sample:
     mfcc: str | None = None  # .npy
     mp3: str | None = None
     video: str | None = None  # the original video (M5Product layout)
+    # where it came from and what its owner states (docs/compliance.md): page_url, crawled_at (UTC,
+    # ISO 8601), license, acquire_license_page, copyright_notice (None where the page states none)
+    provenance: dict = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -231,6 +235,7 @@ class Sample:
         }
         if self.group_id is not None:
             out["group_id"] = self.group_id
+        out["provenance"] = self.provenance
         return out
 
 
@@ -249,6 +254,9 @@ def first_media(rows) -> dict[str, str]:
     return media
 
 
+PROVENANCE = ("page_url", "crawled_at", "license", "acquire_license_page", "copyright_notice")  # Sample.provenance
+
+
 def sample_from_row(r: dict, specs: list[tuple[str, str]], m: dict[str, str]) -> Sample:
     sub3 = r["subsub_class_id"]
     return Sample(
@@ -258,7 +266,7 @@ def sample_from_row(r: dict, specs: list[tuple[str, str]], m: dict[str, str]) ->
         sub_class_name=r["sub_class_name"], subsub_class_id=sub3 if sub3 else None,
         subsub_class_name=r["subsub_class_name"], group_id=r["group_id"],
         image=m.get("image_norm") or m.get("image"), frames=m.get("frames"), mfcc=m.get("mfcc"),
-        mp3=m.get("audio"), video=m.get("video"),
+        mp3=m.get("audio"), video=m.get("video"), provenance={key: r.get(key) for key in PROVENANCE},
     )
 
 
@@ -266,14 +274,18 @@ def sample_from_row(r: dict, specs: list[tuple[str, str]], m: dict[str, str]) ->
 # column); also the ``s`` part of the export's one-pass stream (members.py)
 SAMPLE_HEADER_SQL = """SELECT p.product_id, p.platform, p.source_id, p.title, c.text AS caption,
        l.class_id, t1.name AS class_name, l.sub_class_id, t2.name AS sub_class_name,
-       l.subsub_class_id, t3.name AS subsub_class_name, d.group_id
+       l.subsub_class_id, t3.name AS subsub_class_name, d.group_id,
+       p.url AS page_url, strftime(p.crawled_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ') AS crawled_at,
+       lic.license, lic.acquire_license_page, lic.copyright_notice
 FROM ids JOIN products p USING (product_id)
+LEFT JOIN licenses lic ON lic.product_id = p.product_id
 LEFT JOIN captions c ON c.product_id = p.product_id AND c.status = 'ok'
 LEFT JOIN label_map l ON l.platform = p.platform AND l.raw_path = array_to_string(p.category_path, ' > ')
 LEFT JOIN taxonomy t1 ON t1.level = 1 AND t1.label_id = l.class_id
 LEFT JOIN taxonomy t2 ON t2.level = 2 AND t2.label_id = l.sub_class_id
 LEFT JOIN taxonomy t3 ON t3.level = 3 AND t3.label_id = l.subsub_class_id AND l.subsub_class_id <> 0
-LEFT JOIN dedup d ON d.product_id = p.product_id"""
+LEFT JOIN dedup d ON d.product_id = p.product_id
+WHERE p.product_id NOT IN (""" + OPTED_OUT_PRODUCTS_SQL + ")"  # an owner's opt-out after its last crawl
 
 # what the sample header reads of label_map and taxonomy, one row per category key (platform, raw_path):
 # a hash of the label columns SAMPLE_HEADER_SQL gives a product of that category, by the same joins.

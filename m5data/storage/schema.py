@@ -91,7 +91,7 @@ MEDIA = _spec("media", "one row per media object, downloaded or derived", ("medi
     ("frame_count", pa.int32()),
     ("quality_tier", pa.int8()),  # image quality group by original size: 1 (high), 2, 3 (low)
     ("phash", pa.string()),  # perceptual hash, hex
-    ("status", pa.string()),  # pending, ok, failed, too_large, not_media, corrupt, absent
+    ("status", pa.string()),  # pending, ok, failed, too_large, not_media, corrupt, absent, opted_out
     ("http_status", pa.int32()),
     ("error", pa.string()),
     ("attempts", pa.int32()),
@@ -234,9 +234,33 @@ RUNS = _spec("runs", "one row per stage run", ("run_id",), 1, [
     ("config", pa.string()),  # JSON of the effective settings
 ])
 
+# issue 57 (OPTOUT): what owners state - their opt-outs, and the licence a product page gives
+OPTOUTS = _spec("optouts", "one row per opt-out a page or media file stated (crawl, download)", ("url",), 1, [
+    ("url", pa.string()),  # the page (scope page) or media file (scope media) that stated it
+    ("product_id", pa.string()),  # the product it concerns; null when the crawl could not tell (robots.txt)
+    ("scope", pa.string()),  # page: no product content stored, no media fetched; media: that file only
+    ("source", pa.string()),  # x-robots-tag, tdm-header, tdm-meta, tdmrep.json, robots.txt
+    ("directive", pa.string()),  # what it said: "noai, noindex", "tdm-reservation: 1 (location /p/*)"
+    ("run_id", pa.string()),
+    ("seen_at", _ts),
+])
+
+LICENSES = _spec("licenses", "one row per product: the licence its page states (crawl)", ("product_id",), 1, [
+    ("product_id", pa.string()),
+    ("url", pa.string()),  # the page that stated it
+    ("license", pa.string()),  # schema.org license (a URL or text), else <link rel="license" href>
+    ("acquire_license_page", pa.string()),  # schema.org acquireLicensePage
+    ("copyright_notice", pa.string()),  # schema.org copyrightNotice
+    ("source", pa.string()),  # schema.org (the Product's, else an ImageObject's: JSON-LD or microdata), link-rel
+    ("run_id", pa.string()),
+    ("seen_at", _ts),
+])
+
+
 TABLES: dict[str, TableSpec] = {t.name: t for t in (
     PRODUCTS, SPECS, MEDIA, CAPTIONS, CRAWL_ERRORS, PAGE_VALIDATORS, TAXONOMY, LABEL_MAP, ANNOTATIONS, SPLITS, RUNS,
     DEDUP, CAPTION_MATCH, POOLS, MATCHES, WORKERS,
+    OPTOUTS, LICENSES,  # issue 57 (OPTOUT)
 )}
 
 

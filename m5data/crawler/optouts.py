@@ -1,0 +1,100 @@
+"""The crawl's side of owners' opt-outs (m5data/optout.py): a product page that states one is not stored.
+
+:class:`TdmRepMiddleware` fetches each host's ``/.well-known/tdmrep.json`` once per run, before the
+first page of that host, and hands its rules to the spider in the request's meta; the spider asks
+:func:`page_optout` of every product page, and yields an :class:`OptedOut` item instead of the
+product when the page opts out (its links are still followed: an opt-out is not a ``nofollow``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from scrapy import Request
+from scrapy.http.request import NO_CALLBACK
+from scrapy.utils.defer import maybe_deferred_to_future
+from scrapy.utils.httpobj import urlparse_cached
+from twisted.internet.defer import Deferred
+
+from ..optout import TDMREP_PATH, OptOut, agent_token, robots_optout, tdm_optout, tdmrep_rules
+
+log = logging.getLogger(__name__)
+RULES_META = "m5data_tdmrep"  # request meta: the rules of the request's host (a list, possibly empty)
+FETCHED = "m5data/tdmrep/fetched"  # crawler stats: tdmrep.json responses (not pages: crawl.py takes them off)
+
+
+@dataclass
+class OptedOut:
+    """A product page that opts out: the link followed to it, its product, what it stated."""
+
+    url: str
+    product_id: str
+    optout: OptOut
+
+
+def optout_settings(cs) -> dict:
+    """The Scrapy settings of the ``[crawl]`` section's opt-out keys."""
+    return {"M5DATA_OPTOUT": {"agent": agent_token(cs.user_agent),
+                              "directives": [d.strip().lower() for d in cs.optout_directives.split(",") if d.strip()],
+                              "tdmrep": cs.tdmrep}}
+
+
+def page_optout(response, page, config: dict) -> OptOut | None:
+    """The opt-out a product page states (its X-Robots-Tag, tdm-reservation header or meta, its host's
+    tdmrep.json), or None. ``page``: the parsed page (its meta), None for a body not read."""
+    if not config:  # a crawl whose settings have no M5DATA_OPTOUT (built without crawl.build_settings)
+        return None
+    values = [v.decode("latin-1") for v in response.headers.getlist("X-Robots-Tag")]
+    if found := robots_optout(values, config["agent"], config["directives"]):
+        return found
+    if not config["tdmrep"]:
+        return None
+    meta = None
+    if page is not None and page.tree is not None:
+        meta = next(iter(page.tree.xpath('//meta[translate(@name, "TDMRESVAION", "tdmresvaion")="tdm-reservation"]'
+                                         "/@content")), None)
+    url = urlparse_cached(response)
+    path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+    return tdm_optout(response.headers.get("tdm-reservation"), meta, response.meta.get(RULES_META), path)
+
+
+class TdmRepMiddleware:
+    """Downloader middleware: each host's ``/.well-known/tdmrep.json``, fetched once per run before its
+    first page (as Scrapy's robots.txt middleware does), its rules put in every request's meta. A host
+    without the file (404, an error, not a JSON array of rules) has no rules."""
+
+    def __init__(self, crawler):
+        self.crawler = crawler
+        self.enabled = bool((crawler.settings.getdict("M5DATA_OPTOUT") or {}).get("tdmrep"))
+        self.rules: dict[str, list | Deferred] = {}
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler)
+
+    async def process_request(self, request, spider=None) -> None:
+        if not self.enabled or request.meta.get(RULES_META) is not None or not request.url.startswith("http"):
+            return
+        if request.meta.get("dont_obey_robotstxt"):  # robots.txt itself: the rules' request waits for it
+            return
+        request.meta[RULES_META] = await self._rules(request)
+
+    async def _rules(self, request) -> list:
+        url = urlparse_cached(request)
+        if url.netloc not in self.rules:
+            self.rules[url.netloc] = waiting = Deferred()
+            rules_url = f"{url.scheme}://{url.netloc}{TDMREP_PATH}"
+            found: list = []
+            try:
+                response = await self.crawler.engine.download_async(Request(
+                    rules_url, priority=1000, callback=NO_CALLBACK, meta={RULES_META: [], "dont_retry": True}))
+                self.crawler.stats.inc_value(FETCHED)
+                if response.status == 200:
+                    found = tdmrep_rules(response.body)
+            except Exception as exc:  # noqa: BLE001  no readable rules: none for the host
+                log.info("no TDMRep rules from %s: %s: %s", rules_url, type(exc).__name__, exc)
+            self.rules[url.netloc] = found
+            waiting.callback(found)
+        rules = self.rules[url.netloc]
+        return await maybe_deferred_to_future(rules) if isinstance(rules, Deferred) else rules

@@ -1,0 +1,133 @@
+"""Opt-outs a page or a media file states, read by the crawl (pages) and the download (media).
+
+Two conventions (docs/compliance.md, "Opt-outs"):
+
+- **X-Robots-Tag** (Google's syntax): a header value is a comma list of directives, each header
+  one more list; ``<agent>: <directives>`` scopes the directives after it to that user agent, and
+  applies only when it names ours (the product token of ``crawl.user_agent``). The directives
+  that opt out are a setting (``optout_directives`` of the crawl and download sections); the
+  default is img2dataset's: ``noai``, ``noimageai``, ``noindex``, ``noimageindex`` (``none`` is
+  ``noindex, nofollow``).
+- **W3C TDMRep** (TDM Reservation Protocol, final report 2024-05-10): ``tdm-reservation: 1`` as a
+  response header or a page's ``<meta name="tdm-reservation" content="1">`` reserves the rights;
+  ``0`` reserves nothing. ``/.well-known/tdmrep.json`` (fetched once per host and run) is a JSON
+  array of rules ``{"location": ..., "tdm-reservation": 0|1, "tdm-policy": ...}``; a rule's
+  ``location`` is a path pattern in the robots.txt manner (a prefix of the path and query, ``*``
+  any characters, a final ``$`` the end) and the first rule, in the file's order, whose location
+  matches decides. What the resource itself says (its header, then its meta) goes before the file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+DEFAULT_DIRECTIVES = ("noai", "noimageai", "noindex", "noimageindex")
+SOURCES = ("x-robots-tag", "tdm-header", "tdm-meta", "tdmrep.json", "robots.txt")  # optouts.source
+TDMREP_PATH = "/.well-known/tdmrep.json"
+TDMREP_MAX_BYTES = 1 << 20  # a rules file is a few hundred bytes; a bigger one is not read
+# the products whose page opted out after their last stored version (a refresh crawl found it): exports
+# leave them out and the download fetches none of their media (docs/compliance.md, "Opt-outs")
+OPTED_OUT_PRODUCTS_SQL = ("SELECT o.product_id FROM optouts o JOIN products p USING (product_id) "
+                          "WHERE o.scope = 'page' AND o.seen_at > p.crawled_at")
+# directives whose own value follows a colon: their name is never a user agent
+_VALUED = {"unavailable_after", "max-snippet", "max-image-preview", "max-video-preview"}
+_EXPANDS = {"none": ("noindex", "nofollow")}
+
+
+@dataclass(frozen=True)
+class OptOut:
+    """One opt-out: where it was stated (one of :data:`SOURCES`) and what it said."""
+
+    source: str
+    directive: str
+
+
+def agent_token(user_agent: str) -> str:
+    """The product token a User-Agent names itself by: ``m5data/0.1 (+...)`` -> ``m5data``."""
+    return re.split(r"[/\s;(]", user_agent.strip(), maxsplit=1)[0].lower()
+
+
+def robots_directives(values: Iterable[str], agent: str) -> list[str]:
+    """The X-Robots-Tag directives of ``values`` (one per header) that apply to ``agent``: those
+    no user agent scopes, and those scoped to ``agent`` (``m5data: noai``); lower case, in order."""
+    out = []
+    for value in values:
+        scope = None  # a scope lasts to the end of its header value, or to the next agent
+        for piece in value.split(","):
+            name, colon, rest = piece.strip().partition(":")
+            name = name.strip().lower()
+            if colon and name not in _VALUED and re.fullmatch(r"[\w.\-*]+", name) and not _is_directive(name):
+                scope, piece = name, rest
+            directive = piece.strip().partition(":")[0].strip().lower()
+            if directive and scope in (None, agent):
+                out.extend(_EXPANDS.get(directive, (directive,)))
+    return out
+
+
+def _is_directive(name: str) -> bool:
+    return name in _VALUED or name in _EXPANDS
+
+
+def robots_optout(values: Iterable[str], agent: str, wanted: Iterable[str]) -> OptOut | None:
+    """The X-Robots-Tag opt-out of a response's header values, or None."""
+    wanted = {w.lower() for w in wanted}
+    hit = [d for d in dict.fromkeys(robots_directives(values, agent)) if d in wanted]
+    return OptOut("x-robots-tag", ", ".join(hit)) if hit else None
+
+
+def tdm_value(value: str | bytes | None) -> bool | None:
+    """A ``tdm-reservation`` value: True (1), False (0), None (absent or neither)."""
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    value = (value or "").strip()
+    return True if value == "1" else False if value == "0" else None
+
+
+@dataclass(frozen=True)
+class TdmRule:
+    location: str
+    reserved: bool
+    policy: str | None = None
+
+    def matches(self, path: str) -> bool:
+        return location_pattern(self.location).match(path) is not None
+
+
+def location_pattern(location: str) -> re.Pattern:
+    """A tdmrep.json ``location`` as a regular expression over a URL's path (and query)."""
+    anchored = location.endswith("$")
+    body = location[:-1] if anchored else location
+    return re.compile("".join(".*" if ch == "*" else re.escape(ch) for ch in body) + ("$" if anchored else ""))
+
+
+def tdmrep_rules(body: bytes) -> list[TdmRule]:
+    """The rules of a ``tdmrep.json`` body; raises ValueError (saying why) when it is not one."""
+    if len(body) > TDMREP_MAX_BYTES:
+        raise ValueError(f"over {TDMREP_MAX_BYTES:,} bytes")
+    data = json.loads(body.decode("utf-8-sig"))
+    if not isinstance(data, list):
+        raise ValueError("not a JSON array of rules")
+    rules = []
+    for rule in data:
+        if isinstance(rule, dict) and isinstance(rule.get("location"), str):
+            reserved = tdm_value(str(rule.get("tdm-reservation", "")))
+            if reserved is not None:
+                policy = rule.get("tdm-policy")
+                rules.append(TdmRule(rule["location"], reserved, policy if isinstance(policy, str) else None))
+    return rules
+
+
+def tdm_optout(header: str | bytes | None, meta: str | None, rules: list[TdmRule] | None, path: str) -> OptOut | None:
+    """The TDMRep opt-out of a resource: its header, else its page's meta, else the host's first rule
+    matching ``path`` (path and query of its URL); None when not reserved or not said."""
+    for source, value in (("tdm-header", header), ("tdm-meta", meta)):
+        said = tdm_value(value)
+        if said is not None:
+            return OptOut(source, "tdm-reservation: 1") if said else None
+    for rule in rules or ():
+        if rule.matches(path):
+            return OptOut("tdmrep.json", f"tdm-reservation: 1 (location {rule.location})") if rule.reserved else None
+    return None

@@ -1,0 +1,115 @@
+"""Provenance and licences (docs/compliance.md): what a product page states of its licence
+(schema.org license / acquireLicensePage / copyrightNotice on the Product or an ImageObject,
+<link rel="license">) and what an image's XMP packet states of its rights."""
+
+import io
+import json
+
+import pytest
+from crawl_server import Page, SiteServer, jsonld_shop
+from PIL import Image
+from support.media_server import media_rows
+
+from m5data.config import load
+from m5data.crawler.crawl import run as crawl
+from m5data.download.run import run as download
+
+CC = "https://creativecommons.org/licenses/by/4.0/"
+STATED = {  # product i -> (what its JSON-LD Product gains, what its <head> gains)
+    0: ({"license": CC, "copyrightNotice": "© Shop GmbH 2026"}, ""),
+    1: ({"image": [{"@type": "ImageObject", "contentUrl": "https://cdn.example.invalid/x.jpg",
+                    "license": {"@type": "CreativeWork", "url": CC}, "acquireLicensePage": "/licensing.html"}]}, ""),
+    2: ({}, '<link rel="license" href="/terms/images.html">'),
+    3: ({}, ""),
+}
+
+
+def licensed_shop() -> tuple[SiteServer, list[str]]:
+    server = SiteServer({})
+    skus = jsonld_shop(server, n_products=len(STATED), per_page=len(STATED))
+    for path, page in list(server.routes.items()):
+        if path.startswith("/p/"):
+            i = skus.index(path.split("/p/")[1].split(".")[0])
+            body = page.body.decode()
+            ld_start = body.index('<script type="application/ld+json">') + len('<script type="application/ld+json">')
+            ld_end = body.index("</script>", ld_start)
+            ld = {**json.loads(body[ld_start:ld_end]), **STATED[i][0]}
+            body = body[:ld_start] + json.dumps(ld) + body[ld_end:]
+            server.add(path, body.replace("<head>", "<head>" + STATED[i][1]))
+    return server, skus
+
+
+def test_crawl_keeps_the_licence_a_page_states(store):
+    server, skus = licensed_shop()
+    with server:
+        stats = crawl(store, load(overrides={"crawl.allow_private": True}, environ={}),
+                      start_urls=[server.url + "/list/1.html"])
+    ids = {f"127.0.0.1:{sku}": i for i, sku in enumerate(skus)}
+    rows = {ids[r["product_id"]]: r for r in store.read("licenses").to_pylist()}
+    assert set(rows) == {0, 1, 2}
+    assert (rows[0]["license"], rows[0]["copyright_notice"], rows[0]["source"]) == (CC, "© Shop GmbH 2026", "schema.org")
+    assert (rows[1]["license"], rows[1]["acquire_license_page"]) == (CC, server.url + "/licensing.html")
+    assert (rows[2]["license"], rows[2]["source"]) == (server.url + "/terms/images.html", "link-rel")
+    assert all(r["run_id"] == stats.run_id and r["url"].startswith(server.url + "/p/") for r in rows.values())
+    # provenance: every product keeps the page it came from and when it was fetched
+    assert all(r["url"] and r["crawled_at"] for r in store.read("products").to_pylist())
+
+
+XMP = b"""<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"
+  xmlns:xmpRights="http://ns.adobe.com/xap/1.0/rights/" xmpRights:WebStatement="https://shop.test/rights.html">
+<dc:rights><rdf:Alt><rdf:li xml:lang="x-default">&#169; Foto Studio &amp; Co. 2026</rdf:li></rdf:Alt></dc:rights>
+</rdf:Description></rdf:RDF></x:xmpmeta>
+<?xpacket end="w"?>"""
+
+
+def jpeg(xmp: bytes | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 24), (200, 30, 30)).save(buf, "JPEG", **({"xmp": xmp} if xmp else {}))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("reencode", [{}, {"download.image_max_side": 16, "download.pool": "thread", "download.workers": 1}])
+def test_download_keeps_the_rights_an_image_states(store, reencode):
+    server = SiteServer({"/img/a.jpg": Page(jpeg(XMP), "image/jpeg"), "/img/b.jpg": Page(jpeg(), "image/jpeg")})
+    with server:
+        store.write("media", media_rows([server.url + "/img/a.jpg", server.url + "/img/b.jpg"]))
+        download(store, load(overrides={"download.allow_private": True, "download.retries": 0, **reencode}, environ={}))
+    meta = {r["url"].rsplit("/", 1)[1]: json.loads(r["meta"] or "{}") for r in store.read("media").to_pylist()}
+    assert meta["a.jpg"]["download"]["rights"] == {"web_statement": "https://shop.test/rights.html",
+                                                   "rights": "© Foto Studio & Co. 2026"}
+    assert "rights" not in meta["b.jpg"].get("download", {})
+
+
+def test_every_export_layout_carries_provenance_and_licence(store, tmp_path):
+    import tarfile
+
+    import pyarrow.parquet as pq
+    from export_helpers import settings_for, split_rows
+
+    from m5data.export.run import export
+
+    server, skus = licensed_shop()
+    with server:
+        crawl(store, load(overrides={"crawl.allow_private": True}, environ={}), start_urls=[server.url + "/list/1.html"])
+    products = {r["product_id"]: r for r in store.read("products").to_pylist()}
+    store.write("splits", split_rows(list(products)))
+    first = f"127.0.0.1:{skus[0]}"
+    want = {"page_url": products[first]["url"], "crawled_at": products[first]["crawled_at"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "license": CC, "acquire_license_page": None, "copyright_notice": "© Shop GmbH 2026"}
+    none = f"127.0.0.1:{skus[3]}"
+    for fmt in ("webdataset", "parquet", "m5product"):
+        export(store, settings_for(store), out=tmp_path / fmt, fmt=fmt, full=True)
+    found = {}
+    for shard in (tmp_path / "webdataset").glob("*.tar"):
+        with tarfile.open(shard) as tar:
+            for m in tar.getmembers():
+                if m.name.endswith(".json"):
+                    meta = json.loads(tar.extractfile(m).read())
+                    found[meta["product_id"]] = meta["provenance"]
+    assert found[first] == want and found[none]["license"] is None and found[none]["page_url"]
+    rows = {r["product_id"]: r for f in (tmp_path / "parquet").rglob("*.parquet") for r in pq.read_table(f).to_pylist()}
+    assert {key: rows[first][key] for key in want} == want
+    items = json.loads((tmp_path / "m5product" / "m5data_items.json").read_text())["items"]
+    assert next(i["provenance"] for i in items.values() if i["product_id"] == first) == want
