@@ -32,6 +32,7 @@ from ..stages import StageRun
 from ..storage.names import shown
 from ..storage.runs import StageStats
 from ..storage.temps import scratch_dir
+from . import faces
 from . import incremental as inc
 from .json_stream import write_json_atomic
 from .members import Members, choose, split_counts, stream_samples
@@ -192,6 +193,9 @@ def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: st
         if progress:
             progress(skipped, units)
         options = _options(settings, mod, store, members)
+        if todo and options["blur_faces"]:  # what extract did not look at, once (faces.py)
+            stats.details["faces_detected"] = faces.detect_missing(store, members)
+        boxes = faces.Boxes(store, bool(todo and options["blur_faces"]))
         write, copy = _writers(fmt, out, remote, staging)
         written = []
         shard_ids: dict[tuple[str, int], list[str]] = {}  # the samples of each shard of this folder
@@ -218,10 +222,11 @@ def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: st
                 con, shared = shared or _stream_connection(store), None
             try:  # the copies first: they run in the workers while the samples are read
                 writes = _shard_writes(con, delta, members, planned, done, shard_ids,
-                                       partial(shard_args, fmt, out, options, store.root), write)
+                                       boxes.args(partial(shard_args, fmt, out, options, store.root)), write)
                 write_all(settings.export.workers or os.cpu_count() or 1, [(copy, (k,)) for k in copies], writes,
                           finished, units=todo + len(copies))
             finally:
+                boxes.close()
                 if con is not None:
                     con.close()
         ordered = _ordered(mod, base, planned, done, kept_done)

@@ -208,6 +208,8 @@ class Sample:
     mfcc: str | None = None  # .npy
     mp3: str | None = None
     video: str | None = None  # the original video (M5Product layout)
+    faces: dict = field(default_factory=dict)  # image/frames -> (size, {frame: boxes}): blurred in the export's copy
+    blurred: int = 0  # faces blurred in what the export wrote of this sample
 
     @property
     def key(self) -> str:
