@@ -66,41 +66,41 @@ def _file(root: Path, blob: str) -> Path | None:
     return path if path.is_file() else None
 
 
-class Boxes:
-    """The boxes of the pictures with faces, read once per export into a table of its own connection;
-    :meth:`attach` hands each shard's samples theirs (``Sample.faces``) before the shard is written."""
+def boxes_args(store, con, members, stats, options: dict, make):
+    """``make`` (the shard writes' arguments from ``(shard, samples)``) with the samples' boxes attached
+    (``Sample.faces``), after detecting what extract did not look at (``stats.details["faces_detected"]``);
+    ``make`` itself when faces are not blurred or no shard is written (``con`` None).
 
-    def __init__(self, store, on: bool):
-        self.con = None
-        if on:
-            self.con = store.connect(only=("faces",))
-            self.con.execute("CREATE TEMP TABLE found AS SELECT blob, width, height, frame, x0, y0, x1, y1 "
-                             "FROM faces WHERE n_faces > 0")
+    The boxes of the pictures with faces go into a table of ``con`` (the export's stream connection) once,
+    and each shard reads its own from there."""
+    if con is None or not options.get("blur_faces"):
+        return make
+    stats.details["faces_detected"] = detect_missing(store, members)
+    found = store.read("faces", columns=["blob", "width", "height", "frame", "x0", "y0", "x1", "y1"],
+                       where="n_faces > 0")
+    con.register("export_faces_rows", found)
+    try:
+        con.execute("CREATE OR REPLACE TABLE export_faces AS SELECT * FROM export_faces_rows")
+    finally:
+        con.unregister("export_faces_rows")
+    return lambda sh, samples: make(sh, _attach(con, samples))
 
-    def attach(self, samples: list[Sample]) -> list[Sample]:
-        from ..faces.boxes import boxes_by_frame
 
-        if self.con is None:
-            return samples
-        blobs = {b for s in samples for b in (s.image, s.frames) if b}
-        if not blobs:
-            return samples
-        cur = self.con.execute("SELECT * FROM found WHERE blob IN (SELECT unnest(?::VARCHAR[]))", [sorted(blobs)])
-        cols = [d[0] for d in cur.description]
-        found = {r["blob"]: r for r in (dict(zip(cols, row)) for row in cur.fetchall())}
-        for s in samples:
-            for attr in ("image", "frames"):
-                if (row := found.get(getattr(s, attr))) is not None:
-                    s.faces[attr] = ((row["width"], row["height"]), boxes_by_frame(row))
+def _attach(con, samples: list[Sample]) -> list[Sample]:
+    """``samples``, each with the boxes of its image and frames (``Sample.faces``) from ``export_faces``."""
+    from ..faces.boxes import boxes_by_frame
+
+    blobs = {b for s in samples for b in (s.image, s.frames) if b}
+    if not blobs:
         return samples
-
-    def args(self, make):
-        """``make`` (the shard writes' arguments from ``(shard, samples)``) with the samples' boxes attached."""
-        return lambda sh, samples: make(sh, self.attach(samples))
-
-    def close(self) -> None:
-        if self.con is not None:
-            self.con.close()
+    cur = con.execute("SELECT * FROM export_faces WHERE blob IN (SELECT unnest(?::VARCHAR[]))", [sorted(blobs)])
+    cols = [d[0] for d in cur.description]
+    found = {r["blob"]: r for r in (dict(zip(cols, row)) for row in cur.fetchall())}
+    for s in samples:
+        for attr in ("image", "frames"):
+            if (row := found.get(getattr(s, attr))) is not None:
+                s.faces[attr] = ((row["width"], row["height"]), boxes_by_frame(row))
+    return samples
 
 
 def blurred(sample: Sample, attr: str, data: bytes, frame: int = 0) -> bytes:

@@ -193,9 +193,6 @@ def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: st
         if progress:
             progress(skipped, units)
         options = _options(settings, mod, store, members)
-        if todo and options["blur_faces"]:  # what extract did not look at, once (faces.py)
-            stats.details["faces_detected"] = faces.detect_missing(store, members)
-        boxes = faces.Boxes(store, bool(todo and options["blur_faces"]))
         write, copy = _writers(fmt, out, remote, staging)
         written = []
         shard_ids: dict[tuple[str, int], list[str]] = {}  # the samples of each shard of this folder
@@ -221,12 +218,11 @@ def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: st
             if todo:  # the stream takes the shared connection over (closed with it)
                 con, shared = shared or _stream_connection(store), None
             try:  # the copies first: they run in the workers while the samples are read
-                writes = _shard_writes(con, delta, members, planned, done, shard_ids,
-                                       boxes.args(partial(shard_args, fmt, out, options, store.root)), write)
+                writes = _shard_writes(con, delta, members, planned, done, shard_ids, faces.boxes_args(
+                    store, con, members, stats, options, partial(shard_args, fmt, out, options, store.root)), write)
                 write_all(settings.export.workers or os.cpu_count() or 1, [(copy, (k,)) for k in copies], writes,
                           finished, units=todo + len(copies))
             finally:
-                boxes.close()
                 if con is not None:
                     con.close()
         ordered = _ordered(mod, base, planned, done, kept_done)
