@@ -122,6 +122,18 @@ def test_boxes_extract_did_not_make_are_detected_once_at_export(store, realdata,
     assert again.stats.details["faces_detected"] == 0 and len(store.parts("faces")) == parts
 
 
+def test_the_verb_prints_the_faces_blurred(store, realdata, tmp_path):
+    from typer.testing import CliRunner
+
+    from m5data.cli import app
+
+    _store(store, realdata, tmp_path, detect=False)
+    result = CliRunner().invoke(app, ["--store", str(store.root), "export", "--out", str(tmp_path / "out"),
+                                      "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "faces blurred: 1 (2 picture(s) looked at for faces now)" in result.output
+
+
 def test_blur_faces_off_exports_the_stored_bytes(store, realdata, tmp_path):
     _store(store, realdata, tmp_path, detect=True)
     report = export(store, _settings(store, **{"export.blur_faces": False}), out=tmp_path / "out", fmt="webdataset")
