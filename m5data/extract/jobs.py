@@ -297,8 +297,12 @@ def run_image(row: dict) -> JobResult:
 
 def _faces(result: JobResult, blob: str, paths: list[Path], kind: str, row: dict) -> None:
     """The ``faces`` row of a derived picture (or frames folder) just written, into ``result``."""
+    import cv2
+
     from ..faces.boxes import detect_files
 
+    if worker_context().settings.workers != 1:  # a pool of one worker per core: OpenCV's own threads would contend
+        cv2.setNumThreads(1)
     found = detect_files(blob, paths, kind=kind, media_id=row["media_id"], product_id=row.get("product_id"))
     if found is not None:
         result.faces.append(found)
