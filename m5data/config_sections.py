@@ -116,6 +116,7 @@ class ExtractSettings:
     image_tier_high: int = 600  # quality tier 1 (high): original's shorter side >= this many pixels
     image_tier_medium: int = 300  # tier 2 (medium) >= this; tier 3 (low) below
     image_roles: str = "main"  # comma-separated media roles whose images are normalised ("main,gallery")
+    detect_faces: bool = True  # find faces in normalised images and frames (the faces table; export blurs them)
     mp3_bitrate: str = "128k"  # bitrate of the extracted mp3
     jieba_user_dict: str = ""  # jieba user dictionary file (brand names), "" = none
 
@@ -283,6 +284,7 @@ class ExportSettings:
     split: str = "all"  # split exported (train, query-c, ...) or all (`m5data export --split`, the flow's export stage)
     mp3: bool = True  # include the mp3 soundtrack (WebDataset `mp3`, Parquet `mp3`, M5Product audios/)
     video: bool = True  # M5Product layout: copy the original video to videos/<id>.mp4
+    blur_faces: bool = True  # blur the faces of the faces table in exported images and frames (the store keeps its media)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -58,6 +58,10 @@ def export(
         inherited += f", {d['shards_kept']} copied from earlier shards without the samples that left them"
     console.print(f"shards: {d['shards']} ({d['shards_written']} written, {d['shards_skipped']} already finished"
                   f"{inherited})", highlight=False)
+    if d.get("faces_blurred") or d.get("faces_detected") or d.get("videos_withheld"):  # export.blur_faces
+        withheld = f", {d['videos_withheld']:,} original video(s) with faces left out" if d.get("videos_withheld") else ""
+        console.print(f"faces blurred: {d.get('faces_blurred', 0):,} ({d.get('faces_detected', 0):,} picture(s) "
+                      f"looked at for faces now{withheld})", highlight=False)
     ch = d.get("changes") or {}
     if d.get("base") or d.get("full_because") == "nothing changed":
         console.print(f"samples: new {ch.get('new', 0):,}, changed {ch.get('changed', 0):,}, "

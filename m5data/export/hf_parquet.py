@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from .faces import blurred
 from .media import drop_outside_blobs, frame_files, read_blob
 from .samples import PROVENANCE, Sample, hf_split_name
 
@@ -126,12 +127,14 @@ def sample_row(store_root: Path, sample: Sample, split: str, options: dict, fail
     """One product's row (the mfcc column as a numpy array, turned into lists by :func:`_nested`)."""
     drop_outside_blobs(store_root, sample, failures)
     image = read_blob(store_root, sample, "image", "image", failures)
+    if image is not None:
+        image = blurred(sample, "image", image)
     frames = None
     if sample.frames:
         frames = []
-        for p in frame_files(store_root, sample.frames, failures):
+        for i, p in enumerate(frame_files(store_root, sample.frames, failures)):
             try:
-                frames.append({"bytes": p.read_bytes(), "path": f"{sample.key}/{p.name}"})
+                frames.append({"bytes": blurred(sample, "frames", p.read_bytes(), i), "path": f"{sample.key}/{p.name}"})
             except OSError:
                 failures["missing frame file"] += 1
         if not frames:
@@ -189,7 +192,8 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
     stats = {"shard": target.name, "path": rel, "split": shard.split, "index": shard.index, "count": shard.count,
              "nsamples": len(samples), "size": size, "sha256": file_sha256(target),
              "first_key": samples[0].key if samples else None, "last_key": samples[-1].key if samples else None,
-             "modalities": dict(sorted(modalities.items())), "failures": dict(sorted(failures.items()))}
+             "modalities": dict(sorted(modalities.items())), "failures": dict(sorted(failures.items())),
+             "faces_blurred": sum(s.blurred for s in samples)}
     write_json_atomic(stats_path(out, shard), stats)
     return stats
 

@@ -30,9 +30,11 @@ import os
 import re
 import shutil
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 from ..storage.blobs import resolve_blob
+from .faces import blurred
 from .json_stream import ObjectWriter, atomic_text
 from .media import drop_outside_blobs
 from .samples import Sample, safe_key
@@ -129,15 +131,18 @@ def key_item_id(product_id: str) -> str:
     return f"{key[:100]}~~{hashlib.sha256(product_id.encode('utf-8')).hexdigest()[:16]}"
 
 
-def _copy(src: Path, dst: Path, what: str, failures: Counter) -> tuple[int, int, str] | None:
-    """Copy a blob to ``dst`` atomically (unique temp name: two shards may write the same item);
-    (bytes written, size, sha256), or None with the reason counted: ``missing <what> blob`` when the
-    blob cannot be read, ``cannot write <what> file: <strerror>`` when ``dst`` cannot be written."""
+def _copy(src: Path, dst: Path, what: str, failures: Counter, edit=None) -> tuple[int, int, str] | None:
+    """Copy a blob to ``dst`` atomically (unique temp name: two shards may write the same item), through
+    ``edit`` (bytes -> bytes: the faces blurred) when given; (bytes written, size, sha256), or None with the
+    reason counted: ``missing <what> blob`` when the blob cannot be read, ``cannot write <what> file:
+    <strerror>`` when ``dst`` cannot be written."""
     try:
         data = src.read_bytes()
     except OSError:
         failures[f"missing {what} blob"] += 1
         return None
+    if edit is not None:
+        data = edit(data)
     digest = hashlib.sha256(data).hexdigest()
     try:
         if dst.is_file() and dst.stat().st_size == len(data):
@@ -167,20 +172,24 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
 
     failures: Counter = Counter()
     modalities: Counter = Counter()
-    written = 0
+    written = withheld = 0
     records, files = {}, {}
     for s in samples:
         iid = item_id(s, options)
         drop_outside_blobs(store_root, s, failures)
         media = [("image", "image", f"images/{iid}.jpg")]
-        if options.get("video", True):
+        if options.get("video", True) and s.video and any(s.faces.get("frames", (None, {}))[1].values()):
+            withheld += 1  # the original video shows faces its frames had blurred: not copied (export.blur_faces)
+            s.video = None
+        elif options.get("video", True):
             media.append(("video", "video", f"videos/{iid}{_video_ext(s.video)}"))
         if options.get("mp3", True):
             media.append(("mp3", "mp3", f"audios/{iid}.mp3"))
         for what, attr, target in media:
             if not getattr(s, attr):
                 continue
-            copied = _copy(resolve_blob(store_root, getattr(s, attr)), out / target, what, failures)
+            copied = _copy(resolve_blob(store_root, getattr(s, attr)), out / target, what, failures,
+                           edit=partial(blurred, s, "image") if attr == "image" else None)
             if copied is None:  # not in the layout: not a modality of the item either
                 setattr(s, attr, None)
             else:
@@ -201,7 +210,8 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
              "count": shard.count, "nsamples": len(samples), "size": part.stat().st_size, "sha256": file_sha256(part),
              "media": _file_entry(out, media.relative_to(out).as_posix()),
              "bytes_written": written + part.stat().st_size, "modalities": dict(sorted(modalities.items())),
-             "failures": dict(sorted(failures.items())), "item_ids": options.get("item_ids")}
+             "failures": dict(sorted(failures.items())), "item_ids": options.get("item_ids"),
+             "faces_blurred": sum(s.blurred for s in samples), "videos_withheld": withheld}
     write_json_atomic(stats_path(out, shard), stats)
     return stats
 

@@ -32,6 +32,7 @@ from ..stages import StageRun
 from ..storage.names import shown
 from ..storage.runs import StageStats
 from ..storage.temps import scratch_dir
+from . import faces
 from . import incremental as inc
 from .json_stream import write_json_atomic
 from .members import Members, choose, split_counts, stream_samples
@@ -217,8 +218,8 @@ def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: st
             if todo:  # the stream takes the shared connection over (closed with it)
                 con, shared = shared or _stream_connection(store), None
             try:  # the copies first: they run in the workers while the samples are read
-                writes = _shard_writes(con, delta, members, planned, done, shard_ids,
-                                       partial(shard_args, fmt, out, options, store.root), write)
+                writes = _shard_writes(con, delta, members, planned, done, shard_ids, faces.boxes_args(
+                    store, con, members, stats, options, partial(shard_args, fmt, out, options, store.root)), write)
                 write_all(settings.export.workers or os.cpu_count() or 1, [(copy, (k,)) for k in copies], writes,
                           finished, units=todo + len(copies))
             finally:

@@ -212,6 +212,8 @@ class Sample:
     # where it came from and what its owner states (docs/compliance.md): page_url, crawled_at (UTC,
     # ISO 8601), license, acquire_license_page, copyright_notice (None where the page states none)
     provenance: dict = field(default_factory=dict)
+    faces: dict = field(default_factory=dict)  # image/frames -> (size, {frame: boxes}): blurred in the export's copy
+    blurred: int = 0  # faces blurred in what the export wrote of this sample
 
     @property
     def key(self) -> str:

@@ -128,6 +128,9 @@ def shard_args(fmt: str, out, options: dict, store_root, sh: Shard, samples: lis
 
 def account(stats: StageStats, shard_stats: dict) -> None:
     stats.n_out += shard_stats["nsamples"]
+    for count in ("faces_blurred", "videos_withheld"):  # export.blur_faces (faces.py)
+        if shard_stats.get(count):
+            stats.details[count] = stats.details.get(count, 0) + shard_stats[count]
     stats.bytes += shard_stats.get("bytes_written", shard_stats.get("size", 0))
     for reason, n in shard_stats.get("failures", {}).items():
         stats.fail(reason, n)

@@ -22,6 +22,7 @@ from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
+from .faces import blurred
 from .media import drop_outside_blobs, frame_field, frame_files, read_blob
 from .samples import Sample
 
@@ -130,7 +131,7 @@ def sample_members(store_root: Path, sample: Sample, split: str, options: dict, 
     fields: dict[str, bytes] = {}
     drop_outside_blobs(store_root, sample, failures)
     if (image := read_blob(store_root, sample, "image", "image", failures)) is not None:
-        fields["jpg"] = image
+        fields["jpg"] = blurred(sample, "image", image)
     if sample.caption:
         fields["txt"] = sample.caption.encode("utf-8")
     if sample.frames:
@@ -140,7 +141,7 @@ def sample_members(store_root: Path, sample: Sample, split: str, options: dict, 
             sample.frames = None
         for i, path in enumerate(files):
             try:
-                fields[frame_field(i, len(files))] = path.read_bytes()
+                fields[frame_field(i, len(files))] = blurred(sample, "frames", path.read_bytes(), i)
             except OSError:
                 failures["missing frame file"] += 1
     if (mfcc := read_blob(store_root, sample, "mfcc", "mfcc", failures)) is not None:
@@ -210,6 +211,7 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
         "first_key": samples[0].key if samples else None, "last_key": samples[-1].key if samples else None,
         "fields": dict(sorted(field_counts.items())), "field_bytes": dict(sorted(field_bytes.items())),
         "modalities": dict(sorted(modalities.items())), "failures": dict(sorted(failures.items())),
+        "faces_blurred": sum(s.blurred for s in samples),
     }
     write_json_atomic(stats_path(out, shard), stats)
     return stats

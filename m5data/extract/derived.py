@@ -33,6 +33,7 @@ class JobResult:
 
     media: list[dict] = field(default_factory=list)
     captions: list[dict] = field(default_factory=list)
+    faces: list[dict] = field(default_factory=list)  # rows of the faces table (normalised images, frames)
     outcomes: list[Outcome] = field(default_factory=list)
     bytes: int = 0
 

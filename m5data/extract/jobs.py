@@ -129,6 +129,8 @@ def run_video(payload: dict) -> JobResult:
                   **({"cut": frames.cut} if frames.cut else {})}))
         result.bytes += 0 if frames.reused else frames.bytes
         result.outcomes.append(Outcome("video", "ok"))
+        if s.detect_faces:
+            _faces(result, result.media[-1]["blob"], sorted(frames.folder.glob("*.jpg")), "frames", result.media[-1])
     result.media.append(src)
     if do_audio:
         if frame_count is None and info.has_video:  # else the decoded sound decides (no duration needed)
@@ -288,7 +290,22 @@ def run_image(row: dict) -> JobResult:
               "max_side": s.image_max_side, "jpeg_quality": s.jpeg_quality})]
     result.bytes += n.bytes
     result.outcomes.append(Outcome("image", "ok"))
+    if s.detect_faces:
+        _faces(result, rel, [n.path], "image_norm", result.media[-1])
     return result
+
+
+def _faces(result: JobResult, blob: str, paths: list[Path], kind: str, row: dict) -> None:
+    """The ``faces`` row of a derived picture (or frames folder) just written, into ``result``."""
+    import cv2
+
+    from ..faces.boxes import detect_files
+
+    if worker_context().settings.workers != 1:  # a pool of one worker per core: OpenCV's own threads would contend
+        cv2.setNumThreads(1)
+    found = detect_files(blob, paths, kind=kind, media_id=row["media_id"], product_id=row.get("product_id"))
+    if found is not None:
+        result.faces.append(found)
 
 
 # ---------------------------------------------------------------------------------------------- text

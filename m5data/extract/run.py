@@ -72,6 +72,10 @@ def check_settings(settings: Settings, kinds: tuple[str, ...]) -> None:
         raise ExtractError(f"extract.max_video_pixels must be at least 256 (16x16), got {ex.max_video_pixels:,}")
     if ex.frame_max_side and ex.frame_max_side < 16:
         raise ExtractError(f"extract.frame_max_side must be 0 or >= 16, got {ex.frame_max_side}")
+    if ex.detect_faces and {"video", "image"} & set(kinds):
+        from ..faces.detect import model_path
+
+        model_path()  # a missing model: one line naming the command that installs it, before any work
     if {"video", "audio"} & set(kinds) and not shutil.which("ffprobe"):
         raise ExtractError("ffprobe not found on PATH: video and audio extraction need it (apt-get install ffmpeg)")
 
@@ -93,6 +97,7 @@ class _Sink:
         self.rows = rows
         self.media: dict[str, dict] = {}
         self.captions: dict[str, dict] = {}
+        self.faces: dict[str, dict] = {}
         self.oldest: float | None = None  # when the first row of the current batch came
         self.lock = threading.RLock()
         self.error: BaseException | None = None  # a write the timer thread could not make
@@ -107,6 +112,8 @@ class _Sink:
                 self.media[row["media_id"]] = row
             for row in result.captions:
                 self.captions[row["product_id"]] = row
+            for row in result.faces:
+                self.faces[row["blob"]] = row
             if self.oldest is None and (self.media or self.captions):
                 self.oldest = time.monotonic()
             full = len(self.media) + len(self.captions) >= self.rows
@@ -121,6 +128,9 @@ class _Sink:
             if self.captions:
                 self.store.write("captions", list(self.captions.values()))
                 self.captions.clear()
+            if self.faces:
+                self.store.write("faces", list(self.faces.values()))
+                self.faces.clear()
             self.oldest = None
 
     def close(self) -> None:

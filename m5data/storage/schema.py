@@ -257,10 +257,31 @@ LICENSES = _spec("licenses", "one row per product: the licence its page states (
 ])
 
 
+# face boxes per detected picture (m5data/faces/): what an export blurs, detected once
+FACES = _spec("faces", "one row per image or frames folder looked at for faces (extract, export)", ("blob",), 1, [
+    ("blob", pa.string()),  # the file detected: an image blob or a frames folder (one picture per frame)
+    ("media_id", pa.string()),  # the media row it was found through (a shared blob: the first)
+    ("product_id", pa.string()),
+    ("kind", pa.string()),  # image_norm, image, frames
+    ("width", pa.int32()),  # of the picture(s) detected: the boxes' pixels
+    ("height", pa.int32()),
+    ("model", pa.string()),  # detector and its version
+    ("threshold", pa.float64()),  # score a face needed
+    ("n_faces", pa.int32()),  # faces found (0: looked at, none)
+    ("frame", pa.list_(pa.int32())),  # per face: 0 for an image, the frame's index (0-based) in a folder
+    ("x0", pa.list_(pa.float32())),  # per face: the box, in pixels
+    ("y0", pa.list_(pa.float32())),
+    ("x1", pa.list_(pa.float32())),
+    ("y1", pa.list_(pa.float32())),
+    ("score", pa.list_(pa.float32())),  # per face: the detector's score (0-1)
+    ("detected_at", _ts),
+])
+
 TABLES: dict[str, TableSpec] = {t.name: t for t in (
     PRODUCTS, SPECS, MEDIA, CAPTIONS, CRAWL_ERRORS, PAGE_VALIDATORS, TAXONOMY, LABEL_MAP, ANNOTATIONS, SPLITS, RUNS,
     DEDUP, CAPTION_MATCH, POOLS, MATCHES, WORKERS,
     OPTOUTS, LICENSES,  # issue 57 (OPTOUT)
+    FACES,
 )}
 
 

@@ -135,7 +135,7 @@ def demo_shop_factory(request, tmp_path_factory):
         shop.stop()
 
 
-_STORE_SOURCES = ("storage", "crawler", "download", "extract", "align", "demo")
+_STORE_SOURCES = ("storage", "crawler", "download", "extract", "faces", "align", "demo")
 
 
 def _store_fingerprint(config: dict, kinds: str) -> str:

