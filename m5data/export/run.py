@@ -297,6 +297,8 @@ def _members(store, stats: StageStats, version: str | None, split: str) -> tuple
     for _name in skipped_splits:
         stats.fail(SKIPPED_SPLIT)
     members = members.without(skipped_splits)
+    if members.taken_down:
+        stats.details["taken_down"] = members.taken_down
     if not members.counts:
         raise ExportError(f"no split of version {members.version!r} has a plain name (skipped: "
                           f"{', '.join(shown(n) for n in skipped_splits)}); rebuild the splits")

@@ -234,9 +234,17 @@ RUNS = _spec("runs", "one row per stage run", ("run_id",), 1, [
     ("config", pa.string()),  # JSON of the effective settings
 ])
 
+TAKEDOWNS = _spec("takedowns", "one row per takedown request (m5data takedown)", ("kind", "value"), 1, [
+    ("kind", pa.string()),  # url, product_id, domain
+    ("value", pa.string()),  # the URL, product id or host (lower case) taken down
+    ("reason", pa.string()),
+    ("taken_at", _ts),  # when it was recorded ("at" is a word of SQL)
+])
+
 TABLES: dict[str, TableSpec] = {t.name: t for t in (
     PRODUCTS, SPECS, MEDIA, CAPTIONS, CRAWL_ERRORS, PAGE_VALIDATORS, TAXONOMY, LABEL_MAP, ANNOTATIONS, SPLITS, RUNS,
     DEDUP, CAPTION_MATCH, POOLS, MATCHES, WORKERS,
+    TAKEDOWNS,  # issue 57: products their owners asked to remove (storage/takedowns.py)
 )}
 
 
