@@ -277,6 +277,9 @@ class ExportSettings:
     split: str = "all"  # split exported (train, query-c, ...) or all (`m5data export --split`, the flow's export stage)
     mp3: bool = True  # include the mp3 soundtrack (WebDataset `mp3`, Parquet `mp3`, M5Product audios/)
     video: bool = True  # M5Product layout: copy the original video to videos/<id>.mp4
+    # replace phone numbers, e-mail addresses and contact handles in titles, captions and spec values
+    # by [PHONE], [EMAIL], [CONTACT] in every layout (the store keeps the original; docs/compliance.md)
+    mask_personal_data: bool = True
 
 
 # ---------------------------------------------------------------------------------------------

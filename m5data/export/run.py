@@ -233,6 +233,7 @@ def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: st
         if "changes" not in stats.details:  # no earlier version compared: a shard an earlier run of this folder
             # finished (a resumed or repeated export) holds samples that stand; the others' are new
             stats.details["changes"] = _changes(stats.n_in, shards, earlier)
+        config["masked"] = stats.details.setdefault("masked", {})  # into the runs row: personal data masked per field
         stats.finish("ok")
     except BaseException as exc:
         run.record(config, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
