@@ -116,13 +116,23 @@ def _stream_connection(store):
 
 def _finish_remote(mod, fmt: str, remote: RemoteOut, staging: Path, store, version: str, members: Members,
                    ordered: list[dict], options: dict) -> None:
-    """Write the layout's index files into staging (fetching the shard files ``finish`` reads) and upload them."""
+    """Write the layout's index files and card into staging (fetching the shard files ``finish`` reads)
+    and upload them."""
     folder = staging / "_finish"
     folder.mkdir()
     fetched = [st["path"] for st in ordered] if fmt in FINISH_READS_SHARD_FILES else []
     remote.fetch(fetched, folder)
     mod.finish(store, folder, version, members, ordered, options)
+    _card(mod, fmt, folder, store, version, members, ordered)
     remote.upload_folder(folder, skip=set(fetched))
+
+
+def _card(mod, fmt: str, folder: Path, store, version: str, members: Members, ordered: list[dict]) -> None:
+    """The export's ``README.md`` and ``croissant.json`` (card.py), with the layout's own card part."""
+    from . import card
+
+    meta, usage = mod.card_parts(ordered) if hasattr(mod, "card_parts") else ({}, "")
+    card.write(folder, card.card_facts(store, fmt, version, members, ordered), meta, usage)
 
 
 def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all", fmt: str | None = None,
@@ -230,8 +240,7 @@ def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: st
                 labels=labels)
         if resumed:
             remove_stale_temps(out, before=started)
-        if "changes" not in stats.details:  # no earlier version compared: a shard an earlier run of this folder
-            # finished (a resumed or repeated export) holds samples that stand; the others' are new
+        if "changes" not in stats.details:  # no base compared: an earlier run's shards hold samples that stand
             stats.details["changes"] = _changes(stats.n_in, shards, earlier)
         config["masked"] = stats.details.setdefault("masked", {})  # into the runs row: personal data masked per field
         stats.finish("ok")
@@ -352,6 +361,7 @@ def _finish(mod, fmt: str, out, remote: RemoteOut | None, staging: Path | None, 
                 remote.put(folder / name, name)
     else:
         mod.finish(store, out, version, members, ordered, options)
+        _card(mod, fmt, out, store, version, members, ordered)
         if index is not None:
             inc.write_index_files(out, ordered, index, labels)
 

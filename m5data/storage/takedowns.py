@@ -77,15 +77,17 @@ def covering(url: str, takedowns: list[dict]) -> dict | None:
     return None
 
 
-_HOST_SQL = "rtrim(lower(regexp_extract(p.url, '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?([^/:?#]+)', 1)), '.')"
+# the lower-case host of the SQL expression ``{url}`` ("" when it has none), as host_of gives it
+HOST_SQL = "rtrim(lower(regexp_extract({url}, '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?([^/:?#]+)', 1)), '.')"
 
 
 def taken_down_sql(products: str = "products", takedowns: str = "takedowns") -> str:
     """SQL of the taken-down products: ``product_id`` and the ``kind``, ``value``, ``reason`` and ``taken_at``
     of a takedown that covers it (a product covered twice is listed twice)."""
+    host = HOST_SQL.format(url="p.url")
     return (f"SELECT p.product_id, t.kind, t.value, t.reason, t.taken_at FROM {products} p JOIN {takedowns} t ON "
             f"(t.kind = 'product_id' AND p.product_id = t.value) OR (t.kind = 'url' AND p.url = t.value) OR "
-            f"(t.kind = 'domain' AND ({_HOST_SQL} = t.value OR ends_with({_HOST_SQL}, '.' || t.value)))")
+            f"(t.kind = 'domain' AND ({host} = t.value OR ends_with({host}, '.' || t.value)))")
 
 
 def user_views() -> dict[str, str]:
