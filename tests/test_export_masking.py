@@ -1,4 +1,4 @@
-"""Personal data masked in exported text (m5data/export/masking.py): phone numbers, e-mail addresses
+"""Personal data masked in exported text (m5data/masking.py): phone numbers, e-mail addresses
 and contact handles become placeholders; product text that only looks like them (model numbers,
 barcodes, weights, dates, prices, sizes: 1,000 real MEP-3M titles among them) is left alone."""
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from m5data.export.masking import mask_sample, mask_text
 from m5data.export.samples import Sample
+from m5data.masking import mask_sample, mask_text
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "mep3m" / "annotations-1k.json"
 

@@ -202,7 +202,7 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
              "media": _file_entry(out, media.relative_to(out).as_posix()),
              "bytes_written": written + part.stat().st_size, "modalities": dict(sorted(modalities.items())),
              "failures": dict(sorted(failures.items())), "item_ids": options.get("item_ids"),
-             "masked": options.get("masked", {})}  # personal data masked per field (masking.py)
+             "masked": options.get("masked", {})}  # personal data masked per field (m5data/masking.py)
     write_json_atomic(stats_path(out, shard), stats)
     return stats
 

@@ -11,9 +11,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..masking import mask_samples
 from ..storage.runs import StageStats
 from . import incremental as inc
-from .masking import mask_samples
 from .media import shard_blobs
 from .plan import Shard
 from .remote import RemoteOut
@@ -135,6 +135,6 @@ def account(stats: StageStats, shard_stats: dict) -> None:
     stats.bytes += shard_stats.get("bytes_written", shard_stats.get("size", 0))
     for reason, n in shard_stats.get("failures", {}).items():
         stats.fail(reason, n)
-    for name, n in shard_stats.get("masked", {}).items():  # personal data masked, per field (masking.py)
+    for name, n in shard_stats.get("masked", {}).items():  # personal data masked, per field (m5data/masking.py)
         masked = stats.details.setdefault("masked", {})
         masked[name] = masked.get(name, 0) + n
