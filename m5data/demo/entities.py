@@ -34,6 +34,8 @@ class WorldConfig:
         page_fault_rate: product pages with a missing field, broken HTML or a wrong charset.
         force_faults: guarantee every fault kind at least once (from 30 products on), for tests.
         page_size_shopa / page_size_shopb: products per listing page (Tmall 20, JD 30; tests use less).
+        contact_products: listings with a phone number, e-mail or WeChat/QQ handle in the title or a
+            spec row (contacts.py; the truth's ``contacts`` table); 0 (the default) keeps the world as it was.
     """
 
     products: int = 300
@@ -55,6 +57,7 @@ class WorldConfig:
     force_faults: bool = True
     page_size_shopa: int = 20
     page_size_shopb: int = 30
+    contact_products: int = 0
 
     def page_size(self, platform: str) -> int:
         """Products per listing page of a platform."""
@@ -131,6 +134,7 @@ class Product:
     page_fault: str = "none"
     http_fault: str = "none"
     rank: float = 0.0
+    contacts: list[dict] = field(default_factory=list)  # contact details added to it (contacts.py)
 
     @property
     def product_id(self) -> str:
