@@ -19,6 +19,7 @@ from test_export_incremental import hashed_splits, same_members, samples_of, wri
 from m5data.config import load
 from m5data.crawler.crawl import run as crawl
 from m5data.export.run import export
+from m5data.export.samples import ExportError
 from m5data.export.stage import default_out
 from m5data.storage import Store
 from m5data.storage.takedowns import taken_down_ids
@@ -120,6 +121,8 @@ def test_a_later_export_leaves_a_taken_down_product_out_rewriting_only_its_shard
     assert report.shards_kept == len(held) >= 1  # the shards that held it, copied without it
     assert report.shards_inherited == report.shards - len(held)
     assert report.stats.details["taken_down"] == sum(1 for m in members if m[1] == gone)
+    with pytest.raises(ExportError, match=r"holds another export .* sample\(s\) of version v1 are taken down"):
+        export(store, settings, out=v1, version="v1")  # its folder holds the export from before the takedown
 
 
 def test_a_crawl_skips_taken_down_pages_and_products(tmp_path):

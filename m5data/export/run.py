@@ -192,7 +192,7 @@ def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: st
         if delta is not None:
             stats.details.update(changes=delta.counts, hashed=delta.hashed)
         shards, inherited, kept = planned.shards, planned.inherited, planned.kept
-        listing, resumed = claim(out, remote, staging, plan_file(fmt, version, settings, mod, base, planned))
+        listing, resumed = claim(out, remote, staging, plan_file(fmt, version, settings, mod, base, planned), members)
         stats.n_in = planned.samples
         done, kept_done = finished_shards(mod, out, remote, listing, shards, kept)
         skipped = len(done) + len(kept_done)
