@@ -34,8 +34,9 @@ _PHONES = [re.compile(_EDGE_L + p + _EDGE_R) for p in (
     # international: a + and a country code, then groups of digits (8 to 15 digits in all)
     r"\+(?!86)\d{1,3}(?:[\s-]?\(?\d{1,4}\)?){2,5}",
 )]
-_KEYWORD = (r"(?:微信号?|威信|薇信|V信|加\s*[Vv微]|\+\s*[Vv](?![A-Za-z])|(?<![A-Za-z])(?:[Vv][Xx]|[Ww][Xx]|weixin|wechat|WeChat)"
-            r"|(?<![A-Za-z])(?:QQ|qq)群?|扣扣|Q群)")
+# a Latin keyword stands alone: no letter before it, no letter or dash after it (WXR-2797 is a model)
+_KEYWORD = (r"(?:微信号?|威信|薇信|V信|加\s*[Vv微]|\+\s*[Vv](?![A-Za-z])"
+            r"|(?<![A-Za-z])(?:[Vv][Xx]|[Ww][Xx]|weixin|wechat|WeChat|QQ|qq)(?![A-Za-z-])|(?:QQ|qq)群|扣扣|Q群)")
 _CONTACT = re.compile(_KEYWORD + r"\s*(?:号|号码|群)?\s*[:：]?\s*(?:[A-Za-z][-_A-Za-z0-9]{5,19}|\d{5,12})" + _EDGE_R)
 
 
