@@ -19,6 +19,7 @@ from ..storage.schema import TABLES
 from ..storage.takedowns import HOST_SQL
 
 README, CROISSANT = "README.md", "croissant.json"
+CARD_FILES = (README, CROISSANT)
 LICENCE_COLUMNS = ("license", "licence")  # the first of these that products has
 TASKS = ["image-classification", "text-classification", "feature-extraction", "zero-shot-image-classification"]
 
@@ -98,7 +99,8 @@ def card_facts(store, fmt: str, version: str, members, shards: list[dict]) -> Ca
                       faces_blurred=_faces_blurred(store, shards))
     names = TABLES["products"].schema.names
     licence = next((c for c in LICENCE_COLUMNS if c in names), None)
-    con = store.connect(need=("products", "splits", "captions"), only=("products", "splits", "captions"))
+    tables = ("products", "splits", "captions", "takedowns")  # the members' SQL reads the takedowns
+    con = store.connect(need=tables, only=tables)
     try:
         ids = f"(SELECT DISTINCT product_id FROM ({members.sql()}))"
         rows = con.execute(f"SELECT {HOST_SQL.format(url='p.url')} AS host, count(*), min(crawled_at), max(crawled_at) "

@@ -33,6 +33,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..storage.blobs import resolve_blob
+from .card import CARD_FILES
 from .json_stream import ObjectWriter, atomic_text
 from .media import drop_outside_blobs
 from .samples import Sample, safe_key
@@ -251,7 +252,8 @@ def finish(store, out: Path, version: str, members, shards: list[dict], options:
         lists = _place_lists(out, work, splits)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    _write_stats(out, version, shards, [CAPTIONS, ITEMS, ID_LABEL, LABEL_LIST, *lists])
+    card = [name for name in CARD_FILES if (out / name).is_file()]  # the export's card (card.py), checked too
+    _write_stats(out, version, shards, [CAPTIONS, ITEMS, ID_LABEL, LABEL_LIST, *lists, *card])
 
 
 def _write_stats(out: Path, version: str, shards: list[dict], layout_files: list[str]) -> None:

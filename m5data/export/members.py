@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..storage.takedowns import taken_down_sql
 from .samples import (
     SAMPLE_HEADER_SQL,
     SPLIT_NAMES,
@@ -37,13 +38,15 @@ class Members:
     version: str
     counts: dict
     rows: str | None = None  # SQL of the version's (split, product_id) rows from its own parts (None: the view)
-    hidden: tuple[str, ...] = ()  # taken-down products (storage/takedowns.py): never members
+    # taken-down products (storage/takedowns.py) are never members: the rows read from ``splits`` leave
+    # them out by a subquery over ``products`` and ``takedowns`` (a domain's may be millions: no id list)
+    hidden: bool = False
     taken_down: int = 0  # the version's rows left out for them
 
     def sql(self) -> str:
         """SQL of the members' (split, product_id) rows."""
         names = ", ".join(_sql_str(s) for s in self.counts)
-        hidden = f" AND product_id NOT IN ({', '.join(map(_sql_str, self.hidden))})" if self.hidden else ""
+        hidden = f" AND product_id NOT IN (SELECT product_id FROM ({taken_down_sql()}))" if self.hidden else ""
         if self.rows is not None:
             return f"SELECT split, product_id FROM ({self.rows}) WHERE split IN ({names}){hidden}"
         return (f"SELECT split, product_id FROM splits WHERE version = {_sql_str(self.version)} "
@@ -111,13 +114,10 @@ def split_counts(store, version: str | None = None, split: str = "all") -> Membe
 
 def _hide_taken_down(store, members: Members) -> Members:
     """``members`` without the taken-down products (storage/takedowns.py), their counts those left."""
-    from ..storage.takedowns import taken_down_ids
-
-    hidden = tuple(taken_down_ids(store))
-    if not hidden:
+    if not store.count("takedowns"):
         return members
-    left = replace(members, hidden=hidden)
-    con = store.connect(need=("splits",), only=("splits",))
+    left = replace(members, hidden=True)
+    con = store.connect(need=("splits", "products", "takedowns"), only=("splits", "products", "takedowns"))
     try:
         counts = dict(con.execute(f"SELECT split, count(*) FROM ({left.sql()}) GROUP BY split").fetchall())
     finally:

@@ -122,8 +122,8 @@ def _finish_remote(mod, fmt: str, remote: RemoteOut, staging: Path, store, versi
     folder.mkdir()
     fetched = [st["path"] for st in ordered] if fmt in FINISH_READS_SHARD_FILES else []
     remote.fetch(fetched, folder)
-    mod.finish(store, folder, version, members, ordered, options)
     _card(mod, fmt, folder, store, version, members, ordered)
+    mod.finish(store, folder, version, members, ordered, options)
     remote.upload_folder(folder, skip=set(fetched))
 
 
@@ -360,8 +360,8 @@ def _finish(mod, fmt: str, out, remote: RemoteOut | None, staging: Path | None, 
             for name in inc.write_index_files(folder, ordered, index, labels):
                 remote.put(folder / name, name)
     else:
+        _card(mod, fmt, out, store, version, members, ordered)  # first: a layout's finish may list it (M5Product)
         mod.finish(store, out, version, members, ordered, options)
-        _card(mod, fmt, out, store, version, members, ordered)
         if index is not None:
             inc.write_index_files(out, ordered, index, labels)
 

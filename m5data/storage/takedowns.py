@@ -104,13 +104,3 @@ def view_name(table: str) -> str:
     """The name of table ``table``'s view in ``m5data sql`` and the catalog (``raw.<table>`` for a product table)."""
     return f"{RAW}.{table}" if table in PRODUCT_TABLES else table
 
-
-def taken_down_ids(store) -> list[str]:
-    """The ids of the products a takedown covers, sorted (none read when there is no takedown)."""
-    if not store.count("takedowns"):
-        return []
-    con = store.connect(need=("products", "takedowns"), only=("products", "takedowns"))
-    try:
-        return [r[0] for r in con.execute(f"SELECT DISTINCT product_id FROM ({taken_down_sql()}) ORDER BY 1").fetchall()]
-    finally:
-        con.close()
