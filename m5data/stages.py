@@ -143,6 +143,7 @@ TOOL_VERBS: tuple[Verb, ...] = (
          help="Start, stop or check the local Prefect server used for schedules."),
     Verb("demo", "m5data.demo.run:demo"),
     Verb("doctor", "m5data.tools.doctor_cli:doctor"),
+    Verb("takedown", "m5data.tools.takedown_cli:takedown"),
     Verb("run", "m5data.flows.cli:run"),
     Verb("serve", "m5data.flows.cli:serve"),
     Verb("deploy", "m5data.flows.cli:deploy"),
@@ -299,7 +300,7 @@ def load(target: str) -> Any:
 
 # where ``m5data --help`` lists each verb (typer lists the commands, then the groups); a verb not
 # named here comes after these
-HELP_ORDER = ("sql", "stats", "compact", "demo", "crawl", "download", "extract", "align", "doctor", "build-splits",
+HELP_ORDER = ("sql", "stats", "compact", "demo", "crawl", "download", "extract", "align", "doctor", "takedown", "build-splits",
               "check-splits", "export", "check-shards", "train", "evaluate", "report", "run", "serve", "deploy",
               "demo-shop", "annotate", "import", "server", "store")
 

@@ -14,7 +14,7 @@ from m5data.storage import Store
 from m5data.storage.stats import MODALITY_SQL
 
 SECTIONS = ["overview", "long-tail", "completeness", "distributions", "specs", "images", "failures",
-            "match-levels", "duplicates", "alignment", "splits", "training", "gallery"]
+            "match-levels", "duplicates", "alignment", "splits", "compliance", "training", "gallery"]
 
 
 class _Page(HTMLParser):

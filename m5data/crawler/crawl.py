@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     from scrapy.crawler import CrawlerProcess
 
-    from ..storage import Store
+    from ..storage import Store, takedowns
     from ..storage.redact import install_log_redaction
     from . import session
     from .pipeline import stored_products
@@ -379,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     install_log_redaction()  # on the handler of Scrapy's log file, made just now
     crawler = process.create_crawler(ProductSpider)
     process.crawl(crawler, start_urls=job["start_urls"], site=job["site"], done_urls=done, validators=validators, versions=versions,
+                  takedowns=[t for t in takedowns.rows(Store.open(job["store"])) if t["kind"] != "product_id"],  # pages, not ids
                   render=bool(settings.get("M5DATA_RENDER")), render_timeout=float(settings.get("M5DATA_RENDER_TIMEOUT", 30.0)))
     if job.get("parent_handles_sigint"):
         from twisted.internet import reactor  # the one crawl() installed

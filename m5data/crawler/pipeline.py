@@ -25,6 +25,8 @@ from datetime import datetime, timezone
 
 from ..config import CrawlSettings
 from ..storage.redact import redact
+from ..storage.takedowns import covering
+from ..storage.takedowns import rows as takedown_rows
 from .items import Caps, NotModified, PageError, ProductItem, media_id
 from .optouts import OptedOut
 from .revalidate import stored_validators, stored_versions
@@ -88,6 +90,7 @@ class StorePipeline:
         self.seen_hashes: set[str] = set()
         self.versions: dict[str, tuple] = {}  # product_id -> (content_hash, url, whole) of stored products
         self.validators: dict[str, tuple] = {}  # canonical link -> (product_id, etag, last_modified), stored
+        self.takedowns: list[dict] = []
         self._reset()
 
     @classmethod
@@ -115,6 +118,7 @@ class StorePipeline:
         # a refresh's spider holds the validators it sends (those of whole products): shared, not loaded
         # twice (about 365 MB per million pages); other products' rows are written again anyway
         self.validators = getattr(self.crawler.spider, "validators", None) or stored_validators(self.store)
+        self.takedowns = takedown_rows(self.store)  # a product taken down is never stored again
 
     def process_item(self, item):
         try:
@@ -152,6 +156,9 @@ class StorePipeline:
             self._error(item.url, item.platform, "bad id: the page's product id is empty once control characters "
                         "and whitespace are removed; not stored", None, now)
             return item
+        if (taken := self._taken_down(item)) is not None:
+            self._error(item.url, item.platform, f"taken down: {taken['kind']} {taken['value']}; not stored", None, now)
+            return item
         if not (item.title or item.images or item.price is not None):
             self._error(item.url, item.platform, "no product data: no title, image or price", None, now)
             return item
@@ -182,6 +189,13 @@ class StorePipeline:
         if max(len(self.products), len(self.validator_rows)) >= self.batch_rows:
             self.flush()
         return item
+
+    def _taken_down(self, item: ProductItem) -> dict | None:
+        """The takedown of ``item``'s product id or URL (a redirect may land on a taken-down page), or None."""
+        for t in self.takedowns:
+            if t["kind"] == "product_id" and t["value"] == item.product_id:
+                return t
+        return covering(item.url, self.takedowns) if self.takedowns else None
 
     def _change(self, item: ProductItem, digest: str) -> str:
         """``new``, ``changed`` or ``unchanged``: the item against the stored product (a refresh)."""
@@ -261,4 +275,7 @@ class StorePipeline:
     def close_spider(self) -> None:
         self.closing = True
         if self.store is not None:
+            now = datetime.now(timezone.utc)
+            for url, t in getattr(self.crawler.spider, "taken_down", {}).items():  # links the spider did not follow
+                self._error(url, None, f"taken down: {t['kind']} {t['value']}; not fetched", None, now)
             self.flush()

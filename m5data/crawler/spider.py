@@ -23,6 +23,7 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from w3lib.url import canonicalize_url
 
 from ..storage.redact import strip_userinfo
+from ..storage.takedowns import covering
 from .adapters import AdapterChooser
 from .adapters.base import is_html
 from .extraction import declared_encoding, detect_encoding, read_page
@@ -54,6 +55,8 @@ class ProductSpider(scrapy.Spider):
             (a refresh): their requests are conditional, and a 304 is an unchanged product.
         render: render pages that need it (script-filled product data) in headless Chromium.
         render_timeout: seconds a rendered page may take.
+        takedowns: the ``takedowns`` rows of kind url and domain: pages they cover are never
+            requested (``taken_down``: URL -> the takedown, recorded by the pipeline).
     """
 
     name = "m5data"
@@ -61,7 +64,7 @@ class ProductSpider(scrapy.Spider):
     def __init__(self, start_urls: list[str], site: str | None = None, done_urls: set[str] | None = None,
                  render: bool = False, render_timeout: float = 30.0,
                  validators: dict[str, tuple[str, str | None, str | None]] | None = None,
-                 versions: dict[str, tuple] | None = None, **kwargs):
+                 versions: dict[str, tuple] | None = None, takedowns: list[dict] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.render = render  # re-fetch pages that need it through a headless browser (scrapy-playwright)
         self.render_timeout = render_timeout
@@ -74,6 +77,8 @@ class ProductSpider(scrapy.Spider):
         self.stored_skipped: set[str] = set()  # the stored product pages a link led to, not fetched again
         self.validators = validators or {}
         self.versions = versions  # a refresh's stored products, read once for the spider and the pipeline
+        self.takedowns = takedowns or []
+        self.taken_down: dict[str, dict] = {}  # the links not followed for a takedown -> that takedown
 
     @property
     def max_page_bytes(self) -> int:
@@ -96,6 +101,9 @@ class ProductSpider(scrapy.Spider):
             url = strip_userinfo(url)
         if not in_scope(url, self.scope):
             self.crawler.stats.inc_value("m5data/offsite_links")
+            return None
+        if self.takedowns and (taken := covering(url, self.takedowns)) is not None:
+            self.taken_down[url] = taken
             return None
         try:
             if (canonical := canonicalize_url(url)) in self.done_urls:

@@ -36,6 +36,8 @@ class WorldConfig:
         page_size_shopa / page_size_shopb: products per listing page (Tmall 20, JD 30; tests use less).
         optouts: a few pages and images state opt-outs (X-Robots-Tag, TDMRep) and licences
             (``demo/optouts.py``; off: the world is byte for byte what it was without the field).
+        contact_products: listings with a phone number, e-mail or WeChat/QQ handle in the title or a
+            spec row (contacts.py; the truth's ``contacts`` table); 0 (the default) keeps the world as it was.
     """
 
     products: int = 300
@@ -58,6 +60,7 @@ class WorldConfig:
     page_size_shopa: int = 20
     page_size_shopb: int = 30
     optouts: bool = False
+    contact_products: int = 0
 
     def page_size(self, platform: str) -> int:
         """Products per listing page of a platform."""
@@ -134,6 +137,7 @@ class Product:
     page_fault: str = "none"
     http_fault: str = "none"
     rank: float = 0.0
+    contacts: list[dict] = field(default_factory=list)  # contact details added to it (contacts.py)
 
     @property
     def product_id(self) -> str:

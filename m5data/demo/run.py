@@ -18,6 +18,12 @@ import typer
 from ..console import esc
 
 
+def contact_products(products: int) -> int:
+    """The listings ``m5data demo`` gives contact details (WorldConfig.contact_products): what its
+    exports mask (docs/compliance.md)."""
+    return max(1, min(5, products // 20))
+
+
 def _shop_matches(shop: Path, products: int, seed: int) -> bool:
     manifest = shop / "truth" / "manifest.json"
     if not manifest.is_file() or not (shop / "site").is_dir():
@@ -27,7 +33,8 @@ def _shop_matches(shop: Path, products: int, seed: int) -> bool:
     except ValueError:
         return False
     config = info.get("config", {})
-    return config.get("seed") == seed and config.get("products") == products and bool(config.get("optouts"))
+    return (config.get("seed") == seed and config.get("products") == products and bool(config.get("optouts"))
+            and config.get("contact_products", 0) == contact_products(products))
 
 
 def demo(
@@ -48,6 +55,7 @@ def demo(
     from .entities import WorldConfig
     from .generate import generate
     from .server import serve_in_thread
+    from .world import WorldConfig
 
     started = time.perf_counter()
     out = out.absolute()
@@ -58,7 +66,8 @@ def demo(
     else:
         t = time.perf_counter()
         with console.status(f"generating {products} products (seed {seed}) into {shop} ..."):
-            generate(shop, config=WorldConfig(products=products, seed=seed, optouts=True))  # docs/compliance.md
+            generate(shop, config=WorldConfig(products=products, seed=seed, optouts=True,  # docs/compliance.md
+                                              contact_products=contact_products(products)))
         console.print(f"generated {esc(str(shop))} in {time.perf_counter() - t:.1f} s")
 
     root = ctx.find_root().obj or {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import tomllib
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .faults import MEDIA_OK, expected_modalities
@@ -53,6 +53,9 @@ def _schema(name: str):
                       ("product_ids", lst)],
         "pages": [("url", s), ("platform", s), ("kind", s), ("category_code", s), ("page", i),
                   ("n_products", i), ("http_fault", s)],
+        # only with WorldConfig.contact_products: each contact detail added (kind phone, email or
+        # contact; field title or spec:<property>; its text as the page shows it)
+        "contacts": [("product_id", s), ("kind", s), ("field", s), ("text", s)],
     }[name]
     return pa.schema(cols)
 
@@ -145,16 +148,18 @@ def level1_mapping_toml(world: World) -> str:
 
 
 # WorldConfig fields in the manifest only when on: a world without them stays byte for byte the same
-OFF_UNLESS_ON = ("optouts",)
+OFF_UNLESS_ON = ("optouts", "contact_products")
 
 
 def manifest(world: World, rows: dict[str, list[dict]]) -> dict:
     """Seed, sizes, counts and generator version (no timestamps: the output is reproducible)."""
     prods, media = rows["products"], rows["media"]
     complete = sum(all(r[k] for k in r if k.startswith("expect_")) for r in prods)
+    # a world without opt-outs or contacts: its manifest as before those fields were
+    config = {k: v for k, v in asdict(world.config).items() if v or k not in OFF_UNLESS_ON}
     return {
         "generator": "m5data.demo", "generator_version": GENERATOR_VERSION,
-        "seed": world.config.seed, "config": {k: v for k, v in asdict(world.config).items() if v or k not in OFF_UNLESS_ON},
+        "seed": world.config.seed, "config": config,
         "counts": {
             "products": len(prods),
             "products_by_platform": dict(sorted(Counter(r["platform"] for r in prods).items())),
@@ -174,7 +179,8 @@ def manifest(world: World, rows: dict[str, list[dict]]) -> dict:
             "products_with_all_five_modalities": complete,
             "listing_pages": sum(r["kind"] == "listing" for r in rows["pages"]),
         },
-        "tables": TABLES,
+        "tables": TABLES + (["contacts"] if rows.get("contacts") else []),
+        **({"contacts": len(rows["contacts"])} if rows.get("contacts") else {}),
     }
 
 
@@ -185,7 +191,8 @@ def write_truth(world: World, pages: list[dict], facts: dict[str, dict], truth_d
 
     truth_dir.mkdir(parents=True, exist_ok=True)
     rows = _rows(world, pages, facts)
-    for name in TABLES:
+    rows["contacts"] = [{"product_id": p.product_id, **c} for p in world.products for c in p.contacts]
+    for name in TABLES + (["contacts"] if rows["contacts"] else []):
         table = pa.Table.from_pylist(rows[name], schema=_schema(name))
         pq.write_table(table, truth_dir / f"{name}.parquet", compression="zstd")
     (truth_dir / "level1_mapping.toml").write_text(level1_mapping_toml(world), encoding="utf-8")
@@ -208,6 +215,7 @@ class Truth:
     pages: list[dict]
     level1_mapping: dict
     manifest: dict
+    contacts: list[dict] = field(default_factory=list)  # the contact details added (contact_products)
 
     def product(self, product_id: str) -> dict:
         """One product's truth row."""
@@ -221,6 +229,8 @@ def load_truth(out_dir: str | Path) -> Truth:
     d = Path(out_dir)
     d = d / "truth" if (d / "truth").is_dir() else d
     tables = {name: pq.read_table(d / f"{name}.parquet").to_pylist() for name in TABLES}
+    if (d / "contacts.parquet").is_file():
+        tables["contacts"] = pq.read_table(d / "contacts.parquet").to_pylist()
     mapping = tomllib.loads((d / "level1_mapping.toml").read_text(encoding="utf-8"))
     return Truth(**tables, level1_mapping=mapping,
                  manifest=json.loads((d / "manifest.json").read_text(encoding="utf-8")))

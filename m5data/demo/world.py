@@ -11,6 +11,7 @@ import colorsys
 import random
 
 from . import faults, media_plan, text, vocab
+from .contacts import add_contacts
 from .entities import (  # noqa: F401 (re-exported)
     GENERATOR_VERSION,
     IMAGE_SIZES,
@@ -200,6 +201,8 @@ def build_world(cfg: WorldConfig) -> World:
         media_plan.plan_media(rng, cfg, p)
     products.sort(key=lambda p: p.product_id)
     faults.assign_faults(rng, cfg, products)
+    if cfg.contact_products:
+        add_contacts(cfg, products)
     return World(cfg, tax, instances, products)
 
 

@@ -66,6 +66,10 @@ def export(
     if d.get("base") or d.get("full_because") == "nothing changed":
         console.print(f"samples: new {ch.get('new', 0):,}, changed {ch.get('changed', 0):,}, "
                       f"unchanged {ch.get('unchanged', 0):,}, removed {ch.get('removed', 0):,}", highlight=False)
+    if d.get("masked"):
+        console.print("personal data masked: " + ", ".join(f"{k} {n:,}" for k, n in d["masked"].items()), highlight=False)
+    if d.get("taken_down"):
+        console.print(f"taken down: {d['taken_down']:,} sample(s) left out (m5data takedown --list)", highlight=False)
 
 
 def check_shards(

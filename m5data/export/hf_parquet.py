@@ -193,15 +193,16 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
              "nsamples": len(samples), "size": size, "sha256": file_sha256(target),
              "first_key": samples[0].key if samples else None, "last_key": samples[-1].key if samples else None,
              "modalities": dict(sorted(modalities.items())), "failures": dict(sorted(failures.items())),
-             "faces_blurred": sum(s.blurred for s in samples)}
+             "faces_blurred": sum(s.blurred for s in samples),
+             "masked": options.get("masked", {})}  # personal data masked per field (m5data/masking.py)
     write_json_atomic(stats_path(out, shard), stats)
     return stats
 
 
-def dataset_card(version: str, splits: dict[str, dict]) -> str:
-    """``README.md``: YAML front matter (``configs`` naming every split, ``dataset_info``) and a short body."""
-    import yaml
-
+def card_parts(shards: list[dict]) -> tuple[dict, str]:
+    """The dataset card's (``card.py``) own part for this layout: YAML ``configs`` naming every split and
+    ``dataset_info``, and the usage text (the split names the Hub gives, how to load them)."""
+    splits = _split_totals(shards)
     meta = {
         "configs": [{"config_name": "default", "data_files": [
             {"split": hf_split_name(s), "path": f"{DATA_DIR}/{hf_split_name(s)}-*"} for s in splits]}],
@@ -209,19 +210,13 @@ def dataset_card(version: str, splits: dict[str, dict]) -> str:
             {"name": hf_split_name(s), "num_bytes": v["bytes"], "num_examples": v["nsamples"]} for s, v in splits.items()]},
     }
     lines = [f"| {hf_split_name(s)} | {s} | {v['nsamples']:,} | {v['shards']} |" for s, v in splits.items()]
-    return ("---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n"
-            "# M5Product-style five-modality products (m5data export)\n\n"
-            f"Split version `{version}`. One row per product: image, caption, spec table, 1-fps video frames "
-            "and MFCC audio features, unified category labels. Missing modalities are nulls.\n\n"
-            "| split | m5data split | products | files |\n|---|---|---|---|\n" + "\n".join(lines) + "\n\n"
-            "```python\nfrom datasets import load_dataset\nds = load_dataset(\"path/to/this/folder\")\n"
-            "# the same splits: load_dataset(\"parquet\", data_dir=\"path/to/this/folder/data\")\n```\n")
+    return meta, ("One row per product; missing modalities are nulls.\n\n"
+                  "| split | m5data split | products | files |\n|---|---|---|---|\n" + "\n".join(lines) + "\n\n"
+                  "```python\nfrom datasets import load_dataset\nds = load_dataset(\"path/to/this/folder\")\n"
+                  "# the same splits: load_dataset(\"parquet\", data_dir=\"path/to/this/folder/data\")\n```\n")
 
 
-def finish(store, out: Path, version: str, members, shards: list[dict], options: dict) -> None:
-    """Write the dataset card and ``_stats.json``."""
-    from .json_stream import write_json_atomic
-
+def _split_totals(shards: list[dict]) -> dict[str, dict]:
     splits: dict[str, dict] = {}
     for st in shards:
         agg = splits.setdefault(st["split"], {"nsamples": 0, "bytes": 0, "shards": 0, "files": [], "modalities": Counter()})
@@ -230,9 +225,14 @@ def finish(store, out: Path, version: str, members, shards: list[dict], options:
         agg["shards"] += 1
         agg["files"].append({"path": st["path"], "nsamples": st["nsamples"], "size": st["size"], "sha256": st["sha256"]})
         agg["modalities"].update(st["modalities"])
-    tmp = out / ".tmp-README.md"
-    tmp.write_text(dataset_card(version, splits), encoding="utf-8")
-    os.replace(tmp, out / "README.md")
+    return splits
+
+
+def finish(store, out: Path, version: str, members, shards: list[dict], options: dict) -> None:
+    """Write ``_stats.json`` (the dataset card is the export's: ``card.py``, with :func:`card_parts`)."""
+    from .json_stream import write_json_atomic
+
+    splits = _split_totals(shards)
     for agg in splits.values():
         agg["modalities"] = dict(sorted(agg["modalities"].items()))
     write_json_atomic(out / "_stats.json", {"version": version, "format": "parquet", "splits": splits})

@@ -61,8 +61,10 @@ SAMPLES = "_samples.parquet"
 LABELS = "_labels.parquet"
 SAMPLES_SCHEMA = pa.schema([("split", pa.string()), ("product_id", pa.string()), ("digest", pa.string()),
                             ("path", pa.string())])
-# every table a sample is made of (SAMPLE_HEADER_SQL and the media/spec streams)
-READS = ("products", "specs", "captions", "media", "label_map", "taxonomy", "dedup", "splits", "optouts", "licenses")
+# every table a sample is made of (SAMPLE_HEADER_SQL and the media/spec streams), and the takedowns that
+# leave samples out (members.py)
+READS = ("products", "specs", "captions", "media", "label_map", "taxonomy", "dedup", "splits", "optouts", "licenses",
+         "takedowns")
 NOT_INCREMENTAL = {
     "parquet": "a Parquet export is written in full: the dataset card's data/data/<split>-* patterns "
                "read one folder",

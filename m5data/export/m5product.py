@@ -35,6 +35,7 @@ from pathlib import Path
 
 from ..storage.blobs import resolve_blob
 from .faces import blurred
+from .card import CARD_FILES
 from .json_stream import ObjectWriter, atomic_text
 from .media import drop_outside_blobs
 from .samples import Sample, safe_key
@@ -211,7 +212,8 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
              "media": _file_entry(out, media.relative_to(out).as_posix()),
              "bytes_written": written + part.stat().st_size, "modalities": dict(sorted(modalities.items())),
              "failures": dict(sorted(failures.items())), "item_ids": options.get("item_ids"),
-             "faces_blurred": sum(s.blurred for s in samples), "videos_withheld": withheld}
+             "faces_blurred": sum(s.blurred for s in samples), "videos_withheld": withheld,
+             "masked": options.get("masked", {})}  # personal data masked per field (m5data/masking.py)
     write_json_atomic(stats_path(out, shard), stats)
     return stats
 
@@ -260,7 +262,8 @@ def finish(store, out: Path, version: str, members, shards: list[dict], options:
         lists = _place_lists(out, work, splits)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    _write_stats(out, version, shards, [CAPTIONS, ITEMS, ID_LABEL, LABEL_LIST, *lists])
+    card = [name for name in CARD_FILES if (out / name).is_file()]  # the export's card (card.py), checked too
+    _write_stats(out, version, shards, [CAPTIONS, ITEMS, ID_LABEL, LABEL_LIST, *lists, *card])
 
 
 def _write_stats(out: Path, version: str, shards: list[dict], layout_files: list[str]) -> None:

@@ -8,8 +8,9 @@ store (one scan of ``products``, ``specs`` and ``media``, not one per shard).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from ..storage.takedowns import taken_down_sql
 from .samples import (
     SAMPLE_HEADER_SQL,
     SPLIT_NAMES,
@@ -37,13 +38,19 @@ class Members:
     version: str
     counts: dict
     rows: str | None = None  # SQL of the version's (split, product_id) rows from its own parts (None: the view)
+    # taken-down products (storage/takedowns.py) are never members: the rows read from ``splits`` leave
+    # them out by a subquery over ``products`` and ``takedowns`` (a domain's may be millions: no id list)
+    hidden: bool = False
+    taken_down: int = 0  # the version's rows left out for them
 
     def sql(self) -> str:
         """SQL of the members' (split, product_id) rows."""
         names = ", ".join(_sql_str(s) for s in self.counts)
+        hidden = f" AND product_id NOT IN (SELECT product_id FROM ({taken_down_sql()}))" if self.hidden else ""
         if self.rows is not None:
-            return f"SELECT split, product_id FROM ({self.rows}) WHERE split IN ({names})"
-        return f"SELECT split, product_id FROM splits WHERE version = {_sql_str(self.version)} AND split IN ({names})"
+            return f"SELECT split, product_id FROM ({self.rows}) WHERE split IN ({names}){hidden}"
+        return (f"SELECT split, product_id FROM splits WHERE version = {_sql_str(self.version)} "
+                f"AND split IN ({names}){hidden}")
 
     def order_sql(self, split: str = "split", product_id: str = "product_id") -> str:
         """ORDER BY terms of the export order: splits in :data:`SPLIT_NAMES` order, then product id
@@ -52,10 +59,10 @@ class Members:
         return f"CASE {split} {cases} ELSE {len(SPLIT_NAMES)} END, {split}, {product_id}"
 
     def without(self, names) -> Members:
-        return Members(self.version, {s: n for s, n in self.counts.items() if s not in names}, self.rows)
+        return replace(self, counts={s: n for s, n in self.counts.items() if s not in names})
 
     def only(self, name: str) -> Members:
-        return Members(self.version, {name: self.counts[name]}, self.rows)
+        return replace(self, counts={name: self.counts[name]})
 
 
 @dataclass(frozen=True)
@@ -97,11 +104,26 @@ def split_counts(store, version: str | None = None, split: str = "all") -> Membe
         source, found = own
         plain_name("split version", named)
         counts = pick_split(found, split, named)
-        return Members(named, {name: counts[name] for name in sorted(counts, key=_split_order)}, source)
+        return _hide_taken_down(store, Members(named, {name: counts[name] for name in sorted(counts, key=_split_order)},
+                                               source))
     version, rows = version_rows(store, named,
                                  "SELECT split, count(*) FROM splits WHERE version = ? GROUP BY split")
     counts = pick_split(dict(rows), split, version)
-    return Members(version, {name: counts[name] for name in sorted(counts, key=_split_order)})
+    return _hide_taken_down(store, Members(version, {name: counts[name] for name in sorted(counts, key=_split_order)}))
+
+
+def _hide_taken_down(store, members: Members) -> Members:
+    """``members`` without the taken-down products (storage/takedowns.py), their counts those left."""
+    if not store.count("takedowns"):
+        return members
+    left = replace(members, hidden=True)
+    con = store.connect(need=("splits", "products", "takedowns"), only=("splits", "products", "takedowns"))
+    try:
+        counts = dict(con.execute(f"SELECT split, count(*) FROM ({left.sql()}) GROUP BY split").fetchall())
+    finally:
+        con.close()
+    gone = sum(members.counts.values()) - sum(counts.values())
+    return replace(left, counts={s: counts.get(s, 0) for s in members.counts}, taken_down=gone)
 
 
 def member_batches(con, members: Members, sizes_of: tuple[str, ...] | None = None, batch: int = 65_536):

@@ -172,7 +172,8 @@ def plan_record(fmt: str, version: str, shards: list[Shard], settings: cfg.Setti
 
 def format_options(settings: cfg.Settings) -> dict:
     """The export settings a format writes by (part of the plan: a change means another export)."""
-    return {"mp3": settings.export.mp3, "video": settings.export.video, "blur_faces": settings.export.blur_faces}
+    return {"mp3": settings.export.mp3, "video": settings.export.video, "blur_faces": settings.export.blur_faces,
+            "mask_personal_data": settings.export.mask_personal_data}
 
 
 def shard_samples(rows, shards: list[Shard]):

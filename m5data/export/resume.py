@@ -29,9 +29,10 @@ def existing_plan(out, version: str, fmt: str, split: str) -> dict | None:
     return existing
 
 
-def claim(out, remote: RemoteOut | None, staging: Path | None, plan: dict) -> tuple[object, bool]:
+def claim(out, remote: RemoteOut | None, staging: Path | None, plan: dict, members=None) -> tuple[object, bool]:
     """Write the plan into the output, refusing one that holds another export; (the remote prefix's
-    listing, whether this run resumes an earlier one of a local folder)."""
+    listing, whether this run resumes an earlier one of a local folder). ``members``: the export's
+    :class:`~m5data.export.members.Members` (a local folder's refusal names their taken-down samples)."""
     if remote:
         listing = remote.claim(plan, PLAN_FILE)
         write_json_atomic(staging / PLAN_FILE, plan)
@@ -43,7 +44,10 @@ def claim(out, remote: RemoteOut | None, staging: Path | None, plan: dict) -> tu
         old = json.loads(plan_path.read_text())
         if old != plan:
             diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
-            raise ExportError(f"{out} holds another export ({', '.join(diff)} differ): use an empty --out folder")
+            gone = getattr(members, "taken_down", 0)  # a takedown since: the members are others
+            why = (f" ({gone:,} sample(s) of version {members.version} are taken down: m5data takedown --list; a new "
+                   "split version exported beside it writes only the shards that held them)") if gone else ""
+            raise ExportError(f"{out} holds another export ({', '.join(diff)} differ): use an empty --out folder{why}")
     elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
         raise ExportError(f"{out} is not empty and holds no m5data export: use an empty --out folder")
     write_json_atomic(plan_path, plan)

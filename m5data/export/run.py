@@ -117,13 +117,23 @@ def _stream_connection(store):
 
 def _finish_remote(mod, fmt: str, remote: RemoteOut, staging: Path, store, version: str, members: Members,
                    ordered: list[dict], options: dict) -> None:
-    """Write the layout's index files into staging (fetching the shard files ``finish`` reads) and upload them."""
+    """Write the layout's index files and card into staging (fetching the shard files ``finish`` reads)
+    and upload them."""
     folder = staging / "_finish"
     folder.mkdir()
     fetched = [st["path"] for st in ordered] if fmt in FINISH_READS_SHARD_FILES else []
     remote.fetch(fetched, folder)
+    _card(mod, fmt, folder, store, version, members, ordered)
     mod.finish(store, folder, version, members, ordered, options)
     remote.upload_folder(folder, skip=set(fetched))
+
+
+def _card(mod, fmt: str, folder: Path, store, version: str, members: Members, ordered: list[dict]) -> None:
+    """The export's ``README.md`` and ``croissant.json`` (card.py), with the layout's own card part."""
+    from . import card
+
+    meta, usage = mod.card_parts(ordered) if hasattr(mod, "card_parts") else ({}, "")
+    card.write(folder, card.card_facts(store, fmt, version, members, ordered), meta, usage)
 
 
 def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all", fmt: str | None = None,
@@ -183,7 +193,7 @@ def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: st
         if delta is not None:
             stats.details.update(changes=delta.counts, hashed=delta.hashed)
         shards, inherited, kept = planned.shards, planned.inherited, planned.kept
-        listing, resumed = claim(out, remote, staging, plan_file(fmt, version, settings, mod, base, planned))
+        listing, resumed = claim(out, remote, staging, plan_file(fmt, version, settings, mod, base, planned), members)
         stats.n_in = planned.samples
         done, kept_done = finished_shards(mod, out, remote, listing, shards, kept)
         skipped = len(done) + len(kept_done)
@@ -231,9 +241,9 @@ def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: st
                 labels=labels)
         if resumed:
             remove_stale_temps(out, before=started)
-        if "changes" not in stats.details:  # no earlier version compared: a shard an earlier run of this folder
-            # finished (a resumed or repeated export) holds samples that stand; the others' are new
+        if "changes" not in stats.details:  # no base compared: an earlier run's shards hold samples that stand
             stats.details["changes"] = _changes(stats.n_in, shards, earlier)
+        config["masked"] = stats.details.setdefault("masked", {})  # into the runs row: personal data masked per field
         stats.finish("ok")
     except BaseException as exc:
         run.record(config, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
@@ -298,6 +308,8 @@ def _members(store, stats: StageStats, version: str | None, split: str) -> tuple
     for _name in skipped_splits:
         stats.fail(SKIPPED_SPLIT)
     members = members.without(skipped_splits)
+    if members.taken_down:
+        stats.details["taken_down"] = members.taken_down
     if not members.counts:
         raise ExportError(f"no split of version {members.version!r} has a plain name (skipped: "
                           f"{', '.join(shown(n) for n in skipped_splits)}); rebuild the splits")
@@ -349,6 +361,7 @@ def _finish(mod, fmt: str, out, remote: RemoteOut | None, staging: Path | None, 
             for name in inc.write_index_files(folder, ordered, index, labels):
                 remote.put(folder / name, name)
     else:
+        _card(mod, fmt, out, store, version, members, ordered)  # first: a layout's finish may list it (M5Product)
         mod.finish(store, out, version, members, ordered, options)
         if index is not None:
             inc.write_index_files(out, ordered, index, labels)

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..masking import mask_samples
 from ..storage.runs import StageStats
 from . import incremental as inc
 from .media import shard_blobs
@@ -31,6 +32,9 @@ def format_module(fmt: str):
 def run_shard(fmt: str, out: str, shard: dict, options: dict, samples: list, store_root: str) -> dict:
     """Write one shard's samples in its format (top level: picklable for the process pool)."""
     sh = Shard(**{**shard, "product_ids": tuple(shard["product_ids"])})
+    if options.get("mask_personal_data"):  # the shard's stats count the replacements per field
+        samples, masked = mask_samples(samples)
+        options = {**options, "masked": masked}
     with shard_blobs(store_root, samples) as root:
         return format_module(fmt).write_shard(root, Path(out), sh, samples, options)
 
@@ -134,3 +138,6 @@ def account(stats: StageStats, shard_stats: dict) -> None:
     stats.bytes += shard_stats.get("bytes_written", shard_stats.get("size", 0))
     for reason, n in shard_stats.get("failures", {}).items():
         stats.fail(reason, n)
+    for name, n in shard_stats.get("masked", {}).items():  # personal data masked, per field (m5data/masking.py)
+        masked = stats.details.setdefault("masked", {})
+        masked[name] = masked.get(name, 0) + n

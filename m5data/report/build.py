@@ -21,7 +21,7 @@ from .. import config as cfg
 from ..errors import UserError
 from ..stages import StageRun
 from ..storage import StageStats
-from . import data, facts, folder, incremental
+from . import compliance, data, facts, folder, incremental
 from . import sections as builders
 from .charts import Charts
 from .gallery import BAD_BLOB, gallery
@@ -264,6 +264,7 @@ def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, trut
             ("duplicates", "Duplicate groups", lambda: builders.duplicates(con, charts, store)),
             ("alignment", "Label alignment", lambda: builders.alignment(con, store, settings, truth, top)),
             ("splits", "Splits", lambda: builders.splits(con, store)),
+            ("compliance", "Compliance by source domain", lambda: compliance.section(store)),
             ("training", "Training run", lambda: builders.training(train_run)),
             ("gallery", "Sample gallery", sample_gallery),
         ]

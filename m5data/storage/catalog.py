@@ -20,6 +20,7 @@ from . import locks
 from .errors import StoreBusy, StoreError
 from .parts import fsync_dir
 from .schema import TABLES
+from .takedowns import RAW, user_views, view_name
 from .temps import temp_name
 from .views import sql_str
 
@@ -54,8 +55,11 @@ class Catalog:
         return self.root / CATALOG
 
     def catalog_views(self) -> dict[str, str]:
-        """The SQL of each table's catalog view, as the table's parts are now."""
-        return {spec.name: self.view_sql(spec, root_sql=CATALOG_ROOT_SQL) for spec in TABLES.values()}
+        """The SQL of each view of the catalog, in the order to make them, as the tables' parts are now:
+        each table's (a product table's as ``raw.<table>``), then those that hide taken-down products
+        (storage/takedowns.py)."""
+        views = {view_name(spec.name): self.view_sql(spec, root_sql=CATALOG_ROOT_SQL) for spec in TABLES.values()}
+        return {**views, **user_views()}
 
     def refresh_catalog(self, quiet: bool = False, wait: float = REFRESH_WAIT) -> bool:
         """Make ``catalog.duckdb`` hold the current views; rebuild it when missing, stale or corrupt.
@@ -112,12 +116,14 @@ class Catalog:
         con = duckdb.connect(str(path), config={"temp_directory": str(self.catalog_path) + ".tmp"})
         try:
             con.execute("CREATE TABLE _m5data_views (name VARCHAR, sql VARCHAR)")
-            for spec in TABLES.values():
+            con.execute(f"CREATE SCHEMA {RAW}")
+            for name, sql in wanted.items():
                 try:
-                    con.execute(f"CREATE VIEW {spec.name} AS {wanted[spec.name]}")
+                    con.execute(f"CREATE VIEW {name} AS {sql}")
                 except duckdb.Error as exc:  # a corrupt part: the view says so when read
                     bound = False
-                    con.execute(f"CREATE OR REPLACE VIEW {spec.name} AS "
+                    spec = TABLES[name.rsplit(".", 1)[-1]]
+                    con.execute(f"CREATE OR REPLACE VIEW {name} AS "
                                 f"{self._error_view_sql(spec, str(self._explain(spec.name, exc)))}")
             con.executemany("INSERT INTO _m5data_views VALUES (?, ?)", list(wanted.items()))
             con.execute("CHECKPOINT")

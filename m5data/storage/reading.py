@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from .errors import CorruptPart, DamagedLog, StoreError
 from .readdb import READ_DB
 from .schema import SEQ_COLUMN, TABLES, TableSpec, table_spec
+from .takedowns import RAW, user_views, view_name
 from .views import sql_str
 
 T = TypeVar("T")
@@ -102,9 +103,16 @@ class Reading:
                 # (and the flow's logs), between rich's progress lines
                 con.execute("SET enable_progress_bar = false")
                 self._attach(con)
+                users = sandbox and only is None  # m5data sql: the views that users query
+                if users:  # they hide taken-down products, every row under raw.<table>
+                    con.execute(f"CREATE SCHEMA {RAW}")
                 for spec in TABLES.values():
                     if only is None or spec.name in only:
-                        self._create_view(con, spec, spec.name in need, temp=cursor)
+                        self._create_view(con, spec, spec.name in need, temp=cursor,
+                                          name=view_name(spec.name) if users else spec.name)
+                if users:
+                    for name, sql in user_views().items():
+                        con.execute(f"CREATE VIEW {name} AS {sql}")
                 if sandbox:  # after the views: their temp tables of contested keys are made from Arrow
                     con.execute(f"SET allowed_directories = [{sql_str(str(self.root) + os.sep)}]")
                     con.execute("SET enable_external_access = false")
@@ -132,14 +140,17 @@ class Reading:
     def _footer_rows(self, part) -> int:
         return pq.ParquetFile(part).metadata.num_rows
 
-    def _create_view(self, con, spec: TableSpec, strict: bool, temp: bool = False, listed: bool = False) -> None:
-        """Make ``spec``'s view on ``con``; ``listed``: over the parts there are now (a read's snapshot)."""
+    def _create_view(self, con, spec: TableSpec, strict: bool, temp: bool = False, name: str | None = None,
+                     listed: bool = False) -> None:
+        """Make ``spec``'s view on ``con`` (named ``name``, default the table's); ``listed``: over the
+        parts there are now (a read's snapshot)."""
         import duckdb
 
         create = "CREATE TEMP VIEW" if temp else "CREATE VIEW"
+        name = name or spec.name
         try:
             parts = self.parts(spec.name) if listed and not self.is_compacted(spec.name) else None
-            con.execute(f"{create} {spec.name} AS {self.read_sql(con, spec, parts=parts, shared=not temp)}")
+            con.execute(f"{create} {name} AS {self.read_sql(con, spec, parts=parts, shared=not temp)}")
             return
         except duckdb.Error as exc:
             error = self._explain(spec.name, exc)
@@ -149,7 +160,7 @@ class Reading:
             error = exc
         if strict:
             raise error
-        con.execute(f"{create} {spec.name} AS {self._error_view_sql(spec, str(error))}")
+        con.execute(f"{create} {name} AS {self._error_view_sql(spec, str(error))}")
 
     def read(self, name: str, where: str | None = None, columns: list[str] | None = None) -> pa.Table:
         """A table's current rows as Arrow (for small tables or filtered reads); ``where`` may name

@@ -277,11 +277,19 @@ FACES = _spec("faces", "one row per image or frames folder looked at for faces (
     ("detected_at", _ts),
 ])
 
+TAKEDOWNS = _spec("takedowns", "one row per takedown request (m5data takedown)", ("kind", "value"), 1, [
+    ("kind", pa.string()),  # url, product_id, domain
+    ("value", pa.string()),  # the URL, product id or host (lower case) taken down
+    ("reason", pa.string()),
+    ("taken_at", _ts),  # when it was recorded ("at" is a word of SQL)
+])
+
 TABLES: dict[str, TableSpec] = {t.name: t for t in (
     PRODUCTS, SPECS, MEDIA, CAPTIONS, CRAWL_ERRORS, PAGE_VALIDATORS, TAXONOMY, LABEL_MAP, ANNOTATIONS, SPLITS, RUNS,
     DEDUP, CAPTION_MATCH, POOLS, MATCHES, WORKERS,
     OPTOUTS, LICENSES,  # issue 57 (OPTOUT)
     FACES,
+    TAKEDOWNS,  # issue 57: products their owners asked to remove (storage/takedowns.py)
 )}
 
 

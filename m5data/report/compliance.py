@@ -1,0 +1,131 @@
+"""The report's compliance section: per source domain (the host of a product page's URL), the pages
+seen, the opt-outs, licences, blurred faces, personal data an export masks, and takedowns.
+
+Tables and columns other parts of the pipeline add are read when the store has them: ``optouts``
+(by its ``domain``/``host`` column, else the host of its ``url``), a ``license``/``licence`` column of
+``products``, ``faces`` (by ``product_id``; its ``blurred`` column when it has one). Without them a
+column says ``-`` (not recorded), never 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..masking import CANDIDATES_RE2, mask_text
+from ..storage.schema import TABLES
+from ..storage.takedowns import HOST_SQL, taken_down_sql
+from ..storage.views import sql_str
+from .page import Html, empty, html, table
+
+LICENCE_COLUMNS = ("license", "licence")
+BATCH = 8192
+
+
+@dataclass
+class Domain:
+    """What the section shows of one source domain."""
+
+    products: int = 0  # product pages stored
+    errors: int = 0  # pages recorded in crawl_errors
+    optouts: int | None = None  # None: not recorded
+    licences: dict[str, int] | None = None
+    faces: int | None = None
+    masked: dict[str, int] = field(default_factory=dict)  # field -> replacements an export makes
+    takedowns: int = 0  # products taken down
+
+    @property
+    def pages(self) -> int:
+        return self.products + self.errors
+
+
+def _host(col: str) -> str:
+    return HOST_SQL.format(url=col)
+
+
+def _optouts(con, domains: dict[str, Domain]) -> None:
+    names = TABLES["optouts"].schema.names
+    col = next((c for c in ("domain", "host") if c in names), None)
+    by = f"lower({col})" if col else (_host("url") if "url" in names else None)
+    if by is None:
+        return
+    for d in domains.values():
+        d.optouts = 0
+    for host, n in con.execute(f"SELECT {by}, count(*) FROM optouts GROUP BY 1").fetchall():
+        domains.setdefault(host or "(unknown)", Domain(optouts=0)).optouts = n
+
+
+def _masked(con, domains: dict[str, Domain]) -> None:
+    """Per domain and field, what an export would mask (only the texts :data:`CANDIDATES_RE2` finds are masked)."""
+    host, found = _host("p.url"), sql_str(CANDIDATES_RE2)
+    sources = (("title", f"SELECT {host}, p.title FROM products p WHERE regexp_matches(p.title, {found})"),
+               ("caption", f"SELECT {host}, c.text FROM captions c JOIN products p USING (product_id) "
+                           f"WHERE c.status = 'ok' AND regexp_matches(c.text, {found})"),
+               ("specs", f"SELECT {host}, s.value FROM specs s JOIN products p USING (product_id) "
+                         f"WHERE regexp_matches(s.value, {found})"))
+    for name, sql in sources:
+        for batch in con.sql(sql).to_arrow_reader(BATCH):
+            for h, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
+                found = mask_text(text)[1]
+                if found:
+                    masked = domains.setdefault(h or "(unknown)", Domain()).masked
+                    masked[name] = masked.get(name, 0) + found
+
+
+def by_domain(store) -> dict[str, Domain]:
+    """Every source domain's :class:`Domain`, the domains with the most pages first."""
+    tables = ("products", "crawl_errors", "captions", "specs", "takedowns") + tuple(
+        t for t in ("optouts", "faces") if t in TABLES)
+    con = store.connect(need=tables, only=tables)
+    try:
+        domains: dict[str, Domain] = {}
+        for h, n in con.execute(f"SELECT {_host('url')}, count(*) FROM products GROUP BY 1").fetchall():
+            domains[h or "(unknown)"] = Domain(products=n)
+        for h, n in con.execute(f"SELECT {_host('url')}, count(*) FROM crawl_errors GROUP BY 1").fetchall():
+            domains.setdefault(h or "(unknown)", Domain()).errors = n
+        names = TABLES["products"].schema.names
+        if licence := next((c for c in LICENCE_COLUMNS if c in names), None):
+            for d in domains.values():
+                d.licences = {}
+            for h, lic, n in con.execute(f"SELECT {_host('url')}, coalesce({licence}, 'unknown'), count(*) "
+                                         "FROM products GROUP BY 1, 2 ORDER BY 3 DESC").fetchall():
+                domains[h or "(unknown)"].licences[lic] = n
+        if "optouts" in TABLES:
+            _optouts(con, domains)
+        if "faces" in TABLES and "product_id" in TABLES["faces"].schema.names:
+            blurred = "WHERE f.blurred" if "blurred" in TABLES["faces"].schema.names else ""
+            for d in domains.values():
+                d.faces = 0
+            for h, n in con.execute(f"SELECT {_host('p.url')}, count(*) FROM faces f JOIN products p "
+                                    f"USING (product_id) {blurred} GROUP BY 1").fetchall():
+                domains.setdefault(h or "(unknown)", Domain(faces=0)).faces = n
+        for h, n in con.execute(f"SELECT {_host('t.url')}, count(DISTINCT t.product_id) FROM ({taken_down_sql()}) d "
+                                "JOIN products t USING (product_id) GROUP BY 1").fetchall():
+            domains.setdefault(h or "(unknown)", Domain()).takedowns = n
+        _masked(con, domains)
+    finally:
+        con.close()
+    return dict(sorted(domains.items(), key=lambda kv: (-kv[1].pages, kv[0])))
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v:,}" for k, v in value.items()) or "none"
+    return f"{value:,}"
+
+
+def section(store) -> tuple[Html, bool]:
+    """The section's body (a row per source domain) and whether it only holds guidance."""
+    domains = by_domain(store)
+    if not domains:
+        return empty("No page has been crawled yet.", "m5data crawl --start-url URL (or m5data demo)"), True
+    rows = [[host, d.pages, d.products, _shown(d.optouts), _shown(d.licences), _shown(d.faces), _shown(d.masked),
+             d.takedowns] for host, d in domains.items()]
+    body = (html("<p>Per source domain: pages seen (product pages stored and pages recorded with an error), "
+                 "opt-outs, licences found, faces blurred, personal data an export masks (per field, "
+                 "export.mask_personal_data) and products taken down (m5data takedown). "
+                 "&ldquo;-&rdquo;: not recorded in this store.</p>")
+            + table(["domain", "pages seen", "products", "opted out", "licences", "faces blurred", "fields masked",
+                     "taken down"], rows, {1, 2, 7}))
+    return body, False

@@ -1,0 +1,55 @@
+"""The report's compliance section (m5data/report/compliance.py): per source domain, the pages seen,
+opt-outs, licences, faces blurred, the personal data an export masks (per field) and takedowns."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from html import unescape
+
+from m5data.config import load
+from m5data.report.build import build
+from m5data.report.compliance import by_domain
+from m5data.storage import Store
+
+NOW = datetime(2026, 11, 27, tzinfo=timezone.utc)
+
+
+def compliance_store(root) -> Store:
+    """Two shops: shop.example.com (three products, one error page; a phone in a title, an e-mail in a
+    spec value, a QQ id in a caption) and other.example.org (one product, taken down by its domain)."""
+    store = Store.init(root)
+    rows = [("a:1", "https://shop.example.com/p/1", "面霜 客服13812345678"), ("a:2", "https://m.shop.example.com/p/2", "口红"),
+            ("a:3", "https://shop.example.com/p/3", "奶粉800克 2023-10-01 ¥199"),
+            ("b:1", "https://other.example.org/p/1", "手机 电话 010-62345678")]
+    store.write("products", [{"product_id": p, "platform": p[0], "source_id": p[2:], "url": u, "title": t, "crawled_at": NOW}
+                             for p, u, t in rows])
+    store.write("specs", [{"product_id": "a:2", "position": 0, "property": "邮箱", "value": "x.y@example.com"},
+                          {"product_id": "a:2", "position": 1, "property": "型号", "value": "SM-G9980"}])
+    store.write("captions", [{"product_id": "a:3", "text": "好物推荐 QQ: 12345678", "status": "ok", "lang": "zh"}])
+    store.write("crawl_errors", [{"url": "https://shop.example.com/p/9", "platform": "a", "reason": "no product data",
+                                  "seen_at": NOW}])
+    store.write("takedowns", [{"kind": "domain", "value": "other.example.org", "reason": None, "taken_at": NOW}])
+    return store
+
+
+def test_compliance_counts_per_source_domain(tmp_path):
+    domains = by_domain(compliance_store(tmp_path / "store"))
+    shop, msite, other = domains["shop.example.com"], domains["m.shop.example.com"], domains["other.example.org"]
+    assert (shop.pages, shop.products, shop.errors) == (3, 2, 1)
+    assert shop.masked == {"title": 1, "caption": 1} and msite.masked == {"specs": 1}
+    assert other.masked == {"title": 1} and other.takedowns == 1 and shop.takedowns == 0
+    assert shop.optouts is None and shop.licences is None and shop.faces is None  # not recorded in this store
+    assert list(domains)[0] == "shop.example.com"  # most pages first
+
+
+def test_the_report_shows_a_row_per_source_domain(tmp_path):
+    store = compliance_store(tmp_path / "store")
+    result = build(store, load(None, {"store.path": str(store.root)}, environ={}), out=tmp_path / "report")
+    assert "compliance" in result.sections and "compliance" not in result.empty_sections
+    page = result.index.read_text(encoding="utf-8")
+    body = re.search(r'<section id="compliance">(.*?)</section>', page, re.S).group(1)
+    rows = [[unescape(re.sub(r"<[^>]+>", "", c)) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
+            for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S) if "<td" in tr]
+    assert rows[0] == ["shop.example.com", "3", "2", "-", "-", "-", "title 1, caption 1", "0"]
+    assert ["other.example.org", "1", "1", "-", "-", "-", "title 1", "1"] in rows
