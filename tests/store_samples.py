@@ -14,6 +14,9 @@ NOW = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 def sample_value(field: pa.Field, i: int):
     t = field.type
     if pa.types.is_list(t):
+        item = t.value_type
+        if pa.types.is_integer(item) or pa.types.is_floating(item):
+            return [i, i + 1]
         return [f"级别{i}", f"子类{i}"]
     if pa.types.is_string(t):
         return f"{field.name}-值-{i}"

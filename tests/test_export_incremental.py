@@ -457,7 +457,10 @@ def test_a_sample_digest_changes_with_every_input_of_its_sample_and_only_then(de
 
     def one_row(table, pid, column, value):
         rows = store.read(table)
-        rows = rows.filter(pc.equal(rows.column("product_id"), pid)).slice(0, 1)
+        rows = rows.filter(pc.equal(rows.column("product_id"), pid))
+        if table == "media":  # a row a sample is made of (a read's order is not the parts')
+            rows = rows.filter(pc.and_(pc.equal(rows.column("kind"), "image_norm"), pc.equal(rows.column("status"), "ok")))
+        rows = rows.slice(0, 1)
         return rows.set_column(rows.schema.get_field_index(column), column, pa.array([value], rows.schema.field(column).type))
 
     before = digests()

@@ -17,7 +17,8 @@ NOW = datetime(2026, 11, 27, tzinfo=timezone.utc)
 
 def compliance_store(root) -> Store:
     """Two shops: shop.example.com (three products, one error page; a phone in a title, an e-mail in a
-    spec value, a QQ id in a caption) and other.example.org (one product, taken down by its domain)."""
+    spec value, a QQ id in a caption; a page opt-out, a CC licence, two faces in a picture; its image
+    host a media opt-out) and other.example.org (one product, taken down by its domain)."""
     store = Store.init(root)
     rows = [("a:1", "https://shop.example.com/p/1", "面霜 客服13812345678"), ("a:2", "https://m.shop.example.com/p/2", "口红"),
             ("a:3", "https://shop.example.com/p/3", "奶粉800克 2023-10-01 ¥199"),
@@ -30,6 +31,14 @@ def compliance_store(root) -> Store:
     store.write("crawl_errors", [{"url": "https://shop.example.com/p/9", "platform": "a", "reason": "no product data",
                                   "seen_at": NOW}])
     store.write("takedowns", [{"kind": "domain", "value": "other.example.org", "reason": None, "taken_at": NOW}])
+    store.write("optouts", [{"url": "https://shop.example.com/p/7", "product_id": "a:7", "scope": "page",
+                             "source": "x-robots-tag", "directive": "noai", "seen_at": NOW},
+                            {"url": "https://img.shop.example.com/7.jpg", "product_id": "a:1", "scope": "media",
+                             "source": "tdm-header", "directive": "tdm-reservation: 1", "seen_at": NOW}])
+    store.write("licenses", [{"product_id": "a:1", "url": "https://shop.example.com/p/1", "source": "schema.org",
+                              "license": "https://creativecommons.org/licenses/by/4.0/", "seen_at": NOW}])
+    store.write("faces", [{"blob": "derived/images/a1.jpg", "product_id": "a:1", "kind": "image_norm", "n_faces": 2},
+                          {"blob": "derived/images/a3.jpg", "product_id": "a:3", "kind": "image_norm", "n_faces": 0}])
     return store
 
 
@@ -39,7 +48,9 @@ def test_compliance_counts_per_source_domain(tmp_path):
     assert (shop.pages, shop.products, shop.errors) == (3, 2, 1)
     assert shop.masked == {"title": 1, "caption": 1} and msite.masked == {"specs": 1}
     assert other.masked == {"title": 1} and other.takedowns == 1 and shop.takedowns == 0
-    assert shop.optouts is None and shop.licences is None and shop.faces is None  # not recorded in this store
+    assert shop.optouts == 1 and msite.optouts == 0 and domains["img.shop.example.com"].optouts == 1
+    assert shop.licences == {"https://creativecommons.org/licenses/by/4.0/": 1, "none stated": 1}
+    assert shop.faces == 2 and other.faces == 0 and other.licences == {"none stated": 1}
     assert list(domains)[0] == "shop.example.com"  # most pages first
 
 
@@ -51,5 +62,6 @@ def test_the_report_shows_a_row_per_source_domain(tmp_path):
     body = re.search(r'<section id="compliance">(.*?)</section>', page, re.S).group(1)
     rows = [[unescape(re.sub(r"<[^>]+>", "", c)) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
             for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S) if "<td" in tr]
-    assert rows[0] == ["shop.example.com", "3", "2", "-", "-", "-", "title 1, caption 1", "0"]
-    assert ["other.example.org", "1", "1", "-", "-", "-", "title 1", "1"] in rows
+    assert rows[0] == ["shop.example.com", "3", "2", "1", "https://creativecommons.org/licenses/by/4.0/ 1, none stated 1",
+                       "2", "title 1, caption 1", "0"]
+    assert ["other.example.org", "1", "1", "0", "none stated 1", "0", "title 1", "1"] in rows

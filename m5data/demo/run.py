@@ -52,7 +52,6 @@ def demo(
     from m5data.flows.launch import print_outcome, run_pipeline
     from m5data.flows.pipeline import PipelineError, check_plan
 
-    from .entities import WorldConfig
     from .generate import generate
     from .server import serve_in_thread
     from .world import WorldConfig

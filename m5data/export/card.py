@@ -3,24 +3,24 @@ what the data is, where it came from, what the pipeline honoured, how to cite) a
 (Croissant 1.0 JSON-LD describing the layout's files and record sets: ``croissant.py``).
 
 What a card says comes from the store and from the export's own shard stats (:func:`card_facts`):
-licences (when ``products`` has a licence column), languages, source domains and crawl dates of the
-exported products, and the counts of opt-outs, takedowns, blurred faces and masked fields. Tables and
-columns another part of the pipeline adds (``optouts``, ``faces``, ``products.license``) are read
-when the store has them; without them the card says ``other`` / 0.
+the licences the exported products' pages state (``licenses``), languages, source domains and crawl
+dates of the exported products, and the counts of opt-outs (``optouts``), takedowns, blurred faces
+(the shards' stats) and masked fields.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..storage.schema import TABLES
 from ..storage.takedowns import HOST_SQL
 
 README, CROISSANT = "README.md", "croissant.json"
 CARD_FILES = (README, CROISSANT)
-LICENCE_COLUMNS = ("license", "licence")  # the first of these that products has
+# a Creative Commons licence URL -> its Hugging Face licence id (cc-by-4.0, cc0-1.0); any other: "other"
+_CC = re.compile(r"creativecommons\.org/(?:licenses/([a-z-]+)|publicdomain/(zero))/(\d\.\d)")
 TASKS = ["image-classification", "text-classification", "feature-extraction", "zero-shot-image-classification"]
 
 CITATIONS = """@inproceedings{dong2022m5product,
@@ -46,7 +46,7 @@ class CardFacts:
     fmt: str
     splits: dict[str, int]  # split -> samples
     samples: int = 0
-    licences: dict[str, int] = field(default_factory=dict)  # licence -> products; empty: no licence column
+    licences: dict[str, int] = field(default_factory=dict)  # licence stated ("": none) -> exported products
     languages: list[str] = field(default_factory=lambda: ["zh"])
     domains: dict[str, int] = field(default_factory=dict)  # source host -> products
     crawled: tuple[str, str] | None = None  # first and last crawl date (YYYY-MM-DD)
@@ -57,9 +57,12 @@ class CardFacts:
 
     @property
     def licence(self) -> str:
-        """The card's ``license``: the products' one licence id, else ``other`` (several, or none known)."""
-        known = [k for k in self.licences if k]
-        return known[0].lower() if len(known) == 1 and len(self.licences) == 1 else "other"
+        """The card's ``license``: the Hugging Face id of the products' one licence (a Creative Commons
+        URL), else ``other`` (several, none stated, or one the Hub has no id for)."""
+        if len(self.licences) != 1 or not (m := _CC.search(next(iter(self.licences)).lower())):
+            return "other"
+        kind, zero, version = m.groups()
+        return f"cc0-{version}" if zero else f"cc-{kind}-{version}"
 
     @property
     def size_category(self) -> str:
@@ -70,20 +73,9 @@ class CardFacts:
         return "n>10M"
 
 
-def _count(store, table: str) -> int:
-    return store.count(table) if table in TABLES else 0
-
-
-def _faces_blurred(store, shards: list[dict]) -> int:
-    """Blurred faces: from the shards' stats where the export counted them, else from a ``faces`` table."""
-    counted = [st["faces_blurred"] for st in shards if isinstance(st.get("faces_blurred"), int)]
-    if counted:
-        return sum(counted)
-    if "faces" not in TABLES:
-        return 0
-    if "blurred" in TABLES["faces"].schema.names:
-        return sum(1 for v in store.read("faces", columns=["blurred"]).column("blurred").to_pylist() if v)
-    return store.count("faces")
+def _faces_blurred(shards: list[dict]) -> int:
+    """Blurred faces: what the shards' stats counted (0 with ``export.blur_faces`` off)."""
+    return sum(st.get("faces_blurred") or 0 for st in shards)
 
 
 def card_facts(store, fmt: str, version: str, members, shards: list[dict]) -> CardFacts:
@@ -95,11 +87,9 @@ def card_facts(store, fmt: str, version: str, members, shards: list[dict]) -> Ca
         for name, n in (st.get("masked") or {}).items():
             masked[name] = masked.get(name, 0) + n
     facts = CardFacts(version, fmt, splits, sum(splits.values()), masked=dict(sorted(masked.items())),
-                      optouts=_count(store, "optouts"), takedowns=_count(store, "takedowns"),
-                      faces_blurred=_faces_blurred(store, shards))
-    names = TABLES["products"].schema.names
-    licence = next((c for c in LICENCE_COLUMNS if c in names), None)
-    tables = ("products", "splits", "captions", "takedowns")  # the members' SQL reads the takedowns
+                      optouts=store.count("optouts"), takedowns=store.count("takedowns"),
+                      faces_blurred=_faces_blurred(shards))
+    tables = ("products", "splits", "captions", "takedowns", "licenses")  # the members' SQL reads the takedowns
     con = store.connect(need=tables, only=tables)
     try:
         ids = f"(SELECT DISTINCT product_id FROM ({members.sql()}))"
@@ -109,9 +99,8 @@ def card_facts(store, fmt: str, version: str, members, shards: list[dict]) -> Ca
         dates = [d for r in rows for d in r[2:] if d is not None]
         if dates:
             facts.crawled = (min(dates).date().isoformat(), max(dates).date().isoformat())
-        if licence:
-            facts.licences = dict(con.execute(f"SELECT coalesce({licence}, ''), count(*) FROM products "
-                                              f"WHERE product_id IN {ids} GROUP BY 1 ORDER BY 2 DESC").fetchall())
+        facts.licences = dict(con.execute(f"SELECT coalesce(l.license, ''), count(*) FROM products p LEFT JOIN licenses l "
+                                          f"USING (product_id) WHERE p.product_id IN {ids} GROUP BY 1 ORDER BY 2 DESC, 1").fetchall())
         if con.execute(f"SELECT count(*) FROM captions WHERE lang = 'en' AND product_id IN {ids}").fetchall()[0][0]:
             facts.languages = ["zh", "en"]
     finally:
@@ -135,8 +124,8 @@ def readme(facts: CardFacts, extra_meta: dict | None = None, usage: str = "") ->
 
     splits = "\n".join(f"| {s} | {n:,} |" for s, n in facts.splits.items())
     domains = ", ".join(f"{h} ({n:,})" for h, n in facts.domains.items()) or "none"
-    licences = (", ".join(f"{k or 'unknown'} ({n:,})" for k, n in facts.licences.items())
-                if facts.licences else "not recorded (no licence column in the store): `other`")
+    licences = (", ".join(f"{k or 'none stated'} ({n:,})" for k, n in facts.licences.items())
+                if facts.licences else "none")
     masked = ", ".join(f"{k} {n:,}" for k, n in facts.masked.items()) or "none"
     crawled = f"{facts.crawled[0]} to {facts.crawled[1]}" if facts.crawled else "unknown"
     return ("---\n" + yaml.safe_dump(header(facts, extra_meta), sort_keys=False, allow_unicode=True) + "---\n\n"

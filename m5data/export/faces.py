@@ -30,9 +30,9 @@ def detect_missing(store, members) -> int:
     not, such as media extracted with ``extract.detect_faces`` off or before the table existed.)"""
     from ..faces.boxes import detect_files
     from .media import frame_files, shard_blobs
-    from .members import MEDIA_FILTER
+    from .members import MEDIA_FILTER, READS
 
-    con = store.connect(only=("media", "faces"))
+    con = store.connect(only=("media", "faces") + READS)
     try:
         todo = con.execute(_MISSING_SQL.format(members=members.sql(), media_filter=MEDIA_FILTER)).fetchall()
     finally:

@@ -34,8 +34,8 @@ from functools import partial
 from pathlib import Path
 
 from ..storage.blobs import resolve_blob
-from .faces import blurred
 from .card import CARD_FILES
+from .faces import blurred
 from .json_stream import ObjectWriter, atomic_text
 from .media import drop_outside_blobs
 from .samples import Sample, safe_key

@@ -25,6 +25,9 @@ from .samples import (
 )
 
 
+READS = ("splits", "products", "takedowns")  # the tables :meth:`Members.sql` reads
+
+
 @dataclass(frozen=True)
 class Members:
     """The products an export writes: some splits of one version, read from the ``splits`` table as
@@ -117,7 +120,7 @@ def _hide_taken_down(store, members: Members) -> Members:
     if not store.count("takedowns"):
         return members
     left = replace(members, hidden=True)
-    con = store.connect(need=("splits", "products", "takedowns"), only=("splits", "products", "takedowns"))
+    con = store.connect(need=READS, only=READS)
     try:
         counts = dict(con.execute(f"SELECT split, count(*) FROM ({left.sql()}) GROUP BY split").fetchall())
     finally:

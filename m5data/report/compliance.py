@@ -1,10 +1,10 @@
 """The report's compliance section: per source domain (the host of a product page's URL), the pages
 seen, the opt-outs, licences, blurred faces, personal data an export masks, and takedowns.
 
-Tables and columns other parts of the pipeline add are read when the store has them: ``optouts``
-(by its ``domain``/``host`` column, else the host of its ``url``), a ``license``/``licence`` column of
-``products``, ``faces`` (by ``product_id``; its ``blurred`` column when it has one). Without them a
-column says ``-`` (not recorded), never 0.
+Opt-outs come from ``optouts`` (by the host of the page or file that stated them), licences from
+``licenses`` (the licence a product page states; ``none stated`` for a product without one), faces
+from ``faces`` (the faces found in a domain's pictures: what an export with ``export.blur_faces``
+blurs), takedowns from ``takedowns``; the fields masked are what an export would mask now.
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..masking import CANDIDATES_RE2, mask_text
-from ..storage.schema import TABLES
 from ..storage.takedowns import HOST_SQL, taken_down_sql
 from ..storage.views import sql_str
 from .page import Html, empty, html, table
 
-LICENCE_COLUMNS = ("license", "licence")
 BATCH = 8192
 
 
@@ -27,9 +25,9 @@ class Domain:
 
     products: int = 0  # product pages stored
     errors: int = 0  # pages recorded in crawl_errors
-    optouts: int | None = None  # None: not recorded
-    licences: dict[str, int] | None = None
-    faces: int | None = None
+    optouts: int = 0
+    licences: dict[str, int] = field(default_factory=dict)  # licence -> products
+    faces: int = 0  # faces found in its pictures
     masked: dict[str, int] = field(default_factory=dict)  # field -> replacements an export makes
     takedowns: int = 0  # products taken down
 
@@ -43,15 +41,20 @@ def _host(col: str) -> str:
 
 
 def _optouts(con, domains: dict[str, Domain]) -> None:
-    names = TABLES["optouts"].schema.names
-    col = next((c for c in ("domain", "host") if c in names), None)
-    by = f"lower({col})" if col else (_host("url") if "url" in names else None)
-    if by is None:
-        return
-    for d in domains.values():
-        d.optouts = 0
-    for host, n in con.execute(f"SELECT {by}, count(*) FROM optouts GROUP BY 1").fetchall():
-        domains.setdefault(host or "(unknown)", Domain(optouts=0)).optouts = n
+    for host, n in con.execute(f"SELECT {_host('url')}, count(*) FROM optouts GROUP BY 1").fetchall():
+        domains.setdefault(host or "(unknown)", Domain()).optouts = n
+
+
+def _licences(con, domains: dict[str, Domain]) -> None:
+    for h, lic, n in con.execute(f"SELECT {_host('p.url')}, coalesce(l.license, 'none stated'), count(*) FROM products p "
+                                 "LEFT JOIN licenses l USING (product_id) GROUP BY 1, 2 ORDER BY 3 DESC, 2").fetchall():
+        domains.setdefault(h or "(unknown)", Domain()).licences[lic] = n
+
+
+def _faces(con, domains: dict[str, Domain]) -> None:
+    for h, n in con.execute(f"SELECT {_host('p.url')}, sum(f.n_faces) FROM faces f JOIN products p USING (product_id) "
+                            "WHERE f.n_faces > 0 GROUP BY 1").fetchall():
+        domains.setdefault(h or "(unknown)", Domain()).faces = int(n)
 
 
 def _masked(con, domains: dict[str, Domain]) -> None:
@@ -73,8 +76,7 @@ def _masked(con, domains: dict[str, Domain]) -> None:
 
 def by_domain(store) -> dict[str, Domain]:
     """Every source domain's :class:`Domain`, the domains with the most pages first."""
-    tables = ("products", "crawl_errors", "captions", "specs", "takedowns") + tuple(
-        t for t in ("optouts", "faces") if t in TABLES)
+    tables = ("products", "crawl_errors", "captions", "specs", "takedowns", "optouts", "licenses", "faces")
     con = store.connect(need=tables, only=tables)
     try:
         domains: dict[str, Domain] = {}
@@ -82,22 +84,9 @@ def by_domain(store) -> dict[str, Domain]:
             domains[h or "(unknown)"] = Domain(products=n)
         for h, n in con.execute(f"SELECT {_host('url')}, count(*) FROM crawl_errors GROUP BY 1").fetchall():
             domains.setdefault(h or "(unknown)", Domain()).errors = n
-        names = TABLES["products"].schema.names
-        if licence := next((c for c in LICENCE_COLUMNS if c in names), None):
-            for d in domains.values():
-                d.licences = {}
-            for h, lic, n in con.execute(f"SELECT {_host('url')}, coalesce({licence}, 'unknown'), count(*) "
-                                         "FROM products GROUP BY 1, 2 ORDER BY 3 DESC").fetchall():
-                domains[h or "(unknown)"].licences[lic] = n
-        if "optouts" in TABLES:
-            _optouts(con, domains)
-        if "faces" in TABLES and "product_id" in TABLES["faces"].schema.names:
-            blurred = "WHERE f.blurred" if "blurred" in TABLES["faces"].schema.names else ""
-            for d in domains.values():
-                d.faces = 0
-            for h, n in con.execute(f"SELECT {_host('p.url')}, count(*) FROM faces f JOIN products p "
-                                    f"USING (product_id) {blurred} GROUP BY 1").fetchall():
-                domains.setdefault(h or "(unknown)", Domain(faces=0)).faces = n
+        _optouts(con, domains)
+        _licences(con, domains)
+        _faces(con, domains)
         for h, n in con.execute(f"SELECT {_host('t.url')}, count(DISTINCT t.product_id) FROM ({taken_down_sql()}) d "
                                 "JOIN products t USING (product_id) GROUP BY 1").fetchall():
             domains.setdefault(h or "(unknown)", Domain()).takedowns = n
