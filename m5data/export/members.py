@@ -24,7 +24,6 @@ from .samples import (
     version_source,
 )
 
-
 READS = ("splits", "products", "takedowns")  # the tables :meth:`Members.sql` reads
 
 
