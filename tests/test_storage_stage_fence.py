@@ -164,3 +164,43 @@ def test_a_stage_paused_past_its_lease_on_s3_uploads_no_staged_file(s3_url, aws)
             proc.kill()
     assert code != 0 and "LeaseLost" in output and "wrote" not in output, output
     assert Store.open(s3_url).read_bytes("derived/align/review.csv") == b"fresh"
+
+
+_FILE_HOLDER = textwrap.dedent("""
+    import sys
+    from m5data.storage import Store
+    store = Store.open(sys.argv[1], lease_seconds=float(sys.argv[2]))
+    with store.stage_lock("align"):
+        kept = store.read_bytes("derived/align/tokens.parquet")
+        store._check_fences()  # its fence's check passes here; the test stops it before the PUT that follows
+        store._check_fences = lambda: None
+        print("held", flush=True)
+        sys.stdin.readline()
+        store.write_bytes("derived/align/tokens.parquet", b"stale")
+    print("wrote", flush=True)
+""")
+
+
+def test_a_file_put_after_its_lease_was_taken_over_between_check_and_put_is_refused_on_s3(s3_url, aws):
+    """The window of a fenced file write: the check passed, then the run paused before its PUT. The PUT is
+    conditional on the ETag the run read, so the taken-over run's file stays."""
+    pytest.importorskip("moto")
+    store = Store.init(s3_url)
+    store.write_bytes("derived/align/tokens.parquet", b"kept")
+    proc = subprocess.Popen([sys.executable, "-c", _FILE_HOLDER, s3_url, "3.0"],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().strip() == b"held", proc.stderr.read().decode()[-2000:]
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(4.0)  # its lease runs out while it is stopped
+        other = Store.open(s3_url, lease_seconds=3.0)
+        with other.stage_lock("align"):
+            assert other.read_bytes("derived/align/tokens.parquet") == b"kept"
+            other.write_bytes("derived/align/tokens.parquet", b"fresh")
+        code, output = _resume(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code != 0 and "LeaseLost" in output and "changed since this run read it" in output, output
+    assert "wrote" not in output.splitlines() and Store.open(s3_url).read_bytes("derived/align/tokens.parquet") == b"fresh"

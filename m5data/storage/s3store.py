@@ -32,7 +32,7 @@ from . import s3groups
 from .catalog import REFRESH_WAIT, Catalog
 from .commitlog import FROM_FILE, Conflict, TableLog, TableState
 from .compaction import Compaction, newest_writes_sql
-from .errors import StoreError
+from .errors import LeaseLost, StoreError
 from .files import TextFiles
 from .objects import ObjectStore, StoreURL
 from .parts import conform
@@ -61,6 +61,9 @@ class S3Store(ObjectChanges, Writing, Compaction, TableViews, Reading, Catalog, 
         self._logs: dict[str, TableLog] = {}
         self._work: Path | None = None  # work_dir's local temp folder
         self.fences: list = []  # the leases of the stages this object runs (s3stages.Fence): every commit checks them
+        # what this object last read or wrote of each small file (read_bytes / write_bytes), under which leases:
+        # (the fences' holders, its ETag or None when it was absent); a fenced write of it is conditional on that
+        self._seen: dict[str, tuple[tuple, str | None]] = {}
 
     # ------------------------------------------------------------------ open / init
     @classmethod
@@ -115,16 +118,33 @@ class S3Store(ObjectChanges, Writing, Compaction, TableViews, Reading, Catalog, 
 
     def read_bytes(self, rel: str) -> bytes | None:
         found = self.objects.get(rel)
+        self._seen[rel] = (self._holders(), found[1] if found else None)
         return found[0] if found else None
+
+    def _holders(self) -> tuple:
+        return tuple(f.holder for f in self.fences)
 
     def read_mapped(self, rel: str) -> bytes | None:
         return self.read_bytes(rel)  # an object is read whole
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         """One PUT: the object appears whole. Fenced as a commit is: a run whose stage lease is no longer
-        its own writes no file either (align's token cache after its lease was taken over)."""
+        its own writes no file either (align's token cache after its lease was taken over). A file this
+        run read (or wrote) is written only if it is still what it read (``If-Match`` its ETag, or
+        ``If-None-Match`` when it was absent): a run paused between its fence's check and its PUT, whose
+        lease another run took over and used to write the file, fails its PUT (LeaseLost) instead of
+        putting back its older file."""
         self._check_fences()
-        self.objects.put(rel, data)
+        holders, seen = self._seen.get(rel, (None, None))
+        if not self.fences or holders != self._holders():  # not read under these leases: as it is
+            etag = self.objects.put(rel, data)
+        elif (etag := self.objects.put(rel, data, if_absent=seen is None, if_match=seen)) is None:
+            raise LeaseLost(f"{self.objects.uri(rel)} changed since this run read it: another run of its stage "
+                            "wrote it (this run's lease was taken over); nothing more of this run is written: run it again")
+        if etag == "?":  # no ETag in the answer: nothing to condition the next write on
+            self._seen.pop(rel, None)
+        else:
+            self._seen[rel] = (self._holders(), etag)
 
     def files(self, prefix: str) -> list[str]:
         return [o.rel for o in self.objects.listing(prefix)]
