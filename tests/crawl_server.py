@@ -132,3 +132,22 @@ def jsonld_shop(server: SiteServer, n_products: int = 30, per_page: int = 10, pr
                    f'<script type="application/ld+json">{json.dumps(crumbs)}</script></head>'
                    f'<body><h1>{sku}</h1><a href="{prefix}/list/1.html">back</a></body></html>')
     return skus
+
+
+def product_pages(server: SiteServer, skus: list[str]):
+    """``(path, i, page)`` of each product page of a :func:`jsonld_shop`: ``i`` its index in ``skus``."""
+    for path, page in list(server.routes.items()):
+        if path.startswith("/p/"):
+            yield path, skus.index(path.split("/p/")[1].split(".")[0]), page
+
+
+def crawl_shop(store, server: SiteServer, skus: list[str]):
+    """Crawl a :func:`jsonld_shop` from its first listing into ``store`` (serving it meanwhile): the
+    crawl's stats and each product id's index in ``skus``."""
+    from m5data.config import load
+    from m5data.crawler.crawl import run as crawl
+
+    with server:
+        stats = crawl(store, load(overrides={"crawl.allow_private": True}, environ={}),
+                      start_urls=[server.url + "/list/1.html"])
+    return stats, {f"127.0.0.1:{sku}": i for i, sku in enumerate(skus)}

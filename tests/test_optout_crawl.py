@@ -3,7 +3,7 @@ X-Robots-Tag and W3C TDMRep; each decision is an ``optouts`` row and a count in 
 
 import json
 
-from crawl_server import Page, SiteServer, jsonld_shop
+from crawl_server import Page, SiteServer, crawl_shop, jsonld_shop, product_pages
 from support.media_server import jpeg_bytes, media_rows
 
 from m5data.config import load
@@ -40,24 +40,19 @@ def shown(table) -> str:
 def shop() -> tuple[SiteServer, list[str]]:
     server = SiteServer({})
     skus = jsonld_shop(server, n_products=len(PAGES), per_page=len(PAGES))
-    for path, page in list(server.routes.items()):
-        if path.startswith("/p/"):
-            i = skus.index(path.split("/p/")[1].split(".")[0])
-            how = PAGES[i][1]
-            body = page.body
-            if how.get("meta"):
-                body = body.replace(b"<head>", b'<head><meta name="tdm-reservation" content="1">')
-            server.add(path, Page(body, headers=how.get("headers", {}), extra_headers=how.get("extra_headers", ())))
+    for path, i, page in product_pages(server, skus):
+        how = PAGES[i][1]
+        body = page.body
+        if how.get("meta"):
+            body = body.replace(b"<head>", b'<head><meta name="tdm-reservation" content="1">')
+        server.add(path, Page(body, headers=how.get("headers", {}), extra_headers=how.get("extra_headers", ())))
     server.add("/.well-known/tdmrep.json", Page(json.dumps(TDMREP).encode(), "application/json"))
     return server, skus
 
 
 def test_crawl_stores_no_product_whose_page_opts_out(store):
     server, skus = shop()
-    with server:
-        stats = crawl(store, load(overrides={"crawl.allow_private": True}, environ={}),
-                      start_urls=[server.url + "/list/1.html"])
-    ids = {f"127.0.0.1:{sku}": i for i, sku in enumerate(skus)}
+    stats, ids = crawl_shop(store, server, skus)
     kept = {ids[r["product_id"]] for r in store.read("products").to_pylist()}
     assert kept == {i for i, (source, _) in PAGES.items() if source is None}
     assert {ids[r["product_id"]] for r in store.read("media").to_pylist()} == kept  # no media of an opted-out page

@@ -6,12 +6,11 @@ import io
 import json
 
 import pytest
-from crawl_server import Page, SiteServer, jsonld_shop
+from crawl_server import Page, SiteServer, crawl_shop, jsonld_shop, product_pages
 from PIL import Image
 from support.media_server import media_rows
 
 from m5data.config import load
-from m5data.crawler.crawl import run as crawl
 from m5data.download.run import run as download
 
 CC = "https://creativecommons.org/licenses/by/4.0/"
@@ -27,24 +26,19 @@ STATED = {  # product i -> (what its JSON-LD Product gains, what its <head> gain
 def licensed_shop() -> tuple[SiteServer, list[str]]:
     server = SiteServer({})
     skus = jsonld_shop(server, n_products=len(STATED), per_page=len(STATED))
-    for path, page in list(server.routes.items()):
-        if path.startswith("/p/"):
-            i = skus.index(path.split("/p/")[1].split(".")[0])
-            body = page.body.decode()
-            ld_start = body.index('<script type="application/ld+json">') + len('<script type="application/ld+json">')
-            ld_end = body.index("</script>", ld_start)
-            ld = {**json.loads(body[ld_start:ld_end]), **STATED[i][0]}
-            body = body[:ld_start] + json.dumps(ld) + body[ld_end:]
-            server.add(path, body.replace("<head>", "<head>" + STATED[i][1]))
+    for path, i, page in product_pages(server, skus):
+        body = page.body.decode()
+        ld_start = body.index('<script type="application/ld+json">') + len('<script type="application/ld+json">')
+        ld_end = body.index("</script>", ld_start)
+        ld = {**json.loads(body[ld_start:ld_end]), **STATED[i][0]}
+        body = body[:ld_start] + json.dumps(ld) + body[ld_end:]
+        server.add(path, body.replace("<head>", "<head>" + STATED[i][1]))
     return server, skus
 
 
 def test_crawl_keeps_the_licence_a_page_states(store):
     server, skus = licensed_shop()
-    with server:
-        stats = crawl(store, load(overrides={"crawl.allow_private": True}, environ={}),
-                      start_urls=[server.url + "/list/1.html"])
-    ids = {f"127.0.0.1:{sku}": i for i, sku in enumerate(skus)}
+    stats, ids = crawl_shop(store, server, skus)
     rows = {ids[r["product_id"]]: r for r in store.read("licenses").to_pylist()}
     assert set(rows) == {0, 1, 2}
     assert (rows[0]["license"], rows[0]["copyright_notice"], rows[0]["source"]) == (CC, "© Shop GmbH 2026", "schema.org")
@@ -91,8 +85,7 @@ def test_every_export_layout_carries_provenance_and_licence(store, tmp_path):
     from m5data.export.run import export
 
     server, skus = licensed_shop()
-    with server:
-        crawl(store, load(overrides={"crawl.allow_private": True}, environ={}), start_urls=[server.url + "/list/1.html"])
+    crawl_shop(store, server, skus)
     products = {r["product_id"]: r for r in store.read("products").to_pylist()}
     store.write("splits", split_rows(list(products)))
     first = f"127.0.0.1:{skus[0]}"

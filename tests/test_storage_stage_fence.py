@@ -37,8 +37,9 @@ _HOLDER = textwrap.dedent("""
 """)
 
 
-def _holder(root: str, lease_seconds: float) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, root, str(lease_seconds)],
+def _holder(root: str, lease_seconds: float, script: str = _HOLDER) -> subprocess.Popen:
+    """``script`` run in a child over the store ``root``, once it says it holds its lease."""
+    proc = subprocess.Popen([sys.executable, "-c", script, root, str(lease_seconds)],
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout.readline().strip() == b"held", proc.stderr.read().decode()[-2000:]
@@ -187,11 +188,8 @@ def test_a_file_put_after_its_lease_was_taken_over_between_check_and_put_is_refu
     pytest.importorskip("moto")
     store = Store.init(s3_url)
     store.write_bytes("derived/align/tokens.parquet", b"kept")
-    proc = subprocess.Popen([sys.executable, "-c", _FILE_HOLDER, s3_url, "3.0"],
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = _holder(s3_url, 3.0, _FILE_HOLDER)
     try:
-        assert proc.stdout.readline().strip() == b"held", proc.stderr.read().decode()[-2000:]
         proc.send_signal(signal.SIGSTOP)
         time.sleep(4.0)  # its lease runs out while it is stopped
         other = Store.open(s3_url, lease_seconds=3.0)

@@ -12,11 +12,11 @@ from ..verbs import one_line_errors, open_store
 
 def takedown(
     ctx: typer.Context,
+    show: bool = typer.Option(False, "--list", help="List the takedowns recorded."),
     url: Optional[str] = typer.Option(None, "--url", help="A product page URL."),
     product_id: Optional[str] = typer.Option(None, "--product-id", help="A product id (platform:source_id)."),
     domain: Optional[str] = typer.Option(None, "--domain", help="A host: every product page on it or its subdomains."),
     reason: Optional[str] = typer.Option(None, "--reason", help="Why (a request's reference, a licence, ...)."),
-    show: bool = typer.Option(False, "--list", help="List the takedowns recorded."),
 ) -> None:
     """Take a product, URL or domain out of every later export, the store's views and later crawls.
 
