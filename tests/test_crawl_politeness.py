@@ -109,7 +109,9 @@ def test_a_throttling_host_gets_one_request_at_a_time_until_it_answers_again(sto
         run(store, settings, start_urls=[server.url + "/"])
     seen: set[str] = set()
     firsts, retries = [], []
-    for at, path, _ in server.arrivals[1:]:
+    for at, path, _ in server.arrivals:
+        if not path.startswith("/p/"):  # the listing, the host's tdmrep.json
+            continue
         (retries if path in seen else firsts).append(at)
         seen.add(path)
     assert len(firsts) == len(retries) == 6
@@ -139,7 +141,8 @@ def test_crawl_delay_of_robots_txt_spaces_requests_and_is_shown(store):
                                           "crawl", "--start-url", server.url + "/"])
     assert result.exit_code == 0, result.output
     paths = [p for _, p, _ in server.arrivals]
-    assert paths[:2] == ["/robots.txt", "/"] and len(paths) == 6
+    # the host's TDMRep rules (docs/compliance.md) are a request too, spaced like the others
+    assert paths[:3] == ["/robots.txt", "/.well-known/tdmrep.json", "/"] and len(paths) == 7
     assert_spaced([at for at, _, _ in server.arrivals], 1.0)
     host = f"127.0.0.1:{server.port}"
     assert json.loads(run_row(store)["config"])["job"]["throttle"] == {host: {"crawl_delay_s": 1.0}}
@@ -152,7 +155,7 @@ def test_crawl_delay_is_capped(store):
     with server:
         stats = run(store, settings, start_urls=[server.url + "/"])
     times = [at for at, _, _ in server.arrivals]
-    assert len(times) == 6 and stats.n_out == 4
+    assert len(times) == 7 and stats.n_out == 4  # robots.txt, tdmrep.json, the listing, 4 pages
     assert_spaced(times, 1.0)
     assert stats.throttle == {f"127.0.0.1:{server.port}": {"crawl_delay_s": 1.0, "crawl_delay_asked_s": 30.0}}
 
