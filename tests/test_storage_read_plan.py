@@ -12,8 +12,15 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from store_samples import sample_value
 
-from m5data.storage import TABLES, Store
+from m5data.storage import TABLES, Store, views
 from m5data.storage.keyindex import plan, sidecar_path
+
+
+@pytest.fixture(autouse=True)
+def planned_reads(monkeypatch):
+    """Every read here goes by the plan: below ``views.SMALL_TABLE_ROWS`` a table is read through the window
+    itself, which would leave the plan untested on these small stores."""
+    monkeypatch.setattr(views, "SMALL_TABLE_ROWS", -1)
 
 
 def _rows(name: str, groups: list[int], salt: int, per_group: int = 3) -> list[dict]:
@@ -320,3 +327,20 @@ def test_count_is_the_views_rows_without_its_window(tmp_path, monkeypatch):
     assert store.count("pools") == 10 and windowed[-1] == ("pools",)
     store.compact("pools")
     assert store.count("pools") == 10
+
+
+def test_a_small_table_reads_through_the_window_the_rows_the_plan_reads(tmp_path, monkeypatch):
+    """Up to ``SMALL_TABLE_ROWS`` rows in its parts a table is read through the window (cheaper than the
+    plan's SQL there); the rows are the plan's, for a listed read and for a connection's view."""
+    store = Store.init(tmp_path / "store")
+    for salt in range(3):
+        store.write("specs", _rows("specs", list(range(salt, salt + 6)), salt))
+    _, planned = _both(store, "specs")
+    monkeypatch.setattr(views, "SMALL_TABLE_ROWS", 50_000)
+    sql = store.read_sql(None, TABLES["specs"], parts=store.parts("specs"))
+    assert "row_number() OVER" in sql and "_m5data_file" not in sql  # the window, not the plan
+    window, small = _both(store, "specs")
+    assert small == planned == window
+    with store.connect() as con:
+        viewed = sorted(map(repr, con.execute("SELECT * FROM specs").fetchall()))
+    assert viewed == sorted(repr(tuple(r.values())) for r in store.read("specs").to_pylist()) and len(viewed) == 8 * 3
