@@ -149,7 +149,9 @@ class Reading:
         create = "CREATE TEMP VIEW" if temp else "CREATE VIEW"
         name = name or spec.name
         try:
-            parts = self.parts(spec.name) if listed and not self.is_compacted(spec.name) else None
+            parts = self.parts(spec.name) if listed else None  # listed once: is_compacted takes them
+            if parts is not None and self.is_compacted(spec.name, parts):
+                parts = None  # the compacted table's plain glob
             con.execute(f"{create} {name} AS {self.read_sql(con, spec, parts=parts, shared=not temp)}")
             return
         except duckdb.Error as exc:
