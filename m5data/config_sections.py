@@ -279,7 +279,7 @@ class ExportSettings:
 
     shard_size: int = 1000  # samples per shard (unless shard_bytes is set)
     shard_bytes: int = 0  # cut shards at about this many bytes of media instead; 0 = by shard_size
-    workers: int = 0  # processes writing shards in parallel; 0 = one per core, 1 = inline
+    workers: int = 0  # processes writing shards in parallel; 0 = one per core (inline under 500 samples), 1 = inline
     format: str = "webdataset"  # layout: webdataset, parquet, m5product (`m5data export --format`, the flow's export stage)
     split: str = "all"  # split exported (train, query-c, ...) or all (`m5data export --split`, the flow's export stage)
     mp3: bool = True  # include the mp3 soundtrack (WebDataset `mp3`, Parquet `mp3`, M5Product audios/)

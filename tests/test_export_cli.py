@@ -143,3 +143,20 @@ def test_the_export_stage_writes_export_format(store, tmp_path, key):
     stats = call("export", RunContext(settings, options={"out": str(tmp_path / "p")}))
     assert (stats.details["format"], stats.details["splits"]) == ("parquet", {"gallery-c": 12})
     assert settings.export.format == "parquet" and bool(settings.warnings) == (key != "export.format")
+
+
+def test_a_default_export_pools_its_workers_only_for_enough_samples():
+    """``export.workers`` 0: inline below POOL_MIN_SAMPLES samples to write or copy (a pool's start costs
+    more), one process per core above; an explicit count is kept; finished shards are not counted."""
+    from m5data.export.plan import Shard
+    from m5data.export.shards import POOL_MIN_SAMPLES, pool_size
+
+    small = [Shard("train", i, 4, size=100) for i in range(4)]
+    big = [Shard("train", i, 6, size=100) for i in range(6)]
+    cores = os.cpu_count() or 1
+    assert POOL_MIN_SAMPLES == 500
+    assert pool_size(0, small, {}, []) == 1 and pool_size(3, small, {}, []) == 3
+    assert pool_size(0, big, {}, []) == cores
+    assert pool_size(0, big, {("train", 0): {}, ("train", 1): {}}, []) == 1  # 400 left to write
+    assert pool_size(0, small, {}, [{"ids": ["p"] * 100}]) == cores  # copies count by their samples
+    assert pool_size(0, [Shard("train", 0, 1, ("a", "b"))], {}, []) == 1  # a listed shard counts its ids

@@ -24,7 +24,7 @@ def export(
     shard_size: Optional[int] = typer.Option(None, "--shard-size", help="Products per shard (default 1000)."),
     shard_bytes: Optional[int] = typer.Option(None, "--shard-bytes", help="Cut shards at about this many bytes of media instead."),
     version: Optional[str] = typer.Option(None, "--version", help="Split version (default: the current one, the highest number: v10 after v9)."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Processes writing shards (0 = one per core, 1 = inline)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes writing shards (0 = one per core, inline under 500 samples; 1 = inline)."),
     full: bool = typer.Option(False, "--full", help="Write every shard (default: a WebDataset export of a new split "
                               "version beside the last one writes only new and changed samples)."),
 ) -> None:

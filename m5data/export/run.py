@@ -19,7 +19,6 @@ to a writer (inline, or a process pool with at most two shards in flight per wor
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -54,6 +53,7 @@ from .shards import (
     FORMATS,
     account,
     format_module,
+    pool_size,
     run_kept,
     run_remote_shard,
     run_shard,
@@ -230,8 +230,8 @@ def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: st
             try:  # the copies first: they run in the workers while the samples are read
                 writes = _shard_writes(con, delta, members, planned, done, shard_ids, faces.boxes_args(
                     store, con, members, stats, options, partial(shard_args, fmt, out, options, store.root)), write)
-                write_all(settings.export.workers or os.cpu_count() or 1, [(copy, (k,)) for k in copies], writes,
-                          finished, units=todo + len(copies))
+                write_all(pool_size(settings.export.workers, shards, done, copies), [(copy, (k,)) for k in copies],
+                          writes, finished, units=todo + len(copies))
             finally:
                 if con is not None:
                     con.close()
