@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .. import config as cfg
 from ..errors import UserError
-from ..storage import StageStats
+from ..storage import StageStats, takedowns
 from .carry import carry_sql, cat3_sql, flags_table_sql, lkey_sql, write_carry
 from .groups import GROUP_TABLE, GroupSource, load_groups
 from .labels import PATH_SEP, cat_key_of, cat_key_sql, cat_name_sql  # noqa: F401 (re-exported)
@@ -44,7 +44,7 @@ class BuildReport:
 
 
 # the tables a build (and check-splits) reads: a view of each of the store's tables costs ~20 ms
-READS = ("products", "label_map", "dedup", "matches", "splits", "media", "captions", "specs")
+READS = ("products", "label_map", "dedup", "matches", "splits", "media", "captions", "specs", "takedowns")
 
 
 def open_connection(store, settings: cfg.Settings):
@@ -59,13 +59,17 @@ def open_connection(store, settings: cfg.Settings):
     return con
 
 
-def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True, keep: bool = False) -> None:
+def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True, keep: bool = False,
+                hidden: bool = False) -> None:
     """Temp table ``split_base``: one row per product with its labels, its group and the group's hash.
 
     ``grouped`` False (no duplicate groups) takes a single pass without the group joins. ``keep``: also
     each product's level-3 label ``cat3`` and label key ``lkey``, for the version's carry (``carry.py``).
+    ``hidden``: the store has takedowns; a taken-down product is no product of the version
+    (storage/takedowns.py), as if it were not in the store.
     """
     s = settings.splits
+    products = f"(SELECT * FROM products WHERE product_id NOT IN ({takedowns.ids_sql()}))" if hidden else "products"
     more = f", {cat3_sql('l')} AS cat3, {lkey_sql('p')} AS lkey" if keep else ""
     passed = ", lab.cat3, lab.lkey" if keep else ""
     fg = ", ".join(str(i) for i in fg_class_ids(s)) or "NULL"
@@ -79,7 +83,7 @@ def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True, ke
                    coalesce(l.class_id IN ({fg}), false) AS g_fg, l.class_id IS NOT NULL AS g_lab,
                    {cat_key_sql(s.cls_level, 'l')} AS g_cat, 1 AS g_n,
                    md5_number('{seed}:' || p.product_id) AS h{more}
-            FROM products p
+            FROM {products} p
             LEFT JOIN label_map l
               ON l.platform = coalesce(p.platform, '')
              AND l.raw_path = coalesce(array_to_string(p.category_path, '{PATH_SEP}'), '')
@@ -90,7 +94,7 @@ def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True, ke
         CREATE OR REPLACE TEMP TABLE split_base AS SELECT * EXCLUDE (h), {limbs} FROM (
         WITH lab AS (
             SELECT p.product_id, l.class_id, l.sub_class_id, l.subsub_class_id{more}
-            FROM products p
+            FROM {products} p
             LEFT JOIN label_map l
               ON l.platform = coalesce(p.platform, '')
              AND l.raw_path = coalesce(array_to_string(p.category_path, '{PATH_SEP}'), '')
@@ -209,7 +213,8 @@ def build(store, settings: cfg.Settings, *, version: str | None = None, seed: in
         say("groups")
         groups = load_groups(con)
         say("labels and hashes")
-        create_base(con, settings, seed, grouped=groups.grouped_products > 0, keep=keep)
+        create_base(con, settings, seed, grouped=groups.grouped_products > 0, keep=keep,
+                    hidden=store.count("takedowns") > 0)
         own = read_manifest(store, version) is not None and not replace
         plan, reused = _plan_for(store, settings, version, seed, con, replace, carry)
         carried = carry if reused and not own else None
