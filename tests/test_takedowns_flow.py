@@ -68,3 +68,49 @@ def test_a_scheduled_run_after_a_takedown_exports_a_new_version_without_it(demo_
     assert details["shards_inherited"] == details["shards"] - len(held)
     assert _files(old) == before  # the old export folder is untouched
     assert json.loads((old / "_export.json").read_text())["version"] == v1
+
+
+def _kept_shards(folder: Path) -> int:
+    return sum(1 for index in folder.glob("*.index.json") for entry in json.loads(index.read_text())["shardlist"]
+               if "-kept-" in entry["url"])
+
+
+@pytest.mark.xdist_group("demo60")
+def test_build_splits_and_export_after_a_takedown(demo_store_factory, tmp_path):
+    """The verbs do the same: ``build-splits`` (no --version) writes the next version without the product,
+    carrying the old one's plan and roles; ``export`` (no --version) of it beside the old export rewrites only
+    the shards that held it; the old folder refuses both the new version and the old one, saying why."""
+    from cli_inprocess import invoke
+    from support.demo_fixtures import copy_store
+
+    store = Store.open(copy_store(demo_store_factory(products=60, seed=0), tmp_path))
+
+    def m5(*args):
+        res = invoke("--store", str(store.root), *args)
+        return res.returncode, " ".join((res.stdout + res.stderr).split())
+
+    export = ("export", "--shard-size", "4", "--workers", "1", "--out")
+    assert m5("build-splits")[0] == 0
+    old, new = tmp_path / "out" / "first", tmp_path / "out" / "second"
+    code, text = m5(*export, str(old))
+    assert code == 0, text
+    before = _files(old)
+    gone = sorted(p for p in _version_ids(store, "v1") if safe_key(p) in {key for _, key in samples_of(old)})[7]
+    held = {(split, _shard_of(old, split, safe_key(gone))) for split, key in samples_of(old) if key == safe_key(gone)}
+    assert m5("takedown", "--product-id", gone)[0] == 0
+
+    code, text = m5("build-splits")
+    assert code == 0 and "version 'v1' holds 1 taken-down product(s)" in text and "built 'v2' without them" in text, text
+    assert _version_ids(store, "v2") == _version_ids(store, "v1") - {gone}
+    code, text = m5(*export, str(old))  # the current version into the old folder
+    assert code == 1 and "holds an export of split version 'v1', not 'v2'" in text, text
+    code, text = m5(*export, str(old), "--version", "v1")  # the old version into its folder
+    assert code == 1 and "1 sample(s) of version v1 are taken down" in text and "a split version built since" in text
+    assert _files(old) == before
+
+    code, text = m5(*export, str(new))
+    assert code == 0, text
+    keys = samples_of(new)
+    assert safe_key(gone) not in {key for _, key in keys} and len(keys) == len(samples_of(old)) - len(held)
+    assert written_keys(new) == set() and _kept_shards(new) == len(held)
+    assert _files(old) == before

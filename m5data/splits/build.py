@@ -59,17 +59,13 @@ def open_connection(store, settings: cfg.Settings):
     return con
 
 
-def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True, keep: bool = False,
-                hidden: bool = False) -> None:
+def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True, keep: bool = False) -> None:
     """Temp table ``split_base``: one row per product with its labels, its group and the group's hash.
 
     ``grouped`` False (no duplicate groups) takes a single pass without the group joins. ``keep``: also
     each product's level-3 label ``cat3`` and label key ``lkey``, for the version's carry (``carry.py``).
-    ``hidden``: the store has takedowns; a taken-down product is no product of the version
-    (storage/takedowns.py), as if it were not in the store.
     """
     s = settings.splits
-    products = f"(SELECT * FROM products WHERE product_id NOT IN ({takedowns.ids_sql()}))" if hidden else "products"
     more = f", {cat3_sql('l')} AS cat3, {lkey_sql('p')} AS lkey" if keep else ""
     passed = ", lab.cat3, lab.lkey" if keep else ""
     fg = ", ".join(str(i) for i in fg_class_ids(s)) or "NULL"
@@ -83,7 +79,7 @@ def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True, ke
                    coalesce(l.class_id IN ({fg}), false) AS g_fg, l.class_id IS NOT NULL AS g_lab,
                    {cat_key_sql(s.cls_level, 'l')} AS g_cat, 1 AS g_n,
                    md5_number('{seed}:' || p.product_id) AS h{more}
-            FROM {products} p
+            FROM products p
             LEFT JOIN label_map l
               ON l.platform = coalesce(p.platform, '')
              AND l.raw_path = coalesce(array_to_string(p.category_path, '{PATH_SEP}'), '')
@@ -94,7 +90,7 @@ def create_base(con, settings: cfg.Settings, seed: int, grouped: bool = True, ke
         CREATE OR REPLACE TEMP TABLE split_base AS SELECT * EXCLUDE (h), {limbs} FROM (
         WITH lab AS (
             SELECT p.product_id, l.class_id, l.sub_class_id, l.subsub_class_id{more}
-            FROM {products} p
+            FROM products p
             LEFT JOIN label_map l
               ON l.platform = coalesce(p.platform, '')
              AND l.raw_path = coalesce(array_to_string(p.category_path, '{PATH_SEP}'), '')
@@ -210,11 +206,12 @@ def build(store, settings: cfg.Settings, *, version: str | None = None, seed: in
     con = open_connection(store, settings)
     kept = None
     try:
+        if store.count("takedowns"):  # a taken-down product is no product of the version (nor of its groups)
+            takedowns.hide(con)
         say("groups")
         groups = load_groups(con)
         say("labels and hashes")
-        create_base(con, settings, seed, grouped=groups.grouped_products > 0, keep=keep,
-                    hidden=store.count("takedowns") > 0)
+        create_base(con, settings, seed, grouped=groups.grouped_products > 0, keep=keep)
         own = read_manifest(store, version) is not None and not replace
         plan, reused = _plan_for(store, settings, version, seed, con, replace, carry)
         carried = carry if reused and not own else None

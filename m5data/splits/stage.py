@@ -22,7 +22,8 @@ READS = tuple(t for t in TABLES if t not in ("runs", "splits"))
 def run(ctx: RunContext) -> StageStats:
     """Build the split version ``options["version"]``, else the one :func:`incremental_version` picks.
 
-    Options: ``seed``, ``replace`` (rebuild an existing version with new settings), ``full``. The
+    Options: ``seed``, ``replace`` (rebuild an existing version with new settings), ``full``, ``carry``
+    (a named version's predecessor, whose plan and roles it carries: ``build.build``'s ``carry``). The
     per-split products go into ``details`` (``entries``: each split's manifest entry; ``targets``: the
     plan's sizes). A pipeline run (no ``version``) does nothing when no table it reads was written
     since its last complete run (``storage/changes.py``) unless ``full``: it reports that run's
@@ -66,11 +67,12 @@ def _run(ctx: RunContext, run: StageRun) -> StageStats:
         carry = None if why else prev
     else:
         version = ctx.options.get("version") or incremental_version(store, settings.splits.version)
+        carry = ctx.options.get("carry") if named else None  # build-splits after a takedown (splits/cli.py)
         if not named and not full:
             why = "no earlier complete run" if state is None or not prev else "settings changed"
     report, why_built = None, None
     with (_status() if ctx.progress else contextlib.nullcontext(None)) as say:
-        if carry is not None:  # from the predecessor's carry and what changed since (incremental.py)
+        if carry is not None and incremental:  # from the predecessor's carry and what changed since (incremental.py)
             from .incremental import build_next
 
             report = build_next(store, settings, prev=prev, version=version, since=state["watermarks"], marks=marks,

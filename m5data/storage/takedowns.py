@@ -93,9 +93,16 @@ def taken_down_sql(products: str = "products", takedowns: str = "takedowns") -> 
             f"(t.kind = 'domain' AND ({host} = t.value OR ends_with({host}, '.' || t.value)))")
 
 
-def ids_sql() -> str:
+def ids_sql(products: str = "products") -> str:
     """SQL of the distinct ids of the taken-down products (over ``products`` and ``takedowns``)."""
-    return f"SELECT DISTINCT product_id FROM ({taken_down_sql()})"
+    return f"SELECT DISTINCT product_id FROM ({taken_down_sql(products)})"
+
+
+def hide(con) -> None:
+    """Make the view ``products`` of store connection ``con`` (with views ``products`` and ``takedowns``)
+    leave out the taken-down products; its every row stays under ``all_products``."""
+    con.execute("ALTER VIEW products RENAME TO all_products")
+    con.execute(f"CREATE VIEW products AS SELECT * FROM all_products WHERE product_id NOT IN ({ids_sql('all_products')})")
 
 
 def ids(store):
