@@ -204,6 +204,39 @@ def test_the_next_version_follows_every_input_as_a_full_build(root):
     _same_as_carried(store, root, "v3", "v2")
 
 
+def test_a_takedown_since_gets_a_next_version_without_it(root):
+    """A takedown of products of v1 (one in a duplicate group, one alone) is a change: v2 is v1 without them,
+    from v1's carry, as the full build that carries v1 (only the taken-down products' groups placed again);
+    a run after it does nothing; ``full`` after another takedown builds the next version too."""
+    from m5data.storage import takedowns
+
+    store = Store.open(root)
+    groups = {f"g{k}": [f"syn:{k + i}" for i in range(3)] for k in range(0, 1500, 9)}
+    _dedup(store, groups)
+    first = stage.run(_ctx(root))
+    v1 = first.details["version"]
+    rows_v1, manifest_v1 = _rows(store, v1), store.read_text(f"derived/splits/{v1}/manifest.json")
+    gone = {"syn:9", "syn:5"}
+    assert gone <= set(rows_v1)
+    for pid in sorted(gone):
+        takedowns.record(store, "product_id", pid)
+    second = stage.run(_ctx(root))
+    v2 = second.details["version"]
+    assert v2 != v1 and second.details["built_whole"] is None and second.details["placed_again"] == 2  # syn:10, 11
+    assert second.details["changes"] == {"new": 0, "changed": 0, "unchanged": 1498}
+    rows_v2 = _rows(store, v2)
+    assert set(rows_v1) - set(rows_v2) == gone and not set(rows_v2) - set(rows_v1)
+    assert {p for p in rows_v2 if rows_v2[p] != rows_v1[p]} <= {"syn:10", "syn:11"}
+    assert _rows(store, v1) == rows_v1 and store.read_text(f"derived/splits/{v1}/manifest.json") == manifest_v1
+    _same_as_carried(store, root, v2, v1)
+    again = stage.run(_ctx(root))
+    assert again.details["unchanged"] and again.details["version"] == v2
+    takedowns.record(store, "product_id", "syn:30")
+    full = stage.run(_ctx(root, full=True))
+    assert full.details["version"] not in (v1, v2) and "syn:30" not in _rows(store, full.details["version"])
+    assert "syn:30" in _rows(store, v2)
+
+
 def test_a_version_rebuilt_since_is_not_carried_from_its_old_carry(root):
     """``build-splits --version v1`` after the run that built v1 writes a new manifest and no carry: the
     next version is the carried full build, whose figures it then keeps."""

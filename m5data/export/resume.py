@@ -45,8 +45,10 @@ def claim(out, remote: RemoteOut | None, staging: Path | None, plan: dict, membe
         if old != plan:
             diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
             gone = getattr(members, "taken_down", 0)  # a takedown since: the members are others
-            why = (f" ({gone:,} sample(s) of version {members.version} are taken down: m5data takedown --list; a new "
-                   "split version exported beside it writes only the shards that held them)") if gone else ""
+            why = (f" ({gone:,} sample(s) of version {members.version} are taken down (m5data takedown --list): this "
+                   "folder keeps the export from before; a split version built since (m5data build-splits, or a "
+                   "pipeline run's splits stage) leaves them out, and its export into a folder beside this one "
+                   "writes only the shards that held them)") if gone else ""
             raise ExportError(f"{out} holds another export ({', '.join(diff)} differ): use an empty --out folder{why}")
     elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
         raise ExportError(f"{out} is not empty and holds no m5data export: use an empty --out folder")

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from .. import arrays
 from .. import config as cfg
-from ..storage import StageStats
+from ..storage import StageStats, takedowns
 from .build import BuildReport, carried_plan, finish, labelled
 from .carry import ABSENT, FLAGS, SUBSET, lkey_of, read_carry
 from .groups import GroupSource
@@ -80,6 +80,7 @@ def build_next(store, settings: cfg.Settings, *, prev: str, version: str, since:
     changes = _changes(store, since, moved_since, products)
     stats = StageStats("splits")
     st = _State(carry, changes)
+    st.take_down(takedowns.ids(store))
     st.labels(store, moved_since.get("label_map", False))
     st.groups()
     st.flags(store)
@@ -158,6 +159,13 @@ class _State:
         self.relabelled = np.zeros(len(self.ids), bool)
         self.dedup_changed = np.zeros(0, np.int64)
         self.new_dedup_rows = 0
+
+    def take_down(self, gone: pa.Array) -> None:
+        """The taken-down products (``gone``: ids, storage/takedowns.py) are no products of the version, as a
+        full build leaves them out; the groups they were in are placed again (:meth:`_find_affected`)."""
+        at = pc.index_in(gone, value_set=self.ids).drop_null().to_numpy().astype(np.int64) if len(gone) else []
+        self.is_product[at] = False
+        self.n_products = int(self.is_product.sum())
 
     def ids_of(self, positions) -> list[str]:
         return self.ids.take(pa.array(np.asarray(positions, np.int64))).to_pylist()
@@ -246,12 +254,13 @@ class _State:
 
     def _find_affected(self) -> np.ndarray:
         """Positions of the products to place again: new or re-written, relabelled, with a changed ``dedup``
-        row, and every product of a group (then or now) one of those is in."""
+        row, and every product of a group (then or now) one of those, or a product taken down since, is in."""
         seeds = self.relabelled.copy()
         seeds[self.changed_products] = True
         seeds[self.dedup_changed] = True
         seeds &= self.is_product
-        touched = np.concatenate([self.old_dg[seeds], self.dg[seeds]])
+        gone = self.was_product & ~self.is_product  # taken down since: its group lost a product
+        touched = np.concatenate([self.old_dg[seeds], self.dg[seeds], self.old_dg[gone], self.dg[gone]])
         mark = np.zeros(len(self.group_ids) + 1, bool)
         mark[touched[touched >= 0]] = True
         mark[-1] = False  # index -1: no group
@@ -282,8 +291,8 @@ class _State:
         return int((self.is_product & (self.code == code)).sum())
 
     def moved(self) -> int:
-        """Products of ``v1``'s splits now in another split (or in none)."""
-        return int((self.was_product & (self.old_code >= 0) & (self.code != self.old_code)).sum())
+        """Products of ``v1``'s splits now in another split (or in none, a taken-down one too)."""
+        return int((self.was_product & (self.old_code >= 0) & ((self.code != self.old_code) | ~self.is_product)).sum())
 
     def _members(self, name: str, code: np.ndarray, flags: np.ndarray) -> np.ndarray:
         if name == "subset":

@@ -11,7 +11,7 @@ import dataclasses
 
 from .. import config as cfg
 from ..stages import RunContext, StageRun
-from ..storage import StageStats, changes
+from ..storage import StageStats, changes, takedowns
 from ..storage.schema import TABLES
 
 STAGE = "splits"
@@ -22,13 +22,16 @@ READS = tuple(t for t in TABLES if t not in ("runs", "splits"))
 def run(ctx: RunContext) -> StageStats:
     """Build the split version ``options["version"]``, else the one :func:`incremental_version` picks.
 
-    Options: ``seed``, ``replace`` (rebuild an existing version with new settings), ``full``. The
+    Options: ``seed``, ``replace`` (rebuild an existing version with new settings), ``full``, ``carry``
+    (a named version's predecessor, whose plan and roles it carries: ``build.build``'s ``carry``). The
     per-split products go into ``details`` (``entries``: each split's manifest entry; ``targets``: the
     plan's sizes). A pipeline run (no ``version``) does nothing when no table it reads was written
     since its last complete run (``storage/changes.py``) unless ``full``: it reports that run's
     version and says ``new 0, changed 0, unchanged N``; a named version (``build-splits``) is built.
     A pipeline run's next version carries its predecessor's plan and roles (a fresh plan past
-    ``splits.replan_share`` of drift, ``incremental.py``); ``full`` builds it with a fresh plan. It is
+    ``splits.replan_share`` of drift, ``incremental.py``); ``full`` builds it with a fresh plan. A
+    takedown recorded since that covers a product of its last version is a change too: a next version
+    is written without it (no version holds a taken-down product it was built after). It is
     built from the predecessor's carry and the rows written since (``incremental.build_next``:
     ``details["placed_again"]`` products placed again), else in full (``details["built_whole"]`` says
     why); a pipeline run's build writes its version's carry (``carry.py``).
@@ -57,16 +60,19 @@ def _run(ctx: RunContext, run: StageRun) -> StageStats:
     if incremental:
         from .incremental import drift
 
-        version = settings.splits.version = next_version(store, prev) if len(products) else prev
+        # a takedown of one of prev's products since: a new version without it (prev and its exports stay)
+        taken = 0 if len(products) else takedowns.in_version(store, prev)
+        version = settings.splits.version = next_version(store, prev) if len(products) or taken else prev
         why = drift(store, settings, prev, products)  # a fresh plan past splits.replan_share
         carry = None if why else prev
     else:
         version = ctx.options.get("version") or incremental_version(store, settings.splits.version)
+        carry = ctx.options.get("carry") if named else None  # build-splits after a takedown (splits/cli.py)
         if not named and not full:
             why = "no earlier complete run" if state is None or not prev else "settings changed"
     report, why_built = None, None
     with (_status() if ctx.progress else contextlib.nullcontext(None)) as say:
-        if carry is not None:  # from the predecessor's carry and what changed since (incremental.py)
+        if carry is not None and incremental:  # from the predecessor's carry and what changed since (incremental.py)
             from .incremental import build_next
 
             report = build_next(store, settings, prev=prev, version=version, since=state["watermarks"], marks=marks,
@@ -114,9 +120,9 @@ def incremental_version(store, default: str) -> str:
 
     A store without splits gets ``default``. Otherwise the current version (``versions.py``: the
     newest by the number it ends with) is built again when the store still holds what it was built
-    from (same product count, no product crawled since its manifest was written): a re-run changes
-    nothing. When products were added or re-crawled since, the next version is built (``v1`` -> ``v2``)
-    and the old one is kept.
+    from (same product count, no product crawled since its manifest was written, none of its products
+    taken down): a re-run changes nothing. When products were added or re-crawled or taken down since,
+    the next version is built (``v1`` -> ``v2``) and the old one is kept.
     """
     import json
     from datetime import datetime
@@ -140,7 +146,7 @@ def incremental_version(store, default: str) -> str:
         unchanged = info.get("products") == products and (newest is None or newest <= built)
     except (OSError, ValueError, KeyError, TypeError):
         unchanged = False
-    return latest if unchanged else _after(latest, versions)
+    return latest if unchanged and not takedowns.in_version(store, latest) else _after(latest, versions)
 
 
 def next_version(store, prev: str) -> str:

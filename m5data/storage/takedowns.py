@@ -7,7 +7,10 @@ row; what users read hides the products a takedown covers:
 - the views of ``m5data sql`` and of the catalog file: each table with a ``product_id`` column
   (:data:`PRODUCT_TABLES`) is a view without them, its every row under ``raw.<table>``, and the
   view ``taken_down`` names each hidden product with the takedown that covers it;
-- every later export (export/members.py leaves them out of the split version's members);
+- every later split version (splits/build.py and splits/incremental.py place no taken-down product; a
+  takedown of a product of the current version makes the pipeline's splits stage write a new one:
+  :func:`in_version`), and every later export (export/members.py leaves them out of the members of a
+  version built before the takedown);
 - a later crawl, which skips a taken-down URL or domain before fetching it (crawler/pipeline.py).
 """
 
@@ -88,6 +91,45 @@ def taken_down_sql(products: str = "products", takedowns: str = "takedowns") -> 
     return (f"SELECT p.product_id, t.kind, t.value, t.reason, t.taken_at FROM {products} p JOIN {takedowns} t ON "
             f"(t.kind = 'product_id' AND p.product_id = t.value) OR (t.kind = 'url' AND p.url = t.value) OR "
             f"(t.kind = 'domain' AND ({host} = t.value OR ends_with({host}, '.' || t.value)))")
+
+
+def ids_sql(products: str = "products") -> str:
+    """SQL of the distinct ids of the taken-down products (over ``products`` and ``takedowns``)."""
+    return f"SELECT DISTINCT product_id FROM ({taken_down_sql(products)})"
+
+
+def hide(con) -> None:
+    """Make the view ``products`` of store connection ``con`` (with views ``products`` and ``takedowns``)
+    leave out the taken-down products; its every row stays under ``all_products``."""
+    con.execute("ALTER VIEW products RENAME TO all_products")
+    con.execute(f"CREATE VIEW products AS SELECT * FROM all_products WHERE product_id NOT IN ({ids_sql('all_products')})")
+
+
+def ids(store):
+    """The ids of the taken-down products of ``store`` (an Arrow string array; empty without takedowns)."""
+    import pyarrow as pa
+
+    if not store.count("takedowns"):
+        return pa.array([], pa.string())
+    con = store.connect(need=("products", "takedowns"), only=("products", "takedowns"))
+    try:
+        return con.sql(ids_sql()).to_arrow_table().column("product_id").combine_chunks()
+    finally:
+        con.close()
+
+
+def in_version(store, version: str) -> int:
+    """How many products of split version ``version`` (its ``splits`` rows) a takedown covers now (0: none,
+    as in a version built after every takedown)."""
+    if not store.count("takedowns"):
+        return 0
+    tables = ("splits", "products", "takedowns")
+    con = store.connect(need=tables, only=tables)
+    try:
+        return con.execute(f"SELECT count(DISTINCT product_id) FROM splits WHERE version = ? AND product_id IN "
+                           f"({ids_sql()})", [version]).fetchone()[0]
+    finally:
+        con.close()
 
 
 def user_views() -> dict[str, str]:
