@@ -150,3 +150,29 @@ def test_every_export_layout_carries_the_rights_its_image_states(store, tmp_path
     assert {keys[i["product_id"]]: {k: i["provenance"][k] for k in ("license", *rights)}
             for i in items.values() if i["product_id"] in keys} == want
 
+
+def test_a_refresh_that_finds_only_the_licence_changed_updates_it(store):
+    """A page whose licence is all that changed is a changed product: stored again with its new
+    ``licenses`` row; a page that no longer states one gets a row of nulls (the table is keyed by
+    product: the newest row says what the page states now); the others are unchanged."""
+    from m5data.crawler.crawl import run as crawl
+
+    server, skus = licensed_shop()
+    settings = load(overrides={"crawl.allow_private": True}, environ={})
+    ids = {f"127.0.0.1:{sku}": i for i, sku in enumerate(skus)}
+    with server:
+        crawl(store, settings, start_urls=[server.url + "/list/1.html"])
+        for path, i, page in list(product_pages(server, skus)):
+            if i == 0:  # another licence, the rest of the page as it was
+                server.add(path, page.body.replace(CC.encode(), b"https://creativecommons.org/licenses/by-nc/4.0/"))
+            elif i == 2:  # the <link rel="license"> is gone
+                server.add(path, page.body.replace(b'<link rel="license" href="/terms/images.html">', b""))
+        again = crawl(store, settings, start_urls=[server.url + "/list/1.html"], refresh=True)
+    assert again.details["changes"] == {"new": 0, "changed": 2, "unchanged": 2}
+    rows = {ids[r["product_id"]]: r for r in store.read("licenses").to_pylist()}
+    assert rows[0]["license"] == "https://creativecommons.org/licenses/by-nc/4.0/" and rows[0]["run_id"] == again.run_id
+    assert rows[0]["copyright_notice"] == "© Shop GmbH 2026"
+    assert (rows[2]["license"], rows[2]["source"], rows[2]["run_id"]) == (None, None, again.run_id)
+    assert rows[1]["run_id"] != again.run_id and 3 not in rows  # unchanged: not written again
+    crawled = {ids[r["product_id"]]: r["run_id"] for r in store.read("products").to_pylist()}
+    assert {i for i, run in crawled.items() if run == again.run_id} == {0, 2}
