@@ -121,3 +121,24 @@ def test_a_flow_retry_does_not_count_opted_out_files_as_failed(store):
         row["status"] = status
     store.write("media", rows)
     assert store_failure_rate(store) == 0.5  # 1 failed of 2 tried
+
+
+def test_robots_txt_refusals_are_optout_rows(store):
+    """A product page robots.txt disallows is never fetched: an ``optouts`` row (scope page, source
+    robots.txt, no product id: the page was not read) counted in the crawl's summary; a disallowed
+    link that is no product page (the shop's cart) is not an opt-out."""
+    server = SiteServer({})
+    skus = jsonld_shop(server, n_products=6, per_page=6)
+    server.add("/robots.txt", Page(b"User-agent: *\nDisallow: /cart\nDisallow: /p/SKU-0001\nDisallow: /p/SKU-0004\n",
+                                   "text/plain"))
+    stats, ids = crawl_shop(store, server, skus)
+    assert {ids[r["product_id"]] for r in store.read("products").to_pylist()} == {0, 2, 3, 5}
+    assert not any(p.startswith(("/p/SKU-0001", "/p/SKU-0004", "/cart")) for p in server.requests)
+    rows = sorted(store.read("optouts").to_pylist(), key=lambda r: r["url"])
+    assert [r["url"] for r in rows] == [server.url + "/p/SKU-0001.html?ref=list1", server.url + "/p/SKU-0004.html?ref=list1"]
+    assert all((r["product_id"], r["scope"], r["source"], r["directive"], r["run_id"]) ==
+               (None, "page", "robots.txt", "Disallow", stats.run_id) and r["seen_at"] for r in rows)
+    assert stats.details["optouts"] == {"page": 2, "robots.txt": 2}
+    (row,) = store.read("runs", where=f"run_id = '{stats.run_id}'").to_pylist()
+    assert json.loads(row["config"])["job"]["optouts"] == {"page": 2, "robots.txt": 2} and row["n_failed"] == 0
+    assert "2 product pages: not stored (2 disallowed by robots.txt" in shown(crawl_summary(stage_summary, stats))

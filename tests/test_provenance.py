@@ -23,7 +23,8 @@ STATED = {  # product i -> (what its JSON-LD Product gains, what its <head> gain
 }
 
 
-def licensed_shop() -> tuple[SiteServer, list[str]]:
+def licensed_shop(cdn: str | None = None) -> tuple[SiteServer, list[str]]:
+    """The shop of :data:`STATED`; its images on ``cdn`` (a server's URL) when given."""
     server = SiteServer({})
     skus = jsonld_shop(server, n_products=len(STATED), per_page=len(STATED))
     for path, i, page in product_pages(server, skus):
@@ -32,6 +33,7 @@ def licensed_shop() -> tuple[SiteServer, list[str]]:
         ld_end = body.index("</script>", ld_start)
         ld = {**json.loads(body[ld_start:ld_end]), **STATED[i][0]}
         body = body[:ld_start] + json.dumps(ld) + body[ld_end:]
+        body = body.replace("https://cdn.example.invalid", cdn) if cdn else body
         server.add(path, body.replace("<head>", "<head>" + STATED[i][1]))
     return server, skus
 
@@ -90,7 +92,8 @@ def test_every_export_layout_carries_provenance_and_licence(store, tmp_path):
     store.write("splits", split_rows(list(products)))
     first = f"127.0.0.1:{skus[0]}"
     want = {"page_url": products[first]["url"], "crawled_at": products[first]["crawled_at"].strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "license": CC, "acquire_license_page": None, "copyright_notice": "© Shop GmbH 2026"}
+            "license": CC, "acquire_license_page": None, "copyright_notice": "© Shop GmbH 2026",
+            "image_web_statement": None, "image_rights": None}
     none = f"127.0.0.1:{skus[3]}"
     for fmt in ("webdataset", "parquet", "m5product"):
         export(store, settings_for(store), out=tmp_path / fmt, fmt=fmt, full=True)
@@ -106,3 +109,70 @@ def test_every_export_layout_carries_provenance_and_licence(store, tmp_path):
     assert {key: rows[first][key] for key in want} == want
     items = json.loads((tmp_path / "m5product" / "m5data_items.json").read_text())["items"]
     assert next(i["provenance"] for i in items.values() if i["product_id"] == first) == want
+
+
+def test_every_export_layout_carries_the_rights_its_image_states(store, tmp_path):
+    """An image's XMP rights (media.meta download.rights of the product's main image) go into each
+    layout's per-sample provenance beside the licence its page states."""
+    import tarfile
+
+    import pyarrow.parquet as pq
+    from export_helpers import settings_for, split_rows
+
+    from m5data.export.run import export
+
+    marked = ("/SKU-0000/", "/SKU-0003/")  # products 0 (a licence on its page) and 3 (none) serve XMP rights
+    cdn = SiteServer({}, gate=lambda path, _h: Page(jpeg(XMP if path.startswith(marked) else None), "image/jpeg"))
+    server, skus = licensed_shop(cdn.url)
+    crawl_shop(store, server, skus)
+    with cdn:
+        download(store, load(overrides={"download.allow_private": True, "download.retries": 0}, environ={}))
+    assert {r["status"] for r in store.read("media").to_pylist()} == {"ok"}
+    store.write("splits", split_rows([r["product_id"] for r in store.read("products").to_pylist()]))
+    for fmt in ("webdataset", "parquet", "m5product"):
+        export(store, settings_for(store, **{"export.blur_faces": False}), out=tmp_path / fmt, fmt=fmt, full=True)
+    rights = {"image_web_statement": "https://shop.test/rights.html", "image_rights": "© Foto Studio & Co. 2026"}
+    unstated = {"image_web_statement": None, "image_rights": None}
+    want = {0: {"license": CC, **rights}, 2: {"license": server.url + "/terms/images.html", **unstated},
+            3: {"license": None, **rights}}
+    keys = {f"127.0.0.1:{skus[i]}": i for i in want}
+    found = {}
+    for shard in (tmp_path / "webdataset").glob("*.tar"):
+        with tarfile.open(shard) as tar:
+            for m in tar.getmembers():
+                if m.name.endswith(".json") and (meta := json.loads(tar.extractfile(m).read()))["product_id"] in keys:
+                    found[keys[meta["product_id"]]] = {k: meta["provenance"][k] for k in ("license", *rights)}
+    assert found == want
+    rows = {keys[r["product_id"]]: {k: r[k] for k in ("license", *rights)}
+            for f in (tmp_path / "parquet").rglob("*.parquet") for r in pq.read_table(f).to_pylist() if r["product_id"] in keys}
+    assert rows == want
+    items = json.loads((tmp_path / "m5product" / "m5data_items.json").read_text())["items"]
+    assert {keys[i["product_id"]]: {k: i["provenance"][k] for k in ("license", *rights)}
+            for i in items.values() if i["product_id"] in keys} == want
+
+
+def test_a_refresh_that_finds_only_the_licence_changed_updates_it(store):
+    """A page whose licence is all that changed is a changed product: stored again with its new
+    ``licenses`` row; a page that no longer states one gets a row of nulls (the table is keyed by
+    product: the newest row says what the page states now); the others are unchanged."""
+    from m5data.crawler.crawl import run as crawl
+
+    server, skus = licensed_shop()
+    settings = load(overrides={"crawl.allow_private": True}, environ={})
+    ids = {f"127.0.0.1:{sku}": i for i, sku in enumerate(skus)}
+    with server:
+        crawl(store, settings, start_urls=[server.url + "/list/1.html"])
+        for path, i, page in list(product_pages(server, skus)):
+            if i == 0:  # another licence, the rest of the page as it was
+                server.add(path, page.body.replace(CC.encode(), b"https://creativecommons.org/licenses/by-nc/4.0/"))
+            elif i == 2:  # the <link rel="license"> is gone
+                server.add(path, page.body.replace(b'<link rel="license" href="/terms/images.html">', b""))
+        again = crawl(store, settings, start_urls=[server.url + "/list/1.html"], refresh=True)
+    assert again.details["changes"] == {"new": 0, "changed": 2, "unchanged": 2}
+    rows = {ids[r["product_id"]]: r for r in store.read("licenses").to_pylist()}
+    assert rows[0]["license"] == "https://creativecommons.org/licenses/by-nc/4.0/" and rows[0]["run_id"] == again.run_id
+    assert rows[0]["copyright_notice"] == "© Shop GmbH 2026"
+    assert (rows[2]["license"], rows[2]["source"], rows[2]["run_id"]) == (None, None, again.run_id)
+    assert rows[1]["run_id"] != again.run_id and 3 not in rows  # unchanged: not written again
+    crawled = {ids[r["product_id"]]: r["run_id"] for r in store.read("products").to_pylist()}
+    assert {i for i, run in crawled.items() if run == again.run_id} == {0, 2}

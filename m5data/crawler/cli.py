@@ -66,7 +66,9 @@ def summary(stage_summary, stats):
         if pages["stored_skipped"]:
             table.add_row("not fetched", f"{pages['stored_skipped']:,} product pages already stored (--refresh fetches them)")
     if opted := stats.details.get("optouts", {}).get("page"):
-        table.add_row("opted out", f"{opted:,} product pages: not stored (optouts; docs/compliance.md)")
+        robots = stats.details["optouts"].get("robots.txt", 0)
+        table.add_row("opted out", f"{opted:,} product pages: not stored ("
+                      + (f"{robots:,} disallowed by robots.txt; " if robots else "") + "optouts; docs/compliance.md)")
     for host, seen in sorted(getattr(stats, "throttle", {}).items()):
         if seen.get("throttled"):
             capped = f", {seen['retry_after_capped']} capped" if seen.get("retry_after_capped") else ""

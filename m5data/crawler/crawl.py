@@ -25,7 +25,7 @@ from ..storage import StageStats
 from ..storage.files import write_atomic
 from ..storage.redact import redact_url
 from .items import Caps
-from .optouts import FETCHED, optout_settings
+from .optouts import FETCHED, ROBOTS, optout_settings
 from .politeness import throttle_by_host
 from .render import check_browser, playwright_settings
 
@@ -278,6 +278,8 @@ def _judge(code: int, crawl: dict | None, stats: StageStats, log_file: Path, n_s
             stats.throttle = throttle_by_host(crawl)
         stats.n_in = int(crawl.get("response_received_count", 0)) - int(crawl.get(FETCHED, 0))  # tdmrep.json: no page
         stats.details["optouts"] = {"page": int(crawl.get("m5data/optouts/page", 0))}
+        if robots := int(crawl.get(ROBOTS, 0)):  # of those, the product links robots.txt disallowed
+            stats.details["optouts"]["robots.txt"] = robots
         stats.n_out = int(crawl.get("m5data/products_stored", 0))
         stats.bytes = int(crawl.get("downloader/response_bytes", 0))
         stats.details["changes"] = {kind: int(crawl.get(f"m5data/changes/{kind}", 0)) for kind in CHANGES}

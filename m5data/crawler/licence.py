@@ -12,6 +12,7 @@ from urllib.parse import urljoin
 from .items import clean_text
 
 FIELDS = {"license": "license", "acquireLicensePage": "acquire_license_page", "copyrightNotice": "copyright_notice"}
+COLUMNS = tuple(FIELDS.values())  # what a ``licenses`` row states (its source says only where)
 MAX_CHARS = 2000  # a licence statement is a URL or a line; a longer one is cut
 
 
@@ -29,6 +30,12 @@ def page_license(page, url: str) -> dict:
             if (value := _value(href, url)) is not None:
                 return {"license": value, "acquire_license_page": None, "copyright_notice": None, "source": "link-rel"}
     return {}
+
+
+def stated(row: dict | None) -> tuple | None:
+    """What a licence (a ``licenses`` row, a :func:`page_license`) states, comparable: None when nothing."""
+    found = tuple((row or {}).get(column) for column in COLUMNS)
+    return found if any(found) else None
 
 
 def _as_list(value) -> list:

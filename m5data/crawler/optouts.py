@@ -4,6 +4,8 @@
 first page of that host, and hands its rules to the spider in the request's meta; the spider asks
 :func:`page_optout` of every product page, and yields an :class:`OptedOut` item instead of the
 product when the page opts out (its links are still followed: an opt-out is not a ``nofollow``).
+A link to a product page that robots.txt disallows (Scrapy's ``RobotsTxtMiddleware`` drops it) is
+an :class:`OptedOut` item too (:func:`robots_refusal`), without a product id: the page was never read.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 from dataclasses import dataclass
 
 from scrapy import Request
+from scrapy.exceptions import IgnoreRequest
 from scrapy.http.request import NO_CALLBACK
 from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.httpobj import urlparse_cached
@@ -22,6 +25,9 @@ from ..optout import TDMREP_PATH, OptOut, agent_token, robots_optout, tdm_optout
 log = logging.getLogger(__name__)
 RULES_META = "m5data_tdmrep"  # request meta: the rules of the request's host (a list, possibly empty)
 FETCHED = "m5data/tdmrep/fetched"  # crawler stats: tdmrep.json responses (not pages: crawl.py takes them off)
+ROBOTS = "m5data/optouts/robots.txt"  # crawler stats: product links robots.txt disallowed (in m5data/optouts/page too)
+# the reason Scrapy's RobotsTxtMiddleware gives the IgnoreRequest of a disallowed request (no type of its own)
+ROBOTS_FORBIDDEN = "Forbidden by robots.txt"
 
 
 @dataclass
@@ -29,8 +35,15 @@ class OptedOut:
     """A product page that opts out: the link followed to it, its product, what it stated."""
 
     url: str
-    product_id: str
+    product_id: str | None  # None: a page robots.txt disallowed, never read
     optout: OptOut
+
+
+def robots_refusal(failure) -> OptOut | None:
+    """The opt-out of a request robots.txt disallowed (``failure``: its errback's), else None."""
+    if failure.check(IgnoreRequest) and str(failure.value) == ROBOTS_FORBIDDEN:
+        return OptOut("robots.txt", "Disallow")
+    return None
 
 
 def optout_settings(cs) -> dict:

@@ -28,6 +28,8 @@ from ..storage.redact import redact
 from ..storage.takedowns import covering
 from ..storage.takedowns import rows as takedown_rows
 from .items import Caps, NotModified, PageError, ProductItem, media_id
+from .licence import COLUMNS as LICENCE
+from .licence import stated
 from .optouts import OptedOut
 from .revalidate import stored_validators, stored_versions
 
@@ -88,7 +90,7 @@ class StorePipeline:
         self.closing = False
         self.seen_ids: set[str] = set()
         self.seen_hashes: set[str] = set()
-        self.versions: dict[str, tuple] = {}  # product_id -> (content_hash, url, whole) of stored products
+        self.versions: dict[str, tuple] = {}  # product_id -> (content_hash, url, whole, licence) of stored products
         self.validators: dict[str, tuple] = {}  # canonical link -> (product_id, etag, last_modified), stored
         self.takedowns: list[dict] = []
         self._reset()
@@ -183,9 +185,8 @@ class StorePipeline:
             self.products.append(product)
             self.specs.extend(specs)
             self.media.extend(media)
-            if item.license:  # what the page says of its licence, beside the product (docs/compliance.md)
-                self.licenses.append({"product_id": item.product_id, "url": item.url, **item.license,
-                                      "run_id": self.run_id, "seen_at": now})
+            if (licence := self._licence_row(item, now)) is not None:
+                self.licenses.append(licence)
         if max(len(self.products), len(self.validator_rows)) >= self.batch_rows:
             self.flush()
         return item
@@ -198,12 +199,25 @@ class StorePipeline:
         return covering(item.url, self.takedowns) if self.takedowns else None
 
     def _change(self, item: ProductItem, digest: str) -> str:
-        """``new``, ``changed`` or ``unchanged``: the item against the stored product (a refresh)."""
+        """``new``, ``changed`` or ``unchanged``: the item against the stored product (a refresh); a
+        page whose licence is all that changed is changed (the licence is part of its record)."""
         stored = self.versions.get(item.product_id)
         if stored is None:
             return "new"
-        content_hash, url, whole = stored
-        return "unchanged" if whole and (content_hash, url) == (digest, item.url) else "changed"
+        content_hash, url, whole, licence = stored
+        same = whole and (content_hash, url, licence) == (digest, item.url, stated(item.license))
+        return "unchanged" if same else "changed"
+
+    def _licence_row(self, item: ProductItem, now) -> dict | None:
+        """The ``licenses`` row of a product stored (again): what its page states (docs/compliance.md);
+        a row of nulls when it states nothing now but its stored row did (the newest row is what the
+        page states: one per product), None when it states nothing and nothing is stored."""
+        found = item.license
+        if not found:
+            if (stored := self.versions.get(item.product_id)) is None or stored[3] is None:
+                return None
+            found = dict.fromkeys((*LICENCE, "source"))
+        return {"product_id": item.product_id, "url": item.url, **found, "run_id": self.run_id, "seen_at": now}
 
     def _not_modified(self, item: NotModified) -> None:
         """A 304: the product is unchanged (counted once, however many links lead to it)."""

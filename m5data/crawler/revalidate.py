@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from w3lib.url import canonicalize_url
 
+from .licence import COLUMNS as LICENCE
+from .licence import stated
+
 MAX_VALIDATOR_CHARS = 512  # a longer ETag / Last-Modified is not stored (a cut one would never match)
 
 
@@ -50,22 +53,25 @@ def conditional_headers(etag: str | None, last_modified: str | None) -> dict[str
     return headers
 
 
-def stored_versions(store) -> dict[str, tuple[str | None, str | None, bool]]:
-    """product_id -> (content_hash, url, whole) of every stored product; ``whole`` when the rows the
-    page said it has are there (spec rows when ``has_specs``, crawled media rows when it linked media)."""
+def stored_versions(store) -> dict[str, tuple[str | None, str | None, bool, tuple | None]]:
+    """product_id -> (content_hash, url, whole, licence) of every stored product; ``whole`` when the rows
+    the page said it has are there (spec rows when ``has_specs``, crawled media rows when it linked
+    media); ``licence`` what its ``licenses`` row states (``licence.stated``; None: nothing)."""
     con = store.connect()
     try:
-        rows = con.sql("""
+        rows = con.sql(f"""
             SELECT p.product_id, p.content_hash, p.url,
                    (NOT coalesce(p.has_specs, false) OR s.product_id IS NOT NULL)
-                   AND (NOT (coalesce(p.has_image, false) OR coalesce(p.has_video, false)) OR m.product_id IS NOT NULL)
+                   AND (NOT (coalesce(p.has_image, false) OR coalesce(p.has_video, false)) OR m.product_id IS NOT NULL),
+                   {", ".join(f"l.{c}" for c in LICENCE)}
             FROM products p
             LEFT JOIN (SELECT DISTINCT product_id FROM specs) s ON s.product_id = p.product_id
             LEFT JOIN (SELECT DISTINCT product_id FROM media WHERE source_media_id IS NULL) m
-                   ON m.product_id = p.product_id""").fetchall()
+                   ON m.product_id = p.product_id
+            LEFT JOIN licenses l ON l.product_id = p.product_id""").fetchall()
     finally:
         con.close()
-    return {pid: (digest, url, bool(whole)) for pid, digest, url, whole in rows}
+    return {pid: (digest, url, bool(whole), stated(dict(zip(LICENCE, lic)))) for pid, digest, url, whole, *lic in rows}
 
 
 def stored_validators(store) -> dict[str, tuple[str, str | None, str | None]]:
@@ -87,5 +93,5 @@ def stored_validators(store) -> dict[str, tuple[str, str | None, str | None]]:
 def refresh_validators(store, versions: dict[str, tuple]) -> dict[str, tuple[str, str | None, str | None]]:
     """What a refresh sends: the stored validators of whole products (``versions``: :func:`stored_versions`)
     that have one."""
-    whole = {pid for pid, (_, _, ok) in versions.items() if ok}
+    whole = {pid for pid, (_, _, ok, _) in versions.items() if ok}
     return {url: v for url, v in stored_validators(store).items() if v[0] in whole and (v[1] or v[2])}

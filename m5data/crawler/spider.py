@@ -29,7 +29,7 @@ from .adapters.base import is_html
 from .extraction import declared_encoding, detect_encoding, read_page
 from .items import NotModified, PageError, ProductItem, host_platform
 from .licence import page_license
-from .optouts import OptedOut, page_optout
+from .optouts import ROBOTS, OptedOut, page_optout, robots_refusal
 from .render import as_text_response, needs_render, no_product_reason, render_meta
 from .revalidate import conditional_headers, validators_of
 from .safety import RefusedRequest, crawl_scope, in_scope
@@ -303,6 +303,10 @@ class ProductSpider(scrapy.Spider):
             return
         if failure.check(IgnoreRequest) and not failure.check(HttpError):
             self.crawler.stats.inc_value("m5data/ignored_requests")  # robots.txt or off-site: policy, not failure
+            if (found := robots_refusal(failure)) and self.choose(request.url).is_product_url(request.url):
+                self.crawler.stats.inc_value("m5data/optouts/page")  # an owner's refusal of a product page
+                self.crawler.stats.inc_value(ROBOTS)
+                yield OptedOut(request.url, None, found)
             if request.meta.get("depth", 0) == 0:
                 yield PageError(request.url, platform, f"no product found: the start URL was not fetched "
                                                        f"({type(failure.value).__name__}: {str(failure.value)[:120] or 'ignored'})")

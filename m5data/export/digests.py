@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-DIGEST = "sql-2"  # how sample digests are made: a base whose digests were made another way is not built on
+DIGEST = "sql-3"  # how sample digests are made: a base whose digests were made another way is not built on
+# (sql-3: the header gained the main image's XMP rights)
 
 # One row per member in export order: a 64-bit hash of every input its sample is made of (the header
 # columns of SAMPLE_HEADER_SQL, its spec rows and the media rows the export streams read, each row

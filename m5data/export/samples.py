@@ -210,7 +210,8 @@ class Sample:
     mp3: str | None = None
     video: str | None = None  # the original video (M5Product layout)
     # where it came from and what its owner states (docs/compliance.md): page_url, crawled_at (UTC,
-    # ISO 8601), license, acquire_license_page, copyright_notice (None where the page states none)
+    # ISO 8601), license, acquire_license_page, copyright_notice (None where the page states none),
+    # image_web_statement, image_rights (the main image's XMP rights; None where it states none)
     provenance: dict = field(default_factory=dict)
     faces: dict = field(default_factory=dict)  # image/frames -> (size, {frame: boxes}): blurred in the export's copy
     blurred: int = 0  # faces blurred in what the export wrote of this sample
@@ -256,7 +257,8 @@ def first_media(rows) -> dict[str, str]:
     return media
 
 
-PROVENANCE = ("page_url", "crawled_at", "license", "acquire_license_page", "copyright_notice")  # Sample.provenance
+PROVENANCE = ("page_url", "crawled_at", "license", "acquire_license_page", "copyright_notice",  # Sample.provenance
+              "image_web_statement", "image_rights")
 
 
 def sample_from_row(r: dict, specs: list[tuple[str, str]], m: dict[str, str]) -> Sample:
@@ -272,15 +274,27 @@ def sample_from_row(r: dict, specs: list[tuple[str, str]], m: dict[str, str]) ->
     )
 
 
+# the XMP rights the download read from each product's main image (media.meta download.rights, the
+# first main image by position, as the sample's image is): one row per product of ``ids``
+IMAGE_RIGHTS_SQL = """SELECT product_id,
+       json_extract_string(meta, '$.download.rights.web_statement') AS image_web_statement,
+       json_extract_string(meta, '$.download.rights.rights') AS image_rights
+FROM media
+WHERE product_id IN (SELECT product_id FROM ids) AND kind = 'image' AND coalesce(role, 'main') = 'main'
+  AND status = 'ok' AND blob IS NOT NULL
+QUALIFY row_number() OVER (PARTITION BY product_id ORDER BY position, media_id) = 1"""
+
 # a sample's header columns and the joins that give them, for the products of ``ids`` (a product_id
 # column); also the ``s`` part of the export's one-pass stream (members.py)
 SAMPLE_HEADER_SQL = """SELECT p.product_id, p.platform, p.source_id, p.title, c.text AS caption,
        l.class_id, t1.name AS class_name, l.sub_class_id, t2.name AS sub_class_name,
        l.subsub_class_id, t3.name AS subsub_class_name, d.group_id,
        p.url AS page_url, strftime(p.crawled_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ') AS crawled_at,
-       lic.license, lic.acquire_license_page, lic.copyright_notice
+       lic.license, lic.acquire_license_page, lic.copyright_notice,
+       ir.image_web_statement, ir.image_rights
 FROM ids JOIN products p USING (product_id)
 LEFT JOIN licenses lic ON lic.product_id = p.product_id
+LEFT JOIN (""" + IMAGE_RIGHTS_SQL + """) ir ON ir.product_id = p.product_id
 LEFT JOIN captions c ON c.product_id = p.product_id AND c.status = 'ok'
 LEFT JOIN label_map l ON l.platform = p.platform AND l.raw_path = array_to_string(p.category_path, ' > ')
 LEFT JOIN taxonomy t1 ON t1.level = 1 AND t1.label_id = l.class_id
