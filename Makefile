@@ -8,6 +8,10 @@ export NUMBA_CACHE_DIR := $(CURDIR)/.cache/numba
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
+# Python writes each module's bytecode once (__pycache__/, git-ignored). A machine that sets
+# PYTHONDONTWRITEBYTECODE would have every process of the suite (~400 CLI, crawl and worker subprocesses)
+# compile the package's modules again: ~0.3 CPU-s each.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup demo test bench-store clean
 
