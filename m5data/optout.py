@@ -121,9 +121,11 @@ def tdmrep_rules(body: bytes) -> list[TdmRule]:
 
 
 def tdm_optout(header: str | bytes | None, meta: str | None, rules: list[TdmRule] | None, path: str) -> OptOut | None:
-    """The TDMRep opt-out of a resource: its header, else its page's meta, else the host's first rule
-    matching ``path`` (path and query of its URL); None when not reserved or not said."""
-    for source, value in (("tdm-header", header), ("tdm-meta", meta)):
+    """The TDMRep opt-out of a resource: its page's meta, else its header, else the host's first rule
+    matching ``path`` (path and query of its URL); None when not reserved or not said. The spec's
+    processing priority (TDMRep, "Processing priority"): a header's value supersedes the file's, and
+    the HTML meta's supersedes both."""
+    for source, value in (("tdm-meta", meta), ("tdm-header", header)):
         said = tdm_value(value)
         if said is not None:
             return OptOut(source, "tdm-reservation: 1") if said else None

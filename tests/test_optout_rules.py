@@ -69,6 +69,14 @@ def test_tdm_header_and_meta_go_before_the_file():
     assert tdm_optout("yes", None, None, "/a") is None  # neither 0 nor 1: not said
 
 
+def test_a_pages_tdm_meta_supersedes_its_header_as_the_spec_orders():
+    """TDMRep's processing priority: the file, then the header (supersedes the file), then the HTML
+    meta (supersedes both): a page whose header says 0 and whose meta says 1 is reserved."""
+    assert tdm_optout("0", "1", None, "/p") == OptOut("tdm-meta", "tdm-reservation: 1")
+    assert tdm_optout("1", "0", None, "/p") is None
+    assert tdm_optout("1", "maybe", None, "/p") == OptOut("tdm-header", "tdm-reservation: 1")  # meta not said
+
+
 @pytest.mark.parametrize("body", [b"{}", b"not json", b'"x"'])
 def test_bad_tdmrep_json_is_refused(body):
     with pytest.raises(ValueError):
