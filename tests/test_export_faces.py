@@ -146,3 +146,23 @@ def test_m5product_withholds_a_video_whose_frames_show_a_face(store, realdata, t
     report = export(store, _settings(store), out=tmp_path / "out", fmt="m5product")
     assert not list((tmp_path / "out").rglob("videos/*"))
     assert report.stats.details["videos_withheld"] == 1
+
+
+def test_boxes_are_detected_at_export_on_an_s3_store_and_kept_in_its_bucket(s3_url, aws, realdata, tmp_path):
+    """An S3 store's pictures are read from the bucket for detection, the face is blurred in the local
+    export, and the boxes found are kept in the bucket: a second export detects nothing again."""
+    from m5data.storage import Store
+
+    store = _store(Store.init(s3_url), realdata, tmp_path, detect=False)
+    assert store.parts("faces") == []
+    row = store.read("media", where="kind = 'image_norm' AND product_id = 'shopa:astro'").to_pylist()[0]
+    portrait = store.read_bytes(row["blob"])
+    report = export(store, _settings(store), out=tmp_path / "a", fmt="webdataset")
+    assert report.stats.details["faces_detected"] == 2 and report.stats.details["faces_blurred"] == 1
+    found = {r["product_id"]: r for r in Store.open(s3_url).read("faces").to_pylist()}
+    assert {pid: r["n_faces"] for pid, r in found.items()} == {"shopa:astro": 1, "shopa:jd": 0}
+    inside, outside = _inside_and_outside(portrait, _exported(tmp_path / "a", "webdataset")["shopa~3Aastro"],
+                                          boxes_by_frame(found["shopa:astro"])[0][0])
+    assert inside > 10 and outside < 1.5
+    again = export(store, _settings(store), out=tmp_path / "b", fmt="webdataset", full=True)
+    assert again.stats.details["faces_detected"] == 0
