@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..storage.takedowns import taken_down_sql
+from ..storage.takedowns import ids_sql
 from .samples import (
     SAMPLE_HEADER_SQL,
     SPLIT_NAMES,
@@ -48,7 +48,7 @@ class Members:
     def sql(self) -> str:
         """SQL of the members' (split, product_id) rows."""
         names = ", ".join(_sql_str(s) for s in self.counts)
-        hidden = f" AND product_id NOT IN (SELECT product_id FROM ({taken_down_sql()}))" if self.hidden else ""
+        hidden = f" AND product_id NOT IN ({ids_sql()})" if self.hidden else ""
         if self.rows is not None:
             return f"SELECT split, product_id FROM ({self.rows}) WHERE split IN ({names}){hidden}"
         return (f"SELECT split, product_id FROM splits WHERE version = {_sql_str(self.version)} "
