@@ -7,5 +7,6 @@
 - ``align_world``: a seeded two-platform catalogue with known alignment (align tests, bench_align);
 - ``splits_store``: labelled products in a long-tailed set of categories (splits tests, bench_splits);
 - ``train_shards``: shards in the export's layout for the training tests and bench_train;
-- ``ui_world``: a demo store with match pools, and a worker's first pair (the labelling UI's tests).
+- ``ui_world``: a demo store with match pools, and a worker's first pair (the labelling UI's tests);
+- ``mep3m_pairs``: the hand-labelled MEP-3M Chinese product pairs (benchmarks/data/mep3m_pairs/) and their records.
 """

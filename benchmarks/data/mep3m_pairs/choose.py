@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import random
 import re
+import sys
 from collections import defaultdict
 from itertools import combinations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SOURCE = HERE.parents[3] / "shared" / "realdata" / "mep3m" / "annotations-1k.json"
+sys.path.insert(0, str(HERE.parents[2] / "tests"))  # tests/support: the one reader of the records
+
+from support.mep3m_pairs import SOURCE, records  # noqa: E402
+
 SEED = 58
 HARD, COPY, CROSS = 365, 90, 220
 IDENTICAL_MAX = 8        # pairs of fully identical titles kept (the file repeats 137 titles)
@@ -96,12 +99,12 @@ def jaccard(x: set, y: set) -> float:
     return len(x & y) / len(x | y) if x | y else 0.0
 
 
-def choose(records: list[dict], seed: int = SEED) -> list[tuple[int, int, str]]:
-    """``(a, b, stratum)`` candidates over ``records`` (``id``, ``title``), in a fixed order."""
+def choose(items: list[dict], seed: int = SEED) -> list[tuple[int, int, str]]:
+    """``(a, b, stratum)`` candidates over ``items`` (``id``, ``title``), in a fixed order."""
     rng = random.Random(seed)
-    by_id = {r["id"]: r for r in records}
-    key = {r["id"]: brand_key(r["title"]) for r in records}
-    norm = {r["id"]: normal(r["title"]) for r in records}
+    by_id = {r["id"]: r for r in items}
+    key = {r["id"]: brand_key(r["title"]) for r in items}
+    norm = {r["id"]: normal(r["title"]) for r in items}
     grams = {i: bigrams(s) for i, s in norm.items()}
     brands: dict[str, list[int]] = defaultdict(list)
     for i, k in key.items():
@@ -176,23 +179,12 @@ def choose(records: list[dict], seed: int = SEED) -> list[tuple[int, int, str]]:
     return out
 
 
-def load(path: Path = SOURCE) -> list[dict]:
-    """The records of ``path`` as ``id``, ``title``, ``ocr`` (id = position + 1 = the number in img_path)."""
-    rows = json.loads(path.read_text(encoding="utf-8"))
-    out = []
-    for k, r in enumerate(rows):
-        rid = int(re.search(r"/(\d+)\.\w+$", r["img_path"]).group(1))
-        assert rid == k + 1, f"{path}: record {k} has img_path {r['img_path']}"
-        out.append({"id": rid, "title": r["title"], "ocr": r.get("OCR") or ""})
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--source", type=Path, default=SOURCE)
     ap.add_argument("--out", type=Path, default=HERE / "candidates.csv")
     args = ap.parse_args()
-    rows = choose(load(args.source))
+    rows = choose(records(args.source))
     with open(args.out, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["a", "b", "stratum"])
