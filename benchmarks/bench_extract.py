@@ -8,7 +8,8 @@ Frames, on three sets: the generated videos, the real ones in ../shared/realdata
 a few of the demo shop's (m5data.demo renders them); every video one after the other, the ffmpeg
 variants interleaved per video (their order rotating), the least CPU of --repeats runs kept:
   (a) ours: ffprobe + our single ffmpeg pass (1 fps -> scale -> showinfo -> JPEG quality 90), once per
-      extract.video_decode mode (exact, fast = the default, fastest); the ffprobe alone is timed too
+      extract.video_decode mode (exact, fast = the default, fastest; the last two on one thread, as in
+      the stage's pool of a worker per core); the ffprobe alone is timed too
       (the job runs it once for frames and sound), and the frame pass without it is printed,
   (b) the bare command `ffmpeg -i IN -vf fps=1 OUT/%06d.jpg`,
   (c) a naive moviepy loop: VideoFileClip(IN).get_frame(t) for each second, saved with Pillow
@@ -99,10 +100,11 @@ def demo_videos(work: Path, n: int) -> list[tuple[Path, float]]:
 
 
 def ours(video: Path, out: Path, decode: str = "fast") -> int:
-    """What the stage's video job does for frames: ffprobe started beside the single ffmpeg pass."""
+    """What the stage's video job in a pool of several workers does for frames: ffprobe, then the single
+    ffmpeg pass (on one thread in the modes other than exact)."""
     from m5data.extract.video import Probe, extract_frames
 
-    return extract_frames(video, out, Probe(video), max_side=720, decode=decode).count
+    return extract_frames(video, out, Probe(video), max_side=720, decode=decode, single_thread=True).count
 
 
 def probe_only(video: Path, out: Path) -> int:

@@ -49,6 +49,18 @@ def test_decoder_options_come_from_the_codec(tmp_path, codec, size, mode, expect
     assert decoder_options(args) == [*expected, "-t", "300.0"]
 
 
+def test_a_pool_worker_decodes_on_one_thread_except_exact(tmp_path):
+    def command(decode):
+        return frames_command(tmp_path / "in", tmp_path / "out", info("h264"), fps=1.0, max_side=720, quality=90,
+                              max_frames=300, max_duration=300.0, decode=decode, single_thread=True)
+
+    fast = command("fast")
+    assert fast[fast.index("-threads") + 1] == "1" and fast.index("-threads") < fast.index("-i")
+    assert fast[fast.index("-filter_complex_threads") + 1] == "1"
+    assert command("exact") == frames_command(tmp_path / "in", tmp_path / "out", info("h264"), fps=1.0, max_side=720,
+                                              quality=90, max_frames=300, max_duration=300.0, decode="exact")
+
+
 def test_an_unknown_decode_mode_is_a_config_error():
     with pytest.raises(ConfigError, match="extract.video_decode"):
         load(overrides={"extract.video_decode": "quick"}, environ={})
@@ -82,7 +94,7 @@ def test_an_exact_folder_serves_fast_but_a_fast_folder_is_redone_for_exact(reald
     assert exact.decode == "exact" and "decode" not in json.loads((tmp_path / "f/frames.json").read_text())["params"]
     fast = extract_frames(video, tmp_path / "f", probe(video), decode="fast")
     assert fast.reused and fast.decode == "exact"
-    other = extract_frames(video, tmp_path / "g", probe(video), decode="fast")
+    other = extract_frames(video, tmp_path / "g", probe(video), decode="fast", single_thread=True)
     assert not other.reused and other.decode == "fast"
     again = extract_frames(video, tmp_path / "g", probe(video), decode="exact")
     assert not again.reused and again.decode == "exact"

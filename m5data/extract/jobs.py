@@ -92,7 +92,8 @@ def run_video(payload: dict) -> JobResult:
                                         max_side=s.frame_max_side, quality=s.jpeg_quality, max_frames=s.max_frames,
                                         max_duration=s.max_duration, timeout=s.video_timeout,
                                         max_pixels=s.max_video_pixels,
-                                        max_bytes=frame_budget(s, info), decode=s.video_decode)
+                                        max_bytes=frame_budget(s, info), decode=s.video_decode,
+                                        single_thread=s.workers != 1)  # a pool of one worker per core
             except MediaError as exc:
                 if exc.status == "corrupt":
                     return broken(exc)

@@ -233,7 +233,8 @@ def read_manifest(folder: Path) -> dict | None:
 
 def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: float = 1.0, max_side: int = 0,
                    quality: int = 90, max_frames: int = 300, max_duration: float = 300.0,
-                   timeout: float = 300.0, max_pixels: int = 0, max_bytes: int = 0, decode: str = "exact") -> Frames:
+                   timeout: float = 300.0, max_pixels: int = 0, max_bytes: int = 0, decode: str = "exact",
+                   single_thread: bool = False) -> Frames:
     """Decode ``path`` once and write one JPEG per ``1/fps`` seconds into ``out_dir``.
 
     The folder appears complete or not at all: frames go to a temp folder beside it, then a
@@ -243,7 +244,9 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
     a file the probe finds broken, without a picture or with frames over ``max_pixels`` is never
     decoded. ``max_bytes`` (0 = no cap) bounds the JPEGs written: past it the pass is stopped and
     the frames that fit are kept (``Frames.cut`` says so); when not even one fits, the video is refused.
-    ``decode`` is an ``extract.video_decode`` mode (:data:`DECODE_OPTIONS`).
+    ``decode`` is an ``extract.video_decode`` mode (:data:`DECODE_OPTIONS`); ``single_thread`` decodes
+    and filters on one thread in the modes other than "exact" (a pool with a worker per core: the same
+    pixels without ffmpeg's own threads contending).
 
     Raises:
         MediaError: the probe's frame size is over ``max_pixels`` (status corrupt); ffmpeg failed
@@ -266,7 +269,7 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
     tmp.mkdir(parents=True)
     try:
         args = _frames_command(path, tmp, info, fps=fps, max_side=max_side, quality=quality, max_frames=max_frames,
-                               max_duration=max_duration, decode=decode)
+                               max_duration=max_duration, decode=decode, single_thread=single_thread)
         try:
             returncode, err, stopped = _run_capped(args, tmp, max_bytes, timeout)
         except subprocess.TimeoutExpired as exc:
@@ -315,7 +318,8 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
 
 
 def _frames_command(path: Path, tmp: Path, info: VideoInfo, *, fps: float, max_side: int, quality: int,
-                    max_frames: int, max_duration: float, decode: str = "exact", trace: bool = False) -> list[str]:
+                    max_frames: int, max_duration: float, decode: str = "exact", trace: bool = False,
+                    single_thread: bool = False) -> list[str]:
     """The ffmpeg command of the frame pass: one JPEG per ``1/fps`` seconds into ``tmp``, with showinfo's
     timestamps on stderr. ``trace`` adds a showinfo before and one right after ``fps`` (every decoded
     frame, then every sampled one, with checksums: framecheck.py tells from them which frame each
@@ -323,7 +327,8 @@ def _frames_command(path: Path, tmp: Path, info: VideoInfo, *, fps: float, max_s
     import ffmpeg
 
     options = decoder_options(info.codec, decode, info.width, info.height, max_side)
-    stream = ffmpeg.input(str(path), t=max_duration, **options)
+    one = single_thread and decode != "exact"  # exact stays the command it always was
+    stream = ffmpeg.input(str(path), t=max_duration, **options, **({"threads": 1} if one else {}))
     v = stream.video.filter("setpts", "PTS-STARTPTS")
     scale = {"w": f"if(gte(iw,ih),min({max_side},iw),-2)", "h": f"if(gte(iw,ih),-2,min({max_side},ih))"}
     # Scaling after fps scales only the sampled frames (24x fewer at 24 fps). Where a source
@@ -342,7 +347,8 @@ def _frames_command(path: Path, tmp: Path, info: VideoInfo, *, fps: float, max_s
         v = v.filter("scale", **scale)
     v = v.filter("showinfo")
     out = v.output(str(tmp / FRAME_PATTERN), **{"q:v": jpeg_qscale(quality), "qmin": 1,
-                                               "fps_mode": "passthrough", "frames:v": max_frames})
+                                               "fps_mode": "passthrough", "frames:v": max_frames,
+                                               **({"filter_complex_threads": 1} if one else {})})
     args = ffmpeg.compile(out, cmd=ffmpeg_exe())
     args = [args[0], "-nostdin", "-hide_banner", "-loglevel", "info", *args[1:]]
     return args
