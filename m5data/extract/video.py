@@ -11,14 +11,16 @@ video; a frame held over several seconds of variable-rate video is repeated, as 
 and the end of the stream is rounded up too: a video of D seconds gives ceil(D * fps) frames
 (9.5 s -> 10, fire2.mp4's 2.38 s -> 3; the default ``round=near`` would drop that last partial
 second). ``showinfo`` prints each written frame's time, which becomes the recorded timestamps
-(seconds from the first frame). ``extract.video_decode`` picks the decoder's options from the
-codec ffprobe named (:data:`DECODE_OPTIONS`): "exact" decodes every frame as the codec defines it,
-"fast" (the default) leaves out work whose loss stays within SSIM 0.97 of the exact frames at the
-stored size, "fastest" also skips frames that nothing refers to, so a second may keep the frame
-before its own (measured in docs/extract.md). ffprobe answers before the pass starts (see :class:`Probe`), so a
+(seconds from the first frame). ffprobe answers before the pass starts (see :class:`Probe`), so a
 frame over ``max_pixels`` is refused without being decoded; the JPEGs written are summed while ffmpeg
 runs and the pass is stopped past ``max_bytes`` (without the cap, one noise frame claiming
 1,200 s wrote 600 full-size JPEGs, 863 MB).
+
+``extract.video_decode`` picks the decoder's options from the codec ffprobe named
+(:data:`DECODE_OPTIONS`): "exact" decodes every frame as the codec defines it, "fast" (the default)
+leaves out work whose loss stays within SSIM 0.97 of the exact frames at the stored size, "fastest"
+also skips frames that nothing refers to, so a second may keep the frame before its own (measured
+in docs/extract.md).
 """
 
 from __future__ import annotations
@@ -36,9 +38,9 @@ from pathlib import Path
 from .ffmpeg import STDERR_TAIL, MediaError, ffmpeg_exe, ffprobe_exe, tail
 from .probe import Probe, VideoInfo, probe
 
-__all__ = ["DECODE_MODES", "DECODE_OPTIONS", "FRAME_PATTERN", "MANIFEST", "STDERR_TAIL", "Frames", "MediaError", "Probe", "VideoInfo", "check_frame_size",
-           "decoder_options", "expected_frames", "extract_frames", "ffmpeg_exe", "ffprobe_exe", "jpeg_qscale", "probe",
-           "read_manifest", "tail"]
+__all__ = ["DECODE_MODES", "DECODE_OPTIONS", "FRAME_PATTERN", "MANIFEST", "STDERR_TAIL", "Frames", "MediaError",
+           "Probe", "VideoInfo", "check_frame_size", "decoder_options", "expected_frames", "extract_frames",
+           "ffmpeg_exe", "ffprobe_exe", "jpeg_qscale", "probe", "read_manifest", "tail"]
 
 FRAME_PATTERN = "%06d.jpg"
 MANIFEST = "frames.json"
