@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
 
-from m5data.extract.video import ffmpeg_exe  # noqa: E402
+from m5data.extract.video import DECODE_MODES, ffmpeg_exe  # noqa: E402
 
 
 def generate(work: Path, n: int, lo: float, hi: float, size: str, seed: int) -> list[tuple[Path, float]]:
@@ -69,7 +69,6 @@ def generate(work: Path, n: int, lo: float, hi: float, size: str, seed: int) -> 
 
 
 REALDATA = ROOT.parent / "shared" / "realdata" / "media" / "video"
-MODES = ("exact", "fast", "fastest")
 
 
 def real_videos() -> list[tuple[Path, float]]:
@@ -140,7 +139,7 @@ def naive_moviepy(video: Path, out: Path) -> int:
     return n
 
 
-def bench_frames(videos, scratch: Path, moviepy_limit: int, modes=MODES, repeats: int = 1) -> dict:
+def bench_frames(videos, scratch: Path, moviepy_limit: int, modes=DECODE_MODES, repeats: int = 1) -> dict:
     import ffmpeg  # noqa: F401  (imports outside the clock)
     import moviepy  # noqa: F401
     from PIL import Image  # noqa: F401
@@ -349,7 +348,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None, help="keep generated videos here (reused across runs)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--parts", default="frames,audio,rss", help="which measurements to run (comma-separated)")
-    ap.add_argument("--decode", default=",".join(MODES), help="extract.video_decode modes to measure (comma-separated)")
+    ap.add_argument("--decode", default=",".join(DECODE_MODES), help="extract.video_decode modes to measure (comma-separated)")
     ap.add_argument("--repeats", type=int, default=3, help="frame passes per video and variant (the least CPU counts)")
     ap.add_argument("--sets", default="generated,real,demo", help="video sets of the frames part (comma-separated)")
     ap.add_argument("--demo-videos", type=int, default=8, help="demo shop videos in the demo set")
@@ -370,8 +369,9 @@ def main() -> None:
         sets = {x.strip() for x in args.sets.split(",")}
         if "generated" in sets:
             report_frames(videos, scratch, args)
-        if "real" in sets and real_videos():
-            report_frames(real_videos(), scratch, args, f"real ({REALDATA})", moviepy=False)
+        real = real_videos() if "real" in sets else []
+        if real:
+            report_frames(real, scratch, args, f"real ({REALDATA})", moviepy=False)
         if "demo" in sets:
             report_frames(demo_videos(work, args.demo_videos), scratch, args, "demo shop", moviepy=False)
     if "audio" in parts:
