@@ -261,6 +261,9 @@ def validate(settings: Settings) -> Settings:
             raise ConfigError(f"config {key} must be in 1..100, got {values[key]!r}")
     if values["store.compression"] not in {"zstd", "snappy", "gzip", "none"}:
         raise ConfigError(f"config store.compression must be zstd, snappy, gzip or none, got {values['store.compression']!r}")
+    if values["extract.video_decode"] not in {"exact", "fast", "fastest"}:
+        raise ConfigError(f"config extract.video_decode must be exact, fast or fastest, "
+                          f"got {values['extract.video_decode']!r} (from {settings.source('extract.video_decode')})")
     if values["download.per_host"] > values["download.concurrency"]:
         raise ConfigError("config download.per_host cannot exceed download.concurrency")
     if values["crawl.per_domain"] > values["crawl.concurrency"]:

@@ -61,6 +61,7 @@ def test_real_files_end_to_end(store, realdata):
     folder = store.root / frames["blob"]
     assert frames["frame_count"] == 30 == len(list(folder.glob("*.jpg"))) and frames["width"] == 96
     assert json.loads(frames["meta"])["timestamps"][:3] == pytest.approx([0.0, 1.0, 2.0], abs=0.01)
+    assert json.loads(frames["meta"])["decode"] == "fast"  # extract.video_decode's default made it
     mfcc_row = got[("shopa:bbb30", "mfcc")]
     mfcc = np.load(store.root / mfcc_row["blob"])
     assert mfcc.shape == (30, 40, 87) == tuple(json.loads(mfcc_row["meta"])["shape"]) and mfcc.dtype == np.float32

@@ -92,7 +92,8 @@ def run_video(payload: dict) -> JobResult:
                                         max_side=s.frame_max_side, quality=s.jpeg_quality, max_frames=s.max_frames,
                                         max_duration=s.max_duration, timeout=s.video_timeout,
                                         max_pixels=s.max_video_pixels,
-                                        max_bytes=frame_budget(s, info))
+                                        max_bytes=frame_budget(s, info), decode=s.video_decode,
+                                        single_thread=s.workers != 1)  # a pool of one worker per core
             except MediaError as exc:
                 if exc.status == "corrupt":
                     return broken(exc)
@@ -125,7 +126,8 @@ def run_video(payload: dict) -> JobResult:
             width=frames.width, height=frames.height, duration=info.duration, fps=s.frame_fps,
             frame_count=frames.count, status="ok",
             meta={"timestamps": frames.timestamps, "pattern": "%06d.jpg", "jpeg_quality": s.jpeg_quality,
-                  "max_side": s.frame_max_side, "truncated": frames.truncated, "reused": frames.reused,
+                  "max_side": s.frame_max_side, "decode": frames.decode, "truncated": frames.truncated,
+                  "reused": frames.reused,
                   **({"cut": frames.cut} if frames.cut else {})}))
         result.bytes += 0 if frames.reused else frames.bytes
         result.outcomes.append(Outcome("video", "ok"))

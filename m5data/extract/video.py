@@ -15,6 +15,12 @@ second). ``showinfo`` prints each written frame's time, which becomes the record
 frame over ``max_pixels`` is refused without being decoded; the JPEGs written are summed while ffmpeg
 runs and the pass is stopped past ``max_bytes`` (without the cap, one noise frame claiming
 1,200 s wrote 600 full-size JPEGs, 863 MB).
+
+``extract.video_decode`` picks the decoder's options from the codec ffprobe named
+(:data:`DECODE_OPTIONS`): "exact" decodes every frame as the codec defines it, "fast" (the default)
+leaves out work whose loss stays within SSIM 0.97 of the exact frames at the stored size, "fastest"
+also skips frames that nothing refers to, so a second may keep the frame before its own (measured
+in docs/extract.md).
 """
 
 from __future__ import annotations
@@ -32,12 +38,35 @@ from pathlib import Path
 from .ffmpeg import STDERR_TAIL, MediaError, ffmpeg_exe, ffprobe_exe, tail
 from .probe import Probe, VideoInfo, probe
 
-__all__ = ["FRAME_PATTERN", "MANIFEST", "STDERR_TAIL", "Frames", "MediaError", "Probe", "VideoInfo", "check_frame_size",
-           "expected_frames", "extract_frames", "ffmpeg_exe", "ffprobe_exe", "jpeg_qscale", "probe", "read_manifest",
-           "tail"]
+__all__ = ["DECODE_MODES", "DECODE_OPTIONS", "FRAME_PATTERN", "MANIFEST", "STDERR_TAIL", "Frames", "MediaError",
+           "Probe", "VideoInfo", "check_frame_size", "decoder_options", "expected_frames", "extract_frames",
+           "ffmpeg_exe", "ffprobe_exe", "jpeg_qscale", "probe", "read_manifest", "tail"]
 
 FRAME_PATTERN = "%06d.jpg"
 MANIFEST = "frames.json"
+
+DECODE_MODES = ("exact", "fast", "fastest")
+# The frame pass's decoder options per extract.video_decode mode and ffprobe codec name; a codec not
+# listed decodes exactly. "fast": the loop filter skipped on frames that no other frame refers to
+# (so no error carries over to later frames). "fastest": every frame's loop filter skipped (its
+# error drifts until the next keyframe) and frames nothing refers to not decoded (a second then
+# keeps the frame before its own). ffmpeg's VP9 and AV1 decoders offer nothing cheaper.
+DECODE_OPTIONS: dict[str, dict[str, dict[str, str]]] = {
+    "exact": {},
+    "fast": {
+        "h264": {"skip_loop_filter": "noref"},
+        "hevc": {"skip_loop_filter": "noref"},
+    },
+    "fastest": {
+        "h264": {"skip_loop_filter": "all", "skip_frame": "noref"},
+        "hevc": {"skip_loop_filter": "all", "skip_frame": "noref"},
+        "vp8": {"skip_loop_filter": "all"},
+        "mpeg4": {"skip_frame": "noref"},
+    },
+}
+# Decoders that can decode at 1/2, 1/4 or 1/8 size (ffmpeg's ``lowres``), used by "fast" and
+# "fastest" where that size still covers the stored max side.
+LOWRES_CODECS = frozenset({"mpeg1video", "mpeg2video", "mpeg4", "mjpeg"})
 
 _PTS_TIME = re.compile(r"\bn:\s*\d+\s+pts:\s*-?\d+\s+pts_time:(-?[0-9.]+)")
 
@@ -59,6 +88,19 @@ def expected_frames(duration: float | None, fps: float, max_frames: int, max_dur
     return min(max_frames, math.ceil(min(duration, max_duration) * fps - 1e-6))
 
 
+def decoder_options(codec: str | None, decode: str, width: int | None = None, height: int | None = None,
+                    max_side: int = 0) -> dict[str, str]:
+    """ffmpeg's input options for decoding a ``codec`` video of ``width`` x ``height`` in mode ``decode``."""
+    options = dict(DECODE_OPTIONS[decode].get(codec or "", {}))
+    if decode != "exact" and codec in LOWRES_CODECS and max_side and width and height:
+        level = 0
+        while level < 3 and max(width, height) >> (level + 1) >= max_side:
+            level += 1
+        if level:
+            options["lowres"] = str(level)
+    return options
+
+
 @dataclass
 class Frames:
     """The frames of one video: a folder of JPEGs and when each was taken."""
@@ -71,21 +113,26 @@ class Frames:
     truncated: bool  # the video was longer than max_duration / max_frames / max_bytes allowed
     reused: bool = False
     cut: str | None = None  # the cap that dropped frames (max_bytes, max_frames, max_duration) and how many, else None
+    decode: str = "exact"  # the extract.video_decode mode that made the folder
 
     @property
     def count(self) -> int:
         return len(self.timestamps)
 
 
-def _manifest_params(fps: float, max_side: int, quality: int, max_frames: int, max_duration: float) -> dict:
-    return {"fps": fps, "max_side": max_side, "jpeg_quality": quality, "max_frames": max_frames,
-            "max_duration": max_duration}
+def _manifest_params(fps: float, max_side: int, quality: int, max_frames: int, max_duration: float,
+                     decode: str = "exact") -> dict:
+    params = {"fps": fps, "max_side": max_side, "jpeg_quality": quality, "max_frames": max_frames,
+              "max_duration": max_duration}
+    return params if decode == "exact" else {**params, "decode": decode}  # exact: the manifests made before the mode
 
 
 def _reusable(old: dict | None, params: dict, max_bytes: int) -> bool:
     """A finished folder stands for this pass: same parameters, within the byte budget, and not
-    cut by a different budget (a folder made before the cap existed is reused when it fits)."""
-    if old is None or old.get("params") != params:
+    cut by a different budget (a folder made before the cap existed is reused when it fits). A
+    folder decoded exactly stands for any mode; one decoded faster only for its own mode."""
+    exact = {k: v for k, v in params.items() if k != "decode"}
+    if old is None or old.get("params") not in (params, exact):
         return False
     if max_bytes and old.get("bytes", 0) > max_bytes:
         return False
@@ -188,7 +235,8 @@ def read_manifest(folder: Path) -> dict | None:
 
 def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: float = 1.0, max_side: int = 0,
                    quality: int = 90, max_frames: int = 300, max_duration: float = 300.0,
-                   timeout: float = 300.0, max_pixels: int = 0, max_bytes: int = 0) -> Frames:
+                   timeout: float = 300.0, max_pixels: int = 0, max_bytes: int = 0, decode: str = "exact",
+                   single_thread: bool = False) -> Frames:
     """Decode ``path`` once and write one JPEG per ``1/fps`` seconds into ``out_dir``.
 
     The folder appears complete or not at all: frames go to a temp folder beside it, then a
@@ -198,6 +246,9 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
     a file the probe finds broken, without a picture or with frames over ``max_pixels`` is never
     decoded. ``max_bytes`` (0 = no cap) bounds the JPEGs written: past it the pass is stopped and
     the frames that fit are kept (``Frames.cut`` says so); when not even one fits, the video is refused.
+    ``decode`` is an ``extract.video_decode`` mode (:data:`DECODE_OPTIONS`); ``single_thread`` decodes
+    and filters on one thread in the modes other than "exact" (a pool with a worker per core: the same
+    pixels without ffmpeg's own threads contending).
 
     Raises:
         MediaError: the probe's frame size is over ``max_pixels`` (status corrupt); ffmpeg failed
@@ -205,12 +256,13 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
             clearly fewer frames than the duration promises (truncated); the first frame alone is
             over ``max_bytes`` (status too_large); the file has sound but no picture (status absent).
     """
-    params = _manifest_params(fps, max_side, quality, max_frames, max_duration)
+    params = _manifest_params(fps, max_side, quality, max_frames, max_duration, decode)
     old = read_manifest(out_dir)
     if _reusable(old, params, max_bytes):
         _resolve(info)
         return Frames(out_dir, old["timestamps"], old.get("width"), old.get("height"), old.get("bytes", 0),
-                      old.get("truncated", False), reused=True, cut=old.get("cut"))
+                      old.get("truncated", False), reused=True, cut=old.get("cut"),
+                      decode=old["params"].get("decode", "exact"))
     info = _resolve(info)
     if not info.has_video:
         raise MediaError("no video stream", f"sound only (format {info.format_name})", status="absent")
@@ -219,7 +271,7 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
     tmp.mkdir(parents=True)
     try:
         args = _frames_command(path, tmp, info, fps=fps, max_side=max_side, quality=quality, max_frames=max_frames,
-                               max_duration=max_duration)
+                               max_duration=max_duration, decode=decode, single_thread=single_thread)
         try:
             returncode, err, stopped = _run_capped(args, tmp, max_bytes, timeout)
         except subprocess.TimeoutExpired as exc:
@@ -259,7 +311,7 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
         again = read_manifest(out_dir)
         if not _reusable(again, params, max_bytes):  # else a twin video finished it meanwhile
             _publish_dir(tmp, out_dir)
-        return Frames(out_dir, stamps, width, height, size, truncated, cut=cut)
+        return Frames(out_dir, stamps, width, height, size, truncated, cut=cut, decode=decode)
     finally:
         if isinstance(info, Probe):
             info.close()
@@ -268,12 +320,17 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
 
 
 def _frames_command(path: Path, tmp: Path, info: VideoInfo, *, fps: float, max_side: int, quality: int,
-                    max_frames: int, max_duration: float) -> list[str]:
+                    max_frames: int, max_duration: float, decode: str = "exact", trace: bool = False,
+                    single_thread: bool = False) -> list[str]:
     """The ffmpeg command of the frame pass: one JPEG per ``1/fps`` seconds into ``tmp``, with showinfo's
-    timestamps on stderr."""
+    timestamps on stderr. ``trace`` adds a showinfo before and one right after ``fps`` (every decoded
+    frame, then every sampled one, with checksums: framecheck.py tells from them which frame each
+    second kept)."""
     import ffmpeg
 
-    stream = ffmpeg.input(str(path), t=max_duration)
+    options = decoder_options(info.codec, decode, info.width, info.height, max_side)
+    one = single_thread and decode != "exact"  # exact stays the command it always was
+    stream = ffmpeg.input(str(path), t=max_duration, **options, **({"threads": 1} if one else {}))
     v = stream.video.filter("setpts", "PTS-STARTPTS")
     scale = {"w": f"if(gte(iw,ih),min({max_side},iw),-2)", "h": f"if(gte(iw,ih),-2,min({max_side},ih))"}
     # Scaling after fps scales only the sampled frames (24x fewer at 24 fps). Where a source
@@ -283,12 +340,17 @@ def _frames_command(path: Path, tmp: Path, info: VideoInfo, *, fps: float, max_s
     slow = max_side and info.fps is not None and info.fps < fps
     if slow:
         v = v.filter("scale", **scale)
+    if trace:
+        v = v.filter("showinfo")
     v = v.filter("fps", fps=fps, round="up")
+    if trace:
+        v = v.filter("showinfo")
     if max_side and not slow:
         v = v.filter("scale", **scale)
     v = v.filter("showinfo")
     out = v.output(str(tmp / FRAME_PATTERN), **{"q:v": jpeg_qscale(quality), "qmin": 1,
-                                               "fps_mode": "passthrough", "frames:v": max_frames})
+                                               "fps_mode": "passthrough", "frames:v": max_frames,
+                                               **({"filter_complex_threads": 1} if one else {})})
     args = ffmpeg.compile(out, cmd=ffmpeg_exe())
     args = [args[0], "-nostdin", "-hide_banner", "-loglevel", "info", *args[1:]]
     return args
