@@ -15,7 +15,7 @@ variants interleaved per video (their order rotating), the least CPU of --repeat
   (c) a naive moviepy loop: VideoFileClip(IN).get_frame(t) for each second, saved with Pillow
       (generated set only).
   Prints ours/(b) per mode (target <= 0.70 for the default) and, per mode, the quality of the
-  frames kept against the exact decode (extract/framecheck.py): the worst SSIM at the stored size
+  frames kept against the exact decode (tests/support/framecheck.py): the worst SSIM at the stored size
   and the worst timestamp shift, with the video they come from.
 Audio: seconds of audio per second of compute for our one ffmpeg pass (mp3 + samples at
 22,050 Hz mono) + per-second MFCC blocks, against the earlier path (mp3 with moviepy, then a
@@ -42,6 +42,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # tests/support/framecheck.py: the kept frames against the exact decode
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
 
 from m5data.extract.video import DECODE_MODES, ffmpeg_exe  # noqa: E402
@@ -266,7 +267,8 @@ def bench_rss(videos, scratch: Path, sizes: list[int]) -> list[dict]:
 
 def frame_quality(videos, scratch: Path, modes) -> dict[str, dict]:
     """Per mode, the worst SSIM and the worst timestamp shift of the kept frames against the exact decode."""
-    from m5data.extract.framecheck import compare_decodes
+    from support.framecheck import compare_decodes
+
     from m5data.extract.video import probe
 
     worst = {m: {"ssim": (1.0, ""), "shift": (0.0, ""), "missing": 0} for m in modes if m != "exact"}

@@ -6,8 +6,7 @@ import pytest
 
 from m5data.config import ConfigError, load
 from m5data.extract.probe import VideoInfo
-from m5data.extract.video import FRAME_PATTERN, extract_frames, ffmpeg_exe, probe
-from m5data.extract.video import _frames_command as frames_command
+from m5data.extract.video import FRAME_PATTERN, extract_frames, ffmpeg_exe, frames_command, probe
 
 # The tolerances docs/extract.md states for extract.video_decode = "fast" (the default).
 FAST_MIN_SSIM = 0.97
@@ -69,7 +68,7 @@ def test_an_unknown_decode_mode_is_a_config_error():
 
 @pytest.mark.parametrize("name", ["chaplin.mp4", "big_buck_bunny_0_30.webm", "example.mp4", "fire2.mp4"])
 def test_fast_decode_keeps_the_same_frames_within_ssim(realdata, tmp_path, name):
-    from m5data.extract.framecheck import compare_decodes
+    from support.framecheck import compare_decodes
 
     video = realdata / "media/video" / name
     q = compare_decodes(video, probe(video), tmp_path, decode="fast", max_side=720)
@@ -79,7 +78,7 @@ def test_fast_decode_keeps_the_same_frames_within_ssim(realdata, tmp_path, name)
 
 
 def test_fastest_decode_moves_a_kept_frame_by_one_source_frame_at_most(realdata, tmp_path):
-    from m5data.extract.framecheck import compare_decodes
+    from support.framecheck import compare_decodes
 
     video = realdata / "media/video/chaplin.mp4"  # H.264 with B-frames at 25 fps
     q = compare_decodes(video, probe(video), tmp_path, decode="fastest", max_side=720)

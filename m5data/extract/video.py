@@ -270,7 +270,7 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
     tmp = out_dir.with_name(f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{out_dir.name}")  # owner pid: swept once dead
     tmp.mkdir(parents=True)
     try:
-        args = _frames_command(path, tmp, info, fps=fps, max_side=max_side, quality=quality, max_frames=max_frames,
+        args = frames_command(path, tmp, info, fps=fps, max_side=max_side, quality=quality, max_frames=max_frames,
                                max_duration=max_duration, decode=decode, single_thread=single_thread)
         try:
             returncode, err, stopped = _run_capped(args, tmp, max_bytes, timeout)
@@ -319,12 +319,12 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _frames_command(path: Path, tmp: Path, info: VideoInfo, *, fps: float, max_side: int, quality: int,
+def frames_command(path: Path, tmp: Path, info: VideoInfo, *, fps: float, max_side: int, quality: int,
                     max_frames: int, max_duration: float, decode: str = "exact", trace: bool = False,
                     single_thread: bool = False) -> list[str]:
     """The ffmpeg command of the frame pass: one JPEG per ``1/fps`` seconds into ``tmp``, with showinfo's
     timestamps on stderr. ``trace`` adds a showinfo before and one right after ``fps`` (every decoded
-    frame, then every sampled one, with checksums: framecheck.py tells from them which frame each
+    frame, then every sampled one, with checksums: tests/support/framecheck.py tells from them which frame each
     second kept)."""
     import ffmpeg
 

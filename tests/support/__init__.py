@@ -8,5 +8,6 @@
 - ``splits_store``: labelled products in a long-tailed set of categories (splits tests, bench_splits);
 - ``train_shards``: shards in the export's layout for the training tests and bench_train;
 - ``ui_world``: a demo store with match pools, and a worker's first pair (the labelling UI's tests);
+- ``framecheck``: the kept video frames of a decode mode against the exact decode (SSIM, timestamp shift);
 - ``mep3m_pairs``: the hand-labelled MEP-3M Chinese product pairs (benchmarks/data/mep3m_pairs/) and their records.
 """

@@ -16,9 +16,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .ffmpeg import MediaError, tail
-from .probe import VideoInfo
-from .video import _frames_command
+from m5data.extract.ffmpeg import MediaError, tail
+from m5data.extract.probe import VideoInfo
+from m5data.extract.video import frames_command
 
 __all__ = ["DecodeQuality", "compare_decodes", "ssim"]
 
@@ -62,7 +62,7 @@ def ssim(a, b) -> float:
 def _traced_pass(path: Path, info: VideoInfo, out: Path, decode: str, **params) -> tuple[list[Path], list[float]]:
     """The frame pass of ``decode`` with tracing: its JPEGs and, per JPEG, the time of the source frame it shows."""
     out.mkdir(parents=True)
-    args = _frames_command(path, out, info, decode=decode, trace=True, **params)
+    args = frames_command(path, out, info, decode=decode, trace=True, **params)
     run = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     stderr = run.stderr.decode("utf-8", "replace")
     if run.returncode != 0:
