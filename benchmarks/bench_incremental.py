@@ -18,9 +18,13 @@ and the ratio of the incremental run to the full rebuild. Last lines::
     incremental: global stages X.X s against full Y.Y s (ratio R.RR); worst stage S (ratio r.rr)
     by CPU (the wait for a core left out): global stages X.X s against full Y.Y s (ratio R.RR); worst stage ...
 
-Before measuring, the same stages run through one night on a store of 2,000 products (``WARM_UP``;
-``--no-warm-up`` skips it): numba keeps what it compiles in a cache for later processes, as a nightly
-service's later nights find it.
+numba's cache (``--numba-cache``): ``install`` (the default) gives the stage processes a cache of their own
+that only the install step (``python -m m5data.warm``, as ``make setup`` runs it) has filled: what a fresh
+clone, or a cluster worker started from a fresh image, finds on its first night. The incremental run is then
+measured twice, on two copies of the grown store: the **first night** (whatever the install step left out
+is compiled in it) and the **second night** (every kernel in the cache), printed side by side.
+``warm-up`` runs the same stages through one night on a store of 2,000 products first (``WARM_UP``) in the
+caller's cache; ``as-is`` uses the caller's cache as it is.
 
 ``--profile STAGES`` runs those stages' incremental runs under cProfile (``<run-dir>/<stage>-incremental.prof``).
 
@@ -43,11 +47,12 @@ import argparse
 import compileall
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scale import ROOT, fresh_copy, prepare, run_child  # noqa: E402
+from bench_scale import ROOT, fresh_copy, link_copy, prepare, run_child  # noqa: E402
 
 STAGES = ("align", "dedup", "match_level", "pools", "splits", "export", "report")
 # the table whose incremental rows are compared with the full rebuild's (agreement, below)
@@ -174,7 +179,7 @@ print(f"new {len(renamed)}, changed {changed.num_rows}")
 def options(stage: str, world: Path, run: Path, full: bool, label: str) -> dict:
     out = {"full": full}
     if stage == "align":
-        out |= {"mapping": str(world / "truth" / "level1_mapping.toml"), "review_out": str(run / "review.csv")}
+        out["review_out"] = str(run / "review.csv")  # the mapping file is a setting: align.mapping (main)
     if stage == "report":
         out["out"] = str(run / "report")
     if stage == "export" and label == "full":  # beside the store's exports/: not the incremental one's base
@@ -228,9 +233,20 @@ def warm_up(args, stages: list[str], env: dict) -> None:
     """One night of ``stages`` on a small store (first run, growth, incremental run) to fill numba's cache."""
     argv = [sys.executable, str(Path(__file__).resolve()), "--products", str(WARM_UP), "--work", str(args.work),
             "--run-dir", str(args.work / f"warm-up-{WARM_UP}"), "--stages", ",".join(stages), "--full-stages", "none",
-            "--no-warm-up", "--workers", str(args.workers)] + [x for kv in args.set for x in ("--set", kv)]
+            "--no-warm-up", "--numba-cache", "as-is", "--workers", str(args.workers)] + [x for kv in args.set for x in ("--set", kv)]
     secs, rc, _ = run_child(argv, args.work / "warm-up.log", env)
     print(f"warm-up: a night on {WARM_UP:,} products, {secs:.0f} s" + ("" if rc == 0 else f" (failed: {args.work / 'warm-up.log'})"))
+
+
+def install_cache(work: Path, env: dict) -> dict:
+    """A numba cache that only the install step has filled (``python -m m5data.warm``): the env of the stages."""
+    cache = work / "numba-install"
+    shutil.rmtree(cache, ignore_errors=True)
+    env = {**env, "NUMBA_CACHE_DIR": str(cache)}
+    secs, rc, _ = run_child([sys.executable, "-m", "m5data.warm"], work / "numba-install.log", env)
+    print(f"numba cache: filled by the install step alone (python -m m5data.warm, {secs:.0f} s) at {cache}"
+          + ("" if rc == 0 else f" (failed: {work / 'numba-install.log'})"))
+    return env
 
 
 def main() -> None:
@@ -251,26 +267,32 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a setting for every stage's run, as m5data's --set (e.g. pools.queries=4190, the "
                          "papers' query count at 1M that bench_scale uses)")
-    ap.add_argument("--no-warm-up", action="store_true",
-                    help="measure without the warm-up night on a small store first (see WARM_UP)")
+    ap.add_argument("--numba-cache", choices=("install", "warm-up", "as-is"), default="install",
+                    help="install: a cache only `python -m m5data.warm` filled, first and second night measured; "
+                         "warm-up: a night on a small store first (see WARM_UP); as-is: the caller's cache")
+    ap.add_argument("--no-warm-up", action="store_true", help=argparse.SUPPRESS)  # the warm-up night's own child
     ap.add_argument("--profile", default="", metavar="STAGES",
                     help="comma-separated stages whose incremental run runs under cProfile (its stats in "
                          "<run-dir>/<stage>-incremental.prof; its seconds then include the profiler's overhead)")
     args = ap.parse_args()
     stages = [s for s in STAGES if s in args.stages.split(",")]
     full_stages = stages if args.full_stages is None else [s for s in stages if s in args.full_stages.split(",")]
-    overrides = dict(kv.split("=", 1) for kv in args.set)
     n = args.products
+    overrides = {"align.mapping": str(args.work / f"world-{n}-s{args.seed}" / "truth" / "level1_mapping.toml"),
+                 **dict(kv.split("=", 1) for kv in args.set)}
     args.work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     # the package's bytecode as an installed one has it: where PYTHONDONTWRITEBYTECODE is set (this machine's
     # sandbox), every stage process compiled the modules it imports from source, 0.03 CPU s of a report run
     compileall.compile_dir(str(ROOT / "m5data"), quiet=1)
-    if not args.no_warm_up and n > WARM_UP:
+    nights = ("incremental",)
+    if args.numba_cache == "install" and not args.no_warm_up:
+        env, nights = install_cache(args.work, env), ("incremental", "second")
+    elif args.numba_cache == "warm-up" and not args.no_warm_up and n > WARM_UP:
         warm_up(args, stages, env)
     prep = prepare(n, args.seed, args.work, args.workers, 0.05, env)
     print(f"size {n:,}: world and store {'cached' if prep.get('cached') else 'built'}"
-          + (f"; settings {overrides}" if overrides else ""))
+          + (f"; settings {' '.join(args.set)}" if args.set else ""))
     run = args.run_dir or args.work / f"incremental-{n}"
     fresh_copy(args.work / f"store-{n}-s{args.seed}", run)
     world = args.work / f"world-{n}-s{args.seed}"
@@ -282,8 +304,13 @@ def main() -> None:
                             run / "grow.log", env)
     print(f"  grown: {(run / 'grow.log').read_text().strip().splitlines()[-1]} ({secs:.1f} s)" if rc == 0
           else f"  growing failed: see {run / 'grow.log'}")
-    for label, full in (("incremental", False), ("full", True)):
-        for stage in stages if label == "incremental" else full_stages:
+    if "second" in nights:  # the grown store kept for the second night's incremental run
+        link_copy(run / "store", run / "grown")
+    for label, full in [(night, False) for night in nights] + [("full", True)]:
+        if label == "second":  # the first night's store aside, the grown one in its place
+            (run / "store").rename(run / "store-first-night")
+            (run / "grown").rename(run / "store")
+        for stage in stages if label != "full" else full_stages:
             profile = str(run / f"{stage}-{label}.prof") if label == "incremental" and stage in args.profile.split(",") else ""
             res[(label, stage)] = run_stage(stage, run, world, full, label, env, overrides, profile)
     for stage in set(stages) - set(full_stages):  # no rebuild over the grown store: the first (full) run stands in
@@ -292,8 +319,10 @@ def main() -> None:
     print("seconds of each stage's run(ctx) in its process (the flow runs every stage in one process);"
           " the process's own start and imports aside" + ("; * full = the first run (no rebuild over the grown store)"
                                                            if set(stages) - set(full_stages) else ""))
+    second = "second" in nights
     print(f"{'stage':<12}{'first s':>10}{'nothing s':>11}{'incr s':>9}{'full s':>9}{'incr/full':>11}"
-          f"{'incr CPU s':>12}{'full CPU s':>12}{'CPU ratio':>11}")
+          f"{'incr CPU s':>12}{'full CPU s':>12}{'CPU ratio':>11}"
+          + (f"{'2nd night s':>13}{'2nd CPU s':>11}{'2nd CPU ratio':>15}" if second else ""))
     ratios, cpu_ratios = {}, {}
     for stage in stages:
         first, none, inc, full = (res[(k, stage)]["stage_s"] for k in ("first", "nothing-new", "incremental", "full"))
@@ -301,7 +330,13 @@ def main() -> None:
         ratios[stage], cpu_ratios[stage] = inc / full, inc_cpu / full_cpu
         mark = "" if stage in full_stages else "*"
         print(f"{stage:<12}{first:>10.2f}{none:>11.2f}{inc:>9.2f}{full:>8.2f}{mark:1}{ratios[stage]:>11.2f}"
-              f"{inc_cpu:>12.2f}{full_cpu:>12.2f}{cpu_ratios[stage]:>11.2f}")
+              f"{inc_cpu:>12.2f}{full_cpu:>12.2f}{cpu_ratios[stage]:>11.2f}"
+              + (f"{res[('second', stage)]['stage_s']:>13.2f}{res[('second', stage)]['stage_cpu']:>11.2f}"
+                 f"{res[('second', stage)]['stage_cpu'] / full_cpu:>15.2f}" if second else ""))
+    if second:  # the issue's measure: on a fresh install's cache, no night costs more than a full build
+        over = [s for s in stages if cpu_ratios[s] > 1.0]
+        print("first night on the install step's cache (incr) beside the second (2nd night): stages whose incremental "
+              f"run cost more CPU than their full build: {', '.join(over) or 'none'}")
     for stage in full_stages:
         if stage in TABLES and all((run / f"{stage}-{k}.parquet").exists() for k in ("incremental", "full")):
             print(f"agreement {stage}: {agreement(stage, run)}")

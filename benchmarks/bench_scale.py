@@ -87,13 +87,17 @@ def fresh_copy(base: Path, run: Path) -> None:
     """A copy of the built store whose tables are private and whose blobs are hard links."""
     if run.exists():
         shutil.rmtree(run)
+    link_copy(base, run / "store")
 
-    def copy(src, dst):
-        if "/tables/" in src or not any(f"/{a}/" in src for a in ("blobs", "derived")):
-            return shutil.copy2(src, dst)
-        return os.link(src, dst)
 
-    shutil.copytree(base, run / "store", copy_function=copy)
+def link_copy(src: Path, dst: Path) -> None:
+    """Copy the store folder ``src`` to ``dst``: its tables private, its blobs and derived files hard links."""
+    def copy(a, b):
+        if "/tables/" in a or not any(f"/{d}/" in a for d in ("blobs", "derived")):
+            return shutil.copy2(a, b)
+        return os.link(a, b)
+
+    shutil.copytree(src, dst, copy_function=copy)
 
 
 def prepare(n: int, seed: int, work: Path, workers: int, video_share: float, env: dict) -> dict:
