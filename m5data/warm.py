@@ -8,6 +8,13 @@ subprocesses, a nightly flow on fresh cluster workers) each compile them again w
 still empty. The cache is ``NUMBA_CACHE_DIR`` (the Makefile keeps it in the checkout's ``.cache/numba``;
 point it at shared storage for a cluster's workers, docs/flows.md); numba keys its entries by each
 source file's path and modification time, so an edited kernel is compiled again on its first call.
+
+The kernels' own warm-ups cover the functions with the argument types they are written for; a stage
+calls some with other types, or calls functions no warm-up names (dedup's incremental search: ~1 CPU-s
+of compiling on a fresh install's first night, measured by ``benchmarks/bench_incremental.py``). So the
+step then runs one night of the curation stages (:data:`NIGHT`) on a generated store of a few hundred
+products (``m5data.demo.scale``): their full run, a growth by new products, their incremental run, with
+the types the real runs use. The store is a temporary folder, removed after.
 """
 
 from __future__ import annotations
@@ -24,14 +31,68 @@ KERNELS = (
 )
 
 
+# the stages whose full and incremental runs the night runs, in pipeline order, and the store's size
+NIGHT = ("dedup", "match_level", "pools")
+NIGHT_PRODUCTS = 400
+
+
 def warm() -> list[tuple[str, float]]:
-    """Compile (or load) every kernel family of :data:`KERNELS`; (what, CPU seconds) of each."""
+    """Compile (or load) every kernel family of :data:`KERNELS`, then run :func:`night`; (what, CPU seconds) of each."""
     spent = []
     for what, module, function in KERNELS:
         start = time.process_time()
         getattr(importlib.import_module(module), function)()
         spent.append((what, time.process_time() - start))
+    start = time.process_time()
+    night()
+    spent.append((f"a night of {', '.join(NIGHT)} on {NIGHT_PRODUCTS} products", time.process_time() - start))
     return spent
+
+
+def night(products: int = NIGHT_PRODUCTS) -> None:
+    """The full runs of :data:`NIGHT` on a generated store, 5% new products, then their incremental runs."""
+    import tempfile
+    from pathlib import Path
+
+    from . import config as cfg
+    from .demo.scale import ScaleConfig, build_scale_store, generate_scale
+    from .stages import RunContext, get
+    from .storage import Store
+
+    with tempfile.TemporaryDirectory(prefix="m5data-warm-") as tmp:
+        world, root = Path(tmp) / "world", Path(tmp) / "store"
+        generate_scale(world, ScaleConfig(products=products, seed=0, video_share=0.0), workers=1)
+        build_scale_store(world, root, workers=1)
+        settings = cfg.load(None, {"store.path": str(root)}, environ={})
+        for full in (True, False):
+            for stage in NIGHT:
+                get(stage).load()(RunContext(settings).with_options(full=full))
+            if full:
+                _grow(Store.open(root), max(1, products // 20))
+
+
+def _grow(store, n: int) -> None:
+    """``n`` products again under new ids, with their specs, captions and media rows: a night's new products."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    new = store.read("products").slice(0, n)
+    ids = {p: f"{p}-new" for p in new.column("product_id").to_pylist()}
+
+    def renamed(table, column="product_id"):
+        values = pa.array([ids[v] for v in table.column(column).to_pylist()], pa.string())
+        return table.set_column(table.schema.get_field_index(column), column, values)
+
+    keep = pa.array(list(ids))
+    rows = {"products": renamed(new)}
+    for name in ("specs", "captions", "media"):
+        table = store.read(name)
+        rows[name] = renamed(table.filter(pc.is_in(table.column("product_id"), keep)))
+    media = rows["media"]
+    rows["media"] = media.set_column(media.schema.get_field_index("media_id"), "media_id",
+                                     pc.binary_join_element_wise(media.column("media_id"), pa.scalar("-new"), ""))
+    for name, table in rows.items():
+        store.write(name, table)
 
 
 def main() -> None:
