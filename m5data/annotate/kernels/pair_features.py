@@ -3,14 +3,19 @@ pair's feature is a row-wise product of two gathered sparse matrices, so thousan
 scipy calls, not a Python loop each (only model-code containment is a loop over the pairs' codes).
 
 Missing evidence is NaN (the model routes it), never 0: "no brand on one page" is not "brands differ".
+Titles are read without shop and promotion noise (:func:`.pair_title.denoise`); brands through the
+aliases the titles teach (:class:`.pair_title.Brands`), and from the title where no spec names one.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
 from ... import arrays
 from . import pair_text as tx
+from . import pair_title as pt
 from .pair_features_jit import rowdot_csr, tfidf_matrix
 from .pair_products import Products
 from .pair_spaces import (
@@ -34,6 +39,7 @@ FEATURES = [
     "idf_overlap_min", "idf_overlap_union", "word_jaccard", "title_len_ratio", "first_word_same",
     "code_shared", "code_stem_shared", "code_conflict", "code_in_other", "code_only_one",
     "num_shared", "num_conflict", "num_jaccard",
+    "content_same", "content_conflict", "stage_same", "stage_conflict",
     "brand_same", "brand_in_other_title",
     "spec_agree", "spec_conflict", "spec_missing", "spec_agree_share",
     "phash_distance", "price_ratio", "category_same",
@@ -48,10 +54,11 @@ class PairFeatures:
     def __init__(self, products: Products, embed_model: str = "", weights: TextWeights | None = None):
         """``weights``: the TF-IDF document frequencies to use (a trained model's); None fits them on
         ``products`` (training, scoring a file), and :attr:`weights` then holds the fit."""
-        p = self.p = products
+        # every representation reads the title without shop and promotion noise (cleaned: NFKC, lower case)
+        p = self.p = replace(products, title=[pt.denoise(tx.clean(t)) for t in products.title])
         # spec values (a 型号 / model number row) are text too: codes and numbers are looked for in them
         values = [" ".join(s.values()) for s in p.specs] if p.specs else [""] * len(p.ids)
-        titles = [tx.clean(t) for t in p.title]  # cleaned once: every representation below starts from it
+        titles = p.title  # cleaned once (above): every representation below starts from it
         full = [tx.clean(f"{t} {d} {v}") for t, d, v in zip(p.title, p.text, values)]
         fit: dict[str, tuple[list[str], np.ndarray]] = {}
 
@@ -92,8 +99,14 @@ class PairFeatures:
         stem_id = {c: i for i, c in enumerate(dict.fromkeys(x for x in stem_of if x is not None))}
         self.stems = remap(self.codes, np.array([-1 if c is None else stem_id[c] for c in stem_of] + [-1], np.int64))
         self.squashed = [tx.squash_clean(t) for t in full]
-        self.nums = binary_sets([tx.numbers_clean(t) for t in titles])[0]
+        self.nums = binary_sets([tx.numbers_clean(pt.strip_packs(t)) for t in titles])[0]  # a pack count is no number
         self.brand_title = titles
+        brands = pt.Brands(titles)
+        self.brand_named = [set(brands.in_title(t)) for t in titles]
+        self.brand_key = [brands.key(b) if b else next(iter(brands.in_title(t)), "") for b, t in zip(p.brand, titles)]
+        title_values = [f"{t} {v}" for t, v in zip(titles, values)]
+        self.contents, self.content_first = firsts([pt.contents(t) for t in title_values])
+        self.stages, self.stage_first = firsts([pt.stages(t) for t in title_values])
         self.props, self.pairs_pv = spec_sets(p.specs, len(p))
         self.embed = None if not embed_model else embed_texts(p.title, embed_model)
         self._top: dict[str, np.ndarray] = {}  # per neighbour space: each product's two best cosines (NaN: not yet)
@@ -145,6 +158,8 @@ class PairFeatures:
         f["first_word_same"] = np.where(has_title, self.first[a] == self.first[b], np.nan)
         f.update(self._codes(a, b))
         f.update(self._numbers(a, b))
+        f.update(same_conflict("content", self.contents, self.content_first, a, b))
+        f.update(same_conflict("stage", self.stages, self.stage_first, a, b))
         f.update(self._brand(a, b))
         f.update(self._specs(a, b))
         p = self.p
@@ -192,11 +207,13 @@ class PairFeatures:
                 "num_jaccard": np.where(both, shared / np.maximum(na + nb - shared, 1), np.nan)}
 
     def _brand(self, a, b) -> dict[str, np.ndarray]:
-        br = self.p.brand
-        same = [np.nan if not (br[i] and br[j]) else float(br[i] == br[j] or br[i] in br[j] or br[j] in br[i])
+        """Same brand: the spec's (else the title's) brand, aliases one brand (``安满`` = ``anmum``), or one
+        spelling inside the other; a side's brand, or its alias, in the other's title."""
+        br, key, named, title = self.p.brand, self.brand_key, self.brand_named, self.brand_title
+        same = [np.nan if not (key[i] and key[j]) else float(key[i] == key[j] or key[i] in key[j] or key[j] in key[i])
                 for i, j in zip(a, b)]
-        inside = [np.nan if not (br[i] or br[j]) else
-                  float(bool(br[i] and br[i] in self.brand_title[j]) or bool(br[j] and br[j] in self.brand_title[i]))
+        inside = [np.nan if not (key[i] or key[j]) else
+                  float(any((br[x] and br[x] in title[y]) or (key[x] and key[x] in named[y]) for x, y in ((i, j), (j, i))))
                   for i, j in zip(a, b)]
         return {"brand_same": np.array(same), "brand_in_other_title": np.array(inside)}
 
@@ -231,6 +248,21 @@ def embed_texts(texts: list[str], model_path: str) -> np.ndarray:
         return sentence_transformer(texts, model_path)
     except EmbedderError as exc:  # no sentence-transformers, no model folder: said in one line
         raise MatcherError(f"matcher.text_model: {exc}") from None
+
+
+def firsts(lists: list[list[str]]):
+    """Products x the distinct values of ``lists`` (0/1, :func:`binary_sets`), and each product's first
+    value as a column (-1: none)."""
+    x, terms = binary_sets(lists)
+    col = {t: i for i, t in enumerate(terms)}
+    return x, np.array([col[v[0]] if v else -1 for v in lists], dtype=np.int64)
+
+
+def same_conflict(name: str, x, first: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+    """``<name>_same``: both sides' first values equal; ``<name>_conflict``: no value in common (NaN where
+    a side has none)."""
+    _, _, shared, both = overlap(x, a, b)
+    return {f"{name}_same": np.where(both, first[a] == first[b], np.nan), f"{name}_conflict": np.where(both, shared == 0, np.nan)}
 
 
 def overlap(x, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
