@@ -17,8 +17,9 @@ chosen against.
 
 Then the Chinese set (``--chinese`` alone, or after the three unless ``--only`` names some): the
 MEP-3M sample's 1,000 records as products of a fresh store (tests/support/mep3m_store.py) and its
-labelled pairs (benchmarks/data/mep3m_pairs/pairs.csv, ``--pairs``) in 5 folds grouped by the
-connected components of the pairs and identical titles (no record on both sides). Each fold's training
+labelled pairs (benchmarks/data/mep3m_pairs/pairs.csv, ``--pairs``) in 5 folds with no record on both
+sides (``mep3m_store.folds``: records grouped by same-brand pairs and identical titles; a pair of two
+brands dealt to two folds is trained on, never held out). Each fold's training
 labels are written as an ``a,b,label`` file and trained through ``train --labels``'s code, the held-out
 fold scored as ``score --pairs`` scores; printed: pooled out-of-fold AUC and recall at precision 0.9,
 the same of a character 3-shingle Jaccard of the titles, the learning curve (50 / 100 / 200 / 400
@@ -187,7 +188,6 @@ def run_chinese(pairs_path: Path, work: Path, seeds: int, al_auc: float) -> dict
     """The Chinese set: 5-fold figures through the verbs' code, the Jaccard baseline, the learning curve
     and the active-learning rounds (see the module's docstring)."""
     import numpy as np
-    from sklearn.model_selection import StratifiedGroupKFold
     from support import er_magellan as er
     from support import mep3m_store as mp
 
@@ -205,20 +205,21 @@ def run_chinese(pairs_path: Path, work: Path, seeds: int, al_auc: float) -> dict
     pairs = mp.read_pairs(pairs_path)
     products = pair_products.read_store(store, s.dedup.brand_property)
     idx = products.index()
-    ia, ib = np.array([idx[a] for a, _, _ in pairs]), np.array([idx[b] for _, b, _ in pairs])
-    y = np.array([v for _, _, v in pairs], bool)
-    groups = np.array(mp.components(pairs, dict(zip(products.ids, products.title))))
-    folds = list(StratifiedGroupKFold(CN_FOLDS, shuffle=True, random_state=0).split(ia, y, groups))
+    ia, ib = np.array([idx[p[0]] for p in pairs]), np.array([idx[p[1]] for p in pairs])
+    y = np.array([p[2] for p in pairs], bool)
+    folds = [(np.array(tr), np.array(te)) for tr, te in mp.folds(pairs, dict(zip(products.ids, products.title)), CN_FOLDS)]
+    tested = np.sort(np.concatenate([te for _, te in folds]))  # the pairs some fold holds out
     oof, train_s = np.zeros(len(y)), 0.0
     for k, (tr, te) in enumerate(folds):  # exactly `train --labels` and `score --pairs`
-        labels = er.write_labels(work / f"mep3m-fold{k}.csv", [pairs[i] for i in tr])
+        labels = er.write_labels(work / f"mep3m-fold{k}.csv", [pairs[i][:3] for i in tr])
         t0 = time.perf_counter()
         model = job.train(store, s, labels, products=products).model
         train_s += time.perf_counter() - t0
         oof[te] = pair_model.score(model, products, ia[te], ib[te])
-    out = {"pairs": len(y), "matches": int(y.sum()), "groups": int(groups.max() + 1),
-           "train_labels": float(np.mean([len(tr) for tr, _ in folds])), "full": ranked(oof, y), "train_s": train_s,
-           "jaccard": ranked(shingle_jaccard([products.title[i] for i in ia], [products.title[i] for i in ib]), y)}
+    jac = shingle_jaccard([products.title[i] for i in ia], [products.title[i] for i in ib])
+    out = {"pairs": len(y), "matches": int(y.sum()), "tested": len(tested), "tested_matches": int(y[tested].sum()),
+           "train_labels": [len(tr) for tr, _ in folds], "full": ranked(oof[tested], y[tested]), "train_s": train_s,
+           "jaccard": ranked(jac[tested], y[tested])}
     x = PairFeatures(products).matrix(ia, ib)  # the features train and score compute: the store's, not the labels'
     ones = np.ones(len(y))
 
@@ -241,7 +242,7 @@ def run_chinese(pairs_path: Path, work: Path, seeds: int, al_auc: float) -> dict
             for k, (tr, te) in enumerate(folds):
                 m, cols = trained(drawn(np.random.default_rng(1000 * seed + k), tr, n))
                 sc[te] = m.proba(x[te][:, cols])
-            got.append(ranked(sc, y))
+            got.append(ranked(sc[tested], y[tested]))
         curve[n] = (min(n, min(len(tr) for tr, _ in folds)), *np.mean(got, axis=0))
     out["curve"] = curve
     top = min(max(CN_SIZES), min(len(tr) for tr, _ in folds))
@@ -261,7 +262,7 @@ def run_chinese(pairs_path: Path, work: Path, seeds: int, al_auc: float) -> dict
                         add = (rest[nearest_threshold(m.proba(x[rest][:, cols]), m.threshold, AL_STEP)] if how == "uncertain"
                                else rng.choice(rest, min(AL_STEP, len(rest)), replace=False))
                         have = np.r_[have, add]
-            al[how][seed] = [ranked(sc[j], y)[0] for j in range(len(steps))]
+            al[how][seed] = [ranked(sc[j, tested], y[tested])[0] for j in range(len(steps))]
     out["al"] = {"steps": steps, "target": al_auc, **{h: v.mean(axis=0) for h, v in al.items()}}
     return out
 
@@ -271,11 +272,12 @@ def print_chinese(r: dict) -> bool:
     import numpy as np
 
     auc, rec = r["full"]
-    print(f"\nChinese set (MEP-3M sample): {r['pairs']} labelled pairs ({r['matches']} matches, {r['groups']} record groups), "
-          f"5 folds grouped by record component, ~{r['train_labels']:.0f} training labels a fold")
+    print(f"\nChinese set (MEP-3M sample): {r['pairs']} labelled pairs ({r['matches']} matches); 5 folds with no record on "
+          f"both sides hold out {r['tested']} ({r['tested_matches']} matches) and train on "
+          f"{'/'.join(map(str, r['train_labels']))}")
     print(f"  matcher (train --labels / score --pairs, pooled out-of-fold): AUC {auc:.3f}, recall at precision 0.9 "
           f"{rec:.3f}; training {r['train_s'] / CN_FOLDS:.1f} s a fold")
-    print(f"  title 3-shingle Jaccard: AUC {r['jaccard'][0]:.3f}, recall at precision 0.9 {r['jaccard'][1]:.3f}")
+    print(f"  title 3-shingle Jaccard (the held-out pairs): AUC {r['jaccard'][0]:.3f}, recall at precision 0.9 {r['jaccard'][1]:.3f}")
     print("  learning curve (labels drawn from each fold's training part; mean of the seeds): "
           + "; ".join(f"{n} -> {used} labels: AUC {a:.3f}, R@P0.9 {rc:.3f}" for n, (used, a, rc) in r["curve"].items()))
     al = r["al"]
@@ -308,7 +310,7 @@ def main(argv=None) -> int:
     if chinese and args.pairs is None:
         from support import mep3m_store as mp
 
-        args.pairs = mp.PAIRS if mp.PAIRS.is_file() else Path("/work/wt-cnlabels/benchmarks/data/mep3m_pairs/pairs.csv")
+        args.pairs = mp.PAIRS
     if not args.data.is_dir():
         alt = Path("/work/shared/realdata/matching")
         args.data = alt if alt.is_dir() else args.data

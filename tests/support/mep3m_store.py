@@ -45,16 +45,24 @@ def write_store(store, records: list[dict]) -> None:
     store.write("products", products)
 
 
-def read_pairs(path: Path) -> list[tuple[str, str, int]]:
-    """A pairs file's ``(product a, product b, label)`` rows (record numbers become product ids)."""
+def read_pairs(path: Path) -> list[tuple[str, str, int, int]]:
+    """A pairs file's ``(product a, product b, label, hard)`` rows (record numbers become product ids;
+    ``hard`` 1: the two share a brand, titles differ)."""
     with open(path, newline="", encoding="utf-8") as fh:
-        return [(product_id(r["a"]), product_id(r["b"]), int(r["label"])) for r in csv.DictReader(fh)
-                if r.get("a") and r.get("b") and (r.get("label") or "").strip() in ("0", "1")]
+        return [(product_id(r["a"]), product_id(r["b"]), int(r["label"]), int((r.get("hard") or "0").strip() or 0))
+                for r in csv.DictReader(fh) if r.get("a") and r.get("b") and (r.get("label") or "").strip() in ("0", "1")]
 
 
-def components(pairs: list[tuple[str, str, int]], titles: dict[str, str]) -> list[int]:
-    """Each pair's group: the connected component of its records in the graph of the labelled pairs and
-    of identical titles (so no record, and no title, sits on both sides of a fold split)."""
+def folds(pairs: list[tuple], titles: dict[str, str], n: int = 5, seed: int = 0) -> list[tuple[list[int], list[int]]]:
+    """``n`` folds of the pairs with no record on both sides: ``(training pairs, held-out pairs)`` each.
+
+    Records are grouped by the pairs of one brand (a match, or ``hard``) and by identical titles, the
+    groups dealt to the folds (largest first, to the fold holding the fewest pairs); a fold holds out the
+    pairs whose two records are both its own and trains on the pairs that touch none of its records. A
+    pair of two brands dealt to two folds (an easy negative) is held out by neither: every pair's records
+    sharing a component would make one component of nearly all (the pairs chain the brands together)."""
+    import random
+
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -64,10 +72,20 @@ def components(pairs: list[tuple[str, str, int]], titles: dict[str, str]) -> lis
         return x
 
     by_title: dict[str, str] = {}
-    for a, b, _ in pairs:
+    for a, b, label, hard, *_ in pairs:
         for x in (a, b):
-            first = by_title.setdefault(titles.get(x, x), x)
-            parent[find(x)] = find(first)
-        parent[find(a)] = find(b)
-    roots: dict[str, int] = {}
-    return [roots.setdefault(find(a), len(roots)) for a, _, _ in pairs]
+            parent[find(x)] = find(by_title.setdefault(titles.get(x, x), x))
+        if label or hard:
+            parent[find(a)] = find(b)
+    size: dict[str, int] = {}
+    for a, *_ in pairs:
+        size[find(a)] = size.get(find(a), 0) + 1
+    roots = sorted({find(x) for p in pairs for x in p[:2]})
+    random.Random(seed).shuffle(roots)
+    fold_of, load = {}, [0] * n
+    for r in sorted(roots, key=lambda r: -size.get(r, 0)):  # stable: the shuffle breaks ties
+        fold_of[r] = k = load.index(min(load))
+        load[k] += size.get(r, 0)
+    side = [(fold_of[find(a)], fold_of[find(b)]) for a, b, *_ in pairs]
+    return [([i for i, (fa, fb) in enumerate(side) if k not in (fa, fb)], [i for i, (fa, fb) in enumerate(side) if fa == fb == k])
+            for k in range(n)]
