@@ -9,7 +9,6 @@ say NaN, never "differs".
 from __future__ import annotations
 
 import re
-from collections import Counter
 
 # promotion, shipping and shop words: removed from titles before the text features (one place, short)
 NOISE = ("新老包装随机发货", "随机发货", "跨境直邮", "海外直邮", "直邮", "包邮", "包税", "正品", "现货", "官方旗舰店",
@@ -81,24 +80,21 @@ class Brands:
         found = [m.groups() for m in map(_ALIAS_PAREN.match, titles) if m]
         for han, latin in found:
             self._union(han, latin.strip())
-        known = set(self.parent)
-        seen = Counter(g for t in titles for r in (_ALIAS_LATIN_FIRST, _ALIAS_HAN_FIRST) if (m := r.match(t))
-                       for g in [m.groups()])
-        for pair, n in seen.items():  # co-occurring first words: one must be a name learnt above
+        known = sorted((k for k in self.parent if not k.isascii()), key=len, reverse=True)
+        seen = {m.groups() for t in titles for r in (_ALIAS_LATIN_FIRST, _ALIAS_HAN_FIRST) if (m := r.match(t))}
+        for pair in sorted(seen):  # co-occurring first words: the Chinese one must start with a name learnt above
             latin, han = pair if pair[0].isascii() else pair[::-1]
-            han = next((k for k in sorted(known, key=len, reverse=True) if han.startswith(k) and not k.isascii()), None)
+            han = next((k for k in known if han.startswith(k)), None)
             if han is not None:
                 self._union(han, latin)
-        names = sorted(self.parent, key=len)
+        names = sorted(self.parent)
         for i, x in enumerate(names):  # a name that starts a longer one of its script: one brand
-            for y in names[i + 1:]:
-                if y.startswith(x) and x.isascii() == y.isascii() and len(x) >= (3 if x.isascii() else 2):
+            for y in names[i + 1:]:  # (sorted: the names x starts follow it)
+                if not y.startswith(x):
+                    break
+                if x.isascii() == y.isascii() and len(x) >= (3 if x.isascii() else 2):
                     self._union(x, y)
-        self._scan = None
-        if names:  # the longest name first; a Latin one as a whole word (``a2`` not in ``ba2x``)
-            alts = [[re.escape(n) for n in sorted(names, key=len, reverse=True) if n.isascii() == latin] for latin in (True, False)]
-            self._scan = re.compile("|".join([rf"(?<![a-z0-9])(?:{'|'.join(alts[0])})(?![a-z0-9])"] * bool(alts[0])
-                                             + [f"(?:{'|'.join(alts[1])})"] * bool(alts[1])))
+        self._lengths = {latin: sorted({len(n) for n in names if n.isascii() == latin}, reverse=True) for latin in (True, False)}
 
     def _find(self, x: str) -> str:
         p = self.parent.setdefault(x, x)
@@ -117,7 +113,23 @@ class Brands:
         return self._find(brand) if brand in self.parent else brand
 
     def in_title(self, title: str) -> list[str]:
-        """The groups a title names, in order of first mention."""
-        if self._scan is None:
-            return []
-        return list(dict.fromkeys(self._find(m.group()) for m in self._scan.finditer(title)))
+        """The groups a title names, in order of first mention: at each place the longest name there, a
+        Latin one as a whole word (``a2`` is not in ``ba2x``). Dictionary lookups a place, not a regular
+        expression of every name (4,000 names: 1.2 ms a title)."""
+        found: dict[str, None] = {}
+        i, n, names = 0, len(title), self.parent
+        while i < n:
+            c = title[i]
+            latin = c.isascii() and c.isalnum()
+            if latin and i and title[i - 1].isascii() and title[i - 1].isalnum():
+                i += 1
+                continue
+            for size in self._lengths[latin] if (latin or c >= "\u3400") else ():
+                w = title[i:i + size]
+                end = i + size
+                if w in names and len(w) == size and not (latin and end < n and title[end].isascii() and title[end].isalnum()):
+                    found.setdefault(self._find(w), None)
+                    i = end - 1
+                    break
+            i += 1
+        return list(found)

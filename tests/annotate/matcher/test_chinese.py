@@ -87,3 +87,37 @@ def test_few_labels_train_when_a_feature_is_missing_from_a_fold():
     s = load_settings(None, {"matcher.trees": 20}, environ={})
     model = fit(x, y, np.ones(50), groups, s, "few").model
     assert model.features[:2] == ["title_char_cos", "title_word_cos"] and 0.5 < model.validation["auc"] <= 1.0
+
+
+def test_a_matcher_trained_on_the_labelled_chinese_pairs_scores_a_held_back_part(tmp_path):
+    """The bench's first fold (benchmarks/bench_matcher.py --chinese): trained through ``train --labels``
+    on the pairs that touch none of its records, the held-back pairs scored by ``score --pairs``."""
+    import csv
+
+    from sklearn.metrics import roc_auc_score
+    from support import er_magellan as er
+    from typer.testing import CliRunner
+
+    from m5data.annotate.matcher import job
+    from m5data.cli import app
+    from m5data.storage import Store
+
+    if not mp.PAIRS.is_file():
+        pytest.skip(f"no labelled pairs at {mp.PAIRS}")
+    pairs = mp.read_pairs(mp.PAIRS)
+    assert len(pairs) >= 400
+    records = mp.read_records()
+    store = Store.init(tmp_path / "store")
+    mp.write_store(store, records)
+    train, held = mp.folds(pairs, {mp.product_id(k + 1): r["title"] for k, r in enumerate(records)})[0]
+    assert not {x for i in train for x in pairs[i][:2]} & {x for i in held for x in pairs[i][:2]}  # no record on both sides
+    labels = er.write_labels(tmp_path / "train.csv", [pairs[i][:3] for i in train])
+    job.train(store, load_settings(None, {"store.path": str(store.root)}, environ={}), labels)
+    er.write_labels(tmp_path / "held.csv", [pairs[i][:3] for i in held])
+    result = CliRunner().invoke(app, ["--store", str(store.root), "annotate", "matcher", "score", "--pairs",
+                                      str(tmp_path / "held.csv"), "--out", str(tmp_path / "scored.csv")])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "scored.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    y, s = [int(r["label"]) for r in rows], [float(r["score"]) for r in rows]
+    assert len(rows) == len(held) and roc_auc_score(y, s) >= AUC_FLOOR, roc_auc_score(y, s)
