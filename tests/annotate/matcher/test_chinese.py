@@ -20,6 +20,10 @@ def titles():
     return {k + 1: clean(r["title"]) for k, r in enumerate(mp.read_records())}
 
 
+AUC_FLOOR = 0.85  # the bench's first fold: 0.916 with 637 labelled pairs (pooled over the folds: see docs/annotate.md)
+
+
+
 def test_noise_leaves_the_product_words(titles):
     assert pt.denoise(titles[1]) == "安满(anmum)智孕宝 孕妇配方奶粉800克(新西兰原装进口)"  # the shop's 【...】 prefix
     assert pt.denoise(titles[87]) == "安满(anmum) 新西兰进口 港版安满满悦孕妇奶粉孕早期孕中期孕晚期妈咪奶粉 p1孕期奶粉800g*1罐"
@@ -38,6 +42,7 @@ def test_net_content_in_grams_and_packs_apart(titles):
     assert pt.contents(titles[426]) == ["1000g"] and pt.packs(titles[426]) == [2]  # 脱脂2袋装*1kg
     assert pt.contents(titles[701]) == ["300g"] and pt.packs(titles[701]) == [4]  # 300g*4盒装
     assert pt.contents(titles[376])[0] == "36g" and pt.packs(titles[376]) == [10]  # 36g/克 ... *10袋[360g]
+    assert pt.contents(titles[572]) == ["800g", "150g", "150g"]  # a listing's sizes, then the variant sold
     assert pt.contents(clean("奶粉1.5斤 牛奶 1.5l")) == ["750g", "1500ml"]
     assert pt.contents("16gb ram 2 x 4gb") == [] and pt.packs("2 x 4gb 1920x1080") == []  # English numbers stay numbers
 
@@ -63,16 +68,19 @@ def test_pair_features_read_brand_content_and_stage(titles):
     p = Products(ids=[str(i) for i in ids], title=[titles[i] for i in ids], text=[""] * len(ids), brand=[""] * len(ids),
                  price=np.full(len(ids), np.nan), category=[""] * len(ids))
     f = PairFeatures(p)
-    pairs = [(1, 601), (201, 461), (87, 864), (987, 997), (1, 976), (976, 987)]
+    pairs = [(1, 601), (201, 461), (87, 864), (987, 997), (1, 976), (976, 987), (572, 885), (466, 506), (1, 13)]
     x = f.matrix(np.array([a - 1 for a, _ in pairs]), np.array([b - 1 for _, b in pairs]))
     col = {n: x[:, FEATURES.index(n)] for n in FEATURES}
     # 安满(anmum) ~ 安满(anmum); 伊利 names no Latin alias anywhere in the store: no brand known, NaN; 安满 vs 美赞臣
-    np.testing.assert_array_equal(col["brand_same"], [1, np.nan, 1, 1, 0, 1])
+    np.testing.assert_array_equal(col["brand_same"][:6], [1, np.nan, 1, 1, 0, 1])
     np.testing.assert_array_equal(col["content_same"][:4], [1, 0, 1, 1])  # 900克 vs 400克; 800g*1罐 ~ 800g*6罐
     np.testing.assert_array_equal(col["content_conflict"][:4], [0, 1, 0, 0])
+    assert col["content_same"][6] == 1 and col["content_conflict"][6] == 1  # one listing: 150克*1 vs 800克*2罐装
     assert np.isnan(col["content_same"][5]) and np.isnan(col["content_conflict"][5])  # 976 states no content
     assert col["stage_conflict"][2] == 1 and col["stage_same"][2] == 0  # P1 vs P2
     assert np.isnan(col["stage_same"][[0, 1, 3]]).all()  # no stage on either side: no evidence
+    # one listing, 全脂 vs 脱脂: a word one title lacks; none in two copies of one title
+    assert col["unshared_idf_max"][7] > 3 and col["unshared_idf_max"][8] == 0
 
 
 def test_few_labels_train_when_a_feature_is_missing_from_a_fold():
