@@ -39,5 +39,10 @@ def least_sure(store, settings, pairs: list[tuple], n: int, model: str | None = 
     pairs = [p for p in pairs if p[0] in idx and p[1] in idx]
     s = score(m, products, np.array([idx[p[0]] for p in pairs], np.int64), np.array([idx[p[1]] for p in pairs], np.int64),
               settings.matcher.text_model)
-    order = np.argsort(np.abs(_logit(s) - _logit(np.array([m.threshold]))), kind="stable")[:n]
+    order = nearest_threshold(s, m.threshold, n)
     return [pairs[i] for i in order], [float(s[i]) for i in order]
+
+
+def nearest_threshold(scores: np.ndarray, threshold: float, n: int) -> np.ndarray:
+    """Indices of the ``n`` scores nearest ``threshold`` in log-odds, nearest first (ties: first given)."""
+    return np.argsort(np.abs(_logit(np.asarray(scores, np.float64)) - _logit(np.array([threshold]))), kind="stable")[:n]

@@ -68,7 +68,10 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray,
     for i, (tr, te) in enumerate(folds):
         if y[tr].all() or not y[tr].any():
             raise MatcherError("a cross-validation fold holds one class only: label more pairs of both kinds")
-        oof[te] = _classifier(a, seed + i).fit(x[tr], y[tr], sample_weight=w[tr]).predict_proba(x[te])[:, 1]
+        # a column with no value in this fold's training part (few labels: the evidence sits in the held-out
+        # fold) is constant there, never split on (the trees' binning refuses a column of NaN only)
+        xf = np.where(np.isnan(x[tr]).all(axis=0), 0.0, x)
+        oof[te] = _classifier(a, seed + i).fit(xf[tr], y[tr], sample_weight=w[tr]).predict_proba(xf[te])[:, 1]
     return oof
 
 
