@@ -190,6 +190,7 @@ def run_chinese(pairs_path: Path, work: Path, seeds: int, al_auc: float) -> dict
     import numpy as np
     from support import er_magellan as er
     from support import mep3m_store as mp
+    from support.mep3m_pairs import records
 
     from m5data.annotate.crowd.uncertain import nearest_threshold
     from m5data.annotate.kernels import pair_model, pair_products
@@ -200,7 +201,7 @@ def run_chinese(pairs_path: Path, work: Path, seeds: int, al_auc: float) -> dict
     from m5data.storage import Store
 
     store = Store.init(work / "mep3m")
-    mp.write_store(store, mp.read_records())
+    mp.write_store(store, records())
     s = load(None, {"store.path": str(store.root)}, environ={})
     pairs = mp.read_pairs(pairs_path)
     products = pair_products.read_store(store, s.dedup.brand_property)

@@ -17,7 +17,8 @@ def test_records_are_the_thousand_titles_numbered_by_their_image(labelled):
     assert len(records) == 1000
     assert [r["id"] for r in records] == list(range(1, 1001))
     assert records[0]["title"].startswith("【安满孕妈奶粉】安满（Anmum）智孕宝")
-    assert all(set(r) == {"id", "title", "ocr"} and r["title"] for r in records)
+    assert all(set(r) == {"id", "title", "ocr", "category"} and r["title"] for r in records)
+    assert {tuple(r["category"]) for r in records} == {("母婴/玩具/童装", "孕妈奶粉")}  # one sub-class
 
 
 def test_pairs_shape(labelled):

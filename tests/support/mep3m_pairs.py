@@ -18,14 +18,16 @@ _NUMBER = re.compile(r"/(\d+)\.\w+$")
 
 
 def records(path: Path = SOURCE) -> list[dict]:
-    """The records of ``path`` as ``id``, ``title``, ``ocr`` (``ocr`` is "" where the file says FALSE)."""
+    """The records of ``path`` as ``id``, ``title``, ``ocr`` (``ocr`` is "" where the file says FALSE) and
+    ``category`` (class and sub-class names)."""
     out = []
     for k, r in enumerate(json.loads(Path(path).read_text(encoding="utf-8"))):
         m = _NUMBER.search(r["img_path"])
         if not m or int(m.group(1)) != k + 1:
             raise ValueError(f"{path}: record {k} has img_path {r['img_path']!r}, expected Images/<sub>/{k + 1}.<ext>")
         ocr = r.get("OCR") or ""
-        out.append({"id": k + 1, "title": r["title"], "ocr": "" if ocr == "FALSE" else ocr})
+        out.append({"id": k + 1, "title": r["title"], "ocr": "" if ocr == "FALSE" else ocr,
+                    "category": [r["class_name"], r["sub_class_name"]]})
     return out
 
 

@@ -1,5 +1,5 @@
-"""The MEP-3M sample's 1,000 Chinese product records (../shared/realdata/mep3m/annotations-1k.json) as an
-m5data store, and its labelled same-product pairs (benchmarks/data/mep3m_pairs/pairs.csv).
+"""The MEP-3M sample's 1,000 Chinese product records (../shared/realdata/mep3m/annotations-1k.json, read by
+:mod:`.mep3m_pairs`) as an m5data store, its labelled same-product pairs as product ids, and their folds.
 
 Record ``k`` of the JSON (its image ``Images/<class>/<k + 1>.jpg``) is product ``mep3m:<k + 1>``: its
 title, its OCR text as the description, its sub-class as the category; no specs, no brand, no price.
@@ -8,24 +8,12 @@ A pairs file names records by that number (columns ``a,b,label``).
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-RECORDS = ROOT.parent / "shared" / "realdata" / "mep3m" / "annotations-1k.json"
-PAIRS = ROOT / "benchmarks" / "data" / "mep3m_pairs" / "pairs.csv"
+from . import mep3m_pairs
+
+PAIRS = mep3m_pairs.HERE / "pairs.csv"
 PLATFORM = "mep3m"
-
-
-def records_path() -> Path:
-    return RECORDS if RECORDS.is_file() else Path("/work/shared/realdata/mep3m/annotations-1k.json")
-
-
-def read_records(path: Path | None = None) -> list[dict]:
-    """The JSON's records in file order (record ``k`` is product ``mep3m:<k + 1>``)."""
-    with open(path or records_path(), encoding="utf-8") as fh:
-        return json.load(fh)
 
 
 def product_id(n: int | str) -> str:
@@ -33,24 +21,18 @@ def product_id(n: int | str) -> str:
 
 
 def write_store(store, records: list[dict]) -> None:
-    """The records as products of ``store`` (title; OCR text as description; sub-class as category)."""
-    products = []
-    for k, r in enumerate(records):
-        pid = product_id(k + 1)
-        products.append({"product_id": pid, "platform": PLATFORM, "source_id": str(k + 1),
-                         "url": f"http://127.0.0.1/{PLATFORM}/{k + 1}", "merchant_id": PLATFORM,
-                         "title": r.get("title") or "", "price": None, "description": (r.get("OCR") or "").strip() or None,
-                         "category_path": [r["class_name"], r["sub_class_name"]] if r.get("sub_class_name") else None,
-                         "content_hash": f"{PLATFORM}{k + 1}", "has_caption": False, "has_specs": False})
+    """:func:`.mep3m_pairs.records` as products of ``store`` (title; OCR text as description; its category)."""
+    products = [{"product_id": product_id(r["id"]), "platform": PLATFORM, "source_id": str(r["id"]),
+                 "url": f"http://127.0.0.1/{PLATFORM}/{r['id']}", "merchant_id": PLATFORM, "title": r["title"] or "",
+                 "price": None, "description": r["ocr"].strip() or None, "category_path": r["category"],
+                 "content_hash": f"{PLATFORM}{r['id']}", "has_caption": False, "has_specs": False} for r in records]
     store.write("products", products)
 
 
-def read_pairs(path: Path) -> list[tuple[str, str, int, int]]:
-    """A pairs file's ``(product a, product b, label, hard)`` rows (record numbers become product ids;
-    ``hard`` 1: the two share a brand, titles differ)."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        return [(product_id(r["a"]), product_id(r["b"]), int(r["label"]), int((r.get("hard") or "0").strip() or 0))
-                for r in csv.DictReader(fh) if r.get("a") and r.get("b") and (r.get("label") or "").strip() in ("0", "1")]
+def read_pairs(path: Path = PAIRS) -> list[tuple[str, str, int, int]]:
+    """A pairs file's ``(product a, product b, label, hard)`` rows (:func:`.mep3m_pairs.pairs`, record ids
+    as product ids; ``hard`` 1: the two share a brand, titles differ)."""
+    return [(product_id(a), product_id(b), label, hard) for a, b, label, hard in mep3m_pairs.pairs(path)]
 
 
 def folds(pairs: list[tuple], titles: dict[str, str], n: int = 5, seed: int = 0) -> list[tuple[list[int], list[int]]]:
