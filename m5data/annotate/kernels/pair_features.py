@@ -10,6 +10,8 @@ names one.
 
 from __future__ import annotations
 
+from os.path import commonprefix
+
 import numpy as np
 
 from ... import arrays
@@ -39,7 +41,7 @@ FEATURES = [
     "code_shared", "code_stem_shared", "code_conflict", "code_in_other", "code_only_one",
     "num_shared", "num_conflict", "num_jaccard",
     "content_same", "content_conflict", "stage_same", "stage_conflict",
-    "brand_same", "brand_in_other_title",
+    "brand_same", "brand_in_other_title", "tail_conflict",
     "spec_agree", "spec_conflict", "spec_missing", "spec_agree_share",
     "phash_distance", "price_ratio", "category_same",
     "char_margin_a", "char_margin_b", "char_rank_mean", "word_margin_a", "word_margin_b",
@@ -78,6 +80,7 @@ class PairFeatures:
             term, count, df, grams = new[term[mask]], count[mask], df[keep], [grams[i] for i in keep]
         self.text_char = tfidf_matrix(indptr, term, count, idf("text_char", grams, df))
         self.title_bin, vocab = w.title, w.title_terms
+        self.title_terms = vocab
         self.idf = padded(idf("title_word", vocab, doc_freq(self.title_bin, len(vocab))), self.title_bin.shape[1])
         self.title_word = l2_rows(self.title_bin.multiply(self.idf).tocsr())
         text_bin, vocab = w.text, w.text_terms
@@ -107,6 +110,8 @@ class PairFeatures:
         self.brand_named = [set(brands.in_title(t)) for t in quiet]
         self.brand_key = [brands.key(b) if b else next(iter(brands.in_title(t)), "") for b, t in zip(p.brand, quiet)]
         title_values = [f"{t} {v}" for t, v in zip(quiet, values)]
+        self.quiet = [pt.strip_packs(t) for t in quiet]
+        self._word_idf: dict[str, float] | None = None  # title word -> IDF, made when first asked
         self.contents, self.content_last = lasts([pt.contents(t) for t in title_values])
         self.stages, self.stage_last = lasts([pt.stages(t) for t in title_values])
         self.props, self.pairs_pv = spec_sets(p.specs, len(p))
@@ -166,6 +171,7 @@ class PairFeatures:
         f.update(same_conflict("content", self.contents, self.content_last, a, b))
         f.update(same_conflict("stage", self.stages, self.stage_last, a, b))
         f.update(self._brand(a, b))
+        f["tail_conflict"] = self._tail_conflict(a, b)
         f.update(self._specs(a, b))
         p = self.p
         if p.phash is not None and p.has_phash is not None:
@@ -222,6 +228,26 @@ class PairFeatures:
                   for i, j in zip(a, b)]
         return {"brand_same": np.array(same), "brand_in_other_title": np.array(inside)}
 
+    def _tail_conflict(self, a, b) -> np.ndarray:
+        """Of two titles that start alike (one listing: their first :data:`TAIL_PREFIX` characters the same,
+        shop noise and pack counts aside), the rarest word (largest title IDF) of one title's rest, after
+        the characters both start with, that the other's rest lacks; counts, numbers and one-character
+        words aside (content and stage have their own features). 0: no such word; NaN: the titles do not
+        start alike. A shop title ends with the variant sold, its listing's words (every variant's) before
+        it: variants end differently (``... 全脂高钙奶粉1kg`` / ``... 脱脂高钙奶粉1kg``, ``蓝臻妈妈850克`` /
+        ``铂睿妈妈850克``), a shop's copy of a listing ends as it does, or with a pack count or a promotion."""
+        if self._word_idf is None:
+            self._word_idf = dict(zip(self.title_terms, self.idf[:len(self.title_terms)].tolist()))
+        q, idf = self.quiet, self._word_idf
+        top = max(idf.values(), default=0.0)  # a word no title has whole (jieba cuts a rest anew): rarest
+        out = np.full(len(a), np.nan)
+        for k in (k for k, (i, j) in enumerate(zip(a, b)) if len(q[i]) >= TAIL_PREFIX and q[i][:TAIL_PREFIX] == q[j][:TAIL_PREFIX]):
+            x, y = q[a[k]], q[b[k]]
+            n = len(commonprefix((x, y)))
+            wa, wb = ({w for w in tx.words_clean(t[n:]) if len(w) > 1 and not pt.is_count(w)} for t in (x, y))
+            out[k] = max((idf.get(w, top) for w in wa ^ wb), default=0.0)
+        return out
+
     def _specs(self, a, b) -> dict[str, np.ndarray]:
         na, nb, shared, both = overlap(self.props, a, b)
         agree = rowdot_csr(self.pairs_pv, a, b)
@@ -253,6 +279,9 @@ def embed_texts(texts: list[str], model_path: str) -> np.ndarray:
         return sentence_transformer(texts, model_path)
     except EmbedderError as exc:  # no sentence-transformers, no model folder: said in one line
         raise MatcherError(f"matcher.text_model: {exc}") from None
+
+
+TAIL_PREFIX = 10  # characters two titles start with in common to be read as one listing's
 
 
 def lasts(lists: list[list[str]]):

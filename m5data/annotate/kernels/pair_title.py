@@ -47,6 +47,14 @@ def packs(s: str) -> list[int]:
     return [int(a or b) for a, b in _PACK.findall(s)]
 
 
+_COUNT = re.compile(rf"[0-9一二两三四五六七八九十单双]+(?:{_MEASURE})?装?|(?:{_MEASURE})装?")
+
+
+def is_count(word: str) -> bool:
+    """A word that is only a number or a count (``800g``, ``两罐``, ``三桶装``, ``单罐装``, ``罐装``)."""
+    return any(c.isdigit() for c in word) or _COUNT.fullmatch(word) is not None
+
+
 def strip_packs(s: str) -> str:
     return _PACK.sub(" ", s)
 

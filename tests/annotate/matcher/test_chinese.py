@@ -84,6 +84,20 @@ def test_pair_features_read_brand_content_and_stage(titles):
     assert col["unshared_idf_max"][7] > 3 and col["unshared_idf_max"][8] == 0
 
 
+def test_a_listings_variants_end_differently(titles):
+    """``tail_conflict``: two titles of one listing (their first characters alike) whose rests differ by a
+    word (全脂 / 脱脂, 儿童成长牛奶粉 / 纯山羊奶粉) are its variants; rests differing by a pack count
+    (两罐装 / 四罐装) are one product; titles that do not start alike compare nothing (NaN)."""
+    ids = list(titles)
+    p = Products(ids=[str(i) for i in ids], title=[titles[i] for i in ids], text=[""] * len(ids), brand=[""] * len(ids),
+                 price=np.full(len(ids), np.nan), category=[""] * len(ids))
+    pairs = [(466, 506), (719, 798), (531, 932), (939, 947), (13, 121), (995, 996)]
+    x = PairFeatures(p).matrix(np.array([a - 1 for a, _ in pairs]), np.array([b - 1 for _, b in pairs]))
+    tail = x[:, FEATURES.index("tail_conflict")]
+    assert (tail[:2] > 3).all() and (tail[2:5] == 0).all() and np.isnan(tail[5]), tail
+    assert pt.is_count("两罐装") and pt.is_count("三桶装") and pt.is_count("900g") and not pt.is_count("脱脂")
+
+
 def test_few_labels_train_when_a_feature_is_missing_from_a_fold():
     """With 50 labels a feature seen on 2 pairs is absent from some inner folds' training part: each fold
     fits without it (it was a ValueError from the trees' binning, the whole training refused)."""
