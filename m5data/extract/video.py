@@ -45,7 +45,6 @@ __all__ = ["DECODE_MODES", "DECODE_OPTIONS", "FRAME_PATTERN", "MANIFEST", "STDER
 FRAME_PATTERN = "%06d.jpg"
 MANIFEST = "frames.json"
 
-DECODE_MODES = ("exact", "fast", "fastest")
 # The frame pass's decoder options per extract.video_decode mode and ffprobe codec name; a codec not
 # listed decodes exactly. "fast": the loop filter skipped on frames that no other frame refers to
 # (so no error carries over to later frames). "fastest": every frame's loop filter skipped (its
@@ -64,6 +63,7 @@ DECODE_OPTIONS: dict[str, dict[str, dict[str, str]]] = {
         "mpeg4": {"skip_frame": "noref"},
     },
 }
+DECODE_MODES = tuple(DECODE_OPTIONS)  # exact, fast, fastest (config.validate checks the setting against the same three)
 # Decoders that can decode at 1/2, 1/4 or 1/8 size (ffmpeg's ``lowres``), used by "fast" and
 # "fastest" where that size still covers the stored max side.
 LOWRES_CODECS = frozenset({"mpeg1video", "mpeg2video", "mpeg4", "mjpeg"})
@@ -271,7 +271,7 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
     tmp.mkdir(parents=True)
     try:
         args = frames_command(path, tmp, info, fps=fps, max_side=max_side, quality=quality, max_frames=max_frames,
-                               max_duration=max_duration, decode=decode, single_thread=single_thread)
+                              max_duration=max_duration, decode=decode, single_thread=single_thread)
         try:
             returncode, err, stopped = _run_capped(args, tmp, max_bytes, timeout)
         except subprocess.TimeoutExpired as exc:
@@ -320,8 +320,8 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
 
 
 def frames_command(path: Path, tmp: Path, info: VideoInfo, *, fps: float, max_side: int, quality: int,
-                    max_frames: int, max_duration: float, decode: str = "exact", trace: bool = False,
-                    single_thread: bool = False) -> list[str]:
+                   max_frames: int, max_duration: float, decode: str = "exact", trace: bool = False,
+                   single_thread: bool = False) -> list[str]:
     """The ffmpeg command of the frame pass: one JPEG per ``1/fps`` seconds into ``tmp``, with showinfo's
     timestamps on stderr. ``trace`` adds a showinfo before and one right after ``fps`` (every decoded
     frame, then every sampled one, with checksums: tests/support/framecheck.py tells from them which frame each
