@@ -9,7 +9,8 @@ takedowns; ``faces`` rows, 5% with faces), written in batches so the generator s
 Then, each in a process of its own (``os.wait4``: its CPU seconds; its own VmHWM: peak RSS): the compliance
 section alone (``report.compliance.section``), and the faces-row load an export with
 ``export.blur_faces`` does (``export.faces.load_boxes`` on the export's stream connection); an
-``idle`` child (the imports and the store opened) gives the RSS that is not the work's. Prints per
+``idle`` child (the imports and the store opened) gives the RSS that is not the work's, ``views`` and
+``stream`` the connections alone (the store's views: with tables not compacted, their key plans). Prints per
 size the wall and CPU seconds, microseconds per product and peak RSS, and their growth between sizes.
 """
 
