@@ -5,7 +5,8 @@
 
 Videos: every real one of ../shared/realdata/media/video (Big Buck Bunny's 30 s and 1 s, Chaplin's film,
 moviepy's example, fire2), a slideshow of real pictures (a JD product photo 5 s, the astronaut 3 s, the
-photo 4 s: a still product shot with a face coming in), and the videos of a generated demo shop. Each is
+photo 4 s: a still product shot with a face coming in), the photo 4 s and then with the astronaut
+pasted 64 px wide 4 s (a 10x12-px face, about the least the detector finds), and the videos of a generated demo shop. Each is
 cut into the frames extract keeps (1 fps, 720 px on the longer side at most: ``ffmpeg -vf fps=1``; a file it cannot decode is left out), then
 detected with ``faces.boxes.detect_pictures`` both ways, in one process, one OpenCV thread. Per video:
 frames, frames ``changed`` looked at, faces ``all`` found, misses (faces ``all`` found in a frame that
@@ -53,6 +54,19 @@ def slideshow(out: Path) -> Path:
     return out
 
 
+def small_face(out: Path) -> Path:
+    """The JD product photo 4 s, then the same with the astronaut pasted 64 px wide (her face 10x12 px,
+    about the least the detector finds) 4 s, at 640x360: a face coming into a still shot."""
+    photo, still = REALDATA / SLIDES[0][0], ("scale=640:360:force_original_aspect_ratio=decrease,"
+                                             "pad=640:360:(ow-iw)/2:(oh-ih)/2,setsar=1")
+    subprocess.run(["ffmpeg", "-v", "error", "-loop", "1", "-t", "4", "-i", str(photo), "-loop", "1", "-t", "4",
+                    "-i", str(photo), "-i", str(REALDATA / "faces/astronaut.png"), "-filter_complex",
+                    f"[0:v]{still},fps=25,format=yuv420p[a];[2:v]scale=64:64[f];[1:v]{still}[b0];"
+                    "[b0][f]overlay=500:40,fps=25,format=yuv420p[b];[a][b]concat=n=2:v=1[c]",
+                    "-map", "[c]", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(out)], check=True)
+    return out
+
+
 def iou(a, b) -> float:
     w, h = min(a.x1, b.x1) - max(a.x0, b.x0), min(a.y1, b.y1) - max(a.y0, b.y0)
     inter = max(0.0, w) * max(0.0, h)
@@ -82,6 +96,7 @@ def main() -> None:
         work = Path(tmp)
         videos = {f"real/{name}": REALDATA / "video" / name for name in VIDEOS}
         videos["real pictures/slideshow"] = slideshow(work / "slides.mp4")
+        videos["real pictures/small face comes in"] = small_face(work / "small.mp4")
         if args.demo_products:
             from m5data.demo.generate import generate
 

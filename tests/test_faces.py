@@ -199,6 +199,26 @@ def test_changed_skips_still_product_shots_and_finds_the_face_that_comes_in(real
     assert checked <= 6  # the first frame, the astronaut's three, the frame after her and the photo's return
 
 
+def test_the_smallest_face_the_detector_finds_coming_into_a_still_shot_is_looked_at(realdata, tmp_path):
+    """A JD product photo 4 s, then the same with the astronaut pasted 64 px wide (her face 10x12 px, about
+    the least the detector finds) for 4 s: a change of a few thumbnail pixels, enough to look again."""
+    from m5data.faces.boxes import detect_pictures
+
+    media, clip = realdata / "media", tmp_path / "small.mp4"
+    still = "scale=640:360:force_original_aspect_ratio=decrease,pad=640:360:(ow-iw)/2:(oh-ih)/2,setsar=1"
+    subprocess.run(["ffmpeg", "-v", "error", "-loop", "1", "-t", "4", "-i", str(media / f"images/{PRODUCT_PHOTOS[0]}"),
+                    "-loop", "1", "-t", "4", "-i", str(media / f"images/{PRODUCT_PHOTOS[0]}"),
+                    "-i", str(media / "faces/astronaut.png"), "-filter_complex",
+                    f"[0:v]{still},fps=25,format=yuv420p[a];[2:v]scale=64:64[f];[1:v]{still}[b0];"
+                    "[b0][f]overlay=500:40,fps=25,format=yuv420p[b];[a][b]concat=n=2:v=1[c]",
+                    "-map", "[c]", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(clip)], check=True)
+    paths = _frames(tmp_path, "small", [clip])
+    every, _, _ = detect_pictures(paths, "all")
+    changed, _, checked = detect_pictures(paths, "changed")
+    assert [len(f) for f in every] == [0] * 4 + [1] * 4 and max(f.x1 - f.x0 for f in every[4]) < 16
+    assert _missed(every, changed) == 0 and changed == every and checked == 5
+
+
 def test_a_still_clip_without_a_face_is_looked_at_once(realdata, tmp_path):
     from m5data.faces.boxes import detect_pictures
 
