@@ -43,7 +43,7 @@ def _host(col: str) -> str:
 
 
 # each product's id and host: the small side of the joins that count other tables' rows by domain
-_HOSTS = f"(SELECT product_id, {HOST_SQL.format(url='url')} AS host FROM products)"
+_HOSTS = f"(SELECT product_id, {_host('url')} AS host FROM products)"
 
 
 def _optouts(con, domains: dict[str, Domain]) -> None:
