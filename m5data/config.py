@@ -264,6 +264,9 @@ def validate(settings: Settings) -> Settings:
     if values["extract.video_decode"] not in {"exact", "fast", "fastest"}:
         raise ConfigError(f"config extract.video_decode must be exact, fast or fastest, "
                           f"got {values['extract.video_decode']!r} (from {settings.source('extract.video_decode')})")
+    if values["extract.face_frames"] not in {"all", "changed"}:
+        raise ConfigError(f"config extract.face_frames must be all or changed, "
+                          f"got {values['extract.face_frames']!r} (from {settings.source('extract.face_frames')})")
     if values["download.per_host"] > values["download.concurrency"]:
         raise ConfigError("config download.per_host cannot exceed download.concurrency")
     if values["crawl.per_domain"] > values["crawl.concurrency"]:

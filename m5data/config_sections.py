@@ -118,6 +118,7 @@ class ExtractSettings:
     image_tier_medium: int = 300  # tier 2 (medium) >= this; tier 3 (low) below
     image_roles: str = "main"  # comma-separated media roles whose images are normalised ("main,gallery")
     detect_faces: bool = True  # find faces in normalised images and frames (the faces table; export blurs them)
+    face_frames: str = "changed"  # frames of a folder face detection looks at: all, or changed (not a frame unchanged from the last one looked at, after a frame without a face)
     mp3_bitrate: str = "128k"  # bitrate of the extracted mp3
     jieba_user_dict: str = ""  # jieba user dictionary file (brand names), "" = none
 

@@ -166,3 +166,27 @@ def test_boxes_are_detected_at_export_on_an_s3_store_and_kept_in_its_bucket(s3_u
     assert inside > 10 and outside < 1.5
     again = export(store, _settings(store), out=tmp_path / "b", fmt="webdataset", full=True)
     assert again.stats.details["faces_detected"] == 0
+
+
+def test_the_boxes_an_export_loads_are_the_newest_rows_with_faces(store):
+    """``load_boxes`` copies the ``faces`` rows with faces DuckDB-side: across parts, the newest row of a blob
+    wins (a picture looked at again that now shows none leaves), the boxes' lists as stored."""
+    from m5data.export.faces import load_boxes
+    from m5data.export.run import _stream_connection
+
+    def row(blob, boxes, frames=None):
+        return {"blob": blob, "product_id": "p:1", "kind": "frames" if frames else "image_norm", "width": 720,
+                "height": 405, "n_faces": len(boxes), "frame": frames or [0] * len(boxes),
+                "x0": [b[0] for b in boxes], "y0": [b[1] for b in boxes], "x1": [b[2] for b in boxes],
+                "y1": [b[3] for b in boxes], "score": [0.9] * len(boxes)}
+
+    store.write("faces", [row("a.jpg", [(1, 2, 3, 4)]), row("b.jpg", [(5, 6, 7, 8)]), row("c.jpg", [])])
+    store.write("faces", [row("b.jpg", []), row("f/", [(1, 1, 9, 9), (2, 2, 8, 8)], frames=[0, 3])])
+    con = _stream_connection(store)
+    try:
+        load_boxes(store, con)
+        got = {r[0]: r[1:] for r in con.execute("SELECT * FROM export_faces").fetchall()}
+    finally:
+        con.close()
+    assert got == {"a.jpg": (720, 405, [0], [1.0], [2.0], [3.0], [4.0]),
+                   "f/": (720, 405, [0, 3], [1.0, 2.0], [1.0, 2.0], [9.0, 8.0], [9.0, 8.0])}

@@ -65,3 +65,69 @@ def test_the_report_shows_a_row_per_source_domain(tmp_path):
     assert rows[0] == ["shop.example.com", "3", "2", "1", "https://creativecommons.org/licenses/by/4.0/ 1, none stated 1",
                        "2", "title 1, caption 1", "0"]
     assert ["other.example.org", "1", "1", "0", "none stated 1", "0", "title 1", "1"] in rows
+
+
+def test_the_figures_are_what_the_tables_hold_on_a_store_of_thousands(tmp_path):
+    """The section's SQL against the same figures counted in Python, row by row, on the benchmark's store
+    (tests/support/compliance_store.py: 20 domains, contact data in titles, specs and captions, a domain
+    and products taken down, faces in 5% of the pictures)."""
+    from support.compliance_store import build
+
+    from m5data.masking import mask_text
+    from m5data.storage.takedowns import covering, host_of
+
+    store = build(tmp_path / "store", 3000)
+    products = store.read("products").to_pylist()
+    host = {p["product_id"]: host_of(p["url"]) for p in products}
+    expected: dict[str, dict] = {}
+
+    def domain(h):
+        return expected.setdefault(h, {"products": 0, "errors": 0, "optouts": 0, "licences": {}, "faces": 0,
+                                       "masked": {}, "takedowns": 0})
+
+    licences = {r["product_id"]: r["license"] for r in store.read("licenses").to_pylist()}
+    takedowns = store.read("takedowns").to_pylist()
+    down = {t["value"] for t in takedowns if t["kind"] == "product_id"}
+    for p in products:
+        d = domain(host[p["product_id"]])
+        d["products"] += 1
+        lic = licences.get(p["product_id"], "none stated")
+        d["licences"][lic] = d["licences"].get(lic, 0) + 1
+        d["takedowns"] += p["product_id"] in down or covering(p["url"], takedowns) is not None
+    for r in store.read("crawl_errors").to_pylist():
+        domain(host_of(r["url"]))["errors"] += 1
+    for r in store.read("optouts").to_pylist():
+        domain(host_of(r["url"]))["optouts"] += 1
+    for r in store.read("faces", where="n_faces > 0").to_pylist():
+        domain(host[r["product_id"]])["faces"] += r["n_faces"]
+    texts = ([("title", p["product_id"], p["title"]) for p in products]
+             + [("caption", r["product_id"], r["text"]) for r in store.read("captions", where="status = 'ok'").to_pylist()]
+             + [("specs", r["product_id"], r["value"]) for r in store.read("specs").to_pylist()])
+    for name, pid, text in texts:
+        if n := mask_text(text)[1]:
+            masked = domain(host[pid])["masked"]
+            masked[name] = masked.get(name, 0) + n
+    got = {h: {"products": d.products, "errors": d.errors, "optouts": d.optouts, "licences": d.licences,
+               "faces": d.faces, "masked": d.masked, "takedowns": d.takedowns} for h, d in by_domain(store).items()}
+    assert got == expected
+    assert sum(d["takedowns"] for d in got.values()) > 100
+    assert all(sum(d["masked"].get(f, 0) for d in got.values()) > 10 for f in ("title", "caption", "specs"))
+
+
+def test_the_section_reads_within_a_memory_limit_and_spills_into_the_work_folder(tmp_path):
+    """Its joins and aggregates grow with the store: DuckDB holds them under a fixed limit and writes the
+    rest to the store's work folder, so the report's memory does not grow with the store."""
+    import duckdb
+
+    from m5data.report import compliance
+
+    store = compliance_store(tmp_path / "store")
+    con, same = compliance.connect(store), duckdb.connect()
+    try:
+        limit, tmp = con.execute("SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchone()
+        same.execute(f"SET memory_limit = '{compliance.MEMORY}'")
+        assert limit == same.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    finally:
+        con.close()
+        same.close()
+    assert tmp == str(store.work_dir("report", "tmp"))

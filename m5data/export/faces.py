@@ -76,14 +76,18 @@ def boxes_args(store, con, members, stats, options: dict, make):
     if con is None or not options.get("blur_faces"):
         return make
     stats.details["faces_detected"] = detect_missing(store, members)
-    found = store.read("faces", columns=["blob", "width", "height", "frame", "x0", "y0", "x1", "y1"],
-                       where="n_faces > 0")
-    con.register("export_faces_rows", found)
-    try:
-        con.execute("CREATE OR REPLACE TABLE export_faces AS SELECT * FROM export_faces_rows")
-    finally:
-        con.unregister("export_faces_rows")
+    load_boxes(store, con)
     return lambda sh, samples: make(sh, _attach(con, samples))
+
+
+def load_boxes(store, con) -> None:
+    """Table ``export_faces`` of ``con``: the ``faces`` rows with faces (their boxes), which shards read.
+    DuckDB copies them from the table's parts under ``con``'s memory limit (spilling past it), with no
+    copy of them in Python (docs/export.md)."""
+    from ..storage import table_spec
+
+    con.execute("CREATE OR REPLACE TABLE export_faces AS SELECT blob, width, height, frame, x0, y0, x1, y1 "
+                f"FROM ({store.read_sql(con, table_spec('faces'))}) WHERE n_faces > 0")
 
 
 def _attach(con, samples: list[Sample]) -> list[Sample]:

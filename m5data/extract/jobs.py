@@ -132,7 +132,8 @@ def run_video(payload: dict) -> JobResult:
         result.bytes += 0 if frames.reused else frames.bytes
         result.outcomes.append(Outcome("video", "ok"))
         if s.detect_faces:
-            _faces(result, result.media[-1]["blob"], sorted(frames.folder.glob("*.jpg")), "frames", result.media[-1])
+            _faces(result, result.media[-1]["blob"], sorted(frames.folder.glob("*.jpg")), "frames", result.media[-1],
+                   s.face_frames)
     result.media.append(src)
     if do_audio:
         if frame_count is None and info.has_video:  # else the decoded sound decides (no duration needed)
@@ -297,15 +298,17 @@ def run_image(row: dict) -> JobResult:
     return result
 
 
-def _faces(result: JobResult, blob: str, paths: list[Path], kind: str, row: dict) -> None:
-    """The ``faces`` row of a derived picture (or frames folder) just written, into ``result``."""
+def _faces(result: JobResult, blob: str, paths: list[Path], kind: str, row: dict, frames: str = "all") -> None:
+    """The ``faces`` row of a derived picture (or frames folder, its ``frames`` looked at as
+    ``extract.face_frames`` says) just written, into ``result``."""
     import cv2
 
     from ..faces.boxes import detect_files
 
     if worker_context().settings.workers != 1:  # a pool of one worker per core: OpenCV's own threads would contend
         cv2.setNumThreads(1)
-    found = detect_files(blob, paths, kind=kind, media_id=row["media_id"], product_id=row.get("product_id"))
+    found = detect_files(blob, paths, kind=kind, media_id=row["media_id"], product_id=row.get("product_id"),
+                         frames=frames)
     if found is not None:
         result.faces.append(found)
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from .detect import MODEL, THRESHOLD, Face, detect
 
 GROW = 0.15  # a box is enlarged by this share of its side on each side before blurring (hair, chin, ears)
+THUMB = 64  # frames are compared as greyscale thumbnails this many pixels on their longer side
+CHANGE = 6  # grey levels (0-255) a thumbnail pixel may differ by for a frame to count as unchanged
 
 
 def read_bgr(path: Path):
@@ -35,17 +37,56 @@ def face_row(blob: str, per_frame: list[list[Face]], size: tuple[int, int], *, k
             "detected_at": datetime.now(timezone.utc)}
 
 
-def detect_files(blob: str, paths: list[Path], *, kind: str, media_id: str | None = None,
-                 product_id: str | None = None) -> dict | None:
-    """The ``faces`` row of ``blob`` from its picture(s) ``paths`` (one image, or a folder's frames in
-    order); None when a picture cannot be decoded (nothing is recorded: it is looked at again)."""
-    per_frame, size = [], (0, 0)
+def thumbnail(bgr):
+    """The greyscale picture of ``bgr`` at :data:`THUMB` pixels on its longer side, as int16 (for differences)."""
+    import cv2
+    import numpy as np
+
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    h, w = grey.shape
+    scale = THUMB / max(h, w)
+    return cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))),
+                      interpolation=cv2.INTER_AREA).astype(np.int16)
+
+
+def unchanged(thumb, checked) -> bool:
+    """Whether two :func:`thumbnail` pictures are the same within :data:`CHANGE` at every pixel."""
+    import numpy as np
+
+    return thumb.shape == checked.shape and int(np.abs(thumb - checked).max()) <= CHANGE
+
+
+def detect_pictures(paths: list[Path], frames: str = "all") -> tuple[list[list[Face]], tuple[int, int], int] | None:
+    """``(faces per picture, size, pictures detected)`` of ``paths`` in order; None when one cannot be
+    decoded. ``frames`` (``extract.face_frames``): ``all`` detects on every picture; ``changed`` skips
+    a picture that is :func:`unchanged` from the last one detected, while the picture before it shows no
+    face, and gives it that one's faces (docs/compliance.md, "Faces")."""
+    per_frame, size, checked, done = [], (0, 0), None, 0
     for path in paths:
         bgr = read_bgr(path)
         if bgr is None:
             return None
         size = (bgr.shape[1], bgr.shape[0])
+        thumb = thumbnail(bgr) if frames == "changed" else None
+        if checked is not None and not per_frame[-1] and unchanged(thumb, checked[0]):
+            per_frame.append(list(checked[1]))
+            continue
         per_frame.append(detect(bgr))
+        done += 1
+        if thumb is not None:
+            checked = (thumb, per_frame[-1])
+    return per_frame, size, done
+
+
+def detect_files(blob: str, paths: list[Path], *, kind: str, media_id: str | None = None,
+                 product_id: str | None = None, frames: str = "all") -> dict | None:
+    """The ``faces`` row of ``blob`` from its picture(s) ``paths`` (one image, or a folder's frames in
+    order, detected as :func:`detect_pictures` with ``frames``); None when a picture cannot be decoded
+    (nothing is recorded: it is looked at again)."""
+    found = detect_pictures(paths, frames)
+    if found is None:
+        return None
+    per_frame, size, _ = found
     return face_row(blob, per_frame, size, kind=kind, media_id=media_id, product_id=product_id)
 
 

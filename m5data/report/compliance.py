@@ -17,6 +17,8 @@ from ..storage.views import sql_str
 from .page import Html, empty, html, table
 
 BATCH = 8192
+MEMORY = "256MB"  # DuckDB's limit for the section's joins and aggregates (it spills past it: docs/report.md)
+TABLES = ("products", "crawl_errors", "captions", "specs", "takedowns", "optouts", "licenses", "faces")
 
 
 @dataclass
@@ -40,6 +42,10 @@ def _host(col: str) -> str:
     return HOST_SQL.format(url=col)
 
 
+# each product's id and host: the small side of the joins that count other tables' rows by domain
+_HOSTS = f"(SELECT product_id, {_host('url')} AS host FROM products)"
+
+
 def _optouts(con, domains: dict[str, Domain]) -> None:
     for host, n in con.execute(f"SELECT {_host('url')}, count(*) FROM optouts GROUP BY 1").fetchall():
         domains.setdefault(host or "(unknown)", Domain()).optouts = n
@@ -52,18 +58,18 @@ def _licences(con, domains: dict[str, Domain]) -> None:
 
 
 def _faces(con, domains: dict[str, Domain]) -> None:
-    for h, n in con.execute(f"SELECT {_host('p.url')}, sum(f.n_faces) FROM faces f JOIN products p USING (product_id) "
+    for h, n in con.execute(f"SELECT p.host, sum(f.n_faces) FROM faces f JOIN {_HOSTS} p USING (product_id) "
                             "WHERE f.n_faces > 0 GROUP BY 1").fetchall():
         domains.setdefault(h or "(unknown)", Domain()).faces = int(n)
 
 
 def _masked(con, domains: dict[str, Domain]) -> None:
     """Per domain and field, what an export would mask (only the texts :data:`CANDIDATES_RE2` finds are masked)."""
-    host, found = _host("p.url"), sql_str(CANDIDATES_RE2)
-    sources = (("title", f"SELECT {host}, p.title FROM products p WHERE regexp_matches(p.title, {found})"),
-               ("caption", f"SELECT {host}, c.text FROM captions c JOIN products p USING (product_id) "
+    found = sql_str(CANDIDATES_RE2)
+    sources = (("title", f"SELECT {_host('p.url')}, p.title FROM products p WHERE regexp_matches(p.title, {found})"),
+               ("caption", f"SELECT p.host, c.text FROM captions c JOIN {_HOSTS} p USING (product_id) "
                            f"WHERE c.status = 'ok' AND regexp_matches(c.text, {found})"),
-               ("specs", f"SELECT {host}, s.value FROM specs s JOIN products p USING (product_id) "
+               ("specs", f"SELECT p.host, s.value FROM specs s JOIN {_HOSTS} p USING (product_id) "
                          f"WHERE regexp_matches(s.value, {found})"))
     for name, sql in sources:
         for batch in con.sql(sql).to_arrow_reader(BATCH):
@@ -74,10 +80,18 @@ def _masked(con, domains: dict[str, Domain]) -> None:
                     masked[name] = masked.get(name, 0) + found
 
 
+def connect(store):
+    """The section's connection: the views of :data:`TABLES`, DuckDB's memory held to :data:`MEMORY`
+    (its joins and aggregates grow with the store; past it they spill into the store's work folder)."""
+    con = store.connect(need=TABLES, only=TABLES)
+    con.execute(f"SET memory_limit = {sql_str(MEMORY)}")
+    con.execute(f"SET temp_directory = {sql_str(str(store.work_dir('report', 'tmp')))}")
+    return con
+
+
 def by_domain(store) -> dict[str, Domain]:
     """Every source domain's :class:`Domain`, the domains with the most pages first."""
-    tables = ("products", "crawl_errors", "captions", "specs", "takedowns", "optouts", "licenses", "faces")
-    con = store.connect(need=tables, only=tables)
+    con = connect(store)
     try:
         domains: dict[str, Domain] = {}
         for h, n in con.execute(f"SELECT {_host('url')}, count(*) FROM products GROUP BY 1").fetchall():
@@ -87,8 +101,9 @@ def by_domain(store) -> dict[str, Domain]:
         _optouts(con, domains)
         _licences(con, domains)
         _faces(con, domains)
-        for h, n in con.execute(f"SELECT {_host('t.url')}, count(DISTINCT t.product_id) FROM ({taken_down_sql()}) d "
-                                "JOIN products t USING (product_id) GROUP BY 1").fetchall():
+        # a semi-join: the taken-down ids are the small side (a second join of products held them all)
+        for h, n in con.execute(f"SELECT {_host('url')}, count(*) FROM products WHERE product_id IN "
+                                f"(SELECT product_id FROM ({taken_down_sql()})) GROUP BY 1").fetchall():
             domains.setdefault(h or "(unknown)", Domain()).takedowns = n
         _masked(con, domains)
     finally:
