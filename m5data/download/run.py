@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import time
 from collections import Counter
@@ -112,8 +113,8 @@ def check_options(opts) -> None:
     """Reject download settings config.py does not check itself (this stage's own fields)."""
     if opts.workers < 0:
         raise DownloadError(f"download.workers must be >= 0, got {opts.workers}")
-    if opts.pool not in ("process", "thread"):
-        raise DownloadError(f"download.pool must be process or thread, got {opts.pool!r}")
+    if opts.pool not in ("mixed", "process", "thread"):
+        raise DownloadError(f"download.pool must be mixed, process or thread, got {opts.pool!r}")
     if opts.stall_timeout <= 0:
         raise DownloadError(f"download.stall_timeout must be > 0, got {opts.stall_timeout}")
     for key in ("url_deadline", "rate_window"):
@@ -191,6 +192,7 @@ def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retr
             if progress is not None:
                 progress.start(stats.selected)
             retry = StoreRetry(str(store.root), opts.store_retry_seconds, "download.store_retry_seconds")
+            gc.freeze()  # what start-up built is no garbage: the run's collections need not walk it again and again
             try:
                 asyncio.run(_Download(store, settings, stats, progress, retry).run(jobs))
             except KeyboardInterrupt:
@@ -198,6 +200,8 @@ def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retr
             except StoreUnavailable as exc:
                 raise StoreUnavailable(f"{exc}; the URLs whose status was not written stay pending: "
                                        "run the download again once the store is back") from exc
+            finally:
+                gc.unfreeze()
         finally:
             con.close()
         if stats.ended is None:
