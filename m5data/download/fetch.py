@@ -16,7 +16,7 @@ For each URL the :class:`Fetcher`
   deadlines, commits the blob atomically to its content address, without an fsync of its own (the
   caller syncs the blob area once per batch of outcomes, before it records them:
   :meth:`m5data.storage.blobs.BlobStore.sync`); with ``download.image_max_side`` set, images are
-  re-encoded in the process pool (:mod:`.resize`) before they are stored.
+  re-encoded in the image pool (:mod:`.resize`) before they are stored.
 
 The store's own errors are never a URL's outcome: a blob that cannot be stored is tried again while
 the store is out (:class:`~m5data.storage.retry.StoreRetry`, ``download.store_retry_seconds``), and

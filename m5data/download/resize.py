@@ -1,4 +1,4 @@
-"""Image re-encoding in worker processes, so that decoding never blocks the download event loop.
+"""Image re-encoding in worker threads or processes, so that decoding never blocks the download event loop.
 
 :func:`reencode` turns the bytes of any image Pillow reads into a JPEG whose longer side is at
 most ``max_side`` (aspect kept, never upscaled), with the EXIF orientation applied, CMYK converted
@@ -13,14 +13,14 @@ the image to the Pillow path, which decides whether it decodes. Every other form
 and JPEGs Pillow cannot read the header of go to Pillow directly.
 
 :class:`ImagePool` runs :func:`reencode` in a ``ProcessPoolExecutor`` (spawned workers: forking a
-process that runs an event loop and threads is unsafe) or a thread pool.
+process that runs an event loop and threads is unsafe) or a thread pool, or (kind ``mixed``) the
+fast path alone, :func:`reencode_jpeg`, in threads and the rest in processes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import io
 import multiprocessing
 import os
@@ -227,7 +227,6 @@ def _init_worker() -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and shuts the pool down
     _prepare()
-    gc.freeze()  # the imports' objects: never garbage, no longer traversed by each full collection
 
 
 def _prepare() -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import math
 import time
 from collections import Counter
@@ -192,7 +191,6 @@ def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retr
             if progress is not None:
                 progress.start(stats.selected)
             retry = StoreRetry(str(store.root), opts.store_retry_seconds, "download.store_retry_seconds")
-            gc.freeze()  # what start-up built is no garbage: the run's collections need not walk it again and again
             try:
                 asyncio.run(_Download(store, settings, stats, progress, retry).run(jobs))
             except KeyboardInterrupt:
@@ -200,8 +198,6 @@ def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retr
             except StoreUnavailable as exc:
                 raise StoreUnavailable(f"{exc}; the URLs whose status was not written stay pending: "
                                        "run the download again once the store is back") from exc
-            finally:
-                gc.unfreeze()
         finally:
             con.close()
         if stats.ended is None:
