@@ -10,10 +10,20 @@ its own process, restarted for each run.
 Then both run again with 5% injected faults (500-then-200, 404, 2 s slow, truncated) and the
 final status counts are printed.
 
+``--floor`` first times the bare loop of the image work on the same JPEGs (all bytes read into
+memory first; then per image, in one thread with no I/O: libjpeg-turbo decode at the smallest
+reduced DCT scale still at least the target (simplejpeg ``min_width``/``min_height``), OpenCV
+INTER_AREA to a longest side of 256, JPEG quality 90 encode, sha256) and prints its images per
+CPU-second, then our run's images per CPU-second (CPU of its whole process tree) over it.
+
+Our package is compiled to bytecode first (``compileall``), as ``pip install`` does for
+img2dataset's: where ``PYTHONDONTWRITEBYTECODE`` is set, an uncompiled checkout would otherwise
+compile every module of its own again on each start (``--no-compile`` keeps that cost).
+
 img2dataset is installed into its own venv (``--venv``, default /tmp/img2dataset-venv) with
 ``python -m venv`` + ``pip install img2dataset`` unless it is already there.
 
-    python benchmarks/bench_download.py [--n 2000] [--fault-rate 0.05] [--skip-img2dataset]
+    python benchmarks/bench_download.py [--n 2000] [--fault-rate 0.05] [--skip-img2dataset] [--floor] [--no-faults]
 """
 
 from __future__ import annotations
@@ -100,6 +110,26 @@ def url_paths(n: int, fault_rate: float, seed: int = 0) -> tuple[list[str], dict
     return paths, {paths[i]: f for i, f in fault.items()}
 
 
+def floor_rate(folder: Path, n: int, max_side: int = 256, quality: int = 90) -> float:
+    """Images per CPU-second of the bare image work (see the module docstring), one thread, no I/O."""
+    import hashlib
+
+    import cv2
+    import simplejpeg
+
+    cv2.setNumThreads(1)
+    datas = [(folder / f"img{i}.jpg").read_bytes() for i in range(n)]
+    t0 = time.process_time()
+    for data in datas:
+        w, h, _, _ = simplejpeg.decode_jpeg_header(data)
+        scale = max_side / max(w, h)
+        target = (max(1, round(w * scale)), max(1, round(h * scale)))
+        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=target[0], min_height=target[1])
+        pixels = cv2.resize(pixels, target, interpolation=cv2.INTER_AREA)
+        hashlib.sha256(simplejpeg.encode_jpeg(pixels, quality, colorspace="RGB", colorsubsampling="420")).digest()
+    return n / (time.process_time() - t0)
+
+
 def measure(cmd: list[str], env: dict | None = None, log: Path | None = None) -> tuple[float, int, int, float]:
     """Run ``cmd``; return (wall s, peak RSS of its process tree in bytes, exit code, CPU s of the tree).
 
@@ -128,7 +158,7 @@ def measure(cmd: list[str], env: dict | None = None, log: Path | None = None) ->
     return wall, peak, proc.returncode, cpu
 
 
-POOL = "process"  # set from --pool
+POOL = "mixed"  # set from --pool
 
 
 def run_ours(urls: list[str], tmp: Path, tag: str) -> dict:
@@ -204,7 +234,10 @@ def main() -> None:
     parser.add_argument("--venv", type=Path, default=Path("/tmp/img2dataset-venv"))
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "m5data-bench-download")
     parser.add_argument("--skip-img2dataset", action="store_true")
-    parser.add_argument("--pool", choices=["process", "thread"], default="process",
+    parser.add_argument("--floor", action="store_true", help="time the bare image loop; print ours over it")
+    parser.add_argument("--no-faults", action="store_true", help="the clean runs only")
+    parser.add_argument("--no-compile", action="store_true", help="do not compile m5data to bytecode first")
+    parser.add_argument("--pool", choices=["mixed", "process", "thread"], default="mixed",
                         help="where our downloader re-encodes images (download.pool)")
     args = parser.parse_args()
     global POOL
@@ -216,9 +249,16 @@ def main() -> None:
     print(f"{args.n} JPEGs 640x480 (noise {args.noise:g}), {size / args.n / 1000:.0f} KB on average; "
           f"{os.cpu_count()} cores")
     exe = None if args.skip_img2dataset else ensure_img2dataset(args.venv)
+    if not args.no_compile:
+        subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "m5data")], check=True, stdout=subprocess.DEVNULL)
+    floor = None
+    if args.floor:
+        floor = floor_rate(images, args.n)
+        print(f"[floor] bare image loop: {floor:.0f} images per CPU-second (one thread, no I/O)", flush=True)
 
     results = {}
-    for phase, rate in (("clean", 0.0), ("faults", args.fault_rate)):
+    phases = (("clean", 0.0),) if args.no_faults else (("clean", 0.0), ("faults", args.fault_rate))
+    for phase, rate in phases:
         paths, faults = url_paths(args.n, rate)
         for tool in ("ours", "img2dataset"):
             if tool == "img2dataset" and exe is None:
@@ -238,6 +278,9 @@ def main() -> None:
                   f"exit {res['rc']}  load {os.getloadavg()[0]:.1f}", flush=True)
             if tool == "ours":
                 print(f"    blobs {res['blobs']} (failing their sha256: {res['bad_blobs']}); statuses {res['statuses']}")
+                if floor and phase == "clean":
+                    print(f"    ours / floor: {res['ok'] / res['cpu']:.0f} / {floor:.0f} = "
+                          f"{res['ok'] / res['cpu'] / floor:.2f} of the bare loop's images per CPU-second")
                 if faults:
                     reachable = {server.base + p for p in paths if faults.get(p) not in ("dead", "truncated")}
                     missing = reachable - res["ok_urls"]

@@ -84,8 +84,8 @@ class DownloadSettings:
     jpeg_quality: int = 90
     max_failure_rate: float = 0.2  # exit non-zero when more than this share of URLs failed
     stall_timeout: float = 120.0  # watchdog: end the run when nothing finished for this many seconds
-    workers: int = 0  # processes that re-encode images (when image_max_side > 0); 0 = number of cores
-    pool: str = "process"  # re-encode in a "process" pool, or a "thread" pool (Pillow releases the GIL: less CPU)
+    workers: int = 0  # threads / processes that re-encode images (when image_max_side > 0; download.pool); 0 = number of cores
+    pool: str = "mixed"  # re-encode JPEGs of the fast path in threads, the rest in processes ("mixed"), all in a "process" pool, or all in a "thread" pool
     send_referer: bool = True  # send the product's page URL as Referer, as a browser would (CDNs that refuse hotlinking answer 403 without it)
     store_retry_seconds: float = 60.0  # how long a store outage (endpoint down, 5xx, disk full) is waited out before the run ends; 0 = not at all
     # owners' opt-outs (docs/compliance.md "Opt-outs"): a media file that states one is not stored (status opted_out)

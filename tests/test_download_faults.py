@@ -158,7 +158,7 @@ def test_a_second_run_fetches_nothing(faulted, server):
     assert stats.selected == 0 and server.requests == []
 
 
-@pytest.mark.parametrize("pool", ["process", "thread"])
+@pytest.mark.parametrize("pool", ["process", "thread", "mixed"])
 def test_reencoding_resizes_orients_and_marks_undecodable_images_corrupt(server, store, tmp_path, pool):
     oriented = _oriented_jpeg()
     server.files["oriented.jpg"] = oriented
@@ -296,6 +296,38 @@ def test_a_killed_reencode_worker_costs_no_image(server, store, tmp_path):
     assert sink.killed
     assert stats.statuses == {"ok": 60}, stats.failures
     assert stats.pool_restarts == 1
+
+
+def _reencode_workers() -> list:
+    import psutil
+
+    return [p for p in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+
+
+def test_the_mixed_pool_reencodes_jpegs_in_threads_and_the_rest_in_processes():
+    """pool = "mixed": a JPEG the fast path takes never starts a process (no start-up, no hand-off);
+    any other image is decoded in a spawned process, isolated from the downloader."""
+    import asyncio
+    import io
+
+    from m5data.download.resize import ImagePool
+
+    png = io.BytesIO()
+    Image.new("RGBA", (300, 200), (0, 128, 0, 128)).save(png, "PNG")
+
+    async def main():
+        pool = ImagePool(1, 128, 90, "mixed")
+        try:
+            jpeg = await pool.reencode(JPEG)
+            assert (jpeg.width, jpeg.height, jpeg.orig_mode) == (128, 96, "RGB")
+            assert _reencode_workers() == [], "a JPEG started a re-encoding process"
+            flat = await pool.reencode(png.getvalue())
+            assert (flat.width, flat.height, flat.orig_mode) == (128, 85, "RGBA")
+            assert len(_reencode_workers()) == 1, "the PNG was not decoded in a process"
+        finally:
+            pool.close(kill=True)
+
+    asyncio.run(main())
 
 
 def test_an_image_that_kills_every_process_it_meets_is_marked_corrupt_alone():

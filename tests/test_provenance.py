@@ -66,7 +66,8 @@ def jpeg(xmp: bytes | None = None) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("reencode", [{}, {"download.image_max_side": 16, "download.pool": "thread", "download.workers": 1}])
+@pytest.mark.parametrize("reencode", [{}] + [{"download.image_max_side": 16, "download.pool": pool, "download.workers": 1}
+                                             for pool in ("thread", "process", "mixed")])
 def test_download_keeps_the_rights_an_image_states(store, reencode):
     server = SiteServer({"/img/a.jpg": Page(jpeg(XMP), "image/jpeg"), "/img/b.jpg": Page(jpeg(), "image/jpeg")})
     with server:

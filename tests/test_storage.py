@@ -200,6 +200,20 @@ def test_unsynced_blobs_repair_a_torn_copy_and_sync(store):
     assert not list(store.blobs.tmp_dir.iterdir())
 
 
+def test_a_blob_is_written_when_its_folders_were_removed_since(store):
+    """The blob area's folders are made when a write finds them missing, not checked by each write:
+    a temp folder or fan-out folder removed under a running writer is made again."""
+    import shutil
+
+    ref = store.blobs.put_bytes(b"\xff\xd8\xffone", "jpg", sync=False)
+    shutil.rmtree(store.blobs.root)
+    for sync in (False, True):
+        assert store.blobs.put_bytes(b"\xff\xd8\xffone", "jpg", sync=sync) == ref
+        assert store.blobs.verify(ref.path)
+        shutil.rmtree(store.blobs.path(ref.path).parent)
+    assert not list(store.blobs.tmp_dir.iterdir())
+
+
 def test_runs_is_compacted_past_its_part_cap_and_no_run_row_is_lost(tmp_path):
     from m5data.storage import StageStats, record_run
     from m5data.storage.runs import RUNS_PARTS

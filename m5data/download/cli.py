@@ -95,7 +95,7 @@ def download(
     per_host: Optional[int] = typer.Option(None, "--per-host", help="Requests in flight per host (download.per_host)."),
     image_max_side: Optional[int] = typer.Option(None, "--image-max-side",
                                                  help="Re-encode images to this max side; 0 keeps originals."),
-    workers: Optional[int] = typer.Option(None, help="Re-encoding processes; 0 = one per core (download.workers)."),
+    workers: Optional[int] = typer.Option(None, help="Re-encoding threads or processes (download.pool); 0 = one per core (download.workers)."),
     allow_private: Optional[bool] = typer.Option(None, "--allow-private/--no-allow-private",
                                                  help="Allow hosts on loopback/private/link-local addresses."),
     max_failure_rate: Optional[float] = typer.Option(None, "--max-failure-rate",

@@ -16,7 +16,7 @@ For each URL the :class:`Fetcher`
   deadlines, commits the blob atomically to its content address, without an fsync of its own (the
   caller syncs the blob area once per batch of outcomes, before it records them:
   :meth:`m5data.storage.blobs.BlobStore.sync`); with ``download.image_max_side`` set, images are
-  re-encoded in the process pool (:mod:`.resize`) before they are stored.
+  re-encoded in the image pool (:mod:`.resize`) before they are stored.
 
 The store's own errors are never a URL's outcome: a blob that cannot be stored is tried again while
 the store is out (:class:`~m5data.storage.retry.StoreRetry`, ``download.store_retry_seconds``), and
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import io
 from collections.abc import Callable
 from contextvars import ContextVar
 
@@ -369,9 +368,9 @@ class Fetcher:
                            bytes=len(body))
         except ImageTooLarge as exc:
             return Outcome("too_large", "too_large", str(exc))
-        rights = await asyncio.to_thread(image_rights, io.BytesIO(bytes(body)))  # the re-encoded JPEG has no XMP
+        # the source's rights, read by the pool from its header (the re-encoded JPEG has no XMP)
         return Outcome("ok", stored=image.data, mime="image/jpeg", width=image.width, height=image.height,
-                       meta={**({"rights": rights} if rights else {}), "reencoded": {"mime": sniffed.mime, "bytes": len(body), "mode": image.orig_mode,
+                       meta={**({"rights": image.rights} if image.rights else {}), "reencoded": {"mime": sniffed.mime, "bytes": len(body), "mode": image.orig_mode,
                                            "width": image.orig_width, "height": image.orig_height}})
 
 

@@ -1,4 +1,4 @@
-"""Image re-encoding in worker processes, so that decoding never blocks the download event loop.
+"""Image re-encoding in worker threads or processes, so that decoding never blocks the download event loop.
 
 :func:`reencode` turns the bytes of any image Pillow reads into a JPEG whose longer side is at
 most ``max_side`` (aspect kept, never upscaled), with the EXIF orientation applied, CMYK converted
@@ -13,19 +13,21 @@ the image to the Pillow path, which decides whether it decodes. Every other form
 and JPEGs Pillow cannot read the header of go to Pillow directly.
 
 :class:`ImagePool` runs :func:`reencode` in a ``ProcessPoolExecutor`` (spawned workers: forking a
-process that runs an event loop and threads is unsafe) or a thread pool.
+process that runs an event loop and threads is unsafe) or a thread pool, or (kind ``mixed``) the
+fast path alone, :func:`reencode_jpeg`, in threads and the rest in processes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import multiprocessing
 import os
 import struct
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class ImageDecodeError(Exception):
@@ -48,6 +50,7 @@ class Reencoded:
     orig_width: int  # of the source, after its EXIF orientation
     orig_height: int
     orig_mode: str
+    rights: dict = field(default_factory=dict)  # the source's XMP rights (rights.rights_of), read from its header
 
 
 def _target(size: tuple[int, int], max_side: int) -> tuple[int, int]:
@@ -84,12 +87,13 @@ def reencode(data: bytes | bytearray, max_side: int, quality: int, *, fast: bool
     """
     from PIL import Image, UnidentifiedImageError
 
+    from .rights import rights_of
+
     try:
         im = Image.open(io.BytesIO(data))  # reads the header only; refuses decompression bombs
-        if fast and im.format == "JPEG" and im.mode in ("RGB", "L"):
-            done = _reencode_jpeg(data, im, max_side, quality)
-            if done is not None:
-                return done
+        if fast and (done := _fast_path(data, im, max_side, quality)) is not None:
+            return done
+        rights = rights_of(im)
         orig_mode = im.mode
         w, h = im.size
         if max_side > 0:
@@ -113,7 +117,27 @@ def reencode(data: bytes | bytearray, max_side: int, quality: int, *, fast: bool
     except (UnidentifiedImageError, *DECODE_ERRORS) as exc:
         raise ImageDecodeError(f"{type(exc).__name__}: {exc}") from None
     ow, oh = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
-    return Reencoded(out.getvalue(), im.width, im.height, ow, oh, orig_mode)
+    return Reencoded(out.getvalue(), im.width, im.height, ow, oh, orig_mode, rights)
+
+
+def reencode_jpeg(data: bytes | bytearray, max_side: int, quality: int) -> Reencoded | None:
+    """:func:`reencode` for the images the JPEG fast path takes; None for every other image (any
+    other format, a header Pillow does not read, a JPEG the fast path declines): those go to
+    ``reencode(..., fast=False)``, which decides what they are (``ImagePool`` kind ``mixed``)."""
+    from PIL import Image
+
+    try:
+        im = Image.open(io.BytesIO(data))
+    except Exception:  # noqa: BLE001  not this path's to judge: the Pillow path says what is wrong
+        return None
+    return _fast_path(data, im, max_side, quality)
+
+
+def _fast_path(data: bytes | bytearray, im, max_side: int, quality: int) -> Reencoded | None:
+    """The fast path for an RGB or greyscale JPEG whose header ``im`` is; None for any other image."""
+    if im.format != "JPEG" or im.mode not in ("RGB", "L"):
+        return None
+    return _reencode_jpeg(data, im, max_side, quality)
 
 
 def _reencode_jpeg(data: bytes | bytearray, im, max_side: int, quality: int) -> Reencoded | None:
@@ -122,6 +146,8 @@ def _reencode_jpeg(data: bytes | bytearray, im, max_side: int, quality: int) -> 
     import cv2
     import numpy as np
     import simplejpeg
+
+    from .rights import rights_of
 
     w, h = im.size
     orientation = im.getexif().get(0x0112, 1)
@@ -146,7 +172,7 @@ def _reencode_jpeg(data: bytes | bytearray, im, max_side: int, quality: int) -> 
     encoded = simplejpeg.encode_jpeg(np.ascontiguousarray(pixels), quality,
                                      colorspace="GRAY" if grey else "RGB", colorsubsampling="420")
     ow, oh = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
-    return Reencoded(encoded, pixels.shape[1], pixels.shape[0], ow, oh, im.mode)
+    return Reencoded(encoded, pixels.shape[1], pixels.shape[0], ow, oh, im.mode, rights_of(im))
 
 
 def _orient_array(pixels, orientation: int):
@@ -216,9 +242,13 @@ def _prepare() -> None:
 class ImagePool:
     """A worker pool for :func:`reencode`; ``await pool.reencode(data)`` from the event loop.
 
-    ``kind="process"`` (default) isolates decoding in spawned processes; ``kind="thread"`` keeps it in
-    this process, where simplejpeg, OpenCV and Pillow release the GIL while they work, which saves
-    the cost of shipping every image to another process (benchmarks/bench_download.py --pool).
+    ``kind="process"`` isolates decoding in spawned processes; ``kind="thread"`` keeps it in this
+    process, where simplejpeg, OpenCV and Pillow release the GIL while they work, which saves the
+    start-up of the processes and shipping every image to one and back
+    (benchmarks/bench_download.py --pool). ``kind="mixed"`` (the stage's default) runs the JPEG
+    fast path (:func:`reencode_jpeg`: libjpeg-turbo, strict) in threads and every image it does not
+    take (other formats, Pillow's decoders, JPEGs it declines) in spawned processes, started at the
+    first such image.
 
     A worker process that dies (the OOM killer, a decoder crash) breaks a process pool and fails
     every image in it. The pool is then replaced, and each of those images is re-encoded again,
@@ -232,9 +262,13 @@ class ImagePool:
         self.quality = quality
         self.kind = kind
         self.restarts = 0  # process pools replaced after a worker died
-        if kind == "thread":
+        self._threads = None  # the fast path's threads (kind mixed) or the whole pool (kind thread)
+        if kind in ("thread", "mixed"):
             _prepare()
-        self._executor = self._new_executor(self.workers)
+            self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="m5data-reencode")
+        # what the pool of reencode() runs: with kind mixed only what the fast path did not take
+        self._fn = functools.partial(reencode, fast=False) if kind == "mixed" else reencode
+        self._executor = self._threads if kind == "thread" else None  # processes: started when first needed
         self._generation = 0
         self._quarantine: ProcessPoolExecutor | None = None
         self._quarantine_lock = asyncio.Lock()
@@ -247,9 +281,15 @@ class ImagePool:
 
     async def reencode(self, data: bytes) -> Reencoded:
         loop = asyncio.get_running_loop()
+        if self.kind == "mixed":
+            done = await loop.run_in_executor(self._threads, reencode_jpeg, data, self.max_side, self.quality)
+            if done is not None:
+                return done
+        if self._executor is None:
+            self._executor = self._new_executor(self.workers)
         generation = self._generation
         try:
-            return await loop.run_in_executor(self._executor, reencode, data, self.max_side, self.quality)
+            return await loop.run_in_executor(self._executor, self._fn, data, self.max_side, self.quality)
         except BrokenProcessPool:
             if generation == self._generation:  # the first image to see this pool broken replaces it
                 broken, self._executor = self._executor, self._new_executor(self.workers)
@@ -265,7 +305,7 @@ class ImagePool:
             if self._quarantine is None:
                 self._quarantine = self._new_executor(1)
             try:
-                return await loop.run_in_executor(self._quarantine, reencode, data, self.max_side, self.quality)
+                return await loop.run_in_executor(self._quarantine, self._fn, data, self.max_side, self.quality)
             except BrokenProcessPool:
                 self._quarantine.shutdown(wait=False, cancel_futures=True)
                 self._quarantine = None
@@ -274,7 +314,7 @@ class ImagePool:
 
     def close(self, kill: bool = False) -> None:
         """Shut the pool down; ``kill`` terminates workers at once (a stalled run must not wait)."""
-        for executor in (self._executor, self._quarantine):
+        for executor in (self._executor, self._quarantine, self._threads if self.kind == "mixed" else None):
             if executor is None:
                 continue
             processes = list((getattr(executor, "_processes", None) or {}).values())
@@ -291,4 +331,4 @@ def clamp_workers(workers: int) -> int:
 
 
 __all__ = ["ImageDecodeError", "ImagePool", "ImageTooLarge", "Reencoded", "clamp_workers", "image_size",
-           "reencode"]
+           "reencode", "reencode_jpeg"]

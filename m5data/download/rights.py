@@ -45,8 +45,16 @@ def image_rights(fh) -> dict[str, str]:
 
     try:
         with Image.open(fh) as im:
-            return xmp_rights(im.info.get("xmp") or im.info.get("XML:com.adobe.xmp"))
+            return rights_of(im)
     except Exception:  # noqa: BLE001  the size check already judged the image: no rights is all this says
+        return {}
+
+
+def rights_of(im) -> dict[str, str]:
+    """The XMP rights of an image Pillow has opened (read from its header, before it is loaded)."""
+    try:
+        return xmp_rights(im.info.get("xmp") or im.info.get("XML:com.adobe.xmp"))
+    except Exception:  # noqa: BLE001  as image_rights: no rights is all a bad packet says
         return {}
 
 

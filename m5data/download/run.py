@@ -47,6 +47,7 @@ from ..storage.errors import StoreError, StoreUnavailable
 from ..storage.queries import shard_sql
 from ..storage.retry import StoreRetry
 from .fetch import Fetcher
+from .guard import decoding_pool
 from .optouts import OPTED_OUT, write_statuses
 from .outcome import Outcome, status_row
 from .resize import ImagePool
@@ -112,8 +113,8 @@ def check_options(opts) -> None:
     """Reject download settings config.py does not check itself (this stage's own fields)."""
     if opts.workers < 0:
         raise DownloadError(f"download.workers must be >= 0, got {opts.workers}")
-    if opts.pool not in ("process", "thread"):
-        raise DownloadError(f"download.pool must be process or thread, got {opts.pool!r}")
+    if opts.pool not in ("mixed", "process", "thread"):
+        raise DownloadError(f"download.pool must be mixed, process or thread, got {opts.pool!r}")
     if opts.stall_timeout <= 0:
         raise DownloadError(f"download.stall_timeout must be > 0, got {opts.stall_timeout}")
     for key in ("url_deadline", "rate_window"):
@@ -192,7 +193,10 @@ def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retr
                 progress.start(stats.selected)
             retry = StoreRetry(str(store.root), opts.store_retry_seconds, "download.store_retry_seconds")
             try:
-                asyncio.run(_Download(store, settings, stats, progress, retry).run(jobs))
+                with decoding_pool(store, opts.pool if opts.image_max_side > 0 else "none", shard, retry.call) as (pool, why):
+                    if why:
+                        stats.details["pool"] = {"kind": pool, "why": why}
+                    asyncio.run(_Download(store, settings, stats, progress, retry, pool).run(jobs))
             except KeyboardInterrupt:
                 stats.finish("interrupted")
             except StoreUnavailable as exc:
@@ -245,8 +249,9 @@ class _HostSlots:
 
 class _Download:
     def __init__(self, store, settings: cfg.Settings, stats: DownloadStats, progress: ProgressSink | None,
-                 retry: StoreRetry):
+                 retry: StoreRetry, pool: str):
         self.store = store
+        self.pool = pool  # download.pool, or "process" after a run that did not end (guard.py)
         self.retry = retry
         retry.on_wait = self._touch  # a wait for the store is not a stall of the URLs in flight
         self.settings = settings
@@ -309,7 +314,7 @@ class _Download:
     async def run(self, jobs) -> None:
         self.flush_lock = asyncio.Lock()
         opts = self.opts
-        pool = ImagePool(opts.workers, opts.image_max_side, opts.jpeg_quality, opts.pool) if opts.image_max_side > 0 else None
+        pool = ImagePool(opts.workers, opts.image_max_side, opts.jpeg_quality, self.pool) if opts.image_max_side > 0 else None
         try:
             async with Fetcher(self.store, opts, pool, on_bytes=self._on_bytes, on_activity=self._touch,
                                user_agent=self.settings.crawl.user_agent, store_retry=self.retry) as fetcher:

@@ -128,7 +128,11 @@ class BlobWriter:
         self.ext = check_ext(ext)
         self.sync = sync
         self.tmp = store.tmp_dir / temp_name(".part", prefix="")  # <pid>-<random>.part: swept once the pid is dead
-        self._fh = open(self.tmp, "wb")
+        try:
+            self._fh = open(self.tmp, "wb")
+        except FileNotFoundError:  # the first blob of this store (or its temp folder was removed since)
+            store.tmp_dir.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.tmp, "wb")
         self._hash = hashlib.sha256()
         self.bytes = 0
 
@@ -197,7 +201,6 @@ class BlobStore:
 
     def writer(self, ext: str, *, sync: bool = True) -> BlobWriter:
         """A streaming writer; ``sync=False`` leaves durability to a later :meth:`sync`."""
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
         return BlobWriter(self, ext, sync)
 
     def temp_path(self, suffix: str) -> Path:
@@ -231,9 +234,13 @@ class BlobStore:
     def _publish(self, tmp: Path, sha256: str, ext: str, size: int, sync: bool = True) -> BlobRef:
         rel = self.relpath(sha256, ext)
         final = self.store_root / rel
-        final.parent.mkdir(parents=True, exist_ok=True)
-        # replace even when the address is taken: same content, and a torn unsynced copy is repaired
-        os.replace(tmp, final)
+        # replace even when the address is taken: same content, and a torn unsynced copy is repaired;
+        # the folder is made when missing (a mkdir per blob cost as much as the rename)
+        try:
+            os.replace(tmp, final)
+        except FileNotFoundError:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
         if sync:
             fsync_dir(final.parent)
         return BlobRef(sha256, rel, size)
