@@ -14,8 +14,20 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(_CACHE / "numba"))
 # safe to write from two processes compiling the same function at once (numba issues 4807, 10128: an
 # index naming another overload's code), which crashed two match-level tests of a fresh clone's suite
 # with a segmentation fault in caption_hashing._hash_batch, both workers compiling it.
+# Each worker's folder starts as a copy of what `make setup` compiled (`python -m m5data.warm`, about
+# 50 CPU-s of kernels): without it every worker compiled them all again. A copy, not a link: no two
+# processes ever write one index.
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ["NUMBA_CACHE_DIR"] = str(Path(os.environ["NUMBA_CACHE_DIR"]) / os.environ["PYTEST_XDIST_WORKER"])
+    _shared = Path(os.environ["NUMBA_CACHE_DIR"])
+    _own = _shared / os.environ["PYTEST_XDIST_WORKER"]
+    if not _own.exists() and _shared.is_dir():
+        import shutil
+
+        _tmp = _own.with_name(f".{_own.name}.tmp-{os.getpid()}")
+        shutil.copytree(_shared, _tmp, ignore=lambda folder, names: [
+            n for n in names if Path(folder) == _shared and (n.startswith(("gw", ".")))])
+        _tmp.rename(_own)  # a worker that dies mid-copy leaves only a temp folder behind
+    os.environ["NUMBA_CACHE_DIR"] = str(_own)
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
