@@ -121,16 +121,19 @@ class _Sink:
             self.flush()
 
     def flush(self) -> None:
+        # the media rows last: an item whose media row is ok is done (a re-run skips it), so the rows
+        # that depend on it (its faces) must be stored first; a run killed between the writes leaves
+        # faces rows its re-run writes again (the same rows), never a done item without them
         with self.lock:
-            if self.media:
-                self.store.write("media", list(self.media.values()))
-                self.media.clear()
-            if self.captions:
-                self.store.write("captions", list(self.captions.values()))
-                self.captions.clear()
             if self.faces:
                 self.store.write("faces", list(self.faces.values()))
                 self.faces.clear()
+            if self.captions:
+                self.store.write("captions", list(self.captions.values()))
+                self.captions.clear()
+            if self.media:
+                self.store.write("media", list(self.media.values()))
+                self.media.clear()
             self.oldest = None
 
     def close(self) -> None:
