@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench_faces import one_thread  # noqa: E402
 
 from m5data.faces.boxes import detect_pictures  # noqa: E402
 
@@ -89,11 +90,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--demo-products", type=int, default=20, help="products of the demo shop whose videos are measured")
     args = ap.parse_args()
-    import cv2
-
-    cv2.setNumThreads(1)
-    with tempfile.TemporaryDirectory(prefix="bench-face-frames-") as tmp:
-        work = Path(tmp)
+    with one_thread("bench-face-frames-") as work:
         videos = {f"real/{name}": REALDATA / "video" / name for name in VIDEOS}
         videos["real pictures/slideshow"] = slideshow(work / "slides.mp4")
         videos["real pictures/small face comes in"] = small_face(work / "small.mp4")

@@ -17,6 +17,7 @@ extract's image time; then the cost at 6.3M images (docs/scale.md).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -42,15 +43,23 @@ def cpu(fn, *args, **kwargs) -> float:
     return time.process_time() - start
 
 
+@contextlib.contextmanager
+def one_thread(prefix: str):
+    """A scratch folder, with OpenCV on one thread as extract's pool workers run it (CPU per picture)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5, help="passes over the pictures (default 5)")
     args = ap.parse_args()
     import cv2
 
-    cv2.setNumThreads(1)
-    with tempfile.TemporaryDirectory(prefix="bench-faces-") as tmp:
-        work = Path(tmp)
+    with one_thread("bench-faces-") as work:
         originals = [REALDATA / rel for rel in PICTURES]
         normalised = [work / f"{i}.jpg" for i in range(len(originals))]
         for src, out in zip(originals, normalised):
