@@ -28,9 +28,10 @@ labels drawn from each fold's training part, ``--seeds`` draws, mean; recall at 
 over the folds, the target's, and each fold's own averaged beside it) and the active-learning rounds
 (``--al-start`` random labels a fold, 50 by default, then rounds of ``--al-step`` up to ``--al-top``, each
 ``--al-how`` way: ``uncertain`` the pairs ``tasks --uncertain`` would pick among the rest of the training
-part, ``random`` random ones; the same start for each way of a draw; per way the AUC after each round,
-mean and spread over the ``--seeds`` draws, the area under that curve, the labels to each ``--al-auc``,
-and the draws whose area beats random's). ``--al-only``: the rounds alone. The curve and
+part (``crowd.uncertain.per_cluster``), ``nearest`` the pairs nearest the threshold (its pick before),
+``random`` random ones; the same start for each way of a draw; per way the AUC after each round, mean
+and spread over the ``--seeds`` draws, the area under that curve, the labels to each ``--al-auc``, and
+the draws whose area beats random's). ``--al-only``: the rounds alone. The curve and
 the rounds fit on the labelled pairs' features built once (they depend on the store, not on the
 labels) with the same ``training.fit``. Targets: AUC >= 0.85 and recall >= 0.40 at precision 0.9
 with 400 labels. Exit code 1 when a target is missed.
@@ -243,7 +244,16 @@ def nearest_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
     return rest[nearest_threshold(m.proba(d.x[rest][:, cols]), m.threshold, n)]
 
 
-CHOOSERS = {"uncertain": nearest_pairs, "random": random_pairs}  # a round's pairs: (set, model, columns, unlabelled, labelled, rng, n)
+def uncertain_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
+    from m5data.annotate.crowd.uncertain import per_cluster
+
+    x = d.x[rest][:, cols]
+    return rest[per_cluster(m.proba(x), m.threshold, x, n, int(rng.integers(1 << 31)))]
+
+
+# a round's pairs, from (set, model, its columns, unlabelled rows, labelled rows, rng, n): `tasks --uncertain`'s
+# (the least sure of each k-means cluster), the least sure of all (`tasks --uncertain` before), random ones
+CHOOSERS = {"uncertain": uncertain_pairs, "nearest": nearest_pairs, "random": random_pairs}
 
 
 def active_learning(d: ChineseSet, choose, seeds: int, steps: list[int]):
