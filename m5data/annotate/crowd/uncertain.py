@@ -11,6 +11,8 @@ question, one training pair) are never asked again.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..kernels.pair_model import features, load_model
@@ -56,20 +58,23 @@ def clusters(x: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """Each row's k-means cluster of ``n`` (``seed``: the centres' start), the columns standardised and a
     missing value taken as its column's median (0 where the column has none)."""
     from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
     from threadpoolctl import threadpool_limits
 
     x = np.asarray(x, np.float64)
     med = np.nanmedian(np.where(np.isnan(x).all(axis=0), 0.0, x), axis=0)
     z = np.where(np.isnan(x), med, x)
     z = (z - z.mean(axis=0)) / np.maximum(z.std(axis=0), 1e-9)
-    with threadpool_limits(1, user_api="openmp"):  # small and many: threads only wait on a shared machine
+    with threadpool_limits(1, user_api="openmp"), warnings.catch_warnings():  # threads only wait on a shared machine
+        warnings.simplefilter("ignore", ConvergenceWarning)  # fewer distinct vectors than n: per_cluster tops up
         return KMeans(n_clusters=n, n_init=3, random_state=seed).fit_predict(z)
 
 
 def per_cluster(scores: np.ndarray, threshold: float, x: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """Indices of ``n`` pairs: the rows of ``x`` (the pairs' features) in ``n`` :func:`clusters`, of each
-    cluster the pair nearest ``threshold`` in log-odds (ties drawn by ``seed``), nearest first. With ``n``
-    at least the pairs: all of them, nearest first."""
+    cluster the pair nearest ``threshold`` in log-odds (ties drawn by ``seed``), nearest first; where the
+    features hold fewer than ``n`` distinct vectors, the rest of the ``n`` nearest. With ``n`` at least the
+    pairs: all of them, nearest first."""
     scores = np.asarray(scores, np.float64)
     if n >= len(scores):
         return nearest_threshold(scores, threshold, len(scores))
@@ -80,5 +85,8 @@ def per_cluster(scores: np.ndarray, threshold: float, x: np.ndarray, n: int, see
     label = clusters(np.asarray(x)[mix], n, int(rng.integers(1 << 31)))
     near = nearest_threshold(scores[mix], threshold, len(scores))  # all of them, nearest first
     _, first = np.unique(label[near], return_index=True)  # each cluster's first in that order
-    pick = near[np.sort(first)]
-    return mix[pick]
+    take = np.zeros(len(near), bool)
+    take[first] = True
+    # fewer clusters than n (fewer distinct feature vectors): the rest of the n nearest the threshold
+    take[np.flatnonzero(~take)[:max(n - len(first), 0)]] = True
+    return mix[near[take]]

@@ -41,3 +41,11 @@ def test_as_many_pairs_as_candidates_or_more_is_all_of_them_nearest_first():
     x, scores = blobs()
     assert list(per_cluster(scores[:5], 0.5, x[:5], 9, seed=0)) == list(nearest_threshold(scores[:5], 0.5, 5))
     assert len(per_cluster(scores, 0.5, x, 0, seed=0)) == 0
+
+
+def test_fewer_distinct_feature_vectors_than_pairs_asked_tops_up_with_the_nearest():
+    x = np.r_[np.zeros((6, 2)), np.ones((6, 2))]  # two distinct vectors, 12 pairs
+    scores = np.linspace(0.05, 0.95, 12)
+    got = per_cluster(scores, 0.5, x, 4, seed=0)
+    assert len(set(got)) == 4 and {i // 6 for i in got} == {0, 1}
+    assert set(got) == set(nearest_threshold(scores, 0.5, 4))  # both groups' nearest, then the next nearest
