@@ -12,7 +12,8 @@ that world's store: it writes the model there) with ``m5data annotate matcher tr
 (``derived/matcher/<version>/``) into every other ``--store``. ``--rounds N`` (with it) adds N - 1
 active-learning rounds on that first store, as a user would run them with the crowd: learned dedup's
 wide candidates scored by the full model (the cascade off), the ones it accepts and the ``--ask`` it
-is least sure of (nearest its threshold in log-odds, as ``annotate tasks --uncertain`` picks) labelled
+is least sure of (nearest its threshold in log-odds, as ``annotate tasks --uncertain`` picked before it
+took the least sure of each cluster) labelled
 from the same world's truth, added to the labels, trained again. ``--near-images N`` (400; 0 gives
 the recipe before it) adds N non-matches to the first labels: listings of two instances of one brand
 and sub-class with the nearest main images (:func:`image_negatives`). ``--score-against WORLD`` (once per
@@ -257,7 +258,8 @@ def child_wide(path: str) -> None:
 def ask_crowd(scored: list[tuple], threshold: float, labelled: set, world: Path, ask: int) -> list[tuple]:
     """One active-learning round, the crowd answering from ``world``'s truth: of the scored candidate
     pairs not yet ``labelled``, every one the model accepts and the ``ask`` it is least sure of
-    (nearest its threshold in log-odds, as ``annotate tasks --uncertain`` picks), labelled 1 when both
+    (nearest its threshold in log-odds, as ``annotate tasks --uncertain`` picked before it took the least
+    sure of each cluster), labelled 1 when both
     are listings of one instance."""
     import numpy as np
     import pyarrow.parquet as pq

@@ -1,6 +1,7 @@
 """Benchmark the learned same-product matcher on the three real ER-Magellan product benchmarks.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_matcher.py [--only Abt-Buy] [--limit N] [--logreg] [--chinese]
+        [--seeds N] [--al-only] [--al-start N] [--al-step N] [--al-top N] [--al-how H ...] [--al-auc A ...]
 
 For each of Amazon-Google, Walmart-Amazon and Abt-Buy (``../shared/realdata/matching/``): every
 record becomes a product of a fresh store (tests/support/er_magellan.py), the train split's labels
@@ -24,9 +25,13 @@ labels are written as an ``a,b,label`` file and trained through ``train --labels
 fold scored as ``score --pairs`` scores; printed: pooled out-of-fold AUC and recall at precision 0.9,
 the same of a character 3-shingle Jaccard of the titles, the learning curve (50 / 100 / 200 / 400
 labels drawn from each fold's training part, ``--seeds`` draws, mean; recall at precision 0.9 pooled
-over the folds, the target's, and each fold's own averaged beside it) and the active-learning line
-(50 random labels, then rounds of 50: the pairs ``tasks --uncertain`` would pick among the rest of the
-training part, against 50 random ones; the labels each needs to reach ``--al-auc``). The curve and
+over the folds, the target's, and each fold's own averaged beside it) and the active-learning rounds
+(``--al-start`` random labels a fold, 50 by default, then rounds of ``--al-step`` up to ``--al-top``, each
+``--al-how`` way: ``uncertain`` the pairs ``tasks --uncertain`` would pick among the rest of the training
+part (``crowd.uncertain.per_cluster``), ``nearest`` the pairs nearest the threshold (its pick before),
+``random`` random ones; the same start for each way of a draw; per way the AUC after each round, mean
+and spread over the ``--seeds`` draws, the area under that curve, the labels to each ``--al-auc``, and
+the draws whose area beats random's). ``--al-only``: the rounds alone. The curve and
 the rounds fit on the labelled pairs' features built once (they depend on the store, not on the
 labels) with the same ``training.fit``. Targets: AUC >= 0.85 and recall >= 0.40 at precision 0.9
 with 400 labels. Exit code 1 when a target is missed.
@@ -39,6 +44,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +55,7 @@ CN_TARGETS = {"auc": 0.85, "recall_at_p90": 0.40}  # with CN_TARGET_LABELS train
 CN_TARGET_LABELS = 400
 CN_SIZES = (50, 100, 200, 400)
 CN_FOLDS, AL_START, AL_STEP = 5, 50, 50
+AL_TARGETS = (0.85, 0.88)  # the AUCs the rounds count labels to
 TRAIN_LIMIT_S = 300.0
 DITTO = {"Amazon-Google": 75.58, "Abt-Buy": 89.33}
 
@@ -185,19 +192,103 @@ def shingle_jaccard(ta: list[str], tb: list[str], k: int = 3):
     return np.array([len(x & y) / max(len(x | y), 1) for x, y in ((sh(a), sh(b)) for a, b in zip(ta, tb))])
 
 
-def run_chinese(pairs_path: Path, work: Path, seeds: int, al_auc: float) -> dict:
+@dataclass
+class ChineseSet:
+    """The labelled pairs' features (built once: they depend on the store, not on the labels), labels,
+    groups (the first product, as training groups them) and folds, for the curve and the rounds."""
+
+    x: object
+    y: object
+    groups: object
+    folds: list
+    tested: object
+    settings: object
+
+    def trained(self, rows):
+        """The model ``training.fit`` makes of these labelled pairs, and its feature columns."""
+        import numpy as np
+
+        from m5data.annotate.kernels.pair_model import columns
+        from m5data.annotate.matcher.training import fit
+
+        m = fit(self.x[rows], self.y[rows], np.ones(len(rows)), self.groups[rows], self.settings, "bench").model
+        return m, columns(m)
+
+    def drawn(self, rng, rows, n):
+        """``n`` of ``rows`` at random, with at least 2 of each class (the folds inside training need them)."""
+        while True:
+            pick = rng.choice(rows, min(n, len(rows)), replace=False)
+            if min(self.y[pick].sum(), (~self.y[pick]).sum()) >= 2:
+                return pick
+
+
+@dataclass
+class ALRounds:
+    """The active-learning rounds: ``start`` random labels a fold, ``step`` more a round up to ``top``, the
+    pairs picked each of the ``how`` ways; the labels counted to each AUC of ``targets``."""
+
+    start: int
+    step: int
+    top: int
+    how: tuple
+    targets: tuple
+
+
+def random_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
+    return rng.choice(rest, min(n, len(rest)), replace=False)
+
+
+def nearest_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
+    from m5data.annotate.crowd.uncertain import nearest_threshold
+
+    return rest[nearest_threshold(m.proba(d.x[rest][:, cols]), m.threshold, n)]
+
+
+def uncertain_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
+    from m5data.annotate.crowd.uncertain import per_cluster
+
+    x = d.x[rest][:, cols]
+    return rest[per_cluster(m.proba(x), m.threshold, x, n, int(rng.integers(1 << 31)))]
+
+
+# a round's pairs, from (set, model, its columns, unlabelled rows, labelled rows, rng, n): `tasks --uncertain`'s
+# (the least sure of each k-means cluster), the least sure of all (`tasks --uncertain` before), random ones
+CHOOSERS = {"uncertain": uncertain_pairs, "nearest": nearest_pairs, "random": random_pairs}
+
+
+def active_learning(d: ChineseSet, choose, seeds: int, steps: list[int]):
+    """Held-out AUC (pooled over the folds) after each round, one row a draw: each fold starts from
+    ``steps[0]`` random labels of its training part (the same for every chooser of a draw) and adds the
+    pairs ``choose`` picks among the rest of it up to each of ``steps``."""
+    import numpy as np
+
+    auc = np.zeros((seeds, len(steps)))
+    for seed in range(seeds):
+        sc = np.zeros((len(steps), len(d.y)))
+        for k, (tr, te) in enumerate(d.folds):
+            rng = np.random.default_rng(1000 * seed + k)
+            have = d.drawn(rng, tr, steps[0])
+            for j in range(len(steps)):
+                m, cols = d.trained(have)
+                sc[j, te] = m.proba(d.x[te][:, cols])
+                if j + 1 < len(steps):
+                    rest = np.setdiff1d(tr, have)
+                    have = np.r_[have, choose(d, m, cols, rest, have, rng, steps[j + 1] - len(have))]
+        auc[seed] = [ranked(sc[j, d.tested], d.y[d.tested])[0] for j in range(len(steps))]
+    return auc
+
+
+def run_chinese(pairs_path: Path, work: Path, seeds: int, al: ALRounds, al_only: bool = False) -> dict:
     """The Chinese set: 5-fold figures through the verbs' code, the Jaccard baseline, the learning curve
-    and the active-learning rounds (see the module's docstring)."""
+    and the active-learning rounds (see the module's docstring); ``al_only``: the rounds alone."""
     import numpy as np
     from support import er_magellan as er
     from support import mep3m_store as mp
     from support.mep3m_pairs import records
 
-    from m5data.annotate.crowd.uncertain import nearest_threshold
     from m5data.annotate.kernels import pair_model, pair_products
     from m5data.annotate.kernels.pair_features import PairFeatures
     from m5data.annotate.matcher import job
-    from m5data.annotate.matcher.training import fit
     from m5data.config import load
     from m5data.storage import Store
 
@@ -211,75 +302,81 @@ def run_chinese(pairs_path: Path, work: Path, seeds: int, al_auc: float) -> dict
     y = np.array([p[2] for p in pairs], bool)
     folds = [(np.array(tr), np.array(te)) for tr, te in mp.folds(pairs, dict(zip(products.ids, products.title)), CN_FOLDS)]
     tested = np.sort(np.concatenate([te for _, te in folds]))  # the pairs some fold holds out
-    oof, train_s = np.zeros(len(y)), 0.0
-    for k, (tr, te) in enumerate(folds):  # exactly `train --labels` and `score --pairs`
-        labels = er.write_labels(work / f"mep3m-fold{k}.csv", [pairs[i][:3] for i in tr])
-        t0 = time.perf_counter()
-        model = job.train(store, s, labels, products=products).model
-        train_s += time.perf_counter() - t0
-        oof[te] = pair_model.score(model, products, ia[te], ib[te])
-    jac = shingle_jaccard([products.title[i] for i in ia], [products.title[i] for i in ib])
     out = {"pairs": len(y), "matches": int(y.sum()), "tested": len(tested), "tested_matches": int(y[tested].sum()),
-           "train_labels": [len(tr) for tr, _ in folds], "full": ranked(oof[tested], y[tested]), "train_s": train_s,
-           "jaccard": ranked(jac[tested], y[tested])}
+           "train_labels": [len(tr) for tr, _ in folds]}
     x = PairFeatures(products).matrix(ia, ib)  # the features train and score compute: the store's, not the labels'
-    ones = np.ones(len(y))
-
-    def trained(rows):
-        m = fit(x[rows], y[rows], ones[rows], ia[rows], s, "bench").model
-        return m, pair_model.columns(m)
-
-    def drawn(rng, rows, n):
-        """``n`` of ``rows`` at random, with at least 2 of each class (the folds inside training need them)."""
-        while True:
-            pick = rng.choice(rows, min(n, len(rows)), replace=False)
-            if min(y[pick].sum(), (~y[pick]).sum()) >= 2:
-                return pick
-
-    curve = {}
-    for n in CN_SIZES:
-        got = []
-        for seed in range(seeds):
-            sc = np.zeros(len(y))
-            for k, (tr, te) in enumerate(folds):
-                m, cols = trained(drawn(np.random.default_rng(1000 * seed + k), tr, n))
-                sc[te] = m.proba(x[te][:, cols])
-            # pooled: one precision curve over the folds' scores (five models' scores on one scale: a
-            # negative one fold's model scores 0.999 is above every other fold's matches); per fold: each
-            # model's own curve, the recalls averaged (~90 pairs a fold: one negative on top can make it 0)
-            got.append((*ranked(sc[tested], y[tested]), np.mean([ranked(sc[te], y[te])[1] for _, te in folds])))
-        curve[n] = (min(n, min(len(tr) for tr, _ in folds)), *np.mean(got, axis=0))
-    out["curve"] = curve
-    top = min(max(CN_SIZES), min(len(tr) for tr, _ in folds))
-    steps = list(range(AL_START, top + 1, AL_STEP))
-    al = {how: np.zeros((seeds, len(steps))) for how in ("uncertain", "random")}
-    for seed in range(seeds):
-        for how in al:
-            sc = np.zeros((len(steps), len(y)))
-            for k, (tr, te) in enumerate(folds):
-                rng = np.random.default_rng(1000 * seed + k)
-                have = drawn(rng, tr, AL_START)
-                for j in range(len(steps)):
-                    m, cols = trained(have)
-                    sc[j, te] = m.proba(x[te][:, cols])
-                    rest = np.setdiff1d(tr, have)
-                    if j + 1 < len(steps):
-                        add = (rest[nearest_threshold(m.proba(x[rest][:, cols]), m.threshold, AL_STEP)] if how == "uncertain"
-                               else rng.choice(rest, min(AL_STEP, len(rest)), replace=False))
-                        have = np.r_[have, add]
-            al[how][seed] = [ranked(sc[j, tested], y[tested])[0] for j in range(len(steps))]
-    out["al"] = {"steps": steps, "target": al_auc, **{h: v.mean(axis=0) for h, v in al.items()}}
+    d = ChineseSet(x=x, y=y, groups=ia, folds=folds, tested=tested, settings=s)
+    if not al_only:
+        oof, train_s = np.zeros(len(y)), 0.0
+        for k, (tr, te) in enumerate(folds):  # exactly `train --labels` and `score --pairs`
+            labels = er.write_labels(work / f"mep3m-fold{k}.csv", [pairs[i][:3] for i in tr])
+            t0 = time.perf_counter()
+            model = job.train(store, s, labels, products=products).model
+            train_s += time.perf_counter() - t0
+            oof[te] = pair_model.score(model, products, ia[te], ib[te])
+        jac = shingle_jaccard([products.title[i] for i in ia], [products.title[i] for i in ib])
+        out.update(full=ranked(oof[tested], y[tested]), train_s=train_s, jaccard=ranked(jac[tested], y[tested]))
+        curve = {}
+        for n in CN_SIZES:
+            got = []
+            for seed in range(seeds):
+                sc = np.zeros(len(y))
+                for k, (tr, te) in enumerate(folds):
+                    m, cols = d.trained(d.drawn(np.random.default_rng(1000 * seed + k), tr, n))
+                    sc[te] = m.proba(x[te][:, cols])
+                # pooled: one precision curve over the folds' scores (five models' scores on one scale: a
+                # negative one fold's model scores 0.999 is above every other fold's matches); per fold: each
+                # model's own curve, the recalls averaged (~90 pairs a fold: one negative on top can make it 0)
+                got.append((*ranked(sc[tested], y[tested]), np.mean([ranked(sc[te], y[te])[1] for _, te in folds])))
+            curve[n] = (min(n, min(len(tr) for tr, _ in folds)), *np.mean(got, axis=0))
+        out["curve"] = curve
+    steps = list(range(al.start, min(al.top, min(len(tr) for tr, _ in folds)) + 1, al.step))
+    out["al"] = {"steps": steps, "targets": al.targets,
+                 "auc": {how: active_learning(d, CHOOSERS[how], seeds, steps) for how in al.how}}
     return out
 
 
-def print_chinese(r: dict) -> bool:
-    """The Chinese section's lines; whether its targets are met."""
+def print_rounds(al: dict) -> None:
+    """The active-learning lines: per chooser, the AUC after each round (mean and standard deviation over
+    the draws), the area under that curve (mean AUC over the labels), the labels to each target AUC (of
+    the mean curve, and of each draw), and against random the draws whose area is larger."""
     import numpy as np
 
-    auc, rec = r["full"]
+    steps = al["steps"]
+
+    def area(a):  # the mean AUC over the labels from the first round to the last, one a draw
+        return np.trapezoid(a, steps, axis=-1) / max(steps[-1] - steps[0], 1)
+
+    def labels_to(curve, t):
+        hit = np.flatnonzero(curve >= t)
+        return str(steps[hit[0]]) if len(hit) else "-"
+
+    base = al["auc"].get("random")
+    print(f"  active learning (start {steps[0]} random labels a fold, rounds of {steps[1] - steps[0] if len(steps) > 1 else 0} "
+          f"to {steps[-1]}; pooled held-out AUC, mean +- sd of {len(base if base is not None else next(iter(al['auc'].values())))} draws):")
+    for how, a in al["auc"].items():
+        sd = a.std(axis=0, ddof=1) if len(a) > 1 else np.zeros(len(steps))
+        ar = area(a)
+        line = (f"    {how:10s}: " + " ".join(f"{n}:{m:.3f}+-{e:.3f}" for n, m, e in zip(steps, a.mean(axis=0), sd))
+                + f"; area {ar.mean():.4f}+-{ar.std(ddof=1) if len(a) > 1 else 0:.4f}")
+        for t in al["targets"]:
+            line += f"; to AUC {t:.2f}: {labels_to(a.mean(axis=0), t)} (draws {'/'.join(labels_to(r, t) for r in a)})"
+        if base is not None and how != "random":
+            line += f"; area above random's in {int((ar > area(base)).sum())} of {len(a)} draws"
+        print(line)
+
+
+def print_chinese(r: dict) -> bool:
+    """The Chinese section's lines; whether its targets are met (the rounds alone: True)."""
+    import numpy as np
+
     print(f"\nChinese set (MEP-3M sample): {r['pairs']} labelled pairs ({r['matches']} matches); 5 folds with no record on "
           f"both sides hold out {r['tested']} ({r['tested_matches']} matches) and train on "
           f"{'/'.join(map(str, r['train_labels']))}")
+    if "full" not in r:
+        print_rounds(r["al"])
+        return True
+    auc, rec = r["full"]
     print(f"  matcher (train --labels / score --pairs, pooled out-of-fold): AUC {auc:.3f}, recall at precision 0.9 "
           f"{rec:.3f}; training {r['train_s'] / CN_FOLDS:.1f} s a fold")
     print(f"  title 3-shingle Jaccard (the held-out pairs): AUC {r['jaccard'][0]:.3f}, recall at precision 0.9 {r['jaccard'][1]:.3f}")
@@ -287,11 +384,7 @@ def print_chinese(r: dict) -> bool:
           "folds, then each fold's own averaged): "
           + "; ".join(f"{n} -> {used} labels: AUC {a:.3f}, R@P0.9 {rc:.3f} (per fold {pf:.3f})"
                       for n, (used, a, rc, pf) in r["curve"].items()))
-    al = r["al"]
-    for how in ("uncertain", "random"):
-        need = [n for n, a in zip(al["steps"], al[how]) if a >= al["target"]]
-        print(f"  active learning, {how:9s}: AUC " + " ".join(f"{n}:{a:.3f}" for n, a in zip(al["steps"], al[how]))
-              + f"; reaches AUC {al['target']:.2f} with " + (f"{need[0]} labels" if need else "none of these label counts"))
+    print_rounds(r["al"])
     used, a, rc, _ = r["curve"].get(CN_TARGET_LABELS, (0, 0.0, 0.0, 0.0))  # the target: the pooled recall
     ok = a >= CN_TARGETS["auc"] and rc >= CN_TARGETS["recall_at_p90"]  # (a fold's training part may hold fewer)
     print(f"  target with {CN_TARGET_LABELS} labels: AUC >= {CN_TARGETS['auc']:.2f} and recall >= "
@@ -310,7 +403,13 @@ def main(argv=None) -> int:
     parser.add_argument("--chinese", action="store_true", help="the Chinese set (alone, or with the --only ones)")
     parser.add_argument("--pairs", type=Path, default=None, help="the Chinese set's labelled pairs (a,b,label CSV)")
     parser.add_argument("--seeds", type=int, default=3, help="draws of the learning curve and active-learning runs")
-    parser.add_argument("--al-auc", type=float, default=0.85, help="AUC the active-learning line counts labels to")
+    parser.add_argument("--al-auc", type=float, nargs="+", default=list(AL_TARGETS), help="AUCs the rounds count labels to")
+    parser.add_argument("--al-start", type=int, default=AL_START, help="random labels a fold the rounds start from")
+    parser.add_argument("--al-step", type=int, default=AL_STEP, help="labels a round adds")
+    parser.add_argument("--al-top", type=int, default=max(CN_SIZES), help="labels a fold the rounds stop at")
+    parser.add_argument("--al-how", nargs="+", choices=sorted(CHOOSERS), default=["uncertain", "random"],
+                        help="how a round picks its pairs (each one a line)")
+    parser.add_argument("--al-only", action="store_true", help="the Chinese set's active-learning rounds alone")
     args = parser.parse_args(argv)
     names = args.only or ([] if args.chinese else list(TARGETS))
     chinese = args.chinese or not args.only
@@ -329,7 +428,8 @@ def main(argv=None) -> int:
         for name in names:
             rows.append(run_one(name, args.data / name, Path(tmp), args.limit, args.text_model, args.logreg))
         if chinese and args.pairs.is_file():
-            cn = run_chinese(args.pairs, Path(tmp), args.seeds, args.al_auc)
+            al = ALRounds(args.al_start, args.al_step, args.al_top, tuple(args.al_how), tuple(args.al_auc))
+            cn = run_chinese(args.pairs, Path(tmp), args.seeds, al, args.al_only)
     load1, load5, _ = os.getloadavg()
     t = Table(title=f"matcher on ER-Magellan (test split; {os.cpu_count()} CPUs, load average {load1:.1f} / {load5:.1f})")
     cols = ["benchmark", "products", "test F1", "P", "R", "target F1", "F1 / P / R at model threshold", "train s",

@@ -53,7 +53,8 @@ def export_tasks(store, out_dir: str | Path, *, top: int = 0, queries: int = 0, 
         image_prefix: prefix for image paths relative to the store root (default: absolute paths, or the
             objects' URLs on object storage).
         uncertain: only the this many pairs (of those chosen by ``top`` / ``queries``, not yet in
-            ``matches``) the newest matcher is least sure of, least sure first (needs ``settings``).
+            ``matches``) that active learning asks next: the newest matcher's least sure pair of each of
+            ``uncertain`` k-means clusters of their features, least sure first (needs ``settings``).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -274,11 +274,16 @@ def columns(model: Model) -> np.ndarray:
     return np.array([FEATURES.index(f) for f in model.features], dtype=np.int64)
 
 
-def score(model: Model, products, ia: np.ndarray, ib: np.ndarray, text_model: str = "") -> np.ndarray:
-    """P(same product) of pairs of rows of ``products`` (:class:`.pair_products.Products`)."""
+def features(model: Model, products, ia: np.ndarray, ib: np.ndarray, text_model: str = "") -> np.ndarray:
+    """The model's feature columns of pairs of rows of ``products`` (:class:`.pair_products.Products`)."""
     from .pair_features import PairFeatures
 
     cols = columns(model)
     if any(f.startswith("embed_") for f in model.features) and not text_model:
         raise MatcherError(f"matcher model {model.version} uses text embeddings: set matcher.text_model")
-    return model.proba(PairFeatures(products, text_model).matrix(ia, ib)[:, cols])
+    return PairFeatures(products, text_model).matrix(ia, ib)[:, cols]
+
+
+def score(model: Model, products, ia: np.ndarray, ib: np.ndarray, text_model: str = "") -> np.ndarray:
+    """P(same product) of pairs of rows of ``products`` (:class:`.pair_products.Products`)."""
+    return model.proba(features(model, products, ia, ib, text_model))

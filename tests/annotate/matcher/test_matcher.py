@@ -15,6 +15,7 @@ from support import er_magellan as er
 from support.demo_fixtures import copy_store
 from typer.testing import CliRunner
 
+from m5data.annotate.crowd.uncertain import nearest_threshold, per_cluster
 from m5data.annotate.kernels import pair_model, pair_products
 from m5data.annotate.kernels.pair_model import FORMAT, MatcherError, Model, Trees, load
 from m5data.annotate.matcher import job
@@ -311,7 +312,7 @@ def test_trains_from_the_crowds_matches(demo300_judged, tmp_path_factory):
     assert "phash_distance" in model.features and "title_char_cos" in model.features
     runs = store.read("runs", where="stage = 'matcher'").to_pydict()
     assert runs["status"] == ["ok"] and runs["n_out"] == [v["pairs"]] and runs["bytes"][0] == pair_model.model_path(store).stat().st_size
-    # active learning: the next round asks the unjudged pool pairs nearest the threshold
+    # active learning: the next round asks the least sure unjudged pool pair of each k-means cluster of their features
     out = tmp_path_factory.mktemp("uncertain")
     result = runner.invoke(app, ["--store", str(store.root), "annotate", "tasks", "--out", str(out), "--top", "40",
                                  "--uncertain", "30"])
@@ -320,15 +321,19 @@ def test_trains_from_the_crowds_matches(demo300_judged, tmp_path_factory):
     judged = set(zip(matches["query_id"], matches["candidate_id"]))
     judged |= {(c, q) for q, c in judged}  # a pair judged one way round is judged: one training pair
     assert len(asked) == 30 and not {(t["query_id"], t["candidate_id"]) for t in asked} & judged
-    pools = store.read("pools", where="rank <= 40", columns=["query_id", "candidate_id"]).to_pydict()
-    rest = [(q, c) for q, c in zip(pools["query_id"], pools["candidate_id"]) if (q, c) not in judged]
+    pools = store.read("pools", where="rank <= 40", columns=["query_id", "candidate_id", "rank"]).to_pylist()
+    rest = [(r["query_id"], r["candidate_id"]) for r in sorted(pools, key=lambda r: (r["query_id"], r["rank"]))
+            if (r["query_id"], r["candidate_id"]) not in judged]  # in the order tasks reads them
     products = pair_products.read_store(store, s.dedup.brand_property)
     idx = products.index()
-    sc = pair_model.score(model, products, np.array([idx[q] for q, _ in rest]), np.array([idx[c] for _, c in rest]))
+    x = pair_model.features(model, products, np.array([idx[q] for q, _ in rest]), np.array([idx[c] for _, c in rest]))
+    sc = model.proba(x)
+    picked = per_cluster(sc, model.threshold, x, 30, s.annotate.seed)
+    assert [(t["query_id"], t["candidate_id"]) for t in asked] == [rest[i] for i in picked]
     logit = lambda p: np.log(np.clip(p, 1e-9, 1 - 1e-9) / (1 - np.clip(p, 1e-9, 1 - 1e-9)))
-    dist = dict(zip(rest, np.abs(logit(sc) - logit(model.threshold))))
-    chosen = {(t["query_id"], t["candidate_id"]) for t in asked}
-    assert max(dist[p] for p in chosen) <= min(d for p, d in dist.items() if p not in chosen) + 1e-9
+    dist = np.abs(logit(sc[picked]) - logit(model.threshold))
+    assert list(dist) == sorted(dist)  # nearest the threshold first
+    assert set(picked) != set(nearest_threshold(sc, model.threshold, 30))  # not the 30 least sure of all
 
 
 def test_a_pair_judged_both_ways_is_one_training_pair_with_its_verdicts_combined(store):
