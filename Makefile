@@ -51,10 +51,10 @@ demo: setup
 test: setup
 	# lint first (pyproject [tool.ruff]): a failure names the file and line, before minutes of tests
 	$(BIN)/ruff check m5data tests benchmarks
-	# three workers on two cores: much of the suite waits on subprocesses, local servers and leases
-	# running out, and a third worker's tests fill those waits; loadgroup: the tests marked
-	# xdist_group("demo300") run on one worker, so the others never wait for that store's build
-	$(BIN)/python -m pytest -q -n 3 --dist loadgroup
+	# two workers: the suite keeps both cores busy (97% over a fresh clone's run); a third worker made
+	# it slower, not faster (19:36 against 18:53 on the same clone, 2026-11-28). loadgroup: the tests
+	# marked xdist_group("demo300") run on one worker, so the other never waits for that store's build
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 bench-store: setup
 	$(BIN)/python benchmarks/bench_store.py
