@@ -51,8 +51,8 @@ demo: setup
 test: setup
 	# lint first (pyproject [tool.ruff]): a failure names the file and line, before minutes of tests
 	$(BIN)/ruff check m5data tests benchmarks
-	# two workers: the suite keeps both cores busy (97% over a fresh clone's run); a third worker made
-	# it slower, not faster (19:36 against 18:53 on the same clone, 2026-11-28). loadgroup: the tests
+	# two workers: they keep the two cores 89% busy; a third filled the rest but added ~275 CPU-s of its
+	# own (per-worker servers and fixtures): 19:36 against 18:53 on one fresh clone, 2026-11-28. loadgroup: the tests
 	# marked xdist_group("demo300") run on one worker, so the other never waits for that store's build
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
