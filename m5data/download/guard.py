@@ -24,16 +24,13 @@ def _marker(shard: tuple[int, int] | None) -> str:
 
 
 @contextlib.contextmanager
-def decoding_pool(store, kind: str, shard: tuple[int, int] | None = None, call=None) -> Iterator[tuple[str, str | None]]:
+def decoding_pool(store, kind: str, shard: tuple[int, int] | None, call) -> Iterator[tuple[str, str | None]]:
     """``(the pool kind this run uses, why it is not the one asked for or None)`` while the run lasts;
-    ``call(fn, *args)`` makes the marks' writes (the run's store retry: an outage is waited out)."""
+    ``call(fn, *args)`` makes the "running" mark's write (the run's store retry: an outage is waited out)."""
     if kind != "mixed":
         yield kind, None
         return
     rel = _marker(shard)
-
-    def mark(**state) -> None:
-        (call or (lambda fn, *args: fn(*args)))(store.write_text, rel, json.dumps({**state, "at": time.time()}))
 
     def ended(**state) -> None:
         try:  # not waited for: a store still out leaves the mark "running" and the next run isolates, no harm
@@ -52,7 +49,7 @@ def decoding_pool(store, kind: str, shard: tuple[int, int] | None = None, call=N
         finally:  # whatever ends this one, a crash in a process cost one image: the next run uses threads
             ended(isolated=True)
         return
-    mark(state="running", pid=os.getpid())
+    call(store.write_text, rel, json.dumps({"state": "running", "pid": os.getpid(), "at": time.time()}))
     try:
         yield kind, None
     finally:  # an exception ends the run here too; only a crash (or a kill) leaves the mark "running"
