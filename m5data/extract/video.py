@@ -270,32 +270,31 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
     tmp = out_dir.with_name(f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{out_dir.name}")  # owner pid: swept once dead
     tmp.mkdir(parents=True)
     try:
-        args = frames_command(path, tmp, info, fps=fps, max_side=max_side, quality=quality, max_frames=max_frames,
-                              max_duration=max_duration, decode=decode, single_thread=single_thread)
-        try:
-            returncode, err, stopped = _run_capped(args, tmp, max_bytes, timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise MediaError("ffmpeg timeout", f"frame pass over {timeout:g} s; {tail(exc.stderr or b'')}",
-                             status="failed") from None
-        stderr = err.decode("utf-8", "replace")
-        found = _frame_files(tmp)
+        found, stopped, whole, stderr = None, False, True, ""  # the in-process pass writes whole files only
+        if decode != "exact":
+            found, stopped = _av_pass(path, tmp, info, fps=fps, max_side=max_side, quality=quality,
+                                      max_frames=max_frames, max_duration=max_duration, timeout=timeout,
+                                      max_pixels=max_pixels, max_bytes=max_bytes, decode=decode,
+                                      single_thread=single_thread)
+        if found is None:
+            found, stopped, whole, stderr = _ffmpeg_pass(path, tmp, info, fps=fps, max_side=max_side,
+                                                         quality=quality, max_frames=max_frames,
+                                                         max_duration=max_duration, timeout=timeout,
+                                                         max_bytes=max_bytes, decode=decode,
+                                                         single_thread=single_thread)
         cut = None
-        # A short pass can end before the first poll sees its folder over the cap: sum it now.
-        over = not stopped and returncode == 0 and max_bytes and sum(n for _, n in found) > max_bytes
-        if stopped or over:
-            found = _keep_within(found, max_bytes, whole=bool(over))
+        if stopped:
+            found = _keep_within(found, max_bytes, whole=whole)
             if not found:
                 raise MediaError("too large", f"the first frame alone is over the extract.max_item_bytes "
                                  f"budget of {max_bytes:,} bytes", status="too_large")
             cut = (f"extract.max_item_bytes: stopped after {len(found)} frames, "
                    f"{sum(n for _, n in found):,} of a {max_bytes:,}-byte budget")
-        elif returncode != 0:
-            raise MediaError("ffmpeg failed", f"exit {returncode}: {tail(stderr)}")
         files = [f for f, _ in found]
         if not files:
             raise MediaError("no frames decoded", tail(stderr))
         stamps = [round(float(t), 6) for t in _PTS_TIME.findall(stderr)][:len(files)]
-        if len(stamps) != len(files):  # showinfo lines lost (should not happen): fall back to the grid
+        if len(stamps) != len(files):  # the in-process pass, or showinfo lines lost: tick k is at k / fps
             stamps = [round(k / fps, 6) for k in range(len(files))]
         want = expected_frames(info.duration, fps, max_frames, max_duration)
         if cut is None and want is not None and len(files) < want - 1:
@@ -317,6 +316,44 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
             info.close()
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _ffmpeg_pass(path: Path, tmp: Path, info: VideoInfo, *, fps: float, max_side: int, quality: int,
+                 max_frames: int, max_duration: float, timeout: float, max_bytes: int, decode: str,
+                 single_thread: bool) -> tuple[list[tuple[Path, int]], bool, bool, str]:
+    """The frame pass as one ffmpeg process: (JPEGs with sizes, over the byte cap, every file whole, stderr)."""
+    args = frames_command(path, tmp, info, fps=fps, max_side=max_side, quality=quality, max_frames=max_frames,
+                          max_duration=max_duration, decode=decode, single_thread=single_thread)
+    try:
+        returncode, err, stopped = _run_capped(args, tmp, max_bytes, timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise MediaError("ffmpeg timeout", f"frame pass over {timeout:g} s; {tail(exc.stderr or b'')}",
+                         status="failed") from None
+    stderr = err.decode("utf-8", "replace")
+    found = _frame_files(tmp)
+    # A short pass can end before the first poll sees its folder over the cap: sum it now.
+    over = not stopped and returncode == 0 and bool(max_bytes) and sum(n for _, n in found) > max_bytes
+    if not (stopped or over) and returncode != 0:
+        raise MediaError("ffmpeg failed", f"exit {returncode}: {tail(stderr)}")
+    return found, stopped or over, over, stderr
+
+
+def _av_pass(path: Path, tmp: Path, info: VideoInfo, *, fps: float, max_side: int, quality: int, max_frames: int,
+             max_duration: float, timeout: float, max_pixels: int, max_bytes: int, decode: str,
+             single_thread: bool) -> tuple[list[tuple[Path, int]] | None, bool]:
+    """The frame pass in-process (frames_av.py): (JPEGs with sizes, stopped at the byte cap), or
+    (None, False) for a stream it does not reproduce (the ffmpeg pass runs instead)."""
+    from .frames_av import Unsupported, av_frames
+
+    try:
+        done = av_frames(path, tmp, fps=fps, max_side=max_side, qscale=jpeg_qscale(quality), max_frames=max_frames,
+                         max_duration=max_duration, timeout=timeout, max_pixels=max_pixels, max_bytes=max_bytes,
+                         decode=decode, codec=info.codec, single_thread=single_thread, pattern=FRAME_PATTERN)
+    except Unsupported:
+        for stale in tmp.iterdir():
+            stale.unlink()
+        return None, False
+    return done.files, done.stopped
 
 
 def frames_command(path: Path, tmp: Path, info: VideoInfo, *, fps: float, max_side: int, quality: int,

@@ -1,0 +1,232 @@
+"""Video frames decoded in-process with PyAV, decoding only the source frames that a kept second needs.
+
+Two passes over the file. The first reads the video stream's packets without decoding them: from
+their timestamps it finds, as the exact ffmpeg pass's ``setpts=PTS-STARTPTS, fps=FPS:round=up`` does,
+which source frame each output tick k shows (the last frame at or before k/fps, counted from the first
+frame; a frame held over several ticks is shown by each, and a video of D seconds gives ceil(D * fps)
+ticks). The second decodes: a packet whose frame no tick shows is decoded with ``skip_frame =
+NONREF``, so the decoder drops it when no other frame refers to it (an H.264/HEVC non-reference
+B-frame, a droppable VP8 frame) and decodes it otherwise; the frames ticks show and every frame they
+are predicted from are decoded in full, so the kept pictures are the exact decode's. Each kept frame is
+scaled to the stored size (the scale filter's rule and bicubic filter) and encoded by the same
+ffmpeg mjpeg encoder at the same ``q:v`` as the ffmpeg pass. The pass stops once the last tick is
+written (the rest of a long video is not read).
+
+Guards, as the ffmpeg pass has them: the time limit is checked between packets, a decoded picture
+over ``max_pixels`` is refused, the JPEG bytes are summed as they are written and the pass stops
+before ``max_bytes``. A stream this path cannot reproduce exactly (a packet without a timestamp, a
+rotated picture that the ffmpeg CLI would turn) raises :class:`Unsupported`: the caller runs the
+ffmpeg pass instead.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from .ffmpeg import MediaError
+
+_BICUBIC, _ACCURATE_RND = 0x4, 0x40000  # libswscale's SWS_BICUBIC, SWS_ACCURATE_RND
+
+__all__ = ["AvPass", "FramePlan", "Unsupported", "av_frames", "plan_frames", "stored_size"]
+
+# Decoder options per mode and codec (PyAV/libavcodec names) on top of the skipping above; a codec
+# not listed gets none. "fastest": no deblocking at all (its error drifts until the next keyframe).
+AV_DECODER_OPTIONS: dict[str, dict[str, dict[str, str]]] = {
+    "fast": {},
+    "fastest": {"h264": {"skip_loop_filter": "all"}, "hevc": {"skip_loop_filter": "all"},
+                "vp8": {"skip_loop_filter": "all"}},
+}
+
+
+class Unsupported(Exception):
+    """The stream has something the in-process pass does not reproduce; use the ffmpeg pass."""
+
+
+@dataclass
+class FramePlan:
+    """Which source frame each output tick shows."""
+
+    ticks: dict[int, list[int]]  # source pts -> the ticks (0-based) that show it
+    sources: list[float]  # per tick, the time of the source frame it shows (seconds from the first frame)
+    frames: int  # source frames in the stream (packets with a timestamp)
+
+    @property
+    def count(self) -> int:
+        return len(self.sources)
+
+
+@dataclass
+class AvPass:
+    """What the in-process pass wrote: the JPEGs (in tick order, with their sizes) and what it decoded."""
+
+    files: list[tuple[Path, int]] = field(default_factory=list)
+    stopped: bool = False  # the byte cap ended the pass
+    decoded: int = 0  # frames the decoder returned
+    errors: int = 0  # packets the decoder refused
+    plan: FramePlan | None = None
+
+
+def stored_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """The frame pass's scale filter (``if(gte(iw,ih),min(M,iw),-2)`` ...): the longer side at most
+    ``max_side``, the other kept in proportion and rounded to an even number as ``-2`` rounds it."""
+    if not max_side:
+        return width, height
+    if width >= height:
+        w = min(max_side, width)
+        return w, 2 * ((w * height + width) // (2 * width))
+    h = min(max_side, height)
+    return 2 * ((h * width + height) // (2 * height)), h
+
+
+def _video_stream(container):
+    """The stream the ffmpeg CLI picks: the video stream with the most pixels that is not a cover picture."""
+    from av.stream import Disposition
+
+    streams = [s for s in container.streams.video if not s.disposition & Disposition.attached_pic]
+    if not streams:
+        raise MediaError("no video stream", f"format {container.format.name}", status="absent")
+    return max(streams, key=lambda s: (s.codec_context.width or 0) * (s.codec_context.height or 0))
+
+
+def _check_deadline(deadline: float, timeout: float, path: Path) -> None:
+    if time.monotonic() > deadline:
+        raise MediaError("decode timeout", f"{path.name}: frame pass over {timeout:g} s", status="failed")
+
+
+def plan_frames(path: Path, *, fps: float, max_frames: int, max_duration: float, deadline: float,
+                timeout: float) -> FramePlan:
+    """Read the video's packets (no decoding) and work out which source frame each tick shows."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = _video_stream(container)
+        tb = stream.time_base
+        rate = stream.average_rate or stream.base_rate
+        stamps: list[tuple[int, int]] = []
+        for n, packet in enumerate(container.demux(stream)):
+            if n % 256 == 0:
+                _check_deadline(deadline, timeout, path)
+            if packet.size == 0 or packet.is_discard:  # the flush packet; frames an edit list cuts
+                continue
+            if packet.pts is None:
+                raise Unsupported(f"{path.name}: a packet without a timestamp")
+            stamps.append((packet.pts, packet.duration or 0))
+    if not stamps:
+        return FramePlan({}, [], 0)
+    stamps.sort()
+    start = stamps[0][0]
+    times = [(pts - start) * tb for pts, _ in stamps]
+    last_pts, last_duration = stamps[-1]
+    end = times[-1] + (last_duration * tb if last_duration else (1 / Fraction(rate) if rate else 0))
+    step = Fraction(fps).limit_denominator(1_000_000)
+    limit = min(end, Fraction(max_duration))
+    count = min(max_frames, max(1, math.ceil(limit * step - Fraction(1, 1_000_000))))
+    ticks: dict[int, list[int]] = {}
+    sources: list[float] = []
+    j = 0
+    for k in range(count):
+        while j + 1 < len(times) and times[j + 1] * step <= k:
+            j += 1
+        ticks.setdefault(stamps[j][0], []).append(k)
+        sources.append(round(float(times[j]), 6))
+    return FramePlan(ticks, sources, len(stamps))
+
+
+def av_frames(path: Path, out: Path, *, fps: float, max_side: int, qscale: int, max_frames: int,
+              max_duration: float, timeout: float, max_pixels: int = 0, max_bytes: int = 0,
+              decode: str = "fast", codec: str | None = None, single_thread: bool = False,
+              pattern: str = "%06d.jpg") -> AvPass:
+    """Write one JPEG per tick of ``path`` into ``out`` (``pattern`` numbered from 1), decoding only what
+    the kept frames need (module docstring). Raises :class:`MediaError` (timeout, frame too large,
+    unreadable) or :class:`Unsupported`."""
+    import av
+
+    deadline = time.monotonic() + timeout
+    try:
+        plan = plan_frames(path, fps=fps, max_frames=max_frames, max_duration=max_duration, deadline=deadline,
+                           timeout=timeout)
+    except av.error.FFmpegError as exc:
+        raise MediaError("unreadable video", f"{path.name}: {exc}") from None
+    done = AvPass(plan=plan)
+    if not plan.count:
+        return done
+    written, total, last = 0, 0, b""  # ticks written so far, their bytes, the newest JPEG
+
+    def write(data: bytes, upto: int) -> bool:
+        """Write ticks ``written`` .. ``upto`` (a gap before a frame shows the frame before it, as fps
+        repeats it); False once the byte cap is reached."""
+        nonlocal written, total
+        while written <= upto:
+            if max_bytes and total + len(data) > max_bytes:
+                done.stopped = True
+                return False
+            target = out / (pattern % (written + 1))
+            target.write_bytes(data)
+            done.files.append((target, len(data)))
+            total += len(data)
+            written += 1
+        return True
+
+    encoders: dict[tuple[int, int], object] = {}
+    try:
+        with av.open(str(path)) as container:
+            stream = _video_stream(container)
+            ctx = stream.codec_context
+            ctx.options = dict(AV_DECODER_OPTIONS[decode].get(codec or "", {}))
+            ctx.thread_count = 1 if single_thread else 0
+            ctx.thread_type = "SLICE" if single_thread else "AUTO"
+            for n, packet in enumerate(container.demux(stream)):
+                if n % 16 == 0:
+                    _check_deadline(deadline, timeout, path)
+                ctx.skip_frame = "DEFAULT" if packet.pts in plan.ticks or packet.size == 0 else "NONREF"
+                try:
+                    frames = ctx.decode(packet)
+                except av.error.FFmpegError:  # a damaged packet: ffmpeg goes on past it too
+                    done.errors += 1
+                    continue
+                for frame in frames:
+                    done.decoded += 1
+                    shown = plan.ticks.get(frame.pts)
+                    if not shown or shown[-1] < written:
+                        continue
+                    if frame.rotation:
+                        raise Unsupported(f"{path.name}: a picture rotated by {frame.rotation} degrees")
+                    if max_pixels and frame.width * frame.height > max_pixels:
+                        raise MediaError("frame too large", f"{path.name}: a decoded frame of {frame.width}x"
+                                         f"{frame.height} = {frame.width * frame.height:,} pixels, over the "
+                                         f"extract.max_video_pixels limit of {max_pixels:,}")
+                    data = _jpeg(frame, encoders, max_side, qscale)
+                    if not write(last or data, shown[0] - 1) or not write(data, shown[-1]):
+                        return done
+                    last = data
+                    if written >= plan.count:
+                        return done
+    except av.error.FFmpegError as exc:
+        if not done.files:
+            raise MediaError("unreadable video", f"{path.name}: {exc}") from None
+        done.errors += 1
+    return done
+
+
+def _jpeg(frame, encoders: dict, max_side: int, qscale: int) -> bytes:
+    """``frame`` scaled to the stored size and encoded as ffmpeg's ``-q:v qscale`` JPEG (full-range 4:2:0)."""
+    import av
+
+    size = stored_size(frame.width, frame.height, max_side)
+    encoder = encoders.get(size)
+    if encoder is None:
+        encoder = av.CodecContext.create("mjpeg", "w")
+        encoder.width, encoder.height = size
+        encoder.pix_fmt = "yuvj420p"
+        encoder.time_base = Fraction(1, 25)
+        encoder.qscale = True  # a fixed quantiser: the frame's own quality is 0, so qmin = qmax = q decides it
+        encoder.qmin = encoder.qmax = qscale
+        encoders[size] = encoder
+    # bicubic as the scale filter; accurate rounding: this swscale's fast path leaves a flat grey's chroma
+    # at 127/128 where the ffmpeg pass's gives 128 (one grey level, but SSIM 0.956 on a black frame)
+    small = frame.reformat(size[0], size[1], "yuvj420p", interpolation=_BICUBIC | _ACCURATE_RND)
+    return b"".join(bytes(p) for p in encoder.encode(small))
