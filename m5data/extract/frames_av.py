@@ -97,31 +97,19 @@ def _check_deadline(deadline: float, timeout: float, path: Path) -> None:
         raise MediaError("decode timeout", f"{path.name}: frame pass over {timeout:g} s", status="failed")
 
 
-def plan_frames(path: Path, *, fps: float, max_frames: int, max_duration: float, deadline: float,
-                timeout: float) -> FramePlan:
-    """Read the video's packets (no decoding) and work out which source frame each tick shows."""
-    import av
+HOLD_BYTES = 64 << 20  # packets kept from the planning read for the decoding one; a larger video is read twice
 
-    with av.open(str(path)) as container:
-        stream = _video_stream(container)
-        tb = stream.time_base
-        rate = stream.average_rate or stream.base_rate
-        stamps: list[tuple[int, int]] = []
-        for n, packet in enumerate(container.demux(stream)):
-            if n % 256 == 0:
-                _check_deadline(deadline, timeout, path)
-            if packet.size == 0 or packet.is_discard:  # the flush packet; frames an edit list cuts
-                continue
-            if packet.pts is None:
-                raise Unsupported(f"{path.name}: a packet without a timestamp")
-            stamps.append((packet.pts, packet.duration or 0))
+
+def plan_frames(stamps: list[tuple[int, int]], time_base: Fraction, rate: Fraction | None, *, fps: float,
+                max_frames: int, max_duration: float) -> FramePlan:
+    """Which source frame each tick shows, from the packets' (pts, duration) in ``time_base`` units."""
     if not stamps:
         return FramePlan({}, [], 0)
-    stamps.sort()
+    stamps = sorted(stamps)
     start = stamps[0][0]
-    times = [(pts - start) * tb for pts, _ in stamps]
-    last_pts, last_duration = stamps[-1]
-    end = times[-1] + (last_duration * tb if last_duration else (1 / Fraction(rate) if rate else 0))
+    times = [(pts - start) * time_base for pts, _ in stamps]
+    last_duration = stamps[-1][1]
+    end = times[-1] + (last_duration * time_base if last_duration else (1 / Fraction(rate) if rate else 0))
     step = Fraction(fps).limit_denominator(1_000_000)
     limit = min(end, Fraction(max_duration))
     count = min(max_frames, max(1, math.ceil(limit * step - Fraction(1, 1_000_000))))
@@ -136,6 +124,29 @@ def plan_frames(path: Path, *, fps: float, max_frames: int, max_duration: float,
     return FramePlan(ticks, sources, len(stamps))
 
 
+def _read_plan(path: Path, container, stream, deadline: float, timeout: float, **limits) -> tuple[FramePlan, list | None]:
+    """Read every packet of ``stream`` (no decoding): the plan, and the packets themselves when they
+    fit in :data:`HOLD_BYTES` (else None: the caller reads the file again)."""
+    stamps: list[tuple[int, int]] = []
+    held: list | None = []
+    size = 0
+    for n, packet in enumerate(container.demux(stream)):
+        if n % 256 == 0:
+            _check_deadline(deadline, timeout, path)
+        if held is not None:
+            size += packet.size
+            held.append(packet)
+            if size > HOLD_BYTES:
+                held = None
+        if packet.size == 0 or packet.is_discard:  # the flush packet; frames an edit list cuts
+            continue
+        if packet.pts is None:
+            raise Unsupported(f"{path.name}: a packet without a timestamp")
+        stamps.append((packet.pts, packet.duration or 0))
+    plan = plan_frames(stamps, stream.time_base, stream.average_rate or stream.base_rate, **limits)
+    return plan, held
+
+
 def av_frames(path: Path, out: Path, *, fps: float, max_side: int, qscale: int, max_frames: int,
               max_duration: float, timeout: float, max_pixels: int = 0, max_bytes: int = 0,
               decode: str = "fast", codec: str | None = None, single_thread: bool = False,
@@ -146,14 +157,7 @@ def av_frames(path: Path, out: Path, *, fps: float, max_side: int, qscale: int, 
     import av
 
     deadline = time.monotonic() + timeout
-    try:
-        plan = plan_frames(path, fps=fps, max_frames=max_frames, max_duration=max_duration, deadline=deadline,
-                           timeout=timeout)
-    except av.error.FFmpegError as exc:
-        raise MediaError("unreadable video", f"{path.name}: {exc}") from None
-    done = AvPass(plan=plan)
-    if not plan.count:
-        return done
+    done = AvPass()
     written, total, last = 0, 0, b""  # ticks written so far, their bytes, the newest JPEG
 
     def write(data: bytes, upto: int) -> bool:
@@ -172,61 +176,95 @@ def av_frames(path: Path, out: Path, *, fps: float, max_side: int, qscale: int, 
         return True
 
     encoders: dict[tuple[int, int], object] = {}
+    container = None
     try:
-        with av.open(str(path)) as container:
+        container = av.open(str(path))
+        stream = _video_stream(container)
+        plan, held = _read_plan(path, container, stream, deadline, timeout, fps=fps, max_frames=max_frames,
+                                max_duration=max_duration)
+        done.plan = plan
+        if not plan.count:
+            return done
+        if held is None:  # too large to keep: read it again
+            container.close()
+            container = None
+            container = av.open(str(path))
             stream = _video_stream(container)
-            ctx = stream.codec_context
-            ctx.options = dict(AV_DECODER_OPTIONS[decode].get(codec or "", {}))
-            ctx.thread_count = 1 if single_thread else 0
-            ctx.thread_type = "SLICE" if single_thread else "AUTO"
-            for n, packet in enumerate(container.demux(stream)):
-                if n % 16 == 0:
-                    _check_deadline(deadline, timeout, path)
-                ctx.skip_frame = "DEFAULT" if packet.pts in plan.ticks or packet.size == 0 else "NONREF"
-                try:
-                    frames = ctx.decode(packet)
-                except av.error.FFmpegError:  # a damaged packet: ffmpeg goes on past it too
-                    done.errors += 1
+        ctx = stream.codec_context
+        ctx.options = dict(AV_DECODER_OPTIONS[decode].get(codec or "", {}))
+        ctx.thread_count = 1 if single_thread else 0
+        ctx.thread_type = "SLICE" if single_thread else "AUTO"
+        for n, packet in enumerate(held if held is not None else container.demux(stream)):
+            if n % 16 == 0:
+                _check_deadline(deadline, timeout, path)
+            ctx.skip_frame = "DEFAULT" if packet.pts in plan.ticks or packet.size == 0 else "NONREF"
+            try:
+                frames = ctx.decode(packet)
+            except av.error.FFmpegError:  # a damaged packet: ffmpeg goes on past it too
+                done.errors += 1
+                continue
+            for frame in frames:
+                done.decoded += 1
+                shown = plan.ticks.get(frame.pts)
+                if not shown or shown[-1] < written:
                     continue
-                for frame in frames:
-                    done.decoded += 1
-                    shown = plan.ticks.get(frame.pts)
-                    if not shown or shown[-1] < written:
-                        continue
-                    if frame.rotation:
-                        raise Unsupported(f"{path.name}: a picture rotated by {frame.rotation} degrees")
-                    if max_pixels and frame.width * frame.height > max_pixels:
-                        raise MediaError("frame too large", f"{path.name}: a decoded frame of {frame.width}x"
-                                         f"{frame.height} = {frame.width * frame.height:,} pixels, over the "
-                                         f"extract.max_video_pixels limit of {max_pixels:,}")
-                    data = _jpeg(frame, encoders, max_side, qscale)
-                    if not write(last or data, shown[0] - 1) or not write(data, shown[-1]):
-                        return done
-                    last = data
-                    if written >= plan.count:
-                        return done
+                if frame.rotation % 90:
+                    raise Unsupported(f"{path.name}: a picture rotated by {frame.rotation} degrees")
+                if max_pixels and frame.width * frame.height > max_pixels:
+                    raise MediaError("frame too large", f"{path.name}: a decoded frame of {frame.width}x"
+                                     f"{frame.height} = {frame.width * frame.height:,} pixels, over the "
+                                     f"extract.max_video_pixels limit of {max_pixels:,}")
+                data = _jpeg(frame, encoders, max_side, qscale)
+                if not write(last or data, shown[0] - 1) or not write(data, shown[-1]):
+                    return done
+                last = data
+                if written >= plan.count:
+                    return done
     except av.error.FFmpegError as exc:
         if not done.files:
             raise MediaError("unreadable video", f"{path.name}: {exc}") from None
         done.errors += 1
+    finally:
+        if container is not None:
+            container.close()
     return done
 
 
 def _jpeg(frame, encoders: dict, max_side: int, qscale: int) -> bytes:
-    """``frame`` scaled to the stored size and encoded as ffmpeg's ``-q:v qscale`` JPEG (full-range 4:2:0)."""
+    """``frame`` turned upright, scaled to the stored size and encoded as ffmpeg's ``-q:v qscale`` JPEG
+    (full-range 4:2:0)."""
     import av
 
-    size = stored_size(frame.width, frame.height, max_side)
-    encoder = encoders.get(size)
+    turns = round(-frame.rotation / 90) % 4  # clockwise quarter turns, as the ffmpeg CLI's autorotate
+    upright = stored_size(*((frame.height, frame.width) if turns % 2 else (frame.width, frame.height)), max_side)
+    size = (upright[1], upright[0]) if turns % 2 else upright
+    encoder = encoders.get(upright)
     if encoder is None:
         encoder = av.CodecContext.create("mjpeg", "w")
-        encoder.width, encoder.height = size
+        encoder.width, encoder.height = upright
         encoder.pix_fmt = "yuvj420p"
         encoder.time_base = Fraction(1, 25)
         encoder.qscale = True  # a fixed quantiser: the frame's own quality is 0, so qmin = qmax = q decides it
         encoder.qmin = encoder.qmax = qscale
-        encoders[size] = encoder
+        encoders[upright] = encoder
     # bicubic as the scale filter; accurate rounding: this swscale's fast path leaves a flat grey's chroma
     # at 127/128 where the ffmpeg pass's gives 128 (one grey level, but SSIM 0.956 on a black frame)
     small = frame.reformat(size[0], size[1], "yuvj420p", interpolation=_BICUBIC | _ACCURATE_RND)
+    if turns:
+        small = _turn(small, turns)
     return b"".join(bytes(p) for p in encoder.encode(small))
+
+
+def _turn(frame, turns: int):
+    """A yuvj420p ``frame`` of even size turned by ``turns`` quarter turns clockwise (each plane alike)."""
+    import av
+    import numpy as np
+
+    w, h = frame.width, frame.height
+    flat = frame.to_ndarray().reshape(-1)
+    y, u, v = np.split(flat, [w * h, w * h + w * h // 4])
+    planes = [np.rot90(p.reshape(rows, cols), -turns) for p, rows, cols in
+              ((y, h, w), (u, h // 2, w // 2), (v, h // 2, w // 2))]
+    w2, h2 = (h, w) if turns % 2 else (w, h)
+    return av.VideoFrame.from_ndarray(np.concatenate([p.reshape(-1) for p in planes]).reshape(h2 * 3 // 2, w2),
+                                      format="yuvj420p")
