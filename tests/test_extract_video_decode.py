@@ -96,7 +96,7 @@ def test_fast_decode_skips_the_frames_no_kept_frame_needs(realdata, tmp_path):
 
     video = realdata / "media/video/chaplin.mp4"  # 241 frames at 25 fps, 56 of them B-frames nothing refers to
     done = av_frames(video, tmp_path, fps=1.0, max_side=720, qscale=2, max_frames=300, max_duration=300.0,
-                     timeout=60.0, decode="fast", codec="h264", single_thread=True)
+                     timeout=60.0, single_thread=True)
     assert len(done.files) == done.plan.count == 10 and done.plan.frames == 241
     assert done.decoded < 200, done.decoded  # libavcodec returned fewer frames than the stream holds
 
@@ -121,3 +121,29 @@ def test_an_exact_folder_serves_fast_but_a_fast_folder_is_redone_for_exact(reald
     assert not other.reused and other.decode == "fast"
     again = extract_frames(video, tmp_path / "g", probe(video), decode="exact")
     assert not again.reused and again.decode == "exact"
+
+
+@pytest.mark.parametrize("name", ["chaplin.mp4", "example.mp4", "fire2.mp4", "big_buck_bunny_0_30.webm",
+                                  "big_buck_bunny_432_433.webm"])
+def test_the_in_process_probe_reads_what_ffprobe_reads(realdata, name):
+    from m5data.extract.probe import AvProbe
+
+    video = realdata / "media/video" / name
+    ours, theirs = AvProbe(video).result(), probe(video)
+    ours.extra = theirs.extra = {}  # the container's own duration and bit rate: libavformat 8 rounds fire2.mp4's apart
+    assert ours == theirs
+
+
+def test_the_in_process_probe_refuses_what_ffprobe_refuses(realdata, tmp_path):
+    from m5data.extract.ffmpeg import MediaError
+    from m5data.extract.probe import AvProbe
+
+    def refusal(read, path) -> tuple[str, str]:
+        with pytest.raises(MediaError) as err:
+            read(path)
+        return err.value.reason, err.value.status
+
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "noise.mp4").write_bytes(bytes(range(256)) * 64)
+    for path in (tmp_path / "empty.mp4", tmp_path / "noise.mp4", realdata / "media/images/hopper_orientation_6.jpg"):
+        assert refusal(lambda p: AvProbe(p).result(), path) == refusal(probe, path), path

@@ -33,15 +33,6 @@ _BICUBIC, _ACCURATE_RND = 0x4, 0x40000  # libswscale's SWS_BICUBIC, SWS_ACCURATE
 
 __all__ = ["AvPass", "FramePlan", "Unsupported", "av_frames", "plan_frames", "stored_size"]
 
-# Decoder options per mode and codec (PyAV/libavcodec names) on top of the skipping above; a codec
-# not listed gets none. "fastest": no deblocking at all (its error drifts until the next keyframe).
-AV_DECODER_OPTIONS: dict[str, dict[str, dict[str, str]]] = {
-    "fast": {},
-    "fastest": {"h264": {"skip_loop_filter": "all"}, "hevc": {"skip_loop_filter": "all"},
-                "vp8": {"skip_loop_filter": "all"}},
-}
-
-
 class Unsupported(Exception):
     """The stream has something the in-process pass does not reproduce; use the ffmpeg pass."""
 
@@ -94,7 +85,7 @@ def _video_stream(container):
 
 def _check_deadline(deadline: float, timeout: float, path: Path) -> None:
     if time.monotonic() > deadline:
-        raise MediaError("decode timeout", f"{path.name}: frame pass over {timeout:g} s", status="failed")
+        raise MediaError("ffmpeg timeout", f"{path.name}: in-process frame pass over {timeout:g} s", status="failed")
 
 
 HOLD_BYTES = 64 << 20  # packets kept from the planning read for the decoding one; a larger video is read twice
@@ -149,11 +140,11 @@ def _read_plan(path: Path, container, stream, deadline: float, timeout: float, *
 
 def av_frames(path: Path, out: Path, *, fps: float, max_side: int, qscale: int, max_frames: int,
               max_duration: float, timeout: float, max_pixels: int = 0, max_bytes: int = 0,
-              decode: str = "fast", codec: str | None = None, single_thread: bool = False,
+              options: dict[str, str] | None = None, single_thread: bool = False,
               pattern: str = "%06d.jpg") -> AvPass:
     """Write one JPEG per tick of ``path`` into ``out`` (``pattern`` numbered from 1), decoding only what
-    the kept frames need (module docstring). Raises :class:`MediaError` (timeout, frame too large,
-    unreadable) or :class:`Unsupported`."""
+    the kept frames need (module docstring); ``options`` are the decoder's (libavcodec names).
+    Raises :class:`MediaError` (timeout, frame too large, unreadable) or :class:`Unsupported`."""
     import av
 
     deadline = time.monotonic() + timeout
@@ -191,7 +182,7 @@ def av_frames(path: Path, out: Path, *, fps: float, max_side: int, qscale: int, 
             container = av.open(str(path))
             stream = _video_stream(container)
         ctx = stream.codec_context
-        ctx.options = dict(AV_DECODER_OPTIONS[decode].get(codec or "", {}))
+        ctx.options = dict(options or {})
         ctx.thread_count = 1 if single_thread else 0
         ctx.thread_type = "SLICE" if single_thread else "AUTO"
         for n, packet in enumerate(held if held is not None else container.demux(stream)):

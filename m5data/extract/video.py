@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .ffmpeg import STDERR_TAIL, MediaError, ffmpeg_exe, ffprobe_exe, tail
-from .probe import Probe, VideoInfo, probe
+from .probe import AvProbe, Probe, VideoInfo, probe
 
-__all__ = ["DECODE_MODES", "DECODE_OPTIONS", "FRAME_PATTERN", "MANIFEST", "STDERR_TAIL", "Frames", "MediaError",
+__all__ = ["AV_DECODE_OPTIONS", "DECODE_MODES", "DECODE_OPTIONS", "FRAME_PATTERN", "MANIFEST", "STDERR_TAIL", "Frames", "MediaError",
            "Probe", "VideoInfo", "check_frame_size", "decoder_options", "expected_frames", "extract_frames",
            "ffmpeg_exe", "ffprobe_exe", "jpeg_qscale", "probe", "read_manifest", "tail"]
 
@@ -62,6 +62,14 @@ DECODE_OPTIONS: dict[str, dict[str, dict[str, str]]] = {
         "vp8": {"skip_loop_filter": "all"},
         "mpeg4": {"skip_frame": "noref"},
     },
+}
+# The in-process pass's decoder options (fast, fastest: frames_av.py), on top of skipping every frame that
+# no kept frame needs: "fast" nothing more (the kept frames are the exact decode's), "fastest" no
+# deblocking at all (its error drifts until the next keyframe).
+AV_DECODE_OPTIONS: dict[str, dict[str, dict[str, str]]] = {
+    "fast": {},
+    "fastest": {"h264": {"skip_loop_filter": "all"}, "hevc": {"skip_loop_filter": "all"},
+                "vp8": {"skip_loop_filter": "all"}},
 }
 DECODE_MODES = tuple(DECODE_OPTIONS)  # exact, fast, fastest (config.validate checks the setting against the same three)
 # Decoders that can decode at 1/2, 1/4 or 1/8 size (ffmpeg's ``lowres``), used by "fast" and
@@ -89,9 +97,10 @@ def expected_frames(duration: float | None, fps: float, max_frames: int, max_dur
 
 
 def decoder_options(codec: str | None, decode: str, width: int | None = None, height: int | None = None,
-                    max_side: int = 0) -> dict[str, str]:
-    """ffmpeg's input options for decoding a ``codec`` video of ``width`` x ``height`` in mode ``decode``."""
-    options = dict(DECODE_OPTIONS[decode].get(codec or "", {}))
+                    max_side: int = 0, table: dict | None = None) -> dict[str, str]:
+    """The decoder's options for a ``codec`` video of ``width`` x ``height`` in mode ``decode``: from
+    ``table`` (:data:`DECODE_OPTIONS`, the ffmpeg pass's, or :data:`AV_DECODE_OPTIONS`), with ``lowres``."""
+    options = dict((DECODE_OPTIONS if table is None else table)[decode].get(codec or "", {}))
     if decode != "exact" and codec in LOWRES_CODECS and max_side and width and height:
         level = 0
         while level < 3 and max(width, height) >> (level + 1) >= max_side:
@@ -233,7 +242,7 @@ def read_manifest(folder: Path) -> dict | None:
         return None
 
 
-def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: float = 1.0, max_side: int = 0,
+def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe | AvProbe, *, fps: float = 1.0, max_side: int = 0,
                    quality: int = 90, max_frames: int = 300, max_duration: float = 300.0,
                    timeout: float = 300.0, max_pixels: int = 0, max_bytes: int = 0, decode: str = "exact",
                    single_thread: bool = False) -> Frames:
@@ -348,7 +357,9 @@ def _av_pass(path: Path, tmp: Path, info: VideoInfo, *, fps: float, max_side: in
     try:
         done = av_frames(path, tmp, fps=fps, max_side=max_side, qscale=jpeg_qscale(quality), max_frames=max_frames,
                          max_duration=max_duration, timeout=timeout, max_pixels=max_pixels, max_bytes=max_bytes,
-                         decode=decode, codec=info.codec, single_thread=single_thread, pattern=FRAME_PATTERN)
+                         options=decoder_options(info.codec, decode, info.width, info.height, max_side,
+                                                 AV_DECODE_OPTIONS),
+                         single_thread=single_thread, pattern=FRAME_PATTERN)
     except Unsupported:
         for stale in tmp.iterdir():
             stale.unlink()
@@ -414,8 +425,8 @@ def _limit_cut(info: VideoInfo, kept: int, fps: float, max_frames: int, max_dura
     return None
 
 
-def _resolve(info: VideoInfo | Probe) -> VideoInfo:
-    return info.result() if isinstance(info, Probe) else info
+def _resolve(info: VideoInfo | Probe | AvProbe) -> VideoInfo:
+    return info.result() if isinstance(info, (Probe, AvProbe)) else info
 
 
 def _publish_dir(tmp: Path, final: Path) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from m5data.extract.ffmpeg import MediaError, tail
 from m5data.extract.probe import VideoInfo
-from m5data.extract.video import frames_command, jpeg_qscale
+from m5data.extract.video import AV_DECODE_OPTIONS, decoder_options, frames_command, jpeg_qscale
 
 __all__ = ["DecodeQuality", "compare_decodes", "ssim"]
 
@@ -87,8 +87,9 @@ def _av_pass(path: Path, info: VideoInfo, out: Path, decode: str, *, fps: float,
     out.mkdir(parents=True)
     try:
         done = av_frames(path, out, fps=fps, max_side=max_side, qscale=jpeg_qscale(quality), max_frames=max_frames,
-                         max_duration=max_duration, timeout=600.0, decode=decode, codec=info.codec,
-                         single_thread=True)
+                         max_duration=max_duration, timeout=600.0, single_thread=True,
+                         options=decoder_options(info.codec, decode, info.width, info.height, max_side,
+                                                 AV_DECODE_OPTIONS))
     except Unsupported:
         shutil.rmtree(out)
         return _traced_pass(path, info, out, decode, fps=fps, max_side=max_side, quality=quality,
