@@ -16,11 +16,11 @@ frame over ``max_pixels`` is refused without being decoded; the JPEGs written ar
 runs and the pass is stopped past ``max_bytes`` (without the cap, one noise frame claiming
 1,200 s wrote 600 full-size JPEGs, 863 MB).
 
-``extract.video_decode`` picks the decoder's options from the codec ffprobe named
-(:data:`DECODE_OPTIONS`): "exact" decodes every frame as the codec defines it, "fast" (the default)
-leaves out work whose loss stays within SSIM 0.97 of the exact frames at the stored size, "fastest"
-also skips frames that nothing refers to, so a second may keep the frame before its own (measured
-in docs/extract.md).
+``extract.video_decode``: "exact" is this ffmpeg pass. "fast" (the default) and "fastest" make the
+same frames in-process with PyAV (frames_av.py), decoding only the source frames the kept seconds
+need, so the kept pictures are the exact decode's ("fastest" leaves out deblocking too:
+:data:`AV_DECODE_OPTIONS`); a stream that path cannot reproduce falls back to this pass with
+:data:`DECODE_OPTIONS` (measured in docs/extract.md).
 """
 
 from __future__ import annotations
@@ -35,58 +35,18 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from .decoding import AV_DECODE_OPTIONS, DECODE_MODES, DECODE_OPTIONS, LOWRES_CODECS, decoder_options, jpeg_qscale
 from .ffmpeg import STDERR_TAIL, MediaError, ffmpeg_exe, ffprobe_exe, tail
 from .probe import AvProbe, Probe, VideoInfo, probe
 
-__all__ = ["AV_DECODE_OPTIONS", "DECODE_MODES", "DECODE_OPTIONS", "FRAME_PATTERN", "MANIFEST", "STDERR_TAIL", "Frames", "MediaError",
+__all__ = ["AV_DECODE_OPTIONS", "DECODE_MODES", "DECODE_OPTIONS", "LOWRES_CODECS", "FRAME_PATTERN", "MANIFEST", "STDERR_TAIL", "Frames", "MediaError",
            "Probe", "VideoInfo", "check_frame_size", "decoder_options", "expected_frames", "extract_frames",
            "ffmpeg_exe", "ffprobe_exe", "jpeg_qscale", "probe", "read_manifest", "tail"]
 
 FRAME_PATTERN = "%06d.jpg"
 MANIFEST = "frames.json"
 
-# The frame pass's decoder options per extract.video_decode mode and ffprobe codec name; a codec not
-# listed decodes exactly. "fast": the loop filter skipped on frames that no other frame refers to
-# (so no error carries over to later frames). "fastest": every frame's loop filter skipped (its
-# error drifts until the next keyframe) and frames nothing refers to not decoded (a second then
-# keeps the frame before its own). ffmpeg's VP9 and AV1 decoders offer nothing cheaper.
-DECODE_OPTIONS: dict[str, dict[str, dict[str, str]]] = {
-    "exact": {},
-    "fast": {
-        "h264": {"skip_loop_filter": "noref"},
-        "hevc": {"skip_loop_filter": "noref"},
-    },
-    "fastest": {
-        "h264": {"skip_loop_filter": "all", "skip_frame": "noref"},
-        "hevc": {"skip_loop_filter": "all", "skip_frame": "noref"},
-        "vp8": {"skip_loop_filter": "all"},
-        "mpeg4": {"skip_frame": "noref"},
-    },
-}
-# The in-process pass's decoder options (fast, fastest: frames_av.py), on top of skipping every frame that
-# no kept frame needs: "fast" nothing more (the kept frames are the exact decode's), "fastest" no
-# deblocking at all (its error drifts until the next keyframe).
-AV_DECODE_OPTIONS: dict[str, dict[str, dict[str, str]]] = {
-    "fast": {},
-    "fastest": {"h264": {"skip_loop_filter": "all"}, "hevc": {"skip_loop_filter": "all"},
-                "vp8": {"skip_loop_filter": "all"}},
-}
-DECODE_MODES = tuple(DECODE_OPTIONS)  # exact, fast, fastest (config.validate checks the setting against the same three)
-# Decoders that can decode at 1/2, 1/4 or 1/8 size (ffmpeg's ``lowres``), used by "fast" and
-# "fastest" where that size still covers the stored max side.
-LOWRES_CODECS = frozenset({"mpeg1video", "mpeg2video", "mpeg4", "mjpeg"})
-
 _PTS_TIME = re.compile(r"\bn:\s*\d+\s+pts:\s*-?\d+\s+pts_time:(-?[0-9.]+)")
-
-
-def jpeg_qscale(quality: int) -> int:
-    """ffmpeg's mjpeg ``-q:v`` (1 best .. 31) for a libjpeg-style quality 1..100.
-
-    libjpeg scales its tables by 5000/Q % (Q < 50) or 200 - 2Q % (Q >= 50); ffmpeg's q:v scales
-    them by about 12.5 % per step (measured: q:v 2 ~ quality 90, 4 ~ 77, 8 ~ 55, 16 ~ 28).
-    """
-    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
-    return max(1, min(31, round(scale / 12.5)))
 
 
 def expected_frames(duration: float | None, fps: float, max_frames: int, max_duration: float) -> int | None:
@@ -94,20 +54,6 @@ def expected_frames(duration: float | None, fps: float, max_frames: int, max_dur
     if duration is None:
         return None
     return min(max_frames, math.ceil(min(duration, max_duration) * fps - 1e-6))
-
-
-def decoder_options(codec: str | None, decode: str, width: int | None = None, height: int | None = None,
-                    max_side: int = 0, table: dict | None = None) -> dict[str, str]:
-    """The decoder's options for a ``codec`` video of ``width`` x ``height`` in mode ``decode``: from
-    ``table`` (:data:`DECODE_OPTIONS`, the ffmpeg pass's, or :data:`AV_DECODE_OPTIONS`), with ``lowres``."""
-    options = dict((DECODE_OPTIONS if table is None else table)[decode].get(codec or "", {}))
-    if decode != "exact" and codec in LOWRES_CODECS and max_side and width and height:
-        level = 0
-        while level < 3 and max(width, height) >> (level + 1) >= max_side:
-            level += 1
-        if level:
-            options["lowres"] = str(level)
-    return options
 
 
 @dataclass
