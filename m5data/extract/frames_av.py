@@ -6,7 +6,8 @@ which source frame each output tick k shows (the last frame at or before k/fps, 
 frame; a frame held over several ticks is shown by each, and a video of D seconds gives ceil(D * fps)
 ticks). The second decodes: a packet whose frame no tick shows is decoded with ``skip_frame =
 NONREF``, so the decoder drops it when no other frame refers to it (an H.264/HEVC non-reference
-B-frame, a droppable VP8 frame) and decodes it otherwise; the frames ticks show and every frame they
+B-frame, a droppable VP8 frame) and decodes it otherwise (an intra-only codec's, MJPEG's, is not
+sent at all); the frames ticks show and every frame they
 are predicted from are decoded in full, so the kept pictures are the exact decode's. Each kept frame is
 scaled to the stored size (the scale filter's rule and bicubic filter) and encoded by the same
 ffmpeg mjpeg encoder at the same ``q:v`` as the ffmpeg pass. The pass stops once the last tick is
@@ -185,10 +186,14 @@ def av_frames(path: Path, out: Path, *, fps: float, max_side: int, qscale: int, 
         ctx.options = dict(options or {})
         ctx.thread_count = 1 if single_thread else 0
         ctx.thread_type = "SLICE" if single_thread else "AUTO"
+        intra = ctx.codec.intra_only
         for n, packet in enumerate(held if held is not None else container.demux(stream)):
             if n % 16 == 0:
                 _check_deadline(deadline, timeout, path)
-            ctx.skip_frame = "DEFAULT" if packet.pts in plan.ticks or packet.size == 0 else "NONREF"
+            kept = packet.pts in plan.ticks or packet.size == 0
+            if not kept and intra:  # nothing refers to any frame (MJPEG): the decoder need not see it
+                continue
+            ctx.skip_frame = "DEFAULT" if kept else "NONREF"
             try:
                 frames = ctx.decode(packet)
             except av.error.FFmpegError:  # a damaged packet: ffmpeg goes on past it too
