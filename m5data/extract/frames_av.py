@@ -1,23 +1,24 @@
 """Video frames decoded in-process with PyAV, decoding only the source frames that a kept second needs.
 
-Two passes over the file. The first reads the video stream's packets without decoding them: from
-their timestamps it finds, as the exact ffmpeg pass's ``setpts=PTS-STARTPTS, fps=FPS:round=up`` does,
-which source frame each output tick k shows (the last frame at or before k/fps, counted from the first
-frame; a frame held over several ticks is shown by each, and a video of D seconds gives ceil(D * fps)
-ticks). The second decodes: a packet whose frame no tick shows is decoded with ``skip_frame =
-NONREF``, so the decoder drops it when no other frame refers to it (an H.264/HEVC non-reference
-B-frame, a droppable VP8 frame) and decodes it otherwise (an intra-only codec's, MJPEG's, is not
-sent at all); the frames ticks show and every frame they
-are predicted from are decoded in full, so the kept pictures are the exact decode's. Each kept frame is
-scaled to the stored size (the scale filter's rule and bicubic filter) and encoded by the same
-ffmpeg mjpeg encoder at the same ``q:v`` as the ffmpeg pass. The pass stops once the last tick is
-written (the rest of a long video is not read).
+First the video stream's packets are read without decoding (kept in memory up to
+:data:`HOLD_BYTES`, else the file is read again): from their timestamps the pass finds, as the exact
+ffmpeg pass's ``setpts=PTS-STARTPTS, fps=FPS:round=up`` does, which source frame each output tick k
+shows (the last frame at or before k/fps, counted from the first frame; a frame held over several
+ticks is shown by each, and a video of D seconds gives ceil(D * fps) ticks). Then they are decoded: a
+packet whose frame no tick shows goes to the decoder with ``skip_frame = NONREF``, so it is dropped
+when no other frame refers to it (an H.264/HEVC non-reference B-frame, a droppable VP8 frame) and
+decoded otherwise (an intra-only codec's, MJPEG's, is not sent at all); the frames the ticks show and
+every frame they are predicted from are decoded in full, so the kept pictures are the exact decode's.
+Each kept frame is scaled to the stored size (the scale filter's rule and bicubic filter), turned
+upright as the ffmpeg CLI's autorotate turns it, and encoded by the same mjpeg encoder at the same
+``q:v`` as the ffmpeg pass. The pass stops once the last tick is written (the rest of a long video is
+not decoded).
 
 Guards, as the ffmpeg pass has them: the time limit is checked between packets, a decoded picture
 over ``max_pixels`` is refused, the JPEG bytes are summed as they are written and the pass stops
 before ``max_bytes``. A stream this path cannot reproduce exactly (a packet without a timestamp, a
-rotated picture that the ffmpeg CLI would turn) raises :class:`Unsupported`: the caller runs the
-ffmpeg pass instead.
+rotation that is not a quarter turn) raises :class:`Unsupported`: the caller runs the ffmpeg pass
+instead.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from pathlib import Path
 
 from .ffmpeg import MediaError
 
+__all__ = ["HOLD_BYTES", "AvPass", "FramePlan", "Unsupported", "av_frames", "plan_frames", "stored_size"]
+
+HOLD_BYTES = 64 << 20  # packets kept from the planning read for the decoding one; a larger video is read twice
 _BICUBIC, _ACCURATE_RND = 0x4, 0x40000  # libswscale's SWS_BICUBIC, SWS_ACCURATE_RND
 
-__all__ = ["AvPass", "FramePlan", "Unsupported", "av_frames", "plan_frames", "stored_size"]
 
 class Unsupported(Exception):
     """The stream has something the in-process pass does not reproduce; use the ffmpeg pass."""
@@ -87,9 +90,6 @@ def _video_stream(container):
 def _check_deadline(deadline: float, timeout: float, path: Path) -> None:
     if time.monotonic() > deadline:
         raise MediaError("ffmpeg timeout", f"{path.name}: in-process frame pass over {timeout:g} s", status="failed")
-
-
-HOLD_BYTES = 64 << 20  # packets kept from the planning read for the decoding one; a larger video is read twice
 
 
 def plan_frames(stamps: list[tuple[int, int]], time_base: Fraction, rate: Fraction | None, *, fps: float,
@@ -234,6 +234,8 @@ def _jpeg(frame, encoders: dict, max_side: int, qscale: int) -> bytes:
     turns = round(-frame.rotation / 90) % 4  # clockwise quarter turns, as the ffmpeg CLI's autorotate
     upright = stored_size(*((frame.height, frame.width) if turns % 2 else (frame.width, frame.height)), max_side)
     size = (upright[1], upright[0]) if turns % 2 else upright
+    if turns and (size[0] % 2 or size[1] % 2):  # _turn keeps 4:2:0 planes whole (frame_max_side = 0, odd sizes)
+        raise Unsupported(f"a {size[0]}x{size[1]} picture to turn")
     encoder = encoders.get(upright)
     if encoder is None:
         encoder = av.CodecContext.create("mjpeg", "w")
