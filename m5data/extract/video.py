@@ -197,13 +197,13 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe | AvProbe,
     The folder appears complete or not at all: frames go to a temp folder beside it, then a
     ``frames.json`` manifest, then one rename. A finished folder made with the same parameters is
     reused (a duplicate video, or a crash after the frames but before the table write).
-    ``info`` may be a running :class:`Probe`: its answer is awaited before ffmpeg starts, so that
-    a file the probe finds broken, without a picture or with frames over ``max_pixels`` is never
-    decoded. ``max_bytes`` (0 = no cap) bounds the JPEGs written: past it the pass is stopped and
+    ``info`` may be a running :class:`Probe` (or an :class:`AvProbe`): its answer is awaited before
+    any decoding, so that a file the probe finds broken, without a picture or with frames over
+    ``max_pixels`` is never decoded. ``max_bytes`` (0 = no cap) bounds the JPEGs written: past it the pass is stopped and
     the frames that fit are kept (``Frames.cut`` says so); when not even one fits, the video is refused.
-    ``decode`` is an ``extract.video_decode`` mode (:data:`DECODE_OPTIONS`); ``single_thread`` decodes
-    and filters on one thread in the modes other than "exact" (a pool with a worker per core: the same
-    pixels without ffmpeg's own threads contending).
+    ``decode`` is an ``extract.video_decode`` mode: "exact" runs ffmpeg, the others the in-process pass
+    (frames_av.py); ``single_thread`` decodes on one thread in the modes other than "exact" (a pool
+    with a worker per core: the same pixels without the decoder's own threads contending).
 
     Raises:
         MediaError: the probe's frame size is over ``max_pixels`` (status corrupt); ffmpeg failed
