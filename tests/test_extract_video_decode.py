@@ -91,14 +91,18 @@ def test_fast_decode_keeps_the_exact_pixels_of_h264(realdata, tmp_path):
             assert np.array_equal(np.asarray(a), np.asarray(b)), f"frame {k}"
 
 
-def test_fast_decode_skips_the_frames_no_kept_frame_needs(realdata, tmp_path):
+@pytest.mark.parametrize("name, frames, kept, most", [
+    ("chaplin.mp4", 241, 10, 200),  # H.264 at 25 fps: 56 B-frames that nothing refers to
+    ("big_buck_bunny_0_30.webm", 720, 30, 650),  # VP8 at 24 fps: the frames after a second's before a keyframe
+])
+def test_fast_decode_skips_the_frames_no_kept_frame_needs(realdata, tmp_path, name, frames, kept, most):
     from m5data.extract.frames_av import av_frames
 
-    video = realdata / "media/video/chaplin.mp4"  # 241 frames at 25 fps, 56 of them B-frames nothing refers to
+    video = realdata / "media/video" / name
     done = av_frames(video, tmp_path, fps=1.0, max_side=720, qscale=2, max_frames=300, max_duration=300.0,
                      timeout=60.0, single_thread=True)
-    assert len(done.files) == done.plan.count == 10 and done.plan.frames == 241
-    assert done.decoded < 200, done.decoded  # libavcodec returned fewer frames than the stream holds
+    assert len(done.files) == done.plan.count == kept and done.plan.frames == frames
+    assert done.decoded < most, done.decoded  # libavcodec returned fewer frames than the stream holds
 
 
 def test_fastest_decode_keeps_the_same_source_frames_less_exactly(realdata, tmp_path):

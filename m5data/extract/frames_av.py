@@ -1,24 +1,23 @@
 """Video frames decoded in-process with PyAV, decoding only the source frames that a kept second needs.
 
-First the video stream's packets are read without decoding (kept in memory up to
-:data:`HOLD_BYTES`, else the file is read again): from their timestamps the pass finds, as the exact
-ffmpeg pass's ``setpts=PTS-STARTPTS, fps=FPS:round=up`` does, which source frame each output tick k
-shows (the last frame at or before k/fps, counted from the first frame; a frame held over several
-ticks is shown by each, and a video of D seconds gives ceil(D * fps) ticks). Then they are decoded: a
-packet whose frame no tick shows goes to the decoder with ``skip_frame = NONREF``, so it is dropped
-when no other frame refers to it (an H.264/HEVC non-reference B-frame, a droppable VP8 frame) and
-decoded otherwise (an intra-only codec's, MJPEG's, is not sent at all); the frames the ticks show and
-every frame they are predicted from are decoded in full, so the kept pictures are the exact decode's.
-Each kept frame is scaled to the stored size (the scale filter's rule and bicubic filter), turned
-upright as the ffmpeg CLI's autorotate turns it, and encoded by the same mjpeg encoder at the same
-``q:v`` as the ffmpeg pass. The pass stops once the last tick is written (the rest of a long video is
-not decoded).
+First the video stream's packets are read without decoding (kept in memory up to :data:`HOLD_BYTES`,
+else the file is read again): from their timestamps the pass finds, as the exact ffmpeg pass's
+``setpts=PTS-STARTPTS, fps=FPS:round=up`` does, which source frame each output tick k shows (the last
+frame at or before k/fps, counted from the first frame; a frame held over several ticks is shown by
+each, and a video of D seconds gives ceil(D * fps) ticks). Then they are decoded: a packet whose frame
+no tick shows goes to the decoder with ``skip_frame = NONREF``, so it is dropped when no other frame
+refers to it (an H.264/HEVC non-reference B-frame, a droppable VP8 frame) and decoded otherwise (an
+intra-only codec's, MJPEG's, is not sent at all, nor, in VP8 and VP9, whose keyframes reset every
+reference, one between the last kept frame and the next keyframe); the frames the ticks show and every
+frame they are predicted from are decoded in full, so the kept pictures are the exact decode's. Each
+kept frame is scaled to the stored size (the scale filter's rule and bicubic filter), turned upright as
+the ffmpeg CLI's autorotate turns it, and encoded by the same mjpeg encoder at the same ``q:v`` as the
+ffmpeg pass. The pass stops once the last tick is written (the rest of a long video is not decoded).
 
-Guards, as the ffmpeg pass has them: the time limit is checked between packets, a decoded picture
-over ``max_pixels`` is refused, the JPEG bytes are summed as they are written and the pass stops
-before ``max_bytes``. A stream this path cannot reproduce exactly (a packet without a timestamp, a
-rotation that is not a quarter turn) raises :class:`Unsupported`: the caller runs the ffmpeg pass
-instead.
+Guards, as the ffmpeg pass has them: the time limit is checked between packets, a decoded picture over
+``max_pixels`` is refused, the JPEG bytes are summed as they are written and the pass stops before
+``max_bytes``. A stream this path cannot reproduce exactly (a packet without a timestamp, a rotation
+that is not a quarter turn) raises :class:`Unsupported`: the caller runs the ffmpeg pass instead.
 """
 
 from __future__ import annotations
@@ -35,6 +34,10 @@ __all__ = ["HOLD_BYTES", "AvPass", "FramePlan", "Unsupported", "av_frames", "pla
 
 HOLD_BYTES = 64 << 20  # packets kept from the planning read for the decoding one; a larger video is read twice
 _BICUBIC, _ACCURATE_RND = 0x4, 0x40000  # libswscale's SWS_BICUBIC, SWS_ACCURATE_RND
+# Codecs whose keyframes reset every reference (VP8: last, golden and altref; VP9: all eight slots): a
+# frame after the last kept one before a keyframe serves nothing kept. (An H.264/HEVC keyframe flag
+# may mark an open-GOP I-frame whose leading frames refer back past it.)
+KEYFRAME_RESETS = frozenset({"vp8", "vp9"})
 
 
 class Unsupported(Exception):
@@ -48,6 +51,7 @@ class FramePlan:
     ticks: dict[int, list[int]]  # source pts -> the ticks (0-based) that show it
     sources: list[float]  # per tick, the time of the source frame it shows (seconds from the first frame)
     frames: int  # source frames in the stream (packets with a timestamp)
+    dead: set[int] = field(default_factory=set)  # packets (by read order) that no kept frame needs
 
     @property
     def count(self) -> int:
@@ -120,6 +124,7 @@ def _read_plan(path: Path, container, stream, deadline: float, timeout: float, *
     """Read every packet of ``stream`` (no decoding): the plan, and the packets themselves when they
     fit in :data:`HOLD_BYTES` (else None: the caller reads the file again)."""
     stamps: list[tuple[int, int]] = []
+    order: list[tuple[int | None, bool]] = []  # per packet read: its pts (None: not a frame), keyframe
     held: list | None = []
     size = 0
     for n, packet in enumerate(container.demux(stream)):
@@ -130,13 +135,29 @@ def _read_plan(path: Path, container, stream, deadline: float, timeout: float, *
             held.append(packet)
             if size > HOLD_BYTES:
                 held = None
-        if packet.size == 0 or packet.is_discard:  # the flush packet; frames an edit list cuts
+        frame = packet.size > 0 and not packet.is_discard  # not the flush packet nor a frame an edit list cuts
+        order.append((packet.pts if frame else None, packet.is_keyframe))
+        if not frame:
             continue
         if packet.pts is None:
             raise Unsupported(f"{path.name}: a packet without a timestamp")
         stamps.append((packet.pts, packet.duration or 0))
     plan = plan_frames(stamps, stream.time_base, stream.average_rate or stream.base_rate, **limits)
+    if stream.codec_context.codec and stream.codec_context.codec.canonical_name in KEYFRAME_RESETS:
+        plan.dead = _dead_ends(order, plan.ticks)
     return plan, held
+
+
+def _dead_ends(order: list[tuple[int | None, bool]], ticks: dict) -> set[int]:
+    """The packets (by read order) between the last kept frame and the next keyframe: nothing kept needs them."""
+    dead, wanted = set(), False  # wanted: a kept frame follows before the next keyframe
+    for n in range(len(order) - 1, -1, -1):
+        pts, key = order[n]
+        kept = pts in ticks
+        if pts is not None and not kept and not wanted:
+            dead.add(n)
+        wanted = False if key else wanted or kept
+    return dead
 
 
 def av_frames(path: Path, out: Path, *, fps: float, max_side: int, qscale: int, max_frames: int,
@@ -191,7 +212,7 @@ def av_frames(path: Path, out: Path, *, fps: float, max_side: int, qscale: int, 
             if n % 16 == 0:
                 _check_deadline(deadline, timeout, path)
             kept = packet.pts in plan.ticks or packet.size == 0
-            if not kept and intra:  # nothing refers to any frame (MJPEG): the decoder need not see it
+            if not kept and (intra or n in plan.dead):  # nothing refers to any frame (MJPEG), or to these
                 continue
             ctx.skip_frame = "DEFAULT" if kept else "NONREF"
             try:
