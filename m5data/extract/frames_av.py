@@ -120,7 +120,8 @@ def plan_frames(stamps: list[tuple[int, int]], time_base: Fraction, rate: Fracti
     return FramePlan(ticks, sources, len(stamps))
 
 
-def _read_plan(path: Path, container, stream, deadline: float, timeout: float, **limits) -> tuple[FramePlan, list | None]:
+def _read_plan(path: Path, container, stream, deadline: float, timeout: float,
+               **limits) -> tuple[FramePlan, list | None]:
     """Read every packet of ``stream`` (no decoding): the plan, and the packets themselves when they
     fit in :data:`HOLD_BYTES` (else None: the caller reads the file again)."""
     stamps: list[tuple[int, int]] = []

@@ -81,7 +81,8 @@ def run_video(payload: dict) -> JobResult:
                                {o.kind for o in result.outcomes})
         return result
 
-    pending = start_probe(path, s.video_decode, timeout=max(10.0, min(60.0, s.video_timeout)))  # headers: quick or stuck
+    # headers only, quick or stuck: ffprobe for "exact", in-process (PyAV) for the modes that decode in-process
+    pending = start_probe(path, s.video_decode, timeout=max(10.0, min(60.0, s.video_timeout)))
     frames = None
     try:
         info = pending.result()  # before any decoding: a broken file or an oversized picture never reaches ffmpeg

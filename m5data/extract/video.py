@@ -39,9 +39,10 @@ from .decoding import AV_DECODE_OPTIONS, DECODE_MODES, DECODE_OPTIONS, LOWRES_CO
 from .ffmpeg import STDERR_TAIL, MediaError, ffmpeg_exe, ffprobe_exe, tail
 from .probe import AvProbe, Probe, VideoInfo, probe
 
-__all__ = ["AV_DECODE_OPTIONS", "DECODE_MODES", "DECODE_OPTIONS", "LOWRES_CODECS", "FRAME_PATTERN", "MANIFEST", "STDERR_TAIL", "Frames", "MediaError",
-           "Probe", "VideoInfo", "check_frame_size", "decoder_options", "expected_frames", "extract_frames",
-           "ffmpeg_exe", "ffprobe_exe", "jpeg_qscale", "probe", "read_manifest", "tail"]
+__all__ = ["AV_DECODE_OPTIONS", "DECODE_MODES", "DECODE_OPTIONS", "FRAME_PATTERN", "LOWRES_CODECS", "MANIFEST",
+           "STDERR_TAIL", "AvProbe", "Frames", "MediaError", "Probe", "VideoInfo", "check_frame_size",
+           "decoder_options", "expected_frames", "extract_frames", "ffmpeg_exe", "ffprobe_exe", "jpeg_qscale", "probe",
+           "read_manifest", "tail"]
 
 FRAME_PATTERN = "%06d.jpg"
 MANIFEST = "frames.json"
@@ -188,8 +189,8 @@ def read_manifest(folder: Path) -> dict | None:
         return None
 
 
-def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe | AvProbe, *, fps: float = 1.0, max_side: int = 0,
-                   quality: int = 90, max_frames: int = 300, max_duration: float = 300.0,
+def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe | AvProbe, *, fps: float = 1.0,
+                   max_side: int = 0, quality: int = 90, max_frames: int = 300, max_duration: float = 300.0,
                    timeout: float = 300.0, max_pixels: int = 0, max_bytes: int = 0, decode: str = "exact",
                    single_thread: bool = False) -> Frames:
     """Decode ``path`` once and write one JPEG per ``1/fps`` seconds into ``out_dir``.
@@ -199,8 +200,9 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe | AvProbe,
     reused (a duplicate video, or a crash after the frames but before the table write).
     ``info`` may be a running :class:`Probe` (or an :class:`AvProbe`): its answer is awaited before
     any decoding, so that a file the probe finds broken, without a picture or with frames over
-    ``max_pixels`` is never decoded. ``max_bytes`` (0 = no cap) bounds the JPEGs written: past it the pass is stopped and
-    the frames that fit are kept (``Frames.cut`` says so); when not even one fits, the video is refused.
+    ``max_pixels`` is never decoded. ``max_bytes`` (0 = no cap) bounds the JPEGs written: past it the
+    pass is stopped and the frames that fit are kept (``Frames.cut`` says so); when not even one fits,
+    the video is refused.
     ``decode`` is an ``extract.video_decode`` mode: "exact" runs ffmpeg, the others the in-process pass
     (frames_av.py); ``single_thread`` decodes on one thread in the modes other than "exact" (a pool
     with a worker per core: the same pixels without the decoder's own threads contending).
