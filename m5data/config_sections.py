@@ -105,7 +105,7 @@ class ExtractSettings:
     max_item_bytes: int = 64_000_000  # bytes one item may write, all outputs together (frames, mp3, MFCC); past it frames are cut
     max_video_pixels: int = 33_177_600  # width x height of a video frame (8K UHD); larger is refused from the probe, never decoded
     video_timeout: float = 300.0  # seconds for one video's ffmpeg pass
-    video_decode: str = "fast"  # frame pass decoder: exact (every frame as the codec defines it), fast (same frames, SSIM >= 0.97), fastest (a second may keep the frame before its own)
+    video_decode: str = "fast"  # frame pass: exact (ffprobe + the ffmpeg CLI, every frame), fast (in-process, only the frames the kept seconds need: the exact pixels), fastest (fast without deblocking)
     sample_rate: int = 22050  # Hz for MFCC
     n_mfcc: int = 40
     n_fft: int = 1024  # MFCC frame size (M5Product)

@@ -39,10 +39,11 @@ def frames_of(video: Path, out: Path, **kw):
     return extract_frames(video, out, probe(video), **kw)
 
 
+@pytest.mark.parametrize("decode", ["exact", "fast"])  # the ffmpeg pass and the in-process one
 @pytest.mark.parametrize("seconds, frames", [(10, 10), (9.5, 10), (3.2, 4), (1, 1)])
-def test_frame_count_is_ceil_of_duration(tmp_path, seconds, frames):
+def test_frame_count_is_ceil_of_duration(tmp_path, seconds, frames, decode):
     video = make_video(tmp_path / "v.mp4", seconds)
-    fr = frames_of(video, tmp_path / "frames")
+    fr = frames_of(video, tmp_path / "frames", decode=decode)
     assert fr.count == frames == len(list((tmp_path / "frames").glob("*.jpg")))
     assert fr.timestamps == pytest.approx([float(k) for k in range(frames)], abs=0.05)
     assert sorted(p.name for p in (tmp_path / "frames").glob("*.jpg"))[0] == "000001.jpg"
@@ -147,26 +148,28 @@ def test_truncated_and_non_video_inputs_are_corrupt(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ real files
-def test_real_big_buck_bunny_30s_gives_30_frames(realdata, tmp_path):
+@pytest.mark.parametrize("decode", ["exact", "fast"])
+def test_real_big_buck_bunny_30s_gives_30_frames(realdata, tmp_path, decode):
     video = realdata / "media/video/big_buck_bunny_0_30.webm"
     info = probe(video)
     assert (info.codec, info.width, info.height, info.fps, info.has_audio) == ("vp8", 1280, 720, 24.0, True)
-    fr = extract_frames(video, tmp_path / "f", info, max_side=320)
+    fr = extract_frames(video, tmp_path / "f", info, max_side=320, decode=decode)
     assert fr.count == 30 and (fr.width, fr.height) == (320, 180)
     assert fr.timestamps == pytest.approx([float(k) for k in range(30)], abs=0.01)
 
 
-def test_real_short_mute_and_odd_timestamp_videos(realdata, tmp_path):
+@pytest.mark.parametrize("decode", ["exact", "fast"])
+def test_real_short_mute_and_odd_timestamp_videos(realdata, tmp_path, decode):
     one = realdata / "media/video/big_buck_bunny_432_433.webm"
-    assert extract_frames(one, tmp_path / "one", probe(one), max_side=64).count == 1
+    assert extract_frames(one, tmp_path / "one", probe(one), max_side=64, decode=decode).count == 1
     mute = realdata / "media/video/example.mp4"
     info = probe(mute)
     assert info.has_audio is False and info.duration == pytest.approx(16)
-    assert extract_frames(mute, tmp_path / "mute", info, max_side=64).count == 16
+    assert extract_frames(mute, tmp_path / "mute", info, max_side=64, decode=decode).count == 16
     fire = realdata / "media/video/fire2.mp4"
     info = probe(fire)
     assert info.duration == pytest.approx(2.38, abs=0.01)
-    fr = extract_frames(fire, tmp_path / "fire", info, max_side=64)
+    fr = extract_frames(fire, tmp_path / "fire", info, max_side=64, decode=decode)
     assert fr.count == 3  # ceil(2.38); the fps filter's default rounding would drop the last partial second
     assert fr.timestamps == pytest.approx([0.0, 1.0, 2.0])
 
@@ -177,23 +180,27 @@ def test_real_zero_length_webm_is_corrupt(realdata):
     assert err.value.status == "corrupt" and err.value.reason == "zero-length file"
 
 
-def test_frames_stop_at_the_byte_cap_and_say_why(tmp_path):
+@pytest.mark.parametrize("decode", ["exact", "fast"])
+def test_frames_stop_at_the_byte_cap_and_say_why(tmp_path, decode):
     """A frame pass that would write more than ``max_bytes`` is cut: the frames that fit are kept,
     in order, with their timestamps, and the reason is recorded (issue 35)."""
+    from functools import partial
+
     from media_samples import amplifying_video
 
+    frames_of_ = partial(frames_of, decode=decode)
     video = amplifying_video(tmp_path / "amp.mkv", seconds=60, size="640x360")
-    fr = frames_of(video, tmp_path / "f", max_bytes=2_000_000)
+    fr = frames_of_(video, tmp_path / "f", max_bytes=2_000_000)
     files = sorted((tmp_path / "f").glob("*.jpg"))
     assert 0 < fr.count == len(files) < 60 and fr.truncated
     assert fr.bytes == sum(f.stat().st_size for f in files) <= 2_000_000
     assert "max_item_bytes" in fr.cut and fr.timestamps == pytest.approx([float(k) for k in range(fr.count)], abs=0.05)
     assert read_manifest(tmp_path / "f")["cut"] == fr.cut
-    assert frames_of(video, tmp_path / "f", max_bytes=2_000_000).reused  # the same budget: the same folder
-    more = frames_of(video, tmp_path / "f", max_bytes=4_000_000)  # another budget: done again
+    assert frames_of_(video, tmp_path / "f", max_bytes=2_000_000).reused  # the same budget: the same folder
+    more = frames_of_(video, tmp_path / "f", max_bytes=4_000_000)  # another budget: done again
     assert not more.reused and more.count > fr.count
     with pytest.raises(MediaError) as err:  # not even one frame fits: refused
-        frames_of(video, tmp_path / "g", max_bytes=1000)
+        frames_of_(video, tmp_path / "g", max_bytes=1000)
     assert err.value.status == "too_large" and "max_item_bytes" in str(err.value)
     assert not (tmp_path / "g").exists()
 

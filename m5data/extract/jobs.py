@@ -56,7 +56,7 @@ def run_video(payload: dict) -> JobResult:
     ``payload``: ``row`` (the video's media row), ``frames`` / ``audio`` (bool: what to do),
     ``frame_count`` (frames already extracted earlier, to align MFCC blocks when only audio runs).
     """
-    from .probe import Probe
+    from .probe import start_probe
     from .video import extract_frames
 
     ctx = worker_context()
@@ -81,7 +81,8 @@ def run_video(payload: dict) -> JobResult:
                                {o.kind for o in result.outcomes})
         return result
 
-    pending = Probe(path, timeout=max(10.0, min(60.0, s.video_timeout)))  # headers only: quick or stuck
+    # headers only, quick or stuck: ffprobe for "exact", in-process (PyAV) for the modes that decode in-process
+    pending = start_probe(path, s.video_decode, timeout=max(10.0, min(60.0, s.video_timeout)))
     frames = None
     try:
         info = pending.result()  # before any decoding: a broken file or an oversized picture never reaches ffmpeg

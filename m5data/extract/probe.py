@@ -6,13 +6,14 @@ import json
 import math
 import re
 import subprocess
+import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 from .ffmpeg import MediaError, ffprobe_exe, tail
 
-__all__ = ["Probe", "VideoInfo", "probe"]
+__all__ = ["AvProbe", "Probe", "VideoInfo", "probe", "start_probe"]
 
 # ffprobe format names that are still images, not videos (a JPEG probes as a one-frame "video")
 _IMAGE_FORMATS = re.compile(r"(^|,)(image2|\w+_pipe|gif|webp|apng|png|bmp|tiff?)($|,)")
@@ -103,6 +104,83 @@ class Probe:
             self._error = MediaError("ffprobe stopped", "its answer was not awaited", status="failed")
 
 
+class AvProbe:
+    """The same facts as :class:`Probe`, read in-process by PyAV (libavformat, as ffprobe reads them):
+    no process to start. Read on ``result()``; ``timeout`` bounds libavformat's reading of the headers."""
+
+    def __init__(self, path: Path, timeout: float = 60.0):
+        self.path = path
+        self.timeout = timeout
+        self._info: VideoInfo | None = None
+        self._error: MediaError | None = None
+
+    def result(self) -> VideoInfo:
+        if self._info is None and self._error is None:
+            try:
+                self._info = self._read()
+            except MediaError as exc:
+                self._error = exc
+        if self._error is not None:
+            raise self._error
+        return self._info
+
+    def _read(self) -> VideoInfo:
+        import av
+
+        if self.path.stat().st_size == 0:
+            raise MediaError("zero-length file", "0 bytes")
+        started = time.monotonic()
+        try:
+            with av.open(str(self.path), timeout=self.timeout) as container:
+                data = _av_facts(container)
+        except av.error.FFmpegError as exc:
+            if time.monotonic() - started >= self.timeout:
+                raise MediaError("ffprobe timeout", f"no answer in {self.timeout:.0f} s (in-process)",
+                                 status="failed") from None
+            raise MediaError("unreadable video", f"libavformat: {exc}") from None
+        return _video_info(data)
+
+    def close(self) -> None:
+        """Nothing runs between calls (the :class:`Probe` interface)."""
+
+
+def _av_facts(container) -> dict:
+    """ffprobe's ``-show_format -show_streams`` JSON fields that :func:`_video_info` reads, from a PyAV container
+    (times printed as ffprobe prints them: seconds with 6 decimals)."""
+    from av.stream import Disposition
+
+    def seconds(value, base) -> str | None:
+        return None if value is None else f"{float(value * base):f}"
+
+    def rate(value) -> str | None:
+        return None if not value else f"{value.numerator}/{value.denominator}"
+
+    streams = []
+    for s in container.streams:
+        if s.type not in ("video", "audio"):
+            continue
+        ctx = s.codec_context
+        entry = {"codec_type": s.type, "codec_name": ctx.codec.canonical_name if ctx.codec else None,
+                 "duration": seconds(s.duration, s.time_base), "start_time": seconds(s.start_time, s.time_base),
+                 "tags": dict(s.metadata),
+                 "disposition": {"attached_pic": int(bool(s.disposition & Disposition.attached_pic))}}
+        if s.type == "video":
+            entry.update(width=ctx.width or None, height=ctx.height or None, avg_frame_rate=rate(s.average_rate),
+                         r_frame_rate=rate(s.base_rate))
+        else:
+            entry["channels"] = ctx.channels
+        streams.append(entry)
+    fmt = {"format_name": container.format.name, "duration": seconds(container.duration, Fraction(1, 1_000_000)),
+           "bit_rate": str(container.bit_rate) if container.bit_rate else None}
+    return {"format": fmt, "streams": streams}
+
+
+def start_probe(path: Path, decode: str, timeout: float = 60.0) -> Probe | AvProbe:
+    """The probe of a video whose frames ``extract.video_decode = decode`` will make: ffprobe for "exact"
+    (today's facts from today's tool), else in-process (PyAV decodes those frames anyway)."""
+    return Probe(path, timeout) if decode == "exact" else AvProbe(path, timeout)
+
+
 def probe(path: Path, timeout: float = 60.0) -> VideoInfo:
     """Run ffprobe on a video; raise :class:`MediaError` for empty, unreadable or non-video files."""
     return Probe(path, timeout).result()
@@ -111,7 +189,11 @@ def probe(path: Path, timeout: float = 60.0) -> VideoInfo:
 def _parse_probe(returncode: int, stdout: bytes, stderr: bytes) -> VideoInfo:
     if returncode != 0:
         raise MediaError("unreadable video", f"ffprobe: {tail(stderr) or 'exit ' + str(returncode)}")
-    data = json.loads(stdout or b"{}")
+    return _video_info(json.loads(stdout or b"{}"))
+
+
+def _video_info(data: dict) -> VideoInfo:
+    """The :class:`VideoInfo` of ffprobe's ``-show_format -show_streams`` JSON (or the same facts from PyAV)."""
     fmt = data.get("format", {})
     streams = data.get("streams", [])
     video = next((s for s in streams if s.get("codec_type") == "video"

@@ -16,11 +16,11 @@ frame over ``max_pixels`` is refused without being decoded; the JPEGs written ar
 runs and the pass is stopped past ``max_bytes`` (without the cap, one noise frame claiming
 1,200 s wrote 600 full-size JPEGs, 863 MB).
 
-``extract.video_decode`` picks the decoder's options from the codec ffprobe named
-(:data:`DECODE_OPTIONS`): "exact" decodes every frame as the codec defines it, "fast" (the default)
-leaves out work whose loss stays within SSIM 0.97 of the exact frames at the stored size, "fastest"
-also skips frames that nothing refers to, so a second may keep the frame before its own (measured
-in docs/extract.md).
+``extract.video_decode``: "exact" is this ffmpeg pass. "fast" (the default) and "fastest" make the
+same frames in-process with PyAV (frames_av.py), decoding only the source frames the kept seconds
+need, so the kept pictures are the exact decode's ("fastest" leaves out deblocking too:
+:data:`AV_DECODE_OPTIONS`); a stream that path cannot reproduce falls back to this pass with
+:data:`DECODE_OPTIONS` (measured in docs/extract.md).
 """
 
 from __future__ import annotations
@@ -35,50 +35,19 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from .decoding import AV_DECODE_OPTIONS, DECODE_MODES, DECODE_OPTIONS, LOWRES_CODECS, decoder_options, jpeg_qscale
 from .ffmpeg import STDERR_TAIL, MediaError, ffmpeg_exe, ffprobe_exe, tail
-from .probe import Probe, VideoInfo, probe
+from .probe import AvProbe, Probe, VideoInfo, probe
 
-__all__ = ["DECODE_MODES", "DECODE_OPTIONS", "FRAME_PATTERN", "MANIFEST", "STDERR_TAIL", "Frames", "MediaError",
-           "Probe", "VideoInfo", "check_frame_size", "decoder_options", "expected_frames", "extract_frames",
-           "ffmpeg_exe", "ffprobe_exe", "jpeg_qscale", "probe", "read_manifest", "tail"]
+__all__ = ["AV_DECODE_OPTIONS", "DECODE_MODES", "DECODE_OPTIONS", "FRAME_PATTERN", "LOWRES_CODECS", "MANIFEST",
+           "STDERR_TAIL", "AvProbe", "Frames", "MediaError", "Probe", "VideoInfo", "check_frame_size",
+           "decoder_options", "expected_frames", "extract_frames", "ffmpeg_exe", "ffprobe_exe", "jpeg_qscale", "probe",
+           "read_manifest", "tail"]
 
 FRAME_PATTERN = "%06d.jpg"
 MANIFEST = "frames.json"
 
-# The frame pass's decoder options per extract.video_decode mode and ffprobe codec name; a codec not
-# listed decodes exactly. "fast": the loop filter skipped on frames that no other frame refers to
-# (so no error carries over to later frames). "fastest": every frame's loop filter skipped (its
-# error drifts until the next keyframe) and frames nothing refers to not decoded (a second then
-# keeps the frame before its own). ffmpeg's VP9 and AV1 decoders offer nothing cheaper.
-DECODE_OPTIONS: dict[str, dict[str, dict[str, str]]] = {
-    "exact": {},
-    "fast": {
-        "h264": {"skip_loop_filter": "noref"},
-        "hevc": {"skip_loop_filter": "noref"},
-    },
-    "fastest": {
-        "h264": {"skip_loop_filter": "all", "skip_frame": "noref"},
-        "hevc": {"skip_loop_filter": "all", "skip_frame": "noref"},
-        "vp8": {"skip_loop_filter": "all"},
-        "mpeg4": {"skip_frame": "noref"},
-    },
-}
-DECODE_MODES = tuple(DECODE_OPTIONS)  # exact, fast, fastest (config.validate checks the setting against the same three)
-# Decoders that can decode at 1/2, 1/4 or 1/8 size (ffmpeg's ``lowres``), used by "fast" and
-# "fastest" where that size still covers the stored max side.
-LOWRES_CODECS = frozenset({"mpeg1video", "mpeg2video", "mpeg4", "mjpeg"})
-
 _PTS_TIME = re.compile(r"\bn:\s*\d+\s+pts:\s*-?\d+\s+pts_time:(-?[0-9.]+)")
-
-
-def jpeg_qscale(quality: int) -> int:
-    """ffmpeg's mjpeg ``-q:v`` (1 best .. 31) for a libjpeg-style quality 1..100.
-
-    libjpeg scales its tables by 5000/Q % (Q < 50) or 200 - 2Q % (Q >= 50); ffmpeg's q:v scales
-    them by about 12.5 % per step (measured: q:v 2 ~ quality 90, 4 ~ 77, 8 ~ 55, 16 ~ 28).
-    """
-    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
-    return max(1, min(31, round(scale / 12.5)))
 
 
 def expected_frames(duration: float | None, fps: float, max_frames: int, max_duration: float) -> int | None:
@@ -86,19 +55,6 @@ def expected_frames(duration: float | None, fps: float, max_frames: int, max_dur
     if duration is None:
         return None
     return min(max_frames, math.ceil(min(duration, max_duration) * fps - 1e-6))
-
-
-def decoder_options(codec: str | None, decode: str, width: int | None = None, height: int | None = None,
-                    max_side: int = 0) -> dict[str, str]:
-    """ffmpeg's input options for decoding a ``codec`` video of ``width`` x ``height`` in mode ``decode``."""
-    options = dict(DECODE_OPTIONS[decode].get(codec or "", {}))
-    if decode != "exact" and codec in LOWRES_CODECS and max_side and width and height:
-        level = 0
-        while level < 3 and max(width, height) >> (level + 1) >= max_side:
-            level += 1
-        if level:
-            options["lowres"] = str(level)
-    return options
 
 
 @dataclass
@@ -233,8 +189,8 @@ def read_manifest(folder: Path) -> dict | None:
         return None
 
 
-def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: float = 1.0, max_side: int = 0,
-                   quality: int = 90, max_frames: int = 300, max_duration: float = 300.0,
+def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe | AvProbe, *, fps: float = 1.0,
+                   max_side: int = 0, quality: int = 90, max_frames: int = 300, max_duration: float = 300.0,
                    timeout: float = 300.0, max_pixels: int = 0, max_bytes: int = 0, decode: str = "exact",
                    single_thread: bool = False) -> Frames:
     """Decode ``path`` once and write one JPEG per ``1/fps`` seconds into ``out_dir``.
@@ -242,13 +198,14 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
     The folder appears complete or not at all: frames go to a temp folder beside it, then a
     ``frames.json`` manifest, then one rename. A finished folder made with the same parameters is
     reused (a duplicate video, or a crash after the frames but before the table write).
-    ``info`` may be a running :class:`Probe`: its answer is awaited before ffmpeg starts, so that
-    a file the probe finds broken, without a picture or with frames over ``max_pixels`` is never
-    decoded. ``max_bytes`` (0 = no cap) bounds the JPEGs written: past it the pass is stopped and
-    the frames that fit are kept (``Frames.cut`` says so); when not even one fits, the video is refused.
-    ``decode`` is an ``extract.video_decode`` mode (:data:`DECODE_OPTIONS`); ``single_thread`` decodes
-    and filters on one thread in the modes other than "exact" (a pool with a worker per core: the same
-    pixels without ffmpeg's own threads contending).
+    ``info`` may be a running :class:`Probe` (or an :class:`AvProbe`): its answer is awaited before
+    any decoding, so that a file the probe finds broken, without a picture or with frames over
+    ``max_pixels`` is never decoded. ``max_bytes`` (0 = no cap) bounds the JPEGs written: past it the
+    pass is stopped and the frames that fit are kept (``Frames.cut`` says so); when not even one fits,
+    the video is refused.
+    ``decode`` is an ``extract.video_decode`` mode: "exact" runs ffmpeg, the others the in-process pass
+    (frames_av.py); ``single_thread`` decodes on one thread in the modes other than "exact" (a pool
+    with a worker per core: the same pixels without the decoder's own threads contending).
 
     Raises:
         MediaError: the probe's frame size is over ``max_pixels`` (status corrupt); ffmpeg failed
@@ -270,32 +227,31 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
     tmp = out_dir.with_name(f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{out_dir.name}")  # owner pid: swept once dead
     tmp.mkdir(parents=True)
     try:
-        args = frames_command(path, tmp, info, fps=fps, max_side=max_side, quality=quality, max_frames=max_frames,
-                              max_duration=max_duration, decode=decode, single_thread=single_thread)
-        try:
-            returncode, err, stopped = _run_capped(args, tmp, max_bytes, timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise MediaError("ffmpeg timeout", f"frame pass over {timeout:g} s; {tail(exc.stderr or b'')}",
-                             status="failed") from None
-        stderr = err.decode("utf-8", "replace")
-        found = _frame_files(tmp)
+        found, stopped, whole, stderr = None, False, True, ""  # the in-process pass writes whole files only
+        if decode != "exact":
+            found, stopped = _av_pass(path, tmp, info, fps=fps, max_side=max_side, quality=quality,
+                                      max_frames=max_frames, max_duration=max_duration, timeout=timeout,
+                                      max_pixels=max_pixels, max_bytes=max_bytes, decode=decode,
+                                      single_thread=single_thread)
+        if found is None:
+            found, stopped, whole, stderr = _ffmpeg_pass(path, tmp, info, fps=fps, max_side=max_side,
+                                                         quality=quality, max_frames=max_frames,
+                                                         max_duration=max_duration, timeout=timeout,
+                                                         max_bytes=max_bytes, decode=decode,
+                                                         single_thread=single_thread)
         cut = None
-        # A short pass can end before the first poll sees its folder over the cap: sum it now.
-        over = not stopped and returncode == 0 and max_bytes and sum(n for _, n in found) > max_bytes
-        if stopped or over:
-            found = _keep_within(found, max_bytes, whole=bool(over))
+        if stopped:
+            found = _keep_within(found, max_bytes, whole=whole)
             if not found:
                 raise MediaError("too large", f"the first frame alone is over the extract.max_item_bytes "
                                  f"budget of {max_bytes:,} bytes", status="too_large")
             cut = (f"extract.max_item_bytes: stopped after {len(found)} frames, "
                    f"{sum(n for _, n in found):,} of a {max_bytes:,}-byte budget")
-        elif returncode != 0:
-            raise MediaError("ffmpeg failed", f"exit {returncode}: {tail(stderr)}")
         files = [f for f, _ in found]
         if not files:
             raise MediaError("no frames decoded", tail(stderr))
         stamps = [round(float(t), 6) for t in _PTS_TIME.findall(stderr)][:len(files)]
-        if len(stamps) != len(files):  # showinfo lines lost (should not happen): fall back to the grid
+        if len(stamps) != len(files):  # the in-process pass, or showinfo lines lost: tick k is at k / fps
             stamps = [round(k / fps, 6) for k in range(len(files))]
         want = expected_frames(info.duration, fps, max_frames, max_duration)
         if cut is None and want is not None and len(files) < want - 1:
@@ -317,6 +273,46 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe, *, fps: f
             info.close()
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _ffmpeg_pass(path: Path, tmp: Path, info: VideoInfo, *, fps: float, max_side: int, quality: int,
+                 max_frames: int, max_duration: float, timeout: float, max_bytes: int, decode: str,
+                 single_thread: bool) -> tuple[list[tuple[Path, int]], bool, bool, str]:
+    """The frame pass as one ffmpeg process: (JPEGs with sizes, over the byte cap, every file whole, stderr)."""
+    args = frames_command(path, tmp, info, fps=fps, max_side=max_side, quality=quality, max_frames=max_frames,
+                          max_duration=max_duration, decode=decode, single_thread=single_thread)
+    try:
+        returncode, err, stopped = _run_capped(args, tmp, max_bytes, timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise MediaError("ffmpeg timeout", f"frame pass over {timeout:g} s; {tail(exc.stderr or b'')}",
+                         status="failed") from None
+    stderr = err.decode("utf-8", "replace")
+    found = _frame_files(tmp)
+    # A short pass can end before the first poll sees its folder over the cap: sum it now.
+    over = not stopped and returncode == 0 and bool(max_bytes) and sum(n for _, n in found) > max_bytes
+    if not (stopped or over) and returncode != 0:
+        raise MediaError("ffmpeg failed", f"exit {returncode}: {tail(stderr)}")
+    return found, stopped or over, over, stderr
+
+
+def _av_pass(path: Path, tmp: Path, info: VideoInfo, *, fps: float, max_side: int, quality: int, max_frames: int,
+             max_duration: float, timeout: float, max_pixels: int, max_bytes: int, decode: str,
+             single_thread: bool) -> tuple[list[tuple[Path, int]] | None, bool]:
+    """The frame pass in-process (frames_av.py): (JPEGs with sizes, stopped at the byte cap), or
+    (None, False) for a stream it does not reproduce (the ffmpeg pass runs instead)."""
+    from .frames_av import Unsupported, av_frames
+
+    try:
+        done = av_frames(path, tmp, fps=fps, max_side=max_side, qscale=jpeg_qscale(quality), max_frames=max_frames,
+                         max_duration=max_duration, timeout=timeout, max_pixels=max_pixels, max_bytes=max_bytes,
+                         options=decoder_options(info.codec, decode, info.width, info.height, max_side,
+                                                 AV_DECODE_OPTIONS),
+                         single_thread=single_thread, pattern=FRAME_PATTERN)
+    except Unsupported:
+        for stale in tmp.iterdir():
+            stale.unlink()
+        return None, False
+    return done.files, done.stopped
 
 
 def frames_command(path: Path, tmp: Path, info: VideoInfo, *, fps: float, max_side: int, quality: int,
@@ -377,8 +373,8 @@ def _limit_cut(info: VideoInfo, kept: int, fps: float, max_frames: int, max_dura
     return None
 
 
-def _resolve(info: VideoInfo | Probe) -> VideoInfo:
-    return info.result() if isinstance(info, Probe) else info
+def _resolve(info: VideoInfo | Probe | AvProbe) -> VideoInfo:
+    return info.result() if isinstance(info, (Probe, AvProbe)) else info
 
 
 def _publish_dir(tmp: Path, final: Path) -> None:

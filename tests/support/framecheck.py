@@ -1,10 +1,12 @@
 """What a faster ``extract.video_decode`` mode costs in the frames kept, against the exact decode.
 
-Both modes run the frame pass with two more showinfo filters (every decoded frame before ``fps``,
-every sampled one after it, each with a checksum of its pixels), so each kept frame is traced back
-to the source frame it shows. Per kept frame: the SSIM of its stored JPEG (at the stored size,
-luma) against the exact decode's, and ``shift``, how far the source frame it shows lies from the
-exact decode's choice (seconds; 0 when the same source frame is kept).
+The exact decode runs the ffmpeg frame pass with two more showinfo filters (every decoded frame
+before ``fps``, every sampled one after it, each with a checksum of its pixels), so each kept frame
+is traced back to the source frame it shows; the in-process pass of the faster modes says itself
+which source frame each tick shows (its plan; a stream it hands to ffmpeg is traced as the exact
+one). Per kept frame: the SSIM of its stored JPEG (at the stored size, luma) against the exact
+decode's, and ``shift``, how far the source frame it shows lies from the exact decode's choice
+(seconds; 0 when the same source frame is kept).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from m5data.extract.ffmpeg import MediaError, tail
 from m5data.extract.probe import VideoInfo
-from m5data.extract.video import frames_command
+from m5data.extract.video import AV_DECODE_OPTIONS, decoder_options, frames_command, jpeg_qscale
 
 __all__ = ["DecodeQuality", "compare_decodes", "ssim"]
 
@@ -77,6 +79,24 @@ def _traced_pass(path: Path, info: VideoInfo, out: Path, decode: str, **params) 
     return sorted(out.glob("*.jpg")), shown
 
 
+def _av_pass(path: Path, info: VideoInfo, out: Path, decode: str, *, fps: float, max_side: int, quality: int,
+             max_frames: int, max_duration: float) -> tuple[list[Path], list[float]]:
+    """The in-process frame pass of ``decode``: its JPEGs and, per JPEG, the time of the source frame it shows."""
+    from m5data.extract.frames_av import Unsupported, av_frames
+
+    out.mkdir(parents=True)
+    try:
+        done = av_frames(path, out, fps=fps, max_side=max_side, qscale=jpeg_qscale(quality), max_frames=max_frames,
+                         max_duration=max_duration, timeout=600.0, single_thread=True,
+                         options=decoder_options(info.codec, decode, info.width, info.height, max_side,
+                                                 AV_DECODE_OPTIONS))
+    except Unsupported:
+        shutil.rmtree(out)
+        return _traced_pass(path, info, out, decode, fps=fps, max_side=max_side, quality=quality,
+                            max_frames=max_frames, max_duration=max_duration)
+    return [f for f, _ in done.files], done.plan.sources[:len(done.files)]
+
+
 def compare_decodes(path: Path, info: VideoInfo, work: Path, *, decode: str, fps: float = 1.0, max_side: int = 720,
                     quality: int = 90, max_frames: int = 300, max_duration: float = 300.0) -> DecodeQuality:
     """Decode ``path`` exactly and in mode ``decode`` (scratch under ``work``, removed after) and compare
@@ -88,12 +108,13 @@ def compare_decodes(path: Path, info: VideoInfo, work: Path, *, decode: str, fps
     scratch = work / f"framecheck-{path.name}-{decode}"
     try:
         exact_files, exact_times = _traced_pass(path, info, scratch / "exact", "exact", **params)
-        files, times = _traced_pass(path, info, scratch / decode, decode, **params)
+        files, times = (_traced_pass if decode == "exact" else _av_pass)(path, info, scratch / decode, decode, **params)
         result = DecodeQuality(decode, len(files), len(exact_files))
         for a, b, ta, tb in zip(exact_files, files, exact_times, times):
             with Image.open(a) as ia, Image.open(b) as ib:
                 result.ssim.append(ssim(ia.convert("L"), ib.convert("L")) if ia.size == ib.size else 0.0)
-            result.shift.append(round(abs(ta - tb), 6) if math.isfinite(ta) and math.isfinite(tb) else math.inf)
+            # to 0.1 ms: showinfo prints 6 decimals of a time the in-process plan keeps as a fraction
+            result.shift.append(round(abs(ta - tb), 4) if math.isfinite(ta) and math.isfinite(tb) else math.inf)
         return result
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
