@@ -255,11 +255,12 @@ def test_leftovers_of_a_killed_run_are_swept(store):
     assert not stale.exists() and not half_npy.exists() and fresh.exists() and done.exists()
 
 
-@pytest.mark.parametrize("decode", ["exact", "fast"])
-def test_a_killed_worker_costs_no_job(store, tmp_path, decode):
+@pytest.mark.parametrize("decode,workers", [("exact", 2), ("fast", 2), ("fast", 1)])
+def test_a_killed_worker_costs_no_job(store, tmp_path, decode, workers):
     """A worker process that dies (OOM killer, a native crash: in "fast" it decodes in-process, so a
     crash inside libav is one) breaks the pool; the jobs that were in it run again one by one in a
-    quarantine process and end ok, and the run goes on."""
+    quarantine process and end ok, and the run goes on. With one worker too: in-process decoding never
+    runs in the stage's own process, where a crash would end the run."""
     import os
     import signal
     import threading
@@ -292,7 +293,7 @@ def test_a_killed_worker_costs_no_job(store, tmp_path, decode):
     killer = threading.Thread(target=kill_one_busy_worker, daemon=True)
     killer.start()
     try:
-        stats = run(store, settings(workers=2, video_decode=decode), kinds="video", progress=False)
+        stats = run(store, settings(workers=workers, video_decode=decode), kinds="video", progress=False)
     finally:
         stop.set()
         killer.join(5)

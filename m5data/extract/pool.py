@@ -36,7 +36,8 @@ def pool_context(sound: bool = True):
 
 
 class WorkerPool:
-    """A process pool fed from an iterator with a bounded window (workers == 1 runs inline).
+    """A process pool fed from an iterator with a bounded window (workers == 1 runs inline, unless
+    ``isolate``: jobs that run native decoders in-process, whose crash must end a worker, not the run).
 
     A worker that dies (the OOM killer, a crash in a native library) breaks the pool and every job
     in it. The pool is replaced, and those jobs run again one at a time in a one-process quarantine
@@ -44,14 +45,14 @@ class WorkerPool:
     the others end as if nothing happened.
     """
 
-    def __init__(self, workers: int, ctx: Context, sound: bool = True):
+    def __init__(self, workers: int, ctx: Context, sound: bool = True, isolate: bool = False):
         self.workers = workers
         self.ctx = ctx
         self.sound = sound  # jobs decode sound (librosa): worth the fork server's preload
         self.executor: ProcessPoolExecutor | None = None
         self.quarantine: ProcessPoolExecutor | None = None
         self.restarts = 0
-        if workers == 1:
+        if workers == 1 and not isolate:
             init_worker(ctx)
         else:
             self.executor = self._new(self.workers)
