@@ -251,9 +251,52 @@ def uncertain_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
     return rest[per_cluster(m.proba(x), m.threshold, x, n, int(rng.integers(1 << 31)))]
 
 
+KMEANS_UNTIL, COMMITTEE, NARROW = 60, 5, 4  # trial choosers' knobs (see below)
+
+
+def committee_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
+    """Trial: ``uncertain``'s pick while fewer than KMEANS_UNTIL labels, then the largest spread of the P of
+    COMMITTEE trees fitted on bootstrap draws of the labels, times the pair's density (its standardised
+    features' mean cosine to the rest)."""
+    import numpy as np
+
+    from m5data.annotate.crowd.uncertain import standardised
+    from m5data.annotate.matcher.training import _classifier, one_thread
+
+    if len(have) < KMEANS_UNTIL:
+        return uncertain_pairs(d, m, cols, rest, have, rng, n)
+    x, xl, yl = d.x[rest][:, cols], d.x[have][:, cols], d.y[have]
+    xl = np.where(np.isnan(xl).all(axis=0), 0.0, xl)
+    ps = []
+    with one_thread():
+        while len(ps) < COMMITTEE:
+            b = rng.integers(0, len(have), len(have))
+            if yl[b].all() or not yl[b].any():
+                continue
+            ps.append(_classifier(d.settings.matcher, len(ps)).fit(xl[b], yl[b]).predict_proba(x)[:, 1])
+    z = standardised(x)
+    z /= np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-9)
+    density = (z @ z.mean(axis=0) + 1) / 2  # mean cosine to the rest, in [0, 1]
+    return rest[np.argsort(-np.std(ps, axis=0) * density, kind="stable")[:n]]
+
+
+def narrowed_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
+    """Trial: ``uncertain``'s pick among the NARROW x n pairs nearest the threshold (ties drawn at random)."""
+
+    from m5data.annotate.crowd.uncertain import nearest_threshold, per_cluster
+
+    x = d.x[rest][:, cols]
+    s = m.proba(x)
+    mix = rng.permutation(len(rest))
+    near = mix[nearest_threshold(s[mix], m.threshold, NARROW * n)]
+    return rest[near[per_cluster(s[near], m.threshold, x[near], n, int(rng.integers(1 << 31)))]]
+
+
 # a round's pairs, from (set, model, its columns, unlabelled rows, labelled rows, rng, n): `tasks --uncertain`'s
-# (the least sure of each k-means cluster), the least sure of all (`tasks --uncertain` before), random ones
-CHOOSERS = {"uncertain": uncertain_pairs, "nearest": nearest_pairs, "random": random_pairs}
+# (the least sure of each k-means cluster), the least sure of all (`tasks --uncertain` before), random ones;
+# trials: k-means then a committee weighted by density, `uncertain` among the least sure
+CHOOSERS = {"uncertain": uncertain_pairs, "nearest": nearest_pairs, "random": random_pairs,
+            "committee": committee_pairs, "narrowed": narrowed_pairs}
 
 
 def active_learning(d: ChineseSet, choose, seeds: int, steps: list[int]):
@@ -336,6 +379,23 @@ def run_chinese(pairs_path: Path, work: Path, seeds: int, al: ALRounds, al_only:
     return out
 
 
+def kept_rounds(al: dict, path: Path) -> None:
+    """Merge the rounds into ``path`` (JSON: steps, targets, each way's AUC a draw a row): this run's ways
+    replace the file's, the file's other ways (run earlier on the same steps and draws) join ``al``, so one
+    way a run still prints against random."""
+    import json
+
+    import numpy as np
+
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    if old.get("steps") == al["steps"]:
+        for how, a in old["auc"].items():
+            if how not in al["auc"] and len(a) == len(next(iter(al["auc"].values()))):
+                al["auc"][how] = np.array(a)
+    path.write_text(json.dumps({"steps": al["steps"], "targets": list(al["targets"]),
+                                "auc": {h: np.asarray(a).tolist() for h, a in al["auc"].items()}}))
+
+
 def print_rounds(al: dict) -> None:
     """The active-learning lines: per chooser, the AUC after each round (mean and standard deviation over
     the draws), the area under that curve (mean AUC over the labels), the labels to each target AUC (of
@@ -410,6 +470,9 @@ def main(argv=None) -> int:
     parser.add_argument("--al-how", nargs="+", choices=sorted(CHOOSERS), default=["uncertain", "random"],
                         help="how a round picks its pairs (each one a line)")
     parser.add_argument("--al-only", action="store_true", help="the Chinese set's active-learning rounds alone")
+    parser.add_argument("--al-json", type=Path, default=None,
+                        help="keep each way's per-draw AUCs in this JSON file; ways an earlier run of the same rounds "
+                             "kept there (and this run lacks) are printed beside this run's")
     args = parser.parse_args(argv)
     names = args.only or ([] if args.chinese else list(TARGETS))
     chinese = args.chinese or not args.only
@@ -430,6 +493,8 @@ def main(argv=None) -> int:
         if chinese and args.pairs.is_file():
             al = ALRounds(args.al_start, args.al_step, args.al_top, tuple(args.al_how), tuple(args.al_auc))
             cn = run_chinese(args.pairs, Path(tmp), args.seeds, al, args.al_only)
+            if args.al_json is not None:
+                kept_rounds(cn["al"], args.al_json)
     load1, load5, _ = os.getloadavg()
     t = Table(title=f"matcher on ER-Magellan (test split; {os.cpu_count()} CPUs, load average {load1:.1f} / {load5:.1f})")
     cols = ["benchmark", "products", "test F1", "P", "R", "target F1", "F1 / P / R at model threshold", "train s",
