@@ -399,7 +399,8 @@ def kept_rounds(al: dict, path: Path) -> None:
 def print_rounds(al: dict) -> None:
     """The active-learning lines: per chooser, the AUC after each round (mean and standard deviation over
     the draws), the area under that curve (mean AUC over the labels), the labels to each target AUC (of
-    the mean curve, and of each draw), and against random the draws whose area is larger."""
+    the mean curve, and of each draw), and against random the draws whose area is larger and those that
+    reach each target with fewer labels."""
     import numpy as np
 
     steps = al["steps"]
@@ -407,9 +408,12 @@ def print_rounds(al: dict) -> None:
     def area(a):  # the mean AUC over the labels from the first round to the last, one a draw
         return np.trapezoid(a, steps, axis=-1) / max(steps[-1] - steps[0], 1)
 
-    def labels_to(curve, t):
+    def first(curve, t):  # the round a curve first reaches t (len(steps): never)
         hit = np.flatnonzero(curve >= t)
-        return str(steps[hit[0]]) if len(hit) else "-"
+        return int(hit[0]) if len(hit) else len(steps)
+
+    def labels_to(curve, t):
+        return str(steps[first(curve, t)]) if first(curve, t) < len(steps) else "-"
 
     base = al["auc"].get("random")
     print(f"  active learning (start {steps[0]} random labels a fold, rounds of {steps[1] - steps[0] if len(steps) > 1 else 0} "
@@ -423,6 +427,9 @@ def print_rounds(al: dict) -> None:
             line += f"; to AUC {t:.2f}: {labels_to(a.mean(axis=0), t)} (draws {'/'.join(labels_to(r, t) for r in a)})"
         if base is not None and how != "random":
             line += f"; area above random's in {int((ar > area(base)).sum())} of {len(a)} draws"
+            for t in al["targets"]:
+                r = np.array([first(c, t) for c in a]) - np.array([first(c, t) for c in base])
+                line += f"; to {t:.2f} in fewer labels than random in {int((r < 0).sum())} of {len(a)} draws ({int((r == 0).sum())} as many)"
         print(line)
 
 
