@@ -318,6 +318,7 @@ def active_learning(d: ChineseSet, choose, seeds: int, steps: list[int]):
                     rest = np.setdiff1d(tr, have)
                     have = np.r_[have, choose(d, m, cols, rest, have, rng, steps[j + 1] - len(have))]
         auc[seed] = [ranked(sc[j, d.tested], d.y[d.tested])[0] for j in range(len(steps))]
+        print(f"    draw {seed}: " + " ".join(f"{a:.4f}" for a in auc[seed]), flush=True)  # a long run's progress
     return auc
 
 
@@ -374,8 +375,10 @@ def run_chinese(pairs_path: Path, work: Path, seeds: int, al: ALRounds, al_only:
             curve[n] = (min(n, min(len(tr) for tr, _ in folds)), *np.mean(got, axis=0))
         out["curve"] = curve
     steps = list(range(al.start, min(al.top, min(len(tr) for tr, _ in folds)) + 1, al.step))
-    out["al"] = {"steps": steps, "targets": al.targets,
-                 "auc": {how: active_learning(d, CHOOSERS[how], seeds, steps) for how in al.how}}
+    out["al"] = {"steps": steps, "targets": al.targets, "auc": {}}
+    for how in al.how:
+        print(f"  {how} rounds, the AUC of each:", flush=True)
+        out["al"]["auc"][how] = active_learning(d, CHOOSERS[how], seeds, steps)
     return out
 
 
