@@ -2,6 +2,7 @@
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_matcher.py [--only Abt-Buy] [--limit N] [--logreg] [--chinese]
         [--seeds N] [--al-only] [--al-start N] [--al-step N] [--al-top N] [--al-how H ...] [--al-auc A ...]
+        [--al-first N] [--al-json FILE]
 
 For each of Amazon-Google, Walmart-Amazon and Abt-Buy (``../shared/realdata/matching/``): every
 record becomes a product of a fresh store (tests/support/er_magellan.py), the train split's labels
@@ -232,6 +233,7 @@ class ALRounds:
     top: int
     how: tuple
     targets: tuple
+    first: int = 0  # the first draw (a long run split over processes)
 
 
 def random_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
@@ -299,14 +301,15 @@ CHOOSERS = {"uncertain": uncertain_pairs, "nearest": nearest_pairs, "random": ra
             "committee": committee_pairs, "narrowed": narrowed_pairs}
 
 
-def active_learning(d: ChineseSet, choose, seeds: int, steps: list[int]):
-    """Held-out AUC (pooled over the folds) after each round, one row a draw: each fold starts from
+def active_learning(d: ChineseSet, choose, seeds: int, steps: list[int], first: int = 0):
+    """Held-out AUC (pooled over the folds) after each round, one row a draw (draws ``first`` to
+    ``first + seeds - 1``; a draw's rounds do not depend on the others, nor on the last step): each fold starts from
     ``steps[0]`` random labels of its training part (the same for every chooser of a draw) and adds the
     pairs ``choose`` picks among the rest of it up to each of ``steps``."""
     import numpy as np
 
     auc = np.zeros((seeds, len(steps)))
-    for seed in range(seeds):
+    for row, seed in enumerate(range(first, first + seeds)):
         sc = np.zeros((len(steps), len(d.y)))
         for k, (tr, te) in enumerate(d.folds):
             rng = np.random.default_rng(1000 * seed + k)
@@ -317,8 +320,8 @@ def active_learning(d: ChineseSet, choose, seeds: int, steps: list[int]):
                 if j + 1 < len(steps):
                     rest = np.setdiff1d(tr, have)
                     have = np.r_[have, choose(d, m, cols, rest, have, rng, steps[j + 1] - len(have))]
-        auc[seed] = [ranked(sc[j, d.tested], d.y[d.tested])[0] for j in range(len(steps))]
-        print(f"    draw {seed}: " + " ".join(f"{a:.4f}" for a in auc[seed]), flush=True)  # a long run's progress
+        auc[row] = [ranked(sc[j, d.tested], d.y[d.tested])[0] for j in range(len(steps))]
+        print(f"    draw {seed}: " + " ".join(f"{a:.4f}" for a in auc[row]), flush=True)  # a long run's progress
     return auc
 
 
@@ -378,7 +381,7 @@ def run_chinese(pairs_path: Path, work: Path, seeds: int, al: ALRounds, al_only:
     out["al"] = {"steps": steps, "targets": al.targets, "auc": {}}
     for how in al.how:
         print(f"  {how} rounds, the AUC of each:", flush=True)
-        out["al"]["auc"][how] = active_learning(d, CHOOSERS[how], seeds, steps)
+        out["al"]["auc"][how] = active_learning(d, CHOOSERS[how], seeds, steps, al.first)
     return out
 
 
@@ -480,6 +483,7 @@ def main(argv=None) -> int:
     parser.add_argument("--al-how", nargs="+", choices=sorted(CHOOSERS), default=["uncertain", "random"],
                         help="how a round picks its pairs (each one a line)")
     parser.add_argument("--al-only", action="store_true", help="the Chinese set's active-learning rounds alone")
+    parser.add_argument("--al-first", type=int, default=0, help="the rounds' first draw (draws --al-first .. + --seeds - 1)")
     parser.add_argument("--al-json", type=Path, default=None,
                         help="keep each way's per-draw AUCs in this JSON file; ways an earlier run of the same rounds "
                              "kept there (and this run lacks) are printed beside this run's")
@@ -501,7 +505,7 @@ def main(argv=None) -> int:
         for name in names:
             rows.append(run_one(name, args.data / name, Path(tmp), args.limit, args.text_model, args.logreg))
         if chinese and args.pairs.is_file():
-            al = ALRounds(args.al_start, args.al_step, args.al_top, tuple(args.al_how), tuple(args.al_auc))
+            al = ALRounds(args.al_start, args.al_step, args.al_top, tuple(args.al_how), tuple(args.al_auc), args.al_first)
             cn = run_chinese(args.pairs, Path(tmp), args.seeds, al, args.al_only)
             if args.al_json is not None:
                 kept_rounds(cn["al"], args.al_json)
