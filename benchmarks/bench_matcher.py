@@ -30,9 +30,14 @@ over the folds, the target's, and each fold's own averaged beside it) and the ac
 (``--al-start`` random labels a fold, 50 by default, then rounds of ``--al-step`` up to ``--al-top``, each
 ``--al-how`` way: ``uncertain`` the pairs ``tasks --uncertain`` would pick among the rest of the training
 part (``crowd.uncertain.per_cluster``), ``nearest`` the pairs nearest the threshold (its pick before),
-``random`` random ones; the same start for each way of a draw; per way the AUC after each round, mean
-and spread over the ``--seeds`` draws, the area under that curve, the labels to each ``--al-auc``, and
-the draws whose area beats random's). ``--al-only``: the rounds alone. The curve and
+``random`` random ones, and two trials: ``committee`` (``uncertain``'s pick below 60 labels, then the largest
+spread of 5 bootstrap trees' P times the pair's density) and ``narrowed`` (``uncertain``'s pick among the
+4 x N pairs nearest the threshold); the same start for each way of a draw; per way the AUC after each
+round (each draw's printed as it ends), mean and spread over the ``--seeds`` draws (``--al-first``: the
+first draw's number, to split a long run over processes), the area under that curve, the labels to each
+``--al-auc``, and the draws whose area beats random's and that reach each AUC with fewer labels).
+``--al-json FILE`` keeps each way's per-draw AUCs, so that one way a run prints against the random
+rounds an earlier run kept there. ``--al-only``: the rounds alone. The curve and
 the rounds fit on the labelled pairs' features built once (they depend on the store, not on the
 labels) with the same ``training.fit``. Targets: AUC >= 0.85 and recall >= 0.40 at precision 0.9
 with 400 labels. Exit code 1 when a target is missed.
