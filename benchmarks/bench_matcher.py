@@ -289,7 +289,6 @@ def committee_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
 
 def narrowed_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
     """Trial: ``uncertain``'s pick among the NARROW x n pairs nearest the threshold (ties drawn at random)."""
-
     from m5data.annotate.crowd.uncertain import nearest_threshold, per_cluster
 
     x = d.x[rest][:, cols]
@@ -383,7 +382,7 @@ def run_chinese(pairs_path: Path, work: Path, seeds: int, al: ALRounds, al_only:
             curve[n] = (min(n, min(len(tr) for tr, _ in folds)), *np.mean(got, axis=0))
         out["curve"] = curve
     steps = list(range(al.start, min(al.top, min(len(tr) for tr, _ in folds)) + 1, al.step))
-    out["al"] = {"steps": steps, "targets": al.targets, "auc": {}}
+    out["al"] = {"steps": steps, "first": al.first, "targets": al.targets, "auc": {}}
     for how in al.how:
         print(f"  {how} rounds, the AUC of each:", flush=True)
         out["al"]["auc"][how] = active_learning(d, CHOOSERS[how], seeds, steps, al.first)
@@ -391,19 +390,19 @@ def run_chinese(pairs_path: Path, work: Path, seeds: int, al: ALRounds, al_only:
 
 
 def kept_rounds(al: dict, path: Path) -> None:
-    """Merge the rounds into ``path`` (JSON: steps, targets, each way's AUC a draw a row): this run's ways
-    replace the file's, the file's other ways (run earlier on the same steps and draws) join ``al``, so one
-    way a run still prints against random."""
+    """Merge the rounds into ``path`` (JSON: steps, first draw, targets, each way's AUC a draw a row): this
+    run's ways replace the file's, the file's other ways (run earlier on the same steps and draws) join
+    ``al``, so one way a run still prints against random."""
     import json
 
     import numpy as np
 
     old = json.loads(path.read_text()) if path.is_file() else {}
-    if old.get("steps") == al["steps"]:
+    if (old.get("steps"), old.get("first", 0)) == (al["steps"], al.get("first", 0)):
         for how, a in old["auc"].items():
             if how not in al["auc"] and len(a) == len(next(iter(al["auc"].values()))):
                 al["auc"][how] = np.array(a)
-    path.write_text(json.dumps({"steps": al["steps"], "targets": list(al["targets"]),
+    path.write_text(json.dumps({"steps": al["steps"], "first": al.get("first", 0), "targets": list(al["targets"]),
                                 "auc": {h: np.asarray(a).tolist() for h, a in al["auc"].items()}}))
 
 

@@ -44,6 +44,6 @@ def test_a_way_run_alone_is_printed_against_the_random_rounds_kept_before(bench,
     assert set(al["auc"]) == {"other", "random"} and np.array_equal(al["auc"]["random"], RANDOM)
     bench.print_rounds(al)
     assert "area above random's in 2 of 3 draws" in capsys.readouterr().out
-    other_steps = {"steps": [20, 40], "targets": (0.85,), "auc": {"third": OTHER[:, :2]}}
-    bench.kept_rounds(other_steps, kept)  # other rounds: the kept ways are not theirs to compare with
-    assert set(other_steps["auc"]) == {"third"}
+    later = {"steps": STEPS, "first": 3, "targets": (0.85,), "auc": {"third": OTHER}}
+    bench.kept_rounds(later, kept)  # other draws (or other rounds): the kept ways are not theirs to compare with
+    assert set(later["auc"]) == {"third"}
