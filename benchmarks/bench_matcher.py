@@ -2,6 +2,7 @@
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_matcher.py [--only Abt-Buy] [--limit N] [--logreg] [--chinese]
         [--seeds N] [--al-only] [--al-start N] [--al-step N] [--al-top N] [--al-how H ...] [--al-auc A ...]
+        [--al-first N] [--al-json FILE]
 
 For each of Amazon-Google, Walmart-Amazon and Abt-Buy (``../shared/realdata/matching/``): every
 record becomes a product of a fresh store (tests/support/er_magellan.py), the train split's labels
@@ -29,9 +30,14 @@ over the folds, the target's, and each fold's own averaged beside it) and the ac
 (``--al-start`` random labels a fold, 50 by default, then rounds of ``--al-step`` up to ``--al-top``, each
 ``--al-how`` way: ``uncertain`` the pairs ``tasks --uncertain`` would pick among the rest of the training
 part (``crowd.uncertain.per_cluster``), ``nearest`` the pairs nearest the threshold (its pick before),
-``random`` random ones; the same start for each way of a draw; per way the AUC after each round, mean
-and spread over the ``--seeds`` draws, the area under that curve, the labels to each ``--al-auc``, and
-the draws whose area beats random's). ``--al-only``: the rounds alone. The curve and
+``random`` random ones, and two trials: ``committee`` (``uncertain``'s pick below 60 labels, then the largest
+spread of 5 bootstrap trees' P times the pair's density) and ``narrowed`` (``uncertain``'s pick among the
+4 x N pairs nearest the threshold); the same start for each way of a draw; per way the AUC after each
+round (each draw's printed as it ends), mean and spread over the ``--seeds`` draws (``--al-first``: the
+first draw's number, to split a long run over processes), the area under that curve, the labels to each
+``--al-auc``, and the draws whose area beats random's and that reach each AUC with fewer labels).
+``--al-json FILE`` keeps each way's per-draw AUCs, so that one way a run prints against the random
+rounds an earlier run kept there. ``--al-only``: the rounds alone. The curve and
 the rounds fit on the labelled pairs' features built once (they depend on the store, not on the
 labels) with the same ``training.fit``. Targets: AUC >= 0.85 and recall >= 0.40 at precision 0.9
 with 400 labels. Exit code 1 when a target is missed.
@@ -232,6 +238,7 @@ class ALRounds:
     top: int
     how: tuple
     targets: tuple
+    first: int = 0  # the first draw (a long run split over processes)
 
 
 def random_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
@@ -251,19 +258,62 @@ def uncertain_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
     return rest[per_cluster(m.proba(x), m.threshold, x, n, int(rng.integers(1 << 31)))]
 
 
+KMEANS_UNTIL, COMMITTEE, NARROW = 60, 5, 4  # trial choosers' knobs (see below)
+
+
+def committee_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
+    """Trial: ``uncertain``'s pick while fewer than KMEANS_UNTIL labels, then the largest spread of the P of
+    COMMITTEE trees fitted on bootstrap draws of the labels, times the pair's density (its standardised
+    features' mean cosine to the rest)."""
+    import numpy as np
+
+    from m5data.annotate.crowd.uncertain import standardised
+    from m5data.annotate.matcher.training import _classifier, one_thread
+
+    if len(have) < KMEANS_UNTIL:
+        return uncertain_pairs(d, m, cols, rest, have, rng, n)
+    x, xl, yl = d.x[rest][:, cols], d.x[have][:, cols], d.y[have]
+    xl = np.where(np.isnan(xl).all(axis=0), 0.0, xl)
+    ps = []
+    with one_thread():
+        while len(ps) < COMMITTEE:
+            b = rng.integers(0, len(have), len(have))
+            if yl[b].all() or not yl[b].any():
+                continue
+            ps.append(_classifier(d.settings.matcher, len(ps)).fit(xl[b], yl[b]).predict_proba(x)[:, 1])
+    z = standardised(x)
+    z /= np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-9)
+    density = (z @ z.mean(axis=0) + 1) / 2  # mean cosine to the rest, in [0, 1]
+    return rest[np.argsort(-np.std(ps, axis=0) * density, kind="stable")[:n]]
+
+
+def narrowed_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
+    """Trial: ``uncertain``'s pick among the NARROW x n pairs nearest the threshold (ties drawn at random)."""
+    from m5data.annotate.crowd.uncertain import nearest_threshold, per_cluster
+
+    x = d.x[rest][:, cols]
+    s = m.proba(x)
+    mix = rng.permutation(len(rest))
+    near = mix[nearest_threshold(s[mix], m.threshold, NARROW * n)]
+    return rest[near[per_cluster(s[near], m.threshold, x[near], n, int(rng.integers(1 << 31)))]]
+
+
 # a round's pairs, from (set, model, its columns, unlabelled rows, labelled rows, rng, n): `tasks --uncertain`'s
-# (the least sure of each k-means cluster), the least sure of all (`tasks --uncertain` before), random ones
-CHOOSERS = {"uncertain": uncertain_pairs, "nearest": nearest_pairs, "random": random_pairs}
+# (the least sure of each k-means cluster), the least sure of all (`tasks --uncertain` before), random ones;
+# trials: k-means then a committee weighted by density, `uncertain` among the least sure
+CHOOSERS = {"uncertain": uncertain_pairs, "nearest": nearest_pairs, "random": random_pairs,
+            "committee": committee_pairs, "narrowed": narrowed_pairs}
 
 
-def active_learning(d: ChineseSet, choose, seeds: int, steps: list[int]):
-    """Held-out AUC (pooled over the folds) after each round, one row a draw: each fold starts from
+def active_learning(d: ChineseSet, choose, seeds: int, steps: list[int], first: int = 0):
+    """Held-out AUC (pooled over the folds) after each round, one row a draw (draws ``first`` to
+    ``first + seeds - 1``; a draw's rounds do not depend on the others, nor on the last step): each fold starts from
     ``steps[0]`` random labels of its training part (the same for every chooser of a draw) and adds the
     pairs ``choose`` picks among the rest of it up to each of ``steps``."""
     import numpy as np
 
     auc = np.zeros((seeds, len(steps)))
-    for seed in range(seeds):
+    for row, seed in enumerate(range(first, first + seeds)):
         sc = np.zeros((len(steps), len(d.y)))
         for k, (tr, te) in enumerate(d.folds):
             rng = np.random.default_rng(1000 * seed + k)
@@ -274,7 +324,8 @@ def active_learning(d: ChineseSet, choose, seeds: int, steps: list[int]):
                 if j + 1 < len(steps):
                     rest = np.setdiff1d(tr, have)
                     have = np.r_[have, choose(d, m, cols, rest, have, rng, steps[j + 1] - len(have))]
-        auc[seed] = [ranked(sc[j, d.tested], d.y[d.tested])[0] for j in range(len(steps))]
+        auc[row] = [ranked(sc[j, d.tested], d.y[d.tested])[0] for j in range(len(steps))]
+        print(f"    draw {seed}: " + " ".join(f"{a:.4f}" for a in auc[row]), flush=True)  # a long run's progress
     return auc
 
 
@@ -331,15 +382,35 @@ def run_chinese(pairs_path: Path, work: Path, seeds: int, al: ALRounds, al_only:
             curve[n] = (min(n, min(len(tr) for tr, _ in folds)), *np.mean(got, axis=0))
         out["curve"] = curve
     steps = list(range(al.start, min(al.top, min(len(tr) for tr, _ in folds)) + 1, al.step))
-    out["al"] = {"steps": steps, "targets": al.targets,
-                 "auc": {how: active_learning(d, CHOOSERS[how], seeds, steps) for how in al.how}}
+    out["al"] = {"steps": steps, "first": al.first, "targets": al.targets, "auc": {}}
+    for how in al.how:
+        print(f"  {how} rounds, the AUC of each:", flush=True)
+        out["al"]["auc"][how] = active_learning(d, CHOOSERS[how], seeds, steps, al.first)
     return out
+
+
+def kept_rounds(al: dict, path: Path) -> None:
+    """Merge the rounds into ``path`` (JSON: steps, first draw, targets, each way's AUC a draw a row): this
+    run's ways replace the file's, the file's other ways (run earlier on the same steps and draws) join
+    ``al``, so one way a run still prints against random."""
+    import json
+
+    import numpy as np
+
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    if (old.get("steps"), old.get("first", 0)) == (al["steps"], al.get("first", 0)):
+        for how, a in old["auc"].items():
+            if how not in al["auc"] and len(a) == len(next(iter(al["auc"].values()))):
+                al["auc"][how] = np.array(a)
+    path.write_text(json.dumps({"steps": al["steps"], "first": al.get("first", 0), "targets": list(al["targets"]),
+                                "auc": {h: np.asarray(a).tolist() for h, a in al["auc"].items()}}))
 
 
 def print_rounds(al: dict) -> None:
     """The active-learning lines: per chooser, the AUC after each round (mean and standard deviation over
     the draws), the area under that curve (mean AUC over the labels), the labels to each target AUC (of
-    the mean curve, and of each draw), and against random the draws whose area is larger."""
+    the mean curve, and of each draw), and against random the draws whose area is larger and those that
+    reach each target with fewer labels."""
     import numpy as np
 
     steps = al["steps"]
@@ -347,9 +418,12 @@ def print_rounds(al: dict) -> None:
     def area(a):  # the mean AUC over the labels from the first round to the last, one a draw
         return np.trapezoid(a, steps, axis=-1) / max(steps[-1] - steps[0], 1)
 
-    def labels_to(curve, t):
+    def first(curve, t):  # the round a curve first reaches t (len(steps): never)
         hit = np.flatnonzero(curve >= t)
-        return str(steps[hit[0]]) if len(hit) else "-"
+        return int(hit[0]) if len(hit) else len(steps)
+
+    def labels_to(curve, t):
+        return str(steps[first(curve, t)]) if first(curve, t) < len(steps) else "-"
 
     base = al["auc"].get("random")
     print(f"  active learning (start {steps[0]} random labels a fold, rounds of {steps[1] - steps[0] if len(steps) > 1 else 0} "
@@ -363,6 +437,9 @@ def print_rounds(al: dict) -> None:
             line += f"; to AUC {t:.2f}: {labels_to(a.mean(axis=0), t)} (draws {'/'.join(labels_to(r, t) for r in a)})"
         if base is not None and how != "random":
             line += f"; area above random's in {int((ar > area(base)).sum())} of {len(a)} draws"
+            for t in al["targets"]:
+                r = np.array([first(c, t) for c in a]) - np.array([first(c, t) for c in base])
+                line += f"; to {t:.2f} in fewer labels than random in {int((r < 0).sum())} of {len(a)} draws ({int((r == 0).sum())} as many)"
         print(line)
 
 
@@ -410,6 +487,10 @@ def main(argv=None) -> int:
     parser.add_argument("--al-how", nargs="+", choices=sorted(CHOOSERS), default=["uncertain", "random"],
                         help="how a round picks its pairs (each one a line)")
     parser.add_argument("--al-only", action="store_true", help="the Chinese set's active-learning rounds alone")
+    parser.add_argument("--al-first", type=int, default=0, help="the rounds' first draw (draws --al-first .. + --seeds - 1)")
+    parser.add_argument("--al-json", type=Path, default=None,
+                        help="keep each way's per-draw AUCs in this JSON file; ways an earlier run of the same rounds "
+                             "kept there (and this run lacks) are printed beside this run's")
     args = parser.parse_args(argv)
     names = args.only or ([] if args.chinese else list(TARGETS))
     chinese = args.chinese or not args.only
@@ -428,8 +509,10 @@ def main(argv=None) -> int:
         for name in names:
             rows.append(run_one(name, args.data / name, Path(tmp), args.limit, args.text_model, args.logreg))
         if chinese and args.pairs.is_file():
-            al = ALRounds(args.al_start, args.al_step, args.al_top, tuple(args.al_how), tuple(args.al_auc))
+            al = ALRounds(args.al_start, args.al_step, args.al_top, tuple(args.al_how), tuple(args.al_auc), args.al_first)
             cn = run_chinese(args.pairs, Path(tmp), args.seeds, al, args.al_only)
+            if args.al_json is not None:
+                kept_rounds(cn["al"], args.al_json)
     load1, load5, _ = os.getloadavg()
     t = Table(title=f"matcher on ER-Magellan (test split; {os.cpu_count()} CPUs, load average {load1:.1f} / {load5:.1f})")
     cols = ["benchmark", "products", "test F1", "P", "R", "target F1", "F1 / P / R at model threshold", "train s",

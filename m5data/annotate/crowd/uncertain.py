@@ -54,17 +54,21 @@ def nearest_threshold(scores: np.ndarray, threshold: float, n: int) -> np.ndarra
     return np.argsort(np.abs(_logit(np.asarray(scores, np.float64)) - _logit(np.array([threshold]))), kind="stable")[:n]
 
 
+def standardised(x: np.ndarray) -> np.ndarray:
+    """``x``'s columns standardised, a missing value taken as its column's median (0 where the column has none)."""
+    x = np.asarray(x, np.float64)
+    med = np.nanmedian(np.where(np.isnan(x).all(axis=0), 0.0, x), axis=0)
+    z = np.where(np.isnan(x), med, x)
+    return (z - z.mean(axis=0)) / np.maximum(z.std(axis=0), 1e-9)
+
+
 def clusters(x: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """Each row's k-means cluster of ``n`` (``seed``: the centres' start), the columns standardised and a
-    missing value taken as its column's median (0 where the column has none)."""
+    """Each row's k-means cluster of ``n`` (``seed``: the centres' start) of the :func:`standardised` rows."""
     from sklearn.cluster import KMeans
     from sklearn.exceptions import ConvergenceWarning
     from threadpoolctl import threadpool_limits
 
-    x = np.asarray(x, np.float64)
-    med = np.nanmedian(np.where(np.isnan(x).all(axis=0), 0.0, x), axis=0)
-    z = np.where(np.isnan(x), med, x)
-    z = (z - z.mean(axis=0)) / np.maximum(z.std(axis=0), 1e-9)
+    z = standardised(x)
     with threadpool_limits(1, user_api="openmp"), warnings.catch_warnings():  # threads only wait on a shared machine
         warnings.simplefilter("ignore", ConvergenceWarning)  # fewer distinct vectors than n: per_cluster tops up
         return KMeans(n_clusters=n, n_init=3, random_state=seed).fit_predict(z)

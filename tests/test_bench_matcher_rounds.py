@@ -1,0 +1,49 @@
+"""The active-learning rounds' figures of benchmarks/bench_matcher.py: each way's draws against random's
+(larger area, fewer labels to a target AUC), and a way run alone compared with a random run kept in
+``--al-json``'s file."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_matcher.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_matcher_rounds", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    yield mod
+    del sys.modules[spec.name]
+
+
+STEPS = [20, 30, 40]
+RANDOM = np.array([[0.6, 0.80, 0.86], [0.6, 0.86, 0.90], [0.6, 0.70, 0.80]])
+# draw 0 reaches 0.85 a round sooner, draw 1 at the same round, draw 2 never (random neither)
+OTHER = np.array([[0.6, 0.85, 0.87], [0.6, 0.86, 0.88], [0.6, 0.75, 0.84]])
+
+
+def test_the_draws_that_reach_each_target_with_fewer_labels_than_random(bench, capsys):
+    bench.print_rounds({"steps": STEPS, "targets": (0.85,), "auc": {"random": RANDOM, "other": OTHER}})
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("other"))
+    assert "to AUC 0.85: 40 (draws 30/30/-)" in line
+    assert "area above random's in 2 of 3 draws" in line
+    assert "to 0.85 in fewer labels than random in 1 of 3 draws (2 as many)" in line
+
+
+def test_a_way_run_alone_is_printed_against_the_random_rounds_kept_before(bench, tmp_path, capsys):
+    kept = tmp_path / "al.json"
+    bench.kept_rounds({"steps": STEPS, "targets": (0.85,), "auc": {"random": RANDOM}}, kept)
+    al = {"steps": STEPS, "targets": (0.85,), "auc": {"other": OTHER}}
+    bench.kept_rounds(al, kept)
+    assert set(al["auc"]) == {"other", "random"} and np.array_equal(al["auc"]["random"], RANDOM)
+    bench.print_rounds(al)
+    assert "area above random's in 2 of 3 draws" in capsys.readouterr().out
+    later = {"steps": STEPS, "first": 3, "targets": (0.85,), "auc": {"third": OTHER}}
+    bench.kept_rounds(later, kept)  # other draws (or other rounds): the kept ways are not theirs to compare with
+    assert set(later["auc"]) == {"third"}
