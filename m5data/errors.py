@@ -14,8 +14,9 @@
 - The item errors: a failure of one item, request or parse, caught where it is raised and counted as
   that item's failure reason (the run goes on): ``MediaError``, ``ImageDecodeError``, ``ImageTooLarge``,
   ``UnsafeURL``, ``RefusedRequest``, ``JSSyntaxError``, ``BlobPathError``, the importer's ``ItemError``,
-  ``HardLinkError``, ``NotUtf8``, ``NeedsExact``, and two private signals of the store. They reach no verb
-  and no flow (tests/test_errors.py holds the list).
+  ``HardLinkError``, ``NotUtf8``, ``NeedsExact``, extract's ``Unsupported`` (a video the in-process
+  frame pass leaves to the ffmpeg pass), and two private signals of the store. They reach no verb and
+  no flow (tests/test_errors.py holds the list).
 
 Anything else (a ``KeyError``, a ``RuntimeError`` from a library) is a bug: a traceback in a verb, a
 fatal stage in a flow, never retried. This module imports nothing of the package: every module, the
