@@ -23,8 +23,9 @@ Audio: seconds of audio per second of compute for our one ffmpeg pass (mp3 + sam
 22,050 Hz mono) + per-second MFCC blocks, against the earlier path (mp3 with moviepy, then a
 second ffmpeg decode for the samples), and the MFCC blocks against the floor,
 `librosa.feature.mfcc` directly on the preloaded samples.
-Memory: the whole stage (`extract.run.run`, inline worker) on the first few videos and on all of
-them, each in a fresh process: peak RSS should not grow with the number of videos.
+Memory: the whole stage (`extract.run.run`, one worker: a one-process pool) on the first few videos and
+on all of them, each in a fresh process: the peak RSS of the stage's process and of its worker should not
+grow with the number of videos.
 """
 
 from __future__ import annotations
@@ -252,7 +253,10 @@ store.write("media", rows)
 s = load(overrides={"extract.workers": 1}, environ={})
 st = run(store, s, kinds="video,audio", progress=False)
 self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"n_out": st.n_out, "n_failed": st.n_failed, "self_mb": self_mb,
+from multiprocessing import forkserver
+forkserver._forkserver._stop()  # the pool's worker (forked from it) is counted once the server is reaped
+worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(json.dumps({"n_out": st.n_out, "n_failed": st.n_failed, "self_mb": self_mb, "worker_mb": worker_mb,
                   "seconds": st.seconds}))
 """
 
@@ -339,10 +343,11 @@ def report_audio(videos, scratch: Path) -> None:
 
 def report_rss(videos, scratch: Path, args) -> None:
     sizes = sorted({min(args.rss_small, len(videos)), len(videos)})
-    print("\npeak RSS of the whole stage (video + audio, inline worker), fresh process each")
+    print("\npeak RSS of the whole stage (video + audio, extract.workers = 1: a one-process pool, since the"
+          " in-process frame pass never runs in the stage's process), fresh process each")
     for r in bench_rss(videos, scratch, sizes):
-        print(f"  {r['videos']:3d} videos: peak RSS {r['self_mb']:6.0f} MB, {r['seconds']:.0f} s, "
-              f"{r['n_out']} ok, {r['n_failed']} failed")
+        print(f"  {r['videos']:3d} videos: peak RSS stage {r['self_mb']:6.0f} MB, worker {r['worker_mb']:6.0f} MB, "
+              f"{r['seconds']:.0f} s, {r['n_out']} ok, {r['n_failed']} failed")
 
 
 def main() -> None:
