@@ -58,7 +58,25 @@ def _seconds(value) -> float | None:
     return out if math.isfinite(out) and out >= 0 else None
 
 
-class Probe:
+class _Answer:
+    """A probe's answer, read once: the :class:`VideoInfo`, or the :class:`MediaError` raised again on every call."""
+
+    _info: VideoInfo | None = None
+    _error: MediaError | None = None
+
+    def _settle(self, read) -> None:
+        try:
+            self._info = read()
+        except MediaError as exc:
+            self._error = exc
+
+    def _answer(self) -> VideoInfo:
+        if self._error is not None:
+            raise self._error
+        return self._info
+
+
+class Probe(_Answer):
     """ffprobe on one file, started at once (the caller may prepare other work meanwhile).
 
     ``result()`` waits for it and returns the :class:`VideoInfo`, or raises :class:`MediaError`
@@ -87,13 +105,8 @@ class Probe:
                 proc.communicate()
                 self._error = MediaError("ffprobe timeout", f"no answer in {self.timeout:.0f} s", status="failed")
             else:
-                try:
-                    self._info = _parse_probe(proc.returncode, out, err)
-                except MediaError as exc:
-                    self._error = exc
-        if self._error is not None:
-            raise self._error
-        return self._info
+                self._settle(lambda: _parse_probe(proc.returncode, out, err))
+        return self._answer()
 
     def close(self) -> None:
         """Stop ffprobe if its answer is no longer wanted."""
@@ -104,7 +117,7 @@ class Probe:
             self._error = MediaError("ffprobe stopped", "its answer was not awaited", status="failed")
 
 
-class AvProbe:
+class AvProbe(_Answer):
     """The same facts as :class:`Probe`, read in-process by PyAV (libavformat, as ffprobe reads them):
     no process to start. Read on ``result()``; ``timeout`` bounds libavformat's reading of the headers."""
 
@@ -116,13 +129,8 @@ class AvProbe:
 
     def result(self) -> VideoInfo:
         if self._info is None and self._error is None:
-            try:
-                self._info = self._read()
-            except MediaError as exc:
-                self._error = exc
-        if self._error is not None:
-            raise self._error
-        return self._info
+            self._settle(self._read)
+        return self._answer()
 
     def _read(self) -> VideoInfo:
         import av
