@@ -2,7 +2,7 @@
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_matcher.py [--only Abt-Buy] [--limit N] [--logreg] [--chinese]
         [--seeds N] [--al-only] [--al-start N] [--al-step N] [--al-top N] [--al-how H ...] [--al-auc A ...]
-        [--al-first N] [--al-json FILE]
+        [--al-first N] [--al-json FILE] [--al-switch N]
 
 For each of Amazon-Google, Walmart-Amazon and Abt-Buy (``../shared/realdata/matching/``): every
 record becomes a product of a fresh store (tests/support/er_magellan.py), the train split's labels
@@ -30,7 +30,7 @@ over the folds, the target's, and each fold's own averaged beside it) and the ac
 (``--al-start`` random labels a fold, 50 by default, then rounds of ``--al-step`` up to ``--al-top``, each
 ``--al-how`` way: ``uncertain`` the pairs ``tasks --uncertain`` would pick among the rest of the training
 part (``crowd.uncertain.per_cluster``), ``nearest`` the pairs nearest the threshold (its pick before),
-``random`` random ones, and two trials: ``committee`` (``uncertain``'s pick below 60 labels, then the largest
+``random`` random ones, and two trials: ``committee`` (``uncertain``'s pick below ``--al-switch`` labels, 60 by default, then the largest
 spread of 5 bootstrap trees' P times the pair's density) and ``narrowed`` (``uncertain``'s pick among the
 4 x N pairs nearest the threshold); the same start for each way of a draw; per way the AUC after each
 round (each draw's printed as it ends), mean and spread over the ``--seeds`` draws (``--al-first``: the
@@ -51,6 +51,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -239,6 +240,7 @@ class ALRounds:
     how: tuple
     targets: tuple
     first: int = 0  # the first draw (a long run split over processes)
+    switch: int = 60  # `committee`: the labels from which it leaves `uncertain`'s pick for the committee's
 
 
 def random_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
@@ -261,8 +263,8 @@ def uncertain_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
 KMEANS_UNTIL, COMMITTEE, NARROW = 60, 5, 4  # trial choosers' knobs (see below)
 
 
-def committee_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
-    """Trial: ``uncertain``'s pick while fewer than KMEANS_UNTIL labels, then the largest spread of the P of
+def committee_pairs(d: ChineseSet, m, cols, rest, have, rng, n, switch: int = KMEANS_UNTIL):
+    """Trial: ``uncertain``'s pick while fewer than ``switch`` labels, then the largest spread of the P of
     COMMITTEE trees fitted on bootstrap draws of the labels, times the pair's density (its standardised
     features' mean cosine to the rest)."""
     import numpy as np
@@ -270,7 +272,7 @@ def committee_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
     from m5data.annotate.crowd.uncertain import standardised
     from m5data.annotate.matcher.training import _classifier, one_thread
 
-    if len(have) < KMEANS_UNTIL:
+    if len(have) < switch:
         return uncertain_pairs(d, m, cols, rest, have, rng, n)
     x, xl, yl = d.x[rest][:, cols], d.x[have][:, cols], d.y[have]
     xl = np.where(np.isnan(xl).all(axis=0), 0.0, xl)
@@ -385,7 +387,8 @@ def run_chinese(pairs_path: Path, work: Path, seeds: int, al: ALRounds, al_only:
     out["al"] = {"steps": steps, "first": al.first, "targets": al.targets, "auc": {}}
     for how in al.how:
         print(f"  {how} rounds, the AUC of each:", flush=True)
-        out["al"]["auc"][how] = active_learning(d, CHOOSERS[how], seeds, steps, al.first)
+        choose = partial(committee_pairs, switch=al.switch) if how == "committee" else CHOOSERS[how]
+        out["al"]["auc"][how] = active_learning(d, choose, seeds, steps, al.first)
     return out
 
 
@@ -487,6 +490,8 @@ def main(argv=None) -> int:
     parser.add_argument("--al-how", nargs="+", choices=sorted(CHOOSERS), default=["uncertain", "random"],
                         help="how a round picks its pairs (each one a line)")
     parser.add_argument("--al-only", action="store_true", help="the Chinese set's active-learning rounds alone")
+    parser.add_argument("--al-switch", type=int, default=KMEANS_UNTIL,
+                        help="committee: the labels a fold from which it leaves uncertain's pick for the committee's")
     parser.add_argument("--al-first", type=int, default=0, help="the rounds' first draw (draws --al-first .. + --seeds - 1)")
     parser.add_argument("--al-json", type=Path, default=None,
                         help="keep each way's per-draw AUCs in this JSON file; ways an earlier run of the same rounds "
@@ -509,7 +514,8 @@ def main(argv=None) -> int:
         for name in names:
             rows.append(run_one(name, args.data / name, Path(tmp), args.limit, args.text_model, args.logreg))
         if chinese and args.pairs.is_file():
-            al = ALRounds(args.al_start, args.al_step, args.al_top, tuple(args.al_how), tuple(args.al_auc), args.al_first)
+            al = ALRounds(args.al_start, args.al_step, args.al_top, tuple(args.al_how), tuple(args.al_auc), args.al_first,
+                         args.al_switch)
             cn = run_chinese(args.pairs, Path(tmp), args.seeds, al, args.al_only)
             if args.al_json is not None:
                 kept_rounds(cn["al"], args.al_json)
