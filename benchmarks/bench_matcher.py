@@ -3,6 +3,7 @@
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_matcher.py [--only Abt-Buy] [--limit N] [--logreg] [--chinese]
         [--seeds N] [--al-only] [--al-start N] [--al-step N] [--al-top N] [--al-how H ...] [--al-auc A ...]
         [--al-first N] [--al-json FILE] [--al-switch N]
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_matcher.py --al-print FILE ... [--al-top N]
 
 For each of Amazon-Google, Walmart-Amazon and Abt-Buy (``../shared/realdata/matching/``): every
 record becomes a product of a fresh store (tests/support/er_magellan.py), the train split's labels
@@ -37,7 +38,8 @@ round (each draw's printed as it ends), mean and spread over the ``--seeds`` dra
 first draw's number, to split a long run over processes), the area under that curve, the labels to each
 ``--al-auc``, and the draws whose area beats random's and that reach each AUC with fewer labels).
 ``--al-json FILE`` keeps each way's per-draw AUCs, so that one way a run prints against the random
-rounds an earlier run kept there. ``--al-only``: the rounds alone. The curve and
+rounds an earlier run kept there; ``--al-print FILE ...`` runs nothing and prints the rounds such files
+kept (two ways run side by side, each its own file), to ``--al-top`` labels. ``--al-only``: the rounds alone. The curve and
 the rounds fit on the labelled pairs' features built once (they depend on the store, not on the
 labels) with the same ``training.fit``. Targets: AUC >= 0.85 and recall >= 0.40 at precision 0.9
 with 400 labels. Exit code 1 when a target is missed.
@@ -409,6 +411,24 @@ def kept_rounds(al: dict, path: Path) -> None:
                                 "auc": {h: np.asarray(a).tolist() for h, a in al["auc"].items()}}))
 
 
+def printed_kept(paths: list[Path], top: int) -> None:
+    """Print the rounds kept in ``paths`` (``--al-json`` files of the same steps and draws; a way in several:
+    the last file's) to ``top`` labels, each way against random: two ways run side by side, each its own file."""
+    import json
+
+    import numpy as np
+
+    kept = [json.loads(Path(p).read_text()) for p in paths]
+    if len({(json.dumps(k["steps"]), k.get("first", 0)) for k in kept}) > 1:
+        raise SystemExit("--al-print: the files' rounds differ (steps or first draw)")
+    keep = [j for j, n in enumerate(kept[0]["steps"]) if n <= top]
+    al = {"steps": [kept[0]["steps"][j] for j in keep], "first": kept[0].get("first", 0),
+          "targets": kept[0]["targets"], "auc": {}}
+    for k in kept:
+        al["auc"].update({h: np.asarray(a)[:, keep] for h, a in k["auc"].items()})
+    print_rounds(al)
+
+
 def print_rounds(al: dict) -> None:
     """The active-learning lines: per chooser, the AUC after each round (mean and standard deviation over
     the draws), the area under that curve (mean AUC over the labels), the labels to each target AUC (of
@@ -496,7 +516,12 @@ def main(argv=None) -> int:
     parser.add_argument("--al-json", type=Path, default=None,
                         help="keep each way's per-draw AUCs in this JSON file; ways an earlier run of the same rounds "
                              "kept there (and this run lacks) are printed beside this run's")
+    parser.add_argument("--al-print", type=Path, nargs="+", default=None,
+                        help="run nothing: print the rounds these --al-json files kept (to --al-top labels)")
     args = parser.parse_args(argv)
+    if args.al_print:
+        printed_kept(args.al_print, args.al_top)
+        return 0
     names = args.only or ([] if args.chinese else list(TARGETS))
     chinese = args.chinese or not args.only
     if chinese and args.pairs is None:
