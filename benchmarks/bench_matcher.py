@@ -262,33 +262,19 @@ def uncertain_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
     return rest[per_cluster(m.proba(x), m.threshold, x, n, int(rng.integers(1 << 31)))]
 
 
-KMEANS_UNTIL, COMMITTEE, NARROW = 60, 5, 4  # trial choosers' knobs (see below)
+KMEANS_UNTIL, NARROW = 60, 4  # the committee way's default switch; the narrowed trial's pool (x n)
 
 
 def committee_pairs(d: ChineseSet, m, cols, rest, have, rng, n, switch: int = KMEANS_UNTIL):
-    """Trial: ``uncertain``'s pick while fewer than ``switch`` labels, then the largest spread of the P of
-    COMMITTEE trees fitted on bootstrap draws of the labels, times the pair's density (its standardised
-    features' mean cosine to the rest)."""
-    import numpy as np
-
-    from m5data.annotate.crowd.uncertain import standardised
-    from m5data.annotate.matcher.training import _classifier, one_thread
+    """``uncertain``'s pick while fewer than ``switch`` labels, then ``crowd.uncertain.committee``'s (what
+    ``tasks --uncertain`` does with ``switch`` at its ``SWITCH``): the largest spread of the P of its trees
+    fitted on bootstrap draws of the labels, times the pair's density (its standardised features' mean
+    cosine to the rest)."""
+    from m5data.annotate.crowd.uncertain import committee
 
     if len(have) < switch:
         return uncertain_pairs(d, m, cols, rest, have, rng, n)
-    x, xl, yl = d.x[rest][:, cols], d.x[have][:, cols], d.y[have]
-    xl = np.where(np.isnan(xl).all(axis=0), 0.0, xl)
-    ps = []
-    with one_thread():
-        while len(ps) < COMMITTEE:
-            b = rng.integers(0, len(have), len(have))
-            if yl[b].all() or not yl[b].any():
-                continue
-            ps.append(_classifier(d.settings.matcher, len(ps)).fit(xl[b], yl[b]).predict_proba(x)[:, 1])
-    z = standardised(x)
-    z /= np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-9)
-    density = (z @ z.mean(axis=0) + 1) / 2  # mean cosine to the rest, in [0, 1]
-    return rest[np.argsort(-np.std(ps, axis=0) * density, kind="stable")[:n]]
+    return rest[committee(d.x[have][:, cols], d.y[have], d.x[rest][:, cols], d.settings.matcher, n, rng)]
 
 
 def narrowed_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
