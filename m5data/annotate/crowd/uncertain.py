@@ -25,7 +25,7 @@ import warnings
 
 import numpy as np
 
-from ..kernels.pair_model import features, load_model
+from ..kernels.pair_model import MatcherError, features, load_model
 from ..kernels.pair_products import read_store
 
 COMMITTEE = 5  # the committee's trees
@@ -75,7 +75,7 @@ def _crowd_labels(store, idx: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
     try:
         a, b, y, _ = crowd_labels(store, idx, {})
-    except Exception:  # noqa: BLE001 - no matches table, or no labels in it: nothing judged yet
+    except MatcherError:  # no labels in matches: nothing judged yet
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
     return a, b, y
 
