@@ -2,7 +2,8 @@
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_matcher.py [--only Abt-Buy] [--limit N] [--logreg] [--chinese]
         [--seeds N] [--al-only] [--al-start N] [--al-step N] [--al-top N] [--al-how H ...] [--al-auc A ...]
-        [--al-first N] [--al-json FILE]
+        [--al-first N] [--al-json FILE] [--al-switch N]
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_matcher.py --al-print FILE ... [--al-top N]
 
 For each of Amazon-Google, Walmart-Amazon and Abt-Buy (``../shared/realdata/matching/``): every
 record becomes a product of a fresh store (tests/support/er_magellan.py), the train split's labels
@@ -30,14 +31,15 @@ over the folds, the target's, and each fold's own averaged beside it) and the ac
 (``--al-start`` random labels a fold, 50 by default, then rounds of ``--al-step`` up to ``--al-top``, each
 ``--al-how`` way: ``uncertain`` the pairs ``tasks --uncertain`` would pick among the rest of the training
 part (``crowd.uncertain.per_cluster``), ``nearest`` the pairs nearest the threshold (its pick before),
-``random`` random ones, and two trials: ``committee`` (``uncertain``'s pick below 60 labels, then the largest
+``random`` random ones, and two trials: ``committee`` (``uncertain``'s pick below ``--al-switch`` labels, 60 by default, then the largest
 spread of 5 bootstrap trees' P times the pair's density) and ``narrowed`` (``uncertain``'s pick among the
 4 x N pairs nearest the threshold); the same start for each way of a draw; per way the AUC after each
 round (each draw's printed as it ends), mean and spread over the ``--seeds`` draws (``--al-first``: the
 first draw's number, to split a long run over processes), the area under that curve, the labels to each
 ``--al-auc``, and the draws whose area beats random's and that reach each AUC with fewer labels).
 ``--al-json FILE`` keeps each way's per-draw AUCs, so that one way a run prints against the random
-rounds an earlier run kept there. ``--al-only``: the rounds alone. The curve and
+rounds an earlier run kept there; ``--al-print FILE ...`` runs nothing and prints the rounds such files
+kept (two ways run side by side, each its own file), to ``--al-top`` labels. ``--al-only``: the rounds alone. The curve and
 the rounds fit on the labelled pairs' features built once (they depend on the store, not on the
 labels) with the same ``training.fit``. Targets: AUC >= 0.85 and recall >= 0.40 at precision 0.9
 with 400 labels. Exit code 1 when a target is missed.
@@ -51,6 +53,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -239,6 +242,7 @@ class ALRounds:
     how: tuple
     targets: tuple
     first: int = 0  # the first draw (a long run split over processes)
+    switch: int = 60  # `committee`: the labels from which it leaves `uncertain`'s pick for the committee's
 
 
 def random_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
@@ -258,33 +262,19 @@ def uncertain_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
     return rest[per_cluster(m.proba(x), m.threshold, x, n, int(rng.integers(1 << 31)))]
 
 
-KMEANS_UNTIL, COMMITTEE, NARROW = 60, 5, 4  # trial choosers' knobs (see below)
+KMEANS_UNTIL, NARROW = 60, 4  # the committee way's default switch; the narrowed trial's pool (x n)
 
 
-def committee_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
-    """Trial: ``uncertain``'s pick while fewer than KMEANS_UNTIL labels, then the largest spread of the P of
-    COMMITTEE trees fitted on bootstrap draws of the labels, times the pair's density (its standardised
-    features' mean cosine to the rest)."""
-    import numpy as np
+def committee_pairs(d: ChineseSet, m, cols, rest, have, rng, n, switch: int = KMEANS_UNTIL):
+    """``uncertain``'s pick while fewer than ``switch`` labels, then ``crowd.uncertain.committee``'s (what
+    ``tasks --uncertain`` does with ``switch`` at its ``SWITCH``): the largest spread of the P of its trees
+    fitted on bootstrap draws of the labels, times the pair's density (its standardised features' mean
+    cosine to the rest)."""
+    from m5data.annotate.crowd.uncertain import committee
 
-    from m5data.annotate.crowd.uncertain import standardised
-    from m5data.annotate.matcher.training import _classifier, one_thread
-
-    if len(have) < KMEANS_UNTIL:
+    if len(have) < switch:
         return uncertain_pairs(d, m, cols, rest, have, rng, n)
-    x, xl, yl = d.x[rest][:, cols], d.x[have][:, cols], d.y[have]
-    xl = np.where(np.isnan(xl).all(axis=0), 0.0, xl)
-    ps = []
-    with one_thread():
-        while len(ps) < COMMITTEE:
-            b = rng.integers(0, len(have), len(have))
-            if yl[b].all() or not yl[b].any():
-                continue
-            ps.append(_classifier(d.settings.matcher, len(ps)).fit(xl[b], yl[b]).predict_proba(x)[:, 1])
-    z = standardised(x)
-    z /= np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-9)
-    density = (z @ z.mean(axis=0) + 1) / 2  # mean cosine to the rest, in [0, 1]
-    return rest[np.argsort(-np.std(ps, axis=0) * density, kind="stable")[:n]]
+    return rest[committee(d.x[have][:, cols], d.y[have], d.x[rest][:, cols], d.settings.matcher, n, rng)]
 
 
 def narrowed_pairs(d: ChineseSet, m, cols, rest, have, rng, n):
@@ -385,7 +375,8 @@ def run_chinese(pairs_path: Path, work: Path, seeds: int, al: ALRounds, al_only:
     out["al"] = {"steps": steps, "first": al.first, "targets": al.targets, "auc": {}}
     for how in al.how:
         print(f"  {how} rounds, the AUC of each:", flush=True)
-        out["al"]["auc"][how] = active_learning(d, CHOOSERS[how], seeds, steps, al.first)
+        choose = partial(committee_pairs, switch=al.switch) if how == "committee" else CHOOSERS[how]
+        out["al"]["auc"][how] = active_learning(d, choose, seeds, steps, al.first)
     return out
 
 
@@ -404,6 +395,24 @@ def kept_rounds(al: dict, path: Path) -> None:
                 al["auc"][how] = np.array(a)
     path.write_text(json.dumps({"steps": al["steps"], "first": al.get("first", 0), "targets": list(al["targets"]),
                                 "auc": {h: np.asarray(a).tolist() for h, a in al["auc"].items()}}))
+
+
+def printed_kept(paths: list[Path], top: int) -> None:
+    """Print the rounds kept in ``paths`` (``--al-json`` files of the same steps and draws; a way in several:
+    the last file's) to ``top`` labels, each way against random: two ways run side by side, each its own file."""
+    import json
+
+    import numpy as np
+
+    kept = [json.loads(Path(p).read_text()) for p in paths]
+    if len({(json.dumps(k["steps"]), k.get("first", 0)) for k in kept}) > 1:
+        raise SystemExit("--al-print: the files' rounds differ (steps or first draw)")
+    keep = [j for j, n in enumerate(kept[0]["steps"]) if n <= top]
+    al = {"steps": [kept[0]["steps"][j] for j in keep], "first": kept[0].get("first", 0),
+          "targets": kept[0]["targets"], "auc": {}}
+    for k in kept:
+        al["auc"].update({h: np.asarray(a)[:, keep] for h, a in k["auc"].items()})
+    print_rounds(al)
 
 
 def print_rounds(al: dict) -> None:
@@ -487,11 +496,18 @@ def main(argv=None) -> int:
     parser.add_argument("--al-how", nargs="+", choices=sorted(CHOOSERS), default=["uncertain", "random"],
                         help="how a round picks its pairs (each one a line)")
     parser.add_argument("--al-only", action="store_true", help="the Chinese set's active-learning rounds alone")
+    parser.add_argument("--al-switch", type=int, default=KMEANS_UNTIL,
+                        help="committee: the labels a fold from which it leaves uncertain's pick for the committee's")
     parser.add_argument("--al-first", type=int, default=0, help="the rounds' first draw (draws --al-first .. + --seeds - 1)")
     parser.add_argument("--al-json", type=Path, default=None,
                         help="keep each way's per-draw AUCs in this JSON file; ways an earlier run of the same rounds "
                              "kept there (and this run lacks) are printed beside this run's")
+    parser.add_argument("--al-print", type=Path, nargs="+", default=None,
+                        help="run nothing: print the rounds these --al-json files kept (to --al-top labels)")
     args = parser.parse_args(argv)
+    if args.al_print:
+        printed_kept(args.al_print, args.al_top)
+        return 0
     names = args.only or ([] if args.chinese else list(TARGETS))
     chinese = args.chinese or not args.only
     if chinese and args.pairs is None:
@@ -509,7 +525,8 @@ def main(argv=None) -> int:
         for name in names:
             rows.append(run_one(name, args.data / name, Path(tmp), args.limit, args.text_model, args.logreg))
         if chinese and args.pairs.is_file():
-            al = ALRounds(args.al_start, args.al_step, args.al_top, tuple(args.al_how), tuple(args.al_auc), args.al_first)
+            al = ALRounds(args.al_start, args.al_step, args.al_top, tuple(args.al_how), tuple(args.al_auc), args.al_first,
+                         args.al_switch)
             cn = run_chinese(args.pairs, Path(tmp), args.seeds, al, args.al_only)
             if args.al_json is not None:
                 kept_rounds(cn["al"], args.al_json)

@@ -47,3 +47,39 @@ def test_a_way_run_alone_is_printed_against_the_random_rounds_kept_before(bench,
     later = {"steps": STEPS, "first": 3, "targets": (0.85,), "auc": {"third": OTHER}}
     bench.kept_rounds(later, kept)  # other draws (or other rounds): the kept ways are not theirs to compare with
     assert set(later["auc"]) == {"third"}
+
+
+def test_two_ways_run_side_by_side_each_its_own_file_are_printed_together(bench, tmp_path, capsys):
+    bench.kept_rounds({"steps": STEPS, "targets": (0.85,), "auc": {"random": RANDOM}}, tmp_path / "random.json")
+    bench.kept_rounds({"steps": STEPS, "targets": (0.85,), "auc": {"other": OTHER}}, tmp_path / "other.json")
+    assert bench.main(["--al-print", str(tmp_path / "random.json"), str(tmp_path / "other.json")]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("other"))
+    assert "area above random's in 2 of 3 draws" in line and "to 0.85 in fewer labels than random in 1 of 3 draws" in line
+    bench.main(["--al-print", str(tmp_path / "random.json"), str(tmp_path / "other.json"), "--al-top", "30"])
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("other"))
+    assert " 40:" not in line and "to AUC 0.85: - (draws 30/30/-)" in line  # to 30 labels: the mean 0.82
+    bench.kept_rounds({"steps": STEPS, "first": 3, "targets": (0.85,), "auc": {"third": OTHER}}, tmp_path / "later.json")
+    with pytest.raises(SystemExit):  # other draws: not comparable
+        bench.main(["--al-print", str(tmp_path / "random.json"), str(tmp_path / "later.json")])
+
+
+def test_the_committee_way_is_uncertains_pick_below_its_switch_then_the_packages_committee(bench):
+    from m5data.annotate.crowd.uncertain import committee
+    from m5data.config import load
+
+    g = np.random.default_rng(3)
+    x = g.normal(size=(200, 4))
+    y = x[:, 0] + g.normal(0, 0.5, 200) > 0.5
+    d = bench.ChineseSet(x=x, y=y, groups=np.arange(200), folds=[], tested=None, settings=load(None, {}, environ={}))
+    cols, have, rest = np.arange(4), np.arange(60), np.arange(60, 200)
+
+    class Flat:  # a model of few labels: every pair alike
+        threshold = 0.5
+
+        def proba(self, x):
+            return np.full(len(x), 0.3)
+
+    below = bench.committee_pairs(d, Flat(), cols, rest, have, np.random.default_rng(1), 5, switch=61)
+    assert list(below) == list(bench.uncertain_pairs(d, Flat(), cols, rest, have, np.random.default_rng(1), 5))
+    past = bench.committee_pairs(d, Flat(), cols, rest, have, np.random.default_rng(1), 5, switch=60)
+    assert list(past) == list(rest[committee(x[have], y[have], x[rest], d.settings.matcher, 5, np.random.default_rng(1))])

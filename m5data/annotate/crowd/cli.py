@@ -120,7 +120,7 @@ def tasks(
     top: int = typer.Option(0, "--top", help="Candidates per query (0 = the whole pool)."),
     queries: int = typer.Option(0, "--queries", help="Only the first N queries by id (0 = all)."),
     image_prefix: Optional[str] = typer.Option(None, "--image-prefix", help="Prefix for image paths relative to the store (e.g. a URL); default absolute paths."),
-    uncertain: int = typer.Option(0, "--uncertain", help="Only N unjudged pairs, the trained matcher's least sure of each of N clusters of their features (active learning); 0 = all."),
+    uncertain: int = typer.Option(0, "--uncertain", help="Only N unjudged pairs, those active learning asks next: the trained matcher's least sure of each of N clusters of their features, or from 100 crowd labels on a committee of trees' largest disagreement x density; 0 = all."),
 ) -> None:
     """Export labelling tasks (query + candidate, images and captions) as JSONL, JSON and CSV for labelling tools.
 

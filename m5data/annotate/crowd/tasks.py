@@ -54,7 +54,8 @@ def export_tasks(store, out_dir: str | Path, *, top: int = 0, queries: int = 0, 
             objects' URLs on object storage).
         uncertain: only the this many pairs (of those chosen by ``top`` / ``queries``, not yet in
             ``matches``) that active learning asks next: the newest matcher's least sure pair of each of
-            ``uncertain`` k-means clusters of their features, least sure first (needs ``settings``).
+            ``uncertain`` k-means clusters of their features, least sure first; from ``uncertain.SWITCH``
+            crowd labels on, the largest spread of a committee of trees x density (needs ``settings``).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from support import er_magellan as er
 from support.demo_fixtures import copy_store
 from typer.testing import CliRunner
 
+from m5data.annotate.crowd import uncertain
 from m5data.annotate.crowd.uncertain import nearest_threshold, per_cluster
 from m5data.annotate.kernels import pair_model, pair_products
 from m5data.annotate.kernels.pair_model import FORMAT, MatcherError, Model, Trees, load
@@ -289,7 +290,7 @@ def test_a_matcher_trained_on_one_store_scores_another(abt_stores):
 
 
 @pytest.mark.xdist_group("demo300")  # the 300-product demo store annotate/crowd/test_crowd builds (Makefile: --dist loadgroup)
-def test_trains_from_the_crowds_matches(demo300_judged, tmp_path_factory):
+def test_trains_from_the_crowds_matches(demo300_judged, tmp_path_factory, monkeypatch):
     from m5data.annotate.crowd.job import aggregate
 
     path, _, _ = demo300_judged
@@ -312,8 +313,31 @@ def test_trains_from_the_crowds_matches(demo300_judged, tmp_path_factory):
     assert "phash_distance" in model.features and "title_char_cos" in model.features
     runs = store.read("runs", where="stage = 'matcher'").to_pydict()
     assert runs["status"] == ["ok"] and runs["n_out"] == [v["pairs"]] and runs["bytes"][0] == pair_model.model_path(store).stat().st_size
-    # active learning: the next round asks the least sure unjudged pool pair of each k-means cluster of their features
-    out = tmp_path_factory.mktemp("uncertain")
+    # active learning: below uncertain.SWITCH crowd labels, the next round asks the least sure unjudged pool
+    # pair of each k-means cluster of their features; from it on, a committee's (tests below)
+    monkeypatch.setattr(uncertain, "SWITCH", v["pairs"] + 1)
+    asked, rest, x, sc = _next_round(store, s, model, matches, tmp_path_factory.mktemp("uncertain"))
+    picked = per_cluster(sc, model.threshold, x, 30, s.annotate.seed)
+    assert asked == [rest[i] for i in picked]
+    logit = lambda p: np.log(np.clip(p, 1e-9, 1 - 1e-9) / (1 - np.clip(p, 1e-9, 1 - 1e-9)))
+    dist = np.abs(logit(sc[picked]) - logit(model.threshold))
+    assert list(dist) == sorted(dist)  # nearest the threshold first
+    assert set(picked) != set(nearest_threshold(sc, model.threshold, 30))  # not the 30 least sure of all
+    # with the crowd's labels at SWITCH or more: the largest spread of a committee fitted on them x density
+    monkeypatch.setattr(uncertain, "SWITCH", v["pairs"])
+    asked, rest, x, sc = _next_round(store, s, model, matches, tmp_path_factory.mktemp("committee"))
+    products = pair_products.read_store(store, s.dedup.brand_property)
+    la, lb, ly, _ = job.crowd_labels(store, products.index(), {})
+    xl = pair_model.features(model, products, la, lb)
+    picked = uncertain.committee(xl, ly, x, s.matcher, 30, np.random.default_rng(s.annotate.seed))
+    assert asked == [rest[i] for i in picked] and set(picked) != set(per_cluster(sc, model.threshold, x, 30, s.annotate.seed))
+    got = uncertain.spread(xl, ly, x, s.matcher, np.random.default_rng(s.annotate.seed)) * uncertain.density(x)
+    assert list(got[picked]) == sorted(got, reverse=True)[:30]
+
+
+def _next_round(store, s, model, matches, out):
+    """``tasks --uncertain 30`` of the pools' top 40: the pairs asked, the unjudged pool pairs in the order
+    tasks reads them, their features and scores."""
     result = runner.invoke(app, ["--store", str(store.root), "annotate", "tasks", "--out", str(out), "--top", "40",
                                  "--uncertain", "30"])
     assert result.exit_code == 0, result.output
@@ -327,13 +351,7 @@ def test_trains_from_the_crowds_matches(demo300_judged, tmp_path_factory):
     products = pair_products.read_store(store, s.dedup.brand_property)
     idx = products.index()
     x = pair_model.features(model, products, np.array([idx[q] for q, _ in rest]), np.array([idx[c] for _, c in rest]))
-    sc = model.proba(x)
-    picked = per_cluster(sc, model.threshold, x, 30, s.annotate.seed)
-    assert [(t["query_id"], t["candidate_id"]) for t in asked] == [rest[i] for i in picked]
-    logit = lambda p: np.log(np.clip(p, 1e-9, 1 - 1e-9) / (1 - np.clip(p, 1e-9, 1 - 1e-9)))
-    dist = np.abs(logit(sc[picked]) - logit(model.threshold))
-    assert list(dist) == sorted(dist)  # nearest the threshold first
-    assert set(picked) != set(nearest_threshold(sc, model.threshold, 30))  # not the 30 least sure of all
+    return [(t["query_id"], t["candidate_id"]) for t in asked], rest, x, model.proba(x)
 
 
 def test_a_pair_judged_both_ways_is_one_training_pair_with_its_verdicts_combined(store):
