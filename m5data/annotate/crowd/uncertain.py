@@ -71,7 +71,7 @@ def least_sure(store, settings, pairs: list[tuple], n: int, model: str | None = 
 
 def _crowd_labels(store, idx: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The crowd's labelled pairs as training reads them (rows, match or not); none without ``matches``."""
-    from ..matcher.job import crowd_labels
+    from ..kernels.crowd_labels import crowd_labels
 
     try:
         a, b, y, _ = crowd_labels(store, idx, {})
@@ -140,7 +140,7 @@ def spread(xl: np.ndarray, yl: np.ndarray, x: np.ndarray, matcher, rng: np.rando
     """The standard deviation, per row of ``x``, of the P of ``size`` trees (the matcher's, ``matcher``: its
     settings), each fitted on a bootstrap draw (by ``rng``) of the labelled pairs ``xl``, ``yl`` holding
     both classes (``yl`` must)."""
-    from ..matcher.training import _classifier, one_thread
+    from ..kernels.trees import classifier, one_thread
 
     yl = np.asarray(yl, bool)
     if yl.all() or not yl.any():
@@ -153,7 +153,7 @@ def spread(xl: np.ndarray, yl: np.ndarray, x: np.ndarray, matcher, rng: np.rando
                 continue
             xb = xl[b]  # a column no pair of the draw has: 0 (the trees' binning fails on a column of no values)
             xb = np.where(np.isnan(xb).all(axis=0), 0.0, xb)
-            ps.append(_classifier(matcher, len(ps)).fit(xb, yl[b]).predict_proba(x)[:, 1])
+            ps.append(classifier(matcher, len(ps)).fit(xb, yl[b]).predict_proba(x)[:, 1])
     return np.std(ps, axis=0)
 
 

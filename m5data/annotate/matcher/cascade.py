@@ -60,7 +60,8 @@ def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray, accepte
     """The cheap model on the labelled pairs' cheap features ``x``; its threshold the highest held-out
     score that keeps ``keep`` of the pairs ``accepted`` (the full model's held-out accepted ones).
     None when the full model accepts no held-out pair (nothing to keep: no cascade)."""
-    from .training import _classifier, one_thread, out_of_fold
+    from ..kernels.trees import classifier, one_thread
+    from .training import out_of_fold
 
     if not accepted.any():
         return None
@@ -69,7 +70,7 @@ def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray, accepte
     # never split on (the trees' binning refuses a column of NaN only); the columns keep their places
     with one_thread():
         oof = out_of_fold(x, y, w, groups, a, settings.annotate.seed)  # the matcher's folds: same labels, groups and seed
-        final = _classifier(a, settings.annotate.seed).fit(x, y, sample_weight=w)
+        final = classifier(a, settings.annotate.seed).fit(x, y, sample_weight=w)
     kept_scores = np.sort(oof[accepted])
     threshold = float(kept_scores[int(np.floor((1.0 - keep) * len(kept_scores)))])
     passed = oof >= threshold

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..kernels.pair_features import FEATURES
 from ..kernels.pair_model import MatcherError, Model, Trees
+from ..kernels.trees import classifier, one_thread
 
 
 @dataclass
@@ -25,26 +26,6 @@ class Fit:
     model: Model
     oof: np.ndarray  # out-of-fold P(match) per labelled pair
     seconds: float
-
-
-def _classifier(a, seed: int):
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    return HistGradientBoostingClassifier(max_iter=a.trees, learning_rate=a.learning_rate,
-                                          max_leaf_nodes=a.leaves, l2_regularization=1.0,
-                                          early_stopping=False, random_state=seed)
-
-
-def one_thread():
-    """A context of one OpenMP thread for the trees' fits, entered once the trees' compiled code is
-    loaded: threadpoolctl limits the OpenMP runtimes loaded when the limit is set, and scikit-learn's
-    tree code brings its own when first imported. Imported inside the limit (a fresh process's first
-    training), the fits ran with every thread: Amazon-Google's training took 185-221 s at load 2-3
-    against 10 s with one thread, the trees' split search spinning for threads another process held."""
-    import sklearn.ensemble  # noqa: F401 (its OpenMP runtime loaded before the limit)
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1, user_api="openmp")
 
 
 def usable(x: np.ndarray) -> np.ndarray:
@@ -71,7 +52,7 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray,
         # a column with no value in this fold's training part (few labels: the evidence sits in the held-out
         # fold) is constant there, never split on (the trees' binning refuses a column of NaN only)
         xf = np.where(np.isnan(x[tr]).all(axis=0), 0.0, x)
-        oof[te] = _classifier(a, seed + i).fit(xf[tr], y[tr], sample_weight=w[tr]).predict_proba(xf[te])[:, 1]
+        oof[te] = classifier(a, seed + i).fit(xf[tr], y[tr], sample_weight=w[tr]).predict_proba(xf[te])[:, 1]
     return oof
 
 
@@ -122,7 +103,7 @@ def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray, setting
     # for its threads (Abt-Buy's 6 fits: 332 s with 2 threads at load average 9, seconds with one)
     with one_thread():
         oof = out_of_fold(xs, y, w, groups, a, settings.annotate.seed)
-        final = _classifier(a, settings.annotate.seed).fit(xs, y, sample_weight=w)
+        final = classifier(a, settings.annotate.seed).fit(xs, y, sample_weight=w)
     threshold, reached = choose_threshold(oof, y, a.precision)
     validation = {"folds": min(a.folds, int(y.sum()), int((~y).sum())), "target_precision": a.precision,
                   "target_reached": reached, **figures(oof, y, threshold)}

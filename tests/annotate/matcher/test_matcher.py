@@ -142,7 +142,7 @@ def test_the_trees_fit_on_one_openmp_thread_in_a_fresh_process():
     import sys
 
     code = ("import json, threadpoolctl\n"
-            "from m5data.annotate.matcher.training import one_thread\n"
+            "from m5data.annotate.kernels.trees import one_thread\n"
             "with one_thread():\n"
             "    from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: F401\n"
             "    print(json.dumps([(i['filepath'], i['num_threads']) for i in threadpoolctl.threadpool_info()\n"
