@@ -44,8 +44,8 @@ def header_values() -> dict[str, float | None]:
     }
 
 
-def _approx(value):
-    return value if value is None or math.isinf(value) else pytest.approx(value, abs=2.0)
+def _approx(value, slack: float = 2.0):
+    return value if value is None or math.isinf(value) else pytest.approx(value, abs=slack)
 
 
 def fetcher_reads(store, values: list[str]) -> list[float | None]:
@@ -80,12 +80,16 @@ def middleware_reads(values: list[str | bytes]) -> list[float | None]:
 
 
 def test_both_clients_read_retry_after_alike(store):
-    expected = header_values()
-    values = list(expected)
-    fetched, paused = fetcher_reads(store, values), middleware_reads(values)
-    for value, want, got_download, got_crawl in zip(values, expected.values(), fetched, paused):
-        assert got_download == _approx(want), (value, got_download)
-        assert got_crawl == _approx(want), (value, got_crawl)
+    """Each client reads values made just before its pass, within the seconds the pass took (a date
+    counts from now: on a loaded machine the fetcher's pass alone took over 2 s, and the crawl's, read
+    against dates made before it, found 27.995 s where 30 were asked)."""
+    for reads in (lambda values: fetcher_reads(store, values), middleware_reads):
+        expected = header_values()
+        started = time.monotonic()
+        got = reads(list(expected))
+        slack = max(2.0, time.monotonic() - started + 1.0)  # the pass's seconds, and the date's whole seconds
+        for (value, want), read in zip(expected.items(), got):
+            assert read == _approx(want, slack), (value, read)
 
 
 def test_a_latin_1_superscript_does_not_break_the_crawl():
