@@ -1,6 +1,6 @@
 """Benchmark: the store's tables on object storage (moto's S3 server on 127.0.0.1, started here).
 
-    python benchmarks/bench_store_s3.py [--writes 60] [--rows 1000000] [--part-rows 250000] [--products 60]
+    python benchmarks/bench_store_s3.py [--writes 60] [--rows 1000000] [--part-rows 250000] [--products 60] [--opens-only]
 
 1. Commit latency of ``Store.write`` (10 spec rows: a part PUT plus the log's LIST + put-if-absent
    entry) with 1 writer process and with 4 writer processes on one table at once: median and p99
@@ -14,6 +14,9 @@
    build-splits -> export, each stage a ``python -m m5data`` process (2 extract and export workers),
    on a local folder store and on an S3 store: seconds per stage, the ratio S3 / local, requests per
    product, and ``m5data doctor --quick`` on each (``--products 0`` skips it).
+4. Opening a store in one process (``--opens`` times, a table's count read each): CPU seconds per open
+   with the process's shared botocore data loader, against a session with a loader of its own each time
+   (as before 2026-11-28), alternated in this process; the ratio.
 """
 
 from __future__ import annotations
@@ -162,6 +165,26 @@ def demo_pipeline(products: int, work: Path, s3: dict) -> None:
     print(f"demo crawl -> export: S3 / local {ratio:.2f}x; {reqs:,} requests ({reqs / products:.0f} per product)")
 
 
+def opens(url: str, n: int) -> None:
+    """Section 4: CPU per store open (and one count) with the shared botocore loader and without it."""
+    from aiobotocore.session import AioSession
+
+    from m5data.storage import Store, objects
+
+    shared = objects._session
+    cpu = {"shared loader": 0.0, "loader of its own": 0.0}
+    for i in range(2 * n):
+        how = "shared loader" if i % 2 else "loader of its own"
+        objects._session = shared if i % 2 else AioSession
+        started = time.process_time()
+        Store.open(url).count("specs")
+        cpu[how] += time.process_time() - started
+    objects._session = shared
+    per = {k: 1000 * v / n for k, v in cpu.items()}
+    print(f"store opens on S3 ({n} each, alternated): " + ", ".join(f"{k} {v:.0f} ms CPU" for k, v in per.items())
+          + f"; shared / own {per['shared loader'] / per['loader of its own']:.2f}")
+
+
 def timed(cmd: list[str]) -> tuple[float, str]:
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -177,6 +200,8 @@ def main() -> None:
     parser.add_argument("--part-rows", type=int, default=250_000)
     parser.add_argument("--products", type=int, default=60, help="demo shop products for section 3 (0: skip)")
     parser.add_argument("--demo-only", action="store_true", help="section 3 only (requests per product by kind)")
+    parser.add_argument("--opens", type=int, default=20, help="store opens of section 4 per way")
+    parser.add_argument("--opens-only", action="store_true", help="section 4 only")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from support.s3_server import moto_server, requests
@@ -185,6 +210,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, moto_server(Path(tmp) / "moto") as s3:
         os.environ.update(s3["env"])
+        if args.opens_only:
+            url = f"s3://{s3['bucket']}/opens"
+            Store.init(url).write("specs", _rows("a", 0))
+            opens(url, args.opens)
+            return
         if not args.demo_only:
             for n in (1, 4):
                 url = f"s3://{s3['bucket']}/commits-{n}"
@@ -218,6 +248,8 @@ def main() -> None:
             print(f"doctor --quick over {args.rows:,} spec rows: {s:.2f} s; requests {requests(s3['log']) - before}")
         if args.products:
             demo_pipeline(args.products, Path(tmp), s3)
+        if not args.demo_only:
+            opens(f"s3://{s3['bucket']}/read", args.opens)
 
 
 if __name__ == "__main__":
