@@ -168,21 +168,44 @@ def build_demo_store(shop_dir: Path, store_dir: Path, kinds: str = "video,audio,
     return store_dir
 
 
+# Hard-linked into a copy: the blobs, and extract's derived media (content-addressed folders and files
+# that the store only ever replaces by a rename, never writes in place). A test that unlinks one or
+# writes a new one leaves the cached store as it was; tables, logs, state and the catalog are copied.
+LINKED = ("blobs/", "derived/frames/", "derived/images/", "derived/mfcc/")
+
+
+_linked: dict[str, tuple[int, int, int]] = {}  # path -> (inode, size, mtime) when first linked this session
+
+
 def copy_store(src: Path, dst_parent: Path, name: str = "store") -> Path:
-    """A private, writable copy of a cached store (blobs hard-linked: they are never modified)."""
-    dst = Path(dst_parent) / name
-    shutil.copytree(src, dst, copy_function=_link_or_copy)
+    """A private, writable copy of a cached store (its media hard-linked: see :data:`LINKED`)."""
+    src, dst = Path(src), Path(dst_parent) / name
+
+    def link_or_copy(a, b):
+        if Path(a).relative_to(src).as_posix().startswith(LINKED):
+            try:
+                os.link(a, b)
+                st = os.stat(a)
+                _linked.setdefault(a, (st.st_ino, st.st_size, st.st_mtime_ns))
+                return b
+            except OSError:
+                pass
+        return shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=link_or_copy)
     return dst
 
 
-def _link_or_copy(src, dst):
-    if "/blobs/" in str(src):
-        try:
-            os.link(src, dst)
-            return dst
-        except OSError:
-            pass
-    return shutil.copy2(src, dst)
+def written_in_place() -> list[str]:
+    """Linked files whose inode is still in place but whose size or time changed: some code wrote a
+    medium in place, through a copy, into the cached store (a rename in the copy leaves it alone)."""
+    changed = []
+    for path, (ino, size, mtime) in _linked.items():
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            if st.st_ino == ino and (st.st_size, st.st_mtime_ns) != (size, mtime):
+                changed.append(path)
+    return changed
 
 
 @pytest.fixture(scope="session")
@@ -190,6 +213,11 @@ def demo_store_factory(request, tmp_path_factory):
     """``make(products=60, seed=0, kinds=..., **world_config)`` -> Path of a crawled, downloaded,
     extracted and aligned store (cached on disk; read-only: copy it with ``copy_store`` to write)."""
     built: dict[str, Path] = {}
+
+    def check_linked():
+        assert not (changed := written_in_place()), f"cached store media written in place: {changed[:5]}"
+
+    request.addfinalizer(check_linked)
 
     def make(products: int = 60, seed: int = 0, kinds: str = "video,audio,image,text", **config) -> Path:
         config = {"products": products, "seed": seed, **config}
