@@ -2,10 +2,11 @@
 
     python benchmarks/bench_extract_pool.py               # 6 runs of 4 videos, then one run of 24
     python benchmarks/bench_extract_pool.py --runs 3 --per-run 2
+    python benchmarks/bench_extract_pool.py --kind image --per-run 20   # product images (faces looked for)
 
-Each case runs in a fresh process that calls ``extract.run.run`` (``workers = 2``, video + audio)
-on ``--runs`` small stores one after the other (a flow's shards, a test session, a scheduled run),
-then on one store holding all their videos. The baseline is the same process with the pool's
+Each case runs in a fresh process that calls ``extract.run.run`` (``workers = 2``; video + audio, or
+with ``--kind image`` images) on ``--runs`` small stores one after the other (a flow's shards, a test
+session, a scheduled run), then on one store holding all their media. The baseline is the same process with the pool's
 context set back to ``spawn``. CPU is the machine's busy time from ``/proc/stat`` over the case
 (user + nice + system + irq + softirq): the fork server outlives its parent and is reaped by init,
 so ``getrusage`` would not count it. Run it on an otherwise quiet machine.
@@ -40,22 +41,23 @@ import m5data.extract.run as extract_run
 from m5data.storage import Store
 
 def main():
-    mode, scratch, groups = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
+    mode, scratch, groups, kind = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
     if mode == "spawn":  # the pool as it was: every worker a fresh interpreter
-        extract_pool.pool_context = lambda sound=True: multiprocessing.get_context("spawn")
+        extract_pool.pool_context = lambda: multiprocessing.get_context("spawn")
     settings = load(overrides={"extract.workers": 2}, environ={})
     out = []
     for g, paths in enumerate(groups):
         store = Store.init(scratch / f"{mode}-{g}")
         rows = []
         for i, p in enumerate(paths):
-            ref = store.blobs.put_file(Path(p), "mp4")
-            rows.append({"media_id": hashlib.sha1(p.encode()).hexdigest(), "product_id": f"bench:{i}", "kind": "video",
-                         "role": "video", "blob": ref.path, "sha256": ref.sha256, "bytes": ref.bytes, "status": "ok"})
+            ref = store.blobs.put_file(Path(p), Path(p).suffix[1:])
+            rows.append({"media_id": hashlib.sha1(p.encode()).hexdigest(), "product_id": f"bench:{i}", "kind": kind,
+                         "role": "video" if kind == "video" else "main", "blob": ref.path, "sha256": ref.sha256,
+                         "bytes": ref.bytes, "status": "ok"})
         store.write("media", rows)
         t = time.perf_counter()
-        st = extract_run.run(store, settings, kinds="video,audio", progress=False)
-        out.append({"videos": len(paths), "ok": st.n_out, "failed": st.n_failed, "wall": time.perf_counter() - t})
+        st = extract_run.run(store, settings, kinds="video,audio" if kind == "video" else "image", progress=False)
+        out.append({"items": len(paths), "ok": st.n_out, "failed": st.n_failed, "wall": time.perf_counter() - t})
     print(json.dumps(out))
 
 if __name__ == "__main__":
@@ -70,11 +72,36 @@ def busy_seconds() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def case(mode: str, scratch: Path, groups: list[list[str]]) -> dict:
+def images(work: Path, n: int, seed: int) -> list[str]:
+    """N product-photo-sized JPEGs (800x800 and 750x1000, smooth shapes and noise); reused when present."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        path = work / "images" / f"i{i:03d}.jpg"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            w, h = (800, 800) if i % 3 else (750, 1000)
+            base = rng.integers(0, 255, 3)
+            pixels = np.clip(base + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
+            im = Image.fromarray(pixels)
+            draw = ImageDraw.Draw(im)
+            for _ in range(4):
+                x, y = int(rng.integers(0, w - 200)), int(rng.integers(0, h - 200))
+                draw.ellipse((x, y, x + int(rng.integers(60, 200)), y + int(rng.integers(60, 200))),
+                             fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+            im.save(path, quality=90)
+        out.append(str(path))
+    return out
+
+
+def case(mode: str, scratch: Path, groups: list[list[str]], kind: str) -> dict:
     script = scratch / "child.py"
     script.write_text(CHILD)
     c0, t0 = busy_seconds(), time.perf_counter()
-    proc = subprocess.run([sys.executable, str(script), mode, str(scratch), json.dumps(groups)],
+    proc = subprocess.run([sys.executable, str(script), mode, str(scratch), json.dumps(groups), kind],
                           capture_output=True, text=True, cwd=ROOT)
     time.sleep(1.0)  # the fork server and its workers end just after their parent
     wall, cpu = time.perf_counter() - t0, busy_seconds() - c0
@@ -90,27 +117,34 @@ def case(mode: str, scratch: Path, groups: list[list[str]]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=6, help="small extract runs in one process")
-    ap.add_argument("--per-run", type=int, default=4, help="videos per small run")
+    ap.add_argument("--per-run", type=int, default=4, help="videos (images) per small run")
+    ap.add_argument("--kind", choices=("video", "image"), default="video",
+                    help="video: videos with sound (frames, mp3, MFCC); image: product images (normalised, faces)")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "m5data-bench-extract-pool")
     args = ap.parse_args()
-    videos = [str(p) for p, _ in generate(args.work, args.runs * args.per_run, 4, 12, "320x240", seed=3)]
+    if args.kind == "video":
+        videos = [str(p) for p, _ in generate(args.work, args.runs * args.per_run, 4, 12, "320x240", seed=3)]
+    else:
+        videos = images(args.work, args.runs * args.per_run, seed=3)
     random.Random(0).shuffle(videos)
     groups = [videos[i * args.per_run:(i + 1) * args.per_run] for i in range(args.runs)] + [videos]
     results = {}
     for mode in ("spawn", "forkserver", "spawn", "forkserver"):  # each twice, interleaved: the second counts
         scratch = Path(tempfile.mkdtemp(dir=args.work))
         try:
-            results[mode] = case(mode, scratch, groups)
+            results[mode] = case(mode, scratch, groups, args.kind)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-    print(f"\n{args.runs} extract runs of {args.per_run} videos, then one of {len(videos)} (workers = 2, video + audio)")
+    what = "videos" if args.kind == "video" else "images"
+    print(f"\n{args.runs} extract runs of {args.per_run} {what}, then one of {len(videos)} (workers = 2, "
+          f"{'video + audio' if args.kind == 'video' else 'image'})")
     print(f"{'pool':<26} {'busy CPU':>10} {'wall':>9} {'small runs wall':>16} {'big run wall':>13}")
     for mode, label in (("spawn", "spawned workers (before)"), ("forkserver", "fork server (ours)")):
         r = results[mode]
         small = sum(x["wall"] for x in r["runs"][:-1])
         print(f"{label:<26} {r['cpu']:9.1f}s {r['wall']:8.1f}s {small:15.1f}s {r['runs'][-1]['wall']:12.1f}s")
     s, f = results["spawn"], results["forkserver"]
-    print(f"extract pool: fork server / spawn = {f['cpu'] / s['cpu']:.2f}x CPU, {f['wall'] / s['wall']:.2f}x wall")
+    print(f"extract pool ({what}): fork server / spawn = {f['cpu'] / s['cpu']:.2f}x CPU, {f['wall'] / s['wall']:.2f}x wall")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Extract's worker pool: jobs run in worker processes, and a worker that dies fails only the job that killed it.
 
-Workers fork from a fork server that has preloaded the job code (sound jobs) or are spawned (the
-rest); a pool broken by a dead worker is replaced and its jobs re-run one at a time in quarantine.
+Workers fork from a fork server that has preloaded the job code (spawned where there is none); a
+pool broken by a dead worker is replaced and its jobs re-run one at a time in quarantine.
 """
 
 from __future__ import annotations
@@ -16,19 +16,18 @@ from .worker import Context, init_pool_worker, init_worker
 __all__ = ["WorkerPool", "pool_context"]
 
 
-def pool_context(sound: bool = True):
-    """Worker processes forked from a fork server that has imported the job code (``preload.py``),
-    for runs with ``sound`` (video or audio jobs); image and caption runs spawn theirs: they need
-    no librosa, and spawned workers import less than the server's preload.
+def pool_context():
+    """Worker processes forked from a fork server that has imported the job code (``preload.py``).
 
     Never a fork of this process: it holds DuckDB and rich threads that a forked child must not
     inherit. The server is started once per process, with a clean interpreter, and lives while this
-    process does, so the librosa / numba / jieba start-up (~3 CPU-s) is paid once, not by every
-    worker of every run. Spawn where there is no fork server (Windows).
+    process does, so the job code's start-up (librosa / numba, jieba, OpenCV, imagehash's SciPy: ~3.5
+    CPU-s) is paid once, not by every worker of every run (a spawned worker paid ~1.5 CPU-s for an
+    image run alone, every run again; docs/extract.md). Spawn where there is no fork server (Windows).
     """
     import multiprocessing
 
-    if not sound or "forkserver" not in multiprocessing.get_all_start_methods():
+    if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["m5data.extract.preload"])  # read when the server starts
@@ -45,10 +44,9 @@ class WorkerPool:
     the others end as if nothing happened.
     """
 
-    def __init__(self, workers: int, ctx: Context, sound: bool = True, isolate: bool = False):
+    def __init__(self, workers: int, ctx: Context, isolate: bool = False):
         self.workers = workers
         self.ctx = ctx
-        self.sound = sound  # jobs decode sound (librosa): worth the fork server's preload
         self.executor: ProcessPoolExecutor | None = None
         self.quarantine: ProcessPoolExecutor | None = None
         self.restarts = 0
@@ -58,7 +56,7 @@ class WorkerPool:
             self.executor = self._new(self.workers)
 
     def _new(self, workers: int) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(workers, mp_context=pool_context(self.sound), initializer=init_pool_worker,
+        return ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=init_pool_worker,
                                    initargs=(self.ctx,))
 
     def _alone(self, kind: str, fn: Callable, item) -> JobResult:

@@ -1,8 +1,8 @@
 """What every extract worker imports, loaded once in the pool's fork server (see ``pool.pool_context``).
 
 Importing librosa's feature code loads numba-compiled kernels (about 2 CPU-s a process with a warm
-numba cache, 20 s with a cold one) and numpy, scipy, Pillow and jieba's dictionary add about a
-second more. Spawned workers paid that each, every run; workers forked from a server that has
+numba cache, 20 s with a cold one) and numpy, scipy, Pillow, OpenCV and jieba's dictionary add
+about a second more. Spawned workers paid that each, every run; workers forked from a server that has
 done it once start with it done.
 """
 
@@ -14,8 +14,10 @@ from . import audio, image, jobs, text, video  # noqa: F401  (the job code itsel
 
 
 def _warm() -> None:
+    import cv2  # noqa: F401  (faces; its threads start at the first detection, in a worker, never here)
     import jieba
     import PIL.Image  # noqa: F401
+    import scipy.fftpack  # noqa: F401  (imagehash.phash imports it at its first call: ~0.4 CPU-s)
 
     jieba.setLogLevel(60)
     jieba.dt.initialize()  # the default dictionary (a user dictionary is still loaded per worker)

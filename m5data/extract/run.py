@@ -264,12 +264,10 @@ def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None =
 
         try:
             phases = plan_phases(con, wanted, ex, retry_failed, limit, shard)
-            # a process that never runs a sound job never starts the fork server (see pool.pool_context)
             kinds = {kind for kind, _, _ in phases}
             # frames decoded in-process (video_decode fast, fastest: libav in the worker) never run in this
             # process, even with one worker: a crash on a hostile video fails that item, not the run
-            pool = WorkerPool(workers, ctx, sound=bool(kinds & {"video", "audio"}),
-                              isolate="video" in kinds and ex.video_decode != "exact")
+            pool = WorkerPool(workers, ctx, isolate="video" in kinds and ex.video_decode != "exact")
             with _bars(progress) as bars:
                 tasks = _bar_tasks(bars, con, phases, wanted, limit)
                 for kind, sql, _ in phases:
