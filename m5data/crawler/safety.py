@@ -12,7 +12,7 @@ passes through every downloader middleware again, this one included):
   lets start requests redirect anywhere);
 * **addresses**: unless ``crawl.allow_private`` is set, a host written as, or resolving to, a
   loopback, private, link-local, multicast, reserved or unspecified address is refused
-  (:func:`m5data.download.safety.is_public`, the download stage's rule). Host names are
+  (:func:`m5data.download.addresses.is_public`, the download stage's rule). Host names are
   resolved through the reactor's resolver, whose cache the connection then uses, so the address
   checked is the one connected to.
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from ..download.safety import is_public
+from ..download.addresses import is_public
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 

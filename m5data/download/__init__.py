@@ -1,6 +1,7 @@
 """The download stage: media URLs -> content-addressed blobs and one status row per URL (aiohttp).
 
-Modules: ``sniff`` (magic bytes), ``safety`` (URL and address policy), ``fetch`` (the HTTP client:
+Modules: ``sniff`` (magic bytes), ``safety`` (URL and address policy; ``addresses``, its rule for IP
+addresses, shared with the crawl), ``fetch`` (the HTTP client:
 limits, retries, deadlines, streaming), ``retry_after`` (the ``Retry-After`` header, also read by
 the crawl), ``resize`` (image re-encoding in a process pool),
 ``sources`` (URL lists from the command line), ``run`` (the stage function

@@ -22,25 +22,13 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 from yarl import URL
 
+from .addresses import is_public
+
 ALLOWED_SCHEMES = ("http", "https")
 
 
 class UnsafeURL(aiohttp.ClientError):
     """A URL refused by the safety policy; the message says why."""
-
-
-def is_public(address: str) -> bool:
-    """True for a globally routable address; False for private, loopback, link-local and the like."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address):
-        mapped = ip.ipv4_mapped or ip.sixtofour
-        if mapped is not None:
-            ip = mapped
-    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-                or ip.is_reserved or ip.is_unspecified or not ip.is_global)
 
 
 def _ip_literal(host: str) -> str | None:
