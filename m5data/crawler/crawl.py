@@ -131,7 +131,11 @@ def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, 
                                    "m5data.crawler.optouts.TdmRepMiddleware": 110,  # after robots.txt (100)
                                    "m5data.crawler.spider.CharsetMiddleware": 120,
                                    "m5data.crawler.politeness.PolitenessMiddleware": 560},
-        "EXTENSIONS": {"m5data.crawler.spider.ProgressReporter": 500},
+        # off (None) rather than disabled by setting only: the extension manager then never imports them
+        # (remote control imports aiohttp's web server, ~0.1 CPU-s a crawl)
+        "EXTENSIONS": {"m5data.crawler.spider.ProgressReporter": 500,
+                       "scrapy.extensions.remote_control.RemoteControl": None,
+                       "scrapy.extensions.telnet.TelnetConsole": None},
         "M5DATA_STORE": store_path,
         "M5DATA_STORE_COMPRESSION": compression,
         "M5DATA_RUN_ID": run_id,
