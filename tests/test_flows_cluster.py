@@ -61,19 +61,19 @@ def run(path, runner, stages, start_urls=(), mapping=None, address="", retry_del
 
 
 @pytest.fixture(scope="module")
-def reference(demo_shop, prefect_harness, tmp_path_factory):
+def reference(light_shop, prefect_harness, tmp_path_factory):
     """(crawled store, the local runner's download + extract over a copy of it), made once per module;
     each fault test copies the crawled store for its cluster run and compares with the local one."""
     root = tmp_path_factory.mktemp("reference")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])  # the stages' subprocesses import this checkout
-        crawled_copy(demo_shop, root, ["local"])
-        demo_shop.reset_faults()
+        crawled_copy(light_shop, root, ["local"])
+        light_shop.reset_faults()
         assert run(root / "local", "local", "download,extract").ok
     return root / "crawled", root / "local"
 
 
-def dask_run_mid_download(reference, demo_shop, cluster, tmp_path, **options):
+def dask_run_mid_download(reference, light_shop, cluster, tmp_path, **options):
     """(local store, dask store, future of the run): a copy of the crawled store run on the cluster in a
     thread, returned once a download shard holds its lock (it has started, it has not finished)."""
     from support.loopback import wait_until
@@ -82,36 +82,36 @@ def dask_run_mid_download(reference, demo_shop, cluster, tmp_path, **options):
 
     dask = tmp_path / "dask"
     shutil.copytree(reference[0], dask)
-    demo_shop.reset_faults()
+    light_shop.reset_faults()
     future = _in_thread(run, dask, "dask", "download,extract", address=cluster.address, **options)
     wait_until(lambda: any(name.startswith("download.shard-") for name, _ in holders(dask)), 300, what="a shard")
     return reference[1], dask, future
 
 
-def crawled_copy(demo_shop, tmp_path, names):
+def crawled_copy(light_shop, tmp_path, names):
     """One crawl of the demo shop, copied to one store per name."""
     from m5data.crawler.crawl import run as crawl
 
     crawled = tmp_path / "crawled"
     crawl(Store.init(crawled), load(None, {"store.path": str(crawled), **LOOPBACK}, environ={}),
-          start_urls=[f"{demo_shop.url}/"])
+          start_urls=[f"{light_shop.url}/"])
     for name in names:
         shutil.copytree(crawled, tmp_path / name)
     return [tmp_path / name for name in names]
 
 
 def test_crawl_to_export_on_two_separate_workers_gives_the_store_of_the_local_runner(
-        demo_shop, demo_shop_factory, cluster, tmp_path, monkeypatch):
+        light_shop, demo_shop_factory, cluster, tmp_path, monkeypatch):
     """Two shops on two hosts: crawl runs one shard per host, download and extract 2 shards each, on
     the separately started workers; align, annotate, splits and export run in the flow. The failure of issue 22 was
     here: the second download shard found the first shard's lock (StoreBusy)."""
     monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
-    other = demo_shop_factory(products=20, seed=1)  # shared with test_flows_incremental
-    start = [f"{demo_shop.url}/", f"http://localhost:{other.port}/"]  # two host names: two crawl shards
-    mapping = str(demo_shop.truth_dir / "level1_mapping.toml")  # level-1 names are the same in every demo world
+    other = demo_shop_factory(products=20, seed=1, image_scale=0.5)  # shared with test_flows_incremental
+    start = [f"{light_shop.url}/", f"http://localhost:{other.port}/"]  # two host names: two crawl shards
+    mapping = str(light_shop.truth_dir / "level1_mapping.toml")  # level-1 names are the same in every demo world
     outcomes = {}
     for runner in ("local", "dask"):
-        for shop in (demo_shop, other):
+        for shop in (light_shop, other):
             shop.reset_faults()
         outcomes[runner] = run(tmp_path / runner, runner, STAGES, start_urls=start, mapping=mapping,
                                address=cluster.address if runner == "dask" else "")
@@ -139,11 +139,11 @@ def _download_worker(cluster):
     return (busy[0], cluster.worker_pids()[busy[0]]) if busy else None
 
 
-def test_a_worker_killed_mid_download_has_its_shard_run_again(demo_shop, reference, cluster, tmp_path, monkeypatch):
+def test_a_worker_killed_mid_download_has_its_shard_run_again(light_shop, reference, cluster, tmp_path, monkeypatch):
     from support.loopback import wait_until
 
     monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
-    local, dask, future = dask_run_mid_download(reference, demo_shop, cluster, tmp_path)
+    local, dask, future = dask_run_mid_download(reference, light_shop, cluster, tmp_path)
     address, pid = wait_until(lambda: _download_worker(cluster), 60, what="a worker running download")
     os.kill(pid, signal.SIGKILL)
     killed_before_its_row = len(Store.open(dask).read("runs", where="stage = 'download'")) < 2
@@ -200,13 +200,13 @@ def _in_thread(fn, *args, **kwargs):
     return future
 
 
-def test_the_scheduler_going_away_fails_the_run_and_the_next_run_resumes(demo_shop, reference, cluster, tmp_path,
+def test_the_scheduler_going_away_fails_the_run_and_the_next_run_resumes(light_shop, reference, cluster, tmp_path,
                                                                          monkeypatch):
     from m5data.storage.locks import holders
     from m5data.storage.schema import TABLES as SPECS
 
     monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
-    local, dask, future = dask_run_mid_download(reference, demo_shop, cluster, tmp_path)
+    local, dask, future = dask_run_mid_download(reference, light_shop, cluster, tmp_path)
     cluster.stop_scheduler(signal.SIGKILL)
     outcome = future.result(timeout=240)  # bounded: the client gives up on the lost scheduler
     assert not outcome.ok and outcome.fatal == "download"
@@ -228,13 +228,13 @@ def test_the_scheduler_going_away_fails_the_run_and_the_next_run_resumes(demo_sh
         assert len(keys) == len(set(keys)), name
 
 
-def test_a_scheduler_that_stops_answering_fails_the_run_after_the_scheduler_timeout(demo_shop, reference, cluster,
+def test_a_scheduler_that_stops_answering_fails_the_run_after_the_scheduler_timeout(light_shop, reference, cluster,
                                                                                      tmp_path, monkeypatch):
     """SIGSTOP: the scheduler's connections stay open, so only flows.scheduler_timeout ends the wait."""
     from m5data.storage.locks import holders
 
     monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
-    local, dask, future = dask_run_mid_download(reference, demo_shop, cluster, tmp_path, scheduler_timeout=10)
+    local, dask, future = dask_run_mid_download(reference, light_shop, cluster, tmp_path, scheduler_timeout=10)
     os.kill(cluster.scheduler.pid, signal.SIGSTOP)
     try:
         outcome = future.result(timeout=240)
@@ -251,7 +251,7 @@ def test_a_scheduler_that_stops_answering_fails_the_run_after_the_scheduler_time
 
 
 def test_a_tls_scheduler_runs_the_flow_and_refuses_what_holds_no_certificate_of_its_ca(
-        demo_shop, reference, tmp_path, monkeypatch):
+        light_shop, reference, tmp_path, monkeypatch):
     """Issue 35, 7: a scheduler and a worker started with TLS files (``python -m m5data.flows.daskserve``, as
     docs/flows.md shows) serve only their comm ports, no HTTP; the flow runs through them with
     flows.dask_tls_* (m5data's own client certificate) and gives the store of the local runner; a client
@@ -281,7 +281,7 @@ def test_a_tls_scheduler_runs_the_flow_and_refuses_what_holds_no_certificate_of_
 
         dask = tmp_path / "dask"
         shutil.copytree(reference[0], dask)
-        demo_shop.reset_faults()
+        light_shop.reset_faults()
         outcome = run(dask, "dask", "download,extract", address=cluster.address, tls=client)
         assert outcome.ok, (outcome.message, {s: e["message"] for s, e in outcome.results.items()})
         assert differences(Store.open(reference[1]), Store.open(dask)) == {}
@@ -321,7 +321,7 @@ def _secret_in_prefect_database(secret: str) -> tuple[int, list[str]]:
 
 
 def test_crawl_to_export_on_s3_with_no_shared_folder_gives_the_store_of_the_local_runner(
-        demo_shop, prefect_harness, s3, aws, s3_url, tmp_path, monkeypatch):
+        light_shop, prefect_harness, s3, aws, s3_url, tmp_path, monkeypatch):
     """Issue 37: a cluster with no shared disk. The store is on S3 (moto's server); the scheduler and each
     worker have their own working directory, TMPDIR, HOME, PREFECT_HOME and caches, and no folder in
     common with each other or with the flow's process; the workers get the AWS environment of the
@@ -332,16 +332,16 @@ def test_crawl_to_export_on_s3_with_no_shared_folder_gives_the_store_of_the_loca
     from support.s3_server import keys
 
     monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
-    mapping = str(demo_shop.truth_dir / "level1_mapping.toml")
-    demo_shop.reset_faults()
-    local = run(tmp_path / "local", "local", STAGES, start_urls=[f"{demo_shop.url}/"], mapping=mapping)
+    mapping = str(light_shop.truth_dir / "level1_mapping.toml")
+    light_shop.reset_faults()
+    local = run(tmp_path / "local", "local", STAGES, start_urls=[f"{light_shop.url}/"], mapping=mapping)
     assert local.ok, (local.message, {s: e["message"] for s, e in local.results.items()})
     env = {**worker_env(), **s3["env"]}
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
         env.pop(name, None)
     with dask_cluster(tmp_path / "cluster", n_workers=2, env=env, own_home=True) as cluster:
-        demo_shop.reset_faults()
-        outcome = run(s3_url, "dask", STAGES, start_urls=[f"{demo_shop.url}/"], mapping=mapping,
+        light_shop.reset_faults()
+        outcome = run(s3_url, "dask", STAGES, start_urls=[f"{light_shop.url}/"], mapping=mapping,
                       address=cluster.address)
         assert outcome.ok, (outcome.message, {s: e["message"] for s, e in outcome.results.items()})
     on_s3 = Store.open(s3_url)

@@ -13,16 +13,16 @@ pytest.importorskip("ray")
 pytest.importorskip("prefect_ray")
 
 
-def test_ray_cluster_gives_the_store_of_the_local_runner(demo_shop, prefect_harness, tmp_path, monkeypatch):
+def test_ray_cluster_gives_the_store_of_the_local_runner(light_shop, prefect_harness, tmp_path, monkeypatch):
     env = worker_env()
     monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])
-    local, ray = crawled_copy(demo_shop, tmp_path, ["local", "ray"])
-    outcome = _local_then_ray(demo_shop, tmp_path, env, local, ray)
+    local, ray = crawled_copy(light_shop, tmp_path, ["local", "ray"])
+    outcome = _local_then_ray(light_shop, tmp_path, env, local, ray)
     assert differences(Store.open(local), Store.open(ray)) == {}
     _assert_two_shards(outcome, Store.open(ray))
 
 
-def test_ray_cluster_on_an_s3_store_gives_the_store_of_the_local_runner(demo_shop, prefect_harness, s3, aws, s3_url,
+def test_ray_cluster_on_an_s3_store_gives_the_store_of_the_local_runner(light_shop, prefect_harness, s3, aws, s3_url,
                                                                         tmp_path, monkeypatch):
     """Issue 37 on the second runner: the store on S3 (moto's server), the Ray nodes sharing no folder
     with each other or the flow (each its own working directory and TMPDIR), the AWS environment of the
@@ -33,23 +33,23 @@ def test_ray_cluster_on_an_s3_store_gives_the_store_of_the_local_runner(demo_sho
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
         env.pop(name, None)
     monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])
-    (local,) = crawled_copy(demo_shop, tmp_path, ["local"])
+    (local,) = crawled_copy(light_shop, tmp_path, ["local"])
     copy_store(Store.open(local), Store.init(s3_url))  # the same crawl, moved to S3
-    outcome = _local_then_ray(demo_shop, tmp_path, env, local, s3_url)
+    outcome = _local_then_ray(light_shop, tmp_path, env, local, s3_url)
     on_s3 = Store.open(s3_url)
     assert differences(Store.open(local), on_s3) == {}
     assert sorted(on_s3.blobs.iter_paths()) == sorted(Store.open(local).blobs.iter_paths())
     _assert_two_shards(outcome, on_s3)
 
 
-def _local_then_ray(demo_shop, tmp_path, env, local, target):
+def _local_then_ray(light_shop, tmp_path, env, local, target):
     """download + extract on the local runner into ``local``, then on a 2-node Ray cluster into ``target``."""
     from support.loopback import ray_cluster
 
-    demo_shop.reset_faults()
+    light_shop.reset_faults()
     assert run(local, "local", "download,extract").ok
     with ray_cluster(tmp_path / "ray-cluster", n_nodes=2, env=env) as cluster:
-        demo_shop.reset_faults()
+        light_shop.reset_faults()
         outcome = run(target, "ray", "download,extract", ray_address=cluster.address)
     assert outcome.ok, (outcome.message, {s: e["message"] for s, e in outcome.results.items()})
     return outcome

@@ -12,7 +12,7 @@ from m5data.storage import Store
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_dask_runner_gives_the_same_store_as_the_local_runner(demo_shop, prefect_harness, tmp_path, monkeypatch):
+def test_dask_runner_gives_the_same_store_as_the_local_runner(light_shop, prefect_harness, tmp_path, monkeypatch):
     from m5data.crawler.crawl import run as crawl
     from m5data.flows.launch import run_pipeline
     from m5data.flows.pipeline import check_plan
@@ -20,13 +20,13 @@ def test_dask_runner_gives_the_same_store_as_the_local_runner(demo_shop, prefect
     # the Dask workers are new processes: they must import this checkout's m5data
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
     crawled = tmp_path / "crawled"
-    crawl(Store.init(crawled), load(None, {"store.path": str(crawled), "crawl.allow_private": True}, environ={}), start_urls=[f"{demo_shop.url}/"])
+    crawl(Store.init(crawled), load(None, {"store.path": str(crawled), "crawl.allow_private": True}, environ={}), start_urls=[f"{light_shop.url}/"])
     overrides = {"download.allow_private": True, "crawl.allow_private": True}
     outcomes = {}
     for runner in ("local", "dask"):
         path = tmp_path / runner
         shutil.copytree(crawled, path)
-        demo_shop.reset_faults()
+        light_shop.reset_faults()
         settings = load(None, {**overrides, "store.path": str(path), "flows.runner": runner, "extract.kinds": "image,text",
                                "flows.dask_workers": 2}, environ={})
         plan = check_plan(settings, stages="download,extract")

@@ -14,7 +14,7 @@ LOOPBACK = {"download.allow_private": True, "crawl.allow_private": True}
 def test_a_second_run_over_a_grown_site_adds_only_what_is_new(demo_shop_factory, prefect_harness, tmp_path):
     from m5data.flows.pipeline import pipeline_flow
 
-    first_shop, new_shop = demo_shop_factory(products=20, seed=1), demo_shop_factory(products=20, seed=2)
+    first_shop, new_shop = demo_shop_factory(products=20, seed=1, image_scale=0.5), demo_shop_factory(products=20, seed=2, image_scale=0.5)
     path = str(tmp_path / "store")
     mapping = str(first_shop.truth_dir / "level1_mapping.toml")
     overrides = {**LOOPBACK, "align.mapping": mapping, "extract.kinds": "image,text"}

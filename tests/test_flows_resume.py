@@ -45,13 +45,13 @@ def _uninterrupted(shop, store_path):
     return store
 
 
-def test_a_run_killed_mid_way_resumes_to_the_store_of_an_uninterrupted_run(demo_shop, prefect_harness, tmp_path):
-    reference = _uninterrupted(demo_shop, tmp_path / "reference")
+def test_a_run_killed_mid_way_resumes_to_the_store_of_an_uninterrupted_run(light_shop, prefect_harness, tmp_path):
+    reference = _uninterrupted(light_shop, tmp_path / "reference")
     store_path = tmp_path / "store"
     env = {**os.environ, "PYTHONPATH": ROOT}
-    demo_shop.reset_faults()
+    light_shop.reset_faults()
     log = open(tmp_path / "first.log", "w")
-    first = subprocess.Popen(_run_cmd(store_path, demo_shop), stdout=log, stderr=subprocess.STDOUT, env=env,
+    first = subprocess.Popen(_run_cmd(store_path, light_shop), stdout=log, stderr=subprocess.STDOUT, env=env,
                              cwd=ROOT, start_new_session=True)
     try:  # kill the flow process once download finished, while extract works
         deadline = time.monotonic() + 400
@@ -70,8 +70,8 @@ def test_a_run_killed_mid_way_resumes_to_the_store_of_an_uninterrupted_run(demo_
     assert not _stage_rows(store_path, "align"), "the first run ended before it was killed"
     crawled = Store.open(store_path).count("products")
 
-    demo_shop.reset_faults()
-    second = subprocess.run(_run_cmd(store_path, demo_shop), capture_output=True, text=True, env=env, cwd=ROOT,
+    light_shop.reset_faults()
+    second = subprocess.run(_run_cmd(store_path, light_shop), capture_output=True, text=True, env=env, cwd=ROOT,
                             timeout=500)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "Completed" in second.stdout

@@ -9,17 +9,17 @@ from m5data.cli import app
 from m5data.storage import Store
 
 
-def test_pipeline_flow_builds_a_store_from_the_demo_shop(demo_shop, prefect_harness, tmp_path):
+def test_pipeline_flow_builds_a_store_from_the_demo_shop(light_shop, prefect_harness, tmp_path):
     from m5data.flows.pipeline import pipeline_flow
 
     store_path = str(tmp_path / "store")
-    runs = pipeline_flow(store_path, [f"{demo_shop.url}/"], stages=["crawl", "download", "extract", "align"],
+    runs = pipeline_flow(store_path, [f"{light_shop.url}/"], stages=["crawl", "download", "extract", "align"],
                          overrides={"download.allow_private": True, "crawl.allow_private": True, "extract.kinds": "image,text",
-                                    "align.mapping": str(demo_shop.truth_dir / "level1_mapping.toml")})
+                                    "align.mapping": str(light_shop.truth_dir / "level1_mapping.toml")})
     assert list(runs) == ["crawl", "download", "extract", "align"]
     assert {e["status"] for e in runs.values()} == {"ok"}
     store = Store.open(store_path)
-    truth = pq.read_table(demo_shop.truth_dir / "products.parquet").to_pylist()
+    truth = pq.read_table(light_shop.truth_dir / "products.parquet").to_pylist()
     reachable = {p["product_id"] for p in truth if p["reachable"]}
     con = store.connect()
     try:
@@ -43,7 +43,7 @@ def test_pipeline_flow_builds_a_store_from_the_demo_shop(demo_shop, prefect_harn
     from store_compare import TABLES, table_rows
 
     before = {name: table_rows(store, name) for name in TABLES}
-    again = pipeline_flow(store_path, [f"{demo_shop.url}/"], stages=["crawl", "download", "extract"], kinds="image,text",
+    again = pipeline_flow(store_path, [f"{light_shop.url}/"], stages=["crawl", "download", "extract"], kinds="image,text",
                           overrides={"download.allow_private": True, "crawl.allow_private": True})
     assert again["download"]["n_in"] == 0
     assert Store.open(store_path).count("products") == len(crawled)

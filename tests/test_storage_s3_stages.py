@@ -104,14 +104,14 @@ def test_a_long_stage_renews_its_lease(url):
                 pass
 
 
-def test_crawl_on_s3_stores_the_products_and_its_run_folder_as_objects(url, aws, demo_shop, tmp_path):
+def test_crawl_on_s3_stores_the_products_and_its_run_folder_as_objects(url, aws, light_shop, tmp_path):
     from m5data.crawler.crawl import run as crawl
 
     settings = load(overrides={"crawl.allow_private": True, "store.path": url}, environ={})
     s3 = Store.init(url)
-    stats = crawl(s3, settings, start_urls=[demo_shop.url + "/"])
+    stats = crawl(s3, settings, start_urls=[light_shop.url + "/"])
     local = Store.init(tmp_path / "local")
-    crawl(local, load(overrides={"crawl.allow_private": True}, environ={}), start_urls=[demo_shop.url + "/"])
+    crawl(local, load(overrides={"crawl.allow_private": True}, environ={}), start_urls=[light_shop.url + "/"])
     assert differences(s3, local, ("products", "specs", "media", "crawl_errors", "page_validators")) == {}
     assert s3.count("products") == local.count("products") > 0
     prefix = url.split("/", 3)[3] + "/"
@@ -123,7 +123,7 @@ def test_crawl_on_s3_stores_the_products_and_its_run_folder_as_objects(url, aws,
     assert not keys(aws, prefix + "locks/crawl/_log/") == []  # the lease and its release
 
 
-def test_download_on_s3_stores_the_same_rows_and_blobs_as_on_a_local_store(url, aws, demo_shop, tmp_path):
+def test_download_on_s3_stores_the_same_rows_and_blobs_as_on_a_local_store(url, aws, light_shop, tmp_path):
     from m5data.crawler.crawl import run as crawl
     from m5data.download.run import run as download
 
@@ -131,7 +131,7 @@ def test_download_on_s3_stores_the_same_rows_and_blobs_as_on_a_local_store(url, 
     s3, local = Store.init(url), Store.init(tmp_path / "local")
     for store in (s3, local):
         settings = load(overrides={**overrides, "store.path": str(store.root)}, environ={})
-        crawl(store, settings, start_urls=[demo_shop.url + "/"])
+        crawl(store, settings, start_urls=[light_shop.url + "/"])
         download(store, settings)
     assert differences(s3, local, ("products", "media")) == {}
     ok = [r for r in s3.read("media").to_pylist() if r["status"] == "ok"]
@@ -174,7 +174,7 @@ def _export_files(out: str) -> dict[str, bytes]:
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in Path(out).rglob("*") if p.is_file()}
 
 
-def test_the_pipeline_on_s3_equals_a_local_run_row_for_row_and_byte_for_byte(url, aws, demo_shop, demo_shop_dir,
+def test_the_pipeline_on_s3_equals_a_local_run_row_for_row_and_byte_for_byte(url, aws, light_shop,
                                                                              tmp_path, scratch_tmpdir, monkeypatch):
     """crawl -> download -> extract -> align -> build-splits -> export on an S3 store and on a local one."""
     from m5data.align.run import align
@@ -192,13 +192,13 @@ def test_the_pipeline_on_s3_equals_a_local_run_row_for_row_and_byte_for_byte(url
     outs = []
     for store in (s3, local):
         settings = load(overrides={**overrides, "store.path": str(store.root)}, environ={})
-        crawl(store, settings, start_urls=[demo_shop.url + "/"])
+        crawl(store, settings, start_urls=[light_shop.url + "/"])
         # what two crawls cannot share, when each product was read, goes into every sample (its provenance,
         # docs/compliance.md): the same time on both stores, so that their exports compare byte for byte
         store.write("products", [{**r, "crawled_at": CRAWLED_AT} for r in store.read("products").to_pylist()])
         download(store, settings)
         extract(store, settings, progress=False)
-        align(store, settings, mapping=demo_shop_dir / "truth" / "level1_mapping.toml")
+        align(store, settings, mapping=light_shop.truth_dir / "level1_mapping.toml")
         build(store, settings, version="v1")
         out = default_out(store, "all", "webdataset", "v1")[1]
         assert export(store, settings, out=out, fmt="webdataset", version="v1").stats.n_failed == 0
@@ -233,7 +233,7 @@ def test_the_pipeline_on_s3_equals_a_local_run_row_for_row_and_byte_for_byte(url
     assert [p.name for p in scratch.iterdir() if p.name.startswith("m5data-")] == []  # no local copies left
 
 
-def test_the_verbs_on_an_s3_store_align_splits_report_sql_stats(url, aws, demo_shop, demo_shop_dir, tmp_path,
+def test_the_verbs_on_an_s3_store_align_splits_report_sql_stats(url, aws, light_shop, tmp_path,
                                                                monkeypatch):
     """align, build-splits, check-splits, report, sql and stats through the CLI with ``--store s3://...``."""
     from typer.testing import CliRunner
@@ -245,7 +245,7 @@ def test_the_verbs_on_an_s3_store_align_splits_report_sql_stats(url, aws, demo_s
     store = Store.init(url)
     settings = load(overrides={"crawl.allow_private": True, "download.allow_private": True, "store.path": url},
                     environ={})
-    crawl(store, settings, start_urls=[demo_shop.url + "/"])
+    crawl(store, settings, start_urls=[light_shop.url + "/"])
     download(store, settings)
     runner = CliRunner()
 
@@ -254,7 +254,7 @@ def test_the_verbs_on_an_s3_store_align_splits_report_sql_stats(url, aws, demo_s
         assert out.exit_code == 0, out.output
         return out.output
 
-    verb("align", "--mapping", str(demo_shop_dir / "truth" / "level1_mapping.toml"))
+    verb("align", "--mapping", str(light_shop.truth_dir / "level1_mapping.toml"))
     assert store.read_text("derived/align/review.csv").count("\n") > 1  # an object, written by align
     verb("build-splits", "--version", "v1")
     assert json.loads(store.read_text("derived/splits/v1/manifest.json"))["version"] == "v1"

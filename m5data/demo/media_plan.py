@@ -56,6 +56,8 @@ def plan_media(rng: random.Random, cfg: WorldConfig, p: Product) -> None:
         size = (width, height)
         if i > 0 and inst.sub.class_id == 9 and rng.random() < 0.5:
             size = (750, 1000)  # clothing detail shots are portrait
+        if cfg.image_scale != 1.0:  # after the draws: the same world, smaller pictures
+            size = (max(16, round(size[0] * cfg.image_scale)), max(16, round(size[1] * cfg.image_scale)))
         render = {"type": "image", "visual": inst.visual, "view": "main" if i == 0 else views[i - 1],
                   "variant": variant, "fmt": fmt, "size": size}
         p.images.append(Media("image", "main" if i == 0 else "gallery", i, image_url(rng, p, fmt),

@@ -147,8 +147,10 @@ def level1_mapping_toml(world: World) -> str:
     return "\n".join(out) + "\n"
 
 
-# WorldConfig fields in the manifest only when on: a world without them stays byte for byte the same
+# WorldConfig fields in the manifest only when on (or, for these, off their default): a world without
+# them stays byte for byte the same
 OFF_UNLESS_ON = ("optouts", "contact_products")
+DEFAULT_UNLESS_SET = {"image_scale": 1.0}
 
 
 def manifest(world: World, rows: dict[str, list[dict]]) -> dict:
@@ -156,7 +158,8 @@ def manifest(world: World, rows: dict[str, list[dict]]) -> dict:
     prods, media = rows["products"], rows["media"]
     complete = sum(all(r[k] for k in r if k.startswith("expect_")) for r in prods)
     # a world without opt-outs or contacts: its manifest as before those fields were
-    config = {k: v for k, v in asdict(world.config).items() if v or k not in OFF_UNLESS_ON}
+    config = {k: v for k, v in asdict(world.config).items()
+              if (v or k not in OFF_UNLESS_ON) and not (k in DEFAULT_UNLESS_SET and v == DEFAULT_UNLESS_SET[k])}
     return {
         "generator": "m5data.demo", "generator_version": GENERATOR_VERSION,
         "seed": world.config.seed, "config": config,

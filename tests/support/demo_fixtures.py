@@ -36,7 +36,7 @@ DEMO_SHOP_CONFIG = {"products": 60, "seed": 0, "subclasses": 14, "page_size_shop
 SLOW_SECONDS = 0.3
 _DEMO = Path(m5data.demo.__file__).resolve().parent  # the demo package, whose code keys the caches
 
-__all__ = ["demo_shop_dir", "demo_shop", "demo_shop_factory", "demo_store_factory", "demo300", "demo300_copy",
+__all__ = ["demo_shop_dir", "demo_shop", "demo_shop_factory", "light_shop", "LIGHT_SHOP_CONFIG", "demo_store_factory", "demo300", "demo300_copy",
            "demo300_judged",
            "DEMO_SHOP_CONFIG",
            "cached_shop", "build_demo_store", "copy_store"]
@@ -113,6 +113,19 @@ def demo_shop(demo_shop_dir):
 
     with serve_in_thread(demo_shop_dir, slow_seconds=SLOW_SECONDS) as shop:
         yield shop
+
+
+# the light shops: the small shop's world with half-size pictures (demo WorldConfig.image_scale)
+LIGHT_SHOP_CONFIG = {**DEMO_SHOP_CONFIG, "image_scale": 0.5}
+
+
+@pytest.fixture(scope="session")
+def light_shop(demo_shop_factory):
+    """The small shop's world with pictures at half their sides, served for the session: the shop of
+    the tests that compare two whole runs' stores (one runner's with another's, S3's with a folder's),
+    whose subject is not the pictures. A quarter of the pixels to decode, normalise and look for
+    faces in: face detection was a third of such a test's CPU."""
+    return demo_shop_factory(**LIGHT_SHOP_CONFIG)
 
 
 @pytest.fixture(scope="session")
