@@ -112,8 +112,7 @@ def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, 
         "DOWNLOAD_TIMEOUT": cs.timeout,
         "DOWNLOAD_MAXSIZE": cs.max_page_bytes,  # inflated too (HttpCompressionMiddleware): "page too large" rows
         "DOWNLOAD_WARNSIZE": cs.max_page_bytes // 2,
-        "TELNETCONSOLE_ENABLED": False,
-        "REMOTE_CONTROL_ENABLED": False,  # Scrapy 2.19's code-execution HTTP endpoint: never in a data pipeline
+        "TELNETCONSOLE_ENABLED": False, "REMOTE_CONTROL_ENABLED": False,  # 2.19's code-running HTTP endpoint: never
         "LOG_FILE": log_file,
         "LOG_LEVEL": "INFO",
         "ITEM_PIPELINES": {"m5data.crawler.pipeline.StorePipeline": 300},
@@ -131,11 +130,8 @@ def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, 
                                    "m5data.crawler.optouts.TdmRepMiddleware": 110,  # after robots.txt (100)
                                    "m5data.crawler.spider.CharsetMiddleware": 120,
                                    "m5data.crawler.politeness.PolitenessMiddleware": 560},
-        # off (None) rather than disabled by setting only: the extension manager then never imports them
-        # (remote control imports aiohttp's web server, ~0.1 CPU-s a crawl)
-        "EXTENSIONS": {"m5data.crawler.spider.ProgressReporter": 500,
-                       "scrapy.extensions.remote_control.RemoteControl": None,
-                       "scrapy.extensions.telnet.TelnetConsole": None},
+        "EXTENSIONS": {"m5data.crawler.spider.ProgressReporter": 500, "scrapy.extensions.telnet.TelnetConsole": None,
+                       "scrapy.extensions.remote_control.RemoteControl": None},  # None: never imported (aiohttp web)
         "M5DATA_STORE": store_path,
         "M5DATA_STORE_COMPRESSION": compression,
         "M5DATA_RUN_ID": run_id,
