@@ -56,7 +56,7 @@ def test_sigkill_mid_crawl_then_resume_matches_uninterrupted(tmp_path):
         deadline = time.monotonic() + 90
         while len(store.parts("products")) < 2 and cli.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        scrapy = [p for p in psutil.Process(cli.pid).children() if "m5data.crawler.crawl" in " ".join(p.cmdline())]
+        scrapy = [p for p in psutil.Process(cli.pid).children() if "m5data.crawler.child" in " ".join(p.cmdline())]
         assert len(scrapy) == 1, "the crawl ended before it could be killed"
         os.kill(scrapy[0].pid, signal.SIGKILL)
         output = cli.communicate(timeout=60)[0]

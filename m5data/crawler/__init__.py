@@ -8,6 +8,7 @@ The crawl half, one module per job:
 - ``spider``: the Scrapy spider (start pages, sitemaps, pagination, scope, errors);
 - ``pipeline``: the item pipeline that batches rows into ``products``, ``specs``, ``media``, ``crawl_errors``;
 - ``crawl``: the stage function ``run(store, settings, ...)`` that runs Scrapy in a subprocess;
+- ``child``: that subprocess (``python -m m5data.crawler.child JOB.json``);
 - ``cli``: the ``m5data crawl`` verb.
 
 Scrapy is imported only inside ``spider``, ``pipeline`` and the subprocess entry point, so that

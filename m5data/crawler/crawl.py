@@ -1,7 +1,7 @@
 """The crawl stage: ``run(store, settings, start_urls=...) -> StageStats``.
 
 Scrapy's Twisted reactor cannot start twice in one process, and a crawl that fails still exits
-0, so each crawl runs in a subprocess (``python -m m5data.crawler.crawl JOB.json``) that writes
+0, so each crawl runs in a subprocess (``python -m m5data.crawler.child JOB.json``) that writes
 its Scrapy stats to JSON when it ends; this parent reads them, decides whether the crawl worked,
 and records the ``runs`` row. Logs and stats of a run stay in ``<store>/logs/crawl/<run_id>/``.
 """
@@ -22,7 +22,6 @@ from .. import config as cfg
 from ..errors import TransientFailure, UserError
 from ..stages import StageRun
 from ..storage import StageStats
-from ..storage.files import write_atomic
 from ..storage.redact import redact_url
 from .items import Caps
 from .optouts import FETCHED, ROBOTS, optout_settings
@@ -203,7 +202,7 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
             job_file = rundir / "job.json"
             session.write_private(job_file, json.dumps(job, indent=2))
             with open(rundir / "stderr.txt", "w") as err:
-                proc = subprocess.Popen([sys.executable, "-m", "m5data.crawler.crawl", str(job_file)],
+                proc = subprocess.Popen([sys.executable, "-m", "m5data.crawler.child", str(job_file)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
                 try:  # the secrets go on stdin, never into a file (the job file only names the cookies file)
                     proc.stdin.write(json.dumps({"headers": secret_headers}))
@@ -335,66 +334,3 @@ def _nothing_fetched(crawl: dict, stats: StageStats) -> str:
         kinds = ", ".join(f"{reason} {n:,}" for reason, n in sorted(others.items(), key=lambda kv: -kv[1]))
         why.append(f"{sum(others.values()):,} errors ({kinds}); {_reasons_at(stats)}")
     return "no page could be fetched: " + ("; ".join(why) or "no request was made")
-
-
-# ------------------------------------------------------------------------------ subprocess side
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to send SIGTERM (a clean Scrapy shutdown) to this process when its parent dies."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        raise SystemExit(3)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Subprocess entry: run one crawl described by a job file, then write its stats JSON."""
-    args = sys.argv[1:] if argv is None else argv
-    job = json.loads(Path(args[0]).read_text())
-    secrets = json.loads(sys.stdin.read() or "{}") if sys.stdin and not sys.stdin.isatty() else {}
-    _die_with_parent(job["parent_pid"])
-    if job.get("parent_handles_sigint"):  # until the reactor runs too (see below)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from scrapy.crawler import CrawlerProcess
-
-    from ..storage import Store, takedowns
-    from ..storage.redact import install_log_redaction
-    from . import session
-    from .pipeline import stored_products
-    from .revalidate import refresh_validators, stored_versions
-    from .spider import ProductSpider
-
-    session.SECRET_HEADERS.update(secrets.get("headers") or {})
-    session.register_headers(session.SECRET_HEADERS)
-    session.register_proxy_credentials(os.environ)
-    settings = job["scrapy_settings"]
-    done = stored_products(Store.open(job["store"]))[2] if settings["M5DATA_RESUME"] else set()
-    versions, validators = None, {}
-    if settings.get("M5DATA_REVALIDATE"):
-        store = Store.open(job["store"])
-        versions = stored_versions(store)
-        validators = refresh_validators(store, versions)
-    process = CrawlerProcess(settings=settings)
-    install_log_redaction()  # on the handler of Scrapy's log file, made just now
-    crawler = process.create_crawler(ProductSpider)
-    process.crawl(crawler, start_urls=job["start_urls"], site=job["site"], done_urls=done, validators=validators, versions=versions,
-                  takedowns=[t for t in takedowns.rows(Store.open(job["store"])) if t["kind"] != "product_id"],  # pages, not ids
-                  render=bool(settings.get("M5DATA_RENDER")), render_timeout=float(settings.get("M5DATA_RENDER_TIMEOUT", 30.0)))
-    if job.get("parent_handles_sigint"):
-        from twisted.internet import reactor  # the one crawl() installed
-
-        # after Scrapy's shutdown handlers (installed once the reactor has started): a terminal's
-        # Ctrl-C reaches the parent, which sends SIGTERM (its first stop sets SIGINT again, to force)
-        reactor.callWhenRunning(reactor.callLater, 0, signal.signal, signal.SIGINT, signal.SIG_IGN)
-    process.start()
-    write_atomic(Path(job["stats_file"]),
-                 json.dumps(crawler.stats.get_stats(), indent=2, sort_keys=True, default=str).encode())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

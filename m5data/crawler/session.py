@@ -174,7 +174,7 @@ def load_cookies(path: str | Path) -> list:
 
 
 # ------------------------------------------------------------------------------------------ headers on requests
-SECRET_HEADERS: dict[str, dict[str, str]] = {}  # set by the crawl subprocess from its stdin (crawl.main)
+SECRET_HEADERS: dict[str, dict[str, str]] = {}  # set by the crawl subprocess from its stdin (child.main)
 
 
 def add_settings(scrapy_settings: dict, cookies_file: str) -> dict:

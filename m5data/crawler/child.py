@@ -1,0 +1,96 @@
+"""The crawl's subprocess (``python -m m5data.crawler.child JOB.json``, started by ``crawl.run``): one
+Scrapy crawl described by a job file, then its Scrapy stats written to JSON for the parent to judge.
+
+It never imports pandas: pyarrow's converter of Python lists imports it (~0.3 CPU-s, about 1,000
+modules) at the first rows a process writes, only to recognise pandas' missing-value objects, which
+a crawl never holds. A library that asked for pandas here would get a ModuleNotFoundError naming this
+module, never a silently different answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from ..storage.files import write_atomic
+
+
+class _NoPandas:
+    """A meta path finder that refuses pandas (see the module's docstring)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"{name} is not imported in the crawl's subprocess (m5data.crawler.child)",
+                                      name=name)
+        return None
+
+
+def refuse_pandas() -> None:
+    if "pandas" not in sys.modules and not any(isinstance(f, _NoPandas) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NoPandas())
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to send SIGTERM (a clean Scrapy shutdown) to this process when its parent dies."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        raise SystemExit(3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Subprocess entry: run one crawl described by a job file, then write its stats JSON."""
+    refuse_pandas()
+    args = sys.argv[1:] if argv is None else argv
+    job = json.loads(Path(args[0]).read_text())
+    secrets = json.loads(sys.stdin.read() or "{}") if sys.stdin and not sys.stdin.isatty() else {}
+    _die_with_parent(job["parent_pid"])
+    if job.get("parent_handles_sigint"):  # until the reactor runs too (see below)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from scrapy.crawler import CrawlerProcess
+
+    from ..storage import Store, takedowns
+    from ..storage.redact import install_log_redaction
+    from . import session
+    from .pipeline import stored_products
+    from .revalidate import refresh_validators, stored_versions
+    from .spider import ProductSpider
+
+    session.SECRET_HEADERS.update(secrets.get("headers") or {})
+    session.register_headers(session.SECRET_HEADERS)
+    session.register_proxy_credentials(os.environ)
+    settings = job["scrapy_settings"]
+    done = stored_products(Store.open(job["store"]))[2] if settings["M5DATA_RESUME"] else set()
+    versions, validators = None, {}
+    if settings.get("M5DATA_REVALIDATE"):
+        store = Store.open(job["store"])
+        versions = stored_versions(store)
+        validators = refresh_validators(store, versions)
+    process = CrawlerProcess(settings=settings)
+    install_log_redaction()  # on the handler of Scrapy's log file, made just now
+    crawler = process.create_crawler(ProductSpider)
+    process.crawl(crawler, start_urls=job["start_urls"], site=job["site"], done_urls=done, validators=validators, versions=versions,
+                  takedowns=[t for t in takedowns.rows(Store.open(job["store"])) if t["kind"] != "product_id"],  # pages, not ids
+                  render=bool(settings.get("M5DATA_RENDER")), render_timeout=float(settings.get("M5DATA_RENDER_TIMEOUT", 30.0)))
+    if job.get("parent_handles_sigint"):
+        from twisted.internet import reactor  # the one crawl() installed
+
+        # after Scrapy's shutdown handlers (installed once the reactor has started): a terminal's
+        # Ctrl-C reaches the parent, which sends SIGTERM (its first stop sets SIGINT again, to force)
+        reactor.callWhenRunning(reactor.callLater, 0, signal.signal, signal.SIGINT, signal.SIG_IGN)
+    process.start()
+    write_atomic(Path(job["stats_file"]),
+                 json.dumps(crawler.stats.get_stats(), indent=2, sort_keys=True, default=str).encode())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
