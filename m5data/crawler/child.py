@@ -29,6 +29,7 @@ class _NoPandas:
 
 
 def refuse_pandas() -> None:
+    """From now on, this process refuses to import pandas (unless it already has)."""
     if "pandas" not in sys.modules and not any(isinstance(f, _NoPandas) for f in sys.meta_path):
         sys.meta_path.insert(0, _NoPandas())
 

@@ -39,8 +39,8 @@ class WorldConfig:
         contact_products: listings with a phone number, e-mail or WeChat/QQ handle in the title or a
             spec row (contacts.py; the truth's ``contacts`` table); 0 (the default) keeps the world as it was.
         image_scale: every listing image's width and height times this (1.0, the default: the platforms'
-            sizes, up to 800x800). A lighter world for quick runs: the flow tests' shop uses 0.5, a
-            quarter of the pixels to decode, normalise and look for faces in; the world is otherwise the same.
+            sizes, up to 800x800). A lighter world for quick runs: the test suite's light shop uses 0.5,
+            a quarter of the pixels to decode, normalise and look for faces in; the world is otherwise the same.
     """
 
     products: int = 300

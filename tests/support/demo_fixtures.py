@@ -8,6 +8,8 @@
   ``.clear_requests()``, ``.reset_faults()`` (re-arm the answer-500-once URLs).
 - ``demo_shop_factory``: ``make(products=40, seed=1, **world_config) -> RunningShop`` for tests
   that need another world; each is generated once (cached) and served until the session ends.
+- ``light_shop``: the small shop's world with half-size pictures (``LIGHT_SHOP_CONFIG``), for the
+  tests that compare two whole runs' stores (flow runners, S3 against a folder).
 - ``demo_store_factory``: ``make(products=60, seed=0, kinds="video,audio,image,text", **world_config)
   -> Path`` of a store built from that shop by crawl, download, extract and align (the input of the
   stages after align: annotate, splits, export, train, report). Built once and cached on disk,
@@ -36,8 +38,8 @@ DEMO_SHOP_CONFIG = {"products": 60, "seed": 0, "subclasses": 14, "page_size_shop
 SLOW_SECONDS = 0.3
 _DEMO = Path(m5data.demo.__file__).resolve().parent  # the demo package, whose code keys the caches
 
-__all__ = ["demo_shop_dir", "demo_shop", "demo_shop_factory", "light_shop", "LIGHT_SHOP_CONFIG", "demo_store_factory", "demo300", "demo300_copy",
-           "demo300_judged",
+__all__ = ["demo_shop_dir", "demo_shop", "demo_shop_factory", "light_shop", "LIGHT_SHOP_CONFIG", "demo_store_factory",
+           "demo300", "demo300_copy", "demo300_judged",
            "DEMO_SHOP_CONFIG",
            "cached_shop", "build_demo_store", "copy_store"]
 
