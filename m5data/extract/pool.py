@@ -82,19 +82,23 @@ class WorkerPool:
             return
         source = iter(items)
         pending: dict = {}
+        refused: list = []  # taken from ``items`` while the pool was already broken: never ran
 
         def fill() -> None:
-            while len(pending) < self.workers * 4:
+            while len(pending) < self.workers * 4 and not refused:
                 try:
                     item = next(source)
                 except StopIteration:
                     return
-                pending[self.executor.submit(fn, item)] = item
+                try:
+                    pending[self.executor.submit(fn, item)] = item
+                except BrokenProcessPool:  # a worker died before this job went in (seen on a loaded machine)
+                    refused.append(item)
 
         fill()
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            suspects = []
+        while pending or refused:
+            done = wait(pending, return_when=FIRST_COMPLETED)[0] if pending else set()
+            suspects, refused[:] = list(refused), []
             for fut in done:
                 item = pending.pop(fut)
                 try:
