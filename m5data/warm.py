@@ -1,7 +1,7 @@
 """Compile the package's numba kernels into numba's on-disk cache once, at install time.
 
 ``python -m m5data.warm`` (``make setup`` runs it) calls each kernel family's ``warm_up`` on tiny inputs:
-the near-duplicate index, the pair features, the spec rule and librosa's MFCC code (extract's audio).
+the near-duplicate index, the pair features, the spec rule, the matcher's trees and librosa's MFCC code (extract's audio).
 Compiled cold they cost about 50 CPU-seconds; every process after this one loads them from the cache
 in about 2.5 s. Without it, the first processes of a fresh install (a test session's workers and their
 subprocesses, a nightly flow on fresh cluster workers) each compile them again while the cache is
@@ -27,6 +27,7 @@ KERNELS = (
     ("near-duplicate index", "m5data.annotate.kernels.near_jit", "warm_up"),
     ("pair features", "m5data.annotate.kernels.pair_features_jit", "warm_up"),
     ("spec rule", "m5data.annotate.kernels.spec_jit", "warm_up"),
+    ("matcher trees", "m5data.annotate.kernels.trees_jit", "warm_up"),
     ("MFCC (librosa)", "m5data.extract.preload", "_warm"),
 )
 

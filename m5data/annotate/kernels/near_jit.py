@@ -221,7 +221,8 @@ def warm_up() -> None:
     u = np.zeros(1, dtype=np.uint64)
     phash_probe(u, np.zeros(1, dtype=np.int64), u, u, np.array([0, 1], dtype=np.int64), u, 6, 200)
     z = np.zeros(1, dtype=np.int64)
-    equal_share(np.zeros((1, 2), dtype=np.uint16), z, z, np.zeros(1))
+    for bits in (np.uint16, np.uint32):  # near.Signatures' packed columns, and the full 32-bit ones
+        equal_share(np.zeros((1, 2), dtype=bits), z, z, np.zeros(1))
     best_of_each(z, z + 1, np.zeros(1), 1, 2, np.zeros(1, dtype=np.bool_))
 
 

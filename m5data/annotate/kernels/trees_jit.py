@@ -20,3 +20,9 @@ def raw(x, roots, feature, threshold, missing_left, left, right, leaf, value, ou
                 node = left[node] if go_left else right[node]
             s += value[node]
         out[i] = s
+
+
+def warm_up() -> None:
+    """Compile :func:`raw` (or load it from numba's cache) with the types ``pair_model.Trees`` passes."""
+    i, f, b = np.zeros(1, dtype=np.int64), np.zeros(1), np.ones(1, dtype=np.bool_)
+    raw(np.zeros((1, 1)), i, i, f, b, i, i, b, f, np.zeros(1))

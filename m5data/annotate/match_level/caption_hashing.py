@@ -116,7 +116,16 @@ def _buffers(arr, pa):
     bufs = arr.buffers()
     off = np.frombuffer(bufs[1], np.int64)[arr.offset:arr.offset + len(arr) + 1]
     data = np.frombuffer(bufs[2], np.uint8) if bufs[2] is not None else np.zeros(1, np.uint8)
-    return off, data
+    return _read_only(off), _read_only(data)
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """``a`` marked read-only. numba compiles a kernel once per argument type, and whether an array is
+    read-only is part of its type: a view of an Arrow buffer is read-only or not as the buffer was made
+    (a Parquet read or a built array), so without this one caption batch had the kernel compiled again
+    in every fresh process, beside the variant ``python -m m5data.warm`` cached (~2 CPU-s each)."""
+    a.flags.writeable = False
+    return a
 
 
 def hash_batch(texts, tokens, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -137,7 +146,7 @@ def hash_batch(texts, tokens, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     tokens = tokens.cast(pa.large_list(pa.large_string()))
     if tokens.null_count:
         tokens = pc.fill_null(tokens, pa.scalar([], pa.large_list(pa.large_string())))
-    k_list = np.frombuffer(tokens.buffers()[1], np.int64)[tokens.offset:tokens.offset + len(tokens) + 1]
+    k_list = _read_only(np.frombuffer(tokens.buffers()[1], np.int64)[tokens.offset:tokens.offset + len(tokens) + 1])
     k_off, k_data = _buffers(tokens.values, pa)
     n = len(texts)
     cap = int(k_list[-1] - k_list[0]) + 3 * int(t_off[-1] - t_off[0]) + 1
