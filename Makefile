@@ -51,9 +51,10 @@ demo: setup
 test: setup
 	# lint first (pyproject [tool.ruff]): a failure names the file and line, before minutes of tests
 	$(BIN)/ruff check m5data tests benchmarks
-	# two workers: they keep the two cores 89% busy; a third filled the rest but added ~275 CPU-s of its
-	# own (per-worker servers and fixtures): 19:36 against 18:53 on one fresh clone, 2026-11-28. loadgroup: the tests
-	# marked xdist_group("demo300") run on one worker, so the other never waits for that store's build
+	# two workers: they keep the two cores 87-89% busy; a third filled the rest but added ~275 CPU-s of its
+	# own (per-worker servers and fixtures): 19:36 against 18:53 on one fresh clone, 2026-11-28 (on another
+	# machine: 18:34 against 15:52-16:00). loadgroup: the tests marked xdist_group("demo300") run on one worker,
+	# so the other never waits for that store's build (worksteal, which splits the list in halves: 16:22, 18% idle)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 bench-store: setup
