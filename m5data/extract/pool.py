@@ -98,7 +98,8 @@ class WorkerPool:
         fill()
         while pending or refused:
             done = wait(pending, return_when=FIRST_COMPLETED)[0] if pending else set()
-            suspects, refused[:] = list(refused), []
+            suspects = refused[:]  # the pool is broken: the refused job runs again with the others
+            refused.clear()
             for fut in done:
                 item = pending.pop(fut)
                 try:
