@@ -40,7 +40,7 @@ def stored_products(store) -> tuple[set[str], set[str], set[str]]:
     """(product ids, content hashes, canonical URLs) of the products already in the store."""
     from w3lib.url import canonicalize_url
 
-    con = store.connect()
+    con = store.connect(need=("products",), only=("products",), cursor=True)  # one view, a cursor: ~2 ms, not ~45
     try:
         rows = con.sql("SELECT product_id, content_hash, url FROM products").fetchall()
     finally:

@@ -57,7 +57,8 @@ def stored_versions(store) -> dict[str, tuple[str | None, str | None, bool, tupl
     """product_id -> (content_hash, url, whole, licence) of every stored product; ``whole`` when the rows
     the page said it has are there (spec rows when ``has_specs``, crawled media rows when it linked
     media); ``licence`` what its ``licenses`` row states (``licence.stated``; None: nothing)."""
-    con = store.connect()
+    tables = ("products", "specs", "media", "licenses")  # the views it reads, on a cursor (~5 ms, not ~45)
+    con = store.connect(need=tables, only=tables, cursor=True)
     try:
         rows = con.sql(f"""
             SELECT p.product_id, p.content_hash, p.url,
@@ -76,7 +77,7 @@ def stored_versions(store) -> dict[str, tuple[str | None, str | None, bool, tupl
 
 def stored_validators(store) -> dict[str, tuple[str, str | None, str | None]]:
     """canonical page URL -> (product_id, etag, last_modified) of the stored validators."""
-    con = store.connect()
+    con = store.connect(need=("page_validators",), only=("page_validators",), cursor=True)
     try:
         rows = con.sql("SELECT url, product_id, etag, last_modified FROM page_validators").fetchall()
     finally:

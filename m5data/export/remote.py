@@ -122,9 +122,14 @@ class _Location:
         if self._fs is None or self._pid != os.getpid():
             import fsspec
 
+            from ..storage.objects import aws_session
+
+            # S3: a session sharing the process's botocore data loader (storage.objects.aws_session); one
+            # of its own parsed botocore's endpoint rules again, ~0.4 CPU-s an export and each of its workers
+            extra = {"session": aws_session()} if self.protocol == "s3" else {}
             with explained(self.url):
                 # a fresh instance: fsspec's cache is keyed by arguments, not by the AWS environment
-                self._fs, self._root = fsspec.core.url_to_fs(self.url, skip_instance_cache=True)
+                self._fs, self._root = fsspec.core.url_to_fs(self.url, skip_instance_cache=True, **extra)
             self._pid = os.getpid()
         return self._fs
 

@@ -139,7 +139,9 @@ class Compaction:
     def _merged(self, spec, directory: Path, old: list[Path]) -> list[Path]:
         """The view's rows over the parts ``old`` written as new parts of ``part_rows`` rows, not yet
         published (:meth:`_swap_parts`); none are left behind when it fails."""
-        con = self.connect(need=(), only=())  # no view of any table: the parts are read by read_sql
+        # no view of any table: the parts are read by read_sql; a cursor of the process's read database,
+        # whose tables (read_sql's, newest_writes_sql's) are TEMP: this cursor's own
+        con = self.connect(need=(), only=(), cursor=True)
         try:
             sql = self._newest_writes_sql(con, spec, old) or self.read_sql(con, spec, parts=old, with_seq=True)
             reader = self._scan(con, spec, sql)

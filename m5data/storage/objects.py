@@ -90,7 +90,7 @@ def _filesystem_class():
 _LOADERS: dict = {}  # botocore's data loaders of this process, by AWS_DATA_PATH: each keeps the models it parsed
 
 
-def _session():
+def aws_session():
     """A new aiobotocore session (it reads the AWS environment as it is now: credentials, endpoint,
     profile) sharing this process's botocore data loader. A session with a loader of its own parses
     botocore's endpoint rules and S3 model again: ~140 ms of CPU each store opened on S3, against ~10 ms
@@ -127,7 +127,7 @@ class ObjectStore:
     def fs(self):
         if self._fs is None or self._pid != os.getpid():
             # a fresh instance: fsspec's cache is keyed by arguments, not by the AWS environment
-            self._fs = _filesystem_class()(skip_instance_cache=True, use_listings_cache=False, session=_session())
+            self._fs = _filesystem_class()(skip_instance_cache=True, use_listings_cache=False, session=aws_session())
             self._pid = os.getpid()
         return self._fs
 
