@@ -37,7 +37,7 @@ def as_map(store, table, key, value) -> dict:
 
 def query(store, sql: str) -> list[tuple]:
     """The rows of one SQL query over a store's views."""
-    with store.connect() as con:
+    with store.connect(cursor=True) as con:
         return con.execute(sql).fetchall()
 
 

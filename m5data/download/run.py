@@ -170,7 +170,7 @@ def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retr
             except (OSError, ValueError) as exc:
                 raise DownloadError(str(exc)) from None
         status = "failed" if retry_failed else "pending"
-        con = store.connect()
+        con = store.connect(cursor=True)  # a cursor of the process's read database: its views and "wanted" are its own
         try:
             # source_media_id: a derived row (extract's mp3 is kind audio too) is never fetched
             where = f"m.status = '{status}' AND m.kind IN {KINDS} AND m.source_media_id IS NULL"

@@ -90,7 +90,7 @@ def card_facts(store, fmt: str, version: str, members, shards: list[dict]) -> Ca
                       optouts=store.count("optouts"), takedowns=store.count("takedowns"),
                       faces_blurred=_faces_blurred(shards))
     tables = ("products", "splits", "captions", "takedowns", "licenses")  # the members' SQL reads the takedowns
-    con = store.connect(need=tables, only=tables)
+    con = store.connect(need=tables, only=tables, cursor=True)
     try:
         ids = f"(SELECT DISTINCT product_id FROM ({members.sql()}))"
         rows = con.execute(f"SELECT {HOST_SQL.format(url='p.url')} AS host, count(*), min(crawled_at), max(crawled_at) "

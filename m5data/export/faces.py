@@ -32,7 +32,7 @@ def detect_missing(store, members) -> int:
     from .media import frame_files, shard_blobs
     from .members import MEDIA_FILTER, READS
 
-    con = store.connect(only=("media", "faces") + READS)
+    con = store.connect(only=("media", "faces") + READS, cursor=True)
     try:
         todo = con.execute(_MISSING_SQL.format(members=members.sql(), media_filter=MEDIA_FILTER)).fetchall()
     finally:

@@ -120,7 +120,7 @@ def plan_export(store, members: Members, shard_size: int, shard_bytes: int = 0,
     a store connection to use, else one of its own)."""
     plan = ShardPlan(shard_size, shard_bytes)
     own = con is None
-    con = store.connect() if own else con
+    con = store.connect(cursor=True) if own else con  # a cursor of the process's read database
     try:
         for batch in member_batches(con, members, kinds if shard_bytes else None):
             splits = batch.column(0).to_pylist()

@@ -248,7 +248,7 @@ def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None =
         workers = ex.workers or os.cpu_count() or 1
         ctx = Context(mirror.root, ex)
         sink = _Sink(store)
-        con = store.connect()
+        con = store.connect(cursor=True)  # a cursor of the process's read database (TEMP views)
         pool = None
 
         def take(result: JobResult) -> None:

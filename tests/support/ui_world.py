@@ -10,7 +10,7 @@ def store_with_pools(store_dir) -> tuple[Store, list[str], list[str]]:
     """(store, queries, gallery) of the store at ``store_dir`` given pools: two queries, six candidates
     each, every product with an image (so the UI shows a picture for each)."""
     store = Store.open(store_dir)
-    con = store.connect()
+    con = store.connect(need=("media",), only=("media",), cursor=True)
     try:
         ids = [r[0] for r in con.execute(
             "SELECT DISTINCT product_id FROM media WHERE kind = 'image' AND status = 'ok' ORDER BY 1 LIMIT 8").fetchall()]

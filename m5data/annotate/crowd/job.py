@@ -237,7 +237,7 @@ class Judgements:
 
 def read_judgements(store, uncertain: str = "skip") -> Judgements:
     """Load ``annotations`` into arrays; "uncertain" is skipped or counted as mismatch."""
-    con = store.connect()
+    con = store.connect(need=("annotations",), only=("annotations",), cursor=True)
     try:
         t = con.sql("SELECT query_id, candidate_id, worker_id, label, is_gold FROM annotations "
                     "ORDER BY query_id, candidate_id, worker_id").to_arrow_table().to_pydict()

@@ -48,7 +48,8 @@ def read_store(store, brand_property: str, only=None) -> Products:
     just the products of its candidate pairs, not a million)."""
     from .phash import parse_phash
 
-    con = store.connect(need=("products",), only=("products", "media", "specs", "captions"))
+    # a cursor of the read database: its TEMP views (information_schema lists them) and "wanted" are its own
+    con = store.connect(need=("products",), only=("products", "media", "specs", "captions"), cursor=True)
     try:
         tables = {r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()}
         sql = _PRODUCTS

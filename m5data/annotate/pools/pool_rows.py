@@ -121,7 +121,8 @@ def pool_queries_present(store, work: Path) -> set[str]:
     new = [p for p in parts if part_name(p) not in index]
     if new:
         files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in new) + "]"
-        con = store.connect(need=(), only=())  # no views: reads these parts (on object storage through s3fs)
+        # no views: reads these parts (on object storage through s3fs); a cursor of the read database
+        con = store.connect(need=(), only=(), cursor=True)
         try:
             rows = con.execute(f"SELECT DISTINCT filename, query_id FROM read_parquet({files}, filename = true)").fetchall()
         finally:

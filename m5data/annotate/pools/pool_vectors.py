@@ -94,7 +94,8 @@ CATALOG_SQL = f"""
 def read_catalog(store, only: list[str] | None = None) -> Catalog:
     """Every product (``only``: just these product ids) with its title, its caption (``has_caption``: a
     captions row exists) and its main image's normalised copy, as Arrow columns sorted by product_id."""
-    con = store.connect(need=("products", "captions", "media"), only=("products", "captions", "media"))
+    tables = ("products", "captions", "media")  # on a cursor of the read database: its TEMP views and table
+    con = store.connect(need=tables, only=tables, cursor=True)
     try:
         sql = CATALOG_SQL
         if only is not None:

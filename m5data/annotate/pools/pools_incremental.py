@@ -137,7 +137,7 @@ def changed_products(store, state: dict) -> set[str]:
         ids.update(store.changed(table, int(since.get(table, 0))).column("product_id").to_pylist())
     media = store.changed("media", int(since.get("media", 0))).column("media_id").to_pylist()
     if media:
-        con = store.connect(need=("media",), only=("media",))
+        con = store.connect(need=("media",), only=("media",), cursor=True)
         try:
             ids.update(r[0] for r in con.execute(
                 "SELECT DISTINCT product_id FROM media WHERE media_id IN (SELECT unnest(?::VARCHAR[]))", [media]).fetchall()

@@ -90,7 +90,8 @@ def read_gold(path: str | Path) -> list[Task]:
 def build_tasks(store, per_query: int, gold: list[Task] | None = None, gold_every: int = 5) -> list[Task]:
     """The worker's task list: the top ``per_query`` candidates of every query's pool, a gold question every
     ``gold_every`` tasks. Without a gold file, the store's own gold judgements (``is_gold``) are used."""
-    con = store.connect()
+    tables = ("pools", "annotations", "products")  # the views it reads, on a cursor of the read database
+    con = store.connect(need=tables, only=tables, cursor=True)
     try:
         pairs = con.execute("SELECT query_id, candidate_id FROM pools WHERE rank <= ? ORDER BY query_id, rank, candidate_id",
                             [per_query]).fetchall()
@@ -129,7 +130,7 @@ class LabellingApp:
 
     def _load_products(self) -> dict[str, dict]:
         ids = sorted({p for t in self.session.tasks for p in (t.query_id, t.candidate_id)})
-        con = self.store.connect()
+        con = self.store.connect(cursor=True)  # its "wanted" is the cursor's own
         try:
             con.register("wanted", __import__("pyarrow").table({"product_id": ids}))
             rows = con.execute("SELECT p.product_id, p.title, p.platform, p.price, p.currency, array_to_string(p.category_path, ' > ') "
@@ -252,7 +253,7 @@ class LabellingApp:
 
     # ------------------------------------------------------------------ state
     def _labels(self) -> dict[tuple[str, str], str]:
-        con = self.store.connect()
+        con = self.store.connect(need=("annotations",), only=("annotations",), cursor=True)
         try:
             rows = con.execute("SELECT query_id, candidate_id, label FROM annotations WHERE worker_id = ?",
                                [self.session.worker]).fetchall()
