@@ -147,7 +147,7 @@ class Large:
 
     def __call__(self):
         if self.con is None:
-            self.con = self.store.connect(only=LARGE)
+            self.con = self.store.connect(only=LARGE, cursor=True)  # a cursor of the read database: TEMP views
             _hold_media(self.store, self.con)
         return self.con
 
@@ -182,7 +182,7 @@ class Large:
 def _hold_media(store, con) -> None:
     if len(store.parts("media")) <= HOLD_MEDIA_PARTS:
         return
-    con.execute(f"CREATE TABLE report_media AS SELECT {', '.join(REPORT_MEDIA_COLUMNS)} FROM media")
+    con.execute(f"CREATE TEMP TABLE report_media AS SELECT {', '.join(REPORT_MEDIA_COLUMNS)} FROM media")
     con.execute("DROP VIEW media")
     con.execute("ALTER TABLE report_media RENAME TO media")
 

@@ -87,6 +87,12 @@ def _filesystem_class():
     return _FS_CLASS[0]
 
 
+def aws_environment() -> tuple:
+    """The ``AWS_*`` variables of the environment, from which botocore takes endpoint, credentials and
+    profile: the key of what is made from them once per process (readdb.py's S3 read databases)."""
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+
+
 _LOADERS: dict = {}  # botocore's data loaders of this process, by AWS_DATA_PATH: each keeps the models it parsed
 
 

@@ -97,12 +97,14 @@ class Reading:
         need = tuple(TABLES) if need is None else need
 
         def once():
-            con = READ_DB.cursor() if cursor and not sandbox else duckdb.connect(config=dict(_SANDBOX) if sandbox else {})
+            shared = cursor and not sandbox
+            con = self._read_cursor() if shared else duckdb.connect(config=dict(_SANDBOX) if sandbox else {})
             try:
                 # no bar of DuckDB's own on stdout: a query past 2 s printed one into the stage's output
                 # (and the flow's logs), between rich's progress lines
                 con.execute("SET enable_progress_bar = false")
-                self._attach(con)
+                if not shared:
+                    self._attach(con)
                 users = sandbox and only is None  # m5data sql: the views that users query
                 if users:  # they hide taken-down products, every row under raw.<table>
                     con.execute(f"CREATE SCHEMA {RAW}")
@@ -126,7 +128,11 @@ class Reading:
             f"the parts of {self.root} keep changing while being read; try again"))
 
     def _attach(self, con) -> None:
-        """Give a new connection what it needs to read the parts (an object store registers its filesystem)."""
+        """Give a new database what it needs to read the parts (an object store registers its filesystem)."""
+
+    def _read_cursor(self):
+        """A cursor of the process's read database that reads this store's parts (readdb.py)."""
+        return READ_DB.cursor()
 
     def _footer_problem(self, part) -> str | None:
         """Why a part's footer cannot be read (None when it can)."""
