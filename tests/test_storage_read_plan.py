@@ -233,7 +233,7 @@ def test_reads_share_one_database_per_process_and_see_only_their_own_store(tmp_p
     b.write("products", [{"product_id": f"b:{i}", "title": "b"} for i in range(5)])
     a.write("products", [{"product_id": "a:0", "title": "a2"}])  # two parts: a contested key's temp table too
     assert a.count("products") == 3 and b.count("products") == 5
-    first = reading_module.READ_DB._db
+    first = reading_module.READ_DB.database()
     assert first is not None
     wrong = []
 
@@ -249,8 +249,35 @@ def test_reads_share_one_database_per_process_and_see_only_their_own_store(tmp_p
         t.start()
     for t in threads:
         t.join(60)
-    assert not wrong and reading_module.READ_DB._db is first
+    assert not wrong and reading_module.READ_DB.database() is first
     assert a.read("products", where="product_id = 'a:0'").to_pylist()[0]["title"] == "a2"
+
+
+def test_stores_on_s3_read_through_one_database_per_aws_environment(s3_url, aws, monkeypatch):
+    """Stores on S3 read through a cursor of one database per AWS environment, with their s3fs
+    filesystem registered on it (a database of its own cost ~16 ms a read); each read sees only its
+    store's rows, and another environment (endpoint, credentials, profile) gets a database of its own."""
+    from m5data.storage.objects import aws_environment
+    from m5data.storage.readdb import READ_DB
+
+    a, b = Store.init(s3_url + "-a"), Store.init(s3_url + "-b")
+    a.write("products", [{"product_id": "a:1", "title": "a"}])
+    b.write("products", [{"product_id": f"b:{i}", "title": "b"} for i in range(2)])
+    b.write("products", [{"product_id": "b:0", "title": "b2"}])  # two parts: the view's window
+    assert [r["product_id"] for r in a.read("products").to_pylist()] == ["a:1"]
+    first = READ_DB.database(("s3", aws_environment()))
+    assert first is not None
+    assert sorted((r["product_id"], r["title"]) for r in b.read("products").to_pylist()) == [("b:0", "b2"), ("b:1", "b")]
+    con = b.connect(need=("products",), only=("products",), cursor=True)
+    try:
+        assert con.execute("SELECT count(*) FROM products").fetchone()[0] == 2
+    finally:
+        con.close()
+    assert READ_DB.database(("s3", aws_environment())) is first
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "4")  # another environment
+    assert [r["product_id"] for r in Store.open(s3_url + "-a").read("products").to_pylist()] == ["a:1"]
+    second = READ_DB.database(("s3", aws_environment()))
+    assert second is not None and second is not first
 
 
 def test_a_forked_child_reads_with_a_database_of_its_own(tmp_path):
@@ -275,7 +302,7 @@ def _count_and_exit(root: str) -> None:
 
     from m5data.storage import reading as reading_module
 
-    assert reading_module.READ_DB._db is None  # dropped before the fork
+    assert reading_module.READ_DB.database() is None  # dropped before the fork
     os._exit(Store.open(root).count("products"))
 
 

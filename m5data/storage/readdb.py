@@ -45,6 +45,10 @@ class _ReadDatabase:
                 self._dbs[key] = db
             return db.cursor()
 
+    def database(self, key: Hashable = None):
+        """The database for ``key`` this process holds now, else None."""
+        return self._dbs.get(key)
+
     def _drop(self) -> None:
         self._dbs = {}  # cursors in use keep their database alive until they close
 
