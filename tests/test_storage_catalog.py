@@ -138,3 +138,32 @@ def test_a_catalog_opened_another_way_says_how_to_open_it(store, tmp_path):
     with pytest.raises(duckdb.Error, match=r"catalog\.duckdb.*read_only=True"):
         con.execute("SELECT count(*) FROM m.products").fetchall()
     con.close()
+
+
+def test_a_process_takes_the_views_from_their_record_while_the_catalog_file_is_the_one_recorded(store):
+    """``catalog.views.json`` records the views with the catalog file's identity: a process reads them
+    there (no DuckDB connection to the file); once other bytes are written into the file, or another file
+    replaces it, the record is not that file's and the file itself is read; ``m5data doctor`` always reads it."""
+    import json
+
+    from m5data.storage import catalog
+
+    record_path = store.root / catalog.CATALOG_VIEWS
+    record = json.loads(record_path.read_text())
+    assert tuple(record["catalog"]) == catalog._identity(store.catalog_path.stat())
+    assert record["views"] == store.catalog_views()
+    # a record that names this very file is believed: its (here altered) views are what the process sees
+    record["views"]["products"] = "SELECT 1"
+    record_path.write_text(json.dumps(record))
+    catalog._read.clear()
+    assert store._catalog_views()["products"] == "SELECT 1"
+    assert store._catalog_views(verify=True) == store.catalog_views()  # doctor's read opens the file
+    # the same bytes written again: the file's times changed, the record is not its own any more
+    catalog._read.clear()
+    store.catalog_path.write_bytes(store.catalog_path.read_bytes())
+    assert store._catalog_views() == store.catalog_views()
+    # a rebuild writes the record again
+    assert store.refresh_catalog()
+    store.write("workers", [{"worker_id": "w", "ability": 1.0}])
+    store.compact("workers")
+    assert json.loads(record_path.read_text())["views"] == store.catalog_views()

@@ -73,9 +73,9 @@ class Inventory:
 
 def read_inventory(store, mapping: Level1Mapping, chars: int, with_text: bool = True) -> Inventory:
     """Read raw paths, sub-classes and (``with_text``) their S_content texts from ``products``."""
-    # one view (planning every table cost ~0.5 s); a database of its own, which gives the memory of this read
-    # of every product back when it closes (a cursor of the process's read database keeps some: annotate/kernels/dedup_inputs.py)
-    con = store.connect(need=("products",), only=("products",))
+    # one view (planning every table cost ~0.5 s); a store past a few MB reads it on a database of its own,
+    # which gives the memory of this read of every product back when it closes (Store.connect_whole)
+    con = store.connect_whole(("products",))
     try:
         path_rows = con.execute(
             "SELECT coalesce(platform, ''), coalesce(array_to_string(category_path, ?), ''), "

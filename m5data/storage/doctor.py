@@ -129,7 +129,7 @@ def _check_temps(store: Store, report: DoctorReport, repair: bool) -> None:
 # ----------------------------------------------------------------------------------------- catalog
 def _check_catalog(store: Store, report: DoctorReport, repair: bool) -> None:
     wanted = store.catalog_views()
-    have = store._catalog_views()
+    have = store._catalog_views(verify=True)
     if have == wanted:
         return
     if not store.catalog_path.exists():

@@ -110,6 +110,10 @@ class TableStore(Protocol):
         """An in-memory DuckDB connection with one view per table (``only``: those tables' views), each
         reading as :meth:`read`; ``sandbox``: it reads the store only (``m5data sql``)."""
 
+    def connect_whole(self, tables: tuple[str, ...]):
+        """:meth:`connect` with only the views of ``tables``, for a read of all their rows: the process's
+        read database while their parts are small, else a database of its own."""
+
     def read_sql(self, con, spec: TableSpec, parts=None, with_seq: bool = False, shared: bool = False) -> str:
         """SQL (for ``con``) of the rows :meth:`read` gives, over ``parts`` (default: all live parts)."""
 

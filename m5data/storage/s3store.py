@@ -339,6 +339,10 @@ class S3Store(ObjectChanges, Writing, Compaction, TableViews, Reading, Catalog, 
     def _attach(self, con) -> None:
         con.register_filesystem(self.objects.fs)  # per database: its cursors read through it
 
+    def _parts_bytes(self, tables: tuple[str, ...]) -> float:
+        """Not known without a request per part: :meth:`connect_whole` makes a database of its own."""
+        return float("inf")
+
     def _read_cursor(self):
         """A cursor of the process's read database for this AWS environment (the s3fs instance registered
         on it is made from that environment, as this store's own would be): a database of its own made

@@ -9,6 +9,7 @@ Layout::
     <root>/derived/...                 frames, MFCC arrays, normalised images
     <root>/groups/<id>/                a rewrite of several tables as one, committed, being applied (groups.py)
     <root>/catalog.duckdb              views over the Parquet parts (derivable: deleting it loses nothing)
+    <root>/catalog.views.json          the views that file holds, with its identity (catalog.py; derivable)
 
 Writes append parts; reads see the latest row per key (see ``schema.py``). Every row carries the
 sequence number of the write that made it (``_seq``); compaction keeps it, so what a table reads

@@ -158,6 +158,34 @@ def test_a_connection_reads_every_table_as_a_read_does(store):
         con.close()
 
 
+@pytest.mark.parametrize("limit", [8 << 20, 0])
+def test_a_whole_read_reads_as_a_read_does_on_the_shared_database_or_one_of_its_own(store, limit, monkeypatch):
+    """``connect_whole``: small parts (a folder store) read through the process's read database, larger
+    ones (``limit`` 0) and a store on S3 (part sizes not listed) through a database of their own; the rows
+    are those of :meth:`read` either way, and only the asked tables have views."""
+    from m5data.storage import reading
+    from m5data.storage.readdb import READ_DB
+
+    monkeypatch.setattr(reading, "SHARED_READ_BYTES", limit)
+    store.write("workers", [{"worker_id": "w1", "ability": 1.0}])
+    store.write("workers", [{"worker_id": "w1", "ability": 2.0}, {"worker_id": "w2", "ability": 3.0}])
+    con = store.connect_whole(("workers",))
+    try:
+        assert con.sql("SELECT worker_id, ability FROM workers ORDER BY worker_id").fetchall() == [
+            ("w1", 2.0), ("w2", 3.0)]
+        assert "runs" not in {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+        probe = READ_DB.cursor()  # a table of the process's read database: seen only by its cursors
+        probe.execute("CREATE OR REPLACE TABLE _contract_probe AS SELECT 1 AS x")
+        try:
+            shared = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_contract_probe'").fetchone()[0]
+        finally:
+            probe.execute("DROP TABLE _contract_probe")
+            probe.close()
+        assert shared == (limit > 0 and not str(store.root).startswith("s3://"))
+    finally:
+        con.close()
+
+
 def test_files_are_written_whole_read_back_and_listed(store):
     assert store.read_bytes("derived/x/a.bin") is None and store.read_text("derived/x/t.json") is None
     store.write_bytes("derived/x/a.bin", b"one")

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 BUCKET = "m5data-test"
+MOTO_MAIN = Path(__file__).with_name("moto_main.py")  # moto's server, its per-request lookups kept (see there)
 
 
 def _free_port() -> int:
@@ -44,7 +45,7 @@ def moto_server(folder: Path, bucket: str = BUCKET) -> Iterator[dict]:
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "moto.log"
     log = open(log_path, "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, str(MOTO_MAIN), "-H", "127.0.0.1", "-p", str(port)], env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 60

@@ -331,10 +331,10 @@ def read_inputs(store, brand: str = "", on_titles: Callable[[list[str]], None] |
     are ranges, dates or free text (:func:`.values.noisy_value`) are dropped. ``on_titles`` gets each
     batch of normalised titles (they are not kept). ``only``: just these products (sorted product ids).
     """
-    # A database of its own, not a cursor of the process's read database: this read of every product gives
-    # its memory back when the database closes. Through a cursor, dedup's peak RSS at 100k products was
-    # 0.78-0.83 GiB, against 0.72-0.73 (bench_scale.py, 2026-11-29): the shared database kept it.
-    con = store.connect(need=("products", "media", "specs"), only=("products", "media", "specs"))
+    # Past a few MB of parts, a database of its own, not a cursor of the process's read database: this read
+    # of every product gives its memory back when the database closes. Through a cursor, dedup's peak RSS at
+    # 100k products was 0.78-0.83 GiB, against 0.72-0.73 (bench_scale.py, 2026-11-29). Store.connect_whole.
+    con = store.connect_whole(("products", "media", "specs"))
     try:
         inp = read_products(con, on_titles, only=only)
         inp.specs, inp.n_spec_rows = read_specs(con, len(inp), brand, only=None if only is None else inp.ids)

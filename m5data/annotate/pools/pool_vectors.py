@@ -94,10 +94,10 @@ CATALOG_SQL = f"""
 def read_catalog(store, only: list[str] | None = None) -> Catalog:
     """Every product (``only``: just these product ids) with its title, its caption (``has_caption``: a
     captions row exists) and its main image's normalised copy, as Arrow columns sorted by product_id."""
-    # a database of its own (not a cursor of the process's read database): this read of every product gives
-    # its memory back when it closes; through a cursor the pools stage's peak RSS at 100k products was
-    # 1.32 GiB against 1.09 (bench_scale.py, 2026-11-29)
-    con = store.connect(need=("products", "captions", "media"), only=("products", "captions", "media"))
+    # past a few MB of parts, a database of its own (not a cursor of the process's read database): this read
+    # of every product gives its memory back when it closes; through a cursor the pools stage's peak RSS at
+    # 100k products was 1.32 GiB against 1.09 (bench_scale.py, 2026-11-29). Store.connect_whole.
+    con = store.connect_whole(("products", "captions", "media"))
     try:
         sql = CATALOG_SQL
         if only is not None:
