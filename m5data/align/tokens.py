@@ -226,7 +226,9 @@ def read_kept_table(store, name: str, dictionary=None) -> pa.Table | None:
 
 
 def write_kept_table(store, name: str, table: pa.Table) -> None:
-    """Keep ``table`` as ``derived/align/<name>`` whole (a killed run leaves the previous file)."""
+    """Keep ``table`` as ``derived/align/<name>`` whole (a killed run leaves the previous file). Its chunks
+    are combined first: a run that resumed from a killed one's kept rows holds them as a chunk of their own,
+    and would write the same rows as other bytes (benchmarks/chaos.py --s3 compares the files byte for byte)."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
+    pq.write_table(table.combine_chunks(), sink)
     store.write_bytes(f"derived/align/{name}", sink.getvalue().to_pybytes())
