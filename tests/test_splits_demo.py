@@ -20,7 +20,7 @@ pytestmark = pytest.mark.xdist_group("demo300")
 @pytest.fixture(scope="module")
 def demo(demo_store_factory, demo_shop_factory):
     """(store path, truth products) of the default demo world; the store is the cached, read-only one."""
-    path = demo_store_factory(products=300, seed=0)
+    path = demo_store_factory(products=300, seed=0, faces=False)
     truth = pq.read_table(demo_shop_factory(products=300, seed=0).truth_dir / "products.parquet").to_pylist()
     return path, {r["product_id"]: r for r in truth}
 

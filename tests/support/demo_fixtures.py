@@ -153,17 +153,19 @@ def demo_shop_factory(request, tmp_path_factory):
 _STORE_SOURCES = ("storage", "crawler", "download", "extract", "faces", "align", "demo")
 
 
-def _store_fingerprint(config: dict, kinds: str) -> str:
-    """Digest of a store's inputs: the shop config, the extract kinds and the code of every stage that builds it."""
+def _store_fingerprint(config: dict, kinds: str, faces: bool = True) -> str:
+    """Digest of a store's inputs: the shop config, the extract kinds, whether extract looked for faces and
+    the code of every stage that builds it."""
     pkg = _DEMO.parent
-    digest = hashlib.sha256(json.dumps({"config": config, "kinds": kinds}, sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps({"config": config, "kinds": kinds, "faces": faces}, sort_keys=True).encode())
     for path in sorted([pkg / "config.py", pkg / "config_sections.py", *(p for sub in _STORE_SOURCES for p in (pkg / sub).rglob("*.py"))]):
         digest.update(str(path.relative_to(pkg)).encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def build_demo_store(shop_dir: Path, store_dir: Path, kinds: str = "video,audio,image,text") -> Path:
-    """Serve ``shop_dir`` on loopback and run crawl, download, extract and align into ``store_dir``."""
+def build_demo_store(shop_dir: Path, store_dir: Path, kinds: str = "video,audio,image,text", faces: bool = True) -> Path:
+    """Serve ``shop_dir`` on loopback and run crawl, download, extract (``extract.detect_faces`` = ``faces``)
+    and align into ``store_dir``."""
     from m5data.align.run import align
     from m5data.config import load
     from m5data.crawler.crawl import run as crawl
@@ -173,7 +175,7 @@ def build_demo_store(shop_dir: Path, store_dir: Path, kinds: str = "video,audio,
     from m5data.storage import Store
 
     settings = load(None, {"store.path": str(store_dir), "download.allow_private": True,
-                               "crawl.allow_private": True}, environ={})
+                               "crawl.allow_private": True, "extract.detect_faces": faces}, environ={})
     store = Store.init(store_dir)
     with serve_in_thread(shop_dir) as running:
         crawl(store, settings, start_urls=[f"{running.url}/"], progress=False)
@@ -225,8 +227,9 @@ def written_in_place() -> list[str]:
 
 @pytest.fixture(scope="session")
 def demo_store_factory(request, tmp_path_factory):
-    """``make(products=60, seed=0, kinds=..., **world_config)`` -> Path of a crawled, downloaded,
-    extracted and aligned store (cached on disk; read-only: copy it with ``copy_store`` to write)."""
+    """``make(products=60, seed=0, kinds=..., faces=True, **world_config)`` -> Path of a crawled, downloaded,
+    extracted and aligned store (cached on disk; read-only: copy it with ``copy_store`` to write);
+    ``faces=False``: extract made without face detection (no ``faces`` table)."""
     built: dict[str, Path] = {}
 
     def check_linked():
@@ -234,9 +237,10 @@ def demo_store_factory(request, tmp_path_factory):
 
     request.addfinalizer(check_linked)
 
-    def make(products: int = 60, seed: int = 0, kinds: str = "video,audio,image,text", **config) -> Path:
+    def make(products: int = 60, seed: int = 0, kinds: str = "video,audio,image,text", faces: bool = True,
+             **config) -> Path:
         config = {"products": products, "seed": seed, **config}
-        key = _store_fingerprint(config, kinds)
+        key = _store_fingerprint(config, kinds, faces)
         if key in built:
             os.utime(built[key])  # in use: see _prune
             return built[key]
@@ -247,7 +251,7 @@ def demo_store_factory(request, tmp_path_factory):
                 shop = cached_shop(root, **config)
                 tmp = root / f"{out.name}.tmp-{os.getpid()}"
                 shutil.rmtree(tmp, ignore_errors=True)
-                build_demo_store(shop, tmp, kinds)
+                build_demo_store(shop, tmp, kinds, faces)
                 (tmp / ".complete").touch()
                 tmp.rename(out)
             os.utime(out)  # in use: see _prune
@@ -260,8 +264,13 @@ def demo_store_factory(request, tmp_path_factory):
 @pytest.fixture(scope="session")
 def demo300(demo_store_factory):
     """(read-only store path, truth folder) of the 300-product demo world, seed 0: the annotate
-    tests that measure a stage against the world's truth (mark them ``xdist_group("demo300")``)."""
-    path = demo_store_factory(products=300, seed=0)
+    tests that measure a stage against the world's truth (mark them ``xdist_group("demo300")``).
+
+    Extracted without face detection: the demo world draws no faces (the 537 pictures of this store, looked
+    at, gave 537 faces rows of 0 boxes), and looking was 43 of the build's ~100 CPU-s, a fresh clone's
+    longest setup. No ``faces`` table then: a test that exports it sets ``export.blur_faces`` off, or the
+    export would look for them itself. Faces have their own tests (tests/test_faces.py, test_export_faces.py)."""
+    path = demo_store_factory(products=300, seed=0, faces=False)
     return path, cached_shop(path.parent, products=300, seed=0) / "truth"
 
 

@@ -25,7 +25,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def world(demo_store_factory, demo_shop_factory, tmp_path_factory):
     """A writable copy of the default demo world's store (300 products, seed 0) and its truth folder."""
-    src = demo_store_factory(products=300, seed=0)
+    src = demo_store_factory(products=300, seed=0, faces=False)
     root = copy_store(src, tmp_path_factory.mktemp("pools"))
     return Store.open(root), demo_shop_factory(products=300, seed=0).truth_dir
 

@@ -102,7 +102,7 @@ def membership(a: dict, b: dict) -> float:
 @pytest.fixture(scope="module")
 def first_run(demo_store_factory, tmp_path_factory):
     """The 300-product demo store after one complete (full) pools run."""
-    store = Store.open(copy_store(demo_store_factory(products=300, seed=0), tmp_path_factory.mktemp("pools-inc")))
+    store = Store.open(copy_store(demo_store_factory(products=300, seed=0, faces=False), tmp_path_factory.mktemp("pools-inc")))
     report = build_pools(store, settings(store))
     assert report.refit == "no earlier complete run" and report.changes["new"] == 300
     return store

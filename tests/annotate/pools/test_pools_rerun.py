@@ -25,7 +25,7 @@ QUERIES = 30
 @pytest.fixture(scope="module")
 def done(demo_store_factory, tmp_path_factory):
     """The default demo world's store (300 products, images and captions) after one complete pools run."""
-    src = demo_store_factory(products=300, seed=0)
+    src = demo_store_factory(products=300, seed=0, faces=False)
     store = Store.open(copy_store(src, tmp_path_factory.mktemp("rerun")))
     shutil.rmtree(store.root / "derived" / "pools", ignore_errors=True)
     build_pools(store, settings(store), fresh=True)
