@@ -114,6 +114,35 @@ def train(shards: str | Path, run: str | Path, cfg: Config, epochs: int, *, devi
 
     import torch
 
+    before = torch.get_num_threads()
+    torch.set_num_threads(cpu_threads(cfg.train.workers, before))
+    try:
+        return _train(shards, run, cfg, epochs, dist, device, max_steps, progress)
+    finally:
+        torch.set_num_threads(before)
+
+
+def cpu_threads(workers: int, current: int) -> int:
+    """torch's threads for the CPU's share of training: the cores this process may run on less the
+    DataLoader's ``workers`` (processes decoding the next batches beside it), at least one; ``current``
+    when ``OMP_NUM_THREADS`` is set (the user's choice, which torch has read).
+
+    On 2 cores with the small preset's 2 workers (benchmarks/bench_train_threads.py, 2026-11-29): the demo
+    world's shards, 80 steps, 60.9 s and 108 CPU-s with torch's default of 2 threads, 53.8 s and 58.6 CPU-s
+    with 1; synthetic shards (smaller samples), 40 steps, 23.5 s / 41.7 CPU-s against 25.5 s / 27.0."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return current
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - max(0, workers))
+
+
+def _train(shards, run: Path, cfg: Config, epochs: int, dist: Distributed, device, max_steps, progress) -> TrainResult:
+    """:func:`train`'s loop, with torch's threads set."""
+    import torch
+
     from .data import loader
     from .model import Objective, Scale, losses
 
