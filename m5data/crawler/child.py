@@ -34,6 +34,20 @@ def refuse_pandas() -> None:
         sys.meta_path.insert(0, _NoPandas())
 
 
+LISTENERS = ("scrapy.extensions.telnet.", "scrapy.extensions.remote_control.")
+
+
+def without_listeners(settings: dict) -> dict:
+    """``settings`` with Scrapy's base extensions less the two that open a port, the telnet console and
+    remote control (Scrapy 2.19's HTTP endpoint that runs Python code sent to it). Left out of the base
+    list, not set to None in EXTENSIONS: Scrapy imports every key it names there to compare them, and
+    remote control imports aiohttp's web server (~0.1 CPU-s of each crawl)."""
+    from scrapy.settings import default_settings
+
+    base = {path: order for path, order in default_settings.EXTENSIONS_BASE.items() if not path.startswith(LISTENERS)}
+    return {**settings, "EXTENSIONS_BASE": base}
+
+
 def _die_with_parent(parent_pid: int) -> None:
     """Ask Linux to send SIGTERM (a clean Scrapy shutdown) to this process when its parent dies."""
     if sys.platform.startswith("linux"):
@@ -68,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     session.SECRET_HEADERS.update(secrets.get("headers") or {})
     session.register_headers(session.SECRET_HEADERS)
     session.register_proxy_credentials(os.environ)
-    settings = job["scrapy_settings"]
+    settings = without_listeners(job["scrapy_settings"])
     done = stored_products(Store.open(job["store"]))[2] if settings["M5DATA_RESUME"] else set()
     versions, validators = None, {}
     if settings.get("M5DATA_REVALIDATE"):

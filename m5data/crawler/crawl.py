@@ -129,8 +129,9 @@ def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, 
                                    "m5data.crawler.optouts.TdmRepMiddleware": 110,  # after robots.txt (100)
                                    "m5data.crawler.spider.CharsetMiddleware": 120,
                                    "m5data.crawler.politeness.PolitenessMiddleware": 560},
-        "EXTENSIONS": {"m5data.crawler.spider.ProgressReporter": 500, "scrapy.extensions.telnet.TelnetConsole": None,
-                       "scrapy.extensions.remote_control.RemoteControl": None},  # None: never imported (aiohttp web)
+        # no telnet console nor remote control (Scrapy 2.19's HTTP endpoint that runs code sent to it): the
+        # subprocess leaves them out of Scrapy's base list (child.without_listeners)
+        "EXTENSIONS": {"m5data.crawler.spider.ProgressReporter": 500},
         "M5DATA_STORE": store_path,
         "M5DATA_STORE_COMPRESSION": compression,
         "M5DATA_RUN_ID": run_id,
