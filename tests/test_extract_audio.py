@@ -57,6 +57,21 @@ def test_mfcc_blocks_shape_and_values_equal_librosa(tmp_path):
     np.testing.assert_allclose(tail[5], tail[5][:, :1].repeat(87, axis=1))
 
 
+def test_mfcc_bytes_do_not_depend_on_the_threads_blas_may_use():
+    """The same sound, the same MFCC bytes on any machine: BLAS's result depended on its thread count (1 and
+    2 threads gave other last bits), so a store's MFCC files depended on the cores of the machine."""
+    from threadpoolctl import threadpool_limits
+
+    from m5data.extract.audio import mfcc_blocks
+
+    y = np.random.default_rng(1).standard_normal(16000 * 37).astype(np.float32)
+    made = []
+    for threads in (1, 2, 4):
+        with threadpool_limits(threads, user_api="blas"):
+            made.append(mfcc_blocks(y, 37, sample_rate=16000).tobytes())
+    assert made[0] == made[1] == made[2]
+
+
 def test_mp3_with_moviepy(tmp_path, realdata):
     out = tmp_path / "a.mp3"
     seconds = write_mp3(realdata / "media/video/chaplin.mp4", out, bitrate="64k")

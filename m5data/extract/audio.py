@@ -126,9 +126,21 @@ def mfcc_blocks(samples: np.ndarray, n_blocks: int, *, sample_rate: int, fps: fl
 
     Block k equals ``librosa.feature.mfcc(y=samples[k*B:(k+1)*B], ...)`` with B samples per block,
     the last block zero-padded to B.
+
+    BLAS (librosa's mel filter bank product) runs on one thread here: the last bits of its result depend
+    on how many threads share the product, so the stored MFCC bytes depended on the machine's cores (1 and
+    2 threads gave other bytes, 2026-11-29); and in extract's pool, one worker per core, each worker's
+    second BLAS thread only contended (the demo world's audio kind: 29 s -> 20 s on 2 cores).
     """
     import librosa
+    from threadpoolctl import threadpool_limits
 
+    with threadpool_limits(1, user_api="blas"):
+        return _mfcc_blocks(librosa, samples, n_blocks, sample_rate, fps, n_mfcc, n_fft, hop_length)
+
+
+def _mfcc_blocks(librosa, samples: np.ndarray, n_blocks: int, sample_rate: int, fps: float, n_mfcc: int,
+                 n_fft: int, hop_length: int) -> np.ndarray:
     size = block_samples(sample_rate, fps)
     need = n_blocks * size
     y = samples[:need]
