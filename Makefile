@@ -51,11 +51,14 @@ demo: setup
 test: setup
 	# lint first (pyproject [tool.ruff]): a failure names the file and line, before minutes of tests
 	$(BIN)/ruff check m5data tests benchmarks
-	# two workers: they keep the two cores 87-89% busy; a third filled the rest but added ~275 CPU-s of its
-	# own (per-worker servers and fixtures): 19:36 against 18:53 on one fresh clone, 2026-11-28 (on another
-	# machine: 18:34 against 15:52-16:00). loadgroup: the tests marked xdist_group("demo300") run on one worker,
-	# so the other never waits for that store's build (worksteal, which splits the list in halves: 16:22, 18% idle)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	# three workers on two cores: many tests wait (servers starting, schedules, crawl delays, workers killed on
+	# purpose), and with two workers the cores stood 12% idle; a third fills them. On 2026-11-28 a third cost
+	# more than it gained (19:36 against 18:53), mostly torch and BLAS threads spinning against each other;
+	# with those kept to the cores that are free (train.loop.cpu_threads, extract's MFCC), one fresh clone of
+	# the same commit: 15:29 with three workers (2% idle) against 16:08 with two (12% idle), 2026-11-29.
+	# loadgroup: the tests marked xdist_group("demo300") run on one worker, so no other waits for that store's
+	# build (worksteal, which splits the list in halves: 16:22, 18% idle)
+	$(BIN)/python -m pytest -q -n 3 --dist loadgroup
 
 bench-store: setup
 	$(BIN)/python benchmarks/bench_store.py
