@@ -52,10 +52,10 @@ test: setup
 	# lint first (pyproject [tool.ruff]): a failure names the file and line, before minutes of tests
 	$(BIN)/ruff check m5data tests benchmarks
 	# three workers on two cores: many tests wait (servers starting, schedules, crawl delays, workers killed on
-	# purpose), and with two workers the cores stood 12% idle; a third fills them. On 2026-11-28 a third cost
-	# more than it gained (19:36 against 18:53), mostly torch and BLAS threads spinning against each other;
-	# with those kept to the cores that are free (train.loop.cpu_threads, extract's MFCC), one fresh clone of
-	# the same commit: 15:29 with three workers (2% idle) against 16:08 with two (12% idle), 2026-11-29.
+	# purpose), and with two workers the cores stood 12% idle (vmstat); a third fills them (2% idle). Fresh
+	# clones: on 2026-11-28 a third cost more than it gained (19:36 against 18:53); on 2026-11-29, once the
+	# 300-product store and the cluster comparisons no longer looked for faces, 15:29 with three against 16:08
+	# with two (the same commit), and 14:53 with three at f5842b9. One run's time moves by +-50 s here.
 	# loadgroup: the tests marked xdist_group("demo300") run on one worker, so no other waits for that store's
 	# build (worksteal, which splits the list in halves: 16:22, 18% idle)
 	$(BIN)/python -m pytest -q -n 3 --dist loadgroup

@@ -1,6 +1,9 @@
 """Shared test setup: caches in the workspace, no telemetry, paths to ../shared/realdata."""
 
+import contextlib
 import os
+import shutil
+import unittest.mock
 from pathlib import Path
 
 import pytest
@@ -21,8 +24,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     _shared = Path(os.environ["NUMBA_CACHE_DIR"])
     _own = _shared / os.environ["PYTEST_XDIST_WORKER"]
     if not _own.exists() and _shared.is_dir():
-        import shutil
-
         _tmp = _own.with_name(f".{_own.name}.tmp-{os.getpid()}")
         shutil.copytree(_shared, _tmp, ignore=lambda folder, names: [
             n for n in names if Path(folder) == _shared and (n.startswith(("gw", ".")))])
@@ -76,15 +77,19 @@ def scratch_tmpdir(tmp_path_factory, monkeypatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def prefect_harness():
+def prefect_harness(request, tmp_path_factory):
     """One Prefect API server (temporary database) per test worker for the whole session: the flows
     run in this process, and in every subprocess a test starts after it (``PREFECT_API_URL`` is put in
     the environment), report to it. Without an API each ``m5data run`` subprocess starts Prefect's
-    temporary server of its own: about 20 CPU-seconds each, the larger part of a small run's cost."""
+    temporary server of its own: about 20 CPU-seconds each, the larger part of a small run's cost.
+
+    Its database starts as a copy of one already migrated (:func:`_migrated_prefect_database`)."""
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=300):  # a ceiling: a loaded machine starts it slowly
+    cache = getattr(request.config, "cache", None)
+    root = Path(cache.mkdir("m5data-prefect")) if cache is not None else tmp_path_factory.mktemp("prefect")
+    with _migrated_prefect_database(root, lambda: prefect_test_harness(server_startup_timeout=300)):
         before = os.environ.get("PREFECT_API_URL")
         os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()
         try:
@@ -94,6 +99,43 @@ def prefect_harness():
                 os.environ.pop("PREFECT_API_URL", None)
             else:
                 os.environ["PREFECT_API_URL"] = before
+
+
+@contextlib.contextmanager
+def _migrated_prefect_database(root: Path, start):
+    """Enter ``start()`` (Prefect's test harness) with its new SQLite database a copy of one already
+    migrated, kept in ``root`` per Prefect version; the first worker that finds none makes it from its own
+    server's database, the others wait for it. Migrating a new database was about 7 of the 13-15 CPU-s
+    of a harness server's start, paid by every worker (2026-11-29)."""
+    import fcntl
+    import sqlite3
+    import tempfile
+
+    import prefect
+    import prefect.testing.utilities as harness
+
+    template = root / f"migrated-{prefect.__version__}.db"
+    made: list[str] = []
+
+    def seeded_mkdtemp():  # where the harness puts its database (prefect-test.db)
+        folder = tempfile.mkdtemp()
+        made.append(folder)
+        if template.is_file():
+            shutil.copyfile(template, Path(folder) / "prefect-test.db")
+        return folder
+
+    with contextlib.ExitStack() as stack:
+        with open(root / f"{template.name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released once this worker's server is up
+            with unittest.mock.patch.object(harness, "mkdtemp", seeded_mkdtemp):
+                stack.enter_context(start())
+            if not template.is_file() and made:
+                tmp = template.with_name(f".{template.name}.tmp-{os.getpid()}")
+                with contextlib.closing(sqlite3.connect(Path(made[0]) / "prefect-test.db")) as live, \
+                        contextlib.closing(sqlite3.connect(tmp)) as copy:
+                    live.backup(copy)  # a consistent copy of a database in use
+                tmp.rename(template)
+        yield
 
 
 @pytest.hookimpl(trylast=True)

@@ -271,11 +271,15 @@ def test_a_killed_worker_costs_no_job(store, tmp_path, decode, workers):
     for i in range(8):
         add_media(store, make_video(tmp_path / f"v{i}.mp4", 3), f"shopa:{i}", "video")
     killed, stop = [], threading.Event()
+    me = psutil.Process()
+    # the fork server outlives a run: a worker of an earlier test's pool may still be on its way out
+    earlier = {p.pid for p in me.children(recursive=True)}
 
     def kill_one_worker():
-        me = psutil.Process()
         while not stop.is_set() and not killed:
             for p in me.children(recursive=True):
+                if p.pid in earlier:
+                    continue
                 try:
                     # a pool worker (forked from the pool's fork server) once the jobs are queued: the fast
                     # decode of a small video lasts milliseconds, too short to catch a worker in a job
