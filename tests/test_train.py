@@ -468,3 +468,17 @@ def test_the_train_stage_reads_its_own_section(tmp_path):
         call("train", RunContext(settings, options={"evaluate": False}))
     assert [f"train.{k}" for k in ("shards", "out", "config", "epochs", "max_steps")] == \
         [key for key, _ in settings.items() if key.startswith("train.")]
+
+
+def test_training_leaves_the_loader_workers_their_cores(monkeypatch):
+    """torch's threads while training: the cores less the DataLoader's workers, at least one; a set
+    OMP_NUM_THREADS is the user's choice (torch has read it) and stays."""
+    import os
+
+    from m5data.train.loop import cpu_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert (cpu_threads(2, 8), cpu_threads(0, 8), cpu_threads(8, 8), cpu_threads(20, 8)) == (6, 8, 1, 1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert cpu_threads(2, 3) == 3
