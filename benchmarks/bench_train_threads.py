@@ -35,9 +35,8 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shards", type=Path, default=None, help="a WebDataset export folder (default: synthetic shards)")
-    ap.add_argument("--samples", type=int, default=512)
-    ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--workers", type=int, default=2)
+    for name, default in (("--samples", 512), ("--steps", 40), ("--workers", 2)):
+        ap.add_argument(name, type=int, default=default)
     ap.add_argument("--preset", default="small")
     args = ap.parse_args()
     default = torch.get_num_threads()
