@@ -132,15 +132,16 @@ def mfcc_blocks(samples: np.ndarray, n_blocks: int, *, sample_rate: int, fps: fl
     2 threads gave other bytes, 2026-11-29); and in extract's pool, one worker per core, each worker's
     second BLAS thread only contended (the demo world's audio kind: 29 s -> 20 s on 2 cores).
     """
-    import librosa
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1, user_api="blas"):
-        return _mfcc_blocks(librosa, samples, n_blocks, sample_rate, fps, n_mfcc, n_fft, hop_length)
+        return _mfcc_blocks(samples, n_blocks, sample_rate, fps, n_mfcc, n_fft, hop_length)
 
 
-def _mfcc_blocks(librosa, samples: np.ndarray, n_blocks: int, sample_rate: int, fps: float, n_mfcc: int,
+def _mfcc_blocks(samples: np.ndarray, n_blocks: int, sample_rate: int, fps: float, n_mfcc: int,
                  n_fft: int, hop_length: int) -> np.ndarray:
+    import librosa
+
     size = block_samples(sample_rate, fps)
     need = n_blocks * size
     y = samples[:need]
