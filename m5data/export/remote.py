@@ -111,6 +111,10 @@ class _Location:
 
         refuse_credentials(url, "object storage URL", RemoteError)  # s3fs ignores them; the URL is stored
         self.url = url.rstrip("/")
+        if self.protocol == "s3":
+            from ..storage.objects import need_s3
+
+            need_s3(self.url, RemoteError)
         self._fs = None
         self._pid = None
 

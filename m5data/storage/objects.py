@@ -42,6 +42,21 @@ class StoreURL(str):
         raise NotOnObjectStorage(f"the store {self} is on object storage: {name}() needs a store folder")
 
 
+EXTRA_S3 = "pip install 'm5data[s3]'"  # s3fs (and the aiobotocore it brings): not in the base install
+
+
+def need_s3(url: str, error=StoreError) -> None:
+    """Raise ``error`` in one line naming ``url`` and the extra to install when s3fs or aiobotocore is
+    missing: checked before any request is made (a missing module found inside one left coroutines
+    never awaited, and a bare ``No module named 's3fs'``)."""
+    try:
+        import s3fs  # noqa: F401  (first: the extra installs it, and it brings aiobotocore)
+        import aiobotocore.session  # noqa: F401
+    except ImportError as exc:
+        name = (getattr(exc, "name", None) or "s3fs").split(".")[0]
+        raise error(f"{url}: object storage needs the s3 extra ({name} is not installed): {EXTRA_S3}") from exc
+
+
 @dataclass(frozen=True)
 class Listed:
     rel: str  # the key below the store's prefix
@@ -119,6 +134,7 @@ class ObjectStore:
         from .redact import refuse_credentials
 
         refuse_credentials(url, "store URL", StoreError)  # s3fs ignores them; the URL is stored with every run
+        need_s3(url)
         self.url = url.rstrip("/")
         self.bucket, _, self.prefix = self.url.split("://", 1)[1].partition("/")
         if not self.bucket:
