@@ -101,6 +101,8 @@ def test_build_splits_and_export_after_a_takedown(demo_store_factory, tmp_path):
 
     code, text = m5("build-splits")
     assert code == 0 and "version 'v1' holds 1 taken-down product(s)" in text and "built 'v2' without them" in text, text
+    # v2 is new: it says it carries v1's plan, never that it "existed" (issue 75, item 13)
+    assert "'v2' existed" not in text and "version 'v2' is new: it carries the plan and roles of 'v1'" in text, text
     assert _version_ids(store, "v2") == _version_ids(store, "v1") - {gone}
     code, text = m5(*export, str(old))  # the current version into the old folder
     assert code == 1 and "holds an export of split version 'v1', not 'v2'" in text, text

@@ -38,7 +38,8 @@ class BuildReport:
     held_out: int = 0  # products in no split (train set to less than the rest)
     excluded: dict = field(default_factory=dict)  # reason -> products left out of an evaluation split
     moved: int = 0  # products of the previous build of this version now in another split (0 unless groups changed)
-    reused_plan: bool = False
+    reused_plan: bool = False  # the version's own stored plan, or ``carried_from``'s
+    carried_from: str | None = None  # the previous version whose plan and roles this new one carries
     manifest: Path | None = None
     placed_again: int | None = None  # products placed again by a build from the previous version's carry; None: all
 
@@ -258,7 +259,7 @@ def finish(store, settings: cfg.Settings, report: BuildReport, *, replace: bool,
         "plan": report.plan.to_json(), "splits": report.splits,
     }
     if carried:
-        manifest["carried_from"] = carried  # the plan and the kept roles are that version's
+        manifest["carried_from"] = report.carried_from = carried  # the plan and the kept roles are that version's
     report.manifest = write_manifest(store, version, manifest)
     return report  # its runs row: the stage's run writes it (splits/stage.py, StageRun)
 

@@ -51,7 +51,10 @@ def build_splits(
                       highlight=False, soft_wrap=True)
     console.print(manifest_table(d["version"], d["entries"], d["targets"]))
     console.print(f"groups: {esc(d['groups_described'])}", highlight=False, soft_wrap=True)
-    if d["reused_plan"]:
+    if d.get("carried_from"):  # a new version: the plan it reused is its predecessor's, not its own
+        console.print(f"version {esc(repr(d['version']))} is new: it carries the plan and roles of "
+                      f"{esc(repr(d['carried_from']))}, {d['moved']:,} product(s) in another split than there", highlight=False)
+    elif d["reused_plan"]:
         console.print(f"version {esc(repr(d['version']))} existed: its stored plan was reused, "
                       f"{d['moved']:,} product(s) moved split", highlight=False)
     if d["held_out"]:

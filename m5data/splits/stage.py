@@ -87,7 +87,7 @@ def _run(ctx: RunContext, run: StageRun) -> StageStats:
         version=report.version, manifest=str(report.manifest), groups=report.groups.source,
         splits={name: entry["products"] for name, entry in report.splits.items()},
         held_out=report.held_out, moved=report.moved, entries=report.splits, targets=report.plan.targets,
-        groups_described=report.groups.describe(), reused_plan=report.reused_plan,
+        groups_described=report.groups.describe(), reused_plan=report.reused_plan, carried_from=report.carried_from,
         excluded={str(reason): n for reason, n in report.excluded.items()}, changes=counts,
         full=why, placed_again=report.placed_again, built_whole=why_built)
     run.stats = report.stats  # the build's counts are the run's
