@@ -48,8 +48,9 @@ class Stage:
             ``options["shard"] = [i, n]``).
         shard_by: ``rows`` (shard i of n of its pending rows) or ``hosts`` (groups of the start
             URLs' hosts, in ``options["start_urls"]``: a host's pages never in two shards).
-        shard_settings: settings each shard runs with (one process per shard already: no pool
-            of processes inside a worker, which is daemonic on Dask).
+        shard_settings: settings each shard runs with (one process per shard already: no pool of
+            several processes inside a worker; the pools that remain start from a daemonic Dask
+            worker too, ``process_pool.py``).
         retries: Prefect retries of its task; ``retry_delay`` seconds between (None: ``flows.retry_delay``).
         transient_only: retry only a transient failure (``flows.retry.transient``).
         options: what of the plan its ``run`` gets in ``ctx.options`` (start_urls, refresh, full;

@@ -47,11 +47,11 @@ def cluster(prefect_harness, tmp_path_factory):
 
 
 def run(path, runner, stages, start_urls=(), mapping=None, address="", retry_delay=0, ray_address="",
-        scheduler_timeout=60, tls=None):
+        scheduler_timeout=60, tls=None, kinds="image,text"):
     from m5data.flows.launch import run_pipeline
     from m5data.flows.pipeline import check_plan
 
-    overrides = {**LOOPBACK, **NO_FACES, "store.path": str(path), "flows.runner": runner, "extract.kinds": "image,text",
+    overrides = {**LOOPBACK, **NO_FACES, "store.path": str(path), "flows.runner": runner, "extract.kinds": kinds,
                  "flows.dask_address": address, "flows.ray_address": ray_address, "flows.retry_delay": retry_delay,
                  "flows.dask_workers": 2, "flows.scheduler_timeout": scheduler_timeout}
     if mapping:
@@ -105,26 +105,32 @@ def crawled_copy(light_shop, tmp_path, names):
 
 
 def test_crawl_to_export_on_two_separate_workers_gives_the_store_of_the_local_runner(
-        light_shop, demo_shop_factory, cluster, tmp_path, monkeypatch):
+        light_shop, demo_shop_factory, prefect_harness, tmp_path, monkeypatch):
     """Two shops on two hosts: crawl runs one shard per host, download and extract 2 shards each, on
     the separately started workers; align, annotate, splits and export run in the flow. The failure of issue 22 was
-    here: the second download shard found the first shard's lock (StoreBusy)."""
+    here: the second download shard found the first shard's lock (StoreBusy). The workers are distributed's
+    stock ``dask worker`` under its nanny (daemonic processes), and extract decodes videos in its pool's
+    processes: the failure of issue 75 (every extract shard failed: daemonic processes may not have children)."""
+    from support.loopback import dask_cluster
+
     monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
     other = demo_shop_factory(products=20, seed=1, image_scale=0.5)  # shared with test_flows_incremental
     start = [f"{light_shop.url}/", f"http://localhost:{other.port}/"]  # two host names: two crawl shards
     mapping = str(light_shop.truth_dir / "level1_mapping.toml")  # level-1 names are the same in every demo world
     outcomes = {}
-    for runner in ("local", "dask"):
-        for shop in (light_shop, other):
-            shop.reset_faults()
-        outcomes[runner] = run(tmp_path / runner, runner, STAGES, start_urls=start, mapping=mapping,
-                               address=cluster.address if runner == "dask" else "")
-        assert outcomes[runner].ok, (runner, outcomes[runner].message,
-                                     {s: e["message"] for s, e in outcomes[runner].results.items()})
+    with dask_cluster(tmp_path / "cluster", n_workers=2, env=worker_env(), stock=True) as cluster:
+        for runner in ("local", "dask"):
+            for shop in (light_shop, other):
+                shop.reset_faults()
+            outcomes[runner] = run(tmp_path / runner, runner, STAGES, start_urls=start, mapping=mapping,
+                                   address=cluster.address if runner == "dask" else "", kinds="image,text,video")
+            assert outcomes[runner].ok, (runner, outcomes[runner].message,
+                                         {s: e["message"] for s, e in outcomes[runner].results.items()})
     local, dask = Store.open(tmp_path / "local"), Store.open(tmp_path / "dask")
     hosts = {r["url"].split("/")[2].split(":")[0] for r in dask.read("products", columns=["url"]).to_pylist()}
     assert hosts == {"127.0.0.1", "localhost"}
     assert all(dask.read(t).num_rows for t in ("dedup", "caption_match", "pools", "splits"))  # annotate ran
+    assert dask.read("media", where="kind = 'frames' AND status = 'ok'").num_rows > 0  # videos decoded on the workers
     assert differences(local, dask, TABLES + ("dedup", "caption_match", "pools", "splits")) == {}
     crawl = outcomes["dask"].results["crawl"]["parts"]
     assert [p["shard"] for p in crawl] == [0, 1] and all(p["n_out"] > 0 for p in crawl)
@@ -338,19 +344,22 @@ def test_crawl_to_export_on_s3_with_no_shared_folder_gives_the_store_of_the_loca
     monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
     mapping = str(light_shop.truth_dir / "level1_mapping.toml")
     light_shop.reset_faults()
-    local = run(tmp_path / "local", "local", STAGES, start_urls=[f"{light_shop.url}/"], mapping=mapping)
+    local = run(tmp_path / "local", "local", STAGES, start_urls=[f"{light_shop.url}/"], mapping=mapping,
+                kinds="image,text,video")
     assert local.ok, (local.message, {s: e["message"] for s, e in local.results.items()})
     env = {**worker_env(), **s3["env"]}
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
         env.pop(name, None)
-    with dask_cluster(tmp_path / "cluster", n_workers=2, env=env, own_home=True) as cluster:
+    # distributed's stock commands: each worker a daemonic process under its nanny (issue 75, 1)
+    with dask_cluster(tmp_path / "cluster", n_workers=2, env=env, own_home=True, stock=True) as cluster:
         light_shop.reset_faults()
         outcome = run(s3_url, "dask", STAGES, start_urls=[f"{light_shop.url}/"], mapping=mapping,
-                      address=cluster.address)
+                      address=cluster.address, kinds="image,text,video")
         assert outcome.ok, (outcome.message, {s: e["message"] for s, e in outcome.results.items()})
     on_s3 = Store.open(s3_url)
     assert all(on_s3.read(t).num_rows for t in ("dedup", "caption_match", "pools", "splits"))  # annotate ran
     assert differences(Store.open(tmp_path / "local"), on_s3, TABLES + ("dedup", "caption_match", "pools", "splits")) == {}
+    assert on_s3.read("media", where="kind = 'frames' AND status = 'ok'").num_rows > 0  # videos decoded on the workers
     for stage in ("download", "extract"):  # each of the 2 shards ran on the cluster and wrote its runs row
         parts = outcome.results[stage]["parts"]
         assert [p["shard"] for p in parts] == [0, 1] and all(p["n_in"] > 0 for p in parts), (stage, parts)

@@ -47,10 +47,10 @@ def _local_then_ray(light_shop, tmp_path, env, local, target):
     from support.loopback import ray_cluster
 
     light_shop.reset_faults()
-    assert run(local, "local", "download,extract").ok
+    assert run(local, "local", "download,extract", kinds="image,text,video").ok
     with ray_cluster(tmp_path / "ray-cluster", n_nodes=2, env=env) as cluster:
         light_shop.reset_faults()
-        outcome = run(target, "ray", "download,extract", ray_address=cluster.address)
+        outcome = run(target, "ray", "download,extract", ray_address=cluster.address, kinds="image,text,video")
     assert outcome.ok, (outcome.message, {s: e["message"] for s, e in outcome.results.items()})
     return outcome
 

@@ -221,16 +221,14 @@ def segment_all(texts: list[str], workers: int, progress) -> list[list[str]]:
             if progress is not None:
                 progress(i + 1)
         return out
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from ..process_pool import ProcessPool
 
     size = max(1, min(64, len(texts) // (workers * 4)))
     chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
     out = []
     # spawn, not fork: the caller may run threads (rich's progress refresh, Prefect), and a forked
     # child can inherit a lock one of them held. Each worker pays ~3 s of imports once.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPool(workers) as pool:  # spawned; starts inside a daemonic process too
         for chunk in pool.map(_segment_worker, chunks):
             out.extend(chunk)
             if progress is not None:

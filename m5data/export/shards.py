@@ -7,12 +7,13 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterable
 
 from ..masking import mask_samples
+from ..process_pool import ProcessPool
 from ..storage.runs import StageStats
 from . import incremental as inc
 from .media import shard_blobs
@@ -114,10 +115,8 @@ def write_all(pool_workers: int, first: list[tuple[Callable, tuple]], writes: It
     pool = None
     try:
         if pool_workers > 1 and units > 1:
-            import multiprocessing as mp
-
             pool_workers = min(pool_workers, units)
-            pool = ProcessPoolExecutor(pool_workers, mp_context=mp.get_context("spawn"))
+            pool = ProcessPool(pool_workers)  # spawned; starts inside a daemonic process too
         running: set = set()
         for fn, args in first:
             if pool is None:

@@ -42,10 +42,10 @@ from .derived import (
 )
 from .ffmpeg import MediaError
 from .video import expected_frames
-from .worker import Context, init_pool_worker, init_worker, worker_context
+from .worker import Context, init_worker, worker_context
 
 __all__ = ["DERIVED_KINDS", "KINDS", "Context", "JobResult", "Outcome", "blob_sha", "crashed", "derived_id",
-           "frame_budget", "init_pool_worker", "init_worker", "run_audio", "run_image", "run_text", "run_video",
+           "frame_budget", "init_worker", "run_audio", "run_image", "run_text", "run_video",
            "sound_bytes", "source_file"]
 
 

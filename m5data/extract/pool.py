@@ -6,12 +6,13 @@ pool broken by a dead worker is replaced and its jobs re-run one at a time in qu
 
 from __future__ import annotations
 
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable, Iterator
 
+from ..process_pool import ProcessPool
 from .derived import JobResult, crashed
-from .worker import Context, init_pool_worker, init_worker
+from .worker import Context, init_worker
 
 __all__ = ["WorkerPool", "pool_context"]
 
@@ -23,15 +24,27 @@ def pool_context():
     inherit. The server is started once per process, with a clean interpreter, and lives while this
     process does, so the job code's start-up (librosa / numba, jieba, OpenCV, imagehash's SciPy: ~3.5
     CPU-s) is paid once, not by every worker of every run (a spawned worker paid ~1.5 CPU-s for an
-    image run alone, every run again; docs/extract.md). Spawn where there is no fork server (Windows).
+    image run alone, every run again; docs/extract.md). Spawn where there is no fork server (Windows),
+    or where its socket's path would be too long (:func:`_forkserver_fits`).
     """
     import multiprocessing
 
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    if "forkserver" not in multiprocessing.get_all_start_methods() or not _forkserver_fits():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["m5data.extract.preload"])  # read when the server starts
     return context
+
+
+def _forkserver_fits() -> bool:
+    """Whether the fork server's Unix socket path fits the 107 bytes Linux allows: Python 3.11 makes it in
+    multiprocessing's temp folder (``$TMPDIR/pymp-xxxxxxxx/listener-xxxxxxxx``), and a long ``TMPDIR`` (a
+    Dask worker's own folder under a deep working directory) failed every job with ``OSError: AF_UNIX
+    path too long``. Such a process spawns its workers instead."""
+    import os
+    from multiprocessing import util
+
+    return len(os.fsencode(util.get_temp_dir())) + len("/listener-xxxxxxxx") < 100
 
 
 class WorkerPool:
@@ -47,17 +60,17 @@ class WorkerPool:
     def __init__(self, workers: int, ctx: Context, isolate: bool = False):
         self.workers = workers
         self.ctx = ctx
-        self.executor: ProcessPoolExecutor | None = None
-        self.quarantine: ProcessPoolExecutor | None = None
+        self.executor: ProcessPool | None = None
+        self.quarantine: ProcessPool | None = None
         self.restarts = 0
         if workers == 1 and not isolate:
             init_worker(ctx)
         else:
             self.executor = self._new(self.workers)
 
-    def _new(self, workers: int) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=init_pool_worker,
-                                   initargs=(self.ctx,))
+    def _new(self, workers: int) -> ProcessPool:
+        # workers end with this process, which may itself be a daemonic one (a Dask worker under its nanny)
+        return ProcessPool(workers, mp_context=pool_context(), initializer=init_worker, initargs=(self.ctx,))
 
     def _alone(self, kind: str, fn: Callable, item) -> JobResult:
         """Run one job with no other job in its process: if the process dies, this job killed it."""

@@ -118,10 +118,12 @@ def _wait_workers(address: str, n: int, timeout: float, security=None) -> None:
 @contextlib.contextmanager
 def dask_cluster(folder: Path, n_workers: int = 2, env: dict | None = None, nanny: bool = True,
                  timeout: float = 120.0, pin_cores: bool = False, tls: dict | None = None,
-                 own_home: bool = False) -> Iterator[DaskCluster]:
+                 own_home: bool = False, stock: bool = False) -> Iterator[DaskCluster]:
     """Start ``dask scheduler`` and ``n_workers`` ``dask worker --nthreads 1`` on 127.0.0.1; stop them after.
 
-    Both run through ``python -m m5data.flows.daskserve``: no HTTP server, only comm ports.
+    Both run through ``python -m m5data.flows.daskserve``: no HTTP server, only comm ports; ``stock``:
+    distributed's own ``dask scheduler`` / ``dask worker`` commands, as a user's cluster runs them (each
+    worker a daemonic process under its nanny; their dashboards on 127.0.0.1 ports of their own).
 
     Args:
         folder: each process gets a working directory under it (``scheduler/``, ``worker-i/``) with its log.
@@ -139,9 +141,11 @@ def dask_cluster(folder: Path, n_workers: int = 2, env: dict | None = None, nann
     env = dict(os.environ if env is None else env)
     port = free_port()
     address = f"{'tls' if tls else 'tcp'}://127.0.0.1:{port}"
-    serve = [sys.executable, "-m", "m5data.flows.daskserve"]
+    serve = [os.path.join(os.path.dirname(sys.executable), "dask")] if stock else \
+        [sys.executable, "-m", "m5data.flows.daskserve"]
+    quiet = ["--dashboard-address", "127.0.0.1:0"] if stock else ["--no-dashboard"]
     tls_args = ["--tls-ca-file", tls["ca"], "--tls-cert", tls["cert"], "--tls-key", tls["key"]] if tls else []
-    scheduler = _spawn([*serve, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard", *tls_args],
+    scheduler = _spawn([*serve, "scheduler", "--host", "127.0.0.1", "--port", str(port), *quiet, *tls_args],
                        Path(folder) / "scheduler", env, own_home=own_home)
     security = None
     if tls:
@@ -153,7 +157,7 @@ def dask_cluster(folder: Path, n_workers: int = 2, env: dict | None = None, nann
     try:
         for i in range(n_workers):
             cluster.workers.append(_spawn(
-                [*serve, "worker", address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1",
+                [*serve, "worker", address, "--nthreads", "1", *quiet, "--host", "127.0.0.1",
                  "--name", f"worker-{i}", *tls_args, *([] if nanny else ["--no-nanny"])],
                 Path(folder) / f"worker-{i}", env,
                 cpus={sorted(os.sched_getaffinity(0))[i % len(os.sched_getaffinity(0))]} if pin_cores else None,
