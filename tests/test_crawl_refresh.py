@@ -255,3 +255,28 @@ def test_flow_refresh_reports_the_changes(shop, prefect_harness, tmp_path):
     assert again["crawl"]["status"] == "ok" and again["crawl"]["n_out"] == 1
     assert again["crawl"]["message"] == f"new 0, changed 1, unchanged {N - 1}"
     assert f"new 0, changed 1, unchanged {N - 1} |" in summary_markdown(store_path, again, None)
+
+
+@pytest.mark.parametrize("shop", ["none"], indirect=True)
+def test_recrawl_on_another_port_says_what_it_fetched(store, shop):
+    """The same shop served on another port, crawled again (a resume): its product pages are fetched (their
+    URLs are not the stored ones) and counted as already stored under another URL, so that the counts
+    add up to the product pages fetched and the summary says why (issue 75, item 12)."""
+    from crawl_server import SiteServer
+
+    first = crawl(store, shop)
+    assert first.details["changes"] == {"new": N, "changed": 0, "unchanged": 0}
+    assert sum(first.details["changes"].values()) == first.details["pages"]["product"] == N
+    before = parts(store)
+    moved = SiteServer(dict(shop.server.routes))
+    with moved:
+        assert moved.url != shop.server.url
+        again = run(store, load(overrides=LOOPBACK, environ={}), start_urls=[moved.url + "/list/1.html"])
+        res = CliRunner().invoke(app, ["--store", str(store.root), "--set", "crawl.allow_private=true", "crawl",
+                                       "--start-url", moved.url + "/list/1.html"])
+    assert again.details["changes"] == {"new": 0, "changed": 0, "unchanged": 0, "already stored under another URL": N}
+    assert sum(again.details["changes"].values()) == again.details["pages"]["product"] == N
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.replace("│", " ").split())  # the table's cells, wrapped lines joined
+    assert f"already stored under another URL {N}" in text and "under another URL (the same shop on another" in text
+    assert parts(store) == before  # nothing stored again

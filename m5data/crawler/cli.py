@@ -65,6 +65,10 @@ def summary(stage_summary, stats):
         table.add_row("pages fetched", f"{fetched:,}: {product:,} product pages, {fetched - product:,} listings and other")
         if pages["stored_skipped"]:
             table.add_row("not fetched", f"{pages['stored_skipped']:,} product pages already stored (--refresh fetches them)")
+    if elsewhere := stats.details.get("changes", {}).get("already stored under another URL"):
+        table.add_row("stored elsewhere", f"{elsewhere:,} product pages fetched whose product ids the store holds "
+                      "under another URL (the same shop on another host or port?): not stored again; --refresh "
+                      "compares them with the stored products and keeps the new URLs")
     if opted := stats.details.get("optouts", {}).get("page"):
         robots = stats.details["optouts"].get("robots.txt", 0)
         table.add_row("opted out", f"{opted:,} product pages: not stored ("

@@ -29,6 +29,10 @@ from .politeness import throttle_by_host
 from .render import check_browser, playwright_settings
 
 CHANGES = ("new", "changed", "unchanged")  # a crawl's products against the store (pipeline.py)
+# the other product pages fetched, each counted in ``changes`` (when there are some) under its name, so that
+# the counts add up to the product pages fetched (pipeline.py: m5data/pages/<key>)
+NOT_COUNTED = {"stored_elsewhere": "already stored under another URL", "duplicate": "duplicate pages",
+               "not_stored": "not stored"}
 OK_FINISH = {"finished", "closespider_pagecount", "closespider_itemcount", "closespider_timeout"}
 STOP_SIGNALS = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT}
 
@@ -284,6 +288,8 @@ def _judge(code: int, crawl: dict | None, stats: StageStats, log_file: Path, n_s
         stats.n_out = int(crawl.get("m5data/products_stored", 0))
         stats.bytes = int(crawl.get("downloader/response_bytes", 0))
         stats.details["changes"] = {kind: int(crawl.get(f"m5data/changes/{kind}", 0)) for kind in CHANGES}
+        stats.details["changes"].update({name: n for key, name in NOT_COUNTED.items()
+                                         if (n := int(crawl.get(f"m5data/pages/{key}", 0)))})
         stats.details["not_modified"] = int(crawl.get("m5data/not_modified", 0))
         # what was fetched (product pages and the others: listings, sitemaps, robots.txt, errors) and
         # the stored product pages not fetched again (a resume)

@@ -8,7 +8,11 @@ without its row (crawled again on resume) but never a product row without its sp
 spider closes.
 
 Duplicates: a page whose product id, or whose content hash, was already stored (in this crawl,
-or - when resuming - in the store) is counted and not stored again.
+or - when resuming - in the store) is counted and not stored again: ``stored_elsewhere`` when its
+product id was stored before this crawl (a resume skips stored URLs only, so these are pages of stored
+products under another URL: the same shop on another host or port), else ``duplicate``. A page refused
+(too long a URL, no id, taken down, no product data) is counted ``not_stored``. With ``new``,
+``changed`` and ``unchanged`` these add up to the product pages fetched (``crawl.py``'s summary).
 
 Changes (a refresh, ``revalidate.py``): each product is counted ``new`` (not in the store),
 ``changed`` (stored with other content or URL, or with rows missing: written again as before) or
@@ -34,6 +38,7 @@ from .optouts import OptedOut
 from .revalidate import stored_validators, stored_versions
 
 log = logging.getLogger(__name__)
+PAGES = "pages/"  # + stored_elsewhere, duplicate, not_stored: product pages not counted new/changed/unchanged
 
 
 def stored_products(store) -> tuple[set[str], set[str], set[str]]:
@@ -90,6 +95,7 @@ class StorePipeline:
         self.closing = False
         self.seen_ids: set[str] = set()
         self.seen_hashes: set[str] = set()
+        self.stored_ids: set[str] = set()  # a resume: the product ids stored before this crawl
         self.versions: dict[str, tuple] = {}  # product_id -> (content_hash, url, whole, licence) of stored products
         self.validators: dict[str, tuple] = {}  # canonical link -> (product_id, etag, last_modified), stored
         self.takedowns: list[dict] = []
@@ -114,6 +120,7 @@ class StorePipeline:
         self.store = Store.open(self.store_path, compression=self.compression)
         if self.resume:
             self.seen_ids, self.seen_hashes, _ = stored_products(self.store)
+            self.stored_ids = set(self.seen_ids)
         else:  # a refresh: what is stored decides new / changed / unchanged
             spider_versions = getattr(self.crawler.spider, "versions", None)  # a revalidating refresh read them
             self.versions = spider_versions if spider_versions is not None else stored_versions(self.store)
@@ -150,29 +157,27 @@ class StorePipeline:
         if not isinstance(item, ProductItem):
             return item
         if len(item.url) > self.caps.url_chars:  # a redirect can land on a URL no link would be followed to
-            self._error(item.url[:self.caps.url_chars], item.platform, f"url too long: {len(item.url)} characters, "
-                        f"over crawl.max_url_chars ({self.caps.url_chars}); not stored", None, now)
-            return item
+            return self._refuse(item, f"url too long: {len(item.url)} characters, over crawl.max_url_chars "
+                                f"({self.caps.url_chars}); not stored", now, url=item.url[:self.caps.url_chars])
         item = item.normalised(self.caps)
         if not item.source_id:
-            self._error(item.url, item.platform, "bad id: the page's product id is empty once control characters "
-                        "and whitespace are removed; not stored", None, now)
-            return item
+            return self._refuse(item, "bad id: the page's product id is empty once control characters and "
+                                "whitespace are removed; not stored", now)
         if (taken := self._taken_down(item)) is not None:
-            self._error(item.url, item.platform, f"taken down: {taken['kind']} {taken['value']}; not stored", None, now)
-            return item
+            return self._refuse(item, f"taken down: {taken['kind']} {taken['value']}; not stored", now)
         if not (item.title or item.images or item.price is not None):
-            self._error(item.url, item.platform, "no product data: no title, image or price", None, now)
-            return item
+            return self._refuse(item, "no product data: no title, image or price", now)
         digest = item.content_hash()
         change = self._change(item, digest)
         if item.problems and change != "unchanged":  # an unchanged page's row is stored already
             self._error(item.url, item.platform, "; ".join(dict.fromkeys(item.problems))[:1000], None, now)
         if item.product_id in self.seen_ids:
             self.stats.inc_value("m5data/duplicates/product_id")
+            self._duplicate(item.product_id)
             return item
         if digest in self.seen_hashes:
             self.stats.inc_value("m5data/duplicates/content")
+            self._duplicate(item.product_id)
             return item
         self.seen_ids.add(item.product_id)
         self.seen_hashes.add(digest)
@@ -190,6 +195,19 @@ class StorePipeline:
         if max(len(self.products), len(self.validator_rows)) >= self.batch_rows:
             self.flush()
         return item
+
+    def _refuse(self, item: ProductItem, reason: str, now, url: str | None = None):
+        """A product page not stored (its ``crawl_errors`` row says why): counted ``not_stored``."""
+        self._error(url or item.url, item.platform, reason, None, now)
+        self.stats.inc_value(f"m5data/{PAGES}not_stored")
+        return item
+
+    def _duplicate(self, product_id: str) -> None:
+        """A product page not stored again: its product id was stored before this crawl under another URL
+        (a resume skips stored URLs only: the same shop on another host or port), or it is one more page
+        of a product (or content) this crawl has already met."""
+        kind = "stored_elsewhere" if product_id in self.stored_ids else "duplicate"
+        self.stats.inc_value(f"m5data/{PAGES}{kind}")
 
     def _taken_down(self, item: ProductItem) -> dict | None:
         """The takedown of ``item``'s product id or URL (a redirect may land on a taken-down page), or None."""
@@ -223,6 +241,7 @@ class StorePipeline:
         """A 304: the product is unchanged (counted once, however many links lead to it)."""
         if item.product_id in self.seen_ids:
             self.stats.inc_value("m5data/duplicates/product_id")
+            self.stats.inc_value(f"m5data/{PAGES}duplicate")
             return
         self.seen_ids.add(item.product_id)
         if (stored := self.versions.get(item.product_id)) and stored[0]:
