@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import DownloadFailed, StageError, TransientFailure  # noqa: F401  (raised by the stages, imported from here)
+from .errors import DownloadFailed, StageError, TransientFailure, UserError  # noqa: F401  (raised by the stages, imported from here)
 
 
 @dataclass(frozen=True)
@@ -154,12 +154,25 @@ STAGES: tuple[str, ...] = tuple(s.name for s in REGISTRY)
 SHARDED: tuple[str, ...] = tuple(s.name for s in REGISTRY if s.sharded)
 
 
+class UnknownStage(UserError, KeyError):
+    """A stage name the registry does not hold (``run_stage("build-splits")``): one line naming the
+    stages (and the stage a verb's name runs); still a KeyError for code that catches one."""
+
+    def __str__(self) -> str:  # KeyError's own quotes the message: one plain line instead
+        return str(self.args[0]) if self.args else ""
+
+
 def get(name: str) -> Stage:
-    """The registry entry of stage ``name`` (KeyError naming the stages when there is none)."""
+    """The registry entry of stage ``name`` (UnknownStage naming the stages when there is none)."""
     for stage in REGISTRY:
         if stage.name == name:
             return stage
-    raise KeyError(f"unknown stage {name!r}; the stages are {', '.join(STAGES)}")
+    import difflib
+
+    verbs = {v.name: s.name for s in REGISTRY for v in s.verbs}  # a verb's name: the stage it runs
+    near = verbs.get(str(name)) or next(iter(difflib.get_close_matches(str(name), STAGES, n=1)), None)
+    hint = f" (did you mean {near!r}?)" if near else ""
+    raise UnknownStage(f"unknown stage {name!r}{hint}; the stages are {', '.join(STAGES)}")
 
 
 def check(name: str, settings, options: dict | None = None) -> None:

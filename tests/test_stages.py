@@ -142,3 +142,19 @@ def test_a_stage_checks_its_own_options_through_the_registry(tmp_path):
     with pytest.raises(AlignError, match="no level-1 mapping file"):
         stages.check("align", settings, {})
     stages.check("download", settings, {"anything": 1})
+
+
+def test_unknown_stage_name_is_one_line_naming_the_stages(tmp_path):
+    """The Python API given a verb's name or a typo: one plain line (no KeyError quotes) naming the stages
+    and the stage meant; still a KeyError (issue 75, item 15)."""
+    from m5data.api import run_stage
+    from m5data.errors import UserError
+
+    for name, meant in (("build-splits", "splits"), ("dedupe", "dedup"), ("nothing-like-it", None)):
+        with pytest.raises(KeyError) as raised:
+            run_stage(name, tmp_path / "st")
+        assert isinstance(raised.value, UserError)
+        text = str(raised.value)
+        assert text.startswith(f"unknown stage '{name}'") and "the stages are crawl, download" in text, text
+        assert (f"did you mean '{meant}'?" in text) if meant else "did you mean" not in text
+        assert not (tmp_path / "st").exists()  # refused before any work
