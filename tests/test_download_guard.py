@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from support.media_server import MediaServer, jpeg_bytes, media_rows
 
 from m5data import config as cfg
@@ -46,3 +47,37 @@ def test_a_run_after_a_killed_threaded_run_isolates_every_image_then_threads_com
         threaded = download(store, _settings(store))
         assert "pool" not in threaded.details and threaded.n_out == 3
         assert json.loads(mark.read_text())["state"] == "ended"
+
+
+def _last_run(store) -> dict:
+    return max(store.read("runs").to_pylist(), key=lambda r: r["started_at"])
+
+
+@pytest.mark.parametrize("mark", ["[]", "null", '"running"', "3", "{half"])
+def test_a_mark_that_is_not_an_object_isolates_one_run_and_says_so(store, mark):
+    """A mark holding valid JSON that is not an object (or no JSON at all) is damaged: the run after it
+    isolates its decoders, records why in its runs row and prints it, and mends the mark (issue 75,
+    item 5: every later download failed with a traceback until the file was removed)."""
+    from typer.testing import CliRunner
+
+    from m5data.cli import app
+
+    path = store.root / "logs" / "download" / "threads-all.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(mark)
+    with MediaServer({f"img{i}.jpg": jpeg_bytes(160, 120, seed=i) for i in range(3)}) as server:
+        store.write("media", media_rows([server.url(f"/f/img{i}.jpg") for i in range(2)]))
+        result = CliRunner().invoke(app, ["--store", str(store.root), "--set", "download.allow_private=true",
+                                          "download", "--no-progress", "--image-max-side", "128", "--workers", "1"])
+        assert result.exit_code == 0, result.output
+        output = " ".join(result.output.split())
+        assert "note:" in output and "threads-all.json" in output and "in processes" in output, result.output
+        pool = json.loads(_last_run(store)["config"])["job"]["pool"]
+        assert pool["kind"] == "process" and "threads-all.json" in pool["why"]
+        assert {r["status"] for r in store.read("media").to_pylist()} == {"ok"}
+        assert json.loads(path.read_text())["state"] == "ended"
+
+        store.write("media", media_rows([server.url("/f/img2.jpg")]))
+        threaded = download(store, _settings(store))
+        assert "pool" not in threaded.details and threaded.n_out == 1
+        assert "pool" not in json.loads(_last_run(store)["config"])["job"]

@@ -130,6 +130,9 @@ def download(
     if stats.pool_restarts:
         console.print(f"[yellow]note:[/] a re-encoding process died; the pool was replaced {stats.pool_restarts} "
                       "time(s) and the images in it re-encoded one by one (see docs/download.md)")
+    if pool := stats.details.get("pool"):  # the crash guard isolated this run (download/guard.py)
+        console.print(f"[yellow]note:[/] {esc(pool['why'])} (download.pool {s.download.pool} asked; "
+                      "see docs/download.md, \"Re-encoding images\")", highlight=False, soft_wrap=True)
     if stats.store_waits:
         console.print(f"[yellow]note:[/] the store {esc(str(rctx.store.root))} was out for a while: "
                       f"{stats.store_waits} store call(s) waited for it and were tried again (see docs/download.md)")

@@ -5,7 +5,7 @@ libjpeg-turbo there ends the whole run, not one image, and the next run would me
 first. So a run marks in the store that it decodes in threads (``logs/download/threads-<shard>.json``)
 and marks its end; a run that finds the mark of one that never ended (a crash, a kill, a lost
 machine) re-encodes every image in spawned processes, where a crash costs one image (``corrupt``),
-and the run after it goes back to threads (docs/download.md, "Where images are re-encoded").
+and the run after it goes back to threads (docs/download.md, "Re-encoding images").
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterator
 
 __all__ = ["decoding_pool"]
+
+_ISOLATED = "this run re-encodes every image in processes"
 
 
 def _marker(shard: tuple[int, int] | None) -> str:
@@ -38,14 +40,10 @@ def decoding_pool(store, kind: str, shard: tuple[int, int] | None, call) -> Iter
         except Exception:  # noqa: BLE001  the run's own error (if any) is the one to raise
             pass
 
-    try:
-        last = json.loads(store.read_text(rel) or "{}")
-    except ValueError:  # a half-written mark: its run did not end well either
-        last = {"state": "running"}
-    if last.get("state") == "running":
+    why = _last_run_did_not_end(store, rel)
+    if why is not None:
         try:
-            yield "process", (f"the last download that decoded in threads (PID {last.get('pid', '?')}) did not "
-                              "end: this run re-encodes every image in processes")
+            yield "process", why
         finally:  # whatever ends this one, a crash in a process cost one image: the next run uses threads
             ended(isolated=True)
         return
@@ -54,3 +52,18 @@ def decoding_pool(store, kind: str, shard: tuple[int, int] | None, call) -> Iter
         yield kind, None
     finally:  # an exception ends the run here too; only a crash (or a kill) leaves the mark "running"
         ended()
+
+
+def _last_run_did_not_end(store, rel: str) -> str | None:
+    """Why this run must isolate its decoders (the mark ``rel`` says a threaded run never ended, or
+    cannot be read), or None (no mark, or the last one ended)."""
+    try:
+        last = json.loads(store.read_text(rel) or "{}")
+    except ValueError:  # a half-written mark (or not text): its run did not end well either
+        return f"the mark {rel} does not parse (half-written: its run did not end); {_ISOLATED}"
+    if not isinstance(last, dict):  # valid JSON, yet not what a run writes: damaged, so trusted no more than that
+        return (f"the mark {rel} is not a JSON object (a {type(last).__name__}: damaged), so whether the last "
+                f"download ended is unknown; {_ISOLATED}")
+    if last.get("state") == "running":
+        return f"the last download that decoded in threads (PID {last.get('pid', '?')}) did not end: {_ISOLATED}"
+    return None

@@ -212,7 +212,8 @@ def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retr
         if retry.waits:
             stats.details["store_waits"] = retry.waits
         stats.details["optouts"] = {"media": stats.statuses[OPTED_OUT]}
-        retry.call(srun.record, {**cfg.as_dict(settings), "job": {"optouts": stats.details["optouts"]}})
+        job = {"optouts": stats.details["optouts"], **({"pool": stats.details["pool"]} if "pool" in stats.details else {})}
+        retry.call(srun.record, {**cfg.as_dict(settings), "job": job})
         return stats
 
 
