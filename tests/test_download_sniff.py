@@ -176,13 +176,15 @@ def test_jpeg_fast_path_gives_the_pillow_paths_picture(mode, orientation):
     assert diff.mean() < 3 and np.percentile(diff, 99) < 40  # re-encoding noise, not a flipped or shifted image
 
 
-def test_jpeg_fast_path_sends_truncated_streams_to_pillow():
-    """A cut-off JPEG is not stored with grey rows: the fast path declines it and Pillow refuses it."""
+def test_jpeg_fast_path_refuses_truncated_streams_and_so_does_pillow():
+    """A cut-off JPEG is not stored with grey rows: the fast path refuses it (libjpeg's premature end,
+    issue 75) and so does the Pillow path."""
     from m5data.download.resize import _reencode_jpeg
 
     data = _test_photo("RGB", 1)
     cut = data[: len(data) * 2 // 3]
-    with Image.open(io.BytesIO(cut)) as header:
-        assert _reencode_jpeg(cut, header, 128, 90) is None
-    with pytest.raises(ImageDecodeError, match="truncated"):
-        reencode(cut, 128, 90)
+    with Image.open(io.BytesIO(cut)) as header, pytest.raises(ImageDecodeError, match="truncated"):
+        _reencode_jpeg(cut, header, 128, 90)
+    for fast in (True, False):
+        with pytest.raises(ImageDecodeError, match="truncated"):
+            reencode(cut, 128, 90, fast=fast)

@@ -8,8 +8,10 @@ Colour and greyscale JPEGs, nearly every product image, take a fast path: simple
 (libjpeg-turbo) decodes them at reduced scale (the inverse DCT scales by 1/8 .. 7/8 while it
 decodes), OpenCV resizes the rest of the way, and simplejpeg encodes the result. It costs about
 60% of the Pillow path on 640x480 photos (benchmarks/bench_download.py), and both libraries
-release the GIL. The fast path is strict: any libjpeg warning (a truncated or corrupt stream) sends
-the image to the Pillow path, which decides whether it decodes. Every other format, CMYK JPEGs
+release the GIL. The fast path is strict: a stream that stops early (libjpeg's "premature end") is
+refused at once, any other libjpeg warning (a damaged stream) sends the image to the Pillow path,
+which decides whether it decodes. Before either path decodes, :func:`declared.check_declared`
+refuses a header that declares more pixels than the bytes can hold, or a decode over the memory cap. Every other format, CMYK JPEGs
 and JPEGs Pillow cannot read the header of go to Pillow directly.
 
 :class:`ImagePool` runs :func:`reencode` in a ``ProcessPoolExecutor`` (spawned workers: forking a
@@ -29,14 +31,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
-
-class ImageDecodeError(Exception):
-    """The bytes sniff as an image but do not decode (truncated, corrupt); the message says why."""
-
-
-class ImageTooLarge(Exception):
-    """The image has more pixels than Pillow's decompression-bomb limit."""
-
+from .declared import Body, ImageDecodeError, ImageTooLarge, check_declared, cut_off, refuse_cut_off_jpeg
 
 # what Pillow raises for bytes that are not a well-formed image (a header or stream it cannot parse)
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
@@ -89,8 +84,10 @@ def reencode(data: bytes | bytearray, max_side: int, quality: int, *, fast: bool
 
     from .rights import rights_of
 
+    body = Body(data)
     try:
-        im = Image.open(io.BytesIO(data))  # reads the header only; refuses decompression bombs
+        im = Image.open(body)  # reads the header only; refuses decompression bombs
+        check_declared(data, im, _target(im.size, max_side) if max_side > 0 else None)
         if fast and (done := _fast_path(data, im, max_side, quality)) is not None:
             return done
         rights = rights_of(im)
@@ -99,9 +96,11 @@ def reencode(data: bytes | bytearray, max_side: int, quality: int, *, fast: bool
         if max_side > 0:
             target = _target((w, h), max_side)
             if im.format == "JPEG":
+                if not (fast and im.mode in ("RGB", "L")):  # the fast path has not judged this stream
+                    refuse_cut_off_jpeg(data, im.mode, target)
                 im.draft("RGB" if im.mode != "L" else "L", target)  # decode at the smallest DCT scale >= target
+        body.load(im)  # before getexif(), which loads a PNG's pixels itself
         orientation = im.getexif().get(0x0112, 1)
-        im.load()
         im = _flatten(im)
         if max_side > 0 and max(im.size) > max_side:
             # bilinear is antialiased when shrinking (its support scales with the factor); after the
@@ -123,13 +122,17 @@ def reencode(data: bytes | bytearray, max_side: int, quality: int, *, fast: bool
 def reencode_jpeg(data: bytes | bytearray, max_side: int, quality: int) -> Reencoded | None:
     """:func:`reencode` for the images the JPEG fast path takes; None for every other image (any
     other format, a header Pillow does not read, a JPEG the fast path declines): those go to
-    ``reencode(..., fast=False)``, which decides what they are (``ImagePool`` kind ``mixed``)."""
+    ``reencode(..., fast=False)``, which decides what they are (``ImagePool`` kind ``mixed``).
+    A JPEG refused from its header or cut off raises as :func:`reencode` does (no process needed)."""
     from PIL import Image
 
     try:
         im = Image.open(io.BytesIO(data))
     except Exception:  # noqa: BLE001  not this path's to judge: the Pillow path says what is wrong
         return None
+    if im.format != "JPEG":
+        return None
+    check_declared(data, im, _target(im.size, max_side) if max_side > 0 else None)
     return _fast_path(data, im, max_side, quality)
 
 
@@ -158,7 +161,9 @@ def _reencode_jpeg(data: bytes | bytearray, im, max_side: int, quality: int) -> 
         pixels = simplejpeg.decode_jpeg(bytes(data) if isinstance(data, bytearray) else data,
                                         colorspace="GRAY" if grey else "RGB",
                                         min_width=target[0], min_height=target[1], strict=True)
-    except ValueError:
+    except ValueError as exc:
+        if cut_off(exc):  # decoding stopped early: grey from there on, never stored
+            raise ImageDecodeError(f"the JPEG stream stops early ({exc}): truncated or cut off") from None
         return None
     if (pixels.shape[1], pixels.shape[0]) != target:
         factor = pixels.shape[1] / target[0]
