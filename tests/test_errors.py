@@ -24,7 +24,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "m5data"
 ITEM_ERRORS = {
     "m5data.crawler.jsobject.JSSyntaxError", "m5data.crawler.safety.RefusedRequest",
     "m5data.download.resize.ImageDecodeError", "m5data.download.resize.ImageTooLarge",
-    "m5data.download.safety.UnsafeURL", "m5data.extract.ffmpeg.MediaError", "m5data.extract.frames_av.Unsupported",
+    "m5data.download.safety.UnsafeURL", "m5data.extract.ffmpeg.MediaError", "m5data.extract.frameplan.Unsupported",
+    "m5data.extract.frameplan.Untrusted",
     "m5data.importer.layout_folder.HardLinkError", "m5data.importer.layout_folder.ItemError",
     "m5data.importer.utf8.NeedsExact", "m5data.importer.utf8.NotUtf8",
     "m5data.storage.blobs.BlobPathError", "m5data.storage.reading._Vanished", "m5data.storage.s3stages._Unsettled",

@@ -1,23 +1,33 @@
 """Video frames decoded in-process with PyAV, decoding only the source frames that a kept second needs.
 
-First the video stream's packets are read without decoding (kept in memory up to :data:`HOLD_BYTES`,
-else the file is read again): from their timestamps the pass finds, as the exact ffmpeg pass's
-``setpts=PTS-STARTPTS, fps=FPS:round=up`` does, which source frame each output tick k shows (the last
-frame at or before k/fps, counted from the first frame; a frame held over several ticks is shown by
-each, and a video of D seconds gives ceil(D * fps) ticks). Then they are decoded: a packet whose frame
-no tick shows goes to the decoder with ``skip_frame = NONREF``, so it is dropped when no other frame
-refers to it (an H.264/HEVC non-reference B-frame, a droppable VP8 frame) and decoded otherwise (an
-intra-only codec's, MJPEG's, is not sent at all, nor, in VP8 and VP9, whose keyframes reset every
-reference, one between the last kept frame and the next keyframe); the frames the ticks show and every
-frame they are predicted from are decoded in full, so the kept pictures are the exact decode's. Each
-kept frame is scaled to the stored size (the scale filter's rule and bicubic filter), turned upright as
-the ffmpeg CLI's autorotate turns it, and encoded by the same mjpeg encoder at the same ``q:v`` as the
-ffmpeg pass. The pass stops once the last tick is written (the rest of a long video is not decoded).
+First the video stream's packets are read without decoding: from their timestamps a running plan
+(:class:`Planner`) finds, as the exact ffmpeg pass's ``setpts=PTS-STARTPTS, fps=FPS:round=up`` does,
+which source frame each output tick k shows (the last frame at or before k/fps, counted from the first
+frame; a frame held over several ticks is shown by each, and a video of D seconds gives ceil(D * fps)
+ticks). The plan holds one entry per tick and a few timestamps (the decoder's reordering), never one per
+packet, and the read stops once the last tick's frame is known; a stream with more than
+:data:`MAX_PACKETS` packets before that goes to the ffmpeg pass. The first :data:`HOLD_PACKETS`
+packets (at most :data:`HOLD_BYTES`) are kept for the decoding read, else the file is read again.
+Then they are decoded: a packet whose frame no tick shows goes to the decoder with ``skip_frame =
+NONREF``, so it is dropped when no other frame refers to it (an H.264/HEVC non-reference B-frame, a
+droppable VP8 frame) and decoded otherwise (an intra-only codec's, MJPEG's, is not sent at all, nor, in
+VP8 and VP9, whose keyframes reset every reference, one between the last kept frame and the next
+keyframe); the frames the ticks show and every frame they are predicted from are decoded in full, so
+the kept pictures are the exact decode's. Each kept frame is scaled to the stored size (the scale
+filter's rule and bicubic filter), turned upright as the ffmpeg CLI's autorotate turns it, and encoded
+by the same mjpeg encoder at the same ``q:v`` as the ffmpeg pass. The pass stops once the last tick is
+written (the rest of a long video is not decoded).
 
 Guards, as the ffmpeg pass has them: the time limit is checked between packets, a decoded picture over
 ``max_pixels`` is refused, the JPEG bytes are summed as they are written and the pass stops before
-``max_bytes``. A stream this path cannot reproduce exactly (a packet without a timestamp, a rotation
-that is not a quarter turn) raises :class:`Unsupported`: the caller runs the ffmpeg pass instead.
+``max_bytes``. A stream this path does not reproduce (a rotation that is not a quarter turn, more
+packets than :data:`MAX_PACKETS`) raises :class:`Unsupported`: the caller runs the ffmpeg pass instead.
+A stream whose plan cannot be trusted raises :class:`Untrusted` (the caller runs the exact ffmpeg
+pass): a damaged one (the decoder refuses a packet or conceals an error in a frame it decodes, a
+packet or the demuxer reports corruption) or a malformed one (a packet without a timestamp, two with
+the same one, one later than the decoder's reordering allows, decoded frames out of order or missing,
+or packets spanning other seconds than the duration the header gives). On such streams the faster
+decode may keep other pictures or other source frames than ffmpeg's (SSIM 0.76-0.89 on fuzzed files).
 """
 
 from __future__ import annotations
@@ -28,34 +38,21 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+from .decoding import AV_DECODE_OPTIONS, decoder_options, jpeg_qscale
 from .ffmpeg import MediaError
+from .frameplan import FramePlan, Planner, Unsupported, Untrusted, plan_frames
 
-__all__ = ["HOLD_BYTES", "AvPass", "FramePlan", "Unsupported", "av_frames", "plan_frames", "stored_size"]
+__all__ = ["HOLD_BYTES", "HOLD_PACKETS", "MAX_PACKETS", "AvPass", "FramePlan", "Planner", "Unsupported", "Untrusted",
+           "av_frames", "av_pass", "plan_frames", "stored_size"]
 
 HOLD_BYTES = 64 << 20  # packets kept from the planning read for the decoding one; a larger video is read twice
+HOLD_PACKETS = 16_384  # ... and at most this many (each costs ~0.5 KB besides its bytes: 2M tiny ones took 1.7 GB)
+MAX_PACKETS = 200_000  # video packets read to plan one video (1,000 a second for 200 s); more: the ffmpeg pass
 _BICUBIC, _ACCURATE_RND = 0x4, 0x40000  # libswscale's SWS_BICUBIC, SWS_ACCURATE_RND
 # Codecs whose keyframes reset every reference (VP8: last, golden and altref; VP9: all eight slots): a
 # frame after the last kept one before a keyframe serves nothing kept. (An H.264/HEVC keyframe flag
 # may mark an open-GOP I-frame whose leading frames refer back past it.)
 KEYFRAME_RESETS = frozenset({"vp8", "vp9"})
-
-
-class Unsupported(Exception):
-    """The stream has something the in-process pass does not reproduce; use the ffmpeg pass."""
-
-
-@dataclass
-class FramePlan:
-    """Which source frame each output tick shows."""
-
-    ticks: dict[int, list[int]]  # source pts -> the ticks (0-based) that show it
-    sources: list[float]  # per tick, the time of the source frame it shows (seconds from the first frame)
-    frames: int  # source frames in the stream (packets with a timestamp)
-    dead: set[int] = field(default_factory=set)  # packets (by read order) that no kept frame needs
-
-    @property
-    def count(self) -> int:
-        return len(self.sources)
 
 
 @dataclass
@@ -65,7 +62,6 @@ class AvPass:
     files: list[tuple[Path, int]] = field(default_factory=list)
     stopped: bool = False  # the byte cap ended the pass
     decoded: int = 0  # frames the decoder returned
-    errors: int = 0  # packets the decoder refused
     plan: FramePlan | None = None
 
 
@@ -88,7 +84,11 @@ def _video_stream(container):
     streams = [s for s in container.streams.video if not s.disposition & Disposition.attached_pic]
     if not streams:
         raise MediaError("no video stream", f"format {container.format.name}", status="absent")
-    return max(streams, key=lambda s: (s.codec_context.width or 0) * (s.codec_context.height or 0))
+    best = max(streams, key=lambda s: (s.codec_context.width or 0) * (s.codec_context.height or 0)
+               if s.codec_context else 0)
+    if best.codec_context is None or best.codec_context.codec is None:
+        raise Unsupported("no decoder for the video stream")
+    return best
 
 
 def _check_deadline(deadline: float, timeout: float, path: Path) -> None:
@@ -96,78 +96,97 @@ def _check_deadline(deadline: float, timeout: float, path: Path) -> None:
         raise MediaError("ffmpeg timeout", f"{path.name}: in-process frame pass over {timeout:g} s", status="failed")
 
 
-def plan_frames(stamps: list[tuple[int, int]], time_base: Fraction, rate: Fraction | None, *, fps: float,
-                max_frames: int, max_duration: float) -> FramePlan:
-    """Which source frame each tick shows, from the packets' (pts, duration) in ``time_base`` units."""
-    if not stamps:
-        return FramePlan({}, [], 0)
-    stamps = sorted(stamps)
-    start = stamps[0][0]
-    times = [(pts - start) * time_base for pts, _ in stamps]
-    last_duration = stamps[-1][1]
-    end = times[-1] + (last_duration * time_base if last_duration else (1 / Fraction(rate) if rate else 0))
-    step = Fraction(fps).limit_denominator(1_000_000)
-    limit = min(end, Fraction(max_duration))
-    count = min(max_frames, max(1, math.ceil(limit * step - Fraction(1, 1_000_000))))
-    ticks: dict[int, list[int]] = {}
-    sources: list[float] = []
-    j = 0
-    for k in range(count):
-        while j + 1 < len(times) and times[j + 1] * step <= k:
-            j += 1
-        ticks.setdefault(stamps[j][0], []).append(k)
-        sources.append(round(float(times[j]), 6))
-    return FramePlan(ticks, sources, len(stamps))
-
-
-def _read_plan(path: Path, container, stream, deadline: float, timeout: float,
+def _read_plan(path: Path, container, stream, deadline: float, timeout: float, max_packets: int,
                **limits) -> tuple[FramePlan, list | None]:
-    """Read every packet of ``stream`` (no decoding): the plan, and the packets themselves when they
-    fit in :data:`HOLD_BYTES` (else None: the caller reads the file again)."""
-    stamps: list[tuple[int, int]] = []
-    order: list[tuple[int | None, bool]] = []  # per packet read: its pts (None: not a frame), keyframe
+    """Read ``stream``'s packets (no decoding) until every tick's frame is known: the plan, and the
+    packets read when they fit in :data:`HOLD_PACKETS` and :data:`HOLD_BYTES` (else None: read again)."""
+    planner = Planner(stream.time_base, stream.average_rate or stream.base_rate,
+                      keys=stream.codec_context.codec.canonical_name in KEYFRAME_RESETS, **limits)
     held: list | None = []
     size = 0
     for n, packet in enumerate(container.demux(stream)):
         if n % 256 == 0:
             _check_deadline(deadline, timeout, path)
+        if n >= max_packets:
+            raise Unsupported(f"over {max_packets:,} video packets before the last second's frame")
+        if packet.is_corrupt:
+            raise Untrusted(f"a packet flagged corrupt (video packet {n + 1})")
         if held is not None:
             size += packet.size
             held.append(packet)
-            if size > HOLD_BYTES:
+            if size > HOLD_BYTES or len(held) > HOLD_PACKETS:
                 held = None
-        frame = packet.size > 0 and not packet.is_discard  # not the flush packet nor a frame an edit list cuts
-        order.append((packet.pts if frame else None, packet.is_keyframe))
-        if not frame:
+        if packet.size == 0 or packet.is_discard:  # the flush packet, a frame an edit list cuts
             continue
         if packet.pts is None:
-            raise Unsupported(f"{path.name}: a packet without a timestamp")
-        stamps.append((packet.pts, packet.duration or 0))
-    plan = plan_frames(stamps, stream.time_base, stream.average_rate or stream.base_rate, **limits)
-    if stream.codec_context.codec and stream.codec_context.codec.canonical_name in KEYFRAME_RESETS:
-        plan.dead = _dead_ends(order, plan.ticks)
-    return plan, held
+            raise Untrusted(f"a packet without a timestamp (video packet {n + 1})")
+        planner.add(packet.pts, packet.duration or 0, packet.is_keyframe)
+        if planner.done:
+            break
+    return planner.finish(), held
 
 
-def _dead_ends(order: list[tuple[int | None, bool]], ticks: dict) -> set[int]:
-    """The packets (by read order) between the last kept frame and the next keyframe: nothing kept needs them."""
-    dead, wanted = set(), False  # wanted: a kept frame follows before the next keyframe
-    for n in range(len(order) - 1, -1, -1):
-        pts, key = order[n]
-        kept = pts in ticks
-        if pts is not None and not kept and not wanted:
-            dead.add(n)
-        wanted = False if key else wanted or kept
-    return dead
+def _check_span(plan: FramePlan, duration: float | None, fps: float, max_frames: int, max_duration: float) -> None:
+    """The ticks the packets give against those the header's ``duration`` promises (as ``expected_frames``)."""
+    if duration is None or not plan.count:
+        return
+    want = min(max_frames, math.ceil(min(duration, max_duration) * fps - 1e-6))
+    if abs(plan.count - want) > 1:
+        raise Untrusted(f"the packets cover {plan.span:.2f} s ({plan.count} frames), the header says "
+                        f"{duration:.2f} s ({want})")
+
+
+def _decoded(ctx, packets, plan: FramePlan, done: AvPass, deadline: float, timeout: float, path: Path):
+    """The frames the kept ticks need, decoded from ``packets`` in presentation order (module docstring);
+    :class:`Untrusted` on a refused packet, a concealed error, or frames out of order."""
+    import av
+
+    intra = ctx.codec.intra_only
+    last = None
+
+    def checked(frames):
+        nonlocal last
+        for frame in frames:
+            done.decoded += 1
+            if frame.is_corrupt:
+                raise Untrusted(f"the decoder concealed an error in the frame at pts {frame.pts}")
+            if frame.pts is None or (last is not None and frame.pts <= last):
+                raise Untrusted(f"a decoded frame at pts {frame.pts} after {last}")
+            last = frame.pts
+            yield frame
+
+    for n, packet in enumerate(packets):
+        if n % 16 == 0:
+            _check_deadline(deadline, timeout, path)
+        if packet.size == 0:  # the flush packet: flushed below
+            continue
+        if packet.pts is None:
+            raise Untrusted("a packet without a timestamp")
+        kept = packet.pts in plan.ticks
+        if not kept and (intra or not plan.needed(packet.pts)):  # nothing refers to any frame (MJPEG), or to these
+            continue
+        ctx.skip_frame = "DEFAULT" if kept else "NONREF"
+        try:
+            frames = ctx.decode(packet)
+        except av.error.FFmpegError as exc:
+            raise Untrusted(f"the decoder refused a packet ({exc})") from None
+        yield from checked(frames)
+    ctx.skip_frame = "DEFAULT"
+    try:
+        frames = ctx.decode(None)
+    except av.error.FFmpegError as exc:
+        raise Untrusted(f"the decoder failed at the end ({exc})") from None
+    yield from checked(frames)
 
 
 def av_frames(path: Path, out: Path, *, fps: float, max_side: int, qscale: int, max_frames: int,
               max_duration: float, timeout: float, max_pixels: int = 0, max_bytes: int = 0,
               options: dict[str, str] | None = None, single_thread: bool = False,
-              pattern: str = "%06d.jpg") -> AvPass:
+              pattern: str = "%06d.jpg", duration: float | None = None, max_packets: int | None = None) -> AvPass:
     """Write one JPEG per tick of ``path`` into ``out`` (``pattern`` numbered from 1), decoding only what
-    the kept frames need (module docstring); ``options`` are the decoder's (libavcodec names).
-    Raises :class:`MediaError` (timeout, frame too large, unreadable) or :class:`Unsupported`."""
+    the kept frames need (module docstring); ``options`` are the decoder's (libavcodec names); ``duration``
+    the header's (the probe's), checked against the packets; ``max_packets`` :data:`MAX_PACKETS` if None. Raises :class:`MediaError` (timeout, frame
+    too large, unreadable), :class:`Untrusted` or :class:`Unsupported` (with the reason)."""
     import av
 
     deadline = time.monotonic() + timeout
@@ -190,62 +209,65 @@ def av_frames(path: Path, out: Path, *, fps: float, max_side: int, qscale: int, 
         return True
 
     encoders: dict[tuple[int, int], object] = {}
-    container = None
     try:
         container = av.open(str(path))
+    except av.error.FFmpegError as exc:
+        raise MediaError("unreadable video", f"{path.name}: {exc}") from None
+    try:
         stream = _video_stream(container)
-        plan, held = _read_plan(path, container, stream, deadline, timeout, fps=fps, max_frames=max_frames,
-                                max_duration=max_duration)
+        plan, held = _read_plan(path, container, stream, deadline, timeout, max_packets or MAX_PACKETS, fps=fps,
+                                max_frames=max_frames, max_duration=max_duration)
         done.plan = plan
+        _check_span(plan, duration, fps, max_frames, max_duration)
         if not plan.count:
             return done
-        if held is None:  # too large to keep: read it again
+        if held is None:  # too many to keep: read it again
             container.close()
-            container = None
             container = av.open(str(path))
             stream = _video_stream(container)
         ctx = stream.codec_context
         ctx.options = dict(options or {})
         ctx.thread_count = 1 if single_thread else 0
         ctx.thread_type = "SLICE" if single_thread else "AUTO"
-        intra = ctx.codec.intra_only
-        for n, packet in enumerate(held if held is not None else container.demux(stream)):
-            if n % 16 == 0:
-                _check_deadline(deadline, timeout, path)
-            kept = packet.pts in plan.ticks or packet.size == 0
-            if not kept and (intra or n in plan.dead):  # nothing refers to any frame (MJPEG), or to these
+        for frame in _decoded(ctx, held if held is not None else container.demux(stream), plan, done, deadline,
+                              timeout, path):
+            shown = plan.ticks.get(frame.pts)
+            if not shown or shown[-1] < written:
                 continue
-            ctx.skip_frame = "DEFAULT" if kept else "NONREF"
-            try:
-                frames = ctx.decode(packet)
-            except av.error.FFmpegError:  # a damaged packet: ffmpeg goes on past it too
-                done.errors += 1
-                continue
-            for frame in frames:
-                done.decoded += 1
-                shown = plan.ticks.get(frame.pts)
-                if not shown or shown[-1] < written:
-                    continue
-                if frame.rotation % 90:
-                    raise Unsupported(f"{path.name}: a picture rotated by {frame.rotation} degrees")
-                if max_pixels and frame.width * frame.height > max_pixels:
-                    raise MediaError("frame too large", f"{path.name}: a decoded frame of {frame.width}x"
-                                     f"{frame.height} = {frame.width * frame.height:,} pixels, over the "
-                                     f"extract.max_video_pixels limit of {max_pixels:,}")
-                data = _jpeg(frame, encoders, max_side, qscale)
-                if not write(last or data, shown[0] - 1) or not write(data, shown[-1]):
-                    return done
-                last = data
-                if written >= plan.count:
-                    return done
-    except av.error.FFmpegError as exc:
-        if not done.files:
-            raise MediaError("unreadable video", f"{path.name}: {exc}") from None
-        done.errors += 1
+            if frame.rotation % 90:
+                raise Unsupported(f"a picture rotated by {frame.rotation} degrees")
+            if max_pixels and frame.width * frame.height > max_pixels:
+                raise MediaError("frame too large", f"{path.name}: a decoded frame of {frame.width}x"
+                                 f"{frame.height} = {frame.width * frame.height:,} pixels, over the "
+                                 f"extract.max_video_pixels limit of {max_pixels:,}")
+            data = _jpeg(frame, encoders, max_side, qscale)
+            if not write(last or data, shown[0] - 1) or not write(data, shown[-1]):
+                return done
+            last = data
+            if written >= plan.count:
+                return done
+    except av.error.FFmpegError as exc:  # the demuxer gave up part-way: ffmpeg's reading of it decides
+        raise Untrusted(f"libavformat: {exc}") from None
     finally:
-        if container is not None:
-            container.close()
-    return done
+        container.close()
+    raise Untrusted(f"{plan.count - written} of {plan.count} planned frames never came out of the decoder")
+
+
+def av_pass(path: Path, tmp: Path, info, *, decode: str, quality: int, max_side: int,
+            **params) -> tuple[list[tuple[Path, int]] | None, bool, str, str | None]:
+    """The frame pass in-process for ``extract_frames`` (video.py): (JPEGs with sizes, stopped at the byte cap,
+    the mode the ffmpeg pass is to run in, why); JPEGs None for a stream the ffmpeg pass is to decode
+    instead: in the same ``decode`` mode (:class:`Unsupported`), or ``exact`` (:class:`Untrusted`)."""
+    try:
+        done = av_frames(path, tmp, max_side=max_side, qscale=jpeg_qscale(quality), duration=info.duration,
+                         options=decoder_options(info.codec, decode, info.width, info.height, max_side,
+                                                 AV_DECODE_OPTIONS), **params)
+    except Unsupported as exc:
+        for stale in tmp.iterdir():
+            stale.unlink()
+        untrusted = isinstance(exc, Untrusted)
+        return None, False, "exact" if untrusted else decode, f"{'untrusted' if untrusted else 'unsupported'}: {exc}"
+    return done.files, done.stopped, decode, None
 
 
 def _jpeg(frame, encoders: dict, max_side: int, qscale: int) -> bytes:

@@ -128,8 +128,8 @@ def run_video(payload: dict) -> JobResult:
             frame_count=frames.count, status="ok",
             meta={"timestamps": frames.timestamps, "pattern": "%06d.jpg", "jpeg_quality": s.jpeg_quality,
                   "max_side": s.frame_max_side, "decode": frames.decode, "truncated": frames.truncated,
-                  "reused": frames.reused,
-                  **({"cut": frames.cut} if frames.cut else {})}))
+                  "reused": frames.reused, **({"cut": frames.cut} if frames.cut else {}),
+                  **({"fallback": frames.fallback} if frames.fallback else {})}))
         result.bytes += 0 if frames.reused else frames.bytes
         result.outcomes.append(Outcome("video", "ok"))
         if s.detect_faces:

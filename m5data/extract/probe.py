@@ -167,16 +167,16 @@ def _av_facts(container) -> dict:
     for s in container.streams:
         if s.type not in ("video", "audio"):
             continue
-        ctx = s.codec_context
-        entry = {"codec_type": s.type, "codec_name": ctx.codec.canonical_name if ctx.codec else None,
+        ctx = s.codec_context  # None for a codec libavcodec does not know (ffprobe's JSON then gives no name)
+        entry = {"codec_type": s.type, "codec_name": ctx.codec.canonical_name if ctx and ctx.codec else None,
                  "duration": seconds(s.duration, s.time_base), "start_time": seconds(s.start_time, s.time_base),
                  "tags": dict(s.metadata),
                  "disposition": {"attached_pic": int(bool(s.disposition & Disposition.attached_pic))}}
         if s.type == "video":
-            entry.update(width=ctx.width or None, height=ctx.height or None, avg_frame_rate=rate(s.average_rate),
-                         r_frame_rate=rate(s.base_rate))
+            entry.update(width=ctx and ctx.width or None, height=ctx and ctx.height or None,
+                         avg_frame_rate=rate(s.average_rate), r_frame_rate=rate(s.base_rate))
         else:
-            entry["channels"] = ctx.channels
+            entry["channels"] = ctx.channels if ctx is not None else None  # PyAV gives no codec parameters then
         streams.append(entry)
     fmt = {"format_name": container.format.name, "duration": seconds(container.duration, Fraction(1, 1_000_000)),
            "bit_rate": str(container.bit_rate) if container.bit_rate else None}

@@ -19,8 +19,9 @@ runs and the pass is stopped past ``max_bytes`` (without the cap, one noise fram
 ``extract.video_decode``: "exact" is this ffmpeg pass. "fast" (the default) and "fastest" make the
 same frames in-process with PyAV (frames_av.py), decoding only the source frames the kept seconds
 need, so the kept pictures are the exact decode's ("fastest" leaves out deblocking too:
-:data:`AV_DECODE_OPTIONS`); a stream that path cannot reproduce falls back to this pass with
-:data:`DECODE_OPTIONS` (measured in docs/extract.md).
+:data:`AV_DECODE_OPTIONS`); a stream that path does not reproduce falls back to this pass with
+:data:`DECODE_OPTIONS`, one whose plan it cannot trust (damaged, malformed) to this pass in "exact"
+(``Frames.fallback`` says why; measured in docs/extract.md).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class Frames:
     reused: bool = False
     cut: str | None = None  # the cap that dropped frames (max_bytes, max_frames, max_duration) and how many, else None
     decode: str = "exact"  # the extract.video_decode mode that made the folder
+    fallback: str | None = None  # why the in-process pass handed the video to ffmpeg (decode: the mode it ran in)
 
     @property
     def count(self) -> int:
@@ -219,7 +221,7 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe | AvProbe,
         _resolve(info)
         return Frames(out_dir, old["timestamps"], old.get("width"), old.get("height"), old.get("bytes", 0),
                       old.get("truncated", False), reused=True, cut=old.get("cut"),
-                      decode=old["params"].get("decode", "exact"))
+                      decode=old["params"].get("decode", "exact"), fallback=old.get("fallback"))
     info = _resolve(info)
     if not info.has_video:
         raise MediaError("no video stream", f"sound only (format {info.format_name})", status="absent")
@@ -227,12 +229,15 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe | AvProbe,
     tmp = out_dir.with_name(f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{out_dir.name}")  # owner pid: swept once dead
     tmp.mkdir(parents=True)
     try:
-        found, stopped, whole, stderr = None, False, True, ""  # the in-process pass writes whole files only
+        found, stopped, whole, stderr, why = None, False, True, "", None  # the in-process pass writes whole files
         if decode != "exact":
-            found, stopped = _av_pass(path, tmp, info, fps=fps, max_side=max_side, quality=quality,
-                                      max_frames=max_frames, max_duration=max_duration, timeout=timeout,
-                                      max_pixels=max_pixels, max_bytes=max_bytes, decode=decode,
-                                      single_thread=single_thread)
+            from .frames_av import av_pass
+
+            found, stopped, decode, why = av_pass(path, tmp, info, fps=fps, max_side=max_side, quality=quality,
+                                                  max_frames=max_frames, max_duration=max_duration, timeout=timeout,
+                                                  max_pixels=max_pixels, max_bytes=max_bytes, decode=decode,
+                                                  single_thread=single_thread, pattern=FRAME_PATTERN)
+            params = _manifest_params(fps, max_side, quality, max_frames, max_duration, decode)  # exact: untrusted
         if found is None:
             found, stopped, whole, stderr = _ffmpeg_pass(path, tmp, info, fps=fps, max_side=max_side,
                                                          quality=quality, max_frames=max_frames,
@@ -262,12 +267,13 @@ def extract_frames(path: Path, out_dir: Path, info: VideoInfo | Probe | AvProbe,
         cut = cut if cut is not None else _limit_cut(info, len(files), fps, max_frames, max_duration)
         truncated = cut is not None
         manifest = {"params": params, "timestamps": stamps, "width": width, "height": height, "bytes": size,
-                    "truncated": truncated, "cut": cut, "max_bytes": max_bytes, "pattern": FRAME_PATTERN}
+                    "truncated": truncated, "cut": cut, "max_bytes": max_bytes, "pattern": FRAME_PATTERN,
+                    **({"fallback": why} if why else {})}
         (tmp / MANIFEST).write_text(json.dumps(manifest))
         again = read_manifest(out_dir)
         if not _reusable(again, params, max_bytes):  # else a twin video finished it meanwhile
             _publish_dir(tmp, out_dir)
-        return Frames(out_dir, stamps, width, height, size, truncated, cut=cut, decode=decode)
+        return Frames(out_dir, stamps, width, height, size, truncated, cut=cut, decode=decode, fallback=why)
     finally:
         if isinstance(info, Probe):
             info.close()
@@ -293,26 +299,6 @@ def _ffmpeg_pass(path: Path, tmp: Path, info: VideoInfo, *, fps: float, max_side
     if not (stopped or over) and returncode != 0:
         raise MediaError("ffmpeg failed", f"exit {returncode}: {tail(stderr)}")
     return found, stopped or over, over, stderr
-
-
-def _av_pass(path: Path, tmp: Path, info: VideoInfo, *, fps: float, max_side: int, quality: int, max_frames: int,
-             max_duration: float, timeout: float, max_pixels: int, max_bytes: int, decode: str,
-             single_thread: bool) -> tuple[list[tuple[Path, int]] | None, bool]:
-    """The frame pass in-process (frames_av.py): (JPEGs with sizes, stopped at the byte cap), or
-    (None, False) for a stream it does not reproduce (the ffmpeg pass runs instead)."""
-    from .frames_av import Unsupported, av_frames
-
-    try:
-        done = av_frames(path, tmp, fps=fps, max_side=max_side, qscale=jpeg_qscale(quality), max_frames=max_frames,
-                         max_duration=max_duration, timeout=timeout, max_pixels=max_pixels, max_bytes=max_bytes,
-                         options=decoder_options(info.codec, decode, info.width, info.height, max_side,
-                                                 AV_DECODE_OPTIONS),
-                         single_thread=single_thread, pattern=FRAME_PATTERN)
-    except Unsupported:
-        for stale in tmp.iterdir():
-            stale.unlink()
-        return None, False
-    return done.files, done.stopped
 
 
 def frames_command(path: Path, tmp: Path, info: VideoInfo, *, fps: float, max_side: int, quality: int,

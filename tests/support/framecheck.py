@@ -82,17 +82,17 @@ def _traced_pass(path: Path, info: VideoInfo, out: Path, decode: str, **params) 
 def _av_pass(path: Path, info: VideoInfo, out: Path, decode: str, *, fps: float, max_side: int, quality: int,
              max_frames: int, max_duration: float) -> tuple[list[Path], list[float]]:
     """The in-process frame pass of ``decode``: its JPEGs and, per JPEG, the time of the source frame it shows."""
-    from m5data.extract.frames_av import Unsupported, av_frames
+    from m5data.extract.frames_av import Unsupported, Untrusted, av_frames
 
     out.mkdir(parents=True)
     try:
         done = av_frames(path, out, fps=fps, max_side=max_side, qscale=jpeg_qscale(quality), max_frames=max_frames,
                          max_duration=max_duration, timeout=600.0, single_thread=True,
                          options=decoder_options(info.codec, decode, info.width, info.height, max_side,
-                                                 AV_DECODE_OPTIONS))
-    except Unsupported:
+                                                 AV_DECODE_OPTIONS), duration=info.duration)
+    except Unsupported as exc:  # the ffmpeg pass, as extract_frames runs it: exact where the plan is not trusted
         shutil.rmtree(out)
-        return _traced_pass(path, info, out, decode, fps=fps, max_side=max_side, quality=quality,
+        return _traced_pass(path, info, out, "exact" if isinstance(exc, Untrusted) else decode, fps=fps, max_side=max_side, quality=quality,
                             max_frames=max_frames, max_duration=max_duration)
     return [f for f, _ in done.files], done.plan.sources[:len(done.files)]
 
