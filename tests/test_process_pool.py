@@ -77,6 +77,27 @@ def _align_pool() -> int:
     return len(segment_all(texts, 2, None))
 
 
+def _download_pool() -> list:
+    import asyncio
+    import io
+
+    from PIL import Image
+
+    from m5data.download.resize import ImagePool
+
+    png = io.BytesIO()
+    Image.new("RGB", (640, 480), (200, 30, 30)).save(png, "PNG")  # not a JPEG: the process pool decodes it
+
+    async def main():
+        pool = ImagePool(2, 256, 85, kind="process")
+        try:
+            return [(r.width, r.height) for r in await asyncio.gather(*(pool.reencode(png.getvalue()) for _ in range(3)))]
+        finally:
+            pool.close()
+
+    return asyncio.run(main())
+
+
 def _extract_videos(store_root: str) -> dict:
     from m5data.extract.run import run
     from m5data.storage import Store
@@ -85,8 +106,9 @@ def _extract_videos(store_root: str) -> dict:
     return {f"{kind}/{status}": n for (kind, status), n in stats.by_kind.items()}
 
 
-def test_extract_export_and_align_pools_start_inside_a_daemonic_process(tmp_path):
+def test_extract_export_align_and_download_pools_start_inside_a_daemonic_process(tmp_path):
     assert _in_daemon(_extract_pool, str(tmp_path / "store")) == [["A"], ["B"], ["C"]]
+    assert _in_daemon(_download_pool) == [(256, 192)] * 3
     assert _in_daemon(_export_pool) == [["X"], ["Y"], ["Z"]]
     assert _in_daemon(_align_pool) >= 8
 

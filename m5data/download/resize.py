@@ -24,13 +24,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
-import multiprocessing
 import os
 import struct
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
+from ..process_pool import ProcessPool
 from .declared import Body, ImageDecodeError, ImageTooLarge, check_declared, cut_off, refuse_cut_off_jpeg
 
 # what Pillow raises for bytes that are not a well-formed image (a header or stream it cannot parse)
@@ -275,14 +275,14 @@ class ImagePool:
         self._fn = functools.partial(reencode, fast=False) if kind == "mixed" else reencode
         self._executor = self._threads if kind == "thread" else None  # processes: started when first needed
         self._generation = 0
-        self._quarantine: ProcessPoolExecutor | None = None
+        self._quarantine: ProcessPool | None = None
         self._quarantine_lock = asyncio.Lock()
 
     def _new_executor(self, workers: int):
         if self.kind == "thread":
             return ThreadPoolExecutor(workers, thread_name_prefix="m5data-reencode")
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker)
+        # spawned workers that end with this process, which may be a daemonic one (a stock Dask worker)
+        return ProcessPool(workers, initializer=_init_worker)
 
     async def reencode(self, data: bytes) -> Reencoded:
         loop = asyncio.get_running_loop()
