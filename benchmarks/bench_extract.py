@@ -24,8 +24,9 @@ Audio: seconds of audio per second of compute for our one ffmpeg pass (mp3 + sam
 second ffmpeg decode for the samples), and the MFCC blocks against the floor,
 `librosa.feature.mfcc` directly on the preloaded samples.
 Memory: the whole stage (`extract.run.run`, one worker: a one-process pool) on the first few videos and
-on all of them, each in a fresh process: the peak RSS of the stage's process and of its worker should not
-grow with the number of videos.
+on all of them, each in a fresh process: the peak RSS of its whole process tree (the stage's process, the
+fork server, its worker, ffmpeg: summed, sampled by benchmarks/peak_rss.py) should not grow with the
+number of videos.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # tests/support/framecheck.py: the kept frames against the exact decode
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
+
+from peak_rss import run_measured  # noqa: E402
 
 from m5data.extract.video import DECODE_MODES, ffmpeg_exe  # noqa: E402
 
@@ -238,7 +241,7 @@ def moviepy_mp3(video: Path, out: Path) -> None:
 
 
 RSS_CHILD = """
-import json, resource, sys, hashlib
+import json, sys, hashlib
 from pathlib import Path
 from m5data.config import load
 from m5data.extract.run import run
@@ -252,12 +255,7 @@ for i, p in enumerate(json.loads(sys.argv[2])):
 store.write("media", rows)
 s = load(overrides={"extract.workers": 1}, environ={})
 st = run(store, s, kinds="video,audio", progress=False)
-self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-from multiprocessing import forkserver
-forkserver._forkserver._stop()  # the pool's worker (forked from it) is counted once the server is reaped
-worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(json.dumps({"n_out": st.n_out, "n_failed": st.n_failed, "self_mb": self_mb, "worker_mb": worker_mb,
-                  "seconds": st.seconds}))
+print(json.dumps({"n_out": st.n_out, "n_failed": st.n_failed, "seconds": st.seconds}))
 """
 
 
@@ -265,11 +263,11 @@ def bench_rss(videos, scratch: Path, sizes: list[int]) -> list[dict]:
     out = []
     for n in sizes:
         paths = json.dumps([str(v) for v, _ in videos[:n]])
-        proc = subprocess.run([sys.executable, "-c", RSS_CHILD, str(scratch / f"store-{n}"), paths],
-                              capture_output=True, text=True, cwd=ROOT)
+        proc = run_measured([sys.executable, "-c", RSS_CHILD, str(scratch / f"store-{n}"), paths],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         if proc.returncode != 0:
             raise SystemExit(f"stage run on {n} videos failed:\n{proc.stderr[-3000:]}")
-        out.append({"videos": n, **json.loads(proc.stdout.strip().splitlines()[-1])})
+        out.append({"videos": n, "tree_mb": proc.peak / 2**20, **json.loads(proc.stdout.strip().splitlines()[-1])})
         shutil.rmtree(scratch / f"store-{n}")
     return out
 
@@ -346,7 +344,7 @@ def report_rss(videos, scratch: Path, args) -> None:
     print("\npeak RSS of the whole stage (video + audio, extract.workers = 1: a one-process pool, since the"
           " in-process frame pass never runs in the stage's process), fresh process each")
     for r in bench_rss(videos, scratch, sizes):
-        print(f"  {r['videos']:3d} videos: peak RSS stage {r['self_mb']:6.0f} MB, worker {r['worker_mb']:6.0f} MB, "
+        print(f"  {r['videos']:3d} videos: peak RSS of the stage's whole process tree {r['tree_mb']:6.0f} MiB, "
               f"{r['seconds']:.0f} s, {r['n_out']} ok, {r['n_failed']} failed")
 
 

@@ -6,8 +6,8 @@
 * extract: one 1080p noise frame in a Matroska file claiming 1,200 s (the frame amplifier), and a
   14000x14000 frame (refused from the probe), with the default settings.
 
-Each stage runs in a child process: its peak RSS is ``os.wait4``'s ``ru_maxrss``, the largest of
-the process and its waited-for children (ffmpeg, re-encoding workers). Bytes written are the files
+Each stage runs in a child process: its peak RSS is its whole process tree's (the child, ffmpeg,
+re-encoding workers: their RSS summed, sampled every 10 ms by ``peak_rss.run_measured``). Bytes written are the files
 under the store's ``derived/`` and ``blobs/`` made by the run (the source video's blob excluded).
 
     python benchmarks/bench_hostile_media.py [--bombs 8] [--inflated-mib 1024] [--skip-download]
@@ -25,19 +25,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # media_samples: the hostile video builders the tests use
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # peak_rss
 
 
 def measured(args: list[str]) -> tuple[dict, int]:
-    """Run ``args`` with this checkout first on the path: (its last stdout line as JSON, peak RSS bytes)."""
+    """Run ``args`` with this checkout first on the path: (its last stdout line as JSON, its process
+    tree's peak RSS in bytes)."""
+    from peak_rss import run_measured
+
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, env=env)
-        out = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
+        done = run_measured(args, stdout=subprocess.PIPE, stderr=err, env=env, every=0.01)
+        if done.returncode != 0:
             err.seek(0)
             sys.exit(f"{args[2:]} failed:\n{err.read().decode()[-3000:]}")
-    return json.loads(out.decode().strip().splitlines()[-1]), usage.ru_maxrss * 1024
+    return json.loads(done.stdout.decode().strip().splitlines()[-1]), done.peak
 
 
 def written(root: Path, skip: set[str]) -> int:
@@ -82,7 +84,7 @@ def bench_download(n: int, inflated: int) -> None:
             over = {"download.allow_private": True, "download.retries": 0, "download.image_max_side": side,
                     "download.workers": 1}
             out, peak = measured([sys.executable, __file__, "--child", "download", str(store.root), json.dumps(over)])
-            print(f"  image_max_side={side:<4} peak RSS {peak / 2**20:7,.0f} MiB  statuses {out['statuses']}  "
+            print(f"  image_max_side={side:<4} whole-tree peak RSS {peak / 2**20:7,.0f} MiB  statuses {out['statuses']}  "
                   f"blobs written {written(store.root, set()):,} bytes")
 
 
@@ -109,7 +111,7 @@ def bench_extract() -> None:
             by_kind = {r["kind"]: r for r in out["rows"]}
             frames = by_kind.get("frames") or {}
             cut = json.loads(frames["meta"]).get("cut") if frames.get("meta") else None
-            print(f"  {name}: input {ref.bytes:,} bytes; peak RSS {peak / 2**20:,.0f} MiB; "
+            print(f"  {name}: input {ref.bytes:,} bytes; whole-tree peak RSS {peak / 2**20:,.0f} MiB; "
                   f"written {written(store.root, {Path(ref.path).name}):,} bytes; "
                   f"video {by_kind['video']['status']}; frames {frames.get('status')} "
                   f"({frames.get('frame_count')} frames){'; cut: ' + cut if cut else ''}"
