@@ -130,7 +130,7 @@ def test_prefect_task_exports_and_returns_the_run(store, tmp_path, prefect_harne
                                                              "export.format": "parquet"}, options={"out": str(tmp_path / "p")})
     assert stats.stage == "export" and stats.status == "ok" and stats.details["version"] == "v1"
     assert stats.details["splits"] == {"gallery-c": 12} and stats.n_out == 12
-    assert (tmp_path / "p" / "data" / "data" / "gallery_c-00000-of-00001.parquet").is_file()
+    assert (tmp_path / "p" / "data" / "gallery_c-00000-of-00001.parquet").is_file()
 
 
 @pytest.mark.parametrize("key", ["export.format", "flows.export_format"])

@@ -25,7 +25,7 @@ def test_layout_and_card(exported):
 
     store, root, report = exported
     out = root / "out"
-    files = sorted(p.name for p in (out / "data" / "data").iterdir())
+    files = sorted(p.name for p in (out / "data").iterdir())
     assert all("-" not in f.split("-0")[0] for f in files)  # split names with underscores: query_c, not query-c
     train = [f for f in files if f.startswith("train-")]
     assert train == [f"train-{i:05d}-of-{len(train):05d}.parquet" for i in range(len(train))] and len(train) >= 2
@@ -89,7 +89,7 @@ def test_mfcc_column_equals_the_stored_array(exported):
     import pyarrow.parquet as pq
 
     store, root, _ = exported
-    table = pq.read_table(sorted((root / "out" / "data" / "data").glob("train-*.parquet"))[0])
+    table = pq.read_table(sorted((root / "out" / "data").glob("train-*.parquet"))[0])
     assert b"huggingface" in table.schema.metadata
     assert json.loads(table.schema.metadata[b"huggingface"])["info"]["features"]["image"] == {"_type": "Image"}
     con = store.connect()
@@ -114,12 +114,14 @@ def test_check_shards_reads_the_parquet_stats(exported):
     assert result.ok and result.samples == sum(report.splits.values())
 
 
-def test_load_dataset_of_the_data_folder_gives_the_same_splits(exported, tmp_path):
+def test_load_dataset_parquet_of_the_export_folder_gives_the_same_splits(exported, tmp_path):
+    """``load_dataset("parquet", data_dir=<export>)`` reads no card: the files' names give the splits, and
+    the export's other JSON (``_shards/``, ``_stats.json``) is never read as Parquet (issue 75, item 14)."""
     import datasets
 
     _, root, report = exported
     whole = datasets.load_dataset(str(root / "out"), cache_dir=str(tmp_path / "hf1"))
-    data = datasets.load_dataset("parquet", data_dir=str(root / "out" / "data"), cache_dir=str(tmp_path / "hf2"))
+    data = datasets.load_dataset("parquet", data_dir=str(root / "out"), cache_dir=str(tmp_path / "hf2"))
     expected = {split.replace("-", "_"): n for split, n in report.splits.items()}
     assert {name: d.num_rows for name, d in whole.items()} == expected
     assert {name: d.num_rows for name, d in data.items()} == expected
@@ -134,9 +136,9 @@ def test_a_folder_of_the_older_one_level_layout_is_refused(exported, tmp_path):
 
     store, root, _ = exported
     plan = json.loads((root / "out" / "_export.json").read_text())
-    assert plan["layout"] == "data/data"
+    assert plan["layout"] == "data/<split>-NNNNN-of-NNNNN"
     old = tmp_path / "old"
     (old / "data").mkdir(parents=True)
-    (old / "_export.json").write_text(json.dumps({k: v for k, v in plan.items() if k != "layout"}))
+    (old / "_export.json").write_text(json.dumps({**plan, "layout": "data/data"}))  # the two-level layout
     with pytest.raises(ExportError, match="holds another export \\(layout differ\\)"):
         export(store, settings_for(store, **{"export.shard_size": 20, "export.workers": 1}), out=old, fmt="parquet")

@@ -235,6 +235,6 @@ def test_a_blob_missing_from_the_store_is_an_absent_member_and_a_counted_failure
     runs = store.read("runs", where=f"run_id = '{report.stats.run_id}'").to_pylist()
     assert json.loads(runs[0]["failures"]) == {"missing image blob": 1, "missing mp3 blob": 1}
     export(store, settings, out=tmp_path / "p", split="query-c", fmt="parquet")
-    table = pq.read_table(next((tmp_path / "p" / "data" / "data").glob("*.parquet"))).to_pylist()
+    table = pq.read_table(next((tmp_path / "p" / "data").glob("*.parquet"))).to_pylist()
     row = next(r for r in table if r["product_id"] == pid)
     assert row["image"] is None and row["mp3"] is None and "image" not in row["modalities"]

@@ -1,7 +1,7 @@
 """``croissant.json``: Croissant 1.0 JSON-LD (https://mlcommons.org/croissant/) describing an export
 layout's files (``distribution``) and record sets, so that ``mlcroissant.Dataset(jsonld=...)`` reads it.
 
-- Parquet: the files ``data/data/*.parquet``, one record set ``products`` of their plain columns;
+- Parquet: the files ``data/*.parquet``, one record set ``products`` of their plain columns;
 - WebDataset: the tar shards of this folder and ``_samples.parquet`` (the record set ``samples``: split,
   product id, digest and shard path of every sample, inherited shards' too);
 - M5Product: ``captions.json``, the label and split files, and the record set ``images`` (each
@@ -51,7 +51,7 @@ def record_set(name: str, description: str, fields: list[dict]) -> dict:
 def _layout(fmt: str) -> tuple[list[dict], list[dict]]:
     """``(distribution, recordSet)`` of a layout."""
     if fmt == "parquet":
-        return ([file_set("parquet-files", "data/data/*.parquet", PARQUET, "one Parquet file per shard and split")],
+        return ([file_set("parquet-files", "data/*.parquet", PARQUET, "one Parquet file per shard and split")],
                 [record_set("products", "one row per product and split (media columns left out here)",
                             _columns("products", "parquet-files", PARQUET_COLUMNS))])
     if fmt == "webdataset":

@@ -1,4 +1,4 @@
-"""Hugging Face Parquet layout: ``data/data/<split>-00000-of-0000N.parquet`` and a ``README.md`` dataset card.
+"""Hugging Face Parquet layout: ``data/<split>-00000-of-0000N.parquet`` and a ``README.md`` dataset card.
 
 Split names use underscores (``query-c`` -> ``query_c``: ``datasets`` refuses hyphens). Columns:
 ids, texts, the spec table as ``list<struct<property, value>>``, unified labels, the duplicate
@@ -9,9 +9,10 @@ provenance columns (``page_url``, ``crawled_at``, ``license``, ``acquire_license
 A missing modality is a null, never placeholder bytes. The card's YAML ``configs`` names every
 split (the automatic loader only knows train/validation/test) and ``dataset_info`` describes the
 features and split sizes, so ``datasets.load_dataset(DIR)`` reads every split offline. The files sit
-one folder deeper than the hub's ``data/<split>-*`` so that ``load_dataset("parquet", data_dir=DIR/data)``,
-which reads no card and takes split names only from ``data/{split}-NNNNN-of-NNNNN`` below its folder
-(else it folds every name holding "train" or "test" into those two), gives the card's splits too.
+where the hub puts them, ``data/<split>-NNNNN-of-NNNNN``, so that ``load_dataset("parquet", data_dir=DIR)``,
+which reads no card and takes split names only from files named so below its folder (else it folds
+every name holding "train" or "test" into those two, and reads the ``_shards/`` JSON too), gives the
+card's splits as well (an export written in the older ``data/data/`` layout is not resumed into).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from .media import drop_outside_blobs, frame_files, read_blob
 from .samples import PROVENANCE, Sample, hf_split_name
 
 MEDIA_KINDS = ("image_norm", "frames", "mfcc", "audio")
-DATA_DIR = "data/data"  # the Parquet files' folder (module docstring: why two levels)
-LAYOUT = DATA_DIR  # in the plan: a folder of the older one-level layout is another export, not resumed
+DATA_DIR = "data"  # the Parquet files' folder: the hub's (module docstring)
+# in the plan: a folder of an older layout (``data/data/``, or none named) is another export, not resumed
+LAYOUT = "data/<split>-NNNNN-of-NNNNN"
 ROW_GROUP_ROWS = 64  # rows per Parquet row group: a few MB of images each, so readers can stream
 
 _IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
@@ -82,7 +84,7 @@ def shard_path(split: str, index: int, count: int) -> str:
 
 
 def stats_path(out: Path, shard) -> Path:
-    # not under data/: the card's `data/data/<split>-*` patterns must match Parquet files only
+    # not under data/: the card's `data/<split>-*` patterns must match Parquet files only
     return out / "_shards" / f"{hf_split_name(shard.split)}-{shard.index:05d}.stats.json"
 
 
@@ -213,7 +215,7 @@ def card_parts(shards: list[dict]) -> tuple[dict, str]:
     return meta, ("One row per product; missing modalities are nulls.\n\n"
                   "| split | m5data split | products | files |\n|---|---|---|---|\n" + "\n".join(lines) + "\n\n"
                   "```python\nfrom datasets import load_dataset\nds = load_dataset(\"path/to/this/folder\")\n"
-                  "# the same splits: load_dataset(\"parquet\", data_dir=\"path/to/this/folder/data\")\n```\n")
+                  "# the same splits: load_dataset(\"parquet\", data_dir=\"path/to/this/folder\")\n```\n")
 
 
 def _split_totals(shards: list[dict]) -> dict[str, dict]:

@@ -66,7 +66,7 @@ SAMPLES_SCHEMA = pa.schema([("split", pa.string()), ("product_id", pa.string()),
 READS = ("products", "specs", "captions", "media", "label_map", "taxonomy", "dedup", "splits", "optouts", "licenses",
          "takedowns")
 NOT_INCREMENTAL = {
-    "parquet": "a Parquet export is written in full: the dataset card's data/data/<split>-* patterns "
+    "parquet": "a Parquet export is written in full: the dataset card's data/<split>-* patterns "
                "read one folder",
     "m5product": "an M5Product export is written in full: its layout is one folder of item files",
 }
