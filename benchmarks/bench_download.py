@@ -4,8 +4,8 @@ Both tools fetch every image, resize it to a longest side of 256 (aspect kept), 
 JPEG quality 90 and write it out: ours into the store's content-addressed blobs plus a status row
 per URL, img2dataset into WebDataset shards (``--resize_mode keep_ratio_largest``). Both get two
 worker processes. Each run is a subprocess (start-up included, like a user's command) and its
-peak RSS is the largest sum of RSS over its process tree, sampled every 50 ms. The server runs in
-its own process, restarted for each run.
+peak RSS is the largest sum of RSS over its process tree, sampled every 50 ms
+(``peak_rss.run_measured``). The server runs in its own process, restarted for each run.
 
 Then both run again with 5% injected faults (500-then-200, 404, 2 s slow, truncated) and the
 final status counts are printed.
@@ -41,7 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
+from peak_rss import run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -133,29 +133,14 @@ def floor_rate(folder: Path, n: int, max_side: int = 256, quality: int = 90) -> 
 def measure(cmd: list[str], env: dict | None = None, log: Path | None = None) -> tuple[float, int, int, float]:
     """Run ``cmd``; return (wall s, peak RSS of its process tree in bytes, exit code, CPU s of the tree).
 
-    CPU seconds (user + system of the command and every descendant, from RUSAGE_CHILDREN) are what
-    to compare on a busy machine, where wall time depends on what else runs.
+    CPU seconds (user + system of the command and every descendant it waited for, from ``os.wait4``)
+    are what to compare on a busy machine, where wall time depends on what else runs.
     """
-    import resource
-
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
     out = open(log, "wb") if log else subprocess.DEVNULL
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    root, peak = psutil.Process(proc.pid), 0
-    while proc.poll() is None:
-        try:
-            procs = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.05)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    done = run_measured(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, every=0.05)
     if log:
         out.close()
-    return wall, peak, proc.returncode, cpu
+    return done.seconds, done.peak, done.returncode, done.cpu
 
 
 POOL = "mixed"  # set from --pool
@@ -274,7 +259,7 @@ def main() -> None:
             print(f"[{phase}] {tool:11s} {res['ok']:5d} ok of {args.n}  wall {res['wall']:6.2f} s  "
                   f"{res['ok'] / res['wall']:7.1f} samples/s end to end  "
                   f"({res['ok'] / res['inner']:.1f}/s inside the run)  CPU {res['cpu']:.1f} s "
-                  f"({res['ok'] / res['cpu']:.0f} samples per CPU-second)  peak RSS {res['peak'] / 2**20:.0f} MiB  "
+                  f"({res['ok'] / res['cpu']:.0f} samples per CPU-second)  whole-tree peak RSS {res['peak'] / 2**20:.0f} MiB  "
                   f"exit {res['rc']}  load {os.getloadavg()[0]:.1f}", flush=True)
             if tool == "ours":
                 print(f"    blobs {res['blobs']} (failing their sha256: {res['bad_blobs']}); statuses {res['statuses']}")

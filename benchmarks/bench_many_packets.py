@@ -3,9 +3,9 @@
 ``--packets`` 4-byte raw 2x2 frames at 1000 fps (made by copying /dev/zero: no encoding). Its frames
 are made by the bare ffmpeg frame command (the baseline, run in the same invocation), then by
 ``extract_frames`` in ``fast`` (in-process probe and pass) and in ``exact`` (ffprobe + ffmpeg), each in
-a child process. Peak memory is the whole process tree's (``peak_rss.PeakRSS``: the child and every
-descendant summed, sampled every 20 ms), or ``os.wait4``'s ``ru_maxrss`` where that is higher;
-printed with its ratio to the baseline's, as is the wall time.
+a child process. Peak memory is the whole process tree's (``peak_rss.run_measured``: the child and
+every descendant summed, sampled every 20 ms; not ``ru_maxrss``, which a child inherits from its
+parent at ``exec``); printed with its ratio to the baseline's, as is the wall time.
 
     python benchmarks/bench_many_packets.py [--packets 2000000]
 """
@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,21 +26,16 @@ sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]  # this checkou
 
 def measured(args: list[str]) -> tuple[str, int, float]:
     """Run ``args`` with this checkout first on the path: (its last stdout line, tree peak RSS bytes, seconds)."""
-    from peak_rss import PeakRSS
+    from peak_rss import run_measured
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     with tempfile.TemporaryFile() as err:
-        started = time.monotonic()
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, env=env)
-        with PeakRSS(proc.pid, tree=True) as tree:
-            out = proc.stdout.read()
-            _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.monotonic() - started
-        if os.waitstatus_to_exitcode(status) != 0:
+        done = run_measured(args, stdout=subprocess.PIPE, stderr=err, env=env)
+        if done.returncode != 0:
             err.seek(0)
             sys.exit(f"{args[:3]} failed:\n{err.read().decode()[-3000:]}")
-    lines = out.decode().strip().splitlines()
-    return lines[-1] if lines else "", max(tree.peak, usage.ru_maxrss * 1024), seconds
+    lines = done.stdout.decode().strip().splitlines()
+    return lines[-1] if lines else "", done.peak, done.seconds
 
 
 def child(video: str, out: str, decode: str) -> None:
@@ -75,11 +69,11 @@ def main() -> None:
         command = frames_command(video, Path(tmp) / "bare", probe(video), fps=1.0, max_side=720, quality=90,
                                  max_frames=300, max_duration=300.0)
         _, base_peak, base_s = measured(command)
-        print(f"  bare ffmpeg frame command (baseline): peak {base_peak / 2**20:,.0f} MiB, {base_s:.2f} s")
+        print(f"  bare ffmpeg frame command (baseline): whole-tree peak {base_peak / 2**20:,.0f} MiB, {base_s:.2f} s")
         for decode in ("fast", "exact"):
             out, peak, seconds = measured([sys.executable, __file__, "--child", str(video), str(Path(tmp) / decode),
                                            decode])
-            print(f"  extract_frames {decode:<5}: peak {peak / 2**20:,.0f} MiB ({peak / base_peak:.1f}x), "
+            print(f"  extract_frames {decode:<5}: whole-tree peak {peak / 2**20:,.0f} MiB ({peak / base_peak:.1f}x), "
                   f"{seconds:.2f} s ({seconds / base_s:.1f}x); {out}")
 
 
