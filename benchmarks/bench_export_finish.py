@@ -8,7 +8,7 @@ records ``write_shard`` writes: a Chinese title, a four-pair spec string, labels
 train, query-c or gallery-c, every 3rd also in cls-train, every 7th in cls-test, like
 ``tests/export_helpers.split_rows``; ``--shard-size`` records a shard), then runs each side's
 ``finish`` in a fresh child process on its own hard-linked copy of the shards and prints seconds,
-us/item and the child's peak RSS (``wait4``), the growth of us/item from the smallest size, and
+us/item and the peak RSS of the child's whole process tree (``peak_rss.run_measured``), the growth of us/item from the smallest size, and
 whether both sides wrote the same bytes (sha256 of every file).
 
     python benchmarks/bench_export_finish.py --items 100000,1000000 --root /work/scratch/me/finish
@@ -98,16 +98,15 @@ def run_side(side: str, base: Path, work: Path, memory: str | None = None) -> di
     shutil.copytree(base, work, copy_function=os.link)
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     cmd = [sys.executable, __file__, "--child", side, str(work)] + (["--memory", memory] if memory else [])
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env)
-    out = proc.stdout.read()
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    from peak_rss import run_measured
+
+    proc = run_measured(cmd, stdout=subprocess.PIPE, env=env)
     if proc.returncode:
         raise SystemExit(f"{side} finish failed (exit {proc.returncode})")
     hashes = {p.relative_to(work).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
               for p in sorted(work.rglob("*")) if p.is_file() and "_shards" not in p.parts and p.name != "shards.json"}
     shutil.rmtree(work)
-    return {**json.loads(out), "rss_mb": usage.ru_maxrss / 1024, "hashes": hashes}
+    return {**json.loads(proc.stdout), "rss_mb": proc.peak / 2**20, "hashes": hashes}
 
 
 def main() -> None:
@@ -137,16 +136,16 @@ def main() -> None:
         shutil.rmtree(base)
         for side, r in results.items():
             rows.append((n, side, r["seconds"], r["seconds"] / n * 1e6, r["rss_mb"]))
-            print(f"  {side}: {r['seconds']:.1f} s, {r['seconds'] / n * 1e6:.1f} us/product, peak RSS {r['rss_mb']:,.0f} MB",
+            print(f"  {side}: {r['seconds']:.1f} s, {r['seconds'] / n * 1e6:.1f} us/product, whole-tree peak RSS {r['rss_mb']:,.0f} MiB",
                   flush=True)
         if len(results) == 2:
             a, b = results.values()
             print(f"  same bytes in every file: {a['hashes'] == b['hashes']} ({len(a['hashes'])} files)", flush=True)
-    print(f"\n{'products':>10} {'side':>4} {'seconds':>8} {'us/product':>10} {'peak RSS MB':>11} {'us/product growth':>17}")
+    print(f"\n{'products':>10} {'side':>4} {'seconds':>8} {'us/product':>10} {'tree peak RSS MiB':>17} {'us/product growth':>17}")
     first = {}
     for n, side, sec, us, rss in rows:
         first.setdefault(side, us)
-        print(f"{n:>10,} {side:>4} {sec:>8.1f} {us:>10.1f} {rss:>11,.0f} {us / first[side]:>17.2f}")
+        print(f"{n:>10,} {side:>4} {sec:>8.1f} {us:>10.1f} {rss:>17,.0f} {us / first[side]:>17.2f}")
 
 
 if __name__ == "__main__":

@@ -7,9 +7,9 @@ with a Chinese title of about 30 characters and a ``pv`` string of about 5 ``key
 joined by ``#;#`` per item, in generation order (not sorted); ``m5data_items.json`` mapping every
 item to a product id; ``m5product_id_label.json``; a label list of ``--labels`` labels; a
 ``train.txt`` of every item id. Then, each in a fresh child process, it runs the import into a new
-store and the baseline, and prints seconds, items/s and each child's peak RSS (``wait4``), and a
-last line ``import: peak RSS X.XX GiB at N items (json.loads of the index files alone: Y.YY GiB);
-time per item Z.ZZx from N1 to N2``.
+store and the baseline, and prints seconds, items/s and the peak RSS of each child's whole process
+tree (``peak_rss.run_measured``), and a last line ``import: whole-tree peak RSS X.XX GiB at N items
+(json.loads of the index files alone: Y.YY GiB); time per item Z.ZZx from N1 to N2``.
 
     python benchmarks/bench_import.py --items 100000,1000000 --root /tmp/bench_import
 """
@@ -99,14 +99,14 @@ def run_side(side: str, folder: Path, store_path: Path) -> dict:
     """One side in a fresh process: its report, seconds and peak RSS."""
     shutil.rmtree(store_path, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, __file__, "--child", side, str(folder), str(store_path)],
-                            stdout=subprocess.PIPE, env=env)
-    out = proc.stdout.read()
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"{side} failed (exit {os.waitstatus_to_exitcode(status)})")
+    from peak_rss import run_measured
+
+    proc = run_measured([sys.executable, __file__, "--child", side, str(folder), str(store_path)],
+                        stdout=subprocess.PIPE, env=env)
+    if proc.returncode:
+        raise SystemExit(f"{side} failed (exit {proc.returncode})")
     shutil.rmtree(store_path, ignore_errors=True)
-    return {**json.loads(out.splitlines()[-1]), "rss": usage.ru_maxrss * 1024}
+    return {**json.loads(proc.stdout.splitlines()[-1]), "rss": proc.peak}
 
 
 def main() -> None:
@@ -134,20 +134,20 @@ def main() -> None:
         base = run_side("json.loads", folder, root / f"store-{n}")
         shutil.rmtree(folder)
         rows.append((n, imp, base))
-        print(f"  import: {imp['seconds']:.1f} s, {n / imp['seconds']:,.0f} items/s, peak RSS {imp['rss'] / GIB:.2f} GiB "
+        print(f"  import: {imp['seconds']:.1f} s, {n / imp['seconds']:,.0f} items/s, whole-tree peak RSS {imp['rss'] / GIB:.2f} GiB "
               f"({imp['products']:,} products, {imp['specs']:,} spec rows, {imp['splits']:,} split rows)", flush=True)
         print(f"  baseline json.loads of captions.json + m5data_items.json: {base['seconds']:.1f} s, "
               f"peak RSS {base['rss'] / GIB:.2f} GiB", flush=True)
-    print(f"\n{'items':>10} {'import s':>9} {'items/s':>9} {'us/item':>8} {'peak RSS GiB':>12} {'json.loads GiB':>14} "
+    print(f"\n{'items':>10} {'import s':>9} {'items/s':>9} {'us/item':>8} {'tree peak GiB':>14} {'json.loads GiB':>14} "
           f"{'us/item growth':>14}")
     first = rows[0][1]["seconds"] / rows[0][0]
     for n, imp, base in rows:
         per = imp["seconds"] / n
-        print(f"{n:>10,} {imp['seconds']:>9.1f} {n / imp['seconds']:>9,.0f} {per * 1e6:>8.1f} {imp['rss'] / GIB:>12.2f} "
+        print(f"{n:>10,} {imp['seconds']:>9.1f} {n / imp['seconds']:>9,.0f} {per * 1e6:>8.1f} {imp['rss'] / GIB:>14.2f} "
               f"{base['rss'] / GIB:>14.2f} {per / first:>14.2f}")
     n, imp, base = rows[-1]
     growth = (imp["seconds"] / n) / first
-    print(f"import: peak RSS {imp['rss'] / GIB:.2f} GiB at {n} items (json.loads of the index files alone: "
+    print(f"import: whole-tree peak RSS {imp['rss'] / GIB:.2f} GiB at {n} items (json.loads of the index files alone: "
           f"{base['rss'] / GIB:.2f} GiB); time per item {growth:.2f}x from {rows[0][0]} to {n}")
 
 

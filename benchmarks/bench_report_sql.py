@@ -82,15 +82,13 @@ def build(root: Path, n: int, specs: int, blob_files: int) -> None:
 
 
 def timed(cmd: list[str], env: dict) -> tuple[float, float]:
-    """(seconds, peak RSS MiB) of one child process; raises on failure."""
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.perf_counter() - t
+    """(seconds, peak RSS MiB of its whole process tree) of one child process; raises on failure."""
+    from peak_rss import run_measured
+
+    proc = run_measured(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if proc.returncode not in (0, 1):  # doctor exits 1 when it finds problems; that is a result
-        raise SystemExit(f"{' '.join(cmd[:6])} failed ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024
+        raise SystemExit(f"{' '.join(cmd[:6])} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
+    return proc.seconds, proc.peak / 2**20
 
 
 def measure(root: Path, n: int, args) -> dict[str, tuple[float, float]]:
@@ -139,7 +137,7 @@ def main() -> None:
             if stage == "report html bytes":
                 print(f"  report index.html {sec / 1e6:.2f} MB, whole folder {rss / 1e6:.2f} MB")
                 continue
-            print(f"  {stage:38s} {sec:8.2f} s  {sec / n * 1e6:9.2f} us/product  peak RSS {rss:7.0f} MiB", flush=True)
+            print(f"  {stage:38s} {sec:8.2f} s  {sec / n * 1e6:9.2f} us/product  whole-tree peak RSS {rss:7.0f} MiB", flush=True)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     base = args.sizes[0]

@@ -8,10 +8,10 @@ scaled to the size), build-splits, check-splits, export (webdataset, parquet, m5
 stats, doctor, three sql queries, compact.
 
 Printed per stage and size: seconds, microseconds per product, peak RSS of the stage's process
-(``os.wait4``'s ``ru_maxrss``: the largest of the process and its waited-for children), and the
+(the sum over its whole process tree, sampled by ``peak_rss.run_measured``), and the
 growth of time per product from one size to the next. Last line::
 
-    scale: worst growth X.XXx per product (STAGE) from N1 to N2; peak RSS Y.Y GiB (STAGE) at N2
+    scale: worst growth X.XXx per product (STAGE) from N1 to N2; whole-tree peak RSS Y.Y GiB (STAGE) at N2
 
     python benchmarks/bench_scale.py --sizes 10000,100000 --work /tmp/m5scale
     python benchmarks/bench_scale.py --sizes 2000,10000 --stages align,dedup,stats
@@ -74,13 +74,12 @@ def stage_argv(stage: str, n: int, world: Path, run: Path) -> list[str]:
 
 
 def run_child(argv: list[str], log: Path, env: dict) -> tuple[float, int, int]:
-    """Run one process; return (seconds, exit status, peak RSS in bytes of it and its children)."""
-    started = time.perf_counter()
+    """Run one process; return (seconds, exit status, peak RSS in bytes of its whole process tree)."""
+    from peak_rss import run_measured
+
     with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - started, proc.returncode, usage.ru_maxrss * 1024
+        done = run_measured(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    return done.seconds, done.returncode, done.peak
 
 
 def fresh_copy(base: Path, run: Path) -> None:
@@ -151,8 +150,8 @@ def main() -> None:
         prep = prepare(n, args.seed, args.work, args.workers, args.video_share, env)
         if not prep.get("cached"):
             print(f"size {n:,}: world {prep['generate_s']:.1f} s ({n / prep['generate_s']:,.0f} products/s, "
-                  f"peak RSS {prep['generate_rss'] / 2**30:.2f} GiB); store {prep['build_s']:.1f} s "
-                  f"({n / prep['build_s']:,.0f} products/s, peak RSS {prep['build_rss'] / 2**30:.2f} GiB)", flush=True)
+                  f"whole-tree peak RSS {prep['generate_rss'] / 2**30:.2f} GiB); store {prep['build_s']:.1f} s "
+                  f"({n / prep['build_s']:,.0f} products/s, peak {prep['build_rss'] / 2**30:.2f} GiB)", flush=True)
         else:
             print(f"size {n:,}: world and store cached (built in {prep['generate_s']:.1f} s + {prep['build_s']:.1f} s)")
         run = args.work / f"run-{n}"
@@ -162,13 +161,13 @@ def main() -> None:
             argv = [sys.executable, "-m", "m5data", "--store", str(run / "store"), *stage_argv(stage, n, world, run)]
             secs, rc, rss = run_child(argv, run / f"{stage}.log", env)
             results[(stage, n)] = (secs, rc, rss)
-            print(f"  {stage:<18} {secs:9.2f} s {secs / n * 1e6:9.1f} us/product {rss / 2**30:6.2f} GiB"
+            print(f"  {stage:<18} {secs:9.2f} s {secs / n * 1e6:9.1f} us/product {rss / 2**30:6.2f} GiB tree peak"
                   + ("" if rc == 0 else f"  FAILED (exit {rc}, see {run / f'{stage}.log'})"), flush=True)
     print()
     head = f"{'stage':<18}" + "".join(f"{n:>26,}" for n in sizes) + "".join(
         f"  growth {_size(a)}->{_size(b)}" for a, b in zip(sizes, sizes[1:]))
     print(head)
-    print(" " * 18 + "".join(f"{'s   us/prod   GiB':>26}" for _ in sizes))
+    print(" " * 18 + "".join(f"{'s   us/prod  tree GiB':>26}" for _ in sizes))
     worst = (0.0, "", 0, 0)
     for stage in stages:
         line = f"{stage:<18}"
@@ -196,9 +195,9 @@ def main() -> None:
                   + ", ".join(f"{s} {g:.2f}x" for s, g in span.items()))
     if len(sizes) > 1:
         print(f"scale: worst growth {worst[0]:.2f}x per product ({worst[1]}) from {worst[2]} to {worst[3]}; "
-              f"peak RSS {rss:.1f} GiB ({rss_stage}) at {top}")
+              f"whole-tree peak RSS {rss:.1f} GiB ({rss_stage}) at {top}")
     else:
-        print(f"scale: worst growth n/a (one size); peak RSS {rss:.1f} GiB ({rss_stage}) at {top}")
+        print(f"scale: worst growth n/a (one size); whole-tree peak RSS {rss:.1f} GiB ({rss_stage}) at {top}")
 
 
 if __name__ == "__main__":
