@@ -19,8 +19,11 @@ the types the real runs use. The store is a temporary folder, removed after.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 # (what, module, function): each compiles its family's kernels on tiny inputs, or loads them cached
 KERNELS = (
@@ -53,7 +56,6 @@ def warm() -> list[tuple[str, float]]:
 def night(products: int = NIGHT_PRODUCTS) -> None:
     """The full runs of :data:`NIGHT` on a generated store, 5% new products, then their incremental runs."""
     import tempfile
-    from pathlib import Path
 
     from . import config as cfg
     from .demo.scale import ScaleConfig, build_scale_store, generate_scale
@@ -96,11 +98,84 @@ def _grow(store, n: int) -> None:
         store.write(name, table)
 
 
+def marker() -> Path:
+    """The file that says this install's cache holds every kernel: named by what numba keys its entries on
+    (each kernel module's path and modification time, numba's and Python's versions), so an edited kernel,
+    an upgrade or another interpreter asks for a new warm-up. In ``NUMBA_CACHE_DIR`` when set, else beside
+    the package (numba's default cache is ``__pycache__`` beside each source), else in the user's cache."""
+    import hashlib
+    import os
+    import sys
+
+    import numba
+
+    package = Path(__file__).resolve().parent
+    sources = sorted(p for p in package.rglob("*.py") if "numba" in p.read_text(errors="ignore"))
+    key = hashlib.sha256(repr((numba.__version__, sys.version, sys.executable,
+                               [(str(p), p.stat().st_mtime_ns) for p in sources])).encode()).hexdigest()[:16]
+    for folder in (os.environ.get("NUMBA_CACHE_DIR"), package / "__pycache__",
+                   Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "m5data"):
+        if folder and (os.access(folder, os.W_OK) or not Path(folder).exists() and os.access(Path(folder).parent, os.W_OK)):
+            return Path(folder) / f"m5data-warm-{key}.done"
+    return Path(os.environ.get("TMPDIR", "/tmp")) / f"m5data-warm-{key}.done"
+
+
+def is_warm() -> bool:
+    """Whether ``python -m m5data.warm`` has filled this install's cache (:func:`marker`)."""
+    return marker().exists()
+
+
+def start_in_background(command: list[str] | None = None):
+    """The first run on a fresh install (``pip install`` runs nothing after it): ``python -m m5data.warm``
+    started beside the run, at a lower priority, so the kernels compile on the cores the run leaves idle (a
+    crawl and a download wait on the network much of the time) and are cached before the curation stages
+    need them, instead of each stage process compiling them in turn (the README's pip route measured
+    156 s for the first demo against 79 s for the next). Returns the process (wait for it before leaving),
+    or None when the cache is warm or ``M5DATA_WARM=0`` (the test suite's processes: ``make setup`` warmed
+    the cache). Its output goes to a log beside the marker."""
+    import os
+    import subprocess
+    import sys
+
+    if (command is None and os.environ.get("M5DATA_WARM") == "0") or is_warm():
+        return None
+    done = marker()
+    done.parent.mkdir(parents=True, exist_ok=True)
+    log = open(done.with_suffix(".log"), "ab")
+    try:
+        return subprocess.Popen(command or [sys.executable, "-m", "m5data.warm"], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, preexec_fn=lambda: os.nice(10))
+    finally:
+        log.close()
+
+
+@contextlib.contextmanager
+def beside_the_run(command: list[str] | None = None) -> Iterator[None]:
+    """``m5data demo`` and ``m5data run`` on a fresh install: :func:`start_in_background` (``command``: the
+    warm-up's, by default ``python -m m5data.warm``), said in one line, and waited for at the end (a process
+    of the run's is never left behind)."""
+    from .console import console
+
+    warming = start_in_background(command)
+    if warming is not None:
+        console.print("first run of this install: m5data's numba kernels are being compiled beside it, once "
+                      "(about 65 CPU-s at a lower priority; `python -m m5data.warm` does it ahead)", highlight=False)
+    try:
+        yield
+    finally:
+        if warming is not None and warming.poll() is None:
+            with console.status("finishing the one-time compile of the numba kernels ..."):
+                warming.wait()
+
+
 def main() -> None:
     import os
 
     spent = warm()
     where = os.environ.get("NUMBA_CACHE_DIR") or "numba's default cache (__pycache__ beside each kernel)"
+    done = marker()
+    done.parent.mkdir(parents=True, exist_ok=True)
+    done.write_text("".join(f"{what}\t{s:.1f}\n" for what, s in spent))
     print(f"numba kernels compiled into {where}: " + ", ".join(f"{what} {s:.1f} CPU-s" for what, s in spent))
 
 

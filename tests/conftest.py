@@ -29,6 +29,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
             n for n in names if Path(folder) == _shared and (n.startswith(("gw", ".")))])
         _tmp.rename(_own)  # a worker that dies mid-copy leaves only a temp folder behind
     os.environ["NUMBA_CACHE_DIR"] = str(_own)
+# `make setup` compiled the kernels: no `m5data run` / `demo` of a test starts m5data.warm beside itself
+os.environ.setdefault("M5DATA_WARM", "0")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")

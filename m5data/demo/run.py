@@ -51,6 +51,7 @@ def demo(
     from m5data.console import console, fail, warn
     from m5data.flows.launch import print_outcome, run_pipeline
     from m5data.flows.pipeline import PipelineError, check_plan
+    from m5data.warm import beside_the_run
 
     from .generate import generate
     from .server import serve_in_thread
@@ -91,8 +92,9 @@ def demo(
         except (PipelineError, cfg.ConfigError) as exc:
             fail(str(exc))
         console.rule(f"[bold]2. pipeline flow: {', '.join(plan.stages)}")
-        outcome = run_pipeline(plan, settings, overrides, str(Path(config_file).absolute()) if config_file else None,
-                               progress=settings.flows.runner == "local")
+        with beside_the_run():  # a fresh install's numba kernels compiled on the cores the run leaves idle
+            outcome = run_pipeline(plan, settings, overrides, str(Path(config_file).absolute()) if config_file else None,
+                                   progress=settings.flows.runner == "local")
         print_outcome(outcome)
         console.rule("[bold]3. report")
         report(store, outcome)

@@ -102,13 +102,15 @@ def run(
     Exit code 1 when a stage is fatal (docs/flows.md says which), 0 otherwise.
     """
     from ..console import console
+    from ..warm import beside_the_run
     from .launch import print_outcome, run_pipeline
 
     settings, plan, overrides, config_file = _prepare(ctx, config, start_url, stages, runner, mapping, shards, kinds, full)
     console.print(f"pipeline over [bold]{esc(str(plan.store_path))}[/]: {', '.join(plan.stages)} "
                   f"(runner {settings.flows.runner}{f', {plan.shards} shards' if plan.shards > 1 else ''})",
                   highlight=False)
-    outcome = run_pipeline(plan, settings, overrides, config_file, progress=progress and settings.flows.runner == "local")
+    with beside_the_run():  # a fresh install's numba kernels compiled on the cores the run leaves idle
+        outcome = run_pipeline(plan, settings, overrides, config_file, progress=progress and settings.flows.runner == "local")
     print_outcome(outcome)
     if not outcome.ok:
         raise typer.Exit(1)
