@@ -8,11 +8,17 @@ Two rules hold for everything the verbs print:
 - **Numbers are never cut.** :func:`show` prints a table that does not fit the console (an 80-column
   terminal, or a log file: rich takes 80 columns when stdout is not a terminal) in blocks of
   columns, each repeating the row's key columns, or one block per row when even that does not fit.
+- **Paths are never cut mid-word.** A word with a ``/`` in it (a path, a URL) wraps only after one
+  of its ``/`` (:func:`break_paths`); one whose part between two ``/`` is wider than any column it
+  could have is printed whole on a line longer than the console, never folded.
 """
 
 from __future__ import annotations
 
+import re
+
 import rich.table
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape as esc  # noqa: F401  (re-exported: the verbs escape data with it)
 from rich.text import Text
@@ -64,8 +70,8 @@ def show(table, out: Console | None = None) -> None:
     if blocks is None:
         if _fold_long_words(table, out):  # a long path or list in one column: wrap it, keep the rows
             emit(table)
-        else:
-            emit(_records(names, rows, title, caption))
+        else:  # a path too long for any column is printed whole, past the console's width
+            Console.print(out, _records(names, rows, title, caption, width=out.width), crop=False)
         return
     for n, block in enumerate(blocks):
         if n == 0 and title:
@@ -76,22 +82,59 @@ def show(table, out: Console | None = None) -> None:
 
 
 def _whole(table, out: Console) -> bool:
-    """True when ``table`` printed at ``out``'s width cuts no cell (rich marks a cut with '…')."""
+    """True when ``table`` printed at ``out``'s width cuts no cell (rich marks a cut with '…') and
+    folds no path (a word with a ``/`` wider than its column)."""
     import io
 
     probe = Console(file=io.StringIO(), width=out.width, color_system=None, legacy_windows=False)
     probe.print(table)
     cut = probe.file.getvalue().count("…")
     own = sum(_text_of(cell).count("…") for column in table.columns for cell in [column.header, *column.cells])
-    return cut <= own + _text_of(table.title).count("…") + _text_of(table.caption).count("…")
+    if cut > own + _text_of(table.title).count("…") + _text_of(table.caption).count("…"):
+        return False
+    rooms = _rooms(table, probe)
+    return rooms is None or all(cell_len(word) <= room for column, room in zip(table.columns, rooms)
+                                for cell in column.cells for word in _text_of(cell).split() if "/" in word)
+
+
+def _rooms(table, probe: Console) -> list[int] | None:
+    """The cells of text each column of ``table`` gets at ``probe``'s width (its padding left out),
+    from rich's own column sizing; None from a rich without it."""
+    try:
+        widths = table._calculate_column_widths(probe, probe.options.update_width(probe.width - table._extra_width))
+        return [w - table._get_padding_width(i) for i, w in enumerate(widths)]
+    except (AttributeError, TypeError):
+        return None
+
+
+def break_paths(text: Text, room: int) -> Text | None:
+    """``text`` with a line break after a ``/`` of each path or URL (a word with a ``/``) wider than
+    ``room``, so that no line of it is wider (never between the two of ``//``): None when a part of
+    one between two ``/`` is wider than ``room`` itself."""
+    cuts = []
+    for word in re.finditer(r"\S+", text.plain):
+        start, end = word.span()
+        if "/" not in word.group() or cell_len(word.group()) <= room:
+            continue
+        after = [i + 1 for i in range(start, end - 1) if text.plain[i] == "/" and text.plain[i + 1] != "/"]
+        while cell_len(text.plain[start:end]) > room:
+            fits = [i for i in after if i > start and cell_len(text.plain[start:i]) <= room]
+            if not fits:
+                return None
+            start = fits[-1]
+            cuts.append(start)
+    if not cuts:
+        return text
+    return Text("\n").join(text.divide(cuts))
 
 
 FOLD_FLOOR = 12  # a folded column narrower than this (or than its widest cell) is unreadable
 
 
 def _fold_long_words(table, out: Console) -> bool:
-    """Let every column fold a word too long for it (nothing is cut, a long word wraps), when each
-    column still gets at least ``FOLD_FLOOR`` cells or its widest cell: True when that holds."""
+    """Let every column fold a word too long for it (nothing is cut, a long word wraps; a path or URL
+    only after one of its ``/``), when each column still gets at least ``FOLD_FLOOR`` cells or its
+    widest cell and each path fits its column so: True when that holds."""
     import io
 
     probe = Console(file=io.StringIO(), width=out.width, color_system=None, legacy_windows=False)
@@ -99,10 +142,21 @@ def _fold_long_words(table, out: Console) -> bool:
         natural = [table._measure_column(probe, probe.options.update_width(1 << 20), c).maximum for c in table.columns]
         for column in table.columns:
             column.overflow = "fold"
-        widths = table._calculate_column_widths(probe, probe.options)
+        widths = table._calculate_column_widths(probe, probe.options.update_width(out.width - table._extra_width))
     except (AttributeError, TypeError):
         return False
-    return all(w >= min(n, FOLD_FLOOR) for w, n in zip(widths, natural))
+    if not all(w >= min(n, FOLD_FLOOR) for w, n in zip(widths, natural)):
+        return False
+    broken = []
+    for i, column in enumerate(table.columns):
+        room = widths[i] - table._get_padding_width(i)
+        cells = [break_paths(c if isinstance(c, Text) else Text(_text_of(c)), room) for c in column._cells]
+        if any(c is None for c in cells):
+            return False
+        broken.append((column, room, cells))
+    for column, room, cells in broken:  # the widths the paths were broken for, kept
+        column._cells[:], column.width = cells, room
+    return True
 
 
 def _text_of(cell) -> str:
@@ -156,8 +210,6 @@ def arrow_table(result, title: str | None = None, max_rows: int = 200, width: in
     row, a line per column (psql's expanded display), so that a wide row is never folded into
     columns one character wide. ``records`` forces one or the other.
     """
-    from rich.cells import cell_len
-
     rows = [["" if v is None else str(v) for v in row.values()] for row in result.slice(0, max_rows).to_pylist()]
     names = result.column_names
     caption = (f"{max_rows} of {result.num_rows} rows shown; use --format csv --output FILE for all"
@@ -176,20 +228,35 @@ def arrow_table(result, title: str | None = None, max_rows: int = 200, width: in
     return _records(names, rows, title, caption)
 
 
-def _records(names: list[str], rows: list[list[str]], title: str | None, caption: str | None):
+def _records(names: list[str], rows: list[list[str]], title: str | None, caption: str | None,
+             width: int | None = None):
+    """One block per row, a line per column; a path wraps after a ``/``, and one with a part wider
+    than the value's room is a line of its own, whole (printed with ``crop=False``)."""
     from rich.console import Group
     from rich.rule import Rule
-    from rich.text import Text
+
+    key = max((cell_len(name) for name in names), default=0)
+    room = max(FOLD_FLOOR, (width or console.width) - key - 2)
+
+    def grid():
+        g = Table.grid(padding=(0, 2))
+        g.add_column(style="bold cyan", no_wrap=True, min_width=key)
+        g.add_column(overflow="fold")
+        return g
 
     parts = [Text(title, style="bold")] if title else []
     for n, row in enumerate(rows, 1):
         parts.append(Rule(f"row {n}", align="left", style="dim"))
-        grid = Table.grid(padding=(0, 2))
-        grid.add_column(style="bold cyan", no_wrap=True)
-        grid.add_column(overflow="fold")
+        current = grid()
         for name, value in zip(names, row):
-            grid.add_row(name, value)
-        parts.append(grid)
+            broken = break_paths(Text(value), room)
+            if broken is not None:
+                current.add_row(name, broken)
+                continue
+            parts.append(current)
+            parts.append(Text.assemble((name.ljust(key), "bold cyan"), "  ", value, no_wrap=True, overflow="ignore"))
+            current = grid()
+        parts.append(current)
     if caption:
         parts.append(Text(caption, style="dim"))
     return Group(*parts) if parts else Text("(no rows)")

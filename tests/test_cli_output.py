@@ -6,10 +6,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from cli_inprocess import invoke
 from rich.console import Console
@@ -164,3 +166,52 @@ def test_train_and_evaluate_are_readable_at_80_columns_piped(tmp_path):
 
 def test_run_is_readable_at_80_columns_piped(demo_copy, prefect_harness, tmp_path):
     _readable("--store", str(demo_copy), "run", "--stages", "report", "--no-progress", cwd=tmp_path, real_pipe=True)
+
+
+LONG_PATH = ("/home/someone/projects/m5data-experiments/very-long-folder-name/stores/demo-store-2024/logs/crawl/"
+             "run-00012/crawl.log")
+LONG_URL = "https://shop.example.com/products/category/very-long-product-name-here-12345?variant=abc"
+
+
+def _whole_or_broken_after_slash(path: str, text: str) -> bool:
+    """Every part of ``path`` up to and with its next '/' is printed on one line, unbroken."""
+    return all(part in text for part in re.findall(r"[^/]*/?", path) if part)
+
+
+def test_paths_and_urls_in_cells_break_only_after_a_slash_at_80_columns():
+    from m5data.console import arrow_table
+
+    config = Table()
+    config.add_column("key")
+    config.add_column("value", overflow="fold")
+    config.add_column("source", overflow="fold")
+    config.add_row("store.path", LONG_PATH, "/etc/m5data/config-folder/m5data.toml")
+    doctor = Table()
+    for name in ("check", "severity", "path", "problem", "repair"):
+        doctor.add_column(name)
+    doctor.add_row("blobs", "error", LONG_PATH, "a file the catalog does not name", "m5data doctor --repair")
+    for table, paths in [(config, [LONG_PATH, "/etc/m5data/config-folder/m5data.toml"]), (doctor, [LONG_PATH]),
+                         (arrow_table(pa.table({"url": [LONG_URL], "n": [1]})), [LONG_URL])]:
+        text = _print(table)
+        assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80, text
+        for path in paths:
+            assert _whole_or_broken_after_slash(path, text), (path, text)
+        assert "//shop.example.com/" in text or LONG_URL not in paths  # never between the two of '//'
+
+
+def test_a_path_part_wider_than_the_console_is_printed_whole_past_it():
+    t = Table()
+    t.add_column("check")
+    t.add_column("path")
+    path = "/data/" + "x" * 100 + "/file.parquet"
+    t.add_row("orphan", path)
+    text = _print(t)
+    assert "x" * 100 + "/" in text and "/file.parquet" in text and "…" not in text
+
+
+def test_config_show_prints_a_long_store_path_whole_at_80_columns(tmp_path):
+    store = tmp_path / "a-folder-with-a-long-name" / "another-folder-with-a-long-name" / "the-store-itself-here"
+    done = invoke("--store", str(store), "config", "show", "store", env={"COLUMNS": "80", "TERM": "dumb",
+                                                                         "FORCE_COLOR": None})
+    assert done.returncode == 0, done.stderr
+    assert _whole_or_broken_after_slash(str(store), done.stdout), done.stdout
