@@ -315,10 +315,12 @@ class StepProgress:
     total)`` callback (align's segmenting and cosines, the pools' embedding and search blocks)."""
 
     def __init__(self, label: str, transient: bool = False):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(TextColumn(f"[bold]{label}[/] {{task.description}}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=transient)
+        from .bars import bar
+
+        self.progress = bar(TextColumn(f"[bold]{label}[/] {{task.description}}"), BarColumn(),
+                            MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=transient)
         self.tasks: dict[str, int] = {}
 
     def __enter__(self):

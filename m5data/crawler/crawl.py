@@ -255,11 +255,13 @@ def _follow(proc: subprocess.Popen, progress: bool) -> None:
     """Read the subprocess's progress lines (and show them when ``progress``)."""
     bar = task = None
     if progress:
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
+        from ..bars import bar as progress_bar
         from ..console import console
 
-        bar = Progress(SpinnerColumn(), TextColumn("crawl: {task.fields[pages]} pages, {task.fields[products]} products, "
+        # shown from the crawl's first progress line on: a crawl that fails before prints its error alone
+        bar = progress_bar(SpinnerColumn(), TextColumn("crawl: {task.fields[pages]} pages, {task.fields[products]} products, "
                                                    "{task.fields[errors]} errors"), TimeElapsedColumn(), console=console)
         task = bar.add_task("crawl", total=None, pages=0, products=0, errors=0)
         bar.start()

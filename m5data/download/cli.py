@@ -25,7 +25,9 @@ class RichProgress:
     def __init__(self, console):
         from rich import progress as rp
 
-        self.progress = rp.Progress(
+        from ..bars import bar
+
+        self.progress = bar(  # shown once there are URLs to download
             rp.TextColumn("[bold]download"), rp.BarColumn(), rp.MofNCompleteColumn(),
             rp.TextColumn("[green]{task.fields[ok]} ok"), rp.TextColumn("[red]{task.fields[failed]} failed"),
             rp.TextColumn("{task.fields[rate]}"), rp.TimeElapsedColumn(), rp.TimeRemainingColumn(),

@@ -43,11 +43,14 @@ def run(ctx: RunContext) -> StageStats:
 @contextlib.contextmanager
 def _shard_bar():
     """A rich bar of the shards written (or found finished) of all the export's shards."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
+    from ..bars import bar as progress
     from ..console import console
 
-    with Progress(TextColumn("[bold]export[/] shards"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    # shown from the first count on: after the split was read and the output opened, so an export
+    # that fails before (no splits, no s3 extra) prints its error alone
+    with progress(TextColumn("[bold]export[/] shards"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as bar:
         task = bar.add_task("shards", total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)

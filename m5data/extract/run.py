@@ -161,18 +161,12 @@ class _Sink:
 
 @contextmanager
 def _bars(enabled: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from ..bars import bar
     from ..console import console
 
-    progress = Progress(TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
+    progress = bar(TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not enabled)
     with progress:
         yield progress

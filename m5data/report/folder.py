@@ -72,10 +72,15 @@ def _files(folder: Path) -> set[str]:
 
 
 def staging(out: Path) -> Path:
-    """A new, empty temp folder beside ``out`` to build the report in."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """A new, empty temp folder beside ``out`` to build the report in (:class:`FolderError` when
+    ``out``'s parent cannot be made or written)."""
     tmp = out.parent / f".{out.name}.m5data-report-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as exc:
+        raise FolderError(f"report folder {out} cannot be written: {exc.strerror or exc} "
+                          f"({exc.filename or out.parent})") from None
     return tmp
 
 

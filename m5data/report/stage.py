@@ -28,11 +28,24 @@ def run(ctx: RunContext) -> StageStats:
 
 @contextlib.contextmanager
 def _status():
-    """The section being written, on a rich status line."""
+    """The section being written, on a rich status line shown from the first section on (a report
+    whose folder or store fails its checks prints its error alone)."""
     from ..console import console
 
-    with console.status("writing the report ...") as status:
-        yield lambda section: status.update(f"report: {section} ...")
+    status = None
+
+    def show(section: str) -> None:
+        nonlocal status
+        if status is None:
+            status = console.status("writing the report ...")
+            status.start()
+        status.update(f"report: {section} ...")
+
+    try:
+        yield show
+    finally:
+        if status is not None:
+            status.stop()
 
 
 def report_folder(settings) -> str:
