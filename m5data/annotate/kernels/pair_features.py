@@ -112,7 +112,7 @@ class PairFeatures:
         title_values = [f"{t} {v}" for t, v in zip(quiet, values)]
         self.quiet = [pt.strip_packs(t) for t in quiet]
         self._word_idf: dict[str, float] | None = None  # title word -> IDF, made when first asked
-        self.contents, self.content_last = lasts([pt.contents(t) for t in title_values])
+        self.contents, self.content_last = kind_lasts([pt.contents(t) for t in title_values])
         self.stages, self.stage_last = lasts([pt.stages(t) for t in title_values])
         self.props, self.pairs_pv = spec_sets(p.specs, len(p))
         self.embed = None if not embed_model else embed_texts(p.title, embed_model)
@@ -168,7 +168,7 @@ class PairFeatures:
         f["first_word_same"] = np.where(has_title, self.first[a] == self.first[b], np.nan)
         f.update(self._codes(a, b))
         f.update(self._numbers(a, b))
-        f.update(same_conflict("content", self.contents, self.content_last, a, b))
+        f.update(kind_conflict("content", self.contents, self.content_last, a, b))
         f.update(same_conflict("stage", self.stages, self.stage_last, a, b))
         f.update(self._brand(a, b))
         f["tail_conflict"] = self._tail_conflict(a, b)
@@ -291,6 +291,33 @@ def lasts(lists: list[list[str]]):
     x, terms = binary_sets(lists)
     col = {t: i for i, t in enumerate(terms)}
     return x, np.array([col[v[-1]] if v else -1 for v in lists], dtype=np.int64)
+
+
+def kind_lasts(lists: list[list[str]]):
+    """:func:`lasts` per kind of measure (:func:`.pair_title.kind`: grams, millilitres, gigabytes, mAh ...):
+    products x values, and kind -> each product's last value of that kind (-1: none)."""
+    x, terms = binary_sets(lists)
+    col = {t: i for i, t in enumerate(terms)}
+    kinds: dict[str, np.ndarray] = {}
+    for i, values in enumerate(lists):
+        for v in values:  # in order: the last of a kind stays
+            kinds.setdefault(pt.kind(v), np.full(len(lists), -1, np.int64))[i] = col[v]
+    return x, kinds
+
+
+def kind_conflict(name: str, x, kinds: dict[str, np.ndarray], a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+    """``<name>_same``: a value in common; ``<name>_conflict``: of the kinds both name, one whose last values
+    differ (``128gb`` / ``256gb``; a phone's ``5000mah`` beside them is another kind), or no kind in common
+    (``900g`` / ``250ml``); NaN where a side names none."""
+    _, _, shared, both = overlap(x, a, b)
+    conflict = np.zeros(len(a), bool)
+    common = np.zeros(len(a), bool)
+    for last in kinds.values():
+        la, lb = last[a], last[b]
+        has = (la >= 0) & (lb >= 0)
+        common |= has
+        conflict |= has & (la != lb)
+    return {f"{name}_same": np.where(both, shared > 0, np.nan), f"{name}_conflict": np.where(both, conflict | ~common, np.nan)}
 
 
 def same_conflict(name: str, x, last: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:

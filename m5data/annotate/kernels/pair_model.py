@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MatcherError
+from .pair_linear import Linear, mixed
 
-FORMAT = "m5data-matcher/2"  # /2: the TF-IDF document frequencies (TextWeights) kept with the trees
+FORMAT = "m5data-matcher/3"  # /3: a linear part blended with the trees (pair_linear); /2: the TF-IDF weights
+READ_FORMATS = (FORMAT, "m5data-matcher/2")  # /2: trees alone, read as before
 OLD_FORMATS = ("m5data-matcher/1",)  # refused with "retrain": no text weights, which dedup needs
 
 
@@ -171,17 +173,23 @@ class Model:
     meta: dict = field(default_factory=dict)  # where the labels came from, settings, seconds
     weights: object = None  # features.TextWeights: the training products' TF-IDF document frequencies
     cascade: Cascade | None = None  # dedup's cheap first test (None: every candidate scored)
+    linear: Linear | None = None  # the logistic regression blended with the trees (None: trees alone)
 
     def proba(self, x: np.ndarray) -> np.ndarray:
-        """P(same product) per row of ``x`` (columns in :attr:`features` order)."""
-        z = self.baseline + self.trees.raw(np.asarray(x, dtype=np.float64))
-        return 1.0 / (1.0 + np.exp(-z))
+        """P(same product) per row of ``x`` (columns in :attr:`features` order): the trees' log-odds,
+        blended with the linear part's where the model has one."""
+        x = np.asarray(x, dtype=np.float64)
+        z = self.baseline + self.trees.raw(x)
+        if self.linear is None:
+            return 1.0 / (1.0 + np.exp(-z))
+        return mixed(z, self.linear.raw(x), self.linear.mix)
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "version": self.version, "features": self.features, "baseline": self.baseline,
                 "threshold": self.threshold, "validation": self.validation, "meta": self.meta,
                 "trees": self.trees.to_json(), "weights": self.weights.to_json() if self.weights is not None else None,
-                "cascade": self.cascade.to_json() if self.cascade is not None else None}
+                "cascade": self.cascade.to_json() if self.cascade is not None else None,
+                "linear": self.linear.to_json() if self.linear is not None else None}
 
     def dumps(self) -> bytes:
         """The ``model.json`` bytes (JSON, no pickle)."""
@@ -213,7 +221,7 @@ def loads(data: bytes, path: str | Path) -> Model:
         if isinstance(d, dict) and d.get("format") in OLD_FORMATS:
             raise MatcherError(f"{path}: matcher {d.get('version', '?')} was saved in the older format {d['format']} (no text "
                                "weights): retrain it with `m5data annotate matcher train`")
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
+        if not isinstance(d, dict) or d.get("format") not in READ_FORMATS:
             raise ValueError(f"format is not {FORMAT!r}")
         from .pair_spaces import TextWeights
 
@@ -222,7 +230,8 @@ def loads(data: bytes, path: str | Path) -> Model:
                      trees=trees, threshold=float(d["threshold"]),
                      validation=dict(d.get("validation") or {}), meta=dict(d.get("meta") or {}),
                      weights=TextWeights.from_json(d["weights"]),
-                     cascade=Cascade.from_json(d["cascade"]) if d.get("cascade") else None)
+                     cascade=Cascade.from_json(d["cascade"]) if d.get("cascade") else None,
+                     linear=Linear.from_json(d["linear"], len(d["features"])) if d.get("linear") else None)
     except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise MatcherError(f"{path} is not a matcher model: {exc}") from None
 

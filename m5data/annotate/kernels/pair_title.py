@@ -20,9 +20,18 @@ _LEADING = re.compile(rf"^\s*(?:【[^】]*】\s*|\[[^\]]*[{_HAN}][^\]]*\]\s*)+")
 _DATE = re.compile(r"\d{2,4}年\d{1,2}月(?:\d{1,2}日)?产?|效期至?[\d年月/.-]*")
 _SPACES = re.compile(r"\s+")
 
+# a measure of the unit sold, per kind in one base unit: mass, volume, storage, battery, power, length,
+# screen and pieces per unit (100抽, 60粒, 30片: tissues, capsules, masks); not the pack count (罐, 袋, 盒 ...)
 _UNITS = {"千克": ("g", 1000.0), "公斤": ("g", 1000.0), "kg": ("g", 1000.0), "克": ("g", 1.0), "g": ("g", 1.0),
-          "斤": ("g", 500.0), "毫升": ("ml", 1.0), "ml": ("ml", 1.0), "升": ("ml", 1000.0), "l": ("ml", 1000.0)}
-_CONTENT = re.compile(r"(?<![0-9a-z.])(\d+(?:\.\d+)?)\s*(千克|公斤|kg|毫升|ml|克|g|斤|升|l)(?![a-z])")
+          "斤": ("g", 500.0), "毫克": ("mg", 1.0), "mg": ("mg", 1.0),
+          "毫升": ("ml", 1.0), "ml": ("ml", 1.0), "升": ("ml", 1000.0), "l": ("ml", 1000.0),
+          "tb": ("gb", 1024.0), "gb": ("gb", 1.0), "mb": ("mb", 1.0), "毫安": ("mah", 1.0), "mah": ("mah", 1.0),
+          "千瓦": ("w", 1000.0), "kw": ("w", 1000.0), "瓦": ("w", 1.0), "w": ("w", 1.0),
+          "毫米": ("mm", 1.0), "mm": ("mm", 1.0), "厘米": ("mm", 10.0), "cm": ("mm", 10.0), "米": ("mm", 1000.0),
+          "英寸": ("inch", 1.0), "寸": ("inch", 1.0), "inch": ("inch", 1.0),
+          "片": ("pcs", 1.0), "粒": ("pcs", 1.0), "抽": ("pcs", 1.0), "张": ("pcs", 1.0), "颗": ("pcs", 1.0)}
+_CONTENT = re.compile(r"(?<![0-9a-z.])(\d+(?:\.\d+)?)\s*("
+                      + "|".join(sorted(map(re.escape, _UNITS), key=len, reverse=True)) + r")(?![a-z])")
 _MEASURE = "罐|袋|盒|瓶|包|桶|听|支|件|套|箱|条"
 _PACK = re.compile(rf"(?<![0-9a-z.])(\d+)\s*(?:{_MEASURE})装?"  # 3罐装, 2袋; *2罐, ×3, x3 (not x4gb, not 1920x1080)
                    rf"|(?:[*×]|(?<![0-9a-z])x)\s*(\d+)(?![\d.]*\s*[a-z千公毫克斤升])(?:\s*(?:{_MEASURE})装?)?")
@@ -60,8 +69,9 @@ def strip_packs(s: str) -> str:
 
 
 def contents(s: str) -> list[str]:
-    """Net contents in order, normalised to grams or millilitres (``800克``, ``800g``, ``0.8kg``: ``800g``),
-    pack counts aside (``900g*2罐``: ``900g``)."""
+    """Measures of the unit sold in order, each in its kind's base unit (``800克``, ``800g``, ``0.8kg``:
+    ``800g``; ``1tb``: ``1024gb``; ``20000毫安``: ``20000mah``; ``55寸``: ``55inch``; ``100抽``: ``100pcs``),
+    pack counts aside (``900g*2罐``: ``900g``). :func:`kind` names a value's kind."""
     out = []
     for num, unit in _CONTENT.findall(s):
         kind, factor = _UNITS[unit]
@@ -69,6 +79,15 @@ def contents(s: str) -> list[str]:
         if v > 0:
             out.append(f"{v:g}{kind}")
     return out
+
+
+_KIND = re.compile(r"[a-z]+$")
+
+
+def kind(value: str) -> str:
+    """The kind of a :func:`contents` value (its unit: ``800g`` is ``g``)."""
+    m = _KIND.search(value)
+    return m.group() if m else ""
 
 
 def stages(s: str) -> list[str]:

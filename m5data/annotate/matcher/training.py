@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..kernels.pair_features import FEATURES
+from ..kernels.pair_linear import MIXES, Linear, logit, mixed
 from ..kernels.pair_model import MatcherError, Model, Trees
 from ..kernels.trees import classifier, one_thread
 
@@ -36,24 +37,51 @@ def usable(x: np.ndarray) -> np.ndarray:
     return ok & ((hi > lo) | np.isnan(x).any(axis=0))
 
 
-def out_of_fold(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray, a, seed: int) -> np.ndarray:
-    """Each pair's P(match) from a model fitted on the other folds (``a``: the ``[matcher]`` settings)."""
+def folds(x: np.ndarray, y: np.ndarray, groups: np.ndarray, a, seed: int) -> list:
+    """The cross-validation folds ``(training rows, held-out rows)``: ``a.folds`` (fewer where a class has
+    fewer pairs), stratified, grouped by ``groups``, seeded."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     k = min(a.folds, int(y.sum()), int((~y).sum()))
     if k < 2:
         raise MatcherError(f"need at least 2 matching and 2 non-matching labelled pairs, have {int(y.sum())} "
                            f"and {int((~y).sum())}")
+    out = list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y, groups))
+    if any(y[tr].all() or not y[tr].any() for tr, _ in out):
+        raise MatcherError("a cross-validation fold holds one class only: label more pairs of both kinds")
+    return out
+
+
+def out_of_fold(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray, a, seed: int) -> np.ndarray:
+    """Each pair's P(match) from a model fitted on the other folds (``a``: the ``[matcher]`` settings)."""
     oof = np.zeros(len(y))
-    folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y, groups)
-    for i, (tr, te) in enumerate(folds):
-        if y[tr].all() or not y[tr].any():
-            raise MatcherError("a cross-validation fold holds one class only: label more pairs of both kinds")
+    for i, (tr, te) in enumerate(folds(x, y, groups, a, seed)):
         # a column with no value in this fold's training part (few labels: the evidence sits in the held-out
         # fold) is constant there, never split on (the trees' binning refuses a column of NaN only)
         xf = np.where(np.isnan(x[tr]).all(axis=0), 0.0, x)
         oof[te] = classifier(a, seed + i).fit(xf[tr], y[tr], sample_weight=w[tr]).predict_proba(xf[te])[:, 1]
     return oof
+
+
+def linear_out_of_fold(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray, a, seed: int) -> np.ndarray:
+    """Each pair's log-odds from the linear part (:class:`.pair_linear.Linear`) fitted on the other folds
+    (the folds of :func:`out_of_fold`)."""
+    oof = np.zeros(len(y))
+    for tr, te in folds(x, y, groups, a, seed):
+        oof[te] = Linear.fit(x[tr], y[tr], w[tr]).raw(x[te])
+    return oof
+
+
+def choose_mix(tree_oof: np.ndarray, linear_oof: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, dict]:
+    """The linear part's share of the log-odds (:data:`.pair_linear.MIXES`) of best held-out AUC (ties: the
+    first listed, the even blend), its held-out P(match), and each share's AUC."""
+    from sklearn.metrics import roc_auc_score
+
+    t = logit(tree_oof)
+    got = {m: mixed(t, linear_oof, m) for m in MIXES}
+    auc = {m: float(roc_auc_score(y, p)) for m, p in got.items()}
+    best = max(MIXES, key=lambda m: (round(auc[m], 4), -MIXES.index(m)))
+    return best, got[best], {str(m): round(v, 4) for m, v in auc.items()}
 
 
 def choose_threshold(scores: np.ndarray, y: np.ndarray, precision: float) -> tuple[float, bool]:
@@ -102,12 +130,14 @@ def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray, setting
     # one OpenMP thread: on a shared, loaded machine the trees' parallel split search spins waiting
     # for its threads (Abt-Buy's 6 fits: 332 s with 2 threads at load average 9, seconds with one)
     with one_thread():
-        oof = out_of_fold(xs, y, w, groups, a, settings.annotate.seed)
+        tree_oof = out_of_fold(xs, y, w, groups, a, settings.annotate.seed)
         final = classifier(a, settings.annotate.seed).fit(xs, y, sample_weight=w)
+    # the trees blended with a logistic regression on the same folds, the linear share chosen by held-out AUC
+    mix, oof, mix_auc = choose_mix(tree_oof, linear_out_of_fold(xs, y, w, groups, a, settings.annotate.seed), y)
     threshold, reached = choose_threshold(oof, y, a.precision)
     validation = {"folds": min(a.folds, int(y.sum()), int((~y).sum())), "target_precision": a.precision,
-                  "target_reached": reached, **figures(oof, y, threshold)}
+                  "target_reached": reached, "linear_mix": mix, "mix_auc": mix_auc, **figures(oof, y, threshold)}
     model = Model(version=version, features=[n for n, k in zip(FEATURES, keep) if k],
                   baseline=float(np.ravel(final._baseline_prediction)[0]), trees=Trees.from_sklearn(final),
-                  threshold=threshold, validation=validation)
+                  threshold=threshold, validation=validation, linear=Linear.fit(xs, y, w, mix))
     return Fit(model=model, oof=oof, seconds=time.perf_counter() - t0)

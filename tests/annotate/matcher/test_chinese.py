@@ -45,7 +45,7 @@ def test_net_content_in_grams_and_packs_apart(titles):
     assert pt.contents(titles[376])[0] == "36g" and pt.packs(titles[376]) == [10]  # 36g/克 ... *10袋[360g]
     assert pt.contents(titles[572]) == ["800g", "150g", "150g"]  # a listing's sizes, then the variant sold
     assert pt.contents(clean("奶粉1.5斤 牛奶 1.5l")) == ["750g", "1500ml"]
-    assert pt.contents("16gb ram 2 x 4gb") == [] and pt.packs("2 x 4gb 1920x1080") == []  # English numbers stay numbers
+    assert pt.contents("16gb ram 2 x 4gb") == ["16gb", "4gb"] and pt.packs("2 x 4gb 1920x1080") == []  # a measure of any kind (issue 75)
 
 
 def test_stage_numbers(titles):
