@@ -8,7 +8,8 @@ Rows are generated and indexed batch by batch (titles of Chinese characters, 15-
 and the LSH index (band keys + 16-bit signature values) are kept, never the titles. Prints:
 
 * rows/s of each part (title shingles + MinHash + band keys; pHash multi-index; LSH pairs;
-  connected components) and of the whole, and peak RSS;
+  connected components) and of the whole, and the peak RSS so far of the process tree (RSS summed,
+  sampled by ``peak_rss.PeakRSS``);
 * on the first ``--sample`` rows: the pHash multi-index against all pairs (same pairs? time ratio),
   and MinHash/LSH against the exact Jaccard of every pair (a sparse shingle-incidence product:
   the brute-force pass) and against datasketch's own MinHash + MinHashLSH (agreement, time ratio).
@@ -18,14 +19,10 @@ from __future__ import annotations
 
 import argparse
 import random
-import resource
 import sys
 import time
 
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
+from peak_rss import PeakRSS
 
 POOL = [chr(c) for c in range(0x4E00, 0x4E00 + 3000)]
 
@@ -64,87 +61,87 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import numpy as np
-    import psutil
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     from m5data.annotate.kernels import near, phash
 
-    rng = random.Random(args.seed)
-    n = args.rows
-    hashes = np.empty(n, dtype=np.uint64)
-    index = near.LSHIndex(args.minhash_threshold, args.num_perm)
-    sample_titles: list[str] = []
-    t_gen = t_sig = 0.0
-    t_all = time.perf_counter()
-    c_all = time.process_time()
-    for s in range(0, n, args.batch):
+    with PeakRSS(tree=True) as mem:
+        rng = random.Random(args.seed)
+        n = args.rows
+        hashes = np.empty(n, dtype=np.uint64)
+        index = near.LSHIndex(args.minhash_threshold, args.num_perm)
+        sample_titles: list[str] = []
+        t_gen = t_sig = 0.0
+        t_all = time.perf_counter()
+        c_all = time.process_time()
+        for s in range(0, n, args.batch):
+            t0 = time.perf_counter()
+            titles, hs, _ = make_batch(rng, min(args.batch, n - s), args.dup_rate)
+            hashes[s:s + len(hs)] = np.array(hs, dtype=np.uint64)
+            if s < args.sample:
+                sample_titles.extend(titles[: args.sample - s])
+            t1 = time.perf_counter()
+            values, offsets = near.title_hashes([near.normalise_title(t) for t in titles], args.shingle)
+            index.add(values, offsets)
+            t_gen += t1 - t0
+            t_sig += time.perf_counter() - t1
         t0 = time.perf_counter()
-        titles, hs, _ = make_batch(rng, min(args.batch, n - s), args.dup_rate)
-        hashes[s:s + len(hs)] = np.array(hs, dtype=np.uint64)
-        if s < args.sample:
-            sample_titles.extend(titles[: args.sample - s])
-        t1 = time.perf_counter()
-        values, offsets = near.title_hashes([near.normalise_title(t) for t in titles], args.shingle)
-        index.add(values, offsets)
-        t_gen += t1 - t0
-        t_sig += time.perf_counter() - t1
-    t0 = time.perf_counter()
-    pl, pr, _ = phash.phash_pairs(hashes, args.phash_threshold)
-    t_phash = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ml, mr, _ = index.pairs()
-    t_lsh = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    left, right = np.concatenate([pl, ml]), np.concatenate([pr, mr])
-    _, label = connected_components(coo_matrix((np.ones(len(left)), (left, right)), shape=(n, n)), directed=False)
-    groups = int((np.bincount(label) >= 2).sum())
-    t_cc = time.perf_counter() - t0
-    work = t_sig + t_phash + t_lsh + t_cc
-    cpu = time.process_time() - c_all
-    print(f"rows {n:,} (batch {args.batch:,}, dup rate {args.dup_rate}); generating titles took {t_gen:.1f} s (not counted)")
-    print(f"  shingles + MinHash + band keys  {t_sig:7.1f} s  {n / t_sig:12,.0f} rows/s")
-    print(f"  pHash multi-index (<= {args.phash_threshold} bits)  {t_phash:7.1f} s  {n / t_phash:12,.0f} rows/s  {len(pl):,} pairs")
-    print(f"  LSH pairs (J >= {args.minhash_threshold}, {index.bands} bands x {index.rows} rows)  {t_lsh:7.1f} s  "
-          f"{n / t_lsh:12,.0f} rows/s  {len(ml):,} pairs")
-    print(f"  connected components            {t_cc:7.1f} s  {groups:,} groups of 2+")
-    print(f"  total (indexing, no generation) {work:7.1f} s  {n / work:12,.0f} rows/s; wall {time.perf_counter() - t_all:.1f} s, "
-          f"CPU {cpu:.1f} s (generation included; the machine is shared: wall > CPU means waiting for a core)")
-    print(f"  peak RSS {peak_rss_mib():,.0f} MiB (now {psutil.Process().memory_info().rss / 2**20:,.0f} MiB)")
-    del index
+        pl, pr, _ = phash.phash_pairs(hashes, args.phash_threshold)
+        t_phash = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ml, mr, _ = index.pairs()
+        t_lsh = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        left, right = np.concatenate([pl, ml]), np.concatenate([pr, mr])
+        _, label = connected_components(coo_matrix((np.ones(len(left)), (left, right)), shape=(n, n)), directed=False)
+        groups = int((np.bincount(label) >= 2).sum())
+        t_cc = time.perf_counter() - t0
+        work = t_sig + t_phash + t_lsh + t_cc
+        cpu = time.process_time() - c_all
+        print(f"rows {n:,} (batch {args.batch:,}, dup rate {args.dup_rate}); generating titles took {t_gen:.1f} s (not counted)")
+        print(f"  shingles + MinHash + band keys  {t_sig:7.1f} s  {n / t_sig:12,.0f} rows/s")
+        print(f"  pHash multi-index (<= {args.phash_threshold} bits)  {t_phash:7.1f} s  {n / t_phash:12,.0f} rows/s  {len(pl):,} pairs")
+        print(f"  LSH pairs (J >= {args.minhash_threshold}, {index.bands} bands x {index.rows} rows)  {t_lsh:7.1f} s  "
+              f"{n / t_lsh:12,.0f} rows/s  {len(ml):,} pairs")
+        print(f"  connected components            {t_cc:7.1f} s  {groups:,} groups of 2+")
+        print(f"  total (indexing, no generation) {work:7.1f} s  {n / work:12,.0f} rows/s; wall {time.perf_counter() - t_all:.1f} s, "
+              f"CPU {cpu:.1f} s (generation included; the machine is shared: wall > CPU means waiting for a core)")
+        print(f"  tree peak RSS so far {mem.peak / 2**20:,.0f} MiB (now {mem.sample() / 2**20:,.0f} MiB)")
+        del index
 
-    m = min(args.sample, n)
-    h = hashes[:m]
-    t0 = time.perf_counter()
-    il, ir, _ = phash.phash_pairs(h, args.phash_threshold)
-    t_idx = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    brute = {(a, b) for a, b, _ in phash.brute_force_phash_pairs(h, args.phash_threshold)}
-    t_brute = time.perf_counter() - t0
-    same = brute == set(zip(il.tolist(), ir.tolist()))
-    print(f"sample {m:,} rows, pHash <= {args.phash_threshold}: multi-index {t_idx:.2f} s, all pairs {t_brute:.2f} s "
-          f"-> {t_brute / t_idx:.1f}x faster; pairs {len(il):,} vs {len(brute):,}: {'same pairs' if same else 'DIFFERENT'}")
+        m = min(args.sample, n)
+        h = hashes[:m]
+        t0 = time.perf_counter()
+        il, ir, _ = phash.phash_pairs(h, args.phash_threshold)
+        t_idx = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        brute = {(a, b) for a, b, _ in phash.brute_force_phash_pairs(h, args.phash_threshold)}
+        t_brute = time.perf_counter() - t0
+        same = brute == set(zip(il.tolist(), ir.tolist()))
+        print(f"sample {m:,} rows, pHash <= {args.phash_threshold}: multi-index {t_idx:.2f} s, all pairs {t_brute:.2f} s "
+              f"-> {t_brute / t_idx:.1f}x faster; pairs {len(il):,} vs {len(brute):,}: {'same pairs' if same else 'DIFFERENT'}")
 
-    titles = [near.normalise_title(t) for t in sample_titles[:m]]
-    t0 = time.perf_counter()
-    values, offsets = near.title_hashes(titles, args.shingle)
-    ll, lr, _ = near.lsh_pairs(values, offsets, args.minhash_threshold, args.num_perm)
-    t_ours = time.perf_counter() - t0
-    ours = set(zip(ll.tolist(), lr.tolist()))
-    t0 = time.perf_counter()
-    exact = exact_jaccard_pairs(values, offsets, args.minhash_threshold)
-    t_exact = time.perf_counter() - t0
-    both = len(ours & exact)
-    print(f"sample {m:,} titles, J >= {args.minhash_threshold}: LSH {t_ours:.2f} s found {len(ours):,} pairs; exact Jaccard "
-          f"of all pairs (sparse product) {t_exact:.2f} s found {len(exact):,}; recall {both / max(1, len(exact)):.4f}, "
-          f"precision {both / max(1, len(ours)):.4f}")
-    t0 = time.perf_counter()
-    theirs = datasketch_pairs(titles, args.shingle, args.num_perm, args.minhash_threshold)
-    t_ds = time.perf_counter() - t0
-    agree = len(ours & theirs) / max(1, len(ours | theirs))
-    print(f"  datasketch MinHash + MinHashLSH on the same titles {t_ds:.2f} s -> ours {t_ds / t_ours:.1f}x faster; "
-          f"{len(theirs):,} pairs, agreement (|both| / |either|) {agree:.4f}")
-    print(f"peak RSS {peak_rss_mib():,.0f} MiB")
+        titles = [near.normalise_title(t) for t in sample_titles[:m]]
+        t0 = time.perf_counter()
+        values, offsets = near.title_hashes(titles, args.shingle)
+        ll, lr, _ = near.lsh_pairs(values, offsets, args.minhash_threshold, args.num_perm)
+        t_ours = time.perf_counter() - t0
+        ours = set(zip(ll.tolist(), lr.tolist()))
+        t0 = time.perf_counter()
+        exact = exact_jaccard_pairs(values, offsets, args.minhash_threshold)
+        t_exact = time.perf_counter() - t0
+        both = len(ours & exact)
+        print(f"sample {m:,} titles, J >= {args.minhash_threshold}: LSH {t_ours:.2f} s found {len(ours):,} pairs; exact Jaccard "
+              f"of all pairs (sparse product) {t_exact:.2f} s found {len(exact):,}; recall {both / max(1, len(exact)):.4f}, "
+              f"precision {both / max(1, len(ours)):.4f}")
+        t0 = time.perf_counter()
+        theirs = datasketch_pairs(titles, args.shingle, args.num_perm, args.minhash_threshold)
+        t_ds = time.perf_counter() - t0
+        agree = len(ours & theirs) / max(1, len(ours | theirs))
+        print(f"  datasketch MinHash + MinHashLSH on the same titles {t_ds:.2f} s -> ours {t_ds / t_ours:.1f}x faster; "
+              f"{len(theirs):,} pairs, agreement (|both| / |either|) {agree:.4f}")
+    print(f"tree peak RSS {mem.peak / 2**20:,.0f} MiB (this process and any children, sampled)")
     return 0 if same else 1
 
 

@@ -27,9 +27,10 @@ merchant with the very same title), the pHash 0-9 bits away (a tenth the same bl
 ``--placeholder`` of products show one placeholder photo (pHashes within 2 bits of one value) and
 carry one boilerplate title: the big buckets a real catalogue has.
 
-Each size runs ``dedup()`` in a fresh process (so its peak RSS is its own) and prints the seconds
+Each size runs ``dedup()`` in a fresh process and prints the seconds
 of each step, the title and image rules together (exact + phash + minhash) and the whole job, as
-products/s and us/product, the peak RSS, and the growth of us/product against the smallest size.
+products/s and us/product, the peak RSS of the process tree while ``dedup()`` runs (it and any
+workers: RSS summed, sampled by ``peak_rss.PeakRSS``), and the growth of us/product against the smallest size.
 """
 
 from __future__ import annotations
@@ -309,8 +310,8 @@ def train_from_truth(world: Path, store_path: Path, others: list[Path], rounds: 
 
 
 def child(path: str, matcher: str = "learned", truth: str | None = None) -> None:
-    """Run dedup on the store at ``path``; print one JSON line of step times and peak RSS."""
-    import resource
+    """Run dedup on the store at ``path``; print one JSON line of step times and the tree's peak RSS."""
+    from peak_rss import PeakRSS
 
     from m5data.annotate.dedup.job import dedup
     from m5data.annotate.kernels import near_jit, spec_jit
@@ -325,12 +326,13 @@ def child(path: str, matcher: str = "learned", truth: str | None = None) -> None
     store = Store.open(path)
     settings = load(None, {"store.path": path, "dedup.matcher": matcher}, environ={})
     t0 = time.perf_counter()
-    report = dedup(store, settings, full=True)  # every product grouped, whatever ran before
+    with PeakRSS(tree=True) as mem:
+        report = dedup(store, settings, full=True)  # every product grouped, whatever ran before
     print(json.dumps({"n": report.n_products, "matcher": report.matcher, "times": dict(report.seconds), "cpu_times": dict(report.cpu_seconds), "total": time.perf_counter() - t0,
                       "cpu": time.process_time() - cpu0, "groups": report.n_groups, "pairs": dict(report.pairs),
                       "candidates": dict(report.candidates), "vetoed": dict(report.vetoed),
                       "capped": dict(report.capped),
-                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "tree_peak_mib": mem.peak / 2**20,
                       "score": score(store, truth) if truth else None}))
 
 
@@ -415,7 +417,7 @@ def main(argv=None) -> int:
         print(f"  by CPU time (what the job used, the wait for a core left out): title + image rules {c_rules:.2f} s "
               f"{r['n'] / c_rules:10,.0f} products/s {c_rules / r['n'] * 1e6:6.1f} us/product; whole job {r['cpu']:.2f} s "
               f"{r['n'] / r['cpu']:10,.0f} products/s {r['cpu'] / r['n'] * 1e6:6.1f} us/product")
-        print(f"  peak RSS {r['peak_rss_mib']:,.0f} MiB; groups of 2+ {r['groups']:,}; pairs {r['pairs']}; "
+        print(f"  tree peak RSS {r['tree_peak_mib']:,.0f} MiB; groups of 2+ {r['groups']:,}; pairs {r['pairs']}; "
               f"candidates {r['candidates']}; vetoed {r['vetoed']}; capped {r['capped']}")
         if r.get("score"):
             sc = r["score"]

@@ -9,7 +9,8 @@ writes a ``splits`` version, then measures in the same invocation:
   ``tarfile`` directly, one process, no queries, no JSON, no hashing;
 - (c) reading the shards back with ``webdataset.WebDataset`` (samples/s, all members decoded as bytes).
 
-Prints MB/s, the ratio (a)/(b) (target >= 0.8) and peak RSS. Usage::
+Prints MB/s, the ratio (a)/(b) (target >= 0.8) and the peak RSS of the process tree (this process
+and the export's workers: RSS summed, sampled by ``peak_rss.PeakRSS``) over (a), (b) and (c). Usage::
 
     python benchmarks/bench_export.py --products 3000 --workers 2
 """
@@ -139,7 +140,7 @@ def floor_members(store, shard_dir: Path) -> tuple[list[tuple[str, Path | bytes]
 
 
 def main() -> None:
-    import psutil
+    from peak_rss import PeakRSS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--products", type=int, default=3000)
@@ -169,74 +170,68 @@ def main() -> None:
             assert report.stats.n_out == args.products
             return dt, size
 
-        # warm the page cache once so that neither side pays the first read of the blobs
-        run_export(tmp / "warm", 1)
-        members, counts = floor_members(store, tmp / "warm")
-        shutil.rmtree(tmp / "warm")
+        with PeakRSS(tree=True) as mem:
+            # warm the page cache once so that neither side pays the first read of the blobs
+            run_export(tmp / "warm", 1)
+            members, counts = floor_members(store, tmp / "warm")
+            shutil.rmtree(tmp / "warm")
 
-        # alternate the two sides; best of --rounds each (the machine is shared: the best run is the
-        # one least disturbed). CPU seconds (this process and its threads) are the steadier measure.
-        floor_runs, sync_runs, ours_runs = [], [], []
-        for r in range(args.rounds):
-            for runs, fsync in ((floor_runs, False), (sync_runs, True)):
-                floor_dir = tmp / "floor"
-                shutil.rmtree(floor_dir, ignore_errors=True)
-                floor_dir.mkdir()
-                t, c = time.perf_counter(), time.process_time()
-                floor_bytes = tarfile_floor(members, floor_dir, counts, fsync=fsync)
-                runs.append((time.perf_counter() - t, time.process_time() - c))
-            shutil.rmtree(tmp / "ours1", ignore_errors=True)
-            c = time.process_time()
-            ours_s, ours_bytes = run_export(tmp / "ours1", 1)
-            ours_runs.append((ours_s, time.process_time() - c))
-        shutil.rmtree(tmp / "floor", ignore_errors=True)
-        floor_s, floor_cpu = min(w for w, _ in floor_runs), min(c for _, c in floor_runs)
-        sync_s, sync_cpu = min(w for w, _ in sync_runs), min(c for _, c in sync_runs)
-        ours_s, ours_cpu = min(w for w, _ in ours_runs), min(c for _, c in ours_runs)
-        par_s, par_bytes = run_export(tmp / "oursN", args.workers)
-        same = (tmp / "ours1" / "train.index.json").read_bytes() == (tmp / "oursN" / "train.index.json").read_bytes()
-        shutil.rmtree(tmp / "oursN")
+            # alternate the two sides; best of --rounds each (the machine is shared: the best run is the
+            # one least disturbed). CPU seconds (this process and its threads) are the steadier measure.
+            floor_runs, sync_runs, ours_runs = [], [], []
+            for r in range(args.rounds):
+                for runs, fsync in ((floor_runs, False), (sync_runs, True)):
+                    floor_dir = tmp / "floor"
+                    shutil.rmtree(floor_dir, ignore_errors=True)
+                    floor_dir.mkdir()
+                    t, c = time.perf_counter(), time.process_time()
+                    floor_bytes = tarfile_floor(members, floor_dir, counts, fsync=fsync)
+                    runs.append((time.perf_counter() - t, time.process_time() - c))
+                shutil.rmtree(tmp / "ours1", ignore_errors=True)
+                c = time.process_time()
+                ours_s, ours_bytes = run_export(tmp / "ours1", 1)
+                ours_runs.append((ours_s, time.process_time() - c))
+            shutil.rmtree(tmp / "floor", ignore_errors=True)
+            floor_s, floor_cpu = min(w for w, _ in floor_runs), min(c for _, c in floor_runs)
+            sync_s, sync_cpu = min(w for w, _ in sync_runs), min(c for _, c in sync_runs)
+            ours_s, ours_cpu = min(w for w, _ in ours_runs), min(c for _, c in ours_runs)
+            par_s, par_bytes = run_export(tmp / "oursN", args.workers)
+            same = (tmp / "ours1" / "train.index.json").read_bytes() == (tmp / "oursN" / "train.index.json").read_bytes()
+            shutil.rmtree(tmp / "oursN")
 
-        mb = 1e6
-        print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; best of {args.rounds} rounds")
-        print(f"(b) tarfile floor, 1 process:          {floor_bytes / mb:8.1f} MB in {floor_s:6.2f} s = "
-              f"{floor_bytes / mb / floor_s:7.1f} MB/s  (CPU {floor_cpu:.2f} s)")
-        print(f"(b') tarfile floor + fsync per shard:  {floor_bytes / mb:8.1f} MB in {sync_s:6.2f} s = "
-              f"{floor_bytes / mb / sync_s:7.1f} MB/s  (CPU {sync_cpu:.2f} s)")
-        print(f"(a) m5data export, 1 process:          {ours_bytes / mb:8.1f} MB in {ours_s:6.2f} s = "
-              f"{ours_bytes / mb / ours_s:7.1f} MB/s  (CPU {ours_cpu:.2f} s)")
-        print(f"(a) m5data export, {args.workers} workers:          {par_bytes / mb:8.1f} MB in {par_s:6.2f} s = "
-              f"{par_bytes / mb / par_s:7.1f} MB/s")
-        print(f"ratio (a, 1 process) / (b), MB/s wall:    {(ours_bytes / ours_s) / (floor_bytes / floor_s):.2f}  (target >= 0.8)")
-        print(f"ratio (a, 1 process) / (b'), MB/s wall:   {(ours_bytes / ours_s) / (floor_bytes / sync_s):.2f}")
-        print(f"ratio (a, 1 process) / (b), MB per CPU-s: {(ours_bytes / ours_cpu) / (floor_bytes / floor_cpu):.2f}")
-        print(f"ratio (a, {args.workers} workers) / (b), MB/s wall:    {(par_bytes / par_s) / (floor_bytes / floor_s):.2f}")
-        print(f"ratio (a, {args.workers} workers) / (b'), MB/s wall:   {(par_bytes / par_s) / (floor_bytes / sync_s):.2f}")
-        print(f"parallel shards byte-identical to inline ones (index sha256s equal): {same}")
+            mb = 1e6
+            print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; best of {args.rounds} rounds")
+            print(f"(b) tarfile floor, 1 process:          {floor_bytes / mb:8.1f} MB in {floor_s:6.2f} s = "
+                  f"{floor_bytes / mb / floor_s:7.1f} MB/s  (CPU {floor_cpu:.2f} s)")
+            print(f"(b') tarfile floor + fsync per shard:  {floor_bytes / mb:8.1f} MB in {sync_s:6.2f} s = "
+                  f"{floor_bytes / mb / sync_s:7.1f} MB/s  (CPU {sync_cpu:.2f} s)")
+            print(f"(a) m5data export, 1 process:          {ours_bytes / mb:8.1f} MB in {ours_s:6.2f} s = "
+                  f"{ours_bytes / mb / ours_s:7.1f} MB/s  (CPU {ours_cpu:.2f} s)")
+            print(f"(a) m5data export, {args.workers} workers:          {par_bytes / mb:8.1f} MB in {par_s:6.2f} s = "
+                  f"{par_bytes / mb / par_s:7.1f} MB/s")
+            print(f"ratio (a, 1 process) / (b), MB/s wall:    {(ours_bytes / ours_s) / (floor_bytes / floor_s):.2f}  (target >= 0.8)")
+            print(f"ratio (a, 1 process) / (b'), MB/s wall:   {(ours_bytes / ours_s) / (floor_bytes / sync_s):.2f}")
+            print(f"ratio (a, 1 process) / (b), MB per CPU-s: {(ours_bytes / ours_cpu) / (floor_bytes / floor_cpu):.2f}")
+            print(f"ratio (a, {args.workers} workers) / (b), MB/s wall:    {(par_bytes / par_s) / (floor_bytes / floor_s):.2f}")
+            print(f"ratio (a, {args.workers} workers) / (b'), MB/s wall:   {(par_bytes / par_s) / (floor_bytes / sync_s):.2f}")
+            print(f"parallel shards byte-identical to inline ones (index sha256s equal): {same}")
 
-        import webdataset as wds
+            import webdataset as wds
 
-        urls = [str(p) for p in sorted((tmp / "ours1").glob("*.tar"))]
-        t = time.perf_counter()
-        n = 0
-        for sample in wds.WebDataset(urls, shardshuffle=False):
-            n += 1
-        read_s = time.perf_counter() - t
-        print(f"(c) webdataset read-back: {n:,} samples in {read_s:.2f} s = {n / read_s:,.0f} samples/s "
-              f"({ours_bytes / mb / read_s:.1f} MB/s)")
-        print(f"peak RSS (this process): {psutil.Process().memory_info().rss / 2**20:.0f} MB now; "
-              f"max {_peak_rss_mb():.0f} MB")
+            urls = [str(p) for p in sorted((tmp / "ours1").glob("*.tar"))]
+            t = time.perf_counter()
+            n = 0
+            for sample in wds.WebDataset(urls, shardshuffle=False):
+                n += 1
+            read_s = time.perf_counter() - t
+            print(f"(c) webdataset read-back: {n:,} samples in {read_s:.2f} s = {n / read_s:,.0f} samples/s "
+                  f"({ours_bytes / mb / read_s:.1f} MB/s)")
+        print(f"tree peak RSS (this process and the export's workers): {mem.peak / 2**20:.0f} MiB")
     finally:
         if args.keep:
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":

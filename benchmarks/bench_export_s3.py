@@ -7,7 +7,8 @@ rounds: ``export --format F`` into a fresh local folder, and into a fresh ``s3:/
 shard staged locally, uploaded, marker last), and times the floor of the S3 side: the local
 export's files uploaded one by one with ``s3fs.put_file`` (the same bytes, no export logic).
 Prints the best time of each, MB, us/product, the ratios S3/local and S3/(local + upload floor),
-the peak RSS of this process and of the moto server. Usage::
+the peak RSS of this process's tree (it and any export workers: RSS summed, sampled by
+``peak_rss.PeakRSS``; the moto server left out) and, on its own, of the moto server. Usage::
 
     python benchmarks/bench_export_s3.py --products 60 --rounds 3
     python benchmarks/bench_export_s3.py --synthetic 300 --shard-size 50 --workers 2
@@ -78,7 +79,7 @@ def start_moto() -> tuple[subprocess.Popen, str]:
 
 def main() -> None:
     import boto3
-    import psutil
+    from peak_rss import PeakRSS
 
     from m5data.config import load
     from m5data.export.run import export
@@ -109,26 +110,25 @@ def main() -> None:
 
     times: dict[str, list[float]] = {"local": [], "s3": [], "upload": []}
     samples = size = 0
-    moto_rss = 0
     try:
-        for r in range(args.rounds):
-            for side in ("local", "s3"):
-                with tempfile.TemporaryDirectory(dir=args.work) as tmp:
-                    out = f"s3://m5data-bench/round{r}" if side == "s3" else Path(tmp) / "out"
-                    t = time.perf_counter()
-                    report = export(store, settings, out=out, split="all", fmt=args.format)
-                    times[side].append(time.perf_counter() - t)
-                    samples, size = report.stats.n_out, report.stats.bytes
-                    if side == "local":  # the floor: the same files, uploaded as they are
-                        fs = s3fs.S3FileSystem(skip_instance_cache=True)
+        with PeakRSS(tree=True, exclude=(moto.pid,)) as mem, PeakRSS(moto.pid) as moto_mem:
+            for r in range(args.rounds):
+                for side in ("local", "s3"):
+                    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+                        out = f"s3://m5data-bench/round{r}" if side == "s3" else Path(tmp) / "out"
                         t = time.perf_counter()
-                        for f in sorted(p for p in out.rglob("*") if p.is_file()):
-                            fs.put_file(str(f), f"m5data-bench/floor{r}/{f.relative_to(out).as_posix()}")
-                        times["upload"].append(time.perf_counter() - t)
-                        fs.rm(f"m5data-bench/floor{r}", recursive=True)
-                moto_rss = max(moto_rss, psutil.Process(moto.pid).memory_info().rss)
-                if side == "s3":  # the server keeps objects in memory: empty the prefix
-                    s3fs.S3FileSystem(skip_instance_cache=True).rm(f"m5data-bench/round{r}", recursive=True)
+                        report = export(store, settings, out=out, split="all", fmt=args.format)
+                        times[side].append(time.perf_counter() - t)
+                        samples, size = report.stats.n_out, report.stats.bytes
+                        if side == "local":  # the floor: the same files, uploaded as they are
+                            fs = s3fs.S3FileSystem(skip_instance_cache=True)
+                            t = time.perf_counter()
+                            for f in sorted(p for p in out.rglob("*") if p.is_file()):
+                                fs.put_file(str(f), f"m5data-bench/floor{r}/{f.relative_to(out).as_posix()}")
+                            times["upload"].append(time.perf_counter() - t)
+                            fs.rm(f"m5data-bench/floor{r}", recursive=True)
+                    if side == "s3":  # the server keeps objects in memory: empty the prefix
+                        s3fs.S3FileSystem(skip_instance_cache=True).rm(f"m5data-bench/round{r}", recursive=True)
     finally:
         moto.terminate()
         moto.wait(10)
@@ -142,14 +142,8 @@ def main() -> None:
     print(f"  upload floor : {upload:6.2f} s  (the local export's files, put one by one; "
           f"all: {', '.join(f'{t:.2f}' for t in times['upload'])})")
     print(f"  ratio S3 / local: {remote / local:.2f};  S3 / (local + upload floor): {remote / (local + upload):.2f}")
-    print(f"  peak RSS: this process {psutil.Process().memory_info().rss / 1e6:.0f} MB (now; "
-          f"ru_maxrss {_maxrss_mb():.0f} MB), moto server {moto_rss / 1e6:.0f} MB")
-
-
-def _maxrss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  tree peak RSS: this process and its workers {mem.peak / 2**20:.0f} MiB; "
+          f"moto server {moto_mem.peak / 2**20:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/support: the synthetic categories
 
-from peak_rss import PeakRSS  # noqa: E402
+from peak_rss import run_measured  # noqa: E402
 
 STAGES = ("align", "build-splits", "check-splits", "shard-query", "export-webdataset", "export-parquet", "export-m5product")
 PLATFORMS = ("pa", "pb")
@@ -168,16 +168,11 @@ def phase(stage: str, root: str, work: str) -> dict:
 
 def measure(stage: str, root: Path, work: Path, code: str) -> dict:
     """Run ``phase`` in a child process; sample the RSS of its process tree every 20 ms."""
-    env = dict(os.environ, PYTHONPATH=code)
-    proc = subprocess.Popen([sys.executable, __file__, "--phase", stage, "--root", str(root), "--work", str(work)],
-                            stdout=subprocess.PIPE, text=True, env=env)
-    with PeakRSS(proc.pid, tree=True) as mem:
-        stdout, _ = proc.communicate()
-    if proc.returncode:
-        return {"failed": proc.returncode, "peak_rss": mem.peak}
-    out = json.loads(stdout.strip().splitlines()[-1])
-    out["peak_rss"] = mem.peak
-    return out
+    done = run_measured([sys.executable, __file__, "--phase", stage, "--root", str(root), "--work", str(work)],
+                        stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=code))
+    if done.returncode:
+        return {"failed": done.returncode, "peak_rss": done.peak}
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "peak_rss": done.peak}
 
 
 def main() -> None:
@@ -215,16 +210,16 @@ def main() -> None:
             r = measure(stage, root, work, args.code)
             results[stage][n] = r
             if "failed" in r:
-                print(f"{n:>9,}  {stage:<18} FAILED (exit {r['failed']})  peak RSS {r['peak_rss'] / GIB:.2f} GiB")
+                print(f"{n:>9,}  {stage:<18} FAILED (exit {r['failed']})  tree peak RSS {r['peak_rss'] / GIB:.2f} GiB")
                 continue
             extra = {k: v for k, v in r.items() if k not in ("seconds", "peak_rss")}
             print(f"{n:>9,}  {stage:<18} {r['seconds']:9.2f} s  {r['seconds'] / n * 1e6:9.1f} us/product  "
-                  f"peak RSS {r['peak_rss'] / GIB:5.2f} GiB  {json.dumps(extra)[:90]}  (load {os.getloadavg()[0]:.1f})",
+                  f"tree peak RSS {r['peak_rss'] / GIB:5.2f} GiB  {json.dumps(extra)[:90]}  (load {os.getloadavg()[0]:.1f})",
                   flush=True)
         shutil.rmtree(work, ignore_errors=True)
         if args.clean:
             shutil.rmtree(root, ignore_errors=True)
-    print("\ngrowth of us/product against the smallest size (target <= 1.5x), peak RSS at the largest (< 6 GiB):")
+    print("\ngrowth of us/product against the smallest size (target <= 1.5x), whole-tree peak RSS at the largest (< 6 GiB):")
     for stage in stages:
         ok = {n: r for n, r in results[stage].items() if "failed" not in r}
         if not ok:
@@ -233,7 +228,7 @@ def main() -> None:
         base = ok[first]["seconds"] / first
         growth = "  ".join(f"{n:,}: {ok[n]['seconds'] / n / base:.2f}x" for n in sorted(ok) if n != first)
         last = max(ok)
-        print(f"  {stage:<18} {growth or '-'}   peak RSS at {last:,}: {ok[last]['peak_rss'] / GIB:.2f} GiB")
+        print(f"  {stage:<18} {growth or '-'}   tree peak RSS at {last:,}: {ok[last]['peak_rss'] / GIB:.2f} GiB")
 
 
 if __name__ == "__main__":

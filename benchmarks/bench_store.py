@@ -2,19 +2,19 @@
 
     python benchmarks/bench_store.py [--products 1000000] [--properties 10] [--batch 500000]
 
-Phases, each in its own child process so that each reports its own peak RSS:
+Phases, each in its own child process so that each reports its own peak RSS (of the child's whole
+process tree: RSS summed, sampled by ``peak_rss.PeakRSS``):
   1. generate only (the cost both writers share),
   2. our writer: Store.writer("specs") streaming the batches into Parquet parts,
   3. DuckDB: COPY (SELECT * FROM <the same batches as an Arrow stream>) TO 'x.parquet',
 then `m5data sql "SELECT property, count(*), count(DISTINCT value) FROM specs GROUP BY 1"` timed
-before and after `m5data compact`. Prints rows/s, peak RSS and ratios.
+before and after `m5data compact`. Prints rows/s, tree peak RSS and ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import resource
 import shutil
 import subprocess
 import sys
@@ -52,14 +52,10 @@ def batches(products: int, properties: int, batch_rows: int, seed: int = 0):
                                          names=["product_id", "position", "property", "value"])
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def phase_generate(args, out):
     t = time.perf_counter()
     rows = sum(len(b) for b in batches(args.products, args.properties, args.batch))
-    out.put((rows, time.perf_counter() - t, _peak_rss_mb()))
+    out.put((rows, time.perf_counter() - t))
 
 
 def phase_ours(args, out):
@@ -72,7 +68,7 @@ def phase_ours(args, out):
             w.write(batch)
     seconds = time.perf_counter() - t
     store.refresh_catalog()
-    out.put((w.rows, seconds, _peak_rss_mb()))
+    out.put((w.rows, seconds))
 
 
 def phase_duckdb(args, out):
@@ -85,17 +81,21 @@ def phase_duckdb(args, out):
     con.execute(f"COPY (SELECT * FROM reader) TO '{args.work}/duckdb.parquet' (FORMAT parquet, COMPRESSION zstd)")
     seconds = time.perf_counter() - t
     rows = con.execute(f"SELECT count(*) FROM '{args.work}/duckdb.parquet'").fetchone()[0]
-    out.put((rows, seconds, _peak_rss_mb()))
+    out.put((rows, seconds))
 
 
 def run_phase(fn, args):
+    """Run ``fn`` in a spawned child: its rows, seconds and its process tree's peak RSS in MiB."""
+    from peak_rss import PeakRSS
+
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     proc = ctx.Process(target=fn, args=(args, out))
     proc.start()
-    result = out.get()
-    proc.join()
-    return result
+    with PeakRSS(proc.pid, tree=True) as mem:
+        rows, seconds = out.get()
+        proc.join()
+    return rows, seconds, mem.peak / 2**20
 
 
 def timed_sql(store: Path, sql: str) -> float:
@@ -122,15 +122,15 @@ def main() -> None:
     try:
         rows, gen_s, gen_rss = run_phase(phase_generate, args)
         print(f"rows: {rows:,} ({args.products:,} products x {args.properties} properties)")
-        print(f"generate only        : {gen_s:7.2f} s  {rows / gen_s:12,.0f} rows/s  peak RSS {gen_rss:7.0f} MiB")
+        print(f"generate only        : {gen_s:7.2f} s  {rows / gen_s:12,.0f} rows/s  tree peak RSS {gen_rss:7.0f} MiB")
         ours_rows, ours_s, ours_rss = run_phase(phase_ours, args)
-        print(f"m5data store writer  : {ours_s:7.2f} s  {ours_rows / ours_s:12,.0f} rows/s  peak RSS {ours_rss:7.0f} MiB")
+        print(f"m5data store writer  : {ours_s:7.2f} s  {ours_rows / ours_s:12,.0f} rows/s  tree peak RSS {ours_rss:7.0f} MiB")
         duck_rows, duck_s, duck_rss = run_phase(phase_duckdb, args)
-        print(f"duckdb COPY TO parquet: {duck_s:6.2f} s  {duck_rows / duck_s:12,.0f} rows/s  peak RSS {duck_rss:7.0f} MiB")
+        print(f"duckdb COPY TO parquet: {duck_s:6.2f} s  {duck_rows / duck_s:12,.0f} rows/s  tree peak RSS {duck_rss:7.0f} MiB")
         assert ours_rows == duck_rows == rows
         ratio = (ours_rows / ours_s) / (duck_rows / duck_s)
         print(f"ratio writer / duckdb COPY (throughput): {ratio:.2f}x   (target >= 0.5x)")
-        print(f"peak RSS of the writer: {ours_rss:.0f} MiB   (target < 2048 MiB)")
+        print(f"tree peak RSS of the writer: {ours_rss:.0f} MiB   (target < 2048 MiB)")
         sql = "SELECT property, count(*), count(DISTINCT value) FROM specs GROUP BY 1"
         before = timed_sql(args.store, sql)
         print(f"m5data sql GROUP BY over {rows:,} rows, {len(list((args.store / 'tables/specs').glob('part-*')))} parts (dedup view): {before:.2f} s")

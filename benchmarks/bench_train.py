@@ -5,7 +5,8 @@
 Writes synthetic shards in the export's layout (JPEG image, caption, specs, 1-fps frames, MFCC),
 then measures in one process: (1) the DataLoader alone (decode + collate, ``--workers`` processes),
 (2) training steps (forward, SIMCL + masked losses, backward, AdamW) on batches already in memory.
-Target: loader >= 3x step, so that training is never waiting for data. Prints peak RSS.
+Target: loader >= 3x step, so that training is never waiting for data. Prints the peak RSS of the
+process tree (this process and the loader's workers: RSS summed, sampled by ``peak_rss.PeakRSS``).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 
 
 def main() -> None:
-    import psutil
     import torch
+    from peak_rss import PeakRSS
     from support.train_shards import write_shards
 
     from m5data.train.config import load_config
@@ -40,7 +41,7 @@ def main() -> None:
     cfg = load_config(args.preset)
     seed_everything(0)
     dev = device_of(args.device)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, PeakRSS(tree=True) as mem:
         shards = write_shards(Path(tmp), sizes={"train": args.samples}, per_shard=max(1, args.samples // 8))
         t = time.perf_counter()
         n = 0
@@ -68,18 +69,11 @@ def main() -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize()
         step_rate = m / (time.perf_counter() - t)
-    rss = psutil.Process().memory_info().rss / 2**20
-    peak = max([rss] + [c.memory_info().rss / 2**20 for c in psutil.Process().children(recursive=True)])
     print(f"device {dev}, config {cfg.name} (dim {cfg.model.dim}), batch {args.batch}, loader workers {args.workers}")
     print(f"data loader alone: {load_rate:,.1f} samples/s ({n} samples)")
     print(f"training step:     {step_rate:,.1f} samples/s ({m} samples)")
     print(f"loader / step:     {load_rate / step_rate:.2f}x (target >= 3x)")
-    try:
-        import resource
-
-        print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB (this process; now {peak:,.0f} MiB)")
-    except ImportError:
-        print(f"RSS now {peak:,.0f} MiB")
+    print(f"tree peak RSS (this process and the loader's workers): {mem.peak / 2**20:,.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     with PeakRSS(tree=True, every=0.2) as mem: ...    # this process and all its descendants
     with PeakRSS(child.pid, tree=True) as mem: ...    # a child process and its descendants
     with PeakRSS() as mem: ...                        # this process alone
+    with PeakRSS(tree=True, exclude=(server.pid,)) as mem: ...   # the tree less a server measured on its own
     done = run_measured([sys.executable, "-m", ...], stdout=subprocess.PIPE)   # a command, to its end
 
 ``mem.peak`` is the highest RSS in bytes sampled (the first sample is taken on entry, the last on
@@ -32,14 +33,16 @@ from typing import Any
 
 
 class PeakRSS:
-    """Highest RSS of one process (``pid``; None: this one), with ``tree`` also its descendants',
-    sampled every ``every`` seconds while the context is open."""
+    """Highest RSS of one process (``pid``; None: this one), with ``tree`` also its descendants'
+    but those in ``exclude`` (their own RSS, not their children's), sampled every ``every`` seconds
+    while the context is open."""
 
-    def __init__(self, pid: int | None = None, *, tree: bool = False, every: float = 0.02):
+    def __init__(self, pid: int | None = None, *, tree: bool = False, every: float = 0.02, exclude=()):
         import psutil
 
         self.proc = psutil.Process(pid)
         self.tree = tree
+        self.exclude = set(exclude)
         self.every = every
         self.peak = 0
         self.start_rss = 0
@@ -56,6 +59,8 @@ class PeakRSS:
             return 0
         total = 0
         for proc in procs:
+            if proc.pid in self.exclude:
+                continue
             try:
                 total += proc.memory_info().rss
             except psutil.Error:

@@ -70,3 +70,14 @@ def test_run_measured_passes_input_and_returns_a_failures_outcome():
                         input=b"hello", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert (done.returncode, done.stdout.strip(), done.stderr.strip()) == (3, b"HELLO", b"oops")
     assert done.peak > 0
+
+
+def test_an_excluded_child_is_left_out_of_the_tree():
+    kid = subprocess.Popen([sys.executable, "-c", HOLDER.format(mb=200)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        assert kid.stdout.readline() == "ready\n"
+        with_kid, without = PeakRSS(tree=True).sample(), PeakRSS(tree=True, exclude=(kid.pid,)).sample()
+    finally:
+        kid.communicate("go\n")
+    assert with_kid - without >= 200 * MIB
