@@ -280,3 +280,26 @@ def test_a_review_file_that_cannot_be_written_fails_the_run_before_its_state(gro
     assert review_file.write is write
     again = align(store, settings, mapping=mapping)
     assert again.stats.n_in > 0 and again.review_path.is_file()
+
+
+def test_progress_never_reports_more_done_than_its_total(world, tmp_path):
+    """Each step counts in one unit: segmenting counts titles against the titles to segment (issue
+    75, 15: it counted lines against sub-classes, 290/136), a full run's and an incremental one's."""
+    first, grown_rows = _split(world)
+    store = Store.init(tmp_path / "store")
+    mapping = world.write_mapping(tmp_path / "mapping.toml")
+    settings = cfg.load(environ={}, cwd=tmp_path)
+    calls = []
+
+    def progress(step, done, total):
+        calls.append((step, done, total))
+
+    store.write("products", first)
+    align(store, settings, mapping=mapping, progress=progress)
+    store.write("products", grown_rows)
+    align(store, settings, mapping=mapping, progress=progress)
+    steps = {step for step, _, _ in calls}
+    assert "segmenting titles" in steps and "cosines" in steps, steps
+    assert [c for c in calls if c[1] > c[2]] == [], sorted({c for c in calls if c[1] > c[2]})[:5]
+    segmenting = [c for c in calls if c[0] == "segmenting titles"]
+    assert any(done == total for _, done, total in segmenting)  # it ends at its total

@@ -103,7 +103,7 @@ def score_pairs(
     local = {i: r for r, i in enumerate(rows)}
     vectors = ContentVectors(
         [subclasses[i].text for i in rows], weighting, workers,
-        (lambda n: progress("segmenting titles", n, len(rows))) if progress else None, segment=segment,
+        (lambda n, total: progress("segmenting titles", n, total)) if progress else None, segment=segment,
     )
     # One sparse product per (class, platform a, platform b) block: rows gathered once per block,
     # never once per pair (a pair-wise gather of 160k pairs x ~2,000 terms would not fit in memory).

@@ -160,7 +160,8 @@ class ContentVectors:
         texts: one text per sub-class (see :func:`content_text`).
         weighting: ``binary`` (simtext's presence vectors) or ``counts`` (term frequencies).
         workers: processes for jieba segmentation (1 = in this process).
-        progress: optional callable ``progress(n_done)`` called as texts are segmented.
+        progress: optional callable ``progress(done, total)`` called as the segmenter makes progress,
+            in its own unit: texts here, the titles (lines) not kept before with align's TokenCache.
     """
 
     def __init__(self, texts: Sequence[str], weighting: str = "binary", workers: int = 1, progress=None,
@@ -213,13 +214,13 @@ PARALLEL_CHARS = 300_000  # characters to segment (about 2-3 s of jieba) before 
 def segment_all(texts: list[str], workers: int, progress) -> list[list[str]]:
     """Every text's tokens (jieba, then simtext's analyser), in ``workers`` processes when there is
     enough to segment (:data:`PARALLEL_CHARS`): each worker pays ~3 s of imports, more than jieba
-    takes for an incremental run's few hundred new titles."""
+    takes for an incremental run's few hundred new titles. ``progress(done, total)``: texts segmented, of all."""
     if workers <= 1 or len(texts) < 2 * workers or sum(map(len, texts)) < PARALLEL_CHARS:
         out = []
         for i, text in enumerate(texts):
             out.append(tokens(text, True))
             if progress is not None:
-                progress(i + 1)
+                progress(i + 1, len(texts))
         return out
     from ..process_pool import ProcessPool
 
@@ -232,7 +233,7 @@ def segment_all(texts: list[str], workers: int, progress) -> list[list[str]]:
         for chunk in pool.map(_segment_worker, chunks):
             out.extend(chunk)
             if progress is not None:
-                progress(len(out))
+                progress(len(out), len(texts))
     return out
 
 

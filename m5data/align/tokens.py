@@ -96,7 +96,8 @@ class TokenCache:
             self.kept.update(zip(keys, zip(rows.column("terms").to_pylist(), rows.column("counts").to_pylist())))
 
     def _segment_lines(self, texts: list[str], workers: int, progress) -> None:
-        """Tokens of every line of ``texts`` into ``line_tokens``: from the kept lines, else segmented."""
+        """Tokens of every line of ``texts`` into ``line_tokens``: from the kept lines, else segmented
+        (``progress(done, total)``: lines segmented of the lines not kept, one title a line)."""
         from .similarity import segment_all
 
         needed = {line_hash(line): line for text in texts for line in text.split("\n")}
