@@ -179,13 +179,30 @@ class _EveryNth:
                 yield sample
 
 
+class _WorkersShare:
+    """Keep every n-th sample of the stream from the DataLoader worker's id on (n: the workers), when
+    there are more workers than shards: each worker reads every shard and decodes its share."""
+
+    def __call__(self, samples):
+        import torch
+
+        info = torch.utils.data.get_worker_info()
+        if info is None or info.num_workers <= 1:
+            yield from samples
+            return
+        yield from _EveryNth(info.id, info.num_workers)(samples)
+
+
 def loader(shards: str | Path, split: str, cfg: ModelConfig, *, batch_size: int, workers: int = 0,
            shuffle: bool = False, seed: int = 0, epoch: int = 0, rank: int = 0, world: int = 1):
     """A DataLoader over a split's shards: shards are split across workers; optional seeded shuffling.
 
     Args:
         shuffle: shuffle shard order and samples (a buffer of 256) with ``seed + epoch``.
-        workers: DataLoader worker processes (0: decode in this process).
+        workers: DataLoader worker processes (0: decode in this process). With at least as many
+            shards, each worker reads its shards (round robin); with more workers than shards (a
+            default demo export has one shard per split) each worker reads every shard and keeps
+            every ``workers``-th sample, so every worker decodes and none is left without work.
         rank, world: under DDP, this process's rank and the number of processes: every process reads
             the same seeded stream and keeps every ``world``-th sample from its ``rank`` on, so the
             processes share the split without overlap however few shards there are.
@@ -199,16 +216,20 @@ def loader(shards: str | Path, split: str, cfg: ModelConfig, *, batch_size: int,
     pipeline = [wds.SimpleShardList(urls)]
     if shuffle:
         pipeline.append(wds.detshuffle(len(urls), len(urls), seed=seed, epoch=epoch))
-    pipeline.append(wds.split_by_worker)
+    by_sample = workers > len(urls)
+    if not by_sample:
+        pipeline.append(wds.split_by_worker)
     pipeline.append(_RemoteTarSamples(shards) if _is_remote(shards) else wds.tarfile_to_samples(handler=wds.reraise_exception))
     if shuffle:
         pipeline.append(wds.detshuffle(256, 64, seed=seed + 1, epoch=epoch))
     if world > 1:
         pipeline.append(_EveryNth(rank, world))
+    if by_sample:
+        pipeline.append(_WorkersShare())
     pipeline.append(wds.map(_decode(cfg)))
     dataset = wds.DataPipeline(*pipeline)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, num_workers=min(workers, len(urls)),
+        dataset, batch_size=batch_size, num_workers=workers,
         collate_fn=functools.partial(collate, cfg=cfg), persistent_workers=False, worker_init_fn=_forked_worker_init)
 
 
