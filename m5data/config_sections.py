@@ -24,7 +24,7 @@ class CrawlSettings:
     per_domain: int = 8  # Scrapy CONCURRENT_REQUESTS_PER_DOMAIN
     download_delay: float = 0.0  # seconds between requests to one domain (AutoThrottle adapts above it)
     autothrottle: bool = True
-    max_pages: int = 0  # stop after this many pages; 0 = no limit
+    max_pages: int = 0  # send at most this many page requests (robots.txt included, tdmrep.json not); 0 = no limit
     max_depth: int = 0  # Scrapy DEPTH_LIMIT; 0 = no limit
     timeout: float = 30.0  # seconds per page request
     batch_rows: int = 500  # items buffered before a store write
@@ -91,6 +91,7 @@ class DownloadSettings:
     # owners' opt-outs (docs/compliance.md "Opt-outs"): a media file that states one is not stored (status opted_out)
     optout_directives: str = "noai,noimageai,noindex,noimageindex"  # X-Robots-Tag directives that opt a file out (comma-separated); "" = none
     tdmrep: bool = True  # honour W3C TDMRep: the tdm-reservation header and each media host's /.well-known/tdmrep.json
+    obey_robots: bool = True  # fetch no URL (a file or a redirect hop) its host's robots.txt disallows for crawl.user_agent's token (once per host and run)
 
 
 @dataclass

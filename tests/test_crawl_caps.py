@@ -126,3 +126,22 @@ def test_caps_are_validated_up_front():
     assert DEFAULTS.specs == 500 and DEFAULTS.title_chars == 1000
     with pytest.raises(ConfigError, match="crawl.max_specs must be > 0"):
         load(overrides={"crawl.max_specs": 0}, environ={})
+
+
+@pytest.mark.parametrize("cap", [1, 9, 30])
+def test_max_pages_is_exact_with_many_requests_in_flight(demo_shop, tmp_path, cap):
+    """``crawl.max_pages`` N: at most N requests reach the shop, robots.txt's among them (tdmrep.json is
+    not a page), and the summary's pages fetched stay within N, however many requests are in flight
+    (issue 75, 15: ``--max-pages 40`` fetched 49 with Scrapy's CLOSESPIDER_PAGECOUNT)."""
+    from m5data.storage import Store
+
+    demo_shop.clear_requests()
+    store = Store.init(tmp_path / "store")
+    settings = load(overrides={"crawl.allow_private": True, "crawl.max_pages": cap, "crawl.concurrency": 16,
+                               "crawl.per_domain": 16, "crawl.autothrottle": False}, environ={})
+    stats = run(store, settings, start_urls=[demo_shop.url + "/"])
+    sent = [path for _, path, _ in demo_shop.requests if not path.endswith("/tdmrep.json")]
+    assert len(sent) == cap, sent  # the shop has far more pages: the crawl stops at N, exactly
+    assert "/robots.txt" in sent
+    assert 0 < stats.n_in <= cap and stats.details["pages"]["fetched"] <= cap
+    assert not [r for r in store.read("crawl_errors").to_pylist() if "max_pages" in (r["reason"] or "")]

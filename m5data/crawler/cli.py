@@ -12,7 +12,7 @@ def crawl(
     start_url: list[str] = typer.Option(..., "--start-url", help="Listing page, sitemap (.xml/.xml.gz) or robots.txt to start from (repeatable). Only their hosts are crawled."),
     site: Optional[str] = typer.Option(None, "--site", help="Site adapter for every page (amazon, aliexpress, generic, ...). Default: chosen per page by host or template, else generic schema.org."),
     refresh: bool = typer.Option(False, "--refresh", help="Fetch product pages already in the store again (default: skip them, so a re-run resumes)."),
-    max_pages: Optional[int] = typer.Option(None, "--max-pages", help="Stop after this many pages (crawl.max_pages; 0 = no limit)."),
+    max_pages: Optional[int] = typer.Option(None, "--max-pages", help="Send at most this many page requests, robots.txt included (crawl.max_pages; 0 = no limit)."),
     max_depth: Optional[int] = typer.Option(None, "--max-depth", help="Follow links this many hops from a start URL (crawl.max_depth; 0 = no limit)."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Requests in flight (crawl.concurrency)."),
     per_domain: Optional[int] = typer.Option(None, "--per-domain", help="Requests in flight per domain (crawl.per_domain)."),

@@ -110,7 +110,7 @@ def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, 
         "AUTOTHROTTLE_ENABLED": cs.autothrottle,
         "AUTOTHROTTLE_START_DELAY": max(cs.download_delay, 0.1),
         "AUTOTHROTTLE_TARGET_CONCURRENCY": float(cs.per_domain),
-        "CLOSESPIDER_PAGECOUNT": cs.max_pages,
+        "M5DATA_MAX_PAGES": cs.max_pages,  # exact (pagecap.py); Scrapy's CLOSESPIDER_PAGECOUNT ran past it
         "DEPTH_LIMIT": cs.max_depth,
         "DOWNLOAD_TIMEOUT": cs.timeout,
         "DOWNLOAD_MAXSIZE": cs.max_page_bytes,  # inflated too (HttpCompressionMiddleware): "page too large" rows
@@ -132,7 +132,8 @@ def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, 
                                    "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
                                    "m5data.crawler.optouts.TdmRepMiddleware": 110,  # after robots.txt (100)
                                    "m5data.crawler.spider.CharsetMiddleware": 120,
-                                   "m5data.crawler.politeness.PolitenessMiddleware": 560},
+                                   "m5data.crawler.politeness.PolitenessMiddleware": 560,
+                                   "m5data.crawler.pagecap.PageCapMiddleware": 950},  # last: counts what is sent
         # no telnet console nor remote control (Scrapy 2.19's HTTP endpoint that runs code sent to it): the
         # subprocess leaves them out of Scrapy's base list (child.without_listeners)
         "EXTENSIONS": {"m5data.crawler.spider.ProgressReporter": 500},

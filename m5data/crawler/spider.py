@@ -30,6 +30,7 @@ from .extraction import declared_encoding, detect_encoding, read_page
 from .items import NotModified, PageError, ProductItem, host_platform
 from .licence import page_license
 from .optouts import ROBOTS, OptedOut, page_optout, robots_refusal
+from .pagecap import PageCapReached
 from .render import as_text_response, needs_render, no_product_reason, render_meta
 from .revalidate import conditional_headers, validators_of
 from .safety import RefusedRequest, crawl_scope, in_scope
@@ -283,6 +284,8 @@ class ProductSpider(scrapy.Spider):
             fallback.problems.append(f"render failed: {type(failure.value).__name__}: {str(failure.value)[:160]}")
             self.crawler.stats.inc_value("m5data/product_pages")  # the plain fetch's page, which deferred its item
             yield fallback
+            return
+        if failure.check(PageCapReached):  # not sent: crawl.max_pages was reached (pagecap.py)
             return
         if request.meta.get("depth", 0) == 0:  # a start URL that could not be fetched yields nothing
             self._empty_start(request.meta.get("redirect_urls", [request.url])[0])
