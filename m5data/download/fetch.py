@@ -37,7 +37,7 @@ from yarl import URL
 
 from ..storage.errors import StoreError
 from ..storage.retry import StoreRetry
-from .optouts import OPTED_OUT, MediaOptOuts
+from .optouts import MediaOptOuts
 from .outcome import Outcome, backoff_delay, outcome_of_error
 from .resize import ImageDecodeError, ImagePool, ImageTooLarge, image_size
 from .retry_after import retry_after_seconds
@@ -251,6 +251,8 @@ class Fetcher:
     async def _attempt(self, url: str, kind: str, referer: str | None = None) -> Outcome:
         target = check_url(url, self.opts.allow_private)
         for hop in range(self.opts.max_redirects + 1):
+            if refused := await self.optouts.refusal(self.session, target):  # robots.txt: not requested
+                return refused
             sent = referer_for(referer, str(target))  # per hop: a redirect to http drops it
             async with self.session.get(target, allow_redirects=False,
                                         headers={"Referer": sent} if sent else None) as resp:
@@ -274,9 +276,8 @@ class Fetcher:
                            retry_after=retry_after_seconds(resp.headers.get("Retry-After")))
         if not 200 <= status < 300:
             return Outcome("failed", f"http_{status}", f"HTTP {status}", http_status=status)
-        if found := await self.optouts.check(self.session, resp):  # the owner opted the file out: no body read
-            return Outcome(OPTED_OUT, OPTED_OUT, f"opted out: {found.source}: {found.directive}", http_status=status,
-                           meta={"optout": {"source": found.source, "directive": found.directive}})
+        if opted := await self.optouts.outcome(self.session, resp):  # the owner opted the file out: no body read
+            return opted
         limit = self.opts.max_image_bytes if kind == "image" else self.opts.max_video_bytes
         if resp.content_length is not None and resp.content_length > limit:
             return Outcome("too_large", "too_large", f"Content-Length {resp.content_length:,} exceeds the "

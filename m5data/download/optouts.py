@@ -3,7 +3,9 @@
 A response's ``X-Robots-Tag`` (the directives of ``download.optout_directives``, scoped to our agent
 or to none) or ``tdm-reservation: 1``, or a reserving rule of its host's ``/.well-known/tdmrep.json``
 (fetched once per host and run, ``download.tdmrep``), makes the file's outcome ``opted_out``: no
-body read, no blob, one ``optouts`` row (scope ``media``); not a failure, never retried.
+body read, no blob, one ``optouts`` row (scope ``media``); not a failure, never retried. So does a
+redirect hop that says so (its headers are read as the file's), and a URL (the file's or a hop's)
+that its host's robots.txt disallows for our agent (:mod:`.robots`): that one is not requested.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import aiohttp
 from yarl import URL
 
 from ..optout import TDMREP_MAX_BYTES, TDMREP_PATH, OptOut, agent_token, robots_optout, tdm_optout, tdmrep_rules
+from .outcome import Outcome
+from .robots import RobotsRules
 from .safety import check_url
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,18 @@ class MediaOptOuts:
         self.agent = agent_token(user_agent)
         self.directives = [d.strip().lower() for d in opts.optout_directives.split(",") if d.strip()]
         self.rules: dict[str, asyncio.Future] = {}
+        self.robots = RobotsRules(opts, self.agent)
+
+    async def refusal(self, session: aiohttp.ClientSession, url: URL) -> Outcome | None:
+        """The outcome of a URL not to be requested at all (robots.txt), or None: request it."""
+        verdict = await self.robots.verdict(session, url)
+        if verdict == "disallowed":
+            return Outcome(OPTED_OUT, "robots_txt", f"opted out: robots.txt disallows {url.raw_path} for {self.agent}",
+                           meta={"optout": {"source": "robots.txt", "directive": "Disallow"}})
+        if verdict == "unreachable":
+            return Outcome("failed", "robots_unreachable", f"robots.txt of {url.origin()} answered 5xx or not at all: "
+                           "nothing of the host is fetched this run (RFC 9309 2.3.1.4)")
+        return None
 
     async def check(self, session: aiohttp.ClientSession, resp: aiohttp.ClientResponse) -> OptOut | None:
         """The opt-out a media response states, or None."""
@@ -47,6 +63,13 @@ class MediaOptOuts:
         header = resp.headers.get("tdm-reservation")
         rules = None if header is not None else await self._rules(session, url)
         return tdm_optout(header, None, rules, url.raw_path_qs)
+
+    async def outcome(self, session: aiohttp.ClientSession, resp: aiohttp.ClientResponse) -> Outcome | None:
+        """:meth:`check` as the file's outcome (``opted_out``, no body read), or None."""
+        if found := await self.check(session, resp):
+            return Outcome(OPTED_OUT, OPTED_OUT, f"opted out: {found.source}: {found.directive}", http_status=resp.status,
+                           meta={"optout": {"source": found.source, "directive": found.directive}})
+        return None
 
     async def _rules(self, session: aiohttp.ClientSession, url: URL) -> list:
         origin = str(url.origin())

@@ -99,6 +99,7 @@ class DownloadStats(StageStats):
     stalled: list[str] = field(default_factory=list)
     pool_restarts: int = 0  # re-encoding pools replaced after a worker process died
     store_waits: int = 0  # store calls that failed and were tried again (the store was out)
+    robots_refused: int = 0  # files not requested: robots.txt disallows them (opted_out, reason robots_txt)
 
     @property
     def failure_rate(self) -> float:
@@ -211,7 +212,8 @@ def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retr
         stats.store_waits = retry.waits
         if retry.waits:
             stats.details["store_waits"] = retry.waits
-        stats.details["optouts"] = {"media": stats.statuses[OPTED_OUT]}
+        stats.details["optouts"] = {"media": stats.statuses[OPTED_OUT],
+                                    **({"robots.txt": stats.robots_refused} if stats.robots_refused else {})}
         job = {"optouts": stats.details["optouts"], **({"pool": stats.details["pool"]} if "pool" in stats.details else {})}
         retry.call(srun.record, {**cfg.as_dict(settings), "job": job})
         return stats
@@ -283,7 +285,9 @@ class _Download:
         self.stats.statuses[outcome.status] += 1
         if outcome.status == "ok":
             self.stats.n_out += 1
-        elif outcome.status != OPTED_OUT:  # an owner's opt-out is no failure, never retried
+        elif outcome.status == OPTED_OUT:  # an owner's opt-out is no failure, never retried
+            self.stats.robots_refused += outcome.reason == "robots_txt"
+        else:
             reason = outcome.status if outcome.reason == outcome.status else f"{outcome.status}/{outcome.reason}"
             self.stats.fail(reason)
         self.buffer.append(status_row(job.row, outcome))

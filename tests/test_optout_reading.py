@@ -1,0 +1,66 @@
+"""Opt-outs read wherever an owner states them (issue 76, findings 2, 3 and 5): robots.txt for every URL
+the download requests, HTML robots meta tags, redirect hops, agent tokens with ``*`` and versions, a
+stored file re-checked on a refresh, the ``tdm-policy`` recorded, opted-out products hidden in ``m5data sql``."""
+
+import json
+
+from crawl_server import Page, SiteServer
+from support.media_server import jpeg_bytes, media_rows
+
+from m5data.config import load
+from m5data.download.run import run as download
+
+JPEG = jpeg_bytes(32, 24)
+
+
+def _download(store, **overrides):
+    return download(store, load(overrides={"download.allow_private": True, "download.retries": 0, **overrides},
+                                environ={}))
+
+
+def _by_name(store, table: str, marker: str) -> dict:
+    return {r["url"].split(marker)[1]: r for r in store.read(table).to_pylist()}
+
+
+def test_download_obeys_robots_txt_for_every_url_it_requests(store):
+    """``User-agent: m5data`` / ``Disallow: /img/``: no file under /img/ is requested, neither directly
+    nor as a redirect's target; each is ``opted_out`` (reason robots_txt) with an ``optouts`` row. A host
+    whose robots.txt answers 503 has nothing fetched (RFC 9309: complete disallow), as a failure, not an
+    opt-out; a 404 robots.txt allows everything. Each robots.txt is fetched once per run."""
+    shop = SiteServer({"/img/a.jpg": Page(JPEG, "image/jpeg"), "/img/c.jpg": Page(JPEG, "image/jpeg"),
+                       "/pub/b.jpg": Page(JPEG, "image/jpeg"),
+                       "/pub/hop.jpg": Page(b"", status=302, headers={"Location": "/img/c.jpg"}),
+                       "/robots.txt": Page(b"User-agent: otherbot\nDisallow: /\n\nUser-agent: m5data\n"
+                                           b"Disallow: /img/\n\nUser-agent: *\nAllow: /\n", "text/plain")})
+    down = SiteServer({"/x.jpg": Page(JPEG, "image/jpeg"), "/robots.txt": Page(b"busy", status=503)})
+    free = SiteServer({"/y.jpg": Page(JPEG, "image/jpeg")})  # no robots.txt: 404
+    with shop, down, free:
+        urls = [f"{shop.url}/img/a.jpg", f"{shop.url}/pub/b.jpg", f"{shop.url}/pub/hop.jpg", f"{down.url}/x.jpg",
+                f"{free.url}/y.jpg"]
+        store.write("media", media_rows(urls))
+        stats = _download(store)
+    rows = {r["url"].rsplit("/", 1)[1]: r for r in store.read("media").to_pylist()}
+    assert {k: (r["status"], r["blob"] is not None) for k, r in rows.items()} == {
+        "a.jpg": ("opted_out", False), "b.jpg": ("ok", True), "hop.jpg": ("opted_out", False),
+        "x.jpg": ("failed", False), "y.jpg": ("ok", True)}
+    assert "robots.txt disallows /img/a.jpg" in rows["a.jpg"]["error"]
+    assert "robots.txt" in rows["x.jpg"]["error"] and "5xx" in rows["x.jpg"]["error"]
+    assert not any(p.startswith("/img/") for p in shop.requests) and down.requests == ["/robots.txt"]
+    assert shop.requests.count("/robots.txt") == 1 and free.requests.count("/robots.txt") == 1
+    optouts = {r["url"].rsplit("/", 1)[1]: r for r in store.read("optouts").to_pylist()}
+    assert {k: (r["scope"], r["source"], r["directive"]) for k, r in optouts.items()} == {
+        "a.jpg": ("media", "robots.txt", "Disallow"), "hop.jpg": ("media", "robots.txt", "Disallow")}
+    assert stats.details["optouts"] == {"media": 2, "robots.txt": 2}
+    assert stats.n_failed == 1 and dict(stats.failures) == {"failed/robots_unreachable": 1}
+    (run,) = store.read("runs", where=f"run_id = '{stats.run_id}'").to_pylist()
+    assert json.loads(run["config"])["job"]["optouts"] == {"media": 2, "robots.txt": 2}
+
+
+def test_download_robots_txt_setting(store):
+    shop = SiteServer({"/img/a.jpg": Page(JPEG, "image/jpeg"),
+                       "/robots.txt": Page(b"User-agent: m5data\nDisallow: /img/\n", "text/plain")})
+    with shop:
+        store.write("media", media_rows([f"{shop.url}/img/a.jpg"]))
+        _download(store, **{"download.obey_robots": False})
+    assert [r["status"] for r in store.read("media").to_pylist()] == ["ok"]
+    assert "/robots.txt" not in shop.requests
