@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 DEFAULT_DIRECTIVES = ("noai", "noimageai", "noindex", "noimageindex")
-SOURCES = ("x-robots-tag", "tdm-header", "tdm-meta", "tdmrep.json", "robots.txt")  # optouts.source
+SOURCES = ("x-robots-tag", "robots-meta", "tdm-header", "tdm-meta", "tdmrep.json", "robots.txt")  # optouts.source
 TDMREP_PATH = "/.well-known/tdmrep.json"
 TDMREP_MAX_BYTES = 1 << 20  # a rules file is a few hundred bytes; a bigger one is not read
 # the products whose page opted out after their last stored version (a refresh crawl found it): exports
@@ -52,17 +52,18 @@ def agent_token(user_agent: str) -> str:
 
 def robots_directives(values: Iterable[str], agent: str) -> list[str]:
     """The X-Robots-Tag directives of ``values`` (one per header) that apply to ``agent``: those
-    no user agent scopes, and those scoped to ``agent`` (``m5data: noai``); lower case, in order."""
+    no user agent scopes, those scoped to every agent (``*: noai``) and those scoped to ``agent``, with
+    or without a version (``m5data: noai``, ``m5data/0.1: noai``); lower case, in order."""
     out = []
     for value in values:
         scope = None  # a scope lasts to the end of its header value, or to the next agent
         for piece in value.split(","):
             name, colon, rest = piece.strip().partition(":")
             name = name.strip().lower()
-            if colon and name not in _VALUED and re.fullmatch(r"[\w.\-*]+", name) and not _is_directive(name):
-                scope, piece = name, rest
+            if colon and name not in _VALUED and re.fullmatch(r"[\w.\-*/]+", name) and not _is_directive(name):
+                scope, piece = name.split("/", 1)[0], rest  # a product token's version does not narrow it
             directive = piece.strip().partition(":")[0].strip().lower()
-            if directive and scope in (None, agent):
+            if directive and scope in (None, "*", agent):
                 out.extend(_EXPANDS.get(directive, (directive,)))
     return out
 

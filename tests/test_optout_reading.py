@@ -64,3 +64,45 @@ def test_download_robots_txt_setting(store):
         _download(store, **{"download.obey_robots": False})
     assert [r["status"] for r in store.read("media").to_pylist()] == ["ok"]
     assert "/robots.txt" not in shop.requests
+
+
+ROBOTS_METAS = {  # product i -> (the tag put in its <head>, the directive its optouts row records, or None)
+    0: ('<meta name="robots" content="noai, noimageai">', "noai, noimageai"),
+    1: ('<meta name="M5Data" content="noai">', "noai"),  # our agent's name, any case
+    2: ('<meta name="otherbot" content="noai">', None),  # another agent's
+    3: ('<meta name="robots" content="index, follow">', None),
+    4: ("", None),
+}
+
+
+def test_crawl_reads_robots_meta_tags(store):
+    """``<meta name="robots">`` and ``<meta name="m5data">`` opt a product page out as X-Robots-Tag does:
+    nothing of the product stored, an ``optouts`` row with source ``robots-meta``."""
+    from crawl_server import crawl_shop, jsonld_shop, product_pages
+
+    server = SiteServer({})
+    skus = jsonld_shop(server, n_products=len(ROBOTS_METAS), per_page=len(ROBOTS_METAS))
+    for path, i, page in product_pages(server, skus):
+        server.add(path, Page(page.body.replace(b"<head>", b"<head>" + ROBOTS_METAS[i][0].encode())))
+    stats, ids = crawl_shop(store, server, skus)
+    kept = {ids[r["product_id"]] for r in store.read("products").to_pylist()}
+    assert kept == {i for i, (_, said) in ROBOTS_METAS.items() if said is None}
+    assert not {ids[r["product_id"]] for r in store.read("media").to_pylist()} - kept
+    rows = {ids[r["product_id"]]: (r["source"], r["directive"]) for r in store.read("optouts").to_pylist()}
+    assert rows == {i: ("robots-meta", said) for i, (_, said) in ROBOTS_METAS.items() if said}
+    assert stats.details["optouts"] == {"page": 2}
+
+
+def test_x_robots_tag_scoped_to_every_agent_or_to_a_versioned_token():
+    from m5data.optout import DEFAULT_DIRECTIVES, robots_optout
+
+    def said(*values):
+        found = robots_optout(list(values), "m5data", DEFAULT_DIRECTIVES)
+        return found.directive if found else None
+
+    assert said("*: noai") == "noai"
+    assert said("m5data/0.1: noimageai") == "noimageai"
+    assert said("M5Data/2.0: noai, noindex") == "noai, noindex"
+    assert said("googlebot: noindex, *: noai") == "noai"
+    assert said("m5data-other/1: noai") is None and said("otherbot/0.1: noai") is None
+    assert said("otherbot: noai, nofollow") is None

@@ -53,14 +53,30 @@ def optout_settings(cs) -> dict:
                               "tdmrep": cs.tdmrep}}
 
 
+def robots_metas(page, agent: str) -> list[str]:
+    """The page's robots meta tags as X-Robots-Tag values: ``<meta name="robots" content>`` as it is,
+    ``<meta name="<agent>" content>`` scoped to ``agent`` (a name in any case)."""
+    if page is None or page.tree is None:
+        return []
+    values = []
+    for meta in page.tree.xpath("//meta[@name and @content]"):
+        name = (meta.get("name") or "").strip().lower()
+        if name in ("robots", agent):
+            values.append(meta.get("content") if name == "robots" else f"{agent}: {meta.get('content')}")
+    return values
+
+
 def page_optout(response, page, config: dict) -> OptOut | None:
-    """The opt-out a product page states (its X-Robots-Tag, tdm-reservation header or meta, its host's
-    tdmrep.json), or None. ``page``: the parsed page (its meta), None for a body not read."""
+    """The opt-out a product page states (its X-Robots-Tag, its robots meta tags, its tdm-reservation
+    header or meta, its host's tdmrep.json), or None. ``page``: the parsed page (its meta), None for a
+    body not read."""
     if not config:  # a crawl whose settings have no M5DATA_OPTOUT (built without crawl.build_settings)
         return None
     values = [v.decode("latin-1") for v in response.headers.getlist("X-Robots-Tag")]
     if found := robots_optout(values, config["agent"], config["directives"]):
         return found
+    if found := robots_optout(robots_metas(page, config["agent"]), config["agent"], config["directives"]):
+        return OptOut("robots-meta", found.directive)
     if not config["tdmrep"]:
         return None
     meta = None
