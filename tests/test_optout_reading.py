@@ -19,7 +19,7 @@ def _download(store, **overrides):
 
 
 def _by_name(store, table: str, marker: str) -> dict:
-    return {r["url"].split(marker)[1]: r for r in store.read(table).to_pylist()}
+    return {r["url"].split(marker)[1]: r for r in store.read(table).to_pylist() if marker in r["url"]}
 
 
 def test_download_obeys_robots_txt_for_every_url_it_requests(store):
@@ -106,3 +106,33 @@ def test_x_robots_tag_scoped_to_every_agent_or_to_a_versioned_token():
     assert said("googlebot: noindex, *: noai") == "noai"
     assert said("m5data-other/1: noai") is None and said("otherbot/0.1: noai") is None
     assert said("otherbot: noai, nofollow") is None
+
+
+def test_an_optout_sent_only_on_a_redirect_hop_is_the_pages_and_the_files(store):
+    """A product link answering 301 with ``X-Robots-Tag: noai`` to a page that says nothing stores
+    nothing of the product; an image URL answering 302 with ``noimageai`` to a plain image is opted out."""
+    from crawl_server import crawl_shop, jsonld_shop
+
+    server = SiteServer({})
+    skus = jsonld_shop(server, n_products=3, per_page=3)
+    server.add("/q/SKU-0001.html", server.routes.pop("/p/SKU-0001.html?ref=list1"))
+    server.add("/p/SKU-0001.html?ref=list1", Page(b"", status=301, headers={"Location": "/q/SKU-0001.html",
+                                                                            "X-Robots-Tag": "noai"}))
+    stats, ids = crawl_shop(store, server, skus)
+    assert "/q/SKU-0001.html" in server.requests  # followed: the page said nothing itself
+    assert {ids[r["product_id"]] for r in store.read("products").to_pylist()} == {0, 2}
+    (row,) = store.read("optouts").to_pylist()
+    assert (ids[row["product_id"]], row["source"], row["directive"], row["url"]) == (
+        1, "x-robots-tag", "noai", server.url + "/p/SKU-0001.html?ref=list1")
+
+    media = SiteServer({"/img/a.jpg": Page(JPEG, "image/jpeg"), "/img/b.jpg": Page(JPEG, "image/jpeg"),
+                        "/hop/a.jpg": Page(b"", status=302, headers={"Location": "/img/a.jpg",
+                                                                     "X-Robots-Tag": "noimageai"}),
+                        "/hop/b.jpg": Page(b"", status=302, headers={"Location": "/img/b.jpg"})})
+    with media:
+        store.write("media", media_rows([f"{media.url}/hop/a.jpg", f"{media.url}/hop/b.jpg"], product_id="x:1"))
+        _download(store)
+    status = {r["url"]: r["status"] for r in store.read("media", where="product_id = 'x:1'").to_pylist()}
+    assert status == {f"{media.url}/hop/a.jpg": "opted_out", f"{media.url}/hop/b.jpg": "ok"}
+    assert "/img/a.jpg" not in media.requests
+    assert _by_name(store, "optouts", "/hop/")["a.jpg"]["directive"] == "noimageai"

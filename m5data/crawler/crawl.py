@@ -133,6 +133,8 @@ def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, 
                                    "m5data.crawler.optouts.TdmRepMiddleware": 110,  # after robots.txt (100)
                                    "m5data.crawler.spider.CharsetMiddleware": 120,
                                    "m5data.crawler.politeness.PolitenessMiddleware": 560,
+                                   # sees a 3xx's headers before RedirectMiddleware (600) follows it
+                                   "m5data.crawler.optouts.RedirectOptOutMiddleware": 610,
                                    "m5data.crawler.pagecap.PageCapMiddleware": 950},  # last: counts what is sent
         # no telnet console nor remote control (Scrapy 2.19's HTTP endpoint that runs code sent to it): the
         # subprocess leaves them out of Scrapy's base list (child.without_listeners)

@@ -6,6 +6,8 @@ first page of that host, and hands its rules to the spider in the request's meta
 product when the page opts out (its links are still followed: an opt-out is not a ``nofollow``).
 A link to a product page that robots.txt disallows (Scrapy's ``RobotsTxtMiddleware`` drops it) is
 an :class:`OptedOut` item too (:func:`robots_refusal`), without a product id: the page was never read.
+An opt-out sent on a redirect hop (a 301 whose X-Robots-Tag says ``noai``) is the page's:
+:class:`RedirectOptOutMiddleware` reads each hop's headers before Scrapy's redirect middleware follows it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..optout import TDMREP_PATH, OptOut, agent_token, robots_optout, tdm_optout
 
 log = logging.getLogger(__name__)
 RULES_META = "m5data_tdmrep"  # request meta: the rules of the request's host (a list, possibly empty)
+HOP_META = "m5data_hop_optout"  # request meta: the OptOut a redirect hop on the way to it stated
 FETCHED = "m5data/tdmrep/fetched"  # crawler stats: tdmrep.json responses (not pages: crawl.py takes them off)
 ROBOTS = "m5data/optouts/robots.txt"  # crawler stats: product links robots.txt disallowed (in m5data/optouts/page too)
 # the reason Scrapy's RobotsTxtMiddleware gives the IgnoreRequest of a disallowed request (no type of its own)
@@ -72,6 +75,8 @@ def page_optout(response, page, config: dict) -> OptOut | None:
     body not read."""
     if not config:  # a crawl whose settings have no M5DATA_OPTOUT (built without crawl.build_settings)
         return None
+    if hop := response.meta.get(HOP_META):  # a redirect on the way here said it
+        return hop
     values = [v.decode("latin-1") for v in response.headers.getlist("X-Robots-Tag")]
     if found := robots_optout(values, config["agent"], config["directives"]):
         return found
@@ -86,6 +91,26 @@ def page_optout(response, page, config: dict) -> OptOut | None:
     url = urlparse_cached(response)
     path = (url.path or "/") + (f"?{url.query}" if url.query else "")
     return tdm_optout(response.headers.get("tdm-reservation"), meta, response.meta.get(RULES_META), path)
+
+
+class RedirectOptOutMiddleware:
+    """Downloader middleware (610: its ``process_response`` runs before Scrapy's ``RedirectMiddleware``,
+    600, turns a 3xx into the next request): the opt-out a redirect hop states (its X-Robots-Tag, its
+    ``tdm-reservation`` header, its host's tdmrep.json for its path) goes on in the request's meta,
+    which the redirect copies, so the page it leads to is opted out (:func:`page_optout`)."""
+
+    def __init__(self, crawler):
+        self.config = crawler.settings.getdict("M5DATA_OPTOUT") or {}
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler)
+
+    def process_response(self, request, response, spider=None):
+        if 300 <= response.status < 400 and b"Location" in response.headers and not request.meta.get(HOP_META):
+            if found := page_optout(response.replace(request=request), None, self.config):  # tied: its meta
+                request.meta[HOP_META] = found
+        return response
 
 
 class TdmRepMiddleware:

@@ -257,6 +257,8 @@ class Fetcher:
             async with self.session.get(target, allow_redirects=False,
                                         headers={"Referer": sent} if sent else None) as resp:
                 if resp.status in REDIRECTS:
+                    if opted := await self.optouts.outcome(self.session, resp):  # said on the hop: the file's
+                        return opted
                     location = resp.headers.get("Location")
                     if not location:
                         return Outcome("failed", "bad_redirect", f"HTTP {resp.status} without a Location header",
