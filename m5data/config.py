@@ -276,7 +276,7 @@ def validate(settings: Settings) -> Settings:
     return settings
 
 
-ENV_OTHER: set[str] = set()  # M5DATA_* variables that are not settings (none yet): never warned about
+ENV_OTHER: set[str] = {"M5DATA_WARM"}  # M5DATA_* variables that are not settings (m5data.warm's switch): never warned about
 
 
 def env_name(key: str) -> str:

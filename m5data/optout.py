@@ -121,16 +121,20 @@ def tdmrep_rules(body: bytes) -> list[TdmRule]:
     return rules
 
 
-def tdm_optout(header: str | bytes | None, meta: str | None, rules: list[TdmRule] | None, path: str) -> OptOut | None:
+def tdm_optout(header: str | bytes | None, meta: str | None, rules: list[TdmRule] | None, path: str,
+               policy: str | bytes | None = None) -> OptOut | None:
     """The TDMRep opt-out of a resource: its page's meta, else its header, else the host's first rule
     matching ``path`` (path and query of its URL); None when not reserved or not said. The spec's
     processing priority (TDMRep, "Processing priority"): a header's value supersedes the file's, and
-    the HTML meta's supersedes both."""
+    the HTML meta's supersedes both. The ``tdm-policy`` the resource (``policy``: its meta's, else its
+    header's) or the rule states is recorded in the directive: ``tdm-reservation: 1 (tdm-policy URL)``."""
     for source, value in (("tdm-meta", meta), ("tdm-header", header)):
         said = tdm_value(value)
         if said is not None:
-            return OptOut(source, "tdm-reservation: 1") if said else None
+            policy = policy.decode("latin-1") if isinstance(policy, bytes) else policy
+            return OptOut(source, "tdm-reservation: 1" + (f" (tdm-policy {policy.strip()})" if policy else "")) if said else None
     for rule in rules or ():
         if rule.matches(path):
-            return OptOut("tdmrep.json", f"tdm-reservation: 1 (location {rule.location})") if rule.reserved else None
+            said = f"location {rule.location}" + (f"; tdm-policy {rule.policy}" if rule.policy else "")
+            return OptOut("tdmrep.json", f"tdm-reservation: 1 ({said})") if rule.reserved else None
     return None
