@@ -136,3 +136,36 @@ def test_an_optout_sent_only_on_a_redirect_hop_is_the_pages_and_the_files(store)
     assert status == {f"{media.url}/hop/a.jpg": "opted_out", f"{media.url}/hop/b.jpg": "ok"}
     assert "/img/a.jpg" not in media.requests
     assert _by_name(store, "optouts", "/hop/")["a.jpg"]["directive"] == "noimageai"
+
+
+def test_the_tdm_policy_is_recorded_with_its_reservation(store):
+    """A page's ``<meta name="tdm-policy">`` (or ``tdm-policy`` header) and a tdmrep.json rule's
+    ``tdm-policy`` are kept in the ``optouts`` row's directive, for the crawl and the download."""
+    from crawl_server import crawl_shop, jsonld_shop, product_pages
+
+    policy = "https://shop.test/policies/tdm.json"
+    server = SiteServer({})
+    skus = jsonld_shop(server, n_products=3, per_page=3)
+    for path, i, page in product_pages(server, skus):
+        if i == 0:
+            server.add(path, Page(page.body.replace(b"<head>", b'<head><meta name="tdm-reservation" content="1">'
+                                                    b'<meta name="TDM-Policy" content="' + policy.encode() + b'">')))
+        elif i == 1:
+            server.add(path, Page(page.body, headers={"tdm-reservation": "1", "tdm-policy": policy}))
+    rules = [{"location": "/p/SKU-0002*", "tdm-reservation": 1, "tdm-policy": policy},
+             {"location": "/img/b", "tdm-reservation": 1, "tdm-policy": policy}]
+    server.add("/.well-known/tdmrep.json", Page(json.dumps(rules).encode(), "application/json"))
+    cdn = SiteServer({"/img/a.jpg": Page(JPEG, "image/jpeg", headers={"tdm-reservation": "1", "tdm-policy": policy}),
+                      "/img/b.jpg": Page(JPEG, "image/jpeg"), "/.well-known/tdmrep.json": Page(json.dumps(rules).encode())})
+    _, ids = crawl_shop(store, server, skus)
+    said = {ids[r["product_id"]]: (r["source"], r["directive"]) for r in store.read("optouts").to_pylist()}
+    assert said == {0: ("tdm-meta", f"tdm-reservation: 1 (tdm-policy {policy})"),
+                    1: ("tdm-header", f"tdm-reservation: 1 (tdm-policy {policy})"),
+                    2: ("tdmrep.json", f"tdm-reservation: 1 (location /p/SKU-0002*; tdm-policy {policy})")}
+    with cdn:
+        store.write("media", media_rows([f"{cdn.url}/img/a.jpg", f"{cdn.url}/img/b.jpg"], product_id="x:1"))
+        _download(store)
+    media = _by_name(store, "optouts", "/img/")
+    assert {k: r["directive"] for k, r in media.items()} == {
+        "a.jpg": f"tdm-reservation: 1 (tdm-policy {policy})",
+        "b.jpg": f"tdm-reservation: 1 (location /img/b; tdm-policy {policy})"}

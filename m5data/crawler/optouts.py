@@ -84,13 +84,14 @@ def page_optout(response, page, config: dict) -> OptOut | None:
         return OptOut("robots-meta", found.directive)
     if not config["tdmrep"]:
         return None
-    meta = None
+    meta = policy = None
     if page is not None and page.tree is not None:
-        meta = next(iter(page.tree.xpath('//meta[translate(@name, "TDMRESVAION", "tdmresvaion")="tdm-reservation"]'
-                                         "/@content")), None)
+        meta, policy = (next(iter(page.tree.xpath(f'//meta[translate(@name, "TDMRESVAIONPLCY", "tdmresvaionplcy")="{name}"]'
+                                                  "/@content")), None) for name in ("tdm-reservation", "tdm-policy"))
     url = urlparse_cached(response)
     path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-    return tdm_optout(response.headers.get("tdm-reservation"), meta, response.meta.get(RULES_META), path)
+    return tdm_optout(response.headers.get("tdm-reservation"), meta, response.meta.get(RULES_META), path,
+                      policy or response.headers.get("tdm-policy"))
 
 
 class RedirectOptOutMiddleware:

@@ -62,7 +62,7 @@ class MediaOptOuts:
         url = resp.url
         header = resp.headers.get("tdm-reservation")
         rules = None if header is not None else await self._rules(session, url)
-        return tdm_optout(header, None, rules, url.raw_path_qs)
+        return tdm_optout(header, None, rules, url.raw_path_qs, resp.headers.get("tdm-policy"))
 
     async def outcome(self, session: aiohttp.ClientSession, resp: aiohttp.ClientResponse) -> Outcome | None:
         """:meth:`check` as the file's outcome (``opted_out``, no body read), or None."""
