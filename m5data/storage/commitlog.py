@@ -23,7 +23,8 @@ folded from its first entry. :meth:`TableLog.audit` folds the whole log, checkpo
 
 A *lease* is an entry too (``kind: lease``): whole-table rewriters (compact, replace) take it before
 they start and release it with their commit, so two never overlap; the commit itself checks that the
-parts it removes are still live, so even an expired lease cannot lose a row.
+parts it removes are still live, so even an expired lease cannot lose a row. A *fence* entry (``kind:
+fence``) shuts a stage run whose lease was taken over out of the table (s3fence.py).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from dataclasses import dataclass, field
 from .errors import DamagedLog, StoreBusy, StoreError
 from .objects import ObjectStore
 from .schema import TABLES
-from .temps import pid_alive, pid_namespace
+from .temps import holder_dead
 
 LOG_DIR = "_log"
 CHECKPOINT = "_checkpoint.json"
@@ -52,7 +53,7 @@ MAX_TRIES = 200  # put-if-absent attempts before a commit gives up (4 writers on
 # (a compaction's removals: ~60 bytes a part), a checkpoint every live part of the table
 MAX_ENTRY_BYTES = 16 << 20
 MAX_CHECKPOINT_BYTES = 256 << 20
-KINDS = ("write", "compact", "replace", "lease", "release")
+KINDS = ("write", "compact", "replace", "lease", "release", "fence")
 _PART_NAME = re.compile(r"part-[^/\\\x00-\x1f]{1,200}\.parquet")  # a file of its own table's folder, no path
 _ENTRY_NAME = re.compile(r"(\d{20})\.json")
 
@@ -80,6 +81,10 @@ def checked_entry(uri: str, data: bytes, n: int) -> dict:
                              "the log of this table is damaged")
     if entry["kind"] == "lease" and not isinstance(entry.get("lease"), dict):
         raise DamagedLog(f"{uri}: a lease entry without a lease; the log of this table is damaged")
+    fence = entry.get("fence")
+    if entry["kind"] == "fence" and not (isinstance(fence, dict) and isinstance(fence.get("lease"), str)
+                                         and isinstance(fence.get("epoch"), int)):
+        raise DamagedLog(f"{uri}: a fence entry without its lease and epoch; the log of this table is damaged")
     if "group" in entry and (problem := _group_problem(entry["group"])):
         raise DamagedLog(f"{uri}: its group {problem}; the log of this table is damaged")
     return entry
@@ -115,10 +120,13 @@ class TableState:
     last_tag: str | None = None  # content tag of the newest entry when it is a write (a repeat is a no-op)
     lease: dict | None = None  # {"holder", "what", "host", "pid", "until"} of a rewrite in progress
     group: dict | None = None  # the tables rewritten with this one by its last replace (s3groups.py)
+    # stage lease log -> the highest epoch fenced in this log: a run of that stage whose lease was taken
+    # at a lower epoch commits nothing here any more (s3fence.py)
+    fences: dict[str, int] = field(default_factory=dict)
 
     def copy(self) -> TableState:
         return TableState(self.n, dict(self.parts), self.compacted, self.last_tag,
-                          dict(self.lease) if self.lease else None, self.group)
+                          dict(self.lease) if self.lease else None, self.group, dict(self.fences))
 
     def fold(self, entry: dict) -> None:
         """Apply one entry (the next one: ``entry["n"] == self.n + 1``)."""
@@ -138,6 +146,9 @@ class TableState:
             self.group = entry.get("group")
         if kind == "lease":
             self.lease = entry["lease"]
+        elif kind == "fence":
+            lease, epoch = entry["fence"]["lease"], entry["fence"]["epoch"]
+            self.fences[lease] = max(epoch, self.fences.get(lease, 0))
         elif self.lease and entry.get("release") == self.lease.get("holder"):
             self.lease = None
         self.n = n
@@ -153,7 +164,8 @@ class TableState:
     def to_json(self) -> bytes:
         """The checkpoint's bytes: the state with a digest of itself (a checkpoint edited or cut is refused)."""
         body = {"n": self.n, "parts": self.parts, "compacted": self.compacted, "last_tag": self.last_tag,
-                "lease": self.lease, **({"group": self.group} if self.group else {})}
+                "lease": self.lease, **({"group": self.group} if self.group else {}),
+                **({"fences": self.fences} if self.fences else {})}
         return json.dumps({**body, "digest": _digest(body)}, sort_keys=True).encode()
 
     @classmethod
@@ -166,7 +178,8 @@ class TableState:
                 raise DamagedLog(f"{uri}: {'no digest' if digest is None else 'its digest does not match its content'}"
                                  " (written by hand, cut, or by an m5data before the check)")
             state = cls(int(d["n"]), {str(k): int(v) for k, v in d["parts"].items()}, bool(d["compacted"]),
-                        d.get("last_tag"), d.get("lease"), d.get("group"))
+                        d.get("last_tag"), d.get("lease"), d.get("group"),
+                        {str(k): int(v) for k, v in (d.get("fences") or {}).items()})
         except DamagedLog:
             raise
         except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
@@ -177,30 +190,11 @@ class TableState:
 
     def same(self, other: TableState) -> bool:
         """The same table: parts, their ``_seq`` and whether compacted (a lease aside)."""
-        return (self.n, self.parts, self.compacted) == (other.n, other.parts, other.compacted)
+        return (self.n, self.parts, self.compacted, self.fences) == (other.n, other.parts, other.compacted, other.fences)
 
 
 def _digest(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
-def machine() -> dict:
-    """Who holds a lease, as far as another process can check it: the host name and this process's PID
-    namespace (two containers may share a host name, never a PID namespace)."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "pidns": pid_namespace() or None}
-
-
-def holder_dead(lease: dict) -> bool:
-    """True when the lease's holder ran on this machine (same host name and PID namespace) and its
-    process is gone: a stage killed here frees its lease at once, not after ``until``. A holder on
-    another machine, or one whose PID namespace is unknown, is alive until its lease runs out."""
-    here = machine()
-    if not here["pidns"] or lease.get("pidns") != here["pidns"] or lease.get("host") != here["host"]:
-        return False
-    try:
-        return not pid_alive(int(lease.get("pid") or 0))
-    except (TypeError, ValueError):
-        return False
 
 
 def entry_rel(table: str, n: int, base: str | None = None) -> str:
@@ -218,6 +212,9 @@ class TableLog:
         self._state: TableState | None = None
         self._checkpoint_etag: str | None = None
         self.checkpoint_problem: str | None = None  # why the checkpoint was not used (``_start``)
+        # called with the state an entry is about to follow: raises when the committer may not commit
+        # there (a stage run whose lease was fenced: s3fence.py), returns fields the entry carries
+        self.guard: Callable[[TableState], dict] | None = None
 
     def state(self) -> TableState:
         """The table as of the newest entry (a copy: the caller may keep it as its snapshot)."""
@@ -229,7 +226,7 @@ class TableLog:
 
     def known_parts(self) -> int:
         """The live parts as of the newest entry this log object has read or committed (no request)."""
-        return len(self._state.parts) if self._state is not None else len(self.state().parts)
+        return len((self._state or self.state()).parts)
 
     @property
     def checkpoint_uri(self) -> str:
@@ -340,6 +337,8 @@ class TableLog:
             body = make(state)
             if body is None:
                 return None
+            if self.guard is not None:
+                body = {**body, **self.guard(state)}
             entry = {**body, "n": state.n + 1, "id": me, "at": time.time(), "host": socket.gethostname(),
                      "pid": os.getpid()}
             rel = entry_rel(self.table, state.n + 1, self.base)

@@ -12,7 +12,7 @@ run, having taken its lease, is refused while a shard's lease lives (both check 
 so of two that start at once at least one is refused). ``doctor --repair`` holds ``locks/doctor``
 (:func:`repair_lease`): it is refused while any stage's lease lives, and every stage is refused
 while it lives. A lease whose holder ran on this machine and is gone (same host and PID namespace,
-PID not running) is free at once (``commitlog.holder_dead``): a stage killed here can run again at
+PID not running) is free at once (``temps.holder_dead``): a stage killed here can run again at
 once; a holder on another machine frees after ``store.lease_seconds``.
 
 Files a stage writes as a folder (crawl's ``logs/crawl/<run>/``, ``derived/align/review.csv`` ...) are
@@ -39,10 +39,11 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .commitlog import TableLog, TableState, machine
-from .errors import LeaseLost, StoreBusy, StoreError
+from .commitlog import TableLog, TableState
+from .errors import StoreBusy, StoreError
 from .files import KeptFolder
-from .temps import scratch_dir
+from .s3fence import Fence, delete_unchanged, etags, fence_out, put_unchanged
+from .temps import machine, scratch_dir
 
 REPAIR = "doctor"  # the lease log of `doctor --repair` (locks/doctor)
 
@@ -51,39 +52,6 @@ def _busy(what: str, where: str, other: dict) -> StoreBusy:
     until = datetime.fromtimestamp(float(other["until"]), timezone.utc).strftime("%H:%M:%S UTC")
     return StoreBusy(f"{what}: {where} {other.get('what')} (host {other.get('host')}, "
                      f"PID {other.get('pid')}; lease until {until})")
-
-
-class Fence:
-    """What a stage's commits check before they are made: that the stage's lease is still its own and
-    has not run out (``check``). A stage paused past its lease (SIGSTOP, a VM frozen, a long GC) whose
-    lease another run took over writes nothing more: its next commit raises :class:`LeaseLost`."""
-
-    def __init__(self, log: TableLog, holder: str, what: str, seconds: float, until: float):
-        self.holder, self.what, self.seconds, self.until = holder, what, seconds, until
-        self.lost = threading.Event()  # set by the renewer when it finds the lease another's
-        self._log = TableLog(log.objects, log.table, base=log.base)  # its own: the renewer commits to the other
-        self._lock = threading.Lock()
-        self._uri = log.objects.uri(f"{log.base}/")
-
-    def renewed(self, until: float) -> None:
-        """The lease was extended to ``until`` (a commit of the renewer that landed)."""
-        self.until = until
-
-    def check(self) -> None:
-        """LeaseLost when the lease is another's or has run out. No request while the lease this run last
-        took or renewed has more than a third of its time left: another run takes a lease only once its
-        ``until`` has passed (by that run's clock: clocks may differ by up to a third of the lease). Past
-        that, one LIST of the lease log's tail says whose it is."""
-        if not self.lost.is_set() and time.time() < self.until - self.seconds / 3:
-            return
-        with self._lock:
-            if not self.lost.is_set():
-                lease = self._log.state().lease
-                if lease and lease.get("holder") == self.holder and float(lease.get("until", 0)) > time.time():
-                    return
-                self.lost.set()
-        raise LeaseLost(f"{self.what}: its lease {self._uri} is no longer its own (another run took it over, or it "
-                        "ran out while this run was paused); nothing more of this run is written: run it again")
 
 
 @contextlib.contextmanager
@@ -95,7 +63,8 @@ def hold_lease(log: TableLog, what: str, where: str, seconds: float, wait: float
     ``where`` says what is held, before the holder's name ("table t of s3://... is being rewritten by").
     Refused with StoreBusy naming the holder when another's lease lives and ``wait`` seconds pass.
     ``renew``: a thread extends the lease every ``seconds / 3`` (a stage may run for hours).
-    ``fences``: a :class:`Fence` of this lease is in it while the lease is held (the store's commits check it).
+    ``fences``: a :class:`Fence` of this lease is in it while the lease is held (the store's commits check it);
+    a stage lease taken over from a run that did not release it first fences that run's tables (s3fence.py).
     ``extra``: more fields of the lease (``group``: the primary table of a group rewrite, s3groups.py).
     ``settle``: called with the log's state, once, before a lease is taken on a table that a group
     rewrite touched (a run-out lease naming a group, or a last replace that made one): it commits
@@ -103,10 +72,12 @@ def hold_lease(log: TableLog, what: str, where: str, seconds: float, wait: float
     """
     holder = uuid.uuid4().hex
     deadline = time.monotonic() + wait
+    tables: set[str] = set()  # a stage lease's: the tables its run may have written (s3fence.py)
 
     def lease() -> dict:
         return {"kind": "lease", "lease": {"holder": holder, "what": what, **machine(), **(extra or {}),
-                                           "until": time.time() + seconds}}
+                                           "until": time.time() + seconds,
+                                           **({"tables": sorted(tables)} if tables else {})}}
 
     taken: list[dict] = []  # the lease entry that landed (its until starts the fence's)
     settled: set[str] = set()  # the run-out group leases already settled
@@ -118,12 +89,15 @@ def hold_lease(log: TableLog, what: str, where: str, seconds: float, wait: float
         key = f"{old.get('holder') if old.get('group') else ''}/{group.get('id', '')}"
         if settle is not None and key != "/" and key not in settled:
             raise _Unsettled(key, state)
+        if fences is not None:  # a lease not released: its run's tables are fenced before this one starts
+            tables.clear()
+            tables.update(old.get("tables", []))
         taken[:] = [lease()]
         return taken[0]
 
     while True:
         try:
-            log.commit(take)
+            epoch = log.commit(take)
             break
         except _Unsettled as unsettled:
             settled.add(unsettled.key)
@@ -132,8 +106,10 @@ def hold_lease(log: TableLog, what: str, where: str, seconds: float, wait: float
             if time.monotonic() >= deadline:
                 raise
             time.sleep(0.2)
+    if tables:  # before anything else of this run; on failure the lease stays unreleased: the next taker fences them
+        fence_out(log.objects, log.base, epoch, tables)
     stop = threading.Event()
-    fence = Fence(log, holder, what, seconds, float(taken[0]["lease"]["until"]))
+    fence = Fence(log, holder, what, seconds, float(taken[0]["lease"]["until"]), epoch, tables, lease)
     renewer = threading.Thread(target=_renew, args=(log, holder, lease, seconds / 3, stop, fence), daemon=True)
     if renew:
         renewer.start()
@@ -280,6 +256,8 @@ def staged_folder(objects, rel: str, partial: bool = False, fence: Callable[[], 
     lease check: a run whose stage lease was taken over uploads nothing, LeaseLost)."""
     local = scratch_dir("staged")
     ended = False
+    # what is there before the fence's check: a fenced upload is conditional on it (s3fence.put_unchanged)
+    seen = {} if fence is None else etags(objects, rel.strip("/") + "/")
     try:
         yield local
         if fence is not None:
@@ -289,7 +267,10 @@ def staged_folder(objects, rel: str, partial: bool = False, fence: Callable[[], 
         try:
             for path in sorted(p for p in local.rglob("*") if p.is_file()) if ended or partial else ():
                 key = f"{rel.strip('/')}/{path.relative_to(local).as_posix()}"
-                objects.put(key, path.read_bytes())
+                if fence is None:
+                    objects.put(key, path.read_bytes())
+                else:
+                    put_unchanged(objects, key, path.read_bytes(), seen.get(key, (0, None))[1])
         finally:
             shutil.rmtree(local, ignore_errors=True)
 
@@ -321,6 +302,7 @@ def kept_folder(objects, rel: str, lazy: tuple[str, ...] = (), fence: Callable[[
     prefix = rel.strip("/") + "/"
     synced: dict[Path, tuple[int, int]] = {}
     remote: dict[str, int] = {}  # lazy objects not fetched: name below rel -> size
+    seen: dict[str, str] = {}  # key -> the ETag this run listed or wrote (a fenced write's condition)
     gone: set[str] = set()  # lazy objects removed without being fetched
 
     def key(path: Path) -> str:
@@ -330,9 +312,9 @@ def kept_folder(objects, rel: str, lazy: tuple[str, ...] = (), fence: Callable[[
         if fence is not None:
             fence()
         sig = _signature(path)
-        if sig[0] <= SMALL_OBJECT:
-            objects.put(key(path), path.read_bytes())
-        else:
+        if sig[0] <= SMALL_OBJECT:  # fenced: only over what this run listed or last wrote (s3fence.put_unchanged)
+            seen[key(path)] = put_unchanged(objects, key(path), path.read_bytes(), seen.get(key(path)))
+        else:  # large files (pools' vectors) are named by their content's inputs: another run's is the same
             with objects.explained(key(path)):
                 objects.fs.put_file(str(path), objects.path(key(path)))  # multipart: whole or not at all
         synced[path] = sig
@@ -359,7 +341,9 @@ def kept_folder(objects, rel: str, lazy: tuple[str, ...] = (), fence: Callable[[
             gone.add(prefix + name)
 
     try:
-        listed = {o.rel[len(prefix):]: o.size for o in objects.listing(prefix)}
+        found = etags(objects, prefix)
+        seen.update({k: etag for k, (_, etag) in found.items()})
+        listed = {k[len(prefix):]: size for k, (size, _) in found.items()}
         remote.update({n: size for n, size in listed.items() if any(fnmatch.fnmatchcase(n, p) for p in lazy)})
         small = sorted(prefix + n for n, size in listed.items() if n not in remote and size <= SMALL_OBJECT)
         for k, data in objects.get_many(small).items():
@@ -373,7 +357,14 @@ def kept_folder(objects, rel: str, lazy: tuple[str, ...] = (), fence: Callable[[
         for path in _kept_files(local):
             if synced.get(path) != _signature(path):
                 upload(path)
-        objects.delete(sorted(gone | {key(p) for p in synced if not p.exists()}))
+        removed = sorted(gone | {key(p) for p in synced if not p.exists()})
+        if removed and fence is not None:
+            fence()
+        for rel_key in removed:  # each only if it is still what this run listed or wrote
+            if rel_key in seen:
+                delete_unchanged(objects, rel_key, seen[rel_key])
+            else:
+                objects.delete([rel_key])
     finally:
         shutil.rmtree(local, ignore_errors=True)
 

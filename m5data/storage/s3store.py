@@ -32,7 +32,7 @@ from . import s3groups
 from .catalog import REFRESH_WAIT, Catalog
 from .commitlog import FROM_FILE, Conflict, TableLog, TableState
 from .compaction import Compaction, newest_writes_sql
-from .errors import LeaseLost, StoreError
+from .errors import StoreError
 from .files import TextFiles
 from .objects import ObjectStore, StoreURL, aws_environment
 from .parts import conform
@@ -40,6 +40,7 @@ from .readdb import READ_DB
 from .reading import Reading
 from .s3blobs import ObjectBlobs
 from .s3changes import ObjectChanges
+from .s3fence import etag_now, put_unchanged
 from .s3garbage import ObjectGarbage
 from .s3parts import ObjectStream, StreamHandle
 from .s3stages import hold_lease, kept_folder, local_files, stage_lease, staged_folder
@@ -95,7 +96,16 @@ class S3Store(ObjectChanges, Writing, Compaction, TableViews, Reading, Catalog, 
         name = table_spec(name).name
         if name not in self._logs:
             self._logs[name] = TableLog(self.objects, name, self.checkpoint_every)
+            self._logs[name].guard = lambda state: self._admit(name, state)
         return self._logs[name]
+
+    def _admit(self, name: str, state: TableState) -> dict:
+        """Every entry this object makes in table ``name``'s log, checked against the state it follows:
+        refused (LeaseLost) when a later run of a stage this object runs fenced the table (s3fence.py);
+        it names the leases it was made under (``"under"``)."""
+        for fence in self.fences:
+            fence.admit(name, state)
+        return {"under": [f.holder for f in self.fences]} if self.fences else {}
 
     def table_dir(self, name: str) -> str:
         return self.objects.uri(f"tables/{table_spec(name).name}")
@@ -134,14 +144,14 @@ class S3Store(ObjectChanges, Writing, Compaction, TableViews, Reading, Catalog, 
         run read (or wrote) is written only if it is still what it read (``If-Match`` its ETag, or
         ``If-None-Match`` when it was absent): a run paused between its fence's check and its PUT, whose
         lease another run took over and used to write the file, fails its PUT (LeaseLost) instead of
-        putting back its older file."""
+        putting back its older file. A file it did not read: its ETag now (one HEAD), the fence checked
+        again, then the PUT conditional on that ETag."""
         self._check_fences()
         holders, seen = self._seen.get(rel, (None, None))
-        if not self.fences or holders != self._holders():  # not read under these leases: as it is
-            etag = self.objects.put(rel, data)
-        elif (etag := self.objects.put(rel, data, if_absent=seen is None, if_match=seen)) is None:
-            raise LeaseLost(f"{self.objects.uri(rel)} changed since this run read it: another run of its stage "
-                            "wrote it (this run's lease was taken over); nothing more of this run is written: run it again")
+        if self.fences and holders != self._holders():  # not read under these leases: as it is now, then checked
+            seen = etag_now(self.objects, rel)  # a takeover after that check changes it: the PUT is refused
+            self._check_fences()
+        etag = put_unchanged(self.objects, rel, data, seen) if self.fences else self.objects.put(rel, data)
         if etag == "?":  # no ETag in the answer: nothing to condition the next write on
             self._seen.pop(rel, None)
         else:
@@ -267,14 +277,9 @@ class S3Store(ObjectChanges, Writing, Compaction, TableViews, Reading, Catalog, 
 
     def _commit(self, name: str, make):
         """Commit ``make``'s entry to table ``name``'s log, fenced: a stage whose lease is no longer its own
-        (``self.fences``) commits nothing (LeaseLost), and each entry names the leases it was made under."""
+        (``self.fences``) commits nothing (LeaseLost: checked early here, and in the commit by ``_admit``)."""
         self._check_fences()
-        under = [f.holder for f in self.fences]
-
-        def entry(state: TableState) -> dict | None:
-            body = make(state)
-            return {**body, "under": under} if body is not None and under else body
-        return self.log(name).commit(entry)
+        return self.log(name).commit(make)
 
     def _check_fences(self) -> None:
         for fence in self.fences:

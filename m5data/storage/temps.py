@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 import uuid
@@ -253,3 +254,22 @@ def sweep_scratch(base: Path | None = None) -> list[Path]:
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed
+
+
+def machine() -> dict:
+    """Who holds a lease, as far as another process can check it: the host name and this process's PID
+    namespace (two containers may share a host name, never a PID namespace)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "pidns": pid_namespace() or None}
+
+
+def holder_dead(lease: dict) -> bool:
+    """True when the lease's holder ran on this machine (same host name and PID namespace) and its
+    process is gone: a stage killed here frees its lease at once, not after ``until``. A holder on
+    another machine, or one whose PID namespace is unknown, is alive until its lease runs out."""
+    here = machine()
+    if not here["pidns"] or lease.get("pidns") != here["pidns"] or lease.get("host") != here["host"]:
+        return False
+    try:
+        return not pid_alive(int(lease.get("pid") or 0))
+    except (TypeError, ValueError):
+        return False
