@@ -169,3 +169,48 @@ def test_the_tdm_policy_is_recorded_with_its_reservation(store):
     assert {k: r["directive"] for k, r in media.items()} == {
         "a.jpg": f"tdm-reservation: 1 (tdm-policy {policy})",
         "b.jpg": f"tdm-reservation: 1 (location /img/b; tdm-policy {policy})"}
+
+
+def test_sql_views_hide_products_opted_out_after_their_last_crawl(tmp_path):
+    """As takedowns do: ``m5data sql``'s and the catalog's product views leave out a product whose page
+    opted out after its last stored version (what exports leave out), listed by ``opted_out``; the raw
+    tables and the ``optouts`` record keep every row. An older page opt-out and a file's opt-out hide nothing."""
+    from datetime import datetime, timedelta, timezone
+
+    import duckdb
+    from cli_inprocess import invoke
+
+    from m5data.storage import Store
+
+    now = datetime(2026, 11, 27, tzinfo=timezone.utc)
+    store = Store.init(tmp_path / "store")
+    store.write("products", [{"product_id": pid, "platform": "a", "source_id": pid[2:], "url": f"https://s.test/p/{pid}",
+                              "title": pid, "crawled_at": now} for pid in ("a:1", "a:2", "a:3")])
+    store.write("specs", [{"product_id": pid, "position": 0, "property": "p", "value": "v"} for pid in ("a:1", "a:2", "a:3")])
+    store.write("optouts", [
+        {"url": "https://s.test/p/a:1", "product_id": "a:1", "scope": "page", "source": "x-robots-tag",
+         "directive": "noai", "run_id": "r", "seen_at": now + timedelta(days=1)},  # a refresh found it
+        {"url": "https://s.test/p/a:2", "product_id": "a:2", "scope": "page", "source": "x-robots-tag",
+         "directive": "noai", "run_id": "r", "seen_at": now - timedelta(days=1)},  # the page was published again
+        {"url": "https://s.test/a3.jpg", "product_id": "a:3", "scope": "media", "source": "x-robots-tag",
+         "directive": "noimageai", "run_id": "r", "seen_at": now + timedelta(days=1)}])
+
+    def query(sql):
+        res = invoke("--store", str(store.root), "sql", sql, "--format", "json")
+        assert res.returncode == 0, res.stdout + res.stderr
+        return [json.loads(line) for line in res.stdout.splitlines()]
+
+    assert query("SELECT product_id FROM products ORDER BY 1") == [{"product_id": "a:2"}, {"product_id": "a:3"}]
+    assert query("SELECT DISTINCT product_id FROM specs ORDER BY 1") == [{"product_id": "a:2"}, {"product_id": "a:3"}]
+    assert query("SELECT product_id, source, directive FROM opted_out") == [
+        {"product_id": "a:1", "source": "x-robots-tag", "directive": "noai"}]
+    assert query("SELECT count(*) AS n FROM raw.products") == [{"n": 3}]
+    assert query("SELECT count(*) AS n FROM optouts") == [{"n": 3}]  # the record stays readable
+    store.refresh_catalog()
+    con = duckdb.connect(str(store.catalog_path), read_only=True)
+    try:
+        assert con.sql("SELECT product_id FROM products ORDER BY 1").fetchall() == [("a:2",), ("a:3",)]
+        assert con.sql("SELECT product_id FROM opted_out").fetchall() == [("a:1",)]
+        assert con.sql("SELECT count(*) FROM raw.specs").fetchall() == [(3,)]
+    finally:
+        con.close()

@@ -12,6 +12,11 @@ row; what users read hides the products a takedown covers:
   :func:`in_version`), and every later export (export/members.py leaves them out of the members of a
   version built before the takedown);
 - a later crawl, which skips a taken-down URL or domain before fetching it (crawler/pipeline.py).
+
+The same views hide the products whose page opted out after their last stored version (a refresh
+crawl found the opt-out: m5data/optout.py's ``OPTED_OUT_PRODUCTS_SQL``, what exports leave out), listed
+by the view ``opted_out``; the ``optouts`` view itself hides only taken-down products (the record of
+an opt-out stays readable).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from .schema import TABLES
 KINDS = ("url", "product_id", "domain")
 RAW = "raw"  # the schema of the raw tables' views in ``m5data sql`` and the catalog
 TAKEN_DOWN_VIEW = "taken_down"
+OPTED_OUT_VIEW = "opted_out"
 # the tables a product's rows live in, by product id: their user views hide taken-down products
 PRODUCT_TABLES = tuple(name for name, spec in TABLES.items() if "product_id" in spec.schema.names)
 
@@ -132,13 +138,24 @@ def in_version(store, version: str) -> int:
         con.close()
 
 
+def opted_out_sql(products: str = "products", optouts: str = "optouts") -> str:
+    """SQL of the products whose page opted out after their last stored version (``product_id`` and the
+    opt-out's ``url``, ``source``, ``directive``, ``seen_at``): m5data/optout.py's ``OPTED_OUT_PRODUCTS_SQL``
+    with its columns, the products exports leave out."""
+    return (f"SELECT o.product_id, o.url, o.source, o.directive, o.seen_at FROM {optouts} o JOIN {products} p "
+            f"ON o.product_id = p.product_id WHERE o.scope = 'page' AND o.seen_at > p.crawled_at")
+
+
 def user_views() -> dict[str, str]:
-    """The views that hide taken-down products, in the order to create them, over the raw tables'
-    views ``raw.<table>`` (:data:`PRODUCT_TABLES`) and ``takedowns``."""
-    views = {TAKEN_DOWN_VIEW: taken_down_sql(f"{RAW}.products")}
+    """The views that hide taken-down and opted-out products, in the order to create them, over the raw
+    tables' views ``raw.<table>`` (:data:`PRODUCT_TABLES`) and ``takedowns``."""
+    views = {TAKEN_DOWN_VIEW: taken_down_sql(f"{RAW}.products"),
+             OPTED_OUT_VIEW: opted_out_sql(f"{RAW}.products", f"{RAW}.optouts")}
     for name in PRODUCT_TABLES:
-        views[name] = (f"SELECT r.* FROM {RAW}.{name} r ANTI JOIN (SELECT DISTINCT product_id FROM {TAKEN_DOWN_VIEW}) d "
-                       f"ON r.product_id = d.product_id")
+        hidden = f"SELECT product_id FROM {TAKEN_DOWN_VIEW}"
+        if name != "optouts":
+            hidden += f" UNION SELECT product_id FROM {OPTED_OUT_VIEW}"
+        views[name] = f"SELECT r.* FROM {RAW}.{name} r ANTI JOIN ({hidden}) d ON r.product_id = d.product_id"
     return views
 
 
