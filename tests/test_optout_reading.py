@@ -19,7 +19,7 @@ def _download(store, **overrides):
 
 
 def _by_name(store, table: str, marker: str) -> dict:
-    return {r["url"].split(marker)[1]: r for r in store.read(table).to_pylist() if marker in r["url"]}
+    return {r["url"].split(marker)[1]: r for r in store.read(table).to_pylist() if marker in (r["url"] or "")}
 
 
 def test_download_obeys_robots_txt_for_every_url_it_requests(store):
@@ -214,3 +214,39 @@ def test_sql_views_hide_products_opted_out_after_their_last_crawl(tmp_path):
         assert con.sql("SELECT count(*) FROM raw.specs").fetchall() == [(3,)]
     finally:
         con.close()
+
+
+def test_a_refresh_rechecks_stored_files_and_records_a_later_optout(store):
+    """An image stored before its owner opted it out: ``download --refresh`` asks each stored file
+    again (a conditional request, no body read); the one now answering ``noimageai`` becomes
+    ``opted_out`` (no blob in its row, an ``optouts`` row), its derived rows with it; the others stay."""
+    later = {"X-Robots-Tag": None}
+
+    def image(hit, headers):
+        extra = {"X-Robots-Tag": later["X-Robots-Tag"]} if later["X-Robots-Tag"] else {}
+        return Page(JPEG, "image/jpeg", headers=extra)
+
+    server = SiteServer({"/img/a.jpg": image, "/img/b.jpg": Page(JPEG, "image/jpeg")})
+    with server:
+        store.write("media", media_rows([f"{server.url}/img/a.jpg", f"{server.url}/img/b.jpg"]))
+        _download(store)
+        rows = _by_name(store, "media", "/img/")
+        assert {k: r["status"] for k, r in rows.items()} == {"a.jpg": "ok", "b.jpg": "ok"}
+        frames = {"media_id": "f" * 40, "product_id": "test:1", "kind": "frames", "role": "derived",
+                  "source_media_id": rows["a.jpg"]["media_id"], "status": "ok", "blob": "derived/x"}
+        store.write("media", [frames])
+        later["X-Robots-Tag"] = "m5data/0.1: noimageai"  # the owner opts the image out afterwards
+        server.requests.clear()
+        server.headers.clear()
+        stats = download(store, load(overrides={"download.allow_private": True}, environ={}), refresh=True)
+        assert sorted(p for p in server.requests if p.startswith("/img/")) == ["/img/a.jpg", "/img/b.jpg"]
+        assert all("If-Modified-Since" in h for p, h in server.headers if p.startswith("/img/"))
+    rows = _by_name(store, "media", "/img/")
+    assert (rows["a.jpg"]["status"], rows["a.jpg"]["blob"]) == ("opted_out", None)
+    assert rows["b.jpg"]["status"] == "ok" and rows["b.jpg"]["blob"]
+    assert store.read("media", where="kind = 'frames'").to_pylist()[0]["status"] == "opted_out"
+    (row,) = store.read("optouts").to_pylist()
+    assert (row["url"].endswith("/img/a.jpg"), row["scope"], row["directive"]) == (True, "media", "noimageai")
+    assert stats.details["refresh"] == {"checked": 2, "opted_out": 1} and stats.n_failed == 0
+    (run,) = store.read("runs", where=f"run_id = '{stats.run_id}'").to_pylist()
+    assert json.loads(run["config"])["job"]["refresh"] == {"checked": 2, "opted_out": 1}

@@ -89,6 +89,8 @@ def download(
         None, help="Optional URL list: .txt (one URL a line), .csv/.tsv or .parquet with a url column. "
                    "Without it, the store's pending media rows are fetched."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Fetch only rows whose status is failed."),
+    refresh: bool = typer.Option(False, "--refresh", help="Ask each stored file's URL again (a conditional request, "
+                                 "no body read) and opt out those that now opt out (docs/compliance.md)."),
     kind: str = typer.Option("image", help="Kind of the listed URLs when the file has no kind column: image, video or audio."),
     url_col: str = typer.Option("url", "--url-col", help="URL column of a CSV/Parquet list."),
     product_col: Optional[str] = typer.Option(None, "--product-col",
@@ -112,13 +114,14 @@ def download(
     Examples:
       m5data --store st download
       m5data --store st download --retry-failed
+      m5data --store st download --refresh
       m5data --store st download urls.parquet --url-col image_url
     """
     from ..console import console, fail, interrupted
     from ..verbs import run_stage, stage_context
 
     rctx = stage_context(ctx, progress=progress, options={
-        "source": source, "retry_failed": retry_failed, "kind": kind, "url_column": url_col,
+        "source": source, "retry_failed": retry_failed, "refresh": refresh, "kind": kind, "url_column": url_col,
         "product_column": product_col,
     }, **{
         "download.concurrency": concurrency, "download.per_host": per_host,

@@ -142,7 +142,7 @@ def run_bound(opts, n_urls: int) -> float:
 
 def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retry_failed: bool = False,
         kind: str = "image", url_column: str = "url", product_column: str | None = None,
-        progress: ProgressSink | None = None, shard: tuple[int, int] | None = None) -> DownloadStats:
+        progress: ProgressSink | None = None, shard: tuple[int, int] | None = None, refresh: bool = False) -> DownloadStats:
     """Download the selected media rows; returns the run's stats (also recorded in ``runs``).
 
     Args:
@@ -157,9 +157,13 @@ def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retr
         progress: optional progress display.
         shard: ``(i, n)``: only the selected rows with ``hash(media_id) % n == i`` (the flows'
             task runners fan the n shards out to workers; see docs/flows.md).
+        refresh: instead, re-check what each stored file says of itself now (:mod:`.recheck`).
     """
     opts = settings.download
     check_options(opts)
+    if refresh:
+        from .recheck import recheck
+        return recheck(store, settings, DownloadStats(STAGE), shard)
     # one download per store (the shards of one run together); sweeps dead runs' temp files
     with StageRun(store, STAGE, shard=shard, stats=DownloadStats(STAGE)) as srun:
         stats = srun.stats
