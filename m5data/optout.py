@@ -20,6 +20,7 @@ Two conventions (docs/compliance.md, "Opt-outs"):
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -87,6 +88,11 @@ def tdm_value(value: str | bytes | None) -> bool | None:
     return True if value == "1" else False if value == "0" else None
 
 
+log = logging.getLogger(__name__)
+TDMREP_MAX_RULES = 1_000  # rules read from one file (a real one has a few); those after are ignored
+TDMREP_MAX_LOCATION = 1_000  # characters of a rule's location; a longer rule is refused
+
+
 @dataclass(frozen=True)
 class TdmRule:
     location: str
@@ -94,30 +100,69 @@ class TdmRule:
     policy: str | None = None
 
     def matches(self, path: str) -> bool:
-        return location_pattern(self.location).match(path) is not None
+        return location_matches(self.location, path)
 
 
-def location_pattern(location: str) -> re.Pattern:
-    """A tdmrep.json ``location`` as a regular expression over a URL's path (and query)."""
+def location_matches(location: str, path: str) -> bool:
+    """Whether a tdmrep.json ``location`` matches ``path`` (a URL's path and query): a prefix of it,
+    ``*`` any characters, a final ``$`` its end. No regular expression: the literal pieces between the
+    ``*`` are found left to right, each at its first place after the one before (``str.find``; the
+    leftmost place leaves the most room to the rest, so it finds a match whenever there is one), the
+    last at the very end when the location ends in ``$``. Time linear in the path and the location,
+    where a backtracking regex took minutes (issue 76, 4: ``*a*a*a*a*a*a*a*a$`` on a 300-letter path)."""
     anchored = location.endswith("$")
-    body = location[:-1] if anchored else location
-    return re.compile("".join(".*" if ch == "*" else re.escape(ch) for ch in body) + ("$" if anchored else ""))
+    first, *pieces = (location[:-1] if anchored else location).split("*")
+    if not pieces:
+        return path == first if anchored else path.startswith(first)
+    if not path.startswith(first):
+        return False
+    pos = len(first)
+    *middle, last = pieces
+    for piece in middle:
+        pos = path.find(piece, pos)
+        if pos < 0:
+            return False
+        pos += len(piece)
+    if anchored:
+        return len(path) - len(last) >= pos and path.endswith(last)
+    return path.find(last, pos) >= 0
+
+
+class TdmRules(list):
+    """:func:`tdmrep_rules`' answer: the rules read (a list of :class:`TdmRule`), and ``refused``: why
+    some were not (empty when none were left out)."""
+
+    refused: tuple[str, ...] = ()
 
 
 def tdmrep_rules(body: bytes) -> list[TdmRule]:
-    """The rules of a ``tdmrep.json`` body; raises ValueError (saying why) when it is not one."""
+    """The rules of a ``tdmrep.json`` body; raises ValueError (saying why) when it is not one. At most
+    :data:`TDMREP_MAX_RULES` rules, in the file's order, each location at most :data:`TDMREP_MAX_LOCATION`
+    characters: the rules beyond are ignored and a longer one is refused, each logged as a warning
+    (and in the answer's ``refused``), so that no file makes a page's check cost more than that."""
     if len(body) > TDMREP_MAX_BYTES:
         raise ValueError(f"over {TDMREP_MAX_BYTES:,} bytes")
     data = json.loads(body.decode("utf-8-sig"))
     if not isinstance(data, list):
         raise ValueError("not a JSON array of rules")
-    rules = []
+    rules, too_long, beyond = TdmRules(), [], 0
     for rule in data:
         if isinstance(rule, dict) and isinstance(rule.get("location"), str):
             reserved = tdm_value(str(rule.get("tdm-reservation", "")))
-            if reserved is not None:
+            if reserved is None:
+                continue
+            if len(rules) == TDMREP_MAX_RULES:
+                beyond += 1
+            elif len(rule["location"]) > TDMREP_MAX_LOCATION:
+                too_long.append(rule["location"])
+            else:
                 policy = rule.get("tdm-policy")
                 rules.append(TdmRule(rule["location"], reserved, policy if isinstance(policy, str) else None))
+    rules.refused = tuple(
+        [f"location over {TDMREP_MAX_LOCATION:,} characters: {loc[:60]!r}... ({len(loc):,})" for loc in too_long]
+        + ([f"{beyond:,} rules after the first {TDMREP_MAX_RULES:,} ignored"] if beyond else []))
+    for why in rules.refused:
+        log.warning("tdmrep.json rule refused: %s", why)
     return rules
 
 

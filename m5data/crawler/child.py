@@ -15,7 +15,10 @@ import signal
 import sys
 from pathlib import Path
 
+from .. import lifeline
 from ..storage.files import write_atomic
+
+PARENT_GONE_GRACE = 15.0  # seconds Scrapy gets to stop cleanly once the crawl's parent process is gone
 
 
 class _NoPandas:
@@ -49,15 +52,10 @@ def without_listeners(settings: dict) -> dict:
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to send SIGTERM (a clean Scrapy shutdown) to this process when its parent dies."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+    """End with the parent: SIGTERM (a clean Scrapy shutdown) when it dies, SIGKILL :data:`PARENT_GONE_GRACE`
+    seconds later if this process still runs (busy in a C call that never returns to Python's signal
+    handler: m5data/lifeline.py)."""
+    if not lifeline.end_with_parent(parent_pid, PARENT_GONE_GRACE):  # the parent died before it took effect
         raise SystemExit(3)
 
 

@@ -86,10 +86,20 @@ class MediaOptOuts:
             async with session.get(target, allow_redirects=False, timeout=timeout) as resp:
                 if resp.status != 200:
                     return []
-                return tdmrep_rules(await resp.content.read(TDMREP_MAX_BYTES + 1))
+                return tdmrep_rules(await read_at_most(resp.content, TDMREP_MAX_BYTES + 1))
         except Exception as exc:  # noqa: BLE001  no readable rules: none for the host
             log.info("no TDMRep rules from %s: %s: %s", url, type(exc).__name__, exc)
             return []
+
+
+async def read_at_most(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """A body's first ``limit`` bytes, or all of it when shorter. (``content.read(limit)`` gives what has
+    arrived so far: a rules file longer than one chunk came back cut, unreadable, and so no rules.)"""
+    chunks, size = [], 0
+    while size < limit and (chunk := await content.read(limit - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def write_statuses(store, rows: list[dict], run_id: str) -> None:
