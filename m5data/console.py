@@ -231,7 +231,10 @@ def arrow_table(result, title: str | None = None, max_rows: int = 200, width: in
 def _records(names: list[str], rows: list[list[str]], title: str | None, caption: str | None,
              width: int | None = None):
     """One block per row, a line per column; a path wraps after a ``/``, and one with a part wider
-    than the value's room is a line of its own, whole (printed with ``crop=False``)."""
+    than the value's room is a line of its own, whole (``show`` prints it with ``crop=False``, and gives
+    ``width``); without ``width`` (:func:`arrow_table`, whose callers print it as it is, cropping lines
+    past the console) such a value folds instead: a path part wider than the console wraps rather than
+    being cut off."""
     from rich.console import Group
     from rich.rule import Rule
 
@@ -250,8 +253,8 @@ def _records(names: list[str], rows: list[list[str]], title: str | None, caption
         current = grid()
         for name, value in zip(names, row):
             broken = break_paths(Text(value), room)
-            if broken is not None:
-                current.add_row(name, broken)
+            if broken is not None or width is None:
+                current.add_row(name, broken if broken is not None else Text(value))
                 continue
             parts.append(current)
             parts.append(Text.assemble((name.ljust(key), "bold cyan"), "  ", value, no_wrap=True, overflow="ignore"))
