@@ -14,7 +14,7 @@ import pytest
 from support.demo_fixtures import copy_store
 
 from m5data.config import load
-from m5data.report import facts, kept_files
+from m5data.report import compliance_facts, facts, kept_files
 from m5data.report import folder as report_folder
 from m5data.report.build import build
 from m5data.storage import Store, changes
@@ -181,7 +181,8 @@ def test_a_demo_store_grown_changed_and_reported_again_equals_a_full_rebuild(dem
     assert _page(again) == _page(full) and 'data-key="media.image.failed"' in _page(again)
     assert _figures(again) == _figures(full) and len(_figures(full)) >= 7
     named = changes.load_state(store, "report")["summary"]["facts"]
-    assert all(len(files) == 1 for files in named.values()) and len(named) == len(facts.SOURCES) + 1 + len(facts.KEPT_TOTALS)  # full made each (facts, flags, totals)
+    assert all(len(files) == 1 for files in named.values()) and len(named) == (
+        len(facts.SOURCES) + 1 + len(facts.KEPT_TOTALS) + 1 + len(compliance_facts.TOTALS))  # full made each (facts, flags, totals, compliance)
     # table's facts and each running total as one file again
     assert set(_facts_files(store)) == _named(store) | before  # and the files of the state before stay until the next run
 
@@ -344,7 +345,8 @@ def _kept_totals(store) -> dict[str, list]:
     """The running totals the report's state names, each as sorted rows."""
     named = changes.load_state(store, "report")["summary"]["facts"]
     folder = store.root / facts.KEPT / "facts"
-    return {k: sorted(map(repr, facts.read_total(folder / v[0]).to_pylist())) for k, v in named.items() if k.startswith("total:")}
+    return {k: sorted(map(repr, facts.read_total(folder / v[0]).to_pylist())) for k, v in named.items()
+            if k.startswith("total:") and k[6:] in facts.KEPT_TOTALS}  # (the compliance totals: test_report_compliance_incremental)
 
 
 def _live_totals(store) -> dict[str, list]:

@@ -21,7 +21,7 @@ from .. import config as cfg
 from ..errors import UserError
 from ..stages import StageRun
 from ..storage import StageStats
-from . import compliance, data, facts, folder, incremental
+from . import compliance, compliance_facts, data, facts, folder, incremental
 from . import sections as builders
 from .charts import Charts
 from .gallery import BAD_BLOB, gallery
@@ -136,7 +136,7 @@ VIEWS = ("label_map", "taxonomy")
 # The large tables, read only to make facts of every row (the first and full runs; an incremental run on
 # object storage) and for the gallery's new picks: their views are made on first use, in a connection of
 # their own (:class:`Large`), so an incremental run with no new pick does not plan and bind them.
-LARGE = ("products", "media", "specs", "dedup", "caption_match")
+LARGE = ("products", "media", "specs", "dedup", "caption_match", "faces", "licenses", "captions")
 
 
 class Large:
@@ -249,6 +249,11 @@ def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, trut
                                                   f.after)
         return body, is_empty
 
+    def comply():
+        totals, counts, files, memo["compliance"] = compliance_facts.update(store, con, large, kept, f, last, marks)
+        f.files.update(files)
+        return compliance.section_of(compliance.domains_of(totals, counts))
+
     rows, parts = _counted(store, last, marks)
     try:
         f = facts.update(store, con, large, kept, last.facts, last.watermarks, marks)
@@ -264,7 +269,7 @@ def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, trut
             ("duplicates", "Duplicate groups", lambda: builders.duplicates(con, charts, store)),
             ("alignment", "Label alignment", lambda: builders.alignment(con, store, settings, truth, top)),
             ("splits", "Splits", lambda: builders.splits(con, store)),
-            ("compliance", "Compliance by source domain", lambda: compliance.section(store)),
+            ("compliance", "Compliance by source domain", comply),
             ("training", "Training run", lambda: builders.training(train_run)),
             ("gallery", "Sample gallery", sample_gallery),
         ]

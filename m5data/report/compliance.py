@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..masking import CANDIDATES_RE2, mask_text
-from ..storage.takedowns import HOST_SQL, taken_down_sql
 from ..storage.views import sql_str
+from . import compliance_facts as cf
 from .page import Html, empty, html, table
 
-BATCH = 8192
 MEMORY = "256MB"  # DuckDB's limit for the section's joins and aggregates (it spills past it: docs/report.md)
 TABLES = ("products", "crawl_errors", "captions", "specs", "takedowns", "optouts", "licenses", "faces")
 
@@ -38,51 +36,9 @@ class Domain:
         return self.products + self.errors
 
 
-def _host(col: str) -> str:
-    return HOST_SQL.format(url=col)
-
-
-# each product's id and host: the small side of the joins that count other tables' rows by domain
-_HOSTS = f"(SELECT product_id, {_host('url')} AS host FROM products)"
-
-
-def _optouts(con, domains: dict[str, Domain]) -> None:
-    for host, n in con.execute(f"SELECT {_host('url')}, count(*) FROM optouts GROUP BY 1").fetchall():
-        domains.setdefault(host or "(unknown)", Domain()).optouts = n
-
-
-def _licences(con, domains: dict[str, Domain]) -> None:
-    for h, lic, n in con.execute(f"SELECT {_host('p.url')}, coalesce(l.license, 'none stated'), count(*) FROM products p "
-                                 "LEFT JOIN licenses l USING (product_id) GROUP BY 1, 2 ORDER BY 3 DESC, 2").fetchall():
-        domains.setdefault(h or "(unknown)", Domain()).licences[lic] = n
-
-
-def _faces(con, domains: dict[str, Domain]) -> None:
-    for h, n in con.execute(f"SELECT p.host, sum(f.n_faces) FROM faces f JOIN {_HOSTS} p USING (product_id) "
-                            "WHERE f.n_faces > 0 GROUP BY 1").fetchall():
-        domains.setdefault(h or "(unknown)", Domain()).faces = int(n)
-
-
-def _masked(con, domains: dict[str, Domain]) -> None:
-    """Per domain and field, what an export would mask (only the texts :data:`CANDIDATES_RE2` finds are masked)."""
-    found = sql_str(CANDIDATES_RE2)
-    sources = (("title", f"SELECT {_host('p.url')}, p.title FROM products p WHERE regexp_matches(p.title, {found})"),
-               ("caption", f"SELECT p.host, c.text FROM captions c JOIN {_HOSTS} p USING (product_id) "
-                           f"WHERE c.status = 'ok' AND regexp_matches(c.text, {found})"),
-               ("specs", f"SELECT p.host, s.value FROM specs s JOIN {_HOSTS} p USING (product_id) "
-                         f"WHERE regexp_matches(s.value, {found})"))
-    for name, sql in sources:
-        for batch in con.sql(sql).to_arrow_reader(BATCH):
-            for h, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
-                found = mask_text(text)[1]
-                if found:
-                    masked = domains.setdefault(h or "(unknown)", Domain()).masked
-                    masked[name] = masked.get(name, 0) + found
-
-
 def connect(store):
-    """The section's connection: the views of :data:`TABLES`, DuckDB's memory held to :data:`MEMORY`
-    (its joins and aggregates grow with the store; past it they spill into the store's work folder)."""
+    """A connection with the views of :data:`TABLES` (:func:`by_domain`'s), DuckDB's memory held to
+    :data:`MEMORY` (its joins and aggregates grow with the store; past it they spill into the store's work folder)."""
     con = store.connect(need=TABLES, only=TABLES)
     con.execute(f"SET memory_limit = {sql_str(MEMORY)}")
     con.execute(f"SET temp_directory = {sql_str(str(store.work_dir('report', 'tmp')))}")
@@ -90,24 +46,37 @@ def connect(store):
 
 
 def by_domain(store) -> dict[str, Domain]:
-    """Every source domain's :class:`Domain`, the domains with the most pages first."""
+    """Every source domain's :class:`Domain` counted from the tables as they are now (what a report run
+    draws from its kept facts and totals), the domains with the most pages first."""
     con = connect(store)
     try:
-        domains: dict[str, Domain] = {}
-        for h, n in con.execute(f"SELECT {_host('url')}, count(*) FROM products GROUP BY 1").fetchall():
-            domains[h or "(unknown)"] = Domain(products=n)
-        for h, n in con.execute(f"SELECT {_host('url')}, count(*) FROM crawl_errors GROUP BY 1").fetchall():
-            domains.setdefault(h or "(unknown)", Domain()).errors = n
-        _optouts(con, domains)
-        _licences(con, domains)
-        _faces(con, domains)
-        # a semi-join: the taken-down ids are the small side (a second join of products held them all)
-        for h, n in con.execute(f"SELECT {_host('url')}, count(*) FROM products WHERE product_id IN "
-                                f"(SELECT product_id FROM ({taken_down_sql()})) GROUP BY 1").fetchall():
-            domains.setdefault(h or "(unknown)", Domain()).takedowns = n
-        _masked(con, domains)
+        rows = cf.make_all(con, cf.faces_of(con, "faces"))
+        con.register("report_c_all", rows)
+        con.execute(f"CREATE TEMP VIEW {cf.VIEW} AS SELECT * FROM report_c_all")
+        return domains_of(cf.totals(con, "report_c_all"), cf.small_counts(con, store, set(), {}))
     finally:
         con.close()
+
+
+def domains_of(totals: dict, counts: dict[str, list]) -> dict[str, Domain]:
+    """The domains from the totals (:data:`.compliance_facts.TOTALS`) and the small tables' counts per host."""
+    domains: dict[str, Domain] = {}
+    licences = sorted(zip(*(totals["c_licences"].column(c).to_pylist() for c in ("host", "licence", "n"))),
+                      key=lambda r: (-r[2], r[1]))
+    for host, lic, n in licences:
+        d = domains.setdefault(host, Domain())
+        d.products += n
+        d.licences[lic] = n
+    for host, n in zip(*(totals["c_faces"].column(c).to_pylist() for c in ("host", "n"))):
+        domains.setdefault(host, Domain()).faces = n
+    masked = {(h, x): n for h, x, n in zip(*(totals["c_masked"].column(c).to_pylist() for c in ("host", "field", "n")))}
+    for x in cf.FIELDS:
+        for (h, field_), n in sorted(masked.items()):
+            if field_ == x:
+                domains.setdefault(h, Domain()).masked[x] = n
+    for name in ("errors", "optouts", "takedowns"):
+        for host, n in counts.get(name, []):
+            setattr(domains.setdefault(host, Domain()), name, n)
     return dict(sorted(domains.items(), key=lambda kv: (-kv[1].pages, kv[0])))
 
 
@@ -120,8 +89,12 @@ def _shown(value) -> str:
 
 
 def section(store) -> tuple[Html, bool]:
+    """The section of the tables as they are now (:func:`by_domain`)."""
+    return section_of(by_domain(store))
+
+
+def section_of(domains: dict[str, Domain]) -> tuple[Html, bool]:
     """The section's body (a row per source domain) and whether it only holds guidance."""
-    domains = by_domain(store)
     if not domains:
         return empty("No page has been crawled yet.", "m5data crawl --start-url URL (or m5data demo)"), True
     rows = [[host, d.pages, d.products, _shown(d.optouts), _shown(d.licences), _shown(d.faces), _shown(d.masked),

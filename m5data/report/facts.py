@@ -63,6 +63,8 @@ SOURCES = {
     # its level per product: the match-level section's counts without a GROUP BY of the table's view
     # (0.045 s a run at 100k products, and 0.02 for that view's making)
     "caption_match": ("product_id", "SELECT product_id, level FROM caption_match {where}"),
+    # each picture's faces and product (the compliance section's faces per product: compliance_facts.py)
+    "faces": ("blob", "SELECT blob, product_id, n_faces FROM faces {where}"),
 }
 FLAG_TABLES = ("products", "media", "specs")  # the facts a product's modalities are made from
 KEPT_VIEWS = {t: f"report_{t}_kept" for t in SOURCES}  # views of the kept files in the report's connection
@@ -127,6 +129,7 @@ class Facts:
     whole: list[str] = field(default_factory=list)  # tables whose facts were all made again
     touched: set[str] = field(default_factory=set)  # products whose rows of FLAG_TABLES changed (when none is whole)
     after: pa.Table | None = None  # the touched products' flags now (an incremental run that made them)
+    faced: set[str] = field(default_factory=set)  # products whose faces rows changed (before or after)
 
 
 def update(store, con, large, kept, previous: dict | None, since: dict[str, int], marks: dict[str, int]) -> Facts:
@@ -194,6 +197,8 @@ def _tables(store, con, recent: _Recent, kept, out: Facts, token: str, previous:
             if table in FLAG_TABLES:
                 out.touched.update((fresh.column("product_id").to_pylist() + was.column("product_id").to_pylist())
                                    if table == "media" else changed.column(group).to_pylist())
+            if table == "faces":
+                out.faced.update(fresh.column("product_id").to_pylist() + was.column("product_id").to_pylist())
             out.made[table] = fresh.num_rows
             if not fresh.num_rows:
                 register_view(con, KEPT_VIEWS[table], paths, group)
