@@ -20,7 +20,7 @@ from yarl import URL
 
 from ..optout import TDMREP_MAX_BYTES, TDMREP_PATH, OptOut, agent_token, robots_optout, tdm_optout, tdmrep_rules
 from .outcome import Outcome
-from .robots import RobotsRules
+from .robots import RobotsRules, read_at_most
 from .safety import check_url
 
 log = logging.getLogger(__name__)
@@ -90,16 +90,6 @@ class MediaOptOuts:
         except Exception as exc:  # noqa: BLE001  no readable rules: none for the host
             log.info("no TDMRep rules from %s: %s: %s", url, type(exc).__name__, exc)
             return []
-
-
-async def read_at_most(content: aiohttp.StreamReader, limit: int) -> bytes:
-    """A body's first ``limit`` bytes, or all of it when shorter. (``content.read(limit)`` gives what has
-    arrived so far: a rules file longer than one chunk came back cut, unreadable, and so no rules.)"""
-    chunks, size = [], 0
-    while size < limit and (chunk := await content.read(limit - size)):
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
 
 
 def write_statuses(store, rows: list[dict], run_id: str) -> None:

@@ -72,7 +72,7 @@ class RobotsRules:
                         url = target.join(URL(resp.headers["Location"]))
                         continue
                     if 200 <= resp.status < 300:
-                        body = await resp.content.read(MAX_BYTES)
+                        body = await read_at_most(resp.content, MAX_BYTES)  # read(n) gives what has arrived
                         return Protego.parse(body.decode("utf-8", errors="replace"))
                     if 400 <= resp.status < 500 and resp.status != 429:
                         return Protego.parse("")  # unavailable: no rules
@@ -85,3 +85,13 @@ class RobotsRules:
         except Exception as exc:  # noqa: BLE001  unreachable: complete disallow (RFC 9309 2.3.1.4)
             log.info("robots.txt %s unreachable (%s: %s): nothing of the host is fetched", url, type(exc).__name__, exc)
             return UNREACHABLE
+
+
+async def read_at_most(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """A body's first ``limit`` bytes, or all of it when shorter. (``content.read(limit)`` gives what has
+    arrived so far: a rules file longer than one chunk came back cut, unreadable, and so no rules.)"""
+    chunks, size = [], 0
+    while size < limit and (chunk := await content.read(limit - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
