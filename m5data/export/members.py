@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..storage.takedowns import ids_sql
+from ..storage.withheld import opted_out_of_version
 from .samples import (
     SAMPLE_HEADER_SQL,
     SPLIT_NAMES,
@@ -44,6 +45,9 @@ class Members:
     # them out by a subquery over ``products`` and ``takedowns`` (a domain's may be millions: no id list)
     hidden: bool = False
     taken_down: int = 0  # the version's rows left out for them
+    # the version's products opted out since (storage/withheld.py): how many, the first ids (a folder that
+    # holds an export of the version may hold them: resume.claim refuses it)
+    opted_out: tuple = (0, ())
 
     def sql(self) -> str:
         """SQL of the members' (split, product_id) rows."""
@@ -116,6 +120,7 @@ def split_counts(store, version: str | None = None, split: str = "all") -> Membe
 
 def _hide_taken_down(store, members: Members) -> Members:
     """``members`` without the taken-down products (storage/takedowns.py), their counts those left."""
+    members = replace(members, opted_out=opted_out_of_version(store, members.version))
     if not store.count("takedowns"):
         return members
     left = replace(members, hidden=True)

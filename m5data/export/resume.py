@@ -40,6 +40,12 @@ def claim(out, remote: RemoteOut | None, staging: Path | None, plan: dict, membe
         return listing, False
     plan_path = out / PLAN_FILE
     resumed = plan_path.is_file()
+    if resumed and getattr(members, "opted_out", (0,))[0]:  # its shards may hold them: never resumed
+        n, first = members.opted_out
+        raise ExportError(f"{out} holds an export of split version {members.version!r}, whose products {', '.join(first)}"
+                          f"{f' (of {n:,})' if n > len(first) else ''} opted out since (m5data sql: SELECT * FROM "
+                          f"opted_out): run m5data build-splits (a new version without them) and export it, or export "
+                          f"into a new folder; a release folder never holds an opted-out product")
     if resumed:
         old = json.loads(plan_path.read_text())
         if old != plan:

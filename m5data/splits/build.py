@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .. import config as cfg
 from ..errors import UserError
-from ..storage import StageStats, takedowns
+from ..storage import StageStats, withheld
 from .carry import carry_sql, cat3_sql, flags_table_sql, lkey_sql, write_carry
 from .groups import GROUP_TABLE, GroupSource, load_groups
 from .labels import PATH_SEP, cat_key_of, cat_key_sql, cat_name_sql  # noqa: F401 (re-exported)
@@ -45,7 +45,7 @@ class BuildReport:
 
 
 # the tables a build (and check-splits) reads: a view of each of the store's tables costs ~20 ms
-READS = ("products", "label_map", "dedup", "matches", "splits", "media", "captions", "specs", "takedowns")
+READS = ("products", "label_map", "dedup", "matches", "splits", "media", "captions", "specs", "takedowns", "optouts")
 
 
 def open_connection(store, settings: cfg.Settings):
@@ -207,8 +207,8 @@ def build(store, settings: cfg.Settings, *, version: str | None = None, seed: in
     con = open_connection(store, settings)
     kept = None
     try:
-        if store.count("takedowns"):  # a taken-down product is no product of the version (nor of its groups)
-            takedowns.hide(con)
+        # a taken-down or opted-out product is no product of the version (nor of its groups)
+        withheld.hide(store, con)
         say("groups")
         groups = load_groups(con)
         say("labels and hashes")

@@ -25,7 +25,8 @@ def build_splits(
     """Assign products to train / query-c / gallery-c / query-fg / gallery-fg / cls-train / cls-test / subset; write the manifest.
 
     Without --version it builds splits.version, or, when that version holds products taken down
-    since (m5data takedown), the next version (v1 -> v2) without them, carrying its plan and roles.
+    since (m5data takedown) or whose pages opted out since (a refresh crawl), the next version
+    (v1 -> v2) without them, carrying its plan and roles.
 
     \b
     Examples:
@@ -33,20 +34,20 @@ def build_splits(
       m5data --store st build-splits --version v2 --seed 1
     """
     from ..console import console
-    from ..storage import takedowns
+    from ..storage import withheld
     from ..verbs import run_stage, stage_context
     from .stage import next_version
 
     rctx = stage_context(ctx, progress=True, options={"seed": seed, "replace": replace})
     named = version or rctx.settings.splits.version  # the verb builds no new version by itself,
-    taken = 0 if version else takedowns.in_version(rctx.store, named)
-    if taken:  # but for a takedown: the default version and its exports stay, the next one leaves them out
+    taken = {} if version else withheld.in_version(rctx.store, named)
+    if taken:  # but for a takedown or an opt-out: the default version and its exports stay, the next one leaves them out
         rctx.options["carry"], named = named, next_version(rctx.store, named)
     rctx.options["version"] = named
     d = run_stage("splits", rctx).details
     if taken:
-        console.print(f"version {esc(repr(rctx.options['carry']))} holds {taken:,} taken-down product(s) (m5data "
-                      f"takedown --list): built {esc(repr(named))} without them, with its plan and roles "
+        console.print(f"version {esc(repr(rctx.options['carry']))} holds {esc(withheld.described(taken))}: "
+                      f"built {esc(repr(named))} without them, with its plan and roles "
                       f"(export it beside the old one's export: only the shards that held them are written)",
                       highlight=False, soft_wrap=True)
     console.print(manifest_table(d["version"], d["entries"], d["targets"]))

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from .. import arrays
 from .. import config as cfg
-from ..storage import StageStats, takedowns
+from ..storage import StageStats, withheld
 from .build import BuildReport, carried_plan, finish, labelled
 from .carry import ABSENT, FLAGS, SUBSET, lkey_of, read_carry
 from .groups import GroupSource
@@ -80,7 +80,7 @@ def build_next(store, settings: cfg.Settings, *, prev: str, version: str, since:
     changes = _changes(store, since, moved_since, products)
     stats = StageStats("splits")
     st = _State(carry, changes)
-    st.take_down(takedowns.ids(store))
+    st.take_down(withheld.ids(store))
     st.labels(store, moved_since.get("label_map", False))
     st.groups()
     st.flags(store)
@@ -161,8 +161,8 @@ class _State:
         self.new_dedup_rows = 0
 
     def take_down(self, gone: pa.Array) -> None:
-        """The taken-down products (``gone``: ids, storage/takedowns.py) are no products of the version, as a
-        full build leaves them out; the groups they were in are placed again (:meth:`_find_affected`)."""
+        """The taken-down and opted-out products (``gone``: ids, storage/withheld.py) are no products of the
+        version, as a full build leaves them out; the groups they were in are placed again (:meth:`_find_affected`)."""
         at = pc.index_in(gone, value_set=self.ids).drop_null().to_numpy().astype(np.int64) if len(gone) else []
         self.is_product[at] = False
         self.n_products = int(self.is_product.sum())

@@ -11,7 +11,7 @@ import dataclasses
 
 from .. import config as cfg
 from ..stages import RunContext, StageRun
-from ..storage import StageStats, changes, takedowns
+from ..storage import StageStats, changes, withheld
 from ..storage.schema import TABLES
 
 STAGE = "splits"
@@ -30,8 +30,9 @@ def run(ctx: RunContext) -> StageStats:
     version and says ``new 0, changed 0, unchanged N``; a named version (``build-splits``) is built.
     A pipeline run's next version carries its predecessor's plan and roles (a fresh plan past
     ``splits.replan_share`` of drift, ``incremental.py``); ``full`` builds it with a fresh plan. A
-    takedown recorded since that covers a product of its last version is a change too: a next version
-    is written without it (no version holds a taken-down product it was built after). It is
+    takedown or an opt-out recorded since that covers a product of its last version is a change too: a
+    next version is written without it (no version holds a taken-down or opted-out product it was built
+    after: storage/withheld.py, the rule the views and the exports use). It is
     built from the predecessor's carry and the rows written since (``incremental.build_next``:
     ``details["placed_again"]`` products placed again), else in full (``details["built_whole"]`` says
     why); a pipeline run's build writes its version's carry (``carry.py``).
@@ -60,8 +61,9 @@ def _run(ctx: RunContext, run: StageRun) -> StageStats:
     if incremental:
         from .incremental import drift
 
-        # a takedown of one of prev's products since: a new version without it (prev and its exports stay)
-        taken = 0 if len(products) else takedowns.in_version(store, prev)
+        # a takedown or an opt-out of one of prev's products since: a new version without it (prev and its
+        # exports stay)
+        taken = 0 if len(products) else sum(withheld.in_version(store, prev).values())
         version = settings.splits.version = next_version(store, prev) if len(products) or taken else prev
         why = drift(store, settings, prev, products)  # a fresh plan past splits.replan_share
         carry = None if why else prev
@@ -121,8 +123,8 @@ def incremental_version(store, default: str) -> str:
     A store without splits gets ``default``. Otherwise the current version (``versions.py``: the
     newest by the number it ends with) is built again when the store still holds what it was built
     from (same product count, no product crawled since its manifest was written, none of its products
-    taken down): a re-run changes nothing. When products were added or re-crawled or taken down since,
-    the next version is built (``v1`` -> ``v2``) and the old one is kept.
+    taken down or opted out): a re-run changes nothing. When products were added or re-crawled or taken down
+    or opted out since, the next version is built (``v1`` -> ``v2``) and the old one is kept.
     """
     import json
     from datetime import datetime
@@ -146,7 +148,7 @@ def incremental_version(store, default: str) -> str:
         unchanged = info.get("products") == products and (newest is None or newest <= built)
     except (OSError, ValueError, KeyError, TypeError):
         unchanged = False
-    return latest if unchanged and not takedowns.in_version(store, latest) else _after(latest, versions)
+    return latest if unchanged and not withheld.in_version(store, latest) else _after(latest, versions)
 
 
 def next_version(store, prev: str) -> str:
