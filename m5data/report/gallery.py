@@ -10,7 +10,10 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from ..storage import StageStats
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..storage import StageStats, takedowns
 from ..storage.blobs import BlobPathError, resolve_blob
 from . import gallery_data
 from .page import Html, empty, html, join, table
@@ -38,6 +41,12 @@ def gallery(con, large, store, assets: Path, per_category: int, stats: StageStat
     """
     if not per_category:
         return *empty_gallery(), {}
+    # a taken-down product (storage/takedowns.py, the rule of the store's views) is never picked: one the
+    # last run picked counts as touched and without an image now, so its category is moved or ranked again
+    gone = frozenset(takedowns.ids(store).to_pylist())
+    if gone and touched is not None:
+        touched = touched | gone
+        after = None if after is None else after.filter(pc.invert(pc.is_in(after.column("product_id"), pa.array(sorted(gone)))))
     kept_picks = ([(s["product_id"], s["category"]) for s in kept.get("samples", [])]
                   if kept and kept.get("per_category") == per_category else None)
     known = {}
@@ -55,8 +64,8 @@ def gallery(con, large, store, assets: Path, per_category: int, stats: StageStat
     unmoved = [c for c in shown if c not in moved]
     reading = bool(unmoved) or any((pid, c) not in known for c in shown if c in moved for pid in moved[c])
     picks_of = moved | gallery_data.rank_picks(con, unmoved + ([c for c in spare if c not in moved] if reading else []),
-                                       per_category)
-    picks = [(pid, cat) for cat in shown for pid in picks_of.get(cat, [])]
+                                       per_category, gone)
+    picks = [(pid, cat) for cat in shown for pid in picks_of.get(cat, []) if pid not in gone]
     if not picks:
         return *empty_gallery(), {}
     kept_spare = [(pid, cat) for cat in spare

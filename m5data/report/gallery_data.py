@@ -25,13 +25,18 @@ def top_categories(con, n: int) -> list[str]:
     return [c for c, _ in fetch(con, "SELECT path, n FROM report_imaged_paths ORDER BY n DESC, path LIMIT ?", [n])]
 
 
-def rank_picks(con, categories: list[str], per_category: int) -> dict[str, list[str]]:
+def rank_picks(con, categories: list[str], per_category: int, gone: frozenset[str] = frozenset()) -> dict[str, list[str]]:
     """Each of ``categories``' first ``per_category`` products by id with a downloaded image, from every
-    product's flags (read once; only those categories' products ranked)."""
+    product's flags (read once; only those categories' products ranked), none of ``gone`` (the taken-down
+    products)."""
     if not categories:
         return {}
-    con.execute("CREATE OR REPLACE TEMP TABLE report_imaged AS SELECT path AS cat, product_id FROM report_flags "
-                "WHERE levels > 0 AND m_image")
+    con.register("report_gone", pa.table({"product_id": pa.array(sorted(gone), pa.string())}))
+    try:
+        con.execute("CREATE OR REPLACE TEMP TABLE report_imaged AS SELECT path AS cat, product_id FROM report_flags "
+                    "WHERE levels > 0 AND m_image AND product_id NOT IN (SELECT product_id FROM report_gone)")
+    finally:
+        con.unregister("report_gone")
     con.register("report_top", pa.table({"cat": pa.array(categories, pa.string())}))
     try:
         out: dict[str, list[str]] = {}

@@ -21,8 +21,9 @@ an opt-out stays readable).
 
 from __future__ import annotations
 
+import encodings.idna
 from datetime import datetime, timezone
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ..errors import UserError
 from .schema import TABLES
@@ -32,6 +33,7 @@ RAW = "raw"  # the schema of the raw tables' views in ``m5data sql`` and the cat
 TAKEN_DOWN_VIEW = "taken_down"
 OPTED_OUT_VIEW = "opted_out"
 # the tables a product's rows live in, by product id: their user views hide taken-down products
+DEFAULT_PORTS = {"http": 80, "https": 443}
 PRODUCT_TABLES = tuple(name for name, spec in TABLES.items() if "product_id" in spec.schema.names)
 
 
@@ -47,27 +49,96 @@ def host_of(url: str) -> str:
         return ""
 
 
+def canonical_host(host: str, idn: str | None = "ascii") -> str:
+    """``host`` lower case without a trailing dot; ``idn`` "ascii": each Unicode label in its punycode
+    form (``xn--...``), "unicode": each punycode label in its Unicode form, None: as given. ``www.`` stays:
+    ``www.shop.example`` and ``shop.example`` are two hosts (a domain takedown of the second covers both)."""
+    host = host.strip().rstrip(".").lower()
+    if idn is None:
+        return host
+    out = []
+    for label in host.split("."):
+        try:
+            if idn == "ascii" and not label.isascii():
+                label = encodings.idna.ToASCII(label).decode("ascii")
+            elif idn == "unicode" and label.startswith("xn--"):
+                label = encodings.idna.ToUnicode(label)
+        except UnicodeError:  # not a valid IDN label: kept as it is
+            pass
+        out.append(label.lower())
+    return ".".join(out)
+
+
+def _unquoted(text: str) -> str:
+    """``text`` percent-decoded (UTF-8), or as it is where that is not UTF-8 (as :data:`URL_KEY_SQL`)."""
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        return text
+
+
+def canonical_url(url: str, idn: str | None = "ascii", key: bool = False) -> str:
+    """``url`` in canonical form ("" without a host): scheme and host lower case, the host's trailing dot,
+    a default port (80, 443), the fragment and the path's trailing ``/`` dropped, the host's IDN labels as
+    ``idn`` says (:func:`canonical_host`). ``key``: path and query percent-decoded too, the form two URLs
+    are compared in (:data:`URL_KEY_SQL` in SQL, ``idn=None``); else they are kept as given (the value
+    recorded)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return ""
+    host = canonical_host(parts.hostname or "", idn)
+    if not host:
+        return ""
+    scheme = parts.scheme.lower()
+    netloc = host if port is None or port == DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+    path, query = (_unquoted(parts.path), _unquoted(parts.query)) if key else (parts.path, parts.query)
+    return f"{scheme}://{netloc}{path.rstrip('/')}" + (f"?{query}" if query else "")
+
+
+def url_key(url: str) -> str:
+    """The form URLs are compared in (two URLs of one page have the same): :func:`canonical_url` with
+    ``key``, the host as given; equal to :data:`URL_KEY_SQL`."""
+    return canonical_url(url, None, key=True)
+
+
+def forms(kind: str, value: str) -> list[str]:
+    """The values a takedown of ``kind`` and ``value`` is recorded as, canonical (:func:`normalised`): one,
+    and for a URL or domain with an IDN host both its punycode and Unicode forms (the store's URLs hold
+    either: SQL cannot convert one into the other). :class:`TakedownError` for a bad kind or value."""
+    first = normalised(kind, value)
+    if kind == "product_id":
+        return [first]
+    other = canonical_host(first, "unicode") if kind == "domain" else canonical_url(first, "unicode")
+    return [first] + ([other] if other and other != first else [])
+
+
 def normalised(kind: str, value: str) -> str:
-    """``value`` as the table keeps it: a domain lower case (the host of a URL given as one), a URL
-    and a product id stripped of surrounding blanks. :class:`TakedownError` for a bad kind or value."""
+    """``value`` as the table keeps it: a domain :func:`canonical_host` (the host of a URL given as one), a
+    URL :func:`canonical_url` (punycode hosts), a product id stripped of surrounding blanks.
+    :class:`TakedownError` for a bad kind or value."""
     if kind not in KINDS:
         raise TakedownError(f"takedown kind must be one of {', '.join(KINDS)}, got {kind!r}")
     value = (value or "").strip()
     if kind == "domain":
-        value = host_of(value) if "://" in value else value.lower().rstrip(".")
+        value = canonical_host(host_of(value) if "://" in value else value)
     if not value:
         raise TakedownError(f"takedown {kind} is empty")
-    if kind == "url" and not host_of(value):
-        raise TakedownError(f"takedown url {value!r} is not an absolute URL (http://host/...)")
+    if kind == "url":
+        if not host_of(value) or not canonical_url(value):
+            raise TakedownError(f"takedown url {value!r} is not an absolute URL (http://host/...)")
+        value = canonical_url(value)
     return value
 
 
-def record(store, kind: str, value: str, reason: str | None = None) -> dict:
-    """Write one takedown row (a takedown of the same kind and value again replaces it); the row."""
-    row = {"kind": kind, "value": normalised(kind, value), "reason": reason or None,
-           "taken_at": datetime.now(timezone.utc)}
-    store.write("takedowns", [row])
-    return row
+def record(store, kind: str, value: str, reason: str | None = None) -> list[dict]:
+    """Write one takedown (a takedown of the same kind and value again replaces it): a row per one of its
+    :func:`forms`; the rows (the canonical one first)."""
+    now = datetime.now(timezone.utc)
+    written = [{"kind": kind, "value": v, "reason": reason or None, "taken_at": now} for v in forms(kind, value)]
+    store.write("takedowns", written)
+    return written
 
 
 def rows(store) -> list[dict]:
@@ -76,12 +147,14 @@ def rows(store) -> list[dict]:
 
 
 def covering(url: str, takedowns: list[dict]) -> dict | None:
-    """The takedown that covers page ``url`` (its URL, or its domain or a parent domain), or None."""
-    host = host_of(url)
+    """The takedown that covers page ``url`` (its URL, or its domain or a parent domain, compared
+    canonically as the views do), or None."""
+    host, key = canonical_host(host_of(url), None), url_key(url)
     for t in takedowns:
-        if t["kind"] == "url" and t["value"] == url.strip():
+        if t["kind"] == "url" and key and key == url_key(t["value"]):
             return t
-        if t["kind"] == "domain" and host and (host == t["value"] or host.endswith("." + t["value"])):
+        value = canonical_host(t["value"], None)
+        if t["kind"] == "domain" and host and (host == value or host.endswith("." + value)):
             return t
     return None
 
@@ -90,13 +163,30 @@ def covering(url: str, takedowns: list[dict]) -> dict | None:
 HOST_SQL = "rtrim(lower(regexp_extract({url}, '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?([^/:?#]+)', 1)), '.')"
 
 
+# the comparison form of the SQL expression ``{url}`` (NULL without a host), as url_key gives it: the
+# URL's parts read once (a lambda over a one-item list), percent-decoding kept off where it is not UTF-8
+_URL_RE = r"^([A-Za-z][A-Za-z0-9+.-]*)://(?:[^@/?#]*@)?([^/:?#]*)(?::([0-9]*))?([^?#]*)(?:\?([^#]*))?"
+URL_KEY_SQL = (
+    "list_transform([regexp_extract({url}, '" + _URL_RE + "', ['s', 'h', 'o', 'p', 'q'])], lambda u: "
+    "CASE WHEN rtrim(u.h, '.') = '' THEN NULL ELSE lower(u.s) || '://' || rtrim(lower(u.h), '.') || "
+    "CASE WHEN u.o = '' OR TRY_CAST(u.o AS BIGINT) = CASE lower(u.s) WHEN 'http' THEN 80 WHEN 'https' THEN 443 END "
+    "THEN '' ELSE ':' || coalesce(CAST(TRY_CAST(u.o AS BIGINT) AS VARCHAR), u.o) END || "
+    "rtrim(coalesce(try(url_decode(u.p)), u.p), '/') || "
+    "CASE WHEN u.q = '' THEN '' ELSE '?' || coalesce(try(url_decode(u.q)), u.q) END END)[1]")
+
+
 def taken_down_sql(products: str = "products", takedowns: str = "takedowns") -> str:
     """SQL of the taken-down products: ``product_id`` and the ``kind``, ``value``, ``reason`` and ``taken_at``
-    of a takedown that covers it (a product covered twice is listed twice)."""
-    host = HOST_SQL.format(url="p.url")
-    return (f"SELECT p.product_id, t.kind, t.value, t.reason, t.taken_at FROM {products} p JOIN {takedowns} t ON "
-            f"(t.kind = 'product_id' AND p.product_id = t.value) OR (t.kind = 'url' AND p.url = t.value) OR "
-            f"(t.kind = 'domain' AND ({host} = t.value OR ends_with({host}, '.' || t.value)))")
+    of a takedown that covers it (a product covered twice is listed twice). URLs are compared in their
+    :data:`URL_KEY_SQL` form (the recorded one and the product's), hosts lower case without a trailing dot."""
+    host, url_key_of = HOST_SQL.format(url="url"), URL_KEY_SQL.format(url="url")
+    value_key = URL_KEY_SQL.format(url="value")
+    return (f"SELECT p.product_id, t.kind, t.value, t.reason, t.taken_at FROM "
+            f"(SELECT product_id, {url_key_of} AS url_key, {host} AS host FROM {products}) p JOIN "
+            f"(SELECT *, CASE kind WHEN 'url' THEN {value_key} WHEN 'domain' THEN rtrim(lower(value), '.') "
+            f"ELSE value END AS match FROM {takedowns}) t ON "
+            f"(t.kind = 'product_id' AND p.product_id = t.match) OR (t.kind = 'url' AND p.url_key = t.match) OR "
+            f"(t.kind = 'domain' AND (p.host = t.match OR ends_with(p.host, '.' || t.match)))")
 
 
 def ids_sql(products: str = "products") -> str:
@@ -122,6 +212,58 @@ def ids(store):
         return con.sql(ids_sql()).to_arrow_table().column("product_id").combine_chunks()
     finally:
         con.close()
+
+
+def covered(store, written: list[dict]) -> set[str]:
+    """The products of the store the takedown rows ``written`` (recorded) cover now."""
+    con = store.connect(need=("products", "takedowns"), only=("products", "takedowns"))
+    try:
+        sql = f"SELECT DISTINCT product_id FROM ({taken_down_sql()}) WHERE kind = ? AND list_contains(?, value)"
+        return {pid for row in written for (pid,) in con.execute(sql, [row["kind"], [row["value"]]]).fetchall()}
+    finally:
+        con.close()
+
+
+def _others(store, tables: tuple[str, ...], sql: str, of: set[str]) -> list[tuple]:
+    """The rows of ``sql`` (its two parameters: the products ``of`` and those already taken down) over ``tables``."""
+    if not of or not all(store.count(t) for t in tables):
+        return []
+    gone = ids(store).to_pylist()
+    con = store.connect(need=tables, only=tables)
+    try:
+        return con.execute(sql, [sorted(of), sorted(set(gone) | of)]).fetchall()
+    finally:
+        con.close()
+
+
+def copies(store, of: set[str]) -> dict[str, str]:
+    """The products, not taken down, whose main image is the same file (its ``sha256``) as that of one of the
+    products ``of``: each -> that product (the smallest id where several)."""
+    sql = ("WITH main AS (SELECT product_id, sha256 FROM media WHERE kind = 'image' AND role = 'main' "
+           "AND status = 'ok' AND sha256 IS NOT NULL AND sha256 <> '') "
+           "SELECT c.product_id, min(m.product_id) FROM main m JOIN main c ON c.sha256 = m.sha256 "
+           "WHERE list_contains(?, m.product_id) AND NOT list_contains(?, c.product_id) GROUP BY 1 ORDER BY 1")
+    return dict(_others(store, ("media",), sql, of))
+
+
+def duplicates(store, of: set[str]) -> dict[str, tuple[str, str]]:
+    """The products, not taken down, in the duplicate group (``dedup``) of one of the products ``of``:
+    each -> (that product, the group): candidates, a group may hold distinct listings."""
+    sql = ("SELECT d.product_id, min(g.product_id), any_value(g.group_id) FROM dedup g JOIN dedup d "
+           "ON d.group_id = g.group_id WHERE list_contains(?, g.product_id) AND NOT list_contains(?, d.product_id) "
+           "GROUP BY 1 ORDER BY 1")
+    return {pid: (first, group) for pid, first, group in _others(store, ("dedup",), sql, of)}
+
+
+def record_also(store, taken: dict[str, str], reason: str) -> list[dict]:
+    """Record a product-id takedown per product of ``taken`` (product -> the product it follows), with the
+    reason ``reason`` formatted with that product (``{of}``); the rows."""
+    now = datetime.now(timezone.utc)
+    written = [{"kind": "product_id", "value": pid, "reason": reason.format(of=of), "taken_at": now}
+               for pid, of in sorted(taken.items())]
+    if written:
+        store.write("takedowns", written)
+    return written
 
 
 def in_version(store, version: str) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +25,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from ...errors import UserError
+from ...storage import takedowns
 from ...storage.blobs import BlobPathError, resolve_blob
 from ...threaded_app import ThreadedApp
 from ..crowd.judgement_files import read_rows
@@ -32,6 +34,7 @@ from .guard import WILDCARD, Guard, cookie_name, is_loopback, same_secret
 STATIC = Path(__file__).parent / "static"
 LABELS = ("match", "mismatch", "uncertain")
 HOST = "127.0.0.1"
+TAKEDOWN_TTL = 2.0  # seconds a read of the taken-down products is reused (LabellingApp._taken_down)
 
 
 class UiError(UserError, ValueError):
@@ -104,6 +107,9 @@ def build_tasks(store, per_query: int, gold: list[Task] | None = None, gold_ever
         con.close()
     if not pairs:
         raise UiError("no candidate pools in the store: run `m5data annotate pools` first")
+    gone = set(takedowns.ids(store).to_pylist())  # taken-down products (storage/takedowns.py) are no task
+    known -= gone
+    pairs = [(q, c) for q, c in pairs if q not in gone and c not in gone]
     gold = [g for g in gold if g.query_id in known and g.candidate_id in known]
     plain = [Task(q, c) for q, c in pairs]
     gold_pairs = {(g.query_id, g.candidate_id) for g in gold}
@@ -125,7 +131,8 @@ class LabellingApp:
         self.store = store
         self.session = session
         self.base = ""  # the path the routes are under (set by app())
-        self.products = self._load_products()
+        self._gone, self._gone_at = frozenset(), float("-inf")
+        self.products = {pid: p for pid, p in self._load_products().items() if pid not in self._taken_down()}
         self.lock = asyncio.Lock()
 
     def _load_products(self) -> dict[str, dict]:
@@ -152,6 +159,19 @@ class LabellingApp:
         for pid, blob in images:
             out[pid]["image"] = blob
         return out
+
+    def _taken_down(self) -> frozenset[str]:
+        """The taken-down products (storage/takedowns.py: the rule the store's views use), read again at most
+        every :data:`TAKEDOWN_TTL` seconds: a takedown recorded while the UI runs hides its products too."""
+        now = time.monotonic()
+        if now - self._gone_at >= TAKEDOWN_TTL:
+            self._gone, self._gone_at = frozenset(takedowns.ids(self.store).to_pylist()), now
+        return self._gone
+
+    async def _shown(self, *ids: str) -> bool:
+        """Whether none of the products ``ids`` is taken down (else the UI answers as for an unknown one)."""
+        gone = await asyncio.get_running_loop().run_in_executor(None, self._taken_down)
+        return not any(pid in gone for pid in ids)
 
     # ------------------------------------------------------------------ routes
     def app(self, guard: Guard) -> web.Application:
@@ -188,13 +208,15 @@ class LabellingApp:
 
     async def tasks(self, request: web.Request) -> web.Response:
         done = self._labels()
+        gone = await asyncio.get_running_loop().run_in_executor(None, self._taken_down)
+        shown = [t for t in self.session.tasks if t.query_id not in gone and t.candidate_id not in gone]
         return web.json_response({"worker": self.session.worker, "tasks": [
             {"index": k, "query_id": t.query_id, "candidate_id": t.candidate_id, "label": done.get((t.query_id, t.candidate_id))}
-            for k, t in enumerate(self.session.tasks)]})
+            for k, t in enumerate(shown)]})
 
     async def product(self, request: web.Request) -> web.Response:
         product = self.products.get(request.match_info["product_id"])
-        if product is None:
+        if product is None or not await self._shown(product["product_id"]):
             raise web.HTTPNotFound(text="unknown product")
         # the id is store text (any characters): one quoted path segment
         image = self.base + "/image/" + quote(product["product_id"], safe="") if product["image"] else None
@@ -202,7 +224,7 @@ class LabellingApp:
 
     async def image(self, request: web.Request) -> web.StreamResponse:
         product = self.products.get(request.match_info["product_id"])
-        if product is None or not product["image"]:
+        if product is None or not product["image"] or not await self._shown(product["product_id"]):
             raise web.HTTPNotFound()
         rel = product["image"]
         if not isinstance(self.store.root, Path):  # on object storage: the object's bytes
@@ -238,7 +260,7 @@ class LabellingApp:
         except (ValueError, KeyError, TypeError):
             raise web.HTTPBadRequest(text="expected JSON with query_id, candidate_id, label") from None
         task = self.session.by_pair.get(pair)
-        if task is None:
+        if task is None or not await self._shown(*pair):
             raise web.HTTPBadRequest(text=f"unknown query/candidate pair {pair[0]} / {pair[1]}")
         if label not in LABELS:
             raise web.HTTPBadRequest(text=f"label must be one of {', '.join(LABELS)}")
