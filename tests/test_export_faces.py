@@ -57,7 +57,7 @@ def _exported(out, fmt: str) -> dict[str, bytes]:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        rows = pq.read_table(next(out.rglob("*.parquet"))).to_pylist()
+        rows = pq.read_table(next(out.glob("data/*.parquet"))).to_pylist()
         found = {r["key"]: r["image"]["bytes"] for r in rows}
         found.update({f"{r['key']}/frame{i:03d}": f["bytes"] for r in rows for i, f in enumerate(r["frames"] or [])})
         return found

@@ -67,7 +67,7 @@ def written_keys(folder: Path) -> set:
     for index in folder.glob("*.index.json"):
         split = json.loads(index.read_text())["name"]
         for entry in json.loads(index.read_text())["shardlist"]:
-            if not entry["url"].startswith("../") and "-kept-" not in entry["url"]:
+            if "-kept-" not in entry["url"] and "-inherited-" not in entry["url"]:
                 with tarfile.open(folder / entry["url"]) as tar:
                     out |= {(split, m.name.split(".", 1)[0]) for m in tar}
     return out
@@ -139,13 +139,28 @@ def test_incremental_versions_hold_the_samples_of_a_full_export(grown, tmp_path)
         assert got[key] == fields, key
     # the sample list holds the digests a full export makes (v3's own hashed only what changed since v2)
     assert sample_list(Path(v3.out)) == sample_list(tmp_path / "full")
-    # v3 names shards of both earlier folders, and check-shards follows them (sizes, sha256, keys)
-    index = json.loads((Path(v3.out) / "train.index.json").read_text())["shardlist"]
-    assert {u["url"].split("/")[1] for u in index if u["url"].startswith("../")} <= {"v1-webdataset-all",
-                                                                                   "v2-webdataset-all"}
-    report = check_shards(v3.out)
+    # v3 holds its own files (shards of v1 and v2 taken over under its own names), and checks clean alone
+    assert_self_contained(Path(v3.out))
+    taken = [json.loads(p.read_text())["inherited_from"] for p in Path(v3.out).glob("*-inherited-*.stats.json")]
+    assert {t.split("/")[0] for t in taken} == {"v2-webdataset-all"}  # v2 holds what it took over from v1
+    alone = tmp_path / "elsewhere" / "v3"
+    import shutil
+
+    shutil.copytree(v3.out, alone)
+    report = check_shards(alone)
     assert report.ok, report.problems
-    assert report.samples == len(want)
+    assert report.samples == len(want) and samples_of(alone) == want
+
+
+def assert_self_contained(folder: Path) -> None:
+    """No index, manifest, stats, plan, card or sample list of ``folder`` names a path out of it, and taken-over
+    files are hard links (local: the same inode as the previous folder's)."""
+    import pyarrow.parquet as pq
+
+    for path in folder.rglob("*"):
+        if path.suffix in (".json", ".md"):
+            assert "../" not in path.read_text(), path
+    assert not [p for p in pq.read_table(folder / "_samples.parquet").column("path").to_pylist() if "../" in p]
 
 
 def test_a_changed_product_replaces_its_old_sample(grown):
@@ -162,7 +177,7 @@ def test_a_changed_product_replaces_its_old_sample(grown):
     # its old shard is not taken over: the v2 index names no v1 shard that holds it
     for index in Path(reports["v2"].out).glob("*.index.json"):
         for entry in json.loads(index.read_text())["shardlist"]:
-            if entry["url"].startswith("../"):
+            if "-inherited-" in entry["url"]:
                 with tarfile.open(Path(reports["v2"].out) / entry["url"]) as tar:
                     assert not any(m.name.startswith(safe_key(pid) + ".") for m in tar)
 
@@ -190,7 +205,7 @@ def test_check_shards_names_a_missing_inherited_shard_and_a_key_twice(grown, tmp
         shutil.copytree(reports[r].out, parent / Path(reports[r].out).name)
     v3 = parent / "v3-webdataset-all"
     inherited = next(u["url"] for u in json.loads((v3 / "train.index.json").read_text())["shardlist"]
-                     if u["url"].startswith("../v1"))
+                     if "-inherited-" in u["url"])
     (v3 / inherited).unlink()
     report = check_shards(v3)
     assert [p.path for p in report.problems if p.problem == "missing"] == [inherited]
@@ -284,9 +299,11 @@ def test_a_shard_that_only_lost_samples_is_copied_without_reading_the_store(grow
     assert report.shards_kept >= 1 and report.base == "v3-webdataset-all"
     index = json.loads((out / "train.index.json").read_text())["shardlist"]
     names = [u["url"] for u in index]
-    assert source not in names and "train-kept-000000.tar" in names
+    assert "train-kept-000000.tar" in names
+    assert f"v3-webdataset-all/{source}" not in [json.loads(p.read_text())["inherited_from"]
+                                                  for p in out.glob("*-inherited-*.stats.json")]
     stats = json.loads((out / "train-kept-000000.stats.json").read_text())
-    assert stats["kept_from"] == source and stats["nsamples"] == len(keys) - 1 and stats["failures"] == {}
+    assert stats["kept_from"] == f"v3-webdataset-all/{source}" and stats["nsamples"] == len(keys) - 1 and stats["failures"] == {}
     with tarfile.open(v3 / source) as tar:
         want = [(m.name, tar.extractfile(m).read()) for m in tar if m.name.split(".", 1)[0] != keys[1]]
     with tarfile.open(out / "train-kept-000000.tar") as tar:
@@ -336,19 +353,19 @@ def test_the_training_loader_reads_an_incremental_version(grown, tmp_path):
 def test_formats_that_cannot_inherit_export_in_full_and_say_so(grown, tmp_path):
     store, settings, _, _ = grown
     parent = tmp_path / "exports"
-    export(store, settings, out=parent / "a", fmt="parquet", version="v2")
-    r = export(store, settings, out=parent / "b", fmt="parquet", version="v3")
-    assert r.shards_inherited == 0 and r.shards_written == r.shards and "Parquet" in r.full_because
+    export(store, settings, out=parent / "a", fmt="m5product", version="v2")
+    r = export(store, settings, out=parent / "b", fmt="m5product", version="v3")
+    assert r.shards_inherited == 0 and r.shards_written == r.shards and "M5Product" in r.full_because
     assert r.changes == {"new": r.stats.n_in, "changed": 0, "unchanged": 0, "removed": 0}
-    again = export(store, settings, out=parent / "b", fmt="parquet", version="v3")  # its shards all done: they stand
+    again = export(store, settings, out=parent / "b", fmt="m5product", version="v3")  # its shards all done: they stand
     assert again.shards_written == 0 and again.changes == {"new": 0, "changed": 0, "unchanged": r.stats.n_in,
                                                            "removed": 0}
 
 
 def test_incremental_versions_on_object_storage(grown, aws, tmp_path):
     """The same on s3:// (moto's server on 127.0.0.1): v1 in full, v3 beside it takes v1's unchanged
-    shards over; its objects, read back with boto3, hold the samples of a full local export; check-shards
-    and the training loader follow the inherited shards."""
+    shards over (CopyObject into its own prefix); its objects, read back with boto3, hold the samples of a
+    full local export; check-shards and the training loader read it; it stands once v1 is removed."""
     pytest.importorskip("s3fs")
     from m5data.export.check import check_shards
 
@@ -371,11 +388,15 @@ def test_incremental_versions_on_object_storage(grown, aws, tmp_path):
         cfg = load_config("small").model
         got = sorted(p for b in loader(f"{parent}/v3-webdataset-all", "train", cfg, batch_size=16) for p in b["product_id"])
         assert got == sorted(p for b in loader(tmp_path / "full", "train", cfg, batch_size=16) for p in b["product_id"])
-    index = json.loads((mirror / "v3-webdataset-all" / "train.index.json").read_text())["shardlist"]
-    assert "../v1-webdataset-all/train-000000.tar" in [u["url"] for u in index]
-    client.delete_object(Bucket=aws["bucket"], Key=f"{prefix}/v1-webdataset-all/train-000000.tar")
-    missing = check_shards(f"{parent}/v3-webdataset-all").problems
-    assert [(p.path, p.problem) for p in missing] == [("../v1-webdataset-all/train-000000.tar", "missing")]
+    # v3's prefix holds its own objects (v1's taken over by server-side copies): no path out of it, and
+    # removing v1's objects (a takedown's old release) leaves v3 whole
+    assert_self_contained(mirror / "v3-webdataset-all")
+    assert v3.stats.details["taken_over"] == {"server copy": v3.shards_inherited}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=aws["bucket"], Prefix=f"{prefix}/v1-webdataset-all/"):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=aws["bucket"], Key=obj["Key"])
+    report = check_shards(f"{parent}/v3-webdataset-all")
+    assert report.ok and report.samples == len(samples_of(tmp_path / "full")), report.problems
 
 
 def mirrored(aws, parent: str, mirror: Path) -> Path:

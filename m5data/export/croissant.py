@@ -56,7 +56,7 @@ def _layout(fmt: str) -> tuple[list[dict], list[dict]]:
                             _columns("products", "parquet-files", PARQUET_COLUMNS))])
     if fmt == "webdataset":
         return ([file_set("shards", "*.tar", "application/x-tar", "WebDataset tar shards of this folder "
-                          "(the <split>.index.json files list every shard, inherited ones too)"),
+                          "(every shard the <split>.index.json files list, taken-over ones too)"),
                  file_set("samples-index", "_samples.parquet", PARQUET, "one row per sample: its shard")],
                 [record_set("samples", "split, product id, digest and shard of every sample",
                             _columns("samples", "samples-index", SAMPLES_COLUMNS))])

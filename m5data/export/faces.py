@@ -11,32 +11,32 @@ from .samples import Sample
 DETECTED_KINDS = ("image_norm", "image", "frames")  # the media a sample's image and frames come from
 BATCH = 200  # faces rows per write
 
-# the members' pictures without a faces row: a normalised image, a JPEG original where a product has no
-# normalised image (the sample's image then), a frames folder
+# the written samples' pictures without a faces row: a normalised image, a JPEG original where a product
+# has no normalised image (the sample's image then), a frames folder; ``export_faces_known`` holds every blob
+# with a faces row (read once with the boxes: the faces view's newest-row window cost 20 s at 100k products)
 _MISSING_SQL = """
-WITH m AS (SELECT DISTINCT product_id FROM ({members}))
+WITH m AS (SELECT DISTINCT product_id FROM ({members})),
+mm AS (SELECT media.* FROM media JOIN m USING (product_id) WHERE {media_filter})
 SELECT blob, min(kind) AS kind, min(media_id) AS media_id, min(product_id) AS product_id
-FROM media JOIN m USING (product_id)
-WHERE {media_filter} AND kind IN ('image_norm', 'image', 'frames')
-  AND (kind <> 'image' OR product_id NOT IN (SELECT product_id FROM media WHERE kind = 'image_norm' AND status = 'ok'))
-  AND blob NOT IN (SELECT blob FROM faces)
+FROM mm
+WHERE kind IN ('image_norm', 'image', 'frames')
+  AND (kind <> 'image' OR product_id NOT IN (SELECT product_id FROM mm WHERE kind = 'image_norm'))
+  AND blob NOT IN (SELECT blob FROM export_faces_known)
 GROUP BY blob ORDER BY blob
 """
 
 
-def detect_missing(store, members) -> int:
-    """Detect the faces of the members' pictures that have no ``faces`` row yet and write their rows;
-    how many pictures were looked at. (Extract detects them as it makes them: here only what it did
-    not, such as media extracted with ``extract.detect_faces`` off or before the table existed.)"""
+def detect_missing(store, con, members_sql: str) -> int:
+    """Detect the faces of the pictures of the samples ``members_sql`` names (their ``(split, product_id)``
+    rows: the samples an export writes) that have no ``faces`` row yet, and write their rows; how many
+    pictures were looked at. (Extract detects them as it makes them: here only what it did not, such as
+    media extracted with ``extract.detect_faces`` off or before the table existed.) ``con``: the export's
+    stream connection, with ``export_faces_known`` (:func:`load_boxes`); one query, no loop over samples."""
     from ..faces.boxes import detect_files
     from .media import frame_files, shard_blobs
-    from .members import MEDIA_FILTER, READS
+    from .members import MEDIA_FILTER
 
-    con = store.connect(only=("media", "faces") + READS, cursor=True)
-    try:
-        todo = con.execute(_MISSING_SQL.format(members=members.sql(), media_filter=MEDIA_FILTER)).fetchall()
-    finally:
-        con.close()
+    todo = con.execute(_MISSING_SQL.format(members=members_sql, media_filter=MEDIA_FILTER)).fetchall()
     done = 0
     for start in range(0, len(todo), BATCH):
         chunk = todo[start:start + BATCH]
@@ -52,6 +52,7 @@ def detect_missing(store, members) -> int:
                         rows.append(row)
         if rows:
             store.write("faces", rows)
+            _add_boxes(con, [r for r in rows if r.get("n_faces")])
         done += len(rows)
     return done
 
@@ -66,32 +67,61 @@ def _file(root: Path, blob: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def boxes_args(store, con, members, stats, options: dict, make):
+def boxes_args(store, con, members_sql: str, stats, options: dict, make):
     """``make`` (the shard writes' arguments from ``(shard, samples)``) with the samples' boxes attached
-    (``Sample.faces``), after detecting what extract did not look at (``stats.details["faces_detected"]``);
-    ``make`` itself when faces are not blurred or no shard is written (``con`` None).
+    (``Sample.faces``), after detecting what extract did not look at in the samples to write (``members_sql``:
+    their ``(split, product_id)``; ``stats.details["faces_detected"]``); ``make`` itself when faces are not
+    blurred or no shard is written (``con`` None).
 
     The boxes of the pictures with faces go into a table of ``con`` (the export's stream connection) once,
     and each shard reads its own from there."""
     if con is None or not options.get("blur_faces"):
         return make
-    stats.details["faces_detected"] = detect_missing(store, members)
     load_boxes(store, con)
+    stats.details["faces_detected"] = detect_missing(store, con, members_sql)
     return lambda sh, samples: make(sh, _attach(con, samples))
 
 
+def written_sql(con, delta, members) -> str | None:
+    """SQL of the ``(split, product_id)`` of the samples an export writes: an incremental export's new and
+    changed ones (a table of ``con``), else every member; None without a connection (nothing written)."""
+    if con is None:
+        return None
+    if delta is None:
+        return members.sql()
+    con.register("export_written", delta.digests.select(["split", "product_id"]))
+    return "SELECT split, product_id FROM export_written"
+
+
+_BOX_COLUMNS = ["blob", "width", "height", "frame", "x0", "y0", "x1", "y1"]
+
+
 def load_boxes(store, con) -> None:
-    """Table ``export_faces`` of ``con``: the ``faces`` rows with faces (their boxes), which shards read.
-    They are read on a connection of their own, closed after: read through the export's connection
-    (the newest row per key of every part), the scan's memory stayed in it for the whole export
+    """Tables of ``con``: ``export_faces``, the ``faces`` rows with faces (their boxes), which shards read, and
+    ``export_faces_known``, every blob with a row. Read once with ``store.read`` (the newest row per key over
+    the parts), not through the export's connection: its scan's memory stayed in it for the whole export
     (bench_scale at 100k: export-webdataset's peak 0.84 -> 1.25 GiB; docs/export.md)."""
-    found = store.read("faces", columns=["blob", "width", "height", "frame", "x0", "y0", "x1", "y1"],
-                       where="n_faces > 0")
+    found = store.read("faces", columns=[*_BOX_COLUMNS, "n_faces"])
     con.register("export_faces_rows", found)
     try:
-        con.execute("CREATE OR REPLACE TABLE export_faces AS SELECT * FROM export_faces_rows")
+        con.execute("CREATE OR REPLACE TABLE export_faces_known AS SELECT DISTINCT blob FROM export_faces_rows")
+        con.execute(f"CREATE OR REPLACE TABLE export_faces AS SELECT {', '.join(_BOX_COLUMNS)} FROM export_faces_rows "
+                    "WHERE n_faces > 0")
     finally:
         con.unregister("export_faces_rows")
+
+
+def _add_boxes(con, rows: list[dict]) -> None:
+    """The boxes of pictures just detected, into ``export_faces``."""
+    import pyarrow as pa
+
+    if not rows:
+        return
+    con.register("export_faces_new", pa.Table.from_pylist([{c: r.get(c) for c in _BOX_COLUMNS} for r in rows]))
+    try:
+        con.execute("INSERT INTO export_faces SELECT * FROM export_faces_new")
+    finally:
+        con.unregister("export_faces_new")
 
 
 def _attach(con, samples: list[Sample]) -> list[Sample]:

@@ -238,3 +238,81 @@ def finish(store, out: Path, version: str, members, shards: list[dict], options:
     for agg in splits.values():
         agg["modalities"] = dict(sorted(agg["modalities"].items()))
     write_json_atomic(out / "_stats.json", {"version": version, "format": "parquet", "splits": splits})
+
+
+# ------------------------------------------------------------------------------- carried files (incremental)
+
+NAMES_BY_POSITION = True  # a file's name holds its position and its split's count: new files follow the carried
+
+
+def carried_name(split: str, kind: str, n: int, position: int, total: int) -> str:
+    """The name in a new version's folder of a previous file it takes over or copies without the samples
+    that left it: the Hub's ``data/<split>-NNNNN-of-NNNNN.parquet`` at its ``position`` of ``total``."""
+    return shard_path(split, position, total)
+
+
+def kept_stats_path(out: Path, name: str) -> Path:
+    """The stats file (completion marker) of a carried file (not under data/: see :func:`stats_path`)."""
+    return out / "_shards" / (name.rsplit("/", 1)[-1][: -len(".parquet")] + ".stats.json")
+
+
+def write_kept(source, out: Path, name: str, split: str, keep: set[str], *, source_name: str,
+               source_sha256: str | None = None) -> dict:
+    """Copy the rows of the samples ``keep`` (their keys) of the Parquet file ``source`` (a seekable binary
+    reader) into ``out/name`` (temp name, rename), then its stats file (the completion marker): the rows
+    as they are, one row group per row group of the source, no store read. The source must hash to
+    ``source_sha256`` (when given) and hold every kept key, else :class:`~m5data.export.samples.ExportError`."""
+    import hashlib
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from .check import file_sha256
+    from .json_stream import write_json_atomic
+    from .samples import ExportError
+
+    again = "export this version with --full"
+    if source_sha256:
+        sha = hashlib.sha256()
+        while block := source.read(4 << 20):
+            sha.update(block)
+        if sha.hexdigest() != source_sha256:
+            raise ExportError(f"the previous file {source_name} is not the file its version indexed (sha256 "
+                              f"differs): {again}")
+        source.seek(0)
+    target = out / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".tmp-{target.name}")
+    wanted = pa.array(sorted(keep), pa.string())
+    seen: list[str] = []
+    modalities: Counter = Counter()
+    sch = schema()
+    try:
+        reader = pq.ParquetFile(source)
+        with pq.ParquetWriter(tmp, sch, compression="zstd") as writer:
+            for i in range(reader.num_row_groups):
+                group = reader.read_row_group(i)
+                group = group.filter(pc.is_in(group.column("key"), value_set=wanted))
+                if group.num_rows:
+                    writer.write_table(group.select(sch.names).cast(sch))
+                    seen += group.column("key").to_pylist()
+                    modalities.update(m for ms in group.column("modalities").to_pylist() for m in ms or ())
+            if not seen:
+                writer.write_table(sch.empty_table())
+    except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+        tmp.unlink(missing_ok=True)
+        raise ExportError(f"cannot read the previous file {source_name} ({exc}): {again}") from None
+    if set(seen) != keep or len(seen) != len(keep):
+        tmp.unlink(missing_ok=True)
+        missing = sorted(keep - set(seen))[:3]
+        raise ExportError(f"the previous file {source_name} does not hold the samples its version lists "
+                          f"(missing {', '.join(missing) or 'none'}): {again}")
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    stats = {"shard": target.name, "path": name, "split": split, "index": None, "kept_from": source_name,
+             "nsamples": len(seen), "size": target.stat().st_size, "sha256": file_sha256(target),
+             "first_key": seen[0] if seen else None, "last_key": seen[-1] if seen else None,
+             "modalities": dict(sorted(modalities.items())), "failures": {}}
+    write_json_atomic(kept_stats_path(out, name), stats)
+    return stats

@@ -1,6 +1,6 @@
 """An export of a new split version that writes only what changed and takes the rest over.
 
-Every WebDataset export folder holds, beside its shards and indexes, two files for the next one:
+Every WebDataset and Parquet export folder holds, beside its shards and indexes, two files for the next one:
 
 - ``_manifest.json``: every shard of this version (its stats: path, samples, size, sha256), the
   path relative to this folder;
@@ -13,20 +13,20 @@ The next export of the same format and split (``derived/state/export-<fmt>-<spli
 the folder of the last complete one) into a *sibling* folder for another split version hashes the
 new version's samples that may have changed since (``digests.touched_ids``: the products with rows
 written since, those of relabelled categories, the members new to the version; every sample where
-the base cannot tell) and compares, the others keeping their base digests: a shard of the previous version whose samples are all there
-with the same digest is **inherited** (its index entry is ``../<previous folder>/<shard>``, with its
-size and sha256); a shard that lost samples (changed, or no longer in the split) is **copied without
-them** (``webdataset.write_kept``: its tar streamed once, the kept members' bytes copied as they are,
-no store read) into ``<split>-kept-NNNNNN.tar`` of this folder; only the new and changed samples are
-read from the store, into new shards of this folder. So a changed product is in the new shards only,
-no key is listed twice, and every reader of the index (the ``wids`` index, the training loader,
-check-shards) sees exactly the samples of a full export, in other shards: readers stay plain index
-readers (no exclusion lists).
+the base cannot tell) and compares, the others keeping their base digests: a shard of the previous
+version whose samples are all there with the same digest is **taken over** (``carry.py``: a hard link
+under a name of this folder, a copy across file systems, a server-side copy on S3); a shard that lost
+samples (changed, or no longer in the split) is **copied without them** (``webdataset.write_kept``:
+its tar streamed once, the kept members' bytes copied as they are; ``hf_parquet.write_kept``: its rows
+filtered; no store read); only the new and changed samples are read from the store, into new shards
+of this folder. So a changed product is in the new shards only, no key is listed twice, every reader
+of the index (the ``wids`` index, the Parquet loader, the training loader, check-shards) sees exactly
+the samples of a full export, in other shards, and every folder holds all of its files: no index,
+manifest, card or sample list names a path out of it (``../``), so one copied alone is complete.
 
-Inherited shards are never copied; an earlier folder that is removed breaks the later versions that
-reference it (check-shards names the missing shards). Formats whose readers cannot take files from
-another folder (Parquet: the dataset card's patterns; M5Product: one folder of item files) export
-in full and say so.
+The base is read once through ``../<previous folder>/`` (its manifest, sample list and files: older
+folders listed inherited shards as ``../<folder>/<shard>``, which are followed too). M5Product exports
+in full and says why (its item ids are decided over the whole export, and its JSON merges every shard).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from .digests import (
 )
 from .remote import RemoteFolder, is_remote, sibling_name
 
-INCREMENTAL_FORMATS = ("webdataset",)
+INCREMENTAL_FORMATS = ("webdataset", "parquet")
 MANIFEST = "_manifest.json"
 SAMPLES = "_samples.parquet"
 LABELS = "_labels.parquet"
@@ -66,9 +66,8 @@ SAMPLES_SCHEMA = pa.schema([("split", pa.string()), ("product_id", pa.string()),
 READS = ("products", "specs", "captions", "media", "label_map", "taxonomy", "dedup", "splits", "optouts", "licenses",
          "takedowns")
 NOT_INCREMENTAL = {
-    "parquet": "a Parquet export is written in full: the dataset card's data/<split>-* patterns "
-               "read one folder",
-    "m5product": "an M5Product export is written in full: its layout is one folder of item files",
+    "m5product": "an M5Product export is written in full: its item ids are decided over the whole export "
+                 "and its captions and lists merge every shard",
 }
 
 
@@ -248,6 +247,7 @@ class Diff:
     standing: pa.Table = field(default_factory=SAMPLES_SCHEMA.empty_table)  # the base's rows that stand, as they are
     hashed: int = 0  # samples hashed (the others kept their base digests)
     rows: object = None  # a DuckDB connection holding the hashed products' rows (digests.few_rows), or None
+    base_shards: list = field(default_factory=list)  # the base's shards, in its order
 
 
 # Every member of the version and every sample of the base, side by side: ``rehash`` where the member
@@ -328,7 +328,7 @@ def compare(store, con, members, base: Base, marks: dict, labels: pa.Table) -> D
     order = list(zip(fresh.column("split").to_pylist(), fresh.column("product_id").to_pylist()))
     return Diff(inherited, kept, set(order), {"new": new, "changed": changed, "unchanged": present - new - changed,
                                               "removed": gone},
-                order, fresh, standing.cast(SAMPLES_SCHEMA), hashed.num_rows, rows)
+                order, fresh, standing.cast(SAMPLES_SCHEMA), hashed.num_rows, rows, base.shards)
 
 
 def cut_ids(keys: list, shards: list) -> dict:

@@ -31,7 +31,7 @@ from ..stages import StageRun
 from ..storage.names import shown
 from ..storage.runs import StageStats
 from ..storage.temps import scratch_dir
-from . import faces
+from . import carry, faces
 from . import incremental as inc
 from .json_stream import write_json_atomic
 from .members import Members, choose, split_counts, stream_samples
@@ -47,7 +47,7 @@ from .plan import (
     shard_samples,
 )
 from .remote import FINISH_READS_SHARD_FILES, RemoteOut, is_remote
-from .resume import PLAN_FILE, claim, existing_plan, finished_shards, remove_stale_temps, shard_done
+from .resume import PLAN_FILE, claim, existing_plan, remove_stale_temps, shard_done
 from .samples import ExportError, bad_split_names
 from .shards import (
     FORMATS,
@@ -195,8 +195,8 @@ def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: st
         shards, inherited, kept = planned.shards, planned.inherited, planned.kept
         listing, resumed = claim(out, remote, staging, plan_file(fmt, version, settings, mod, base, planned), members)
         stats.n_in = planned.samples
-        done, kept_done = finished_shards(mod, out, remote, listing, shards, kept)
-        skipped = len(done) + len(kept_done)
+        done, kept_done = carry.finished_and_taken(mod, out, remote, listing, planned, stats)
+        skipped = len(done) + len(kept_done) - len(inherited)
         earlier = set(done)  # the shards an earlier run of this folder finished
         todo = len(shards) - len(done)
         units = len(shards) + len(kept)
@@ -210,7 +210,7 @@ def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: st
         def finished(st: dict) -> None:
             written.append(st)
             if "kept_from" in st:
-                kept_done[st["shard"]] = st
+                kept_done[st["path"]] = st
             else:
                 done[(st["split"], st["index"])] = st
             account(stats, st)
@@ -218,7 +218,6 @@ def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: st
                 progress(skipped + len(written), units)
 
         copies = [k for k in kept if k["name"] not in kept_done]  # previous shards minus the samples that left
-
         # a full export keeps its samples' digests too (for the next version's); done shards too
         digests = inc.SAMPLES_SCHEMA.empty_table()
         if keeps_index and base is None and shards:
@@ -228,16 +227,17 @@ def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: st
             if todo:  # the stream takes the shared connection over (closed with it)
                 con, shared = shared or _stream_connection(store), None
             try:  # the copies first: they run in the workers while the samples are read
-                writes = _shard_writes(con, delta, members, planned, done, shard_ids, faces.boxes_args(
-                    store, con, members, stats, options, partial(shard_args, fmt, out, options, store.root)), write)
+                args = faces.boxes_args(store, con, faces.written_sql(con, delta, members), stats, options,
+                                        partial(shard_args, fmt, out, options, store.root))  # the written samples' faces
+                writes = _shard_writes(con, delta, members, planned, done, shard_ids, args, write)
                 write_all(pool_size(settings.export.workers, shards, done, copies), [(copy, (k,)) for k in copies],
                           writes, finished, units=todo + len(copies))
             finally:
                 if con is not None:
                     con.close()
-        ordered = _ordered(mod, base, planned, done, kept_done)
+        ordered = carry.ordered(mod, base, planned, done, kept_done)
         _finish(mod, fmt, out, remote, staging, store, version, members, ordered, options,
-                index=_index_rows(base, delta, planned, done, shard_ids if todo else None, digests) if keeps_index else None,
+                index=carry.index_rows(base, delta, planned, done, shard_ids if todo else None, digests) if keeps_index else None,
                 labels=labels)
         if resumed:
             remove_stale_temps(out, before=started)
@@ -282,24 +282,6 @@ def _shard_writes(con, delta, members: Members, planned: Planned, done: dict, sh
             yield write, args(sh, samples)
 
 
-def _ordered(mod, base, planned: Planned, done: dict, kept_done: dict) -> list[dict]:
-    """The shards' stats for the layout's index: the previous version's shards in its order (inherited,
-    or kept copies), then the new."""
-    ordered = []
-    if base is not None:
-        taken = {st["path"] for st in planned.inherited}
-        copies = {k["from"]: k["name"] for k in planned.kept}
-        for st in base.shards:
-            if st["path"] in taken:
-                ordered.append(dict(st))
-            elif st["path"] in copies:
-                name = copies[st["path"]]
-                ordered.append({**kept_done[name], "stats_path": mod.kept_stats_path(Path(), name).as_posix()})
-    for sh in planned.shards:
-        ordered.append({**done[(sh.split, sh.index)], "stats_path": mod.stats_path(Path(), sh).as_posix()})
-    return ordered
-
-
 def _members(store, stats: StageStats, version: str | None, split: str) -> tuple[Members, dict]:
     """The split version's members, less the splits whose names are not plain (a split name becomes file
     names: one that is not plain is skipped, counted as a failure); (members, skipped splits)."""
@@ -335,18 +317,6 @@ def _writers(fmt: str, out, remote: RemoteOut | None, staging: Path | None) -> t
 def _changes(n_in: int, shards: list[Shard], earlier: set) -> dict:
     new = sum(sh.size for sh in shards if (sh.split, sh.index) not in earlier)
     return {"new": new, "changed": 0, "unchanged": n_in - new, "removed": 0}
-
-
-def _index_rows(base, delta, planned: Planned, done: dict, shard_ids: dict | None, digests):
-    """The samples' index: the base's samples that stand (in inherited and kept shards), then the new shards'
-    (``shard_ids``: each shard's samples, None when every shard was done already)."""
-    if shard_ids is None:  # every shard done already: their samples, cut from the ids in export order
-        shard_ids = inc.cut_ids(planned.fresh_order if base is not None else list(zip(
-            digests.column("split").to_pylist(), digests.column("product_id").to_pylist())), planned.shards)
-    placed = {done[(sh.split, sh.index)]["path"]: (sh.split, shard_ids[(sh.split, sh.index)]) for sh in planned.shards}
-    if base is not None:
-        return inc.index_rows(delta.standing, {k["from"]: k["name"] for k in planned.kept}, placed, delta.digests)
-    return inc.index_rows(inc.SAMPLES_SCHEMA.empty_table(), {}, placed, digests)
 
 
 def _finish(mod, fmt: str, out, remote: RemoteOut | None, staging: Path | None, store, version: str, members: Members,
@@ -387,7 +357,7 @@ def _unchanged(run: StageRun, out, fmt: str, version: str, members: Members,
     stats.n_in = n
     stats.details["changes"] = {"new": 0, "changed": 0, "unchanged": n, "removed": 0}
     stats.finish("ok")
-    own = [st for st in shards if not st["path"].startswith("../")]
+    own = [st for st in shards if not st["path"].startswith("../") and "inherited_from" not in st]
     return ExportReport(stats, out, fmt, version, dict(members.counts), len(shards), 0, len(own), skipped_splits,
                         shards_inherited=len(shards) - len(own), base=state.get("base"), changes=stats.details["changes"],
                         full_because="nothing changed")

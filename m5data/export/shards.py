@@ -8,7 +8,6 @@ import importlib
 import os
 import shutil
 from concurrent.futures import FIRST_COMPLETED, wait
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -17,7 +16,7 @@ from ..process_pool import ProcessPool
 from ..storage.runs import StageStats
 from . import incremental as inc
 from .media import shard_blobs
-from .plan import Shard
+from .plan import Shard, origin
 from .remote import RemoteOut
 from .samples import ExportError
 
@@ -73,7 +72,7 @@ def run_kept(fmt: str, out: str, k: dict, *, remote: bool, staging: str | None) 
     else:
         remote = None
     keep = {safe_key(pid) for pid in k["ids"]}
-    args = dict(source_name=k["from"], source_sha256=k["sha256"])
+    args = dict(source_name=origin(k["from"]), source_sha256=k["sha256"])  # <folder>/<file>: never a ../ path
     if remote is None:
         try:
             fh = open(Path(out) / k["from"], "rb")
@@ -142,7 +141,9 @@ def write_all(pool_workers: int, first: list[tuple[Callable, tuple]], writes: It
 
 def shard_args(fmt: str, out, options: dict, store_root, sh: Shard, samples: list) -> tuple:
     """The arguments of :func:`run_shard` (and :func:`run_remote_shard`) for one shard: picklable."""
-    return fmt, str(out), asdict(sh), options, samples, str(store_root)
+    shard = {"split": sh.split, "index": sh.index, "count": sh.count, "product_ids": list(sh.product_ids),
+             "last": sh.last, "size": sh.size}  # not dataclasses.asdict: it copied each id (2 s at 100k)
+    return fmt, str(out), shard, options, samples, str(store_root)
 
 
 def account(stats: StageStats, shard_stats: dict) -> None:

@@ -256,7 +256,14 @@ def kept_name(split: str, index: int) -> str:
     return f"{split}-kept-{index:06d}.tar"
 
 
+def carried_name(split: str, kind: str, n: int, position: int, total: int) -> str:
+    """The name in a new version's folder of its ``n``-th previous shard of ``kind`` (``inherited``: taken
+    over as it is; ``kept``: copied without the samples that left it); its new shards keep their names."""
+    return kept_name(split, n) if kind == "kept" else f"{split}-inherited-{n:06d}.tar"
+
+
 def kept_stats_path(out: Path, name: str) -> Path:
+    """The stats file (completion marker) of a carried shard (kept or inherited)."""
     return out / (name[: -len(".tar")] + ".stats.json")
 
 
