@@ -49,9 +49,11 @@ def need_s3(url: str, error=StoreError) -> None:
     """Raise ``error`` in one line naming ``url`` and the extra to install when s3fs or aiobotocore is
     missing: checked before any request is made (a missing module found inside one left coroutines
     never awaited, and a bare ``No module named 's3fs'``)."""
+    import importlib
+
     try:
-        import s3fs  # noqa: F401  (first: the extra installs it, and it brings aiobotocore)
-        import aiobotocore.session  # noqa: F401
+        for module in ("s3fs", "aiobotocore.session"):  # s3fs first: the extra installs it, and it brings aiobotocore
+            importlib.import_module(module)
     except ImportError as exc:
         name = (getattr(exc, "name", None) or "s3fs").split(".")[0]
         raise error(f"{url}: object storage needs the s3 extra ({name} is not installed): {EXTRA_S3}") from exc
