@@ -109,3 +109,52 @@ def test_an_incremental_parquet_export_on_object_storage(grown, aws, tmp_path): 
     assert_self_contained(mirror)
     export(store, settings, out=tmp_path / "full", fmt="parquet", version="v5", full=True)
     same_rows(rows_of(mirror, tmp_path / "hf1"), rows_of(tmp_path / "full", tmp_path / "hf2"))
+
+
+def test_a_shard_is_taken_over_by_a_copy_where_the_file_system_has_no_hard_link(tmp_path, monkeypatch):
+    """``carry.link_or_copy``: a hard link where it can; a whole copy (through a temp name) where ``os.link``
+    fails (another file system: EXDEV); a missing source is an error, and no temp file is left."""
+    import errno
+
+    from m5data.export import carry
+
+    src = tmp_path / "a" / "x.tar"
+    src.parent.mkdir()
+    src.write_bytes(b"shard" * 1000)
+    (tmp_path / "b").mkdir()
+    assert carry.link_or_copy(src, tmp_path / "b" / "linked.tar") == "link"
+    assert os.path.samefile(src, tmp_path / "b" / "linked.tar")
+
+    def no_link(*_args):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(carry.os, "link", no_link)
+    assert carry.link_or_copy(src, tmp_path / "b" / "copied.tar") == "copy"
+    copied = tmp_path / "b" / "copied.tar"
+    assert copied.read_bytes() == src.read_bytes() and not os.path.samefile(src, copied)
+    with pytest.raises(FileNotFoundError):
+        carry.link_or_copy(tmp_path / "a" / "gone.tar", tmp_path / "b" / "gone.tar")
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["copied.tar", "linked.tar"]
+
+
+def test_a_killed_incremental_parquet_export_resumes_to_the_rows_of_a_full_one(grown, tmp_path):  # noqa: F811
+    """Killed after its first file, run again: the files taken over and copied stand (their markers), the rest
+    is written, and the folder loads the rows of a full export."""
+    parent = tmp_path / "exports"
+    store, settings = changed_copy(grown, tmp_path / "store", str(parent))
+    out = parent / "v5-parquet-all"
+    calls = []
+
+    def stop(done, total):
+        calls.append(done)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export(store, settings, out=out, fmt="parquet", progress=stop)
+    assert not (out / "_manifest.json").exists() and list((out / "_shards").glob("*-of-*.stats.json"))
+    resumed = export(store, settings, out=out, fmt="parquet")
+    assert resumed.base == "v3-parquet-all" and resumed.shards_skipped == 1
+    export(store, settings, out=tmp_path / "full", fmt="parquet", version="v5", full=True)
+    same_rows(rows_of(out, tmp_path / "hf1"), rows_of(tmp_path / "full", tmp_path / "hf2"))
+    assert check_shards(out).ok

@@ -7,8 +7,9 @@ list, and the layout's JSON files and lists): missing, a size other than the ind
 needed), or a sha256 other than the indexed one (same size, other bytes). The folder may be a URL
 (``s3://bucket/prefix``): one listing gives the sizes, the hashes stream the objects.
 
-An incremental export's index names shards it took over from the previous version's folder beside
-it (``../<folder>/<shard>``, ``incremental.py``): such a path is followed only into a folder its plan
+An incremental export holds every file it lists (``carry.py``: shards taken over are hard links or
+copies in the folder). One written before 2026-11-29 named shards of the previous version's folder
+beside it (``../<folder>/<shard>``): such a path is followed only into a folder its plan
 (``_export.json``, ``inherits``) names and that holds an export plan itself; any other path out of
 the folder is never read. Where the export keeps its sample list (``_samples.parquet``), the check
 also finds a key listed twice in a split and a shard whose sample count differs from the list; with
