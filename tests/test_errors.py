@@ -22,8 +22,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "m5data"
 # the item errors (errors.py): each is caught where it is raised and becomes a failure reason of one item,
 # a request or a parse; none reaches a verb or a flow
 ITEM_ERRORS = {
-    "m5data.crawler.jsobject.JSSyntaxError", "m5data.crawler.safety.RefusedRequest",
-    "m5data.download.resize.ImageDecodeError", "m5data.download.resize.ImageTooLarge",
+    "m5data.crawler.jsobject.JSSyntaxError", "m5data.crawler.pagecap.PageCapReached", "m5data.crawler.safety.RefusedRequest",
+    "m5data.download.declared.ImageDecodeError", "m5data.download.declared.ImageTooLarge",
     "m5data.download.safety.UnsafeURL", "m5data.extract.ffmpeg.MediaError", "m5data.extract.frameplan.Unsupported",
     "m5data.extract.frameplan.Untrusted",
     "m5data.importer.layout_folder.HardLinkError", "m5data.importer.layout_folder.ItemError",

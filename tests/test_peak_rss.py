@@ -59,8 +59,9 @@ def test_run_measured_sums_a_commands_tree_where_ru_maxrss_has_the_largest_proce
     assert done.returncode == 0, done.stderr
     maxrss = json.loads(done.stdout)
     assert done.peak >= 200 * MIB  # both children's 100 MiB at once, and the parent's own
-    assert maxrss["self_kib"] * 1024 < 100 * MIB  # the parent's high-water mark: none of it
-    assert maxrss["children_kib"] * 1024 < 150 * MIB  # RUSAGE_CHILDREN, wait4, time -v: one child's
+    # (the command's own ru_maxrss is not asserted: a process forked from a large one, a pytest worker of
+    # 2 GB, starts with that one's high-water mark, so it says nothing of the command's tree)
+    assert set(maxrss) == {"self_kib", "children_kib"}
     assert done.cpu > 0 and done.seconds > 0
 
 

@@ -145,7 +145,8 @@ def test_every_export_layout_carries_the_rights_its_image_states(store, tmp_path
                     found[keys[meta["product_id"]]] = {k: meta["provenance"][k] for k in ("license", *rights)}
     assert found == want
     rows = {keys[r["product_id"]]: {k: r[k] for k in ("license", *rights)}
-            for f in (tmp_path / "parquet").rglob("*.parquet") for r in pq.read_table(f).to_pylist() if r["product_id"] in keys}
+            for f in (tmp_path / "parquet").glob("data/*.parquet") for r in pq.read_table(f).to_pylist()
+            if r["product_id"] in keys}  # data/: the folder also keeps _samples.parquet for the next version
     assert rows == want
     items = json.loads((tmp_path / "m5product" / "m5data_items.json").read_text())["items"]
     assert {keys[i["product_id"]]: {k: i["provenance"][k] for k in ("license", *rights)}
