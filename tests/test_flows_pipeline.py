@@ -90,7 +90,7 @@ def test_a_transient_crawl_failure_is_retried_and_the_run_reports_it(demo_shop_d
     waiter.start()
     try:
         runs = pipeline_flow(str(store_path), [f"http://127.0.0.1:{port}/"], stages=["crawl"],
-                             overrides={"flows.retry_delay": 5, "crawl.max_pages": 20, "crawl.allow_private": True})
+                             overrides={"flows.retry_delay": 5, "crawl.max_pages": 60, "crawl.allow_private": True})
     finally:
         waiter.join(timeout=1)
         for shop in served:
