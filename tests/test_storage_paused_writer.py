@@ -283,12 +283,15 @@ def test_a_writer_paused_at_a_commit_point_past_its_lease_lands_nothing_on_s3(s3
 def test_a_writer_paused_at_a_commit_point_on_a_folder_store_keeps_the_next_run_out(tmp_path, point):
     root = str(tmp_path / "store")
     store = _seed(root)
+    # opened before the writer starts: an open finishes a group rewrite left pending, waiting up to 30 s
+    # for the lock of one in progress (the paused writer's, at some points), which is not this test's subject
+    second = Store.open(root)
     proc = _start(root, "stale", {"PAUSE_AT": str(point)}, lease=0.5)
     try:
         assert proc.stdout.readline().strip() == "paused", proc.stderr.read()[-3000:]
         time.sleep(1.0)  # longer than its lease (0.5 s): an fcntl lock does not run out
         with pytest.raises(StoreBusy, match=f"PID {proc.pid}"):
-            with Store.open(root).stage_lock("align"):
+            with second.stage_lock("align"):
                 pass
         out, err = proc.communicate("go\n", timeout=120)
     finally:
