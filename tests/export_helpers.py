@@ -48,3 +48,21 @@ def export_demo(demo_store_factory, root: Path, fmt: str, *, shard_size: int, wo
     report = export(store, settings_for(store, **{"export.shard_size": shard_size, "export.workers": workers}),
                     out=root / "out", fmt=fmt)
     return store, root, report
+
+
+def killed_export(store: Store, settings, out: Path, **options) -> None:
+    """An export (``m5data.export.run.export``) interrupted by a KeyboardInterrupt as its second unit of work
+    ends (as Ctrl-C would), so that a test can resume it."""
+    import pytest
+
+    from m5data.export.run import export
+
+    calls = []
+
+    def stop(done, total):
+        calls.append(done)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export(store, settings, out=out, progress=stop, **options)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from export_helpers import settings_for
+from export_helpers import killed_export, settings_for
 from grow_store import grow, product_ids
 
 from m5data.export.check import check_shards
@@ -243,15 +243,7 @@ def test_a_killed_incremental_export_resumes_to_the_same_samples(grown, tmp_path
     copy.write("splits", hashed_splits(product_ids(copy), "v4"))
     # the copy's state names v3's folder as a place in the store: the copy's own, beside the new one
     out = Path(copy.where("exports/v4-webdataset-all"))
-    calls = []
-
-    def stop(done, total):
-        calls.append(done)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        export(copy, settings, out=out, progress=stop)
+    killed_export(copy, settings, out)
     assert (out / "_export.json").is_file() and not (out / "_manifest.json").exists()
     resumed = export(copy, settings, out=out)
     assert resumed.shards_skipped == 1 and resumed.base == "v3-webdataset-all"

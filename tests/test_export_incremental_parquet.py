@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from export_helpers import killed_export
 from grow_store import grow, product_ids
 from test_export_incremental import assert_self_contained, grown, hashed_splits, mirrored  # noqa: F401 (grown: the fixture)
 
@@ -143,15 +144,7 @@ def test_a_killed_incremental_parquet_export_resumes_to_the_rows_of_a_full_one(g
     parent = tmp_path / "exports"
     store, settings = changed_copy(grown, tmp_path / "store", str(parent))
     out = parent / "v5-parquet-all"
-    calls = []
-
-    def stop(done, total):
-        calls.append(done)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        export(store, settings, out=out, fmt="parquet", progress=stop)
+    killed_export(store, settings, out, fmt="parquet")
     assert not (out / "_manifest.json").exists() and list((out / "_shards").glob("*-of-*.stats.json"))
     resumed = export(store, settings, out=out, fmt="parquet")
     assert resumed.base == "v3-parquet-all" and resumed.shards_skipped == 1
