@@ -2,7 +2,8 @@
 
 Values are layered, later layers winning:
 
-1. defaults (the section dataclasses in :mod:`m5data.config_sections`: the one place where defaults are documented),
+1. defaults (the section dataclasses in :mod:`m5data.config_sections` and :mod:`m5data.config_curation`: the one
+   place where defaults are documented),
 2. a TOML file (``m5data.toml`` in the working directory, or ``--config FILE``),
 3. environment variables ``M5DATA_<SECTION>_<KEY>`` (e.g. ``M5DATA_DOWNLOAD_CONCURRENCY=32``),
 4. flags (``--store``, ``--set section.key=value``, and a stage command's own options).
@@ -11,39 +12,40 @@ Values are layered, later layers winning:
 A key that moved to the section of the stage that reads it (``annotate.pool_k`` is now ``pools.k``,
 ``flows.export_format`` is ``export.format``: :func:`moved_keys`, one table) still works in every layer, with
 a warning in ``Settings.warnings`` naming the new key; a key no code reads (:data:`RETIRED`) is ignored with one.
-Every value is type-checked and range-checked by :func:`validate` before any work starts.
+Every value is type-checked and range-checked by :func:`validate` (:mod:`m5data.config_checks`) before any work starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from .config_sections import (
-    AlignSettings,
+from .config_checks import ConfigError, coerce, validate
+from .config_curation import (
     AnnotateSettings,
-    CrawlSettings,
     CrowdSettings,
     DedupSettings,
-    DownloadSettings,
     ExportSettings,
-    ExtractSettings,
     FlowSettings,
     MatcherSettings,
     MatchLevelSettings,
     PoolsSettings,
     ReportSettings,
     SplitsSettings,
-    StoreSettings,
     TrainSettings,
 )
-from .errors import UserError
+from .config_sections import (
+    AlignSettings,
+    CrawlSettings,
+    DownloadSettings,
+    ExtractSettings,
+    StoreSettings,
+)
 
 __all__ = [
     "CONFIG_FILENAME", "ENV_OTHER", "ENV_PREFIX", "ConfigError", "Settings", "as_dict", "check_section", "env_name",
@@ -56,10 +58,6 @@ __all__ = [
 
 CONFIG_FILENAME = "m5data.toml"
 ENV_PREFIX = "M5DATA_"
-
-
-class ConfigError(UserError, ValueError):
-    """A config value or file that cannot be used; the message names the key or file."""
 
 
 @dataclass
@@ -108,7 +106,7 @@ class Settings:
         section, name = _split_key(key, source if source != "flag" else "")
         obj = getattr(self, section)
         typ = get_type_hints(type(obj))[name]
-        setattr(obj, name, _coerce(key, value, typ))
+        setattr(obj, name, coerce(key, value, typ))
         self.sources[key] = source
 
     @property
@@ -188,92 +186,6 @@ def _split_key(key: str, origin: str = "") -> tuple[str, str]:
         raise ConfigError(f"unknown config key {key!r}: no key {name!r} in section [{section}]{where}"
                           f"{_did_you_mean(name, names)} (known in [{section}]: {', '.join(names)})")
     return section, name
-
-
-def _coerce(key: str, value: Any, typ: type) -> Any:
-    try:
-        if typ is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in {"1", "true", "yes", "on"}:
-                return True
-            if text in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError
-        if typ is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(str(value).replace("_", "")) if isinstance(value, str) else int(value)
-        if typ is float:
-            if isinstance(value, bool):
-                raise ValueError
-            number = float(value)
-            if not math.isfinite(number):  # nan/inf would pass every range check (nan < 0 is False)
-                raise ConfigError(f"config {key}: expected a finite number, got {value!r}")
-            return number
-        if isinstance(value, dict):  # a TOML table for a JSON-valued setting (crawl.headers)
-            import json
-
-            return json.dumps(value)
-        return str(value)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError, OverflowError):
-        raise ConfigError(f"config {key}: expected {typ.__name__}, got {value!r}") from None
-
-
-_POSITIVE = {
-    "crawl.concurrency", "crawl.per_domain", "crawl.timeout", "crawl.batch_rows", "crawl.max_title_chars",
-    "crawl.max_description_chars", "crawl.max_property_chars", "crawl.max_value_chars", "crawl.max_id_chars",
-    "crawl.max_url_chars", "crawl.max_specs", "crawl.max_media", "crawl.max_crumbs", "crawl.max_page_bytes",
-    "download.concurrency", "download.per_host", "download.connect_timeout", "download.read_timeout",
-    "download.request_deadline", "download.max_image_bytes", "download.max_video_bytes",
-    "download.stall_timeout", "extract.frame_fps", "extract.max_duration", "extract.max_frames",
-    "extract.video_timeout", "extract.sample_rate", "extract.n_mfcc", "extract.n_fft",
-    "extract.hop_length", "extract.max_image_pixels", "extract.max_caption_chars",
-    "align.content_chars", "store.part_rows",
-}
-_NON_NEGATIVE = {
-    "crawl.download_delay", "crawl.max_pages", "crawl.max_depth", "download.retries",
-    "download.backoff", "download.max_redirects", "download.image_max_side", "download.store_retry_seconds",
-    "extract.workers",
-    "crawl.max_retry_after", "crawl.max_crawl_delay",
-    "extract.frame_max_side", "extract.image_max_side",
-}
-_UNIT_INTERVAL = {"align.label_threshold", "align.content_threshold", "download.max_failure_rate"}
-
-
-def validate(settings: Settings) -> Settings:
-    """Reject out-of-range values and bad combinations before any work starts."""
-    values = dict(settings.items())
-    for key in _POSITIVE:
-        if values[key] <= 0:
-            raise ConfigError(f"config {key} must be > 0, got {values[key]!r} (from {settings.source(key)})")
-    for key in _NON_NEGATIVE:
-        if values[key] < 0:
-            raise ConfigError(f"config {key} must be >= 0, got {values[key]!r} (from {settings.source(key)})")
-    for key in _UNIT_INTERVAL:
-        if not 0.0 <= values[key] <= 1.0:
-            raise ConfigError(f"config {key} must be in [0, 1], got {values[key]!r} (from {settings.source(key)})")
-    for key in ("download.jpeg_quality", "extract.jpeg_quality"):
-        if not 1 <= values[key] <= 100:
-            raise ConfigError(f"config {key} must be in 1..100, got {values[key]!r}")
-    if values["store.compression"] not in {"zstd", "snappy", "gzip", "none"}:
-        raise ConfigError(f"config store.compression must be zstd, snappy, gzip or none, got {values['store.compression']!r}")
-    if values["extract.video_decode"] not in {"exact", "fast", "fastest"}:
-        raise ConfigError(f"config extract.video_decode must be exact, fast or fastest, "
-                          f"got {values['extract.video_decode']!r} (from {settings.source('extract.video_decode')})")
-    if values["extract.face_frames"] not in {"all", "changed"}:
-        raise ConfigError(f"config extract.face_frames must be all or changed, "
-                          f"got {values['extract.face_frames']!r} (from {settings.source('extract.face_frames')})")
-    if values["download.per_host"] > values["download.concurrency"]:
-        raise ConfigError("config download.per_host cannot exceed download.concurrency")
-    if values["crawl.per_domain"] > values["crawl.concurrency"]:
-        raise ConfigError("config crawl.per_domain cannot exceed crawl.concurrency")
-    if values["extract.hop_length"] > values["extract.n_fft"]:
-        raise ConfigError("config extract.hop_length cannot exceed extract.n_fft")
-    return settings
 
 
 ENV_OTHER: set[str] = {"M5DATA_WARM"}  # M5DATA_* variables that are not settings (m5data.warm's switch): never warned about

@@ -158,7 +158,7 @@ def _store_fingerprint(config: dict, kinds: str, faces: bool = True) -> str:
     the code of every stage that builds it."""
     pkg = _DEMO.parent
     digest = hashlib.sha256(json.dumps({"config": config, "kinds": kinds, "faces": faces}, sort_keys=True).encode())
-    for path in sorted([pkg / "config.py", pkg / "config_sections.py", *(p for sub in _STORE_SOURCES for p in (pkg / sub).rglob("*.py"))]):
+    for path in sorted([*(pkg / f"{name}.py" for name in ("config", "config_checks", "config_sections", "config_curation")), *(p for sub in _STORE_SOURCES for p in (pkg / sub).rglob("*.py"))]):
         digest.update(str(path.relative_to(pkg)).encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 
