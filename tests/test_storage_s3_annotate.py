@@ -64,7 +64,8 @@ def _annotate(store, truth: Path, out: Path) -> dict:
 
 def _judge_in_the_ui(store) -> tuple[bytes, dict]:
     """Serve the first task of a worker's session, fetch its candidate's image, and send a judgement."""
-    from m5data.annotate.ui.app import RunningUi, Session, build_tasks
+    from m5data.annotate.ui.app import RunningUi, Session
+    from m5data.annotate.ui.tasks import build_tasks
 
     session = Session("w1", build_tasks(store, per_query=2, gold=[]))
     task = session.tasks[0]

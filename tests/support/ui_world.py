@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from m5data.annotate.ui.app import Session, build_tasks
+from m5data.annotate.ui.app import Session
+from m5data.annotate.ui.tasks import build_tasks
 from m5data.storage import Store
 
 

@@ -2,7 +2,7 @@
 :data:`MAX_LINE_BYTES`: a record that cannot be read (not UTF-8, bad JSON or CSV, too long) is a
 ValueError with the reason and its line number, and the reading goes on.
 
-Used by the judgements import (:mod:`.crowd`) and the labelling UI's gold file (:func:`.ui.app.read_gold`);
+Used by the judgements import (:mod:`.crowd`) and the labelling UI's gold file (:func:`.ui.tasks.read_gold`);
 knows nothing of the fields.
 """
 

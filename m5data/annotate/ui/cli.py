@@ -41,7 +41,8 @@ def serve(
     from m5data.verbs import open_store
 
     from ...console import esc
-    from .app import RunningUi, Session, build_tasks, read_gold
+    from .app import RunningUi, Session
+    from .tasks import build_tasks, read_gold
 
     worker = worker.strip()
     if not worker or per_query < 1 or gold_every < 0:

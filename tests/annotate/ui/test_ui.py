@@ -10,7 +10,8 @@ from playwright.sync_api import expect
 from support.demo_fixtures import copy_store
 from support.ui_world import first_pair, store_with_pools
 
-from m5data.annotate.ui.app import RunningUi, Session, Task, UiError, build_tasks
+from m5data.annotate.ui.app import RunningUi, Session
+from m5data.annotate.ui.tasks import Task, UiError, build_tasks
 from m5data.storage import Store
 
 XSS = "<script>window.__xss = 1</script><img src=x onerror=\"window.__xss=2\">面霜 50ml"

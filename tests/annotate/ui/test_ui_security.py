@@ -13,7 +13,8 @@ from browser import chromium_page
 from support.demo_fixtures import copy_store
 from support.ui_world import first_pair, store_with_pools
 
-from m5data.annotate.ui.app import RunningUi, Session, UiError, build_tasks, read_gold
+from m5data.annotate.ui.app import RunningUi, Session
+from m5data.annotate.ui.tasks import UiError, build_tasks, read_gold
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from support.demo_fixtures import copy_store
 from support.ui_world import store_with_pools
 
 from m5data.annotate.ui import app as ui_app
-from m5data.annotate.ui.app import RunningUi, Session, Task, build_tasks
+from m5data.annotate.ui.app import RunningUi, Session
+from m5data.annotate.ui.tasks import Task, build_tasks
 from m5data.storage import takedowns
 
 
