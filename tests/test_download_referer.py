@@ -10,7 +10,7 @@ from crawl_server import Page, SiteServer
 from support.media_server import jpeg_bytes, media_rows
 
 from m5data.config import load
-from m5data.download.fetch import referer_for
+from m5data.download.referer import referer_for
 from m5data.download.run import run
 
 JPEG = jpeg_bytes(64, 48, seed=3)

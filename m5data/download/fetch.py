@@ -6,7 +6,7 @@ For each URL the :class:`Fetcher`
   ``download.max_redirects`` redirects itself;
 * bounds each attempt by ``download.request_deadline`` (connect, redirects and body together), by
   the connect and per-chunk read timeouts and by a minimum transfer rate (``download.min_rate``
-  bytes/s over every ``download.rate_window`` seconds, :class:`_Pace`), and all attempts and retry
+  bytes/s over every ``download.rate_window`` seconds, :class:`.pace.Pace`), and all attempts and retry
   waits of one URL together by ``download.url_deadline``;
 * retries 5xx, 408, 429, timeouts, dropped connections and truncated bodies up to
   ``download.retries`` times with exponential backoff and jitter, waiting at least what a
@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable
-from contextvars import ContextVar
 
 import aiohttp
 from yarl import URL
@@ -39,6 +38,8 @@ from ..storage.errors import StoreError
 from ..storage.retry import StoreRetry
 from .optouts import MediaOptOuts
 from .outcome import Outcome, backoff_delay, outcome_of_error
+from .pace import PACE, Pace
+from .referer import referer_for
 from .resize import ImageDecodeError, ImagePool, ImageTooLarge, image_size
 from .retry_after import retry_after_seconds
 from .rights import image_rights
@@ -53,62 +54,6 @@ TRANSIENT_STATUS = {408, 429}  # plus every 5xx
 # audio row of a WebM); a product video that is only a soundtrack is kept (extract takes its
 # audio and records the picture absent)
 ACCEPTS = {"image": {"image"}, "video": {"video", "audio"}, "audio": {"audio", "video"}}
-
-
-def referer_for(page: str | None, target: str) -> str | None:
-    """The ``Referer`` a browser sends from ``page`` for ``target``: the page's http(s) URL without
-    its fragment and user info (RFC 9110 10.1.3), none from an https page to an http URL (a
-    downgrade) or from no page."""
-    if not page:
-        return None
-    try:
-        url = URL(page)
-    except (ValueError, TypeError):
-        return None
-    if url.scheme not in ("http", "https") or not url.host:
-        return None
-    if url.scheme == "https" and target.lower().startswith("http:"):
-        return None
-    return str(url.with_fragment(None).with_user(None))
-
-
-class _Pace:
-    """The minimum transfer rate of one attempt: at least ``min_rate * window`` bytes must arrive
-    within ``window`` seconds of the attempt's start and of every point where the last quota was met.
-
-    A slow-loris server (one byte every few seconds) keeps a connection alive and the watchdog
-    content, but fails this after one window. The check costs one comparison per chunk; the timer
-    (an ``asyncio.timeout``) is moved only when a quota is met.
-    """
-
-    def __init__(self, min_rate: float, window: float):
-        self.window = window
-        self.quota = min_rate * window
-        self.timer = None  # the asyncio.timeout this guard moves
-        self.loop = None
-        self.mark = 0
-        self.total = 0
-
-    def start(self, loop) -> None:
-        self.loop = loop
-        self.timer.reschedule(loop.time() + self.window)
-
-    def feed(self, n: int) -> None:
-        self.total += n
-        if self.total - self.mark >= self.quota and self.timer is not None and self.loop is not None:
-            self.mark = self.total
-            self.timer.reschedule(self.loop.time() + self.window)
-
-    def stop(self) -> None:
-        if self.timer is not None:
-            self.timer.reschedule(None)
-
-    @property
-    def window_bytes(self) -> int:
-        return self.total - self.mark
-
-
-_PACE: ContextVar[_Pace | None] = ContextVar("m5data_download_pace", default=None)
 
 
 class Fetcher:
@@ -162,7 +107,7 @@ class Fetcher:
         StoreError, once ``download.store_retry_seconds`` passed without the store answering).
 
         ``referer``: the URL of the page that shows the media (its product's page), sent as a
-        browser would (:func:`referer_for`): shop CDNs that refuse hotlinking answer 403 without it.
+        browser would (:func:`.referer.referer_for`): shop CDNs that refuse hotlinking answer 403 without it.
         All attempts and retry waits together end within ``download.url_deadline`` seconds: an
         attempt gets at most what is left of it, and a retry whose wait would pass it is not made.
         """
@@ -175,8 +120,8 @@ class Fetcher:
             left = give_up_at - loop.time()
             cut = left < opts.request_deadline  # this attempt is bounded by the URL's deadline
             deadline = asyncio.timeout(max(left, 0.0) if cut else opts.request_deadline)
-            pace = _Pace(opts.min_rate, opts.rate_window) if opts.min_rate > 0 else None
-            token = _PACE.set(pace)
+            pace = Pace(opts.min_rate, opts.rate_window) if opts.min_rate > 0 else None
+            token = PACE.set(pace)
             try:
                 async with deadline:
                     if pace is None:
@@ -200,7 +145,7 @@ class Fetcher:
                 else:
                     outcome = outcome_of_error(exc, opts)
             finally:
-                _PACE.reset(token)
+                PACE.reset(token)
             if outcome.transient and attempt <= opts.retries:
                 delay = backoff_delay(attempt, opts.backoff, outcome.retry_after)
                 if loop.time() + delay < give_up_at:
@@ -236,14 +181,14 @@ class Fetcher:
     def _received(self, n: int) -> None:
         """Count ``n`` body bytes: for progress and the watchdog, and for this attempt's rate guard."""
         self.on_bytes(n)
-        pace = _PACE.get()
+        pace = PACE.get()
         if pace is not None:
             pace.feed(n)
 
     @staticmethod
     def _body_done() -> None:
         """The whole body is in: re-encoding or committing it is not a transfer, the rate guard stops."""
-        pace = _PACE.get()
+        pace = PACE.get()
         if pace is not None:
             pace.stop()
 
