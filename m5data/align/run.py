@@ -24,7 +24,8 @@ from ..stages import StageRun
 from ..storage import StageStats
 from . import incremental
 from . import review as review_file
-from .candidates import REASONS, candidate_arrays, decide_arrays, score_pairs
+from .candidates import REASONS, candidate_arrays, score_pairs
+from .decisions import Decided, check_renames, decide_all
 from .inventory import Inventory, read_inventory
 from .mapping import Level1Mapping
 from .merge import PreviousIds, assign_ids, build_groups, label_map_rows, taxonomy_rows
@@ -153,9 +154,9 @@ def _align(run: StageRun, settings: cfg.Settings, level1: Level1Mapping, reviewe
         if gone:
             report.problems.append(f"{review}: {len(gone)} pair(s) refer to sub-classes no longer in the store; ignored")
 
-    decided = _decide_all(subs, left, right, at, s_label, s_content, settings, reviewed, report)
+    decided = decide_all(subs, left, right, at, s_label, s_content, settings, reviewed, report)
     groups, group_of = build_groups(subs, decided.merges, decided.touched, decided.renames)
-    _check_renames(groups, subs, decided.renames, report)
+    check_renames(groups, subs, decided.renames, report)
     previous = PreviousIds() if renumber else PreviousIds.from_store(store)
     assign_ids(groups, subs, previous)
     report.n_groups = len(groups)
@@ -253,65 +254,6 @@ def _positions(subs, left: np.ndarray, right: np.ndarray, keys) -> dict:
     return {k: int(f) for k, f in zip(keys, found) if f >= 0}
 
 
-@dataclass
-class Decided:
-    """Every pair's automatic decision (arrays over the pairs) and what the review file changed."""
-
-    merge: np.ndarray  # bool: the automatic decision is merge
-    reason: np.ndarray  # int8: index into candidates.REASONS
-    margin: np.ndarray
-    final: np.ndarray  # bool: the decision applied
-    verdict: dict[int, str]  # pair position -> the review file's accept / reject
-    rename: dict[int, str]  # pair position -> the review file's name
-    merges: list[tuple[int, int]]
-    touched: set[int]
-    renames: dict[int, str]
-
-
-def _decide_all(subs, left, right, at, s_label, s_content, settings, reviewed, report) -> Decided:
-    """Decide every pair at once (numpy), then apply the review file's overrides pair by pair, in pair order."""
-    a = settings.align
-    names = np.array([s.name for s in subs], dtype=object)
-    merge, reason, margin = decide_arrays(
-        s_label, s_content, names[left] == names[right], label_threshold=a.label_threshold,
-        content_threshold=a.content_threshold, merge_empty_by_name=a.merge_empty_by_name)
-    final = merge.copy()
-    verdicts: dict[int, str] = {}
-    new_names: dict[int, str] = {}
-    touched: set[int] = set()
-    renames: dict[int, str] = {}
-    for key, k in sorted(((key, k) for key, k in at.items() if key in reviewed.review or key in reviewed.rename),
-                         key=lambda kv: kv[1]):
-        i, j = int(left[k]), int(right[k])
-        decision = "merge" if merge[k] else "keep"
-        verdict = reviewed.review.get(key, "")
-        chosen = {"accept": "merge", "reject": "keep"}.get(verdict, decision)
-        if verdict:
-            verdicts[k] = verdict
-        if chosen != decision:
-            touched.update((i, j))
-            report.overrides[verdict] += 1
-            final[k] = chosen == "merge"
-        new_name = reviewed.rename.get(key, "")
-        if new_name:
-            new_names[k] = new_name
-            if chosen == "merge":
-                renames.setdefault(i, new_name)
-                touched.update((i, j))
-            else:
-                report.problems.append(f"rename {new_name!r} of {'/'.join(key[:3])} ~ {'/'.join(key[3:])} "
-                                       "ignored: the pair is not merged")
-    merged = np.flatnonzero(final)
-    # merged pairs by reason ("review" where the review file changed the decision), counted in order of each
-    # one's first pair, as a loop over the pairs would
-    labels = np.where(merge[merged] != final[merged], len(REASONS), reason[merged])
-    codes, first, counts = np.unique(labels, return_index=True, return_counts=True)
-    for _, code, n in sorted(zip(first.tolist(), codes.tolist(), counts.tolist())):
-        report.merges[REASONS[code] if code < len(REASONS) else "review"] += n
-    return Decided(merge, reason, margin, final, verdicts, new_names,
-                   list(zip(left[merged].tolist(), right[merged].tolist())), touched, renames)
-
-
 def _review_table(subs, left, right, s_label, s_content, decided: Decided, level1, groups, group_of) -> pa.Table:
     """The review file's rows (``review.COLUMNS``) as one Arrow table, every column taken from per-sub-class
     arrays by the pairs' indexes (no row dict per pair), borderline first: by |margin|, then class and
@@ -365,16 +307,6 @@ def _review_table(subs, left, right, s_label, s_content, decided: Decided, level
         "sub_class_id": take(per_sub["sub_class_id"], a), "group_name": take(per_sub["group_name"], a),
     }
     return pa.table({c: columns[c] for c in review_file.COLUMNS})
-
-
-def _check_renames(groups, subs, renames, report) -> None:
-    for g in groups:
-        asked = {renames[i] for i in g.members if i in renames}
-        if len(asked) > 1:
-            report.problems.append(f"conflicting renames for one merged group ({', '.join(sorted(asked))}); "
-                                   f"kept {g.name!r}")
-        if asked:
-            report.overrides["rename"] += 1
 
 
 def _count(stats: StageStats, inv: Inventory, label_rows: list[dict], report: AlignReport) -> None:

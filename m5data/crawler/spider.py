@@ -12,14 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-import traceback
 from urllib.parse import urlsplit
 
 import scrapy
 from scrapy import signals
-from scrapy.exceptions import IgnoreRequest
 from scrapy.http import TextResponse
-from scrapy.spidermiddlewares.httperror import HttpError
 from w3lib.url import canonicalize_url
 
 from ..storage.redact import strip_userinfo
@@ -27,14 +24,14 @@ from ..storage.takedowns import covering
 from .adapters import AdapterChooser
 from .adapters.base import is_html
 from .extraction import declared_encoding, detect_encoding, read_page
+from .failures import failure_items
 from .items import NotModified, PageError, ProductItem, host_platform
 from .licence import page_license
-from .optouts import ROBOTS, OptedOut, page_optout, robots_refusal
-from .pagecap import PageCapReached
+from .optouts import OptedOut, page_optout
 from .render import as_text_response, needs_render, no_product_reason, render_meta
 from .revalidate import conditional_headers, validators_of
-from .safety import RefusedRequest, crawl_scope, in_scope
-from .walls import WALLS, captcha, link_of, login_redirect, not_a_product, too_large
+from .safety import crawl_scope, in_scope
+from .walls import WALLS, captcha, link_of, login_redirect, not_a_product
 
 log = logging.getLogger(__name__)
 _SITEMAP = re.compile(rb"<(?:\w+:)?(urlset|sitemapindex)\b")
@@ -277,48 +274,8 @@ class ProductSpider(scrapy.Spider):
                 yield req
 
     def on_error(self, failure):
-        request = failure.request
-        platform = self.choose(request.url).platform or host_platform(request.url)
-        if isinstance(fallback := request.meta.get("m5data_fallback"), ProductItem):
-            # rendering a partly read product failed: keep what the plain fetch gave, say why it is partial
-            fallback.problems.append(f"render failed: {type(failure.value).__name__}: {str(failure.value)[:160]}")
-            self.crawler.stats.inc_value("m5data/product_pages")  # the plain fetch's page, which deferred its item
-            yield fallback
-            return
-        if failure.check(PageCapReached):  # not sent: crawl.max_pages was reached (pagecap.py)
-            return
-        if request.meta.get("depth", 0) == 0:  # a start URL that could not be fetched yields nothing
-            self._empty_start(request.meta.get("redirect_urls", [request.url])[0])
-        link = link_of(request)
-        # a body over crawl.max_page_bytes, or a redirect to a login page (refused off-site, disallowed by
-        # robots.txt, or answering an HTTP error): the row names the link followed
-        if reason := too_large(failure, self.max_page_bytes) or login_redirect(link, request.url):
-            for exc in (failure.value, failure.value.__cause__):
-                # the frames of Scrapy's gunzip hold the inflated body (up to the cap), those of the
-                # middleware the response, in a reference cycle: freed now, not at the next garbage
-                # collection (64 such pages: 1.3 GiB RSS, instead of 0.3)
-                if exc is not None and exc.__traceback__ is not None:
-                    traceback.clear_frames(exc.__traceback__)
-            yield PageError(link, self.choose(link).platform or host_platform(link), reason)
-            return
-        if failure.check(RefusedRequest):  # the safety policy (off-site redirect, private address)
-            yield PageError(request.url, platform, f"refused: {failure.value}")
-            return
-        if failure.check(IgnoreRequest) and not failure.check(HttpError):
-            self.crawler.stats.inc_value("m5data/ignored_requests")  # robots.txt or off-site: policy, not failure
-            if (found := robots_refusal(failure)) and self.choose(request.url).is_product_url(request.url):
-                self.crawler.stats.inc_value("m5data/optouts/page")  # an owner's refusal of a product page
-                self.crawler.stats.inc_value(ROBOTS)
-                yield OptedOut(request.url, None, found)
-            if request.meta.get("depth", 0) == 0:
-                yield PageError(request.url, platform, f"no product found: the start URL was not fetched "
-                                                       f"({type(failure.value).__name__}: {str(failure.value)[:120] or 'ignored'})")
-            return
-        if failure.check(HttpError):
-            status = failure.value.response.status
-            yield PageError(request.url, platform, f"http {status}", status)
-            return
-        yield PageError(request.url, platform, f"download error: {type(failure.value).__name__}: {str(failure.value)[:200]}")
+        """Errback: a failed request's row (:mod:`.failures`)."""
+        yield from failure_items(self, failure)
 
 
 class CharsetMiddleware:
