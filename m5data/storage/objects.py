@@ -64,6 +64,7 @@ class Listed:
     rel: str  # the key below the store's prefix
     size: int
     modified: datetime  # the server's clock: when the object was written
+    etag: str = ""  # what a conditional write over this object names (If-Match)
 
 
 def _precondition_failed(exc: BaseException) -> bool:
@@ -261,7 +262,7 @@ class ObjectStore:
         with self.explained(rel_prefix):
             found = self._sync(pages())
         cut = len(self.key(""))
-        return [Listed(o["Key"][cut:], int(o["Size"]), o["LastModified"]) for o in found]
+        return [Listed(o["Key"][cut:], int(o["Size"]), o["LastModified"], o.get("ETag", "")) for o in found]
 
     def delete(self, rels: list[str]) -> None:
         if rels:

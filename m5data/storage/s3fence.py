@@ -106,21 +106,7 @@ def fence_out(objects, base: str, epoch: int, tables) -> None:
 def etags(objects, rel_prefix: str) -> dict[str, tuple[int, str]]:
     """``rel -> (size, ETag)`` of every object whose key starts with ``rel_prefix`` (one LIST a
     thousand objects): what a fenced run's later writes of those files are conditional on."""
-    async def pages():
-        out, token = [], None
-        while True:
-            args = {"Bucket": objects.bucket, "Prefix": objects.key(rel_prefix),
-                    **({"ContinuationToken": token} if token else {})}
-            resp = await objects.fs._call_s3("list_objects_v2", **args)
-            out.extend(resp.get("Contents", []))
-            token = resp.get("NextContinuationToken")
-            if not resp.get("IsTruncated") or not token:
-                return out
-
-    with objects.explained(rel_prefix):
-        found = objects._sync(pages())
-    cut = len(objects.key(""))
-    return {o["Key"][cut:]: (int(o["Size"]), o["ETag"]) for o in found}
+    return {o.rel: (o.size, o.etag) for o in objects.listing(rel_prefix)}
 
 
 def changed(objects, rel: str) -> LeaseLost:
