@@ -59,7 +59,9 @@ def export(
     console.print(f"shards: {d['shards']} ({d['shards_written']} written, {d['shards_skipped']} already finished"
                   f"{inherited})", highlight=False)
     if d.get("faces_blurred") or d.get("faces_detected") or d.get("videos_withheld"):  # export.blur_faces
-        withheld = f", {d['videos_withheld']:,} original video(s) with faces left out" if d.get("videos_withheld") else ""
+        why = ", ".join(f"{esc(r)} {n:,}" for r, n in sorted(d.get("videos_withheld_reasons", {}).items()))
+        withheld = (f", {d['videos_withheld']:,} original video(s) left out: {why or 'faces'}"
+                    if d.get("videos_withheld") else "")
         console.print(f"faces blurred: {d.get('faces_blurred', 0):,} ({d.get('faces_detected', 0):,} picture(s) "
                       f"looked at for faces now{withheld})", highlight=False)
     ch = d.get("changes") or {}

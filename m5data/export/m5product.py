@@ -110,7 +110,50 @@ def prepare(store, members, options: dict) -> dict:
                     break
     finally:
         con.close()
-    return {**options, "item_ids": "source_id" if safe else "key"}
+    return {**options, "item_ids": "source_id" if safe else "key", **_check_videos(store, members, options)}
+
+
+def _check_videos(store, members, options: dict) -> dict:
+    """With faces blurred and videos copied: every member video checked for faces on its own file
+    (``m5data.egress.video``: kept verdicts, the others scanned in a process pool), their verdicts in a
+    local file the shard writers read (``video_verdicts``: a file, not the options, which travel with each
+    shard); nothing otherwise."""
+    from ..egress.video import check_videos
+    from ..storage.temps import scratch_dir
+
+    if not (options.get("video", True) and options.get("blur_faces")):
+        return {}
+    path = scratch_dir("export-videos") / "verdicts.json"
+    path.write_text(json.dumps(check_videos(store, members.sql())), encoding="utf-8")
+    return {"video_verdicts": str(path)}
+
+
+_verdicts: dict = {}  # per process: the verdicts file of the export it writes for (read once)
+
+
+def _video_verdicts(options: dict) -> dict | None:
+    path = options.get("video_verdicts")
+    if path is None:
+        return None
+    if path not in _verdicts:
+        _verdicts.clear()
+        _verdicts[path] = json.loads(Path(path).read_text(encoding="utf-8"))
+    return _verdicts[path]
+
+
+UNCHECKED = "not_checked: not looked at"  # a video the export's check did not see (added since it ran)
+
+
+def withheld_why(s: Sample, verdicts: dict | None) -> str | None:
+    """Why the sample's video may not leave (its own file's check: ``faces``, ``not_checked: ...``; else
+    ``faces in its frames``: extract's frames found one), None when it may. ``verdicts`` None: no check
+    (``export.blur_faces`` off)."""
+    if verdicts is None:
+        return None
+    why = verdicts.get(s.video, UNCHECKED)
+    if why is None and any(s.faces.get("frames", (None, {}))[1].values()):
+        why = "faces in its frames"
+    return why
 
 
 def item_id(sample: Sample, options: dict) -> str:
@@ -173,14 +216,16 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
 
     failures: Counter = Counter()
     modalities: Counter = Counter()
-    written = withheld = 0
+    written = 0
+    withheld: Counter = Counter()  # videos not copied, by why (export.blur_faces: a face, or not checked)
+    verdicts = _video_verdicts(options)
     records, files = {}, {}
     for s in samples:
         iid = item_id(s, options)
         drop_outside_blobs(store_root, s, failures)
         media = [("image", "image", f"images/{iid}.jpg")]
-        if options.get("video", True) and s.video and any(s.faces.get("frames", (None, {}))[1].values()):
-            withheld += 1  # the original video shows faces its frames had blurred: not copied (export.blur_faces)
+        if options.get("video", True) and s.video and (why := withheld_why(s, verdicts)):
+            withheld[why] += 1
             s.video = None
         elif options.get("video", True):
             media.append(("video", "video", f"videos/{iid}{_video_ext(s.video)}"))
@@ -212,7 +257,8 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
              "media": _file_entry(out, media.relative_to(out).as_posix()),
              "bytes_written": written + part.stat().st_size, "modalities": dict(sorted(modalities.items())),
              "failures": dict(sorted(failures.items())), "item_ids": options.get("item_ids"),
-             "faces_blurred": sum(s.blurred for s in samples), "videos_withheld": withheld,
+             "faces_blurred": sum(s.blurred for s in samples), "videos_withheld": sum(withheld.values()),
+             "videos_withheld_reasons": dict(sorted(withheld.items())),
              "masked": options.get("masked", {})}  # personal data masked per field (m5data/masking.py)
     write_json_atomic(stats_path(out, shard), stats)
     return stats

@@ -151,6 +151,9 @@ def account(stats: StageStats, shard_stats: dict) -> None:
     for count in ("faces_blurred", "videos_withheld"):  # export.blur_faces (faces.py)
         if shard_stats.get(count):
             stats.details[count] = stats.details.get(count, 0) + shard_stats[count]
+    for reason, n in shard_stats.get("videos_withheld_reasons", {}).items():  # M5Product: why (egress/video.py)
+        withheld = stats.details.setdefault("videos_withheld_reasons", {})
+        withheld[reason] = withheld.get(reason, 0) + n
     stats.bytes += shard_stats.get("bytes_written", shard_stats.get("size", 0))
     for reason, n in shard_stats.get("failures", {}).items():
         stats.fail(reason, n)
