@@ -6,7 +6,9 @@ frames of it show no face, or there are none) is asserted beside its outcome."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -144,6 +146,7 @@ def test_a_face_free_video_is_copied_and_the_withheld_are_counted_with_their_rea
     assert details["videos_withheld_reasons"] == {"faces": 4}
     shard = json.loads(next((out / "_shards").glob("*.stats.json")).read_text())
     assert shard["videos_withheld_reasons"] == {"faces": 4}
+    assert not list(Path(tempfile.gettempdir()).glob(f"m5data-export-videos-*.{os.getpid()}-*"))  # verdicts file gone
 
 
 def test_verdicts_are_kept_in_the_faces_table_and_a_nightly_reexport_does_not_rescan(built, tmp_path):
@@ -199,3 +202,19 @@ def test_an_undecodable_video_is_withheld_as_not_checked_and_tried_again_next_ti
     assert not (tmp_path / "out" / "videos").exists() or not _copied(tmp_path / "out")
     assert report.stats.details["videos_withheld_reasons"] == {"not_checked: undecodable": 1}
     assert store.read("faces", where="kind = 'video'").num_rows == 0  # not kept: the next export looks again
+
+
+def test_an_s3_stores_videos_are_checked_from_the_bucket_and_their_verdicts_kept_there(s3_url, aws, realdata,
+                                                                                     tmp_path):
+    media = realdata / "media"
+    store = Store.init(s3_url)
+    store.write("products", [{"product_id": f"shopa:{c}", "platform": "shopa", "source_id": c, "title": "商品"}
+                             for c in ("face", "clean")])
+    for c, picture in (("face", FACE), ("clean", PHOTO2)):
+        add_media(store, media / PHOTO, f"shopa:{c}", "image")
+        add_media(store, _still(media / picture, tmp_path / f"{c}.mp4", 2, 256), f"shopa:{c}", "video")
+    store.write("splits", [{"product_id": f"shopa:{c}", "split": "train", "version": "v1"} for c in ("face", "clean")])
+    report = export(store, _settings(store), out=tmp_path / "a", fmt="m5product")
+    assert _copied(tmp_path / "a") == {"clean"} and report.stats.details["videos_withheld_reasons"] == {"faces": 1}
+    kept = {r["product_id"]: r["n_faces"] for r in Store.open(s3_url).read("faces", where="kind = 'video'").to_pylist()}
+    assert kept == {"shopa:face": 1, "shopa:clean": 0}

@@ -310,6 +310,9 @@ def finish(store, out: Path, version: str, members, shards: list[dict], options:
         shutil.rmtree(work, ignore_errors=True)
     card = [name for name in CARD_FILES if (out / name).is_file()]  # the export's card (card.py), checked too
     _write_stats(out, version, shards, [CAPTIONS, ITEMS, ID_LABEL, LABEL_LIST, *lists, *card])
+    if path := options.get("video_verdicts"):  # every shard is written: the check's verdicts file goes
+        _verdicts.pop(path, None)
+        shutil.rmtree(Path(path).parent, ignore_errors=True)
 
 
 def _write_stats(out: Path, version: str, shards: list[dict], layout_files: list[str]) -> None:
