@@ -38,6 +38,9 @@ class WorldConfig:
             (``demo/optouts.py``; off: the world is byte for byte what it was without the field).
         contact_products: listings with a phone number, e-mail or WeChat/QQ handle in the title or a
             spec row (contacts.py; the truth's ``contacts`` table); 0 (the default) keeps the world as it was.
+        egress_cases: what must never leave in an export or the report (cases.py, ``truth/cases.json``): robots.txt
+            disallowing two media files for m5data, robots metas, a later opt-out, a face in a video and an
+            image, contacts in every field; off (the default) keeps the world as it was.
         image_scale: every listing image's width and height times this (1.0, the default: the platforms'
             sizes, up to 800x800). A lighter world for quick runs: the test suite's light shop uses 0.5,
             a quarter of the pixels to decode, normalise and look for faces in; the world is otherwise the same.
@@ -64,6 +67,7 @@ class WorldConfig:
     page_size_shopb: int = 30
     optouts: bool = False
     contact_products: int = 0
+    egress_cases: bool = False
     image_scale: float = 1.0
 
     def page_size(self, platform: str) -> int:

@@ -66,7 +66,7 @@ def generate(out_dir: str | Path, products: int = 300, seed: int = 0, *,
         config: a full ``WorldConfig`` (overrides products, seed and subclasses).
         timings: if given, filled with seconds per phase (world, pages, media, truth).
     """
-    from . import media, optouts, site, truth
+    from . import cases, media, optouts, site, truth
     from .world import WorldConfig, build_world
 
     cfg = config or WorldConfig(products=products, seed=seed, subclasses=subclasses)
@@ -78,6 +78,7 @@ def generate(out_dir: str | Path, products: int = 300, seed: int = 0, *,
     clock.lap("world")
     pages, faults = site.write_site(world, out / "site")
     opted = optouts.apply(world, out / "site", faults) if cfg.optouts else None
+    hard = cases.apply(world, out / "site", faults) if cfg.egress_cases else None
     clock.lap("pages")
     facts = media.render_all(media_jobs(world, out / "site"), workers)
     for p in world.products:
@@ -88,7 +89,11 @@ def generate(out_dir: str | Path, products: int = 300, seed: int = 0, *,
     clock.lap("media")
     man = truth.write_truth(world, pages, facts, out / "truth")
     if opted is not None:
+        if hard is not None:  # the robots metas are page opt-outs too
+            opted["pages"].update({pid: case["kind"] for pid, case in hard["pages"].items()})
         optouts.write_truth(opted, out / "truth")
+    if hard is not None:
+        cases.write_truth(hard, out / "truth")
     clock.lap("truth")
     log.info("demo shop: %d products in %s (%s)", man["counts"]["products"], out, clock.spent)
     if timings is not None:

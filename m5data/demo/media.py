@@ -22,6 +22,7 @@ FONT_CANDIDATES = ["/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
 NOT_AN_IMAGE = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
                 b"<body><h1>502 Bad Gateway</h1><p>upstream image server error</p></body></html>\n")
 BASE_SIZE = 800
+FACE = Path(__file__).with_name("astronaut.jpg")  # NASA's photograph, public domain (demo/cases.py)
 
 
 def font_path() -> str | None:
@@ -106,6 +107,8 @@ def render_image(job: dict, out: Path) -> None:
 
     render, variant = job["render"], job["render"]["variant"]
     img = product_image(render["visual"], render["view"])
+    if render.get("face"):  # a person in the photo (demo/cases.py)
+        img.paste(Image.open(FACE).convert("RGB").resize((400, 400), Image.Resampling.BILINEAR), (200, 120))
     w, h = render["size"]
     left, top, right, bottom = (int(v * BASE_SIZE) for v in variant["crop"])
     box = (left, top, BASE_SIZE - right, BASE_SIZE - bottom)
@@ -165,6 +168,17 @@ def video_args(job: dict, out: Path, first_input: int) -> tuple[list[str], list[
     return inputs, outputs
 
 
+def face_video_command(job: dict, out: Path) -> list[str]:
+    """The ffmpeg command of a video that shows a face (demo/cases.py): the astronaut's photograph,
+    scaled to the frame's height, with the product's sound; rendered alone."""
+    ins, outs = video_args(job, out, 0)
+    w, h = job["render"]["size"]
+    ins[:4] = ["-loop", "1", "-framerate", str(job["render"]["fps"]), "-i", str(FACE)]
+    at = outs.index("-frames:v")
+    outs[at:at] = ["-vf", f"scale=-2:{h},pad={w}:{h}:(ow-iw)/2:0,setsar=1"]
+    return [ffmpeg_exe(), "-v", "error", "-nostdin", "-y", *ins, *outs]
+
+
 def video_command(jobs: list[tuple[dict, Path]]) -> list[str]:
     """One ffmpeg command that renders several videos (one process start instead of many)."""
     inputs: list[str] = []
@@ -208,6 +222,10 @@ def render_task(jobs: list[dict]) -> list[dict]:
             out.write_bytes(NOT_AN_IMAGE)
         elif job["render"]["type"] == "image":
             render_image(job, out)
+        elif job["render"].get("face"):
+            run = subprocess.run(face_video_command(job, out), capture_output=True, text=True)
+            if run.returncode != 0:
+                raise RuntimeError(f"ffmpeg failed ({run.returncode}): {run.stderr[-2000:]}")
         else:
             videos.append((job, out))
             continue

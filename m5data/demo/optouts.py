@@ -72,7 +72,9 @@ def apply(world, site: Path, faults: dict) -> dict:
 
 def write_truth(chosen: dict, truth_dir: Path) -> None:
     """``truth/optouts.json``: the plan, with each page kind's verdict (``opted_out``)."""
-    out = {"pages": {pid: {"kind": kind, "opted_out": PAGE_KINDS[kind][1]} for pid, kind in sorted(chosen["pages"].items())},
+    # a kind not of PAGE_KINDS (the robots metas of cases.py, added by generate) opts out
+    out = {"pages": {pid: {"kind": kind, "opted_out": PAGE_KINDS.get(kind, ({}, True))[1]}
+                     for pid, kind in sorted(chosen["pages"].items())},
            "media": chosen["media"], "licensed": {pid: LICENSE for pid in chosen["licensed"]}}
     (truth_dir / TRUTH).write_text(json.dumps(out, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 

@@ -50,6 +50,8 @@ class ShopServer:
         self.no_charset = frozenset(config.get("no_charset", []))
         self.charset = config.get("charset", {"shopa": "utf-8", "shopb": "gbk"})
         self.headers: dict[str, dict[str, str]] = config.get("headers", {})  # opt-outs (demo/optouts.py)
+        self.later: dict[str, dict[str, str]] = config.get("later", {})  # opt-outs once told (demo/cases.py)
+        self.later_on = False
         self.slow_seconds = slow_seconds
         self.log_requests = log_requests
         self.requests: list[tuple[str, str, int]] = []
@@ -62,6 +64,11 @@ class ShopServer:
     def reset_faults(self) -> None:
         """Re-arm the answer-500-once URLs."""
         self._failed_once.clear()
+
+    def opt_out_later(self) -> None:
+        """From now on the ``later`` pages answer their opt-out headers (a product that opts out after
+        it was stored: ``serve.json`` ``later``, demo/cases.py)."""
+        self.later_on = True
 
     def app(self) -> web.Application:
         """The aiohttp application."""
@@ -117,7 +124,8 @@ class ShopServer:
             platform = request.path.split("/")[1]
             content_type += f"; charset={self.charset.get(platform, 'utf-8')}"
         return web.FileResponse(target, headers={"Content-Type": content_type, "Cache-Control": "max-age=300",
-                                                 **self.headers.get(key, {})})
+                                                 **self.headers.get(key, {}),
+                                                 **(self.later.get(key, {}) if self.later_on else {})})
 
 
 def serve(shop_dir: str | Path, port: int = 8000, slow_seconds: float = 2.0) -> None:
@@ -157,6 +165,9 @@ class RunningShop(ThreadedApp):
 
     def reset_faults(self) -> None:
         self.server.reset_faults()
+
+    def opt_out_later(self) -> None:
+        self.server.opt_out_later()
 
 
 def serve_in_thread(shop_dir: str | Path, port: int = 0, slow_seconds: float = 2.0) -> RunningShop:

@@ -149,7 +149,7 @@ def level1_mapping_toml(world: World) -> str:
 
 # WorldConfig fields in the manifest only when on (or, for these, off their default): a world without
 # them stays byte for byte the same
-OFF_UNLESS_ON = ("optouts", "contact_products")
+OFF_UNLESS_ON = ("optouts", "contact_products", "egress_cases")
 DEFAULT_UNLESS_SET = {"image_scale": 1.0}
 
 
