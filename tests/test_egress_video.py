@@ -218,3 +218,22 @@ def test_an_s3_stores_videos_are_checked_from_the_bucket_and_their_verdicts_kept
     assert _copied(tmp_path / "a") == {"clean"} and report.stats.details["videos_withheld_reasons"] == {"faces": 1}
     kept = {r["product_id"]: r["n_faces"] for r in Store.open(s3_url).read("faces", where="kind = 'video'").to_pylist()}
     assert kept == {"shopa:face": 1, "shopa:clean": 0}
+
+
+def test_verdicts_written_in_many_parts_are_compacted(store, realdata, tmp_path, monkeypatch):
+    from m5data.export import faces
+
+    media = realdata / "media"
+    store.write("products", [{"product_id": f"shopa:{c}", "platform": "shopa", "source_id": c, "title": "商品"}
+                             for c in ("face", "clean")])
+    for c, picture in (("face", FACE), ("clean", PHOTO2)):
+        add_media(store, media / PHOTO, f"shopa:{c}", "image")
+        add_media(store, _still(media / picture, tmp_path / f"{c}.mp4", 2, 256), f"shopa:{c}", "video")
+    store.write("splits", [{"product_id": f"shopa:{c}", "split": "train", "version": "v1"} for c in ("face", "clean")])
+    monkeypatch.setattr(egress_video, "BATCH", 1)  # a part per video
+    monkeypatch.setattr(faces, "FACES_PARTS", 1)
+    monkeypatch.setattr(faces, "detect_missing", lambda *a: 0)  # the pictures' rows: none, only the videos'
+    export(store, _settings(store), out=tmp_path / "a", fmt="m5product")
+    assert len(store.parts("faces")) == 1
+    kept = {r["product_id"]: r["n_faces"] > 0 for r in store.read("faces", where="kind = 'video'").to_pylist()}
+    assert kept == {"shopa:face": True, "shopa:clean": False}

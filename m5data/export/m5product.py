@@ -120,11 +120,16 @@ def _check_videos(store, members, options: dict) -> dict:
     shard); nothing otherwise."""
     from ..egress.video import check_videos
     from ..storage.temps import scratch_dir
+    from .faces import _compact
 
     if not (options.get("video", True) and options.get("blur_faces")):
         return {}
+    scanned: list[str] = []
+    verdicts = check_videos(store, members.sql(), on_scan=scanned.append)
+    if scanned:  # their rows were written in batches: compacted as the export's other faces rows are
+        _compact(store)
     path = scratch_dir("export-videos") / "verdicts.json"
-    path.write_text(json.dumps(check_videos(store, members.sql())), encoding="utf-8")
+    path.write_text(json.dumps(verdicts), encoding="utf-8")
     return {"video_verdicts": str(path)}
 
 
