@@ -237,3 +237,9 @@ def test_verdicts_written_in_many_parts_are_compacted(store, realdata, tmp_path,
     assert len(store.parts("faces")) == 1
     kept = {r["product_id"]: r["n_faces"] > 0 for r in store.read("faces", where="kind = 'video'").to_pylist()}
     assert kept == {"shopa:face": True, "shopa:clean": False}
+
+
+def test_a_scan_past_its_time_is_not_checked(tmp_path, realdata):
+    clip = _still(realdata / "media" / PHOTO, tmp_path / "slow.mp4", 3, 128)
+    verdict = egress_video.scan(clip, timeout=0)
+    assert verdict.status == "not_checked" and verdict.withheld() == "not_checked: timed out"

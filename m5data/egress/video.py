@@ -216,7 +216,8 @@ def scan(path: Path, *, max_pictures: int = MAX_PICTURES, timeout: float = TIMEO
                     return VideoVerdict(FACES, f"faces in stream v:{s.n} at {k / FPS:.2f} s", stream=s.n,
                                         time=k / FPS, pictures=done, detected=detected, size=size, faces=found)
         except RuntimeError as exc:
-            why = "timed out" if str(exc) == "timed out" else f"undecodable: stream v:{s.n}: {exc}"
+            timed_out = time.monotonic() >= deadline  # ffmpeg killed at the deadline: a cut picture, or none
+            why = f"timed out: after {timeout:g} s" if timed_out else f"undecodable: stream v:{s.n}: {exc}"
             return VideoVerdict(NOT_CHECKED, why, pictures=done, detected=detected)
         if not seen:
             return VideoVerdict(NOT_CHECKED, f"undecodable: stream v:{s.n} gave no picture", pictures=done,
