@@ -60,3 +60,20 @@ def run_stage(name: str, store: str | Path | None = None, *, config: str | Path 
     ctx = stages.RunContext(settings(store, config=config, overrides=overrides), options=options,
                             create=create, progress=progress)
     return stages.call(name, ctx)
+
+
+def read(table: str, store: str | Path | None = None, *, config: str | Path | None = None,
+         columns: list[str] | None = None, where: str | None = None, overrides: dict[str, Any] | None = None):
+    """The table ``table``'s rows as they may leave the store (an Arrow table): through the egress gate
+    (m5data/egress/gate.py), without the rows of taken-down and opted-out products and with personal data
+    masked in its text columns (``export.mask_personal_data``), as ``m5data sql``'s views and the exports
+    give them. ``columns``/``where`` as :meth:`~m5data.storage.Store.read` (a ``where`` on the table's own
+    columns). ``open_store(...).read(...)`` is the store's raw record (every row, as crawled), as
+    ``m5data sql``'s ``raw.<table>``."""
+    from .egress.gate import Gate
+
+    s = settings(store, config=config, overrides=overrides)
+    from .storage import Store
+
+    opened = Store.from_settings(s)
+    return Gate.of(opened, s).rows(opened.read(table, where=where, columns=columns))

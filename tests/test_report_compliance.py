@@ -50,7 +50,8 @@ def test_compliance_counts_per_source_domain(tmp_path):
     assert other.masked == {"title": 1} and other.takedowns == 1 and shop.takedowns == 0
     assert shop.optouts == 1 and msite.optouts == 0 and domains["img.shop.example.com"].optouts == 1
     assert shop.licences == {"https://creativecommons.org/licenses/by/4.0/": 1, "none stated": 1}
-    assert shop.faces == 2 and other.faces == 0 and other.licences == {"none stated": 1}
+    # other.example.org's one product is taken down: its licence is no licence a product that may leave states
+    assert shop.faces == 2 and other.faces == 0 and other.licences == {"withheld": 1}
     assert list(domains)[0] == "shop.example.com"  # most pages first
 
 
@@ -64,7 +65,7 @@ def test_the_report_shows_a_row_per_source_domain(tmp_path):
             for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S) if "<td" in tr]
     assert rows[0] == ["shop.example.com", "3", "2", "1", "https://creativecommons.org/licenses/by/4.0/ 1, none stated 1",
                        "2", "title 1, caption 1", "0"]
-    assert ["other.example.org", "1", "1", "0", "none stated 1", "0", "title 1", "1"] in rows
+    assert ["other.example.org", "1", "1", "0", "withheld 1", "0", "title 1", "1"] in rows
 
 
 def test_the_figures_are_what_the_tables_hold_on_a_store_of_thousands(tmp_path):
@@ -88,12 +89,19 @@ def test_the_figures_are_what_the_tables_hold_on_a_store_of_thousands(tmp_path):
     licences = {r["product_id"]: r["license"] for r in store.read("licenses").to_pylist()}
     takedowns = store.read("takedowns").to_pylist()
     down = {t["value"] for t in takedowns if t["kind"] == "product_id"}
+    # a product taken down, or whose page opted out after it was stored, counts its licence as "withheld"
+    opted: dict = {}
+    for r in store.read("optouts", where="scope = 'page'").to_pylist():  # the last opt-out seen of each page
+        opted[r["product_id"]] = max(opted.get(r["product_id"], r["seen_at"]), r["seen_at"])
     for p in products:
         d = domain(host[p["product_id"]])
         d["products"] += 1
-        lic = licences.get(p["product_id"], "none stated")
+        taken = p["product_id"] in down or covering(p["url"], takedowns) is not None
+        seen = opted.get(p["product_id"])
+        lic = ("withheld" if taken or (seen is not None and seen > p["crawled_at"])
+               else licences.get(p["product_id"], "none stated"))
         d["licences"][lic] = d["licences"].get(lic, 0) + 1
-        d["takedowns"] += p["product_id"] in down or covering(p["url"], takedowns) is not None
+        d["takedowns"] += taken
     for r in store.read("crawl_errors").to_pylist():
         domain(host_of(r["url"]))["errors"] += 1
     for r in store.read("optouts").to_pylist():

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..egress import gate
+from ..storage import withheld
 from ..storage.takedowns import HOST_SQL
 
 README, CROISSANT = "README.md", "croissant.json"
@@ -78,8 +80,10 @@ def _faces_blurred(shards: list[dict]) -> int:
     return sum(st.get("faces_blurred") or 0 for st in shards)
 
 
-def card_facts(store, fmt: str, version: str, members, shards: list[dict]) -> CardFacts:
-    """The card's facts of an export of ``members`` written as ``shards`` (their stats)."""
+def card_facts(store, fmt: str, version: str, members, shards: list[dict], *, mask: bool = True) -> CardFacts:
+    """The card's facts of an export of ``members`` written as ``shards`` (their stats); the licences the
+    pages state pass the egress gate (``mask``: ``export.mask_personal_data``): an owner's copyright
+    notice may name a person, a ``mailto:`` licence give an address."""
     splits: dict[str, int] = {}
     masked: dict[str, int] = {}
     for st in shards:
@@ -89,18 +93,25 @@ def card_facts(store, fmt: str, version: str, members, shards: list[dict]) -> Ca
     facts = CardFacts(version, fmt, splits, sum(splits.values()), masked=dict(sorted(masked.items())),
                       optouts=store.count("optouts"), takedowns=store.count("takedowns"),
                       faces_blurred=_faces_blurred(shards))
-    tables = ("products", "splits", "captions", "takedowns", "licenses")  # the members' SQL reads the takedowns
+    # the members' SQL reads the takedowns; a version built before an opt-out or takedown still holds its
+    # products, which no shard holds: the egress gate's withheld products are none of the card's facts
+    sqls, _ = withheld.sources(store)
+    tables = ("products", "splits", "captions", "takedowns", "optouts", "licenses")
     con = store.connect(need=tables, only=tables, cursor=True)
     try:
-        ids = f"(SELECT DISTINCT product_id FROM ({members.sql()}))"
+        shown = f" WHERE product_id NOT IN ({withheld.ids_sql(sqls)})" if sqls else ""
+        ids = f"(SELECT DISTINCT product_id FROM ({members.sql()}){shown})"
         rows = con.execute(f"SELECT {HOST_SQL.format(url='p.url')} AS host, count(*), min(crawled_at), max(crawled_at) "
                            f"FROM products p WHERE product_id IN {ids} GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
         facts.domains = {h or "(unknown)": n for h, n, _, _ in rows}
         dates = [d for r in rows for d in r[2:] if d is not None]
         if dates:
             facts.crawled = (min(dates).date().isoformat(), max(dates).date().isoformat())
-        facts.licences = dict(con.execute(f"SELECT coalesce(l.license, ''), count(*) FROM products p LEFT JOIN licenses l "
-                                          f"USING (product_id) WHERE p.product_id IN {ids} GROUP BY 1 ORDER BY 2 DESC, 1").fetchall())
+        stated = con.execute(f"SELECT coalesce(l.license, ''), count(*) FROM products p LEFT JOIN licenses l "
+                             f"USING (product_id) WHERE p.product_id IN {ids} GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
+        for licence, n in stated:  # two licences may read the same once masked
+            licence = gate.text(licence, mask) or ""
+            facts.licences[licence] = facts.licences.get(licence, 0) + n
         if con.execute(f"SELECT count(*) FROM captions WHERE lang = 'en' AND product_id IN {ids}").fetchall()[0][0]:
             facts.languages = ["zh", "en"]
     finally:

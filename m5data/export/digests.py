@@ -104,8 +104,9 @@ def few_digests(con, members: pa.Table, order: str) -> pa.Table:
 
 
 def label_hashes(con) -> pa.Table:
-    """Per category key ``(platform, raw_path)`` of ``label_map``, a hash of the label columns a
-    sample of that category reads (:data:`~m5data.export.samples.LABEL_HASH_SQL`)."""
+    """Per category key ``(platform, raw_path)`` of ``label_map`` (``raw_path``: the md5 of the path, which
+    is shop text), a hash of the label columns a sample of that category reads
+    (:data:`~m5data.export.samples.LABEL_HASH_SQL`)."""
     from .samples import LABEL_HASH_SQL
 
     return con.sql(LABEL_HASH_SQL).to_arrow_table().cast(LABELS_SCHEMA)
@@ -160,7 +161,7 @@ def _relabelled(con, was: pa.Table, now: pa.Table) -> pa.ChunkedArray:
     con.register("export_relabelled", moved)
     try:
         return con.sql("""SELECT p.product_id FROM products p JOIN export_relabelled c
-                          ON c.platform = p.platform AND c.raw_path = array_to_string(p.category_path, ' > ')"""
+                          ON c.platform = p.platform AND c.raw_path = md5(array_to_string(p.category_path, ' > '))"""
                        ).to_arrow_table().column("product_id")
     finally:
         con.unregister("export_relabelled")

@@ -123,17 +123,20 @@ def _finish_remote(mod, fmt: str, remote: RemoteOut, staging: Path, store, versi
     folder.mkdir()
     fetched = [st["path"] for st in ordered] if fmt in FINISH_READS_SHARD_FILES else []
     remote.fetch(fetched, folder)
-    _card(mod, fmt, folder, store, version, members, ordered)
+    _card(mod, fmt, folder, store, version, members, ordered, options)
     mod.finish(store, folder, version, members, ordered, options)
     remote.upload_folder(folder, skip=set(fetched))
 
 
-def _card(mod, fmt: str, folder: Path, store, version: str, members: Members, ordered: list[dict]) -> None:
-    """The export's ``README.md`` and ``croissant.json`` (card.py), with the layout's own card part."""
+def _card(mod, fmt: str, folder: Path, store, version: str, members: Members, ordered: list[dict],
+          options: dict) -> None:
+    """The export's ``README.md`` and ``croissant.json`` (card.py), with the layout's own card part; the
+    licence strings it quotes pass the egress gate's masking (``export.mask_personal_data``)."""
     from . import card
 
     meta, usage = mod.card_parts(ordered) if hasattr(mod, "card_parts") else ({}, "")
-    card.write(folder, card.card_facts(store, fmt, version, members, ordered), meta, usage)
+    facts = card.card_facts(store, fmt, version, members, ordered, mask=options.get("mask_personal_data", True))
+    card.write(folder, facts, meta, usage)
 
 
 def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all", fmt: str | None = None,
@@ -331,7 +334,7 @@ def _finish(mod, fmt: str, out, remote: RemoteOut | None, staging: Path | None, 
             for name in inc.write_index_files(folder, ordered, index, labels):
                 remote.put(folder / name, name)
     else:
-        _card(mod, fmt, out, store, version, members, ordered)  # first: a layout's finish may list it (M5Product)
+        _card(mod, fmt, out, store, version, members, ordered, options)  # first: a layout's finish may list it (M5Product)
         mod.finish(store, out, version, members, ordered, options)
         if index is not None:
             inc.write_index_files(out, ordered, index, labels)

@@ -308,7 +308,9 @@ WHERE p.product_id NOT IN (""" + OPTED_OUT_PRODUCTS_SQL + ")"  # an owner's opt-
 # a hash of the label columns SAMPLE_HEADER_SQL gives a product of that category, by the same joins.
 # align rewrites both tables whole every night (their watermarks move while few labels change): an
 # incremental export compares these rows (11k at 1M products) with its base's, not every sample.
-LABEL_HASH_SQL = """SELECT l.platform, l.raw_path,
+# the category key goes into the export folder (``_labels.parquet``) as the md5 of its raw path, never the
+# path itself: a shop's breadcrumb is shop text that may carry personal data (the egress gate, issue 76)
+LABEL_HASH_SQL = """SELECT l.platform, md5(l.raw_path) AS raw_path,
        hash(l.class_id, t1.name, l.sub_class_id, t2.name, l.subsub_class_id, t3.name) AS h
 FROM label_map l
 LEFT JOIN taxonomy t1 ON t1.level = 1 AND t1.label_id = l.class_id

@@ -11,7 +11,7 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..masking import mask_samples
+from ..egress import gate
 from ..process_pool import ProcessPool
 from ..storage.runs import StageStats
 from . import incremental as inc
@@ -33,8 +33,8 @@ def format_module(fmt: str):
 def run_shard(fmt: str, out: str, shard: dict, options: dict, samples: list, store_root: str) -> dict:
     """Write one shard's samples in its format (top level: picklable for the process pool)."""
     sh = Shard(**{**shard, "product_ids": tuple(shard["product_ids"])})
-    if options.get("mask_personal_data"):  # the shard's stats count the replacements per field
-        samples, masked = mask_samples(samples)
+    if options.get("mask_personal_data"):  # the egress gate's masking; the shard's stats count the replacements
+        samples, masked = gate.samples(samples)
         options = {**options, "masked": masked}
     with shard_blobs(store_root, samples) as root:
         return format_module(fmt).write_shard(root, Path(out), sh, samples, options)

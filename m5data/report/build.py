@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import config as cfg
+from ..egress import gate
 from ..errors import UserError
 from ..stages import StageRun
 from ..storage import StageStats
@@ -187,6 +188,8 @@ def _hold_media(store, con) -> None:
     con.execute("ALTER TABLE report_media RENAME TO media")
 
 
+# the withheld products a report's state lists (more: their facts are all made again on any change)
+MAX_WITHHELD_KEPT = 100_000
 RUNS = "runs"  # not among the tables the report reads (incremental.READS): only its rows are counted
 TOTALLED = ("products", "specs", "media", "dedup", "caption_match")  # their rows counted by their totals (data.overview)
 
@@ -205,8 +208,8 @@ def _counted(store, last: incremental.Last, marks: dict[str, int]) -> tuple[dict
             if grown is not None:
                 rows[t], parts[t] = grown
             continue
-        if t not in marks or t not in last.watermarks:
-            continue
+        if t not in marks or t not in last.watermarks or t in TOTALLED:  # those: their totals' sums
+            continue  # (which leave out the egress gate's withheld products: data.overview)
         if marks[t] <= int(last.watermarks[t]):
             rows[t] = int(n)
             if t in counted:
@@ -252,11 +255,21 @@ def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, trut
     def comply():
         totals, counts, files, memo["compliance"] = compliance_facts.update(store, con, large, kept, f, last, marks)
         f.files.update(files)
+        totals = compliance_facts.without_withheld(con, totals, gone)  # the licences the page names
         return compliance.section_of(compliance.domains_of(totals, counts))
 
     rows, parts = _counted(store, last, marks)
     try:
-        f = facts.update(store, con, large, kept, last.facts, last.watermarks, marks)
+        # the egress gate's withheld products have no fact: those withheld since the last run have theirs
+        # taken away as changed groups; when one it withheld is withheld no more (or its list is unknown)
+        # every fact is made again
+        gone = gate.withheld_ids(store)
+        memo["withheld"] = sorted(gone) if len(gone) <= MAX_WITHHELD_KEPT else None
+        was = last.summary.get("withheld", [])
+        was = None if was is None else frozenset(was)
+        again = was is None or bool(was - gone)
+        f = facts.update(store, con, large, kept, None if again else last.facts, last.watermarks, marks, gone,
+                         frozenset() if again else gone - was)
         steps = [
             ("overview", "Overview", lambda: builders.overview(con, store, rows, parts)),
             ("long-tail", "Category long tail", lambda: builders.long_tail(con, charts)),

@@ -53,7 +53,10 @@ def by_domain(store) -> dict[str, Domain]:
         rows = cf.make_all(con, cf.faces_of(con, "faces"))
         con.register("report_c_all", rows)
         con.execute(f"CREATE TEMP VIEW {cf.VIEW} AS SELECT * FROM report_c_all")
-        return domains_of(cf.totals(con, "report_c_all"), cf.small_counts(con, store, set(), {}))
+        from ..egress.gate import withheld_ids
+
+        totals = cf.without_withheld(con, cf.totals(con, "report_c_all"), withheld_ids(store))
+        return domains_of(totals, cf.small_counts(con, store, set(), {}))
     finally:
         con.close()
 

@@ -161,6 +161,31 @@ def read_totals(paths: dict) -> dict[str, pa.Table]:
     return {name: read_total(path) for name, path in paths.items()}
 
 
+WITHHELD = "withheld"  # the licence the section shows for a product the egress gate withholds
+
+
+def without_withheld(con, totals: dict[str, pa.Table], gone: frozenset[str]) -> dict[str, pa.Table]:
+    """``totals`` with the licences of the products the egress gate withholds counted as :data:`WITHHELD` in
+    ``c_licences``: the section names only the licences that products that may leave state (its counts of
+    products, pages, opt-outs and takedowns keep the withheld ones: they are the record of what was honoured)."""
+    if not gone:
+        return totals
+    con.register("report_c_gone", pa.table({"product_id": pa.array(sorted(gone), pa.string())}))
+    con.register("report_c_licences", totals["c_licences"])
+    try:
+        licences = con.sql(f"""
+            WITH g AS (SELECT host, licence, count(*)::BIGINT AS n FROM {VIEW}
+                       WHERE product_id IN (SELECT product_id FROM report_c_gone) GROUP BY ALL)
+            SELECT t.host, t.licence, (t.n - coalesce(g.n, 0))::BIGINT AS n FROM report_c_licences t
+            LEFT JOIN g ON g.host IS NOT DISTINCT FROM t.host AND g.licence IS NOT DISTINCT FROM t.licence
+            WHERE t.n - coalesce(g.n, 0) > 0
+            UNION ALL SELECT host, '{WITHHELD}', sum(n)::BIGINT FROM g GROUP BY host""").to_arrow_table()
+    finally:
+        con.unregister("report_c_gone")
+        con.unregister("report_c_licences")
+    return {**totals, "c_licences": licences.cast(totals["c_licences"].schema)}
+
+
 def register(con, folder, files: list[str]) -> None:
     register_view(con, VIEW, [folder / n for n in files], "product_id")
 

@@ -66,6 +66,8 @@ SOURCES = {
     # each picture's faces and product (the compliance section's faces per product: compliance_facts.py)
     "faces": ("blob", "SELECT blob, product_id, n_faces FROM faces {where}"),
 }
+# no fact of a product the egress gate withholds (``report_withheld``, registered where the facts are read)
+SHOWN = "(product_id IS NULL OR product_id NOT IN (SELECT product_id FROM report_withheld))"
 FLAG_TABLES = ("products", "media", "specs")  # the facts a product's modalities are made from
 KEPT_VIEWS = {t: f"report_{t}_kept" for t in SOURCES}  # views of the kept files in the report's connection
 
@@ -132,56 +134,73 @@ class Facts:
     faced: set[str] = field(default_factory=set)  # products whose faces rows changed (before or after)
 
 
-def update(store, con, large, kept, previous: dict | None, since: dict[str, int], marks: dict[str, int]) -> Facts:
+def update(store, con, large, kept, previous: dict | None, since: dict[str, int], marks: dict[str, int],
+           gone: frozenset[str] = frozenset(), newly: frozenset[str] = frozenset()) -> Facts:
     """Make this run's facts and totals in ``kept.path / "facts"`` and register them as views of ``con``.
 
     ``large()``: a connection with the views of the products, media and specs tables (called only to
     make every fact of a table, or, on object storage, the facts of its changed groups).
     ``previous``: the last complete run's files (None: make every fact); ``since``: its watermarks.
     A table written since gets its changed groups' facts made again and its totals moved by their
-    delta; the others keep theirs.
+    delta; the others keep theirs. ``gone``: the products the egress gate withholds (taken down, opted
+    out), of which no fact is made; ``newly``: those of them the last run did not withhold, whose kept
+    facts are taken away as a changed group's (the caller makes every fact again when a product the last
+    run withheld is withheld no more).
     """
     out = Facts()
     folder = kept.path / "facts"
     folder.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:12]
     deltas: dict[str, tuple[pa.Table, pa.Table]] = {}  # table -> its changed groups' facts (before, after)
-    recent = _Recent(store, large)
+    recent = _Recent(store, large, gone)
+    con.register("report_withheld", recent.gone)
+    con.register("report_newly", pa.table({"product_id": pa.array(sorted(newly), pa.string())}))
     try:
-        _tables(store, con, recent, kept, out, token, previous, since, marks, deltas)
+        try:
+            _tables(store, con, recent, kept, out, token, previous, since, marks, deltas, bool(newly))
+        finally:
+            recent.close()
+        _totals(con, kept, folder, token, previous or {}, out, deltas)
     finally:
-        recent.close()
-    _totals(con, kept, folder, token, previous or {}, out, deltas)
+        con.unregister("report_withheld")
+        con.unregister("report_newly")
     return out
 
 
 def _tables(store, con, recent: _Recent, kept, out: Facts, token: str, previous: dict | None, since: dict[str, int],
-            marks: dict[str, int], deltas: dict) -> None:
+            marks: dict[str, int], deltas: dict, newly: bool = False) -> None:
     """Each table's facts: all made, kept, or those of its changed groups added (their old and new ones in ``deltas``)."""
     folder = kept.path / "facts"
     for table, (group, sql) in SOURCES.items():
         old = list((previous or {}).get(table) or [])
         paths = [kept.fetch(f"facts/{n}") for n in old]
         if not old or None in paths:  # the first run, full, or a file gone: every fact
-            facts = recent.large().sql(sql.replace("{where}", "")).to_arrow_table()
+            facts = recent.every(sql)
             out.files[table] = [write_file(folder, f"{table}-{token}.parquet", facts)]
             out.made[table], out.whole = facts.num_rows, out.whole + [table]
             register_view(con, KEPT_VIEWS[table], [folder / n for n in out.files[table]], group)
             continue
         out.files[table] = old
-        if marks.get(table, 0) <= int(since.get(table, 0)):
+        kept_rows = f"({view_sql(paths, group)})"  # the kept facts, read here without a view (registered once, below)
+        # the groups of the products withheld since the last run: their kept facts are taken away (their
+        # fresh ones are none)
+        hidden = (con.sql(f"SELECT DISTINCT {group} FROM {kept_rows} WHERE product_id IN "
+                          "(SELECT product_id FROM report_newly)").to_arrow_table() if newly else None)
+        moved = marks.get(table, 0) > int(since.get(table, 0))
+        if not moved and (hidden is None or not hidden.num_rows):
             register_view(con, KEPT_VIEWS[table], paths, group)
             continue  # nothing of this table written since: its facts stand
-        kept_rows = f"({view_sql(paths, group)})"  # the kept facts, read here without a view (registered once, below)
         # is_new (from the older parts' key sidecars, sorted hashes searched: 0.05 s for the specs at 1M
         # products) counts the products new and changed, and spares the search of the kept facts for the
         # old facts of groups that have none (a new product's specs among 12.7 million spec facts, its
         # media among 3 million: 0.16 s at 1M)
-        changed = store.changed(table, int(since.get(table, 0)), new=True)
-        out.changed[table] = changed
+        changed = store.changed(table, int(since.get(table, 0)), new=True) if moved else None
+        if moved:
+            out.changed[table] = changed
+        changed = _with_hidden(changed, hidden, group)
         con.register("report_keys", changed.select([group]))
         try:
-            fresh = recent.facts(table, sql.replace("{where}", f"WHERE {group} IN (SELECT {group} FROM report_keys)"),
+            fresh = recent.facts(table, sql.replace("{where}", f"WHERE {group} IN (SELECT {group} FROM report_keys) AND {SHOWN}"),
                                  int(since.get(table, 0)), changed.select([group]))
             seen = changed.filter(pc.invert(changed.column("is_new"))).select([group])  # a new group has no kept fact
             if seen.num_rows:
@@ -210,13 +229,37 @@ def _tables(store, con, recent: _Recent, kept, out: Facts, token: str, previous:
         register_view(con, KEPT_VIEWS[table], [folder / n for n in out.files[table]], group)
 
 
+def _with_hidden(changed: pa.Table | None, hidden: pa.Table | None, group: str) -> pa.Table:
+    """The changed groups (``group``, ``is_new``) with the ``hidden`` ones (kept facts: not new)."""
+    parts = []
+    if changed is not None:
+        changed = changed.select([group, "is_new"])
+        if hidden is not None and hidden.num_rows:
+            changed = changed.filter(pc.invert(pc.is_in(changed.column(group), hidden.column(group))))
+        parts.append(changed)
+    if hidden is not None and hidden.num_rows:
+        keys = hidden.column(group).combine_chunks()
+        parts.append(pa.table({group: keys, "is_new": pa.array([False] * len(keys), pa.bool_())}))
+    return pa.concat_tables([t.cast(parts[0].schema) for t in parts])
+
+
 class _Recent:
     """Reads the facts of changed groups from the parts written since (:meth:`facts`), on one
     connection of its own made on first use: its temp views of the tables must not replace the
     views of the store's connections."""
 
-    def __init__(self, store, large):
+    def __init__(self, store, large, gone: frozenset[str] = frozenset()):
         self.store, self.large, self.con = store, large, None
+        self.gone = pa.table({"product_id": pa.array(sorted(gone), pa.string())})
+
+    def every(self, sql: str) -> pa.Table:
+        """Every fact of ``sql`` (none of the withheld products)."""
+        con = self.large()
+        con.register("report_withheld", self.gone)
+        try:
+            return con.sql(sql.replace("{where}", f"WHERE {SHOWN}")).to_arrow_table()
+        finally:
+            con.unregister("report_withheld")
 
     def facts(self, table: str, sql: str, since: int, keys: pa.Table) -> pa.Table:
         """The rows of ``sql`` (the facts of the changed groups ``keys``), read from the parts written
@@ -238,10 +281,12 @@ class _Recent:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS "
                         f"{self.store.read_sql(con, table_spec(table), parts=parts)}")
         con.register("report_keys", keys)
+        con.register("report_withheld", self.gone)
         try:
             return con.sql(sql).to_arrow_table()
         finally:
             con.unregister("report_keys")
+            con.unregister("report_withheld")
 
     def close(self) -> None:
         if self.con is not None:
@@ -344,7 +389,8 @@ def _with_products(con, deltas: dict) -> str:
     con.register("report_p_fresh", fresh.select(["product_id", "platform", "path", "levels", "title_chars"]))
     return ("(SELECT product_id, platform, path, levels, title_chars FROM report_p_fresh UNION ALL "
             "SELECT product_id, platform, path, levels, CASE WHEN m_caption THEN 1 END::INTEGER AS title_chars "
-            f"FROM {WAS_TOUCHED} WHERE product_id NOT IN (SELECT product_id FROM report_p_fresh))")
+            f"FROM {WAS_TOUCHED} WHERE product_id NOT IN (SELECT product_id FROM report_p_fresh) "
+            "AND product_id NOT IN (SELECT product_id FROM report_withheld))")
 
 
 def _with_specs(con, out: Facts, deltas: dict) -> str:

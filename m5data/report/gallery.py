@@ -5,15 +5,16 @@ each refused one counts as a ``BAD_BLOB`` failure."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..storage import StageStats, takedowns
+from ..egress import gate
+from ..storage import StageStats
 from ..storage.blobs import BlobPathError, resolve_blob
 from . import gallery_data
 from .page import Html, empty, html, join, table
@@ -43,7 +44,7 @@ def gallery(con, large, store, assets: Path, per_category: int, stats: StageStat
         return *empty_gallery(), {}
     # a taken-down product (storage/takedowns.py, the rule of the store's views) is never picked: one the
     # last run picked counts as touched and without an image now, so its category is moved or ranked again
-    gone = frozenset(takedowns.ids(store).to_pylist())
+    gone = gate.withheld_ids(store)  # the egress gate's: taken down or opted out since stored
     if gone and touched is not None:
         touched = touched | gone
         after = None if after is None else after.filter(pc.invert(pc.is_in(after.column("product_id"), pa.array(sorted(gone)))))
@@ -80,9 +81,11 @@ def gallery(con, large, store, assets: Path, per_category: int, stats: StageStat
     refused = stats.failures[BAD_BLOB]
     cards = []
     root = store.local_copy([r for s in samples for r in (s.image, s.frames)])  # on object storage: copies
+    faces = gate.face_rows(store, [r for s in samples for r in (s.image, s.frames)])  # the gate blurs by them
     for sample in samples:
-        img = _asset(root, sample.image, assets, stats)
-        frames = [f for f in (_asset(root, fr, assets, stats) for fr in _frames(root, sample.frames, stats)) if f]
+        img = _asset(root, sample.image, assets, stats, faces)
+        frames = [f for f in (_asset(root, fr, assets, stats, faces, folder, i)
+                              for fr, folder, i in _frames(root, sample.frames, stats)) if f]
         specs = table(["property", "value"], [[p, v] for p, v in sample.specs]) if sample.specs else html('<p class="muted">no spec table</p>')
         cards.append(html(
             '<div class="card">{img}<div class="title">{title}</div><div class="cat">{pid} · {cat}</div>{frames}{specs}</div>',
@@ -100,7 +103,7 @@ def empty_gallery() -> tuple[Html, bool]:
     return empty("No products with a downloaded image yet.", "m5data download && m5data extract"), True
 
 
-def _frames(root: Path, rel: str | None, stats: StageStats) -> list[str]:
+def _frames(root: Path, rel: str | None, stats: StageStats) -> list[tuple[str, str, int]]:
     """Up to four frame files (relative to the store) of a frames folder, evenly spaced."""
     if not rel:
         return []
@@ -111,12 +114,16 @@ def _frames(root: Path, rel: str | None, stats: StageStats) -> list[str]:
         return []
     files = sorted(path.glob("*.jpg")) if path.is_dir() else []
     step = max(1, len(files) // 4)
-    # the listed names (not their link targets) go on to _asset, which checks each file again
-    return [f"{rel.rstrip('/')}/{f.name}" for f in files[::step][:4]]
+    # the listed names (not their link targets) go on to _asset, which checks each file again; with each, the
+    # folder and the frame's index in it (its faces row's boxes are by index)
+    return [(f"{rel.rstrip('/')}/{f.name}", rel, i) for i, f in list(enumerate(files))[::step][:4]]
 
 
-def _asset(root: Path, rel: str | None, assets: Path, stats: StageStats) -> str | None:
-    """Copy a store file beside the page under a name derived from its path; None when it is missing or refused."""
+def _asset(root: Path, rel: str | None, assets: Path, stats: StageStats, faces: dict[str, dict],
+           folder: str | None = None, frame: int = 0) -> str | None:
+    """Copy a store picture beside the page under a name derived from its path, as the egress gate lets it
+    leave (its faces blurred; a video frame's boxes are those of its ``folder``'s row at index ``frame``);
+    None when it is missing or refused."""
     if not rel:
         return None
     try:
@@ -131,5 +138,9 @@ def _asset(root: Path, rel: str | None, assets: Path, stats: StageStats) -> str 
     name = hashlib.sha1(rel.encode()).hexdigest()[:16] + (suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else "")
     dst = assets / name
     if not dst.exists():
-        shutil.copyfile(src, dst)
+        data = src.read_bytes()
+        data, _ = gate.picture(data, faces.get(folder or rel), frame)
+        tmp = dst.with_name(dst.name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, dst)
     return name

@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterable
 from html import escape, unescape
 
+from ..egress import gate
+
 CSS = """
 body{font-family:"Noto Sans CJK SC","Noto Sans",system-ui,sans-serif;margin:0;color:#1d1d1f;background:#fafafa}
 header{background:#1f3b5c;color:#fff;padding:18px 28px}header h1{margin:0 0 4px;font-size:22px}
@@ -45,10 +47,14 @@ class Html(str):
 
 
 def text(value) -> Html:
-    """A value as page text: Html as it is, anything else (None as empty) escaped, quotes included."""
+    """A value as page text: Html as it is, anything else (None as empty) through the egress gate's masking
+    (a title, a category, a spec: every text of the store the page shows) and escaped, quotes included."""
     if isinstance(value, Html):
         return value
-    return Html(escape("" if value is None else str(value), quote=True))
+    if value is None:
+        return Html()
+    value = str(value) if isinstance(value, (int, float)) else gate.text(str(value))
+    return Html(escape(value, quote=True))
 
 
 def html(template: str, *args, **kwargs) -> Html:

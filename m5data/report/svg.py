@@ -14,6 +14,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
+from ..egress import gate
+
 FONT = "'Noto Sans CJK SC', 'Noto Sans CJK JP', 'WenQuanYi Zen Hei', 'DejaVu Sans', Arial, sans-serif"
 SIZE = 11  # the text size, px
 SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
@@ -34,7 +36,8 @@ def _xml_char(c: str) -> str:
 
 def text_of(value) -> str:
     """``value`` as XML character data: escaped (quotes too), characters XML cannot hold replaced."""
-    return escape("".join(_xml_char(c) for c in str(value)), {'"': "&quot;", "'": "&#39;"})
+    value = str(value) if isinstance(value, (int, float)) else gate.text(str(value))  # the egress gate's masking
+    return escape("".join(_xml_char(c) for c in value), {'"': "&quot;", "'": "&#39;"})
 
 
 def width_of(text: str, size: float = SIZE) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import withheld
 from .errors import DamagedLog
 from .schema import TABLES
 from .store import Store
@@ -43,12 +44,14 @@ def store_stats(store: Store, top: int = 10) -> StoreStats:
     try:
         counts = {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in parts}
         empty = StoreStats(counts, parts, counts.get("products", 0), {}, [], [], [], damaged)
-        return empty if {"products", "media", "specs"} & set(damaged) else _sections(con, counts, parts, damaged, top)
+        return empty if {"products", "media", "specs"} & set(damaged) else _sections(
+            con, counts, parts, damaged, top, {} if {"takedowns", "optouts"} & set(damaged) else withheld.sources(store)[0])
     finally:
         con.close()
 
 
-def _sections(con, counts: dict[str, int], parts: dict[str, int], damaged: dict[str, str], top: int) -> StoreStats:
+def _sections(con, counts: dict[str, int], parts: dict[str, int], damaged: dict[str, str], top: int,
+              sqls: dict[str, str]) -> StoreStats:
     flags = ", ".join(f"({sql}) AS {name}" for name, sql in MODALITY_SQL.items())
     all_five = " AND ".join(MODALITY_SQL)
     row = con.execute(
@@ -57,13 +60,15 @@ def _sections(con, counts: dict[str, int], parts: dict[str, int], damaged: dict[
         + f", count(*) FILTER (WHERE {all_five}) FROM f"
     ).fetchone()
     completeness = dict(zip([*MODALITY_SQL, "all five"], row[1:]))
+    # the top lists name shop text: none of a withheld product's (egress/gate.py; the caller masks the names)
+    shown = f"product_id NOT IN ({withheld.ids_sql(sqls)})" if sqls else "true"
     categories = con.execute(
         "SELECT array_to_string(category_path, ' > ') AS c, count(*) AS n FROM products "
-        "WHERE len(category_path) > 0 GROUP BY 1 ORDER BY n DESC, c LIMIT ?", [top]
+        f"WHERE len(category_path) > 0 AND {shown} GROUP BY 1 ORDER BY n DESC, c LIMIT ?", [top]
     ).fetchall()
     properties = con.execute(
-        "SELECT property, count(*) AS n, count(DISTINCT value) FROM specs GROUP BY 1 ORDER BY n DESC, property LIMIT ?",
-        [top],
+        f"SELECT property, count(*) AS n, count(DISTINCT value) FROM specs WHERE {shown} GROUP BY 1 "
+        "ORDER BY n DESC, property LIMIT ?", [top],
     ).fetchall()
     media_status = con.execute(
         "SELECT kind, status, count(*) FROM media GROUP BY 1, 2 ORDER BY 1, 3 DESC"

@@ -34,7 +34,10 @@ TAKEN_DOWN_VIEW = "taken_down"
 OPTED_OUT_VIEW = "opted_out"
 # the tables a product's rows live in, by product id: their user views hide taken-down products
 DEFAULT_PORTS = {"http": 80, "https": 443}
-PRODUCT_TABLES = tuple(name for name, spec in TABLES.items() if "product_id" in spec.schema.names)
+# the columns that name a product: a row naming a withheld product in any of them is hidden (a pool's or a
+# labelled pair's candidate as much as its query)
+ID_COLUMNS = ("product_id", "query_id", "candidate_id")
+PRODUCT_TABLES = tuple(name for name, spec in TABLES.items() if set(ID_COLUMNS) & set(spec.schema.names))
 
 
 class TakedownError(UserError, ValueError):
@@ -297,7 +300,9 @@ def user_views() -> dict[str, str]:
         hidden = f"SELECT product_id FROM {TAKEN_DOWN_VIEW}"
         if name != "optouts":
             hidden += f" UNION SELECT product_id FROM {OPTED_OUT_VIEW}"
-        views[name] = f"SELECT r.* FROM {RAW}.{name} r ANTI JOIN ({hidden}) d ON r.product_id = d.product_id"
+        joins = " ".join(f"ANTI JOIN ({hidden}) d{i} ON r.{col} = d{i}.product_id"
+                         for i, col in enumerate(c for c in ID_COLUMNS if c in TABLES[name].schema.names))
+        views[name] = f"SELECT r.* FROM {RAW}.{name} r {joins}"
     return views
 
 

@@ -18,13 +18,15 @@ def opted_out_ids_sql(products: str = "products", optouts: str = "optouts") -> s
     return f"SELECT DISTINCT product_id FROM ({takedowns.opted_out_sql(products, optouts)})"
 
 
-def _sources(store) -> tuple[dict[str, str], tuple[str, ...]]:
+def sources(store) -> tuple[dict[str, str], tuple[str, ...]]:
     """The id queries that apply to ``store`` (``taken_down``, ``opted_out``; none for an empty table)
     and the tables they read."""
     sqls, tables = {}, ["products"]
-    if store.count("takedowns"):
+    # their parts, not a count of their rows: a nightly report that reads nothing else of an unchanged
+    # table asks nothing of it (an empty table has no part)
+    if store.parts("takedowns"):
         sqls["taken_down"], tables = takedowns.ids_sql(), tables + ["takedowns"]
-    if store.count("optouts"):
+    if store.parts("optouts"):
         sqls["opted_out"], tables = opted_out_ids_sql(), tables + ["optouts"]
     return sqls, tuple(tables)
 
@@ -37,7 +39,7 @@ def ids(store):
     """The ids of the taken-down and the opted-out products of ``store`` (an Arrow string array)."""
     import pyarrow as pa
 
-    sqls, tables = _sources(store)
+    sqls, tables = sources(store)
     if not sqls:
         return pa.array([], pa.string())
     con = store.connect(need=tables, only=tables)
@@ -50,7 +52,7 @@ def ids(store):
 def hide(store, con) -> None:
     """Make the view ``products`` of store connection ``con`` (with the views of ``products``,
     ``takedowns`` and ``optouts``) leave out the taken-down and the opted-out products."""
-    sqls, _ = _sources(store)
+    sqls, _ = sources(store)
     if sqls:
         con.execute("ALTER VIEW products RENAME TO all_products")
         over = {"taken_down": takedowns.ids_sql("all_products"), "opted_out": opted_out_ids_sql("all_products")}
@@ -61,7 +63,7 @@ def hide(store, con) -> None:
 def in_version(store, version: str) -> dict[str, int]:
     """How many products of split version ``version`` (its ``splits`` rows) are withheld now, by why
     (``taken_down``, ``opted_out``; a product both counts in each): empty as in a version built after both."""
-    sqls, tables = _sources(store)
+    sqls, tables = sources(store)
     if not sqls:
         return {}
     tables += ("splits",)

@@ -61,6 +61,7 @@ def sql(
 def stats(ctx: typer.Context, top: int = typer.Option(10, help="How many top categories and properties to list.")) -> None:
     """Counts per table, modality completeness, top categories and top properties."""
     from ..console import Table, error, warn
+    from ..egress import gate
     from ..storage import TABLES
     from ..storage.doctor import missing_blobs
     from ..storage.stats import store_stats
@@ -103,8 +104,8 @@ def stats(ctx: typer.Context, top: int = typer.Option(10, help="How many top cat
         t = Table(title=title)
         for col in cols:
             t.add_column(col)
-        for row in rows:
-            t.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row))
+        for row in rows:  # a category path or a property name is shop text: it leaves through the egress gate
+            t.add_row(*(f"{v:,}" if isinstance(v, int) else gate.text(str(v)) for v in row))
         console.print(t)
     missing = [] if isinstance(store.root, str) else missing_blobs(store)  # on object storage: not yet
     if missing:

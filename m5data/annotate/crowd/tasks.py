@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...egress import gate
 from ...storage.queries import image_preference
 
 FIELDS = ["id", "query_id", "candidate_id", "rank", "score", "query_image", "query_caption", "query_note",
@@ -60,6 +61,7 @@ def export_tasks(store, out_dir: str | Path, *, top: int = 0, queries: int = 0, 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = TasksReport(out)
+    mask = getattr(getattr(settings, "export", None), "mask_personal_data", True)
     con = store.connect()
     try:
         where = f"WHERE rank <= {int(top)}" if top else ""
@@ -78,6 +80,8 @@ def export_tasks(store, out_dir: str | Path, *, top: int = 0, queries: int = 0, 
             LEFT JOIN img ON img.product_id = p.product_id AND img.rn = 1""").fetchall()}
     finally:
         con.close()
+    gone = gate.withheld_ids(store)  # the egress gate: no task shows a taken-down or opted-out product
+    pairs = [p for p in pairs if p[0] not in gone and p[1] not in gone]
     if uncertain:
         from .uncertain import least_sure
 
@@ -93,7 +97,7 @@ def export_tasks(store, out_dir: str | Path, *, top: int = 0, queries: int = 0, 
             notes.append("empty caption")
             report.empty_caption += 1
         path = "" if not blob else (image_prefix + blob if image_prefix is not None else str(store.where(blob)))
-        return path, text, "; ".join(notes)
+        return path, gate.text(text, mask), "; ".join(notes)  # the caption as the egress gate lets it leave
 
     tasks = []
     for q, c, rank, score in pairs:

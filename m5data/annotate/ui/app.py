@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import secrets
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,7 +23,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from ...storage import takedowns
+from ...egress.gate import Gate, picture_of
 from ...storage.blobs import BlobPathError, resolve_blob
 from ...threaded_app import ThreadedApp
 from .guard import WILDCARD, Guard, cookie_name, is_loopback, same_secret
@@ -33,7 +32,7 @@ from .tasks import Task, UiError
 STATIC = Path(__file__).parent / "static"
 LABELS = ("match", "mismatch", "uncertain")
 HOST = "127.0.0.1"
-TAKEDOWN_TTL = 2.0  # seconds a read of the taken-down products is reused (LabellingApp._taken_down)
+TAKEDOWN_TTL = 2.0  # seconds a read of the withheld products is reused (the gate of LabellingApp)
 
 
 @dataclass
@@ -62,7 +61,9 @@ class LabellingApp:
         self.store = store
         self.session = session
         self.base = ""  # the path the routes are under (set by app())
-        self._gone, self._gone_at = frozenset(), float("-inf")
+        # the egress gate (egress/gate.py): taken-down and opted-out products are unknown here, texts masked,
+        # faces blurred in the images it serves
+        self.gate = Gate.of(store, getattr(session, "settings", None), ttl=TAKEDOWN_TTL)
         self.products = {pid: p for pid, p in self._load_products().items() if pid not in self._taken_down()}
         self.lock = asyncio.Lock()
 
@@ -83,24 +84,23 @@ class LabellingApp:
             """).fetchall()
         finally:
             con.close()
-        out = {pid: {"product_id": pid, "title": title or "", "platform": platform, "price": price, "currency": currency,
-                     "category": category or "", "specs": [], "image": None} for pid, title, platform, price, currency, category in rows}
+        text = self.gate.text
+        out = {pid: {"product_id": pid, "title": text(title) or "", "platform": platform, "price": price,
+                     "currency": currency, "category": text(category) or "", "specs": [], "image": None}
+               for pid, title, platform, price, currency, category in rows}
         for pid, prop, value in specs:
-            out[pid]["specs"].append([prop, value])
+            out[pid]["specs"].append([text(prop), text(value)])
         for pid, blob in images:
             out[pid]["image"] = blob
         return out
 
     def _taken_down(self) -> frozenset[str]:
-        """The taken-down products (storage/takedowns.py: the rule the store's views use), read again at most
-        every :data:`TAKEDOWN_TTL` seconds: a takedown recorded while the UI runs hides its products too."""
-        now = time.monotonic()
-        if now - self._gone_at >= TAKEDOWN_TTL:
-            self._gone, self._gone_at = frozenset(takedowns.ids(self.store).to_pylist()), now
-        return self._gone
+        """The taken-down and opted-out products (the gate's withheld ones), read again at most every
+        :data:`TAKEDOWN_TTL` seconds: a takedown or opt-out recorded while the UI runs hides its products too."""
+        return self.gate.withheld()
 
     async def _shown(self, *ids: str) -> bool:
-        """Whether none of the products ``ids`` is taken down (else the UI answers as for an unknown one)."""
+        """Whether none of the products ``ids`` is withheld (else the UI answers as for an unknown one)."""
         gone = await asyncio.get_running_loop().run_in_executor(None, self._taken_down)
         return not any(pid in gone for pid in ids)
 
@@ -158,18 +158,28 @@ class LabellingApp:
         if product is None or not product["image"] or not await self._shown(product["product_id"]):
             raise web.HTTPNotFound()
         rel = product["image"]
-        if not isinstance(self.store.root, Path):  # on object storage: the object's bytes
-            data = await asyncio.get_running_loop().run_in_executor(None, self._object_image, rel)
-            if data is None:
-                raise web.HTTPNotFound()
-            return web.Response(body=data, content_type=mimetypes.guess_type(rel)[0] or "application/octet-stream")
-        try:
-            path = resolve_blob(self.store.root, rel)
-        except BlobPathError:
-            raise web.HTTPNotFound() from None
-        if not path.is_file():
+        data = await asyncio.get_running_loop().run_in_executor(None, self._gated_image, rel)
+        if data is None:
             raise web.HTTPNotFound()
-        return web.FileResponse(path)
+        return web.Response(body=data[0], content_type=data[1])
+
+    def _gated_image(self, rel: str) -> tuple[bytes, str] | None:
+        """The image blob ``rel`` as the gate lets it leave (its faces blurred: a JPEG then), and its type."""
+        if isinstance(self.store.root, Path):
+            try:
+                path = resolve_blob(self.store.root, rel)
+            except BlobPathError:
+                return None
+            data = path.read_bytes() if path.is_file() else None
+        else:  # on object storage: the object's bytes
+            data = self._object_image(rel)
+        if data is None:
+            return None
+        ctype = mimetypes.guess_type(rel)[0] or "application/octet-stream"
+        if not self.gate.blur:
+            return data, ctype
+        out, blurred = picture_of(self.store, rel, data)
+        return (out, "image/jpeg") if blurred else (data, ctype)
 
     def _object_image(self, rel: str) -> bytes | None:
         """The bytes of an image blob of a store on object storage; None when it is missing or its

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...egress import gate
 from ...errors import UserError
-from ...storage import takedowns
 from ..crowd.judgement_files import read_rows
 
 
@@ -66,8 +66,8 @@ def build_tasks(store, per_query: int, gold: list[Task] | None = None, gold_ever
         con.close()
     if not pairs:
         raise UiError("no candidate pools in the store: run `m5data annotate pools` first")
-    gone = set(takedowns.ids(store).to_pylist())  # taken-down products (storage/takedowns.py) are no task
-    known -= gone
+    gone = gate.withheld_ids(store)  # taken-down and opted-out products (the egress gate's) are no task
+    known = known - gone
     pairs = [(q, c) for q, c in pairs if q not in gone and c not in gone]
     gold = [g for g in gold if g.query_id in known and g.candidate_id in known]
     plain = [Task(q, c) for q, c in pairs]
