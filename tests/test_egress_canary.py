@@ -380,6 +380,12 @@ def path_annotate_tasks(ctx, sc):
     sc.text("stdout of m5data annotate tasks", _cli(ctx, "annotate", "tasks", "--out", str(out), "--top", "10"))
     if out.is_dir():
         sc.folder(out, "tasks")
+        # the pictures a labelling tool opens: the tasks' image paths (store files, or blurred copies)
+        for line in (out / "tasks.jsonl").read_text(encoding="utf-8").splitlines():
+            task = json.loads(line)["data"]
+            for side in ("query_image", "candidate_image"):
+                if task[side] and Path(task[side]).is_file():
+                    sc.image(f"tasks {task['id']} {side}", Path(task[side]).read_bytes())
 
 
 def path_stats(ctx, sc):

@@ -5,8 +5,10 @@ tasks as one JSON list: Label Studio's import format), ``tasks.csv`` (one flat r
 Studio, CVAT-style spreadsheets, crowd platforms) and ``label_config.xml`` (a Label Studio labelling
 interface: both images and captions, choices match / mismatch / uncertain). Image fields are the
 normalised images' paths (absolute; ``s3://`` URLs on object storage; or ``image_prefix`` + the path
-relative to the store root, e.g. a URL the labelling tool can fetch). A product without an image gets
-an empty image field and ``query_note`` / ``candidate_note`` says why. Judgements come back through ``m5data annotate import``.
+relative to the store root, e.g. a URL the labelling tool can fetch). An image that shows a face leaves
+through the egress gate: a copy with the faces blurred under ``<out>/images/`` (its absolute path), or,
+with ``image_prefix``, none. A product without an image gets an empty image field and ``query_note`` /
+``candidate_note`` says why. Taken-down and opted-out products are in no task; captions are masked. Judgements come back through ``m5data annotate import``.
 """
 
 from __future__ import annotations
@@ -87,16 +89,23 @@ def export_tasks(store, out_dir: str | Path, *, top: int = 0, queries: int = 0, 
 
         pairs, _ = least_sure(store, settings, pairs, uncertain)
 
+    shown = {p for pair in pairs for p in pair[:2]}
+    blurred = _blurred(store, out, {info[p][0] for p in shown if p in info and info[p][0]}, image_prefix)
+
     def side(pid: str) -> tuple[str, str, str]:
         blob, text = info.get(pid, (None, ""))
         notes = []
-        if not blob:
+        if blob and blob in blurred and blurred[blob] is None:
+            notes.append("image shows a face: left out (the egress gate; tasks with --image-prefix)")
+            blob = None
+        elif not blob:
             notes.append("no image")
             report.no_image += 1
         if not text:
             notes.append("empty caption")
             report.empty_caption += 1
-        path = "" if not blob else (image_prefix + blob if image_prefix is not None else str(store.where(blob)))
+        path = ("" if not blob else blurred[blob] if blob in blurred
+                else image_prefix + blob if image_prefix is not None else str(store.where(blob)))
         return path, gate.text(text, mask), "; ".join(notes)  # the caption as the egress gate lets it leave
 
     tasks = []
@@ -119,6 +128,41 @@ def export_tasks(store, out_dir: str | Path, *, top: int = 0, queries: int = 0, 
     tmp.replace(out / "tasks.csv")
     _write_atomic(out / "label_config.xml", LABEL_CONFIG)
     return report
+
+
+def _blurred(store, out: Path, blobs: set[str], image_prefix: str | None) -> dict[str, str | None]:
+    """The images of ``blobs`` that show a face (by their ``faces`` rows; detected now where a picture has
+    none), as the egress gate lets them leave: a copy with the faces blurred under ``out/images/`` (its
+    absolute path), or, for tasks whose images a tool fetches by ``image_prefix`` from the store, None (left
+    out). The others are not in the result (their store path is used)."""
+    import hashlib
+
+    from ...storage.blobs import BlobPathError, resolve_blob
+
+    rows = gate.face_rows(store, blobs)
+    maybe = sorted(b for b in blobs if b not in rows or rows[b].get("n_faces"))
+    if not maybe:
+        return {}
+    out_blurred: dict[str, str | None] = {}
+    with store.local_files(maybe) as root:
+        for blob in maybe:
+            try:
+                data = resolve_blob(root, blob).read_bytes()
+            except (BlobPathError, OSError):
+                continue  # a missing picture: its path as any other (the tool finds nothing there)
+            picture, n = gate.picture(data, rows.get(blob))
+            if not n:
+                continue
+            if image_prefix is not None:
+                out_blurred[blob] = None
+                continue
+            target = out / "images" / (hashlib.sha1(blob.encode()).hexdigest()[:20] + ".jpg")
+            target.parent.mkdir(exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_bytes(picture)
+            tmp.replace(target)
+            out_blurred[blob] = str(target.resolve())
+    return out_blurred
 
 
 def _write_atomic(path: Path, text: str) -> None:
