@@ -232,3 +232,23 @@ def test_an_endpoint_that_does_not_answer_is_one_line_naming_it(aws, store, monk
     _one_line_error(runner.invoke(app, ["check-shards", url]), f"cannot reach the storage endpoint {dead}")
     _one_line_error(runner.invoke(app, ["train", "--shards", url, "--out", str(tmp_path / "run"), "--max-steps", "1"]),
                     f"cannot reach the storage endpoint {dead}")
+
+
+def test_a_prefix_holding_a_version_with_a_product_opted_out_since_is_not_resumed(aws, demo_store_factory, tmp_path):
+    """As a local folder (tests/test_optout_flow.py): the prefix's shards may hold the product, so the export
+    of that version into it is refused in one line naming it, never "already finished" (issue 76, 2)."""
+    from datetime import timedelta
+
+    from m5data.export.samples import ExportError
+
+    store = store_with_splits(demo_store_factory(products=20, seed=0), tmp_path)
+    settings = settings_for(store, **{"export.shard_size": 8, "export.workers": 1})
+    url = f"s3://{BUCKET}/opted"
+    export(store, settings, out=url, split="all", fmt="webdataset")
+    product = store.read("products", columns=["product_id", "url", "crawled_at"]).to_pylist()[0]
+    store.write("optouts", [{"url": product["url"], "product_id": product["product_id"], "scope": "page",
+                             "source": "x-robots-tag", "directive": "noai",
+                             "seen_at": product["crawled_at"] + timedelta(days=1)}])
+    with pytest.raises(ExportError, match="opted out since") as err:
+        export(store, settings, out=url, split="all", fmt="webdataset")
+    assert product["product_id"] in str(err.value) and "m5data build-splits" in str(err.value)

@@ -29,23 +29,33 @@ def existing_plan(out, version: str, fmt: str, split: str) -> dict | None:
     return existing
 
 
+def _refuse_opted_out(out, members) -> None:
+    """A folder or prefix holding an export of a version with products opted out since is never resumed
+    (its shards may hold them): one line naming them and the way out."""
+    if not getattr(members, "opted_out", (0,))[0]:
+        return
+    n, first = members.opted_out
+    raise ExportError(f"{out} holds an export of split version {members.version!r}, whose products {', '.join(first)}"
+                      f"{f' (of {n:,})' if n > len(first) else ''} opted out since (m5data sql: SELECT * FROM "
+                      f"opted_out): run m5data build-splits (a new version without them) and export it, or export "
+                      f"into a new folder; a release folder never holds an opted-out product")
+
+
 def claim(out, remote: RemoteOut | None, staging: Path | None, plan: dict, members=None) -> tuple[object, bool]:
     """Write the plan into the output, refusing one that holds another export; (the remote prefix's
     listing, whether this run resumes an earlier one of a local folder). ``members``: the export's
     :class:`~m5data.export.members.Members` (a local folder's refusal names their taken-down samples)."""
     if remote:
         listing = remote.claim(plan, PLAN_FILE)
+        if PLAN_FILE in listing:  # a prefix holding this export already: resumed, as a local folder is
+            _refuse_opted_out(remote.url, members)
         write_json_atomic(staging / PLAN_FILE, plan)
         remote.put(staging / PLAN_FILE, PLAN_FILE)
         return listing, False
     plan_path = out / PLAN_FILE
     resumed = plan_path.is_file()
-    if resumed and getattr(members, "opted_out", (0,))[0]:  # its shards may hold them: never resumed
-        n, first = members.opted_out
-        raise ExportError(f"{out} holds an export of split version {members.version!r}, whose products {', '.join(first)}"
-                          f"{f' (of {n:,})' if n > len(first) else ''} opted out since (m5data sql: SELECT * FROM "
-                          f"opted_out): run m5data build-splits (a new version without them) and export it, or export "
-                          f"into a new folder; a release folder never holds an opted-out product")
+    if resumed:
+        _refuse_opted_out(out, members)
     if resumed:
         old = json.loads(plan_path.read_text())
         if old != plan:
