@@ -187,12 +187,33 @@ def check(name: str, settings, options: dict | None = None) -> None:
 def call(name: str, ctx: RunContext) -> Any:
     """Run the registered stage ``name``'s ``run(ctx)``: the one way the CLI's verbs and the flow's task
     run a stage. A ``leased`` stage runs holding its lock (StoreBusy naming the holder while another run
-    of it lives), so a run paused past its lease on object storage commits nothing more."""
+    of it lives), so a run paused past its lease on object storage commits nothing more.
+
+    Every outcome leaves a ``runs`` row: a run that raises gets one with status ``failed`` (an
+    ``Exception``) or ``interrupted`` (Ctrl-C, SIGTERM, Prefect's termination: a ``BaseException`` from
+    outside), its reason ``Class: first line of the message`` in ``failures``, unless the stage's last
+    :class:`StageRun` of this call wrote the run's row already (crawl, download, extract, export record
+    their own); the exception propagates as it was. In the main thread SIGTERM raises KeyboardInterrupt
+    while the run lasts (where nothing else handles it). ``options["record"]`` False: no row (a verb
+    that runs without a store: ``train``)."""
+    import time
+
     stage = get(name)
-    if not stage.leased:
-        return stage.load()(ctx)
-    with ctx.store.stage_lock(stage.name):
-        return stage.load()(ctx)
+    opened: list[StageRun] = []  # the StageRuns of this stage the run opens (StageRun.__init__)
+    token = _CALL.set((stage.name, opened))
+    started = time.time()
+    try:
+        with _sigterm_interrupts():
+            if not stage.leased:
+                return stage.load()(ctx)
+            with ctx.store.stage_lock(stage.name):
+                return stage.load()(ctx)
+    except BaseException as exc:
+        if ctx.options.get("record", True) is not False:
+            _record_end(stage.name, ctx, opened, exc, started)
+        raise
+    finally:
+        _CALL.reset(token)
 
 
 class StageRun:
@@ -211,7 +232,8 @@ class StageRun:
     - ``run.complete(config, **keep)`` writes the ``runs`` row of ``run.stats`` and then, last, the state
       (watermarks, fingerprint, ``keep``): a run killed before it leaves the previous state, so the next
       run does the work again; ``run.record(config)`` writes the ``runs`` row alone (a stage that keeps no
-      state, or one that ended early).
+      state, or one that ended early). A run that raises before its row is written gets it from
+      :func:`call`, ``failed`` or ``interrupted``, with these stats (``run.recorded``: written already).
 
     ``run.state`` is that last complete run's state (None: never, or unreadable: run in full),
     ``run.marks`` the watermarks, ``run.inputs`` the fingerprint, ``run.stats`` the run's StageStats
@@ -231,6 +253,10 @@ class StageRun:
         self.state: dict | None = None
         self.inputs = ""
         self._held = None
+        self.recorded = False  # its runs row written (record): stages.call writes no other for the run
+        called = _CALL.get()
+        if called is not None and called[0] == name:
+            called[1].append(self)
 
     def __enter__(self) -> StageRun:
         from .storage import changes
@@ -264,13 +290,25 @@ class StageRun:
         self.stats.details["unchanged"] = True
         return self.record({self.name: {"unchanged": True, **config}}, "ok")
 
-    def record(self, config: dict | None = None, status: str | None = None) -> Any:
-        """Write the run's ``runs`` row (``status``: finish the stats with it first); returns ``run.stats``."""
+    def record(self, config: dict | None = None, status: str | None = None, exc: BaseException | None = None) -> Any:
+        """Write the run's ``runs`` row (``status``: finish the stats with it first); returns ``run.stats``.
+
+        A ``failed`` or ``interrupted`` row names what ended the run in ``failures`` (``Class: message``):
+        ``exc``, else the exception being handled where it is recorded (an ``except`` block)."""
+        import sys
+
         from .storage import record_run
+        from .storage.runs import ended_by
 
         if status is not None:
             self.stats.finish(status)
+        exc = exc if exc is not None else sys.exc_info()[1]
+        if exc is not None and self.stats.status in ("failed", "interrupted"):
+            reason = ended_by(exc)[1]
+            if reason not in self.stats.failures:  # the run's reason, not an item's: n_failed stays the items'
+                self.stats.failures[reason] += 1
         record_run(self.store, self.stats, config)
+        self.recorded = True
         return self.stats
 
     def complete(self, config: dict | None = None, status: str | None = None, **keep) -> Any:
@@ -280,6 +318,66 @@ class StageRun:
         self.record(config, status)
         changes.save_state(self.store, self.state_name, self.marks, self.inputs, **keep)
         return self.stats
+
+
+import contextvars  # noqa: E402  (the contract's helpers below: what call knows of the run under way)
+
+# the stages.call running in this context: (the stage's name, the StageRuns of it opened so far)
+_CALL: contextvars.ContextVar[tuple[str, list[StageRun]] | None] = contextvars.ContextVar("m5data_stage_call",
+                                                                                          default=None)
+
+
+def _record_end(name: str, ctx: RunContext, opened: list[StageRun], exc: BaseException, started: float) -> None:
+    """Write the ``runs`` row of stage ``name``'s run that ``exc`` ended (:func:`call`): ``failed`` or
+    ``interrupted``, the reason in ``failures`` and the config's ``error``; the stats of its last StageRun (its counts so far, its
+    run id), or fresh ones from ``started``. Nothing when that StageRun wrote its row already. Never
+    raises: the store may be what failed, and the run's own exception is what the caller must see."""
+    import logging
+
+    from .storage.runs import ended_by
+
+    last = opened[-1] if opened else None
+    if last is not None and last.recorded:
+        return
+    status, reason = ended_by(exc)
+    try:
+        run = last if last is not None else StageRun(ctx.store, name, lock=False)
+        if last is None:
+            run.stats.started = started
+        run.record({"error": reason}, status, exc)
+    except Exception as err:  # noqa: BLE001 - see above
+        logging.getLogger(__name__).warning(f"could not write the {status} {name} run's runs row: {err}")
+
+
+class _sigterm_interrupts:
+    """While a stage runs in the main thread and nothing handles SIGTERM: SIGTERM raises KeyboardInterrupt,
+    so the run ends as a Ctrl-C does (its rows kept, its runs row ``interrupted``). A process forked
+    meanwhile (a worker pool) ends on SIGTERM as it would have."""
+
+    def __enter__(self) -> None:
+        import os
+        import signal
+        import threading
+
+        self.installed = threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        if self.installed:
+            owner = os.getpid()
+
+            def on_sigterm(signum, frame):
+                if os.getpid() != owner:  # a forked child: the default (end) once more
+                    signal.signal(signum, signal.SIG_DFL)
+                    os.kill(os.getpid(), signum)
+                    return
+                raise KeyboardInterrupt("SIGTERM")
+
+            signal.signal(signal.SIGTERM, on_sigterm)
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self.installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def fingerprint(*values) -> str:

@@ -58,6 +58,17 @@ class StageStats:
         }
 
 
+def ended_by(exc: BaseException) -> tuple[str, str]:
+    """The ``runs`` status and reason of a run that ``exc`` ended: ``failed`` for an ``Exception``,
+    ``interrupted`` for a stop from outside (KeyboardInterrupt, SIGTERM, Prefect's termination: a
+    ``BaseException`` that is no ``Exception``); the reason ``Class: first line of the message``
+    (credentials masked, at most 300 characters)."""
+    status = "failed" if isinstance(exc, Exception) else "interrupted"
+    line = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+    reason = f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+    return status, redact(reason)[:300]
+
+
 def changes_note(details: dict) -> str:
     """``new 3, changed 1, unchanged 36`` from a stage's ``details["changes"]`` (what its items were
     against the store before it ran), or "" when the stage does not count them."""
