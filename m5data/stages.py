@@ -193,7 +193,8 @@ def call(name: str, ctx: RunContext) -> Any:
     ``Exception``) or ``interrupted`` (Ctrl-C, SIGTERM, Prefect's termination: a ``BaseException`` from
     outside), its reason ``Class: first line of the message`` in ``failures``, unless the stage's last
     :class:`StageRun` of this call wrote the run's row already (crawl, download, extract, export record
-    their own); the exception propagates as it was. In the main thread SIGTERM raises KeyboardInterrupt
+    their own) or a UserError refused the run before it opened any StageRun (crawl's unknown ``--site``:
+    no work began); the exception propagates as it was. In the main thread SIGTERM raises KeyboardInterrupt
     while the run lasts (where nothing else handles it). ``options["record"]`` False: no row (a verb
     that runs without a store: ``train``)."""
     import time
@@ -330,14 +331,18 @@ _CALL: contextvars.ContextVar[tuple[str, list[StageRun]] | None] = contextvars.C
 def _record_end(name: str, ctx: RunContext, opened: list[StageRun], exc: BaseException, started: float) -> None:
     """Write the ``runs`` row of stage ``name``'s run that ``exc`` ended (:func:`call`): ``failed`` or
     ``interrupted``, the reason in ``failures`` and the config's ``error``; the stats of its last StageRun (its counts so far, its
-    run id), or fresh ones from ``started``. Nothing when that StageRun wrote its row already. Never
-    raises: the store may be what failed, and the run's own exception is what the caller must see."""
+    run id), or fresh ones from ``started``. Nothing when that StageRun wrote its row already, nor for a
+    UserError raised before the stage opened any StageRun: a refusal of what it was given before any work
+    (until its check holds it), no run. Never raises: the store may be what failed, and the run's own
+    exception is what the caller must see."""
     import logging
 
     from .storage.runs import ended_by
 
     last = opened[-1] if opened else None
     if last is not None and last.recorded:
+        return
+    if last is None and isinstance(exc, UserError):  # refused before any work, as a check would (crawl's --site)
         return
     status, reason = ended_by(exc)
     try:

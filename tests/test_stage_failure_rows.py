@@ -125,3 +125,17 @@ def test_a_run_that_recorded_its_own_row_gets_no_second_and_a_verb_without_a_sto
     with pytest.raises(ValueError):  # the train verb's run: record False, no row written
         stages.call("train", ctx.with_options(record=False))
     assert len(_rows(ctx, "train")) == 1
+
+
+def test_a_user_error_before_any_stage_run_is_a_refusal_and_after_one_a_failed_run(tmp_path, monkeypatch):
+    from m5data.errors import UserError
+
+    ctx = _context(tmp_path, "crawl")
+    with pytest.raises(UserError, match="unknown site"):  # refused before any work, as a check would
+        stages.call("crawl", ctx.with_options(site="no-such-site"))
+    assert _rows(ctx, "crawl") == []
+    _inject(monkeypatch, "dedup", UserError("the store cannot be read"))  # inside dedup's StageRun: its work
+    with pytest.raises(UserError):
+        stages.call("dedup", ctx)
+    rows = _rows(ctx, "dedup")
+    assert [r["status"] for r in rows] == ["failed"] and '"UserError: the store cannot be read"' in rows[0]["failures"]
