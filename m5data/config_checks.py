@@ -8,6 +8,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from .errors import UserError
+from .extract.decoding import DECODE_MODES  # the modes are the frame pass's: its list, not a copy
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -88,8 +89,8 @@ def validate(settings: Settings) -> Settings:
             raise ConfigError(f"config {key} must be in 1..100, got {values[key]!r}")
     if values["store.compression"] not in {"zstd", "snappy", "gzip", "none"}:
         raise ConfigError(f"config store.compression must be zstd, snappy, gzip or none, got {values['store.compression']!r}")
-    if values["extract.video_decode"] not in {"exact", "fast", "fastest"}:
-        raise ConfigError(f"config extract.video_decode must be exact, fast or fastest, "
+    if values["extract.video_decode"] not in DECODE_MODES:
+        raise ConfigError(f"config extract.video_decode must be one of {', '.join(DECODE_MODES)}, "
                           f"got {values['extract.video_decode']!r} (from {settings.source('extract.video_decode')})")
     if values["extract.face_frames"] not in {"all", "changed"}:
         raise ConfigError(f"config extract.face_frames must be all or changed, "

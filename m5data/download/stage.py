@@ -10,6 +10,22 @@ from .optouts import OPTED_OUT
 from .run import DownloadStats
 
 
+def check(settings, options: dict) -> None:
+    """The ``[download]`` settings config.py does not check itself are usable, and a URL list
+    (``options["source"]``) is a file and its ``kind`` a media kind (DownloadError, one line naming the key)."""
+    from pathlib import Path
+
+    from .run import DownloadError, check_options
+    from .sources import KINDS
+
+    check_options(settings.download)
+    source, kind = options.get("source"), options.get("kind")
+    if source is not None and not Path(source).is_file():
+        raise DownloadError(f"URL list not found: {source}")
+    if source is not None and kind and kind not in KINDS:
+        raise DownloadError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+
+
 def run(ctx: RunContext) -> DownloadStats:
     """Download the store's pending media (or ``options["source"]``'s URLs: ``kind``, ``url_column``,
     ``product_column`` say how to read that list).

@@ -11,6 +11,19 @@ from ..stages import RunContext
 from ..storage import StageStats
 
 
+def check(settings, options: dict) -> None:
+    """The ``[export]`` settings are usable (ConfigError naming the key); without ``options["out"]``, the
+    split and a given ``options["version"]`` are plain names, as they name its folder (ExportError)."""
+    from .run import check_settings
+    from .samples import plain_name
+
+    check_settings(settings)
+    if options.get("out") is None:
+        plain_name("split", settings.export.split)
+        if options.get("version"):
+            plain_name("split version", options["version"])
+
+
 def run(ctx: RunContext) -> StageStats:
     """Export a split version: ``export.split`` in ``export.format`` (``options``: out, version, full).
 

@@ -8,6 +8,14 @@ from ..stages import RunContext
 from ..storage import StageStats
 
 
+def check(settings, options: dict) -> None:
+    """The ``[report]`` settings are usable (ConfigError naming the key). Its folder is checked by the run,
+    against the store it reads."""
+    from .build import check_settings
+
+    check_settings(settings)
+
+
 def run(ctx: RunContext) -> StageStats:
     """Write the store's HTML report into :func:`report_folder` (or ``options["out"]``); its page in ``details``.
 

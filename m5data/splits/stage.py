@@ -19,6 +19,13 @@ STAGE = "splits"
 READS = tuple(t for t in TABLES if t not in ("runs", "splits"))
 
 
+def check(settings, options: dict) -> None:
+    """The ``[splits]`` settings are usable (:func:`.plan.check_settings`: ConfigError naming the key)."""
+    from .plan import check_settings
+
+    check_settings(settings)
+
+
 def run(ctx: RunContext) -> StageStats:
     """Build the split version ``options["version"]``, else the one :func:`incremental_version` picks.
 

@@ -15,6 +15,27 @@ NEEDS_SHARDS = ("train needs WebDataset shards: run the export stage with export
                 "or set train.shards")
 
 
+def check(settings, options: dict) -> None:
+    """The model preset (``options["preset"]``, else ``train.config``: small, paper or a TOML file;
+    TrainConfigError) reads, and the run has a folder (:func:`run_folder`; StageError)."""
+    from .config import load_config
+
+    load_config(options.get("preset") or settings.train.config)
+    run_folder(settings, options)
+
+
+def run_folder(settings, options: dict) -> str:
+    """The run folder: ``options["out"]``, else ``train.out``, else ``m5data-train`` beside the store (a store
+    on object storage has no folder beside it: StageError)."""
+    out = options.get("out") or settings.train.out
+    if out:
+        return out
+    if not isinstance(settings.store_path, Path):
+        raise StageError(f"train: the store {settings.store_path} is on object storage, so there is no folder "
+                         "beside it for the run folder: set train.out (a local folder)")
+    return str(settings.store_path.absolute().parent / "m5data-train")
+
+
 def run(ctx: RunContext) -> StageStats:
     """Train (or resume) a run on the export's shards (the ``[train]`` section), then evaluate it; recorded in ``runs``.
 
@@ -29,12 +50,7 @@ def run(ctx: RunContext) -> StageStats:
     shards = o.get("shards") or tr.shards or exported.get("out")
     if not shards or (exported and exported.get("format", "webdataset") != "webdataset"):
         raise StageError(NEEDS_SHARDS)
-    out = o.get("out") or tr.out
-    if not out:
-        if not isinstance(ctx.settings.store_path, Path):
-            raise StageError(f"train: the store {ctx.settings.store_path} is on object storage, so there is no folder "
-                             "beside it for the run folder: set train.out (a local folder)")
-        out = str(ctx.settings.store_path.absolute().parent / "m5data-train")
+    out = run_folder(ctx.settings, o)
     epochs = o.get("epochs") or tr.epochs
     with _live(epochs) if ctx.progress else contextlib.nullcontext(None) as progress:
         return train_and_evaluate(shards, out, config=o.get("preset") or tr.config, epochs=epochs,

@@ -8,6 +8,18 @@ from ...storage import StageStats
 from ..stage_job import run_job
 
 
+def check(settings, options: dict) -> None:
+    """The ``[crowd]`` settings are usable (ConfigError naming the key) and ``options["method"]``, when given,
+    is a method (CrowdError)."""
+    from .glad import METHODS
+    from .job import CrowdError, check_settings
+
+    check_settings(settings)
+    method = options.get("method")
+    if method and method not in METHODS:
+        raise CrowdError(f"unknown method {method!r} ({', '.join(METHODS)})")
+
+
 def run(ctx: RunContext) -> StageStats:
     """Aggregate the judgements (:func:`.job.aggregate`); ``options["method"]``: glad, majority or
     dawid_skene (default ``crowd.method``). The job's report is in ``details``."""

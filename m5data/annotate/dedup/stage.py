@@ -7,6 +7,13 @@ from ...storage import StageStats
 from ..stage_job import run_job
 
 
+def check(settings, options: dict) -> None:
+    """The ``[dedup]`` settings are usable (:func:`.job.check_settings`: ConfigError naming the key)."""
+    from .job import check_settings
+
+    check_settings(settings)
+
+
 def run(ctx: RunContext) -> StageStats:
     """Find the duplicate groups (:func:`.job.dedup`); ``options["full"]``: group every product again
     even when nothing it reads changed. The job's report is in ``details``."""

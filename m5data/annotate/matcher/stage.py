@@ -7,6 +7,20 @@ from ...stages import RunContext
 from ...storage import StageStats
 
 
+def check(settings, options: dict) -> None:
+    """The ``[matcher]`` settings are usable (ConfigError naming the key) and ``options["labels"]``, when given,
+    is a file (MatcherError)."""
+    from pathlib import Path
+
+    from ..kernels.errors import MatcherError
+    from .job import check_settings
+
+    check_settings(settings)
+    labels = options.get("labels")
+    if labels and not Path(labels).is_file():
+        raise MatcherError(f"no such file: {labels}")
+
+
 def run(ctx: RunContext) -> StageStats:
     """Train the matcher (:func:`.job.train`) on the crowd's ``matches``, or ``options["labels"]`` (a CSV
     of labelled pairs). ``details``: the model's version, threshold, features and held-out validation,

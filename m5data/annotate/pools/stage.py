@@ -7,6 +7,13 @@ from ...storage import StageStats
 from ..stage_job import run_job
 
 
+def check(settings, options: dict) -> None:
+    """The ``[pools]`` settings are usable (:func:`.job.check_settings`: ConfigError naming the key)."""
+    from .job import check_settings
+
+    check_settings(settings)
+
+
 def run(ctx: RunContext) -> StageStats:
     """Build the candidate pools (:func:`.job.build_pools`). Options: ``full`` (embed and search
     everything again), and the verb's ``split_version``, ``fresh`` and ``ann_check``. The job's report
