@@ -109,6 +109,22 @@ def test_each_stage_check_names_its_bad_key(key, value, error):
         stages.check(key.partition(".")[0], settings, {})
 
 
+@pytest.mark.parametrize(("name", "options", "error"), [
+    ("crawl", {"start_urls": ["http://a.example/"], "site": "nope"}, "unknown site 'nope'"),
+    ("download", {"source": "no-such-list.txt"}, "URL list not found: no-such-list.txt"),
+    ("crowd", {"method": "vote"}, "unknown method 'vote'"),
+    ("matcher", {"labels": "no-such-labels.csv"}, "no such file: no-such-labels.csv"),
+    ("export", {"version": "../v1"}, "split version"),
+])
+def test_each_stage_check_refuses_a_bad_option_before_any_work(tmp_path, monkeypatch, name, options, error):
+    from m5data import config as cfg
+    from m5data.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=re.escape(error)):
+        stages.check(name, cfg.load(None, {}, environ={}), options)
+
+
 def test_video_decode_modes_are_written_once():
     """extract.video_decode's modes are the keys of extract/decoding.py's DECODE_OPTIONS; no other module
     of the package spells them out as a list."""

@@ -12,10 +12,15 @@ from ..storage import StageStats
 
 
 def check(settings, options: dict) -> None:
-    """The crawl needs start URLs, each an absolute http(s) URL (``options["start_urls"]``); ValueError."""
+    """The crawl needs start URLs, each an absolute http(s) URL (``options["start_urls"]``; ValueError), and a
+    forced adapter (``options["site"]``) must be one (UnknownSite)."""
     from .crawl import check_start_urls
 
     check_start_urls(list(options.get("start_urls") or []))
+    if options.get("site"):
+        from .adapters import get_adapter
+
+        get_adapter(options["site"])
 
 
 def run(ctx: RunContext) -> StageStats:
