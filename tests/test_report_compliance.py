@@ -91,14 +91,14 @@ def test_the_figures_are_what_the_tables_hold_on_a_store_of_thousands(tmp_path):
     down = {t["value"] for t in takedowns if t["kind"] == "product_id"}
     # a product taken down, or whose page opted out after it was stored, counts its licence as "withheld"
     opted: dict = {}
-    for r in store.read("optouts", where="scope = 'page'").to_pylist():  # the last opt-out seen of each page
+    for r in store.read("optouts", where="scope = 'page' AND seen_at IS NOT NULL").to_pylist():  # the last one seen
         opted[r["product_id"]] = max(opted.get(r["product_id"], r["seen_at"]), r["seen_at"])
     for p in products:
         d = domain(host[p["product_id"]])
         d["products"] += 1
         taken = p["product_id"] in down or covering(p["url"], takedowns) is not None
         seen = opted.get(p["product_id"])
-        lic = ("withheld" if taken or (seen is not None and seen > p["crawled_at"])
+        lic = ("withheld" if taken or (seen is not None and p["crawled_at"] is not None and seen > p["crawled_at"])
                else licences.get(p["product_id"], "none stated"))
         d["licences"][lic] = d["licences"].get(lic, 0) + 1
         d["takedowns"] += taken

@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .changed_facts import SHOWN, Recent, with_hidden
 from .data import FAILURE_REASON
 from .kept_files import TOTAL_SUFFIX, move_between, move_total, read_total, register_view, view_sql, write_file
 
@@ -66,8 +67,6 @@ SOURCES = {
     # each picture's faces and product (the compliance section's faces per product: compliance_facts.py)
     "faces": ("blob", "SELECT blob, product_id, n_faces FROM faces {where}"),
 }
-# no fact of a product the egress gate withholds (``report_withheld``, registered where the facts are read)
-SHOWN = "(product_id IS NULL OR product_id NOT IN (SELECT product_id FROM report_withheld))"
 FLAG_TABLES = ("products", "media", "specs")  # the facts a product's modalities are made from
 KEPT_VIEWS = {t: f"report_{t}_kept" for t in SOURCES}  # views of the kept files in the report's connection
 
@@ -152,7 +151,7 @@ def update(store, con, large, kept, previous: dict | None, since: dict[str, int]
     folder.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:12]
     deltas: dict[str, tuple[pa.Table, pa.Table]] = {}  # table -> its changed groups' facts (before, after)
-    recent = _Recent(store, large, gone)
+    recent = Recent(store, large, gone)
     con.register("report_withheld", recent.gone)
     con.register("report_newly", pa.table({"product_id": pa.array(sorted(newly), pa.string())}))
     try:
@@ -167,7 +166,7 @@ def update(store, con, large, kept, previous: dict | None, since: dict[str, int]
     return out
 
 
-def _tables(store, con, recent: _Recent, kept, out: Facts, token: str, previous: dict | None, since: dict[str, int],
+def _tables(store, con, recent: Recent, kept, out: Facts, token: str, previous: dict | None, since: dict[str, int],
             marks: dict[str, int], deltas: dict, newly: bool = False) -> None:
     """Each table's facts: all made, kept, or those of its changed groups added (their old and new ones in ``deltas``)."""
     folder = kept.path / "facts"
@@ -197,7 +196,7 @@ def _tables(store, con, recent: _Recent, kept, out: Facts, token: str, previous:
         changed = store.changed(table, int(since.get(table, 0)), new=True) if moved else None
         if moved:
             out.changed[table] = changed
-        changed = _with_hidden(changed, hidden, group)
+        changed = with_hidden(changed, hidden, group)
         con.register("report_keys", changed.select([group]))
         try:
             fresh = recent.facts(table, sql.replace("{where}", f"WHERE {group} IN (SELECT {group} FROM report_keys) AND {SHOWN}"),
@@ -227,70 +226,6 @@ def _tables(store, con, recent: _Recent, kept, out: Facts, token: str, previous:
             con.unregister("report_keys")
         out.files[table] = old + [write_file(folder, f"{table}-{token}.parquet", fresh)]
         register_view(con, KEPT_VIEWS[table], [folder / n for n in out.files[table]], group)
-
-
-def _with_hidden(changed: pa.Table | None, hidden: pa.Table | None, group: str) -> pa.Table:
-    """The changed groups (``group``, ``is_new``) with the ``hidden`` ones (kept facts: not new)."""
-    parts = []
-    if changed is not None:
-        changed = changed.select([group, "is_new"])
-        if hidden is not None and hidden.num_rows:
-            changed = changed.filter(pc.invert(pc.is_in(changed.column(group), hidden.column(group))))
-        parts.append(changed)
-    if hidden is not None and hidden.num_rows:
-        keys = hidden.column(group).combine_chunks()
-        parts.append(pa.table({group: keys, "is_new": pa.array([False] * len(keys), pa.bool_())}))
-    return pa.concat_tables([t.cast(parts[0].schema) for t in parts])
-
-
-class _Recent:
-    """Reads the facts of changed groups from the parts written since (:meth:`facts`), on one
-    connection of its own made on first use: its temp views of the tables must not replace the
-    views of the store's connections."""
-
-    def __init__(self, store, large, gone: frozenset[str] = frozenset()):
-        self.store, self.large, self.con = store, large, None
-        self.gone = pa.table({"product_id": pa.array(sorted(gone), pa.string())})
-
-    def every(self, sql: str) -> pa.Table:
-        """Every fact of ``sql`` (none of the withheld products)."""
-        con = self.large()
-        con.register("report_withheld", self.gone)
-        try:
-            return con.sql(sql.replace("{where}", f"WHERE {SHOWN}")).to_arrow_table()
-        finally:
-            con.unregister("report_withheld")
-
-    def facts(self, table: str, sql: str, since: int, keys: pa.Table) -> pa.Table:
-        """The rows of ``sql`` (the facts of the changed groups ``keys``), read from the parts written
-        since ``since`` only: a group written since has its newest write there whole, so the view over
-        those parts gives its rows as the table's view does (the other parts are not scanned). A store on
-        object storage reads its view of every part (``large()``)."""
-        from ..storage.changes import part_seq
-        from ..storage.objects import is_store_url
-        from ..storage.readdb import read_cursor
-        from ..storage.schema import table_spec
-
-        if is_store_url(str(self.store.root)):
-            con = self.large()
-        else:
-            if self.con is None:  # a cursor of the process's read database: its TEMP views are its own
-                self.con = read_cursor()
-            con = self.con
-            parts = [p for p in self.store.parts(table) if part_seq(p) > since]
-            con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS "
-                        f"{self.store.read_sql(con, table_spec(table), parts=parts)}")
-        con.register("report_keys", keys)
-        con.register("report_withheld", self.gone)
-        try:
-            return con.sql(sql).to_arrow_table()
-        finally:
-            con.unregister("report_keys")
-            con.unregister("report_withheld")
-
-    def close(self) -> None:
-        if self.con is not None:
-            self.con.close()
 
 
 def _totals(con, kept, folder, token: str, previous: dict, out: Facts, deltas: dict) -> None:
