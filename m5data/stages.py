@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import DownloadFailed, StageError, TransientFailure, UserError  # noqa: F401  (raised by the stages, imported from here)
+from .stage_run import CALL, StageRun, fingerprint, record_end, sigterm_interrupts  # noqa: F401  (the contract's bookkeeping)
 
 
 @dataclass(frozen=True)
@@ -209,212 +210,20 @@ def call(name: str, ctx: RunContext) -> Any:
 
     stage = get(name)
     opened: list[StageRun] = []  # the StageRuns of this stage the run opens (StageRun.__init__)
-    token = _CALL.set((stage.name, opened))
+    token = CALL.set((stage.name, opened))
     started = time.time()
     try:
-        with _sigterm_interrupts():
+        with sigterm_interrupts():
             if not stage.leased:
                 return stage.load()(ctx)
             with ctx.store.stage_lock(stage.name):
                 return stage.load()(ctx)
     except BaseException as exc:
         if ctx.options.get("record", True) is not False:
-            _record_end(stage.name, ctx, opened, exc, started)
+            record_end(stage.name, ctx, opened, exc, started)
         raise
     finally:
-        _CALL.reset(token)
-
-
-class StageRun:
-    """A run's bookkeeping, owned by the contract: a stage's work does only its work.
-
-    ``with StageRun(store, "report", reads=READS, inputs=(settings.report, out)) as run:`` takes the
-    stage's lock (its lease on object storage, renewed while the run lasts, fencing every commit the
-    run makes; ``shard``: a shard's), reads the watermarks of the tables ``reads`` *before* the stage
-    reads anything (a write made meanwhile is seen by the next run) and the state the stage saved when
-    it last completed, and makes the run's one fingerprint of ``inputs`` (settings, options, files:
-    whatever beside the tables decides the result). Then:
-
-    - ``run.unchanged(full)``: nothing the stage reads was written since its last complete run and its
-      inputs are the same; ``run.skip(unchanged=n, **config)`` then writes the ``runs`` row of a run that
-      did nothing (``details["unchanged"]``, ``changes`` ``new 0, changed 0, unchanged n``);
-    - ``run.complete(config, **keep)`` writes the ``runs`` row of ``run.stats`` and then, last, the state
-      (watermarks, fingerprint, ``keep``): a run killed before it leaves the previous state, so the next
-      run does the work again; ``run.record(config)`` writes the ``runs`` row alone (a stage that keeps no
-      state, or one that ended early). A run that raises before its row is written gets it from
-      :func:`call`, ``failed`` or ``interrupted``, with these stats (``run.recorded``: written already).
-
-    ``run.state`` is that last complete run's state (None: never, or unreadable: run in full),
-    ``run.marks`` the watermarks, ``run.inputs`` the fingerprint, ``run.stats`` the run's StageStats
-    (named ``name``, or ``stats``: a stage's own kind of StageStats). ``lock=False``: the caller holds
-    the lock already, or the run takes none (a tool building a store).
-    """
-
-    def __init__(self, store, name: str, *, reads: tuple[str, ...] = (), inputs: tuple = (),
-                 shard: tuple[int, int] | None = None, state: str | None = None, lock: bool = True, stats=None):
-        from .storage import StageStats
-
-        self.store, self.name, self.reads, self.shard, self.lock = store, name, tuple(reads), shard, lock
-        self.state_name = state or name
-        self.stats = StageStats(name) if stats is None else stats  # a stage's own kind (CrawlStats, ...)
-        self._inputs = inputs
-        self.marks: dict[str, int] = {}
-        self.state: dict | None = None
-        self.inputs = ""
-        self._held = None
-        self.recorded = False  # its runs row written (record): stages.call writes no other for the run
-        called = _CALL.get()
-        if called is not None and called[0] == name:
-            called[1].append(self)
-
-    def __enter__(self) -> StageRun:
-        from .storage import changes
-
-        if self.lock:
-            self._held = self.store.stage_lock(self.name, self.shard)
-            self._held.__enter__()
-        try:
-            self.marks = changes.watermarks(self.store, self.reads)  # before reading: a later write is seen next time
-            self.state = changes.load_state(self.store, self.state_name) if self.reads else None
-            self.inputs = fingerprint(*self._inputs)
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        held, self._held = self._held, None
-        if held is not None:
-            held.__exit__(*exc)
-
-    def unchanged(self, full: bool = False) -> bool:
-        """True when nothing the stage reads was written since its last complete run, with the same inputs."""
-        from .storage import changes
-
-        return not full and changes.unchanged_since(self.state, self.marks, self.inputs)
-
-    def skip(self, unchanged: int = 0, **config) -> Any:
-        """Record a run that did nothing (its last complete run stands); returns ``run.stats``."""
-        self.stats.details["changes"] = {"new": 0, "changed": 0, "unchanged": int(unchanged)}
-        self.stats.details["unchanged"] = True
-        return self.record({self.name: {"unchanged": True, **config}}, "ok")
-
-    def record(self, config: dict | None = None, status: str | None = None, exc: BaseException | None = None) -> Any:
-        """Write the run's ``runs`` row (``status``: finish the stats with it first); returns ``run.stats``.
-
-        A ``failed`` or ``interrupted`` row names what ended the run in ``failures`` (``Class: message``):
-        ``exc``, else the exception being handled where it is recorded (an ``except`` block)."""
-        import sys
-
-        from .storage import record_run
-        from .storage.runs import ended_by
-
-        if status is not None:
-            self.stats.finish(status)
-        exc = exc if exc is not None else sys.exc_info()[1]
-        if exc is not None and self.stats.status in ("failed", "interrupted"):
-            reason = ended_by(exc)[1]
-            if reason not in self.stats.failures:  # the run's reason, not an item's: n_failed stays the items'
-                self.stats.failures[reason] += 1
-        record_run(self.store, self.stats, config)
-        self.recorded = True
-        return self.stats
-
-    def complete(self, config: dict | None = None, status: str | None = None, **keep) -> Any:
-        """Write the ``runs`` row, then (last) the state the next run compares with; returns ``run.stats``."""
-        from .storage import changes
-
-        self.record(config, status)
-        changes.save_state(self.store, self.state_name, self.marks, self.inputs, **keep)
-        return self.stats
-
-
-import contextvars  # noqa: E402  (the contract's helpers below: what call knows of the run under way)
-
-# the stages.call running in this context: (the stage's name, the StageRuns of it opened so far)
-_CALL: contextvars.ContextVar[tuple[str, list[StageRun]] | None] = contextvars.ContextVar("m5data_stage_call",
-                                                                                          default=None)
-
-
-def _record_end(name: str, ctx: RunContext, opened: list[StageRun], exc: BaseException, started: float) -> None:
-    """Write the ``runs`` row of stage ``name``'s run that ``exc`` ended (:func:`call`): ``failed`` or
-    ``interrupted``, the reason in ``failures`` and the config's ``error``; the stats of its last StageRun (its counts so far, its
-    run id), or fresh ones from ``started``. Nothing when that StageRun wrote its row already, nor for a
-    UserError raised before the stage opened any StageRun: a refusal of what it was given before any work
-    (until its check holds it), no run. Never raises: the store may be what failed, and the run's own
-    exception is what the caller must see."""
-    import logging
-
-    from .storage.runs import ended_by
-
-    last = opened[-1] if opened else None
-    if last is not None and last.recorded:
-        return
-    if last is None and isinstance(exc, UserError):  # refused before any work, as a check would (crawl's --site)
-        return
-    status, reason = ended_by(exc)
-    try:
-        run = last if last is not None else StageRun(ctx.store, name, lock=False)
-        if last is None:
-            run.stats.started = started
-        run.record({"error": reason}, status, exc)
-    except Exception as err:  # noqa: BLE001 - see above
-        logging.getLogger(__name__).warning(f"could not write the {status} {name} run's runs row: {err}")
-
-
-class _sigterm_interrupts:
-    """While a stage runs in the main thread and nothing handles SIGTERM: SIGTERM raises KeyboardInterrupt,
-    so the run ends as a Ctrl-C does (its rows kept, its runs row ``interrupted``). A process forked
-    meanwhile (a worker pool) ends on SIGTERM as it would have."""
-
-    def __enter__(self) -> None:
-        import os
-        import signal
-        import threading
-
-        self.installed = threading.current_thread() is threading.main_thread() and \
-            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-        if self.installed:
-            owner = os.getpid()
-
-            def on_sigterm(signum, frame):
-                if os.getpid() != owner:  # a forked child: the default (end) once more
-                    signal.signal(signum, signal.SIG_DFL)
-                    os.kill(os.getpid(), signum)
-                    return
-                raise KeyboardInterrupt("SIGTERM")
-
-            signal.signal(signal.SIGTERM, on_sigterm)
-
-    def __exit__(self, *exc) -> None:
-        import signal
-
-        if self.installed:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def fingerprint(*values) -> str:
-    """The one fingerprint of what, beside the tables, decides a stage's result (settings sections,
-    options, files: a ``Path`` or ``"file:<path>"`` counts by its content): a short sha256."""
-    import dataclasses
-    import hashlib
-    import json
-    from pathlib import Path
-
-    h = hashlib.sha256()
-    for v in values:
-        if isinstance(v, Path) or (isinstance(v, str) and v.startswith("file:")):
-            path = Path(str(v).removeprefix("file:"))
-            try:
-                h.update(path.read_bytes())
-            except OSError:
-                h.update(b"missing:" + str(path).encode())
-        else:
-            if dataclasses.is_dataclass(v) and not isinstance(v, type):
-                v = dataclasses.asdict(v)
-            h.update(json.dumps(v, sort_keys=True, default=str).encode())
-        h.update(b"\0")
-    return h.hexdigest()[:32]
+        CALL.reset(token)
 
 
 def load(target: str) -> Any:
