@@ -39,6 +39,7 @@ from .faces import blurred
 from .json_stream import ObjectWriter, atomic_text
 from .media import drop_outside_blobs
 from .samples import Sample, safe_key
+from .video_gate import check_videos, forget_verdicts, video_verdicts, withheld_why
 
 MEDIA_KINDS = ("image_norm", "audio", "video")
 CAPTIONS = "captions.json"
@@ -110,55 +111,7 @@ def prepare(store, members, options: dict) -> dict:
                     break
     finally:
         con.close()
-    return {**options, "item_ids": "source_id" if safe else "key", **_check_videos(store, members, options)}
-
-
-def _check_videos(store, members, options: dict) -> dict:
-    """With faces blurred and videos copied: every member video checked for faces on its own file
-    (``m5data.egress.video``: kept verdicts, the others scanned in a process pool), their verdicts in a
-    local file the shard writers read (``video_verdicts``: a file, not the options, which travel with each
-    shard); nothing otherwise."""
-    from ..egress.video import check_videos
-    from ..storage.temps import scratch_dir
-    from .faces import _compact
-
-    if not (options.get("video", True) and options.get("blur_faces")):
-        return {}
-    scanned: list[str] = []
-    verdicts = check_videos(store, members.sql(), on_scan=scanned.append)
-    if scanned:  # their rows were written in batches: compacted as the export's other faces rows are
-        _compact(store)
-    path = scratch_dir("export-videos") / "verdicts.json"
-    path.write_text(json.dumps(verdicts), encoding="utf-8")
-    return {"video_verdicts": str(path)}
-
-
-_verdicts: dict = {}  # per process: the verdicts file of the export it writes for (read once)
-
-
-def _video_verdicts(options: dict) -> dict | None:
-    path = options.get("video_verdicts")
-    if path is None:
-        return None
-    if path not in _verdicts:
-        _verdicts.clear()
-        _verdicts[path] = json.loads(Path(path).read_text(encoding="utf-8"))
-    return _verdicts[path]
-
-
-UNCHECKED = "not_checked: not looked at"  # a video the export's check did not see (added since it ran)
-
-
-def withheld_why(s: Sample, verdicts: dict | None) -> str | None:
-    """Why the sample's video may not leave (its own file's check: ``faces``, ``not_checked: ...``; else
-    ``faces in its frames``: extract's frames found one), None when it may. ``verdicts`` None: no check
-    (``export.blur_faces`` off)."""
-    if verdicts is None:
-        return None
-    why = verdicts.get(s.video, UNCHECKED)
-    if why is None and any(s.faces.get("frames", (None, {}))[1].values()):
-        why = "faces in its frames"
-    return why
+    return {**options, "item_ids": "source_id" if safe else "key", **check_videos(store, members, options)}
 
 
 def item_id(sample: Sample, options: dict) -> str:
@@ -223,7 +176,7 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
     modalities: Counter = Counter()
     written = 0
     withheld: Counter = Counter()  # videos not copied, by why (export.blur_faces: a face, or not checked)
-    verdicts = _video_verdicts(options)
+    verdicts = video_verdicts(options)
     records, files = {}, {}
     for s in samples:
         iid = item_id(s, options)
@@ -316,8 +269,7 @@ def finish(store, out: Path, version: str, members, shards: list[dict], options:
     card = [name for name in CARD_FILES if (out / name).is_file()]  # the export's card (card.py), checked too
     _write_stats(out, version, shards, [CAPTIONS, ITEMS, ID_LABEL, LABEL_LIST, *lists, *card])
     if path := options.get("video_verdicts"):  # every shard is written: the check's verdicts file goes
-        _verdicts.pop(path, None)
-        shutil.rmtree(Path(path).parent, ignore_errors=True)
+        forget_verdicts(path)
 
 
 def _write_stats(out: Path, version: str, shards: list[dict], layout_files: list[str]) -> None:
