@@ -4,13 +4,10 @@ writer reads the media from (a local copy for a store on object storage)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
 from pathlib import Path
 
 from ..storage.blobs import BlobPathError, resolve_blob
-from ..storage.temps import scratch_dir
 from .samples import Sample
 
 
@@ -90,19 +87,9 @@ def frame_field(index: int, total: int) -> str:
     return f"frame{index:0{max(3, len(str(total - 1)))}d}.jpg"
 
 
-@contextlib.contextmanager
 def shard_blobs(store_root: str, samples: list[Sample]):
     """The store folder a shard's writer reads its samples' media from: the store's own folder, or,
     for a store on object storage, a temp folder under TMPDIR holding just those media (removed after)."""
-    from ..storage.objects import ObjectStore, is_store_url
-    from ..storage.s3blobs import ObjectBlobs
+    from ..storage.location import blob_folder
 
-    if not is_store_url(store_root):
-        yield Path(store_root)
-        return
-    folder = scratch_dir("shard")
-    try:
-        ObjectBlobs(ObjectStore(store_root)).mirror([getattr(s, a) for s in samples for a in MEDIA_ATTRS], folder)
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    return blob_folder(store_root, [getattr(s, a) for s in samples for a in MEDIA_ATTRS])

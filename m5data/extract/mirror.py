@@ -38,8 +38,9 @@ class Mirror:
 
     def __init__(self, store):
         self.store = store
-        self.remote = isinstance(store.root, str)  # a store on object storage (its root is its URL)
-        self.root = str(scratch_dir("extract")) if self.remote else str(store.root)
+        folder = store.local_root()  # None: no folder of the store's own (object storage)
+        self.remote = folder is None
+        self.root = str(scratch_dir("extract")) if self.remote else str(folder)
 
     def stage_in(self, kind: str, item):
         """Fetch the item's source blob into the mirror (a missing or outside one is the job's to report)."""
@@ -71,7 +72,7 @@ class Mirror:
             files = sorted(p for p in local.rglob("*") if p.is_file()) if local.is_dir() else [local]
             for path in files:
                 if path.is_file():
-                    self.store.objects.put(path.relative_to(root).as_posix(), path.read_bytes(), if_absent=True)
+                    self.store.put_blob(path.relative_to(root).as_posix(), path.read_bytes())
             shutil.rmtree(local, ignore_errors=True) if local.is_dir() else local.unlink(missing_ok=True)
         if rel := _source_blob(kind, item):
             try:

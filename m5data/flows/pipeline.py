@@ -30,7 +30,7 @@ from prefect import flow
 
 from ..errors import UserError
 from ..stages import GROUPS, REGISTRY, SHARDED, STAGES, RunContext, check, get
-from ..storage.objects import is_store_url
+from ..storage.location import local_folder
 from .executor import run_sharded, run_stage, split_list, stage_entry, stage_options
 from .runners import PipelineError
 
@@ -134,15 +134,15 @@ def check_plan(settings, start_urls: list[str] | None = None, stages: str | list
     n = shards if shards is not None else shard_count(settings)
     if n < 1:
         raise PipelineError(f"shards must be >= 1, got {n}")
-    store_path = settings.store_path
-    return Plan(store_path=str(store_path if is_store_url(store_path) else store_path.absolute()), stages=wanted,
+    folder = local_folder(settings.store_path)
+    return Plan(store_path=str(settings.store_path if folder is None else folder.absolute()), stages=wanted,
                 start_urls=urls, shards=n, refresh=fl.refresh, full=fl.full)
 
 
 def _store_exists(path) -> bool:
     """A store folder with its marker, or a store on object storage whose marker is there."""
-    if not is_store_url(path):
-        return (path / "store.json").is_file()
+    if (folder := local_folder(path)) is not None:
+        return (folder / "store.json").is_file()
     from ..storage import Store, StoreError
 
     try:

@@ -48,18 +48,16 @@ class Recent:
         since ``since`` only: a group written since has its newest write there whole, so the view over
         those parts gives its rows as the table's view does (the other parts are not scanned). A store on
         object storage reads its view of every part (``large()``)."""
-        from ..storage.changes import part_seq
-        from ..storage.objects import is_store_url
         from ..storage.readdb import read_cursor
         from ..storage.schema import table_spec
 
-        if is_store_url(str(self.store.root)):
+        parts = self.store.parts_since(table, since)
+        if parts is None:  # the parts do not say when they were written: the view of every part
             con = self.large()
         else:
             if self.con is None:  # a cursor of the process's read database: its TEMP views are its own
                 self.con = read_cursor()
             con = self.con
-            parts = [p for p in self.store.parts(table) if part_seq(p) > since]
             con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS "
                         f"{self.store.read_sql(con, table_spec(table), parts=parts)}")
         con.register("report_keys", keys)

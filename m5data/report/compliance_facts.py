@@ -309,8 +309,6 @@ def _made_again(store, con, touched: dict[str, set[str]], before: pa.Table, made
 def _read(store, table: str, since: int, changed: list[str], lonely: list[str], sql: str) -> list[tuple]:
     """The rows of ``sql`` (over ``{t}``, filtered to report_c_ids) of the products ``changed`` (read from the
     parts written since ``since``; on object storage from those holding them) and ``lonely`` (from the parts holding them)."""
-    from ..storage.changes import part_seq
-    from ..storage.objects import is_store_url
     from ..storage.readdb import read_cursor
     from ..storage.schema import table_spec
 
@@ -320,8 +318,8 @@ def _read(store, table: str, since: int, changed: list[str], lonely: list[str], 
         for ids, recent in ((changed, True), (lonely, False)):
             if not ids:
                 continue
-            if recent and not is_store_url(str(store.root)):
-                parts = [p for p in store.parts(table) if part_seq(p) > since]
+            parts = store.parts_since(table, since) if recent else None
+            if parts is not None:
                 c.execute(f"CREATE OR REPLACE TEMP VIEW report_src AS "
                           f"{store.read_sql(c, table_spec(table), parts=parts)}")
                 src = "report_src"

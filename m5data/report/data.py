@@ -313,12 +313,11 @@ def last_run_config(store, stage: str) -> str | None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from ..storage.objects import is_store_url
-
     columns = ["started_at", "config"]
     rows = None
-    if not is_store_url(str(store.root)):
-        parts = [str(p) for p in store.parts("runs")]
+    local = store.local_parts("runs")
+    if local is not None:
+        parts = [str(p) for p in local]
         if not parts:
             return None
         try:

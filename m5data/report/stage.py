@@ -61,9 +61,9 @@ def report_folder(settings) -> str:
     on object storage has no folder beside it: ``m5data-report`` in the working directory)."""
     from pathlib import Path
 
-    from ..storage.objects import is_store_url
+    from ..storage.location import local_folder
 
     if settings.report.out:
         return settings.report.out
-    store = settings.store_path
-    return str((Path.cwd() if is_store_url(store) else store.absolute().parent) / "m5data-report")
+    folder = local_folder(settings.store_path)
+    return str((Path.cwd() if folder is None else folder.absolute().parent) / "m5data-report")

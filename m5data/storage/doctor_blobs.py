@@ -93,7 +93,10 @@ def blob_file(store: Store, rel: str) -> Path | None:
 
 def missing_blobs(store: Store) -> list[dict]:
     """Media rows with status ok whose file is not on disk, or whose path leads outside the store
-    (cheap: presence only; for ``stats``). Streams the rows; returns only the missing ones."""
+    (cheap: presence only; for ``stats``). Streams the rows; returns only the missing ones (none on
+    object storage: not looked for there yet)."""
+    if store.local_root() is None:
+        return []
     found = _ok_batches(store)
     if found is None:
         return []

@@ -125,6 +125,15 @@ class TableStore(Protocol):
         """The groups of table ``name`` written after the :meth:`watermark` ``since``, with ``is_new``
         (and ``columns`` of each group's newest row)."""
 
+    def parts_since(self, name: str, since: int) -> list | None:
+        """The live parts of table ``name`` written after the :meth:`watermark` ``since`` (for
+        :meth:`read_sql`'s ``parts``: a group written since has its newest write there whole); None
+        where a part does not say when it was written (object storage): read the groups instead."""
+
+    def local_parts(self, name: str) -> list[Path] | None:
+        """The live parts of table ``name`` as local files, for a reader that opens them itself (pyarrow,
+        their footers' statistics); None where they are not local files (object storage): read the view."""
+
     # ------------------------------------------------------------------ files
     def read_bytes(self, rel: str) -> bytes | None:
         """The store's file ``rel`` (``derived/...``, ``logs/...``) whole; None when there is none."""
@@ -143,6 +152,18 @@ class TableStore(Protocol):
 
     def files(self, prefix: str) -> list[str]:
         """The files below the folder ``prefix``, relative to the root, sorted; temp files left out."""
+
+    def local_root(self) -> Path | None:
+        """The store's own folder, for code that opens its files by path in place (extract's jobs, a
+        folder's mtimes); None where there is none (object storage): such code works on :meth:`local_files`."""
+
+    def read_blob(self, rel: str) -> bytes | None:
+        """The bytes of the blob or derived file ``rel`` (a path read from a table); None when it is
+        missing, not a file, or its path leads outside the store's blob areas (never read)."""
+
+    def put_blob(self, rel: str, data: bytes) -> bool:
+        """Put the blob or derived file ``rel`` unless it is there (content-addressed: a file there is the
+        same, and stays); True when this call wrote it. A reader sees it whole or not at all."""
 
     def where(self, rel: str):
         """The name of the store's file ``rel`` for a message (a path or a URL)."""

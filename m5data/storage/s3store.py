@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import s3groups
+from .blobs import BlobPathError, resolve_blob
 from .catalog import REFRESH_WAIT, Catalog
 from .commitlog import FROM_FILE, Conflict, TableLog, TableState
 from .compaction import Compaction, newest_writes_sql
@@ -120,6 +121,14 @@ class S3Store(ObjectChanges, Writing, Compaction, TableViews, Reading, Catalog, 
         (a writer elsewhere may have added some since; no request is made to find out)."""
         return self.log(name).known_parts()
 
+    def parts_since(self, name: str, since: int) -> None:
+        """None: a part's name does not say its ``_seq`` here (the log entry naming it does)."""
+        return None
+
+    def local_parts(self, name: str) -> None:
+        """None: the parts are objects (read through the views)."""
+        return None
+
     def _uri(self, table: str, part: str) -> str:
         return self.objects.uri(f"tables/{table}/{part}")
 
@@ -159,6 +168,23 @@ class S3Store(ObjectChanges, Writing, Compaction, TableViews, Reading, Catalog, 
 
     def files(self, prefix: str) -> list[str]:
         return [o.rel for o in self.objects.listing(prefix)]
+
+    def local_root(self) -> None:
+        """None: no folder of the store's own (``local_files`` copies what code opens by path)."""
+        return None
+
+    def read_blob(self, rel: str) -> bytes | None:
+        """The object ``rel``, through a local copy (``local_files`` leaves out a path leading out)."""
+        with self.local_files([rel]) as root:
+            try:
+                path = resolve_blob(root, rel)
+            except BlobPathError:
+                return None
+            return path.read_bytes() if path.is_file() else None
+
+    def put_blob(self, rel: str, data: bytes) -> bool:
+        """One PUT, put-if-absent (not fenced: a blob's content is its name's)."""
+        return self.objects.put(rel, data, if_absent=True) is not None
 
     def work_dir(self, *parts: str) -> Path:
         if self._work is None:

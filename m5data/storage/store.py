@@ -30,9 +30,9 @@ import mmap
 from pathlib import Path
 
 from . import locks
-from .blobs import BlobStore
+from .blobs import BlobPathError, BlobStore, resolve_blob
 from .catalog import CATALOG, Catalog
-from .changes import Changes
+from .changes import Changes, part_seq
 from .compaction import COMPACTED, Compaction
 from .errors import CorruptPart, StoreBusy, StoreError
 from .files import KeptFolder, TextFiles, staged_files, write_atomic
@@ -117,6 +117,14 @@ class Store(Writing, Compaction, GroupRewrites, TableViews, Reading, Catalog, Ch
     def parts(self, name: str) -> list[Path]:
         return sorted(self.table_dir(name).glob(PART_GLOB))
 
+    def parts_since(self, name: str, since: int) -> list[Path]:
+        """The live parts written after the watermark ``since``: by the ``_seq`` in their names."""
+        return [p for p in self.parts(name) if part_seq(p) > since]
+
+    def local_parts(self, name: str) -> list[Path]:
+        """The live parts: files of this folder."""
+        return self.parts(name)
+
     def parts_after_write(self, name: str) -> int:
         """How many parts table ``name`` has, as this process's last write to it left them (a folder
         store lists them; on object storage the log's state as that commit left it: no request)."""
@@ -153,6 +161,26 @@ class Store(Writing, Compaction, GroupRewrites, TableViews, Reading, Catalog, Ch
         files and other dot-names left out."""
         rels = (p.relative_to(self.root).as_posix() for p in (self.root / prefix).rglob("*") if p.is_file())
         return sorted(rel for rel in rels if not any(part.startswith(".") for part in rel.split("/")))
+
+    def local_root(self) -> Path:
+        """The store's own folder."""
+        return self.root
+
+    def read_blob(self, rel: str) -> bytes | None:
+        """The file ``rel`` of the store's blob areas, read in place (``resolve_blob`` refuses a path out)."""
+        try:
+            path = resolve_blob(self.root, rel)
+        except BlobPathError:
+            return None
+        return path.read_bytes() if path.is_file() else None
+
+    def put_blob(self, rel: str, data: bytes) -> bool:
+        """Write the file ``rel`` of the store's blob areas unless it is there (temp file, rename)."""
+        path = resolve_blob(self.root, rel)
+        if path.exists():
+            return False
+        write_atomic(path, data)
+        return True
 
     def work_dir(self, *parts: str) -> Path:
         """A local folder for a stage's scratch files (DuckDB's spill): ``derived/<parts>`` of the store;

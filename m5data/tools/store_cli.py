@@ -107,7 +107,7 @@ def stats(ctx: typer.Context, top: int = typer.Option(10, help="How many top cat
         for row in rows:  # a category path or a property name is shop text: it leaves through the egress gate
             t.add_row(*(f"{v:,}" if isinstance(v, int) else gate.text(str(v)) for v in row))
         console.print(t)
-    missing = [] if isinstance(store.root, str) else missing_blobs(store)  # on object storage: not yet
+    missing = missing_blobs(store)
     if missing:
         first = missing[0]
         warn(f"{len(missing):,} media row(s) with status ok have no file on disk (e.g. {first['kind']} "

@@ -257,3 +257,60 @@ def test_a_stage_lock_refuses_a_second_holder(store):
         holder.wait()
     with store.table_lock("workers", "a test", wait=5):
         pass
+
+
+def test_a_stage_asks_the_store_for_its_folder_and_its_blobs_not_for_its_backend(store):
+    folder = store.local_root()
+    assert folder is None or (folder / "store.json").is_file()  # the store's own folder, or none
+    rel = "blobs/ab/" + "ab" * 32 + ".bin"
+    assert store.read_blob(rel) is None
+    assert store.put_blob(rel, b"one") is True
+    assert store.put_blob(rel, b"one") is False  # content-addressed: there already, and it stays
+    assert store.read_blob(rel) == b"one"
+    assert store.put_blob("derived/frames/x/000001.jpg", b"f") is True
+    with store.local_files(["derived/frames/x"]) as copy:
+        assert (copy / "derived/frames/x/000001.jpg").read_bytes() == b"f"
+    for outside in ("../outside.bin", "/etc/passwd", "blobs/../../x", ""):
+        assert store.read_blob(outside) is None  # a path out of the blob areas is never read
+    assert store.read_blob("derived/frames/x") is None  # a folder is not a blob
+
+
+def test_the_parts_written_since_a_watermark_read_as_the_groups_written_since(store):
+    from m5data.storage.readdb import read_cursor
+    from m5data.storage.schema import table_spec
+
+    store.write("workers", [{"worker_id": "w1", "ability": 1.0}, {"worker_id": "w2", "ability": 2.0}])
+    mark = store.watermark("workers")
+    store.write("workers", [{"worker_id": "w2", "ability": 5.0}])
+    since = store.parts_since("workers", mark)
+    local = store.local_parts("workers")
+    if store.local_root() is None:  # object storage: neither is said; a reader reads groups, the view
+        assert since is None and local is None
+        return
+    assert len(since) == 1 and set(since) <= set(store.parts("workers")) and store.parts_since("workers", 0) == store.parts("workers")
+    con = read_cursor()
+    try:
+        rows = con.sql(f"SELECT worker_id, ability FROM ({store.read_sql(con, table_spec('workers'), parts=since)})").fetchall()
+    finally:
+        con.close()
+    assert rows == [("w2", 5.0)]
+    assert local == store.parts("workers") and all(p.is_file() for p in local)
+    import pyarrow.parquet as pq
+
+    assert pq.read_table([str(p) for p in local], columns=["worker_id"]).num_rows == 3  # footers, rows read in place
+
+
+def test_a_location_names_its_folder_or_none_before_a_store_is_open(make_store, tmp_path):
+    from m5data.storage.location import blob_folder, local_folder
+
+    store = make_store()
+    rel = "blobs/cd/" + "cd" * 32 + ".jpg"
+    store.put_blob(rel, b"jpeg")
+    location = str(store.root)
+    folder = local_folder(location)
+    assert (folder is None) == (store.local_root() is None)
+    assert folder is None or folder == store.local_root()
+    with blob_folder(location, [rel, None, "../x"]) as copy:
+        assert (copy / rel).read_bytes() == b"jpeg"
+        assert not (copy.parent / "x").exists()
+    assert folder is not None or not copy.exists()  # a copy is removed at the end; a folder stays

@@ -19,7 +19,8 @@ def _params(func) -> list[tuple]:
 def test_the_protocol_declares_the_methods_stages_use():
     assert {"write", "writer", "read", "count", "connect", "replace", "replace_tables", "compact", "watermark",
             "changed", "read_bytes", "write_bytes", "files", "staged", "kept", "local_files", "work_dir",
-            "stage_lock", "table_lock", "where"} <= set(METHODS)
+            "stage_lock", "table_lock", "where", "local_root", "read_blob", "put_blob", "parts_since",
+            "local_parts"} <= set(METHODS)
     assert {"root", "blobs"} <= set(TableStore.__protocol_attrs__ if hasattr(TableStore, "__protocol_attrs__")
                                     else TableStore.__annotations__)
 

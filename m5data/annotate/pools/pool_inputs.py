@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from ... import __version__
 from ... import config as cfg
+from ...storage.location import local_folder
 from ..kernels import embed
 from .pool_vectors import VERSION as VECTORS_VERSION
 
@@ -107,9 +108,10 @@ def image_dirs(store_root: Path | str, blobs: pa.ChunkedArray) -> dict:
     object storage."""
     import pyarrow.compute as pc
 
-    if not isinstance(store_root, Path):  # object storage: a blob is written once and never removed in place
+    folder = local_folder(store_root)
+    if folder is None:  # object storage: a blob is written once and never removed in place
         return {}
-    return dir_mtimes(store_root, pc.unique(pc.replace_substring_regex(blobs.drop_null(), r"/[^/]*$", "")).to_pylist())
+    return dir_mtimes(folder, pc.unique(pc.replace_substring_regex(blobs.drop_null(), r"/[^/]*$", "")).to_pylist())
 
 
 def dir_mtimes(store_root: Path, dirs: list[str]) -> dict:

@@ -159,7 +159,7 @@ def fingerprint(store, catalog: Catalog, s: cfg.Settings) -> str:
                         a.image_weight, a.text_dim, a.text_model, s.annotate.seed, a.svd, a.svd_iter,
                         a.fit_sample if len(catalog) > IN_MEMORY_ROWS else 0)).encode())
     # a store on object storage writes a blob once and never removes it in place: a named one is there
-    root = str(store.root) if isinstance(store.root, Path) else None
+    root = None if (folder := store.local_root()) is None else str(folder)
     for start in range(0, len(catalog), CHUNK):
         stop = min(start + CHUNK, len(catalog))
         blobs = catalog.column("blob", start, stop)

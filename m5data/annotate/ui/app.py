@@ -24,7 +24,6 @@ from urllib.parse import quote
 from aiohttp import web
 
 from ...egress.gate import Gate, picture_of
-from ...storage.blobs import BlobPathError, resolve_blob
 from ...threaded_app import ThreadedApp
 from .guard import WILDCARD, Guard, cookie_name, is_loopback, same_secret
 from .tasks import Task, UiError
@@ -165,14 +164,7 @@ class LabellingApp:
 
     def _gated_image(self, rel: str) -> tuple[bytes, str] | None:
         """The image blob ``rel`` as the gate lets it leave (its faces blurred: a JPEG then), and its type."""
-        if isinstance(self.store.root, Path):
-            try:
-                path = resolve_blob(self.store.root, rel)
-            except BlobPathError:
-                return None
-            data = path.read_bytes() if path.is_file() else None
-        else:  # on object storage: the object's bytes
-            data = self._object_image(rel)
+        data = self.store.read_blob(rel)  # None: missing, or its path leads out of the blob areas
         if data is None:
             return None
         ctype = mimetypes.guess_type(rel)[0] or "application/octet-stream"
@@ -180,16 +172,6 @@ class LabellingApp:
             return data, ctype
         out, blurred = picture_of(self.store, rel, data)
         return (out, "image/jpeg") if blurred else (data, ctype)
-
-    def _object_image(self, rel: str) -> bytes | None:
-        """The bytes of an image blob of a store on object storage; None when it is missing or its
-        path leads outside the store's blob areas (never fetched)."""
-        with self.store.local_files([rel]) as root:
-            try:
-                path = resolve_blob(root, rel)
-            except BlobPathError:
-                return None
-            return path.read_bytes() if path.is_file() else None
 
     async def judge(self, request: web.Request) -> web.Response:
         if not same_secret(request.headers.get("X-CSRF-Token"), self.session.token):
