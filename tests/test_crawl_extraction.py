@@ -14,8 +14,9 @@ from m5data.crawler.adapters import AdapterChooser, UnknownSite, get_adapter
 from m5data.crawler.adapters.aliexpress import VIDEO_URL
 from m5data.crawler.adapters.base import script_json
 from m5data.crawler.extraction import detect_encoding, parse_price, read_page
-from m5data.crawler.items import ProductItem, clean_property, clean_text, media_id, url_id
+from m5data.crawler.items import ProductItem, clean_property, clean_text, url_id
 from m5data.crawler.pipeline import product_rows
+from m5data.storage.media_ids import media_id
 
 
 def html_response(url: str, body: str | bytes, encoding: str = "utf-8") -> HtmlResponse:

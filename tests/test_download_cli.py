@@ -9,7 +9,8 @@ from support.media_server import MediaServer, jpeg_bytes, media_rows
 from typer.testing import CliRunner
 
 from m5data.cli import app
-from m5data.download.sources import media_id, url_product_id
+from m5data.download.sources import url_product_id
+from m5data.storage.media_ids import media_id
 
 runner = CliRunner()
 JPEG = jpeg_bytes(320, 240, seed=3)

@@ -4,7 +4,7 @@ import pyarrow.parquet as pq
 
 from m5data.config import load
 from m5data.download.run import run
-from m5data.download.sources import media_id
+from m5data.storage.media_ids import media_id
 
 # truth fault -> status when images are stored as served (no re-encoding)
 AS_IS = {"none": "ok", "slow": "ok", "transient_500": "ok", "dead_404": "failed",

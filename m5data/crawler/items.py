@@ -301,8 +301,3 @@ def _unique(urls: list[str]) -> list[str]:
             seen.add(url)
             out.append(url)
     return out
-
-
-def media_id(product_id: str, kind: str, url: str) -> str:
-    """The media key of a downloaded object: sha1 of ``product_id|kind|url``."""
-    return hashlib.sha1(f"{product_id}|{kind}|{url}".encode("utf-8")).hexdigest()

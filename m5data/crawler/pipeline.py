@@ -28,10 +28,11 @@ import logging
 from datetime import datetime, timezone
 
 from ..config import CrawlSettings
+from ..storage.media_ids import media_id
 from ..storage.redact import redact
 from ..storage.takedowns import covering
 from ..storage.takedowns import rows as takedown_rows
-from .items import Caps, NotModified, PageError, ProductItem, media_id
+from .items import Caps, NotModified, PageError, ProductItem
 from .licence import COLUMNS as LICENCE
 from .licence import stated
 from .optouts import OptedOut

@@ -10,7 +10,7 @@ Optional columns: ``product_id`` (or the column named by ``product_column``) and
 (image, video or audio; otherwise the ``kind`` argument). Rows without a product id get a stable one
 derived from the URL: ``url:<first 16 hex digits of sha1(url)>`` (so listing the same URL again
 gives the same product and the same media row). ``media_id`` is sha1 of ``product_id|kind|url``,
-as for crawled media. Rows are written with ``if_absent``: a URL already in the store keeps its
+as for crawled media (``storage.media_ids``). Rows are written with ``if_absent``: a URL already in the store keeps its
 status, so a list can be re-run to resume it. No ``products`` rows are created.
 """
 
@@ -22,14 +22,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from ..storage.media_ids import media_id
+
 KINDS = ("image", "video", "audio")
 BATCH = 10_000
 ROLES = {"image": "main", "video": "video", "audio": "audio"}  # media.role of a listed URL, by kind
-
-
-def media_id(product_id: str, kind: str, url: str) -> str:
-    """The key of a downloaded media row: sha1 of ``product_id|kind|url``."""
-    return hashlib.sha1(f"{product_id}|{kind}|{url}".encode()).hexdigest()
 
 
 def url_product_id(url: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..storage.main_image import is_main
 from ..storage.takedowns import ids_sql
 from ..storage.withheld import opted_out_of_version
 from .samples import (
@@ -179,7 +180,7 @@ ORDER BY {order}, position
 
 # the media rows a sample is made of (first_media picks among them)
 MEDIA_FILTER = ("status = 'ok' AND blob IS NOT NULL AND kind IN ('image', 'image_norm', 'frames', 'mfcc', 'audio', 'video') "
-                "AND (kind <> 'image' OR coalesce(role, 'main') = 'main')")
+                f"AND (kind <> 'image' OR {is_main()})")
 
 _MEDIA_STREAM_SQL = """
 WITH m AS ({members})

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ..errors import UserError
 from ..optout import OPTED_OUT_PRODUCTS_SQL
+from ..storage.main_image import MAIN_IMAGE, is_main
 from ..storage.names import BadNameError, check_name, name_problem, shown
 
 SPLIT_NAMES = ("train", "query-c", "gallery-c", "query-fg", "gallery-fg", "cls-train", "cls-test", "subset")
@@ -281,8 +282,7 @@ IMAGE_RIGHTS_SQL = """SELECT product_id,
        json_extract_string(meta, '$.download.rights.web_statement') AS image_web_statement,
        json_extract_string(meta, '$.download.rights.rights') AS image_rights
 FROM media
-WHERE product_id IN (SELECT product_id FROM ids) AND kind = 'image' AND coalesce(role, 'main') = 'main'
-  AND status = 'ok' AND blob IS NOT NULL
+WHERE product_id IN (SELECT product_id FROM ids) AND """ + MAIN_IMAGE + """ AND blob IS NOT NULL
 QUALIFY row_number() OVER (PARTITION BY product_id ORDER BY position, media_id) = 1"""
 
 # a sample's header columns and the joins that give them, for the products of ``ids`` (a product_id
@@ -327,7 +327,7 @@ _MEDIA_SQL = """
 SELECT product_id, kind, blob, coalesce(position, 0) AS position, media_id, mime
 FROM media JOIN wanted USING (product_id)
 WHERE status = 'ok' AND blob IS NOT NULL AND kind IN ('image', 'image_norm', 'frames', 'mfcc', 'audio', 'video')
-  AND (kind <> 'image' OR coalesce(role, 'main') = 'main')
+  AND (kind <> 'image' OR """ + is_main() + """)
 ORDER BY product_id, kind, position, media_id
 """
 

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..storage.blobs import BlobPathError, resolve_blob
+from ..storage.media_ids import derived_id
 from .ffmpeg import MediaError
 
 __all__ = ["DERIVED_KINDS", "KINDS", "JobResult", "Outcome", "blob_sha", "crashed", "derived_dir", "derived_id",
@@ -36,10 +37,6 @@ class JobResult:
     faces: list[dict] = field(default_factory=list)  # rows of the faces table (normalised images, frames)
     outcomes: list[Outcome] = field(default_factory=list)
     bytes: int = 0
-
-
-def derived_id(source_media_id: str, kind: str) -> str:
-    return hashlib.sha1(f"{source_media_id}|{kind}".encode()).hexdigest()
 
 
 def now_utc() -> datetime:

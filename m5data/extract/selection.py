@@ -6,7 +6,8 @@ Work selection (idempotent: a re-run picks only what is missing):
   frames row was made from another blob (the video was downloaded again);
 - audio (mp3 + MFCC): the same videos without an ``mfcc`` row (``absent`` counts as done), and
   audio inputs (``kind = 'audio'`` rows that are not extract's own mp3) without one;
-- image: ``kind = 'image'`` rows of the roles in ``extract.image_roles`` without an ``image_norm`` row;
+- image: ``kind = 'image'`` rows of the roles in ``extract.image_roles`` without an ``image_norm`` row
+  (a row without a role is of none: not a main image, ``storage/main_image.py``);
 - text: products without a ``captions`` row, or crawled again after their caption was made.
 
 ``retry_failed`` also re-selects derived rows with status ``failed`` (timeouts, worker crashes).
@@ -60,7 +61,7 @@ def image_sql(roles: str, retry: bool) -> str:
         SELECT m.* FROM media m
         LEFT JOIN media d ON d.source_media_id = m.media_id AND d.kind = 'image_norm'
         WHERE m.kind = 'image' AND m.status = 'ok' AND m.blob IS NOT NULL
-          AND coalesce(m.role, 'main') IN ({_sql_list(roles.split(','))})
+          AND m.role IN ({_sql_list(roles.split(','))})
           AND (d.media_id IS NULL OR json_extract_string(d.meta, '$.source_blob') IS DISTINCT FROM m.blob{retry_sql})
         ORDER BY m.media_id"""
 

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..export.m5product import ID_LABEL, ITEMS, LABEL_LIST, LIST_FILES, parse_pv
+from ..storage.media_ids import imported_media_id
 from . import limits
 from .checks import check_item
 from .layout_files import find_captions, load_json
@@ -32,8 +33,7 @@ class ImportReport:
 
 def _media_row(product_id: str, kind: str, role: str, rel: str, ref, mime: str, source: str | None = None,
                width: int | None = None, height: int | None = None, now=None) -> dict:
-    media_id = hashlib.sha1(f"{product_id}|{kind}|import:{rel}".encode()).hexdigest()
-    return {"media_id": media_id, "product_id": product_id, "kind": kind, "role": role, "position": 0, "url": None,
+    return {"media_id": imported_media_id(product_id, kind, rel), "product_id": product_id, "kind": kind, "role": role, "position": 0, "url": None,
             "source_media_id": source, "blob": ref.path, "sha256": ref.sha256, "mime": mime, "bytes": ref.bytes,
             "width": width, "height": height, "status": "ok", "attempts": 0,
             "meta": json.dumps({"imported_from": rel}), "updated_at": now}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from ..storage.main_image import image_preference
 from .data import fetch
 
 
@@ -88,11 +89,11 @@ def gallery(con, picks: list[tuple[str, str]]) -> list[Sample]:
     # one query per kind for all picked products (a query per product scanned the media table each
     # time: 2 s apiece on a store of 600 uncompacted media parts, 150 s for a gallery of 24)
     ids = [pid for pid, _, _ in picked]
-    image = dict(fetch(con, """
+    image = dict(fetch(con, f"""
         SELECT product_id, blob FROM (
             SELECT m.product_id, coalesce(d.blob, m.blob) AS blob, row_number() OVER (
                        PARTITION BY m.product_id
-                       ORDER BY CASE m.role WHEN 'main' THEN 0 ELSE 1 END, m.position, m.media_id, d.blob) AS k
+                       ORDER BY {image_preference('m')}, d.blob) AS k
             FROM media m
             LEFT JOIN media d ON d.source_media_id = m.media_id AND d.kind = 'image_norm' AND d.status = 'ok'
             WHERE list_contains(?, m.product_id) AND m.kind = 'image' AND m.status = 'ok')

@@ -25,6 +25,7 @@ import io
 
 import pyarrow as pa
 
+from ..storage.main_image import is_main
 from ..storage.names import check_name
 from .labels import PATH_SEP, cat_key_sql
 from .plan import EXCLUSIVE
@@ -62,7 +63,7 @@ def lkey_of(platform: str | None, path: list | None) -> str:
 # spec row): the modalities of the manifest and of the carry's flags, one definition for both
 MODALITY_CTES = """m AS (
             SELECT product_id,
-                   bool_or(kind = 'image' AND role = 'main') AS image,
+                   bool_or(""" + is_main() + """) AS image,
                    bool_or(kind = 'video') AS video, bool_or(kind = 'audio') AS audio
             FROM media WHERE status = 'ok' GROUP BY product_id
         ), c AS (

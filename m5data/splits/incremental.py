@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from .. import arrays
 from .. import config as cfg
 from ..storage import StageStats, withheld
+from ..storage.main_image import is_main_image
 from .build import BuildReport, carried_plan, finish, labelled
 from .carry import ABSENT, FLAGS, SUBSET, lkey_of, read_carry
 from .groups import GroupSource
@@ -356,5 +357,5 @@ def _media_bits(kind, role, status) -> int:
     """A media row's modalities (``carry.FLAGS``): a main image, a video or an audio with status ok."""
     if status != "ok":
         return 0
-    return (FLAGS["image"] if kind == "image" and role == "main" else 0) | (FLAGS["video"] if kind == "video" else 0) \
+    return (FLAGS["image"] if is_main_image(kind, role) else 0) | (FLAGS["video"] if kind == "video" else 0) \
         | (FLAGS["audio"] if kind == "audio" else 0)

@@ -1,5 +1,5 @@
-"""The queries every stage needs, defined once beside the store: a shard of the pending work, the main
-image of a product, and the store's split versions (which one is *current*, docs/splits.md).
+"""The queries every stage needs, defined once beside the store: a shard of the pending work and the
+store's split versions (which one is *current*, docs/splits.md).
 
 The current version is the newest by :func:`~m5data.storage.names.version_order`: the number its name
 ends with, then its name (``v10`` after ``v9``, ``v1`` after ``imported``), among the versions whose
@@ -14,28 +14,12 @@ from __future__ import annotations
 from .names import name_problem, version_order
 from .objects import is_store_url
 
-MAIN_IMAGE = "kind = 'image' AND role = 'main' AND status = 'ok'"  # a media row that is a product's main image
-
 
 def shard_sql(key: str, shard: tuple[int, int]) -> str:
     """The SQL predicate of shard ``(i, n)`` of rows by the column ``key``: ``hash(key) % n = i`` (the
     flows' task runners fan the n shards of a sharded stage out to workers; docs/flows.md)."""
     i, n = (int(x) for x in shard)
     return f"hash({key}) % {n} = {i}"
-
-
-def main_image_sql(columns: str, only: str = "") -> str:
-    """SQL of each product's main image (``columns`` of its media row, ``product_id`` among them): the
-    first :data:`MAIN_IMAGE` row by position, then media_id (nulls last). ``only``: more of the media
-    rows' filter (``AND ...``)."""
-    return (f"SELECT {columns} FROM (SELECT *, row_number() OVER (PARTITION BY product_id ORDER BY position, media_id) "
-            f"AS main_rank FROM media WHERE {MAIN_IMAGE} {only}) WHERE main_rank = 1")
-
-
-def image_preference(alias: str) -> str:
-    """The ORDER BY of a product's image rows (media ``alias``) that puts its main image first, then
-    the others by position, then media_id: the image shown for a product that has no main one."""
-    return f"{alias}.role <> 'main', {alias}.position, {alias}.media_id"
 
 
 # ------------------------------------------------------------------ split versions

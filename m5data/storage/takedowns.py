@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from urllib.parse import unquote, urlsplit
 
 from ..errors import UserError
+from .main_image import MAIN_IMAGE
 from .schema import TABLES
 
 KINDS = ("url", "product_id", "domain")
@@ -242,8 +243,8 @@ def _others(store, tables: tuple[str, ...], sql: str, of: set[str]) -> list[tupl
 def copies(store, of: set[str]) -> dict[str, str]:
     """The products, not taken down, whose main image is the same file (its ``sha256``) as that of one of the
     products ``of``: each -> that product (the smallest id where several)."""
-    sql = ("WITH main AS (SELECT product_id, sha256 FROM media WHERE kind = 'image' AND role = 'main' "
-           "AND status = 'ok' AND sha256 IS NOT NULL AND sha256 <> '') "
+    sql = (f"WITH main AS (SELECT product_id, sha256 FROM media WHERE {MAIN_IMAGE} "
+           "AND sha256 IS NOT NULL AND sha256 <> '') "
            "SELECT c.product_id, min(m.product_id) FROM main m JOIN main c ON c.sha256 = m.sha256 "
            "WHERE list_contains(?, m.product_id) AND NOT list_contains(?, c.product_id) GROUP BY 1 ORDER BY 1")
     return dict(_others(store, ("media",), sql, of))

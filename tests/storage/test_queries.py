@@ -4,7 +4,8 @@ import pytest
 
 from m5data.splits import versions
 from m5data.storage import Store, queries
-from m5data.storage.queries import current_version, image_preference, main_image_sql, shard_sql
+from m5data.storage.main_image import image_preference, main_image_sql
+from m5data.storage.queries import current_version, shard_sql
 
 
 @pytest.fixture
@@ -54,3 +55,28 @@ def test_the_current_split_version_is_defined_once_beside_the_store(store):
     for version in ("v2", "v10", "imported", "../x"):
         store.write("splits", [{"version": version, "split": "train", "product_id": "p"}])
     assert current_version(store) == "v10"
+
+
+def test_an_image_without_a_role_is_not_main_but_is_shown_after_the_main_one(store):
+    from m5data.storage.main_image import MAIN_IMAGE, is_main, is_main_image, main_image_mask
+
+    store.write("media", [
+        _media("a", "a-none", None, 0), _media("a", "a-main", "main", 1),
+        _media("b", "b-none", None, 0), _media("b", "b-gallery", "gallery", 1),
+    ])
+    con = store.connect()
+    try:
+        main = dict(con.execute(f"SELECT product_id, media_id FROM ({main_image_sql('product_id, media_id')})").fetchall())
+        shown = dict(con.execute(f"SELECT product_id, media_id FROM media s WHERE s.kind = 'image' "
+                                 f"QUALIFY row_number() OVER (PARTITION BY s.product_id ORDER BY {image_preference('s')}) = 1"
+                                 ).fetchall())
+        flags = dict(con.execute(f"SELECT media_id, {is_main()} FROM media").fetchall())
+        rows = store.read("media")
+    finally:
+        con.close()
+    assert main == {"a": "a-main"}
+    assert shown == {"a": "a-main", "b": "b-none"}  # no main image: the first image by position
+    assert flags == {"a-none": False, "a-main": True, "b-none": False, "b-gallery": False}  # false, never null
+    kept = rows.filter(main_image_mask(rows)).column("media_id").to_pylist()
+    assert kept == ["a-main"] and "status = 'ok'" in MAIN_IMAGE
+    assert is_main_image("image", "main") and not is_main_image("image", None) and not is_main_image("video", "main")

@@ -273,7 +273,7 @@ def jpeg_bytes(width: int = 640, height: int = 480, seed: int = 0, quality: int 
 
 def media_rows(urls: list[str], kind: str = "image", product_id: str = "test:1") -> list[dict]:
     """Pending media rows for ``urls`` as the crawl writes them (media_id = sha1 of product|kind|url)."""
-    from m5data.download.sources import media_id
+    from m5data.storage.media_ids import media_id
 
     return [{"media_id": media_id(product_id, kind, u), "product_id": product_id, "kind": kind, "url": u,
              "role": "gallery", "position": i, "status": "pending"} for i, u in enumerate(urls)]

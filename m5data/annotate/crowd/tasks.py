@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...egress import gate
-from ...storage.queries import image_preference
+from ...storage.main_image import image_preference
 
 FIELDS = ["id", "query_id", "candidate_id", "rank", "score", "query_image", "query_caption", "query_note",
           "candidate_image", "candidate_caption", "candidate_note"]

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ...storage.queries import main_image_sql
+from ...storage.main_image import main_image_mask, main_image_sql
 from . import near
 from .phash import parse_phash
 from .values import brand_spellings, noisy_value, norm_value
@@ -156,12 +156,10 @@ def main_images(store, only: pa.Array) -> pa.Table:
     """The main image of each of the products ``only`` (``product_id``, ``sha256``, ``phash``), as
     :data:`_PRODUCTS`' join gives it: their media rows read with the filter ahead of the view's window
     (``store.read_of``: no connection with the media view, no window over the whole table), then per
-    product the first ``kind = 'image'``, ``role = 'main'``, ``status = 'ok'`` row by position, then
+    product the first ``main_image.MAIN_IMAGE`` row by position, then
     media_id (nulls last, as DuckDB orders them)."""
     media = store.read_of("media", "product_id", only)
-    ok = pc.and_(pc.and_(pc.equal(media.column("kind"), "image"), pc.equal(media.column("role"), "main")),
-                 pc.equal(media.column("status"), "ok"))
-    media = media.filter(ok)  # a null is not kept, as in SQL
+    media = media.filter(main_image_mask(media))
     media = media.take(pc.sort_indices(media, [("product_id", "ascending", "at_end"), ("position", "ascending", "at_end"),
                                                ("media_id", "ascending", "at_end")]))
     pid = media.column("product_id").combine_chunks() if len(media) else pa.array([], pa.string())

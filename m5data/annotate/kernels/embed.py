@@ -14,7 +14,6 @@ has no input (empty caption, missing or unreadable image) and a reason for it.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -284,12 +283,3 @@ def image_descriptors(paths: list[str | None], phashes: list[str | None], worker
             if progress and (done % 500 == 0 or done == n):
                 progress("image descriptors", done, n)
     return out, reasons
-
-
-def fingerprint(*parts) -> str:
-    """A short digest of the inputs and settings that determine the vectors."""
-    digest = hashlib.sha256()
-    for p in parts:
-        digest.update(repr(p).encode())
-        digest.update(b"\0")
-    return digest.hexdigest()[:16]

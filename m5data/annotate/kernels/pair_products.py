@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...storage.queries import main_image_sql
+from ...storage.main_image import main_image_sql
 
 
 @dataclass

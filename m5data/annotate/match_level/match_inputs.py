@@ -14,6 +14,7 @@ import numpy as np
 
 from ... import config as cfg
 from ...storage import StageStats
+from ...storage.main_image import is_main
 from .match_image import DESC_DIM, describe_batch
 
 Progress = Callable[[str, int, int], None]
@@ -58,7 +59,8 @@ def _norm(text: str | None) -> str:
     return "".join(unicodedata.normalize("NFKC", text or "").lower().split())
 
 
-_INPUTS_SQL = """
+# each product's first main image that has an ok normalised copy
+_INPUTS_SQL = f"""
     SELECT p.product_id, c.text, c.tokens, l.class_id, l.sub_class_id, s.specs, img.blob, img.phash
     FROM products p
     LEFT JOIN captions c ON c.product_id = p.product_id AND c.status = 'ok'
@@ -69,7 +71,7 @@ _INPUTS_SQL = """
     LEFT JOIN (SELECT m.product_id, d.blob, m.phash,
                       row_number() OVER (PARTITION BY m.product_id ORDER BY m.position, m.media_id) AS k
                FROM media m JOIN media d ON d.source_media_id = m.media_id AND d.kind = 'image_norm'
-               WHERE m.kind = 'image' AND m.role = 'main' AND m.status = 'ok' AND d.status = 'ok') img
+               WHERE {is_main('m', ok=True)} AND d.status = 'ok') img
          ON img.product_id = p.product_id AND img.k = 1
     ORDER BY p.product_id"""
 

@@ -222,7 +222,7 @@ def _full(run: StageRun, settings: cfg.Settings, kept, report: PoolsReport, cloc
     stats.n_in = len(queries)
     width = a.k + a.margin  # each query's best K + margin kept (the table gets K): what an incremental run merges into
 
-    fp = embed.fingerprint(RUN_VERSION, vectors.fingerprint, a.k, a.margin, a.search, a.block,
+    fp = checkpoint_key(RUN_VERSION, vectors.fingerprint, a.k, a.margin, a.search, a.block,
                            _digest(queries), _digest(gallery_ids))
     report.fingerprint = fp
     ckpt, done = _finished_blocks(store, kept, fp, fresh, queries, self_index, len(gallery_ids), a.block)
@@ -350,6 +350,18 @@ class _Clock:
         now = time.perf_counter()
         self.timings[phase] = round(self.timings.get(phase, 0.0) + now - self.last, 3)
         self.last = now
+
+
+def checkpoint_key(*parts) -> str:
+    """The name of a run's checkpoint folder ``derived/pools/<key>/``: a short digest of the reprs of
+    what decides its blocks (the vectors' key, search settings, queries, gallery). Not the run's
+    fingerprint (``stage_run.fingerprint``, what the ``runs`` row records): a folder name whose bytes
+    existing stores hold, so that an interrupted run resumes."""
+    digest = hashlib.sha256()
+    for p in parts:
+        digest.update(repr(p).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
 
 
 def _digest(ids: list[str]) -> str:

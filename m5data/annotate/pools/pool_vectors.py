@@ -1,10 +1,10 @@
 """The product vectors of the candidate pools: read once per input state, kept on disk, reused.
 
 The products are read as Arrow columns (never one Python dict per product), their inputs hashed
-in batches (the *vectors fingerprint*: product ids, caption texts, image hashes, whether the image
+in batches (the *vectors key*, :func:`vectors_key`: product ids, caption texts, image hashes, whether the image
 file is there, the embedder settings), and the vectors written in chunks into a float32 memory-map
-``derived/pools/vectors-<fingerprint>.npy``, published by rename once complete with its gaps in
-``vectors-<fingerprint>.json``. A later run with the same inputs maps that file instead of
+``derived/pools/vectors-<key>.npy``, published by rename once complete with its gaps in
+``vectors-<key>.json``. A later run with the same inputs maps that file instead of
 embedding again; a run with other inputs replaces it.
 
 Up to :data:`IN_MEMORY_ROWS` products the vectors are computed in memory exactly as before this
@@ -32,7 +32,7 @@ import pyarrow as pa
 from ... import config as cfg
 from ...errors import UserError
 from ...storage.files import KeptFolder
-from ...storage.queries import image_preference
+from ...storage.main_image import image_preference
 from ..kernels import embed
 from .pool_embedder import Embedder, dumps, loads, nonzero_mean
 from .pool_images import image_block
@@ -113,7 +113,7 @@ def titles_as_captions(catalog: Catalog, s: cfg.Settings) -> int:
     """Give each product without a captions row the caption extract would make of its title.
 
     Cleaned and tokenised by extract's own caption function with the ``[extract]`` settings, so
-    the text block is the same before and after ``m5data extract`` (and so is the fingerprint: a
+    the text block is the same before and after ``m5data extract`` (and so is the vectors key: a
     later run resumes). Products with a captions row keep it, ``empty`` ones included. Returns how
     many products got a non-empty caption this way (also kept in ``catalog.from_titles``).
     """
@@ -151,8 +151,9 @@ def embedder_name(s: cfg.Settings) -> str:
     return f"{text}+{a.image}" if a.image != "none" else text
 
 
-def fingerprint(store, catalog: Catalog, s: cfg.Settings) -> str:
-    """Digest of everything the vectors depend on, hashed in batches (never one string of the store)."""
+def vectors_key(store, catalog: Catalog, s: cfg.Settings) -> str:
+    """Digest of everything the vectors depend on, hashed in batches (never one string of the store): the
+    name of their files ``vectors-<key>.*`` (not the run's fingerprint, ``stage_run.fingerprint``)."""
     a = s.pools
     digest = hashlib.sha256()
     digest.update(repr((VERSION, embed.IMAGE_DESCRIPTOR_VERSION, embedder_name(s), a.text_weight,
@@ -177,7 +178,7 @@ def product_vectors(store, catalog: Catalog, s: cfg.Settings, progress: Progress
     ``vectors-*.npy`` are fetched only when used; by default ``store.work_dir("pools")``, that same
     folder on a folder store) when these inputs were embedded before, else embedded (in memory or in
     chunks, by size) and published there."""
-    fp = fingerprint(store, catalog, s)
+    fp = vectors_key(store, catalog, s)
     kept = KeptFolder(store.work_dir("pools")) if kept is None else kept
     work = kept.path
     path, meta_path = work / f"vectors-{fp}.npy", work / f"vectors-{fp}.json"

@@ -24,6 +24,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from ...egress.gate import Gate, picture_of
+from ...storage.main_image import image_preference
 from ...threaded_app import ThreadedApp
 from .guard import WILDCARD, Guard, cookie_name, is_loopback, same_secret
 from .tasks import Task, UiError
@@ -75,11 +76,11 @@ class LabellingApp:
                                "FROM products p JOIN wanted USING (product_id)").fetchall()
             specs = con.execute("SELECT s.product_id, s.property, s.value FROM specs s JOIN wanted USING (product_id) "
                                 "ORDER BY s.product_id, s.position").fetchall()
-            images = con.execute("""
+            images = con.execute(f"""
                 SELECT m.product_id, coalesce(d.blob, m.blob) FROM media m JOIN wanted USING (product_id)
                 LEFT JOIN media d ON d.source_media_id = m.media_id AND d.kind = 'image_norm' AND d.status = 'ok'
                 WHERE m.kind = 'image' AND m.status = 'ok'
-                QUALIFY row_number() OVER (PARTITION BY m.product_id ORDER BY CASE m.role WHEN 'main' THEN 0 ELSE 1 END, m.position) = 1
+                QUALIFY row_number() OVER (PARTITION BY m.product_id ORDER BY {image_preference('m')}) = 1
             """).fetchall()
         finally:
             con.close()

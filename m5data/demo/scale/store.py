@@ -68,10 +68,9 @@ def store_chunk(world_dir: str, store_root: str, index: int, base_url: str, run_
     import pyarrow.parquet as pq
 
     from ...config import ExtractSettings
-    from ...crawler.items import media_id
     from ...extract.image import normalise_image
-    from ...extract.jobs import derived_id
     from ...extract.text import caption_row
+    from ...storage.media_ids import derived_id, media_id
     from ...storage.schema import TABLES
 
     ex = ExtractSettings()
