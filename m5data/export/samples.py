@@ -93,14 +93,14 @@ def version_source(store, version: str) -> tuple[str, dict] | None:
     import duckdb
 
     from ..storage.footers import group_versions
-    from ..storage.objects import is_store_url
     from ..storage.readdb import read_cursor
     from ..storage.schema import SEQ_COLUMN
 
-    if is_store_url(str(store.root)):
+    parts = store.local_parts("splits")  # None on object storage: the view is read there
+    if parts is None:
         return None
     holding = []
-    for part in store.parts("splits"):
+    for part in parts:
         found = group_versions(part)
         if found is None:
             return None
