@@ -135,3 +135,16 @@ def test_video_decode_modes_are_written_once():
     from m5data.extract.decoding import DECODE_OPTIONS
 
     assert DECODE_MODES == tuple(DECODE_OPTIONS) == ("exact", "fast", "fastest")
+
+
+def test_a_served_or_deployed_flow_checks_every_stage_before_its_first(tmp_path, shop, prefect_harness):
+    """The flow itself (what a deployment's run calls, never through ``m5data run``'s plan check) runs every
+    stage's check before the crawl: a bad ``[dedup]`` value fails the run at once, nothing fetched."""
+    from m5data.flows.pipeline import pipeline_flow
+
+    url, hits = shop
+    store = tmp_path / "st"
+    state = pipeline_flow(str(store), [url], stages=["crawl", "download", "dedup"], return_state=True,
+                          overrides={"crawl.allow_private": True, "dedup.matcher": "bogus"})
+    assert state.is_failed() and "dedup" in state.message and "dedup.matcher" in state.message, state.message
+    assert hits == [] and not store.exists()

@@ -250,6 +250,12 @@ def pipeline_flow(store_path: str, start_urls: list[str] | None = None, stages: 
     ctx = RunContext(settings, run_id=str(flow_run.id or uuid.uuid4().hex), progress=progress)
     values = {"start_urls": list(start_urls or []), "refresh": refresh, "full": full}
     wanted = parse_stages(stages if stages is not None else settings.flows.stages)
+    for name in wanted:  # every stage's check again, before the first stage: a served or deployed run's
+        try:             # parameters were never through m5data run's check_plan
+            check(name, settings, stage_options(get(name), values, None))
+        except (ValueError, UserError) as exc:
+            logger.error(f"{name}: {exc}")
+            return Failed(message=f"{name}: {exc}", data={})
     if any(get(name).creates_store for name in wanted):
         Store.open(store_path, create=True)
     results: dict[str, dict] = {}
