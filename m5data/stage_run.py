@@ -145,7 +145,11 @@ def record_end(name: str, ctx: RunContext, opened: list[StageRun], exc: BaseExce
             run.stats.started = started
         run.record({"error": reason}, status, exc)
     except Exception as err:  # noqa: BLE001 - see above
-        logging.getLogger(__name__).warning(f"could not write the {status} {name} run's runs row: {err}")
+        from .storage.errors import StoreUnavailable
+
+        # a store that does not answer is what the run's own error says already (one line, naming it)
+        level = logging.DEBUG if isinstance(err, StoreUnavailable) or isinstance(exc, StoreUnavailable) else logging.WARNING
+        logging.getLogger(__name__).log(level, f"could not write the {status} {name} run's runs row: {err}")
 
 
 class sigterm_interrupts:

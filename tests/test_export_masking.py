@@ -77,6 +77,8 @@ def test_product_text_that_looks_like_it_is_left(text):
 
 
 def test_real_titles_are_left():
+    if not REALDATA.is_file():
+        pytest.skip(f"{REALDATA} not present (shared/ must sit beside the checkout)")
     titles = [r["title"] for r in json.loads(REALDATA.read_text(encoding="utf-8"))]
     assert len(titles) == 1000
     changed = [t for t in titles if mask_text(t)[1]]

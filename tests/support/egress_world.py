@@ -17,7 +17,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REALDATA = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
-FACE = REALDATA / "media" / "faces" / "astronaut.png"
+# the public-domain photo the package ships for its demo shop (a downscaled copy of realdata's astronaut.png:
+# docs/demo-shop.md), so that the canary needs nothing outside the repo
+FACE = Path(__file__).resolve().parents[2] / "m5data" / "demo" / "astronaut.jpg"
 PHOTOS = ["550f6d32Nf6b37d9d.jpg", "550f6d33N19ea687b.jpg", "577c67c9Nefee4677.jpg"]
 
 CRAWLED = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
@@ -156,7 +158,7 @@ def write_rows(store, tmp: Path) -> dict[str, list[Path]]:
         {"level": 2, "label_id": 2, "name": p["class_name"][0] + "用品", "parent_id": 2, "class_id": 2,
          "sub_class_id": 2}])
     files: dict[str, list[Path]] = {}
-    photos = [REALDATA / "media" / "images" / name for name in PHOTOS]
+    photos = [p for p in (REALDATA / "media" / "images" / name for name in PHOTOS) if p.is_file()]  # else made
     for i, pid in enumerate(NORMAL):
         src = photos[i] if i < len(photos) else _image(tmp / f"normal{i}.jpg", i)
         add_media(store, src, pid, "image")
