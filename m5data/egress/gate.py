@@ -25,13 +25,10 @@ is about what leaves it.
 from __future__ import annotations
 
 import time
-from typing import Iterable
 
 from .. import masking
 
 ORDER = ("takedowns", "opt-outs", "personal data", "faces")
-MASKED = "export.mask_personal_data"
-BLURRED = "export.blur_faces"
 
 
 def withheld_ids(store) -> frozenset[str]:
@@ -44,11 +41,6 @@ def withheld_ids(store) -> frozenset[str]:
 def text(value: str | None, mask: bool = True) -> str | None:
     """A text as it may leave: its personal data masked (``mask``: ``export.mask_personal_data``)."""
     return masking.mask_text(value)[0] if mask else value
-
-
-def url(value: str | None, mask: bool = True) -> str | None:
-    """A page URL as it may leave: personal data masked in its query string and fragment."""
-    return masking.mask_url(value)[0] if mask else value
 
 
 def samples(items: list, mask: bool = True) -> tuple[list, dict]:
@@ -78,17 +70,8 @@ class Gate:
             self._gone, self._at = withheld_ids(self.store), now
         return self._gone
 
-    def admits(self, product_id: str | None) -> bool:
-        return product_id not in self.withheld()
-
     def text(self, value: str | None) -> str | None:
         return text(value, self.mask)
-
-    def url(self, value: str | None) -> str | None:
-        return url(value, self.mask)
-
-    def texts(self, values: Iterable[str | None]) -> list[str | None]:
-        return [self.text(v) for v in values]
 
     def rows(self, table):
         """An Arrow table as it may leave: without the withheld products' rows (a table with a
