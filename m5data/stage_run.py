@@ -1,11 +1,15 @@
 """A stage run's bookkeeping, owned by the contract (m5data/stages.py's :func:`~m5data.stages.call`):
-:class:`StageRun` (the lock, the watermarks, the state, the fingerprint, the ``runs`` row), the row of a
-run that raised (:func:`record_end`), SIGTERM read as an interrupt while a stage runs
-(:class:`sigterm_interrupts`), and the one run :func:`fingerprint`."""
+:class:`StageRun` (the lock, the watermarks, the state, the fingerprint, whether the run may be
+incremental and from where, the ``runs`` row), :func:`open_run` (the one place a stage's run is opened,
+from its registry entry), the row of a run that raised (:func:`record_end`), SIGTERM read as an
+interrupt while a stage runs (:class:`sigterm_interrupts`), :func:`record` (the row of a tool's run, no
+stage's) and the one run :func:`fingerprint`."""
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import UserError
@@ -43,11 +47,13 @@ class StageRun:
     the lock already, or the run takes none (a tool building a store).
     """
 
-    def __init__(self, store, name: str, *, reads: tuple[str, ...] = (), inputs: tuple = (),
-                 shard: tuple[int, int] | None = None, state: str | None = None, lock: bool = True, stats=None):
+    def __init__(self, store, name: str, *, reads: tuple[str, ...] = (), inputs: tuple | Callable[[], tuple] = (),
+                 shard: tuple[int, int] | None = None, state: str | None = None, lock: bool = True, stats=None,
+                 full: bool = False):
         from .storage import StageStats
 
         self.store, self.name, self.reads, self.shard, self.lock = store, name, tuple(reads), shard, lock
+        self.full = full  # a full run asked (``--full``): never incremental, never skipped
         self.state_name = state or name
         self.stats = StageStats(name) if stats is None else stats  # a stage's own kind (CrawlStats, ...)
         self._inputs = inputs
@@ -69,7 +75,8 @@ class StageRun:
         try:
             self.marks = changes.watermarks(self.store, self.reads)  # before reading: a later write is seen next time
             self.state = changes.load_state(self.store, self.state_name) if self.reads else None
-            self.inputs = fingerprint(*self._inputs)
+            # inputs: a callable is asked once the lock is held (what it reads is this run's)
+            self.inputs = fingerprint(*(self._inputs() if callable(self._inputs) else self._inputs))
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -81,10 +88,29 @@ class StageRun:
             held.__exit__(*exc)
 
     def unchanged(self, full: bool = False) -> bool:
-        """True when nothing the stage reads was written since its last complete run, with the same inputs."""
+        """True when nothing the stage reads was written since its last complete run, with the same inputs
+        (never for a full run: ``full`` or the run's own)."""
         from .storage import changes
 
-        return not full and changes.unchanged_since(self.state, self.marks, self.inputs)
+        return not (full or self.full) and changes.unchanged_since(self.state, self.marks, self.inputs)
+
+    @property
+    def why_full(self) -> str | None:
+        """Why this run cannot be incremental (a full run asked, no earlier complete run, other inputs),
+        or None: it may start from :attr:`since`."""
+        if self.full:
+            return "full run asked"
+        if self.state is None:
+            return "no earlier complete run"
+        if self.state.get("inputs") != self.inputs:
+            return "settings changed"
+        return None
+
+    @property
+    def since(self) -> dict[str, int] | None:
+        """The watermarks an incremental run starts from (those its last complete run read, with the same
+        inputs), or None: a full run, :attr:`why_full` says why."""
+        return None if self.why_full else {t: int(w) for t, w in self.state["watermarks"].items()}
 
     def skip(self, unchanged: int = 0, **config) -> Any:
         """Record a run that did nothing (its last complete run stands); returns ``run.stats``."""
@@ -120,6 +146,42 @@ class StageRun:
         self.record(config, status)
         changes.save_state(self.store, self.state_name, self.marks, self.inputs, **keep)
         return self.stats
+
+
+@contextlib.contextmanager
+def open_run(stage, ctx: RunContext) -> Iterator[StageRun]:
+    """Open registered stage ``stage``'s run over ``ctx.store``, as its entry declares it: its lock (the
+    shard's, ``ctx.shard``; none where ``stage.lock`` is False), the watermarks of what it ``reads``, the
+    state it keeps (``stage.state``: its name from the context, else the stage's), the fingerprint of its
+    ``inputs(ctx)`` (asked once the lock is held), a full run when ``options["full"]``, and its kind of
+    stats. Yields the StageRun; the stage's ``run(ctx, run)`` does only its work with it. The one place
+    a stage's StageRun is built (tests/contract/ checks it)."""
+    from .stages import load
+
+    inputs = load(stage.inputs) if stage.inputs else None
+    run = StageRun(ctx.store, stage.name, reads=load(stage.reads) if isinstance(stage.reads, str) else stage.reads,
+                   inputs=(lambda: tuple(inputs(ctx))) if inputs else (), shard=ctx.shard,
+                   state=load(stage.state)(ctx) if stage.state else None, lock=stage.lock,
+                   stats=load(stage.stats)(stage.name) if stage.stats else None, full=bool(ctx.options.get("full")))
+    with run:
+        yield run
+
+
+@contextlib.contextmanager
+def opened(name: str, store, settings, **options) -> Iterator[StageRun]:
+    """Stage ``name``'s run opened by the contract (:func:`open_run`) for a caller that holds a store and
+    settings but no context: a stage's job function called directly (the API, a test), outside
+    :func:`~m5data.stages.call` (which then writes no failed row: the caller sees the exception)."""
+    from .stages import RunContext, get
+
+    with open_run(get(name), RunContext(settings, options=options, _store=store)) as run:
+        yield run
+
+
+def record(store, stats, config: dict | None = None, status: str | None = None) -> Any:
+    """Write the ``runs`` row of a run that is no stage's run through the contract (a tool: the importer,
+    doctor, the scale demo's builder, an annotate verb's side job), taking no lock; returns ``stats``."""
+    return StageRun(store, stats.stage, lock=False, stats=stats).record(config, status)
 
 
 def record_end(name: str, ctx: RunContext, opened: list[StageRun], exc: BaseException, started: float) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import DownloadFailed, StageError, TransientFailure, UserError  # noqa: F401  (raised by the stages, imported from here)
-from .stage_run import CALL, StageRun, fingerprint, record_end, sigterm_interrupts  # noqa: F401  (the contract's bookkeeping)
+from .stage_run import CALL, StageRun, fingerprint, open_run, opened, record, record_end, sigterm_interrupts  # noqa: F401  (the contract's bookkeeping)
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,18 @@ class Stage:
         options: what of the plan its ``run`` gets in ``ctx.options`` (start_urls, refresh, full;
             ``previous``: the details of the stages run before it, by name); its settings are its section's.
         creates_store: its run creates the store when it is missing (the crawl, the first stage).
-        leased: :func:`call` holds the stage's lock, named after it (its lease on object storage: every
-            commit the run makes is fenced by it) around its ``run`` (crowd, matcher). The stages whose run
-            takes it itself say False: through :class:`StageRun` (align, dedup, match_level, pools, splits,
-            export, report) or per shard (crawl, download, extract).
+        owned: the contract owns its run (:func:`call` opens it with :func:`open_run` from what follows and
+            passes it: ``run(ctx, run)``); False: a stage not moved yet, whose ``run(ctx)`` opens its own.
+        reads: the tables whose watermarks its run compares with its last complete run's (a tuple, or
+            ``module:NAME`` of one): ``run.unchanged()``, ``run.since``.
+        inputs: ``module:function``, ``inputs(ctx) -> tuple``: what beside those tables decides its result
+            (settings sections, options, files), fingerprinted once the lock is held: ``run.inputs``.
+        state: ``module:function``, ``state(ctx) -> str``: the name of the state it keeps when it is not
+            the stage's own (one per export format and split).
+        stats: ``module:Class``: its own kind of StageStats (CrawlStats, ...), made from the stage's name.
+        lock: :func:`call` holds the stage's lock (the shard's for a shard's run; on object storage a
+            lease, renewed while the run lasts, fencing every commit it makes) while it runs; False: none
+            (train: it writes no table).
         verbs: its ``m5data`` verbs.
         check: ``module:function``, the stage's ``check(settings, options)``: rejects what it cannot run
             with (a bad option or setting, a missing file) before any work, raising the stage's own error
@@ -79,6 +87,12 @@ class Stage:
     options: tuple[str, ...] = ()
     creates_store: bool = False
     leased: bool = False
+    owned: bool = False
+    reads: tuple[str, ...] | str = ()
+    inputs: str | None = None
+    state: str | None = None
+    stats: str | None = None
+    lock: bool = True
     verbs: tuple[Verb, ...] = ()
     check: str | None = None
 
@@ -121,7 +135,8 @@ REGISTRY: tuple[Stage, ...] = (
           verbs=(Verb("matcher", "m5data.annotate.matcher.cli:app", group=True, parent="annotate",
                       help="The learned same-product matcher: train it on labelled pairs, score pairs."),),
           check="m5data.annotate.matcher.stage:check"),
-    Stage("splits", "m5data.splits.stage:run", "splits", options=("full",),
+    Stage("splits", "m5data.splits.stage:run", "splits", options=("full",), owned=True,
+          reads="m5data.splits.stage:READS", inputs="m5data.splits.stage:inputs",
           verbs=(Verb("build-splits", "m5data.splits.cli:build_splits"),
                  Verb("check-splits", "m5data.splits.cli:check_splits")), check="m5data.splits.stage:check"),
     Stage("export", "m5data.export.stage:run", "export", retries=1, retry_delay=10, options=("full",),
@@ -209,21 +224,37 @@ def call(name: str, ctx: RunContext) -> Any:
     import time
 
     stage = get(name)
-    opened: list[StageRun] = []  # the StageRuns of this stage the run opens (StageRun.__init__)
-    token = CALL.set((stage.name, opened))
+    runs: list[StageRun] = []  # the StageRuns of this stage the run opens (StageRun.__init__)
+    token = CALL.set((stage.name, runs))
     started = time.time()
     try:
         with sigterm_interrupts():
+            if stage.owned:
+                with open_run(stage, ctx) as run:
+                    result = stage.load()(ctx, run)
+                    if not run.recorded and ctx.options.get("record", True) is not False:
+                        _finish(run, result)
+                    return result
             if not stage.leased:
                 return stage.load()(ctx)
             with ctx.store.stage_lock(stage.name):
                 return stage.load()(ctx)
     except BaseException as exc:
         if ctx.options.get("record", True) is not False:
-            record_end(stage.name, ctx, opened, exc, started)
+            record_end(stage.name, ctx, runs, exc, started)
         raise
     finally:
         CALL.reset(token)
+
+
+def _finish(run: StageRun, result) -> None:
+    """The ``runs`` row of a run that returned without writing one: its returned stats (the run's own
+    when it returned none), finished ``ok`` unless they say otherwise."""
+    from .storage import StageStats
+
+    if isinstance(result, StageStats):
+        run.stats = result
+    run.record(None, run.stats.status if run.stats.ended is None else None)
 
 
 def load(target: str) -> Any:

@@ -1,4 +1,5 @@
-"""The splits stage's entry in the registry (m5data/stages.py): ``run(ctx) -> StageStats``.
+"""The splits stage's entry in the registry (m5data/stages.py): ``run(ctx, run) -> StageStats``, the
+tables it reads (:data:`READS`) and what else decides its result (:func:`inputs`).
 
 No retries: the assignment is a deterministic global job; a failure (a version built with other
 settings, an empty store) would fail again.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Iterable
 
 from .. import config as cfg
 from ..stages import RunContext, StageRun
@@ -26,7 +28,12 @@ def check(settings, options: dict) -> None:
     check_settings(settings)
 
 
-def run(ctx: RunContext) -> StageStats:
+def inputs(ctx: RunContext) -> Iterable:
+    """What beside the tables decides a version: the ``[splits]`` settings, the seed, a replace."""
+    return dataclasses.asdict(ctx.settings.splits), ctx.options.get("seed"), bool(ctx.options.get("replace"))
+
+
+def run(ctx: RunContext, run: StageRun) -> StageStats:
     """Build the split version ``options["version"]``, else the one :func:`incremental_version` picks.
 
     Options: ``seed``, ``replace`` (rebuild an existing version with new settings), ``full``, ``carry``
@@ -44,27 +51,25 @@ def run(ctx: RunContext) -> StageStats:
     ``details["placed_again"]`` products placed again), else in full (``details["built_whole"]`` says
     why); a pipeline run's build writes its version's carry (``carry.py``).
     """
-    with StageRun(ctx.store, STAGE, reads=READS, inputs=(dataclasses.asdict(ctx.settings.splits), ctx.options.get("seed"),
-                                                      bool(ctx.options.get("replace")))) as run:
-        return _run(ctx, run)
+    return _run(ctx, run)
 
 
 def _run(ctx: RunContext, run: StageRun) -> StageStats:
     from .build import build
 
-    store, settings, state, marks, inputs = ctx.store, ctx.settings, run.state, run.marks, run.inputs
+    store, settings, state, marks = ctx.store, ctx.settings, run.state, run.marks
     named = bool(ctx.options.get("version"))
-    full = bool(ctx.options.get("full"))
+    full = run.full
     prev = (state or {}).get("details", {}).get("version")
-    if not named and run.unchanged(full) and store.read_text(f"derived/splits/{prev}/manifest.json"):
+    if not named and run.unchanged() and store.read_text(f"derived/splits/{prev}/manifest.json"):
         return _unchanged(run)
     since = int((state or {}).get("watermarks", {}).get("products", 0))
     # with what a next version built from the carry reads of them (only the rows written since)
     products = store.changed("products", since, ("platform", "category_path"))
     # a later run on a grown store writes a new version and keeps the old ones intact
-    incremental = (not named and not full and state is not None and bool(prev) and state.get("inputs") == inputs
-                   and ctx.options.get("seed") is None and bool(store.read_text(f"derived/splits/{prev}/manifest.json")))
-    why, carry = "full run asked" if full else None, None
+    incremental = (not named and run.since is not None and bool(prev) and ctx.options.get("seed") is None
+                   and bool(store.read_text(f"derived/splits/{prev}/manifest.json")))
+    why, carry = None, None
     if incremental:
         from .incremental import drift
 
@@ -77,8 +82,8 @@ def _run(ctx: RunContext, run: StageRun) -> StageStats:
     else:
         version = ctx.options.get("version") or incremental_version(store, settings.splits.version)
         carry = ctx.options.get("carry") if named else None  # build-splits after a takedown (splits/cli.py)
-        if not named and not full:
-            why = "no earlier complete run" if state is None or not prev else "settings changed"
+        if not named or full:
+            why = run.why_full or ("no earlier complete run" if not prev else "settings changed")
     report, why_built = None, None
     with (_status() if ctx.progress else contextlib.nullcontext(None)) as say:
         if carry is not None and incremental:  # from the predecessor's carry and what changed since (incremental.py)
