@@ -3,8 +3,8 @@
 - ``near`` / ``near_jit`` / ``key_runs`` / ``spec_jit``: pHash, MinHash/LSH and spec-agreement kernels;
 - ``values``: spec values as compared; ``dedup_inputs``: products, images and specs as dedup (and
   the matcher's cascade) read them;
-- ``pair_model`` / ``pair_features`` / ``pair_features_jit`` / ``pair_products`` / ``pair_text`` /
-  ``trees_jit`` / ``errors``: the same-product matcher's pair features and its model as data, which
+- ``pair_model`` / ``pair_features`` / ``pair_features_jit`` / ``char_grams_jit`` / ``pair_products`` /
+  ``pair_text`` / ``trees_jit`` / ``errors``: the same-product matcher's pair features and its model as data, which
   the matcher trains and dedup applies;
 - ``embed`` / ``search`` / ``reservoir``: embedders and the blocked top-k search (pools, match-level,
   the matcher's text embeddings).

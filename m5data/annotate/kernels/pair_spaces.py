@@ -66,9 +66,9 @@ def spec_sets(specs: list[dict[str, str]], n: int) -> tuple[sp.csr_matrix, sp.cs
 
 def _char_counts(texts: list[str]) -> tuple:
     """Character 2-4-gram counts (``char_wb``, as scikit-learn's analyser) of cleaned texts:
-    ``(indptr, term, count, df, grams)`` (:func:`.features_jit.char_grams`); counted in Python where
+    ``(indptr, term, count, df, grams)`` (:func:`.char_grams_jit.char_grams`); counted in Python where
     the texts hold more distinct characters than the compiled keys take."""
-    from .pair_features_jit import char_grams
+    from .char_grams_jit import char_grams
 
     try:
         return char_grams(texts, 2, 4)
@@ -242,10 +242,10 @@ class Words:
 
 def char_counts_of(w: Words, titles: list[str], full: list[str]) -> tuple[tuple, tuple]:
     """:func:`_char_counts` of the titles and of the whole texts, from the n-grams of each distinct part
-    counted once (:func:`.features_jit.char_grams_of_parts`: the 100k scale world's 13.9 million
+    counted once (:func:`.char_grams_jit.char_grams_of_parts`: the 100k scale world's 13.9 million
     characters of titles and whole texts are 3.5 million of distinct parts); the texts themselves where
     the compiled counting cannot take them."""
-    from .pair_features_jit import char_grams_of_parts
+    from .char_grams_jit import char_grams_of_parts
 
     first = np.cumsum(w.n_parts) - w.n_parts
     try:
