@@ -115,7 +115,8 @@ REGISTRY: tuple[Stage, ...] = (
     Stage("align", "m5data.align.stage:run", "align", options=("full",),
           verbs=(Verb("align", "m5data.align.cli:align"),), check="m5data.align.stage:check"),
     # the curation stages (m5data/annotate/<name>/), their verbs under ``m5data annotate``
-    Stage("dedup", "m5data.annotate.dedup.stage:run", "dedup", options=("full",),
+    Stage("dedup", "m5data.annotate.dedup.stage:run", "dedup", options=("full",), owned=True,
+          reads="m5data.annotate.dedup.job:READS", inputs="m5data.annotate.dedup.stage:inputs",
           verbs=(Verb("dedup", "m5data.annotate.dedup.cli:dedup", parent="annotate"),),
           check="m5data.annotate.dedup.stage:check"),
     Stage("match_level", "m5data.annotate.match_level.stage:run", "match_level", options=("full",),

@@ -1,5 +1,6 @@
-"""What every curation stage's ``run(ctx)`` (``annotate/<stage>/stage.py``) shares: its job function called
-on the context's store and settings, with its steps shown, and the job's report in ``details``.
+"""What every curation stage's ``run(ctx, run)`` (``annotate/<stage>/stage.py``; ``run(ctx)`` for one whose
+work opens its own run) shares: its job function called on the context's store and settings (and the run
+the contract opened), with its steps shown, and the job's report in ``details``.
 
 No retries: the curation stages are deterministic global jobs over the store; a failure would fail again.
 """
@@ -11,18 +12,22 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from ..stages import RunContext
+from ..stages import RunContext, StageRun
 from ..storage import StageStats
 
 
-def run_job(ctx: RunContext, name: str, work: Callable, *, status: str | None = None, bar: bool = False,
-            **kwargs) -> StageStats:
+def run_job(ctx: RunContext, name: str, work: Callable, *, run: StageRun | None = None, status: str | None = None,
+            bar: bool = False, **kwargs) -> StageStats:
     """Stage ``name``'s ``work(store, settings, **kwargs)``, a job returning a report with ``stats``; the
-    report's other fields go into ``stats.details``. With ``ctx.progress`` its steps are shown: a bar
-    (``bar``) or a status line (``status``: what it does) it updates as ``progress(step, done, total)``."""
+    report's other fields go into ``stats.details``. ``run``: the run the contract opened (a stage it owns,
+    ``stages.call``), passed on as ``work(..., run=run)``; None: a stage whose work opens its own. With
+    ``ctx.progress`` its steps are shown: a bar (``bar``) or a status line (``status``: what it does) it
+    updates as ``progress(step, done, total)``."""
     with _progress(name, status, bar) if ctx.progress else contextlib.nullcontext(None) as progress:
         if progress is not None:
             kwargs["progress"] = progress
+        if run is not None:
+            kwargs["run"] = run
         report = work(ctx.store, ctx.settings, **kwargs)
     report.stats.details.update(report_details(report))
     return report.stats

@@ -41,6 +41,7 @@ Between runs (what a run keeps, and an incremental run that searches only pairs 
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -52,7 +53,7 @@ import pyarrow as pa
 
 from ... import config as cfg
 from ...scoring import PairRates
-from ...stages import StageRun
+from ...stage_run import StageRun, opened
 from ...storage import StageStats, changes
 from ..kernels import dedup_inputs, near
 from ..kernels.dedup_inputs import Inputs
@@ -124,7 +125,34 @@ def run(store, settings: cfg.Settings, *, progress: Progress | None = None, full
     return dedup(store, settings, progress=progress, full=full).stats
 
 
-def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, full: bool = False) -> DedupReport:
+# the learned matcher choice :func:`inputs` made for the run being opened: (store, settings, choice),
+# taken by that run's :func:`dedup` (a model is read once per run, not once for the fingerprint and again)
+_CHOSEN: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("m5data_dedup_learned", default=None)
+
+
+def inputs(store, settings: cfg.Settings) -> tuple:
+    """What beside the tables decides the groups (the run's fingerprint): the ``[dedup]`` settings but
+    ``full_share`` (when, not what), ``[matcher]``, ``[annotate]``, the matcher that decides (its version,
+    or "rules" whatever the reason: the reason names the store's folder, and a store moved or copied
+    elsewhere would group every product again) and the kept files' format."""
+    learned = dedup_learned.choose(store, settings)
+    _CHOSEN.set((store, settings, learned))
+    sections = cfg.as_dict(settings)
+    decides = {"dedup": {k: v for k, v in sections["dedup"].items() if k != "full_share"},
+               "matcher": sections["matcher"], "annotate": sections["annotate"]}
+    return decides, learned.note if learned.model is not None else "rules", dedup_kept.FORMAT
+
+
+def _chosen(store, settings: cfg.Settings) -> dedup_learned.Learned:
+    """The choice :func:`inputs` made for this run (the same store and settings), else one made now."""
+    held, _ = _CHOSEN.get(), _CHOSEN.set(None)
+    if held is not None and held[0] is store and held[1] is settings:
+        return held[2]
+    return dedup_learned.choose(store, settings)
+
+
+def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, full: bool = False,
+          run: StageRun | None = None) -> DedupReport:
     """Find duplicate groups among the store's products and replace the ``dedup`` table.
 
     Unless ``full``, a run when no ``products``, ``media`` or ``specs`` row was written since the last
@@ -142,27 +170,24 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
         settings: the ``[dedup]`` thresholds.
         progress: ``progress(step, done, total)`` after each step.
         full: group every product even when nothing changed since the last complete run.
+        run: the run the contract opened (``stages.call``); None: opened here (``stage_run.opened``),
+            a full one with ``full``.
     """
     check_settings(settings)
-    learned = dedup_learned.choose(store, settings)
-    sections = cfg.as_dict(settings)
-    decides = {"dedup": {k: v for k, v in sections["dedup"].items() if k != "full_share"},  # full_share: when, not what
-               "matcher": sections["matcher"], "annotate": sections["annotate"]}
-    # the matcher that decides: its version, or "rules" whatever the reason (the reason names the
-    # store's folder: a store moved or copied elsewhere would group every product again)
-    with StageRun(store, STAGE, reads=READS, inputs=(decides, learned.note if learned.model is not None else "rules",
-                                                     dedup_kept.FORMAT)) as run:
-        return _dedup(run, settings, learned, progress, full)
+    if run is None:
+        with opened(STAGE, store, settings, full=full) as run:
+            return dedup(store, settings, progress=progress, run=run)
+    return _dedup(run, settings, _chosen(store, settings), progress)
 
 
-def _dedup(run: StageRun, settings: cfg.Settings, learned, progress: Progress | None, full: bool) -> DedupReport:
+def _dedup(run: StageRun, settings: cfg.Settings, learned, progress: Progress | None) -> DedupReport:
     store, state = run.store, run.state
     a = settings.dedup
     product_parts = sorted(Path(str(p)).name for p in store.parts("products"))  # what the next run checks are all there
-    if run.unchanged(full) and store.count("dedup"):
+    if run.unchanged() and store.count("dedup"):
         return _unchanged(run)
     brand = norm_value(a.brand_property)
-    since = _since_last(run, a, brand, product_parts, full)
+    since = _since_last(run, a, brand, product_parts)
     stats = run.stats
     report = DedupReport(stats)
     step = _Steps(report, progress)
@@ -224,15 +249,15 @@ class _Since:
     con: object = None  # a connection with the products' view, when the ids were read through it
 
 
-def _since_last(run: StageRun, a, brand: str, product_parts: list[str], full: bool) -> _Since:
-    """What changed since the last complete run: the products to search again, and what the last run
-    read (when they are few); a full run when asked, after none, or with other settings or matcher."""
+def _since_last(run: StageRun, a, brand: str, product_parts: list[str]) -> _Since:
+    """What changed since the last complete run (``run.since``): the products to search again, and what
+    the last run read (when they are few); a full run when asked, after none, or with other settings or
+    matcher (``run.why_full``)."""
     store, state = run.store, run.state
-    if full or state is None or state.get("inputs") != run.inputs:
-        why = ("full run asked" if full else "no earlier complete run" if state is None
-               else "settings or matcher changed")
+    if run.since is None:
+        why = "settings or matcher changed" if run.why_full == "settings changed" else run.why_full
         return _Since(why, changes.product_changes(store, state))
-    changed, changed_products = dedup_kept.changed_ids(store, state["watermarks"])
+    changed, changed_products = dedup_kept.changed_ids(store, run.since)
     since = _Since("", {}, changed, changed_products)
     if set(state.get("product_parts") or [None]) <= set(product_parts):
         # no products part went since the last run (only a replace or a compaction removes
