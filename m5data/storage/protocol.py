@@ -1,9 +1,9 @@
 """The store's declared interface: what code outside ``storage/`` may use of a store, on both backends.
 
-:class:`TableStore` is what ``Store.open`` returns: a folder store (:class:`~m5data.storage.store.Store`)
-or a store on object storage (:class:`~m5data.storage.s3store.S3Store`), picked by the URL's scheme
-(:data:`STORE_CLASSES`, as Scrapy's ``FEED_STORAGES`` maps a scheme to a storage class). Each method's
-docstring is the contract both keep; ``tests/storage/test_contract.py`` runs it over both.
+:class:`TableStore` is what :func:`~m5data.storage.open.open_store` returns: a folder store
+(:class:`~m5data.storage.store.Store`) or a store on object storage (:class:`~m5data.storage.s3store.S3Store`),
+picked by the location (``open.py``). Each method's docstring is the contract both keep;
+``tests/storage/test_contract.py`` runs it over both.
 """
 
 from __future__ import annotations
@@ -13,31 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .catalog import REFRESH_WAIT
-from .errors import StoreError
+from .open import STORE_CLASSES, store_class  # noqa: F401  (their home is open.py; named here for old imports)
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from .schema import TableSpec
-
-# URL scheme -> the class of a store there ("": a local folder); classes named, imported when used
-STORE_CLASSES = {
-    "": "m5data.storage.store:Store",
-    "s3": "m5data.storage.s3store:S3Store",
-}
-
-
-def store_class(root: str | Path) -> type:
-    """The store class of ``root``: by its URL's scheme (``s3://bucket/prefix``), a folder without one.
-    Raises StoreError naming a scheme no store class serves."""
-    import importlib
-
-    scheme = str(root).split("://", 1)[0] if isinstance(root, str) and "://" in root else ""
-    if scheme not in STORE_CLASSES:
-        raise StoreError(f"no store for {root}: its scheme {scheme!r} is none of "
-                         f"{', '.join(repr(s) for s in STORE_CLASSES if s)} (or a folder)")
-    module, name = STORE_CLASSES[scheme].split(":")
-    return getattr(importlib.import_module(module), name)
 
 
 @runtime_checkable

@@ -49,7 +49,7 @@ from .writing import Writing
 
 
 class S3Store(ObjectFiles, ObjectChanges, Writing, Compaction, TableViews, Reading, Catalog, TextFiles, ObjectGarbage):
-    """Open with ``Store.open("s3://bucket/prefix")`` (endpoint and credentials from the AWS environment)."""
+    """Open with ``open_store("s3://bucket/prefix")`` (endpoint and credentials from the AWS environment)."""
 
     def __init__(self, url: str, compression: str = "zstd", part_rows: int = 1_000_000, lease_seconds: float = 600.0,
                  garbage_grace: float = 86400.0, checkpoint_every: int = 32):
@@ -67,19 +67,19 @@ class S3Store(ObjectFiles, ObjectChanges, Writing, Compaction, TableViews, Readi
 
     # ------------------------------------------------------------------ open / init
     @classmethod
-    def init(cls, root: str, **kwargs) -> S3Store:
+    def _init_here(cls, root: str, **kwargs) -> S3Store:
         store = cls(root, **kwargs)
         marker = json.dumps({"format": STORE_FORMAT, "tables": {n: t.version for n, t in TABLES.items()}}, indent=2)
         store.objects.put(MARKER, marker.encode() + b"\n", if_absent=True)  # an existing store stays as it is
         return store
 
     @classmethod
-    def open(cls, root: str, create: bool = False, **kwargs) -> S3Store:
+    def _open_here(cls, root: str, create: bool = False, **kwargs) -> S3Store:
         store = cls(root, **kwargs)
         found = store.objects.get(MARKER)
         if found is None:
             if create:
-                return cls.init(root, **kwargs)
+                return cls._init_here(root, **kwargs)
             raise StoreError(f"no m5data store at {store.root} (create one with `m5data init`)")
         try:
             fmt = int(json.loads(found[0])["format"])

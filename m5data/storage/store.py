@@ -37,8 +37,9 @@ from .compaction import COMPACTED, Compaction
 from .errors import CorruptPart, StoreBusy, StoreError
 from .files import KeptFolder, TextFiles, staged_files, write_atomic
 from .groups import GroupRewrites
+from .open import init_store, open_from_settings, open_store
 from .parts import PART_GLOB
-from .protocol import TableStore, store_class
+from .protocol import TableStore
 from .reading import Reading, part_problem
 from .schema import MARKER, STORE_FORMAT, TABLES, table_spec
 from .temps import sweep_temps
@@ -50,7 +51,8 @@ __all__ = ["CATALOG", "COMPACTED", "MARKER", "STORE_FORMAT", "CorruptPart", "Sto
 
 
 class Store(Writing, Compaction, GroupRewrites, TableViews, Reading, Catalog, Changes, TextFiles):
-    """Open with ``Store.open(path)``; create with ``Store.init(path)``."""
+    """A store in a local folder. Open one with ``open_store(path)`` (``Store.open``, the same); create
+    one with ``init_store(path)`` (``Store.init``)."""
 
     def __init__(self, root: Path, compression: str = "zstd", part_rows: int = 1_000_000):
         self.root = Path(root).absolute()
@@ -59,11 +61,22 @@ class Store(Writing, Compaction, GroupRewrites, TableViews, Reading, Catalog, Ch
         self.blobs = BlobStore(self.root)
 
     # ------------------------------------------------------------------ open / init
+    # Store.open / init / from_settings are the callers' names for the factory (open.py), which picks the
+    # backend by the location; the folder's own opening is _open_here / _init_here.
     @classmethod
     def init(cls, root: str | Path, **kwargs) -> TableStore:
-        if (kind := store_class(root)) is not Store:  # s3://bucket/prefix: the tables on object storage (s3store.py)
-            return kind.init(root, **kwargs)
-        kwargs = _local(kwargs)
+        return init_store(root, **kwargs)
+
+    @classmethod
+    def open(cls, root: str | Path, create: bool = False, **kwargs) -> TableStore:
+        return open_store(root, create=create, **kwargs)
+
+    @classmethod
+    def from_settings(cls, settings, create: bool = False) -> TableStore:
+        return open_from_settings(settings, create=create)
+
+    @classmethod
+    def _init_here(cls, root: str | Path, **kwargs) -> Store:
         store = cls(Path(root), **kwargs)
         if store.root.exists() and not store.root.is_dir():
             raise StoreError(f"cannot create a store at {store.root}: a file is in the way")
@@ -79,15 +92,12 @@ class Store(Writing, Compaction, GroupRewrites, TableViews, Reading, Catalog, Ch
         return store
 
     @classmethod
-    def open(cls, root: str | Path, create: bool = False, **kwargs) -> TableStore:
-        if (kind := store_class(root)) is not Store:
-            return kind.open(root, create=create, **kwargs)
-        kwargs = _local(kwargs)
+    def _open_here(cls, root: str | Path, create: bool = False, **kwargs) -> Store:
         store = cls(Path(root), **kwargs)
         marker = store.root / MARKER
         if not marker.is_file():
             if create:
-                return cls.init(root, **kwargs)
+                return cls._init_here(root, **kwargs)
             raise StoreError(f"no m5data store at {store.root} (create one with `m5data init`)")
         try:
             info = json.loads(marker.read_text())
@@ -102,12 +112,6 @@ class Store(Writing, Compaction, GroupRewrites, TableViews, Reading, Catalog, Ch
             with contextlib.suppress(OSError):  # a read-only store is read as it is; doctor reports it
                 store.finish_groups()
         return store
-
-    @classmethod
-    def from_settings(cls, settings, create: bool = False) -> TableStore:
-        return cls.open(settings.store_path, create=create, compression=settings.store.compression,
-                        part_rows=settings.store.part_rows, lease_seconds=settings.store.lease_seconds,
-                        garbage_grace=settings.store.garbage_grace)
 
     # ------------------------------------------------------------------ layout
     def table_dir(self, name: str) -> Path:
@@ -257,10 +261,3 @@ class Store(Writing, Compaction, GroupRewrites, TableViews, Reading, Catalog, Ch
         """Hold the lock of writers that rewrite table ``name`` whole (compact, replace)."""
         return locks.hold(self.root, f"table-{table_spec(name).name}", what, wait=wait, error=StoreBusy)
 
-
-_OBJECT_STORE_ONLY = ("lease_seconds", "garbage_grace", "checkpoint_every")
-
-
-def _local(kwargs: dict) -> dict:
-    """The settings a local folder store takes (the commit log's belong to a store on object storage)."""
-    return {k: v for k, v in kwargs.items() if k not in _OBJECT_STORE_ONLY}
