@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ... import config as cfg
-from ...stages import StageRun
+from ...stage_run import StageRun, opened
 from ...storage import StageStats
 from .match_image import DESC_DIM, image_descriptor, image_descriptors, image_votes
 from .match_inputs import (
@@ -146,7 +146,8 @@ def run(store, settings: cfg.Settings, *, progress: Progress | None = None) -> S
     return match_level(store, settings, progress=progress).stats
 
 
-def match_level(store, settings: cfg.Settings, *, progress: Progress | None = None, full: bool = False) -> MatchReport:
+def match_level(store, settings: cfg.Settings, *, progress: Progress | None = None, full: bool = False,
+                run: StageRun | None = None) -> MatchReport:
     """Score each product's caption against its category, spec values and image; replace ``caption_match``.
 
     Unless ``full``, a run after a complete one scores only the products new or changed since with the
@@ -158,17 +159,17 @@ def match_level(store, settings: cfg.Settings, *, progress: Progress | None = No
         settings: the ``[match_level]`` folds, weights and cut points; ``annotate.seed`` seeds the folds.
         progress: ``progress(step, done, total)`` callback.
         full: score every product with cross-fitted classifiers and fit the kept one again.
+        run: the run the contract opened (``stages.call``); None: opened here (``stage_run.opened``), a
+            full one with ``full``.
     """
     from . import match_model
 
     check_settings(settings)
-    with StageRun(store, match_model.STAGE, reads=match_model.READS, inputs=match_model.inputs(settings)) as run:
-        refit = "full run asked" if full else None
-        if not full:
-            kept, refit = match_model.incremental(run, settings, progress)
-            if kept is not None:
-                return kept
-        return _score_all(run, settings, refit, progress)
+    if run is None:
+        with opened(match_model.STAGE, store, settings, full=full) as run:
+            return match_level(store, settings, progress=progress, run=run)
+    kept, refit = match_model.incremental(run, settings, progress)
+    return kept if kept is not None else _score_all(run, settings, refit, progress)
 
 
 def _score_all(run: StageRun, settings: cfg.Settings, refit: str | None, progress: Progress | None) -> MatchReport:

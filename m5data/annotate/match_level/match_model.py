@@ -14,7 +14,7 @@ with ``allow_pickle=False``) named by its content hash under ``derived/match_lev
   a run killed after it has already scored the relabelled products (a model file is written only
   by a full run and named by its hash: a killed full run leaves the previous one in use).
 
-and saves its state through its :class:`~m5data.stages.StageRun` (``derived/state/match_level.json``: the
+and saves its state through the :class:`~m5data.stages.StageRun` the contract opened (``derived/state/match_level.json``: the
 watermarks it read, the settings' hash, both files, the count of products the model was fitted on), last.
 
 A later run reads what changed since (``store.changed`` on products, captions and specs, the
@@ -45,7 +45,8 @@ FORMAT = 1  # the .npz layout; another one means a full run
 
 
 def inputs(settings: cfg.Settings) -> tuple:
-    """What, beside the tables, decides the scores: the run's fingerprint (refit_share only decides when to fit again)."""
+    """What, beside the tables, decides the scores: the run's fingerprint (refit_share only decides when to
+    fit again); the registry's ``inputs`` (``stage.py``)."""
     a = dataclasses.asdict(settings.match_level)
     return FORMAT, {"seed": settings.annotate.seed, **{k: v for k, v in a.items() if k != "refit_share"}}
 
@@ -136,10 +137,9 @@ def hierarchy(saved: dict, class_id: np.ndarray, sub_id: np.ndarray):
     return h
 
 
-def changed_products(store, state: dict, labels: dict) -> list[str]:
-    """Products new or changed since ``state``: rows of products, captions, specs or media written
-    since, or unified labels other than the kept ``labels``."""
-    since = state["watermarks"]
+def changed_products(store, since: dict[str, int], labels: dict) -> list[str]:
+    """Products new or changed since the watermarks ``since`` (``run.since``): rows of products, captions,
+    specs or media written since, or unified labels other than the kept ``labels``."""
     ids: set[str] = set()
     for table in ("products", "captions", "specs"):
         ids.update(store.changed(table, int(since.get(table, 0))).column("product_id").to_pylist())
@@ -165,12 +165,11 @@ def changed_products(store, state: dict, labels: dict) -> list[str]:
 
 
 def incremental(run: StageRun, settings: cfg.Settings, progress=None):
-    """``(report, None)`` of a run that scored only what changed (or nothing), else ``(None, why a full run)``."""
+    """``(report, None)`` of a run that scored only what changed since ``run.since`` (or nothing), else
+    ``(None, why a full run)``: ``run.why_full`` (asked, none before, other settings) or the kept files'."""
     store, state = run.store, run.state
-    if state is None:
-        return None, "no earlier complete run"
-    if state.get("inputs") != run.inputs:
-        return None, "settings changed"
+    if run.since is None:
+        return None, run.why_full
     total = store.count("products")
     if state.get("fitted_on", 0) < settings.match_level.refit_share * total:
         return None, (f"fitted on {state.get('fitted_on', 0):,} products, below {settings.match_level.refit_share:.0%} "
@@ -190,7 +189,7 @@ def incremental(run: StageRun, settings: cfg.Settings, progress=None):
         labels = _load_npz(store, state.get("labels"))
         if labels is None:
             return None, "no kept labels"
-        ids = changed_products(store, state, labels)
+        ids = changed_products(store, run.since, labels)
         if ids:
             _score(store, settings, saved, ids, report, progress)
             known = set(labels["ids"].tolist())

@@ -1,8 +1,11 @@
-"""The match-level stage's entry in the registry (m5data/stages.py): ``run(ctx) -> StageStats``."""
+"""The match-level stage's entry in the registry (m5data/stages.py): ``run(ctx, run) -> StageStats``, and
+what beside the tables it reads (:data:`.match_model.READS`) decides its scores (:func:`inputs`)."""
 
 from __future__ import annotations
 
-from ...stages import RunContext
+from collections.abc import Iterable
+
+from ...stages import RunContext, StageRun
 from ...storage import StageStats
 from ..stage_job import run_job
 
@@ -14,9 +17,17 @@ def check(settings, options: dict) -> None:
     check_settings(settings)
 
 
-def run(ctx: RunContext) -> StageStats:
-    """Score each caption's match level (:func:`.job.match_level`); ``options["full"]``: every product
-    again, the classifier fitted again. The job's report is in ``details``."""
+def inputs(ctx: RunContext) -> Iterable:
+    """The settings that decide the scores (:func:`.match_model.inputs`)."""
+    from .match_model import inputs
+
+    return inputs(ctx.settings)
+
+
+def run(ctx: RunContext, run: StageRun) -> StageStats:
+    """Score each caption's match level (:func:`.job.match_level`) in the run the contract opened;
+    ``options["full"]`` (``run.full``): every product again, the classifier fitted again. The job's report
+    is in ``details``."""
     from .job import match_level
 
-    return run_job(ctx, "match_level", match_level, status="scoring captions", full=bool(ctx.options.get("full")))
+    return run_job(ctx, "match_level", match_level, run=run, status="scoring captions")
