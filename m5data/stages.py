@@ -112,7 +112,8 @@ REGISTRY: tuple[Stage, ...] = (
     Stage("extract", "m5data.extract.stage:run", "extract", sharded=True, shard_settings=(("extract.workers", 1),),
           retries=1, retry_delay=None, transient_only=True,
           verbs=(Verb("extract", "m5data.extract.cli:extract"),), check="m5data.extract.stage:check"),
-    Stage("align", "m5data.align.stage:run", "align", options=("full",),
+    Stage("align", "m5data.align.stage:run", "align", options=("full",), owned=True,
+          reads="m5data.align.incremental:READS", inputs="m5data.align.stage:inputs",
           verbs=(Verb("align", "m5data.align.cli:align"),), check="m5data.align.stage:check"),
     # the curation stages (m5data/annotate/<name>/), their verbs under ``m5data annotate``
     Stage("dedup", "m5data.annotate.dedup.stage:run", "dedup", options=("full",), owned=True,

@@ -1,6 +1,7 @@
 """The align stage: products -> ``taxonomy`` + ``label_map`` + a review file (a global job).
 
-``run(store, settings, ...)`` is the stage contract; :func:`align` does the work and returns an
+``run(store, settings, ...)`` is the stage's library function; :func:`align` does the work in the run
+the contract opens (``stage.py``'s ``run(ctx, run)``, else :func:`~m5data.stage_run.opened`) and returns an
 :class:`AlignReport` with everything the CLI prints (unmapped level-1 names, sub-classes without
 titles, pair counts, problems in a review file).
 """
@@ -20,7 +21,7 @@ import pyarrow as pa
 
 from .. import config as cfg
 from ..errors import UserError
-from ..stages import StageRun
+from ..stage_run import StageRun, opened
 from ..storage import StageStats
 from . import incremental
 from . import review as review_file
@@ -88,7 +89,7 @@ def run(store, settings: cfg.Settings, **kwargs) -> StageStats:
 
 def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, review: str | Path | None = None,
           review_out: str | Path | None = None, renumber: bool = False, full: bool = False,
-          progress: Progress | None = None) -> AlignReport:
+          progress: Progress | None = None, run: StageRun | None = None) -> AlignReport:
     """Build the taxonomy and label map from ``products`` and write them and the review file.
 
     Args:
@@ -99,6 +100,9 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
         full: score every pair again (default: reuse the last complete run's scores of pairs whose
             term vectors are unchanged, and do nothing when no product was written since; ``incremental.py``).
         progress: ``progress(step, done, total)`` callback for long steps.
+        run: the run the contract opened (``stage.py``'s ``run(ctx, run)``: its ``full`` is the run's, its
+            options name these arguments); None: opened here through the contract (``stage_run.opened``),
+            once the settings, the mapping and the review file read.
     """
     check_settings(settings)
     a = settings.align
@@ -108,20 +112,21 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
     level1 = Level1Mapping.load(path)
     reviewed = review_file.read(review) if review else review_file.Reviewed()
     out = review_target(settings, review_out)
-    with StageRun(store, incremental.STAGE, reads=incremental.READS,  # one align per store
-                  inputs=incremental.inputs(settings, path, review, renumber, out if out is not None else REVIEW)) as run:
-        return _align(run, settings, level1, reviewed, path=path, review=review, out=out, renumber=renumber, full=full,
+    with (contextlib.nullcontext(run) if run is not None else  # one align per store: the contract's lock
+          opened(incremental.STAGE, store, settings, mapping=mapping, review=review, review_out=review_out,
+                 renumber=renumber, full=full)) as run:
+        return _align(run, settings, level1, reviewed, path=path, review=review, out=out, renumber=renumber,
                       progress=progress)
 
 
 def _align(run: StageRun, settings: cfg.Settings, level1: Level1Mapping, reviewed, *, path, review, out: Path | None,
-           renumber: bool, full: bool, progress: Progress | None) -> AlignReport:
-    store, stats, state = run.store, run.stats, run.state
+           renumber: bool, progress: Progress | None) -> AlignReport:
+    store, stats, state, full = run.store, run.stats, run.state, run.full
     a = settings.align
     report = AlignReport(stats, problems=list(reviewed.problems))
     where = out if out is not None else store.where(REVIEW)  # a path, or the object's URL
     written = out.is_file() if out is not None else REVIEW in store.files(REVIEW.rsplit("/", 1)[0])
-    if run.unchanged(full) and written:
+    if run.unchanged() and written:
         return _unchanged(run, report, where)
 
     warm_up()  # jieba's dictionary and scipy, loaded while the store is read

@@ -1,4 +1,6 @@
-"""The align stage's entry in the registry (m5data/stages.py): ``run(ctx) -> StageStats``.
+"""The align stage's entry in the registry (m5data/stages.py): ``run(ctx, run) -> StageStats`` in the run
+the contract opens (its lock, the watermarks of ``incremental.READS``, its state) and what beside
+``products`` decides its result (:func:`inputs`).
 
 No retries: align is a deterministic global job, so a failure (bad mapping or review file) would
 fail again; re-running after a fix keeps ids stable.
@@ -6,7 +8,9 @@ fail again; re-running after a fix keeps ids stable.
 
 from __future__ import annotations
 
-from ..stages import RunContext
+from collections.abc import Iterable
+
+from ..stages import RunContext, StageRun
 from ..storage import StageStats
 
 SHOWN = 50  # untitled sub-classes and review-file problems kept in ``details`` (the verb shows these)
@@ -24,7 +28,20 @@ def check(settings, options: dict) -> None:
     Level1Mapping.load(settings.align.mapping)
 
 
-def run(ctx: RunContext) -> StageStats:
+def inputs(ctx: RunContext) -> Iterable:
+    """What beside ``products`` decides align's result (``incremental.inputs``): the ``[align]`` settings, the
+    mapping file (``options["mapping"]``, else ``align.mapping``) and the review file by content, a renumber,
+    where the review file goes."""
+    from . import incremental
+    from .run import REVIEW, review_target
+
+    o, settings = ctx.options, ctx.settings
+    out = review_target(settings, o.get("review_out"))
+    return incremental.inputs(settings, o.get("mapping") or settings.align.mapping, o.get("review"),
+                              bool(o.get("renumber")), out if out is not None else REVIEW)
+
+
+def run(ctx: RunContext, run: StageRun) -> StageStats:
     """Align the store's category labels with the level-1 mapping file ``align.mapping``.
 
     Options: ``review`` (a reviewed file to re-apply), ``review_out``, ``renumber``, ``full`` (score
@@ -39,9 +56,8 @@ def run(ctx: RunContext) -> StageStats:
 
     o = ctx.options
     with (_step_progress() if ctx.progress else contextlib.nullcontext(None)) as progress:
-        report = align(ctx.store, ctx.settings, review=o.get("review"),
-                       review_out=o.get("review_out"), renumber=bool(o.get("renumber")),
-                       full=bool(o.get("full")), progress=progress)
+        report = align(ctx.store, ctx.settings, mapping=o.get("mapping"), review=o.get("review"),
+                       review_out=o.get("review_out"), renumber=bool(o.get("renumber")), progress=progress, run=run)
     report.stats.details.update(
         subclasses=report.n_subclasses, unified_subclasses=report.n_groups, level3_labels=report.n_children,
         candidate_pairs=report.n_pairs, scored_pairs=report.n_scored,
