@@ -12,6 +12,7 @@ only through :mod:`.page`'s builders (escaped), and a blob path is opened only t
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,7 +21,7 @@ from pathlib import Path
 from .. import config as cfg
 from ..egress import gate
 from ..errors import UserError
-from ..stages import StageRun
+from ..stage_run import StageRun, opened
 from ..storage import StageStats
 from . import compliance, compliance_facts, data, facts, folder, incremental
 from . import sections as builders
@@ -61,7 +62,8 @@ def run(store, settings: cfg.Settings, **kwargs) -> StageStats:
 
 
 def build(store, settings: cfg.Settings, *, out: str | Path, truth: str | Path | None = None,
-          train_run: str | Path | None = None, full: bool = False, progress: Progress | None = None) -> ReportResult:
+          train_run: str | Path | None = None, full: bool = False, progress: Progress | None = None,
+          run: StageRun | None = None) -> ReportResult:
     """Write the HTML report of ``store`` into ``out``.
 
     Args:
@@ -72,23 +74,25 @@ def build(store, settings: cfg.Settings, *, out: str | Path, truth: str | Path |
         full: write the report even when nothing it reads changed since its last complete run
             (default: then do nothing, see ``incremental.py``).
         progress: ``progress(section)`` called before each section.
+        run: the run the contract opened (``stage.py``'s ``run(ctx, run)``: its ``full`` is the run's, its
+            options name these arguments); None: opened here through the contract (``stage_run.opened``),
+            once the settings and the folder are checked.
     """
     check_settings(settings)
     try:
         out = folder.check(Path(out), store.local_copy())
     except folder.FolderError as exc:
         raise ReportError(str(exc)) from None
-    with StageRun(store, incremental.STAGE, reads=incremental.READS,
-                  inputs=incremental.inputs(settings, out, truth, train_run)) as run:
-        return _build(run, settings, out, truth, train_run, full, progress)
+    with (contextlib.nullcontext(run) if run is not None else
+          opened(incremental.STAGE, store, settings, out=out, truth=truth, train_run=train_run, full=full)) as run:
+        return _build(run, settings, out, truth, train_run, progress)
 
 
-def _build(run: StageRun, settings: cfg.Settings, out: Path, truth, train_run, full: bool,
-           progress: Progress | None) -> ReportResult:
+def _build(run: StageRun, settings: cfg.Settings, out: Path, truth, train_run, progress: Progress | None) -> ReportResult:
     store, stats, state, marks = run.store, run.stats, run.state, run.marks
-    if run.unchanged(full) and incremental.untouched(state, out):
+    if run.unchanged() and incremental.untouched(state, out):
         return _unchanged(run, out)
-    last = incremental.Last.of(state, out, full)
+    last = incremental.Last.of(run, out)
     staging = folder.staging(out)
     try:
         # on object storage the facts are a local copy, written back when the block ends
@@ -107,7 +111,7 @@ def _build(run: StageRun, settings: cfg.Settings, out: Path, truth, train_run, f
     stats.n_out = len(sections) - len(empties)
     stats.bytes = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     result = ReportResult(stats, out / "index.html", [a for a, _, _ in sections], empties, figures)
-    run.complete({"out": str(out), "truth": str(truth) if truth else None, "full": full}, "ok", summary={
+    run.complete({"out": str(out), "truth": str(truth) if truth else None, "full": run.full}, "ok", summary={
         "sections": result.sections, "empty_sections": empties, "figures": figures,
         "products": stats.n_in, "n_out": stats.n_out, **made.memo}, folder=incremental.tree_stamp(out))
     return result

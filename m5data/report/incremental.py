@@ -15,10 +15,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..storage import changes
 from ..storage.schema import TABLES
 from . import facts
+
+if TYPE_CHECKING:
+    from ..stage_run import StageRun
 
 STAGE = "report"
 # Every stage writes runs: a report kept because nothing else changed shows the count of runs rows
@@ -50,7 +54,8 @@ def untouched(state: dict | None, out: Path) -> bool:
 
 
 def inputs(settings, out: Path, truth, train_run) -> tuple:
-    """What beside the tables decides the page (the run's fingerprint is made of it: ``StageRun``)."""
+    """What beside the tables decides the page (the run's fingerprint is made of it: the registry's
+    ``inputs``, ``stage.inputs``)."""
     report = {k: v for k, v in asdict(settings.report).items() if k != "out"}  # the folder is ``out`` itself
     return report, str(out), tree_stamp(truth), tree_stamp(train_run)
 
@@ -67,10 +72,16 @@ class Last:
     kept_facts: dict[str, list[str]] | None = None  # the facts files the state in force names (full or not)
 
     @classmethod
-    def of(cls, state: dict | None, out: Path, full: bool) -> Last:
+    def of(cls, run: StageRun, out: Path) -> Last:
+        """What run ``run`` (the contract's: its state, whether it is full) takes over for the folder ``out``.
+
+        Not ``run.since``: the facts are made of the tables alone, so they are taken over from the last
+        complete run whatever its inputs (other report settings, folder, truth or training run change the
+        page, not the facts; ``run.since`` is None then), from the watermarks they were made at."""
+        state = run.state
         summary = (state or {}).get("summary") or {}
         kept = summary.get("facts") if summary.get("facts_version") == facts.VERSION else None
-        if full or state is None:
+        if run.full or state is None:  # run.why_full: a full run asked, no earlier complete run
             return cls(state, {}, None, {}, None, kept)
         return cls(state, summary, kept, dict(state.get("watermarks", {})) if kept else {},
                    out / "figures" if untouched(state, out) else None, kept)
