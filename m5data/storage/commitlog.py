@@ -16,7 +16,8 @@ of the entries after it and one GET per newer entry, never a listing of the whol
 
 Nothing of the log is trusted blindly (``DamagedLog`` names the object): an entry must be the next
 number, at most :data:`MAX_ENTRY_BYTES` (its size is read from the LIST, before any GET), valid JSON of a
-known kind, and name parts by a plain ``part-*.parquet`` name (never a path outside its table). A
+known kind, and name parts by a plain ``part-*.parquet`` name (never a path outside its table: what an
+entry may be, and the :class:`~m5data.storage.logstate.TableState` entries fold into, are ``logstate.py``). A
 checkpoint carries a digest of its content and must name an entry the log holds (the LIST of the tail
 starts at that entry, so the check costs no request); one that fails either is ignored and the log is
 folded from its first entry. :meth:`TableLog.audit` folds the whole log, checkpoint aside, for ``doctor``.
@@ -29,172 +30,29 @@ fence``) shuts a stage run whose lease was taken over out of the table (s3fence.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
-import re
 import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from .errors import DamagedLog, StoreBusy, StoreError
+from .logstate import TableState, checked_entry, entry_number
 from .objects import ObjectStore
-from .schema import TABLES
-from .temps import holder_dead
 
 LOG_DIR = "_log"
 CHECKPOINT = "_checkpoint.json"
-FROM_FILE = 0  # a part whose rows keep their own _seq (a compaction's): the view reads the column
 MAX_TRIES = 200  # put-if-absent attempts before a commit gives up (4 writers on one table need a few)
 # what a reader reads of a log before it refuses it: an entry names at most a few thousand parts
 # (a compaction's removals: ~60 bytes a part), a checkpoint every live part of the table
 MAX_ENTRY_BYTES = 16 << 20
 MAX_CHECKPOINT_BYTES = 256 << 20
-KINDS = ("write", "compact", "replace", "lease", "release", "fence")
-_PART_NAME = re.compile(r"part-[^/\\\x00-\x1f]{1,200}\.parquet")  # a file of its own table's folder, no path
-_ENTRY_NAME = re.compile(r"(\d{20})\.json")
 
 
 class Conflict(StoreError):
     """The log changed so that a commit no longer applies (its parts to remove are gone, its lease lost)."""
-
-
-def checked_entry(uri: str, data: bytes, n: int) -> dict:
-    """Log entry ``n`` parsed from ``data``, refused (DamagedLog naming ``uri``) unless it is one."""
-    try:
-        entry = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DamagedLog(f"{uri}: not a log entry ({exc}); the log of this table is damaged") from None
-    if not isinstance(entry, dict) or entry.get("kind") not in KINDS or entry.get("n") != n:
-        raise DamagedLog(f"{uri}: not log entry {n} (kind {entry.get('kind') if isinstance(entry, dict) else None!r}, "
-                         f"n {entry.get('n') if isinstance(entry, dict) else None!r}); the log of this table is damaged")
-    for field_name in ("add", "remove"):
-        names = entry.get(field_name, [])
-        if not isinstance(names, list):
-            raise DamagedLog(f"{uri}: its {field_name!r} is not a list of parts; the log of this table is damaged")
-        bad = next((x for x in names if not isinstance(x, str) or not _PART_NAME.fullmatch(x)), None)
-        if bad is not None:
-            raise DamagedLog(f"{uri}: names {str(bad)[:200]!r}, not a part of this table's folder; "
-                             "the log of this table is damaged")
-    if entry["kind"] == "lease" and not isinstance(entry.get("lease"), dict):
-        raise DamagedLog(f"{uri}: a lease entry without a lease; the log of this table is damaged")
-    fence = entry.get("fence")
-    if entry["kind"] == "fence" and not (isinstance(fence, dict) and isinstance(fence.get("lease"), str)
-                                         and isinstance(fence.get("epoch"), int)):
-        raise DamagedLog(f"{uri}: a fence entry without its lease and epoch; the log of this table is damaged")
-    if "group" in entry and (problem := _group_problem(entry["group"])):
-        raise DamagedLog(f"{uri}: its group {problem}; the log of this table is damaged")
-    return entry
-
-
-def _group_problem(group) -> str | None:
-    """What is wrong with a replace entry's ``group`` (the other tables it rewrites: s3groups.py), or None."""
-    if not isinstance(group, dict) or not isinstance(group.get("tables"), dict):
-        return "is not a group of tables"
-    for table, change in group["tables"].items():
-        if table not in TABLES or not isinstance(change, dict) or not isinstance(change.get("lease"), str):
-            return f"names {str(table)[:100]!r} without its change"
-        for field_name in ("add", "remove"):
-            names = change.get(field_name)
-            if not isinstance(names, list) or any(not isinstance(x, str) or not _PART_NAME.fullmatch(x) for x in names):
-                return f"names a {field_name!r} of table {table} that is not a list of its parts"
-    return None
-
-
-def entry_number(rel: str) -> int | None:
-    """The number of the log entry whose key is ``rel`` (None: not an entry's name)."""
-    m = _ENTRY_NAME.fullmatch(rel.rsplit("/", 1)[-1])
-    return int(m.group(1)) if m else None
-
-
-@dataclass
-class TableState:
-    """A table as of log entry ``n``: its live parts and their ``_seq``, its lease."""
-
-    n: int = 0
-    parts: dict[str, int] = field(default_factory=dict)  # part name -> _seq (FROM_FILE: the rows' own)
-    compacted: bool = True  # the live parts are exactly those of the last compact/replace
-    last_tag: str | None = None  # content tag of the newest entry when it is a write (a repeat is a no-op)
-    lease: dict | None = None  # {"holder", "what", "host", "pid", "until"} of a rewrite in progress
-    group: dict | None = None  # the tables rewritten with this one by its last replace (s3groups.py)
-    # stage lease log -> the highest epoch fenced in this log: a run of that stage whose lease was taken
-    # at a lower epoch commits nothing here any more (s3fence.py)
-    fences: dict[str, int] = field(default_factory=dict)
-
-    def copy(self) -> TableState:
-        return TableState(self.n, dict(self.parts), self.compacted, self.last_tag,
-                          dict(self.lease) if self.lease else None, self.group, dict(self.fences))
-
-    def fold(self, entry: dict) -> None:
-        """Apply one entry (the next one: ``entry["n"] == self.n + 1``)."""
-        n, kind = int(entry["n"]), entry["kind"]
-        for name in entry.get("remove", []):
-            self.parts.pop(name, None)
-        seq = FROM_FILE if kind == "compact" else n
-        for name in entry.get("add", []):
-            self.parts[name] = seq
-        if kind == "write":
-            self.compacted = self.compacted and not entry.get("add")
-            self.last_tag = entry.get("tag")
-        elif kind in ("compact", "replace"):
-            self.compacted = set(self.parts) == set(entry.get("add", []))
-            self.last_tag = None
-        if kind == "replace":  # a compaction keeps it: the content is the same
-            self.group = entry.get("group")
-        if kind == "lease":
-            self.lease = entry["lease"]
-        elif kind == "fence":
-            lease, epoch = entry["fence"]["lease"], entry["fence"]["epoch"]
-            self.fences[lease] = max(epoch, self.fences.get(lease, 0))
-        elif self.lease and entry.get("release") == self.lease.get("holder"):
-            self.lease = None
-        self.n = n
-
-    def live_lease(self) -> dict | None:
-        """The lease when it has not run out (a holder killed mid-rewrite frees it after ``until``) and
-        its holder is not known dead (a process of this machine that no longer runs: see :func:`holder_dead`)."""
-        lease = self.lease
-        if not lease or float(lease.get("until", 0)) <= time.time() or holder_dead(lease):
-            return None
-        return lease
-
-    def to_json(self) -> bytes:
-        """The checkpoint's bytes: the state with a digest of itself (a checkpoint edited or cut is refused)."""
-        body = {"n": self.n, "parts": self.parts, "compacted": self.compacted, "last_tag": self.last_tag,
-                "lease": self.lease, **({"group": self.group} if self.group else {}),
-                **({"fences": self.fences} if self.fences else {})}
-        return json.dumps({**body, "digest": _digest(body)}, sort_keys=True).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes, uri: str = "checkpoint") -> TableState:
-        """The state a checkpoint holds; DamagedLog when it is not one or its digest does not hold."""
-        try:
-            d = json.loads(data)
-            digest = d.pop("digest", None)
-            if digest != _digest(d):
-                raise DamagedLog(f"{uri}: {'no digest' if digest is None else 'its digest does not match its content'}"
-                                 " (written by hand, cut, or by an m5data before the check)")
-            state = cls(int(d["n"]), {str(k): int(v) for k, v in d["parts"].items()}, bool(d["compacted"]),
-                        d.get("last_tag"), d.get("lease"), d.get("group"),
-                        {str(k): int(v) for k, v in (d.get("fences") or {}).items()})
-        except DamagedLog:
-            raise
-        except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
-            raise DamagedLog(f"{uri}: not a checkpoint ({type(exc).__name__}: {exc})") from None
-        if bad := next((p for p in state.parts if not _PART_NAME.fullmatch(p)), None):
-            raise DamagedLog(f"{uri}: names {bad[:200]!r}, not a part of this table's folder")
-        return state
-
-    def same(self, other: TableState) -> bool:
-        """The same table: parts, their ``_seq`` and whether compacted (a lease aside)."""
-        return (self.n, self.parts, self.compacted, self.fences) == (other.n, other.parts, other.compacted, other.fences)
-
-
-def _digest(body: dict) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def entry_rel(table: str, n: int, base: str | None = None) -> str:

@@ -28,8 +28,9 @@ from __future__ import annotations
 import threading
 import time
 
-from .commitlog import TableLog, TableState
+from .commitlog import TableLog
 from .errors import LeaseLost
+from .logstate import TableState
 
 
 class Fence:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import time
 
-from .commitlog import TableState
 from .errors import DamagedLog, StoreBusy
+from .logstate import TableState
 from .schema import TABLES
 
 

@@ -24,8 +24,8 @@ import uuid
 
 import pyarrow as pa
 
-from .commitlog import TableState
 from .errors import DamagedLog
+from .logstate import TableState
 from .parts import conform
 from .s3parts import ObjectStream
 from .schema import TABLES, table_spec

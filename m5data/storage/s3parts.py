@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .commitlog import FROM_FILE
+from .logstate import FROM_FILE
 from .parts import PartStream, conform, part_metadata, with_seq
 from .schema import SEQ_COLUMN, TableSpec
 

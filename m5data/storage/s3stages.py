@@ -39,9 +39,10 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .commitlog import TableLog, TableState
+from .commitlog import TableLog
 from .errors import StoreBusy, StoreError
 from .files import KeptFolder
+from .logstate import TableState
 from .s3fence import Fence, delete_unchanged, etags, fence_out, put_unchanged
 from .temps import machine, scratch_dir
 

@@ -28,10 +28,11 @@ import pyarrow.parquet as pq
 
 from . import s3groups
 from .catalog import REFRESH_WAIT, Catalog
-from .commitlog import FROM_FILE, Conflict, TableLog, TableState
+from .commitlog import Conflict, TableLog
 from .compaction import Compaction, newest_writes_sql
 from .errors import StoreError
 from .files import TextFiles
+from .logstate import FROM_FILE, TableState
 from .objects import ObjectStore, StoreURL, aws_environment
 from .parts import conform
 from .readdb import READ_DB

@@ -19,7 +19,8 @@ hold the table's lock, stages hold their stage lock (``locks.py``); readers neve
 This module opens and lays out a store and holds its locks; the rest of :class:`Store` comes from
 one module per concern: ``writing.py`` (appends), ``compaction.py`` (whole-table rewrites),
 ``views.py`` (the views' SQL), ``reading.py`` (connections, reads, read errors), ``catalog.py`` and
-``changes.py`` (what changed since a stage last completed: ``watermark``, ``changed``).
+``changes.py`` (what changed since a stage last completed: ``watermark``, ``changed``), ``groupreads.py``
+(reads of a few groups from the parts their key sidecars name).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .changes import Changes, part_seq
 from .compaction import COMPACTED, Compaction
 from .errors import CorruptPart, StoreBusy, StoreError
 from .files import KeptFolder, TextFiles, staged_files, write_atomic
+from .groupreads import GroupReads
 from .groups import GroupRewrites
 from .open import init_store, open_from_settings, open_store
 from .parts import PART_GLOB
@@ -50,7 +52,7 @@ __all__ = ["CATALOG", "COMPACTED", "MARKER", "STORE_FORMAT", "CorruptPart", "Sto
            "part_problem"]
 
 
-class Store(Writing, Compaction, GroupRewrites, TableViews, Reading, Catalog, Changes, TextFiles):
+class Store(Writing, Compaction, GroupRewrites, TableViews, Reading, Catalog, Changes, GroupReads, TextFiles):
     """A store in a local folder. Open one with ``open_store(path)`` (``Store.open``, the same); create
     one with ``init_store(path)`` (``Store.init``)."""
 
