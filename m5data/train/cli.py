@@ -35,7 +35,7 @@ def train(
 
     from ..console import Table
     from ..verbs import run_stage, stage_context
-    from .loop import distributed_from_env
+    from .distributed import distributed_from_env
 
     main = distributed_from_env().main  # under torchrun, rank 0 alone reports
     rctx = stage_context(ctx, store=False, progress=main, options={

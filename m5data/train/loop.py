@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import MODALITIES, Config
+from .distributed import Distributed, data_parallel, distributed_from_env, even, join, leave
 from .runfolder import (
     RunFolderError,
     check_fits,
@@ -62,27 +63,6 @@ def device_of(name: str | None = None):
     if name:
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@dataclass
-class Distributed:
-    """This process's place in a ``torchrun`` job (rank 0 of 1 outside one)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def distributed_from_env() -> Distributed:
-    """torchrun sets WORLD_SIZE, RANK and LOCAL_RANK in every process it starts."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Distributed()
-    return Distributed(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def weight_names() -> list[tuple[int, int, str]]:
@@ -147,9 +127,9 @@ def _train(shards, run: Path, cfg: Config, epochs: int, dist: Distributed, devic
     from .model import Objective, Scale, losses
 
     seed_everything(cfg.train.seed)
-    dev = _device(device, dist)
+    dev = join(device_of(device), dist)
     model = Scale(cfg.model).to(dev)
-    objective = _objective(Objective(model), dist, dev)
+    objective = data_parallel(Objective(model), dist, dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.train.warmup_steps)))
     step, epoch0, skip, resumed = 0, 0, 0, 0
@@ -176,7 +156,7 @@ def _train(shards, run: Path, cfg: Config, epochs: int, dist: Distributed, devic
             batches = loader(shards, "train", cfg.model, batch_size=cfg.train.batch_size, workers=cfg.train.workers,
                              shuffle=True, seed=cfg.train.seed, epoch=epoch, rank=dist.rank, world=dist.world)
             done_in_epoch = 0
-            for b, batch in enumerate(_even(batches, dist)):
+            for b, batch in enumerate(even(batches, dist)):
                 if epoch == epoch0 and b < skip:
                     continue  # resumed: this batch was trained before the checkpoint
                 total, parts = losses(objective, batch, generator)
@@ -213,39 +193,8 @@ def _train(shards, run: Path, cfg: Config, epochs: int, dist: Distributed, devic
             log.close()
     if dist.main:
         save_torch(run / "model.pt", {"model": model.state_dict(), "config": cfg.as_dict(), "step": step})
-    if dist.world > 1:
-        import torch.distributed as tdist
-
-        tdist.barrier()
-        tdist.destroy_process_group()
+    leave(dist)
     return _summary(run, history, step, epochs, resumed)
-
-
-def _device(device: str | None, dist: Distributed):
-    """The torch device of this process (of a ``torchrun`` process group, joined here)."""
-    import torch
-
-    dev = device_of(device)
-    if dist.world > 1:
-        import torch.distributed as tdist
-
-        if dev.type == "cuda":  # one GPU per process: torchrun's LOCAL_RANK picks it
-            dev = torch.device("cuda", dist.local_rank)
-            torch.cuda.set_device(dev)
-        if not tdist.is_initialized():
-            tdist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return dev
-
-
-def _objective(objective, dist: Distributed, dev):
-    """The objective, wrapped for data-parallel training in a process group of more than one."""
-    if dist.world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        # find_unused_parameters: a batch without some modality pair or masked position leaves parts unused
-        objective = DistributedDataParallel(objective, device_ids=[dev.index] if dev.type == "cuda" else None,
-                                            find_unused_parameters=True)
-    return objective
 
 
 def _open_run_log(run: Path, cfg: Config, shards, epochs: int, dist: Distributed):
@@ -283,27 +232,6 @@ def _resume(path: Path, cfg: Config, model, opt, sched, dev) -> tuple[int, int, 
     if "rng" in state:
         restore_rng(state["rng"], path)
     return position
-
-
-def _even(batches, dist: Distributed):
-    """Under DDP, stop every process at the same batch: the processes' shares of a split differ by
-    at most one sample, so one may have a batch more; before each batch they agree (all-reduce MIN
-    of "I have one") and all stop when any has run out, or DDP would wait for a peer forever."""
-    if dist.world == 1:
-        yield from batches
-        return
-    import torch
-    import torch.distributed as tdist
-
-    it = iter(batches)
-    device = torch.device("cuda", torch.cuda.current_device()) if tdist.get_backend() == "nccl" else torch.device("cpu")
-    while True:
-        batch = next(it, None)
-        have = torch.tensor([0 if batch is None else 1], device=device)
-        tdist.all_reduce(have, op=tdist.ReduceOp.MIN)
-        if not int(have.item()):
-            return
-        yield batch
 
 
 def _summary(run: Path, history: list[dict], steps: int, epochs: int, resumed: int) -> TrainResult:
