@@ -104,7 +104,8 @@ class Stage:
 # pipeline order: each stage reads what the ones before it wrote
 REGISTRY: tuple[Stage, ...] = (
     Stage("crawl", "m5data.crawler.stage:run", "crawl", sharded=True, shard_by="hosts", retries=1, retry_delay=None,
-          transient_only=True, options=("start_urls", "refresh"), creates_store=True,
+          transient_only=True, options=("start_urls", "refresh"), creates_store=True, owned=True,
+          stats="m5data.crawler.crawl:CrawlStats",
           verbs=(Verb("crawl", "m5data.crawler.cli:crawl"),), check="m5data.crawler.stage:check"),
     Stage("download", "m5data.download.stage:run", "download", sharded=True,
           shard_settings=(("download.pool", "thread"),), retries=1, retry_delay=None, transient_only=True,

@@ -20,13 +20,13 @@ from urllib.parse import urlsplit
 
 from .. import config as cfg
 from ..errors import TransientFailure, UserError
-from ..stages import StageRun
+from ..stage_run import StageRun, opened
 from ..storage import StageStats
 from ..storage.redact import redact_url
 from .items import Caps
 from .optouts import FETCHED, ROBOTS, optout_settings
 from .politeness import throttle_by_host
-from .render import check_browser, playwright_settings
+from .render import playwright_settings
 
 CHANGES = ("new", "changed", "unchanged")  # a crawl's products against the store (pipeline.py)
 # the other product pages fetched, each counted in ``changes`` (when there are some) under its name, so that
@@ -158,7 +158,7 @@ def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, 
 
 
 def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | None = None, refresh: bool = False,
-        progress: bool = False, shard: tuple[int, int] | None = None) -> StageStats:
+        progress: bool = False, shard: tuple[int, int] | None = None, run: StageRun | None = None) -> StageStats:
     """Crawl from ``start_urls`` into ``store``; raises :class:`CrawlFailed` after recording a failed run.
 
     Args:
@@ -169,10 +169,24 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
         progress: show a rich progress line.
         shard: ``(i, n)`` when this crawl is shard i of n of one run (the start URLs of its hosts,
             from :func:`shard_start_urls`): the shards hold the crawl lock together.
+        run: the run the contract opened (``stages.call``); None: opened here (``stage_run.opened``),
+            after the stage's check (crawler/stage.py) refused what it cannot run with, before any work.
     """
+    from .stage import check
+
+    check(settings, {"start_urls": start_urls, "site": site})  # m5data run: before any stage
+    if run is not None:
+        return _crawl(run, store, settings, start_urls, site, refresh, progress, shard)
+    # one crawl per store (the shards of one run together: the shard's lock); sweeps dead runs' temp files
+    with opened("crawl", store, settings, start_urls=start_urls, site=site, refresh=refresh,
+                          shard=shard) as run:
+        return _crawl(run, store, settings, start_urls, site, refresh, progress, shard)
+
+
+def _crawl(srun: StageRun, store, settings: cfg.Settings, start_urls: list[str], site: str | None, refresh: bool,
+           progress: bool, shard: tuple[int, int] | None) -> StageStats:
     from ..storage.redact import install_log_redaction
     from . import session
-    from .adapters import get_adapter
 
     urls = check_start_urls(start_urls)
     # a start URL's user:pass becomes its host's Authorization header: the URL is crawled and kept without it
@@ -181,62 +195,52 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
     session.register_headers(secret_headers)
     install_log_redaction()
     cookies_file = str(Path(settings.crawl.cookies_file).expanduser().absolute()) if settings.crawl.cookies_file else ""
-    if cookies_file:
-        session.load_cookies(cookies_file)  # a missing or unreadable file is refused before any work
-    if site:
-        get_adapter(site)  # UnknownSite before any work
-    if settings.crawl.render and (why := check_browser()):
-        raise ValueError(why)
-    if not settings.crawl.render_timeout > 0:
-        raise ValueError(f"crawl.render_timeout must be > 0, got {settings.crawl.render_timeout}")
-    # one crawl per store (the shards of one run together); sweeps dead runs' temp files
-    with StageRun(store, "crawl", shard=shard, stats=CrawlStats("crawl")) as srun:
-        stats = srun.stats
-        # the run's folder: logs/crawl/<run> of the store (on object storage: a local folder uploaded at the
-        # end); partial: kept also when the run fails, its log is what explains it
-        with store.staged(f"logs/crawl/{stats.run_id}", partial=True) as rundir:
-            stats_file, log_file = rundir / "stats.json", rundir / "crawl.log"
-            job = {
-                "store": str(store.root), "start_urls": urls, "site": site, "stats_file": str(stats_file),
-                "parent_pid": os.getpid(),
-                # in the main thread Ctrl-C raises here: the subprocess ignores SIGINT (a terminal sends it to
-                # both) and gets one SIGTERM per Ctrl-C from _wait, so that Scrapy stops gracefully on the
-                # first (two signals at once would force it); in a worker thread (a flow) it takes SIGINT itself
-                "parent_handles_sigint": threading.current_thread() is threading.main_thread(),
-                "scrapy_settings": build_settings(settings.crawl, store_path=str(store.root), compression=store.compression,
-                                                  run_id=stats.run_id, resume=not refresh, log_file=str(log_file)),
-            }
-            session.add_settings(job["scrapy_settings"], cookies_file)
-            job_file = rundir / "job.json"
-            session.write_private(job_file, json.dumps(job, indent=2))
-            with open(rundir / "stderr.txt", "w") as err:
-                proc = subprocess.Popen([sys.executable, "-m", "m5data.crawler.child", str(job_file)],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
-                try:  # the secrets go on stdin, never into a file (the job file only names the cookies file)
-                    proc.stdin.write(json.dumps({"headers": secret_headers}))
-                    proc.stdin.close()
-                except BrokenPipeError:  # the subprocess died at once: _judge says so
-                    pass
-                stopped = _wait(proc, progress)
-                code = proc.returncode
-            crawl_stats = json.loads(stats_file.read_text()) if stats_file.is_file() else None
-            failure = _judge(code, crawl_stats, stats, log_file, n_start=len(set(urls)))
-            interrupted = stopped or (crawl_stats or {}).get("finish_reason") == "shutdown"
-            if interrupted:
-                failure = CrawlInterrupted(INTERRUPTED, stats)
-        log_file = store.where(f"logs/crawl/{stats.run_id}/{log_file.name}")  # on object storage: the object
-        config = {**cfg.as_dict(settings), "job": {"start_urls": [redact_url(u) for u in start_urls], "site": site,
-                                                 "refresh": refresh, "log": str(log_file),
-                                                 **({"shard": list(shard)} if shard else {}),
-                                                 **({"throttle": stats.throttle} if stats.throttle else {}),
-                                                 "optouts": stats.details.get("optouts", {})}}
-        status = "ok" if failure is None else ("interrupted" if interrupted or (code < 0 and -code in STOP_SIGNALS)
-                                               else "failed")
-        srun.record(config, status)
-        store.refresh_catalog(quiet=True)
-        if failure is not None:
-            raise failure
-        return stats
+    stats = srun.stats
+    # the run's folder: logs/crawl/<run> of the store (on object storage: a local folder uploaded at the
+    # end); partial: kept also when the run fails, its log is what explains it
+    with store.staged(f"logs/crawl/{stats.run_id}", partial=True) as rundir:
+        stats_file, log_file = rundir / "stats.json", rundir / "crawl.log"
+        job = {
+            "store": str(store.root), "start_urls": urls, "site": site, "stats_file": str(stats_file),
+            "parent_pid": os.getpid(),
+            # in the main thread Ctrl-C raises here: the subprocess ignores SIGINT (a terminal sends it to
+            # both) and gets one SIGTERM per Ctrl-C from _wait, so that Scrapy stops gracefully on the
+            # first (two signals at once would force it); in a worker thread (a flow) it takes SIGINT itself
+            "parent_handles_sigint": threading.current_thread() is threading.main_thread(),
+            "scrapy_settings": build_settings(settings.crawl, store_path=str(store.root), compression=store.compression,
+                                              run_id=stats.run_id, resume=not refresh, log_file=str(log_file)),
+        }
+        session.add_settings(job["scrapy_settings"], cookies_file)
+        job_file = rundir / "job.json"
+        session.write_private(job_file, json.dumps(job, indent=2))
+        with open(rundir / "stderr.txt", "w") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "m5data.crawler.child", str(job_file)],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
+            try:  # the secrets go on stdin, never into a file (the job file only names the cookies file)
+                proc.stdin.write(json.dumps({"headers": secret_headers}))
+                proc.stdin.close()
+            except BrokenPipeError:  # the subprocess died at once: _judge says so
+                pass
+            stopped = _wait(proc, progress)
+            code = proc.returncode
+        crawl_stats = json.loads(stats_file.read_text()) if stats_file.is_file() else None
+        failure = _judge(code, crawl_stats, stats, log_file, n_start=len(set(urls)))
+        interrupted = stopped or (crawl_stats or {}).get("finish_reason") == "shutdown"
+        if interrupted:
+            failure = CrawlInterrupted(INTERRUPTED, stats)
+    log_file = store.where(f"logs/crawl/{stats.run_id}/{log_file.name}")  # on object storage: the object
+    config = {**cfg.as_dict(settings), "job": {"start_urls": [redact_url(u) for u in start_urls], "site": site,
+                                             "refresh": refresh, "log": str(log_file),
+                                             **({"shard": list(shard)} if shard else {}),
+                                             **({"throttle": stats.throttle} if stats.throttle else {}),
+                                             "optouts": stats.details.get("optouts", {})}}
+    status = "ok" if failure is None else ("interrupted" if interrupted or (code < 0 and -code in STOP_SIGNALS)
+                                           else "failed")
+    srun.record(config, status)
+    store.refresh_catalog(quiet=True)
+    if failure is not None:
+        raise failure
+    return stats
 
 
 def _wait(proc: subprocess.Popen, progress: bool) -> bool:

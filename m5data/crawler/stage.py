@@ -1,4 +1,5 @@
-"""The crawl stage's entry in the registry (m5data/stages.py): ``run(ctx) -> StageStats``.
+"""The crawl stage's entry in the registry (m5data/stages.py): ``run(ctx, run) -> StageStats`` and its
+``check(settings, options)``.
 
 Each crawl runs Scrapy in a subprocess, so the stage can run many times in one worker process
 (Twisted's reactor cannot restart in-process) and from a worker thread (Scrapy installs signal
@@ -7,13 +8,19 @@ handlers only in a main thread).
 
 from __future__ import annotations
 
-from ..stages import RunContext
+from ..stages import RunContext, StageRun
 from ..storage import StageStats
 
 
 def check(settings, options: dict) -> None:
-    """The crawl needs start URLs, each an absolute http(s) URL (``options["start_urls"]``; ValueError), and a
-    forced adapter (``options["site"]``) must be one (UnknownSite)."""
+    """What the crawl cannot run with, refused before any work (``m5data run``: before any stage): start URLs
+    that are not absolute http(s) URLs (``options["start_urls"]``; ValueError), a forced adapter
+    (``options["site"]``) that is none (UnknownSite), a ``crawl.headers`` that is not a JSON table or a
+    ``crawl.cookies_file`` that cannot be read (SessionError), ``crawl.render`` without a browser to render
+    with and a ``crawl.render_timeout`` not above 0 (ValueError)."""
+    from pathlib import Path
+
+    from . import session
     from .crawl import check_start_urls
 
     check_start_urls(list(options.get("start_urls") or []))
@@ -21,10 +28,21 @@ def check(settings, options: dict) -> None:
         from .adapters import get_adapter
 
         get_adapter(options["site"])
+    session.parse_headers(settings.crawl.headers)
+    if settings.crawl.cookies_file:  # a missing or unreadable file
+        session.load_cookies(Path(settings.crawl.cookies_file).expanduser().absolute())
+    if settings.crawl.render:
+        from .render import check_browser
+
+        if why := check_browser():
+            raise ValueError(why)
+    if not settings.crawl.render_timeout > 0:
+        raise ValueError(f"crawl.render_timeout must be > 0, got {settings.crawl.render_timeout}")
 
 
-def run(ctx: RunContext) -> StageStats:
-    """Crawl ``options["start_urls"]`` into the store (created if missing).
+def run(ctx: RunContext, run: StageRun) -> StageStats:
+    """Crawl ``options["start_urls"]`` into the store (created if missing), in the run the contract opened
+    (stages.call: the crawl's lock, the shard's for a shard).
 
     Raises ``CrawlFailed`` when the crawl subprocess died, fetched nothing or could not write the
     store; the flow retries it once unless the store could not be written (``flows.retry.transient``);
@@ -35,4 +53,4 @@ def run(ctx: RunContext) -> StageStats:
 
     return crawl(ctx.store, ctx.settings, start_urls=list(ctx.options.get("start_urls") or []),
                  site=ctx.options.get("site"), refresh=bool(ctx.options.get("refresh")), progress=ctx.progress,
-                 shard=ctx.shard)
+                 shard=ctx.shard, run=run)
