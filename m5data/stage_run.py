@@ -159,7 +159,9 @@ def open_run(stage, ctx: RunContext) -> Iterator[StageRun]:
     from .stages import load
 
     inputs = load(stage.inputs) if stage.inputs else None
-    run = StageRun(ctx.store, stage.name, reads=load(stage.reads) if isinstance(stage.reads, str) else stage.reads,
+    # a run that writes no row and takes no lock needs no store (the train verb's: shards in, a folder out)
+    store = ctx.store if stage.lock or ctx.options.get("record", True) is not False else None
+    run = StageRun(store, stage.name, reads=load(stage.reads) if isinstance(stage.reads, str) else stage.reads,
                    inputs=(lambda: tuple(inputs(ctx))) if inputs else (), shard=ctx.shard,
                    state=load(stage.state)(ctx) if stage.state else None, lock=stage.lock,
                    stats=load(stage.stats)(stage.name) if stage.stats else None, full=bool(ctx.options.get("full")))
@@ -188,8 +190,8 @@ def record_end(name: str, ctx: RunContext, opened: list[StageRun], exc: BaseExce
     """Write the ``runs`` row of stage ``name``'s run that ``exc`` ended (:func:`call`): ``failed`` or
     ``interrupted``, the reason in ``failures`` and the config's ``error``; the stats of its last StageRun (its counts so far, its
     run id), or fresh ones from ``started``. Nothing when that StageRun wrote its row already, nor for a
-    UserError raised before the stage opened any StageRun: a refusal of what it was given before any work
-    (until its check holds it), no run. Never raises: the store may be what failed, and the run's own
+    UserError raised before the stage opened any StageRun (a stage not yet ``owned``: the contract opens an
+    owned stage's run before its work, so any error in that work is a failed run). Never raises: the store may be what failed, and the run's own
     exception is what the caller must see."""
     import logging
 

@@ -86,7 +86,6 @@ class Stage:
     transient_only: bool = False
     options: tuple[str, ...] = ()
     creates_store: bool = False
-    leased: bool = False
     owned: bool = False
     reads: tuple[str, ...] | str = ()
     inputs: str | None = None
@@ -128,14 +127,14 @@ REGISTRY: tuple[Stage, ...] = (
     Stage("pools", "m5data.annotate.pools.stage:run", "pools", options=("full",),
           verbs=(Verb("pools", "m5data.annotate.pools.cli:pools", parent="annotate"),),
           check="m5data.annotate.pools.stage:check"),
-    Stage("crowd", "m5data.annotate.crowd.stage:run", "crowd", leased=True,
+    Stage("crowd", "m5data.annotate.crowd.stage:run", "crowd", owned=True,
           verbs=(Verb("tasks", "m5data.annotate.crowd.cli:tasks", parent="annotate"),
                  Verb("simulate", "m5data.annotate.crowd.cli:simulate", parent="annotate"),
                  Verb("import", "m5data.annotate.crowd.cli:import_judgements", parent="annotate"),
                  Verb("aggregate", "m5data.annotate.crowd.cli:aggregate", parent="annotate"),
                  Verb("serve", "m5data.annotate.ui.cli:serve", parent="annotate")),
           check="m5data.annotate.crowd.stage:check"),
-    Stage("matcher", "m5data.annotate.matcher.stage:run", "matcher", leased=True,
+    Stage("matcher", "m5data.annotate.matcher.stage:run", "matcher", owned=True,
           verbs=(Verb("matcher", "m5data.annotate.matcher.cli:app", group=True, parent="annotate",
                       help="The learned same-product matcher: train it on labelled pairs, score pairs."),),
           check="m5data.annotate.matcher.stage:check"),
@@ -149,7 +148,7 @@ REGISTRY: tuple[Stage, ...] = (
     Stage("report", "m5data.report.stage:run", "report", options=("full",), owned=True,
           reads="m5data.report.incremental:READS", inputs="m5data.report.stage:inputs",
           verbs=(Verb("report", "m5data.report.cli:report"),), check="m5data.report.stage:check"),
-    Stage("train", "m5data.train.stage:run", "train", options=("previous",),
+    Stage("train", "m5data.train.stage:run", "train", options=("previous",), owned=True, lock=False,
           verbs=(Verb("train", "m5data.train.cli:train"), Verb("evaluate", "m5data.train.cli:evaluate")),
           check="m5data.train.stage:check"),
 )
@@ -214,9 +213,12 @@ def check(name: str, settings, options: dict | None = None) -> None:
 
 
 def call(name: str, ctx: RunContext) -> Any:
-    """Run the registered stage ``name``'s ``run(ctx)``: the one way the CLI's verbs and the flow's task
-    run a stage. A ``leased`` stage runs holding its lock (StoreBusy naming the holder while another run
-    of it lives), so a run paused past its lease on object storage commits nothing more.
+    """Run the registered stage ``name``: the one way the CLI's verbs and the flow's task run a stage. The
+    contract owns the run's life (datatrove's executor is the model: the executor, not the step, owns the
+    lock, the skip, the failure row, the stats and the completion): :func:`open_run` takes the stage's lock
+    (StoreBusy naming the holder while another run of it lives; on object storage a lease, so a run paused
+    past it commits nothing more), reads its watermarks and state and fingerprints its inputs; the stage's
+    ``run(ctx, run)`` does its work; a run that returned without writing its ``runs`` row gets it here.
 
     Every outcome leaves a ``runs`` row: a run that raises gets one with status ``failed`` (an
     ``Exception``) or ``interrupted`` (Ctrl-C, SIGTERM, Prefect's termination: a ``BaseException`` from
@@ -240,10 +242,7 @@ def call(name: str, ctx: RunContext) -> Any:
                     if not run.recorded and ctx.options.get("record", True) is not False:
                         _finish(run, result)
                     return result
-            if not stage.leased:
-                return stage.load()(ctx)
-            with ctx.store.stage_lock(stage.name):
-                return stage.load()(ctx)
+            return stage.load()(ctx)
     except BaseException as exc:
         if ctx.options.get("record", True) is not False:
             record_end(stage.name, ctx, runs, exc, started)

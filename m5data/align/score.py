@@ -48,18 +48,9 @@ class Score(PairRates):
 
 def read_truth(path: str | Path) -> list[dict]:
     """Truth alignment rows from a truth folder, a Parquet file or a JSON-lines file."""
-    path = Path(path)
-    if path.is_dir():
-        for name in ("alignment.parquet", "alignment.jsonl", "alignment.json"):
-            if (path / name).is_file():
-                path = path / name
-                break
-        else:
-            if (path / "truth").is_dir():
-                return read_truth(path / "truth")
-            raise FileNotFoundError(f"no alignment.parquet or alignment.jsonl in {path}")
-    if not path.is_file():
-        raise FileNotFoundError(f"truth file not found: {path}")
+    from ..storage.truth_files import truth_file
+
+    path = truth_file(path, "alignment.parquet", "alignment.jsonl", "alignment.json")
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 

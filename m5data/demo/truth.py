@@ -229,8 +229,9 @@ def load_truth(out_dir: str | Path) -> Truth:
     """Read ``<out_dir>/truth`` (``out_dir`` may also be the truth folder itself)."""
     import pyarrow.parquet as pq
 
-    d = Path(out_dir)
-    d = d / "truth" if (d / "truth").is_dir() else d
+    from ..storage.truth_files import truth_folder
+
+    d = truth_folder(out_dir)
     tables = {name: pq.read_table(d / f"{name}.parquet").to_pylist() for name in TABLES}
     if (d / "contacts.parquet").is_file():
         tables["contacts"] = pq.read_table(d / "contacts.parquet").to_pylist()

@@ -114,15 +114,14 @@ def record_lost_run(store_path: str, stage: str, message: str, n_lost: int, sett
     run is already failing, and the message reaches the user anyway.
     """
     from .. import config as cfg
-    from ..stages import StageRun
+    from ..stage_run import record
     from ..storage import StageStats, Store
 
     try:
         stats = StageStats(stage=stage, n_failed=0)
         stats.failures[LOST_REASON] = n_lost  # shards lost with the scheduler
         # no lock: the lost shards may still hold theirs; this is the flow's account of the run
-        StageRun(Store.open(store_path), stage, lock=False, stats=stats).record(
-            {**cfg.as_dict(settings), "message": message}, "failed")
+        record(Store.open(store_path), stats, {**cfg.as_dict(settings), "message": message}, "failed")
         return stats.run_id
     except Exception as exc:  # noqa: BLE001 - the store may be what went away with the cluster
         logging.getLogger(__name__).warning(f"could not write the lost {stage} run's runs row: {exc}")

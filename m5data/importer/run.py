@@ -111,11 +111,10 @@ def media_caps(settings) -> dict[str, int]:
 
 def _import(store, folder: LayoutFolder, platform: str, split_version: str, progress,
             max_bytes: dict[str, int]) -> ImportReport:
-    from ..stages import StageRun
+    from ..stage_run import record
     from ..storage.runs import StageStats
 
-    stats = StageStats("import")
-    run = StageRun(store, "import", lock=False, stats=stats)  # its runs row (no lock: as appends, beside any stage)
+    stats = StageStats("import")  # its runs row: record (no lock: as appends, beside any stage)
     captions_name = find_captions(folder)
     with Staging(store) as stage:
         # every file of the layout is read and checked before the first blob is written
@@ -145,9 +144,9 @@ def _import(store, folder: LayoutFolder, platform: str, split_version: str, prog
             splits = _import_splits(store, stage, bad_lines, platform, split_version, stats, failed)
             stats.finish("ok")
         except BaseException:
-            run.record(config, "failed")
+            record(store, stats, config, "failed")
             raise
-    run.record({**config, "split_version": split_version})
+    record(store, stats, {**config, "split_version": split_version})
     return ImportReport(stats, out["products"], out["specs"], out["media"], splits,
                         split_version if sum(splits.values()) else None, failed.lines, failed.total)
 

@@ -60,12 +60,12 @@ def doctor(
 def run_doctor(store, config: dict | None = None, *, repair: bool = False, verify_blobs: bool = True, progress=None):
     """``storage.doctor.run`` and its ``runs`` row, written through the stage contract (the store's
     doctor is below it); a read-only store is still checked, with no row."""
-    from ..stages import StageRun
+    from ..stage_run import record
     from ..storage.doctor import run
 
     report = run(store, config, repair=repair, verify_blobs=verify_blobs, progress=progress)
     try:
-        StageRun(store, "doctor", lock=False, stats=report.stats).record(report.config)
+        record(store, report.stats, report.config)
     except OSError:
         pass  # a read-only store can still be checked
     return report

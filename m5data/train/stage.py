@@ -1,4 +1,4 @@
-"""The train stage's entry in the registry (m5data/stages.py): ``run(ctx) -> StageStats``.
+"""The train stage's entry in the registry (m5data/stages.py): ``run(ctx, run) -> StageStats``.
 
 No retries: a resumed run goes on from its checkpoint, so re-running the flow is the retry.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from ..stages import RunContext, StageError
+from ..stages import RunContext, StageError, StageRun
 from ..storage import StageStats
 
 NEEDS_SHARDS = ("train needs WebDataset shards: run the export stage with export.format = webdataset, "
@@ -36,7 +36,7 @@ def run_folder(settings, options: dict) -> str:
     return str(settings.store_path.absolute().parent / "m5data-train")
 
 
-def run(ctx: RunContext) -> StageStats:
+def run(ctx: RunContext, run: StageRun) -> StageStats:
     """Train (or resume) a run on the export's shards (the ``[train]`` section), then evaluate it; recorded in ``runs``.
 
     The shards are ``train.shards``, else the folder the export stage of this run wrote
@@ -55,7 +55,7 @@ def run(ctx: RunContext) -> StageStats:
     with _live(epochs) if ctx.progress else contextlib.nullcontext(None) as progress:
         return train_and_evaluate(shards, out, config=o.get("preset") or tr.config, epochs=epochs,
                                   max_steps=o.get("max_steps") or tr.max_steps or None,
-                                  store=ctx.store if o.get("record", True) else None,
+                                  run=run if o.get("record", True) else None,
                                   evaluate=o.get("evaluate", True), device=o.get("device"), seed=o.get("seed"),
                                   progress=progress)
 
@@ -77,18 +77,17 @@ def _live(epochs: int):
 
 
 def train_and_evaluate(shards: str, out: str | Path, config: str = "small", epochs: int = 1,
-                       max_steps: int | None = None, store=None, evaluate: bool = True, device: str | None = None,
-                       seed: int | None = None, progress=None) -> StageStats:
+                       max_steps: int | None = None, run: StageRun | None = None, evaluate: bool = True,
+                       device: str | None = None, seed: int | None = None, progress=None) -> StageStats:
     """Train, then (``evaluate``) the papers' metrics table; the run's counts, with both in ``details``.
 
-    With a ``store`` the run gets a ``runs`` row. ``seed`` replaces the preset's; ``progress(record)``
-    gets each logged step.
+    In the train stage's ``run`` (the contract's: it takes no lock, training reads shards, not the store)
+    the run gets a ``runs`` row. ``seed`` replaces the preset's; ``progress(record)`` gets each logged step.
     """
-    from ..stages import StageRun
     from .config import load_config
     from .loop import train
 
-    stats = StageStats("train")
+    stats = run.stats if run is not None else StageStats("train")
     cfg = load_config(config)
     if seed is not None:
         cfg.train.seed = seed
@@ -104,7 +103,6 @@ def train_and_evaluate(shards: str, out: str | Path, config: str = "small", epoc
         result = run_eval(out, shards, image_backbone=cfg.model.image_backbone or None)
         stats.details["metrics"], stats.details["split_warnings"] = result["rows"], result["warnings"]
     stats.finish("ok")
-    if store is not None:  # no lock: training reads shards, not the store
-        StageRun(store, "train", lock=False, stats=stats).record({"shards": shards, "out": str(out), "config": config,
-                                                                 "epochs": epochs})
+    if run is not None:
+        run.record({"shards": shards, "out": str(out), "config": config, "epochs": epochs})
     return stats

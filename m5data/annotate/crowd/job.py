@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from ... import config as cfg
 from ...errors import UserError
-from ...stages import StageRun
+from ...stage_run import StageRun, opened, record
 from ...storage import StageStats
 from .glad import METHODS
 from .glad import aggregate as aggregate_labels
@@ -51,7 +51,7 @@ from .judgement_files import MAX_LINE_BYTES, NOT_UTF8, csv_records, read_rows
 SIMULATED_FILE = "derived/crowd/simulated_workers.json"  # `annotate simulate`: the simulated workers' true abilities
 
 __all__ = ["CrowdError", "check_settings", "true_instances", "Conflict", "ImportReport", "import_judgements",
-           "AggregateReport", "Judgements", "read_judgements", "run", "aggregate", "score_methods",
+           "AggregateReport", "Judgements", "read_judgements", "aggregate", "score_methods",
            # a judgement's fields (.judgement_fields) and file records (.judgement_files), imported from here
            "GOLD_WORKER", "LABELS", "MAX_ID", "is_reserved_worker", "normalise_label", "worker_id_problem",
            "MAX_LINE_BYTES", "NOT_UTF8", "csv_records", "SIMULATED_FILE"]
@@ -83,15 +83,14 @@ def check_settings(s: cfg.Settings) -> None:
 
 
 def true_instances(truth_dir: str | Path) -> dict[str, str]:
-    """product_id -> instance_id from a demo shop's truth (the shop folder or its truth folder)."""
-    import pyarrow.parquet as pq
+    """product_id -> instance_id from a demo shop's truth (the shop folder or its truth folder; CrowdError
+    naming where it looked when there is none)."""
+    from ...storage.truth_files import true_instances as read
 
-    d = Path(truth_dir)
-    path = d / "truth" / "products.parquet" if (d / "truth").is_dir() else d / "products.parquet"
-    if not path.is_file():
-        raise CrowdError(f"no truth products table at {path}")
-    t = pq.read_table(path, columns=["product_id", "instance_id"]).to_pydict()
-    return dict(zip(t["product_id"], t["instance_id"]))
+    try:
+        return read(truth_dir)
+    except FileNotFoundError as exc:
+        raise CrowdError(str(exc)) from None
 
 
 # ------------------------------------------------------------------------------------------ import
@@ -201,7 +200,7 @@ def import_judgements(store, settings: cfg.Settings, path: str | Path, *, source
     if rows:
         report.n_written = store.write("annotations", list(rows.values()))
     stats.n_out = len(rows)
-    StageRun(store, stats.stage, lock=False, stats=stats).record({"file": str(path)}, "ok")  # appends: no lock
+    record(store, stats, {"file": str(path)}, "ok")  # appends: no lock
     return report
 
 
@@ -274,17 +273,16 @@ def read_judgements(store, uncertain: str = "skip") -> Judgements:
                       np.array(label, np.int64), gold, n_uncertain, len(marked - set(gold_answer)))
 
 
-def run(store, settings: cfg.Settings, **kwargs) -> StageStats:
-    """Stage contract (the Prefect ``crowd`` job): aggregate the judgements; see :func:`aggregate`."""
-    return aggregate(store, settings, **kwargs).stats
-
-
-def aggregate(store, settings: cfg.Settings, *, method: str | None = None) -> AggregateReport:
+def aggregate(store, settings: cfg.Settings, *, method: str | None = None, run: StageRun | None = None) -> AggregateReport:
     """Aggregate ``annotations`` into ``matches`` (prob, accepted) and ``workers`` (ability); replaces both.
 
     Args:
         method: glad (default ``crowd.method``), majority or dawid_skene.
+        run: the crowd stage's run (stages.call's); None: the contract opens one (its lock held).
     """
+    if run is None:
+        with opened("crowd", store, settings, method=method) as run:
+            return aggregate(store, settings, method=method, run=run)
     import time
 
     from .glad import gold_accuracy
@@ -294,7 +292,7 @@ def aggregate(store, settings: cfg.Settings, *, method: str | None = None) -> Ag
     method = method or a.method
     if method not in METHODS:
         raise CrowdError(f"unknown method {method!r} ({', '.join(METHODS)})")
-    stats = StageStats("crowd")
+    stats = run.stats
     report = AggregateReport(stats, method=method)
     j = read_judgements(store, a.uncertain)
     if not j.pairs:
@@ -333,7 +331,7 @@ def aggregate(store, settings: cfg.Settings, *, method: str | None = None) -> Ag
     report.iterations, report.prior = res.iterations, res.prior
     stats.n_in, stats.n_out = len(j.task), n_t
     sections = cfg.as_dict(settings)
-    StageRun(store, "crowd", lock=False, stats=stats).record(  # its lock: the registry's (stages.call)
+    run.record(
         {"annotate": sections["annotate"], "crowd": sections["crowd"], "method": method}, "ok")
     return report
 

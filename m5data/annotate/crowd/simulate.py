@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from ... import config as cfg
-from ...stages import StageRun
+from ...stage_run import record
 from ...storage import StageStats
 from .job import GOLD_WORKER, SIMULATED_FILE, CrowdError, check_settings, true_instances
 
@@ -119,6 +119,6 @@ def simulate(store, settings: cfg.Settings, truth_dir: str | Path, *, top: int =
     report.truth_file = store.where(SIMULATED_FILE)
     stats.n_out = len(task)
     sections = cfg.as_dict(settings)
-    StageRun(store, stats.stage, lock=False, stats=stats).record(  # appends: no lock
+    record(store, stats,  # appends: no lock
         {"annotate": sections["annotate"], "crowd": sections["crowd"], "truth": str(truth_dir), "top": top}, "ok")
     return report

@@ -1,9 +1,11 @@
-"""The crowd stage's entry in the registry (m5data/stages.py): ``run(ctx) -> StageStats``, the aggregation
+"""The crowd stage's entry in the registry (m5data/stages.py): ``run(ctx, run) -> StageStats``, the aggregation
 of the judgements in ``annotations`` into ``matches`` and ``workers``."""
 
 from __future__ import annotations
 
-from ...stages import RunContext
+import functools
+
+from ...stages import RunContext, StageRun
 from ...storage import StageStats
 from ..stage_job import run_job
 
@@ -20,9 +22,9 @@ def check(settings, options: dict) -> None:
         raise CrowdError(f"unknown method {method!r} ({', '.join(METHODS)})")
 
 
-def run(ctx: RunContext) -> StageStats:
-    """Aggregate the judgements (:func:`.job.aggregate`); ``options["method"]``: glad, majority or
-    dawid_skene (default ``crowd.method``). The job's report is in ``details``."""
+def run(ctx: RunContext, run: StageRun) -> StageStats:
+    """Aggregate the judgements (:func:`.job.aggregate`) in the contract's ``run``; ``options["method"]``:
+    glad, majority or dawid_skene (default ``crowd.method``). The job's report is in ``details``."""
     from .job import aggregate
 
-    return run_job(ctx, "crowd", aggregate, method=ctx.options.get("method"))
+    return run_job(ctx, "crowd", functools.partial(aggregate, run=run), method=ctx.options.get("method"))

@@ -10,16 +10,12 @@ from ...verbs import one_line_errors
 
 def read_truth_products(path: str | Path) -> list[dict]:
     """The demo shop's ``truth/products.parquet`` rows (``path``: the file, the truth folder or the shop)."""
-    path = Path(path)
-    for cand in (path, path / "products.parquet", path / "truth" / "products.parquet"):
-        if cand.is_file():
-            import pyarrow.parquet as pq
+    from ...storage.truth_files import truth_rows
 
-            rows = pq.read_table(cand).to_pylist()
-            if rows and "product_id" not in rows[0]:
-                raise ValueError(f"truth {cand} has no product_id column")
-            return rows
-    raise FileNotFoundError(f"no truth products.parquet at {path} (give the shop's truth folder)")
+    rows = truth_rows(path, "products.parquet")
+    if rows and "product_id" not in rows[0]:
+        raise ValueError(f"truth {path} has no product_id column")
+    return rows
 
 
 def read_truth(path: Path | None) -> list[dict] | None:

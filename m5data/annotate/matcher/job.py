@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ... import config as cfg
-from ...stages import StageRun
+from ...stage_run import StageRun, opened
 from ...storage.runs import StageStats
 from ..kernels.crowd_labels import combined, crowd_labels  # noqa: F401 (job.combined: the tests' name)
 from ..kernels.pair_model import MODELS, MatcherError, Model, load_model, score
@@ -94,14 +94,19 @@ def read_labels(path: Path, index: dict[str, int]) -> tuple[np.ndarray, np.ndarr
     return np.asarray(a, np.int64), np.asarray(b, np.int64), np.asarray(y, bool)
 
 
-def train(store, settings: cfg.Settings, labels: Path | None = None, products: Products | None = None) -> TrainReport:
-    """Fit a matcher on the store's crowd labels (or ``labels``) and save it as the newest version."""
+def train(store, settings: cfg.Settings, labels: Path | None = None, products: Products | None = None,
+          run: StageRun | None = None) -> TrainReport:
+    """Fit a matcher on the store's crowd labels (or ``labels``) and save it as the newest version (``run``:
+    the matcher stage's run, stages.call's; None: the contract opens one, its lock held)."""
+    if run is None:
+        with opened("matcher", store, settings, labels=labels) as run:
+            return train(store, settings, labels, products, run)
     from ..kernels.pair_features import PairFeatures
     from .training import fit
 
     check_settings(settings)
     a = settings.matcher
-    stats = StageStats("matcher")
+    stats = run.stats
     products = products or read_store(store, settings.dedup.brand_property)
     index = products.index()
     skipped: dict = {}
@@ -133,7 +138,7 @@ def train(store, settings: cfg.Settings, labels: Path | None = None, products: P
     stats.bytes, path = len(data), store.where(rel)
     stats.n_in, stats.n_out = len(y) + sum(skipped.values()), len(y)
     sections = cfg.as_dict(settings)
-    StageRun(store, "matcher", lock=False, stats=stats).record(  # its lock: the registry's (stages.call)
+    run.record(
         {"annotate": sections["annotate"], "matcher": sections["matcher"],
          "labels": str(labels) if labels else "matches", "version": version}, "ok")
     return TrainReport(stats=stats, model=model, path=path, source=str(labels) if labels else "crowd matches",

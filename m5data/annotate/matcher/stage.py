@@ -1,9 +1,9 @@
-"""The matcher stage's entry in the registry (m5data/stages.py): ``run(ctx) -> StageStats``, training the
+"""The matcher stage's entry in the registry (m5data/stages.py): ``run(ctx, run) -> StageStats``, training the
 learned same-product matcher into a new model version."""
 
 from __future__ import annotations
 
-from ...stages import RunContext
+from ...stages import RunContext, StageRun
 from ...storage import StageStats
 
 
@@ -21,8 +21,8 @@ def check(settings, options: dict) -> None:
         raise MatcherError(f"no such file: {labels}")
 
 
-def run(ctx: RunContext) -> StageStats:
-    """Train the matcher (:func:`.job.train`) on the crowd's ``matches``, or ``options["labels"]`` (a CSV
+def run(ctx: RunContext, run: StageRun) -> StageStats:
+    """Train the matcher (:func:`.job.train`, in the contract's ``run``) on the crowd's ``matches``, or ``options["labels"]`` (a CSV
     of labelled pairs). ``details``: the model's version, threshold, features and held-out validation,
     where it went, its labels' source and what was left out."""
     import contextlib
@@ -36,7 +36,7 @@ def run(ctx: RunContext) -> StageStats:
     else:
         shown = contextlib.nullcontext()
     with shown:
-        report = train(ctx.store, ctx.settings, ctx.options.get("labels"))
+        report = train(ctx.store, ctx.settings, ctx.options.get("labels"), run=run)
     model = report.model
     report.stats.details.update(
         version=model.version, threshold=model.threshold, features=len(model.features),

@@ -15,13 +15,9 @@ def score_pools(store, truth_dir: str | Path, ks: tuple[int, ...] = (10, 50, 500
     "recall": {k: share of true pairs ranked <= k}}``. A true pair is (query, other listing of the
     same instance) where the other listing had a vector (it was in the gallery).
     """
-    import pyarrow.parquet as pq
+    from ...storage.truth_files import true_instances
 
-    d = Path(truth_dir)
-    path = d / "truth" / "products.parquet" if (d / "truth").is_dir() else d / "products.parquet"
-    if not path.is_file():
-        raise FileNotFoundError(f"no truth products table at {path}")
-    inst = dict(zip(*pq.read_table(path, columns=["product_id", "instance_id"]).to_pydict().values()))
+    inst = true_instances(truth_dir)
     con = store.connect()
     try:
         pools = con.sql("SELECT query_id, candidate_id, rank FROM pools").to_arrow_table().to_pydict()

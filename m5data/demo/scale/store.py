@@ -159,7 +159,7 @@ def build_scale_store(world_dir: str | Path, store_path: str | Path, *, workers:
     Returns:
         counts per table, images, videos, chunks, seconds.
     """
-    from ...stages import StageRun
+    from ...stage_run import record
     from ...storage import Store
     from ...storage.runs import StageStats
 
@@ -198,7 +198,6 @@ def build_scale_store(world_dir: str | Path, store_path: str | Path, *, workers:
         st.n_in = n if s == "crawl" else total["images"] + total["videos"] if s == "download" else n + total["images"]
         st.n_out = st.n_in
         st.bytes = nbytes.get(s, 0)
-        StageRun(store, st.stage, lock=False, stats=st).record({"scale_world": str(world),
-                                                               "built_by": "build_scale_store"}, "ok")
+        record(store, st, {"scale_world": str(world), "built_by": "build_scale_store"}, "ok")
     store.refresh_catalog(quiet=True)
     return {**total, "chunks": cfg.n_chunks(), "seconds": round(time.time() - started, 3)}
