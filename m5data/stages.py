@@ -108,6 +108,7 @@ REGISTRY: tuple[Stage, ...] = (
           verbs=(Verb("crawl", "m5data.crawler.cli:crawl"),), check="m5data.crawler.stage:check"),
     Stage("download", "m5data.download.stage:run", "download", sharded=True,
           shard_settings=(("download.pool", "thread"),), retries=1, retry_delay=None, transient_only=True,
+          owned=True, stats="m5data.download.run:DownloadStats",
           verbs=(Verb("download", "m5data.download.cli:download"),), check="m5data.download.stage:check"),
     Stage("extract", "m5data.extract.stage:run", "extract", sharded=True, shard_settings=(("extract.workers", 1),),
           retries=1, retry_delay=None, transient_only=True,

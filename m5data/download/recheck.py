@@ -23,7 +23,7 @@ import aiohttp
 from yarl import URL
 
 from .. import config as cfg
-from ..stages import StageRun
+from ..stage_run import StageRun
 from ..storage.queries import shard_sql
 from .fetch import REDIRECTS
 from .optouts import OPTED_OUT, MediaOptOuts, write_statuses
@@ -33,30 +33,29 @@ from .safety import GuardedResolver, check_url
 KINDS = ("image", "video", "audio")
 
 
-def recheck(store, settings: cfg.Settings, stats, shard: tuple[int, int] | None = None):
-    """Re-check the stored files of ``store``; returns ``stats`` (the run's DownloadStats: ``n_in`` files
-    asked, ``n_out`` still stored, ``statuses["opted_out"]`` opted out since)."""
-    with StageRun(store, stats.stage, shard=shard, stats=stats) as srun:
-        stats = srun.stats
-        where = f"status = 'ok' AND kind IN {KINDS} AND source_media_id IS NULL AND url IS NOT NULL"
-        if shard is not None:
-            where += f" AND {shard_sql('media_id', shard)}"
-        rows = store.read("media", where=where).to_pylist()
-        stats.selected = len(rows)
-        outcomes = asyncio.run(_ask_all(settings, rows))
-        opted = [status_row(row, out) for row, out in zip(rows, outcomes) if out is not None]
-        stats.n_in, stats.n_out = len(rows), len(rows) - len(opted)
-        stats.statuses[OPTED_OUT] = len(opted)
-        if opted:
-            write_statuses(store, opted, stats.run_id)
-            _opt_out_derived(store, {r["media_id"] for r in opted})
-        stats.details["refresh"] = {"checked": len(rows), "opted_out": len(opted)}
-        stats.details["optouts"] = {"media": len(opted)}
-        stats.finish("ok")
-        srun.record({**cfg.as_dict(settings), "job": {"refresh": stats.details["refresh"],
-                                                      "optouts": stats.details["optouts"]}})
-        return stats
-
+def recheck(run: StageRun, store, settings: cfg.Settings, shard: tuple[int, int] | None = None):
+    """Re-check the stored files of ``store`` in ``run``, the download's run (its ``runs`` row is a download
+    run's); returns ``run.stats`` (the run's DownloadStats: ``n_in`` files asked, ``n_out`` still stored,
+    ``statuses["opted_out"]`` opted out since)."""
+    stats = run.stats
+    where = f"status = 'ok' AND kind IN {KINDS} AND source_media_id IS NULL AND url IS NOT NULL"
+    if shard is not None:
+        where += f" AND {shard_sql('media_id', shard)}"
+    rows = store.read("media", where=where).to_pylist()
+    stats.selected = len(rows)
+    outcomes = asyncio.run(_ask_all(settings, rows))
+    opted = [status_row(row, out) for row, out in zip(rows, outcomes) if out is not None]
+    stats.n_in, stats.n_out = len(rows), len(rows) - len(opted)
+    stats.statuses[OPTED_OUT] = len(opted)
+    if opted:
+        write_statuses(store, opted, stats.run_id)
+        _opt_out_derived(store, {r["media_id"] for r in opted})
+    stats.details["refresh"] = {"checked": len(rows), "opted_out": len(opted)}
+    stats.details["optouts"] = {"media": len(opted)}
+    stats.finish("ok")
+    run.record({**cfg.as_dict(settings), "job": {"refresh": stats.details["refresh"],
+                                                 "optouts": stats.details["optouts"]}})
+    return stats
 
 def _opt_out_derived(store, sources: set[str]) -> None:
     """The rows derived from opted-out files (frames, sound, MFCC) are opted out with them."""

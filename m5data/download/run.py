@@ -36,7 +36,7 @@ from pathlib import Path
 from .. import config as cfg
 from ..errors import UserError
 from ..optout import OPTED_OUT_PRODUCTS_SQL
-from ..stages import StageRun
+from ..stage_run import StageRun, opened
 from ..storage import StageStats
 from ..storage.errors import StoreUnavailable
 from ..storage.queries import shard_sql
@@ -107,7 +107,8 @@ def run_bound(opts, n_urls: int) -> float:
 
 def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retry_failed: bool = False,
         kind: str = "image", url_column: str = "url", product_column: str | None = None,
-        progress: ProgressSink | None = None, shard: tuple[int, int] | None = None, refresh: bool = False) -> DownloadStats:
+        progress: ProgressSink | None = None, shard: tuple[int, int] | None = None, refresh: bool = False,
+        run: StageRun | None = None) -> DownloadStats:
     """Download the selected media rows; returns the run's stats (also recorded in ``runs``).
 
     Args:
@@ -123,66 +124,77 @@ def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retr
         shard: ``(i, n)``: only the selected rows with ``hash(media_id) % n == i`` (the flows'
             task runners fan the n shards out to workers; see docs/flows.md).
         refresh: instead, re-check what each stored file says of itself now (:mod:`.recheck`).
+        run: the run the contract opened (``stages.call``); None: opened here (``stage_run.opened``:
+            one download per store, the shards of one run together; it sweeps dead runs' temp files).
     """
-    opts = settings.download
-    check_options(opts)
+    check_options(settings.download)
+    if run is not None:
+        return _run(run, store, settings, source, retry_failed, kind, url_column, product_column, progress, shard,
+                    refresh)
+    with opened(STAGE, store, settings, shard=shard) as run:
+        return _run(run, store, settings, source, retry_failed, kind, url_column, product_column, progress, shard,
+                    refresh)
+
+
+def _run(srun: StageRun, store, settings: cfg.Settings, source: str | Path | None, retry_failed: bool, kind: str,
+         url_column: str, product_column: str | None, progress: ProgressSink | None, shard: tuple[int, int] | None,
+         refresh: bool) -> DownloadStats:
     if refresh:
         from .recheck import recheck
-        return recheck(store, settings, DownloadStats(STAGE), shard)
-    # one download per store (the shards of one run together); sweeps dead runs' temp files
-    with StageRun(store, STAGE, shard=shard, stats=DownloadStats(STAGE)) as srun:
-        stats = srun.stats
-        wanted = None
-        if source is not None:
-            try:
-                wanted = register_source(store, Path(source), kind=kind, url_column=url_column,
-                                         product_column=product_column)
-            except (OSError, ValueError) as exc:
-                raise DownloadError(str(exc)) from None
-        status = "failed" if retry_failed else "pending"
-        con = store.connect(cursor=True)  # a cursor of the process's read database: its views and "wanted" are its own
+        return recheck(srun, store, settings, shard)
+    opts = settings.download
+    stats = srun.stats
+    wanted = None
+    if source is not None:
         try:
-            # source_media_id: a derived row (extract's mp3 is kind audio too) is never fetched
-            where = f"m.status = '{status}' AND m.kind IN {KINDS} AND m.source_media_id IS NULL"
-            where += f" AND m.product_id NOT IN ({OPTED_OUT_PRODUCTS_SQL})"  # docs/compliance.md, "Opt-outs"
-            if shard is not None:
-                where += f" AND {shard_sql('m.media_id', shard)}"
-            sql = "FROM media m"
-            if wanted is not None:
-                con.register("wanted", wanted)
-                sql += " JOIN wanted w USING (media_id)"
-            stats.selected = con.sql(f"SELECT count(*) AS n {sql} WHERE {where}").to_arrow_table()["n"][0].as_py()
-            page = ", NULL AS __page_url"
-            if opts.send_referer:  # the product's page, sent as Referer (one row per product: no media row doubles)
-                sql += (" LEFT JOIN (SELECT product_id, any_value(url) AS __page_url FROM products GROUP BY product_id)"
-                        " p ON p.product_id = m.product_id")
-                page = ", p.__page_url"
-            reader = con.sql(f"SELECT m.*{page} {sql} WHERE {where} ORDER BY m.media_id").to_arrow_reader(READ_BATCH)
-            jobs = (Job(row, referer=row.pop("__page_url")) for batch in reader for row in batch.to_pylist())
-            if progress is not None:
-                progress.start(stats.selected)
-            retry = StoreRetry(str(store.root), opts.store_retry_seconds, "download.store_retry_seconds")
-            try:
-                with decoding_pool(store, opts.pool if opts.image_max_side > 0 else "none", shard, retry.call) as (pool, why):
-                    if why:
-                        stats.details["pool"] = {"kind": pool, "why": why}
-                    asyncio.run(Download(store, settings, stats, progress, retry, pool).run(jobs))
-            except KeyboardInterrupt:
-                stats.finish("interrupted")
-            except StoreUnavailable as exc:
-                raise StoreUnavailable(f"{exc}; the URLs whose status was not written stay pending: "
-                                       "run the download again once the store is back") from exc
-        finally:
-            con.close()
-        if stats.ended is None:
-            stalled = bool(stats.stalled)
-            over = stats.failure_rate > opts.max_failure_rate
-            stats.finish("interrupted" if stalled else "failed" if over else "ok")
-        stats.store_waits = retry.waits
-        if retry.waits:
-            stats.details["store_waits"] = retry.waits
-        stats.details["optouts"] = {"media": stats.statuses[OPTED_OUT],
-                                    **({"robots.txt": stats.robots_refused} if stats.robots_refused else {})}
-        job = {"optouts": stats.details["optouts"], **({"pool": stats.details["pool"]} if "pool" in stats.details else {})}
-        retry.call(srun.record, {**cfg.as_dict(settings), "job": job})
-        return stats
+            wanted = register_source(store, Path(source), kind=kind, url_column=url_column,
+                                     product_column=product_column)
+        except (OSError, ValueError) as exc:
+            raise DownloadError(str(exc)) from None
+    status = "failed" if retry_failed else "pending"
+    con = store.connect(cursor=True)  # a cursor of the process's read database: its views and "wanted" are its own
+    try:
+        # source_media_id: a derived row (extract's mp3 is kind audio too) is never fetched
+        where = f"m.status = '{status}' AND m.kind IN {KINDS} AND m.source_media_id IS NULL"
+        where += f" AND m.product_id NOT IN ({OPTED_OUT_PRODUCTS_SQL})"  # docs/compliance.md, "Opt-outs"
+        if shard is not None:
+            where += f" AND {shard_sql('m.media_id', shard)}"
+        sql = "FROM media m"
+        if wanted is not None:
+            con.register("wanted", wanted)
+            sql += " JOIN wanted w USING (media_id)"
+        stats.selected = con.sql(f"SELECT count(*) AS n {sql} WHERE {where}").to_arrow_table()["n"][0].as_py()
+        page = ", NULL AS __page_url"
+        if opts.send_referer:  # the product's page, sent as Referer (one row per product: no media row doubles)
+            sql += (" LEFT JOIN (SELECT product_id, any_value(url) AS __page_url FROM products GROUP BY product_id)"
+                    " p ON p.product_id = m.product_id")
+            page = ", p.__page_url"
+        reader = con.sql(f"SELECT m.*{page} {sql} WHERE {where} ORDER BY m.media_id").to_arrow_reader(READ_BATCH)
+        jobs = (Job(row, referer=row.pop("__page_url")) for batch in reader for row in batch.to_pylist())
+        if progress is not None:
+            progress.start(stats.selected)
+        retry = StoreRetry(str(store.root), opts.store_retry_seconds, "download.store_retry_seconds")
+        try:
+            with decoding_pool(store, opts.pool if opts.image_max_side > 0 else "none", shard, retry.call) as (pool, why):
+                if why:
+                    stats.details["pool"] = {"kind": pool, "why": why}
+                asyncio.run(Download(store, settings, stats, progress, retry, pool).run(jobs))
+        except KeyboardInterrupt:
+            stats.finish("interrupted")
+        except StoreUnavailable as exc:
+            raise StoreUnavailable(f"{exc}; the URLs whose status was not written stay pending: "
+                                   "run the download again once the store is back") from exc
+    finally:
+        con.close()
+    if stats.ended is None:
+        stalled = bool(stats.stalled)
+        over = stats.failure_rate > opts.max_failure_rate
+        stats.finish("interrupted" if stalled else "failed" if over else "ok")
+    stats.store_waits = retry.waits
+    if retry.waits:
+        stats.details["store_waits"] = retry.waits
+    stats.details["optouts"] = {"media": stats.statuses[OPTED_OUT],
+                                **({"robots.txt": stats.robots_refused} if stats.robots_refused else {})}
+    job = {"optouts": stats.details["optouts"], **({"pool": stats.details["pool"]} if "pool" in stats.details else {})}
+    retry.call(srun.record, {**cfg.as_dict(settings), "job": job})
+    return stats

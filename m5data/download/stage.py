@@ -1,10 +1,11 @@
-"""The download stage's entry in the registry (m5data/stages.py): ``run(ctx) -> StageStats``."""
+"""The download stage's entry in the registry (m5data/stages.py): ``run(ctx, run) -> StageStats`` and its
+``check(settings, options)``."""
 
 from __future__ import annotations
 
 import contextlib
 
-from ..stages import DownloadFailed, RunContext
+from ..stages import DownloadFailed, RunContext, StageRun
 from ..storage.queries import shard_sql
 from .optouts import OPTED_OUT
 from .run import DownloadStats
@@ -26,26 +27,31 @@ def check(settings, options: dict) -> None:
         raise DownloadError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
 
 
-def run(ctx: RunContext) -> DownloadStats:
+def run(ctx: RunContext, run: StageRun) -> DownloadStats:
     """Download the store's pending media (or ``options["source"]``'s URLs: ``kind``, ``url_column``,
-    ``product_column`` say how to read that list).
+    ``product_column`` say how to read that list), in the run the contract opened (stages.call: the
+    download's lock, the shard's for a shard).
 
     Raises :class:`DownloadFailed` when the run stalled or its failure rate passed
     ``download.max_failure_rate``, so that the flow retries it; the retry (``ctx.attempt`` 2)
-    fetches only the URLs that failed, plus whatever a stall left pending. With
+    fetches only the URLs that failed, plus whatever a stall left pending (first, in the contract's
+    run; the failures then in a second run of its own, under the same lock: two ``runs`` rows). With
     ``options["shard"] = [i, n]`` only shard i of n of the pending rows (docs/flows.md).
     """
     from .run import run as download
 
     store, settings, part = ctx.store, ctx.settings, ctx.shard
     source, retry_failed = ctx.options.get("source"), bool(ctx.options.get("retry_failed"))
+    refresh = bool(ctx.options.get("refresh"))  # download --refresh: re-check the stored files instead (recheck.py)
     listed = {key: ctx.options[key] for key in ("kind", "url_column", "product_column") if ctx.options.get(key)}
     is_retry = ctx.attempt > 1
-    if is_retry and not retry_failed:
-        download(store, settings, source=source, shard=part, **listed)  # what a stalled first attempt left pending
-    with _progress(ctx.progress) as bar:
-        stats = download(store, settings, source=source, retry_failed=retry_failed or is_retry, shard=part,
-                         progress=bar, **listed)
+    with contextlib.ExitStack() as held:
+        if is_retry and not retry_failed and not refresh:
+            download(store, settings, source=source, shard=part, run=run, **listed)  # what a stalled first attempt left pending
+            run = held.enter_context(_second_run(ctx))
+        with _progress(ctx.progress) as bar:
+            stats = download(store, settings, source=source, retry_failed=retry_failed or is_retry, shard=part,
+                             progress=bar, refresh=refresh, run=run, **listed)
     stats.details["statuses"] = dict(stats.statuses)
     # a retry re-fetched only the failures: judge it by the share of all tried media still failed
     failed = stats.status == "failed" if not is_retry else \
@@ -54,6 +60,17 @@ def run(ctx: RunContext) -> DownloadStats:
         raise DownloadFailed(f"download run {stats.run_id}: {stats.status}, failure rate {stats.failure_rate:.1%} "
                              f"({stats.n_failed} of {stats.n_in}); stalled URLs: {len(stats.stalled)}", stats)
     return stats
+
+
+def _second_run(ctx: RunContext):
+    """A second download run in one stage call (a retry's), opened by the contract under the lock its first
+    run holds (the shard's for a shard)."""
+    import dataclasses
+
+    from ..stage_run import open_run
+    from ..stages import get
+
+    return open_run(dataclasses.replace(get("download"), lock=False), ctx)
 
 
 def _progress(enabled: bool):
