@@ -24,7 +24,7 @@ from .parts import fsync_dir
 from .schema import TABLES
 from .takedowns import RAW, user_views, view_name
 from .temps import temp_name
-from .views import sql_str
+from .views import error_view_sql, sql_str
 
 CATALOG = "catalog.duckdb"
 # The views the catalog file holds, with that file's identity (inode, size, times) when they were written:
@@ -133,7 +133,7 @@ class Catalog:
                     bound = False
                     spec = TABLES[name.rsplit(".", 1)[-1]]
                     con.execute(f"CREATE OR REPLACE VIEW {name} AS "
-                                f"{self._error_view_sql(spec, str(self._explain(spec.name, exc)))}")
+                                f"{error_view_sql(spec, str(self._explain(spec.name, exc)))}")
             con.executemany("INSERT INTO _m5data_views VALUES (?, ?)", list(wanted.items()))
             con.execute("CHECKPOINT")
         finally:

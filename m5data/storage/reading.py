@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import CorruptPart, DamagedLog, StoreError
-from .readdb import READ_DB
-from .schema import SEQ_COLUMN, TABLES, TableSpec, table_spec
+from .readdb import READ_DB  # noqa: F401  (read here by tests of the read database)
+from .schema import TABLES, TableSpec, table_spec
 from .takedowns import RAW, user_views, view_name
-from .views import sql_str
+from .views import error_view_sql, sql_str
 
 T = TypeVar("T")
 
@@ -77,9 +77,9 @@ class _Vanished(Exception):
 
 
 class Reading:
-    """The :class:`~m5data.storage.store.Store` methods that read tables and explain failed reads."""
-
-    KEY_SIDECARS = True  # parts have key sidecars (keyindex.py): counts without the view's window
+    """The reads both backends share (a base of :class:`~m5data.storage.store.Store` and of
+    :class:`~m5data.storage.s3store.S3Store`): connections with one view per table, ``read``, ``count``
+    and the one-line errors of failed reads, over what each backend answers (below)."""
 
     def connect(self, need: tuple[str, ...] | None = None, sandbox: bool = False,
                 only: tuple[str, ...] | None = None, cursor: bool = False):
@@ -139,35 +139,10 @@ class Reading:
         ~3,600 of them), else a database of its own, closed with the connection."""
         return self.connect(need=tables, only=tables, cursor=self._parts_bytes(tables) <= SHARED_READ_BYTES)
 
-    def _parts_bytes(self, tables: tuple[str, ...]) -> float:
-        """The bytes of the tables' live parts (a part removed meanwhile counts none: the read lists again)."""
-        total = 0
-        for name in tables:
-            for part in self.parts(name):
-                try:
-                    total += part.stat().st_size
-                except OSError:
-                    pass
-        return total
-
-    def _attach(self, con) -> None:
-        """Give a new database what it needs to read the parts (an object store registers its filesystem)."""
-
-    def _read_cursor(self):
-        """A cursor of the process's read database that reads this store's parts (readdb.py)."""
-        return READ_DB.cursor()
-
-    def _footer_problem(self, part) -> str | None:
-        """Why a part's footer cannot be read (None when it can)."""
-        return part_problem(part)
-
     def stored_rows(self, name: str) -> int:
         """The rows of a table's parts, the rows later writes replaced included (from the footers):
         against the rows its view holds, what a compaction would leave out."""
         return sum(self._footer_rows(p) for p in self.parts(table_spec(name).name))
-
-    def _footer_rows(self, part) -> int:
-        return pq.ParquetFile(part).metadata.num_rows
 
     def _create_view(self, con, spec: TableSpec, strict: bool, temp: bool = False, name: str | None = None,
                      listed: bool = False) -> None:
@@ -191,7 +166,7 @@ class Reading:
             error = exc
         if strict:
             raise error
-        con.execute(f"{create} {name} AS {self._error_view_sql(spec, str(error))}")
+        con.execute(f"{create} {name} AS {error_view_sql(spec, str(error))}")
 
     def read(self, name: str, where: str | None = None, columns: list[str] | None = None) -> pa.Table:
         """A table's current rows as Arrow (for small tables or filtered reads); ``where`` may name
@@ -260,45 +235,36 @@ class Reading:
         finally:
             con.close()
 
+    # ------------------------------------------------------------------ what each backend answers
+    # Besides these, a backend gives ``parts``, ``read_sql``, ``is_compacted`` and ``root`` (views.py:
+    # the folder's; s3store.py: the object store's).
+    KEY_SIDECARS: bool
+    """Whether the parts have key sidecars (keyindex.py): a read lists them and a count reads them
+    instead of the view's window."""
+
+    def _parts_bytes(self, tables: tuple[str, ...]) -> float:
+        """The bytes of the tables' live parts (a part removed meanwhile counts none: the read lists again)."""
+        raise NotImplementedError
+
+    def _attach(self, con) -> None:
+        """Give a new database what it needs to read the parts (an object store registers its filesystem)."""
+        raise NotImplementedError
+
+    def _read_cursor(self):
+        """A cursor of the process's read database that reads this store's parts (readdb.py)."""
+        raise NotImplementedError
+
+    def _footer_problem(self, part) -> str | None:
+        """Why a part's footer cannot be read (None when it can)."""
+        raise NotImplementedError
+
+    def _footer_rows(self, part) -> int:
+        """The rows a part holds, from its footer."""
+        raise NotImplementedError
+
     def _count_newest_writes(self, spec: TableSpec, parts: list | None = None) -> int | None:
-        """The view's rows counted without its window (None where the layout does not allow it).
-
-        A view row is, per key, the row of its newest write, kept when that write is its group's
-        newest. With the group within the key and every part holding each key once (the key
-        sidecars say so, ``keyindex.py``), that is per group the rows of its newest write (``_seq``):
-        an aggregate over the group and ``_seq`` columns, distinct keys counted only where that
-        write's rows of the group lie in more than one part. 40 s -> 0.3 s for 5 million pool rows
-        in 14 parts. A compacted table (its view is a plain glob) and a store without sidecars
-        (object storage) count the view.
-        """
-        from . import keyindex
-
-        parts = self.parts(spec.name) if parts is None else parts
-        if not parts:
-            return 0
-        if self.is_compacted(spec.name) or not set(spec.group) <= set(spec.key):
-            return None
-        if not all(k is not None and k.unique for _, k in keyindex.parts_keys(parts, spec)):
-            return None
-        src = f"read_parquet([{', '.join(sql_str(str(p)) for p in parts)}], union_by_name = true, filename = '_m5data_file')"
-        group = ", ".join(spec.group)
-        newest = (f"SELECT {group}, max(s) AS s, arg_max(n, s) AS n, arg_max(split, s) AS split FROM ("
-                  f"SELECT {group}, {SEQ_COLUMN} AS s, count(*) AS n, min(_m5data_file) <> max(_m5data_file) AS split "
-                  f"FROM {src} GROUP BY ALL) GROUP BY ALL")
-        con = self.connect(need=(), only=(), cursor=True)
-        try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _m5data_newest AS {newest}")
-            rows, split = con.execute("SELECT coalesce(sum(n) FILTER (WHERE NOT split), 0), count(*) FILTER (WHERE split) "
-                                      "FROM _m5data_newest").fetchone()
-            if split:  # a write's rows of a group in two parts: its distinct keys
-                on = " AND ".join(f"r.{c} = g.{c}" for c in spec.group)
-                rows += con.execute(
-                    f"SELECT count(*) FROM (SELECT DISTINCT {', '.join('r.' + k for k in spec.key)} FROM {src} r "
-                    f"JOIN (SELECT * FROM _m5data_newest WHERE split) g ON {on} AND r.{SEQ_COLUMN} = g.s)").fetchone()[0]
-            return int(rows)
-        finally:
-            con.execute("DROP TABLE IF EXISTS _m5data_newest")
-            con.close()
+        """The view's rows counted without its window (None where the layout does not allow it)."""
+        raise NotImplementedError
 
     def _scan(self, con, spec: TableSpec, sql: str):
         """Arrow batches of ``sql``; a DuckDB error naming a part becomes a one-line CorruptPart."""

@@ -14,6 +14,12 @@ reads the parts through the s3fs filesystem registered on each connection. The s
 stage lease instead of a lock, staged folders, small files, scratch space, local copies) are in
 ``s3stages.py`` (kept folders and local copies for annotate too); not on object storage: ``derived_dir``
 (a folder of the store itself: code uses the store API instead), the catalog file.
+
+Made of backend-neutral parts and its own: the reads both stores share (``reading.Reading``, whose
+questions about the parts this class answers: their SQL, footers, sizes and read database), the rows
+a write brings (``incoming.py``), text files over bytes (``files.TextFiles``); its own files
+(``s3files.py``), changes (``s3changes.py``) and garbage (``s3garbage.py``). It inherits none of the
+folder store's mixins (writing, compaction, views, catalog).
 """
 
 from __future__ import annotations
@@ -27,11 +33,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import s3groups
-from .catalog import REFRESH_WAIT, Catalog
+from .catalog import REFRESH_WAIT
 from .commitlog import Conflict, TableLog
-from .compaction import Compaction, newest_writes_sql
+from .compaction import newest_writes_sql
 from .errors import StoreError
 from .files import TextFiles
+from .incoming import incoming
 from .logstate import FROM_FILE, TableState
 from .objects import ObjectStore, StoreURL, aws_environment
 from .parts import conform
@@ -45,11 +52,10 @@ from .s3parts import ObjectStream, StreamHandle
 from .s3stages import hold_lease, stage_lease
 from .schema import MARKER, SEQ_COLUMN, STORE_FORMAT, TABLES, TableSpec, table_spec
 from .temps import sweep_scratch
-from .views import TableViews, null_columns, sql_str, window_sql
-from .writing import Writing
+from .views import null_columns, sql_str, window_sql
 
 
-class S3Store(ObjectFiles, ObjectChanges, Writing, Compaction, TableViews, Reading, Catalog, TextFiles, ObjectGarbage):
+class S3Store(ObjectFiles, ObjectChanges, Reading, TextFiles, ObjectGarbage):
     """Open with ``open_store("s3://bucket/prefix")`` (endpoint and credentials from the AWS environment)."""
 
     def __init__(self, url: str, compression: str = "zstd", part_rows: int = 1_000_000, lease_seconds: float = 600.0,
@@ -168,9 +174,9 @@ class S3Store(ObjectFiles, ObjectChanges, Writing, Compaction, TableViews, Readi
     # ------------------------------------------------------------------ writes
     def write(self, name: str, data, *, if_absent: bool = False) -> int:
         """As :meth:`Writing.write`: one part, then one log entry (none when it repeats the newest write)."""
-        if (incoming := self._incoming(name, data, if_absent)) is None:
+        if (rows := incoming(self, name, data, if_absent)) is None:
             return 0
-        spec, table, tag = incoming
+        spec, table, tag = rows
         stream = ObjectStream(self, spec)
         try:
             stream.write(table)

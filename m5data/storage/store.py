@@ -18,7 +18,8 @@ hold the table's lock, stages hold their stage lock (``locks.py``); readers neve
 
 This module opens and lays out a store and holds its locks; the rest of :class:`Store` comes from
 one module per concern: ``writing.py`` (appends), ``compaction.py`` (whole-table rewrites),
-``views.py`` (the views' SQL), ``reading.py`` (connections, reads, read errors), ``catalog.py`` and
+``views.py`` (the views' SQL), ``reading.py`` (connections, reads, read errors: shared with the store on
+object storage), ``folderreads.py`` (what a folder answers to those reads), ``catalog.py`` and
 ``changes.py`` (what changed since a stage last completed: ``watermark``, ``changed``), ``groupreads.py``
 (reads of a few groups from the parts their key sidecars name).
 """
@@ -37,6 +38,7 @@ from .changes import Changes, part_seq
 from .compaction import COMPACTED, Compaction
 from .errors import CorruptPart, StoreBusy, StoreError
 from .files import KeptFolder, TextFiles, staged_files, write_atomic
+from .folderreads import FolderReads
 from .groupreads import GroupReads
 from .groups import GroupRewrites
 from .open import init_store, open_from_settings, open_store
@@ -52,7 +54,7 @@ __all__ = ["CATALOG", "COMPACTED", "MARKER", "STORE_FORMAT", "CorruptPart", "Sto
            "part_problem"]
 
 
-class Store(Writing, Compaction, GroupRewrites, TableViews, Reading, Catalog, Changes, GroupReads, TextFiles):
+class Store(Writing, Compaction, GroupRewrites, TableViews, FolderReads, Reading, Catalog, Changes, GroupReads, TextFiles):
     """A store in a local folder. Open one with ``open_store(path)`` (``Store.open``, the same); create
     one with ``init_store(path)`` (``Store.init``)."""
 

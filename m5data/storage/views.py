@@ -71,6 +71,11 @@ def null_columns(spec: TableSpec) -> str:
     return ", ".join(f"CAST(NULL AS {duckdb_type(f.type)}) AS {f.name}" for f in spec.schema)
 
 
+def error_view_sql(spec: TableSpec, message: str) -> str:
+    """A view with the table's columns that raises ``message`` when read (DESCRIBE still works)."""
+    return f"SELECT {null_columns(spec)} FROM range(1) WHERE error({sql_str(message)}) IS NULL"
+
+
 class TableViews:
     """The :class:`~m5data.storage.store.Store` methods that write a table's view SQL."""
 
@@ -158,7 +163,3 @@ class TableViews:
 
     def _empty_sql(self, spec: TableSpec, with_seq: bool) -> str:
         return f"SELECT {null_columns(spec)}{', CAST(NULL AS BIGINT) AS ' + SEQ_COLUMN if with_seq else ''} WHERE false"
-
-    def _error_view_sql(self, spec: TableSpec, message: str) -> str:
-        """A view with the table's columns that raises ``message`` when read (DESCRIBE still works)."""
-        return f"SELECT {null_columns(spec)} FROM range(1) WHERE error({sql_str(message)}) IS NULL"

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from .parts import OpenWrite, PartStream, PartWriter, conform, content_hash, next_seq
+from .incoming import incoming
+from .parts import OpenWrite, PartStream, PartWriter, next_seq
 from .schema import TableSpec, table_spec
 
 if TYPE_CHECKING:
@@ -28,9 +29,9 @@ class Writing:
         stores nothing twice). With ``if_absent`` only rows whose key is not yet in the table are
         written (e.g. a re-crawl must not reset a downloaded media row).
         """
-        if (incoming := self._incoming(name, data, if_absent)) is None:
+        if (rows := incoming(self, name, data, if_absent)) is None:
             return 0
-        spec, table, tag = incoming
+        spec, table, tag = rows
         directory = self.table_dir(name)
         parts = self.parts(name)
         # a repeat of the newest write changes nothing; a repeat of an older one is a new write (it wins)
@@ -69,27 +70,6 @@ class Writing:
         stream.close()
         if new_view and stream.rows:
             self.refresh_catalog(quiet=True)
-    def _incoming(self, name: str, data, if_absent: bool) -> tuple[TableSpec, pa.Table, str] | None:
-        """``(spec, rows, tag)`` of a write: the rows cast to the table's schema (without existing keys when
-        ``if_absent``) and their content tag (a repeat of the newest write is a no-op); None when no row is left."""
-        spec = table_spec(name)
-        table = conform(spec, data)
-        table = self._drop_existing(spec, table) if if_absent and len(table) else table
-        return (spec, table, content_hash(table)[:16]) if len(table) else None
-
-    def _drop_existing(self, spec: TableSpec, table: pa.Table) -> pa.Table:
-        if not self.parts(spec.name):
-            return table
-        # a cursor of the process's read database (~2 ms; a database of its own cost ~20 ms a write)
-        con = self.connect(need=(spec.name,), only=(spec.name,), cursor=True)
-        try:
-            con.register("incoming", table)  # registered on this cursor only
-            keys = " AND ".join(f"t.{k} = i.{k}" for k in spec.key)
-            return con.sql(
-                f"SELECT i.* FROM incoming i WHERE NOT EXISTS (SELECT 1 FROM {spec.name} t WHERE {keys})"
-            ).to_arrow_table().cast(spec.schema)
-        finally:
-            con.close()
 
 
 class StreamingWriter(PartStream):
