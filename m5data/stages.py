@@ -111,7 +111,7 @@ REGISTRY: tuple[Stage, ...] = (
           owned=True, stats="m5data.download.run:DownloadStats",
           verbs=(Verb("download", "m5data.download.cli:download"),), check="m5data.download.stage:check"),
     Stage("extract", "m5data.extract.stage:run", "extract", sharded=True, shard_settings=(("extract.workers", 1),),
-          retries=1, retry_delay=None, transient_only=True,
+          retries=1, retry_delay=None, transient_only=True, owned=True, stats="m5data.extract.run:ExtractStats",
           verbs=(Verb("extract", "m5data.extract.cli:extract"),), check="m5data.extract.stage:check"),
     Stage("align", "m5data.align.stage:run", "align", options=("full",), owned=True,
           reads="m5data.align.incremental:READS", inputs="m5data.align.stage:inputs",

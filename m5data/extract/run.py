@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 
 from ..config import Settings, as_dict
 from ..errors import UserError
-from ..stages import StageRun
+from ..stage_run import StageRun, opened
 from ..storage import StageStats, Store
 from .derived import KINDS, JobResult
 from .jobs import run_audio, run_image, run_text, run_video
@@ -78,6 +78,16 @@ def check_settings(settings: Settings, kinds: tuple[str, ...]) -> None:
         model_path()  # a missing model: one line naming the command that installs it, before any work
     if {"video", "audio"} & set(kinds) and not shutil.which("ffprobe"):
         raise ExtractError("ffprobe not found on PATH: video and audio extraction need it (apt-get install ffmpeg)")
+
+
+def check_run(settings: Settings, kinds: str | Iterable[str] | None, limit: int | None) -> tuple[str, ...]:
+    """The kinds asked (:func:`parse_kinds`), after refusing a negative ``limit`` and what
+    :func:`check_settings` refuses: the stage's check (extract/stage.py), before any work."""
+    wanted = parse_kinds(kinds)
+    if limit is not None and limit < 0:
+        raise ExtractError(f"--limit must be >= 0, got {limit}")
+    check_settings(settings, wanted)
+    return wanted
 
 
 class _Sink:
@@ -212,7 +222,8 @@ def _video_payload(row: dict) -> dict:
 
 
 def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None = None, limit: int | None = None,
-        retry_failed: bool = False, progress: bool = True, shard: tuple[int, int] | None = None) -> ExtractStats:
+        retry_failed: bool = False, progress: bool = True, shard: tuple[int, int] | None = None,
+        run: StageRun | None = None) -> ExtractStats:
     """Extract frames, audio + MFCC, normalised images and captions for everything not done yet.
 
     Args:
@@ -224,69 +235,74 @@ def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None =
         progress: show rich progress bars (one per kind).
         shard: ``(i, n)``: only the items with ``hash(media_id)`` (text: ``hash(product_id)``)
             ``% n == i`` (the flows' task runners fan the n shards out to workers; docs/flows.md).
+        run: the run the contract opened (``stages.call``); None: opened here (``stage_run.opened``:
+            one extract per store, the shards of one run together; it sweeps dead runs' temp files).
 
     Returns:
         ExtractStats, also recorded in the ``runs`` table.
     """
-    wanted = parse_kinds(kinds)
-    if limit is not None and limit < 0:
-        raise ExtractError(f"--limit must be >= 0, got {limit}")
-    check_settings(settings, wanted)
-    # one extract per store (the shards of one run together); sweeps dead runs' temp files
-    with StageRun(store, "extract", shard=shard, stats=ExtractStats("extract")) as srun:
-        mirror = Mirror(store)  # on object storage: the jobs' local files (mirror.py)
-        if not mirror.remote:
-            sweep_temp(store)
-        ex = settings.extract
-        stats = srun.stats
-        workers = ex.workers or os.cpu_count() or 1
-        ctx = Context(mirror.root, ex)
-        sink = _Sink(store)
-        con = store.connect(cursor=True)  # a cursor of the process's read database (TEMP views)
-        pool = None
+    wanted = check_run(settings, kinds, limit)
+    if run is not None:
+        return _extract(run, store, settings, wanted, limit, retry_failed, progress, shard)
+    with opened("extract", store, settings, shard=shard) as run:
+        return _extract(run, store, settings, wanted, limit, retry_failed, progress, shard)
 
-        def take(result: JobResult) -> None:
-            sink.add(result)
-            stats.bytes += result.bytes
-            stats.n_in += len(result.outcomes)  # one per item and kind: a video asked for frames and audio counts 2
-            for o in result.outcomes:
-                stats.by_kind[(o.kind, o.status)] += 1
-                if o.status in OUT_STATUSES:
-                    stats.n_out += 1
-                else:
-                    stats.fail(f"{o.kind} {o.status}: {o.reason}" if o.reason else f"{o.kind} {o.status}")
 
-        try:
-            phases = plan_phases(con, wanted, ex, retry_failed, limit, shard)
-            kinds = {kind for kind, _, _ in phases}
-            # frames decoded in-process (video_decode fast, fastest: libav in the worker) never run in this
-            # process, even with one worker: a crash on a hostile video fails that item, not the run
-            pool = WorkerPool(workers, ctx, isolate="video" in kinds and ex.video_decode != "exact")
-            with _bars(progress) as bars:
-                tasks = _bar_tasks(bars, con, phases, wanted, limit)
-                for kind, sql, _ in phases:
-                    items, fn = _jobs(kind, item_rows(con, sql, limit))
-                    for item, result in pool.imap(kind, fn, (mirror.stage_in(kind, it) for it in items)):
-                        mirror.publish(kind, item, result)
-                        take(result)
-                        for o in result.outcomes:
-                            bars.advance(tasks[o.kind])
+def _extract(srun: StageRun, store: Store, settings: Settings, wanted: tuple[str, ...], limit: int | None,
+             retry_failed: bool, progress: bool, shard: tuple[int, int] | None) -> ExtractStats:
+    mirror = Mirror(store)  # on object storage: the jobs' local files (mirror.py)
+    if not mirror.remote:
+        sweep_temp(store)
+    ex = settings.extract
+    stats = srun.stats
+    workers = ex.workers or os.cpu_count() or 1
+    ctx = Context(mirror.root, ex)
+    sink = _Sink(store)
+    con = store.connect(cursor=True)  # a cursor of the process's read database (TEMP views)
+    pool = None
+
+    def take(result: JobResult) -> None:
+        sink.add(result)
+        stats.bytes += result.bytes
+        stats.n_in += len(result.outcomes)  # one per item and kind: a video asked for frames and audio counts 2
+        for o in result.outcomes:
+            stats.by_kind[(o.kind, o.status)] += 1
+            if o.status in OUT_STATUSES:
+                stats.n_out += 1
+            else:
+                stats.fail(f"{o.kind} {o.status}: {o.reason}" if o.reason else f"{o.kind} {o.status}")
+
+    try:
+        phases = plan_phases(con, wanted, ex, retry_failed, limit, shard)
+        kinds = {kind for kind, _, _ in phases}
+        # frames decoded in-process (video_decode fast, fastest: libav in the worker) never run in this
+        # process, even with one worker: a crash on a hostile video fails that item, not the run
+        pool = WorkerPool(workers, ctx, isolate="video" in kinds and ex.video_decode != "exact")
+        with _bars(progress) as bars:
+            tasks = _bar_tasks(bars, con, phases, wanted, limit)
+            for kind, sql, _ in phases:
+                items, fn = _jobs(kind, item_rows(con, sql, limit))
+                for item, result in pool.imap(kind, fn, (mirror.stage_in(kind, it) for it in items)):
+                    mirror.publish(kind, item, result)
+                    take(result)
+                    for o in result.outcomes:
+                        bars.advance(tasks[o.kind])
+        sink.close()
+    except BaseException as exc:
+        try:  # rows of finished jobs are good: keep them, so a re-run resumes after them
             sink.close()
-        except BaseException as exc:
-            try:  # rows of finished jobs are good: keep them, so a re-run resumes after them
-                sink.close()
-            finally:
-                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-                srun.record(as_dict(settings), status)
-            raise
         finally:
-            con.close()
-            if pool is not None:
-                stats.pool_restarts = pool.restarts
-                pool.close()
-            mirror.close()
-        srun.record(as_dict(settings), "ok")
-        return stats
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            srun.record(as_dict(settings), status)
+        raise
+    finally:
+        con.close()
+        if pool is not None:
+            stats.pool_restarts = pool.restarts
+            pool.close()
+        mirror.close()
+    srun.record(as_dict(settings), "ok")
+    return stats
 
 
 def _bar_tasks(bars, con, phases: list, wanted: tuple[str, ...], limit: int | None) -> dict:
