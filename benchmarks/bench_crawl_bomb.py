@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "crawler")]  # tests/support; test_crawl_walled's gzip bomb
 
 CHILD = r"""
 import json, sys
@@ -46,8 +46,8 @@ def main() -> None:
     parser.add_argument("--inflated-mib", type=int, default=900, help="inflated size of each gzip page")
     parser.add_argument("--max-page-bytes", type=int, default=0, help="crawl.max_page_bytes (0: the default)")
     args = parser.parse_args()
-    from crawl_server import Page, SiteServer
     from peak_rss import run_measured
+    from support.crawl_server import Page, SiteServer
     from test_crawl_walled import gzip_bomb
 
     bomb = gzip_bomb(args.inflated_mib)

@@ -6,7 +6,7 @@ For each ``--items`` size it writes a synthetic export's ``_shards/*.part.json``
 records ``write_shard`` writes: a Chinese title, a four-pair spec string, labels from
 ``--sub-classes`` sub-classes, a duplicate group for a third of the products; every product in
 train, query-c or gallery-c, every 3rd also in cls-train, every 7th in cls-test, like
-``tests/export_helpers.split_rows``; ``--shard-size`` records a shard), then runs each side's
+``tests/support/export_helpers.split_rows``; ``--shard-size`` records a shard), then runs each side's
 ``finish`` in a fresh child process on its own hard-linked copy of the shards and prints seconds,
 us/item and the peak RSS of the child's whole process tree (``peak_rss.run_measured``), the growth of us/item from the smallest size, and
 whether both sides wrote the same bytes (sha256 of every file).
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the old merge, kept once as the tests' reference
 
-from m5product_reference import finish_in_memory  # noqa: E402
+from support.m5product_reference import finish_in_memory  # noqa: E402
 
 WORDS = ["机械", "键盘", "无线", "蓝牙", "耳机", "降噪", "黑色", "白色", "男士", "女士", "夏季", "新款", "正品",
          "包邮", "Pro", "Max", "mini", "2026", "RGB", "\"限量\"", "C:\\path"]
@@ -41,7 +41,7 @@ WORDS = ["机械", "键盘", "无线", "蓝牙", "耳机", "降噪", "黑色", "
 
 
 def record(n: int, rng: random.Random, n_sub: int) -> dict:
-    from m5data.export.m5product import pv_string
+    from m5data.export.m5product_format import pv_string
 
     sub = min(int(rng.paretovariate(1.2)) - 1, n_sub - 1)  # long-tailed sub-classes, as in M5Product
     return {"title": "".join(rng.choice(WORDS) for _ in range(rng.randrange(6, 14))),

@@ -89,7 +89,7 @@ def bench_download(n: int, inflated: int) -> None:
 
 
 def bench_extract() -> None:
-    from media_samples import amplifying_video, huge_frame_video
+    from support.media_samples import amplifying_video, huge_frame_video
 
     from m5data.config import load
     from m5data.storage import Store

@@ -4,7 +4,7 @@
 
 Serves N product pages of the demo shop (60 products, the test suite's cached shop) twice on a
 local server: as they are, and as JavaScript-only shells (the script writes the page, as in
-tests/test_crawl_render.py). Crawls the plain pages without rendering (baseline), then the
+tests/crawler/test_crawl_render.py). Crawls the plain pages without rendering (baseline), then the
 shells with ``crawl.render`` on, in the same invocation, from an index page linking them. Prints
 wall and CPU seconds (the crawl subprocess and its children: the Playwright driver and
 Chromium), the extra seconds per rendered page, the ratio, and products stored.

@@ -8,7 +8,7 @@
 Settings are built as a verb builds them (defaults < ``m5data.toml`` or ``config`` < ``M5DATA_*``
 environment variables < ``overrides``), and a stage runs through its registry entry
 (m5data/stages.py): the same ``run(ctx)`` that its verb and ``m5data run``'s task call. The README's
-"Python API" section runs this way (tests/test_docs.py).
+"Python API" section runs this way (tests/contract/test_docs.py).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@
   ``UnsafeURL``, ``RefusedRequest``, ``JSSyntaxError``, ``BlobPathError``, the importer's ``ItemError``,
   ``HardLinkError``, ``NotUtf8``, ``NeedsExact``, extract's ``Unsupported`` (a video the in-process
   frame pass leaves to the ffmpeg pass), and two private signals of the store. They reach no verb and
-  no flow (tests/test_errors.py holds the list).
+  no flow (tests/contract/test_errors.py holds the list).
 
 Anything else (a ``KeyError``, a ``RuntimeError`` from a library) is a bug: a traceback in a verb, a
 fatal stage in a flow, never retried. This module imports nothing of the package: every module, the

@@ -7,7 +7,7 @@ each span found is mapped back onto the original text, which keeps every other c
 
 Every pattern runs in time linear in the text's length: no two unbounded quantifiers can share a run
 of characters (bounded ones, ``{1,5}``, only multiply by a constant), and the address rule extends a
-short anchor (``路88号``) by a bounded walk (tests/test_masking_linear.py, benchmarks/bench_masking.py).
+short anchor (``路88号``) by a bounded walk (tests/masking/test_masking_linear.py, benchmarks/bench_masking.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Shared test setup: caches in the workspace, no telemetry, paths to ../shared/realdata."""
+"""Shared test setup: caches in the workspace, no telemetry, paths to ../shared/realdata, and the fixtures
+the tests of several packages use (a folder's own are in its conftest.py: tests/<package>/ mirrors m5data/<package>/)."""
 
 import contextlib
 import os
@@ -64,18 +65,6 @@ def store(tmp_path):
 
 from support.demo_fixtures import *  # noqa: E402,F401,F403  (the demo shop's fixtures: demo_shop, ...)
 from support.s3_server import aws, s3, s3_url  # noqa: E402,F401  (a moto S3 server per module that asks for one)
-
-
-@pytest.fixture
-def scratch_tmpdir(tmp_path_factory, monkeypatch) -> Path:
-    """A short folder made this test's TMPDIR (tempfile's cached choice reset). Short: worker processes
-    put multiprocessing's socket under it, AF_UNIX paths end at 107 bytes, and a test's own tmp_path
-    passed that once pytest numbered its folders past 99 (multiprocessing keeps the folder for the
-    process, so later tests of the worker failed too)."""
-    scratch = tmp_path_factory.mktemp("t")
-    monkeypatch.setenv("TMPDIR", str(scratch))
-    monkeypatch.setattr("tempfile.tempdir", None)
-    return scratch
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_extract_run import add_media, settings
-from test_extract_video import make_video
+from support.extract_media import add_media, make_video, settings
 
 
 def _in_daemon(target, *args, timeout: float = 240):

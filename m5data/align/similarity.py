@@ -62,7 +62,7 @@ def content_text(titles: Iterable[str], chars: int) -> str:
 # What scikit-learn's CountVectorizer(binary=True).build_analyzer() does with its defaults (input
 # "content", lower-case, no accent stripping, token pattern (?u)\b\w\w+\b, no stop words, unigrams):
 # lower-case, then findall. Done here without importing sklearn (~2 s of an incremental run's imports);
-# tests/test_align_similarity.py checks the two give the same tokens.
+# tests/align/test_align_similarity.py checks the two give the same tokens.
 TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")
 
 

@@ -2,7 +2,7 @@
 
 Names and ids are those of MEP-3M's ``dataset_info.xlsx`` (ChenDelong1999/MEP-3M @ 3e9c985f, MIT
 licence, Copyright (c) 2021 Delong Chen): 14 classes, 599 sub-classes, 89 level-3 classes.
-``tests/test_demo_taxonomy.py`` checks this module against ``shared/realdata/mep3m/dataset_info.csv``.
+``tests/demo/test_demo_taxonomy.py`` checks this module against ``shared/realdata/mep3m/dataset_info.csv``.
 
 Format, chosen to keep the module short: ``SUB_CLASSES`` holds ``<class_id>|<sub_id>:<name> ...``
 per class, ``SUBSUB_CLASSES`` holds ``<sub_id>|<subsub_id>:<name> ...`` per level-2 class that has

@@ -128,7 +128,7 @@ class Compaction:
                 return old, None if self.is_compacted(name) else self._merged(spec, directory, old)
 
             # DuckDB found none of the listed parts ("needs at least one file to read": seen under heavy
-            # load beside a writer, 3 runs in 50 of tests/test_storage_locks.py): list them again
+            # load beside a writer, 3 runs in 50 of tests/storage/test_storage_locks.py): list them again
             old, new = read_again(merge, StoreError, retry=lambda exc: not isinstance(exc, CorruptPart) and vanished(exc))
             if new is None:
                 return len(old), len(old)

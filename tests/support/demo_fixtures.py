@@ -1,4 +1,5 @@
-"""Pytest fixtures of the demo shop; ``tests/conftest.py`` does ``from support.demo_fixtures import *``.
+"""Pytest fixtures of the demo shop; ``tests/conftest.py`` does ``from support.demo_fixtures import *``
+(the 300-product world's fixtures, which only the annotate tests use: ``tests/annotate/conftest.py``).
 
 - ``demo_shop_dir``: a small generated shop (60 products in 14 sub-classes, seed 0, 3 products a
   listing page so that pagination shows), generated once and cached under pytest's cache folder,
@@ -39,7 +40,6 @@ SLOW_SECONDS = 0.3
 _DEMO = Path(m5data.demo.__file__).resolve().parent  # the demo package, whose code keys the caches
 
 __all__ = ["demo_shop_dir", "demo_shop", "demo_shop_factory", "light_shop", "LIGHT_SHOP_CONFIG", "demo_store_factory",
-           "demo300", "demo300_copy", "demo300_judged",
            "DEMO_SHOP_CONFIG",
            "cached_shop", "build_demo_store", "copy_store"]
 
@@ -269,7 +269,7 @@ def demo300(demo_store_factory):
     Extracted without face detection: the demo world draws no faces (the 537 pictures of this store, looked
     at, gave 537 faces rows of 0 boxes), and looking was 43 of the build's ~100 CPU-s, a fresh clone's
     longest setup. No ``faces`` table then: a test that exports it sets ``export.blur_faces`` off, or the
-    export would look for them itself. Faces have their own tests (tests/test_faces.py, test_export_faces.py)."""
+    export would look for them itself. Faces have their own tests (tests/faces/test_faces.py, test_export_faces.py)."""
     path = demo_store_factory(products=300, seed=0, faces=False)
     return path, cached_shop(path.parent, products=300, seed=0) / "truth"
 

@@ -1,4 +1,4 @@
-"""A small store for the egress canary (tests/test_egress_canary.py, issue 76): a few ordinary products, a
+"""A small store for the egress canary (tests/egress/test_egress_canary.py, issue 76): a few ordinary products, a
 canary whose every text field carries personal data and whose image and video show a face, a product opted
 out after it was stored and a taken-down one, each of the last two with a marker string of its own.
 

@@ -10,4 +10,4 @@
   the matcher's text embeddings).
 
 A curation package (dedup, match_level, pools, crowd, matcher) imports these, never another curation
-package (tests/test_module_layers.py)."""
+package (tests/contract/test_module_layers.py)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
-from grow_store import grow, product_ids
+from support.grow_store import grow, product_ids
 
 from m5data.annotate.match_level.job import match_level
 from m5data.config import load

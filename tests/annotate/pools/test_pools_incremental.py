@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.compute as pc
 import pytest
-from grow_store import grow, product_ids
 from support.demo_fixtures import copy_store
+from support.grow_store import grow, product_ids
 
 from m5data.annotate.kernels.search import exact_search
 from m5data.annotate.pools import pools_incremental, pools_update

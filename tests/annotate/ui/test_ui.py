@@ -5,8 +5,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from browser import chromium_page
 from playwright.sync_api import expect
+from support.browser import chromium_page
 from support.demo_fixtures import copy_store
 from support.ui_world import first_pair, store_with_pools
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from browser import chromium_page
+from support.browser import chromium_page
 from support.demo_fixtures import copy_store
 from support.ui_world import first_pair, store_with_pools
 
