@@ -130,13 +130,13 @@ def index_rows(base, delta, planned: Planned, done: dict, shard_ids: dict | None
     """The samples' index: the base's samples that stand (in the taken-over and kept shards, under this
     folder's names), then the new shards' (``shard_ids``: each shard's samples, None when every shard
     was done already)."""
-    from . import incremental as inc
+    from . import sample_index as si
 
     if shard_ids is None:  # every shard done already: their samples, cut from the ids in export order
-        shard_ids = inc.cut_ids(planned.fresh_order if base is not None else list(zip(
+        shard_ids = si.cut_ids(planned.fresh_order if base is not None else list(zip(
             digests.column("split").to_pylist(), digests.column("product_id").to_pylist())), planned.shards)
     placed = {done[(sh.split, sh.index)]["path"]: (sh.split, shard_ids[(sh.split, sh.index)]) for sh in planned.shards}
     if base is not None:
         names = {c["from"]: c["name"] for c in planned.inherited + planned.kept}
-        return inc.index_rows(delta.standing, names, placed, delta.digests)
-    return inc.index_rows(inc.SAMPLES_SCHEMA.empty_table(), {}, placed, digests)
+        return si.index_rows(delta.standing, names, placed, delta.digests)
+    return si.index_rows(si.SAMPLES_SCHEMA.empty_table(), {}, placed, digests)

@@ -39,8 +39,6 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..stages import fingerprint
-from ..storage import changes
 from .digests import (
     DIGEST,
     FEW,
@@ -195,29 +193,32 @@ def load_base(out, name: str) -> Base | None:
     return Base(name, shards, rows, _parquet(read_file(folder, LABELS), LABELS_SCHEMA))
 
 
-def find_base(store, out, fmt: str, split: str, version: str, settings, *, full: bool,
-              existing_plan: dict | None) -> tuple[Base | None, str]:
+# why an export cannot build on its last complete one, as the run says it (``StageRun.why_full``)
+WHY_FULL = {"full run asked": "full export asked", "no earlier complete run": "no earlier complete export",
+            "settings changed": "the earlier export was made with other settings"}
+
+
+def find_base(run, out, fmt: str, version: str, *, existing_plan: dict | None) -> tuple[Base | None, str]:
     """The previous export this one builds on, and why not when None.
 
     A folder that holds a plan already (a resumed run) keeps the base its plan names; a new folder
-    builds on the last complete export of this format and split when it is a sibling folder of
-    another split version made with the same settings. The base's ``since`` is the watermarks its
-    export read where the state is still its own (else every sample is hashed).
+    builds on the last complete export of this format and split (``run.state``) when it is a sibling
+    folder of another split version made with the same settings (``run.why_full``: none). The base's
+    ``since`` is the watermarks its export read (``run.since``) where the state is still its own (else
+    every sample is hashed).
     """
-    if full:
-        return None, "full export asked"
+    store, state = run.store, run.state
+    if run.full:
+        return None, WHY_FULL["full run asked"]
     if fmt not in INCREMENTAL_FORMATS:
         return None, NOT_INCREMENTAL.get(fmt, f"{fmt} exports are written in full")
-    state = changes.load_state(store, state_name(fmt, split))
     if existing_plan is not None:
         name = (existing_plan.get("base") or {}).get("folder")
         if not name:
             return None, "the folder holds a full export (resumed as one)"
     else:
-        if state is None:
-            return None, "no earlier complete export"
-        if state.get("inputs") != fingerprint(*inputs(fmt, split, settings)):
-            return None, "the earlier export was made with other settings"
+        if run.why_full:
+            return None, WHY_FULL.get(run.why_full, run.why_full)
         prev = located(store, state["out"]) if state.get("out") else None
         if not prev or prev == str(out) or state.get("version") == version:
             return None, "the earlier export is of this split version"
@@ -227,9 +228,8 @@ def find_base(store, out, fmt: str, split: str, version: str, settings, *, full:
     base = load_base(out, name)
     if base is None:
         return None, f"the earlier export {name} has no manifest"
-    if (state is not None and state.get("out") and state.get("inputs") == fingerprint(*inputs(fmt, split, settings))
-            and located(store, state["out"]) == str(sibling(out, name))):
-        base.since = state["watermarks"]
+    if run.since is not None and state.get("out") and located(store, state["out"]) == str(sibling(out, name)):
+        base.since = run.since
     return base, ""
 
 
@@ -331,63 +331,6 @@ def compare(store, con, members, base: Base, marks: dict, labels: pa.Table) -> D
                 order, fresh, standing.cast(SAMPLES_SCHEMA), hashed.num_rows, rows, base.shards)
 
 
-def cut_ids(keys: list, shards: list) -> dict:
-    """The product ids of each planned shard, cut from ``keys`` (export order) as :func:`shard_samples` cuts."""
-    out, k = {}, 0
-    for sh in shards:
-        ids = []
-        while k < len(keys) and keys[k][0] == sh.split and keys[k][1] <= sh.last:
-            ids.append(keys[k][1])
-            k += 1
-        out[(sh.split, sh.index)] = ids
-    return out
-
-
-def index_rows(standing: pa.Table, kept: dict[str, str], placed: dict[str, tuple[str, list[str]]],
-               digests: pa.Table) -> pa.Table:
-    """The rows of ``_samples.parquet``: the base's ``standing`` rows (those of a shard copied without
-    some samples under its new name, ``kept``: old path -> new), and the samples written into this
-    folder's shards (``placed``: shard path -> (split, its product ids)) with their ``digests``."""
-    import pyarrow.compute as pc
-
-    if kept and standing.num_rows:
-        old = pa.array(list(kept), pa.string())
-        at = pc.index_in(standing.column("path"), value_set=old)
-        renamed = pc.take(pa.array(list(kept.values()), pa.string()), at)
-        standing = standing.set_column(3, "path", pc.coalesce(renamed, standing.column("path")))
-    splits, ids, paths = [], [], []
-    for path, (split, pids) in placed.items():
-        splits.append(pa.array([split] * len(pids), pa.string()))
-        ids.append(pa.array(pids, pa.string()))
-        paths.append(pa.array([path] * len(pids), pa.string()))
-    written = pa.table({"split": pa.chunked_array(splits, pa.string()), "product_id": pa.chunked_array(ids, pa.string()),
-                        "path": pa.chunked_array(paths, pa.string())})
-    written = written.join(digests.select(["split", "product_id", "digest"]), ["split", "product_id"])
-    return pa.concat_tables([standing.cast(SAMPLES_SCHEMA), written.select(SAMPLES_SCHEMA.names).cast(SAMPLES_SCHEMA)])
-
-
-def write_index_files(folder: Path, shards: list[dict], samples: pa.Table, labels: pa.Table | None = None) -> list[str]:
-    """Write ``_manifest.json``, ``_samples.parquet`` (``samples`` sorted by split and product id: one
-    Arrow sort, where a sort of 1.1M Python tuples cost 4.3 s) and ``_labels.parquet`` into ``folder``;
-    the names written."""
-    import pyarrow.parquet as pq
-
-    from .json_stream import write_json_atomic
-
-    names = []
-    samples = samples.select(SAMPLES_SCHEMA.names).cast(SAMPLES_SCHEMA)
-    samples = samples.sort_by([("split", "ascending"), ("product_id", "ascending")]).combine_chunks()
-    for name, table in ((SAMPLES, samples), (LABELS, labels)):
-        if table is None:
-            continue
-        tmp = folder / f".tmp-{name}"
-        pq.write_table(table, tmp, compression="zstd")
-        tmp.replace(folder / name)
-        names.append(name)
-    write_json_atomic(folder / MANIFEST, {"shards": shards})
-    return names + [MANIFEST]
-
-
 __all__ = ["DIGEST", "INCREMENTAL_FORMATS", "LABEL_TABLES", "LABELS", "MANIFEST", "NOT_INCREMENTAL", "READS",
-           "SAMPLES", "TOUCHING", "Base", "Diff", "compare", "cut_ids", "find_base", "index_rows", "inputs",
-           "label_hashes", "load_base", "place", "sibling_name", "state_name", "write_index_files"]
+           "SAMPLES", "TOUCHING", "WHY_FULL", "Base", "Diff", "compare", "find_base", "inputs", "label_hashes",
+           "load_base", "place", "sibling_name", "state_name"]

@@ -1,4 +1,5 @@
-"""The export stage: plan shards (plan.py), write them in a process pool, resume, finish the layout's index.
+"""The export stage: plan shards (plan.py), write them in a process pool, resume, finish the layout's index
+(finish.py).
 
 Every format cuts each split's sorted product ids into shards (``export.shard_size`` products, or
 about ``export.shard_bytes`` bytes of media each), so the assignment is the same on every run of
@@ -21,18 +22,19 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable
 
 from .. import config as cfg
-from ..stages import StageRun
+from ..stage_run import StageRun, opened
 from ..storage.names import shown
 from ..storage.runs import StageStats
 from ..storage.temps import scratch_dir
 from . import carry, faces
 from . import incremental as inc
+from .finish import finish
 from .json_stream import write_json_atomic
 from .members import Members, choose, split_counts, stream_samples
 from .plan import (
@@ -46,7 +48,7 @@ from .plan import (
     plan_shards,
     shard_samples,
 )
-from .remote import FINISH_READS_SHARD_FILES, RemoteOut, is_remote
+from .remote import RemoteOut, is_remote
 from .resume import PLAN_FILE, claim, existing_plan, remove_stale_temps, shard_done
 from .samples import ExportError, bad_split_names
 from .shards import (
@@ -115,32 +117,9 @@ def _stream_connection(store):
     return con
 
 
-def _finish_remote(mod, fmt: str, remote: RemoteOut, staging: Path, store, version: str, members: Members,
-                   ordered: list[dict], options: dict) -> None:
-    """Write the layout's index files and card into staging (fetching the shard files ``finish`` reads)
-    and upload them."""
-    folder = staging / "_finish"
-    folder.mkdir()
-    fetched = [st["path"] for st in ordered] if fmt in FINISH_READS_SHARD_FILES else []
-    remote.fetch(fetched, folder)
-    _card(mod, fmt, folder, store, version, members, ordered, options)
-    mod.finish(store, folder, version, members, ordered, options)
-    remote.upload_folder(folder, skip=set(fetched))
-
-
-def _card(mod, fmt: str, folder: Path, store, version: str, members: Members, ordered: list[dict],
-          options: dict) -> None:
-    """The export's ``README.md`` and ``croissant.json`` (card.py), with the layout's own card part; the
-    licence strings it quotes pass the egress gate's masking (``export.mask_personal_data``)."""
-    from . import card
-
-    meta, usage = mod.card_parts(ordered) if hasattr(mod, "card_parts") else ({}, "")
-    facts = card.card_facts(store, fmt, version, members, ordered, mask=options.get("mask_personal_data", True))
-    card.write(folder, facts, meta, usage)
-
-
 def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all", fmt: str | None = None,
-           version: str | None = None, progress: Progress | None = None, full: bool = False) -> ExportReport:
+           version: str | None = None, progress: Progress | None = None, full: bool = False,
+           run: StageRun | None = None) -> ExportReport:
     """Export one split (or ``all``) of a split version in one layout; resumable, incremental.
 
     Args:
@@ -154,6 +133,9 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
         progress: called with (shards done, shards in all) after each shard.
         full: write every shard (default: a WebDataset export of a new split version into a sibling
             folder of the last complete one writes only new and changed samples: ``incremental.py``).
+        run: the export stage's run, opened by the contract (``stage.run``: ``fmt`` and ``split`` are its
+            settings', ``full`` is the run's own); None: opened here (``stage_run.opened``) for ``fmt`` and
+            ``split`` (its state is theirs: one per format and split) and ``full``.
 
     Raises:
         ExportError: no splits, unknown version/split/format, or ``out`` holds another plan.
@@ -162,14 +144,16 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
     check_settings(settings)
     fmt = fmt or settings.export.format
     format_module(fmt)  # an unknown format: refused before the lock is taken
-    with StageRun(store, STAGE, reads=inc.READS, inputs=inc.inputs(fmt, split, settings),
-                  state=inc.state_name(fmt, split)) as run:
-        return _export(run, settings, out=out, split=split, fmt=fmt, version=version, progress=progress, full=full)
+    if run is not None:
+        return _export(run, settings, out=out, split=split, fmt=fmt, version=version, progress=progress)
+    scoped = replace(settings, export=replace(settings.export, format=fmt, split=split))  # what inputs(ctx) reads
+    with opened(STAGE, store, scoped, out=out, version=version, full=full) as run:
+        return _export(run, settings, out=out, split=split, fmt=fmt, version=version, progress=progress)
 
 
 def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: str, fmt: str, version: str | None,
-            progress: Progress | None, full: bool) -> ExportReport:
-    store, stats, marks = run.store, run.stats, run.marks
+            progress: Progress | None) -> ExportReport:
+    store, stats, marks, full = run.store, run.stats, run.marks, run.full
     mod = format_module(fmt)
     remote = RemoteOut(out) if is_remote(out) else None
     out = remote.url if remote else Path(out).absolute()
@@ -186,8 +170,7 @@ def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: st
                                                                  skipped_splits)) is not None:
             run.record(config)
             return unchanged
-        base, full_because = inc.find_base(store, out, fmt, split, version, settings, full=full,
-                                           existing_plan=existing_plan(out, version, fmt, split))
+        base, full_because = inc.find_base(run, out, fmt, version, existing_plan=existing_plan(out, version, fmt, split))
         # the labels the samples are made of, read before them (a write after is seen next time)
         labels = inc.label_hashes(shared := _stream_connection(store)) if keeps_index else None
         if base is not None:  # hash the samples that may have changed, compare with the base's
@@ -239,7 +222,7 @@ def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: st
                 if con is not None:
                     con.close()
         ordered = carry.ordered(mod, base, planned, done, kept_done)
-        _finish(mod, fmt, out, remote, staging, store, version, members, ordered, options,
+        finish(mod, fmt, out, remote, staging, store, version, members, ordered, options,
                 index=carry.index_rows(base, delta, planned, done, shard_ids if todo else None, digests) if keeps_index else None,
                 labels=labels)
         if resumed:
@@ -320,24 +303,6 @@ def _writers(fmt: str, out, remote: RemoteOut | None, staging: Path | None) -> t
 def _changes(n_in: int, shards: list[Shard], earlier: set) -> dict:
     new = sum(sh.size for sh in shards if (sh.split, sh.index) not in earlier)
     return {"new": new, "changed": 0, "unchanged": n_in - new, "removed": 0}
-
-
-def _finish(mod, fmt: str, out, remote: RemoteOut | None, staging: Path | None, store, version: str, members: Members,
-            ordered: list[dict], options: dict, *, index, labels) -> None:
-    """Write the layout's index files and (an incremental format's) the samples' index, into the folder or
-    staged and uploaded."""
-    if remote:
-        _finish_remote(mod, fmt, remote, staging, store, version, members, ordered, options)
-        if index is not None:
-            folder = staging / "_index"
-            folder.mkdir()
-            for name in inc.write_index_files(folder, ordered, index, labels):
-                remote.put(folder / name, name)
-    else:
-        _card(mod, fmt, out, store, version, members, ordered, options)  # first: a layout's finish may list it (M5Product)
-        mod.finish(store, out, version, members, ordered, options)
-        if index is not None:
-            inc.write_index_files(out, ordered, index, labels)
 
 
 def _unchanged(run: StageRun, out, fmt: str, version: str, members: Members,

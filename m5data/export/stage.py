@@ -1,4 +1,6 @@
-"""The export stage's entry in the registry (m5data/stages.py): ``run(ctx) -> StageStats``.
+"""The export stage's entry in the registry (m5data/stages.py): ``run(ctx, run) -> StageStats``, what
+beside the tables decides its result (:func:`inputs`) and the state it keeps (:func:`state`: one per
+format and split).
 
 Safe to retry: a re-run skips every finished shard.
 """
@@ -6,8 +8,9 @@ Safe to retry: a re-run skips every finished shard.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 
-from ..stages import RunContext
+from ..stages import RunContext, StageRun
 from ..storage import StageStats
 
 
@@ -24,8 +27,27 @@ def check(settings, options: dict) -> None:
             plain_name("split version", options["version"])
 
 
-def run(ctx: RunContext) -> StageStats:
-    """Export a split version: ``export.split`` in ``export.format`` (``options``: out, version, full).
+def inputs(ctx: RunContext) -> Iterable:
+    """What beside the tables decides an export's samples and shards (``incremental.inputs``): the format
+    and the split (``[export]``, where the verb's ``--format`` and ``--split`` are), the shard sizes, the
+    format's options, the digest. Not the folder nor the split version (``options``: out, version): the
+    next version's export into a sibling folder builds on this one (``incremental.find_base``); the
+    kept state names them (``out``, ``version``)."""
+    from .incremental import inputs as export_inputs
+
+    return export_inputs(ctx.settings.export.format, ctx.settings.export.split, ctx.settings)
+
+
+def state(ctx: RunContext) -> str:
+    """The kept state's name: one per format and split (``derived/state/export-<fmt>-<split>.json``)."""
+    from .incremental import state_name
+
+    return state_name(ctx.settings.export.format, ctx.settings.export.split)
+
+
+def run(ctx: RunContext, run: StageRun) -> StageStats:
+    """Export a split version: ``export.split`` in ``export.format`` (``options``: out, version, full), in
+    ``run``, the run the contract opened (its lock, watermarks, state and fingerprint).
 
     A WebDataset export of a new split version writes only new and changed samples and takes the
     other shards over from the last complete export (``incremental.py``) unless ``full``.
@@ -43,7 +65,7 @@ def run(ctx: RunContext) -> StageStats:
         version, out = default_out(store, split, fmt, version)
     with (_shard_bar() if ctx.progress else contextlib.nullcontext(None)) as progress:
         report = export(store, ctx.settings, out=out, split=split, fmt=fmt, version=version, progress=progress,
-                        full=bool(ctx.options.get("full")))
+                        run=run)
     report.stats.details.update(
         out=str(report.out), format=report.fmt, version=report.version, splits=report.splits, shards=report.shards,
         shards_written=report.shards_written, shards_skipped=report.shards_skipped,
