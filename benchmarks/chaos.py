@@ -216,9 +216,9 @@ def leftovers(store) -> list[str]:
     log entry names (object storage; ``doctor --repair`` ran last, with no grace)."""
     from m5data.storage.temps import find_temps
 
-    if isinstance(store.root, str):
+    if (folder := store.local_root()) is None:
         return [rel for rel, _ in store.uncommitted()]
-    return [str(t.path.relative_to(store.root)) for t in find_temps(store.root)]
+    return [str(t.path.relative_to(folder)) for t in find_temps(folder)]
 
 
 def comparable(rel: Path, data: bytes) -> bytes:

@@ -192,7 +192,7 @@ def sweep_temp(store: Store, older_than: float = 3600.0) -> int:
     cutoff = time.time() - older_than
     removed = 0
     for kind in ("frames", "mfcc", "images"):
-        folder = store.root / "derived" / kind
+        folder = store.local_root() / "derived" / kind  # a folder store (object storage: the mirror's scratch)
         for entry in [*folder.glob("*/.tmp-*"), *folder.glob("*/.old-*")]:
             try:
                 if entry.lstat().st_mtime < cutoff:

@@ -59,7 +59,7 @@ class Catalog:
 
     @property
     def catalog_path(self) -> Path:
-        return self.root / CATALOG
+        return self.folder / CATALOG
 
     def catalog_views(self) -> dict[str, str]:
         """The SQL of each view of the catalog, in the order to make them, as the tables' parts are now:
@@ -81,9 +81,9 @@ class Catalog:
 
         if self._catalog_views() == self.catalog_views():
             return True
-        tmp = self.root / temp_name(".duckdb")
+        tmp = self.folder / temp_name(".duckdb")
         try:
-            with _refreshing, locks.hold(self.root, "catalog", "catalog refresh", wait=wait, error=StoreBusy):
+            with _refreshing, locks.hold(self.folder, "catalog", "catalog refresh", wait=wait, error=StoreBusy):
                 wanted = self.catalog_views()
                 if self._catalog_views() == wanted:  # another process rebuilt it while we waited
                     return True
@@ -99,11 +99,11 @@ class Catalog:
                         del _BUILT[next(iter(_BUILT))]
                 os.replace(tmp, self.catalog_path)
                 Path(str(self.catalog_path) + ".wal").unlink(missing_ok=True)
-                fsync_dir(self.root)
+                fsync_dir(self.folder)
                 st = self.catalog_path.stat()  # under the lock: what this process just wrote holds `wanted`
                 seen = _identity(st)
                 _read[str(self.catalog_path)] = (seen, wanted)
-                write_atomic(self.root / CATALOG_VIEWS, json.dumps({"catalog": seen, "views": wanted}).encode())
+                write_atomic(self.folder / CATALOG_VIEWS, json.dumps({"catalog": seen, "views": wanted}).encode())
             return True
         except StoreBusy:
             return False
@@ -175,7 +175,7 @@ class Catalog:
     def _recorded_views(self, seen: tuple) -> dict | None:
         """The views :data:`CATALOG_VIEWS` records for the catalog file ``seen`` (None: no record of that file)."""
         try:
-            recorded = json.loads((self.root / CATALOG_VIEWS).read_bytes())
+            recorded = json.loads((self.folder / CATALOG_VIEWS).read_bytes())
             if tuple(recorded["catalog"]) == seen and isinstance(recorded["views"], dict):
                 return recorded["views"]
         except (OSError, ValueError, KeyError, TypeError):

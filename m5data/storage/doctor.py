@@ -107,7 +107,7 @@ def _check_parts(store: Store, report: DoctorReport, repair: bool, stamp: str) -
 def _check_temps(store: Store, report: DoctorReport, repair: bool) -> None:
     import shutil
 
-    temps = find_temps(store.root)
+    temps = find_temps(store.local_root())
     report.checked["temp files"] = len(temps)
     for t in temps:
         owner = f"PID {t.pid}" if t.pid is not None else "an unnamed owner"
@@ -172,17 +172,17 @@ def run(store: Store, config: dict | None = None, *, repair: bool = False, verif
     """
     report = DoctorReport(repair=repair)
     stats = StageStats(STAGE)
-    if isinstance(store.root, str):  # a store on object storage: no lock to take, no temp file (doctor_s3.py)
+    if (folder := store.local_root()) is None:  # a store on object storage: no lock to take, no temp file (doctor_s3.py)
         from .doctor_s3 import check_object_store
 
         check_object_store(store, report, repair)
     elif repair:  # exclusive: no stage may write while parts move and rows are reset
         try:
-            with locks.hold(store.root, locks.STORE_LOCK, "doctor --repair", error=StoreBusy), \
-                    locks.hold(store.root, STAGE, "doctor --repair", error=StoreBusy):
+            with locks.hold(folder, locks.STORE_LOCK, "doctor --repair", error=StoreBusy), \
+                    locks.hold(folder, STAGE, "doctor --repair", error=StoreBusy):
                 _run(store, report, True, verify_blobs, progress)
         except StoreBusy as exc:
-            busy = locks.holders(store.root)
+            busy = locks.holders(folder)
             if busy:
                 names = ", ".join(locks.describe(h) for n, h in busy if n != locks.STORE_LOCK)
                 raise StoreBusy(f"doctor --repair: the store {store.root} is in use by {names or 'a stage'}; "

@@ -86,7 +86,7 @@ def blob_problem(store: Store, row: dict, verify: bool, cache: dict) -> str | No
 def blob_file(store: Store, rel: str) -> Path | None:
     """The file of a blob path read from ``media`` (:func:`resolve_blob`), None when it leads outside the store."""
     try:
-        return resolve_blob(store.root, rel)
+        return resolve_blob(store.local_root(), rel)
     except BlobPathError:
         return None
 
@@ -152,7 +152,7 @@ def check_blobs(store: Store, report: DoctorReport, repair: bool, verify: bool, 
         finding = Finding(check, ERROR, row["blob"], f"{row['kind']} {row['media_id']} (status ok): {problem}", action)
         if repair:
             # the row's own path (a symlink is moved, not what it points at), once it is known to lead inside
-            path = store.root / row["blob"] if blob_file(store, row["blob"]) is not None else None
+            path = store.local_root() / row["blob"] if blob_file(store, row["blob"]) is not None else None
             if problem.startswith("content") and row["blob"] not in moved and path is not None and path.is_file():
                 dest = quarantine_dir(store, stamp) / row["blob"]
                 dest.parent.mkdir(parents=True, exist_ok=True)

@@ -50,11 +50,11 @@ class DoctorReport:
 def rel(store: Store, path: Path) -> str:
     """``path`` relative to the store root (as findings name it), unchanged when outside it."""
     try:
-        return str(Path(path).relative_to(store.root))
-    except ValueError:
+        return str(Path(path).relative_to(store.local_root()))
+    except (ValueError, TypeError):  # outside it, or no folder (object storage)
         return str(path)
 
 
 def quarantine_dir(store: Store, stamp: str) -> Path:
     """Where one repair run (``stamp``) moves what it takes out of the store."""
-    return store.root / QUARANTINE / stamp
+    return store.local_root() / QUARANTINE / stamp

@@ -44,7 +44,7 @@ class GroupRewrites:
             for name in names:  # sorted: two group writers never wait on each other in a cycle
                 held.enter_context(self.table_lock(name, f"replace {', '.join(names)}"))
             self._finish_groups_held(names)
-            staging = self.root / temp_name(".group", prefix=TMP_PREFIX)
+            staging = self.folder / temp_name(".group", prefix=TMP_PREFIX)
             markers = [OpenWrite(self.table_dir(n)) for n in names]  # readers of changes wait (parts.py)
             try:
                 intent, rows = {"tables": {}}, {}
@@ -63,8 +63,8 @@ class GroupRewrites:
                                               "add": sorted(p.name for p in stream._done)}
                 (staging / INTENT).write_text(json.dumps(intent, sort_keys=True))
                 fsync_dir(staging)
-                (self.root / GROUPS).mkdir(exist_ok=True)
-                committed = self.root / GROUPS / uuid.uuid4().hex
+                (self.folder / GROUPS).mkdir(exist_ok=True)
+                committed = self.folder / GROUPS / uuid.uuid4().hex
                 os.replace(staging, committed)  # the commit: from here the rewrite is finished by someone
                 fsync_dir(committed.parent)
             except BaseException:
@@ -79,7 +79,7 @@ class GroupRewrites:
 
     def unfinished_groups(self) -> list[Path]:
         """The committed group rewrites not yet applied (a writer killed while applying one)."""
-        folder = self.root / GROUPS
+        folder = self.folder / GROUPS
         return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
     def finish_groups(self, wait: float = FINISH_WAIT) -> int:

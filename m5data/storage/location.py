@@ -1,5 +1,7 @@
-"""A store's location (``settings.store_path``, a root passed to a worker process as text) before or
-without a store object: the folder it names, and its blobs as local files.
+"""A store's location: :class:`Location`, the one type of every store's ``root`` (a folder's absolute path
+or a URL, as text), and what a location string (``settings.store_path``, a root passed to a worker
+process as text) answers before or without a store object: the folder it names, and its blobs as local
+files.
 
 What a store object answers itself (``local_root``, ``local_files``) these answer from the location
 alone: code that has no store open (a plan checked before any stage, a shard writer's process) asks
@@ -13,9 +15,37 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from .objects import is_store_url
+from .objects import NotOnObjectStorage, is_store_url
 
-__all__ = ["blob_folder", "local_folder"]
+__all__ = ["Location", "blob_folder", "local_folder"]
+
+
+class Location(str):
+    """Where a store is, as text: its folder's absolute path, or its URL (``s3://bucket/prefix``). The
+    type of ``root`` on every backend; code that needs the store's folder asks the store for it
+    (``local_root()``: the folder, or None on object storage), and messages print the location as it is.
+
+    Path operations (``/``, ``.exists()``, ``.glob()`` ...) on a folder's location act on its folder, as
+    they did when a folder store's ``root`` was a Path (tests and code written then); on a URL they are a
+    one-line StoreError (NotOnObjectStorage), not a TypeError.
+    """
+
+    __slots__ = ()
+
+    def _folder(self, what: str) -> Path:
+        """The folder this location names; NotOnObjectStorage naming ``what`` for a URL."""
+        folder = local_folder(str(self))
+        if folder is None:
+            raise NotOnObjectStorage(f"the store {self} is on object storage: {what} needs a store folder")
+        return folder
+
+    def __truediv__(self, other) -> Path:
+        return self._folder(str(other)) / other
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._folder(f"{name}()"), name)
 
 
 def local_folder(location) -> Path | None:

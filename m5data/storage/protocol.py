@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .catalog import REFRESH_WAIT
+from .location import Location
 from .open import STORE_CLASSES, store_class  # noqa: F401  (their home is open.py; named here for old imports)
 
 if TYPE_CHECKING:
@@ -29,8 +30,9 @@ class TableStore(Protocol):
     is all or nothing; readers never lock and never see half a write.
     """
 
-    root: Any
-    """The store's folder (a ``Path``) or URL (a ``str`` that refuses path operations)."""
+    root: Location
+    """Where the store is, as text (:class:`~m5data.storage.location.Location`, on every backend): its
+    folder's absolute path or its URL. The folder itself, where there is one, is :meth:`local_root`."""
     blobs: Any
     """Content-addressed blobs (``put_bytes``, ``put_file``, ``writer``, ``open``, ``local``, ``verify``)."""
     compression: str

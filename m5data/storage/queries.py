@@ -12,7 +12,6 @@ Export (its default ``--version`` and the flow's export), the report and the pip
 from __future__ import annotations
 
 from .names import name_problem, version_order
-from .objects import is_store_url
 
 
 def shard_sql(key: str, shard: tuple[int, int]) -> str:
@@ -38,7 +37,7 @@ def version_parts(store) -> dict[str, list] | None:
 
     from .footers import group_versions
 
-    if is_store_url(str(store.root)):
+    if store.local_root() is None:  # no part files to read footers of (object storage)
         return None
     out: dict[str, list] = {}
     con = None  # made only for a part whose statistics do not say its versions (a new database: ~25 ms)
@@ -72,7 +71,7 @@ def stored_versions(store, con=None) -> list[str]:
     found = version_parts(store)
     if found is not None:
         return sorted(found)
-    if is_store_url(str(store.root)):
+    if store.local_root() is None:
         sql, params = "SELECT DISTINCT version FROM read_parquet(?, union_by_name = true)", [[str(p) for p in parts]]
     else:
         sql, params = "SELECT DISTINCT version FROM splits", []

@@ -39,8 +39,9 @@ from .compaction import newest_writes_sql
 from .errors import StoreError
 from .files import TextFiles
 from .incoming import incoming
+from .location import Location
 from .logstate import FROM_FILE, TableState
-from .objects import ObjectStore, StoreURL, aws_environment
+from .objects import ObjectStore, aws_environment
 from .parts import conform
 from .readdb import READ_DB
 from .reading import Reading
@@ -61,7 +62,7 @@ class S3Store(ObjectFiles, ObjectChanges, Reading, TextFiles, ObjectGarbage):
     def __init__(self, url: str, compression: str = "zstd", part_rows: int = 1_000_000, lease_seconds: float = 600.0,
                  garbage_grace: float = 86400.0, checkpoint_every: int = 32):
         self.objects = ObjectStore(url)
-        self.root = StoreURL(self.objects.url)  # text, never a Path (a Path folds "//")
+        self.root = Location(self.objects.url)  # its URL as text, never a Path (a Path folds "//")
         self.compression, self.part_rows = compression, part_rows
         self.lease_seconds, self.garbage_grace, self.checkpoint_every = lease_seconds, garbage_grace, checkpoint_every
         self.blobs = ObjectBlobs(self.objects)  # content-addressed, put-if-absent

@@ -60,9 +60,9 @@ def check_read_only(sql: str) -> list[str]:
 def check_output(store: Store, output: Path) -> Path:
     """The real path of ``--output`` (symlinks and ``..`` resolved); refused when inside the store."""
     out = Path(output).expanduser().resolve()
-    if isinstance(store.root, str):  # a store on object storage: a local file is never inside it
+    if (folder := store.local_root()) is None:  # a store on object storage: a local file is never inside it
         return out
-    root = store.root.resolve()
+    root = folder.resolve()
     if out == root or out.is_relative_to(root):
         raise RefusedStatement(f"refused: --output {output} is inside the store ({out}); m5data sql never writes there")
     return out

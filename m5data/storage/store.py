@@ -41,6 +41,7 @@ from .files import KeptFolder, TextFiles, staged_files, write_atomic
 from .folderreads import FolderReads
 from .groupreads import GroupReads
 from .groups import GroupRewrites
+from .location import Location
 from .open import init_store, open_from_settings, open_store
 from .parts import PART_GLOB
 from .protocol import TableStore
@@ -59,10 +60,11 @@ class Store(Writing, Compaction, GroupRewrites, TableViews, FolderReads, Reading
     one with ``init_store(path)`` (``Store.init``)."""
 
     def __init__(self, root: Path, compression: str = "zstd", part_rows: int = 1_000_000):
-        self.root = Path(root).absolute()
+        self.folder = Path(root).absolute()  # the store's own folder (local_root)
+        self.root = Location(self.folder)  # its location as text, as on every backend
         self.compression = compression
         self.part_rows = part_rows
-        self.blobs = BlobStore(self.root)
+        self.blobs = BlobStore(self.folder)
 
     # ------------------------------------------------------------------ open / init
     # Store.open / init / from_settings are the callers' names for the factory (open.py), which picks the
@@ -82,13 +84,13 @@ class Store(Writing, Compaction, GroupRewrites, TableViews, FolderReads, Reading
     @classmethod
     def _init_here(cls, root: str | Path, **kwargs) -> Store:
         store = cls(Path(root), **kwargs)
-        if store.root.exists() and not store.root.is_dir():
-            raise StoreError(f"cannot create a store at {store.root}: a file is in the way")
+        if store.folder.exists() and not store.folder.is_dir():
+            raise StoreError(f"cannot create a store at {store.folder}: a file is in the way")
         for sub in ["tables", "blobs", "derived"]:
-            (store.root / sub).mkdir(parents=True, exist_ok=True)
+            (store.folder / sub).mkdir(parents=True, exist_ok=True)
         for name in TABLES:
             store.table_dir(name).mkdir(exist_ok=True)
-        marker = store.root / MARKER
+        marker = store.folder / MARKER
         if not marker.exists():
             marker.write_text(json.dumps({"format": STORE_FORMAT, "tables": {
                 n: t.version for n, t in TABLES.items()}}, indent=2) + "\n")
@@ -98,18 +100,18 @@ class Store(Writing, Compaction, GroupRewrites, TableViews, FolderReads, Reading
     @classmethod
     def _open_here(cls, root: str | Path, create: bool = False, **kwargs) -> Store:
         store = cls(Path(root), **kwargs)
-        marker = store.root / MARKER
+        marker = store.folder / MARKER
         if not marker.is_file():
             if create:
                 return cls._init_here(root, **kwargs)
-            raise StoreError(f"no m5data store at {store.root} (create one with `m5data init`)")
+            raise StoreError(f"no m5data store at {store.folder} (create one with `m5data init`)")
         try:
             info = json.loads(marker.read_text())
             fmt = int(info["format"])
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"corrupt store marker {marker}: {exc}") from None
         if fmt > STORE_FORMAT:
-            raise StoreError(f"store {store.root} has format {fmt}; this m5data reads up to {STORE_FORMAT}")
+            raise StoreError(f"store {store.folder} has format {fmt}; this m5data reads up to {STORE_FORMAT}")
         for name in TABLES:
             store.table_dir(name).mkdir(parents=True, exist_ok=True)
         if store.unfinished_groups():  # a group rewrite whose writer was killed half way (groups.py)
@@ -120,7 +122,7 @@ class Store(Writing, Compaction, GroupRewrites, TableViews, FolderReads, Reading
     # ------------------------------------------------------------------ layout
     def table_dir(self, name: str) -> Path:
         table_spec(name)
-        return self.root / "tables" / name
+        return self.folder / "tables" / name
 
     def parts(self, name: str) -> list[Path]:
         return sorted(self.table_dir(name).glob(PART_GLOB))
@@ -139,12 +141,12 @@ class Store(Writing, Compaction, GroupRewrites, TableViews, FolderReads, Reading
         return len(self.parts(name))
 
     def derived_dir(self, *parts: str) -> Path:
-        path = self.root.joinpath("derived", *parts)
+        path = self.folder.joinpath("derived", *parts)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def read_bytes(self, rel: str) -> bytes | None:
-        path = self.root / rel
+        path = self.folder / rel
         return path.read_bytes() if path.is_file() else None
 
     def read_mapped(self, rel: str) -> mmap.mmap | bytes | None:
@@ -152,7 +154,7 @@ class Store(Writing, Compaction, GroupRewrites, TableViews, FolderReads, Reading
         ``np.frombuffer`` and ``zipfile`` read in place (dedup's kept inputs, ~40 MB at 100k products:
         0.03-0.07 CPU s of copying and page faults saved each run). A write replaces the file by a
         rename, so the map keeps the bytes it was made of."""
-        path = self.root / rel
+        path = self.folder / rel
         if not path.is_file():
             return None
         with open(path, "rb") as fh:
@@ -162,29 +164,29 @@ class Store(Writing, Compaction, GroupRewrites, TableViews, FolderReads, Reading
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         """Write a file of the store whole (temp file, rename: a reader never sees half of it)."""
-        write_atomic(self.root / rel, data)
+        write_atomic(self.folder / rel, data)
 
     def files(self, prefix: str) -> list[str]:
         """The files below the folder ``prefix`` (``derived/``, ``logs/``), relative to the root; temp
         files and other dot-names left out."""
-        rels = (p.relative_to(self.root).as_posix() for p in (self.root / prefix).rglob("*") if p.is_file())
+        rels = (p.relative_to(self.folder).as_posix() for p in (self.folder / prefix).rglob("*") if p.is_file())
         return sorted(rel for rel in rels if not any(part.startswith(".") for part in rel.split("/")))
 
     def local_root(self) -> Path:
         """The store's own folder."""
-        return self.root
+        return self.folder
 
     def read_blob(self, rel: str) -> bytes | None:
         """The file ``rel`` of the store's blob areas, read in place (``resolve_blob`` refuses a path out)."""
         try:
-            path = resolve_blob(self.root, rel)
+            path = resolve_blob(self.folder, rel)
         except BlobPathError:
             return None
         return path.read_bytes() if path.is_file() else None
 
     def put_blob(self, rel: str, data: bytes) -> bool:
         """Write the file ``rel`` of the store's blob areas unless it is there (temp file, rename)."""
-        path = resolve_blob(self.root, rel)
+        path = resolve_blob(self.folder, rel)
         if path.exists():
             return False
         write_atomic(path, data)
@@ -198,11 +200,11 @@ class Store(Writing, Compaction, GroupRewrites, TableViews, FolderReads, Reading
     def local_copy(self, rels=()) -> Path:
         """A local folder laid out as the store that holds the files ``rels`` (blobs, derived files, a
         frames folder whole), for code that reads files by path: here the store's own folder."""
-        return self.root
+        return self.folder
 
     def where(self, rel: str) -> Path:
         """The name of the store's file ``rel`` for a message or a report (on object storage: its URL)."""
-        return self.root / rel
+        return self.folder / rel
 
     @contextlib.contextmanager
     def kept(self, rel: str, lazy: tuple[str, ...] = ()):
@@ -210,7 +212,7 @@ class Store(Writing, Compaction, GroupRewrites, TableViews, FolderReads, Reading
         vectors and checkpoints), as a :class:`KeptFolder`: the store's own folder here; on object
         storage a local copy of its objects, written back when the block ends, the files matching a
         ``lazy`` glob pattern downloaded only when fetched (``S3Store.kept``)."""
-        path = self.root / rel
+        path = self.folder / rel
         path.mkdir(parents=True, exist_ok=True)
         yield KeptFolder(path)
 
@@ -219,7 +221,7 @@ class Store(Writing, Compaction, GroupRewrites, TableViews, FolderReads, Reading
         """A local folder laid out as the store holding the blobs and derived files ``rels``, for code
         that opens them by path (Pillow): the store's own folder here; on object storage a temp folder
         holding copies of just those, removed when the block ends (``S3Store.local_files``)."""
-        yield self.root
+        yield self.folder
 
     @contextlib.contextmanager
     def staged(self, rel: str, partial: bool = False):
@@ -229,11 +231,11 @@ class Store(Writing, Compaction, GroupRewrites, TableViews, FolderReads, Reading
         end, ``S3Store.staged``). ``partial``: the files count also when the block fails (a run's own
         log folder, which explains the failure): here ``rel`` itself, written as the stage goes."""
         if partial:
-            path = self.root / rel
+            path = self.folder / rel
             path.mkdir(parents=True, exist_ok=True)
             yield path
             return
-        with staged_files(self.root / rel) as path:
+        with staged_files(self.folder / rel) as path:
             yield path
     # ------------------------------------------------------------------ locks
     def stage_lock(self, stage: str, shard: tuple[int, int] | None = None):
@@ -251,17 +253,17 @@ class Store(Writing, Compaction, GroupRewrites, TableViews, FolderReads, Reading
     @contextlib.contextmanager
     def _stage_lock(self, stage: str, shard: tuple[int, int] | None = None):
         with contextlib.ExitStack() as held:
-            held.enter_context(locks.hold(self.root, locks.STORE_LOCK, stage, shared=True, error=StoreBusy))
-            held.enter_context(locks.hold(self.root, stage, stage, shared=shard is not None, error=StoreBusy))
+            held.enter_context(locks.hold(self.folder, locks.STORE_LOCK, stage, shared=True, error=StoreBusy))
+            held.enter_context(locks.hold(self.folder, stage, stage, shared=shard is not None, error=StoreBusy))
             if shard is not None:
                 i, n = (int(x) for x in shard)
                 name = f"{stage}.shard-{i}-of-{n}"
-                held.enter_context(locks.hold(self.root, name, name, error=StoreBusy))
+                held.enter_context(locks.hold(self.folder, name, name, error=StoreBusy))
             else:  # a shard never sweeps: "dead" is judged by PID, and other shards may run on other machines
-                sweep_temps(self.root)
+                sweep_temps(self.folder)
             yield
 
     def table_lock(self, name: str, what: str, wait: float = 600.0):
         """Hold the lock of writers that rewrite table ``name`` whole (compact, replace)."""
-        return locks.hold(self.root, f"table-{table_spec(name).name}", what, wait=wait, error=StoreBusy)
+        return locks.hold(self.folder, f"table-{table_spec(name).name}", what, wait=wait, error=StoreBusy)
 

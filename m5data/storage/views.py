@@ -92,7 +92,7 @@ class TableViews:
         listed = parts is not None
         parts = self.parts(spec.name) if parts is None else parts
         if root_sql is not None:
-            glob = sql_str((self.table_dir(spec.name) / PART_GLOB).relative_to(self.root).as_posix())
+            glob = sql_str((self.table_dir(spec.name) / PART_GLOB).relative_to(self.folder).as_posix())
             # an empty table's view globs too (no part: no column, the typed NULLs give them), so the
             # catalog stays right when the table gets its first part
             source = (f"(SELECT {null_columns(spec)}, CAST(NULL AS BIGINT) AS {SEQ_COLUMN} WHERE false "

@@ -153,11 +153,11 @@ def _derived_files(store) -> dict[str, str]:
             data = json.dumps(state, sort_keys=True).encode()
         return hashlib.sha256(data).hexdigest()
 
-    if isinstance(store.root, str):
+    if store.local_root() is None:
         rels = [o.rel for o in store.objects.listing("derived/")] + [r for r in store.blobs.iter_paths()
                                                                       if r.endswith(".mp3")]
         return {r: digest(r, store.objects.get(r)[0]) for r in rels if not r.startswith("derived/splits/")}
-    root = Path(store.root)
+    root = store.local_root()
     files = [*(root / "derived").rglob("*"), *(root / "blobs").rglob("*.mp3")]
     return {p.relative_to(root).as_posix(): digest(p.relative_to(root).as_posix(), p.read_bytes()) for p in files
             if p.is_file() and "/." not in p.relative_to(root).as_posix()
