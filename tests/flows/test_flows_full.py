@@ -27,7 +27,10 @@ def test_full_is_a_plan_parameter_and_a_stage_option(tmp_path):
 
 
 def test_the_report_stage_through_the_registry(tmp_path):
-    from m5data.report.stage import run
+    from m5data.stages import call
+
+    def run(ctx):
+        return call("report", ctx)
 
     store = Store.init(tmp_path / "store")
     store.write("products", [{"product_id": "a:1", "platform": "a", "title": "t"}])

@@ -259,16 +259,15 @@ def test_the_verbs_on_an_s3_store_align_splits_report_sql_stats(url, aws, light_
     verb("build-splits", "--version", "v1")
     assert json.loads(store.read_text("derived/splits/v1/manifest.json"))["version"] == "v1"
     verb("check-splits", "--version", "v1")
-    from m5data.splits import stage as splits_stage
+    from m5data import stages
     from m5data.stages import RunContext
 
-    first = splits_stage.run(RunContext(settings))  # the pipeline's way (no version named): its state is kept
-    again = splits_stage.run(RunContext(settings))  # nothing written since: the version stands (its manifest is found)
+    first = stages.call("splits", RunContext(settings))  # the pipeline's way (no version named): its state is kept
+    again = stages.call("splits", RunContext(settings))  # nothing written since: the version stands (its manifest is found)
     assert again.details.get("unchanged") and again.details["version"] == first.details["version"]
-    from m5data.report import stage as report_stage
 
     monkeypatch.chdir(tmp_path)  # the flow's report stage: no folder beside an S3 store, so the working directory
-    report_stage.run(RunContext(settings))
+    stages.call("report", RunContext(settings))
     assert "splits" in (tmp_path / "m5data-report" / "index.html").read_text()
     verb("report", "--out", str(tmp_path / "report"))
     page = (tmp_path / "report" / "index.html").read_text()
