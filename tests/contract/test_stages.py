@@ -42,15 +42,18 @@ def test_the_context_pickles_without_its_store(tmp_path):
 
 def test_a_verb_runs_its_registered_stage_with_one_run_context(store, tmp_path, monkeypatch):
     """``m5data export`` builds a RunContext (settings with its flags, its own options, the store) and
-    calls the registry's ``run`` with it: the verb prints what the returned StageStats say."""
+    calls the registry's ``run`` with it and the run the contract opened: the verb prints what the
+    returned StageStats say, and the contract writes their runs row."""
     from support.cli_inprocess import invoke
+    from support.store_samples import query
 
     from m5data.storage import StageStats
 
     seen: list[RunContext] = []
 
-    def run(ctx: RunContext) -> StageStats:
+    def run(ctx: RunContext, run) -> StageStats:
         seen.append(ctx)
+        assert run.name == "export" and run.lock and run._held is not None  # the contract holds the export lock
         stats = StageStats("export")
         stats.n_in = stats.n_out = 3
         stats.details.update(out=str(ctx.options["out"]), format=ctx.settings.export.format, version="v9",
@@ -58,8 +61,8 @@ def test_a_verb_runs_its_registered_stage_with_one_run_context(store, tmp_path, 
         stats.finish("ok")
         return stats
 
-    class Entry:
-        name, leased, check = "export", True, None  # stages.call runs it holding the export lock
+    class Entry:  # an owned stage that reads no table: stages.call opens its run, holding the export lock
+        name, owned, check, reads, inputs, state, stats, lock = "export", True, None, (), None, None, None, True
         load = staticmethod(lambda: run)
 
     monkeypatch.setattr(stages, "get", lambda name: Entry if name == "export" else pytest.fail(name))
@@ -75,6 +78,7 @@ def test_a_verb_runs_its_registered_stage_with_one_run_context(store, tmp_path, 
     assert ctx.store.root == store.root and not ctx.create
     assert "shards: 2 (1 written, 1 already finished)" in res.stdout
     assert "export run" in res.stdout and "measure" in res.stdout  # the stage summary of the returned stats
+    assert query(store, "SELECT status, n_in FROM runs WHERE stage = 'export'") == [("ok", 3)]  # written by the contract
 
 
 CURATION = ("dedup", "match_level", "pools", "crowd", "matcher")

@@ -62,10 +62,9 @@ def test_footers_and_the_query_name_the_same_current_version(tmp_path, steps):
 
 
 def test_export_report_flow_and_splits_agree_on_the_current_version(store, tmp_path):
-    from m5data.export.stage import run as export_stage
     from m5data.report.build import build as report
     from m5data.splits.stage import incremental_version
-    from m5data.stages import RunContext
+    from m5data.stages import RunContext, call
 
     assert current_version(store) == "v2"
     result = m5(store, "export", "--out", str(tmp_path / "cli"))
@@ -73,7 +72,7 @@ def test_export_report_flow_and_splits_agree_on_the_current_version(store, tmp_p
     assert json.loads((tmp_path / "cli" / "_export.json").read_text())["version"] == "v2"
     assert "export of version v2" in " ".join(result.output.split())
     settings = load(None, {"store.path": str(store.root)}, environ={})
-    flow = export_stage(RunContext(settings, options={}))  # the flow's route: no version, the default folder
+    flow = call("export", RunContext(settings, options={}))  # the flow's route: no version, the default folder
     assert flow.details["version"] == "v2" and flow.details["out"].endswith("exports/v2-webdataset-all")
     page = report(store, load(None, {"store.path": str(store.root)}, environ={}), out=tmp_path / "report")
     assert "<code>v2</code>" in page.index.read_text(encoding="utf-8")
@@ -98,14 +97,13 @@ def test_exporting_another_version_into_a_folder_of_one_is_refused(store, tmp_pa
 
 
 def test_the_pipeline_builds_after_a_version_built_by_hand_so_its_version_becomes_current(tmp_path):
-    from m5data.splits.stage import run
-    from m5data.stages import RunContext
+    from m5data.stages import RunContext, call
 
     store = Store.init(tmp_path / "store")
     write_synthetic(store, 400, n_categories=30)
 
     def pipeline():
-        return run(RunContext(load(None, {"store.path": str(store.root)}, environ={}), options={})).details["version"]
+        return call("splits", RunContext(load(None, {"store.path": str(store.root)}, environ={}), options={})).details["version"]
 
     assert pipeline() == "v1"
     assert m5(store, "build-splits", "--version", "v5", "--seed", "2").exit_code == 0
