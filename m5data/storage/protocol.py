@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .catalog import REFRESH_WAIT
 from .location import Location
-from .open import STORE_CLASSES, store_class  # noqa: F401  (their home is open.py; named here for old imports)
 
 if TYPE_CHECKING:
     import pyarrow as pa

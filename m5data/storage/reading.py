@@ -12,7 +12,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import CorruptPart, DamagedLog, StoreError
-from .readdb import READ_DB  # noqa: F401  (read here by tests of the read database)
 from .schema import TABLES, TableSpec, table_spec
 from .takedowns import RAW, user_views, view_name
 from .views import error_view_sql, sql_str

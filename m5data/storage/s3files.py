@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .blobs import BlobPathError, resolve_blob
 from .s3fence import etag_now, put_unchanged
-from .s3stages import kept_folder, local_files, staged_folder
+from .s3folders import kept_folder, local_files, staged_folder
 from .temps import scratch_dir
 
 

@@ -12,8 +12,8 @@ The same Store API as a local folder (``write``, ``writer``, ``read``, ``count``
 visible (a log entry instead of a rename) and where ``_seq`` comes from (the entry's number). DuckDB
 reads the parts through the s3fs filesystem registered on each connection. The stages' needs (a
 stage lease instead of a lock, staged folders, small files, scratch space, local copies) are in
-``s3stages.py`` (kept folders and local copies for annotate too); not on object storage: ``derived_dir``
-(a folder of the store itself: code uses the store API instead), the catalog file.
+``s3stages.py`` (the leases) and ``s3folders.py`` (staged and kept folders, local copies); not on
+object storage: ``derived_dir`` (a folder of the store itself: code uses the store API instead), the catalog file.
 
 Made of backend-neutral parts and its own: the reads both stores share (``reading.Reading``, whose
 questions about the parts this class answers: their SQL, footers, sizes and read database), the rows

@@ -4,7 +4,8 @@ import inspect
 
 import pytest
 
-from m5data.storage.protocol import TableStore, store_class
+from m5data.storage.open import store_class
+from m5data.storage.protocol import TableStore
 from m5data.storage.s3store import S3Store
 from m5data.storage.store import Store, StoreError
 

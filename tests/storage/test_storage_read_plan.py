@@ -226,14 +226,14 @@ def test_reads_share_one_database_per_process_and_see_only_their_own_store(tmp_p
     from threads always get their own rows."""
     import threading
 
-    from m5data.storage import reading as reading_module
+    from m5data.storage.readdb import READ_DB
 
     a, b = Store.init(tmp_path / "a"), Store.init(tmp_path / "b")
     a.write("products", [{"product_id": f"a:{i}", "title": "a"} for i in range(3)])
     b.write("products", [{"product_id": f"b:{i}", "title": "b"} for i in range(5)])
     a.write("products", [{"product_id": "a:0", "title": "a2"}])  # two parts: a contested key's temp table too
     assert a.count("products") == 3 and b.count("products") == 5
-    first = reading_module.READ_DB.database()
+    first = READ_DB.database()
     assert first is not None
     wrong = []
 
@@ -249,7 +249,7 @@ def test_reads_share_one_database_per_process_and_see_only_their_own_store(tmp_p
         t.start()
     for t in threads:
         t.join(60)
-    assert not wrong and reading_module.READ_DB.database() is first
+    assert not wrong and READ_DB.database() is first
     assert a.read("products", where="product_id = 'a:0'").to_pylist()[0]["title"] == "a2"
 
 
@@ -300,9 +300,9 @@ def test_a_forked_child_reads_with_a_database_of_its_own(tmp_path):
 def _count_and_exit(root: str) -> None:
     import os
 
-    from m5data.storage import reading as reading_module
+    from m5data.storage.readdb import READ_DB
 
-    assert reading_module.READ_DB.database() is None  # dropped before the fork
+    assert READ_DB.database() is None  # dropped before the fork
     os._exit(Store.open(root).count("products"))
 
 

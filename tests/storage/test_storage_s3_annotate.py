@@ -194,7 +194,7 @@ def test_import_and_train_on_s3_equal_a_local_store(url, aws, demo_store_factory
 @pytest.mark.parametrize("small", [8 << 20, 0])  # 0: every file streamed (s3fs get_file / put_file, multipart)
 def test_a_kept_folder_on_s3_is_a_local_copy_written_back_and_fetches_lazy_files_when_used(url, aws, small,
                                                                                            monkeypatch):
-    monkeypatch.setattr("m5data.storage.s3stages.SMALL_OBJECT", small)
+    monkeypatch.setattr("m5data.storage.s3folders.SMALL_OBJECT", small)
     store = Store.init(url)
     for rel, data in (("derived/k/state.json", b"{}"), ("derived/k/a/block-0.done", b"0"),
                       ("derived/k/vectors-1.npy", b"big 1"), ("derived/k/vectors-2.npy", b"big 2")):
