@@ -128,12 +128,19 @@ def test_a_run_that_recorded_its_own_row_gets_no_second_and_a_verb_without_a_sto
 
 
 def test_a_user_error_before_any_stage_run_is_a_refusal_and_after_one_a_failed_run(tmp_path, monkeypatch):
+    from m5data.crawler.crawl import run as crawl
     from m5data.errors import UserError
 
     ctx = _context(tmp_path, "crawl")
-    with pytest.raises(UserError, match="unknown site"):  # refused before any work, as a check would
-        stages.call("crawl", ctx.with_options(site="no-such-site"))
+    bad = ctx.with_options(site="no-such-site")
+    with pytest.raises(UserError, match="unknown site"):  # its check refuses it before any work (its verb, m5data run)
+        stages.check("crawl", ctx.settings, bad.options)
+    with pytest.raises(UserError, match="unknown site"):  # so does its job called directly, before it opens its run
+        crawl(ctx.store, ctx.settings, start_urls=bad.options["start_urls"], site="no-such-site")
     assert _rows(ctx, "crawl") == []
+    with pytest.raises(UserError, match="unknown site"):  # stages.call unchecked: inside the run the contract opened
+        stages.call("crawl", bad)
+    assert [r["status"] for r in _rows(ctx, "crawl")] == ["failed"]
     _inject(monkeypatch, "dedup", UserError("the store cannot be read"))  # inside dedup's StageRun: its work
     with pytest.raises(UserError):
         stages.call("dedup", ctx)
