@@ -127,3 +127,48 @@ def test_prefect_task_runs_the_stage(prefect_harness, server, store):
     store.write("media", media_rows([server.url("/f/a.jpg"), server.url("/f/b.jpg")]))
     stats = stage_flow("download", str(store.root), overrides={"download.allow_private": True})
     assert stats.stage == "download" and stats.n_out == 2 and stats.details["statuses"] == {"ok": 2}
+
+
+def test_refresh_rechecks_the_stored_files_and_fetches_nothing_pending(server, store):
+    """``download --refresh`` reaches the run (the stage passes it on): each stored file is asked again
+    (recheck.py), a pending one is not fetched, and the run is a download run with its refresh counts."""
+    ok, late = server.url("/f/a.jpg"), server.url("/f/b.jpg")
+    store.write("media", media_rows([ok]))
+    assert m5(store).exit_code == 0
+    store.write("media", media_rows([late], product_id="test:2"))  # pending: not for a refresh
+    server.clear()
+    result = m5(store, "--refresh")
+    assert result.exit_code == 0, result.output
+    assert {p for p in server.requests if p.startswith("/f/")} == {"/f/a.jpg"}
+    rows = rows_by_url(store)
+    assert rows[ok]["status"] == "ok" and rows[late]["status"] == "pending"
+    runs = sorted(store.read("runs", where="stage = 'download'").to_pylist(), key=lambda r: r["started_at"])
+    assert len(runs) == 2 and json.loads(runs[-1]["config"])["job"]["refresh"] == {"checked": 1, "opted_out": 0}
+
+
+def test_a_flow_retry_fetches_what_was_left_pending_then_the_failures_two_runs_under_one_lock(server, store,
+                                                                                               monkeypatch):
+    """A flow's retry (attempt 2): what a stalled first attempt left pending, in the run the contract opened,
+    then the failures, in a second run under the same lock (stage.py): two ``runs`` rows, one lock taken."""
+    from m5data import stages
+    from m5data.config import load
+    from m5data.stages import RunContext
+    from m5data.storage import Store
+
+    taken = []
+    real = Store.stage_lock
+
+    def stage_lock(self, name, *args, **kwargs):
+        taken.append(name)
+        return real(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "stage_lock", stage_lock)
+    pending, failed = server.url("/f/a.jpg"), server.url("/f/b.jpg")
+    store.write("media", media_rows([pending]) + [dict(r, status="failed") for r in media_rows([failed], product_id="test:2")])
+    settings = load(None, {"store.path": str(store.root), "download.allow_private": True}, environ={})
+    stats = stages.call("download", RunContext(settings, attempt=2))
+    assert taken == ["download"]
+    runs = sorted(store.read("runs", where="stage = 'download'").to_pylist(), key=lambda r: r["started_at"])
+    assert [(r["status"], r["n_in"], r["n_out"]) for r in runs] == [("ok", 1, 1), ("ok", 1, 1)]
+    assert stats.run_id == runs[1]["run_id"] != runs[0]["run_id"]
+    assert {r["status"] for r in rows_by_url(store).values()} == {"ok"}
