@@ -21,7 +21,7 @@ from support.demo_fixtures import cached_shop, copy_store  # noqa: E402
 from support.store_compare import differences  # noqa: E402
 
 from m5data.config import load  # noqa: E402
-from m5data.storage import Store  # noqa: E402
+from m5data.storage import Store, changes  # noqa: E402
 from m5data.storage.copy import copy_store as store_copy  # noqa: E402
 
 ANNOTATED = ("dedup", "caption_match", "pools", "annotations", "matches", "workers")
@@ -108,7 +108,9 @@ def test_every_annotate_job_the_ui_and_the_verbs_on_s3_equal_a_local_store(url, 
     images = [r["query_image"] for r in got["task_rows"] if r["query_image"]]
     assert images and all(i.startswith(url + "/blobs/") or i.startswith(url + "/derived/") for i in images)
     kept = s3.files("derived/pools/")
-    assert "derived/pools/inputs.json" in kept and any(k.endswith(".done") for k in kept)
+    # the full run's input state is kept in its state (derived/state/pools.json), no file beside it
+    assert "derived/pools/inputs.json" not in kept and any(k.endswith(".done") for k in kept)
+    assert "input_state" in changes.load_state(s3, "pools")
     assert any(k.startswith("derived/pools/vectors-") for k in kept)
     assert kept == local.files("derived/pools/")  # the same files in the same places (no scratch among them)
     assert [f.rsplit("/", 2)[0] for f in s3.files("derived/matcher/")] == ["derived/matcher"]

@@ -6,8 +6,9 @@ tables pools reads (products, captions, media; splits with a split version), the
 (the jieba user dictionary, a local text model), the folders of the image files it read (a
 folder's mtime changes when a file in it is added, removed or replaced), the code versions of the
 vectors and, after the run, the ``pools`` table's parts and the run's block markers name one state.
-A complete run writes that state with its report to ``derived/pools/inputs.json`` (by rename,
-last); a later run that finds the same state returns the saved report at once (the
+A complete full run keeps that state with its report in the run's own state (``input_state`` of
+``derived/state/pools.json``, written last by the contract's ``run.complete``; an incremental run's
+state holds none); a later run that finds the same state returns the saved report at once (the
 catalog read, the vectors and the query sample cost tens of seconds at 1M products). Anything
 else (a new, deleted or compacted part, another setting, a lost image, a pools part rewritten, a
 block marker removed, an unreadable file) is not the same state and the full run goes on.
@@ -28,7 +29,7 @@ from ...storage.location import local_folder
 from ..kernels import embed
 from .pool_vectors import VERSION as VECTORS_VERSION
 
-STATE_FILE = "inputs.json"
+LEGACY_FILE = "inputs.json"  # where an older m5data kept this state, beside the run's (a full run removes it)
 FORMAT = "pools-inputs-v1"
 MODEL_FILES = 10_000  # files of a local text model folder stated at most (more: never up to date)
 REPORTED = ("embedder", "n_products", "n_queries", "n_gallery", "n_blocks", "from_titles", "fingerprint")
@@ -130,29 +131,24 @@ def _blocks(work: Path, fingerprint: str) -> list[str]:
     return sorted(p.name for p in (work / fingerprint).glob("block-*.done"))
 
 
-def save(store, work: Path, state: dict, fingerprint: str, report) -> None:
-    """Record a complete run: its input state, the pools parts and block markers it left, and what
-    an up-to-date re-run reports of it (``report``: its ``PoolsReport``)."""
+def kept_state(store, work: Path, state: dict, fingerprint: str, report) -> dict:
+    """What a complete full run keeps in its state (``run.complete(..., input_state=...)``): its input state,
+    the pools parts and block markers it left, and what an up-to-date re-run reports of it (``report``: its
+    ``PoolsReport``)."""
     full = _plain({**state, "fingerprint": fingerprint, "pools": parts_listing(store, "pools"),
                    "blocks": _blocks(work, fingerprint)})
     s = report.stats
     report = {**{k: getattr(report, k) for k in REPORTED}, "gaps": dict(report.gaps),
               "stats": {"n_in": s.n_in, "n_out": s.n_out, "failures": dict(s.failures)}}
-    path = work / STATE_FILE
-    tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"state": full, "report": _plain(report)}, ensure_ascii=False))
-    os.replace(tmp, path)
+    return {"state": full, "report": _plain(report)}
 
 
-def forget(work: Path) -> None:
-    """A run that may change the pools starts: no earlier state is current any more."""
-    (work / STATE_FILE).unlink(missing_ok=True)
-
-
-def saved_report(store, work: Path, state: dict) -> dict | None:
-    """The report of the last complete run when the store is still in the state it left, else None."""
+def saved_report(store, work: Path, saved: dict | None, state: dict) -> dict | None:
+    """The report of the last complete full run (``saved``: the input state its run's state keeps) when the
+    store is still in the state it left, else None."""
+    if saved is None:
+        return None
     try:
-        saved = json.loads((work / STATE_FILE).read_text())
         old, report = saved["state"], saved["report"]
         if not {*REPORTED, "gaps"} <= set(report) or not {"n_in", "n_out", "failures"} <= set(report["stats"]):
             return None

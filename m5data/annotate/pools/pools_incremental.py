@@ -12,9 +12,9 @@ top ``K + M`` (``M`` = ``pools.margin``; the table gets the top ``K``), and keep
 - ``lists-<tag>.npz``: per query, its ``K + M`` best gallery rows and scores, and a *floor*: no gallery
   product outside the list scores above it (-inf: the list holds the whole gallery);
 
-and saves its state last, through its :class:`~m5data.stages.StageRun` (``derived/state/pools.json``: the
-watermarks it read, the settings' hash, those files, how many products the embedder was fitted on, and its
-report).
+and saves its state last, through the :class:`~m5data.stages.StageRun` the contract opened
+(``derived/state/pools.json``: the watermarks it read, the settings' hash, those files, how many products
+the embedder was fitted on, its report, and a full run's input state, :mod:`.pool_inputs`).
 
 A later run reads what changed since (``store.changed`` on products and captions, the products of
 changed media rows). Nothing, with the same settings: **no work and no write**. Else only the new
@@ -52,11 +52,11 @@ READS = ("products", "captions", "media")
 FORMAT = 1  # the kept files' layout; another one means a full run
 LAZY = ("vectors-*.npy", "vectors-*.npz", "ids-*", "lists-*", "*/block-*.npz")  # large kept files: fetched when used
 KEPT_FILES = ("vectors-*", "ids-*", "lists-*")  # a complete run's kept files: those its state names stay
-INPUTS_FILE = "derived/pools/inputs.json"  # pool_inputs' state of the last full run (its own up-to-date check)
 
 
 def inputs(settings: cfg.Settings, split_version: str | None, code: str) -> tuple:
-    """What, beside the tables, decides the pools: the run's fingerprint (the block size and refit share do not)."""
+    """What, beside the tables, decides the pools: the run's fingerprint (the block size and refit share do
+    not); the registry's ``inputs`` (``stage.py``)."""
     from .pool_vectors import VERSION
 
     pool = {k: v for k, v in dataclasses.asdict(settings.pools).items() if k not in ("block", "refit_share", "compact_share")}
@@ -82,7 +82,7 @@ def up_to_date(run: StageRun) -> dict | None:
     store, state = run.store, run.state
     if state is None or "report" not in state or not run.unchanged():
         return None
-    if store.read_bytes(INPUTS_FILE) is not None or not table_as_left(store, state):
+    if "input_state" in state or not table_as_left(store, state):
         return None
     there = set(store.files("derived/pools"))
     return state if all(f"derived/pools/{f}" in there for f in state.get("files", {}).values()) else None
@@ -109,9 +109,10 @@ def _load_ids(path) -> pa.Array | None:
 
 
 def save(run: StageRun, kept, config: dict, tag: str, ids: pa.Array, vectors: str, lists: Lists, fitted_on: int,
-         report) -> None:
+         report, **keep) -> None:
     """Keep the ids and lists of a complete run beside its vectors (``vectors-<x>``); complete the run (its
-    ``runs`` row with ``config``, then its state), then drop the kept files no state names."""
+    ``runs`` row with ``config``, then its state, with ``keep``: a full run's input state), then drop the
+    kept files no state names."""
     work = kept.path
     _save_ids(work / f"ids-{tag}.arrow", ids)
     save_lists(work / f"lists-{tag}.npz", lists)
@@ -120,7 +121,8 @@ def save(run: StageRun, kept, config: dict, tag: str, ids: pa.Array, vectors: st
     s = report.stats
     saved = {k: getattr(report, k) for k in REPORTED}
     saved |= {"gaps": dict(report.gaps), "stats": {"n_in": s.n_in, "n_out": s.n_out, "failures": dict(s.failures)}}
-    run.complete(config, files=files, fitted_on=fitted_on, report=saved, pools_mark=run.store.watermark("pools"))
+    run.complete(config, files=files, fitted_on=fitted_on, report=saved, pools_mark=run.store.watermark("pools"),
+                 **keep)
     keep = set(files.values()) | {f"{vectors}.json"}
     for pattern in KEPT_FILES:
         for name in kept.names(pattern):
@@ -129,9 +131,9 @@ def save(run: StageRun, kept, config: dict, tag: str, ids: pa.Array, vectors: st
     kept.remove(WRITING)
 
 
-def changed_products(store, state: dict) -> set[str]:
-    """Products with ``products``, ``captions`` or ``media`` rows written since ``state``."""
-    since = state["watermarks"]
+def changed_products(store, since: dict[str, int]) -> set[str]:
+    """Products with ``products``, ``captions`` or ``media`` rows written since the watermarks ``since``
+    (``run.since``)."""
     ids: set[str] = set()
     for table in ("products", "captions"):
         ids.update(store.changed(table, int(since.get(table, 0))).column("product_id").to_pylist())
@@ -151,11 +153,12 @@ WRITING = "writing.json"  # in the kept folder while an incremental run writes p
 
 
 def why_full(run: StageRun, settings: cfg.Settings, kept) -> str | None:
-    """Why this run cannot be incremental (None: it can)."""
+    """Why this run cannot be incremental from ``run.since`` (None: it can): ``run.why_full``, or what of
+    the last complete run it cannot start from."""
     store, state = run.store, run.state
-    if state is None:
-        return "no earlier complete run"
-    if state.get("inputs") != run.inputs or "files" not in state:
+    if run.since is None:
+        return run.why_full
+    if "files" not in state:
         return "settings changed"
     if not table_as_left(store, state) and not (kept.path / WRITING).is_file():  # not by a killed run of ours
         return "the pools table was written or compacted since the last complete run"

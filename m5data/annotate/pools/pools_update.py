@@ -62,7 +62,7 @@ def run(stage_run: StageRun, settings: cfg.Settings, kept, report, clock, progre
     if isinstance(old, str):
         return old
     stats = report.stats
-    now = _changes(store, state, old.ids, report)
+    now = _changes(store, stage_run.since, old.ids, report)
     if now is None:
         return "no products"
     n, d_rows = len(now.cur), now.d_rows
@@ -126,9 +126,10 @@ def _load_kept(kept, files: dict) -> _Kept | str:
     return _Kept(paths, fitted, old_ids, lists, old_vec, old_usable)
 
 
-def _changes(store, state: dict, old_ids: pa.Array, report) -> _Now | None:
-    """The products now, which are new or changed since ``state`` and how many kept ones are gone (None: no products)."""
-    changed = changed_products(store, state)
+def _changes(store, since: dict[str, int], old_ids: pa.Array, report) -> _Now | None:
+    """The products now, which are new or changed since the watermarks ``since`` and how many kept ones are
+    gone (None: no products)."""
+    changed = changed_products(store, since)
     cur = store.read("products", columns=["product_id"]).column("product_id")
     cur = pc.take(cur, pc.sort_indices(cur)).combine_chunks().cast(pa.string())
     n = len(cur)

@@ -1,8 +1,11 @@
-"""The pools stage's entry in the registry (m5data/stages.py): ``run(ctx) -> StageStats``."""
+"""The pools stage's entry in the registry (m5data/stages.py): ``run(ctx, run) -> StageStats``, and what
+beside the tables it reads (:data:`.pools_incremental.READS`) decides its pools (:func:`inputs`)."""
 
 from __future__ import annotations
 
-from ...stages import RunContext
+from collections.abc import Iterable
+
+from ...stages import RunContext, StageRun
 from ...storage import StageStats
 from ..stage_job import run_job
 
@@ -14,12 +17,20 @@ def check(settings, options: dict) -> None:
     check_settings(settings)
 
 
-def run(ctx: RunContext) -> StageStats:
-    """Build the candidate pools (:func:`.job.build_pools`). Options: ``full`` (embed and search
-    everything again), and the verb's ``split_version``, ``fresh`` and ``ann_check``. The job's report
-    is in ``details``."""
+def inputs(ctx: RunContext) -> Iterable:
+    """The settings, the code and the split version that decide the pools (:func:`.pools_incremental.inputs`)."""
+    from .job import RUN_VERSION
+    from .pools_incremental import inputs
+
+    return inputs(ctx.settings, ctx.options.get("split_version"), RUN_VERSION)
+
+
+def run(ctx: RunContext, run: StageRun) -> StageStats:
+    """Build the candidate pools (:func:`.job.build_pools`) in the run the contract opened. Options: ``full``
+    (``run.full``: embed and search everything again), and the verb's ``split_version``, ``fresh`` and
+    ``ann_check``. The job's report is in ``details``."""
     from .job import build_pools
 
     o = ctx.options
-    return run_job(ctx, "pools", build_pools, bar=True, full=bool(o.get("full")), split_version=o.get("split_version"),
+    return run_job(ctx, "pools", build_pools, run=run, bar=True, split_version=o.get("split_version"),
                    fresh=bool(o.get("fresh")), ann_check=int(o.get("ann_check") or 0))

@@ -163,7 +163,7 @@ def test_nothing_new_does_no_work_and_writes_nothing(first, monkeypatch):
     parts = sorted(p.name for p in store.parts("pools"))
     mark = store.watermark("pools")
     grow(store, "w", 3, sorted(product_ids(store))[0])
-    build_pools(store, s)  # an incremental run: the pool_inputs state of the full run is gone
+    build_pools(store, s)  # an incremental run: its state holds no input state (the full run's is gone)
     parts, mark = sorted(p.name for p in store.parts("pools")), store.watermark("pools")
 
     def refuse(*args, **kwargs):
@@ -174,6 +174,26 @@ def test_nothing_new_does_no_work_and_writes_nothing(first, monkeypatch):
     again = build_pools(store, s)
     assert again.up_to_date and again.changes == {"new": 0, "changed": 0, "unchanged": 303}
     assert sorted(p.name for p in store.parts("pools")) == parts and store.watermark("pools") == mark
+
+
+def test_the_input_state_is_the_runs_state_no_second_file_and_the_next_run_is_incremental(first):
+    """A full run keeps its input state (pool_inputs) in the state the contract writes
+    (derived/state/pools.json), no derived/pools/inputs.json beside it (an older m5data's is removed by the
+    next full run); a re-run with nothing changed is up to date from it, the next run after a write is
+    incremental, and its state holds no input state."""
+    store, s = first
+    assert store.read_bytes("derived/pools/inputs.json") is None
+    assert changes.load_state(store, "pools")["input_state"]["report"]["n_products"] == 300
+    assert build_pools(store, s).up_to_date
+    grow(store, "j", 4, sorted(product_ids(store))[1])
+    report = build_pools(store, s)
+    assert report.refit is None and report.changes["new"] == 4 and not report.up_to_date
+    assert "input_state" not in changes.load_state(store, "pools")
+    assert store.read_bytes("derived/pools/inputs.json") is None
+    store.write_text("derived/pools/inputs.json", "{}")  # an older m5data's input state
+    rebuilt = build_pools(store, s, full=True)
+    assert rebuilt.refit == "full run asked" and store.read_bytes("derived/pools/inputs.json") is None
+    assert "input_state" in changes.load_state(store, "pools") and build_pools(store, s).up_to_date
 
 
 def test_killed_after_writing_pools_and_run_again_gives_the_same_pools(first, tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import pytest
 from support.demo_fixtures import copy_store
 from typer.testing import CliRunner
 
-from m5data.annotate.pools import job as pools_mod
+from m5data.annotate.pools import pools_full
 from m5data.annotate.pools.job import build_pools
 from m5data.cli import app
 from m5data.config import load
@@ -53,8 +53,8 @@ def no_catalog_read(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("an up-to-date pools re-run read the catalog")
 
-    monkeypatch.setattr(pools_mod, "read_catalog", refuse)
-    monkeypatch.setattr(pools_mod, "product_vectors", refuse)
+    monkeypatch.setattr(pools_full, "read_catalog", refuse)
+    monkeypatch.setattr(pools_full, "product_vectors", refuse)
 
 
 def test_unchanged_rerun_reads_no_catalog(done, tmp_path, monkeypatch):
