@@ -14,7 +14,7 @@ from .parts import OpenWrite, PartWriter, conform, fsync_dir, next_seq
 from .reading import read_again, vanished
 from .schema import SEQ_COLUMN, table_spec
 from .temps import TMP_PREFIX, owner_pid, pid_alive, temp_name
-from .views import sql_str
+from .views import newest_writes_sql, sql_str
 from .writing import StreamingWriter
 
 COMPACTED = "_compacted"
@@ -172,32 +172,3 @@ class Compaction:
             return new
         finally:
             con.close()
-
-
-def newest_writes_sql(con, spec, source: str, keys_once: bool = True) -> str:
-    """SQL of the rows of ``source`` (every row of a table's parts, with ``_seq`` and ``_m5data_file``)
-    that its view holds, with ``_seq``, for a table whose group is within its key: per group, the rows of
-    its newest write (``views._newest_write_sql``).
-
-    Found by a join with each group's newest ``_seq``, held in a table of ``con`` (a few rows a group),
-    rather than by the view's SQL, which plans that aggregate into its joins again and again: 13.7
-    million pool rows of which 5 million live, 0.7 CPU s and 0.5 GiB against 5.9 s and 3.2 GiB. A group
-    whose newest write lies in two parts (a write cut into parts) may hold a key in both, and without
-    ``keys_once`` (no sidecars say each part holds each key once) so may one whose newest write holds a
-    key twice: those groups' rows alone go through the window.
-    """
-    group = ", ".join(spec.group)
-    on = " AND ".join(f"r.{c} IS NOT DISTINCT FROM g.{c}" for c in spec.group)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _m5data_newest AS SELECT {group}, max({SEQ_COLUMN}) AS _gmax "
-                f"FROM {source} GROUP BY ALL")
-    newest = f"FROM {source} r SEMI JOIN _m5data_newest g ON {on} AND r.{SEQ_COLUMN} = g._gmax"
-    r_group = ", ".join(f"r.{c}" for c in spec.group)
-    keys = ", ".join(f"r.{c}" for c in spec.key)
-    twice = "" if keys_once else f" OR count(*) <> count(DISTINCT hash({keys}))"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _m5data_split AS SELECT {r_group} {newest} "
-                f"GROUP BY ALL HAVING min(r._m5data_file) <> max(r._m5data_file){twice}")
-    cols = ", ".join(f"r.{c}" for c in [*spec.schema.names, SEQ_COLUMN])
-    split_on = " AND ".join(f"r.{c} IS NOT DISTINCT FROM x.{c}" for c in spec.group)
-    return (f"SELECT {cols} {newest} ANTI JOIN _m5data_split x ON {split_on} UNION ALL "
-            f"SELECT {cols} {newest} SEMI JOIN _m5data_split x ON {split_on} "
-            f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY r.{SEQ_COLUMN} DESC) = 1")

@@ -35,7 +35,6 @@ import pyarrow.parquet as pq
 from . import s3groups
 from .catalog import REFRESH_WAIT
 from .commitlog import Conflict, TableLog
-from .compaction import newest_writes_sql
 from .errors import StoreError
 from .files import TextFiles
 from .incoming import incoming
@@ -53,7 +52,7 @@ from .s3parts import ObjectStream, StreamHandle
 from .s3stages import hold_lease, stage_lease
 from .schema import MARKER, SEQ_COLUMN, STORE_FORMAT, TABLES, TableSpec, table_spec
 from .temps import sweep_scratch
-from .views import null_columns, sql_str, window_sql
+from .views import newest_writes_sql, null_columns, sql_str, window_sql
 
 
 class S3Store(ObjectFiles, ObjectChanges, Reading, TextFiles, ObjectGarbage):
