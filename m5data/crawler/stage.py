@@ -17,7 +17,7 @@ def check(settings, options: dict) -> None:
     that are not absolute http(s) URLs (``options["start_urls"]``; ValueError), a forced adapter
     (``options["site"]``) that is none (UnknownSite), a ``crawl.headers`` that is not a JSON table or a
     ``crawl.cookies_file`` that cannot be read (SessionError), ``crawl.render`` without a browser to render
-    with and a ``crawl.render_timeout`` not above 0 (ValueError)."""
+    with (ValueError) and a ``crawl.render_timeout`` not above 0 (ConfigError)."""
     from pathlib import Path
 
     from . import session
@@ -37,7 +37,9 @@ def check(settings, options: dict) -> None:
         if why := check_browser():
             raise ValueError(why)
     if not settings.crawl.render_timeout > 0:
-        raise ValueError(f"crawl.render_timeout must be > 0, got {settings.crawl.render_timeout}")
+        from ..config_checks import ConfigError
+
+        raise ConfigError(f"crawl.render_timeout must be > 0, got {settings.crawl.render_timeout}")
 
 
 def run(ctx: RunContext, run: StageRun) -> StageStats:

@@ -47,6 +47,9 @@ def shop():
     ("export.format=zip", None, "export.format"),
     (None, "[splits]\ncoarse_level = 7\n", "splits.coarse_level"),
     (None, "[dedup]\nphash_bands = 0\n", "dedup.phash_bands"),
+    ("crawl.render_timeout=0", None, "crawl.render_timeout"),  # the crawl's own check, before it fetches
+    ("crawl.headers=nope", None, "crawl.headers"),
+    ("extract.mp3_bitrate=loud", None, "extract.mp3_bitrate"),
 ])
 def test_run_refuses_a_bad_stage_setting_before_the_crawl(tmp_path, monkeypatch, shop, setting, toml, key):
     url, hits = shop
@@ -99,6 +102,7 @@ def test_every_registered_stage_has_a_check():
     ("report.top", 0, "report.top"),
     ("download.pool", "fork", "download.pool"),
     ("train.config", "huge", "--preset"),
+    ("extract.max_item_bytes", 10, "extract.max_item_bytes"),
 ])
 def test_each_stage_check_names_its_bad_key(key, value, error):
     from m5data import config as cfg
@@ -109,9 +113,25 @@ def test_each_stage_check_names_its_bad_key(key, value, error):
         stages.check(key.partition(".")[0], settings, {})
 
 
+def test_the_crawl_check_refuses_its_session_and_render_settings_before_any_work(tmp_path):
+    """What the crawl refused only once it ran (a cookies file it cannot read, ``crawl.headers`` that are not a
+    JSON table, a ``crawl.render_timeout`` not above 0) is its check's, so ``m5data run`` refuses it first."""
+    from m5data import config as cfg
+    from m5data.errors import UserError
+
+    urls = {"start_urls": ["http://a.example/"]}
+    for key, value, error in (("crawl.cookies_file", str(tmp_path / "none.txt"), "cookies file not found"),
+                              ("crawl.headers", "[1]", "crawl.headers must be a JSON object"),
+                              ("crawl.render_timeout", 0, "crawl.render_timeout must be > 0")):
+        with pytest.raises(UserError, match=re.escape(error)):
+            stages.check("crawl", cfg.load(None, {key: value}, environ={}), urls)
+    stages.check("crawl", cfg.load(None, {}, environ={}), urls)
+
+
 @pytest.mark.parametrize(("name", "options", "error"), [
     ("crawl", {"start_urls": ["http://a.example/"], "site": "nope"}, "unknown site 'nope'"),
     ("download", {"source": "no-such-list.txt"}, "URL list not found: no-such-list.txt"),
+    ("extract", {"limit": -1}, "--limit must be >= 0"),
     ("crowd", {"method": "vote"}, "unknown method 'vote'"),
     ("matcher", {"labels": "no-such-labels.csv"}, "no such file: no-such-labels.csv"),
     ("export", {"version": "../v1"}, "split version"),
