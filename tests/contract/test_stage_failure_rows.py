@@ -112,8 +112,8 @@ def test_sigterm_during_a_stage_ends_it_as_interrupted_and_puts_the_default_back
 def test_a_run_that_recorded_its_own_row_gets_no_second_and_a_verb_without_a_store_none(tmp_path, monkeypatch):
     ctx = _context(tmp_path, "train")
 
-    def recorded_then_failed(*args, **kwargs):
-        stages.StageRun(ctx.store, "train", lock=False).record({}, "ok")
+    def recorded_then_failed(*args, run, **kwargs):
+        run.record({}, "ok")
         raise ValueError("after its row")
 
     monkeypatch.setattr(importlib.import_module("m5data.train.stage"), "train_and_evaluate", recorded_then_failed)

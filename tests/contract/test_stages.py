@@ -91,8 +91,8 @@ def test_each_curation_job_is_a_stage_of_the_registry_and_annotate_their_group()
     assert names[names.index("align") + 1:names.index("splits")] == list(CURATION)
     for name in CURATION:
         stage = stages.get(name)
-        # its lease: the registry's (stages.call), or its own StageRun's (tests/contract/test_stage_run.py)
-        assert stage.section == name and stage.leased == (name in ("crowd", "matcher")), name
+        # its lease: the registry's (stages.call opens its run, holding its lock)
+        assert stage.section == name and stage.owned and stage.lock, name
         assert stage.run == f"m5data.annotate.{name}.stage:run", name
     assert "annotate" not in names and stages.GROUPS == {"annotate": ("dedup", "match_level", "pools")}
     under = [v.name for v in stages.verbs("annotate")]

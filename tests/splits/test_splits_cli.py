@@ -60,12 +60,11 @@ def test_bad_size_and_changed_settings_are_one_line_errors(store):
 
 def test_splits_task_returns_the_runs_row_and_split_sizes(store):
     from m5data.config import load
-    from m5data.splits.stage import run
-    from m5data.stages import RunContext
+    from m5data.stages import RunContext, call
 
     # the stage's run (the pipeline flow runs it in its task under Prefect; its test harness starts a server)
     settings = load(None, {"store.path": str(store.root), "splits.query_c": "40"})
-    stats = run(RunContext(settings, options={"version": "flow", "seed": 1}))
+    stats = call("splits", RunContext(settings, options={"version": "flow", "seed": 1}))
     assert stats.stage == "splits" and stats.status == "ok" and stats.details["version"] == "flow"
     splits = stats.details["splits"]
     assert splits["query-c"] <= 40 and sum(splits.values()) == store.count("splits")

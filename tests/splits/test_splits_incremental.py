@@ -10,7 +10,7 @@ from support.splits_store import write_synthetic
 
 from m5data import config as cfg
 from m5data.splits import stage
-from m5data.stages import RunContext
+from m5data.stages import RunContext, call
 from m5data.storage import Store, changes
 
 
@@ -27,25 +27,25 @@ def root(tmp_path):
 
 
 def test_nothing_new_does_no_work_and_a_grown_store_gets_a_new_version(root):
-    first = stage.run(_ctx(root))
+    first = call("splits", _ctx(root))
     assert first.details["changes"] == {"new": 1500, "changed": 0, "unchanged": 0}
     store = Store.open(root)
     parts = store.parts("splits")
-    again = stage.run(_ctx(root))
+    again = call("splits", _ctx(root))
     assert again.details["unchanged"] and again.details["changes"] == {"new": 0, "changed": 0, "unchanged": 1500}
     assert again.details["version"] == first.details["version"] and again.details["splits"] == first.details["splits"]
     assert store.parts("splits") == parts  # nothing written but its runs row
-    full = stage.run(_ctx(root, full=True))
+    full = call("splits", _ctx(root, full=True))
     assert "unchanged" not in full.details and full.details["version"] == first.details["version"]
     write_synthetic(store, 100, start=1500, n_categories=60)
-    grown = stage.run(_ctx(root))
+    grown = call("splits", _ctx(root))
     assert grown.details["changes"] == {"new": 100, "changed": 0, "unchanged": 1500}
     assert grown.details["version"] != first.details["version"]
     assert sum(grown.details["splits"].values()) > sum(first.details["splits"].values())
 
 
 def test_a_run_that_fails_keeps_the_old_state(root, monkeypatch):
-    stage.run(_ctx(root))
+    call("splits", _ctx(root))
     before = changes.load_state(Store.open(root), "splits")
     write_synthetic(Store.open(root), 50, start=1500, n_categories=60)
 
@@ -55,9 +55,9 @@ def test_a_run_that_fails_keeps_the_old_state(root, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(stage, "next_version", killed)  # after the watermarks, before the build
         with pytest.raises(KeyboardInterrupt):
-            stage.run(_ctx(root))
+            call("splits", _ctx(root))
     assert changes.load_state(Store.open(root), "splits") == before
-    again = stage.run(_ctx(root))
+    again = call("splits", _ctx(root))
     assert again.details["changes"]["new"] == 50 and "unchanged" not in again.details
 
 
@@ -87,7 +87,7 @@ def test_the_next_version_carries_v1s_plan_and_moves_only_what_changed(root):
     groups |= {p: [p] for p in (f"syn:{i}" for i in range(1500)) if not any(p in g for g in groups.values())}
     _dedup(store, groups)
     store.write("captions", [{"product_id": f"syn:{i}", "text": "a caption", "status": "ok"} for i in range(0, 1500, 2)])
-    first = stage.run(_ctx(root))
+    first = call("splits", _ctx(root))
     v1 = first.details["version"]
     manifest_v1 = store.read_text(f"derived/splits/{v1}/manifest.json")
     rows_v1 = _rows(store, v1)
@@ -107,7 +107,7 @@ def test_the_next_version_carries_v1s_plan_and_moves_only_what_changed(root):
                                                    pa.array([6], moved_path.schema.field("class_id").type)))
     relabelled = {r["product_id"] for r in store.read("products").to_pylist()
                   if r["category_path"] and " > ".join(r["category_path"]) == moved_path.column("raw_path")[0].as_py()}
-    second = stage.run(_ctx(root))
+    second = call("splits", _ctx(root))
     v2 = second.details["version"]
     assert v2 != v1 and second.details["full"] is None and second.details["reused_plan"]  # v1's plan
     assert second.details["built_whole"] is None and second.details["placed_again"] < 1540  # from v1's carry
@@ -171,7 +171,7 @@ def test_the_next_version_follows_every_input_as_a_full_build(root):
     _dedup(store, {"early": ["syn:1510", "syn:1511", "syn:40"]})
     store.write("media", [_media("syn:1510", "image", role="main"), _media("syn:1511", "video")])
     store.write("captions", [{"product_id": "syn:1511", "text": "early", "status": "ok"}])
-    first = stage.run(_ctx(root))
+    first = call("splits", _ctx(root))
     assert first.details["placed_again"] is None and first.details["version"] == "v1"
 
     train = sorted((p for p, split in _rows(store, "v1").items() if split == "train"), key=lambda p: int(p[4:]))
@@ -191,7 +191,7 @@ def test_the_next_version_follows_every_input_as_a_full_build(root):
     moved_cat = store.read("products", where="product_id IN ('syn:55', 'syn:56')")
     store.write("products", moved_cat.set_column(moved_cat.schema.get_field_index("category_path"), "category_path",
                                                  moved_cat.column("category_path").take([1, 0])))
-    second = stage.run(_ctx(root))
+    second = call("splits", _ctx(root))
     assert second.details["version"] == "v2" and second.details["built_whole"] is None
     assert 40 <= second.details["placed_again"] < 100  # the changed products and their groups only
     _same_as_carried(store, root, "v2", "v1")
@@ -199,7 +199,7 @@ def test_the_next_version_follows_every_input_as_a_full_build(root):
 
     write_synthetic(store, 20, start=1540, n_categories=60)
     _dedup(store, {"again": ["syn:11", "syn:1541"]})
-    third = stage.run(_ctx(root))
+    third = call("splits", _ctx(root))
     assert third.details["version"] == "v3" and third.details["built_whole"] is None
     _same_as_carried(store, root, "v3", "v2")
 
@@ -213,14 +213,14 @@ def test_a_takedown_since_gets_a_next_version_without_it(root):
     store = Store.open(root)
     groups = {f"g{k}": [f"syn:{k + i}" for i in range(3)] for k in range(0, 1500, 9)}
     _dedup(store, groups)
-    first = stage.run(_ctx(root))
+    first = call("splits", _ctx(root))
     v1 = first.details["version"]
     rows_v1, manifest_v1 = _rows(store, v1), store.read_text(f"derived/splits/{v1}/manifest.json")
     gone = {"syn:9", "syn:5"}
     assert gone <= set(rows_v1)
     for pid in sorted(gone):
         takedowns.record(store, "product_id", pid)
-    second = stage.run(_ctx(root))
+    second = call("splits", _ctx(root))
     v2 = second.details["version"]
     assert v2 != v1 and second.details["built_whole"] is None and second.details["placed_again"] == 2  # syn:10, 11
     assert second.details["changes"] == {"new": 0, "changed": 0, "unchanged": 1498}
@@ -229,10 +229,10 @@ def test_a_takedown_since_gets_a_next_version_without_it(root):
     assert {p for p in rows_v2 if rows_v2[p] != rows_v1[p]} <= {"syn:10", "syn:11"}
     assert _rows(store, v1) == rows_v1 and store.read_text(f"derived/splits/{v1}/manifest.json") == manifest_v1
     _same_as_carried(store, root, v2, v1)
-    again = stage.run(_ctx(root))
+    again = call("splits", _ctx(root))
     assert again.details["unchanged"] and again.details["version"] == v2
     takedowns.record(store, "product_id", "syn:30")
-    full = stage.run(_ctx(root, full=True))
+    full = call("splits", _ctx(root, full=True))
     assert full.details["version"] not in (v1, v2) and "syn:30" not in _rows(store, full.details["version"])
     assert "syn:30" in _rows(store, v2)
 
@@ -242,34 +242,34 @@ def test_a_version_rebuilt_since_is_not_carried_from_its_old_carry(root):
     next version is the carried full build, whose figures it then keeps."""
     from m5data.splits.build import build
 
-    stage.run(_ctx(root))
+    call("splits", _ctx(root))
     store = Store.open(root)
     _dedup(store, {"g": ["syn:1", "syn:2"]})
     build(store, _ctx(root).settings, version="v1")  # v1's rows again, a new manifest
     write_synthetic(store, 30, start=1500, n_categories=60)
-    second = stage.run(_ctx(root))
+    second = call("splits", _ctx(root))
     assert second.details["built_whole"] == "version v1 has no carry" and second.details["placed_again"] is None
     _same_as_carried(store, root, "v2", "v1")
     write_synthetic(store, 10, start=1530, n_categories=60)
-    third = stage.run(_ctx(root))
+    third = call("splits", _ctx(root))
     assert third.details["built_whole"] is None and third.details["placed_again"] == 10
     _same_as_carried(store, root, "v3", "v2")
 
 
 def test_a_grown_store_or_full_gets_a_fresh_plan(root):
-    first = stage.run(_ctx(root))
+    first = call("splits", _ctx(root))
     store = Store.open(root)
     write_synthetic(store, 300, start=1500, n_categories=60)  # 20% more: past splits.replan_share 0.1
-    grown = stage.run(_ctx(root))
+    grown = call("splits", _ctx(root))
     assert grown.details["full"].startswith("drift") and not grown.details["reused_plan"]
     manifest = json.loads(store.read_text(f"derived/splits/{grown.details['version']}/manifest.json"))
     assert manifest["plan"]["counts"]["products"] == 1800 and "carried_from" not in manifest
     write_synthetic(store, 10, start=1800, n_categories=60)
-    small = stage.run(_ctx(root))  # a build that carries the plan and roles
+    small = call("splits", _ctx(root))  # a build that carries the plan and roles
     assert small.details["full"] is None and small.details["reused_plan"]
     assert json.loads(store.read_text(f"derived/splits/{small.details['version']}/manifest.json"))["carried_from"] \
         == grown.details["version"]
-    full = stage.run(_ctx(root, full=True))
+    full = call("splits", _ctx(root, full=True))
     assert full.details["version"] == small.details["version"] and not full.details["reused_plan"]
     assert first.details["version"] != grown.details["version"]
 
@@ -284,7 +284,7 @@ def test_a_build_killed_before_its_manifest_is_built_again_as_the_same_version(r
 
     from m5data.splits.build import build
 
-    first = stage.run(_ctx(root))
+    first = call("splits", _ctx(root))
     store = Store.open(root)
     write_synthetic(store, 50, start=1500, n_categories=60)
 
@@ -297,8 +297,8 @@ def test_a_build_killed_before_its_manifest_is_built_again_as_the_same_version(r
     with monkeypatch.context() as m:
         m.setattr(owner, name, killed)
         with pytest.raises(KeyboardInterrupt):
-            stage.run(_ctx(root))
-    again = stage.run(_ctx(root))
+            call("splits", _ctx(root))
+    again = call("splits", _ctx(root))
     assert again.details["full"] is None and again.details["version"] == "v2" != first.details["version"]
     assert again.details["changes"]["new"] == 50 and again.details["placed_again"] == 50  # from v1's carry
     carried = build(store, _ctx(root).settings, version="carried", carry="v1")
@@ -313,10 +313,10 @@ def test_the_next_version_on_object_storage(s3_url, aws):
 
     store = Store.init(s3_url)
     write_synthetic(store, 600, n_categories=30)
-    first = stage.run(_ctx(s3_url))
+    first = call("splits", _ctx(s3_url))
     assert first.details["version"] == "v1"
     write_synthetic(store, 20, start=600, n_categories=30)
-    second = stage.run(_ctx(s3_url))
+    second = call("splits", _ctx(s3_url))
     assert second.details["full"] is None and second.details["version"] == "v2"
     assert second.details["reused_plan"] and second.details["changes"]["new"] == 20
     assert second.details["placed_again"] == 20  # from v1's carry, read and written on the bucket

@@ -52,18 +52,17 @@ def test_build_splits_before_align_is_refused_and_freezes_nothing(unaligned):
 
 
 def test_the_pipeline_splits_stage_before_align_freezes_nothing(unaligned):
-    from m5data.splits.stage import run
-    from m5data.stages import RunContext
+    from m5data.stages import RunContext, call
     from m5data.storage import changes
 
     store, mapping = unaligned
     settings = load(None, {"store.path": str(store.root)}, environ={})
     with pytest.raises(SplitsError, match="m5data align"):
-        run(RunContext(settings, options={}))  # as `m5data run --stages splits` runs it
+        call("splits", RunContext(settings, options={}))  # as `m5data run --stages splits` runs it
     assert store.count("splits") == 0 and read_manifest(store, "v1") is None
     assert changes.load_state(store, "splits") is None
     _align(store, mapping)
-    stats = run(RunContext(load(None, {"store.path": str(store.root)}, environ={}), options={}))
+    stats = call("splits", RunContext(load(None, {"store.path": str(store.root)}, environ={}), options={}))
     assert stats.details["version"] == "v1" and EVALUATION <= set(stats.details["splits"]), stats.details
 
 
