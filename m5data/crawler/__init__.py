@@ -3,7 +3,8 @@
 The crawl half, one module per job:
 
 - ``items``: the item types a page parses into, text normalisation, product identity;
-- ``extraction``: the generic layer (schema.org Product via extruct, OpenGraph, charset detection);
+- ``extraction``: the generic layer's reading of a page (schema.org Product via extruct, OpenGraph,
+  charset detection); ``generic_product``: the product it gives without a site adapter, prices parsed;
 - ``adapters``: one small class per site for what a page does not publish as structured data;
 - ``spider``: the Scrapy spider (start pages, sitemaps, pagination, scope, errors);
 - ``pipeline``: the item pipeline that batches rows into ``products``, ``specs``, ``media``, ``crawl_errors``;

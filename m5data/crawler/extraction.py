@@ -1,7 +1,9 @@
-"""The generic extraction layer: schema.org Product (JSON-LD, microdata) via extruct, then OpenGraph.
+"""The generic extraction layer's reading of a page: schema.org Product (JSON-LD, microdata) via extruct,
+then OpenGraph, the canonical link, ``<title>``, the visible ``<h1>`` and breadcrumbs (:class:`PageData`).
 
 Any page that publishes a schema.org ``Product`` gives title, images, price (and, when published,
-ids, seller, breadcrumb, ``additionalProperty`` spec pairs and ``video``) without a site adapter.
+ids, seller, breadcrumb, ``additionalProperty`` spec pairs and ``video``) without a site adapter
+(the product made from it: :mod:`.generic_product`).
 A broken JSON-LD block does not hide the page's other blocks: each block is parsed on its own and
 the failure is recorded as a problem of the page. Charset: :func:`detect_encoding` trusts the bytes
 over a declared charset that does not fit them.
@@ -11,18 +13,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urljoin
 
 from .charset import declared_encoding, detect_encoding  # noqa: F401 (importable from here too)
-from .items import ProductItem, host_platform, url_id
-from .spectables import clean_title, spec_pairs, strip_hidden, visible_text
+from .spectables import strip_hidden, visible_text
 
 PRODUCT_TYPES = {"Product", "ProductGroup", "IndividualProduct", "ProductModel", "SomeProducts", "Vehicle", "Book"}
 # JSON-LD nested deeper than this is not read (real pages nest under 15 levels): Python's json and the
 # walks below recurse, and a page nested ~900 deep inside a Scrapy callback hit the recursion limit
 JSONLD_MAX_DEPTH = 100
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_ID_KEYS = ("sku", "productID", "mpn", "gtin13", "gtin12", "gtin14", "gtin8", "gtin")
 
 
 # ---------------------------------------------------------------------------------------- page data
@@ -86,10 +85,10 @@ def read_page(text: str, url: str) -> PageData:
         micro = []
         page.problems.append(f"invalid microdata: {type(exc).__name__}: {str(exc)[:120]}")
     for node in _top(nodes) + _top(micro):
-        if _types(node) & PRODUCT_TYPES:
+        if node_types(node) & PRODUCT_TYPES:
             page.products.append(node)
     for node in _walk(nodes + micro):
-        if "BreadcrumbList" in _types(node) and (crumbs := _breadcrumb(node)):
+        if "BreadcrumbList" in node_types(node) and (crumbs := _breadcrumb(node)):
             page.breadcrumbs.append(crumbs)
     try:
         for block in OpenGraphExtractor().extract_items(tree):
@@ -147,11 +146,11 @@ def _top(nodes: list) -> list[dict]:
         if not isinstance(node, dict):
             continue
         if "@graph" in node:
-            out.extend(_top(_as_list(node["@graph"])))
+            out.extend(_top(as_list(node["@graph"])))
             continue
         out.append(node)
         for key in ("mainEntity", "mainEntityOfPage"):
-            out.extend(n for n in _as_list(node.get(key)) if isinstance(n, dict))
+            out.extend(n for n in as_list(node.get(key)) if isinstance(n, dict))
     return out
 
 
@@ -167,7 +166,7 @@ def _walk(value):
                 yield from _walk(v)
 
 
-def _types(node: dict) -> set[str]:
+def node_types(node: dict) -> set[str]:
     raw = node.get("@type") or node.get("type") or []
     raw = raw if isinstance(raw, list) else [raw]
     return {re.split(r"[/#:]", str(t))[-1] for t in raw}
@@ -180,15 +179,15 @@ def _first(values):
     return None
 
 
-def _as_list(value) -> list:
+def as_list(value) -> list:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
 
 
-def _text(value) -> str | None:
+def node_text(value) -> str | None:
     """A schema.org text value: a string, a number, a list (first) or a node with name/@value."""
-    for v in _as_list(value):
+    for v in as_list(value):
         if isinstance(v, dict):
             v = v.get("name") or v.get("@value") or v.get("value")
         if v is not None and str(v).strip():
@@ -198,7 +197,7 @@ def _text(value) -> str | None:
 
 def _breadcrumb(node: dict) -> list[str]:
     elements = []
-    for i, el in enumerate(_as_list(node.get("itemListElement"))):
+    for i, el in enumerate(as_list(node.get("itemListElement"))):
         if not isinstance(el, dict):
             continue
         name = el.get("name")
@@ -209,178 +208,7 @@ def _breadcrumb(node: dict) -> list[str]:
             pos = float(el.get("position"))
         except (TypeError, ValueError):
             pos = float(i)
-        name = _text(name)
+        name = node_text(name)
         if name:
             elements.append((pos, i, name))
     return [name for _, _, name in sorted(elements)]
-
-
-# ---------------------------------------------------------------------------------------- values
-def parse_price(value) -> float | None:
-    """A price from ``249.99``, ``"$1,299.00"``, ``"1.299,00 €"``, ``"US $3.59 - $4.06"`` (the first)."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    match = re.search(r"\d[\d.,\s\u00a0']*", str(value))
-    if not match:
-        return None
-    num = re.sub(r"[\s\u00a0']", "", match.group(0)).rstrip(".,")
-    if "," in num and "." in num:
-        dec = "," if num.rfind(",") > num.rfind(".") else "."
-        num = num.replace("." if dec == "," else ",", "").replace(",", ".")
-    elif "," in num:
-        head, _, tail = num.rpartition(",")
-        num = num.replace(",", ".") if len(tail) in (1, 2) and head.count(",") == 0 else num.replace(",", "")
-    elif num.count(".") > 1:
-        num = num.replace(".", "")
-    try:
-        return float(num)
-    except ValueError:
-        return None
-
-
-def _image_urls(value, base: str) -> list[str]:
-    out = []
-    for v in _as_list(value):
-        if isinstance(v, dict):
-            v = v.get("contentUrl") or v.get("url") or v.get("@id")
-            if isinstance(v, list):
-                v = v[0] if v else None
-        if isinstance(v, str) and v.strip() and not v.strip().startswith("data:"):
-            out.append(urljoin(base, v.strip()))
-    return out
-
-
-def _offer_price(offers) -> tuple[float | None, str | None, str | None]:
-    """(price, currency, seller) from the first offer that has a price."""
-    for offer in _as_list(offers):
-        if not isinstance(offer, dict):
-            continue
-        seller = offer.get("seller")
-        seller_id = None
-        if isinstance(seller, dict):
-            seller_id = _text(seller.get("identifier")) or _text(seller.get("@id")) or _text(seller.get("name"))
-        elif seller:
-            seller_id = _text(seller)
-        price = parse_price(_text(offer.get("price")) if not isinstance(offer.get("price"), (int, float)) else offer.get("price"))
-        currency = _text(offer.get("priceCurrency"))
-        if price is None:
-            price = parse_price(_text(offer.get("lowPrice")))
-        if price is None:
-            for spec in _as_list(offer.get("priceSpecification")):
-                if isinstance(spec, dict) and (p := parse_price(_text(spec.get("price")))) is not None:
-                    price, currency = p, currency or _text(spec.get("priceCurrency"))
-                    break
-        if price is None and offer.get("offers"):  # AggregateOffer listing its offers
-            price, currency2, seller2 = _offer_price(offer.get("offers"))
-            currency, seller_id = currency or currency2, seller_id or seller2
-        if price is not None:
-            return price, currency, seller_id
-    return None, None, None
-
-
-def generic_product(page: PageData, url: str, platform: str | None = None) -> ProductItem:
-    """The product a page publishes as structured data: schema.org first, then OpenGraph, then <title>.
-
-    Fields the page does not publish stay empty; ``problems`` says what was broken.
-    """
-    products = page.products
-    item = ProductItem(platform=platform or host_platform(url), source_id="", url=url)
-    item.problems.extend(page.problems)
-
-    def pick(key):
-        for p in products:
-            if (v := p.get(key)) not in (None, "", []):
-                return v
-        return None
-
-    item.title = _text(pick("name"))
-    if products and item.title is None:
-        item.problems.append("partial: schema.org Product has no name")
-    if item.title is None:
-        item.title = page_title(page)
-    item.description = _text(pick("description")) or page.og("og:description")
-    item.images = _image_urls(pick("image"), url)
-    if not item.images:
-        item.images = [urljoin(url, u) for u in page.opengraph.get("og:image", []) + page.opengraph.get("og:image:url", [])]
-    item.price, item.currency, item.merchant_id = _offer_price(pick("offers"))
-    if item.price is None:
-        item.price = parse_price(page.og("product:price:amount", "og:price:amount"))
-        item.currency = item.currency or page.og("product:price:currency", "og:price:currency")
-    videos = _as_list(pick("video")) + [v for v in _as_list(pick("subjectOf")) if isinstance(v, dict) and "VideoObject" in _types(v)]
-    for video in videos:
-        if isinstance(video, dict):
-            item.videos.extend(_image_urls(video.get("contentUrl") or video.get("embedUrl") or video.get("url"), url))
-        elif isinstance(video, str):
-            item.videos.append(urljoin(url, video))
-    if not item.videos:
-        item.videos = [urljoin(url, u) for u in page.opengraph.get("og:video:url", []) or page.opengraph.get("og:video", [])]
-    for prop in _as_list(pick("additionalProperty")):
-        if isinstance(prop, dict) and _text(prop.get("name")):
-            value = prop.get("value")
-            values = value if isinstance(value, list) else [value]
-            text = ", ".join(str(_text(v)) for v in values if _text(v) is not None)
-            if prop.get("unitText") and text:
-                text = f"{text} {_text(prop.get('unitText'))}"
-            item.specs.append((_text(prop.get("name")), text))
-    if page.breadcrumbs:
-        item.category_path = max(page.breadcrumbs, key=len)
-    elif (category := pick("category")) is not None:
-        cats = [_text(c) for c in _as_list(category)]
-        item.category_path = [c.strip() for c in re.split(r"\s*[>/›»|]\s*", cats[0])] if len(cats) == 1 and cats[0] else [c for c in cats if c]
-    if not item.category_path:
-        item.category_path = html_breadcrumb(page)
-    if item.merchant_id is None:
-        item.merchant_id = _text(pick("seller"))
-    for key in _ID_KEYS:
-        if (sid := _text(pick(key))) is not None:
-            item.source_id = sid
-            break
-    if not item.source_id:
-        canonical = page.canonical or page.og("og:url") or _text(pick("url"))
-        item.source_id = url_id(urljoin(url, canonical) if canonical else url)
-    return item
-
-
-def page_title(page: PageData) -> str | None:
-    """The product name of a page without a schema.org name: its visible ``<h1>`` when the page
-    title / og:title contains it (they often add prices, discounts or the site name), else og:title
-    or ``<title>`` without price and discount prefixes and the site-name suffix."""
-    site = page.og("og:site_name")
-    titles = [clean_title(t, site) for t in (page.og("og:title", "twitter:title"), page.title_tag) if t]
-    titles = [t for t in titles if t]
-    if page.h1:
-        h1 = " ".join(page.h1.split()).lower()
-        for t in titles:
-            if h1 in " ".join(t.split()).lower() and len(h1) >= 0.5 * len(t):
-                return page.h1
-    return titles[0] if titles else None
-
-
-def html_specs(page: PageData | None) -> list[tuple[str, str]]:
-    """Spec pairs from the page's plain-HTML spec tables and lists (see ``spectables``)."""
-    return spec_pairs(page.tree) if page is not None and page.tree is not None else []
-
-
-_SCHEMA_SPECS = (("brand", "Brand"), ("mpn", "MPN"), ("color", "Color"), ("material", "Material"))
-
-
-def schema_specs(page: PageData | None) -> list[tuple[str, str]]:
-    """The schema.org Product's ``brand``, ``mpn``, ``color`` and ``material`` as spec pairs."""
-    out = []
-    for key, label in _SCHEMA_SPECS:
-        for product in page.products if page is not None else []:
-            if (value := _text(product.get(key))) is not None:
-                out.append((label, value))
-                break
-    return out
-
-
-def add_generic_specs(item: ProductItem, page: PageData | None) -> None:
-    """Specs for a page whose schema.org data and adapter gave none: its plain-HTML spec blocks;
-    then the schema.org brand/mpn/color/material pairs whose property is not there yet."""
-    if not item.specs:
-        item.specs = html_specs(page)
-    have = {p.strip(":： ").lower() for p, _ in item.specs}
-    item.specs.extend((k, v) for k, v in schema_specs(page) if k.lower() not in have)

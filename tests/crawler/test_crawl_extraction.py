@@ -13,7 +13,8 @@ from scrapy.http import HtmlResponse, TextResponse
 from m5data.crawler.adapters import AdapterChooser, UnknownSite, get_adapter
 from m5data.crawler.adapters.aliexpress import VIDEO_URL
 from m5data.crawler.adapters.base import script_json
-from m5data.crawler.extraction import detect_encoding, parse_price, read_page
+from m5data.crawler.extraction import detect_encoding, read_page
+from m5data.crawler.generic_product import parse_price
 from m5data.crawler.items import ProductItem, clean_property, clean_text, url_id
 from m5data.crawler.pipeline import product_rows
 from m5data.storage.media_ids import media_id

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qs, urlsplit
 
-from ..extraction import parse_price
+from ..generic_product import parse_price
 from .base import SiteAdapter, absolute, find, html_of, merge_specs, payloads, walk
 
 _SIZE_SUFFIX = re.compile(r"(\.(?:jpe?g|png|gif|webp))_[^/?#]+$", re.I)

@@ -133,7 +133,7 @@ class AliExpressAdapter(SiteAdapter):
                 item.price, item.currency = float(amount["value"]), amount.get("currency")
                 break
         else:
-            from ..extraction import parse_price
+            from ..generic_product import parse_price
 
             for text in (prices.get("formatedActivityPrice"), prices.get("formatedPrice")):
                 if (price := parse_price(text)) is not None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 
-from ..extraction import parse_price
+from ..generic_product import parse_price
 from .base import SiteAdapter, merge_specs, script_json
 
 # labels of detail rows that are not facts about the product (see the module docstring)

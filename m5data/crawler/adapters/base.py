@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from typing import ClassVar
 from urllib.parse import urlsplit
 
-from ..extraction import PageData, add_generic_specs, generic_product
+from ..extraction import PageData
+from ..generic_product import add_generic_specs, generic_product
 from ..items import ProductItem, host_platform, url_id
 from ..jsobject import js_assignments, loads_lenient
 

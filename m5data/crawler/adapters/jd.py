@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from ..extraction import parse_price
+from ..generic_product import parse_price
 from .base import SiteAdapter, absolute, find, html_of, payloads
 
 IMAGE_BASE = "https://img14.360buyimg.com/n1/"

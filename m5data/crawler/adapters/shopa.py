@@ -40,7 +40,7 @@ class ShopAAdapter(SiteAdapter):
         item.title = response.css(".tb-detail-hd h1").xpath(_VISIBLE).get() or info.get("title") or None
         price = response.css(".tm-price::text").get() or info.get("reservePrice")
         if price:
-            from ..extraction import parse_price
+            from ..generic_product import parse_price
 
             item.price, item.currency = parse_price(price), "CNY"
         item.merchant_id = response.css(".slogo-shopname::attr(data-seller-id)").get() or info.get("sellerId") or item.merchant_id
