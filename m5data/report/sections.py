@@ -13,7 +13,7 @@ from typing import NamedTuple
 from .. import config as cfg
 from ..storage.blobs import BlobPathError, resolve_blob
 from ..storage.schema import TABLES
-from . import data, splits_data
+from . import data, run_data, splits_data
 from .charts import Charts
 from .page import Html, empty, figure, html, join, n, pct, table
 
@@ -183,11 +183,11 @@ def duplicates(con, charts: Charts, store=None) -> tuple[Html, bool]:
     body = (html("<p>{} groups of two or more hold {} of {} products. Joined by: {}.</p>", n("dedup.groups", d.groups),
                  n("dedup.grouped", d.grouped), n("dedup.products", d.products), rules)
             + figure(src, "Duplicate group sizes."))
-    m = data.dedup_matcher(store) if store is not None else None
+    m = run_data.dedup_matcher(store) if store is not None else None
     return body + (_matcher(m, charts) if m is not None else html("")), False
 
 
-def _matcher(m: data.DedupMatcher, charts: Charts) -> Html:
+def _matcher(m: run_data.DedupMatcher, charts: Charts) -> Html:
     """How the learned matcher changed the groups, and its precision-recall curve on held-out crowd labels."""
     body = html("<p>Matcher used: {}. It added {} pairs to the rules' pairs: {} groups of two or more, {} from the "
                 "rules' pairs alone.</p>", m.used, n("dedup.matcher.added", m.added), n("dedup.matcher.groups", m.groups),
@@ -268,7 +268,7 @@ def splits(con, store) -> tuple[Html, bool]:
 
 
 def training(train_run) -> tuple[Html, bool]:
-    metrics = data.training_metrics(Path(train_run) if train_run else None)
+    metrics = run_data.training_metrics(Path(train_run) if train_run else None)
     if not metrics:
         return empty("No training run given.", "m5data train ... && m5data evaluate ..., then m5data report --train-run RUN"), True
     rows = metrics.get("rows") if isinstance(metrics, dict) else metrics

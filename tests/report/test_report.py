@@ -393,7 +393,7 @@ def test_a_long_tail_of_thousands_of_categories_is_one_outline_not_a_bar_each(tm
 def test_the_last_runs_config_is_its_newest_by_start_across_parts_as_the_view_says(tmp_path):
     import json as _json
 
-    from m5data.report.data import last_run_config
+    from m5data.report.run_data import last_run_config
     from m5data.storage import StageStats, record_run
 
     store = Store.init(tmp_path / "store")
