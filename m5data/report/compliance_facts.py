@@ -21,7 +21,7 @@ import pyarrow as pa
 from ..masking import CANDIDATES_RE2, mask_text
 from ..storage.takedowns import HOST_SQL, taken_down_sql
 from ..storage.views import sql_str
-from . import facts
+from . import fact_sql, facts
 from .kept_files import TOTAL_SUFFIX, move_between, read_total, register_view, write_file
 
 VERSION = 1  # of the facts' layout and the kept counts
@@ -210,7 +210,7 @@ def update(store, con, large, kept, made: facts.Facts, last, marks: dict[str, in
     moved = {t for t in (*TABLES, *SMALL.values(), "takedowns") if marks.get(t, 0) > int(since.get(t, 0))}
     files: dict[str, list[str]] = {}
     if not old or None in paths or tpaths is None or {"products", "specs", "faces"} & set(made.whole):
-        rows = make_all(large(), faces_of(con, facts.KEPT_VIEWS["faces"]))
+        rows = make_all(large(), faces_of(con, fact_sql.KEPT_VIEWS["faces"]))
         files[NAME] = [write_file(folder, f"{NAME}-{token}.parquet", rows)]
         con.register("report_c_all", rows)
         try:
@@ -287,7 +287,7 @@ def _made_again(store, con, touched: dict[str, set[str]], before: pa.Table, made
                     counts[pid] = counts.get(pid, 0) + n
             got[t] = counts
         got[t + ":read"] = need
-    fa = faces_of(con, facts.KEPT_VIEWS["faces"], pa.table({"product_id": pa.array(sorted(every), pa.string())}))
+    fa = faces_of(con, fact_sql.KEPT_VIEWS["faces"], pa.table({"product_id": pa.array(sorted(every), pa.string())}))
     faces = dict(zip(fa.column("product_id").to_pylist(), fa.column("n").to_pylist()))
     out = []
     for pid in sorted(every):

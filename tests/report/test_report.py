@@ -342,7 +342,7 @@ def test_chart_text_from_data_is_literal_and_ticks_stay_numbers(tmp_path):
 def test_failure_reasons_are_grouped_without_the_file_and_cut_at_a_word(tmp_path):
     """Extract writes ``<blob>: <reason>: <detail>``, the downloader sizes and URLs: one bar per reason, not per
     file (the chart had one bar per blob path), and a long reason is cut after a whole word, with an ellipsis."""
-    from m5data.report import data, facts
+    from m5data.report import data, fact_sql
 
     store = Store.init(tmp_path / "store")
     long_reason = "the container declares an audio stream whose sample format nobody here has ever heard of"
@@ -356,7 +356,7 @@ def test_failure_reasons_are_grouped_without_the_file_and_cut_at_a_word(tmp_path
     store.write("media", [{"media_id": f"m{i}", "product_id": "shop:1", "kind": k, "role": "main", "position": i,
                            "status": s, "error": e} for i, (k, s, e) in enumerate(errors)])
     con = store.connect()
-    facts.live(con)  # the report reads media through its facts
+    fact_sql.live(con)  # the report reads media through its facts
     try:
         fails = data.media_failures(con)
     finally:

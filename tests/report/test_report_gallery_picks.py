@@ -7,7 +7,7 @@ import random
 import pyarrow as pa
 import pytest
 
-from m5data.report import facts, gallery_data
+from m5data.report import fact_sql, gallery_data
 from m5data.storage.readdb import read_cursor
 
 
@@ -20,7 +20,7 @@ def _flags(products: dict[str, tuple[str, bool]]) -> pa.Table:
 def _gallery_picks(con, per_category: int, categories: int = 6, kept: list[tuple[str, str]] | None = None,
                    touched: set[str] | None = None, after: pa.Table | None = None) -> list[tuple[str, str]]:
     """(product_id, category) of the first few products (by id) with a downloaded image of each top category
-    (by those products: the ``imaged`` total, ``facts.IMAGED``).
+    (by those products: the ``imaged`` total, ``fact_sql.IMAGED``).
 
     ``kept``: the last complete run's picks, ``touched``: the products whose rows were written since and
     ``after``: their flags now (an incremental run): each category's picks are moved by them
@@ -37,8 +37,8 @@ def _picks(products, per_category, **moved):
     con = read_cursor()  # registered views are the cursor's own (a database of its own cost ~16 ms a case)
     try:
         flags = _flags(products)
-        con.register(facts.FLAGS_VIEW, flags)
-        con.register("report_imaged_paths", con.sql(facts.IMAGED.format(flags="SELECT * FROM report_flags")).to_arrow_table())
+        con.register(fact_sql.FLAGS_VIEW, flags)
+        con.register("report_imaged_paths", con.sql(fact_sql.IMAGED.format(flags="SELECT * FROM report_flags")).to_arrow_table())
         return _gallery_picks(con, per_category, **moved)
     finally:
         con.close()

@@ -14,7 +14,7 @@ import pytest
 from support.demo_fixtures import copy_store
 
 from m5data.config import load
-from m5data.report import compliance_facts, facts, kept_files
+from m5data.report import compliance_facts, fact_sql, facts, kept_files
 from m5data.report import folder as report_folder
 from m5data.report.build import build
 from m5data.storage import Store, changes
@@ -182,7 +182,7 @@ def test_a_demo_store_grown_changed_and_reported_again_equals_a_full_rebuild(dem
     assert _figures(again) == _figures(full) and len(_figures(full)) >= 7
     named = changes.load_state(store, "report")["summary"]["facts"]
     assert all(len(files) == 1 for files in named.values()) and len(named) == (
-        len(facts.SOURCES) + 1 + len(facts.KEPT_TOTALS) + 1 + len(compliance_facts.TOTALS))  # full made each (facts, flags, totals, compliance)
+        len(fact_sql.SOURCES) + 1 + len(fact_sql.KEPT_TOTALS) + 1 + len(compliance_facts.TOTALS))  # full made each (facts, flags, totals, compliance)
     # table's facts and each running total as one file again
     assert set(_facts_files(store)) == _named(store) | before  # and the files of the state before stay until the next run
 
@@ -346,16 +346,16 @@ def _kept_totals(store) -> dict[str, list]:
     named = changes.load_state(store, "report")["summary"]["facts"]
     folder = store.root / facts.KEPT / "facts"
     return {k: sorted(map(repr, facts.read_total(folder / v[0]).to_pylist())) for k, v in named.items()
-            if k.startswith("total:") and k[6:] in facts.KEPT_TOTALS}  # (the compliance totals: test_report_compliance_incremental)
+            if k.startswith("total:") and k[6:] in fact_sql.KEPT_TOTALS}  # (the compliance totals: test_report_compliance_incremental)
 
 
 def _live_totals(store) -> dict[str, list]:
     """The same totals grouped from the store's tables as they are now."""
     con = store.connect()
     try:
-        facts.live(con)
-        views = {**{f"total:{k}": v for k, v in facts.TOTAL_VIEWS.items()},
-                 **{f"total:{k}": view for k, (_, view) in facts.FLAG_TOTALS.items()}}
+        fact_sql.live(con)
+        views = {**{f"total:{k}": v for k, v in fact_sql.TOTAL_VIEWS.items()},
+                 **{f"total:{k}": view for k, (_, view) in fact_sql.FLAG_TOTALS.items()}}
         return {k: sorted(map(repr, con.sql(f"SELECT * FROM {v}").to_arrow_table().to_pylist())) for k, v in views.items()}
     finally:
         con.close()
@@ -371,7 +371,7 @@ def test_running_totals_moved_by_rewritten_rows_equal_totals_grouped_from_the_st
     store.write("media", _media(range(20)))
     store.write("caption_match", [{"product_id": f"shopa:{i}", "level": ("well", "poor", None)[i % 3]} for i in range(20)])
     build(store, settings, out=tmp_path / "r")
-    assert len(_kept_totals(store)) == len(facts.KEPT_TOTALS)
+    assert len(_kept_totals(store)) == len(fact_sql.KEPT_TOTALS)
 
     moved = _products(3, 5)
     moved[0].update(category_path=["家电", "冰箱"], merchant_id="m9")
@@ -412,7 +412,7 @@ def test_a_product_whose_spec_rows_came_before_it_has_its_spec_table_counted(sto
     assert _page(again) == _page(build(store, settings, out=tmp_path / "full", full=True))
     con = store.connect()
     try:
-        facts.live(con)
+        fact_sql.live(con)
         assert con.execute("SELECT count(*) FROM report_flags WHERE m_table").fetchone()[0] == 22
     finally:
         con.close()
