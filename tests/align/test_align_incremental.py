@@ -98,6 +98,25 @@ def test_a_run_with_nothing_new_does_no_work(grown):
     assert align(store, other, mapping=mapping).stats.n_in > 0
 
 
+def test_the_registry_opens_the_same_run_as_align_called_directly(grown):
+    """``stages.call("align", ctx)`` (the contract opens the run: ``stage.inputs``) and ``align(...)`` (opened
+    through ``stages.opened``) make the same fingerprint: after either, the other finds nothing new;
+    one ``runs`` row per run."""
+    from m5data import stages
+
+    store, settings, mapping, _ = grown
+    align(store, settings, mapping=mapping)
+    ctx = stages.RunContext(cfg.load(environ={}, overrides={"align.mapping": str(mapping), "store.path": str(store.root)},
+                                     cwd=store.root))
+    stats = stages.call("align", ctx)
+    assert stats.details.get("unchanged") and stats.n_in == 0
+    assert align(store, settings, mapping=mapping).stats.details.get("unchanged")
+    full = stages.call("align", ctx.with_options(full=True))
+    assert not full.details.get("unchanged") and full.n_in > 0
+    statuses = store.read("runs", where="stage = 'align'", columns=["status"]).column("status").to_pylist()
+    assert statuses == ["ok"] * 5  # the fixture's, the grown store's, two unchanged and the full run
+
+
 def test_a_run_killed_before_its_state_is_saved_gives_the_same_when_run_again(grown, tmp_path, monkeypatch):
     store, settings, mapping, _ = grown
     before = changes.load_state(store, "align")

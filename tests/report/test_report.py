@@ -235,6 +235,22 @@ def test_report_folder_inside_the_store_is_refused(tmp_path):
         build(store, load(None, {"store.path": str(store.root)}, environ={}), out=store.root / "derived" / "report")
 
 
+def test_a_report_folder_inside_the_store_is_refused_by_the_check_before_any_run(tmp_path):
+    """The report's check (``stages.check``, run by the verb and the plan check) refuses the folder before the
+    contract opens a run: ``stages.call`` after it would write a failed row, the check writes none."""
+    from m5data import stages
+
+    store = Store.init(tmp_path / "store")
+    settings = load(None, {"store.path": str(store.root)}, environ={})
+    with pytest.raises(ReportError, match="inside the store"):
+        stages.check("report", settings, {"out": str(store.root / "derived" / "report")})
+    stages.check("report", settings, {"out": str(tmp_path / "report")})
+    assert store.count("runs") == 0
+    with pytest.raises(ReportError, match="inside the store"):  # the run checks it again
+        stages.call("report", stages.RunContext(settings, options={"out": str(store.root / "derived" / "report")}))
+    assert store.read("runs", columns=["status"]).column("status").to_pylist() == ["failed"]
+
+
 def test_report_page_loads_in_a_browser_offline(demo_report, tmp_path):
     from support.browser import chromium_page
 
