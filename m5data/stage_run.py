@@ -1,26 +1,18 @@
 """A stage run's bookkeeping, owned by the contract (m5data/stages.py's :func:`~m5data.stages.call`):
 :class:`StageRun` (the lock, the watermarks, the state, the fingerprint, whether the run may be
-incremental and from where, the ``runs`` row), :func:`open_run` (the one place a stage's run is opened,
-from its registry entry), the row of a run that raised (:func:`record_end`), SIGTERM read as an
-interrupt while a stage runs (:class:`sigterm_interrupts`), :func:`record` (the row of a tool's run, no
-stage's) and the one run :func:`fingerprint`."""
+incremental and from where, the ``runs`` row), :func:`run_of` (the one place a stage's run is built,
+from its registry entry; ``stages.opened`` for a job called directly), the row of a run that raised
+(:func:`record_end`), SIGTERM read as an interrupt while a stage runs (:class:`sigterm_interrupts`), :func:`record` (the row of a tool's run, no
+stage's), :func:`load` (a registry target) and the one run :func:`fingerprint`. It imports nothing of the
+registry (m5data/stages.py imports it)."""
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-
-from .errors import UserError
 
 if TYPE_CHECKING:
     from .stages import RunContext
-
-# the stages.call running in this context: (the stage's name, the StageRuns of it opened so far)
-CALL: contextvars.ContextVar[tuple[str, list[StageRun]] | None] = contextvars.ContextVar("m5data_stage_call",
-                                                                                         default=None)
-
 
 class StageRun:
     """A run's bookkeeping, owned by the contract: a stage's work does only its work.
@@ -62,9 +54,6 @@ class StageRun:
         self.inputs = ""
         self._held = None
         self.recorded = False  # its runs row written (record): stages.call writes no other for the run
-        called = CALL.get()
-        if called is not None and called[0] == name:
-            called[1].append(self)
 
     def __enter__(self) -> StageRun:
         from .storage import changes
@@ -148,16 +137,13 @@ class StageRun:
         return self.stats
 
 
-@contextlib.contextmanager
-def open_run(stage, ctx: RunContext) -> Iterator[StageRun]:
-    """Open registered stage ``stage``'s run over ``ctx.store``, as its entry declares it: its lock (the
-    shard's, ``ctx.shard``; none where ``stage.lock`` is False), the watermarks of what it ``reads``, the
-    state it keeps (``stage.state``: its name from the context, else the stage's), the fingerprint of its
-    ``inputs(ctx)`` (asked once the lock is held), a full run when ``options["full"]``, and its kind of
-    stats. Yields the StageRun; the stage's ``run(ctx, run)`` does only its work with it. The one place
-    a stage's StageRun is built (tests/contract/ checks it)."""
-    from .stages import load
-
+def run_of(stage, ctx: RunContext) -> StageRun:
+    """Registered stage ``stage``'s run over ``ctx.store``, as its entry declares it; entering it (``with``)
+    opens it: its lock (the shard's, ``ctx.shard``; none where ``stage.lock`` is False), the watermarks of
+    what it ``reads``, the state it keeps (``stage.state``: its name from the context, else the stage's),
+    the fingerprint of its ``inputs(ctx)`` (asked once the lock is held), a full run when
+    ``options["full"]``, and its kind of stats. The stage's ``run(ctx, run)`` does only its work with it.
+    The one place a stage's StageRun is built (tests/contract/test_run_owner.py)."""
     inputs = load(stage.inputs) if stage.inputs else None
     # a run that writes no row and takes no lock needs no store (the train verb's: shards in, a folder out)
     store = ctx.store if stage.lock or ctx.options.get("record", True) is not False else None
@@ -165,19 +151,7 @@ def open_run(stage, ctx: RunContext) -> Iterator[StageRun]:
                    inputs=(lambda: tuple(inputs(ctx))) if inputs else (), shard=ctx.shard,
                    state=load(stage.state)(ctx) if stage.state else None, lock=stage.lock,
                    stats=load(stage.stats)(stage.name) if stage.stats else None, full=bool(ctx.options.get("full")))
-    with run:
-        yield run
-
-
-@contextlib.contextmanager
-def opened(name: str, store, settings, **options) -> Iterator[StageRun]:
-    """Stage ``name``'s run opened by the contract (:func:`open_run`) for a caller that holds a store and
-    settings but no context: a stage's job function called directly (the API, a test), outside
-    :func:`~m5data.stages.call` (which then writes no failed row: the caller sees the exception)."""
-    from .stages import RunContext, get
-
-    with open_run(get(name), RunContext(settings, options=options, _store=store)) as run:
-        yield run
+    return run
 
 
 def record(store, stats, config: dict | None = None, status: str | None = None) -> Any:
@@ -186,21 +160,17 @@ def record(store, stats, config: dict | None = None, status: str | None = None) 
     return StageRun(store, stats.stage, lock=False, stats=stats).record(config, status)
 
 
-def record_end(name: str, ctx: RunContext, opened: list[StageRun], exc: BaseException, started: float) -> None:
+def record_end(name: str, ctx: RunContext, last: StageRun | None, exc: BaseException, started: float) -> None:
     """Write the ``runs`` row of stage ``name``'s run that ``exc`` ended (:func:`call`): ``failed`` or
-    ``interrupted``, the reason in ``failures`` and the config's ``error``; the stats of its last StageRun (its counts so far, its
-    run id), or fresh ones from ``started``. Nothing when that StageRun wrote its row already, nor for a
-    UserError raised before the stage opened any StageRun (a stage not yet ``owned``: the contract opens an
-    owned stage's run before its work, so any error in that work is a failed run). Never raises: the store may be what failed, and the run's own
-    exception is what the caller must see."""
+    ``interrupted``, the reason in ``failures`` and the config's ``error``; the stats of its StageRun
+    ``last`` (its counts so far, its run id), or fresh ones from ``started`` (the run could not be built:
+    the store could not be opened). Nothing when the run wrote its row already. Never raises: the store may
+    be what failed, and the run's own exception is what the caller must see."""
     import logging
 
     from .storage.runs import ended_by
 
-    last = opened[-1] if opened else None
     if last is not None and last.recorded:
-        return
-    if last is None and isinstance(exc, UserError):  # refused before any work, as a check would (crawl's --site)
         return
     status, reason = ended_by(exc)
     try:
@@ -245,6 +215,14 @@ class sigterm_interrupts:
 
         if self.installed:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def load(target: str) -> Any:
+    """Import ``module:attribute``; an import error is raised as it is (a broken module never goes unnoticed)."""
+    import importlib
+
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def fingerprint(*values) -> str:

@@ -17,13 +17,13 @@ any module may import it (a stage raises :class:`TransientFailure` from here: m5
 
 from __future__ import annotations
 
-import importlib
+import contextlib
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .errors import DownloadFailed, StageError, TransientFailure, UserError  # noqa: F401  (raised by the stages, imported from here)
-from .stage_run import CALL, StageRun, fingerprint, open_run, opened, record, record_end, sigterm_interrupts  # noqa: F401  (the contract's bookkeeping)
+from .stage_run import StageRun, fingerprint, load, record, record_end, run_of, sigterm_interrupts  # noqa: F401  (the contract's bookkeeping)
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,6 @@ class Stage:
         options: what of the plan its ``run`` gets in ``ctx.options`` (start_urls, refresh, full;
             ``previous``: the details of the stages run before it, by name); its settings are its section's.
         creates_store: its run creates the store when it is missing (the crawl, the first stage).
-        owned: the contract owns its run (:func:`call` opens it with :func:`open_run` from what follows and
-            passes it: ``run(ctx, run)``); False: a stage not moved yet, whose ``run(ctx)`` opens its own.
         reads: the tables whose watermarks its run compares with its last complete run's (a tuple, or
             ``module:NAME`` of one): ``run.unchanged()``, ``run.since``.
         inputs: ``module:function``, ``inputs(ctx) -> tuple``: what beside those tables decides its result
@@ -86,7 +84,6 @@ class Stage:
     transient_only: bool = False
     options: tuple[str, ...] = ()
     creates_store: bool = False
-    owned: bool = False
     reads: tuple[str, ...] | str = ()
     inputs: str | None = None
     state: str | None = None
@@ -103,56 +100,56 @@ class Stage:
 # pipeline order: each stage reads what the ones before it wrote
 REGISTRY: tuple[Stage, ...] = (
     Stage("crawl", "m5data.crawler.stage:run", "crawl", sharded=True, shard_by="hosts", retries=1, retry_delay=None,
-          transient_only=True, options=("start_urls", "refresh"), creates_store=True, owned=True,
+          transient_only=True, options=("start_urls", "refresh"), creates_store=True,
           stats="m5data.crawler.crawl:CrawlStats",
           verbs=(Verb("crawl", "m5data.crawler.cli:crawl"),), check="m5data.crawler.stage:check"),
     Stage("download", "m5data.download.stage:run", "download", sharded=True,
           shard_settings=(("download.pool", "thread"),), retries=1, retry_delay=None, transient_only=True,
-          owned=True, stats="m5data.download.run:DownloadStats",
+          stats="m5data.download.run:DownloadStats",
           verbs=(Verb("download", "m5data.download.cli:download"),), check="m5data.download.stage:check"),
     Stage("extract", "m5data.extract.stage:run", "extract", sharded=True, shard_settings=(("extract.workers", 1),),
-          retries=1, retry_delay=None, transient_only=True, owned=True, stats="m5data.extract.run:ExtractStats",
+          retries=1, retry_delay=None, transient_only=True, stats="m5data.extract.run:ExtractStats",
           verbs=(Verb("extract", "m5data.extract.cli:extract"),), check="m5data.extract.stage:check"),
-    Stage("align", "m5data.align.stage:run", "align", options=("full",), owned=True,
+    Stage("align", "m5data.align.stage:run", "align", options=("full",),
           reads="m5data.align.incremental:READS", inputs="m5data.align.stage:inputs",
           verbs=(Verb("align", "m5data.align.cli:align"),), check="m5data.align.stage:check"),
     # the curation stages (m5data/annotate/<name>/), their verbs under ``m5data annotate``
-    Stage("dedup", "m5data.annotate.dedup.stage:run", "dedup", options=("full",), owned=True,
+    Stage("dedup", "m5data.annotate.dedup.stage:run", "dedup", options=("full",),
           reads="m5data.annotate.dedup.job:READS", inputs="m5data.annotate.dedup.stage:inputs",
           verbs=(Verb("dedup", "m5data.annotate.dedup.cli:dedup", parent="annotate"),),
           check="m5data.annotate.dedup.stage:check"),
-    Stage("match_level", "m5data.annotate.match_level.stage:run", "match_level", options=("full",), owned=True,
+    Stage("match_level", "m5data.annotate.match_level.stage:run", "match_level", options=("full",),
           reads="m5data.annotate.match_level.match_model:READS", inputs="m5data.annotate.match_level.stage:inputs",
           verbs=(Verb("match-level", "m5data.annotate.match_level.cli:match_level", parent="annotate"),),
           check="m5data.annotate.match_level.stage:check"),
-    Stage("pools", "m5data.annotate.pools.stage:run", "pools", options=("full",), owned=True,
+    Stage("pools", "m5data.annotate.pools.stage:run", "pools", options=("full",),
           reads="m5data.annotate.pools.pools_incremental:READS", inputs="m5data.annotate.pools.stage:inputs",
           verbs=(Verb("pools", "m5data.annotate.pools.cli:pools", parent="annotate"),),
           check="m5data.annotate.pools.stage:check"),
-    Stage("crowd", "m5data.annotate.crowd.stage:run", "crowd", owned=True,
+    Stage("crowd", "m5data.annotate.crowd.stage:run", "crowd",
           verbs=(Verb("tasks", "m5data.annotate.crowd.cli:tasks", parent="annotate"),
                  Verb("simulate", "m5data.annotate.crowd.cli:simulate", parent="annotate"),
                  Verb("import", "m5data.annotate.crowd.cli:import_judgements", parent="annotate"),
                  Verb("aggregate", "m5data.annotate.crowd.cli:aggregate", parent="annotate"),
                  Verb("serve", "m5data.annotate.ui.cli:serve", parent="annotate")),
           check="m5data.annotate.crowd.stage:check"),
-    Stage("matcher", "m5data.annotate.matcher.stage:run", "matcher", owned=True,
+    Stage("matcher", "m5data.annotate.matcher.stage:run", "matcher",
           verbs=(Verb("matcher", "m5data.annotate.matcher.cli:app", group=True, parent="annotate",
                       help="The learned same-product matcher: train it on labelled pairs, score pairs."),),
           check="m5data.annotate.matcher.stage:check"),
-    Stage("splits", "m5data.splits.stage:run", "splits", options=("full",), owned=True,
+    Stage("splits", "m5data.splits.stage:run", "splits", options=("full",),
           reads="m5data.splits.stage:READS", inputs="m5data.splits.stage:inputs",
           verbs=(Verb("build-splits", "m5data.splits.cli:build_splits"),
                  Verb("check-splits", "m5data.splits.cli:check_splits")), check="m5data.splits.stage:check"),
-    Stage("export", "m5data.export.stage:run", "export", retries=1, retry_delay=10, options=("full",), owned=True,
+    Stage("export", "m5data.export.stage:run", "export", retries=1, retry_delay=10, options=("full",),
           reads="m5data.export.incremental:READS", inputs="m5data.export.stage:inputs",
           state="m5data.export.stage:state",
           verbs=(Verb("export", "m5data.export.cli:export"), Verb("check-shards", "m5data.export.cli:check_shards")),
           check="m5data.export.stage:check"),
-    Stage("report", "m5data.report.stage:run", "report", options=("full",), owned=True,
+    Stage("report", "m5data.report.stage:run", "report", options=("full",),
           reads="m5data.report.incremental:READS", inputs="m5data.report.stage:inputs",
           verbs=(Verb("report", "m5data.report.cli:report"),), check="m5data.report.stage:check"),
-    Stage("train", "m5data.train.stage:run", "train", options=("previous",), owned=True, lock=False,
+    Stage("train", "m5data.train.stage:run", "train", options=("previous",), lock=False,
           verbs=(Verb("train", "m5data.train.cli:train"), Verb("evaluate", "m5data.train.cli:evaluate")),
           check="m5data.train.stage:check"),
 )
@@ -219,40 +216,44 @@ def check(name: str, settings, options: dict | None = None) -> None:
 def call(name: str, ctx: RunContext) -> Any:
     """Run the registered stage ``name``: the one way the CLI's verbs and the flow's task run a stage. The
     contract owns the run's life (datatrove's executor is the model: the executor, not the step, owns the
-    lock, the skip, the failure row, the stats and the completion): :func:`open_run` takes the stage's lock
+    lock, the skip, the failure row, the stats and the completion): :func:`run_of` builds the run its entry declares, which takes the stage's lock
     (StoreBusy naming the holder while another run of it lives; on object storage a lease, so a run paused
     past it commits nothing more), reads its watermarks and state and fingerprints its inputs; the stage's
     ``run(ctx, run)`` does its work; a run that returned without writing its ``runs`` row gets it here.
 
     Every outcome leaves a ``runs`` row: a run that raises gets one with status ``failed`` (an
-    ``Exception``) or ``interrupted`` (Ctrl-C, SIGTERM, Prefect's termination: a ``BaseException`` from
-    outside), its reason ``Class: first line of the message`` in ``failures``, unless the stage's last
-    :class:`StageRun` of this call wrote the run's row already (crawl, download, extract, export record
-    their own) or a UserError refused the run before it opened any StageRun (crawl's unknown ``--site``:
-    no work began); the exception propagates as it was. In the main thread SIGTERM raises KeyboardInterrupt
+    ``Exception``, a refusal inside the run included: what its check refuses never starts one) or
+    ``interrupted`` (Ctrl-C, SIGTERM, Prefect's termination: a ``BaseException`` from outside), its reason
+    ``Class: first line of the message`` in ``failures``, unless the run wrote its row already; the
+    exception propagates as it was. In the main thread SIGTERM raises KeyboardInterrupt
     while the run lasts (where nothing else handles it). ``options["record"]`` False: no row (a verb
     that runs without a store: ``train``)."""
     import time
 
     stage = get(name)
-    runs: list[StageRun] = []  # the StageRuns of this stage the run opens (StageRun.__init__)
-    token = CALL.set((stage.name, runs))
-    started = time.time()
+    recorded = ctx.options.get("record", True) is not False
+    started, run = time.time(), None
     try:
         with sigterm_interrupts():
-            if stage.owned:
-                with open_run(stage, ctx) as run:
-                    result = stage.load()(ctx, run)
-                    if not run.recorded and ctx.options.get("record", True) is not False:
-                        _finish(run, result)
-                    return result
-            return stage.load()(ctx)
+            run = run_of(stage, ctx)
+            with run:
+                result = stage.load()(ctx, run)
+                if not run.recorded and recorded:
+                    _finish(run, result)
+                return result
     except BaseException as exc:
-        if ctx.options.get("record", True) is not False:
-            record_end(stage.name, ctx, runs, exc, started)
+        if recorded:
+            record_end(stage.name, ctx, run, exc, started)
         raise
-    finally:
-        CALL.reset(token)
+
+
+@contextlib.contextmanager
+def opened(name: str, store, settings, **options) -> Iterator[StageRun]:
+    """Stage ``name``'s run opened by the contract (:func:`run_of`) for a caller that holds a store and
+    settings but no context: a stage's job function called directly (the API, a test), outside
+    :func:`~m5data.stages.call` (which then writes no failed row: the caller sees the exception)."""
+    with run_of(get(name), RunContext(settings, options=options, _store=store)) as run:
+        yield run
 
 
 def _finish(run: StageRun, result) -> None:
@@ -263,12 +264,6 @@ def _finish(run: StageRun, result) -> None:
     if isinstance(result, StageStats):
         run.stats = result
     run.record(None, run.stats.status if run.stats.ended is None else None)
-
-
-def load(target: str) -> Any:
-    """Import ``module:attribute``; an import error is raised as it is (a broken module never goes unnoticed)."""
-    module, _, attribute = target.partition(":")
-    return getattr(importlib.import_module(module), attribute)
 
 
 # where ``m5data --help`` lists each verb (typer lists the commands, then the groups); a verb not

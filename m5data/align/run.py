@@ -1,7 +1,7 @@
 """The align stage: products -> ``taxonomy`` + ``label_map`` + a review file (a global job).
 
 ``run(store, settings, ...)`` is the stage's library function; :func:`align` does the work in the run
-the contract opens (``stage.py``'s ``run(ctx, run)``, else :func:`~m5data.stage_run.opened`) and returns an
+the contract opens (``stage.py``'s ``run(ctx, run)``, else :func:`~m5data.stages.opened`) and returns an
 :class:`AlignReport` with everything the CLI prints (unmapped level-1 names, sub-classes without
 titles, pair counts, problems in a review file).
 """
@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from .. import config as cfg
 from ..errors import UserError
-from ..stage_run import StageRun, opened
+from ..stages import StageRun, opened
 from ..storage import StageStats
 from . import incremental
 from . import review as review_file
@@ -101,7 +101,7 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
             term vectors are unchanged, and do nothing when no product was written since; ``incremental.py``).
         progress: ``progress(step, done, total)`` callback for long steps.
         run: the run the contract opened (``stage.py``'s ``run(ctx, run)``: its ``full`` is the run's, its
-            options name these arguments); None: opened here through the contract (``stage_run.opened``),
+            options name these arguments); None: opened here through the contract (``stages.opened``),
             once the settings, the mapping and the review file read.
     """
     check_settings(settings)

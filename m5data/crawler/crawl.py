@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from .. import config as cfg
 from ..errors import TransientFailure, UserError
-from ..stage_run import StageRun, opened
+from ..stages import StageRun, opened
 from ..storage import StageStats
 from ..storage.redact import redact_url
 from .items import Caps
@@ -169,7 +169,7 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
         progress: show a rich progress line.
         shard: ``(i, n)`` when this crawl is shard i of n of one run (the start URLs of its hosts,
             from :func:`shard_start_urls`): the shards hold the crawl lock together.
-        run: the run the contract opened (``stages.call``); None: opened here (``stage_run.opened``),
+        run: the run the contract opened (``stages.call``); None: opened here (``stages.opened``),
             after the stage's check (crawler/stage.py) refused what it cannot run with, before any work.
     """
     from .stage import check

@@ -36,7 +36,7 @@ from pathlib import Path
 from .. import config as cfg
 from ..errors import UserError
 from ..optout import OPTED_OUT_PRODUCTS_SQL
-from ..stage_run import StageRun, opened
+from ..stages import StageRun, opened
 from ..storage import StageStats
 from ..storage.errors import StoreUnavailable
 from ..storage.queries import shard_sql
@@ -124,7 +124,7 @@ def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retr
         shard: ``(i, n)``: only the selected rows with ``hash(media_id) % n == i`` (the flows'
             task runners fan the n shards out to workers; see docs/flows.md).
         refresh: instead, re-check what each stored file says of itself now (:mod:`.recheck`).
-        run: the run the contract opened (``stages.call``); None: opened here (``stage_run.opened``:
+        run: the run the contract opened (``stages.call``); None: opened here (``stages.opened``:
             one download per store, the shards of one run together; it sweeps dead runs' temp files).
     """
     check_options(settings.download)

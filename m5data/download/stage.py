@@ -67,10 +67,10 @@ def _second_run(ctx: RunContext):
     run holds (the shard's for a shard)."""
     import dataclasses
 
-    from ..stage_run import open_run
+    from ..stage_run import run_of
     from ..stages import get
 
-    return open_run(dataclasses.replace(get("download"), lock=False), ctx)
+    return run_of(dataclasses.replace(get("download"), lock=False), ctx)
 
 
 def _progress(enabled: bool):

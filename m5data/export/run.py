@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import config as cfg
-from ..stage_run import StageRun, opened
+from ..stages import StageRun, opened
 from ..storage.names import shown
 from ..storage.runs import StageStats
 from ..storage.temps import scratch_dir
@@ -134,7 +134,7 @@ def export(store, settings: cfg.Settings, *, out: str | Path, split: str = "all"
         full: write every shard (default: a WebDataset export of a new split version into a sibling
             folder of the last complete one writes only new and changed samples: ``incremental.py``).
         run: the export stage's run, opened by the contract (``stage.run``: ``fmt`` and ``split`` are its
-            settings', ``full`` is the run's own); None: opened here (``stage_run.opened``) for ``fmt`` and
+            settings', ``full`` is the run's own); None: opened here (``stages.opened``) for ``fmt`` and
             ``split`` (its state is theirs: one per format and split) and ``full``.
 
     Raises:

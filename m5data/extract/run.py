@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 
 from ..config import Settings, as_dict
 from ..errors import UserError
-from ..stage_run import StageRun, opened
+from ..stages import StageRun, opened
 from ..storage import StageStats, Store
 from .derived import KINDS, JobResult
 from .jobs import run_audio, run_image, run_text, run_video
@@ -235,7 +235,7 @@ def run(store: Store, settings: Settings, *, kinds: str | Iterable[str] | None =
         progress: show rich progress bars (one per kind).
         shard: ``(i, n)``: only the items with ``hash(media_id)`` (text: ``hash(product_id)``)
             ``% n == i`` (the flows' task runners fan the n shards out to workers; docs/flows.md).
-        run: the run the contract opened (``stages.call``); None: opened here (``stage_run.opened``:
+        run: the run the contract opened (``stages.call``); None: opened here (``stages.opened``:
             one extract per store, the shards of one run together; it sweeps dead runs' temp files).
 
     Returns:

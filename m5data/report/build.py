@@ -21,7 +21,7 @@ from pathlib import Path
 from .. import config as cfg
 from ..egress import gate
 from ..errors import UserError
-from ..stage_run import StageRun, opened
+from ..stages import StageRun, opened
 from ..storage import StageStats
 from . import compliance, compliance_facts, data, facts, folder, incremental
 from . import sections as builders
@@ -75,7 +75,7 @@ def build(store, settings: cfg.Settings, *, out: str | Path, truth: str | Path |
             (default: then do nothing, see ``incremental.py``).
         progress: ``progress(section)`` called before each section.
         run: the run the contract opened (``stage.py``'s ``run(ctx, run)``: its ``full`` is the run's, its
-            options name these arguments); None: opened here through the contract (``stage_run.opened``),
+            options name these arguments); None: opened here through the contract (``stages.opened``),
             once the settings and the folder are checked.
     """
     check_settings(settings)

@@ -40,10 +40,6 @@ def test_no_stage_package_takes_a_lock_of_its_own():
     assert {m for m in _calls("stage_lock") if m.startswith(tuple(packages))} == set()
 
 
-def test_every_registered_stage_is_owned_by_the_contract():
-    assert [s.name for s in stages.REGISTRY if not s.owned] == []
-
-
 TAKE_LOCK = """
 import sys
 from m5data.storage import Store

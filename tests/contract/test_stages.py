@@ -61,8 +61,8 @@ def test_a_verb_runs_its_registered_stage_with_one_run_context(store, tmp_path, 
         stats.finish("ok")
         return stats
 
-    class Entry:  # an owned stage that reads no table: stages.call opens its run, holding the export lock
-        name, owned, check, reads, inputs, state, stats, lock = "export", True, None, (), None, None, None, True
+    class Entry:  # a stage that reads no table: stages.call opens its run, holding the export lock
+        name, check, reads, inputs, state, stats, lock = "export", None, (), None, None, None, True
         load = staticmethod(lambda: run)
 
     monkeypatch.setattr(stages, "get", lambda name: Entry if name == "export" else pytest.fail(name))
@@ -92,7 +92,7 @@ def test_each_curation_job_is_a_stage_of_the_registry_and_annotate_their_group()
     for name in CURATION:
         stage = stages.get(name)
         # its lease: the registry's (stages.call opens its run, holding its lock)
-        assert stage.section == name and stage.owned and stage.lock, name
+        assert stage.section == name and stage.lock, name
         assert stage.run == f"m5data.annotate.{name}.stage:run", name
     assert "annotate" not in names and stages.GROUPS == {"annotate": ("dedup", "match_level", "pools")}
     under = [v.name for v in stages.verbs("annotate")]

@@ -33,7 +33,8 @@ import pyarrow as pa
 
 from ... import config as cfg
 from ...errors import UserError
-from ...stage_run import StageRun, opened, record
+from ...stage_run import record
+from ...stages import StageRun, opened
 from ...storage import StageStats
 from .glad import METHODS
 from .glad import aggregate as aggregate_labels

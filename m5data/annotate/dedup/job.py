@@ -53,7 +53,7 @@ import pyarrow as pa
 
 from ... import config as cfg
 from ...scoring import PairRates
-from ...stage_run import StageRun, opened
+from ...stages import StageRun, opened
 from ...storage import StageStats, changes
 from ..kernels import dedup_inputs, near
 from ..kernels.dedup_inputs import Inputs
@@ -170,7 +170,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
         settings: the ``[dedup]`` thresholds.
         progress: ``progress(step, done, total)`` after each step.
         full: group every product even when nothing changed since the last complete run.
-        run: the run the contract opened (``stages.call``); None: opened here (``stage_run.opened``),
+        run: the run the contract opened (``stages.call``); None: opened here (``stages.opened``),
             a full one with ``full``.
     """
     check_settings(settings)

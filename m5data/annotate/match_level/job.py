@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ... import config as cfg
-from ...stage_run import StageRun, opened
+from ...stages import StageRun, opened
 from ...storage import StageStats
 from .match_image import DESC_DIM, image_descriptor, image_descriptors, image_votes
 from .match_inputs import (
@@ -159,7 +159,7 @@ def match_level(store, settings: cfg.Settings, *, progress: Progress | None = No
         settings: the ``[match_level]`` folds, weights and cut points; ``annotate.seed`` seeds the folds.
         progress: ``progress(step, done, total)`` callback.
         full: score every product with cross-fitted classifiers and fit the kept one again.
-        run: the run the contract opened (``stages.call``); None: opened here (``stage_run.opened``), a
+        run: the run the contract opened (``stages.call``); None: opened here (``stages.opened``), a
             full one with ``full``.
     """
     from . import match_model

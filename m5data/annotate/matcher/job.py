@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ... import config as cfg
-from ...stage_run import StageRun, opened
+from ...stages import StageRun, opened
 from ...storage.runs import StageStats
 from ..kernels.crowd_labels import combined, crowd_labels  # noqa: F401 (job.combined: the tests' name)
 from ..kernels.pair_model import MODELS, MatcherError, Model, load_model, score

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ... import config as cfg
-from ...stage_run import StageRun, opened
+from ...stages import StageRun, opened
 from ...storage import StageStats
 from ..kernels import embed
 from ..kernels.search import SEARCHES
@@ -125,7 +125,7 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
         full: embed every product and search every query even when a complete run's kept embedder,
             vectors and pools could be updated with what changed since.
         run: the run the contract opened (``stages.call``, its options these); None: opened here
-            (``stage_run.opened``), a full one with ``full``.
+            (``stages.opened``), a full one with ``full``.
     """
     check_settings(settings)
     if run is None:
