@@ -56,8 +56,9 @@ def main() -> None:
     if args.child:
         child(*args.child)
         return
+    from m5data.extract.ffmpeg_frames import frames_command
     from m5data.extract.probe import probe
-    from m5data.extract.video import ffmpeg_exe, frames_command
+    from m5data.extract.video import ffmpeg_exe
 
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "tiny.mkv"

@@ -210,13 +210,13 @@ def test_a_pass_that_ends_between_two_polls_is_still_cut_at_the_byte_cap(tmp_pat
     (whole, since ffmpeg ended by itself). Found as a flaky extract test: frames "ok" past the cap."""
     from support.media_samples import amplifying_video
 
-    import m5data.extract.video as video_mod
+    import m5data.extract.ffmpeg_frames as ffmpeg_frames
 
     video = amplifying_video(tmp_path / "amp.mkv", seconds=20, size="320x180")
     full = frames_of(video, tmp_path / "all")
     sizes = [f.stat().st_size for f in sorted((tmp_path / "all").glob("*.jpg"))]
     assert full.count == len(sizes) > 5 and not full.cut
-    monkeypatch.setattr(video_mod, "CAP_POLL_S", 3600.0)  # no poll before ffmpeg ends
+    monkeypatch.setattr(ffmpeg_frames, "CAP_POLL_S", 3600.0)  # no poll before ffmpeg ends
     cap = sum(sizes[:3])  # exactly three whole frames fit
     fr = frames_of(video, tmp_path / "f", max_bytes=cap)
     files = sorted((tmp_path / "f").glob("*.jpg"))

@@ -5,8 +5,9 @@ import json
 import pytest
 
 from m5data.config import ConfigError, load
+from m5data.extract.ffmpeg_frames import frames_command
 from m5data.extract.probe import VideoInfo
-from m5data.extract.video import FRAME_PATTERN, extract_frames, ffmpeg_exe, frames_command, probe
+from m5data.extract.video import FRAME_PATTERN, extract_frames, ffmpeg_exe, probe
 
 # The tolerances docs/extract.md states for extract.video_decode = "fast" (the default).
 FAST_MIN_SSIM = 0.97

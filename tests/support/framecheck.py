@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from m5data.extract.ffmpeg import MediaError, tail
+from m5data.extract.ffmpeg_frames import frames_command
 from m5data.extract.probe import VideoInfo
-from m5data.extract.video import AV_DECODE_OPTIONS, decoder_options, frames_command, jpeg_qscale
+from m5data.extract.video import AV_DECODE_OPTIONS, decoder_options, jpeg_qscale
 
 __all__ = ["DecodeQuality", "compare_decodes", "ssim"]
 
