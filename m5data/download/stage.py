@@ -62,15 +62,25 @@ def run(ctx: RunContext, run: StageRun) -> DownloadStats:
     return stats
 
 
+@contextlib.contextmanager
 def _second_run(ctx: RunContext):
-    """A second download run in one stage call (a retry's), opened by the contract under the lock its first
-    run holds (the shard's for a shard)."""
+    """A second download run in one stage call (a retry's), built by the contract (``run_of``) under the lock
+    its first run holds (the shard's for a shard). The contract writes the failed row of the call's own run
+    only: one this second run ends by raising gets its own here (record_end: none when it wrote one)."""
     import dataclasses
+    import time
 
-    from ..stage_run import run_of
+    from ..stage_run import record_end, run_of
     from ..stages import get
 
-    return run_of(dataclasses.replace(get("download"), lock=False), ctx)
+    started = time.time()
+    with run_of(dataclasses.replace(get("download"), lock=False), ctx) as run:
+        try:
+            yield run
+        except BaseException as exc:
+            if ctx.options.get("record", True) is not False:
+                record_end("download", ctx, run, exc, started)
+            raise
 
 
 def _progress(enabled: bool):

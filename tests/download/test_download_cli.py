@@ -149,7 +149,8 @@ def test_refresh_rechecks_the_stored_files_and_fetches_nothing_pending(server, s
 def test_a_flow_retry_fetches_what_was_left_pending_then_the_failures_two_runs_under_one_lock(server, store,
                                                                                                monkeypatch):
     """A flow's retry (attempt 2): what a stalled first attempt left pending, in the run the contract opened,
-    then the failures, in a second run under the same lock (stage.py): two ``runs`` rows, one lock taken."""
+    then the failures, in a second run under the same lock (stage.py): two ``runs`` rows, one lock taken; a
+    second run that raises gets its own failed row."""
     from m5data import stages
     from m5data.config import load
     from m5data.stages import RunContext
@@ -172,3 +173,20 @@ def test_a_flow_retry_fetches_what_was_left_pending_then_the_failures_two_runs_u
     assert [(r["status"], r["n_in"], r["n_out"]) for r in runs] == [("ok", 1, 1), ("ok", 1, 1)]
     assert stats.run_id == runs[1]["run_id"] != runs[0]["run_id"]
     assert {r["status"] for r in rows_by_url(store).values()} == {"ok"}
+
+    import m5data.download.run as job
+
+    calls, real_retry = [], job.StoreRetry
+
+    def second_fails(*args, **kwargs):  # the second run's work raises: that run gets its failed row
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("the second run failed")
+        return real_retry(*args, **kwargs)
+
+    monkeypatch.setattr(job, "StoreRetry", second_fails)
+    with pytest.raises(RuntimeError, match="the second run failed"):
+        stages.call("download", RunContext(settings, attempt=2))
+    runs = sorted(store.read("runs", where="stage = 'download'").to_pylist(), key=lambda r: r["started_at"])
+    assert [r["status"] for r in runs] == ["ok", "ok", "ok", "failed"]
+    assert "RuntimeError: the second run failed" in runs[-1]["failures"]
