@@ -17,8 +17,9 @@ SHOWN = 50  # untitled sub-classes and review-file problems kept in ``details`` 
 
 
 def check(settings, options: dict) -> None:
-    """The ``[align]`` settings are usable and ``align.mapping`` names a mapping file that reads (ConfigError,
-    AlignError, MappingError: one line naming the key or the file)."""
+    """The ``[align]`` settings are usable, ``align.mapping`` names a mapping file that reads and a ``review``
+    option names a file (ConfigError, AlignError, MappingError, ReviewError: one line naming the key or the
+    file)."""
     from .mapping import Level1Mapping
     from .run import NO_MAPPING, AlignError, check_settings
 
@@ -26,6 +27,13 @@ def check(settings, options: dict) -> None:
     if not settings.align.mapping:
         raise AlignError(NO_MAPPING)
     Level1Mapping.load(settings.align.mapping)
+    if options.get("review"):  # a missing --review file is refused before any work (the run reads its rows)
+        from pathlib import Path
+
+        from .review import ReviewError
+
+        if not Path(options["review"]).is_file():
+            raise ReviewError(f"review file not found: {Path(options['review'])}")
 
 
 def inputs(ctx: RunContext) -> Iterable:

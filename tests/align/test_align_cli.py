@@ -62,6 +62,7 @@ def test_bad_options_fail_with_one_line(shop, args, message):
     result = m5(store, "align", *extra, *args, "--review-out", str(root / "bad.csv"))
     assert result.exit_code == 1
     assert message in result.output and "Traceback" not in result.output
+    assert store.read("runs", where="stage = 'align' AND status <> 'ok'").num_rows == 0  # refused: no run, no row
 
 
 def test_missing_mapping_is_explained(shop):
