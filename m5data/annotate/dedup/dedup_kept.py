@@ -33,10 +33,11 @@ from ... import arrays
 from ..kernels import phash
 
 FOLDER = "derived/dedup"
-FORMAT = 2  # the kept file's layout (part of the state's fingerprint: another one means a full run); 2: row numbers
+FORMAT = 2  # the kept pairs file's layout, in its metadata and checked when read (another: a full run); 2: row numbers
 SCHEMA = pa.schema([("left", pa.int32()), ("right", pa.int32()), ("rule", pa.dictionary(pa.int8(), pa.string())),
                     ("distance", pa.float64())])
 IDS = b"m5data.ids"  # the file's metadata: the digest of the run's product ids (:func:`ids_digest`)
+FORMAT_KEY = b"m5data.format"  # ... and its FORMAT
 
 
 @dataclass
@@ -75,7 +76,7 @@ def save_edges(store, ids: pa.Array, edges: list) -> str:
     table = pa.table({"left": cat([e[0] for e in edges], np.int32), "right": cat([e[1] for e in edges], np.int32),
                       "rule": pa.DictionaryArray.from_arrays(rule, pa.array(names, pa.string())),
                       "distance": cat([e[2] for e in edges], np.float64)}, schema=SCHEMA)
-    table = table.replace_schema_metadata({IDS: ids_digest(ids).encode()})
+    table = table.replace_schema_metadata({IDS: ids_digest(ids).encode(), FORMAT_KEY: str(FORMAT).encode()})
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     data = buf.getvalue()
@@ -95,7 +96,7 @@ def prune(store, keep: tuple[str, ...]) -> None:
 
 
 def load_edges(store, rel) -> pa.Table | None:
-    """The kept pairs at ``rel`` (None: no file, or not readable as one)."""
+    """The kept pairs at ``rel`` (None: no file, not readable as one, or of another :data:`FORMAT`)."""
     data = store.read_bytes(rel) if isinstance(rel, str) else None
     if data is None:
         return None
@@ -103,7 +104,8 @@ def load_edges(store, rel) -> pa.Table | None:
         table = pq.read_table(io.BytesIO(data))
     except (pa.ArrowInvalid, OSError):
         return None
-    return table if table.schema.equals(SCHEMA) and IDS in (table.schema.metadata or {}) else None
+    meta = table.schema.metadata or {}
+    return table if table.schema.equals(SCHEMA) and IDS in meta and meta.get(FORMAT_KEY) == str(FORMAT).encode() else None
 
 
 def pair_ids(table: pa.Table, ids: pa.Array) -> pa.Table:
@@ -197,7 +199,7 @@ def over_cap(inp, titles, a, plan: Plan) -> np.ndarray:  # inp: dedup_inputs.Inp
     rows turned into stars (:func:`crossing`); the plan's kept pairs of those rows are dropped."""
     touching, cap = plan.touching, a.bucket_cap
     extra = []
-    for codes in (inp.blob, inp.title_key):
+    for _, codes in inp.exact_keys():
         rows = np.flatnonzero(codes >= 0)
         extra.append(crossing(codes[rows], rows, touching, cap))
     rows = np.flatnonzero(inp.has_phash)

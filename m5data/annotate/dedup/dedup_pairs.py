@@ -33,9 +33,9 @@ def search_pairs(report: DedupReport, inp: Inputs, a, store, plan, touching: np.
         plan.kept = [e for e in plan.kept if e[3] != VETOED]
         edges += plan.kept
 
-    # exact rules: equal key codes, pairs off the sorted runs
-    _exact(report, edges, inp.blob, a.bucket_cap, "exact_image", touching)
-    _exact(report, edges, inp.title_key, a.bucket_cap, "exact_title", touching)  # -1: unknown merchant, empty title
+    # exact rules: equal key codes, pairs off the sorted runs (-1: no key, e.g. an unknown merchant's title)
+    for rule, codes in inp.exact_keys():
+        _exact(report, edges, codes, a.bucket_cap, rule, touching)
     step("exact")
 
     capped = [0]
