@@ -259,16 +259,16 @@ def test_a_shard_that_only_lost_samples_is_copied_without_reading_the_store(grow
 
 
 def test_the_tar_reader_gives_tarfiles_members_and_bytes(tmp_path):
-    """webdataset._TarReader (the kept copies' parser) against tarfile: names (a GNU long name too),
+    """tar_blocks.TarReader (the kept copies' parser) against tarfile: names (a GNU long name too),
     data and the raw ranges, with blocks smaller than a member (its buffer drops what was read)."""
     import io
 
-    from m5data.export import webdataset as wd
+    from m5data.export import tar_blocks
 
     members = [("a.json", b"{}"), ("b" * 120 + ".txt", b"x" * 700), ("c.jpg", bytes(range(256)) * 9), ("d.txt", b"")]
-    raw = b"".join(wd._header(n, len(d)) + d + b"\0" * (-len(d) % 512) for n, d in members) + b"\0" * 10240
+    raw = b"".join(tar_blocks.tar_header(n, len(d)) + d + b"\0" * (-len(d) % 512) for n, d in members) + b"\0" * 10240
     for block in (513, 1024, 1 << 20):
-        reader = wd._TarReader(io.BytesIO(raw), block=block)
+        reader = tar_blocks.TarReader(io.BytesIO(raw), block=block)
         got = [(n, reader.data(), reader.raw()) for n, _, _ in reader.members()]
         assert [(n, d) for n, d, _ in got] == members, block
         assert b"".join(r for *_, r in got) == raw[:len(raw) - 10240]
@@ -278,7 +278,7 @@ def test_the_tar_reader_gives_tarfiles_members_and_bytes(tmp_path):
     bad = bytearray(raw)
     bad[512 * 4 + 5] ^= 1  # in the header of the long-named member (after a.json and its long-name entry)
     with pytest.raises(ValueError, match="checksum"):
-        list(wd._TarReader(io.BytesIO(bytes(bad))).members())
+        list(tar_blocks.TarReader(io.BytesIO(bytes(bad))).members())
 
 
 def test_the_training_loader_reads_an_incremental_version(grown, tmp_path):

@@ -204,9 +204,9 @@ def test_check_shards_names_a_truncated_shard(exported):
 def test_fast_tar_header_equals_tarfiles(name, size):
     import tarfile
 
-    from m5data.export.webdataset import _header, _tarinfo
+    from m5data.export.tar_blocks import tar_header, tarinfo
 
-    assert _header(name, size) == _tarinfo(name, size).tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+    assert tar_header(name, size) == tarinfo(name, size).tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
 
 
 def test_a_blob_missing_from_the_store_is_an_absent_member_and_a_counted_failure(demo_store_factory, tmp_path):
