@@ -188,7 +188,7 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, target)
-    from .check import file_sha256
+    from .folder_reader import file_sha256
 
     size = target.stat().st_size
     stats = {"shard": target.name, "path": rel, "split": shard.split, "index": shard.index, "count": shard.count,
@@ -267,7 +267,7 @@ def write_kept(source, out: Path, name: str, split: str, keep: set[str], *, sour
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from .check import file_sha256
+    from .folder_reader import file_sha256
     from .json_stream import write_json_atomic
     from .samples import ExportError
 

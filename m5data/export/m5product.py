@@ -169,7 +169,7 @@ def _copy(src: Path, dst: Path, what: str, failures: Counter, edit=None) -> tupl
 def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], options: dict) -> dict:
     """Copy each item's media, then write the shard's media index (``_shards/*.files.json``), its
     records (``_shards/*.part.json``) and its stats."""
-    from .check import file_sha256
+    from .folder_reader import file_sha256
     from .json_stream import write_json_atomic
 
     failures: Counter = Counter()
@@ -223,7 +223,7 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
 
 
 def _file_entry(out: Path, rel: str) -> dict:
-    from .check import file_sha256
+    from .folder_reader import file_sha256
 
     return {"path": rel, "size": (out / rel).stat().st_size, "sha256": file_sha256(out / rel)}
 

@@ -97,7 +97,7 @@ def marker_done(out: Path, marker: Path) -> dict | None:
         stats = json.loads(marker.read_text())
     except ValueError:
         return None
-    from .check import inside_folder
+    from .folder_reader import inside_folder
 
     target = inside_folder(out, stats.get("path"))
     if target is None or not target.exists() or (target.is_file() and target.stat().st_size != stats.get("size")):

@@ -28,7 +28,7 @@ def indexed_shards(shards: str | Path, split: str) -> list[str] | None:
     leads out of the folder, other than into a folder the export inherits from, is an error."""
     import json
 
-    from m5data.export.check import reader_of
+    from m5data.export.folder_reader import reader_of
     from m5data.export.remote import OutsideFolder, RemoteError
 
     try:
@@ -146,7 +146,7 @@ class _RemoteTarSamples:
     Each process (a DataLoader worker too) opens its own filesystem."""
 
     def __init__(self, shards: str):
-        from m5data.export.check import reader_of
+        from m5data.export.folder_reader import reader_of
 
         self.folder = reader_of(shards)  # follows the index into the folders the export inherits from
 
