@@ -49,7 +49,7 @@ def title(rng: random.Random) -> str:
 
 
 def pv(rng: random.Random) -> str:
-    from m5data.export.m5product import pv_string
+    from m5data.export.m5product_format import pv_string
 
     return pv_string([(p, rng.choice(WORDS) + rng.choice(WORDS)) for p in rng.sample(PROPS, rng.randint(4, 6))])
 

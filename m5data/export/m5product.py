@@ -37,55 +37,19 @@ from ..storage.blobs import resolve_blob
 from .card import CARD_FILES
 from .faces import blurred
 from .json_stream import ObjectWriter, atomic_text
+from .m5product_format import CAPTIONS, ID_LABEL, ITEMS, LABEL_LIST, RETRIEVAL, STATS, key_item_id, list_file, pv_string
 from .media import drop_outside_blobs
-from .samples import Sample, safe_key
+from .samples import Sample
 from .video_gate import check_videos, forget_verdicts, video_verdicts, withheld_why
 
 MEDIA_KINDS = ("image_norm", "audio", "video")
-CAPTIONS = "captions.json"
-ID_LABEL = "m5product_id_label.json"
-LABEL_LIST = "m5product_label_list.json"
-ITEMS = "m5data_items.json"
-STATS = "_stats.json"
-PV_PAIR, PV_KV = "#;#", "#:#"
-# split -> list file; the retrieval pairs SCALE reads as (query.txt, train.txt = gallery)
-LIST_FILES = {"train": "train.txt", "query-c": "query.txt", "gallery-c": "gallery.txt", "query-fg": "query_fg.txt",
-              "gallery-fg": "gallery_fg.txt", "cls-train": "cls_train.txt", "cls-test": "cls_test.txt",
-              "subset": "subset.txt"}
-RETRIEVAL = {"coarse": ("query-c", "gallery-c"), "fine": ("query-fg", "gallery-fg")}
 _FILE_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 FINISH_MEMORY = "256MB"  # DuckDB's memory limit for finish's sort of the shards' records (it spills past it)
 FINISH_BATCH = 8192  # sorted rows handed to Python at a time
-ITEM_ID_MAX = 120  # characters of an item id (a file name: images/<item_id>.jpg, .tmp-<pid>-<item_id>.mp4)
-
-
-def list_file(split: str) -> str:
-    return LIST_FILES.get(split, split.replace("-", "_") + ".txt")
 
 
 def stats_path(out: Path, shard) -> Path:
     return out / "_shards" / f"{shard.split}-{shard.index:05d}.stats.json"
-
-
-def pv_string(specs: list[tuple[str, str]]) -> str:
-    """The authors' table string; separators inside a property or value are cut to one '#'."""
-    def clean(text: str) -> str:
-        return text.replace(PV_PAIR, "#;").replace(PV_KV, "#:")
-
-    return PV_PAIR.join(f"{clean(p)}{PV_KV}{clean(v)}" for p, v in specs)
-
-
-def parse_pv(pv: str | None) -> list[tuple[str, str]]:
-    """``prop#:#value#;#...`` -> [(prop, value)]; a string of length <= 1 means no table (the toolkit's rule)."""
-    if not pv or len(pv) <= 1:
-        return []
-    out = []
-    for pair in pv.split(PV_PAIR):
-        if not pair:
-            continue
-        prop, sep, value = pair.partition(PV_KV)
-        out.append((prop, value) if sep else ("", prop))
-    return out
 
 
 def prepare(store, members, options: dict) -> dict:
@@ -116,21 +80,6 @@ def prepare(store, members, options: dict) -> dict:
 
 def item_id(sample: Sample, options: dict) -> str:
     return sample.source_id if options.get("item_ids") == "source_id" else key_item_id(sample.product_id)
-
-
-def key_item_id(product_id: str) -> str:
-    """The item id of a product in ``key`` mode: its safe key, or for a key over ``ITEM_ID_MAX``
-    characters the key cut to 100 + ``~~`` + 16 hex digits of the product id's sha256.
-
-    Item ids are file names (``images/<item_id>.jpg``): a 300-character id would make the file
-    system refuse the file (ENAMETOOLONG). ``~~`` never occurs in a safe key (``~`` is always
-    followed by two hex digits), so a cut id cannot equal another product's full key;
-    ``m5data_items.json`` maps every item id back to its product id (the importer reads it there).
-    """
-    key = safe_key(product_id)
-    if len(key) <= ITEM_ID_MAX:
-        return key
-    return f"{key[:100]}~~{hashlib.sha256(product_id.encode('utf-8')).hexdigest()[:16]}"
 
 
 def _copy(src: Path, dst: Path, what: str, failures: Counter, edit=None) -> tuple[int, int, str] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from ..export.m5product import LABEL_LIST
+from ..export.m5product_format import LABEL_LIST
 from .layout_folder import FolderMedia, ItemError, MediaFile, check_item_id, check_product_id
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from ..export.m5product import CAPTIONS
+from ..export.m5product_format import CAPTIONS
 from . import limits
 from .layout_folder import LayoutError, LayoutFolder
 from .utf8 import NotUtf8, Utf8Reader

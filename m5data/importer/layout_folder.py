@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 from ..download.sniff import SNIFF_BYTES, Sniffed, sniff
 from ..errors import UserError
-from ..export.m5product import key_item_id
+from ..export.m5product_format import key_item_id
 from ..export.samples import safe_key
 
 # An item id is a file name stem: the platforms' ids, or the safe keys an m5data export writes.

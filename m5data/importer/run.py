@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..export.m5product import ID_LABEL, ITEMS, LABEL_LIST, LIST_FILES, parse_pv
+from ..export.m5product_format import ID_LABEL, ITEMS, LABEL_LIST, LIST_FILES, parse_pv
 from ..storage.media_ids import imported_media_id
 from . import limits
 from .checks import check_item

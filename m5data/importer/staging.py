@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..export.m5product import LIST_FILES
+from ..export.m5product_format import LIST_FILES
 from . import limits
 from .layout_files import json_backends, lines, not_utf8_error, open_file
 from .layout_folder import LayoutError, LayoutFolder

@@ -13,7 +13,7 @@ from support.store_samples import query
 from typer.testing import CliRunner
 
 from m5data.cli import app
-from m5data.export.m5product import parse_pv, pv_string
+from m5data.export.m5product_format import parse_pv, pv_string
 from m5data.storage import Store
 
 

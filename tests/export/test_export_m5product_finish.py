@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.m5product_reference import finish_in_memory
 
-from m5data.export import m5product
+from m5data.export import m5product, m5product_format
 from m5data.export.json_stream import ObjectWriter, atomic_text, dumps, write_json_atomic
 
 # ------------------------------------------------------------------------------------------ exports
@@ -30,7 +30,7 @@ def record(n: int, *, title: str | None = None) -> dict:
     c, cname, s, sname = CLASSES[n % len(CLASSES)]
     unlabelled = n % 6 == 5
     return {"title": title if title is not None else f"{NASTY[n % len(NASTY)]} #{n}",
-            "pv": m5product.pv_string([(NASTY[(n + 1) % len(NASTY)], NASTY[(n + 2) % len(NASTY)]), ("品牌", f"v{n}")]),
+            "pv": m5product_format.pv_string([(NASTY[(n + 1) % len(NASTY)], NASTY[(n + 2) % len(NASTY)]), ("品牌", f"v{n}")]),
             "product_id": f"shop:{n:05d}", "class_id": c, "class_name": cname,
             "sub_class_id": None if unlabelled else s, "sub_class_name": None if unlabelled else sname,
             "subsub_class_id": None, "subsub_class_name": None, "group_id": f"g{n // 4}" if n % 3 else None}
@@ -51,7 +51,7 @@ def write_export(out: Path, plan: list[tuple[str, list[int]]], iid=lambda n: f"{
 
 def files_of(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and "_shards" not in p.parts and p.name != m5product.STATS}
+            if p.is_file() and "_shards" not in p.parts and p.name != m5product_format.STATS}
 
 
 def both(tmp_path: Path, plan, options: dict, **kw) -> tuple[dict, dict]:

@@ -12,7 +12,7 @@ from m5data.export.json_stream import write_json_atomic
 
 def finish_in_memory(out: Path, version: str, shards: list[dict], options: dict) -> None:
     """The merge as it was before issue 21: every shard's records in one dict, each file one json.dumps."""
-    from m5data.export.m5product import CAPTIONS, ID_LABEL, ITEMS, LABEL_LIST, RETRIEVAL, list_file
+    from m5data.export.m5product_format import CAPTIONS, ID_LABEL, ITEMS, LABEL_LIST, RETRIEVAL, list_file
 
     def write_lines(path: Path, lines: list[str]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
