@@ -112,7 +112,8 @@ def floor_members(store, shard_dir: Path) -> tuple[list[tuple[str, Path | bytes]
     """The exported shards' members, as (name, source file) where a file in the store holds the bytes
     (image, frames, mfcc, mp3) and as bytes for the small generated ones (txt, json)."""
     from m5data.export.media import frame_files
-    from m5data.export.samples import load_samples, product_id_from_key
+    from m5data.export.sample_rows import load_samples
+    from m5data.export.samples import product_id_from_key
 
     con = store.connect()
     try:

@@ -142,7 +142,7 @@ def phase(stage: str, root: str, work: str) -> dict:
     elif stage == "shard-query":
         # what the export paid per shard before it streamed: one shard's samples assembled by a
         # query over the whole store (load_samples); times shards = the part that grew as N^2
-        from m5data.export.samples import load_samples
+        from m5data.export.sample_rows import load_samples
 
         con = store.connect()
         try:

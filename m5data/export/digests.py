@@ -54,7 +54,7 @@ def digest_table(con, members_sql: str, order: str) -> pa.Table:
     import pyarrow.compute as pc
 
     from .members import MEDIA_FILTER
-    from .samples import SAMPLE_HEADER_SQL
+    from .sample_rows import SAMPLE_HEADER_SQL
 
     sql = _DIGEST_SQL.format(members=members_sql, header=SAMPLE_HEADER_SQL, media_filter=MEDIA_FILTER, order=order)
     # the query and its batched read as they were: an inner join to s read as one Arrow table ran out of
@@ -106,8 +106,8 @@ def few_digests(con, members: pa.Table, order: str) -> pa.Table:
 def label_hashes(con) -> pa.Table:
     """Per category key ``(platform, raw_path)`` of ``label_map`` (``raw_path``: the md5 of the path, which
     is shop text), a hash of the label columns a sample of that category reads
-    (:data:`~m5data.export.samples.LABEL_HASH_SQL`)."""
-    from .samples import LABEL_HASH_SQL
+    (:data:`~m5data.export.sample_rows.LABEL_HASH_SQL`)."""
+    from .sample_rows import LABEL_HASH_SQL
 
     return con.sql(LABEL_HASH_SQL).to_arrow_table().cast(LABELS_SCHEMA)
 

@@ -13,15 +13,13 @@ from dataclasses import dataclass, replace
 from ..storage.main_image import is_main
 from ..storage.takedowns import ids_sql
 from ..storage.withheld import opted_out_of_version
+from .sample_rows import SAMPLE_HEADER_SQL, first_media, sample_from_row
 from .samples import (
-    SAMPLE_HEADER_SQL,
     SPLIT_NAMES,
     _split_order,
     current_version,
-    first_media,
     pick_split,
     plain_name,
-    sample_from_row,
     version_rows,
     version_source,
 )

@@ -345,7 +345,7 @@ def test_m5product_reports_the_true_reason_of_a_failed_write(tmp_path):
     store.write("splits", [{"product_id": "shop:1", "split": "train", "version": "v1"}])
     from m5data.export import m5product
     from m5data.export.run import Shard
-    from m5data.export.samples import load_samples
+    from m5data.export.sample_rows import load_samples
 
     out = tmp_path / "m5p"
     out.mkdir()

@@ -10,7 +10,8 @@ import pytest
 from m5data.export.members import split_counts, stream_samples
 from m5data.export.plan import plan_record as _plan_record
 from m5data.export.run import Shard, ShardPlan, plan_export, plan_shards, shard_samples
-from m5data.export.samples import ExportError, load_samples
+from m5data.export.sample_rows import load_samples
+from m5data.export.samples import ExportError
 from m5data.storage import Store
 
 
