@@ -1,4 +1,4 @@
-"""extract.face_frames: the frames face detection looks at with ``changed`` against ``all``, and the faces it misses.
+"""faces.frames (was extract.face_frames): the frames face detection looks at with ``changed`` against ``all``, and the faces it misses.
 
     python benchmarks/bench_face_frames.py                    # the real videos and a 20-product demo shop's
     python benchmarks/bench_face_frames.py --demo-products 0  # the real videos only

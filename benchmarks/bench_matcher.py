@@ -138,8 +138,8 @@ def run_one(name: str, folder: Path, work: Path, limit: int | None, text_model: 
     records, pairs = er.read(folder, limit)
     store = Store.init(work / name)
     er.write_store(store, records)
-    s = load(None, {"store.path": str(store.root), "dedup.brand_property": er.BRAND_PROPERTY,
-                    "matcher.text_model": text_model}, environ={})
+    s = load(None, {"store.path": str(store.root), "annotate.brand_property": er.BRAND_PROPERTY,
+                    "annotate.text_model": text_model}, environ={})
     t0 = time.perf_counter()
     report = job.train(store, s, er.write_labels(work / f"{name}-train.csv", pairs["train"]))
     train_s = time.perf_counter() - t0
@@ -337,7 +337,7 @@ def run_chinese(pairs_path: Path, work: Path, seeds: int, al: ALRounds, al_only:
     mp.write_store(store, records())
     s = load(None, {"store.path": str(store.root)}, environ={})
     pairs = mp.read_pairs(pairs_path)
-    products = pair_products.read_store(store, s.dedup.brand_property)
+    products = pair_products.read_store(store, s.annotate.brand_property)
     idx = products.index()
     ia, ib = np.array([idx[p[0]] for p in pairs]), np.array([idx[p[1]] for p in pairs])
     y = np.array([p[2] for p in pairs], bool)

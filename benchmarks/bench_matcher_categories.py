@@ -99,7 +99,7 @@ def er_set(name: str, work: Path, limit: int | None):
     records, pairs = er.read(MATCHING / name, limit)
     store = Store.init(work / name)
     er.write_store(store, records)
-    s = load(None, {"store.path": str(store.root), "dedup.brand_property": er.BRAND_PROPERTY}, environ={})
+    s = load(None, {"store.path": str(store.root), "annotate.brand_property": er.BRAND_PROPERTY}, environ={})
     rows = [p for split in er.SPLITS for p in pairs[split]]
     products = pair_products.read_store(store, er.BRAND_PROPERTY)
     idx = products.index()
@@ -124,7 +124,7 @@ def mep3m_set(work: Path):
     mp.write_store(store, records())
     s = load(None, {"store.path": str(store.root)}, environ={})
     pairs = mp.read_pairs(mp.PAIRS)
-    products = pair_products.read_store(store, s.dedup.brand_property)
+    products = pair_products.read_store(store, s.annotate.brand_property)
     idx = products.index()
     ia, ib = np.array([idx[p[0]] for p in pairs]), np.array([idx[p[1]] for p in pairs])
     y = np.array([p[2] for p in pairs], bool)

@@ -10,8 +10,10 @@ Values are layered, later layers winning:
 
 ``Settings.source(key)`` says which layer set a value; ``m5data config show`` prints both.
 A key that moved to the section of the stage that reads it (``annotate.pool_k`` is now ``pools.k``,
-``flows.export_format`` is ``export.format``: :func:`moved_keys`, one table) still works in every layer, with
-a warning in ``Settings.warnings`` naming the new key; a key no code reads (:data:`RETIRED`) is ignored with one.
+``flows.export_format`` is ``export.format``), or to a shared section because two stages read it
+(``crawl.user_agent`` is now ``http.user_agent``: :data:`SHARED`), still works in every layer
+(:func:`moved_keys`, one table), with a warning in ``Settings.warnings`` naming the new key (an old and a
+new shared key set to different values in one layer is a ConfigError); a key no code reads (:data:`RETIRED`) is ignored with one.
 Every value is type-checked and range-checked by :func:`validate` (:mod:`m5data.config_checks`) before any work starts.
 """
 
@@ -44,7 +46,11 @@ from .config_sections import (
     CrawlSettings,
     DownloadSettings,
     ExtractSettings,
+    FacesSettings,
+    HttpSettings,
+    ReviewSettings,
     StoreSettings,
+    TextSettings,
 )
 
 __all__ = [
@@ -52,8 +58,8 @@ __all__ = [
     "load", "parse_assignments", "sections", "validate",
     # the sections, re-exported (``cfg.CrawlSettings`` etc.)
     "AlignSettings", "AnnotateSettings", "CrawlSettings", "CrowdSettings", "DedupSettings", "DownloadSettings",
-    "ExportSettings", "ExtractSettings", "FlowSettings", "MatchLevelSettings", "MatcherSettings", "PoolsSettings",
-    "ReportSettings", "SplitsSettings", "StoreSettings", "TrainSettings",
+    "ExportSettings", "ExtractSettings", "FacesSettings", "FlowSettings", "HttpSettings", "MatchLevelSettings",
+    "MatcherSettings", "PoolsSettings", "ReportSettings", "ReviewSettings", "SplitsSettings", "StoreSettings", "TextSettings", "TrainSettings",
 ]
 
 CONFIG_FILENAME = "m5data.toml"
@@ -63,6 +69,11 @@ ENV_PREFIX = "M5DATA_"
 @dataclass
 class Settings:
     store: StoreSettings = field(default_factory=StoreSettings)
+    # shared sections (SHARED_SECTIONS): what two stages must agree on
+    http: HttpSettings = field(default_factory=HttpSettings)
+    text: TextSettings = field(default_factory=TextSettings)
+    faces: FacesSettings = field(default_factory=FacesSettings)
+    review: ReviewSettings = field(default_factory=ReviewSettings)
     crawl: CrawlSettings = field(default_factory=CrawlSettings)
     download: DownloadSettings = field(default_factory=DownloadSettings)
     extract: ExtractSettings = field(default_factory=ExtractSettings)
@@ -80,6 +91,8 @@ class Settings:
     flows: FlowSettings = field(default_factory=FlowSettings)
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     warnings: list[str] = field(default_factory=list, repr=False, compare=False)  # e.g. a mistyped M5DATA_* variable
+    # (layer, key) -> (the key as given, its value): a shared key given twice in one layer, old and new spelling
+    given: dict[tuple[str, str], tuple[str, Any]] = field(default_factory=dict, repr=False, compare=False)
 
     def source(self, key: str) -> str:
         """Where the value of ``section.key`` came from: default, a file path, env VAR, or flag."""
@@ -97,6 +110,7 @@ class Settings:
     def set(self, key: str, value: Any, source: str) -> None:
         """Set ``section.key`` from a raw value (str from env/flags, or a TOML value), type-checked. A key
         that moved (:func:`moved`) sets its new key, with a warning naming it."""
+        given = key
         if new := moved(key):
             self.warnings.append(f"{key} is now {new} (set in {source}): the old key still works, for now")
             key = new
@@ -106,7 +120,16 @@ class Settings:
         section, name = _split_key(key, source if source != "flag" else "")
         obj = getattr(self, section)
         typ = get_type_hints(type(obj))[name]
-        setattr(obj, name, coerce(key, value, typ))
+        value = coerce(key, value, typ)
+        if key in SHARED.values():  # an old and a new spelling in one layer must agree (no silent winner)
+            layer = "env" if source.startswith("env ") else source
+            before = self.given.setdefault((layer, key), (given, value))
+            if before[0] != given and before[1] != value:
+                where = "the environment" if layer == "env" else "flags" if layer == "flag" else layer
+                raise ConfigError(f"config {before[0]} = {before[1]!r} and {given} = {value!r} both set in {where}: "
+                                  f"{', '.join(sorted(o for o, n in SHARED.items() if n == key))} is now {key}, "
+                                  f"give {key} only")
+        setattr(obj, name, value)
         self.sources[key] = source
 
     @property
@@ -122,7 +145,15 @@ class Settings:
 
 def sections() -> list[str]:
     """The settings sections (``store``, ``crawl``, ...), in declaration order."""
-    return [f.name for f in fields(Settings) if f.name not in ("sources", "warnings")]
+    return [f.name for f in fields(Settings) if f.name not in ("sources", "warnings", "given")]
+
+
+# sections no stage owns: the store's, and those holding a value two stages must agree on (the User-Agent
+# crawl and download send, the caption rules and jieba dictionary extract and pools caption with, the faces table's frame
+# policy extract and export both write by, what a caption is, where align's review file is (align writes it,
+# the report shows it); [annotate]: the curation stages' seed, brand property and
+# matcher text model). A stage reads its own section and these (tests/contract/test_own_section.py)
+SHARED_SECTIONS = ("store", "http", "text", "faces", "review", "annotate")
 
 
 # keys that moved to the section of the stage that reads them (a stage reads its own section only); each
@@ -131,7 +162,13 @@ def sections() -> list[str]:
 # prefix first); [flows] keys that duplicated a stage's setting, one by one
 MOVED_PREFIXES = (("dedup_", "dedup"), ("matcher_", "matcher"), ("match_", "match_level"), ("pool_", "pools"),
                   ("crowd_", "crowd"))
-MOVED = {"flows.export_format": "export.format", "flows.export_split": "export.split",
+# values two stages share, moved out of one stage's section into a shared one (SHARED_SECTIONS); the old key
+# still works, an old and a new key set in one layer to different values is an error
+SHARED = {"crawl.user_agent": "http.user_agent", "extract.jieba_user_dict": "text.jieba_user_dict",
+          "extract.strip_brackets": "text.strip_brackets", "extract.max_caption_chars": "text.max_caption_chars",
+          "extract.face_frames": "faces.frames", "matcher.text_model": "annotate.text_model",
+          "dedup.brand_property": "annotate.brand_property", "align.review_file": "review.file"}
+MOVED = {**SHARED, "flows.export_format": "export.format", "flows.export_split": "export.split",
          "flows.report_out": "report.out", "flows.kinds": "extract.kinds", "flows.mapping": "align.mapping",
          **{f"flows.train_{name}": f"train.{name}" for name in ("shards", "out", "config", "epochs", "max_steps")}}
 
@@ -144,7 +181,15 @@ RETIRED = {"flows.annotate_jobs": "the curation jobs are stages of their own; na
 
 
 def moved(key: str) -> str | None:
-    """The key that replaced ``key`` (``annotate.pool_k`` -> ``pools.k``), or None when it did not move."""
+    """The key that replaced ``key`` (``annotate.pool_k`` -> ``pools.k``), or None when it did not move; a key
+    that moved twice gives the last (``annotate.dedup_brand_property`` -> ``annotate.brand_property``)."""
+    new = _moved_once(key)
+    while new is not None and (further := _moved_once(new)) is not None:
+        new = further
+    return new
+
+
+def _moved_once(key: str) -> str | None:
     if key in MOVED:
         return MOVED[key]
     section, _, name = key.partition(".")
@@ -158,8 +203,12 @@ def moved(key: str) -> str | None:
 
 def moved_keys() -> dict[str, str]:
     """Every old key that still works, with its new key: the one table of moved keys."""
-    return {**{f"annotate.{prefix}{f.name}": f"{section}.{f.name}" for prefix, section in MOVED_PREFIXES
-               for f in fields(getattr(Settings(), section))}, **MOVED}
+    table = {**{f"annotate.{prefix}{f.name}": f"{section}.{f.name}" for prefix, section in MOVED_PREFIXES
+                for f in fields(getattr(Settings(), section))}, **MOVED}
+    for old, new in SHARED.items():  # annotate.dedup_brand_property was dedup.brand_property's old key
+        section, _, name = old.partition(".")
+        table.update({f"annotate.{prefix}{name}": new for prefix, sec in MOVED_PREFIXES if sec == section})
+    return table
 
 
 def check_section(name: str) -> str:

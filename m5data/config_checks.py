@@ -59,7 +59,7 @@ _POSITIVE = {
     "download.request_deadline", "download.max_image_bytes", "download.max_video_bytes",
     "download.stall_timeout", "extract.frame_fps", "extract.max_duration", "extract.max_frames",
     "extract.video_timeout", "extract.sample_rate", "extract.n_mfcc", "extract.n_fft",
-    "extract.hop_length", "extract.max_image_pixels", "extract.max_caption_chars",
+    "extract.hop_length", "extract.max_image_pixels", "text.max_caption_chars",
     "align.content_chars", "store.part_rows",
 }
 _NON_NEGATIVE = {
@@ -92,9 +92,9 @@ def validate(settings: Settings) -> Settings:
     if values["extract.video_decode"] not in DECODE_MODES:
         raise ConfigError(f"config extract.video_decode must be one of {', '.join(DECODE_MODES)}, "
                           f"got {values['extract.video_decode']!r} (from {settings.source('extract.video_decode')})")
-    if values["extract.face_frames"] not in {"all", "changed"}:
-        raise ConfigError(f"config extract.face_frames must be all or changed, "
-                          f"got {values['extract.face_frames']!r} (from {settings.source('extract.face_frames')})")
+    if values["faces.frames"] not in {"all", "changed"}:
+        raise ConfigError(f"config faces.frames must be all or changed, "
+                          f"got {values['faces.frames']!r} (from {settings.source('faces.frames')})")
     if values["download.per_host"] > values["download.concurrency"]:
         raise ConfigError("config download.per_host cannot exceed download.concurrency")
     if values["crawl.per_domain"] > values["crawl.concurrency"]:

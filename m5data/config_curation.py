@@ -10,10 +10,13 @@ from dataclasses import dataclass
 
 @dataclass
 class AnnotateSettings:
-    """What the curation stages share (docs/annotate.md); each stage's own settings are its section
+    """What the curation stages share (docs/annotate.md): the seed, and what two of them must agree on (the
+    brand's property, the matcher's text model); each stage's own settings are its section
     (``[dedup]``, ``[match_level]``, ``[pools]``, ``[crowd]``, ``[matcher]``)."""
 
     seed: int = 0  # every random choice of the curation stages (simulated workers, gold sampling)
+    brand_property: str = "品牌"  # the spec property that names the brand (dedup's rules, the matcher's and crowd's pair features); was dedup.brand_property
+    text_model: str = ""  # local sentence-transformers model folder for the matcher's embed_* features (trained by matcher, applied by dedup and crowd); "" = none; was matcher.text_model
 
 
 @dataclass
@@ -30,7 +33,6 @@ class DedupSettings:
     spec_min_agreement: float = 1.0  # ... with equal values on >= this share of them, and the same brand
     spec_chance: float = 0.05  # spec rule: <= this many other products of the brand expected to agree as much by chance
     spec_veto: bool = True  # phash/minhash pairs are rejected when the brands or spec values disagree
-    brand_property: str = "品牌"  # the spec property that names the brand
     bucket_cap: int = 200  # an index bucket with more rows links them to its first row only (not all pairs)
     full_share: float = 0.2  # an incremental dedup groups every product again when more than this share changed
     matcher: str = "learned"  # rules | learned: learned adds wider candidates the trained matcher accepts (rules when no model)
@@ -109,7 +111,6 @@ class MatcherSettings:
     trees: int = 400  # boosting iterations of the gradient-boosted trees
     learning_rate: float = 0.05  # boosting learning rate
     leaves: int = 31  # leaves per tree at most
-    text_model: str = ""  # local sentence-transformers model folder for the embed_* features; "" = none
 
 
 # ---------------------------------------------------------------------------------------------

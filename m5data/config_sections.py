@@ -2,7 +2,8 @@
 its meaning and unit (the one place where defaults are documented). Plain data: loading, layering and
 validation live in :mod:`m5data.config`, which re-exports these classes.
 
-Here the store's section and those of the stages that build it (crawl, download, extract, align); the
+Here the store's section, the shared sections (``[http]``, ``[text]``, ``[faces]``: values two stages must
+agree on) and those of the stages that build it (crawl, download, extract, align); the
 curation stages' sections and what follows them (splits, export, train, report, flows) are in
 :mod:`m5data.config_curation`."""
 
@@ -20,9 +21,49 @@ class StoreSettings:
     garbage_grace: float = 86400.0  # s3:// store: seconds before an uncommitted part object counts as garbage
 
 
+# ---------------------------------------------------------------------------------------------
+# shared sections: a value two stages must agree on lives in one of these, never in either stage's own
+# section (a stage reads its own section and these only: tests/contract/test_own_section.py)
+
+
+@dataclass
+class HttpSettings:
+    """What every stage that fetches from the web sends alike (crawl, download)."""
+
+    user_agent: str = "m5data/0.1 (+dataset builder; respects robots.txt)"  # User-Agent header (robots.txt rules and opt-outs match its first token); was crawl.user_agent
+
+
+@dataclass
+class TextSettings:
+    """What a caption is, alike in every stage that makes one from a title (extract's captions; the pools'
+    captions of titles extract has not captioned, and their text block): cleaning, cut, segmentation."""
+
+    strip_brackets: bool = False  # strip 【...】 marketing brackets from captions; was extract.strip_brackets
+    max_caption_chars: int = 512  # captions are cut to this many characters; was extract.max_caption_chars
+    jieba_user_dict: str = ""  # jieba user dictionary file (brand names), "" = none; was extract.jieba_user_dict
+
+
+@dataclass
+class FacesSettings:
+    """The one policy of the ``faces`` table, whichever stage writes its rows (extract; export for the media extract left without)."""
+
+    frames: str = "changed"  # frames of a folder face detection looks at: all, or changed (not a frame unchanged from the last one looked at, after a frame without a face); was extract.face_frames
+
+
+@dataclass
+class ReviewSettings:
+    """Where align's review file is: align writes it, the report shows it. A shared value rather than the
+    report reading the path align's ``runs`` row recorded: a path read from the store could point the
+    report at any file of the machine it runs on (the store is not trusted to name local files)."""
+
+    file: str = ""  # review file written by align and shown by the report; "" = <store>/derived/align/review.csv; was align.review_file
+
+
+# ---------------------------------------------------------------------------------------------
+
+
 @dataclass
 class CrawlSettings:
-    user_agent: str = "m5data/0.1 (+dataset builder; respects robots.txt)"
     obey_robots: bool = True
     concurrency: int = 16  # Scrapy CONCURRENT_REQUESTS
     per_domain: int = 8  # Scrapy CONCURRENT_REQUESTS_PER_DOMAIN
@@ -95,7 +136,7 @@ class DownloadSettings:
     # owners' opt-outs (docs/compliance.md "Opt-outs"): a media file that states one is not stored (status opted_out)
     optout_directives: str = "noai,noimageai,noindex,noimageindex"  # X-Robots-Tag directives that opt a file out (comma-separated); "" = none
     tdmrep: bool = True  # honour W3C TDMRep: the tdm-reservation header and each media host's /.well-known/tdmrep.json
-    obey_robots: bool = True  # fetch no URL (a file or a redirect hop) its host's robots.txt disallows for crawl.user_agent's token (once per host and run)
+    obey_robots: bool = True  # fetch no URL (a file or a redirect hop) its host's robots.txt disallows for http.user_agent's token (once per host and run)
 
 
 @dataclass
@@ -117,15 +158,11 @@ class ExtractSettings:
     hop_length: int = 256  # MFCC hop (M5Product)
     image_max_side: int = 800
     max_image_pixels: int = 89_478_485  # Pillow's decompression-bomb limit
-    strip_brackets: bool = False  # strip 【...】 marketing brackets from captions
-    max_caption_chars: int = 512
     image_tier_high: int = 600  # quality tier 1 (high): original's shorter side >= this many pixels
     image_tier_medium: int = 300  # tier 2 (medium) >= this; tier 3 (low) below
     image_roles: str = "main"  # comma-separated media roles whose images are normalised ("main,gallery")
     detect_faces: bool = True  # find faces in normalised images and frames (the faces table; export blurs them)
-    face_frames: str = "changed"  # frames of a folder face detection looks at: all, or changed (not a frame unchanged from the last one looked at, after a frame without a face)
     mp3_bitrate: str = "128k"  # bitrate of the extracted mp3
-    jieba_user_dict: str = ""  # jieba user dictionary file (brand names), "" = none
 
 
 @dataclass
@@ -138,4 +175,3 @@ class AlignSettings:
     weighting: str = "binary"  # binary (simtext's Sim_Cosine) or counts (the paper's term frequencies)
     merge_empty_by_name: bool = False  # merge identically named sub-classes even when one has no titles
     workers: int = 1  # processes for jieba segmentation; 0 = number of cores
-    review_file: str = ""  # review file written by align; "" = <store>/derived/align/review.csv

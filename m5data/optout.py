@@ -4,7 +4,7 @@ Two conventions (docs/compliance.md, "Opt-outs"):
 
 - **X-Robots-Tag** (Google's syntax): a header value is a comma list of directives, each header
   one more list; ``<agent>: <directives>`` scopes the directives after it to that user agent, and
-  applies only when it names ours (the product token of ``crawl.user_agent``). The directives
+  applies only when it names ours (the product token of ``http.user_agent``). The directives
   that opt out are a setting (``optout_directives`` of the crawl and download sections); the
   default is img2dataset's: ``noai``, ``noimageai``, ``noindex``, ``noimageindex`` (``none`` is
   ``noindex, nofollow``).

@@ -223,3 +223,60 @@ def test_config_show_lists_each_stage_key_in_its_own_section():
                                                                    "mapping")), shown["flows"]
     assert "train.seed" not in shown["train"]
     assert CliRunner().invoke(app, ["config", "show", "run"]).exit_code == 2  # [run] held only the unread seed
+
+
+# values two stages share, moved to a shared section (issue 77, 4: a stage reads its own section only)
+SHARED_KEYS = {"crawl.user_agent": ("http.user_agent", "probe/2"),
+               "extract.jieba_user_dict": ("text.jieba_user_dict", "words.txt"),
+               "extract.strip_brackets": ("text.strip_brackets", True),
+               "extract.max_caption_chars": ("text.max_caption_chars", 300),
+               "extract.face_frames": ("faces.frames", "all"),
+               "matcher.text_model": ("annotate.text_model", "model-dir"),
+               "dedup.brand_property": ("annotate.brand_property", "Brand"),
+               "align.review_file": ("review.file", "review.csv")}
+
+
+def _toml(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value) if isinstance(value, int) else f'"{value}"'
+
+
+@pytest.mark.parametrize("layer", ["file", "env", "flag"])
+def test_an_old_key_of_a_shared_value_still_sets_the_shared_key(tmp_path, layer):
+    """``crawl.user_agent`` is ``http.user_agent`` now (and the others of SHARED): an old config file, variable
+    or ``--set`` still works, with a warning naming the new key."""
+    path, environ, overrides = None, {}, None
+    if layer == "file":
+        path = tmp_path / "old.toml"
+        by_section: dict[str, list[str]] = {}
+        for old, (_, value) in SHARED_KEYS.items():
+            section, name = old.split(".")
+            by_section.setdefault(section, []).append(f"{name} = {_toml(value)}")
+        path.write_text("".join(f"[{s}]\n" + "\n".join(lines) + "\n" for s, lines in by_section.items()))
+    elif layer == "env":
+        environ = {cfg.env_name(old): str(value) for old, (_, value) in SHARED_KEYS.items()}
+    else:
+        overrides = cfg.parse_assignments([f"{old}={value}" for old, (_, value) in SHARED_KEYS.items()])
+    s = cfg.load(path, overrides, environ=environ, cwd=tmp_path)
+    for old, (new, value) in SHARED_KEYS.items():
+        section, name = new.split(".")
+        assert getattr(getattr(s, section), name) == value, new
+        assert s.source(new) != "default", new
+        assert any(w.startswith(f"{old} is now {new}") for w in s.warnings), (old, s.warnings)
+        assert cfg.moved(old) == new and cfg.moved_keys()[old] == new
+    assert cfg.moved("annotate.dedup_brand_property") == "annotate.brand_property"  # moved twice: the last
+    assert cfg.moved("annotate.matcher_text_model") == "annotate.text_model"
+
+
+def test_an_old_and_a_new_shared_key_that_disagree_in_one_layer_are_an_error(tmp_path):
+    """Both spellings in one file (or the flags) with different values: a ConfigError naming both; the same
+    value is fine, and a later layer still wins over an earlier one as ever."""
+    path = tmp_path / "both.toml"
+    path.write_text('[crawl]\nuser_agent = "a/1"\n\n[http]\nuser_agent = "b/1"\n')
+    with pytest.raises(cfg.ConfigError, match=r"crawl.user_agent = 'a/1' and http.user_agent = 'b/1' both set in .*both.toml"):
+        cfg.load(path, environ={})
+    with pytest.raises(cfg.ConfigError, match="give faces.frames only"):
+        cfg.load(None, {"extract.face_frames": "all", "faces.frames": "changed"}, environ={}, cwd=tmp_path)
+    path.write_text('[crawl]\nuser_agent = "a/1"\n\n[http]\nuser_agent = "a/1"\n')
+    assert cfg.load(path, environ={}).http.user_agent == "a/1"
+    s = cfg.load(path, {"http.user_agent": "c/1"}, environ={"M5DATA_HTTP_USER_AGENT": "d/1"})
+    assert s.http.user_agent == "c/1" and s.source("http.user_agent") == "flag"

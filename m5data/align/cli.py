@@ -19,7 +19,7 @@ def align(
     ctx: typer.Context,
     mapping: Optional[Path] = typer.Option(None, "--mapping", help="Level-1 mapping file (TOML/YAML); default align.mapping."),
     review: Optional[Path] = typer.Option(None, "--review", help="Re-apply a reviewed file (accept/reject/rename) without recomputing its scores."),
-    review_out: Optional[Path] = typer.Option(None, "--review-out", help="Where to write the review file (.csv or .parquet); default align.review_file."),
+    review_out: Optional[Path] = typer.Option(None, "--review-out", help="Where to write the review file (.csv or .parquet); default review.file."),
     engine: Optional[str] = typer.Option(None, "--engine", help="S_content engine: bulk (sparse matrix, default) or simtext (the library, pair by pair; audits)."),
     weighting: Optional[str] = typer.Option(None, "--weighting", help="binary (simtext's Sim_Cosine, default) or counts (the paper's term frequencies)."),
     label_threshold: Optional[float] = typer.Option(None, "--label-threshold", help="Merge when S_label >= this (default 0.50)."),

@@ -77,8 +77,9 @@ NO_MAPPING = "no level-1 mapping file: pass --mapping FILE or set align.mapping"
 
 
 def review_target(s: cfg.Settings, review_out) -> Path | None:
-    """Where the review file goes: ``--review-out``, else ``align.review_file``; None: the store's ``REVIEW``."""
-    chosen = review_out or s.align.review_file
+    """Where the review file goes: ``--review-out``, else ``review.file`` (shared: the report shows it); None:
+    the store's ``REVIEW``."""
+    chosen = review_out or s.review.file
     return Path(chosen) if chosen else None
 
 
@@ -95,7 +96,7 @@ def align(store, settings: cfg.Settings, *, mapping: str | Path | None = None, r
     Args:
         mapping: level-1 mapping file (default ``align.mapping``).
         review: a reviewed file to re-apply: its scores are reused and its overrides applied.
-        review_out: where to write the new review file (default ``align.review_file``).
+        review_out: where to write the new review file (default ``review.file``).
         renumber: ignore the ids of the previous alignment (default: keep them stable).
         full: score every pair again (default: reuse the last complete run's scores of pairs whose
             term vectors are unchanged, and do nothing when no product was written since; ``incremental.py``).

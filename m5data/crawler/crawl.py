@@ -99,10 +99,10 @@ def shard_start_urls(urls: list[str], n: int) -> list[list[str]]:
 
 
 def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, run_id: str, resume: bool,
-                   log_file: str) -> dict:
-    """Scrapy settings for one crawl, from the ``[crawl]`` section."""
+                   log_file: str, user_agent: str = cfg.HttpSettings.user_agent) -> dict:
+    """Scrapy settings for one crawl, from the ``[crawl]`` section and the shared ``http.user_agent``."""
     return {
-        "BOT_NAME": "m5data", "USER_AGENT": cs.user_agent,
+        "BOT_NAME": "m5data", "USER_AGENT": user_agent,
         "ROBOTSTXT_OBEY": cs.obey_robots,
         "CONCURRENT_REQUESTS": cs.concurrency,
         "CONCURRENT_REQUESTS_PER_DOMAIN": cs.per_domain,
@@ -151,7 +151,7 @@ def build_settings(cs: cfg.CrawlSettings, *, store_path: str, compression: str, 
         "URLLENGTH_LIMIT": cs.max_url_chars,  # links longer than a stored URL may be are not followed
         "M5DATA_ALLOW_PRIVATE": cs.allow_private,
         "M5DATA_RENDER": cs.render,
-        **optout_settings(cs),
+        **optout_settings(cs, user_agent),
         "M5DATA_RENDER_TIMEOUT": cs.render_timeout,
         **(playwright_settings(cs.render_timeout) if cs.render else {}),
     }
@@ -208,7 +208,8 @@ def _crawl(srun: StageRun, store, settings: cfg.Settings, start_urls: list[str],
             # first (two signals at once would force it); in a worker thread (a flow) it takes SIGINT itself
             "parent_handles_sigint": threading.current_thread() is threading.main_thread(),
             "scrapy_settings": build_settings(settings.crawl, store_path=str(store.root), compression=store.compression,
-                                              run_id=stats.run_id, resume=not refresh, log_file=str(log_file)),
+                                              run_id=stats.run_id, resume=not refresh, log_file=str(log_file),
+                                              user_agent=settings.http.user_agent),
         }
         session.add_settings(job["scrapy_settings"], cookies_file)
         job_file = rundir / "job.json"

@@ -49,9 +49,9 @@ def robots_refusal(failure) -> OptOut | None:
     return None
 
 
-def optout_settings(cs) -> dict:
-    """The Scrapy settings of the ``[crawl]`` section's opt-out keys."""
-    return {"M5DATA_OPTOUT": {"agent": agent_token(cs.user_agent),
+def optout_settings(cs, user_agent: str) -> dict:
+    """The Scrapy settings of the ``[crawl]`` section's opt-out keys (the agent: ``http.user_agent``'s token)."""
+    return {"M5DATA_OPTOUT": {"agent": agent_token(user_agent),
                               "directives": [d.strip().lower() for d in cs.optout_directives.split(",") if d.strip()],
                               "tdmrep": cs.tdmrep}}
 

@@ -69,12 +69,12 @@ def _opt_out_derived(store, sources: set[str]) -> None:
 
 async def _ask_all(settings: cfg.Settings, rows: list[dict]) -> list[Outcome | None]:
     opts = settings.download
-    optouts = MediaOptOuts(opts, settings.crawl.user_agent)
+    optouts = MediaOptOuts(opts, settings.http.user_agent)
     slots = asyncio.Semaphore(opts.concurrency)
     connector = aiohttp.TCPConnector(limit=opts.concurrency, resolver=GuardedResolver(opts.allow_private))
     timeout = aiohttp.ClientTimeout(total=opts.connect_timeout + opts.read_timeout, sock_connect=opts.connect_timeout)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                     headers={"User-Agent": settings.crawl.user_agent}) as session:
+                                     headers={"User-Agent": settings.http.user_agent}) as session:
         async def one(row: dict) -> Outcome | None:
             async with slots:
                 try:

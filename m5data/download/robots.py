@@ -2,7 +2,7 @@
 
 Each host's ``/robots.txt`` is fetched once per run (``download.obey_robots``), before the host's
 first file, and cached for the run; it is parsed by Protego (Scrapy's parser, the crawl's) and
-matched against our agent's product token (``m5data``: the token of ``crawl.user_agent``). What a
+matched against our agent's product token (``m5data``: the token of ``http.user_agent``). What a
 fetch gives follows RFC 9309 (Robots Exclusion Protocol, 2.3.1):
 
 - **2xx**: the rules of the body's first :data:`MAX_BYTES` (the RFC asks a parser to read at least

@@ -113,7 +113,7 @@ def run(store, settings: cfg.Settings, *, source: str | Path | None = None, retr
 
     Args:
         store: the store.
-        settings: effective settings (the ``download`` section is used, plus ``crawl.user_agent``).
+        settings: effective settings (the ``download`` section is used, plus the shared ``http.user_agent``).
         source: optional URL list (.txt), CSV/TSV or Parquet file to register and download.
         retry_failed: fetch rows whose status is ``failed`` instead of ``pending``.
         kind: media kind for source rows without a ``kind`` column (image, video or audio).

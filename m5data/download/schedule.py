@@ -162,7 +162,7 @@ class Download:
         pool = ImagePool(opts.workers, opts.image_max_side, opts.jpeg_quality, self.pool) if opts.image_max_side > 0 else None
         try:
             async with Fetcher(self.store, opts, pool, on_bytes=self._on_bytes, on_activity=self._touch,
-                               user_agent=self.settings.crawl.user_agent, store_retry=self.retry) as fetcher:
+                               user_agent=self.settings.http.user_agent, store_retry=self.retry) as fetcher:
                 main = asyncio.create_task(self._schedule(fetcher, jobs))
                 watch = asyncio.create_task(self._watchdog())
                 flusher = asyncio.create_task(self._flush_timer())

@@ -20,7 +20,7 @@ at 320, 19.5 ms at 480, 36 ms at 640. Face-free videos (scanned to their end) co
 second of video (Big Buck Bunny, 720p: 6.8x the CPU of a bare ``ffmpeg -f null`` decode), 0.147
 (moviepy's example, 13x) and 0.032 for a still product slideshow (2.0x); every frame at 320 px costs
 0.17-0.39 (9-35x) and finds a false face in Big Buck Bunny; 5 a second at 320 px 0.07-0.09. A picture
-that is the same as the last one looked at (``faces.boxes.unchanged``: extract's ``face_frames =
+that is the same as the last one looked at (``faces.boxes.unchanged``: the ``faces.frames =
 changed`` rule, which missed no face in its benchmark) is not looked at again: the slideshow's 80
 pictures cost 2 detections. The whole process tree peaks at about 200 MiB whatever the length.
 

@@ -29,12 +29,14 @@ GROUP BY blob ORDER BY blob
 """
 
 
-def detect_missing(store, con, members_sql: str) -> int:
+def detect_missing(store, con, members_sql: str, frames: str = "changed") -> int:
     """Detect the faces of the pictures of the samples ``members_sql`` names (their ``(split, product_id)``
     rows: the samples an export writes) that have no ``faces`` row yet, and write their rows; how many
     pictures were looked at. (Extract detects them as it makes them: here only what it did not, such as
     media extracted with ``extract.detect_faces`` off or before the table existed.) ``con``: the export's
-    stream connection, with ``export_faces_known`` (:func:`load_boxes`); one query, no loop over samples."""
+    stream connection, with ``export_faces_known`` (:func:`load_boxes`); one query, no loop over samples.
+    ``frames``: the frames of a folder looked at, ``faces.frames``: the one policy of the ``faces`` table,
+    extract's too (rows of either stage are alike)."""
     from ..faces.boxes import detect_files
     from .media import frame_files, shard_blobs
     from .members import MEDIA_FILTER
@@ -50,7 +52,7 @@ def detect_missing(store, con, members_sql: str) -> int:
             for blob, kind, media_id, pid in chunk:
                 paths = frame_files(root, blob) if kind == "frames" else [_file(root, blob)]
                 if paths and all(p is not None for p in paths):
-                    row = detect_files(blob, paths, kind=kind, media_id=media_id, product_id=pid)
+                    row = detect_files(blob, paths, kind=kind, media_id=media_id, product_id=pid, frames=frames)
                     if row is not None:
                         rows.append(row)
         if rows:
@@ -84,10 +86,10 @@ def _file(root: Path, blob: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def boxes_args(store, con, members_sql: str, stats, options: dict, make):
+def boxes_args(store, con, members_sql: str, stats, options: dict, make, frames: str = "changed"):
     """``make`` (the shard writes' arguments from ``(shard, samples)``) with the samples' boxes attached
     (``Sample.faces``), after detecting what extract did not look at in the samples to write (``members_sql``:
-    their ``(split, product_id)``; ``stats.details["faces_detected"]``); ``make`` itself when faces are not
+    their ``(split, product_id)``; ``stats.details["faces_detected"]``; ``frames``: ``faces.frames``); ``make`` itself when faces are not
     blurred or no shard is written (``con`` None).
 
     The boxes of the pictures with faces go into a table of ``con`` (the export's stream connection) once,
@@ -95,7 +97,7 @@ def boxes_args(store, con, members_sql: str, stats, options: dict, make):
     if con is None or not options.get("blur_faces"):
         return make
     load_boxes(store, con)
-    stats.details["faces_detected"] = detect_missing(store, con, members_sql)
+    stats.details["faces_detected"] = detect_missing(store, con, members_sql, frames)
     return lambda sh, samples: make(sh, _attach(con, samples))
 
 

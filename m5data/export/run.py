@@ -214,7 +214,8 @@ def _export(run: StageRun, settings: cfg.Settings, *, out: str | Path, split: st
                 con, shared = shared or _stream_connection(store), None
             try:  # the copies first: they run in the workers while the samples are read
                 args = faces.boxes_args(store, con, faces.written_sql(con, delta, members), stats, options,
-                                        partial(shard_args, fmt, out, options, store.root))  # the written samples' faces
+                                        partial(shard_args, fmt, out, options, store.root),  # the written samples' faces
+                                        frames=settings.faces.frames)  # the faces table's one frame policy, extract's too
                 writes = _shard_writes(con, delta, members, planned, done, shard_ids, args, write)
                 write_all(pool_size(settings.export.workers, shards, done, copies), [(copy, (k,)) for k in copies],
                           writes, finished, units=todo + len(copies))

@@ -134,7 +134,7 @@ def run_video(payload: dict) -> JobResult:
         result.outcomes.append(Outcome("video", "ok"))
         if s.detect_faces:
             _faces(result, result.media[-1]["blob"], sorted(frames.folder.glob("*.jpg")), "frames", result.media[-1],
-                   s.face_frames)
+                   ctx.faces.frames)
     result.media.append(src)
     if do_audio:
         if frame_count is None and info.has_video:  # else the decoded sound decides (no duration needed)
@@ -301,7 +301,7 @@ def run_image(row: dict) -> JobResult:
 
 def _faces(result: JobResult, blob: str, paths: list[Path], kind: str, row: dict, frames: str = "all") -> None:
     """The ``faces`` row of a derived picture (or frames folder, its ``frames`` looked at as
-    ``extract.face_frames`` says) just written, into ``result``."""
+    ``faces.frames`` says) just written, into ``result``."""
     import cv2
 
     from ..faces.boxes import detect_files
@@ -319,7 +319,7 @@ def run_text(batch: list[dict]) -> JobResult:
     """Clean and segment a batch of product titles (``product_id``, ``title``) into captions rows."""
     from .text import caption_row
 
-    s = worker_context().settings
+    s = worker_context().text  # what a caption is: [text], the pools' too
     now = now_utc()
     result = JobResult()
     for item in batch:

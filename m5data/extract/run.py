@@ -64,8 +64,9 @@ def check_settings(settings: Settings, kinds: tuple[str, ...]) -> None:
         raise ExtractError(f"extract.mp3_bitrate must look like '128k', got {ex.mp3_bitrate!r}")
     if not [r for r in ex.image_roles.split(",") if r.strip()]:
         raise ExtractError("extract.image_roles must name at least one media role (e.g. 'main')")
-    if ex.jieba_user_dict and not os.path.isfile(ex.jieba_user_dict):
-        raise ExtractError(f"extract.jieba_user_dict: file not found: {ex.jieba_user_dict}")
+    words = settings.text.jieba_user_dict
+    if words and not os.path.isfile(words):
+        raise ExtractError(f"text.jieba_user_dict: file not found: {words}")
     if ex.max_item_bytes < 1_000_000:
         raise ExtractError(f"extract.max_item_bytes must be at least 1,000,000 bytes, got {ex.max_item_bytes:,}")
     if ex.max_video_pixels < 256:
@@ -256,7 +257,7 @@ def _extract(srun: StageRun, store: Store, settings: Settings, wanted: tuple[str
     ex = settings.extract
     stats = srun.stats
     workers = ex.workers or os.cpu_count() or 1
-    ctx = Context(mirror.root, ex)
+    ctx = Context(mirror.root, ex, settings.text, settings.faces)
     sink = _Sink(store)
     con = store.connect(cursor=True)  # a cursor of the process's read database (TEMP views)
     pool = None

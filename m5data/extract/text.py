@@ -14,7 +14,7 @@ Cleaning, in order (each step documented in docs/extract.md):
 
 Tokens: ``jieba.lcut`` (accurate mode, HMM on) of the cleaned text, dropping tokens that are only
 whitespace, punctuation or symbols. Latin words and numbers pass through as their own tokens, so
-English titles work unchanged. A user dictionary (``extract.jieba_user_dict``, jieba's format:
+English titles work unchanged. A user dictionary (``text.jieba_user_dict``, jieba's format:
 ``word [freq] [tag]`` per line) keeps brand names in one piece.
 """
 

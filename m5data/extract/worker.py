@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..config import ExtractSettings
+from ..config import ExtractSettings, FacesSettings, TextSettings
 
 __all__ = ["Context", "init_worker", "worker_context"]
 
 
 @dataclass(frozen=True)
 class Context:
-    """What every job needs: the store folder and the extract settings."""
+    """What every job needs: the store folder, the extract settings and the shared ``[text]`` (what a
+    caption is) and ``[faces]`` (the faces table's frame policy) sections."""
 
     store_root: str
     settings: ExtractSettings
+    text: TextSettings = field(default_factory=TextSettings)
+    faces: FacesSettings = field(default_factory=FacesSettings)
 
 
 _CTX: Context | None = None
@@ -29,7 +32,7 @@ def init_worker(ctx: Context) -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="moviepy")
     from .text import tokenizer
 
-    tokenizer(ctx.settings.jieba_user_dict)  # load the dictionary once per worker, not per batch
+    tokenizer(ctx.text.jieba_user_dict)  # load the dictionary once per worker, not per batch
 
 
 def worker_context() -> Context:

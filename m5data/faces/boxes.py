@@ -58,7 +58,7 @@ def unchanged(thumb, checked) -> bool:
 
 def detect_pictures(paths: list[Path], frames: str = "all") -> tuple[list[list[Face]], tuple[int, int], int] | None:
     """``(faces per picture, size, pictures detected)`` of ``paths`` in order; None when one cannot be
-    decoded. ``frames`` (``extract.face_frames``): ``all`` detects on every picture; ``changed`` skips
+    decoded. ``frames`` (``faces.frames``): ``all`` detects on every picture; ``changed`` skips
     a picture that is :func:`unchanged` from the last one detected, while the picture before it shows no
     face, and gives it that one's faces (docs/compliance.md, "Faces")."""
     per_frame, size, checked, done = [], (0, 0), None, 0

@@ -235,9 +235,11 @@ def alignment(con, store, settings: cfg.Settings, truth, top: int) -> tuple[Html
 
 
 def _review_file(store, settings: cfg.Settings) -> Path:
-    """The review file to show: the configured one, else align's default in the store (only if it is really there)."""
-    if settings.align.review_file:
-        return Path(settings.align.review_file)
+    """The review file to show: the configured one (``review.file``, shared with align, which writes it: not
+    the path align's runs row recorded, which the store could set to any local file), else align's default
+    in the store (only if it is really there)."""
+    if settings.review.file:
+        return Path(settings.review.file)
     root = store.local_copy(["derived/align/review.csv"])  # on object storage: a local copy
     try:  # the store's own file: a symlink out of the store would show someone else's file
         return resolve_blob(root, "derived/align/review.csv")

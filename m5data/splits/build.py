@@ -21,6 +21,15 @@ from .manifest import read_manifest, split_stats, write_manifest
 from .plan import Plan, PlanCounts, check_settings, fg_class_ids, make_plan, plan_params
 from .roles import assign, sql_literal
 
+
+def with_splits(settings: cfg.Settings, **values) -> cfg.Settings:
+    """A copy of ``settings`` whose ``[splits]`` has ``values`` (those not None): a run's version or seed,
+    passed on without writing into the settings object the caller (the flow, the next stage) shares."""
+    import dataclasses
+
+    values = {k: v for k, v in values.items() if v is not None}
+    return dataclasses.replace(settings, splits=dataclasses.replace(settings.splits, **values)) if values else settings
+
 Progress = Callable[[str], None]
 class SplitsError(UserError, ValueError):
     """build-splits cannot start (empty store, a version built with other settings); one line for the user."""
@@ -196,10 +205,8 @@ def build(store, settings: cfg.Settings, *, version: str | None = None, seed: in
         keep: also write the version's carry (``carry.py``: the pipeline's runs), from which its next version
             is built from what changed (``incremental.build_next``).
     """
-    if version is not None:
-        settings.splits.version = version
-    if seed is not None:
-        settings.splits.seed = seed
+    # a copy with the version and seed asked: the caller's settings are never written to
+    settings = with_splits(settings, version=version, seed=seed)
     check_settings(settings)
     version, seed = settings.splits.version, settings.splits.seed
     say = progress or (lambda step: None)

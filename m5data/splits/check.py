@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import config as cfg
-from .build import PATH_SEP, SplitsError, cat_key_sql, open_connection
+from .build import PATH_SEP, SplitsError, cat_key_sql, open_connection, with_splits
 from .groups import GROUP_TABLE, GroupSource, load_groups
 from .manifest import label_sql, manifest_path, read_manifest, split_stats
 from .plan import EXCLUSIVE, check_settings
@@ -49,8 +49,7 @@ def _in(names) -> str:
 
 def check(store, settings: cfg.Settings, *, version: str | None = None) -> CheckReport:
     """Check one split version (default ``splits.version``); raises SplitsError when it does not exist."""
-    if version is not None:
-        settings.splits.version = version
+    settings = with_splits(settings, version=version)  # a copy: the caller's settings are never written to
     check_settings(settings)
     version = settings.splits.version
     manifest = read_manifest(store, version)

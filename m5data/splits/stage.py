@@ -55,7 +55,7 @@ def run(ctx: RunContext, run: StageRun) -> StageStats:
 
 
 def _run(ctx: RunContext, run: StageRun) -> StageStats:
-    from .build import build
+    from .build import build, with_splits
 
     store, settings, state, marks = ctx.store, ctx.settings, run.state, run.marks
     named = bool(ctx.options.get("version"))
@@ -76,7 +76,8 @@ def _run(ctx: RunContext, run: StageRun) -> StageStats:
         # a takedown or an opt-out of one of prev's products since: a new version without it (prev and its
         # exports stay)
         taken = 0 if len(products) else sum(withheld.in_version(store, prev).values())
-        version = settings.splits.version = next_version(store, prev) if len(products) or taken else prev
+        version = next_version(store, prev) if len(products) or taken else prev
+        settings = with_splits(settings, version=version)  # a copy: ctx.settings is the flow's, never written to
         why = drift(store, settings, prev, products)  # a fresh plan past splits.replan_share
         carry = None if why else prev
     else:

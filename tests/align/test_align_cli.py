@@ -75,7 +75,7 @@ def test_align_task_runs_in_a_flow(shop, prefect_harness):
     from m5data.flows.executor import stage_flow
 
     root, store, mapping, _ = shop
-    stats = stage_flow("align", str(store.root), overrides={"align.review_file": str(root / "flow.csv"),
+    stats = stage_flow("align", str(store.root), overrides={"review.file": str(root / "flow.csv"),
                                                             "align.mapping": str(mapping)})
     assert stats.stage == "align" and stats.status == "ok"
     assert stats.details["unified_subclasses"] == store.read("taxonomy", where="level = 2").num_rows

@@ -158,7 +158,7 @@ def test_bad_arguments_are_refused_before_work(store):
     with pytest.raises(ExtractError, match="image_tier_medium"):
         run(store, settings(image_tier_medium=700), kinds="image", progress=False)
     with pytest.raises(ExtractError, match="jieba_user_dict"):
-        run(store, settings(jieba_user_dict="/nonexistent/dict.txt"), kinds="text", progress=False)
+        run(store, settings(**{"text.jieba_user_dict": "/nonexistent/dict.txt"}), kinds="text", progress=False)
     assert store.count("runs") == 0
 
 

@@ -160,7 +160,7 @@ def _iou(a, b) -> float:
 
 
 def _missed(every, changed) -> int:
-    """Faces ``every`` (extract.face_frames = all) found that ``changed`` leaves without a box over them (IoU >= 0.5)."""
+    """Faces ``every`` (faces.frames = all) found that ``changed`` leaves without a box over them (IoU >= 0.5)."""
     return sum(not any(_iou((f.x0, f.y0, f.x1, f.y1), (g.x0, g.y0, g.x1, g.y1)) >= 0.5 for g in others)
                for faces, others in zip(every, changed) for f in faces)
 
@@ -237,7 +237,7 @@ def test_extract_keeps_a_face_in_every_frame_of_a_still_clip_either_way(store, r
     subprocess.run(["ffmpeg", "-v", "error", "-loop", "1", "-i", str(realdata / "media/faces/astronaut.png"), "-t", "3",
                     "-r", "4", "-pix_fmt", "yuv420p", str(video)], check=True)
     add_media(store, video, "shopa:astro", "video")
-    run(store, settings(kinds="video", frame_max_side=320, face_frames=face_frames), kinds="video", progress=False)
+    run(store, settings(kinds="video", frame_max_side=320, **{"faces.frames": face_frames}), kinds="video", progress=False)
     row = store.read("faces").to_pylist()[0]
     assert row["n_faces"] == 3 and row["frame"] == [0, 1, 2]
 
@@ -245,5 +245,5 @@ def test_extract_keeps_a_face_in_every_frame_of_a_still_clip_either_way(store, r
 def test_face_frames_must_be_all_or_changed():
     from m5data.config import ConfigError
 
-    with pytest.raises(ConfigError, match="extract.face_frames must be all or changed, got 'some'"):
-        settings(face_frames="some")
+    with pytest.raises(ConfigError, match="faces.frames must be all or changed, got 'some'"):
+        settings(**{"faces.frames": "some"})

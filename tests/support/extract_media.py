@@ -33,7 +33,10 @@ def add_media(store, path, pid, kind, role=None, ext=None):
 
 
 def settings(**over):
-    overrides = {"extract.workers": 1, "extract.frame_max_side": 96, **{f"extract.{k}": v for k, v in over.items()}}
+    """Settings for an extract test: ``over``'s keys are ``[extract]``'s, or a dotted key of another
+    section (``**{"faces.frames": "all"}``)."""
+    overrides = {"extract.workers": 1, "extract.frame_max_side": 96,
+                 **{k if "." in k else f"extract.{k}": v for k, v in over.items()}}
     return load(overrides=overrides, environ={}, cwd=Path(__file__).parent)  # no stray m5data.toml or M5DATA_*
 
 

@@ -63,7 +63,7 @@ def export_tasks(store, out_dir: str | Path, *, top: int = 0, queries: int = 0, 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = TasksReport(out)
-    mask = getattr(getattr(settings, "export", None), "mask_personal_data", True)
+    mask = gate.Gate.of(store, settings).mask  # the egress gate's masking policy, every way out's (not crowd's to set)
     con = store.connect()
     try:
         where = f"WHERE rank <= {int(top)}" if top else ""

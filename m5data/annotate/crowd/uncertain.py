@@ -53,20 +53,34 @@ def least_sure(store, settings, pairs: list[tuple], n: int, model: str | None = 
     pairs = [p for p in pairs if (p[0], p[1]) not in done and (p[1], p[0]) not in done]  # either way round: one pair
     if not pairs or n <= 0:
         return [], []
-    products = read_store(store, settings.dedup.brand_property)
+    products = read_store(store, settings.annotate.brand_property)
     idx = products.index()
     pairs = [p for p in pairs if p[0] in idx and p[1] in idx]
     la, lb, ly = _crowd_labels(store, idx)
     ia = np.r_[np.array([idx[p[0]] for p in pairs], np.int64), la]
     ib = np.r_[np.array([idx[p[1]] for p in pairs], np.int64), lb]
-    x = features(m, products, ia, ib, settings.matcher.text_model)  # the candidates', then the labelled pairs'
+    x = features(m, products, ia, ib, settings.annotate.text_model)  # the candidates', then the labelled pairs'
     x, xl = x[:len(pairs)], x[len(pairs):]
     s = m.proba(x)
     if len(ly) >= SWITCH and ly.any() and not ly.all():
-        order = committee(xl, ly, x, settings.matcher, n, np.random.default_rng(settings.annotate.seed))
+        order = committee(xl, ly, x, trained_with(m), n, np.random.default_rng(settings.annotate.seed))
     else:
         order = per_cluster(s, m.threshold, x, n, settings.annotate.seed)
     return [pairs[i] for i in order], [float(s[i]) for i in order]
+
+
+def trained_with(model) -> object:
+    """The ``[matcher]`` settings ``model`` was fitted with, as the matcher stage kept them in its file
+    (``meta["trees"]``): the committee's trees are the matcher's kind. Crowd reads what the matcher kept,
+    never the ``[matcher]`` section (a stage reads its own settings section only: the section may have
+    changed since the model was trained); a model from before it was kept: the defaults."""
+    import dataclasses
+
+    from ...config import MatcherSettings
+
+    known = {f.name for f in dataclasses.fields(MatcherSettings)}
+    kept = {k: v for k, v in dict(model.meta.get("trees") or {}).items() if k in known}
+    return dataclasses.replace(MatcherSettings(), **kept)
 
 
 def _crowd_labels(store, idx: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

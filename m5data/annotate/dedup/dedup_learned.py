@@ -47,7 +47,8 @@ class Learned:
     note: str  # "rules", "learned <version>", or "rules (<why no matcher>)"
     wide: near.LSHIndex | None = None
     phash: tuple | None = None  # the pHash rule's candidates (left, right, bits), before its veto
-    text_model: str = ""  # matcher.text_model: the sentence-transformers folder of its embed_* features
+    text_model: str = ""  # annotate.text_model: the sentence-transformers folder of its embed_* features
+    brand_property: str = ""  # annotate.brand_property: the spec property that names the brand
 
 
 def check_settings(a) -> str | None:
@@ -78,10 +79,11 @@ def choose(store, settings) -> Learned:
         model = load_model(store)
     except MatcherError as exc:
         return Learned(None, f"rules ({str(exc).splitlines()[0]})")
-    if any(f.startswith("embed_") for f in model.features) and not settings.matcher.text_model:
-        return Learned(None, f"rules (matcher {model.version} uses text embeddings: set matcher.text_model)")
+    shared = settings.annotate  # the text model the matcher was trained with, applied alike here
+    if any(f.startswith("embed_") for f in model.features) and not shared.text_model:
+        return Learned(None, f"rules (matcher {model.version} uses text embeddings: set annotate.text_model)")
     return Learned(model, f"learned {model.version}", near.LSHIndex(a.matcher_minhash_threshold, a.num_perm),
-                   text_model=settings.matcher.text_model)
+                   text_model=shared.text_model, brand_property=shared.brand_property)
 
 
 def candidates(inp: Inputs, a, learned: Learned, known: np.ndarray, group: np.ndarray | None = None,
@@ -147,7 +149,7 @@ def pack(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return (np.asarray(left, np.uint64) << np.uint64(32)) | np.asarray(right, np.uint64)
 
 
-def score_pairs(store, a, model, ids, left: np.ndarray, right: np.ndarray, known: np.ndarray,
+def score_pairs(store, brand_property: str, model, ids, left: np.ndarray, right: np.ndarray, known: np.ndarray,
                 text_model: str = "") -> np.ndarray:
     """P(same product) of pairs of dedup rows, from the matcher's features.
 
@@ -173,7 +175,7 @@ def score_pairs(store, a, model, ids, left: np.ndarray, right: np.ndarray, known
     touch = mine[k_left] | mine[k_right]
     k_left, k_right = k_left[touch], k_right[touch]
     rows = arrays.unique(np.r_[left, right, k_left, k_right])
-    products = read_store(store, a.brand_property, only=ids.take(rows))
+    products = read_store(store, brand_property, only=ids.take(rows))
     index = products.index()
     sub = np.array([index[i] for i in ids.take(rows).to_pylist()], dtype=np.int64)
     la, lb = sub[np.searchsorted(rows, left)], sub[np.searchsorted(rows, right)]
@@ -250,6 +252,6 @@ def _learned_pairs(report, inp: Inputs, a, store, learned: Learned, edges: list,
         report.candidates["matcher_products"] = int(len(arrays.unique(np.r_[left, right])))
     learned.wide = learned.phash = None
     report.candidates["matcher"] = len(left)
-    score = score_pairs(store, a, learned.model, inp.ids, left, right, known, learned.text_model)
+    score = score_pairs(store, learned.brand_property, learned.model, inp.ids, left, right, known, learned.text_model)
     keep = score >= learned.model.threshold
     return left[keep], right[keep], 1.0 - score[keep], "matcher"

@@ -138,8 +138,10 @@ def inputs(store, settings: cfg.Settings) -> tuple:
     learned = dedup_learned.choose(store, settings)
     _CHOSEN.set((store, settings, learned))
     sections = cfg.as_dict(settings)
+    # the matcher's text model and the brand property are [annotate]'s (shared with the matcher); the model
+    # itself is the learned note's version
     decides = {"dedup": {k: v for k, v in sections["dedup"].items() if k != "full_share"},
-               "matcher": sections["matcher"], "annotate": sections["annotate"]}
+               "annotate": sections["annotate"]}
     return decides, learned.note if learned.model is not None else "rules", dedup_kept.FORMAT
 
 
@@ -186,7 +188,7 @@ def _dedup(run: StageRun, settings: cfg.Settings, learned, progress: Progress | 
     product_parts = sorted(Path(str(p)).name for p in store.parts("products"))  # what the next run checks are all there
     if run.unchanged() and store.count("dedup"):
         return _unchanged(run)
-    brand = norm_value(a.brand_property)
+    brand = norm_value(settings.annotate.brand_property)
     since = _since_last(run, a, brand, product_parts)
     stats = run.stats
     report = DedupReport(stats)

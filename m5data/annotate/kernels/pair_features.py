@@ -278,7 +278,7 @@ def embed_texts(texts: list[str], model_path: str) -> np.ndarray:
     try:
         return sentence_transformer(texts, model_path)
     except EmbedderError as exc:  # no sentence-transformers, no model folder: said in one line
-        raise MatcherError(f"matcher.text_model: {exc}") from None
+        raise MatcherError(f"annotate.text_model: {exc}") from None
 
 
 TAIL_PREFIX = 10  # characters two titles start with in common to be read as one listing's

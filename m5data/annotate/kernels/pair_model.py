@@ -289,7 +289,7 @@ def features(model: Model, products, ia: np.ndarray, ib: np.ndarray, text_model:
 
     cols = columns(model)
     if any(f.startswith("embed_") for f in model.features) and not text_model:
-        raise MatcherError(f"matcher model {model.version} uses text embeddings: set matcher.text_model")
+        raise MatcherError(f"matcher model {model.version} uses text embeddings: set annotate.text_model")
     return PairFeatures(products, text_model).matrix(ia, ib)[:, cols]
 
 

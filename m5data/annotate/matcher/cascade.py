@@ -25,16 +25,44 @@ KEEP = 0.995  # share of the held-out accepted pairs the threshold keeps
 TREES, LEAVES = 60, 15  # the small model (its cost is the pairs x trees walk, ~2 us a pair)
 
 
+def dedup_settings(store):
+    """The ``[dedup]`` settings of dedup's newest complete run, as its ``runs`` row recorded them (the
+    defaults when dedup never ran here). The cascade's features must be read as dedup reads them (its
+    shingles, permutations, wide title threshold): the matcher reads what the dedup stage recorded, not
+    the ``[dedup]`` section (a stage reads its own settings section only, and the one dedup ran with is
+    the one its next run most likely runs with)."""
+    import json
+
+    from ...config import DedupSettings
+    from ...storage.errors import StoreError
+
+    try:
+        rows = store.read("runs", where="stage = 'dedup' AND status = 'ok'", columns=["started_at", "config"])
+    except StoreError:  # no runs yet
+        return DedupSettings()
+    known = {f.name for f in dataclasses.fields(DedupSettings)}
+    for _, config in sorted(zip(rows.column("started_at").to_pylist(), rows.column("config").to_pylist()),
+                            key=lambda r: r[0], reverse=True):
+        try:
+            recorded = json.loads(config or "{}")
+        except ValueError:
+            continue
+        if "dedup_run" in recorded and isinstance(recorded.get("dedup"), dict):  # a run that grouped (not a skip)
+            return dataclasses.replace(DedupSettings(), **{k: v for k, v in recorded["dedup"].items() if k in known})
+    return DedupSettings()
+
+
 def read_inputs(store, settings, ids):
     """dedup's inputs (products, main image, comparable specs) and title signatures of the products
-    ``ids`` (an Arrow string array), read as dedup reads them: ``(inputs, title index)``."""
+    ``ids`` (an Arrow string array), read as dedup reads them (:func:`dedup_settings`, the brand property
+    of ``[annotate]``): ``(inputs, title index)``."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from ..kernels import dedup_inputs, near
     from ..kernels.values import norm_value
 
-    a = settings.dedup
+    a = dedup_settings(store)
     wanted = pc.unique(pa.array(ids, pa.string())).sort()
     titles = near.LSHIndex(a.matcher_minhash_threshold, a.num_perm)
 
@@ -42,7 +70,7 @@ def read_inputs(store, settings, ids):
         values, offsets = near.title_hashes(batch, a.shingle)
         titles.add(values, offsets, np.fromiter(map(bool, batch), dtype=bool, count=len(batch)))
 
-    inp = dedup_inputs.read_inputs(store, norm_value(a.brand_property), index_titles, only=wanted)
+    inp = dedup_inputs.read_inputs(store, norm_value(settings.annotate.brand_property), index_titles, only=wanted)
     return inp, titles
 
 

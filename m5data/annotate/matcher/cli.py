@@ -33,7 +33,7 @@ def train(
     from ...verbs import run_stage, stage_context
 
     rctx = stage_context(ctx, progress=True, options={"labels": labels},
-                         **{"matcher.precision": precision, "matcher.text_model": text_model})
+                         **{"matcher.precision": precision, "annotate.text_model": text_model})
     console.print(validation_table(run_stage("matcher", rctx).details))
 
 

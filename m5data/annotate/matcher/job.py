@@ -37,6 +37,9 @@ class TrainReport:
     seconds_fit: float = 0.0
 
 
+TREE_SETTINGS = ("trees", "learning_rate", "leaves")  # what of [matcher] the trees are fitted with (model.meta["trees"])
+
+
 def check_settings(s: cfg.Settings) -> None:
     """Reject bad ``[matcher]`` settings before any work."""
     a = s.matcher
@@ -47,8 +50,9 @@ def check_settings(s: cfg.Settings) -> None:
             raise cfg.ConfigError(f"config matcher.{key} is too small, got {getattr(a, key)!r}")
     if not 0.0 < a.learning_rate <= 1.0:
         raise cfg.ConfigError(f"config matcher.learning_rate must be in (0, 1], got {a.learning_rate!r}")
-    if a.text_model and not Path(a.text_model).is_dir():
-        raise cfg.ConfigError(f"config matcher.text_model: no model folder at {a.text_model}")
+    text_model = s.annotate.text_model  # shared with dedup and crowd, which apply the model
+    if text_model and not Path(text_model).is_dir():
+        raise cfg.ConfigError(f"config annotate.text_model: no model folder at {text_model}")
 
 
 def _refuse(path: Path, bad: list[str], what: str) -> None:
@@ -107,7 +111,7 @@ def train(store, settings: cfg.Settings, labels: Path | None = None, products: P
     check_settings(settings)
     a = settings.matcher
     stats = run.stats
-    products = products or read_store(store, settings.dedup.brand_property)
+    products = products or read_store(store, settings.annotate.brand_property)
     index = products.index()
     skipped: dict = {}
     if labels is not None:
@@ -118,7 +122,7 @@ def train(store, settings: cfg.Settings, labels: Path | None = None, products: P
     for reason, n in skipped.items():
         stats.fail(reason, n)
     t0 = time.perf_counter()
-    feats = PairFeatures(products, a.text_model)
+    feats = PairFeatures(products, settings.annotate.text_model)
     x = feats.matrix(ia, ib)
     t1 = time.perf_counter()
     version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + stats.run_id[:6]
@@ -131,7 +135,10 @@ def train(store, settings: cfg.Settings, labels: Path | None = None, products: P
     model.meta = {"labels": str(labels) if labels else "matches", "products": len(products), "run_id": stats.run_id,
                   "seconds_features": round(t1 - t0, 3), "seconds_fit": round(result.seconds, 3),
                   "seconds_cascade": round(t3 - t2, 3),
-                  "text_model": Path(a.text_model).name if a.text_model else ""}
+                  "text_model": Path(settings.annotate.text_model).name if settings.annotate.text_model else "",
+                  # the trees' settings it was fitted with: crowd's committee fits trees of its kind from them
+                  # (uncertain.trained_with), reading what the matcher kept rather than the [matcher] section
+                  "trees": {k: getattr(a, k) for k in TREE_SETTINGS}}
     rel = f"{MODELS}/{version}/model.json"
     data = model.dumps()
     store.write_bytes(rel, data)
@@ -174,7 +181,7 @@ def score_file(store, settings: cfg.Settings, pairs: Path, out: Path, name: str 
     """Copy the CSV ``pairs`` (a header, product ids in columns ``a`` and ``b`` or else the first two)
     to ``out`` with a ``score`` column added."""
     model = load_model(store, name)
-    products = read_store(store, settings.dedup.brand_property)
+    products = read_store(store, settings.annotate.brand_property)
     index = products.index()
     header, rows, bad = None, [], []
     for n, row in _rows(Path(pairs)):
@@ -195,7 +202,7 @@ def score_file(store, settings: cfg.Settings, pairs: Path, out: Path, name: str 
     t0 = time.perf_counter()
     ia = np.array([index[i] for _, (i, _) in rows], dtype=np.int64)
     ib = np.array([index[j] for _, (_, j) in rows], dtype=np.int64)
-    s = score(model, products, ia, ib, settings.matcher.text_model)
+    s = score(model, products, ia, ib, settings.annotate.text_model)
     seconds = time.perf_counter() - t0
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="", encoding="utf-8") as fh:

@@ -2,7 +2,7 @@
 
 A store's parts are immutable files with unique names, so the names and sizes of the parts of the
 tables pools reads (products, captions, media; splits with a split version), the settings it uses
-(``[pools]`` and ``annotate.seed``, and ``[extract]`` for the captions it makes from titles), the files settings name
+(``[pools]`` and ``annotate.seed``, and ``[text]`` for the captions it makes from titles), the files settings name
 (the jieba user dictionary, a local text model), the folders of the image files it read (a
 folder's mtime changes when a file in it is added, removed or replaced), the code versions of the
 vectors and, after the run, the ``pools`` table's parts and the run's block markers name one state.
@@ -72,8 +72,8 @@ def parts_listing(store, table: str) -> list[list]:
 def _setting_files(settings: cfg.Settings) -> dict:
     """The files that settings name and whose content the pools depend on."""
     files = {}
-    if settings.extract.jieba_user_dict:
-        files["jieba_user_dict"] = _stat(settings.extract.jieba_user_dict)
+    if settings.text.jieba_user_dict:
+        files["jieba_user_dict"] = _stat(settings.text.jieba_user_dict)
     model = settings.pools.text_model
     if model:
         found = {}
@@ -97,7 +97,7 @@ def snapshot(store, settings: cfg.Settings, split_version: str | None, code: str
     return _plain({
         "format": FORMAT, "code": [__version__, code, VECTORS_VERSION, embed.IMAGE_DESCRIPTOR_VERSION],
         "split_version": split_version,
-        "settings": {"annotate": sections["annotate"], "pools": sections["pools"], "extract": sections["extract"]},
+        "settings": {"annotate": sections["annotate"], "pools": sections["pools"], "text": sections["text"]},
         "files": _setting_files(settings),
         "tables": {t: parts_listing(store, t) for t in tables},
     })

@@ -127,9 +127,9 @@ def titles_as_captions(catalog: Catalog, s: cfg.Settings) -> int:
                                       pc.greater(pc.utf8_length(pc.fill_null(t.column("title"), "")), 0))).to_pylist()
     if not todo:
         return 0
-    ex = s.extract
+    ex = s.text  # what a caption is: [text], extract's too
     if ex.jieba_user_dict and not os.path.isfile(ex.jieba_user_dict):
-        raise CatalogError(f"extract.jieba_user_dict: file not found: {ex.jieba_user_dict} "
+        raise CatalogError(f"text.jieba_user_dict: file not found: {ex.jieba_user_dict} "
                            "(pools tokenise the titles of products extract has not captioned)")
     text, tokens = t.column("text").to_pylist(), t.column("tokens").to_pylist()
     ids, titles = t.column("product_id"), t.column("title")

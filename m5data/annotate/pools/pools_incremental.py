@@ -60,7 +60,7 @@ def inputs(settings: cfg.Settings, split_version: str | None, code: str) -> tupl
     from .pool_vectors import VERSION
 
     pool = {k: v for k, v in dataclasses.asdict(settings.pools).items() if k not in ("block", "refit_share", "compact_share")}
-    ex = settings.extract
+    ex = settings.text  # what a caption is (extract's too)
     return (FORMAT, code, VERSION, embed.IMAGE_DESCRIPTOR_VERSION, pool, settings.annotate.seed,
             ex.strip_brackets, ex.max_caption_chars, f"file:{ex.jieba_user_dict}" if ex.jieba_user_dict else "",
             split_version)

@@ -67,13 +67,13 @@ def store_chunk(world_dir: str, store_root: str, index: int, base_url: str, run_
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ...config import ExtractSettings
+    from ...config import ExtractSettings, TextSettings
     from ...extract.image import normalise_image
     from ...extract.text import caption_row
     from ...storage.media_ids import derived_id, media_id
     from ...storage.schema import TABLES
 
-    ex = ExtractSettings()
+    ex, tx = ExtractSettings(), TextSettings()
     world, root = Path(world_dir), Path(store_root)
     products = pq.read_table(chunk_file(world, "products", index)).to_pylist()
     specs = pq.read_table(chunk_file(world, "specs", index)).to_pylist()
@@ -135,8 +135,8 @@ def store_chunk(world_dir: str, store_root: str, index: int, base_url: str, run_
                 "sha256": hashlib.sha256(norm_path.read_bytes()).hexdigest(), "mime": "image/jpeg",
                 "bytes": n.bytes, "width": n.width, "height": n.height, "quality_tier": n.tier, "phash": n.phash,
                 "status": "ok", "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True), "updated_at": now}]
-        cap = caption_row(pid, p["title"], strip_brackets=ex.strip_brackets, max_chars=ex.max_caption_chars,
-                          user_dict=ex.jieba_user_dict)
+        cap = caption_row(pid, p["title"], strip_brackets=tx.strip_brackets, max_chars=tx.max_caption_chars,
+                          user_dict=tx.jieba_user_dict)
         cap["updated_at"] = now
         rows["captions"].append(cap)
     tables = {t: pa.Table.from_pylist(rows[t], schema=TABLES[t].schema) for t in STORE_TABLES}

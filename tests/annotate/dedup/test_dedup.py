@@ -172,7 +172,7 @@ def test_the_veto_ignores_dates_and_free_text_of_a_real_spec_table(store, realda
     other = [(k, changed.get(k, v)) for k, v in specs if (k, v) != ("Item Weight", "11.8 pounds")]
     _write_real(store, [(item.product_id, item.merchant_id, item.title, specs),
                         ("shopb:77", "seller-77", item.title + " (Renewed)", other)])
-    report = dedup(store, _settings(store.root, **{"dedup.brand_property": "Brand"}))
+    report = dedup(store, _settings(store.root, **{"annotate.brand_property": "Brand"}))
     rows = _rows(store)
     assert rows["shopb:77"]["group_id"] == item.product_id and rows["shopb:77"]["rule"] == "minhash"
     assert report.vetoed["minhash"] == 0 and report.pairs["spec"] == 1
@@ -188,11 +188,11 @@ def test_the_veto_still_rejects_real_look_alikes_that_differ(store, realdata):
         items.append((it.product_id, it.merchant_id, it.title, it.specs))
     _write_real(store, items, media=[_image(items[0][0], "s1", "aaaa5555aaaa5555"),
                                      _image(items[1][0], "s2", "aaaa5555aaaa5557")])
-    settings = _settings(store.root, **{"dedup.brand_property": "Nombre de la marca"})
+    settings = _settings(store.root, **{"annotate.brand_property": "Nombre de la marca"})
     report = dedup(store, settings)
     rows = _rows(store)
     assert rows[items[1][0]]["group_id"] == items[1][0] and report.vetoed["phash"] == 1
-    dedup(store, _settings(store.root, **{"dedup.brand_property": "Nombre de la marca",
+    dedup(store, _settings(store.root, **{"annotate.brand_property": "Nombre de la marca",
                                           "dedup.spec_veto": "false"}))
     assert _rows(store)[items[1][0]]["group_id"] == items[0][0]  # the photos alone would join them
 

@@ -235,7 +235,7 @@ def test_labels_file_with_bad_lines_is_refused_one_error_per_line(synth, tmp_pat
     # a text model that is not there is one line, before any work
     result = runner.invoke(app, ["--store", str(store.root), "annotate", "matcher", "train", "--labels",
                                  str(tmp_path / "missing.csv"), "--text-model", str(tmp_path / "no-model")])
-    assert result.exit_code == 1 and "matcher.text_model: no model folder" in result.output
+    assert result.exit_code == 1 and "annotate.text_model: no model folder" in result.output
     result = runner.invoke(app, ["--store", str(store.root), "annotate", "matcher", "train", "--labels",
                                  str(tmp_path / "missing.csv")])
     assert result.exit_code == 1 and "no such file" in result.output
@@ -261,7 +261,7 @@ def test_a_matcher_trained_on_one_store_scores_another(abt_stores):
     root, stores, pairs = abt_stores
     train, test = stores["train"], stores["test"]
     labels = er.write_labels(root / "train.csv", pairs["train"][:3000])
-    common = ["--set", f"dedup.brand_property={er.BRAND_PROPERTY}", "--set", "matcher.trees=150"]
+    common = ["--set", f"annotate.brand_property={er.BRAND_PROPERTY}", "--set", "matcher.trees=150"]
     result = runner.invoke(app, ["--store", str(train.root), *common, "annotate", "matcher", "train", "--labels", str(labels)])
     assert result.exit_code == 0, result.output
     assert "threshold" in result.output
@@ -328,12 +328,14 @@ def test_trains_from_the_crowds_matches(demo300_judged, tmp_path_factory, monkey
     # with the crowd's labels at SWITCH or more: the largest spread of a committee fitted on them x density
     monkeypatch.setattr(uncertain, "SWITCH", v["pairs"])
     asked, rest, x, sc = _next_round(store, s, model, matches, tmp_path_factory.mktemp("committee"))
-    products = pair_products.read_store(store, s.dedup.brand_property)
+    products = pair_products.read_store(store, s.annotate.brand_property)
     la, lb, ly, _ = job.crowd_labels(store, products.index(), {})
     xl = pair_model.features(model, products, la, lb)
-    picked = uncertain.committee(xl, ly, x, s.matcher, 30, np.random.default_rng(s.annotate.seed))
+    kept = uncertain.trained_with(model)  # the trees' settings the matcher kept in its file, not [matcher]'s
+    assert kept.trees == 150 and s.matcher.trees != 150
+    picked = uncertain.committee(xl, ly, x, kept, 30, np.random.default_rng(s.annotate.seed))
     assert asked == [rest[i] for i in picked] and set(picked) != set(per_cluster(sc, model.threshold, x, 30, s.annotate.seed))
-    got = uncertain.spread(xl, ly, x, s.matcher, np.random.default_rng(s.annotate.seed)) * uncertain.density(x)
+    got = uncertain.spread(xl, ly, x, kept, np.random.default_rng(s.annotate.seed)) * uncertain.density(x)
     assert list(got[picked]) == sorted(got, reverse=True)[:30]
 
 
@@ -350,7 +352,7 @@ def _next_round(store, s, model, matches, out):
     pools = store.read("pools", where="rank <= 40", columns=["query_id", "candidate_id", "rank"]).to_pylist()
     rest = [(r["query_id"], r["candidate_id"]) for r in sorted(pools, key=lambda r: (r["query_id"], r["rank"]))
             if (r["query_id"], r["candidate_id"]) not in judged]  # in the order tasks reads them
-    products = pair_products.read_store(store, s.dedup.brand_property)
+    products = pair_products.read_store(store, s.annotate.brand_property)
     idx = products.index()
     x = pair_model.features(model, products, np.array([idx[q] for q, _ in rest]), np.array([idx[c] for _, c in rest]))
     return [(t["query_id"], t["candidate_id"]) for t in asked], rest, x, model.proba(x)
