@@ -54,11 +54,13 @@ def run_stage(name: str, store: str | Path | None = None, *, config: str | Path 
 
     An unknown ``name`` raises :class:`~m5data.stages.UnknownStage` (a KeyError) naming the stages, and the
     stage a verb's name runs (``"build-splits"``: ``'splits'``). A stage's errors are raised as they are (``stages.TransientFailure`` carries the run's stats). It
-    runs holding its lock as its verb does (``stages.call``): StoreBusy while another run of it lives.
+    runs holding its lock as its verb does (``stages.call``): StoreBusy while another run of it lives. What
+    the stage's check refuses (a bad setting or option) is refused before any work, as by its verb: no run.
     """
     stages.get(name)  # an unknown name: UnknownStage in one line (a KeyError too), before any work
     ctx = stages.RunContext(settings(store, config=config, overrides=overrides), options=options,
                             create=create, progress=progress)
+    stages.check(name, ctx.settings, ctx.options)
     return stages.call(name, ctx)
 
 

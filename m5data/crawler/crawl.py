@@ -23,6 +23,7 @@ from ..errors import TransientFailure, UserError
 from ..stages import StageRun, opened
 from ..storage import StageStats
 from ..storage.redact import redact_url
+from .checks import check, check_start_urls
 from .items import Caps
 from .optouts import FETCHED, ROBOTS, optout_settings
 from .politeness import throttle_by_host
@@ -65,19 +66,6 @@ class CrawlInterrupted(UserError, CrawlFailed):
 
 INTERRUPTED = "crawl interrupted; nothing stored was lost; run the same command again to resume"
 PRIVATE_HOST = "m5data/refused/private_host/"  # + host: requests refused as not public (safety.py)
-
-
-def check_start_urls(urls: list[str]) -> list[str]:
-    """Reject start URLs that are not absolute http(s) URLs, before any work starts."""
-    if not urls:
-        raise ValueError("give at least one --start-url (or set flows.start_urls)")
-    out = []
-    for url in urls:
-        parts = urlsplit(url.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"start URL must be an absolute http(s) URL, got {redact_url(url)!r}")
-        out.append(url.strip())
-    return out
 
 
 def shard_start_urls(urls: list[str], n: int) -> list[list[str]]:
@@ -172,8 +160,6 @@ def run(store, settings: cfg.Settings, *, start_urls: list[str], site: str | Non
         run: the run the contract opened (``stages.call``); None: opened here (``stages.opened``),
             after the stage's check (crawler/stage.py) refused what it cannot run with, before any work.
     """
-    from .stage import check
-
     check(settings, {"start_urls": start_urls, "site": site})  # m5data run: before any stage
     if run is not None:
         return _crawl(run, store, settings, start_urls, site, refresh, progress, shard)

@@ -149,7 +149,8 @@ def run_stage(name: str, ctx: RunContext, values: dict, shards: int = 1, previou
 def _shard_contexts(stage: Stage, ctx: RunContext, shards: int) -> list[RunContext]:
     """One context per shard: by groups of hosts (crawl), or ``shard=[i, n]`` of the pending rows."""
     if stage.shard_by == "hosts":
-        from ..crawler.crawl import check_start_urls, shard_start_urls
+        from ..crawler.checks import check_start_urls
+        from ..crawler.crawl import shard_start_urls
 
         # one Scrapy process per host group, each on a worker: a host's pages never in two shards
         groups = shard_start_urls(check_start_urls(ctx.options.get("start_urls") or []), shards)
