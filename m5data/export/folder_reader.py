@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .remote import OutsideFolder, RemoteFolder, is_remote, sibling_name
 
-PLAN_FILE = "_export.json"
+PLAN_FILE = "_export.json"  # the plan an export folder keeps (resume.py writes it)
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:

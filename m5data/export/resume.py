@@ -9,12 +9,11 @@ import os
 from pathlib import Path
 
 from . import incremental as inc
+from .folder_reader import PLAN_FILE
 from .json_stream import write_json_atomic
 from .plan import Shard
 from .remote import RemoteOut
 from .samples import ExportError
-
-PLAN_FILE = "_export.json"
 
 
 def existing_plan(out, version: str, fmt: str, split: str) -> dict | None:
