@@ -256,6 +256,25 @@ def opened(name: str, store, settings, **options) -> Iterator[StageRun]:
         yield run
 
 
+@contextlib.contextmanager
+def second_run(name: str, ctx: RunContext) -> Iterator[StageRun]:
+    """A second run of stage ``name`` inside one :func:`call` (download's retry: what a stalled first attempt
+    left pending in the call's run, then the failures in a run of their own), under the lock the call's run
+    holds (the shard's for a shard): its own ``runs`` row however it ends (a failed one written here when it
+    raises without one; :func:`call` writes the row of the call's run only)."""
+    import dataclasses
+    import time
+
+    started = time.time()
+    with run_of(dataclasses.replace(get(name), lock=False), ctx) as run:
+        try:
+            yield run
+        except BaseException as exc:
+            if ctx.options.get("record", True) is not False:
+                record_end(name, ctx, run, exc, started)
+            raise
+
+
 def _finish(run: StageRun, result) -> None:
     """The ``runs`` row of a run that returned without writing one: its returned stats (the run's own
     when it returned none), finished ``ok`` unless they say otherwise."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 
-from ..stages import DownloadFailed, RunContext, StageRun
+from ..stages import DownloadFailed, RunContext, StageRun, second_run
 from ..storage.queries import shard_sql
 from .optouts import OPTED_OUT
 from .run import DownloadStats
@@ -48,7 +48,7 @@ def run(ctx: RunContext, run: StageRun) -> DownloadStats:
     with contextlib.ExitStack() as held:
         if is_retry and not retry_failed and not refresh:
             download(store, settings, source=source, shard=part, run=run, **listed)  # what a stalled first attempt left pending
-            run = held.enter_context(_second_run(ctx))
+            run = held.enter_context(second_run("download", ctx))
         with _progress(ctx.progress) as bar:
             stats = download(store, settings, source=source, retry_failed=retry_failed or is_retry, shard=part,
                              progress=bar, refresh=refresh, run=run, **listed)
@@ -60,27 +60,6 @@ def run(ctx: RunContext, run: StageRun) -> DownloadStats:
         raise DownloadFailed(f"download run {stats.run_id}: {stats.status}, failure rate {stats.failure_rate:.1%} "
                              f"({stats.n_failed} of {stats.n_in}); stalled URLs: {len(stats.stalled)}", stats)
     return stats
-
-
-@contextlib.contextmanager
-def _second_run(ctx: RunContext):
-    """A second download run in one stage call (a retry's), built by the contract (``run_of``) under the lock
-    its first run holds (the shard's for a shard). The contract writes the failed row of the call's own run
-    only: one this second run ends by raising gets its own here (record_end: none when it wrote one)."""
-    import dataclasses
-    import time
-
-    from ..stage_run import record_end, run_of
-    from ..stages import get
-
-    started = time.time()
-    with run_of(dataclasses.replace(get("download"), lock=False), ctx) as run:
-        try:
-            yield run
-        except BaseException as exc:
-            if ctx.options.get("record", True) is not False:
-                record_end("download", ctx, run, exc, started)
-            raise
 
 
 def _progress(enabled: bool):
