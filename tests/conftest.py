@@ -63,6 +63,22 @@ def store(tmp_path):
     return Store.init(tmp_path / "store")
 
 
+@pytest.fixture
+def stage_locks_taken(monkeypatch) -> list[str]:
+    """The names of the stage locks taken in the test (``Store.stage_lock``, in order), each lock still taken."""
+    from m5data.storage import Store
+
+    taken = []
+    real = Store.stage_lock
+
+    def stage_lock(self, name, *args, **kwargs):
+        taken.append(name)
+        return real(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "stage_lock", stage_lock)
+    return taken
+
+
 from support.demo_fixtures import *  # noqa: E402,F401,F403  (the demo shop's fixtures: demo_shop, ...)
 from support.s3_server import aws, s3, s3_url  # noqa: E402,F401  (a moto S3 server per module that asks for one)
 

@@ -109,22 +109,12 @@ def test_stages_name_a_curation_stage_or_the_annotate_group():
     assert default[default.index("align") + 1:default.index("splits")] == ["dedup", "match_level", "pools"]
 
 
-def test_a_curation_stage_runs_under_its_lock_and_writes_its_runs_row_by_its_name(store, monkeypatch):
-    from m5data.storage import Store
-
-    taken = []
-    real = Store.stage_lock
-
-    def stage_lock(self, name, *args, **kwargs):
-        taken.append(name)
-        return real(self, name, *args, **kwargs)
-
-    monkeypatch.setattr(Store, "stage_lock", stage_lock)
+def test_a_curation_stage_runs_under_its_lock_and_writes_its_runs_row_by_its_name(store, stage_locks_taken):
     store.write("products", [{"product_id": "a:1", "platform": "a", "title": "t"},
                              {"product_id": "a:2", "platform": "a", "title": "t"}])
     settings = load(None, {"store.path": str(store.root)}, environ={})
     stats = stages.call("dedup", RunContext(settings))
-    assert stats.stage == "dedup" and taken == ["dedup"]
+    assert stats.stage == "dedup" and stage_locks_taken == ["dedup"]
     assert store.read("runs", columns=["stage"]).column("stage").to_pylist() == ["dedup"] and store.count("dedup") == 2
 
 

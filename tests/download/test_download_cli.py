@@ -147,28 +147,19 @@ def test_refresh_rechecks_the_stored_files_and_fetches_nothing_pending(server, s
 
 
 def test_a_flow_retry_fetches_what_was_left_pending_then_the_failures_two_runs_under_one_lock(server, store,
-                                                                                               monkeypatch):
+                                                                                               stage_locks_taken, monkeypatch):
     """A flow's retry (attempt 2): what a stalled first attempt left pending, in the run the contract opened,
     then the failures, in a second run under the same lock (stage.py): two ``runs`` rows, one lock taken; a
     second run that raises gets its own failed row."""
     from m5data import stages
     from m5data.config import load
     from m5data.stages import RunContext
-    from m5data.storage import Store
 
-    taken = []
-    real = Store.stage_lock
-
-    def stage_lock(self, name, *args, **kwargs):
-        taken.append(name)
-        return real(self, name, *args, **kwargs)
-
-    monkeypatch.setattr(Store, "stage_lock", stage_lock)
     pending, failed = server.url("/f/a.jpg"), server.url("/f/b.jpg")
     store.write("media", media_rows([pending]) + [dict(r, status="failed") for r in media_rows([failed], product_id="test:2")])
     settings = load(None, {"store.path": str(store.root), "download.allow_private": True}, environ={})
     stats = stages.call("download", RunContext(settings, attempt=2))
-    assert taken == ["download"]
+    assert stage_locks_taken == ["download"]
     runs = sorted(store.read("runs", where="stage = 'download'").to_pylist(), key=lambda r: r["started_at"])
     assert [(r["status"], r["n_in"], r["n_out"]) for r in runs] == [("ok", 1, 1), ("ok", 1, 1)]
     assert stats.run_id == runs[1]["run_id"] != runs[0]["run_id"]

@@ -204,16 +204,22 @@ def test_an_undecodable_video_is_withheld_as_not_checked_and_tried_again_next_ti
     assert store.read("faces", where="kind = 'video'").num_rows == 0  # not kept: the next export looks again
 
 
-def test_an_s3_stores_videos_are_checked_from_the_bucket_and_their_verdicts_kept_there(s3_url, aws, realdata,
-                                                                                     tmp_path):
-    media = realdata / "media"
-    store = Store.init(s3_url)
+def _face_and_clean_videos(store, media: Path, tmp: Path) -> None:
+    """Two products in the train split, each with a picture and a still video: shopa:face's shows a
+    face, shopa:clean's none."""
     store.write("products", [{"product_id": f"shopa:{c}", "platform": "shopa", "source_id": c, "title": "商品"}
                              for c in ("face", "clean")])
     for c, picture in (("face", FACE), ("clean", PHOTO2)):
         add_media(store, media / PHOTO, f"shopa:{c}", "image")
-        add_media(store, _still(media / picture, tmp_path / f"{c}.mp4", 2, 256), f"shopa:{c}", "video")
+        add_media(store, _still(media / picture, tmp / f"{c}.mp4", 2, 256), f"shopa:{c}", "video")
     store.write("splits", [{"product_id": f"shopa:{c}", "split": "train", "version": "v1"} for c in ("face", "clean")])
+
+
+def test_an_s3_stores_videos_are_checked_from_the_bucket_and_their_verdicts_kept_there(s3_url, aws, realdata,
+                                                                                     tmp_path):
+    media = realdata / "media"
+    store = Store.init(s3_url)
+    _face_and_clean_videos(store, media, tmp_path)
     report = export(store, _settings(store), out=tmp_path / "a", fmt="m5product")
     assert _copied(tmp_path / "a") == {"clean"} and report.stats.details["videos_withheld_reasons"] == {"faces": 1}
     kept = {r["product_id"]: r["n_faces"] for r in Store.open(s3_url).read("faces", where="kind = 'video'").to_pylist()}
@@ -224,12 +230,7 @@ def test_verdicts_written_in_many_parts_are_compacted(store, realdata, tmp_path,
     from m5data.export import faces
 
     media = realdata / "media"
-    store.write("products", [{"product_id": f"shopa:{c}", "platform": "shopa", "source_id": c, "title": "商品"}
-                             for c in ("face", "clean")])
-    for c, picture in (("face", FACE), ("clean", PHOTO2)):
-        add_media(store, media / PHOTO, f"shopa:{c}", "image")
-        add_media(store, _still(media / picture, tmp_path / f"{c}.mp4", 2, 256), f"shopa:{c}", "video")
-    store.write("splits", [{"product_id": f"shopa:{c}", "split": "train", "version": "v1"} for c in ("face", "clean")])
+    _face_and_clean_videos(store, media, tmp_path)
     monkeypatch.setattr(egress_video, "BATCH", 1)  # a part per video
     monkeypatch.setattr(faces, "FACES_PARTS", 1)
     monkeypatch.setattr(faces, "detect_missing", lambda *a: 0)  # the pictures' rows: none, only the videos'

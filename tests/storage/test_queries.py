@@ -31,12 +31,9 @@ def test_the_shards_of_a_table_hold_each_row_once(store):
     assert shard_sql("media_id", ("1", "4")) == "hash(media_id) % 4 = 1"
 
 
-def test_the_main_image_is_the_first_ok_main_image_and_the_preference_falls_back(store):
-    store.write("media", [
-        _media("a", "a-gallery", "gallery", 0), _media("a", "a-main2", "main", 2), _media("a", "a-main1", "main", 1),
-        _media("b", "b-failed", "main", 0, status="failed"), _media("b", "b-gallery", "gallery", 3),
-        _media("c", "c-video", "main", 0, kind="video"),
-    ])
+def _main_and_shown(store) -> tuple[dict[str, str], dict[str, str]]:
+    """Each product's main image (:func:`main_image_sql`) and the image shown for it (the first ok image
+    by :func:`image_preference`), as product_id -> media_id (its sha256 in :func:`_media`)."""
     con = store.connect()
     try:
         main = dict(con.execute(f"SELECT product_id, sha256 FROM ({main_image_sql('product_id, sha256')})").fetchall())
@@ -45,6 +42,16 @@ def test_the_main_image_is_the_first_ok_main_image_and_the_preference_falls_back
                                  ).fetchall())
     finally:
         con.close()
+    return main, shown
+
+
+def test_the_main_image_is_the_first_ok_main_image_and_the_preference_falls_back(store):
+    store.write("media", [
+        _media("a", "a-gallery", "gallery", 0), _media("a", "a-main2", "main", 2), _media("a", "a-main1", "main", 1),
+        _media("b", "b-failed", "main", 0, status="failed"), _media("b", "b-gallery", "gallery", 3),
+        _media("c", "c-video", "main", 0, kind="video"),
+    ])
+    main, shown = _main_and_shown(store)
     assert main == {"a": "a-main1"}
     assert shown == {"a": "a-main1", "b": "b-gallery"}
 
@@ -64,12 +71,9 @@ def test_an_image_without_a_role_is_not_main_but_is_shown_after_the_main_one(sto
         _media("a", "a-none", None, 0), _media("a", "a-main", "main", 1),
         _media("b", "b-none", None, 0), _media("b", "b-gallery", "gallery", 1),
     ])
+    main, shown = _main_and_shown(store)
     con = store.connect()
     try:
-        main = dict(con.execute(f"SELECT product_id, media_id FROM ({main_image_sql('product_id, media_id')})").fetchall())
-        shown = dict(con.execute(f"SELECT product_id, media_id FROM media s WHERE s.kind = 'image' "
-                                 f"QUALIFY row_number() OVER (PARTITION BY s.product_id ORDER BY {image_preference('s')}) = 1"
-                                 ).fetchall())
         flags = dict(con.execute(f"SELECT media_id, {is_main()} FROM media").fetchall())
         rows = store.read("media")
     finally:
