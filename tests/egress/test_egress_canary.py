@@ -33,8 +33,6 @@ import tempfile
 import time
 import traceback
 import unicodedata
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -351,6 +349,8 @@ def path_report(ctx, sc):
 
 
 def path_annotate_ui(ctx, sc):
+    from support.ui_world import ui_get
+
     from m5data.annotate.ui.app import RunningUi, Session
     from m5data.annotate.ui.tasks import build_tasks
     from m5data.storage import Store
@@ -362,17 +362,9 @@ def path_annotate_ui(ctx, sc):
         for pid in (world.CANARY, world.OPTED_OUT, world.TAKEN_DOWN, world.NORMAL[0]):
             urls += [f"/api/product/{quote(pid, safe='')}", f"/image/{quote(pid, safe='')}"]
         for url in urls:
-            status, body = _get(ui.url + url)
+            status, body = ui_get(ui.url + url)
             if status == 200:
                 sc.data(f"GET {url} [{status}]", body)
-
-
-def _get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=20) as res:
-            return res.status, res.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def path_annotate_tasks(ctx, sc):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
+
 from m5data.annotate.ui.app import Session
 from m5data.annotate.ui.tasks import build_tasks
 from m5data.storage import Store
@@ -29,3 +32,13 @@ def first_pair(ui_store, worker: str = "w1") -> tuple[Store, Session, dict[str, 
     store, queries, gallery = ui_store
     session = Session(worker, build_tasks(store, per_query=2, gold=[]))
     return store, session, {"query_id": queries[0], "candidate_id": gallery[0]}
+
+
+def ui_get(url: str, timeout: float = 20) -> tuple[int, bytes]:
+    """(status, body) of a GET to a running UI (:class:`~m5data.annotate.ui.app.RunningUi`): an HTTP
+    error's status and body too, not raised."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as res:
+            return res.status, res.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 from support.demo_fixtures import copy_store
-from support.ui_world import store_with_pools
+from support.ui_world import store_with_pools, ui_get
 
 from m5data.annotate.ui import app as ui_app
 from m5data.annotate.ui.app import RunningUi, Session
@@ -22,14 +22,6 @@ from m5data.storage import takedowns
 @pytest.fixture
 def ui_store(demo_store_factory, tmp_path):
     return store_with_pools(copy_store(demo_store_factory(products=60, seed=0), tmp_path))
-
-
-def get(url):
-    try:
-        with urllib.request.urlopen(url, timeout=10) as res:
-            return res.status, res.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def _url_of(store, pid):
@@ -46,17 +38,17 @@ def test_a_taken_down_product_is_not_served(ui_store, monkeypatch):
     monkeypatch.setattr(ui_app, "TAKEDOWN_TTL", 0.0)  # a takedown while it runs is read at the next request
     with RunningUi(store, session) as ui:
         for pid in (shown, later):
-            assert get(f"{ui.url}/api/product/{quote(pid, safe='')}")[0] == (404 if pid == shown else 200)
-            assert get(f"{ui.url}/image/{quote(pid, safe='')}")[0] == (404 if pid == shown else 200)
-        tasks = json.loads(get(ui.url + "/api/tasks")[1])["tasks"]
+            assert ui_get(f"{ui.url}/api/product/{quote(pid, safe='')}")[0] == (404 if pid == shown else 200)
+            assert ui_get(f"{ui.url}/image/{quote(pid, safe='')}")[0] == (404 if pid == shown else 200)
+        tasks = json.loads(ui_get(ui.url + "/api/tasks")[1])["tasks"]
         assert tasks and all(shown not in (t["query_id"], t["candidate_id"]) for t in tasks)
         assert any(later == t["candidate_id"] for t in tasks)
 
         takedowns.record(store, "product_id", later)  # recorded while the server runs
         time.sleep(0.05)
-        assert get(f"{ui.url}/api/product/{quote(later, safe='')}")[0] == 404
-        assert get(f"{ui.url}/image/{quote(later, safe='')}")[0] == 404
-        tasks = json.loads(get(ui.url + "/api/tasks")[1])["tasks"]
+        assert ui_get(f"{ui.url}/api/product/{quote(later, safe='')}")[0] == 404
+        assert ui_get(f"{ui.url}/image/{quote(later, safe='')}")[0] == 404
+        tasks = json.loads(ui_get(ui.url + "/api/tasks")[1])["tasks"]
         assert tasks and all(later not in (t["query_id"], t["candidate_id"]) for t in tasks)
         req = urllib.request.Request(ui.url + "/api/judge", method="POST", headers={
             "Content-Type": "application/json", "X-CSRF-Token": session.token},
