@@ -32,6 +32,22 @@ def _symbols(cps, table):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def _count_in_row(d, t, c, last, df, slot, term, count, n_out):  # pragma: no cover - compiled
+    """Add ``c`` to the count of term ``t`` in document ``d``, the row being built: its terms and counts
+    are ``term/count[...:n_out]`` (room for one more), ``slot[t]`` where its count of ``t`` sits once
+    ``last[t] == d``, ``df[t]`` the documents holding ``t``. Returns the new ``n_out``."""
+    if last[t] == d:
+        count[slot[t]] += c
+        return n_out
+    last[t] = d
+    df[t] += 1
+    slot[t] = n_out
+    term[n_out] = t
+    count[n_out] = c
+    return n_out + 1
+
+
+@numba.njit(cache=True, nogil=True)
 def _grams(sym, offsets, space, n_min, n_max, cap):  # pragma: no cover - compiled
     """Each text's char_wb n-grams counted: ``(indptr, term, count, df, vocabulary keys)``.
 
@@ -91,19 +107,10 @@ def _grams(sym, offsets, space, n_min, n_max, cap):  # pragma: no cover - compil
                         ids[p] = n_vocab
                         vocab[n_vocab] = key
                         n_vocab += 1
-                    t = ids[p]
-                    if last[t] != d:
-                        last[t] = d
-                        df[t] += 1
-                        if n_out == len(term):
-                            term = np.concatenate((term, np.empty(n_out, dtype=np.int64)))
-                            count = np.concatenate((count, np.empty(n_out, dtype=np.int64)))
-                        slot[t] = n_out
-                        term[n_out] = t
-                        count[n_out] = 1
-                        n_out += 1
-                    else:
-                        count[slot[t]] += 1
+                    if n_out == len(term):  # room for the row's next term
+                        term = np.concatenate((term, np.empty(n_out, dtype=np.int64)))
+                        count = np.concatenate((count, np.empty(n_out, dtype=np.int64)))
+                    n_out = _count_in_row(d, ids[p], 1, last, df, slot, term, count, n_out)
                 if w_len <= n:
                     break
         indptr[d + 1] = n_out
@@ -170,16 +177,7 @@ def _merge(p_indptr, p_term, p_count, n_terms, doc_ptr, doc_parts, n_out_max):  
                     new[t] = n_new
                     order[n_new] = t
                     n_new += 1
-                u = new[t]
-                if last[u] != d:
-                    last[u] = d
-                    df[u] += 1
-                    slot[u] = n_out
-                    term[n_out] = u
-                    count[n_out] = p_count[k]
-                    n_out += 1
-                else:
-                    count[slot[u]] += p_count[k]
+                n_out = _count_in_row(d, new[t], p_count[k], last, df, slot, term, count, n_out)
         indptr[d + 1] = n_out
     return indptr, term[:n_out], count[:n_out], df[:n_new], order[:n_new]
 
