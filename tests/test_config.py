@@ -153,6 +153,34 @@ def test_flows_annotate_jobs_is_ignored_with_a_warning(tmp_path):
         assert not hasattr(s.flows, "annotate_jobs")
 
 
+def _toml(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value) if isinstance(value, int) else f'"{value}"'
+
+
+def _load_old_keys(moved: dict[str, tuple[str, object]], layer: str, tmp_path) -> cfg.Settings:
+    """Settings loaded with each old key of ``moved`` (old key -> (new key, value)) set to its value in
+    one ``layer`` (file, env or flag), asserted to have set its new key, with a warning naming it."""
+    path, environ, overrides = None, {}, None
+    if layer == "file":
+        path = tmp_path / "old.toml"  # not the working directory's m5data.toml: one layer only
+        by_section: dict[str, list[str]] = {}
+        for old, (_, value) in moved.items():
+            section, name = old.split(".")
+            by_section.setdefault(section, []).append(f"{name} = {_toml(value)}")
+        path.write_text("".join(f"[{s}]\n" + "\n".join(lines) + "\n" for s, lines in by_section.items()))
+    elif layer == "env":
+        environ = {cfg.env_name(old): str(value) for old, (_, value) in moved.items()}
+    else:
+        overrides = cfg.parse_assignments([f"{old}={value}" for old, (_, value) in moved.items()])
+    s = cfg.load(path, overrides, environ=environ, cwd=tmp_path)
+    for old, (new, value) in moved.items():
+        section, name = new.split(".")
+        assert getattr(getattr(s, section), name) == value, new
+        assert s.source(new) != "default", new
+        assert any(w.startswith(f"{old} is now {new}") for w in s.warnings), (old, s.warnings)
+    return s
+
+
 # [flows] keys that duplicated a stage's own setting, with the stage's key (issue 56: one route per setting)
 FLOW_KEYS = {"flows.export_format": ("export.format", "parquet"), "flows.export_split": ("export.split", "query-c"),
              "flows.report_out": ("report.out", "rep"), "flows.train_shards": ("train.shards", "sh"),
@@ -165,21 +193,8 @@ FLOW_KEYS = {"flows.export_format": ("export.format", "parquet"), "flows.export_
 def test_an_old_flows_key_sets_its_stage_key_and_warns_naming_it(tmp_path, layer):
     """``flows.export_format`` and the other stage settings of [flows] are the stage's own keys now; the old
     keys still work, in a file, an environment variable or ``--set``, each with a warning naming the new key."""
-    path, environ, overrides = None, {}, None
-    if layer == "file":
-        path = tmp_path / "m5data.toml"
-        path.write_text("[flows]\n" + "".join(f"{k.split('.')[1]} = {v[1]!r}\n".replace("'", '"')
-                                             for k, v in FLOW_KEYS.items()))
-    elif layer == "env":
-        environ = {cfg.env_name(k): str(v[1]) for k, v in FLOW_KEYS.items()}
-    else:
-        overrides = cfg.parse_assignments([f"{k}={v[1]}" for k, v in FLOW_KEYS.items()])
-    s = cfg.load(path, overrides, environ=environ, cwd=tmp_path)
-    for old, (new, value) in FLOW_KEYS.items():
-        section, name = new.split(".")
-        assert getattr(getattr(s, section), name) == value, new
-        assert s.source(new) != "default", new
-        assert any(w.startswith(f"{old} is now {new}") for w in s.warnings), (old, s.warnings)
+    s = _load_old_keys(FLOW_KEYS, layer, tmp_path)
+    for old in FLOW_KEYS:
         assert not hasattr(s.flows, old.split(".")[1]), old
     assert len(s.warnings) == len(FLOW_KEYS), s.warnings
 
@@ -236,32 +251,12 @@ SHARED_KEYS = {"crawl.user_agent": ("http.user_agent", "probe/2"),
                "align.review_file": ("review.file", "review.csv")}
 
 
-def _toml(value) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value) if isinstance(value, int) else f'"{value}"'
-
-
 @pytest.mark.parametrize("layer", ["file", "env", "flag"])
 def test_an_old_key_of_a_shared_value_still_sets_the_shared_key(tmp_path, layer):
     """``crawl.user_agent`` is ``http.user_agent`` now (and the others of SHARED): an old config file, variable
     or ``--set`` still works, with a warning naming the new key."""
-    path, environ, overrides = None, {}, None
-    if layer == "file":
-        path = tmp_path / "old.toml"
-        by_section: dict[str, list[str]] = {}
-        for old, (_, value) in SHARED_KEYS.items():
-            section, name = old.split(".")
-            by_section.setdefault(section, []).append(f"{name} = {_toml(value)}")
-        path.write_text("".join(f"[{s}]\n" + "\n".join(lines) + "\n" for s, lines in by_section.items()))
-    elif layer == "env":
-        environ = {cfg.env_name(old): str(value) for old, (_, value) in SHARED_KEYS.items()}
-    else:
-        overrides = cfg.parse_assignments([f"{old}={value}" for old, (_, value) in SHARED_KEYS.items()])
-    s = cfg.load(path, overrides, environ=environ, cwd=tmp_path)
-    for old, (new, value) in SHARED_KEYS.items():
-        section, name = new.split(".")
-        assert getattr(getattr(s, section), name) == value, new
-        assert s.source(new) != "default", new
-        assert any(w.startswith(f"{old} is now {new}") for w in s.warnings), (old, s.warnings)
+    _load_old_keys(SHARED_KEYS, layer, tmp_path)
+    for old, (new, _) in SHARED_KEYS.items():
         assert cfg.moved(old) == new and cfg.moved_keys()[old] == new
     assert cfg.moved("annotate.dedup_brand_property") == "annotate.brand_property"  # moved twice: the last
     assert cfg.moved("annotate.matcher_text_model") == "annotate.text_model"
