@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 from .. import vocab
-from ..entities import VIDEO_FPS, VIDEO_SIZE, Instance, Media, Product
+from ..entities import VIDEO_FPS, VIDEO_SIZE, Instance, Media, Product, WorldConfig
 from ..media_plan import image_url, video_url
 from ..taxonomy import PLATFORMS, Category, SubClass, Taxonomy
 from ..world import describe_listing, make_instance
@@ -51,9 +51,9 @@ class ScaleConfig:
     chunk_size: int = 10_000
     video_share: float = 0.05
     leaf_categories: int | None = None
-    duplicate_rate: float = 0.06
-    cosmetics_duplicate_rate: float = 0.35
-    mismatch_rate: float = 0.03
+    duplicate_rate: float = WorldConfig.duplicate_rate
+    cosmetics_duplicate_rate: float = WorldConfig.cosmetics_duplicate_rate
+    mismatch_rate: float = WorldConfig.mismatch_rate
     missing_merchant_rate: float = 0.01
     zipf_offset: float = 10.0
 
