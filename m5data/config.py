@@ -148,11 +148,11 @@ def sections() -> list[str]:
     return [f.name for f in fields(Settings) if f.name not in ("sources", "warnings", "given")]
 
 
-# sections no stage owns: the store's, and those holding a value two stages must agree on (the User-Agent
-# crawl and download send, the caption rules and jieba dictionary extract and pools caption with, the faces table's frame
-# policy extract and export both write by, what a caption is, where align's review file is (align writes it,
-# the report shows it); [annotate]: the curation stages' seed, brand property and
-# matcher text model). A stage reads its own section and these (tests/contract/test_own_section.py)
+# sections no stage owns: the store's, and those holding a value two stages must agree on: [http] the
+# User-Agent crawl and download send, [text] what a caption is (extract's and the pools' captions), [faces]
+# the frames the faces table's detection looks at (extract's and export's), [review] where align's review
+# file is (align writes it, the report shows it), [annotate] the curation stages' seed, brand property and
+# matcher text model. A stage reads its own section and these (tests/contract/test_own_section.py)
 SHARED_SECTIONS = ("store", "http", "text", "faces", "review", "annotate")
 
 

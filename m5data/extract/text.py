@@ -8,9 +8,9 @@ Cleaning, in order (each step documented in docs/extract.md):
 3. control and format characters (zero-width joiners, BOM, bidi marks) removed;
 4. emoji and pictographs (``🔥``, ``❤``, ``★``, flags, keycaps) removed;
 5. marketing brackets ``【...】`` / ``〖...〗`` kept by default (they often name the brand or the
-   product line), removed with ``extract.strip_brackets = true``;
+   product line), removed with ``text.strip_brackets = true``;
 6. runs of whitespace collapsed to one space, ends trimmed;
-7. cut to ``extract.max_caption_chars`` characters.
+7. cut to ``text.max_caption_chars`` characters.
 
 Tokens: ``jieba.lcut`` (accurate mode, HMM on) of the cleaned text, dropping tokens that are only
 whitespace, punctuation or symbols. Latin words and numbers pass through as their own tokens, so
