@@ -232,12 +232,12 @@ def wide_scores(store_path: Path) -> tuple[list[tuple], float]:
 def child_wide(path: str) -> None:
     """Learned dedup on ``path`` with the matcher's cascade off; print one JSON line of every scored
     candidate ``(a, b, score)`` (product ids) and the threshold."""
-    from m5data.annotate.dedup import dedup_learned
+    from m5data.annotate.dedup import matcher_pairs
     from m5data.annotate.dedup.job import dedup
     from m5data.config import load
     from m5data.storage import Store
 
-    got, choose, scorer = {}, dedup_learned.choose, dedup_learned.score_pairs
+    got, choose, scorer = {}, matcher_pairs.choose, matcher_pairs.score_pairs
 
     def no_cascade(store, settings):
         learned = choose(store, settings)
@@ -251,7 +251,7 @@ def child_wide(path: str) -> None:
         got["pairs"] = [(ids[int(x)].as_py(), ids[int(y)].as_py(), float(v)) for x, y, v in zip(left, right, s)]
         return s
 
-    dedup_learned.choose, dedup_learned.score_pairs = no_cascade, keep
+    matcher_pairs.choose, matcher_pairs.score_pairs = no_cascade, keep
     dedup(Store.open(path), load(None, {"store.path": path, "dedup.matcher": "learned"}, environ={}), full=True)
     print(json.dumps({"threshold": got["threshold"], "pairs": got.get("pairs", [])}))
 

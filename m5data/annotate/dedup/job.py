@@ -31,12 +31,12 @@ Each product's row names the strongest accepted pair that touches it (rule, the 
 distance); ``group_id`` is the smallest product_id of its group, so ids survive re-runs and new
 products. A full run replaces the table whole at its end (atomic): an interrupted run leaves the
 previous table, and a re-run computes the same rows; an incremental run writes only the rows that
-differ from the last run's (:func:`.dedup_groups.write_table`).
+differ from the last run's (:func:`.groups.write_table`).
 
-The rules' pairs of a run: :mod:`.dedup_pairs`; the groups and the table: :mod:`.dedup_groups`. The
-spec rule and its chance filter: :mod:`.dedup_spec` (its blocked search :mod:`.dedup_spec_blocks`).
+The rules' pairs of a run: :mod:`.pairs`; the groups and the table: :mod:`.groups`. The
+spec rule and its chance filter: :mod:`.spec_rule` (its blocked search :mod:`.spec_blocks`).
 Between runs (what a run keeps, and an incremental run that searches only pairs of changed products):
-:func:`dedup`, :mod:`.dedup_kept`, :mod:`.dedup_index` (read back by :mod:`.dedup_index_read`).
+:func:`dedup`, :mod:`.kept_pairs`, :mod:`.kept_inputs` (read back by :mod:`.kept_inputs_read`).
 """
 
 from __future__ import annotations
@@ -58,9 +58,9 @@ from ...storage import StageStats, changes
 from ..kernels import dedup_inputs, near
 from ..kernels.dedup_inputs import Inputs
 from ..kernels.values import norm_value
-from . import dedup_index, dedup_index_read, dedup_kept, dedup_learned
-from .dedup_groups import RULES, groups, with_reasons, write_table
-from .dedup_pairs import VETOED, search_pairs
+from . import kept_inputs, kept_inputs_read, kept_pairs, matcher_pairs
+from .groups import RULES, groups, with_reasons, write_table
+from .pairs import VETOED, search_pairs
 
 Progress = Callable[[str, int, int], None]
 STAGE = "dedup"  # its state: derived/state/dedup.json (storage/changes.py)
@@ -90,7 +90,7 @@ def check_settings(s: cfg.Settings) -> None:
         raise cfg.ConfigError(f"config dedup.full_share must be in [0, 1], got {a.full_share!r}")
     if a.spec_min_shared < 1:
         raise cfg.ConfigError(f"config dedup.spec_min_shared must be >= 1, got {a.spec_min_shared!r}")
-    if bad := dedup_learned.check_settings(a):
+    if bad := matcher_pairs.check_settings(a):
         raise cfg.ConfigError(bad)
 
 
@@ -135,22 +135,22 @@ def inputs(store, settings: cfg.Settings) -> tuple:
     ``full_share`` (when, not what), ``[matcher]``, ``[annotate]``, the matcher that decides (its version,
     or "rules" whatever the reason: the reason names the store's folder, and a store moved or copied
     elsewhere would group every product again) and the kept files' format."""
-    learned = dedup_learned.choose(store, settings)
+    learned = matcher_pairs.choose(store, settings)
     _CHOSEN.set((store, settings, learned))
     sections = cfg.as_dict(settings)
     # the matcher's text model and the brand property are [annotate]'s (shared with the matcher); the model
     # itself is the learned note's version
     decides = {"dedup": {k: v for k, v in sections["dedup"].items() if k != "full_share"},
                "annotate": sections["annotate"]}
-    return decides, learned.note if learned.model is not None else "rules", dedup_kept.FORMAT
+    return decides, learned.note if learned.model is not None else "rules", kept_pairs.FORMAT
 
 
-def _chosen(store, settings: cfg.Settings) -> dedup_learned.Learned:
+def _chosen(store, settings: cfg.Settings) -> matcher_pairs.Learned:
     """The choice :func:`inputs` made for this run (the same store and settings), else one made now."""
     held, _ = _CHOSEN.get(), _CHOSEN.set(None)
     if held is not None and held[0] is store and held[1] is settings:
         return held[2]
-    return dedup_learned.choose(store, settings)
+    return matcher_pairs.choose(store, settings)
 
 
 def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, full: bool = False,
@@ -163,7 +163,7 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     it is incremental: the *changed* products are those with such a row written since (at most
     ``dedup.full_share`` of them), every rule (and the learned matcher's candidates)
     searches only for pairs with a changed product as an end, against every product, the pairs the
-    last run kept (:mod:`.dedup_kept`) stand unless one of their products changed or is gone, and
+    last run kept (:mod:`.kept_pairs`) stand unless one of their products changed or is gone, and
     the groups are the connected components of both. Anything else groups every product again
     (``report.full`` says why).
 
@@ -198,11 +198,11 @@ def _dedup(run: StageRun, settings: cfg.Settings, learned, progress: Progress | 
     inp = _read(store, since, brand, titles, learned, a.shingle, step)
     n = len(inp)
     report.n_products = stats.n_in = n
-    plan, report.full = (None, since.why) if since.changed is None else dedup_kept.plan(
+    plan, report.full = (None, since.why) if since.changed is None else kept_pairs.plan(
         store, state, inp.ids, since.changed, RULES + (VETOED,), a.full_share, inp.prev)
     touching = plan.touching if plan is not None else None  # None: every pair is searched
     if touching is not None:  # a bucket a changed row takes over the cap (or heads) turns into a star
-        touching = dedup_kept.over_cap(inp, titles, a, plan)
+        touching = kept_pairs.over_cap(inp, titles, a, plan)
     report.full = report.full or None
     report.searched = n if plan is None else int(touching.sum())
     step("read")
@@ -215,10 +215,10 @@ def _dedup(run: StageRun, settings: cfg.Settings, learned, progress: Progress | 
     step("groups")
     report.table = table
     differ = write_table(store, state, inp, table, plan)
-    inputs_files = dedup_index.keep(store, inp, brand, titles, learned.wide, stats.run_id, table, differ)
+    inputs_files = kept_inputs.keep(store, inp, brand, titles, learned.wide, stats.run_id, table, differ)
     titles = None  # for the next run, with the rows written
     unlikely = inp.spec_vetoed  # kept too, to be tested for chance again
-    kept_file = dedup_kept.save_edges(store, inp.ids, edges + [(*unlikely, np.ones(len(unlikely[0])), VETOED)])
+    kept_file = kept_pairs.save_edges(store, inp.ids, edges + [(*unlikely, np.ones(len(unlikely[0])), VETOED)])
     stats.n_out = n - stats.n_failed
     step("write")
     incremental = {"full": report.full} if plan is None else {
@@ -234,7 +234,7 @@ def _dedup(run: StageRun, settings: cfg.Settings, learned, progress: Progress | 
         "groups_rules": report.n_groups_rules, "matcher": report.matcher, **incremental}}, "ok",
         report=kept, n_out=stats.n_out, edges=kept_file, inputs_files=inputs_files, table_mark=store.watermark("dedup"),
         product_parts=product_parts)  # the state last: a killed run leaves the previous state and the files it names
-    dedup_kept.prune(store, (kept_file, *inputs_files))  # the last run's files, now named by no state
+    kept_pairs.prune(store, (kept_file, *inputs_files))  # the last run's files, now named by no state
     return report
 
 
@@ -259,15 +259,15 @@ def _since_last(run: StageRun, a, brand: str, product_parts: list[str]) -> _Sinc
     if run.since is None:
         why = "settings or matcher changed" if run.why_full == "settings changed" else run.why_full
         return _Since(why, changes.product_changes(store, state))
-    changed, changed_products = dedup_kept.changed_ids(store, run.since)
+    changed, changed_products = kept_pairs.changed_ids(store, run.since)
     since = _Since("", {}, changed, changed_products)
     if set(state.get("product_parts") or [None]) <= set(product_parts):
         # no products part went since the last run (only a replace or a compaction removes
         # one), so no product did: the store's ids are the kept files' and the products
         # written since (no scan of the products' view)
-        since.kept_inputs = dedup_index.load(store, state.get("inputs_files"), brand)
+        since.kept_inputs = kept_inputs.load(store, state.get("inputs_files"), brand)
         if since.kept_inputs is not None:
-            since.ids = dedup_index_read.store_ids(since.kept_inputs, changed_products.column("product_id"))
+            since.ids = kept_inputs_read.store_ids(since.kept_inputs, changed_products.column("product_id"))
     # no connection with the ids known: the changed products' rows, main images and specs are read
     # from the parts (the media view's connection and read cost 0.19 CPU s at 100k, that read 0.07)
     if since.ids is None:  # the products' ids, sorted: their count, and the rows of the incremental read below
@@ -278,7 +278,7 @@ def _since_last(run: StageRun, a, brand: str, product_parts: list[str]) -> _Sinc
     if len(changed) > a.full_share * total:
         since.kept_inputs = None
     elif since.kept_inputs is None:
-        since.kept_inputs = dedup_index.load(store, state.get("inputs_files"), brand)
+        since.kept_inputs = kept_inputs.load(store, state.get("inputs_files"), brand)
     return since
 
 
@@ -287,16 +287,16 @@ def _read(store, since: _Since, brand: str, titles: near.LSHIndex, learned, shin
     of them read (their titles MinHashed into ``titles`` and the matcher's wide index as they are read)."""
     inp, before = None, None
     if since.kept_inputs is not None:  # the kept arrays, and only the changed products read from the store
-        inp = dedup_index_read.read_incremental(store, since.kept_inputs, brand, since.changed, titles, learned.wide,
+        inp = kept_inputs_read.read_incremental(store, since.kept_inputs, brand, since.changed, titles, learned.wide,
                                                 shingle, since.con, ids=since.ids, written=since.written)
         if inp is None:  # they do not fit this read (a wide index they lack): their ids still place the kept pairs
-            before = dedup_index_read.kept_ids(since.kept_inputs)
+            before = kept_inputs_read.kept_ids(since.kept_inputs)
         since.kept_inputs = None
     if since.con is not None:
         since.con.close()
     if inp is None:
         inp = dedup_inputs.read_inputs(store, brand, step.title_indexer(titles, learned.wide, shingle))
-        inp.prev = None if before is None else dedup_index_read.placed(before, inp.ids)
+        inp.prev = None if before is None else kept_inputs_read.placed(before, inp.ids)
     return inp
 
 

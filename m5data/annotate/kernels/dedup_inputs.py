@@ -71,8 +71,8 @@ class Inputs:
 
     def exact_keys(self) -> tuple[tuple[str, np.ndarray], ...]:
         """The exact rules and the key codes each pairs equal rows by (-1: no key), strongest first: the one
-        list of exact keys, which the rules search (dedup_pairs) and an incremental run's bucket cap
-        watches (dedup_kept.over_cap)."""
+        list of exact keys, which the rules search (pairs) and an incremental run's bucket cap
+        watches (kept_pairs.over_cap)."""
         return ("exact_image", self.blob), ("exact_title", self.title_key)
     written: pa.Table | None = None  # ... and the dedup table's rows the last run wrote (nulls: rows read now)
     gone: bool = False  # ... and whether a product the kept files hold is no longer in the store
@@ -136,7 +136,7 @@ def hash_codes(strings: pa.Array, hashes: np.ndarray) -> np.ndarray:
     if len(dup):
         same = pc.equal(strings.take(pa.array(dup)), strings.take(pa.array(first[dup])))
         if same.null_count or not pc.all(same).as_py():
-            return _codes([strings.whole() if hasattr(strings, "whole") else strings])  # (dedup_index.GatheredText)
+            return _codes([strings.whole() if hasattr(strings, "whole") else strings])  # (kept_inputs.GatheredText)
     return codes
 
 

@@ -381,7 +381,7 @@ def test_spec_block_pairs_checks_the_same_candidates_as_pairs_in_runs():
     the candidate list of ``pairs_in_runs`` (all pairs of a small block, a star over a capped one)
     keeps after the same checks, counts every candidate check and capped pair, and goes on when a
     capped block is longer than its buffer."""
-    from m5data.annotate.dedup import dedup_spec_blocks
+    from m5data.annotate.dedup import spec_blocks
     from m5data.annotate.kernels import near, spec_jit
 
     rng = np.random.default_rng(11)
@@ -417,7 +417,7 @@ def test_spec_block_pairs_checks_the_same_candidates_as_pairs_in_runs():
     skey, srow = key[order], row[order]
     checks, no_rows = [], np.zeros(0, dtype=np.bool_)  # no_rows: every pair checked
     for once in (False, True):  # once: a pair sharing several uncapped keys checked in its first one's block
-        rows_keys = dedup_spec_blocks._rows_keys(skey, srow, cap, n) if once else (
+        rows_keys = spec_blocks._rows_keys(skey, srow, cap, n) if once else (
             np.zeros(0, np.int64), skey[:0], np.zeros(0, np.bool_), skey[:0])
         counts, found, pos = np.zeros(2, dtype=np.int64), [], 0
         buf = np.empty(64, dtype=np.uint64)  # smaller than the capped block's 399 pairs: it must grow
@@ -447,13 +447,13 @@ def test_spec_block_pairs_checks_the_same_candidates_as_pairs_in_runs():
     theirs = {(lo, hi) for lo, hi in expected if mine[lo] or mine[hi]}
     assert set(zip(got_l.tolist(), got_r.tolist())) == theirs and 0 < len(theirs) < len(expected)
 
-    # dedup_spec_blocks._check_blocks takes the keys in its caller's order (row by row, as the incremental
+    # spec_blocks._check_blocks takes the keys in its caller's order (row by row, as the incremental
     # blocks come): it sorts them before it reads the blocks' sizes for ``once`` (a once made from
     # unsorted keys took capped blocks for uncapped ones and lost their pairs)
     check = (offsets, keys, values, brand_offsets, brands, brand_key, min_shared, min_agreement, min_jac)
     for once_rows, touching, want in ((None, None, expected), (n, None, expected), (n, mine, theirs)):
         counts, found = np.zeros(2, dtype=np.int64), []
-        dedup_spec_blocks._check_blocks(key, row, cap, check, np.empty(64, dtype=np.uint64), counts, touching, found,
+        spec_blocks._check_blocks(key, row, cap, check, np.empty(64, dtype=np.uint64), counts, touching, found,
                                  once_rows)
         got_l, got_r = near.unpack(np.unique(np.concatenate(found)))
         assert set(zip(got_l.tolist(), got_r.tolist())) == want
@@ -463,7 +463,7 @@ def test_spec_block_pairs_checks_the_same_candidates_as_pairs_in_runs():
     uniq = np.unique(np.stack([key, row.astype(np.uint64)], axis=1), axis=0)
     ukey, urow = uniq[:, 0].copy(), uniq[:, 1].astype(np.int64)
     counts, found = np.zeros(2, dtype=np.int64), []
-    dedup_spec_blocks._check_blocks(ukey, urow, cap, check, np.empty(64, dtype=np.uint64), counts, mine, found, n)
+    spec_blocks._check_blocks(ukey, urow, cap, check, np.empty(64, dtype=np.uint64), counts, mine, found, n)
     want = set(zip(*(x.tolist() for x in near.unpack(np.unique(np.concatenate(found))))))
     assert len(want)
     for keyed in (ukey, np.unique(ukey, return_inverse=True)[1].astype(np.int64)):  # hashes or block numbers
@@ -521,10 +521,10 @@ def test_a_run_with_nothing_new_keeps_the_groups_and_a_write_or_full_groups_agai
 
 
 def test_the_touched_blocks_key_pass_keeps_every_rows_keys_among_the_wanted():
-    """``dedup_spec_blocks._keys_in`` (each row's pair keys made only of the entries whose one-entry key the
+    """``spec_blocks._keys_in`` (each row's pair keys made only of the entries whose one-entry key the
     wanted keys' rows have) keeps every row's block keys that are among the wanted ones, with their
     rows: what making every row's keys and testing each gives, for ``need`` 2 and 1."""
-    from m5data.annotate.dedup import dedup_spec_blocks
+    from m5data.annotate.dedup import spec_blocks
 
     rng = np.random.default_rng(5)
     n, brand_key = 600, 0
@@ -541,10 +541,10 @@ def test_the_touched_blocks_key_pass_keeps_every_rows_keys_among_the_wanted():
     brands = np.concatenate([np.sort(rng.choice(3, b, replace=False)) for b in blens]).astype(np.int32)
     for need in (2, 1):
         args = (offsets, keys, values, brand_offsets, brands, brand_key, need)
-        every_key, every_row = dedup_spec_blocks._block_keys(args)
+        every_key, every_row = spec_blocks._block_keys(args)
         rows = np.flatnonzero(rng.random(n) < 0.02)
-        wanted = dedup_spec_blocks._own_keys(args, rows)
-        at, row = dedup_spec_blocks._keys_in(args, wanted, rows)
+        wanted = spec_blocks._own_keys(args, rows)
+        at, row = spec_blocks._keys_in(args, wanted, rows)
         key = wanted[at]
         hit = np.isin(every_key, wanted)
         assert len(key) and sorted(zip(key.tolist(), row.tolist())) == sorted(

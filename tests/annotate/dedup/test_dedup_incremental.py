@@ -11,7 +11,7 @@ from support.dedup_rows import image_row as _image
 from support.dedup_rows import product_row as _product
 from support.grow import copies as _copies
 
-from m5data.annotate.dedup import dedup_index, dedup_index_read, dedup_kept
+from m5data.annotate.dedup import kept_inputs, kept_inputs_read, kept_pairs
 from m5data.annotate.dedup.job import dedup
 from m5data.annotate.kernels import dedup_inputs
 from m5data.config import load
@@ -116,10 +116,10 @@ def test_a_retitled_product_leaves_its_group_and_joins_the_new_one_and_its_old_p
 def _kept_pairs(store) -> pa.Table:
     """The kept pairs as product ids: their rows placed through the kept inputs' ids (and their digest checked)."""
     state = changes.load_state(store, "dedup")
-    table = dedup_kept.load_edges(store, state["edges"])
-    ids = dedup_index_read.kept_ids(dedup_index.load(store, state["inputs_files"], "品牌"))
-    assert table.schema.metadata[dedup_kept.IDS].decode() == dedup_kept.ids_digest(ids)
-    return dedup_kept.pair_ids(table, ids)
+    table = kept_pairs.load_edges(store, state["edges"])
+    ids = kept_inputs_read.kept_ids(kept_inputs.load(store, state["inputs_files"], "品牌"))
+    assert table.schema.metadata[kept_pairs.IDS].decode() == kept_pairs.ids_digest(ids)
+    return kept_pairs.pair_ids(table, ids)
 
 
 def test_kept_pairs_of_other_products_are_not_placed_and_the_run_is_a_full_one(store):
@@ -133,7 +133,7 @@ def test_kept_pairs_of_other_products_are_not_placed_and_the_run_is_a_full_one(s
     assert _kept_pairs(store).num_rows == 1
     state = changes.load_state(store, "dedup")
     # the same rows, kept for products in another order: a row number would name another product
-    state["edges"] = dedup_kept.save_edges(store, pa.array(["a:2", "a:1", "a:3"]),
+    state["edges"] = kept_pairs.save_edges(store, pa.array(["a:2", "a:1", "a:3"]),
                                            [(np.array([1]), np.array([2]), np.zeros(1), "minhash")])
     store.write_text(changes.state_file("dedup"), json.dumps(state))
     store.write("products", [_product("b:4", "m4", "另外一个名字二号")])
@@ -198,12 +198,12 @@ def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_giv
     one = specs.filter(pc.equal(specs.column("product_id"), ids[9]))
     store.write("specs", one.set_column(one.schema.get_field_index("value"), "value",
                                         pa.array([f"新值{i}" for i in range(one.num_rows)])))  # values never seen
-    changed, products = dedup_kept.changed_ids(store, state["watermarks"])
+    changed, products = kept_pairs.changed_ids(store, state["watermarks"])
     assert sorted(changed.to_pylist()) == sorted([ids[7], ids[9], *(p.replace(":", ":n", 1) for p in ids[:5])])
     brand = norm_value("品牌")
     a = settings.dedup
     part, whole = (near.LSHIndex(a.minhash_threshold, a.num_perm) for _ in range(2))
-    inc = dedup_index_read.read_incremental(store, dedup_index.load(store, state["inputs_files"], brand), brand, changed, part,
+    inc = kept_inputs_read.read_incremental(store, kept_inputs.load(store, state["inputs_files"], brand), brand, changed, part,
                                        None, a.shingle)
 
     def index(batch):
@@ -213,7 +213,7 @@ def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_giv
     full = read_inputs(store, brand, index)
     assert inc.ids.equals(full.ids) and len(full) == 305
     # no products part went: the store's ids are the kept files' and the products written since
-    assert dedup_index_read.store_ids(dedup_index.load(store, state["inputs_files"], brand), products.column("product_id")).equals(full.ids)
+    assert kept_inputs_read.store_ids(kept_inputs.load(store, state["inputs_files"], brand), products.column("product_id")).equals(full.ids)
     for name in ("blob", "title_key", "sha_hash", "title_hash", "has_title", "phash", "has_phash", "phash_given",
                  "n_spec_rows"):
         assert np.array_equal(getattr(inc, name), getattr(full, name)), name
@@ -240,7 +240,7 @@ def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_giv
         assert rows.num_rows == 7 and rows.equals(every.filter(pc.is_in(every.column("product_id"), value_set=fresh)))
     finally:
         con.close()
-    written = dedup_index_read.read_incremental(store, dedup_index.load(store, state["inputs_files"], brand), brand, changed,
+    written = kept_inputs_read.read_incremental(store, kept_inputs.load(store, state["inputs_files"], brand), brand, changed,
                                            near.LSHIndex(a.minhash_threshold, a.num_perm), None,
                                            a.shingle, written=products)
     for name in ("blob", "title_key", "sha_hash", "title_hash", "has_title", "phash", "has_phash", "phash_given",
@@ -297,7 +297,7 @@ def test_the_kept_inputs_grow_by_deltas_of_the_rows_read_again_and_are_compacted
     """An incremental run appends a delta of the products it read again (not every product's arrays)
     and writes the dedup rows that differ only; past ``COMPACT_SHARE`` of the base's rows a run
     writes a new base and the old files go; the groups equal a rebuild's all along."""
-    from m5data.annotate.dedup import dedup_index
+    from m5data.annotate.dedup import kept_inputs
 
     def spec_rows(pid, i):
         return [{"product_id": pid, "position": 0, "property": "品牌", "value": f"牌子{i % 3}"},
@@ -325,19 +325,19 @@ def test_the_kept_inputs_grow_by_deltas_of_the_rows_read_again_and_are_compacted
         files = changes.load_state(store, "dedup")["inputs_files"]
         assert files[0] == base[0] and len(files) == 2 + step and files[-1].endswith("-delta.npz")
         assert _groups(store)[f"b:{step:02d}"] == f"a:{step:02d}"
-    kept = dedup_index.load(store, files, "品牌")
+    kept = kept_inputs.load(store, files, "品牌")
     assert len(kept[0]) == 40 and all(len(d) <= 2 for d in kept[1:])  # a delta: the copy and its original's new pair
     assert "b:02" in kept[-1].z["ids"].to_pylist() and "b:02" not in kept[1].z["ids"].to_pylist()
     assert store.files("derived/dedup") == sorted([changes.load_state(store, "dedup")["edges"], *files])
     incremental = _rows(store)
     dedup(store, settings, full=True)
     assert _rows(store) == incremental
-    monkeypatch.setattr(dedup_index, "COMPACT_SHARE", 0.01)  # the deltas pass the share: a new base
+    monkeypatch.setattr(kept_inputs, "COMPACT_SHARE", 0.01)  # the deltas pass the share: a new base
     add("b:03", 3)
     dedup(store, settings)
     state = changes.load_state(store, "dedup")
     assert len(state["inputs_files"]) == 1 and state["inputs_files"][0].endswith("-base.npz")
-    assert len(dedup_index.load(store, state["inputs_files"], "品牌")[0]) == 44
+    assert len(kept_inputs.load(store, state["inputs_files"], "品牌")[0]) == 44
     assert store.files("derived/dedup") == sorted([state["edges"], *state["inputs_files"]])  # the old ones went
     incremental = _rows(store)
     dedup(store, settings, full=True)
@@ -374,7 +374,7 @@ def test_a_damaged_kept_inputs_file_is_not_read_and_the_next_run_rebuilds(store)
     import struct
     import zipfile
 
-    from m5data.annotate.dedup import dedup_index
+    from m5data.annotate.dedup import kept_inputs
 
     for i in range(12):
         pid = f"a:{i:02d}"
@@ -383,7 +383,7 @@ def test_a_damaged_kept_inputs_file_is_not_read_and_the_next_run_rebuilds(store)
     settings = _settings(store.root)
     dedup(store, settings)
     files = changes.load_state(store, "dedup")["inputs_files"]
-    assert dedup_index.load(store, files, "品牌") is not None
+    assert kept_inputs.load(store, files, "品牌") is not None
     path = store.root / files[0]
     data = bytearray(path.read_bytes())
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:  # the last byte of the largest member's array
@@ -391,11 +391,11 @@ def test_a_damaged_kept_inputs_file_is_not_read_and_the_next_run_rebuilds(store)
     name_len, extra_len = struct.unpack_from("<HH", data, info.header_offset + 26)
     data[info.header_offset + 30 + name_len + extra_len + info.file_size - 1] ^= 0xFF
     path.write_bytes(bytes(data))
-    assert dedup_index.load(store, files, "品牌") is None
+    assert kept_inputs.load(store, files, "品牌") is None
     store.write("products", [_product("b:00", "mb", "第0号商品的标题 model XK-0000")])
     dedup(store, settings)  # the kept inputs unreadable: every product read from the store again
     files = changes.load_state(store, "dedup")["inputs_files"]
-    assert dedup_index.load(store, files, "品牌") is not None  # and kept again
+    assert kept_inputs.load(store, files, "品牌") is not None  # and kept again
     rows = _rows(store)
     dedup(store, settings, full=True)
     assert _rows(store) == rows and _groups(store)["b:00"] == _groups(store)["a:00"]
@@ -422,7 +422,7 @@ def test_a_new_spec_value_that_moves_every_code_moves_no_unchanged_row(store):
     assert inc.full is None and inc.searched == 1
     assert inc.stats.details["spec_searched"] == 1
     files = changes.load_state(store, "dedup")["inputs_files"]
-    kept = dedup_index.load(store, files, "品牌")
+    kept = kept_inputs.load(store, files, "品牌")
     assert len(files) == 2 and kept[-1].z["ids"].to_pylist() == ["b:00"]
     incremental = _rows(store)
     dedup(store, settings, full=True)
@@ -442,11 +442,11 @@ def test_the_kept_spec_entries_that_made_the_keys_are_the_rarest_a_full_run_choo
     store.write("specs", [{"product_id": "a:00", "position": 0, "property": "属性0", "value": "新值"}])
     dedup(store, settings)
     state = changes.load_state(store, "dedup")
-    kept = dedup_index.load(store, state["inputs_files"], "品牌")
-    ids = dedup_index_read.kept_ids(kept)
-    src, srow, _ = dedup_index_read._sources(ids, kept)
-    merged = dedup_index_read._merge([k.z for k in kept], src, srow, ids, "品牌")
-    from m5data.annotate.dedup.dedup_spec_blocks import SPEC_KEY_ENTRIES, _rarest_entries
+    kept = kept_inputs.load(store, state["inputs_files"], "品牌")
+    ids = kept_inputs_read.kept_ids(kept)
+    src, srow, _ = kept_inputs_read._sources(ids, kept)
+    merged = kept_inputs_read._merge([k.z for k in kept], src, srow, ids, "品牌")
+    from m5data.annotate.dedup.spec_blocks import SPEC_KEY_ENTRIES, _rarest_entries
     from m5data.annotate.kernels.dedup_inputs import read_inputs
     from m5data.annotate.kernels.spec_jit import entry_freq
     from m5data.annotate.kernels.values import norm_value

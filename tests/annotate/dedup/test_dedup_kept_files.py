@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from m5data.annotate.dedup import dedup_kept
+from m5data.annotate.dedup import kept_pairs
 from m5data.storage import Store
 
 
@@ -15,19 +15,19 @@ def test_a_kept_pairs_file_of_another_format_is_not_read(tmp_path):
     store = Store.init(tmp_path / "store")
     ids = pa.array(["a", "b", "c"])
     edges = [(np.array([0]), np.array([1]), np.array([0.0]), "exact_title")]
-    rel = dedup_kept.save_edges(store, ids, edges)
-    table = dedup_kept.load_edges(store, rel)
+    rel = kept_pairs.save_edges(store, ids, edges)
+    table = kept_pairs.load_edges(store, rel)
     assert table is not None and table.num_rows == 1
-    assert table.schema.metadata[dedup_kept.FORMAT_KEY] == str(dedup_kept.FORMAT).encode()
-    older = table.replace_schema_metadata({**table.schema.metadata, dedup_kept.FORMAT_KEY: b"1"})
+    assert table.schema.metadata[kept_pairs.FORMAT_KEY] == str(kept_pairs.FORMAT).encode()
+    older = table.replace_schema_metadata({**table.schema.metadata, kept_pairs.FORMAT_KEY: b"1"})
     buf = io.BytesIO()
     pq.write_table(older, buf)
     store.write_bytes("derived/dedup/edges-older.parquet", buf.getvalue())
-    assert dedup_kept.load_edges(store, "derived/dedup/edges-older.parquet") is None
+    assert kept_pairs.load_edges(store, "derived/dedup/edges-older.parquet") is None
 
 
 def test_the_exact_keys_are_the_exact_rules():
-    from m5data.annotate.dedup.dedup_groups import RULES
+    from m5data.annotate.dedup.groups import RULES
     from m5data.annotate.kernels.dedup_inputs import Inputs
 
     n = 3

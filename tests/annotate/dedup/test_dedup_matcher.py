@@ -10,8 +10,8 @@ import pytest
 from support.grow import copies
 from typer.testing import CliRunner
 
-from m5data.annotate.dedup.dedup_learned import best_per_product, graph_top2
 from m5data.annotate.dedup.job import dedup, score_groups
+from m5data.annotate.dedup.matcher_pairs import best_per_product, graph_top2
 from m5data.annotate.kernels.pair_model import load_model, loads
 from m5data.annotate.kernels.truth import read_truth_products
 from m5data.cli import app

@@ -1,4 +1,4 @@
-"""The spec rule's blocked search (:mod:`.dedup_spec`): each product's block keys (a brand spelling and two
+"""The spec rule's blocked search (:mod:`.spec_rule`): each product's block keys (a brand spelling and two
 of its rarest values), the blocks' pairs checked by the compiled passes, in parts of the key space and
 bounded passes; and an incremental run's touched blocks (the keys of changed products, and of the rows
 whose rarest entries moved). The compiled loops are in :mod:`..kernels.spec_jit`."""
@@ -32,7 +32,7 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
 
     ``freq``: per spec row, the products listing its entry (the rarest entries make the keys; None:
     counted here, for the rows it is needed for). The
-    spec rule calls it with its own thresholds; the learned matcher (:mod:`.dedup_learned`) with
+    spec rule calls it with its own thresholds; the learned matcher (:mod:`.matcher_pairs`) with
     looser ones, for candidates it then scores.
 
     ``touching``: a bool mask of rows (an incremental dedup's changed ones): only the pairs with one
@@ -218,8 +218,8 @@ def _touched_blocks(args: tuple, touching: np.ndarray, cap: int) -> tuple[np.nda
     rows' keys made first, then every row's keys kept only when among them: memory holds those
     blocks, not the catalogue's keys, and a counting sort by block groups them, no sort of the
     keys), and the rows of capped blocks that touching rows take over the cap or head joined too
-    (:func:`.dedup_kept.crossing`), with their blocks. ``touching`` is changed in place."""
-    from .dedup_kept import crossing
+    (:func:`.kept_pairs.crossing`), with their blocks. ``touching`` is changed in place."""
+    from .kept_pairs import crossing
 
     rows = np.flatnonzero(touching)
     wanted = _own_keys(args, rows)  # the touching rows' keys, then every row's among them

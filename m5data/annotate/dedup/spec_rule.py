@@ -1,7 +1,7 @@
 """The ``spec`` rule of dedup: pairs of the same brand agreeing on enough shared properties, found
 in exact blocks of rare spec values (never all pairs) and kept only when such an agreement is
 unlikely by chance within the brand. Called by :func:`.job.dedup`; the blocked search is in
-:mod:`.dedup_spec_blocks`, the compiled loops in :mod:`..kernels.spec_jit`.
+:mod:`.spec_blocks`, the compiled loops in :mod:`..kernels.spec_jit`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 from ..kernels import dedup_inputs
 from ..kernels.dedup_inputs import Inputs
-from .dedup_spec_blocks import (
+from .spec_blocks import (
     _block_keys,
     spec_blocks,
 )

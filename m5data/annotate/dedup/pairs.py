@@ -12,8 +12,8 @@ import numpy as np
 from ... import arrays
 from ..kernels import dedup_inputs, near, phash
 from ..kernels.dedup_inputs import Inputs
-from . import dedup_kept, dedup_learned
-from .dedup_spec import spec_rule
+from . import kept_pairs, matcher_pairs
+from .spec_rule import spec_rule
 
 if TYPE_CHECKING:  # the report is only written to here
     from .job import DedupReport
@@ -68,10 +68,10 @@ def search_pairs(report: DedupReport, inp: Inputs, a, store, plan, touching: np.
         rules = [e for e in edges if e[3] != "matcher"]  # the kept matcher pairs are not the rules'
         scored = touching
         if touching is not None:  # a changed product moves its partners' nearest-neighbour features:
-            scored = dedup_kept.reach(touching, edges)  # their kept matcher pairs are scored again
+            scored = kept_pairs.reach(touching, edges)  # their kept matcher pairs are scored again
             edges = rules + [(lo[keep], hi[keep], d[keep], r) for lo, hi, d, r in edges if r == "matcher"
                              for keep in [~(scored[lo] | scored[hi])]]
-        edges.append(dedup_learned.learned_pairs(report, inp, a, store, learned, rules, scored))
+        edges.append(matcher_pairs.learned_pairs(report, inp, a, store, learned, rules, scored))
     step("matcher")
     return edges, n_kept
 

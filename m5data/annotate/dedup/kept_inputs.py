@@ -17,7 +17,7 @@ base instead. A later file's row of a product wins; rows of products no longer i
 ignored (and dropped by the next base). At 100k products a base is ~40 MB, a run's delta ~0.5 MB.
 
 The next run reads the ids of the store's products, the kept files, and from the store only the
-products that changed (:func:`.dedup_kept.changed_ids`), and joins them (:mod:`.dedup_index_read`): the
+products that changed (:func:`.kept_pairs.changed_ids`), and joins them (:mod:`.kept_inputs_read`): the
 same :class:`Inputs` a full read gives, codes included (codes are ranks of sorted names, so they do not
 depend on which names came first).
 """
@@ -54,7 +54,7 @@ LAZY = ("sigs", "sha", "title_text")  # of ROWS and TEXT: an incremental read's 
 # read (:class:`Gathered`, :class:`GatheredText`)
 NAMES = ("props", "values", "spellings")  # what the spec codes stand for (sorted: code = rank)
 CSR = ("spec_offsets", "spec_keys", "spec_values", "spec_chosen", "brand_offsets", "brands")  # spec codes per row
-# (spec_chosen: bool per spec entry, those that made the row's block keys: :func:`.dedup_spec_blocks.moved_rows`)
+# (spec_chosen: bool per spec entry, those that made the row's block keys: :func:`.spec_blocks.moved_rows`)
 TABLE = ("perm_a", "perm_b", "lsh_params", "wide_params")  # the title indexes' (the same in every file)
 
 

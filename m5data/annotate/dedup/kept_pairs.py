@@ -14,7 +14,7 @@ was saved leaves the previous state and the file it names, so the run after it s
 
 The pairs are row numbers, not product ids (4.5 million pairs of string ids cost ~1.7 s a run to look
 up and write again at 1M products): the next run places them through the kept inputs' ids
-(:mod:`.dedup_index`, which hold that run's products), checked against the digest; when they do not
+(:mod:`.kept_inputs`, which hold that run's products), checked against the digest; when they do not
 fit (or the kept inputs cannot be read) the run is a full one.
 """
 
@@ -110,7 +110,7 @@ def load_edges(store, rel) -> pa.Table | None:
 
 def pair_ids(table: pa.Table, ids: pa.Array) -> pa.Table:
     """Kept pairs (:func:`load_edges`) as ``left_id``, ``right_id``, ``rule``, ``distance``: ``ids`` are
-    the products of the run that kept them (its kept inputs' ids, :func:`.dedup_index_read.kept_ids`)."""
+    the products of the run that kept them (its kept inputs' ids, :func:`.kept_inputs_read.kept_ids`)."""
     return pa.table({"left_id": ids.take(table.column("left")), "right_id": ids.take(table.column("right")),
                      "rule": table.column("rule").cast(pa.string()), "distance": table.column("distance")})
 

@@ -34,7 +34,7 @@ from ..kernels import dedup_inputs, near, phash
 from ..kernels.dedup_inputs import Inputs
 from ..kernels.pair_model import cascade_features
 from ..kernels.phash import hamming
-from .dedup_spec_blocks import spec_blocks
+from .spec_blocks import spec_blocks
 
 MODES = ("rules", "learned")
 

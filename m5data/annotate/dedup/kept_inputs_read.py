@@ -1,4 +1,4 @@
-"""The incremental read of dedup's inputs: the kept files (:mod:`.dedup_index`) joined with the products
+"""The incremental read of dedup's inputs: the kept files (:mod:`.kept_inputs`) joined with the products
 read again from the store (new and changed ones, and any the files lack), a later file's row of a
 product winning, spec codes mapped to the joined names; the same :class:`Inputs` a full read gives."""
 
@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 
 from ..kernels import dedup_inputs, near
 from ..kernels.dedup_inputs import Inputs, Specs
-from .dedup_index import (
+from .kept_inputs import (
     LAZY,
     NAMES,
     OUT,

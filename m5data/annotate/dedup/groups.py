@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from ...storage import StageStats
 from ..kernels.dedup_inputs import Inputs
-from . import dedup_index
+from . import kept_inputs
 
 if TYPE_CHECKING:  # the report is only written to here
     from .job import DedupReport
@@ -93,7 +93,7 @@ def write_table(store, state: dict | None, inp: Inputs, table: pa.Table, plan) -
         store.replace("dedup", table)
         return None
     differ = np.zeros(len(table), dtype=bool)
-    for c in dedup_index.OUT:
+    for c in kept_inputs.OUT:
         new, old = table.column(c), prev.column(c)
         same = pc.fill_null(pc.equal(new, old), False).to_numpy(zero_copy_only=False)
         both_null = pc.is_null(new).to_numpy(zero_copy_only=False) & pc.is_null(old).to_numpy(zero_copy_only=False)
