@@ -10,8 +10,6 @@ from typing import Optional
 
 import typer
 
-from ..kernels.truth import read_truth
-
 
 def dedup(
     ctx: typer.Context,
@@ -38,7 +36,7 @@ def dedup(
         "dedup.spec_min_shared": spec_min_shared, "dedup.spec_veto": False if no_spec_veto else None,
         "dedup.matcher": matcher,
     })
-    truth = read_truth(score_against)  # before the work: a wrong path fails at once
+    truth = _truth(score_against)  # before the work: a wrong path fails at once
     d = run_stage("dedup", rctx).details
     if d.get("unchanged"):
         console.print("nothing dedup reads changed since its last complete run: its groups stand (--full groups again)")
@@ -47,6 +45,18 @@ def dedup(
         from .job import score_groups
 
         console.print(score_table(score_groups(rctx.store.read("dedup").to_pylist(), truth), score_against))
+
+
+def _truth(path: Path | None) -> list[dict] | None:
+    """The demo shop's truth products (``--score-against``: the file, the truth folder or the shop), their
+    ``product_id`` and ``instance_id``; None without one; a bad path or file is one line, exit 1."""
+    if path is None:
+        return None
+    from ...storage.truth_files import truth_rows
+    from ...verbs import one_line_errors
+
+    with one_line_errors(FileNotFoundError, ValueError):  # plain text: the path is the user's
+        return truth_rows(path, "products.parquet", ["product_id", "instance_id"])
 
 
 def summary_table(details: dict):

@@ -34,12 +34,11 @@ def match_level(
 
     from ...console import console
     from ...verbs import run_stage, stage_context
-    from ..kernels.truth import read_truth
 
     jieba.setLogLevel(logging.WARNING)
     rctx = stage_context(ctx, progress=True, options={"full": full},
                          **{"match_level.well": well, "match_level.partial": partial, "match_level.folds": folds})
-    truth = read_truth(score_against)
+    truth = _truth(score_against)  # before the work: a wrong path fails at once
     d = run_stage("match_level", rctx).details
     rows = [(f"level {level}", f"{n:,}") for level, n in d["levels"].items()]
     rows += [(f"  missing evidence: {reason}", f"{n:,}") for reason, n in sorted(d["reasons"].items(), key=lambda kv: -kv[1])]
@@ -53,6 +52,21 @@ def match_level(
         console.print(score_table(score, score_against))
         console.print(f"ROC AUC {score.auc:.4f} (mismatched captions: {score.positives:,} of {score.products:,} "
                       f"scored; {score.unscored_mismatched:,} without a score)", highlight=False)
+
+
+def _truth(path: Path | None) -> list[dict] | None:
+    """The demo shop's truth products (``--score-against``: the file, the truth folder or the shop), or None
+    without one; a bad path or a file without ``product_id`` is one line, exit 1."""
+    if path is None:
+        return None
+    from ...storage.truth_files import truth_rows
+    from ...verbs import one_line_errors
+
+    with one_line_errors(FileNotFoundError, ValueError):  # plain text: the path is the user's
+        rows = truth_rows(path, "products.parquet")
+        if rows and "product_id" not in rows[0]:
+            raise ValueError(f"truth {path} has no product_id column")
+    return rows
 
 
 def score_table(score, truth):

@@ -10,10 +10,10 @@ from support.dedup_rows import product_row as _product
 from typer.testing import CliRunner
 
 from m5data.annotate.dedup.job import dedup, run, score_groups
-from m5data.annotate.kernels.truth import read_truth_products
 from m5data.annotate.kernels.values import brand_spellings, noisy_value
 from m5data.cli import app
 from m5data.config import ConfigError, load
+from m5data.storage.truth_files import truth_rows
 
 runner = CliRunner()
 
@@ -206,7 +206,7 @@ def test_default_demo_world_pair_precision_and_recall(demo300_copy):
     store = Store.open(store_dir)
     report = dedup(store, settings)
     rows = store.read("dedup").to_pylist()
-    score = score_groups(rows, read_truth_products(truth))
+    score = score_groups(rows, truth_rows(truth, "products.parquet"))
     assert score.products == 300 and score.true_pairs >= 25
     assert score.precision >= 0.97  # target 0.95
     assert score.recall >= 0.88  # target 0.80

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 from m5data.annotate.dedup.job import dedup, score_groups
 from m5data.annotate.dedup.matcher_pairs import best_per_product, graph_top2
 from m5data.annotate.kernels.pair_model import load_model, loads
-from m5data.annotate.kernels.truth import read_truth_products
 from m5data.cli import app
 from m5data.config import ConfigError, load
 from m5data.storage import Store
+from m5data.storage.truth_files import truth_rows
 
 runner = CliRunner()
 
@@ -56,7 +56,7 @@ def _train_from_simulated_crowd(store, judged) -> None:
 def test_learned_dedup_finds_more_true_pairs_keeps_the_rules_pairs_and_rules_is_todays_dedup(demo300_copy, demo300_judged,
                                                                                              tmp_path):
     store_dir, truth_dir = demo300_copy
-    store, truth = Store.open(store_dir), read_truth_products(truth_dir)
+    store, truth = Store.open(store_dir), truth_rows(truth_dir, "products.parquet")
     # no model yet: learned (the default) is rules, and says why
     before = dedup(store, _settings(store_dir))
     assert before.matcher.startswith("rules (no trained matcher") and "matcher" not in before.pairs

@@ -5,11 +5,11 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from m5data.annotate.kernels.truth import read_truth_products
 from m5data.annotate.match_level.job import level_of, match_level, run, score_levels, spec_hits
 from m5data.cli import app
 from m5data.config import ConfigError, load
 from m5data.storage import Store
+from m5data.storage.truth_files import truth_rows
 
 runner = CliRunner()
 
@@ -52,7 +52,7 @@ def test_default_demo_world_auc_reasons_and_idempotence(demo300_copy):
     report = match_level(store, settings)
     rows = store.read("caption_match").to_pylist()
     assert len(rows) == 300
-    truth = read_truth_products(truth_dir)
+    truth = truth_rows(truth_dir, "products.parquet")
     score = score_levels(rows, truth)
     assert score.positives >= 5
     assert score.auc >= 0.92  # target 0.85
