@@ -50,9 +50,9 @@ def main() -> None:
     from m5data import config as cfg
     from m5data.annotate.kernels import embed
     from m5data.annotate.kernels.search import exact_search
-    from m5data.annotate.pools import pools_incremental
-    from m5data.annotate.pools.pool_rows import sample_queries
-    from m5data.annotate.pools.pool_vectors import IN_MEMORY_ROWS, read_catalog, titles_as_captions
+    from m5data.annotate.pools import next_run
+    from m5data.annotate.pools.rows import sample_queries
+    from m5data.annotate.pools.vectors import IN_MEMORY_ROWS, read_catalog, titles_as_captions
     from m5data.storage import Store, changes
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -65,7 +65,7 @@ def main() -> None:
     ids = catalog.column("product_id")
     files = changes.load_state(store, "pools")["files"]
     kept = store.root / "derived" / "pools"
-    kept_ids = pools_incremental._load_ids(kept / files["ids"]).to_pylist()
+    kept_ids = next_run._load_ids(kept / files["ids"]).to_pylist()
     assert kept_ids == ids, "the kept vectors are not of this store's products"
     vec = np.load(kept / files["vectors"], mmap_mode="r")
     dt = a.text_dim
@@ -116,7 +116,7 @@ def main() -> None:
     for solver in args.solvers.split(","):
         kind, _, it = solver.partition(":")
         svd = {"svd": kind, "n_iter": int(it) if it else a.svd_iter}
-        if n + len(copied) <= IN_MEMORY_ROWS:  # pool_vectors' in-memory path: fit on all, fit_transform for the fitted
+        if n + len(copied) <= IN_MEMORY_ROWS:  # vectors' in-memory path: fit on all, fit_transform for the fitted
             fitted: list = []
             old = embed.tfidf_svd([list(t) for t in tokens], texts, dim=dt, seed=s.annotate.seed, keep=fitted, **svd)
             inc_text = old[src]
@@ -140,7 +140,7 @@ def main() -> None:
 
 
 def embed_mean(x: np.ndarray) -> np.ndarray:
-    from m5data.annotate.pools.pool_embedder import nonzero_mean
+    from m5data.annotate.pools.embedder import nonzero_mean
 
     return nonzero_mean(np.asarray(x, np.float32))
 

@@ -25,8 +25,8 @@ INJECT = {
     "extract": ("m5data.extract.run", "plan_phases"),  # inside extract's own except: its own row names it
     "align": ("m5data.align.run", "_align"),
     "dedup": ("m5data.annotate.dedup.job", "_dedup"),
-    "match_level": ("m5data.annotate.match_level.match_model", "incremental"),
-    "pools": ("m5data.annotate.pools.pools_incremental", "up_to_date"),
+    "match_level": ("m5data.annotate.match_level.kept_model", "incremental"),
+    "pools": ("m5data.annotate.pools.next_run", "up_to_date"),
     "crowd": ("m5data.annotate.crowd.job", "read_judgements"),
     "matcher": ("m5data.annotate.matcher.job", "read_store"),
     "splits": ("m5data.splits.stage", "_run"),

@@ -392,7 +392,7 @@ def test_image_descriptors_of_annotate_never_open_a_blob_outside_the_store(world
     desc, reasons = image_descriptors(store.root, [blobs[p] for p in order], [None] * len(order))
     assert reasons == [None] + ["image blob path outside the store"] * 3
     assert desc[0].any() and not desc[1:].any()
-    from m5data.annotate.pools.pool_images import image_paths
+    from m5data.annotate.pools.images import image_paths
 
     paths, outside = image_paths(store.root, [blobs[p] for p in order] + [None])
     assert outside == [1, 2, 3] and paths[1:] == [None] * 4 and Path(paths[0]).is_file()

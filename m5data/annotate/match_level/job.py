@@ -31,8 +31,8 @@ import numpy as np
 from ... import config as cfg
 from ...stages import StageRun, opened
 from ...storage import StageStats
-from .match_image import DESC_DIM, image_descriptor, image_descriptors, image_votes
-from .match_inputs import (
+from .image_neighbours import DESC_DIM, image_descriptor, image_descriptors, image_votes
+from .reads import (
     LEVELS,
     Inputs,
     MatchReport,
@@ -47,7 +47,7 @@ from .match_inputs import (
 
 __all__ = ["LEVELS", "Inputs", "MatchReport", "MatchScore", "category_scores", "check_settings", "level_of",
            "match_level", "read_inputs", "run", "score_levels", "spec_hits", "truth_level",
-           # image evidence, from .match_image (imported from here by callers)
+           # image evidence, from .image_neighbours (imported from here by callers)
            "DESC_DIM", "image_descriptor", "image_descriptors", "image_votes"]
 
 
@@ -151,7 +151,7 @@ def match_level(store, settings: cfg.Settings, *, progress: Progress | None = No
     """Score each product's caption against its category, spec values and image; replace ``caption_match``.
 
     Unless ``full``, a run after a complete one scores only the products new or changed since with the
-    classifier and image gallery that run kept (``match_model.py``); it fits again (in full) when the
+    classifier and image gallery that run kept (``kept_model.py``); it fits again (in full) when the
     products it was fitted on are below ``match_level.refit_share`` of the store.
 
     Args:
@@ -162,19 +162,19 @@ def match_level(store, settings: cfg.Settings, *, progress: Progress | None = No
         run: the run the contract opened (``stages.call``); None: opened here (``stages.opened``), a
             full one with ``full``.
     """
-    from . import match_model
+    from . import kept_model
 
     check_settings(settings)
     if run is None:
-        with opened(match_model.STAGE, store, settings, full=full) as run:
+        with opened(kept_model.STAGE, store, settings, full=full) as run:
             return match_level(store, settings, progress=progress, run=run)
-    kept, refit = match_model.incremental(run, settings, progress)
+    kept, refit = kept_model.incremental(run, settings, progress)
     return kept if kept is not None else _score_all(run, settings, refit, progress)
 
 
 def _score_all(run: StageRun, settings: cfg.Settings, refit: str | None, progress: Progress | None) -> MatchReport:
     """A full run: every product scored by cross-fitted classifiers, ``caption_match`` replaced, the classifier kept."""
-    from . import match_model
+    from . import kept_model
 
     store, a, stats = run.store, settings.match_level, run.stats
     report = MatchReport(stats, refit=refit)
@@ -183,7 +183,7 @@ def _score_all(run: StageRun, settings: cfg.Settings, refit: str | None, progres
     has_image = inp.img_reason == 0
     votes = image_votes(inp.desc, has_image, inp.class_id, a.image_k, gallery=a.image_gallery,
                         seed=settings.annotate.seed, progress=progress)
-    gallery = match_model.gallery_of(inp, has_image, a, settings.annotate.seed)
+    gallery = kept_model.gallery_of(inp, has_image, a, settings.annotate.seed)
     inp.desc = None  # the descriptors are done with: free them before the classifier
     cat, img = category_scores(inp, settings, votes, progress)
     del votes
@@ -192,7 +192,7 @@ def _score_all(run: StageRun, settings: cfg.Settings, refit: str | None, progres
     finish_report(report, table, inp)
     stats.details["changes"] = {"new": n, "changed": 0, "unchanged": 0}
     stats.finish()
-    match_model.save(run, settings, inp, gallery, report.levels)  # last: a killed run leaves the previous model
+    kept_model.save(run, settings, inp, gallery, report.levels)  # last: a killed run leaves the previous model
     return report
 
 

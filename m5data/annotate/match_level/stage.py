@@ -1,5 +1,5 @@
 """The match-level stage's entry in the registry (m5data/stages.py): ``run(ctx, run) -> StageStats``, and
-what beside the tables it reads (:data:`.match_model.READS`) decides its scores (:func:`inputs`)."""
+what beside the tables it reads (:data:`.kept_model.READS`) decides its scores (:func:`inputs`)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ def check(settings, options: dict) -> None:
 
 
 def inputs(ctx: RunContext) -> Iterable:
-    """The settings that decide the scores (:func:`.match_model.inputs`)."""
-    from .match_model import inputs
+    """The settings that decide the scores (:func:`.kept_model.inputs`)."""
+    from .kept_model import inputs
 
     return inputs(ctx.settings)
 

@@ -12,16 +12,16 @@ so adding products never changes which old products are queries.
 
 Resumable: the vectors live in a memory-map ``derived/pools/vectors-<fingerprint>.npy`` keyed by
 the inputs they depend on (products, captions, image hashes, embedder settings; module
-:mod:`.pool_vectors`), so a re-run with the same inputs embeds nothing; one marker per finished
+:mod:`.vectors`), so a re-run with the same inputs embeds nothing; one marker per finished
 block of queries lives in ``derived/pools/<fingerprint>/``, where that fingerprint adds the
 queries, the gallery and the search settings; a re-run with the same fingerprint skips finished
 blocks, and a run with another fingerprint starts afresh. Pools of products that are no longer
 queries are dropped at the end (reading each part's query ids once), so a re-run leaves the same
-table. A complete full run keeps its input state (module :mod:`.pool_inputs`) in the run's state: a
+table. A complete full run keeps its input state (module :mod:`.input_state`) in the run's state: a
 re-run that finds the store, the settings and the pools as that run left them returns its report
-without reading the catalog. The full run itself: :mod:`.pools_full`.
+without reading the catalog. The full run itself: :mod:`.full_run`.
 
-Incremental (module :mod:`.pools_incremental`): a complete run also keeps its fitted embedder, its
+Incremental (module :mod:`.next_run`): a complete run also keeps its fitted embedder, its
 vectors and each query's best ``K + pools.margin`` candidates; unless ``full`` (or
 ``fresh``, ``ann_check``, a split version), a later run embeds and searches only what changed since.
 """
@@ -38,16 +38,16 @@ from ...stages import StageRun, opened
 from ...storage import StageStats
 from ..kernels import embed
 from ..kernels.search import SEARCHES
-from . import pool_inputs, pools_full, pools_incremental, pools_update
-from .pool_rows import KEPT_NAME, PoolsError, Rows, gallery_matrix, pool_queries_present, sample_queries
-from .pool_vectors import embedder_name
-from .pools_full import RUN_VERSION, ann_recall, split_members
-from .pools_incremental import run_config
-from .pools_score import score_pools
+from . import full_run, input_state, next_run, update_run
+from .full_run import RUN_VERSION, ann_recall, split_members
+from .next_run import run_config
+from .rows import KEPT_NAME, PoolsError, Rows, gallery_matrix, pool_queries_present, sample_queries
+from .score import score_pools
+from .vectors import embedder_name
 
 __all__ = ["RUN_VERSION", "PoolsError", "PoolsReport", "Rows", "ann_recall", "build_pools", "check_settings",
            "gallery_matrix", "pool_queries_present", "run", "sample_queries", "split_members",
-           "score_pools"]  # score_pools lives in .pools_score, image_paths in .pool_images
+           "score_pools"]  # score_pools lives in .score, image_paths in .images
 
 Progress = Callable[[str, int, int], None]
 KEPT = f"derived/{KEPT_NAME}"  # the vectors, block markers and part index (a kept folder)
@@ -129,18 +129,18 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
     """
     check_settings(settings)
     if run is None:
-        with opened(pools_incremental.STAGE, store, settings, full=full, split_version=split_version) as run:
+        with opened(next_run.STAGE, store, settings, full=full, split_version=split_version) as run:
             return build_pools(store, settings, split_version=split_version, fresh=fresh, ann_check=ann_check,
                                progress=progress, run=run)
     incremental = not (run.full or fresh or ann_check or split_version)
-    if incremental and (saved := pools_incremental.up_to_date(run)) is not None:
+    if incremental and (saved := next_run.up_to_date(run)) is not None:
         report = PoolsReport(run.stats, embedder=embedder_name(settings))
-        pool_inputs.restore(report, saved["report"])
+        input_state.restore(report, saved["report"])
         report.changes = {"new": 0, "changed": 0, "unchanged": report.n_products}
         run.record(run_config(settings, None, report.fingerprint, up_to_date=True), "ok")
         return report
     # on object storage: a local copy, written back at the end; the vectors fetched only when used
-    with store.kept(KEPT, lazy=(VECTORS_FILES, *pools_incremental.LAZY)) as kept:
+    with store.kept(KEPT, lazy=(VECTORS_FILES, *next_run.LAZY)) as kept:
         return _build(run, settings, kept, split_version, fresh, ann_check, progress,
                       None if incremental else "full run asked")
 
@@ -148,33 +148,33 @@ def build_pools(store, settings: cfg.Settings, *, split_version: str | None = No
 def _build(run: StageRun, settings: cfg.Settings, kept, split_version: str | None, fresh: bool, ann_check: int,
            progress: Progress | None, refit: str | None) -> PoolsReport:
     """The pools as the last complete full run's input state left them, updated with what changed
-    since (:mod:`.pools_update`), or built in full (:mod:`.pools_full`; ``refit``: why)."""
+    since (:mod:`.update_run`), or built in full (:mod:`.full_run`; ``refit``: why)."""
     store = run.store
     report = PoolsReport(run.stats, embedder=embedder_name(settings))
     clock = _Clock(report.timings)
-    state = pool_inputs.snapshot(store, settings, split_version, RUN_VERSION)
+    state = input_state.snapshot(store, settings, split_version, RUN_VERSION)
     kept_inputs = (run.state or {}).get("input_state")  # the last complete run's, when it was a full one
     if not fresh and not ann_check:
-        saved = pool_inputs.saved_report(store, kept.path, kept_inputs, state)
+        saved = input_state.saved_report(store, kept.path, kept_inputs, state)
         if saved is not None:
-            pool_inputs.restore(report, saved)
+            input_state.restore(report, saved)
             report.changes = {"new": 0, "changed": 0, "unchanged": report.n_products}
             clock("check")
             run.record(run_config(settings, split_version, report.fingerprint, up_to_date=True), "ok")
             return report
     if refit is None:
-        refit = pools_incremental.why_full(run, settings, kept)
+        refit = next_run.why_full(run, settings, kept)
         if refit is None and kept_inputs is not None and run.unchanged():
             refit = "the store changed outside its tables (a part or an image file removed)"
         if refit is None:
-            refit = pools_update.run(run, settings, kept, report, clock, progress)
+            refit = update_run.run(run, settings, kept, report, clock, progress)
             if refit is None:
                 return report
             run.stats = StageStats("pools")  # the incremental try's counts are not this run's
             report = PoolsReport(run.stats, embedder=embedder_name(settings))
             clock = _Clock(report.timings)
     report.refit = refit
-    return pools_full.build(run, settings, kept, report, clock, state, split_version, fresh, ann_check, progress)
+    return full_run.build(run, settings, kept, report, clock, state, split_version, fresh, ann_check, progress)
 
 
 class _Clock:

@@ -1,5 +1,5 @@
 """The pools stage's entry in the registry (m5data/stages.py): ``run(ctx, run) -> StageStats``, and what
-beside the tables it reads (:data:`.pools_incremental.READS`) decides its pools (:func:`inputs`)."""
+beside the tables it reads (:data:`.next_run.READS`) decides its pools (:func:`inputs`)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ def check(settings, options: dict) -> None:
 
 
 def inputs(ctx: RunContext) -> Iterable:
-    """The settings, the code and the split version that decide the pools (:func:`.pools_incremental.inputs`)."""
+    """The settings, the code and the split version that decide the pools (:func:`.next_run.inputs`)."""
     from .job import RUN_VERSION
-    from .pools_incremental import inputs
+    from .next_run import inputs
 
     return inputs(ctx.settings, ctx.options.get("split_version"), RUN_VERSION)
 

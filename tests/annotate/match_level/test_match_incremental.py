@@ -1,4 +1,4 @@
-"""Match-level between full runs (m5data/annotate/match_level/match_model.py): the kept classifier and image
+"""Match-level between full runs (m5data/annotate/match_level/kept_model.py): the kept classifier and image
 gallery score only new and changed products; nothing new -> no work; a store grown past
 ``match_level.refit_share`` of the fit -> a full run; levels agree with a full rebuild."""
 

@@ -258,7 +258,7 @@ def test_chunked_vectors_match_the_in_memory_ones(world, tmp_path, monkeypatch):
     """Above IN_MEMORY_ROWS products the vectors are embedded in chunks (TF-IDF + SVD fitted on a
     sample, centring over the memory-map); with the sample holding every caption they are the
     in-memory vectors up to float rounding, and with a smaller sample the pools keep their recall."""
-    from m5data.annotate.pools import pool_vectors as pv
+    from m5data.annotate.pools import vectors as pv
 
     store, truth = world
     copy = Store.open(copy_store(store.root, tmp_path))

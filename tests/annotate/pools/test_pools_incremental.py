@@ -1,4 +1,4 @@
-"""Pools between full runs (m5data/annotate/pools/pools_incremental.py): the kept embedder, vectors and
+"""Pools between full runs (m5data/annotate/pools/next_run.py): the kept embedder, vectors and
 each query's best K + margin candidates; only what changed is embedded and searched, only the pools
 that changed are written; nothing new -> no work and no write; a killed run, run again, gives the
 same pools; the result equals a full search over the same vectors and agrees with a full rebuild."""
@@ -12,7 +12,7 @@ from support.demo_fixtures import copy_store
 from support.grow_store import grow, product_ids
 
 from m5data.annotate.kernels.search import exact_search
-from m5data.annotate.pools import pools_incremental, pools_update
+from m5data.annotate.pools import next_run, update_run
 from m5data.annotate.pools.job import Rows, build_pools, sample_queries
 from m5data.config import load
 from m5data.storage import Store, changes
@@ -40,7 +40,7 @@ def kept_vectors(store):
     """The vectors and ids the last complete run kept (what an incremental run searched)."""
     files = changes.load_state(store, "pools")["files"]
     kept = store.root / "derived" / "pools"
-    ids = pools_incremental._load_ids(kept / files["ids"]).to_pylist()
+    ids = next_run._load_ids(kept / files["ids"]).to_pylist()
     return ids, np.load(kept / files["vectors"]), np.load(kept / files["usable"])
 
 
@@ -169,7 +169,7 @@ def test_nothing_new_does_no_work_and_writes_nothing(first, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a pools run with nothing new read the catalog or the kept files")
 
-    monkeypatch.setattr(pools_update, "read_catalog", refuse)
+    monkeypatch.setattr(update_run, "read_catalog", refuse)
     monkeypatch.setattr(store, "kept", refuse)
     again = build_pools(store, s)
     assert again.up_to_date and again.changes == {"new": 0, "changed": 0, "unchanged": 303}
@@ -177,7 +177,7 @@ def test_nothing_new_does_no_work_and_writes_nothing(first, monkeypatch):
 
 
 def test_the_input_state_is_the_runs_state_no_second_file_and_the_next_run_is_incremental(first):
-    """A full run keeps its input state (pool_inputs) in the state the contract writes
+    """A full run keeps its input state (input_state) in the state the contract writes
     (derived/state/pools.json), no derived/pools/inputs.json beside it (an older m5data's is removed by the
     next full run); a re-run with nothing changed is up to date from it, the next run after a write is
     incremental, and its state holds no input state."""

@@ -9,7 +9,7 @@ import pytest
 from support.demo_fixtures import copy_store
 from typer.testing import CliRunner
 
-from m5data.annotate.pools import pools_full
+from m5data.annotate.pools import full_run
 from m5data.annotate.pools.job import build_pools
 from m5data.cli import app
 from m5data.config import load
@@ -53,8 +53,8 @@ def no_catalog_read(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("an up-to-date pools re-run read the catalog")
 
-    monkeypatch.setattr(pools_full, "read_catalog", refuse)
-    monkeypatch.setattr(pools_full, "product_vectors", refuse)
+    monkeypatch.setattr(full_run, "read_catalog", refuse)
+    monkeypatch.setattr(full_run, "product_vectors", refuse)
 
 
 def test_unchanged_rerun_reads_no_catalog(done, tmp_path, monkeypatch):
@@ -104,7 +104,7 @@ def _compacted_captions(store):
 
 def _lost_image(store):
     """The normalised main image of one product (the one pools embed) removed from its folder."""
-    from m5data.annotate.pools.pool_vectors import read_catalog
+    from m5data.annotate.pools.vectors import read_catalog
 
     blob = next(b for b in read_catalog(store).column("blob") if b)
     (store.root / blob).unlink()

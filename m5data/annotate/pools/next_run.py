@@ -1,5 +1,5 @@
 """Pools between full runs: the kept embedder, vectors and pools search only what changed (the
-incremental run itself: :mod:`.pools_update`).
+incremental run itself: :mod:`.update_run`).
 
 A full run (the first, ``--full`` or the flow's ``full``, ``--fresh``, other pool settings, a kept
 file missing, or a store grown past its fit) embeds every product and searches every query for its
@@ -7,14 +7,14 @@ top ``K + M`` (``M`` = ``pools.margin``; the table gets the top ``K``), and keep
 ``derived/pools/`` (a kept folder: on S3 too):
 
 - ``vectors-<x>.npy`` / ``.usable.npy``: every product's vector (rows in product_id order);
-- ``vectors-<x>.embedder.npz``: the fitted embedder (``pool_embedder.py``: arrays only);
+- ``vectors-<x>.embedder.npz``: the fitted embedder (``embedder.py``: arrays only);
 - ``ids-<tag>.arrow``: the product ids of those rows;
 - ``lists-<tag>.npz``: per query, its ``K + M`` best gallery rows and scores, and a *floor*: no gallery
   product outside the list scores above it (-inf: the list holds the whole gallery);
 
 and saves its state last, through the :class:`~m5data.stages.StageRun` the contract opened
 (``derived/state/pools.json``: the watermarks it read, the settings' hash, those files, how many products
-the embedder was fitted on, its report, and a full run's input state, :mod:`.pool_inputs`).
+the embedder was fitted on, its report, and a full run's input state, :mod:`.input_state`).
 
 A later run reads what changed since (``store.changed`` on products and captions, the products of
 changed media rows). Nothing, with the same settings: **no work and no write**. Else only the new
@@ -44,8 +44,8 @@ import pyarrow as pa
 from ... import config as cfg
 from ...stages import StageRun
 from ..kernels import embed
-from .pool_inputs import REPORTED
-from .pool_lists import Lists, save_lists
+from .candidate_lists import Lists, save_lists
+from .input_state import REPORTED
 
 STAGE = "pools"
 READS = ("products", "captions", "media")
@@ -57,7 +57,7 @@ KEPT_FILES = ("vectors-*", "ids-*", "lists-*")  # a complete run's kept files: t
 def inputs(settings: cfg.Settings, split_version: str | None, code: str) -> tuple:
     """What, beside the tables, decides the pools: the run's fingerprint (the block size and refit share do
     not); the registry's ``inputs`` (``stage.py``)."""
-    from .pool_vectors import VERSION
+    from .vectors import VERSION
 
     pool = {k: v for k, v in dataclasses.asdict(settings.pools).items() if k not in ("block", "refit_share", "compact_share")}
     ex = settings.text  # what a caption is (extract's too)

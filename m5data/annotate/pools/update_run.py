@@ -1,4 +1,4 @@
-"""The incremental pools run (:mod:`.pools_incremental` describes it): the new and changed products
+"""The incremental pools run (:mod:`.next_run` describes it): the new and changed products
 embedded with the kept embedder, the kept lists merged with them, the queries that need it searched
 again, and only the pools whose top ``K`` changed written."""
 
@@ -13,12 +13,12 @@ import pyarrow.compute as pc
 from ... import config as cfg
 from ...stages import StageRun
 from ..kernels.search import Hits, quantise, search
-from . import pool_embedder
-from .pool_inputs import restore
-from .pool_lists import Lists, block_lists, floors, load_lists, merge, merged
-from .pool_rows import KEPT_NAME, PoolsError, Rows, drop_stale, gallery_matrix, pool_rows, sample_queries
-from .pool_vectors import NO_VECTOR, CatalogError, read_catalog, titles_as_captions
-from .pools_incremental import WRITING, _load_ids, changed_products, run_config, save
+from . import embedder
+from .candidate_lists import Lists, block_lists, floors, load_lists, merge, merged
+from .input_state import restore
+from .next_run import WRITING, _load_ids, changed_products, run_config, save
+from .rows import KEPT_NAME, PoolsError, Rows, drop_stale, gallery_matrix, pool_table, sample_queries
+from .vectors import NO_VECTOR, CatalogError, read_catalog, titles_as_captions
 
 
 @dataclass
@@ -117,7 +117,7 @@ def _load_kept(kept, files: dict) -> _Kept | str:
     paths = {k: kept.fetch(v) for k, v in files.items()}
     if any(p is None for p in paths.values()):
         return "kept files missing"
-    fitted = pool_embedder.loads(paths["embedder"].read_bytes())
+    fitted = embedder.loads(paths["embedder"].read_bytes())
     old_ids, lists = _load_ids(paths["ids"]), load_lists(paths["lists"])
     old_vec = np.load(paths["vectors"], mmap_mode="r")
     old_usable = np.load(paths["usable"])
@@ -275,7 +275,7 @@ def _write_changed(store, kept, final: _Final, qa: np.ndarray, old_top: np.ndarr
                 sel = rewrite[s:s + a.block]
                 t = top[sel]
                 hits = Hits(0, np.where(t >= 0, final.score[sel, :K], -np.inf), np.maximum(t, 0))
-                w.write(pool_rows(hits, q_ids.take(pa.array(sel)), cur, report.embedder, stats.run_id))
+                w.write(pool_table(hits, q_ids.take(pa.array(sel)), cur, report.embedder, stats.run_id))
     return len(rewrite)
 
 

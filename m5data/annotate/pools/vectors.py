@@ -34,8 +34,8 @@ from ...errors import UserError
 from ...storage.files import KeptFolder
 from ...storage.main_image import image_preference
 from ..kernels import embed
-from .pool_embedder import Embedder, dumps, loads, nonzero_mean
-from .pool_images import image_block
+from .embedder import Embedder, dumps, loads, nonzero_mean
+from .images import image_block
 
 Progress = Callable[[str, int, int], None]
 

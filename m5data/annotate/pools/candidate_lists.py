@@ -1,4 +1,4 @@
-"""The kept candidate lists of the pools (``pools_incremental.py``): each query's best ``K + margin``
+"""The kept candidate lists of the pools (``next_run.py``): each query's best ``K + margin``
 gallery rows with their scores and a floor, how a full run's search blocks become them, and how an
 incremental run merges new candidates into them.
 

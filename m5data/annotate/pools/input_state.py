@@ -27,7 +27,7 @@ from ... import __version__
 from ... import config as cfg
 from ...storage.location import local_folder
 from ..kernels import embed
-from .pool_vectors import VERSION as VECTORS_VERSION
+from .vectors import VERSION as VECTORS_VERSION
 
 LEGACY_FILE = "inputs.json"  # where an older m5data kept this state, beside the run's (a full run removes it)
 FORMAT = "pools-inputs-v1"

@@ -1,5 +1,5 @@
 """What match-level reads and writes, below the job and its kept model (``match_level.py``,
-``match_model.py``): each product's inputs as compact arrays (caption features, unified labels, spec
+``kept_model.py``): each product's inputs as compact arrays (caption features, unified labels, spec
 hits, image descriptor), the evidence per product, the ``caption_match`` rows and the run's report.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 from ... import config as cfg
 from ...storage import StageStats
 from ...storage.main_image import is_main
-from .match_image import DESC_DIM, describe_batch
+from .image_neighbours import DESC_DIM, describe_batch
 
 Progress = Callable[[str, int, int], None]
 LEVELS = ("well", "partial", "poor")

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from ...errors import UserError
-from .pool_inputs import part_name
+from .input_state import part_name
 
 KEPT_NAME = "pools"  # derived/pools: the kept folder of the vectors, lists, markers and part index
 
@@ -64,7 +64,7 @@ def gallery_matrix(vectors: np.ndarray, g_rows: np.ndarray, work: Path) -> np.nd
     return out
 
 
-def pool_rows(hits, q_ids: pa.Array, g_ids: pa.Array, embedder_label: str, run_id: str) -> pa.Table:
+def pool_table(hits, q_ids: pa.Array, g_ids: pa.Array, embedder_label: str, run_id: str) -> pa.Table:
     """The pools rows of one block of hits, built column-wise in Arrow (no Python object per row)."""
     b, k = hits.scores.shape
     valid = np.isfinite(hits.scores)

@@ -94,7 +94,7 @@ def save(run: StageRun, settings: cfg.Settings, inp, gallery, levels: dict) -> N
     """Fit the classifier on every labelled caption, keep it with the gallery and the labels; complete the run
     (its ``runs`` row, then its state)."""
     from . import textclf
-    from .match_inputs import _epochs
+    from .reads import _epochs
 
     store, a = run.store, settings.match_level
     h = textclf.Hierarchy(np.where(inp.has_text, inp.class_id, -1), np.where(inp.has_text, inp.sub_id, -1))
@@ -174,7 +174,7 @@ def incremental(run: StageRun, settings: cfg.Settings, progress=None):
     if state.get("fitted_on", 0) < settings.match_level.refit_share * total:
         return None, (f"fitted on {state.get('fitted_on', 0):,} products, below {settings.match_level.refit_share:.0%} "
                       f"of {total:,}")
-    from .match_inputs import MatchReport
+    from .reads import MatchReport
 
     stats = run.stats
     report = MatchReport(stats)
@@ -211,7 +211,7 @@ def _score(store, settings: cfg.Settings, saved: dict, ids: list[str], report, p
     """Score ``ids`` with the kept classifier and gallery and write their rows."""
     from ..kernels.search import exact_search
     from . import textclf
-    from .match_inputs import finish_report, read_inputs, score_table
+    from .reads import finish_report, read_inputs, score_table
 
     a = settings.match_level
     inp = read_inputs(store, settings, progress, only=ids)
@@ -257,7 +257,7 @@ def _score(store, settings: cfg.Settings, saved: dict, ids: list[str], report, p
 
 
 def _levels(store) -> dict[str, int]:
-    from .match_inputs import LEVELS
+    from .reads import LEVELS
 
     con = store.connect(need=("caption_match",))
     try:

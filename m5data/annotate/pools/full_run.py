@@ -1,7 +1,7 @@
 """A full pools run (:mod:`.job` describes the pools): every product embedded (or the vectors of the same
 inputs mapped), every query's block searched that an interrupted run of the same fingerprint did not
 finish, the stale pools dropped, and the run completed with what the next one needs: its kept lists
-(:mod:`.pools_incremental`) and its input state (:mod:`.pool_inputs`)."""
+(:mod:`.next_run`) and its input state (:mod:`.input_state`)."""
 
 from __future__ import annotations
 
@@ -18,19 +18,19 @@ import pyarrow as pa
 from ... import config as cfg
 from ...stage_run import StageRun
 from ..kernels.search import Hits, exact_search, faiss_search, recall_against, search
-from . import pool_inputs, pool_lists, pools_incremental
-from .pool_rows import (
+from . import candidate_lists, input_state, next_run
+from .next_run import run_config
+from .rows import (
     KEPT_NAME,
     PoolsError,
     Rows,
     drop_stale,
     gallery_matrix,
     pool_queries_present,
-    pool_rows,
+    pool_table,
     sample_queries,
 )
-from .pool_vectors import NO_VECTOR, CatalogError, product_vectors, read_catalog, titles_as_captions
-from .pools_incremental import run_config
+from .vectors import NO_VECTOR, CatalogError, product_vectors, read_catalog, titles_as_captions
 
 if TYPE_CHECKING:
     from .job import PoolsReport
@@ -60,9 +60,9 @@ def build(run: StageRun, settings: cfg.Settings, kept, report: PoolsReport, cloc
           split_version: str | None, fresh: bool, ann_check: int, progress: Progress | None) -> PoolsReport:
     """Embed every product (or map the vectors of the same inputs), search every query's block not
     finished by an interrupted run of the same fingerprint, and complete the run, its input state
-    (``state``, :mod:`.pool_inputs`) kept in the run's state."""
+    (``state``, :mod:`.input_state`) kept in the run's state."""
     store, a, stats, work = run.store, settings.pools, report.stats, kept.path
-    kept.remove(pool_inputs.LEGACY_FILE)  # an older m5data's input state, beside the run's: it goes
+    kept.remove(input_state.LEGACY_FILE)  # an older m5data's input state, beside the run's: it goes
     ids, vectors = _vectors(store, settings, kept, report, clock, state, progress)
     queries, gallery_ids, q_rows, g_rows, self_index = _members(store, ids, vectors.usable, split_version, a.queries,
                                                                 settings.annotate.seed)
@@ -87,11 +87,11 @@ def build(run: StageRun, settings: cfg.Settings, kept, report: PoolsReport, cloc
         q_ids, g_ids = pa.array(queries, pa.string()), pa.array(gallery_ids, pa.string())
     for hits in (search(qv, gv, width, method=a.search, block=a.block, self_index=self_index,
                         skip=lambda start: start in done) if finished < nblocks else ()):
-        out = pool_rows(Hits(hits.start, hits.scores[:, :a.k], hits.index[:, :a.k]), q_ids, g_ids,
+        out = pool_table(Hits(hits.start, hits.scores[:, :a.k], hits.index[:, :a.k]), q_ids, g_ids,
                          report.embedder, stats.run_id)
         store.write("pools", out)
         stats.n_out += hits.scores.shape[0]
-        cand, score = pool_lists.block_lists(hits, g_rows, width)
+        cand, score = candidate_lists.block_lists(hits, g_rows, width)
         with open(ckpt / f"block-{hits.start}.npz", "wb") as f:
             np.savez(f, cand=cand, score=score)
         kept.push(ckpt / f"block-{hits.start}.npz")
@@ -112,13 +112,13 @@ def build(run: StageRun, settings: cfg.Settings, kept, report: PoolsReport, cloc
     (store.work_dir(KEPT_NAME, fp) / "gallery.npy").unlink(missing_ok=True)
     stats.finish()
     config = run_config(settings, split_version, fp)
-    lists = None if split_version else pool_lists.gather_lists(kept, fp, nblocks, a.block, q_rows, width,
+    lists = None if split_version else candidate_lists.gather_lists(kept, fp, nblocks, a.block, q_rows, width,
                                                                       len(g_rows) - (self_index >= 0))
     # the input state as the run leaves the store: kept in the run's state, written last (only a
     # complete run is up to date)
-    inputs = pool_inputs.kept_state(store, work, state, fp, report)
+    inputs = input_state.kept_state(store, work, state, fp, report)
     if lists is not None:
-        pools_incremental.save(run, kept, config, fp, pa.array(ids, pa.string()), f"vectors-{vectors.fingerprint}",
+        next_run.save(run, kept, config, fp, pa.array(ids, pa.string()), f"vectors-{vectors.fingerprint}",
                                lists, len(ids), report, input_state=inputs)
     else:  # pools of a split version (or of blocks without kept lists): the next run is a full one
         run.complete(config, input_state=inputs)
@@ -132,7 +132,7 @@ def _vectors(store, settings: cfg.Settings, kept, report: PoolsReport, clock, st
     catalog = read_catalog(store)
     if not len(catalog):
         raise PoolsError(f"no products in the store at {store.root}")
-    state["image_dirs"] = pool_inputs.image_dirs(store.root, catalog.table.column("blob"))
+    state["image_dirs"] = input_state.image_dirs(store.root, catalog.table.column("blob"))
     report.n_products = len(catalog)
     try:
         report.from_titles = titles_as_captions(catalog, settings)

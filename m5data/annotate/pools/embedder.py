@@ -48,7 +48,7 @@ class Embedder:
 
     def vectors(self, store, catalog, s, progress=None) -> tuple[np.ndarray, Counter, np.ndarray]:
         """(n, d) vectors of ``catalog``'s products, their gaps by reason and whether each has a vector."""
-        from .pool_images import image_block
+        from .images import image_block
 
         a = s.pools
         n = len(catalog)
