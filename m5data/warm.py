@@ -59,7 +59,7 @@ def night(products: int = NIGHT_PRODUCTS) -> None:
 
     from . import config as cfg
     from .demo.scale import ScaleConfig, build_scale_store, generate_scale
-    from .stages import RunContext, get
+    from .stages import RunContext, call
     from .storage import Store
 
     with tempfile.TemporaryDirectory(prefix="m5data-warm-") as tmp:
@@ -69,7 +69,7 @@ def night(products: int = NIGHT_PRODUCTS) -> None:
         settings = cfg.load(None, {"store.path": str(root)}, environ={})
         for full in (True, False):
             for stage in NIGHT:
-                get(stage).load()(RunContext(settings).with_options(full=full))
+                call(stage, RunContext(settings).with_options(full=full))
             if full:
                 _grow(Store.open(root), max(1, products // 20))
 
