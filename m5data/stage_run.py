@@ -44,7 +44,9 @@ class StageRun:
                  full: bool = False):
         from .storage import StageStats
 
-        self.store, self.name, self.reads, self.shard, self.lock = store, name, tuple(reads), shard, lock
+        # store: the store, or what opens it when first asked (a run that takes no lock: train's)
+        self._store = store
+        self.name, self.reads, self.shard, self.lock = name, tuple(reads), shard, lock
         self.full = full  # a full run asked (``--full``): never incremental, never skipped
         self.state_name = state or name
         self.stats = StageStats(name) if stats is None else stats  # a stage's own kind (CrawlStats, ...)
@@ -55,6 +57,13 @@ class StageRun:
         self._held = None
         self.recorded = False  # its runs row written (record): stages.call writes no other for the run
 
+    @property
+    def store(self):
+        """The run's store (opened now when it was given as what opens it)."""
+        if callable(self._store) and not hasattr(self._store, "read"):
+            self._store = self._store()
+        return self._store
+
     def __enter__(self) -> StageRun:
         from .storage import changes
 
@@ -62,7 +71,8 @@ class StageRun:
             self._held = self.store.stage_lock(self.name, self.shard)
             self._held.__enter__()
         try:
-            self.marks = changes.watermarks(self.store, self.reads)  # before reading: a later write is seen next time
+            # before reading: a later write is seen next time
+            self.marks = changes.watermarks(self.store, self.reads) if self.reads else {}
             self.state = changes.load_state(self.store, self.state_name) if self.reads else None
             # inputs: a callable is asked once the lock is held (what it reads is this run's)
             self.inputs = fingerprint(*(self._inputs() if callable(self._inputs) else self._inputs))
@@ -145,8 +155,9 @@ def run_of(stage, ctx: RunContext) -> StageRun:
     ``options["full"]``, and its kind of stats. The stage's ``run(ctx, run)`` does only its work with it.
     The one place a stage's StageRun is built (tests/contract/test_run_owner.py)."""
     inputs = load(stage.inputs) if stage.inputs else None
-    # a run that writes no row and takes no lock needs no store (the train verb's: shards in, a folder out)
-    store = ctx.store if stage.lock or ctx.options.get("record", True) is not False else None
+    # a run that takes no lock opens the store only when it asks for it (train: its shards and run folder are
+    # checked first, and the train verb's run, which writes no row, never opens one)
+    store = ctx.store if stage.lock else (lambda: ctx.store)
     run = StageRun(store, stage.name, reads=load(stage.reads) if isinstance(stage.reads, str) else stage.reads,
                    inputs=(lambda: tuple(inputs(ctx))) if inputs else (), shard=ctx.shard,
                    state=load(stage.state)(ctx) if stage.state else None, lock=stage.lock,

@@ -161,6 +161,7 @@ def test_import_and_train_on_s3_equal_a_local_store(url, aws, demo_store_factory
     from m5data.export.stage import default_out
     from m5data.importer.run import import_m5product
     from m5data.splits.build import build
+    from m5data.stages import opened
     from m5data.train.stage import train_and_evaluate
 
     scratch = scratch_tmpdir
@@ -183,12 +184,13 @@ def test_import_and_train_on_s3_equal_a_local_store(url, aws, demo_store_factory
     assert export(demo, settings, out=out, split="train", fmt="webdataset", version="v1").stats.n_failed == 0
     conf = tmp_path / "tiny.toml"
     conf.write_text("[train]\ncheckpoint_every = 2\nworkers = 0\nbatch_size = 8\n")
-    stats = train_and_evaluate(out, tmp_path / "run", config=str(conf), max_steps=2, store=demo, evaluate=False,
-                               device="cpu", seed=0)
+    with opened("train", demo, settings) as run:  # the contract's run: its runs row in the S3 store
+        stats = train_and_evaluate(out, tmp_path / "run", config=str(conf), max_steps=2, run=run, evaluate=False,
+                                   device="cpu", seed=0)
     assert stats.details["steps"] == 2 and (tmp_path / "run" / "model.pt").is_file()
     runs = demo.read("runs", where="stage = 'train'").to_pylist()
     assert len(runs) == 1 and json.loads(runs[0]["config"])["shards"] == out
-    demo = s3 = None
+    demo = s3 = run = None  # the run holds the store too
     gc.collect()
     assert [p.name for p in scratch.iterdir() if p.name.startswith("m5data-")] == []
 
