@@ -1,10 +1,10 @@
-"""A stage run's bookkeeping, owned by the contract (m5data/stages.py's :func:`~m5data.stages.call`):
+"""A stage run's bookkeeping, owned by the contract (``stages.call``, m5data/stage_call.py):
 :class:`StageRun` (the lock, the watermarks, the state, the fingerprint, whether the run may be
 incremental and from where, the ``runs`` row), :func:`run_of` (the one place a stage's run is built,
 from its registry entry; ``stages.opened`` for a job called directly), the row of a run that raised
 (:func:`record_end`), SIGTERM read as an interrupt while a stage runs (:class:`sigterm_interrupts`), :func:`record` (the row of a tool's run, no
 stage's), :func:`load` (a registry target) and the one run :func:`fingerprint`. It imports nothing of the
-registry (m5data/stages.py imports it)."""
+registry nor of the calling (m5data/stage_call.py imports it)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .stages import RunContext
+    from .stage_call import RunContext
 
 class StageRun:
     """A run's bookkeeping, owned by the contract: a stage's work does only its work.
@@ -31,7 +31,7 @@ class StageRun:
       (watermarks, fingerprint, ``keep``): a run killed before it leaves the previous state, so the next
       run does the work again; ``run.record(config)`` writes the ``runs`` row alone (a stage that keeps no
       state, or one that ended early). A run that raises before its row is written gets it from
-      :func:`call`, ``failed`` or ``interrupted``, with these stats (``run.recorded``: written already).
+      ``stages.call``, ``failed`` or ``interrupted``, with these stats (``run.recorded``: written already).
 
     ``run.state`` is that last complete run's state (None: never, or unreadable: run in full),
     ``run.marks`` the watermarks, ``run.inputs`` the fingerprint, ``run.stats`` the run's StageStats
@@ -172,7 +172,7 @@ def record(store, stats, config: dict | None = None, status: str | None = None) 
 
 
 def record_end(name: str, ctx: RunContext, last: StageRun | None, exc: BaseException, started: float) -> None:
-    """Write the ``runs`` row of stage ``name``'s run that ``exc`` ended (:func:`call`): ``failed`` or
+    """Write the ``runs`` row of stage ``name``'s run that ``exc`` ended (``stages.call``): ``failed`` or
     ``interrupted``, the reason in ``failures`` and the config's ``error``; the stats of its StageRun
     ``last`` (its counts so far, its run id), or fresh ones from ``started`` (the run could not be built:
     the store could not be opened). Nothing when the run wrote its row already. Never raises: the store may
