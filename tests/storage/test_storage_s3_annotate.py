@@ -29,7 +29,8 @@ ANNOTATED = ("dedup", "caption_match", "pools", "annotations", "matches", "worke
 
 def _annotate(store, truth: Path, out: Path) -> dict:
     """Every annotate job on ``store``, as the CLI runs them; what each left beside its tables."""
-    from m5data.annotate.crowd.job import aggregate, score_methods
+    from m5data.annotate.crowd.job import aggregate
+    from m5data.annotate.crowd.score import score_methods
     from m5data.annotate.crowd.simulate import simulate
     from m5data.annotate.crowd.tasks import export_tasks
     from m5data.annotate.dedup.job import dedup

@@ -28,7 +28,7 @@ def import_judgements(
 
     from ...console import console, stage_summary
     from ...verbs import open_store
-    from .job import import_judgements as run_import
+    from .judgement_import import import_judgements as run_import
 
     store, s = open_store(ctx)
     with one_line_errors():
@@ -91,7 +91,7 @@ def aggregate(
     """
     from ...console import Table, console
     from ...verbs import run_stage, stage_context
-    from .job import score_methods
+    from .score import score_methods
 
     rctx = stage_context(ctx, progress=True, options={},
                          **{"crowd.method": method, "crowd.accept": accept})

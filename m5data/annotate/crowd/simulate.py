@@ -20,7 +20,8 @@ import pyarrow as pa
 from ... import config as cfg
 from ...stage_run import record
 from ...storage import StageStats
-from .job import GOLD_WORKER, SIMULATED_FILE, CrowdError, check_settings, true_instances
+from .job import SIMULATED_FILE, CrowdError, check_settings, true_instances
+from .judgement_fields import GOLD_WORKER
 
 SIMULATED_AT = datetime(2000, 1, 1, tzinfo=timezone.utc)  # fixed: a re-run of simulate writes identical rows
 

@@ -46,7 +46,7 @@ class Session:
     access_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     def __post_init__(self):
-        from ..crowd.job import worker_id_problem
+        from ..crowd.judgement_fields import worker_id_problem
 
         problem = worker_id_problem(self.worker)  # the id goes into every row of annotations
         if problem:

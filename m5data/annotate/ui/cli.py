@@ -36,7 +36,7 @@ def serve(
     Examples:
       m5data --store st annotate serve --worker alice
     """
-    from m5data.annotate.crowd.job import worker_id_problem
+    from m5data.annotate.crowd.judgement_fields import worker_id_problem
     from m5data.console import console, fail
     from m5data.verbs import open_store
 

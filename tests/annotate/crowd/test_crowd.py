@@ -10,7 +10,9 @@ from support.demo_fixtures import copy_store
 from typer.testing import CliRunner
 
 from m5data.annotate.crowd.glad import dawid_skene, glad, majority
-from m5data.annotate.crowd.job import aggregate, import_judgements, score_methods
+from m5data.annotate.crowd.job import aggregate
+from m5data.annotate.crowd.judgement_import import import_judgements
+from m5data.annotate.crowd.score import score_methods
 from m5data.annotate.crowd.simulate import simulate
 from m5data.cli import app
 from m5data.config import load
