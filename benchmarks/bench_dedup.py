@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    from m5data.annotate.kernels import near, phash
+    from m5data.annotate.dedup import near, phash
 
     with PeakRSS(tree=True) as mem:
         rng = random.Random(args.seed)
@@ -168,7 +168,7 @@ def datasketch_pairs(titles: list[str], k: int, num_perm: int, threshold: float)
     """The same search with datasketch's MinHash (one update per shingle) and MinHashLSH."""
     from datasketch import MinHash, MinHashLSH
 
-    from m5data.annotate.kernels import near
+    from m5data.annotate.dedup import near
 
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     hashes = []

@@ -47,8 +47,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from m5data import config as cfg
+    from m5data.annotate.dedup import near_jit, spec_jit
     from m5data.annotate.dedup.job import dedup
-    from m5data.annotate.kernels import near_jit, spec_jit
     from m5data.storage import Store
 
     base = args.work / f"store-{args.products}-s{args.seed}"

@@ -313,9 +313,9 @@ def child(path: str, matcher: str = "learned", truth: str | None = None) -> None
     """Run dedup on the store at ``path``; print one JSON line of step times and the tree's peak RSS."""
     from peak_rss import PeakRSS
 
+    from m5data.annotate.dedup import near_jit, spec_jit
     from m5data.annotate.dedup.job import dedup
-    from m5data.annotate.kernels import near_jit, spec_jit
-    from m5data.annotate.kernels import pair_features_jit as features_jit
+    from m5data.annotate.matcher import features_jit
     from m5data.config import load
     from m5data.storage import Store
 

@@ -92,7 +92,7 @@ def logreg(products, pairs, text_model: str):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from m5data.annotate.kernels.pair_features import PairFeatures
+    from m5data.annotate.matcher.features import PairFeatures
 
     feats = PairFeatures(products, text_model)
     idx = products.index()
@@ -113,8 +113,8 @@ def bulk_rate(model, products, text_model: str) -> tuple[float, float]:
     nearest neighbours exist, and seconds to build those."""
     import numpy as np
 
-    from m5data.annotate.kernels.pair_features import PairFeatures
-    from m5data.annotate.kernels.pair_model import columns
+    from m5data.annotate.matcher.features import PairFeatures
+    from m5data.annotate.matcher.model import columns
 
     t0 = time.perf_counter()
     feats = PairFeatures(products, text_model)
@@ -130,8 +130,9 @@ def run_one(name: str, folder: Path, work: Path, limit: int | None, text_model: 
     import numpy as np
     from support import er_magellan as er
 
-    from m5data.annotate.kernels import pair_model, pair_products
     from m5data.annotate.matcher import job
+    from m5data.annotate.matcher import model as pair_model
+    from m5data.annotate.matcher import products as pair_products
     from m5data.config import load
     from m5data.storage import Store
 
@@ -166,8 +167,8 @@ def run_one(name: str, folder: Path, work: Path, limit: int | None, text_model: 
         out["logreg_f1"] = logreg(products, pairs, text_model)
     c = report.model.cascade
     if c is not None:  # dedup's cheap first test on the test split: a pair failing it would not be scored
-        from m5data.annotate.kernels.pair_model import cascade_features
         from m5data.annotate.matcher import cascade
+        from m5data.annotate.matcher.model import cascade_features
 
         rows = pairs["test"]
         inp, titles = cascade.read_inputs(store, s, np.array([x for a, b, _ in rows for x in (a, b)]))
@@ -192,7 +193,7 @@ def shingle_jaccard(ta: list[str], tb: list[str], k: int = 3):
     """Jaccard of the cleaned titles' character ``k``-shingles (dedup's title test, exact)."""
     import numpy as np
 
-    from m5data.annotate.kernels.pair_text import clean
+    from m5data.annotate.matcher.text import clean
 
     def sh(t):
         t = clean(t)
@@ -217,7 +218,7 @@ class ChineseSet:
         """The model ``training.fit`` makes of these labelled pairs, and its feature columns."""
         import numpy as np
 
-        from m5data.annotate.kernels.pair_model import columns
+        from m5data.annotate.matcher.model import columns
         from m5data.annotate.matcher.training import fit
 
         m = fit(self.x[rows], self.y[rows], np.ones(len(rows)), self.groups[rows], self.settings, "bench").model
@@ -327,9 +328,10 @@ def run_chinese(pairs_path: Path, work: Path, seeds: int, al: ALRounds, al_only:
     from support import mep3m_store as mp
     from support.mep3m_pairs import records
 
-    from m5data.annotate.kernels import pair_model, pair_products
-    from m5data.annotate.kernels.pair_features import PairFeatures
     from m5data.annotate.matcher import job
+    from m5data.annotate.matcher import model as pair_model
+    from m5data.annotate.matcher import products as pair_products
+    from m5data.annotate.matcher.features import PairFeatures
     from m5data.config import load
     from m5data.storage import Store
 

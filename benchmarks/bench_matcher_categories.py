@@ -52,7 +52,7 @@ def logreg_scores(x, y, tr, te):
 def ours_scores(x, y, groups, tr, te, settings):
     import numpy as np
 
-    from m5data.annotate.kernels.pair_model import columns
+    from m5data.annotate.matcher.model import columns
     from m5data.annotate.matcher.training import fit
 
     m = fit(x[tr], y[tr], np.ones(len(tr)), groups[tr], settings, "bench").model
@@ -91,8 +91,8 @@ def er_set(name: str, work: Path, limit: int | None):
     import numpy as np
     from support import er_magellan as er
 
-    from m5data.annotate.kernels import pair_products
-    from m5data.annotate.kernels.pair_features import PairFeatures
+    from m5data.annotate.matcher import products as pair_products
+    from m5data.annotate.matcher.features import PairFeatures
     from m5data.config import load
     from m5data.storage import Store
 
@@ -115,8 +115,8 @@ def mep3m_set(work: Path):
     from support import mep3m_store as mp
     from support.mep3m_pairs import records
 
-    from m5data.annotate.kernels import pair_products
-    from m5data.annotate.kernels.pair_features import PairFeatures
+    from m5data.annotate.matcher import products as pair_products
+    from m5data.annotate.matcher.features import PairFeatures
     from m5data.config import load
     from m5data.storage import Store
 

@@ -27,10 +27,10 @@ from pathlib import Path
 
 # (what, module, function): each compiles its family's kernels on tiny inputs, or loads them cached
 KERNELS = (
-    ("near-duplicate index", "m5data.annotate.kernels.near_jit", "warm_up"),
-    ("pair features", "m5data.annotate.kernels.pair_features_jit", "warm_up"),
-    ("spec rule", "m5data.annotate.kernels.spec_jit", "warm_up"),
-    ("matcher trees", "m5data.annotate.kernels.trees_jit", "warm_up"),
+    ("near-duplicate index", "m5data.annotate.dedup.near_jit", "warm_up"),
+    ("pair features", "m5data.annotate.matcher.features_jit", "warm_up"),
+    ("spec rule", "m5data.annotate.dedup.spec_jit", "warm_up"),
+    ("matcher trees", "m5data.annotate.matcher.trees_jit", "warm_up"),
     ("MFCC (librosa)", "m5data.extract.preload", "_warm"),
 )
 

@@ -48,6 +48,21 @@ SHARED = ROOT.parent / "shared"
 REALDATA = SHARED / "realdata"
 
 
+@pytest.fixture(autouse=True)
+def consoles_left_as_found():
+    """A test leaves m5data's consoles writing to the current standard streams. One pinned to a stream
+    (a property's setattr undone by monkeypatch pins it to the captured stream that pytest then closes)
+    fails every later console print of the worker with "I/O operation on closed file": this fails the test
+    that pinned it instead, and unpins it."""
+    yield
+    from m5data.console import console, err_console
+
+    pinned = [c for c in (console, err_console) if c._file is not None]
+    for c in pinned:
+        c._file = None
+    assert not pinned, "a console was left writing to a fixed stream; patch its _file, not its file property"
+
+
 @pytest.fixture
 def realdata() -> Path:
     if not REALDATA.is_dir():

@@ -14,7 +14,9 @@ def test_a_cold_cache_is_warmed_beside_the_run_once_and_waited_for(tmp_path, mon
     # a stand-in for `python -m m5data.warm` (its ~65 CPU-s are not this test's subject): it marks the cache
     # warm a moment after the run's own work has ended, so the run must wait for it
     stand_in = [sys.executable, "-c", f"import time; time.sleep(1); open({str(warm.marker())!r}, 'w').write('x')"]
-    monkeypatch.setattr(console, "file", sys.stdout)
+    # the console's own attribute, not its ``file`` property: undoing a property's setattr would pin the console
+    # to the stream capsys closes after this test (every later console print of this worker then fails)
+    monkeypatch.setattr(console, "_file", sys.stdout)
     with warm.beside_the_run(stand_in):
         ran = True
     assert ran and warm.is_warm()  # waited for: the marker is there when the block has ended

@@ -169,20 +169,42 @@ def test_storage_imports_nothing_above_it():
 
 
 CURATION = ("dedup", "match_level", "pools", "crowd", "matcher")  # the curation stages' packages under annotate/
-KERNELS = "m5data.annotate.kernels"  # what they share
+KERNELS = "m5data.annotate.kernels"  # what pools, match_level and the matcher's text embeddings compute with
+# What a curation package lets another import, and why; nothing else of it crosses (docs/architecture.md).
+PUBLISHED = {
+    "dedup": {  # products as dedup reads them and its pHash: the matcher's cascade is dedup's first test
+        "to": {"matcher"}, "modules": {"reads", "near", "phash", "values"}},
+    "matcher": {  # the trained model as data: dedup applies it, the crowd's active learning scores with it
+        "to": {"dedup", "crowd"}, "modules": {"model", "features", "products", "spaces", "labels", "trees"}},
+}
 
 
-def test_no_curation_package_imports_another():
-    """Each curation stage is a package of its own (its job, stage, verbs); what two of them compute with is in
-    ``annotate/kernels/``, which imports none of them. No exceptions."""
+def test_curation_packages_cross_only_through_what_they_publish():
+    """Each curation stage is a package of its own (its job, stage, verbs, and the kernels only it runs). One
+    package imports another's modules only where :data:`PUBLISHED` says so (the matcher's model, dedup's
+    reads), and ``annotate/kernels/`` imports none of them. Modules never import each other in a loop
+    (:func:`test_no_modules_import_each_other`), so dedup applying the model and the model reading dedup's
+    inputs are two one-way edges between different modules."""
     graph = _graph()
     packages = {f"m5data.annotate.{name}" for name in CURATION}
     for package in packages:
         assert f"{package}.stage" in graph, package  # its registry entry's run
+
+    def allowed(mine: str, theirs: str, module: str) -> bool:
+        rule = PUBLISHED.get(theirs.rsplit(".", 1)[1])
+        return mine != KERNELS and rule is not None and mine.rsplit(".", 1)[1] in rule["to"] \
+            and module[len(theirs) + 1:].split(".")[0] in rule["modules"]
+
     crossing = sorted(f"{m} -> {d}" for m, deps in graph.items() for d in deps
                       for mine in packages | {KERNELS} if m.startswith(mine + ".") or m == mine
-                      for theirs in packages if theirs != mine and (d == theirs or d.startswith(theirs + ".")))
+                      for theirs in packages if theirs != mine and (d == theirs or d.startswith(theirs + "."))
+                      if not allowed(mine, theirs, d))
     assert crossing == []
+    used = {(m.split(".")[2], d.split(".")[3]) for m, deps in graph.items() for d in deps
+            if m.startswith("m5data.annotate.") and d.startswith("m5data.annotate.") and len(d.split(".")) > 3
+            and m.split(".")[2] != d.split(".")[2] and d.split(".")[2] in PUBLISHED}
+    published = {(to, module) for rule in PUBLISHED.values() for to in rule["to"] for module in rule["modules"]}
+    assert {module for _, module in published} <= {module for _, module in used}  # none published in vain
 
 
 def test_every_module_imports():

@@ -34,10 +34,10 @@ def _annotate(store, truth: Path, out: Path) -> dict:
     from m5data.annotate.crowd.simulate import simulate
     from m5data.annotate.crowd.tasks import export_tasks
     from m5data.annotate.dedup.job import dedup
-    from m5data.annotate.kernels.pair_model import load_model
     from m5data.annotate.match_level.job import match_level
     from m5data.annotate.matcher.job import score_file
     from m5data.annotate.matcher.job import train as train_matcher
+    from m5data.annotate.matcher.model import load_model
     from m5data.annotate.pools.job import build_pools
 
     s = load(overrides={"store.path": str(store.root)}, environ={})

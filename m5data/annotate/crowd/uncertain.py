@@ -25,8 +25,8 @@ import warnings
 
 import numpy as np
 
-from ..kernels.pair_model import MatcherError, features, load_model
-from ..kernels.pair_products import read_store
+from ..matcher.model import MatcherError, features, load_model
+from ..matcher.products import read_store
 
 COMMITTEE = 5  # the committee's trees
 SWITCH = 100  # the crowd's labels from which a round is the committee's (below: per_cluster)
@@ -85,7 +85,7 @@ def trained_with(model) -> object:
 
 def _crowd_labels(store, idx: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The crowd's labelled pairs as training reads them (rows, match or not); none without ``matches``."""
-    from ..kernels.crowd_labels import crowd_labels
+    from ..matcher.labels import crowd_labels
 
     try:
         a, b, y, _ = crowd_labels(store, idx, {})
@@ -154,7 +154,7 @@ def spread(xl: np.ndarray, yl: np.ndarray, x: np.ndarray, matcher, rng: np.rando
     """The standard deviation, per row of ``x``, of the P of ``size`` trees (the matcher's, ``matcher``: its
     settings), each fitted on a bootstrap draw (by ``rng``) of the labelled pairs ``xl``, ``yl`` holding
     both classes (``yl`` must)."""
-    from ..kernels.trees import classifier, one_thread
+    from ..matcher.trees import classifier, one_thread
 
     yl = np.asarray(yl, bool)
     if yl.all() or not yl.any():

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ...storage import StageStats
-from ..kernels.dedup_inputs import Inputs
 from . import kept_inputs
+from .reads import Inputs
 
 if TYPE_CHECKING:  # the report is only written to here
     from .job import DedupReport

@@ -20,10 +20,10 @@ With ``dedup.spec_veto`` a ``phash`` or ``minhash`` pair whose pages name differ
 disagree on their shared properties, is rejected: look-alike photos of one sub-class and
 boilerplate titles are common, a different brand or model number is not a duplicate.
 
-Spec values as compared (:mod:`..kernels.values`, read by :func:`..kernels.dedup_inputs.read_inputs`): NFKC, lower case, no whitespace; a page may list a
+Spec values as compared (:mod:`.values`, read by :func:`.reads.read_inputs`): NFKC, lower case, no whitespace; a page may list a
 property several times, so a property holds the set of all its values, and two pages agree on it
 when the sets intersect (one lists the colour it sells, the other all five). Values that look like
-ranges, dates or free text (:func:`..kernels.values.noisy_value`) are not compared: on real tables they differ
+ranges, dates or free text (:func:`.values.noisy_value`) are not compared: on real tables they differ
 between listings of one product (date first available, "3km-5km", shipping notes) and would veto
 every match. The brand is compared with its spellings: ``美的(Midea)`` and ``Midea/美的`` agree.
 
@@ -55,12 +55,11 @@ from ... import config as cfg
 from ...scoring import PairRates
 from ...stages import StageRun, opened
 from ...storage import StageStats, changes
-from ..kernels import dedup_inputs, near
-from ..kernels.dedup_inputs import Inputs
-from ..kernels.values import norm_value
-from . import kept_inputs, kept_inputs_read, kept_pairs, matcher_pairs
+from . import kept_inputs, kept_inputs_read, kept_pairs, matcher_pairs, near, reads
 from .groups import RULES, groups, with_reasons, write_table
 from .pairs import VETOED, search_pairs
+from .reads import Inputs
+from .values import norm_value
 
 Progress = Callable[[str, int, int], None]
 STAGE = "dedup"  # its state: derived/state/dedup.json (storage/changes.py)
@@ -295,7 +294,7 @@ def _read(store, since: _Since, brand: str, titles: near.LSHIndex, learned, shin
     if since.con is not None:
         since.con.close()
     if inp is None:
-        inp = dedup_inputs.read_inputs(store, brand, step.title_indexer(titles, learned.wide, shingle))
+        inp = reads.read_inputs(store, brand, step.title_indexer(titles, learned.wide, shingle))
         inp.prev = None if before is None else kept_inputs_read.placed(before, inp.ids)
     return inp
 

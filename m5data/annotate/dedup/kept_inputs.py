@@ -1,6 +1,6 @@
 """What dedup reads, kept between runs, so an incremental run reads only the changed products.
 
-A complete run keeps its :class:`~.dedup_inputs.Inputs` as arrays in ``.npz`` files (numpy arrays
+A complete run keeps its :class:`~.reads.Inputs` as arrays in ``.npz`` files (numpy arrays
 only, read with ``allow_pickle=False``; strings as UTF-8 bytes and offsets) written whole through
 ``store.write_bytes`` under ``derived/dedup/`` (named by the run's id) and named in the stage's state
 (``inputs_files``): each product's main image (sha256, pHash), merchant + normalised title, spec
@@ -35,9 +35,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ...arrays import unique
-from ..kernels import dedup_inputs, near
-from ..kernels.dedup_inputs import Inputs
-from ..kernels.key_runs import ragged_arange
+from . import near, reads
+from .key_runs import ragged_arange
+from .reads import Inputs
 
 FOLDER = "derived/dedup"
 FORMAT = 6  # 2: with each row's spec block key hash; 3: base + deltas, with the title indexes' parameters; 4: and
@@ -114,8 +114,8 @@ def arrays(inp: Inputs, titles: near.LSHIndex, wide: near.LSHIndex | None, out: 
                "sigs": _one(titles._sigs, (0, titles.num_perm), titles.dtype),
                "perm_a": titles.perms[0], "perm_b": titles.perms[1], "lsh_params": np.array(titles.params),
                "ids": inp.ids, "sha": inp.sha, "title_text": inp.title_text,
-               "sha_hash": inp.sha_hash if inp.sha_hash is not None else dedup_inputs.string_hashes(inp.sha),
-               "title_hash": inp.title_hash if inp.title_hash is not None else dedup_inputs.string_hashes(inp.title_text)}
+               "sha_hash": inp.sha_hash if inp.sha_hash is not None else reads.string_hashes(inp.sha),
+               "title_hash": inp.title_hash if inp.title_hash is not None else reads.string_hashes(inp.title_text)}
     for c in OUT:
         z[c] = out.column(c).combine_chunks() if out is not None else pa.nulls(n, pa.string())
     z["distance"] = (out.column("distance").to_numpy(zero_copy_only=False).astype(np.float64) if out is not None

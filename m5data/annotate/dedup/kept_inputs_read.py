@@ -9,8 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..kernels import dedup_inputs, near
-from ..kernels.dedup_inputs import Inputs, Specs
+from . import near, reads
 from .kept_inputs import (
     LAZY,
     NAMES,
@@ -23,12 +22,13 @@ from .kept_inputs import (
     Kept,
     arrays,
 )
+from .reads import Inputs, Specs
 
 
 def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, titles: near.LSHIndex,
                      wide: near.LSHIndex | None, shingle: int, con=None,
                      ids: pa.Array | pa.ChunkedArray | None = None, written: pa.Table | None = None) -> Inputs | None:
-    """The store's products as :func:`..kernels.dedup_inputs.read_inputs` reads them, from the ``kept`` files (base
+    """The store's products as :func:`.reads.read_inputs` reads them, from the ``kept`` files (base
     first: a later file's row wins) and, for the ``changed`` products (and any the files lack), from
     the store; ``titles`` and ``wide`` (empty indexes) get every product's band keys and signatures
     and the kept parameters. None: the kept files do not fit (a wide index they lack). ``con``: a
@@ -63,11 +63,11 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
             if fresh_wide is not None:
                 fresh_wide.add(values, offsets, valid)
 
-        rows = dedup_inputs.product_rows(store, fresh_ids, written) if written is not None else None
-        fresh = dedup_inputs.read_products(con, index_titles, only=fresh_ids, rows=rows)
+        rows = reads.product_rows(store, fresh_ids, written) if written is not None else None
+        fresh = reads.read_products(con, index_titles, only=fresh_ids, rows=rows)
         # their spec rows from only the parts holding them, no window over the specs view
         spec_rows = store.read_groups("specs", fresh_ids.to_pylist())  # none: an empty table
-        fresh.specs, fresh.n_spec_rows = dedup_inputs.read_specs(con, len(fresh), brand,
+        fresh.specs, fresh.n_spec_rows = reads.read_specs(con, len(fresh), brand,
                                                                  only=fresh_ids, rows=spec_rows)
     finally:
         if own:
@@ -76,8 +76,8 @@ def read_incremental(store, kept: list[Kept], brand: str, changed: pa.Array, tit
     src[fresh_mask] = len(kept)  # the rows read now: the last source
     srow[fresh_mask] = np.arange(int(fresh_mask.sum()))
     z = _merge([k.z for k in kept] + [arrays(fresh, fresh_titles, fresh_wide).z], src, srow, ids, brand)
-    inp = Inputs(ids=ids, blob=dedup_inputs.hash_codes(z["sha"], z["sha_hash"]),
-                 title_key=dedup_inputs.hash_codes(z["title_text"], z["title_hash"]), has_title=z["has_title"],
+    inp = Inputs(ids=ids, blob=reads.hash_codes(z["sha"], z["sha_hash"]),
+                 title_key=reads.hash_codes(z["title_text"], z["title_hash"]), has_title=z["has_title"],
                  phash=z["phash"], has_phash=z["has_phash"], phash_given=z["phash_given"],
                  n_spec_rows=z["n_spec_rows"], sha=z["sha"], title_text=z["title_text"], sha_hash=z["sha_hash"],
                  title_hash=z["title_hash"])

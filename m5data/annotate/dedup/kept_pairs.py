@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ... import arrays
-from ..kernels import phash
+from . import phash
 
 FOLDER = "derived/dedup"
 FORMAT = 2  # the kept pairs file's layout, in its metadata and checked when read (another: a full run); 2: row numbers
@@ -175,7 +175,7 @@ def crossing(keys: np.ndarray, rows: np.ndarray, touching: np.ndarray, cap: int,
     such a bucket's rows to its first row only, so their kept pairs must be searched again.
     ``sel``: the keys of buckets holding a changed row, when the caller has them (a bool mask);
     ``presorted``: ``keys`` are sorted, and a key's ``rows`` too."""
-    from ..kernels.key_runs import member
+    from .key_runs import member
 
     mine = touching[rows]
     if not mine.any():
@@ -194,7 +194,7 @@ def crossing(keys: np.ndarray, rows: np.ndarray, touching: np.ndarray, cap: int,
     return r[star[group]]
 
 
-def over_cap(inp, titles, a, plan: Plan) -> np.ndarray:  # inp: dedup_inputs.Inputs, titles: near.LSHIndex
+def over_cap(inp, titles, a, plan: Plan) -> np.ndarray:  # inp: reads.Inputs, titles: near.LSHIndex
     """``plan.touching`` and the rows of buckets (exact keys, pHash bands, title bands) that changed
     rows turned into stars (:func:`crossing`); the plan's kept pairs of those rows are dropped."""
     touching, cap = plan.touching, a.bucket_cap

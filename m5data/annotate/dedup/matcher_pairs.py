@@ -30,10 +30,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ... import arrays
-from ..kernels import dedup_inputs, near, phash
-from ..kernels.dedup_inputs import Inputs
-from ..kernels.pair_model import cascade_features
-from ..kernels.phash import hamming
+from ..matcher.model import cascade_features
+from . import near, phash, reads
+from .phash import hamming
+from .reads import Inputs
 from .spec_blocks import spec_blocks
 
 MODES = ("rules", "learned")
@@ -73,7 +73,7 @@ def choose(store, settings) -> Learned:
     a = settings.dedup
     if a.matcher == "rules":
         return Learned(None, "rules")
-    from ..kernels.pair_model import MatcherError, load_model
+    from ..matcher.model import MatcherError, load_model
 
     try:
         model = load_model(store)
@@ -125,7 +125,7 @@ def candidates(inp: Inputs, a, learned: Learned, known: np.ndarray, group: np.nd
     left, right = near.unpack(packed)
     # pages naming different brands are not one product (the rules' veto): on a store with a
     # placeholder photo its copies are most of the wider pHash candidates (100k synthetic: 202,623)
-    same, _, _ = dedup_inputs.agreement(sp, left, right)
+    same, _, _ = reads.agreement(sp, left, right)
     packed = arrays.union(packed[same != 0], pack(s_left, s_right))
     return near.unpack(packed[~arrays.isin(packed, known)])
 
@@ -137,7 +137,7 @@ def best_per_product(left: np.ndarray, right: np.ndarray, sim: np.ndarray, k: in
     rules, then set the matcher's cost."""
     if k <= 0 or not len(left):
         return left, right
-    from ..kernels import near_jit
+    from . import near_jit
 
     keep = np.zeros(len(left), dtype=bool)
     near_jit.best_of_each(np.asarray(left, np.int64), np.asarray(right, np.int64), np.asarray(sim, np.float64), k,
@@ -162,10 +162,10 @@ def score_pairs(store, brand_property: str, model, ids, left: np.ndarray, right:
     The neighbour features look for each side's best other product among all its pairs: these and
     the rules' accepted pairs that touch them (``known``, packed), so a product the rules already
     joined to its duplicate has that duplicate as its nearest neighbour."""
-    from ..kernels.pair_features import PairFeatures
-    from ..kernels.pair_model import columns
-    from ..kernels.pair_products import read_store
-    from ..kernels.pair_spaces import rowdot
+    from ..matcher.features import PairFeatures
+    from ..matcher.model import columns
+    from ..matcher.products import read_store
+    from ..matcher.spaces import rowdot
 
     if not len(left):
         return np.zeros(0)

@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ... import arrays
-from ..kernels import dedup_inputs, near, phash
-from ..kernels.dedup_inputs import Inputs
-from . import kept_pairs, matcher_pairs
+from . import kept_pairs, matcher_pairs, near, phash, reads
+from .reads import Inputs
 from .spec_rule import spec_rule
 
 if TYPE_CHECKING:  # the report is only written to here
@@ -95,7 +94,7 @@ def _exact(report: DedupReport, edges: list, codes: np.ndarray, cap: int, rule: 
 def _veto(report: DedupReport, inp: Inputs, a, left: np.ndarray, right: np.ndarray, dist: np.ndarray, rule: str):
     """Drop near pairs whose specs contradict them (different brand, or disagreeing values)."""
     if a.spec_veto and len(left):
-        same, shared, equal = dedup_inputs.agreement(inp.specs, left, right)
+        same, shared, equal = reads.agreement(inp.specs, left, right)
         keep = ~((same == 0) | ((shared > 0) & (equal < a.spec_min_agreement * shared)))
         report.vetoed[rule] += int((~keep).sum())
         left, right, dist = left[keep], right[keep], dist[keep]

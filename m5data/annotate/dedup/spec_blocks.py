@@ -1,7 +1,7 @@
 """The spec rule's blocked search (:mod:`.spec_rule`): each product's block keys (a brand spelling and two
 of its rarest values), the blocks' pairs checked by the compiled passes, in parts of the key space and
 bounded passes; and an incremental run's touched blocks (the keys of changed products, and of the rows
-whose rarest entries moved). The compiled loops are in :mod:`..kernels.spec_jit`."""
+whose rarest entries moved). The compiled loops are in :mod:`.spec_jit`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numba
 import numpy as np
 
 from ... import arrays
-from ..kernels import near
-from ..kernels.key_runs import member
+from . import near
+from .key_runs import member
 
 SPEC_KEY_ENTRIES = 8  # a product's block keys are made of its this many rarest non-brand entries
 SPEC_KEYS_PER_PART = 16_000_000  # spec block keys held at once (16 bytes each): parts of the key space beyond
@@ -60,7 +60,7 @@ def spec_blocks(sp, freq: np.ndarray | None, need: int, cap: int, min_shared: in
     million distinct pairs on the 100k scale world); ``counts[0]`` then counts the checks made. Only
     when the keys fit one part (16 million; a 1M-product store's loose keys are ~13 million).
     """
-    from ..kernels import spec_jit
+    from . import spec_jit
 
     if freq is None:
         freq = spec_jit.entry_freq(sp.keys, sp.values)
@@ -113,7 +113,7 @@ def _check_blocks(key: np.ndarray, row: np.ndarray, cap: int, check: tuple, buf:
     with one of its rows as an end; with ``once_rows`` (the rows' count), each pair of the uncapped
     blocks checked once (:func:`_rows_keys`, made from the keys sorted here; ``presorted``: the
     caller's, by key then row). Returns the pair buffer (grown when one capped block needed it)."""
-    from ..kernels import spec_jit
+    from . import spec_jit
 
     n = len(key)
     mine = touching if touching is not None else np.zeros(0, dtype=np.bool_)
@@ -186,7 +186,7 @@ def _own_keys(args: tuple, rows: np.ndarray) -> np.ndarray:
 
 def _block_keys(args: tuple) -> tuple[np.ndarray, np.ndarray]:
     """Every block key of ``args`` (the block keys' CSR arguments) with its row: counted, then made."""
-    from ..kernels import spec_jit
+    from . import spec_jit
 
     total = spec_jit.spec_block_keys(*args, 0, 1, np.zeros(0, np.uint64), np.zeros(0, np.int64))
     key, row = np.empty(total, dtype=np.uint64), np.empty(total, dtype=np.int64)
@@ -199,7 +199,7 @@ def _keys_in(args: tuple, wanted: np.ndarray, rows: np.ndarray) -> tuple[np.ndar
     positions in ``wanted``, with their rows, rows in order (:func:`spec_jit.spec_row_keys`: the keys
     are made row by row, only these kept; of a row's entries, only those whose one-entry key ``rows``
     share make pairs, and only those of a value ``rows``' entries have are looked up)."""
-    from ..kernels import spec_jit
+    from . import spec_jit
 
     entries = _own_keys((*args[:-1], 1), rows) if args[-1] == 2 else np.zeros(0, dtype=np.uint64)
     marked = np.zeros(0, dtype=np.bool_)
@@ -282,7 +282,7 @@ def _by_row(row: np.ndarray, offsets: np.ndarray) -> np.ndarray:  # pragma: no c
 
 def _ragged(offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """The positions of rows ``rows``' entries in a CSR with ``offsets``."""
-    from ..kernels.key_runs import ragged_arange
+    from .key_runs import ragged_arange
 
     cnt = offsets[rows + 1] - offsets[rows]
     return np.repeat(offsets[rows], cnt) + ragged_arange(cnt)
@@ -294,7 +294,7 @@ def _rarest_entries(sp, freq: np.ndarray, keep: int,
     listing each entry; fewest first, ties by code), in CSR form sorted by property then value
     (:func:`spec_jit.rarest_mask`: a row's entries are already in that order); ``chosen``: gets which
     entries of ``sp`` they are (else made here)."""
-    from ..kernels import spec_jit
+    from . import spec_jit
 
     chosen = np.empty(len(sp.keys), dtype=np.bool_) if chosen is None else chosen
     spec_jit.rarest_mask(sp.offsets, sp.keys, sp.values, np.ascontiguousarray(freq, dtype=np.int64), sp.brand_key,

@@ -1,7 +1,7 @@
 """The ``spec`` rule of dedup: pairs of the same brand agreeing on enough shared properties, found
 in exact blocks of rare spec values (never all pairs) and kept only when such an agreement is
 unlikely by chance within the brand. Called by :func:`.job.dedup`; the blocked search is in
-:mod:`.spec_blocks`, the compiled loops in :mod:`..kernels.spec_jit`.
+:mod:`.spec_blocks`, the compiled loops in :mod:`.spec_jit`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..kernels import dedup_inputs
-from ..kernels.dedup_inputs import Inputs
+from . import reads
+from .reads import Inputs
 from .spec_blocks import (
     _block_keys,
     spec_blocks,
@@ -58,7 +58,7 @@ def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None =
     chance (kept for the next run); the pairs returned are the new ones and the kept likely ones
     that no longer are.
     """
-    from ..kernels import spec_jit
+    from . import spec_jit
 
     sp = inp.specs
     need = max(1, min(2, math.ceil(a.spec_min_agreement * a.spec_min_shared - 1e-9)))
@@ -108,7 +108,7 @@ def spec_rule(report: DedupReport, inp: Inputs, a, touching: np.ndarray | None =
         report.vetoed["spec"] += int(likely.sum())
         inp.spec_vetoed = (left[likely], right[likely])
         left, right = left[~likely], right[~likely]
-    same, shared, equal = dedup_inputs.agreement(sp, left, right)
+    same, shared, equal = reads.agreement(sp, left, right)
     return left, right, 1.0 - equal / np.maximum(shared, 1), "spec"
 
 
@@ -122,7 +122,7 @@ def _spec_chance(sp, left: np.ndarray, right: np.ndarray, freq: np.ndarray, only
     (:func:`spec_jit.chance_keys`, :func:`spec_jit.count_chance_keys`: a pass over the rows of the
     pairs' spellings, no sort): the counts looked up are the same.
     """
-    from ..kernels import spec_jit
+    from . import spec_jit
 
     out = np.zeros(len(left))
     if not len(left):

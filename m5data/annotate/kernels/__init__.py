@@ -1,13 +1,10 @@
-"""What more than one curation stage computes with: no stage of its own, no settings of its own.
+"""What pools, match-level and the matcher's text embeddings compute with: no stage of its own, no
+settings of its own.
 
-- ``near`` / ``near_jit`` / ``key_runs`` / ``spec_jit``: pHash, MinHash/LSH and spec-agreement kernels;
-- ``values``: spec values as compared; ``dedup_inputs``: products, images and specs as dedup (and
-  the matcher's cascade) read them;
-- ``pair_model`` / ``pair_features`` / ``pair_features_jit`` / ``char_grams_jit`` / ``pair_products`` /
-  ``pair_text`` / ``trees_jit`` / ``errors``: the same-product matcher's pair features and its model as data, which
-  the matcher trains and dedup applies;
-- ``embed`` / ``search`` / ``reservoir``: embedders and the blocked top-k search (pools, match-level,
-  the matcher's text embeddings).
+- ``embed``: the embedders (TF-IDF/SVD, the packaged sentence model) and their errors;
+- ``search`` / ``reservoir``: the blocked exact top-k search and its numba-compiled per-row top-k.
 
-A curation package (dedup, match_level, pools, crowd, matcher) imports these, never another curation
-package (tests/contract/test_module_layers.py)."""
+It imports no curation package. What only one stage runs lives in that stage's package (dedup's
+MinHash/pHash/spec kernels in ``dedup/``, the matcher's pair features and model in ``matcher/``);
+where one package uses another's, it goes through what that one publishes
+(tests/contract/test_module_layers.py, docs/architecture.md "The layers")."""

@@ -2,11 +2,11 @@
 for every candidate pair, so dedup builds the full features (jieba, words, n-grams, TF-IDF) only for
 the candidates that pass it.
 
-Its features (:data:`FEATURES`) come from dedup's own inputs (:mod:`..dedup_inputs`): the titles'
+Its features (:data:`FEATURES`) come from dedup's own inputs (:mod:`..dedup.reads`): the titles'
 MinHash Jaccard estimate (the same shingles, permutations and 16-bit signatures as dedup's title
 index), the main images' pHash distance, and the spec rule's agreement counts (same brand, properties
 both list besides the brand, agreeing ones, conflicting ones, the agreeing share). Training computes
-them the same way for the labelled pairs (:func:`..kernels.pair_model.cascade_features` of :func:`read_inputs`), fits the
+them the same way for the labelled pairs (:func:`.model.cascade_features` of :func:`read_inputs`), fits the
 small model on the same folds as the matcher, and reads its threshold off the held-out folds: the
 highest that keeps at least ``keep`` (0.995) of the labelled pairs the full model accepts there
 (held out too). The model file keeps it (trees as data, no pickle) with what it kept and dropped.
@@ -18,8 +18,8 @@ import dataclasses
 
 import numpy as np
 
-from ..kernels.pair_model import CASCADE_FEATURES as FEATURES  # noqa: F401 (pair_model.cascade_features computes them)
-from ..kernels.pair_model import Cascade, Trees
+from .model import CASCADE_FEATURES as FEATURES  # noqa: F401 (model.cascade_features computes them)
+from .model import Cascade, Trees
 
 KEEP = 0.995  # share of the held-out accepted pairs the threshold keeps
 TREES, LEAVES = 60, 15  # the small model (its cost is the pairs x trees walk, ~2 us a pair)
@@ -59,8 +59,8 @@ def read_inputs(store, settings, ids):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from ..kernels import dedup_inputs, near
-    from ..kernels.values import norm_value
+    from ..dedup import near, reads
+    from ..dedup.values import norm_value
 
     a = dedup_settings(store)
     wanted = pc.unique(pa.array(ids, pa.string())).sort()
@@ -70,7 +70,7 @@ def read_inputs(store, settings, ids):
         values, offsets = near.title_hashes(batch, a.shingle)
         titles.add(values, offsets, np.fromiter(map(bool, batch), dtype=bool, count=len(batch)))
 
-    inp = dedup_inputs.read_inputs(store, norm_value(settings.annotate.brand_property), index_titles, only=wanted)
+    inp = reads.read_inputs(store, norm_value(settings.annotate.brand_property), index_titles, only=wanted)
     return inp, titles
 
 
@@ -88,8 +88,8 @@ def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray, accepte
     """The cheap model on the labelled pairs' cheap features ``x``; its threshold the highest held-out
     score that keeps ``keep`` of the pairs ``accepted`` (the full model's held-out accepted ones).
     None when the full model accepts no held-out pair (nothing to keep: no cascade)."""
-    from ..kernels.trees import classifier, one_thread
     from .training import out_of_fold
+    from .trees import classifier, one_thread
 
     if not accepted.any():
         return None

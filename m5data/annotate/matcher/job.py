@@ -18,9 +18,9 @@ import numpy as np
 from ... import config as cfg
 from ...stages import StageRun, opened
 from ...storage.runs import StageStats
-from ..kernels.crowd_labels import combined, crowd_labels  # noqa: F401 (job.combined: the tests' name)
-from ..kernels.pair_model import MODELS, MatcherError, Model, load_model, score
-from ..kernels.pair_products import Products, read_store
+from .labels import combined, crowd_labels  # noqa: F401 (job.combined: the tests' name)
+from .model import MODELS, MatcherError, Model, load_model, score
+from .products import Products, read_store
 
 MAX_LISTED = 200  # bad lines named in one error at most (the count says how many more)
 
@@ -105,7 +105,7 @@ def train(store, settings: cfg.Settings, labels: Path | None = None, products: P
     if run is None:
         with opened("matcher", store, settings, labels=labels) as run:
             return train(store, settings, labels, products, run)
-    from ..kernels.pair_features import PairFeatures
+    from .features import PairFeatures
     from .training import fit
 
     check_settings(settings)
@@ -157,8 +157,8 @@ def _cascade(store, settings, products: Products, ia, ib, y, w, accepted):
     inputs; None when the full model accepts no held-out pair."""
     import pyarrow as pa
 
-    from ..kernels.pair_model import cascade_features
     from . import cascade
+    from .model import cascade_features
 
     ids = pa.array(products.ids, pa.string())
     inp, titles = cascade.read_inputs(store, settings, pa.concat_arrays([ids.take(ia), ids.take(ib)]))

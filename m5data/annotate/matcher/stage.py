@@ -12,7 +12,7 @@ def check(settings, options: dict) -> None:
     is a file (MatcherError)."""
     from pathlib import Path
 
-    from ..kernels.errors import MatcherError
+    from .errors import MatcherError
     from .job import check_settings
 
     check_settings(settings)

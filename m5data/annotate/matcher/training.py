@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..kernels.pair_features import FEATURES
-from ..kernels.pair_linear import MIXES, Linear, logit, mixed
-from ..kernels.pair_model import MatcherError, Model, Trees
-from ..kernels.trees import classifier, one_thread
+from .features import FEATURES
+from .linear import MIXES, Linear, logit, mixed
+from .model import MatcherError, Model, Trees
+from .trees import classifier, one_thread
 
 
 @dataclass
@@ -64,7 +64,7 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray,
 
 
 def linear_out_of_fold(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray, a, seed: int) -> np.ndarray:
-    """Each pair's log-odds from the linear part (:class:`.pair_linear.Linear`) fitted on the other folds
+    """Each pair's log-odds from the linear part (:class:`.linear.Linear`) fitted on the other folds
     (the folds of :func:`out_of_fold`)."""
     oof = np.zeros(len(y))
     for tr, te in folds(x, y, groups, a, seed):
@@ -73,7 +73,7 @@ def linear_out_of_fold(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.n
 
 
 def choose_mix(tree_oof: np.ndarray, linear_oof: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, dict]:
-    """The linear part's share of the log-odds (:data:`.pair_linear.MIXES`) of best held-out AUC (ties: the
+    """The linear part's share of the log-odds (:data:`.linear.MIXES`) of best held-out AUC (ties: the
     first listed, the even blend), its held-out P(match), and each share's AUC."""
     from sklearn.metrics import roc_auc_score
 

@@ -10,7 +10,7 @@ from support.dedup_rows import product_row as _product
 from typer.testing import CliRunner
 
 from m5data.annotate.dedup.job import dedup, run, score_groups
-from m5data.annotate.kernels.values import brand_spellings, noisy_value
+from m5data.annotate.dedup.values import brand_spellings, noisy_value
 from m5data.cli import app
 from m5data.config import ConfigError, load
 from m5data.storage.truth_files import truth_rows
@@ -263,8 +263,8 @@ def test_compiled_spec_agreement_equals_the_rule_on_dicts(store):
     per-pair agreement of every pair equals ``spec_agreement`` on the pages' property -> values dicts."""
     import random
 
-    from m5data.annotate.kernels.dedup_inputs import agreement, read_inputs
-    from m5data.annotate.kernels.values import norm_value, spec_agreement
+    from m5data.annotate.dedup.reads import agreement, read_inputs
+    from m5data.annotate.dedup.values import norm_value, spec_agreement
 
     rng = random.Random(7)
     choices = {"品牌": ["美的(Midea)", "Midea/美的", "格力", "美的", " 格力 "], "颜色": ["黑色", "白色", "红色"],
@@ -381,8 +381,7 @@ def test_spec_block_pairs_checks_the_same_candidates_as_pairs_in_runs():
     the candidate list of ``pairs_in_runs`` (all pairs of a small block, a star over a capped one)
     keeps after the same checks, counts every candidate check and capped pair, and goes on when a
     capped block is longer than its buffer."""
-    from m5data.annotate.dedup import spec_blocks
-    from m5data.annotate.kernels import near, spec_jit
+    from m5data.annotate.dedup import near, spec_blocks, spec_jit
 
     rng = np.random.default_rng(11)
     n, brand_key = 400, 0
@@ -475,8 +474,8 @@ def test_spec_codes_do_not_depend_on_the_order_rows_were_written(tmp_path):
     """Property and value codes break the rarest-entry ties of the spec blocks, so they must not
     follow the order DuckDB's DISTINCT happens to return: the same spec rows written in another
     order and other parts give the same codes."""
-    from m5data.annotate.kernels.dedup_inputs import read_inputs
-    from m5data.annotate.kernels.values import norm_value
+    from m5data.annotate.dedup.reads import read_inputs
+    from m5data.annotate.dedup.values import norm_value
     from m5data.storage import Store
 
     ids = [f"q:{i:04d}" for i in range(2000)]

@@ -11,9 +11,8 @@ from support.dedup_rows import image_row as _image
 from support.dedup_rows import product_row as _product
 from support.grow import copies as _copies
 
-from m5data.annotate.dedup import kept_inputs, kept_inputs_read, kept_pairs
+from m5data.annotate.dedup import kept_inputs, kept_inputs_read, kept_pairs, reads
 from m5data.annotate.dedup.job import dedup
-from m5data.annotate.kernels import dedup_inputs
 from m5data.config import load
 from m5data.storage import Store, changes
 
@@ -183,9 +182,9 @@ def test_a_run_killed_after_its_table_write_leaves_the_last_state_and_the_next_r
 def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_gives(demo300_copy):
     """The incremental read (kept arrays + the changed products from the store) equals a full read:
     ids, image and title codes, pHashes, spec codes and names, MinHash band keys and signatures."""
-    from m5data.annotate.kernels import near
-    from m5data.annotate.kernels.dedup_inputs import read_inputs
-    from m5data.annotate.kernels.values import norm_value
+    from m5data.annotate.dedup import near
+    from m5data.annotate.dedup.reads import read_inputs
+    from m5data.annotate.dedup.values import norm_value
 
     store_dir, _ = demo300_copy
     store, settings = Store.open(store_dir), _settings(store_dir)
@@ -235,8 +234,8 @@ def test_the_kept_inputs_with_the_changed_products_read_are_what_a_full_read_giv
     fresh = pa.array(sorted(changed.to_pylist()))
     con = store.connect(need=("products", "media"), only=("products", "media"))
     try:
-        rows = dedup_inputs.product_rows(store, fresh, products)
-        every = con.sql(dedup_inputs._PRODUCTS.format(only="", where="")).to_arrow_table()
+        rows = reads.product_rows(store, fresh, products)
+        every = con.sql(reads._PRODUCTS.format(only="", where="")).to_arrow_table()
         assert rows.num_rows == 7 and rows.equals(every.filter(pc.is_in(every.column("product_id"), value_set=fresh)))
     finally:
         con.close()
@@ -446,10 +445,10 @@ def test_the_kept_spec_entries_that_made_the_keys_are_the_rarest_a_full_run_choo
     ids = kept_inputs_read.kept_ids(kept)
     src, srow, _ = kept_inputs_read._sources(ids, kept)
     merged = kept_inputs_read._merge([k.z for k in kept], src, srow, ids, "品牌")
+    from m5data.annotate.dedup.reads import read_inputs
     from m5data.annotate.dedup.spec_blocks import SPEC_KEY_ENTRIES, _rarest_entries
-    from m5data.annotate.kernels.dedup_inputs import read_inputs
-    from m5data.annotate.kernels.spec_jit import entry_freq
-    from m5data.annotate.kernels.values import norm_value
+    from m5data.annotate.dedup.spec_jit import entry_freq
+    from m5data.annotate.dedup.values import norm_value
 
     full = read_inputs(store, norm_value("品牌"))
     chosen = np.empty(len(full.specs.keys), dtype=bool)
@@ -462,11 +461,11 @@ def test_exact_codes_from_kept_hashes_are_a_dictionary_encodings_and_a_collision
     """The exact rules' codes made from the strings' hashes (kept with the inputs) are the codes of
     a dictionary encoding of the strings; two strings of one hash (forced here) are coded apart."""
     strings = pa.array(["b", "a", None, "b", "c", "a", "", None, ""], pa.string())
-    codes = dedup_inputs._codes([strings])
-    hashes = dedup_inputs.string_hashes(strings)
+    codes = reads._codes([strings])
+    hashes = reads.string_hashes(strings)
     assert (hashes[[2, 7]] == 0).all() and (np.delete(hashes, [2, 7]) != 0).all()
-    assert np.array_equal(dedup_inputs.hash_codes(strings, hashes), codes)
-    assert np.array_equal(dedup_inputs.string_hashes(strings.slice(3)), hashes[3:])  # an offset array
+    assert np.array_equal(reads.hash_codes(strings, hashes), codes)
+    assert np.array_equal(reads.string_hashes(strings.slice(3)), hashes[3:])  # an offset array
     collided = hashes.copy()
     collided[collided == hashes[4]] = hashes[0]  # "c" hashed as "b"
-    assert np.array_equal(dedup_inputs.hash_codes(strings, collided), codes)
+    assert np.array_equal(reads.hash_codes(strings, collided), codes)

@@ -28,7 +28,7 @@ def test_a_kept_pairs_file_of_another_format_is_not_read(tmp_path):
 
 def test_the_exact_keys_are_the_exact_rules():
     from m5data.annotate.dedup.groups import RULES
-    from m5data.annotate.kernels.dedup_inputs import Inputs
+    from m5data.annotate.dedup.reads import Inputs
 
     n = 3
     inp = Inputs(ids=pa.array(["a", "b", "c"]), blob=np.arange(n), title_key=np.arange(n) + 10,

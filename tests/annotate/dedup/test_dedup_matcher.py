@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from m5data.annotate.dedup.job import dedup, score_groups
 from m5data.annotate.dedup.matcher_pairs import best_per_product, graph_top2
-from m5data.annotate.kernels.pair_model import load_model, loads
+from m5data.annotate.matcher.model import load_model, loads
 from m5data.cli import app
 from m5data.config import ConfigError, load
 from m5data.storage import Store
@@ -127,7 +127,7 @@ def _report_shows_the_matcher(store, report, tmp_path):
     the held-out precision-recall curve saved with the model."""
     import json
 
-    from m5data.annotate.kernels.pair_model import model_path
+    from m5data.annotate.matcher.model import model_path
     from m5data.report.build import build
 
     out = build(store, _settings(store.root), out=tmp_path / "report")
@@ -194,8 +194,8 @@ def test_graph_neighbours_are_each_products_two_best_pairs():
 
 def test_a_cascade_of_other_features_is_refused():
     """A model file whose cheap test reads features this m5data does not compute is not a model."""
-    from m5data.annotate.kernels.pair_model import Trees
     from m5data.annotate.matcher.cascade import FEATURES, Cascade
+    from m5data.annotate.matcher.model import Trees
 
     one = lambda *v: list(v)
     trees = {"roots": [0], "feature": [0], "threshold": [0.0], "missing_left": [0], "left": [0], "right": [0],

@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 
-from m5data.annotate.kernels import pair_title as pt
-from m5data.annotate.kernels.pair_features import FEATURES, PairFeatures
-from m5data.annotate.kernels.pair_linear import Linear
-from m5data.annotate.kernels.pair_products import Products
-from m5data.annotate.kernels.pair_text import clean
+from m5data.annotate.matcher import title as pt
+from m5data.annotate.matcher.features import FEATURES, PairFeatures
+from m5data.annotate.matcher.linear import Linear
+from m5data.annotate.matcher.products import Products
+from m5data.annotate.matcher.text import clean
 from m5data.annotate.matcher.training import fit
 from m5data.config import load as load_settings
 

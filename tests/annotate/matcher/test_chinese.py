@@ -10,10 +10,10 @@ from support.mep3m_pairs import SOURCE, records
 if not SOURCE.is_file():  # the real titles sit in ../shared beside the checkout (as the realdata fixture's)
     pytest.skip(f"{SOURCE} not present (shared/ must sit beside the checkout)", allow_module_level=True)
 
-from m5data.annotate.kernels import pair_title as pt
-from m5data.annotate.kernels.pair_features import FEATURES, PairFeatures
-from m5data.annotate.kernels.pair_products import Products
-from m5data.annotate.kernels.pair_text import clean
+from m5data.annotate.matcher import title as pt
+from m5data.annotate.matcher.features import FEATURES, PairFeatures
+from m5data.annotate.matcher.products import Products
+from m5data.annotate.matcher.text import clean
 from m5data.annotate.matcher.training import fit
 from m5data.config import load as load_settings
 

@@ -17,9 +17,10 @@ from typer.testing import CliRunner
 
 from m5data.annotate.crowd import uncertain
 from m5data.annotate.crowd.uncertain import nearest_threshold, per_cluster
-from m5data.annotate.kernels import pair_model, pair_products
-from m5data.annotate.kernels.pair_model import FORMAT, MatcherError, Model, Trees, load
 from m5data.annotate.matcher import job
+from m5data.annotate.matcher import model as pair_model
+from m5data.annotate.matcher import products as pair_products
+from m5data.annotate.matcher.model import FORMAT, MatcherError, Model, Trees, load
 from m5data.annotate.matcher.training import choose_threshold
 from m5data.cli import app
 from m5data.config import load as load_settings
@@ -142,7 +143,7 @@ def test_the_trees_fit_on_one_openmp_thread_in_a_fresh_process():
     import sys
 
     code = ("import json, threadpoolctl\n"
-            "from m5data.annotate.kernels.trees import one_thread\n"
+            "from m5data.annotate.matcher.trees import one_thread\n"
             "with one_thread():\n"
             "    from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: F401\n"
             "    print(json.dumps([(i['filepath'], i['num_threads']) for i in threadpoolctl.threadpool_info()\n"
@@ -386,9 +387,9 @@ def test_compiled_char_ngrams_weigh_as_scikit_learns_tfidf():
     scikit-learn's TF-IDF rows: equal cosines, equal vocabulary."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    from m5data.annotate.kernels.pair_features_jit import tfidf_matrix
-    from m5data.annotate.kernels.pair_spaces import _char_counts, smooth_idf
-    from m5data.annotate.kernels.pair_text import clean
+    from m5data.annotate.matcher.features_jit import tfidf_matrix
+    from m5data.annotate.matcher.spaces import _char_counts, smooth_idf
+    from m5data.annotate.matcher.text import clean
 
     rng = np.random.default_rng(0)
     pieces = ["索尼 WH-1000XM4", "a", "ab", "  spaced\tout\n text ", "", "24寸 显示器 lg 24mk430h", "１２３ＡＢＣ",
@@ -410,7 +411,7 @@ def test_model_keeps_its_text_weights_and_an_old_model_says_retrain(synth, tmp_p
     on those products are the training features exactly. A model file of the old format (no weights)
     is refused in one line that says to retrain, and dedup then runs the rules and says so."""
     from m5data.annotate.dedup.job import dedup
-    from m5data.annotate.kernels.pair_features import FEATURES, PairFeatures
+    from m5data.annotate.matcher.features import FEATURES, PairFeatures
 
     store, pairs, report = synth
     model = load(report.path)

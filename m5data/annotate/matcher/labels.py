@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .pair_model import MatcherError
+from .model import MatcherError
 
 
 def crowd_labels(store, index: dict[str, int], skipped: dict) -> tuple[np.ndarray, ...]:

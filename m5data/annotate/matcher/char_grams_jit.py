@@ -7,7 +7,7 @@ profiled 17.5 s). Here a text is an array of code points, an n-gram is one ``uin
 16-bit symbol numbers: the texts' distinct characters numbered, the word padding its own symbol),
 the vocabulary an open-addressing hash table and each row's counts are gathered in one pass;
 documents made of parts (a title, a caption, a spec value) get their counts as the sum of their
-distinct parts' (:func:`char_grams_of_parts`). :mod:`.pair_features_jit` makes the TF-IDF rows of
+distinct parts' (:func:`char_grams_of_parts`). :mod:`.features_jit` makes the TF-IDF rows of
 these counts.
 """
 

@@ -1,7 +1,7 @@
 """The products' representations the pair features are read from: TF-IDF rows of title and text
 character n-grams and words (weights fitted on the products or a trained model's, :class:`TextWeights`),
 word, code, number and spec sets as sparse binary rows, and each product's two nearest other products
-in a space (:func:`top2`). Built once per set of products by :class:`.pair_features.PairFeatures`."""
+in a space (:func:`top2`). Built once per set of products by :class:`.features.PairFeatures`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from itertools import chain
 import numpy as np
 import scipy.sparse as sp
 
-from . import pair_text as tx
-from .pair_products import Products
+from . import text as tx
+from .products import Products
 
 CONTEXT_BLOCK = 2048  # products per block of the nearest-neighbour search behind the *_margin features
 WEIGHTED = ("title_char", "text_char", "title_word", "text_word")  # the TF-IDF spaces (TextWeights)
@@ -176,7 +176,7 @@ def l2_rows(x: sp.csr_matrix) -> sp.csr_matrix:
 def rowdot(x, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise dot products of rows ``a`` and ``b`` of ``x`` (sparse or dense)."""
     if sp.issparse(x):
-        from .pair_features_jit import rowdot_csr
+        from .features_jit import rowdot_csr
 
         return rowdot_csr(x, a, b)
     return np.einsum("ij,ij->i", x[a], x[b])
@@ -207,7 +207,7 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 def _first_seen(lengths: np.ndarray, cols: np.ndarray, terms: list[str]) -> tuple[sp.csr_matrix, np.ndarray, list[str]]:
     """Rows x the terms they use (columns in order of first sight), 1 where a row holds a term; each
     entry's new column; the terms."""
-    from .pair_features_jit import first_seen
+    from .features_jit import first_seen
 
     new, used = first_seen(np.ascontiguousarray(cols, dtype=np.int64), len(terms))
     return _ones(lengths, new, len(used)), new, [terms[i] for i in used.tolist()]

@@ -5,7 +5,7 @@ specs (:mod:`.agreement`), the spec block keys (:mod:`.block_keys`), the pairs o
 
 Each loop is the per-row or per-pair work that numpy would do through temporaries of
 ``rows x candidates``; compiled, it runs in one pass with no temporary. Callers are
-:mod:`..spec_rule` and :mod:`.dedup_inputs`; the index loops (MinHash, pHash) are in :mod:`.near_jit`.
+:mod:`..spec_rule` and :mod:`..reads`; the index loops (MinHash, pHash) are in :mod:`.near_jit`.
 """
 
 from __future__ import annotations

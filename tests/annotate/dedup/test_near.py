@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from datasketch import MinHash, MinHashLSH
 
-from m5data.annotate.kernels import near, phash
+from m5data.annotate.dedup import near, phash
 
 TITLES = ["宜乐婴儿儿童婴幼儿奶粉X-7649GW婴幼儿奶粉现货优选人气", "宜乐 3段 婴儿 婴幼儿奶粉 现货", "ab", "",
           "欧星商务A4办公文仪LP-6232办公文仪工厂直销", "欧星商务A4办公文仪LP-6232办公文仪工厂直销包邮", "Ｘ７ Pro 手机"]

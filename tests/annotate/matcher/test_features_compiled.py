@@ -10,11 +10,10 @@ import pyarrow as pa
 import pytest
 import scipy.sparse as sp
 
-from m5data.annotate.kernels import pair_features as features
-from m5data.annotate.kernels import pair_products as products
-from m5data.annotate.kernels import pair_spaces
-from m5data.annotate.kernels import pair_text as tx
-from m5data.annotate.kernels.pair_features_jit import rowdot_csr, tfidf_matrix
+from m5data.annotate.matcher import features, products
+from m5data.annotate.matcher import spaces as pair_spaces
+from m5data.annotate.matcher import text as tx
+from m5data.annotate.matcher.features_jit import rowdot_csr, tfidf_matrix
 
 jieba = pytest.importorskip("jieba")
 jieba.setLogLevel(60)
@@ -128,7 +127,7 @@ def test_word_and_code_sets_are_those_of_each_products_whole_text():
 
 
 def test_codes_inside_is_pythons_substring_test():
-    from m5data.annotate.kernels.pair_features_jit import codes_inside
+    from m5data.annotate.matcher.features_jit import codes_inside
 
     rng = random.Random(3)
     alphabet = "ab12中x"
@@ -147,7 +146,7 @@ def test_codes_inside_is_pythons_substring_test():
 def test_first_seen_numbers_columns_as_unique_by_first_index():
     """The compiled renumbering gives each column its rank of first sight, as ``np.unique`` with the
     first indexes sorted did (the word matrices' column order, which the features' sums follow)."""
-    from m5data.annotate.kernels.pair_features_jit import first_seen
+    from m5data.annotate.matcher.features_jit import first_seen
 
     cols = np.random.default_rng(3).integers(0, 50, 2000)
     cols[:3] = [49, 7, 49]

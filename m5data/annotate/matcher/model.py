@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MatcherError
-from .pair_linear import Linear, mixed
+from .linear import Linear, mixed
 
-FORMAT = "m5data-matcher/3"  # /3: a linear part blended with the trees (pair_linear); /2: the TF-IDF weights
+FORMAT = "m5data-matcher/3"  # /3: a linear part blended with the trees (linear.py); /2: the TF-IDF weights
 READ_FORMATS = (FORMAT, "m5data-matcher/2")  # /2: trees alone, read as before
 OLD_FORMATS = ("m5data-matcher/1",)  # refused with "retrain": no text weights, which dedup needs
 
@@ -107,10 +107,10 @@ CASCADE_FEATURES = ["title_minhash_jaccard", "phash_bits", "brand_same", "spec_s
 
 def cascade_features(inp, titles, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """The cascade's features (:data:`CASCADE_FEATURES`) of pairs of dedup rows, pairs x features, from
-    dedup's inputs ``inp`` (:class:`.dedup_inputs.Inputs`) and title index ``titles`` (a
+    dedup's inputs ``inp`` (:class:`..dedup.reads.Inputs`) and title index ``titles`` (a
     :class:`.near.LSHIndex` holding every row's signature); NaN where a side lacks the evidence."""
-    from .dedup_inputs import agreement
-    from .phash import hamming
+    from ..dedup.phash import hamming
+    from ..dedup.reads import agreement
 
     left, right = np.asarray(left, np.int64), np.asarray(right, np.int64)
     x = np.full((len(left), len(CASCADE_FEATURES)), np.nan)
@@ -223,7 +223,7 @@ def loads(data: bytes, path: str | Path) -> Model:
                                "weights): retrain it with `m5data annotate matcher train`")
         if not isinstance(d, dict) or d.get("format") not in READ_FORMATS:
             raise ValueError(f"format is not {FORMAT!r}")
-        from .pair_spaces import TextWeights
+        from .spaces import TextWeights
 
         trees = Trees.from_json(d["trees"])
         return Model(version=str(d["version"]), features=[str(f) for f in d["features"]], baseline=float(d["baseline"]),
@@ -274,8 +274,8 @@ def load_model(store, name: str | None = None) -> Model:
 
 
 def columns(model: Model) -> np.ndarray:
-    """Where the model's features sit in :data:`.pair_features.FEATURES` (a model naming an unknown feature is refused)."""
-    from .pair_features import FEATURES
+    """Where the model's features sit in :data:`.features.FEATURES` (a model naming an unknown feature is refused)."""
+    from .features import FEATURES
 
     unknown = [f for f in model.features if f not in FEATURES]
     if unknown:
@@ -284,8 +284,8 @@ def columns(model: Model) -> np.ndarray:
 
 
 def features(model: Model, products, ia: np.ndarray, ib: np.ndarray, text_model: str = "") -> np.ndarray:
-    """The model's feature columns of pairs of rows of ``products`` (:class:`.pair_products.Products`)."""
-    from .pair_features import PairFeatures
+    """The model's feature columns of pairs of rows of ``products`` (:class:`.products.Products`)."""
+    from .features import PairFeatures
 
     cols = columns(model)
     if any(f.startswith("embed_") for f in model.features) and not text_model:
@@ -294,5 +294,5 @@ def features(model: Model, products, ia: np.ndarray, ib: np.ndarray, text_model:
 
 
 def score(model: Model, products, ia: np.ndarray, ib: np.ndarray, text_model: str = "") -> np.ndarray:
-    """P(same product) of pairs of rows of ``products`` (:class:`.pair_products.Products`)."""
+    """P(same product) of pairs of rows of ``products`` (:class:`.products.Products`)."""
     return model.proba(features(model, products, ia, ib, text_model))

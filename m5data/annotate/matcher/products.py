@@ -46,7 +46,7 @@ def read_store(store, brand_property: str, only=None) -> Products:
     """Every product of ``store`` with its caption, main-image pHash and spec values (``brand_property``
     gives the brand); ``only`` (product ids, an Arrow array or list): those products alone (dedup reads
     just the products of its candidate pairs, not a million)."""
-    from .phash import parse_phash
+    from ..dedup.phash import parse_phash
 
     # a cursor of the read database: its TEMP views (information_schema lists them) and "wanted" are its own
     con = store.connect(need=("products",), only=("products", "media", "specs", "captions"), cursor=True)

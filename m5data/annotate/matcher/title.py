@@ -1,7 +1,7 @@
 """What a shop title says beyond its words (issue 58): shop and promotion noise, brand aliases, net
 content, pack counts and stage numbers, read from Chinese and Latin titles.
 
-Every function takes text already :func:`.pair_text.clean` (NFKC, lower case: ``（`` is ``(``, ``８００克``
+Every function takes text already :func:`.text.clean` (NFKC, lower case: ``（`` is ``(``, ``８００克``
 is ``800克``). A title without the thing asked for gives None or an empty list: the pair features then
 say NaN, never "differs".
 """

@@ -23,6 +23,6 @@ def raw(x, roots, feature, threshold, missing_left, left, right, leaf, value, ou
 
 
 def warm_up() -> None:
-    """Compile :func:`raw` (or load it from numba's cache) with the types ``pair_model.Trees`` passes."""
+    """Compile :func:`raw` (or load it from numba's cache) with the types ``model.Trees`` passes."""
     i, f, b = np.zeros(1, dtype=np.int64), np.zeros(1), np.ones(1, dtype=np.bool_)
     raw(np.zeros((1, 1)), i, i, f, b, i, i, b, f, np.zeros(1))

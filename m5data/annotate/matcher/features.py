@@ -4,7 +4,7 @@ scipy calls, not a Python loop each (only model-code containment is a loop over 
 
 Missing evidence is NaN (the model routes it), never 0: "no brand on one page" is not "brands differ".
 Brand, net content and stage are read from titles without shop and promotion noise
-(:mod:`.pair_title`); brands through the aliases the titles teach, and from the title where no spec
+(:mod:`.title`); brands through the aliases the titles teach, and from the title where no spec
 names one.
 """
 
@@ -15,11 +15,11 @@ from os.path import commonprefix
 import numpy as np
 
 from ... import arrays
-from . import pair_text as tx
-from . import pair_title as pt
-from .pair_features_jit import rowdot_csr, tfidf_matrix
-from .pair_products import Products
-from .pair_spaces import (
+from . import text as tx
+from . import title as pt
+from .features_jit import rowdot_csr, tfidf_matrix
+from .products import Products
+from .spaces import (
     TEXT_CHAR_MAX,
     TextWeights,
     Words,
@@ -175,7 +175,7 @@ class PairFeatures:
         f.update(self._specs(a, b))
         p = self.p
         if p.phash is not None and p.has_phash is not None:
-            from .phash import hamming
+            from ..dedup.phash import hamming
 
             ok = p.has_phash[a] & p.has_phash[b]
             f["phash_distance"] = np.where(ok, hamming(p.phash[a], p.phash[b]), np.nan)
@@ -203,7 +203,7 @@ class PairFeatures:
         inside = shared > 0
         todo = np.flatnonzero(~inside & ((na > 0) | (nb > 0)))
         if len(todo):
-            from .pair_features_jit import codes_inside
+            from .features_jit import codes_inside
 
             inside[todo] = codes_inside(self.squashed, self.code_terms, self.codes, a[todo], b[todo])
         return {"code_shared": np.where(both, shared, np.nan), "code_stem_shared": np.where(both, stem, np.nan),
@@ -272,7 +272,7 @@ class PairFeatures:
 
 def embed_texts(texts: list[str], model_path: str) -> np.ndarray:
     """L2-normalised sentence embeddings from a local model folder (never a download)."""
-    from .embed import EmbedderError, sentence_transformer
+    from ..kernels.embed import EmbedderError, sentence_transformer
     from .errors import MatcherError
 
     try:
@@ -294,7 +294,7 @@ def lasts(lists: list[list[str]]):
 
 
 def kind_lasts(lists: list[list[str]]):
-    """:func:`lasts` per kind of measure (:func:`.pair_title.kind`: grams, millilitres, gigabytes, mAh ...):
+    """:func:`lasts` per kind of measure (:func:`.title.kind`: grams, millilitres, gigabytes, mAh ...):
     products x values, and kind -> each product's last value of that kind (-1: none)."""
     x, terms = binary_sets(lists)
     col = {t: i for i, t in enumerate(terms)}
