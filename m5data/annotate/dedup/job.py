@@ -133,7 +133,8 @@ def inputs(store, settings: cfg.Settings) -> tuple:
     """What beside the tables decides the groups (the run's fingerprint): the ``[dedup]`` settings but
     ``full_share`` (when, not what), ``[matcher]``, ``[annotate]``, the matcher that decides (its version,
     or "rules" whatever the reason: the reason names the store's folder, and a store moved or copied
-    elsewhere would group every product again) and the kept files' format."""
+    elsewhere would group every product again), the kept files' format and the rules (a rule added or
+    removed: the next run is a full one, since the kept pairs hold no pair of a new rule)."""
     learned = matcher_pairs.choose(store, settings)
     _CHOSEN.set((store, settings, learned))
     sections = cfg.as_dict(settings)
@@ -141,7 +142,7 @@ def inputs(store, settings: cfg.Settings) -> tuple:
     # itself is the learned note's version
     decides = {"dedup": {k: v for k, v in sections["dedup"].items() if k != "full_share"},
                "annotate": sections["annotate"]}
-    return decides, learned.note if learned.model is not None else "rules", kept_pairs.FORMAT
+    return decides, learned.note if learned.model is not None else "rules", kept_pairs.FORMAT, RULES
 
 
 def _chosen(store, settings: cfg.Settings) -> matcher_pairs.Learned:
@@ -256,7 +257,7 @@ def _since_last(run: StageRun, a, brand: str, product_parts: list[str]) -> _Sinc
     matcher (``run.why_full``)."""
     store, state = run.store, run.state
     if run.since is None:
-        why = "settings or matcher changed" if run.why_full == "settings changed" else run.why_full
+        why = "settings, matcher or rules changed" if run.why_full == "settings changed" else run.why_full
         return _Since(why, changes.product_changes(store, state))
     changed, changed_products = kept_pairs.changed_ids(store, run.since)
     since = _Since("", {}, changed, changed_products)

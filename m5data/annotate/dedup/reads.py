@@ -68,15 +68,15 @@ class Inputs:
     spec_vetoed: tuple | None = None  # (left, right): spec pairs likely by chance (re-tested by the next run)
     kept_files: list | None = None  # an incremental read's kept files: (store path, rows), base first
     fresh: np.ndarray | None = None  # ... and the rows it read from the store (new and changed products)
+    written: pa.Table | None = None  # ... and the dedup table's rows the last run wrote (nulls: rows read now)
+    gone: bool = False  # ... and whether a product the kept files hold is no longer in the store
+    prev: tuple | None = None  # ... and the last run's ids (the kept files') with each one's row here (-1: gone)
 
     def exact_keys(self) -> tuple[tuple[str, np.ndarray], ...]:
         """The exact rules and the key codes each pairs equal rows by (-1: no key), strongest first: the one
         list of exact keys, which the rules search (pairs) and an incremental run's bucket cap
         watches (kept_pairs.over_cap)."""
         return ("exact_image", self.blob), ("exact_title", self.title_key)
-    written: pa.Table | None = None  # ... and the dedup table's rows the last run wrote (nulls: rows read now)
-    gone: bool = False  # ... and whether a product the kept files hold is no longer in the store
-    prev: tuple | None = None  # ... and the last run's ids (the kept files') with each one's row here (-1: gone)
 
     def __len__(self) -> int:
         return len(self.ids)

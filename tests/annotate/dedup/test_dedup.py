@@ -548,3 +548,16 @@ def test_the_touched_blocks_key_pass_keeps_every_rows_keys_among_the_wanted():
         hit = np.isin(every_key, wanted)
         assert len(key) and sorted(zip(key.tolist(), row.tolist())) == sorted(
             zip(every_key[hit].tolist(), every_row[hit].tolist())), need
+
+
+def test_a_rule_added_makes_the_next_run_a_full_one(small, monkeypatch):
+    """The kept pairs hold no pair of a rule the last run did not have: after a rule is added (or removed),
+    the next run groups every product again, whatever changed in the store."""
+    from m5data.annotate.dedup import job
+
+    settings = _settings(small.root)
+    dedup(small, settings)
+    assert dedup(small, settings).stats.details.get("unchanged")
+    monkeypatch.setattr(job, "RULES", (*job.RULES, "exact_barcode"))
+    again = dedup(small, settings)
+    assert not again.stats.details.get("unchanged") and again.full == "settings, matcher or rules changed"

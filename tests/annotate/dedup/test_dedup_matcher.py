@@ -99,7 +99,7 @@ def test_learned_dedup_finds_more_true_pairs_keeps_the_rules_pairs_and_rules_is_
 
     # incremental with the matcher (issue 38): a later write of copies is searched alone, the
     # matcher scoring only candidates of the copies, and the groups are a full rebuild's
-    assert dedup(store, _settings(store_dir)).full == "settings or matcher changed"  # rules before
+    assert dedup(store, _settings(store_dir)).full == "settings, matcher or rules changed"  # rules before
     ids = sorted(r["product_id"] for r in store.read("dedup").to_pylist() if r["rule"] == "matcher")[:3]
     new = copies(store, ids, "n")
     inc = dedup(store, _settings(store_dir))
