@@ -54,6 +54,7 @@ class StageRun:
         self.marks: dict[str, int] = {}
         self.state: dict | None = None
         self.inputs = ""
+        self.given: tuple = ()  # what ``inputs`` gave (a stage reads its choice back: dedup's matcher)
         self._held = None
         self.recorded = False  # its runs row written (record): stages.call writes no other for the run
 
@@ -75,7 +76,8 @@ class StageRun:
             self.marks = changes.watermarks(self.store, self.reads) if self.reads else {}
             self.state = changes.load_state(self.store, self.state_name) if self.reads else None
             # inputs: a callable is asked once the lock is held (what it reads is this run's)
-            self.inputs = fingerprint(*(self._inputs() if callable(self._inputs) else self._inputs))
+            self.given = tuple(self._inputs() if callable(self._inputs) else self._inputs)
+            self.inputs = fingerprint(*self.given)
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -253,7 +255,9 @@ def fingerprint(*values) -> str:
             except OSError:
                 h.update(b"missing:" + str(path).encode())
         else:
-            if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            if hasattr(v, "fingerprint_part"):  # an object that says what of it decides (dedup's matcher)
+                v = v.fingerprint_part()
+            elif dataclasses.is_dataclass(v) and not isinstance(v, type):
                 v = dataclasses.asdict(v)
             h.update(json.dumps(v, sort_keys=True, default=str).encode())
         h.update(b"\0")

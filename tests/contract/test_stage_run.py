@@ -135,6 +135,23 @@ def test_one_fingerprint_of_settings_options_and_files(tmp_path):
     assert fingerprint(f"file:{f}") != first and fingerprint(f) == fingerprint(f"file:{f}")
 
 
+def test_the_run_keeps_what_its_inputs_gave_and_an_object_says_what_of_it_is_fingerprinted(store):
+    """A stage's inputs may give an object the run hands back (``run.given``: dedup's chosen matcher, read
+    once a run); its ``fingerprint_part`` is what counts, not its identity or other fields."""
+
+    class Choice:
+        def __init__(self, version, loaded):
+            self.version, self.loaded = version, loaded
+
+        def fingerprint_part(self):
+            return self.version
+
+    first, same, other = Choice("v1", object()), Choice("v1", object()), Choice("v2", object())
+    assert fingerprint({"a": 1}, first) == fingerprint({"a": 1}, same) != fingerprint({"a": 1}, other)
+    with StageRun(store, "dedup", reads=("products",), inputs=lambda: ({"a": 1}, first)) as run:
+        assert run.given[1] is first and run.inputs == fingerprint({"a": 1}, same)
+
+
 def test_the_runs_rows_and_states_are_written_by_the_contract_only():
     """No stage writes its runs row or its state itself: record_run and save_state are called by
     StageRun only (m5data/stage_run.py, the contract's bookkeeping; storage defines them, in runs.py and

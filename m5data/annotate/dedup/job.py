@@ -41,7 +41,6 @@ Between runs (what a run keeps, and an incremental run that searches only pairs 
 
 from __future__ import annotations
 
-import contextvars
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -124,33 +123,19 @@ def run(store, settings: cfg.Settings, *, progress: Progress | None = None, full
     return dedup(store, settings, progress=progress, full=full).stats
 
 
-# the learned matcher choice :func:`inputs` made for the run being opened: (store, settings, choice),
-# taken by that run's :func:`dedup` (a model is read once per run, not once for the fingerprint and again)
-_CHOSEN: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("m5data_dedup_learned", default=None)
-
-
 def inputs(store, settings: cfg.Settings) -> tuple:
     """What beside the tables decides the groups (the run's fingerprint): the ``[dedup]`` settings but
     ``full_share`` (when, not what), ``[matcher]``, ``[annotate]``, the matcher that decides (its version,
     or "rules" whatever the reason: the reason names the store's folder, and a store moved or copied
     elsewhere would group every product again), the kept files' format and the rules (a rule added or
     removed: the next run is a full one, since the kept pairs hold no pair of a new rule)."""
-    learned = matcher_pairs.choose(store, settings)
-    _CHOSEN.set((store, settings, learned))
+    learned = matcher_pairs.choose(store, settings)  # the run reads it back (run.given): one model read a run
     sections = cfg.as_dict(settings)
     # the matcher's text model and the brand property are [annotate]'s (shared with the matcher); the model
     # itself is the learned note's version
     decides = {"dedup": {k: v for k, v in sections["dedup"].items() if k != "full_share"},
                "annotate": sections["annotate"]}
-    return decides, learned.note if learned.model is not None else "rules", kept_pairs.FORMAT, RULES
-
-
-def _chosen(store, settings: cfg.Settings) -> matcher_pairs.Learned:
-    """The choice :func:`inputs` made for this run (the same store and settings), else one made now."""
-    held, _ = _CHOSEN.get(), _CHOSEN.set(None)
-    if held is not None and held[0] is store and held[1] is settings:
-        return held[2]
-    return matcher_pairs.choose(store, settings)
+    return decides, learned, kept_pairs.FORMAT, RULES
 
 
 def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, full: bool = False,
@@ -179,7 +164,8 @@ def dedup(store, settings: cfg.Settings, *, progress: Progress | None = None, fu
     if run is None:
         with opened(STAGE, store, settings, full=full) as run:
             return dedup(store, settings, progress=progress, run=run)
-    return _dedup(run, settings, _chosen(store, settings), progress)
+    learned = run.given[1] if len(run.given) > 1 else matcher_pairs.choose(store, settings)
+    return _dedup(run, settings, learned, progress)
 
 
 def _dedup(run: StageRun, settings: cfg.Settings, learned, progress: Progress | None) -> DedupReport:

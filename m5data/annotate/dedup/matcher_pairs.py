@@ -50,6 +50,11 @@ class Learned:
     text_model: str = ""  # annotate.text_model: the sentence-transformers folder of its embed_* features
     brand_property: str = ""  # annotate.brand_property: the spec property that names the brand
 
+    def fingerprint_part(self) -> str:
+        """What of the choice decides the groups (the run's fingerprint): the model's version, or "rules"
+        whatever the reason (the reason names the store's folder; a store moved elsewhere stays incremental)."""
+        return self.note if self.model is not None else "rules"
+
 
 def check_settings(a) -> str | None:
     """The first bad ``dedup.matcher*`` value, said in one line; None when all are good."""
