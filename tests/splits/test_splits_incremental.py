@@ -274,7 +274,7 @@ def test_a_grown_store_or_full_gets_a_fresh_plan(root):
     assert first.details["version"] != grown.details["version"]
 
 
-@pytest.mark.parametrize("module, name", [("m5data.splits.incremental", "_State.write_rows"),  # before its rows
+@pytest.mark.parametrize("module, name", [("m5data.splits.incremental", "_write"),  # before its rows
                                           ("m5data.splits.build", "write_carry"),  # rows written, no carry
                                           ("m5data.splits.build", "write_manifest")])  # carry written, no manifest
 def test_a_build_killed_before_its_manifest_is_built_again_as_the_same_version(root, monkeypatch, module, name):
