@@ -338,7 +338,7 @@ def child(path: str, matcher: str = "learned", truth: str | None = None) -> None
 
 def score(store, world: str) -> dict:
     """Pair precision and recall of the store's dedup groups against a scale world's truth."""
-    from m5data.annotate.dedup.job import score_groups
+    from m5data.annotate.dedup.score import score_groups
     from m5data.storage.truth_files import truth_rows
 
     s = score_groups(store.read("dedup", columns=["product_id", "group_id"]).to_pylist(),

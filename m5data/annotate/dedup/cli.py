@@ -42,7 +42,7 @@ def dedup(
         console.print("nothing dedup reads changed since its last complete run: its groups stand (--full groups again)")
     console.print(summary_table(d))
     if truth is not None:
-        from .job import score_groups
+        from .score import score_groups
 
         console.print(score_table(score_groups(rctx.store.read("dedup").to_pylist(), truth), score_against))
 

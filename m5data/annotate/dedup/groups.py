@@ -4,8 +4,6 @@ from the last run's)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -13,9 +11,7 @@ import pyarrow.compute as pc
 from ...storage import StageStats
 from . import kept_inputs
 from .reads import Inputs
-
-if TYPE_CHECKING:  # the report is only written to here
-    from .job import DedupReport
+from .report import DedupReport
 
 RULES = ("exact_image", "exact_title", "phash", "minhash", "spec", "matcher")  # strongest first
 _MISSING = ("no main image", "no pHash", "empty title", "no specs")

@@ -33,7 +33,8 @@ products. A full run replaces the table whole at its end (atomic): an interrupte
 previous table, and a re-run computes the same rows; an incremental run writes only the rows that
 differ from the last run's (:func:`.groups.write_table`).
 
-The rules' pairs of a run: :mod:`.pairs`; the groups and the table: :mod:`.groups`. The
+The rules' pairs of a run: :mod:`.pairs`; the groups and the table: :mod:`.groups`; what a run found and
+its steps' seconds: :mod:`.report`; its groups scored against a demo truth: :mod:`.score`. The
 spec rule and its chance filter: :mod:`.spec_rule` (its blocked search :mod:`.spec_blocks`).
 Between runs (what a run keeps, and an incremental run that searches only pairs of changed products):
 :func:`dedup`, :mod:`.kept_pairs`, :mod:`.kept_inputs` (read back by :mod:`.kept_inputs_read`).
@@ -41,29 +42,24 @@ Between runs (what a run keeps, and an incremental run that searches only pairs 
 
 from __future__ import annotations
 
-import time
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from ... import config as cfg
-from ...scoring import PairRates
 from ...stages import StageRun, opened
 from ...storage import StageStats, changes
 from . import kept_inputs, kept_inputs_read, kept_pairs, matcher_pairs, near, reads
 from .groups import RULES, groups, with_reasons, write_table
 from .pairs import VETOED, search_pairs
 from .reads import Inputs
+from .report import DedupReport, Progress, Steps
 from .values import norm_value
 
-Progress = Callable[[str, int, int], None]
 STAGE = "dedup"  # its state: derived/state/dedup.json (storage/changes.py)
 READS = ("products", "media", "specs")  # the tables dedup's groups are made of
-KEPT = ("n_products", "n_groups", "n_grouped", "pairs", "vetoed", "candidates", "capped", "matcher", "n_groups_rules")
 
 
 def check_settings(s: cfg.Settings) -> None:
@@ -90,32 +86,6 @@ def check_settings(s: cfg.Settings) -> None:
         raise cfg.ConfigError(f"config dedup.spec_min_shared must be >= 1, got {a.spec_min_shared!r}")
     if bad := matcher_pairs.check_settings(a):
         raise cfg.ConfigError(bad)
-
-
-@dataclass
-class DedupReport:
-    """What one dedup run found, beyond the stage counts."""
-
-    stats: StageStats
-    n_products: int = 0
-    n_groups: int = 0  # groups of 2 or more
-    n_grouped: int = 0  # products in such groups
-    pairs: Counter = field(default_factory=Counter)  # rule -> accepted pairs
-    vetoed: Counter = field(default_factory=Counter)  # rule -> pairs rejected by the spec veto (spec: by chance)
-    candidates: Counter = field(default_factory=Counter)  # index -> candidate pairs checked
-    capped: Counter = field(default_factory=Counter)  # index -> pairs (checks) a bucket over dedup.bucket_cap skipped
-    seconds: Counter = field(default_factory=Counter)  # step -> wall seconds (title MinHash counted in minhash)
-    cpu_seconds: Counter = field(default_factory=Counter)  # step -> CPU seconds of this process, likewise
-    matcher: str = "rules"  # rules, "learned <model version>", or "rules (<why no matcher>)"
-    full: str | None = None  # why every product was grouped again (None: only pairs of changed products were searched)
-    searched: int = 0  # products whose pairs this run searched (all of them in a full run)
-    n_groups_rules: int = 0  # groups of 2+ from the rules' pairs alone (the matcher's pairs join more)
-    table: pa.Table | None = None  # the rows written
-
-    @property
-    def rows(self) -> list[dict]:
-        """The rows written, as dicts (small stores: scoring, tests)."""
-        return self.table.to_pylist() if self.table is not None else []
 
 
 def run(store, settings: cfg.Settings, *, progress: Progress | None = None, full: bool = False) -> StageStats:
@@ -178,7 +148,7 @@ def _dedup(run: StageRun, settings: cfg.Settings, learned, progress: Progress | 
     since = _since_last(run, a, brand, product_parts)
     stats = run.stats
     report = DedupReport(stats)
-    step = _Steps(report, progress)
+    step = Steps(report, progress)
     titles = near.LSHIndex(a.minhash_threshold, a.num_perm)
     report.matcher = learned.note
     inp = _read(store, since, brand, titles, learned, a.shingle, step)
@@ -213,12 +183,11 @@ def _dedup(run: StageRun, settings: cfg.Settings, learned, progress: Progress | 
         "removed": plan.removed}
     stats.details["changes"] = since.counts
     stats.details.update(incremental)
-    kept = {k: dict(v) if isinstance(v, Counter) else v for k, v in ((k, getattr(report, k)) for k in KEPT)}
     run.complete({**cfg.as_dict(settings), "dedup_run": {
         "pairs": dict(report.pairs), "vetoed": dict(report.vetoed), "candidates": dict(report.candidates),
         "capped": dict(report.capped), "groups": report.n_groups,
         "groups_rules": report.n_groups_rules, "matcher": report.matcher, **incremental}}, "ok",
-        report=kept, n_out=stats.n_out, edges=kept_file, inputs_files=inputs_files, table_mark=store.watermark("dedup"),
+        report=report.kept(), n_out=stats.n_out, edges=kept_file, inputs_files=inputs_files, table_mark=store.watermark("dedup"),
         product_parts=product_parts)  # the state last: a killed run leaves the previous state and the files it names
     kept_pairs.prune(store, (kept_file, *inputs_files))  # the last run's files, now named by no state
     return report
@@ -268,7 +237,7 @@ def _since_last(run: StageRun, a, brand: str, product_parts: list[str]) -> _Sinc
     return since
 
 
-def _read(store, since: _Since, brand: str, titles: near.LSHIndex, learned, shingle: int, step: _Steps) -> Inputs:
+def _read(store, since: _Since, brand: str, titles: near.LSHIndex, learned, shingle: int, step: Steps) -> Inputs:
     """The products' inputs: the kept arrays and only the changed products read from the store, or all
     of them read (their titles MinHashed into ``titles`` and the matcher's wide index as they are read)."""
     inp, before = None, None
@@ -286,82 +255,9 @@ def _read(store, since: _Since, brand: str, titles: near.LSHIndex, learned, shin
     return inp
 
 
-class _Steps:
-    """``step(name)``: the wall and CPU seconds since the last step into the report, then
-    ``progress(step, done, total)``."""
-
-    NAMES = ("read", "exact", "phash", "minhash", "spec", "matcher", "groups", "write")
-
-    def __init__(self, report: DedupReport, progress: Progress | None):
-        self.report, self.progress = report, progress
-        self.clock = [time.perf_counter(), time.process_time()]
-
-    def __call__(self, name: str) -> None:
-        now, cpu = time.perf_counter(), time.process_time()
-        self.report.seconds[name] += now - self.clock[0]
-        self.report.cpu_seconds[name] += cpu - self.clock[1]
-        self.clock[:] = [now, cpu]
-        if self.progress:
-            self.progress("dedup", self.NAMES.index(name) + 1, len(self.NAMES))
-
-    def title_indexer(self, titles: near.LSHIndex, wide: near.LSHIndex | None, shingle: int) -> Callable:
-        """What a full read calls on each batch of titles: MinHashed into ``titles`` (and ``wide``), then dropped."""
-        report = self.report
-
-        def index_titles(batch: list[str]) -> None:  # each batch of titles is MinHashed, then dropped
-            t0, c0 = time.perf_counter(), time.process_time()
-            values, offsets = near.title_hashes(batch, shingle)
-            valid = np.fromiter(map(bool, batch), dtype=bool, count=len(batch))
-            titles.add(values, offsets, valid)
-            if wide is not None:  # the learned matcher's wider title candidates, from the same shingles
-                wide.add(values, offsets, valid)
-            for clocks, spent in ((report.seconds, time.perf_counter() - t0),
-                                  (report.cpu_seconds, time.process_time() - c0)):
-                clocks["minhash"] += spent  # the title rule's work, done while reading: counted as its own
-                clocks["read"] -= spent
-
-        return index_titles
-
-
 def _unchanged(run: StageRun) -> DedupReport:
     """Nothing dedup reads changed since its last complete run: its groups stand, nothing is done."""
-    kept = run.state.get("report", {})
-    report = DedupReport(run.stats, **{k: Counter(v) if isinstance(v, dict) else v for k, v in kept.items() if k in KEPT})
+    report = DedupReport.from_kept(run.stats, run.state.get("report", {}))
     run.stats.n_in, run.stats.n_out = report.n_products, int(run.state.get("n_out", report.n_products))
     run.skip(report.n_products)
     return report
-
-
-# ------------------------------------------------------------------ scoring against a truth
-@dataclass
-class PairScore(PairRates):
-    """Pair precision / recall of "same group" against a truth's instances."""
-
-    products: int = 0  # products scored (in both the store and the truth)
-    true_pairs: int = 0
-    predicted_pairs: int = 0
-    correct_pairs: int = 0
-    examples_false: list[tuple[str, str]] = field(default_factory=list)
-    examples_missed: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _pairs_of(groups: dict[str, list[str]]) -> set[tuple[str, str]]:
-    from itertools import combinations
-
-    return {pair for members in groups.values() for pair in combinations(sorted(members), 2)}
-
-
-def score_groups(rows: list[dict], truth_rows: list[dict], examples: int = 10) -> PairScore:
-    """Pair precision and recall of the ``dedup`` rows' groups against the truth's ``instance_id``."""
-    instance = {r["product_id"]: r["instance_id"] for r in truth_rows}
-    rows = [r for r in rows if r["product_id"] in instance]
-    pred: dict[str, list[str]] = {}
-    true: dict[str, list[str]] = {}
-    for r in rows:
-        pred.setdefault(r["group_id"], []).append(r["product_id"])
-        true.setdefault(instance[r["product_id"]], []).append(r["product_id"])
-    p, t = _pairs_of(pred), _pairs_of(true)
-    score = PairScore(products=len(rows), true_pairs=len(t), predicted_pairs=len(p), correct_pairs=len(p & t))
-    score.examples_false = sorted(p - t)[:examples]
-    score.examples_missed = sorted(t - p)[:examples]
-    return score

@@ -1,8 +1,8 @@
 """What dedup reads, kept between runs, so an incremental run reads only the changed products.
 
-A complete run keeps its :class:`~.reads.Inputs` as arrays in ``.npz`` files (numpy arrays
-only, read with ``allow_pickle=False``; strings as UTF-8 bytes and offsets) written whole through
-``store.write_bytes`` under ``derived/dedup/`` (named by the run's id) and named in the stage's state
+A complete run keeps its :class:`~.reads.Inputs` as arrays in ``.npz`` files (numpy arrays only,
+never a pickle; strings as UTF-8 bytes and offsets; read in place: :mod:`.npz_views`) written whole
+through ``store.write_bytes`` under ``derived/dedup/`` (named by the run's id) and named in the stage's state
 (``inputs_files``): each product's main image (sha256, pHash), merchant + normalised title, spec
 values as codes with the names they stand for, which of them made its spec block keys, and its title's MinHash
 band keys and b-bit signature (so an unchanged title is never normalised, shingled or hashed
@@ -24,19 +24,16 @@ depend on which names came first).
 
 from __future__ import annotations
 
-import io
-import mmap
 import zipfile
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ...arrays import unique
 from . import near, reads
 from .key_runs import ragged_arange
+from .npz_views import npz_bytes, pack_strings, read_views, unpack_strings
 from .reads import Inputs
 
 FOLDER = "derived/dedup"
@@ -58,34 +55,10 @@ CSR = ("spec_offsets", "spec_keys", "spec_values", "spec_chosen", "brand_offsets
 TABLE = ("perm_a", "perm_b", "lsh_params", "wide_params")  # the title indexes' (the same in every file)
 
 
-# ------------------------------------------------------------------ strings as arrays
-def _pack(name: str, arr: pa.Array, out: dict) -> None:
-    arr = whole(arr)
-    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-    arr = arr.cast(pa.large_string())
-    bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=np.int64, count=len(arr) + 1, offset=arr.offset * 8) if len(arr) else \
-        np.zeros(1, np.int64)
-    data = np.frombuffer(bufs[2], dtype=np.uint8)[offsets[0]:offsets[-1]] if len(arr) and bufs[2] is not None else \
-        np.zeros(0, np.uint8)
-    out[f"{name}__off"] = offsets - offsets[0]
-    out[f"{name}__data"] = data
-    out[f"{name}__null"] = arr.is_null().to_numpy(zero_copy_only=False)
-
-
-def _unpack(name: str, z: dict) -> pa.Array:
-    offsets, data, null = z[f"{name}__off"], z[f"{name}__data"], z[f"{name}__null"]
-    arr = pa.LargeStringArray.from_buffers(len(null), pa.py_buffer(np.ascontiguousarray(offsets)),
-                                           pa.py_buffer(np.ascontiguousarray(data)))
-    arr = arr.cast(pa.string())
-    return pc.if_else(pa.array(null), pa.scalar(None, pa.string()), arr) if null.any() else arr
-
-
 def _strings(names) -> pa.Array:
     return pa.array(list(names), pa.string())
 
 
-# ------------------------------------------------------------------ keep
 @dataclass
 class Kept:
     """One kept file's rows (or the changed products' rows read from the store), in memory: per-row
@@ -150,16 +123,12 @@ def save(store, kept: Kept, brand: str, tag: str) -> str:
     z = {k: v for k, v in kept.z.items() if k not in TEXT + NAMES}
     z["format"] = np.array([FORMAT])
     for name in TEXT:
-        _pack(name, kept.z[name], z)
-    _pack("brand", pa.array([brand]), z)
+        pack_strings(name, whole(kept.z[name]), z)
+    pack_strings("brand", pa.array([brand]), z)
     for name in NAMES:
-        _pack(name, kept.z[name], z)
+        pack_strings(name, kept.z[name], z)
     rel = f"{FOLDER}/inputs-{tag}.npz"
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for name, arr in z.items():
-            _write_aligned(zf, f"{name}.npy", np.asanyarray(arr))
-    store.write_bytes(rel, buf.getvalue())
+    store.write_bytes(rel, npz_bytes(z))
     return rel
 
 
@@ -181,26 +150,6 @@ def keep(store, inp: Inputs, brand: str, titles: near.LSHIndex, wide: near.LSHIn
     return [save(store, whole, brand, f"{tag}-base")]
 
 
-ALIGN = 64  # a kept array's data starts at a multiple of this in its file (read as a view, not copied)
-_PAD = 0xD935  # the extra-field id of the local headers' padding (zipalign's)
-
-
-def _write_aligned(zf: zipfile.ZipFile, name: str, arr: np.ndarray) -> None:
-    """``arr`` as the ``.npy`` member ``name`` of ``zf`` (what ``np.savez`` writes, ``np.load`` reads it),
-    its local header's extra field padded so that the array's data starts at a multiple of
-    :data:`ALIGN` of the file (the npy header is a multiple of 64 bytes): :func:`_npz_views` reads it
-    without a copy."""
-    npy = io.BytesIO()
-    np.lib.format.write_array(npy, arr, allow_pickle=False)
-    data = npy.getvalue()
-    header = len(data) - arr.nbytes  # the npy header (magic, dict, padding) before the array's bytes
-    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-    info.compress_type = zipfile.ZIP_STORED
-    start = zf.fp.tell() + 30 + len(name.encode()) + 4 + header
-    info.extra = np.array([_PAD, (-start) % ALIGN], dtype="<u2").tobytes() + bytes((-start) % ALIGN)
-    zf.writestr(info, data)
-
-
 def _one(chunks: list[np.ndarray], empty: tuple, dtype) -> np.ndarray:
     if not chunks:
         return np.zeros(empty, dtype=dtype)
@@ -212,55 +161,18 @@ def _read(store, rel: str, brand: str) -> Kept | None:
     if data is None:
         return None
     try:
-        raw = _npz_views(data)
+        raw = read_views(data)
     except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError):
         return None
-    if int(raw.get("format", [0])[0]) != FORMAT or _unpack("brand", raw).to_pylist() != [brand]:
+    if int(raw.get("format", [0])[0]) != FORMAT or unpack_strings("brand", raw).to_pylist() != [brand]:
         return None
     # (the title indexes' parameters copied: kept through the run, they would keep the file's bytes)
     z = {k: v.copy() if k in TABLE else v for k, v in raw.items() if k in ROWS + TABLE + CSR}
     for name in TEXT:
-        z[name] = _unpack(name, raw)
+        z[name] = unpack_strings(name, raw)
     for name in NAMES:
-        z[name] = _unpack(name, raw)
+        z[name] = unpack_strings(name, raw)
     return Kept(z, rel)
-
-
-def _npz_views(data) -> dict[str, np.ndarray]:
-    """The arrays of an ``.npz`` (``np.savez``'s: members stored, not compressed) as read-only views of
-    ``data`` (bytes, or a folder store's memory map of the file: no copy of it either), not copies
-    where their data is aligned (a base is ~800 MB at 1M products: ``np.load`` reads it through the
-    zip module, checksums and copies it, ~1.3 s; the others are copied, a memcpy); a compressed member
-    is read by ``np.load``'s way; one of objects is refused."""
-    out = {}
-    with zipfile.ZipFile(data if isinstance(data, mmap.mmap) else io.BytesIO(data)) as zf:
-        for info in zf.infolist():
-            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
-            if info.compress_type != zipfile.ZIP_STORED:
-                with zf.open(info) as f:
-                    out[name] = np.lib.format.read_array(f, allow_pickle=False)
-                continue
-            # the member's data follows its local header (30 bytes, then name and extra field)
-            head = info.header_offset
-            name_len, extra_len = np.frombuffer(data, dtype="<u2", count=2, offset=head + 26)
-            start = head + 30 + int(name_len) + int(extra_len)
-            # its checksum, as the zip module's read would check it (0.12 s for 800 MB): a damaged
-            # file is not read, and the run rebuilds what it held
-            if zlib.crc32(memoryview(data)[start:start + info.file_size]) != info.CRC:
-                raise ValueError(f"{info.filename}: checksum mismatch")
-            f = io.BytesIO(data[start:start + min(info.file_size, 65536)])
-            version = np.lib.format.read_magic(f)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read_header(f)
-            if dtype.hasobject:
-                raise ValueError("object arrays are not read")
-            count = int(np.prod(shape, dtype=np.int64))
-            arr = np.frombuffer(data, dtype=dtype, count=count, offset=start + f.tell())
-            if not arr.flags.aligned:  # numba and Arrow want aligned data: a copy (memcpy, not a parse)
-                arr = arr.copy()
-            out[name] = arr.reshape(shape, order="F" if fortran else "C")
-    return out
 
 
 def load(store, rels, brand: str) -> list[Kept] | None:

@@ -5,17 +5,13 @@ learned matcher's pairs."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from ... import arrays
 from . import kept_pairs, matcher_pairs, near, phash, reads
 from .reads import Inputs
+from .report import DedupReport
 from .spec_rule import spec_rule
-
-if TYPE_CHECKING:  # the report is only written to here
-    from .job import DedupReport
 
 VETOED = "spec_chance"  # kept, not accepted: spec pairs likely by chance, which a later run tests again
 

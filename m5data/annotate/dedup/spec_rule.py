@@ -7,20 +7,16 @@ unlikely by chance within the brand. Called by :func:`.job.dedup`; the blocked s
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import reads
 from .reads import Inputs
+from .report import DedupReport
 from .spec_blocks import (
     _block_keys,
     spec_blocks,
 )
-
-if TYPE_CHECKING:  # the report is only written to here
-    from .job import DedupReport
-
 
 SPEC_CHANCE_PRIOR = 5.0  # rows of the whole catalogue's value frequency a brand's own frequency is shrunk with
 

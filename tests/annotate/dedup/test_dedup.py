@@ -9,7 +9,8 @@ from support.dedup_rows import image_row as _image
 from support.dedup_rows import product_row as _product
 from typer.testing import CliRunner
 
-from m5data.annotate.dedup.job import dedup, run, score_groups
+from m5data.annotate.dedup.job import dedup, run
+from m5data.annotate.dedup.score import score_groups
 from m5data.annotate.dedup.values import brand_spellings, noisy_value
 from m5data.cli import app
 from m5data.config import ConfigError, load
@@ -247,7 +248,7 @@ def test_cli_prints_ids_and_paths_as_text_not_rich_markup(small, tmp_path):
     from rich.console import Console
 
     from m5data.annotate.dedup.cli import score_table
-    from m5data.annotate.dedup.job import PairScore
+    from m5data.annotate.dedup.score import PairScore
 
     score = PairScore(examples_false=[("a:[red]1", "b:[/]2")], examples_missed=[("c:[bold]3", "d:4")])
     console = Console(record=True, width=200)

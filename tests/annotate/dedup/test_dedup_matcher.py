@@ -10,8 +10,9 @@ import pytest
 from support.grow import copies
 from typer.testing import CliRunner
 
-from m5data.annotate.dedup.job import dedup, score_groups
+from m5data.annotate.dedup.job import dedup
 from m5data.annotate.dedup.matcher_pairs import best_per_product, graph_top2
+from m5data.annotate.dedup.score import score_groups
 from m5data.annotate.matcher.model import load_model, loads
 from m5data.cli import app
 from m5data.config import ConfigError, load
