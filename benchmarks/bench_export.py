@@ -130,7 +130,7 @@ def floor_members(store, shard_dir: Path) -> tuple[list[tuple[str, Path | bytes]
                 s = samples[product_id_from_key(key)]
                 src = {"jpg": s.image, "mfcc.npy": s.mfcc, "mp3": s.mp3}.get(field)
                 if src:
-                    members.append((m.name, store.root / src))
+                    members.append((m.name, store.local_root() / src))
                 elif field.startswith("frame"):
                     members.append((m.name, frame_files(store.root, s.frames)[int(field[5:].split(".")[0])]))
                 else:

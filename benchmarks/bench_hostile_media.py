@@ -85,7 +85,7 @@ def bench_download(n: int, inflated: int) -> None:
                     "download.workers": 1}
             out, peak = measured([sys.executable, __file__, "--child", "download", str(store.root), json.dumps(over)])
             print(f"  image_max_side={side:<4} whole-tree peak RSS {peak / 2**20:7,.0f} MiB  statuses {out['statuses']}  "
-                  f"blobs written {written(store.root, set()):,} bytes")
+                  f"blobs written {written(store.local_root(), set()):,} bytes")
 
 
 def bench_extract() -> None:
@@ -112,7 +112,7 @@ def bench_extract() -> None:
             frames = by_kind.get("frames") or {}
             cut = json.loads(frames["meta"]).get("cut") if frames.get("meta") else None
             print(f"  {name}: input {ref.bytes:,} bytes; whole-tree peak RSS {peak / 2**20:,.0f} MiB; "
-                  f"written {written(store.root, {Path(ref.path).name}):,} bytes; "
+                  f"written {written(store.local_root(), {Path(ref.path).name}):,} bytes; "
                   f"video {by_kind['video']['status']}; frames {frames.get('status')} "
                   f"({frames.get('frame_count')} frames){'; cut: ' + cut if cut else ''}"
                   + (f"; error: {by_kind['video']['error']}" if by_kind["video"]["error"] else ""))

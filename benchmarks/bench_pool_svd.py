@@ -64,7 +64,7 @@ def main() -> None:
     titles_as_captions(catalog, s)
     ids = catalog.column("product_id")
     files = changes.load_state(store, "pools")["files"]
-    kept = store.root / "derived" / "pools"
+    kept = store.local_root() / "derived" / "pools"
     kept_ids = next_run._load_ids(kept / files["ids"]).to_pylist()
     assert kept_ids == ids, "the kept vectors are not of this store's products"
     vec = np.load(kept / files["vectors"], mmap_mode="r")

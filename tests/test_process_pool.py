@@ -121,7 +121,7 @@ def test_extract_of_videos_runs_in_a_daemonic_process_as_outside_it(store, tmp_p
         add_media(store, make_video(tmp_path / f"v{i}.mp4", 2), f"shopa:{i}", "video")
     assert _in_daemon(_extract_videos, str(store.root)) == {"video/ok": 3}
     inside = {r["media_id"]: r["frame_count"] for r in store.read("media", where="kind = 'frames'").to_pylist()}
-    again = store.root.parent / "plain"
+    again = store.local_root().parent / "plain"
     again.mkdir()
     from m5data.storage import Store
 

@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from .objects import NotOnObjectStorage, is_store_url
+from .objects import is_store_url
 
 __all__ = ["Location", "blob_folder", "local_folder"]
 
@@ -24,28 +24,10 @@ class Location(str):
     """Where a store is, as text: its folder's absolute path, or its URL (``s3://bucket/prefix``). The
     type of ``root`` on every backend; code that needs the store's folder asks the store for it
     (``local_root()``: the folder, or None on object storage), and messages print the location as it is.
-
-    Path operations (``/``, ``.exists()``, ``.glob()`` ...) on a folder's location act on its folder, as
-    they did when a folder store's ``root`` was a Path (tests and code written then); on a URL they are a
-    one-line StoreError (NotOnObjectStorage), not a TypeError.
+    It has no Path behaviour: ``root / "x"`` is a TypeError on every backend.
     """
 
     __slots__ = ()
-
-    def _folder(self, what: str) -> Path:
-        """The folder this location names; NotOnObjectStorage naming ``what`` for a URL."""
-        folder = local_folder(str(self))
-        if folder is None:
-            raise NotOnObjectStorage(f"the store {self} is on object storage: {what} needs a store folder")
-        return folder
-
-    def __truediv__(self, other) -> Path:
-        return self._folder(str(other)) / other
-
-    def __getattr__(self, name: str):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self._folder(f"{name}()"), name)
 
 
 def local_folder(location) -> Path | None:

@@ -94,7 +94,7 @@ def test_a_run_with_nothing_new_does_no_work(grown):
     assert (r3.n_groups, r3.n_pairs, r3.merges) == (r2.n_groups, r2.n_pairs, r2.merges)
     assert {t: store.parts(t) for t in parts} == parts and r2.review_path.read_bytes() == review
     # a changed setting is not "nothing new": the run does its work
-    other = cfg.load(environ={}, overrides={"align.content_threshold": 0.9}, cwd=store.root)
+    other = cfg.load(environ={}, overrides={"align.content_threshold": 0.9}, cwd=store.local_root())
     assert align(store, other, mapping=mapping).stats.n_in > 0
 
 
@@ -107,7 +107,7 @@ def test_the_registry_opens_the_same_run_as_align_called_directly(grown):
     store, settings, mapping, _ = grown
     align(store, settings, mapping=mapping)
     ctx = stages.RunContext(cfg.load(environ={}, overrides={"align.mapping": str(mapping), "store.path": str(store.root)},
-                                     cwd=store.root))
+                                     cwd=store.local_root()))
     stats = stages.call("align", ctx)
     assert stats.details.get("unchanged") and stats.n_in == 0
     assert align(store, settings, mapping=mapping).stats.details.get("unchanged")
@@ -137,7 +137,7 @@ def test_a_run_killed_before_its_state_is_saved_gives_the_same_when_run_again(gr
 
 def test_kept_scores_of_other_settings_are_not_reused(grown):
     store, settings, mapping, r1 = grown
-    other = cfg.load(environ={}, overrides={"align.weighting": "counts"}, cwd=store.root)
+    other = cfg.load(environ={}, overrides={"align.weighting": "counts"}, cwd=store.local_root())
     r2 = align(store, other, mapping=mapping)
     assert r2.n_scored == r2.n_pairs
 
@@ -180,15 +180,15 @@ def test_a_run_killed_between_its_kept_lines_and_texts_keeps_every_line(grown, t
 
     store, settings, mapping, _ = grown
     align(store, settings, mapping=mapping)
-    kept = {name: pq.read_table(store.root / "derived" / "align" / name) for name in (tokens.LINES, tokens.TOKENS)}
+    kept = {name: pq.read_table(store.local_root() / "derived" / "align" / name) for name in (tokens.LINES, tokens.TOKENS)}
     assert kept[tokens.LINES].num_rows > 0
     for name in (tokens.TOKENS, incremental.KEPT):  # a first run killed after its lines, before its texts
-        (store.root / "derived" / "align" / name).unlink()
-    (store.root / "derived" / "state" / "align.json").unlink()
+        (store.local_root() / "derived" / "align" / name).unlink()
+    (store.local_root() / "derived" / "state" / "align.json").unlink()
     again = align(store, settings, mapping=mapping)
     assert again.stats.details["segmented_lines"] == 0 < again.stats.details["segmented_texts"]
     for name, table in kept.items():
-        assert pq.read_table(store.root / "derived" / "align" / name).equals(table), name
+        assert pq.read_table(store.local_root() / "derived" / "align" / name).equals(table), name
 
 
 def test_a_text_whose_term_vector_is_unchanged_is_not_scored_again(grown, tmp_path):
@@ -206,7 +206,7 @@ def test_a_text_whose_term_vector_is_unchanged_is_not_scored_again(grown, tmp_pa
     full_store, full = _full_copy(store, tmp_path, settings, mapping)
     assert _tables(store) == _tables(full_store)
     assert _review(again.review_path) == _review(full.review_path)
-    counts = cfg.load(environ={}, overrides={"align.weighting": "counts"}, cwd=store.root)
+    counts = cfg.load(environ={}, overrides={"align.weighting": "counts"}, cwd=store.local_root())
     align(store, counts, mapping=mapping)  # kept scores of the counts weighting
     store.write("products", [{**source, "product_id": source["product_id"] + "-copy2", "source_id": "copy2"}])
     assert align(store, counts, mapping=mapping).n_scored > 0
@@ -220,7 +220,7 @@ def test_kept_files_of_the_previous_format_are_read_and_replaced(grown, tmp_path
     import pyarrow.parquet as pq
 
     store, settings, mapping, _ = grown
-    folder = store.root / "derived" / "align"
+    folder = store.local_root() / "derived" / "align"
     scores = pq.read_table(folder / incremental.KEPT)
     old = scores.drop_columns(["content_a", "content_b"])
     old = old.append_column("text_a", pa.array(["0" * 16] * old.num_rows)).append_column("text_b", pa.array(["0" * 16] * old.num_rows))

@@ -211,7 +211,7 @@ def test_review_file_rows_are_in_order_and_their_scores_read_back_exactly(aligne
     rows = _read(report.review_path)
     assert len(rows) == report.n_pairs and len({tuple(r[c] for c in sides) for r in rows}) == len(rows)
     assert rows == sorted(rows, key=lambda r: (abs(float(r["margin"])), int(r["class_id"]), tuple(r[c] for c in sides)))
-    kept = pq.read_table(store.root / "derived" / "align" / "scores.parquet").to_pylist()
+    kept = pq.read_table(store.local_root() / "derived" / "align" / "scores.parquet").to_pylist()
     scores = {tuple(k[c] for c in ("platform_a", "level1_a", "name_a", "platform_b", "level1_b", "name_b")):
               (k["s_label"], k["s_content"]) for k in kept}
     for r in rows:

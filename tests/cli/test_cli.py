@@ -94,8 +94,8 @@ def test_sql_refuses_writes_and_leaves_the_store_unchanged(filled, tmp_path, sta
 
 
 def test_sql_refuses_output_inside_the_store(filled):
-    result = m5(filled, "sql", "SELECT 1", "--format", "csv", "--output", str(filled.root / "x.csv"))
-    assert result.exit_code == 2 and not (filled.root / "x.csv").exists()
+    result = m5(filled, "sql", "SELECT 1", "--format", "csv", "--output", str(filled.local_root() / "x.csv"))
+    assert result.exit_code == 2 and not (filled.local_root() / "x.csv").exists()
 
 
 def test_read_only_pragma_is_allowed(filled):

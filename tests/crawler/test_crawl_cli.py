@@ -182,7 +182,7 @@ def test_ctrl_c_stops_the_crawl_says_so_and_a_rerun_resumes(tmp_path, demo_shop,
     assert "Traceback" not in err and "shutdown" not in err
     run_row = store.read("runs").to_pylist()[0]
     assert run_row["status"] == "interrupted" and 0 < store.count("products") < len(demo_shop.truth.products)
-    log = (store.root / "logs" / "crawl" / run_row["run_id"] / "crawl.log").read_text()
+    log = (store.local_root() / "logs" / "crawl" / run_row["run_id"] / "crawl.log").read_text()
     assert "shutting down gracefully" in log and "forcing unclean shutdown" not in log
     if to == "parent":
         return

@@ -99,7 +99,7 @@ def test_robots_disallowed_and_offsite_urls_never_fetched(home_crawl, demo_shop)
     paths = [path for _, path, _ in requests]
     assert "/robots.txt" in paths
     assert not [p for p in paths if p.startswith(DISALLOWED)]
-    crawl_stats = json.loads((store.root / "logs" / "crawl" / stats.run_id / "stats.json").read_text())
+    crawl_stats = json.loads((store.local_root() / "logs" / "crawl" / stats.run_id / "stats.json").read_text())
     # every request the crawler sent reached the shop: none went to the pages' ad and shop hosts
     assert crawl_stats["downloader/request_count"] == len(requests)
     assert crawl_stats["m5data/offsite_links"] > 0  # the pages do link other hosts

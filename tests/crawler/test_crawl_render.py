@@ -80,7 +80,7 @@ def test_with_render_the_item_is_read_in_full(variant, tmp_path):
                   if m["product_id"] == product["product_id"]}
     assert specs == want_specs and media == want_media
     assert any(kind == "video" for kind, *_ in media)
-    crawl_stats = (store.root / "logs" / "crawl" / stats.run_id / "stats.json").read_text()
+    crawl_stats = (store.local_root() / "logs" / "crawl" / stats.run_id / "stats.json").read_text()
     assert '"m5data/render_requests": 1' in crawl_stats
     # fetched plainly, then once in the browser; images and video were blocked there (their URLs are
     # stored, the download stage fetches them)

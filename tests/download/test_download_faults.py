@@ -154,7 +154,7 @@ def test_every_blob_matches_its_sha256_and_names_come_from_content(faulted):
 def test_a_second_run_fetches_nothing(faulted, server):
     store, _, _ = faulted
     server.clear()
-    stats = run(store, settings(store.root.parent))
+    stats = run(store, settings(store.local_root().parent))
     assert stats.selected == 0 and server.requests == []
 
 

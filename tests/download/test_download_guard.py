@@ -28,7 +28,7 @@ def test_a_run_after_a_killed_threaded_run_isolates_every_image_then_threads_com
                                  "download.allow_private=true", "download", "--no-progress", "--image-max-side", "128",
                                  "--concurrency", "2", "--per-host", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-        mark = store.root / "logs" / "download" / "threads-all.json"
+        mark = store.local_root() / "logs" / "download" / "threads-all.json"
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline and not mark.exists():
             time.sleep(0.05)
@@ -62,7 +62,7 @@ def test_a_mark_that_is_not_an_object_isolates_one_run_and_says_so(store, mark):
 
     from m5data.cli import app
 
-    path = store.root / "logs" / "download" / "threads-all.json"
+    path = store.local_root() / "logs" / "download" / "threads-all.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(mark)
     with MediaServer({f"img{i}.jpg": jpeg_bytes(160, 120, seed=i) for i in range(3)}) as server:

@@ -133,7 +133,7 @@ def test_a_face_in_the_default_track_is_withheld_though_the_larger_track_shows_n
     store, out, _, _ = built
     assert _frames_faces(store, "shopa:tracks") == 0  # extract read the larger, face-free track
     assert "tracks" not in _copied(out)
-    verdict = egress_video.scan(store.root / store.read("media", where="product_id = 'shopa:tracks' AND "
+    verdict = egress_video.scan(store.local_root() / store.read("media", where="product_id = 'shopa:tracks' AND "
                                                                         "kind = 'video'").to_pylist()[0]["blob"])
     assert verdict.status == "faces" and verdict.stream == 0
 

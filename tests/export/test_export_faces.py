@@ -45,7 +45,7 @@ def _settings(store, **over):
 
 def _stored(store, pid: str) -> bytes:
     row = store.read("media", where=f"kind = 'image_norm' AND product_id = '{pid}'").to_pylist()[0]
-    return (store.root / row["blob"]).read_bytes()
+    return (store.local_root() / row["blob"]).read_bytes()
 
 
 def _exported(out, fmt: str) -> dict[str, bytes]:
@@ -104,7 +104,7 @@ def test_frames_are_blurred_in_webdataset(store, realdata, tmp_path):
     frames = store.read("media", where="kind = 'frames'").to_pylist()[0]
     export(store, _settings(store), out=tmp_path / "out", fmt="webdataset")
     got = _exported(tmp_path / "out", "webdataset")
-    first = (store.root / frames["blob"] / "000001.jpg").read_bytes()
+    first = (store.local_root() / frames["blob"] / "000001.jpg").read_bytes()
     inside, outside = _inside_and_outside(first, got["shopa~3Aastro/frame000"], _box(store, "shopa:astro", "frames"))
     assert inside > 10 and outside < 2.5  # ffmpeg wrote the frame, OpenCV re-encodes it: a little more noise
 

@@ -68,7 +68,7 @@ def test_load_dataset_reads_every_split_with_images(exported, tmp_path):
         assert row["split"] == "train" and row["specs"] == specs.get(pid, [])
         if pid in norm:
             assert isinstance(row["image"], Image.Image)
-            assert undecoded["image"]["bytes"] == (store.root / norm[pid]).read_bytes()
+            assert undecoded["image"]["bytes"] == (store.local_root() / norm[pid]).read_bytes()
             seen_image += 1
         else:
             assert row["image"] is None  # a null, never a placeholder image
@@ -100,7 +100,7 @@ def test_mfcc_column_equals_the_stored_array(exported):
     checked = 0
     for pid, value in zip(table["product_id"].to_pylist(), table["mfcc"].to_pylist()):
         if pid in mfcc:
-            stored = np.load(io.BytesIO((store.root / mfcc[pid]).read_bytes()))
+            stored = np.load(io.BytesIO((store.local_root() / mfcc[pid]).read_bytes()))
             assert np.array_equal(np.asarray(value, dtype=np.float32), stored)
             checked += 1
     assert checked

@@ -54,8 +54,8 @@ def test_a_file_broken_in_its_last_bytes_writes_nothing(layout, tmp_path, name):
     with pytest.raises(LayoutError, match=f"{name} is not valid JSON"):
         import_m5product(store, layout)
     assert all(store.parts(t) == [] for t in TABLES)  # no row, no runs row
-    assert not [p for p in (store.root / "blobs").rglob("*") if p.is_file()]
-    assert not any((store.root / "derived").rglob("*.*"))  # the staging folder is gone
+    assert not [p for p in (store.local_root() / "blobs").rglob("*") if p.is_file()]
+    assert not any((store.local_root() / "derived").rglob("*.*"))  # the staging folder is gone
 
 
 @pytest.mark.parametrize("text, error", [

@@ -227,7 +227,7 @@ def test_a_shard_that_only_lost_samples_is_copied_without_reading_the_store(grow
         mine = pc.is_in(media.column("product_id"), pa.array([ids[k] for k in keys if k != keys[1]]))
         others = set(media.filter(pc.invert(mine)).column("blob").to_pylist())
         return keys, {b for b in media.filter(mine).column("blob").to_pylist()
-                      if b and b not in others and (copy.root / b).is_file()}
+                      if b and b not in others and (copy.local_root() / b).is_file()}
 
     train = [u["url"] for u in json.loads((v3 / "train.index.json").read_text())["shardlist"]]
     source = max(train, key=lambda u: len(exclusive_blobs(u)[1]))  # a shard of v3 (its own or inherited)
@@ -237,7 +237,7 @@ def test_a_shard_that_only_lost_samples_is_copied_without_reading_the_store(grow
     grow(copy, "k", 1, changed)
     copy.write("splits", hashed_splits(product_ids(copy), "v4"))
     for blob in gone:
-        (copy.root / blob).unlink()
+        (copy.local_root() / blob).unlink()
     out = Path(copy.where("exports/v4-webdataset-all"))
     two = settings_for(copy, **{"export.shard_size": 4, "export.workers": 2})  # the copies run in the pool's workers
     report = export(copy, two, out=out)

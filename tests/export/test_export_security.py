@@ -68,18 +68,18 @@ def world(tmp_path):
     mp3 = store.blobs.put_bytes(b"ID3 clean mp3 bytes" * 8, "mp3")
     video = store.blobs.put_bytes(b"clean mp4 bytes" * 8, "mp4")
     mfcc = store.blobs.put_bytes(_npy(np.ones((1, 4, 3), "float32")), "npy")
-    frames = store.root / "derived" / "frames" / "aa" / "clean"
+    frames = store.local_root() / "derived" / "frames" / "aa" / "clean"
     frames.mkdir(parents=True)
     (frames / "000001.jpg").write_bytes(_jpeg((10, 10, 200)))
     (frames / "frames.json").write_text(json.dumps({"files": ["000001.jpg"]}))
     # symlinks inside the store's blob areas that lead out
-    links = store.root / "blobs" / "ee"
+    links = store.local_root() / "blobs" / "ee"
     links.mkdir()
     for name in ("secret.jpg", "secret.mp3", "secret.mp4", "secret.npy"):
         os.symlink(outside / name, links / f"link-{name}")
-    os.symlink(outside / "frames", store.root / "derived" / "frames" / "aa" / "linkdir")
+    os.symlink(outside / "frames", store.local_root() / "derived" / "frames" / "aa" / "linkdir")
     # a frames folder inside the store whose listing and files lead out
-    listing = store.root / "derived" / "frames" / "aa" / "listing"
+    listing = store.local_root() / "derived" / "frames" / "aa" / "listing"
     listing.mkdir()
     os.symlink(outside / "secret.jpg", listing / "000002.jpg")
     (listing / "frames.json").write_text(json.dumps({"files": ["../../../../../outside/secret.jpg", "000002.jpg"]}))
@@ -186,8 +186,8 @@ def test_extract_refuses_blobs_outside_the_store(tmp_path):
     (outside / "secret.jpg").write_bytes(_jpeg((200, 10, 10), MARK))
     store = Store.init(tmp_path / "store")
     good = store.blobs.put_bytes(_jpeg((10, 200, 10)), "jpg")
-    (store.root / "blobs" / "ee").mkdir()
-    os.symlink(outside / "secret.jpg", store.root / "blobs" / "ee" / "link.jpg")
+    (store.local_root() / "blobs" / "ee").mkdir()
+    os.symlink(outside / "secret.jpg", store.local_root() / "blobs" / "ee" / "link.jpg")
     blobs = {"evil:abs": str(outside / "secret.jpg"), "evil:up": "blobs/../../outside/secret.jpg",
              "evil:link": "blobs/ee/link.jpg", "good:1": good.path, "evil:sha": good.path}
     rows = [{"media_id": f"{pid}|image", "product_id": pid, "kind": "image", "role": "main", "position": 0,
@@ -203,7 +203,7 @@ def test_extract_refuses_blobs_outside_the_store(tmp_path):
     assert resolved_inside(store, derived["evil:sha"]["blob"])
     assert stats.failures.get("image failed: blob path outside the store") == 3, stats.failures
     assert sorted(p.name for p in tmp_path.iterdir()) == ["outside", "store"]  # nothing written beside the store
-    assert not any(MARK in p.read_bytes() for p in _files(store.root / "derived"))
+    assert not any(MARK in p.read_bytes() for p in _files(store.local_root() / "derived"))
 
 
 def resolved_inside(store: Store, rel: str) -> bool:

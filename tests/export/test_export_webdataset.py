@@ -75,7 +75,7 @@ def test_every_sample_reads_back_with_webdataset(exported):
         else:  # an untitled page of the demo world: no caption member at all
             assert "txt" not in s and "caption" not in meta["modalities"]
         if pid in norm:
-            assert s["jpg"] == (store.root / norm[pid]).read_bytes()
+            assert s["jpg"] == (store.local_root() / norm[pid]).read_bytes()
             Image.open(io.BytesIO(s["jpg"])).verify()
             assert "image" in meta["modalities"]
         else:
@@ -222,8 +222,8 @@ def test_a_blob_missing_from_the_store_is_an_absent_member_and_a_counted_failure
             "AND a.kind = 'audio' AND a.status = 'ok' WHERE s.split = 'query-c' ORDER BY 1 LIMIT 1").fetchone()
     finally:
         con.close()
-    (store.root / image).unlink()
-    (store.root / mp3).unlink()  # a hard link of the cached store's blob: the cache keeps its copy
+    (store.local_root() / image).unlink()
+    (store.local_root() / mp3).unlink()  # a hard link of the cached store's blob: the cache keeps its copy
     settings = settings_for(store, **{"export.workers": 1})
     report = export(store, settings, out=tmp_path / "w", split="query-c")
     assert dict(report.stats.failures) == {"missing image blob": 1, "missing mp3 blob": 1}

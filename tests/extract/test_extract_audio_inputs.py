@@ -32,9 +32,9 @@ def test_an_audio_row_gets_mp3_and_mfcc_and_no_frames(store, tmp_path, name):
     mp3, mfcc = derived[0], got[("shop:1", "mfcc")]
     assert src["status"] == "ok" and src["has_audio"] and src["duration"] == pytest.approx(2.5, abs=0.15)
     assert (mp3["status"], mp3["codec"], mp3["source_media_id"]) == ("ok", "mp3", src["media_id"])
-    assert mp3_info(store.root / mp3["blob"]) == "mp3,44100"
+    assert mp3_info(store.local_root() / mp3["blob"]) == "mp3,44100"
     assert mfcc["status"] == "ok" and mfcc["frame_count"] == 3  # ceil(2.5 s x 1 fps) blocks
-    assert np.load(store.root / mfcc["blob"]).shape == (3, 40, 87)
+    assert np.load(store.local_root() / mfcc["blob"]).shape == (3, 40, 87)
     assert run(store, settings(), progress=False).n_in == 0  # done: a re-run picks nothing
 
 
@@ -58,7 +58,7 @@ def test_webm_without_container_duration_gets_frames_mp3_and_mfcc(store, tmp_pat
     got = rows_by(store, "true")
     assert got[("shop:w", "frames")]["frame_count"] == 3
     mfcc = got[("shop:w", "mfcc")]
-    assert mfcc["status"] == "ok" and np.load(store.root / mfcc["blob"]).shape == (3, 40, 87)
+    assert mfcc["status"] == "ok" and np.load(store.local_root() / mfcc["blob"]).shape == (3, 40, 87)
     assert got[("shop:w", "audio")]["status"] == "ok"
     assert got[("shop:w", "audio")]["duration"] == pytest.approx(3.0, abs=0.1)
 

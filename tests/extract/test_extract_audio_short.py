@@ -60,7 +60,7 @@ def test_a_very_short_aac_mp4_is_not_corrupt(store, tmp_path, seconds, kind):
     mfcc, mp3 = got[("shop:short", "mfcc")], rows_by(store, "role = 'derived'")[("shop:short", "audio")]
     assert mp3["status"] == "ok" and mp3["duration"] > 0
     assert mfcc["status"] == "ok" and mfcc["frame_count"] == 1
-    m = np.load(store.root / mfcc["blob"])
+    m = np.load(store.local_root() / mfcc["blob"])
     assert m.shape == (1, 40, 87) and np.isfinite(m).all()
 
 

@@ -52,7 +52,7 @@ def test_sigkill_keeps_the_rows_of_items_finished_seconds_before(store, tmp_path
     cmd = [sys.executable, "-m", "m5data.cli", "--store", str(store.root), "--set", "extract.workers=1",
            "--set", "extract.frame_max_side=32", "extract", "--kinds", "video,audio", "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    mfcc_root = store.root / "derived" / "mfcc"  # a video's MFCC file is the last thing its job writes
+    mfcc_root = store.local_root() / "derived" / "mfcc"  # a video's MFCC file is the last thing its job writes
     try:
         done: set[str] = set()
         for _ in range(600):  # wait until a few videos' jobs are finished (at most ~120 s)

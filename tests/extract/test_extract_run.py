@@ -34,12 +34,12 @@ def test_real_files_end_to_end(store, realdata):
     assert bbb["status"] == "ok" and bbb["codec"] == "vp8" and bbb["has_audio"] is True
     assert (bbb["width"], bbb["height"], bbb["fps"]) == (1280, 720, 24.0) and bbb["duration"] == pytest.approx(30.0, abs=0.01)
     frames = got[("shopa:bbb30", "frames")]
-    folder = store.root / frames["blob"]
+    folder = store.local_root() / frames["blob"]
     assert frames["frame_count"] == 30 == len(list(folder.glob("*.jpg"))) and frames["width"] == 96
     assert json.loads(frames["meta"])["timestamps"][:3] == pytest.approx([0.0, 1.0, 2.0], abs=0.01)
     assert json.loads(frames["meta"])["decode"] == "fast"  # extract.video_decode's default made it
     mfcc_row = got[("shopa:bbb30", "mfcc")]
-    mfcc = np.load(store.root / mfcc_row["blob"])
+    mfcc = np.load(store.local_root() / mfcc_row["blob"])
     assert mfcc.shape == (30, 40, 87) == tuple(json.loads(mfcc_row["meta"])["shape"]) and mfcc.dtype == np.float32
     audio = got[("shopa:bbb30", "audio")]
     assert audio["status"] == "ok" and audio["blob"].endswith(".mp3") and store.blobs.verify(audio["blob"])
@@ -49,7 +49,7 @@ def test_real_files_end_to_end(store, realdata):
 
     from m5data.extract.audio import load_samples
 
-    y = load_samples(store.root / bbb["blob"], 22050, channels=2)
+    y = load_samples(store.local_root() / bbb["blob"], 22050, channels=2)
     want = librosa.feature.mfcc(y=y[7 * 22050:8 * 22050], sr=22050, n_mfcc=40, n_fft=1024, hop_length=256)
     np.testing.assert_allclose(mfcc[7], want, rtol=1e-4, atol=1e-3)
 
@@ -57,7 +57,7 @@ def test_real_files_end_to_end(store, realdata):
     assert got[("shopa:mute", "frames")]["frame_count"] == 16 and got[("shopa:mute", "video")]["has_audio"] is False
     assert got[("shopa:mute", "audio")]["status"] == "absent" == got[("shopa:mute", "mfcc")]["status"]
     assert got[("shopa:fire", "frames")]["frame_count"] == 3
-    assert np.load(store.root / got[("shopa:fire", "mfcc")]["blob"]).shape[0] == 3
+    assert np.load(store.local_root() / got[("shopa:fire", "mfcc")]["blob"]).shape[0] == 3
     empty = got[("shopa:empty", "video")]
     assert empty["status"] == "corrupt" and "zero-length file" in empty["error"] and empty["blob"] in empty["error"]
     assert not any(pid == "shopa:empty" and kind != "video" for pid, kind in got)
@@ -65,7 +65,7 @@ def test_real_files_end_to_end(store, realdata):
     for name in ("hopper", "cmyk", "jd"):
         src, norm = got[(f"shopb:{name}", "image")], got[(f"shopb:{name}", "image_norm")]
         assert src["status"] == norm["status"] == "ok" and src["phash"] == norm["phash"] and src["quality_tier"] in (1, 2, 3)
-        assert (store.root / norm["blob"]).is_file() and norm["source_media_id"] == src["media_id"]
+        assert (store.local_root() / norm["blob"]).is_file() and norm["source_media_id"] == src["media_id"]
     assert got[("shopb:jd", "image")]["quality_tier"] == 1 and got[("shopb:hopper", "image")]["quality_tier"] == 3
     gallery = store.read("media", where="product_id = 'shopb:jd' AND role = 'gallery'").to_pylist()
     assert [(r["status"], r["phash"]) for r in gallery] == [("ok", None)]  # gallery images are not normalised
@@ -115,7 +115,7 @@ def test_limit_redownload_and_audio_after_frames(store, tmp_path):
     assert audio.by_kind == {("audio", "ok"): 2, ("audio", "absent"): 1}
     got = rows_by(store, "kind in ('mfcc', 'frames')")
     for pid in ("shopa:a", "shopa:c"):
-        assert np.load(store.root / got[(pid, "mfcc")]["blob"]).shape == (got[(pid, "frames")]["frame_count"], 40, 87)
+        assert np.load(store.local_root() / got[(pid, "mfcc")]["blob"]).shape == (got[(pid, "frames")]["frame_count"], 40, 87)
     assert store.count("media") == 3 + 3 + 6
 
 
@@ -199,8 +199,8 @@ def test_missing_blob_fails_the_item_not_the_run(store, tmp_path):
     video = add_media(store, make_video(tmp_path / "a.mp4", 2), "shopa:a", "video")
     Image.new("RGB", (40, 40), "white").save(tmp_path / "x.png")
     image = add_media(store, tmp_path / "x.png", "shopb:x", "image")
-    (store.root / video["blob"]).unlink()
-    (store.root / image["blob"]).unlink()
+    (store.local_root() / video["blob"]).unlink()
+    (store.local_root() / image["blob"]).unlink()
     add_media(store, make_video(tmp_path / "b.mp4", 2, audio=False), "shopa:b", "video")
     stats = run(store, settings(), kinds="video,image", progress=False)
     assert stats.by_kind == {("video", "failed"): 1, ("video", "ok"): 1, ("image", "failed"): 1}
@@ -330,10 +330,10 @@ def test_a_frame_amplifying_video_writes_a_bounded_number_of_bytes(store, tmp_pa
     from support.media_samples import amplifying_video
 
     row = add_media(store, amplifying_video(tmp_path / "amp.mkv"), "shopa:amp", "video")
-    before = _written(store.root)
+    before = _written(store.local_root())
     s = load(overrides={"extract.workers": 1}, environ={}, cwd=Path(__file__).parent)  # the defaults
     run(store, s, kinds="video", progress=False)
-    written = _written(store.root) - before
+    written = _written(store.local_root()) - before
     frames = rows_by(store, "true")[("shopa:amp", "frames")]
     assert written < 100_000_000, f"{written:,} bytes written"
     assert written <= s.extract.max_item_bytes
@@ -355,7 +355,7 @@ def test_a_huge_frame_video_is_refused_before_decoding(store, tmp_path):
     assert video["status"] == "corrupt", video
     assert "14000x14000" in video["error"] and "extract.max_video_pixels" in video["error"], video["error"]
     assert ("shopa:huge", "frames") not in got
-    assert not (store.root / "derived" / "frames").exists() or not any((store.root / "derived" / "frames").rglob("*.jpg"))
+    assert not (store.local_root() / "derived" / "frames").exists() or not any((store.local_root() / "derived" / "frames").rglob("*.jpg"))
     assert stats.failures == {"video corrupt: frame too large": 1}, stats.failures
 
 
@@ -371,4 +371,4 @@ def test_outputs_past_the_item_byte_cap_are_too_large_with_the_reason(store, tmp
         assert row["status"] == "too_large" and "extract.max_item_bytes" in row["error"], row
         assert row["blob"] is None
     assert stats.failures == {"video too_large: too large": 1, "audio too_large: too large": 1}, stats.failures
-    assert not list((store.root / "derived").rglob("*.jpg")) and not list((store.root / "derived").rglob("*.npy"))
+    assert not list((store.local_root() / "derived").rglob("*.jpg")) and not list((store.local_root() / "derived").rglob("*.npy"))

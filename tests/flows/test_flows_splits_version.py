@@ -16,7 +16,7 @@ def test_new_version_only_when_the_store_changed(store):
     store.write("products", [_product("p:1", t0), _product("p:2", t0)])
     store.write("splits", [{"product_id": "p:1", "split": "train", "version": "v1"},
                            {"product_id": "p:2", "split": "query-c", "version": "v1"}])
-    folder = store.root / "derived" / "splits" / "v1"
+    folder = store.local_root() / "derived" / "splits" / "v1"
     folder.mkdir(parents=True)
     folder.joinpath("manifest.json").write_text(json.dumps({"products": 2, "created_at": (t0 + timedelta(hours=1)).isoformat()}))
     assert incremental_version(store, "v1") == "v1"  # unchanged: rebuilding v1 changes nothing

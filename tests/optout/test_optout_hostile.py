@@ -93,7 +93,7 @@ def test_crawl_of_a_shop_with_a_hostile_tdmrep_json_finishes(store):
     assert ids[row["product_id"]] == 1 and row["directive"] == "tdm-reservation: 1 (location */SKU-0001.html*)"
     (run,) = store.read("runs").to_pylist()
     assert run["status"] == "ok"
-    log = (store.root / "logs" / "crawl" / run["run_id"] / "crawl.log").read_text()
+    log = (store.local_root() / "logs" / "crawl" / run["run_id"] / "crawl.log").read_text()
     assert "tdmrep.json rule refused: location over 1,000 characters" in log
     assert "tdmrep.json rule refused: 103 rules after the first 1,000 ignored" in log
 

@@ -232,7 +232,7 @@ def test_empty_store_renders_with_guidance(tmp_path):
 def test_report_folder_inside_the_store_is_refused(tmp_path):
     store = Store.init(tmp_path / "store")
     with pytest.raises(ReportError, match="inside the store"):
-        build(store, load(None, {"store.path": str(store.root)}, environ={}), out=store.root / "derived" / "report")
+        build(store, load(None, {"store.path": str(store.root)}, environ={}), out=store.local_root() / "derived" / "report")
 
 
 def test_a_report_folder_inside_the_store_is_refused_by_the_check_before_any_run(tmp_path):
@@ -243,11 +243,11 @@ def test_a_report_folder_inside_the_store_is_refused_by_the_check_before_any_run
     store = Store.init(tmp_path / "store")
     settings = load(None, {"store.path": str(store.root)}, environ={})
     with pytest.raises(ReportError, match="inside the store"):
-        stages.check("report", settings, {"out": str(store.root / "derived" / "report")})
+        stages.check("report", settings, {"out": str(store.local_root() / "derived" / "report")})
     stages.check("report", settings, {"out": str(tmp_path / "report")})
     assert store.count("runs") == 0
     with pytest.raises(ReportError, match="inside the store"):  # the run checks it again
-        stages.call("report", stages.RunContext(settings, options={"out": str(store.root / "derived" / "report")}))
+        stages.call("report", stages.RunContext(settings, options={"out": str(store.local_root() / "derived" / "report")}))
     assert store.read("runs", columns=["status"]).column("status").to_pylist() == ["failed"]
 
 

@@ -121,7 +121,7 @@ def test_the_verb_says_unchanged_and_full_writes_again(store, tmp_path):
 
 
 def _facts_files(store) -> list[str]:
-    folder = store.root / facts.KEPT / "facts"
+    folder = store.local_root() / facts.KEPT / "facts"
     return sorted(p.name for pattern in ("*.parquet", f"*{facts.TOTAL_SUFFIX}") for p in folder.glob(pattern))
 
 
@@ -295,7 +295,7 @@ def test_a_killed_runs_temp_facts_file_is_known_to_doctor_and_removed_by_the_nex
     build(store, settings, out=tmp_path / "r")
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
-    folder = store.root / facts.KEPT / "facts"
+    folder = store.local_root() / facts.KEPT / "facts"
     dead = folder / f".tmp-{proc.pid}-{'ab' * 16}.parquet"
     live = folder / f".tmp-{os.getpid()}-{'cd' * 16}.parquet"
     for path in (dead, live):
@@ -344,7 +344,7 @@ def _media(ids, status: str = "ok", shift: float = 0.0) -> list[dict]:
 def _kept_totals(store) -> dict[str, list]:
     """The running totals the report's state names, each as sorted rows."""
     named = changes.load_state(store, "report")["summary"]["facts"]
-    folder = store.root / facts.KEPT / "facts"
+    folder = store.local_root() / facts.KEPT / "facts"
     return {k: sorted(map(repr, facts.read_total(folder / v[0]).to_pylist())) for k, v in named.items()
             if k.startswith("total:") and k[6:] in fact_sql.KEPT_TOTALS}  # (the compliance totals: test_report_compliance_incremental)
 

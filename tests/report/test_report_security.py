@@ -53,8 +53,8 @@ def _settings(store):
 
 def _image(store, name: str, data: bytes = JPEG) -> str:
     rel = f"blobs/ab/{name}"
-    (store.root / "blobs" / "ab").mkdir(parents=True, exist_ok=True)
-    (store.root / rel).write_bytes(data)
+    (store.local_root() / "blobs" / "ab").mkdir(parents=True, exist_ok=True)
+    (store.local_root() / rel).write_bytes(data)
     return rel
 
 
@@ -80,7 +80,7 @@ def hostile(tmp_path_factory):
     media = [{"media_id": f"m{k}", "product_id": pid, "kind": "image", "role": "main", "position": 0,
               "blob": _image(store, evil_name if k == 0 else f"img{k}.jpg"), "status": "ok", "quality_tier": 1}
              for k, pid in enumerate(ids)]
-    frames = store.root / "derived" / "frames" / "f0"
+    frames = store.local_root() / "derived" / "frames" / "f0"
     frames.mkdir(parents=True)
     for i in range(4):
         (frames / f"{i:03d}.jpg").write_bytes(JPEG)
@@ -95,7 +95,7 @@ def hostile(tmp_path_factory):
     # current one, so the payload version sits beside a plain v1 whose split names are the payload
     store.write("splits", [{"product_id": pid, "split": P("split name"), "version": "v1"} for pid in ids])
     store.write("splits", [{"product_id": pid, "split": "train", "version": P("split version")} for pid in ids])
-    review = store.root / "derived" / "align" / "review.csv"
+    review = store.local_root() / "derived" / "align" / "review.csv"
     review.parent.mkdir(parents=True)
     cols = ["class_name", "platform_a", "sub_class_a", "platform_b", "sub_class_b", "s_label", "s_content", "final"]
     with review.open("w", encoding="utf-8", newline="") as fh:
@@ -288,10 +288,10 @@ def test_blob_paths_outside_the_store_are_skipped_and_counted(tmp_path):
     (tmp_path / "outside-frames").mkdir()
     (tmp_path / "outside-frames" / "000.jpg").write_bytes(JPEG + b"SECRET-FRAME")
     store = Store.init(tmp_path / "store")
-    (store.root / "blobs" / "ab").mkdir(parents=True, exist_ok=True)
-    os.symlink(secret, store.root / "blobs" / "ab" / "link.jpg")
-    (store.root / "derived" / "frames" / "in").mkdir(parents=True)
-    os.symlink(tmp_path / "outside-frames" / "000.jpg", store.root / "derived" / "frames" / "in" / "000.jpg")
+    (store.local_root() / "blobs" / "ab").mkdir(parents=True, exist_ok=True)
+    os.symlink(secret, store.local_root() / "blobs" / "ab" / "link.jpg")
+    (store.local_root() / "derived" / "frames" / "in").mkdir(parents=True)
+    os.symlink(tmp_path / "outside-frames" / "000.jpg", store.local_root() / "derived" / "frames" / "in" / "000.jpg")
     bad = {"shop:1": str(secret), "shop:2": "../secret.jpg", "shop:3": "blobs/ab/link.jpg"}
     store.write("products", [{"product_id": pid, "platform": "shop", "title": f"caption {pid}", "category_path": ["a", "b"],
                               "crawled_at": NOW} for pid in [*bad, "shop:4"]])

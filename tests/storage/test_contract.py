@@ -3,11 +3,13 @@ and a store on object storage (a local moto server). What a stage may count on f
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from m5data.storage import Store, StoreBusy
+from m5data.storage.location import Location
 from m5data.storage.protocol import TableStore
 
 
@@ -33,6 +35,19 @@ def workers(store) -> dict:
 def test_both_backends_are_table_stores(store):
     assert isinstance(store, TableStore)
     assert isinstance(Store.open(store.root), type(store))
+
+
+def test_root_is_the_location_as_text_with_no_path_behaviour(store, tmp_path):
+    """Issue 77 (3): one type of ``root`` on both backends; the folder, where there is one, is local_root()."""
+    assert isinstance(store.root, Location) and store.root == str(store.root)
+    with pytest.raises(TypeError):
+        store.root / "x"
+    assert not hasattr(store.root, "exists") and not hasattr(store.root, "glob")
+    folder = store.local_root()
+    if str(store.root).startswith("s3://"):
+        assert folder is None
+    else:
+        assert isinstance(folder, Path) and folder == tmp_path / "store" and str(folder) == store.root
 
 
 def test_a_read_gives_the_newest_row_per_key_and_a_group_replaced_whole(store):

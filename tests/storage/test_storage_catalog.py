@@ -148,7 +148,7 @@ def test_a_process_takes_the_views_from_their_record_while_the_catalog_file_is_t
 
     from m5data.storage import catalog
 
-    record_path = store.root / catalog.CATALOG_VIEWS
+    record_path = store.local_root() / catalog.CATALOG_VIEWS
     record = json.loads(record_path.read_text())
     assert tuple(record["catalog"]) == catalog._identity(store.catalog_path.stat())
     assert record["views"] == store.catalog_views()

@@ -59,7 +59,7 @@ def test_a_healthy_store_is_ok_and_the_run_is_recorded(downloaded):
 def test_missing_blob_is_found_warned_about_and_fetched_again(downloaded):
     store, server, settings = downloaded
     row = store.read("media", where="status = 'ok'").to_pylist()[0]
-    (store.root / row["blob"]).unlink()
+    (store.local_root() / row["blob"]).unlink()
     report = doctor(store)
     assert [(f.check, f.path) for f in report.problems] == [("blob", row["blob"])]
     assert row["media_id"] in report.problems[0].problem and "file missing" in report.problems[0].problem
@@ -74,14 +74,14 @@ def test_missing_blob_is_found_warned_about_and_fetched_again(downloaded):
     server.clear()
     assert download(store, settings).n_out == 1  # only the reset row is fetched again
     assert server.requests == [row["url"].split(str(server.port))[1]]
-    assert (store.root / row["blob"]).is_file()
+    assert (store.local_root() / row["blob"]).is_file()
     assert m5(store, "doctor").exit_code == 0
 
 
 def test_blob_with_wrong_content_is_quarantined_and_reset(downloaded):
     store, _, _ = downloaded
     row = store.read("media", where="status = 'ok'").to_pylist()[1]
-    path = store.root / row["blob"]
+    path = store.local_root() / row["blob"]
     path.unlink()  # a fresh inode: the cached demo stores hard-link blobs, never damage one in place
     path.write_bytes(b"\xff\xd8\xff not the original bytes")
     report = doctor(store)
@@ -89,7 +89,7 @@ def test_blob_with_wrong_content_is_quarantined_and_reset(downloaded):
     assert doctor(store, verify_blobs=False).ok  # --quick: presence only
     report = doctor(store, repair=True)
     assert report.ok and not path.exists()
-    moved = list((store.root / "quarantine").rglob(path.name))
+    moved = list((store.local_root() / "quarantine").rglob(path.name))
     assert len(moved) == 1 and moved[0].read_bytes().startswith(b"\xff\xd8\xff not")
     assert store.read("media", where=f"media_id = '{row['media_id']}'").to_pylist()[0]["status"] == "pending"
 
@@ -117,7 +117,7 @@ def test_bad_part_is_quarantined_never_deleted_and_the_rest_stays(tmp_path, dama
     (run,) = [r for r in store.read("runs", where="stage = 'doctor'").to_pylist() if json.loads(r["config"])["job"]["repair"]]
     assert json.loads(run["failures"]) == {"part error": 1} and run["n_out"] == 1
     assert not bad.exists()
-    kept = list((store.root / "quarantine").rglob(bad.name))
+    kept = list((store.local_root() / "quarantine").rglob(bad.name))
     assert len(kept) == 1 and kept[0].stat().st_size > 0
     assert store.count("products") == 2 and store.count("specs") == 1
     assert m5(store, "doctor").exit_code == 0
@@ -131,10 +131,10 @@ def test_missing_derived_file_returns_its_source_to_extract(tmp_path):
     src = {"media_id": "v1", "product_id": "p", "kind": "video", "role": "video", "url": "http://x/v.mp4",
            "blob": video.path, "sha256": video.sha256, "status": "ok"}
     mp3 = store.blobs.put_bytes(b"ID3 fake mp3", "mp3")
-    mfcc = store.root / "derived" / "mfcc" / "ab" / "x.npy"
+    mfcc = store.local_root() / "derived" / "mfcc" / "ab" / "x.npy"
     mfcc.parent.mkdir(parents=True)
     mfcc.write_bytes(b"\x93NUMPY fake")
-    frames = store.root / "derived" / "frames" / "ab" / "x"
+    frames = store.local_root() / "derived" / "frames" / "ab" / "x"
     frames.mkdir(parents=True)
     (frames / "frames.json").write_text("{}")
     meta = json.dumps({"source_blob": video.path})

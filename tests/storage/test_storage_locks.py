@@ -106,7 +106,7 @@ def test_the_lock_of_a_killed_run_is_taken_over(tmp_path):
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     with store.stage_lock("extract"):  # the dead holder's lock is free at once
-        assert (store.root / "locks" / "extract.lock").read_text().find(str(os.getpid())) > 0
+        assert (store.local_root() / "locks" / "extract.lock").read_text().find(str(os.getpid())) > 0
 
 
 # ------------------------------------------------------------- compaction beside a running writer
@@ -161,8 +161,8 @@ def test_temp_files_name_their_owner_and_only_dead_ones_are_swept(tmp_path):
     store = Store.init(tmp_path / "s")
     dead = _dead_pid()
     live = os.getpid()
-    places = [store.table_dir("media"), store.blobs.tmp_dir, store.root / "derived" / "frames" / "ab",
-              store.root / "derived" / "mfcc"]
+    places = [store.table_dir("media"), store.blobs.tmp_dir, store.local_root() / "derived" / "frames" / "ab",
+              store.local_root() / "derived" / "mfcc"]
     made = {}
     for folder in places:
         folder.mkdir(parents=True, exist_ok=True)
@@ -171,7 +171,7 @@ def test_temp_files_name_their_owner_and_only_dead_ones_are_swept(tmp_path):
             path = folder / f"{prefix}{pid}-{os.urandom(8).hex()}.part"
             path.write_bytes(b"x" * 100)
             made[path] = pid
-    frames = store.root / "derived" / "frames" / "ab" / f".tmp-{dead}-{os.urandom(4).hex()}-abcdef"
+    frames = store.local_root() / "derived" / "frames" / "ab" / f".tmp-{dead}-{os.urandom(4).hex()}-abcdef"
     frames.mkdir()
     (frames / "000001.jpg").write_bytes(b"jpeg")
     with store.stage_lock("download"):
@@ -192,9 +192,9 @@ def test_a_sweep_lists_the_folders_changed_since_the_last_and_looks_again_at_wha
     from m5data.storage.temps import SWEPT
 
     store = Store.init(tmp_path / "s")
-    images = store.root / "derived" / "images" / "ab"
+    images = store.local_root() / "derived" / "images" / "ab"
     images.mkdir(parents=True)
-    record = store.root / "locks" / SWEPT
+    record = store.local_root() / "locks" / SWEPT
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         kept = images / f".tmp-{owner.pid}-{os.urandom(8).hex()}.jpg"
@@ -215,8 +215,8 @@ def test_a_sweep_lists_the_folders_changed_since_the_last_and_looks_again_at_wha
     assert not kept.exists(), "a kept temp file whose owner died must go, its folder listed or not"
     assert hidden.exists(), "a folder unchanged since the last sweep is not listed"
     os.utime(images, (old, old))  # (the removal of the kept one changed it)
-    (store.root / "derived" / "images" / "cd").mkdir()  # made since: its folder's mtime is new, and is listed
-    fresh = store.root / "derived" / "images" / "cd" / f".tmp-{_dead_pid()}-{os.urandom(8).hex()}.jpg"
+    (store.local_root() / "derived" / "images" / "cd").mkdir()  # made since: its folder's mtime is new, and is listed
+    fresh = store.local_root() / "derived" / "images" / "cd" / f".tmp-{_dead_pid()}-{os.urandom(8).hex()}.jpg"
     fresh.write_bytes(b"x")
     with store.stage_lock("splits"):
         pass
@@ -245,7 +245,7 @@ def test_a_sweep_record_naming_other_files_is_not_followed(tmp_path):
     dead.write_bytes(b"x")
     os.utime(store.table_dir("products"), (old, old))
     for rel in (part.relative_to(store.root).as_posix(), str(part), "../outside/.tmp-1-abcdef"):
-        (store.root / "locks" / SWEPT).write_text(json.dumps({"started_ns": time.time_ns(), "full_ns": time.time_ns(),
+        (store.local_root() / "locks" / SWEPT).write_text(json.dumps({"started_ns": time.time_ns(), "full_ns": time.time_ns(),
                                                              "kept": [rel]}))
         with store.stage_lock("align"):
             pass

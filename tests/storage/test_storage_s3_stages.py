@@ -289,7 +289,7 @@ def test_store_copy_moves_a_store_to_s3_and_back_reading_the_same(url, aws, tmp_
     local.write("specs", [{"product_id": "a:1", "position": 0, "property": "p", "value": "v"}])
     ref = local.blobs.put_bytes(b"image bytes", "jpg")
     local.write_text("derived/align/review.csv", "pair,score\n")
-    (local.root / "derived" / "frames" / "ab" / ".tmp-1-x").mkdir(parents=True)  # a temp folder: not copied
+    (local.local_root() / "derived" / "frames" / "ab" / ".tmp-1-x").mkdir(parents=True)  # a temp folder: not copied
     from m5data.storage import changes
 
     # a stage's state: its watermarks count this store's commits (ns here, entry numbers on S3): not copied,

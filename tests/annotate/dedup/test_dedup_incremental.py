@@ -383,7 +383,7 @@ def test_a_damaged_kept_inputs_file_is_not_read_and_the_next_run_rebuilds(store)
     dedup(store, settings)
     files = changes.load_state(store, "dedup")["inputs_files"]
     assert kept_inputs.load(store, files, "品牌") is not None
-    path = store.root / files[0]
+    path = store.local_root() / files[0]
     data = bytearray(path.read_bytes())
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:  # the last byte of the largest member's array
         info = max(zf.infolist(), key=lambda i: i.file_size)

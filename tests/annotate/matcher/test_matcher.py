@@ -169,7 +169,7 @@ def test_exported_trees_predict_as_scikit_learn():
 
 def test_model_file_is_json_and_a_pickle_is_refused_unrun(synth, tmp_path):
     store, _, report = synth
-    files = [p for p in (store.root / "derived" / "matcher").rglob("*") if p.is_file()]
+    files = [p for p in (store.local_root() / "derived" / "matcher").rglob("*") if p.is_file()]
     assert files == [report.path]
     data = report.path.read_bytes()
     doc = json.loads(data)
@@ -207,7 +207,7 @@ def test_model_file_is_json_and_a_pickle_is_refused_unrun(synth, tmp_path):
 
 def test_labels_file_with_bad_lines_is_refused_one_error_per_line(synth, tmp_path):
     store, pairs, _ = synth
-    before = sorted((store.root / "derived" / "matcher").iterdir())
+    before = sorted((store.local_root() / "derived" / "matcher").iterdir())
     runs = set(store.read("runs").column("run_id").to_pylist())
     a, b, _ = pairs[0]
     labels = tmp_path / "labels.csv"
@@ -230,7 +230,7 @@ def test_labels_file_with_bad_lines_is_refused_one_error_per_line(synth, tmp_pat
     assert "line 7: unknown product id 'ghost:2'; unknown product id 'ghost:3'; label '2' is not 0 or 1" in out
     assert [ln for ln in out.splitlines() if re.match(r"\s*line \d+:", ln)].__len__() == 5
     assert "line 2:" not in out
-    assert sorted((store.root / "derived" / "matcher").iterdir()) == before  # no model written
+    assert sorted((store.local_root() / "derived" / "matcher").iterdir()) == before  # no model written
     failed = [r for r in store.read("runs").to_pylist() if r["run_id"] not in runs]  # the row of the run the file ended
     assert [r["status"] for r in failed] == ["failed"] and "MatcherError" in failed[0]["failures"]
     # a text model that is not there is one line, before any work
@@ -268,7 +268,7 @@ def test_a_matcher_trained_on_one_store_scores_another(abt_stores):
     assert "threshold" in result.output
     runs = train.read("runs").to_pydict()
     assert runs["stage"] == ["matcher"] and runs["n_out"] == [3000] and runs["status"] == ["ok"]
-    model_file = next((train.root / "derived" / "matcher").glob("*/model.json"))
+    model_file = next((train.local_root() / "derived" / "matcher").glob("*/model.json"))
     with open(root / "test-pairs.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["a", "b", "label"])

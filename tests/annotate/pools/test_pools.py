@@ -74,7 +74,7 @@ def test_rerun_is_idempotent_and_resumes_finished_blocks(world):
     assert again.n_resumed == again.n_blocks == 5
     assert pools_of(store) == before
     # an interrupted run: the last block's marker is gone, so only that block is searched again
-    ckpt = store.root / "derived" / "pools" / first.fingerprint
+    ckpt = store.local_root() / "derived" / "pools" / first.fingerprint
     (ckpt / "block-256.done").unlink()
     resumed = build_pools(store, s)
     assert resumed.n_resumed == 4
@@ -98,7 +98,7 @@ def test_missing_image_file_gets_a_reason_not_a_crash(world, tmp_path):
     store, _ = world
     copy = Store.open(copy_store(store.root, tmp_path))
     blob = copy.read("media", where="kind = 'image_norm' AND status = 'ok'").column("blob")[0].as_py()
-    (copy.root / blob).unlink()
+    (copy.local_root() / blob).unlink()
     report = build_pools(copy, settings(copy, queries=20))
     assert report.gaps["zero image block: image file missing"] >= 1
     assert report.n_queries == 20
@@ -134,7 +134,7 @@ def test_cli_prints_recall_and_exports_tasks(world, tmp_path):
     assert first["rank"] == 1 and first["query_id"] != first["candidate_id"]
     assert first["query_caption"] or first["query_note"]
     with_image = [t["data"] for t in lines if t["data"]["query_image"]]
-    assert with_image and all((store.root / "x").parent.as_posix() in t["query_image"] for t in with_image)
+    assert with_image and all((store.local_root() / "x").parent.as_posix() in t["query_image"] for t in with_image)
     with (out / "tasks.csv").open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["id"] for r in rows] == [t["id"] for t in lines]
@@ -212,7 +212,7 @@ def test_rerun_maps_the_cached_vectors_and_reads_no_part_twice(world, tmp_path):
     store, _ = world
     copy = Store.open(copy_store(store.root, tmp_path))
     s = settings(copy, queries=30)
-    work = copy.root / "derived" / "pools"
+    work = copy.local_root() / "derived" / "pools"
     for f in work.glob("vectors-*"):  # embedded by the tests before (vectors do not depend on the queries)
         f.unlink()
     first = build_pools(copy, s, fresh=True)
@@ -250,7 +250,7 @@ def test_stale_pools_are_dropped_by_a_streamed_rewrite(world, tmp_path):
     assert small.read("pools").num_rows == 20 * 50
     parts = small.parts("pools")
     assert len(parts) == 2 and small.is_compacted("pools")  # 1,000 rows in parts of 500
-    index = json.loads((small.root / "derived" / "pools" / "parts.json").read_text())
+    index = json.loads((small.local_root() / "derived" / "pools" / "parts.json").read_text())
     assert set(index) == {p.name for p in parts} and sorted({q for qs in index.values() for q in qs}) == queries
 
 

@@ -39,7 +39,7 @@ def pools_of(store) -> dict[str, list[tuple[str, float]]]:
 def kept_vectors(store):
     """The vectors and ids the last complete run kept (what an incremental run searched)."""
     files = changes.load_state(store, "pools")["files"]
-    kept = store.root / "derived" / "pools"
+    kept = store.local_root() / "derived" / "pools"
     ids = next_run._load_ids(kept / files["ids"]).to_pylist()
     return ids, np.load(kept / files["vectors"]), np.load(kept / files["usable"])
 

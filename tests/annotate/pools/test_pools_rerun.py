@@ -27,7 +27,7 @@ def done(demo_store_factory, tmp_path_factory):
     """The default demo world's store (300 products, images and captions) after one complete pools run."""
     src = demo_store_factory(products=300, seed=0, faces=False)
     store = Store.open(copy_store(src, tmp_path_factory.mktemp("rerun")))
-    shutil.rmtree(store.root / "derived" / "pools", ignore_errors=True)
+    shutil.rmtree(store.local_root() / "derived" / "pools", ignore_errors=True)
     build_pools(store, settings(store), fresh=True)
     return store
 
@@ -107,7 +107,7 @@ def _lost_image(store):
     from m5data.annotate.pools.vectors import read_catalog
 
     blob = next(b for b in read_catalog(store).column("blob") if b)
-    (store.root / blob).unlink()
+    (store.local_root() / blob).unlink()
 
 
 CHANGES = {
@@ -145,7 +145,7 @@ def test_the_full_path_after_a_change_gives_a_from_scratch_runs_pools(done, tmp_
     scratch = Store.open(copy_store(store.root, tmp_path, "scratch"))
     for p in scratch.parts("pools"):
         p.unlink()
-    shutil.rmtree(scratch.root / "derived" / "pools")
+    shutil.rmtree(scratch.local_root() / "derived" / "pools")
     assert not build_pools(scratch, settings(scratch, k=40)).up_to_date
     assert pools_of(store) == pools_of(scratch)
 
@@ -158,7 +158,7 @@ def test_pools_changed_behind_the_run_are_not_up_to_date(done, tmp_path):
     assert not report.up_to_date and report.n_resumed == 0  # its block is searched again
     assert pools_of(store) == pools_of(done)
     store = Store.open(copy_store(done.root, tmp_path, "marker"))
-    for marker in (store.root / "derived" / "pools").glob("*/block-*.done"):
+    for marker in (store.local_root() / "derived" / "pools").glob("*/block-*.done"):
         marker.unlink()
     report = build_pools(store, settings(store))
     assert not report.up_to_date and report.n_resumed == 0
