@@ -30,8 +30,9 @@ class NotOnObjectStorage(StoreError, AttributeError):
 
 
 class StoreURL(str):
-    """A store's URL where code may expect its folder (``store.root``, ``settings.store_path``): a path
-    operation on it (``/``, ``.exists()``, ``.absolute()`` ...) is a one-line StoreError, not a TypeError."""
+    """A store's URL as ``settings.store_path`` holds it (a folder store's is a Path): a path operation on it
+    (``/``, ``.exists()``, ``.absolute()`` ...) is a one-line StoreError, not a TypeError. A store's ``root`` is
+    a :class:`~.location.Location` on both backends."""
 
     def __truediv__(self, other):
         raise NotOnObjectStorage(f"the store {self} is on object storage: {other!s} needs a store folder")
