@@ -140,7 +140,11 @@ def main() -> None:
                   flush=True)
         if len(results) == 2:
             a, b = results.values()
-            print(f"  same bytes in every file: {a['hashes'] == b['hashes']} ({len(a['hashes'])} files)", flush=True)
+            both = sorted(set(a["hashes"]) & set(b["hashes"]))
+            extra = sorted(set(a["hashes"]) ^ set(b["hashes"]))  # the new side's _stats.json: the export's file index
+            same = all(a["hashes"][f] == b["hashes"][f] for f in both)
+            print(f"  same bytes in every file both write: {same} ({len(both)} files)"
+                  + (f"; written by one side only: {', '.join(extra)}" if extra else ""), flush=True)
     print(f"\n{'products':>10} {'side':>4} {'seconds':>8} {'us/product':>10} {'tree peak RSS MiB':>17} {'us/product growth':>17}")
     first = {}
     for n, side, sec, us, rss in rows:
