@@ -211,6 +211,35 @@ def object_digests(url: str, sub: str) -> dict[str, str]:
     return out
 
 
+def explain_file(ref_root: Path | str, got_root: Path | str, rel: str) -> str:
+    """How a differing Parquet file differs (rows only in one, row order, schema metadata): what a byte
+    compare cannot say; empty for another kind of file or one missing on a side."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from m5data.storage import Store
+
+    if not rel.endswith(".parquet"):
+        return ""
+    try:
+        ref, got = (pq.read_table(io.BytesIO(Store.open(str(root)).read_bytes(rel) or b"")) for root in (ref_root, got_root))
+    except Exception as exc:  # one side missing or unreadable: the byte compare said enough
+        return f" ({type(exc).__name__})"
+    a, b = ref.to_pylist(), got.to_pylist()
+    key = repr
+    only_ref = sorted(set(map(key, a)) - set(map(key, b)))
+    only_got = sorted(set(map(key, b)) - set(map(key, a)))
+    said = [f"rows {len(a)} / {len(b)}", f"only in the reference {len(only_ref)}", f"only here {len(only_got)}"]
+    if not only_ref and not only_got:
+        said.append("same rows in another order" if a != b else "same rows, same order")
+    if (ref.schema.metadata or {}) != (got.schema.metadata or {}):
+        said.append(f"metadata {ref.schema.metadata} / {got.schema.metadata}")
+    if only_ref or only_got:
+        said.append(f"e.g. {(only_ref or only_got)[0][:200]}")
+    return " (" + "; ".join(said) + ")"
+
+
 def leftovers(store) -> list[str]:
     """What killed runs left in the store: temp files of dead processes (folder), or part objects no
     log entry names (object storage; ``doctor --repair`` ran last, with no grace)."""
@@ -255,7 +284,7 @@ def compare(ref_root: Path | str, got_root: Path | str) -> dict:
     ref_derived, got_derived = file_digests(ref_root, "derived"), file_digests(got_root, "derived")
     differing = sorted(rel for rel in set(ref_derived) | set(got_derived) if ref_derived.get(rel) != got_derived.get(rel))
     for rel in differing:
-        print(f"derived file differs from the reference: {rel}")
+        print(f"derived file differs from the reference: {rel}{explain_file(ref_root, got_root, rel)}")
     derived_diff = len(differing)
     temps = leftovers(got)
     return {"mismatched": mismatched, "dups": dups, "bad_blobs": bad_blobs, "blob_diff": blob_diff,
