@@ -1,7 +1,7 @@
 """What a scheduled run costs when little changed: the incremental global stages against full rebuilds.
 
 Builds a scale-world store as ``bench_scale.py`` does (cached under ``--work``), then on a fresh copy
-runs each stage in its own process, through the registry's ``run(ctx)`` as the pipeline flow does:
+runs each stage in its own process, through ``stages.call`` as the pipeline flow does:
 
 1. the first run (full: no state yet);
 2. the re-run with nothing new (each stage should do no work and say ``new 0, changed 0``);
@@ -85,7 +85,7 @@ def agreement(stage: str, run: Path) -> str:
     return f"pool entries in common {len(a & b):,} of {len(b):,} ({len(a & b) / max(1, len(b)):.4f})"
 
 CHILD = """
-import importlib, json, sys, time
+import json, sys, time
 import duckdb, pandas, pyarrow.parquet  # noqa: F401 (every stage's; pyarrow's to_numpy imports pandas: 0.6 s,
 # which the flow's one process pays once for all its stages): the process's imports, not the stage's
 import numba, numpy  # numba's start, its import and its CPU target's first set-up (0.5-0.7 s, in the first
@@ -96,11 +96,11 @@ jieba.setLogLevel(60)  # matrices: loaded once by the flow's one process, for al
 jieba.initialize()
 from scipy import sparse  # noqa: F401
 from m5data import config as cfg
-from m5data.stages import RunContext, get
+from m5data.stages import RunContext, call
 store, stage, options, snapshot = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
 settings = cfg.load(None, {"store.path": store} | json.loads(sys.argv[5]), environ={})
-module, fn = get(stage).run.split(":")
-run = getattr(importlib.import_module(module), fn)
+def run(ctx):  # the stage as the flow runs it: the contract opens its run (lock, state, fingerprint) and writes its row
+    return call(stage, ctx)
 def cpu():  # this process's CPU seconds and its waited-for children's (a stage's worker processes)
     import resource
     return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
@@ -249,7 +249,7 @@ def install_cache(work: Path, env: dict) -> dict:
     return env
 
 
-def main() -> None:
+def main() -> int | None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--products", type=int, default=10_000)
     ap.add_argument("--new-share", type=float, default=0.01)
@@ -315,6 +315,10 @@ def main() -> None:
             res[(label, stage)] = run_stage(stage, run, world, full, label, env, overrides, profile)
     for stage in set(stages) - set(full_stages):  # no rebuild over the grown store: the first (full) run stands in
         res[("full", stage)] = res[("first", stage)]
+    failed = sorted(f"{stage} ({label})" for (label, stage), r in res.items() if r["rc"] != 0)
+    if failed:  # a ratio of failed runs is no figure at all
+        print(f"\n{len(failed)} stage runs failed, so no ratio is printed: {', '.join(failed)} (logs in {run})")
+        return 1
     print()
     print("seconds of each stage's run(ctx) in its process (the flow runs every stage in one process);"
           " the process's own start and imports aside" + ("; * full = the first run (no rebuild over the grown store)"
@@ -355,4 +359,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
