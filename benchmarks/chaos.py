@@ -233,6 +233,15 @@ def explain_file(ref_root: Path | str, got_root: Path | str, rel: str) -> str:
     said = [f"rows {len(a)} / {len(b)}", f"only in the reference {len(only_ref)}", f"only here {len(only_got)}"]
     if not only_ref and not only_got:
         said.append("same rows in another order" if a != b else "same rows, same order")
+    if not ref.schema.remove_metadata().equals(got.schema.remove_metadata()):
+        said.append(f"schema {ref.schema.remove_metadata()} / {got.schema.remove_metadata()}".replace("\n", ", "))
+    if not only_ref and not only_got and a == b and ref.schema.equals(got.schema, check_metadata=True):
+        import pyarrow.parquet as pq2
+
+        ma, mb = (pq2.ParquetFile(io.BytesIO(Store.open(str(root)).read_bytes(rel))).metadata for root in (ref_root, got_root))
+        said.append(f"row groups {ma.num_row_groups} / {mb.num_row_groups}; encodings "
+                    f"{[ma.row_group(0).column(i).encodings for i in range(ma.num_columns)] if ma.num_row_groups else []} / "
+                    f"{[mb.row_group(0).column(i).encodings for i in range(mb.num_columns)] if mb.num_row_groups else []}")
     if (ref.schema.metadata or {}) != (got.schema.metadata or {}):
         said.append(f"metadata {ref.schema.metadata} / {got.schema.metadata}")
     if only_ref or only_got:

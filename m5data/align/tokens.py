@@ -228,8 +228,19 @@ def read_kept_table(store, name: str, dictionary=None) -> pa.Table | None:
 
 def write_kept_table(store, name: str, table: pa.Table) -> None:
     """Keep ``table`` as ``derived/align/<name>`` whole (a killed run leaves the previous file). Its chunks
-    are combined first: a run that resumed from a killed one's kept rows holds them as a chunk of their own,
-    and would write the same rows as other bytes (benchmarks/chaos.py --s3 compares the files byte for byte)."""
+    are combined first, and its lists' items named as Arrow names them: a run that resumed from a killed one's
+    kept rows holds them as a chunk of their own, read back from Parquet, and would write the same rows as
+    other bytes (benchmarks/chaos.py compares the files byte for byte)."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table.combine_chunks(), sink)
+    pq.write_table(_arrow_lists(table).combine_chunks(), sink)
     store.write_bytes(f"derived/align/{name}", sink.getvalue().to_pybytes())
+
+
+def _arrow_lists(table: pa.Table) -> pa.Table:
+    """``table`` with every list column's items named as Arrow names them (``item``): rows read back from a
+    kept file name them as Parquet does (``element``), and the file keeps its Arrow schema, so a run that kept
+    rows would write the same rows as other bytes than a run that made them all."""
+    fields = [pa.field(f.name, pa.list_(f.type.value_type), f.nullable, f.metadata) if pa.types.is_list(f.type) else f
+              for f in table.schema]
+    schema = pa.schema(fields, metadata=table.schema.metadata)
+    return table.cast(schema)  # (Schema.equals does not compare the items' names)
