@@ -166,7 +166,9 @@ def explain(name: str, only_ref: list[str], only_got: list[str], show: int = 3) 
     for k in sorted(set(ref) | set(got), key=str)[:show]:
         a, b = ref.get(k), got.get(k)
         if a is None or b is None:
-            print(f"  {name} {k}: only in the {'chaos' if a is None else 'reference'} store")
+            row = b if a is None else a
+            shown = "; ".join(f"{c}={v!r}" for c, v in row.items() if c not in key and v not in (None, "", [], {}))
+            print(f"  {name} {k}: only in the {'chaos' if a is None else 'reference'} store ({shown})")
             continue
         cols = {c: (a[c], b[c]) for c in a if a[c] != b.get(c)}
         print(f"  {name} {k}: " + "; ".join(f"{c}: reference {x!r} / chaos {y!r}" for c, (x, y) in cols.items()))

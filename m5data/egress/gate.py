@@ -170,6 +170,21 @@ def picture(data: bytes, row: dict | None, frame: int = 0) -> tuple[bytes, int]:
     return blur_jpeg(data, boxes, size)
 
 
+def picture_key(data: bytes, row: dict | None, frame: int = 0) -> str:
+    """What decides what :func:`picture` returns for these arguments, as a hex digest: the bytes, the
+    ``faces`` row and frame index (or, without a row, the detector that looks now) and the blur's rules.
+    Two calls of equal keys give equal pictures: one made earlier may be used again (the report's gallery)."""
+    import hashlib
+    import json
+
+    from ..faces.boxes import GROW
+    from ..faces.detect import MODEL, THRESHOLD
+
+    digest = hashlib.sha1(data)
+    digest.update(json.dumps([row, frame, MODEL, THRESHOLD, GROW], sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
 def picture_of(store, blob: str, data: bytes, frame: int = 0) -> tuple[bytes, int]:
     """:func:`picture` of the store's picture ``blob``, its row read now."""
     return picture(data, face_rows(store, [blob]).get(blob), frame)

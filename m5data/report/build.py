@@ -253,7 +253,7 @@ def _sections(store, settings: cfg.Settings, stats: StageStats, into: Path, trut
     def sample_gallery():
         body, is_empty, memo["gallery"] = gallery(con, large, store, assets_dir, settings.report.samples_per_category, stats,
                                                   last.summary.get("gallery"), None if set(f.whole) & set(facts.FLAG_TABLES) else f.touched,
-                                                  f.after)
+                                                  f.after, last.assets)
         return body, is_empty
 
     def comply():

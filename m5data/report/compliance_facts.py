@@ -125,7 +125,11 @@ def small_counts(con, store, moved: set[str], kept: dict) -> dict[str, list]:
     if "takedowns" in kept and not {"takedowns", "products"} & moved:
         out["takedowns"] = kept["takedowns"]
         return out
-    con.register("report_takedowns", store.read("takedowns"))
+    recorded = store.read("takedowns")
+    if not recorded.num_rows:  # none recorded: none of the facts' products is taken down (no scan of them)
+        out["takedowns"] = []
+        return out
+    con.register("report_takedowns", recorded)
     try:
         out["takedowns"] = [list(r) for r in con.execute(
             f"SELECT host, count(*) FROM {VIEW} WHERE product_id IN (SELECT product_id FROM "
@@ -274,7 +278,8 @@ def _made_again(store, con, touched: dict[str, set[str]], before: pa.Table, made
                    ("captions", TEXTS["caption"]), ("specs", TEXTS["specs"])):
         changed = sorted(touched.get(t, ()))
         need = set(changed) | set(lonely)
-        rows = _read(store, t, int(since.get(t, 0)), changed, [p for p in lonely if p not in set(changed)],
+        written = set(changed)
+        rows = _read(store, t, int(since.get(t, 0)), changed, [p for p in lonely if p not in written],
                      sql.replace("{found}", FOUND).replace("{where}", where))
         if t == "products":
             got[t] = {r[0]: (r[1], r[2], mask_text(r[3])[1] if r[4] else 0) for r in rows}

@@ -151,8 +151,9 @@ def _tables(store, con, recent: Recent, kept, out: Facts, token: str, previous: 
             if table in FLAG_TABLES:
                 out.touched.update((fresh.column("product_id").to_pylist() + was.column("product_id").to_pylist())
                                    if table == "media" else changed.column(group).to_pylist())
-            if table == "faces":
-                out.faced.update(fresh.column("product_id").to_pylist() + was.column("product_id").to_pylist())
+            if table == "faces":  # a faces row of no product (written by hand, or its media row gone) touches none
+                out.faced.update(p for p in fresh.column("product_id").to_pylist() + was.column("product_id").to_pylist()
+                                 if p is not None)
             out.made[table] = fresh.num_rows
             if not fresh.num_rows:
                 register_view(con, KEPT_VIEWS[table], paths, group)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import asdict
+import shutil
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -27,7 +28,7 @@ RESERVE = 6  # the next ones, whose picks and samples are kept for a later run (
 
 
 def gallery(con, large, store, assets: Path, per_category: int, stats: StageStats, kept: dict | None = None,
-            touched: set[str] | None = None, after=None) -> tuple[Html, bool, dict]:
+            touched: set[str] | None = None, after=None, previous: Path | None = None) -> tuple[Html, bool, dict]:
     """The gallery section, and what lets the next run skip its reads (the picks and their samples).
 
     ``con``: the report's connection (the facts); ``large``: the store's views (:class:`~.build.Large`;
@@ -38,7 +39,9 @@ def gallery(con, large, store, assets: Path, per_category: int, stats: StageStat
     where they can be (:func:`.gallery_data.moved_picks`), else ranked from the flags; those of the next
     :data:`RESERVE` categories are kept too (not shown). A product picked again (in the same category) and not
     touched takes its sample from ``kept``; only the others are read (none: media and specs are not read);
-    the cards are made anew.
+    the cards are made anew. ``previous``: the last run's assets folder as it left it; a picture whose
+    gate key (:func:`~m5data.egress.gate.picture_key`) is the one ``kept`` names for it is linked from there,
+    not decoded and gated again.
     """
     if not per_category:
         return *empty_gallery(), {}
@@ -76,15 +79,16 @@ def gallery(con, large, store, assets: Path, per_category: int, stats: StageStat
     read = ({(s.product_id, s.category): s for s in gallery_data.gallery(large.of(con, [p for p, _ in missing]), missing)}
             if missing else {})
     samples = [known.get(p) or read[p] for p in picks]
+    reuse = Reuse(previous, (kept or {}).get("assets") or {})
     memo = {"samples": [asdict(s) for s in samples + [known.get(p) or read[p] for p in kept_spare]],
-            "per_category": per_category}
+            "per_category": per_category, "assets": reuse.keys}
     refused = stats.failures[BAD_BLOB]
     cards = []
     root = store.local_copy([r for s in samples for r in (s.image, s.frames)])  # on object storage: copies
     faces = gate.face_rows(store, [r for s in samples for r in (s.image, s.frames)])  # the gate blurs by them
     for sample in samples:
-        img = _asset(root, sample.image, assets, stats, faces)
-        frames = [f for f in (_asset(root, fr, assets, stats, faces, folder, i)
+        img = _asset(root, sample.image, assets, stats, faces, reuse)
+        frames = [f for f in (_asset(root, fr, assets, stats, faces, reuse, folder, i)
                               for fr, folder, i in _frames(root, sample.frames, stats)) if f]
         specs = table(["property", "value"], [[p, v] for p, v in sample.specs]) if sample.specs else html('<p class="muted">no spec table</p>')
         cards.append(html(
@@ -119,11 +123,33 @@ def _frames(root: Path, rel: str | None, stats: StageStats) -> list[tuple[str, s
     return [(f"{rel.rstrip('/')}/{f.name}", rel, i) for i, f in list(enumerate(files))[::step][:4]]
 
 
-def _asset(root: Path, rel: str | None, assets: Path, stats: StageStats, faces: dict[str, dict],
+@dataclass
+class Reuse:
+    """The last run's gallery pictures: its assets folder (None: not as it left it) and each picture's gate
+    key then; ``keys`` collects this run's, for the next."""
+
+    folder: Path | None
+    last: dict[str, str]
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def take(self, name: str, key: str, dst: Path) -> bool:
+        """Link (or copy) the last run's ``name`` to ``dst`` when it was made with ``key``."""
+        self.keys[name] = key
+        src = self.folder / name if self.folder is not None and self.last.get(name) == key else None
+        if src is None or not src.is_file() or src.is_symlink():
+            return False
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+        return True
+
+
+def _asset(root: Path, rel: str | None, assets: Path, stats: StageStats, faces: dict[str, dict], reuse: Reuse,
            folder: str | None = None, frame: int = 0) -> str | None:
     """Copy a store picture beside the page under a name derived from its path, as the egress gate lets it
-    leave (its faces blurred; a video frame's boxes are those of its ``folder``'s row at index ``frame``);
-    None when it is missing or refused."""
+    leave (its faces blurred; a video frame's boxes are those of its ``folder``'s row at index ``frame``),
+    or link the last run's copy made from the same bytes, row and rules; None when it is missing or refused."""
     if not rel:
         return None
     try:
@@ -138,8 +164,10 @@ def _asset(root: Path, rel: str | None, assets: Path, stats: StageStats, faces: 
     name = hashlib.sha1(rel.encode()).hexdigest()[:16] + (suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else "")
     dst = assets / name
     if not dst.exists():
-        data = src.read_bytes()
-        data, _ = gate.picture(data, faces.get(folder or rel), frame)
+        data, row = src.read_bytes(), faces.get(folder or rel)
+        if reuse.take(name, gate.picture_key(data, row, frame), dst):
+            return name
+        data, _ = gate.picture(data, row, frame)
         tmp = dst.with_name(dst.name + ".tmp")
         tmp.write_bytes(data)
         os.replace(tmp, dst)

@@ -70,6 +70,7 @@ class Last:
     watermarks: dict[str, int] = field(default_factory=dict)  # what its facts were made from
     figures: Path | None = None  # its figure folder, when the report folder is as it left it
     kept_facts: dict[str, list[str]] | None = None  # the facts files the state in force names (full or not)
+    assets: Path | None = None  # its gallery's pictures, when the report folder is as it left it
 
     @classmethod
     def of(cls, run: StageRun, out: Path) -> Last:
@@ -83,8 +84,9 @@ class Last:
         kept = summary.get("facts") if summary.get("facts_version") == facts.VERSION else None
         if run.full or state is None:  # run.why_full: a full run asked, no earlier complete run
             return cls(state, {}, None, {}, None, kept)
+        same = untouched(state, out)
         return cls(state, summary, kept, dict(state.get("watermarks", {})) if kept else {},
-                   out / "figures" if untouched(state, out) else None, kept)
+                   out / "figures" if same else None, kept, out / "assets" if same else None)
 
 
 def product_counts(store, made: facts.Facts, state: dict | None, products: int) -> dict[str, int]:

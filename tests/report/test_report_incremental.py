@@ -467,3 +467,38 @@ def test_kept_totals_moved_by_a_delta_equal_duckdbs_sum_of_both():
     assert got.schema == kept.schema
     assert {"colour/blue", "None/None"}.isdisjoint(f"{r['property']}/{r['value']}" for r in got.to_pylist())
     assert kept_files.merge_delta(kept, delta.slice(0, 0)) is kept
+
+
+def test_gallery_pictures_made_from_the_same_bytes_and_faces_are_linked_not_gated_again(
+        demo_store_factory, tmp_path, monkeypatch):
+    """A re-run links each gallery picture the last run made from the same bytes, ``faces`` row and blur rules
+    (no decode, no detection); a picture whose ``faces`` row was written since is gated again, and blurred;
+    every picture equals a full rebuild's."""
+    import hashlib
+
+    from m5data.egress import gate
+
+    store = Store.open(copy_store(demo_store_factory(products=60, seed=0), tmp_path))
+    settings = _settings(store)
+    build(store, settings, out=tmp_path / "r")
+    gated = []
+    real = gate.picture
+    monkeypatch.setattr(gate, "picture", lambda data, row, frame=0: gated.append(row) or real(data, row, frame))
+    ids = [r["product_id"] for r in store.read("products", columns=["product_id"]).to_pylist()][:4]
+    store.write("caption_match", [{"product_id": p, "score": 0.9, "level": "well"} for p in ids])
+    again = build(store, settings, out=tmp_path / "r")
+    assets = sorted((again.index.parent / "assets").iterdir())
+    assert len(assets) >= 6 and gated == []
+
+    image = next(s["image"] for s in changes.load_state(store, "report")["summary"]["gallery"]["samples"] if s["image"])
+    name = hashlib.sha1(image.encode()).hexdigest()[:16] + ".jpg"
+    before = (tmp_path / "r" / "assets" / name).read_bytes()
+    # a row of no product_id, as a hand-written one may be: it touches no product's compliance fact
+    store.write("faces", [{"blob": image, "kind": "image_norm", "width": 100, "height": 100, "n_faces": 1, "frame": [0],
+                           "x0": [10.0], "y0": [10.0], "x1": [60.0], "y1": [60.0], "score": [0.9]}])
+    third = build(store, settings, out=tmp_path / "r")
+    assert [row["blob"] for row in gated] == [image]
+    assert (tmp_path / "r" / "assets" / name).read_bytes() != before  # blurred now
+    full = build(store, settings, out=tmp_path / "full", full=True)
+    mine = {p.name: p.read_bytes() for p in (third.index.parent / "assets").iterdir()}
+    assert mine == {p.name: p.read_bytes() for p in (full.index.parent / "assets").iterdir()}
