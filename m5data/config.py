@@ -51,6 +51,7 @@ from .config_sections import (
     ReviewSettings,
     StoreSettings,
     TextSettings,
+    VisionSettings,
 )
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "AlignSettings", "AnnotateSettings", "CrawlSettings", "CrowdSettings", "DedupSettings", "DownloadSettings",
     "ExportSettings", "ExtractSettings", "FacesSettings", "FlowSettings", "HttpSettings", "MatchLevelSettings",
     "MatcherSettings", "PoolsSettings", "ReportSettings", "ReviewSettings", "SplitsSettings", "StoreSettings", "TextSettings", "TrainSettings",
+    "VisionSettings",
 ]
 
 CONFIG_FILENAME = "m5data.toml"
@@ -77,6 +79,7 @@ class Settings:
     crawl: CrawlSettings = field(default_factory=CrawlSettings)
     download: DownloadSettings = field(default_factory=DownloadSettings)
     extract: ExtractSettings = field(default_factory=ExtractSettings)
+    vision: VisionSettings = field(default_factory=VisionSettings)
     align: AlignSettings = field(default_factory=AlignSettings)
     annotate: AnnotateSettings = field(default_factory=AnnotateSettings)
     dedup: DedupSettings = field(default_factory=DedupSettings)

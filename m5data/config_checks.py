@@ -61,13 +61,14 @@ _POSITIVE = {
     "extract.video_timeout", "extract.sample_rate", "extract.n_mfcc", "extract.n_fft",
     "extract.hop_length", "extract.max_image_pixels", "text.max_caption_chars",
     "align.content_chars", "store.part_rows",
+    "vision.image_size", "vision.batch", "vision.max_bytes", "vision.max_pixels", "vision.write_rows",
 }
 _NON_NEGATIVE = {
     "crawl.download_delay", "crawl.max_pages", "crawl.max_depth", "download.retries",
     "download.backoff", "download.max_redirects", "download.image_max_side", "download.store_retry_seconds",
     "extract.workers",
     "crawl.max_retry_after", "crawl.max_crawl_delay",
-    "extract.frame_max_side", "extract.image_max_side",
+    "extract.frame_max_side", "extract.image_max_side", "vision.threads",
 }
 _UNIT_INTERVAL = {"align.label_threshold", "align.content_threshold", "download.max_failure_rate"}
 

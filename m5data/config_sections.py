@@ -166,6 +166,19 @@ class ExtractSettings:
 
 
 @dataclass
+class VisionSettings:
+    """The vision stage (m5data/vision): image features of the normalised product images."""
+
+    model: str = "efficientnet-lite0"  # the built-in ImageNet backbone, or a local .pt2 / TorchScript file of your own
+    image_size: int = 224  # pixels: each picture is shown to the model at this side
+    batch: int = 16  # pictures per model call
+    threads: int = 0  # torch's CPU threads; 0 = torch's default (the cores)
+    max_bytes: int = 20_000_000  # bytes of one picture at most; larger is refused for that item
+    max_pixels: int = 89_478_485  # width x height of one picture at most (Pillow's decompression-bomb limit)
+    write_rows: int = 512  # rows per write: what a killed run loses at most
+
+
+@dataclass
 class AlignSettings:
     label_threshold: float = 0.50  # S_label >= this (MEP-3M)
     content_threshold: float = 0.75  # S_content > this (MEP-3M)

@@ -284,12 +284,25 @@ TAKEDOWNS = _spec("takedowns", "one row per takedown request (m5data takedown)",
     ("taken_at", _ts),  # when it was recorded ("at" is a word of SQL)
 ])
 
+IMAGE_VECTORS = _spec("image_vectors", "one row per normalised image and image model (the vision stage)",
+                      ("media_id", "model"), 1, [
+    ("media_id", pa.string()),  # the image_norm media row
+    ("model", pa.string()),  # the model and its weights (vision/backbone.py: identity)
+    ("product_id", pa.string()),
+    ("blob", pa.string()),  # the normalised image's file
+    ("dim", pa.int32()),  # the vector's length (null with an error)
+    ("vector", pa.list_(pa.float32())),  # L2-normalised features; null when the picture could not be read
+    ("error", pa.string()),  # why there is no vector (the picture's reason); null when there is one
+    ("made_at", _ts),
+])
+
 TABLES: dict[str, TableSpec] = {t.name: t for t in (
     PRODUCTS, SPECS, MEDIA, CAPTIONS, CRAWL_ERRORS, PAGE_VALIDATORS, TAXONOMY, LABEL_MAP, ANNOTATIONS, SPLITS, RUNS,
     DEDUP, CAPTION_MATCH, POOLS, MATCHES, WORKERS,
     OPTOUTS, LICENSES,  # issue 57 (OPTOUT)
     FACES,
     TAKEDOWNS,  # issue 57: products their owners asked to remove (storage/takedowns.py)
+    IMAGE_VECTORS,  # issue 78: what the pictures show (m5data/vision)
 )}
 
 

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import UserError
+from ..vision.backbone import IMAGENET_MEAN as _IMAGENET_MEAN
+from ..vision.backbone import IMAGENET_STD as _IMAGENET_STD
+from ..vision.backbone import BackboneError, load_module  # noqa: F401  (BackboneError: raised from here too)
 
 if TYPE_CHECKING:  # a type only: config.py asks this module to probe a backbone
     from .config import ModelConfig
@@ -56,35 +58,10 @@ def _rgb(data: bytes, size: int) -> np.ndarray | None:
         return None
 
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # what torchvision / timm backbones expect
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
-_BACKBONES: dict[str, object] = {}  # path -> loaded module, one per process (DataLoader workers load their own)
-
-
-class BackboneError(UserError, ValueError):
-    """An image backbone file that cannot be loaded or run; the message names the file."""
-
-
-def _backbone(path: str):
-    """A ``torch.export`` program (``.pt2``, torch.export.save) or a TorchScript file (torch.jit.save)."""
-    import warnings
-
-    import torch
-
-    if path not in _BACKBONES:
-        try:
-            if path.endswith(".pt2"):
-                module = torch.export.load(path).module()
-            else:
-                with warnings.catch_warnings():  # TorchScript is deprecated in favour of torch.export, not gone
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    module = torch.jit.load(path, map_location="cpu")
-                module.eval()
-        except Exception as exc:  # torch raises RuntimeError, ValueError, zipfile errors ... on a bad file
-            raise BackboneError(f"model.image_backbone {path}: not a torch.export (.pt2) or TorchScript file torch "
-                                f"can load ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})") from None
-        _BACKBONES[path] = module
-    return _BACKBONES[path]
+# the image models' one home (m5data/vision/backbone.py): loaded there, once per process and file version
+# (DataLoader workers load their own)
+IMAGENET_MEAN = np.array(_IMAGENET_MEAN, np.float32)
+IMAGENET_STD = np.array(_IMAGENET_STD, np.float32)
 
 
 def _backbone_tokens(rgb: np.ndarray, cfg: ModelConfig) -> np.ndarray:
@@ -95,7 +72,7 @@ def _backbone_tokens(rgb: np.ndarray, cfg: ModelConfig) -> np.ndarray:
     x = torch.from_numpy(((rgb - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1).copy())[None]
     try:
         with torch.no_grad():
-            out = _backbone(cfg.image_backbone)(x)
+            out = load_module(cfg.image_backbone)(x)
     except BackboneError:
         raise
     except Exception as exc:  # a scripted module raises what its code raises

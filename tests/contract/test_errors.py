@@ -28,6 +28,7 @@ ITEM_ERRORS = {
     "m5data.extract.frameplan.Untrusted",
     "m5data.importer.layout_folder.HardLinkError", "m5data.importer.layout_folder.ItemError",
     "m5data.importer.utf8.NeedsExact", "m5data.importer.utf8.NotUtf8",
+    "m5data.vision.pictures.PictureError",
     "m5data.storage.blobs.BlobPathError", "m5data.storage.reading._Vanished", "m5data.storage.s3stages._Unsettled",
 }
 

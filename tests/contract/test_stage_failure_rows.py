@@ -23,6 +23,7 @@ INJECT = {
     "crawl": ("m5data.crawler.crawl", "build_settings"),
     "download": ("m5data.download.run", "StoreRetry"),
     "extract": ("m5data.extract.run", "plan_phases"),  # inside extract's own except: its own row names it
+    "vision": ("m5data.vision.stage", "pending"),
     "align": ("m5data.align.run", "_align"),
     "dedup": ("m5data.annotate.dedup.job", "_dedup"),
     "match_level": ("m5data.annotate.match_level.kept_model", "incremental"),

@@ -15,7 +15,7 @@ def test_every_stage_names_a_settings_section_a_run_and_its_verbs():
         assert stage.load().__module__.endswith(".stage"), stage.name  # one stage.py per stage package
     mounted = {(v.parent, v.name) for group in (None, "annotate") for v in stages.verbs(group)}
     assert {(v.parent, v.name) for s in stages.REGISTRY for v in s.verbs} <= mounted
-    assert stages.SHARDED == ("crawl", "download", "extract")
+    assert stages.SHARDED == ("crawl", "download", "extract", "vision")
 
 
 def test_a_verb_module_that_fails_to_import_is_an_error_not_a_missing_verb():
