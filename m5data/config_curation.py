@@ -160,6 +160,7 @@ class ExportSettings:
     mp3: bool = True  # include the mp3 soundtrack (WebDataset `mp3`, Parquet `mp3`, M5Product audios/)
     video: bool = True  # M5Product layout: copy the original video to videos/<id>.mp4
     blur_faces: bool = True  # blur the faces of the faces table in exported images and frames (the store keeps its media)
+    blur_codes: bool = True  # blur the QR codes (contacts) of exported main images, found in image_codes or scanned at export
     # replace phone numbers, e-mail addresses and contact handles in titles, captions and spec values
     # by [PHONE], [EMAIL], [CONTACT] in every layout (the store keeps the original; docs/compliance.md)
     mask_personal_data: bool = True

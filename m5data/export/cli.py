@@ -64,6 +64,9 @@ def export(
                     if d.get("videos_withheld") else "")
         console.print(f"faces blurred: {d.get('faces_blurred', 0):,} ({d.get('faces_detected', 0):,} picture(s) "
                       f"looked at for faces now{withheld})", highlight=False)
+    if d.get("codes_blurred") or d.get("codes_scanned"):  # export.blur_codes
+        console.print(f"QR codes blurred: {d.get('codes_blurred', 0):,} ({d.get('codes_scanned', 0):,} picture(s) "
+                      "scanned for codes now)", highlight=False)
     ch = d.get("changes") or {}
     if d.get("base") or d.get("full_because") == "nothing changed":
         console.print(f"samples: new {ch.get('new', 0):,}, changed {ch.get('changed', 0):,}, "

@@ -4,8 +4,6 @@ copy of a main image and of every frame. The store's own media are never changed
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .samples import Sample
 
 DETECTED_KINDS = ("image_norm", "image", "frames")  # the media a sample's image and frames come from
@@ -38,7 +36,7 @@ def detect_missing(store, con, members_sql: str, frames: str = "changed") -> int
     ``frames``: the frames of a folder looked at, ``faces.frames``: the one policy of the ``faces`` table,
     extract's too (rows of either stage are alike)."""
     from ..faces.boxes import detect_files
-    from .media import frame_files, shard_blobs
+    from .media import file_of, frame_files, shard_blobs
     from .members import MEDIA_FILTER
 
     todo = con.execute(_MISSING_SQL.format(members=members_sql, media_filter=MEDIA_FILTER)).fetchall()
@@ -50,7 +48,7 @@ def detect_missing(store, con, members_sql: str, frames: str = "changed") -> int
         rows = []
         with shard_blobs(str(store.root), holders) as root:  # a store on object storage: a local copy
             for blob, kind, media_id, pid in chunk:
-                paths = frame_files(root, blob) if kind == "frames" else [_file(root, blob)]
+                paths = frame_files(root, blob) if kind == "frames" else [file_of(root, blob)]
                 if paths and all(p is not None for p in paths):
                     row = detect_files(blob, paths, kind=kind, media_id=media_id, product_id=pid, frames=frames)
                     if row is not None:
@@ -76,16 +74,6 @@ def _compact(store) -> None:
             pass
 
 
-def _file(root: Path, blob: str) -> Path | None:
-    from ..storage.blobs import BlobPathError, resolve_blob
-
-    try:
-        path = resolve_blob(root, blob)
-    except BlobPathError:
-        return None
-    return path if path.is_file() else None
-
-
 def boxes_args(store, con, members_sql: str, stats, options: dict, make, frames: str = "changed"):
     """``make`` (the shard writes' arguments from ``(shard, samples)``) with the samples' boxes attached
     (``Sample.faces``), after detecting what extract did not look at in the samples to write (``members_sql``:
@@ -94,11 +82,24 @@ def boxes_args(store, con, members_sql: str, stats, options: dict, make, frames:
 
     The boxes of the pictures with faces go into a table of ``con`` (the export's stream connection) once,
     and each shard reads its own from there."""
-    if con is None or not options.get("blur_faces"):
+    from . import codes
+
+    faces, qr = options.get("blur_faces"), options.get("blur_codes")
+    if con is None or not (faces or qr):
         return make
-    load_boxes(store, con)
-    stats.details["faces_detected"] = detect_missing(store, con, members_sql, frames)
-    return lambda sh, samples: make(sh, _attach(con, samples))
+    if faces:
+        load_boxes(store, con)
+        stats.details["faces_detected"] = detect_missing(store, con, members_sql, frames)
+    if qr:  # export.blur_codes: the QR codes of the main images (codes.py)
+        codes.load_codes(store, con)
+        stats.details["codes_scanned"] = codes.scan_missing(store, con, members_sql)
+
+    def with_boxes(sh, samples):
+        if faces:
+            samples = _attach(con, samples)
+        return make(sh, codes.attach(con, samples) if qr else samples)
+
+    return with_boxes
 
 
 def written_sql(con, delta, members) -> str | None:
@@ -161,13 +162,18 @@ def _attach(con, samples: list[Sample]) -> list[Sample]:
 
 
 def blurred(sample: Sample, attr: str, data: bytes, frame: int = 0) -> bytes:
-    """``data`` (the sample's ``image``, or frame ``frame`` of its ``frames``) with its faces blurred,
-    counted in ``sample.blurred``; the very bytes where it has none."""
+    """``data`` (the sample's ``image``, or frame ``frame`` of its ``frames``) with its faces blurred, counted
+    in ``sample.blurred``, and a main image's QR codes (``sample.codes``, codes.py), counted in
+    ``sample.codes_blurred``; the very bytes where it has none."""
     from ..faces.boxes import blur_jpeg
 
     size, boxes = sample.faces.get(attr, (None, {}))
-    if not boxes.get(frame):
-        return data
-    out, n = blur_jpeg(data, boxes[frame], size)
-    sample.blurred += n
+    out = data
+    if boxes.get(frame):
+        out, n = blur_jpeg(out, boxes[frame], size)
+        sample.blurred += n
+    if attr == "image" and sample.codes:
+        (w, h), qr = sample.codes
+        out, n = blur_jpeg(out, qr, (w, h))
+        sample.codes_blurred += n
     return out

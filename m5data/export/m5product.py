@@ -164,7 +164,8 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
              "media": _file_entry(out, media.relative_to(out).as_posix()),
              "bytes_written": written + part.stat().st_size, "modalities": dict(sorted(modalities.items())),
              "failures": dict(sorted(failures.items())), "item_ids": options.get("item_ids"),
-             "faces_blurred": sum(s.blurred for s in samples), "videos_withheld": sum(withheld.values()),
+             "faces_blurred": sum(s.blurred for s in samples), "codes_blurred": sum(s.codes_blurred for s in samples),
+             "videos_withheld": sum(withheld.values()),
              "videos_withheld_reasons": dict(sorted(withheld.items())),
              "masked": options.get("masked", {})}  # personal data masked per field (m5data/masking.py)
     write_json_atomic(stats_path(out, shard), stats)

@@ -93,3 +93,12 @@ def shard_blobs(store_root: str, samples: list[Sample]):
     from ..storage.location import blob_folder
 
     return blob_folder(store_root, [getattr(s, a) for s in samples for a in MEDIA_ATTRS])
+
+
+def file_of(root: Path, blob: str) -> Path | None:
+    """The file of picture ``blob`` under ``root``; None when it is missing or its path leads outside the store."""
+    try:
+        path = resolve_blob(root, blob)
+    except BlobPathError:
+        return None
+    return path if path.is_file() else None

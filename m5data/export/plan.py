@@ -172,6 +172,7 @@ def plan_record(fmt: str, version: str, shards: list[Shard], settings: cfg.Setti
 def format_options(settings: cfg.Settings) -> dict:
     """The export settings a format writes by (part of the plan: a change means another export)."""
     return {"mp3": settings.export.mp3, "video": settings.export.video, "blur_faces": settings.export.blur_faces,
+            "blur_codes": settings.export.blur_codes,
             "mask_personal_data": settings.export.mask_personal_data}
 
 

@@ -216,6 +216,8 @@ class Sample:
     provenance: dict = field(default_factory=dict)
     faces: dict = field(default_factory=dict)  # image/frames -> (size, {frame: boxes}): blurred in the export's copy
     blurred: int = 0  # faces blurred in what the export wrote of this sample
+    codes: tuple = ()  # the main image's (size, QR boxes) (export/codes.py): blurred in the export's copy
+    codes_blurred: int = 0  # QR codes blurred in what the export wrote of this sample
 
     @property
     def key(self) -> str:

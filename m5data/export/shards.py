@@ -148,7 +148,7 @@ def shard_args(fmt: str, out, options: dict, store_root, sh: Shard, samples: lis
 
 def account(stats: StageStats, shard_stats: dict) -> None:
     stats.n_out += shard_stats["nsamples"]
-    for count in ("faces_blurred", "videos_withheld"):  # export.blur_faces (faces.py)
+    for count in ("faces_blurred", "codes_blurred", "videos_withheld"):  # export.blur_faces (faces.py), blur_codes (codes.py)
         if shard_stats.get(count):
             stats.details[count] = stats.details.get(count, 0) + shard_stats[count]
     for reason, n in shard_stats.get("videos_withheld_reasons", {}).items():  # M5Product: why (egress/video.py)

@@ -111,7 +111,7 @@ def write_shard(store_root: Path, out: Path, shard, samples: list[Sample], optio
         "first_key": samples[0].key if samples else None, "last_key": samples[-1].key if samples else None,
         "fields": dict(sorted(field_counts.items())), "field_bytes": dict(sorted(field_bytes.items())),
         "modalities": dict(sorted(modalities.items())), "failures": dict(sorted(failures.items())),
-        "faces_blurred": sum(s.blurred for s in samples),
+        "faces_blurred": sum(s.blurred for s in samples), "codes_blurred": sum(s.codes_blurred for s in samples),
         "masked": options.get("masked", {}),  # personal data masked per field (m5data/masking.py)
     }
     write_json_atomic(stats_path(out, shard), stats)

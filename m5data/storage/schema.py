@@ -296,13 +296,33 @@ IMAGE_VECTORS = _spec("image_vectors", "one row per normalised image and image m
     ("made_at", _ts),
 ])
 
+IMAGE_CODES = _spec("image_codes", "one row per picture scanned for QR codes and barcodes (vision, export)",
+                    ("blob",), 1, [
+    ("blob", pa.string()),  # the picture scanned (a normalised image, or a JPEG original)
+    ("media_id", pa.string()),  # the media row it was found through (a shared blob: the first)
+    ("product_id", pa.string()),
+    ("kind", pa.string()),  # image_norm or image
+    ("width", pa.int32()),  # of the picture scanned: the boxes' pixels
+    ("height", pa.int32()),
+    ("scanner", pa.string()),  # the readers and their version (vision/codes.py)
+    ("n_codes", pa.int32()),  # codes found (0: scanned, none)
+    ("qr_codes", pa.int32()),  # of which QR codes (blurred in exports: export.blur_codes)
+    ("code_kind", pa.list_(pa.string())),  # per code: qr or barcode
+    ("value", pa.list_(pa.string())),  # per code: what it says; null when found but not decoded
+    ("x0", pa.list_(pa.float32())),  # per code: its box, in pixels
+    ("y0", pa.list_(pa.float32())),
+    ("x1", pa.list_(pa.float32())),
+    ("y1", pa.list_(pa.float32())),
+    ("scanned_at", _ts),
+])
+
 TABLES: dict[str, TableSpec] = {t.name: t for t in (
     PRODUCTS, SPECS, MEDIA, CAPTIONS, CRAWL_ERRORS, PAGE_VALIDATORS, TAXONOMY, LABEL_MAP, ANNOTATIONS, SPLITS, RUNS,
     DEDUP, CAPTION_MATCH, POOLS, MATCHES, WORKERS,
     OPTOUTS, LICENSES,  # issue 57 (OPTOUT)
     FACES,
     TAKEDOWNS,  # issue 57: products their owners asked to remove (storage/takedowns.py)
-    IMAGE_VECTORS,  # issue 78: what the pictures show (m5data/vision)
+    IMAGE_VECTORS, IMAGE_CODES,  # issue 78: what the pictures show (m5data/vision)
 )}
 
 

@@ -26,6 +26,21 @@ class PictureError(Exception):
 def decode(data: bytes, size: int, max_bytes: int, max_pixels: int) -> np.ndarray:
     """``data`` as the ``(size, size, 3)`` uint8 RGB picture a model takes (squeezed, not cropped: the whole
     picture is seen, as the normalised image keeps it)."""
+    return fit(read(data, max_bytes, max_pixels, draft=size), size)
+
+
+def fit(rgb: np.ndarray, size: int) -> np.ndarray:
+    """An RGB picture squeezed to ``(size, size, 3)`` (bilinear, as Pillow's resize)."""
+    from PIL import Image
+
+    if rgb.shape[:2] == (size, size):
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR), dtype=np.uint8)
+
+
+def read(data: bytes, max_bytes: int, max_pixels: int, draft: int | None = None) -> np.ndarray:
+    """``data`` as an ``(h, w, 3)`` uint8 RGB picture, checked before it is decoded; ``draft``: a JPEG may be
+    decoded at 1/2..1/8 scale where that still covers this side (a picture only a model sees)."""
     from PIL import Image, UnidentifiedImageError
 
     from ..download.declared import ImageDecodeError, ImageTooLarge, check_declared
@@ -44,12 +59,11 @@ def decode(data: bytes, size: int, max_bytes: int, max_pixels: int) -> np.ndarra
                     raise PictureError(f"{w}x{h} pixels, over vision.max_pixels ({max_pixels:,})")
                 if min(w, h) < MIN_SIDE:
                     raise PictureError(f"{w}x{h} pixels: under {MIN_SIDE} on a side, too small to show a model")
-                check_declared(data, im, (size, size))
-                if im.format == "JPEG":
-                    im.draft("RGB", (size, size))  # libjpeg's DCT scaling: 1/2..1/8 when that still covers size
+                check_declared(data, im, (draft, draft) if draft else None)
+                if im.format == "JPEG" and draft:
+                    im.draft("RGB", (draft, draft))  # libjpeg's DCT scaling: 1/2..1/8 when that still covers it
                 im.seek(0)  # an animated picture: its first frame
-                rgb = to_rgb(im).resize((size, size), Image.BILINEAR)
-                return np.asarray(rgb, dtype=np.uint8)
+                return np.asarray(to_rgb(im), dtype=np.uint8)
     except PictureError:
         raise
     except (ImageDecodeError, ImageTooLarge) as exc:

@@ -23,9 +23,13 @@ from ..storage.queries import shard_sql
 from ..storage.views import sql_str
 
 PENDING = """
-    SELECT d.media_id, d.product_id, d.blob FROM media d
-    WHERE d.kind = 'image_norm' AND d.status = 'ok' AND d.blob IS NOT NULL
-      AND d.media_id NOT IN (SELECT media_id FROM image_vectors WHERE model = {model})
+    SELECT media_id, product_id, blob, need_vector, need_codes FROM (
+        SELECT d.media_id, d.product_id, d.blob,
+               d.media_id NOT IN (SELECT media_id FROM image_vectors WHERE model = {model}) AS need_vector,
+               d.blob NOT IN (SELECT blob FROM image_codes) AS need_codes
+        FROM media d
+        WHERE d.kind = 'image_norm' AND d.status = 'ok' AND d.blob IS NOT NULL)
+    WHERE need_vector OR need_codes
 """
 
 
@@ -45,8 +49,9 @@ def check(settings, options: dict) -> None:
         raise VisionError(f"config vision.image_size must be in 32..1024, got {settings.vision.image_size!r}")
 
 
-def pending(store, model: str, shard: tuple[int, int] | None = None) -> list[tuple[str, str, str]]:
-    """``(media_id, product_id, blob)`` of the normalised images without a row of ``model``, by media_id."""
+def pending(store, model: str, shard: tuple[int, int] | None = None) -> list[tuple[str, str, str, bool, bool]]:
+    """``(media_id, product_id, blob, need_vector, need_codes)`` of the normalised images without a vector
+    of ``model`` or without an ``image_codes`` row, by media_id."""
     sql = PENDING.format(model=sql_str(model))
     if shard is not None:
         sql = f"SELECT * FROM ({sql}) WHERE {shard_sql('media_id', shard)}"
@@ -58,7 +63,8 @@ def pending(store, model: str, shard: tuple[int, int] | None = None) -> list[tup
 
 
 def run(ctx: RunContext, run: StageRun) -> StageStats:
-    """Make the ``image_vectors`` rows the store lacks for ``vision.model``."""
+    """Make the ``image_vectors`` rows the store lacks for ``vision.model`` and the ``image_codes`` rows of
+    the pictures not scanned yet: one decode per picture serves both."""
     from .backbone import identity
 
     vs = ctx.settings.vision
@@ -66,68 +72,110 @@ def run(ctx: RunContext, run: StageRun) -> StageStats:
     model = identity(vs.model)
     todo = pending(ctx.store, model, ctx.shard)
     stats.n_in = len(todo)
-    stats.details.update(model=model, pending=len(todo))
+    stats.details.update(model=model, pending=len(todo), vectors=0, scanned=0, qr_codes=0)
     if todo:
         _make(ctx.store, vs, todo, stats, ctx.progress)
     stats.details["changes"] = {"new": stats.n_in, "changed": 0, "unchanged": 0}
     return stats
 
 
-def _make(store, vs, todo: list[tuple[str, str, str]], stats: StageStats, progress: bool) -> None:
+class _Rows:
+    """Rows of one table, written every ``every``."""
+
+    def __init__(self, store, table: str, every: int, stats: StageStats):
+        self.store, self.table, self.every, self.stats, self.rows = store, table, every, stats, []
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+
+    def flush(self, force: bool = False) -> None:
+        if self.rows and (force or len(self.rows) >= self.every):
+            self.stats.bytes += self.store.write(self.table, self.rows)
+            self.rows = []
+
+
+def _make(store, vs, todo: list[tuple], stats: StageStats, progress: bool) -> None:
     import torch
 
     from .backbone import load
-    from .pictures import PictureError, decode
+    from .codes import codes_row
+    from .pictures import PictureError, fit, read
     from .vectors import embed
 
     if vs.threads:
         torch.set_num_threads(vs.threads)
-    backbone = load(vs.model, vs.image_size)
-    stats.details["dim"] = backbone.dim
-    rows: list[dict] = []
+    backbone = load(vs.model, vs.image_size) if any(need for *_, need, _ in todo) else None
+    stats.details["dim"] = backbone.dim if backbone else None
+    vectors, codes = _Rows(store, "image_vectors", vs.write_rows, stats), _Rows(store, "image_codes", vs.write_rows, stats)
     made: dict[str, tuple[list[float] | None, str | None]] = {}  # blob -> (vector, error): a shared file once
-    seconds = {"decode": 0.0, "model": 0.0}
-
-    def flush(force: bool = False) -> None:
-        if rows and (force or len(rows) >= vs.write_rows):
-            stats.bytes += store.write("image_vectors", rows)
-            rows.clear()
-
+    scanned: set[str] = set()
+    seconds = {"decode": 0.0, "model": 0.0, "codes": 0.0}
     with _bar(progress, len(todo)) as advance:
         for start in range(0, len(todo), vs.batch):
             batch = todo[start:start + vs.batch]
-            fresh = sorted({blob for _, _, blob in batch if blob not in made})
             pictures, shown = [], []
-            t = time.perf_counter()
-            for blob in fresh:
+            for media_id, product_id, blob, need_vector, need_codes in batch:
+                vec_now = need_vector and blob not in made
+                codes_now = need_codes and blob not in scanned
+                if not (vec_now or codes_now):
+                    continue
+                t = time.perf_counter()
                 data = store.read_blob(blob)
                 try:
                     if data is None:
                         raise PictureError("its file is missing from the store")
-                    pictures.append(decode(data, backbone.size, vs.max_bytes, vs.max_pixels))
-                    shown.append(blob)
+                    rgb = read(data, vs.max_bytes, vs.max_pixels)
                 except PictureError as exc:
-                    made[blob] = (None, str(exc))
-            t2 = time.perf_counter()
-            for blob, vector in zip(shown, embed(backbone, pictures)):
-                made[blob] = (vector.tolist(), None)
-            seconds["decode"] += t2 - t
-            seconds["model"] += time.perf_counter() - t2
-            now = datetime.now(timezone.utc)
-            for media_id, product_id, blob in batch:
-                vector, error = made[blob]
-                rows.append({"media_id": media_id, "model": backbone.identity, "product_id": product_id, "blob": blob,
-                             "dim": backbone.dim if vector is not None else None, "vector": vector, "error": error,
-                             "made_at": now})
-                if error:
-                    stats.fail(f"image {media_id} ({blob}): {error}")
-                else:
-                    stats.n_out += 1
-            flush()
+                    made.setdefault(blob, (None, str(exc)))
+                    if codes_now:  # read no better at export: recorded unread (n_codes null), not scanned again here
+                        scanned.add(blob)
+                        codes.add({"blob": blob, "media_id": media_id, "product_id": product_id, "kind": "image_norm",
+                                   "scanned_at": datetime.now(timezone.utc)})
+                    seconds["decode"] += time.perf_counter() - t
+                    continue
+                seconds["decode"] += time.perf_counter() - t
+                if vec_now and backbone is not None:
+                    pictures.append(fit(rgb, backbone.size))
+                    shown.append(blob)
+                    made[blob] = (None, None)  # taken: its vector comes with the batch's
+                if codes_now:
+                    t = time.perf_counter()
+                    row = codes_row(blob, rgb[:, :, ::-1].copy(), kind="image_norm", media_id=media_id,
+                                    product_id=product_id)
+                    seconds["codes"] += time.perf_counter() - t
+                    scanned.add(blob)
+                    codes.add(row)
+                    stats.details["scanned"] += 1
+                    stats.details["qr_codes"] += row["qr_codes"]
+            t = time.perf_counter()
+            if shown:
+                for blob, vector in zip(shown, embed(backbone, pictures)):
+                    made[blob] = (vector.tolist(), None)
+            seconds["model"] += time.perf_counter() - t
+            _vector_rows(batch, made, backbone, vectors, stats)
+            vectors.flush()
+            codes.flush()
             advance(len(batch))
-        flush(force=True)
+        vectors.flush(force=True)
+        codes.flush(force=True)
     stats.details["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
     stats.details["pictures"] = sum(1 for v, _ in made.values() if v is not None)
+
+
+def _vector_rows(batch: list[tuple], made: dict, backbone, vectors: _Rows, stats: StageStats) -> None:
+    now = datetime.now(timezone.utc)
+    for media_id, product_id, blob, need_vector, _ in batch:
+        if not need_vector:
+            continue
+        vector, error = made[blob]
+        vectors.add({"media_id": media_id, "model": backbone.identity, "product_id": product_id, "blob": blob,
+                     "dim": backbone.dim if vector is not None else None, "vector": vector, "error": error,
+                     "made_at": now})
+        if error:
+            stats.fail(f"image {media_id} ({blob}): {error}")
+        else:
+            stats.n_out += 1
+            stats.details["vectors"] += 1
 
 
 class _bar:
