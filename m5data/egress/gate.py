@@ -14,7 +14,9 @@ gate applies, in this order (:data:`ORDER`), rules defined once, elsewhere:
    (``export.mask_personal_data``, on by default): titles, captions, spec property names and values,
    category names, licence and copyright strings, page URLs' query strings;
 4. **faces** (faces/, export/faces.py, egress/video.py): pictures leave with their faces blurred, videos
-   only when a check of the video itself found no face (``export.blur_faces``, on by default).
+   only when a check of the video itself found no face (``export.blur_faces``, on by default); and
+   **QR codes** (vision/codes.py, export/codes.py): still pictures leave with their QR codes blurred (a
+   QR code is a contact; ``export.blur_codes``, on by default).
 
 Steps 1 and 2 are one set of product ids (:meth:`Gate.withheld`), read from the store each time a path
 asks, so a takedown or an opt-out recorded since applies to the next read without any step of the
@@ -148,11 +150,26 @@ def face_rows(store, blobs) -> dict[str, dict]:
     return {row["blob"]: row for row in found.to_pylist()}
 
 
-def picture(data: bytes, row: dict | None, frame: int = 0) -> tuple[bytes, int]:
-    """``(bytes, faces blurred)``: a picture (its bytes ``data``; for a video's frame, ``row`` is its frames
+def code_rows(store, blobs) -> dict[str, dict]:
+    """The ``image_codes`` rows of the pictures ``blobs``, by blob: one read of the table."""
+    from ..storage.views import sql_str
+
+    blobs = sorted({b for b in blobs if b})
+    if not blobs:
+        return {}
+    found = store.read("image_codes", where=f"blob IN ({', '.join(sql_str(b) for b in blobs)})",
+                       columns=["blob", "width", "height", "n_codes", "code_kind", "x0", "y0", "x1", "y1"])
+    return {row["blob"]: row for row in found.to_pylist()}
+
+
+def picture(data: bytes, row: dict | None, frame: int = 0, codes: dict | None = None,
+            still: bool = False) -> tuple[bytes, int]:
+    """``(bytes, boxes blurred)``: a picture (its bytes ``data``; for a video's frame, ``row`` is its frames
     folder's and ``frame`` the picture's index there) as it may leave, its faces blurred (a JPEG then) by the
     boxes of its ``faces`` row, or, without a row, by those detected now (a picture extract never looked
-    at); ``data`` itself when it shows no face or cannot be decoded."""
+    at); ``still`` (a picture, not a video's frame): its QR codes blurred too, by its ``image_codes`` row
+    ``codes`` or, without one, as scanned now (m5data/vision/codes.py); ``data`` itself when it shows
+    neither or cannot be decoded."""
     from ..faces.boxes import blur_jpeg, boxes_by_frame
 
     if row is not None:
@@ -167,10 +184,30 @@ def picture(data: bytes, row: dict | None, frame: int = 0) -> tuple[bytes, int]:
         if bgr is None:
             return data, 0
         boxes, size = [(f.x0, f.y0, f.x1, f.y1) for f in detect(bgr)], (bgr.shape[1], bgr.shape[0])
-    return blur_jpeg(data, boxes, size)
+    out, n = blur_jpeg(data, boxes, size)
+    if still:
+        qr, qsize = _qr_boxes(data, codes)
+        out, m = blur_jpeg(out, qr, qsize)
+        n += m
+    return out, n
 
 
-def picture_key(data: bytes, row: dict | None, frame: int = 0) -> str:
+def _qr_boxes(data: bytes, codes: dict | None) -> tuple[list, tuple[int, int]]:
+    """The QR boxes of a picture and the size they are in: its ``image_codes`` row's, or scanned now."""
+    from ..vision.codes import QR, qr_boxes, scan
+
+    if codes is not None and codes.get("n_codes") is not None:
+        return qr_boxes(codes), (codes["width"], codes["height"])
+    import cv2
+    import numpy as np
+
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        return [], (0, 0)
+    return [(c.x0, c.y0, c.x1, c.y1) for c in scan(bgr) if c.kind == QR], (bgr.shape[1], bgr.shape[0])
+
+
+def picture_key(data: bytes, row: dict | None, frame: int = 0, codes: dict | None = None, still: bool = False) -> str:
     """What decides what :func:`picture` returns for these arguments, as a hex digest: the bytes, the
     ``faces`` row and frame index (or, without a row, the detector that looks now) and the blur's rules.
     Two calls of equal keys give equal pictures: one made earlier may be used again (the report's gallery)."""
@@ -181,10 +218,13 @@ def picture_key(data: bytes, row: dict | None, frame: int = 0) -> str:
     from ..faces.detect import MODEL, THRESHOLD
 
     digest = hashlib.sha1(data)
-    digest.update(json.dumps([row, frame, MODEL, THRESHOLD, GROW], sort_keys=True, default=str).encode())
+    from ..vision.codes import scanner
+
+    looked = [codes, scanner()] if still else None  # a picture's QR codes: its row, or the scanner that looks now
+    digest.update(json.dumps([row, frame, MODEL, THRESHOLD, GROW, looked], sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
 
 def picture_of(store, blob: str, data: bytes, frame: int = 0) -> tuple[bytes, int]:
-    """:func:`picture` of the store's picture ``blob``, its row read now."""
-    return picture(data, face_rows(store, [blob]).get(blob), frame)
+    """:func:`picture` of the store's picture ``blob`` (a still picture: its QR codes blurred too), its rows read now."""
+    return picture(data, face_rows(store, [blob]).get(blob), frame, code_rows(store, [blob]).get(blob), still=True)

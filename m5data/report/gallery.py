@@ -86,6 +86,7 @@ def gallery(con, large, store, assets: Path, per_category: int, stats: StageStat
     cards = []
     root = store.local_copy([r for s in samples for r in (s.image, s.frames)])  # on object storage: copies
     faces = gate.face_rows(store, [r for s in samples for r in (s.image, s.frames)])  # the gate blurs by them
+    faces.update({("codes", b): r for b, r in gate.code_rows(store, [s.image for s in samples]).items()})  # and these
     for sample in samples:
         img = _asset(root, sample.image, assets, stats, faces, reuse)
         frames = [f for f in (_asset(root, fr, assets, stats, faces, reuse, folder, i)
@@ -164,10 +165,11 @@ def _asset(root: Path, rel: str | None, assets: Path, stats: StageStats, faces: 
     name = hashlib.sha1(rel.encode()).hexdigest()[:16] + (suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else "")
     dst = assets / name
     if not dst.exists():
-        data, row = src.read_bytes(), faces.get(folder or rel)
-        if reuse.take(name, gate.picture_key(data, row, frame), dst):
+        data, row, still = src.read_bytes(), faces.get(folder or rel), folder is None  # a main image: its QR codes too
+        codes = faces.get(("codes", rel)) if still else None
+        if reuse.take(name, gate.picture_key(data, row, frame, codes, still), dst):
             return name
-        data, _ = gate.picture(data, row, frame)
+        data, _ = gate.picture(data, row, frame, codes, still)
         tmp = dst.with_name(dst.name + ".tmp")
         tmp.write_bytes(data)
         os.replace(tmp, dst)

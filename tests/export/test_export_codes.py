@@ -36,8 +36,8 @@ def _qr_photo(realdata, tmp_path):
 
 def _store(store, realdata, tmp_path):
     path, box = _qr_photo(realdata, tmp_path)
-    store.write("products", [{"product_id": "shopa:qr", "platform": "shopa", "source_id": "qr", "title": "键盘"},
-                             {"product_id": "shopa:jd", "platform": "shopa", "source_id": "jd", "title": "商品"}])
+    store.write("products", [{"product_id": f"shopa:{i}", "platform": "shopa", "source_id": i, "title": "键盘",
+                              "category_path": ["数码", "键盘"]} for i in ("qr", "jd")])
     add_media(store, path, "shopa:qr", "image")
     add_media(store, realdata / "media" / PHOTO, "shopa:jd", "image")
     extract(store, extract_settings(kinds="image", detect_faces=False), kinds="image", progress=False)
@@ -90,3 +90,23 @@ def test_the_vision_stages_rows_serve_the_export_and_blur_codes_off_exports_the_
     off = export(store, _settings(store, **{"export.blur_codes": False}), out=tmp_path / "off", fmt="webdataset")
     assert not off.stats.details.get("codes_blurred")
     assert _exported(tmp_path / "off", "webdataset")["shopa~3Aqr"] == _stored(store, "shopa:qr")
+
+
+def test_the_gate_blurs_qr_codes_for_the_report_gallery_and_the_labelling_ui(store, realdata, tmp_path):
+    """Every path that shows a store picture passes the egress gate: its QR codes go as an export's do, by the
+    picture's image_codes row or scanned then; a video frame (not a still picture) keeps them (not covered)."""
+    from m5data.egress import gate
+    from m5data.report.build import build
+
+    store, _ = _store(store, realdata, tmp_path)
+    blob = store.read("media", where="kind = 'image_norm' AND product_id = 'shopa:qr'").to_pylist()[0]["blob"]
+    data = store.read_blob(blob)
+    out, n = gate.picture_of(store, blob, data)  # the UI's route: no image_codes row yet, scanned now
+    assert n == 1 and _decodes(data) == URL and _decodes(out) == ""
+    assert gate.picture(data, {"width": 1, "height": 1, "frame": [], "x0": [], "y0": [], "x1": [], "y1": []})[0] == data
+    stats = stages.call("vision", stages.RunContext(_settings(store), _store=store))  # the row now
+    assert stats.details["qr_codes"] == 1
+    assert gate.picture_of(store, blob, data)[0] == out
+    report = build(store, _settings(store), out=tmp_path / "report")  # the gallery's copy
+    shown = [p.read_bytes() for p in (report.index.parent / "assets").iterdir()]
+    assert len(shown) == 2 and all(_decodes(p) == "" for p in shown)  # both products' main images, no code readable

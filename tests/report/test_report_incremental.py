@@ -483,7 +483,7 @@ def test_gallery_pictures_made_from_the_same_bytes_and_faces_are_linked_not_gate
     build(store, settings, out=tmp_path / "r")
     gated = []
     real = gate.picture
-    monkeypatch.setattr(gate, "picture", lambda data, row, frame=0: gated.append(row) or real(data, row, frame))
+    monkeypatch.setattr(gate, "picture", lambda data, row, *args: gated.append(row) or real(data, row, *args))
     ids = [r["product_id"] for r in store.read("products", columns=["product_id"]).to_pylist()][:4]
     store.write("caption_match", [{"product_id": p, "score": 0.9, "level": "well"} for p in ids])
     again = build(store, settings, out=tmp_path / "r")

@@ -131,16 +131,18 @@ def export_tasks(store, out_dir: str | Path, *, top: int = 0, queries: int = 0, 
 
 
 def _blurred(store, out: Path, blobs: set[str], image_prefix: str | None) -> dict[str, str | None]:
-    """The images of ``blobs`` that show a face (by their ``faces`` rows; detected now where a picture has
-    none), as the egress gate lets them leave: a copy with the faces blurred under ``out/images/`` (its
+    """The images of ``blobs`` that show a face or a QR code (by their ``faces`` and ``image_codes`` rows; looked
+    for now where a picture has none), as the egress gate lets them leave: a copy with them blurred under ``out/images/`` (its
     absolute path), or, for tasks whose images a tool fetches by ``image_prefix`` from the store, None (left
     out). The others are not in the result (their store path is used)."""
     import hashlib
 
     from ...storage.blobs import BlobPathError, resolve_blob
 
-    rows = gate.face_rows(store, blobs)
-    maybe = sorted(b for b in blobs if b not in rows or rows[b].get("n_faces"))
+    rows, codes = gate.face_rows(store, blobs), gate.code_rows(store, blobs)
+    # a picture may show a face or a QR code unless its rows say none (image_codes: n_codes 0, or only barcodes)
+    maybe = sorted(b for b in blobs if b not in rows or rows[b].get("n_faces") or b not in codes
+                   or codes[b].get("n_codes") is None or "qr" in (codes[b].get("code_kind") or []))
     if not maybe:
         return {}
     out_blurred: dict[str, str | None] = {}
@@ -150,7 +152,7 @@ def _blurred(store, out: Path, blobs: set[str], image_prefix: str | None) -> dic
                 data = resolve_blob(root, blob).read_bytes()
             except (BlobPathError, OSError):
                 continue  # a missing picture: its path as any other (the tool finds nothing there)
-            picture, n = gate.picture(data, rows.get(blob))
+            picture, n = gate.picture(data, rows.get(blob), codes=codes.get(blob), still=True)
             if not n:
                 continue
             if image_prefix is not None:
