@@ -140,25 +140,23 @@ def _masked(col, name: str):
 
 def face_rows(store, blobs) -> dict[str, dict]:
     """The ``faces`` rows of the pictures ``blobs`` (images, frames folders), by blob: one read of the table."""
-    from ..storage.views import sql_str
-
-    blobs = sorted({b for b in blobs if b})
-    if not blobs:
-        return {}
-    found = store.read("faces", where=f"blob IN ({', '.join(sql_str(b) for b in blobs)})",
-                       columns=["blob", "width", "height", "n_faces", "frame", "x0", "y0", "x1", "y1"])
-    return {row["blob"]: row for row in found.to_pylist()}
+    return _rows_by_blob(store, "faces", blobs, ["n_faces", "frame"])
 
 
 def code_rows(store, blobs) -> dict[str, dict]:
     """The ``image_codes`` rows of the pictures ``blobs``, by blob: one read of the table."""
+    return _rows_by_blob(store, "image_codes", blobs, ["n_codes", "code_kind"])
+
+
+def _rows_by_blob(store, table: str, blobs, columns: list[str]) -> dict[str, dict]:
+    """Rows of a table of boxes per picture (``faces``, ``image_codes``) for ``blobs``: their size, ``columns``, boxes."""
     from ..storage.views import sql_str
 
     blobs = sorted({b for b in blobs if b})
     if not blobs:
         return {}
-    found = store.read("image_codes", where=f"blob IN ({', '.join(sql_str(b) for b in blobs)})",
-                       columns=["blob", "width", "height", "n_codes", "code_kind", "x0", "y0", "x1", "y1"])
+    found = store.read(table, where=f"blob IN ({', '.join(sql_str(b) for b in blobs)})",
+                       columns=["blob", "width", "height", *columns, "x0", "y0", "x1", "y1"])
     return {row["blob"]: row for row in found.to_pylist()}
 
 
