@@ -74,7 +74,8 @@ class PoolsSettings:
     k: int = 500  # candidates kept per query (the papers' 500)
     text_dim: int = 128  # SVD components of the TF-IDF text embedding
     text_model: str = ""  # local sentence-transformers model folder for the text block; "" = TF-IDF + SVD
-    image: str = "descriptor"  # image embedder: descriptor (colour, layout, gradients, pHash) or none
+    image: str = "descriptor"  # image embedder: descriptor (colour, layout, gradients, pHash), vectors (the vision stage's image_vectors of the main image) or none
+    image_model: str = ""  # pools.image = vectors: the image_vectors model (as its model column names it); "" = the one model the table holds
     text_weight: float = 1.0  # weight of the text block in the concatenated vector
     image_weight: float = 1.0  # weight of the image block in the concatenated vector
     search: str = "exact"  # exact (blocked matmul), faiss-flat (IndexFlatIP) or faiss-hnsw (approximate)

@@ -21,7 +21,8 @@ def pools(
     k: Optional[int] = typer.Option(None, "-k", "--k", help="Candidates per query (default 500)."),
     search: Optional[str] = typer.Option(None, "--search", help="exact (blocked matmul, default), faiss-flat or faiss-hnsw (approximate; recall against exact printed)."),
     text_model: Optional[str] = typer.Option(None, "--text-model", help="Local sentence-transformers model folder for the text block (default TF-IDF + SVD)."),
-    image: Optional[str] = typer.Option(None, "--image", help="Image embedder: descriptor (default) or none."),
+    image: Optional[str] = typer.Option(None, "--image", help="Image block: descriptor (default), vectors (the vision stage's image_vectors of the main image) or none."),
+    image_model: Optional[str] = typer.Option(None, "--image-model", help="With --image vectors: the image_vectors model (default: the one model the table holds)."),
     block: Optional[int] = typer.Option(None, "--block", help="Queries per search block (memory and resume unit; default 2048)."),
     ann_check: int = typer.Option(0, "--ann-check", help="Also search this many queries with faiss HNSW and print its recall against exact."),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore finished blocks of an interrupted run with the same inputs."),
@@ -45,7 +46,7 @@ def pools(
     jieba.setLogLevel(logging.WARNING)
     rctx = stage_context(ctx, progress=True, options={"full": full, "split_version": split_version, "fresh": fresh}, **{
         "pools.queries": queries, "pools.k": k, "pools.search": search,
-        "pools.text_model": text_model, "pools.image": image, "pools.block": block,
+        "pools.text_model": text_model, "pools.image": image, "pools.image_model": image_model, "pools.block": block,
     })
     store, s = rctx.store, rctx.settings
     if search and search != "exact" and not ann_check:

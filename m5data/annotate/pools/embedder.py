@@ -45,10 +45,12 @@ class Embedder:
     text_model: object | None  # embed.TfidfSvd (None: fewer than two captions at the fit, text raw = zeros)
     means: list[np.ndarray] = field(default_factory=list)  # per block: text, then image when there is one
     image: bool = True
+    image_kind: str = "descriptor"  # pools.image of the fit: descriptor or vectors (none: image False)
+    image_model: str = ""  # vectors: the image model whose vectors the image block is (its identity)
 
     def vectors(self, store, catalog, s, progress=None) -> tuple[np.ndarray, Counter, np.ndarray]:
         """(n, d) vectors of ``catalog``'s products, their gaps by reason and whether each has a vector."""
-        from .images import image_block
+        from .image_vectors import image_of
 
         a = s.pools
         n = len(catalog)
@@ -65,7 +67,7 @@ class Embedder:
         blocks = [(raw_text, has_text, a.text_weight)]
         has_image = np.zeros(n, bool)
         if self.image:
-            raw_image, has_image = image_block(store, catalog, 0, n, gaps, progress)
+            raw_image, has_image = image_of(store, catalog, s, 0, n, gaps, progress)
             blocks.append((raw_image, has_image, a.image_weight))
         parts = []
         for (x, has, w), mean in zip(blocks, self.means):
@@ -102,7 +104,8 @@ def _unpack(blob: np.ndarray, offsets: np.ndarray) -> list[str]:
 def dumps(e: Embedder) -> bytes:
     """The embedder as ``.npz`` bytes (arrays only)."""
     arrays = {"format": np.array([FORMAT]), "text_kind": np.array([e.text_kind]), "text_dim": np.array([e.text_dim]),
-              "image": np.array([e.image]), "n_means": np.array([len(e.means)])}
+              "image": np.array([e.image]), "n_means": np.array([len(e.means)]),
+              "image_kind": np.array([e.image_kind]), "image_model": np.array([e.image_model])}
     for i, m in enumerate(e.means):
         arrays[f"mean{i}"] = np.asarray(m, np.float32)
     m = e.text_model
@@ -142,7 +145,10 @@ def loads(data: bytes | None) -> Embedder | None:
                 vec.idf_ = arrays[f"{kind}_idf"]
                 vecs.append(vec)
             model = embed.TfidfSvd(vecs[0], vecs[1], Components(arrays["components"]), int(arrays["model_dim"][0]))
+        # an embedder kept before the vision vectors had descriptors (or none) and no model
+        kind = str(arrays["image_kind"][0]) if "image_kind" in arrays else "descriptor" if arrays["image"][0] else "none"
         return Embedder(str(arrays["text_kind"][0]), int(arrays["text_dim"][0]), model,
-                        [arrays[f"mean{i}"] for i in range(int(arrays["n_means"][0]))], bool(arrays["image"][0]))
+                        [arrays[f"mean{i}"] for i in range(int(arrays["n_means"][0]))], bool(arrays["image"][0]),
+                        kind, str(arrays["image_model"][0]) if "image_model" in arrays else "")
     except (ValueError, OSError, KeyError, IndexError):
         return None

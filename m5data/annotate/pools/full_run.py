@@ -19,6 +19,7 @@ from ... import config as cfg
 from ...stage_run import StageRun
 from ..kernels.search import Hits, exact_search, faiss_search, recall_against, search
 from . import candidate_lists, input_state, next_run
+from .image_vectors import resolve
 from .next_run import run_config
 from .rows import (
     KEPT_NAME,
@@ -30,7 +31,7 @@ from .rows import (
     pool_table,
     sample_queries,
 )
-from .vectors import NO_VECTOR, CatalogError, product_vectors, read_catalog, titles_as_captions
+from .vectors import NO_VECTOR, CatalogError, embedder_name, product_vectors, read_catalog, titles_as_captions
 
 if TYPE_CHECKING:
     from .job import PoolsReport
@@ -129,7 +130,9 @@ def build(run: StageRun, settings: cfg.Settings, kept, report: PoolsReport, cloc
 def _vectors(store, settings: cfg.Settings, kept, report: PoolsReport, clock, state: dict,
              progress: Progress | None):
     """``(ids, vectors)`` of every product of the catalog; PoolsError when none can be embedded."""
-    catalog = read_catalog(store)
+    image_model = resolve(store, settings)  # pools.image = vectors: the model (refused: none, or several unnamed)
+    report.embedder = embedder_name(settings, image_model)
+    catalog = read_catalog(store, image_model=image_model)
     if not len(catalog):
         raise PoolsError(f"no products in the store at {store.root}")
     state["image_dirs"] = input_state.image_dirs(store.root, catalog.table.column("blob"))

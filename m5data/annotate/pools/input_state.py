@@ -93,7 +93,8 @@ def snapshot(store, settings: cfg.Settings, split_version: str | None, code: str
     """The state of what a pools run reads, taken before it reads anything (a part written after
     this is seen by the next run as a change, whether or not this run read it)."""
     sections = cfg.as_dict(settings)
-    tables = ["products", "captions", "media"] + (["splits"] if split_version else [])
+    tables = ["products", "captions", "media"] + (["splits"] if split_version else []) \
+        + (["image_vectors"] if settings.pools.image == "vectors" else [])  # its parts: the vectors pools read
     return _plain({
         "format": FORMAT, "code": [__version__, code, VECTORS_VERSION, embed.IMAGE_DESCRIPTOR_VERSION],
         "split_version": split_version,

@@ -40,6 +40,7 @@ from ..kernels import embed
 from ..kernels.search import SEARCHES
 from . import full_run, input_state, next_run, update_run
 from .full_run import RUN_VERSION, ann_recall, split_members
+from .image_vectors import IMAGES
 from .next_run import run_config
 from .rows import KEPT_NAME, PoolsError, Rows, gallery_matrix, pool_queries_present, sample_queries
 from .score import score_pools
@@ -99,8 +100,13 @@ def check_settings(s: cfg.Settings) -> None:
         raise cfg.ConfigError(f"config pools.search must be one of {', '.join(SEARCHES)}, got {a.search!r}")
     if a.svd not in embed.SVDS:
         raise cfg.ConfigError(f"config pools.svd must be one of {', '.join(embed.SVDS)}, got {a.svd!r}")
-    if a.image not in embed.IMAGE_EMBEDDERS:
-        raise cfg.ConfigError(f"config pools.image must be one of {', '.join(embed.IMAGE_EMBEDDERS)}, got {a.image!r}")
+    if a.image not in IMAGES:
+        raise cfg.ConfigError(f"config pools.image must be one of {', '.join(IMAGES)}, got {a.image!r}")
+    if a.image_model and a.image != "vectors":
+        raise cfg.ConfigError(f"config pools.image_model names the vision model of pools.image = vectors; "
+                              f"pools.image is {a.image!r}")
+    if a.image_model != a.image_model.strip():
+        raise cfg.ConfigError(f"config pools.image_model must be a model as image_vectors names it, got {a.image_model!r}")
     if a.text_weight < 0 or a.image_weight < 0 or a.text_weight + a.image_weight == 0:
         raise cfg.ConfigError("config pools.text_weight and pools.image_weight must be >= 0, not both 0")
 

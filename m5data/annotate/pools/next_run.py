@@ -48,22 +48,26 @@ from .candidate_lists import Lists, save_lists
 from .input_state import REPORTED
 
 STAGE = "pools"
-READS = ("products", "captions", "media")
+READS = ("products", "captions", "media", "image_vectors")  # image_vectors: read with pools.image = vectors
 FORMAT = 1  # the kept files' layout; another one means a full run
 LAZY = ("vectors-*.npy", "vectors-*.npz", "ids-*", "lists-*", "*/block-*.npz")  # large kept files: fetched when used
 KEPT_FILES = ("vectors-*", "ids-*", "lists-*")  # a complete run's kept files: those its state names stay
 
 
-def inputs(settings: cfg.Settings, split_version: str | None, code: str) -> tuple:
+def inputs(settings: cfg.Settings, split_version: str | None, code: str, image_model: str = "") -> tuple:
     """What, beside the tables, decides the pools: the run's fingerprint (the block size and refit share do
-    not); the registry's ``inputs`` (``stage.py``)."""
+    not); the registry's ``inputs`` (``stage.py``). ``image_model``: with ``pools.image = vectors``, the
+    model whose vectors make the image block (another one: a full run)."""
     from .vectors import VERSION
 
     pool = {k: v for k, v in dataclasses.asdict(settings.pools).items() if k not in ("block", "refit_share", "compact_share")}
+    if not pool["image_model"]:  # unset: the fingerprint a store's pools had before the setting was (no full run)
+        del pool["image_model"]
     ex = settings.text  # what a caption is (extract's too)
-    return (FORMAT, code, VERSION, embed.IMAGE_DESCRIPTOR_VERSION, pool, settings.annotate.seed,
-            ex.strip_brackets, ex.max_caption_chars, f"file:{ex.jieba_user_dict}" if ex.jieba_user_dict else "",
-            split_version)
+    out = (FORMAT, code, VERSION, embed.IMAGE_DESCRIPTOR_VERSION, pool, settings.annotate.seed,
+           ex.strip_brackets, ex.max_caption_chars, f"file:{ex.jieba_user_dict}" if ex.jieba_user_dict else "",
+           split_version)
+    return (*out, f"image model:{image_model}") if image_model else out  # others: the fingerprints they had
 
 
 def run_config(settings: cfg.Settings, split_version: str | None, fp: str, up_to_date: bool = False) -> dict:
@@ -131,12 +135,19 @@ def save(run: StageRun, kept, config: dict, tag: str, ids: pa.Array, vectors: st
     kept.remove(WRITING)
 
 
-def changed_products(store, since: dict[str, int]) -> set[str]:
+def changed_products(store, since: dict[str, int], image_model: str = "") -> set[str]:
     """Products with ``products``, ``captions`` or ``media`` rows written since the watermarks ``since``
-    (``run.since``)."""
+    (``run.since``), and, with ``image_model`` (``pools.image = vectors``), those with ``image_vectors``
+    rows of that model written since."""
+    import pyarrow.compute as pc
+
     ids: set[str] = set()
     for table in ("products", "captions"):
         ids.update(store.changed(table, int(since.get(table, 0))).column("product_id").to_pylist())
+    if image_model:
+        made = store.changed("image_vectors", int(since.get("image_vectors", 0)), columns=("product_id",), new=False)
+        made = made.filter(pc.equal(made.column("model"), image_model))
+        ids.update(p for p in made.column("product_id").to_pylist() if p is not None)
     media = store.changed("media", int(since.get("media", 0))).column("media_id").to_pylist()
     if media:
         con = store.connect(need=("media",), only=("media",), cursor=True)

@@ -19,10 +19,12 @@ def check(settings, options: dict) -> None:
 
 def inputs(ctx: RunContext) -> Iterable:
     """The settings, the code and the split version that decide the pools (:func:`.next_run.inputs`)."""
+    from .image_vectors import resolve
     from .job import RUN_VERSION
     from .next_run import inputs
 
-    return inputs(ctx.settings, ctx.options.get("split_version"), RUN_VERSION)
+    model = resolve(ctx.store, ctx.settings)  # pools.image = vectors: its model's identity (refused: none, several)
+    return inputs(ctx.settings, ctx.options.get("split_version"), RUN_VERSION, model.name if model else "")
 
 
 def run(ctx: RunContext, run: StageRun) -> StageStats:

@@ -15,10 +15,11 @@ from ...stages import StageRun
 from ..kernels.search import Hits, quantise, search
 from . import embedder
 from .candidate_lists import Lists, block_lists, floors, load_lists, merge, merged
+from .image_vectors import resolve
 from .input_state import restore
 from .next_run import WRITING, _load_ids, changed_products, run_config, save
 from .rows import KEPT_NAME, PoolsError, Rows, drop_stale, gallery_matrix, pool_table, sample_queries
-from .vectors import NO_VECTOR, CatalogError, read_catalog, titles_as_captions
+from .vectors import NO_VECTOR, CatalogError, embedder_name, read_catalog, titles_as_captions
 
 
 @dataclass
@@ -61,8 +62,12 @@ def run(stage_run: StageRun, settings: cfg.Settings, kept, report, clock, progre
     old = _load_kept(kept, state["files"])
     if isinstance(old, str):
         return old
+    image_model = resolve(store, settings)
+    if (old.fitted.image_kind, old.fitted.image_model) != (a.image, image_model.name if image_model else ""):
+        return "the image block was made otherwise (pools.image or its image model)"
+    report.embedder = embedder_name(settings, image_model)
     stats = report.stats
-    now = _changes(store, stage_run.since, old.ids, report)
+    now = _changes(store, stage_run.since, old.ids, report, image_model.name if image_model else "")
     if now is None:
         return "no products"
     n, d_rows = len(now.cur), now.d_rows
@@ -77,7 +82,7 @@ def run(stage_run: StageRun, settings: cfg.Settings, kept, report, clock, progre
         return None
     tag = stats.run_id
     name = f"vectors-i{tag}"
-    vectors = _vectors(store, settings, kept.path, name, old, now, report, progress, clock)
+    vectors = _vectors(store, settings, kept.path, name, old, now, report, progress, clock, image_model)
     if isinstance(vectors, str):
         return vectors
     out, usable = vectors
@@ -126,10 +131,10 @@ def _load_kept(kept, files: dict) -> _Kept | str:
     return _Kept(paths, fitted, old_ids, lists, old_vec, old_usable)
 
 
-def _changes(store, since: dict[str, int], old_ids: pa.Array, report) -> _Now | None:
-    """The products now, which are new or changed since the watermarks ``since`` and how many kept ones are
-    gone (None: no products)."""
-    changed = changed_products(store, since)
+def _changes(store, since: dict[str, int], old_ids: pa.Array, report, image_model: str = "") -> _Now | None:
+    """The products now, which are new or changed since the watermarks ``since`` (a new vector of
+    ``image_model`` too) and how many kept ones are gone (None: no products)."""
+    changed = changed_products(store, since, image_model)
     cur = store.read("products", columns=["product_id"]).column("product_id")
     cur = pc.take(cur, pc.sort_indices(cur)).combine_chunks().cast(pa.string())
     n = len(cur)
@@ -149,12 +154,14 @@ def _changes(store, since: dict[str, int], old_ids: pa.Array, report) -> _Now | 
     return _Now(cur, pos, d_rows, in_d, removed)
 
 
-def _vectors(store, settings: cfg.Settings, work, name: str, old: _Kept, now: _Now, report, progress, clock):
+def _vectors(store, settings: cfg.Settings, work, name: str, old: _Kept, now: _Now, report, progress, clock,
+             image_model=None):
     """``(vectors, usable)`` of every product now, written as ``<name>.npy`` beside the kept ones: the kept
     rows copied, the new and changed products embedded with the kept embedder; or why not."""
     d_rows, pos, n = now.d_rows, now.pos, len(now.cur)
     # the new and changed products, embedded with the kept embedder
-    catalog = read_catalog(store, only=now.cur.take(pa.array(d_rows)).to_pylist()) if len(d_rows) else None
+    catalog = (read_catalog(store, only=now.cur.take(pa.array(d_rows)).to_pylist(), image_model=image_model)
+               if len(d_rows) else None)
     if catalog is not None and len(catalog) != len(d_rows):
         return "products changed while read"
     old_vec = old.vectors

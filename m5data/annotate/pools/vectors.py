@@ -35,7 +35,7 @@ from ...storage.files import KeptFolder
 from ...storage.main_image import image_preference
 from ..kernels import embed
 from .embedder import Embedder, dumps, loads, nonzero_mean
-from .images import image_block
+from .image_vectors import VECTORS, ImageModel, catalog_sql, image_dim, image_of
 
 Progress = Callable[[str, int, int], None]
 
@@ -52,10 +52,12 @@ class CatalogError(UserError, ValueError):
 @dataclass
 class Catalog:
     """Every product (sorted by product_id) as Arrow columns: product_id, title, has_caption, text,
-    tokens, blob, phash, sha256."""
+    tokens, blob, phash, sha256; with an image model, its main image's vector row too (vec_media,
+    vec_mark: :func:`.image_vectors.catalog_sql`)."""
 
     table: pa.Table
     from_titles: int = 0  # products without a captions row whose raw title was captioned here
+    image_model: ImageModel | None = None  # pools.image = vectors: the model whose vectors make the image block
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -91,20 +93,26 @@ CATALOG_SQL = f"""
     ORDER BY p.product_id"""
 
 
-def read_catalog(store, only: list[str] | None = None) -> Catalog:
+def read_catalog(store, only: list[str] | None = None, image_model: ImageModel | None = None) -> Catalog:
     """Every product (``only``: just these product ids) with its title, its caption (``has_caption``: a
-    captions row exists) and its main image's normalised copy, as Arrow columns sorted by product_id."""
+    captions row exists) and its main image's normalised copy, as Arrow columns sorted by product_id;
+    with ``image_model`` (``image_vectors.resolve``), also its main image's row of that model."""
     # past a few MB of parts, a database of its own (not a cursor of the process's read database): this read
     # of every product gives its memory back when it closes; through a cursor the pools stage's peak RSS at
     # 100k products was 1.32 GiB against 1.09 (bench_scale.py, 2026-11-29). Store.connect_whole.
-    con = store.connect_whole(("products", "captions", "media"))
+    con = store.connect_whole(("products", "captions", "media") + (("image_vectors",) if image_model else ()))
     try:
         sql = CATALOG_SQL
         if only is not None:
             con.execute("CREATE TEMP TABLE wanted AS SELECT DISTINCT unnest(?::VARCHAR[]) AS product_id", [list(only)])
             sql = (sql.replace("WHERE s.kind = 'image'", "WHERE s.product_id IN (SELECT product_id FROM wanted) AND s.kind = 'image'")
                    .replace("\n    ORDER BY p.product_id", "\n    WHERE p.product_id IN (SELECT product_id FROM wanted)\n    ORDER BY p.product_id"))
-        return Catalog(con.sql(sql).to_arrow_table())
+        if image_model is not None:
+            vec = catalog_sql(image_model.name, "" if only is None else "AND product_id IN (SELECT product_id FROM wanted)")
+            sql = (sql.replace("d.blob IS NOT NULL)\n", f"d.blob IS NOT NULL),\n    vec AS ({vec})\n")
+                   .replace("img.sha256\n", "img.sha256, vec.vec_media, vec.vec_mark\n")
+                   .replace("LEFT JOIN img ON", "LEFT JOIN vec ON vec.product_id = p.product_id\n    LEFT JOIN img ON"))
+        return Catalog(con.sql(sql).to_arrow_table(), image_model=image_model)
     finally:
         con.close()
 
@@ -145,9 +153,12 @@ def titles_as_captions(catalog: Catalog, s: cfg.Settings) -> int:
     return n
 
 
-def embedder_name(s: cfg.Settings) -> str:
+def embedder_name(s: cfg.Settings, image_model: ImageModel | None = None) -> str:
+    """The pools rows' ``embedder``: the text block's and the image block's (with the vectors' model)."""
     a = s.pools
     text = f"st:{Path(a.text_model).name}" if a.text_model else f"tfidf-svd{a.text_dim}"
+    if a.image == VECTORS and image_model is not None:
+        return f"{text}+vectors:{image_model.name}"
     return f"{text}+{a.image}" if a.image != "none" else text
 
 
@@ -159,6 +170,9 @@ def vectors_key(store, catalog: Catalog, s: cfg.Settings) -> str:
     digest.update(repr((VERSION, embed.IMAGE_DESCRIPTOR_VERSION, embedder_name(s), a.text_weight,
                         a.image_weight, a.text_dim, a.text_model, s.annotate.seed, a.svd, a.svd_iter,
                         a.fit_sample if len(catalog) > IN_MEMORY_ROWS else 0)).encode())
+    vectors = a.image == VECTORS and catalog.image_model is not None
+    if vectors:  # the model's identity; per product, its vector row's media id and when it was made (or its error)
+        digest.update(repr(("image_vectors", catalog.image_model.name, catalog.image_model.dim)).encode())
     # a store on object storage writes a blob once and never removes it in place: a named one is there
     root = None if (folder := store.local_root()) is None else str(folder)
     for start in range(0, len(catalog), CHUNK):
@@ -166,8 +180,11 @@ def vectors_key(store, catalog: Catalog, s: cfg.Settings) -> str:
         blobs = catalog.column("blob", start, stop)
         # a blob lost since the last run must not be served from the cache as if it were read
         there = [bool(b) and (root is None or os.path.exists(os.path.join(root, b))) for b in blobs]
-        for row in zip(catalog.column("product_id", start, stop), catalog.column("text", start, stop),
-                       catalog.column("sha256", start, stop), catalog.column("phash", start, stop), there):
+        cols = [catalog.column("product_id", start, stop), catalog.column("text", start, stop),
+                catalog.column("sha256", start, stop), catalog.column("phash", start, stop), there]
+        if vectors:
+            cols += [catalog.column("vec_media", start, stop), catalog.column("vec_mark", start, stop)]
+        for row in zip(*cols):
             digest.update(repr(row).encode())
     return digest.hexdigest()[:16]
 
@@ -199,7 +216,7 @@ def product_vectors(store, catalog: Catalog, s: cfg.Settings, progress: Progress
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=vec.shape)
             out[:] = vec
         else:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(catalog), _dim(s)))
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(catalog), _dim(s, catalog)))
             gaps, usable, fitted = _embed_chunked(store, catalog, s, out, progress)
         out.flush()
         del out
@@ -213,11 +230,11 @@ def product_vectors(store, catalog: Catalog, s: cfg.Settings, progress: Progress
     return Vectors(np.load(path, mmap_mode="c"), gaps, usable, fp, embedder=fitted)
 
 
-def _dim(s: cfg.Settings) -> int:
-    """Width of the concatenated vector: the text block's, plus the image descriptor's."""
+def _dim(s: cfg.Settings, catalog: Catalog) -> int:
+    """Width of the concatenated vector: the text block's, plus the image block's."""
     a = s.pools
     text = _st_dim(a.text_model) if a.text_model else a.text_dim
-    return text + (embed.IMAGE_DIM if a.image == "descriptor" else 0)
+    return text + image_dim(s, catalog)
 
 
 def _st_dim(model_path: str) -> int:
@@ -244,15 +261,15 @@ def _embed_in_memory(store, catalog: Catalog, s: cfg.Settings, progress: Progres
         text = embed.tfidf_svd([list(t) for t in catalog.column("tokens")], texts, dim=a.text_dim, seed=s.annotate.seed,
                                keep=fitted, n_iter=a.svd_iter, svd=a.svd)
     embedder = Embedder("st" if a.text_model else "tfidf", text.shape[1], fitted[0] if fitted else None,
-                        [nonzero_mean(text)], a.image == "descriptor")
+                        [nonzero_mean(text)], a.image != "none", *_image_kind(catalog, s))
     text = embed.l2_normalise(text, center=True)
     has_text = np.array([bool(t) for t in texts], bool)
     text[~has_text] = 0.0
     gaps["zero text block: empty caption"] = int((~has_text).sum())
     blocks = [(text, a.text_weight)]
     has_image = np.zeros(len(catalog), bool)
-    if a.image == "descriptor":
-        image, has_image = image_block(store, catalog, 0, len(catalog), gaps, progress)
+    if a.image != "none":
+        image, has_image = image_of(store, catalog, s, 0, len(catalog), gaps, progress)
         embedder.means.append(nonzero_mean(image))
         image = embed.l2_normalise(image, center=True)
         image[~has_image] = 0.0
@@ -267,7 +284,7 @@ def _embed_chunked(store, catalog: Catalog, s: cfg.Settings, out: np.ndarray, pr
     a = s.pools
     n = len(catalog)
     gaps: Counter = Counter()
-    dt = out.shape[1] - (embed.IMAGE_DIM if a.image == "descriptor" else 0)
+    dt = out.shape[1] - image_dim(s, catalog)
     has_text = np.zeros(n, bool)
     has_image = np.zeros(n, bool)
     text_model = None if a.text_model else embed.TfidfSvd.fit_sample(
@@ -281,16 +298,16 @@ def _embed_chunked(store, catalog: Catalog, s: cfg.Settings, out: np.ndarray, pr
             out[start:stop, :dt] = embed.sentence_transformer(texts, a.text_model)
         else:
             out[start:stop, :dt] = text_model.transform(catalog.column("tokens", start, stop), texts)
-        if a.image == "descriptor":
-            out[start:stop, dt:], has_image[start:stop] = image_block(store, catalog, start, stop, gaps, None)
+        if a.image != "none":
+            out[start:stop, dt:], has_image[start:stop] = image_of(store, catalog, s, start, stop, gaps, None)
         if progress:
             progress("embed", stop, n)
     gaps["zero text block: empty caption"] = int((~has_text).sum())
     blocks = [(slice(0, dt), has_text, a.text_weight)]
-    if a.image == "descriptor":
+    if a.image != "none":
         blocks.append((slice(dt, out.shape[1]), has_image, a.image_weight))
     means = [_mean_of_nonzero(out, cols) for cols, _, _ in blocks]
-    embedder = Embedder("st" if a.text_model else "tfidf", dt, text_model, means, a.image == "descriptor")
+    embedder = Embedder("st" if a.text_model else "tfidf", dt, text_model, means, a.image != "none", *_image_kind(catalog, s))
     for start in range(0, n, CHUNK):
         stop = min(start + CHUNK, n)
         parts = []
@@ -303,6 +320,12 @@ def _embed_chunked(store, catalog: Catalog, s: cfg.Settings, out: np.ndarray, pr
             parts.append(np.sqrt(w) * x)
         out[start:stop] = embed.l2_normalise(np.concatenate(parts, axis=1))
     return +gaps, has_text | has_image, embedder
+
+
+def _image_kind(catalog: Catalog, s: cfg.Settings) -> tuple[str, str]:
+    """What the kept embedder records of its image block: its kind and (vectors) the model."""
+    m = catalog.image_model if s.pools.image == VECTORS else None
+    return s.pools.image, m.name if m is not None else ""
 
 
 def _mean_of_nonzero(out: np.ndarray, cols: slice) -> np.ndarray:
