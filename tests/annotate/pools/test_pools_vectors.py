@@ -12,16 +12,15 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 from support.demo_fixtures import copy_store
+from support.pool_compare import assert_same, full_search, pools_of
 from typer.testing import CliRunner
 
 from m5data import stages
-from m5data.annotate.kernels.search import exact_search
-from m5data.annotate.pools import next_run
 from m5data.annotate.pools.image_vectors import ImageVectorsError
-from m5data.annotate.pools.job import Rows, build_pools, sample_queries
+from m5data.annotate.pools.job import build_pools
 from m5data.cli import app
 from m5data.config import ConfigError, load
-from m5data.storage import Store, changes
+from m5data.storage import Store
 from m5data.storage.main_image import main_image_sql
 
 K = 20
@@ -90,15 +89,6 @@ def put_vector(store, model: str, product: str, media: str, vector, error: str |
                                    "made_at": datetime.now(timezone.utc)}])
 
 
-def pools_of(store) -> dict[str, list[tuple[str, float]]]:
-    rows = store.read("pools", columns=["query_id", "candidate_id", "rank", "score"]).sort_by(
-        [("query_id", "ascending"), ("rank", "ascending")]).to_pylist()
-    out: dict[str, list] = {}
-    for r in rows:
-        out.setdefault(r["query_id"], []).append((r["candidate_id"], round(r["score"], 6)))
-    return out
-
-
 def rank(store, query: str, candidate: str) -> int:
     """``candidate``'s place in ``query``'s pool (K + 1: not in it)."""
     return next((i for i, (c, _) in enumerate(pools_of(store).get(query, []), 1) if c == candidate), K + 1)
@@ -159,51 +149,6 @@ def test_the_stage_check_refuses_bad_image_settings(tmp_path, monkeypatch, pools
     s = load(None, {f"pools.{k}": v for k, v in pools.items()}, environ={})
     with pytest.raises(ConfigError, match=key):
         stages.check("pools", s, {})
-
-
-NOISE = 2e-6  # float32 matmuls of other block shapes differ in the last bits
-
-
-def full_search(store, s) -> dict[str, list[tuple[str, float]]]:
-    """Every query's top K by an exact search over the vectors the last run kept."""
-    files = changes.load_state(store, "pools")["files"]
-    kept = store.local_root() / "derived" / "pools"
-    ids = next_run._load_ids(kept / files["ids"]).to_pylist()
-    vec, usable = np.load(kept / files["vectors"]), np.load(kept / files["usable"])
-    g_rows = np.flatnonzero(usable)
-    pos = np.full(len(ids), -1)
-    pos[g_rows] = np.arange(len(g_rows))
-    queries = [q for q in sample_queries(ids, s.pools.queries, s.annotate.seed) if usable[ids.index(q)]]
-    q_rows = np.array([ids.index(q) for q in queries])
-    out = {}
-    for hits in exact_search(Rows(vec, q_rows), vec[g_rows], K, self_index=pos[q_rows]):
-        for i, (idx, sc) in enumerate(zip(hits.index, hits.scores)):
-            out[queries[hits.start + i]] = [(ids[g_rows[j]], round(float(x), 6)) for j, x in zip(idx, sc) if np.isfinite(x)]
-    return out
-
-
-def tie_runs(pool: list[tuple[str, float]]) -> list[list[tuple[str, float]]]:
-    """A pool cut into runs of consecutive candidates whose scores are within NOISE of the run's first."""
-    runs: list[list[tuple[str, float]]] = []
-    for c, x in pool:
-        if runs and abs(runs[-1][0][1] - x) <= NOISE:
-            runs[-1].append((c, x))
-        else:
-            runs.append([(c, x)])
-    return runs
-
-
-def assert_same(a: dict, b: dict) -> None:
-    """The same queries with the same candidates in the same order, scores equal but for float32 noise (within
-    a run of tied scores any order; the last run may be cut at the pool's end)."""
-    assert a.keys() == b.keys()
-    for q in a:
-        ra, rb = tie_runs(a[q]), tie_runs(b[q])
-        assert len(a[q]) == len(b[q]) and len(ra) == len(rb), (q, a[q], b[q])
-        for i, (x, y) in enumerate(zip(ra, rb)):
-            assert len(x) == len(y) and abs(x[0][1] - y[0][1]) <= NOISE, (q, x, y)
-            if i < len(ra) - 1:
-                assert sorted(c for c, _ in x) == sorted(c for c, _ in y), (q, x, y)
 
 
 def test_a_new_vector_makes_its_product_changed_and_the_incremental_run_is_the_full_search(store):
