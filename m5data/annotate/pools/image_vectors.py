@@ -112,7 +112,6 @@ def vector_block(store, catalog, start: int, stop: int, gaps: Counter) -> tuple[
         vectors = t.column("vector").combine_chunks()
         flat = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
         if t.num_rows and len(flat) != t.num_rows * model.dim:
-
             raise ImageVectorsError(f"image vectors of {model.name!r} are not all {model.dim} long: run `m5data vision` "
                              "with one model file version")
         matrix = flat.reshape(t.num_rows, model.dim)
