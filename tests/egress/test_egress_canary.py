@@ -14,7 +14,9 @@ whitespace); three tests per path then say what leaked, where:
 - ``test_no_withheld_product[path]``: no marker (nor image bytes) of the opted-out or taken-down product;
 - ``test_no_face[path]``: no picture with the canary's face unblurred (the detector re-run on every picture
   given; a face found must differ from the raw photo inside its box) and no video showing it (a frame every
-  0.2 s).
+  0.2 s);
+- ``test_no_qr_code[path]``: no picture in which either OpenCV QR reader still finds a code (one is pasted
+  on a normal product's picture: a QR code is a contact).
 
 Not asserted on, as documented owner records: ``m5data sql`` over ``raw.<table>``, the views ``takedowns``,
 ``optouts``, ``opted_out``, ``taken_down`` and ``m5data takedown --list``.
@@ -75,6 +77,7 @@ class Findings:
     personal: list[str] = field(default_factory=list)
     withheld: list[str] = field(default_factory=list)
     faces: list[str] = field(default_factory=list)
+    codes: list[str] = field(default_factory=list)  # QR codes a reader still finds in a picture given
     files: int = 0
     seconds: float = 0.0
     canary: bool = False  # whether the canary went through at all (else a pass means little)
@@ -199,6 +202,10 @@ class Scanner:
 
         from m5data.faces.detect import THRESHOLD, detect
 
+        value, _, _ = cv2.QRCodeDetector().detectAndDecode(bgr)
+        seen, _ = cv2.QRCodeDetectorAruco().detectMulti(bgr)
+        if value or seen:
+            self.found.codes.append(f"QR code {value or '(found, not decoded)'!r} readable in {name}")
         for face in detect(bgr):
             if face.score < THRESHOLD:
                 continue
@@ -556,6 +563,8 @@ def test_the_checks_find_what_they_look_for(tmp_path):
     assert len(sc.found.faces) == 1
     sc.data("raw.mp4", world.face_video(tmp_path / "v.mp4").read_bytes())
     assert len(sc.found.faces) == 2 and sc.found.faces[1].startswith("video showing the face")
+    sc.data("qr.jpg", world.qr_image(tmp_path / "qr.jpg", 3).read_bytes())
+    assert len(sc.found.codes) == 1 and world.QR_VALUE in sc.found.codes[0]
     sc.text("t", world.PERSONAL["title"][0] + world.PERSONAL["spec_value"][0])
     assert {line.split(" ")[0] for line in sc.found.personal} == {"'13800138001'", "'wangwu@163.com'", "'13800138000'"}
     buf = io.BytesIO()
@@ -611,3 +620,11 @@ def test_no_face(egress, path):
     found = _result(egress, path)
     if found.faces:
         _fail(path, "the canary's face left the store unblurred", found.faces)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_no_qr_code(egress, path):
+    """No picture given with a QR code either OpenCV reader finds (one is pasted on a product's picture)."""
+    found = _result(egress, path)
+    if found.codes:
+        _fail(path, "a QR code (a contact) left the store readable", found.codes)

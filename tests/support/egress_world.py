@@ -87,6 +87,25 @@ def _image(path: Path, seed: int) -> Path:
     return path
 
 
+QR_VALUE = "https://u.wechat.com/canary_qr_7000"  # a shop's contact, pasted on one normal product's picture
+QR_PRODUCT = NORMAL[3]
+
+
+def qr_image(path: Path, seed: int) -> Path:
+    """A product picture of its own (:func:`_image`) with a QR code of :data:`QR_VALUE` pasted on it."""
+    import cv2
+
+    _image(path, seed)
+    img = cv2.imread(str(path))
+    code = cv2.QRCodeEncoder.create().encode(QR_VALUE)
+    code = cv2.copyMakeBorder(code, 4, 4, 4, 4, cv2.BORDER_CONSTANT, value=255)  # its quiet zone, as printed
+    code = cv2.cvtColor(cv2.resize(code, (code.shape[1] * 4, code.shape[0] * 4), interpolation=cv2.INTER_NEAREST),
+                        cv2.COLOR_GRAY2BGR)
+    img[130:130 + code.shape[0], 220:220 + code.shape[1]] = code
+    cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return path
+
+
 def face_video(path: Path) -> Path:
     """A 3-second MP4 of the astronaut's photo (her face on every frame)."""
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-loop", "1", "-i", str(FACE), "-t", "3", "-r", "4",
@@ -160,7 +179,8 @@ def write_rows(store, tmp: Path) -> dict[str, list[Path]]:
     files: dict[str, list[Path]] = {}
     photos = [p for p in (REALDATA / "media" / "images" / name for name in PHOTOS) if p.is_file()]  # else made
     for i, pid in enumerate(NORMAL):
-        src = photos[i] if i < len(photos) else _image(tmp / f"normal{i}.jpg", i)
+        src = (photos[i] if i < len(photos) else qr_image(tmp / f"normal{i}.jpg", i) if pid == QR_PRODUCT
+               else _image(tmp / f"normal{i}.jpg", i))
         add_media(store, src, pid, "image")
         files[pid] = [src]
     rights = {"download": {"rights": {"rights": p["image_rights"][0], "web_statement": p["page_url"][0]}}}
