@@ -30,7 +30,8 @@ caller's cache; ``as-is`` uses the caller's cache as it is.
 
     python benchmarks/bench_incremental.py --products 10000 --new-share 0.01
 
-Stages (``--stages``, pipeline order): align, dedup, match_level and pools (the curation stages), splits,
+Stages (``--stages``, pipeline order): vision (opt-in, as in the flow: the image features and codes of the
+normalised images; compared with the full rebuild's vectors), align, dedup, match_level and pools (the curation stages), splits,
 export (WebDataset, all splits: the incremental run writes the new version beside the first one; the
 full rebuild writes into a folder of its own), report. Each stage's seconds are its ``run(ctx)``'s,
 timed in its process (the process's own start, imports and numba's cache, printed beside them; the
@@ -55,8 +56,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scale import ROOT, fresh_copy, link_copy, prepare, run_child  # noqa: E402
 
 STAGES = ("align", "dedup", "match_level", "pools", "splits", "export", "report")
+# not in the default --stages: the vision stage (per picture, opt-in as in the flow; ``--stages vision``)
+OPT_IN = ("vision",)
 # the table whose incremental rows are compared with the full rebuild's (agreement, below)
-TABLES = {"dedup": "dedup", "match_level": "caption_match", "pools": "pools"}
+TABLES = {"dedup": "dedup", "match_level": "caption_match", "pools": "pools", "vision": "image_vectors"}
 
 
 def agreement(stage: str, run: Path) -> str:
@@ -76,6 +79,13 @@ def agreement(stage: str, run: Path) -> str:
             return {(a, b) for g in groups.values() for i, a in enumerate(sorted(g)) for b in sorted(g)[i + 1:]}
         a, b = pairs(inc), pairs(full)
         return f"same-group pairs in common {len(a & b):,} of {len(a | b):,} ({len(a & b) / max(1, len(a | b)):.4f})"
+    if stage == "vision":  # the same vector (float32 noise aside) for every image
+        import numpy as np
+
+        made = {r["media_id"]: r["vector"] for r in full}
+        same = sum(r["vector"] is not None and made.get(r["media_id"]) is not None
+                   and bool(np.allclose(r["vector"], made[r["media_id"]], atol=1e-5)) for r in inc)
+        return f"same vector {same:,} of {len(full):,} images ({same / max(1, len(full)):.4f})"
     if stage == "match_level":
         levels = {r["product_id"]: r["level"] for r in full}
         same = sum(levels.get(r["product_id"], "?") == r["level"] for r in inc)
@@ -259,7 +269,7 @@ def main() -> int | None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--run-dir", type=Path, default=None,
                     help="the folder the store is copied to and run in (default <work>/incremental-<products>)")
-    ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated, of " + ", ".join(STAGES))
+    ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated, of " + ", ".join(OPT_IN + STAGES))
     ap.add_argument("--full-stages", default=None,
                     help="stages whose full rebuild over the grown store is run (default: every stage); the others' "
                          "ratio is taken against their first run, a full build over the store before it grew (at 1M "
@@ -275,7 +285,7 @@ def main() -> int | None:
                     help="comma-separated stages whose incremental run runs under cProfile (its stats in "
                          "<run-dir>/<stage>-incremental.prof; its seconds then include the profiler's overhead)")
     args = ap.parse_args()
-    stages = [s for s in STAGES if s in args.stages.split(",")]
+    stages = [s for s in OPT_IN + STAGES if s in args.stages.split(",")]  # pipeline order: vision before align
     full_stages = stages if args.full_stages is None else [s for s in stages if s in args.full_stages.split(",")]
     n = args.products
     overrides = {"align.mapping": str(args.work / f"world-{n}-s{args.seed}" / "truth" / "level1_mapping.toml"),

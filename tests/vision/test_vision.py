@@ -208,3 +208,16 @@ def test_a_run_killed_after_a_write_resumes_without_duplicates(tmp_path, monkeyp
     assert again.n_in == len(ids) - kept
     rows = store.read("image_vectors").to_pylist()
     assert len(rows) == len({r["media_id"] for r in rows}) == len(ids)
+
+
+def test_a_full_run_makes_every_row_again(tmp_path):
+    store, ids = _real_store(tmp_path)
+    _call(store)
+    before = {r["media_id"]: r["made_at"] for r in store.read("image_vectors").to_pylist()}
+    scanned = {r["blob"]: r["scanned_at"] for r in store.read("image_codes").to_pylist()}
+    settings = load(None, {"store.path": str(store.root)}, environ={})
+    full = stages.call("vision", stages.RunContext(settings, options={"full": True}, _store=store))
+    assert full.n_in == full.n_out == len(ids) and full.details["scanned"] == len(ids)
+    after = {r["media_id"]: r for r in store.read("image_vectors").to_pylist()}
+    assert set(after) == set(before) and all(after[m]["made_at"] > t for m, t in before.items())
+    assert all(r["scanned_at"] > scanned[r["blob"]] for r in store.read("image_codes").to_pylist())
