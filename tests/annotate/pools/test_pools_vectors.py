@@ -33,7 +33,7 @@ def settings(store, **pools):
 
 @pytest.fixture(scope="module")
 def demo60(demo_store_factory):
-    return demo_store_factory(products=60, seed=0, faces=False)
+    return demo_store_factory(products=60, seed=0)  # the store 28 other tests share: built once per suite
 
 
 @pytest.fixture(scope="module")
