@@ -12,31 +12,22 @@ import pyarrow as pa
 from .samples import Sample
 
 BATCH = 200  # image_codes rows per write
-
-# the written samples' main pictures without an image_codes row: a normalised image, or a JPEG original
-# where a product has none (the sample's image then)
 _SCHEMA = pa.schema([("blob", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
                      ("boxes", pa.list_(pa.list_(pa.float32())))])  # a picture's QR boxes, in its pixels
-_MISSING_SQL = """
-WITH m AS (SELECT DISTINCT product_id FROM ({members})),
-mm AS (SELECT media.* FROM media JOIN m USING (product_id) WHERE {media_filter})
-SELECT blob, min(kind) AS kind, min(media_id) AS media_id, min(product_id) AS product_id
-FROM mm
-WHERE kind IN ('image_norm', 'image')
-  AND (kind <> 'image' OR product_id NOT IN (SELECT product_id FROM mm WHERE kind = 'image_norm'))
-  AND blob NOT IN (SELECT blob FROM export_codes_known)
-GROUP BY blob ORDER BY blob
-"""
+
+
+def _boxes_row(row: dict) -> dict:
+    """An ``image_codes`` row as ``export_codes`` holds it: the picture's size and its QR boxes."""
+    from ..vision.codes import qr_boxes
+
+    return {"blob": row["blob"], "width": row["width"], "height": row["height"], "boxes": [list(b) for b in qr_boxes(row)]}
 
 
 def load_codes(store, con) -> None:
     """Tables of ``con``: ``export_codes`` (blob, width, height, QR boxes) of the pictures with a QR code and
     ``export_codes_known``, every blob with a row; read once with ``store.read``."""
-    from ..vision.codes import qr_boxes
-
     found = store.read("image_codes", columns=["blob", "width", "height", "code_kind", "x0", "y0", "x1", "y1"])
-    rows = [{"blob": r["blob"], "width": r["width"], "height": r["height"], "boxes": [list(b) for b in qr_boxes(r)]}
-            for r in found.to_pylist() if "qr" in (r["code_kind"] or [])]
+    rows = [_boxes_row(r) for r in found.to_pylist() if "qr" in (r["code_kind"] or [])]
     con.register("export_codes_known_rows", found.select(["blob"]))
     con.register("export_codes_rows", pa.Table.from_pylist(rows, schema=_SCHEMA))
     try:
@@ -50,11 +41,11 @@ def load_codes(store, con) -> None:
 def scan_missing(store, con, members_sql: str) -> int:
     """Scan the main pictures of the samples ``members_sql`` names that have no ``image_codes`` row, write
     their rows and add their QR boxes to ``export_codes``; how many were scanned."""
-    from ..vision.codes import qr_boxes, scan_file
-    from .media import file_of, shard_blobs
-    from .members import MEDIA_FILTER
+    from ..vision.codes import scan_file
+    from .faces import missing_sql  # the written samples' pictures without a row: a normalised image, or a
+    from .media import file_of, shard_blobs  # JPEG original where a product has none (the sample's image then)
 
-    todo = con.execute(_MISSING_SQL.format(members=members_sql, media_filter=MEDIA_FILTER)).fetchall()
+    todo = con.execute(missing_sql(members_sql, ("image_norm", "image"), "export_codes_known")).fetchall()
     done = 0
     for start in range(0, len(todo), BATCH):
         chunk = todo[start:start + BATCH]
@@ -68,8 +59,7 @@ def scan_missing(store, con, members_sql: str) -> int:
                     rows.append(row)
         if rows:
             store.write("image_codes", rows)
-            found = [{"blob": r["blob"], "width": r["width"], "height": r["height"], "boxes": [list(b) for b in qr_boxes(r)]}
-                     for r in rows if r["qr_codes"]]
+            found = [_boxes_row(r) for r in rows if r["qr_codes"]]
             if found:
                 con.register("export_codes_new", pa.Table.from_pylist(found, schema=_SCHEMA))
                 try:

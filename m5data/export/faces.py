@@ -20,11 +20,19 @@ WITH m AS (SELECT DISTINCT product_id FROM ({members})),
 mm AS (SELECT media.* FROM media JOIN m USING (product_id) WHERE {media_filter})
 SELECT blob, min(kind) AS kind, min(media_id) AS media_id, min(product_id) AS product_id
 FROM mm
-WHERE kind IN ('image_norm', 'image', 'frames')
+WHERE kind IN ({kinds})
   AND (kind <> 'image' OR product_id NOT IN (SELECT product_id FROM mm WHERE kind = 'image_norm'))
-  AND blob NOT IN (SELECT blob FROM export_faces_known)
+  AND blob NOT IN (SELECT blob FROM {known})
 GROUP BY blob ORDER BY blob
-"""
+"""  # {kinds}, {known}: export/codes.py asks the same of its own table, for still pictures only
+
+
+def missing_sql(members_sql: str, kinds: tuple[str, ...], known: str) -> str:
+    """SQL of the written samples' pictures of ``kinds`` whose blob is not in table ``known``."""
+    from .members import MEDIA_FILTER
+
+    return _MISSING_SQL.format(members=members_sql, media_filter=MEDIA_FILTER,
+                               kinds=", ".join(f"'{k}'" for k in kinds), known=known)
 
 
 def detect_missing(store, con, members_sql: str, frames: str = "changed") -> int:
@@ -37,9 +45,8 @@ def detect_missing(store, con, members_sql: str, frames: str = "changed") -> int
     extract's too (rows of either stage are alike)."""
     from ..faces.boxes import detect_files
     from .media import file_of, frame_files, shard_blobs
-    from .members import MEDIA_FILTER
 
-    todo = con.execute(_MISSING_SQL.format(members=members_sql, media_filter=MEDIA_FILTER)).fetchall()
+    todo = con.execute(missing_sql(members_sql, DETECTED_KINDS, "export_faces_known")).fetchall()
     done = 0
     for start in range(0, len(todo), BATCH):
         chunk = todo[start:start + BATCH]
