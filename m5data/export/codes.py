@@ -42,9 +42,9 @@ def scan_missing(store, con, members_sql: str) -> int:
     """Scan the main pictures of the samples ``members_sql`` names that have no ``image_codes`` row, write
     their rows and add their QR boxes to ``export_codes``; how many were scanned."""
     from ..vision.codes import scan_file
-    from .faces import missing_sql  # the written samples' pictures without a row: a normalised image, or a
-    from .media import file_of, shard_blobs  # JPEG original where a product has none (the sample's image then)
+    from .media import file_of, missing_sql, shard_blobs
 
+    # the written samples' pictures without a row: a normalised image, or a JPEG original where a product has none
     todo = con.execute(missing_sql(members_sql, ("image_norm", "image"), "export_codes_known")).fetchall()
     done = 0
     for start in range(0, len(todo), BATCH):

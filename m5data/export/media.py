@@ -102,3 +102,26 @@ def file_of(root: Path, blob: str) -> Path | None:
     except BlobPathError:
         return None
     return path if path.is_file() else None
+
+
+# the written samples' pictures without a faces row: a normalised image, a JPEG original where a product
+# has no normalised image (the sample's image then), a frames folder; ``export_faces_known`` holds every blob
+# with a faces row (read once with the boxes: the faces view's newest-row window cost 20 s at 100k products)
+_MISSING_SQL = """
+WITH m AS (SELECT DISTINCT product_id FROM ({members})),
+mm AS (SELECT media.* FROM media JOIN m USING (product_id) WHERE {media_filter})
+SELECT blob, min(kind) AS kind, min(media_id) AS media_id, min(product_id) AS product_id
+FROM mm
+WHERE kind IN ({kinds})
+  AND (kind <> 'image' OR product_id NOT IN (SELECT product_id FROM mm WHERE kind = 'image_norm'))
+  AND blob NOT IN (SELECT blob FROM {known})
+GROUP BY blob ORDER BY blob
+"""  # {kinds}, {known}: export/codes.py asks the same of its own table, for still pictures only
+
+
+def missing_sql(members_sql: str, kinds: tuple[str, ...], known: str) -> str:
+    """SQL of the written samples' pictures of ``kinds`` whose blob is not in table ``known``."""
+    from .members import MEDIA_FILTER
+
+    return _MISSING_SQL.format(members=members_sql, media_filter=MEDIA_FILTER,
+                               kinds=", ".join(f"'{k}'" for k in kinds), known=known)
